@@ -1,0 +1,157 @@
+"""Quantization: float vectors in, ring vectors out, and sums of them back to floats.
+
+This is the only place where floats meet the cryptographic layer. A value x is
+clipped to ``[-clip, clip]``, scaled by ``scale = (2^(bits-1) - 1) / clip`` and
+rounded stochastically to an integer q with ``|q| <= qmax = 2^(bits-1) - 1``:
+``q = floor(x * scale) + [u < frac(x * scale)]`` for u uniform in [0, 1), so
+``E[q] = x * scale`` (unbiased). q is stored in two's complement in Z_(2^ring).
+
+A sum of ``num_clients`` encodings, each multiplied by an integer weight of at
+most ``max_weight``, stays within ``(-2^(ring-1), 2^(ring-1))`` exactly when
+``num_clients * max_weight * qmax <= 2^(ring-1) - 1``; :class:`QuantizationConfig`
+refuses any configuration for which that does not hold, so
+``decode(sum of encodings) == sum of the integers`` with no wrap, bit for bit.
+Invariant: ``dequantize(Σ quantize(x_i)) = Σ q_i / scale``, and each
+``|q_i / scale - clip(x_i)| < 1 / scale`` (one quantization step).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from secagg.errors import ConfigurationError, OverflowDetectedError
+from secagg.ring import Ring, RingVector
+
+__all__ = ["QuantizationConfig", "dequantize", "quantize", "quantize_to_integers"]
+
+FloatArray = npt.NDArray[np.float64]
+IntArray = npt.NDArray[np.int64]
+
+
+@dataclass(frozen=True)
+class QuantizationConfig:
+    """How floats become ring elements, and for how many summands.
+
+    Attributes:
+        clip: values are clipped to ``[-clip, clip]`` (``clip > 0``).
+        bits: bits per quantized value including the sign (2..ring_bits - 1).
+        num_clients: the largest number of encodings that will be summed.
+        ring_bits: 32 (default) or 64.
+        max_weight: the largest integer weight a client multiplies its encoding
+            by before summing (1 for a plain sum; the sample-count bound for a
+            weighted mean).
+    """
+
+    clip: float
+    bits: int
+    num_clients: int
+    ring_bits: int = 32
+    max_weight: int = 1
+
+    def __post_init__(self) -> None:
+        ring = Ring(self.ring_bits)  # validates ring_bits
+        if not (np.isfinite(self.clip) and self.clip > 0):
+            raise ConfigurationError(f"clip must be a positive finite number, got {self.clip}")
+        if not 2 <= self.bits < ring.bits:
+            raise ConfigurationError(f"bits must be in 2..{ring.bits - 1} for Z_(2^{ring.bits}), got {self.bits}")
+        if self.num_clients < 1 or self.max_weight < 1:
+            raise ConfigurationError("num_clients and max_weight must be at least 1")
+        if self.num_clients * self.max_weight * self.qmax > self.limit:
+            raise ConfigurationError(self._overflow_message())
+
+    @property
+    def ring(self) -> Ring:
+        """The ring the encodings live in."""
+        return Ring(self.ring_bits)
+
+    @property
+    def qmax(self) -> int:
+        """Largest quantized magnitude, 2^(bits-1) - 1."""
+        return (1 << (self.bits - 1)) - 1
+
+    @property
+    def limit(self) -> int:
+        """Largest magnitude a sum may reach without wrapping: 2^(ring-1) - 1."""
+        return (1 << (self.ring_bits - 1)) - 1
+
+    @property
+    def scale(self) -> float:
+        """Quantization steps per unit: qmax / clip."""
+        return self.qmax / self.clip
+
+    @property
+    def step(self) -> float:
+        """The size of one quantization step, 1 / scale."""
+        return 1.0 / self.scale
+
+    def _overflow_message(self) -> str:
+        weight_total = self.num_clients * self.max_weight
+        safe_bits = max(b for b in range(1, self.ring_bits) if weight_total * ((1 << (b - 1)) - 1) <= self.limit)
+        safe_clients = self.limit // (self.max_weight * self.qmax)
+        return (
+            f"quantization could overflow Z_(2^{self.ring_bits}): {self.num_clients} clients x weight "
+            f"{self.max_weight} x {self.qmax} (bits={self.bits}) exceeds {self.limit}. Largest safe setting: "
+            f"bits <= {safe_bits} for {self.num_clients} clients, or at most {safe_clients} clients at "
+            f"bits={self.bits}" + ("" if self.ring_bits == 64 else ", or ring_bits=64")
+        )
+
+
+def quantize_to_integers(values: npt.ArrayLike, config: QuantizationConfig, rng: np.random.Generator) -> IntArray:
+    """Clip, scale and stochastically round ``values`` to integers in [-qmax, qmax].
+
+    ``rng`` supplies the rounding randomness (it need not be secret; it must be
+    independent of the data). Non-finite inputs are refused.
+    """
+    x = np.asarray(values, dtype=np.float64).ravel()
+    if not np.all(np.isfinite(x)):
+        raise ConfigurationError("cannot quantize NaN or infinite values")
+    scaled = np.clip(x, -config.clip, config.clip) * config.scale
+    floor = np.floor(scaled)
+    rounded = floor + (rng.random(x.shape[0]) < (scaled - floor))
+    return np.clip(rounded, -config.qmax, config.qmax).astype(np.int64)
+
+
+def quantize(values: npt.ArrayLike, config: QuantizationConfig, rng: np.random.Generator) -> RingVector:
+    """Quantize ``values`` and store them in two's complement in the config's ring."""
+    return to_ring(quantize_to_integers(values, config, rng), config)
+
+
+def to_ring(integers: npt.NDArray[Any], config: QuantizationConfig) -> RingVector:
+    """Signed integers (|v| <= limit) in two's complement in Z_(2^ring_bits)."""
+    signed = np.asarray(integers, dtype=np.int64)
+    return signed.view(np.uint64).astype(config.ring.dtype)
+
+
+def from_ring(vector: RingVector, config: QuantizationConfig) -> IntArray:
+    """Read a ring vector as signed integers in (-2^(ring-1), 2^(ring-1)]."""
+    ring = config.ring
+    ring.check(vector)
+    signed_dtype = np.int32 if ring.bits == 32 else np.int64
+    signed: IntArray = vector.view(signed_dtype).astype(np.int64)
+    return signed
+
+
+def dequantize(
+    vector: RingVector, config: QuantizationConfig, num_summands: int = 1, weight_total: int = 1
+) -> FloatArray:
+    """Decode a ring sum of ``num_summands`` encodings back to floats.
+
+    Returns the sum (divided by ``weight_total`` when a weighted mean is wanted).
+    Raises OverflowDetectedError if a coordinate lies outside the range such a
+    sum can reach, which means the encodings were not what the config promised.
+    """
+    if not 1 <= num_summands <= config.num_clients:
+        raise ConfigurationError(f"num_summands must be in 1..{config.num_clients}, got {num_summands}")
+    if weight_total < 1:
+        raise ConfigurationError("weight_total must be at least 1")
+    integers = from_ring(vector, config)
+    bound = num_summands * config.max_weight * config.qmax
+    if integers.size and int(np.max(np.abs(integers))) > bound:
+        raise OverflowDetectedError(
+            f"decoded sum exceeds {bound}, the largest value {num_summands} summands can reach"
+        )
+    return integers.astype(np.float64) / (config.scale * weight_total)

@@ -1,0 +1,56 @@
+"""AES-256-GCM authenticated encryption of share bundles.
+
+A sealed box is ``nonce (12 bytes) || ciphertext || tag (16 bytes)``. The
+associated data binds the box to its session, sender, recipient and round (see
+:func:`share_associated_data`) so a box cannot be replayed into another context.
+"""
+
+from __future__ import annotations
+
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+from secagg.errors import AuthenticationError, ConfigurationError
+from secagg.primitives.randomness import RandomBytes, system_random
+
+__all__ = ["KEY_SIZE", "NONCE_SIZE", "OVERHEAD", "TAG_SIZE", "open_sealed", "seal", "share_associated_data"]
+
+KEY_SIZE = 32
+NONCE_SIZE = 12
+TAG_SIZE = 16
+OVERHEAD = NONCE_SIZE + TAG_SIZE
+SHARE_AD_LABEL = b"secagg/v1/share-bundle"
+
+
+def share_associated_data(session_id: bytes, sender: int, recipient: int, round_number: int) -> bytes:
+    """``b"secagg/v1/share-bundle" || session_id || u32 sender || u32 recipient || u8 round``."""
+    return (
+        SHARE_AD_LABEL
+        + session_id
+        + sender.to_bytes(4, "big")
+        + recipient.to_bytes(4, "big")
+        + round_number.to_bytes(1, "big")
+    )
+
+
+def seal(
+    key: bytes, plaintext: bytes, associated_data: bytes, random_bytes: RandomBytes = system_random
+) -> bytes:
+    """Encrypt and authenticate ``plaintext`` under ``key`` with a fresh random nonce."""
+    if len(key) != KEY_SIZE:
+        raise ConfigurationError(f"AES-256-GCM key must be {KEY_SIZE} bytes")
+    nonce = random_bytes(NONCE_SIZE)
+    return nonce + AESGCM(key).encrypt(nonce, plaintext, associated_data)
+
+
+def open_sealed(key: bytes, sealed: bytes, associated_data: bytes) -> bytes:
+    """Decrypt a box from :func:`seal`; AuthenticationError if it was altered,
+    truncated, or made for other associated data or another key."""
+    if len(key) != KEY_SIZE:
+        raise ConfigurationError(f"AES-256-GCM key must be {KEY_SIZE} bytes")
+    if len(sealed) < OVERHEAD:
+        raise AuthenticationError(f"sealed box of {len(sealed)} bytes is shorter than nonce + tag")
+    try:
+        return AESGCM(key).decrypt(sealed[:NONCE_SIZE], sealed[NONCE_SIZE:], associated_data)
+    except InvalidTag as exc:
+        raise AuthenticationError("sealed box failed authentication") from exc

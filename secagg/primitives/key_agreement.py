@@ -1,0 +1,58 @@
+"""X25519 key pairs and Diffie-Hellman (RFC 7748) through ``cryptography``.
+
+Private keys are handled as their 32-byte RFC 7748 encoding because the masking
+protocol Shamir-shares them for dropout recovery. A fresh key pair is generated
+for every aggregation session; nothing here is long-term.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
+
+from secagg.errors import DecodeError, ProtocolError
+from secagg.primitives.randomness import RandomBytes, system_random
+
+__all__ = ["KEY_SIZE", "KeyPair", "exchange", "generate_keypair", "public_key_of"]
+
+KEY_SIZE = 32
+
+
+@dataclass(frozen=True, repr=False)
+class KeyPair:
+    """An X25519 key pair as raw 32-byte encodings."""
+
+    private: bytes
+    public: bytes
+
+    def __repr__(self) -> str:
+        return f"KeyPair(public={self.public.hex()}, private=<redacted>)"
+
+
+def public_key_of(private: bytes) -> bytes:
+    """The public key for the 32-byte private scalar ``private``."""
+    if len(private) != KEY_SIZE:
+        raise DecodeError(f"X25519 private key must be {KEY_SIZE} bytes, got {len(private)}")
+    return X25519PrivateKey.from_private_bytes(private).public_key().public_bytes_raw()
+
+
+def generate_keypair(random_bytes: RandomBytes = system_random) -> KeyPair:
+    """A fresh key pair whose private scalar is ``random_bytes(32)``."""
+    private = random_bytes(KEY_SIZE)
+    return KeyPair(private=private, public=public_key_of(private))
+
+
+def exchange(private: bytes, peer_public: bytes) -> bytes:
+    """The 32-byte X25519 shared secret of ``private`` and ``peer_public``.
+
+    Raises DecodeError for a wrongly sized key and ProtocolError for a peer key of
+    small order (the all-zero shared secret), which an honest peer never sends.
+    """
+    if len(private) != KEY_SIZE or len(peer_public) != KEY_SIZE:
+        raise DecodeError(f"X25519 keys must be {KEY_SIZE} bytes")
+    try:
+        peer = X25519PublicKey.from_public_bytes(peer_public)
+        return X25519PrivateKey.from_private_bytes(private).exchange(peer)
+    except ValueError as exc:
+        raise ProtocolError("X25519 exchange gave the all-zero secret: peer key has small order") from exc

@@ -1,0 +1,47 @@
+"""Where secret randomness comes from.
+
+Every public entry point draws from :func:`system_random` (``os.urandom``) unless
+a caller injects another :data:`RandomBytes`. :class:`InsecureDeterministicRandom`
+exists only so that tests and test vectors are reproducible; its name says what
+it is, and no default anywhere in the library uses it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections.abc import Callable
+
+__all__ = ["InsecureDeterministicRandom", "RandomBytes", "system_random"]
+
+RandomBytes = Callable[[int], bytes]
+"""A source of random bytes: called with a size, returns that many bytes."""
+
+
+def system_random(size: int) -> bytes:
+    """``size`` bytes from the operating system's CSPRNG (``os.urandom``)."""
+    return os.urandom(size)
+
+
+class InsecureDeterministicRandom:
+    """A reproducible byte stream for tests and test vectors. **Not secret.**
+
+    Output block i is SHA-256(``b"secagg/v1/test-random" || seed || i`` as u64
+    big-endian); calls consume the stream in order, so the same seed and the same
+    sequence of calls give the same bytes.
+    """
+
+    def __init__(self, seed: bytes | int) -> None:
+        self._seed = seed if isinstance(seed, bytes) else seed.to_bytes(8, "big")
+        self._counter = 0
+        self._buffer = b""
+
+    def __call__(self, size: int) -> bytes:
+        while len(self._buffer) < size:
+            block = hashlib.sha256(
+                b"secagg/v1/test-random" + self._seed + self._counter.to_bytes(8, "big")
+            ).digest()
+            self._buffer += block
+            self._counter += 1
+        out, self._buffer = self._buffer[:size], self._buffer[size:]
+        return out

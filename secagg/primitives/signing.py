@@ -1,0 +1,55 @@
+"""Ed25519 long-term identity keys (active-security mode).
+
+Signed payloads are always prefixed by their caller with a versioned label, so a
+signature made for one protocol step cannot be presented as another.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+
+from secagg.errors import AuthenticationError, DecodeError
+from secagg.primitives.randomness import RandomBytes, system_random
+
+__all__ = ["PUBLIC_KEY_SIZE", "SIGNATURE_SIZE", "SigningKey", "verify"]
+
+PUBLIC_KEY_SIZE = 32
+SIGNATURE_SIZE = 64
+SEED_SIZE = 32
+
+
+@dataclass(frozen=True, repr=False)
+class SigningKey:
+    """An Ed25519 private key (its 32-byte seed) and its public key."""
+
+    seed: bytes
+    public: bytes
+
+    @classmethod
+    def generate(cls, random_bytes: RandomBytes = system_random) -> SigningKey:
+        """A fresh identity key from ``random_bytes(32)``."""
+        seed = random_bytes(SEED_SIZE)
+        public = Ed25519PrivateKey.from_private_bytes(seed).public_key().public_bytes_raw()
+        return cls(seed=seed, public=public)
+
+    def sign(self, message: bytes) -> bytes:
+        """The 64-byte Ed25519 signature of ``message``."""
+        return Ed25519PrivateKey.from_private_bytes(self.seed).sign(message)
+
+    def __repr__(self) -> str:
+        return f"SigningKey(public={self.public.hex()}, seed=<redacted>)"
+
+
+def verify(public_key: bytes, signature: bytes, message: bytes) -> None:
+    """Return if ``signature`` is valid for ``message``; raise AuthenticationError if not."""
+    if len(public_key) != PUBLIC_KEY_SIZE:
+        raise DecodeError(f"Ed25519 public key must be {PUBLIC_KEY_SIZE} bytes")
+    if len(signature) != SIGNATURE_SIZE:
+        raise AuthenticationError(f"Ed25519 signature must be {SIGNATURE_SIZE} bytes")
+    try:
+        Ed25519PublicKey.from_public_bytes(public_key).verify(signature, message)
+    except (InvalidSignature, ValueError) as exc:
+        raise AuthenticationError("Ed25519 signature verification failed") from exc
