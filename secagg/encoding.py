@@ -112,7 +112,8 @@ def quantize_to_integers(values: npt.ArrayLike, config: QuantizationConfig, rng:
     scaled = np.clip(x, -config.clip, config.clip) * config.scale
     floor = np.floor(scaled)
     rounded = floor + (rng.random(x.shape[0]) < (scaled - floor))
-    return np.clip(rounded, -config.qmax, config.qmax).astype(np.int64)
+    integers: IntArray = np.clip(rounded, -config.qmax, config.qmax).astype(np.int64)
+    return integers
 
 
 def quantize(values: npt.ArrayLike, config: QuantizationConfig, rng: np.random.Generator) -> RingVector:
