@@ -1,0 +1,422 @@
+"""The client side of pairwise masking, as pure transitions over wire bytes.
+
+::
+
+    state, advertise = client_start(config, client_id)
+    state, shares    = client_step(state, key_roster_bytes)
+    state, masked    = client_step(state, share_delivery_bytes, input_vector=x)
+    state, signature = client_step(state, survivor_list_bytes, identity=key)   # active mode
+    state, response  = client_step(state, unmask_request_bytes)
+
+Each call checks the inbound message against everything the client knows
+(session, round, recipient, roster, neighbours, signatures) and raises a
+specific :class:`~secagg.errors.SecAggError` instead of revealing anything it
+should not. :class:`ClientState` is a frozen value that serialises through the
+wire format (``to_bytes``/``from_bytes``) so a transport can keep it between
+messages; it holds private keys and must never leave the client.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
+from typing import ClassVar
+
+import numpy as np
+
+from secagg import wire
+from secagg.errors import (
+    AuthenticationError,
+    ConfigurationError,
+    DecodeError,
+    ProtocolError,
+    ReplayError,
+    ThresholdError,
+    UnsafeRequestError,
+)
+from secagg.masking.config import ACTIVE, ConfigRecord, MaskingConfig
+from secagg.masking.messages import (
+    SESSION_ID_SIZE,
+    AdvertiseKeys,
+    ConsistencySignature,
+    EncryptedShares,
+    KeyRoster,
+    MaskedInput,
+    RosterEntry,
+    Round,
+    SealedBox,
+    ShareBundle,
+    ShareDelivery,
+    ShareEntry,
+    SurvivorList,
+    UnmaskRequest,
+    UnmaskResponse,
+)
+from secagg.masking.session import (
+    PAIR_MASK_LABEL,
+    SELF_MASK_LABEL,
+    advertise_payload,
+    check_context,
+    consistency_payload,
+    graph_neighbours,
+    pair_mask_seed,
+    pair_mask_subtracts,
+    session_id,
+    share_encryption_key,
+)
+from secagg.primitives import aead, prg, shamir
+from secagg.primitives.key_agreement import KEY_SIZE, generate_keypair
+from secagg.primitives.randomness import RandomBytes, system_random
+from secagg.primitives.signing import SigningKey, verify
+from secagg.ring import RingVector
+from secagg.wire import U8, U32, FixedBytes, ListOf, Struct, VarBytes, wire_field
+
+__all__ = ["ClientPhase", "ClientState", "HeldShares", "client_start", "client_step"]
+
+
+class ClientPhase(enum.IntEnum):
+    """Which server message the client expects next."""
+
+    AWAIT_ROSTER = 1
+    AWAIT_SHARES = 2
+    AWAIT_SURVIVORS = 3
+    AWAIT_UNMASK = 4
+    DONE = 5
+
+
+_EXPECTED: dict[ClientPhase, type[wire.Message]] = {
+    ClientPhase.AWAIT_ROSTER: KeyRoster,
+    ClientPhase.AWAIT_SHARES: ShareDelivery,
+    ClientPhase.AWAIT_SURVIVORS: SurvivorList,
+    ClientPhase.AWAIT_UNMASK: UnmaskRequest,
+}
+_ROUND_NAMES = {
+    KeyRoster: "ShareKeys",
+    ShareDelivery: "MaskedInputCollection",
+    SurvivorList: "ConsistencyCheck",
+    UnmaskRequest: "Unmasking",
+}
+
+
+@dataclass(frozen=True, repr=False)
+class HeldShares(wire.WireStruct):
+    """The two shares a client holds for one neighbour (decrypted in round 2)."""
+
+    owner: int = wire_field(U32)
+    mask_key_share: bytes = wire_field(FixedBytes(shamir.VALUE_SIZE))
+    self_mask_share: bytes = wire_field(FixedBytes(shamir.VALUE_SIZE))
+
+
+@dataclass(frozen=True, repr=False)
+class ClientState(wire.Message):
+    """Everything a client remembers between rounds. Secret: never send it."""
+
+    TAG: ClassVar[int] = 0x0180
+    config: ConfigRecord = wire_field(Struct(ConfigRecord))
+    client: int = wire_field(U32)
+    context: bytes = wire_field(FixedBytes(32))
+    phase: int = wire_field(U8)
+    encryption_private: bytes = wire_field(FixedBytes(KEY_SIZE))
+    mask_private: bytes = wire_field(FixedBytes(KEY_SIZE))
+    encryption_public: bytes = wire_field(FixedBytes(KEY_SIZE))
+    mask_public: bytes = wire_field(FixedBytes(KEY_SIZE))
+    session: bytes = wire_field(VarBytes(SESSION_ID_SIZE))
+    self_mask_seed: bytes = wire_field(VarBytes(prg.SEED_SIZE))
+    neighbours: tuple[RosterEntry, ...] = wire_field(ListOf(Struct(RosterEntry)))
+    held: tuple[HeldShares, ...] = wire_field(ListOf(Struct(HeldShares)))
+    survivors: tuple[int, ...] = wire_field(ListOf(U32))
+
+    def __post_init__(self) -> None:
+        if self.phase not in ClientPhase.__members__.values():
+            raise DecodeError(f"unknown client phase {self.phase}")
+
+    @property
+    def masking_config(self) -> MaskingConfig:
+        """The session's configuration."""
+        return MaskingConfig.from_record(self.config)
+
+    def to_bytes(self) -> bytes:
+        """The state in the wire format (contains private keys: store it locally only)."""
+        return wire.encode(self)
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> ClientState:
+        """Parse :meth:`to_bytes` output; DecodeError if malformed."""
+        return wire.decode(data, cls)
+
+    def __repr__(self) -> str:
+        return f"ClientState(client={self.client}, phase={ClientPhase(self.phase).name})"
+
+
+def client_start(
+    config: MaskingConfig,
+    client_id: int,
+    *,
+    context: bytes = bytes(32),
+    identity: SigningKey | None = None,
+    random_bytes: RandomBytes = system_random,
+) -> tuple[ClientState, bytes]:
+    """Round 0 (AdvertiseKeys): fresh X25519 key pairs for this session only.
+
+    ``context`` (32 bytes, e.g. a hash of the global model and the training
+    round) is signed in active mode, so a server cannot show clients different
+    contexts undetected. ``identity`` is required in active mode.
+    """
+    if not 1 <= client_id <= config.num_clients:
+        raise ConfigurationError(f"client id must be in 1..{config.num_clients}, got {client_id}")
+    check_context(context)
+    _check_identity(config, client_id, identity)
+    encryption, mask = generate_keypair(random_bytes), generate_keypair(random_bytes)
+    signature = b""
+    if identity is not None:
+        payload = advertise_payload(config.digest(), context, client_id, encryption.public, mask.public)
+        signature = identity.sign(payload)
+    message = AdvertiseKeys(client_id, encryption.public, mask.public, signature)
+    state = ClientState(
+        config=config.record(),
+        client=client_id,
+        context=context,
+        phase=ClientPhase.AWAIT_ROSTER,
+        encryption_private=encryption.private,
+        mask_private=mask.private,
+        encryption_public=encryption.public,
+        mask_public=mask.public,
+        session=b"",
+        self_mask_seed=b"",
+        neighbours=(),
+        held=(),
+        survivors=(),
+    )
+    return state, wire.encode(message)
+
+
+def _check_identity(config: MaskingConfig, client_id: int, identity: SigningKey | None) -> None:
+    if config.mode != ACTIVE:
+        return
+    if identity is None:
+        raise ConfigurationError(f"client {client_id}: active mode needs the client's Ed25519 identity key")
+    if identity.public != config.identity_keys[client_id - 1]:
+        raise ConfigurationError(f"client {client_id}: identity key does not match the configured public key")
+
+
+def client_step(
+    state: ClientState,
+    inbound: bytes,
+    *,
+    input_vector: RingVector | None = None,
+    identity: SigningKey | None = None,
+    random_bytes: RandomBytes = system_random,
+) -> tuple[ClientState, bytes]:
+    """Process one server message and return the new state and the reply.
+
+    ``input_vector`` (the client's ring vector) is needed with the ShareDelivery
+    message; ``identity`` in active mode. Raises ProtocolError (wrong session,
+    recipient or round), ReplayError (a message of a round already done),
+    ThresholdError, AuthenticationError, UnsafeRequestError or DecodeError.
+    """
+    phase = ClientPhase(state.phase)
+    message = wire.decode_any(inbound)
+    _check_round(state, phase, message)
+    config = state.masking_config
+    if isinstance(message, KeyRoster):
+        return _share_keys(state, config, message, random_bytes)
+    if isinstance(message, ShareDelivery):
+        if input_vector is None:
+            raise ConfigurationError(f"client {state.client}: the masked-input round needs the input vector")
+        return _masked_input(state, config, message, input_vector)
+    if isinstance(message, SurvivorList):
+        _check_identity(config, state.client, identity)
+        assert identity is not None  # guaranteed by _check_identity in active mode
+        return _consistency_check(state, config, message, identity)
+    assert isinstance(message, UnmaskRequest)
+    return _unmask(state, config, message)
+
+
+def _check_round(state: ClientState, phase: ClientPhase, message: wire.Message) -> None:
+    who = f"client {state.client}"
+    if phase == ClientPhase.DONE:
+        raise ReplayError(f"{who}: session finished; {type(message).__name__} refused")
+    expected = _EXPECTED[phase]
+    if not isinstance(message, expected):
+        earlier = list(_EXPECTED.values())[: list(_EXPECTED).index(phase)]
+        error = ReplayError if type(message) in earlier else ProtocolError
+        raise error(f"{who}: expected {expected.__name__}, got {type(message).__name__}")
+    recipient = getattr(message, "recipient", None)
+    if recipient != state.client:
+        raise ProtocolError(f"{who}: {type(message).__name__} is addressed to client {recipient}")
+    if not isinstance(message, KeyRoster) and getattr(message, "session_id", None) != state.session:
+        raise ProtocolError(f"{who}: {type(message).__name__} belongs to another session")
+
+
+# --- Round 1: ShareKeys -------------------------------------------------------------
+
+
+def _share_keys(
+    state: ClientState, config: MaskingConfig, roster: KeyRoster, random_bytes: RandomBytes
+) -> tuple[ClientState, bytes]:
+    who = f"client {state.client}"
+    entries = {entry.client: entry for entry in roster.entries}
+    if any(not 1 <= client <= config.num_clients for client in entries):
+        raise ProtocolError(f"{who}: roster names a client outside 1..{config.num_clients}")
+    own = entries.get(state.client)
+    if own is None or (own.encryption_key, own.mask_key) != (state.encryption_public, state.mask_public):
+        raise ProtocolError(f"{who}: the roster does not carry this client's own keys")
+    if config.mode == ACTIVE:
+        _verify_roster_signatures(state, config, roster.entries)
+    session = session_id(config, state.context, roster.entries)
+    neighbours = tuple(entries[v] for v in graph_neighbours(config, session, state.client) if v in entries)
+    if len(neighbours) < config.threshold:
+        raise ThresholdError(
+            f"{who}: only {len(neighbours)} neighbours advertised keys, fewer than the threshold {config.threshold}"
+        )
+    self_mask_seed = random_bytes(prg.SEED_SIZE)
+    holders = [entry.client for entry in neighbours]
+    key_shares = shamir.split(state.mask_private, config.threshold, holders, random_bytes)
+    seed_shares = shamir.split(self_mask_seed, config.threshold, holders, random_bytes)
+    boxes = []
+    for entry, key_share, seed_share in zip(neighbours, key_shares, seed_shares, strict=True):
+        bundle = ShareBundle(state.client, entry.client, _value(key_share), _value(seed_share))
+        key = share_encryption_key(state.encryption_private, entry.encryption_key, session, state.client, entry.client)
+        ad = aead.share_associated_data(session, state.client, entry.client, Round.SHARE_KEYS)
+        boxes.append(SealedBox(entry.client, aead.seal(key, wire.encode(bundle), ad, random_bytes)))
+    new_state = replace(
+        state, phase=ClientPhase.AWAIT_SHARES, session=session, self_mask_seed=self_mask_seed, neighbours=neighbours
+    )
+    return new_state, wire.encode(EncryptedShares(state.client, session, tuple(boxes)))
+
+
+def _value(share: shamir.Share) -> bytes:
+    return share.value.to_bytes(shamir.VALUE_SIZE, "big")
+
+
+def _verify_roster_signatures(state: ClientState, config: MaskingConfig, entries: tuple[RosterEntry, ...]) -> None:
+    digest = config.digest()
+    for entry in entries:
+        payload = advertise_payload(digest, state.context, entry.client, entry.encryption_key, entry.mask_key)
+        try:
+            verify(config.identity_keys[entry.client - 1], entry.signature, payload)
+        except AuthenticationError as exc:
+            raise AuthenticationError(
+                f"client {state.client}: keys of client {entry.client} carry no valid signature in round "
+                "AdvertiseKeys (forged keys, or a different round context)"
+            ) from exc
+
+
+# --- Round 2: MaskedInputCollection -----------------------------------------------------
+
+
+def _masked_input(
+    state: ClientState, config: MaskingConfig, delivery: ShareDelivery, input_vector: RingVector
+) -> tuple[ClientState, bytes]:
+    who = f"client {state.client}"
+    neighbours = {entry.client: entry for entry in state.neighbours}
+    if len(delivery.boxes) < config.threshold:
+        raise ThresholdError(
+            f"{who}: only {len(delivery.boxes)} neighbours completed ShareKeys, fewer than the "
+            f"threshold {config.threshold}"
+        )
+    held = []
+    for box in delivery.boxes:
+        entry = neighbours.get(box.peer)
+        if entry is None:
+            raise ProtocolError(f"{who}: received a share box from client {box.peer}, which is not a neighbour")
+        held.append(_open_box(state, entry, box))
+    vector = np.array(config.ring.check(input_vector, config.vector_length), copy=True)
+    prg.add_expansion(vector, state.self_mask_seed, SELF_MASK_LABEL)
+    for peer in (box.peer for box in delivery.boxes):
+        seed = pair_mask_seed(state.mask_private, neighbours[peer].mask_key, state.session, state.client, peer)
+        prg.add_expansion(vector, seed, PAIR_MASK_LABEL, subtract=pair_mask_subtracts(state.client, peer))
+    next_phase = ClientPhase.AWAIT_SURVIVORS if config.mode == ACTIVE else ClientPhase.AWAIT_UNMASK
+    new_state = replace(state, phase=next_phase, held=tuple(held))
+    return new_state, wire.encode(MaskedInput(state.client, state.session, vector))
+
+
+def _open_box(state: ClientState, sender: RosterEntry, box: SealedBox) -> HeldShares:
+    key = share_encryption_key(state.encryption_private, sender.encryption_key, state.session, state.client, box.peer)
+    ad = aead.share_associated_data(state.session, box.peer, state.client, Round.SHARE_KEYS)
+    try:
+        bundle = wire.decode(aead.open_sealed(key, box.sealed, ad), ShareBundle)
+    except (AuthenticationError, DecodeError) as exc:
+        raise AuthenticationError(
+            f"client {state.client}: share from client {box.peer} failed authentication in round ShareKeys"
+        ) from exc
+    if (bundle.sender, bundle.recipient) != (box.peer, state.client):
+        raise AuthenticationError(f"client {state.client}: share bundle from client {box.peer} names other parties")
+    return HeldShares(box.peer, bundle.mask_key_share, bundle.self_mask_share)
+
+
+# --- Round 3: ConsistencyCheck (active mode) ---------------------------------------
+
+
+def _consistency_check(
+    state: ClientState, config: MaskingConfig, message: SurvivorList, identity: SigningKey
+) -> tuple[ClientState, bytes]:
+    _check_survivors(state, config, message.survivors)
+    signature = identity.sign(consistency_payload(state.session, message.survivors))
+    new_state = replace(state, phase=ClientPhase.AWAIT_UNMASK, survivors=message.survivors)
+    return new_state, wire.encode(ConsistencySignature(state.client, state.session, signature))
+
+
+def _check_survivors(state: ClientState, config: MaskingConfig, survivors: tuple[int, ...]) -> None:
+    who = f"client {state.client}"
+    if len(survivors) < config.threshold:
+        raise ThresholdError(
+            f"{who}: the server announced {len(survivors)} survivors, fewer than the threshold {config.threshold}; "
+            "refusing to unmask"
+        )
+    if state.client not in survivors:
+        raise ProtocolError(f"{who}: the survivor list omits this client, whose masked input was sent")
+    if any(not 1 <= client <= config.num_clients for client in survivors):
+        raise ProtocolError(f"{who}: survivor list names a client outside 1..{config.num_clients}")
+
+
+# --- Round 4: Unmasking -------------------------------------------------------------
+
+
+def _unmask(state: ClientState, config: MaskingConfig, request: UnmaskRequest) -> tuple[ClientState, bytes]:
+    who = f"client {state.client}"
+    _check_survivors(state, config, request.survivors)
+    if config.mode == ACTIVE:
+        if request.survivors != state.survivors:
+            raise UnsafeRequestError(
+                f"{who}: the unmask request's survivor set differs from the one signed in ConsistencyCheck"
+            )
+        _verify_consistency_signatures(state, config, request)
+    elif request.signatures:
+        raise ProtocolError(f"{who}: consistency signatures in a semi-honest session")
+    survivors = set(request.survivors)
+    self_mask, mask_key = [], []
+    for held in state.held:
+        # Exactly one share per peer: the self-mask share if it survived, else the key share.
+        if held.owner in survivors:
+            self_mask.append(ShareEntry(held.owner, held.self_mask_share))
+        else:
+            mask_key.append(ShareEntry(held.owner, held.mask_key_share))
+    response = UnmaskResponse(state.client, state.session, tuple(self_mask), tuple(mask_key))
+    # Forget every secret: nothing more may be revealed in this session.
+    done = replace(state, phase=ClientPhase.DONE, held=(), self_mask_seed=b"", mask_private=bytes(KEY_SIZE))
+    return done, wire.encode(response)
+
+
+def _verify_consistency_signatures(state: ClientState, config: MaskingConfig, request: UnmaskRequest) -> None:
+    who = f"client {state.client}"
+    if len(request.signatures) < config.threshold:
+        raise ThresholdError(
+            f"{who}: {len(request.signatures)} consistency signatures, fewer than the threshold {config.threshold}"
+        )
+    payload = consistency_payload(state.session, request.survivors)
+    for signed in request.signatures:
+        if signed.client not in request.survivors:
+            raise ProtocolError(f"{who}: consistency signature from client {signed.client}, not a survivor")
+        try:
+            verify(config.identity_keys[signed.client - 1], signed.signature, payload)
+        except AuthenticationError as exc:
+            raise AuthenticationError(
+                f"{who}: consistency signature of client {signed.client} is invalid in round Unmasking"
+            ) from exc
+
+
+def held_owners(state: ClientState) -> Mapping[int, HeldShares]:
+    """The peers whose shares this client holds (for tests and transports)."""
+    return {held.owner: held for held in state.held}

@@ -1,0 +1,160 @@
+"""SecAgg+ parameter derivation: graph degree k and threshold t from n and the fractions.
+
+This follows the production implementation of Bell et al. (CCS 2020) in Google's
+federated-compute (``fcp/secagg/server/graph_parameter_finder.cc``). For n clients,
+an assumed corrupt fraction gamma and dropout fraction delta, it scans even k =
+2, 4, ... < n - 1 and returns the first k for which, with sigma = 40 and eta = 20:
+
+1. Connectivity: disconnecting the honest survivors of a randomly permuted
+   Harary graph needs k/2 consecutive bad nodes in two places; with
+   B = floor(gamma n) + floor(delta n) bad nodes, a union bound gives
+   ``P <= n (n - k - 1) / 2 * B! / (B - k)! * (n - k)! / n!`` (0 if k > B),
+   and this must be below 2^-(sigma + 1).
+2. Corrupt neighbours: X ~ Hypergeometric(n, A = floor(gamma n), k).
+   ``t1 = min{x : P[X > x] < 2^-(sigma+1) / n}``; in active mode
+   ``t1 = ceil((t1 + k - 1.25) / 2)`` so that 2t > k + (corrupt neighbours).
+3. Surviving neighbours: Y ~ Hypergeometric(n, S = ceil((1 - delta) n), k).
+   ``t2 = min{y : P[Y <= y] >= 2^-eta / n}``.
+4. Feasible iff t2 > t1; then ``t = max(t1 + 1, 2)``.
+
+So, per client, P[at least t corrupt neighbours] < 2^-41/n (the secrets stay
+hidden) and P[fewer than t surviving neighbours] < 2^-20/n (recovery succeeds).
+If no such k < n - 1 exists, SecAgg on the complete graph is used (as production
+does) with the smallest safe threshold, provided it tolerates the assumed dropouts.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from secagg.errors import ConfigurationError
+
+__all__ = [
+    "CORRECTNESS_PARAMETER",
+    "SECURITY_PARAMETER",
+    "SecAggPlusParameters",
+    "corrupt_neighbour_bound",
+    "derive_secagg_plus",
+]
+
+SECURITY_PARAMETER = 40
+CORRECTNESS_PARAMETER = 20
+MAX_CLIENTS = 1 << 16
+_SMALL = 1e-14  # as production: guards floor/ceil against representation error
+
+
+@dataclass(frozen=True)
+class SecAggPlusParameters:
+    """The derived degree (neighbours, self excluded) and threshold."""
+
+    degree: int
+    threshold: int
+    complete: bool
+
+
+def _check_fractions(num_clients: int, corrupt: float, dropout: float, active: bool) -> None:
+    if not 3 <= num_clients <= MAX_CLIENTS:
+        raise ConfigurationError(f"num_clients must be in 3..{MAX_CLIENTS}, got {num_clients}")
+    for name, value in (("corrupt_fraction", corrupt), ("dropout_fraction", dropout)):
+        if not 0.0 <= value < 1.0:
+            raise ConfigurationError(f"{name} must be in [0, 1), got {value}")
+    budget = corrupt + (2 * dropout if active else dropout)
+    if budget > 0.9:
+        formula = "corrupt + 2 x dropout" if active else "corrupt + dropout"
+        raise ConfigurationError(f"{formula} = {budget:.3f} exceeds 0.9: no SecAgg+ graph is secure and live")
+
+
+def _log_pmf(total: int, marked: int, sample: int, x: int) -> float:
+    """log P[X = x] for X ~ Hypergeometric(total, marked, sample)."""
+
+    def log_choose(a: int, b: int) -> float:
+        return math.lgamma(a + 1) - math.lgamma(b + 1) - math.lgamma(a - b + 1)
+
+    return log_choose(marked, x) + log_choose(total - marked, sample - x) - log_choose(total, sample)
+
+
+def _pmf(total: int, marked: int, sample: int) -> list[float]:
+    low, high = max(0, sample - (total - marked)), min(sample, marked)
+    return [math.exp(_log_pmf(total, marked, sample, x)) if low <= x <= high else 0.0 for x in range(sample + 1)]
+
+
+def corrupt_neighbour_bound(num_clients: int, degree: int, corrupt_fraction: float) -> int:
+    """``min{x : P[X > x] < 2^-41 / n}``: the corrupt neighbours a client can have,
+    except with probability below 2^-41/n, for X ~ Hypergeometric(n, floor(gamma n), k)."""
+    corrupt = math.floor((corrupt_fraction + _SMALL) * num_clients)
+    pmf = _pmf(num_clients, corrupt, degree)
+    bound = 2.0 ** -(SECURITY_PARAMETER + 1) / num_clients
+    tail = 0.0  # P[X > x], accumulated from the top to avoid cancellation
+    for x in range(degree, -1, -1):
+        if tail >= bound:
+            return x + 1
+        tail += pmf[x]
+    return 0
+
+
+def _surviving_neighbour_quantile(num_clients: int, degree: int, dropout_fraction: float) -> int:
+    """``min{y : P[Y <= y] >= 2^-20 / n}`` for Y ~ Hypergeometric(n, ceil((1 - delta) n), k)."""
+    surviving = math.ceil((1 - dropout_fraction - _SMALL) * num_clients)
+    pmf = _pmf(num_clients, surviving, degree)
+    bound = 2.0**-CORRECTNESS_PARAMETER / num_clients
+    cdf = 0.0
+    for y in range(degree + 1):
+        cdf += pmf[y]
+        if cdf >= bound:
+            return y
+    return degree
+
+
+def _disconnection_log_probability(num_clients: int, degree: int, bad: int) -> float:
+    if degree > bad:
+        return -math.inf
+    n, k = num_clients, degree
+    return (
+        math.log(n) + math.log(n - k - 1) - math.log(2)
+        + math.lgamma(bad + 1) + math.lgamma(n - k + 1) - math.lgamma(n + 1) - math.lgamma(bad - k + 1)
+    )
+
+
+def _threshold_for(num_clients: int, degree: int, corrupt: float, dropout: float, active: bool) -> int | None:
+    n, k = num_clients, degree
+    bad = math.floor((corrupt + _SMALL) * n) + math.floor((dropout + _SMALL) * n)
+    if _disconnection_log_probability(n, k, bad) >= -(SECURITY_PARAMETER + 1) * math.log(2):
+        return None
+    t1 = corrupt_neighbour_bound(n, k, corrupt)
+    if active:
+        t1 = math.ceil((t1 + k - 1.25) / 2)
+    t2 = _surviving_neighbour_quantile(n, k, dropout)
+    if t2 <= t1:
+        return None
+    return max(t1 + 1, 2)
+
+
+def derive_secagg_plus(
+    num_clients: int, corrupt_fraction: float, dropout_fraction: float, *, active: bool = False
+) -> SecAggPlusParameters:
+    """The smallest even degree k < n - 1 and its threshold (see the module docstring).
+
+    Falls back to the complete graph (k = n - 1) when no sparse graph qualifies,
+    with t = smallest safe threshold; refuses with ConfigurationError when even
+    that cannot tolerate ``floor(dropout_fraction * n)`` dropouts.
+    """
+    _check_fractions(num_clients, corrupt_fraction, dropout_fraction, active)
+    for degree in range(2, num_clients - 1, 2):
+        threshold = _threshold_for(num_clients, degree, corrupt_fraction, dropout_fraction, active)
+        if threshold is not None:
+            return SecAggPlusParameters(degree=degree, threshold=threshold, complete=False)
+    return _complete_graph_fallback(num_clients, corrupt_fraction, dropout_fraction, active)
+
+
+def _complete_graph_fallback(num_clients: int, corrupt: float, dropout: float, active: bool) -> SecAggPlusParameters:
+    n = num_clients
+    corrupt_count = math.ceil(corrupt * n - _SMALL)
+    threshold = max(2, (n + corrupt_count) // 2 + 1 if active else corrupt_count + 1)
+    tolerable = n - 1 - math.floor((dropout + _SMALL) * n)
+    if threshold > tolerable:
+        raise ConfigurationError(
+            f"no secure graph for n={n}, corrupt_fraction={corrupt}, dropout_fraction={dropout}: even the "
+            f"complete graph needs threshold {threshold} but only {tolerable} neighbours are assumed to survive"
+        )
+    return SecAggPlusParameters(degree=n - 1, threshold=threshold, complete=True)

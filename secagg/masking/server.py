@@ -1,0 +1,327 @@
+"""The server side of pairwise masking, as pure transitions over wire bytes.
+
+::
+
+    state = server_start(config)
+    state, rosters    = server_step(state, advertise_messages)     # {client: bytes}
+    state, deliveries = server_step(state, encrypted_shares)
+    state, requests   = server_step(state, masked_inputs)
+    state, requests   = server_step(state, consistency_signatures)  # active mode
+    state, _          = server_step(state, unmask_responses)
+    state.result.aggregate, state.result.included
+
+Each step takes every message that arrived for the current round, keyed by the
+transport-authenticated sender, and returns the messages for the next round,
+keyed by recipient. A client whose message is missing has dropped out; a
+client whose message is malformed or inconsistent is treated as dropped and
+recorded in ``state.rejected``. When fewer than the threshold remain the step
+raises :class:`~secagg.errors.ThresholdError` and the session is over.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+
+import numpy as np
+
+from secagg import wire
+from secagg.errors import AuthenticationError, ProtocolError, SecAggError, ThresholdError
+from secagg.masking.config import ACTIVE, MaskingConfig
+from secagg.masking.messages import (
+    AdvertiseKeys,
+    ConsistencySignature,
+    EncryptedShares,
+    KeyRoster,
+    MaskedInput,
+    RosterEntry,
+    SealedBox,
+    ShareDelivery,
+    SignedBy,
+    SurvivorList,
+    UnmaskRequest,
+    UnmaskResponse,
+)
+from secagg.masking.session import (
+    PAIR_MASK_LABEL,
+    SELF_MASK_LABEL,
+    ZERO_CONTEXT,
+    advertise_payload,
+    check_context,
+    consistency_payload,
+    graph_neighbours,
+    pair_mask_seed,
+    pair_mask_subtracts,
+    session_id,
+)
+from secagg.primitives import prg, shamir
+from secagg.primitives.key_agreement import public_key_of
+from secagg.primitives.signing import verify
+from secagg.ring import RingVector
+
+__all__ = ["ServerPhase", "ServerResult", "ServerState", "server_start", "server_step"]
+
+
+class ServerPhase(enum.IntEnum):
+    """Which client messages the server collects next."""
+
+    COLLECT_KEYS = 0
+    COLLECT_SHARES = 1
+    COLLECT_MASKED = 2
+    COLLECT_CONSISTENCY = 3
+    COLLECT_UNMASK = 4
+    DONE = 5
+
+
+@dataclass(frozen=True)
+class ServerResult:
+    """The unmasked aggregate: the exact ring sum of the inputs of ``included``."""
+
+    aggregate: RingVector
+    included: frozenset[int]
+
+
+@dataclass(frozen=True)
+class ServerState:
+    """Everything the server knows. It never holds a client's secret."""
+
+    config: MaskingConfig
+    context: bytes
+    phase: ServerPhase = ServerPhase.COLLECT_KEYS
+    roster: Mapping[int, RosterEntry] = field(default_factory=dict)
+    session: bytes = b""
+    shared: frozenset[int] = frozenset()
+    delivered: Mapping[int, tuple[int, ...]] = field(default_factory=dict)
+    masked_sum: RingVector | None = None
+    survivors: tuple[int, ...] = ()
+    signers: tuple[SignedBy, ...] = ()
+    rejected: tuple[tuple[int, str], ...] = ()
+    result: ServerResult | None = None
+
+
+def server_start(config: MaskingConfig, *, context: bytes = ZERO_CONTEXT) -> ServerState:
+    """A server waiting for round 0 (AdvertiseKeys)."""
+    return ServerState(config=config, context=check_context(context))
+
+
+def server_step(state: ServerState, inbound: Mapping[int, bytes]) -> tuple[ServerState, dict[int, bytes]]:
+    """Consume one round of client messages; return the new state and the replies."""
+    handlers = {
+        ServerPhase.COLLECT_KEYS: _collect_keys,
+        ServerPhase.COLLECT_SHARES: _collect_shares,
+        ServerPhase.COLLECT_MASKED: _collect_masked,
+        ServerPhase.COLLECT_CONSISTENCY: _collect_consistency,
+        ServerPhase.COLLECT_UNMASK: _collect_unmask,
+    }
+    if state.phase == ServerPhase.DONE:
+        raise ProtocolError("server: the session is finished")
+    return handlers[state.phase](state, inbound)
+
+
+def _accept(
+    state: ServerState, inbound: Mapping[int, bytes], expected: type[wire.Message], allowed: frozenset[int]
+) -> tuple[dict[int, wire.Message], list[tuple[int, str]]]:
+    """Decode each sender's message; reject (as a dropout) what is not acceptable."""
+    accepted: dict[int, wire.Message] = {}
+    rejected: list[tuple[int, str]] = []
+    for sender, data in sorted(inbound.items()):
+        try:
+            if sender not in allowed:
+                raise ProtocolError(f"client {sender} is not expected in this round")
+            message = wire.decode(data, expected)
+            if getattr(message, "sender", None) != sender:
+                raise ProtocolError(f"message claims sender {getattr(message, 'sender', None)}")
+            if state.session and getattr(message, "session_id", state.session) != state.session:
+                raise ProtocolError("message belongs to another session")
+            accepted[sender] = message
+        except SecAggError as exc:
+            rejected.append((sender, f"{expected.__name__}: {exc}"))
+    return accepted, rejected
+
+
+def _require(state: ServerState, remaining: int, round_name: str, needed: int | None = None) -> None:
+    needed = state.config.threshold if needed is None else needed
+    if remaining < needed:
+        raise ThresholdError(
+            f"server: only {remaining} clients remain after {round_name}, fewer than {needed}; session aborted"
+        )
+
+
+def _collect_keys(state: ServerState, inbound: Mapping[int, bytes]) -> tuple[ServerState, dict[int, bytes]]:
+    config = state.config
+    accepted, rejected = _accept(state, inbound, AdvertiseKeys, frozenset(range(1, config.num_clients + 1)))
+    roster: dict[int, RosterEntry] = {}
+    digest = config.digest()
+    for client, message in accepted.items():
+        assert isinstance(message, AdvertiseKeys)
+        if config.mode == ACTIVE:
+            payload = advertise_payload(digest, state.context, client, message.encryption_key, message.mask_key)
+            try:
+                verify(config.identity_keys[client - 1], message.signature, payload)
+            except AuthenticationError as exc:
+                rejected.append((client, f"AdvertiseKeys: {exc}"))
+                continue
+        roster[client] = RosterEntry(client, message.encryption_key, message.mask_key, message.signature)
+    _require(state, len(roster), "AdvertiseKeys", config.threshold + 1)
+    entries = tuple(roster[client] for client in sorted(roster))
+    session = session_id(config, state.context, entries)
+    outbound = {client: wire.encode(KeyRoster(client, entries)) for client in roster}
+    new_state = replace(
+        state,
+        phase=ServerPhase.COLLECT_SHARES,
+        roster=roster,
+        session=session,
+        rejected=state.rejected + tuple(rejected),
+    )
+    return new_state, outbound
+
+
+def _neighbours_present(state: ServerState, client: int, present: Mapping[int, object] | frozenset[int]) -> list[int]:
+    return [v for v in graph_neighbours(state.config, state.session, client) if v in present]
+
+
+def _collect_shares(state: ServerState, inbound: Mapping[int, bytes]) -> tuple[ServerState, dict[int, bytes]]:
+    accepted, rejected = _accept(state, inbound, EncryptedShares, frozenset(state.roster))
+    boxes: dict[int, dict[int, bytes]] = {}
+    for client, message in accepted.items():
+        assert isinstance(message, EncryptedShares)
+        expected = _neighbours_present(state, client, state.roster)
+        if [box.peer for box in message.boxes] != expected:
+            rejected.append((client, "EncryptedShares: boxes are not exactly one per neighbour on the roster"))
+            continue
+        boxes[client] = {box.peer: box.sealed for box in message.boxes}
+    shared = frozenset(boxes)
+    _require(state, len(shared), "ShareKeys", state.config.threshold + 1)
+    outbound: dict[int, bytes] = {}
+    delivered: dict[int, tuple[int, ...]] = {}
+    for recipient in sorted(shared):
+        senders = tuple(v for v in _neighbours_present(state, recipient, shared))
+        delivered[recipient] = senders
+        sealed = tuple(SealedBox(sender, boxes[sender][recipient]) for sender in senders)
+        outbound[recipient] = wire.encode(ShareDelivery(recipient, state.session, sealed))
+    new_state = replace(
+        state,
+        phase=ServerPhase.COLLECT_MASKED,
+        shared=shared,
+        delivered=delivered,
+        rejected=state.rejected + tuple(rejected),
+    )
+    return new_state, outbound
+
+
+def _collect_masked(state: ServerState, inbound: Mapping[int, bytes]) -> tuple[ServerState, dict[int, bytes]]:
+    config = state.config
+    accepted, rejected = _accept(state, inbound, MaskedInput, state.shared)
+    total = config.ring.zeros(config.vector_length)
+    survivors = []
+    for client, message in accepted.items():
+        assert isinstance(message, MaskedInput)
+        vector = message.vector
+        if vector.dtype != config.ring.dtype or vector.shape[0] != config.vector_length:
+            expected = f"{config.vector_length} elements of Z_(2^{config.ring_bits})"
+            rejected.append((client, f"MaskedInput: expected {expected}"))
+            continue
+        np.add(total, vector, out=total)
+        survivors.append(client)
+    _require(state, len(survivors), "MaskedInputCollection")
+    ids = tuple(survivors)
+    if config.mode == ACTIVE:
+        outbound = {c: wire.encode(SurvivorList(c, state.session, ids)) for c in ids}
+        phase = ServerPhase.COLLECT_CONSISTENCY
+    else:
+        outbound = {c: wire.encode(UnmaskRequest(c, state.session, ids, ())) for c in ids}
+        phase = ServerPhase.COLLECT_UNMASK
+    new_state = replace(
+        state, phase=phase, masked_sum=total, survivors=ids, rejected=state.rejected + tuple(rejected)
+    )
+    return new_state, outbound
+
+
+def _collect_consistency(state: ServerState, inbound: Mapping[int, bytes]) -> tuple[ServerState, dict[int, bytes]]:
+    accepted, rejected = _accept(state, inbound, ConsistencySignature, frozenset(state.survivors))
+    payload = consistency_payload(state.session, state.survivors)
+    signers = []
+    for client, message in accepted.items():
+        assert isinstance(message, ConsistencySignature)
+        try:
+            verify(state.config.identity_keys[client - 1], message.signature, payload)
+        except AuthenticationError as exc:
+            rejected.append((client, f"ConsistencySignature: {exc}"))
+            continue
+        signers.append(SignedBy(client, message.signature))
+    _require(state, len(signers), "ConsistencyCheck")
+    signed = tuple(signers)
+    outbound = {
+        s.client: wire.encode(UnmaskRequest(s.client, state.session, state.survivors, signed)) for s in signed
+    }
+    new_state = replace(
+        state, phase=ServerPhase.COLLECT_UNMASK, signers=signed, rejected=state.rejected + tuple(rejected)
+    )
+    return new_state, outbound
+
+
+def _collect_unmask(state: ServerState, inbound: Mapping[int, bytes]) -> tuple[ServerState, dict[int, bytes]]:
+    config = state.config
+    responders = frozenset(s.client for s in state.signers) if config.mode == ACTIVE else frozenset(state.survivors)
+    accepted, rejected = _accept(state, inbound, UnmaskResponse, responders)
+    survivors = frozenset(state.survivors)
+    self_mask_shares: dict[int, list[shamir.Share]] = {}
+    key_shares: dict[int, list[shamir.Share]] = {}
+    for client, message in accepted.items():
+        assert isinstance(message, UnmaskResponse)
+        held = state.delivered[client]
+        if [e.owner for e in message.self_mask_shares] != [v for v in held if v in survivors] or [
+            e.owner for e in message.mask_key_shares
+        ] != [v for v in held if v not in survivors]:
+            rejected.append((client, "UnmaskResponse: shares do not match the survivor set"))
+            continue
+        try:
+            own = [(e.owner, _share(client, e.share)) for e in message.self_mask_shares]
+            keys = [(e.owner, _share(client, e.share)) for e in message.mask_key_shares]
+        except SecAggError as exc:
+            rejected.append((client, f"UnmaskResponse: {exc}"))
+            continue
+        for owner, share in own:
+            self_mask_shares.setdefault(owner, []).append(share)
+        for owner, share in keys:
+            key_shares.setdefault(owner, []).append(share)
+    assert state.masked_sum is not None
+    total = np.array(state.masked_sum, copy=True)
+    for owner in state.survivors:
+        seed = _reconstruct(config, self_mask_shares.get(owner, []), owner, "self-mask seed")
+        prg.add_expansion(total, seed, SELF_MASK_LABEL, subtract=True)
+    for owner in sorted(state.shared - survivors):
+        _remove_pair_masks(state, total, owner, key_shares.get(owner, []))
+    result = ServerResult(aggregate=total, included=survivors)
+    new_state = replace(state, phase=ServerPhase.DONE, result=result, rejected=state.rejected + tuple(rejected))
+    return new_state, {}
+
+
+def _share(holder: int, value: bytes) -> shamir.Share:
+    return shamir.Share(holder, int.from_bytes(value, "big"))
+
+
+def _reconstruct(config: MaskingConfig, shares: list[shamir.Share], owner: int, what: str) -> bytes:
+    if len(shares) < config.threshold:
+        raise ThresholdError(
+            f"server: cannot recover the {what} of client {owner}: {len(shares)} shares, threshold {config.threshold}"
+        )
+    # Exactly t shares: an honest client's shares all agree, and a malicious client
+    # could corrupt the aggregate through its own input anyway.
+    return shamir.combine(sorted(shares, key=lambda s: s.index)[: config.threshold], config.threshold)
+
+
+def _remove_pair_masks(state: ServerState, total: RingVector, owner: int, shares: list[shamir.Share]) -> None:
+    """Cancel the pairwise masks that surviving neighbours shared with ``owner``,
+    a client that completed ShareKeys but whose masked input never arrived."""
+    private = _reconstruct(state.config, shares, owner, "mask key")
+    if public_key_of(private) != state.roster[owner].mask_key:
+        raise AuthenticationError(
+            f"server: the mask key of client {owner} recovered from shares does not match its public key"
+        )
+    for peer in state.survivors:
+        if owner in state.delivered[peer]:
+            seed = pair_mask_seed(private, state.roster[peer].mask_key, state.session, owner, peer)
+            # The survivor added its mask if it has the smaller id; remove it with the opposite sign.
+            prg.add_expansion(total, seed, PAIR_MASK_LABEL, subtract=not pair_mask_subtracts(peer, owner))
