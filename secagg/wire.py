@@ -42,6 +42,7 @@ __all__ = [
     "FixedBytes",
     "ListOf",
     "Message",
+    "Parts",
     "Reader",
     "RingArray",
     "Struct",
@@ -66,7 +67,8 @@ class Reader:
     """A cursor over untrusted bytes that raises DecodeError instead of overrunning."""
 
     def __init__(self, data: bytes) -> None:
-        self._data = memoryview(bytes(data))
+        # bytes are immutable, so a view is safe; anything mutable is copied once.
+        self._data = memoryview(data if isinstance(data, bytes) else bytes(data)).cast("B")
         self._pos = 0
 
     @property
@@ -75,17 +77,25 @@ class Reader:
         return len(self._data) - self._pos
 
     def take(self, size: int) -> bytes:
-        """Consume exactly ``size`` bytes."""
+        """Consume exactly ``size`` bytes (a copy)."""
+        return bytes(self.take_view(size))
+
+    def take_view(self, size: int) -> memoryview:
+        """Consume exactly ``size`` bytes as a read-only view of the input (no copy)."""
         if size < 0 or size > self.remaining:
             raise DecodeError(f"truncated input: need {size} bytes at offset {self._pos}, have {self.remaining}")
-        chunk = bytes(self._data[self._pos : self._pos + size])
+        view = self._data[self._pos : self._pos + size]
         self._pos += size
-        return chunk
+        return view.toreadonly()
 
     def finish(self) -> None:
         """Require that every byte was consumed."""
         if self.remaining:
             raise DecodeError(f"{self.remaining} trailing bytes after the message")
+
+
+Parts = list["bytes | memoryview"]
+"""Encoded pieces in order; :func:`encode` joins them once (no repeated copying)."""
 
 
 class Codec(ABC, Generic[T]):
@@ -94,7 +104,7 @@ class Codec(ABC, Generic[T]):
     description: str = ""
 
     @abstractmethod
-    def encode(self, value: T, out: bytearray) -> None:
+    def encode(self, value: T, out: Parts) -> None:
         """Append the encoding of ``value`` to ``out``; EncodeError if it does not fit."""
 
     @abstractmethod
@@ -109,12 +119,12 @@ class UInt(Codec[int]):
         self.size = size
         self.description = f"u{8 * size}"
 
-    def encode(self, value: int, out: bytearray) -> None:
+    def encode(self, value: int, out: Parts) -> None:
         if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
             raise EncodeError(f"{self.description} field needs an int, got {type(value).__name__}")
         if not 0 <= int(value) < 1 << (8 * self.size):
             raise EncodeError(f"{value} does not fit in {self.description}")
-        out += int(value).to_bytes(self.size, "big")
+        out.append(int(value).to_bytes(self.size, "big"))
 
     def decode(self, reader: Reader) -> int:
         return int.from_bytes(reader.take(self.size), "big")
@@ -125,8 +135,8 @@ class Bool(Codec[bool]):
 
     description = "bool (u8 0 or 1)"
 
-    def encode(self, value: bool, out: bytearray) -> None:
-        out.append(1 if value else 0)
+    def encode(self, value: bool, out: Parts) -> None:
+        out.append(b"\x01" if value else b"\x00")
 
     def decode(self, reader: Reader) -> bool:
         byte = reader.take(1)[0]
@@ -146,10 +156,10 @@ class FixedBytes(Codec[bytes]):
         self.size = size
         self.description = f"{size} bytes"
 
-    def encode(self, value: bytes, out: bytearray) -> None:
+    def encode(self, value: bytes, out: Parts) -> None:
         if not isinstance(value, (bytes, bytearray)) or len(value) != self.size:
             raise EncodeError(f"field needs exactly {self.size} bytes")
-        out += value
+        out.append(bytes(value))
 
     def decode(self, reader: Reader) -> bytes:
         return reader.take(self.size)
@@ -162,11 +172,11 @@ class VarBytes(Codec[bytes]):
         self.max_size = max_size
         self.description = f"u32 length + bytes (at most {max_size})"
 
-    def encode(self, value: bytes, out: bytearray) -> None:
+    def encode(self, value: bytes, out: Parts) -> None:
         if not isinstance(value, (bytes, bytearray)) or len(value) > self.max_size:
             raise EncodeError(f"field needs bytes of at most {self.max_size} bytes")
         U32.encode(len(value), out)
-        out += value
+        out.append(bytes(value))
 
     def decode(self, reader: Reader) -> bytes:
         size = U32.decode(reader)
@@ -183,13 +193,13 @@ class BigUInt(Codec[int]):
         self.max_bytes = max_bytes
         self.description = f"u16 length + big-endian integer (at most {max_bytes} bytes, minimal)"
 
-    def encode(self, value: int, out: bytearray) -> None:
+    def encode(self, value: int, out: Parts) -> None:
         value = int(value)
         size = (value.bit_length() + 7) // 8
         if value < 0 or size > self.max_bytes:
             raise EncodeError(f"integer does not fit in {self.max_bytes} bytes")
         U16.encode(size, out)
-        out += value.to_bytes(size, "big")
+        out.append(value.to_bytes(size, "big"))
 
     def decode(self, reader: Reader) -> int:
         size = U16.decode(reader)
@@ -209,7 +219,7 @@ class ListOf(Codec[tuple[T, ...]]):
         self.max_items = max_items
         self.description = f"u32 count + items of ({item.description}), at most {max_items}"
 
-    def encode(self, value: tuple[T, ...], out: bytearray) -> None:
+    def encode(self, value: tuple[T, ...], out: Parts) -> None:
         if len(value) > self.max_items:
             raise EncodeError(f"list of {len(value)} items exceeds the limit {self.max_items}")
         U32.encode(len(value), out)
@@ -231,7 +241,7 @@ class RingArray(Codec[np.ndarray]):
         self.max_length = max_length
         self.description = "u8 ring bits + u32 count + little-endian words"
 
-    def encode(self, value: np.ndarray, out: bytearray) -> None:
+    def encode(self, value: np.ndarray, out: Parts) -> None:
         if not isinstance(value, np.ndarray) or value.ndim != 1 or value.dtype.kind != "u":
             raise EncodeError("ring array field needs a 1-D unsigned numpy array")
         if value.dtype.itemsize not in (4, 8) or value.shape[0] > self.max_length:
@@ -239,7 +249,7 @@ class RingArray(Codec[np.ndarray]):
         ring = Ring(8 * value.dtype.itemsize)
         U8.encode(ring.bits, out)
         U32.encode(value.shape[0], out)
-        out += value.astype(ring.dtype, copy=False).tobytes()
+        out.append(np.ascontiguousarray(value, dtype=ring.dtype).data.cast("B"))
 
     def decode(self, reader: Reader) -> np.ndarray:
         bits = U8.decode(reader)
@@ -249,8 +259,8 @@ class RingArray(Codec[np.ndarray]):
         length = U32.decode(reader)
         if length > self.max_length:
             raise DecodeError(f"ring array of {length} elements exceeds the limit {self.max_length}")
-        array = np.frombuffer(reader.take(length * ring.element_size), dtype=ring.dtype)
-        return array
+        # A read-only view of the message bytes: no copy of a large vector.
+        return np.frombuffer(reader.take_view(length * ring.element_size), dtype=ring.dtype)
 
 
 class Struct(Codec[S]):
@@ -260,7 +270,7 @@ class Struct(Codec[S]):
         self.cls = cls
         self.description = cls.__name__
 
-    def encode(self, value: S, out: bytearray) -> None:
+    def encode(self, value: S, out: Parts) -> None:
         if not isinstance(value, self.cls):
             raise EncodeError(f"field needs a {self.cls.__name__}")
         value._encode_body(out)
@@ -282,7 +292,7 @@ class WireStruct:
         """The (name, codec) pairs in encoding order."""
         return tuple((f.name, f.metadata["wire"]) for f in dataclasses.fields(cls))  # type: ignore[arg-type]
 
-    def _encode_body(self, out: bytearray) -> None:
+    def _encode_body(self, out: Parts) -> None:
         for name, codec in self.wire_fields():
             codec.encode(getattr(self, name), out)
 
@@ -318,18 +328,18 @@ class Message(WireStruct):
 
 def encode(message: Message) -> bytes:
     """The canonical envelope + body encoding of ``message``."""
-    out = bytearray(MAGIC)
+    out: Parts = [MAGIC]
     U8.encode(VERSION, out)
     U16.encode(type(message).TAG, out)
     message._encode_body(out)
-    return bytes(out)
+    return b"".join(out)
 
 
 def decode_any(data: bytes) -> Message:
     """Decode an envelope holding any registered message type."""
     if not isinstance(data, (bytes, bytearray, memoryview)):
         raise DecodeError(f"expected bytes, got {type(data).__name__}")
-    reader = Reader(bytes(data))
+    reader = Reader(data if isinstance(data, bytes) else bytes(data))
     if reader.take(len(MAGIC)) != MAGIC:
         raise DecodeError("bad magic: not a secagg message")
     version = U8.decode(reader)

@@ -60,10 +60,10 @@ from secagg.masking.session import (
     check_context,
     consistency_payload,
     graph_neighbours,
-    pair_mask_seed,
+    pair_mask_seeds,
     pair_mask_subtracts,
     session_id,
-    share_encryption_key,
+    share_encryption_keys,
 )
 from secagg.primitives import aead, prg, shamir
 from secagg.primitives.key_agreement import KEY_SIZE, generate_keypair
@@ -274,10 +274,12 @@ def _share_keys(
     holders = [entry.client for entry in neighbours]
     key_shares = shamir.split(state.mask_private, config.threshold, holders, random_bytes)
     seed_shares = shamir.split(self_mask_seed, config.threshold, holders, random_bytes)
+    keys = share_encryption_keys(
+        state.encryption_private, [(e.client, e.encryption_key) for e in neighbours], session, state.client
+    )
     boxes = []
-    for entry, key_share, seed_share in zip(neighbours, key_shares, seed_shares, strict=True):
+    for entry, key, key_share, seed_share in zip(neighbours, keys, key_shares, seed_shares, strict=True):
         bundle = ShareBundle(state.client, entry.client, _value(key_share), _value(seed_share))
-        key = share_encryption_key(state.encryption_private, entry.encryption_key, session, state.client, entry.client)
         ad = aead.share_associated_data(session, state.client, entry.client, Round.SHARE_KEYS)
         boxes.append(SealedBox(entry.client, aead.seal(key, wire.encode(bundle), ad, random_bytes)))
     new_state = replace(
@@ -316,24 +318,26 @@ def _masked_input(
             f"{who}: only {len(delivery.boxes)} neighbours completed ShareKeys, fewer than the "
             f"threshold {config.threshold}"
         )
-    held = []
-    for box in delivery.boxes:
-        entry = neighbours.get(box.peer)
-        if entry is None:
-            raise ProtocolError(f"{who}: received a share box from client {box.peer}, which is not a neighbour")
-        held.append(_open_box(state, entry, box))
+    unknown = [box.peer for box in delivery.boxes if box.peer not in neighbours]
+    if unknown:
+        raise ProtocolError(f"{who}: received a share box from client {unknown[0]}, which is not a neighbour")
+    senders = [neighbours[box.peer] for box in delivery.boxes]
+    keys = share_encryption_keys(
+        state.encryption_private, [(e.client, e.encryption_key) for e in senders], state.session, state.client
+    )
+    held = [_open_box(state, box, key) for box, key in zip(delivery.boxes, keys, strict=True)]
     vector = np.array(config.ring.check(input_vector, config.vector_length), copy=True)
     prg.add_expansion(vector, state.self_mask_seed, SELF_MASK_LABEL)
-    for peer in (box.peer for box in delivery.boxes):
-        seed = pair_mask_seed(state.mask_private, neighbours[peer].mask_key, state.session, state.client, peer)
-        prg.add_expansion(vector, seed, PAIR_MASK_LABEL, subtract=pair_mask_subtracts(state.client, peer))
+    seeds = pair_mask_seeds(state.mask_private, [(e.client, e.mask_key) for e in senders], state.session, state.client)
+    for entry, seed in zip(senders, seeds, strict=True):
+        subtract = pair_mask_subtracts(state.client, entry.client)
+        prg.add_expansion(vector, seed, PAIR_MASK_LABEL, subtract=subtract)
     next_phase = ClientPhase.AWAIT_SURVIVORS if config.mode == ACTIVE else ClientPhase.AWAIT_UNMASK
     new_state = replace(state, phase=next_phase, held=tuple(held))
     return new_state, wire.encode(MaskedInput(state.client, state.session, vector))
 
 
-def _open_box(state: ClientState, sender: RosterEntry, box: SealedBox) -> HeldShares:
-    key = share_encryption_key(state.encryption_private, sender.encryption_key, state.session, state.client, box.peer)
+def _open_box(state: ClientState, box: SealedBox, key: bytes) -> HeldShares:
     ad = aead.share_associated_data(state.session, box.peer, state.client, Round.SHARE_KEYS)
     try:
         bundle = wire.decode(aead.open_sealed(key, box.sealed, ad), ShareBundle)

@@ -182,9 +182,9 @@ class MaskingConfig:
 
     def digest(self) -> bytes:
         """SHA-256 of ``b"secagg/v1/config" || record``: what every party agrees on."""
-        out = bytearray(b"secagg/v1/config")
+        out: wire.Parts = [b"secagg/v1/config"]
         self.record()._encode_body(out)
-        return hashlib.sha256(bytes(out)).digest()
+        return hashlib.sha256(b"".join(out)).digest()
 
     @classmethod
     def from_record(cls, record: ConfigRecord) -> MaskingConfig:

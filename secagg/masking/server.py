@@ -51,7 +51,7 @@ from secagg.masking.session import (
     check_context,
     consistency_payload,
     graph_neighbours,
-    pair_mask_seed,
+    pair_mask_seeds,
     pair_mask_subtracts,
     session_id,
 )
@@ -320,8 +320,8 @@ def _remove_pair_masks(state: ServerState, total: RingVector, owner: int, shares
         raise AuthenticationError(
             f"server: the mask key of client {owner} recovered from shares does not match its public key"
         )
-    for peer in state.survivors:
-        if owner in state.delivered[peer]:
-            seed = pair_mask_seed(private, state.roster[peer].mask_key, state.session, owner, peer)
-            # The survivor added its mask if it has the smaller id; remove it with the opposite sign.
-            prg.add_expansion(total, seed, PAIR_MASK_LABEL, subtract=not pair_mask_subtracts(peer, owner))
+    peers = [peer for peer in state.survivors if owner in state.delivered[peer]]
+    seeds = pair_mask_seeds(private, [(p, state.roster[p].mask_key) for p in peers], state.session, owner)
+    for peer, seed in zip(peers, seeds, strict=True):
+        # The survivor added its mask if it has the smaller id; remove it with the opposite sign.
+        prg.add_expansion(total, seed, PAIR_MASK_LABEL, subtract=not pair_mask_subtracts(peer, owner))

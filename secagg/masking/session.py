@@ -14,7 +14,7 @@ from secagg.errors import ConfigurationError
 from secagg.masking.config import COMPLETE, MaskingConfig
 from secagg.masking.messages import SESSION_ID_SIZE, RosterEntry
 from secagg.primitives.kdf import derive_pair_key
-from secagg.primitives.key_agreement import exchange
+from secagg.primitives.key_agreement import exchange_many
 
 __all__ = [
     "CONTEXT_SIZE",
@@ -24,10 +24,10 @@ __all__ = [
     "advertise_payload",
     "consistency_payload",
     "graph_neighbours",
-    "pair_mask_seed",
+    "pair_mask_seeds",
     "pair_mask_subtracts",
     "session_id",
-    "share_encryption_key",
+    "share_encryption_keys",
 ]
 
 CONTEXT_SIZE = 32
@@ -101,10 +101,13 @@ def graph_neighbours(config: MaskingConfig, session: bytes, client: int) -> tupl
     return tuple(sorted(order[(position + j) % n] for j in range(-half, half + 1) if j != 0))
 
 
-def pair_mask_seed(private_mask_key: bytes, peer_mask_key: bytes, session: bytes, client: int, peer: int) -> bytes:
-    """The 32-byte seed of the pairwise mask between ``client`` and ``peer``."""
-    shared = exchange(private_mask_key, peer_mask_key)
-    return derive_pair_key(shared, session, MASK_KDF_PURPOSE, client, peer)
+def pair_mask_seeds(
+    private_mask_key: bytes, peers: Sequence[tuple[int, bytes]], session: bytes, client: int
+) -> list[bytes]:
+    """The 32-byte seeds of the pairwise masks between ``client`` and each
+    ``(peer id, peer mask public key)``: HKDF of the X25519 secret."""
+    shared = exchange_many(private_mask_key, [key for _, key in peers])
+    return [derive_pair_key(s, session, MASK_KDF_PURPOSE, client, p) for s, (p, _) in zip(shared, peers, strict=True)]
 
 
 def pair_mask_subtracts(client: int, peer: int) -> bool:
@@ -112,7 +115,10 @@ def pair_mask_subtracts(client: int, peer: int) -> bool:
     return client > peer
 
 
-def share_encryption_key(private_key: bytes, peer_key: bytes, session: bytes, client: int, peer: int) -> bytes:
-    """The AES-256-GCM key for share bundles between ``client`` and ``peer``."""
-    shared = exchange(private_key, peer_key)
-    return derive_pair_key(shared, session, SHARE_KDF_PURPOSE, client, peer)
+def share_encryption_keys(
+    private_key: bytes, peers: Sequence[tuple[int, bytes]], session: bytes, client: int
+) -> list[bytes]:
+    """The AES-256-GCM keys for share bundles between ``client`` and each
+    ``(peer id, peer encryption public key)``."""
+    shared = exchange_many(private_key, [key for _, key in peers])
+    return [derive_pair_key(s, session, SHARE_KDF_PURPOSE, client, p) for s, (p, _) in zip(shared, peers, strict=True)]

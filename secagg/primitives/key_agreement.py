@@ -7,6 +7,7 @@ for every aggregation session; nothing here is long-term.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
@@ -14,7 +15,7 @@ from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X
 from secagg.errors import DecodeError, ProtocolError
 from secagg.primitives.randomness import RandomBytes, system_random
 
-__all__ = ["KEY_SIZE", "KeyPair", "exchange", "generate_keypair", "public_key_of"]
+__all__ = ["KEY_SIZE", "KeyPair", "exchange", "exchange_many", "generate_keypair", "public_key_of"]
 
 KEY_SIZE = 32
 
@@ -49,10 +50,18 @@ def exchange(private: bytes, peer_public: bytes) -> bytes:
     Raises DecodeError for a wrongly sized key and ProtocolError for a peer key of
     small order (the all-zero shared secret), which an honest peer never sends.
     """
-    if len(private) != KEY_SIZE or len(peer_public) != KEY_SIZE:
+    return exchange_many(private, [peer_public])[0]
+
+
+def exchange_many(private: bytes, peer_publics: Sequence[bytes]) -> list[bytes]:
+    """:func:`exchange` with each of ``peer_publics``, parsing ``private`` once."""
+    if len(private) != KEY_SIZE or any(len(peer) != KEY_SIZE for peer in peer_publics):
         raise DecodeError(f"X25519 keys must be {KEY_SIZE} bytes")
-    try:
-        peer = X25519PublicKey.from_public_bytes(peer_public)
-        return X25519PrivateKey.from_private_bytes(private).exchange(peer)
-    except ValueError as exc:
-        raise ProtocolError("X25519 exchange gave the all-zero secret: peer key has small order") from exc
+    key = X25519PrivateKey.from_private_bytes(private)
+    secrets = []
+    for peer in peer_publics:
+        try:
+            secrets.append(key.exchange(X25519PublicKey.from_public_bytes(peer)))
+        except ValueError as exc:
+            raise ProtocolError("X25519 exchange gave the all-zero secret: peer key has small order") from exc
+    return secrets
