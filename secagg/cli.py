@@ -80,6 +80,17 @@ def _add_bench(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     paillier.set_defaults(handler=_lazy("secagg.paillier.benchmark"))
 
 
+def _add_vectors(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    vectors = commands.add_parser("vectors", help="verify or regenerate the committed test vectors")
+    actions = vectors.add_subparsers(dest="action", metavar="ACTION", required=True)
+    verify = actions.add_parser("verify", help="run the implementation against every vector file")
+    verify.add_argument("directory", nargs="?", help="vector folder (default: the committed vectors)")
+    verify.set_defaults(handler=_lazy("secagg.vectors.command", "verify"))
+    generate = actions.add_parser("generate", help="regenerate every vector file from deterministic randomness")
+    generate.add_argument("directory", help="folder to write the vector files into")
+    generate.set_defaults(handler=_lazy("secagg.vectors.command", "generate"))
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of every subcommand."""
     parser = argparse.ArgumentParser(
@@ -90,6 +101,7 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
     _add_demo(commands)
     _add_bench(commands)
+    _add_vectors(commands)
     return parser
 
 
