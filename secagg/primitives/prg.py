@@ -23,7 +23,7 @@ from secagg.errors import ConfigurationError
 from secagg.primitives.kdf import hkdf_sha256
 from secagg.ring import Ring, RingVector
 
-__all__ = ["CHUNK_BYTES", "SEED_SIZE", "add_expansion", "expand"]
+__all__ = ["CHUNK_BYTES", "SEED_SIZE", "add_expansion", "expand", "expand_into"]
 
 SEED_SIZE = 32
 AES_KEY_SIZE = 16
@@ -43,24 +43,40 @@ def _keystream(seed: bytes, label: bytes) -> CipherContext:
 
 
 def _fill(stream: CipherContext, buffer: np.ndarray[Any, Any], nbytes: int) -> None:
-    """Write the next ``nbytes`` of keystream into ``buffer`` (which has >= 15 spare bytes)."""
-    written = 0
+    """Write the next ``nbytes`` of keystream into the first ``nbytes`` of ``buffer``.
+
+    OpenSSL writes straight into the buffer; ``update_into`` wants block_size - 1
+    bytes of slack after its output, so the last block is produced separately.
+    """
     view = memoryview(buffer.data).cast("B")
-    while written < nbytes:
-        step = min(CHUNK_BYTES, nbytes - written)
+    head = max(0, nbytes - AES_BLOCK)
+    written = 0
+    while written < head:
+        step = min(CHUNK_BYTES, head - written)
         stream.update_into(_ZEROS[:step], view[written : written + step + AES_BLOCK - 1])
         written += step
+    view[head:nbytes] = stream.update(_ZEROS[: nbytes - head])
+
+
+def expand_into(out: RingVector, seed: bytes, label: bytes) -> None:
+    """Overwrite the contiguous ring vector ``out`` with the expansion of ``seed``/``label``.
+
+    Its dtype fixes the ring; this is :func:`expand` without the allocation.
+    """
+    if out.ndim != 1 or not out.flags.c_contiguous or not out.flags.writeable:
+        raise ConfigurationError("PRG output must be a writeable contiguous 1-D ring vector")
+    ring = Ring(8 * out.dtype.itemsize)
+    ring.check(out)
+    _fill(_keystream(seed, label), out, out.shape[0] * ring.element_size)
 
 
 def expand(seed: bytes, label: bytes, length: int, ring: Ring) -> RingVector:
     """``length`` ring elements expanded from ``seed`` under ``label``."""
     if length < 0:
         raise ConfigurationError("PRG output length must be non-negative")
-    nbytes = length * ring.element_size
-    # update_into needs block_size - 1 bytes of slack after the output.
-    raw = np.empty(nbytes + AES_BLOCK, dtype=np.uint8)
-    _fill(_keystream(seed, label), raw, nbytes)
-    return raw[:nbytes].view(ring.dtype)
+    out = ring.zeros(length) if length == 0 else np.empty(length, dtype=ring.dtype)
+    expand_into(out, seed, label)
+    return out
 
 
 def add_expansion(target: RingVector, seed: bytes, label: bytes, *, subtract: bool = False) -> None:
@@ -76,8 +92,8 @@ def add_expansion(target: RingVector, seed: bytes, label: bytes, *, subtract: bo
     ring.check(target)
     stream = _keystream(seed, label)
     per_chunk = CHUNK_BYTES // ring.element_size
-    scratch = np.empty(CHUNK_BYTES + AES_BLOCK, dtype=np.uint8)
-    words = scratch[:CHUNK_BYTES].view(ring.dtype)
+    scratch = np.empty(CHUNK_BYTES, dtype=np.uint8)
+    words = scratch.view(ring.dtype)
     operation = np.subtract if subtract else np.add
     for start in range(0, target.shape[0], per_chunk):
         part = target[start : start + per_chunk]
