@@ -26,8 +26,9 @@ import numpy.typing as npt
 from secagg.errors import ConfigurationError, OverflowDetectedError
 from secagg.ring import Ring, RingVector
 
-__all__ = ["QuantizationConfig", "dequantize", "quantize", "quantize_to_integers"]
+__all__ = ["MAX_BITS", "QuantizationConfig", "dequantize", "from_ring", "quantize", "quantize_to_integers", "to_ring"]
 
+MAX_BITS = 53
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]
 
@@ -53,11 +54,12 @@ class QuantizationConfig:
     max_weight: int = 1
 
     def __post_init__(self) -> None:
-        ring = Ring(self.ring_bits)  # validates ring_bits
+        Ring(self.ring_bits)  # validates ring_bits
         if not (np.isfinite(self.clip) and self.clip > 0):
             raise ConfigurationError(f"clip must be a positive finite number, got {self.clip}")
-        if not 2 <= self.bits < ring.bits:
-            raise ConfigurationError(f"bits must be in 2..{ring.bits - 1} for Z_(2^{ring.bits}), got {self.bits}")
+        if not 2 <= self.bits <= MAX_BITS:
+            # Quantization runs in float64: beyond 53 bits the clip bound itself is inexact.
+            raise ConfigurationError(f"bits must be in 2..{MAX_BITS} (float64 precision), got {self.bits}")
         if self.num_clients < 1 or self.max_weight < 1:
             raise ConfigurationError("num_clients and max_weight must be at least 1")
         if self.num_clients * self.max_weight * self.qmax > self.limit:
@@ -90,13 +92,19 @@ class QuantizationConfig:
 
     def _overflow_message(self) -> str:
         weight_total = self.num_clients * self.max_weight
-        safe_bits = max(b for b in range(1, self.ring_bits) if weight_total * ((1 << (b - 1)) - 1) <= self.limit)
+        safe_bits = [b for b in range(2, MAX_BITS + 1) if weight_total * ((1 << (b - 1)) - 1) <= self.limit]
         safe_clients = self.limit // (self.max_weight * self.qmax)
+        options = []
+        if safe_bits:
+            options.append(f"bits <= {max(safe_bits)} for {self.num_clients} clients")
+        if safe_clients >= 1:
+            options.append(f"at most {safe_clients} clients at bits={self.bits}")
+        if self.ring_bits == 32:
+            options.append("ring_bits=64")
+        advice = ", or ".join(options) if options else "a smaller max_weight or fewer clients"
         return (
             f"quantization could overflow Z_(2^{self.ring_bits}): {self.num_clients} clients x weight "
-            f"{self.max_weight} x {self.qmax} (bits={self.bits}) exceeds {self.limit}. Largest safe setting: "
-            f"bits <= {safe_bits} for {self.num_clients} clients, or at most {safe_clients} clients at "
-            f"bits={self.bits}" + ("" if self.ring_bits == 64 else ", or ring_bits=64")
+            f"{self.max_weight} x {self.qmax} (bits={self.bits}) exceeds {self.limit}. Largest safe setting: {advice}"
         )
 
 
@@ -106,10 +114,14 @@ def quantize_to_integers(values: npt.ArrayLike, config: QuantizationConfig, rng:
     ``rng`` supplies the rounding randomness (it need not be secret; it must be
     independent of the data). Non-finite inputs are refused.
     """
-    x = np.asarray(values, dtype=np.float64).ravel()
+    try:
+        x = np.asarray(values, dtype=np.float64).ravel()
+    except (TypeError, ValueError) as exc:
+        raise ConfigurationError(f"cannot quantize non-numeric values: {exc}") from exc
     if not np.all(np.isfinite(x)):
         raise ConfigurationError("cannot quantize NaN or infinite values")
-    scaled = np.clip(x, -config.clip, config.clip) * config.scale
+    # Clip after scaling: clip * (qmax / clip) can round just below qmax in float64.
+    scaled = np.clip(x * config.scale, -config.qmax, config.qmax)
     floor = np.floor(scaled)
     rounded = floor + (rng.random(x.shape[0]) < (scaled - floor))
     integers: IntArray = np.clip(rounded, -config.qmax, config.qmax).astype(np.int64)
@@ -151,7 +163,8 @@ def dequantize(
         raise ConfigurationError("weight_total must be at least 1")
     integers = from_ring(vector, config)
     bound = num_summands * config.max_weight * config.qmax
-    if integers.size and int(np.max(np.abs(integers))) > bound:
+    # Compare min and max: np.abs(-2^63) overflows int64 and stays negative.
+    if integers.size and (int(integers.min()) < -bound or int(integers.max()) > bound):
         raise OverflowDetectedError(
             f"decoded sum exceeds {bound}, the largest value {num_summands} summands can reach"
         )

@@ -59,7 +59,7 @@ class Ring:
         """
         if not isinstance(vector, np.ndarray) or vector.ndim != 1:
             raise ConfigurationError("ring vector must be a one-dimensional numpy array")
-        if vector.dtype.kind != "u" or vector.dtype.itemsize != self.element_size:
+        if vector.dtype != self.dtype:  # also refuses big-endian words
             raise ConfigurationError(
                 f"ring vector has dtype {vector.dtype}, expected {self.dtype} for Z_(2^{self.bits})"
             )

@@ -14,7 +14,9 @@ the input, never allocates more than the input's size, rejects trailing bytes
 and raises only :class:`~secagg.errors.DecodeError`.
 
 Never use pickle for anything that crosses a trust boundary; this module is the
-only way messages enter or leave the library.
+only way messages enter or leave the library. (Declare messages with plain
+``@dataclass(frozen=True)``: ``slots=True`` re-creates the class, which would
+register its tag twice.)
 """
 
 from __future__ import annotations
@@ -136,6 +138,8 @@ class Bool(Codec[bool]):
     description = "bool (u8 0 or 1)"
 
     def encode(self, value: bool, out: Parts) -> None:
+        if not isinstance(value, (bool, np.bool_)):
+            raise EncodeError(f"bool field needs a bool, got {type(value).__name__}")
         out.append(b"\x01" if value else b"\x00")
 
     def decode(self, reader: Reader) -> bool:
@@ -194,6 +198,8 @@ class BigUInt(Codec[int]):
         self.description = f"u16 length + big-endian integer (at most {max_bytes} bytes, minimal)"
 
     def encode(self, value: int, out: Parts) -> None:
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+            raise EncodeError(f"integer field needs an int, got {type(value).__name__}")
         value = int(value)
         size = (value.bit_length() + 7) // 8
         if value < 0 or size > self.max_bytes:
@@ -220,6 +226,8 @@ class ListOf(Codec[tuple[T, ...]]):
         self.description = f"u32 count + items of ({item.description}), at most {max_items}"
 
     def encode(self, value: tuple[T, ...], out: Parts) -> None:
+        if not isinstance(value, (tuple, list)):
+            raise EncodeError(f"list field needs a tuple or list, got {type(value).__name__}")
         if len(value) > self.max_items:
             raise EncodeError(f"list of {len(value)} items exceeds the limit {self.max_items}")
         U32.encode(len(value), out)

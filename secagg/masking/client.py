@@ -62,6 +62,7 @@ from secagg.masking.session import (
     graph_neighbours,
     pair_mask_seeds,
     pair_mask_subtracts,
+    self_mask_commitment,
     session_id,
     share_encryption_keys,
 )
@@ -91,12 +92,7 @@ _EXPECTED: dict[ClientPhase, type[wire.Message]] = {
     ClientPhase.AWAIT_SURVIVORS: SurvivorList,
     ClientPhase.AWAIT_UNMASK: UnmaskRequest,
 }
-_ROUND_NAMES = {
-    KeyRoster: "ShareKeys",
-    ShareDelivery: "MaskedInputCollection",
-    SurvivorList: "ConsistencyCheck",
-    UnmaskRequest: "Unmasking",
-}
+_ACTIVE_CODE = 1  # ConfigRecord.mode of active sessions
 
 
 @dataclass(frozen=True, repr=False)
@@ -240,6 +236,8 @@ def _check_round(state: ClientState, phase: ClientPhase, message: wire.Message) 
     expected = _EXPECTED[phase]
     if not isinstance(message, expected):
         earlier = list(_EXPECTED.values())[: list(_EXPECTED).index(phase)]
+        if state.config.mode != _ACTIVE_CODE:
+            earlier = [kind for kind in earlier if kind is not SurvivorList]
         error = ReplayError if type(message) in earlier else ProtocolError
         raise error(f"{who}: expected {expected.__name__}, got {type(message).__name__}")
     recipient = getattr(message, "recipient", None)
@@ -285,7 +283,8 @@ def _share_keys(
     new_state = replace(
         state, phase=ClientPhase.AWAIT_SHARES, session=session, self_mask_seed=self_mask_seed, neighbours=neighbours
     )
-    return new_state, wire.encode(EncryptedShares(state.client, session, tuple(boxes)))
+    message = EncryptedShares(state.client, session, self_mask_commitment(self_mask_seed), tuple(boxes))
+    return new_state, wire.encode(message)
 
 
 def _value(share: shamir.Share) -> bytes:
@@ -312,6 +311,10 @@ def _masked_input(
     state: ClientState, config: MaskingConfig, delivery: ShareDelivery, input_vector: RingVector
 ) -> tuple[ClientState, bytes]:
     who = f"client {state.client}"
+    try:
+        config.ring.check(input_vector, config.vector_length)
+    except ConfigurationError as exc:
+        raise ConfigurationError(f"{who}: input vector: {exc}") from exc
     neighbours = {entry.client: entry for entry in state.neighbours}
     if len(delivery.boxes) < config.threshold:
         raise ThresholdError(
@@ -326,7 +329,7 @@ def _masked_input(
         state.encryption_private, [(e.client, e.encryption_key) for e in senders], state.session, state.client
     )
     held = [_open_box(state, box, key) for box, key in zip(delivery.boxes, keys, strict=True)]
-    vector = np.array(config.ring.check(input_vector, config.vector_length), copy=True)
+    vector = np.array(input_vector, copy=True)
     prg.add_expansion(vector, state.self_mask_seed, SELF_MASK_LABEL)
     seeds = pair_mask_seeds(state.mask_private, [(e.client, e.mask_key) for e in senders], state.session, state.client)
     for entry, seed in zip(senders, seeds, strict=True):

@@ -102,6 +102,11 @@ def run_session(
     dropouts = dict(dropouts or {})
     if set(inputs) != set(range(1, config.num_clients + 1)):
         raise ConfigurationError(f"inputs must be given for client ids 1..{config.num_clients}")
+    for client, vector in inputs.items():
+        try:
+            config.ring.check(np.asarray(vector), config.vector_length)
+        except ConfigurationError as exc:
+            raise ConfigurationError(f"client {client}: input vector: {exc}") from exc
     if config.mode == ACTIVE and identities is None:
         raise ConfigurationError("active mode needs the clients' identity keys")
     run = _Run(config, dropouts, identities or {}, random_bytes, record_transcript, tamper)

@@ -24,6 +24,7 @@ from secagg.primitives.signing import SIGNATURE_SIZE
 from secagg.wire import U32, FixedBytes, ListOf, RingArray, Struct, VarBytes, wire_field
 
 __all__ = [
+    "COMMITMENT_SIZE",
     "SESSION_ID_SIZE",
     "AdvertiseKeys",
     "ConsistencySignature",
@@ -43,6 +44,7 @@ __all__ = [
 ]
 
 SESSION_ID_SIZE = 32
+COMMITMENT_SIZE = 32
 SHARE_SIZE = shamir.VALUE_SIZE
 MAX_CLIENTS = 1 << 20
 _SIGNATURE = VarBytes(SIGNATURE_SIZE)
@@ -143,11 +145,15 @@ class SealedBox(wire.WireStruct):
 
 @dataclass(frozen=True)
 class EncryptedShares(wire.Message):
-    """Client -> server: one sealed :class:`ShareBundle` per neighbour."""
+    """Client -> server: one sealed :class:`ShareBundle` per neighbour, and a
+    commitment to the self-mask seed (SHA-256, see
+    :func:`secagg.masking.session.self_mask_commitment`) against which the server
+    checks the seed it reconstructs, so a lying share holder cannot skew the sum."""
 
     TAG: ClassVar[int] = 0x0103
     sender: int = wire_field(U32)
     session_id: bytes = wire_field(FixedBytes(SESSION_ID_SIZE))
+    self_mask_commitment: bytes = wire_field(FixedBytes(COMMITMENT_SIZE))
     boxes: tuple[SealedBox, ...] = wire_field(ListOf(Struct(SealedBox), MAX_CLIENTS))
 
     def __post_init__(self) -> None:

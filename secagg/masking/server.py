@@ -21,7 +21,7 @@ raises :class:`~secagg.errors.ThresholdError` and the session is over.
 from __future__ import annotations
 
 import enum
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 
 import numpy as np
@@ -53,14 +53,17 @@ from secagg.masking.session import (
     graph_neighbours,
     pair_mask_seeds,
     pair_mask_subtracts,
+    self_mask_commitment,
     session_id,
 )
 from secagg.primitives import prg, shamir
-from secagg.primitives.key_agreement import public_key_of
+from secagg.primitives.key_agreement import exchange_many, public_key_of
 from secagg.primitives.signing import verify
 from secagg.ring import RingVector
 
 __all__ = ["ServerPhase", "ServerResult", "ServerState", "server_start", "server_step"]
+
+_PROBE_SCALAR = bytes([0x5A]) * 32  # public; any scalar exposes small-order points
 
 
 class ServerPhase(enum.IntEnum):
@@ -92,6 +95,7 @@ class ServerState:
     roster: Mapping[int, RosterEntry] = field(default_factory=dict)
     session: bytes = b""
     shared: frozenset[int] = frozenset()
+    commitments: Mapping[int, bytes] = field(default_factory=dict)
     delivered: Mapping[int, tuple[int, ...]] = field(default_factory=dict)
     masked_sum: RingVector | None = None
     survivors: tuple[int, ...] = ()
@@ -162,6 +166,13 @@ def _collect_keys(state: ServerState, inbound: Mapping[int, bytes]) -> tuple[Ser
             except AuthenticationError as exc:
                 rejected.append((client, f"AdvertiseKeys: {exc}"))
                 continue
+        try:
+            # A small-order key makes every exchange with it all-zero: refuse it here,
+            # or each honest neighbour would abort when it meets the key.
+            exchange_many(_PROBE_SCALAR, [message.encryption_key, message.mask_key])
+        except SecAggError as exc:
+            rejected.append((client, f"AdvertiseKeys: {exc}"))
+            continue
         roster[client] = RosterEntry(client, message.encryption_key, message.mask_key, message.signature)
     _require(state, len(roster), "AdvertiseKeys", config.threshold + 1)
     entries = tuple(roster[client] for client in sorted(roster))
@@ -184,6 +195,7 @@ def _neighbours_present(state: ServerState, client: int, present: Mapping[int, o
 def _collect_shares(state: ServerState, inbound: Mapping[int, bytes]) -> tuple[ServerState, dict[int, bytes]]:
     accepted, rejected = _accept(state, inbound, EncryptedShares, frozenset(state.roster))
     boxes: dict[int, dict[int, bytes]] = {}
+    commitments: dict[int, bytes] = {}
     for client, message in accepted.items():
         assert isinstance(message, EncryptedShares)
         expected = _neighbours_present(state, client, state.roster)
@@ -191,6 +203,7 @@ def _collect_shares(state: ServerState, inbound: Mapping[int, bytes]) -> tuple[S
             rejected.append((client, "EncryptedShares: boxes are not exactly one per neighbour on the roster"))
             continue
         boxes[client] = {box.peer: box.sealed for box in message.boxes}
+        commitments[client] = message.self_mask_commitment
     shared = frozenset(boxes)
     _require(state, len(shared), "ShareKeys", state.config.threshold + 1)
     outbound: dict[int, bytes] = {}
@@ -204,6 +217,7 @@ def _collect_shares(state: ServerState, inbound: Mapping[int, bytes]) -> tuple[S
         state,
         phase=ServerPhase.COLLECT_MASKED,
         shared=shared,
+        commitments={client: commitments[client] for client in shared},
         delivered=delivered,
         rejected=state.rejected + tuple(rejected),
     )
@@ -288,11 +302,18 @@ def _collect_unmask(state: ServerState, inbound: Mapping[int, bytes]) -> tuple[S
             key_shares.setdefault(owner, []).append(share)
     assert state.masked_sum is not None
     total = np.array(state.masked_sum, copy=True)
+    liars: set[int] = set()
     for owner in state.survivors:
-        seed = _reconstruct(config, self_mask_shares.get(owner, []), owner, "self-mask seed")
+        shares = self_mask_shares.get(owner, [])
+        seed = _recover(config, shares, owner, "self-mask seed", self_mask_commitment, state.commitments[owner], liars)
         prg.add_expansion(total, seed, SELF_MASK_LABEL, subtract=True)
     for owner in sorted(state.shared - survivors):
-        _remove_pair_masks(state, total, owner, key_shares.get(owner, []))
+        peers = [peer for peer in state.survivors if owner in state.delivered[peer]]
+        if peers:  # nobody masked with a client none of whose neighbours survived
+            shares = key_shares.get(owner, [])
+            private = _recover(config, shares, owner, "mask key", public_key_of, state.roster[owner].mask_key, liars)
+            _remove_pair_masks(state, total, owner, private, peers)
+    rejected += [(liar, "UnmaskResponse: a revealed share lies off its secret's polynomial") for liar in sorted(liars)]
     result = ServerResult(aggregate=total, included=survivors)
     new_state = replace(state, phase=ServerPhase.DONE, result=result, rejected=state.rejected + tuple(rejected))
     return new_state, {}
@@ -302,25 +323,48 @@ def _share(holder: int, value: bytes) -> shamir.Share:
     return shamir.Share(holder, int.from_bytes(value, "big"))
 
 
-def _reconstruct(config: MaskingConfig, shares: list[shamir.Share], owner: int, what: str) -> bytes:
-    if len(shares) < config.threshold:
+def _recover(
+    config: MaskingConfig,
+    shares: list[shamir.Share],
+    owner: int,
+    what: str,
+    derive: Callable[[bytes], bytes],
+    expected: bytes,
+    liars: set[int],
+) -> bytes:
+    """Reconstruct ``owner``'s secret from t of ``shares``; accept it only if
+    ``derive(secret) == expected`` (its commitment, or its public key).
+
+    The first t shares by index are tried first (the honest case costs one
+    interpolation). If they fail, each leave-one-out subset is tried, so one lying
+    holder among at least t + 1 is outvoted; holders whose share lies off the
+    recovered polynomial are added to ``liars``.
+    """
+    t = config.threshold
+    if len(shares) < t:
         raise ThresholdError(
-            f"server: cannot recover the {what} of client {owner}: {len(shares)} shares, threshold {config.threshold}"
+            f"server: cannot recover the {what} of client {owner}: {len(shares)} shares, threshold {t}"
         )
-    # Exactly t shares: an honest client's shares all agree, and a malicious client
-    # could corrupt the aggregate through its own input anyway.
-    return shamir.combine(sorted(shares, key=lambda s: s.index)[: config.threshold], config.threshold)
+    ordered = sorted(shares, key=lambda share: share.index)
+    # Leaving out one of the first t (when a spare share exists) outvotes one liar.
+    retries = [(ordered[:skip] + ordered[skip + 1 :])[:t] for skip in range(t)] if len(ordered) > t else []
+    for attempt, basis in enumerate([ordered[:t], *retries]):
+        try:
+            secret = shamir.combine(basis, t)
+        except AuthenticationError:
+            continue
+        if derive(secret) == expected:
+            if attempt:  # only after a failure: name the holders whose shares lie off the polynomial
+                liars.update(s.index for s in ordered if shamir.interpolate(basis, s.index) != s.value)
+            return secret
+    raise AuthenticationError(
+        f"server: no {t} of the {len(ordered)} shares of client {owner}'s {what} reconstruct the committed value"
+    )
 
 
-def _remove_pair_masks(state: ServerState, total: RingVector, owner: int, shares: list[shamir.Share]) -> None:
-    """Cancel the pairwise masks that surviving neighbours shared with ``owner``,
+def _remove_pair_masks(state: ServerState, total: RingVector, owner: int, private: bytes, peers: list[int]) -> None:
+    """Cancel the pairwise masks that the surviving ``peers`` shared with ``owner``,
     a client that completed ShareKeys but whose masked input never arrived."""
-    private = _reconstruct(state.config, shares, owner, "mask key")
-    if public_key_of(private) != state.roster[owner].mask_key:
-        raise AuthenticationError(
-            f"server: the mask key of client {owner} recovered from shares does not match its public key"
-        )
-    peers = [peer for peer in state.survivors if owner in state.delivered[peer]]
     seeds = pair_mask_seeds(private, [(p, state.roster[p].mask_key) for p in peers], state.session, owner)
     for peer, seed in zip(peers, seeds, strict=True):
         # The survivor added its mask if it has the smaller id; remove it with the opposite sign.

@@ -26,6 +26,7 @@ __all__ = [
     "graph_neighbours",
     "pair_mask_seeds",
     "pair_mask_subtracts",
+    "self_mask_commitment",
     "session_id",
     "share_encryption_keys",
 ]
@@ -108,6 +109,12 @@ def pair_mask_seeds(
     ``(peer id, peer mask public key)``: HKDF of the X25519 secret."""
     shared = exchange_many(private_mask_key, [key for _, key in peers])
     return [derive_pair_key(s, session, MASK_KDF_PURPOSE, client, p) for s, (p, _) in zip(shared, peers, strict=True)]
+
+
+def self_mask_commitment(seed: bytes) -> bytes:
+    """SHA-256(``"secagg/v1/self-mask-commitment"`` || seed). The seed is 32
+    uniform bytes, so the hash reveals nothing about it."""
+    return hashlib.sha256(b"secagg/v1/self-mask-commitment" + seed).digest()
 
 
 def pair_mask_subtracts(client: int, peer: int) -> bool:

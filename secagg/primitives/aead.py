@@ -24,6 +24,8 @@ SHARE_AD_LABEL = b"secagg/v1/share-bundle"
 
 def share_associated_data(session_id: bytes, sender: int, recipient: int, round_number: int) -> bytes:
     """``b"secagg/v1/share-bundle" || session_id || u32 sender || u32 recipient || u8 round``."""
+    if not (0 <= sender < 1 << 32 and 0 <= recipient < 1 << 32 and 0 <= round_number < 1 << 8):
+        raise ConfigurationError("associated data needs u32 sender and recipient ids and a u8 round")
     return (
         SHARE_AD_LABEL
         + session_id

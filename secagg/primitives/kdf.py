@@ -28,8 +28,9 @@ def hkdf_sha256(ikm: bytes, salt: bytes, info: bytes, length: int) -> bytes:
 
 def info_string(purpose: bytes, party_a: int, party_b: int) -> bytes:
     """``b"secagg/v1/" || purpose || b"/" || u32(min id) || u32(max id)``."""
-    if not purpose or b"/" in purpose:
-        raise ConfigurationError("a KDF purpose label is a non-empty string without '/'")
+    if not purpose or b"/" in purpose or b":" in purpose:
+        # ':' is reserved for the PRG's "secagg/v1/prg:<label>" info strings.
+        raise ConfigurationError("a KDF purpose label is a non-empty string without '/' or ':'")
     low, high = sorted((party_a, party_b))
     if low < 0 or high >= 1 << 32:
         raise ConfigurationError("party ids must fit in u32")

@@ -30,7 +30,7 @@ AES_KEY_SIZE = 16
 AES_BLOCK = 16
 CHUNK_BYTES = 1 << 18  # 256 KiB: large enough to amortise calls, small enough for L2
 PRG_INFO_PREFIX = b"secagg/v1/prg:"
-_ZEROS = bytes(CHUNK_BYTES)
+_ZEROS = memoryview(bytes(CHUNK_BYTES))  # slicing a memoryview does not copy
 
 
 def _keystream(seed: bytes, label: bytes) -> CipherContext:

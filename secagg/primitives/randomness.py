@@ -12,6 +12,8 @@ import hashlib
 import os
 from collections.abc import Callable
 
+from secagg.errors import ConfigurationError
+
 __all__ = ["InsecureDeterministicRandom", "RandomBytes", "system_random"]
 
 RandomBytes = Callable[[int], bytes]
@@ -32,11 +34,15 @@ class InsecureDeterministicRandom:
     """
 
     def __init__(self, seed: bytes | int) -> None:
+        if isinstance(seed, int) and not 0 <= seed < 1 << 64:
+            raise ConfigurationError("an integer seed must be in 0..2^64-1")
         self._seed = seed if isinstance(seed, bytes) else seed.to_bytes(8, "big")
         self._counter = 0
         self._buffer = b""
 
     def __call__(self, size: int) -> bytes:
+        if size < 0:
+            raise ConfigurationError("cannot draw a negative number of bytes")
         while len(self._buffer) < size:
             block = hashlib.sha256(
                 b"secagg/v1/test-random" + self._seed + self._counter.to_bytes(8, "big")

@@ -21,7 +21,7 @@ from functools import lru_cache
 from secagg.errors import AuthenticationError, ConfigurationError, DecodeError
 from secagg.primitives.randomness import RandomBytes, system_random
 
-__all__ = ["MAX_INDEX", "PRIME", "SECRET_SIZE", "VALUE_SIZE", "Share", "combine", "split"]
+__all__ = ["MAX_INDEX", "PRIME", "SECRET_SIZE", "VALUE_SIZE", "Share", "combine", "interpolate", "split"]
 
 PRIME = (1 << 256) + 297
 SECRET_SIZE = 32
@@ -74,6 +74,8 @@ def split(
         raise ConfigurationError(f"Shamir secret must be {SECRET_SIZE} bytes, got {len(secret)}")
     if len(set(indices)) != len(indices):
         raise ConfigurationError("share indices must be distinct")
+    if any(not 1 <= index <= MAX_INDEX for index in indices):
+        raise ConfigurationError(f"share indices must be in 1..{MAX_INDEX}")
     _check_threshold(threshold, len(indices))
     coefficients = [int.from_bytes(secret, "big")] + [
         int.from_bytes(random_bytes(COEFFICIENT_BYTES), "big") % PRIME for _ in range(threshold - 1)
@@ -102,7 +104,9 @@ def _lagrange_at(indices: tuple[int, ...], x: int) -> tuple[int, ...]:
     return tuple(weights)
 
 
-def _interpolate(shares: Sequence[Share], x: int) -> int:
+def interpolate(shares: Sequence[Share], x: int) -> int:
+    """The value at ``x`` of the polynomial of degree len(shares) - 1 through ``shares``
+    (distinct indices); used to tell which extra shares lie off a recovered polynomial."""
     weights = _lagrange_at(tuple(share.index for share in shares), x)
     return sum(w * share.value for w, share in zip(weights, shares, strict=True)) % PRIME
 
@@ -121,9 +125,9 @@ def combine(shares: Sequence[Share], threshold: int) -> bytes:
     ordered = sorted(shares, key=lambda share: share.index)
     basis, extra = ordered[:threshold], ordered[threshold:]
     for share in extra:
-        if _interpolate(basis, share.index) != share.value:
+        if interpolate(basis, share.index) != share.value:
             raise AuthenticationError(f"share at index {share.index} is inconsistent with the others")
-    secret = _interpolate(basis, 0)
+    secret = interpolate(basis, 0)
     if secret >= 1 << (8 * SECRET_SIZE):
         raise AuthenticationError("reconstructed value is not a 32-byte secret: shares are corrupt")
     return secret.to_bytes(SECRET_SIZE, "big")

@@ -28,12 +28,17 @@ class SigningKey:
     seed: bytes
     public: bytes
 
+    def __post_init__(self) -> None:
+        if len(self.seed) != SEED_SIZE or len(self.public) != PUBLIC_KEY_SIZE:
+            raise DecodeError(f"Ed25519 seed and public key must be {SEED_SIZE} and {PUBLIC_KEY_SIZE} bytes")
+        if _public_of(self.seed) != self.public:
+            raise DecodeError("Ed25519 public key does not belong to the seed")
+
     @classmethod
     def generate(cls, random_bytes: RandomBytes = system_random) -> SigningKey:
         """A fresh identity key from ``random_bytes(32)``."""
         seed = random_bytes(SEED_SIZE)
-        public = Ed25519PrivateKey.from_private_bytes(seed).public_key().public_bytes_raw()
-        return cls(seed=seed, public=public)
+        return cls(seed=seed, public=_public_of(seed))
 
     def sign(self, message: bytes) -> bytes:
         """The 64-byte Ed25519 signature of ``message``."""
@@ -41,6 +46,10 @@ class SigningKey:
 
     def __repr__(self) -> str:
         return f"SigningKey(public={self.public.hex()}, seed=<redacted>)"
+
+
+def _public_of(seed: bytes) -> bytes:
+    return Ed25519PrivateKey.from_private_bytes(seed).public_key().public_bytes_raw()
 
 
 def verify(public_key: bytes, signature: bytes, message: bytes) -> None:

@@ -1,0 +1,1 @@
+"""Tests of the pairwise-masking protocol (secagg.masking)."""

@@ -1,0 +1,494 @@
+"""A lying server or a network attacker against one honest client.
+
+Each test drives honest parties to some point with StepRun, then hands one
+client a forged, replayed, re-addressed or inconsistent message, and asserts
+the specific error class and that nothing forbidden left the client: never an
+UnmaskResponse it should not send, and never both shares of one peer over the
+whole session.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+
+from secagg import wire
+from secagg.errors import (
+    AuthenticationError,
+    ProtocolError,
+    ReplayError,
+    SecAggError,
+    ThresholdError,
+    UnsafeRequestError,
+)
+from secagg.masking import HARARY, ClientPhase, MaskingConfig, Round
+from secagg.masking.messages import (
+    AdvertiseKeys,
+    ConsistencySignature,
+    KeyRoster,
+    RosterEntry,
+    SealedBox,
+    ShareBundle,
+    ShareDelivery,
+    SignedBy,
+    SurvivorList,
+    UnmaskRequest,
+)
+from secagg.masking.session import share_encryption_keys
+from secagg.primitives import aead
+from secagg.primitives.randomness import InsecureDeterministicRandom
+
+from .harness import StepRun, active_setup, edit, flip_bit, revealed, unmask_responses
+
+SEMI = MaskingConfig(num_clients=5, threshold=3, vector_length=4)
+
+
+def semi_run(phase: ClientPhase, seed: int = 1) -> StepRun:
+    run = StepRun(SEMI, seed=seed)
+    run.run_until(phase)
+    return run
+
+
+def active_run(phase: ClientPhase, num_clients: int = 5, threshold: int = 3, seed: int = 2) -> StepRun:
+    config, identities = active_setup(num_clients, threshold)
+    run = StepRun(config, identities=identities, seed=seed)
+    run.run_until(phase)
+    return run
+
+
+def refuse(run: StepRun, client: int, data: bytes, error: type[SecAggError]) -> SecAggError:
+    """Assert that ``client`` refuses ``data`` with exactly ``error`` and sends nothing."""
+    state, sent = run.states[client], len(run.sent[client])
+    with pytest.raises(SecAggError) as caught:
+        run.step(client, data)
+    assert type(caught.value) is error, f"expected {error.__name__}, got {caught.type.__name__}: {caught.value}"
+    assert run.states[client] is state
+    assert len(run.sent[client]) == sent
+    return caught.value
+
+
+def assert_never_both_shares(run: StepRun) -> None:
+    """Over every message each client produced, no peer has both shares revealed."""
+    for client, messages in run.sent.items():
+        self_owners, key_owners = revealed(messages)
+        assert not self_owners & key_owners, f"client {client} revealed both shares of {self_owners & key_owners}"
+
+
+# --- The server asks for both shares of one peer ------------------------------------
+
+
+@pytest.mark.parametrize("first_omits_peer", [False, True])
+def test_second_unmask_request_with_another_survivor_set_is_a_replay(first_omits_peer: bool) -> None:
+    # Prepare: the honest request says everyone survived; the lie says client 2 dropped.
+    run = semi_run(ClientPhase.AWAIT_UNMASK)
+    honest = run.pending[1]
+    lie = edit(honest, UnmaskRequest, survivors=(1, 3, 4, 5))
+    first, second = (lie, honest) if first_omits_peer else (honest, lie)
+    run.step(1, first)
+    # Execute / Assert
+    refuse(run, 1, second, ReplayError)
+    refuse(run, 1, first, ReplayError)  # not even the same request twice
+    assert len(unmask_responses(run.sent[1])) == 1
+    self_owners, key_owners = revealed(run.sent[1])
+    assert (2 in key_owners) == first_omits_peer and (2 in self_owners) != first_omits_peer
+    assert_never_both_shares(run)
+
+
+def test_done_client_holds_no_secret_any_more() -> None:
+    # Prepare
+    run = semi_run(ClientPhase.AWAIT_UNMASK)
+    # Execute
+    run.step(1, run.pending[1])
+    # Assert: even a transport that mishandles the final state cannot reveal more.
+    state = run.states[1]
+    assert state.phase == ClientPhase.DONE
+    assert state.held == () and state.self_mask_seed == b"" and state.mask_private == bytes(32)
+
+
+def test_split_view_unmask_request_differs_from_the_signed_survivor_set() -> None:
+    """Active mode, n = 7, t = 4: the server shows client 1 the true survivor set
+    S1 = 1..7 but shows clients 2..6 S2 = 1..6 (client 7 "dropped"), collects their
+    five valid signatures over S2 and asks client 1 to unmask S2, which would make
+    it reveal client 7's mask-key share after client 7's input was masked."""
+    # Prepare
+    run = active_run(ClientPhase.AWAIT_SURVIVORS, num_clients=7, threshold=4)
+    run.step(1, run.pending[1])  # client 1 signs S1
+    s2 = (1, 2, 3, 4, 5, 6)
+    signatures = []
+    for client in range(2, 7):
+        reply = run.step(client, edit(run.pending[client], SurvivorList, survivors=s2))
+        signatures.append(SignedBy(client, wire.decode(reply, ConsistencySignature).signature))
+    forged = wire.encode(UnmaskRequest(1, run.session(), s2, tuple(signatures)))
+    control = wire.encode(UnmaskRequest(2, run.session(), s2, tuple(signatures)))
+    # Execute / Assert: the signatures are genuine (client 2, which signed S2, accepts them) ...
+    run.step(2, control)
+    # ... but client 1 signed S1 and refuses.
+    refuse(run, 1, forged, UnsafeRequestError)
+    assert unmask_responses(run.sent[1]) == []
+    assert_never_both_shares(run)
+
+
+def test_unmask_request_before_the_consistency_round_is_refused() -> None:
+    # Prepare: active mode; the server skips ConsistencyCheck.
+    run = active_run(ClientPhase.AWAIT_SURVIVORS)
+    request = wire.encode(UnmaskRequest(1, run.session(), (1, 2, 3, 4, 5), ()))
+    # Execute / Assert
+    refuse(run, 1, request, ProtocolError)
+
+
+# --- Survivor lists --------------------------------------------------------------------
+
+
+def test_fewer_than_t_survivors_announced_semi_honest() -> None:
+    run = semi_run(ClientPhase.AWAIT_UNMASK)
+    refuse(run, 1, edit(run.pending[1], UnmaskRequest, survivors=(1, 2)), ThresholdError)
+    assert unmask_responses(run.sent[1]) == []
+
+
+def test_fewer_than_t_survivors_announced_active() -> None:
+    run = active_run(ClientPhase.AWAIT_SURVIVORS)
+    refuse(run, 1, edit(run.pending[1], SurvivorList, survivors=(1, 2)), ThresholdError)
+
+
+@pytest.mark.parametrize("survivors", [(2, 3, 4, 5), (0, 2, 3, 4), (2, 3, 4, 5, 6)])
+def test_survivor_list_omitting_the_client_semi_honest(survivors: tuple[int, ...]) -> None:
+    run = semi_run(ClientPhase.AWAIT_UNMASK)
+    refuse(run, 1, edit(run.pending[1], UnmaskRequest, survivors=survivors), ProtocolError)
+
+
+def test_survivor_list_omitting_the_client_active() -> None:
+    run = active_run(ClientPhase.AWAIT_SURVIVORS)
+    refuse(run, 1, edit(run.pending[1], SurvivorList, survivors=(2, 3, 4, 5)), ProtocolError)
+
+
+def test_survivor_outside_the_roster_is_refused() -> None:
+    run = semi_run(ClientPhase.AWAIT_UNMASK)
+    refuse(run, 1, edit(run.pending[1], UnmaskRequest, survivors=(1, 2, 3, 4, 9)), ProtocolError)
+
+
+def test_semi_honest_request_carrying_signatures_is_refused() -> None:
+    run = semi_run(ClientPhase.AWAIT_UNMASK)
+    bogus = (SignedBy(2, bytes(64)),)
+    refuse(run, 1, edit(run.pending[1], UnmaskRequest, signatures=bogus), ProtocolError)
+
+
+# --- Active mode: signatures ---------------------------------------------------------
+
+
+def roster_with(run: StepRun, client: int, peer: int, **changes: object) -> bytes:
+    """``client``'s roster with ``peer``'s entry altered."""
+    roster = wire.decode(run.pending[client], KeyRoster)
+    entries = tuple(dataclasses.replace(e, **changes) if e.client == peer else e for e in roster.entries)
+    return wire.encode(dataclasses.replace(roster, entries=entries))
+
+
+@pytest.mark.parametrize("forgery", ["random", "missing", "substituted key", "other signature", "bit flip"])
+def test_forged_roster_signature(forgery: str) -> None:
+    # Prepare
+    run = active_run(ClientPhase.AWAIT_ROSTER)
+    roster = wire.decode(run.pending[1], KeyRoster)
+    entry2, entry3 = roster.entries[1], roster.entries[2]
+    changes: dict[str, object] = {
+        "random": {"signature": InsecureDeterministicRandom(5)(64)},
+        "missing": {"signature": b""},
+        "substituted key": {"mask_key": entry3.mask_key},  # a man in the middle keeps the old signature
+        "other signature": {"signature": entry3.signature},
+        "bit flip": {"signature": flip_bit(entry2.signature, 10)},
+    }[forgery]
+    # Execute
+    error = refuse(run, 1, roster_with(run, 1, 2, **changes), AuthenticationError)
+    # Assert: says who and what
+    assert "client 1" in str(error) and "client 2" in str(error) and "AdvertiseKeys" in str(error)
+
+
+def test_roster_signed_for_another_round_context() -> None:
+    # Prepare: clients 2..5 (and the server) use context B; client 1 was started with context A.
+    config, identities = active_setup(5, 3)
+    context_a, context_b = b"A" * 32, b"B" * 32
+    run = StepRun(config, identities=identities, context=context_b, client_contexts={1: context_a})
+    # The server's roster would drop client 1 (its signature fails under context B);
+    # build the roster client 1 would need, from every genuine AdvertiseKeys.
+    advertised = [wire.decode(run.uploads[c], AdvertiseKeys) for c in sorted(run.uploads)]
+    entries = tuple(RosterEntry(a.sender, a.encryption_key, a.mask_key, a.signature) for a in advertised)
+    roster = wire.encode(KeyRoster(1, entries))
+    # Execute
+    error = refuse(run, 1, roster, AuthenticationError)
+    # Assert
+    assert "context" in str(error)
+
+
+def consistency_request(run: StepRun, signers: range) -> UnmaskRequest:
+    """Let ``signers`` sign the honest survivor list; return client 1's honest UnmaskRequest."""
+    survivors_message = wire.decode(run.pending[1], SurvivorList)
+    signatures = []
+    for client in signers:
+        reply = run.step(client, run.pending[client])
+        signatures.append(SignedBy(client, wire.decode(reply, ConsistencySignature).signature))
+    return UnmaskRequest(1, run.session(), survivors_message.survivors, tuple(signatures))
+
+
+def test_consistency_signatures_fewer_than_t() -> None:
+    # Prepare
+    run = active_run(ClientPhase.AWAIT_SURVIVORS)
+    request = consistency_request(run, range(1, 6))
+    short = dataclasses.replace(request, signatures=request.signatures[:2])
+    # Execute / Assert
+    refuse(run, 1, wire.encode(short), ThresholdError)
+    run.step(1, wire.encode(request))  # control: the full request is accepted
+
+
+@pytest.mark.parametrize("index", [0, 2, 4])
+def test_forged_consistency_signature(index: int) -> None:
+    # Prepare
+    run = active_run(ClientPhase.AWAIT_SURVIVORS)
+    request = consistency_request(run, range(1, 6))
+    signatures = list(request.signatures)
+    signatures[index] = SignedBy(signatures[index].client, flip_bit(signatures[index].signature, 3))
+    # Execute
+    error = refuse(run, 1, wire.encode(dataclasses.replace(request, signatures=tuple(signatures))), AuthenticationError)
+    # Assert
+    assert f"client {signatures[index].client}" in str(error)
+
+
+def test_consistency_signatures_over_another_survivor_set() -> None:
+    # Prepare: genuine signatures of clients 2..5, but over the set 2..5.
+    run = active_run(ClientPhase.AWAIT_SURVIVORS)
+    run.step(1, run.pending[1])
+    other = (2, 3, 4, 5)
+    signatures = []
+    for client in other:
+        reply = run.step(client, edit(run.pending[client], SurvivorList, survivors=other))
+        signatures.append(SignedBy(client, wire.decode(reply, ConsistencySignature).signature))
+    request = UnmaskRequest(1, run.session(), (1, 2, 3, 4, 5), tuple(signatures))
+    # Execute / Assert
+    refuse(run, 1, wire.encode(request), AuthenticationError)
+
+
+def test_consistency_signature_from_a_non_survivor() -> None:
+    # Prepare: survivors 1..4 (client 5 dropped); client 5's signature is added anyway.
+    run = active_run(ClientPhase.AWAIT_SURVIVORS)
+    survivors = (1, 2, 3, 4)
+    signatures = []
+    for client in (1, 2, 3, 5):
+        listed = survivors if client != 5 else (1, 2, 3, 4, 5)
+        reply = run.step(client, edit(run.pending[client], SurvivorList, survivors=listed))
+        signatures.append(SignedBy(client, wire.decode(reply, ConsistencySignature).signature))
+    request = UnmaskRequest(1, run.session(), survivors, tuple(signatures))
+    # Execute / Assert
+    refuse(run, 1, wire.encode(request), ProtocolError)
+
+
+# --- The roster ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("field", ["encryption_key", "mask_key"])
+def test_roster_altering_the_clients_own_keys(field: str) -> None:
+    run = semi_run(ClientPhase.AWAIT_ROSTER)
+    other = getattr(wire.decode(run.pending[1], KeyRoster).entries[1], field)
+    refuse(run, 1, roster_with(run, 1, 1, **{field: other}), ProtocolError)
+
+
+def test_roster_without_the_clients_own_entry() -> None:
+    run = semi_run(ClientPhase.AWAIT_ROSTER)
+    roster = wire.decode(run.pending[1], KeyRoster)
+    refuse(run, 1, wire.encode(dataclasses.replace(roster, entries=roster.entries[1:])), ProtocolError)
+
+
+def test_roster_naming_a_client_outside_the_configuration() -> None:
+    run = semi_run(ClientPhase.AWAIT_ROSTER)
+    roster = wire.decode(run.pending[1], KeyRoster)
+    extra = dataclasses.replace(roster.entries[-1], client=6)
+    refuse(run, 1, wire.encode(dataclasses.replace(roster, entries=(*roster.entries, extra))), ProtocolError)
+
+
+def test_roster_with_fewer_than_t_neighbours() -> None:
+    run = semi_run(ClientPhase.AWAIT_ROSTER)
+    roster = wire.decode(run.pending[1], KeyRoster)
+    refuse(run, 1, wire.encode(dataclasses.replace(roster, entries=roster.entries[:3])), ThresholdError)
+
+
+# --- Addressing, sessions, rounds, replays ---------------------------------------------
+
+
+PHASES = [ClientPhase.AWAIT_ROSTER, ClientPhase.AWAIT_SHARES, ClientPhase.AWAIT_UNMASK]
+SESSION_PHASES = [ClientPhase.AWAIT_SHARES, ClientPhase.AWAIT_UNMASK]
+
+
+@pytest.mark.parametrize("phase", PHASES)
+def test_message_for_another_recipient(phase: ClientPhase) -> None:
+    # Prepare: client 2's genuine message, given to client 1.
+    run = semi_run(phase)
+    # Execute / Assert
+    refuse(run, 1, run.pending[2], ProtocolError)
+
+
+def test_share_delivery_readdressed_to_the_client() -> None:
+    # Prepare: client 2's boxes with the recipient field rewritten to 1 (the roster and
+    # the unmask request are the same for every recipient, the deliveries are not).
+    run = semi_run(ClientPhase.AWAIT_SHARES)
+    readdressed = edit(run.pending[2], ShareDelivery, recipient=1)
+    # Execute / Assert: among them is a box "from client 1" itself.
+    refuse(run, 1, readdressed, ProtocolError)
+
+
+@pytest.mark.parametrize("phase", SESSION_PHASES)
+@pytest.mark.parametrize("byte", [0, 17, 31])
+def test_message_from_another_session(phase: ClientPhase, byte: int) -> None:
+    run = semi_run(phase)
+    message = wire.decode_any(run.pending[1])
+    other = wire.encode(dataclasses.replace(message, session_id=flip_bit(message.session_id, byte, 5)))
+    refuse(run, 1, other, ProtocolError)
+
+
+def test_survivor_list_from_another_session() -> None:
+    run = active_run(ClientPhase.AWAIT_SURVIVORS)
+    message = wire.decode(run.pending[1], SurvivorList)
+    refuse(run, 1, edit(run.pending[1], SurvivorList, session_id=flip_bit(message.session_id, 0)), ProtocolError)
+
+
+def test_message_from_a_parallel_session() -> None:
+    # Prepare: two sessions of the same configuration; client 1 of the first gets
+    # the ShareDelivery that the second session's server made for its client 1.
+    run, parallel = semi_run(ClientPhase.AWAIT_SHARES, seed=1), semi_run(ClientPhase.AWAIT_SHARES, seed=2)
+    # Execute / Assert
+    refuse(run, 1, parallel.pending[1], ProtocolError)
+
+
+def test_share_delivery_when_the_roster_is_expected() -> None:
+    run, later = semi_run(ClientPhase.AWAIT_ROSTER), semi_run(ClientPhase.AWAIT_SHARES)
+    refuse(run, 1, later.pending[1], ProtocolError)
+
+
+def test_unmask_request_when_shares_are_expected() -> None:
+    run = semi_run(ClientPhase.AWAIT_SHARES)
+    request = wire.encode(UnmaskRequest(1, run.session(), (1, 2, 3, 4, 5), ()))
+    refuse(run, 1, request, ProtocolError)
+
+
+def test_client_bound_message_types_are_refused() -> None:
+    run = semi_run(ClientPhase.AWAIT_ROSTER)
+    refuse(run, 1, run.sent[2][0], ProtocolError)  # an AdvertiseKeys
+
+
+def test_same_roster_twice_is_a_replay() -> None:
+    run = semi_run(ClientPhase.AWAIT_ROSTER)
+    roster = run.pending[1]
+    run.step(1, roster)
+    refuse(run, 1, roster, ReplayError)
+
+
+def test_share_delivery_twice_is_a_replay() -> None:
+    run = semi_run(ClientPhase.AWAIT_SHARES)
+    delivery = run.pending[1]
+    run.step(1, delivery)
+    refuse(run, 1, delivery, ReplayError)
+
+
+# --- Sealed share boxes --------------------------------------------------------------------
+
+
+def delivery_of(run: StepRun, client: int) -> ShareDelivery:
+    return wire.decode(run.pending[client], ShareDelivery)
+
+
+def with_boxes(delivery: ShareDelivery, boxes: list[SealedBox]) -> bytes:
+    return wire.encode(dataclasses.replace(delivery, boxes=tuple(sorted(boxes, key=lambda b: b.peer))))
+
+
+@pytest.mark.parametrize("where", ["nonce", "ciphertext", "tag"])
+def test_tampered_share_box(where: str) -> None:
+    # Prepare
+    run = semi_run(ClientPhase.AWAIT_SHARES)
+    delivery = delivery_of(run, 1)
+    boxes = list(delivery.boxes)
+    sealed = boxes[0].sealed
+    index = {"nonce": 3, "ciphertext": aead.NONCE_SIZE + 5, "tag": len(sealed) - 1}[where]
+    boxes[0] = SealedBox(boxes[0].peer, flip_bit(sealed, index, 6))
+    # Execute
+    error = refuse(run, 1, with_boxes(delivery, boxes), AuthenticationError)
+    # Assert: names both clients and the round
+    assert "client 1" in str(error) and f"client {boxes[0].peer}" in str(error) and "ShareKeys" in str(error)
+
+
+def test_truncated_share_box() -> None:
+    run = semi_run(ClientPhase.AWAIT_SHARES)
+    delivery = delivery_of(run, 1)
+    boxes = [SealedBox(delivery.boxes[0].peer, delivery.boxes[0].sealed[:20]), *delivery.boxes[1:]]
+    refuse(run, 1, with_boxes(delivery, boxes), AuthenticationError)
+
+
+def test_share_box_retargeted_to_another_recipient() -> None:
+    # Prepare: client 2's box for client 3, delivered to client 1 as client 2's box for 1.
+    run = semi_run(ClientPhase.AWAIT_SHARES)
+    delivery = delivery_of(run, 1)
+    box_for_3 = next(b for b in delivery_of(run, 3).boxes if b.peer == 2)
+    boxes = [box_for_3 if b.peer == 2 else b for b in delivery.boxes]
+    # Execute / Assert
+    refuse(run, 1, with_boxes(delivery, boxes), AuthenticationError)
+
+
+def test_share_boxes_with_swapped_senders() -> None:
+    run = semi_run(ClientPhase.AWAIT_SHARES)
+    delivery = delivery_of(run, 1)
+    box2, box3 = (next(b for b in delivery.boxes if b.peer == p) for p in (2, 3))
+    boxes = [b for b in delivery.boxes if b.peer not in (2, 3)]
+    boxes += [SealedBox(2, box3.sealed), SealedBox(3, box2.sealed)]
+    refuse(run, 1, with_boxes(delivery, boxes), AuthenticationError)
+
+
+def test_share_box_for_another_round() -> None:
+    # Prepare: a box correctly keyed for 2 -> 1 but sealed with the associated data of another round.
+    run = semi_run(ClientPhase.AWAIT_SHARES)
+    sender = run.states[2]
+    key = share_encryption_keys(sender.encryption_private, [(1, run.states[1].encryption_public)], run.session(), 2)[0]
+    bundle = ShareBundle(2, 1, bytes(33), bytes(33))
+    ad = aead.share_associated_data(run.session(), 2, 1, Round.MASKED_INPUT)
+    sealed = aead.seal(key, wire.encode(bundle), ad, InsecureDeterministicRandom(3))
+    delivery = delivery_of(run, 1)
+    boxes = [SealedBox(2, sealed) if b.peer == 2 else b for b in delivery.boxes]
+    # Execute / Assert
+    refuse(run, 1, with_boxes(delivery, boxes), AuthenticationError)
+
+
+@pytest.mark.parametrize(("inner_sender", "inner_recipient"), [(3, 1), (2, 4)])
+def test_authentic_share_box_naming_other_parties(inner_sender: int, inner_recipient: int) -> None:
+    # Prepare: a box that authenticates for 2 -> 1 but whose bundle names other parties.
+    run = semi_run(ClientPhase.AWAIT_SHARES)
+    sender = run.states[2]
+    key = share_encryption_keys(sender.encryption_private, [(1, run.states[1].encryption_public)], run.session(), 2)[0]
+    bundle = ShareBundle(inner_sender, inner_recipient, bytes(33), bytes(33))
+    ad = aead.share_associated_data(run.session(), 2, 1, Round.SHARE_KEYS)
+    sealed = aead.seal(key, wire.encode(bundle), ad, InsecureDeterministicRandom(3))
+    delivery = delivery_of(run, 1)
+    boxes = [SealedBox(2, sealed) if b.peer == 2 else b for b in delivery.boxes]
+    # Execute / Assert
+    refuse(run, 1, with_boxes(delivery, boxes), AuthenticationError)
+
+
+def test_fewer_than_t_share_boxes() -> None:
+    run = semi_run(ClientPhase.AWAIT_SHARES)
+    delivery = delivery_of(run, 1)
+    refuse(run, 1, with_boxes(delivery, list(delivery.boxes[:2])), ThresholdError)
+
+
+def test_share_box_from_the_client_itself() -> None:
+    run = semi_run(ClientPhase.AWAIT_SHARES)
+    delivery = delivery_of(run, 1)
+    boxes = [*delivery.boxes, SealedBox(1, delivery.boxes[0].sealed)]
+    refuse(run, 1, with_boxes(delivery, boxes), ProtocolError)
+
+
+def test_share_box_from_a_non_neighbour() -> None:
+    # Prepare: Harary graph, k = 4 of n = 9: client 1 has four non-neighbours.
+    config = MaskingConfig(num_clients=9, threshold=3, vector_length=4, graph=HARARY, degree=4)
+    run = StepRun(config, seed=4)
+    run.run_until(ClientPhase.AWAIT_SHARES)
+    stranger = min(set(range(2, 10)) - set(run.neighbours(1)))
+    delivery = delivery_of(run, 1)
+    # A genuine box of the stranger, addressed to one of its own neighbours.
+    recipient = run.neighbours(stranger)[0]
+    genuine = next(b for b in delivery_of(run, recipient).boxes if b.peer == stranger)
+    boxes = [*delivery.boxes, genuine]
+    # Execute / Assert
+    refuse(run, 1, with_boxes(delivery, boxes), ProtocolError)
