@@ -1,0 +1,108 @@
+"""Aggregators: the weighted mean of client updates, in the clear or securely.
+
+All of them satisfy :class:`Aggregator`; FedAvg cannot tell them apart except by
+what they cost. Build one by name with :func:`make_aggregator`:
+
+===================  ==========================================================
+name                 what the server learns / how
+===================  ==========================================================
+``plain``            every update (float64 weighted mean, the baseline)
+``plain-quantized``  every quantized update (the secure arithmetic in the clear)
+``secagg``           only the sum: pairwise masking on the complete graph
+``secagg+``          only the sum: pairwise masking on a sparse Harary graph
+``paillier``         only the sum: packed threshold Paillier
+===================  ==========================================================
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+from typing import Any
+
+from fl_core.aggregators.base import (
+    DEFAULT_BITS,
+    DEFAULT_CLIP,
+    DEFAULT_MAX_SAMPLES_PER_CLIENT,
+    DEFAULT_RING_BITS,
+    AggregationResult,
+    Aggregator,
+    ClientUpdate,
+    DropoutStage,
+    WeightedQuantizer,
+)
+from fl_core.aggregators.masking import MaskingAggregator
+from fl_core.aggregators.plain import PlainAggregator, QuantizedPlainAggregator
+from secagg.errors import ConfigurationError
+
+__all__ = [
+    "AGGREGATOR_NAMES",
+    "DEFAULT_BITS",
+    "DEFAULT_CLIP",
+    "DEFAULT_MAX_SAMPLES_PER_CLIENT",
+    "DEFAULT_RING_BITS",
+    "AggregationResult",
+    "Aggregator",
+    "ClientUpdate",
+    "DropoutStage",
+    "MaskingAggregator",
+    "PlainAggregator",
+    "QuantizedPlainAggregator",
+    "WeightedQuantizer",
+    "make_aggregator",
+]
+
+AGGREGATOR_NAMES = ("plain", "plain-quantized", "secagg", "secagg+", "paillier")
+"""Names accepted by :func:`make_aggregator`."""
+
+_QUANTIZATION_OPTIONS = ("clip", "bits", "ring_bits", "max_samples_per_client")
+_MASKING_OPTIONS = ("corrupt_fraction", "dropout_fraction", "random_bytes")
+
+
+def make_aggregator(name: str, *, num_clients: int | None = None, **options: Any) -> Aggregator:
+    """Build the aggregator called ``name`` (one of :data:`AGGREGATOR_NAMES`).
+
+    ``num_clients`` is the most clients one round will sum; every aggregator but
+    ``plain`` needs it, to check that the quantization cannot overflow.
+    Quantization options (all but ``plain``): ``clip``, ``bits``, ``ring_bits``,
+    ``max_samples_per_client`` (defaults in :mod:`fl_core.aggregators.base`).
+    Further options go to the protocol: for ``secagg``/``secagg+`` see
+    :class:`fl_core.aggregators.masking.MaskingAggregator` (``random_bytes``,
+    ``corrupt_fraction``, ``dropout_fraction``); for ``paillier``,
+    ``fl_core.aggregators.paillier.PaillierAggregator(quantizer, **options)``,
+    imported only when asked for.
+
+    Raises ConfigurationError for an unknown name or option, a quantization that
+    could overflow for ``num_clients``, or an aggregator that is not available.
+    """
+    if name not in AGGREGATOR_NAMES:
+        raise ConfigurationError(f"unknown aggregation {name!r}; choose one of {', '.join(AGGREGATOR_NAMES)}")
+    quantization = {key: options.pop(key) for key in _QUANTIZATION_OPTIONS if key in options}
+    if name == "plain":
+        if options:
+            raise ConfigurationError(f"aggregation 'plain' takes no options, got {sorted(options)}")
+        return PlainAggregator()
+    if num_clients is None:
+        raise ConfigurationError(f"aggregation {name!r} needs num_clients to validate its quantization")
+    quantizer = WeightedQuantizer.create(num_clients, **quantization)
+    if name == "plain-quantized":
+        if options:
+            raise ConfigurationError(f"aggregation 'plain-quantized' takes no protocol options, got {sorted(options)}")
+        return QuantizedPlainAggregator(quantizer)
+    if name in ("secagg", "secagg+"):
+        unknown = sorted(set(options) - set(_MASKING_OPTIONS))
+        if unknown:
+            raise ConfigurationError(f"aggregation {name!r} does not take {unknown}; it takes {list(_MASKING_OPTIONS)}")
+        return MaskingAggregator(quantizer, graph="complete" if name == "secagg" else "harary", **options)
+    return _paillier(quantizer, options)
+
+
+def _paillier(quantizer: WeightedQuantizer, options: dict[str, Any]) -> Aggregator:
+    """Import the Paillier aggregator lazily (it pulls in phe and gmpy2)."""
+    if importlib.util.find_spec("fl_core.aggregators.paillier") is None:
+        raise ConfigurationError(
+            "aggregation 'paillier' is not available in this build (fl_core.aggregators.paillier is missing)"
+        )
+    module = importlib.import_module("fl_core.aggregators.paillier")
+    aggregator: Aggregator = module.PaillierAggregator(quantizer, **options)
+    return aggregator

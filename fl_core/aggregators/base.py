@@ -1,0 +1,406 @@
+"""The seam between FedAvg and the secure layers: one aggregator interface.
+
+FedAvg hands an :class:`Aggregator` the update vectors of the clients sampled in
+a round (one :class:`ClientUpdate` each) and says which of them drop out and
+when (:class:`DropoutStage`); the aggregator returns the weighted mean of the
+updates that made it in (:class:`AggregationResult`). ``plain`` does this in
+floats; the secure aggregators do it through a secure *sum*, so the server
+learns only totals.
+
+Weighted mean through a secure sum (:class:`WeightedQuantizer`): client k
+quantizes its update to integers ``q_k`` (stochastic rounding, see
+:mod:`secagg.encoding`), multiplies them by its sample count ``n_k`` and
+appends ``n_k`` as one extra coordinate::
+
+    e_k = (n_k * q_k[0], ..., n_k * q_k[d-1], n_k)
+
+The ring sum of the ``e_k`` is ``(sum n_k q_k, sum n_k)``; the server divides
+and rescales. Neither a client's update nor its sample count is revealed, only
+the totals. Invariant (no wrap): ``num_clients * max_samples_per_client * qmax
+<= 2^(ring_bits - 1) - 1``, checked by :class:`secagg.encoding.QuantizationConfig`
+at setup, so ``decode(sum of encodings) == sum n_k q_k / (scale * sum n_k)``
+exactly, whatever the protocol that computed the sum.
+
+Reproducibility: the rounding randomness of client k is a numpy Generator seeded
+from one draw of the round's ``rng`` and k (:func:`client_rounding_rng`). Two
+aggregators called with generators in the same state therefore quantize every
+client identically, which is what makes a secure run bit-identical to
+``plain-quantized`` (:class:`fl_core.aggregators.plain.QuantizedPlainAggregator`).
+
+Writing a new aggregator (e.g. Paillier): take a :class:`WeightedQuantizer`
+as the first constructor argument and protocol options as keywords
+(:func:`fl_core.aggregators.make_aggregator` calls ``Cls(quantizer, **options)``);
+in ``aggregate``, validate with :func:`check_round`, take the uploaders from
+:func:`uploaders`, encode with :meth:`WeightedQuantizer.encode_all` (or
+:meth:`WeightedQuantizer.encode_all_integers` for a non-ring sum), sum securely,
+decode with :meth:`WeightedQuantizer.decode` (or
+:meth:`WeightedQuantizer.decode_integers`), and return :func:`skipped` with the
+reason if too few clients remain.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol, runtime_checkable
+
+import numpy as np
+import numpy.typing as npt
+
+from secagg.encoding import QuantizationConfig, from_ring, quantize_to_integers, to_ring
+from secagg.errors import ConfigurationError, OverflowDetectedError
+from secagg.ring import RingVector
+
+__all__ = [
+    "DEFAULT_BITS",
+    "DEFAULT_CLIP",
+    "DEFAULT_MAX_SAMPLES_PER_CLIENT",
+    "DEFAULT_RING_BITS",
+    "AggregationResult",
+    "Aggregator",
+    "ClientUpdate",
+    "DropoutStage",
+    "FloatVector",
+    "WeightedQuantizer",
+    "check_round",
+    "client_rounding_rng",
+    "mean_of",
+    "skipped",
+    "uploaders",
+]
+
+FloatVector = npt.NDArray[np.float64]
+"""A one-dimensional float64 numpy array (a flattened model or update)."""
+
+DEFAULT_CLIP = 0.5
+"""Default clip range: update coordinates are clipped to [-0.5, 0.5] before quantization.
+
+FedAvg sends model *updates* (local model minus global model), not models. In
+the demo (seed 0) no coordinate reaches it: the largest is 0.42 in round 1 and
+below 0.1 by round 10. A larger coordinate would be clipped, which acts as a
+trust region on the step rather than as an error."""
+
+DEFAULT_BITS = 16
+"""Default bits per quantized value (sign included): one step is clip / 32767."""
+
+DEFAULT_RING_BITS = 32
+"""Default ring Z_(2^32): 4 bytes per coordinate on the wire."""
+
+DEFAULT_MAX_SAMPLES_PER_CLIENT = 4096
+"""Default public bound on one client's sample count (its integer weight).
+
+With the other defaults this admits up to 16 clients in Z_(2^32):
+16 * 4096 * 32767 <= 2^31 - 1. More clients need fewer bits, a smaller bound
+or ``ring_bits=64`` (the error message says which)."""
+
+
+class DropoutStage(enum.IntEnum):
+    """When in a round a client goes silent (it sends nothing from then on).
+
+    Stages are ordered; a client that drops at a stage sent every message of the
+    stages before it. Each protocol maps them onto its own rounds:
+
+    ========  =========================================  ===============================
+    stage     meaning                                    masking round never sent
+    ========  =========================================  ===============================
+    JOIN      never takes part in the round               AdvertiseKeys
+    SETUP     joins, then drops before its key material   ShareKeys
+              reaches its peers
+    UPLOAD    drops before sending its (protected)        MaskedInput
+              update: its update is absent
+    FINALIZE  sends its update, then drops before the     Unmasking (ConsistencyCheck in
+              last step; its update still counts          active mode is not used here)
+    ========  =========================================  ===============================
+
+    Clients that drop at ``JOIN``, ``SETUP`` or ``UPLOAD`` are absent from the
+    mean; clients that drop at ``FINALIZE`` are included (their update was sent),
+    provided the protocol can still finish with the others.
+    """
+
+    JOIN = 0
+    SETUP = 1
+    UPLOAD = 2
+    FINALIZE = 3
+
+
+@dataclass(frozen=True)
+class ClientUpdate:
+    """One client's contribution to a round.
+
+    Attributes:
+        client_id: the client's identifier, a non-negative int unique in the round.
+        vector: its update as a one-dimensional float64 array (finite values).
+        num_samples: its weight in the mean, the number of local training samples
+            (an int >= 1, at most the aggregator's ``max_samples_per_client``).
+    """
+
+    client_id: int
+    vector: FloatVector
+    num_samples: int
+
+    def __post_init__(self) -> None:
+        if isinstance(self.client_id, bool) or not isinstance(self.client_id, int) or self.client_id < 0:
+            raise ConfigurationError(f"client_id must be a non-negative int, got {self.client_id!r}")
+        if isinstance(self.num_samples, bool) or not isinstance(self.num_samples, int) or self.num_samples < 1:
+            raise ConfigurationError(
+                f"client {self.client_id}: num_samples must be an int >= 1, got {self.num_samples!r}"
+            )
+        vector = self.vector
+        if not isinstance(vector, np.ndarray) or vector.ndim != 1 or vector.shape[0] == 0:
+            raise ConfigurationError(f"client {self.client_id}: update must be a non-empty one-dimensional array")
+        if vector.dtype != np.float64:
+            raise ConfigurationError(f"client {self.client_id}: update must be float64, got {vector.dtype}")
+        if not np.all(np.isfinite(vector)):
+            raise ConfigurationError(f"client {self.client_id}: update contains NaN or infinite values")
+
+
+@dataclass(frozen=True)
+class AggregationResult:
+    """What an aggregator returns for one round.
+
+    Attributes:
+        mean: the sample-weighted mean of the included updates (float64, same
+            length as the inputs), or ``None`` when the round was skipped.
+        included: ids of the clients whose updates are in ``mean`` (empty if skipped).
+        bytes_per_client: bytes the clients uploaded during the round (every
+            protocol message) divided by the number of included clients.
+        seconds: wall-clock seconds the aggregation took (encoding, protocol, decoding).
+        skipped_reason: why no mean could be computed (``None`` iff ``mean`` is set).
+    """
+
+    mean: FloatVector | None
+    included: frozenset[int]
+    bytes_per_client: float
+    seconds: float
+    skipped_reason: str | None = None
+
+    def __post_init__(self) -> None:
+        if (self.mean is None) == (self.skipped_reason is None):
+            raise ConfigurationError("an aggregation result has either a mean or a skipped_reason, not both")
+        if self.mean is not None and (not isinstance(self.mean, np.ndarray) or self.mean.ndim != 1):
+            raise ConfigurationError("the aggregated mean must be a one-dimensional array")
+        if self.mean is not None and not self.included:
+            raise ConfigurationError("a mean needs at least one included client")
+        if self.bytes_per_client < 0 or self.seconds < 0:
+            raise ConfigurationError("bytes_per_client and seconds must be non-negative")
+
+    @property
+    def skipped(self) -> bool:
+        """True if the round produced no mean."""
+        return self.mean is None
+
+
+@runtime_checkable
+class Aggregator(Protocol):
+    """Computes the sample-weighted mean of client updates, learning nothing else
+    (for the secure implementations).
+
+    Contract of :meth:`aggregate`:
+
+    - ``updates``: every client sampled for the round, with distinct ids and
+      vectors of one common length.
+    - ``dropouts``: client id -> the stage at which it goes silent; clients not
+      in the mapping complete the round. Ids must be among ``updates``.
+    - ``rng``: the round's non-secret randomness (quantization rounding). Calling
+      two aggregators with generators in the same state quantizes identically.
+    - Returns the weighted mean ``sum n_k u_k / sum n_k`` over the included
+      clients, or a skipped result (``mean=None``, with the reason) when too few
+      clients remain for the protocol to finish. Never raises for a dropout
+      pattern; raises ConfigurationError for inputs that break the contract.
+    """
+
+    @property
+    def name(self) -> str:
+        """Short name, as accepted by :func:`fl_core.aggregators.make_aggregator`."""
+        ...
+
+    def aggregate(
+        self,
+        updates: Sequence[ClientUpdate],
+        dropouts: Mapping[int, DropoutStage] | None = None,
+        *,
+        rng: np.random.Generator,
+    ) -> AggregationResult:
+        """The weighted mean of ``updates`` minus the dropouts (see the class docstring)."""
+        ...
+
+
+def check_round(
+    updates: Sequence[ClientUpdate], dropouts: Mapping[int, DropoutStage] | None, max_clients: int | None = None
+) -> dict[int, DropoutStage]:
+    """Validate one round's inputs; return the dropouts as a plain dict.
+
+    Checks: at least one update, distinct client ids, one common vector length,
+    every dropout id among the updates with a :class:`DropoutStage` value, and
+    (if given) at most ``max_clients`` updates. Raises ConfigurationError.
+    """
+    if not updates:
+        raise ConfigurationError("a round needs at least one client update")
+    ids = [update.client_id for update in updates]
+    if len(set(ids)) != len(ids):
+        raise ConfigurationError(f"client ids in a round must be distinct, got {sorted(ids)}")
+    if max_clients is not None and len(ids) > max_clients:
+        raise ConfigurationError(f"{len(ids)} clients in the round, but the aggregator was set up for {max_clients}")
+    length = updates[0].vector.shape[0]
+    for update in updates:
+        if update.vector.shape[0] != length:
+            raise ConfigurationError(
+                f"client {update.client_id}: update has length {update.vector.shape[0]}, "
+                f"expected {length} like client {updates[0].client_id}"
+            )
+    stages = dict(dropouts or {})
+    for client, stage in stages.items():
+        if client not in set(ids):
+            raise ConfigurationError(f"dropout given for client {client}, which is not in the round")
+        if not isinstance(stage, DropoutStage):
+            raise ConfigurationError(f"client {client}: dropout stage must be a DropoutStage, got {stage!r}")
+    return stages
+
+
+def uploaders(updates: Sequence[ClientUpdate], dropouts: Mapping[int, DropoutStage]) -> list[ClientUpdate]:
+    """The updates that are sent: clients that do not drop, or drop only at FINALIZE."""
+    return [u for u in updates if dropouts.get(u.client_id, DropoutStage.FINALIZE) >= DropoutStage.FINALIZE]
+
+
+def skipped(reason: str, bytes_per_client: float, seconds: float) -> AggregationResult:
+    """A result for a round that produced no mean, with the reason."""
+    return AggregationResult(
+        mean=None, included=frozenset(), bytes_per_client=bytes_per_client, seconds=seconds, skipped_reason=reason
+    )
+
+
+def client_rounding_rng(round_seed: int, client_id: int) -> np.random.Generator:
+    """The rounding randomness of ``client_id`` in the round whose seed is ``round_seed``.
+
+    Depends only on the two numbers, not on which other clients take part or in
+    which order they are processed.
+    """
+    return np.random.default_rng([round_seed, client_id])
+
+
+@dataclass(frozen=True)
+class WeightedQuantizer:
+    """Count-weighted quantized encoding of updates, and decoding of their sum.
+
+    Built from a :class:`secagg.encoding.QuantizationConfig` whose
+    ``num_clients`` is the most clients that will ever be summed and whose
+    ``max_weight`` is the public bound on one client's sample count; that config
+    already refuses every setting that could wrap the ring.
+    """
+
+    config: QuantizationConfig
+
+    @classmethod
+    def create(
+        cls,
+        num_clients: int,
+        *,
+        clip: float = DEFAULT_CLIP,
+        bits: int = DEFAULT_BITS,
+        ring_bits: int = DEFAULT_RING_BITS,
+        max_samples_per_client: int = DEFAULT_MAX_SAMPLES_PER_CLIENT,
+    ) -> WeightedQuantizer:
+        """A quantizer for up to ``num_clients`` summands; ConfigurationError if it could overflow."""
+        return cls(QuantizationConfig(clip, bits, num_clients, ring_bits, max_weight=max_samples_per_client))
+
+    @property
+    def max_samples_per_client(self) -> int:
+        """The public bound on one client's sample count."""
+        return self.config.max_weight
+
+    def encoded_length(self, vector_length: int) -> int:
+        """Length of an encoding: the update's coordinates plus the count."""
+        return vector_length + 1
+
+    def encode_integers(self, update: ClientUpdate, rng: np.random.Generator) -> npt.NDArray[np.int64]:
+        """``(n_k * q_k, n_k)`` as signed int64, with ``rng`` the client's rounding randomness.
+
+        Raises ConfigurationError if ``num_samples`` exceeds the public bound.
+        """
+        n_k = update.num_samples
+        if n_k > self.config.max_weight:
+            raise ConfigurationError(
+                f"client {update.client_id}: {n_k} samples exceeds the declared bound "
+                f"max_samples_per_client={self.config.max_weight}"
+            )
+        q = quantize_to_integers(update.vector, self.config, rng)
+        encoded: npt.NDArray[np.int64] = np.empty(q.shape[0] + 1, dtype=np.int64)
+        np.multiply(q, n_k, out=encoded[:-1])
+        encoded[-1] = n_k
+        return encoded
+
+    def encode(self, update: ClientUpdate, rng: np.random.Generator) -> RingVector:
+        """:meth:`encode_integers` in two's complement in the config's ring."""
+        return to_ring(self.encode_integers(update, rng), self.config)
+
+    def encode_all(self, updates: Sequence[ClientUpdate], rng: np.random.Generator) -> dict[int, RingVector]:
+        """Ring encodings of ``updates`` keyed by client id.
+
+        Draws exactly one number from ``rng`` (the round seed) and gives each
+        client its own rounding generator (:func:`client_rounding_rng`).
+        """
+        round_seed = self.round_seed(rng)
+        return {u.client_id: self.encode(u, client_rounding_rng(round_seed, u.client_id)) for u in updates}
+
+    def encode_all_integers(
+        self, updates: Sequence[ClientUpdate], rng: np.random.Generator
+    ) -> dict[int, npt.NDArray[np.int64]]:
+        """Like :meth:`encode_all` but signed int64 encodings (for non-ring sums)."""
+        round_seed = self.round_seed(rng)
+        return {u.client_id: self.encode_integers(u, client_rounding_rng(round_seed, u.client_id)) for u in updates}
+
+    @staticmethod
+    def round_seed(rng: np.random.Generator) -> int:
+        """The one draw from the round's ``rng`` that seeds every client's rounding."""
+        return int(rng.integers(0, 2**63 - 1))
+
+    def ring_sum(self, encodings: Sequence[RingVector]) -> RingVector:
+        """The plain ring sum of encodings (what a secure protocol computes obliviously)."""
+        if not encodings:
+            raise ConfigurationError("cannot sum zero encodings")
+        return self.config.ring.sum(encodings, encodings[0].shape[0])
+
+    def decode(self, total: RingVector, num_summands: int) -> FloatVector:
+        """The weighted mean from the ring sum of ``num_summands`` encodings.
+
+        Raises OverflowDetectedError if the sum is outside what that many
+        encodings can reach (a protocol or encoding fault, never silent garbage).
+        """
+        return self.decode_integers(from_ring(self.config.ring.check(total), self.config), num_summands)
+
+    def decode_integers(self, total: npt.NDArray[Any], num_summands: int) -> FloatVector:
+        """The weighted mean from the exact integer sum of ``num_summands`` encodings.
+
+        ``total`` is ``(sum n_k q_k, sum n_k)`` as integers; the mean is
+        ``sum n_k q_k / (scale * sum n_k)``. Raises OverflowDetectedError if a
+        coordinate or the sample total is impossible for that many encodings.
+        """
+        integers = np.asarray(total)
+        if integers.ndim != 1 or integers.shape[0] < 2 or integers.dtype.kind not in "iu":
+            raise ConfigurationError("an encoded sum is a one-dimensional integer array of at least two entries")
+        if not 1 <= num_summands <= self.config.num_clients:
+            raise ConfigurationError(f"num_summands must be in 1..{self.config.num_clients}, got {num_summands}")
+        bound = num_summands * self.config.max_weight
+        weight_total = int(integers[-1])
+        if not num_summands <= weight_total <= bound:
+            raise OverflowDetectedError(
+                f"decoded sample total {weight_total} is impossible for {num_summands} clients "
+                f"with at most {self.config.max_weight} samples each"
+            )
+        sums = integers[:-1].astype(np.int64)
+        # Compare min and max, not abs: np.abs(-2^63) overflows int64 and stays negative.
+        if int(sums.min()) < -bound * self.config.qmax or int(sums.max()) > bound * self.config.qmax:
+            raise OverflowDetectedError(
+                f"decoded sum exceeds {bound * self.config.qmax}, the largest value {num_summands} encodings can reach"
+            )
+        mean: FloatVector = sums.astype(np.float64) / (self.config.scale * weight_total)
+        return mean
+
+
+def mean_of(updates: Sequence[ClientUpdate]) -> FloatVector:
+    """The float weighted mean ``sum n_k u_k / sum n_k`` (the plain baseline's arithmetic)."""
+    weights = np.array([u.num_samples for u in updates], dtype=np.float64)
+    stacked = np.stack([u.vector for u in updates])
+    mean: FloatVector = weights @ stacked / weights.sum()
+    return mean

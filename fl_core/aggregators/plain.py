@@ -1,0 +1,108 @@
+"""Aggregators without cryptography: the baselines every secure run is compared to.
+
+- :class:`PlainAggregator` (``"plain"``): the float weighted mean, as in
+  McMahan et al.'s FedAvg. The server sees every update.
+- :class:`QuantizedPlainAggregator` (``"plain-quantized"``): the same encoding
+  as the secure aggregators (:class:`~fl_core.aggregators.base.WeightedQuantizer`)
+  summed in the clear. A secure aggregator given generators in the same state
+  must return exactly its result, bit for bit; the tests pin that.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+
+from fl_core.aggregators.base import (
+    AggregationResult,
+    ClientUpdate,
+    DropoutStage,
+    WeightedQuantizer,
+    check_round,
+    mean_of,
+    skipped,
+    uploaders,
+)
+
+__all__ = ["FLOAT_SIZE", "PlainAggregator", "QuantizedPlainAggregator"]
+
+FLOAT_SIZE = 8
+"""Bytes per float64 coordinate (and per sample count) sent in the clear."""
+
+
+class PlainAggregator:
+    """The float weighted mean of the updates that are sent (no protection).
+
+    Every client that does not drop before uploading is included; there is no
+    threshold, so a round is skipped only if nobody uploads.
+    """
+
+    @property
+    def name(self) -> str:
+        """``"plain"``."""
+        return "plain"
+
+    def aggregate(
+        self,
+        updates: Sequence[ClientUpdate],
+        dropouts: Mapping[int, DropoutStage] | None = None,
+        *,
+        rng: np.random.Generator,
+    ) -> AggregationResult:
+        """``sum n_k u_k / sum n_k`` over the uploading clients, in float64. ``rng`` is unused."""
+        start = time.perf_counter()
+        sent = uploaders(updates, check_round(updates, dropouts))
+        # Each uploader sends its float vector and its count; nobody else sends anything.
+        bytes_per_client = float(FLOAT_SIZE * (updates[0].vector.shape[0] + 1))
+        if not sent:
+            return skipped("no client uploaded its update", 0.0, time.perf_counter() - start)
+        return AggregationResult(
+            mean=mean_of(sent),
+            included=frozenset(u.client_id for u in sent),
+            bytes_per_client=bytes_per_client,
+            seconds=time.perf_counter() - start,
+        )
+
+
+class QuantizedPlainAggregator:
+    """The secure aggregators' arithmetic without their cryptography.
+
+    Encodes each uploading client's update exactly as the secure aggregators do
+    and sums the encodings in the ring in the clear. Useful as the reference for
+    exactness and to measure what quantization alone costs in accuracy.
+    """
+
+    def __init__(self, quantizer: WeightedQuantizer) -> None:
+        """``quantizer`` fixes clip, bits, ring and the bounds on clients and samples."""
+        self.quantizer = quantizer
+
+    @property
+    def name(self) -> str:
+        """``"plain-quantized"``."""
+        return "plain-quantized"
+
+    def aggregate(
+        self,
+        updates: Sequence[ClientUpdate],
+        dropouts: Mapping[int, DropoutStage] | None = None,
+        *,
+        rng: np.random.Generator,
+    ) -> AggregationResult:
+        """Decoded ring sum of the uploading clients' weighted encodings."""
+        start = time.perf_counter()
+        stages = check_round(updates, dropouts, self.quantizer.config.num_clients)
+        encodings = self.quantizer.encode_all(updates, rng)
+        sent = uploaders(updates, stages)
+        encoded = self.quantizer.encoded_length(updates[0].vector.shape[0])
+        bytes_per_client = float(self.quantizer.config.ring.element_size * encoded)
+        if not sent:
+            return skipped("no client uploaded its update", 0.0, time.perf_counter() - start)
+        total = self.quantizer.ring_sum([encodings[u.client_id] for u in sent])
+        return AggregationResult(
+            mean=self.quantizer.decode(total, len(sent)),
+            included=frozenset(u.client_id for u in sent),
+            bytes_per_client=bytes_per_client,
+            seconds=time.perf_counter() - start,
+        )

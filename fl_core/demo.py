@@ -1,0 +1,443 @@
+"""``secagg demo``: hospitals train one model with FedAvg; the server sees only aggregates.
+
+What a run does, in order:
+
+1. split a bundled scikit-learn dataset across simulated hospitals and hold out
+   a global test set (:func:`fl_core.data.make_federation`);
+2. standardise: every hospital computes feature moments locally and the chosen
+   aggregator combines them (:func:`fl_core.data.federated_standardiser`);
+3. train with FedAvg through the chosen aggregator, printing one table row per
+   round (test accuracy and loss, seconds in aggregation, bytes per hospital,
+   who made it into the round and who dropped out);
+4. for comparison, train plain FedAvg (float aggregation, same seed, same
+   samples and dropouts) and a centralised scikit-learn model on the pooled
+   data, then print a summary and optionally write it as JSON.
+
+:func:`run_demo` is the function API (used by the tests); :func:`main` is what
+the command line calls with its parsed arguments.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import importlib
+import importlib.util
+import json
+import logging
+import sys
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from fl_core.aggregators import make_aggregator
+from fl_core.aggregators.base import (
+    DEFAULT_BITS,
+    DEFAULT_CLIP,
+    DEFAULT_MAX_SAMPLES_PER_CLIENT,
+    DEFAULT_RING_BITS,
+    Aggregator,
+)
+from fl_core.data import (
+    DATASETS,
+    FEATURE_BOUNDS,
+    Federation,
+    Standardiser,
+    federated_standardiser,
+    make_federation,
+    moments_quantization,
+)
+from fl_core.fedavg import FedAvgConfig, FedAvgResult, RoundRecord, run_fedavg
+from fl_core.models import MLP, LogisticRegression, Model
+from secagg.errors import ConfigurationError
+
+__all__ = ["DemoConfig", "DemoReport", "main", "run_demo"]
+
+DEMO_AGGREGATIONS = ("plain", "secagg", "secagg+", "paillier")
+"""The aggregations the demo offers (``plain-quantized`` is for tests and benchmarks)."""
+
+LOCAL_TRAINING = {"breast-cancer": (0.1, 5, 16), "digits": (0.2, 1, 16)}
+"""Local SGD per dataset as (learning rate, epochs, batch size), tuned on plain FedAvg
+with 5 hospitals, Dirichlet(0.5) label skew and 20 rounds over 10-20 seeds."""
+
+TEST_FRACTION = 0.3
+"""Held-out share of every class (171 patients for breast-cancer): large enough that
+one misclassified patient moves accuracy by 0.6 pp, not 0.9."""
+
+MLP_HIDDEN = 32
+"""Hidden units of the digits MLP."""
+
+SECAGG_PLUS_DROPOUT = 0.1
+"""The dropout fraction SecAgg+ is sized for unless ``--dropout`` asks for more."""
+
+EXIT_MISSING_EXTRA = 2
+"""Exit code when scikit-learn (the ``examples`` extra) is not installed."""
+
+EXIT_CANNOT_WRITE = 1
+"""Exit code when the run finished but ``--json`` could not be written."""
+
+_STANDARDISE, _SPLIT = 100, 101  # seed tags for the setup steps' random streams
+
+
+@dataclass(frozen=True)
+class DemoConfig:
+    """One demo run. Defaults are the command line's defaults.
+
+    Attributes:
+        aggregation: ``plain``, ``secagg``, ``secagg+`` or ``paillier``.
+        hospitals: number of hospitals (>= 3 for the secure aggregations).
+        rounds: FedAvg rounds.
+        dataset: ``breast-cancer`` (logistic regression) or ``digits`` (MLP).
+        partition: ``iid`` or ``dirichlet`` (label skew with ``alpha``).
+        alpha: Dirichlet concentration.
+        dropout: probability a hospital drops out of a round.
+        seed: seed of the data split, sampling, dropouts and training.
+        insecure_small_key: paillier only: a 1024-bit key for speed (insecure).
+        compare: also train plain FedAvg and the centralised model.
+        clip, bits, max_samples_per_client: quantization of the updates, in Z_(2^32)
+            when that cannot overflow for ``hospitals``, else Z_(2^64) (:attr:`ring_bits`).
+    """
+
+    aggregation: str = "secagg+"
+    hospitals: int = 5
+    rounds: int = 20
+    dataset: str = "breast-cancer"
+    partition: str = "dirichlet"
+    alpha: float = 0.5
+    dropout: float = 0.0
+    seed: int = 0
+    insecure_small_key: bool = False
+    compare: bool = True
+    clip: float = DEFAULT_CLIP
+    bits: int = DEFAULT_BITS
+    max_samples_per_client: int = DEFAULT_MAX_SAMPLES_PER_CLIENT
+
+    def __post_init__(self) -> None:
+        if self.aggregation not in DEMO_AGGREGATIONS:
+            raise ConfigurationError(f"aggregation must be one of {', '.join(DEMO_AGGREGATIONS)}")
+        if self.dataset not in DATASETS:
+            raise ConfigurationError(f"dataset must be one of {', '.join(DATASETS)}")
+        if self.hospitals < 1:
+            raise ConfigurationError(f"need at least one hospital, got {self.hospitals}")
+        if self.aggregation != "plain" and self.hospitals < 3:
+            raise ConfigurationError(
+                f"{self.aggregation} needs at least 3 hospitals (a sum of two reveals each to the other), "
+                f"got {self.hospitals}"
+            )
+        if self.insecure_small_key and self.aggregation != "paillier":
+            raise ConfigurationError("--insecure-small-key applies to --aggregation paillier only")
+
+    @property
+    def ring_bits(self) -> int:
+        """Z_(2^32) for the updates if it cannot overflow for this many hospitals, else Z_(2^64)."""
+        qmax = (1 << (self.bits - 1)) - 1
+        fits = self.hospitals * self.max_samples_per_client * qmax <= (1 << (DEFAULT_RING_BITS - 1)) - 1
+        return DEFAULT_RING_BITS if fits else 64
+
+    def fedavg(self) -> FedAvgConfig:
+        """The FedAvg hyper-parameters of this run (local training from :data:`LOCAL_TRAINING`)."""
+        learning_rate, epochs, batch_size = LOCAL_TRAINING[self.dataset]
+        return FedAvgConfig(
+            rounds=self.rounds,
+            local_epochs=epochs,
+            batch_size=batch_size,
+            learning_rate=learning_rate,
+            dropout=self.dropout,
+            seed=self.seed,
+        )
+
+    def as_dict(self) -> dict[str, Any]:
+        """The configuration, JSON-ready, with the derived hyper-parameters."""
+        fedavg = self.fedavg()
+        return {
+            **dataclasses.asdict(self),
+            "ring_bits": self.ring_bits,
+            "learning_rate": fedavg.learning_rate,
+            "local_epochs": fedavg.local_epochs,
+            "batch_size": fedavg.batch_size,
+            "test_fraction": TEST_FRACTION,
+        }
+
+
+@dataclass(frozen=True)
+class DemoReport:
+    """The results of :func:`run_demo`.
+
+    ``plain_fedavg_accuracy`` and ``centralized_accuracy`` are None when the
+    comparison was not run. ``plain`` is the plain FedAvg result (the run itself
+    when the aggregation is plain).
+    """
+
+    config: DemoConfig
+    result: FedAvgResult = field(repr=False)
+    plain: FedAvgResult | None = field(repr=False)
+    plain_fedavg_accuracy: float | None
+    centralized_accuracy: float | None
+    centralized_model: str
+    seconds: float
+
+    @property
+    def final_accuracy(self) -> float:
+        """Held-out accuracy of the final global model."""
+        return self.result.final_accuracy
+
+    def to_json(self) -> dict[str, Any]:
+        """The report as the JSON document ``--json`` writes."""
+        return {
+            "final_accuracy": self.final_accuracy,
+            "plain_fedavg_accuracy": self.plain_fedavg_accuracy,
+            "centralized_accuracy": self.centralized_accuracy,
+            "centralized_model": self.centralized_model,
+            "initial_accuracy": self.result.initial_accuracy,
+            "converged_early": self.result.converged,
+            "seconds": self.seconds,
+            "rounds": [
+                {
+                    "round": r.round,
+                    "accuracy": r.accuracy,
+                    "loss": r.loss,
+                    "aggregation_s": r.aggregation_s,
+                    "bytes_per_client": r.bytes_per_client,
+                    "clients_included": list(r.included),
+                    "clients_sampled": list(r.sampled),
+                    "dropouts": [{"client": c, "stage": s} for c, s in r.dropouts],
+                    "skipped_reason": r.skipped_reason,
+                }
+                for r in self.result.rounds
+            ],
+            "configuration": self.config.as_dict(),
+        }
+
+
+def _model(config: DemoConfig, federation: Federation) -> Model:
+    if config.dataset == "breast-cancer":
+        return LogisticRegression(federation.num_features, federation.num_classes)
+    return MLP(federation.num_features, federation.num_classes, hidden=MLP_HIDDEN)
+
+
+def _aggregator(name: str, config: DemoConfig, **quantization: Any) -> Aggregator:
+    options: dict[str, Any] = {"num_clients": config.hospitals, **quantization}
+    if name == "plain":
+        return make_aggregator("plain")
+    if name == "paillier" and config.insecure_small_key:
+        options["insecure_small_key"] = True
+    if name == "secagg+":
+        # Size the sparse graph for the dropout rate the simulation will apply.
+        options["dropout_fraction"] = max(SECAGG_PLUS_DROPOUT, config.dropout)
+    return make_aggregator(name, **options)
+
+
+def _setup(config: DemoConfig, federation: Federation, name: str) -> tuple[Federation, Aggregator]:
+    """``federation`` standardised through aggregator ``name``, and the aggregator for the updates."""
+    moments = _aggregator(
+        name, config,
+        **moments_quantization(config.hospitals, FEATURE_BOUNDS[config.dataset], config.max_samples_per_client),
+    )  # fmt: skip
+    standardiser = federated_standardiser(
+        federation.clients, moments, np.random.default_rng([config.seed, _STANDARDISE])
+    )
+    updates = _aggregator(
+        name, config, clip=config.clip, bits=config.bits, ring_bits=config.ring_bits,
+        max_samples_per_client=config.max_samples_per_client,
+    )  # fmt: skip
+    return federation.standardised(standardiser), updates
+
+
+def _centralized(config: DemoConfig, federation: Federation) -> tuple[float, str]:
+    """Accuracy of a scikit-learn model trained on the pooled raw data, standardised centrally."""
+    features, labels = federation.pooled()
+    scaler = Standardiser.fit(features)
+    if config.dataset == "breast-cancer":
+        linear_model = importlib.import_module("sklearn.linear_model")
+        model = linear_model.LogisticRegression(max_iter=1000)
+        name = "scikit-learn LogisticRegression"
+    else:
+        neural_network = importlib.import_module("sklearn.neural_network")
+        model = neural_network.MLPClassifier((MLP_HIDDEN,), activation="tanh", max_iter=300, random_state=config.seed)
+        name = f"scikit-learn MLPClassifier ({MLP_HIDDEN} tanh units)"
+    model.fit(scaler.apply(features), labels)
+    return float(model.score(scaler.apply(federation.test_features), federation.test_labels)), name
+
+
+def run_demo(config: DemoConfig, *, on_round: Callable[[RoundRecord], None] | None = None) -> DemoReport:
+    """Run the demo described by ``config`` (see the module docstring); returns its report.
+
+    Needs scikit-learn (the ``examples`` extra) for the datasets.
+    """
+    started = time.perf_counter()
+    raw = make_federation(
+        config.dataset, config.hospitals, partition=config.partition, alpha=config.alpha,
+        test_fraction=TEST_FRACTION, rng=np.random.default_rng([config.seed, _SPLIT]),
+    )  # fmt: skip
+    federation, aggregator = _setup(config, raw, config.aggregation)
+    model = _model(config, federation)
+    result = run_fedavg(
+        model, federation.clients, aggregator, federation.test_features, federation.test_labels,
+        config.fedavg(), on_round=on_round,
+    )  # fmt: skip
+    plain: FedAvgResult | None = result if config.aggregation == "plain" else None
+    centralized: float | None = None
+    centralized_name = ""
+    if config.compare:
+        if plain is None:
+            plain_federation, plain_aggregator = _setup(config, raw, "plain")
+            plain = run_fedavg(
+                model, plain_federation.clients, plain_aggregator, plain_federation.test_features,
+                plain_federation.test_labels, config.fedavg(),
+            )  # fmt: skip
+        centralized, centralized_name = _centralized(config, raw)
+    return DemoReport(
+        config=config,
+        result=result,
+        plain=plain,
+        plain_fedavg_accuracy=None if plain is None else plain.final_accuracy,
+        centralized_accuracy=centralized,
+        centralized_model=centralized_name,
+        seconds=time.perf_counter() - started,
+    )
+
+
+# --- presentation -------------------------------------------------------------------------
+
+_HEADER = f"{'round':>5}  {'accuracy':>8}  {'loss':>7}  {'agg s':>7}  {'bytes/hosp':>10}  {'in/sampled':>10}  notes"
+
+
+def _row(record: RoundRecord) -> str:
+    notes = []
+    if record.dropouts:
+        notes.append("dropped " + ", ".join(f"{c}@{stage.lower()}" for c, stage in record.dropouts))
+    if record.skipped_reason is not None:
+        notes.append("SKIPPED, model unchanged")
+    included = f"{len(record.included)}/{len(record.sampled)}"
+    sent = "-" if record.skipped_reason is not None else f"{record.bytes_per_client:,.0f}"
+    return (
+        f"{record.round:>5}  {record.accuracy:>8.2%}  {record.loss:>7.4f}  {record.aggregation_s:>7.3f}  "
+        f"{sent:>10}  {included:>10}  {'; '.join(notes)}"
+    ).rstrip()
+
+
+def _summary(report: DemoReport) -> list[str]:
+    config, rounds = report.config, report.result.rounds
+    name = config.aggregation
+    lines = [
+        "",
+        f"Summary: {config.dataset}, {config.hospitals} hospitals, {config.partition}"
+        + (f" (alpha={config.alpha})" if config.partition == "dirichlet" else "")
+        + f", {len(rounds)} rounds, dropout {config.dropout:g}",
+        f"  {name + ' FedAvg':<34} accuracy {report.final_accuracy:7.2%}",
+    ]
+    if report.plain_fedavg_accuracy is not None and name != "plain":
+        gap = 100 * (report.final_accuracy - report.plain_fedavg_accuracy)
+        lines.append(f"  {'plain FedAvg (float)':<34} accuracy {report.plain_fedavg_accuracy:7.2%}  ({gap:+.2f} pp)")
+    if report.centralized_accuracy is not None:
+        gap = 100 * (report.final_accuracy - report.centralized_accuracy)
+        lines.append(
+            f"  {'centralized, pooled data':<34} accuracy {report.centralized_accuracy:7.2%}  ({gap:+.2f} pp)"
+            f"  [{report.centralized_model}]"
+        )
+    seconds = [r.aggregation_s for r in rounds]
+    lines.append(f"  aggregation time: {sum(seconds):.2f} s in total, {np.mean(seconds):.3f} s per round")
+    if report.plain is not None and name != "plain":
+        plain_s = [r.aggregation_s for r in report.plain.rounds]
+        lines.append(f"    plain FedAvg:   {sum(plain_s):.4f} s in total")
+    completed = [r.bytes_per_client for r in rounds if r.skipped_reason is None]
+    if completed:
+        lines.append(f"  bytes sent per hospital per round: {np.mean(completed):,.0f}")
+    skipped = [r.round for r in rounds if r.skipped_reason is not None]
+    if skipped:
+        lines.append(f"  rounds skipped (too few hospitals left): {', '.join(map(str, skipped))}")
+    lines.append(f"  wall time: {report.seconds:.1f} s")
+    return lines
+
+
+class _Writer(logging.Handler):
+    """Routes fl_core's log records (e.g. skipped rounds) through the table's writer."""
+
+    def __init__(self, write: Callable[[str], None]) -> None:
+        super().__init__(logging.INFO)
+        self.write = write
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.write(f"       ! {record.getMessage()}")
+
+
+@contextmanager
+def _progress(rounds: int, enabled: bool) -> Iterator[tuple[Callable[[str], None], Callable[[], None]]]:
+    """``(write, advance)``: a tqdm bar over rounds when available and enabled, plain prints otherwise."""
+    if enabled and importlib.util.find_spec("tqdm") is not None:
+        tqdm = importlib.import_module("tqdm").tqdm
+        bar = tqdm(total=rounds, desc="FedAvg rounds", unit="round", leave=False, file=sys.stderr)
+        try:
+            yield tqdm.write, (lambda: bar.update(1))
+        finally:
+            bar.close()
+    else:
+        yield print, (lambda: None)
+
+
+def _from_args(args: argparse.Namespace) -> DemoConfig:
+    return DemoConfig(
+        aggregation=args.aggregation,
+        hospitals=args.hospitals,
+        rounds=args.rounds,
+        dataset=args.dataset,
+        partition=args.partition,
+        alpha=args.alpha,
+        dropout=args.dropout,
+        seed=args.seed,
+        insecure_small_key=args.insecure_small_key,
+    )
+
+
+def main(args: argparse.Namespace) -> int:
+    """The ``secagg demo`` command: run, print the table and summary, write JSON. Returns the exit code."""
+    if importlib.util.find_spec("sklearn") is None:
+        print(
+            "secagg demo needs scikit-learn for its datasets; install the 'examples' extra: "
+            "pip install 'secagg[examples]'",
+            file=sys.stderr,
+        )
+        return EXIT_MISSING_EXTRA
+    config = _from_args(args)
+    if config.insecure_small_key:
+        print("WARNING: --insecure-small-key uses a 1024-bit Paillier key. It is NOT secure; use it only to "
+              "try the demo quickly.", file=sys.stderr)  # fmt: skip
+    print(
+        f"FedAvg on {config.dataset} across {config.hospitals} hospitals ({config.partition}), "
+        f"aggregation: {config.aggregation}, seed {config.seed}"
+    )
+    if config.aggregation != "plain":
+        print(
+            f"quantization: clip {config.clip:g}, {config.bits} bits, ring Z_(2^{config.ring_bits}), "
+            f"at most {config.max_samples_per_client} samples per hospital"
+        )
+    logger = logging.getLogger("fl_core")
+    with _progress(config.rounds, not args.no_progress) as (write, advance):
+        handler = _Writer(write)
+        logger.addHandler(handler)
+
+        def on_round(record: RoundRecord) -> None:
+            if record.round == 1:  # after the setup, which may still refuse the configuration
+                write(_HEADER)
+            write(_row(record))
+            advance()
+
+        try:
+            report = run_demo(config, on_round=on_round)
+        finally:
+            logger.removeHandler(handler)
+    for line in _summary(report):
+        print(line)
+    if args.json:
+        try:
+            Path(args.json).write_text(json.dumps(report.to_json(), indent=2) + "\n", encoding="utf-8")
+        except OSError as exc:
+            print(f"secagg demo: cannot write {args.json}: {exc.strerror}", file=sys.stderr)
+            return EXIT_CANNOT_WRITE
+        print(f"  results written to {args.json}")
+    return 0

@@ -1,0 +1,244 @@
+"""Federated averaging (McMahan et al., AISTATS 2017), in one readable loop.
+
+Each round t = 1..R:
+
+1. the server samples a fraction C of the clients;
+2. the simulation decides which of them drop out, and at which stage;
+3. every sampled client starts from the global model w and runs E epochs of
+   minibatch SGD on its own data, giving w_k; its update is u_k = w_k - w;
+4. the aggregator returns the sample-weighted mean of the updates that made it
+   (for the secure aggregators the server learns nothing else);
+5. the server sets w <- w + mean, or keeps w if the round was skipped (too few
+   clients left for the protocol: the reason is logged);
+6. the global model is evaluated on the held-out test set.
+
+Training stops after R rounds, or earlier once the test loss has changed by
+less than ``tolerance`` (relative) for ``patience`` completed rounds in a row.
+
+Every random choice comes from a numpy Generator derived from (seed, purpose,
+round, client), so two runs with the same seed and different aggregators see the
+same samples, dropouts and minibatches: only the aggregation differs.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from fl_core.aggregators.base import Aggregator, ClientUpdate, DropoutStage
+from fl_core.data import ClientData
+from fl_core.models import FloatArray, IntArray, Model, Params, accuracy, flatten, unflatten
+from secagg.errors import ConfigurationError
+
+__all__ = ["FedAvgConfig", "FedAvgResult", "RoundRecord", "local_sgd", "run_fedavg"]
+
+LOGGER = logging.getLogger("fl_core.fedavg")
+
+# Purpose tags that keep the simulation's random streams independent.
+_INIT, _SAMPLE, _DROPOUT, _TRAIN, _AGGREGATE = range(5)
+
+
+@dataclass(frozen=True)
+class FedAvgConfig:
+    """Hyper-parameters of a FedAvg run.
+
+    Attributes:
+        rounds: R, the most rounds to run (>= 1).
+        local_epochs: E, passes over its data each client makes per round.
+        batch_size: B, minibatch size of local SGD.
+        learning_rate: step size of local SGD.
+        client_fraction: C in (0, 1], fraction of clients sampled per round
+            (at least one client).
+        dropout: probability that a sampled client drops out of a round, at a
+            stage drawn uniformly from :class:`DropoutStage`.
+        tolerance: stop early when the relative change of the test loss stays
+            below this for ``patience`` completed rounds (0 disables).
+        patience: see ``tolerance``.
+        seed: seed of every random choice in the simulation.
+    """
+
+    rounds: int = 20
+    local_epochs: int = 2
+    batch_size: int = 16
+    learning_rate: float = 0.05
+    client_fraction: float = 1.0
+    dropout: float = 0.0
+    tolerance: float = 0.0
+    patience: int = 3
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.rounds < 1 or self.local_epochs < 1 or self.batch_size < 1 or self.patience < 1:
+            raise ConfigurationError("rounds, local_epochs, batch_size and patience must be at least 1")
+        if not (np.isfinite(self.learning_rate) and self.learning_rate > 0):
+            raise ConfigurationError(f"learning_rate must be positive, got {self.learning_rate}")
+        if not 0.0 < self.client_fraction <= 1.0:
+            raise ConfigurationError(f"client_fraction must be in (0, 1], got {self.client_fraction}")
+        if not 0.0 <= self.dropout < 1.0:
+            raise ConfigurationError(f"dropout must be in [0, 1), got {self.dropout}")
+        if not (np.isfinite(self.tolerance) and self.tolerance >= 0):
+            raise ConfigurationError(f"tolerance must be non-negative, got {self.tolerance}")
+
+
+@dataclass(frozen=True)
+class RoundRecord:
+    """What happened in one round.
+
+    Attributes:
+        round: 1-based round number.
+        accuracy: test accuracy of the global model after the round.
+        loss: test loss (mean cross-entropy) of the global model after the round.
+        aggregation_s: seconds the aggregator took.
+        bytes_per_client: bytes uploaded in the round per included client
+            (see :class:`~fl_core.aggregators.base.AggregationResult`).
+        sampled: ids of the clients sampled for the round.
+        dropouts: (client id, stage name) of the sampled clients that dropped out.
+        included: ids of the clients whose updates are in the new model.
+        skipped_reason: why the model was left unchanged, or None.
+    """
+
+    round: int
+    accuracy: float
+    loss: float
+    aggregation_s: float
+    bytes_per_client: float
+    sampled: tuple[int, ...]
+    dropouts: tuple[tuple[int, str], ...]
+    included: tuple[int, ...]
+    skipped_reason: str | None = None
+
+
+@dataclass(frozen=True)
+class FedAvgResult:
+    """The trained global model and the history that produced it.
+
+    ``initial_accuracy``/``initial_loss`` evaluate the model before round 1;
+    ``converged`` says training stopped early on the loss criterion.
+    """
+
+    params: Params = field(repr=False)
+    rounds: tuple[RoundRecord, ...]
+    initial_accuracy: float
+    initial_loss: float
+    converged: bool
+
+    @property
+    def final_accuracy(self) -> float:
+        """Test accuracy of the final global model."""
+        return self.rounds[-1].accuracy if self.rounds else self.initial_accuracy
+
+
+def local_sgd(
+    model: Model,
+    params: Params,
+    data: ClientData,
+    *,
+    epochs: int,
+    batch_size: int,
+    learning_rate: float,
+    rng: np.random.Generator,
+) -> Params:
+    """``epochs`` passes of minibatch SGD over ``data``, reshuffled each pass; returns new parameters."""
+    params = [p.copy() for p in params]
+    for _ in range(epochs):
+        order = rng.permutation(data.num_samples)
+        for start in range(0, data.num_samples, batch_size):
+            batch = order[start : start + batch_size]
+            _, grads = model.loss_and_grad(params, data.features[batch], data.labels[batch])
+            for param, grad in zip(params, grads, strict=True):
+                np.subtract(param, learning_rate * grad, out=param)
+    return params
+
+
+def _sample_clients(clients: Sequence[ClientData], fraction: float, rng: np.random.Generator) -> list[ClientData]:
+    count = max(1, int(np.ceil(fraction * len(clients))))
+    chosen = np.sort(rng.choice(len(clients), size=count, replace=False))
+    return [clients[int(i)] for i in chosen]
+
+
+def _draw_dropouts(
+    sampled: Sequence[ClientData], probability: float, rng: np.random.Generator
+) -> dict[int, DropoutStage]:
+    stages = list(DropoutStage)
+    drops = rng.random(len(sampled)) < probability
+    picks = rng.integers(0, len(stages), size=len(sampled))
+    return {c.client_id: stages[int(s)] for c, d, s in zip(sampled, drops, picks, strict=True) if d}
+
+
+def _evaluate(model: Model, params: Params, x: FloatArray, y: IntArray) -> tuple[float, float]:
+    loss, _ = model.loss_and_grad(params, x, y)
+    return accuracy(model, params, x, y), loss
+
+
+def run_fedavg(
+    model: Model,
+    clients: Sequence[ClientData],
+    aggregator: Aggregator,
+    test_features: FloatArray,
+    test_labels: IntArray,
+    config: FedAvgConfig,
+    *,
+    initial_params: Params | None = None,
+    on_round: Callable[[RoundRecord], None] | None = None,
+) -> FedAvgResult:
+    """Train ``model`` on ``clients`` with FedAvg, summing updates through ``aggregator``.
+
+    ``on_round`` is called after every round (progress display). Client ids must
+    be distinct. Returns the final parameters and one :class:`RoundRecord` per round run.
+    """
+    if not clients or len({c.client_id for c in clients}) != len(clients):
+        raise ConfigurationError("FedAvg needs at least one client, with distinct ids")
+    seed = config.seed
+    params = initial_params if initial_params is not None else model.init(np.random.default_rng([seed, _INIT]))
+    initial_accuracy, initial_loss = _evaluate(model, params, test_features, test_labels)
+    loss = initial_loss
+    records: list[RoundRecord] = []
+    calm_rounds = 0
+    for t in range(1, config.rounds + 1):
+        # 1-2: who takes part, and who will drop out (and when).
+        sampled = _sample_clients(clients, config.client_fraction, np.random.default_rng([seed, _SAMPLE, t]))
+        dropouts = _draw_dropouts(sampled, config.dropout, np.random.default_rng([seed, _DROPOUT, t]))
+        # 3: local training from the current global model.
+        global_vector = flatten(params)
+        updates = []
+        for client in sampled:
+            local = local_sgd(
+                model, params, client,
+                epochs=config.local_epochs, batch_size=config.batch_size, learning_rate=config.learning_rate,
+                rng=np.random.default_rng([seed, _TRAIN, t, client.client_id]),
+            )  # fmt: skip
+            updates.append(ClientUpdate(client.client_id, flatten(local) - global_vector, client.num_samples))
+        # 4: the weighted mean of the updates, computed by the aggregator.
+        result = aggregator.aggregate(updates, dropouts, rng=np.random.default_rng([seed, _AGGREGATE, t]))
+        # 5: apply it, or keep the model if the round could not complete.
+        if result.mean is None:
+            LOGGER.warning("round %d skipped, model unchanged: %s", t, result.skipped_reason)
+        else:
+            params = unflatten(global_vector + result.mean, params)
+        # 6: evaluate on the held-out test set.
+        previous_loss = loss
+        accuracy_t, loss = _evaluate(model, params, test_features, test_labels)
+        record = RoundRecord(
+            round=t,
+            accuracy=accuracy_t,
+            loss=loss,
+            aggregation_s=result.seconds,
+            bytes_per_client=result.bytes_per_client,
+            sampled=tuple(c.client_id for c in sampled),
+            dropouts=tuple((c, stage.name) for c, stage in sorted(dropouts.items())),
+            included=tuple(sorted(result.included)),
+            skipped_reason=result.skipped_reason,
+        )
+        records.append(record)
+        if on_round is not None:
+            on_round(record)
+        # Convergence looks only at rounds that changed the model.
+        if result.mean is not None and config.tolerance > 0:
+            calm = abs(loss - previous_loss) <= config.tolerance * max(abs(previous_loss), 1e-12)
+            calm_rounds = calm_rounds + 1 if calm else 0
+            if calm_rounds >= config.patience:
+                return FedAvgResult(params, tuple(records), initial_accuracy, initial_loss, converged=True)
+    return FedAvgResult(params, tuple(records), initial_accuracy, initial_loss, converged=False)

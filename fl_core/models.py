@@ -1,0 +1,188 @@
+"""Models in plain numpy: parameters are a list of arrays, gradients too.
+
+A :class:`Model` knows its initial parameters, its mean loss and gradient on a
+batch, and its class probabilities. FedAvg never looks inside: it moves
+parameters around as one flat vector (:func:`flatten`, :func:`unflatten`).
+Any object with these three methods can be trained by :func:`fl_core.fedavg.run_fedavg`.
+
+Both models here end in a softmax over ``num_classes`` and minimise the mean
+cross-entropy plus ``l2 / 2 * ||weights||^2`` (biases are not penalised).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+import numpy as np
+import numpy.typing as npt
+
+from secagg.errors import ConfigurationError
+
+__all__ = [
+    "MLP",
+    "FloatArray",
+    "IntArray",
+    "LogisticRegression",
+    "Model",
+    "Params",
+    "accuracy",
+    "flatten",
+    "softmax",
+    "softmax_cross_entropy",
+    "unflatten",
+]
+
+FloatArray = npt.NDArray[np.float64]
+IntArray = npt.NDArray[np.int64]
+Params = list[FloatArray]
+"""A model's parameters: a list of float64 arrays of fixed shapes."""
+
+
+class Model(Protocol):
+    """What FedAvg needs from a model."""
+
+    def init(self, rng: np.random.Generator) -> Params:
+        """Fresh parameters (``rng`` for random initialisation)."""
+        ...
+
+    def loss_and_grad(self, params: Params, x: FloatArray, y: IntArray) -> tuple[float, Params]:
+        """Mean loss on the batch ``(x, y)`` and its gradient, shaped like ``params``."""
+        ...
+
+    def predict_proba(self, params: Params, x: FloatArray) -> FloatArray:
+        """Class probabilities, shape ``(len(x), num_classes)``."""
+        ...
+
+
+def flatten(params: Sequence[FloatArray]) -> FloatArray:
+    """All parameters in one float64 vector, in list order, each in C order."""
+    if not params:
+        raise ConfigurationError("a model needs at least one parameter array")
+    return np.concatenate([np.asarray(p, dtype=np.float64).ravel() for p in params])
+
+
+def unflatten(vector: FloatArray, like: Sequence[FloatArray]) -> Params:
+    """Split ``vector`` back into arrays shaped like ``like`` (inverse of :func:`flatten`)."""
+    sizes = [int(np.prod(p.shape)) for p in like]
+    if vector.ndim != 1 or vector.shape[0] != sum(sizes):
+        raise ConfigurationError(f"vector of shape {vector.shape} does not fit parameters of {sum(sizes)} values")
+    pieces = np.split(np.asarray(vector, dtype=np.float64), np.cumsum(sizes)[:-1])
+    return [piece.reshape(p.shape).copy() for piece, p in zip(pieces, like, strict=True)]
+
+
+def softmax(logits: FloatArray) -> FloatArray:
+    """Row-wise softmax; shifts by the row maximum first so that exp never overflows."""
+    exp = np.exp(logits - logits.max(axis=1, keepdims=True))
+    probabilities: FloatArray = exp / exp.sum(axis=1, keepdims=True)
+    return probabilities
+
+
+def softmax_cross_entropy(logits: FloatArray, y: IntArray) -> tuple[float, FloatArray]:
+    """Mean cross-entropy of ``softmax(logits)`` against labels ``y``, and its
+    gradient with respect to the logits."""
+    shifted = logits - logits.max(axis=1, keepdims=True)
+    log_normaliser = np.log(np.exp(shifted).sum(axis=1))
+    rows = np.arange(y.shape[0])
+    loss = float(np.mean(log_normaliser - shifted[rows, y]))
+    gradient = np.exp(shifted - log_normaliser[:, None])
+    gradient[rows, y] -= 1.0
+    gradient /= y.shape[0]
+    return loss, gradient
+
+
+def accuracy(model: Model, params: Params, x: FloatArray, y: IntArray) -> float:
+    """Fraction of ``x`` whose most probable class is ``y``."""
+    return float(np.mean(model.predict_proba(params, x).argmax(axis=1) == y))
+
+
+def _check_sizes(num_features: int, num_classes: int, l2: float) -> None:
+    if num_features < 1 or num_classes < 2:
+        raise ConfigurationError(f"need >= 1 feature and >= 2 classes, got {num_features} and {num_classes}")
+    if not (np.isfinite(l2) and l2 >= 0):
+        raise ConfigurationError(f"l2 must be a non-negative number, got {l2}")
+
+
+@dataclass(frozen=True)
+class LogisticRegression:
+    """Multinomial logistic regression: ``softmax(x W + b)``.
+
+    Parameters ``[W (num_features x num_classes), b (num_classes)]``, initialised
+    to zero (the loss is convex, so no symmetry to break). With two classes this
+    is ordinary logistic regression, written with one logit per class.
+    """
+
+    num_features: int
+    num_classes: int = 2
+    l2: float = 0.0
+
+    def __post_init__(self) -> None:
+        _check_sizes(self.num_features, self.num_classes, self.l2)
+
+    def init(self, rng: np.random.Generator) -> Params:
+        """Zero weights and biases (``rng`` unused)."""
+        return [np.zeros((self.num_features, self.num_classes)), np.zeros(self.num_classes)]
+
+    def loss_and_grad(self, params: Params, x: FloatArray, y: IntArray) -> tuple[float, Params]:
+        """Mean cross-entropy (+ L2 on W) and its gradient."""
+        weights, bias = params
+        loss, d_logits = softmax_cross_entropy(x @ weights + bias, y)
+        loss += 0.5 * self.l2 * float(np.sum(weights * weights))
+        return loss, [x.T @ d_logits + self.l2 * weights, d_logits.sum(axis=0)]
+
+    def predict_proba(self, params: Params, x: FloatArray) -> FloatArray:
+        """``softmax(x W + b)``."""
+        weights, bias = params
+        return softmax(x @ weights + bias)
+
+
+@dataclass(frozen=True)
+class MLP:
+    """One hidden tanh layer and a softmax output: ``softmax(tanh(x W1 + b1) W2 + b2)``.
+
+    Parameters ``[W1, b1, W2, b2]``; weights start Glorot-uniform, biases at zero.
+    """
+
+    num_features: int
+    num_classes: int
+    hidden: int = 32
+    l2: float = 0.0
+
+    def __post_init__(self) -> None:
+        _check_sizes(self.num_features, self.num_classes, self.l2)
+        if self.hidden < 1:
+            raise ConfigurationError(f"hidden must be at least 1, got {self.hidden}")
+
+    def init(self, rng: np.random.Generator) -> Params:
+        """Glorot-uniform weights drawn from ``rng``, zero biases."""
+
+        def glorot(fan_in: int, fan_out: int) -> FloatArray:
+            limit = np.sqrt(6.0 / (fan_in + fan_out))
+            return rng.uniform(-limit, limit, size=(fan_in, fan_out))
+
+        return [
+            glorot(self.num_features, self.hidden),
+            np.zeros(self.hidden),
+            glorot(self.hidden, self.num_classes),
+            np.zeros(self.num_classes),
+        ]
+
+    def loss_and_grad(self, params: Params, x: FloatArray, y: IntArray) -> tuple[float, Params]:
+        """Mean cross-entropy (+ L2 on W1, W2) and its gradient by backpropagation."""
+        w1, b1, w2, b2 = params
+        hidden = np.tanh(x @ w1 + b1)
+        loss, d_logits = softmax_cross_entropy(hidden @ w2 + b2, y)
+        loss += 0.5 * self.l2 * float(np.sum(w1 * w1) + np.sum(w2 * w2))
+        d_hidden = (d_logits @ w2.T) * (1.0 - hidden * hidden)
+        return loss, [
+            x.T @ d_hidden + self.l2 * w1,
+            d_hidden.sum(axis=0),
+            hidden.T @ d_logits + self.l2 * w2,
+            d_logits.sum(axis=0),
+        ]
+
+    def predict_proba(self, params: Params, x: FloatArray) -> FloatArray:
+        """Softmax of the output layer."""
+        w1, b1, w2, b2 = params
+        return softmax(np.tanh(x @ w1 + b1) @ w2 + b2)
