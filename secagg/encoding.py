@@ -121,7 +121,9 @@ def quantize_to_integers(values: npt.ArrayLike, config: QuantizationConfig, rng:
     if not np.all(np.isfinite(x)):
         raise ConfigurationError("cannot quantize NaN or infinite values")
     # Clip after scaling: clip * (qmax / clip) can round just below qmax in float64.
-    scaled = np.clip(x * config.scale, -config.qmax, config.qmax)
+    # A huge finite x may scale to +-inf, which the clip maps to +-qmax as intended.
+    with np.errstate(over="ignore"):
+        scaled = np.clip(x * config.scale, -config.qmax, config.qmax)
     floor = np.floor(scaled)
     rounded = floor + (rng.random(x.shape[0]) < (scaled - floor))
     integers: IntArray = np.clip(rounded, -config.qmax, config.qmax).astype(np.int64)

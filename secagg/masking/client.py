@@ -126,6 +126,8 @@ class ClientState(wire.Message):
     def __post_init__(self) -> None:
         if self.phase not in ClientPhase.__members__.values():
             raise DecodeError(f"unknown client phase {self.phase}")
+        if len(self.session) not in (0, SESSION_ID_SIZE) or len(self.self_mask_seed) not in (0, prg.SEED_SIZE):
+            raise DecodeError("client state holds a session id or self-mask seed of the wrong size")
 
     @property
     def masking_config(self) -> MaskingConfig:

@@ -18,13 +18,12 @@ shared among its k neighbours, and any t of them recover each secret.
 from __future__ import annotations
 
 import hashlib
-import math
 from dataclasses import dataclass, field
 from typing import ClassVar
 
 from secagg import wire
 from secagg.errors import ConfigurationError
-from secagg.masking.parameters import corrupt_neighbour_bound, derive_secagg_plus
+from secagg.masking.parameters import corrupt_count, corrupt_neighbour_bound, derive_secagg_plus
 from secagg.primitives.signing import PUBLIC_KEY_SIZE
 from secagg.ring import Ring
 from secagg.wire import U8, U32, FixedBytes, ListOf, wire_field
@@ -154,7 +153,7 @@ class MaskingConfig:
         graph; on a Harary graph the count exceeded with probability below 2^-41/n
         (:func:`~secagg.masking.parameters.corrupt_neighbour_bound`)."""
         if self.graph == COMPLETE:
-            return math.ceil(self.corrupt_fraction * self.num_clients - 1e-12)
+            return corrupt_count(self.num_clients, self.corrupt_fraction)
         return corrupt_neighbour_bound(self.num_clients, self.degree, self.corrupt_fraction)
 
     @property
@@ -223,7 +222,7 @@ class MaskingConfig:
         corrupt clients) in semi-honest mode, ``floor((n + corrupt) / 2) + 1`` in
         active mode; at least 2.
         """
-        corrupt = math.ceil(corrupt_fraction * num_clients - 1e-12)
+        corrupt = corrupt_count(num_clients, corrupt_fraction)
         if threshold is None:
             span = num_clients + corrupt if mode == ACTIVE else num_clients - 1
             threshold = max(2, span // 2 + 1, corrupt + 1)

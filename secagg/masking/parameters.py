@@ -36,6 +36,7 @@ __all__ = [
     "CORRECTNESS_PARAMETER",
     "SECURITY_PARAMETER",
     "SecAggPlusParameters",
+    "corrupt_count",
     "corrupt_neighbour_bound",
     "derive_secagg_plus",
 ]
@@ -153,10 +154,15 @@ def derive_secagg_plus(
     return _complete_graph_fallback(num_clients, corrupt_fraction, dropout_fraction, active)
 
 
+def corrupt_count(num_clients: int, corrupt_fraction: float) -> int:
+    """ceil(gamma * n): the corrupt clients assumed on the complete graph."""
+    return math.ceil(corrupt_fraction * num_clients - _SMALL)
+
+
 def _complete_graph_fallback(num_clients: int, corrupt: float, dropout: float, active: bool) -> SecAggPlusParameters:
     n = num_clients
-    corrupt_count = math.ceil(corrupt * n - _SMALL)
-    threshold = max(2, (n + corrupt_count) // 2 + 1 if active else corrupt_count + 1)
+    corrupted = corrupt_count(n, corrupt)
+    threshold = max(2, (n + corrupted) // 2 + 1 if active else corrupted + 1)
     tolerable = n - 1 - math.floor((dropout + _SMALL) * n)
     if threshold > tolerable:
         raise ConfigurationError(

@@ -159,6 +159,9 @@ def _collect_keys(state: ServerState, inbound: Mapping[int, bytes]) -> tuple[Ser
     digest = config.digest()
     for client, message in accepted.items():
         assert isinstance(message, AdvertiseKeys)
+        if config.mode != ACTIVE and message.signature:
+            rejected.append((client, "AdvertiseKeys: a signature in a semi-honest session"))
+            continue
         if config.mode == ACTIVE:
             payload = advertise_payload(digest, state.context, client, message.encryption_key, message.mask_key)
             try:
