@@ -70,7 +70,8 @@ class Reader:
 
     def __init__(self, data: bytes) -> None:
         # bytes are immutable, so a view is safe; anything mutable is copied once.
-        self._data = memoryview(data if isinstance(data, bytes) else bytes(data)).cast("B")
+        self._bytes = data if isinstance(data, bytes) else bytes(data)
+        self._data = memoryview(self._bytes).cast("B")
         self._pos = 0
 
     @property
@@ -80,7 +81,12 @@ class Reader:
 
     def take(self, size: int) -> bytes:
         """Consume exactly ``size`` bytes (a copy)."""
-        return bytes(self.take_view(size))
+        end = self._pos + size
+        if size < 0 or end > len(self._bytes):
+            raise DecodeError(f"truncated input: need {size} bytes at offset {self._pos}, have {self.remaining}")
+        chunk = self._bytes[self._pos : end]
+        self._pos = end
+        return chunk
 
     def take_view(self, size: int) -> memoryview:
         """Consume exactly ``size`` bytes as a read-only view of the input (no copy)."""
@@ -292,13 +298,20 @@ def wire_field(codec: Codec[Any], **kwargs: Any) -> Any:
     return dataclasses.field(metadata={"wire": codec}, **kwargs)
 
 
+_FIELDS: dict[type, tuple[tuple[str, Codec[Any]], ...]] = {}
+
+
 class WireStruct:
     """Base of frozen dataclasses whose fields all carry a codec (:func:`wire_field`)."""
 
     @classmethod
     def wire_fields(cls) -> tuple[tuple[str, Codec[Any]], ...]:
-        """The (name, codec) pairs in encoding order."""
-        return tuple((f.name, f.metadata["wire"]) for f in dataclasses.fields(cls))  # type: ignore[arg-type]
+        """The (name, codec) pairs in encoding order (computed once per class)."""
+        cached = _FIELDS.get(cls)
+        if cached is None:
+            cached = tuple((f.name, f.metadata["wire"]) for f in dataclasses.fields(cls))  # type: ignore[arg-type]
+            _FIELDS[cls] = cached
+        return cached
 
     def _encode_body(self, out: Parts) -> None:
         for name, codec in self.wire_fields():
