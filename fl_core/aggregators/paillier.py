@@ -1,0 +1,295 @@
+"""The ``paillier`` aggregator: the weighted mean through packed threshold Paillier.
+
+At construction a key ceremony (:func:`secagg.paillier.deal_threshold_key`)
+gives each of the ``num_clients`` hospitals a t-of-n key share; it runs once
+and every round reuses the key. Each round is one session of
+:mod:`secagg.paillier.protocol`: the sampled hospitals encrypt their weighted
+encodings (:class:`~fl_core.aggregators.base.WeightedQuantizer`), the server
+multiplies the ciphertexts, and the first t hospitals still online return
+partial decryptions (with proofs) of that one aggregate. The server learns
+``(sum n_k q_k, sum n_k)`` and nothing else.
+
+Hospitals get key-share indices 1..n in the order they are first seen (ascending
+client id within a round), and keep them. Dropout stages: JOIN, SETUP and UPLOAD
+mean no upload and no partial decryption; FINALIZE means the update is
+uploaded, but the hospital does not decrypt. A round is skipped, with the reason,
+if fewer than ``min_contributors`` hospitals upload or fewer than t of the
+round's hospitals remain to decrypt.
+
+Values wider than one packing slot allows (the 64-bit-ring encodings used for
+the feature moments) are split into 32-bit limbs that are summed separately and
+recombined exactly.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+import warnings
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from fl_core.aggregators.base import (
+    AggregationResult,
+    ClientUpdate,
+    DropoutStage,
+    WeightedQuantizer,
+    check_round,
+    skipped,
+    uploaders,
+)
+from secagg import wire
+from secagg.errors import ConfigurationError, OverflowDetectedError
+from secagg.paillier import (
+    DEFAULT_KEY_BITS,
+    Client,
+    DecryptingParty,
+    Encryptor,
+    Obfuscation,
+    Server,
+    SessionParameters,
+    SlotLayout,
+    ThresholdKeyMaterial,
+    Workers,
+    deal_threshold_key,
+)
+from secagg.paillier.keys import key_policy
+from secagg.paillier.packing import MAX_SLOT_BITS, MAX_VALUE_BITS
+from secagg.primitives.randomness import RandomBytes, system_random
+
+__all__ = ["INSECURE_KEY_BITS", "LIMB_BITS", "PaillierAggregator"]
+
+INSECURE_KEY_BITS = 1024
+"""Key size of ``insecure_small_key`` (the demo's ``--insecure-small-key``): fast, NOT secure."""
+
+LIMB_BITS = 32
+"""Limb width for values too wide for one packing slot."""
+
+IntArray = npt.NDArray[np.int64]
+
+
+def _split(values: IntArray) -> IntArray:
+    """``(high limbs, low limbs)`` with v = high * 2^32 + low, 0 <= low < 2^32."""
+    split: IntArray = np.concatenate([values >> LIMB_BITS, values & ((1 << LIMB_BITS) - 1)])
+    return split
+
+
+def _join(sums: IntArray) -> IntArray:
+    """Inverse of :func:`_split` on sums: sum(high) * 2^32 + sum(low), exactly."""
+    half = sums.shape[0] // 2
+    exact = (sums[:half].astype(object) << LIMB_BITS) + sums[half:].astype(object)
+    try:
+        joined: IntArray = np.array(exact, dtype=np.int64)
+    except OverflowError as exc:
+        raise OverflowDetectedError("recombined Paillier sum does not fit in 64 bits") from exc
+    return joined
+
+
+class PaillierAggregator:
+    """The weighted mean through packed threshold Paillier (see the module docstring).
+
+    Options:
+        quantizer: the weighted encoding; its ``num_clients`` is the number of
+            hospitals, and of key shares.
+        key_bits: modulus size (default 3072; at least 2048).
+        insecure_small_key: use a :data:`INSECURE_KEY_BITS`-bit key (or ``key_bits``
+            if given, down to 128) for quick demos and tests. NOT secure; warns.
+        threshold: t, the partial decryptions needed (default ``num_clients // 2 + 1``).
+        min_contributors: fewest uploads hospitals agree to decrypt the sum of
+            (default ``min(num_clients, max(2, t))``).
+        obfuscation: ``"textbook"`` (default; r^n) or ``"djn"`` (faster for long
+            vectors, extra assumption; see :mod:`secagg.paillier.encryption`).
+        workers: processes for the big-integer work (1: none).
+        constant_time: hospitals exponentiate with their key share using GMP's
+            side-channel-silent ``powmod_sec`` (slower).
+        random_bytes: source of every secret (key ceremony, encryption, proofs).
+        key_material: reuse the key of an earlier ceremony instead of running one.
+    """
+
+    def __init__(
+        self,
+        quantizer: WeightedQuantizer,
+        *,
+        key_bits: int | None = None,
+        insecure_small_key: bool = False,
+        threshold: int | None = None,
+        min_contributors: int | None = None,
+        obfuscation: str | Obfuscation = Obfuscation.TEXTBOOK,
+        workers: int = 1,
+        constant_time: bool = False,
+        random_bytes: RandomBytes = system_random,
+        key_material: ThresholdKeyMaterial | None = None,
+    ) -> None:
+        num_parties = quantizer.config.num_clients
+        if num_parties < 2:
+            raise ConfigurationError(f"paillier aggregation needs at least 2 hospitals, got num_clients={num_parties}")
+        self.quantizer = quantizer
+        self.insecure = bool(insecure_small_key)
+        bits = key_bits if key_bits is not None else (INSECURE_KEY_BITS if self.insecure else DEFAULT_KEY_BITS)
+        if self.insecure:
+            warnings.warn(
+                f"paillier: insecure_small_key uses a {bits}-bit key; it is NOT secure (demos and tests only)",
+                UserWarning,
+                stacklevel=2,
+            )
+        try:
+            self.obfuscation = Obfuscation(obfuscation)
+        except ValueError as exc:
+            raise ConfigurationError(f"obfuscation must be 'textbook' or 'djn', got {obfuscation!r}") from exc
+        self.workers = Workers(workers)
+        self.constant_time = constant_time
+        self.random_bytes = random_bytes
+        self.threshold = threshold if threshold is not None else num_parties // 2 + 1
+        self.min_contributors = (
+            min_contributors if min_contributors is not None else min(num_parties, max(2, self.threshold))
+        )
+        if not 1 <= self.min_contributors <= num_parties:
+            raise ConfigurationError(f"min_contributors must be in 1..{num_parties}, got {self.min_contributors}")
+        with key_policy(self.insecure):
+            if key_material is None:
+                key_material = deal_threshold_key(
+                    bits,
+                    num_parties=num_parties,
+                    threshold=self.threshold,
+                    random_bytes=random_bytes,
+                    workers=self.workers,
+                    insecure_for_testing=self.insecure,
+                )
+            public = key_material.public
+            if (public.num_parties, public.threshold) != (num_parties, self.threshold):
+                raise ConfigurationError(
+                    f"key material is {public.threshold}-of-{public.num_parties}, "
+                    f"the aggregator needs {self.threshold}-of-{num_parties}"
+                )
+        self.material = key_material
+        config = quantizer.config
+        self.value_bits = (config.max_weight * config.qmax).bit_length() + 1
+        self.split = self.value_bits > MAX_VALUE_BITS or self.value_bits + (num_parties - 1).bit_length() + 1 > (
+            MAX_SLOT_BITS
+        )
+        self.layout = SlotLayout(
+            LIMB_BITS + 1 if self.split else self.value_bits, num_parties, public.key.key_bits
+        )
+        self._share_index: dict[int, int] = {}
+        self._encryptors: dict[int, Encryptor] = {}
+        self._rounds = 0
+
+    @property
+    def name(self) -> str:
+        """``"paillier"``."""
+        return "paillier"
+
+    def _assign_shares(self, client_ids: Sequence[int]) -> None:
+        for client in sorted(client_ids):
+            if client not in self._share_index:
+                if len(self._share_index) == self.material.public.num_parties:
+                    raise ConfigurationError(
+                        f"client {client} is a new hospital, but all {len(self._share_index)} key shares are taken"
+                    )
+                self._share_index[client] = len(self._share_index) + 1
+
+    def _encryptor(self, client: int) -> Encryptor:
+        # One encryptor per hospital for the aggregator's lifetime: the DJN base
+        # (and its table) is made once, like obfuscators precomputed offline.
+        if client not in self._encryptors:
+            self._encryptors[client] = Encryptor(
+                self.material.public.key, obfuscation=self.obfuscation, random_bytes=self.random_bytes,
+                workers=self.workers,
+            )
+        return self._encryptors[client]
+
+    def aggregate(
+        self,
+        updates: Sequence[ClientUpdate],
+        dropouts: Mapping[int, DropoutStage] | None = None,
+        *,
+        rng: np.random.Generator,
+    ) -> AggregationResult:
+        """Run one Paillier session over ``updates``; see the module docstring."""
+        start = time.perf_counter()
+        stages = check_round(updates, dropouts, self.quantizer.config.num_clients)
+        encodings = self.quantizer.encode_all_integers(updates, rng)
+        ids = sorted(u.client_id for u in updates)
+        self._assign_shares(ids)
+        with key_policy(self.insecure):
+            return self._session(updates, stages, encodings, ids, start)
+
+    def _session(
+        self,
+        updates: Sequence[ClientUpdate],
+        stages: Mapping[int, DropoutStage],
+        encodings: Mapping[int, IntArray],
+        ids: list[int],
+        start: float,
+    ) -> AggregationResult:
+        self._rounds += 1
+        length = self.quantizer.encoded_length(updates[0].vector.shape[0])
+        params = SessionParameters(
+            public=self.material.public,
+            layout=self.layout,
+            vector_length=2 * length if self.split else length,
+            roster=tuple(ids),
+            min_contributors=min(self.min_contributors, len(ids)),
+            context=hashlib.sha256(b"fl_core/paillier-round" + self._rounds.to_bytes(8, "big")).digest(),
+        )
+        sent = [u.client_id for u in uploaders(updates, stages)]
+        if len(sent) < self.min_contributors:
+            return skipped(
+                f"paillier: {len(sent)} hospitals uploaded; at least {self.min_contributors} are needed",
+                0.0, time.perf_counter() - start,
+            )
+        server = Server(params, workers=self.workers)
+        bytes_sent = 0
+        digests: dict[int, bytes] = {}
+        for client in sent:
+            values = _split(encodings[client]) if self.split else encodings[client]
+            sender = Client(params, client, encryptor=self._encryptor(client))
+            data = wire.encode(sender.upload(values))
+            assert sender.upload_digest is not None
+            digests[client] = sender.upload_digest
+            bytes_sent += len(data)
+            server.receive_upload(data)
+        # Hospitals of this round that never drop decrypt, in key-share order, until t answered.
+        live = sorted((c for c in ids if c not in stages), key=self._share_index.__getitem__)
+        threshold = self.material.public.threshold
+        if len(live) < threshold:
+            return skipped(
+                f"paillier: {len(live)} hospitals remain to decrypt; {threshold} partial decryptions are needed",
+                bytes_sent / len(updates), time.perf_counter() - start,
+            )
+        for client in live[:threshold]:
+            index = self._share_index[client]
+            party = DecryptingParty(
+                params, self.material.shares[index - 1], own_upload=digests.get(client),
+                random_bytes=self.random_bytes, workers=self.workers, constant_time=self.constant_time,
+            )
+            answer = wire.encode(party.respond(wire.encode(server.decryption_request(index))))
+            bytes_sent += len(answer)
+            server.receive_partial(answer)
+        total = server.finish()
+        sums = _join(total) if self.split else total
+        return AggregationResult(
+            mean=self.quantizer.decode_integers(sums, len(sent)),
+            included=frozenset(sent),
+            bytes_per_client=bytes_sent / len(updates),
+            seconds=time.perf_counter() - start,
+        )
+
+    def close(self) -> None:
+        """Stop worker processes, if any."""
+        self.workers.close()
+
+    def describe(self) -> dict[str, Any]:
+        """Key size, threshold and packing layout, for logs."""
+        public = self.material.public
+        return {
+            "key_bits": public.key.key_bits,
+            "threshold": public.threshold,
+            "parties": public.num_parties,
+            "layout": self.layout.describe(),
+            "limbs": 2 if self.split else 1,
+            "obfuscation": self.obfuscation.value,
+        }

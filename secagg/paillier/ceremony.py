@@ -1,0 +1,370 @@
+"""Key ceremony: a trusted dealer creates the Paillier key and the hospitals' key shares.
+
+Who runs it, and what they must destroy (docs/paillier.md, "Key ceremony"):
+one dealer, trusted by every hospital for this single step, on a machine that
+is offline or at least runs nothing else, in a fresh process that exits when
+done. It calls :func:`deal_threshold_key`, writes each :class:`KeyShare` to its
+hospital protected by that hospital's passphrase
+(:func:`secagg.paillier.storage.protect`), publishes the
+:class:`ThresholdPublicKey`, and then destroys p, q, p', q', m, d, the
+polynomial coefficients and every share: this module keeps none of them after
+returning, and the process must exit so that nothing lingers in memory
+(Python cannot reliably wipe integers). Anyone who keeps p or q, or t shares,
+can decrypt every hospital's individual update.
+
+Threshold key (Shoup, EUROCRYPT 2000; Damgard-Jurik, PKC 2001, s = 1):
+
+- p = 2p' + 1 and q = 2q' + 1 are safe primes of key_bits/2 bits each with the
+  top two bits set (so n = pq has exactly key_bits bits); m = p'q'.
+- d is the unique d mod nm with d = 0 (mod m) and d = 1 (mod n).
+- f(X) = d + a_1 X + ... + a_(t-1) X^(t-1) with a_j uniform in Z_(nm);
+  party i (1..l) gets s_i = f(i) mod nm.
+- v is a random square mod n^2; v_i = v^(Delta * s_i) with Delta = l!.
+
+Safe primes are found fast by sieving: candidates q' = start + 6k (q' = 5 mod 6,
+so neither q' nor 2q'+1 is divisible by 2 or 3) in windows of
+:data:`SIEVE_WINDOW` values; a numpy sieve removes every k for which q' or
+2q'+1 has a prime factor below :data:`SIEVE_LIMIT`; survivors face a Fermat
+test of q' and of p = 2q'+1 (gmpy2), then :data:`PRIME_TEST_ROUNDS` rounds of
+gmpy2's BPSW + Miller-Rabin on q'. p is then prime by Pocklington's criterion
+(q' prime, q' > sqrt(p), 2^(p-1) = 1 mod p, gcd(2^2 - 1, p) = 1). Windows are
+searched in parallel by :class:`~secagg.paillier._compute.Workers`; the result
+depends only on the 32-byte seed (the first primes in window order), not on the
+number of processes.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from functools import lru_cache
+
+import gmpy2
+import numpy as np
+
+from secagg.errors import ConfigurationError
+from secagg.paillier._compute import IN_PROCESS, RANDOMNESS_MARGIN_BYTES, Workers
+from secagg.paillier.keys import (
+    DEFAULT_KEY_BITS,
+    KeyShare,
+    PrivateKey,
+    PublicKey,
+    ThresholdPublicKey,
+    check_key_bits,
+    key_policy,
+    single_key_exponent,
+)
+from secagg.primitives import prg
+from secagg.primitives.randomness import RandomBytes, system_random
+from secagg.ring import RING64
+
+__all__ = [
+    "PRIME_TEST_ROUNDS",
+    "SIEVE_LIMIT",
+    "SIEVE_WINDOW",
+    "SingleKeyMaterial",
+    "ThresholdKeyMaterial",
+    "deal_single_key",
+    "deal_threshold_key",
+    "deal_threshold_key_from_primes",
+    "generate_safe_primes",
+    "is_safe_prime",
+    "single_key_from_primes",
+]
+
+SIEVE_LIMIT = 1 << 18
+"""Small primes up to this bound are sieved out of q' and 2q' + 1."""
+
+SIEVE_WINDOW = 1 << 16
+"""Candidates q' per window (spanning 6 * SIEVE_WINDOW integers)."""
+
+PRIME_TEST_ROUNDS = 64
+"""Rounds passed to gmpy2.is_prime (BPSW plus Miller-Rabin) for the final test."""
+
+SEED_SIZE = 32
+WINDOW_LABEL = b"paillier-safe-prime-window/"
+PRIME_LABEL = b"paillier-prime/"
+
+
+@lru_cache(maxsize=1)
+def _sieve_primes() -> tuple[tuple[int, int], ...]:
+    """(l, 6^-1 mod l) for every prime 5 <= l < SIEVE_LIMIT."""
+    flags = np.ones(SIEVE_LIMIT, dtype=bool)
+    flags[:2] = False
+    for i in range(2, math.isqrt(SIEVE_LIMIT) + 1):
+        if flags[i]:
+            flags[i * i :: i] = False
+    return tuple((int(p), pow(6, -1, int(p))) for p in np.flatnonzero(flags) if p >= 5)
+
+
+def _random_bits(seed: bytes, label: bytes, bits: int) -> int:
+    """A ``bits``-bit integer with its top two bits set, from the seed's labelled expansion."""
+    size = (bits + 7) // 8 + RANDOMNESS_MARGIN_BYTES
+    raw = prg.expand(seed, label, (size + 7) // 8, RING64).tobytes()[:size]
+    value = int.from_bytes(raw, "big") >> (8 * size - bits)
+    return value | (3 << (bits - 2))
+
+
+def _window_start(seed: bytes, bits: int, index: int) -> int:
+    """First candidate q' (= 5 mod 6) of window ``index``; the window stays within bits-1 bits."""
+    start = _random_bits(seed, WINDOW_LABEL + index.to_bytes(8, "big"), bits - 1)
+    start = start - start % 6 + 5
+    ceiling = 1 << (bits - 1)
+    if start + 6 * SIEVE_WINDOW >= ceiling:
+        start -= 6 * SIEVE_WINDOW + 6  # stays >= 2^(bits-2) + 2^(bits-3) for bits >= 24
+    return start
+
+
+def _search_window(task: tuple[bytes, int, int]) -> int:
+    """The first safe prime p = 2q' + 1 of ``bits`` bits in window ``index``, or 0 if none."""
+    seed, bits, index = task
+    start = _window_start(seed, bits, index)
+    alive = np.ones(SIEVE_WINDOW, dtype=bool)
+    for small, inverse_six in _sieve_primes():
+        residue = start % small
+        # q' = start + 6k is divisible by `small` when k = -start/6, and 2q'+1 is when q' = (small-1)/2.
+        alive[(-residue * inverse_six) % small :: small] = False
+        alive[(((small - 1) // 2 - residue) * inverse_six) % small :: small] = False
+    two = gmpy2.mpz(2)
+    for k in np.flatnonzero(alive):
+        candidate = gmpy2.mpz(start + 6 * int(k))
+        if gmpy2.powmod(two, candidate - 1, candidate) != 1:
+            continue
+        p = 2 * candidate + 1
+        if gmpy2.powmod(two, p - 1, p) != 1:
+            continue
+        if gmpy2.is_prime(candidate, PRIME_TEST_ROUNDS):
+            return int(p)
+    return 0
+
+
+def generate_safe_primes(
+    bits: int, count: int = 2, *, random_bytes: RandomBytes = system_random, workers: Workers = IN_PROCESS
+) -> list[int]:
+    """``count`` distinct safe primes of exactly ``bits`` bits, top two bits set.
+
+    Windows are searched ``workers.count`` at a time; the primes returned are the
+    first ones in window order, so the output is a function of the 32-byte seed
+    drawn from ``random_bytes`` alone.
+    """
+    if bits < 24:
+        raise ConfigurationError(f"safe primes need at least 24 bits, got {bits}")
+    seed = random_bytes(SEED_SIZE)
+    found: list[int] = []
+    index = 0
+    while len(found) < count:
+        batch = [(seed, bits, index + i) for i in range(max(workers.count, 1))]
+        index += len(batch)
+        for prime in workers.map(_search_window, batch):
+            if prime and prime not in found and len(found) < count:
+                found.append(prime)
+    return found
+
+
+def is_safe_prime(p: int) -> bool:
+    """True if p and (p - 1) / 2 are both (probable) primes."""
+    return p > 5 and p % 2 == 1 and bool(gmpy2.is_prime(p, PRIME_TEST_ROUNDS)) and bool(
+        gmpy2.is_prime((p - 1) // 2, PRIME_TEST_ROUNDS)
+    )
+
+
+def _uniform_below(bound: int, random_bytes: RandomBytes) -> int:
+    """Uniform in [0, bound) up to a bias below 2^-128."""
+    size = (bound.bit_length() + 7) // 8 + RANDOMNESS_MARGIN_BYTES
+    return int.from_bytes(random_bytes(size), "big") % bound
+
+
+def _random_unit_square(n: int, random_bytes: RandomBytes) -> int:
+    """A random square in Z*_(n^2), not 1."""
+    nsquare = n * n
+    while True:
+        r = _uniform_below(nsquare, random_bytes)
+        if r > 1 and math.gcd(r, n) == 1:
+            v = r * r % nsquare
+            if v != 1:
+                return v
+
+
+@dataclass(frozen=True, repr=False)
+class ThresholdKeyMaterial:
+    """What the dealer hands out: the public parameters and one share per party.
+
+    ``shares[i - 1]`` belongs to party i. ``seconds`` records how long the
+    ceremony took (prime search, dealing). Destroy this object after the shares
+    are delivered.
+    """
+
+    public: ThresholdPublicKey
+    shares: tuple[KeyShare, ...]
+    seconds: dict[str, float] = field(default_factory=dict)
+
+    def __repr__(self) -> str:
+        return f"ThresholdKeyMaterial(bits={self.public.key.key_bits}, t={self.public.threshold}, l={len(self.shares)})"
+
+
+@dataclass(frozen=True, repr=False)
+class SingleKeyMaterial:
+    """The single-key mode's public parameters (t = l = 1) and the key holder's private key."""
+
+    public: ThresholdPublicKey
+    private: PrivateKey
+    seconds: dict[str, float] = field(default_factory=dict)
+
+    def __repr__(self) -> str:
+        return f"SingleKeyMaterial(bits={self.public.key.key_bits})"
+
+
+def _check_parties(num_parties: int, threshold: int) -> None:
+    for name, value in (("num_parties", num_parties), ("threshold", threshold)):
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigurationError(f"{name} must be an int, got {value!r}")
+    if not 1 <= threshold <= num_parties:
+        raise ConfigurationError(f"threshold must be in 1..{num_parties}, got {threshold}")
+
+
+def _check_even_key_bits(key_bits: int, insecure_for_testing: bool) -> None:
+    check_key_bits(key_bits, insecure_for_testing=insecure_for_testing)
+    if key_bits % 2:
+        raise ConfigurationError(f"key size must be even (two primes of key_bits/2 bits), got {key_bits}")
+
+
+def deal_threshold_key(
+    key_bits: int = DEFAULT_KEY_BITS,
+    *,
+    num_parties: int,
+    threshold: int,
+    random_bytes: RandomBytes = system_random,
+    workers: Workers = IN_PROCESS,
+    insecure_for_testing: bool = False,
+) -> ThresholdKeyMaterial:
+    """Generate a safe-prime Paillier key and deal t-of-l shares (see the module docstring).
+
+    ``key_bits`` must satisfy the key-size policy (>= 2048 unless
+    ``insecure_for_testing``) and be even. Every secret comes from ``random_bytes``.
+    """
+    _check_parties(num_parties, threshold)
+    _check_even_key_bits(key_bits, insecure_for_testing)
+    started = time.perf_counter()
+    p, q = generate_safe_primes(key_bits // 2, 2, random_bytes=random_bytes, workers=workers)
+    primes_done = time.perf_counter()
+    material = _deal(p, q, num_parties, threshold, random_bytes, insecure_for_testing)
+    material.seconds.update(primes=primes_done - started, deal=time.perf_counter() - primes_done)
+    return material
+
+
+def deal_threshold_key_from_primes(
+    p: int,
+    q: int,
+    *,
+    num_parties: int,
+    threshold: int,
+    random_bytes: RandomBytes = system_random,
+    insecure_for_testing: bool = False,
+) -> ThresholdKeyMaterial:
+    """Deal shares of the key n = p*q from given safe primes (test keys, external prime generation).
+
+    Checks that p and q are distinct safe primes of equal size giving a modulus
+    the policy accepts; ConfigurationError otherwise.
+    """
+    _check_parties(num_parties, threshold)
+    if p == q or not (is_safe_prime(p) and is_safe_prime(q)):
+        raise ConfigurationError("threshold Paillier needs two distinct safe primes")
+    if p.bit_length() != q.bit_length():
+        raise ConfigurationError("safe primes must have the same bit length")
+    return _deal(p, q, num_parties, threshold, random_bytes, insecure_for_testing)
+
+
+def _deal(
+    p: int, q: int, num_parties: int, threshold: int, random_bytes: RandomBytes, insecure_for_testing: bool
+) -> ThresholdKeyMaterial:
+    with key_policy(insecure_for_testing):
+        return _deal_shares(p, q, num_parties, threshold, random_bytes)
+
+
+def _deal_shares(p: int, q: int, num_parties: int, threshold: int, random_bytes: RandomBytes) -> ThresholdKeyMaterial:
+    n = p * q
+    check_key_bits(n.bit_length())
+    m = ((p - 1) // 2) * ((q - 1) // 2)
+    if math.gcd(n, m) != 1:
+        raise ConfigurationError("gcd(n, p'q') != 1: the primes are unsuitable")
+    nm = n * m
+    d = m * pow(m, -1, n) % nm  # d = 0 mod m, d = 1 mod n
+    coefficients = [d] + [_uniform_below(nm, random_bytes) for _ in range(threshold - 1)]
+    secrets_ = [_evaluate(coefficients, index, nm) for index in range(1, num_parties + 1)]
+    while any(secret == 0 for secret in secrets_):  # probability about l/nm; redraw rather than hand out 0
+        coefficients[1:] = [_uniform_below(nm, random_bytes) for _ in range(threshold - 1)]
+        secrets_ = [_evaluate(coefficients, index, nm) for index in range(1, num_parties + 1)]
+    nsquare = n * n
+    delta = math.factorial(num_parties)
+    v = _random_unit_square(n, random_bytes)
+    public = _public(n, threshold, num_parties, v, [gmpy2.powmod(v, delta * s, nsquare) for s in secrets_])
+    shares = tuple(KeyShare(public, index, secret) for index, secret in enumerate(secrets_, start=1))
+    return ThresholdKeyMaterial(public=public, shares=shares)
+
+
+def _public(n: int, threshold: int, num_parties: int, v: int, keys: Sequence[int]) -> ThresholdPublicKey:
+    return ThresholdPublicKey(
+        key=PublicKey(n),
+        threshold=threshold,
+        num_parties=num_parties,
+        verification_base=int(v),
+        verification_keys=tuple(int(value) for value in keys),
+    )
+
+
+def _evaluate(coefficients: Sequence[int], x: int, modulus: int) -> int:
+    """f(x) mod modulus by Horner's rule."""
+    result = 0
+    for coefficient in reversed(coefficients):
+        result = (result * x + coefficient) % modulus
+    return result
+
+
+def _random_prime(seed: bytes, bits: int, index: int) -> int:
+    """The first prime after a random ``bits``-bit start with the top two bits set (0 if it
+    ran past ``bits`` bits, which needs a prime gap of about 2^(bits-2))."""
+    prime = int(gmpy2.next_prime(_random_bits(seed, PRIME_LABEL + index.to_bytes(8, "big"), bits)))
+    return prime if prime.bit_length() == bits else 0
+
+
+def deal_single_key(
+    key_bits: int = DEFAULT_KEY_BITS,
+    *,
+    random_bytes: RandomBytes = system_random,
+    insecure_for_testing: bool = False,
+) -> SingleKeyMaterial:
+    """Generate the single-key mode's key: ordinary primes p < q of key_bits/2 bits.
+
+    The key holder keeps the :class:`PrivateKey` and decrypts aggregates only;
+    the server never holds it. Every secret comes from ``random_bytes``.
+    """
+    _check_even_key_bits(key_bits, insecure_for_testing)
+    started = time.perf_counter()
+    seed = random_bytes(SEED_SIZE)
+    index = 0
+    while True:
+        p, q = _random_prime(seed, key_bits // 2, index), _random_prime(seed, key_bits // 2, index + 1)
+        index += 2
+        if p and q and p != q and math.gcd(p * q, (p - 1) * (q - 1)) == 1:
+            break
+    material = single_key_from_primes(p, q, random_bytes=random_bytes, insecure_for_testing=insecure_for_testing)
+    material.seconds["primes"] = time.perf_counter() - started
+    return material
+
+
+def single_key_from_primes(
+    p: int, q: int, *, random_bytes: RandomBytes = system_random, insecure_for_testing: bool = False
+) -> SingleKeyMaterial:
+    """Single-key material for given primes p != q (test keys). ConfigurationError if unsuitable."""
+    p, q = sorted((p, q))
+    if p == q or not (gmpy2.is_prime(p, PRIME_TEST_ROUNDS) and gmpy2.is_prime(q, PRIME_TEST_ROUNDS)):
+        raise ConfigurationError("single-key Paillier needs two distinct primes")
+    n = p * q
+    with key_policy(insecure_for_testing):
+        check_key_bits(n.bit_length())
+        d = single_key_exponent(p, q)
+        v = _random_unit_square(n, random_bytes)
+        public = _public(n, 1, 1, v, [gmpy2.powmod(v, d, n * n)])
+        return SingleKeyMaterial(public=public, private=PrivateKey(public, p, q))

@@ -1,0 +1,236 @@
+"""Packing many quantized values into one Paillier plaintext (after BatchCrypt, ATC 2020).
+
+A plaintext is cut into ``slots_per_plaintext`` slots of ``slot_bits`` bits,
+slot 0 in the least significant bits. A signed value v with
+``-2^(b-1) <= v < 2^(b-1)`` (b = ``value_bits``) is stored with an offset,
+``u = v + 2^(b-1)``, so ``0 <= u <= 2^b - 1``. Adding the plaintexts of k
+clients adds slot by slot, and no slot carries into the next as long as every
+slot sum stays below ``2^slot_bits``. The layout guarantees that for up to
+``num_clients`` summands with room to spare::
+
+    slot_bits = value_bits + headroom_bits + 1 (guard bit)
+    headroom_bits = ceil(log2(num_clients))
+    k * (2^b - 1) < 2^(b + headroom_bits) = 2^(slot_bits - 1)    for k <= num_clients
+
+so an honest sum never sets a slot's top (guard) bit. Decoding subtracts
+``k * 2^(b-1)`` and raises :class:`~secagg.errors.OverflowDetectedError` when a
+slot is above ``k * (2^b - 1)``, a guard bit is set, a padding slot is not zero,
+or the plaintext has bits above the last slot: each means more or larger
+summands than declared, so the output would otherwise be garbage.
+
+The slots fill at most ``key_bits - 1`` bits, so every plaintext and every sum
+of at most ``num_clients`` of them is below 2^(key_bits - 1) <= n: no reduction
+mod n ever happens.
+
+Worked example (docs/paillier.md): 16-bit values, 10 clients, 2048-bit key ->
+headroom 4, slot 21 bits, 97 slots (2037 bits) per plaintext, and a 512-byte
+ciphertext carries 97 values: 5.28 bytes per value.
+
+Packing and unpacking are vectorised: values become 64-bit words, then bits
+(numpy ``unpackbits``), are regrouped into slot-width rows and packed back into
+one little-endian byte string per plaintext, which ``int.from_bytes`` reads.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from secagg.errors import ConfigurationError, EncodeError, OverflowDetectedError
+
+__all__ = ["MAX_CLIENTS", "MAX_SLOT_BITS", "MAX_VALUE_BITS", "SlotLayout", "pack", "unpack"]
+
+MAX_VALUE_BITS = 48
+"""Widest value accepted (values travel as int64 on the way in)."""
+
+MAX_SLOT_BITS = 64
+"""Widest slot: slot sums are decoded as uint64 words."""
+
+MAX_CLIENTS = 1 << 15
+"""Most summands a layout is declared for."""
+
+IntArray = npt.NDArray[np.int64]
+
+
+def _headroom_bits(num_clients: int) -> int:
+    """ceil(log2(num_clients)): bits a sum of num_clients values needs beyond one value."""
+    return (num_clients - 1).bit_length()
+
+
+@dataclass(frozen=True)
+class SlotLayout:
+    """Where values sit in a plaintext, computed from (value_bits, num_clients, key_bits).
+
+    Attributes:
+        value_bits: b, bits of one signed value (range ``[-2^(b-1), 2^(b-1) - 1]``).
+        num_clients: most plaintexts that will be summed before decoding.
+        key_bits: bits of the modulus n.
+        slot_bits: bits per slot; ``None`` (the default) computes the minimum
+            ``b + ceil(log2(num_clients)) + 1``. A smaller explicit value is
+            refused: such a layout could carry between slots.
+    """
+
+    value_bits: int
+    num_clients: int
+    key_bits: int
+    slot_bits: int | None = None
+
+    def __post_init__(self) -> None:
+        for name in ("value_bits", "num_clients", "key_bits"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int):
+                raise ConfigurationError(f"slot layout: {name} must be an int, got {value!r}")
+        if not 2 <= self.value_bits <= MAX_VALUE_BITS:
+            raise ConfigurationError(f"slot layout: value_bits must be in 2..{MAX_VALUE_BITS}, got {self.value_bits}")
+        if not 1 <= self.num_clients <= MAX_CLIENTS:
+            raise ConfigurationError(f"slot layout: num_clients must be in 1..{MAX_CLIENTS}, got {self.num_clients}")
+        required = self.value_bits + _headroom_bits(self.num_clients) + 1
+        if self.slot_bits is None:
+            object.__setattr__(self, "slot_bits", required)
+        elif isinstance(self.slot_bits, bool) or not isinstance(self.slot_bits, int):
+            raise ConfigurationError(f"slot layout: slot_bits must be an int, got {self.slot_bits!r}")
+        elif self.slot_bits < required:
+            raise ConfigurationError(
+                f"slot layout could carry between slots: {self.num_clients} summands of {self.value_bits}-bit "
+                f"values need {required} bits per slot ({self.value_bits} value + "
+                f"{_headroom_bits(self.num_clients)} headroom + 1 guard), got {self.slot_bits}"
+            )
+        if self.width > MAX_SLOT_BITS:
+            raise ConfigurationError(f"slot layout: {self.width}-bit slots exceed {MAX_SLOT_BITS} bits")
+        if self.slots_per_plaintext < 1:
+            raise ConfigurationError(
+                f"slot layout: a {self.key_bits}-bit key cannot hold one {self.width}-bit slot"
+            )
+
+    @property
+    def width(self) -> int:
+        """Bits per slot (``slot_bits`` after defaulting)."""
+        assert self.slot_bits is not None  # set in __post_init__
+        return self.slot_bits
+
+    @property
+    def headroom_bits(self) -> int:
+        """ceil(log2(num_clients))."""
+        return _headroom_bits(self.num_clients)
+
+    @property
+    def offset(self) -> int:
+        """2^(b-1), added to every value so that slots hold non-negative numbers."""
+        return 1 << (self.value_bits - 1)
+
+    @property
+    def value_min(self) -> int:
+        """Smallest packable value, -2^(b-1)."""
+        return -self.offset
+
+    @property
+    def value_max(self) -> int:
+        """Largest packable value, 2^(b-1) - 1."""
+        return self.offset - 1
+
+    @property
+    def slots_per_plaintext(self) -> int:
+        """floor((key_bits - 1) / slot_bits): plaintexts stay below 2^(key_bits-1) <= n."""
+        return (self.key_bits - 1) // self.width
+
+    @property
+    def used_bits(self) -> int:
+        """Bits of a plaintext that carry slots."""
+        return self.slots_per_plaintext * self.width
+
+    @property
+    def plaintext_bytes(self) -> int:
+        """Bytes holding the used bits of one plaintext."""
+        return (self.used_bits + 7) // 8
+
+    def num_plaintexts(self, length: int) -> int:
+        """Plaintexts (hence ciphertexts) needed for ``length`` values."""
+        if length < 0:
+            raise ConfigurationError("vector length must be non-negative")
+        return -(-length // self.slots_per_plaintext)
+
+    def max_slot_sum(self, num_summands: int) -> int:
+        """Largest honest slot sum of ``num_summands`` plaintexts: k * (2^b - 1)."""
+        return num_summands * ((1 << self.value_bits) - 1)
+
+    def describe(self) -> str:
+        """One line for logs and docs."""
+        return (
+            f"{self.value_bits}-bit values, {self.num_clients} clients: {self.width}-bit slots "
+            f"({self.value_bits} value + {self.headroom_bits} headroom + 1 guard), "
+            f"{self.slots_per_plaintext} slots per {self.key_bits}-bit plaintext"
+        )
+
+
+def pack(values: npt.ArrayLike, layout: SlotLayout) -> list[int]:
+    """The plaintexts holding ``values`` (a 1-D integer array), slot 0 first.
+
+    Each value must lie in ``[layout.value_min, layout.value_max]``, else
+    EncodeError. The last plaintext's unused slots are zero (not offset zeros).
+    """
+    array = np.asarray(values)
+    if array.ndim != 1 or array.dtype.kind not in "iu":
+        raise EncodeError("values to pack must be a one-dimensional integer array")
+    if array.size and (int(array.min()) < layout.value_min or int(array.max()) > layout.value_max):
+        raise EncodeError(
+            f"values must lie in [{layout.value_min}, {layout.value_max}] for {layout.value_bits}-bit slots, "
+            f"got [{int(array.min())}, {int(array.max())}]"
+        )
+    count = layout.num_plaintexts(array.shape[0])
+    slots = layout.slots_per_plaintext
+    words = np.zeros(count * slots, dtype="<u8")
+    words[: array.shape[0]] = (array.astype(np.int64) + layout.offset).astype(np.uint64)
+    # Bits of each word, least significant first; keep the slot's width.
+    low_bytes = words.view(np.uint8).reshape(-1, 8)[:, : (layout.width + 7) // 8]
+    bits = np.unpackbits(low_bytes, axis=1, bitorder="little")[:, : layout.width]
+    rows = np.zeros((count, 8 * layout.plaintext_bytes), dtype=np.uint8)
+    rows[:, : layout.used_bits] = bits.reshape(count, layout.used_bits)
+    buffer = np.packbits(rows, axis=1, bitorder="little").tobytes()
+    size = layout.plaintext_bytes
+    return [int.from_bytes(buffer[i : i + size], "little") for i in range(0, len(buffer), size)]
+
+
+def unpack(plaintexts: list[Any], layout: SlotLayout, length: int, num_summands: int) -> IntArray:
+    """The exact sums of ``num_summands`` packed vectors of ``length`` values.
+
+    ``plaintexts`` is the decrypted sum of that many :func:`pack` outputs.
+    Raises OverflowDetectedError if any slot is impossible for that many honest
+    summands (see the module docstring): never returns a wrapped value.
+    """
+    if not 1 <= num_summands <= layout.num_clients:
+        raise ConfigurationError(f"num_summands must be in 1..{layout.num_clients}, got {num_summands}")
+    count = layout.num_plaintexts(length)
+    if len(plaintexts) != count:
+        raise ConfigurationError(f"{length} values need {count} plaintexts, got {len(plaintexts)}")
+    size = layout.plaintext_bytes
+    limit = 1 << layout.used_bits
+    for position, plaintext in enumerate(plaintexts):
+        if not 0 <= plaintext < limit:
+            raise OverflowDetectedError(
+                f"plaintext {position} has bits above its last slot: the sum overflowed or was reduced mod n"
+            )
+    buffer = b"".join(int(plaintext).to_bytes(size, "little") for plaintext in plaintexts)
+    rows = np.unpackbits(np.frombuffer(buffer, dtype=np.uint8).reshape(count, size), axis=1, bitorder="little")
+    bits = np.zeros((count * layout.slots_per_plaintext, 64), dtype=np.uint8)
+    bits[:, : layout.width] = rows[:, : layout.used_bits].reshape(-1, layout.width)
+    sums = np.packbits(bits, axis=1, bitorder="little").view("<u8").ravel()
+    if np.any(sums[length:]):
+        raise OverflowDetectedError("a padding slot is not zero: the aggregate is not a sum of packed vectors")
+    sums = sums[:length]
+    guard = np.uint64(1 << (layout.width - 1))
+    if np.any(sums & guard):
+        raise OverflowDetectedError(
+            f"a slot's guard bit is set: more than {layout.num_clients} summands or wider values"
+        )
+    bound = layout.max_slot_sum(num_summands)
+    if sums.size and int(sums.max()) > bound:
+        position = int(np.argmax(sums > bound))
+        raise OverflowDetectedError(
+            f"slot {position} holds {int(sums[position])}, more than {num_summands} summands of "
+            f"{layout.value_bits}-bit values can reach ({bound})"
+        )
+    result: IntArray = sums.astype(np.int64) - np.int64(num_summands * layout.offset)
+    return result

@@ -1,0 +1,423 @@
+"""The three roles of a packed-Paillier session: client, server, decrypting party.
+
+One session sums the vectors of the clients that upload::
+
+    client k                server                         decrypting party i
+    --------                ------                         ------------------
+    pack, encrypt  --EncryptedVector-->  check, store
+                            close uploads; multiply
+                            --DecryptionRequest(uploads)--> check every upload,
+                                                            multiply them itself,
+                                                            c^(2 Delta s_i)
+                            <--PartialDecryption-----------
+                            combine any t, unpack, check overflow
+
+Binding (why a party cannot be made to decrypt one client's update): a party
+answers at most one aggregate per session, and only the product of uploads
+that (a) carry this session's id, (b) come from distinct clients of the
+session's roster, (c) are at least ``min_contributors`` in number, (d) have the
+session's vector length and ciphertext count, each ciphertext in Z*_(n^2), and
+(e) include its own upload unchanged if it uploaded one. It recomputes the
+product itself instead of trusting a sum sent by the server. A second request
+for a different aggregate in the same session is refused (ReplayError): two
+answered aggregates differing in one upload would reveal that upload.
+
+Each partial decryption carries a batched zero-knowledge proof that it used
+the party's key share (:mod:`secagg.paillier.proofs`); the server checks it on
+receipt, so a lying party is identified and its answer dropped.
+
+Against a server that also forges uploads in other clients' names (an active
+attacker), (b)-(c) need authenticated uploads, which this layer does not add;
+see docs/paillier.md, "Threat model".
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from functools import cached_property
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from secagg import wire
+from secagg.errors import (
+    AuthenticationError,
+    ConfigurationError,
+    DecodeError,
+    ProtocolError,
+    ReplayError,
+    ThresholdError,
+)
+from secagg.paillier._compute import IN_PROCESS, Workers
+from secagg.paillier.encryption import Encryptor, Obfuscation, add_ciphertext_vectors
+from secagg.paillier.keys import KeyShare, PrivateKey, ThresholdPublicKey
+from secagg.paillier.messages import (
+    SESSION_ID_SIZE,
+    DecryptionRequest,
+    EncryptedVector,
+    PartialDecryption,
+    aggregate_digest,
+)
+from secagg.paillier.packing import SlotLayout, pack, unpack
+from secagg.paillier.proofs import batch, batch_seed, prove, verify
+from secagg.paillier.threshold import combine_partials, partial_decrypt, single_key_partial_decrypt
+from secagg.primitives.randomness import RandomBytes, system_random
+
+__all__ = ["Client", "DecryptingParty", "Server", "SessionParameters"]
+
+SESSION_LABEL = b"secagg/v1/paillier-session"
+MAX_CLIENT_ID = (1 << 32) - 1
+
+IntArray = npt.NDArray[np.int64]
+
+
+@dataclass(frozen=True)
+class SessionParameters:
+    """What every party of one session agrees on before it starts (all public).
+
+    Attributes:
+        public: the threshold public key (t = l = 1 for the single-key mode).
+        layout: the packing layout; its ``key_bits`` must be the key's size and
+            its ``num_clients`` at least the roster's size.
+        vector_length: values per client vector.
+        roster: ids (u32) of the clients allowed to upload, distinct.
+        min_contributors: fewest uploads a party agrees to decrypt the sum of.
+        context: 32 bytes naming the round (e.g. a hash of model and round number).
+    """
+
+    public: ThresholdPublicKey
+    layout: SlotLayout
+    vector_length: int
+    roster: tuple[int, ...]
+    min_contributors: int
+    context: bytes = bytes(32)
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.public, ThresholdPublicKey) or not isinstance(self.layout, SlotLayout):
+            raise ConfigurationError("session parameters need a ThresholdPublicKey and a SlotLayout")
+        if self.layout.key_bits != self.public.key.key_bits:
+            raise ConfigurationError(
+                f"layout is for {self.layout.key_bits}-bit keys but the key has {self.public.key.key_bits} bits"
+            )
+        if isinstance(self.vector_length, bool) or not isinstance(self.vector_length, int) or self.vector_length < 1:
+            raise ConfigurationError(f"vector_length must be a positive int, got {self.vector_length!r}")
+        roster = tuple(self.roster)
+        if not roster or len(set(roster)) != len(roster):
+            raise ConfigurationError("roster must list at least one client, each once")
+        if any(isinstance(c, bool) or not isinstance(c, int) or not 0 <= c <= MAX_CLIENT_ID for c in roster):
+            raise ConfigurationError("client ids in the roster must be u32 ints")
+        if len(roster) > self.layout.num_clients:
+            raise ConfigurationError(
+                f"roster of {len(roster)} clients exceeds the {self.layout.num_clients} summands the layout allows"
+            )
+        if not 1 <= self.min_contributors <= len(roster):
+            raise ConfigurationError(f"min_contributors must be in 1..{len(roster)}, got {self.min_contributors}")
+        if not isinstance(self.context, bytes) or len(self.context) != 32:
+            raise ConfigurationError("session context must be 32 bytes")
+        object.__setattr__(self, "roster", roster)
+
+    @cached_property
+    def session_id(self) -> bytes:
+        """SHA-256(``"secagg/v1/paillier-session"`` || key fingerprint || u8 value_bits ||
+        u32 layout clients || u8 slot bits || u32 length || u32 min_contributors || context ||
+        u32 roster size || u32 ids in roster order)."""
+        digest = hashlib.sha256(
+            SESSION_LABEL
+            + self.public.fingerprint
+            + self.layout.value_bits.to_bytes(1, "big")
+            + self.layout.num_clients.to_bytes(4, "big")
+            + self.layout.width.to_bytes(1, "big")
+            + self.vector_length.to_bytes(4, "big")
+            + self.min_contributors.to_bytes(4, "big")
+            + self.context
+            + len(self.roster).to_bytes(4, "big")
+        )
+        for client in self.roster:
+            digest.update(client.to_bytes(4, "big"))
+        result = digest.digest()
+        assert len(result) == SESSION_ID_SIZE
+        return result
+
+    @property
+    def num_ciphertexts(self) -> int:
+        """Ciphertexts per client vector."""
+        return self.layout.num_plaintexts(self.vector_length)
+
+    @property
+    def upload_data_bytes(self) -> int:
+        """Bytes of ciphertext data in one upload."""
+        return self.num_ciphertexts * self.public.key.ciphertext_bytes
+
+
+def _check_upload(params: SessionParameters, upload: EncryptedVector, who: str) -> list[Any]:
+    """The ciphertexts of ``upload`` after every session check; ProtocolError/DecodeError naming ``who``."""
+    if not isinstance(upload, EncryptedVector):
+        raise ProtocolError(f"{who}: expected an EncryptedVector, got {type(upload).__name__}")
+    if upload.session_id != params.session_id:
+        raise ProtocolError(f"{who}: upload of client {upload.client} belongs to another session")
+    if upload.client not in params.roster:
+        raise ProtocolError(f"{who}: client {upload.client} is not in the session's roster")
+    if upload.length != params.vector_length:
+        raise ProtocolError(
+            f"{who}: upload of client {upload.client} has {upload.length} values, expected {params.vector_length}"
+        )
+    if len(upload.ciphertexts) != params.upload_data_bytes:
+        raise DecodeError(
+            f"{who}: upload of client {upload.client} has {len(upload.ciphertexts)} bytes of ciphertexts, "
+            f"expected {params.upload_data_bytes}"
+        )
+    return params.public.key.parse_ciphertexts(upload.ciphertexts, f"{who}: upload of client {upload.client}")
+
+
+class Client:
+    """A client (hospital) that packs and encrypts its vector for one or more sessions.
+
+    The :class:`Encryptor` (and its precomputed obfuscators) can outlive a
+    session: pass the same one to the next session's client.
+    """
+
+    def __init__(
+        self,
+        params: SessionParameters,
+        client_id: int,
+        *,
+        encryptor: Encryptor | None = None,
+        obfuscation: Obfuscation = Obfuscation.TEXTBOOK,
+        random_bytes: RandomBytes = system_random,
+        workers: Workers = IN_PROCESS,
+    ) -> None:
+        """Client ``client_id`` of the session ``params`` (must be in the roster)."""
+        if client_id not in params.roster:
+            raise ConfigurationError(f"client {client_id} is not in the session's roster")
+        self.params = params
+        self.client_id = client_id
+        self.encryptor = encryptor or Encryptor(
+            params.public.key, obfuscation=obfuscation, random_bytes=random_bytes, workers=workers
+        )
+        if self.encryptor.key != params.public.key:
+            raise ConfigurationError(f"client {client_id}: encryptor is for another key")
+        self.upload_digest: bytes | None = None
+
+    def upload(self, values: npt.ArrayLike) -> EncryptedVector:
+        """Pack and encrypt ``values`` (signed ints in the layout's range, ``vector_length`` of them)."""
+        array = np.asarray(values)
+        if array.ndim != 1 or array.shape[0] != self.params.vector_length:
+            raise ConfigurationError(
+                f"client {self.client_id}: vector must be one-dimensional of length {self.params.vector_length}"
+            )
+        if self.upload_digest is not None:
+            raise ReplayError(f"client {self.client_id} already uploaded in this session")
+        ciphertexts = self.encryptor.encrypt(pack(array, self.params.layout))
+        message = EncryptedVector(
+            session_id=self.params.session_id,
+            client=self.client_id,
+            length=self.params.vector_length,
+            ciphertexts=b"".join(int(c).to_bytes(self.params.public.key.ciphertext_bytes, "big") for c in ciphertexts),
+        )
+        self.upload_digest = message.digest
+        return message
+
+
+class Server:
+    """Collects uploads, asks the decrypting parties, combines t answers, decodes.
+
+    The server holds no secret: it learns the sum of the included vectors and
+    nothing else (as long as fewer than t parties collude with it).
+    """
+
+    def __init__(self, params: SessionParameters, *, workers: Workers = IN_PROCESS) -> None:
+        """A server for the session ``params``."""
+        self.params = params
+        self.workers = workers
+        self._uploads: dict[int, EncryptedVector] = {}
+        self._ciphertexts: dict[int, list[Any]] = {}
+        self._digest: bytes | None = None
+        self._aggregate: list[Any] | None = None
+        self._partials: dict[int, list[Any]] = {}
+
+    @property
+    def closed(self) -> bool:
+        """True once the uploads are frozen (after the first decryption request)."""
+        return self._digest is not None
+
+    @property
+    def included(self) -> frozenset[int]:
+        """Clients whose uploads are (or, before closing, would be) in the sum."""
+        return frozenset(self._uploads)
+
+    def receive_upload(self, upload: EncryptedVector | bytes) -> None:
+        """Accept one client's upload (bytes or decoded). Raises ProtocolError (wrong
+        session, client, length; after closing), ReplayError (second upload), DecodeError."""
+        message = wire.decode(upload, EncryptedVector) if isinstance(upload, (bytes, bytearray)) else upload
+        if self.closed:
+            raise ProtocolError(f"server: upload of client {getattr(message, 'client', '?')} arrived after closing")
+        ciphertexts = _check_upload(self.params, message, "server")
+        if message.client in self._uploads:
+            raise ReplayError(f"server: client {message.client} uploaded twice")
+        self._uploads[message.client] = message
+        self._ciphertexts[message.client] = ciphertexts
+
+    def _close(self) -> bytes:
+        if self._digest is None:
+            if len(self._uploads) < self.params.min_contributors:
+                raise ThresholdError(
+                    f"server: {len(self._uploads)} uploads; at least {self.params.min_contributors} are needed"
+                )
+            self._digest = aggregate_digest(self.params.session_id, list(self._uploads.values()))
+        return self._digest
+
+    def decryption_request(self, party: int) -> DecryptionRequest:
+        """The request to decrypting party ``party``; the first call closes the uploads."""
+        self.params.public.verification_key(party)
+        self._close()
+        return DecryptionRequest(
+            session_id=self.params.session_id,
+            recipient=party,
+            uploads=tuple(self._uploads[client] for client in sorted(self._uploads)),
+        )
+
+    def receive_partial(self, partial: PartialDecryption | bytes) -> None:
+        """Accept a party's partial decryption after checking its proof.
+
+        Raises ProtocolError (wrong session, aggregate or party, before any
+        request), ReplayError (second answer), DecodeError (malformed values),
+        AuthenticationError (the proof fails: the party is named and its answer dropped).
+        """
+        message = wire.decode(partial, PartialDecryption) if isinstance(partial, (bytes, bytearray)) else partial
+        if not isinstance(message, PartialDecryption):
+            raise ProtocolError(f"server: expected a PartialDecryption, got {type(message).__name__}")
+        if self._digest is None:
+            raise ProtocolError(f"server: partial decryption from party {message.party} before any request")
+        if message.session_id != self.params.session_id:
+            raise ProtocolError(f"server: partial decryption from party {message.party} belongs to another session")
+        if not 1 <= message.party <= self.params.public.num_parties:
+            raise ProtocolError(f"server: party {message.party} is not a decrypting party of this key")
+        if message.aggregate_digest != self._digest:
+            raise ProtocolError(f"server: partial decryption from party {message.party} is of another aggregate")
+        if message.party in self._partials:
+            raise ReplayError(f"server: party {message.party} answered twice")
+        who = f"server: partial decryption from party {message.party}"
+        if len(message.values) != self.params.upload_data_bytes:
+            raise DecodeError(f"{who} has {len(message.values)} bytes, expected {self.params.upload_data_bytes}")
+        values = self.params.public.key.parse_ciphertexts(message.values, who)
+        aggregate = self.aggregate_ciphertexts()
+        seed = batch_seed(self.params.session_id, self._digest, message.party, message.values)
+        context = self.params.session_id + self._digest
+        batched = batch(self.params.public, aggregate, seed, self.workers)
+        batched_partial = batch(self.params.public, values, seed, self.workers)
+        if not verify(self.params.public, message.party, context, batched, batched_partial, message.proof):
+            raise AuthenticationError(f"{who}: its proof of correct decryption does not verify")
+        self._partials[message.party] = values
+
+    def aggregate_ciphertexts(self) -> list[Any]:
+        """The encrypted sum of the included uploads (closes the uploads; computed once)."""
+        self._close()
+        if self._aggregate is None:
+            self._aggregate = add_ciphertext_vectors(
+                self.params.public.key, [self._ciphertexts[c] for c in sorted(self._ciphertexts)], self.workers
+            )
+        return self._aggregate
+
+    def finish(self) -> IntArray:
+        """The exact integer sum of the included vectors.
+
+        Raises ThresholdError with fewer than t partial decryptions,
+        AuthenticationError if they do not combine, OverflowDetectedError if the
+        decrypted sum is impossible for the number of included uploads.
+        """
+        self._close()
+        plaintexts = combine_partials(self.params.public, self._partials, self.workers)
+        return unpack(plaintexts, self.params.layout, self.params.vector_length, len(self._uploads))
+
+
+class DecryptingParty:
+    """A hospital holding a key share (or, in single-key mode, the key holder).
+
+    Answers :class:`DecryptionRequest` messages under the binding rules of the
+    module docstring; keeps which aggregate it answered in this session.
+    """
+
+    def __init__(
+        self,
+        params: SessionParameters,
+        secret: KeyShare | PrivateKey,
+        *,
+        own_upload: bytes | None = None,
+        random_bytes: RandomBytes = system_random,
+        workers: Workers = IN_PROCESS,
+        constant_time: bool = False,
+    ) -> None:
+        """Party of the session ``params`` with ``secret``; ``own_upload`` is the digest of
+        the upload this hospital sent in the session (None if it sent none);
+        ``random_bytes`` feeds the proof's commitment; ``constant_time`` selects
+        side-channel-silent exponentiation with the secret (slower)."""
+        if isinstance(secret, KeyShare):
+            self.index = secret.index
+        elif isinstance(secret, PrivateKey):
+            self.index = 1
+        else:
+            raise ConfigurationError("a decrypting party needs a KeyShare or a PrivateKey")
+        if secret.public != params.public:
+            raise ConfigurationError(f"party {self.index}: its key material is for another key")
+        self.params = params
+        self.workers = workers
+        self._random_bytes = random_bytes
+        self._constant_time = constant_time
+        self._secret = secret
+        self._own_upload = own_upload
+        self._answer: PartialDecryption | None = None
+
+    def respond(self, request: DecryptionRequest | bytes) -> PartialDecryption:
+        """The partial decryption of the request's aggregate, after every binding check.
+
+        Raises ProtocolError (wrong session or recipient, upload from outside the
+        roster or another session, too few uploads, own upload missing or
+        altered), ReplayError (duplicate upload, or a second different aggregate
+        in this session), DecodeError (malformed upload).
+        """
+        message = wire.decode(request, DecryptionRequest) if isinstance(request, (bytes, bytearray)) else request
+        who = f"party {self.index}"
+        if not isinstance(message, DecryptionRequest):
+            raise ProtocolError(f"{who}: expected a DecryptionRequest, got {type(message).__name__}")
+        if message.session_id != self.params.session_id:
+            raise ProtocolError(f"{who}: decryption request belongs to another session")
+        if message.recipient != self.index:
+            raise ProtocolError(f"{who}: decryption request is addressed to party {message.recipient}")
+        clients = [upload.client for upload in message.uploads]
+        if len(set(clients)) != len(clients):
+            raise ReplayError(f"{who}: decryption request repeats an upload of client(s) {sorted(clients)}")
+        if len(clients) < self.params.min_contributors:
+            raise ProtocolError(
+                f"{who}: refusing to decrypt a sum of {len(clients)} uploads; "
+                f"at least {self.params.min_contributors} are required"
+            )
+        if self._own_upload is not None and self._own_upload not in {u.digest for u in message.uploads}:
+            raise ProtocolError(f"{who}: its own upload is missing from, or altered in, the aggregate")
+        digest = aggregate_digest(self.params.session_id, message.uploads)
+        if self._answer is not None:
+            if self._answer.aggregate_digest == digest:
+                return self._answer
+            raise ReplayError(f"{who}: already answered a different aggregate in this session")
+        vectors = [_check_upload(self.params, upload, who) for upload in message.uploads]
+        aggregate = add_ciphertext_vectors(self.params.public.key, vectors, self.workers)
+        if isinstance(self._secret, KeyShare):
+            values = partial_decrypt(self._secret, aggregate, self.workers, constant_time=self._constant_time)
+        else:
+            values = single_key_partial_decrypt(
+                self._secret, aggregate, self.workers, constant_time=self._constant_time
+            )
+        width = self.params.public.key.ciphertext_bytes
+        data = b"".join(int(v).to_bytes(width, "big") for v in values)
+        public = self.params.public
+        batched = batch(public, aggregate, batch_seed(self.params.session_id, digest, self.index, data), self.workers)
+        proof = prove(
+            public, self.index, self._secret.proof_secret, self.params.session_id + digest, batched,
+            self._random_bytes, constant_time=self._constant_time,
+        )
+        self._answer = PartialDecryption(
+            session_id=self.params.session_id, party=self.index, aggregate_digest=digest, values=data, proof=proof
+        )
+        return self._answer
+

@@ -1,0 +1,1 @@
+"""Tests of packed threshold Paillier (secagg.paillier)."""

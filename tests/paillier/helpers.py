@@ -1,0 +1,56 @@
+"""Small fixed safe primes and the test keys built from them.
+
+The primes were generated once by ``generate_safe_primes`` with
+``InsecureDeterministicRandom(key_bits // 2)``; a slow test generates a real one.
+Keys this small are accepted only inside ``insecure_key_sizes_for_testing()``.
+"""
+
+from __future__ import annotations
+
+from secagg.paillier import (
+    SingleKeyMaterial,
+    ThresholdKeyMaterial,
+    deal_threshold_key_from_primes,
+    insecure_key_sizes_for_testing,
+    single_key_from_primes,
+)
+from secagg.primitives.randomness import InsecureDeterministicRandom
+
+SAFE_PRIMES = {
+    # key bits: (p, q), both safe primes of key_bits / 2 bits with the top two bits set
+    128: (17946960904984235819, 18043205253940220567),
+    256: (257677444273259825498918592161036850467, 277324266308887785437020978572338714063),
+    384: (
+        5690711804230323710735228953170833333392257880316100437927,
+        4741325326427857005742914926344250674580775759979377614279,
+    ),
+    512: (
+        102225221323876250758309617405583866891445233470278152710277285848379461402879,
+        106052374146949384858525669775271179511704941867230080615858920822526271578519,
+    ),
+}
+
+
+_THRESHOLD_CACHE: dict[tuple[int, int, int], ThresholdKeyMaterial] = {}
+_SINGLE_CACHE: dict[int, SingleKeyMaterial] = {}
+
+
+def threshold_material(key_bits: int, num_parties: int, threshold: int) -> ThresholdKeyMaterial:
+    """A t-of-l key over the fixed primes (cached: dealing is deterministic anyway)."""
+    index = (key_bits, num_parties, threshold)
+    if index not in _THRESHOLD_CACHE:
+        p, q = SAFE_PRIMES[key_bits]
+        with insecure_key_sizes_for_testing():
+            _THRESHOLD_CACHE[index] = deal_threshold_key_from_primes(
+                p, q, num_parties=num_parties, threshold=threshold, random_bytes=InsecureDeterministicRandom(7)
+            )
+    return _THRESHOLD_CACHE[index]
+
+
+def single_material(key_bits: int) -> SingleKeyMaterial:
+    """A single-key-mode key over the fixed primes (cached)."""
+    if key_bits not in _SINGLE_CACHE:
+        p, q = SAFE_PRIMES[key_bits]
+        with insecure_key_sizes_for_testing():
+            _SINGLE_CACHE[key_bits] = single_key_from_primes(p, q, random_bytes=InsecureDeterministicRandom(8))
+    return _SINGLE_CACHE[key_bits]

@@ -1,0 +1,267 @@
+"""Serialisation and bad input: round trips, truncation, forgery, out-of-range ciphertexts,
+wrong keys and passphrase-protected shares. Only the library's errors may escape."""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from secagg import wire
+from secagg.errors import AuthenticationError, ConfigurationError, DecodeError, ProtocolError, SecAggError
+from secagg.paillier import (
+    Client,
+    DecryptingParty,
+    DecryptionRequest,
+    EncryptedVector,
+    KeyShare,
+    PrivateKey,
+    PublicKey,
+    Server,
+    SessionParameters,
+    SlotLayout,
+    ThresholdKeyMaterial,
+    ThresholdPublicKey,
+    insecure_key_sizes_for_testing,
+    protect,
+    read_protected_file,
+    unprotect,
+    write_protected_file,
+)
+from secagg.paillier.storage import ProtectedSecret
+from secagg.primitives.randomness import InsecureDeterministicRandom
+
+from .helpers import SAFE_PRIMES, single_material, threshold_material
+
+FAST_SCRYPT = 10  # log2(N) for tests; production default is 17
+
+
+def _params(material: ThresholdKeyMaterial, length: int = 12) -> SessionParameters:
+    return SessionParameters(
+        public=material.public, layout=SlotLayout(16, 3, material.public.key.key_bits), vector_length=length,
+        roster=(1, 2, 3), min_contributors=2,
+    )
+
+
+def _messages(material: ThresholdKeyMaterial) -> list[wire.Message]:
+    params = _params(material)
+    upload = Client(params, 1, random_bytes=InsecureDeterministicRandom(1)).upload(np.arange(12))
+    other = Client(params, 2, random_bytes=InsecureDeterministicRandom(2)).upload(-np.arange(12))
+    request = DecryptionRequest(session_id=params.session_id, recipient=1, uploads=(upload, other))
+    answer = DecryptingParty(params, material.shares[0]).respond(request)
+    single = single_material(256)
+    return [
+        material.public.key, material.public, material.shares[0], single.private, upload, request, answer,
+    ]
+
+
+def test_every_message_round_trips_canonically(material_3_of_5: ThresholdKeyMaterial) -> None:
+    for message in _messages(material_3_of_5):
+        data = wire.encode(message)
+        decoded = wire.decode(data, type(message))
+        assert decoded == message
+        assert wire.encode(decoded) == data
+
+
+def test_tags_are_in_the_paillier_range(material_3_of_5: ThresholdKeyMaterial) -> None:
+    tags = [type(m).TAG for m in _messages(material_3_of_5)] + [ProtectedSecret.TAG]
+    assert all(0x0400 <= tag <= 0x04FF for tag in tags)
+    assert len(set(tags)) == len(tags)
+
+
+def test_truncated_and_extended_encodings_raise_decode_error(material_3_of_5: ThresholdKeyMaterial) -> None:
+    # Every prefix of every message (sampled), and one trailing byte, must be refused.
+    for message in _messages(material_3_of_5):
+        data = wire.encode(message)
+        cuts = sorted({*range(0, min(len(data), 80)), *range(0, len(data), max(1, len(data) // 50))})
+        for cut in cuts:
+            with pytest.raises(DecodeError):
+                wire.decode(data[:cut], type(message))
+        with pytest.raises(DecodeError):
+            wire.decode(data + b"\x00", type(message))
+
+
+def test_random_bit_flips_raise_only_library_errors(material_3_of_5: ThresholdKeyMaterial) -> None:
+    # Prepare: flip single bits all over each encoding
+    rng = np.random.default_rng(0)
+    for message in _messages(material_3_of_5):
+        data = bytearray(wire.encode(message))
+        for position in rng.integers(0, len(data), size=40):
+            forged = bytearray(data)
+            forged[position] ^= 1 << int(rng.integers(0, 8))
+            # Execute / Assert: either a library error or a valid (different) message, never a crash
+            with contextlib.suppress(SecAggError):
+                wire.decode(bytes(forged), type(message))
+
+
+def test_forged_share_is_refused(material_3_of_5: ThresholdKeyMaterial) -> None:
+    # Prepare: the secret of share 1 plus one, re-encoded
+    share = material_3_of_5.shares[0]
+    forged_body = bytearray(wire.encode(share))
+    forged_body[-1] ^= 1
+    # Execute / Assert
+    with pytest.raises(DecodeError, match="does not match its verification key"):
+        wire.decode(bytes(forged_body), KeyShare)
+    with pytest.raises(AuthenticationError):
+        KeyShare(share.public, share.index, share.secret + 1)
+
+
+def test_share_for_another_index_is_refused(material_3_of_5: ThresholdKeyMaterial) -> None:
+    share = material_3_of_5.shares[0]
+    with pytest.raises(AuthenticationError):
+        KeyShare(share.public, 2, share.secret)
+    with pytest.raises(ConfigurationError):
+        KeyShare(share.public, 6, share.secret)
+
+
+def test_private_key_with_wrong_factors_is_refused() -> None:
+    private = single_material(256).private
+    with pytest.raises(AuthenticationError):
+        PrivateKey(private.public, private.p, private.q + 2)
+
+
+@pytest.mark.parametrize("bad", ["zero", "n_squared", "above", "multiple_of_p"])
+def test_ciphertexts_outside_the_unit_group_are_refused(material_3_of_5: ThresholdKeyMaterial, bad: str) -> None:
+    # Prepare: replace ciphertext 0 of an honest upload
+    params = _params(material_3_of_5)
+    key = material_3_of_5.public.key
+    p = SAFE_PRIMES[256][0]
+    upload = Client(params, 1).upload(np.arange(12))
+    value = {"zero": 0, "n_squared": key.nsquare, "above": key.nsquare + 5, "multiple_of_p": p * 12345}[bad]
+    width = key.ciphertext_bytes
+    if value.bit_length() > 8 * width:
+        pytest.skip("does not fit the word")
+    forged = EncryptedVector(
+        session_id=upload.session_id, client=1, length=12,
+        ciphertexts=value.to_bytes(width, "big") + upload.ciphertexts[width:],
+    )
+    # Execute / Assert: the server and a decrypting party refuse it
+    with pytest.raises(DecodeError, match="ciphertext 0"):
+        Server(params).receive_upload(wire.encode(forged))
+    other = Client(params, 2).upload(np.arange(12))
+    request = DecryptionRequest(session_id=params.session_id, recipient=2, uploads=(forged, other))
+    with pytest.raises(DecodeError, match="ciphertext 0"):
+        DecryptingParty(params, material_3_of_5.shares[1]).respond(request)
+
+
+def test_partial_decryption_outside_the_unit_group_is_refused(material_3_of_5: ThresholdKeyMaterial) -> None:
+    params = _params(material_3_of_5)
+    server = Server(params)
+    for k in (1, 2):
+        server.receive_upload(Client(params, k).upload(np.arange(12)))
+    answer = DecryptingParty(params, material_3_of_5.shares[0]).respond(server.decryption_request(1))
+    width = material_3_of_5.public.key.ciphertext_bytes
+    forged = dataclasses.replace(answer, values=bytes(width) + answer.values[width:])
+    with pytest.raises(DecodeError, match="ciphertext 0"):
+        server.receive_partial(forged)
+
+
+def test_upload_under_another_key_is_refused(material_3_of_5: ThresholdKeyMaterial) -> None:
+    # Prepare: a session under a different key of the same size
+    params = _params(material_3_of_5)
+    stranger = _params(threshold_material(256, 3, 2))
+    upload = Client(stranger, 1).upload(np.arange(12))
+    # Execute / Assert: its session id differs (the key fingerprint is in it)
+    with pytest.raises(ProtocolError, match="another session"):
+        Server(params).receive_upload(upload)
+    with pytest.raises(ConfigurationError, match="another key"):
+        DecryptingParty(params, threshold_material(256, 3, 2).shares[0])
+
+
+def test_upload_with_the_wrong_number_of_ciphertexts_is_refused(material_3_of_5: ThresholdKeyMaterial) -> None:
+    params = _params(material_3_of_5)
+    upload = Client(params, 1).upload(np.arange(12))
+    short = EncryptedVector(session_id=upload.session_id, client=1, length=12, ciphertexts=upload.ciphertexts[:-1])
+    with pytest.raises(DecodeError, match="bytes of ciphertexts"):
+        Server(params).receive_upload(short)
+    wrong_length = EncryptedVector(session_id=upload.session_id, client=1, length=13, ciphertexts=upload.ciphertexts)
+    with pytest.raises(ProtocolError, match="13 values"):
+        Server(params).receive_upload(wrong_length)
+
+
+def test_bytes_of_another_message_type_are_refused(material_3_of_5: ThresholdKeyMaterial) -> None:
+    params = _params(material_3_of_5)
+    with pytest.raises(DecodeError, match="expected a EncryptedVector"):
+        Server(params).receive_upload(wire.encode(material_3_of_5.public))
+
+
+@pytest.mark.production_policy
+def test_small_keys_do_not_decode_in_production() -> None:
+    # Prepare: encodings made while small keys were allowed
+    with insecure_key_sizes_for_testing():
+        material = threshold_material(512, 3, 2)
+        key_bytes, share_bytes = wire.encode(material.public.key), wire.encode(material.shares[0])
+    # Execute / Assert
+    with pytest.raises(DecodeError, match="below the minimum"):
+        wire.decode(key_bytes, PublicKey)
+    with pytest.raises(DecodeError, match="below the minimum"):
+        wire.decode(share_bytes, KeyShare)
+
+
+def test_threshold_key_with_inconsistent_fields_is_refused(material_3_of_5: ThresholdKeyMaterial) -> None:
+    public = material_3_of_5.public
+    with pytest.raises(ConfigurationError):
+        ThresholdPublicKey(public.key, 4, 3, public.verification_base, public.verification_keys[:3])
+    with pytest.raises(ConfigurationError):
+        ThresholdPublicKey(public.key, 3, 5, public.verification_base, public.verification_keys[:4])
+    with pytest.raises(ConfigurationError):
+        ThresholdPublicKey(public.key, 3, 5, 1, public.verification_keys)
+    with pytest.raises(ConfigurationError):
+        ThresholdPublicKey(public.key, 3, 5, public.key.n, public.verification_keys)
+
+
+# --- Passphrase-protected key shares -------------------------------------------------------------
+
+
+def test_protected_share_round_trips(material_3_of_5: ThresholdKeyMaterial) -> None:
+    share = material_3_of_5.shares[2]
+    sealed = protect(share, "correct horse battery staple", scrypt_log_n=FAST_SCRYPT)
+    assert unprotect(sealed, "correct horse battery staple") == share
+    assert share.secret.to_bytes((share.secret.bit_length() + 7) // 8, "big") not in sealed
+
+
+def test_wrong_passphrase_and_tampering_are_detected(material_3_of_5: ThresholdKeyMaterial) -> None:
+    # Prepare
+    sealed = protect(material_3_of_5.shares[0], "passphrase", scrypt_log_n=FAST_SCRYPT)
+    # Execute / Assert
+    with pytest.raises(AuthenticationError):
+        unprotect(sealed, "Passphrase")
+    tampered = bytearray(sealed)
+    tampered[-5] ^= 0x01
+    with pytest.raises(AuthenticationError):
+        unprotect(bytes(tampered), "passphrase")
+    weakened = bytearray(sealed)
+    weakened[5] = FAST_SCRYPT + 1  # the scrypt cost byte is authenticated
+    with pytest.raises(AuthenticationError):
+        unprotect(bytes(weakened), "passphrase")
+    with pytest.raises(DecodeError):
+        unprotect(sealed[:40], "passphrase")
+
+
+def test_hostile_scrypt_parameters_are_refused() -> None:
+    with pytest.raises(DecodeError, match="scrypt"):
+        wire.decode(wire.encode(ProtectedSecret(10, 8, 1, bytes(16), b"")).replace(b"\x0a\x08\x01", b"\x1f\x08\x01"),
+                    ProtectedSecret)
+
+
+def test_protected_file_is_private_and_not_overwritten(tmp_path: Path) -> None:
+    # Prepare
+    private = single_material(256).private
+    path = tmp_path / "keyholder.key"
+    # Execute
+    write_protected_file(path, private, b"s3cret", scrypt_log_n=FAST_SCRYPT)
+    # Assert
+    assert path.stat().st_mode & 0o777 == 0o600
+    assert read_protected_file(path, b"s3cret") == private
+    with pytest.raises(ConfigurationError, match="overwrite"):
+        write_protected_file(path, private, b"s3cret", scrypt_log_n=FAST_SCRYPT)
+
+
+def test_only_secrets_can_be_protected(material_3_of_5: ThresholdKeyMaterial) -> None:
+    with pytest.raises(ConfigurationError):
+        protect(material_3_of_5.public, "x", scrypt_log_n=FAST_SCRYPT)  # type: ignore[arg-type]
+    with pytest.raises(ConfigurationError):
+        protect(material_3_of_5.shares[0], "", scrypt_log_n=FAST_SCRYPT)
