@@ -1,0 +1,1 @@
+"""A Flower app whose FedAvg rounds run through secagg: five lines differ from plain FedAvg."""

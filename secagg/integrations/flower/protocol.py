@@ -1,0 +1,383 @@
+"""The Flower adapter's own protocol pieces, independent of ``flwr``.
+
+A secure Flower round is one masking session (:mod:`secagg.masking`) whose
+messages travel as Flower messages, one *stage* per protocol round:
+
+=====================  ==============================  ===============================
+stage                  server -> node                  node -> server
+=====================  ==============================  ===============================
+``setup``              :class:`RoundSetup`             ``AdvertiseKeys``
+``share-keys``         ``KeyRoster``                   ``EncryptedShares``
+``masked-input``       ``ShareDelivery`` + the          ``MaskedInput``
+                       strategy's training content
+``consistency-check``  ``SurvivorList`` (active mode)  ``ConsistencySignature``
+``unmask``             ``UnmaskRequest``               ``UnmaskResponse``
+=====================  ==============================  ===============================
+
+:class:`RoundSetup` maps Flower's 64-bit node ids to protocol ids 1..n (the
+position in the sorted id list, plus one), carries the masking configuration
+and the quantization, and binds the session to the run, the round and the
+model (:func:`round_context`). Each node trains in the ``masked-input`` stage
+and contributes the weighted quantized update ``(w * q(local - global), w)``
+(:func:`encode_update`, the same arithmetic as
+:class:`fl_core.aggregators.WeightedQuantizer`); the server decodes the ring
+sum into the weighted mean update (:func:`decode_sum`).
+
+Model arrays map to one float64 vector by :func:`flatten_arrays` (exact for
+numpy's float, complex, bool and integer dtypes up to 2^53).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import struct
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import numpy as np
+import numpy.typing as npt
+
+from secagg import wire
+from secagg.encoding import QuantizationConfig, from_ring, quantize_to_integers, to_ring
+from secagg.errors import ConfigurationError, OverflowDetectedError
+from secagg.masking import ServerPhase
+from secagg.masking.config import ConfigRecord, MaskingConfig
+from secagg.masking.messages import (
+    ConsistencySignature,
+    EncryptedShares,
+    KeyRoster,
+    MaskedInput,
+    ShareDelivery,
+    SurvivorList,
+    UnmaskRequest,
+    UnmaskResponse,
+)
+from secagg.ring import RingVector
+from secagg.wire import U8, U32, U64, FixedBytes, ListOf, Struct, VarBytes, wire_field
+
+__all__ = [
+    "CONSISTENCY_CHECK",
+    "MASKED_INPUT",
+    "SETUP",
+    "SHARE_KEYS",
+    "STAGES",
+    "UNMASK",
+    "ArrayLayout",
+    "ArraySpec",
+    "RoundSetup",
+    "arrays_digest",
+    "decode_sum",
+    "encode_update",
+    "flatten_arrays",
+    "round_context",
+    "stage_of_phase",
+    "unflatten_arrays",
+]
+
+SETUP, SHARE_KEYS, MASKED_INPUT, CONSISTENCY_CHECK, UNMASK = (
+    "setup",
+    "share-keys",
+    "masked-input",
+    "consistency-check",
+    "unmask",
+)
+STAGES = (SETUP, SHARE_KEYS, MASKED_INPUT, CONSISTENCY_CHECK, UNMASK)
+"""The stage names in protocol order."""
+
+_STAGE_OF_PHASE = {
+    ServerPhase.COLLECT_KEYS: SETUP,
+    ServerPhase.COLLECT_SHARES: SHARE_KEYS,
+    ServerPhase.COLLECT_MASKED: MASKED_INPUT,
+    ServerPhase.COLLECT_CONSISTENCY: CONSISTENCY_CHECK,
+    ServerPhase.COLLECT_UNMASK: UNMASK,
+}
+DOWNLINK: dict[str, type[wire.Message]] = {
+    SHARE_KEYS: KeyRoster,
+    MASKED_INPUT: ShareDelivery,
+    CONSISTENCY_CHECK: SurvivorList,
+    UNMASK: UnmaskRequest,
+}
+"""The masking message a node receives in each stage after ``setup``."""
+UPLINK: dict[str, type[wire.Message]] = {
+    SHARE_KEYS: EncryptedShares,
+    MASKED_INPUT: MaskedInput,
+    CONSISTENCY_CHECK: ConsistencySignature,
+    UNMASK: UnmaskResponse,
+}
+"""The masking message a node sends back in each stage after ``setup``."""
+
+MAX_NODES = 1 << 16
+MAX_KEY_BYTES = 256
+
+
+def stage_of_phase(phase: ServerPhase) -> str:
+    """The stage whose replies a server in ``phase`` is collecting."""
+    return _STAGE_OF_PHASE[phase]
+
+
+def _float_bits(value: float) -> int:
+    return int.from_bytes(struct.pack(">d", value), "big")
+
+
+def _bits_float(bits: int) -> float:
+    return float(struct.unpack(">d", bits.to_bytes(8, "big"))[0])
+
+
+@dataclass(frozen=True)
+class RoundSetup(wire.Message):
+    """Server -> every sampled node, first stage of a secure round.
+
+    Attributes:
+        server_round: the strategy's round number.
+        node_ids: the round's Flower node ids, strictly increasing; node
+            ``node_ids[i]`` is protocol client ``i + 1``.
+        masking: the masking configuration's wire record (each node validates it again).
+        clip_bits: the quantization clip as IEEE-754 float64 bits.
+        bits: quantization bits per value (sign included).
+        max_weight: the public bound on a node's weight (its example count).
+        weight_key: the MetricRecord key holding that weight (UTF-8).
+        arrays_digest: :func:`arrays_digest` of the model the round trains from.
+    """
+
+    TAG: ClassVar[int] = 0x0701
+    server_round: int = wire_field(U32)
+    node_ids: tuple[int, ...] = wire_field(ListOf(U64, MAX_NODES))
+    masking: ConfigRecord = wire_field(Struct(ConfigRecord))
+    clip_bits: int = wire_field(U64)
+    bits: int = wire_field(U8)
+    max_weight: int = wire_field(U32)
+    weight_key: bytes = wire_field(VarBytes(MAX_KEY_BYTES))
+    arrays_digest: bytes = wire_field(FixedBytes(32))
+
+    def __post_init__(self) -> None:
+        if any(a >= b for a, b in zip(self.node_ids, self.node_ids[1:], strict=False)):
+            raise ConfigurationError("round setup: node ids must be strictly increasing")
+        if len(self.node_ids) != self.masking.num_clients:
+            raise ConfigurationError(
+                f"round setup: {len(self.node_ids)} node ids for {self.masking.num_clients} protocol clients"
+            )
+        try:
+            self.weight_key.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise ConfigurationError("round setup: the weight key is not UTF-8") from exc
+
+    @classmethod
+    def create(
+        cls,
+        server_round: int,
+        node_ids: Sequence[int],
+        masking: MaskingConfig,
+        quantization: QuantizationConfig,
+        weight_key: str,
+        digest: bytes,
+    ) -> RoundSetup:
+        """The setup message for ``node_ids`` (sorted here) and validated configurations."""
+        if quantization.ring_bits != masking.ring_bits or quantization.num_clients != masking.num_clients:
+            raise ConfigurationError("quantization and masking must agree on the ring and the number of clients")
+        return cls(
+            server_round=server_round,
+            node_ids=tuple(sorted(node_ids)),
+            masking=masking.record(),
+            clip_bits=_float_bits(quantization.clip),
+            bits=quantization.bits,
+            max_weight=quantization.max_weight,
+            weight_key=weight_key.encode("utf-8"),
+            arrays_digest=digest,
+        )
+
+    @property
+    def masking_config(self) -> MaskingConfig:
+        """The masking configuration, validated (ConfigurationError if unsafe)."""
+        return MaskingConfig.from_record(self.masking)
+
+    @property
+    def quantization(self) -> QuantizationConfig:
+        """The quantization, validated against overflow for all the round's nodes."""
+        return QuantizationConfig(
+            clip=_bits_float(self.clip_bits),
+            bits=self.bits,
+            num_clients=self.masking.num_clients,
+            ring_bits=self.masking.ring_bits,
+            max_weight=self.max_weight,
+        )
+
+    @property
+    def weight_name(self) -> str:
+        """The weight key as a string."""
+        return self.weight_key.decode("utf-8")
+
+    def protocol_id(self, node_id: int) -> int:
+        """The protocol id (1..n) of ``node_id``; ConfigurationError if it is not in the round."""
+        index = int(np.searchsorted(np.array(self.node_ids, dtype=np.uint64), np.uint64(node_id)))
+        if index >= len(self.node_ids) or self.node_ids[index] != node_id:
+            raise ConfigurationError(f"node {node_id} is not among the round's nodes")
+        return index + 1
+
+
+def round_context(run_id: int, server_round: int, digest: bytes) -> bytes:
+    """SHA-256(``"secagg/v1/flower-round"`` || u64 run id || u32 round || arrays digest).
+
+    The masking session's 32-byte context: it binds the session to one run,
+    one round and one model, so a session's messages are useless elsewhere.
+    """
+    if len(digest) != 32:
+        raise ConfigurationError("the arrays digest must be 32 bytes")
+    return hashlib.sha256(
+        b"secagg/v1/flower-round" + run_id.to_bytes(8, "big") + server_round.to_bytes(4, "big") + digest
+    ).digest()
+
+
+@dataclass(frozen=True)
+class ArraySpec:
+    """One named array of a model: ``record`` (the ArrayRecord's key), ``name``, dtype and shape."""
+
+    record: str
+    name: str
+    dtype: str
+    shape: tuple[int, ...]
+
+    def __post_init__(self) -> None:
+        if any(isinstance(d, bool) or not isinstance(d, int) or d < 0 for d in self.shape):
+            raise ConfigurationError(f"array {self.record}/{self.name}: shape must be non-negative ints")
+        try:
+            np.dtype(self.dtype)
+        except TypeError as exc:
+            raise ConfigurationError(f"array {self.record}/{self.name}: unknown dtype {self.dtype!r}") from exc
+
+    @property
+    def length(self) -> int:
+        """Vector entries: the element count (twice that for complex dtypes)."""
+        count = math.prod(self.shape)
+        return 2 * count if np.dtype(self.dtype).kind == "c" else count
+
+
+@dataclass(frozen=True)
+class ArrayLayout:
+    """The arrays of a model in vector order; :attr:`size` is the vector's length."""
+
+    specs: tuple[ArraySpec, ...]
+
+    @property
+    def size(self) -> int:
+        """Length of the flat vector."""
+        return sum(spec.length for spec in self.specs)
+
+    def describe(self) -> bytes:
+        """A canonical byte description (for :func:`arrays_digest`)."""
+        out = bytearray()
+        for spec in self.specs:
+            for text in (spec.record, spec.name, spec.dtype):
+                data = text.encode("utf-8")
+                out += len(data).to_bytes(4, "big") + data
+            out += len(spec.shape).to_bytes(4, "big") + b"".join(d.to_bytes(8, "big") for d in spec.shape)
+        return bytes(out)
+
+
+_EXACT_INTEGER_LIMIT = 1 << 53
+
+
+def flatten_arrays(arrays: Sequence[tuple[str, str, npt.NDArray[Any]]]) -> tuple[npt.NDArray[np.float64], ArrayLayout]:
+    """``(record key, array name, ndarray)`` triples as one float64 vector (C order, in sequence order).
+
+    Exact for float16/32/64, complex64/128 (real then imaginary part), bool and
+    integers up to 2^53 in magnitude; other dtypes raise ConfigurationError.
+    """
+    specs, pieces = [], []
+    for record, name, array in arrays:
+        kind = array.dtype.kind
+        who = f"array {record}/{name}"
+        if kind == "c" and array.dtype.itemsize <= 16:
+            piece = np.ascontiguousarray(array).reshape(-1).view(array.real.dtype).astype(np.float64)
+        elif (kind == "f" and array.dtype.itemsize <= 8) or kind == "b":
+            piece = array.reshape(-1).astype(np.float64)
+        elif kind in "iu":
+            # Compare as integers: a float64 conversion would round 2^53 + 1 down.
+            if array.size and (int(array.max()) > _EXACT_INTEGER_LIMIT or int(array.min()) < -_EXACT_INTEGER_LIMIT):
+                raise ConfigurationError(f"{who}: integers beyond 2^53 in magnitude do not fit a float64 exactly")
+            piece = array.reshape(-1).astype(np.float64)
+        else:
+            raise ConfigurationError(f"{who}: dtype {array.dtype} cannot be aggregated")
+        specs.append(ArraySpec(record, name, array.dtype.str, tuple(int(d) for d in array.shape)))
+        pieces.append(piece)
+    vector = np.concatenate(pieces) if pieces else np.zeros(0, dtype=np.float64)
+    return vector, ArrayLayout(tuple(specs))
+
+
+def unflatten_arrays(vector: npt.NDArray[np.float64], layout: ArrayLayout) -> list[npt.NDArray[Any]]:
+    """Arrays shaped and typed as ``layout`` says, from ``vector`` (inverse of :func:`flatten_arrays`).
+
+    Floats are rounded to their dtype; integers are rounded half to even and
+    refused if out of range; bools are ``value != 0`` after rounding.
+    """
+    if vector.ndim != 1 or vector.shape[0] != layout.size:
+        raise ConfigurationError(f"vector of shape {vector.shape} does not fit arrays of {layout.size} values")
+    arrays: list[npt.NDArray[Any]] = []
+    offset = 0
+    for spec in layout.specs:
+        piece = vector[offset : offset + spec.length]
+        offset += spec.length
+        dtype = np.dtype(spec.dtype)
+        if dtype.kind == "c":
+            array = piece.astype(dtype.type(0).real.dtype).view(dtype)
+        elif dtype.kind == "f":
+            array = piece.astype(dtype)
+        elif dtype.kind == "b":
+            array = np.rint(piece) != 0
+        else:
+            rounded = np.rint(piece)
+            info = np.iinfo(dtype)
+            if rounded.size and (rounded.min() < info.min or rounded.max() > info.max):
+                raise ConfigurationError(f"array {spec.record}/{spec.name}: values fall outside {dtype}")
+            array = rounded.astype(dtype)
+        arrays.append(array.reshape(spec.shape))
+    return arrays
+
+
+def arrays_digest(vector: npt.NDArray[np.float64], layout: ArrayLayout) -> bytes:
+    """SHA-256 of the layout description and the vector's little-endian float64 bytes."""
+    digest = hashlib.sha256(b"secagg/v1/flower-arrays" + layout.describe())
+    digest.update(np.ascontiguousarray(vector, dtype="<f8").tobytes())
+    return digest.digest()
+
+
+def encode_update(
+    delta: npt.NDArray[np.float64], weight: int, config: QuantizationConfig, rng: np.random.Generator
+) -> RingVector:
+    """``(weight * q(delta), weight)`` in the config's ring: one node's contribution.
+
+    ``q`` is the stochastic quantization of :mod:`secagg.encoding` with ``rng``
+    the rounding randomness. Raises ConfigurationError if ``weight`` is not in
+    ``1..config.max_weight`` or ``delta`` is not finite.
+    """
+    if isinstance(weight, bool) or not 1 <= weight <= config.max_weight:
+        raise ConfigurationError(f"weight must be an integer in 1..{config.max_weight}, got {weight}")
+    q = quantize_to_integers(delta, config, rng)
+    encoded = np.empty(q.shape[0] + 1, dtype=np.int64)
+    np.multiply(q, weight, out=encoded[:-1])
+    encoded[-1] = weight
+    return to_ring(encoded, config)
+
+
+def decode_sum(total: RingVector, config: QuantizationConfig, num_summands: int) -> tuple[npt.NDArray[np.float64], int]:
+    """The weighted mean update and the weight total from the ring sum of ``num_summands`` encodings.
+
+    Raises OverflowDetectedError if the sum is impossible for that many
+    encodings (a fault, never silently wrong numbers).
+    """
+    integers = from_ring(config.ring.check(total), config)
+    if integers.shape[0] < 2 or not 1 <= num_summands <= config.num_clients:
+        raise ConfigurationError("an encoded sum has at least two entries and 1..num_clients summands")
+    bound = num_summands * config.max_weight
+    weight_total = int(integers[-1])
+    if not num_summands <= weight_total <= bound:
+        raise OverflowDetectedError(
+            f"decoded weight total {weight_total} is impossible for {num_summands} nodes "
+            f"of weight <= {config.max_weight}"
+        )
+    sums = integers[:-1]
+    if sums.size and int(np.max(np.abs(sums))) > bound * config.qmax:
+        raise OverflowDetectedError(f"decoded sum exceeds {bound * config.qmax}, the most {num_summands} nodes reach")
+    mean: npt.NDArray[np.float64] = sums.astype(np.float64) / (config.scale * weight_total)
+    return mean, weight_total

@@ -1,0 +1,386 @@
+"""PyTorch adapter: models and state dicts as one float64 vector, and secure FedAvg of models.
+
+Secure aggregation sums vectors; a PyTorch model is a set of named tensors of
+various shapes and dtypes. This module converts between the two:
+
+- :func:`flatten_state_dict` / :func:`unflatten_state_dict`: any mapping of
+  names to tensors (a ``state_dict``) to one float64 numpy vector plus a
+  :class:`FlatLayout` (names, shapes, dtypes, offsets), and back.
+- :func:`flatten_model` / :func:`load_into_model`: the same for a module's
+  parameters, buffers optional, written back in place.
+- :func:`aggregate_models`: the weighted mean of the updates (local minus
+  global) of several models through any aggregator with the
+  :class:`fl_core.aggregators.Aggregator` interface (``plain``, ``secagg``,
+  ``secagg+``, ``paillier``), returned as a new state dict.
+
+Exactness: every value of every floating dtype PyTorch supports on CPU
+(float64, float32, float16, bfloat16, the float8 formats and the packed
+``float4_e2m1fn_x2``) is exactly representable as a float64, so
+``unflatten(flatten(t)) == t`` bit for bit, signed zeros and infinities
+included; a NaN comes back as a NaN (its payload bits are not kept). Complex
+tensors (complex32/64/128) occupy two entries per element, real then
+imaginary. Integer and boolean buffers (``num_batches_tracked``, masks) are
+exact up to 2^53 in magnitude; larger values are refused.
+
+Order: tensors in the mapping's (or ``named_parameters``'s) order, each in C
+order; a packed ``float4_e2m1fn_x2`` byte gives its low nibble first. PyTorch
+is imported on first use (``pip install 'secagg[torch]'``).
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import numpy.typing as npt
+
+from secagg.errors import ConfigurationError
+from secagg.integrations._extras import require
+
+if TYPE_CHECKING:
+    import torch as torch_module
+    from torch import Tensor
+    from torch.nn import Module
+
+    from fl_core.aggregators.base import AggregationResult, Aggregator, DropoutStage
+
+__all__ = [
+    "EXACT_INTEGER_LIMIT",
+    "FlatLayout",
+    "ModelAggregation",
+    "TensorSpec",
+    "aggregate_models",
+    "flatten_model",
+    "flatten_state_dict",
+    "load_into_model",
+    "unflatten_state_dict",
+]
+
+FloatVector = npt.NDArray[np.float64]
+
+EXACT_INTEGER_LIMIT = 1 << 53
+"""Largest integer magnitude a float64 holds exactly; larger integer buffers are refused."""
+
+REAL, COMPLEX, FLOAT4, INTEGER, BOOL = "real", "complex", "float4x2", "integer", "bool"
+_FLOAT4_DTYPE = "float4_e2m1fn_x2"
+# The eight magnitudes of FP4 E2M1 (OCP MX): code c (3 bits) and sign bit 8.
+_E2M1_MAGNITUDES = np.array([0.0, 0.5, 1.0, 1.5, 2.0, 3.0, 4.0, 6.0])
+_E2M1_MIDPOINTS = (_E2M1_MAGNITUDES[1:] + _E2M1_MAGNITUDES[:-1]) / 2
+_INTEGER_DTYPES = frozenset({"uint8", "int8", "int16", "int32", "int64"})
+
+
+def _torch() -> Any:
+    return require("torch", "torch")
+
+
+def _dtype_name(dtype: torch_module.dtype) -> str:
+    return str(dtype).removeprefix("torch.")
+
+
+def _kind(name: str, dtype: Any, who: str) -> str:
+    """How a dtype travels in the vector; ConfigurationError if it cannot exactly."""
+    if name == _FLOAT4_DTYPE:
+        return FLOAT4
+    if dtype.is_complex:
+        return COMPLEX
+    if dtype.is_floating_point:
+        return REAL
+    if name == "bool":
+        return BOOL
+    if name in _INTEGER_DTYPES:
+        return INTEGER
+    raise ConfigurationError(f"tensor {who!r}: dtype {name} is not supported (floating, complex, bool or int8..int64)")
+
+
+def _entries_per_element(kind: str) -> int:
+    return 2 if kind in (COMPLEX, FLOAT4) else 1
+
+
+@dataclass(frozen=True)
+class TensorSpec:
+    """Where one named tensor sits in a flat vector.
+
+    Attributes:
+        name: the tensor's name (state-dict key or parameter name).
+        shape: its shape.
+        dtype: its PyTorch dtype name without the ``torch.`` prefix, e.g. ``"bfloat16"``.
+        offset: index of its first entry in the vector.
+        length: number of vector entries: numel, or 2 * numel for complex and
+            ``float4_e2m1fn_x2`` (two values per element).
+    """
+
+    name: str
+    shape: tuple[int, ...]
+    dtype: str
+    offset: int
+    length: int
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.name, str):
+            raise ConfigurationError(f"tensor name must be a string, got {self.name!r}")
+        if any(isinstance(d, bool) or not isinstance(d, int) or d < 0 for d in self.shape):
+            raise ConfigurationError(f"tensor {self.name!r}: shape must be non-negative ints, got {self.shape}")
+        if self.offset < 0:
+            raise ConfigurationError(f"tensor {self.name!r}: offset must be non-negative, got {self.offset}")
+        numel = int(np.prod(self.shape, dtype=np.int64)) if self.shape else 1
+        per = 2 if self.dtype == _FLOAT4_DTYPE or self.dtype.startswith("complex") else 1
+        if self.length != per * numel:
+            raise ConfigurationError(
+                f"tensor {self.name!r}: {self.length} entries do not fit shape {self.shape} of {self.dtype}"
+            )
+
+
+@dataclass(frozen=True)
+class FlatLayout:
+    """The named tensors of a flat vector, back to back from index 0.
+
+    Invariant: names are unique and ``specs[i + 1].offset == specs[i].offset +
+    specs[i].length``; :attr:`size` is the vector's length.
+    """
+
+    specs: tuple[TensorSpec, ...]
+
+    def __post_init__(self) -> None:
+        names = [spec.name for spec in self.specs]
+        if len(set(names)) != len(names):
+            raise ConfigurationError("tensor names in a layout must be unique")
+        offset = 0
+        for spec in self.specs:
+            if spec.offset != offset:
+                raise ConfigurationError(f"tensor {spec.name!r} starts at {spec.offset}, expected {offset}")
+            offset += spec.length
+
+    @property
+    def size(self) -> int:
+        """Length of the flat vector."""
+        return self.specs[-1].offset + self.specs[-1].length if self.specs else 0
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        """The tensor names in vector order."""
+        return tuple(spec.name for spec in self.specs)
+
+
+def flatten_state_dict(tensors: Mapping[str, Tensor]) -> tuple[FloatVector, FlatLayout]:
+    """All tensors of ``tensors`` in one float64 vector, and the layout to undo it.
+
+    Works for any mapping of names to tensors (``model.state_dict()``, an
+    optimizer-free snapshot, a dict you built); tensors may live on any device
+    and require grad. Raises ConfigurationError for an unsupported dtype or an
+    integer beyond 2^53 in magnitude.
+    """
+    torch = _torch()
+    specs: list[TensorSpec] = []
+    pieces: list[Any] = []
+    offset = 0
+    for name, tensor in tensors.items():
+        if not isinstance(tensor, torch.Tensor):
+            raise ConfigurationError(f"entry {name!r} is a {type(tensor).__name__}, not a torch.Tensor")
+        dtype_name = _dtype_name(tensor.dtype)
+        kind = _kind(dtype_name, tensor.dtype, name)
+        flat = _to_float64(torch, tensor.detach().to("cpu").reshape(-1), kind, name)
+        spec = TensorSpec(name, tuple(int(d) for d in tensor.shape), dtype_name, offset, int(flat.shape[0]))
+        specs.append(spec)
+        pieces.append(flat)
+        offset += spec.length
+    layout = FlatLayout(tuple(specs))
+    if not pieces:
+        return np.zeros(0, dtype=np.float64), layout
+    vector: FloatVector = torch.cat(pieces).numpy()
+    return vector, layout
+
+
+def _to_float64(torch: Any, flat: Any, kind: str, name: str) -> Any:
+    if kind == REAL:
+        return flat.to(torch.float64)
+    if kind == COMPLEX:
+        return torch.view_as_real(flat).to(torch.float64).reshape(-1)
+    if kind == FLOAT4:
+        packed = flat.view(torch.uint8).to(torch.int64)
+        codes = torch.stack([packed & 0xF, packed >> 4], dim=-1).reshape(-1)
+        magnitudes = torch.from_numpy(_E2M1_MAGNITUDES)[codes & 0x7]
+        return torch.where(codes >= 8, -magnitudes, magnitudes)
+    values = flat.to(torch.float64)
+    # Compare as integers (abs() of the most negative int64 would wrap).
+    if kind == INTEGER and flat.numel() and max(int(flat.max()), -int(flat.min())) > EXACT_INTEGER_LIMIT:
+        raise ConfigurationError(f"tensor {name!r}: integers beyond 2^53 in magnitude do not fit a float64 exactly")
+    return values
+
+
+def unflatten_state_dict(vector: npt.ArrayLike, layout: FlatLayout) -> dict[str, Tensor]:
+    """New CPU tensors named and shaped as ``layout`` describes, from ``vector``.
+
+    Inverse of :func:`flatten_state_dict`, bit for bit on its output. A vector
+    that did not come from flattening (an aggregate) is converted with
+    PyTorch's rounding for floating dtypes, rounded half to even for integers
+    (refused if out of the dtype's range), nonzero for bool, and rounded to
+    the nearest E2M1 value (ties to even, saturating at 6) for
+    ``float4_e2m1fn_x2``.
+    """
+    torch = _torch()
+    values = np.asarray(vector)
+    if values.ndim != 1 or values.dtype.kind != "f":
+        raise ConfigurationError(f"expected a one-dimensional float vector, got {values.dtype} of shape {values.shape}")
+    if values.shape[0] != layout.size:
+        raise ConfigurationError(f"vector has {values.shape[0]} entries, the layout needs {layout.size}")
+    values = values.astype(np.float64, copy=False)
+    out: dict[str, Tensor] = {}
+    for spec in layout.specs:
+        dtype = getattr(torch, spec.dtype, None)
+        if not isinstance(dtype, torch.dtype):
+            raise ConfigurationError(f"tensor {spec.name!r}: unknown dtype {spec.dtype}")
+        piece = values[spec.offset : spec.offset + spec.length]
+        out[spec.name] = _from_float64(torch, piece, dtype, _kind(spec.dtype, dtype, spec.name), spec).reshape(
+            spec.shape
+        )
+    return out
+
+
+def _from_float64(torch: Any, piece: FloatVector, dtype: Any, kind: str, spec: TensorSpec) -> Any:
+    if kind == REAL:
+        return torch.from_numpy(piece.copy()).to(dtype)
+    if kind == COMPLEX:
+        # Real and imaginary parts set separately: arithmetic like 1j * inf would make NaNs.
+        pairs = np.empty(piece.shape[0] // 2, dtype=np.complex128)
+        pairs.real, pairs.imag = piece[0::2], piece[1::2]
+        return torch.from_numpy(pairs).to(dtype)
+    if kind == FLOAT4:
+        codes = _e2m1_codes(piece, spec.name)
+        packed = (codes[0::2] | (codes[1::2] << 4)).astype(np.uint8)
+        return torch.from_numpy(packed).view(dtype)
+    if kind == BOOL:
+        return torch.from_numpy(np.rint(piece) != 0)
+    integers = np.rint(piece)
+    info = np.iinfo(np.dtype(spec.dtype))
+    if integers.size and (integers.min() < info.min or integers.max() > info.max):
+        raise ConfigurationError(f"tensor {spec.name!r}: values fall outside the range of {spec.dtype}")
+    return torch.from_numpy(integers.astype(np.dtype(spec.dtype)))
+
+
+def _e2m1_codes(piece: FloatVector, name: str) -> npt.NDArray[np.int64]:
+    """FP4 E2M1 codes of ``piece``: nearest magnitude, ties to the even code, sign in bit 3."""
+    if np.isnan(piece).any():
+        raise ConfigurationError(f"tensor {name!r}: float4_e2m1fn_x2 has no NaN")
+    magnitude = np.abs(piece)
+    codes = np.searchsorted(_E2M1_MIDPOINTS, magnitude, side="left")
+    # side="left" sends a value on a midpoint down to the odd-or-even code below
+    # it; ties go to the even code, so move odd codes at a midpoint up one.
+    at_midpoint = (codes < len(_E2M1_MIDPOINTS)) & (magnitude == _E2M1_MIDPOINTS[np.minimum(codes, 6)])
+    codes = codes + (at_midpoint & (codes % 2 == 1))
+    sign: npt.NDArray[np.int64] = np.signbit(piece).astype(np.int64) << 3
+    result: npt.NDArray[np.int64] = codes.astype(np.int64) | sign
+    return result
+
+
+def _model_tensors(model: Module, buffers: bool) -> dict[str, Tensor]:
+    torch = _torch()
+    if not isinstance(model, torch.nn.Module):
+        raise ConfigurationError(f"expected a torch.nn.Module, got {type(model).__name__}")
+    tensors = dict(model.named_parameters())
+    if buffers:
+        tensors.update(model.named_buffers())
+    return tensors
+
+
+def flatten_model(model: Module, *, buffers: bool = False) -> tuple[FloatVector, FlatLayout]:
+    """A module's parameters (in ``named_parameters`` order), then its buffers if
+    ``buffers``, as one float64 vector and its layout (see :func:`flatten_state_dict`)."""
+    return flatten_state_dict(_model_tensors(model, buffers))
+
+
+def load_into_model(model: Module, vector: npt.ArrayLike, layout: FlatLayout) -> None:
+    """Write ``vector`` into the parameters (and buffers) of ``model`` named in ``layout``, in place.
+
+    Each tensor keeps its device and dtype. Raises ConfigurationError if the
+    module lacks a name of the layout or a shape or dtype differs.
+    """
+    targets = _model_tensors(model, buffers=True)
+    for spec in layout.specs:
+        target = targets.get(spec.name)
+        if target is None:
+            raise ConfigurationError(f"the model has no parameter or buffer named {spec.name!r}")
+        if tuple(target.shape) != spec.shape or _dtype_name(target.dtype) != spec.dtype:
+            raise ConfigurationError(
+                f"tensor {spec.name!r}: the model holds {_dtype_name(target.dtype)} {tuple(target.shape)}, "
+                f"the layout {spec.dtype} {spec.shape}"
+            )
+    tensors = unflatten_state_dict(vector, layout)
+    torch = _torch()
+    with torch.no_grad():
+        for name, tensor in tensors.items():
+            targets[name].copy_(tensor)
+
+
+@dataclass(frozen=True)
+class ModelAggregation:
+    """What :func:`aggregate_models` returns.
+
+    Attributes:
+        result: the aggregator's result (mean update, included clients, bytes, seconds).
+        state_dict: the new global tensors, global + mean update, in the
+            global model's dtypes; ``None`` if the round was skipped.
+        layout: the layout shared by every model's vector.
+    """
+
+    result: AggregationResult
+    state_dict: dict[str, Tensor] | None
+    layout: FlatLayout
+
+    def load_into(self, model: Module) -> None:
+        """Write the new global tensors into ``model`` in place; ConfigurationError if skipped."""
+        if self.state_dict is None:
+            raise ConfigurationError(f"the round was skipped: {self.result.skipped_reason}")
+        vector, layout = flatten_state_dict(self.state_dict)
+        load_into_model(model, vector, layout)
+
+
+def aggregate_models(
+    global_model: Module | Mapping[str, Tensor],
+    local_models: Sequence[Module | Mapping[str, Tensor]],
+    aggregator: Aggregator,
+    *,
+    num_samples: Sequence[int],
+    rng: np.random.Generator,
+    client_ids: Sequence[int] | None = None,
+    dropouts: Mapping[int, DropoutStage] | None = None,
+    buffers: bool = False,
+) -> ModelAggregation:
+    """FedAvg of torch models through ``aggregator``: global + weighted mean of (local - global).
+
+    Each local model (a module or a state dict) must have the global model's
+    tensor names, shapes and dtypes. Client k's update is its flattened tensors
+    minus the global ones, weighted by ``num_samples[k]``; ``client_ids``
+    (default 0..m-1) name the clients for ``dropouts`` and in
+    ``result.included``. ``rng`` is the round's non-secret randomness (the
+    aggregator's quantization rounding). With a secure aggregator the party
+    running this learns only the mean; in a real deployment each hospital
+    computes its own update and only the aggregation runs across machines (see
+    docs/integrations.md). Raises ConfigurationError on mismatched models.
+    """
+    # fl_core sits above secagg in the layers: import it on use, as the command line does.
+    client_update = importlib.import_module("fl_core.aggregators.base").ClientUpdate
+
+    def tensors_of(model: Module | Mapping[str, Tensor]) -> Mapping[str, Tensor]:
+        return model if isinstance(model, Mapping) else _model_tensors(model, buffers)
+
+    base, layout = flatten_state_dict(tensors_of(global_model))
+    ids = list(range(len(local_models))) if client_ids is None else list(client_ids)
+    if len(ids) != len(local_models) or len(num_samples) != len(local_models):
+        raise ConfigurationError(
+            f"{len(local_models)} models need as many client ids and sample counts, "
+            f"got {len(ids)} and {len(num_samples)}"
+        )
+    updates = []
+    for client, model, count in zip(ids, local_models, num_samples, strict=True):
+        vector, local_layout = flatten_state_dict(tensors_of(model))
+        if local_layout != layout:
+            raise ConfigurationError(
+                f"client {client}: model tensors differ from the global model's (names, shapes or dtypes)"
+            )
+        updates.append(client_update(client, vector - base, int(count)))
+    result = aggregator.aggregate(updates, dropouts, rng=rng)
+    state = None if result.mean is None else unflatten_state_dict(base + result.mean, layout)
+    return ModelAggregation(result=result, state_dict=state, layout=layout)

@@ -1,0 +1,386 @@
+"""Flower adapter: lossless records, the secure workflow over an in-process grid, dropouts, refusals."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterator
+
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+pytest.importorskip("flwr")
+
+from flwr.app import Array, ArrayRecord, ConfigRecord, Context, Message, MessageType, RecordDict
+from flwr.common.serde import recorddict_from_proto, recorddict_to_proto
+from flwr.serverapp.strategy import FedAvg
+
+from secagg import wire
+from secagg.encoding import QuantizationConfig, from_ring
+from secagg.errors import ConfigurationError
+from secagg.integrations.flower import SecAggGrid, SecAggOptions
+from secagg.integrations.flower._records import read_stage, stage_content
+from secagg.integrations.flower.protocol import (
+    MASKED_INPUT,
+    SETUP,
+    SHARE_KEYS,
+    STAGES,
+    UNMASK,
+    RoundSetup,
+    arrays_digest,
+    decode_sum,
+    encode_update,
+    flatten_arrays,
+    round_context,
+    unflatten_arrays,
+)
+from secagg.masking import MaskingConfig, Round, run_session
+from secagg.wire import encode
+
+from .flower_harness import (
+    Audit,
+    FakeGrid,
+    initial_arrays,
+    make_app,
+    restore_task_identity,
+    set_task_identity,
+    transported,
+)
+
+
+@pytest.fixture(autouse=True)
+def server_identity() -> Iterator[None]:
+    """Messages are created as in a ServerApp process."""
+    previous = set_task_identity()
+    yield
+    restore_task_identity(previous)
+
+
+NODES = (1_000_000_007, 2**63 + 11, 42, 9_999_999_999, 2**64 - 1)  # 64-bit Flower node ids
+FAST_TIMEOUT = {"stage_timeout": 0.3, "poll_interval": 0.05}  # silent nodes in-process: no need to wait long
+WEIGHTS = dict(zip(NODES, (30, 55, 12, 80, 41), strict=True))
+
+
+def every_masking_message() -> list[bytes]:
+    """One wire message of each type a masking session sends, from a real session with a dropout."""
+    config = MaskingConfig.secagg(num_clients=4, vector_length=6)
+    session = run_session(config, {c: np.full(6, c, dtype=np.uint32) for c in range(1, 5)}, {2: Round.UNMASKING})
+    return [entry.data for entry in session.transcript]
+
+
+def setup_message() -> bytes:
+    config = MaskingConfig.secagg_plus(num_clients=5, vector_length=18)
+    quantization = QuantizationConfig(0.5, 16, 5, max_weight=4096)
+    return encode(RoundSetup.create(3, NODES, config, quantization, "num-examples", bytes(range(32))))
+
+
+def through_flower(content: RecordDict) -> RecordDict:
+    """``content`` after both of Flower's serialisations: protobuf and the object store."""
+    proto = recorddict_from_proto(recorddict_to_proto(content))
+    carrier = Message(proto, dst_node_id=5, message_type=MessageType.TRAIN)
+    return transported(carrier).content
+
+
+def test_every_wire_message_survives_flower_records_byte_for_byte() -> None:
+    # Prepare: every masking message type, the round setup, and the empty payload
+    payloads = [*every_masking_message(), setup_message(), b""]
+    # Execute
+    back = [read_stage(through_flower(stage_content(SHARE_KEYS, data))) for data in payloads]
+    # Assert
+    assert back == [(SHARE_KEYS, data) for data in payloads]
+    assert wire.decode(back[-2][1], RoundSetup).node_ids == tuple(sorted(NODES))
+
+
+@given(st.binary(max_size=4096), st.sampled_from(STAGES))
+def test_any_payload_round_trips_through_records(payload: bytes, stage: str) -> None:
+    # Prepare / Execute
+    stage_back, payload_back = read_stage(through_flower(stage_content(stage, payload)))
+    # Assert
+    assert (stage_back, payload_back) == (stage, payload)
+
+
+def test_round_setup_maps_64_bit_node_ids_to_protocol_ids_in_order() -> None:
+    # Prepare
+    setup = wire.decode(setup_message(), RoundSetup)
+    # Execute
+    ids = {node: setup.protocol_id(node) for node in NODES}
+    # Assert
+    assert sorted(ids.values()) == [1, 2, 3, 4, 5]
+    assert [node for node, _ in sorted(ids.items(), key=lambda item: item[1])] == sorted(NODES)
+    with pytest.raises(ConfigurationError, match="not among"):
+        setup.protocol_id(43)
+
+
+def test_arrays_flatten_exactly_and_digest_changes_with_any_value() -> None:
+    # Prepare
+    arrays = [
+        ("a", "w", np.array([[1.5, -0.0], [np.inf, 1e-300]], dtype=np.float64)),
+        ("a", "h", np.array([0.1, -2.5], dtype=np.float16)),
+        ("a", "z", np.array([1 + 2j, -3.5j], dtype=np.complex64)),
+        ("b", "n", np.array([2**53, -7], dtype=np.int64)),
+        ("b", "m", np.array([True, False])),
+    ]
+    # Execute
+    vector, layout = flatten_arrays(arrays)
+    back = unflatten_arrays(vector, layout)
+    changed = vector.copy()
+    changed[3] = np.nextafter(changed[3], 1)
+    # Assert
+    for (_, _, original), restored in zip(arrays, back, strict=True):
+        assert restored.dtype == original.dtype and restored.shape == original.shape
+        assert original.tobytes() == restored.tobytes()
+    assert arrays_digest(vector, layout) != arrays_digest(changed, layout)
+    with pytest.raises(ConfigurationError, match="beyond 2"):
+        flatten_arrays([("b", "n", np.array([2**53 + 1], dtype=np.int64))])
+
+
+def run_fedavg(grid: SecAggGrid, rounds: int, evaluate: bool = False) -> ArrayRecord:
+    strategy = FedAvg(
+        fraction_evaluate=1.0 if evaluate else 0.0, min_train_nodes=3, min_available_nodes=3, min_evaluate_nodes=3
+    )
+    return strategy.start(grid=grid, initial_arrays=initial_arrays(), num_rounds=rounds).arrays
+
+
+def expected_arrays(before: ArrayRecord, audits: dict[int, object], quantization: QuantizationConfig) -> ArrayRecord:
+    """Global + decoded plain ring sum of the included nodes' own encodings, as FedAvg returns it.
+
+    FedAvg multiplies each array by its weight factor (1.0 for the one aggregated
+    reply), which keeps float dtypes and turns integer arrays into float64.
+    """
+    total = quantization.ring.sum([a.encoded for a in audits.values()], next(iter(audits.values())).encoded.shape[0])
+    mean, _ = decode_sum(total, quantization, len(audits))
+    base, layout = flatten_arrays([("arrays", k, v.numpy()) for k, v in before.items()])
+    arrays = unflatten_arrays(base + mean, layout)
+    return ArrayRecord({s.name: Array(np.asarray(a * 1.0)) for s, a in zip(layout.specs, arrays, strict=True)})
+
+
+@pytest.mark.parametrize("protocol", ["secagg", "secagg+"])
+def test_fedavg_rounds_over_the_grid_equal_the_plain_quantized_sum(protocol: str) -> None:
+    # Prepare: five nodes with 64-bit ids and different weights; evaluation passes through
+    audit = Audit()
+    grid = FakeGrid({node: make_app(node, WEIGHTS[node], audit) for node in NODES})
+    secure = SecAggGrid(grid, SecAggOptions(protocol=protocol))
+    # Execute
+    final = run_fedavg(secure, rounds=2, evaluate=True)
+    # Assert: each round's aggregate is the ring sum of exactly the nodes' encodings
+    quantization = QuantizationConfig(0.5, 16, len(NODES), max_weight=4096)
+    arrays = initial_arrays()
+    for report in secure.reports:
+        encodings = audit.of_round(report.server_round)
+        assert report.included == frozenset(NODES) == frozenset(encodings) and not report.dropped
+        plain_sum = quantization.ring.sum([a.encoded for a in encodings.values()], report.aggregate.shape[0])
+        assert np.array_equal(report.aggregate, plain_sum)
+        assert report.weight_total == sum(WEIGHTS.values())
+        arrays = expected_arrays(arrays, encodings, quantization)
+    for name, array in arrays.items():
+        assert final[name].numpy().tobytes() == array.numpy().tobytes(), name
+    assert [m.metadata.message_type for m in grid.sent].count(MessageType.EVALUATE) == 2 * len(NODES)
+
+
+def test_dropouts_in_the_middle_of_the_protocol_are_recovered() -> None:
+    # Prepare: node 42's training fails (error reply in masked-input), node 2^64-1 goes silent in unmask
+    audit = Audit()
+    apps = {node: make_app(node, WEIGHTS[node], audit, failing_rounds=(1,) if node == 42 else ()) for node in NODES}
+    grid = FakeGrid(apps, silent={(2**64 - 1, UNMASK)})
+    # Threshold 2 of 4 neighbours: each survivor's self-mask seed needs 2 shares from
+    # the 3 nodes that answer the unmask stage (the default majority, 3, would need 4).
+    secure = SecAggGrid(grid, SecAggOptions(protocol="secagg", threshold=2, **FAST_TIMEOUT))
+    # Execute
+    final = run_fedavg(secure, rounds=1)
+    # Assert: 42 is left out, 2^64-1 still counts (it uploaded before going silent)
+    report = secure.reports[0]
+    assert report.dropped == {42: MASKED_INPUT, 2**64 - 1: UNMASK}
+    assert report.included == frozenset(NODES) - {42}
+    assert report.weight_total == sum(WEIGHTS.values()) - WEIGHTS[42]
+    encodings = {n: a for n, a in audit.of_round(1).items() if n in report.included}
+    quantization = QuantizationConfig(0.5, 16, len(NODES), max_weight=4096)
+    assert np.array_equal(report.aggregate, quantization.ring.sum([a.encoded for a in encodings.values()], 18))
+    expected = expected_arrays(initial_arrays(), encodings, quantization)
+    assert all(final[k].numpy().tobytes() == v.numpy().tobytes() for k, v in expected.items())
+
+
+def test_too_many_dropouts_skip_the_round_and_the_model_stays() -> None:
+    # Prepare: three of five nodes go silent after sharing keys (secagg threshold 3 needs 3 survivors)
+    silent = {(node, MASKED_INPUT) for node in NODES[:3]}
+    grid = FakeGrid({node: make_app(node, WEIGHTS[node]) for node in NODES}, silent=silent)
+    secure = SecAggGrid(grid, SecAggOptions(protocol="secagg", **FAST_TIMEOUT))
+    strategy = FedAvg(fraction_evaluate=0.0, min_available_nodes=5)
+    # Execute
+    replies = secure.send_and_receive(strategy.configure_train(1, initial_arrays(), ConfigRecord(), secure))
+    arrays, _ = strategy.aggregate_train(1, replies)
+    # Assert: no reply, so the strategy aggregates nothing and keeps its model
+    assert list(replies) == [] and arrays is None
+    report = secure.reports[0]
+    assert report.aggregate is None and report.included == frozenset()
+    assert report.skipped_reason is not None and "fewer than 3" in report.skipped_reason
+
+
+@pytest.mark.parametrize(
+    ("options", "match"),
+    [
+        ({"protocol": "secagg", "threshold": 1}, "threshold must be in 2"),
+        ({"bits": 31}, "could overflow"),
+        ({"protocol": "paillier"}, "protocol must be"),
+        ({"protocol": "secagg+", "threshold": 3}, "derives its threshold"),
+        ({"stage_timeout": 0.0}, "stage_timeout"),
+        ({"max_nodes": 2}, "max_nodes"),
+    ],
+)
+def test_unsafe_settings_are_refused_before_anything_is_sent(options: dict[str, object], match: str) -> None:
+    # Prepare / Execute / Assert
+    with pytest.raises(ConfigurationError, match=match):
+        SecAggOptions(**options)  # type: ignore[arg-type]
+
+
+def test_a_round_with_too_few_nodes_or_overflowing_weights_sends_nothing() -> None:
+    # Prepare: two nodes only; and separately 6 nodes for options validated for at most 5
+    small = FakeGrid({node: make_app(node, 1) for node in NODES[:2]})
+    many = FakeGrid({node: make_app(node, 1) for node in range(1, 7)})
+    strategy = FedAvg(fraction_evaluate=0.0, min_train_nodes=2, min_available_nodes=2)
+    # Execute / Assert
+    with pytest.raises(ConfigurationError, match="at least 3 nodes"):
+        strategy.start(grid=SecAggGrid(small), initial_arrays=initial_arrays(), num_rounds=1)
+    with pytest.raises(ConfigurationError, match="at most 5"):
+        strategy.start(grid=SecAggGrid(many, SecAggOptions(max_nodes=5)), initial_arrays=initial_arrays(), num_rounds=1)
+    assert small.sent == [] and many.sent == []
+
+
+def client_context(node: int) -> Context:
+    return Context(77, node, {}, RecordDict(), {})
+
+
+def train_message(node: int, content: RecordDict) -> Message:
+    return Message(content, dst_node_id=node, message_type=MessageType.TRAIN)
+
+
+def test_the_mod_refuses_to_train_outside_a_secure_round() -> None:
+    # Prepare: a plain FedAvg training message straight to a node with the mod
+    app = make_app(42, 10)
+    plain = RecordDict({"arrays": initial_arrays(), "config": ConfigRecord({"server-round": 1})})
+    # Execute
+    reply = app(train_message(42, plain), client_context(42))
+    lenient = make_app(42, 10, allow_plain_train=True)(train_message(42, plain), client_context(42))
+    # Assert: refused by default; explicit opt-out trains in the clear
+    assert reply.has_error() and "refusing to train outside a secure round" in reply.error.reason
+    assert not lenient.has_error() and "arrays" in lenient.content
+
+
+def setup_for(nodes: tuple[int, ...], **masking: object) -> RoundSetup:
+    vector, layout = flatten_arrays([("arrays", k, v.numpy()) for k, v in initial_arrays().items()])
+    config = MaskingConfig.secagg(num_clients=len(nodes), vector_length=layout.size + 1, **masking)  # type: ignore[arg-type]
+    quantization = QuantizationConfig(0.5, 16, len(nodes), max_weight=4096)
+    return RoundSetup.create(1, nodes, config, quantization, "num-examples", arrays_digest(vector, layout))
+
+
+@pytest.mark.parametrize(
+    ("setup", "node", "mod_options", "match"),
+    [
+        (setup_for((1, 2, 3)), 4, {}, "node 4 is not among"),
+        (setup_for((1, 2, 3, 4, 5)), 1, {"min_nodes": 6}, "this node requires 6"),
+        (setup_for((1, 2, 3, 4, 5)), 1, {"min_threshold": 4}, "this node requires 4"),
+    ],
+)
+def test_the_mod_refuses_rounds_below_its_own_floor(
+    setup: RoundSetup, node: int, mod_options: dict[str, int], match: str
+) -> None:
+    # Prepare
+    app = make_app(node, 10, **mod_options)
+    # Execute
+    reply = app(train_message(node, stage_content(SETUP, encode(setup))), client_context(node))
+    # Assert
+    assert reply.has_error() and match in reply.error.reason
+
+
+def test_the_mod_refuses_a_tampered_setup_and_an_out_of_order_stage() -> None:
+    # Prepare: a setup whose threshold 1 the server forged past its own checks, and a stage with no setup
+    record = setup_for((1, 2, 3)).masking
+    forged = RoundSetup(1, (1, 2, 3), type(record)(**{**record.__dict__, "threshold": 1}), 0x3FE0000000000000, 16, 9,
+                        b"num-examples", bytes(32))
+    app = make_app(1, 10)
+    # Execute
+    forged_reply = app(train_message(1, stage_content(SETUP, encode(forged))), client_context(1))
+    early_reply = app(train_message(1, stage_content(SHARE_KEYS, every_masking_message()[4])), client_context(1))
+    # Assert
+    assert forged_reply.has_error() and "threshold must be in 2" in forged_reply.error.reason
+    assert early_reply.has_error() and "no secure round in progress" in early_reply.error.reason
+
+
+def test_the_mod_refuses_to_train_a_model_other_than_the_one_set_up() -> None:
+    # Prepare: a lying server sets the round up for one model and sends another for training
+    audit = Audit()
+    grid = FakeGrid({node: make_app(node, WEIGHTS[node], audit) for node in NODES})
+    secure = SecAggGrid(grid, SecAggOptions(protocol="secagg"))
+    original = grid.send_and_receive
+
+    def swap_model(messages, *, timeout=None):  # type: ignore[no-untyped-def]
+        messages = list(messages)
+        for message in messages:
+            if "arrays" in message.content and message.metadata.dst_node_id == NODES[0]:
+                content = RecordDict(dict(message.content.items()))
+                content["arrays"] = ArrayRecord({k: Array(v.numpy() * 0) for k, v in message.content["arrays"].items()})
+                message.content = content
+        return original(messages, timeout=timeout)
+
+    grid.send_and_receive = swap_model  # type: ignore[method-assign]
+    # Execute
+    run_fedavg(secure, rounds=1)
+    # Assert: that node never trained on the swapped model and dropped out; the rest completed
+    assert secure.reports[0].dropped == {NODES[0]: MASKED_INPUT}
+    assert "not the one the round was set up for" in secure.reports[0].errors[NODES[0]]
+    assert NODES[0] not in audit.of_round(1)
+
+
+def test_encode_and_decode_are_the_weighted_mean_to_one_quantization_step() -> None:
+    # Prepare
+    config = QuantizationConfig(0.5, 16, 3, max_weight=100)
+    rng = np.random.default_rng(1)
+    updates = [rng.uniform(-0.4, 0.4, 50) for _ in range(3)]
+    weights = [10, 40, 100]
+    # Execute
+    total = config.ring.sum([encode_update(u, w, config, rng) for u, w in zip(updates, weights, strict=True)], 51)
+    mean, weight_total = decode_sum(total, config, 3)
+    # Assert
+    exact = sum(w * u for u, w in zip(updates, weights, strict=True)) / sum(weights)
+    assert weight_total == 150 and np.max(np.abs(mean - exact)) <= config.step
+    assert from_ring(total, config)[-1] == 150
+    with pytest.raises(ConfigurationError, match="weight must be"):
+        encode_update(updates[0], 101, config, rng)
+
+
+def test_context_binds_run_round_and_model() -> None:
+    # Prepare
+    digest = hashlib.sha256(b"model").digest()
+    # Execute
+    contexts = {round_context(1, 1, digest), round_context(2, 1, digest), round_context(1, 2, digest),
+                round_context(1, 1, bytes(32))}
+    # Assert
+    assert len(contexts) == 4
+
+
+def test_a_malformed_reply_is_rejected_as_a_dropout_and_the_round_completes() -> None:
+    # Prepare: node 42's share-keys reply is replaced by garbage in transit
+    audit = Audit()
+    grid = FakeGrid({node: make_app(node, WEIGHTS[node], audit) for node in NODES})
+    secure = SecAggGrid(grid, SecAggOptions(protocol="secagg"))
+    original = grid.send_and_receive
+
+    def corrupt(messages, *, timeout=None):  # type: ignore[no-untyped-def]
+        replies = list(original(messages, timeout=timeout))
+        for index, reply in enumerate(replies):
+            if reply.metadata.src_node_id == 42 and read_stage(reply.content)[0] == SHARE_KEYS:
+                garbage = Message(stage_content(SHARE_KEYS, b"SA\x01\x01\x03garbage"), reply_to=messages[0])
+                garbage.metadata.__dict__["_src_node_id"] = 42
+                replies[index] = garbage
+        return replies
+
+    grid.send_and_receive = corrupt  # type: ignore[method-assign]
+    # Execute
+    run_fedavg(secure, rounds=1)
+    # Assert: rejected with the protocol's reason, left out, the others aggregated exactly
+    report = secure.reports[0]
+    assert report.dropped == {42: SHARE_KEYS} and "EncryptedShares" in report.errors[42]
+    assert report.included == frozenset(NODES) - {42}
+    quantization = QuantizationConfig(0.5, 16, len(NODES), max_weight=4096)
+    encodings = [a.encoded for n, a in audit.of_round(1).items() if n in report.included]
+    assert np.array_equal(report.aggregate, quantization.ring.sum(encodings, 18))

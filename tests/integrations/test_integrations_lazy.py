@@ -1,0 +1,65 @@
+"""The adapters import their extras lazily, and the core never imports the adapters.
+
+Runs with or without the extras installed: each check starts a fresh
+interpreter so ``sys.modules`` shows exactly what an import pulled in.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+
+def run_python(code: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=False)
+
+
+def test_the_core_never_imports_the_adapters_or_their_extras() -> None:
+    # Prepare
+    code = (
+        "import sys, secagg, secagg.masking, secagg.encoding, secagg.wire, secagg.cli\n"
+        "loaded = [m for m in ('secagg.integrations', 'torch', 'flwr') if m in sys.modules]\n"
+        "print(loaded)"
+    )
+    # Execute
+    result = run_python(code)
+    # Assert
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "[]"
+
+
+def test_the_torch_adapter_imports_torch_only_when_used() -> None:
+    # Prepare
+    code = "import sys, secagg.integrations.torch\nprint('torch' in sys.modules)"
+    # Execute
+    result = run_python(code)
+    # Assert
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "False"
+
+
+def test_a_missing_extra_names_the_install_line() -> None:
+    # Prepare: hide the extras as if they were not installed
+    code = (
+        "import sys\n"
+        "sys.modules['torch'] = None\n"
+        "sys.modules['flwr'] = None\n"
+        "from secagg.errors import ConfigurationError\n"
+        "import secagg.integrations.torch as adapter\n"
+        "try:\n"
+        "    adapter.flatten_state_dict({})\n"
+        "except ConfigurationError as exc:\n"
+        "    print(exc)\n"
+        "try:\n"
+        "    import secagg.integrations.flower\n"
+        "except ConfigurationError as exc:\n"
+        "    print(exc)\n"
+    )
+    # Execute
+    result = run_python(code)
+    # Assert
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines() == [
+        "this secagg integration needs the optional package 'torch': pip install 'secagg[torch]'",
+        "this secagg integration needs the optional package 'flwr': pip install 'secagg[flower]'",
+    ]

@@ -1,0 +1,328 @@
+"""PyTorch adapter: exact flatten/unflatten for every dtype, models in place, secure FedAvg of models."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+torch = pytest.importorskip("torch")
+
+from fl_core.aggregators import DropoutStage, make_aggregator  # noqa: E402
+from secagg.errors import ConfigurationError  # noqa: E402
+from secagg.integrations.torch import (  # noqa: E402
+    aggregate_models,
+    flatten_model,
+    flatten_state_dict,
+    load_into_model,
+    unflatten_state_dict,
+)
+
+# Every floating dtype PyTorch has, with the unsigned integer dtype of the same width.
+SMALL_FLOATS = {
+    "float16": torch.int16,
+    "bfloat16": torch.int16,
+    "float8_e4m3fn": torch.uint8,
+    "float8_e5m2": torch.uint8,
+    "float8_e4m3fnuz": torch.uint8,
+    "float8_e5m2fnuz": torch.uint8,
+    "float8_e8m0fnu": torch.uint8,
+}
+WIDE_FLOATS = {"float32": (torch.int32, np.int32), "float64": (torch.int64, np.int64)}
+COMPLEX = {"complex32": "float16", "complex64": "float32", "complex128": "float64"}
+
+
+def floating_dtypes_on_cpu() -> set[str]:
+    """The names of every floating dtype this torch build defines."""
+    return {
+        str(d).removeprefix("torch.")
+        for d in vars(torch).values()
+        if isinstance(d, torch.dtype) and d.is_floating_point
+    }
+
+
+def all_bit_patterns(bits_dtype: torch.dtype) -> torch.Tensor:
+    width = torch.iinfo(bits_dtype).bits
+    low = 0 if bits_dtype == torch.uint8 else -(1 << (width - 1))
+    return torch.arange(low, low + (1 << width), dtype=torch.int64).to(bits_dtype)
+
+
+def same_bits_or_both_nan(a: torch.Tensor, b: torch.Tensor, bits_dtype: torch.dtype) -> bool:
+    nan = torch.isnan(a.to(torch.float64))
+    return bool(torch.isnan(b.to(torch.float64))[nan].all()) and torch.equal(
+        a.view(bits_dtype)[~nan], b.view(bits_dtype)[~nan]
+    )
+
+
+def test_every_floating_dtype_of_this_torch_is_covered() -> None:
+    # Prepare / Execute
+    covered = set(SMALL_FLOATS) | set(WIDE_FLOATS) | {"float4_e2m1fn_x2"}
+    # Assert: a new floating dtype in a future torch must get an exactness test here.
+    assert floating_dtypes_on_cpu() <= covered
+
+
+@pytest.mark.parametrize("name", sorted(SMALL_FLOATS))
+def test_round_trip_is_exact_for_every_bit_pattern_of_small_floats(name: str) -> None:
+    # Prepare: every 8- or 16-bit pattern, infinities, zeros, subnormals and NaNs included
+    bits_dtype = SMALL_FLOATS[name]
+    tensor = all_bit_patterns(bits_dtype).view(getattr(torch, name)).reshape(-1, 2)
+    # Execute
+    vector, layout = flatten_state_dict({"w": tensor})
+    back = unflatten_state_dict(vector, layout)["w"]
+    # Assert
+    assert vector.dtype == np.float64 and vector.shape == (tensor.numel(),)
+    assert back.dtype == tensor.dtype and back.shape == tensor.shape
+    assert same_bits_or_both_nan(tensor, back, bits_dtype)
+
+
+@pytest.mark.parametrize("name", sorted(WIDE_FLOATS))
+def test_round_trip_is_exact_for_random_and_special_bit_patterns_of_wide_floats(name: str) -> None:
+    # Prepare: random bit patterns (all exponents, subnormals) plus the special values
+    torch_bits, np_bits = WIDE_FLOATS[name]
+    rng = np.random.default_rng(7)
+    info = np.iinfo(np_bits)
+    bits = rng.integers(info.min, info.max, size=19_993, dtype=np_bits, endpoint=True)
+    specials = np.array([0.0, -0.0, np.inf, -np.inf, np.nan, 1e-320, -5e-324], dtype=name).view(np_bits)
+    tensor = torch.from_numpy(np.concatenate([bits, specials])).view(getattr(torch, name)).reshape(100, -1)
+    # Execute
+    vector, layout = flatten_state_dict({"w": tensor})
+    back = unflatten_state_dict(vector, layout)["w"]
+    # Assert
+    assert back.dtype == tensor.dtype and back.shape == tensor.shape
+    assert same_bits_or_both_nan(tensor, back, torch_bits)
+
+
+@pytest.mark.filterwarnings("ignore:ComplexHalf support is experimental")
+@pytest.mark.parametrize("name", sorted(COMPLEX))
+def test_complex_tensors_take_two_entries_per_element_and_round_trip_exactly(name: str) -> None:
+    # Prepare
+    real_dtype = getattr(torch, COMPLEX[name])
+    parts = torch.tensor([[1.5, -0.0], [np.inf, 3.25], [-2.0, 1e-3]], dtype=torch.float64).to(real_dtype)
+    tensor = torch.view_as_complex(parts.contiguous()).to(getattr(torch, name))
+    # Execute
+    vector, layout = flatten_state_dict({"z": tensor})
+    back = unflatten_state_dict(vector, layout)["z"]
+    # Assert
+    assert vector.shape == (6,) and layout.specs[0].length == 6
+    assert back.dtype == tensor.dtype
+    assert torch.equal(torch.view_as_real(back), torch.view_as_real(tensor))
+    assert torch.signbit(torch.view_as_real(back)[0, 1])  # -0.0 kept
+
+
+def test_float4_e2m1_round_trips_every_byte_low_nibble_first() -> None:
+    # Prepare: every packed byte (two FP4 values each)
+    packed = torch.arange(256, dtype=torch.int64).to(torch.uint8).view(torch.float4_e2m1fn_x2)
+    # Execute
+    vector, layout = flatten_state_dict({"q": packed})
+    back = unflatten_state_dict(vector, layout)["q"]
+    # Assert
+    assert vector.shape == (512,)
+    assert list(vector[2 * 0x61 : 2 * 0x61 + 2]) == [0.5, 4.0]  # byte 0x61: low nibble 1, high nibble 6
+    assert back.dtype == torch.float4_e2m1fn_x2
+    assert torch.equal(back.view(torch.uint8), packed.view(torch.uint8))
+
+
+def test_float4_e2m1_rounds_aggregates_to_nearest_with_ties_to_even_and_saturates() -> None:
+    # Prepare: 0.25 ties 0|0.5 -> 0; 0.75 ties 0.5|1 -> 1; 2.5 ties 2|3 -> 2; 5 ties 4|6 -> 4; 9 saturates
+    _, layout = flatten_state_dict({"q": torch.zeros(3, dtype=torch.uint8).view(torch.float4_e2m1fn_x2)})
+    values = np.array([0.25, 0.75, 2.5, 5.0, 9.0, -1.2])
+    # Execute
+    back = unflatten_state_dict(values, layout)["q"]
+    decoded, _ = flatten_state_dict({"q": back})
+    # Assert
+    assert list(decoded) == [0.0, 1.0, 2.0, 4.0, 6.0, -1.0]
+
+
+def test_shapes_scalars_empty_and_non_contiguous_tensors_survive() -> None:
+    # Prepare
+    base = torch.arange(12, dtype=torch.float32).reshape(3, 4)
+    tensors = {
+        "scalar": torch.tensor(2.5, dtype=torch.float64),
+        "empty": torch.zeros(0, 5),
+        "transposed": base.t(),
+        "grad": torch.ones(2, requires_grad=True),
+        "steps": torch.tensor(7, dtype=torch.int64),
+        "mask": torch.tensor([True, False]),
+    }
+    # Execute
+    vector, layout = flatten_state_dict(tensors)
+    back = unflatten_state_dict(vector, layout)
+    # Assert
+    assert layout.names == tuple(tensors) and layout.size == vector.shape[0] == 1 + 0 + 12 + 2 + 1 + 2
+    for name, tensor in tensors.items():
+        assert back[name].shape == tensor.shape and back[name].dtype == tensor.dtype
+        assert torch.equal(back[name], tensor.detach())
+        assert not back[name].requires_grad
+
+
+@given(
+    st.lists(
+        st.tuples(
+            st.sampled_from(["float16", "bfloat16", "float32", "float64", "complex64", "int64", "bool"]),
+            st.lists(st.integers(0, 4), max_size=3),
+        ),
+        min_size=1,
+        max_size=5,
+    ),
+    st.integers(0, 2**32 - 1),
+)
+def test_any_state_dict_round_trips_bit_for_bit(entries: list[tuple[str, list[int]]], seed: int) -> None:
+    # Prepare: tensors of random finite values in random dtypes and shapes
+    rng = np.random.default_rng(seed)
+    tensors = {}
+    for index, (dtype, shape) in enumerate(entries):
+        values = torch.from_numpy(rng.normal(scale=100.0, size=tuple(shape)))
+        if dtype == "complex64":
+            values = torch.complex(values, -values)
+        tensors[f"t{index}"] = values.to(getattr(torch, dtype))
+    # Execute
+    vector, layout = flatten_state_dict(tensors)
+    back = unflatten_state_dict(vector, layout)
+    # Assert
+    assert list(back) == list(tensors)
+    for name, tensor in tensors.items():
+        assert back[name].dtype == tensor.dtype and back[name].shape == tensor.shape
+        assert torch.equal(back[name], tensor)
+
+
+def small_model(dtype: torch.dtype = torch.float32) -> torch.nn.Module:
+    torch.manual_seed(0)
+    return torch.nn.Sequential(torch.nn.Linear(4, 3), torch.nn.BatchNorm1d(3), torch.nn.Linear(3, 2)).to(dtype)
+
+
+def test_flatten_model_parameters_only_unless_buffers_are_asked_for() -> None:
+    # Prepare
+    model = small_model()
+    # Execute
+    params, param_layout = flatten_model(model)
+    everything, full_layout = flatten_model(model, buffers=True)
+    # Assert
+    assert param_layout.names == tuple(name for name, _ in model.named_parameters())
+    assert full_layout.names[-3:] == ("1.running_mean", "1.running_var", "1.num_batches_tracked")
+    assert params.shape[0] == sum(p.numel() for p in model.parameters())
+    assert everything.shape[0] == params.shape[0] + 3 + 3 + 1
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32, torch.float16, torch.bfloat16])
+def test_load_into_model_writes_in_place_keeping_dtype(dtype: torch.dtype) -> None:
+    # Prepare
+    source, target = small_model(dtype), small_model(dtype)
+    with torch.no_grad():
+        for p in source.parameters():
+            p.add_(0.5)
+    source.get_submodule("1").num_batches_tracked += 3
+    vector, layout = flatten_model(source, buffers=True)
+    weight = target.get_submodule("0").weight
+    # Execute
+    load_into_model(target, vector, layout)
+    # Assert: same tensor objects, now holding the source's values
+    assert target.get_submodule("0").weight is weight and weight.dtype == dtype
+    for (name, a), (_, b) in zip(source.state_dict().items(), target.state_dict().items(), strict=True):
+        assert torch.equal(a, b), name
+
+
+def test_bad_inputs_raise_configuration_errors() -> None:
+    # Prepare
+    vector, layout = flatten_model(small_model())
+    other = torch.nn.Linear(4, 5)
+    # Execute / Assert
+    with pytest.raises(ConfigurationError, match="entries, the layout needs"):
+        unflatten_state_dict(vector[:-1], layout)
+    with pytest.raises(ConfigurationError, match="one-dimensional float vector"):
+        unflatten_state_dict(vector.astype(np.int64), layout)
+    with pytest.raises(ConfigurationError, match="no parameter or buffer"):
+        load_into_model(other, vector, layout)
+    with pytest.raises(ConfigurationError, match="beyond 2"):
+        flatten_state_dict({"big": torch.tensor([2**53 + 1])})
+    with pytest.raises(ConfigurationError, match="not supported"):
+        flatten_state_dict({"u": torch.zeros(2, dtype=torch.uint16)})
+    with pytest.raises(ConfigurationError, match=r"not a torch\.Tensor"):
+        flatten_state_dict({"x": np.zeros(2)})
+    with pytest.raises(ConfigurationError, match="outside the range"):
+        unflatten_state_dict(np.array([300.0]), flatten_state_dict({"b": torch.zeros(1, dtype=torch.uint8)})[1])
+
+
+def trained_copies(count: int) -> tuple[torch.nn.Module, list[torch.nn.Module]]:
+    global_model = small_model(torch.float64)
+    locals_ = []
+    for k in range(count):
+        model = small_model(torch.float64)
+        with torch.no_grad():
+            for p in model.parameters():
+                p.add_(0.01 * (k + 1) * torch.sin(torch.arange(p.numel(), dtype=torch.float64)).reshape(p.shape))
+        locals_.append(model)
+    return global_model, locals_
+
+
+def test_aggregate_models_with_plain_is_the_weighted_mean_of_the_models() -> None:
+    # Prepare
+    global_model, locals_ = trained_copies(3)
+    counts = [10, 30, 60]
+    # Execute
+    outcome = aggregate_models(
+        global_model, locals_, make_aggregator("plain"), num_samples=counts, rng=np.random.default_rng(0)
+    )
+    # Assert
+    assert outcome.state_dict is not None
+    expected = {
+        name: sum(c * m.state_dict()[name] for c, m in zip(counts, locals_, strict=True)) / sum(counts)
+        for name, _ in global_model.named_parameters()
+    }
+    for name, tensor in expected.items():
+        torch.testing.assert_close(outcome.state_dict[name], tensor, rtol=0, atol=1e-12)
+
+
+def test_aggregate_models_through_secagg_equals_the_plain_quantized_sum_with_a_dropout() -> None:
+    # Prepare: four hospitals, one drops before uploading
+    global_model, locals_ = trained_copies(4)
+    counts, dropouts = [5, 9, 14, 20], {2: DropoutStage.UPLOAD}
+    secure = make_aggregator("secagg", num_clients=4)
+    reference = make_aggregator("plain-quantized", num_clients=4)
+    # Execute
+    outcome = aggregate_models(
+        global_model, locals_, secure, num_samples=counts, rng=np.random.default_rng(3), dropouts=dropouts
+    )
+    expected = aggregate_models(
+        global_model, locals_, reference, num_samples=counts, rng=np.random.default_rng(3), dropouts=dropouts
+    )
+    target = small_model(torch.float64)
+    outcome.load_into(target)
+    # Assert: bit-identical to the clear quantized sum, client 2 left out
+    assert outcome.result.included == frozenset({0, 1, 3}) == expected.result.included
+    assert outcome.state_dict is not None and expected.state_dict is not None
+    for name, tensor in expected.state_dict.items():
+        assert torch.equal(outcome.state_dict[name], tensor), name
+        assert torch.equal(target.state_dict()[name], tensor), name
+
+
+def test_aggregate_models_refuses_models_of_another_shape() -> None:
+    # Prepare
+    global_model, locals_ = trained_copies(2)
+    stranger = torch.nn.Sequential(torch.nn.Linear(4, 2)).to(torch.float64)
+    # Execute / Assert
+    with pytest.raises(ConfigurationError, match="client 1: model tensors differ"):
+        aggregate_models(
+            global_model, [locals_[0], stranger], make_aggregator("plain"), num_samples=[1, 1],
+            rng=np.random.default_rng(0),
+        )
+
+
+@pytest.mark.slow
+def test_the_pytorch_example_trains_securely_to_a_good_model() -> None:
+    # Prepare
+    pytest.importorskip("sklearn")
+    script = Path(__file__).resolve().parents[2] / "examples" / "pytorch_secure_fedavg.py"
+    # Execute
+    result = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=300, check=False)
+    # Assert: eight rounds, one hospital dropped in each, a good final accuracy
+    assert result.returncode == 0, result.stderr[-3000:]
+    rounds = [line for line in result.stdout.splitlines() if line.startswith("round ")]
+    included = [re.search(r"hospitals \[(.*?)\]", line) for line in rounds]
+    assert len(rounds) == 8 and all(m is not None and len(m.group(1).split(",")) == 4 for m in included)
+    assert float(rounds[-1].rsplit(" ", 1)[1]) > 0.9
