@@ -1,0 +1,178 @@
+"""Loading, verifying and generating vector files."""
+
+from __future__ import annotations
+
+import importlib
+import json
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from secagg.errors import SecAggError
+from secagg.vectors import _encoding, _masking, _paillier, _primitives, _sessions, _wire
+from secagg.vectors._format import Json, canonical_json
+from secagg.vectors._suite import CHECKERS, Suite
+
+__all__ = [
+    "DATA_DIR",
+    "SCHEMA_DIR",
+    "SUITES",
+    "FileReport",
+    "generate_directory",
+    "load_schema",
+    "load_vectors",
+    "verify_directory",
+    "verify_document",
+]
+
+DATA_DIR = Path(__file__).resolve().parent / "data"
+"""The committed vector files (shipped as package data)."""
+
+SCHEMA_DIR = Path(__file__).resolve().parent / "schemas"
+"""One JSON Schema per vector file type (shipped as package data)."""
+
+SUITES: tuple[Suite, ...] = (
+    *_primitives.SUITES[:1],
+    *_encoding.SUITES,
+    *_primitives.SUITES[1:],
+    *_wire.SUITES,
+    *_masking.SUITES,
+    *_sessions.SUITES,
+    *_paillier.SUITES,
+)
+"""Every vector file, in the order the spec presents them."""
+
+RESULTS = ("valid", "invalid", "acceptable")
+
+
+@dataclass
+class FileReport:
+    """The verification of one vector file."""
+
+    name: str
+    passed: int = 0
+    failures: list[str] = field(default_factory=list)
+    schema: str = "skipped (jsonschema is not installed)"
+
+    @property
+    def failed(self) -> int:
+        """Failed tests, plus one for each file-level problem (schema, counts)."""
+        return len(self.failures)
+
+    def line(self) -> str:
+        """One summary line: name, counts, schema status."""
+        return f"{self.name}: {self.passed} passed, {self.failed} failed (schema: {self.schema})"
+
+
+def load_vectors(name: str, directory: Path | str | None = None) -> Json:
+    """The parsed vector file ``name`` (e.g. ``"prg.json"``) from ``directory``
+    (default: the committed vectors)."""
+    path = Path(directory or DATA_DIR) / name
+    with path.open(encoding="utf-8") as handle:
+        document: Json = json.load(handle)
+    return document
+
+
+def load_schema(name: str) -> Json:
+    """The JSON Schema ``name`` (e.g. ``"prg_test_schema.json"``)."""
+    with (SCHEMA_DIR / name).open(encoding="utf-8") as handle:
+        schema: Json = json.load(handle)
+    return schema
+
+
+def _schema_errors(document: Json) -> tuple[str, list[str]]:
+    # jsonschema is optional (the test extra installs it): without it the semantic checks still run.
+    try:
+        jsonschema = importlib.import_module("jsonschema")
+    except ImportError:
+        return "skipped (jsonschema is not installed)", []
+    name = str(document.get("schema", ""))
+    if not (SCHEMA_DIR / name).is_file():
+        return "missing", [f"no schema named {name!r} in {SCHEMA_DIR}"]
+    validator = jsonschema.Draft202012Validator(load_schema(name))
+    errors = [f"schema: {'/'.join(str(p) for p in error.absolute_path)}: {error.message}"[:300]
+              for error in validator.iter_errors(document)]
+    return ("ok" if not errors else "FAILED"), errors[:10]
+
+
+def _structure_errors(document: Json) -> list[str]:
+    """File-level checks that hold with or without the schema."""
+    errors = []
+    tests = [test for group in document.get("testGroups", []) for test in group.get("tests", [])]
+    if document.get("numberOfTests") != len(tests):
+        errors.append(f"numberOfTests is {document.get('numberOfTests')}, the file holds {len(tests)} tests")
+    ids = [test.get("tcId") for test in tests]
+    if ids != list(range(1, len(tests) + 1)):
+        errors.append("tcIds are not 1..numberOfTests in order")
+    notes = document.get("notes", {})
+    for test in tests:
+        undocumented = [flag for flag in test.get("flags", []) if flag not in notes]
+        if undocumented:
+            errors.append(f"tcId {test.get('tcId')}: flags {undocumented} are not described in notes")
+        if test.get("result") not in RESULTS:
+            errors.append(f"tcId {test.get('tcId')}: result {test.get('result')!r} is not one of {RESULTS}")
+    return errors
+
+
+def verify_document(name: str, document: Json, *, schema: bool = True) -> FileReport:
+    """Check one parsed vector file: schema (unless ``schema`` is false), structure, then every test."""
+    report = FileReport(name)
+    if schema:
+        report.schema, schema_errors = _schema_errors(document)
+        report.failures += schema_errors
+    report.failures += _structure_errors(document)
+    for group in document.get("testGroups", []):
+        checker = CHECKERS.get(str(group.get("type")))
+        for test in group.get("tests", []):
+            if checker is None:
+                report.failures.append(f"tcId {test.get('tcId')}: no checker for group type {group.get('type')!r}")
+                continue
+            try:
+                checker(group, test)
+            except Exception as exc:  # every disagreement is reported, none is raised
+                report.failures.append(f"tcId {test.get('tcId')} ({test.get('comment')}): {type(exc).__name__}: {exc}")
+            else:
+                report.passed += 1
+    return report
+
+
+def verify_directory(directory: Path | str | None = None) -> list[FileReport]:
+    """Verify every ``*.json`` file in ``directory`` (default: the committed vectors).
+
+    A vector file this library knows that is missing from the folder is reported
+    as a failed file.
+    """
+    folder = Path(directory or DATA_DIR)
+    reports = []
+    for path in sorted(folder.glob("*.json")):
+        try:
+            document = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
+            report = FileReport(path.name, schema="not checked")
+            report.failures.append(f"cannot read: {exc}")
+            reports.append(report)
+            continue
+        reports.append(verify_document(path.name, document))
+    present = {report.name for report in reports}
+    for suite in SUITES:
+        if suite.filename not in present:
+            reports.append(FileReport(suite.filename, failures=["file missing"], schema="not checked"))
+    return reports
+
+
+def generate_directory(directory: Path | str, suites: Iterable[Suite] = SUITES) -> list[tuple[str, int]]:
+    """Write every vector file into ``directory``; return (file name, number of tests) pairs."""
+    folder = Path(directory)
+    folder.mkdir(parents=True, exist_ok=True)
+    written = []
+    for suite in suites:
+        document: dict[str, Any] = suite.generate()
+        # A vector the implementation disagrees with (e.g. an expected error class that
+        # changed) is never written: generation checks its own output first.
+        report = verify_document(suite.filename, json.loads(canonical_json(document)), schema=False)
+        if report.failures:
+            raise SecAggError(f"generated {suite.filename} does not verify: {report.failures[0]}")
+        (folder / suite.filename).write_text(canonical_json(document), encoding="utf-8", newline="\n")
+        written.append((suite.filename, int(document["numberOfTests"])))
+    return written

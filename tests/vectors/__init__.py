@@ -1,0 +1,1 @@
+"""Tests of the committed test vectors (secagg.vectors) and their generator."""
