@@ -5,7 +5,7 @@ its implementation (fl_core, a benchmark suite, the vectors) is imported lazily
 inside the handler, so ``import secagg`` never pulls in the layers above it.
 
 - ``secagg demo``: the hospital FedAvg demo (:mod:`fl_core.demo`).
-- ``secagg bench masking|paillier``: overhead benchmarks against their floors.
+- ``secagg bench SUITE``: overhead benchmarks against their floors and peers (:mod:`secagg_bench`).
 - ``secagg vectors verify|generate``: the committed test vectors.
 """
 
@@ -59,25 +59,91 @@ def _add_demo(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> 
     demo.set_defaults(handler=_lazy("fl_core.demo"))
 
 
+_BENCH_SUITES = {
+    "masking": "pairwise masking: client and server time vs d, dropout and graph, against the PRG floor",
+    "paillier": "packed threshold Paillier vs d, key size and n, against phe and the powmod floor",
+    "fedavg": "the hospital demo end to end: time per round and bytes per hospital, each aggregation vs plain",
+    "scaling": "clients n from 10 to 1000 at fixed d: per-client cost of SecAgg vs SecAgg+ (log-log)",
+    "peers": "Flower's SecAgg+ primitives and phe's per-value encryption doing the same work, same run",
+    "all": "every suite, one summary (what CI runs with --quick)",
+}
+
+
+def _bench_common(parser: argparse.ArgumentParser, *, json_option: bool = True) -> None:
+    """Options every ``secagg bench`` suite takes; suite options default to None so
+    that a preset fills them unless given."""
+    preset = parser.add_mutually_exclusive_group()
+    preset.add_argument(
+        "--quick", dest="preset", action="store_const", const="quick",
+        help="small preset grid (all suites together in under two minutes; CI)",
+    )
+    preset.add_argument(
+        "--full", dest="preset", action="store_const", const="full", help="the grid docs/benchmarks.md quotes"
+    )
+    parser.add_argument(
+        "--out", metavar="DIR", help="write SUITE.json, SUITE.csv, SUITE_*.png and summary.md into DIR"
+    )
+    if json_option:
+        parser.add_argument("--json", metavar="PATH", help="also write the suite's JSON report to PATH")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+    parser.set_defaults(handler=_lazy("secagg_bench.runner"))
+
+
 def _add_bench(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    bench = commands.add_parser("bench", help="overhead benchmarks against the plain baseline and the floor")
+    bench = commands.add_parser(
+        "bench",
+        help="overhead benchmarks against the plain baseline, the hardware floor and peer libraries",
+        description="Run benchmark suites; without --quick/--full the options given (or their defaults) "
+        "make the grid, with a preset they override its axes.",
+    )
     suites = bench.add_subparsers(dest="suite", metavar="SUITE", required=True)
-    masking = suites.add_parser("masking", help="pairwise masking: client and server time vs the PRG floor")
-    masking.add_argument("--clients", type=int, nargs="+", default=[100])
-    masking.add_argument("--dim", type=int, nargs="+", default=[100_000])
-    masking.add_argument("--graph", choices=["complete", "harary"], nargs="+", default=["harary"])
-    masking.add_argument("--dropout", type=float, nargs="+", default=[0.1])
-    masking.add_argument("--repeats", type=int, default=1, help="sessions per configuration (median taken)")
-    masking.add_argument("--json", metavar="PATH", help="write results as JSON")
-    masking.set_defaults(handler=_lazy("secagg.masking.benchmark"))
-    paillier = suites.add_parser("paillier", help="packed threshold Paillier vs phe and the powmod floor")
-    paillier.add_argument("--clients", type=int, nargs="+", default=[10])
-    paillier.add_argument("--dim", type=int, nargs="+", default=[10_000])
-    paillier.add_argument("--key-bits", type=int, nargs="+", default=[2048])
-    paillier.add_argument("--value-bits", type=int, default=16)
-    paillier.add_argument("--workers", type=int, default=0, help="processes (default: one per core)")
-    paillier.add_argument("--json", metavar="PATH", help="write results as JSON")
-    paillier.set_defaults(handler=_lazy("secagg.paillier.benchmark"))
+    parsers = {name: suites.add_parser(name, help=text, description=text) for name, text in _BENCH_SUITES.items()}
+    masking = parsers["masking"]
+    masking.add_argument("--clients", type=int, nargs="+", help="n (default: 100)")
+    masking.add_argument("--dim", type=int, nargs="+", help="vector length d (default: 100000)")
+    masking.add_argument("--graph", choices=["complete", "harary"], nargs="+", help="default: harary")
+    masking.add_argument("--dropout", type=float, nargs="+", help="dropout rates (default: 0.1)")
+    masking.add_argument("--repeats", type=int, help="sessions per configuration, median taken (default: 1)")
+    paillier = parsers["paillier"]
+    paillier.add_argument("--clients", type=int, nargs="+", help="default: 10")
+    paillier.add_argument("--dim", type=int, nargs="+", help="default: 10000")
+    paillier.add_argument("--key-bits", type=int, nargs="+", help="default: 2048")
+    paillier.add_argument("--value-bits", type=int, help="default: 16")
+    paillier.add_argument("--workers", type=int, help="processes (default: 0, one per core)")
+    paillier.add_argument(
+        "--obfuscation", choices=["djn", "textbook"], nargs="+",
+        help="obfuscator generation: DJN short exponent with fixed-base table, or r^n (default: djn)",
+    )
+    paillier.add_argument("--threshold", type=int, default=None, help="t (default: clients // 2 + 1)")
+    paillier.add_argument("--naive-sample", type=int, help="values encrypted with phe for the baseline (default: 50)")
+    paillier.add_argument("--seed", type=int, help="seed of the random input vectors (default: 0)")
+    fedavg = parsers["fedavg"]
+    fedavg.add_argument("--dataset", choices=["breast-cancer", "digits"], nargs="+", help="default: breast-cancer")
+    fedavg.add_argument(
+        "--aggregation", choices=["secagg", "secagg+", "paillier"], nargs="+",
+        help="secure aggregations to compare with plain FedAvg (default: all three)",
+    )
+    fedavg.add_argument("--hospitals", type=int, help="default: 5")
+    fedavg.add_argument("--rounds", type=int, help="FedAvg rounds, at least 2 (default: 5)")
+    fedavg.add_argument("--seed", type=int, help="default: 0")
+    fedavg.add_argument(
+        "--insecure-small-key", action="store_const", const=True,
+        help="paillier with a 1024-bit key (INSECURE; what --quick uses)",
+    )
+    scaling = parsers["scaling"]
+    scaling.add_argument("--clients", type=int, nargs="+", help="n values (default: 10 100 1000)")
+    scaling.add_argument("--dim", type=int, help="vector length d (default: 10000)")
+    scaling.add_argument("--dropout", type=float, help="dropout rate (default: 0.1)")
+    scaling.add_argument("--repeats", type=int, help="sessions per configuration (default: 1)")
+    scaling.add_argument("--max-complete", type=int, help="largest n run on the complete graph (default: 200)")
+    peers = parsers["peers"]
+    peers.add_argument("--clients", type=int, help="n (default: 100)")
+    peers.add_argument("--dim", type=int, nargs="+", help="vector lengths d (default: 1000000)")
+    peers.add_argument("--dropout", type=float, help="dropout rate (default: 0.1)")
+    peers.add_argument("--repeats", type=int, help="repetitions of each component, median taken (default: 3)")
+    peers.add_argument("--paillier-dim", type=int, help="vector length of the phe comparison (default: 10000)")
+    for name, parser in parsers.items():
+        _bench_common(parser, json_option=name != "all")
 
 
 def _add_vectors(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

@@ -7,6 +7,8 @@ them into an accumulator with numpy. The client floor is (k + 1) such
 expansions (k pairwise masks and the self-mask); the server floor is the
 expansions unmasking regenerates plus summing the n masked inputs. Results are
 ratios to those floors measured on the same machine in the same run.
+``client_total_s`` is a client's whole compute over the session (every step
+after AdvertiseKeys); bytes are per included client, sent and received.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import os
 import platform
 import statistics
 import time
+from collections import defaultdict
 from collections.abc import Callable
 from typing import Any
 
@@ -69,6 +72,24 @@ def _median_time(operation: Callable[[], object]) -> float:
     return statistics.median(samples)
 
 
+class _StepClock:
+    """A driver ``tamper`` hook that passes every message through unchanged and
+    charges each client the time from its inbound message to the next message
+    event: its whole ``client_step`` (the driver steps clients one at a time).
+    AdvertiseKeys (two key generations, no inbound message) is not timed."""
+
+    def __init__(self) -> None:
+        self.seconds: defaultdict[int, float] = defaultdict(float)
+        self._open: tuple[int, float] | None = None
+
+    def __call__(self, round_: Round, direction: str, client: int, data: bytes) -> bytes:
+        now = time.perf_counter()
+        if self._open is not None:
+            self.seconds[self._open[0]] += now - self._open[1]
+        self._open = (client, now) if direction == "down" else None
+        return data
+
+
 def _dropout_schedule(num_clients: int, rate: float, rng: np.random.Generator) -> dict[int, Round]:
     """Drop ``round(rate * n)`` random clients: half after ShareKeys (their pairwise
     masks must be regenerated), half after sending their masked input."""
@@ -94,15 +115,19 @@ def run_configuration(num_clients: int, dim: int, graph: str, dropout: float, re
         for client in range(1, num_clients + 1)
     }
     client_s, server_s, uploads, regenerated = [], [], [], []
+    client_total_s, downloads = [], []
     exact = True
     for _ in range(repeats):
         dropouts = _dropout_schedule(num_clients, dropout, rng)
-        result = run_session(config, inputs, dropouts, record_transcript=False)
+        clock = _StepClock()
+        result = run_session(config, inputs, dropouts, record_transcript=False, tamper=clock)
         expected = config.ring.sum((inputs[c] for c in result.included), dim)
         exact = exact and bool(np.array_equal(result.aggregate, expected))
         client_s.append(statistics.median(result.client_mask_s.values()))
+        client_total_s.append(statistics.median(clock.seconds[c] for c in result.included))
         server_s.append(result.server_unmask_s)
         uploads.append(result.bytes_per_client_upload)
+        downloads.append(result.bytes_sent["client_download"] / max(1, len(result.included)))
         regenerated.append(_server_expansions(config, dropouts, len(result.included)))
     floor = FloorTimer(dim, config.ring)
     expansion_s, add_s = floor.expansion_s(), floor.add_s()
@@ -113,13 +138,16 @@ def run_configuration(num_clients: int, dim: int, graph: str, dropout: float, re
         "floor_client_s": masks_per_client * expansion_s,
         "floor_server_s": statistics.median(regenerated) * expansion_s + num_clients * add_s,
         "floor_expansion_s": expansion_s,
+        "client_total_s": statistics.median(client_total_s),
         "bytes_per_client_upload": statistics.median(uploads),
+        "bytes_per_client_download": statistics.median(downloads),
         "bytes_plain_float32": 4 * dim,
         "exact": exact,
     }
     metrics["client_over_floor"] = metrics["client_mask_s"] / metrics["floor_client_s"]
     metrics["server_over_floor"] = metrics["server_unmask_s"] / metrics["floor_server_s"]
     metrics["upload_expansion"] = metrics["bytes_per_client_upload"] / metrics["bytes_plain_float32"]
+    metrics["download_expansion"] = metrics["bytes_per_client_download"] / metrics["bytes_plain_float32"]
     params = {
         "clients": num_clients,
         "dim": dim,

@@ -1,0 +1,30 @@
+"""``secagg_bench``: the benchmark suites behind ``secagg bench`` (the ``benchmarks/`` folder, installed).
+
+Every suite measures what it compares against in the same run, so each figure
+is also a ratio: to plain aggregation, to the hardware floor (AES-128-CTR
+keystream, numpy adds, gmpy2 modular exponentiation) and to a peer
+implementation doing the same work.
+
+=========  ==================================================================
+suite      what it measures
+=========  ==================================================================
+masking    client and server time of SecAgg / SecAgg+ vs n, d, dropout rate
+paillier   packed threshold Paillier: encrypt, aggregate, decrypt vs d, key
+           size, n; against phe's per-value encryption and the powmod floor
+fedavg     the hospital demo end to end: time per round and bytes per
+           hospital for every aggregation, over plain FedAvg
+scaling    n from 10 to 1000 at fixed d: per-client cost, SecAgg vs SecAgg+
+peers      Flower 1.41's SecAgg+ primitives and phe, same n, d, k, same run
+=========  ==================================================================
+
+``secagg bench SUITE [--quick|--full] --out DIR`` (:mod:`secagg_bench.runner`)
+writes ``DIR/SUITE.json`` (checked against ``schemas/report.schema.json``),
+``DIR/SUITE.csv``, ``DIR/SUITE_*.png`` and ``DIR/summary.md``.
+"""
+
+from __future__ import annotations
+
+__all__ = ["SUITES"]
+
+SUITES = ("masking", "paillier", "fedavg", "scaling", "peers")
+"""The suites, in the order ``secagg bench all`` runs them."""

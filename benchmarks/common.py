@@ -1,0 +1,94 @@
+"""What every suite shares: the run context, option presets, number formatting."""
+
+from __future__ import annotations
+
+import copy
+import datetime
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from . import floors
+from .report import Column, Row
+
+__all__ = ["MODES", "RunContext", "format_value", "resolve", "row_line", "utc_now"]
+
+MODES = ("quick", "full", "custom")
+"""``--quick``, ``--full``, or neither (the options given, with the suite's defaults)."""
+
+FLOOR_KEY_BITS = {"quick": (2048, 3072), "full": (2048, 3072, 4096), "custom": (2048, 3072)}
+FLOOR_SAMPLES = {"quick": 7, "full": 15, "custom": 11}
+
+
+@dataclass(frozen=True)
+class RunContext:
+    """How a suite runs: its mode, the command line that started it, progress bars."""
+
+    mode: str
+    command: str
+    progress: bool = True
+
+    def floors(self) -> dict[str, Any]:
+        """The hardware floors of this run (measured once per process)."""
+        return floors.measure(key_bits=FLOOR_KEY_BITS[self.mode], powmod_samples=FLOOR_SAMPLES[self.mode])
+
+
+def resolve(presets: Mapping[str, Mapping[str, Any]], mode: str, overrides: Mapping[str, Any]) -> dict[str, Any]:
+    """The preset of ``mode`` with every option given explicitly (not None) replacing it."""
+    options = copy.deepcopy(dict(presets[mode]))
+    options.update({key: value for key, value in overrides.items() if value is not None})
+    return options
+
+
+def utc_now() -> str:
+    """ISO-8601 UTC timestamp, seconds precision."""
+    return datetime.datetime.now(datetime.timezone.utc).replace(microsecond=0).isoformat()
+
+
+def format_value(value: Any, unit: str) -> str:
+    """``value`` for a Markdown table or a console line, in ``unit``'s style."""
+    if value is None or (isinstance(value, float) and not math.isfinite(value)):
+        return "-"
+    if isinstance(value, bool) or unit == "str":
+        return str(value)
+    number = float(value)
+    if unit == "s":
+        return _seconds(number)
+    if unit == "x":
+        return f"{number:.3g}x" if number < 100 else f"{number:,.0f}x"
+    if unit == "bytes":
+        return _bytes(number)
+    if unit == "int":
+        return f"{int(number):,}"
+    if unit == "pct":
+        return f"{100 * number:.0f}%"
+    if unit == "f3":
+        return f"{number:.3f}"
+    if unit == "acc":
+        return f"{100 * number:.2f}%"
+    return str(value)
+
+
+def _seconds(value: float) -> str:
+    if value >= 100:
+        return f"{value:,.0f} s"
+    if value >= 1:
+        return f"{value:.2f} s"
+    if value >= 1e-3:
+        return f"{value * 1e3:.3g} ms"
+    return f"{value * 1e6:.3g} us"
+
+
+def _bytes(value: float) -> str:
+    for unit, size in (("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
+        if value >= size:
+            return f"{value / size:.3g} {unit}"
+    return f"{value:.0f} B"
+
+
+def row_line(row: Row, columns: Sequence[Column]) -> str:
+    """One console line for ``row``: ``header=value`` for each column."""
+    return "  ".join(
+        f"{column.header}={format_value(row[column.source].get(column.key), column.unit)}" for column in columns
+    )

@@ -1,0 +1,165 @@
+"""``secagg bench``: trimmed runs of every suite through the command line, checked
+against the report schema (CI runs the real ``--quick`` grid, see test_bench_quick)."""
+
+from __future__ import annotations
+
+import csv
+import importlib.util
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+from secagg_bench import flower_peer
+from secagg_bench.report import validate
+
+from secagg import cli
+
+pytest.importorskip("jsonschema")
+PLOTS = importlib.util.find_spec("matplotlib") is not None
+
+
+def _run(capsys: pytest.CaptureFixture[str], out: Path, suite: str, *options: str) -> dict[str, Any]:
+    code = cli.main(["bench", suite, *options, "--out", str(out), "--no-progress"])
+    captured = capsys.readouterr()
+    assert code == 0, captured.err
+    document: dict[str, Any] = json.loads((out / f"{suite}.json").read_text(encoding="utf-8"))
+    return document
+
+
+def _check_outputs(out: Path, document: dict[str, Any]) -> None:
+    suite = document["suite"]
+    assert validate(document) == []
+    with (out / f"{suite}.csv").open(encoding="utf-8") as handle:
+        assert len(list(csv.reader(handle))) == len(document["results"]) + 1
+    summary = (out / "summary.md").read_text(encoding="utf-8")
+    assert f"(`{suite}`)" in summary
+    for name in document["plots"]:
+        assert (out / name).stat().st_size > 1000
+        assert f"![{name}]({name})" in summary
+    if PLOTS:
+        assert document["plots"], f"{suite}: no plot written"
+
+
+def test_masking_suite_keeps_the_legacy_options_and_json(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    # Prepare
+    legacy = tmp_path / "legacy.json"
+
+    # Execute
+    code = cli.main(
+        ["bench", "masking", "--clients", "5", "--dim", "64", "--graph", "complete", "harary", "--dropout", "0.2",
+         "--json", str(legacy), "--no-progress"]
+    )  # fmt: skip
+    document = json.loads(legacy.read_text(encoding="utf-8"))
+
+    # Assert
+    assert code == 0
+    assert document["suite"] == "masking" and document["mode"] == "custom"
+    assert [r["params"]["requested_graph"] for r in document["results"]] == ["complete", "harary"]
+    for row in document["results"]:
+        metrics = row["metrics"]
+        assert metrics["exact"] is True
+        assert metrics["client_mask_s"] > 0 and metrics["floor_client_s"] > 0
+        assert metrics["bytes_per_client_download"] > 0 and metrics["client_total_s"] >= metrics["client_mask_s"]
+    assert validate(document) == []
+
+
+def test_masking_and_scaling_write_reports_plots_and_one_summary(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    # Execute
+    masking = _run(capsys, tmp_path, "masking", "--clients", "6", "--dim", "100", "1000",
+                   "--graph", "complete", "harary", "--dropout", "0", "0.34")  # fmt: skip
+    scaling = _run(capsys, tmp_path, "scaling", "--clients", "5", "10", "20", "--dim", "100", "--max-complete", "10")
+
+    # Assert
+    _check_outputs(tmp_path, masking)
+    _check_outputs(tmp_path, scaling)
+    assert len(masking["results"]) == 8
+    graphs = [(r["params"]["requested_graph"], r["params"]["clients"]) for r in scaling["results"]]
+    assert graphs == [("harary", 5), ("harary", 10), ("harary", 20), ("complete", 5), ("complete", 10)]
+    assert any("capped at n <= 10" in note for note in scaling["notes"])
+    assert "SecAgg+ per-client cost growth, top decade (log-log slope)" in {t["name"] for t in scaling["targets"]}
+
+
+def test_paillier_suite_compares_with_phe_and_the_floor(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    # Execute
+    document = _run(capsys, tmp_path, "paillier", "--clients", "3", "--dim", "8", "40", "--workers", "1",
+                    "--naive-sample", "2")  # fmt: skip
+
+    # Assert
+    _check_outputs(tmp_path, document)
+    for row in document["results"]:
+        metrics = row["metrics"]
+        assert metrics["exact"] is True
+        assert metrics["naive_phe_encrypt_s"] > 0 and metrics["floor_encrypt_s"] > 0
+        assert metrics["upload_expansion"] > 1
+    assert "2048" in document["floors"]["powmod_s"]
+
+
+@pytest.mark.skipif(importlib.util.find_spec("sklearn") is None, reason="the demo data needs scikit-learn")
+def test_fedavg_suite_relates_every_aggregation_to_plain(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    # Execute
+    document = _run(capsys, tmp_path, "fedavg", "--rounds", "2", "--aggregation", "secagg+", "paillier",
+                    "--insecure-small-key")  # fmt: skip
+
+    # Assert
+    _check_outputs(tmp_path, document)
+    rows = {r["params"]["aggregation"]: r for r in document["results"]}
+    assert list(rows) == ["plain", "secagg+", "paillier"]
+    assert rows["plain"]["metrics"]["secure_over_plain_round"] == pytest.approx(1.0)
+    assert rows["secagg+"]["params"]["dim"] == rows["plain"]["params"]["dim"] > 0
+    assert rows["paillier"]["params"]["key_bits"] == 1024
+    assert any("NOT secure" in note for note in document["notes"])
+
+
+@pytest.mark.skipif(not flower_peer.available(), reason="Flower (the bench extra) is not installed")
+def test_peers_suite_times_flower_and_phe_on_the_same_work(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    # Execute
+    document = _run(capsys, tmp_path, "peers", "--clients", "10", "--dim", "500", "--repeats", "1",
+                    "--paillier-dim", "8")  # fmt: skip
+
+    # Assert
+    _check_outputs(tmp_path, document)
+    components = [r["params"]["component"] for r in document["results"]]
+    assert "mask generation" in components and "masked-input step (protocol)" in components
+    assert components[-1] == "Paillier encryption of one vector"
+    assert any("32 bits of entropy" in note for note in document["notes"])
+    assert document["machine"]["flwr"] == "1.41.0"
+
+
+def test_peers_suite_without_flower_runs_phe_and_says_so(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Prepare
+    monkeypatch.setattr(flower_peer, "available", lambda: False)
+
+    # Execute
+    document = _run(capsys, tmp_path, "peers", "--paillier-dim", "8", "--repeats", "1")
+
+    # Assert
+    assert validate(document) == []
+    assert [r["params"]["component"] for r in document["results"]] == ["Paillier encryption of one vector"]
+    assert any("Flower is not installed" in note for note in document["notes"])
+
+
+def test_bench_all_lists_every_suite(capsys: pytest.CaptureFixture[str]) -> None:
+    # Execute
+    with pytest.raises(SystemExit) as exited:
+        cli.main(["bench", "--help"])
+    out = capsys.readouterr().out
+
+    # Assert
+    assert exited.value.code == 0
+    for suite in ("masking", "paillier", "fedavg", "scaling", "peers", "all"):
+        assert suite in out
+
+
+def test_quick_and_full_are_exclusive(capsys: pytest.CaptureFixture[str]) -> None:
+    # Execute
+    with pytest.raises(SystemExit) as exited:
+        cli.main(["bench", "masking", "--quick", "--full"])
+
+    # Assert
+    assert exited.value.code == 2
+    assert "not allowed with argument" in capsys.readouterr().err
