@@ -196,8 +196,8 @@ def run(overrides: Mapping[str, Any], context: RunContext) -> SuiteReport:
             **NOTES,
             "upload_expansion": "upload_bytes / (4 d), the float32 update sent in the clear",
             "sent_by_decrypting_client": "upload + one partial decryption (a client among the t decrypting parties)",
-            "received_by_decrypting_client": "the decryption request (the aggregate ciphertexts and the uploads' "
-            "digests a party checks)",
+            "received_by_decrypting_client": "the decryption request: every upload in full, which the party "
+            "multiplies itself to check the aggregate (52.8 MB per party at 10 clients x 10^6 values)",
         },
     )
 

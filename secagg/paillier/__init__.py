@@ -4,8 +4,10 @@ Hospitals pack their quantized vectors many values to a plaintext
 (:class:`SlotLayout`), encrypt under one Paillier public key, and upload; the
 server multiplies ciphertexts (adds the plaintexts); any t hospitals holding key
 shares return partial decryptions of that one aggregate, which the server
-combines. No single party, the server included, can decrypt one hospital's
-update. A single-key mode (one separate key holder) uses the same API.
+combines, after checking each answer's batched zero-knowledge proof
+(:mod:`secagg.paillier.proofs`). No single party, the server included, can
+decrypt one hospital's update. A single-key mode (one separate key holder)
+uses the same API.
 
 Start with :func:`run_session` (the narrated in-memory driver) and
 :class:`PaillierConfig`; the roles are :class:`Client`, :class:`Server` and
