@@ -5,12 +5,13 @@ from __future__ import annotations
 import copy
 import datetime
 import math
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from . import floors
-from .report import Column, Row
+from .report import Column, Row, SuiteReport, machine
 
 __all__ = ["MODES", "RunContext", "format_value", "resolve", "row_line", "utc_now"]
 
@@ -28,6 +29,19 @@ class RunContext:
     mode: str
     command: str
     progress: bool = True
+
+    def report(self, suite: str, started: str, clock: float, **fields: Any) -> SuiteReport:
+        """``suite``'s report with this run's bookkeeping filled in: mode, command,
+        machine, start time and the seconds since ``clock`` (a perf_counter value)."""
+        return SuiteReport(
+            suite=suite,
+            mode=self.mode,
+            command=self.command,
+            machine=machine(),
+            started=started,
+            seconds=time.perf_counter() - clock,
+            **fields,
+        )
 
     def floors(self) -> dict[str, Any]:
         """The hardware floors of this run (measured once per process)."""

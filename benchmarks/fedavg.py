@@ -29,7 +29,7 @@ from secagg.paillier import DEFAULT_KEY_BITS
 from .common import RunContext, resolve, row_line, utc_now
 from .floors import expansion_rate_note
 from .progress import Progress
-from .report import Column, Row, SuiteReport, Target, machine
+from .report import Column, Row, SuiteReport, Target
 
 __all__ = ["COLUMNS", "OPTIONS", "PRESETS", "TITLE", "run"]
 
@@ -144,13 +144,10 @@ def run(overrides: Mapping[str, Any], context: RunContext) -> SuiteReport:
             "paillier ran with a 1024-bit key (--insecure-small-key, NOT secure) to keep this run short; "
             "the full run uses the default 3072-bit key"
         )
-    return SuiteReport(
-        suite="fedavg",
-        mode=context.mode,
-        command=context.command,
-        machine=machine(),
-        started=started,
-        seconds=time.perf_counter() - clock,
+    return context.report(
+        "fedavg",
+        started,
+        clock,
         floors=floors,
         results=results,
         targets=[

@@ -20,7 +20,7 @@ from secagg.masking.benchmark import run_configuration
 from .common import RunContext, resolve, row_line, utc_now
 from .floors import expansion_rate_note
 from .progress import Progress
-from .report import Column, Row, SuiteReport, Target, machine
+from .report import Column, Row, SuiteReport, Target
 
 __all__ = ["COLUMNS", "OPTIONS", "PRESETS", "TARGET_CONFIG", "TITLE", "configurations", "run"]
 
@@ -125,13 +125,10 @@ def run(overrides: Mapping[str, Any], context: RunContext) -> SuiteReport:
             results.append(row)
             progress.write("masking  " + row_line(row, COLUMNS))
             progress.advance()
-    return SuiteReport(
-        suite="masking",
-        mode=context.mode,
-        command=context.command,
-        machine=machine(),
-        started=started,
-        seconds=time.perf_counter() - clock,
+    return context.report(
+        "masking",
+        started,
+        clock,
         floors=floors,
         results=results,
         targets=targets(results),

@@ -29,7 +29,7 @@ from secagg.paillier.encryption import Obfuscation
 from .common import RunContext, resolve, row_line, utc_now
 from .floors import expansion_rate_note
 from .progress import Progress
-from .report import Column, Row, SuiteReport, Target, machine
+from .report import Column, Row, SuiteReport, Target
 
 __all__ = ["COLUMNS", "OPTIONS", "PRESETS", "TITLE", "configurations", "key_material", "run"]
 
@@ -181,13 +181,10 @@ def run(overrides: Mapping[str, Any], context: RunContext) -> SuiteReport:
     finally:
         for pool in pools.values():
             pool.close()
-    return SuiteReport(
-        suite="paillier",
-        mode=context.mode,
-        command=context.command,
-        machine=machine(),
-        started=started,
-        seconds=time.perf_counter() - clock,
+    return context.report(
+        "paillier",
+        started,
+        clock,
         floors=floors,
         results=results,
         targets=targets(results),

@@ -25,7 +25,7 @@ from secagg.masking.benchmark import run_configuration
 from .common import RunContext, resolve, row_line, utc_now
 from .floors import expansion_rate_note
 from .progress import Progress
-from .report import Column, Row, SuiteReport, Target, machine
+from .report import Column, Row, SuiteReport, Target
 
 __all__ = ["COLUMNS", "OPTIONS", "PRESETS", "TITLE", "fit_log", "loglog_slope", "run"]
 
@@ -102,13 +102,10 @@ def run(overrides: Mapping[str, Any], context: RunContext) -> SuiteReport:
             "take minutes per simulated session on this machine"
         )
     notes.extend(_fit_notes(results))
-    return SuiteReport(
-        suite="scaling",
-        mode=context.mode,
-        command=context.command,
-        machine=machine(),
-        started=started,
-        seconds=time.perf_counter() - clock,
+    return context.report(
+        "scaling",
+        started,
+        clock,
         floors=floors,
         results=results,
         targets=targets(results),
