@@ -180,7 +180,7 @@ def client_start(
         mask_private=mask.private,
         encryption_public=encryption.public,
         mask_public=mask.public,
-        session=b"",
+        session=session_id(config, context),
         self_mask_seed=b"",
         neighbours=(),
         held=(),
@@ -245,7 +245,7 @@ def _check_round(state: ClientState, phase: ClientPhase, message: wire.Message) 
     recipient = getattr(message, "recipient", None)
     if recipient != state.client:
         raise ProtocolError(f"{who}: {type(message).__name__} is addressed to client {recipient}")
-    if not isinstance(message, KeyRoster) and getattr(message, "session_id", None) != state.session:
+    if getattr(message, "session_id", state.session) != state.session:
         raise ProtocolError(f"{who}: {type(message).__name__} belongs to another session")
 
 
@@ -256,16 +256,14 @@ def _share_keys(
     state: ClientState, config: MaskingConfig, roster: KeyRoster, random_bytes: RandomBytes
 ) -> tuple[ClientState, bytes]:
     who = f"client {state.client}"
-    entries = {entry.client: entry for entry in roster.entries}
-    if any(not 1 <= client <= config.num_clients for client in entries):
-        raise ProtocolError(f"{who}: roster names a client outside 1..{config.num_clients}")
-    own = entries.get(state.client)
-    if own is None or (own.encryption_key, own.mask_key) != (state.encryption_public, state.mask_public):
-        raise ProtocolError(f"{who}: the roster does not carry this client's own keys")
+    session = state.session
+    expected = frozenset(graph_neighbours(config, session, state.client))
+    strangers = [entry.client for entry in roster.entries if entry.client not in expected]
+    if strangers:
+        raise ProtocolError(f"{who}: the key roster names client {strangers[0]}, which is not a neighbour")
     if config.mode == ACTIVE:
         _verify_roster_signatures(state, config, roster.entries)
-    session = session_id(config, state.context, roster.entries)
-    neighbours = tuple(entries[v] for v in graph_neighbours(config, session, state.client) if v in entries)
+    neighbours = roster.entries
     if len(neighbours) < config.threshold:
         raise ThresholdError(
             f"{who}: only {len(neighbours)} neighbours advertised keys, fewer than the threshold {config.threshold}"
@@ -282,9 +280,7 @@ def _share_keys(
         bundle = ShareBundle(state.client, entry.client, _value(key_share), _value(seed_share))
         ad = aead.share_associated_data(session, state.client, entry.client, Round.SHARE_KEYS)
         boxes.append(SealedBox(entry.client, aead.seal(key, wire.encode(bundle), ad, random_bytes)))
-    new_state = replace(
-        state, phase=ClientPhase.AWAIT_SHARES, session=session, self_mask_seed=self_mask_seed, neighbours=neighbours
-    )
+    new_state = replace(state, phase=ClientPhase.AWAIT_SHARES, self_mask_seed=self_mask_seed, neighbours=neighbours)
     message = EncryptedShares(state.client, session, self_mask_commitment(self_mask_seed), tuple(boxes))
     return new_state, wire.encode(message)
 
@@ -378,6 +374,12 @@ def _check_survivors(state: ClientState, config: MaskingConfig, survivors: tuple
         raise ProtocolError(f"{who}: the survivor list omits this client, whose masked input was sent")
     if any(not 1 <= client <= config.num_clients for client in survivors):
         raise ProtocolError(f"{who}: survivor list names a client outside 1..{config.num_clients}")
+    if config.mode != ACTIVE:
+        # Semi-honest requests list only this client and its surviving neighbours.
+        known = {state.client} | {entry.client for entry in state.neighbours}
+        strangers = [client for client in survivors if client not in known]
+        if strangers:
+            raise ProtocolError(f"{who}: survivor list names client {strangers[0]}, which is not a neighbour")
 
 
 # --- Round 4: Unmasking -------------------------------------------------------------

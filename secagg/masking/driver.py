@@ -19,7 +19,7 @@ from secagg.masking.client import ClientState, client_start, client_step
 from secagg.masking.config import ACTIVE, MaskingConfig
 from secagg.masking.messages import Round
 from secagg.masking.server import ServerResult, server_start, server_step
-from secagg.masking.session import ZERO_CONTEXT
+from secagg.masking.session import CONTEXT_SIZE
 from secagg.primitives.randomness import RandomBytes, system_random
 from secagg.primitives.signing import SigningKey
 from secagg.ring import RingVector
@@ -87,7 +87,7 @@ def run_session(
     inputs: Mapping[int, RingVector],
     dropouts: Mapping[int, Round] | None = None,
     *,
-    context: bytes = ZERO_CONTEXT,
+    context: bytes | None = None,
     identities: Mapping[int, SigningKey] | None = None,
     random_bytes: RandomBytes = system_random,
     record_transcript: bool = True,
@@ -96,7 +96,9 @@ def run_session(
     """Run one aggregation of ``inputs`` (client id -> ring vector, ids 1..n).
 
     ``dropouts[c] = r`` makes client c go silent from round r on: it never sends
-    its round-r message. Raises ThresholdError if fewer than the threshold
+    its round-r message. ``context`` (32 bytes) binds the session; by default
+    the server draws a fresh one from ``random_bytes``, so every session has its
+    own session id and graph. Raises ThresholdError if fewer than the threshold
     remain; the server then has learned nothing beyond what it already held.
     """
     dropouts = dict(dropouts or {})
@@ -110,11 +112,12 @@ def run_session(
     if config.mode == ACTIVE and identities is None:
         raise ConfigurationError("active mode needs the clients' identity keys")
     run = _Run(config, dropouts, identities or {}, random_bytes, record_transcript, tamper)
+    context = random_bytes(CONTEXT_SIZE) if context is None else context
 
     # Round 0, AdvertiseKeys: each client makes fresh key pairs and sends the public halves.
     uploads = run.start_clients(context)
-    # The server relays the roster; each client derives the session id and its
-    # neighbours, Shamir-shares its mask key and self-mask seed, and sends them sealed.
+    # The server relays each client its neighbours' keys; each client
+    # Shamir-shares its mask key and self-mask seed, and sends them sealed.
     server, downloads = server_step(server_start(config, context=context), run.receive(Round.ADVERTISE_KEYS, uploads))
     uploads = run.step_clients(Round.SHARE_KEYS, downloads)
     # The server routes the sealed shares; each client opens its shares and sends its masked input.

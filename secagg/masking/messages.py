@@ -106,10 +106,12 @@ class RosterEntry(wire.WireStruct):
 
 @dataclass(frozen=True)
 class KeyRoster(wire.Message):
-    """Server -> client: every advertised key, sorted by client id.
+    """Server -> client: the advertised keys of the recipient's graph neighbours,
+    sorted by client id (a neighbour that did not advertise is absent).
 
-    The session id is the hash of the configuration, the context and this
-    roster, so every client that accepts the roster commits to the same keys.
+    O(k) bytes on a Harary graph: a client never sees the whole roster. A
+    server that omits a neighbour's entry only makes it look dropped, which it
+    could do anyway; in active mode each entry carries its owner's signature.
     """
 
     TAG: ClassVar[int] = 0x0102
@@ -229,8 +231,13 @@ class SignedBy(wire.WireStruct):
 
 @dataclass(frozen=True)
 class UnmaskRequest(wire.Message):
-    """Server -> client: the survivor set, and in active mode the signatures of
-    at least t clients over that same set."""
+    """Server -> client: the survivors, and in active mode the signatures of at
+    least t clients over that same set.
+
+    Active mode: the whole survivor set (what every signer signed). Semi-honest
+    mode: the recipient and those of its neighbours whose masked input arrived,
+    all the recipient needs to choose which share of each neighbour to reveal.
+    """
 
     TAG: ClassVar[int] = 0x0108
     recipient: int = wire_field(U32)

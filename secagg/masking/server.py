@@ -50,7 +50,7 @@ from secagg.masking.session import (
     advertise_payload,
     check_context,
     consistency_payload,
-    graph_neighbours,
+    neighbour_table,
     pair_mask_seeds,
     pair_mask_subtracts,
     self_mask_commitment,
@@ -94,6 +94,7 @@ class ServerState:
     phase: ServerPhase = ServerPhase.COLLECT_KEYS
     roster: Mapping[int, RosterEntry] = field(default_factory=dict)
     session: bytes = b""
+    graph: Mapping[int, tuple[int, ...]] = field(default_factory=dict)
     shared: frozenset[int] = frozenset()
     commitments: Mapping[int, bytes] = field(default_factory=dict)
     delivered: Mapping[int, tuple[int, ...]] = field(default_factory=dict)
@@ -105,8 +106,13 @@ class ServerState:
 
 
 def server_start(config: MaskingConfig, *, context: bytes = ZERO_CONTEXT) -> ServerState:
-    """A server waiting for round 0 (AdvertiseKeys)."""
-    return ServerState(config=config, context=check_context(context))
+    """A server waiting for round 0 (AdvertiseKeys) of the session bound to ``context``.
+
+    ``context`` must be unique per session (e.g. a hash of the run, the round,
+    the model and a fresh nonce): it fixes the session id and with it the graph.
+    """
+    session = session_id(config, check_context(context))
+    return ServerState(config=config, context=context, session=session)
 
 
 def server_step(state: ServerState, inbound: Mapping[int, bytes]) -> tuple[ServerState, dict[int, bytes]]:
@@ -136,7 +142,7 @@ def _accept(
             message = wire.decode(data, expected)
             if getattr(message, "sender", None) != sender:
                 raise ProtocolError(f"message claims sender {getattr(message, 'sender', None)}")
-            if state.session and getattr(message, "session_id", state.session) != state.session:
+            if getattr(message, "session_id", state.session) != state.session:
                 raise ProtocolError("message belongs to another session")
             accepted[sender] = message
         except SecAggError as exc:
@@ -178,21 +184,23 @@ def _collect_keys(state: ServerState, inbound: Mapping[int, bytes]) -> tuple[Ser
             continue
         roster[client] = RosterEntry(client, message.encryption_key, message.mask_key, message.signature)
     _require(state, len(roster), "AdvertiseKeys", config.threshold + 1)
-    entries = tuple(roster[client] for client in sorted(roster))
-    session = session_id(config, state.context, entries)
-    outbound = {client: wire.encode(KeyRoster(client, entries)) for client in roster}
+    graph = neighbour_table(config, state.session)
+    outbound = {
+        client: wire.encode(KeyRoster(client, tuple(roster[v] for v in graph[client] if v in roster)))
+        for client in roster
+    }
     new_state = replace(
         state,
         phase=ServerPhase.COLLECT_SHARES,
         roster=roster,
-        session=session,
+        graph=graph,
         rejected=state.rejected + tuple(rejected),
     )
     return new_state, outbound
 
 
 def _neighbours_present(state: ServerState, client: int, present: Mapping[int, object] | frozenset[int]) -> list[int]:
-    return [v for v in graph_neighbours(state.config, state.session, client) if v in present]
+    return [v for v in state.graph[client] if v in present]
 
 
 def _collect_shares(state: ServerState, inbound: Mapping[int, bytes]) -> tuple[ServerState, dict[int, bytes]]:
@@ -247,7 +255,11 @@ def _collect_masked(state: ServerState, inbound: Mapping[int, bytes]) -> tuple[S
         outbound = {c: wire.encode(SurvivorList(c, state.session, ids)) for c in ids}
         phase = ServerPhase.COLLECT_CONSISTENCY
     else:
-        outbound = {c: wire.encode(UnmaskRequest(c, state.session, ids, ())) for c in ids}
+        # Semi-honest mode: each survivor learns only which of its neighbours survived
+        # (all it needs to choose its shares), so the request stays O(k) bytes.
+        alive = frozenset(ids)
+        local = {c: tuple(sorted(v for v in (c, *state.graph[c]) if v in alive)) for c in ids}
+        outbound = {c: wire.encode(UnmaskRequest(c, state.session, local[c], ())) for c in ids}
         phase = ServerPhase.COLLECT_UNMASK
     new_state = replace(
         state, phase=phase, masked_sum=total, survivors=ids, rejected=state.rejected + tuple(rejected)

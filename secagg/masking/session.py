@@ -12,18 +12,22 @@ from functools import lru_cache
 
 from secagg.errors import ConfigurationError
 from secagg.masking.config import COMPLETE, MaskingConfig
-from secagg.masking.messages import SESSION_ID_SIZE, RosterEntry
+from secagg.masking.messages import SESSION_ID_SIZE
 from secagg.primitives.kdf import derive_pair_key
 from secagg.primitives.key_agreement import exchange_many
 
 __all__ = [
     "CONTEXT_SIZE",
+    "GRAPH_ROUNDS",
     "PAIR_MASK_LABEL",
     "SELF_MASK_LABEL",
     "ZERO_CONTEXT",
+    "HararyPermutation",
     "advertise_payload",
     "consistency_payload",
     "graph_neighbours",
+    "harary_order",
+    "neighbour_table",
     "pair_mask_seeds",
     "pair_mask_subtracts",
     "self_mask_commitment",
@@ -50,16 +54,16 @@ def check_context(context: bytes) -> bytes:
     return context
 
 
-def session_id(config: MaskingConfig, context: bytes, roster: Sequence[RosterEntry]) -> bytes:
-    """SHA-256(``"secagg/v1/session"`` || config digest || context || roster entries).
+def session_id(config: MaskingConfig, context: bytes) -> bytes:
+    """SHA-256(``"secagg/v1/session"`` || config digest || context).
 
-    Each entry is u32 client || encryption key || mask key (signatures excluded:
-    they are over these same values). A new roster of fresh keys gives a new id.
+    Known to every party before any key is exchanged, so a client derives its
+    graph neighbours without seeing the other clients' keys. The context must
+    be unique per session (the driver draws it at random by default): two
+    sessions with one context would share a graph, though never a key, since
+    every session's X25519 keys are fresh.
     """
-    digest = hashlib.sha256(b"secagg/v1/session" + config.digest() + check_context(context))
-    for entry in roster:
-        digest.update(_u32(entry.client) + entry.encryption_key + entry.mask_key)
-    return digest.digest()
+    return hashlib.sha256(b"secagg/v1/session" + config.digest() + check_context(context)).digest()
 
 
 def advertise_payload(
@@ -75,31 +79,101 @@ def consistency_payload(session: bytes, survivors: Iterable[int]) -> bytes:
     return b"secagg/v1/consistency" + session + _u32(len(ids)) + b"".join(_u32(i) for i in ids)
 
 
-@lru_cache(maxsize=64)
-def _harary_positions(num_clients: int, session: bytes) -> tuple[int, ...]:
-    """Client ids ordered by SHA-256(``"secagg/v1/graph"`` || session || u32 id)."""
-    keyed = sorted(
-        (hashlib.sha256(b"secagg/v1/graph" + session + _u32(client)).digest(), client)
-        for client in range(1, num_clients + 1)
-    )
-    return tuple(client for _, client in keyed)
+GRAPH_ROUNDS = 8
+"""Feistel rounds of the Harary permutation (as many as FF3-1 uses)."""
+
+
+class HararyPermutation:
+    """The session's pseudorandom permutation of the positions 0..n-1.
+
+    A balanced Feistel network on 2h-bit values (h = ceil(bitlen(n - 1) / 2)),
+    round function ``r``: the first 4 bytes of SHA-256(``"secagg/v1/graph"`` ||
+    session id || u8 r || u32 x), big-endian, mod 2^h; values >= n are
+    encrypted again (cycle walking) until they fall in 0..n-1. Client ``i``
+    sits at position ``position(i - 1)``; either direction costs O(1) hashes, so
+    a client finds its k neighbours in O(k) work, whatever n is.
+    """
+
+    def __init__(self, num_clients: int, session: bytes) -> None:
+        if len(session) != SESSION_ID_SIZE:
+            raise ConfigurationError("session id must be 32 bytes")
+        self.size = num_clients
+        self.half_bits = max(1, ((num_clients - 1).bit_length() + 1) // 2)
+        self._half_mask = (1 << self.half_bits) - 1
+        self._hash = hashlib.sha256(b"secagg/v1/graph" + session)
+
+    def _round(self, index: int, value: int) -> int:
+        digest = self._hash.copy()
+        digest.update(bytes((index,)) + _u32(value))
+        return int.from_bytes(digest.digest()[:4], "big") & self._half_mask
+
+    def _encrypt(self, value: int) -> int:
+        left, right = value >> self.half_bits, value & self._half_mask
+        for index in range(GRAPH_ROUNDS):
+            left, right = right, left ^ self._round(index, right)
+        return (left << self.half_bits) | right
+
+    def _decrypt(self, value: int) -> int:
+        left, right = value >> self.half_bits, value & self._half_mask
+        for index in reversed(range(GRAPH_ROUNDS)):
+            left, right = right ^ self._round(index, left), left
+        return (left << self.half_bits) | right
+
+    def position(self, value: int) -> int:
+        """The position of ``value`` (0..n-1) in the permuted order."""
+        value = self._encrypt(value)
+        while value >= self.size:
+            value = self._encrypt(value)
+        return value
+
+    def at(self, position: int) -> int:
+        """The value (0..n-1) at ``position``: the inverse of :meth:`position`."""
+        value = self._decrypt(position)
+        while value >= self.size:
+            value = self._decrypt(value)
+        return value
 
 
 def graph_neighbours(config: MaskingConfig, session: bytes, client: int) -> tuple[int, ...]:
     """The sorted neighbours of ``client`` on the session's communication graph.
 
-    Complete graph: every other id. Harary graph H(k, n) on a permutation of the
-    ids: the clients at positions p +- 1, ..., p +- k/2 (mod n) of the order above.
+    Complete graph: every other id. Harary graph H(k, n) on the session's
+    permutation: the clients at positions p +- 1, ..., p +- k/2 (mod n), where
+    p is ``client``'s position (:class:`HararyPermutation`).
     """
     if len(session) != SESSION_ID_SIZE:
         raise ConfigurationError("session id must be 32 bytes")
     n = config.num_clients
     if config.graph == COMPLETE:
         return tuple(i for i in range(1, n + 1) if i != client)
-    order = _harary_positions(n, session)
-    position = order.index(client)
+    permutation = HararyPermutation(n, session)
+    position = permutation.position(client - 1)
     half = config.degree // 2
-    return tuple(sorted(order[(position + j) % n] for j in range(-half, half + 1) if j != 0))
+    offsets = [j for j in range(-half, half + 1) if j != 0]
+    return tuple(sorted(permutation.at((position + j) % n) + 1 for j in offsets))
+
+
+@lru_cache(maxsize=8)
+def harary_order(num_clients: int, session: bytes) -> tuple[int, ...]:
+    """Every client id in position order (the server's view of the whole graph)."""
+    permutation = HararyPermutation(num_clients, session)
+    order = [0] * num_clients
+    for value in range(num_clients):
+        order[permutation.position(value)] = value + 1
+    return tuple(order)
+
+
+def neighbour_table(config: MaskingConfig, session: bytes) -> dict[int, tuple[int, ...]]:
+    """:func:`graph_neighbours` of every client at once, in O(n k) (for the server)."""
+    n = config.num_clients
+    if config.graph == COMPLETE:
+        return {client: graph_neighbours(config, session, client) for client in range(1, n + 1)}
+    if len(session) != SESSION_ID_SIZE:
+        raise ConfigurationError("session id must be 32 bytes")
+    order = harary_order(n, session)
+    half = config.degree // 2
+    offsets = [j for j in range(-half, half + 1) if j != 0]
+    return {order[p]: tuple(sorted(order[(p + j) % n] for j in offsets)) for p in range(n)}
 
 
 def pair_mask_seeds(

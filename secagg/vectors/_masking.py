@@ -10,12 +10,11 @@ import numpy as np
 
 from secagg.errors import ConfigurationError
 from secagg.masking.config import MaskingConfig
-from secagg.masking.messages import RosterEntry
 from secagg.masking.parameters import derive_secagg_plus
 from secagg.masking.session import (
     PAIR_MASK_LABEL,
-    _harary_positions,
     graph_neighbours,
+    harary_order,
     pair_mask_seeds,
     pair_mask_subtracts,
     session_id,
@@ -172,8 +171,7 @@ def check_config(group: Json, test: Json) -> None:
 DERIVATION_NOTES = {
     "Complete": "The complete graph: every other client is a neighbour.",
     "Harary": "A Harary graph H(k, n) on the session's permutation of the ids.",
-    "PartialRoster": "Some clients did not advertise keys: only roster entries enter the session id.",
-    "Active": "Active mode: the roster entries carry signatures, which the session id leaves out.",
+    "Active": "Active mode: the identity keys are part of the config digest, hence of the session id.",
     "BadContext": "A round context that is not 32 bytes: refused (ConfigurationError).",
     "BadSessionId": "A session id that is not 32 bytes: refused (ConfigurationError).",
     "SignConvention": "The smaller id adds PRG(seed), the larger subtracts it: the pair's masks cancel.",
@@ -181,29 +179,12 @@ DERIVATION_NOTES = {
 }
 
 
-def _roster(config: MaskingConfig, label: str, clients: list[int], signed: bool = False) -> list[RosterEntry]:
-    source = deterministic(label)
-    return [RosterEntry(c, source(32), source(32), source(64) if signed else b"") for c in clients]
-
-
-def _roster_json(entries: list[RosterEntry]) -> list[Json]:
-    return [{"client": e.client, "encryptionKey": e.encryption_key.hex(), "maskKey": e.mask_key.hex(),
-             "signature": e.signature.hex()} for e in entries]
-
-
-def _roster_from_json(items: list[Json]) -> list[RosterEntry]:
-    return [RosterEntry(int(i["client"]), from_hex(i["encryptionKey"]), from_hex(i["maskKey"]),
-                        from_hex(i["signature"])) for i in items]
-
-
-def _session_group(comment: str, flags: list[str], config: MaskingConfig, clients: list[int]) -> Json:
+def _session_group(comment: str, flags: list[str], config: MaskingConfig) -> Json:
     context = deterministic(f"derivations/context/{comment}")(32)
-    roster = _roster(config, f"derivations/roster/{comment}", clients, signed=config.mode == "active")
-    session = session_id(config, context, roster)
-    tests = [test_case(comment, flags, "valid", context=context.hex(), roster=_roster_json(roster),
-                       sessionId=session.hex())]
+    session = session_id(config, context)
+    tests = [test_case(comment, flags, "valid", context=context.hex(), sessionId=session.hex())]
     tests.append(test_case("a 31-byte context", ["BadContext"], "invalid", context=context[:31].hex(),
-                           roster=_roster_json(roster), error="ConfigurationError"))
+                           error="ConfigurationError"))
     return {"type": "SessionIdTest", **config_fields(config), "configDigest": config.digest().hex(), "tests": tests}
 
 
@@ -213,7 +194,7 @@ def _graph_group(config: MaskingConfig, flags: list[str]) -> Json:
         session = deterministic(f"derivations/graph/{config.num_clients}/{config.degree}/{index}")(32)
         fields: Json = {"sessionId": session.hex()}
         if config.graph == "harary":
-            fields["order"] = list(_harary_positions(config.num_clients, session))
+            fields["order"] = list(harary_order(config.num_clients, session))
         fields["neighbours"] = [list(graph_neighbours(config, session, c)) for c in range(1, config.num_clients + 1)]
         tests.append(test_case(f"graph of session {index}", flags, "valid", **fields))
     tests.append(test_case("a 16-byte session id", ["BadSessionId"], "invalid", sessionId="00" * 16,
@@ -268,13 +249,12 @@ def generate_derivations() -> Json:
     """masking_derivations.json: session id, graph, pairwise masks, share keys."""
     identity = tuple(deterministic(f"derivations/identity/{i}")(32) for i in range(5))
     groups = [
-        _session_group("SecAgg, n = 4, all advertised", ["Complete"],
-                       MaskingConfig(num_clients=4, threshold=2, vector_length=8), [1, 2, 3, 4]),
-        _session_group("SecAgg, n = 5, client 3 silent", ["Complete", "PartialRoster"],
-                       MaskingConfig(num_clients=5, threshold=3, vector_length=8), [1, 2, 4, 5]),
+        _session_group("SecAgg, n = 4", ["Complete"], MaskingConfig(num_clients=4, threshold=2, vector_length=8)),
+        _session_group("SecAgg+, n = 10, k = 4", ["Harary"],
+                       MaskingConfig(num_clients=10, threshold=3, vector_length=8, graph="harary", degree=4)),
         _session_group("SecAgg active, n = 5", ["Complete", "Active"],
                        MaskingConfig(num_clients=5, threshold=3, vector_length=8, mode="active",
-                                     identity_keys=identity), [1, 2, 3, 4, 5]),
+                                     identity_keys=identity)),
         _graph_group(MaskingConfig(num_clients=4, threshold=2, vector_length=8), ["Complete"]),
         _graph_group(MaskingConfig(num_clients=6, threshold=2, vector_length=8, graph="harary", degree=2),
                      ["Harary"]),
@@ -290,9 +270,9 @@ def generate_derivations() -> Json:
         schema="masking_derivations_test_schema.json",
         header=[
             "Values both ends of the masking protocol derive (docs/spec.md, sections 12.2-12.5):",
-            "session id = SHA-256('secagg/v1/session' || config digest || context || for each roster entry",
-            "u32be(client) || encryptionKey || maskKey); the graph (Harary order: ids sorted by",
-            "SHA-256('secagg/v1/graph' || session id || u32be(id))); pairwise mask seeds and signs; share keys.",
+            "session id = SHA-256('secagg/v1/session' || config digest || context); the graph (Harary",
+            "order: client ids by their position under the session's cycle-walking Feistel permutation,",
+            "docs/spec.md 12.3); pairwise mask seeds and signs; share keys.",
         ],
         notes=DERIVATION_NOTES,
         groups=groups,
@@ -301,14 +281,14 @@ def generate_derivations() -> Json:
 
 @register("SessionIdTest")
 def check_session_id(group: Json, test: Json) -> None:
-    """Hash the config digest, context and roster into the session id."""
+    """Hash the config digest and the context into the session id."""
     config = config_from_fields(group)
     equal("configDigest", config.digest().hex(), group["configDigest"])
-    context, roster = from_hex(test["context"]), _roster_from_json(test["roster"])
+    context = from_hex(test["context"])
     if not is_valid(test):
-        expect_error(test, lambda: session_id(config, context, roster), "session id")
+        expect_error(test, lambda: session_id(config, context), "session id")
         return
-    equal("sessionId", session_id(config, context, roster).hex(), test["sessionId"])
+    equal("sessionId", session_id(config, context).hex(), test["sessionId"])
 
 
 @register("GraphTest")
@@ -321,7 +301,7 @@ def check_graph(group: Json, test: Json) -> None:
         expect_error(test, lambda: [graph_neighbours(config, session, c) for c in clients], "graph")
         return
     if config.graph == "harary":
-        equal("order", list(_harary_positions(config.num_clients, session)), test["order"])
+        equal("order", list(harary_order(config.num_clients, session)), test["order"])
     equal("neighbours", [list(graph_neighbours(config, session, c)) for c in clients], test["neighbours"])
 
 

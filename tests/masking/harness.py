@@ -33,7 +33,7 @@ from secagg.masking import (
     server_start,
     server_step,
 )
-from secagg.masking.messages import AdvertiseKeys, RosterEntry, UnmaskResponse
+from secagg.masking.messages import UnmaskResponse
 from secagg.masking.session import graph_neighbours, session_id
 from secagg.primitives.randomness import InsecureDeterministicRandom
 from secagg.primitives.signing import SigningKey
@@ -219,17 +219,10 @@ class StepRun:
         return graph_neighbours(self.config, self.server.session, client)
 
 
-def session_neighbours(config: MaskingConfig, context: bytes, advertised: Mapping[int, bytes]) -> Neighbours:
-    """The graph of the session whose roster is the AdvertiseKeys messages ``advertised``.
-
-    Recomputed from the public messages exactly as the parties do, so the
-    oracle sees the same (for Harary: session-dependent) graph.
-    """
-    entries = []
-    for client in sorted(advertised):
-        message = wire.decode(advertised[client], AdvertiseKeys)
-        entries.append(RosterEntry(message.sender, message.encryption_key, message.mask_key, message.signature))
-    session = session_id(config, context, entries)
+def session_neighbours(config: MaskingConfig, context: bytes) -> Neighbours:
+    """The graph of the session bound to ``context``, recomputed from public
+    values exactly as the parties do (for Harary: a context-dependent graph)."""
+    session = session_id(config, context)
     return lambda client: frozenset(graph_neighbours(config, session, client))
 
 

@@ -26,7 +26,6 @@ from secagg.masking import (
     MaskingConfig,
     Round,
     SessionResult,
-    client_start,
     make_identities,
     run_session,
 )
@@ -117,14 +116,8 @@ def run(scenario: Scenario) -> Outcome:
         identity_keys=public,
     )
     inputs = random_inputs(config, scenario.seed)
-    advertised: dict[int, bytes] = {}
-
-    def capture(round_: Round, direction: str, client: int, data: bytes) -> bytes:
-        # The oracle needs the roster to rebuild the session's graph; nothing is altered.
-        if round_ == Round.ADVERTISE_KEYS and direction == "up":
-            advertised[client] = data
-        return data
-
+    # A context per example, so the property sees many Harary permutations.
+    context = scenario.seed.to_bytes(32, "big")
     result, error = None, None
     try:
         result = run_session(
@@ -133,12 +126,12 @@ def run(scenario: Scenario) -> Outcome:
             scenario.dropouts,
             identities=identities or None,
             random_bytes=InsecureDeterministicRandom(scenario.seed),
+            context=context,
             record_transcript=False,
-            tamper=capture,
         )
     except ThresholdError as exc:
         error = exc
-    neighbours = session_neighbours(config, ZERO_CONTEXT, advertised)
+    neighbours = session_neighbours(config, context)
     return Outcome(
         config=config,
         inputs=inputs,
@@ -253,13 +246,10 @@ def test_harary_dropped_key_nobody_needs() -> None:
     recovered has t responding neighbours, but o0 (all four neighbours gone) has
     none, and nobody masked with o0.
     """
-    # Prepare: the graph depends on the session id, i.e. on the advertised keys;
-    # replay the driver's client_start calls with the same deterministic source.
+    # Prepare: the graph depends on the session id, i.e. on the config and the context.
     n, seed = 10, 7
     config = MaskingConfig(num_clients=n, threshold=2, vector_length=3, graph=HARARY, degree=4)
-    source = InsecureDeterministicRandom(seed)
-    advertised = {c: client_start(config, c, random_bytes=source)[1] for c in range(1, n + 1)}
-    neighbours = session_neighbours(config, ZERO_CONTEXT, advertised)
+    neighbours = session_neighbours(config, ZERO_CONTEXT)
     # Walk the ring: on H(4, n) a node shares two neighbours with the nodes at
     # distance 1 and only one with those at distance 2.
     o = [1]
@@ -272,7 +262,7 @@ def test_harary_dropped_key_nobody_needs() -> None:
     assert expected == frozenset(o[3:8])
     inputs = random_inputs(config, seed)
     # Execute
-    result = run_session(config, inputs, dropouts, random_bytes=InsecureDeterministicRandom(seed))
+    result = run_session(config, inputs, dropouts, context=ZERO_CONTEXT, random_bytes=InsecureDeterministicRandom(seed))
     # Assert
     assert result.included == expected
     assert_exact(config, result.aggregate, inputs, expected)

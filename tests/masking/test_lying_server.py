@@ -188,7 +188,7 @@ def test_forged_roster_signature(forgery: str) -> None:
     # Prepare
     run = active_run(ClientPhase.AWAIT_ROSTER)
     roster = wire.decode(run.pending[1], KeyRoster)
-    entry2, entry3 = roster.entries[1], roster.entries[2]
+    entry2, entry3 = roster.entries[0], roster.entries[1]  # client 1's roster: its neighbours 2..5
     changes: dict[str, object] = {
         "random": {"signature": InsecureDeterministicRandom(5)(64)},
         "missing": {"signature": b""},
@@ -209,7 +209,7 @@ def test_roster_signed_for_another_round_context() -> None:
     run = StepRun(config, identities=identities, context=context_b, client_contexts={1: context_a})
     # The server's roster would drop client 1 (its signature fails under context B);
     # build the roster client 1 would need, from every genuine AdvertiseKeys.
-    advertised = [wire.decode(run.uploads[c], AdvertiseKeys) for c in sorted(run.uploads)]
+    advertised = [wire.decode(run.uploads[c], AdvertiseKeys) for c in sorted(run.uploads) if c != 1]
     entries = tuple(RosterEntry(a.sender, a.encryption_key, a.mask_key, a.signature) for a in advertised)
     roster = wire.encode(KeyRoster(1, entries))
     # Execute
@@ -282,17 +282,46 @@ def test_consistency_signature_from_a_non_survivor() -> None:
 # --- The roster ------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("field", ["encryption_key", "mask_key"])
-def test_roster_altering_the_clients_own_keys(field: str) -> None:
-    run = semi_run(ClientPhase.AWAIT_ROSTER)
-    other = getattr(wire.decode(run.pending[1], KeyRoster).entries[1], field)
-    refuse(run, 1, roster_with(run, 1, 1, **{field: other}), ProtocolError)
-
-
-def test_roster_without_the_clients_own_entry() -> None:
+def test_roster_naming_the_client_itself() -> None:
+    # A client is not its own neighbour: a roster that lists it is not the session's graph.
     run = semi_run(ClientPhase.AWAIT_ROSTER)
     roster = wire.decode(run.pending[1], KeyRoster)
-    refuse(run, 1, wire.encode(dataclasses.replace(roster, entries=roster.entries[1:])), ProtocolError)
+    own = dataclasses.replace(roster.entries[0], client=1)
+    refuse(run, 1, wire.encode(dataclasses.replace(roster, entries=(own, *roster.entries))), ProtocolError)
+
+
+def test_harary_roster_carries_only_neighbours() -> None:
+    # Prepare: n = 12 on H(4, 12), so client 1 has 4 neighbours and 7 strangers.
+    config = MaskingConfig(num_clients=12, threshold=3, vector_length=4, graph=HARARY, degree=4)
+    run = StepRun(config, seed=4)
+    run.run_until(ClientPhase.AWAIT_ROSTER)
+    roster = wire.decode(run.pending[1], KeyRoster)
+    neighbours = run.neighbours(1)
+    # Assert: the honest server sends exactly the neighbours' keys ...
+    assert tuple(entry.client for entry in roster.entries) == neighbours
+    # ... and the client refuses a stranger's entry added to them.
+    stranger = next(c for c in range(2, 13) if c not in neighbours)
+    extra = wire.decode(run.pending[stranger], KeyRoster).entries[0]
+    forged = dataclasses.replace(extra, client=stranger)
+    entries = tuple(sorted((*roster.entries, forged), key=lambda e: e.client))
+    error = refuse(run, 1, wire.encode(dataclasses.replace(roster, entries=entries)), ProtocolError)
+    assert f"client {stranger}" in str(error) and "not a neighbour" in str(error)
+
+
+def test_semi_honest_unmask_request_lists_only_surviving_neighbours() -> None:
+    # Prepare: H(4, 12), every client survives.
+    config = MaskingConfig(num_clients=12, threshold=3, vector_length=4, graph=HARARY, degree=4)
+    run = StepRun(config, seed=5)
+    run.run_until(ClientPhase.AWAIT_UNMASK)
+    request = wire.decode(run.pending[1], UnmaskRequest)
+    neighbours = run.neighbours(1)
+    # Assert: O(k) bytes, not the n-client survivor set ...
+    assert request.survivors == tuple(sorted((1, *neighbours)))
+    # ... and a stranger slipped into it is refused.
+    stranger = next(c for c in range(2, 13) if c not in neighbours)
+    survivors = tuple(sorted((*request.survivors, stranger)))
+    error = refuse(run, 1, edit(run.pending[1], UnmaskRequest, survivors=survivors), ProtocolError)
+    assert f"client {stranger}" in str(error)
 
 
 def test_roster_naming_a_client_outside_the_configuration() -> None:
@@ -305,7 +334,7 @@ def test_roster_naming_a_client_outside_the_configuration() -> None:
 def test_roster_with_fewer_than_t_neighbours() -> None:
     run = semi_run(ClientPhase.AWAIT_ROSTER)
     roster = wire.decode(run.pending[1], KeyRoster)
-    refuse(run, 1, wire.encode(dataclasses.replace(roster, entries=roster.entries[:3])), ThresholdError)
+    refuse(run, 1, wire.encode(dataclasses.replace(roster, entries=roster.entries[:2])), ThresholdError)
 
 
 # --- Addressing, sessions, rounds, replays ---------------------------------------------
@@ -348,11 +377,23 @@ def test_survivor_list_from_another_session() -> None:
 
 
 def test_message_from_a_parallel_session() -> None:
-    # Prepare: two sessions of the same configuration; client 1 of the first gets
-    # the ShareDelivery that the second session's server made for its client 1.
-    run, parallel = semi_run(ClientPhase.AWAIT_SHARES, seed=1), semi_run(ClientPhase.AWAIT_SHARES, seed=2)
+    # Prepare: two sessions of the same configuration under different contexts;
+    # client 1 of the first gets the ShareDelivery made for client 1 of the second.
+    run = StepRun(SEMI, seed=1, context=b"A" * 32)
+    parallel = StepRun(SEMI, seed=2, context=b"B" * 32)
+    for each in (run, parallel):
+        each.run_until(ClientPhase.AWAIT_SHARES)
     # Execute / Assert
     refuse(run, 1, parallel.pending[1], ProtocolError)
+
+
+def test_message_from_a_session_reusing_the_context() -> None:
+    # Prepare: a server that (wrongly) reuses a context gets one session id twice;
+    # the boxes are still sealed under the other session's fresh keys.
+    run, parallel = semi_run(ClientPhase.AWAIT_SHARES, seed=1), semi_run(ClientPhase.AWAIT_SHARES, seed=2)
+    assert run.session() == parallel.session()
+    # Execute / Assert
+    refuse(run, 1, parallel.pending[1], AuthenticationError)
 
 
 def test_share_delivery_when_the_roster_is_expected() -> None:
