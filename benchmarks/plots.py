@@ -17,7 +17,7 @@ from typing import Any
 
 from .common import format_value
 from .report import Row, SuiteReport
-from .scaling import fit_log
+from .scaling import affine_fit, fit_log
 
 __all__ = ["available", "plot"]
 
@@ -206,6 +206,17 @@ def _scaling(report: SuiteReport, out: Path) -> list[str]:
                 color="black",
                 label=f"reference a log2 n (least squares, R² = {r2:.2f})",
             )
+            degrees = _values(rows, "params", "degree")
+            affine = affine_fit([float(k) for k in degrees], seconds)
+            if affine is not None:
+                fixed, per_neighbour = affine
+                cost.plot(
+                    n,
+                    [fixed + per_neighbour * k for k in degrees],
+                    "--",
+                    color="green",
+                    label=f"fit {fixed * 1e3:.2f} ms + {per_neighbour * 1e6:.0f} µs per neighbour",
+                )
         if graph == "complete" and len(n) >= 2:
             grid = _log_grid(min(n), max(n))
             cost.plot(grid, [seconds[0] * v / n[0] for v in grid], ":", color="grey", label="reference ∝ n")

@@ -327,8 +327,11 @@ def _masked_input(
         state.encryption_private, [(e.client, e.encryption_key) for e in senders], state.session, state.client
     )
     held = [_open_box(state, box, key) for box, key in zip(delivery.boxes, keys, strict=True)]
-    vector = np.array(input_vector, copy=True)
-    prg.add_expansion(vector, state.self_mask_seed, SELF_MASK_LABEL)
+    # The self-mask is expanded straight into the output and the input added to
+    # it: one pass over d fewer than copying the input first.
+    vector = np.empty(config.vector_length, dtype=config.ring.dtype)
+    prg.expand_into(vector, state.self_mask_seed, SELF_MASK_LABEL)
+    np.add(vector, input_vector, out=vector)
     seeds = pair_mask_seeds(state.mask_private, [(e.client, e.mask_key) for e in senders], state.session, state.client)
     for entry, seed in zip(senders, seeds, strict=True):
         subtract = pair_mask_subtracts(state.client, entry.client)

@@ -238,3 +238,34 @@ def test_fits_tell_logarithmic_from_linear_growth() -> None:
     assert a == pytest.approx(0.002)
     assert r2 == pytest.approx(1.0)
     assert scaling.loglog_slope([10], [1.0]) is None
+
+
+def _scaling_rows(per_neighbour: dict[int, float], degrees: dict[int, int]) -> list[dict[str, Any]]:
+    return [
+        {
+            "params": {"requested_graph": "harary", "clients": n, "degree": degrees[n]},
+            "metrics": {
+                "client_total_s": per_neighbour[n] * degrees[n],
+                "client_total_per_neighbour_s": per_neighbour[n],
+                "bytes_per_client_download": 300.0 * degrees[n],
+            },
+        }
+        for n in per_neighbour
+    ]
+
+
+@pytest.mark.parametrize(("growth", "met"), [(0.0, True), (0.001, False)])
+def test_scaling_targets_tell_cost_proportional_to_k(growth: float, met: bool) -> None:
+    # Prepare: k from the derivation's table; per-neighbour cost flat, or growing with n.
+    degrees = {10: 4, 50: 8, 100: 16, 300: 28, 1000: 36}
+    rows = _scaling_rows({n: 2e-4 + growth * n / 100 for n in degrees}, degrees)
+    # Execute
+    found = {target.name: target for target in scaling.targets(rows)}
+    # Assert
+    affine = found["SecAgg+ per-client cost vs a + b k (largest relative residual)"]
+    assert affine.met is met
+    degree_slope = found["SecAgg+ degree k growth, top decade (log-log slope)"].achieved
+    assert degree_slope == pytest.approx(scaling.loglog_slope([100, 300, 1000], [16, 28, 36]))
+    assert scaling.affine_fit([4.0, 16.0], [1.0, 4.0]) == pytest.approx((0.0, 0.25))
+    bytes_slope = found["SecAgg+ bytes received per client, top decade (log-log slope)"].achieved
+    assert bytes_slope == pytest.approx(degree_slope)
