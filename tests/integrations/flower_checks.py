@@ -1,5 +1,7 @@
 """Checks shared by the simulation and deployment tests: the server's aggregate against the plain sum.
 
+Masking rounds sum in Z_(2^32); Paillier rounds (``"protocol": "paillier"``) as int64 integers.
+
 The example ServerApp writes a JSON report (every round's included and dropped
 nodes, the unmasked ring sum, the resulting arrays); each node's audit log
 holds its own unmasked contribution. The checks: the server's aggregate is the
@@ -16,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from secagg.encoding import QuantizationConfig
-from secagg.integrations.flower.protocol import decode_sum, flatten_arrays, unflatten_arrays
+from secagg.integrations.flower.protocol import decode_integers, decode_sum, flatten_arrays, unflatten_arrays
 
 CLIP, BITS, MAX_WEIGHT = 0.5, 16, 4096  # SecAggOptions' defaults, as the example uses them
 
@@ -42,16 +44,23 @@ def check_rounds(report: dict[str, Any], audit_dir: Path) -> list[dict[str, Any]
         audits = audits_of_round(audit_dir, entry["round"])
         included = set(entry["included"])
         assert included <= set(audits), (included, set(audits))
-        # The server's unmasked aggregate is exactly the plain ring sum of what the included nodes put in.
-        plain = np.zeros(len(entry["aggregate"]), dtype=np.uint32)
+        # The server's aggregate (unmasked, or decrypted) is exactly the plain sum of what the
+        # included nodes put in: in Z_(2^32) for masking, as int64 integers for Paillier.
+        paillier = entry.get("protocol") == "paillier"
+        dtype = np.int64 if paillier else np.uint32
+        plain = np.zeros(len(entry["aggregate"]), dtype=dtype)
         for node in included:
-            assert audits[node]["ring_bits"] == 32
-            np.add(plain, np.array(audits[node]["encoded"], dtype=np.uint32), out=plain)
-        assert np.array_equal(plain, np.array(entry["aggregate"], dtype=np.uint32))
+            assert audits[node]["ring_bits"] == (64 if paillier else 32)
+            np.add(plain, np.array(audits[node]["encoded"], dtype=dtype), out=plain)
+        assert np.array_equal(plain, np.array(entry["aggregate"], dtype=dtype))
         assert entry["weight_total"] == sum(audits[node]["weight"] for node in included)
         # The new model is the previous one plus the decoded weighted mean update.
-        quantization = QuantizationConfig(CLIP, BITS, len(entry["node_ids"]), max_weight=MAX_WEIGHT)
-        mean, _ = decode_sum(plain, quantization, len(included))
+        if paillier:
+            quantization = QuantizationConfig(CLIP, BITS, len(entry["node_ids"]), 64, max_weight=MAX_WEIGHT)
+            mean, _ = decode_integers(plain, quantization, len(included))
+        else:
+            quantization = QuantizationConfig(CLIP, BITS, len(entry["node_ids"]), max_weight=MAX_WEIGHT)
+            mean, _ = decode_sum(plain, quantization, len(included))
         base, layout = flatten_arrays(previous)
         expected = unflatten_arrays(base + mean, layout)
         current = arrays_from_json(entry["arrays"])

@@ -23,7 +23,7 @@ from flwr.supercore.inflatable.inflatable_utils import inflate_object_from_conte
 from flwr.supercore.run import Run
 from flwr.supercore.task_identity import TaskIdentity
 
-from secagg.integrations.flower import AuditRecord, make_secagg_mod
+from secagg.integrations.flower import AuditRecord, make_paillier_mod, make_secagg_mod
 from secagg.integrations.flower._records import STAGE_RECORD
 
 RUN_ID = 77
@@ -138,11 +138,15 @@ def make_app(
     weight: int,
     audit: Audit | None = None,
     failing_rounds: Iterable[int] = (),
+    *,
+    paillier: bool = False,
     **mod_options: object,
 ) -> ClientApp:
-    """A ClientApp behind the secagg mod whose training adds :func:`node_delta` to every array."""
+    """A ClientApp behind the secagg mod (or the Paillier mod) whose training adds :func:`node_delta`
+    to every array."""
     failing = set(failing_rounds)
-    app = ClientApp(mods=[make_secagg_mod(audit=audit, rng=np.random.default_rng(node), **mod_options)])  # type: ignore[arg-type]
+    make_mod = make_paillier_mod if paillier else make_secagg_mod
+    app = ClientApp(mods=[make_mod(audit=audit, rng=np.random.default_rng(node), **mod_options)])  # type: ignore[operator]
 
     @app.train()
     def train(message: Message, context: Context) -> Message:

@@ -1,5 +1,7 @@
 """The example Flower app over a real deployment: one SuperLink, four SuperNodes, on 127.0.0.1.
 
+Two runs, each on its own deployment: masking (SecAgg) and threshold Paillier.
+
 Starts ``flower-superlink`` and four ``flower-supernode`` processes (insecure
 mode, loopback only, FLWR_HOME in a temporary directory, no update check or
 telemetry), runs two secure FedAvg rounds of ``examples/flower`` with
@@ -8,7 +10,10 @@ sum of the nodes' own quantized updates. Node 3 drops out in the middle of
 round 1 (after sharing its keys, before uploading its masked update); in round
 2 it takes part again. Every process this test starts is stopped in a
 ``finally`` block, process group by process group, and the test asserts that
-none survives.
+none survives. The Paillier run starts with the key ceremony: each node gets
+its sealed key share and a passphrase file through its node config, the
+ServerApp the public key through the run config; node 3 uploads in round 1
+and then fails in the decrypt stage, and its update still counts.
 """
 
 from __future__ import annotations
@@ -33,6 +38,7 @@ pytest.importorskip("flwr")
 pytest.importorskip("sklearn")
 
 from .flower_checks import check_rounds
+from .paillier_keys import PASSPHRASE, key_files
 
 pytestmark = pytest.mark.slow
 
@@ -168,11 +174,8 @@ def deployment(tmp_path: Path) -> Iterator[Deployment]:
         assert leftover == [], f"processes survived the deployment: {leftover}"
 
 
-def test_secure_fedavg_over_real_superlink_and_supernodes_with_a_dropout(deployment: Deployment) -> None:
-    started = time.monotonic()
-    # Prepare: a SuperLink, then four SuperNodes (node 3 drops out in round 1's masked-input stage)
-    audit_dir = deployment.root / "audit"
-    audit_dir.mkdir()
+def start_federation(deployment: Deployment, node_configs: list[str]) -> Path:
+    """A SuperLink, then one SuperNode per node config; returns a copy of the example app."""
     app_dir = deployment.root / "app"
     shutil.copytree(EXAMPLE, app_dir, ignore=shutil.ignore_patterns("__pycache__"))
     deployment.start(
@@ -181,22 +184,21 @@ def test_secure_fedavg_over_real_superlink_and_supernodes_with_a_dropout(deploym
          "--disable-runtime-dependency-installation"],
     )
     deployment.wait_for("the SuperLink's health endpoint", deployment.healthy, 60)
-    for partition in range(NODES):
-        config = f'partition-id={partition} num-partitions={NODES} audit-dir="{audit_dir}"'
-        if partition == DROPPING_PARTITION:
-            config += ' drop-stage="masked-input" drop-round=1'
+    for partition, config in enumerate(node_configs):
         deployment.start(
             f"node-{partition}",
             ["flower-supernode", "--insecure", "--superlink", f"127.0.0.1:{deployment.port}",
              "--port", str(free_port()), "--node-config", config],
         )
-    for partition in range(NODES):
+    for partition in range(len(node_configs)):
         deployment.wait_for(
             f"node {partition} to register", lambda p=partition: "SuperNode ID:" in deployment.log(f"node-{p}"), 60
         )
-    result_path = deployment.root / "result.json"
-    run_config = f'num-server-rounds=2 protocol="secagg" stage-timeout=30.0 min-nodes=3 result-path="{result_path}"'
-    # Execute: `flwr run` submits the app; poll until the run finishes
+    return app_dir
+
+
+def run_app(deployment: Deployment, app_dir: Path, run_config: str) -> None:
+    """``flwr run`` the app; poll until the run finishes; assert it completed."""
     submitted = deployment.flwr("run", str(app_dir), "test", "--run-config", run_config)
     assert submitted.get("success"), submitted
     run_id = str(submitted["run-id"])
@@ -210,8 +212,26 @@ def test_secure_fedavg_over_real_superlink_and_supernodes_with_a_dropout(deploym
         return str(status.get("status", "")).startswith("finished")
 
     deployment.wait_for(f"run {run_id} to finish", finished, DEADLINE_S)
-    # Assert: completed, two rounds, node 3 out of round 1 only, aggregates equal the plain sums
     assert status["status"] == "finished:completed", (status, deployment.flwr("log", run_id, "test", "--show"))
+
+
+def test_secure_fedavg_over_real_superlink_and_supernodes_with_a_dropout(deployment: Deployment) -> None:
+    started = time.monotonic()
+    # Prepare: a SuperLink, then four SuperNodes (node 3 drops out in round 1's masked-input stage)
+    audit_dir = deployment.root / "audit"
+    audit_dir.mkdir()
+    configs = []
+    for partition in range(NODES):
+        config = f'partition-id={partition} num-partitions={NODES} audit-dir="{audit_dir}"'
+        if partition == DROPPING_PARTITION:
+            config += ' drop-stage="masked-input" drop-round=1'
+        configs.append(config)
+    app_dir = start_federation(deployment, configs)
+    result_path = deployment.root / "result.json"
+    run_config = f'num-server-rounds=2 protocol="secagg" stage-timeout=30.0 min-nodes=3 result-path="{result_path}"'
+    # Execute: `flwr run` submits the app; poll until the run finishes
+    run_app(deployment, app_dir, run_config)
+    # Assert: two rounds, node 3 out of round 1 only, aggregates equal the plain sums
     rounds = check_rounds(json.loads(result_path.read_text()), audit_dir)
     assert [r["round"] for r in rounds] == [1, 2]
     node_ids = rounds[0]["node_ids"]
@@ -223,3 +243,38 @@ def test_secure_fedavg_over_real_superlink_and_supernodes_with_a_dropout(deploym
     assert rounds[1]["accuracy"] > 0.9
     seconds = ", ".join(f"{r['seconds']:.1f}" for r in rounds)
     print(f"deployment test wall time: {time.monotonic() - started:.1f} s; secure rounds took {seconds} s")
+
+
+def test_paillier_fedavg_over_real_superlink_and_supernodes_with_a_dropout(deployment: Deployment) -> None:
+    started = time.monotonic()
+    # Prepare: the key ceremony before the federation starts (a 2-of-4, 2048-bit key): each node
+    # gets its sealed share and passphrase file, the server the public key only. Node 3 uploads
+    # in round 1 and then fails to decrypt.
+    ceremony = deployment.root / "ceremony"
+    public_path, shares = key_files(ceremony, NODES, 2)
+    passphrase = ceremony / "passphrase"
+    passphrase.write_text(PASSPHRASE + "\n")
+    audit_dir = deployment.root / "audit"
+    audit_dir.mkdir()
+    configs = []
+    for partition in range(NODES):
+        config = (f'partition-id={partition} num-partitions={NODES} audit-dir="{audit_dir}" '
+                  f'key-share-file="{shares[partition]}" key-share-passphrase-file="{passphrase}"')
+        if partition == DROPPING_PARTITION:
+            config += ' drop-stage="decrypt" drop-round=1'
+        configs.append(config)
+    app_dir = start_federation(deployment, configs)
+    result_path = deployment.root / "result.json"
+    run_config = (f'num-server-rounds=2 protocol="paillier" public-key-file="{public_path}" stage-timeout=30.0 '
+                  f'min-nodes=3 result-path="{result_path}"')
+    # Execute
+    run_app(deployment, app_dir, run_config)
+    # Assert: the decrypted sums equal the plain int64 sums of the nodes' own encodings; node 3's
+    # round-1 update counts (it uploaded) although it did not decrypt
+    rounds = check_rounds(json.loads(result_path.read_text()), audit_dir)
+    assert [r["round"] for r in rounds] == [1, 2] and all(r["protocol"] == "paillier" for r in rounds)
+    assert len(rounds[0]["included"]) == NODES and list(rounds[0]["dropped"].values()) == ["decrypt"]
+    assert len(rounds[1]["included"]) == NODES and rounds[1]["dropped"] == {}
+    assert rounds[1]["accuracy"] > 0.9
+    seconds = ", ".join(f"{r['seconds']:.1f}" for r in rounds)
+    print(f"paillier deployment test wall time: {time.monotonic() - started:.1f} s; rounds took {seconds} s")

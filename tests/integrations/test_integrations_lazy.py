@@ -51,9 +51,11 @@ def test_a_missing_extra_names_the_install_line() -> None:
         "except ConfigurationError as exc:\n"
         "    print(exc)\n"
         "try:\n"
-        "    import secagg.integrations.flower\n"
+        "    from secagg.integrations.flower import SecAggGrid\n"
         "except ConfigurationError as exc:\n"
         "    print(exc)\n"
+        "import secagg.integrations.flower.protocol, secagg.integrations.flower.keys\n"
+        "print('protocol and keys import without flwr')\n"
     )
     # Execute
     result = run_python(code)
@@ -62,4 +64,5 @@ def test_a_missing_extra_names_the_install_line() -> None:
     assert result.stdout.splitlines() == [
         "this secagg integration needs the optional package 'torch': pip install 'secagg[torch]'",
         "this secagg integration needs the optional package 'flwr': pip install 'secagg[flower]'",
+        "protocol and keys import without flwr",
     ]

@@ -1,7 +1,11 @@
 """ClientApp: a hospital trains locally; ``secagg_mod`` masks what leaves the node.
 
-Compared with a plain Flower FedAvg ClientApp the only change is the mod list.
-Two optional node-config keys serve demonstrations and tests:
+Compared with a plain Flower FedAvg ClientApp the only change is the mod list:
+``secagg_mod`` for masking, ``paillier_mod`` for Paillier (here chosen by the
+run config's ``protocol``). Node config read by the mods: ``key-share-file``
+and ``key-share-passphrase-file`` (Paillier), ``identity-key-file`` and
+``trusted-keys-file`` (masking, active mode). Two optional node-config keys
+serve demonstrations and tests:
 
 - ``audit-dir``: the node writes its own unmasked contribution of every round
   to ``<audit-dir>/round-<r>-node-<id>.json`` (a local audit log: it stays on
@@ -21,7 +25,7 @@ from flwr.app import ConfigRecord, Context, Error, Message, MetricRecord, Record
 from flwr.clientapp import ClientApp
 from flwr.clientapp.typing import ClientAppCallable, Mod
 
-from secagg.integrations.flower import AuditRecord, make_secagg_mod, secagg_mod
+from secagg.integrations.flower import AuditRecord, make_paillier_mod, make_secagg_mod, paillier_mod, secagg_mod
 from secagg_flower_app import task
 
 FAULT_INJECTION_CODE = 9001
@@ -41,6 +45,7 @@ def audit_writer(directory: str) -> Callable[[AuditRecord], None]:
                     "weight": record.weight,
                     "encoded": [int(v) for v in encoded],
                     "ring_bits": 8 * encoded.dtype.itemsize,
+                    "signed": encoded.dtype.kind == "i",
                 }
             )
         )
@@ -49,9 +54,14 @@ def audit_writer(directory: str) -> Callable[[AuditRecord], None]:
 
 
 def audited_secagg_mod(message: Message, context: Context, call_next: ClientAppCallable) -> Message:
-    """``secagg_mod``, plus the local audit log if the node config names a directory."""
+    """``secagg_mod`` (or ``paillier_mod`` if the run's protocol is ``paillier``), plus the local
+    audit log if the node config names a directory."""
     directory = context.node_config.get("audit-dir")
-    mod = make_secagg_mod(audit=audit_writer(str(directory))) if directory else secagg_mod
+    audit = audit_writer(str(directory)) if directory else None
+    if context.run_config.get("protocol") == "paillier":
+        mod = make_paillier_mod(audit=audit) if audit else paillier_mod
+    else:
+        mod = make_secagg_mod(audit=audit) if audit else secagg_mod
     return mod(message, context, call_next)
 
 

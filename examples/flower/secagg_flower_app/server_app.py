@@ -1,7 +1,10 @@
 """ServerApp: Flower's FedAvg, every training round through secure aggregation.
 
 Compared with a plain Flower FedAvg ServerApp the only change is the grid the
-strategy drives: ``SecAggGrid(grid, options)`` instead of ``grid``. The server
+strategy drives: ``SecAggGrid(grid, options)`` (pairwise masking, run config
+``protocol = "secagg+"`` or ``"secagg"``, ``mode = "semi-honest"`` or
+``"active"``) or ``PaillierGrid(grid, options)`` (``protocol = "paillier"``,
+with the federation's public key from ``public-key-file``) instead of ``grid``. The server
 evaluates the global model on the held-out test set after each round and, if
 the run config names a ``result-path``, writes a JSON report of every round
 (which nodes were aggregated or dropped, the unmasked ring sum, the weight
@@ -20,12 +23,15 @@ from flwr.app import ArrayRecord, Context, MetricRecord
 from flwr.serverapp import Grid, ServerApp
 from flwr.serverapp.strategy import FedAvg
 
-from secagg.integrations.flower import SecAggGrid, SecAggOptions
+from secagg.integrations.flower import PaillierGrid, PaillierOptions, SecAggGrid, SecAggOptions
+from secagg.integrations.flower.keys import read_public_key
 from secagg_flower_app import task
 
 DEFAULTS: dict[str, Any] = {
     "num-server-rounds": 3,
     "protocol": "secagg+",
+    "mode": "semi-honest",
+    "public-key-file": "",
     "stage-timeout": 60.0,
     "min-nodes": 3,
     "num-partitions": 5,
@@ -48,9 +54,16 @@ def make_server_app(overrides: Mapping[str, Any] | None = None) -> ServerApp:
             min_evaluate_nodes=min_nodes,
             min_available_nodes=min_nodes,
         )
-        options = SecAggOptions(protocol=str(settings["protocol"]), stage_timeout=float(settings["stage-timeout"]))
-        secure = SecAggGrid(grid, options)  # the one line that makes FedAvg secure
-        report = _Report(secure, str(settings["result-path"]), int(settings["num-partitions"]))
+        protocol, timeout = str(settings["protocol"]), float(settings["stage-timeout"])
+        # The one line that makes FedAvg secure:
+        secure: SecAggGrid | PaillierGrid
+        if protocol == "paillier":
+            public_key = read_public_key(str(settings["public-key-file"]))  # the server holds nothing secret
+            secure = PaillierGrid(grid, PaillierOptions(public_key=public_key, stage_timeout=timeout))
+        else:
+            options = SecAggOptions(protocol=protocol, mode=str(settings["mode"]), stage_timeout=timeout)
+            secure = SecAggGrid(grid, options)
+        report = _Report(secure, protocol, str(settings["result-path"]), int(settings["num-partitions"]))
         initial = task.to_record(task.initial_params())
         report.start(initial)
         strategy.start(
@@ -66,8 +79,9 @@ def make_server_app(overrides: Mapping[str, Any] | None = None) -> ServerApp:
 class _Report:
     """Central evaluation after each round, and the JSON report of the secure rounds."""
 
-    def __init__(self, secure: SecAggGrid, path: str, num_partitions: int) -> None:
+    def __init__(self, secure: SecAggGrid | PaillierGrid, protocol: str, path: str, num_partitions: int) -> None:
         self.secure = secure
+        self.protocol = protocol
         self.path = Path(path) if path else None
         self.features, self.labels = task.held_out_set(num_partitions)
         self.rounds: list[dict[str, Any]] = []
@@ -83,6 +97,7 @@ class _Report:
             self.rounds.append(
                 {
                     "round": server_round,
+                    "protocol": self.protocol,
                     "node_ids": list(secure_round.node_ids),
                     "included": sorted(secure_round.included),
                     "dropped": {str(node): stage for node, stage in secure_round.dropped.items()},

@@ -7,25 +7,80 @@ Two lines switch a Flower app to secure aggregation::
     # ClientApp: add the mod
     app = ClientApp(mods=[secagg_mod])
 
-- :class:`SecAggGrid` / :class:`SecAggOptions` / :class:`RoundReport`: the
-  server-side workflow (:mod:`secagg.integrations.flower.server`).
-- :func:`secagg_mod` / :func:`make_secagg_mod` / :class:`AuditRecord`: the
-  client-side mod (:mod:`secagg.integrations.flower.client`).
-- :mod:`secagg.integrations.flower.protocol`: the stages, the round setup
-  message, and the arrays <-> vector mapping (no ``flwr`` needed).
+or, for packed threshold Paillier with keys from the federation's ceremony::
 
-Needs ``pip install 'secagg[flower]'``; importing this package without
-``flwr`` raises ConfigurationError with that hint. Masking (SecAgg, SecAgg+)
-in semi-honest mode is supported; see docs/integrations.md.
+    result = FedAvg().start(grid=PaillierGrid(grid, PaillierOptions(public_key=key)), initial_arrays=arrays)
+    app = ClientApp(mods=[paillier_mod])
+
+- :class:`SecAggGrid` / :class:`SecAggOptions` / :class:`RoundReport`: the
+  masking workflow, semi-honest or active (:mod:`secagg.integrations.flower.server`).
+- :func:`secagg_mod` / :func:`make_secagg_mod` / :class:`AuditRecord`: the
+  masking mod (:mod:`secagg.integrations.flower.client`).
+- :class:`PaillierGrid` / :class:`PaillierOptions` and :func:`paillier_mod` /
+  :func:`make_paillier_mod`: the Paillier pair
+  (:mod:`secagg.integrations.flower.paillier_server`,
+  :mod:`secagg.integrations.flower.paillier_client`).
+- :mod:`secagg.integrations.flower.protocol` and
+  :mod:`secagg.integrations.flower.keys`: the stages, the wire messages, the
+  arrays <-> vector mapping and the key files; they need no ``flwr``.
+
+Needs ``pip install 'secagg[flower]'``: taking any of the names above
+without ``flwr`` raises ConfigurationError with that hint. See docs/integrations.md.
 """
 
 from __future__ import annotations
 
+import importlib
+from typing import TYPE_CHECKING, Any
+
 from secagg.integrations._extras import require
 
-require("flwr", "flower")
+if TYPE_CHECKING:
+    from secagg.integrations.flower.client import STATE_KEY as STATE_KEY
+    from secagg.integrations.flower.client import AuditRecord as AuditRecord
+    from secagg.integrations.flower.client import make_secagg_mod as make_secagg_mod
+    from secagg.integrations.flower.client import secagg_mod as secagg_mod
+    from secagg.integrations.flower.paillier_client import make_paillier_mod as make_paillier_mod
+    from secagg.integrations.flower.paillier_client import paillier_mod as paillier_mod
+    from secagg.integrations.flower.paillier_server import PaillierGrid as PaillierGrid
+    from secagg.integrations.flower.paillier_server import PaillierOptions as PaillierOptions
+    from secagg.integrations.flower.server import RoundReport as RoundReport
+    from secagg.integrations.flower.server import SecAggGrid as SecAggGrid
+    from secagg.integrations.flower.server import SecAggOptions as SecAggOptions
 
-from secagg.integrations.flower.client import STATE_KEY, AuditRecord, make_secagg_mod, secagg_mod  # noqa: E402
-from secagg.integrations.flower.server import RoundReport, SecAggGrid, SecAggOptions  # noqa: E402
+_EXPORTS = {
+    "STATE_KEY": "client",
+    "AuditRecord": "client",
+    "make_secagg_mod": "client",
+    "secagg_mod": "client",
+    "make_paillier_mod": "paillier_client",
+    "paillier_mod": "paillier_client",
+    "PaillierGrid": "paillier_server",
+    "PaillierOptions": "paillier_server",
+    "RoundReport": "server",
+    "SecAggGrid": "server",
+    "SecAggOptions": "server",
+}
 
-__all__ = ["STATE_KEY", "AuditRecord", "RoundReport", "SecAggGrid", "SecAggOptions", "make_secagg_mod", "secagg_mod"]
+__all__ = [
+    "STATE_KEY",
+    "AuditRecord",
+    "PaillierGrid",
+    "PaillierOptions",
+    "RoundReport",
+    "SecAggGrid",
+    "SecAggOptions",
+    "make_paillier_mod",
+    "make_secagg_mod",
+    "paillier_mod",
+    "secagg_mod",
+]
+
+
+def __getattr__(name: str) -> Any:
+    """Import the Flower-dependent names on first use (ConfigurationError without ``flwr``)."""
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    require("flwr", "flower")
+    return getattr(importlib.import_module(f"{__name__}.{module}"), name)

@@ -1,12 +1,16 @@
-"""Client side: a Flower mod through which a node takes part in secure rounds.
+"""Client side: a Flower mod through which a node takes part in masking rounds.
 
 ``ClientApp(mods=[secagg_mod])`` is the whole change on a node. The mod sees
 every message before the app's handlers:
 
+- ``identify`` (active mode): answers with its identity public key, signed
+  for this run and node id;
 - ``setup``: validates the round (its own node among the round's nodes, the
   masking and quantization settings safe by this node's own checks, at least
-  ``min_nodes`` nodes and a threshold of at least ``min_threshold``), draws
-  fresh keys and answers with its public keys;
+  ``min_nodes`` nodes and a threshold of at least ``min_threshold``; in active
+  mode every identity key in the configuration on the federation's trusted
+  list, no key twice, and its own key at its own protocol id), draws fresh
+  keys and answers with its public keys (signed in active mode);
 - ``share-keys``, ``consistency-check``, ``unmask``: one step of the masking
   protocol (:func:`secagg.masking.client_step`); the protocol state between
   stages lives in ``context.state`` (it holds private keys and never leaves
@@ -17,6 +21,11 @@ every message before the app's handlers:
   by the example count the handler reported, and masked. Nothing of the
   handler's reply leaves the node in the clear.
 
+Active mode is on when the node has an identity key: ``identity_key_file`` or
+the node config's ``identity-key-file``, with the federation's trusted keys in
+``trusted_keys_file`` or ``trusted-keys-file`` (formats:
+:mod:`secagg.integrations.flower.keys`). Such a node refuses semi-honest rounds.
+
 Training messages outside a secure round are refused (an error reply), so a
 node with the mod installed never sends its update in the clear unless built
 with ``allow_plain_train=True``. Evaluation and query messages pass through.
@@ -26,64 +35,59 @@ treats it as a dropout) and forget the session.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import os
 from dataclasses import dataclass
 
 import numpy as np
-from flwr.app import ConfigRecord, Context, Error, Message, MessageType, RecordDict
+from flwr.app import ConfigRecord, Context, Message, MessageType
 from flwr.clientapp.typing import ClientAppCallable, Mod
-from flwr.common.constant import ErrorCode
 
 from secagg import wire
-from secagg.errors import ConfigurationError, ProtocolError, SecAggError
-from secagg.integrations.flower._records import has_stage, model_arrays, read_stage, stage_content, without_stage
+from secagg.errors import AuthenticationError, ConfigurationError, ProtocolError, SecAggError
+from secagg.integrations.flower._node import (
+    Audit,
+    AuditRecord,
+    TrainingFailedError,
+    config_path,
+    error_reply,
+    forget,
+    train_locally,
+)
+from secagg.integrations.flower._records import has_stage, read_stage, stage_content
+from secagg.integrations.flower.keys import read_identity_key, read_trusted_keys
 from secagg.integrations.flower.protocol import (
     DOWNLINK,
+    IDENTIFY,
     MASKED_INPUT,
+    MASKING_STAGES,
     SETUP,
+    IdentityAnnouncement,
     RoundSetup,
-    arrays_digest,
     encode_update,
-    flatten_arrays,
     round_context,
 )
-from secagg.masking import ClientPhase, ClientState, client_start, client_step
+from secagg.masking import ACTIVE, ClientPhase, ClientState, MaskingConfig, client_start, client_step
 from secagg.primitives.randomness import RandomBytes, system_random
+from secagg.primitives.signing import SigningKey
 from secagg.ring import RingVector
 
-__all__ = ["STATE_KEY", "AuditRecord", "make_secagg_mod", "secagg_mod"]
+__all__ = [
+    "IDENTITY_KEY_FILE",
+    "STATE_KEY",
+    "TRUSTED_KEYS_FILE",
+    "AuditRecord",
+    "make_secagg_mod",
+    "secagg_mod",
+]
 
 STATE_KEY = "secagg.state"
 """Key of the ConfigRecord in ``context.state`` holding the round setup and the protocol state."""
+IDENTITY_KEY_FILE = "identity-key-file"
+"""Node-config key: path of this node's Ed25519 identity key file (active mode)."""
+TRUSTED_KEYS_FILE = "trusted-keys-file"
+"""Node-config key: path of the federation's trusted identity public keys (active mode)."""
 
-
-@dataclass(frozen=True)
-class AuditRecord:
-    """What this node put into one secure round, for its own records; it stays on the node.
-
-    Attributes:
-        run_id: the Flower run.
-        server_round: the round number the server announced.
-        node_id: this node's Flower id.
-        protocol_id: its id in the masking session (1..n).
-        weight: the example count it reported (its weight in the mean).
-        encoded: its unmasked contribution ``(weight * q(update), weight)`` in the ring.
-    """
-
-    run_id: int
-    server_round: int
-    node_id: int
-    protocol_id: int
-    weight: int
-    encoded: RingVector
-
-
-class _TrainingFailedError(Exception):
-    """The app's train handler answered with an error: pass that reply on."""
-
-    def __init__(self, reply: Message) -> None:
-        super().__init__("train handler failed")
-        self.reply = reply
+PathLike = str | os.PathLike[str]
 
 
 @dataclass(frozen=True)
@@ -92,8 +96,18 @@ class _Settings:
     min_threshold: int
     allow_plain_train: bool
     rng: np.random.Generator | None
-    audit: Callable[[AuditRecord], None] | None
+    audit: Audit | None
     random_bytes: RandomBytes
+    identity_key_file: PathLike | None
+    trusted_keys_file: PathLike | None
+
+
+@dataclass(frozen=True)
+class _Identity:
+    """This node's identity key and the keys it trusts (active mode)."""
+
+    key: SigningKey
+    trusted: frozenset[bytes]
 
 
 def make_secagg_mod(
@@ -102,10 +116,12 @@ def make_secagg_mod(
     min_threshold: int = 2,
     allow_plain_train: bool = False,
     rng: np.random.Generator | None = None,
-    audit: Callable[[AuditRecord], None] | None = None,
+    audit: Audit | None = None,
     random_bytes: RandomBytes = system_random,
+    identity_key_file: PathLike | None = None,
+    trusted_keys_file: PathLike | None = None,
 ) -> Mod:
-    """A secure-aggregation mod with this node's own safety floor.
+    """A masking mod with this node's own safety floor.
 
     Args:
         min_nodes: refuse rounds with fewer nodes (at least 3).
@@ -117,13 +133,19 @@ def make_secagg_mod(
         audit: called with an :class:`AuditRecord` after each masked update
             is computed (for the node's own logs; runs locally).
         random_bytes: the source of every secret (keys, masks, shares).
+        identity_key_file: this node's identity key (active mode); default:
+            the node config's ``identity-key-file``, if any.
+        trusted_keys_file: the federation's trusted identity keys; default:
+            the node config's ``trusted-keys-file``.
     """
     if min_nodes < 3 or min_threshold < 2:
         raise ConfigurationError(f"min_nodes must be >= 3 and min_threshold >= 2, got {min_nodes}, {min_threshold}")
-    settings = _Settings(min_nodes, min_threshold, allow_plain_train, rng, audit, random_bytes)
+    settings = _Settings(
+        min_nodes, min_threshold, allow_plain_train, rng, audit, random_bytes, identity_key_file, trusted_keys_file
+    )
 
     def secagg_mod(message: Message, context: Context, call_next: ClientAppCallable) -> Message:
-        """Take part in a secure round (see :mod:`secagg.integrations.flower.client`)."""
+        """Take part in a masking round (see :mod:`secagg.integrations.flower.client`)."""
         return _handle(message, context, call_next, settings)
 
     return secagg_mod
@@ -135,36 +157,63 @@ def _handle(message: Message, context: Context, call_next: ClientAppCallable, se
     if not has_stage(message.content):
         if settings.allow_plain_train:
             return call_next(message, context)
-        return _error(message, f"node {context.node_id}: refusing to train outside a secure round")
+        return error_reply(message, f"node {context.node_id}: refusing to train outside a secure round")
     try:
         stage, payload = read_stage(message.content)
-        if stage == SETUP:
-            reply = _setup(message, context, payload, settings)
+        if stage not in MASKING_STAGES:
+            raise ConfigurationError(f"stage {stage!r} is not a masking stage; this node runs secagg_mod")
+        identity = _identity(context, settings)
+        if stage == IDENTIFY:
+            reply = _identify(message, identity)
+        elif stage == SETUP:
+            reply = _setup(message, context, payload, settings, identity)
         else:
-            reply = _step(message, context, call_next, stage, payload, settings)
+            reply = _step(message, context, call_next, stage, payload, settings, identity)
     except SecAggError as exc:
-        _forget(context)
-        return _error(message, f"node {context.node_id}: {exc}")
-    except _TrainingFailedError as failed:
-        _forget(context)
+        forget(context, STATE_KEY)
+        return error_reply(message, f"node {context.node_id}: {exc}")
+    except TrainingFailedError as failed:
+        forget(context, STATE_KEY)
         return failed.reply
     return Message(stage_content(stage, reply), reply_to=message)
 
 
-def _error(message: Message, reason: str) -> Message:
-    return Message(Error(code=ErrorCode.MOD_FAILED_PRECONDITION, reason=f"secagg: {reason}"), reply_to=message)
+def _identity(context: Context, settings: _Settings) -> _Identity | None:
+    """The node's identity and trusted keys, if it is configured for active mode."""
+    key_path = config_path(context, IDENTITY_KEY_FILE, settings.identity_key_file)
+    if key_path is None:
+        return None
+    trusted_path = config_path(context, TRUSTED_KEYS_FILE, settings.trusted_keys_file)
+    if trusted_path is None:
+        raise ConfigurationError(f"an identity key needs the federation's trusted keys ({TRUSTED_KEYS_FILE})")
+    return _Identity(read_identity_key(key_path), read_trusted_keys(trusted_path))
 
 
-def _forget(context: Context) -> None:
-    if STATE_KEY in context.state:
-        del context.state[STATE_KEY]
+def _identify(message: Message, identity: _Identity | None) -> bytes:
+    if identity is None:
+        raise ConfigurationError("asked for an identity key, but this node has none (semi-honest only)")
+    announcement = IdentityAnnouncement.create(identity.key, message.metadata.run_id, message.metadata.dst_node_id)
+    return wire.encode(announcement)
 
 
-def _save(context: Context, setup: bytes, state: ClientState) -> None:
-    context.state[STATE_KEY] = ConfigRecord({"setup": setup, "client": state.to_bytes()})
+def _check_identities(masking: MaskingConfig, setup: RoundSetup, protocol_id: int, identity: _Identity) -> None:
+    """Every key trusted, none twice, this node's own key at its own protocol id."""
+    keys = masking.identity_keys
+    for client, key in enumerate(keys, start=1):
+        if key not in identity.trusted:
+            raise AuthenticationError(
+                f"the identity key of protocol client {client} (node {setup.node_ids[client - 1]}) "
+                "is not on the federation's trusted list"
+            )
+    if len(set(keys)) != len(keys):
+        raise AuthenticationError("the round's identity keys name one key for two nodes")
+    if keys[protocol_id - 1] != identity.key.public:
+        raise AuthenticationError(f"the round puts another identity key at this node's protocol id {protocol_id}")
 
 
-def _setup(message: Message, context: Context, payload: bytes, settings: _Settings) -> bytes:
+def _setup(
+    message: Message, context: Context, payload: bytes, settings: _Settings, identity: _Identity | None
+) -> bytes:
     setup = wire.decode(payload, RoundSetup)
     masking = setup.masking_config  # validated again here: the server's word is not enough
     quantization = setup.quantization
@@ -173,13 +222,27 @@ def _setup(message: Message, context: Context, payload: bytes, settings: _Settin
         raise ConfigurationError(f"round of {masking.num_clients} nodes, this node requires {settings.min_nodes}")
     if masking.threshold < settings.min_threshold:
         raise ConfigurationError(f"threshold {masking.threshold}, this node requires {settings.min_threshold}")
+    if masking.mode == ACTIVE:
+        if identity is None:
+            raise ConfigurationError("an active-mode round, but this node has no identity key")
+        _check_identities(masking, setup, protocol_id, identity)
+    elif identity is not None:
+        raise ConfigurationError("this node has an identity key and refuses semi-honest rounds")
     assert quantization.num_clients == masking.num_clients  # RoundSetup derives one from the other
     session_context = round_context(message.metadata.run_id, setup.server_round, setup.arrays_digest)
     state, advertise = client_start(
-        masking, protocol_id, context=session_context, random_bytes=settings.random_bytes
+        masking,
+        protocol_id,
+        context=session_context,
+        identity=None if identity is None else identity.key,
+        random_bytes=settings.random_bytes,
     )
     _save(context, payload, state)
     return advertise
+
+
+def _save(context: Context, setup: bytes, state: ClientState) -> None:
+    context.state[STATE_KEY] = ConfigRecord({"setup": setup, "client": state.to_bytes()})
 
 
 def _load(context: Context) -> tuple[bytes, RoundSetup, ClientState]:
@@ -193,7 +256,13 @@ def _load(context: Context) -> tuple[bytes, RoundSetup, ClientState]:
 
 
 def _step(
-    message: Message, context: Context, call_next: ClientAppCallable, stage: str, payload: bytes, settings: _Settings
+    message: Message,
+    context: Context,
+    call_next: ClientAppCallable,
+    stage: str,
+    payload: bytes,
+    settings: _Settings,
+    identity: _Identity | None,
 ) -> bytes:
     setup_bytes, setup, state = _load(context)
     inbound = wire.decode_any(payload)
@@ -202,9 +271,10 @@ def _step(
     vector = None
     if stage == MASKED_INPUT:
         vector = _train_and_encode(message, context, call_next, setup, state, settings)
-    state, reply = client_step(state, payload, input_vector=vector, random_bytes=settings.random_bytes)
+    key = None if identity is None else identity.key
+    state, reply = client_step(state, payload, input_vector=vector, identity=key, random_bytes=settings.random_bytes)
     if state.phase == ClientPhase.DONE:
-        _forget(context)
+        forget(context, STATE_KEY)
     else:
         _save(context, setup_bytes, state)
     return reply
@@ -218,24 +288,13 @@ def _train_and_encode(
     state: ClientState,
     settings: _Settings,
 ) -> RingVector:
-    training = without_stage(message.content)
-    base, layout = flatten_arrays(model_arrays(training))
-    if arrays_digest(base, layout) != setup.arrays_digest:
-        raise ProtocolError("the model sent for training is not the one the round was set up for")
+    if setup.masking.vector_length != state.config.vector_length:
+        raise ProtocolError("the stored session and setup disagree on the vector length")
+    delta, layout, weight = train_locally(message, context, call_next, setup.arrays_digest, setup.weight_name)
     if layout.size + 1 != state.config.vector_length:
         raise ProtocolError(f"the session is for {state.config.vector_length - 1} values, the model has {layout.size}")
-    message.content = training  # the handler sees exactly the strategy's content
-    reply = call_next(message, context)
-    if reply.has_error():
-        raise _TrainingFailedError(reply)
-    local, local_layout = flatten_arrays(model_arrays(reply.content))
-    shapes = [(s.record, s.name, s.shape) for s in layout.specs]
-    if [(s.record, s.name, s.shape) for s in local_layout.specs] != shapes:
-        raise ConfigurationError("the train handler's arrays differ from the model's (names or shapes)")
-    weight = _weight(reply.content, setup.weight_name)
-    quantization = setup.quantization
     rng = settings.rng if settings.rng is not None else np.random.default_rng()
-    encoded = encode_update(local - base, weight, quantization, rng)
+    encoded = encode_update(delta, weight, setup.quantization, rng)
     if settings.audit is not None:
         settings.audit(
             AuditRecord(
@@ -248,19 +307,6 @@ def _train_and_encode(
             )
         )
     return encoded
-
-
-def _weight(content: RecordDict, key: str) -> int:
-    """The integer weight under ``key`` in the handler's one MetricRecord that has it."""
-    values = [record[key] for record in content.metric_records.values() if key in record]
-    if len(values) != 1:
-        raise ConfigurationError(f"the train handler must report {key!r} in exactly one MetricRecord")
-    value = values[0]
-    if isinstance(value, float) and value.is_integer():
-        value = int(value)
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise ConfigurationError(f"{key!r} must be an integer count, got {value!r}")
-    return value
 
 
 secagg_mod: Mod = make_secagg_mod()

@@ -1,7 +1,8 @@
 """The Flower adapter's own protocol pieces, independent of ``flwr``.
 
-A secure Flower round is one masking session (:mod:`secagg.masking`) whose
-messages travel as Flower messages, one *stage* per protocol round:
+A secure Flower round is one masking session (:mod:`secagg.masking`) or one
+packed-Paillier session (:mod:`secagg.paillier`) whose messages travel as
+Flower messages, one *stage* per protocol round. Masking:
 
 =====================  ==============================  ===============================
 stage                  server -> node                  node -> server
@@ -14,6 +15,18 @@ stage                  server -> node                  node -> server
 ``unmask``             ``UnmaskRequest``               ``UnmaskResponse``
 =====================  ==============================  ===============================
 
+In active mode a node whose identity key the server does not know yet first
+answers an ``identify`` stage (empty payload) with an
+:class:`IdentityAnnouncement`. Paillier (:class:`PaillierSetup`):
+
+=====================  ==============================  ===============================
+stage                  server -> node                  node -> server
+=====================  ==============================  ===============================
+``encrypt``            :class:`PaillierSetup` + the    :class:`PaillierUpload`
+                       strategy's training content     (its ``EncryptedVector``)
+``decrypt``            ``DecryptionRequest``           ``PartialDecryption``
+=====================  ==============================  ===============================
+
 :class:`RoundSetup` maps Flower's 64-bit node ids to protocol ids 1..n (the
 position in the sorted id list, plus one), carries the masking configuration
 and the quantization, and binds the session to the run, the round and the
@@ -21,7 +34,10 @@ model (:func:`round_context`). Each node trains in the ``masked-input`` stage
 and contributes the weighted quantized update ``(w * q(local - global), w)``
 (:func:`encode_update`, the same arithmetic as
 :class:`fl_core.aggregators.WeightedQuantizer`); the server decodes the ring
-sum into the weighted mean update (:func:`decode_sum`).
+sum into the weighted mean update (:func:`decode_sum`). Paillier nodes pack
+and encrypt the same integers (:func:`encode_integers`) under the
+federation's threshold key; the server decodes the decrypted integer sum
+(:func:`decode_integers`). docs/spec.md, last section, has the byte layouts.
 
 Model arrays map to one float64 vector by :func:`flatten_arrays` (exact for
 numpy's float, complex, bool and integer dtypes up to 2^53).
@@ -30,6 +46,7 @@ numpy's float, complex, bool and integer dtypes up to 2^53).
 from __future__ import annotations
 
 import hashlib
+import itertools
 import math
 import struct
 from collections.abc import Sequence
@@ -40,8 +57,8 @@ import numpy as np
 import numpy.typing as npt
 
 from secagg import wire
-from secagg.encoding import QuantizationConfig, from_ring, quantize_to_integers, to_ring
-from secagg.errors import ConfigurationError, OverflowDetectedError
+from secagg.encoding import IntArray, QuantizationConfig, from_ring, quantize_to_integers, to_ring
+from secagg.errors import AuthenticationError, ConfigurationError, DecodeError, OverflowDetectedError, ProtocolError
 from secagg.masking import ServerPhase
 from secagg.masking.config import ConfigRecord, MaskingConfig
 from secagg.masking.messages import (
@@ -54,37 +71,61 @@ from secagg.masking.messages import (
     UnmaskRequest,
     UnmaskResponse,
 )
+from secagg.paillier.keys import ThresholdPublicKey
+from secagg.paillier.messages import DecryptionRequest, EncryptedVector, PartialDecryption
+from secagg.paillier.packing import MAX_CLIENTS as MAX_PACKED_CLIENTS
+from secagg.paillier.packing import SlotLayout
+from secagg.paillier.protocol import SessionParameters
+from secagg.primitives.signing import PUBLIC_KEY_SIZE, SIGNATURE_SIZE, SigningKey, verify
 from secagg.ring import RingVector
-from secagg.wire import U8, U32, U64, FixedBytes, ListOf, Struct, VarBytes, wire_field
+from secagg.wire import U8, U16, U32, U64, FixedBytes, ListOf, Struct, VarBytes, wire_field
 
 __all__ = [
     "CONSISTENCY_CHECK",
+    "DECRYPT",
+    "ENCRYPT",
+    "IDENTIFY",
     "MASKED_INPUT",
+    "MASKING_STAGES",
+    "PAILLIER_STAGES",
     "SETUP",
     "SHARE_KEYS",
     "STAGES",
     "UNMASK",
     "ArrayLayout",
     "ArraySpec",
+    "IdentityAnnouncement",
+    "PaillierSetup",
+    "PaillierUpload",
     "RoundSetup",
     "arrays_digest",
+    "decode_integers",
     "decode_sum",
+    "encode_integers",
     "encode_update",
     "flatten_arrays",
+    "identity_payload",
+    "packed_value_bits",
     "round_context",
     "stage_of_phase",
     "unflatten_arrays",
 ]
 
-SETUP, SHARE_KEYS, MASKED_INPUT, CONSISTENCY_CHECK, UNMASK = (
+IDENTIFY, SETUP, SHARE_KEYS, MASKED_INPUT, CONSISTENCY_CHECK, UNMASK = (
+    "identify",
     "setup",
     "share-keys",
     "masked-input",
     "consistency-check",
     "unmask",
 )
-STAGES = (SETUP, SHARE_KEYS, MASKED_INPUT, CONSISTENCY_CHECK, UNMASK)
-"""The stage names in protocol order."""
+ENCRYPT, DECRYPT = "encrypt", "decrypt"
+MASKING_STAGES = (IDENTIFY, SETUP, SHARE_KEYS, MASKED_INPUT, CONSISTENCY_CHECK, UNMASK)
+"""The masking stages in protocol order (``identify`` only in active mode, when needed)."""
+PAILLIER_STAGES = (ENCRYPT, DECRYPT)
+"""The Paillier stages in protocol order."""
+STAGES = MASKING_STAGES + PAILLIER_STAGES
+"""Every stage name."""
 
 _STAGE_OF_PHASE = {
     ServerPhase.COLLECT_KEYS: SETUP,
@@ -110,6 +151,8 @@ UPLINK: dict[str, type[wire.Message]] = {
 
 MAX_NODES = 1 << 16
 MAX_KEY_BYTES = 256
+IDENTITY_LABEL = b"secagg/v1/flower-identity"
+ROUND_LABEL = b"secagg/v1/flower-round"
 
 
 def stage_of_phase(phase: ServerPhase) -> str:
@@ -152,16 +195,11 @@ class RoundSetup(wire.Message):
     arrays_digest: bytes = wire_field(FixedBytes(32))
 
     def __post_init__(self) -> None:
-        if any(a >= b for a, b in zip(self.node_ids, self.node_ids[1:], strict=False)):
-            raise ConfigurationError("round setup: node ids must be strictly increasing")
+        _check_round_fields("round setup", self.node_ids, self.weight_key)
         if len(self.node_ids) != self.masking.num_clients:
             raise ConfigurationError(
                 f"round setup: {len(self.node_ids)} node ids for {self.masking.num_clients} protocol clients"
             )
-        try:
-            self.weight_key.decode("utf-8")
-        except UnicodeDecodeError as exc:
-            raise ConfigurationError("round setup: the weight key is not UTF-8") from exc
 
     @classmethod
     def create(
@@ -210,10 +248,25 @@ class RoundSetup(wire.Message):
 
     def protocol_id(self, node_id: int) -> int:
         """The protocol id (1..n) of ``node_id``; ConfigurationError if it is not in the round."""
-        index = int(np.searchsorted(np.array(self.node_ids, dtype=np.uint64), np.uint64(node_id)))
-        if index >= len(self.node_ids) or self.node_ids[index] != node_id:
-            raise ConfigurationError(f"node {node_id} is not among the round's nodes")
-        return index + 1
+        return _protocol_id(self.node_ids, node_id)
+
+
+def _protocol_id(node_ids: tuple[int, ...], node_id: int) -> int:
+    """Position of ``node_id`` in the strictly increasing ``node_ids``, plus one."""
+    index = int(np.searchsorted(np.array(node_ids, dtype=np.uint64), np.uint64(node_id)))
+    if index >= len(node_ids) or node_ids[index] != node_id:
+        raise ConfigurationError(f"node {node_id} is not among the round's nodes")
+    return index + 1
+
+
+def _check_round_fields(who: str, node_ids: tuple[int, ...], weight_key: bytes) -> None:
+    """The checks RoundSetup and PaillierSetup share: sorted ids, a UTF-8 weight key."""
+    if any(a >= b for a, b in itertools.pairwise(node_ids)):
+        raise ConfigurationError(f"{who}: node ids must be strictly increasing")
+    try:
+        weight_key.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigurationError(f"{who}: the weight key is not UTF-8") from exc
 
 
 def round_context(run_id: int, server_round: int, digest: bytes) -> bytes:
@@ -224,9 +277,7 @@ def round_context(run_id: int, server_round: int, digest: bytes) -> bytes:
     """
     if len(digest) != 32:
         raise ConfigurationError("the arrays digest must be 32 bytes")
-    return hashlib.sha256(
-        b"secagg/v1/flower-round" + run_id.to_bytes(8, "big") + server_round.to_bytes(4, "big") + digest
-    ).digest()
+    return hashlib.sha256(ROUND_LABEL + run_id.to_bytes(8, "big") + server_round.to_bytes(4, "big") + digest).digest()
 
 
 @dataclass(frozen=True)
@@ -342,22 +393,29 @@ def arrays_digest(vector: npt.NDArray[np.float64], layout: ArrayLayout) -> bytes
     return digest.digest()
 
 
-def encode_update(
+def encode_integers(
     delta: npt.NDArray[np.float64], weight: int, config: QuantizationConfig, rng: np.random.Generator
-) -> RingVector:
-    """``(weight * q(delta), weight)`` in the config's ring: one node's contribution.
+) -> IntArray:
+    """``(weight * q(delta), weight)`` as signed int64: one node's contribution before any ring or packing.
 
     ``q`` is the stochastic quantization of :mod:`secagg.encoding` with ``rng``
     the rounding randomness. Raises ConfigurationError if ``weight`` is not in
     ``1..config.max_weight`` or ``delta`` is not finite.
     """
-    if isinstance(weight, bool) or not 1 <= weight <= config.max_weight:
+    if isinstance(weight, bool) or not isinstance(weight, int) or not 1 <= weight <= config.max_weight:
         raise ConfigurationError(f"weight must be an integer in 1..{config.max_weight}, got {weight}")
     q = quantize_to_integers(delta, config, rng)
     encoded = np.empty(q.shape[0] + 1, dtype=np.int64)
     np.multiply(q, weight, out=encoded[:-1])
     encoded[-1] = weight
-    return to_ring(encoded, config)
+    return encoded
+
+
+def encode_update(
+    delta: npt.NDArray[np.float64], weight: int, config: QuantizationConfig, rng: np.random.Generator
+) -> RingVector:
+    """:func:`encode_integers` in the config's ring: one node's masking contribution."""
+    return to_ring(encode_integers(delta, weight, config, rng), config)
 
 
 def decode_sum(total: RingVector, config: QuantizationConfig, num_summands: int) -> tuple[npt.NDArray[np.float64], int]:
@@ -366,8 +424,14 @@ def decode_sum(total: RingVector, config: QuantizationConfig, num_summands: int)
     Raises OverflowDetectedError if the sum is impossible for that many
     encodings (a fault, never silently wrong numbers).
     """
-    integers = from_ring(config.ring.check(total), config)
-    if integers.shape[0] < 2 or not 1 <= num_summands <= config.num_clients:
+    return decode_integers(from_ring(config.ring.check(total), config), config, num_summands)
+
+
+def decode_integers(
+    integers: IntArray, config: QuantizationConfig, num_summands: int
+) -> tuple[npt.NDArray[np.float64], int]:
+    """:func:`decode_sum` for the exact integer sum of ``num_summands`` :func:`encode_integers` outputs."""
+    if integers.ndim != 1 or integers.shape[0] < 2 or not 1 <= num_summands <= config.num_clients:
         raise ConfigurationError("an encoded sum has at least two entries and 1..num_clients summands")
     bound = num_summands * config.max_weight
     weight_total = int(integers[-1])
@@ -381,3 +445,183 @@ def decode_sum(total: RingVector, config: QuantizationConfig, num_summands: int)
         raise OverflowDetectedError(f"decoded sum exceeds {bound * config.qmax}, the most {num_summands} nodes reach")
     mean: npt.NDArray[np.float64] = sums.astype(np.float64) / (config.scale * weight_total)
     return mean, weight_total
+
+
+def identity_payload(run_id: int, node_id: int, public_key: bytes) -> bytes:
+    """``"secagg/v1/flower-identity" || u64 run id || u64 node id || public key``: what a node signs
+    to show the server that it holds the identity key it announces."""
+    return IDENTITY_LABEL + run_id.to_bytes(8, "big") + node_id.to_bytes(8, "big") + public_key
+
+
+@dataclass(frozen=True)
+class IdentityAnnouncement(wire.Message):
+    """Node -> server, ``identify`` stage (active mode): the node's Ed25519 identity public key.
+
+    The signature over :func:`identity_payload` proves possession for this run
+    and this node id, so one node cannot announce another's key. The nodes,
+    not the server, decide which keys they trust (see :class:`RoundSetup`).
+    """
+
+    TAG: ClassVar[int] = 0x0703
+    node_id: int = wire_field(U64)
+    public_key: bytes = wire_field(FixedBytes(PUBLIC_KEY_SIZE))
+    signature: bytes = wire_field(FixedBytes(SIGNATURE_SIZE))
+
+    @classmethod
+    def create(cls, identity: SigningKey, run_id: int, node_id: int) -> IdentityAnnouncement:
+        """The signed announcement of ``identity``'s public key by ``node_id`` in ``run_id``."""
+        payload = identity_payload(run_id, node_id, identity.public)
+        return cls(node_id=node_id, public_key=identity.public, signature=identity.sign(payload))
+
+    def verify(self, run_id: int, node_id: int) -> None:
+        """AuthenticationError unless this is ``node_id``'s valid announcement in ``run_id``."""
+        if self.node_id != node_id:
+            raise ProtocolError(f"node {node_id} announced an identity for node {self.node_id}")
+        try:
+            verify(self.public_key, self.signature, identity_payload(run_id, node_id, self.public_key))
+        except (AuthenticationError, DecodeError) as exc:
+            raise AuthenticationError(f"node {node_id}: its identity announcement carries no valid signature") from exc
+
+
+def packed_value_bits(config: QuantizationConfig) -> int:
+    """Bits of one signed packed value: ``bitlen(max_weight * qmax) + 1``, so that every entry
+    of an :func:`encode_integers` output (``|w q| <= max_weight * qmax``, ``1 <= w <= max_weight``) fits."""
+    return (config.max_weight * config.qmax).bit_length() + 1
+
+
+@dataclass(frozen=True)
+class PaillierSetup(wire.Message):
+    """Server -> every sampled node, ``encrypt`` stage of a Paillier round (with the training content).
+
+    Attributes:
+        server_round: the strategy's round number.
+        node_ids: the round's Flower node ids, strictly increasing; node
+            ``node_ids[i]`` is client ``i + 1`` of the session's roster.
+        key_fingerprint: :attr:`~secagg.paillier.ThresholdPublicKey.fingerprint`
+            of the federation's key. Nodes encrypt under the key of their own
+            key-share file and refuse a round set up for another key.
+        min_contributors: fewest uploads a key-share holder agrees to decrypt the sum of.
+        vector_length: values per upload: the model's vector length plus one (the weight).
+        clip_bits: the quantization clip as IEEE-754 float64 bits.
+        bits: quantization bits per value (sign included).
+        max_weight: the public bound on a node's weight (its example count).
+        weight_key: the MetricRecord key holding that weight (UTF-8).
+        arrays_digest: :func:`arrays_digest` of the model the round trains from.
+    """
+
+    TAG: ClassVar[int] = 0x0702
+    server_round: int = wire_field(U32)
+    node_ids: tuple[int, ...] = wire_field(ListOf(U64, MAX_PACKED_CLIENTS))
+    key_fingerprint: bytes = wire_field(FixedBytes(32))
+    min_contributors: int = wire_field(U32)
+    vector_length: int = wire_field(U32)
+    clip_bits: int = wire_field(U64)
+    bits: int = wire_field(U8)
+    max_weight: int = wire_field(U32)
+    weight_key: bytes = wire_field(VarBytes(MAX_KEY_BYTES))
+    arrays_digest: bytes = wire_field(FixedBytes(32))
+
+    def __post_init__(self) -> None:
+        _check_round_fields("paillier setup", self.node_ids, self.weight_key)
+        if not self.node_ids:
+            raise ConfigurationError("paillier setup: a round needs at least one node")
+        if not 1 <= self.min_contributors <= len(self.node_ids):
+            raise ConfigurationError(
+                f"paillier setup: min_contributors must be in 1..{len(self.node_ids)}, got {self.min_contributors}"
+            )
+        if self.vector_length < 2:
+            raise ConfigurationError("paillier setup: a vector holds at least one value and the weight")
+
+    @classmethod
+    def create(
+        cls,
+        server_round: int,
+        node_ids: Sequence[int],
+        public: ThresholdPublicKey,
+        min_contributors: int,
+        quantization: QuantizationConfig,
+        vector_length: int,
+        weight_key: str,
+        digest: bytes,
+    ) -> PaillierSetup:
+        """The setup message for ``node_ids`` (sorted here); ConfigurationError if unsafe."""
+        setup = cls(
+            server_round=server_round,
+            node_ids=tuple(sorted(node_ids)),
+            key_fingerprint=public.fingerprint,
+            min_contributors=min_contributors,
+            vector_length=vector_length,
+            clip_bits=_float_bits(quantization.clip),
+            bits=quantization.bits,
+            max_weight=quantization.max_weight,
+            weight_key=weight_key.encode("utf-8"),
+            arrays_digest=digest,
+        )
+        setup.session_parameters(public, bytes(32))  # every check the nodes will make
+        return setup
+
+    @property
+    def quantization(self) -> QuantizationConfig:
+        """The quantization (int64 sums: ``ring_bits=64`` bounds ``n * max_weight * qmax``)."""
+        return QuantizationConfig(
+            clip=_bits_float(self.clip_bits),
+            bits=self.bits,
+            num_clients=len(self.node_ids),
+            ring_bits=64,
+            max_weight=self.max_weight,
+        )
+
+    @property
+    def weight_name(self) -> str:
+        """The weight key as a string."""
+        return self.weight_key.decode("utf-8")
+
+    def layout(self, key_bits: int) -> SlotLayout:
+        """The packing layout for this round's nodes; ConfigurationError if sums could carry between slots."""
+        return SlotLayout(packed_value_bits(self.quantization), len(self.node_ids), key_bits)
+
+    def session_parameters(self, public: ThresholdPublicKey, context: bytes) -> SessionParameters:
+        """The Paillier session every party derives: roster 1..n, this layout, ``context``.
+
+        ConfigurationError if ``public`` is not the key the round was set up for,
+        or the layout or quantization is unsafe.
+        """
+        if public.fingerprint != self.key_fingerprint:
+            raise ConfigurationError("the round is set up for another Paillier key than this party's")
+        return SessionParameters(
+            public=public,
+            layout=self.layout(public.key.key_bits),
+            vector_length=self.vector_length,
+            roster=tuple(range(1, len(self.node_ids) + 1)),
+            min_contributors=self.min_contributors,
+            context=context,
+        )
+
+    def protocol_id(self, node_id: int) -> int:
+        """The roster id (1..n) of ``node_id``; ConfigurationError if it is not in the round."""
+        return _protocol_id(self.node_ids, node_id)
+
+
+@dataclass(frozen=True)
+class PaillierUpload(wire.Message):
+    """Node -> server, ``encrypt`` stage: the node's encrypted update and the index of its key share.
+
+    ``party`` tells the server whom to ask for a partial decryption; a node
+    claiming another's index cannot produce a valid proof for it.
+    """
+
+    TAG: ClassVar[int] = 0x0704
+    party: int = wire_field(U16)
+    upload: EncryptedVector = wire_field(Struct(EncryptedVector))
+
+    def __post_init__(self) -> None:
+        if self.party < 1:
+            raise ConfigurationError("paillier upload: key-share indices start at 1")
+        if not isinstance(self.upload, EncryptedVector):
+            raise ConfigurationError("paillier upload: carries an EncryptedVector")
+
+
+PAILLIER_DOWNLINK: dict[str, type[wire.Message]] = {ENCRYPT: PaillierSetup, DECRYPT: DecryptionRequest}
+"""The message a node receives in each Paillier stage."""
+PAILLIER_UPLINK: dict[str, type[wire.Message]] = {ENCRYPT: PaillierUpload, DECRYPT: PartialDecryption}
+"""The message a node sends back in each Paillier stage."""

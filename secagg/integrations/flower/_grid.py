@@ -1,0 +1,288 @@
+"""What the masking and Paillier server workflows share: the Grid wrapper, stages, batches, replies.
+
+A secure workflow is a :class:`SecureGrid`: it delegates everything to the
+Grid a ServerApp receives, except batches of *training* messages, which it
+turns into one secure round (:meth:`SecureGrid.secure_round`) returning at
+most one aggregated reply. :meth:`SecureGrid.stage` sends one stage's payloads
+and collects the replies; :class:`TrainingBatch` is what a round fixes from the
+strategy's messages; :func:`aggregated_reply` is the one reply the strategy sees.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from abc import abstractmethod
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+from flwr.app import Array, ArrayRecord, Message, MessageType, MetricRecord, RecordDict
+from flwr.proto.node_pb2 import NodeInfo
+from flwr.serverapp import Grid
+from flwr.supercore.run import Run
+
+from secagg.errors import ConfigurationError, SecAggError
+from secagg.integrations.flower._records import model_arrays, read_stage, stage_content
+from secagg.integrations.flower.protocol import ArrayLayout, arrays_digest, flatten_arrays, unflatten_arrays
+
+__all__ = ["LOGGER", "RoundReport", "SecureGrid", "TrainingBatch", "aggregated_reply"]
+
+LOGGER = logging.getLogger("secagg.flower")
+
+
+@dataclass(frozen=True)
+class RoundReport:
+    """What one secure round did (the server's view, nothing more).
+
+    Attributes:
+        server_round: the strategy's round number.
+        node_ids: the sampled nodes, sorted (protocol id = position + 1).
+        included: nodes whose update is in the aggregate.
+        dropped: node -> the stage in which it went missing (timeout, error reply, or a
+            reply the protocol rejected).
+        aggregate: the decoded integer sum ``(sum w_k q_k, sum w_k)`` (masking: in
+            the ring, as unmasked; Paillier: int64, as decrypted), or None if skipped.
+        weight_total: ``sum w_k`` over ``included`` (0 if skipped).
+        seconds: wall-clock time of the round.
+        skipped_reason: why no aggregate was produced, or None.
+        errors: node -> the reason it gave (error replies, malformed replies).
+    """
+
+    server_round: int
+    node_ids: tuple[int, ...]
+    included: frozenset[int]
+    dropped: Mapping[int, str]
+    aggregate: npt.NDArray[Any] | None
+    weight_total: int
+    seconds: float
+    skipped_reason: str | None = None
+    errors: Mapping[int, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class TrainingBatch:
+    """What a secure round fixes from the strategy's training messages before sending anything."""
+
+    template: Message
+    message_type: str
+    server_round: int
+    training: RecordDict
+    base: npt.NDArray[np.float64]
+    layout: ArrayLayout
+    digest: bytes
+    node_ids: tuple[int, ...]
+
+    @classmethod
+    def create(cls, instructions: list[Message], counter: int) -> TrainingBatch:
+        """Check the batch (distinct nodes, one message type, the same arrays everywhere) and fix it.
+
+        ``counter`` is the round number used if no ConfigRecord carries ``server-round``.
+        """
+        nodes = [m.metadata.dst_node_id for m in instructions]
+        if len(set(nodes)) != len(nodes):
+            raise ConfigurationError("a secure round needs one training message per node")
+        if len({m.metadata.message_type for m in instructions}) != 1:
+            raise ConfigurationError("a secure round's training messages must share one message type")
+        template = instructions[0]
+        base, layout = flatten_arrays(model_arrays(template.content))
+        if base.shape[0] == 0:
+            raise ConfigurationError("a secure round needs model arrays in the training messages")
+        digest = arrays_digest(base, layout)
+        for message in instructions[1:]:
+            vector, other = flatten_arrays(model_arrays(message.content))
+            if other != layout or arrays_digest(vector, other) != digest:
+                raise ConfigurationError("a secure round needs the same arrays in every training message")
+        server_round = counter
+        for record in template.content.config_records.values():
+            value = record.get("server-round")
+            if isinstance(value, int) and not isinstance(value, bool) and 0 <= value < 1 << 32:
+                server_round = value
+        return cls(
+            template=template,
+            message_type=template.metadata.message_type,
+            server_round=server_round,
+            training=template.content,
+            base=base,
+            layout=layout,
+            digest=digest,
+            node_ids=tuple(sorted(nodes)),
+        )
+
+    def subset(self, node_ids: Iterable[int]) -> TrainingBatch:
+        """The same batch restricted to ``node_ids`` (nodes that left before the round's setup)."""
+        kept = tuple(sorted(set(node_ids) & set(self.node_ids)))
+        return TrainingBatch(**{**self.__dict__, "node_ids": kept})
+
+    def report(
+        self,
+        started: float,
+        dropped: Mapping[int, str],
+        errors: Mapping[int, str],
+        *,
+        aggregate: npt.NDArray[Any] | None = None,
+        included: Iterable[int] = (),
+        weight_total: int = 0,
+        reason: str | None = None,
+        node_ids: tuple[int, ...] | None = None,
+    ) -> RoundReport:
+        """The round's :class:`RoundReport`."""
+        return RoundReport(
+            server_round=self.server_round,
+            node_ids=self.node_ids if node_ids is None else node_ids,
+            included=frozenset(included),
+            dropped=dict(dropped),
+            aggregate=aggregate,
+            weight_total=weight_total,
+            seconds=time.perf_counter() - started,
+            skipped_reason=reason,
+            errors=dict(errors),
+        )
+
+
+def aggregated_reply(
+    batch: TrainingBatch, mean: npt.NDArray[np.float64], weight_key: str, weight_total: int
+) -> Message:
+    """The one reply the strategy sees: the new arrays (global + mean update) and the weight total,
+    so FedAvg's weighted average of that single reply is the secure weighted average of all nodes."""
+    arrays = unflatten_arrays(batch.base + mean, batch.layout)
+    content = RecordDict()
+    for spec, array in zip(batch.layout.specs, arrays, strict=True):
+        if spec.record not in content:
+            content[spec.record] = ArrayRecord()
+        content.array_records[spec.record][spec.name] = Array(np.ascontiguousarray(array))
+    content["metrics"] = MetricRecord({weight_key: weight_total})
+    return Message(content, reply_to=batch.template)
+
+
+class SecureGrid(Grid):  # type: ignore[misc,unused-ignore]  # Grid is Any where flwr is not installed
+    """A Grid that runs training batches as secure rounds and passes everything else through."""
+
+    def __init__(self, grid: Grid, stage_timeout: float, poll_interval: float) -> None:
+        self._grid = grid
+        self._stage_timeout = stage_timeout
+        self._poll_interval = poll_interval
+        self.reports: list[RoundReport] = []
+
+    @abstractmethod
+    def secure_round(self, instructions: list[Message]) -> Message | None:
+        """One secure round over the nodes ``instructions`` address: the aggregated reply or None."""
+
+    # --- the Grid interface, delegated ------------------------------------------------
+
+    def set_run(self, run: Run) -> None:
+        """Delegate to the wrapped grid."""
+        self._grid.set_run(run)
+
+    @property
+    def run(self) -> Run:
+        """The wrapped grid's run."""
+        return self._grid.run
+
+    def create_message(
+        self, content: RecordDict, message_type: str, dst_node_id: int, group_id: str, ttl: float | None = None
+    ) -> Message:
+        """Delegate to the wrapped grid."""
+        return self._grid.create_message(content, message_type, dst_node_id, group_id, ttl)
+
+    def get_node_ids(self) -> Iterable[int]:
+        """Delegate to the wrapped grid."""
+        node_ids: Iterable[int] = self._grid.get_node_ids()
+        return node_ids
+
+    def get_nodes(self) -> Iterable[NodeInfo]:
+        """Delegate to the wrapped grid."""
+        nodes: Iterable[NodeInfo] = self._grid.get_nodes()
+        return nodes
+
+    def push_messages(self, messages: Iterable[Message]) -> Iterable[str]:
+        """Delegate to the wrapped grid (no secure aggregation on this low-level path)."""
+        message_ids: Iterable[str] = self._grid.push_messages(messages)
+        return message_ids
+
+    def pull_messages(self, message_ids: Iterable[str]) -> Iterable[Message]:
+        """Delegate to the wrapped grid."""
+        replies: Iterable[Message] = self._grid.pull_messages(message_ids)
+        return replies
+
+    def send_and_receive(self, messages: Iterable[Message], *, timeout: float | None = None) -> Iterable[Message]:
+        """Training batches: one secure round, returning at most one aggregated reply.
+
+        Other batches are sent through the wrapped grid unchanged. ``timeout``
+        is ignored for secure rounds: each stage waits its own stage timeout.
+        Raises ConfigurationError before sending anything if the batch or the
+        settings are unfit for a secure round.
+        """
+        batch = list(messages)
+        if not batch or any(m.metadata.message_type.split(".")[0] != MessageType.TRAIN for m in batch):
+            replies: Iterable[Message] = self._grid.send_and_receive(batch, timeout=timeout)
+            return replies
+        reply = self.secure_round(batch)
+        return [] if reply is None else [reply]
+
+    # --- one stage --------------------------------------------------------------------
+
+    def stage(
+        self,
+        batch: TrainingBatch,
+        stage: str,
+        outbound: Mapping[int, bytes],
+        dropped: dict[int, str],
+        errors: dict[int, str],
+        *,
+        with_training: bool = False,
+    ) -> dict[int, bytes]:
+        """Send ``outbound`` (node id -> payload) as ``stage``; the replies' payloads by node id.
+
+        A node that does not answer in time, answers with an error or with a
+        malformed or foreign-stage reply is recorded in ``dropped`` (and the
+        reason in ``errors``). ``with_training`` adds the strategy's content.
+        """
+        messages = [
+            Message(
+                stage_content(stage, payload, batch.training if with_training else None),
+                dst_node_id=node,
+                message_type=batch.message_type,
+                group_id=str(batch.server_round),
+            )
+            for node, payload in sorted(outbound.items())
+        ]
+        inbound: dict[int, bytes] = {}
+        for reply in self._exchange(messages):
+            node = reply.metadata.src_node_id
+            if node not in outbound:
+                continue
+            if reply.has_error():
+                errors[node] = reply.error.reason or ""
+                continue
+            try:
+                reply_stage, payload = read_stage(reply.content)
+            except SecAggError as exc:
+                errors[node] = str(exc)
+                continue
+            if reply_stage != stage:
+                errors[node] = f"replied for stage {reply_stage!r} in stage {stage!r}"
+                continue
+            inbound[node] = payload
+        for node in outbound:
+            if node not in inbound and node not in dropped:
+                dropped[node] = stage
+                LOGGER.info("node %d dropped out in stage %s: %s", node, stage, errors.get(node, "no reply"))
+        return inbound
+
+    def _exchange(self, messages: list[Message]) -> list[Message]:
+        """Push a stage's messages and pull replies every poll interval until all arrived or the
+        stage timeout passed (Flower's own send_and_receive polls every 3 s)."""
+        pending = set(self._grid.push_messages(messages))
+        deadline = time.monotonic() + self._stage_timeout
+        replies: list[Message] = []
+        while pending:
+            arrived = list(self._grid.pull_messages(pending))
+            replies.extend(arrived)
+            pending.difference_update(reply.metadata.reply_to_message_id for reply in arrived)
+            if not pending or time.monotonic() >= deadline:
+                break
+            time.sleep(min(self._poll_interval, max(0.0, deadline - time.monotonic())))
+        return replies

@@ -1,0 +1,114 @@
+"""What the masking and Paillier mods share: error replies, local training, the node's weight, key files."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+from flwr.app import Context, Error, Message, RecordDict
+from flwr.clientapp.typing import ClientAppCallable
+from flwr.common.constant import ErrorCode
+
+from secagg.errors import ConfigurationError, ProtocolError
+from secagg.integrations.flower._records import model_arrays, without_stage
+from secagg.integrations.flower.protocol import ArrayLayout, arrays_digest, flatten_arrays
+
+__all__ = ["AuditRecord", "TrainingFailedError", "config_path", "error_reply", "forget", "train_locally"]
+
+
+@dataclass(frozen=True)
+class AuditRecord:
+    """What this node put into one secure round, for its own records; it stays on the node.
+
+    Attributes:
+        run_id: the Flower run.
+        server_round: the round number the server announced.
+        node_id: this node's Flower id.
+        protocol_id: its id in the session (1..n).
+        weight: the example count it reported (its weight in the mean).
+        encoded: its contribution ``(weight * q(update), weight)`` before protection:
+            ring elements for masking, int64 integers for Paillier.
+    """
+
+    run_id: int
+    server_round: int
+    node_id: int
+    protocol_id: int
+    weight: int
+    encoded: npt.NDArray[Any]
+
+
+Audit = Callable[[AuditRecord], None]
+
+
+class TrainingFailedError(Exception):
+    """The app's train handler answered with an error: pass that reply on."""
+
+    def __init__(self, reply: Message) -> None:
+        super().__init__("train handler failed")
+        self.reply = reply
+
+
+def error_reply(message: Message, reason: str) -> Message:
+    """The error reply a mod sends when it refuses (the server counts the node as a dropout)."""
+    return Message(Error(code=ErrorCode.MOD_FAILED_PRECONDITION, reason=f"secagg: {reason}"), reply_to=message)
+
+
+def forget(context: Context, key: str) -> None:
+    """Drop the record ``key`` from the node's state, if present."""
+    if key in context.state:
+        del context.state[key]
+
+
+def config_path(context: Context, key: str, explicit: str | os.PathLike[str] | None) -> str | None:
+    """``explicit`` if given, else the node-config value under ``key`` (None if neither)."""
+    if explicit is not None:
+        return os.fspath(explicit)
+    value = context.node_config.get(key)
+    if value is None or value == "":
+        return None
+    if not isinstance(value, str):
+        raise ConfigurationError(f"node config {key!r} must be a path string, got {value!r}")
+    return value
+
+
+def train_locally(
+    message: Message, context: Context, call_next: ClientAppCallable, digest: bytes, weight_key: str
+) -> tuple[npt.NDArray[np.float64], ArrayLayout, int]:
+    """Run the app's train handler on the strategy's content; ``(local - global, layout, weight)``.
+
+    Checks first that the model sent is the one the round was set up for
+    (``digest``); the handler sees exactly the strategy's content; its arrays
+    must have the model's names and shapes and its one MetricRecord with
+    ``weight_key`` gives the weight. Raises TrainingFailedError if the handler fails.
+    """
+    training = without_stage(message.content)
+    base, layout = flatten_arrays(model_arrays(training))
+    if arrays_digest(base, layout) != digest:
+        raise ProtocolError("the model sent for training is not the one the round was set up for")
+    message.content = training
+    reply = call_next(message, context)
+    if reply.has_error():
+        raise TrainingFailedError(reply)
+    local, local_layout = flatten_arrays(model_arrays(reply.content))
+    shapes = [(s.record, s.name, s.shape) for s in layout.specs]
+    if [(s.record, s.name, s.shape) for s in local_layout.specs] != shapes:
+        raise ConfigurationError("the train handler's arrays differ from the model's (names or shapes)")
+    return local - base, layout, _weight(reply.content, weight_key)
+
+
+def _weight(content: RecordDict, key: str) -> int:
+    """The integer weight under ``key`` in the handler's one MetricRecord that has it."""
+    values = [record[key] for record in content.metric_records.values() if key in record]
+    if len(values) != 1:
+        raise ConfigurationError(f"the train handler must report {key!r} in exactly one MetricRecord")
+    value = values[0]
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ConfigurationError(f"{key!r} must be an integer count, got {value!r}")
+    return value

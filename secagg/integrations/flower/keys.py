@@ -1,0 +1,149 @@
+"""Key files of a Flower federation: identity keys, trusted-key lists, the Paillier public key and shares.
+
+Nothing here needs ``flwr``. Formats (all written with mode 0600, never over an existing file):
+
+- identity key file: the 32-byte Ed25519 seed as 64 lowercase hex digits and a
+  newline. Readable by its owner only: a file that group or others may read is
+  refused, as ssh refuses such private keys.
+- trusted-keys file: the federation's out-of-band list of identity public keys,
+  one per line as 64 hex digits; blank lines and lines starting with ``#`` are ignored.
+- Paillier public-key file: the wire encoding of the
+  :class:`~secagg.paillier.ThresholdPublicKey` (what the server loads).
+- key-share file: :func:`secagg.paillier.write_protected_file` output (scrypt +
+  AES-256-GCM under the node's passphrase) of one :class:`~secagg.paillier.KeyShare`.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+
+from secagg import wire
+from secagg.errors import ConfigurationError, DecodeError
+from secagg.paillier.ceremony import ThresholdKeyMaterial
+from secagg.paillier.keys import KeyShare, ThresholdPublicKey
+from secagg.paillier.storage import DEFAULT_SCRYPT_LOG_N, read_protected_file, write_protected_file
+from secagg.primitives.signing import PUBLIC_KEY_SIZE, SEED_SIZE, SigningKey
+
+__all__ = [
+    "load_key_share",
+    "read_identity_key",
+    "read_public_key",
+    "read_trusted_keys",
+    "write_identity_key",
+    "write_key_files",
+    "write_public_key",
+    "write_trusted_keys",
+]
+
+PathLike = str | os.PathLike[str]
+
+
+def _write_new(path: PathLike, data: bytes) -> None:
+    try:
+        descriptor = os.open(os.fspath(path), os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError as exc:
+        raise ConfigurationError(f"refusing to overwrite {path}") from exc
+    with os.fdopen(descriptor, "wb") as handle:
+        handle.write(data)
+
+
+def _read(path: PathLike, what: str) -> bytes:
+    try:
+        return Path(path).read_bytes()
+    except OSError as exc:
+        raise ConfigurationError(f"cannot read the {what} {path}: {exc.strerror or exc}") from exc
+
+
+def _hex_key(text: str, size: int, where: str) -> bytes:
+    try:
+        value = bytes.fromhex(text)
+    except ValueError as exc:
+        raise DecodeError(f"{where}: not a hex string") from exc
+    if len(value) != size:
+        raise DecodeError(f"{where}: expected {size} bytes, got {len(value)}")
+    return value
+
+
+def write_identity_key(path: PathLike, identity: SigningKey) -> None:
+    """Write ``identity``'s seed to a new owner-only file."""
+    _write_new(path, identity.seed.hex().encode("ascii") + b"\n")
+
+
+def read_identity_key(path: PathLike) -> SigningKey:
+    """The identity key in ``path``; ConfigurationError if group or others may read the file."""
+    try:
+        mode = os.stat(path).st_mode
+    except OSError as exc:
+        raise ConfigurationError(f"cannot read the identity key file {path}: {exc.strerror or exc}") from exc
+    if mode & (stat.S_IRWXG | stat.S_IRWXO):
+        raise ConfigurationError(f"identity key file {path} is accessible to group or others (chmod 600 it)")
+    text = _read(path, "identity key file").decode("ascii", errors="replace").strip()
+    seed = _hex_key(text, SEED_SIZE, f"identity key file {path}")
+    return SigningKey.generate(lambda size: seed)  # the public key derived from the stored seed
+
+
+def write_trusted_keys(path: PathLike, keys: Iterable[bytes]) -> None:
+    """Write the federation's trusted identity public keys, one hex line each, to a new file."""
+    lines = [key.hex() for key in keys]
+    if any(len(line) != 2 * PUBLIC_KEY_SIZE for line in lines):
+        raise ConfigurationError(f"identity public keys are {PUBLIC_KEY_SIZE} bytes")
+    _write_new(path, "".join(line + "\n" for line in lines).encode("ascii"))
+
+
+def read_trusted_keys(path: PathLike) -> frozenset[bytes]:
+    """The trusted identity public keys listed in ``path`` (DecodeError naming the bad line)."""
+    keys = set()
+    text = _read(path, "trusted-keys file").decode("ascii", errors="replace")
+    for number, line in enumerate(text.splitlines(), start=1):
+        entry = line.strip()
+        if entry and not entry.startswith("#"):
+            keys.add(_hex_key(entry, PUBLIC_KEY_SIZE, f"trusted-keys file {path}, line {number}"))
+    if not keys:
+        raise ConfigurationError(f"trusted-keys file {path} lists no key")
+    return frozenset(keys)
+
+
+def write_public_key(path: PathLike, public: ThresholdPublicKey) -> None:
+    """Write the federation's threshold public key (wire encoding) to a new file."""
+    _write_new(path, wire.encode(public))
+
+
+def read_public_key(path: PathLike) -> ThresholdPublicKey:
+    """The threshold public key in ``path`` (validated: key size policy, parameters)."""
+    return wire.decode(_read(path, "public-key file"), ThresholdPublicKey)
+
+
+def load_key_share(path: PathLike, passphrase: str | bytes) -> KeyShare:
+    """The key share sealed in ``path``; AuthenticationError for a wrong passphrase or altered file."""
+    if not Path(path).is_file():
+        raise ConfigurationError(f"key-share file {path} does not exist")
+    secret = read_protected_file(path, passphrase)
+    if not isinstance(secret, KeyShare):
+        raise ConfigurationError(f"{path} holds a single-key private key, not a threshold key share")
+    return secret
+
+
+def write_key_files(
+    material: ThresholdKeyMaterial,
+    directory: PathLike,
+    passphrases: Sequence[str | bytes],
+    *,
+    scrypt_log_n: int = DEFAULT_SCRYPT_LOG_N,
+) -> tuple[Path, list[Path]]:
+    """The dealer's last step: ``public-key.bin`` and ``key-share-<i>.bin`` (sealed under
+    ``passphrases[i - 1]``) in ``directory``; returns their paths. Deliver each share file to
+    its hospital, the public key to the server and the nodes, then destroy ``material``."""
+    if len(passphrases) != len(material.shares):
+        raise ConfigurationError(f"{len(material.shares)} key shares need as many passphrases")
+    folder = Path(directory)
+    public_path = folder / "public-key.bin"
+    write_public_key(public_path, material.public)
+    share_paths = []
+    for share, passphrase in zip(material.shares, passphrases, strict=True):
+        path = folder / f"key-share-{share.index}.bin"
+        write_protected_file(path, share, passphrase, scrypt_log_n=scrypt_log_n)
+        share_paths.append(path)
+    return public_path, share_paths

@@ -1,0 +1,296 @@
+"""Client side of Paillier rounds: a Flower mod that encrypts the node's update and decrypts aggregates.
+
+``ClientApp(mods=[paillier_mod])`` is the whole change on a node. The node
+holds one key share of the federation's threshold key, dealt by the key
+ceremony before the federation starts and stored protected at rest
+(:func:`secagg.paillier.write_protected_file`). The mod finds it through
+``key_share_file`` or the node config's ``key-share-file``; the passphrase
+comes from ``passphrase``, from the file named by the node config's
+``key-share-passphrase-file``, or from the environment variable
+``SECAGG_KEY_SHARE_PASSPHRASE``, in that order. The share never leaves the
+node and is never stored in ``context.state``.
+
+- ``encrypt``: checks the :class:`~secagg.integrations.flower.protocol.PaillierSetup`
+  against the node's own key (the server cannot substitute a key it can
+  decrypt) and its own floor (``min_nodes``, ``min_contributors``), the
+  quantization and packing against overflow, and the model against the
+  setup's digest; runs the app's train handler; packs and encrypts
+  ``(w * q(local - global), w)``; answers with the upload and its share index.
+- ``decrypt``: answers a ``DecryptionRequest`` for the session it uploaded to
+  under every binding rule of :class:`secagg.paillier.DecryptingParty` (its
+  own upload unchanged in the sum, at least ``min_contributors`` uploads,
+  one aggregate per session), with a proof of correct decryption.
+
+The sessions a node uploaded to and the aggregates it decrypted are
+remembered in ``context.state`` (public values only, the last 1024), so a
+second upload or a second, different aggregate in one session is refused
+even across the fresh processes Flower starts per message. Training messages
+outside a secure round are refused unless ``allow_plain_train`` is set.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from flwr.app import ConfigRecord, Context, Message, MessageType
+from flwr.clientapp.typing import ClientAppCallable, Mod
+
+from secagg import wire
+from secagg.errors import ConfigurationError, ProtocolError, ReplayError, SecAggError
+from secagg.integrations.flower._node import (
+    Audit,
+    AuditRecord,
+    TrainingFailedError,
+    config_path,
+    error_reply,
+    forget,
+    train_locally,
+)
+from secagg.integrations.flower._records import has_stage, read_stage, stage_content
+from secagg.integrations.flower.keys import load_key_share
+from secagg.integrations.flower.protocol import (
+    ENCRYPT,
+    PAILLIER_STAGES,
+    PaillierSetup,
+    PaillierUpload,
+    encode_integers,
+    round_context,
+)
+from secagg.paillier import Client, DecryptingParty, KeyShare, Obfuscation, SessionParameters
+from secagg.paillier.messages import DecryptionRequest, aggregate_digest
+from secagg.primitives.randomness import RandomBytes, system_random
+
+__all__ = [
+    "HISTORY_KEY",
+    "KEY_SHARE_FILE",
+    "PASSPHRASE_ENV",
+    "PASSPHRASE_FILE",
+    "STATE_KEY",
+    "make_paillier_mod",
+    "paillier_mod",
+]
+
+STATE_KEY = "secagg.paillier.round"
+"""Key of the ConfigRecord in ``context.state`` holding the current round's setup and upload digest."""
+HISTORY_KEY = "secagg.paillier.history"
+"""Key of the ConfigRecord in ``context.state`` remembering uploaded sessions and decrypted aggregates."""
+KEY_SHARE_FILE = "key-share-file"
+"""Node-config key: path of this node's protected key-share file."""
+PASSPHRASE_FILE = "key-share-passphrase-file"  # noqa: S105  (a config key, not a secret)
+"""Node-config key: path of a file holding the key share's passphrase (first line)."""
+PASSPHRASE_ENV = "SECAGG_KEY_SHARE_PASSPHRASE"  # noqa: S105  (a variable name, not a secret)
+"""Environment variable holding the key share's passphrase (the last resort)."""
+HISTORY_SIZE = 1024
+_ID = 32
+
+PathLike = str | os.PathLike[str]
+
+
+@dataclass(frozen=True)
+class _Settings:
+    key_share_file: PathLike | None
+    passphrase: str | bytes | None
+    min_nodes: int
+    min_contributors: int
+    allow_plain_train: bool
+    rng: np.random.Generator | None
+    audit: Audit | None
+    random_bytes: RandomBytes
+    obfuscation: Obfuscation
+    constant_time: bool
+
+
+def make_paillier_mod(
+    *,
+    key_share_file: PathLike | None = None,
+    passphrase: str | bytes | None = None,
+    min_nodes: int = 2,
+    min_contributors: int = 2,
+    allow_plain_train: bool = False,
+    rng: np.random.Generator | None = None,
+    audit: Audit | None = None,
+    random_bytes: RandomBytes = system_random,
+    obfuscation: Obfuscation = Obfuscation.TEXTBOOK,
+    constant_time: bool = False,
+) -> Mod:
+    """A Paillier mod with this node's own safety floor.
+
+    Args:
+        key_share_file: the protected key-share file (default: node config ``key-share-file``).
+        passphrase: its passphrase (default: node config ``key-share-passphrase-file``,
+            then the environment variable ``SECAGG_KEY_SHARE_PASSPHRASE``).
+        min_nodes: refuse rounds with fewer nodes (at least 2).
+        min_contributors: refuse to decrypt sums of fewer uploads (at least 2).
+        allow_plain_train: pass training messages outside a secure round to the handler.
+        rng: the quantization's rounding randomness (not secret); fresh OS entropy if None.
+        audit: called with an :class:`AuditRecord` (int64 encoding) after each upload.
+        random_bytes: the source of every secret (encryption randomness, proof commitments).
+        obfuscation: TEXTBOOK (r^n) or DJN encryption randomness.
+        constant_time: exponentiate with the key share in constant time (slower).
+    """
+    if min_nodes < 2 or min_contributors < 2:
+        raise ConfigurationError(
+            f"min_nodes and min_contributors must be at least 2, got {min_nodes}, {min_contributors}"
+        )
+    settings = _Settings(
+        key_share_file, passphrase, min_nodes, min_contributors, allow_plain_train, rng, audit, random_bytes,
+        obfuscation, constant_time,
+    )
+
+    def paillier_mod(message: Message, context: Context, call_next: ClientAppCallable) -> Message:
+        """Take part in a Paillier round (see :mod:`secagg.integrations.flower.paillier_client`)."""
+        return _handle(message, context, call_next, settings)
+
+    return paillier_mod
+
+
+def _handle(message: Message, context: Context, call_next: ClientAppCallable, settings: _Settings) -> Message:
+    if message.metadata.message_type.split(".")[0] != MessageType.TRAIN:
+        return call_next(message, context)
+    if not has_stage(message.content):
+        if settings.allow_plain_train:
+            return call_next(message, context)
+        return error_reply(message, f"node {context.node_id}: refusing to train outside a secure round")
+    try:
+        stage, payload = read_stage(message.content)
+        if stage not in PAILLIER_STAGES:
+            raise ConfigurationError(f"stage {stage!r} is not a Paillier stage; this node runs paillier_mod")
+        share = _key_share(context, settings)
+        if stage == ENCRYPT:
+            reply = _encrypt(message, context, call_next, payload, share, settings)
+        else:
+            reply = _decrypt(message, context, payload, share, settings)
+    except SecAggError as exc:
+        forget(context, STATE_KEY)
+        return error_reply(message, f"node {context.node_id}: {exc}")
+    except TrainingFailedError as failed:
+        forget(context, STATE_KEY)
+        return failed.reply
+    return Message(stage_content(stage, reply), reply_to=message)
+
+
+def _key_share(context: Context, settings: _Settings) -> KeyShare:
+    """Load and check this node's key share (never cached in the node's state)."""
+    path = config_path(context, KEY_SHARE_FILE, settings.key_share_file)
+    if path is None:
+        raise ConfigurationError(f"no key share: set {KEY_SHARE_FILE!r} in the node config")
+    passphrase = settings.passphrase
+    if passphrase is None:
+        passphrase_path = config_path(context, PASSPHRASE_FILE, None)
+        if passphrase_path is not None:
+            try:
+                lines = Path(passphrase_path).read_text(encoding="utf-8").splitlines()
+            except (OSError, UnicodeDecodeError) as exc:
+                raise ConfigurationError(f"cannot read the passphrase file {passphrase_path}: {exc}") from exc
+            passphrase = lines[0] if lines else ""
+        else:
+            passphrase = os.environ.get(PASSPHRASE_ENV)
+    if not passphrase:
+        raise ConfigurationError(f"no passphrase for the key share: set {PASSPHRASE_FILE!r} or ${PASSPHRASE_ENV}")
+    return load_key_share(path, passphrase)
+
+
+def _history(context: Context) -> tuple[bytes, bytes]:
+    """(uploaded session ids, answered session id || aggregate digest entries), concatenated."""
+    record = context.state.get(HISTORY_KEY)
+    if not isinstance(record, ConfigRecord):
+        return b"", b""
+    uploaded, answered = record.get("uploaded", b""), record.get("answered", b"")
+    if not isinstance(uploaded, bytes) or not isinstance(answered, bytes):
+        raise ProtocolError("the stored Paillier history is malformed")
+    return uploaded, answered
+
+
+def _remember(context: Context, uploaded: bytes, answered: bytes) -> None:
+    context.state[HISTORY_KEY] = ConfigRecord(
+        {"uploaded": uploaded[-HISTORY_SIZE * _ID :], "answered": answered[-HISTORY_SIZE * 2 * _ID :]}
+    )
+
+
+def _entries(data: bytes, size: int) -> list[bytes]:
+    return [data[i : i + size] for i in range(0, len(data), size)]
+
+
+def _session(message: Message, setup: PaillierSetup, share: KeyShare, settings: _Settings) -> SessionParameters:
+    """The session this node derives for ``setup`` under its own key; ConfigurationError if unfit."""
+    if len(setup.node_ids) < settings.min_nodes:
+        raise ConfigurationError(f"round of {len(setup.node_ids)} nodes, this node requires {settings.min_nodes}")
+    if setup.min_contributors < settings.min_contributors:
+        raise ConfigurationError(
+            f"min_contributors {setup.min_contributors}, this node requires {settings.min_contributors}"
+        )
+    if share.public.threshold < 2:
+        raise ConfigurationError("this node's key is 1-of-l: one key-share holder could decrypt every update")
+    context_bytes = round_context(message.metadata.run_id, setup.server_round, setup.arrays_digest)
+    return setup.session_parameters(share.public, context_bytes)
+
+
+def _encrypt(
+    message: Message,
+    context: Context,
+    call_next: ClientAppCallable,
+    payload: bytes,
+    share: KeyShare,
+    settings: _Settings,
+) -> bytes:
+    setup = wire.decode(payload, PaillierSetup)
+    params = _session(message, setup, share, settings)
+    protocol_id = setup.protocol_id(message.metadata.dst_node_id)
+    uploaded, answered = _history(context)
+    if params.session_id in _entries(uploaded, _ID):
+        raise ReplayError("this node already uploaded its update in this session")
+    delta, layout, weight = train_locally(message, context, call_next, setup.arrays_digest, setup.weight_name)
+    if layout.size + 1 != setup.vector_length:
+        raise ProtocolError(f"the round is for {setup.vector_length - 1} values, the model has {layout.size}")
+    rng = settings.rng if settings.rng is not None else np.random.default_rng()
+    values = encode_integers(delta, weight, setup.quantization, rng)
+    client = Client(params, protocol_id, obfuscation=settings.obfuscation, random_bytes=settings.random_bytes)
+    upload = client.upload(values)
+    assert client.upload_digest is not None  # set by upload()
+    _remember(context, uploaded + params.session_id, answered)
+    context.state[STATE_KEY] = ConfigRecord({"setup": payload, "upload": client.upload_digest})
+    if settings.audit is not None:
+        settings.audit(
+            AuditRecord(
+                run_id=message.metadata.run_id,
+                server_round=setup.server_round,
+                node_id=message.metadata.dst_node_id,
+                protocol_id=protocol_id,
+                weight=weight,
+                encoded=values,
+            )
+        )
+    return wire.encode(PaillierUpload(party=share.index, upload=upload))
+
+
+def _decrypt(message: Message, context: Context, payload: bytes, share: KeyShare, settings: _Settings) -> bytes:
+    record = context.state.get(STATE_KEY)
+    if not isinstance(record, ConfigRecord):
+        raise ProtocolError("no Paillier round in progress on this node")
+    setup_bytes, own_upload = record.get("setup"), record.get("upload")
+    if not isinstance(setup_bytes, bytes) or not isinstance(own_upload, bytes):
+        raise ProtocolError("the stored Paillier round is incomplete")
+    params = _session(message, wire.decode(setup_bytes, PaillierSetup), share, settings)
+    request = wire.decode(payload, DecryptionRequest)
+    if request.session_id != params.session_id:
+        raise ProtocolError("the decryption request belongs to another session than this node's round")
+    digest = aggregate_digest(params.session_id, request.uploads)
+    uploaded, answered = _history(context)
+    for entry in _entries(answered, 2 * _ID):
+        if entry[:_ID] == params.session_id and entry[_ID:] != digest:
+            raise ReplayError("this node already decrypted a different aggregate in this session")
+    party = DecryptingParty(
+        params, share, own_upload=own_upload, random_bytes=settings.random_bytes,
+        constant_time=settings.constant_time,
+    )
+    partial = party.respond(request)
+    if params.session_id + digest not in _entries(answered, 2 * _ID):
+        _remember(context, uploaded, answered + params.session_id + digest)
+    return wire.encode(partial)
+
+
+paillier_mod: Mod = make_paillier_mod()
+"""The mod with default settings: ``ClientApp(mods=[paillier_mod])``; key share from the node config."""

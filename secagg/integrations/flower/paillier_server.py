@@ -1,0 +1,240 @@
+"""Server side of Paillier rounds: a Flower Grid whose training rounds are packed threshold Paillier.
+
+:class:`PaillierGrid` is the Paillier counterpart of
+:class:`~secagg.integrations.flower.SecAggGrid`: hand it to any strategy
+(``FedAvg().start(grid=PaillierGrid(grid, PaillierOptions(public_key=key)), ...)``).
+The server holds only the federation's :class:`~secagg.paillier.ThresholdPublicKey`
+(from the key ceremony, run before the federation starts; docs/integrations.md).
+Each training batch becomes one session of :mod:`secagg.paillier.protocol`:
+
+1. ``encrypt``: each node gets a :class:`~secagg.integrations.flower.protocol.PaillierSetup`
+   with the strategy's training content; it checks the setup against its own
+   key share, trains, packs and encrypts ``(w * q(local - global), w)`` and
+   answers with its ``EncryptedVector`` and the index of its key share;
+2. the server checks every upload and multiplies the ciphertexts; with fewer
+   than ``min_contributors`` uploads the round is skipped;
+3. ``decrypt``: every uploading key-share holder gets a ``DecryptionRequest``
+   carrying the uploads themselves; it checks them, multiplies them itself and
+   answers with its partial decryption and a proof, which the server checks;
+4. t valid partial decryptions give the exact integer sum, decoded into the
+   weighted mean update and returned to the strategy as one reply.
+
+A node that drops out before uploading is left out of the sum; one that drops
+out after uploading still counts, as long as t key-share holders answer. With
+fewer than t the round is skipped (no reply; the strategy keeps its model) and
+the reason is in :attr:`PaillierGrid.reports`.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import numpy as np
+from flwr.app import Message
+from flwr.serverapp import Grid
+
+from secagg import wire
+from secagg.encoding import QuantizationConfig
+from secagg.errors import ConfigurationError, ProtocolError, SecAggError
+from secagg.integrations.flower._grid import LOGGER, SecureGrid, TrainingBatch, aggregated_reply
+from secagg.integrations.flower.protocol import (
+    DECRYPT,
+    ENCRYPT,
+    PaillierSetup,
+    PaillierUpload,
+    decode_integers,
+    packed_value_bits,
+    round_context,
+)
+from secagg.integrations.flower.server import DEFAULT_CLIP, DEFAULT_MAX_WEIGHT
+from secagg.paillier import Server, SlotLayout, ThresholdPublicKey
+from secagg.paillier.keys import check_key_bits
+from secagg.paillier.messages import PartialDecryption
+from secagg.paillier.packing import MAX_CLIENTS
+
+__all__ = ["MIN_NODES", "PaillierGrid", "PaillierOptions"]
+
+MIN_NODES = 2
+"""The fewest nodes a Paillier round can have (a sum of one update is that update)."""
+
+
+@dataclass(frozen=True)
+class PaillierOptions:
+    """How Paillier rounds are run; validated here, so an unsafe setting never starts.
+
+    Attributes:
+        public_key: the federation's threshold public key (from the ceremony).
+            At least 2048 bits and a threshold of at least 2.
+        clip: update coordinates are clipped to ``[-clip, clip]`` before quantization.
+        bits: quantization bits per value, sign included.
+        max_weight: public bound on one node's weight (the value under ``weight_key``).
+        weight_key: the MetricRecord key of the weight (FedAvg's ``weighted_by_key``).
+        min_contributors: fewest uploads a key-share holder is asked to decrypt
+            the sum of (default ``max(2, t)``); a round with fewer nodes is refused.
+        stage_timeout: seconds to wait for the replies of one stage.
+        poll_interval: seconds between two pulls of replies within a stage.
+        max_nodes: if set, rounds of up to this many nodes are validated now and
+            larger rounds are refused; otherwise each round is validated before
+            anything is sent.
+    """
+
+    public_key: ThresholdPublicKey
+    clip: float = DEFAULT_CLIP
+    bits: int = 16
+    max_weight: int = DEFAULT_MAX_WEIGHT
+    weight_key: str = "num-examples"
+    min_contributors: int | None = None
+    stage_timeout: float = 60.0
+    poll_interval: float = 0.5
+    max_nodes: int | None = None
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.public_key, ThresholdPublicKey):
+            raise ConfigurationError("public_key must be the federation's ThresholdPublicKey")
+        check_key_bits(self.public_key.key.key_bits)
+        if self.public_key.threshold < 2:
+            raise ConfigurationError(
+                f"a {self.public_key.threshold}-of-{self.public_key.num_parties} key lets one key-share holder "
+                "decrypt every update; the threshold must be at least 2"
+            )
+        for name, value in (("stage_timeout", self.stage_timeout), ("poll_interval", self.poll_interval)):
+            if not (np.isfinite(value) and value > 0):
+                raise ConfigurationError(f"{name} must be a positive number of seconds, got {value}")
+        if not self.weight_key:
+            raise ConfigurationError("weight_key must be a non-empty string")
+        if self.min_contributors is not None and self.min_contributors < 2:
+            raise ConfigurationError(f"min_contributors must be at least 2, got {self.min_contributors}")
+        if self.max_nodes is not None and not self.fewest_nodes <= self.max_nodes <= MAX_CLIENTS:
+            raise ConfigurationError(f"max_nodes must be in {self.fewest_nodes}..{MAX_CLIENTS}, got {self.max_nodes}")
+        self.layout(self.max_nodes or self.fewest_nodes)  # overflow and packing checks
+
+    @property
+    def contributors(self) -> int:
+        """min_contributors after defaulting."""
+        return self.min_contributors if self.min_contributors is not None else max(2, self.public_key.threshold)
+
+    @property
+    def fewest_nodes(self) -> int:
+        """The smallest round that can complete: enough uploads and t decrypting nodes."""
+        return max(MIN_NODES, self.contributors, self.public_key.threshold)
+
+    def quantization(self, num_nodes: int) -> QuantizationConfig:
+        """The quantization for ``num_nodes`` (int64 sums); ConfigurationError if it could overflow."""
+        return QuantizationConfig(self.clip, self.bits, num_nodes, ring_bits=64, max_weight=self.max_weight)
+
+    def layout(self, num_nodes: int) -> SlotLayout:
+        """The packing layout for ``num_nodes``; ConfigurationError if slots could carry or overflow."""
+        if num_nodes < self.fewest_nodes:
+            raise ConfigurationError(
+                f"a Paillier round needs at least {self.fewest_nodes} nodes (min_contributors "
+                f"{self.contributors}, threshold {self.public_key.threshold}), got {num_nodes}"
+            )
+        if self.max_nodes is not None and num_nodes > self.max_nodes:
+            raise ConfigurationError(f"{num_nodes} nodes sampled, but the options allow at most {self.max_nodes}")
+        quantization = self.quantization(num_nodes)
+        return SlotLayout(packed_value_bits(quantization), num_nodes, self.public_key.key.key_bits)
+
+
+class PaillierGrid(SecureGrid):
+    """A Grid that runs training rounds through packed threshold Paillier; everything else passes through.
+
+    See the module docstring for the stages; :attr:`reports` records every round.
+    """
+
+    def __init__(self, grid: Grid, options: PaillierOptions) -> None:
+        if not isinstance(options, PaillierOptions):
+            raise ConfigurationError("PaillierGrid needs PaillierOptions (with the federation's public key)")
+        self.options = options
+        super().__init__(grid, options.stage_timeout, options.poll_interval)
+
+    def secure_round(self, instructions: list[Message]) -> Message | None:
+        """Run one Paillier session over the nodes ``instructions`` address (see the module docstring)."""
+        started = time.perf_counter()
+        options = self.options
+        batch = TrainingBatch.create(instructions, len(self.reports) + 1)
+        nodes = batch.node_ids
+        options.layout(len(nodes))  # refuse before sending anything
+        quantization = options.quantization(len(nodes))
+        setup = PaillierSetup.create(
+            batch.server_round, nodes, options.public_key, options.contributors, quantization,
+            batch.layout.size + 1, options.weight_key, batch.digest,
+        )
+        context = round_context(self.run.run_id, batch.server_round, batch.digest)
+        server = Server(setup.session_parameters(options.public_key, context))
+        dropped: dict[int, str] = {}
+        errors: dict[int, str] = {}
+        # Stage 1: setup + training content out, encrypted updates back.
+        payload = wire.encode(setup)
+        uploads = self.stage(batch, ENCRYPT, dict.fromkeys(nodes, payload), dropped, errors, with_training=True)
+        holders = self._accept_uploads(setup, server, uploads, dropped, errors)
+        included = [nodes[client - 1] for client in sorted(server.included)]
+        if len(included) < server.params.min_contributors:
+            reason = f"{len(included)} nodes uploaded; at least {server.params.min_contributors} are needed"
+            return self._skip(batch, started, dropped, errors, reason)
+        # Stage 2: each uploading key-share holder (one node per share) decrypts the aggregate.
+        requests: dict[int, bytes] = {}
+        for node, party in sorted(holders.items()):
+            if party in {holders[other] for other in requests}:
+                errors[node] = f"claims key share {party}, which another node holds"
+                continue
+            requests[node] = wire.encode(server.decryption_request(party))
+        threshold = options.public_key.threshold
+        if len(requests) < threshold:
+            reason = f"{len(requests)} key-share holders uploaded; {threshold} partial decryptions are needed"
+            return self._skip(batch, started, dropped, errors, reason)
+        answers = self.stage(batch, DECRYPT, requests, dropped, errors)
+        for node, data in sorted(answers.items()):
+            try:
+                partial = wire.decode(data, PartialDecryption)
+                if partial.party != holders[node]:
+                    raise ProtocolError(f"node {node} answered as party {partial.party}, not {holders[node]}")
+                server.receive_partial(partial)
+            except SecAggError as exc:
+                errors[node], dropped[node] = str(exc), DECRYPT
+        # Stage 3: combine t partial decryptions, unpack, decode the weighted mean.
+        try:
+            sums = server.finish()
+            mean, weight_total = decode_integers(sums, quantization, len(included))
+        except SecAggError as exc:
+            return self._skip(batch, started, dropped, errors, str(exc))
+        report = batch.report(started, dropped, errors, aggregate=sums, included=included, weight_total=weight_total)
+        self.reports.append(report)
+        LOGGER.info(
+            "paillier round %d: %d of %d nodes aggregated in %.1f s",
+            batch.server_round, len(included), len(nodes), report.seconds,
+        )
+        return aggregated_reply(batch, mean, options.weight_key, weight_total)
+
+    def _accept_uploads(
+        self,
+        setup: PaillierSetup,
+        server: Server,
+        uploads: dict[int, bytes],
+        dropped: dict[int, str],
+        errors: dict[int, str],
+    ) -> dict[int, int]:
+        """Hand each node's upload to the Paillier server; node -> the key-share index it claims."""
+        holders: dict[int, int] = {}
+        num_parties = self.options.public_key.num_parties
+        for node, data in sorted(uploads.items()):
+            try:
+                upload = wire.decode(data, PaillierUpload)
+                if upload.upload.client != setup.protocol_id(node):
+                    raise ProtocolError(f"node {node} uploaded as client {upload.upload.client}")
+                if upload.party > num_parties:
+                    raise ProtocolError(f"node {node} claims key share {upload.party} of {num_parties}")
+                server.receive_upload(upload.upload)
+            except SecAggError as exc:
+                errors[node], dropped[node] = str(exc), ENCRYPT
+                continue
+            holders[node] = upload.party
+        return holders
+
+    def _skip(
+        self, batch: TrainingBatch, started: float, dropped: dict[int, str], errors: dict[int, str], reason: str
+    ) -> Message | None:
+        """Record a skipped round; the strategy gets no reply (None) and keeps its model."""
+        LOGGER.warning("paillier round %d skipped: %s", batch.server_round, reason)
+        self.reports.append(batch.report(started, dropped, errors, reason=reason))
+        return None

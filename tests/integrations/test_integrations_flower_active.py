@@ -1,0 +1,147 @@
+"""Active mode of the masking adapter: identity keys from files, trusted lists, the consistency check."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+pytest.importorskip("flwr")
+
+from flwr.app import Context, Message, MessageType, RecordDict
+from flwr.serverapp.strategy import FedAvg
+
+from secagg import wire
+from secagg.encoding import QuantizationConfig
+from secagg.errors import ConfigurationError
+from secagg.integrations.flower import SecAggGrid, SecAggOptions
+from secagg.integrations.flower._records import read_stage, stage_content
+from secagg.integrations.flower.keys import read_identity_key, write_identity_key, write_trusted_keys
+from secagg.integrations.flower.protocol import CONSISTENCY_CHECK, IDENTIFY, SETUP
+from secagg.masking import ACTIVE
+from secagg.primitives.randomness import InsecureDeterministicRandom
+from secagg.primitives.signing import SigningKey
+
+from .flower_harness import Audit, FakeGrid, initial_arrays, make_app, restore_task_identity, set_task_identity
+from .test_integrations_flower import setup_for
+
+NODES = (1_000_000_007, 2**63 + 11, 42, 9_999_999_999, 2**64 - 1)
+WEIGHTS = dict(zip(NODES, (30, 55, 12, 80, 41), strict=True))
+
+
+@pytest.fixture(autouse=True)
+def server_identity() -> Iterator[None]:
+    previous = set_task_identity()
+    yield
+    restore_task_identity(previous)
+
+
+def identity_files(directory: Path, count: int, trusted: int | None = None) -> tuple[list[Path], Path, list[bytes]]:
+    """``count`` identity key files and a trusted-keys file listing the first ``trusted`` of them."""
+    directory.mkdir(parents=True, exist_ok=True)
+    keys = [SigningKey.generate(InsecureDeterministicRandom(f"identity-{i}".encode())) for i in range(count)]
+    paths = []
+    for index, key in enumerate(keys):
+        path = directory / f"identity-{index}.key"
+        write_identity_key(path, key)
+        paths.append(path)
+    trusted_path = directory / "trusted.keys"
+    write_trusted_keys(trusted_path, [key.public for key in keys[: trusted if trusted is not None else count]])
+    return paths, trusted_path, [key.public for key in keys]
+
+
+def active_apps(paths: list[Path], trusted: Path, audit: Audit | None = None) -> dict[int, object]:
+    return {
+        node: make_app(node, WEIGHTS[node], audit, identity_key_file=path, trusted_keys_file=trusted)
+        for node, path in zip(NODES, paths, strict=True)
+    }
+
+
+def stages(grid: FakeGrid) -> list[str]:
+    return [read_stage(m.content)[0] for m in grid.sent if m.metadata.message_type == MessageType.TRAIN]
+
+
+@pytest.mark.parametrize("protocol", ["secagg", "secagg+"])
+def test_an_active_round_is_exact_and_runs_the_consistency_check(tmp_path: Path, protocol: str) -> None:
+    # Prepare: five nodes with identity key files and the federation's trusted list
+    paths, trusted, publics = identity_files(tmp_path, len(NODES))
+    audit = Audit()
+    grid = FakeGrid(active_apps(paths, trusted, audit))
+    secure = SecAggGrid(grid, SecAggOptions(protocol=protocol, mode=ACTIVE))
+    # Execute
+    FedAvg(fraction_evaluate=0.0, min_available_nodes=5).start(grid=secure, initial_arrays=initial_arrays(),
+                                                              num_rounds=2)
+    # Assert: exact sums; identities announced once; every round signs the survivor set
+    quantization = QuantizationConfig(0.5, 16, len(NODES), max_weight=4096)
+    for report in secure.reports:
+        encodings = audit.of_round(report.server_round)
+        assert report.included == frozenset(NODES) and not report.dropped
+        assert np.array_equal(report.aggregate, quantization.ring.sum([a.encoded for a in encodings.values()], 18))
+    sent = stages(grid)
+    assert sent.count(IDENTIFY) == len(NODES) and sent.count(CONSISTENCY_CHECK) == 2 * len(NODES)
+    assert sorted(secure.identities.values()) == sorted(publics)
+
+
+def test_a_forged_identity_key_in_the_setup_is_refused_by_every_node(tmp_path: Path) -> None:
+    # Prepare: a lying server maps node 42 to a key of its own making
+    paths, trusted, _ = identity_files(tmp_path, len(NODES))
+    grid = FakeGrid(active_apps(paths, trusted))
+    secure = SecAggGrid(grid, SecAggOptions(protocol="secagg", mode=ACTIVE))
+    secure.identities.update({node: read_identity_key(path).public for node, path in zip(NODES, paths, strict=True)})
+    secure.identities[42] = SigningKey.generate(InsecureDeterministicRandom(b"forged")).public
+    # Execute
+    FedAvg(fraction_evaluate=0.0, min_available_nodes=5).start(grid=secure, initial_arrays=initial_arrays(),
+                                                              num_rounds=1)
+    # Assert: nobody advertised keys, so the round is skipped; each node said why
+    report = secure.reports[0]
+    assert report.aggregate is None and set(report.dropped.values()) == {SETUP}
+    assert all("not on the federation's trusted list" in report.errors[node] for node in NODES)
+    assert 42 not in secure.identities  # asked again next round
+
+
+def test_an_untrusted_node_is_left_out_and_the_round_completes(tmp_path: Path) -> None:
+    # Prepare: the last node's key is on nobody's list (nor the server's)
+    paths, trusted, publics = identity_files(tmp_path, len(NODES), trusted=len(NODES) - 1)
+    audit = Audit()
+    grid = FakeGrid(active_apps(paths, trusted, audit))
+    options = SecAggOptions(protocol="secagg", mode=ACTIVE, trusted_keys=frozenset(publics[:-1]))
+    secure = SecAggGrid(grid, options)
+    # Execute
+    FedAvg(fraction_evaluate=0.0, min_available_nodes=5).start(grid=secure, initial_arrays=initial_arrays(),
+                                                              num_rounds=1)
+    # Assert
+    report = secure.reports[0]
+    outsider = NODES[-1]
+    assert report.dropped == {outsider: IDENTIFY} and "outside the trusted list" in report.errors[outsider]
+    assert report.included == frozenset(NODES[:-1])
+    quantization = QuantizationConfig(0.5, 16, len(NODES) - 1, max_weight=4096)
+    encodings = [a.encoded for n, a in audit.of_round(1).items() if n in report.included]
+    assert np.array_equal(report.aggregate, quantization.ring.sum(encodings, 18))
+
+
+def test_a_node_with_an_identity_refuses_a_semi_honest_round_and_bad_key_files(tmp_path: Path) -> None:
+    # Prepare: a semi-honest setup; an identity file others may read
+    paths, trusted, _ = identity_files(tmp_path, 3)
+    app = make_app(1, 10, identity_key_file=paths[0], trusted_keys_file=trusted)
+    paths[1].chmod(0o644)
+    loose = make_app(1, 10, identity_key_file=paths[1], trusted_keys_file=trusted)
+    setup = stage_content(SETUP, wire.encode(setup_for((1, 2, 3))))
+    context = Context(77, 1, {}, RecordDict(), {})
+    # Execute
+    downgrade = app(Message(setup, dst_node_id=1, message_type=MessageType.TRAIN), context)
+    exposed = loose(Message(setup, dst_node_id=1, message_type=MessageType.TRAIN), context)
+    # Assert
+    assert "refuses semi-honest rounds" in downgrade.error.reason
+    assert "accessible to group or others" in exposed.error.reason
+
+
+def test_active_options_are_validated() -> None:
+    # Prepare / Execute / Assert
+    with pytest.raises(ConfigurationError, match="mode must be"):
+        SecAggOptions(mode="paranoid")
+    with pytest.raises(ConfigurationError, match="trusted_keys"):
+        SecAggOptions(trusted_keys=frozenset({bytes(32)}))
+    with pytest.raises(ConfigurationError, match="unsafe in active mode"):
+        SecAggOptions(protocol="secagg", mode=ACTIVE, threshold=2, max_nodes=5)
