@@ -9,15 +9,31 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
-from flwr.app import Context, Error, Message, RecordDict
+from flwr.app import Context, Error, Message, MessageType, RecordDict
 from flwr.clientapp.typing import ClientAppCallable
 from flwr.common.constant import ErrorCode
 
-from secagg.errors import ConfigurationError, ProtocolError
-from secagg.integrations.flower._records import model_arrays, without_stage
+from secagg.errors import ConfigurationError, ProtocolError, SecAggError
+from secagg.integrations.flower._records import (
+    has_stage,
+    model_arrays,
+    read_stage,
+    stage_content,
+    without_stage,
+)
 from secagg.integrations.flower.protocol import ArrayLayout, arrays_digest, flatten_arrays
 
-__all__ = ["AuditRecord", "TrainingFailedError", "config_path", "error_reply", "forget", "train_locally"]
+__all__ = [
+    "AuditRecord",
+    "ModRoute",
+    "StageHandler",
+    "TrainingFailedError",
+    "config_path",
+    "error_reply",
+    "forget",
+    "run_stage",
+    "train_locally",
+]
 
 
 @dataclass(frozen=True)
@@ -56,6 +72,51 @@ class TrainingFailedError(Exception):
 def error_reply(message: Message, reason: str) -> Message:
     """The error reply a mod sends when it refuses (the server counts the node as a dropout)."""
     return Message(Error(code=ErrorCode.MOD_FAILED_PRECONDITION, reason=f"secagg: {reason}"), reply_to=message)
+
+
+StageHandler = Callable[[str, bytes], bytes]
+"""Runs one stage of a mod's protocol: ``(stage, inbound payload) -> reply payload``."""
+
+
+@dataclass(frozen=True)
+class ModRoute:
+    """Which stages a mod serves and where it keeps its session state."""
+
+    name: str
+    stages: frozenset[str]
+    state_key: str
+    allow_plain_train: bool
+
+
+def run_stage(
+    message: Message, context: Context, call_next: ClientAppCallable, route: ModRoute, handle: StageHandler
+) -> Message:
+    """What every secure mod does around its protocol step.
+
+    Messages other than ``train`` pass through; a ``train`` message without a
+    secure stage is refused unless ``route.allow_plain_train``; otherwise
+    ``handle`` runs the stage and its reply payload goes back in the stage's
+    records. A refusal (any SecAggError) or a failed training becomes an error
+    reply and the session state is forgotten, so nothing is reused after it.
+    """
+    if message.metadata.message_type.split(".")[0] != MessageType.TRAIN:
+        return call_next(message, context)
+    if not has_stage(message.content):
+        if route.allow_plain_train:
+            return call_next(message, context)
+        return error_reply(message, f"node {context.node_id}: refusing to train outside a secure round")
+    try:
+        stage, payload = read_stage(message.content)
+        if stage not in route.stages:
+            raise ConfigurationError(f"stage {stage!r} is not served here; this node runs {route.name}")
+        reply = handle(stage, payload)
+    except SecAggError as exc:
+        forget(context, route.state_key)
+        return error_reply(message, f"node {context.node_id}: {exc}")
+    except TrainingFailedError as failed:
+        forget(context, route.state_key)
+        return failed.reply
+    return Message(stage_content(stage, reply), reply_to=message)
 
 
 def forget(context: Context, key: str) -> None:

@@ -39,21 +39,20 @@ import os
 from dataclasses import dataclass
 
 import numpy as np
-from flwr.app import ConfigRecord, Context, Message, MessageType
+from flwr.app import ConfigRecord, Context, Message
 from flwr.clientapp.typing import ClientAppCallable, Mod
 
 from secagg import wire
-from secagg.errors import AuthenticationError, ConfigurationError, ProtocolError, SecAggError
+from secagg.errors import AuthenticationError, ConfigurationError, ProtocolError
 from secagg.integrations.flower._node import (
     Audit,
     AuditRecord,
-    TrainingFailedError,
+    ModRoute,
     config_path,
-    error_reply,
     forget,
+    run_stage,
     train_locally,
 )
-from secagg.integrations.flower._records import has_stage, read_stage, stage_content
 from secagg.integrations.flower.keys import read_identity_key, read_trusted_keys
 from secagg.integrations.flower.protocol import (
     DOWNLINK,
@@ -152,30 +151,16 @@ def make_secagg_mod(
 
 
 def _handle(message: Message, context: Context, call_next: ClientAppCallable, settings: _Settings) -> Message:
-    if message.metadata.message_type.split(".")[0] != MessageType.TRAIN:
-        return call_next(message, context)
-    if not has_stage(message.content):
-        if settings.allow_plain_train:
-            return call_next(message, context)
-        return error_reply(message, f"node {context.node_id}: refusing to train outside a secure round")
-    try:
-        stage, payload = read_stage(message.content)
-        if stage not in MASKING_STAGES:
-            raise ConfigurationError(f"stage {stage!r} is not a masking stage; this node runs secagg_mod")
+    def handle(stage: str, payload: bytes) -> bytes:
         identity = _identity(context, settings)
         if stage == IDENTIFY:
-            reply = _identify(message, identity)
-        elif stage == SETUP:
-            reply = _setup(message, context, payload, settings, identity)
-        else:
-            reply = _step(message, context, call_next, stage, payload, settings, identity)
-    except SecAggError as exc:
-        forget(context, STATE_KEY)
-        return error_reply(message, f"node {context.node_id}: {exc}")
-    except TrainingFailedError as failed:
-        forget(context, STATE_KEY)
-        return failed.reply
-    return Message(stage_content(stage, reply), reply_to=message)
+            return _identify(message, identity)
+        if stage == SETUP:
+            return _setup(message, context, payload, settings, identity)
+        return _step(message, context, call_next, stage, payload, settings, identity)
+
+    route = ModRoute("secagg_mod", frozenset(MASKING_STAGES), STATE_KEY, settings.allow_plain_train)
+    return run_stage(message, context, call_next, route, handle)
 
 
 def _identity(context: Context, settings: _Settings) -> _Identity | None:

@@ -35,21 +35,19 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from flwr.app import ConfigRecord, Context, Message, MessageType
+from flwr.app import ConfigRecord, Context, Message
 from flwr.clientapp.typing import ClientAppCallable, Mod
 
 from secagg import wire
-from secagg.errors import ConfigurationError, ProtocolError, ReplayError, SecAggError
+from secagg.errors import ConfigurationError, ProtocolError, ReplayError
 from secagg.integrations.flower._node import (
     Audit,
     AuditRecord,
-    TrainingFailedError,
+    ModRoute,
     config_path,
-    error_reply,
-    forget,
+    run_stage,
     train_locally,
 )
-from secagg.integrations.flower._records import has_stage, read_stage, stage_content
 from secagg.integrations.flower.keys import load_key_share
 from secagg.integrations.flower.protocol import (
     ENCRYPT,
@@ -148,28 +146,14 @@ def make_paillier_mod(
 
 
 def _handle(message: Message, context: Context, call_next: ClientAppCallable, settings: _Settings) -> Message:
-    if message.metadata.message_type.split(".")[0] != MessageType.TRAIN:
-        return call_next(message, context)
-    if not has_stage(message.content):
-        if settings.allow_plain_train:
-            return call_next(message, context)
-        return error_reply(message, f"node {context.node_id}: refusing to train outside a secure round")
-    try:
-        stage, payload = read_stage(message.content)
-        if stage not in PAILLIER_STAGES:
-            raise ConfigurationError(f"stage {stage!r} is not a Paillier stage; this node runs paillier_mod")
+    def handle(stage: str, payload: bytes) -> bytes:
         share = _key_share(context, settings)
         if stage == ENCRYPT:
-            reply = _encrypt(message, context, call_next, payload, share, settings)
-        else:
-            reply = _decrypt(message, context, payload, share, settings)
-    except SecAggError as exc:
-        forget(context, STATE_KEY)
-        return error_reply(message, f"node {context.node_id}: {exc}")
-    except TrainingFailedError as failed:
-        forget(context, STATE_KEY)
-        return failed.reply
-    return Message(stage_content(stage, reply), reply_to=message)
+            return _encrypt(message, context, call_next, payload, share, settings)
+        return _decrypt(message, context, payload, share, settings)
+
+    route = ModRoute("paillier_mod", frozenset(PAILLIER_STAGES), STATE_KEY, settings.allow_plain_train)
+    return run_stage(message, context, call_next, route, handle)
 
 
 def _key_share(context: Context, settings: _Settings) -> KeyShare:
