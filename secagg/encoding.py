@@ -122,11 +122,16 @@ def quantize_to_integers(values: npt.ArrayLike, config: QuantizationConfig, rng:
         raise ConfigurationError("cannot quantize NaN or infinite values")
     # Clip after scaling: clip * (qmax / clip) can round just below qmax in float64.
     # A huge finite x may scale to +-inf, which the clip maps to +-qmax as intended.
+    # In place where possible: each fresh d-sized temporary costs a pass over
+    # new memory, and the arithmetic (hence every output) is the same either way.
     with np.errstate(over="ignore"):
-        scaled = np.clip(x * config.scale, -config.qmax, config.qmax)
-    floor = np.floor(scaled)
-    rounded = floor + (rng.random(x.shape[0]) < (scaled - floor))
-    integers: IntArray = np.clip(rounded, -config.qmax, config.qmax).astype(np.int64)
+        scaled = np.multiply(x, config.scale)
+    np.clip(scaled, -config.qmax, config.qmax, out=scaled)
+    rounded = np.floor(scaled)
+    fraction = np.subtract(scaled, rounded, out=scaled)
+    np.add(rounded, rng.random(x.shape[0]) < fraction, out=rounded)
+    np.clip(rounded, -config.qmax, config.qmax, out=rounded)
+    integers: IntArray = rounded.astype(np.int64)
     return integers
 
 
