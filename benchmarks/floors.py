@@ -19,13 +19,13 @@ import os
 import secrets
 import statistics
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import gmpy2
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
-from secagg.masking.benchmark import FloorTimer
+from secagg.masking.benchmark import FloorTimer, median_seconds
 from secagg.ring import RING32
 
 __all__ = ["REFERENCE_DIM", "expansion_rate_note", "keystream_s", "measure", "powmod_s"]
@@ -34,15 +34,6 @@ REFERENCE_DIM = 1 << 20
 """Vector length (uint32 words, 4 MiB) of the rate measurements."""
 
 _CACHE: dict[tuple[int, tuple[int, ...], int], dict[str, Any]] = {}
-
-
-def _median_s(operation: Callable[[], object], repeats: int) -> float:
-    samples = []
-    for _ in range(repeats):
-        started = time.perf_counter()
-        operation()
-        samples.append(time.perf_counter() - started)
-    return statistics.median(samples)
 
 
 def keystream_s(nbytes: int, repeats: int = 7) -> float:
@@ -54,7 +45,7 @@ def keystream_s(nbytes: int, repeats: int = 7) -> float:
         Cipher(algorithms.AES(os.urandom(16)), modes.CTR(bytes(16))).encryptor().update_into(zeros, out)
 
     once()
-    return _median_s(once, repeats)
+    return median_seconds(once, repeats)
 
 
 def powmod_s(key_bits: int, samples: int = 15) -> float:

@@ -22,24 +22,13 @@ import argparse
 import functools
 import json
 import os
-import statistics
-import time
-from collections.abc import Callable
 
 import numpy as np
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
+from secagg.masking.benchmark import median_seconds
 from secagg.primitives import prg
 from secagg.ring import RING32, RING64
-
-
-def median_seconds(operation: Callable[[], object], repeats: int) -> float:
-    samples = []
-    for _ in range(repeats):
-        started = time.perf_counter()
-        operation()
-        samples.append(time.perf_counter() - started)
-    return statistics.median(samples)
 
 
 def main() -> None:

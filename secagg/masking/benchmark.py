@@ -33,7 +33,7 @@ from secagg.masking.driver import run_session
 from secagg.masking.messages import Round
 from secagg.ring import Ring, RingVector
 
-__all__ = ["FloorTimer", "main", "run_configuration"]
+__all__ = ["FloorTimer", "main", "median_seconds", "run_configuration"]
 
 FLOOR_REPEATS = 5
 
@@ -57,16 +57,17 @@ class FloorTimer:
             stream.update_into(self._zeros, memoryview(self._buffer.data).cast("B"))
             np.add(self._accumulator, self._words, out=self._accumulator)
 
-        return _median_time(once)
+        return median_seconds(once)
 
     def add_s(self) -> float:
         """Median seconds for one vector add (summing a masked input)."""
-        return _median_time(lambda: np.add(self._accumulator, self._words, out=self._accumulator))
+        return median_seconds(lambda: np.add(self._accumulator, self._words, out=self._accumulator))
 
 
-def _median_time(operation: Callable[[], object]) -> float:
+def median_seconds(operation: Callable[[], object], repeats: int = FLOOR_REPEATS) -> float:
+    """Median wall seconds of ``repeats`` calls of ``operation``."""
     samples = []
-    for _ in range(FLOOR_REPEATS):
+    for _ in range(repeats):
         started = time.perf_counter()
         operation()
         samples.append(time.perf_counter() - started)

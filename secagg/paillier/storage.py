@@ -39,6 +39,7 @@ __all__ = [
     "protect",
     "read_protected_file",
     "unprotect",
+    "write_new_private_file",
     "write_protected_file",
 ]
 
@@ -143,6 +144,15 @@ def write_protected_file(
     data = protect(
         secret, passphrase, scrypt_log_n=scrypt_log_n, scrypt_r=scrypt_r, scrypt_p=scrypt_p, random_bytes=random_bytes
     )
+    write_new_private_file(path, data)
+
+
+def write_new_private_file(path: str | os.PathLike[str], data: bytes) -> None:
+    """Write ``data`` to a file that must not exist yet, readable by its owner only (0600).
+
+    The file is created with its final mode (no window in which others could
+    read it); an existing file is never overwritten (ConfigurationError).
+    """
     try:
         descriptor = os.open(os.fspath(path), os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     except FileExistsError as exc:

@@ -24,7 +24,12 @@ from secagg import wire
 from secagg.errors import ConfigurationError, DecodeError
 from secagg.paillier.ceremony import ThresholdKeyMaterial
 from secagg.paillier.keys import KeyShare, ThresholdPublicKey
-from secagg.paillier.storage import DEFAULT_SCRYPT_LOG_N, read_protected_file, write_protected_file
+from secagg.paillier.storage import (
+    DEFAULT_SCRYPT_LOG_N,
+    read_protected_file,
+    write_new_private_file,
+    write_protected_file,
+)
 from secagg.primitives.signing import PUBLIC_KEY_SIZE, SEED_SIZE, SigningKey
 
 __all__ = [
@@ -39,15 +44,6 @@ __all__ = [
 ]
 
 PathLike = str | os.PathLike[str]
-
-
-def _write_new(path: PathLike, data: bytes) -> None:
-    try:
-        descriptor = os.open(os.fspath(path), os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError as exc:
-        raise ConfigurationError(f"refusing to overwrite {path}") from exc
-    with os.fdopen(descriptor, "wb") as handle:
-        handle.write(data)
 
 
 def _read(path: PathLike, what: str) -> bytes:
@@ -69,7 +65,7 @@ def _hex_key(text: str, size: int, where: str) -> bytes:
 
 def write_identity_key(path: PathLike, identity: SigningKey) -> None:
     """Write ``identity``'s seed to a new owner-only file."""
-    _write_new(path, identity.seed.hex().encode("ascii") + b"\n")
+    write_new_private_file(path, identity.seed.hex().encode("ascii") + b"\n")
 
 
 def read_identity_key(path: PathLike) -> SigningKey:
@@ -90,7 +86,7 @@ def write_trusted_keys(path: PathLike, keys: Iterable[bytes]) -> None:
     lines = [key.hex() for key in keys]
     if any(len(line) != 2 * PUBLIC_KEY_SIZE for line in lines):
         raise ConfigurationError(f"identity public keys are {PUBLIC_KEY_SIZE} bytes")
-    _write_new(path, "".join(line + "\n" for line in lines).encode("ascii"))
+    write_new_private_file(path, "".join(line + "\n" for line in lines).encode("ascii"))
 
 
 def read_trusted_keys(path: PathLike) -> frozenset[bytes]:
@@ -108,7 +104,7 @@ def read_trusted_keys(path: PathLike) -> frozenset[bytes]:
 
 def write_public_key(path: PathLike, public: ThresholdPublicKey) -> None:
     """Write the federation's threshold public key (wire encoding) to a new file."""
-    _write_new(path, wire.encode(public))
+    write_new_private_file(path, wire.encode(public))
 
 
 def read_public_key(path: PathLike) -> ThresholdPublicKey:
