@@ -31,6 +31,7 @@ from secagg.paillier.benchmark import measure_naive_phe
 from secagg.paillier.encryption import Obfuscation
 from secagg.paillier.packing import SlotLayout
 from secagg.paillier.protocol import Client, SessionParameters
+from secagg.primitives.signing import SigningKey
 
 from . import flower_peer
 from .common import RunContext, resolve, row_line, utc_now
@@ -197,17 +198,20 @@ def _phe_row(dim: int) -> Row:
     with Workers(1) as workers:
         material, _, _ = key_material(PAILLIER_KEY_BITS, PAILLIER_CLIENTS, threshold, workers)
         layout = SlotLayout(PAILLIER_VALUE_BITS, PAILLIER_CLIENTS, material.public.key.key_bits)
+        identities = [SigningKey.generate() for _ in range(PAILLIER_CLIENTS)]
         params = SessionParameters(
             public=material.public,
             layout=layout,
             vector_length=dim,
             roster=tuple(range(1, PAILLIER_CLIENTS + 1)),
             min_contributors=threshold,
+            identity_keys=tuple(identity.public for identity in identities),
             context=secrets.token_bytes(32),
         )
         values = np.random.default_rng(0).integers(layout.value_min, layout.value_max, dim, endpoint=True)
         started = time.perf_counter()
-        upload = wire.encode(Client(params, 1, obfuscation=Obfuscation.DJN, workers=workers).upload(values))
+        sender = Client(params, 1, identities[0], obfuscation=Obfuscation.DJN, workers=workers)
+        upload = wire.encode(sender.upload(values))
         ours = time.perf_counter() - started
     sample = min(dim, 50)
     per_value = measure_naive_phe(material.public.key, values[:sample])

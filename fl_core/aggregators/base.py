@@ -48,6 +48,7 @@ from typing import Any, Protocol, runtime_checkable
 import numpy as np
 import numpy.typing as npt
 
+from secagg.descriptor import SessionDescriptor
 from secagg.encoding import QuantizationConfig, from_ring, quantize_to_integers, to_ring
 from secagg.errors import ConfigurationError, OverflowDetectedError
 from secagg.ring import RingVector
@@ -308,6 +309,11 @@ class WeightedQuantizer:
     def max_samples_per_client(self) -> int:
         """The public bound on one client's sample count."""
         return self.config.max_weight
+
+    def descriptor(self, server_round: int) -> bytes:
+        """The digest of round ``server_round``'s :class:`~secagg.descriptor.SessionDescriptor`:
+        this quantization and the weight (the sample count), bound into the session."""
+        return SessionDescriptor.create(self.config, weight_key="num_samples", server_round=server_round).digest()
 
     def encoded_length(self, vector_length: int) -> int:
         """Length of an encoding: the update's coordinates plus the count."""

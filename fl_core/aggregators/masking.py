@@ -16,6 +16,7 @@ returned as skipped, with the protocol's message as the reason.
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Mapping, Sequence
 
@@ -54,7 +55,8 @@ class MaskingAggregator:
         quantizer: the weighted encoding; its ``num_clients`` bounds the clients per round.
         graph: ``"complete"`` or ``"harary"`` (SecAgg+ with k, t derived from the fractions).
         corrupt_fraction: assumed fraction of clients colluding with the server
-            (secagg+ default 0.05; secagg default 0, i.e. a majority threshold).
+            (secagg+ default 0.05; secagg default: the most colluders, up to a third,
+            that keep the default dropout tolerance; see ``MaskingConfig.secagg``).
         dropout_fraction: assumed fraction of clients that drop (secagg+ only; default 0.1).
         random_bytes: the source of every secret (keys, masks); ``system_random``
             unless a test injects a deterministic one.
@@ -84,6 +86,7 @@ class MaskingAggregator:
         self.dropout_fraction = dropout_fraction
         self.random_bytes = random_bytes
         self._configs: dict[tuple[int, int], MaskingConfig] = {}
+        self._rounds = 0
         # Validate the protocol parameters now, for a full round, not mid-training.
         self.masking_config(quantizer.config.num_clients, 1)
 
@@ -99,7 +102,7 @@ class MaskingAggregator:
             ring_bits = self.quantizer.config.ring_bits
             if self.graph == COMPLETE:
                 self._configs[key] = MaskingConfig.secagg(
-                    num_clients, vector_length, ring_bits=ring_bits, corrupt_fraction=self.corrupt_fraction or 0.0
+                    num_clients, vector_length, ring_bits=ring_bits, corrupt_fraction=self.corrupt_fraction
                 )
             else:
                 self._configs[key] = MaskingConfig.secagg_plus(
@@ -126,7 +129,11 @@ class MaskingAggregator:
         encodings = self.quantizer.encode_all(updates, rng)
         ordered = sorted(u.client_id for u in updates)
         session_id = {client: index for index, client in enumerate(ordered, start=1)}
-        config = self.masking_config(len(ordered), self.quantizer.encoded_length(updates[0].vector.shape[0]))
+        self._rounds += 1
+        config = dataclasses.replace(
+            self.masking_config(len(ordered), self.quantizer.encoded_length(updates[0].vector.shape[0])),
+            descriptor=self.quantizer.descriptor(self._rounds),
+        )
         try:
             session = run_session(
                 config,

@@ -59,6 +59,7 @@ from secagg.paillier import (
 from secagg.paillier.keys import key_policy
 from secagg.paillier.packing import MAX_SLOT_BITS, MAX_VALUE_BITS
 from secagg.primitives.randomness import RandomBytes, system_random
+from secagg.primitives.signing import SigningKey
 
 __all__ = ["INSECURE_KEY_BITS", "LIMB_BITS", "PaillierAggregator"]
 
@@ -146,8 +147,15 @@ class PaillierAggregator:
         self.min_contributors = (
             min_contributors if min_contributors is not None else min(num_parties, max(2, self.threshold))
         )
-        if not 1 <= self.min_contributors <= num_parties:
-            raise ConfigurationError(f"min_contributors must be in 1..{num_parties}, got {self.min_contributors}")
+        if not 2 <= self.threshold <= num_parties:
+            raise ConfigurationError(
+                f"threshold must be in 2..{num_parties} (with t = 1 one hospital decrypts alone), got {self.threshold}"
+            )
+        if not 2 <= self.min_contributors <= num_parties:
+            raise ConfigurationError(
+                f"min_contributors must be in 2..{num_parties} (one upload would be decrypted alone), "
+                f"got {self.min_contributors}"
+            )
         with key_policy(self.insecure):
             if key_material is None:
                 key_material = deal_threshold_key(
@@ -175,6 +183,7 @@ class PaillierAggregator:
         )
         self._share_index: dict[int, int] = {}
         self._encryptors: dict[int, Encryptor] = {}
+        self._identities: dict[int, SigningKey] = {}
         self._rounds = 0
 
     @property
@@ -200,6 +209,12 @@ class PaillierAggregator:
                 workers=self.workers,
             )
         return self._encryptors[client]
+
+    def _identity(self, client: int) -> SigningKey:
+        # The simulation plays every hospital: each gets its own identity key once.
+        if client not in self._identities:
+            self._identities[client] = SigningKey.generate(self.random_bytes)
+        return self._identities[client]
 
     def aggregate(
         self,
@@ -233,7 +248,9 @@ class PaillierAggregator:
             vector_length=2 * length if self.split else length,
             roster=tuple(ids),
             min_contributors=min(self.min_contributors, len(ids)),
+            identity_keys=tuple(self._identity(client).public for client in ids),
             context=hashlib.sha256(b"fl_core/paillier-round" + self._rounds.to_bytes(8, "big")).digest(),
+            descriptor=self.quantizer.descriptor(self._rounds),
         )
         sent = [u.client_id for u in uploaders(updates, stages)]
         if len(sent) < self.min_contributors:
@@ -246,7 +263,7 @@ class PaillierAggregator:
         digests: dict[int, bytes] = {}
         for client in sent:
             values = _split(encodings[client]) if self.split else encodings[client]
-            sender = Client(params, client, encryptor=self._encryptor(client))
+            sender = Client(params, client, self._identity(client), encryptor=self._encryptor(client))
             data = wire.encode(sender.upload(values))
             assert sender.upload_digest is not None
             digests[client] = sender.upload_digest

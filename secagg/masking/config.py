@@ -22,8 +22,19 @@ from dataclasses import dataclass, field
 from typing import ClassVar
 
 from secagg import wire
+from secagg.descriptor import DESCRIPTOR_DIGEST_SIZE, NO_DESCRIPTOR
 from secagg.errors import ConfigurationError
-from secagg.masking.parameters import corrupt_count, corrupt_neighbour_bound, derive_secagg_plus
+from secagg.guarantee import Guarantee
+from secagg.masking.parameters import (
+    SECURITY_PARAMETER,
+    complete_threshold,
+    corrupt_count,
+    corrupt_neighbour_bound,
+    default_colluders,
+    derive_secagg_plus,
+    dropout_count,
+    surviving_neighbour_quantile,
+)
 from secagg.primitives.signing import PUBLIC_KEY_SIZE
 from secagg.ring import Ring
 from secagg.wire import U8, U32, FixedBytes, ListOf, wire_field
@@ -50,6 +61,9 @@ class ConfigRecord(wire.WireStruct):
     graph: int = wire_field(U8)
     mode: int = wire_field(U8)
     ring_bits: int = wire_field(U8)
+    colluders: int = wire_field(U32)
+    dropouts: int = wire_field(U32)
+    descriptor: bytes = wire_field(FixedBytes(DESCRIPTOR_DIGEST_SIZE))
     identity_keys: tuple[bytes, ...] = wire_field(ListOf(FixedBytes(PUBLIC_KEY_SIZE), MAX_CLIENTS))
 
 
@@ -67,8 +81,15 @@ class MaskingConfig:
         mode: ``"semi-honest"`` or ``"active"`` (signed keys and a ConsistencyCheck round).
         identity_keys: active mode: the Ed25519 public key of client i at index i - 1,
             distributed out of band (a PKI the server does not control).
-        corrupt_fraction: gamma, the assumed fraction of clients colluding with the server.
-        dropout_fraction: delta, the assumed fraction of clients that drop out.
+        corrupt_fraction: gamma, the assumed fraction of clients colluding with the server:
+            ``ceil(gamma n)`` clients on the complete graph, ``floor(gamma n)`` on a Harary graph.
+        dropout_fraction: delta, the assumed fraction of clients that drop out (over the
+            whole session); refused if t cannot tolerate ``floor(delta n)`` dropouts.
+        descriptor: the 32-byte digest of the application's
+            :class:`~secagg.descriptor.SessionDescriptor` (quantization, layout, model,
+            round, training parameters); part of the record, hence of the session id
+            and of what active-mode clients sign. :data:`~secagg.descriptor.NO_DESCRIPTOR`
+            for raw ring vectors.
     """
 
     num_clients: int
@@ -81,6 +102,7 @@ class MaskingConfig:
     identity_keys: tuple[bytes, ...] = field(default=(), repr=False)
     corrupt_fraction: float = 0.0
     dropout_fraction: float = 0.0
+    descriptor: bytes = field(default=NO_DESCRIPTOR, repr=False)
 
     ROUNDS_SEMI_HONEST: ClassVar[int] = 4
     ROUNDS_ACTIVE: ClassVar[int] = 5
@@ -103,8 +125,11 @@ class MaskingConfig:
             raise ConfigurationError(f"the complete graph has degree n - 1 = {n - 1}, got {self.degree}")
         if self.graph == COMPLETE:
             object.__setattr__(self, "degree", n - 1)
+        if not isinstance(self.descriptor, bytes) or len(self.descriptor) != DESCRIPTOR_DIGEST_SIZE:
+            raise ConfigurationError(f"descriptor must be a {DESCRIPTOR_DIGEST_SIZE}-byte digest")
         self._check_degree()
         self._check_threshold()
+        self._check_dropouts()
         self._check_identities()
 
     def _check_degree(self) -> None:
@@ -125,15 +150,32 @@ class MaskingConfig:
                 f"threshold {t} is unsafe: {corrupt} corrupt neighbours (corrupt_fraction "
                 f"{self.corrupt_fraction}) could reconstruct a client's secrets; use t >= {corrupt + 1}"
             )
-        # Active mode: two disjoint groups of t responders must be impossible, or a
-        # lying server could collect both shares of one client from the two groups.
-        span = self.num_clients if self.graph == COMPLETE else k
-        if self.mode == ACTIVE and 2 * t <= span + corrupt:
-            name = "n" if self.graph == COMPLETE else "k"
+        # Active mode: a lying server tells one group of a client's share holders that
+        # it survived and the rest that it dropped; each group plus the c colluders
+        # must stay below t, or the server collects t shares of both secrets.
+        # The holders are the other n - 1 clients (complete) or the k neighbours.
+        holders = self.holders
+        if self.mode == ACTIVE and 2 * t <= holders + corrupt:
+            name = "n - 1" if self.graph == COMPLETE else "k"
             raise ConfigurationError(
-                f"threshold {t} is unsafe in active mode: need t > ({name} + corrupt)/2 = "
-                f"{(span + corrupt) / 2}, i.e. t >= {(span + corrupt) // 2 + 1}"
+                f"threshold {t} is unsafe in active mode against a lying server plus {corrupt} colluders: "
+                f"need 2t > {name} + colluders = {holders + corrupt}, i.e. t >= {(holders + corrupt) // 2 + 1}"
             )
+
+    def _check_dropouts(self) -> None:
+        declared = dropout_count(self.num_clients, self.dropout_fraction)
+        if self.graph == COMPLETE and declared > self.num_clients - 1 - self.threshold:
+            raise ConfigurationError(
+                f"threshold {self.threshold} tolerates {self.num_clients - 1 - self.threshold} dropouts, "
+                f"fewer than the {declared} declared (dropout_fraction {self.dropout_fraction})"
+            )
+        if self.graph == HARARY:
+            surviving = surviving_neighbour_quantile(self.num_clients, self.degree, self.dropout_fraction)
+            if self.threshold > surviving:
+                raise ConfigurationError(
+                    f"threshold {self.threshold} exceeds the {surviving} neighbours that survive "
+                    f"{declared} dropouts with probability 1 - 2^-20/n"
+                )
 
     def _check_identities(self) -> None:
         if self.mode == SEMI_HONEST and self.identity_keys:
@@ -157,6 +199,40 @@ class MaskingConfig:
         return corrupt_neighbour_bound(self.num_clients, self.degree, self.corrupt_fraction)
 
     @property
+    def holders(self) -> int:
+        """Clients holding shares of one client's secrets: n - 1 (complete) or k (Harary)."""
+        return self.num_clients - 1 if self.graph == COMPLETE else self.degree
+
+    @property
+    def colluders(self) -> int:
+        """c as declared: ``ceil(gamma n)`` (complete graph) or ``floor(gamma n)`` (Harary)."""
+        if self.graph == COMPLETE:
+            return corrupt_count(self.num_clients, self.corrupt_fraction)
+        return dropout_count(self.num_clients, self.corrupt_fraction)
+
+    @property
+    def guarantee(self) -> Guarantee:
+        """What this configuration protects against and how many dropouts it survives.
+
+        Complete graph, computed from t: semi-honest, c = t - 1 (any t holders
+        reconstruct); active, ``c = min(t - 1, 2t - n)`` (the largest c with
+        2t > n - 1 + c); d = n - 1 - t (a survivor needs t live holders).
+        Harary graph: the declared c = floor(gamma n) and d = floor(delta n),
+        except with probability 2^-40 (privacy) and 2^-20 (completion).
+        """
+        t, lying = self.threshold, self.mode == ACTIVE
+        if self.graph == COMPLETE:
+            colluders = min(t - 1, 2 * t - self.holders - 1) if lying else t - 1
+            return Guarantee(colluders, self.num_clients - 1 - t, lying_server=lying)
+        return Guarantee(
+            self.colluders,
+            dropout_count(self.num_clients, self.dropout_fraction),
+            lying_server=lying,
+            privacy_failure_bits=SECURITY_PARAMETER,
+            completion_failure_bits=20,
+        )
+
+    @property
     def ring(self) -> Ring:
         """The ring the inputs and the aggregate live in."""
         return Ring(self.ring_bits)
@@ -176,6 +252,9 @@ class MaskingConfig:
             graph=_GRAPH_CODES[self.graph],
             mode=_MODE_CODES[self.mode],
             ring_bits=self.ring_bits,
+            colluders=self.colluders,
+            dropouts=self.guarantee.dropouts,
+            descriptor=self.descriptor,
             identity_keys=self.identity_keys,
         )
 
@@ -187,21 +266,40 @@ class MaskingConfig:
 
     @classmethod
     def from_record(cls, record: ConfigRecord) -> MaskingConfig:
-        """Rebuild a config from its wire record (validating it again)."""
+        """Rebuild a config from its wire record, validating it again.
+
+        The declared colluders and dropouts come back as fractions c/n and d/n;
+        ConfigurationError unless the rebuilt config has exactly this record
+        (so a record whose c or d the threshold does not support is refused).
+        """
         graphs = {code: name for name, code in _GRAPH_CODES.items()}
         modes = {code: name for name, code in _MODE_CODES.items()}
         if record.graph not in graphs or record.mode not in modes:
             raise ConfigurationError("unknown graph or mode code in config record")
-        return cls(
-            num_clients=record.num_clients,
+        n = record.num_clients
+        if not 3 <= n <= MAX_CLIENTS or record.colluders >= n or record.dropouts >= n:
+            raise ConfigurationError("config record: colluders and dropouts must be below n")
+        graph = graphs[record.graph]
+        config = cls(
+            num_clients=n,
             threshold=record.threshold,
             vector_length=record.vector_length,
-            graph=graphs[record.graph],
+            graph=graph,
             degree=record.degree,
             ring_bits=record.ring_bits,
             mode=modes[record.mode],
             identity_keys=record.identity_keys,
+            corrupt_fraction=record.colluders / n,
+            dropout_fraction=record.dropouts / n if graph == HARARY else 0.0,
+            descriptor=record.descriptor,
         )
+        rebuilt = config.record()
+        if (rebuilt.colluders, rebuilt.dropouts) != (record.colluders, record.dropouts):
+            raise ConfigurationError(
+                f"config record claims {record.colluders} colluders and {record.dropouts} dropouts; "
+                f"its threshold supports {rebuilt.colluders} and {rebuilt.dropouts}"
+            )
+        return config
 
     @classmethod
     def secagg(
@@ -213,19 +311,23 @@ class MaskingConfig:
         ring_bits: int = 32,
         mode: str = SEMI_HONEST,
         identity_keys: tuple[bytes, ...] = (),
-        corrupt_fraction: float = 0.0,
+        corrupt_fraction: float | None = None,
         dropout_fraction: float = 0.0,
+        descriptor: bytes = NO_DESCRIPTOR,
     ) -> MaskingConfig:
         """SecAgg on the complete graph.
 
-        Default threshold: a majority of the n - 1 neighbours (and more than the
-        corrupt clients) in semi-honest mode, ``floor((n + corrupt) / 2) + 1`` in
-        active mode; at least 2.
+        Default corrupt_fraction: ``c / n`` with c = :func:`~secagg.masking.parameters.default_colluders`
+        (the most colluders, up to floor((n - 1)/3), that still leave the default
+        dropout tolerance). Default threshold: the smallest safe one for c,
+        ``max(2, c + 1)`` in semi-honest mode and ``max(2, floor((n - 1 + c)/2) + 1)``
+        in active mode (:func:`~secagg.masking.parameters.complete_threshold`).
         """
-        corrupt = corrupt_count(num_clients, corrupt_fraction)
+        if corrupt_fraction is None:
+            corrupt_fraction = default_colluders(num_clients, mode == ACTIVE) / num_clients
         if threshold is None:
-            span = num_clients + corrupt if mode == ACTIVE else num_clients - 1
-            threshold = max(2, span // 2 + 1, corrupt + 1)
+            corrupt = corrupt_count(num_clients, corrupt_fraction)
+            threshold = complete_threshold(num_clients, corrupt, mode == ACTIVE)
         return cls(
             num_clients=num_clients,
             threshold=threshold,
@@ -236,6 +338,7 @@ class MaskingConfig:
             identity_keys=identity_keys,
             corrupt_fraction=corrupt_fraction,
             dropout_fraction=dropout_fraction,
+            descriptor=descriptor,
         )
 
     @classmethod
@@ -249,6 +352,7 @@ class MaskingConfig:
         ring_bits: int = 32,
         mode: str = SEMI_HONEST,
         identity_keys: tuple[bytes, ...] = (),
+        descriptor: bytes = NO_DESCRIPTOR,
     ) -> MaskingConfig:
         """SecAgg+ on a Harary graph with k and t derived from n and the fractions.
 
@@ -269,4 +373,5 @@ class MaskingConfig:
             identity_keys=identity_keys,
             corrupt_fraction=corrupt_fraction,
             dropout_fraction=dropout_fraction,
+            descriptor=descriptor,
         )

@@ -34,11 +34,18 @@ from secagg.errors import ConfigurationError
 
 __all__ = [
     "CORRECTNESS_PARAMETER",
+    "DEFAULT_DROPOUT_FRACTION_PER_ROUND",
     "SECURITY_PARAMETER",
+    "SMALL_FEDERATION",
     "SecAggPlusParameters",
+    "complete_threshold",
     "corrupt_count",
     "corrupt_neighbour_bound",
+    "default_colluders",
+    "default_dropout_target",
     "derive_secagg_plus",
+    "dropout_count",
+    "surviving_neighbour_quantile",
 ]
 
 SECURITY_PARAMETER = 40
@@ -96,7 +103,7 @@ def corrupt_neighbour_bound(num_clients: int, degree: int, corrupt_fraction: flo
     return 0
 
 
-def _surviving_neighbour_quantile(num_clients: int, degree: int, dropout_fraction: float) -> int:
+def surviving_neighbour_quantile(num_clients: int, degree: int, dropout_fraction: float) -> int:
     """``min{y : P[Y <= y] >= 2^-20 / n}`` for Y ~ Hypergeometric(n, ceil((1 - delta) n), k)."""
     surviving = math.ceil((1 - dropout_fraction - _SMALL) * num_clients)
     pmf = _pmf(num_clients, surviving, degree)
@@ -127,7 +134,7 @@ def _threshold_for(num_clients: int, degree: int, corrupt: float, dropout: float
     t1 = corrupt_neighbour_bound(n, k, corrupt)
     if active:
         t1 = math.ceil((t1 + k - 1.25) / 2)
-    t2 = _surviving_neighbour_quantile(n, k, dropout)
+    t2 = surviving_neighbour_quantile(n, k, dropout)
     threshold = max(t1 + 1, 2)
     # Production only requires t2 > t1; with the clamp to 2 that can leave
     # t > t2 for tiny n (n = 5, delta = 0.2 gives k = t = 2, where one dropout
@@ -159,10 +166,56 @@ def corrupt_count(num_clients: int, corrupt_fraction: float) -> int:
     return math.ceil(corrupt_fraction * num_clients - _SMALL)
 
 
+def dropout_count(num_clients: int, fraction: float) -> int:
+    """floor(fraction * n): the dropouts (or, on a Harary graph, colluders) a fraction declares."""
+    return math.floor((fraction + _SMALL) * num_clients)
+
+
+def complete_threshold(num_clients: int, colluders: int, active: bool) -> int:
+    """The smallest safe threshold on the complete graph against c = ``colluders``.
+
+    Semi-honest: ``max(2, c + 1)`` (c colluders hold fewer than t shares).
+    Active: ``max(2, c + 1, floor((n - 1 + c)/2) + 1)``: a lying server that splits
+    a client's n - 1 share holders into "it survived" and "it dropped" gets the
+    honest holders of one group plus the c colluders; 2t > n - 1 + c keeps one
+    group below t.
+    """
+    threshold = max(2, colluders + 1)
+    if active:
+        threshold = max(threshold, (num_clients - 1 + colluders) // 2 + 1)
+    return threshold
+
+
+SMALL_FEDERATION = 20
+"""Below this many clients the default dropout target is one dropout per session."""
+DEFAULT_DROPOUT_FRACTION_PER_ROUND = 0.1
+"""From SMALL_FEDERATION clients on, the default target is 10% of n (rounded up) at each of the four rounds."""
+
+
+def default_dropout_target(num_clients: int) -> int:
+    """Dropouts a default configuration should survive: 1 below :data:`SMALL_FEDERATION`
+    clients, else ``4 * ceil(0.1 n)`` (10% of n at each of the four rounds)."""
+    if num_clients < SMALL_FEDERATION:
+        return 1
+    return 4 * math.ceil(DEFAULT_DROPOUT_FRACTION_PER_ROUND * num_clients - _SMALL)
+
+
+def default_colluders(num_clients: int, active: bool) -> int:
+    """The default c on the complete graph: the largest c <= floor((n - 1)/3) whose
+    threshold (:func:`complete_threshold`) still tolerates :func:`default_dropout_target`
+    dropouts (t <= n - 1 - target); 0 if none does (e.g. n = 3)."""
+    target = default_dropout_target(num_clients)
+    best = 0
+    for colluders in range((num_clients - 1) // 3 + 1):
+        if complete_threshold(num_clients, colluders, active) <= num_clients - 1 - target:
+            best = colluders
+    return best
+
+
 def _complete_graph_fallback(num_clients: int, corrupt: float, dropout: float, active: bool) -> SecAggPlusParameters:
     n = num_clients
     corrupted = corrupt_count(n, corrupt)
-    threshold = max(2, (n + corrupted) // 2 + 1 if active else corrupted + 1)
+    threshold = complete_threshold(n, corrupted, active)
     tolerable = n - 1 - math.floor((dropout + _SMALL) * n)
     if threshold > tolerable:
         raise ConfigurationError(

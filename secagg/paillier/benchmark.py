@@ -56,6 +56,7 @@ from secagg.paillier.encryption import Obfuscation
 from secagg.paillier.keys import PublicKey, ThresholdPublicKey
 from secagg.paillier.packing import SlotLayout
 from secagg.paillier.protocol import Client, DecryptingParty, Server, SessionParameters
+from secagg.primitives.signing import SigningKey
 
 __all__ = ["build_parser", "main", "measure_ceremony", "measure_floor", "measure_naive_phe", "run_config"]
 
@@ -114,9 +115,11 @@ def run_config(
     public: ThresholdPublicKey = material.public
     key = public.key
     layout = SlotLayout(value_bits, clients, key.key_bits)
+    identities = {k: SigningKey.generate() for k in range(1, clients + 1)}
     params = SessionParameters(
         public=public, layout=layout, vector_length=dim, roster=tuple(range(1, clients + 1)),
-        min_contributors=min(clients, max(2, public.threshold)), context=secrets.token_bytes(32),
+        min_contributors=min(clients, max(2, public.threshold)),
+        identity_keys=tuple(identities[k].public for k in range(1, clients + 1)), context=secrets.token_bytes(32),
     )
     low, high = layout.value_min, layout.value_max
     inputs = {k: rng.integers(low, high, size=dim, endpoint=True, dtype=np.int64) for k in range(1, clients + 1)}
@@ -124,7 +127,7 @@ def run_config(
     encrypt_times, uploads, digests = [], {}, {}
     for k, vector in inputs.items():
         started = time.perf_counter()
-        client = Client(params, k, obfuscation=obfuscation, workers=workers)
+        client = Client(params, k, identities[k], obfuscation=obfuscation, workers=workers)
         uploads[k] = wire.encode(client.upload(vector))
         encrypt_times.append(time.perf_counter() - started)
         digests[k] = client.upload_digest

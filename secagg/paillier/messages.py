@@ -21,6 +21,7 @@ from secagg import wire
 from secagg.errors import ConfigurationError
 from secagg.paillier.packing import MAX_CLIENTS
 from secagg.paillier.proofs import DecryptionProof
+from secagg.primitives.signing import SIGNATURE_SIZE
 from secagg.wire import U16, U32, FixedBytes, ListOf, Struct, VarBytes, wire_field
 
 __all__ = [
@@ -30,12 +31,23 @@ __all__ = [
     "EncryptedVector",
     "PartialDecryption",
     "aggregate_digest",
+    "upload_payload",
 ]
 
 SESSION_ID_SIZE = 32
 DIGEST_SIZE = 32
 MAX_CIPHERTEXT_DATA = 1 << 30
 AGGREGATE_LABEL = b"secagg/v1/paillier-aggregate"
+UPLOAD_LABEL = b"secagg/v1/paillier-upload"
+
+
+def upload_payload(session_id: bytes, client: int, length: int, ciphertexts: bytes) -> bytes:
+    """What a hospital signs with its identity key when it uploads:
+    ``"secagg/v1/paillier-upload" || session id || u32 client || u32 length || SHA-256(ciphertexts)``."""
+    return (
+        UPLOAD_LABEL + session_id + client.to_bytes(4, "big") + length.to_bytes(4, "big")
+        + hashlib.sha256(ciphertexts).digest()
+    )
 
 
 def _check_ids(session_id: bytes, **ids: int) -> None:
@@ -51,6 +63,8 @@ class EncryptedVector(wire.Message):
     """Client -> server: one client's packed, encrypted vector of ``length`` values.
 
     ``ciphertexts`` holds ``num_plaintexts(length)`` words (checked by the receiver).
+    ``signature`` is the client's Ed25519 identity signature of :func:`upload_payload`,
+    so no one else (the server included) can contribute in its name.
     """
 
     TAG: ClassVar[int] = 0x0410
@@ -59,11 +73,19 @@ class EncryptedVector(wire.Message):
     client: int = wire_field(U32)
     length: int = wire_field(U32)
     ciphertexts: bytes = wire_field(VarBytes(MAX_CIPHERTEXT_DATA))
+    signature: bytes = wire_field(FixedBytes(SIGNATURE_SIZE))
 
     def __post_init__(self) -> None:
         _check_ids(self.session_id, client=self.client, length=self.length)
         if not isinstance(self.ciphertexts, bytes):
             raise ConfigurationError("ciphertexts must be bytes")
+        if not isinstance(self.signature, bytes) or len(self.signature) != SIGNATURE_SIZE:
+            raise ConfigurationError(f"an upload's signature is {SIGNATURE_SIZE} bytes")
+
+    @property
+    def payload(self) -> bytes:
+        """:func:`upload_payload` of this upload (what its signature covers)."""
+        return upload_payload(self.session_id, self.client, self.length, self.ciphertexts)
 
     @cached_property
     def digest(self) -> bytes:

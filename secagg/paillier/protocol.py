@@ -15,9 +15,11 @@ One session sums the vectors of the clients that upload::
 Binding (why a party cannot be made to decrypt one client's update): a party
 answers at most one aggregate per session, and only the product of uploads
 that (a) carry this session's id, (b) come from distinct clients of the
-session's roster, (c) are at least ``min_contributors`` in number, (d) have the
-session's vector length and ciphertext count, each ciphertext in Z*_(n^2), and
-(e) include its own upload unchanged if it uploaded one. It recomputes the
+session's roster, each signed with that client's enrolled Ed25519 identity key
+(:func:`~secagg.paillier.messages.upload_payload`), (c) are at least
+``min_contributors`` in number, (d) have the session's vector length and
+ciphertext count, each ciphertext in Z*_(n^2), and (e) include its own upload
+unchanged if it uploaded one. It recomputes the
 product itself instead of trusting a sum sent by the server. A second request
 for a different aggregate in the same session is refused (ReplayError): two
 answered aggregates differing in one upload would reveal that upload.
@@ -26,9 +28,11 @@ Each partial decryption carries a batched zero-knowledge proof that it used
 the party's key share (:mod:`secagg.paillier.proofs`); the server checks it on
 receipt, so a lying party is identified and its answer dropped.
 
-Against a server that also forges uploads in other clients' names (an active
-attacker), (b)-(c) need authenticated uploads, which this layer does not add;
-see docs/paillier.md, "Threat model".
+A server cannot forge uploads in other clients' names: it holds no identity
+key, and the enrolled keys are part of the session id. Everything that shapes
+the uploads (the application's :class:`~secagg.descriptor.SessionDescriptor`
+digest, the layout, the roster and its keys) is in the session id too, so
+uploads made under different setups never meet in one aggregate.
 """
 
 from __future__ import annotations
@@ -42,6 +46,7 @@ import numpy as np
 import numpy.typing as npt
 
 from secagg import wire
+from secagg.descriptor import DESCRIPTOR_DIGEST_SIZE, NO_DESCRIPTOR
 from secagg.errors import (
     AuthenticationError,
     ConfigurationError,
@@ -50,6 +55,7 @@ from secagg.errors import (
     ReplayError,
     ThresholdError,
 )
+from secagg.guarantee import Guarantee
 from secagg.paillier._compute import IN_PROCESS, Workers
 from secagg.paillier.encryption import Encryptor, Obfuscation, add_ciphertext_vectors
 from secagg.paillier.keys import KeyShare, PrivateKey, ThresholdPublicKey
@@ -59,11 +65,14 @@ from secagg.paillier.messages import (
     EncryptedVector,
     PartialDecryption,
     aggregate_digest,
+    upload_payload,
 )
 from secagg.paillier.packing import SlotLayout, pack, unpack
 from secagg.paillier.proofs import batch, batch_seed, prove, verify
 from secagg.paillier.threshold import combine_partials, partial_decrypt, single_key_partial_decrypt
 from secagg.primitives.randomness import RandomBytes, system_random
+from secagg.primitives.signing import PUBLIC_KEY_SIZE, SigningKey
+from secagg.primitives.signing import verify as verify_signature
 
 __all__ = ["Client", "DecryptingParty", "Server", "SessionParameters"]
 
@@ -83,8 +92,15 @@ class SessionParameters:
             its ``num_clients`` at least the roster's size.
         vector_length: values per client vector.
         roster: ids (u32) of the clients allowed to upload, distinct.
-        min_contributors: fewest uploads a party agrees to decrypt the sum of.
+        min_contributors: fewest uploads a party agrees to decrypt the sum of
+            (at least 2: one upload would be decrypted alone).
+        identity_keys: the enrolled Ed25519 identity public key of each roster
+            client, in roster order, distinct: every upload must carry its
+            client's signature.
         context: 32 bytes naming the round (e.g. a hash of model and round number).
+        descriptor: the digest of the application's
+            :class:`~secagg.descriptor.SessionDescriptor` (quantization, layout,
+            model, round, training parameters).
     """
 
     public: ThresholdPublicKey
@@ -92,7 +108,9 @@ class SessionParameters:
     vector_length: int
     roster: tuple[int, ...]
     min_contributors: int
+    identity_keys: tuple[bytes, ...]
     context: bytes = bytes(32)
+    descriptor: bytes = NO_DESCRIPTOR
 
     def __post_init__(self) -> None:
         if not isinstance(self.public, ThresholdPublicKey) or not isinstance(self.layout, SlotLayout):
@@ -112,17 +130,50 @@ class SessionParameters:
             raise ConfigurationError(
                 f"roster of {len(roster)} clients exceeds the {self.layout.num_clients} summands the layout allows"
             )
-        if not 1 <= self.min_contributors <= len(roster):
-            raise ConfigurationError(f"min_contributors must be in 1..{len(roster)}, got {self.min_contributors}")
+        if not 2 <= self.min_contributors <= len(roster):
+            raise ConfigurationError(
+                f"min_contributors must be in 2..{len(roster)} (one upload would be decrypted alone), "
+                f"got {self.min_contributors}"
+            )
+        if self.public.num_parties > 1 and self.public.threshold < 2:
+            raise ConfigurationError("a threshold key needs t >= 2: with t = 1 any one share holder decrypts alone")
         if not isinstance(self.context, bytes) or len(self.context) != 32:
             raise ConfigurationError("session context must be 32 bytes")
+        if not isinstance(self.descriptor, bytes) or len(self.descriptor) != DESCRIPTOR_DIGEST_SIZE:
+            raise ConfigurationError(f"descriptor must be a {DESCRIPTOR_DIGEST_SIZE}-byte digest")
+        keys = tuple(self.identity_keys)
+        if len(keys) != len(roster) or any(not isinstance(k, bytes) or len(k) != PUBLIC_KEY_SIZE for k in keys):
+            raise ConfigurationError(
+                f"identity_keys must hold one {PUBLIC_KEY_SIZE}-byte Ed25519 key per roster client ({len(roster)})"
+            )
+        if len(set(keys)) != len(keys):
+            raise ConfigurationError("identity_keys must be distinct: one enrolled hospital per roster client")
         object.__setattr__(self, "roster", roster)
+        object.__setattr__(self, "identity_keys", keys)
+
+    def identity_key(self, client: int) -> bytes:
+        """The enrolled identity key of roster client ``client``."""
+        return self.identity_keys[self.roster.index(client)]
+
+    @property
+    def guarantee(self) -> Guarantee:
+        """Private against the server plus c = min(t - 1, min_contributors - 2) colluding
+        hospitals (min_contributors - 2 in single-key mode, whose key holder must not
+        collude); completes while at least min_contributors upload and t decrypt."""
+        public, n = self.public, len(self.roster)
+        threshold_key = public.num_parties > 1
+        colluders = self.min_contributors - 2
+        dropouts = n - self.min_contributors
+        if threshold_key:
+            colluders = min(colluders, public.threshold - 1)
+            dropouts = min(dropouts, public.num_parties - public.threshold)
+        return Guarantee(colluders, dropouts, lying_server=True)
 
     @cached_property
     def session_id(self) -> bytes:
         """SHA-256(``"secagg/v1/paillier-session"`` || key fingerprint || u8 value_bits ||
         u32 layout clients || u8 slot bits || u32 length || u32 min_contributors || context ||
-        u32 roster size || u32 ids in roster order)."""
+        descriptor || u32 roster size || per roster client in roster order: u32 id || identity key)."""
         digest = hashlib.sha256(
             SESSION_LABEL
             + self.public.fingerprint
@@ -132,10 +183,11 @@ class SessionParameters:
             + self.vector_length.to_bytes(4, "big")
             + self.min_contributors.to_bytes(4, "big")
             + self.context
+            + self.descriptor
             + len(self.roster).to_bytes(4, "big")
         )
-        for client in self.roster:
-            digest.update(client.to_bytes(4, "big"))
+        for client, key in zip(self.roster, self.identity_keys, strict=True):
+            digest.update(client.to_bytes(4, "big") + key)
         result = digest.digest()
         assert len(result) == SESSION_ID_SIZE
         return result
@@ -168,6 +220,12 @@ def _check_upload(params: SessionParameters, upload: EncryptedVector, who: str) 
             f"{who}: upload of client {upload.client} has {len(upload.ciphertexts)} bytes of ciphertexts, "
             f"expected {params.upload_data_bytes}"
         )
+    try:
+        verify_signature(params.identity_key(upload.client), upload.signature, upload.payload)
+    except (AuthenticationError, DecodeError) as exc:
+        raise AuthenticationError(
+            f"{who}: upload in the name of client {upload.client} carries no valid signature of its identity key"
+        ) from exc
     return params.public.key.parse_ciphertexts(upload.ciphertexts, f"{who}: upload of client {upload.client}")
 
 
@@ -182,15 +240,20 @@ class Client:
         self,
         params: SessionParameters,
         client_id: int,
+        identity: SigningKey,
         *,
         encryptor: Encryptor | None = None,
         obfuscation: Obfuscation = Obfuscation.TEXTBOOK,
         random_bytes: RandomBytes = system_random,
         workers: Workers = IN_PROCESS,
     ) -> None:
-        """Client ``client_id`` of the session ``params`` (must be in the roster)."""
+        """Client ``client_id`` of the session ``params`` (must be in the roster), signing
+        its upload with ``identity`` (the key enrolled for it in ``params``)."""
         if client_id not in params.roster:
             raise ConfigurationError(f"client {client_id} is not in the session's roster")
+        if not isinstance(identity, SigningKey) or identity.public != params.identity_key(client_id):
+            raise ConfigurationError(f"client {client_id}: its identity key is not the one enrolled in the session")
+        self.identity = identity
         self.params = params
         self.client_id = client_id
         self.encryptor = encryptor or Encryptor(
@@ -210,11 +273,14 @@ class Client:
         if self.upload_digest is not None:
             raise ReplayError(f"client {self.client_id} already uploaded in this session")
         ciphertexts = self.encryptor.encrypt(pack(array, self.params.layout))
+        data = b"".join(int(c).to_bytes(self.params.public.key.ciphertext_bytes, "big") for c in ciphertexts)
+        session, length = self.params.session_id, self.params.vector_length
         message = EncryptedVector(
-            session_id=self.params.session_id,
+            session_id=session,
             client=self.client_id,
-            length=self.params.vector_length,
-            ciphertexts=b"".join(int(c).to_bytes(self.params.public.key.ciphertext_bytes, "big") for c in ciphertexts),
+            length=length,
+            ciphertexts=data,
+            signature=self.identity.sign(upload_payload(session, self.client_id, length, data)),
         )
         self.upload_digest = message.digest
         return message

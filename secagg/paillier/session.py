@@ -25,6 +25,7 @@ import numpy as np
 import numpy.typing as npt
 
 from secagg import wire
+from secagg.descriptor import NO_DESCRIPTOR
 from secagg.errors import ConfigurationError, ThresholdError
 from secagg.paillier._compute import IN_PROCESS, Workers
 from secagg.paillier.ceremony import (
@@ -38,6 +39,7 @@ from secagg.paillier.keys import DEFAULT_KEY_BITS, KeyShare, PrivateKey, check_k
 from secagg.paillier.packing import SlotLayout
 from secagg.paillier.protocol import Client, DecryptingParty, Server, SessionParameters
 from secagg.primitives.randomness import RandomBytes, system_random
+from secagg.primitives.signing import SigningKey
 
 __all__ = ["KeyMaterial", "Mode", "PaillierConfig", "PaillierResult", "Stage", "run_session"]
 
@@ -74,9 +76,13 @@ class PaillierConfig:
         value_bits: bits of one signed value, range [-2^(b-1), 2^(b-1) - 1].
         key_bits: modulus size (>= 2048 unless ``allow_insecure_key_bits_for_testing``).
         mode: THRESHOLD (hospitals hold t-of-n shares) or SINGLE_KEY.
-        threshold: t; default ``num_clients // 2 + 1`` (1 in single-key mode).
+        threshold: t; default ``num_clients // 2 + 1`` (1 in single-key mode);
+            at least 2 in threshold mode (one share holder must never decrypt alone).
         min_contributors: fewest uploads a party agrees to decrypt the sum of;
-            default ``min(num_clients, max(2, t))``.
+            default ``min(num_clients, max(2, t, colluders + 2))``; at least 2.
+        colluders: c, the hospitals that may collude with the server (declared):
+            refused unless t >= c + 1 and min_contributors >= c + 2. Default: none
+            declared; the computed :attr:`guarantee` states what holds.
         obfuscation: TEXTBOOK (r^n) or DJN (short exponent, fixed-base table).
         constant_time: decrypting parties exponentiate with their secret using
             GMP's side-channel-silent ``powmod_sec`` (about 1.5x slower).
@@ -90,6 +96,7 @@ class PaillierConfig:
     mode: Mode = Mode.THRESHOLD
     threshold: int | None = None
     min_contributors: int | None = None
+    colluders: int | None = None
     obfuscation: Obfuscation = Obfuscation.TEXTBOOK
     constant_time: bool = False
     allow_insecure_key_bits_for_testing: bool = False
@@ -104,11 +111,31 @@ class PaillierConfig:
         check_key_bits(self.key_bits, insecure_for_testing=self.allow_insecure_key_bits_for_testing)
         if self.mode is Mode.SINGLE_KEY and self.threshold not in (None, 1):
             raise ConfigurationError("single-key mode has no threshold (it is 1)")
-        if not 1 <= self.decryption_threshold <= self.num_parties:
-            raise ConfigurationError(f"threshold must be in 1..{self.num_parties}, got {self.decryption_threshold}")
-        if not 1 <= self.contributors_needed <= self.num_clients:
+        if self.colluders is not None and (
+            isinstance(self.colluders, bool) or not isinstance(self.colluders, int) or self.colluders < 0
+        ):
+            raise ConfigurationError(f"colluders must be a non-negative int, got {self.colluders!r}")
+        lowest = 1 if self.mode is Mode.SINGLE_KEY else 2
+        if not lowest <= self.decryption_threshold <= self.num_parties:
             raise ConfigurationError(
-                f"min_contributors must be in 1..{self.num_clients}, got {self.contributors_needed}"
+                f"threshold must be in {lowest}..{self.num_parties} (with t = 1 one share holder decrypts "
+                f"alone), got {self.decryption_threshold}"
+            )
+        if not 2 <= self.contributors_needed <= self.num_clients:
+            raise ConfigurationError(
+                f"min_contributors must be in 2..{self.num_clients} (one upload would be decrypted alone), "
+                f"got {self.contributors_needed}"
+            )
+        colluders = self.colluders or 0
+        if self.contributors_needed < colluders + 2:
+            raise ConfigurationError(
+                f"min_contributors {self.contributors_needed} is unsafe against {colluders} colluders: "
+                f"a sum of that many uploads, all but one known to them, reveals the last; need >= {colluders + 2}"
+            )
+        if self.mode is Mode.THRESHOLD and self.decryption_threshold < colluders + 1:
+            raise ConfigurationError(
+                f"threshold {self.decryption_threshold} is unsafe against {colluders} colluding share holders; "
+                f"need t >= {colluders + 1}"
             )
         _ = self.layout  # validates value_bits against the key size
 
@@ -129,7 +156,7 @@ class PaillierConfig:
         """min_contributors after defaulting."""
         if self.min_contributors is not None:
             return self.min_contributors
-        return min(self.num_clients, max(2, self.decryption_threshold))
+        return min(self.num_clients, max(2, self.decryption_threshold, (self.colluders or 0) + 2))
 
     @property
     def layout(self) -> SlotLayout:
@@ -206,6 +233,8 @@ def run_session(
     *,
     key_material: KeyMaterial | None = None,
     context: bytes = bytes(32),
+    descriptor: bytes = NO_DESCRIPTOR,
+    identities: Mapping[int, SigningKey] | None = None,
     random_bytes: RandomBytes = system_random,
     workers: Workers = IN_PROCESS,
 ) -> PaillierResult:
@@ -214,6 +243,9 @@ def run_session(
     ``inputs`` maps every client 1..num_clients to its signed integer vector;
     ``dropouts`` maps a client to the :class:`Stage` at which it goes silent.
     ``key_material`` skips the ceremony (reuse one key for many sessions).
+    ``identities`` are the hospitals' Ed25519 identity keys (uploads are signed);
+    fresh ones are drawn from ``random_bytes`` when None. ``descriptor`` is the
+    digest of the application's :class:`~secagg.descriptor.SessionDescriptor`.
     Raises ThresholdError if fewer than ``min_contributors`` upload or fewer
     than t decrypting parties answer; ConfigurationError for bad arguments.
     """
@@ -221,6 +253,10 @@ def run_session(
     if any(c not in range(1, config.num_clients + 1) or not isinstance(s, Stage) for c, s in stages.items()):
         raise ConfigurationError("dropouts map client ids 1..num_clients to a Stage")
     vectors = _check_inputs(config, inputs)
+    roster = tuple(range(1, config.num_clients + 1))
+    keys = dict(identities) if identities is not None else {c: SigningKey.generate(random_bytes) for c in roster}
+    if set(keys) != set(roster):
+        raise ConfigurationError(f"identities must be given for clients 1..{config.num_clients}")
     with key_policy(config.allow_insecure_key_bits_for_testing):
         # Step 0 (once, not per session): the key ceremony.
         material = key_material or config.deal(random_bytes=random_bytes, workers=workers)
@@ -230,9 +266,11 @@ def run_session(
             public=material.public,
             layout=config.layout,
             vector_length=config.vector_length,
-            roster=tuple(range(1, config.num_clients + 1)),
+            roster=roster,
             min_contributors=config.contributors_needed,
+            identity_keys=tuple(keys[c].public for c in roster),
             context=context,
+            descriptor=descriptor,
         )
         server = Server(params, workers=workers)
         sent = {"clients": 0, "server": 0, "parties": 0}
@@ -244,7 +282,9 @@ def run_session(
             if stages.get(client) is Stage.UPLOAD:
                 continue
             started = time.perf_counter()
-            sender = Client(params, client, obfuscation=config.obfuscation, random_bytes=random_bytes, workers=workers)
+            sender = Client(
+                params, client, keys[client], obfuscation=config.obfuscation, random_bytes=random_bytes, workers=workers
+            )
             data = wire.encode(sender.upload(vector))
             seconds["encrypt"] += time.perf_counter() - started
             assert sender.upload_digest is not None

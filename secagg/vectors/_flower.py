@@ -14,6 +14,7 @@ from __future__ import annotations
 import numpy as np
 
 from secagg import wire
+from secagg.descriptor import encode_parameters
 from secagg.encoding import QuantizationConfig, to_ring
 from secagg.integrations.flower.protocol import (
     IdentityAnnouncement,
@@ -48,6 +49,7 @@ NOTES = {
     "WrongNode": "An announcement checked for another node id (step: verify, ProtocolError).",
     "WrongRun": "An announcement checked in another run (step: verify, AuthenticationError).",
 }
+RUN_ID = 77
 NODE_IDS = (42, 1_000_000_007, 9_999_999_999, 2**63 + 11, 2**64 - 1)
 # bits = 8 and clip = 127/64 make the scale exactly 64: inputs k/64 quantize to k exactly.
 GRID_CLIP, GRID_BITS = 127 / 64, 8
@@ -61,14 +63,17 @@ def _setup_messages() -> tuple[RoundSetup, RoundSetup, PaillierSetup]:
     draw = deterministic("flower/setup")
     digest = draw(32)
     quantization = QuantizationConfig(0.5, 16, 5, max_weight=4096)
-    semi = RoundSetup.create(3, NODE_IDS, MaskingConfig.secagg_plus(5, 19), quantization, "num-examples", digest)
+    parameters = encode_parameters({"config/lr": 0.1, "config/local-epochs": 1, "config/server-round": 3})
+    semi = RoundSetup.create(
+        3, NODE_IDS, MaskingConfig.secagg_plus(5, 19), quantization, "num-examples", digest, RUN_ID, parameters
+    )
     _, keys = make_identities(5, deterministic("flower/identities"))
     active_config = MaskingConfig.secagg(5, 19, mode=ACTIVE, identity_keys=keys)
-    active = RoundSetup.create(3, NODE_IDS, active_config, quantization, "num-examples", digest)
+    active = RoundSetup.create(3, NODE_IDS, active_config, quantization, "num-examples", digest, RUN_ID, parameters)
     paillier = PaillierSetup(
         server_round=3, node_ids=NODE_IDS, key_fingerprint=draw(32), min_contributors=2, vector_length=19,
         clip_bits=int.from_bytes(np.float64(0.5).tobytes()[::-1], "big"), bits=16, max_weight=4096,
-        weight_key=b"num-examples", arrays_digest=digest,
+        weight_key=b"num-examples", arrays_digest=digest, identity_keys=keys, parameters=parameters,
     )
     return semi, active, paillier
 
@@ -83,7 +88,9 @@ def _wire_groups() -> list[Json]:
         ("node ids not increasing", ["NotSorted"], envelope(RoundSetup.TAG, semi_body[:4] + swapped
                                                             + semi_body[4 + len(ids_body):])),
     ])]
-    bad_key = wire.encode(paillier)[:-32 - 4 - 12] + _u32(12) + b"num-\xffxamples" + paillier.arrays_digest
+    encoded = wire.encode(paillier)
+    suffix = 32 + 4 + 32 * len(paillier.identity_keys) + 4 + len(paillier.parameters)  # digest, keys, parameters
+    bad_key = encoded[:-suffix - 4 - 12] + _u32(12) + b"num-\xffxamples" + encoded[-suffix:]
     paillier_body = wire.encode(paillier)[5:]
     head = 4 + len(ids_body) + 32
     groups.append(wire_group(PaillierSetup, [("Paillier round of 5 nodes", [], paillier)], [
@@ -95,7 +102,7 @@ def _wire_groups() -> list[Json]:
     announcement = IdentityAnnouncement.create(identity, 77, NODE_IDS[1])
     groups.append(wire_group(IdentityAnnouncement, [("node 1000000007 in run 77", ["Active"], announcement)], []))
     draw = deterministic("flower/upload")
-    upload = PaillierUpload(party=3, upload=EncryptedVector(draw(32), 2, 19, draw(2 * 256)))
+    upload = PaillierUpload(party=3, upload=EncryptedVector(draw(32), 2, 19, draw(2 * 256), draw(64)))
     upload_body = wire.encode(upload)[5:]
     groups.append(wire_group(PaillierUpload, [("key share 3, client 2, one 2048-bit ciphertext", [], upload)], [
         ("key share index 0", ["BadCount"], envelope(PaillierUpload.TAG, b"\x00\x00" + upload_body[2:])),
@@ -200,8 +207,9 @@ def check_round(group: Json, test: Json) -> None:
     """Protocol ids are positions in the sorted node ids plus one; the context is SHA-256 of the spec's bytes."""
     del group
     node_ids = tuple(int(n) for n in test["nodeIds"])
-    setup = PaillierSetup(int(test["serverRound"]), node_ids, bytes(32), 1, 2, 0, 2, 1, b"w",
-                          from_hex(test["arraysDigest"]))
+    keys = tuple(index.to_bytes(32, "big") for index in range(1, len(node_ids) + 1))
+    setup = PaillierSetup(int(test["serverRound"]), node_ids, bytes(32), 2, 2, 0, 2, 1, b"w",
+                          from_hex(test["arraysDigest"]), keys, b"")
     if not is_valid(test):
         expect_error(test, lambda: setup.protocol_id(int(test["node"])), "protocol id")
         return

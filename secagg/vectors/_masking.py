@@ -75,14 +75,16 @@ def _record_hex(config: MaskingConfig) -> str:
 CONFIG_NOTES = {
     "Complete": "The complete graph (SecAgg): degree n - 1 (a degree of 0 in the input means n - 1).",
     "Harary": "A Harary graph (SecAgg+) of even degree k.",
-    "Active": "Active mode: identity keys in the record; t > (n + corrupt)/2 (complete) or (k + corrupt "
-    "neighbours)/2 (Harary).",
+    "Active": "Active mode: identity keys in the record; 2t > (n - 1) + corrupt (complete) or k + corrupt "
+    "neighbours (Harary).",
     "Ring64": "Inputs in Z_(2^64).",
     "CorruptFraction": "A corrupt fraction > 0 raises the smallest safe threshold.",
     "BadParameter": "A parameter outside its domain (n < 3, vector length 0, unknown graph or mode, ring size, "
     "degree): refused at setup (ConfigurationError).",
     "UnsafeThreshold": "A threshold that corrupt neighbours could reach, t < 2, or t > k: refused at setup.",
-    "UnsafeActiveThreshold": "In active mode two disjoint groups of t responders would be possible: refused.",
+    "UnsafeActiveThreshold": "In active mode a lying server could split a client's share holders into two groups "
+    "that each reach t with the colluders' help: refused.",
+    "UnsafeDropouts": "The declared dropouts exceed what the threshold tolerates: refused.",
     "IdentityKeys": "Identity keys missing in active mode, present in semi-honest mode, or not 32 bytes.",
 }
 
@@ -129,8 +131,11 @@ def generate_config() -> Json:
         ("t = 1", "UnsafeThreshold", {"threshold": 1}),
         ("t = 5 > k = 4", "UnsafeThreshold", {"threshold": 5}),
         ("t = 2 with 40% corrupt (2 corrupt clients)", "UnsafeThreshold", {"threshold": 2, "corruptFraction": 0.4}),
-        ("active, n = 4, t = 2", "UnsafeActiveThreshold",
-         {"numClients": 4, "threshold": 2, "mode": "active", "identityKeys": [k.hex() for k in identity[:4]]}),
+        ("active, n = 4, t = 2, 1 colluder", "UnsafeActiveThreshold",
+         {"numClients": 4, "threshold": 2, "mode": "active", "corruptFraction": 0.25,
+          "identityKeys": [k.hex() for k in identity[:4]]}),
+        ("t = 4 of n = 5 tolerates no dropout, 1 declared", "UnsafeDropouts",
+         {"threshold": 4, "dropoutFraction": 0.2}),
         ("active without identity keys", "IdentityKeys", {"mode": "active"}),
         ("semi-honest with identity keys", "IdentityKeys", {"identityKeys": [k.hex() for k in identity]}),
         ("a 31-byte identity key", "IdentityKeys",

@@ -631,8 +631,8 @@ def _paillier_wire_groups() -> list[Json]:
     n_bytes = key.n.to_bytes(key.plaintext_bytes, "big")
     source = deterministic("paillier/wire")
     session = source(32)
-    upload = EncryptedVector(session, 7, 10, source(2 * key.ciphertext_bytes))
-    upload2 = EncryptedVector(session, 9, 10, source(2 * key.ciphertext_bytes))
+    upload = EncryptedVector(session, 7, 10, source(2 * key.ciphertext_bytes), source(64))
+    upload2 = EncryptedVector(session, 9, 10, source(2 * key.ciphertext_bytes), source(64))
     request = DecryptionRequest(session, 2, (upload, upload2))
     proof = DecryptionProof(source(16), int.from_bytes(source(40), "big"))
     partial = PartialDecryption(session, 2, aggregate_digest(session, [upload, upload2]),

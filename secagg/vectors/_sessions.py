@@ -395,6 +395,10 @@ def generate_active_sessions() -> Json:
         config = MaskingConfig.secagg(n, 4, mode=ACTIVE,
                                       identity_keys=tuple(identities[c].public for c in range(1, n + 1)))
         scenarios = _dropout_scenarios(config, ("Active",), rounds)
+        # One dropout more than the guarantee allows: the session must halt.
+        beyond = {client: Round.MASKED_INPUT for client in range(2, config.guarantee.dropouts + 3)}
+        scenarios.append(Scenario(f"{len(beyond)} clients drop before MaskedInput, one past the guarantee",
+                                  ("BelowThreshold", "Active"), beyond))
         groups.append(_group(config, f"sessions/active/{n}", scenarios, label))
     return _session_file("secagg-masking-sessions-active", "SecAgg in active mode", groups)
 

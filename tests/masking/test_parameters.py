@@ -10,7 +10,7 @@ import pytest
 
 from secagg.errors import ConfigurationError
 from secagg.masking import MaskingConfig
-from secagg.masking.parameters import _surviving_neighbour_quantile, derive_secagg_plus
+from secagg.masking.parameters import derive_secagg_plus, surviving_neighbour_quantile
 
 SEMI_HONEST_CASES = [
     (10, 0.05, 0.05, 2, 2),
@@ -68,12 +68,12 @@ def test_small_federation_falls_back_to_the_complete_graph() -> None:
     assert config.threshold == 2
 
 
-def test_threshold_never_exceeds_the_surviving_neighbour_quantile() -> None:
+def test_threshold_never_exceeds_thesurviving_neighbour_quantile() -> None:
     for n in range(4, 40):
         for dropout in (0.05, 0.1, 0.2, 0.3):
             params = derive_secagg_plus(n, 0.0, dropout)
             if not params.complete:
-                assert params.threshold <= _surviving_neighbour_quantile(n, params.degree, dropout)
+                assert params.threshold <= surviving_neighbour_quantile(n, params.degree, dropout)
 
 
 def test_complete_fallback_refuses_when_dropouts_cannot_be_tolerated() -> None:

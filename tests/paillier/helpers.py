@@ -14,7 +14,9 @@ from secagg.paillier import (
     insecure_key_sizes_for_testing,
     single_key_from_primes,
 )
+from secagg.paillier.messages import EncryptedVector, upload_payload
 from secagg.primitives.randomness import InsecureDeterministicRandom
+from secagg.primitives.signing import SigningKey
 
 SAFE_PRIMES = {
     # key bits: (p, q), both safe primes of key_bits / 2 bits with the top two bits set
@@ -54,3 +56,19 @@ def single_material(key_bits: int) -> SingleKeyMaterial:
         with insecure_key_sizes_for_testing():
             _SINGLE_CACHE[key_bits] = single_key_from_primes(p, q, random_bytes=InsecureDeterministicRandom(8))
     return _SINGLE_CACHE[key_bits]
+
+
+IDENTITIES = {k: SigningKey.generate(InsecureDeterministicRandom(1000 + k)) for k in range(1, 11)}
+"""Deterministic Ed25519 identity keys of hospitals 1..10 (uploads are signed with them)."""
+
+
+def identity_keys(roster: tuple[int, ...]) -> tuple[bytes, ...]:
+    """The enrolled identity keys of ``roster``, in roster order."""
+    return tuple(IDENTITIES[k].public for k in roster)
+
+
+def signed_upload(session_id: bytes, client: int, length: int, ciphertexts: bytes) -> EncryptedVector:
+    """An upload with these fields, validly signed by hospital ``client``'s identity key
+    (tests that forge contents check the refusal that follows authentication)."""
+    payload = upload_payload(session_id, client, length, ciphertexts)
+    return EncryptedVector(session_id, client, length, ciphertexts, IDENTITIES[client].sign(payload))

@@ -16,7 +16,6 @@ from secagg.paillier import (
     Client,
     DecryptingParty,
     DecryptionRequest,
-    EncryptedVector,
     KeyShare,
     PrivateKey,
     PublicKey,
@@ -34,7 +33,7 @@ from secagg.paillier import (
 from secagg.paillier.storage import ProtectedSecret
 from secagg.primitives.randomness import InsecureDeterministicRandom
 
-from .helpers import SAFE_PRIMES, single_material, threshold_material
+from .helpers import IDENTITIES, SAFE_PRIMES, identity_keys, signed_upload, single_material, threshold_material
 
 FAST_SCRYPT = 10  # log2(N) for tests; production default is 17
 
@@ -42,14 +41,14 @@ FAST_SCRYPT = 10  # log2(N) for tests; production default is 17
 def _params(material: ThresholdKeyMaterial, length: int = 12) -> SessionParameters:
     return SessionParameters(
         public=material.public, layout=SlotLayout(16, 3, material.public.key.key_bits), vector_length=length,
-        roster=(1, 2, 3), min_contributors=2,
+        roster=(1, 2, 3), min_contributors=2, identity_keys=identity_keys((1, 2, 3)),
     )
 
 
 def _messages(material: ThresholdKeyMaterial) -> list[wire.Message]:
     params = _params(material)
-    upload = Client(params, 1, random_bytes=InsecureDeterministicRandom(1)).upload(np.arange(12))
-    other = Client(params, 2, random_bytes=InsecureDeterministicRandom(2)).upload(-np.arange(12))
+    upload = Client(params, 1, IDENTITIES[1], random_bytes=InsecureDeterministicRandom(1)).upload(np.arange(12))
+    other = Client(params, 2, IDENTITIES[2], random_bytes=InsecureDeterministicRandom(2)).upload(-np.arange(12))
     request = DecryptionRequest(session_id=params.session_id, recipient=1, uploads=(upload, other))
     answer = DecryptingParty(params, material.shares[0]).respond(request)
     single = single_material(256)
@@ -129,19 +128,19 @@ def test_ciphertexts_outside_the_unit_group_are_refused(material_3_of_5: Thresho
     params = _params(material_3_of_5)
     key = material_3_of_5.public.key
     p = SAFE_PRIMES[256][0]
-    upload = Client(params, 1).upload(np.arange(12))
+    upload = Client(params, 1, IDENTITIES[1]).upload(np.arange(12))
     value = {"zero": 0, "n_squared": key.nsquare, "above": key.nsquare + 5, "multiple_of_p": p * 12345}[bad]
     width = key.ciphertext_bytes
     if value.bit_length() > 8 * width:
         pytest.skip("does not fit the word")
-    forged = EncryptedVector(
+    forged = signed_upload(
         session_id=upload.session_id, client=1, length=12,
         ciphertexts=value.to_bytes(width, "big") + upload.ciphertexts[width:],
     )
     # Execute / Assert: the server and a decrypting party refuse it
     with pytest.raises(DecodeError, match="ciphertext 0"):
         Server(params).receive_upload(wire.encode(forged))
-    other = Client(params, 2).upload(np.arange(12))
+    other = Client(params, 2, IDENTITIES[2]).upload(np.arange(12))
     request = DecryptionRequest(session_id=params.session_id, recipient=2, uploads=(forged, other))
     with pytest.raises(DecodeError, match="ciphertext 0"):
         DecryptingParty(params, material_3_of_5.shares[1]).respond(request)
@@ -151,7 +150,7 @@ def test_partial_decryption_outside_the_unit_group_is_refused(material_3_of_5: T
     params = _params(material_3_of_5)
     server = Server(params)
     for k in (1, 2):
-        server.receive_upload(Client(params, k).upload(np.arange(12)))
+        server.receive_upload(Client(params, k, IDENTITIES[k]).upload(np.arange(12)))
     answer = DecryptingParty(params, material_3_of_5.shares[0]).respond(server.decryption_request(1))
     width = material_3_of_5.public.key.ciphertext_bytes
     forged = dataclasses.replace(answer, values=bytes(width) + answer.values[width:])
@@ -163,7 +162,7 @@ def test_upload_under_another_key_is_refused(material_3_of_5: ThresholdKeyMateri
     # Prepare: a session under a different key of the same size
     params = _params(material_3_of_5)
     stranger = _params(threshold_material(256, 3, 2))
-    upload = Client(stranger, 1).upload(np.arange(12))
+    upload = Client(stranger, 1, IDENTITIES[1]).upload(np.arange(12))
     # Execute / Assert: its session id differs (the key fingerprint is in it)
     with pytest.raises(ProtocolError, match="another session"):
         Server(params).receive_upload(upload)
@@ -173,11 +172,11 @@ def test_upload_under_another_key_is_refused(material_3_of_5: ThresholdKeyMateri
 
 def test_upload_with_the_wrong_number_of_ciphertexts_is_refused(material_3_of_5: ThresholdKeyMaterial) -> None:
     params = _params(material_3_of_5)
-    upload = Client(params, 1).upload(np.arange(12))
-    short = EncryptedVector(session_id=upload.session_id, client=1, length=12, ciphertexts=upload.ciphertexts[:-1])
+    upload = Client(params, 1, IDENTITIES[1]).upload(np.arange(12))
+    short = signed_upload(session_id=upload.session_id, client=1, length=12, ciphertexts=upload.ciphertexts[:-1])
     with pytest.raises(DecodeError, match="bytes of ciphertexts"):
         Server(params).receive_upload(short)
-    wrong_length = EncryptedVector(session_id=upload.session_id, client=1, length=13, ciphertexts=upload.ciphertexts)
+    wrong_length = signed_upload(session_id=upload.session_id, client=1, length=13, ciphertexts=upload.ciphertexts)
     with pytest.raises(ProtocolError, match="13 values"):
         Server(params).receive_upload(wrong_length)
 

@@ -38,7 +38,7 @@ from secagg.paillier import (
 )
 from secagg.primitives.randomness import InsecureDeterministicRandom
 
-from .helpers import single_material, threshold_material
+from .helpers import IDENTITIES, identity_keys, signed_upload, single_material, threshold_material
 
 
 def _inputs(config: PaillierConfig, seed: int) -> dict[int, np.ndarray]:
@@ -64,7 +64,7 @@ def _material(config: PaillierConfig) -> object:
     mode=st.sampled_from(list(Mode)),
     obfuscation=st.sampled_from(list(Obfuscation)),
     key_bits=st.sampled_from([128, 256, 384, 512]),
-    clients=st.integers(1, 6),
+    clients=st.integers(2, 6),  # one hospital has no one to hide among (refused)
     value_bits=st.integers(2, 24),
     length=st.integers(1, 120),
     data=st.data(),
@@ -73,7 +73,7 @@ def test_aggregate_is_the_exact_sum_or_the_session_says_why_not(
     mode: Mode, obfuscation: Obfuscation, key_bits: int, clients: int, value_bits: int, length: int, data: st.DataObject
 ) -> None:
     # Prepare
-    threshold = data.draw(st.integers(1, clients)) if mode is Mode.THRESHOLD else None
+    threshold = data.draw(st.integers(2, max(2, clients))) if mode is Mode.THRESHOLD else None
     config = PaillierConfig(
         num_clients=clients, vector_length=length, value_bits=value_bits, key_bits=key_bits, mode=mode,
         threshold=threshold, obfuscation=obfuscation, allow_insecure_key_bits_for_testing=True,
@@ -159,10 +159,11 @@ class Scenario:
         self.material = material
         self.params = SessionParameters(
             public=material.public, layout=SlotLayout(16, 3, 256), vector_length=20,
-            roster=(1, 2, 3), min_contributors=2, context=context,
+            roster=(1, 2, 3), min_contributors=2, identity_keys=identity_keys((1, 2, 3)),
+            context=context,
         )
         self.uploads = {
-            k: Client(self.params, k, random_bytes=InsecureDeterministicRandom(k)).upload(np.full(20, k))
+            k: Client(self.params, k, IDENTITIES[k], random_bytes=InsecureDeterministicRandom(k)).upload(np.full(20, k))
             for k in (1, 2, 3)
         }
         self.server = Server(self.params)
@@ -228,7 +229,7 @@ def test_party_refuses_an_aggregate_without_its_own_upload(scenario: Scenario) -
 
 
 def test_party_refuses_an_altered_own_upload(scenario: Scenario) -> None:
-    forger = Client(scenario.params, 1, random_bytes=InsecureDeterministicRandom(99))
+    forger = Client(scenario.params, 1, IDENTITIES[1], random_bytes=InsecureDeterministicRandom(99))
     forged = forger.upload(np.zeros(20, dtype=np.int64))
     with pytest.raises(ProtocolError, match="own upload"):
         scenario.party(1).respond(scenario.request((forged, scenario.uploads[2])))
@@ -241,7 +242,7 @@ def test_party_refuses_duplicated_uploads(scenario: Scenario) -> None:
 
 def test_party_refuses_an_upload_from_outside_the_roster(scenario: Scenario) -> None:
     upload = scenario.uploads[3]
-    stranger = EncryptedVector(
+    stranger = signed_upload(
         session_id=upload.session_id, client=9, length=upload.length, ciphertexts=upload.ciphertexts
     )
     with pytest.raises(ProtocolError, match="not in the session's roster"):
@@ -356,7 +357,7 @@ def test_a_forced_overflow_in_an_encrypted_upload_is_detected_after_decryption(s
     plaintexts = [(1 << (layout.width - 1)) + 5] + [0] * (params.num_ciphertexts - 1)
     ciphertexts = Encryptor(params.public.key).encrypt(plaintexts)
     width = params.public.key.ciphertext_bytes
-    forged = EncryptedVector(
+    forged = signed_upload(
         session_id=params.session_id, client=3, length=params.vector_length,
         ciphertexts=b"".join(int(c).to_bytes(width, "big") for c in ciphertexts),
     )

@@ -24,9 +24,17 @@ from flwr.proto.node_pb2 import NodeInfo
 from flwr.serverapp import Grid
 from flwr.supercore.run import Run
 
+from secagg import wire
 from secagg.errors import ConfigurationError, SecAggError
-from secagg.integrations.flower._records import model_arrays, read_stage, stage_content
-from secagg.integrations.flower.protocol import ArrayLayout, arrays_digest, flatten_arrays, unflatten_arrays
+from secagg.integrations.flower._records import model_arrays, read_stage, stage_content, training_parameters
+from secagg.integrations.flower.protocol import (
+    IDENTIFY,
+    ArrayLayout,
+    IdentityAnnouncement,
+    arrays_digest,
+    flatten_arrays,
+    unflatten_arrays,
+)
 
 __all__ = ["LOGGER", "RoundReport", "SecureGrid", "TrainingBatch", "aggregated_reply"]
 
@@ -73,6 +81,7 @@ class TrainingBatch:
     base: npt.NDArray[np.float64]
     layout: ArrayLayout
     digest: bytes
+    parameters: bytes
     node_ids: tuple[int, ...]
 
     @classmethod
@@ -91,10 +100,13 @@ class TrainingBatch:
         if base.shape[0] == 0:
             raise ConfigurationError("a secure round needs model arrays in the training messages")
         digest = arrays_digest(base, layout)
+        parameters = training_parameters(template.content)
         for message in instructions[1:]:
             vector, other = flatten_arrays(model_arrays(message.content))
             if other != layout or arrays_digest(vector, other) != digest:
                 raise ConfigurationError("a secure round needs the same arrays in every training message")
+            if training_parameters(message.content) != parameters:
+                raise ConfigurationError("a secure round needs the same config records in every training message")
         server_round = counter
         for record in template.content.config_records.values():
             value = record.get("server-round")
@@ -108,6 +120,7 @@ class TrainingBatch:
             base=base,
             layout=layout,
             digest=digest,
+            parameters=parameters,
             node_ids=tuple(sorted(nodes)),
         )
 
@@ -165,6 +178,7 @@ class SecureGrid(Grid):  # type: ignore[misc,unused-ignore]  # Grid is Any where
         self._stage_timeout = stage_timeout
         self._poll_interval = poll_interval
         self.reports: list[RoundReport] = []
+        self.identities: dict[int, bytes] = {}
 
     @abstractmethod
     def secure_round(self, instructions: list[Message]) -> Message | None:
@@ -221,6 +235,43 @@ class SecureGrid(Grid):  # type: ignore[misc,unused-ignore]  # Grid is Any where
             return replies
         reply = self.secure_round(batch)
         return [] if reply is None else [reply]
+
+    # --- identities -------------------------------------------------------------------
+
+    def identify(
+        self,
+        batch: TrainingBatch,
+        trusted_keys: frozenset[bytes] | None,
+        dropped: dict[int, str],
+        errors: dict[int, str],
+    ) -> None:
+        """Ask nodes whose identity key is unknown to announce it; keep the valid, trusted, distinct ones
+        in :attr:`identities`. The nodes check every key against their own trusted list anyway."""
+        unknown = {node: b"" for node in batch.node_ids if node not in self.identities}
+        if not unknown:
+            return
+        replies = self.stage(batch, IDENTIFY, unknown, dropped, errors)
+        run_id = self.run.run_id
+        for node, payload in sorted(replies.items()):
+            try:
+                announcement = wire.decode(payload, IdentityAnnouncement)
+                announcement.verify(run_id, node)
+                key = announcement.public_key
+                if trusted_keys is not None and key not in trusted_keys:
+                    raise ConfigurationError(f"node {node} announced an identity key outside the trusted list")
+                if key in self.identities.values():
+                    raise ConfigurationError(f"node {node} announced an identity key another node already holds")
+            except SecAggError as exc:
+                errors[node] = str(exc)
+                dropped[node] = IDENTIFY
+                continue
+            self.identities[node] = key
+
+    def forget_failed_identities(self, dropped: Mapping[int, str], setup_stage: str) -> None:
+        """A node that refused the setup may have a new identity key: ask it again next round."""
+        for node, stage in dropped.items():
+            if stage == setup_stage:
+                self.identities.pop(node, None)
 
     # --- one stage --------------------------------------------------------------------
 

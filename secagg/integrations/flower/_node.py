@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -13,24 +13,34 @@ from flwr.app import Context, Error, Message, MessageType, RecordDict
 from flwr.clientapp.typing import ClientAppCallable
 from flwr.common.constant import ErrorCode
 
-from secagg.errors import ConfigurationError, ProtocolError, SecAggError
+from secagg import wire
+from secagg.errors import AuthenticationError, ConfigurationError, ProtocolError, SecAggError
 from secagg.integrations.flower._records import (
     has_stage,
     model_arrays,
     read_stage,
     stage_content,
+    training_parameters,
     without_stage,
 )
-from secagg.integrations.flower.protocol import ArrayLayout, arrays_digest, flatten_arrays
+from secagg.integrations.flower.keys import read_identity_key, read_trusted_keys
+from secagg.integrations.flower.protocol import ArrayLayout, IdentityAnnouncement, arrays_digest, flatten_arrays
+from secagg.primitives.signing import SigningKey
 
 __all__ = [
+    "IDENTITY_KEY_FILE",
+    "TRUSTED_KEYS_FILE",
     "AuditRecord",
     "ModRoute",
+    "NodeIdentity",
     "StageHandler",
     "TrainingFailedError",
+    "announce_identity",
+    "check_identities",
     "config_path",
     "error_reply",
     "forget",
+    "node_identity",
     "run_stage",
     "train_locally",
 ]
@@ -138,12 +148,18 @@ def config_path(context: Context, key: str, explicit: str | os.PathLike[str] | N
 
 
 def train_locally(
-    message: Message, context: Context, call_next: ClientAppCallable, digest: bytes, weight_key: str
+    message: Message,
+    context: Context,
+    call_next: ClientAppCallable,
+    digest: bytes,
+    parameters: bytes,
+    weight_key: str,
 ) -> tuple[npt.NDArray[np.float64], ArrayLayout, int]:
     """Run the app's train handler on the strategy's content; ``(local - global, layout, weight)``.
 
-    Checks first that the model sent is the one the round was set up for
-    (``digest``); the handler sees exactly the strategy's content; its arrays
+    Checks first that the model and the training configuration sent are the
+    ones the round was set up for (``digest``, ``parameters``: both bound into
+    the session); the handler sees exactly the strategy's content; its arrays
     must have the model's names and shapes and its one MetricRecord with
     ``weight_key`` gives the weight. Raises TrainingFailedError if the handler fails.
     """
@@ -151,6 +167,8 @@ def train_locally(
     base, layout = flatten_arrays(model_arrays(training))
     if arrays_digest(base, layout) != digest:
         raise ProtocolError("the model sent for training is not the one the round was set up for")
+    if training_parameters(training) != parameters:
+        raise ProtocolError("the training configuration sent is not the one the round was set up for")
     message.content = training
     reply = call_next(message, context)
     if reply.has_error():
@@ -173,3 +191,54 @@ def _weight(content: RecordDict, key: str) -> int:
     if isinstance(value, bool) or not isinstance(value, int):
         raise ConfigurationError(f"{key!r} must be an integer count, got {value!r}")
     return value
+
+
+IDENTITY_KEY_FILE = "identity-key-file"
+"""Node-config key: path of this node's Ed25519 identity key file."""
+TRUSTED_KEYS_FILE = "trusted-keys-file"
+"""Node-config key: path of the federation's trusted identity public keys."""
+
+
+@dataclass(frozen=True)
+class NodeIdentity:
+    """This node's identity key and the federation's keys it trusts."""
+
+    key: SigningKey
+    trusted: frozenset[bytes]
+
+
+def node_identity(
+    context: Context, key_file: str | os.PathLike[str] | None, trusted_file: str | os.PathLike[str] | None
+) -> NodeIdentity | None:
+    """The node's identity and trusted keys (explicit paths, else the node config), or None if it has none."""
+    key_path = config_path(context, IDENTITY_KEY_FILE, key_file)
+    if key_path is None:
+        return None
+    trusted_path = config_path(context, TRUSTED_KEYS_FILE, trusted_file)
+    if trusted_path is None:
+        raise ConfigurationError(f"an identity key needs the federation's trusted keys ({TRUSTED_KEYS_FILE})")
+    return NodeIdentity(read_identity_key(key_path), read_trusted_keys(trusted_path))
+
+
+def announce_identity(message: Message, identity: NodeIdentity | None) -> bytes:
+    """The ``identify`` stage: this node's signed :class:`IdentityAnnouncement`."""
+    if identity is None:
+        raise ConfigurationError("asked for an identity key, but this node has none")
+    announcement = IdentityAnnouncement.create(identity.key, message.metadata.run_id, message.metadata.dst_node_id)
+    return wire.encode(announcement)
+
+
+def check_identities(
+    keys: Sequence[bytes], node_ids: Sequence[int], protocol_id: int, identity: NodeIdentity
+) -> None:
+    """Every key of the round trusted, none twice, this node's own key at its own protocol id."""
+    for client, key in enumerate(keys, start=1):
+        if key not in identity.trusted:
+            raise AuthenticationError(
+                f"the identity key of protocol client {client} (node {node_ids[client - 1]}) "
+                "is not on the federation's trusted list"
+            )
+    if len(set(keys)) != len(keys):
+        raise AuthenticationError("the round's identity keys name one key for two nodes")
+    if keys[protocol_id - 1] != identity.key.public:
+        raise AuthenticationError(f"the round puts another identity key at this node's protocol id {protocol_id}")

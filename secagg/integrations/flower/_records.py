@@ -15,6 +15,7 @@ import numpy as np
 import numpy.typing as npt
 from flwr.app import Array, ArrayRecord, ConfigRecord, RecordDict
 
+from secagg.descriptor import Parameter, encode_parameters
 from secagg.errors import ConfigurationError, DecodeError
 from secagg.integrations.flower.protocol import STAGES
 
@@ -93,3 +94,18 @@ def model_arrays(content: RecordDict) -> list[tuple[str, str, npt.NDArray[Any]]]
             except (TypeError, ValueError, OSError) as exc:
                 raise ConfigurationError(f"array {record_key}/{name} is not a numpy array: {exc}") from exc
     return arrays
+
+
+def training_parameters(content: RecordDict) -> bytes:
+    """:func:`secagg.descriptor.encode_parameters` of every ConfigRecord value in ``content``
+    (the adapter's own records excluded), named ``"record/key"``: the training
+    configuration a secure round binds. Lists cannot be bound (ConfigurationError)."""
+    flat: dict[str, Parameter] = {}
+    for record_key, record in content.config_records.items():
+        if record_key in _OURS:
+            continue
+        for key, value in record.items():
+            if isinstance(value, list):
+                raise ConfigurationError(f"config {record_key}/{key}: list values cannot be bound into a secure round")
+            flat[f"{record_key}/{key}"] = value
+    return encode_parameters(flat)

@@ -43,31 +43,33 @@ from flwr.app import ConfigRecord, Context, Message
 from flwr.clientapp.typing import ClientAppCallable, Mod
 
 from secagg import wire
-from secagg.errors import AuthenticationError, ConfigurationError, ProtocolError
+from secagg.errors import ConfigurationError, ProtocolError
 from secagg.integrations.flower._node import (
+    IDENTITY_KEY_FILE,
+    TRUSTED_KEYS_FILE,
     Audit,
     AuditRecord,
     ModRoute,
-    config_path,
+    NodeIdentity,
+    announce_identity,
+    check_identities,
     forget,
+    node_identity,
     run_stage,
     train_locally,
 )
-from secagg.integrations.flower.keys import read_identity_key, read_trusted_keys
 from secagg.integrations.flower.protocol import (
     DOWNLINK,
     IDENTIFY,
     MASKED_INPUT,
     MASKING_STAGES,
     SETUP,
-    IdentityAnnouncement,
     RoundSetup,
     encode_update,
     round_context,
 )
-from secagg.masking import ACTIVE, ClientPhase, ClientState, MaskingConfig, client_start, client_step
+from secagg.masking import ACTIVE, ClientPhase, ClientState, client_start, client_step
 from secagg.primitives.randomness import RandomBytes, system_random
-from secagg.primitives.signing import SigningKey
 from secagg.ring import RingVector
 
 __all__ = [
@@ -81,10 +83,6 @@ __all__ = [
 
 STATE_KEY = "secagg.state"
 """Key of the ConfigRecord in ``context.state`` holding the round setup and the protocol state."""
-IDENTITY_KEY_FILE = "identity-key-file"
-"""Node-config key: path of this node's Ed25519 identity key file (active mode)."""
-TRUSTED_KEYS_FILE = "trusted-keys-file"
-"""Node-config key: path of the federation's trusted identity public keys (active mode)."""
 
 PathLike = str | os.PathLike[str]
 
@@ -99,14 +97,6 @@ class _Settings:
     random_bytes: RandomBytes
     identity_key_file: PathLike | None
     trusted_keys_file: PathLike | None
-
-
-@dataclass(frozen=True)
-class _Identity:
-    """This node's identity key and the keys it trusts (active mode)."""
-
-    key: SigningKey
-    trusted: frozenset[bytes]
 
 
 def make_secagg_mod(
@@ -152,9 +142,9 @@ def make_secagg_mod(
 
 def _handle(message: Message, context: Context, call_next: ClientAppCallable, settings: _Settings) -> Message:
     def handle(stage: str, payload: bytes) -> bytes:
-        identity = _identity(context, settings)
+        identity = node_identity(context, settings.identity_key_file, settings.trusted_keys_file)
         if stage == IDENTIFY:
-            return _identify(message, identity)
+            return announce_identity(message, identity)
         if stage == SETUP:
             return _setup(message, context, payload, settings, identity)
         return _step(message, context, call_next, stage, payload, settings, identity)
@@ -163,44 +153,12 @@ def _handle(message: Message, context: Context, call_next: ClientAppCallable, se
     return run_stage(message, context, call_next, route, handle)
 
 
-def _identity(context: Context, settings: _Settings) -> _Identity | None:
-    """The node's identity and trusted keys, if it is configured for active mode."""
-    key_path = config_path(context, IDENTITY_KEY_FILE, settings.identity_key_file)
-    if key_path is None:
-        return None
-    trusted_path = config_path(context, TRUSTED_KEYS_FILE, settings.trusted_keys_file)
-    if trusted_path is None:
-        raise ConfigurationError(f"an identity key needs the federation's trusted keys ({TRUSTED_KEYS_FILE})")
-    return _Identity(read_identity_key(key_path), read_trusted_keys(trusted_path))
-
-
-def _identify(message: Message, identity: _Identity | None) -> bytes:
-    if identity is None:
-        raise ConfigurationError("asked for an identity key, but this node has none (semi-honest only)")
-    announcement = IdentityAnnouncement.create(identity.key, message.metadata.run_id, message.metadata.dst_node_id)
-    return wire.encode(announcement)
-
-
-def _check_identities(masking: MaskingConfig, setup: RoundSetup, protocol_id: int, identity: _Identity) -> None:
-    """Every key trusted, none twice, this node's own key at its own protocol id."""
-    keys = masking.identity_keys
-    for client, key in enumerate(keys, start=1):
-        if key not in identity.trusted:
-            raise AuthenticationError(
-                f"the identity key of protocol client {client} (node {setup.node_ids[client - 1]}) "
-                "is not on the federation's trusted list"
-            )
-    if len(set(keys)) != len(keys):
-        raise AuthenticationError("the round's identity keys name one key for two nodes")
-    if keys[protocol_id - 1] != identity.key.public:
-        raise AuthenticationError(f"the round puts another identity key at this node's protocol id {protocol_id}")
-
-
 def _setup(
-    message: Message, context: Context, payload: bytes, settings: _Settings, identity: _Identity | None
+    message: Message, context: Context, payload: bytes, settings: _Settings, identity: NodeIdentity | None
 ) -> bytes:
     setup = wire.decode(payload, RoundSetup)
-    masking = setup.masking_config  # validated again here: the server's word is not enough
+    # Validated again here (the server's word is not enough), and bound to every field of the setup.
+    masking = setup.bound_masking_config(message.metadata.run_id)
     quantization = setup.quantization
     protocol_id = setup.protocol_id(message.metadata.dst_node_id)
     if masking.num_clients < settings.min_nodes:
@@ -210,7 +168,7 @@ def _setup(
     if masking.mode == ACTIVE:
         if identity is None:
             raise ConfigurationError("an active-mode round, but this node has no identity key")
-        _check_identities(masking, setup, protocol_id, identity)
+        check_identities(masking.identity_keys, setup.node_ids, protocol_id, identity)
     elif identity is not None:
         raise ConfigurationError("this node has an identity key and refuses semi-honest rounds")
     assert quantization.num_clients == masking.num_clients  # RoundSetup derives one from the other
@@ -247,7 +205,7 @@ def _step(
     stage: str,
     payload: bytes,
     settings: _Settings,
-    identity: _Identity | None,
+    identity: NodeIdentity | None,
 ) -> bytes:
     setup_bytes, setup, state = _load(context)
     inbound = wire.decode_any(payload)
@@ -275,7 +233,9 @@ def _train_and_encode(
 ) -> RingVector:
     if setup.masking.vector_length != state.config.vector_length:
         raise ProtocolError("the stored session and setup disagree on the vector length")
-    delta, layout, weight = train_locally(message, context, call_next, setup.arrays_digest, setup.weight_name)
+    delta, layout, weight = train_locally(
+        message, context, call_next, setup.arrays_digest, setup.parameters, setup.weight_name
+    )
     if layout.size + 1 != state.config.vector_length:
         raise ProtocolError(f"the session is for {state.config.vector_length - 1} values, the model has {layout.size}")
     rng = settings.rng if settings.rng is not None else np.random.default_rng()

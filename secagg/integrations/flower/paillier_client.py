@@ -41,16 +41,23 @@ from flwr.clientapp.typing import ClientAppCallable, Mod
 from secagg import wire
 from secagg.errors import ConfigurationError, ProtocolError, ReplayError
 from secagg.integrations.flower._node import (
+    IDENTITY_KEY_FILE,
+    TRUSTED_KEYS_FILE,
     Audit,
     AuditRecord,
     ModRoute,
+    NodeIdentity,
+    announce_identity,
+    check_identities,
     config_path,
+    node_identity,
     run_stage,
     train_locally,
 )
 from secagg.integrations.flower.keys import load_key_share
 from secagg.integrations.flower.protocol import (
     ENCRYPT,
+    IDENTIFY,
     PAILLIER_STAGES,
     PaillierSetup,
     PaillierUpload,
@@ -99,6 +106,8 @@ class _Settings:
     random_bytes: RandomBytes
     obfuscation: Obfuscation
     constant_time: bool
+    identity_key_file: PathLike | None
+    trusted_keys_file: PathLike | None
 
 
 def make_paillier_mod(
@@ -113,6 +122,8 @@ def make_paillier_mod(
     random_bytes: RandomBytes = system_random,
     obfuscation: Obfuscation = Obfuscation.TEXTBOOK,
     constant_time: bool = False,
+    identity_key_file: PathLike | None = None,
+    trusted_keys_file: PathLike | None = None,
 ) -> Mod:
     """A Paillier mod with this node's own safety floor.
 
@@ -128,6 +139,11 @@ def make_paillier_mod(
         random_bytes: the source of every secret (encryption randomness, proof commitments).
         obfuscation: TEXTBOOK (r^n) or DJN encryption randomness.
         constant_time: exponentiate with the key share in constant time (slower).
+        identity_key_file: this node's Ed25519 identity key, which signs its uploads
+            (default: node config ``identity-key-file``; required).
+        trusted_keys_file: the federation's trusted identity keys (default: node
+            config ``trusted-keys-file``; required): every key of a round's setup
+            must be on it, so uploads in another node's name are refused.
     """
     if min_nodes < 2 or min_contributors < 2:
         raise ConfigurationError(
@@ -135,7 +151,7 @@ def make_paillier_mod(
         )
     settings = _Settings(
         key_share_file, passphrase, min_nodes, min_contributors, allow_plain_train, rng, audit, random_bytes,
-        obfuscation, constant_time,
+        obfuscation, constant_time, identity_key_file, trusted_keys_file,
     )
 
     def paillier_mod(message: Message, context: Context, call_next: ClientAppCallable) -> Message:
@@ -147,12 +163,20 @@ def make_paillier_mod(
 
 def _handle(message: Message, context: Context, call_next: ClientAppCallable, settings: _Settings) -> Message:
     def handle(stage: str, payload: bytes) -> bytes:
+        identity = node_identity(context, settings.identity_key_file, settings.trusted_keys_file)
+        if identity is None:
+            raise ConfigurationError(
+                f"Paillier uploads are signed: this node needs {IDENTITY_KEY_FILE!r} and {TRUSTED_KEYS_FILE!r}"
+            )
+        if stage == IDENTIFY:
+            return announce_identity(message, identity)
         share = _key_share(context, settings)
         if stage == ENCRYPT:
-            return _encrypt(message, context, call_next, payload, share, settings)
-        return _decrypt(message, context, payload, share, settings)
+            return _encrypt(message, context, call_next, payload, share, identity, settings)
+        return _decrypt(message, context, payload, share, identity, settings)
 
-    route = ModRoute("paillier_mod", frozenset(PAILLIER_STAGES), STATE_KEY, settings.allow_plain_train)
+    stages = frozenset((IDENTIFY, *PAILLIER_STAGES))
+    route = ModRoute("paillier_mod", stages, STATE_KEY, settings.allow_plain_train)
     return run_stage(message, context, call_next, route, handle)
 
 
@@ -198,8 +222,11 @@ def _entries(data: bytes, size: int) -> list[bytes]:
     return [data[i : i + size] for i in range(0, len(data), size)]
 
 
-def _session(message: Message, setup: PaillierSetup, share: KeyShare, settings: _Settings) -> SessionParameters:
-    """The session this node derives for ``setup`` under its own key; ConfigurationError if unfit."""
+def _session(
+    message: Message, setup: PaillierSetup, share: KeyShare, identity: NodeIdentity, settings: _Settings
+) -> SessionParameters:
+    """The session this node derives for ``setup`` under its own key; ConfigurationError if unfit,
+    AuthenticationError if a node's identity key is untrusted, repeated or not this node's at its id."""
     if len(setup.node_ids) < settings.min_nodes:
         raise ConfigurationError(f"round of {len(setup.node_ids)} nodes, this node requires {settings.min_nodes}")
     if setup.min_contributors < settings.min_contributors:
@@ -208,8 +235,10 @@ def _session(message: Message, setup: PaillierSetup, share: KeyShare, settings: 
         )
     if share.public.threshold < 2:
         raise ConfigurationError("this node's key is 1-of-l: one key-share holder could decrypt every update")
-    context_bytes = round_context(message.metadata.run_id, setup.server_round, setup.arrays_digest)
-    return setup.session_parameters(share.public, context_bytes)
+    check_identities(setup.identity_keys, setup.node_ids, setup.protocol_id(message.metadata.dst_node_id), identity)
+    run_id = message.metadata.run_id
+    context_bytes = round_context(run_id, setup.server_round, setup.arrays_digest)
+    return setup.session_parameters(share.public, context_bytes, run_id)
 
 
 def _encrypt(
@@ -218,20 +247,25 @@ def _encrypt(
     call_next: ClientAppCallable,
     payload: bytes,
     share: KeyShare,
+    identity: NodeIdentity,
     settings: _Settings,
 ) -> bytes:
     setup = wire.decode(payload, PaillierSetup)
-    params = _session(message, setup, share, settings)
+    params = _session(message, setup, share, identity, settings)
     protocol_id = setup.protocol_id(message.metadata.dst_node_id)
     uploaded, answered = _history(context)
     if params.session_id in _entries(uploaded, _ID):
         raise ReplayError("this node already uploaded its update in this session")
-    delta, layout, weight = train_locally(message, context, call_next, setup.arrays_digest, setup.weight_name)
+    delta, layout, weight = train_locally(
+        message, context, call_next, setup.arrays_digest, setup.parameters, setup.weight_name
+    )
     if layout.size + 1 != setup.vector_length:
         raise ProtocolError(f"the round is for {setup.vector_length - 1} values, the model has {layout.size}")
     rng = settings.rng if settings.rng is not None else np.random.default_rng()
     values = encode_integers(delta, weight, setup.quantization, rng)
-    client = Client(params, protocol_id, obfuscation=settings.obfuscation, random_bytes=settings.random_bytes)
+    client = Client(
+        params, protocol_id, identity.key, obfuscation=settings.obfuscation, random_bytes=settings.random_bytes
+    )
     upload = client.upload(values)
     assert client.upload_digest is not None  # set by upload()
     _remember(context, uploaded + params.session_id, answered)
@@ -250,14 +284,16 @@ def _encrypt(
     return wire.encode(PaillierUpload(party=share.index, upload=upload))
 
 
-def _decrypt(message: Message, context: Context, payload: bytes, share: KeyShare, settings: _Settings) -> bytes:
+def _decrypt(
+    message: Message, context: Context, payload: bytes, share: KeyShare, identity: NodeIdentity, settings: _Settings
+) -> bytes:
     record = context.state.get(STATE_KEY)
     if not isinstance(record, ConfigRecord):
         raise ProtocolError("no Paillier round in progress on this node")
     setup_bytes, own_upload = record.get("setup"), record.get("upload")
     if not isinstance(setup_bytes, bytes) or not isinstance(own_upload, bytes):
         raise ProtocolError("the stored Paillier round is incomplete")
-    params = _session(message, wire.decode(setup_bytes, PaillierSetup), share, settings)
+    params = _session(message, wire.decode(setup_bytes, PaillierSetup), share, identity, settings)
     request = wire.decode(payload, DecryptionRequest)
     if request.session_id != params.session_id:
         raise ProtocolError("the decryption request belongs to another session than this node's round")

@@ -71,7 +71,12 @@ class PaillierOptions:
         max_weight: public bound on one node's weight (the value under ``weight_key``).
         weight_key: the MetricRecord key of the weight (FedAvg's ``weighted_by_key``).
         min_contributors: fewest uploads a key-share holder is asked to decrypt
-            the sum of (default ``max(2, t)``); a round with fewer nodes is refused.
+            the sum of (default ``max(2, t, colluders + 2)``); a round with fewer nodes is refused.
+        colluders: c, the hospitals that may collude with the server (declared):
+            refused unless t >= c + 1 and min_contributors >= c + 2.
+        trusted_keys: optional: the federation's identity public keys as the server
+            knows them; a node announcing another key is left out (every node checks
+            the round's keys against its own trusted list anyway).
         stage_timeout: seconds to wait for the replies of one stage.
         poll_interval: seconds between two pulls of replies within a stage.
         max_nodes: if set, rounds of up to this many nodes are validated now and
@@ -85,6 +90,8 @@ class PaillierOptions:
     max_weight: int = DEFAULT_MAX_WEIGHT
     weight_key: str = "num-examples"
     min_contributors: int | None = None
+    colluders: int = 0
+    trusted_keys: frozenset[bytes] | None = None
     stage_timeout: float = 60.0
     poll_interval: float = 0.5
     max_nodes: int | None = None
@@ -103,8 +110,18 @@ class PaillierOptions:
                 raise ConfigurationError(f"{name} must be a positive number of seconds, got {value}")
         if not self.weight_key:
             raise ConfigurationError("weight_key must be a non-empty string")
-        if self.min_contributors is not None and self.min_contributors < 2:
-            raise ConfigurationError(f"min_contributors must be at least 2, got {self.min_contributors}")
+        if isinstance(self.colluders, bool) or not isinstance(self.colluders, int) or self.colluders < 0:
+            raise ConfigurationError(f"colluders must be a non-negative int, got {self.colluders!r}")
+        if self.contributors < max(2, self.colluders + 2):
+            raise ConfigurationError(
+                f"min_contributors {self.contributors} is unsafe against {self.colluders} colluders; "
+                f"need >= {max(2, self.colluders + 2)}"
+            )
+        if self.public_key.threshold < self.colluders + 1:
+            raise ConfigurationError(
+                f"a {self.public_key.threshold}-of-{self.public_key.num_parties} key is unsafe against "
+                f"{self.colluders} colluding share holders; need t >= {self.colluders + 1}"
+            )
         if self.max_nodes is not None and not self.fewest_nodes <= self.max_nodes <= MAX_CLIENTS:
             raise ConfigurationError(f"max_nodes must be in {self.fewest_nodes}..{MAX_CLIENTS}, got {self.max_nodes}")
         self.layout(self.max_nodes or self.fewest_nodes)  # overflow and packing checks
@@ -112,7 +129,9 @@ class PaillierOptions:
     @property
     def contributors(self) -> int:
         """min_contributors after defaulting."""
-        return self.min_contributors if self.min_contributors is not None else max(2, self.public_key.threshold)
+        if self.min_contributors is not None:
+            return self.min_contributors
+        return max(2, self.public_key.threshold, self.colluders + 2)
 
     @property
     def fewest_nodes(self) -> int:
@@ -153,21 +172,32 @@ class PaillierGrid(SecureGrid):
         started = time.perf_counter()
         options = self.options
         batch = TrainingBatch.create(instructions, len(self.reports) + 1)
-        nodes = batch.node_ids
-        options.layout(len(nodes))  # refuse before sending anything
-        quantization = options.quantization(len(nodes))
-        setup = PaillierSetup.create(
-            batch.server_round, nodes, options.public_key, options.contributors, quantization,
-            batch.layout.size + 1, options.weight_key, batch.digest,
-        )
-        context = round_context(self.run.run_id, batch.server_round, batch.digest)
-        server = Server(setup.session_parameters(options.public_key, context))
+        sampled = batch.node_ids
+        options.layout(len(sampled))  # refuse before sending anything
         dropped: dict[int, str] = {}
         errors: dict[int, str] = {}
+        # Stage 0: learn the identity keys of nodes not seen yet (uploads are signed with them).
+        self.identify(batch, options.trusted_keys, dropped, errors)
+        batch = batch.subset(node for node in sampled if node in self.identities)
+        nodes = batch.node_ids
+        try:
+            options.layout(len(nodes))
+        except ConfigurationError as exc:
+            return self._skip(batch, started, dropped, errors, str(exc))
+        quantization = options.quantization(len(nodes))
+        run_id = self.run.run_id
+        setup = PaillierSetup.create(
+            batch.server_round, nodes, options.public_key, options.contributors, quantization,
+            batch.layout.size + 1, options.weight_key, batch.digest, [self.identities[n] for n in nodes],
+            batch.parameters,
+        )
+        context = round_context(run_id, batch.server_round, batch.digest)
+        server = Server(setup.session_parameters(options.public_key, context, run_id))
         # Stage 1: setup + training content out, encrypted updates back.
         payload = wire.encode(setup)
         uploads = self.stage(batch, ENCRYPT, dict.fromkeys(nodes, payload), dropped, errors, with_training=True)
         holders = self._accept_uploads(setup, server, uploads, dropped, errors)
+        self.forget_failed_identities(dropped, ENCRYPT)
         included = [nodes[client - 1] for client in sorted(server.included)]
         if len(included) < server.params.min_contributors:
             reason = f"{len(included)} nodes uploaded; at least {server.params.min_contributors} are needed"

@@ -45,6 +45,7 @@ numpy's float, complex, bool and integer dtypes up to 2^53).
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import itertools
 import math
@@ -57,6 +58,7 @@ import numpy as np
 import numpy.typing as npt
 
 from secagg import wire
+from secagg.descriptor import MAX_PARAMETERS_BYTES, SessionDescriptor
 from secagg.encoding import IntArray, QuantizationConfig, from_ring, quantize_to_integers, to_ring
 from secagg.errors import AuthenticationError, ConfigurationError, DecodeError, OverflowDetectedError, ProtocolError
 from secagg.masking import ServerPhase
@@ -182,6 +184,15 @@ class RoundSetup(wire.Message):
         max_weight: the public bound on a node's weight (its example count).
         weight_key: the MetricRecord key holding that weight (UTF-8).
         arrays_digest: :func:`arrays_digest` of the model the round trains from.
+        parameters: :func:`secagg.descriptor.encode_parameters` of the training
+            content's config records (``"record/key"`` names): what the server
+            tells every node to train with.
+
+    Every field but ``node_ids`` enters the round's
+    :class:`~secagg.descriptor.SessionDescriptor` (:meth:`descriptor`), whose
+    digest the masking record carries; a node refuses a setup whose record
+    names another digest, so nodes given different setups are in different
+    sessions.
     """
 
     TAG: ClassVar[int] = 0x0701
@@ -193,6 +204,7 @@ class RoundSetup(wire.Message):
     max_weight: int = wire_field(U32)
     weight_key: bytes = wire_field(VarBytes(MAX_KEY_BYTES))
     arrays_digest: bytes = wire_field(FixedBytes(32))
+    parameters: bytes = wire_field(VarBytes(MAX_PARAMETERS_BYTES))
 
     def __post_init__(self) -> None:
         _check_round_fields("round setup", self.node_ids, self.weight_key)
@@ -210,11 +222,14 @@ class RoundSetup(wire.Message):
         quantization: QuantizationConfig,
         weight_key: str,
         digest: bytes,
+        run_id: int,
+        parameters: bytes = b"",
     ) -> RoundSetup:
-        """The setup message for ``node_ids`` (sorted here) and validated configurations."""
+        """The setup message for ``node_ids`` (sorted here) and validated configurations;
+        ``masking`` gets this round's descriptor digest (:meth:`descriptor`)."""
         if quantization.ring_bits != masking.ring_bits or quantization.num_clients != masking.num_clients:
             raise ConfigurationError("quantization and masking must agree on the ring and the number of clients")
-        return cls(
+        unbound = cls(
             server_round=server_round,
             node_ids=tuple(sorted(node_ids)),
             masking=masking.record(),
@@ -223,7 +238,27 @@ class RoundSetup(wire.Message):
             max_weight=quantization.max_weight,
             weight_key=weight_key.encode("utf-8"),
             arrays_digest=digest,
+            parameters=parameters,
         )
+        bound = dataclasses.replace(masking, descriptor=unbound.descriptor(run_id).digest())
+        return dataclasses.replace(unbound, masking=bound.record())
+
+    def descriptor(self, run_id: int) -> SessionDescriptor:
+        """The round's session descriptor: quantization, weight key, layout-and-model
+        digest, run, round and training parameters."""
+        return _descriptor(self.quantization, self.weight_name, self.arrays_digest, run_id, self.server_round,
+                           self.parameters)
+
+    def bound_masking_config(self, run_id: int) -> MaskingConfig:
+        """:attr:`masking_config` after checking that its record binds this setup's descriptor.
+
+        ConfigurationError if the record names another descriptor digest: the
+        server's fields and the session it set up disagree.
+        """
+        masking = self.masking_config
+        if masking.descriptor != self.descriptor(run_id).digest():
+            raise ConfigurationError("the round setup's masking record binds another setup than the one sent")
+        return masking
 
     @property
     def masking_config(self) -> MaskingConfig:
@@ -249,6 +284,17 @@ class RoundSetup(wire.Message):
     def protocol_id(self, node_id: int) -> int:
         """The protocol id (1..n) of ``node_id``; ConfigurationError if it is not in the round."""
         return _protocol_id(self.node_ids, node_id)
+
+
+def _descriptor(
+    quantization: QuantizationConfig, weight_key: str, digest: bytes, run_id: int, server_round: int, parameters: bytes
+) -> SessionDescriptor:
+    """A round's descriptor; the layout is inside ``digest`` (:func:`arrays_digest` hashes it)."""
+    plain = SessionDescriptor.create(
+        quantization, weight_key=weight_key, layout_digest=digest, model_digest=digest, run_id=run_id,
+        server_round=server_round,
+    )
+    return dataclasses.replace(plain, parameters=parameters)
 
 
 def _protocol_id(node_ids: tuple[int, ...], node_id: int) -> int:
@@ -507,6 +553,13 @@ class PaillierSetup(wire.Message):
         max_weight: the public bound on a node's weight (its example count).
         weight_key: the MetricRecord key holding that weight (UTF-8).
         arrays_digest: :func:`arrays_digest` of the model the round trains from.
+        identity_keys: the nodes' Ed25519 identity keys in node-id order; each
+            node checks them against the federation's trusted list, and every
+            upload must carry its node's signature.
+        parameters: the training content's config records, as in :class:`RoundSetup`.
+
+    Every field enters the session id (:meth:`session_parameters`, through the
+    round's :class:`~secagg.descriptor.SessionDescriptor`).
     """
 
     TAG: ClassVar[int] = 0x0702
@@ -520,15 +573,19 @@ class PaillierSetup(wire.Message):
     max_weight: int = wire_field(U32)
     weight_key: bytes = wire_field(VarBytes(MAX_KEY_BYTES))
     arrays_digest: bytes = wire_field(FixedBytes(32))
+    identity_keys: tuple[bytes, ...] = wire_field(ListOf(FixedBytes(PUBLIC_KEY_SIZE), MAX_PACKED_CLIENTS))
+    parameters: bytes = wire_field(VarBytes(MAX_PARAMETERS_BYTES))
 
     def __post_init__(self) -> None:
         _check_round_fields("paillier setup", self.node_ids, self.weight_key)
         if not self.node_ids:
             raise ConfigurationError("paillier setup: a round needs at least one node")
-        if not 1 <= self.min_contributors <= len(self.node_ids):
+        if not 2 <= self.min_contributors <= len(self.node_ids):
             raise ConfigurationError(
-                f"paillier setup: min_contributors must be in 1..{len(self.node_ids)}, got {self.min_contributors}"
+                f"paillier setup: min_contributors must be in 2..{len(self.node_ids)}, got {self.min_contributors}"
             )
+        if len(self.identity_keys) != len(self.node_ids):
+            raise ConfigurationError("paillier setup: one identity key per node")
         if self.vector_length < 2:
             raise ConfigurationError("paillier setup: a vector holds at least one value and the weight")
 
@@ -543,8 +600,12 @@ class PaillierSetup(wire.Message):
         vector_length: int,
         weight_key: str,
         digest: bytes,
+        identity_keys: Sequence[bytes],
+        parameters: bytes = b"",
     ) -> PaillierSetup:
-        """The setup message for ``node_ids`` (sorted here); ConfigurationError if unsafe."""
+        """The setup message for ``node_ids`` and their ``identity_keys`` (in the same
+        order; sorted here by node id); ConfigurationError if unsafe."""
+        keys = dict(zip(node_ids, identity_keys, strict=True))
         setup = cls(
             server_round=server_round,
             node_ids=tuple(sorted(node_ids)),
@@ -556,8 +617,10 @@ class PaillierSetup(wire.Message):
             max_weight=quantization.max_weight,
             weight_key=weight_key.encode("utf-8"),
             arrays_digest=digest,
+            identity_keys=tuple(keys[node] for node in sorted(node_ids)),
+            parameters=parameters,
         )
-        setup.session_parameters(public, bytes(32))  # every check the nodes will make
+        setup.session_parameters(public, bytes(32), 0)  # every check the nodes will make
         return setup
 
     @property
@@ -580,8 +643,14 @@ class PaillierSetup(wire.Message):
         """The packing layout for this round's nodes; ConfigurationError if sums could carry between slots."""
         return SlotLayout(packed_value_bits(self.quantization), len(self.node_ids), key_bits)
 
-    def session_parameters(self, public: ThresholdPublicKey, context: bytes) -> SessionParameters:
-        """The Paillier session every party derives: roster 1..n, this layout, ``context``.
+    def descriptor(self, run_id: int) -> SessionDescriptor:
+        """The round's session descriptor (as :meth:`RoundSetup.descriptor`)."""
+        return _descriptor(self.quantization, self.weight_name, self.arrays_digest, run_id, self.server_round,
+                           self.parameters)
+
+    def session_parameters(self, public: ThresholdPublicKey, context: bytes, run_id: int) -> SessionParameters:
+        """The Paillier session every party derives: roster 1..n with the setup's identity
+        keys, this layout, ``context`` and the round's descriptor digest.
 
         ConfigurationError if ``public`` is not the key the round was set up for,
         or the layout or quantization is unsafe.
@@ -594,7 +663,9 @@ class PaillierSetup(wire.Message):
             vector_length=self.vector_length,
             roster=tuple(range(1, len(self.node_ids) + 1)),
             min_contributors=self.min_contributors,
+            identity_keys=self.identity_keys,
             context=context,
+            descriptor=self.descriptor(run_id).digest(),
         )
 
     def protocol_id(self, node_id: int) -> int:

@@ -42,12 +42,11 @@ from flwr.serverapp import Grid
 
 from secagg import wire
 from secagg.encoding import QuantizationConfig
-from secagg.errors import ConfigurationError, SecAggError, ThresholdError
+from secagg.errors import ConfigurationError, ThresholdError
 from secagg.integrations.flower._grid import LOGGER, RoundReport, SecureGrid, TrainingBatch, aggregated_reply
 from secagg.integrations.flower.protocol import (
-    IDENTIFY,
     MASKED_INPUT,
-    IdentityAnnouncement,
+    SETUP,
     RoundSetup,
     decode_sum,
     round_context,
@@ -198,7 +197,6 @@ class SecAggGrid(SecureGrid):
     def __init__(self, grid: Grid, options: SecAggOptions | None = None) -> None:
         self.options = options or SecAggOptions()
         super().__init__(grid, self.options.stage_timeout, self.options.poll_interval)
-        self.identities: dict[int, bytes] = {}
 
     def secure_round(self, instructions: list[Message]) -> Message | None:
         """Run one masking session over the nodes ``instructions`` address.
@@ -215,7 +213,7 @@ class SecAggGrid(SecureGrid):
         dropped: dict[int, str] = {}
         errors: dict[int, str] = {}
         if self.options.mode == ACTIVE:
-            self._identify(batch, dropped, errors)
+            self.identify(batch, self.options.trusted_keys, dropped, errors)
             batch = batch.subset(node for node in sampled if node in self.identities)
         try:
             plan = _MaskingPlan.create(batch, self.options, self.run.run_id, self.identities)
@@ -240,40 +238,12 @@ class SecAggGrid(SecureGrid):
         except ThresholdError as exc:
             LOGGER.warning("secure round %d skipped: %s", batch.server_round, exc)
             errors.update(plan.rejections(state))
-            self._forget_failed_identities(dropped)
+            self.forget_failed_identities(dropped, SETUP)
             self.reports.append(batch.report(started, dropped, errors, reason=str(exc), node_ids=sampled))
             return None
         errors.update(plan.rejections(state))
-        self._forget_failed_identities(dropped)
+        self.forget_failed_identities(dropped, SETUP)
         return self._finish(plan, state, dropped, errors, started, sampled)
-
-    def _identify(self, batch: TrainingBatch, dropped: dict[int, str], errors: dict[int, str]) -> None:
-        """Ask nodes whose identity key is unknown to announce it; keep the valid, trusted, distinct ones."""
-        unknown = {node: b"" for node in batch.node_ids if node not in self.identities}
-        if not unknown:
-            return
-        replies = self.stage(batch, IDENTIFY, unknown, dropped, errors)
-        run_id = self.run.run_id
-        for node, payload in sorted(replies.items()):
-            try:
-                announcement = wire.decode(payload, IdentityAnnouncement)
-                announcement.verify(run_id, node)
-                key = announcement.public_key
-                if self.options.trusted_keys is not None and key not in self.options.trusted_keys:
-                    raise ConfigurationError(f"node {node} announced an identity key outside the trusted list")
-                if key in self.identities.values():
-                    raise ConfigurationError(f"node {node} announced an identity key another node already holds")
-            except SecAggError as exc:
-                errors[node] = str(exc)
-                dropped[node] = IDENTIFY
-                continue
-            self.identities[node] = key
-
-    def _forget_failed_identities(self, dropped: Mapping[int, str]) -> None:
-        """A node that refused the setup may have a new identity key: ask it again next round."""
-        for node, stage in dropped.items():
-            if stage == stage_of_phase(ServerPhase.COLLECT_KEYS):
-                self.identities.pop(node, None)
 
     def _finish(
         self,
@@ -320,11 +290,14 @@ class _MaskingPlan:
         keys = tuple(identities[node] for node in nodes) if options.mode == ACTIVE else ()
         quantization = options.quantization(len(nodes))
         masking = options.masking(len(nodes), batch.layout.size + 1, keys)
-        setup = RoundSetup.create(batch.server_round, nodes, masking, quantization, options.weight_key, batch.digest)
+        setup = RoundSetup.create(
+            batch.server_round, nodes, masking, quantization, options.weight_key, batch.digest, run_id,
+            batch.parameters,
+        )
         return cls(
             batch=batch,
             quantization=quantization,
-            masking=masking,
+            masking=setup.bound_masking_config(run_id),
             setup=setup,
             context=round_context(run_id, batch.server_round, batch.digest),
             protocol_ids={node: index for index, node in enumerate(nodes, start=1)},

@@ -1,0 +1,51 @@
+"""What a configuration guarantees, computed from its parameters and stated in one line.
+
+Every protocol configuration (:attr:`secagg.masking.MaskingConfig.guarantee`,
+:attr:`secagg.paillier.SessionParameters.guarantee`) answers two questions:
+against how many colluding clients (besides the server) one client's input stays
+hidden, and how many dropouts a session survives. Semi-honest masking protects
+only against a server that follows the protocol; the line says so plainly.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+__all__ = ["Guarantee"]
+
+
+@dataclass(frozen=True)
+class Guarantee:
+    """Private against the server plus up to ``colluders`` clients; completes with up to ``dropouts`` dropouts.
+
+    Attributes:
+        colluders: c, the colluding clients (or key-share holders) the server may
+            recruit without learning any single client's input.
+        dropouts: d, the clients that may drop out over the session while it
+            still completes with the exact sum of the others.
+        lying_server: True if c holds against a server that deviates from the
+            protocol (lies about dropouts, splits messages); False if only
+            against one that follows it (semi-honest).
+        privacy_failure_bits: if set, the privacy statement fails with
+            probability below 2^-bits (SecAgg+'s random graph); 0 if exact.
+        completion_failure_bits: likewise for completion.
+    """
+
+    colluders: int
+    dropouts: int
+    lying_server: bool
+    privacy_failure_bits: int = 0
+    completion_failure_bits: int = 0
+
+    def __str__(self) -> str:
+        server = "a lying server" if self.lying_server else "an honest-but-curious server"
+        privacy = f"private against {server} plus up to {self.colluders} colluding clients"
+        if self.privacy_failure_bits:
+            privacy += f" (except with probability < 2^-{self.privacy_failure_bits})"
+        completion = f"completes with up to {self.dropouts} dropouts"
+        if self.completion_failure_bits:
+            completion += f" (except with probability < 2^-{self.completion_failure_bits})"
+        line = f"{privacy}; {completion}"
+        if not self.lying_server:
+            line += "; does NOT resist a server that lies about dropouts (semi-honest mode)"
+        return line
