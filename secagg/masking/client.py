@@ -103,6 +103,10 @@ class HeldShares(wire.WireStruct):
     mask_key_share: bytes = wire_field(FixedBytes(shamir.VALUE_SIZE))
     self_mask_share: bytes = wire_field(FixedBytes(shamir.VALUE_SIZE))
 
+    def __post_init__(self) -> None:
+        if not (_is_field_element(self.mask_key_share) and _is_field_element(self.self_mask_share)):
+            raise DecodeError(f"held shares of client {self.owner}: a share value >= p is not a field element")
+
 
 @dataclass(frozen=True, repr=False)
 class ClientState(wire.Message):
@@ -351,7 +355,19 @@ def _open_box(state: ClientState, box: SealedBox, key: bytes) -> HeldShares:
         ) from exc
     if (bundle.sender, bundle.recipient) != (box.peer, state.client):
         raise AuthenticationError(f"client {state.client}: share bundle from client {box.peer} names other parties")
+    # Only the sender (who knows k_uv) can have sealed a bundle that opens: a share
+    # that is no field element is its fault. Kept, it would void this client's whole
+    # unmask response at the server; refused here like a box that fails to open.
+    if not all(_is_field_element(share) for share in (bundle.mask_key_share, bundle.self_mask_share)):
+        raise AuthenticationError(
+            f"client {state.client}: share bundle from client {box.peer} holds a share value >= p "
+            "(not a field element) in round ShareKeys"
+        )
     return HeldShares(box.peer, bundle.mask_key_share, bundle.self_mask_share)
+
+
+def _is_field_element(value: bytes) -> bool:
+    return len(value) == shamir.VALUE_SIZE and int.from_bytes(value, "big") < shamir.PRIME
 
 
 # --- Round 3: ConsistencyCheck (active mode) ---------------------------------------

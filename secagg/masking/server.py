@@ -305,16 +305,19 @@ def _collect_unmask(state: ServerState, inbound: Mapping[int, bytes]) -> tuple[S
         ] != [v for v in held if v not in survivors]:
             rejected.append((client, "UnmaskResponse: shares do not match the survivor set"))
             continue
-        try:
-            own = [(e.owner, _share(client, e.share)) for e in message.self_mask_shares]
-            keys = [(e.owner, _share(client, e.share)) for e in message.mask_key_shares]
-        except SecAggError as exc:
-            rejected.append((client, f"UnmaskResponse: {exc}"))
-            continue
-        for owner, share in own:
-            self_mask_shares.setdefault(owner, []).append(share)
-        for owner, share in keys:
-            key_shares.setdefault(owner, []).append(share)
+        # A share value >= p is discarded alone (its holder recorded): the holder's
+        # other shares still count, so one bad share cannot void a whole response.
+        for what, entries, collected in (
+            ("self-mask seed", message.self_mask_shares, self_mask_shares),
+            ("mask key", message.mask_key_shares, key_shares),
+        ):
+            for entry in entries:
+                value = int.from_bytes(entry.share, "big")
+                if value >= shamir.PRIME:
+                    rejected.append((client, f"UnmaskResponse: client {client}'s share of client {entry.owner}'s "
+                                             f"{what} is >= p (not a field element); that share is discarded"))
+                    continue
+                collected.setdefault(entry.owner, []).append(shamir.Share(client, value))
     assert state.masked_sum is not None
     total = np.array(state.masked_sum, copy=True)
     liars: set[int] = set()
@@ -332,10 +335,6 @@ def _collect_unmask(state: ServerState, inbound: Mapping[int, bytes]) -> tuple[S
     result = ServerResult(aggregate=total, included=survivors)
     new_state = replace(state, phase=ServerPhase.DONE, result=result, rejected=state.rejected + tuple(rejected))
     return new_state, {}
-
-
-def _share(holder: int, value: bytes) -> shamir.Share:
-    return shamir.Share(holder, int.from_bytes(value, "big"))
 
 
 def _recover(

@@ -10,18 +10,29 @@ Format (a wire message, tag 0x0405)::
     plaintext = wire encoding of a KeyShare or a PrivateKey
 
 The associated data covers the KDF parameters, so lowering them in a stored
-file makes it fail authentication instead of weakening it. The default cost
-(N = 2^17, r = 8: 128 MiB, about half a second) follows OWASP's scrypt
-guidance; decoding refuses parameters above 2^22 / 32 / 16 so a hostile file
-cannot exhaust memory. A wrong passphrase or any altered byte raises
-AuthenticationError.
+file makes it fail authentication instead of weakening it.
+
+Costs. The default (N = 2^17, r = 8, p = 1: 128 MiB, about half a second)
+follows OWASP's scrypt guidance. **Writing** refuses less than
+N = 2^15 and r = 8 (32 MiB per guess, a quarter of the default: the cheapest
+cost we still call passphrase protection) and a passphrase of fewer than
+12 characters (ConfigurationError); tests may lower the cost to N = 2^10 with
+``allow_weak_kdf_for_testing``. **Reading** (decoding) refuses, before
+scrypt runs, a header whose ``128 * r * N * p`` exceeds 256 MiB (scrypt's
+memory is 128 * r * N bytes and its work grows with p as well), so a hostile
+file cannot exhaust memory or time (DecodeError). A wrong passphrase or any
+altered byte raises AuthenticationError.
+
+Files. :func:`write_new_private_file` creates a secret file with mode 0600 and
+never overwrites; :func:`read_private_file` refuses, as ssh does for private
+keys, a secret file that group or others may access (ConfigurationError).
 """
 
 from __future__ import annotations
 
 import os
+import stat
 from dataclasses import dataclass
-from pathlib import Path
 from typing import ClassVar
 
 from cryptography.hazmat.primitives.kdf.scrypt import Scrypt
@@ -35,8 +46,13 @@ from secagg.wire import U8, FixedBytes, VarBytes, wire_field
 
 __all__ = [
     "DEFAULT_SCRYPT_LOG_N",
+    "MAX_SCRYPT_MEMORY",
+    "MIN_PASSPHRASE_LENGTH",
+    "MIN_WRITE_SCRYPT_LOG_N",
+    "MIN_WRITE_SCRYPT_R",
     "ProtectedSecret",
     "protect",
+    "read_private_file",
     "read_protected_file",
     "unprotect",
     "write_new_private_file",
@@ -47,9 +63,17 @@ DEFAULT_SCRYPT_LOG_N = 17
 """scrypt N = 2^17 with r = 8, p = 1 (128 MiB)."""
 
 MIN_SCRYPT_LOG_N = 10
-MAX_SCRYPT_LOG_N = 22
-MAX_SCRYPT_R = 32
-MAX_SCRYPT_P = 16
+"""The smallest cost a file may declare (readable; written only with ``allow_weak_kdf_for_testing``)."""
+MIN_WRITE_SCRYPT_LOG_N = 15
+"""The smallest N = 2^15 written without the test switch (with r >= 8: 32 MiB per guess)."""
+MIN_WRITE_SCRYPT_R = 8
+MIN_PASSPHRASE_LENGTH = 12
+"""Characters (of a str) or bytes a new file's passphrase needs at least."""
+MAX_SCRYPT_MEMORY = 256 << 20
+"""Ceiling on 128 * r * N * p for any header, read or written: 256 MiB."""
+MAX_SCRYPT_LOG_N = 21  # 128 * 1 * 2^21 * 1 = MAX_SCRYPT_MEMORY
+MAX_SCRYPT_R = 255
+MAX_SCRYPT_P = 255
 SALT_SIZE = 16
 PROTECTED_LABEL = b"secagg/v1/paillier-protected-secret"
 MAX_SEALED = 1 << 20
@@ -70,10 +94,21 @@ class ProtectedSecret(wire.Message):
     sealed: bytes = wire_field(VarBytes(MAX_SEALED))
 
     def __post_init__(self) -> None:
+        # Checked at decoding, before scrypt ever runs on a hostile header.
         if not MIN_SCRYPT_LOG_N <= self.scrypt_log_n <= MAX_SCRYPT_LOG_N:
-            raise ConfigurationError(f"scrypt log2(N) must be in {MIN_SCRYPT_LOG_N}..{MAX_SCRYPT_LOG_N}")
+            raise DecodeError(f"scrypt log2(N) must be in {MIN_SCRYPT_LOG_N}..{MAX_SCRYPT_LOG_N}")
         if not 1 <= self.scrypt_r <= MAX_SCRYPT_R or not 1 <= self.scrypt_p <= MAX_SCRYPT_P:
-            raise ConfigurationError(f"scrypt r must be in 1..{MAX_SCRYPT_R} and p in 1..{MAX_SCRYPT_P}")
+            raise DecodeError(f"scrypt r must be in 1..{MAX_SCRYPT_R} and p in 1..{MAX_SCRYPT_P}")
+        if self.scrypt_memory > MAX_SCRYPT_MEMORY:
+            raise DecodeError(
+                f"scrypt parameters N = 2^{self.scrypt_log_n}, r = {self.scrypt_r}, p = {self.scrypt_p} need "
+                f"128 * r * N * p = {self.scrypt_memory >> 20} MiB, above the {MAX_SCRYPT_MEMORY >> 20} MiB ceiling"
+            )
+
+    @property
+    def scrypt_memory(self) -> int:
+        """``128 * r * N * p`` in bytes: the bound on scrypt's memory and work."""
+        return 128 * self.scrypt_r * (1 << self.scrypt_log_n) * self.scrypt_p
 
     @property
     def associated_data(self) -> bytes:
@@ -86,6 +121,33 @@ def _passphrase_bytes(passphrase: str | bytes) -> bytes:
     if not isinstance(raw, bytes) or not raw:
         raise ConfigurationError("passphrase must be a non-empty str or bytes")
     return raw
+
+
+def _check_new_protection(
+    passphrase: str | bytes, scrypt_log_n: int, scrypt_r: int, scrypt_p: int, weak_for_testing: bool
+) -> None:
+    """The floor for a newly written secret: passphrase length and scrypt cost."""
+    _passphrase_bytes(passphrase)
+    if len(passphrase) < MIN_PASSPHRASE_LENGTH:
+        raise ConfigurationError(
+            f"passphrase has {len(passphrase)} characters; a key file needs at least {MIN_PASSPHRASE_LENGTH}"
+        )
+    for name, value in (("scrypt_log_n", scrypt_log_n), ("scrypt_r", scrypt_r), ("scrypt_p", scrypt_p)):
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigurationError(f"{name} must be an int, got {value!r}")
+    min_log_n, min_r = (MIN_SCRYPT_LOG_N, 1) if weak_for_testing else (MIN_WRITE_SCRYPT_LOG_N, MIN_WRITE_SCRYPT_R)
+    if scrypt_log_n < min_log_n or scrypt_r < min_r or scrypt_p < 1:
+        raise ConfigurationError(
+            f"scrypt N = 2^{scrypt_log_n}, r = {scrypt_r}, p = {scrypt_p} is below the floor for key files "
+            f"(N >= 2^{min_log_n}, r >= {min_r}, p >= 1)"
+        )
+    if scrypt_log_n > MAX_SCRYPT_LOG_N or scrypt_r > MAX_SCRYPT_R or scrypt_p > MAX_SCRYPT_P or (
+        128 * scrypt_r * (1 << scrypt_log_n) * scrypt_p > MAX_SCRYPT_MEMORY
+    ):
+        raise ConfigurationError(
+            f"scrypt N = 2^{scrypt_log_n}, r = {scrypt_r}, p = {scrypt_p} exceeds the reading ceiling "
+            f"(128 * r * N * p <= {MAX_SCRYPT_MEMORY >> 20} MiB): nobody could read the file back"
+        )
 
 
 def _derive(passphrase: str | bytes, header: ProtectedSecret) -> bytes:
@@ -103,10 +165,18 @@ def protect(
     scrypt_r: int = 8,
     scrypt_p: int = 1,
     random_bytes: RandomBytes = system_random,
+    allow_weak_kdf_for_testing: bool = False,
 ) -> bytes:
-    """The wire encoding of a :class:`ProtectedSecret` sealing ``secret`` under ``passphrase``."""
+    """The wire encoding of a :class:`ProtectedSecret` sealing ``secret`` under ``passphrase``.
+
+    ConfigurationError for a passphrase under :data:`MIN_PASSPHRASE_LENGTH`
+    characters, or an scrypt cost below N = 2^15, r = 8 (the floor; with
+    ``allow_weak_kdf_for_testing``, tests only: N = 2^10) or above the reading
+    ceiling (128 * r * N * p <= 256 MiB).
+    """
     if not isinstance(secret, (KeyShare, PrivateKey)):
         raise ConfigurationError("only a KeyShare or a PrivateKey can be protected")
+    _check_new_protection(passphrase, scrypt_log_n, scrypt_r, scrypt_p, allow_weak_kdf_for_testing)
     header = ProtectedSecret(scrypt_log_n, scrypt_r, scrypt_p, random_bytes(SALT_SIZE), b"")
     key = _derive(passphrase, header)
     sealed = aead.seal(key, wire.encode(secret), header.associated_data, random_bytes)
@@ -136,13 +206,21 @@ def write_protected_file(
     scrypt_r: int = 8,
     scrypt_p: int = 1,
     random_bytes: RandomBytes = system_random,
+    allow_weak_kdf_for_testing: bool = False,
 ) -> None:
     """Write :func:`protect` output to a new file readable by its owner only (mode 0600).
 
-    Refuses to overwrite an existing file (ConfigurationError).
+    Refuses to overwrite an existing file, and the passphrases and costs
+    :func:`protect` refuses (ConfigurationError).
     """
     data = protect(
-        secret, passphrase, scrypt_log_n=scrypt_log_n, scrypt_r=scrypt_r, scrypt_p=scrypt_p, random_bytes=random_bytes
+        secret,
+        passphrase,
+        scrypt_log_n=scrypt_log_n,
+        scrypt_r=scrypt_r,
+        scrypt_p=scrypt_p,
+        random_bytes=random_bytes,
+        allow_weak_kdf_for_testing=allow_weak_kdf_for_testing,
     )
     write_new_private_file(path, data)
 
@@ -161,6 +239,28 @@ def write_new_private_file(path: str | os.PathLike[str], data: bytes) -> None:
         handle.write(data)
 
 
+def read_private_file(path: str | os.PathLike[str], what: str) -> bytes:
+    """The bytes of the secret file ``path`` (``what`` names it in errors).
+
+    ConfigurationError if it cannot be read or if group or others have any
+    access to it (as ssh refuses such private keys): the mode is checked on
+    the opened file, so it is the file actually read.
+    """
+    try:
+        with open(os.fspath(path), "rb") as handle:
+            mode = os.fstat(handle.fileno()).st_mode
+            if os.name == "posix" and mode & (stat.S_IRWXG | stat.S_IRWXO):
+                raise ConfigurationError(
+                    f"{what} {path} is accessible to group or others (mode {stat.S_IMODE(mode):04o}; chmod 600 it)"
+                )
+            return handle.read()
+    except OSError as exc:
+        raise ConfigurationError(f"cannot read the {what} {path}: {exc.strerror or exc}") from exc
+
+
 def read_protected_file(path: str | os.PathLike[str], passphrase: str | bytes) -> Secret:
-    """Read and :func:`unprotect` a file written by :func:`write_protected_file`."""
-    return unprotect(Path(path).read_bytes(), passphrase)
+    """Read and :func:`unprotect` a file written by :func:`write_protected_file`.
+
+    ConfigurationError if group or others may access the file (see :func:`read_private_file`).
+    """
+    return unprotect(read_private_file(path, "protected key file"), passphrase)

@@ -25,10 +25,12 @@ from secagg.masking.config import ACTIVE, HARARY, MaskingConfig
 from secagg.masking.messages import (
     AdvertiseKeys,
     ConsistencySignature,
+    EncryptedShares,
     KeyRoster,
     MaskedInput,
     Round,
     SealedBox,
+    ShareBundle,
     ShareDelivery,
     SignedBy,
     SurvivorList,
@@ -36,8 +38,9 @@ from secagg.masking.messages import (
     UnmaskResponse,
 )
 from secagg.masking.server import ServerState, server_start, server_step
-from secagg.masking.session import graph_neighbours
-from secagg.primitives import shamir
+from secagg.masking.session import graph_neighbours, share_encryption_keys
+from secagg.primitives import aead, shamir
+from secagg.primitives.key_agreement import public_key_of
 from secagg.primitives.randomness import RandomBytes
 from secagg.primitives.signing import SigningKey
 from secagg.ring import RingVector
@@ -222,6 +225,9 @@ class Scenario:
     edits: Mapping[tuple[Round, str, int], Callable[[bytes], bytes]] = field(default_factory=dict)
     replays: Sequence[tuple[int, Callable[[Outcome], bytes]]] = ()
     readable_inputs: bool = False
+    # (sender, recipient) -> the bundle the sender seals for the recipient instead of its
+    # honest one: a malicious peer, which knows k_uv, so the box authenticates.
+    peer_bundles: Mapping[tuple[int, int], Callable[[ShareBundle], ShareBundle]] = field(default_factory=dict)
 
 
 def _identities(label: str, n: int) -> dict[int, SigningKey]:
@@ -241,9 +247,12 @@ def _session_test(config: MaskingConfig, label: str, identities: Mapping[int, Si
     context = deterministic(f"{label}/context")(32)
     randoms = {c: RecordingRandom(deterministic(f"{label}/client/{c}")) for c in inputs}
     tampered: list[Json] = []
+    edits = dict(scenario.edits)
+    for (sender, recipient), change in scenario.peer_bundles.items():
+        edits[(Round.SHARE_KEYS, "up", sender)] = _reseal(randoms, sender, recipient, change)
 
     def tamper(round_: Round, direction: str, client: int, data: bytes) -> bytes:
-        edit = scenario.edits.get((round_, direction, client))
+        edit = edits.get((round_, direction, client))
         if edit is None:
             return data
         changed = edit(data)
@@ -252,8 +261,8 @@ def _session_test(config: MaskingConfig, label: str, identities: Mapping[int, Si
         return changed
 
     outcome = drive(config, inputs, scenario.dropouts, context, identities, randoms, tamper)
-    if len(tampered) != len(scenario.edits):
-        raise VectorError(f"{scenario.comment}: {len(scenario.edits)} edits planned, {len(tampered)} applied")
+    if len(tampered) != len(edits):
+        raise VectorError(f"{scenario.comment}: {len(edits)} edits planned, {len(tampered)} applied")
     replays = []
     for client, make in scenario.replays:
         message = make(outcome)
@@ -276,6 +285,28 @@ def _session_test(config: MaskingConfig, label: str, identities: Mapping[int, Si
         **body,
     }
     return test_case(scenario.comment, list(scenario.flags), "invalid" if failing else "valid", **fields)
+
+
+def _reseal(randoms: Mapping[int, RecordingRandom], sender: int, recipient: int,
+            change: Callable[[ShareBundle], ShareBundle]) -> Callable[[bytes], bytes]:
+    """An edit of ``sender``'s EncryptedShares: its box for ``recipient`` re-sealed by the
+    sender itself (its encryption key is its first draw) around ``change(bundle)``, with
+    the box's own nonce, so the delivered box is the only one the malicious sender sent."""
+
+    def apply(data: bytes) -> bytes:
+        message = wire.decode(data, EncryptedShares)
+        recipient_public = public_key_of(randoms[recipient].draws[0])
+        key = share_encryption_keys(randoms[sender].draws[0], [(recipient, recipient_public)],
+                                    message.session_id, sender)[0]
+        ad = aead.share_associated_data(message.session_id, sender, recipient, Round.SHARE_KEYS)
+        (honest,) = (box for box in message.boxes if box.peer == recipient)
+        bundle = change(wire.decode(aead.open_sealed(key, honest.sealed, ad), ShareBundle))
+        nonce = honest.sealed[: aead.NONCE_SIZE]
+        forged = SealedBox(recipient, aead.seal(key, wire.encode(bundle), ad, lambda size: nonce))
+        boxes = tuple(forged if box.peer == recipient else box for box in message.boxes)
+        return wire.encode(dataclasses.replace(message, boxes=boxes))
+
+    return apply
 
 
 def _group(config: MaskingConfig, label: str, scenarios: Sequence[Scenario], identity_label: str = "") -> Json:
@@ -342,6 +373,9 @@ SESSION_NOTES = {
     "MalformedInput": "A masked input of the wrong length: the server rejects its sender as a dropout.",
     "SmallOrderKey": "A client advertises a small-order X25519 key: the server rejects it at AdvertiseKeys "
     "(every exchange with it would be all zero).",
+    "BadShareValue": "A share value >= p (no field element): a malicious peer seals it in an authentic bundle "
+    "and the recipient refuses the bundle (AuthenticationError); in an unmask response the server discards "
+    "that one share and rejects its sender, but keeps the sender's other shares.",
 }
 SESSION_HEADER = [
     "Complete masking sessions (docs/spec.md, section 12): configuration, each client's input and every",
@@ -434,6 +468,14 @@ def _forge_seed_share(message: UnmaskResponse) -> Any:
     return (dataclasses.replace(first, share=value.to_bytes(shamir.VALUE_SIZE, "big")), *message.self_mask_shares[1:])
 
 
+_P_BYTES = shamir.PRIME.to_bytes(shamir.VALUE_SIZE, "big")  # the smallest value that is no field element
+
+
+def _share_p(message: UnmaskResponse) -> Any:
+    first = message.mask_key_shares[0]
+    return (dataclasses.replace(first, share=_P_BYTES), *message.mask_key_shares[1:])
+
+
 def _other_session(message: Any) -> bytes:
     session: bytes = message.session_id
     return bytes([session[0] ^ 0xFF]) + session[1:]
@@ -518,8 +560,19 @@ def generate_bad_sessions() -> Json:
         Scenario("the survivor list sent to client 5 differs from the others'", ("BadSignature", "Active"),
                  edits={(Round.CONSISTENCY_CHECK, down, 5): _edit(SurvivorList, survivors=(1, 3, 4, 5))}),
     ]
+    # Last, so that the earlier tests keep their tcIds.
+    share_value_scenarios = [
+        Scenario("client 2 seals for client 1 an authentic bundle whose self-mask share is p: client 1 refuses "
+                 "it and drops; the others complete", ("BadShareValue",),
+                 peer_bundles={(2, 1): lambda bundle: dataclasses.replace(bundle, self_mask_share=_P_BYTES)}),
+        Scenario("client 4 drops; client 1's unmask response carries p as its share of 4's mask key: the server "
+                 "discards that share (2 and 3 recover the key) and keeps 1's self-mask shares, without which "
+                 "2's seed (held by 1 and 3) could not be recovered", ("BadShareValue",), {4: Round.MASKED_INPUT},
+                 edits={(Round.UNMASKING, up, 1): _edit(UnmaskResponse, mask_key_shares=_share_p)}),
+    ]
     groups = [_group(semi, "sessions/bad/semi", semi_scenarios), _group(active, "sessions/bad/active",
-                                                                        active_scenarios, label)]
+                                                                        active_scenarios, label),
+              _group(semi, "sessions/bad/share-values", share_value_scenarios)]
     return _session_file("secagg-masking-sessions-bad", "a lying server against honest clients", groups)
 
 

@@ -3,7 +3,8 @@
 The primes were found once by ``generate_safe_primes(1024, 2,
 random_bytes=InsecureDeterministicRandom(2048))`` (about 2 s); keeping them
 here makes every test key a real 2048-bit key without a prime search per run.
-Key-share files are sealed with scrypt cost 2^10 (the floor) to keep tests fast.
+Key-share files are sealed with scrypt N = 2^15, the floor for key files (write_key_files has no
+test switch), the cheapest cost they can have.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ Q_1024 = int(
     "13578399848186337382934357392035093900734353487111208729959182845948214061928929160121079"
 )
 PASSPHRASE = "correct horse battery staple"
-SCRYPT_LOG_N = 10
+SCRYPT_LOG_N = 15
 
 
 @lru_cache(maxsize=8)

@@ -27,6 +27,7 @@ from secagg.paillier import (
     insecure_key_sizes_for_testing,
     protect,
     read_protected_file,
+    storage,
     unprotect,
     write_protected_file,
 )
@@ -214,30 +215,33 @@ def test_threshold_key_with_inconsistent_fields_is_refused(material_3_of_5: Thre
 
 # --- Passphrase-protected key shares -------------------------------------------------------------
 
+PASSPHRASE = "correct horse battery staple"
+WEAK = {"scrypt_log_n": FAST_SCRYPT, "allow_weak_kdf_for_testing": True}  # tests only: fast scrypt
+
 
 def test_protected_share_round_trips(material_3_of_5: ThresholdKeyMaterial) -> None:
     share = material_3_of_5.shares[2]
-    sealed = protect(share, "correct horse battery staple", scrypt_log_n=FAST_SCRYPT)
-    assert unprotect(sealed, "correct horse battery staple") == share
+    sealed = protect(share, PASSPHRASE, **WEAK)
+    assert unprotect(sealed, PASSPHRASE) == share
     assert share.secret.to_bytes((share.secret.bit_length() + 7) // 8, "big") not in sealed
 
 
 def test_wrong_passphrase_and_tampering_are_detected(material_3_of_5: ThresholdKeyMaterial) -> None:
     # Prepare
-    sealed = protect(material_3_of_5.shares[0], "passphrase", scrypt_log_n=FAST_SCRYPT)
+    sealed = protect(material_3_of_5.shares[0], PASSPHRASE, **WEAK)
     # Execute / Assert
     with pytest.raises(AuthenticationError):
-        unprotect(sealed, "Passphrase")
+        unprotect(sealed, PASSPHRASE.upper())
     tampered = bytearray(sealed)
     tampered[-5] ^= 0x01
     with pytest.raises(AuthenticationError):
-        unprotect(bytes(tampered), "passphrase")
+        unprotect(bytes(tampered), PASSPHRASE)
     weakened = bytearray(sealed)
     weakened[5] = FAST_SCRYPT + 1  # the scrypt cost byte is authenticated
     with pytest.raises(AuthenticationError):
-        unprotect(bytes(weakened), "passphrase")
+        unprotect(bytes(weakened), PASSPHRASE)
     with pytest.raises(DecodeError):
-        unprotect(sealed[:40], "passphrase")
+        unprotect(sealed[:40], PASSPHRASE)
 
 
 def test_hostile_scrypt_parameters_are_refused() -> None:
@@ -246,21 +250,117 @@ def test_hostile_scrypt_parameters_are_refused() -> None:
                     ProtectedSecret)
 
 
+def with_header(sealed: bytes, log_n: int, r: int, p: int) -> bytes:
+    """``sealed`` (a ProtectedSecret's encoding) with other scrypt parameters in its header."""
+    header = bytes([FAST_SCRYPT, 8, 1])
+    assert sealed[5:8] == header
+    return sealed[:5] + bytes([log_n, r, p]) + sealed[8:]
+
+
+@pytest.mark.parametrize(("log_n", "r", "p"), [(22, 32, 16), (19, 8, 1), (18, 8, 2), (18, 16, 1), (10, 255, 255)])
+def test_scrypt_header_above_the_memory_ceiling_is_refused_before_scrypt_runs(
+    material_3_of_5: ThresholdKeyMaterial, monkeypatch: pytest.MonkeyPatch, log_n: int, r: int, p: int
+) -> None:
+    """128 * r * N * p above 256 MiB: DecodeError, never scrypt (2^22, 32, 16 used to raise MemoryError)."""
+    # Prepare
+    hostile = with_header(protect(material_3_of_5.shares[0], PASSPHRASE, **WEAK), log_n, r, p)
+
+    def no_scrypt(*args: object, **kwargs: object) -> None:
+        raise AssertionError("scrypt ran on a hostile header")
+
+    monkeypatch.setattr(storage, "Scrypt", no_scrypt)
+    # Execute / Assert
+    with pytest.raises(DecodeError, match="scrypt"):
+        unprotect(hostile, PASSPHRASE)
+
+
+@pytest.mark.parametrize(("log_n", "r", "p"), [(18, 8, 1), (21, 1, 1), (17, 8, 2)])
+def test_scrypt_header_at_the_memory_ceiling_decodes(log_n: int, r: int, p: int) -> None:
+    header = ProtectedSecret(log_n, r, p, bytes(16), b"")
+    assert wire.decode(wire.encode(header), ProtectedSecret) == header
+    assert header.scrypt_memory <= storage.MAX_SCRYPT_MEMORY == 256 << 20
+
+
+@pytest.mark.parametrize(
+    ("log_n", "r", "p"), [(10, 8, 1), (14, 8, 1), (15, 4, 1), (15, 8, 0), (19, 8, 1), (17, 8, 3)]
+)
+def test_new_key_file_below_the_cost_floor_or_above_the_ceiling_is_refused(
+    material_3_of_5: ThresholdKeyMaterial, tmp_path: Path, log_n: int, r: int, p: int
+) -> None:
+    # Prepare
+    path = tmp_path / "share.key"
+    # Execute / Assert
+    with pytest.raises(ConfigurationError, match="scrypt"):
+        protect(material_3_of_5.shares[0], PASSPHRASE, scrypt_log_n=log_n, scrypt_r=r, scrypt_p=p)
+    with pytest.raises(ConfigurationError, match="scrypt"):
+        write_protected_file(path, material_3_of_5.shares[0], PASSPHRASE, scrypt_log_n=log_n, scrypt_r=r, scrypt_p=p)
+    assert not path.exists()
+
+
+def test_the_cost_floor_itself_is_accepted(material_3_of_5: ThresholdKeyMaterial) -> None:
+    sealed = protect(material_3_of_5.shares[0], PASSPHRASE, scrypt_log_n=storage.MIN_WRITE_SCRYPT_LOG_N)
+    assert sealed[5:8] == bytes([15, 8, 1])
+    assert unprotect(sealed, PASSPHRASE) == material_3_of_5.shares[0]
+
+
+def test_weak_kdf_switch_still_refuses_costs_no_file_may_declare(material_3_of_5: ThresholdKeyMaterial) -> None:
+    with pytest.raises(ConfigurationError, match="scrypt"):
+        protect(material_3_of_5.shares[0], PASSPHRASE, scrypt_log_n=9, allow_weak_kdf_for_testing=True)
+
+
+@pytest.mark.parametrize("passphrase", ["a", "s3cret", "elevenchars", b"elevenbytes", "é" * 11])
+def test_short_passphrase_is_refused_when_writing(
+    material_3_of_5: ThresholdKeyMaterial, tmp_path: Path, passphrase: str | bytes
+) -> None:
+    path = tmp_path / "share.key"
+    with pytest.raises(ConfigurationError, match="at least 12"):
+        protect(material_3_of_5.shares[0], passphrase, **WEAK)
+    with pytest.raises(ConfigurationError, match="at least 12"):
+        write_protected_file(path, material_3_of_5.shares[0], passphrase, **WEAK)
+    assert not path.exists()
+
+
+def test_twelve_character_passphrase_is_accepted(material_3_of_5: ThresholdKeyMaterial) -> None:
+    sealed = protect(material_3_of_5.shares[0], "twelve chars", **WEAK)
+    assert unprotect(sealed, "twelve chars") == material_3_of_5.shares[0]
+
+
 def test_protected_file_is_private_and_not_overwritten(tmp_path: Path) -> None:
     # Prepare
     private = single_material(256).private
     path = tmp_path / "keyholder.key"
     # Execute
-    write_protected_file(path, private, b"s3cret", scrypt_log_n=FAST_SCRYPT)
+    write_protected_file(path, private, PASSPHRASE, **WEAK)
     # Assert
     assert path.stat().st_mode & 0o777 == 0o600
-    assert read_protected_file(path, b"s3cret") == private
+    assert read_protected_file(path, PASSPHRASE) == private
     with pytest.raises(ConfigurationError, match="overwrite"):
-        write_protected_file(path, private, b"s3cret", scrypt_log_n=FAST_SCRYPT)
+        write_protected_file(path, private, PASSPHRASE, **WEAK)
+
+
+@pytest.mark.parametrize("mode", [0o640, 0o604, 0o660, 0o644, 0o610, 0o601])
+def test_protected_file_that_group_or_others_may_access_is_refused(tmp_path: Path, mode: int) -> None:
+    # Prepare
+    private = single_material(256).private
+    path = tmp_path / "keyholder.key"
+    write_protected_file(path, private, PASSPHRASE, **WEAK)
+    path.chmod(mode)
+    # Execute / Assert
+    with pytest.raises(ConfigurationError, match="group or others"):
+        read_protected_file(path, PASSPHRASE)
+    with pytest.raises(ConfigurationError, match="group or others"):
+        storage.read_private_file(path, "key file")
+    path.chmod(0o400)
+    assert read_protected_file(path, PASSPHRASE) == private
+
+
+def test_missing_protected_file_is_a_configuration_error(tmp_path: Path) -> None:
+    with pytest.raises(ConfigurationError, match="cannot read"):
+        read_protected_file(tmp_path / "absent.key", PASSPHRASE)
 
 
 def test_only_secrets_can_be_protected(material_3_of_5: ThresholdKeyMaterial) -> None:
     with pytest.raises(ConfigurationError):
-        protect(material_3_of_5.public, "x", scrypt_log_n=FAST_SCRYPT)  # type: ignore[arg-type]
+        protect(material_3_of_5.public, PASSPHRASE, **WEAK)  # type: ignore[arg-type]
     with pytest.raises(ConfigurationError):
-        protect(material_3_of_5.shares[0], "", scrypt_log_n=FAST_SCRYPT)
+        protect(material_3_of_5.shares[0], "", **WEAK)
