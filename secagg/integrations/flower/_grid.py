@@ -25,7 +25,7 @@ from flwr.serverapp import Grid
 from flwr.supercore.run import Run
 
 from secagg import wire
-from secagg.errors import ConfigurationError, SecAggError
+from secagg.errors import ConfigurationError, DecodeError, SecAggError
 from secagg.integrations.flower._records import model_arrays, read_stage, stage_content, training_parameters
 from secagg.integrations.flower.protocol import (
     IDENTIFY,
@@ -96,13 +96,13 @@ class TrainingBatch:
         if len({m.metadata.message_type for m in instructions}) != 1:
             raise ConfigurationError("a secure round's training messages must share one message type")
         template = instructions[0]
-        base, layout = flatten_arrays(model_arrays(template.content))
+        base, layout = flatten_arrays(_strategy_arrays(template))
         if base.shape[0] == 0:
             raise ConfigurationError("a secure round needs model arrays in the training messages")
         digest = arrays_digest(base, layout)
         parameters = training_parameters(template.content)
         for message in instructions[1:]:
-            vector, other = flatten_arrays(model_arrays(message.content))
+            vector, other = flatten_arrays(_strategy_arrays(message))
             if other != layout or arrays_digest(vector, other) != digest:
                 raise ConfigurationError("a secure round needs the same arrays in every training message")
             if training_parameters(message.content) != parameters:
@@ -153,6 +153,15 @@ class TrainingBatch:
             skipped_reason=reason,
             errors=dict(errors),
         )
+
+
+def _strategy_arrays(message: Message) -> list[tuple[str, str, npt.NDArray[Any]]]:
+    """The model arrays of one of the strategy's messages; ConfigurationError if one is unreadable
+    (the strategy's own content: unfit for a secure round, refused before anything is sent)."""
+    try:
+        return model_arrays(message.content)
+    except DecodeError as exc:
+        raise ConfigurationError(f"a training message's arrays cannot be aggregated: {exc}") from exc
 
 
 def aggregated_reply(

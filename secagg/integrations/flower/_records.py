@@ -5,15 +5,27 @@ stage name and an ArrayRecord ``"secagg.payload"`` whose one uint8 array holds
 the wire-encoded protocol message. An array, not a ConfigRecord value, because
 Flower transports large arrays in chunks: a masked input is as large as the
 model. The round trip is lossless (``np.save``/``np.load`` of uint8).
+
+Every array read here comes from another party, so it is checked before
+Flower's ``Array.numpy()`` (``np.load``) sees it: ``.npy`` bytes only (no
+empty data, zip or ``.npz`` archives, pickles), format 1.0 or 2.0, no object
+dtype, and exactly as many data bytes as the header declares (so a short
+header cannot make ``np.load`` allocate a huge array). Anything else is a
+DecodeError.
 """
 
 from __future__ import annotations
 
+import math
+import tokenize
+from io import BytesIO
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 from flwr.app import Array, ArrayRecord, ConfigRecord, RecordDict
+from flwr.common.constant import SType
+from numpy.lib import format as npy_format
 
 from secagg.descriptor import Parameter, encode_parameters
 from secagg.errors import ConfigurationError, DecodeError
@@ -34,6 +46,44 @@ STAGE_RECORD = "secagg"
 PAYLOAD_RECORD = "secagg.payload"
 """Key of the ArrayRecord holding ``{"payload": uint8 array of the wire bytes}``."""
 _OURS = (STAGE_RECORD, PAYLOAD_RECORD)
+
+# What numpy's .npy header parser and np.load raise on malformed bytes (numpy 2.x, read in
+# numpy/lib/_format_impl.py and _npyio_impl.py): ValueError (bad magic, version, header,
+# dtype, shape, object arrays without pickle, truncated data; UnicodeDecodeError included),
+# SyntaxError (IndentationError from the header tokenizer), tokenize.TokenError (an
+# unbalanced header), OverflowError (a dimension beyond a C long), EOFError (no data).
+_NPY_ERRORS = (ValueError, SyntaxError, tokenize.TokenError, OverflowError, EOFError)
+
+
+def _ndarray(array: object, who: str) -> npt.NDArray[Any]:
+    """The ndarray in ``array`` (untrusted); DecodeError unless it is a plain, complete .npy array."""
+    if not isinstance(array, Array):
+        raise DecodeError(f"{who} is not an array")
+    if array.stype != SType.NUMPY:
+        raise DecodeError(f"{who} is not a numpy array (serialisation {array.stype!r})")
+    data = array.data
+    if not isinstance(data, bytes) or not data.startswith(npy_format.MAGIC_PREFIX):
+        raise DecodeError(f"{who} is not .npy data (empty, a zip or .npz archive, or other bytes)")
+    stream = BytesIO(data)
+    try:
+        version = npy_format.read_magic(stream)
+        if version == (1, 0):
+            shape, _, dtype = npy_format.read_array_header_1_0(stream)
+        elif version == (2, 0):
+            shape, _, dtype = npy_format.read_array_header_2_0(stream)
+        else:
+            raise DecodeError(f"{who}: .npy format {version} is not accepted (1.0 and 2.0 are)")
+        if dtype.hasobject:
+            raise DecodeError(f"{who}: object arrays are not accepted")
+        declared, carried = math.prod(shape) * dtype.itemsize, len(data) - stream.tell()
+        if declared != carried:
+            raise DecodeError(f"{who}: the header declares {declared} data bytes, {carried} follow")
+        loaded = array.numpy()
+    except _NPY_ERRORS as exc:
+        raise DecodeError(f"{who} is not a valid .npy array: {exc}") from exc
+    if not isinstance(loaded, np.ndarray):
+        raise DecodeError(f"{who} is not a single array")
+    return loaded
 
 
 def stage_content(stage: str, payload: bytes, base: RecordDict | None = None) -> RecordDict:
@@ -63,12 +113,10 @@ def read_stage(content: RecordDict) -> tuple[str, bytes]:
     stage = stage_record.get("stage")
     if stage not in STAGES:
         raise DecodeError(f"unknown secagg stage {stage!r}")
-    array = payload_record.get("payload")
-    try:
-        data = array.numpy() if isinstance(array, Array) else None
-    except (TypeError, ValueError, OSError) as exc:
-        raise DecodeError(f"secagg payload is not a numpy array: {exc}") from exc
-    if data is None or data.dtype != np.uint8 or data.ndim != 1 or len(payload_record) != 1:
+    if len(payload_record) != 1 or "payload" not in payload_record:
+        raise DecodeError("secagg payload must be exactly one one-dimensional uint8 array")
+    data = _ndarray(payload_record["payload"], "secagg payload")
+    if data.dtype != np.uint8 or data.ndim != 1:
         raise DecodeError("secagg payload must be exactly one one-dimensional uint8 array")
     return str(stage), data.tobytes()
 
@@ -83,16 +131,16 @@ def without_stage(content: RecordDict) -> RecordDict:
 
 
 def model_arrays(content: RecordDict) -> list[tuple[str, str, npt.NDArray[Any]]]:
-    """Every array of every ArrayRecord in ``content`` (the adapter's own excluded), in order."""
+    """Every array of every ArrayRecord in ``content`` (the adapter's own excluded), in order.
+
+    DecodeError if one of them is not a plain, complete .npy array (see the module docstring).
+    """
     arrays = []
     for record_key, record in content.array_records.items():
         if record_key in _OURS:
             continue
         for name, array in record.items():
-            try:
-                arrays.append((record_key, name, array.numpy()))
-            except (TypeError, ValueError, OSError) as exc:
-                raise ConfigurationError(f"array {record_key}/{name} is not a numpy array: {exc}") from exc
+            arrays.append((record_key, name, _ndarray(array, f"array {record_key}/{name}")))
     return arrays
 
 

@@ -487,8 +487,10 @@ def decode_integers(
             f"of weight <= {config.max_weight}"
         )
     sums = integers[:-1]
-    if sums.size and int(np.max(np.abs(sums))) > bound * config.qmax:
-        raise OverflowDetectedError(f"decoded sum exceeds {bound * config.qmax}, the most {num_summands} nodes reach")
+    # Compare min and max as Python ints: np.abs(-2^63) overflows int64 and stays negative.
+    limit = bound * config.qmax
+    if sums.size and (int(sums.min()) < -limit or int(sums.max()) > limit):
+        raise OverflowDetectedError(f"decoded sum exceeds {limit} in magnitude, the most {num_summands} nodes reach")
     mean: npt.NDArray[np.float64] = sums.astype(np.float64) / (config.scale * weight_total)
     return mean, weight_total
 

@@ -1,0 +1,282 @@
+"""Malformed Flower records from one party cost only that party.
+
+A node's reply whose payload array is empty, zip bytes, a valid ``.npz``, an
+object array, of the wrong dtype or shape, or missing altogether is dropped
+with a reason in the round's report, and the round completes for the others
+(masking and Paillier). The node mods answer such server messages, and
+malformed model arrays, with an error reply instead of raising.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+from flwr.app import Array, ArrayRecord, ConfigRecord, Context, Message, MessageType, RecordDict
+from flwr.common.constant import SType
+from flwr.serverapp.strategy import FedAvg
+
+from secagg import wire
+from secagg.encoding import QuantizationConfig
+from secagg.errors import DecodeError
+from secagg.integrations.flower import (
+    PaillierGrid,
+    PaillierOptions,
+    SecAggGrid,
+    SecAggOptions,
+    make_paillier_mod,
+    make_secagg_mod,
+)
+from secagg.integrations.flower._records import PAYLOAD_RECORD, STAGE_RECORD, model_arrays, read_stage
+from secagg.integrations.flower.keys import read_public_key
+from secagg.integrations.flower.protocol import (
+    ENCRYPT,
+    MASKED_INPUT,
+    SETUP,
+    SHARE_KEYS,
+    PaillierSetup,
+    arrays_digest,
+    flatten_arrays,
+)
+
+from .flower_harness import (
+    Audit,
+    FakeGrid,
+    initial_arrays,
+    make_app,
+    restore_task_identity,
+    set_task_identity,
+    transported,
+)
+from .paillier_keys import PASSPHRASE, key_files
+
+NODES = (1_000_000_007, 2**63 + 11, 42, 9_999_999_999, 2**64 - 1)
+WEIGHTS = dict(zip(NODES, (30, 55, 12, 80, 41), strict=True))
+PAILLIER_NODES = NODES[:4]
+FAULTY = 42
+
+
+@pytest.fixture(autouse=True)
+def server_identity() -> Iterator[None]:
+    previous = set_task_identity()
+    yield
+    restore_task_identity(previous)
+
+
+# --- malformed records -------------------------------------------------------------------
+
+
+def raw_array(data: bytes) -> Array:
+    """An Array claiming to be a uint8 numpy array, whatever ``data`` holds."""
+    return Array(dtype="uint8", shape=(len(data),), stype=SType.NUMPY, data=data)
+
+
+def npy(header: str, body: bytes = b"") -> bytes:
+    """.npy format 1.0 bytes with a hand-written header."""
+    encoded = header.encode("latin1")
+    return b"\x93NUMPY\x01\x00" + len(encoded).to_bytes(2, "little") + encoded + body
+
+
+def npz() -> bytes:
+    buffer = io.BytesIO()
+    np.savez(buffer, payload=np.arange(4, dtype=np.uint8))
+    return buffer.getvalue()
+
+
+MALFORMED_ARRAYS: dict[str, Callable[[], Array]] = {
+    "empty": lambda: raw_array(b""),
+    "zip": lambda: raw_array(b"PK\x03\x04" + bytes(26)),
+    "npz": lambda: raw_array(npz()),
+    "object": lambda: raw_array(npy("{'descr': '|O', 'fortran_order': False, 'shape': (2,), }", bytes(16))),
+    "wrong-dtype": lambda: Array(np.arange(4, dtype=np.int32)),
+    "wrong-ndim": lambda: Array(np.zeros((2, 3), dtype=np.uint8)),
+    "unbalanced-header": lambda: raw_array(npy("{'descr': '<u1', 'shape': ((")),
+    "huge-shape": lambda: raw_array(npy("{'descr': '<u1', 'fortran_order': False, 'shape': (1099511627776,), }")),
+}
+"""A payload array that is not one complete, one-dimensional uint8 .npy array."""
+
+
+def malformed_content(kind: str, stage: str) -> RecordDict:
+    """Stage records whose payload is malformed in the way ``kind`` names ("missing": no payload record)."""
+    content = RecordDict({STAGE_RECORD: ConfigRecord({"stage": stage})})
+    if kind != "missing":
+        content[PAYLOAD_RECORD] = ArrayRecord({"payload": MALFORMED_ARRAYS[kind]()})
+    return content
+
+
+KINDS = [*MALFORMED_ARRAYS, "missing"]
+
+
+def test_every_malformed_payload_is_a_decode_error_even_after_transport() -> None:
+    for kind in KINDS:
+        content = transported(Message(malformed_content(kind, SETUP), dst_node_id=5,
+                                      message_type=MessageType.TRAIN)).content
+        with pytest.raises(DecodeError):
+            read_stage(content)
+
+
+@pytest.mark.parametrize("kind", list(MALFORMED_ARRAYS))
+def test_malformed_model_arrays_are_a_decode_error(kind: str) -> None:
+    content = RecordDict({"arrays": ArrayRecord({"w": MALFORMED_ARRAYS[kind]()})})
+    if kind.startswith("wrong"):  # a well-formed array: model arrays may have any dtype and shape
+        assert model_arrays(content)[0][2].shape in {(4,), (2, 3)}
+        return
+    with pytest.raises(DecodeError):
+        model_arrays(content)
+
+
+def replace_reply(grid: FakeGrid, node: int, stage: str, content: RecordDict) -> None:
+    """Make ``node``'s reply in ``stage`` carry ``content`` instead (as delivered after transport)."""
+    original = grid.send_and_receive
+
+    def corrupt(messages, *, timeout=None):  # type: ignore[no-untyped-def]
+        messages = list(messages)
+        replies = list(original(messages, timeout=timeout))
+        for index, reply in enumerate(replies):
+            if reply.metadata.src_node_id == node and not reply.has_error() and read_stage(reply.content)[0] == stage:
+                sent = next(m for m in messages if m.metadata.dst_node_id == node)
+                forged = Message(content, reply_to=sent)
+                forged.metadata.__dict__["_src_node_id"] = node
+                replies[index] = transported(forged)
+        return replies
+
+    grid.send_and_receive = corrupt  # type: ignore[method-assign]
+
+
+# --- one node's malformed reply: the round completes for the others ------------------------
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_a_malformed_reply_in_a_masking_round_drops_only_that_node(kind: str) -> None:
+    # Prepare: node 42's share-keys reply carries a malformed payload
+    audit = Audit()
+    grid = FakeGrid({node: make_app(node, WEIGHTS[node], audit) for node in NODES})
+    secure = SecAggGrid(grid, SecAggOptions(protocol="secagg"))
+    replace_reply(grid, FAULTY, SHARE_KEYS, malformed_content(kind, SHARE_KEYS))
+    strategy = FedAvg(fraction_evaluate=0.0, min_train_nodes=3, min_available_nodes=3)
+    # Execute
+    strategy.start(grid=secure, initial_arrays=initial_arrays(), num_rounds=1)
+    # Assert: dropped with the decoder's reason; the others aggregated exactly
+    report = secure.reports[0]
+    assert report.skipped_reason is None
+    assert report.dropped == {FAULTY: SHARE_KEYS}
+    assert "payload" in report.errors[FAULTY] or "secagg stage" in report.errors[FAULTY]
+    assert report.included == frozenset(NODES) - {FAULTY}
+    quantization = QuantizationConfig(0.5, 16, len(NODES), max_weight=4096)
+    encodings = [a.encoded for n, a in audit.of_round(1).items() if n in report.included]
+    assert np.array_equal(report.aggregate, quantization.ring.sum(encodings, 18))
+
+
+@pytest.fixture(scope="module")
+def paillier_keys(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[Path]]:
+    """A 2-of-4 key: the public-key file and share files 1..4."""
+    return key_files(tmp_path_factory.mktemp("ceremony"), 4, 2)
+
+
+def paillier_apps(shares: list[Path], audit: Audit) -> dict[int, object]:
+    return {
+        node: make_app(node, WEIGHTS[node], audit, paillier=True, key_share_file=share, passphrase=PASSPHRASE)
+        for node, share in zip(PAILLIER_NODES, shares, strict=True)
+    }
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_a_malformed_upload_in_a_paillier_round_drops_only_that_node(
+    kind: str, paillier_keys: tuple[Path, list[Path]]
+) -> None:
+    # Prepare: node 42's encrypted upload carries a malformed payload
+    public_path, shares = paillier_keys
+    audit = Audit()
+    grid = FakeGrid(paillier_apps(shares, audit))  # type: ignore[arg-type]
+    secure = PaillierGrid(grid, PaillierOptions(public_key=read_public_key(public_path)))
+    replace_reply(grid, FAULTY, ENCRYPT, malformed_content(kind, ENCRYPT))
+    strategy = FedAvg(fraction_evaluate=0.0, min_train_nodes=2, min_available_nodes=2)
+    # Execute
+    strategy.start(grid=secure, initial_arrays=initial_arrays(), num_rounds=1)
+    # Assert: left out with the reason; the other three are decrypted exactly
+    report = secure.reports[0]
+    assert report.skipped_reason is None
+    assert report.dropped == {FAULTY: ENCRYPT}
+    assert "payload" in report.errors[FAULTY] or "secagg stage" in report.errors[FAULTY]
+    assert report.included == frozenset(PAILLIER_NODES) - {FAULTY}
+    plain = np.sum([a.encoded for n, a in audit.of_round(1).items() if n in report.included], axis=0)
+    assert np.array_equal(report.aggregate, plain)
+
+
+# --- the mods answer malformed server messages with an error reply ------------------------
+
+
+def must_not_train(message: Message, context: Context) -> Message:
+    raise AssertionError("the train handler must not run for a malformed message")
+
+
+def mods(shares: list[Path]) -> dict[str, object]:
+    return {
+        "masking": make_secagg_mod(),
+        "paillier": make_paillier_mod(key_share_file=shares[0], passphrase=PASSPHRASE),
+    }
+
+
+@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("mod_name", ["masking", "paillier"])
+def test_the_mods_answer_a_malformed_stage_message_with_an_error(
+    kind: str, mod_name: str, paillier_keys: tuple[Path, list[Path]]
+) -> None:
+    # Prepare
+    mod = mods(paillier_keys[1])[mod_name]
+    stage = SETUP if mod_name == "masking" else ENCRYPT
+    message = Message(malformed_content(kind, stage), dst_node_id=PAILLIER_NODES[0], message_type=MessageType.TRAIN)
+    # Execute
+    reply = mod(transported(message), Context(77, PAILLIER_NODES[0], {}, RecordDict(), {}), must_not_train)  # type: ignore[operator]
+    # Assert
+    assert reply.has_error() and reply.error.reason.startswith("secagg: node")
+
+
+def test_the_paillier_mod_answers_malformed_model_arrays_with_an_error(
+    paillier_keys: tuple[Path, list[Path]],
+) -> None:
+    # Prepare: a valid setup for this node's key, but the model's arrays are an empty payload
+    public_path, shares = paillier_keys
+    vector, layout = flatten_arrays([("arrays", k, v.numpy()) for k, v in initial_arrays().items()])
+    quantization = QuantizationConfig(0.5, 16, len(PAILLIER_NODES), ring_bits=64, max_weight=4096)
+    setup = PaillierSetup.create(1, PAILLIER_NODES, read_public_key(public_path), 2, quantization, layout.size + 1,
+                                 "num-examples", arrays_digest(vector, layout))
+    node = PAILLIER_NODES[0]
+    content = RecordDict({"arrays": ArrayRecord({"w": raw_array(b"")}), "config": ConfigRecord({"server-round": 1}),
+                          STAGE_RECORD: ConfigRecord({"stage": ENCRYPT}),
+                          PAYLOAD_RECORD: ArrayRecord({"payload": Array(np.frombuffer(wire.encode(setup), np.uint8))})})
+    message = Message(content, dst_node_id=node, message_type=MessageType.TRAIN)
+    # Execute
+    reply = mods(shares)["paillier"](transported(message), Context(77, node, {}, RecordDict(), {}), must_not_train)  # type: ignore[operator]
+    # Assert
+    assert reply.has_error() and "array arrays/w is not .npy data" in reply.error.reason
+
+
+def test_a_node_sent_malformed_model_arrays_answers_with_an_error_and_the_round_completes() -> None:
+    # Prepare: the server sends node 42 an unreadable model in the masked-input stage
+    audit = Audit()
+    grid = FakeGrid({node: make_app(node, WEIGHTS[node], audit) for node in NODES})
+    secure = SecAggGrid(grid, SecAggOptions(protocol="secagg"))
+    original = grid.send_and_receive
+
+    def break_model(messages, *, timeout=None):  # type: ignore[no-untyped-def]
+        messages = list(messages)
+        for message in messages:
+            if "arrays" in message.content and message.metadata.dst_node_id == FAULTY:
+                content = RecordDict(dict(message.content.items()))
+                content["arrays"] = ArrayRecord({"w": raw_array(npz())})
+                message.content = content
+        return original(messages, timeout=timeout)
+
+    grid.send_and_receive = break_model  # type: ignore[method-assign]
+    strategy = FedAvg(fraction_evaluate=0.0, min_train_nodes=3, min_available_nodes=3)
+    # Execute
+    strategy.start(grid=secure, initial_arrays=initial_arrays(), num_rounds=1)
+    # Assert: the node refused with the mod's own reason (not a crash) and the rest completed
+    report = secure.reports[0]
+    assert report.dropped == {FAULTY: MASKED_INPUT}
+    assert report.errors[FAULTY].startswith(f"secagg: node {FAULTY}: array arrays/w is not .npy data")
+    assert report.included == frozenset(NODES) - {FAULTY} and report.skipped_reason is None
