@@ -9,8 +9,11 @@ stage (a timeout); ``failing[(node, stage)]`` makes its train handler fail.
 
 from __future__ import annotations
 
+import tempfile
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
 
 import numpy as np
 from flwr.app import Array, ArrayRecord, Context, Error, Message, MetricRecord, RecordDict
@@ -25,6 +28,9 @@ from flwr.supercore.task_identity import TaskIdentity
 
 from secagg.integrations.flower import AuditRecord, make_paillier_mod, make_secagg_mod
 from secagg.integrations.flower._records import STAGE_RECORD
+from secagg.integrations.flower.keys import write_identity_key, write_trusted_keys
+from secagg.primitives.randomness import InsecureDeterministicRandom
+from secagg.primitives.signing import SigningKey
 
 RUN_ID = 77
 SERVER_NODE_ID = 1
@@ -146,6 +152,10 @@ def make_app(
     to every array."""
     failing = set(failing_rounds)
     make_mod = make_paillier_mod if paillier else make_secagg_mod
+    if paillier and "identity_key_file" not in mod_options:
+        # Paillier uploads are signed: every node gets its test identity and the federation's list.
+        key_file, trusted_file = identity_files(node)
+        mod_options = {"identity_key_file": key_file, "trusted_keys_file": trusted_file, **mod_options}
     app = ClientApp(mods=[make_mod(audit=audit, rng=np.random.default_rng(node), **mod_options)])  # type: ignore[operator]
 
     @app.train()
@@ -177,3 +187,27 @@ def initial_arrays() -> ArrayRecord:
             "steps": Array(np.array([5], dtype=np.int64)),
         }
     )
+
+
+KNOWN_NODES = (7, 42, 99, 1000, 1_000_000_007, 2**63 + 11, 9_999_999_999, 2**64 - 1)
+"""Every node id the in-process tests use; the test federation trusts the identity of each."""
+
+
+def node_identity_key(node: int) -> SigningKey:
+    """Node ``node``'s deterministic test identity key."""
+    return SigningKey.generate(InsecureDeterministicRandom(f"node-identity-{node}".encode()))
+
+
+@lru_cache(maxsize=1)
+def _identity_directory() -> Path:
+    directory = Path(tempfile.mkdtemp(prefix="secagg-test-identities-"))
+    write_trusted_keys(directory / "trusted.keys", [node_identity_key(node).public for node in KNOWN_NODES])
+    for node in KNOWN_NODES:
+        write_identity_key(directory / f"node-{node}.key", node_identity_key(node))
+    return directory
+
+
+def identity_files(node: int) -> tuple[Path, Path]:
+    """(identity-key file of ``node``, the trusted-keys file of every known node), 0600, made once per process."""
+    directory = _identity_directory()
+    return directory / f"node-{node}.key", directory / "trusted.keys"

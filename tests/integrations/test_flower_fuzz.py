@@ -31,7 +31,14 @@ from secagg.integrations.flower.keys import read_public_key
 from secagg.integrations.flower.protocol import STAGES, PaillierSetup, RoundSetup, arrays_digest, flatten_arrays
 from secagg.masking import MaskingConfig
 
-from .flower_harness import initial_arrays, restore_task_identity, set_task_identity
+from .flower_harness import (
+    RUN_ID,
+    identity_files,
+    initial_arrays,
+    node_identity_key,
+    restore_task_identity,
+    set_task_identity,
+)
 from .paillier_keys import PASSPHRASE, key_files
 
 NODE = 42
@@ -174,8 +181,8 @@ def setups(public: Path) -> list[bytes]:
     masking = MaskingConfig.secagg(num_clients=len(NODES), vector_length=18)
     paillier = PaillierSetup.create(1, NODES, read_public_key(public), 2,
                                     QuantizationConfig(0.5, 16, len(NODES), ring_bits=64, max_weight=4096), 18,
-                                    "num-examples", model_digest())
-    return [wire.encode(RoundSetup.create(1, NODES, masking, quantization, "num-examples", model_digest())),
+                                    "num-examples", model_digest(), [node_identity_key(n).public for n in NODES])
+    return [wire.encode(RoundSetup.create(1, NODES, masking, quantization, "num-examples", model_digest(), RUN_ID)),
             wire.encode(paillier)]
 
 
@@ -187,7 +194,8 @@ def train_handler(message: Message, context: Context) -> Message:
 
 def check_mods_answer(content: RecordDict, key_share: tuple[Path, Path]) -> None:
     share = key_share[1]
-    for mod in (make_secagg_mod(), make_paillier_mod(key_share_file=share, passphrase=PASSPHRASE)):
+    for mod in (make_secagg_mod(), make_paillier_mod(key_share_file=share, passphrase=PASSPHRASE,
+                          identity_key_file=identity_files(NODE)[0], trusted_keys_file=identity_files(NODE)[1])):
         message = Message(content, dst_node_id=NODE, message_type=MessageType.TRAIN)
         reply = mod(message, Context(77, NODE, {}, RecordDict(), {}), train_handler)
         assert isinstance(reply, Message)

@@ -39,6 +39,7 @@ from secagg.masking import MaskingConfig, Round, run_session
 from secagg.wire import encode
 
 from .flower_harness import (
+    RUN_ID,
     Audit,
     FakeGrid,
     initial_arrays,
@@ -72,7 +73,7 @@ def every_masking_message() -> list[bytes]:
 def setup_message() -> bytes:
     config = MaskingConfig.secagg_plus(num_clients=5, vector_length=18)
     quantization = QuantizationConfig(0.5, 16, 5, max_weight=4096)
-    return encode(RoundSetup.create(3, NODES, config, quantization, "num-examples", bytes(range(32))))
+    return encode(RoundSetup.create(3, NODES, config, quantization, "num-examples", bytes(range(32)), RUN_ID))
 
 
 def through_flower(content: RecordDict) -> RecordDict:
@@ -213,7 +214,7 @@ def test_too_many_dropouts_skip_the_round_and_the_model_stays() -> None:
     assert list(replies) == [] and arrays is None
     report = secure.reports[0]
     assert report.aggregate is None and report.included == frozenset()
-    assert report.skipped_reason is not None and "fewer than 3" in report.skipped_reason
+    assert report.skipped_reason is not None and "cannot recover" in report.skipped_reason
 
 
 @pytest.mark.parametrize(
@@ -270,7 +271,7 @@ def setup_for(nodes: tuple[int, ...], **masking: object) -> RoundSetup:
     vector, layout = flatten_arrays([("arrays", k, v.numpy()) for k, v in initial_arrays().items()])
     config = MaskingConfig.secagg(num_clients=len(nodes), vector_length=layout.size + 1, **masking)  # type: ignore[arg-type]
     quantization = QuantizationConfig(0.5, 16, len(nodes), max_weight=4096)
-    return RoundSetup.create(1, nodes, config, quantization, "num-examples", arrays_digest(vector, layout))
+    return RoundSetup.create(1, nodes, config, quantization, "num-examples", arrays_digest(vector, layout), RUN_ID)
 
 
 @pytest.mark.parametrize(
@@ -296,7 +297,7 @@ def test_the_mod_refuses_a_tampered_setup_and_an_out_of_order_stage() -> None:
     # Prepare: a setup whose threshold 1 the server forged past its own checks, and a stage with no setup
     record = setup_for((1, 2, 3)).masking
     forged = RoundSetup(1, (1, 2, 3), type(record)(**{**record.__dict__, "threshold": 1}), 0x3FE0000000000000, 16, 9,
-                        b"num-examples", bytes(32))
+                        b"num-examples", bytes(32), b"")
     app = make_app(1, 10)
     # Execute
     forged_reply = app(train_message(1, stage_content(SETUP, encode(forged))), client_context(1))

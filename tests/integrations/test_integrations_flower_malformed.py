@@ -45,8 +45,10 @@ from secagg.integrations.flower.protocol import (
 from .flower_harness import (
     Audit,
     FakeGrid,
+    identity_files,
     initial_arrays,
     make_app,
+    node_identity_key,
     restore_task_identity,
     set_task_identity,
     transported,
@@ -216,7 +218,9 @@ def must_not_train(message: Message, context: Context) -> Message:
 def mods(shares: list[Path]) -> dict[str, object]:
     return {
         "masking": make_secagg_mod(),
-        "paillier": make_paillier_mod(key_share_file=shares[0], passphrase=PASSPHRASE),
+        "paillier": make_paillier_mod(key_share_file=shares[0], passphrase=PASSPHRASE,
+                          identity_key_file=identity_files(PAILLIER_NODES[0])[0],
+            trusted_keys_file=identity_files(PAILLIER_NODES[0])[1]),
     }
 
 
@@ -243,7 +247,8 @@ def test_the_paillier_mod_answers_malformed_model_arrays_with_an_error(
     vector, layout = flatten_arrays([("arrays", k, v.numpy()) for k, v in initial_arrays().items()])
     quantization = QuantizationConfig(0.5, 16, len(PAILLIER_NODES), ring_bits=64, max_weight=4096)
     setup = PaillierSetup.create(1, PAILLIER_NODES, read_public_key(public_path), 2, quantization, layout.size + 1,
-                                 "num-examples", arrays_digest(vector, layout))
+                                 "num-examples", arrays_digest(vector, layout),
+                                 [node_identity_key(n).public for n in PAILLIER_NODES])
     node = PAILLIER_NODES[0]
     content = RecordDict({"arrays": ArrayRecord({"w": raw_array(b"")}), "config": ConfigRecord({"server-round": 1}),
                           STAGE_RECORD: ConfigRecord({"stage": ENCRYPT}),

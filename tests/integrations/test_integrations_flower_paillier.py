@@ -42,7 +42,15 @@ from secagg.paillier import (
 from secagg.paillier.messages import DecryptionRequest
 from secagg.primitives.randomness import InsecureDeterministicRandom
 
-from .flower_harness import Audit, FakeGrid, initial_arrays, make_app, restore_task_identity, set_task_identity
+from .flower_harness import (
+    Audit,
+    FakeGrid,
+    initial_arrays,
+    make_app,
+    node_identity_key,
+    restore_task_identity,
+    set_task_identity,
+)
 from .paillier_keys import P_1024, PASSPHRASE, Q_1024, key_files, material
 
 NODES = (1_000_000_007, 2**63 + 11, 42, 9_999_999_999)
@@ -226,7 +234,8 @@ def setup_for(public_fingerprint_key: object, nodes: tuple[int, ...] = NODES, mi
     vector, layout = flatten_arrays([("arrays", k, v.numpy()) for k, v in initial_arrays().items()])
     quantization = QuantizationConfig(0.5, 16, len(nodes), ring_bits=64, max_weight=4096)
     setup = PaillierSetup.create(1, nodes, public_fingerprint_key, min_contributors, quantization,  # type: ignore[arg-type]
-                                 layout.size + 1, "num-examples", arrays_digest(vector, layout))
+                                 layout.size + 1, "num-examples", arrays_digest(vector, layout),
+                                 [node_identity_key(n).public for n in nodes])
     return wire.encode(setup)
 
 
