@@ -12,9 +12,10 @@ from __future__ import annotations
 from functools import lru_cache
 from pathlib import Path
 
-from secagg.integrations.flower.keys import write_key_files
+from secagg.integrations.flower.keys import write_identity_key, write_key_files, write_trusted_keys
 from secagg.paillier import ThresholdKeyMaterial, deal_threshold_key_from_primes
 from secagg.primitives.randomness import InsecureDeterministicRandom
+from secagg.primitives.signing import SigningKey
 
 P_1024 = int(
     "15410844817744739470277439452263749181700912426110372709175200566755561698466646165486189833296865031922123661"
@@ -45,3 +46,17 @@ def key_files(directory: Path, num_parties: int, threshold: int) -> tuple[Path, 
     return write_key_files(
         material(num_parties, threshold), directory, [PASSPHRASE] * num_parties, scrypt_log_n=SCRYPT_LOG_N
     )
+
+
+def identity_files(directory: Path, num_nodes: int) -> tuple[list[Path], Path]:
+    """One Ed25519 identity-key file per partition (uploads are signed) and the federation's trusted list."""
+    directory.mkdir(parents=True, exist_ok=True)
+    keys = [SigningKey.generate(InsecureDeterministicRandom(f"partition-{i}".encode())) for i in range(num_nodes)]
+    paths = []
+    for index, key in enumerate(keys):
+        path = directory / f"identity-{index}.key"
+        write_identity_key(path, key)
+        paths.append(path)
+    trusted = directory / "trusted.keys"
+    write_trusted_keys(trusted, [key.public for key in keys])
+    return paths, trusted

@@ -38,7 +38,7 @@ pytest.importorskip("flwr")
 pytest.importorskip("sklearn")
 
 from .flower_checks import check_rounds
-from .paillier_keys import PASSPHRASE, key_files
+from .paillier_keys import PASSPHRASE, identity_files, key_files
 
 pytestmark = pytest.mark.slow
 
@@ -252,6 +252,7 @@ def test_paillier_fedavg_over_real_superlink_and_supernodes_with_a_dropout(deplo
     # in round 1 and then fails to decrypt.
     ceremony = deployment.root / "ceremony"
     public_path, shares = key_files(ceremony, NODES, 2)
+    identities, trusted = identity_files(ceremony, NODES)
     passphrase = ceremony / "passphrase"
     passphrase.write_text(PASSPHRASE + "\n")
     audit_dir = deployment.root / "audit"
@@ -259,7 +260,8 @@ def test_paillier_fedavg_over_real_superlink_and_supernodes_with_a_dropout(deplo
     configs = []
     for partition in range(NODES):
         config = (f'partition-id={partition} num-partitions={NODES} audit-dir="{audit_dir}" '
-                  f'key-share-file="{shares[partition]}" key-share-passphrase-file="{passphrase}"')
+                  f'key-share-file="{shares[partition]}" key-share-passphrase-file="{passphrase}" '
+                  f'identity-key-file="{identities[partition]}" trusted-keys-file="{trusted}"')
         if partition == DROPPING_PARTITION:
             config += ' drop-stage="decrypt" drop-round=1'
         configs.append(config)

@@ -27,7 +27,7 @@ from flwr.simulation import run_simulation
 from secagg.integrations.flower import make_paillier_mod, make_secagg_mod
 
 from .flower_checks import check_rounds
-from .paillier_keys import PASSPHRASE, key_files
+from .paillier_keys import PASSPHRASE, identity_files, key_files
 
 pytestmark = pytest.mark.slow
 
@@ -89,8 +89,11 @@ def key_files_by_partition(directory: Path) -> ClientAppCallable:
     passphrase_file = directory / "passphrase"
 
     def mod(message: Message, context: Context, call_next: ClientAppCallable) -> Message:
-        share = directory / f"key-share-{int(context.node_config['partition-id']) + 1}.bin"
-        context.node_config.update({"key-share-file": str(share), "key-share-passphrase-file": str(passphrase_file)})
+        partition = int(context.node_config["partition-id"])
+        share = directory / f"key-share-{partition + 1}.bin"
+        context.node_config.update({"key-share-file": str(share), "key-share-passphrase-file": str(passphrase_file),
+                                    "identity-key-file": str(directory / f"identity-{partition}.key"),
+                                    "trusted-keys-file": str(directory / "trusted.keys")})
         return call_next(message, context)
 
     return mod  # type: ignore[return-value]
@@ -120,6 +123,7 @@ def test_paillier_fedavg_in_the_simulation_engine_with_a_dropout(
         monkeypatch.setenv(name, value)
     ceremony = tmp_path / "ceremony"
     public_path, _ = key_files(ceremony, NODES, 2)
+    identity_files(ceremony, NODES)
     (ceremony / "passphrase").write_text(PASSPHRASE + "\n")
     client_app = importlib.import_module("secagg_flower_app.client_app")
     server_app = importlib.import_module("secagg_flower_app.server_app")

@@ -1,0 +1,169 @@
+"""A split setup never yields an aggregate that mixes contributions made under different setups.
+
+The attack (issue 12): a server gives one hospital the true setup and every other
+hospital a different one (e.g. clip 1e300), so the others contribute zeros and
+the "sum" is the target's update. Every field of the session descriptor, and the
+declared colluders and dropouts, are bound into the session id, so a client with
+another setup is in another session.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import struct
+
+import numpy as np
+import pytest
+
+from secagg.descriptor import SessionDescriptor
+from secagg.encoding import QuantizationConfig
+from secagg.errors import ConfigurationError, SecAggError, ThresholdError
+from secagg.masking import ACTIVE, SEMI_HONEST, MaskingConfig, ServerPhase, client_start, client_step
+from secagg.masking.driver import make_identities
+from secagg.masking.server import server_start, server_step
+from secagg.primitives.randomness import InsecureDeterministicRandom
+
+N, LENGTH = 5, 6
+QUANTIZATION = QuantizationConfig(0.5, 16, N, max_weight=100)
+TRUE_SETUP = SessionDescriptor.create(
+    QUANTIZATION, weight_key="num-examples", layout_digest=bytes(range(32)), model_digest=bytes(range(1, 33)),
+    run_id=7, server_round=3, parameters={"config/lr": 0.1, "config/local-epochs": 2},
+)
+
+
+def _bits(value: float) -> int:
+    return int.from_bytes(struct.pack(">d", value), "big")
+
+
+SPLITS = {
+    "clip": {"clip_bits": _bits(1e300)},
+    "bits": {"bits": 8},
+    "ring": {"ring_bits": 64},
+    "max_weight": {"max_weight": 101},
+    "weight_key": {"weight_key": b"samples"},
+    "layout": {"layout_digest": bytes(32)},
+    "model": {"model_digest": bytes(32)},
+    "run": {"run_id": 8},
+    "round": {"server_round": 4},
+    "training parameters": {"parameters": SessionDescriptor.create(None, parameters={"config/lr": 0.0}).parameters},
+}
+
+
+@pytest.mark.parametrize("field", sorted(SPLITS))
+def test_every_descriptor_field_changes_the_digest(field: str) -> None:
+    split = dataclasses.replace(TRUE_SETUP, **SPLITS[field])  # type: ignore[arg-type]
+    assert split.digest() != TRUE_SETUP.digest()
+
+
+def _config(mode: str, descriptor: bytes, **changes: object) -> MaskingConfig:
+    keys = make_identities(N, InsecureDeterministicRandom(b"binding"))[1] if mode == ACTIVE else ()
+    config = MaskingConfig.secagg(N, LENGTH, mode=mode, identity_keys=keys, descriptor=descriptor)
+    return dataclasses.replace(config, **changes) if changes else config
+
+
+def _run(configs: dict[int, MaskingConfig], server_config: MaskingConfig) -> tuple[frozenset[int], np.ndarray] | None:
+    """Run one session with each client under its own config; clients that refuse drop out.
+    Returns (included, aggregate), or None if the session halted (ThresholdError)."""
+    mode = server_config.mode
+    identities = make_identities(N, InsecureDeterministicRandom(b"binding"))[0] if mode == ACTIVE else {}
+    inputs = {c: np.full(LENGTH, 1000 * c, dtype=np.uint32) for c in configs}
+    states, inbound = {}, {}
+    for client, config in configs.items():
+        states[client], inbound[client] = client_start(
+            config, client, identity=identities.get(client), random_bytes=InsecureDeterministicRandom(client)
+        )
+    server = server_start(server_config)
+    try:
+        while True:
+            server, outbound = server_step(server, inbound)
+            if server.phase == ServerPhase.DONE:
+                assert server.result is not None
+                return server.result.included, server.result.aggregate
+            inbound = {}
+            for client, payload in outbound.items():
+                try:
+                    states[client], inbound[client] = client_step(
+                        states[client], payload, input_vector=inputs[client], identity=identities.get(client),
+                        random_bytes=InsecureDeterministicRandom(100 + client),
+                    )
+                except SecAggError:
+                    continue  # this client refuses: it drops out
+    except ThresholdError:
+        return None
+
+
+@pytest.mark.parametrize("mode", [SEMI_HONEST, ACTIVE])
+@pytest.mark.parametrize("field", ["clip", "training parameters"])
+def test_a_split_descriptor_never_mixes_setups(mode: str, field: str) -> None:
+    # Prepare: client 1 (the target) gets the true setup, the other four a split one
+    split = dataclasses.replace(TRUE_SETUP, **SPLITS[field]).digest()  # type: ignore[arg-type]
+    configs = {1: _config(mode, TRUE_SETUP.digest())} | {c: _config(mode, split) for c in range(2, N + 1)}
+    # Execute: the server runs the others' session
+    outcome = _run(configs, _config(mode, split))
+    # Assert: the target is never in an aggregate of the others' session
+    assert outcome is None or 1 not in outcome[0]
+    # and without the split the same run includes everyone
+    honest = _run({c: _config(mode, TRUE_SETUP.digest()) for c in range(1, N + 1)}, _config(mode, TRUE_SETUP.digest()))
+    assert honest is not None and honest[0] == frozenset(range(1, N + 1))
+
+
+@pytest.mark.parametrize("mode", [SEMI_HONEST, ACTIVE])
+def test_a_split_of_the_declared_colluders_never_mixes_setups(mode: str) -> None:
+    # Prepare: the target is told c = 1, the others c = 0 (same threshold where both are valid)
+    base = _config(mode, TRUE_SETUP.digest())
+    target = dataclasses.replace(base, corrupt_fraction=1 / N)
+    others = dataclasses.replace(base, corrupt_fraction=0.0)
+    assert target.digest() != others.digest()
+    outcome = _run({1: target} | {c: others for c in range(2, N + 1)}, others)
+    assert outcome is None or 1 not in outcome[0]
+
+
+def test_a_record_claiming_more_colluders_than_its_threshold_supports_is_refused() -> None:
+    config = _config(SEMI_HONEST, TRUE_SETUP.digest())
+    record = dataclasses.replace(config.record(), colluders=config.threshold)
+    with pytest.raises(ConfigurationError):
+        MaskingConfig.from_record(record)
+    forged = dataclasses.replace(config.record(), dropouts=config.guarantee.dropouts + 1)
+    with pytest.raises(ConfigurationError, match="dropouts"):
+        MaskingConfig.from_record(forged)
+
+
+# --- active mode: the guarantee against a lying server plus c colluders, at the bound and one past ---
+
+
+def lying_server_recovers(holders: int, threshold: int, colluders: int) -> bool:
+    """Can a server that splits a live client's honest share holders into "it survived" and
+    "it dropped" collect t shares of both its secrets with the colluders' help? (Each colluder
+    answers both requests; each honest holder answers only the one its list implies.)"""
+    honest = holders - colluders
+    return any(
+        first + colluders >= threshold and honest - first + colluders >= threshold for first in range(honest + 1)
+    )
+
+
+@pytest.mark.parametrize("n", [3, 4, 5, 7, 10, 16, 25])
+def test_active_guarantee_holds_at_its_bound_and_fails_one_past_it(n: int) -> None:
+    keys = make_identities(n, InsecureDeterministicRandom(n))[1]
+    config = MaskingConfig.secagg(n, 2, mode=ACTIVE, identity_keys=keys)
+    c = config.guarantee.colluders
+    assert config.guarantee.lying_server
+    assert not lying_server_recovers(config.holders, config.threshold, c)
+    if c + 1 < config.holders:
+        assert lying_server_recovers(config.holders, config.threshold, c + 1) or c + 1 >= config.threshold
+
+
+def test_issue_12_case_n10_three_colluders_are_refused_by_default() -> None:
+    # The reported attack: n = 10, t = 6, three colluders signing both lists.
+    keys = make_identities(10, InsecureDeterministicRandom(10))[1]
+    assert lying_server_recovers(9, 6, 3)
+    with pytest.raises(ConfigurationError, match="lying server"):
+        MaskingConfig.secagg(10, 2, mode=ACTIVE, identity_keys=keys, threshold=6, corrupt_fraction=0.3)
+    default = MaskingConfig.secagg(10, 2, mode=ACTIVE, identity_keys=keys)
+    assert default.colluders >= 3 and default.guarantee.colluders >= 3
+    assert not lying_server_recovers(default.holders, default.threshold, 3)
+
+
+def test_semi_honest_guarantee_says_it_does_not_resist_a_lying_server() -> None:
+    line = str(MaskingConfig.secagg(10, 2).guarantee)
+    assert "does NOT resist" in line and "honest-but-curious" in line
+    assert "does NOT" not in str(_config(ACTIVE, TRUE_SETUP.digest()).guarantee)

@@ -1,0 +1,124 @@
+"""Uploads are signed by enrolled hospitals; degenerate thresholds are refused in every API (issue 12).
+
+The attack: a server asks for the decryption of [victim's upload, a server-made
+encryption of zeros under an absent hospital's id]. Every share holder used to
+answer; with one colluding holder the server decrypted the victim's update.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from fl_core.aggregators import make_aggregator
+from secagg import wire
+from secagg.errors import AuthenticationError, ConfigurationError
+from secagg.paillier import (
+    Client,
+    DecryptingParty,
+    Encryptor,
+    PaillierConfig,
+    Server,
+    SessionParameters,
+    SlotLayout,
+    ThresholdKeyMaterial,
+)
+from secagg.paillier.messages import DecryptionRequest, EncryptedVector, upload_payload
+from secagg.primitives.randomness import InsecureDeterministicRandom
+from secagg.primitives.signing import SigningKey
+
+from .helpers import IDENTITIES, identity_keys
+
+LENGTH = 8
+
+
+def _params(material: ThresholdKeyMaterial) -> SessionParameters:
+    roster = (1, 2, 3, 4, 5)
+    return SessionParameters(
+        public=material.public, layout=SlotLayout(16, 5, material.public.key.key_bits), vector_length=LENGTH,
+        roster=roster, min_contributors=2, identity_keys=identity_keys(roster),
+    )
+
+
+def _zeros_as(params: SessionParameters, client: int, signer: SigningKey) -> EncryptedVector:
+    """The server's forgery: an encryption of zeros in ``client``'s name, signed by ``signer``."""
+    width = params.public.key.ciphertext_bytes
+    words = Encryptor(params.public.key).encrypt([0] * params.num_ciphertexts)
+    data = b"".join(int(c).to_bytes(width, "big") for c in words)
+    payload = upload_payload(params.session_id, client, LENGTH, data)
+    return EncryptedVector(params.session_id, client, LENGTH, data, signer.sign(payload))
+
+
+@pytest.mark.parametrize("holder", [1, 2], ids=["the victim itself", "a holder that did not upload"])
+def test_a_forged_upload_in_an_absent_hospitals_name_is_refused(
+    material_2_of_5: ThresholdKeyMaterial, holder: int
+) -> None:
+    # Prepare: hospital 1 (the victim) uploads; the server forges hospital 4's upload with its own key
+    params = _params(material_2_of_5)
+    victim = Client(params, 1, IDENTITIES[1], random_bytes=InsecureDeterministicRandom(1)).upload(np.arange(LENGTH))
+    forged = _zeros_as(params, 4, SigningKey.generate(InsecureDeterministicRandom(b"server")))
+    request = DecryptionRequest(session_id=params.session_id, recipient=holder, uploads=(victim, forged))
+    own = victim.digest if holder == 1 else None
+    party = DecryptingParty(params, material_2_of_5.shares[holder - 1], own_upload=own)
+    # Execute / Assert: no share holder answers, so no colluder can complete the decryption
+    with pytest.raises(AuthenticationError, match="client 4 carries no valid signature"):
+        party.respond(request)
+    with pytest.raises(AuthenticationError):
+        Server(params).receive_upload(forged)
+
+
+def test_an_upload_signed_by_another_enrolled_hospital_is_refused(material_2_of_5: ThresholdKeyMaterial) -> None:
+    # A colluding hospital 5 signs an upload in hospital 4's name.
+    params = _params(material_2_of_5)
+    forged = _zeros_as(params, 4, IDENTITIES[5])
+    with pytest.raises(AuthenticationError):
+        Server(params).receive_upload(wire.encode(forged))
+
+
+def test_honest_signed_uploads_are_accepted(material_2_of_5: ThresholdKeyMaterial) -> None:
+    params = _params(material_2_of_5)
+    server = Server(params)
+    for k in (1, 2):
+        server.receive_upload(Client(params, k, IDENTITIES[k]).upload(np.full(LENGTH, k)))
+    assert server.included == frozenset({1, 2})
+
+
+def test_a_client_cannot_sign_with_a_key_not_enrolled_for_it(material_2_of_5: ThresholdKeyMaterial) -> None:
+    with pytest.raises(ConfigurationError, match="not the one enrolled"):
+        Client(_params(material_2_of_5), 1, IDENTITIES[2])
+
+
+def test_enrolled_keys_must_be_distinct(material_2_of_5: ThresholdKeyMaterial) -> None:
+    with pytest.raises(ConfigurationError, match="distinct"):
+        SessionParameters(
+            public=material_2_of_5.public, layout=SlotLayout(16, 5, 256), vector_length=LENGTH, roster=(1, 2),
+            min_contributors=2, identity_keys=(IDENTITIES[1].public, IDENTITIES[1].public),
+        )
+
+
+# --- degenerate thresholds, in every API ----------------------------------------------------------
+
+
+def test_paillier_config_refuses_degenerate_thresholds() -> None:
+    for options in ({"threshold": 1}, {"min_contributors": 1}, {"colluders": 2, "min_contributors": 3},
+                    {"colluders": 3, "threshold": 3}):
+        with pytest.raises(ConfigurationError):
+            PaillierConfig(num_clients=5, vector_length=4, key_bits=256, allow_insecure_key_bits_for_testing=True,
+                           **options)  # type: ignore[arg-type]
+
+
+def test_session_parameters_refuse_a_single_contributor_and_a_1_of_l_key(
+    material_2_of_5: ThresholdKeyMaterial, material_1_of_3: ThresholdKeyMaterial
+) -> None:
+    with pytest.raises(ConfigurationError, match="min_contributors"):
+        SessionParameters(public=material_2_of_5.public, layout=SlotLayout(16, 5, 256), vector_length=LENGTH,
+                          roster=(1, 2), min_contributors=1, identity_keys=identity_keys((1, 2)))
+    with pytest.raises(ConfigurationError, match="t >= 2"):
+        SessionParameters(public=material_1_of_3.public, layout=SlotLayout(16, 3, 256), vector_length=LENGTH,
+                          roster=(1, 2), min_contributors=2, identity_keys=identity_keys((1, 2)))
+
+
+@pytest.mark.parametrize("options", [{"threshold": 1}, {"min_contributors": 1}])
+def test_fl_core_paillier_aggregator_refuses_degenerate_thresholds(options: dict[str, int]) -> None:
+    with pytest.raises(ConfigurationError):
+        make_aggregator("paillier", num_clients=5, insecure_small_key=True, **options)
