@@ -157,6 +157,27 @@ def _add_vectors(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
     generate.set_defaults(handler=_lazy("secagg.vectors.command", "generate"))
 
 
+def _add_keys(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    keys = commands.add_parser(
+        "keys", help="create hospital identity keys and the federation's trusted-keys file",
+        description="Provision the Ed25519 identities that sign active-mode masking and Paillier uploads "
+        "(docs/integrations.md, 'Provisioning identities').",
+    )
+    actions = keys.add_subparsers(dest="action", metavar="ACTION", required=True)
+    new = actions.add_parser("new", help="create a hospital's Ed25519 identity (0600, never overwritten)")
+    new.add_argument("path", help="the identity key file to create; its public key goes to PATH.pub")
+    public = actions.add_parser("public", help="print the public key of an identity key file")
+    public.add_argument("path")
+    trust = actions.add_parser("trust", help="build the federation's trusted-keys file from public keys")
+    trust.add_argument("out", help="the trusted-keys file to create (never overwritten)")
+    trust.add_argument("keys", nargs="+", metavar="KEY", help="a public key in hex, or a .pub file holding one")
+    check = actions.add_parser("check", help="check a trusted-keys file (and that your identity is on it)")
+    check.add_argument("trusted", help="the trusted-keys file")
+    check.add_argument("--identity", action="append", default=[], metavar="PATH",
+                       help="an identity key file whose public key must be listed (repeatable)")
+    keys.set_defaults(handler=_lazy("secagg.keys_command"))
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of every subcommand."""
     parser = argparse.ArgumentParser(
@@ -168,6 +189,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_demo(commands)
     _add_bench(commands)
     _add_vectors(commands)
+    _add_keys(commands)
     return parser
 
 

@@ -26,7 +26,7 @@ from flwr.supercore.inflatable.inflatable_utils import inflate_object_from_conte
 from flwr.supercore.run import Run
 from flwr.supercore.task_identity import TaskIdentity
 
-from secagg.integrations.flower import AuditRecord, make_paillier_mod, make_secagg_mod
+from secagg.integrations.flower import AuditRecord, NodePolicy, make_paillier_mod, make_secagg_mod
 from secagg.integrations.flower._records import STAGE_RECORD
 from secagg.integrations.flower.keys import write_identity_key, write_trusted_keys
 from secagg.primitives.randomness import InsecureDeterministicRandom
@@ -152,6 +152,9 @@ def make_app(
     to every array."""
     failing = set(failing_rounds)
     make_mod = make_paillier_mod if paillier else make_secagg_mod
+    if not paillier and "identity_key_file" not in mod_options and "policy" not in mod_options:
+        # A node without an identity key runs semi-honest rounds only when its policy says so, by name.
+        mod_options = {"policy": NodePolicy(allow_semi_honest=True), **mod_options}
     if paillier and "identity_key_file" not in mod_options:
         # Paillier uploads are signed: every node gets its test identity and the federation's list.
         key_file, trusted_file = identity_files(node)

@@ -19,7 +19,7 @@ from flwr.serverapp.strategy import FedAvg
 from secagg import wire
 from secagg.encoding import QuantizationConfig, from_ring
 from secagg.errors import ConfigurationError
-from secagg.integrations.flower import SecAggGrid, SecAggOptions
+from secagg.integrations.flower import NodePolicy, SecAggGrid, SecAggOptions
 from secagg.integrations.flower._records import read_stage, stage_content
 from secagg.integrations.flower.protocol import (
     MASKED_INPUT,
@@ -161,7 +161,7 @@ def test_fedavg_rounds_over_the_grid_equal_the_plain_quantized_sum(protocol: str
     # Prepare: five nodes with 64-bit ids and different weights; evaluation passes through
     audit = Audit()
     grid = FakeGrid({node: make_app(node, WEIGHTS[node], audit) for node in NODES})
-    secure = SecAggGrid(grid, SecAggOptions(protocol=protocol))
+    secure = SecAggGrid(grid, SecAggOptions(protocol=protocol, mode="semi-honest"))
     # Execute
     final = run_fedavg(secure, rounds=2, evaluate=True)
     # Assert: each round's aggregate is the ring sum of exactly the nodes' encodings
@@ -186,7 +186,7 @@ def test_dropouts_in_the_middle_of_the_protocol_are_recovered() -> None:
     grid = FakeGrid(apps, silent={(2**64 - 1, UNMASK)})
     # Threshold 2 of 4 neighbours: each survivor's self-mask seed needs 2 shares from
     # the 3 nodes that answer the unmask stage (the default majority, 3, would need 4).
-    secure = SecAggGrid(grid, SecAggOptions(protocol="secagg", threshold=2, **FAST_TIMEOUT))
+    secure = SecAggGrid(grid, SecAggOptions(mode="semi-honest", protocol="secagg", threshold=2, **FAST_TIMEOUT))
     # Execute
     final = run_fedavg(secure, rounds=1)
     # Assert: 42 is left out, 2^64-1 still counts (it uploaded before going silent)
@@ -205,7 +205,7 @@ def test_too_many_dropouts_skip_the_round_and_the_model_stays() -> None:
     # Prepare: three of five nodes go silent after sharing keys (secagg threshold 3 needs 3 survivors)
     silent = {(node, MASKED_INPUT) for node in NODES[:3]}
     grid = FakeGrid({node: make_app(node, WEIGHTS[node]) for node in NODES}, silent=silent)
-    secure = SecAggGrid(grid, SecAggOptions(protocol="secagg", **FAST_TIMEOUT))
+    secure = SecAggGrid(grid, SecAggOptions(mode="semi-honest", protocol="secagg", **FAST_TIMEOUT))
     strategy = FedAvg(fraction_evaluate=0.0, min_available_nodes=5)
     # Execute
     replies = secure.send_and_receive(strategy.configure_train(1, initial_arrays(), ConfigRecord(), secure))
@@ -243,7 +243,8 @@ def test_a_round_with_too_few_nodes_or_overflowing_weights_sends_nothing() -> No
     with pytest.raises(ConfigurationError, match="at least 3 nodes"):
         strategy.start(grid=SecAggGrid(small), initial_arrays=initial_arrays(), num_rounds=1)
     with pytest.raises(ConfigurationError, match="at most 5"):
-        strategy.start(grid=SecAggGrid(many, SecAggOptions(max_nodes=5)), initial_arrays=initial_arrays(), num_rounds=1)
+        options = SecAggOptions(mode="semi-honest", max_nodes=5)
+        strategy.start(grid=SecAggGrid(many, options), initial_arrays=initial_arrays(), num_rounds=1)
     assert small.sent == [] and many.sent == []
 
 
@@ -280,17 +281,33 @@ def setup_for(nodes: tuple[int, ...], **masking: object) -> RoundSetup:
         (setup_for((1, 2, 3)), 4, {}, "node 4 is not among"),
         (setup_for((1, 2, 3, 4, 5)), 1, {"min_nodes": 6}, "this node requires 6"),
         (setup_for((1, 2, 3, 4, 5)), 1, {"min_threshold": 4}, "this node requires 4"),
+        (setup_for((1, 2, 3, 4, 5)), 1, {"min_colluders": 3}, "this node requires 3"),
+        (setup_for((1, 2, 3, 4, 5)), 1, {"max_clip": 0.25}, "exceeds this node's maximum 0.25"),
+        (setup_for((1, 2, 3, 4, 5)), 1, {"min_bits": 20}, "this node requires 20"),
     ],
 )
-def test_the_mod_refuses_rounds_below_its_own_floor(
-    setup: RoundSetup, node: int, mod_options: dict[str, int], match: str
+def test_the_mod_refuses_rounds_outside_its_policy(
+    setup: RoundSetup, node: int, mod_options: dict[str, object], match: str
 ) -> None:
     # Prepare
-    app = make_app(node, 10, **mod_options)
+    app = make_app(node, 10, policy=NodePolicy(allow_semi_honest=True, **mod_options))  # type: ignore[arg-type]
     # Execute
     reply = app(train_message(node, stage_content(SETUP, encode(setup))), client_context(node))
     # Assert
     assert reply.has_error() and match in reply.error.reason
+
+
+def test_a_node_refuses_semi_honest_rounds_unless_its_policy_asks_for_them() -> None:
+    # Prepare: the default policy, and one that opts in by name
+    strict = make_app(1, 10, policy=NodePolicy())
+    willing = make_app(1, 10, policy=NodePolicy(allow_semi_honest=True))
+    setup = stage_content(SETUP, encode(setup_for((1, 2, 3, 4, 5))))
+    # Execute
+    refused = strict(train_message(1, setup), client_context(1))
+    accepted = willing(train_message(1, setup), client_context(1))
+    # Assert
+    assert refused.has_error() and "accepts active mode only" in refused.error.reason
+    assert not accepted.has_error()
 
 
 def test_the_mod_refuses_a_tampered_setup_and_an_out_of_order_stage() -> None:
@@ -311,7 +328,7 @@ def test_the_mod_refuses_to_train_a_model_other_than_the_one_set_up() -> None:
     # Prepare: a lying server sets the round up for one model and sends another for training
     audit = Audit()
     grid = FakeGrid({node: make_app(node, WEIGHTS[node], audit) for node in NODES})
-    secure = SecAggGrid(grid, SecAggOptions(protocol="secagg"))
+    secure = SecAggGrid(grid, SecAggOptions(mode="semi-honest", protocol="secagg"))
     original = grid.send_and_receive
 
     def swap_model(messages, *, timeout=None):  # type: ignore[no-untyped-def]
@@ -363,7 +380,7 @@ def test_a_malformed_reply_is_rejected_as_a_dropout_and_the_round_completes() ->
     # Prepare: node 42's share-keys reply is replaced by garbage in transit
     audit = Audit()
     grid = FakeGrid({node: make_app(node, WEIGHTS[node], audit) for node in NODES})
-    secure = SecAggGrid(grid, SecAggOptions(protocol="secagg"))
+    secure = SecAggGrid(grid, SecAggOptions(mode="semi-honest", protocol="secagg"))
     original = grid.send_and_receive
 
     def corrupt(messages, *, timeout=None):  # type: ignore[no-untyped-def]

@@ -133,7 +133,7 @@ def test_a_node_with_an_identity_refuses_a_semi_honest_round_and_bad_key_files(t
     downgrade = app(Message(setup, dst_node_id=1, message_type=MessageType.TRAIN), context)
     exposed = loose(Message(setup, dst_node_id=1, message_type=MessageType.TRAIN), context)
     # Assert
-    assert "refuses semi-honest rounds" in downgrade.error.reason
+    assert "semi-honest" in downgrade.error.reason
     assert "accessible to group or others" in exposed.error.reason
 
 
@@ -142,6 +142,6 @@ def test_active_options_are_validated() -> None:
     with pytest.raises(ConfigurationError, match="mode must be"):
         SecAggOptions(mode="paranoid")
     with pytest.raises(ConfigurationError, match="trusted_keys"):
-        SecAggOptions(trusted_keys=frozenset({bytes(32)}))
+        SecAggOptions(mode="semi-honest", trusted_keys=frozenset({bytes(32)}))
     with pytest.raises(ConfigurationError, match="unsafe in active mode"):
         SecAggOptions(protocol="secagg", mode=ACTIVE, threshold=2, max_nodes=5)

@@ -156,7 +156,7 @@ def test_a_malformed_reply_in_a_masking_round_drops_only_that_node(kind: str) ->
     # Prepare: node 42's share-keys reply carries a malformed payload
     audit = Audit()
     grid = FakeGrid({node: make_app(node, WEIGHTS[node], audit) for node in NODES})
-    secure = SecAggGrid(grid, SecAggOptions(protocol="secagg"))
+    secure = SecAggGrid(grid, SecAggOptions(mode="semi-honest", protocol="secagg"))
     replace_reply(grid, FAULTY, SHARE_KEYS, malformed_content(kind, SHARE_KEYS))
     strategy = FedAvg(fraction_evaluate=0.0, min_train_nodes=3, min_available_nodes=3)
     # Execute
@@ -264,7 +264,7 @@ def test_a_node_sent_malformed_model_arrays_answers_with_an_error_and_the_round_
     # Prepare: the server sends node 42 an unreadable model in the masked-input stage
     audit = Audit()
     grid = FakeGrid({node: make_app(node, WEIGHTS[node], audit) for node in NODES})
-    secure = SecAggGrid(grid, SecAggOptions(protocol="secagg"))
+    secure = SecAggGrid(grid, SecAggOptions(mode="semi-honest", protocol="secagg"))
     original = grid.send_and_receive
 
     def break_model(messages, *, timeout=None):  # type: ignore[no-untyped-def]

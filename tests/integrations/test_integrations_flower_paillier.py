@@ -20,7 +20,7 @@ from flwr.serverapp.strategy import FedAvg
 from secagg import wire
 from secagg.encoding import QuantizationConfig
 from secagg.errors import ConfigurationError
-from secagg.integrations.flower import PaillierGrid, PaillierOptions
+from secagg.integrations.flower import NodePolicy, PaillierGrid, PaillierOptions
 from secagg.integrations.flower._records import read_stage, stage_content
 from secagg.integrations.flower.keys import load_key_share, read_public_key
 from secagg.integrations.flower.protocol import (
@@ -254,7 +254,8 @@ def test_the_node_refuses_another_key_a_low_floor_and_a_wrong_passphrase(keys: t
     def reply(app: object, setup: bytes) -> Message:
         return app(encrypt_message(node, setup), Context(77, node, {}, RecordDict(), {}))  # type: ignore[operator]
 
-    app = make_app(node, 10, paillier=True, key_share_file=shares[0], passphrase=PASSPHRASE, min_contributors=3)
+    app = make_app(node, 10, paillier=True, key_share_file=shares[0], passphrase=PASSPHRASE,
+                   policy=NodePolicy(min_contributors=3))
     wrong = make_app(node, 10, paillier=True, key_share_file=shares[0], passphrase="wrong")
     # Execute
     replies = [reply(app, setup_for(other, min_contributors=3)), reply(app, setup_for(own)),

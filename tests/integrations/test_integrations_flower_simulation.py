@@ -24,7 +24,7 @@ from flwr.app import ConfigRecord, Context, Error, Message
 from flwr.clientapp.typing import ClientAppCallable
 from flwr.simulation import run_simulation
 
-from secagg.integrations.flower import make_paillier_mod, make_secagg_mod
+from secagg.integrations.flower import NodePolicy, make_paillier_mod, make_secagg_mod
 
 from .flower_checks import check_rounds
 from .paillier_keys import PASSPHRASE, identity_files, key_files
@@ -66,7 +66,9 @@ def test_secure_fedavg_in_the_simulation_engine_with_a_dropout(tmp_path: Path, m
          "result-path": str(result_path)}
     )
     writer = client_app.audit_writer(str(audit_dir))
-    client = client_app.make_client_app([drop_partition_3_in_round_1, make_secagg_mod(audit=writer)])
+    # The example runs semi-honest (no identity keys): the nodes opt in by name.
+    mod = make_secagg_mod(audit=writer, policy=NodePolicy(allow_semi_honest=True))
+    client = client_app.make_client_app([drop_partition_3_in_round_1, mod])
     # Execute
     run_simulation(
         server_app=server,

@@ -25,7 +25,7 @@ from flwr.app import ConfigRecord, Context, Error, Message, MetricRecord, Record
 from flwr.clientapp import ClientApp
 from flwr.clientapp.typing import ClientAppCallable, Mod
 
-from secagg.integrations.flower import AuditRecord, make_paillier_mod, make_secagg_mod, paillier_mod, secagg_mod
+from secagg.integrations.flower import AuditRecord, NodePolicy, make_paillier_mod, make_secagg_mod, paillier_mod
 from secagg_flower_app import task
 
 FAULT_INJECTION_CODE = 9001
@@ -61,8 +61,19 @@ def audited_secagg_mod(message: Message, context: Context, call_next: ClientAppC
     if context.run_config.get("protocol") == "paillier":
         mod = make_paillier_mod(audit=audit) if audit else paillier_mod
     else:
-        mod = make_secagg_mod(audit=audit) if audit else secagg_mod
+        mod = make_secagg_mod(audit=audit, policy=node_policy(context))
     return mod(message, context, call_next)
+
+
+def node_policy(context: Context) -> NodePolicy:
+    """What this node accepts. Semi-honest rounds do not resist a lying server, so a node
+    refuses them unless it opts in: a hospital sets ``allow-semi-honest = true`` in its own
+    node config. This demo (which has no identity keys) also follows the run config's
+    ``mode = "semi-honest"`` when the node config says nothing; a real node would not."""
+    allowed = context.node_config.get("allow-semi-honest")
+    if allowed is None:
+        allowed = context.run_config.get("mode") == "semi-honest"
+    return NodePolicy(allow_semi_honest=allowed in (True, "true"))
 
 
 def fault_injection_mod(message: Message, context: Context, call_next: ClientAppCallable) -> Message:

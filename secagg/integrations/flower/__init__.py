@@ -44,6 +44,7 @@ if TYPE_CHECKING:
     from secagg.integrations.flower.paillier_client import paillier_mod as paillier_mod
     from secagg.integrations.flower.paillier_server import PaillierGrid as PaillierGrid
     from secagg.integrations.flower.paillier_server import PaillierOptions as PaillierOptions
+    from secagg.integrations.flower.policy import NodePolicy as NodePolicy
     from secagg.integrations.flower.server import RoundReport as RoundReport
     from secagg.integrations.flower.server import SecAggGrid as SecAggGrid
     from secagg.integrations.flower.server import SecAggOptions as SecAggOptions
@@ -54,6 +55,7 @@ _EXPORTS = {
     "make_secagg_mod": "client",
     "secagg_mod": "client",
     "make_paillier_mod": "paillier_client",
+    "NodePolicy": "policy",
     "paillier_mod": "paillier_client",
     "PaillierGrid": "paillier_server",
     "PaillierOptions": "paillier_server",
@@ -65,6 +67,7 @@ _EXPORTS = {
 __all__ = [
     "STATE_KEY",
     "AuditRecord",
+    "NodePolicy",
     "PaillierGrid",
     "PaillierOptions",
     "RoundReport",

@@ -35,6 +35,7 @@ treats it as a dropout) and forget the session.
 
 from __future__ import annotations
 
+import logging
 import os
 from dataclasses import dataclass
 
@@ -58,6 +59,7 @@ from secagg.integrations.flower._node import (
     run_stage,
     train_locally,
 )
+from secagg.integrations.flower.policy import NodePolicy
 from secagg.integrations.flower.protocol import (
     DOWNLINK,
     IDENTIFY,
@@ -81,6 +83,7 @@ __all__ = [
     "secagg_mod",
 ]
 
+LOGGER = logging.getLogger("secagg.flower")
 STATE_KEY = "secagg.state"
 """Key of the ConfigRecord in ``context.state`` holding the round setup and the protocol state."""
 
@@ -89,8 +92,7 @@ PathLike = str | os.PathLike[str]
 
 @dataclass(frozen=True)
 class _Settings:
-    min_nodes: int
-    min_threshold: int
+    policy: NodePolicy
     allow_plain_train: bool
     rng: np.random.Generator | None
     audit: Audit | None
@@ -101,8 +103,7 @@ class _Settings:
 
 def make_secagg_mod(
     *,
-    min_nodes: int = 3,
-    min_threshold: int = 2,
+    policy: NodePolicy | None = None,
     allow_plain_train: bool = False,
     rng: np.random.Generator | None = None,
     audit: Audit | None = None,
@@ -113,8 +114,9 @@ def make_secagg_mod(
     """A masking mod with this node's own safety floor.
 
     Args:
-        min_nodes: refuse rounds with fewer nodes (at least 3).
-        min_threshold: refuse sessions whose Shamir threshold is lower (at least 2).
+        policy: what this node accepts (:class:`~secagg.integrations.flower.NodePolicy`;
+            default: active mode only, at least 3 nodes and a threshold of 2),
+            checked in the setup stage before anything derived from its data leaves it.
         allow_plain_train: pass training messages outside a secure round to the
             handler (their replies then leave in the clear). Off by default.
         rng: the quantization's rounding randomness (not secret); fresh OS
@@ -127,10 +129,11 @@ def make_secagg_mod(
         trusted_keys_file: the federation's trusted identity keys; default:
             the node config's ``trusted-keys-file``.
     """
-    if min_nodes < 3 or min_threshold < 2:
-        raise ConfigurationError(f"min_nodes must be >= 3 and min_threshold >= 2, got {min_nodes}, {min_threshold}")
+    policy = NodePolicy() if policy is None else policy
+    if not isinstance(policy, NodePolicy) or policy.min_nodes < 3:
+        raise ConfigurationError("policy must be a NodePolicy with min_nodes >= 3 (a masking session needs 3)")
     settings = _Settings(
-        min_nodes, min_threshold, allow_plain_train, rng, audit, random_bytes, identity_key_file, trusted_keys_file
+        policy, allow_plain_train, rng, audit, random_bytes, identity_key_file, trusted_keys_file
     )
 
     def secagg_mod(message: Message, context: Context, call_next: ClientAppCallable) -> Message:
@@ -161,16 +164,17 @@ def _setup(
     masking = setup.bound_masking_config(message.metadata.run_id)
     quantization = setup.quantization
     protocol_id = setup.protocol_id(message.metadata.dst_node_id)
-    if masking.num_clients < settings.min_nodes:
-        raise ConfigurationError(f"round of {masking.num_clients} nodes, this node requires {settings.min_nodes}")
-    if masking.threshold < settings.min_threshold:
-        raise ConfigurationError(f"threshold {masking.threshold}, this node requires {settings.min_threshold}")
+    guarantee = masking.guarantee
+    settings.policy.check_round(masking.num_clients, guarantee, quantization)
+    settings.policy.check_masking(masking.threshold, guarantee)
     if masking.mode == ACTIVE:
         if identity is None:
             raise ConfigurationError("an active-mode round, but this node has no identity key")
         check_identities(masking.identity_keys, setup.node_ids, protocol_id, identity)
     elif identity is not None:
         raise ConfigurationError("this node has an identity key and refuses semi-honest rounds")
+    else:
+        LOGGER.warning("node %d: semi-honest round %d: %s", message.metadata.dst_node_id, setup.server_round, guarantee)
     assert quantization.num_clients == masking.num_clients  # RoundSetup derives one from the other
     session_context = round_context(message.metadata.run_id, setup.server_round, setup.arrays_digest)
     state, advertise = client_start(

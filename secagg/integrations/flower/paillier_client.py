@@ -12,7 +12,8 @@ node and is never stored in ``context.state``.
 
 - ``encrypt``: checks the :class:`~secagg.integrations.flower.protocol.PaillierSetup`
   against the node's own key (the server cannot substitute a key it can
-  decrypt) and its own floor (``min_nodes``, ``min_contributors``), the
+  decrypt), the round's identity keys against its trusted list, and the
+  round against its own :class:`~secagg.integrations.flower.NodePolicy`, the
   quantization and packing against overflow, and the model against the
   setup's digest; runs the app's train handler; packs and encrypts
   ``(w * q(local - global), w)``; answers with the upload and its share index.
@@ -55,6 +56,7 @@ from secagg.integrations.flower._node import (
     train_locally,
 )
 from secagg.integrations.flower.keys import load_key_share
+from secagg.integrations.flower.policy import NodePolicy
 from secagg.integrations.flower.protocol import (
     ENCRYPT,
     IDENTIFY,
@@ -98,8 +100,7 @@ PathLike = str | os.PathLike[str]
 class _Settings:
     key_share_file: PathLike | None
     passphrase: str | bytes | None
-    min_nodes: int
-    min_contributors: int
+    policy: NodePolicy
     allow_plain_train: bool
     rng: np.random.Generator | None
     audit: Audit | None
@@ -114,8 +115,7 @@ def make_paillier_mod(
     *,
     key_share_file: PathLike | None = None,
     passphrase: str | bytes | None = None,
-    min_nodes: int = 2,
-    min_contributors: int = 2,
+    policy: NodePolicy | None = None,
     allow_plain_train: bool = False,
     rng: np.random.Generator | None = None,
     audit: Audit | None = None,
@@ -131,8 +131,8 @@ def make_paillier_mod(
         key_share_file: the protected key-share file (default: node config ``key-share-file``).
         passphrase: its passphrase (default: node config ``key-share-passphrase-file``,
             then the environment variable ``SECAGG_KEY_SHARE_PASSPHRASE``).
-        min_nodes: refuse rounds with fewer nodes (at least 2).
-        min_contributors: refuse to decrypt sums of fewer uploads (at least 2).
+        policy: what this node accepts (:class:`~secagg.integrations.flower.NodePolicy`;
+            default: at least 3 nodes and 2 contributors), checked before it trains.
         allow_plain_train: pass training messages outside a secure round to the handler.
         rng: the quantization's rounding randomness (not secret); fresh OS entropy if None.
         audit: called with an :class:`AuditRecord` (int64 encoding) after each upload.
@@ -145,12 +145,11 @@ def make_paillier_mod(
             config ``trusted-keys-file``; required): every key of a round's setup
             must be on it, so uploads in another node's name are refused.
     """
-    if min_nodes < 2 or min_contributors < 2:
-        raise ConfigurationError(
-            f"min_nodes and min_contributors must be at least 2, got {min_nodes}, {min_contributors}"
-        )
+    policy = NodePolicy() if policy is None else policy
+    if not isinstance(policy, NodePolicy):
+        raise ConfigurationError("policy must be a NodePolicy")
     settings = _Settings(
-        key_share_file, passphrase, min_nodes, min_contributors, allow_plain_train, rng, audit, random_bytes,
+        key_share_file, passphrase, policy, allow_plain_train, rng, audit, random_bytes,
         obfuscation, constant_time, identity_key_file, trusted_keys_file,
     )
 
@@ -227,18 +226,15 @@ def _session(
 ) -> SessionParameters:
     """The session this node derives for ``setup`` under its own key; ConfigurationError if unfit,
     AuthenticationError if a node's identity key is untrusted, repeated or not this node's at its id."""
-    if len(setup.node_ids) < settings.min_nodes:
-        raise ConfigurationError(f"round of {len(setup.node_ids)} nodes, this node requires {settings.min_nodes}")
-    if setup.min_contributors < settings.min_contributors:
-        raise ConfigurationError(
-            f"min_contributors {setup.min_contributors}, this node requires {settings.min_contributors}"
-        )
     if share.public.threshold < 2:
         raise ConfigurationError("this node's key is 1-of-l: one key-share holder could decrypt every update")
     check_identities(setup.identity_keys, setup.node_ids, setup.protocol_id(message.metadata.dst_node_id), identity)
     run_id = message.metadata.run_id
     context_bytes = round_context(run_id, setup.server_round, setup.arrays_digest)
-    return setup.session_parameters(share.public, context_bytes, run_id)
+    params = setup.session_parameters(share.public, context_bytes, run_id)
+    settings.policy.check_round(len(setup.node_ids), params.guarantee, setup.quantization)
+    settings.policy.check_paillier(setup.min_contributors)
+    return params
 
 
 def _encrypt(

@@ -78,8 +78,9 @@ class SecAggOptions:
     """How secure rounds are run; validated here, so an unsafe setting never starts.
 
     Attributes:
-        protocol: ``"secagg+"`` (sparse Harary graph, k and t derived from the
-            fractions) or ``"secagg"`` (complete graph).
+        protocol: ``"secagg"`` (complete graph; the default: hospital federations
+            are small enough for it) or ``"secagg+"`` (sparse Harary graph, k and t
+            derived from the fractions).
         clip: update coordinates are clipped to ``[-clip, clip]`` before quantization.
         bits: quantization bits per value, sign included.
         ring_bits: 32 or 64: the ring the masked sums live in.
@@ -88,14 +89,17 @@ class SecAggOptions:
         weight_key: the MetricRecord key of the weight in a node's training
             reply, and of the weight total in the aggregated reply (FedAvg's
             ``weighted_by_key``).
-        threshold: SecAgg only: the Shamir threshold (default: a majority, or
-            more than half of n plus the corrupt nodes in active mode).
+        threshold: SecAgg only: the Shamir threshold (default: the smallest safe
+            one for the declared colluders, see ``MaskingConfig.secagg``).
         corrupt_fraction: assumed fraction of nodes colluding with the server
-            (default 0.05 for secagg+, 0 for secagg).
+            (default 0.05 for secagg+; for secagg the most colluders, up to a
+            third, that keep the default dropout tolerance).
         dropout_fraction: secagg+ only: assumed fraction of nodes dropping out (default 0.1).
-        mode: ``"semi-honest"`` or ``"active"``: signed keys, identity keys
-            checked by every node against the federation's trusted list, and
-            the consistency-check stage.
+        mode: ``"active"`` (the default: signed keys, identity keys checked by
+            every node against the federation's trusted list, and the
+            consistency-check stage) or ``"semi-honest"``, by name only: it does
+            not resist a server that lies about dropouts, and the server's log
+            and every node's say so; nodes refuse it unless their policy allows it.
         trusted_keys: active mode, optional: the federation's identity public
             keys as the server knows them; a node announcing another key is
             left out of the round (the nodes check the keys themselves anyway).
@@ -106,7 +110,7 @@ class SecAggOptions:
             round is validated for its sampled nodes before anything is sent.
     """
 
-    protocol: str = SECAGG_PLUS
+    protocol: str = SECAGG
     clip: float = DEFAULT_CLIP
     bits: int = 16
     ring_bits: int = 32
@@ -115,7 +119,7 @@ class SecAggOptions:
     threshold: int | None = None
     corrupt_fraction: float | None = None
     dropout_fraction: float | None = None
-    mode: str = SEMI_HONEST
+    mode: str = ACTIVE
     trusted_keys: frozenset[bytes] | None = None
     stage_timeout: float = 60.0
     poll_interval: float = 0.5
@@ -171,7 +175,7 @@ class SecAggOptions:
                 ring_bits=self.ring_bits,
                 mode=self.mode,
                 identity_keys=keys,
-                corrupt_fraction=self.corrupt_fraction or 0.0,
+                corrupt_fraction=self.corrupt_fraction,
             )
         return MaskingConfig.secagg_plus(
             num_nodes,
@@ -222,6 +226,9 @@ class SecAggGrid(SecureGrid):
             LOGGER.warning("secure round %d skipped: %s", batch.server_round, exc)
             self.reports.append(batch.report(started, dropped, errors, reason=str(exc), node_ids=sampled))
             return None
+        log = LOGGER.warning if plan.masking.mode == SEMI_HONEST else LOGGER.info
+        log("secure round %d (%s, n = %d, t = %d): %s", batch.server_round, plan.masking.mode,
+            plan.masking.num_clients, plan.masking.threshold, plan.masking.guarantee)
         state = server_start(plan.masking, context=plan.context)
         outbound = {client: wire.encode(plan.setup) for client in range(1, len(batch.node_ids) + 1)}
         try:

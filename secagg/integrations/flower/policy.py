@@ -1,0 +1,97 @@
+"""A hospital's policy: what its node accepts, checked before anything that depends on its data leaves it.
+
+The server proposes a round (mode, threshold, colluders, quantization, ...);
+the node checks the proposal against its own :class:`NodePolicy` in the setup
+stage, before it trains or sends anything derived from its data, and refuses
+with the reason otherwise. The default policy is the safe one: active mode
+only (a semi-honest round does not resist a server that lies about dropouts,
+and the server is the party the protocol guards against, so the node, not the
+server, decides whether to accept it).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from secagg.encoding import QuantizationConfig
+from secagg.errors import ConfigurationError
+from secagg.guarantee import Guarantee
+
+__all__ = ["NodePolicy"]
+
+
+def _check_int(name: str, value: object, lowest: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < lowest:
+        raise ConfigurationError(f"policy: {name} must be an int >= {lowest}, got {value!r}")
+
+
+@dataclass(frozen=True)
+class NodePolicy:
+    """What a node accepts.
+
+    Attributes:
+        allow_semi_honest: accept semi-honest masking rounds (off by default: they
+            do not resist a server that lies about dropouts).
+        min_nodes: refuse rounds with fewer nodes.
+        min_threshold: refuse masking sessions with a lower Shamir threshold.
+        min_colluders: refuse rounds whose computed guarantee protects against
+            fewer colluding hospitals (with the server) than this.
+        min_contributors: Paillier: refuse to decrypt sums of fewer uploads.
+        max_clip: refuse a quantization clip above this (None: any).
+        min_bits: refuse quantization with fewer bits per value (None: any).
+    """
+
+    allow_semi_honest: bool = False
+    min_nodes: int = 3
+    min_threshold: int = 2
+    min_colluders: int = 0
+    min_contributors: int = 2
+    max_clip: float | None = None
+    min_bits: int | None = None
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.allow_semi_honest, bool):
+            raise ConfigurationError("policy: allow_semi_honest must be a bool")
+        _check_int("min_nodes", self.min_nodes, 2)
+        _check_int("min_threshold", self.min_threshold, 2)
+        _check_int("min_colluders", self.min_colluders, 0)
+        _check_int("min_contributors", self.min_contributors, 2)
+        if self.max_clip is not None and not (
+            isinstance(self.max_clip, (int, float)) and math.isfinite(self.max_clip) and self.max_clip > 0
+        ):
+            raise ConfigurationError(f"policy: max_clip must be a positive finite number, got {self.max_clip!r}")
+        if self.min_bits is not None:
+            _check_int("min_bits", self.min_bits, 2)
+
+    def check_round(self, num_nodes: int, guarantee: Guarantee, quantization: QuantizationConfig) -> None:
+        """ConfigurationError naming the rule a round of ``num_nodes`` with this guarantee and
+        quantization breaks (what every protocol shares)."""
+        if num_nodes < self.min_nodes:
+            raise ConfigurationError(f"policy: round of {num_nodes} nodes, this node requires {self.min_nodes}")
+        if guarantee.colluders < self.min_colluders:
+            raise ConfigurationError(
+                f"policy: the round protects against {guarantee.colluders} colluding hospitals, "
+                f"this node requires {self.min_colluders} ({guarantee})"
+            )
+        if self.max_clip is not None and quantization.clip > self.max_clip:
+            raise ConfigurationError(f"policy: clip {quantization.clip} exceeds this node's maximum {self.max_clip}")
+        if self.min_bits is not None and quantization.bits < self.min_bits:
+            raise ConfigurationError(f"policy: {quantization.bits} bits per value, this node requires {self.min_bits}")
+
+    def check_masking(self, threshold: int, guarantee: Guarantee) -> None:
+        """The masking-only rules: the mode and the threshold."""
+        if not guarantee.lying_server and not self.allow_semi_honest:
+            raise ConfigurationError(
+                "policy: a semi-honest round does not resist a server that lies about dropouts; "
+                "this node accepts active mode only (NodePolicy(allow_semi_honest=True) to opt in)"
+            )
+        if threshold < self.min_threshold:
+            raise ConfigurationError(f"policy: threshold {threshold}, this node requires {self.min_threshold}")
+
+    def check_paillier(self, min_contributors: int) -> None:
+        """The Paillier-only rule: the fewest uploads this node decrypts the sum of."""
+        if min_contributors < self.min_contributors:
+            raise ConfigurationError(
+                f"policy: min_contributors {min_contributors}, this node requires {self.min_contributors}"
+            )

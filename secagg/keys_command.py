@@ -1,0 +1,108 @@
+"""``secagg keys``: provision hospital identities and the federation's trusted-keys file.
+
+Active-mode masking and Paillier uploads are signed with each hospital's Ed25519
+identity key; every node checks a round's keys against the federation's
+trusted list, which the server does not control. The steps:
+
+1. each hospital runs ``secagg keys new hospital.key``: a fresh identity in an
+   owner-only (0600) file, never overwriting one, and its public key in
+   ``hospital.key.pub``;
+2. the public keys are exchanged out of band (not through the server) and one
+   party runs ``secagg keys trust federation.keys a.key.pub b.key.pub ...``;
+3. every hospital checks the list it received: ``secagg keys check
+   federation.keys --identity hospital.key``, which refuses duplicates and
+   malformed lines and confirms that its own key is on it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+from pathlib import Path
+
+from secagg.errors import ConfigurationError
+from secagg.integrations.flower.keys import read_identity_key, write_identity_key, write_trusted_keys
+from secagg.primitives.signing import PUBLIC_KEY_SIZE, SigningKey
+
+__all__ = ["main"]
+
+PUBLIC_SUFFIX = ".pub"
+
+
+def _public_key(text: str, where: str) -> bytes:
+    try:
+        key = bytes.fromhex(text.strip())
+    except ValueError:
+        key = b""
+    if len(key) != PUBLIC_KEY_SIZE:
+        raise ConfigurationError(f"{where}: not a {PUBLIC_KEY_SIZE}-byte public key in hex")
+    return key
+
+
+def _key_argument(argument: str) -> bytes:
+    if os.path.exists(argument):
+        try:
+            text = Path(argument).read_text(encoding="ascii")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ConfigurationError(f"cannot read {argument}: {exc}") from exc
+        return _public_key(text, argument)
+    return _public_key(argument, f"argument {argument!r}")
+
+
+def _new(path: str) -> int:
+    identity = SigningKey.generate()
+    write_identity_key(path, identity)
+    public_path = path + PUBLIC_SUFFIX
+    try:
+        with open(public_path, "x", encoding="ascii") as out:
+            out.write(identity.public.hex() + "\n")
+    except OSError as exc:
+        raise ConfigurationError(f"wrote {path}, but cannot create {public_path}: {exc.strerror or exc}") from exc
+    print(f"identity key: {path} (mode 0600; keep it on this hospital's node only)")
+    print(f"public key:   {identity.public.hex()} (also in {public_path}; send it to the federation)")
+    return 0
+
+
+def _trust(out: str, arguments: list[str]) -> int:
+    keys = [_key_argument(argument) for argument in arguments]
+    repeated = sorted({key.hex() for key in keys if keys.count(key) > 1})
+    if repeated:
+        raise ConfigurationError(f"a public key is listed twice: {', '.join(repeated)}")
+    write_trusted_keys(out, keys)
+    print(f"trusted-keys file: {out} ({len(keys)} hospitals)")
+    return 0
+
+
+def _check(trusted: str, identities: list[str]) -> int:
+    try:
+        lines = Path(trusted).read_text(encoding="ascii").splitlines()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigurationError(f"cannot read the trusted-keys file {trusted}: {exc}") from exc
+    keys: list[bytes] = []
+    for number, line in enumerate(lines, start=1):
+        entry = line.strip()
+        if entry and not entry.startswith("#"):
+            key = _public_key(entry, f"{trusted}, line {number}")
+            if key in keys:
+                raise ConfigurationError(f"{trusted}, line {number}: the key of line {keys.index(key) + 1} again")
+            keys.append(key)
+    if len(keys) < 2:
+        raise ConfigurationError(f"{trusted} lists {len(keys)} key(s); a federation needs at least 2")
+    for path in identities:
+        public = read_identity_key(path).public
+        if public not in keys:
+            raise ConfigurationError(f"the public key of {path} ({public.hex()}) is not in {trusted}")
+    print(f"{trusted}: {len(keys)} distinct hospital keys" + (", your identity is listed" if identities else ""))
+    return 0
+
+
+def main(args: argparse.Namespace) -> int:
+    """Run ``secagg keys ACTION`` (a refusal raises the library's error: one line, exit 2)."""
+    if args.action == "new":
+        return _new(args.path)
+    if args.action == "public":
+        print(read_identity_key(args.path).public.hex())
+        return 0
+    if args.action == "trust":
+        return _trust(args.out, args.keys)
+    return _check(args.trusted, args.identity)

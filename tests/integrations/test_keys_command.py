@@ -1,0 +1,85 @@
+"""``secagg keys``: identities are 0600 and never overwritten; trusted lists refuse duplicates and strangers."""
+
+from __future__ import annotations
+
+import os
+import re
+import stat
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from secagg.cli import main
+from secagg.integrations.flower.keys import read_identity_key, read_trusted_keys
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def run(*args: str) -> int:
+    return main(["keys", *args])
+
+
+def test_new_identity_is_owner_only_and_never_overwritten(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    # Prepare / Execute
+    path = tmp_path / "hospital.key"
+    assert run("new", str(path)) == 0
+    public = (tmp_path / "hospital.key.pub").read_text().strip()
+    original = path.read_bytes()
+    # Assert
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert read_identity_key(path).public.hex() == public
+    assert public in capsys.readouterr().out
+    assert run("new", str(path)) == 2 and path.read_bytes() == original
+    assert "refusing to overwrite" in capsys.readouterr().err
+
+
+def test_trust_and_check_refuse_duplicates_strangers_and_loose_files(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Prepare: three hospitals and one stranger
+    keys = [tmp_path / f"h{i}.key" for i in range(4)]
+    for key in keys:
+        assert run("new", str(key)) == 0
+    pubs = [str(key) + ".pub" for key in keys[:3]]
+    federation = tmp_path / "federation.keys"
+    # Execute / Assert: a list of three; the same key twice is refused
+    assert run("trust", str(federation), *pubs) == 0
+    assert len(read_trusted_keys(federation)) == 3
+    assert run("trust", str(tmp_path / "twice.keys"), pubs[0], pubs[0]) == 2
+    assert not (tmp_path / "twice.keys").exists()
+    assert run("check", str(federation), "--identity", str(keys[0])) == 0
+    capsys.readouterr()
+    # The stranger's identity is not on the list
+    assert run("check", str(federation), "--identity", str(keys[3])) == 2
+    assert "is not in" in capsys.readouterr().err
+    # A hand-edited list with a repeated line is refused, naming the line
+    edited = tmp_path / "edited.keys"
+    lines = federation.read_text().splitlines()
+    edited.write_text("\n".join([*lines, lines[0]]) + "\n")
+    assert run("check", str(edited)) == 2
+    assert "line 4: the key of line 1 again" in capsys.readouterr().err
+    # A malformed key, and an identity file others may read
+    assert run("trust", str(tmp_path / "bad.keys"), "abcd") == 2
+    keys[1].chmod(0o644)
+    assert run("public", str(keys[1])) == 2
+    assert "group or others" in capsys.readouterr().err
+
+
+def test_the_provisioning_walkthrough_in_the_docs_runs(tmp_path: Path) -> None:
+    # Prepare: the sh block under "Provisioning identities", with this interpreter's secagg
+    text = (ROOT / "docs" / "integrations.md").read_text()
+    section = text[text.index("### Provisioning identities") :]
+    block = re.search(r"```sh\n(.*?)```", section, re.S)
+    assert block is not None
+    secagg = f'"{sys.executable}" -m secagg.cli'
+    script = "set -euo pipefail\n" + block.group(1).replace("secagg keys", f"{secagg} keys")
+    # Execute
+    result = subprocess.run(
+        ["bash", "-c", script], cwd=tmp_path, env={**os.environ, "PYTHONPATH": str(ROOT)},
+        capture_output=True, text=True, timeout=60, check=False,
+    )
+    # Assert
+    assert result.returncode == 0, result.stderr
+    assert "3 distinct hospital keys, your identity is listed" in result.stdout
