@@ -72,6 +72,7 @@ COLUMNS = (
     Column("sent/client", "metrics", "bytes_per_client_upload", "bytes"),
     Column("received/client", "metrics", "bytes_per_client_download", "bytes"),
     Column("sent / f32", "metrics", "upload_expansion", "x"),
+    Column("bind", "metrics", "descriptor_s", "s"),
     Column("exact", "metrics", "exact"),
 )
 
@@ -91,6 +92,10 @@ METRIC_NOTES = {
     "upload_expansion": "bytes_per_client_upload / (4 d), the float32 update sent in the clear",
     "download_expansion": "bytes_per_client_download / (4 d)",
     "exact": "the aggregate equals the ring sum of the included inputs, bit for bit",
+    "descriptor_s": "seconds, median of repeats: build the round's SessionDescriptor (quantization, weight, model, "
+    "round, 4 training parameters), re-validate the config with its digest and hash the larger record; every "
+    "session measured here carries such a descriptor",
+    "descriptor_over_client_total": "descriptor_s / client_total_s",
 }
 
 

@@ -14,6 +14,7 @@ after AdvertiseKeys); bytes are per included client, sent and received.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import gc
 import json
 import os
@@ -28,6 +29,8 @@ import numpy as np
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
 import secagg
+from secagg.descriptor import SessionDescriptor
+from secagg.encoding import QuantizationConfig
 from secagg.masking.config import COMPLETE, MaskingConfig
 from secagg.masking.driver import run_session
 from secagg.masking.messages import Round
@@ -102,10 +105,22 @@ def _dropout_schedule(num_clients: int, rate: float, rng: np.random.Generator) -
     }
 
 
+def _descriptor(num_clients: int) -> bytes:
+    """A realistic round descriptor (quantization, weight, model, round, training parameters):
+    the bench measures the session with the record that binds it."""
+    quantization = QuantizationConfig(0.5, 16, num_clients, ring_bits=64, max_weight=4096)
+    parameters = {"config/lr": 0.1, "config/local-epochs": 5, "config/batch-size": 16, "config/server-round": 1}
+    return SessionDescriptor.create(
+        quantization, weight_key="num-examples", layout_digest=bytes(32), model_digest=bytes(range(32)), run_id=1,
+        server_round=1, parameters=parameters,
+    ).digest()
+
+
 def _config(num_clients: int, dim: int, graph: str, dropout: float) -> MaskingConfig:
+    descriptor = _descriptor(num_clients)
     if graph == COMPLETE:
-        return MaskingConfig.secagg(num_clients, dim)
-    return MaskingConfig.secagg_plus(num_clients, dim, dropout_fraction=max(dropout, 0.05))
+        return MaskingConfig.secagg(num_clients, dim, descriptor=descriptor)
+    return MaskingConfig.secagg_plus(num_clients, dim, dropout_fraction=max(dropout, 0.05), descriptor=descriptor)
 
 
 def run_configuration(num_clients: int, dim: int, graph: str, dropout: float, repeats: int = 1) -> dict[str, Any]:
@@ -134,6 +149,8 @@ def run_configuration(num_clients: int, dim: int, graph: str, dropout: float, re
         uploads.append(result.bytes_per_client_upload)
         downloads.append(result.bytes_sent["client_download"] / max(1, len(result.included)))
         regenerated.append(_server_expansions(config, dropouts, len(result.included)))
+    # What binding the round costs each party: build the descriptor, re-validate the config, hash the record.
+    descriptor_s = median_seconds(lambda: dataclasses.replace(config, descriptor=_descriptor(num_clients)).digest())
     floor = FloorTimer(dim, config.ring)
     expansion_s, add_s = floor.expansion_s(), floor.add_s()
     masks_per_client = config.degree + 1
@@ -148,7 +165,9 @@ def run_configuration(num_clients: int, dim: int, graph: str, dropout: float, re
         "bytes_per_client_download": statistics.median(downloads),
         "bytes_plain_float32": 4 * dim,
         "exact": exact,
+        "descriptor_s": descriptor_s,
     }
+    metrics["descriptor_over_client_total"] = descriptor_s / metrics["client_total_s"]
     metrics["client_over_floor"] = metrics["client_mask_s"] / metrics["floor_client_s"]
     metrics["server_over_floor"] = metrics["server_unmask_s"] / metrics["floor_server_s"]
     metrics["upload_expansion"] = metrics["bytes_per_client_upload"] / metrics["bytes_plain_float32"]

@@ -54,15 +54,22 @@ from secagg.paillier.ceremony import (
 )
 from secagg.paillier.encryption import Obfuscation
 from secagg.paillier.keys import PublicKey, ThresholdPublicKey
+from secagg.paillier.messages import EncryptedVector, upload_payload
 from secagg.paillier.packing import SlotLayout
 from secagg.paillier.protocol import Client, DecryptingParty, Server, SessionParameters
-from secagg.primitives.signing import SigningKey
+from secagg.primitives.signing import SigningKey, verify
 
 __all__ = ["build_parser", "main", "measure_ceremony", "measure_floor", "measure_naive_phe", "run_config"]
 
 FLOOR_SAMPLES = 50
 DEFAULT_NAIVE_SAMPLE = 50
 NOTES = {
+    "sign_upload_s": "one client: SHA-256 of its ciphertexts + one Ed25519 signature (median of 5)",
+    "verify_100_uploads_s": "one party verifying 100 signed uploads of this size, each from its own hospital "
+    "(hashing included; median of 5)",
+    "sign_over_encrypt": "sign_upload_s / encrypt_s: what signing adds to a client's upload",
+    "verify_100_over_partial_decrypt": "verify_100_uploads_s / partial_decrypt_s (of this run's n uploads): "
+    "what checking 100 signatures costs against the decryption it guards",
     "encrypt_s": "wall time per client (mean): pack + encrypt (incl. obfuscators and DJN table) + wire encode",
     "aggregate_s": "server: check every upload (Z*_(n^2)) and multiply them; each party repeats this inside "
     "partial_decrypt_s as its binding check",
@@ -158,6 +165,7 @@ def run_config(
     plain = np.sum(np.stack(list(inputs.values())), axis=0)
     plain_sum_s = time.perf_counter() - started
 
+    signing = measure_signing(wire.decode(uploads[1], EncryptedVector).ciphertexts, params.session_id)
     sample = inputs[1][: min(dim, naive_sample)]
     naive_per_value = measure_naive_phe(key, sample)
     floor_one = measure_floor(key)
@@ -188,7 +196,40 @@ def run_config(
         "max_party_s": max(*encrypt_times, aggregate_s, *partial_times, decrypt_s),
         "ratio_naive_over_encrypt": naive_per_value * dim / encrypt_s,
         "ratio_encrypt_over_floor": encrypt_s / (floor_one * params.num_ciphertexts),
+        **signing,
+        "sign_over_encrypt": signing["sign_upload_s"] / encrypt_s,
+        "verify_100_over_partial_decrypt": signing["verify_100_uploads_s"] / partial_s,
     }
+
+
+SIGNED_UPLOADS = 100
+
+
+def measure_signing(ciphertexts: bytes, session: bytes) -> dict[str, float]:
+    """What signed uploads cost: one client signing an upload of these ciphertexts
+    (hash + Ed25519), and one party verifying :data:`SIGNED_UPLOADS` uploads of this size,
+    each from its own enrolled hospital (median of 5 runs each)."""
+    keys = [SigningKey.generate() for _ in range(SIGNED_UPLOADS)]
+    length = len(ciphertexts)
+    payloads = [upload_payload(session, k + 1, length, ciphertexts) for k in range(SIGNED_UPLOADS)]
+    signatures = [key.sign(payload) for key, payload in zip(keys, payloads, strict=True)]
+
+    def sign_one() -> None:
+        keys[0].sign(upload_payload(session, 1, length, ciphertexts))
+
+    def verify_all() -> None:
+        for key, signature, client in zip(keys, signatures, range(1, SIGNED_UPLOADS + 1), strict=True):
+            verify(key.public, signature, upload_payload(session, client, length, ciphertexts))
+
+    def median_of_5(operation: Any) -> float:
+        runs = []
+        for _ in range(5):
+            started = time.perf_counter()
+            operation()
+            runs.append(time.perf_counter() - started)
+        return statistics.median(runs)
+
+    return {"sign_upload_s": median_of_5(sign_one), "verify_100_uploads_s": median_of_5(verify_all)}
 
 
 def _machine() -> dict[str, Any]:
