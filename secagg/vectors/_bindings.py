@@ -17,7 +17,9 @@ from typing import Any
 
 from secagg import wire
 from secagg.descriptor import SessionDescriptor, encode_parameters
+from secagg.masking.client import ClientState, client_start, client_step
 from secagg.masking.config import ACTIVE, SEMI_HONEST, MaskingConfig
+from secagg.masking.messages import KeyRoster, RosterEntry, ShareDelivery
 from secagg.masking.parameters import default_dropout_target
 from secagg.paillier.ceremony import deal_threshold_key_from_primes, single_key_from_primes
 from secagg.paillier.keys import KeyShare, PrivateKey, ThresholdPublicKey, insecure_key_sizes_for_testing
@@ -506,9 +508,111 @@ def check_single_deal(group: Json, test: Json) -> None:
         equal("private key", wire.encode(material.private).hex(), test["privateKey"])
         equal("decoded", wire.decode(from_hex(test["privateKey"]), PrivateKey), material.private)
 
+
+# --- masking_client.json ----------------------------------------------------------------------
+
+CLIENT_NOTES = {
+    "RoundTrip": "client_start with the recorded draws (encryption key, then mask key): the AdvertiseKeys and "
+    "the stored ClientState (tag 0x0180) it returns; decoding the state and encoding it again gives the same bytes.",
+    "BadPhase": "A stored state with phase 6 (step: decode, DecodeError).",
+    "BadSessionLength": "A stored session id of 5 bytes (step: decode, DecodeError).",
+    "BadGraphCode": "A stored config record with graph code 7: decodes; the next step refuses it "
+    "(step: client_step, ConfigurationError).",
+    "BadClientId": "A client id outside 1..n (step: client_start, ConfigurationError).",
+    "BadContext": "A context of other than 32 bytes (step: client_start, ConfigurationError).",
+    "WrongRecipient": "A KeyRoster addressed to another client (step: client_step, ProtocolError).",
+    "SelfInRoster": "A KeyRoster naming the client itself (step: client_step, ProtocolError).",
+    "FewNeighbours": "A KeyRoster with fewer than t entries (step: client_step, ThresholdError).",
+    "WrongRound": "A ShareDelivery while the roster is awaited (step: client_step, ProtocolError).",
+    "Garbage": "Bytes that are no message (step: client_step, DecodeError).",
+}
+
+
+def _client_config() -> MaskingConfig:
+    return MaskingConfig.secagg(4, 3)
+
+
+def generate_client() -> Json:
+    """masking_client.json: the stored client state and refusals of the masking client."""
+    config = _client_config()
+    context = deterministic("bindings/client/context")(32)
+    source = RecordingRandom(deterministic("bindings/client/1"))
+    state, advertise = client_start(config, 1, context=context, random_bytes=source)
+    draws = source.take()
+    encoded = state.to_bytes()
+    base = {"numClients": 4, "vectorLength": 3, "context": context.hex()}
+    tests = [test_case("client 1 of 4 after AdvertiseKeys", ["RoundTrip"], "valid", step="start", client=1,
+                       draws=[d.hex() for d in draws], advertise=advertise.hex(), state=encoded.hex(), **base)]
+    phase_at = len(encoded) - (32 * 4 + 4 + 32 + 4 + 0 + 4 * 3) - 1  # phase byte: before the four keys
+    assert encoded[phase_at] == 1
+    tests.append(test_case("phase 6", ["BadPhase"], "invalid", step="decode",
+                           state=(encoded[:phase_at] + b"\x06" + encoded[phase_at + 1:]).hex(), error="DecodeError"))
+    session_at = phase_at + 1 + 4 * 32
+    bad_session = encoded[:session_at] + (5).to_bytes(4, "big") + encoded[session_at + 4:session_at + 9] \
+        + encoded[session_at + 36:]
+    tests.append(test_case("session id of 5 bytes", ["BadSessionLength"], "invalid", step="decode",
+                           state=bad_session.hex(), error="DecodeError"))
+    graph = ClientState(**{**{f.name: getattr(state, f.name) for f in dataclasses.fields(state)},
+                           "config": dataclasses.replace(state.config, graph=7)})
+    roster = KeyRoster(1, tuple(RosterEntry(c, bytes([c]) * 32, bytes([c]) * 32, b"") for c in (2, 3, 4)))
+    tests.append(test_case("graph code 7, then a roster", ["BadGraphCode"], "invalid", step="step",
+                           state=graph.to_bytes().hex(), inbound=wire.encode(roster).hex(), error="ConfigurationError"))
+    for comment, flags, client, ctx in (("client 0", ["BadClientId"], 0, context), ("client 5 of 4", ["BadClientId"],
+                                        5, context), ("31-byte context", ["BadContext"], 1, context[:31])):
+        tests.append(test_case(comment, flags, "invalid", step="start", client=client, draws=[], **{**base,
+                               "context": ctx.hex()}, error="ConfigurationError"))
+    entries = roster.entries
+    for comment, flags, message, error in (
+        ("roster for client 2", ["WrongRecipient"], KeyRoster(2, entries), "ProtocolError"),
+        ("roster naming client 1 itself", ["SelfInRoster"],
+         KeyRoster(1, (RosterEntry(1, bytes([1]) * 32, bytes([1]) * 32, b""), *entries)), "ProtocolError"),
+        ("one neighbour, t = 2", ["FewNeighbours"], KeyRoster(1, entries[:1]), "ThresholdError"),
+        ("a share delivery first", ["WrongRound"], ShareDelivery(1, state.session, ()), "ProtocolError"),
+    ):
+        tests.append(test_case(comment, flags, "invalid", step="step", state=encoded.hex(),
+                               inbound=wire.encode(message).hex(), error=error))
+    tests.append(test_case("garbage", ["Garbage"], "invalid", step="step", state=encoded.hex(),
+                           inbound=b"SB\x01\x01\x02".hex(), error="DecodeError"))
+    return vector_file(
+        algorithm="secagg-masking-client",
+        schema="masking_client_test_schema.json",
+        header=["The masking client (docs/spec.md, sections 12.8 and 12.11): the stored ClientState after",
+                "client_start with recorded draws (SecAgg defaults, n = 4, t = 2, d = 3), its decoding refusals, and",
+                "messages the client refuses before it draws anything."],
+        notes=CLIENT_NOTES,
+        groups=[{"type": "MaskingClientTest", "tests": tests}],
+    )
+
+
+@register("MaskingClientTest")
+def check_client(group: Json, test: Json) -> None:
+    """client_start from the recorded draws, state decoding, or the refusal of the named step."""
+    del group
+    if test["step"] == "start":
+        config = MaskingConfig.secagg(int(test["numClients"]), int(test["vectorLength"]))
+        source = ReplayedRandom([from_hex(d) for d in test["draws"]], "client")
+        context, client = from_hex(test["context"]), int(test["client"])
+        if not is_valid(test):
+            expect_error(test, lambda: client_start(config, client, context=context, random_bytes=source), "start")
+            return
+        state, advertise = client_start(config, client, context=context, random_bytes=source)
+        source.finish()
+        equal("advertise", advertise.hex(), test["advertise"])
+        equal("state", state.to_bytes().hex(), test["state"])
+        equal("state round trip", ClientState.from_bytes(from_hex(test["state"])).to_bytes().hex(), test["state"])
+        return
+    data = from_hex(test["state"])
+    if test["step"] == "decode":
+        expect_error(test, lambda: ClientState.from_bytes(data), "decode")
+        return
+    state = ClientState.from_bytes(data)
+    expect_error(test, lambda: client_step(state, from_hex(test["inbound"]), random_bytes=deterministic("unused")),
+                 "client_step")
+
 SUITES = [
     Suite("masking_defaults.json", "masking_defaults_test_schema.json", generate_defaults),
     Suite("descriptor.json", "descriptor_test_schema.json", generate_descriptor),
     Suite("paillier_session.json", "paillier_session_test_schema.json", generate_paillier_session),
     Suite("paillier_storage.json", "paillier_storage_test_schema.json", generate_storage),
+    Suite("masking_client.json", "masking_client_test_schema.json", generate_client),
 ]
