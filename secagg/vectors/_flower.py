@@ -11,6 +11,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 
 from secagg import wire
@@ -48,6 +50,9 @@ NOTES = {
     "ImpossibleSum": "A sum no honest nodes can produce (step: decode, OverflowDetectedError).",
     "WrongNode": "An announcement checked for another node id (step: verify, ProtocolError).",
     "WrongRun": "An announcement checked in another run (step: verify, AuthenticationError).",
+    "Bound": "A RoundSetup whose masking record carries the digest of the setup's own descriptor for this run.",
+    "OtherDescriptor": "A masking record bound to another descriptor (another run, or the all-zero digest): "
+    "refused (step: bound_masking_config, ConfigurationError).",
 }
 RUN_ID = 77
 NODE_IDS = (42, 1_000_000_007, 9_999_999_999, 2**63 + 11, 2**64 - 1)
@@ -185,6 +190,21 @@ def _identity_group() -> Json:
     ]}
 
 
+def _binding_group() -> Json:
+    semi, active, _ = _setup_messages()
+    unbound = dataclasses.replace(semi, masking=dataclasses.replace(semi.masking, descriptor=bytes(32)))
+    tests = [test_case(comment, ["Bound", *flags], "valid", setup=wire.encode(setup).hex(), runId=RUN_ID,
+                       descriptorDigest=setup.descriptor(RUN_ID).digest().hex(),
+                       configDigest=setup.bound_masking_config(RUN_ID).digest().hex())
+             for comment, flags, setup in (("SecAgg+ setup, run 77", ["SemiHonest"], semi),
+                                           ("active setup, run 77", ["Active"], active))]
+    tests.append(test_case("the run-77 setup checked in run 78", ["OtherDescriptor"], "invalid",
+                           setup=wire.encode(semi).hex(), runId=RUN_ID + 1, error="ConfigurationError"))
+    tests.append(test_case("a record naming the all-zero descriptor", ["OtherDescriptor"], "invalid",
+                           setup=wire.encode(unbound).hex(), runId=RUN_ID, error="ConfigurationError"))
+    return {"type": "FlowerBindingTest", "tests": tests}
+
+
 def generate_flower() -> Json:
     """flower_messages.json: the Flower adapter's wire messages, round mapping, arrays and encoding."""
     return vector_file(
@@ -198,7 +218,8 @@ def generate_flower() -> Json:
             "8 bits: scale 64), so stochastic rounding is exact whatever its randomness.",
         ],
         notes=NOTES,
-        groups=[*_wire_groups(), _round_group(), _arrays_group(), _encoding_group(), _identity_group()],
+        groups=[*_wire_groups(), _round_group(), _arrays_group(), _encoding_group(), _identity_group(),
+                _binding_group()],
     )
 
 
@@ -271,6 +292,19 @@ def check_identity(group: Json, test: Json) -> None:
     created = IdentityAnnouncement.create(identity, int(test["runId"]), int(test["nodeId"]))
     equal("announcement", wire.encode(created).hex(), test["announcement"])
     announcement.verify(int(test["runId"]), int(test["nodeId"]))
+
+
+@register("FlowerBindingTest")
+def check_binding(group: Json, test: Json) -> None:
+    """RoundSetup.bound_masking_config: the record must bind the setup's own descriptor in this run."""
+    del group
+    setup = wire.decode(from_hex(test["setup"]), RoundSetup)
+    run_id = int(test["runId"])
+    if not is_valid(test):
+        expect_error(test, lambda: setup.bound_masking_config(run_id), "bound_masking_config")
+        return
+    equal("descriptor digest", setup.descriptor(run_id).digest().hex(), test["descriptorDigest"])
+    equal("config digest", setup.bound_masking_config(run_id).digest().hex(), test["configDigest"])
 
 
 SUITES = [Suite("flower_messages.json", "flower_messages_test_schema.json", generate_flower)]
