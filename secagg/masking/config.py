@@ -320,7 +320,7 @@ class MaskingConfig:
         Default corrupt_fraction: ``c / n`` with c = :func:`~secagg.masking.parameters.default_colluders`
         (the most colluders, up to floor((n - 1)/3), that still leave the default
         dropout tolerance). Default threshold: the smallest safe one for c,
-        ``max(2, c + 1)`` in semi-honest mode and ``max(2, floor((n - 1 + c)/2) + 1)``
+        ``max(2, c + 1)`` in semi-honest mode and ``max(2, c + 1, floor((n - 1 + c)/2) + 1)``
         in active mode (:func:`~secagg.masking.parameters.complete_threshold`).
         """
         if corrupt_fraction is None:

@@ -52,7 +52,7 @@ DEFAULTS_NOTES = {
     "SemiHonest": "Semi-honest mode: t = max(2, c + 1).",
     "Active": "Active mode: t = max(2, c + 1, floor((n - 1 + c)/2) + 1); identity keys are placeholders "
     "(u32(i) zero-padded to 32 bytes): only their count matters here.",
-    "LargeFederation": "n >= 20: the default dropout target is 4 * ceil(0.1 n).",
+    "LargeFederation": "n >= 20: the default dropout target is ceil(0.4 n) (10% of n at each of four rounds).",
     "TargetMissed": "No c reaches the dropout target: c = 0 and the guarantee tolerates fewer dropouts.",
     "BadSize": "n outside 3..65536: refused (step: MaskingConfig.secagg, ConfigurationError).",
 }
