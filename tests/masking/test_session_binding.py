@@ -15,13 +15,26 @@ import struct
 import numpy as np
 import pytest
 
+from secagg import wire
 from secagg.descriptor import SessionDescriptor
 from secagg.encoding import QuantizationConfig
 from secagg.errors import ConfigurationError, SecAggError, ThresholdError
-from secagg.masking import ACTIVE, SEMI_HONEST, MaskingConfig, ServerPhase, client_start, client_step
+from secagg.masking import (
+    ACTIVE,
+    SEMI_HONEST,
+    ClientPhase,
+    MaskingConfig,
+    ServerPhase,
+    client_start,
+    client_step,
+)
 from secagg.masking.driver import make_identities
+from secagg.masking.messages import ConsistencySignature, SignedBy, SurvivorList, UnmaskRequest, UnmaskResponse
 from secagg.masking.server import server_start, server_step
 from secagg.primitives.randomness import InsecureDeterministicRandom
+from secagg.primitives.shamir import Share, combine
+
+from .harness import StepRun, active_setup, edit
 
 N, LENGTH = 5, 6
 QUANTIZATION = QuantizationConfig(0.5, 16, N, max_weight=100)
@@ -167,3 +180,72 @@ def test_semi_honest_guarantee_says_it_does_not_resist_a_lying_server() -> None:
     line = str(MaskingConfig.secagg(10, 2).guarantee)
     assert "does NOT resist" in line and "honest-but-curious" in line
     assert "does NOT" not in str(_config(ACTIVE, TRUE_SETUP.digest()).guarantee)
+
+
+# --- the same bound, attacked through the protocol itself --------------------------------------
+
+
+def split_view_attack(
+    n: int, threshold: int, colluders: frozenset[int], honest_a: frozenset[int]
+) -> tuple[tuple[bytes | None, bytes | None], tuple[bytes, bytes]]:
+    """A lying server against live client 1 in an active session of n clients with ``threshold``.
+
+    It tells ``honest_a`` (and client 1) that client 1 survived and every other honest client
+    that it dropped; the colluders sign both survivor lists and answer both unmask requests
+    (the server holds their states). Returns ((recovered self-mask seed, recovered mask key),
+    each None where the server did not get t shares, (client 1's real seed and key))."""
+    config, identities = active_setup(n, threshold)
+    victim = 1
+    run = StepRun(config, identities=identities, seed=5)
+    run.run_until(ClientPhase.AWAIT_SURVIVORS)
+    truth = (run.states[victim].self_mask_seed, run.states[victim].mask_private)
+    everyone = tuple(range(1, n + 1))
+    lists = {"A": everyone, "B": tuple(c for c in everyone if c != victim)}
+    group_of = {c: "A" if c in honest_a | {victim} else "B" for c in everyone}
+    states, signatures = {}, {"A": [], "B": []}
+    for client in everyone:
+        sides = ("A", "B") if client in colluders else (group_of[client],)
+        before = run.states[client]
+        for side in sides:
+            run.states[client] = before
+            reply = run.step(client, edit(run.pending[client], SurvivorList, survivors=lists[side]))
+            states[client, side] = run.states[client]
+            signatures[side].append(SignedBy(client, wire.decode(reply, ConsistencySignature).signature))
+    shares: dict[str, list[Share]] = {"self": [], "key": []}
+    for (client, side), state in states.items():
+        if client == victim:
+            continue
+        run.states[client] = state
+        request = UnmaskRequest(client, run.session(), lists[side], tuple(signatures[side]))
+        try:
+            response = wire.decode(run.step(client, wire.encode(request)), UnmaskResponse)
+        except ThresholdError:
+            continue  # too few signatures on its list: an honest client refuses
+        shares["self"] += [Share(client, int.from_bytes(e.share, "big")) for e in response.self_mask_shares
+                           if e.owner == victim]
+        shares["key"] += [Share(client, int.from_bytes(e.share, "big")) for e in response.mask_key_shares
+                          if e.owner == victim]
+    found = shares["self"], shares["key"]
+    recovered = (combine(found[0], threshold) if len(found[0]) >= threshold else None,
+                 combine(found[1], threshold) if len(found[1]) >= threshold else None)
+    return recovered, truth
+
+
+@pytest.mark.parametrize("n", [5, 7, 10])
+def test_a_lying_server_with_c_colluders_fails_and_with_c_plus_one_succeeds(n: int) -> None:
+    # Prepare: the default active configuration and its computed guarantee c
+    keys = make_identities(n, InsecureDeterministicRandom(99))[1]
+    config = MaskingConfig.secagg(n, 4, mode=ACTIVE, identity_keys=keys)
+    c, t = config.guarantee.colluders, config.threshold
+
+    def attack(count: int) -> list[tuple[tuple[bytes | None, bytes | None], tuple[bytes, bytes]]]:
+        colluders = frozenset(range(n - count + 1, n + 1))
+        honest = [h for h in range(2, n + 1) if h not in colluders]
+        return [split_view_attack(n, t, colluders, frozenset(honest[:a])) for a in range(len(honest) + 1)]
+
+    # Execute / Assert: with c colluders no split gives the server both secrets ...
+    assert all(None in recovered for recovered, _ in attack(c))
+    # ... with c + 1 some split does, and they are client 1's real secrets
+    won = [(recovered, truth) for recovered, truth in attack(c + 1) if None not in recovered]
+    assert won, f"n = {n}: the bound c = {c} is not tight"
+    assert won[0][0] == won[0][1]
