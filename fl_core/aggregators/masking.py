@@ -31,6 +31,7 @@ from fl_core.aggregators.base import (
     skipped,
 )
 from secagg.errors import ConfigurationError, ThresholdError
+from secagg.guarantee import Guarantee
 from secagg.masking import COMPLETE, HARARY, MaskingConfig, Round, run_session
 from secagg.primitives.randomness import RandomBytes, system_random
 
@@ -89,6 +90,11 @@ class MaskingAggregator:
         self._rounds = 0
         # Validate the protocol parameters now, for a full round, not mid-training.
         self.masking_config(quantizer.config.num_clients, 1)
+
+    @property
+    def guarantee(self) -> Guarantee:
+        """What a full round (every client) guarantees, computed from its parameters."""
+        return self.masking_config(self.quantizer.config.num_clients, 1).guarantee
 
     @property
     def name(self) -> str:

@@ -43,6 +43,7 @@ from fl_core.aggregators.base import (
 )
 from secagg import wire
 from secagg.errors import ConfigurationError, OverflowDetectedError
+from secagg.guarantee import Guarantee
 from secagg.paillier import (
     DEFAULT_KEY_BITS,
     Client,
@@ -58,6 +59,7 @@ from secagg.paillier import (
 )
 from secagg.paillier.keys import key_policy
 from secagg.paillier.packing import MAX_SLOT_BITS, MAX_VALUE_BITS
+from secagg.paillier.protocol import paillier_guarantee
 from secagg.primitives.randomness import RandomBytes, system_random
 from secagg.primitives.signing import SigningKey
 
@@ -209,6 +211,11 @@ class PaillierAggregator:
                 workers=self.workers,
             )
         return self._encryptors[client]
+
+    @property
+    def guarantee(self) -> Guarantee:
+        """What a full round (every hospital uploads) guarantees, computed from t and min_contributors."""
+        return paillier_guarantee(self.material.public, self.material.public.num_parties, self.min_contributors)
 
     def _identity(self, client: int) -> SigningKey:
         # The simulation plays every hospital: each gets its own identity key once.

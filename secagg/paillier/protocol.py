@@ -74,7 +74,7 @@ from secagg.primitives.randomness import RandomBytes, system_random
 from secagg.primitives.signing import PUBLIC_KEY_SIZE, SigningKey
 from secagg.primitives.signing import verify as verify_signature
 
-__all__ = ["Client", "DecryptingParty", "Server", "SessionParameters"]
+__all__ = ["Client", "DecryptingParty", "Server", "SessionParameters", "paillier_guarantee"]
 
 SESSION_LABEL = b"secagg/v1/paillier-session"
 MAX_CLIENT_ID = (1 << 32) - 1
@@ -157,17 +157,8 @@ class SessionParameters:
 
     @property
     def guarantee(self) -> Guarantee:
-        """Private against the server plus c = min(t - 1, min_contributors - 2) colluding
-        hospitals (min_contributors - 2 in single-key mode, whose key holder must not
-        collude); completes while at least min_contributors upload and t decrypt."""
-        public, n = self.public, len(self.roster)
-        threshold_key = public.num_parties > 1
-        colluders = self.min_contributors - 2
-        dropouts = n - self.min_contributors
-        if threshold_key:
-            colluders = min(colluders, public.threshold - 1)
-            dropouts = min(dropouts, public.num_parties - public.threshold)
-        return Guarantee(colluders, dropouts, lying_server=True)
+        """What this session guarantees (:func:`paillier_guarantee`)."""
+        return paillier_guarantee(self.public, len(self.roster), self.min_contributors)
 
     @cached_property
     def session_id(self) -> bytes:
@@ -201,6 +192,18 @@ class SessionParameters:
     def upload_data_bytes(self) -> int:
         """Bytes of ciphertext data in one upload."""
         return self.num_ciphertexts * self.public.key.ciphertext_bytes
+
+
+def paillier_guarantee(public: ThresholdPublicKey, num_clients: int, min_contributors: int) -> Guarantee:
+    """Private against a lying server plus c = min(t - 1, min_contributors - 2) colluding
+    hospitals (min_contributors - 2 in single-key mode, whose key holder must not collude);
+    completes while at least min_contributors of ``num_clients`` upload and t share holders decrypt."""
+    colluders = min_contributors - 2
+    dropouts = num_clients - min_contributors
+    if public.num_parties > 1:
+        colluders = min(colluders, public.threshold - 1)
+        dropouts = min(dropouts, public.num_parties - public.threshold)
+    return Guarantee(colluders, dropouts, lying_server=True)
 
 
 def _check_upload(params: SessionParameters, upload: EncryptedVector, who: str) -> list[Any]:
