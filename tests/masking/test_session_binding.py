@@ -249,3 +249,14 @@ def test_a_lying_server_with_c_colluders_fails_and_with_c_plus_one_succeeds(n: i
     won = [(recovered, truth) for recovered, truth in attack(c + 1) if None not in recovered]
     assert won, f"n = {n}: the bound c = {c} is not tight"
     assert won[0][0] == won[0][1]
+
+
+@pytest.mark.parametrize(("n", "gamma"), [(100, 0.05), (200, 0.1), (500, 0.05)])
+def test_active_harary_neighbourhoods_resist_the_split_at_their_corrupt_bound(n: int, gamma: float) -> None:
+    # On a Harary graph the holders are a client's k neighbours; the corrupt neighbours it can have
+    # (except with probability 2^-41/n) must not let a lying server reach t on both sides.
+    keys = make_identities(n, InsecureDeterministicRandom(n))[1]
+    config = MaskingConfig.secagg_plus(n, 2, corrupt_fraction=gamma, mode=ACTIVE, identity_keys=keys)
+    if config.graph != "harary":
+        pytest.skip("no sparse graph qualifies at this size")
+    assert not lying_server_recovers(config.holders, config.threshold, config.corrupt_neighbours)
