@@ -4,6 +4,9 @@ Run it with::
 
     PYTHONPATH=$PWD python -m pytest tests/fuzz -m slow -o addopts="" -s
 
+(It skips unless ``-m slow`` selects it or ``SECAGG_FUZZ_LONG=1`` is set, so the
+plain ``-o addopts=""`` run stays short.)
+
 Each target runs in its own process (tests/fuzz/atheris_harness.py), two at a
 time (the machine has 2 cores), for a fixed number of inputs: decoders get
 :data:`DECODER_RUNS`, stage entry points :data:`STAGE_RUNS`
@@ -56,7 +59,10 @@ def _fuzz(name: str, workdir: Path) -> tuple[str, int, float, int, str]:
 
 
 @pytest.mark.slow
-def test_atheris_every_target(tmp_path: Path) -> None:
+def test_atheris_every_target(tmp_path: Path, request: pytest.FixtureRequest) -> None:
+    # Minutes of work: only when asked for (-m slow), even if addopts' "not slow" is overridden.
+    if "slow" not in (request.config.getoption("markexpr") or "") and not os.environ.get("SECAGG_FUZZ_LONG"):
+        pytest.skip("the long fuzz run needs -m slow (or SECAGG_FUZZ_LONG=1)")
     pytest.importorskip("atheris", reason="atheris is not installed (pip install atheris; Linux x86-64 wheels only)")
     started = time.perf_counter()
     with ThreadPoolExecutor(max_workers=2) as pool:
