@@ -26,9 +26,33 @@ import numpy.typing as npt
 from secagg.errors import ConfigurationError, OverflowDetectedError
 from secagg.ring import Ring, RingVector
 
-__all__ = ["MAX_BITS", "QuantizationConfig", "dequantize", "from_ring", "quantize", "quantize_to_integers", "to_ring"]
+__all__ = [
+    "MAX_BITS",
+    "RING_CHOICES",
+    "QuantizationConfig",
+    "dequantize",
+    "from_ring",
+    "quantize",
+    "quantize_to_integers",
+    "smallest_ring_bits",
+    "to_ring",
+]
 
 MAX_BITS = 53
+RING_CHOICES = (32, 64)
+"""The rings a federation's encodings can live in, smallest (cheapest on the wire) first."""
+
+
+def smallest_ring_bits(bits: int, num_clients: int, max_weight: int = 1) -> int:
+    """The smallest ring of :data:`RING_CHOICES` in which ``num_clients`` encodings of ``bits``
+    bits, each weighted by at most ``max_weight``, can never wrap: the ring follows the
+    federation (a 5,000-row hospital or a 17th site moves from Z_(2^32) to Z_(2^64)).
+    ConfigurationError (with the largest safe settings) if none fits."""
+    for ring_bits in RING_CHOICES:
+        if num_clients * max_weight * ((1 << (bits - 1)) - 1) <= (1 << (ring_bits - 1)) - 1:
+            return ring_bits
+    QuantizationConfig(1.0, bits, num_clients, RING_CHOICES[-1], max_weight=max_weight)  # raises, with advice
+    raise AssertionError("unreachable: the largest ring overflows")
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]
 

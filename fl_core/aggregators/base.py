@@ -49,7 +49,7 @@ import numpy as np
 import numpy.typing as npt
 
 from secagg.descriptor import SessionDescriptor
-from secagg.encoding import QuantizationConfig, from_ring, quantize_to_integers, to_ring
+from secagg.encoding import QuantizationConfig, from_ring, quantize_to_integers, smallest_ring_bits, to_ring
 from secagg.errors import ConfigurationError, OverflowDetectedError
 from secagg.ring import RingVector
 
@@ -91,9 +91,9 @@ DEFAULT_RING_BITS = 32
 DEFAULT_MAX_SAMPLES_PER_CLIENT = 4096
 """Default public bound on one client's sample count (its integer weight).
 
-With the other defaults this admits up to 16 clients in Z_(2^32):
-16 * 4096 * 32767 <= 2^31 - 1. More clients need fewer bits, a smaller bound
-or ``ring_bits=64`` (the error message says which)."""
+With the other defaults up to 16 clients fit Z_(2^32): 16 * 4096 * 32767 <= 2^31 - 1.
+Larger federations or bounds move to Z_(2^64) automatically unless ``ring_bits`` is
+given (:func:`secagg.encoding.smallest_ring_bits`)."""
 
 
 class DropoutStage(enum.IntEnum):
@@ -299,10 +299,16 @@ class WeightedQuantizer:
         *,
         clip: float = DEFAULT_CLIP,
         bits: int = DEFAULT_BITS,
-        ring_bits: int = DEFAULT_RING_BITS,
+        ring_bits: int | None = None,
         max_samples_per_client: int = DEFAULT_MAX_SAMPLES_PER_CLIENT,
     ) -> WeightedQuantizer:
-        """A quantizer for up to ``num_clients`` summands; ConfigurationError if it could overflow."""
+        """A quantizer for up to ``num_clients`` summands; ConfigurationError if it could overflow.
+
+        ``ring_bits=None`` (the default) picks the smallest ring that cannot overflow for this
+        federation (:func:`secagg.encoding.smallest_ring_bits`): Z_(2^32) up to 16 clients at
+        the default bounds, Z_(2^64) beyond; :attr:`config` says which was chosen."""
+        if ring_bits is None:
+            ring_bits = smallest_ring_bits(bits, num_clients, max_samples_per_client)
         return cls(QuantizationConfig(clip, bits, num_clients, ring_bits, max_weight=max_samples_per_client))
 
     @property

@@ -159,10 +159,11 @@ def test_sample_count_above_the_public_bound_is_refused() -> None:
 
 
 def test_quantization_that_could_overflow_is_refused_for_the_client_count() -> None:
-    # 17 clients x 4096 samples x 32767 exceeds 2^31 - 1: refused, with what would fit.
+    # 17 clients x 4096 samples x 32767 exceeds 2^31 - 1: an explicit 32-bit ring is refused,
+    # with what would fit; by default the ring follows the federation.
     with pytest.raises(ConfigurationError, match="ring_bits=64"):
-        make_aggregator("secagg", num_clients=17)
-    assert make_aggregator("secagg", num_clients=17, ring_bits=64).name == "secagg"
+        make_aggregator("secagg", num_clients=17, ring_bits=32)
+    assert make_aggregator("secagg", num_clients=17).quantizer.config.ring_bits == 64
 
 
 def test_decode_detects_an_impossible_sum() -> None:
@@ -239,3 +240,10 @@ def test_decode_detects_the_most_negative_ring_value() -> None:
     total[0] = np.uint64(1 << 63)
     with pytest.raises(OverflowDetectedError, match="exceeds"):
         quantizer.decode(total, 3)
+
+
+def test_the_default_quantizer_chooses_the_ring_for_the_federation() -> None:
+    assert WeightedQuantizer.create(16).config.ring_bits == 32
+    assert WeightedQuantizer.create(17).config.ring_bits == 64
+    assert WeightedQuantizer.create(3, max_samples_per_client=5000).config.ring_bits == 32
+    assert WeightedQuantizer.create(17, ring_bits=32, bits=12).config.ring_bits == 32

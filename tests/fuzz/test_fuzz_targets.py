@@ -38,7 +38,8 @@ STAGES = sorted(name for name in TARGETS if not name.startswith("decode"))
 
 def test_every_registered_message_type_has_a_decoder_target_and_seeds() -> None:
     corpus.flower_messages()
-    names = {cls.__name__ for cls in wire.message_types()}
+    # Other test modules register probe types of their own; the library's are in secagg.
+    names = {cls.__name__ for cls in wire.message_types() if cls.__module__.startswith("secagg.")}
     assert {f"decode:{name}" for name in names} <= set(TARGETS)
     for name in names:
         assert TARGETS[f"decode:{name}"].seeds(), f"no valid {name} to mutate"

@@ -221,7 +221,7 @@ def test_too_many_dropouts_skip_the_round_and_the_model_stays() -> None:
     ("options", "match"),
     [
         ({"protocol": "secagg", "threshold": 1}, "threshold must be in 2"),
-        ({"bits": 31}, "could overflow"),
+        ({"bits": 31, "ring_bits": 32}, "could overflow"),
         ({"protocol": "paillier"}, "protocol must be"),
         ({"protocol": "secagg+", "threshold": 3}, "derives its threshold"),
         ({"stage_timeout": 0.0}, "stage_timeout"),
@@ -402,3 +402,10 @@ def test_a_malformed_reply_is_rejected_as_a_dropout_and_the_round_completes() ->
     quantization = QuantizationConfig(0.5, 16, len(NODES), max_weight=4096)
     encodings = [a.encoded for n, a in audit.of_round(1).items() if n in report.included]
     assert np.array_equal(report.aggregate, quantization.ring.sum(encodings, 18))
+
+
+def test_the_options_choose_the_ring_per_round() -> None:
+    options = SecAggOptions()
+    assert options.quantization(16).ring_bits == 32 and options.masking(16, 4).ring_bits == 32
+    assert options.quantization(17).ring_bits == 64 and options.masking(17, 4).ring_bits == 64
+    assert SecAggOptions(ring_bits=64).quantization(3).ring_bits == 64

@@ -18,6 +18,7 @@ from secagg.encoding import (
     from_ring,
     quantize,
     quantize_to_integers,
+    smallest_ring_bits,
     to_ring,
 )
 from secagg.errors import ConfigurationError, OverflowDetectedError
@@ -392,3 +393,13 @@ def test_byte_swapped_ring_vector_is_read_by_value_or_refused(ring_bits: int) ->
 
     # Assert: if accepted, it must mean the same values, not reinterpreted bytes.
     np.testing.assert_array_equal(decoded, dequantize(little, config))
+
+
+def test_the_ring_follows_the_federation() -> None:
+    # Prepare / Execute / Assert: 16 hospitals of <= 4096 rows fit Z_(2^32); a 17th site or a
+    # 5,000-row hospital moves to Z_(2^64) instead of being refused
+    assert smallest_ring_bits(16, 16, 4096) == 32
+    assert smallest_ring_bits(16, 17, 4096) == 64
+    assert smallest_ring_bits(16, 3, 5000) == 32 and smallest_ring_bits(16, 16, 5000) == 64
+    with pytest.raises(ConfigurationError, match="could overflow Z_\\(2\\^64\\)"):
+        smallest_ring_bits(53, 1000, 1 << 20)

@@ -41,7 +41,7 @@ from flwr.app import Message
 from flwr.serverapp import Grid
 
 from secagg import wire
-from secagg.encoding import QuantizationConfig
+from secagg.encoding import QuantizationConfig, smallest_ring_bits
 from secagg.errors import ConfigurationError, ThresholdError
 from secagg.integrations.flower._grid import LOGGER, RoundReport, SecureGrid, TrainingBatch, aggregated_reply
 from secagg.integrations.flower.protocol import (
@@ -83,7 +83,9 @@ class SecAggOptions:
             derived from the fractions).
         clip: update coordinates are clipped to ``[-clip, clip]`` before quantization.
         bits: quantization bits per value, sign included.
-        ring_bits: 32 or 64: the ring the masked sums live in.
+        ring_bits: 32 or 64: the ring the masked sums live in; None (the default): the
+            smallest that cannot overflow for each round's nodes (Z_(2^32) up to 16 nodes
+            at the default bounds, Z_(2^64) beyond), logged with the round's guarantee.
         max_weight: public bound on one node's weight (the value under
             ``weight_key``); a larger weight makes that node drop out.
         weight_key: the MetricRecord key of the weight in a node's training
@@ -113,7 +115,7 @@ class SecAggOptions:
     protocol: str = SECAGG
     clip: float = DEFAULT_CLIP
     bits: int = 16
-    ring_bits: int = 32
+    ring_bits: int | None = None
     max_weight: int = DEFAULT_MAX_WEIGHT
     weight_key: str = "num-examples"
     threshold: int | None = None
@@ -154,7 +156,15 @@ class SecAggOptions:
 
     def quantization(self, num_nodes: int) -> QuantizationConfig:
         """The quantization for ``num_nodes``; ConfigurationError if the ring could overflow."""
-        return QuantizationConfig(self.clip, self.bits, num_nodes, self.ring_bits, max_weight=self.max_weight)
+        return QuantizationConfig(
+            self.clip, self.bits, num_nodes, self.ring_for(num_nodes), max_weight=self.max_weight
+        )
+
+    def ring_for(self, num_nodes: int) -> int:
+        """The ring of a round of ``num_nodes``: ``ring_bits`` if set, else the smallest that fits."""
+        if self.ring_bits is not None:
+            return self.ring_bits
+        return smallest_ring_bits(self.bits, num_nodes, self.max_weight)
 
     def masking(self, num_nodes: int, vector_length: int, identity_keys: tuple[bytes, ...] = ()) -> MaskingConfig:
         """The masking configuration for ``num_nodes``; ConfigurationError if unsafe or infeasible.
@@ -172,7 +182,7 @@ class SecAggOptions:
                 num_nodes,
                 vector_length,
                 threshold=self.threshold,
-                ring_bits=self.ring_bits,
+                ring_bits=self.ring_for(num_nodes),
                 mode=self.mode,
                 identity_keys=keys,
                 corrupt_fraction=self.corrupt_fraction,
@@ -180,7 +190,7 @@ class SecAggOptions:
         return MaskingConfig.secagg_plus(
             num_nodes,
             vector_length,
-            ring_bits=self.ring_bits,
+            ring_bits=self.ring_for(num_nodes),
             mode=self.mode,
             identity_keys=keys,
             corrupt_fraction=0.05 if self.corrupt_fraction is None else self.corrupt_fraction,
@@ -227,8 +237,8 @@ class SecAggGrid(SecureGrid):
             self.reports.append(batch.report(started, dropped, errors, reason=str(exc), node_ids=sampled))
             return None
         log = LOGGER.warning if plan.masking.mode == SEMI_HONEST else LOGGER.info
-        log("secure round %d (%s, n = %d, t = %d): %s", batch.server_round, plan.masking.mode,
-            plan.masking.num_clients, plan.masking.threshold, plan.masking.guarantee)
+        log("secure round %d (%s, n = %d, t = %d, ring Z_(2^%d)): %s", batch.server_round, plan.masking.mode,
+            plan.masking.num_clients, plan.masking.threshold, plan.masking.ring_bits, plan.masking.guarantee)
         state = server_start(plan.masking, context=plan.context)
         outbound = {client: wire.encode(plan.setup) for client in range(1, len(batch.node_ids) + 1)}
         try:
