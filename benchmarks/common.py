@@ -5,12 +5,14 @@ from __future__ import annotations
 import copy
 import datetime
 import math
+import sys
 import time
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 from . import floors
+from .progress import on_terminal
 from .report import Column, Row, SuiteReport, machine
 
 __all__ = ["MODES", "RunContext", "format_value", "resolve", "row_line", "utc_now"]
@@ -24,11 +26,24 @@ FLOOR_SAMPLES = {"quick": 7, "full": 15, "custom": 11}
 
 @dataclass(frozen=True)
 class RunContext:
-    """How a suite runs: its mode, the command line that started it, progress bars."""
+    """How a suite runs: its mode, the command line that started it, progress bars, and
+    ``keep``, which gets every result row as soon as it is measured (the runner writes
+    them to ``SUITE.partial.jsonl``, so an interrupted run keeps what it measured)."""
 
     mode: str
     command: str
     progress: bool = True
+    keep: Callable[[Row], None] | None = field(default=None, compare=False)
+
+    def measured(self, row: Row) -> None:
+        """Hand a freshly measured result row to :attr:`keep`."""
+        if self.keep is not None:
+            self.keep(row)
+
+    def status(self, line: str) -> None:
+        """A line on stderr before a wait without a bar (only on a terminal, with progress on)."""
+        if self.progress and on_terminal():
+            print(line, file=sys.stderr, flush=True)
 
     def report(self, suite: str, started: str, clock: float, **fields: Any) -> SuiteReport:
         """``suite``'s report with this run's bookkeeping filled in: mode, command,
@@ -45,6 +60,7 @@ class RunContext:
 
     def floors(self) -> dict[str, Any]:
         """The hardware floors of this run (measured once per process)."""
+        self.status("measuring the hardware floors (AES-128-CTR keystream, numpy adds, powmod)...")
         return floors.measure(key_bits=FLOOR_KEY_BITS[self.mode], powmod_samples=FLOOR_SAMPLES[self.mode])
 
 

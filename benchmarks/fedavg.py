@@ -123,6 +123,7 @@ def run(overrides: Mapping[str, Any], context: RunContext) -> SuiteReport:
         for dataset, aggregation in plan:
             progress.begin(f"{dataset} {aggregation}")
             row = _run_demo(dataset, aggregation, options)
+            context.measured(row)
             kept = best.get((dataset, aggregation))
             if kept is None or row["metrics"]["round_s"] < kept["metrics"]["round_s"]:
                 best[dataset, aggregation] = row

@@ -128,6 +128,7 @@ def run(overrides: Mapping[str, Any], context: RunContext) -> SuiteReport:
             progress.begin(f"n={n} d={d:,} {graph} drop={dropout:g}")
             row = run_configuration(n, d, graph, dropout, repeats)
             results.append(row)
+            context.measured(row)
             progress.write("masking  " + row_line(row, COLUMNS))
             progress.advance()
     return context.report(

@@ -179,6 +179,7 @@ def run(overrides: Mapping[str, Any], context: RunContext) -> SuiteReport:
                 }
                 row: Row = {"params": params, "metrics": metrics}
                 results.append(row)
+                context.measured(row)
                 progress.write("paillier  " + row_line(row, COLUMNS))
                 progress.advance()
     finally:

@@ -99,6 +99,7 @@ def run(overrides: Mapping[str, Any], context: RunContext) -> SuiteReport:
                 work = Work.secagg_plus(options["clients"], dim, options["dropout"])
                 for row in _flower_rows(work, options["dropout"], options["repeats"]):
                     results.append(row)
+                    context.measured(row)
                     progress.write("peers  " + row_line(row, COLUMNS))
                 progress.advance()
             notes.extend(FLOWER_WEAKNESSES)
@@ -107,6 +108,7 @@ def run(overrides: Mapping[str, Any], context: RunContext) -> SuiteReport:
         progress.begin(f"phe d={options['paillier_dim']:,}")
         row = _phe_row(options["paillier_dim"])
         results.append(row)
+        context.measured(row)
         progress.write("peers  " + row_line(row, COLUMNS))
         progress.advance()
     notes.append(

@@ -1,7 +1,8 @@
 """Progress bars (tqdm, on stderr) with a plain-print fallback.
 
 Table rows go through :meth:`Progress.write` so they print above the bar
-instead of breaking it.
+instead of breaking it. The bar shows only when stderr is a terminal: its
+frames never land in a redirected log.
 """
 
 from __future__ import annotations
@@ -12,16 +13,22 @@ import sys
 from types import TracebackType
 from typing import Any
 
-__all__ = ["Progress"]
+__all__ = ["Progress", "on_terminal"]
+
+
+def on_terminal() -> bool:
+    """Whether stderr is a terminal (where progress bars and status lines go)."""
+    isatty = getattr(sys.stderr, "isatty", None)
+    return bool(isatty is not None and isatty())
 
 
 class Progress:
     """A bar over ``total`` steps labelled ``description``; plain prints when
-    disabled or when tqdm is not installed."""
+    disabled, when stderr is not a terminal or when tqdm is not installed."""
 
     def __init__(self, total: int, description: str, *, enabled: bool = True) -> None:
         self._bar: Any = None
-        if enabled and importlib.util.find_spec("tqdm") is not None:
+        if enabled and on_terminal() and importlib.util.find_spec("tqdm") is not None:
             tqdm = importlib.import_module("tqdm")
             self._bar = tqdm.tqdm(total=total, desc=description, unit="config", leave=False, file=sys.stderr)
 

@@ -6,8 +6,15 @@ stdout), then, with ``--out``, write ``DIR/SUITE.json``, ``DIR/SUITE.csv`` and
 ``DIR/summary.md`` from every report in DIR. ``--json PATH`` also writes the
 suite's report to PATH.
 
+Every result row is also appended to ``DIR/SUITE.partial.jsonl`` (with
+``--json PATH`` only: ``PATH.partial.jsonl``) the moment it is measured, one
+JSON object a line, and that file is removed once the full report is written:
+after Ctrl-C (or a crash) it holds what the run had measured, and the runner
+says where.
+
 Exit status: 0; 1 if an aggregate was not exact, a report failed its schema
-or a suite of ``all`` failed (the others still run).
+or a suite of ``all`` failed (the others still run); Ctrl-C propagates
+(``secagg`` exits 130).
 """
 
 from __future__ import annotations
@@ -15,14 +22,17 @@ from __future__ import annotations
 import argparse
 import importlib
 import importlib.util
+import json
 import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import IO
 
 from . import SUITES, plots
 from .common import RunContext, format_value
-from .report import SuiteReport, validate
+from .progress import on_terminal
+from .report import Row, SuiteReport, _finite_tree, validate
 from .summary import targets_table, write_summary
 
 __all__ = ["command_line", "main", "run_suite"]
@@ -51,14 +61,68 @@ def command_line(args: argparse.Namespace, options: Sequence[str] = ()) -> str:
     return " ".join(parts)
 
 
-def run_suite(suite: str, args: argparse.Namespace) -> SuiteReport:
-    """Run one suite with the options in ``args`` (those the suite takes)."""
+class PartialResults:
+    """The rows of one suite as they are measured, appended to ``path`` (one JSON object
+    a line, flushed at once); ``path`` None keeps them in memory only."""
+
+    def __init__(self, suite: str, path: Path | None) -> None:
+        self.suite = suite
+        self.path = path
+        self.rows = 0
+        self._file: IO[str] | None = None
+
+    def keep(self, row: Row) -> None:
+        """Record one measured row."""
+        self.rows += 1
+        if self.path is None:
+            return
+        if self._file is None:
+            self._file = self.path.open("w", encoding="utf-8")
+        self._file.write(json.dumps({"suite": self.suite, **_finite_tree(row)}, allow_nan=False) + "\n")
+        self._file.flush()
+
+    def close(self) -> None:
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+
+    def discard(self) -> None:
+        """The full report is written: the partial file has served."""
+        self.close()
+        if self.path is not None:
+            self.path.unlink(missing_ok=True)
+
+    def interrupted(self) -> str:
+        """Close the file; the line saying what was kept."""
+        self.close()
+        if self.rows == 0:
+            return f"secagg bench {self.suite}: interrupted before the first result"
+        count = f"{self.rows} result{'s' if self.rows != 1 else ''}"
+        if self.path is None:
+            return f"secagg bench {self.suite}: interrupted after {count} (printed above; --out DIR keeps a file)"
+        return f"secagg bench {self.suite}: interrupted; the {count} measured so far are in {self.path}"
+
+
+def partial_path(suite: str, args: argparse.Namespace) -> Path | None:
+    """Where ``suite``'s rows go as they are measured: ``DIR/SUITE.partial.jsonl``,
+    ``PATH.partial.jsonl`` with ``--json PATH`` only, or nowhere."""
+    if getattr(args, "out", None):
+        return Path(args.out) / f"{suite}.partial.jsonl"
+    if getattr(args, "json", None):
+        return Path(f"{args.json}.partial.jsonl")
+    return None
+
+
+def run_suite(suite: str, args: argparse.Namespace, partial: PartialResults | None = None) -> SuiteReport:
+    """Run one suite with the options in ``args`` (those the suite takes); every row
+    also goes to ``partial`` as soon as it is measured."""
     module = importlib.import_module(f"{__package__}.{suite}")
     overrides = {name: getattr(args, name, None) for name in module.OPTIONS} if args.suite != "all" else {}
     context = RunContext(
         mode=getattr(args, "preset", None) or "custom",
         command=command_line(args, module.OPTIONS if args.suite != "all" else ()),
         progress=not getattr(args, "no_progress", False),
+        keep=None if partial is None else partial.keep,
     )
     report: SuiteReport = module.run(overrides, context)
     return report
@@ -95,12 +159,25 @@ def main(args: argparse.Namespace) -> int:
     """Entry point of ``secagg bench``: see the module docstring."""
     suites = list(SUITES) if args.suite == "all" else [args.suite]
     out = Path(args.out) if getattr(args, "out", None) else None
+    created = out is not None and not out.exists()
+    if out is not None:
+        out.mkdir(parents=True, exist_ok=True)  # checked while parsing: it can be created
     status = 0
     began = time.perf_counter()
+    written = 0
     for suite in suites:
+        partial = PartialResults(suite, partial_path(suite, args))
         try:
-            report = run_suite(suite, args)
-        except Exception as exc:  # in ``all``, one failing suite must not hide the others
+            report = run_suite(suite, args, partial)
+        except KeyboardInterrupt:
+            print(("\n" if on_terminal() else "") + partial.interrupted(), file=sys.stderr)  # past the ^C
+            if out is not None and written:
+                print(f"wrote {write_summary(out)} (the suites that finished)", file=sys.stderr)
+            elif created and out is not None and not any(out.iterdir()):
+                out.rmdir()  # nothing measured: leave no empty folder behind
+            raise
+        except Exception as exc:
+            partial.close()  # in ``all``, one failing suite must not hide the others
             if len(suites) == 1:
                 raise
             print(f"secagg bench {suite}: failed: {type(exc).__name__}: {exc}", file=sys.stderr)
@@ -111,6 +188,8 @@ def main(args: argparse.Namespace) -> int:
         if getattr(args, "json", None):
             report.write_json(Path(args.json))
             print(f"wrote {args.json}")
+        partial.discard()
+        written += 1
         errors = _check(report)
         if errors:
             print(f"{suite}: report does not match the schema:", *errors, sep="\n  ", file=sys.stderr)

@@ -87,6 +87,7 @@ def run(overrides: Mapping[str, Any], context: RunContext) -> SuiteReport:
             row["metrics"]["session_wall_s"] = time.perf_counter() - began
             row["metrics"]["client_total_per_neighbour_s"] = row["metrics"]["client_total_s"] / row["params"]["degree"]
             results.append(row)
+            context.measured(row)
             progress.write("scaling  " + row_line(row, COLUMNS))
             progress.advance()
     skipped = [n for n in clients if n > options["max_complete"]]

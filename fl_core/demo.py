@@ -81,6 +81,14 @@ EXIT_MISSING_EXTRA = 2
 EXIT_CANNOT_WRITE = 1
 """Exit code when the run finished but ``--json`` could not be written."""
 
+MIN_HOSPITALS = {"plain": 1, "secagg": 3, "secagg+": 3, "paillier": 3}
+"""Fewest hospitals per aggregation: a secure sum of two would reveal each hospital's
+update to the other (the command line checks the same table, secagg.cli.MIN_HOSPITALS)."""
+
+KEYGEN_SECONDS = {1024: 0.5, 2048: 4.0, 3072: 15.0}
+"""Typical seconds of one threshold Paillier key ceremony (safe primes) per key size on one
+core; the demo runs two (feature moments, then updates). Only for the message it prints."""
+
 _STANDARDISE, _SPLIT = 100, 101  # seed tags for the setup steps' random streams
 
 
@@ -122,11 +130,11 @@ class DemoConfig:
             raise ConfigurationError(f"aggregation must be one of {', '.join(DEMO_AGGREGATIONS)}")
         if self.dataset not in DATASETS:
             raise ConfigurationError(f"dataset must be one of {', '.join(DATASETS)}")
-        if self.hospitals < 1:
-            raise ConfigurationError(f"need at least one hospital, got {self.hospitals}")
-        if self.aggregation != "plain" and self.hospitals < 3:
+        fewest = MIN_HOSPITALS[self.aggregation]
+        if self.hospitals < fewest:
+            reason = " (a sum of two reveals each to the other)" if fewest > 1 else ""
             raise ConfigurationError(
-                f"{self.aggregation} needs at least 3 hospitals (a sum of two reveals each to the other), "
+                f"{self.aggregation} needs at least {fewest} hospital{'s' if fewest > 1 else ''}{reason}, "
                 f"got {self.hospitals}"
             )
         if self.insecure_small_key and self.aggregation != "paillier":
@@ -264,9 +272,16 @@ def _centralized(config: DemoConfig, federation: Federation) -> tuple[float, str
     return float(model.score(scaler.apply(federation.test_features), federation.test_labels)), name
 
 
-def run_demo(config: DemoConfig, *, on_round: Callable[[RoundRecord], None] | None = None) -> DemoReport:
+def run_demo(
+    config: DemoConfig,
+    *,
+    on_round: Callable[[RoundRecord], None] | None = None,
+    on_status: Callable[[str], None] | None = None,
+) -> DemoReport:
     """Run the demo described by ``config`` (see the module docstring); returns its report.
 
+    ``on_round`` gets every round's record; ``on_status`` a line before each step
+    that may take a while without rounds to show (the comparison runs).
     Needs scikit-learn (the ``examples`` extra) for the datasets.
     """
     started = time.perf_counter()
@@ -284,6 +299,8 @@ def run_demo(config: DemoConfig, *, on_round: Callable[[RoundRecord], None] | No
     centralized: float | None = None
     centralized_name = ""
     if config.compare:
+        if on_status is not None:
+            on_status("training plain FedAvg and a centralised model on the pooled data, for comparison...")
         if plain is None:
             plain_federation, plain_aggregator = _setup(config, raw, "plain")
             plain = run_fedavg(
@@ -303,6 +320,15 @@ def run_demo(config: DemoConfig, *, on_round: Callable[[RoundRecord], None] | No
 
 
 # --- presentation -------------------------------------------------------------------------
+
+_LEGEND = (
+    "accuracy, loss: the global model after the round, on the held-out test set",
+    "agg s: seconds to aggregate the round's updates (the secure sum included)",
+    "bytes/hosp: bytes each hospital sent in the round",
+    "in/sampled: hospitals whose update is in the sum / hospitals asked",
+)
+
+_PP_LEGEND = "pp = percentage points, this run minus the comparison: negative means this run is less accurate"
 
 _HEADER = f"{'round':>5}  {'accuracy':>8}  {'loss':>7}  {'agg s':>7}  {'bytes/hosp':>10}  {'in/sampled':>10}  notes"
 
@@ -340,6 +366,8 @@ def _summary(report: DemoReport) -> list[str]:
             f"  {'centralized, pooled data':<34} accuracy {report.centralized_accuracy:7.2%}  ({gap:+.2f} pp)"
             f"  [{report.centralized_model}]"
         )
+    if any(line.endswith("pp)") or " pp)  [" in line for line in lines):
+        lines.append(f"  ({_PP_LEGEND})")
     seconds = [r.aggregation_s for r in rounds]
     lines.append(f"  aggregation time: {sum(seconds):.2f} s in total, {np.mean(seconds):.3f} s per round")
     if report.plain is not None and name != "plain":
@@ -366,18 +394,46 @@ class _Writer(logging.Handler):
         self.write(f"       ! {record.getMessage()}")
 
 
+def _on_terminal() -> bool:
+    """Whether stderr is a terminal: progress bars and status lines go there, never into a log."""
+    isatty = getattr(sys.stderr, "isatty", None)
+    return bool(isatty is not None and isatty())
+
+
+Progress = tuple[Callable[[str], None], Callable[[], None], Callable[[str], None]]
+
+
 @contextmanager
-def _progress(rounds: int, enabled: bool) -> Iterator[tuple[Callable[[str], None], Callable[[], None]]]:
-    """``(write, advance)``: a tqdm bar over rounds when available and enabled, plain prints otherwise."""
-    if enabled and importlib.util.find_spec("tqdm") is not None:
+def _progress(rounds: int, bar_wanted: bool) -> Iterator[Progress]:
+    """``(write, advance, status)``: table lines to stdout, a step of the bar over rounds, and a
+    status line on stderr. The bar (tqdm) and the status lines show only when stderr is a
+    terminal, the bar only if ``bar_wanted`` too."""
+    terminal = _on_terminal()
+    if terminal and bar_wanted and importlib.util.find_spec("tqdm") is not None:
         tqdm = importlib.import_module("tqdm").tqdm
         bar = tqdm(total=rounds, desc="FedAvg rounds", unit="round", leave=False, file=sys.stderr)
         try:
-            yield tqdm.write, (lambda: bar.update(1))
+            yield tqdm.write, (lambda: bar.update(1)), (lambda line: tqdm.write(line, file=sys.stderr))
         finally:
             bar.close()
     else:
-        yield print, (lambda: None)
+
+        def status(line: str) -> None:
+            if terminal:
+                print(line, file=sys.stderr, flush=True)
+
+        yield print, (lambda: None), status
+
+
+def _keygen_line(config: DemoConfig) -> str:
+    """What the Paillier key ceremonies are about to do, and roughly how long they take."""
+    paillier = importlib.import_module("fl_core.aggregators.paillier")  # needs gmpy2: only for paillier runs
+    bits = int(paillier.INSECURE_KEY_BITS if config.insecure_small_key else paillier.DEFAULT_KEY_BITS)
+    seconds = 2 * KEYGEN_SECONDS.get(bits, KEYGEN_SECONDS[3072] * (bits / 3072) ** 4)
+    return (
+        f"generating two keys of {bits} bits for threshold Paillier (one for the feature moments, one for the "
+        f"updates)... (about {seconds:.0f} s, more on a slow or busy machine)"
+    )
 
 
 def _from_args(args: argparse.Namespace) -> DemoConfig:
@@ -417,18 +473,22 @@ def main(args: argparse.Namespace) -> int:
             f"at most {config.max_samples_per_client} samples per hospital"
         )
     logger = logging.getLogger("fl_core")
-    with _progress(config.rounds, not args.no_progress) as (write, advance):
+    with _progress(config.rounds, not args.no_progress) as (write, advance, status):
         handler = _Writer(write)
         logger.addHandler(handler)
 
         def on_round(record: RoundRecord) -> None:
             if record.round == 1:  # after the setup, which may still refuse the configuration
+                for line in _LEGEND:
+                    write(line)
                 write(_HEADER)
             write(_row(record))
             advance()
 
+        if config.aggregation == "paillier":
+            status(_keygen_line(config))
         try:
-            report = run_demo(config, on_round=on_round)
+            report = run_demo(config, on_round=on_round, on_status=status)
         finally:
             logger.removeHandler(handler)
     for line in _summary(report):

@@ -5,12 +5,19 @@ from __future__ import annotations
 
 import csv
 import importlib.util
+import io
 import json
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 from typing import Any
 
 import pytest
 from secagg_bench import flower_peer
+from secagg_bench import masking as masking_suite
+from secagg_bench.progress import Progress
 from secagg_bench.report import validate
 
 from secagg import cli
@@ -163,3 +170,134 @@ def test_quick_and_full_are_exclusive(capsys: pytest.CaptureFixture[str]) -> Non
     # Assert
     assert exited.value.code == 2
     assert "not allowed with argument" in capsys.readouterr().err
+
+
+# --- interrupted and piped runs (issue 14, item 4) -------------------------------------------
+
+
+def _interrupt_after(monkeypatch: pytest.MonkeyPatch, rows: int) -> None:
+    """Make the masking suite's configuration ``rows + 1`` raise KeyboardInterrupt (Ctrl-C)."""
+    real = masking_suite.run_configuration
+    calls = []
+
+    def measured(*args: Any) -> Any:
+        calls.append(args)
+        if len(calls) > rows:
+            raise KeyboardInterrupt
+        return real(*args)
+
+    monkeypatch.setattr(masking_suite, "run_configuration", measured)
+
+
+def test_interrupted_bench_keeps_what_it_measured_and_says_where(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Prepare
+    _interrupt_after(monkeypatch, rows=2)
+    out = tmp_path / "run"
+
+    # Execute
+    code = cli.main(["bench", "masking", "--clients", "5", "--dim", "64", "128", "256", "--out", str(out)])
+    err = capsys.readouterr().err
+
+    # Assert: exit 130, one line saying where the two measured rows are, and the rows themselves.
+    assert code == 130
+    partial = out / "masking.partial.jsonl"
+    assert f"secagg bench masking: interrupted; the 2 results measured so far are in {partial}" in err
+    assert err.endswith("secagg: interrupted\n") and "Traceback" not in err
+    rows = [json.loads(line) for line in partial.read_text(encoding="utf-8").splitlines()]
+    assert [(r["suite"], r["params"]["dim"]) for r in rows] == [("masking", 64), ("masking", 128)]
+    assert all(r["metrics"]["exact"] is True for r in rows)
+
+
+def test_interrupted_bench_leaves_no_empty_folder(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Prepare
+    _interrupt_after(monkeypatch, rows=0)
+
+    # Execute
+    code = cli.main(["bench", "masking", "--clients", "5", "--dim", "64", "--out", str(tmp_path / "run")])
+
+    # Assert
+    assert code == 130
+    assert "interrupted before the first result" in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_finished_bench_removes_its_partial_file(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    # Execute
+    _run(capsys, tmp_path, "masking", "--clients", "5", "--dim", "64")
+
+    # Assert
+    assert sorted(p.suffix for p in tmp_path.iterdir() if p.suffix != ".png") == [".csv", ".json", ".md"]
+
+
+class _Stream(io.StringIO):
+    def __init__(self, terminal: bool) -> None:
+        super().__init__()
+        self.terminal = terminal
+
+    def isatty(self) -> bool:
+        return self.terminal
+
+
+@pytest.mark.parametrize("terminal", [False, True])
+def test_progress_bar_only_on_a_terminal(monkeypatch: pytest.MonkeyPatch, terminal: bool) -> None:
+    pytest.importorskip("tqdm")
+    # Prepare
+    stderr = _Stream(terminal)
+    monkeypatch.setattr(sys, "stderr", stderr)
+
+    # Execute
+    with Progress(3, "masking") as progress:
+        progress.begin("n=5")
+        progress.advance()
+
+    # Assert: frames on a terminal, none in a redirected log.
+    assert ("masking" in stderr.getvalue()) is terminal
+
+
+def test_interrupt_with_sigint_in_a_real_process(cli_env: dict[str, str], tmp_path: Path) -> None:
+    # Prepare: a run long enough to be interrupted after its first row.
+    out = tmp_path / "run"
+    partial = out / "masking.partial.jsonl"
+    command = [sys.executable, "-m", "secagg.cli", "bench", "masking", "--clients", "20",
+               "--dim", "64", "3000000", "3000001", "--graph", "harary", "--out", str(out)]  # fmt: skip
+    process = subprocess.Popen(
+        command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=cli_env,
+        # A background job of a non-interactive shell starts with SIGINT ignored; undo that (no threads here).
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),  # noqa: PLW1509
+    )  # fmt: skip
+    deadline = time.monotonic() + 120
+    while not (partial.exists() and partial.stat().st_size) and process.poll() is None:
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+
+    # Execute
+    process.send_signal(signal.SIGINT)
+    _, err = process.communicate(timeout=120)
+
+    # Assert
+    assert process.returncode == 130, err
+    assert "Traceback" not in err and err.endswith("secagg: interrupted\n")
+    assert "measured so far are in" in err
+    assert len(partial.read_text(encoding="utf-8").splitlines()) >= 1
+
+
+def test_piping_into_head_exits_quietly(cli_env: dict[str, str]) -> None:
+    # Prepare: rows printed (and flushed) one by one, the reader gone after the first.
+    command = [sys.executable, "-m", "secagg.cli", "bench", "masking", "--clients", "5",
+               "--dim", "64", "20000", "40000", "80000", "160000", "--no-progress"]  # fmt: skip
+
+    # Execute: ``secagg bench ... | head -1``
+    producer = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=cli_env)
+    assert producer.stdout is not None
+    head = subprocess.run(["head", "-1"], stdin=producer.stdout, capture_output=True, check=True)
+    producer.stdout.close()
+    err = producer.communicate(timeout=120)[1].decode()
+
+    # Assert: one line through, nothing on stderr, the SIGPIPE status (0 if every write beat head's exit).
+    assert head.stdout.decode().startswith("masking  n=5  d=64")
+    assert err == ""
+    assert producer.returncode in (141, 0)

@@ -3,13 +3,19 @@
 from __future__ import annotations
 
 import importlib.util
+import io
 import json
+import re
+import sys
 from pathlib import Path
 
 import pytest
 
+from fl_core import demo
 from fl_core.demo import DemoConfig, run_demo
+from secagg import cli
 from secagg.cli import main as cli_main
+from secagg.errors import ConfigurationError
 
 HAS_PAILLIER = importlib.util.find_spec("fl_core.aggregators.paillier") is not None
 needs_sklearn = pytest.mark.skipif(importlib.util.find_spec("sklearn") is None, reason="needs the examples extra")
@@ -120,3 +126,103 @@ def test_demo_picks_the_64_bit_ring_only_when_32_bits_could_overflow() -> None:
     assert DemoConfig(hospitals=16).ring_bits == 32
     assert DemoConfig(hospitals=17).ring_bits == 64
     assert DemoConfig(hospitals=17).as_dict()["ring_bits"] == 64
+
+
+def test_demo_and_command_line_agree_on_the_fewest_hospitals() -> None:
+    # Assert: one rule, stated in both places (the command line does not import fl_core).
+    assert demo.MIN_HOSPITALS == cli.MIN_HOSPITALS
+    for aggregation, fewest in demo.MIN_HOSPITALS.items():
+        with pytest.raises(ConfigurationError, match=f"at least {fewest} hospital"):
+            DemoConfig(aggregation=aggregation, hospitals=fewest - 1)
+        DemoConfig(aggregation=aggregation, hospitals=fewest)
+
+
+class _Terminal(io.StringIO):
+    """A stderr that says it is a terminal."""
+
+    def isatty(self) -> bool:
+        return True
+
+
+@needs_sklearn
+def test_demo_prints_a_legend_for_its_columns_and_pp(capsys: pytest.CaptureFixture[str]) -> None:
+    # Execute
+    code = cli_main(["demo", "--rounds", "2", "--hospitals", "4", "--aggregation", "secagg", "--no-progress"])
+    out = capsys.readouterr().out
+
+    # Assert: every column of the table is explained before it, and which way pp points.
+    assert code == 0
+    legend, table = out.split("round  accuracy", 1)
+    for column in ("accuracy, loss:", "agg s:", "bytes/hosp:", "in/sampled:"):
+        assert column in legend
+    assert "pp = percentage points, this run minus the comparison: negative means this run is less accurate" in table
+
+
+@needs_sklearn
+def test_demo_progress_stays_out_of_redirected_stderr(capsys: pytest.CaptureFixture[str]) -> None:
+    # Execute: progress not switched off, but stderr is not a terminal (captured).
+    code = cli_main(["demo", "--rounds", "2", "--hospitals", "4", "--aggregation", "plain"])
+    captured = capsys.readouterr()
+
+    # Assert
+    assert code == 0
+    assert captured.err == ""
+    assert "\r" not in captured.out and "FedAvg rounds" not in captured.out
+
+
+def _stop_before_training(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Replace run_demo by a stub that refuses at once; returns what stderr received before."""
+    seen: list[str] = []
+
+    def stub(config: DemoConfig, **callbacks: object) -> None:
+        seen.append(sys.stderr.getvalue())
+        raise ConfigurationError("stopped by the test")
+
+    monkeypatch.setattr(demo, "run_demo", stub)
+    return seen
+
+
+@needs_sklearn
+@pytest.mark.skipif(not HAS_PAILLIER, reason="no Paillier aggregator")
+def test_demo_announces_the_paillier_key_ceremony_on_a_terminal(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Prepare
+    monkeypatch.setattr(sys, "stderr", _Terminal())
+    seen = _stop_before_training(monkeypatch)
+
+    # Execute
+    code = cli_main(["demo", "--aggregation", "paillier", "--no-progress"])
+
+    # Assert: said before the ceremony (which runs inside run_demo), with its size and a duration.
+    assert code == 2
+    assert len(seen) == 1
+    assert re.search(r"generating two keys of 3072 bits .*\(about \d+ s", seen[0])
+
+
+@needs_sklearn
+@pytest.mark.skipif(not HAS_PAILLIER, reason="no Paillier aggregator")
+def test_demo_status_lines_stay_out_of_redirected_stderr(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Prepare
+    monkeypatch.setattr(sys, "stderr", io.StringIO())
+    seen = _stop_before_training(monkeypatch)
+
+    # Execute
+    cli_main(["demo", "--aggregation", "paillier", "--insecure-small-key"])
+
+    # Assert: only the insecure-key warning, no status line.
+    assert "generating" not in seen[0] and "WARNING" in seen[0]
+
+
+@needs_sklearn
+def test_demo_draws_its_bar_on_a_terminal(monkeypatch: pytest.MonkeyPatch) -> None:
+    pytest.importorskip("tqdm")
+    # Prepare
+    terminal = _Terminal()
+    monkeypatch.setattr(sys, "stderr", terminal)
+
+    # Execute
+    code = cli_main(["demo", "--rounds", "2", "--hospitals", "3", "--aggregation", "plain"])
+
+    # Assert: the bar, and the comparison step announced.
+    assert code == 0
+    assert "FedAvg rounds" in terminal.getvalue()
+    assert "for comparison..." in terminal.getvalue()

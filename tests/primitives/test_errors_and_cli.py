@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import importlib
 import inspect
+from pathlib import Path
 
 import pytest
 
 import secagg
-from secagg import cli, errors
+from secagg import cli, errors, keys_command
 
 
 def test_every_error_subclasses_secagg_error() -> None:
@@ -92,3 +94,127 @@ def test_cli_unknown_command_is_a_usage_error(capsys: pytest.CaptureFixture[str]
     # Assert
     assert exited.value.code == 2
     assert "invalid choice" in capsys.readouterr().err
+
+
+# --- the command line as a person uses it (issue 14, item 4) ---------------------------------
+
+
+def _refusal(argv: list[str], capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> str:
+    """Run ``argv``, which must be refused as a usage error before its handler runs; its stderr."""
+    real_import = importlib.import_module
+
+    def no_work(name: str, *args: object) -> object:
+        if name in ("fl_core.demo", "secagg_bench.runner"):
+            raise AssertionError(f"{name} imported: the options were not checked up front")
+        return real_import(name, *args)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(importlib, "import_module", no_work)
+    try:
+        code = cli.main(argv)
+    except SystemExit as exited:
+        code = exited.code  # type: ignore[assignment]
+    err = capsys.readouterr().err
+    assert code == 2, err
+    assert "Traceback" not in err
+    return err
+
+
+@pytest.mark.parametrize(
+    ("argv", "expected"),
+    [
+        (["demo", "--seed", "-5"], "argument --seed: must be in 0..4,294,967,295, got -5"),
+        (["demo", "--rounds", "99999999999999999999"], "argument --rounds: must be in 1..10,000"),
+        (["demo", "--rounds", "0"], "argument --rounds: must be in 1..10,000, got 0"),
+        (["demo", "--rounds", "many"], "argument --rounds: expected a whole number"),
+        (["demo", "--alpha", "nan"], "argument --alpha: must be in (0, 1e+06]"),
+        (["demo", "--dropout", "1"], "argument --dropout: must be in [0, 1)"),
+        (["demo", "--dropout", "0.9"], "argument --dropout: --aggregation secagg+ is sized for at most 0.85"),
+        (["demo", "--hospitals", "0"], "argument --hospitals: --aggregation secagg+ needs at least 3 hospitals"),
+        (["demo", "--hospitals", "2", "--aggregation", "secagg"], "--aggregation secagg needs at least 3 hospitals"),
+        (["demo", "--hospitals", "2", "--aggregation", "paillier"], "--aggregation paillier needs at least 3"),
+        (["demo", "--hospitals", "0", "--aggregation", "plain"], "--aggregation plain needs at least 1 hospital,"),
+        (["demo", "--hospitals", "101"], "argument --hospitals: must be at most 100, got 101"),
+        (["demo", "--insecure-small-key"], "argument --insecure-small-key: applies to --aggregation paillier only"),
+        (["bench", "masking", "--clients", "2"], "argument --clients: must be in 3..65,536, got 2"),
+        (["bench", "masking", "--dropout", "-0.1"], "argument --dropout: must be in [0, 1)"),
+        (["bench", "fedavg", "--rounds", "1"], "argument --rounds: must be in 2..10,000"),
+        (["bench", "paillier", "--seed", "-5"], "argument --seed: must be in 0..4,294,967,295"),
+        (["bench", "paillier", "--key-bits", "2049"], "argument --key-bits: a key size must be even, got 2049"),
+        (["bench", "paillier", "--clients", "3", "--threshold", "4"], "argument --threshold: must be at most"),
+    ],
+)
+def test_every_option_is_checked_up_front_and_named_as_typed(
+    argv: list[str], expected: str, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Execute
+    err = _refusal(argv, capsys, monkeypatch)
+
+    # Assert: the option as typed, never the internal name, and the usage of the subcommand.
+    assert expected in err
+    assert f"usage: secagg {argv[0]}" in err
+    for internal in ("dropout_fraction", "patience", "num_clients", "corrupt +"):
+        assert internal not in err
+
+
+def test_unwritable_outputs_are_refused_before_any_work(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Prepare: a regular file where a folder would have to be (unwritable even for root).
+    blocker = tmp_path / "file"
+    blocker.write_text("x", encoding="utf-8")
+
+    # Execute
+    demo_json = _refusal(["demo", "--json", str(blocker / "run.json")], capsys, monkeypatch)
+    missing = _refusal(["demo", "--json", str(tmp_path / "no" / "run.json")], capsys, monkeypatch)
+    folder = _refusal(["demo", "--json", str(tmp_path)], capsys, monkeypatch)
+    bench_out = _refusal(["bench", "masking", "--out", str(blocker / "a" / "b")], capsys, monkeypatch)
+    bench_json = _refusal(["bench", "masking", "--json", str(blocker / "m.json")], capsys, monkeypatch)
+
+    # Assert
+    assert f"argument --json: cannot write {blocker / 'run.json'}: {blocker} is not a directory" in demo_json
+    assert f"folder {tmp_path / 'no'} does not exist" in missing
+    assert f"argument --json: {tmp_path} is a directory" in folder
+    assert f"argument --out: cannot create {blocker / 'a' / 'b'}: {blocker} is not a directory" in bench_out
+    assert "argument --json: cannot write" in bench_json
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["file"]  # nothing created, no scratch file left
+
+
+def test_writable_outputs_pass_and_leave_nothing_behind(tmp_path: Path) -> None:
+    # Execute
+    args = cli.build_parser().parse_args(
+        ["bench", "masking", "--out", str(tmp_path / "new" / "dir"), "--json", str(tmp_path / "m.json")]
+    )
+
+    # Assert
+    assert args.out == str(tmp_path / "new" / "dir") and args.json == str(tmp_path / "m.json")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_ctrl_c_prints_one_line_and_exits_130(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Prepare: a subcommand interrupted while it works.
+    def interrupted(args: object) -> int:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(keys_command, "main", interrupted)
+
+    # Execute
+    code = cli.main(["keys", "new", str(tmp_path / "id.key")])
+    captured = capsys.readouterr()
+
+    # Assert
+    assert code == cli.EXIT_INTERRUPTED == 130
+    assert captured.err == "secagg: interrupted\n"
+    assert captured.out == ""
+
+
+def test_the_documented_maximum_rounds_is_in_the_help(capsys: pytest.CaptureFixture[str]) -> None:
+    # Execute
+    with pytest.raises(SystemExit):
+        cli.main(["demo", "--help"])
+    out = " ".join(capsys.readouterr().out.split())
+
+    # Assert
+    assert f"1..{cli.MAX_ROUNDS:,}" in out
+    assert "at least 3 for the secure aggregations, 1 for plain" in out
