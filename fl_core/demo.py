@@ -188,6 +188,7 @@ class DemoReport:
     centralized_accuracy: float | None
     centralized_model: str
     seconds: float
+    guarantee: str = ""
 
     @property
     def final_accuracy(self) -> float:
@@ -201,6 +202,7 @@ class DemoReport:
             "plain_fedavg_accuracy": self.plain_fedavg_accuracy,
             "centralized_accuracy": self.centralized_accuracy,
             "centralized_model": self.centralized_model,
+            "guarantee": self.guarantee,
             "initial_accuracy": self.result.initial_accuracy,
             "converged_early": self.result.converged,
             "seconds": self.seconds,
@@ -316,6 +318,7 @@ def run_demo(
         centralized_accuracy=centralized,
         centralized_model=centralized_name,
         seconds=time.perf_counter() - started,
+        guarantee=str(getattr(aggregator, "guarantee", "none: the server sees every update (plain FedAvg)")),
     )
 
 
@@ -357,6 +360,8 @@ def _summary(report: DemoReport) -> list[str]:
         + f", {len(rounds)} rounds, dropout {config.dropout:g}",
         f"  {name + ' FedAvg':<34} accuracy {report.final_accuracy:7.2%}",
     ]
+    if report.guarantee:
+        lines.insert(2, f"  protection: {report.guarantee}")
     if report.plain_fedavg_accuracy is not None and name != "plain":
         gap = 100 * (report.final_accuracy - report.plain_fedavg_accuracy)
         lines.append(f"  {'plain FedAvg (float)':<34} accuracy {report.plain_fedavg_accuracy:7.2%}  ({gap:+.2f} pp)")
