@@ -48,15 +48,18 @@ def key_files(directory: Path, num_parties: int, threshold: int) -> tuple[Path, 
     )
 
 
-def identity_files(directory: Path, num_nodes: int) -> tuple[list[Path], Path]:
-    """One Ed25519 identity-key file per partition (uploads are signed) and the federation's trusted list."""
+def identity_files(
+    directory: Path, count: int, trusted: int | None = None
+) -> tuple[list[Path], Path, list[bytes]]:
+    """``count`` deterministic identity key files (0600; uploads and active-mode keys are signed) and
+    a trusted-keys file listing the first ``trusted`` of them (all by default); also the public keys."""
     directory.mkdir(parents=True, exist_ok=True)
-    keys = [SigningKey.generate(InsecureDeterministicRandom(f"partition-{i}".encode())) for i in range(num_nodes)]
+    keys = [SigningKey.generate(InsecureDeterministicRandom(f"identity-{i}".encode())) for i in range(count)]
     paths = []
     for index, key in enumerate(keys):
         path = directory / f"identity-{index}.key"
         write_identity_key(path, key)
         paths.append(path)
-    trusted = directory / "trusted.keys"
-    write_trusted_keys(trusted, [key.public for key in keys])
-    return paths, trusted
+    trusted_path = directory / "trusted.keys"
+    write_trusted_keys(trusted_path, [key.public for key in keys[: trusted if trusted is not None else count]])
+    return paths, trusted_path, [key.public for key in keys]

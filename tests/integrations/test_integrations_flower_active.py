@@ -18,13 +18,14 @@ from secagg.encoding import QuantizationConfig
 from secagg.errors import ConfigurationError
 from secagg.integrations.flower import SecAggGrid, SecAggOptions
 from secagg.integrations.flower._records import read_stage, stage_content
-from secagg.integrations.flower.keys import read_identity_key, write_identity_key, write_trusted_keys
+from secagg.integrations.flower.keys import read_identity_key
 from secagg.integrations.flower.protocol import CONSISTENCY_CHECK, IDENTIFY, SETUP
 from secagg.masking import ACTIVE
 from secagg.primitives.randomness import InsecureDeterministicRandom
 from secagg.primitives.signing import SigningKey
 
 from .flower_harness import Audit, FakeGrid, initial_arrays, make_app, restore_task_identity, set_task_identity
+from .paillier_keys import identity_files
 from .test_integrations_flower import setup_for
 
 NODES = (1_000_000_007, 2**63 + 11, 42, 9_999_999_999, 2**64 - 1)
@@ -36,20 +37,6 @@ def server_identity() -> Iterator[None]:
     previous = set_task_identity()
     yield
     restore_task_identity(previous)
-
-
-def identity_files(directory: Path, count: int, trusted: int | None = None) -> tuple[list[Path], Path, list[bytes]]:
-    """``count`` identity key files and a trusted-keys file listing the first ``trusted`` of them."""
-    directory.mkdir(parents=True, exist_ok=True)
-    keys = [SigningKey.generate(InsecureDeterministicRandom(f"identity-{i}".encode())) for i in range(count)]
-    paths = []
-    for index, key in enumerate(keys):
-        path = directory / f"identity-{index}.key"
-        write_identity_key(path, key)
-        paths.append(path)
-    trusted_path = directory / "trusted.keys"
-    write_trusted_keys(trusted_path, [key.public for key in keys[: trusted if trusted is not None else count]])
-    return paths, trusted_path, [key.public for key in keys]
 
 
 def active_apps(paths: list[Path], trusted: Path, audit: Audit | None = None) -> dict[int, object]:

@@ -252,7 +252,7 @@ def test_paillier_fedavg_over_real_superlink_and_supernodes_with_a_dropout(deplo
     # in round 1 and then fails to decrypt.
     ceremony = deployment.root / "ceremony"
     public_path, shares = key_files(ceremony, NODES, 2)
-    identities, trusted = identity_files(ceremony, NODES)
+    identities, trusted, _ = identity_files(ceremony, NODES)
     passphrase = ceremony / "passphrase"
     passphrase.write_text(PASSPHRASE + "\n")
     audit_dir = deployment.root / "audit"
