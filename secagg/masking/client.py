@@ -126,12 +126,19 @@ class ClientState(wire.Message):
     neighbours: tuple[RosterEntry, ...] = wire_field(ListOf(Struct(RosterEntry)))
     held: tuple[HeldShares, ...] = wire_field(ListOf(Struct(HeldShares)))
     survivors: tuple[int, ...] = wire_field(ListOf(U32))
+    # Peers whose share box this client refused in round 2 (spec 12.8): it holds and
+    # reveals nothing for them, but still masked with them.
+    refused: tuple[int, ...] = wire_field(ListOf(U32))
 
     def __post_init__(self) -> None:
         if self.phase not in ClientPhase.__members__.values():
             raise DecodeError(f"unknown client phase {self.phase}")
         if len(self.session) not in (0, SESSION_ID_SIZE) or len(self.self_mask_seed) not in (0, prg.SEED_SIZE):
             raise DecodeError("client state holds a session id or self-mask seed of the wrong size")
+        if any(a >= b for a, b in zip(self.refused, self.refused[1:], strict=False)):
+            raise DecodeError("client state: refused peers must be strictly increasing client ids")
+        if set(self.refused) & {held.owner for held in self.held}:
+            raise DecodeError("client state holds shares of a peer whose box it refused")
 
     @property
     def masking_config(self) -> MaskingConfig:
@@ -189,6 +196,7 @@ def client_start(
         neighbours=(),
         held=(),
         survivors=(),
+        refused=(),
     )
     return state, wire.encode(message)
 
@@ -330,9 +338,25 @@ def _masked_input(
     keys = share_encryption_keys(
         state.encryption_private, [(e.client, e.encryption_key) for e in senders], state.session, state.client
     )
-    held = [_open_box(state, box, key) for box, key in zip(delivery.boxes, keys, strict=True)]
+    # A box that does not open, or whose bundle is not v's well-formed bundle for this
+    # client, is v's fault or the relaying server's: v is refused for this client alone
+    # (nothing of v is kept, so nothing of v is ever revealed) and the step goes on.
+    held: list[HeldShares] = []
+    refused: list[int] = []
+    for box, key in zip(delivery.boxes, keys, strict=True):
+        try:
+            held.append(_open_box(state, box, key))
+        except AuthenticationError:
+            refused.append(box.peer)
+    if len(held) < config.threshold:
+        raise ThresholdError(
+            f"{who}: only {len(held)} share boxes opened (refused: clients {', '.join(map(str, refused))}), "
+            f"fewer than the threshold {config.threshold}"
+        )
     # The self-mask is expanded straight into the output and the input added to
-    # it: one pass over d fewer than copying the input first.
+    # it: one pass over d fewer than copying the input first. The pairwise masks are
+    # those of every delivered sender, refused ones included: they come from the
+    # senders' public keys, not from their boxes.
     vector = np.empty(config.vector_length, dtype=config.ring.dtype)
     prg.expand_into(vector, state.self_mask_seed, SELF_MASK_LABEL)
     np.add(vector, input_vector, out=vector)
@@ -341,7 +365,7 @@ def _masked_input(
         subtract = pair_mask_subtracts(state.client, entry.client)
         prg.add_expansion(vector, seed, PAIR_MASK_LABEL, subtract=subtract)
     next_phase = ClientPhase.AWAIT_SURVIVORS if config.mode == ACTIVE else ClientPhase.AWAIT_UNMASK
-    new_state = replace(state, phase=next_phase, held=tuple(held))
+    new_state = replace(state, phase=next_phase, held=tuple(held), refused=tuple(refused))
     return new_state, wire.encode(MaskedInput(state.client, state.session, vector))
 
 
@@ -419,6 +443,7 @@ def _unmask(state: ClientState, config: MaskingConfig, request: UnmaskRequest) -
     self_mask, mask_key = [], []
     for held in state.held:
         # Exactly one share per peer: the self-mask share if it survived, else the key share.
+        # A refused peer is not in held: nothing is revealed for it.
         if held.owner in survivors:
             self_mask.append(ShareEntry(held.owner, held.self_mask_share))
         else:

@@ -300,9 +300,11 @@ def _collect_unmask(state: ServerState, inbound: Mapping[int, bytes]) -> tuple[S
     for client, message in accepted.items():
         assert isinstance(message, UnmaskResponse)
         held = state.delivered[client]
-        if [e.owner for e in message.self_mask_shares] != [v for v in held if v in survivors] or [
+        # A responder may leave out a peer whose box it refused in round 2 (it holds
+        # nothing of that peer), never name a peer in the wrong list or one it was not sent.
+        if not {e.owner for e in message.self_mask_shares} <= {v for v in held if v in survivors} or not {
             e.owner for e in message.mask_key_shares
-        ] != [v for v in held if v not in survivors]:
+        } <= {v for v in held if v not in survivors}:
             rejected.append((client, "UnmaskResponse: shares do not match the survivor set"))
             continue
         # A share value >= p is discarded alone (its holder recorded): the holder's

@@ -17,7 +17,7 @@ from typing import Any
 
 from secagg import wire
 from secagg.descriptor import SessionDescriptor, encode_parameters
-from secagg.masking.client import ClientState, client_start, client_step
+from secagg.masking.client import ClientState, HeldShares, client_start, client_step
 from secagg.masking.config import ACTIVE, SEMI_HONEST, MaskingConfig
 from secagg.masking.messages import KeyRoster, RosterEntry, ShareDelivery
 from secagg.masking.parameters import default_dropout_target
@@ -516,6 +516,7 @@ CLIENT_NOTES = {
     "the stored ClientState (tag 0x0180) it returns; decoding the state and encoding it again gives the same bytes.",
     "BadPhase": "A stored state with phase 6 (step: decode, DecodeError).",
     "BadSessionLength": "A stored session id of 5 bytes (step: decode, DecodeError).",
+    "RefusedHeld": "A stored state that holds shares of a peer it lists as refused (step: decode, DecodeError).",
     "BadGraphCode": "A stored config record with graph code 7: decodes; the next step refuses it "
     "(step: client_step, ConfigurationError).",
     "BadClientId": "A client id outside 1..n (step: client_start, ConfigurationError).",
@@ -543,7 +544,7 @@ def generate_client() -> Json:
     base = {"numClients": 4, "vectorLength": 3, "context": context.hex()}
     tests = [test_case("client 1 of 4 after AdvertiseKeys", ["RoundTrip"], "valid", step="start", client=1,
                        draws=[d.hex() for d in draws], advertise=advertise.hex(), state=encoded.hex(), **base)]
-    phase_at = len(encoded) - (32 * 4 + 4 + 32 + 4 + 0 + 4 * 3) - 1  # phase byte: before the four keys
+    phase_at = len(encoded) - (32 * 4 + 4 + 32 + 4 + 0 + 4 * 4) - 1  # phase byte: before the four keys
     assert encoded[phase_at] == 1
     tests.append(test_case("phase 6", ["BadPhase"], "invalid", step="decode",
                            state=(encoded[:phase_at] + b"\x06" + encoded[phase_at + 1:]).hex(), error="DecodeError"))
@@ -552,6 +553,10 @@ def generate_client() -> Json:
         + encoded[session_at + 36:]
     tests.append(test_case("session id of 5 bytes", ["BadSessionLength"], "invalid", step="decode",
                            state=bad_session.hex(), error="DecodeError"))
+    holding = dataclasses.replace(state, held=(HeldShares(2, bytes(33), bytes(33)),)).to_bytes()
+    tests.append(test_case("holds shares of client 2 and lists it as refused", ["RefusedHeld"], "invalid",
+                           step="decode", state=(holding[:-4] + (1).to_bytes(4, "big") + (2).to_bytes(4, "big")).hex(),
+                           error="DecodeError"))
     graph = ClientState(**{**{f.name: getattr(state, f.name) for f in dataclasses.fields(state)},
                            "config": dataclasses.replace(state.config, graph=7)})
     roster = KeyRoster(1, tuple(RosterEntry(c, bytes([c]) * 32, bytes([c]) * 32, b"") for c in (2, 3, 4)))

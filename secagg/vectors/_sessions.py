@@ -204,6 +204,10 @@ def _outcome_json(config: MaskingConfig, outcome: Outcome) -> Json:
     masked = [(c, wire.decode(d, MaskedInput).vector) for r in outcome.rounds if r.round == Round.MASKED_INPUT
               for c, d in sorted(r.client_messages.items())]
     out["maskedInputs"] = [{"client": c, "words": ring_to_hex(v)} for c, v in masked]
+    refused = [{"client": c, "peers": list(state.refused)} for c, state in sorted(outcome.states.items())
+               if state.refused]
+    if refused:  # only sessions in which some box was refused carry the key
+        out["refusedBoxes"] = refused
     if outcome.abort is not None:
         out["abort"] = {"round": ROUND_NAMES[outcome.abort[0]], "error": outcome.abort[1]}
     elif server is not None and server.result is not None:
@@ -225,9 +229,11 @@ class Scenario:
     edits: Mapping[tuple[Round, str, int], Callable[[bytes], bytes]] = field(default_factory=dict)
     replays: Sequence[tuple[int, Callable[[Outcome], bytes]]] = ()
     readable_inputs: bool = False
-    # (sender, recipient) -> the bundle the sender seals for the recipient instead of its
-    # honest one: a malicious peer, which knows k_uv, so the box authenticates.
-    peer_bundles: Mapping[tuple[int, int], Callable[[ShareBundle], ShareBundle]] = field(default_factory=dict)
+    # (sender, recipient) -> what the sender sends the recipient instead of its honest box:
+    # a ShareBundle it seals itself (a malicious peer knows k_uv, so the box authenticates),
+    # or bytes: the sealed field of a garbage box, which does not open.
+    peer_bundles: Mapping[tuple[int, int], Callable[[ShareBundle], ShareBundle | bytes]] = field(
+        default_factory=dict)
 
 
 def _identities(label: str, n: int) -> dict[int, SigningKey]:
@@ -248,8 +254,9 @@ def _session_test(config: MaskingConfig, label: str, identities: Mapping[int, Si
     randoms = {c: RecordingRandom(deterministic(f"{label}/client/{c}")) for c in inputs}
     tampered: list[Json] = []
     edits = dict(scenario.edits)
-    for (sender, recipient), change in scenario.peer_bundles.items():
-        edits[(Round.SHARE_KEYS, "up", sender)] = _reseal(randoms, sender, recipient, change)
+    for sender in sorted({sender for sender, _ in scenario.peer_bundles}):
+        changes = {r: change for (s, r), change in scenario.peer_bundles.items() if s == sender}
+        edits[(Round.SHARE_KEYS, "up", sender)] = _reseal(randoms, sender, changes)
 
     def tamper(round_: Round, direction: str, client: int, data: bytes) -> bytes:
         edit = edits.get((round_, direction, client))
@@ -274,7 +281,8 @@ def _session_test(config: MaskingConfig, label: str, identities: Mapping[int, Si
         else:
             raise VectorError(f"{scenario.comment}: client {client} accepted the replayed message")
     body = _outcome_json(config, outcome)
-    failing = outcome.abort or outcome.client_errors or outcome.server_rejected or replays
+    refusals = any(state.refused for state in outcome.states.values())
+    failing = outcome.abort or outcome.client_errors or outcome.server_rejected or replays or refusals
     fields: Json = {
         "context": context.hex(),
         "inputs": [{"client": c, "words": ring_to_hex(v)} for c, v in sorted(inputs.items())],
@@ -287,24 +295,35 @@ def _session_test(config: MaskingConfig, label: str, identities: Mapping[int, Si
     return test_case(scenario.comment, list(scenario.flags), "invalid" if failing else "valid", **fields)
 
 
-def _reseal(randoms: Mapping[int, RecordingRandom], sender: int, recipient: int,
-            change: Callable[[ShareBundle], ShareBundle]) -> Callable[[bytes], bytes]:
-    """An edit of ``sender``'s EncryptedShares: its box for ``recipient`` re-sealed by the
-    sender itself (its encryption key is its first draw) around ``change(bundle)``, with
-    the box's own nonce, so the delivered box is the only one the malicious sender sent."""
+def _fixed(value: bytes) -> Callable[[int], bytes]:
+    """A random source that returns ``value`` (a box's own nonce, re-used when re-sealing)."""
+    return lambda size: value
+
+
+def _reseal(randoms: Mapping[int, RecordingRandom], sender: int,
+            changes: Mapping[int, Callable[[ShareBundle], ShareBundle | bytes]]) -> Callable[[bytes], bytes]:
+    """An edit of ``sender``'s EncryptedShares: its box for each recipient in ``changes``
+    re-sealed by the sender itself (its encryption key is its first draw) around
+    ``change(bundle)``, with the box's own nonce, or replaced by ``change(bundle)`` when
+    that is bytes (a garbage box); the delivered boxes are the only ones the sender sent."""
 
     def apply(data: bytes) -> bytes:
         message = wire.decode(data, EncryptedShares)
-        recipient_public = public_key_of(randoms[recipient].draws[0])
-        key = share_encryption_keys(randoms[sender].draws[0], [(recipient, recipient_public)],
-                                    message.session_id, sender)[0]
-        ad = aead.share_associated_data(message.session_id, sender, recipient, Round.SHARE_KEYS)
-        (honest,) = (box for box in message.boxes if box.peer == recipient)
-        bundle = change(wire.decode(aead.open_sealed(key, honest.sealed, ad), ShareBundle))
-        nonce = honest.sealed[: aead.NONCE_SIZE]
-        forged = SealedBox(recipient, aead.seal(key, wire.encode(bundle), ad, lambda size: nonce))
-        boxes = tuple(forged if box.peer == recipient else box for box in message.boxes)
-        return wire.encode(dataclasses.replace(message, boxes=boxes))
+        boxes = list(message.boxes)
+        for recipient, change in sorted(changes.items()):
+            recipient_public = public_key_of(randoms[recipient].draws[0])
+            key = share_encryption_keys(randoms[sender].draws[0], [(recipient, recipient_public)],
+                                        message.session_id, sender)[0]
+            ad = aead.share_associated_data(message.session_id, sender, recipient, Round.SHARE_KEYS)
+            (position,) = (i for i, box in enumerate(boxes) if box.peer == recipient)
+            honest = boxes[position].sealed
+            changed = change(wire.decode(aead.open_sealed(key, honest, ad), ShareBundle))
+            if isinstance(changed, bytes):
+                boxes[position] = SealedBox(recipient, changed)
+                continue
+            boxes[position] = SealedBox(recipient, aead.seal(key, wire.encode(changed), ad,
+                                                             _fixed(honest[: aead.NONCE_SIZE])))
+        return wire.encode(dataclasses.replace(message, boxes=tuple(boxes)))
 
     return apply
 
@@ -357,16 +376,21 @@ SESSION_NOTES = {
     "Ring64": "Inputs and sums in Z_(2^64).",
     "Active": "Active mode: signed keys, ConsistencyCheck round, signed survivor list.",
     "Harary": "SecAgg+: a Harary graph of degree k < n - 1 on the session's permutation.",
-    "ForgedShare": "A share box or a revealed share was altered: the recipient refuses the box "
-    "(AuthenticationError); the server checks every recovered secret (seed against its commitment, mask key "
-    "against its public key), outvotes one liar among t + 1 holders and rejects it, or aborts with "
-    "AuthenticationError when no t shares reconstruct the committed value.",
+    "ForgedShare": "A share box or a revealed share was altered: the recipient refuses that sender for "
+    "itself (listed in 'refusedBoxes'), keeps masking with it and reveals nothing for it, or aborts with "
+    "ThresholdError when fewer than t boxes open; the server checks every recovered secret (seed against "
+    "its commitment, mask key against its public key), outvotes one liar among t + 1 holders and rejects it, "
+    "or aborts with AuthenticationError when no t shares reconstruct the committed value.",
     "BothSharesRequested": "The server asks a client for a share it must not reveal (a second unmask "
     "request, or a survivor set other than the signed one): ReplayError / UnsafeRequestError.",
     "BadSignature": "An Ed25519 signature (keys or survivor list) does not verify: the message is refused "
     "(AuthenticationError at the client; the server rejects the sender as a dropout).",
     "WrongSession": "A message carries another session id or names another sender: refused (ProtocolError "
     "at the client; the server rejects the sender).",
+    "GarbageBox": "A malicious peer sends a share box that does not open: each recipient refuses that peer "
+    "for itself (listed in 'refusedBoxes'), keeps masking with it and reveals nothing for it; the session "
+    "completes while t holders of the peer's shares remain, else the server cannot unmask the peer "
+    "(ThresholdError naming it) and no honest client aborts.",
     "Replay": "A message of a finished round is delivered again: ReplayError.",
     "BadSurvivorList": "An unmask request whose survivor list omits the recipient (ProtocolError) or has "
     "fewer than t clients (ThresholdError).",
@@ -374,7 +398,8 @@ SESSION_NOTES = {
     "SmallOrderKey": "A client advertises a small-order X25519 key: the server rejects it at AdvertiseKeys "
     "(every exchange with it would be all zero).",
     "BadShareValue": "A share value >= p (no field element): a malicious peer seals it in an authentic bundle "
-    "and the recipient refuses the bundle (AuthenticationError); in an unmask response the server discards "
+    "and the recipient refuses that peer for itself (listed in 'refusedBoxes') and goes on; in an unmask "
+    "response the server discards "
     "that one share and rejects its sender, but keeps the sender's other shares.",
 }
 SESSION_HEADER = [
@@ -563,16 +588,29 @@ def generate_bad_sessions() -> Json:
     # Last, so that the earlier tests keep their tcIds.
     share_value_scenarios = [
         Scenario("client 2 seals for client 1 an authentic bundle whose self-mask share is p: client 1 refuses "
-                 "it and drops; the others complete", ("BadShareValue",),
+                 "client 2 for itself, masks with it, reveals nothing for it; the session completes with all "
+                 "four (2's seed from 3 and 4)", ("BadShareValue",),
                  peer_bundles={(2, 1): lambda bundle: dataclasses.replace(bundle, self_mask_share=_P_BYTES)}),
         Scenario("client 4 drops; client 1's unmask response carries p as its share of 4's mask key: the server "
                  "discards that share (2 and 3 recover the key) and keeps 1's self-mask shares, without which "
                  "2's seed (held by 1 and 3) could not be recovered", ("BadShareValue",), {4: Round.MASKED_INPUT},
                  edits={(Round.UNMASKING, up, 1): _edit(UnmaskResponse, mask_key_shares=_share_p)}),
     ]
+    # Last, so that the earlier tests keep their tcIds: a malicious peer's garbage boxes (n = 5, t = 3).
+    garbage = MaskingConfig.secagg(5, 4, threshold=3)
+    garbage_scenarios = [
+        Scenario("client 2 sends client 1 a garbage box (zero bytes, it does not open): client 1 refuses "
+                 "client 2 for itself and goes on; the session completes with all five, 2's seed from 3, 4, 5",
+                 ("GarbageBox",), peer_bundles={(2, 1): lambda bundle: bytes(60)}),
+        Scenario("client 2 sends garbage boxes to clients 1 and 3: two holders of its secrets are left, fewer "
+                 "than t = 3, so the server cannot unmask client 2's self-mask and names it (ThresholdError); "
+                 "no honest client aborts", ("GarbageBox", "BelowThreshold"),
+                 peer_bundles={(2, 1): lambda bundle: bytes(60), (2, 3): lambda bundle: bytes(60)}),
+    ]
     groups = [_group(semi, "sessions/bad/semi", semi_scenarios), _group(active, "sessions/bad/active",
                                                                         active_scenarios, label),
-              _group(semi, "sessions/bad/share-values", share_value_scenarios)]
+              _group(semi, "sessions/bad/share-values", share_value_scenarios),
+              _group(garbage, "sessions/bad/garbage-boxes", garbage_scenarios)]
     return _session_file("secagg-masking-sessions-bad", "a lying server against honest clients", groups)
 
 
@@ -616,8 +654,8 @@ def check_session(group: Json, test: Json) -> None:
     for source in randoms.values():
         source.finish()
     got = _outcome_json(config, outcome)
-    for key in ("rounds", "clientErrors", "serverRejected", "sessionId", "neighbours", "maskedInputs", "abort",
-                "included", "aggregate"):
+    for key in ("rounds", "clientErrors", "serverRejected", "sessionId", "neighbours", "maskedInputs",
+                "refusedBoxes", "abort", "included", "aggregate"):
         if key == "rounds":
             _compare_rounds(got["rounds"], test["rounds"])
         else:

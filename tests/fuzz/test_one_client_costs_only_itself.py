@@ -7,11 +7,16 @@ clients (a client whose step raises SecAggError aborts, as in the driver) and
 pin what happens today:
 
 - lying unmask shares: outvoted, the liar recorded, the sum exact (passes);
-- a wrong self-mask commitment, or garbage sealed share boxes, in ShareKeys:
-  accepted by the server (it can check neither), and the session aborts later
-  for everyone. DESIGN.md says "one faulty party's message costs only that
-  party"; these are known findings of issue 13, kept as strict xfails so a fix
-  turns them into passing tests.
+- garbage sealed share boxes in ShareKeys: each recipient refuses the sender
+  for itself and goes on (docs/spec.md 12.8, round 2); the session completes
+  while t holders of the sender's shares remain (passes); with fewer (all its
+  boxes garbage) it ends at Unmasking, the server naming the sender (12.9,
+  "Limits"): pinned as a passing test of that limit, and kept as a strict
+  xfail of the stronger claim;
+- a wrong self-mask commitment in ShareKeys: accepted by the server (it cannot
+  check it), and the session aborts at Unmasking, the server naming the
+  sender (12.9, "Limits"): a strict xfail. DESIGN.md says "one faulty party's
+  message costs only that party"; these are the limits left of issue 13.
 """
 
 from __future__ import annotations
@@ -21,8 +26,8 @@ import dataclasses
 import pytest
 
 from secagg import wire
-from secagg.errors import SecAggError
-from secagg.masking import ClientPhase, ServerPhase, ServerState, client_step, server_step
+from secagg.errors import SecAggError, ThresholdError
+from secagg.masking import ClientPhase, ClientState, ServerPhase, ServerState, client_step, server_step
 from secagg.masking.messages import EncryptedShares, SealedBox, ShareEntry, UnmaskResponse
 from secagg.primitives.randomness import InsecureDeterministicRandom
 
@@ -38,6 +43,14 @@ _CLIENT_PHASE_AFTER = {
 
 def finish_with(config: str, phase: ServerPhase, bad: bytes) -> tuple[ServerState, dict[int, str]]:
     """Give the server ``bad`` from client BAD in ``phase``, then run honestly to the end."""
+    server, aborted, _ = finish_with_states(config, phase, bad)
+    return server, aborted
+
+
+def finish_with_states(
+    config: str, phase: ServerPhase, bad: bytes
+) -> tuple[ServerState, dict[int, str], dict[int, ClientState]]:
+    """:func:`finish_with`, also returning each client's state after its last step."""
     record = corpus.masking_recording(config)
     server = record.server_states[phase]
     inbound = {**record.server_inbound[phase], corpus.BAD: bad}
@@ -54,7 +67,7 @@ def finish_with(config: str, phase: ServerPhase, bad: bytes) -> tuple[ServerStat
                 )
             except SecAggError as exc:
                 aborted[client] = type(exc).__name__
-    return server, aborted
+    return server, aborted, states
 
 
 def _shares_message(config: str) -> EncryptedShares:
@@ -75,9 +88,11 @@ def test_lying_unmask_shares_are_outvoted_and_the_liar_recorded(config: str) -> 
 
 
 @pytest.mark.xfail(strict=True, raises=SecAggError, reason=(
-    "finding (issue 13): a client that commits to a self-mask seed other than the one it shares is "
-    "accepted in ShareKeys; at Unmasking no t shares reconstruct the committed value and the final "
-    "server_step raises AuthenticationError for the whole session"))
+    "limit (issue 13, docs/spec.md 12.9 'Limits', threat-model 'A malicious client can abort at "
+    "Unmasking'): a wrong self-mask commitment is accepted in ShareKeys (the server cannot check it); at "
+    "Unmasking no t shares reconstruct the committed value and the final server_step raises "
+    "AuthenticationError naming the sender. Short of verifiable secret sharing the server can neither "
+    "remove its self-mask nor drop its input (that needs its mask key, never revealed for a survivor)"))
 @pytest.mark.parametrize("config", corpus.MASKING_CONFIGS)
 def test_a_wrong_self_mask_commitment_costs_only_its_sender(config: str) -> None:
     message = dataclasses.replace(_shares_message(config), self_mask_commitment=bytes(32))
@@ -85,16 +100,51 @@ def test_a_wrong_self_mask_commitment_costs_only_its_sender(config: str) -> None
     assert server.result is not None and corpus.BAD not in server.result.included
 
 
-@pytest.mark.xfail(strict=True, raises=SecAggError, reason=(
-    "finding (issue 13): share boxes that do not open make every honest recipient's client_step raise "
-    "AuthenticationError (the client aborts), so one client sealing garbage to all its neighbours ends "
-    "the session with ThresholdError; the server cannot see it (the boxes are opaque to it)"))
+def _garbage(message: EncryptedShares, peers: set[int]) -> bytes:
+    boxes = tuple(SealedBox(box.peer, bytes(len(box.sealed))) if box.peer in peers else box
+                  for box in message.boxes)
+    return wire.encode(dataclasses.replace(message, boxes=boxes))
+
+
 @pytest.mark.parametrize("config", corpus.MASKING_CONFIGS)
 def test_garbage_share_boxes_cost_only_their_sender(config: str) -> None:
+    """As many garbage boxes as leave t valid holders of the sender's shares: every
+    recipient refuses the sender for itself, nobody aborts, the session completes with
+    every client (the sender's self-mask seed comes from its other holders), exactly."""
+    record = corpus.masking_recording(config)
     message = _shares_message(config)
-    garbage = tuple(SealedBox(box.peer, bytes(len(box.sealed))) for box in message.boxes)
+    spare = len(message.boxes) - record.config.threshold
+    assert spare >= 1
+    victims = {box.peer for box in message.boxes[:spare]}
+    server, aborted, states = finish_with_states(config, ServerPhase.COLLECT_SHARES, _garbage(message, victims))
+    assert not aborted
+    assert server.result is not None and server.result.included == frozenset(record.inputs)
+    expected = sum(record.inputs.values()).astype(record.config.ring.dtype)
+    assert (server.result.aggregate == expected).all()
+    assert {c for c, state in states.items() if state.refused == (corpus.BAD,)} == victims
+    assert all(state.refused == () for c, state in states.items() if c not in victims)
+    assert not any(reason.startswith("UnmaskResponse") for _, reason in server.rejected)
+
+
+@pytest.mark.parametrize("config", corpus.MASKING_CONFIGS)
+def test_all_garbage_share_boxes_end_the_session_at_unmasking_naming_their_sender(config: str) -> None:
+    """The limit (spec 12.9): no honest client aborts, but no holder can reveal the
+    sender's self-mask seed share, so the server cannot unmask and names the sender."""
+    message = _shares_message(config)
+    with pytest.raises(ThresholdError, match=f"self-mask seed of client {corpus.BAD}: 0 shares"):
+        finish_with(config, ServerPhase.COLLECT_SHARES, _garbage(message, {box.peer for box in message.boxes}))
+
+
+@pytest.mark.xfail(strict=True, raises=ThresholdError, reason=(
+    "limit (issue 13, docs/spec.md 12.9 'Limits'): with garbage boxes to all its neighbours the sender "
+    "survives masked with every honest neighbour, and nobody holds a share of its self-mask seed or "
+    "mask key, so the session ends at Unmasking (ThresholdError naming the sender); no honest client "
+    "aborts (test above)"))
+@pytest.mark.parametrize("config", corpus.MASKING_CONFIGS)
+def test_garbage_share_boxes_to_every_neighbour_cost_only_their_sender(config: str) -> None:
+    message = _shares_message(config)
     server, aborted = finish_with(config, ServerPhase.COLLECT_SHARES,
-                                  wire.encode(dataclasses.replace(message, boxes=garbage)))
+                                  _garbage(message, {box.peer for box in message.boxes}))
     assert server.result is not None
     assert set(server.result.included) >= set(corpus.masking_recording(config).inputs) - {corpus.BAD}
     assert not aborted
