@@ -20,6 +20,8 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
+from secagg.errors import install_hint
+
 from . import SUITES, plots
 from .common import RunContext, format_value
 from .report import SuiteReport, validate
@@ -71,7 +73,7 @@ def _write(report: SuiteReport, out: Path) -> SuiteReport:
     if plots.available():
         names = plots.plot(report, out)
     else:
-        print(f"{report.suite}: matplotlib is not installed (pip install 'secagg[bench]'): no plots", file=sys.stderr)
+        print(f"{report.suite}: matplotlib is not installed ({install_hint('bench')}): no plots", file=sys.stderr)
     report = SuiteReport(**{**report.__dict__, "plots": tuple(names)})
     report.write_csv(out / f"{report.suite}.csv")
     report.write_json(out / f"{report.suite}.json")

@@ -20,7 +20,17 @@ __all__ = [
     "SecAggError",
     "ThresholdError",
     "UnsafeRequestError",
+    "install_hint",
 ]
+
+
+def install_hint(extra: str) -> str:
+    """How to install one of secagg's extras, for error messages.
+
+    secagg is not on the package index: it is installed from a clone of its
+    repository (or from a wheel built there with ``python -m pip wheel . -w dist``).
+    """
+    return f"pip install -e '.[{extra}]' from the root of a secagg clone (secagg is not on the package index)"
 
 
 class SecAggError(Exception):

@@ -5,16 +5,16 @@ from __future__ import annotations
 import importlib
 from types import ModuleType
 
-from secagg.errors import ConfigurationError
+from secagg.errors import ConfigurationError, install_hint
 
 __all__ = ["require"]
 
 
 def require(module: str, extra: str) -> ModuleType:
-    """Import ``module`` or raise ConfigurationError naming the ``secagg[extra]`` install line."""
+    """Import ``module`` or raise ConfigurationError saying how to install the extra."""
     try:
         return importlib.import_module(module)
     except ImportError as exc:
         raise ConfigurationError(
-            f"this secagg integration needs the optional package {module!r}: pip install 'secagg[{extra}]'"
+            f"this secagg integration needs the optional package {module!r}: {install_hint(extra)}"
         ) from exc
