@@ -14,7 +14,8 @@ What a run does, in order:
    data, then print a summary and optionally write it as JSON.
 
 :func:`run_demo` is the function API (used by the tests); :func:`main` is what
-the command line calls with its parsed arguments.
+the command line calls with its parsed arguments. ``python -m fl_core.demo
+[OPTIONS]`` is the same as ``secagg demo [OPTIONS]``.
 """
 
 from __future__ import annotations
@@ -54,12 +55,16 @@ from fl_core.data import (
 )
 from fl_core.fedavg import FedAvgConfig, FedAvgResult, RoundRecord, run_fedavg
 from fl_core.models import MLP, LogisticRegression, Model
-from secagg.errors import ConfigurationError
+from secagg.errors import ConfigurationError, install_hint
 
 __all__ = ["DemoConfig", "DemoReport", "main", "run_demo"]
 
-DEMO_AGGREGATIONS = ("plain", "secagg", "secagg+", "paillier")
-"""The aggregations the demo offers (``plain-quantized`` is for tests and benchmarks)."""
+DEMO_AGGREGATIONS = ("plain", "plain-quantized", "secagg", "secagg+", "paillier")
+"""The aggregations the demo offers. ``plain-quantized`` is the secure aggregations'
+arithmetic in the clear: with the same seed its model is bit-identical to theirs."""
+
+IN_THE_CLEAR = ("plain", "plain-quantized")
+"""Aggregations in which the server sees every update (no minimum number of hospitals)."""
 
 LOCAL_TRAINING = {"breast-cancer": (0.1, 5, 16), "digits": (0.2, 1, 16)}
 """Local SGD per dataset as (learning rate, epochs, batch size), tuned on plain FedAvg
@@ -89,7 +94,7 @@ class DemoConfig:
     """One demo run. Defaults are the command line's defaults.
 
     Attributes:
-        aggregation: ``plain``, ``secagg``, ``secagg+`` or ``paillier``.
+        aggregation: ``plain``, ``plain-quantized``, ``secagg``, ``secagg+`` or ``paillier``.
         hospitals: number of hospitals (>= 3 for the secure aggregations).
         rounds: FedAvg rounds.
         dataset: ``breast-cancer`` (logistic regression) or ``digits`` (MLP).
@@ -124,7 +129,7 @@ class DemoConfig:
             raise ConfigurationError(f"dataset must be one of {', '.join(DATASETS)}")
         if self.hospitals < 1:
             raise ConfigurationError(f"need at least one hospital, got {self.hospitals}")
-        if self.aggregation != "plain" and self.hospitals < 3:
+        if self.aggregation not in IN_THE_CLEAR and self.hospitals < 3:
             raise ConfigurationError(
                 f"{self.aggregation} needs at least 3 hospitals (a sum of two reveals each to the other), "
                 f"got {self.hospitals}"
@@ -399,7 +404,7 @@ def main(args: argparse.Namespace) -> int:
     if importlib.util.find_spec("sklearn") is None:
         print(
             "secagg demo needs scikit-learn for its datasets; install the 'examples' extra: "
-            "pip install 'secagg[examples]'",
+            f"{install_hint('examples')}",
             file=sys.stderr,
         )
         return EXIT_MISSING_EXTRA
@@ -441,3 +446,9 @@ def main(args: argparse.Namespace) -> int:
             return EXIT_CANNOT_WRITE
         print(f"  results written to {args.json}")
     return 0
+
+
+if __name__ == "__main__":
+    from secagg.cli import main as _command_line
+
+    raise SystemExit(_command_line(["demo", *sys.argv[1:]]))

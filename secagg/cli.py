@@ -40,8 +40,8 @@ def _add_demo(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> 
         description="Train one model across hospitals with FedAvg; the server sees only aggregates.",
     )
     demo.add_argument(
-        "--aggregation", choices=["plain", "secagg", "secagg+", "paillier"], default="secagg+",
-        help="how updates are summed (default: secagg+)",
+        "--aggregation", choices=["plain", "plain-quantized", "secagg", "secagg+", "paillier"], default="secagg+",
+        help="how updates are summed (default: secagg+; plain-quantized: the secure arithmetic in the clear)",
     )
     demo.add_argument("--hospitals", type=int, default=5, help="number of hospitals (default: 5)")
     demo.add_argument("--rounds", type=int, default=20, help="FedAvg rounds (default: 20)")
