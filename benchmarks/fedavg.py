@@ -23,6 +23,7 @@ from fl_core.aggregators.paillier import INSECURE_KEY_BITS
 from fl_core.aggregators.plain import FLOAT_SIZE
 from fl_core.demo import DemoConfig, run_demo
 from fl_core.fedavg import RoundRecord
+from secagg._install import install_hint
 from secagg.errors import ConfigurationError
 from secagg.paillier import DEFAULT_KEY_BITS
 
@@ -98,7 +99,7 @@ METRIC_NOTES = {
 def run(overrides: Mapping[str, Any], context: RunContext) -> SuiteReport:
     """Plain FedAvg, then each aggregation, on each data set."""
     if importlib.util.find_spec("sklearn") is None:
-        raise ConfigurationError("the fedavg suite needs scikit-learn for the demo data: pip install 'secagg[bench]'")
+        raise ConfigurationError(f"the fedavg suite needs scikit-learn for the demo data: {install_hint('bench')}")
     started, clock = utc_now(), time.perf_counter()
     options = resolve(PRESETS, context.mode, overrides)
     if options["rounds"] < 2:

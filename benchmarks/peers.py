@@ -25,6 +25,7 @@ import numpy as np
 import phe
 
 from secagg import wire
+from secagg._install import install_hint
 from secagg.masking.benchmark import run_configuration
 from secagg.paillier._compute import Workers
 from secagg.paillier.benchmark import measure_naive_phe
@@ -104,7 +105,7 @@ def run(overrides: Mapping[str, Any], context: RunContext) -> SuiteReport:
                 progress.advance()
             notes.extend(FLOWER_WEAKNESSES)
         else:
-            notes.append("Flower is not installed (pip install 'secagg[bench]'): the Flower SecAgg+ rows were skipped")
+            notes.append(f"Flower is not installed ({install_hint('bench')}): the Flower SecAgg+ rows were skipped")
         progress.begin(f"phe d={options['paillier_dim']:,}")
         row = _phe_row(options["paillier_dim"])
         results.append(row)

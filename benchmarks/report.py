@@ -25,6 +25,7 @@ import cryptography
 import gmpy2
 from cryptography.hazmat.backends.openssl.backend import backend as openssl_backend
 
+from secagg._install import install_hint
 from secagg.errors import ConfigurationError
 from secagg.masking.benchmark import machine as masking_machine
 
@@ -245,7 +246,7 @@ def validate(document: Mapping[str, Any]) -> list[str]:
     Needs ``jsonschema`` (the ``bench`` and ``test`` extras): ConfigurationError without it.
     """
     if importlib.util.find_spec("jsonschema") is None:
-        raise ConfigurationError("checking a report needs jsonschema: pip install 'secagg[bench]'")
+        raise ConfigurationError(f"checking a report needs jsonschema: {install_hint('bench')}")
     jsonschema = importlib.import_module("jsonschema")
     validator = jsonschema.Draft202012Validator(load_schema())
     return [

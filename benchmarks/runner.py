@@ -29,6 +29,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import IO
 
+from secagg._install import install_hint
+
 from . import SUITES, plots
 from .common import RunContext, format_value
 from .progress import on_terminal
@@ -135,7 +137,7 @@ def _write(report: SuiteReport, out: Path) -> SuiteReport:
     if plots.available():
         names = plots.plot(report, out)
     else:
-        print(f"{report.suite}: matplotlib is not installed (pip install 'secagg[bench]'): no plots", file=sys.stderr)
+        print(f"{report.suite}: matplotlib is not installed ({install_hint('bench')}): no plots", file=sys.stderr)
     report = SuiteReport(**{**report.__dict__, "plots": tuple(names)})
     report.write_csv(out / f"{report.suite}.csv")
     report.write_json(out / f"{report.suite}.json")

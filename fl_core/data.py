@@ -32,6 +32,7 @@ import numpy as np
 
 from fl_core.aggregators.base import Aggregator, ClientUpdate
 from fl_core.models import FloatArray, IntArray
+from secagg._install import install_hint
 from secagg.errors import ConfigurationError
 
 __all__ = [
@@ -70,7 +71,7 @@ MIN_ROWS = 10
 MAX_DIRICHLET_DRAWS = 100
 """Dirichlet splits are redrawn until every hospital has enough rows; give up after this many."""
 
-EXAMPLES_EXTRA_HINT = "scikit-learn is needed for the bundled datasets: pip install 'secagg[examples]'"
+EXAMPLES_EXTRA_HINT = f"scikit-learn is needed for the bundled datasets: {install_hint('examples')}"
 
 
 @dataclass(frozen=True)

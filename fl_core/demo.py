@@ -14,7 +14,8 @@ What a run does, in order:
    data, then print a summary and optionally write it as JSON.
 
 :func:`run_demo` is the function API (used by the tests); :func:`main` is what
-the command line calls with its parsed arguments.
+the command line calls with its parsed arguments. ``python -m fl_core.demo
+[OPTIONS]`` is the same as ``secagg demo [OPTIONS]``.
 """
 
 from __future__ import annotations
@@ -54,12 +55,14 @@ from fl_core.data import (
 )
 from fl_core.fedavg import FedAvgConfig, FedAvgResult, RoundRecord, run_fedavg
 from fl_core.models import MLP, LogisticRegression, Model
+from secagg._install import install_hint
 from secagg.errors import ConfigurationError
 
 __all__ = ["DemoConfig", "DemoReport", "main", "run_demo"]
 
-DEMO_AGGREGATIONS = ("plain", "secagg", "secagg+", "paillier")
-"""The aggregations the demo offers (``plain-quantized`` is for tests and benchmarks)."""
+DEMO_AGGREGATIONS = ("plain", "plain-quantized", "secagg", "secagg+", "paillier")
+"""The aggregations the demo offers. ``plain-quantized`` is the secure aggregations'
+arithmetic in the clear: with the same seed its model is bit-identical to theirs."""
 
 LOCAL_TRAINING = {"breast-cancer": (0.1, 5, 16), "digits": (0.2, 1, 16)}
 """Local SGD per dataset as (learning rate, epochs, batch size), tuned on plain FedAvg
@@ -81,7 +84,7 @@ EXIT_MISSING_EXTRA = 2
 EXIT_CANNOT_WRITE = 1
 """Exit code when the run finished but ``--json`` could not be written."""
 
-MIN_HOSPITALS = {"plain": 1, "secagg": 3, "secagg+": 3, "paillier": 3}
+MIN_HOSPITALS = {"plain": 1, "plain-quantized": 1, "secagg": 3, "secagg+": 3, "paillier": 3}
 """Fewest hospitals per aggregation: a secure sum of two would reveal each hospital's
 update to the other (the command line checks the same table, secagg.cli.MIN_HOSPITALS)."""
 
@@ -97,7 +100,7 @@ class DemoConfig:
     """One demo run. Defaults are the command line's defaults.
 
     Attributes:
-        aggregation: ``plain``, ``secagg``, ``secagg+`` or ``paillier``.
+        aggregation: ``plain``, ``plain-quantized``, ``secagg``, ``secagg+`` or ``paillier``.
         hospitals: number of hospitals (>= 3 for the secure aggregations).
         rounds: FedAvg rounds.
         dataset: ``breast-cancer`` (logistic regression) or ``digits`` (MLP).
@@ -460,7 +463,7 @@ def main(args: argparse.Namespace) -> int:
     if importlib.util.find_spec("sklearn") is None:
         print(
             "secagg demo needs scikit-learn for its datasets; install the 'examples' extra: "
-            "pip install 'secagg[examples]'",
+            f"{install_hint('examples')}",
             file=sys.stderr,
         )
         return EXIT_MISSING_EXTRA
@@ -506,3 +509,9 @@ def main(args: argparse.Namespace) -> int:
             return EXIT_CANNOT_WRITE
         print(f"  results written to {args.json}")
     return 0
+
+
+if __name__ == "__main__":
+    from secagg.cli import main as _command_line
+
+    raise SystemExit(_command_line(["demo", *sys.argv[1:]]))

@@ -53,7 +53,7 @@ MAX_HOSPITALS = 100
 """Most hospitals of the demo: the bundled data sets have 398 (breast-cancer) and
 1,257 (digits) training rows to share out."""
 
-MIN_HOSPITALS = {"plain": 1, "secagg": 3, "secagg+": 3, "paillier": 3}
+MIN_HOSPITALS = {"plain": 1, "plain-quantized": 1, "secagg": 3, "secagg+": 3, "paillier": 3}
 """Fewest hospitals per ``--aggregation``: a secure sum of two would reveal each
 hospital's update to the other (:class:`fl_core.demo.DemoConfig` enforces the same)."""
 
@@ -170,8 +170,8 @@ def _add_demo(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> 
         description="Train one model across hospitals with FedAvg; the server sees only aggregates.",
     )
     demo.add_argument(
-        "--aggregation", choices=["plain", "secagg", "secagg+", "paillier"], default="secagg+",
-        help="how updates are summed (default: secagg+)",
+        "--aggregation", choices=["plain", "plain-quantized", "secagg", "secagg+", "paillier"], default="secagg+",
+        help="how updates are summed (default: secagg+; plain-quantized: the secure arithmetic in the clear)",
     )
     demo.add_argument(
         "--hospitals", type=_integer(maximum=MAX_HOSPITALS), default=5,

@@ -7,12 +7,12 @@ the core never imports this package:
 - :mod:`secagg.integrations.torch` — PyTorch: flatten a model's parameters or a
   ``state_dict`` into one float64 vector and back (dtypes and shapes exact), and
   aggregate the updates of several models through any aggregator
-  (``pip install 'secagg[torch]'``).
+  (``pip install -e '.[torch]'`` from the root of a clone).
 - :mod:`secagg.integrations.flower` — Flower (``flwr``, Message API):
   :class:`~secagg.integrations.flower.SecAggGrid`, the server-side workflow that
   runs a masking session under any Flower strategy, and
   :func:`~secagg.integrations.flower.secagg_mod`, the client-side mod
-  (``pip install 'secagg[flower]'``).
+  (``pip install -e '.[flower]'`` from the root of a clone).
 
 A missing extra raises :class:`~secagg.errors.ConfigurationError` naming the
 ``pip install`` line that provides it.

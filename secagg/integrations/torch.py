@@ -24,7 +24,7 @@ exact up to 2^53 in magnitude; larger values are refused.
 
 Order: tensors in the mapping's (or ``named_parameters``'s) order, each in C
 order; a packed ``float4_e2m1fn_x2`` byte gives its low nibble first. PyTorch
-is imported on first use (``pip install 'secagg[torch]'``).
+is imported on first use (``pip install -e '.[torch]'`` from the root of a clone).
 """
 
 from __future__ import annotations

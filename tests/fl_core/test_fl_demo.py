@@ -111,7 +111,7 @@ def test_demo_names_the_examples_extra_when_scikit_learn_is_missing(
     code = cli_main(["demo", "--no-progress"])
     # Assert
     assert code == 2
-    assert "secagg[examples]" in capsys.readouterr().err
+    assert "pip install -e '.[examples]' from the root of a secagg clone" in capsys.readouterr().err
 
 
 @needs_sklearn

@@ -62,7 +62,9 @@ def test_a_missing_extra_names_the_install_line() -> None:
     # Assert
     assert result.returncode == 0, result.stderr
     assert result.stdout.splitlines() == [
-        "this secagg integration needs the optional package 'torch': pip install 'secagg[torch]'",
-        "this secagg integration needs the optional package 'flwr': pip install 'secagg[flower]'",
+        "this secagg integration needs the optional package 'torch': pip install -e '.[torch]' "
+        "from the root of a secagg clone (secagg is not on the package index)",
+        "this secagg integration needs the optional package 'flwr': pip install -e '.[flower]' "
+        "from the root of a secagg clone (secagg is not on the package index)",
         "protocol and keys import without flwr",
     ]

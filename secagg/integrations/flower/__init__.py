@@ -24,8 +24,9 @@ or, for packed threshold Paillier with keys from the federation's ceremony::
   :mod:`secagg.integrations.flower.keys`: the stages, the wire messages, the
   arrays <-> vector mapping and the key files; they need no ``flwr``.
 
-Needs ``pip install 'secagg[flower]'``: taking any of the names above
-without ``flwr`` raises ConfigurationError with that hint. See docs/integrations.md.
+Needs the ``flower`` extra (``pip install -e '.[flower]'`` from the root of a
+clone): taking any of the names above without ``flwr`` raises
+ConfigurationError with that hint. See docs/integrations.md.
 """
 
 from __future__ import annotations

@@ -1,0 +1,15 @@
+"""How to install secagg's optional extras (secagg is not on the package index)."""
+
+from __future__ import annotations
+
+__all__ = ["install_hint"]
+
+
+def install_hint(extra: str) -> str:
+    """How to install one of secagg's extras, for error messages.
+
+    secagg is not on the package index: it is installed from a clone of its
+    repository (or from a wheel built there with ``python -m pip wheel . -w dist``).
+    """
+    return f"pip install -e '.[{extra}]' from the root of a secagg clone (secagg is not on the package index)"
+
