@@ -17,13 +17,28 @@ from __future__ import annotations
 
 import math
 import numbers
-from typing import Any
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, SupportsIndex, TypeVar, cast
 
 import numpy as np
 
 from secagg.errors import ConfigurationError, ConfigurationTypeError
 
-__all__ = ["is_int", "require_bytes", "require_finite", "require_int", "require_optional_int", "require_rng"]
+T = TypeVar("T")
+
+__all__ = [
+    "check_fields",
+    "is_int",
+    "require_bytes",
+    "require_callable",
+    "require_finite",
+    "require_instance",
+    "require_int",
+    "require_mapping",
+    "require_optional_int",
+    "require_rng",
+    "require_sequence",
+]
 
 
 def is_int(value: object) -> bool:
@@ -35,7 +50,7 @@ def require_int(name: str, value: object, lo: int | None = None, hi: int | None 
     """``value`` as an ``int`` if it is an integer in ``lo..hi`` (both inclusive, None: unbounded)."""
     if not is_int(value):
         raise ConfigurationTypeError(f"{name} must be an integer, got {_describe(value)}")
-    number = int(value)  # type: ignore[call-overload]
+    number = int(cast(SupportsIndex, value))
     if (lo is not None and number < lo) or (hi is not None and number > hi):
         low = "" if lo is None else str(lo)
         high = "" if hi is None else str(hi)
@@ -79,11 +94,69 @@ def require_bytes(name: str, value: object, size: int | None = None, *, max_size
     return data
 
 
-def require_rng(name: str, value: object) -> np.random.Generator:
-    """``value`` if it is a ``numpy.random.Generator``."""
-    if not isinstance(value, np.random.Generator):
+def require_rng(name: str, value: object) -> object:
+    """``value`` if it is a ``numpy.random.Generator`` or has its ``random(size)`` method
+    (test vectors replay recorded uniforms through such an object)."""
+    if not callable(getattr(value, "random", None)):
         raise ConfigurationTypeError(f"{name} must be a numpy.random.Generator, got {_describe(value)}")
     return value
+
+
+def require_instance(name: str, value: object, kind: type[T]) -> T:
+    """``value`` if it is an instance of ``kind``."""
+    if not isinstance(value, kind):
+        raise ConfigurationTypeError(f"{name} must be a {kind.__name__}, got {_describe(value)}")
+    return value
+
+
+def require_callable(name: str, value: object) -> Callable[..., Any]:
+    """``value`` if it can be called (a randomness source, a callback)."""
+    if not callable(value):
+        raise ConfigurationTypeError(f"{name} must be callable, got {_describe(value)}")
+    return value
+
+
+def require_mapping(name: str, value: object) -> Mapping[Any, Any]:
+    """``value`` if it is a mapping (e.g. client id -> message)."""
+    if not isinstance(value, Mapping):
+        raise ConfigurationTypeError(f"{name} must be a mapping, got {_describe(value)}")
+    return value
+
+
+def require_sequence(name: str, value: object) -> Sequence[Any]:
+    """``value`` if it is a sequence other than ``str``/bytes (a list or tuple of items)."""
+    if not isinstance(value, Sequence) or isinstance(value, (str, bytes, bytearray)):
+        raise ConfigurationTypeError(f"{name} must be a sequence, got {_describe(value)}")
+    return value
+
+
+def check_fields(
+    obj: object,
+    *,
+    ints: Sequence[str] = (),
+    optional_ints: Sequence[str] = (),
+    reals: Sequence[str] = (),
+    byte_tuples: Sequence[str] = (),
+) -> None:
+    """Type-check the named fields of a (frozen) dataclass, normalising them in place.
+
+    For use at the top of ``__post_init__``: numpy integers become ``int``,
+    integral reals ``float``, sequences of bytes a ``tuple`` of ``bytes``. Ranges
+    stay with the class's own checks, which now compare values of known types.
+    """
+    prefix = type(obj).__name__
+    updates: dict[str, Any] = {}
+    for name in ints:
+        updates[name] = require_int(f"{prefix}.{name}", getattr(obj, name))
+    for name in optional_ints:
+        updates[name] = require_optional_int(f"{prefix}.{name}", getattr(obj, name))
+    for name in reals:
+        updates[name] = require_finite(f"{prefix}.{name}", getattr(obj, name))
+    for name in byte_tuples:
+        items = require_sequence(f"{prefix}.{name}", getattr(obj, name))
+        updates[name] = tuple(require_bytes(f"{prefix}.{name}[{i}]", item) for i, item in enumerate(items))
+    for name, value in updates.items():
+        object.__setattr__(obj, name, value)
 
 
 def _describe(value: object) -> str:
