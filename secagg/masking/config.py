@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from typing import ClassVar
 
 from secagg import wire
+from secagg._validate import check_fields, require_finite, require_int
 from secagg.errors import ConfigurationError
 from secagg.masking.parameters import corrupt_count, corrupt_neighbour_bound, derive_secagg_plus
 from secagg.primitives.signing import PUBLIC_KEY_SIZE
@@ -86,6 +87,12 @@ class MaskingConfig:
     ROUNDS_ACTIVE: ClassVar[int] = 5
 
     def __post_init__(self) -> None:
+        check_fields(
+            self,
+            ints=("num_clients", "threshold", "vector_length", "degree", "ring_bits"),
+            reals=("corrupt_fraction", "dropout_fraction"),
+            byte_tuples=("identity_keys",),
+        )
         n = self.num_clients
         if not 3 <= n <= MAX_CLIENTS:
             raise ConfigurationError(f"num_clients must be in 3..{MAX_CLIENTS}, got {n}")
@@ -222,6 +229,8 @@ class MaskingConfig:
         corrupt clients) in semi-honest mode, ``floor((n + corrupt) / 2) + 1`` in
         active mode; at least 2.
         """
+        num_clients = require_int("num_clients", num_clients)
+        corrupt_fraction = require_finite("corrupt_fraction", corrupt_fraction)
         corrupt = corrupt_count(num_clients, corrupt_fraction)
         if threshold is None:
             span = num_clients + corrupt if mode == ACTIVE else num_clients - 1
@@ -256,6 +265,9 @@ class MaskingConfig:
         failure probability for these fractions. Where no sparse graph qualifies
         (small n) this is SecAgg on the complete graph, as in production SecAgg+.
         """
+        num_clients = require_int("num_clients", num_clients)
+        corrupt_fraction = require_finite("corrupt_fraction", corrupt_fraction)
+        dropout_fraction = require_finite("dropout_fraction", dropout_fraction)
         params = derive_secagg_plus(num_clients, corrupt_fraction, dropout_fraction, active=mode == ACTIVE)
         graph = COMPLETE if params.complete else HARARY
         return cls(
