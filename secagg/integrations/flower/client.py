@@ -43,6 +43,7 @@ from flwr.app import ConfigRecord, Context, Message
 from flwr.clientapp.typing import ClientAppCallable, Mod
 
 from secagg import wire
+from secagg._validate import require_int
 from secagg.errors import AuthenticationError, ConfigurationError, ProtocolError
 from secagg.integrations.flower._node import (
     Audit,
@@ -59,6 +60,7 @@ from secagg.integrations.flower.protocol import (
     IDENTIFY,
     MASKED_INPUT,
     MASKING_STAGES,
+    MAX_NODES,
     SETUP,
     IdentityAnnouncement,
     RoundSetup,
@@ -137,6 +139,8 @@ def make_secagg_mod(
         trusted_keys_file: the federation's trusted identity keys; default:
             the node config's ``trusted-keys-file``.
     """
+    min_nodes = require_int("min_nodes", min_nodes, 3, MAX_NODES)
+    min_threshold = require_int("min_threshold", min_threshold, 2, MAX_NODES)
     if min_nodes < 3 or min_threshold < 2:
         raise ConfigurationError(f"min_nodes must be >= 3 and min_threshold >= 2, got {min_nodes}, {min_threshold}")
     settings = _Settings(
