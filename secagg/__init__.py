@@ -17,6 +17,7 @@ from secagg.encoding import QuantizationConfig, dequantize, quantize
 from secagg.errors import (
     AuthenticationError,
     ConfigurationError,
+    ConfigurationTypeError,
     DecodeError,
     EncodeError,
     OverflowDetectedError,
@@ -35,6 +36,7 @@ __all__ = [
     "RING64",
     "AuthenticationError",
     "ConfigurationError",
+    "ConfigurationTypeError",
     "DecodeError",
     "EncodeError",
     "OverflowDetectedError",

@@ -23,7 +23,8 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from secagg.errors import ConfigurationError, OverflowDetectedError
+from secagg._validate import check_fields, require_instance, require_int, require_rng
+from secagg.errors import ConfigurationError, ConfigurationTypeError, OverflowDetectedError
 from secagg.ring import Ring, RingVector
 
 __all__ = [
@@ -78,6 +79,7 @@ class QuantizationConfig:
     max_weight: int = 1
 
     def __post_init__(self) -> None:
+        check_fields(self, ints=("bits", "num_clients", "ring_bits", "max_weight"), reals=("clip",))
         Ring(self.ring_bits)  # validates ring_bits
         if not (np.isfinite(self.clip) and self.clip > 0):
             raise ConfigurationError(f"clip must be a positive finite number, got {self.clip}")
@@ -138,6 +140,8 @@ def quantize_to_integers(values: npt.ArrayLike, config: QuantizationConfig, rng:
     ``rng`` supplies the rounding randomness (it need not be secret; it must be
     independent of the data). Non-finite inputs are refused.
     """
+    require_instance("config", config, QuantizationConfig)
+    require_rng("rng", rng)
     try:
         x = np.asarray(values, dtype=np.float64).ravel()
     except (TypeError, ValueError) as exc:
@@ -166,12 +170,16 @@ def quantize(values: npt.ArrayLike, config: QuantizationConfig, rng: np.random.G
 
 def to_ring(integers: npt.NDArray[Any], config: QuantizationConfig) -> RingVector:
     """Signed integers (|v| <= limit) in two's complement in Z_(2^ring_bits)."""
+    require_instance("config", config, QuantizationConfig)
+    if not isinstance(integers, np.ndarray) or integers.dtype.kind not in "iu":
+        raise ConfigurationTypeError(f"to_ring needs a numpy integer array, got {type(integers).__name__}")
     signed = np.asarray(integers, dtype=np.int64)
     return signed.view(np.uint64).astype(config.ring.dtype)
 
 
 def from_ring(vector: RingVector, config: QuantizationConfig) -> IntArray:
     """Read a ring vector as signed integers in (-2^(ring-1), 2^(ring-1)]."""
+    require_instance("config", config, QuantizationConfig)
     ring = config.ring
     ring.check(vector)
     signed_dtype = np.int32 if ring.bits == 32 else np.int64
@@ -188,6 +196,9 @@ def dequantize(
     Raises OverflowDetectedError if a coordinate lies outside the range such a
     sum can reach, which means the encodings were not what the config promised.
     """
+    require_instance("config", config, QuantizationConfig)
+    num_summands = require_int("num_summands", num_summands)
+    weight_total = require_int("weight_total", weight_total)
     if not 1 <= num_summands <= config.num_clients:
         raise ConfigurationError(f"num_summands must be in 1..{config.num_clients}, got {num_summands}")
     if weight_total < 1:

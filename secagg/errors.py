@@ -5,6 +5,20 @@ violation is a :class:`SecAggError`. Callers that handle untrusted bytes can cat
 that one class and be sure that nothing else (``IndexError``, ``KeyError``,
 ``struct.error``, a dependency's ``ValueError``) escapes from decoding or protocol
 code. ``assert`` is used only for internal invariants, never for input checks.
+
+Hierarchy (every class is a :class:`SecAggError`)::
+
+    SecAggError
+    ├── ConfigurationError (also ValueError): a bad or unsafe argument or setting
+    │   └── ConfigurationTypeError (also TypeError): an argument of the wrong type
+    ├── EncodeError, DecodeError, AuthenticationError, OverflowDetectedError
+    └── ProtocolError
+        └── ReplayError, UnsafeRequestError, ThresholdError
+
+``ConfigurationError`` derives from ``ValueError`` and ``ConfigurationTypeError``
+from ``TypeError`` as well, so a caller may catch either the library's class or
+the Python convention's: ``except ValueError`` and ``except TypeError`` keep
+working around calls that get a wrong value or type.
 """
 
 from __future__ import annotations
@@ -12,6 +26,7 @@ from __future__ import annotations
 __all__ = [
     "AuthenticationError",
     "ConfigurationError",
+    "ConfigurationTypeError",
     "DecodeError",
     "EncodeError",
     "OverflowDetectedError",
@@ -27,12 +42,19 @@ class SecAggError(Exception):
     """Base class of every error raised by secagg."""
 
 
-class ConfigurationError(SecAggError):
-    """A configuration is invalid or unsafe and was refused at setup.
+class ConfigurationError(SecAggError, ValueError):
+    """A configuration or argument is invalid or unsafe and was refused at setup.
 
-    Raised before any secret is generated: an overflowing quantization, a key that
-    is too short, a threshold that is unsafe for the chosen mode.
+    Raised before any secret is generated or any buffer allocated: an overflowing
+    quantization, a key that is too short, a threshold that is unsafe for the
+    chosen mode, a size above its documented maximum, NaN where a number belongs.
+    Also a ``ValueError``, as Python convention expects for a bad value.
     """
+
+
+class ConfigurationTypeError(ConfigurationError, TypeError):
+    """An argument has the wrong type: a float or ``bool`` where an integer
+    belongs, ``None`` or ``str`` where bytes belong. Also a ``TypeError``."""
 
 
 class EncodeError(SecAggError):

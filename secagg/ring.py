@@ -14,9 +14,13 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from secagg._validate import check_fields, require_int
 from secagg.errors import ConfigurationError
 
-__all__ = ["RING32", "RING64", "Ring", "RingVector", "ring_from_bits"]
+__all__ = ["MAX_LENGTH", "RING32", "RING64", "Ring", "RingVector", "ring_from_bits"]
+
+MAX_LENGTH = (1 << 32) - 1
+"""Longest ring vector the library allocates (the wire format's u32 length)."""
 
 RingVector = npt.NDArray[Any]
 """A one-dimensional numpy array of ring elements (dtype ``<u4`` or ``<u8``)."""
@@ -29,6 +33,7 @@ class Ring:
     bits: int
 
     def __post_init__(self) -> None:
+        check_fields(self, ints=("bits",))
         if self.bits not in (32, 64):
             raise ConfigurationError(f"ring must be Z_(2^32) or Z_(2^64), got 2^{self.bits}")
 
@@ -48,7 +53,8 @@ class Ring:
         return self.bits // 8
 
     def zeros(self, length: int) -> RingVector:
-        """A zero vector of ``length`` elements."""
+        """A zero vector of ``length`` elements (``0 <= length <= MAX_LENGTH``)."""
+        length = require_int("ring vector length", length, 0, MAX_LENGTH)
         return np.zeros(length, dtype=self.dtype)
 
     def check(self, vector: npt.NDArray[Any], length: int | None = None) -> RingVector:

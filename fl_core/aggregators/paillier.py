@@ -42,6 +42,7 @@ from fl_core.aggregators.base import (
     uploaders,
 )
 from secagg import wire
+from secagg._validate import require_int
 from secagg.errors import ConfigurationError, OverflowDetectedError
 from secagg.guarantee import Guarantee
 from secagg.paillier import (
@@ -129,6 +130,11 @@ class PaillierAggregator:
         num_parties = quantizer.config.num_clients
         if num_parties < 2:
             raise ConfigurationError(f"paillier aggregation needs at least 2 hospitals, got num_clients={num_parties}")
+        # Checked first, before any key or worker process exists; None means "the default".
+        if threshold is not None:
+            threshold = require_int("threshold", threshold, 2, num_parties)
+        if min_contributors is not None:
+            min_contributors = require_int("min_contributors", min_contributors, 2, num_parties)
         self.quantizer = quantizer
         self.insecure = bool(insecure_small_key)
         bits = key_bits if key_bits is not None else (INSECURE_KEY_BITS if self.insecure else DEFAULT_KEY_BITS)

@@ -37,6 +37,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import numpy.typing as npt
 
+from secagg._validate import require_int
 from secagg.errors import ConfigurationError
 from secagg.integrations._extras import require
 
@@ -380,7 +381,7 @@ def aggregate_models(
             raise ConfigurationError(
                 f"client {client}: model tensors differ from the global model's (names, shapes or dtypes)"
             )
-        updates.append(client_update(client, vector - base, int(count)))
+        updates.append(client_update(client, vector - base, require_int(f"client {client}: num_samples", count, 1)))
     result = aggregator.aggregate(updates, dropouts, rng=rng)
     state = None if result.mean is None else unflatten_state_dict(base + result.mean, layout)
     return ModelAggregation(result=result, state_dict=state, layout=layout)

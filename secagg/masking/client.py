@@ -26,6 +26,7 @@ from typing import ClassVar
 import numpy as np
 
 from secagg import wire
+from secagg._validate import require_instance, require_int
 from secagg.errors import (
     AuthenticationError,
     ConfigurationError,
@@ -172,8 +173,8 @@ def client_start(
     round) is signed in active mode, so a server cannot show clients different
     contexts undetected. ``identity`` is required in active mode.
     """
-    if not 1 <= client_id <= config.num_clients:
-        raise ConfigurationError(f"client id must be in 1..{config.num_clients}, got {client_id}")
+    require_instance("config", config, MaskingConfig)
+    client_id = require_int("client id", client_id, 1, config.num_clients)
     check_context(context)
     _check_identity(config, client_id, identity)
     encryption, mask = generate_keypair(random_bytes), generate_keypair(random_bytes)
@@ -225,8 +226,9 @@ def client_step(
     recipient or round), ReplayError (a message of a round already done),
     ThresholdError, AuthenticationError, UnsafeRequestError or DecodeError.
     """
+    require_instance("client state", state, ClientState)
     phase = ClientPhase(state.phase)
-    message = wire.decode_any(inbound)
+    message = wire.decode_any(inbound)  # non-bytes: DecodeError, like any malformed message
     _check_round(state, phase, message)
     config = state.masking_config
     if isinstance(message, KeyRoster):

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from typing import ClassVar
 
 from secagg import wire
+from secagg._validate import check_fields, require_finite, require_int
 from secagg.descriptor import DESCRIPTOR_DIGEST_SIZE, NO_DESCRIPTOR
 from secagg.errors import ConfigurationError
 from secagg.guarantee import Guarantee
@@ -108,6 +109,12 @@ class MaskingConfig:
     ROUNDS_ACTIVE: ClassVar[int] = 5
 
     def __post_init__(self) -> None:
+        check_fields(
+            self,
+            ints=("num_clients", "threshold", "vector_length", "degree", "ring_bits"),
+            reals=("corrupt_fraction", "dropout_fraction"),
+            byte_tuples=("identity_keys",),
+        )
         n = self.num_clients
         if not 3 <= n <= MAX_CLIENTS:
             raise ConfigurationError(f"num_clients must be in 3..{MAX_CLIENTS}, got {n}")
@@ -323,8 +330,10 @@ class MaskingConfig:
         ``max(2, c + 1)`` in semi-honest mode and ``max(2, c + 1, floor((n - 1 + c)/2) + 1)``
         in active mode (:func:`~secagg.masking.parameters.complete_threshold`).
         """
+        num_clients = require_int("num_clients", num_clients, 3, MAX_CLIENTS)
         if corrupt_fraction is None:
             corrupt_fraction = default_colluders(num_clients, mode == ACTIVE) / num_clients
+        corrupt_fraction = require_finite("corrupt_fraction", corrupt_fraction)
         if threshold is None:
             corrupt = corrupt_count(num_clients, corrupt_fraction)
             threshold = complete_threshold(num_clients, corrupt, mode == ACTIVE)
@@ -360,6 +369,9 @@ class MaskingConfig:
         failure probability for these fractions. Where no sparse graph qualifies
         (small n) this is SecAgg on the complete graph, as in production SecAgg+.
         """
+        num_clients = require_int("num_clients", num_clients)
+        corrupt_fraction = require_finite("corrupt_fraction", corrupt_fraction)
+        dropout_fraction = require_finite("dropout_fraction", dropout_fraction)
         params = derive_secagg_plus(num_clients, corrupt_fraction, dropout_fraction, active=mode == ACTIVE)
         graph = COMPLETE if params.complete else HARARY
         return cls(

@@ -14,12 +14,13 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from secagg._validate import require_instance, require_int, require_mapping
 from secagg.errors import ConfigurationError, SecAggError
 from secagg.masking.client import ClientState, client_start, client_step
-from secagg.masking.config import ACTIVE, MaskingConfig
+from secagg.masking.config import ACTIVE, MAX_CLIENTS, MaskingConfig
 from secagg.masking.messages import Round
 from secagg.masking.server import ServerResult, server_start, server_step
-from secagg.masking.session import CONTEXT_SIZE
+from secagg.masking.session import CONTEXT_SIZE, check_context
 from secagg.primitives.randomness import RandomBytes, system_random
 from secagg.primitives.signing import SigningKey
 from secagg.ring import RingVector
@@ -77,7 +78,8 @@ class SessionResult:
 def make_identities(
     num_clients: int, random_bytes: RandomBytes = system_random
 ) -> tuple[dict[int, SigningKey], tuple[bytes, ...]]:
-    """Fresh Ed25519 identity keys for clients 1..n and the public keys for the config."""
+    """Fresh Ed25519 identity keys for clients 1..n (``1 <= n <= MAX_CLIENTS``) and the public keys for the config."""
+    num_clients = require_int("num_clients", num_clients, 1, MAX_CLIENTS)
     keys = {client: SigningKey.generate(random_bytes) for client in range(1, num_clients + 1)}
     return keys, tuple(keys[client].public for client in range(1, num_clients + 1))
 
@@ -101,7 +103,11 @@ def run_session(
     own session id and graph. Raises ThresholdError if fewer than the threshold
     remain; the server then has learned nothing beyond what it already held.
     """
-    dropouts = dict(dropouts or {})
+    require_instance("config", config, MaskingConfig)
+    require_mapping("inputs", inputs)
+    dropouts = dict(require_mapping("dropouts", {} if dropouts is None else dropouts))
+    if context is not None:
+        check_context(context)
     if set(inputs) != set(range(1, config.num_clients + 1)):
         raise ConfigurationError(f"inputs must be given for client ids 1..{config.num_clients}")
     for client, vector in inputs.items():

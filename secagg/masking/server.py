@@ -27,6 +27,7 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 
 from secagg import wire
+from secagg._validate import require_instance, require_mapping
 from secagg.errors import AuthenticationError, ProtocolError, SecAggError, ThresholdError
 from secagg.masking.config import ACTIVE, MaskingConfig
 from secagg.masking.messages import (
@@ -111,6 +112,7 @@ def server_start(config: MaskingConfig, *, context: bytes = ZERO_CONTEXT) -> Ser
     ``context`` must be unique per session (e.g. a hash of the run, the round,
     the model and a fresh nonce): it fixes the session id and with it the graph.
     """
+    require_instance("config", config, MaskingConfig)
     session = session_id(config, check_context(context))
     return ServerState(config=config, context=context, session=session)
 
@@ -124,6 +126,8 @@ def server_step(state: ServerState, inbound: Mapping[int, bytes]) -> tuple[Serve
         ServerPhase.COLLECT_CONSISTENCY: _collect_consistency,
         ServerPhase.COLLECT_UNMASK: _collect_unmask,
     }
+    require_instance("server state", state, ServerState)
+    require_mapping("inbound messages", inbound)
     if state.phase == ServerPhase.DONE:
         raise ProtocolError("server: the session is finished")
     return handlers[state.phase](state, inbound)

@@ -10,6 +10,7 @@ import hashlib
 from collections.abc import Iterable, Sequence
 from functools import lru_cache
 
+from secagg._validate import require_bytes
 from secagg.errors import ConfigurationError
 from secagg.masking.config import COMPLETE, MaskingConfig
 from secagg.masking.messages import SESSION_ID_SIZE
@@ -49,6 +50,7 @@ def _u32(value: int) -> bytes:
 
 def check_context(context: bytes) -> bytes:
     """Return ``context`` if it is 32 bytes (e.g. a hash of the model and round)."""
+    require_bytes("round context", context)
     if len(context) != CONTEXT_SIZE:
         raise ConfigurationError(f"round context must be {CONTEXT_SIZE} bytes, got {len(context)}")
     return context

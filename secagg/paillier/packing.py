@@ -39,7 +39,9 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from secagg._validate import check_fields, require_int
 from secagg.errors import ConfigurationError, EncodeError, OverflowDetectedError
+from secagg.paillier.keys import MAX_KEY_BITS
 
 __all__ = ["MAX_CLIENTS", "MAX_SLOT_BITS", "MAX_VALUE_BITS", "SlotLayout", "pack", "unpack"]
 
@@ -50,6 +52,9 @@ MAX_SLOT_BITS = 64
 """Widest slot: slot sums are decoded as uint64 words."""
 
 MAX_CLIENTS = 1 << 15
+
+MAX_VALUES = (1 << 32) - 1
+"""Longest vector a layout packs (the wire format's u32 length)."""
 """Most summands a layout is declared for."""
 
 IntArray = npt.NDArray[np.int64]
@@ -79,10 +84,9 @@ class SlotLayout:
     slot_bits: int | None = None
 
     def __post_init__(self) -> None:
-        for name in ("value_bits", "num_clients", "key_bits"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int):
-                raise ConfigurationError(f"slot layout: {name} must be an int, got {value!r}")
+        check_fields(self, ints=("value_bits", "num_clients", "key_bits"), optional_ints=("slot_bits",))
+        if not 2 <= self.key_bits <= MAX_KEY_BITS:
+            raise ConfigurationError(f"slot layout: key_bits must be in 2..{MAX_KEY_BITS}, got {self.key_bits}")
         if not 2 <= self.value_bits <= MAX_VALUE_BITS:
             raise ConfigurationError(f"slot layout: value_bits must be in 2..{MAX_VALUE_BITS}, got {self.value_bits}")
         if not 1 <= self.num_clients <= MAX_CLIENTS:
@@ -148,12 +152,12 @@ class SlotLayout:
 
     def num_plaintexts(self, length: int) -> int:
         """Plaintexts (hence ciphertexts) needed for ``length`` values."""
-        if length < 0:
-            raise ConfigurationError("vector length must be non-negative")
+        require_int("vector length", length, 0, MAX_VALUES)
         return -(-length // self.slots_per_plaintext)
 
     def max_slot_sum(self, num_summands: int) -> int:
         """Largest honest slot sum of ``num_summands`` plaintexts: k * (2^b - 1)."""
+        require_int("num_summands", num_summands, 1, self.num_clients)
         return num_summands * ((1 << self.value_bits) - 1)
 
     def describe(self) -> str:

@@ -46,6 +46,7 @@ import numpy as np
 import numpy.typing as npt
 
 from secagg import wire
+from secagg._validate import check_fields, require_bytes, require_instance, require_int, require_sequence
 from secagg.descriptor import DESCRIPTOR_DIGEST_SIZE, NO_DESCRIPTOR
 from secagg.errors import (
     AuthenticationError,
@@ -113,6 +114,10 @@ class SessionParameters:
     descriptor: bytes = NO_DESCRIPTOR
 
     def __post_init__(self) -> None:
+        check_fields(self, ints=("vector_length", "min_contributors"))
+        require_sequence("roster", self.roster)
+        require_sequence("identity_keys", self.identity_keys)
+        require_bytes("session context", self.context)
         if not isinstance(self.public, ThresholdPublicKey) or not isinstance(self.layout, SlotLayout):
             raise ConfigurationError("session parameters need a ThresholdPublicKey and a SlotLayout")
         if self.layout.key_bits != self.public.key.key_bits:
@@ -252,6 +257,8 @@ class Client:
     ) -> None:
         """Client ``client_id`` of the session ``params`` (must be in the roster), signing
         its upload with ``identity`` (the key enrolled for it in ``params``)."""
+        require_instance("params", params, SessionParameters)
+        client_id = require_int("client id", client_id)
         if client_id not in params.roster:
             raise ConfigurationError(f"client {client_id} is not in the session's roster")
         if not isinstance(identity, SigningKey) or identity.public != params.identity_key(client_id):
@@ -298,6 +305,7 @@ class Server:
 
     def __init__(self, params: SessionParameters, *, workers: Workers = IN_PROCESS) -> None:
         """A server for the session ``params``."""
+        require_instance("params", params, SessionParameters)
         self.params = params
         self.workers = workers
         self._uploads: dict[int, EncryptedVector] = {}
@@ -422,6 +430,7 @@ class DecryptingParty:
         the upload this hospital sent in the session (None if it sent none);
         ``random_bytes`` feeds the proof's commitment; ``constant_time`` selects
         side-channel-silent exponentiation with the secret (slower)."""
+        require_instance("params", params, SessionParameters)
         if isinstance(secret, KeyShare):
             self.index = secret.index
         elif isinstance(secret, PrivateKey):

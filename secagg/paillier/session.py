@@ -25,6 +25,7 @@ import numpy as np
 import numpy.typing as npt
 
 from secagg import wire
+from secagg._validate import check_fields
 from secagg.descriptor import NO_DESCRIPTOR
 from secagg.errors import ConfigurationError, ThresholdError
 from secagg.paillier._compute import IN_PROCESS, Workers
@@ -102,6 +103,8 @@ class PaillierConfig:
     allow_insecure_key_bits_for_testing: bool = False
 
     def __post_init__(self) -> None:
+        check_fields(self, ints=("num_clients", "vector_length", "value_bits", "key_bits"),
+                     optional_ints=("threshold", "min_contributors", "colluders"))
         for name in ("num_clients", "vector_length", "key_bits"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:

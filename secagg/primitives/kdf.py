@@ -11,6 +11,7 @@ from __future__ import annotations
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
+from secagg._validate import require_bytes, require_int
 from secagg.errors import ConfigurationError
 
 __all__ = ["LABEL_PREFIX", "MAX_OUTPUT", "derive_pair_key", "hkdf_sha256", "info_string"]
@@ -21,6 +22,10 @@ MAX_OUTPUT = 255 * 32
 
 def hkdf_sha256(ikm: bytes, salt: bytes, info: bytes, length: int) -> bytes:
     """RFC 5869 HKDF with SHA-256: extract with ``salt``, expand with ``info``."""
+    require_bytes("HKDF ikm", ikm)
+    require_bytes("HKDF salt", salt)
+    require_bytes("HKDF info", info)
+    length = require_int("HKDF output length", length)
     if not 0 < length <= MAX_OUTPUT:
         raise ConfigurationError(f"HKDF-SHA256 output length must be 1..{MAX_OUTPUT}, got {length}")
     return HKDF(algorithm=hashes.SHA256(), length=length, salt=salt, info=info).derive(ikm)
@@ -28,6 +33,9 @@ def hkdf_sha256(ikm: bytes, salt: bytes, info: bytes, length: int) -> bytes:
 
 def info_string(purpose: bytes, party_a: int, party_b: int) -> bytes:
     """``b"secagg/v1/" || purpose || b"/" || u32(min id) || u32(max id)``."""
+    purpose = require_bytes("KDF purpose", purpose)
+    party_a = require_int("party id", party_a, 0, (1 << 32) - 1)
+    party_b = require_int("party id", party_b, 0, (1 << 32) - 1)
     if not purpose or b"/" in purpose or b":" in purpose:
         # ':' is reserved for the PRG's "secagg/v1/prg:<label>" info strings.
         raise ConfigurationError("a KDF purpose label is a non-empty string without '/' or ':'")

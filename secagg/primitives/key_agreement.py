@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
 
+from secagg._validate import require_bytes, require_callable, require_sequence
 from secagg.errors import DecodeError, ProtocolError
 from secagg.primitives.randomness import RandomBytes, system_random
 
@@ -33,6 +34,7 @@ class KeyPair:
 
 def public_key_of(private: bytes) -> bytes:
     """The public key for the 32-byte private scalar ``private``."""
+    require_bytes("X25519 private key", private)
     if len(private) != KEY_SIZE:
         raise DecodeError(f"X25519 private key must be {KEY_SIZE} bytes, got {len(private)}")
     return X25519PrivateKey.from_private_bytes(private).public_key().public_bytes_raw()
@@ -40,6 +42,7 @@ def public_key_of(private: bytes) -> bytes:
 
 def generate_keypair(random_bytes: RandomBytes = system_random) -> KeyPair:
     """A fresh key pair whose private scalar is ``random_bytes(32)``."""
+    require_callable("random_bytes", random_bytes)
     private = random_bytes(KEY_SIZE)
     return KeyPair(private=private, public=public_key_of(private))
 
@@ -55,6 +58,9 @@ def exchange(private: bytes, peer_public: bytes) -> bytes:
 
 def exchange_many(private: bytes, peer_publics: Sequence[bytes]) -> list[bytes]:
     """:func:`exchange` with each of ``peer_publics``, parsing ``private`` once."""
+    require_bytes("X25519 private key", private)
+    for peer in require_sequence("peer public keys", peer_publics):
+        require_bytes("X25519 peer public key", peer)
     if len(private) != KEY_SIZE or any(len(peer) != KEY_SIZE for peer in peer_publics):
         raise DecodeError(f"X25519 keys must be {KEY_SIZE} bytes")
     key = X25519PrivateKey.from_private_bytes(private)

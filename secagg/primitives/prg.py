@@ -19,27 +19,43 @@ from typing import Any
 import numpy as np
 from cryptography.hazmat.primitives.ciphers import Cipher, CipherContext, algorithms, modes
 
+from secagg._validate import require_bytes, require_instance, require_int
 from secagg.errors import ConfigurationError
 from secagg.primitives.kdf import hkdf_sha256
 from secagg.ring import Ring, RingVector
 
-__all__ = ["CHUNK_BYTES", "SEED_SIZE", "add_expansion", "expand", "expand_into"]
+__all__ = ["CHUNK_BYTES", "MAX_LABEL", "MAX_LENGTH", "SEED_SIZE", "add_expansion", "expand", "expand_into"]
 
 SEED_SIZE = 32
 AES_KEY_SIZE = 16
 AES_BLOCK = 16
+MAX_LENGTH = (1 << 32) - 1
+"""Most elements one expansion produces (the largest vector length of the wire format)."""
+MAX_LABEL = 1024
+"""Longest PRG label in bytes (labels are short domain-separation strings)."""
 CHUNK_BYTES = 1 << 20  # 1 MiB: per-chunk call overhead was 10-15% at 256 KiB; L2 holds it
 PRG_INFO_PREFIX = b"secagg/v1/prg:"
 _ZEROS = memoryview(bytes(CHUNK_BYTES))  # slicing a memoryview does not copy
 
 
 def _keystream(seed: bytes, label: bytes) -> CipherContext:
+    require_bytes("PRG seed", seed)
+    require_bytes("PRG label", label, max_size=MAX_LABEL)
     if len(seed) != SEED_SIZE:
         raise ConfigurationError(f"PRG seed must be {SEED_SIZE} bytes, got {len(seed)}")
     if not label:
         raise ConfigurationError("PRG label must be non-empty (domain separation)")
     key = hkdf_sha256(seed, b"", PRG_INFO_PREFIX + label, AES_KEY_SIZE)
     return Cipher(algorithms.AES(key), modes.CTR(bytes(AES_BLOCK))).encryptor()
+
+
+def _writeable_vector(vector: object) -> bool:
+    return (
+        isinstance(vector, np.ndarray)
+        and vector.ndim == 1
+        and bool(vector.flags.c_contiguous)
+        and bool(vector.flags.writeable)
+    )
 
 
 def _fill(stream: CipherContext, buffer: np.ndarray[Any, Any], nbytes: int) -> None:
@@ -63,7 +79,7 @@ def expand_into(out: RingVector, seed: bytes, label: bytes) -> None:
 
     Its dtype fixes the ring; this is :func:`expand` without the allocation.
     """
-    if out.ndim != 1 or not out.flags.c_contiguous or not out.flags.writeable:
+    if not _writeable_vector(out):
         raise ConfigurationError("PRG output must be a writeable contiguous 1-D ring vector")
     ring = Ring(8 * out.dtype.itemsize)
     ring.check(out)
@@ -71,9 +87,14 @@ def expand_into(out: RingVector, seed: bytes, label: bytes) -> None:
 
 
 def expand(seed: bytes, label: bytes, length: int, ring: Ring) -> RingVector:
-    """``length`` ring elements expanded from ``seed`` under ``label``."""
-    if length < 0:
-        raise ConfigurationError("PRG output length must be non-negative")
+    """``length`` ring elements expanded from ``seed`` under ``label``; ``0 <= length <= MAX_LENGTH``.
+
+    Every argument is checked before the output buffer is allocated.
+    """
+    length = require_int("PRG output length", length, 0, MAX_LENGTH)
+    require_instance("PRG ring", ring, Ring)
+    require_bytes("PRG seed", seed, SEED_SIZE)
+    require_bytes("PRG label", label, max_size=MAX_LABEL)
     out = ring.zeros(length) if length == 0 else np.empty(length, dtype=ring.dtype)
     expand_into(out, seed, label)
     return out
@@ -86,7 +107,7 @@ def add_expansion(target: RingVector, seed: bytes, label: bytes, *, subtract: bo
     expansion is produced chunk by chunk into one scratch buffer, so the full mask
     is never materialised.
     """
-    if target.ndim != 1 or not target.flags.c_contiguous or not target.flags.writeable:
+    if not _writeable_vector(target):
         raise ConfigurationError("mask target must be a writeable contiguous 1-D ring vector")
     ring = Ring(8 * target.dtype.itemsize)
     ring.check(target)

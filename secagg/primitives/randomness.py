@@ -12,16 +12,22 @@ import hashlib
 import os
 from collections.abc import Callable
 
+from secagg._validate import require_int
 from secagg.errors import ConfigurationError
 
-__all__ = ["InsecureDeterministicRandom", "RandomBytes", "system_random"]
+__all__ = ["MAX_DRAW", "InsecureDeterministicRandom", "RandomBytes", "system_random"]
 
 RandomBytes = Callable[[int], bytes]
 """A source of random bytes: called with a size, returns that many bytes."""
 
 
+MAX_DRAW = 1 << 24
+"""Most bytes one call of a randomness source returns (16 MiB; the library draws seeds)."""
+
+
 def system_random(size: int) -> bytes:
-    """``size`` bytes from the operating system's CSPRNG (``os.urandom``)."""
+    """``size`` bytes (``0 <= size <= MAX_DRAW``) from the operating system's CSPRNG (``os.urandom``)."""
+    size = require_int("random byte count", size, 0, MAX_DRAW)
     return os.urandom(size)
 
 
@@ -34,6 +40,8 @@ class InsecureDeterministicRandom:
     """
 
     def __init__(self, seed: bytes | int) -> None:
+        if not isinstance(seed, bytes):
+            seed = require_int("seed", seed, 0, (1 << 64) - 1)
         if isinstance(seed, int) and not 0 <= seed < 1 << 64:
             raise ConfigurationError("an integer seed must be in 0..2^64-1")
         self._seed = seed if isinstance(seed, bytes) else seed.to_bytes(8, "big")
@@ -41,6 +49,7 @@ class InsecureDeterministicRandom:
         self._buffer = b""
 
     def __call__(self, size: int) -> bytes:
+        size = require_int("random byte count", size, 0, MAX_DRAW)
         if size < 0:
             raise ConfigurationError("cannot draw a negative number of bytes")
         while len(self._buffer) < size:

@@ -18,6 +18,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 
+from secagg._validate import require_bytes, require_instance, require_int, require_sequence
 from secagg.errors import AuthenticationError, ConfigurationError, DecodeError
 from secagg.primitives.randomness import RandomBytes, system_random
 
@@ -38,6 +39,8 @@ class Share:
     value: int
 
     def __post_init__(self) -> None:
+        require_int("share index", self.index)
+        require_int("share value", self.value)
         if not 1 <= self.index <= MAX_INDEX:
             raise DecodeError(f"share index {self.index} is outside 1..{MAX_INDEX}")
         if not 0 <= self.value < PRIME:
@@ -50,6 +53,7 @@ class Share:
     @classmethod
     def from_bytes(cls, data: bytes) -> Share:
         """Parse :meth:`to_bytes` output; DecodeError if malformed."""
+        require_bytes("share", data)
         if len(data) != 4 + VALUE_SIZE:
             raise DecodeError(f"a share is {4 + VALUE_SIZE} bytes, got {len(data)}")
         return cls(int.from_bytes(data[:4], "big"), int.from_bytes(data[4:], "big"))
@@ -59,6 +63,7 @@ class Share:
 
 
 def _check_threshold(threshold: int, count: int) -> None:
+    require_int("threshold", threshold)
     if not 1 <= threshold <= count:
         raise ConfigurationError(f"threshold {threshold} must be between 1 and the number of shares {count}")
 
@@ -70,6 +75,8 @@ def split(
 
     ``indices`` are the distinct evaluation points (recipient ids), one share each.
     """
+    require_bytes("Shamir secret", secret)
+    indices = [require_int("share index", index) for index in require_sequence("share indices", indices)]
     if len(secret) != SECRET_SIZE:
         raise ConfigurationError(f"Shamir secret must be {SECRET_SIZE} bytes, got {len(secret)}")
     if len(set(indices)) != len(indices):
@@ -118,6 +125,8 @@ def combine(shares: Sequence[Share], threshold: int) -> bytes:
     AuthenticationError if the shares beyond the first ``threshold`` do not lie on
     the same polynomial or the result is not a 32-byte secret.
     """
+    for share in require_sequence("shares", shares):
+        require_instance("share", share, Share)
     indices = [share.index for share in shares]
     if len(set(indices)) != len(indices):
         raise ConfigurationError("duplicate share indices")

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
+from secagg._validate import require_bytes
 from secagg.errors import AuthenticationError, DecodeError
 from secagg.primitives.randomness import RandomBytes, system_random
 
@@ -29,6 +30,8 @@ class SigningKey:
     public: bytes
 
     def __post_init__(self) -> None:
+        require_bytes("Ed25519 seed", self.seed)
+        require_bytes("Ed25519 public key", self.public)
         if len(self.seed) != SEED_SIZE or len(self.public) != PUBLIC_KEY_SIZE:
             raise DecodeError(f"Ed25519 seed and public key must be {SEED_SIZE} and {PUBLIC_KEY_SIZE} bytes")
         if _public_of(self.seed) != self.public:
@@ -42,6 +45,7 @@ class SigningKey:
 
     def sign(self, message: bytes) -> bytes:
         """The 64-byte Ed25519 signature of ``message``."""
+        require_bytes("signed message", message)
         return Ed25519PrivateKey.from_private_bytes(self.seed).sign(message)
 
     def __repr__(self) -> str:
@@ -54,6 +58,8 @@ def _public_of(seed: bytes) -> bytes:
 
 def verify(public_key: bytes, signature: bytes, message: bytes) -> None:
     """Return if ``signature`` is valid for ``message``; raise AuthenticationError if not."""
+    for name, value in (("Ed25519 public key", public_key), ("signature", signature), ("message", message)):
+        require_bytes(name, value)
     if len(public_key) != PUBLIC_KEY_SIZE:
         raise DecodeError(f"Ed25519 public key must be {PUBLIC_KEY_SIZE} bytes")
     if len(signature) != SIGNATURE_SIZE:

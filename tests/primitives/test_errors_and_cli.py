@@ -22,7 +22,14 @@ def test_every_error_subclasses_secagg_error() -> None:
     # Assert
     assert non_subclasses == []
     assert issubclass(errors.SecAggError, Exception)
-    assert len(classes) == 10
+    assert len(classes) == 11
+
+
+def test_configuration_errors_are_also_value_and_type_errors() -> None:
+    # Python convention: a bad value is a ValueError, a wrong type a TypeError.
+    assert issubclass(errors.ConfigurationError, ValueError)
+    assert issubclass(errors.ConfigurationTypeError, errors.ConfigurationError)
+    assert issubclass(errors.ConfigurationTypeError, TypeError)
 
 
 def test_every_exception_class_in_the_module_is_exported() -> None:

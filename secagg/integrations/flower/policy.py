@@ -11,19 +11,25 @@ server, decides whether to accept it).
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
-from secagg.encoding import QuantizationConfig
+from secagg._validate import require_finite
+from secagg.encoding import MAX_BITS, QuantizationConfig
 from secagg.errors import ConfigurationError
 from secagg.guarantee import Guarantee
 
-__all__ = ["NodePolicy"]
+__all__ = ["MAX_COUNT", "MAX_POLICY_CLIP", "NodePolicy"]
 
 
-def _check_int(name: str, value: object, lowest: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < lowest:
-        raise ConfigurationError(f"policy: {name} must be an int >= {lowest}, got {value!r}")
+MAX_COUNT = 1 << 16
+"""The largest node, threshold or colluder count a policy can name (a round's node maximum)."""
+MAX_POLICY_CLIP = 1e12
+"""The largest clip bound a policy can name."""
+
+
+def _check_int(name: str, value: object, lowest: int, highest: int = MAX_COUNT) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or not lowest <= value <= highest:
+        raise ConfigurationError(f"policy: {name} must be an int in {lowest}..{highest}, got {value!r}")
 
 
 @dataclass(frozen=True)
@@ -57,12 +63,12 @@ class NodePolicy:
         _check_int("min_threshold", self.min_threshold, 2)
         _check_int("min_colluders", self.min_colluders, 0)
         _check_int("min_contributors", self.min_contributors, 2)
-        if self.max_clip is not None and not (
-            isinstance(self.max_clip, (int, float)) and math.isfinite(self.max_clip) and self.max_clip > 0
-        ):
-            raise ConfigurationError(f"policy: max_clip must be a positive finite number, got {self.max_clip!r}")
+        if self.max_clip is not None:
+            clip = require_finite("policy: max_clip", self.max_clip, 0.0, MAX_POLICY_CLIP)
+            if clip <= 0:
+                raise ConfigurationError(f"policy: max_clip must be positive, got {clip}")
         if self.min_bits is not None:
-            _check_int("min_bits", self.min_bits, 2)
+            _check_int("min_bits", self.min_bits, 2, MAX_BITS)
 
     def check_round(self, num_nodes: int, guarantee: Guarantee, quantization: QuantizationConfig) -> None:
         """ConfigurationError naming the rule a round of ``num_nodes`` with this guarantee and

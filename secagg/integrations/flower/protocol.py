@@ -58,6 +58,7 @@ import numpy as np
 import numpy.typing as npt
 
 from secagg import wire
+from secagg._validate import require_bytes, require_instance, require_int
 from secagg.descriptor import MAX_PARAMETERS_BYTES, SessionDescriptor
 from secagg.encoding import IntArray, QuantizationConfig, from_ring, quantize_to_integers, to_ring
 from secagg.errors import AuthenticationError, ConfigurationError, DecodeError, OverflowDetectedError, ProtocolError
@@ -321,7 +322,9 @@ def round_context(run_id: int, server_round: int, digest: bytes) -> bytes:
     The masking session's 32-byte context: it binds the session to one run,
     one round and one model, so a session's messages are useless elsewhere.
     """
-    if len(digest) != 32:
+    require_int("run id", run_id, 0, (1 << 64) - 1)
+    require_int("server round", server_round, 0, (1 << 32) - 1)
+    if len(require_bytes("arrays digest", digest)) != 32:
         raise ConfigurationError("the arrays digest must be 32 bytes")
     return hashlib.sha256(ROUND_LABEL + run_id.to_bytes(8, "big") + server_round.to_bytes(4, "big") + digest).digest()
 
@@ -408,6 +411,9 @@ def unflatten_arrays(vector: npt.NDArray[np.float64], layout: ArrayLayout) -> li
     Floats are rounded to their dtype; integers are rounded half to even and
     refused if out of range; bools are ``value != 0`` after rounding.
     """
+    require_instance("layout", layout, ArrayLayout)
+    if not isinstance(vector, np.ndarray) or vector.ndim != 1 or vector.shape[0] != layout.size:
+        raise ConfigurationError(f"vector does not fit arrays of {layout.size} values")
     if vector.ndim != 1 or vector.shape[0] != layout.size:
         raise ConfigurationError(f"vector of shape {vector.shape} does not fit arrays of {layout.size} values")
     arrays: list[npt.NDArray[Any]] = []
@@ -420,6 +426,8 @@ def unflatten_arrays(vector: npt.NDArray[np.float64], layout: ArrayLayout) -> li
             array = piece.astype(dtype.type(0).real.dtype).view(dtype)
         elif dtype.kind == "f":
             array = piece.astype(dtype)
+        elif not np.all(np.isfinite(piece)):  # NaN would cast to an arbitrary integer
+            raise ConfigurationError(f"array {spec.record}/{spec.name}: NaN or infinity for {dtype}")
         elif dtype.kind == "b":
             array = np.rint(piece) != 0
         else:
@@ -498,6 +506,9 @@ def decode_integers(
 def identity_payload(run_id: int, node_id: int, public_key: bytes) -> bytes:
     """``"secagg/v1/flower-identity" || u64 run id || u64 node id || public key``: what a node signs
     to show the server that it holds the identity key it announces."""
+    require_int("run id", run_id, 0, (1 << 64) - 1)
+    require_int("node id", node_id, 0, (1 << 64) - 1)
+    require_bytes("public key", public_key, max_size=MAX_KEY_BYTES)
     return IDENTITY_LABEL + run_id.to_bytes(8, "big") + node_id.to_bytes(8, "big") + public_key
 
 

@@ -1,0 +1,168 @@
+"""Argument checks shared by every public constructor and entry point.
+
+Each helper returns the checked value (normalised to the plain Python type) or
+raises :class:`~secagg.errors.ConfigurationTypeError` for a wrong type and
+:class:`~secagg.errors.ConfigurationError` for a value out of range, so that no
+foreign ``TypeError``, ``OverflowError`` or ``MemoryError`` escapes from deeper
+code. Conventions:
+
+- ``bool`` is not an integer; numpy integer scalars are (``np.int64(3)`` -> 3).
+- floats are never integers, not even ``5.0``: a float count is a caller's bug.
+- NaN and infinities are refused wherever a real number is expected.
+- bytes parameters take ``bytes`` (``bytearray``/``memoryview`` are copied to
+  ``bytes``); ``str`` and ``None`` are refused.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, SupportsIndex, TypeVar, cast
+
+import numpy as np
+
+from secagg.errors import ConfigurationError, ConfigurationTypeError
+
+T = TypeVar("T")
+
+__all__ = [
+    "check_fields",
+    "is_int",
+    "require_bytes",
+    "require_callable",
+    "require_finite",
+    "require_instance",
+    "require_int",
+    "require_mapping",
+    "require_optional_int",
+    "require_rng",
+    "require_sequence",
+]
+
+
+def is_int(value: object) -> bool:
+    """True for a Python or numpy integer that is not a ``bool``."""
+    return isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))
+
+
+def require_int(name: str, value: object, lo: int | None = None, hi: int | None = None) -> int:
+    """``value`` as an ``int`` if it is an integer in ``lo..hi`` (both inclusive, None: unbounded)."""
+    if not is_int(value):
+        raise ConfigurationTypeError(f"{name} must be an integer, got {_describe(value)}")
+    number = int(cast(SupportsIndex, value))
+    if (lo is not None and number < lo) or (hi is not None and number > hi):
+        low = "" if lo is None else str(lo)
+        high = "" if hi is None else str(hi)
+        raise ConfigurationError(f"{name} must be in {low}..{high}, got {_short(number)}")
+    return number
+
+
+def require_optional_int(name: str, value: object, lo: int | None = None, hi: int | None = None) -> int | None:
+    """:func:`require_int`, but ``None`` passes through unchanged."""
+    return None if value is None else require_int(name, value, lo, hi)
+
+
+def require_finite(
+    name: str, value: object, lo: float | None = None, hi: float | None = None, *, open_hi: bool = False
+) -> float:
+    """``value`` as a ``float`` if it is a finite real number in ``[lo, hi]`` (``[lo, hi)`` if ``open_hi``)."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
+        raise ConfigurationTypeError(f"{name} must be a real number, got {_describe(value)}")
+    try:
+        number = float(value)
+    except OverflowError as exc:  # an int beyond the float range
+        raise ConfigurationError(f"{name} is too large: {_short(value)}") from exc
+    if not math.isfinite(number):
+        raise ConfigurationError(f"{name} must be finite, got {number}")
+    above = hi is not None and (number >= hi if open_hi else number > hi)
+    if (lo is not None and number < lo) or above:
+        bracket = ")" if open_hi else "]"
+        raise ConfigurationError(f"{name} must be in [{lo}, {hi}{bracket}, got {number}")
+    return number
+
+
+def require_bytes(name: str, value: object, size: int | None = None, *, max_size: int | None = None) -> bytes:
+    """``value`` as ``bytes`` if it is bytes-like, of exactly ``size`` bytes or at most ``max_size``."""
+    if not isinstance(value, (bytes, bytearray, memoryview)):
+        raise ConfigurationTypeError(f"{name} must be bytes, got {_describe(value)}")
+    data = bytes(value)
+    if size is not None and len(data) != size:
+        raise ConfigurationError(f"{name} must be {size} bytes, got {len(data)}")
+    if max_size is not None and len(data) > max_size:
+        raise ConfigurationError(f"{name} must be at most {max_size} bytes, got {len(data)}")
+    return data
+
+
+def require_rng(name: str, value: object) -> object:
+    """``value`` if it is a ``numpy.random.Generator`` or has its ``random(size)`` method
+    (test vectors replay recorded uniforms through such an object)."""
+    if not callable(getattr(value, "random", None)):
+        raise ConfigurationTypeError(f"{name} must be a numpy.random.Generator, got {_describe(value)}")
+    return value
+
+
+def require_instance(name: str, value: object, kind: type[T]) -> T:
+    """``value`` if it is an instance of ``kind``."""
+    if not isinstance(value, kind):
+        raise ConfigurationTypeError(f"{name} must be a {kind.__name__}, got {_describe(value)}")
+    return value
+
+
+def require_callable(name: str, value: object) -> Callable[..., Any]:
+    """``value`` if it can be called (a randomness source, a callback)."""
+    if not callable(value):
+        raise ConfigurationTypeError(f"{name} must be callable, got {_describe(value)}")
+    return value
+
+
+def require_mapping(name: str, value: object) -> Mapping[Any, Any]:
+    """``value`` if it is a mapping (e.g. client id -> message)."""
+    if not isinstance(value, Mapping):
+        raise ConfigurationTypeError(f"{name} must be a mapping, got {_describe(value)}")
+    return value
+
+
+def require_sequence(name: str, value: object) -> Sequence[Any]:
+    """``value`` if it is a sequence other than ``str``/bytes (a list or tuple of items)."""
+    if not isinstance(value, Sequence) or isinstance(value, (str, bytes, bytearray)):
+        raise ConfigurationTypeError(f"{name} must be a sequence, got {_describe(value)}")
+    return value
+
+
+def check_fields(
+    obj: object,
+    *,
+    ints: Sequence[str] = (),
+    optional_ints: Sequence[str] = (),
+    reals: Sequence[str] = (),
+    byte_tuples: Sequence[str] = (),
+) -> None:
+    """Type-check the named fields of a (frozen) dataclass, normalising them in place.
+
+    For use at the top of ``__post_init__``: numpy integers become ``int``,
+    integral reals ``float``, sequences of bytes a ``tuple`` of ``bytes``. Ranges
+    stay with the class's own checks, which now compare values of known types.
+    """
+    prefix = type(obj).__name__
+    updates: dict[str, Any] = {}
+    for name in ints:
+        updates[name] = require_int(f"{prefix}.{name}", getattr(obj, name))
+    for name in optional_ints:
+        updates[name] = require_optional_int(f"{prefix}.{name}", getattr(obj, name))
+    for name in reals:
+        updates[name] = require_finite(f"{prefix}.{name}", getattr(obj, name))
+    for name in byte_tuples:
+        items = require_sequence(f"{prefix}.{name}", getattr(obj, name))
+        updates[name] = tuple(require_bytes(f"{prefix}.{name}[{i}]", item) for i, item in enumerate(items))
+    for name, value in updates.items():
+        object.__setattr__(obj, name, value)
+
+
+def _describe(value: object) -> str:
+    return f"{type(value).__name__} {_short(value)}"
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
