@@ -324,7 +324,8 @@ class MaskingConfig:
 
         Default corrupt_fraction: ``c / n`` with c = :func:`~secagg.masking.parameters.default_colluders`
         (the most colluders, up to floor((n - 1)/3), that still leave the default
-        dropout tolerance, or the ``dropout_per_round`` one). Default threshold: the smallest safe one for c,
+        dropout tolerance, the ``dropout_per_round`` one, or the larger of the default
+        and an explicit ``dropout_fraction``). Default threshold: the smallest safe one for c,
         ``max(2, c + 1)`` in semi-honest mode and ``max(2, c + 1, floor((n - 1 + c)/2) + 1)``
         in active mode (:func:`~secagg.masking.parameters.complete_threshold`).
 
@@ -342,6 +343,9 @@ class MaskingConfig:
             dropout_fraction = planned / num_clients
             if dropout_fraction >= 1.0:
                 raise ConfigurationError(f"dropout_per_round {dropout_per_round} plans for all {num_clients} clients")
+        elif dropout_fraction:
+            # An explicit session-wide assumption: c keeps it, and never less than the default tolerance.
+            planned = max(dropout_count(num_clients, dropout_fraction), planned_dropouts(num_clients))
         if corrupt_fraction is None:
             corrupt_fraction = default_colluders(num_clients, mode == ACTIVE, planned) / num_clients
         if threshold is None:
