@@ -102,7 +102,11 @@ def _add_bench(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     masking.add_argument("--clients", type=int, nargs="+", help="n (default: 100)")
     masking.add_argument("--dim", type=int, nargs="+", help="vector length d (default: 100000)")
     masking.add_argument("--graph", choices=["complete", "harary"], nargs="+", help="default: harary")
-    masking.add_argument("--dropout", type=float, nargs="+", help="dropout rates (default: 0.1)")
+    masking.add_argument(
+        "--dropout", type=float, nargs="+",
+        help="dropout rates: each session loses this fraction; SecAgg+ is sized for it at each of the "
+        "four stages, as the defaults are (default: 0.1)",
+    )
     masking.add_argument("--repeats", type=int, help="sessions per configuration, median taken (default: 1)")
     paillier = parsers["paillier"]
     paillier.add_argument("--clients", type=int, nargs="+", help="default: 10")

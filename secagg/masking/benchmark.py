@@ -29,7 +29,7 @@ import numpy as np
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
 import secagg
-from secagg.descriptor import SessionDescriptor
+from secagg.descriptor import NO_DESCRIPTOR, SessionDescriptor
 from secagg.encoding import QuantizationConfig
 from secagg.masking.config import COMPLETE, MaskingConfig
 from secagg.masking.driver import run_session
@@ -116,11 +116,19 @@ def _descriptor(num_clients: int) -> bytes:
     ).digest()
 
 
+def harary_config(num_clients: int, dim: int, dropout: float, descriptor: bytes = NO_DESCRIPTOR) -> MaskingConfig:
+    """SecAgg+ at every n (no complete-graph cut-off), sized as the defaults size it:
+    for ``dropout`` (at least 5%) lost at *each* of the four stages."""
+    return MaskingConfig.secagg_plus(
+        num_clients, dim, dropout_per_round=max(dropout, 0.05), complete_up_to=0, descriptor=descriptor
+    )
+
+
 def _config(num_clients: int, dim: int, graph: str, dropout: float) -> MaskingConfig:
     descriptor = _descriptor(num_clients)
     if graph == COMPLETE:
         return MaskingConfig.secagg(num_clients, dim, descriptor=descriptor)
-    return MaskingConfig.secagg_plus(num_clients, dim, dropout_fraction=max(dropout, 0.05), descriptor=descriptor)
+    return harary_config(num_clients, dim, dropout, descriptor)
 
 
 def run_configuration(num_clients: int, dim: int, graph: str, dropout: float, repeats: int = 1) -> dict[str, Any]:
