@@ -104,8 +104,8 @@ def _add_bench(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     masking.add_argument("--graph", choices=["complete", "harary"], nargs="+", help="default: harary")
     masking.add_argument(
         "--dropout", type=float, nargs="+",
-        help="dropout rates: each session loses this fraction; SecAgg+ is sized for it at each of the "
-        "four stages, as the defaults are (default: 0.1)",
+        help="dropout rates: each session loses this fraction; SecAgg+ is sized as the defaults size it "
+        "(10%% of n at each of the four stages from 20 clients on) or for this rate if larger (default: 0.1)",
     )
     masking.add_argument("--repeats", type=int, help="sessions per configuration, median taken (default: 1)")
     paillier = parsers["paillier"]

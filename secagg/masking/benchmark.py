@@ -34,6 +34,7 @@ from secagg.encoding import QuantizationConfig
 from secagg.masking.config import COMPLETE, MaskingConfig
 from secagg.masking.driver import run_session
 from secagg.masking.messages import Round
+from secagg.masking.parameters import planned_dropouts
 from secagg.ring import Ring, RingVector
 
 __all__ = ["FloorTimer", "main", "median_seconds", "run_configuration"]
@@ -117,10 +118,12 @@ def _descriptor(num_clients: int) -> bytes:
 
 
 def harary_config(num_clients: int, dim: int, dropout: float, descriptor: bytes = NO_DESCRIPTOR) -> MaskingConfig:
-    """SecAgg+ at every n (no complete-graph cut-off), sized as the defaults size it:
-    for ``dropout`` (at least 5%) lost at *each* of the four stages."""
+    """SecAgg+ at every n (no complete-graph cut-off), sized as the defaults size it
+    (one dropout below 20 clients, 10% of n at each of the four stages from 20 on),
+    or for the session-wide ``dropout`` the bench simulates if that is larger."""
+    default = planned_dropouts(num_clients) / num_clients
     return MaskingConfig.secagg_plus(
-        num_clients, dim, dropout_per_round=max(dropout, 0.05), complete_up_to=0, descriptor=descriptor
+        num_clients, dim, dropout_fraction=max(dropout, default), complete_up_to=0, descriptor=descriptor
     )
 
 
