@@ -34,7 +34,7 @@ import numpy as np
 
 from secagg import wire
 from secagg.encoding import QuantizationConfig, quantize
-from secagg.masking.config import MaskingConfig
+from secagg.masking.benchmark import harary_config
 from secagg.masking.messages import ShareBundle
 from secagg.masking.session import (
     PAIR_MASK_LABEL,
@@ -74,7 +74,7 @@ class Work:
     @classmethod
     def secagg_plus(cls, clients: int, dim: int, dropout: float) -> Work:
         """The sizes our SecAgg+ picks for ``clients`` and ``dropout`` (k, t derived)."""
-        config = MaskingConfig.secagg_plus(clients, dim, dropout_fraction=max(dropout, 0.05))
+        config = harary_config(clients, dim, dropout)
         dropped = math.ceil(round(dropout * clients) / 2)
         return cls(clients, dim, config.degree, config.threshold, clients - dropped, dropped)
 

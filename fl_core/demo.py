@@ -76,7 +76,9 @@ MLP_HIDDEN = 32
 """Hidden units of the digits MLP."""
 
 SECAGG_PLUS_DROPOUT = 0.1
-"""The dropout fraction SecAgg+ is sized for unless ``--dropout`` asks for more."""
+"""The per-stage dropout fraction SecAgg+ is sized for (the library's default: one
+dropout below 20 hospitals, 10% of them at each of the four stages from 20 on),
+unless ``--dropout`` asks for more over a round."""
 
 EXIT_MISSING_EXTRA = 2
 """Exit code when scikit-learn (the ``examples`` extra) is not installed."""
@@ -239,9 +241,10 @@ def _aggregator(name: str, config: DemoConfig, **quantization: Any) -> Aggregato
         return make_aggregator("plain")
     if name == "paillier" and config.insecure_small_key:
         options["insecure_small_key"] = True
-    if name == "secagg+":
-        # Size the sparse graph for the dropout rate the simulation will apply.
-        options["dropout_fraction"] = max(SECAGG_PLUS_DROPOUT, config.dropout)
+    if name == "secagg+" and config.dropout > 4 * SECAGG_PLUS_DROPOUT:
+        # Size the graph for the dropout rate the simulation will apply over a round
+        # (a hospital drops at one stage), when it exceeds the default assumption.
+        options["dropout_fraction"] = config.dropout
     return make_aggregator(name, **options)
 
 

@@ -277,7 +277,11 @@ def _add_bench(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     masking.add_argument("--clients", type=clients, nargs="+", help="n (default: 100)")
     masking.add_argument("--dim", type=dim, nargs="+", help="vector length d (default: 100000)")
     masking.add_argument("--graph", choices=["complete", "harary"], nargs="+", help="default: harary")
-    masking.add_argument("--dropout", type=dropout, nargs="+", help="dropout rates (default: 0.1)")
+    masking.add_argument(
+        "--dropout", type=dropout, nargs="+",
+        help="dropout rates: each session loses this fraction; SecAgg+ is sized as the defaults size it "
+        "(10%% of n at each of the four stages from 20 clients on) or for this rate if larger (default: 0.1)",
+    )
     masking.add_argument("--repeats", type=repeats, help="sessions per configuration, median taken (default: 1)")
     paillier = parsers["paillier"]
     paillier.add_argument("--clients", type=_integer(2, MAX_HOSPITALS_BENCH), nargs="+", help="default: 10")

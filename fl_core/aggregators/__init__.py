@@ -56,7 +56,7 @@ AGGREGATOR_NAMES = ("plain", "plain-quantized", "secagg", "secagg+", "paillier")
 """Names accepted by :func:`make_aggregator`."""
 
 _QUANTIZATION_OPTIONS = ("clip", "bits", "ring_bits", "max_samples_per_client")
-_MASKING_OPTIONS = ("corrupt_fraction", "dropout_fraction", "random_bytes")
+_MASKING_OPTIONS = ("corrupt_fraction", "dropout_fraction", "dropout_per_round", "random_bytes")
 
 
 def make_aggregator(name: str, *, num_clients: int | None = None, **options: Any) -> Aggregator:
@@ -68,7 +68,7 @@ def make_aggregator(name: str, *, num_clients: int | None = None, **options: Any
     ``max_samples_per_client`` (defaults in :mod:`fl_core.aggregators.base`).
     Further options go to the protocol: for ``secagg``/``secagg+`` see
     :class:`fl_core.aggregators.masking.MaskingAggregator` (``random_bytes``,
-    ``corrupt_fraction``, ``dropout_fraction``); for ``paillier``,
+    ``corrupt_fraction``, ``dropout_per_round``, ``dropout_fraction``); for ``paillier``,
     ``fl_core.aggregators.paillier.PaillierAggregator(quantizer, **options)``,
     imported only when asked for.
 

@@ -11,7 +11,13 @@ ascending order of their own ids (the identity when the clients are 1..m, as
 in the demo; otherwise a skipped round's reason spells out the mapping). Dropout stages map onto protocol rounds as in
 :class:`~fl_core.aggregators.base.DropoutStage`. If fewer clients than the
 threshold remain, the session aborts with ThresholdError and the round is
-returned as skipped, with the protocol's message as the reason.
+returned as skipped; the reason names the clients that dropped (and at which
+stage), then gives the protocol's message.
+
+Defaults (``MaskingConfig.secagg_plus`` and ``MaskingConfig.secagg``): the
+complete graph up to 100 clients, sized to survive one dropout below 20 clients
+and 10% of the clients at each of the four stages from 20 on; SecAgg+ with the
+same per-stage assumption beyond 100 clients.
 """
 
 from __future__ import annotations
@@ -56,9 +62,14 @@ class MaskingAggregator:
         quantizer: the weighted encoding; its ``num_clients`` bounds the clients per round.
         graph: ``"complete"`` or ``"harary"`` (SecAgg+ with k, t derived from the fractions).
         corrupt_fraction: assumed fraction of clients colluding with the server
-            (secagg+ default 0.05; secagg default: the most colluders, up to a third,
-            that keep the default dropout tolerance; see ``MaskingConfig.secagg``).
-        dropout_fraction: assumed fraction of clients that drop (secagg+ only; default 0.1).
+            (default: on the complete graph the most colluders, up to a third, that
+            keep the dropout tolerance, see ``MaskingConfig.secagg``; on a sparse
+            SecAgg+ graph, beyond 100 clients, 0.05).
+        dropout_per_round: assumed fraction of clients that drop at *each* of the
+            four stages (4x that over a round). Default: one dropout below 20
+            clients, 10% per stage from 20 on.
+        dropout_fraction: instead, the assumed fraction of clients that drop over
+            the whole round (all stages together).
         random_bytes: the source of every secret (keys, masks); ``system_random``
             unless a test injects a deterministic one.
     """
@@ -70,6 +81,7 @@ class MaskingAggregator:
         graph: str = HARARY,
         corrupt_fraction: float | None = None,
         dropout_fraction: float | None = None,
+        dropout_per_round: float | None = None,
         random_bytes: RandomBytes = system_random,
     ) -> None:
         if graph not in (COMPLETE, HARARY):
@@ -79,12 +91,13 @@ class MaskingAggregator:
                 f"secure aggregation needs at least {MIN_CLIENTS} clients, "
                 f"got num_clients={quantizer.config.num_clients}"
             )
-        if graph == COMPLETE and dropout_fraction is not None:
-            raise ConfigurationError("dropout_fraction applies to secagg+ only (secagg tolerates a minority)")
+        if dropout_fraction is not None and dropout_per_round is not None:
+            raise ConfigurationError("give dropout_per_round or the session-wide dropout_fraction, not both")
         self.quantizer = quantizer
         self.graph = graph
         self.corrupt_fraction = corrupt_fraction
         self.dropout_fraction = dropout_fraction
+        self.dropout_per_round = dropout_per_round
         self.random_bytes = random_bytes
         self._configs: dict[tuple[int, int], MaskingConfig] = {}
         self._rounds = 0
@@ -108,15 +121,21 @@ class MaskingAggregator:
             ring_bits = self.quantizer.config.ring_bits
             if self.graph == COMPLETE:
                 self._configs[key] = MaskingConfig.secagg(
-                    num_clients, vector_length, ring_bits=ring_bits, corrupt_fraction=self.corrupt_fraction
+                    num_clients,
+                    vector_length,
+                    ring_bits=ring_bits,
+                    corrupt_fraction=self.corrupt_fraction,
+                    dropout_fraction=self.dropout_fraction or 0.0,
+                    dropout_per_round=self.dropout_per_round,
                 )
             else:
                 self._configs[key] = MaskingConfig.secagg_plus(
                     num_clients,
                     vector_length,
                     ring_bits=ring_bits,
-                    corrupt_fraction=0.05 if self.corrupt_fraction is None else self.corrupt_fraction,
-                    dropout_fraction=0.1 if self.dropout_fraction is None else self.dropout_fraction,
+                    corrupt_fraction=self.corrupt_fraction,
+                    dropout_fraction=self.dropout_fraction,
+                    dropout_per_round=self.dropout_per_round,
                 )
         return self._configs[key]
 
@@ -151,10 +170,7 @@ class MaskingAggregator:
         except ThresholdError as exc:
             # The session aborted; the server learnt nothing. Bytes of the aborted
             # session are not reported by the driver, so none are counted.
-            reason = f"{self.name}: {exc}"
-            if ordered != list(range(1, len(ordered) + 1)):
-                reason += f" (protocol ids 1..{len(ordered)} are clients {ordered})"
-            return skipped(reason, 0.0, time.perf_counter() - start)
+            return skipped(self._skip_reason(exc, stages, ordered), 0.0, time.perf_counter() - start)
         included = frozenset(ordered[index - 1] for index in session.included)
         mean = self.quantizer.decode(session.aggregate, len(session.included))
         return AggregationResult(
@@ -163,3 +179,11 @@ class MaskingAggregator:
             bytes_per_client=session.bytes_per_client_upload,
             seconds=time.perf_counter() - start,
         )
+
+    def _skip_reason(self, exc: ThresholdError, stages: Mapping[int, DropoutStage], ordered: list[int]) -> str:
+        """Why the round was skipped: the clients that dropped (by their own ids), then the protocol's message."""
+        dropped = ", ".join(f"{client} at {stage.name.lower()}" for client, stage in sorted(stages.items()))
+        reason = f"{self.name}: round skipped, clients that dropped: {dropped or 'none'}; protocol: {exc}"
+        if ordered != list(range(1, len(ordered) + 1)):
+            reason += f" (protocol ids 1..{len(ordered)} are clients {ordered})"
+        return reason

@@ -29,11 +29,12 @@ import numpy as np
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
 import secagg
-from secagg.descriptor import SessionDescriptor
+from secagg.descriptor import NO_DESCRIPTOR, SessionDescriptor
 from secagg.encoding import QuantizationConfig
 from secagg.masking.config import COMPLETE, MaskingConfig
 from secagg.masking.driver import run_session
 from secagg.masking.messages import Round
+from secagg.masking.parameters import planned_dropouts
 from secagg.ring import Ring, RingVector
 
 __all__ = ["FloorTimer", "main", "median_seconds", "run_configuration"]
@@ -116,11 +117,21 @@ def _descriptor(num_clients: int) -> bytes:
     ).digest()
 
 
+def harary_config(num_clients: int, dim: int, dropout: float, descriptor: bytes = NO_DESCRIPTOR) -> MaskingConfig:
+    """SecAgg+ at every n (no complete-graph cut-off), sized as the defaults size it
+    (one dropout below 20 clients, 10% of n at each of the four stages from 20 on),
+    or for the session-wide ``dropout`` the bench simulates if that is larger."""
+    default = planned_dropouts(num_clients) / num_clients
+    return MaskingConfig.secagg_plus(
+        num_clients, dim, dropout_fraction=max(dropout, default), complete_up_to=0, descriptor=descriptor
+    )
+
+
 def _config(num_clients: int, dim: int, graph: str, dropout: float) -> MaskingConfig:
     descriptor = _descriptor(num_clients)
     if graph == COMPLETE:
         return MaskingConfig.secagg(num_clients, dim, descriptor=descriptor)
-    return MaskingConfig.secagg_plus(num_clients, dim, dropout_fraction=max(dropout, 0.05), descriptor=descriptor)
+    return harary_config(num_clients, dim, dropout, descriptor)
 
 
 def run_configuration(num_clients: int, dim: int, graph: str, dropout: float, repeats: int = 1) -> dict[str, Any]:

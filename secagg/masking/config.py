@@ -27,6 +27,7 @@ from secagg.descriptor import DESCRIPTOR_DIGEST_SIZE, NO_DESCRIPTOR
 from secagg.errors import ConfigurationError
 from secagg.guarantee import Guarantee
 from secagg.masking.parameters import (
+    COMPLETE_GRAPH_MAX_CLIENTS,
     SECURITY_PARAMETER,
     complete_threshold,
     corrupt_count,
@@ -34,6 +35,7 @@ from secagg.masking.parameters import (
     default_colluders,
     derive_secagg_plus,
     dropout_count,
+    planned_dropouts,
     surviving_neighbour_quantile,
 )
 from secagg.primitives.signing import PUBLIC_KEY_SIZE
@@ -84,8 +86,10 @@ class MaskingConfig:
             distributed out of band (a PKI the server does not control).
         corrupt_fraction: gamma, the assumed fraction of clients colluding with the server:
             ``ceil(gamma n)`` clients on the complete graph, ``floor(gamma n)`` on a Harary graph.
-        dropout_fraction: delta, the assumed fraction of clients that drop out (over the
-            whole session); refused if t cannot tolerate ``floor(delta n)`` dropouts.
+        dropout_fraction: delta, the assumed fraction of clients that drop out over the
+            whole session (all four stages together); refused if t cannot tolerate
+            ``floor(delta n)`` dropouts. The constructors :meth:`secagg` and
+            :meth:`secagg_plus` also take it per round (``dropout_per_round``).
         descriptor: the 32-byte digest of the application's
             :class:`~secagg.descriptor.SessionDescriptor` (quantization, layout, model,
             round, training parameters); part of the record, hence of the session id
@@ -320,19 +324,39 @@ class MaskingConfig:
         identity_keys: tuple[bytes, ...] = (),
         corrupt_fraction: float | None = None,
         dropout_fraction: float = 0.0,
+        dropout_per_round: float | None = None,
         descriptor: bytes = NO_DESCRIPTOR,
     ) -> MaskingConfig:
         """SecAgg on the complete graph.
 
         Default corrupt_fraction: ``c / n`` with c = :func:`~secagg.masking.parameters.default_colluders`
         (the most colluders, up to floor((n - 1)/3), that still leave the default
-        dropout tolerance). Default threshold: the smallest safe one for c,
+        dropout tolerance, the ``dropout_per_round`` one, or the larger of the default
+        and an explicit ``dropout_fraction``). Default threshold: the smallest safe one for c,
         ``max(2, c + 1)`` in semi-honest mode and ``max(2, c + 1, floor((n - 1 + c)/2) + 1)``
         in active mode (:func:`~secagg.masking.parameters.complete_threshold`).
+
+        ``dropout_per_round`` p (instead of the session-wide ``dropout_fraction``)
+        declares ``ceil(4 p n)`` dropouts over the session (p of the clients at
+        each of the four stages, :data:`~secagg.masking.parameters.DROPOUT_STAGES`):
+        the default c is chosen to tolerate them and the configuration is refused
+        if its threshold does not.
         """
         num_clients = require_int("num_clients", num_clients, 3, MAX_CLIENTS)
+        dropout_fraction = require_finite("dropout_fraction", dropout_fraction)
+        planned: int | None = None
+        if dropout_per_round is not None:
+            if dropout_fraction:
+                raise ConfigurationError("give dropout_per_round or the session-wide dropout_fraction, not both")
+            planned = planned_dropouts(num_clients, dropout_per_round)
+            dropout_fraction = planned / num_clients
+            if dropout_fraction >= 1.0:
+                raise ConfigurationError(f"dropout_per_round {dropout_per_round} plans for all {num_clients} clients")
+        elif dropout_fraction:
+            # An explicit session-wide assumption: c keeps it, and never less than the default tolerance.
+            planned = max(dropout_count(num_clients, dropout_fraction), planned_dropouts(num_clients))
         if corrupt_fraction is None:
-            corrupt_fraction = default_colluders(num_clients, mode == ACTIVE) / num_clients
+            corrupt_fraction = default_colluders(num_clients, mode == ACTIVE, planned) / num_clients
         corrupt_fraction = require_finite("corrupt_fraction", corrupt_fraction)
         if threshold is None:
             corrupt = corrupt_count(num_clients, corrupt_fraction)
@@ -356,22 +380,63 @@ class MaskingConfig:
         num_clients: int,
         vector_length: int,
         *,
-        corrupt_fraction: float = 0.05,
-        dropout_fraction: float = 0.1,
+        corrupt_fraction: float | None = None,
+        dropout_fraction: float | None = None,
+        dropout_per_round: float | None = None,
+        complete_up_to: int = COMPLETE_GRAPH_MAX_CLIENTS,
         ring_bits: int = 32,
         mode: str = SEMI_HONEST,
         identity_keys: tuple[bytes, ...] = (),
         descriptor: bytes = NO_DESCRIPTOR,
     ) -> MaskingConfig:
-        """SecAgg+ on a Harary graph with k and t derived from n and the fractions.
+        """The parameter choice for a federation of n clients: SecAgg on the complete
+        graph up to ``complete_up_to`` clients (default
+        :data:`~secagg.masking.parameters.COMPLETE_GRAPH_MAX_CLIENTS` = 100), SecAgg+
+        on a Harary graph with k and t derived from n and the fractions beyond.
 
-        Raises ConfigurationError if no (k, t) reaches 2^-40 security and 2^-20
-        failure probability for these fractions. Where no sparse graph qualifies
-        (small n) this is SecAgg on the complete graph, as in production SecAgg+.
+        Dropouts: ``dropout_per_round`` p is the fraction lost at *each* of the four
+        stages (:data:`~secagg.masking.parameters.DROPOUT_STAGES`), planning for
+        ``D = ceil(4 p n)`` over the session; ``dropout_fraction`` is the session-wide
+        fraction instead (D = floor(delta n)). With neither, D is
+        :func:`~secagg.masking.parameters.default_dropout_target`: one dropout below 20
+        clients, 10% of n at each stage (ceil(0.4 n)) from 20 on.
+
+        Complete graph: corrupt_fraction defaults to the most colluders that keep D
+        (:meth:`secagg`); the configuration is refused if an explicit dropout
+        assumption cannot be met, while the default one is met as far as the
+        threshold allows (n = 3 tolerates no dropout: t >= 2 of 2 holders).
+        Harary graph: corrupt_fraction defaults to 0.05, and ConfigurationError is
+        raised if no (k, t) reaches 2^-40 security and 2^-20 failure probability;
+        where no sparse graph qualifies this is the complete graph, as in production
+        SecAgg+. ``complete_up_to=0`` asks for SecAgg+ at every n.
         """
-        num_clients = require_int("num_clients", num_clients)
-        corrupt_fraction = require_finite("corrupt_fraction", corrupt_fraction)
-        dropout_fraction = require_finite("dropout_fraction", dropout_fraction)
+        num_clients = require_int("num_clients", num_clients, 3, MAX_CLIENTS)
+        if corrupt_fraction is not None:
+            corrupt_fraction = require_finite("corrupt_fraction", corrupt_fraction)
+        if dropout_fraction is not None:
+            dropout_fraction = require_finite("dropout_fraction", dropout_fraction)
+        if dropout_fraction is not None and dropout_per_round is not None:
+            raise ConfigurationError("give dropout_per_round or the session-wide dropout_fraction, not both")
+        explicit = dropout_fraction is not None or dropout_per_round is not None
+        if dropout_fraction is None:
+            dropout_fraction = min(planned_dropouts(num_clients, dropout_per_round), num_clients - 1) / num_clients
+        if num_clients <= complete_up_to:
+            if not explicit:
+                # The default assumption, as far as the threshold allows: the guarantee
+                # (n - 1 - t on the complete graph) says what is met.
+                return cls.secagg(
+                    num_clients, vector_length, ring_bits=ring_bits, mode=mode, identity_keys=identity_keys,
+                    corrupt_fraction=corrupt_fraction, descriptor=descriptor,
+                )
+            if corrupt_fraction is None:
+                target = dropout_count(num_clients, dropout_fraction)
+                corrupt_fraction = default_colluders(num_clients, mode == ACTIVE, target) / num_clients
+            return cls.secagg(
+                num_clients, vector_length, ring_bits=ring_bits, mode=mode, identity_keys=identity_keys,
+                corrupt_fraction=corrupt_fraction, dropout_fraction=dropout_fraction, descriptor=descriptor,
+            )
+        if corrupt_fraction is None:
+            corrupt_fraction = 0.05
         params = derive_secagg_plus(num_clients, corrupt_fraction, dropout_fraction, active=mode == ACTIVE)
         graph = COMPLETE if params.complete else HARARY
         return cls(

@@ -30,11 +30,14 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+from secagg._validate import require_finite
 from secagg.errors import ConfigurationError
 
 __all__ = [
+    "COMPLETE_GRAPH_MAX_CLIENTS",
     "CORRECTNESS_PARAMETER",
     "DEFAULT_DROPOUT_FRACTION_PER_ROUND",
+    "DROPOUT_STAGES",
     "SECURITY_PARAMETER",
     "SMALL_FEDERATION",
     "SecAggPlusParameters",
@@ -45,6 +48,7 @@ __all__ = [
     "default_dropout_target",
     "derive_secagg_plus",
     "dropout_count",
+    "planned_dropouts",
     "surviving_neighbour_quantile",
 ]
 
@@ -189,23 +193,57 @@ def complete_threshold(num_clients: int, colluders: int, active: bool) -> int:
 SMALL_FEDERATION = 20
 """Below this many clients the default dropout target is one dropout per session."""
 DEFAULT_DROPOUT_FRACTION_PER_ROUND = 0.1
-"""From SMALL_FEDERATION clients on, the default target is 10% of n at each of the four rounds."""
+"""From SMALL_FEDERATION clients on, the default target is 10% of n at each of the four stages."""
+DROPOUT_STAGES = 4
+"""The stages at which a client can drop out of a session: AdvertiseKeys, ShareKeys,
+MaskedInputCollection and the unmasking stage (ConsistencyCheck and Unmasking in
+active mode: a client that misses ConsistencyCheck is not asked to unmask, so it is
+lost once). A per-round dropout fraction p assumes ``DROPOUT_STAGES * p`` of the
+clients lost over the whole session."""
+COMPLETE_GRAPH_MAX_CLIENTS = 100
+"""Up to this many clients :meth:`MaskingConfig.secagg_plus` uses the complete graph.
+
+A client's masking cost is linear in its degree: k + 1 PRG expansions of the
+model and k key agreements. Sized for 10% dropouts per stage (40% over a
+session), SecAgg+ needs k = 34 (semi-honest) or 86 (active) at n = 100 against
+k = 99 for the complete graph, so the complete graph costs at most about 3x
+SecAgg+ there (1.15x in active mode), a few tens of milliseconds per client for
+a model of 10^6 parameters, while it survives every dropout pattern up to its
+guarantee rather than all but a 2^-20 fraction of them and tolerates more
+colluders. Beyond 100 clients its cost keeps growing with n; SecAgg+'s does not."""
 
 
 def default_dropout_target(num_clients: int) -> int:
     """Dropouts a default configuration should survive: 1 below :data:`SMALL_FEDERATION`
-    clients, else ``ceil(4 * 0.1 n)`` (10% of n at each of the four rounds, 40% in all,
+    clients, else ``ceil(4 * 0.1 n)`` (10% of n at each of the four stages, 40% in all,
     which active mode on the complete graph can always meet from 20 clients on)."""
     if num_clients < SMALL_FEDERATION:
         return 1
-    return math.ceil(4 * DEFAULT_DROPOUT_FRACTION_PER_ROUND * num_clients - _SMALL)
+    return math.ceil(DROPOUT_STAGES * DEFAULT_DROPOUT_FRACTION_PER_ROUND * num_clients - _SMALL)
 
 
-def default_colluders(num_clients: int, active: bool) -> int:
+def planned_dropouts(num_clients: int, dropout_per_round: float | None = None) -> int:
+    """The dropouts over a whole session that a per-round fraction p plans for:
+    ``ceil(DROPOUT_STAGES * p * n)`` (p of the clients at each stage), or
+    :func:`default_dropout_target` when p is None. ConfigurationError unless
+    ``0 <= p`` and ``DROPOUT_STAGES * p < 1``."""
+    if dropout_per_round is None:
+        return default_dropout_target(num_clients)
+    dropout_per_round = require_finite("dropout_per_round", dropout_per_round)
+    if not 0.0 <= dropout_per_round < 1.0 / DROPOUT_STAGES:
+        raise ConfigurationError(
+            f"dropout_per_round must be in [0, 1/{DROPOUT_STAGES}) (it is lost at each of the "
+            f"{DROPOUT_STAGES} stages), got {dropout_per_round}"
+        )
+    return math.ceil(DROPOUT_STAGES * dropout_per_round * num_clients - _SMALL)
+
+
+def default_colluders(num_clients: int, active: bool, dropouts: int | None = None) -> int:
     """The default c on the complete graph: the largest c <= floor((n - 1)/3) whose
-    threshold (:func:`complete_threshold`) still tolerates :func:`default_dropout_target`
-    dropouts (t <= n - 1 - target); 0 if none does (e.g. n = 3)."""
-    target = default_dropout_target(num_clients)
+    threshold (:func:`complete_threshold`) still tolerates ``dropouts`` dropouts
+    (t <= n - 1 - dropouts; default :func:`default_dropout_target`); 0 if none does
+    (e.g. n = 3)."""
+    target = default_dropout_target(num_clients) if dropouts is None else dropouts
     best = 0
     for colluders in range((num_clients - 1) // 3 + 1):
         if complete_threshold(num_clients, colluders, active) <= num_clients - 1 - target:

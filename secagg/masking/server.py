@@ -21,7 +21,7 @@ raises :class:`~secagg.errors.ThresholdError` and the session is over.
 from __future__ import annotations
 
 import enum
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 
 import numpy as np
@@ -154,12 +154,59 @@ def _accept(
     return accepted, rejected
 
 
-def _require(state: ServerState, remaining: int, round_name: str, needed: int | None = None) -> None:
+def _require(
+    state: ServerState, remaining: int, round_name: str, present: Iterable[int], needed: int | None = None
+) -> None:
     needed = state.config.threshold if needed is None else needed
     if remaining < needed:
         raise ThresholdError(
-            f"server: only {remaining} clients remain after {round_name}, fewer than {needed}; session aborted"
+            f"server: only {remaining} clients remain after {round_name}, fewer than {needed}; session aborted. "
+            f"{_dropout_report(state, round_name, frozenset(present))}"
         )
+
+
+_STAGES = ("AdvertiseKeys", "ShareKeys", "MaskedInputCollection", "ConsistencyCheck", "Unmasking")
+
+
+def _dropout_report(state: ServerState, round_name: str, present: frozenset[int]) -> str:
+    """Which clients dropped (went silent or were rejected) at which round, and what the
+    configuration tolerates: the part of an abort message that names who was lost."""
+    config = state.config
+    everyone = frozenset(range(1, config.num_clients + 1))
+    signers = frozenset(s.client for s in state.signers)
+    # Who was still in after each round, as far as the session got (present: after round_name).
+    after = {
+        "AdvertiseKeys": frozenset(state.roster),
+        "ShareKeys": state.shared,
+        "MaskedInputCollection": frozenset(state.survivors),
+        "ConsistencyCheck": signers,
+    }
+    before, lost = everyone, []
+    for stage in _STAGES:
+        if config.mode != ACTIVE and stage == "ConsistencyCheck":
+            continue
+        now = present if stage == round_name else after.get(stage, frozenset())
+        gone = sorted(before - now)
+        if gone:
+            lost.append(f"{', '.join(map(str, gone))} at {stage}")
+        if stage == round_name:
+            break
+        before = now
+    dropped = "; ".join(lost) if lost else "none"
+    return f"Clients that dropped: {dropped}. {_tolerance(config)}"
+
+
+def _tolerance(config: MaskingConfig) -> str:
+    guarantee = config.guarantee
+    note = f"This configuration (n = {config.num_clients}, t = {config.threshold}) completes with up to "
+    note += f"{guarantee.dropouts} dropouts"
+    if guarantee.dropouts == 0:
+        note += (
+            f": each client's secrets are shared among its {config.holders} neighbours (itself excluded) and "
+            f"recovering them needs t = {config.threshold} (t = 1 would let one neighbour reveal them), so a "
+            f"survivor that loses a neighbour cannot be unmasked"
+        )
+    return note + "."
 
 
 def _collect_keys(state: ServerState, inbound: Mapping[int, bytes]) -> tuple[ServerState, dict[int, bytes]]:
@@ -187,7 +234,7 @@ def _collect_keys(state: ServerState, inbound: Mapping[int, bytes]) -> tuple[Ser
             rejected.append((client, f"AdvertiseKeys: {exc}"))
             continue
         roster[client] = RosterEntry(client, message.encryption_key, message.mask_key, message.signature)
-    _require(state, len(roster), "AdvertiseKeys", config.threshold + 1)
+    _require(state, len(roster), "AdvertiseKeys", roster, config.threshold + 1)
     graph = neighbour_table(config, state.session)
     outbound = {
         client: wire.encode(KeyRoster(client, tuple(roster[v] for v in graph[client] if v in roster)))
@@ -220,7 +267,7 @@ def _collect_shares(state: ServerState, inbound: Mapping[int, bytes]) -> tuple[S
         boxes[client] = {box.peer: box.sealed for box in message.boxes}
         commitments[client] = message.self_mask_commitment
     shared = frozenset(boxes)
-    _require(state, len(shared), "ShareKeys", state.config.threshold + 1)
+    _require(state, len(shared), "ShareKeys", shared, state.config.threshold + 1)
     outbound: dict[int, bytes] = {}
     delivered: dict[int, tuple[int, ...]] = {}
     for recipient in sorted(shared):
@@ -253,7 +300,7 @@ def _collect_masked(state: ServerState, inbound: Mapping[int, bytes]) -> tuple[S
             continue
         np.add(total, vector, out=total)
         survivors.append(client)
-    _require(state, len(survivors), "MaskedInputCollection")
+    _require(state, len(survivors), "MaskedInputCollection", survivors)
     ids = tuple(survivors)
     if config.mode == ACTIVE:
         outbound = {c: wire.encode(SurvivorList(c, state.session, ids)) for c in ids}
@@ -283,7 +330,7 @@ def _collect_consistency(state: ServerState, inbound: Mapping[int, bytes]) -> tu
             rejected.append((client, f"ConsistencySignature: {exc}"))
             continue
         signers.append(SignedBy(client, message.signature))
-    _require(state, len(signers), "ConsistencyCheck")
+    _require(state, len(signers), "ConsistencyCheck", (s.client for s in signers))
     signed = tuple(signers)
     outbound = {
         s.client: wire.encode(UnmaskRequest(s.client, state.session, state.survivors, signed)) for s in signed
@@ -301,6 +348,7 @@ def _collect_unmask(state: ServerState, inbound: Mapping[int, bytes]) -> tuple[S
     survivors = frozenset(state.survivors)
     self_mask_shares: dict[int, list[shamir.Share]] = {}
     key_shares: dict[int, list[shamir.Share]] = {}
+    answered = set()
     for client, message in accepted.items():
         assert isinstance(message, UnmaskResponse)
         held = state.delivered[client]
@@ -311,6 +359,7 @@ def _collect_unmask(state: ServerState, inbound: Mapping[int, bytes]) -> tuple[S
         } <= {v for v in held if v not in survivors}:
             rejected.append((client, "UnmaskResponse: shares do not match the survivor set"))
             continue
+        answered.add(client)
         # A share value >= p is discarded alone (its holder recorded): the holder's
         # other shares still count, so one bad share cannot void a whole response.
         for what, entries, collected in (
@@ -327,16 +376,22 @@ def _collect_unmask(state: ServerState, inbound: Mapping[int, bytes]) -> tuple[S
     assert state.masked_sum is not None
     total = np.array(state.masked_sum, copy=True)
     liars: set[int] = set()
-    for owner in state.survivors:
-        shares = self_mask_shares.get(owner, [])
-        seed = _recover(config, shares, owner, "self-mask seed", self_mask_commitment, state.commitments[owner], liars)
-        prg.add_expansion(total, seed, SELF_MASK_LABEL, subtract=True)
-    for owner in sorted(state.shared - survivors):
-        peers = [peer for peer in state.survivors if owner in state.delivered[peer]]
-        if peers:  # nobody masked with a client none of whose neighbours survived
-            shares = key_shares.get(owner, [])
-            private = _recover(config, shares, owner, "mask key", public_key_of, state.roster[owner].mask_key, liars)
-            _remove_pair_masks(state, total, owner, private, peers)
+    try:
+        for owner in state.survivors:
+            shares = self_mask_shares.get(owner, [])
+            commitment = state.commitments[owner]
+            seed = _recover(config, shares, owner, "self-mask seed", self_mask_commitment, commitment, liars)
+            prg.add_expansion(total, seed, SELF_MASK_LABEL, subtract=True)
+        for owner in sorted(state.shared - survivors):
+            peers = [peer for peer in state.survivors if owner in state.delivered[peer]]
+            if peers:  # nobody masked with a client none of whose neighbours survived
+                shares = key_shares.get(owner, [])
+                mask_key = state.roster[owner].mask_key
+                private = _recover(config, shares, owner, "mask key", public_key_of, mask_key, liars)
+                _remove_pair_masks(state, total, owner, private, peers)
+    except ThresholdError as exc:
+        report = _dropout_report(state, "Unmasking", frozenset(answered))
+        raise ThresholdError(f"{exc}; session aborted. {report}") from None
     rejected += [(liar, "UnmaskResponse: a revealed share lies off its secret's polynomial") for liar in sorted(liars)]
     result = ServerResult(aggregate=total, included=survivors)
     new_state = replace(state, phase=ServerPhase.DONE, result=result, rejected=state.rejected + tuple(rejected))

@@ -69,9 +69,8 @@ def _setup_messages() -> tuple[RoundSetup, RoundSetup, PaillierSetup]:
     digest = draw(32)
     quantization = QuantizationConfig(0.5, 16, 5, max_weight=4096)
     parameters = encode_parameters({"config/lr": 0.1, "config/local-epochs": 1, "config/server-round": 3})
-    semi = RoundSetup.create(
-        3, NODE_IDS, MaskingConfig.secagg_plus(5, 19), quantization, "num-examples", digest, RUN_ID, parameters
-    )
+    semi_config = MaskingConfig.secagg_plus(5, 19, dropout_fraction=0.1, complete_up_to=0)
+    semi = RoundSetup.create(3, NODE_IDS, semi_config, quantization, "num-examples", digest, RUN_ID, parameters)
     _, keys = make_identities(5, deterministic("flower/identities"))
     active_config = MaskingConfig.secagg(5, 19, mode=ACTIVE, identity_keys=keys)
     active = RoundSetup.create(3, NODE_IDS, active_config, quantization, "num-examples", digest, RUN_ID, parameters)

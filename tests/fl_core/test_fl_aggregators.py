@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
 
 import numpy as np
@@ -133,7 +134,39 @@ def test_too_few_survivors_skips_the_round_with_a_reason(name: str) -> None:
     assert result.skipped and result.mean is None
     assert result.skipped_reason is not None and name in result.skipped_reason
     assert "protocol ids 1..5 are clients [0, 1, 2, 3, 4]" in result.skipped_reason
+    assert "clients that dropped: 0 at join, 1 at join, 2 at setup;" in result.skipped_reason
     assert result.included == frozenset()
+
+
+@pytest.mark.parametrize("name", SECURE)
+def test_three_hospitals_skip_a_round_with_a_dropout_and_say_who_and_why(name: str) -> None:
+    # Prepare: three hospitals 1..3 (protocol ids = their ids); hospital 3 drops after its upload.
+    updates = make_updates(sizes=(30, 5, 120), seed=1)
+    updates = [dataclasses.replace(u, client_id=i) for i, u in enumerate(updates, start=1)]
+    # Execute
+    result = secure(name, num_clients=3).aggregate(
+        updates, {3: DropoutStage.FINALIZE}, rng=np.random.default_rng(0)
+    )
+    # Assert: the reason names the hospital that dropped, and why three cannot tolerate it
+    assert result.skipped_reason is not None
+    assert result.skipped_reason.startswith(f"{name}: round skipped, clients that dropped: 3 at finalize;")
+    assert "completes with up to 0 dropouts" in result.skipped_reason
+    assert "t = 1 would let one neighbour reveal them" in result.skipped_reason
+
+
+@pytest.mark.parametrize("name", SECURE)
+@pytest.mark.parametrize("num_clients", [5, 10])
+def test_default_aggregators_survive_any_one_dropout(name: str, num_clients: int) -> None:
+    # Prepare
+    sizes = tuple(range(10, 10 + num_clients))
+    updates = make_updates(sizes=sizes, seed=2)
+    aggregator = secure(name, num_clients=num_clients)
+    for client in (u.client_id for u in updates):
+        for stage in DropoutStage:
+            # Execute
+            result = aggregator.aggregate(updates, {client: stage}, rng=np.random.default_rng(3))
+            # Assert
+            assert result.skipped_reason is None, result.skipped_reason
 
 
 def test_client_ids_and_their_order_do_not_matter() -> None:
@@ -187,8 +220,8 @@ def test_make_aggregator_refuses_unknown_names_and_options() -> None:
         make_aggregator("secagg")
     with pytest.raises(ConfigurationError, match="does not take \\['key_bits'\\]"):
         make_aggregator("secagg+", num_clients=5, key_bits=2048)
-    with pytest.raises(ConfigurationError, match="secagg\\+ only"):
-        make_aggregator("secagg", num_clients=5, dropout_fraction=0.2)
+    with pytest.raises(ConfigurationError, match="not both"):
+        make_aggregator("secagg", num_clients=5, dropout_fraction=0.2, dropout_per_round=0.1)
     with pytest.raises(ConfigurationError, match="at least 3"):
         make_aggregator("secagg+", num_clients=2)
 

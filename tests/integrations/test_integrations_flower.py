@@ -215,6 +215,9 @@ def test_too_many_dropouts_skip_the_round_and_the_model_stays() -> None:
     report = secure.reports[0]
     assert report.aggregate is None and report.included == frozenset()
     assert report.skipped_reason is not None and "cannot recover" in report.skipped_reason
+    # The reason names the nodes that dropped (by node id), not a node that stayed.
+    lost = ", ".join(f"{node} at {MASKED_INPUT}" for node in sorted(NODES[:3]))
+    assert report.skipped_reason.startswith(f"round skipped, nodes that dropped: {lost};")
 
 
 @pytest.mark.parametrize(

@@ -133,7 +133,7 @@ def test_secagg_active_default_threshold_is_the_smallest_safe_one(corrupt_fracti
 
 def test_secagg_plus_gives_a_valid_sparse_graph_that_aggregates_exactly() -> None:
     # Prepare
-    made = MaskingConfig.secagg_plus(num_clients=30, vector_length=5, dropout_fraction=0.1)
+    made = MaskingConfig.secagg_plus(num_clients=30, vector_length=5, dropout_fraction=0.1, complete_up_to=0)
     assert made.graph == HARARY and made.degree < 29
     inputs = random_inputs(made, 30)
     # Execute: one client drops at every round.

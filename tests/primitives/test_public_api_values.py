@@ -232,6 +232,7 @@ def entries() -> list[Entry]:
             lambda: {"num_clients": 20, "vector_length": 4},
             ints=("num_clients", "vector_length", "ring_bits"),
             reals=("corrupt_fraction", "dropout_fraction"),
+            allowed=none_ok({("corrupt_fraction", "none"), ("dropout_fraction", "none")}),
         ),
         Entry(
             "masking.client_start",

@@ -94,9 +94,15 @@ class SecAggOptions:
         threshold: SecAgg only: the Shamir threshold (default: the smallest safe
             one for the declared colluders, see ``MaskingConfig.secagg``).
         corrupt_fraction: assumed fraction of nodes colluding with the server
-            (default 0.05 for secagg+; for secagg the most colluders, up to a
-            third, that keep the default dropout tolerance).
-        dropout_fraction: secagg+ only: assumed fraction of nodes dropping out (default 0.1).
+            (default: on the complete graph the most colluders, up to a third,
+            that keep the dropout tolerance; 0.05 on a sparse secagg+ graph).
+        dropout_per_round: assumed fraction of nodes dropping out at *each* of the
+            four stages (setup, share-keys, masked-input, and consistency-check /
+            unmask), so 4x that over a round. Default: one dropout below 20
+            nodes, 10% per stage from 20 on. secagg+ uses the complete graph up
+            to 100 nodes and a Harary graph sized for this assumption beyond.
+        dropout_fraction: secagg+ only, instead of ``dropout_per_round``: the
+            assumed fraction of nodes dropping out over the whole round.
         mode: ``"active"`` (the default: signed keys, identity keys checked by
             every node against the federation's trusted list, and the
             consistency-check stage) or ``"semi-honest"``, by name only: it does
@@ -121,6 +127,7 @@ class SecAggOptions:
     threshold: int | None = None
     corrupt_fraction: float | None = None
     dropout_fraction: float | None = None
+    dropout_per_round: float | None = None
     mode: str = ACTIVE
     trusted_keys: frozenset[bytes] | None = None
     stage_timeout: float = 60.0
@@ -133,7 +140,9 @@ class SecAggOptions:
         if self.protocol == SECAGG_PLUS and self.threshold is not None:
             raise ConfigurationError("secagg+ derives its threshold; set corrupt_fraction and dropout_fraction")
         if self.protocol == SECAGG and self.dropout_fraction is not None:
-            raise ConfigurationError("dropout_fraction applies to secagg+ only")
+            raise ConfigurationError("dropout_fraction applies to secagg+ only (use dropout_per_round)")
+        if self.dropout_fraction is not None and self.dropout_per_round is not None:
+            raise ConfigurationError("give dropout_per_round or the round-wide dropout_fraction, not both")
         if self.mode not in (SEMI_HONEST, ACTIVE):
             raise ConfigurationError(f"mode must be {SEMI_HONEST!r} or {ACTIVE!r}, got {self.mode!r}")
         if self.trusted_keys is not None and (
@@ -186,6 +195,7 @@ class SecAggOptions:
                 mode=self.mode,
                 identity_keys=keys,
                 corrupt_fraction=self.corrupt_fraction,
+                dropout_per_round=self.dropout_per_round,
             )
         return MaskingConfig.secagg_plus(
             num_nodes,
@@ -193,8 +203,9 @@ class SecAggOptions:
             ring_bits=self.ring_for(num_nodes),
             mode=self.mode,
             identity_keys=keys,
-            corrupt_fraction=0.05 if self.corrupt_fraction is None else self.corrupt_fraction,
-            dropout_fraction=0.1 if self.dropout_fraction is None else self.dropout_fraction,
+            corrupt_fraction=self.corrupt_fraction,
+            dropout_fraction=self.dropout_fraction,
+            dropout_per_round=self.dropout_per_round,
         )
 
 
@@ -253,10 +264,11 @@ class SecAggGrid(SecureGrid):
                     for client in sorted(set(inbound) - set(outbound)):
                         dropped.setdefault(batch.node_ids[client - 1], stage)
         except ThresholdError as exc:
-            LOGGER.warning("secure round %d skipped: %s", batch.server_round, exc)
+            reason = _skip_reason(exc, dropped, batch.node_ids)
+            LOGGER.warning("secure round %d skipped: %s", batch.server_round, reason)
             errors.update(plan.rejections(state))
             self.forget_failed_identities(dropped, SETUP)
-            self.reports.append(batch.report(started, dropped, errors, reason=str(exc), node_ids=sampled))
+            self.reports.append(batch.report(started, dropped, errors, reason=reason, node_ids=sampled))
             return None
         errors.update(plan.rejections(state))
         self.forget_failed_identities(dropped, SETUP)
@@ -286,6 +298,16 @@ class SecAggGrid(SecureGrid):
             batch.server_round, len(report.included), len(sampled), report.seconds,
         )
         return aggregated_reply(batch, mean, self.options.weight_key, weight_total)
+
+
+def _skip_reason(exc: ThresholdError, dropped: Mapping[int, str], node_ids: tuple[int, ...]) -> str:
+    """Why a round was skipped: the nodes that dropped (by node id, with their stage), then
+    the protocol's message, whose client ids are protocol ids (spelled out)."""
+    lost = ", ".join(f"{node} at {stage}" for node, stage in sorted(dropped.items()))
+    return (
+        f"round skipped, nodes that dropped: {lost or 'none'}; protocol: {exc} "
+        f"(protocol ids 1..{len(node_ids)} are nodes {list(node_ids)})"
+    )
 
 
 @dataclass(frozen=True)
