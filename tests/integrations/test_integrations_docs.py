@@ -1,6 +1,6 @@
 """Every Python block of docs/integrations.md runs as written.
 
-Blocks that import torch or flwr are skipped where those extras are missing;
+Blocks that import torch, flwr or keras are skipped where those extras are missing;
 a block whose first line says ``# slow`` runs with the slow tests.
 """
 
@@ -35,16 +35,17 @@ def cases() -> list[object]:
 def test_the_doc_has_runnable_examples_for_every_stack() -> None:
     # Prepare / Execute
     blocks = [code for _, code in python_blocks()]
-    # Assert: Flower, PyTorch and the plain numpy API each have one
+    # Assert: Flower, PyTorch, Keras and the plain numpy API each have one
     assert any("secagg.integrations.flower" in b for b in blocks)
     assert any("secagg.integrations.torch" in b for b in blocks)
+    assert any("secagg.integrations.keras" in b for b in blocks)
     assert any("secagg.masking" in b and "flwr" not in b and "torch" not in b for b in blocks)
 
 
 @pytest.mark.parametrize("code", cases())
 def test_python_block_runs(code: str, tmp_path: Path) -> None:
     # Prepare: the extras the block needs; a fresh interpreter in the repository
-    needs = [m for m in ("torch", "flwr") if re.search(rf"^\s*(from|import) {m}\b", code, re.M)]
+    needs = [m for m in ("torch", "flwr", "keras") if re.search(rf"^\s*(from|import) {m}\b", code, re.M)]
     needs += ["ray"] if "run_simulation" in code else []
     missing = [m for m in needs if importlib.util.find_spec(m) is None]
     if missing:
