@@ -14,7 +14,7 @@ paillier   packed threshold Paillier: encrypt, aggregate, decrypt vs d, key
 fedavg     the hospital demo end to end: time per round and bytes per
            hospital for every aggregation, over plain FedAvg
 scaling    n from 10 to 1000 at fixed d: per-client cost, SecAgg vs SecAgg+
-peers      Flower 1.41's SecAgg+ primitives and phe, same n, d, k, same run
+peers      Flower 1.41/1.42's SecAgg+ primitives and phe, same n, d, k, same run
 =========  ==================================================================
 
 ``secagg bench SUITE [--quick|--full] --out DIR`` (:mod:`secagg_bench.runner`)

@@ -1,4 +1,4 @@
-"""Flower 1.41's SecAgg+ work, composed from its own primitives as Flower composes them.
+"""Flower's SecAgg+ work (1.41 and 1.42), composed from its own primitives as Flower composes them.
 
 The client side follows ``flwr/client/mod/secure_aggregation/secaggplus_mod.py``
 (``_setup``, ``_share_keys``, ``_collect_masked_vectors``, ``_unmask``); the
@@ -35,10 +35,12 @@ from typing import Any
 
 from .work import CLIP, Work, time_median, update_vector
 
-__all__ = ["FLOWER_VERSION", "available", "measure_flower", "version"]
+__all__ = ["FLOWER_VERSIONS", "available", "measure_flower", "version"]
 
-FLOWER_VERSION = "1.41.0"
-"""The Flower release the composition follows (the ``bench`` extra pins it)."""
+FLOWER_VERSIONS = ("1.41.0", "1.42.0")
+"""The Flower releases the composition follows (the ``bench`` extra allows both): no file
+under Flower's secure_aggregation mod, workflow or primitives changed between them. The
+peer's rows name the installed release (:func:`version`)."""
 
 QUANTIZATION_RANGE = 1 << 22
 MODULUS_RANGE = 1 << 32

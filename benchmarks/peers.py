@@ -1,6 +1,6 @@
 """Suite ``peers``: the same work done by other implementations, in the same run.
 
-- **Flower 1.41 SecAgg+** (installed by the ``bench`` extra): for the n, d and
+- **Flower 1.41/1.42 SecAgg+** (installed by the ``bench`` extra): for the n, d and
   neighbour count k our SecAgg+ picks, each component of the client's and the
   server's work with Flower's primitives composed as Flower composes them
   (:mod:`secagg_bench.flower_peer`) against ours (:mod:`secagg_bench.work`), and
@@ -143,7 +143,7 @@ def _flower_rows(work: Work, dropout: float, repeats: int) -> list[Row]:
     theirs, uploaded = flower_peer.measure_flower(work, repeats)
     ours = measure_ours(work, repeats)
     protocol = run_configuration(work.clients, work.dim, "harary", dropout, 1)
-    peer = f"Flower {flower_peer.FLOWER_VERSION} SecAgg+"
+    peer = f"Flower {flower_peer.version()} SecAgg+"
     rows = [
         _row(peer, role, name, work, ours[name], theirs[name])
         for role, names in (("client", CLIENT_COMPONENTS), ("server", SERVER_COMPONENTS))
@@ -256,8 +256,8 @@ def targets(results: list[Row]) -> list[Target]:
             out.append(
                 Target(
                     f"masking {role} over Flower SecAgg+",
-                    f"ours / Flower 1.41 for the same work: {component}, n = {p['clients']}, d = {p['dim']:,}, "
-                    f"k = {p['degree']}",
+                    f"ours / {p['peer'].removesuffix(' SecAgg+')} for the same work: {component}, "
+                    f"n = {p['clients']}, d = {p['dim']:,}, k = {p['degree']}",
                     row["metrics"]["ours_over_peer"],
                     1.0,
                     "<=",

@@ -1,6 +1,6 @@
 """The work one SecAgg+ aggregation asks of a client and of the server, and two
 implementations of it timed component by component: ours (:mod:`secagg`) and
-Flower 1.41's (:mod:`secagg_bench.flower_peer`).
+Flower 1.41/1.42's (:mod:`secagg_bench.flower_peer`).
 
 Both sides do the same operations on the same sizes, composed as each
 implementation composes them in its protocol:

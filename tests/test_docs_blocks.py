@@ -135,13 +135,14 @@ def test_the_integration_guide_has_runnable_examples_for_every_stack() -> None:
     # Assert: Flower, PyTorch and the plain numpy API each have one
     assert any("secagg.integrations.flower" in b for b in guide)
     assert any("secagg.integrations.torch" in b for b in guide)
+    assert any("secagg.integrations.keras" in b for b in guide)
     assert any("secagg.masking" in b and "flwr" not in b and "torch" not in b for b in guide)
 
 
 def _missing_requirements(block: Block) -> list[str]:
     code = block.code
     if block.language == "python":
-        modules = [m for m in ("torch", "flwr") if re.search(rf"^\s*(from|import) {m}\b", code, re.M)]
+        modules = [m for m in ("torch", "flwr", "keras") if re.search(rf"^\s*(from|import) {m}\b", code, re.M)]
     else:
         modules = ["flwr"] if re.search(r"^\s*(flwr|flower-\w+) ", code, re.M) else []
     modules += ["ray"] if "run_simulation" in code else []

@@ -8,6 +8,9 @@ the core never imports this package:
   ``state_dict`` into one float64 vector and back (dtypes and shapes exact), and
   aggregate the updates of several models through any aggregator
   (``pip install -e '.[torch]'`` from the root of a clone).
+- :mod:`secagg.integrations.keras` — Keras 3: the same for a model's weights
+  (``get_weights()``, a list of numpy arrays, any backend) and for a model in
+  place (``pip install -e '.[keras]'`` from the root of a clone).
 - :mod:`secagg.integrations.flower` — Flower (``flwr``, Message API):
   :class:`~secagg.integrations.flower.SecAggGrid`, the server-side workflow that
   runs a masking session under any Flower strategy, and

@@ -18,7 +18,7 @@ def test_the_core_never_imports_the_adapters_or_their_extras() -> None:
     # Prepare
     code = (
         "import sys, secagg, secagg.masking, secagg.encoding, secagg.wire, secagg.cli\n"
-        "loaded = [m for m in ('secagg.integrations', 'torch', 'flwr') if m in sys.modules]\n"
+        "loaded = [m for m in ('secagg.integrations', 'torch', 'flwr', 'keras') if m in sys.modules]\n"
         "print(loaded)"
     )
     # Execute
@@ -38,16 +38,36 @@ def test_the_torch_adapter_imports_torch_only_when_used() -> None:
     assert result.stdout.strip() == "False"
 
 
+def test_the_keras_adapter_imports_keras_only_when_a_model_is_given() -> None:
+    # Prepare: weight lists are plain numpy and need no Keras
+    code = (
+        "import sys, numpy as np, secagg.integrations.keras as adapter\n"
+        "vector, layout = adapter.flatten_weights([np.ones((2, 2), dtype=np.float32)])\n"
+        "print('keras' in sys.modules, adapter.unflatten_weights(vector, layout)[0].dtype)"
+    )
+    # Execute
+    result = run_python(code)
+    # Assert
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "False float32"
+
+
 def test_a_missing_extra_names_the_install_line() -> None:
     # Prepare: hide the extras as if they were not installed
     code = (
         "import sys\n"
         "sys.modules['torch'] = None\n"
         "sys.modules['flwr'] = None\n"
+        "sys.modules['keras'] = None\n"
         "from secagg.errors import ConfigurationError\n"
         "import secagg.integrations.torch as adapter\n"
         "try:\n"
         "    adapter.flatten_state_dict({})\n"
+        "except ConfigurationError as exc:\n"
+        "    print(exc)\n"
+        "import secagg.integrations.keras as keras_adapter\n"
+        "try:\n"
+        "    keras_adapter.flatten_model(object())\n"
         "except ConfigurationError as exc:\n"
         "    print(exc)\n"
         "try:\n"
@@ -63,6 +83,8 @@ def test_a_missing_extra_names_the_install_line() -> None:
     assert result.returncode == 0, result.stderr
     assert result.stdout.splitlines() == [
         "this secagg integration needs the optional package 'torch': pip install -e '.[torch]' "
+        "from the root of a secagg clone (secagg is not on the package index)",
+        "this secagg integration needs the optional package 'keras': pip install -e '.[keras]' "
         "from the root of a secagg clone (secagg is not on the package index)",
         "this secagg integration needs the optional package 'flwr': pip install -e '.[flower]' "
         "from the root of a secagg clone (secagg is not on the package index)",

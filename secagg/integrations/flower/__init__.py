@@ -1,4 +1,4 @@
-"""Secure aggregation for Flower apps (Message API, ``flwr`` 1.41).
+"""Secure aggregation for Flower apps (Message API, ``flwr`` 1.41 and 1.42).
 
 Two lines switch a Flower app to secure aggregation::
 

@@ -1,0 +1,447 @@
+"""Keras 3 adapter: model weights as one float64 vector, and secure FedAvg of models.
+
+Keras hands out a model's weights as numpy arrays (``model.get_weights()``,
+whatever the backend: torch, JAX or TensorFlow) and takes them back with
+``model.set_weights``. Secure aggregation sums vectors. This module converts
+between the two, the same way :mod:`secagg.integrations.torch` does for PyTorch:
+
+- :func:`flatten_weights` / :func:`unflatten_weights`: a list of numpy arrays
+  (what ``get_weights`` returns) to one float64 vector plus a
+  :class:`WeightsLayout` (names, shapes, dtypes, offsets), and back.
+- :func:`flatten_model` / :func:`load_into_model`: the same for a Keras layer or
+  model (all its weights or the trainable ones), written back in place by
+  position, as ``set_weights`` does.
+- :func:`aggregate_models`: the weighted mean of the updates (local minus
+  global) of several models through any aggregator with the
+  :class:`fl_core.aggregators.Aggregator` interface (``plain``,
+  ``plain-quantized``, ``secagg``, ``secagg+``, ``paillier``), returned as a new
+  list of weights for ``set_weights``.
+
+Exactness: every value of float16, float32 and float64 and of the narrow float
+formats Keras uses through ``ml_dtypes`` (bfloat16, the float8, float6 and
+float4 formats; checked against ``ml_dtypes.finfo``) is exactly a float64, so
+``unflatten(flatten(w)) == w`` bit for bit, signed zeros and infinities
+included; a NaN comes back as a NaN (its payload bits are not kept). Complex
+arrays (complex64/128, ml_dtypes' complex32 and bcomplex32) occupy two entries
+per element, real then imaginary. Integer and boolean weights (counters, masks, int8-quantized
+kernels) are exact up to 2^53 in magnitude; larger values are refused, as are
+dtypes a float64 cannot hold (``longdouble``, strings, objects), with a
+:class:`~secagg.errors.ConfigurationError` naming the weight.
+
+Clipping and rounding are the aggregator's: each update coordinate is clipped
+to the aggregator's ``clip`` and stochastically quantized before the secure sum
+(see :mod:`fl_core.aggregators.base`), exactly as for the PyTorch adapter. An
+aggregate is converted back to each weight's dtype by numpy's rounding for
+floats (ml_dtypes' for the narrow formats), half to even for integers (refused
+if out of the dtype's range) and nonzero for bool.
+
+Keras is imported only by the functions that take a model
+(``pip install -e '.[keras]'`` from the root of a clone); the weight-list functions need only numpy.
+Keras 3 with the torch backend: ``KERAS_BACKEND=torch``.
+"""
+
+from __future__ import annotations
+
+import importlib
+import math
+import warnings
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import numpy.typing as npt
+
+from secagg.errors import ConfigurationError
+from secagg.integrations._extras import require
+
+if TYPE_CHECKING:
+    from fl_core.aggregators.base import AggregationResult, Aggregator, DropoutStage
+
+__all__ = [
+    "EXACT_INTEGER_LIMIT",
+    "ModelAggregation",
+    "WeightSpec",
+    "WeightsLayout",
+    "aggregate_models",
+    "flatten_model",
+    "flatten_weights",
+    "load_into_model",
+    "unflatten_weights",
+]
+
+FloatVector = npt.NDArray[np.float64]
+
+EXACT_INTEGER_LIMIT = 1 << 53
+"""Largest integer magnitude a float64 holds exactly; larger integer weights are refused."""
+
+REAL, COMPLEX, INTEGER, BOOL = "real", "complex", "integer", "bool"
+
+
+def _keras() -> Any:
+    return require("keras", "keras")
+
+
+def _ml_dtypes() -> Any | None:
+    try:
+        return importlib.import_module("ml_dtypes")
+    except ImportError:
+        return None
+
+
+def _resolve_dtype(name: str, who: str) -> np.dtype[Any]:
+    """The numpy dtype called ``name``, including the ml_dtypes formats (``bfloat16``, ...)."""
+    try:
+        return np.dtype(name)
+    except TypeError:
+        pass
+    ml_dtypes = _ml_dtypes()
+    scalar = getattr(ml_dtypes, name, None) if ml_dtypes is not None else None
+    if scalar is None:
+        raise ConfigurationError(f"weight {who!r}: unknown dtype {name}")
+    resolved: np.dtype[Any] = np.dtype(scalar)
+    return resolved
+
+
+def _float_fits_float64(dtype: np.dtype[Any]) -> bool:
+    """True if every finite value of the ml_dtypes float ``dtype`` is exactly a float64."""
+    ml_dtypes = _ml_dtypes()
+    if ml_dtypes is None:
+        return False
+    try:
+        info = ml_dtypes.finfo(dtype)
+    except (TypeError, ValueError, KeyError):
+        return False
+    # float64: 52 stored mantissa bits, normal exponents down to -1022, subnormals to 2^-1074.
+    return bool(info.nmant <= 52 and info.maxexp <= 1024 and info.minexp - info.nmant >= -1074)
+
+
+def _is_complex(dtype: np.dtype[Any]) -> bool:
+    """True if ``dtype`` keeps an imaginary part (ml_dtypes' complex32, bcomplex32)."""
+    with np.errstate(all="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            probe = np.array([1j]).astype(dtype).astype(np.complex128)
+        except (TypeError, ValueError):
+            return False
+    return bool(probe[0].imag == 1.0)
+
+
+def _integer_bounds(dtype: np.dtype[Any]) -> tuple[int, int] | None:
+    """(min, max) of an integer dtype (numpy's or ml_dtypes' int4/uint4/...), else None."""
+    if dtype.kind in "iu":
+        info = np.iinfo(dtype)
+        return int(info.min), int(info.max)
+    ml_dtypes = _ml_dtypes()
+    if ml_dtypes is None:
+        return None
+    try:
+        ml_info = ml_dtypes.iinfo(dtype)
+    except (TypeError, ValueError, KeyError):
+        return None
+    return int(ml_info.min), int(ml_info.max)
+
+
+def _kind(dtype: np.dtype[Any], who: str) -> str:
+    """How a dtype travels in the vector; ConfigurationError if it cannot exactly."""
+    if dtype.kind in "fc":
+        if dtype.itemsize <= (8 if dtype.kind == "f" else 16):
+            return REAL if dtype.kind == "f" else COMPLEX
+        raise ConfigurationError(
+            f"weight {who!r}: dtype {dtype.name} does not fit a float64 exactly and cannot be aggregated"
+        )
+    if dtype.kind == "b":
+        return BOOL
+    if _integer_bounds(dtype) is not None:
+        return INTEGER
+    if dtype.kind == "V" and _float_fits_float64(dtype):
+        return COMPLEX if _is_complex(dtype) else REAL
+    raise ConfigurationError(
+        f"weight {who!r}: dtype {dtype.name} cannot be aggregated (floating, complex, bool or integer weights only)"
+    )
+
+
+@dataclass(frozen=True)
+class WeightSpec:
+    """Where one named weight sits in a flat vector.
+
+    Attributes:
+        name: the weight's name: its Keras variable path (``"dense/kernel"``) for
+            a model, its index in the list (``"0"``, ``"1"``, ...) for a weight list.
+        shape: its shape.
+        dtype: its numpy dtype name, e.g. ``"float32"`` or ``"bfloat16"``.
+        offset: index of its first entry in the vector.
+        length: number of vector entries: the element count, twice that for complex.
+    """
+
+    name: str
+    shape: tuple[int, ...]
+    dtype: str
+    offset: int
+    length: int
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.name, str):
+            raise ConfigurationError(f"weight name must be a string, got {self.name!r}")
+        if any(isinstance(d, bool) or not isinstance(d, int) or d < 0 for d in self.shape):
+            raise ConfigurationError(f"weight {self.name!r}: shape must be non-negative ints, got {self.shape}")
+        if self.offset < 0:
+            raise ConfigurationError(f"weight {self.name!r}: offset must be non-negative, got {self.offset}")
+        dtype = _resolve_dtype(self.dtype, self.name)
+        per = 2 if _kind(dtype, self.name) == COMPLEX else 1
+        if self.length != per * math.prod(self.shape):
+            raise ConfigurationError(
+                f"weight {self.name!r}: {self.length} entries do not fit shape {self.shape} of {self.dtype}"
+            )
+
+
+@dataclass(frozen=True)
+class WeightsLayout:
+    """The named weights of a flat vector, back to back from index 0.
+
+    Invariant: names are unique and ``specs[i + 1].offset == specs[i].offset +
+    specs[i].length``; :attr:`size` is the vector's length.
+    """
+
+    specs: tuple[WeightSpec, ...]
+
+    def __post_init__(self) -> None:
+        names = [spec.name for spec in self.specs]
+        if len(set(names)) != len(names):
+            raise ConfigurationError("weight names in a layout must be unique")
+        offset = 0
+        for spec in self.specs:
+            if spec.offset != offset:
+                raise ConfigurationError(f"weight {spec.name!r} starts at {spec.offset}, expected {offset}")
+            offset += spec.length
+
+    @property
+    def size(self) -> int:
+        """Length of the flat vector."""
+        return self.specs[-1].offset + self.specs[-1].length if self.specs else 0
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        """The weight names in vector order."""
+        return tuple(spec.name for spec in self.specs)
+
+
+def _flatten_named(named: Sequence[tuple[str, Any]]) -> tuple[FloatVector, WeightsLayout]:
+    specs: list[WeightSpec] = []
+    pieces: list[FloatVector] = []
+    offset = 0
+    for name, array in named:
+        if not isinstance(array, np.ndarray | np.generic):
+            raise ConfigurationError(f"weight {name!r} is a {type(array).__name__}, not a numpy array")
+        values = np.asarray(array)
+        kind = _kind(values.dtype, name)
+        flat = _to_float64(values.reshape(-1), kind, name)
+        spec = WeightSpec(name, tuple(int(d) for d in values.shape), values.dtype.name, offset, int(flat.shape[0]))
+        specs.append(spec)
+        pieces.append(flat)
+        offset += spec.length
+    layout = WeightsLayout(tuple(specs))
+    vector: FloatVector = np.concatenate(pieces) if pieces else np.zeros(0, dtype=np.float64)
+    return vector, layout
+
+
+def _to_float64(flat: npt.NDArray[Any], kind: str, name: str) -> FloatVector:
+    if kind == COMPLEX:
+        values = flat.astype(np.complex128)  # exact: each part is a float64
+        pairs = np.empty((flat.shape[0], 2), dtype=np.float64)
+        pairs[:, 0], pairs[:, 1] = values.real, values.imag
+        return pairs.reshape(-1)
+    # Compare as Python ints: a float64 conversion would round 2^53 + 1 down.
+    if kind == INTEGER and flat.size and max(int(flat.max()), -int(flat.min())) > EXACT_INTEGER_LIMIT:
+        raise ConfigurationError(f"weight {name!r}: integers beyond 2^53 in magnitude do not fit a float64 exactly")
+    with np.errstate(invalid="ignore"):  # NaNs of the narrow formats stay NaNs
+        return flat.astype(np.float64)
+
+
+def flatten_weights(weights: Sequence[Any] | npt.NDArray[Any]) -> tuple[FloatVector, WeightsLayout]:
+    """The arrays of ``weights`` (e.g. ``model.get_weights()``) in one float64 vector, and the layout.
+
+    Each array in C order, in list order; the layout names them ``"0"``,
+    ``"1"``, ... Raises ConfigurationError for a dtype that cannot be
+    aggregated or an integer beyond 2^53 in magnitude.
+    """
+    if isinstance(weights, np.ndarray) or not isinstance(weights, Sequence):
+        raise ConfigurationError(f"expected a list of numpy arrays, got {type(weights).__name__}")
+    return _flatten_named([(str(index), array) for index, array in enumerate(weights)])
+
+
+def unflatten_weights(vector: npt.ArrayLike, layout: WeightsLayout) -> list[npt.NDArray[Any]]:
+    """New numpy arrays shaped and typed as ``layout`` describes, from ``vector``, in layout order.
+
+    Inverse of :func:`flatten_weights` (and :func:`flatten_model`), bit for bit
+    on its output; the list goes straight into ``model.set_weights``. A vector
+    that did not come from flattening (an aggregate) is converted with the
+    rounding rules in the module docstring.
+    """
+    values = np.asarray(vector)
+    if values.ndim != 1 or values.dtype.kind != "f":
+        raise ConfigurationError(f"expected a one-dimensional float vector, got {values.dtype} of shape {values.shape}")
+    if values.shape[0] != layout.size:
+        raise ConfigurationError(f"vector has {values.shape[0]} entries, the layout needs {layout.size}")
+    values = values.astype(np.float64, copy=False)
+    out: list[npt.NDArray[Any]] = []
+    for spec in layout.specs:
+        dtype = _resolve_dtype(spec.dtype, spec.name)
+        piece = values[spec.offset : spec.offset + spec.length]
+        out.append(_from_float64(piece, dtype, _kind(dtype, spec.name), spec).reshape(spec.shape))
+    return out
+
+
+def _from_float64(piece: FloatVector, dtype: np.dtype[Any], kind: str, spec: WeightSpec) -> npt.NDArray[Any]:
+    if kind == REAL:
+        real: npt.NDArray[Any] = piece.astype(dtype)
+        return real
+    if kind == COMPLEX:
+        # Real and imaginary parts set separately: arithmetic like 1j * inf would make NaNs.
+        pairs: npt.NDArray[Any] = np.empty(piece.shape[0] // 2, dtype=np.complex128)
+        pairs.real, pairs.imag = piece[0::2], piece[1::2]
+        return pairs.astype(dtype)
+    if kind == BOOL:
+        flags: npt.NDArray[np.bool_] = np.rint(piece) != 0
+        return flags
+    integers = np.rint(piece)
+    bounds = _integer_bounds(dtype)
+    assert bounds is not None  # _kind said INTEGER
+    if integers.size and (not np.isfinite(integers).all() or integers.min() < bounds[0] or integers.max() > bounds[1]):
+        raise ConfigurationError(f"weight {spec.name!r}: values fall outside the range of {spec.dtype}")
+    return integers.astype(dtype)
+
+
+def _model_variables(model: Any, trainable_only: bool) -> list[Any]:
+    keras = _keras()
+    if not isinstance(model, keras.layers.Layer):
+        raise ConfigurationError(f"expected a Keras model or layer, got {type(model).__name__}")
+    return list(model.trainable_weights if trainable_only else model.weights)
+
+
+def _relative_path(model: Any, variable: Any) -> str:
+    """The variable's Keras path without the model's own name in front (``"dense/kernel"``)."""
+    path = str(variable.path)
+    return path.removeprefix(f"{model.name}/")
+
+
+def flatten_model(model: Any, *, trainable_only: bool = False) -> tuple[FloatVector, WeightsLayout]:
+    """A Keras model's (or layer's) weights as one float64 vector and its layout.
+
+    By default every weight ``model.get_weights()`` returns, in that order
+    (trainable and non-trainable, e.g. batch-norm statistics); only the
+    trainable ones if ``trainable_only``. The layout names each weight by its
+    variable path inside the model (``"dense/kernel"``), for messages; like
+    ``set_weights``, the adapter matches weights by position, since two
+    instances of one architecture get different automatic layer names. See
+    :func:`flatten_weights` for the dtypes.
+    """
+    keras = _keras()
+    named = [
+        (_relative_path(model, v), np.asarray(keras.ops.convert_to_numpy(v)))
+        for v in _model_variables(model, trainable_only)
+    ]
+    return _flatten_named(named)
+
+
+def _structure(layout: WeightsLayout) -> list[tuple[tuple[int, ...], str]]:
+    return [(spec.shape, spec.dtype) for spec in layout.specs]
+
+
+def load_into_model(model: Any, vector: npt.ArrayLike, layout: WeightsLayout, *, trainable_only: bool = False) -> None:
+    """Write ``vector`` into the weights of ``model`` in place, by position.
+
+    The weights are those of :func:`flatten_model` with the same
+    ``trainable_only``; each variable keeps its dtype. Raises ConfigurationError
+    if the model has another number of weights or a shape or dtype differs.
+    """
+    targets = _model_variables(model, trainable_only)
+    if len(targets) != len(layout.specs):
+        raise ConfigurationError(f"the model has {len(targets)} weights, the layout {len(layout.specs)}")
+    for target, spec in zip(targets, layout.specs, strict=True):
+        if tuple(int(d) for d in target.shape) != spec.shape or str(target.dtype) != spec.dtype:
+            raise ConfigurationError(
+                f"weight {spec.name!r}: the model holds {target.dtype} {tuple(target.shape)} "
+                f"at that position ({_relative_path(model, target)}), the layout {spec.dtype} {spec.shape}"
+            )
+    for target, array in zip(targets, unflatten_weights(vector, layout), strict=True):
+        target.assign(array)
+
+
+@dataclass(frozen=True)
+class ModelAggregation:
+    """What :func:`aggregate_models` returns.
+
+    Attributes:
+        result: the aggregator's result (mean update, included clients, bytes, seconds).
+        weights: the new global weights, global + mean update, in the global
+            model's dtypes and layout order (``model.set_weights(weights)`` when
+            the layout covers every weight); ``None`` if the round was skipped.
+        layout: the global model's layout (every model has its shapes and dtypes).
+        trainable_only: whether the layout covers only the trainable weights.
+    """
+
+    result: AggregationResult
+    weights: list[npt.NDArray[Any]] | None
+    layout: WeightsLayout
+    trainable_only: bool = False
+
+    def load_into(self, model: Any) -> None:
+        """Write the new global weights into the Keras ``model`` in place (see
+        :func:`load_into_model`); ConfigurationError if the round was skipped."""
+        if self.weights is None:
+            raise ConfigurationError(f"the round was skipped: {self.result.skipped_reason}")
+        vector, _ = _flatten_named(list(zip(self.layout.names, self.weights, strict=True)))
+        load_into_model(model, vector, self.layout, trainable_only=self.trainable_only)
+
+
+def aggregate_models(
+    global_model: Any,
+    local_models: Sequence[Any],
+    aggregator: Aggregator,
+    *,
+    num_samples: Sequence[int],
+    rng: np.random.Generator,
+    client_ids: Sequence[int] | None = None,
+    dropouts: Mapping[int, DropoutStage] | None = None,
+    trainable_only: bool = False,
+) -> ModelAggregation:
+    """FedAvg of Keras models through ``aggregator``: global + weighted mean of (local - global).
+
+    Each model is a Keras model (or layer) or a list of numpy arrays (what
+    ``get_weights`` returns); every local one must have the global model's
+    weight shapes and dtypes, in the same order. Client k's update is its flattened weights
+    minus the global ones, weighted by ``num_samples[k]``; ``client_ids``
+    (default 0..m-1) name the clients for ``dropouts`` and in
+    ``result.included``. ``rng`` is the round's non-secret randomness (the
+    aggregator's quantization rounding). With a secure aggregator the party
+    running this learns only the mean; in a real deployment each hospital
+    computes its own update and only the aggregation runs across machines (see
+    docs/integrations.md). Raises ConfigurationError on mismatched models.
+    """
+    # fl_core sits above secagg in the layers: import it on use, as the command line does.
+    client_update = importlib.import_module("fl_core.aggregators.base").ClientUpdate
+
+    def flatten(model: Any) -> tuple[FloatVector, WeightsLayout]:
+        if isinstance(model, np.ndarray | Sequence):
+            return flatten_weights(model)  # a list of arrays, or refused there
+        return flatten_model(model, trainable_only=trainable_only)
+
+    base, layout = flatten(global_model)
+    ids = list(range(len(local_models))) if client_ids is None else list(client_ids)
+    if len(ids) != len(local_models) or len(num_samples) != len(local_models):
+        raise ConfigurationError(
+            f"{len(local_models)} models need as many client ids and sample counts, "
+            f"got {len(ids)} and {len(num_samples)}"
+        )
+    updates = []
+    for client, model, count in zip(ids, local_models, num_samples, strict=True):
+        vector, local_layout = flatten(model)
+        if _structure(local_layout) != _structure(layout):
+            raise ConfigurationError(
+                f"client {client}: model weights differ from the global model's (names, shapes or dtypes)"
+            )
+        updates.append(client_update(client, vector - base, int(count)))
+    result = aggregator.aggregate(updates, dropouts, rng=rng)
+    weights = None if result.mean is None else unflatten_weights(base + result.mean, layout)
+    return ModelAggregation(result=result, weights=weights, layout=layout, trainable_only=trainable_only)

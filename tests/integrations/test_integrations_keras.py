@@ -1,0 +1,409 @@
+"""Keras 3 adapter: exact flatten/unflatten for every dtype, models in place, secure FedAvg of models."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+os.environ.setdefault("KERAS_BACKEND", "torch")  # before Keras is imported
+keras = pytest.importorskip("keras")
+ml_dtypes = pytest.importorskip("ml_dtypes")
+
+from fl_core.aggregators import DropoutStage, make_aggregator  # noqa: E402
+from secagg.errors import ConfigurationError  # noqa: E402
+from secagg.integrations.keras import (  # noqa: E402
+    aggregate_models,
+    flatten_model,
+    flatten_weights,
+    load_into_model,
+    unflatten_weights,
+)
+
+ROOT = Path(__file__).resolve().parents[2]
+EXAMPLE = ROOT / "examples" / "keras_secure_fedavg.py"
+
+
+def ml_floating_dtypes() -> list[str]:
+    """Every floating format ml_dtypes defines (bfloat16, float8, float6, float4, complex32 ...)."""
+    names = []
+    for name in sorted(dir(ml_dtypes)):
+        candidate = getattr(ml_dtypes, name)
+        if isinstance(candidate, type) and issubclass(candidate, np.generic):
+            try:
+                ml_dtypes.finfo(candidate)
+            except (TypeError, ValueError, KeyError):
+                continue
+            names.append(name)
+    return names
+
+
+def ml_complex_dtypes() -> list[str]:
+    return [name for name in ml_floating_dtypes() if "complex" in name]
+
+
+def ml_float_dtypes() -> list[str]:
+    return [name for name in ml_floating_dtypes() if "complex" not in name]
+
+
+def ml_int_dtypes() -> list[str]:
+    names = []
+    for name in sorted(dir(ml_dtypes)):
+        candidate = getattr(ml_dtypes, name)
+        if isinstance(candidate, type) and issubclass(candidate, np.generic):
+            try:
+                ml_dtypes.iinfo(candidate)
+            except (TypeError, ValueError, KeyError):
+                continue
+            names.append(name)
+    return names
+
+
+def same_bits_or_both_nan(a: np.ndarray, b: np.ndarray) -> bool:
+    bits = np.dtype(f"u{a.dtype.itemsize}")
+    nan = np.isnan(a.astype(np.float64))
+    return bool(np.isnan(b.astype(np.float64))[nan].all()) and np.array_equal(a.view(bits)[~nan], b.view(bits)[~nan])
+
+
+def test_the_narrow_float_formats_are_found() -> None:
+    # Assert: the discovery above sees the formats Keras uses
+    assert {"bfloat16", "float8_e4m3fn", "float8_e5m2"} <= set(ml_float_dtypes())
+    assert set(ml_complex_dtypes()) <= {"complex32", "bcomplex32"}
+
+
+@pytest.mark.parametrize("name", ["float16", *ml_float_dtypes()])
+def test_round_trip_is_exact_for_every_bit_pattern_of_narrow_floats(name: str) -> None:
+    # Prepare: every bit pattern of the format (4 to 16 bits): infinities, zeros, subnormals, NaNs
+    dtype = np.dtype(getattr(ml_dtypes, name, None) or name)
+    width = 16 if name == "float16" else ml_dtypes.finfo(dtype).bits
+    bits = np.arange(1 << width, dtype=np.uint64).astype(f"u{dtype.itemsize}")
+    array = bits.view(dtype).reshape(-1, 2)
+    # Execute
+    vector, layout = flatten_weights([array])
+    (back,) = unflatten_weights(vector, layout)
+    # Assert
+    assert vector.dtype == np.float64 and vector.shape == (array.size,)
+    assert back.dtype == dtype and back.shape == array.shape
+    assert same_bits_or_both_nan(array, back)
+
+
+@pytest.mark.parametrize("name", ["float32", "float64"])
+def test_round_trip_is_exact_for_random_and_special_bit_patterns_of_wide_floats(name: str) -> None:
+    # Prepare: random bit patterns (every exponent, subnormals) plus the special values
+    bits_dtype = np.dtype(f"u{np.dtype(name).itemsize}")
+    rng = np.random.default_rng(11)
+    bits = rng.integers(0, np.iinfo(bits_dtype).max, size=19_993, dtype=bits_dtype, endpoint=True)
+    specials = np.array([0.0, -0.0, np.inf, -np.inf, np.nan, 1e-40, -5e-324], dtype=name).view(bits_dtype)
+    array = np.concatenate([bits, specials]).view(name).reshape(100, -1)
+    # Execute
+    vector, layout = flatten_weights([array])
+    (back,) = unflatten_weights(vector, layout)
+    # Assert
+    assert back.dtype == array.dtype and back.shape == array.shape
+    assert same_bits_or_both_nan(array, back)
+
+
+@pytest.mark.parametrize("name", ["complex64", "complex128", *ml_complex_dtypes()])
+def test_complex_weights_take_two_entries_per_element_and_round_trip_exactly(name: str) -> None:
+    # Prepare
+    values = np.empty((3,), dtype=np.complex128)
+    values.real, values.imag = [1.5, np.inf, -2.0], [-0.0, 3.25, 1e-3]
+    array = values.astype(getattr(ml_dtypes, name, None) or name)
+    # Execute
+    vector, layout = flatten_weights([array])
+    (back,) = unflatten_weights(vector, layout)
+    # Assert
+    assert vector.shape == (6,) and layout.specs[0].length == 6
+    assert back.dtype == array.dtype
+    assert np.array_equal(back.astype(np.complex128), array.astype(np.complex128))
+    assert np.signbit(back.astype(np.complex128).imag[0])  # -0.0 kept
+
+
+@pytest.mark.parametrize(
+    "name", ["int8", "int16", "int32", "int64", "uint8", "uint16", "uint32", "uint64", *ml_int_dtypes()]
+)
+def test_integer_weights_round_trip_exactly_to_their_limits(name: str) -> None:
+    # Prepare: the dtype's extremes (capped at 2^53) and a few values between
+    dtype = np.dtype(getattr(ml_dtypes, name, None) or name)
+    info = ml_dtypes.iinfo(dtype) if name in ml_int_dtypes() else np.iinfo(dtype)
+    low, high = max(int(info.min), -(1 << 53)), min(int(info.max), 1 << 53)
+    array = np.array([low, high, 0, high // 3, low // 3, 1], dtype=np.int64 if high < (1 << 63) else np.uint64)
+    array = array.astype(dtype)
+    # Execute
+    vector, layout = flatten_weights([array])
+    (back,) = unflatten_weights(vector, layout)
+    # Assert
+    assert back.dtype == dtype and np.array_equal(back.astype(np.int64), array.astype(np.int64))
+
+
+def test_shapes_scalars_empty_and_bool_weights_survive() -> None:
+    # Prepare
+    weights = [
+        np.float64(2.5),
+        np.zeros((0, 5), dtype=np.float32),
+        np.arange(12, dtype=np.float32).reshape(3, 4).T,  # not C-contiguous
+        np.array(7, dtype=np.int64),
+        np.array([True, False]),
+    ]
+    # Execute
+    vector, layout = flatten_weights(weights)
+    back = unflatten_weights(vector, layout)
+    # Assert
+    assert layout.names == ("0", "1", "2", "3", "4") and layout.size == vector.shape[0] == 1 + 0 + 12 + 1 + 2
+    for before, after in zip(weights, back, strict=True):
+        assert after.shape == np.shape(before) and after.dtype == np.asarray(before).dtype
+        assert np.array_equal(after, before)
+
+
+@given(
+    st.lists(
+        st.tuples(
+            st.sampled_from(["float16", "bfloat16", "float32", "float64", "complex64", "int32", "bool"]),
+            st.lists(st.integers(0, 4), max_size=3),
+        ),
+        min_size=1,
+        max_size=5,
+    ),
+    st.integers(0, 2**32 - 1),
+)
+def test_any_weight_list_round_trips_bit_for_bit(entries: list[tuple[str, list[int]]], seed: int) -> None:
+    # Prepare: arrays of random finite values in random dtypes and shapes
+    rng = np.random.default_rng(seed)
+    weights = []
+    for dtype, shape in entries:
+        values = rng.normal(scale=100.0, size=tuple(shape))
+        if dtype == "complex64":
+            values = values - 1j * values
+        weights.append(values.astype(getattr(ml_dtypes, dtype, None) or dtype))
+    # Execute
+    vector, layout = flatten_weights(weights)
+    back = unflatten_weights(vector, layout)
+    # Assert
+    for before, after in zip(weights, back, strict=True):
+        assert after.dtype == before.dtype and after.shape == before.shape
+        assert np.array_equal(after, before)
+
+
+def test_dtypes_that_cannot_be_aggregated_are_refused_by_name() -> None:
+    # Prepare: no float64 holds these exactly, or they are not numbers
+    refused = [
+        np.array(["a"]),
+        np.array([object()]),
+        np.array(["2026-01-01"], dtype="datetime64[D]"),
+        np.zeros(2, dtype=[("x", "f4")]),
+    ]
+    if np.dtype(np.longdouble).itemsize > 8:
+        refused += [np.zeros(2, dtype=np.longdouble), np.zeros(2, dtype=np.clongdouble)]
+    # Execute / Assert
+    for array in refused:
+        with pytest.raises(ConfigurationError, match=r"weight '0': dtype .* cannot be aggregated"):
+            flatten_weights([array])
+
+
+def test_bad_inputs_raise_configuration_errors() -> None:
+    # Prepare
+    vector, layout = flatten_weights([np.zeros((2, 3), dtype=np.float32), np.zeros(3, dtype=np.float32)])
+    # Execute / Assert
+    with pytest.raises(ConfigurationError, match="entries, the layout needs"):
+        unflatten_weights(vector[:-1], layout)
+    with pytest.raises(ConfigurationError, match="one-dimensional float vector"):
+        unflatten_weights(vector.astype(np.int64), layout)
+    with pytest.raises(ConfigurationError, match="beyond 2"):
+        flatten_weights([np.array([2**53 + 1])])
+    with pytest.raises(ConfigurationError, match="not a numpy array"):
+        flatten_weights([[1.0, 2.0]])
+    with pytest.raises(ConfigurationError, match="list of numpy arrays"):
+        flatten_weights(np.zeros(3))
+    with pytest.raises(ConfigurationError, match="outside the range"):
+        unflatten_weights(np.array([300.0]), flatten_weights([np.zeros(1, dtype=np.uint8)])[1])
+    with pytest.raises(ConfigurationError, match="outside the range"):
+        unflatten_weights(np.array([np.nan]), flatten_weights([np.zeros(1, dtype=np.int32)])[1])
+    with pytest.raises(ConfigurationError, match="Keras model or layer"):
+        flatten_model([np.zeros(2)])
+
+
+def small_model(dtype: str = "float32") -> Any:
+    return keras.Sequential(
+        [
+            keras.Input((4,)),
+            keras.layers.Dense(3, dtype=dtype),
+            keras.layers.BatchNormalization(dtype=dtype),
+            keras.layers.Dense(2, dtype=dtype),
+        ]
+    )
+
+
+def test_flatten_model_follows_get_weights_and_names_weights_by_path() -> None:
+    # Prepare
+    model = small_model()
+    # Execute
+    everything, full_layout = flatten_model(model)
+    trainable, trainable_layout = flatten_model(model, trainable_only=True)
+    # Assert: get_weights order, the model's own name stripped from the paths
+    expected = np.concatenate([w.reshape(-1).astype(np.float64) for w in model.get_weights()])
+    assert np.array_equal(everything, expected)
+    assert full_layout.names[2:6] == (
+        *(f"{model.layers[1].name}/{v}" for v in ("gamma", "beta", "moving_mean", "moving_variance")),
+    )
+    assert trainable_layout.size == everything.shape[0] - 6 == trainable.shape[0]
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32", "float16", "bfloat16"])
+def test_load_into_model_writes_in_place_by_position_keeping_dtype(dtype: str) -> None:
+    # Prepare: two instances of one architecture (Keras names their layers differently)
+    source, target = small_model(dtype), small_model(dtype)
+    source.set_weights([w + np.asarray(0.5, dtype=w.dtype) for w in source.get_weights()])
+    vector, layout = flatten_model(source)
+    kernel = target.layers[0].kernel
+    # Execute
+    load_into_model(target, vector, layout)
+    # Assert: same variable objects, now holding the source's values in their dtype
+    assert target.layers[0].kernel is kernel and str(kernel.dtype) == dtype
+    for a, b in zip(source.get_weights(), target.get_weights(), strict=True):
+        assert a.dtype == b.dtype and np.array_equal(a, b)
+
+
+def test_load_into_model_refuses_another_architecture() -> None:
+    # Prepare
+    vector, layout = flatten_model(small_model())
+    other = keras.Sequential([keras.Input((4,)), keras.layers.Dense(5)])
+    wider = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3), keras.layers.BatchNormalization(),
+                              keras.layers.Dense(3)])  # fmt: skip
+    # Execute / Assert
+    with pytest.raises(ConfigurationError, match="the model has 2 weights, the layout 8"):
+        load_into_model(other, vector, layout)
+    with pytest.raises(ConfigurationError, match=r"float32 \(3, 3\) at that position"):
+        load_into_model(wider, vector, layout)
+
+
+def trained_copies(count: int) -> tuple[list[np.ndarray], list[list[np.ndarray]]]:
+    keras.utils.set_random_seed(0)
+    global_weights = small_model("float64").get_weights()
+    locals_ = []
+    for k in range(count):
+        locals_.append([w + 0.01 * (k + 1) * np.sin(np.arange(w.size)).reshape(w.shape) for w in global_weights])
+    return global_weights, locals_
+
+
+def test_aggregate_models_with_plain_is_the_weighted_mean_of_the_weights() -> None:
+    # Prepare
+    global_weights, locals_ = trained_copies(3)
+    counts = [10, 30, 60]
+    # Execute
+    outcome = aggregate_models(
+        global_weights, locals_, make_aggregator("plain"), num_samples=counts, rng=np.random.default_rng(0)
+    )
+    # Assert
+    assert outcome.weights is not None
+    for index, weight in enumerate(outcome.weights):
+        expected = sum(c * m[index] for c, m in zip(counts, locals_, strict=True)) / sum(counts)
+        np.testing.assert_allclose(weight, expected, rtol=0, atol=1e-12)
+
+
+def test_aggregate_models_through_secagg_equals_the_plain_quantized_mean_with_a_dropout() -> None:
+    # Prepare: four hospitals, one drops before uploading; float32 models as Keras makes them
+    keras.utils.set_random_seed(1)
+    global_model = small_model()
+    local_models = []
+    for k in range(4):
+        local = small_model()
+        local.set_weights([w + np.float32(0.01 * (k + 1)) for w in global_model.get_weights()])
+        local_models.append(local)
+    counts, dropouts = [5, 9, 14, 20], {2: DropoutStage.UPLOAD}
+    secure = make_aggregator("secagg", num_clients=4)
+    reference = make_aggregator("plain-quantized", num_clients=4)
+    exact = make_aggregator("plain")
+    # Execute
+    outcomes = [
+        aggregate_models(
+            global_model, local_models, aggregator, num_samples=counts, rng=np.random.default_rng(3), dropouts=dropouts
+        )
+        for aggregator in (secure, reference, exact)
+    ]
+    target = small_model()
+    outcomes[0].load_into(target)
+    # Assert: bit-identical to the clear quantized mean, client 2 left out, and within one
+    # quantization step (clip / 32767) of the float mean before the cast to float32
+    outcome, expected, plain = outcomes
+    assert outcome.result.included == frozenset({0, 1, 3}) == expected.result.included
+    assert outcome.weights is not None and expected.weights is not None and plain.weights is not None
+    step = 0.5 / 32767
+    for secure_weight, clear_weight, float_weight, loaded in zip(
+        outcome.weights, expected.weights, plain.weights, target.get_weights(), strict=True
+    ):
+        assert secure_weight.dtype == np.float32 and np.array_equal(secure_weight, clear_weight)
+        assert np.array_equal(loaded, secure_weight)
+        spacing = np.spacing(np.abs(float_weight))
+        assert np.all(np.abs(secure_weight - float_weight) <= step + spacing)
+
+
+def test_aggregate_models_refuses_models_of_another_shape_and_skipped_rounds_say_why() -> None:
+    # Prepare
+    global_weights, locals_ = trained_copies(3)
+    stranger = [np.zeros((4, 2))]
+    secure = make_aggregator("secagg", num_clients=3)
+    # Execute / Assert
+    with pytest.raises(ConfigurationError, match="client 1: model weights differ"):
+        aggregate_models(global_weights, [locals_[0], stranger], make_aggregator("plain"), num_samples=[1, 1],
+                         rng=np.random.default_rng(0))  # fmt: skip
+    skipped = aggregate_models(
+        global_weights, locals_, secure, num_samples=[1, 1, 1], rng=np.random.default_rng(0),
+        dropouts={0: DropoutStage.SETUP, 1: DropoutStage.SETUP},
+    )
+    assert skipped.weights is None
+    with pytest.raises(ConfigurationError, match="the round was skipped"):
+        skipped.load_into(small_model("float64"))
+
+
+@pytest.fixture
+def one_torch_thread() -> Iterator[None]:
+    """A tiny model trains fastest on one thread (and other test runs share the cores)."""
+    if keras.backend.backend() != "torch":
+        yield
+        return
+    torch = pytest.importorskip("torch")
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.mark.usefixtures("one_torch_thread")
+def test_keras_mlp_on_digits_trains_securely_bit_for_bit_as_in_the_clear() -> None:
+    # Prepare: the example, imported as a module (4 hospitals, SecAgg, a dropout per round from round 2)
+    pytest.importorskip("sklearn")
+    spec = importlib.util.spec_from_file_location("keras_secure_fedavg", EXAMPLE)
+    assert spec is not None and spec.loader is not None
+    example = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(example)
+    # Execute
+    report = example.run(rounds=5, verbose=False)
+    # Assert: every round's secure weights equal the clear quantized ones; digits learned
+    assert report["identical"] == [True] * 5
+    assert [len(ids) for ids in report["included"]] == [4, 3, 3, 3, 3]
+    assert report["accuracies"][-1] > 0.85
+
+
+@pytest.mark.slow
+def test_the_keras_example_runs_as_a_script() -> None:
+    # Prepare
+    pytest.importorskip("sklearn")
+    env = {**os.environ, "KERAS_BACKEND": "torch"}
+    # Execute
+    result = subprocess.run(
+        [sys.executable, str(EXAMPLE)], capture_output=True, text=True, timeout=300, check=False, env=env
+    )
+    # Assert: five rounds, each the same as in the clear, a good final accuracy
+    assert result.returncode == 0, result.stderr[-3000:]
+    rounds = [line for line in result.stdout.splitlines() if line.startswith("round ")]
+    assert len(rounds) == 5 and all("same weights as in the clear: True" in line for line in rounds)
+    assert float(rounds[-1].rsplit(" ", 1)[1]) > 0.85
