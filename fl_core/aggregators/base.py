@@ -48,6 +48,7 @@ from typing import Any, Protocol, runtime_checkable
 import numpy as np
 import numpy.typing as npt
 
+from secagg._validate import require_int, require_sequence
 from secagg.descriptor import SessionDescriptor
 from secagg.encoding import QuantizationConfig, from_ring, quantize_to_integers, smallest_ring_bits, to_ring
 from secagg.errors import ConfigurationError, OverflowDetectedError
@@ -125,6 +126,10 @@ class DropoutStage(enum.IntEnum):
     FINALIZE = 3
 
 
+MAX_U32 = (1 << 32) - 1
+"""The largest client id and sample count (both are u32 on the wire and in descriptors)."""
+
+
 @dataclass(frozen=True)
 class ClientUpdate:
     """One client's contribution to a round.
@@ -141,12 +146,11 @@ class ClientUpdate:
     num_samples: int
 
     def __post_init__(self) -> None:
-        if isinstance(self.client_id, bool) or not isinstance(self.client_id, int) or self.client_id < 0:
-            raise ConfigurationError(f"client_id must be a non-negative int, got {self.client_id!r}")
-        if isinstance(self.num_samples, bool) or not isinstance(self.num_samples, int) or self.num_samples < 1:
-            raise ConfigurationError(
-                f"client {self.client_id}: num_samples must be an int >= 1, got {self.num_samples!r}"
-            )
+        # Client ids and sample counts are u32 wherever they are encoded or bound.
+        object.__setattr__(self, "client_id", require_int("client_id", self.client_id, 0, MAX_U32))
+        object.__setattr__(
+            self, "num_samples", require_int(f"client {self.client_id}: num_samples", self.num_samples, 1, MAX_U32)
+        )
         vector = self.vector
         if not isinstance(vector, np.ndarray) or vector.ndim != 1 or vector.shape[0] == 0:
             raise ConfigurationError(f"client {self.client_id}: update must be a non-empty one-dimensional array")
@@ -236,8 +240,9 @@ def check_round(
     every dropout id among the updates with a :class:`DropoutStage` value, and
     (if given) at most ``max_clients`` updates. Raises ConfigurationError.
     """
-    if not updates:
-        raise ConfigurationError("a round needs at least one client update")
+    updates = require_sequence("updates", updates)
+    if not updates or not all(isinstance(update, ClientUpdate) for update in updates):
+        raise ConfigurationError("a round needs at least one client update, each a ClientUpdate")
     ids = [update.client_id for update in updates]
     if len(set(ids)) != len(ids):
         raise ConfigurationError(f"client ids in a round must be distinct, got {sorted(ids)}")

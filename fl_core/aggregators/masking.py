@@ -36,6 +36,7 @@ from fl_core.aggregators.base import (
     check_round,
     skipped,
 )
+from secagg._validate import require_instance
 from secagg.errors import ConfigurationError, ThresholdError
 from secagg.guarantee import Guarantee
 from secagg.masking import COMPLETE, HARARY, MaskingConfig, Round, run_session
@@ -84,6 +85,7 @@ class MaskingAggregator:
         dropout_per_round: float | None = None,
         random_bytes: RandomBytes = system_random,
     ) -> None:
+        require_instance("quantizer", quantizer, WeightedQuantizer)
         if graph not in (COMPLETE, HARARY):
             raise ConfigurationError(f"graph must be {COMPLETE!r} or {HARARY!r}, got {graph!r}")
         if quantizer.config.num_clients < MIN_CLIENTS:

@@ -42,7 +42,7 @@ from fl_core.aggregators.base import (
     uploaders,
 )
 from secagg import wire
-from secagg._validate import require_int
+from secagg._validate import require_instance, require_int
 from secagg.errors import ConfigurationError, OverflowDetectedError
 from secagg.guarantee import Guarantee
 from secagg.paillier import (
@@ -58,7 +58,7 @@ from secagg.paillier import (
     Workers,
     deal_threshold_key,
 )
-from secagg.paillier.keys import key_policy
+from secagg.paillier.keys import MAX_KEY_BITS, key_policy
 from secagg.paillier.packing import MAX_SLOT_BITS, MAX_VALUE_BITS
 from secagg.paillier.protocol import paillier_guarantee
 from secagg.primitives.randomness import RandomBytes, system_random
@@ -127,6 +127,7 @@ class PaillierAggregator:
         random_bytes: RandomBytes = system_random,
         key_material: ThresholdKeyMaterial | None = None,
     ) -> None:
+        require_instance("quantizer", quantizer, WeightedQuantizer)
         num_parties = quantizer.config.num_clients
         if num_parties < 2:
             raise ConfigurationError(f"paillier aggregation needs at least 2 hospitals, got num_clients={num_parties}")
@@ -138,6 +139,7 @@ class PaillierAggregator:
         self.quantizer = quantizer
         self.insecure = bool(insecure_small_key)
         bits = key_bits if key_bits is not None else (INSECURE_KEY_BITS if self.insecure else DEFAULT_KEY_BITS)
+        bits = require_int("key_bits", bits, 1, MAX_KEY_BITS)  # the key policy's floor is checked at dealing
         if self.insecure:
             warnings.warn(
                 f"paillier: insecure_small_key uses a {bits}-bit key; it is NOT secure (demos and tests only)",

@@ -272,6 +272,10 @@ def multiexp_chunk(task: tuple[int, bytes, bytes, int]) -> bytes:
     return int(result).to_bytes(width, "big")
 
 
+MAX_WORKERS = 256
+"""The most worker processes a pool may have."""
+
+
 class Workers:
     """Processes that run kernels in parallel, or the calling process alone.
 
@@ -285,8 +289,8 @@ class Workers:
 
     def __init__(self, count: int = 1) -> None:
         """``count`` processes (0: ``os.cpu_count()``)."""
-        if isinstance(count, bool) or not isinstance(count, int) or count < 0:
-            raise ConfigurationError(f"workers must be a non-negative int, got {count!r}")
+        if isinstance(count, bool) or not isinstance(count, int) or not 0 <= count <= MAX_WORKERS:
+            raise ConfigurationError(f"workers must be an int in 0..{MAX_WORKERS}, got {count!r}")
         self.count = count or (os.cpu_count() or 1)
         self._executor: ProcessPoolExecutor | None = None
 

@@ -44,10 +44,13 @@ from functools import lru_cache
 import gmpy2
 import numpy as np
 
+from secagg._validate import require_int
 from secagg.errors import ConfigurationError
 from secagg.paillier._compute import IN_PROCESS, RANDOMNESS_MARGIN_BYTES, Workers
 from secagg.paillier.keys import (
     DEFAULT_KEY_BITS,
+    MAX_KEY_BITS,
+    MAX_PARTIES,
     KeyShare,
     PrivateKey,
     PublicKey,
@@ -140,6 +143,10 @@ def _search_window(task: tuple[bytes, int, int]) -> int:
     return 0
 
 
+MAX_SAFE_PRIMES = 16
+"""The most safe primes one call searches for (a key needs two)."""
+
+
 def generate_safe_primes(
     bits: int, count: int = 2, *, random_bytes: RandomBytes = system_random, workers: Workers = IN_PROCESS
 ) -> list[int]:
@@ -149,8 +156,8 @@ def generate_safe_primes(
     first ones in window order, so the output is a function of the 32-byte seed
     drawn from ``random_bytes`` alone.
     """
-    if bits < 24:
-        raise ConfigurationError(f"safe primes need at least 24 bits, got {bits}")
+    bits = require_int("bits", bits, 24, MAX_KEY_BITS // 2)
+    count = require_int("count", count, 1, MAX_SAFE_PRIMES)
     seed = random_bytes(SEED_SIZE)
     found: list[int] = []
     index = 0
@@ -217,11 +224,16 @@ class SingleKeyMaterial:
 
 
 def _check_parties(num_parties: int, threshold: int) -> None:
-    for name, value in (("num_parties", num_parties), ("threshold", threshold)):
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise ConfigurationError(f"{name} must be an int, got {value!r}")
+    num_parties = require_int("num_parties", num_parties, 1, MAX_PARTIES)
+    threshold = require_int("threshold", threshold)
     if not 1 <= threshold <= num_parties:
         raise ConfigurationError(f"threshold must be in 1..{num_parties}, got {threshold}")
+
+
+def _check_prime_arguments(p: object, q: object) -> tuple[int, int]:
+    """p and q as positive ints of at most half the largest modulus (before any primality test)."""
+    limit = 1 << (MAX_KEY_BITS // 2)
+    return require_int("p", p, 2, limit), require_int("q", q, 2, limit)
 
 
 def _check_even_key_bits(key_bits: int, insecure_for_testing: bool) -> None:
@@ -269,6 +281,7 @@ def deal_threshold_key_from_primes(
     the policy accepts; ConfigurationError otherwise.
     """
     _check_parties(num_parties, threshold)
+    p, q = _check_prime_arguments(p, q)
     if p == q or not (is_safe_prime(p) and is_safe_prime(q)):
         raise ConfigurationError("threshold Paillier needs two distinct safe primes")
     if p.bit_length() != q.bit_length():
@@ -358,7 +371,7 @@ def single_key_from_primes(
     p: int, q: int, *, random_bytes: RandomBytes = system_random, insecure_for_testing: bool = False
 ) -> SingleKeyMaterial:
     """Single-key material for given primes p != q (test keys). ConfigurationError if unsuitable."""
-    p, q = sorted((p, q))
+    p, q = sorted(_check_prime_arguments(p, q))
     if p == q or not (gmpy2.is_prime(p, PRIME_TEST_ROUNDS) and gmpy2.is_prime(q, PRIME_TEST_ROUNDS)):
         raise ConfigurationError("single-key Paillier needs two distinct primes")
     n = p * q

@@ -31,7 +31,8 @@ from typing import Any
 
 import gmpy2
 
-from secagg.errors import ConfigurationError, EncodeError
+from secagg._validate import is_int, require_instance, require_int, require_sequence
+from secagg.errors import ConfigurationError, ConfigurationTypeError, EncodeError
 from secagg.paillier._compute import (
     CHUNK,
     IN_PROCESS,
@@ -58,6 +59,10 @@ class Obfuscation(enum.Enum):
 
     TEXTBOOK = "textbook"
     DJN = "djn"
+
+
+MAX_OBFUSCATORS = 1 << 24
+"""The most obfuscators one :meth:`Encryptor.precompute` call makes (each is a ciphertext-sized integer)."""
 
 
 class Encryptor:
@@ -112,15 +117,18 @@ class Encryptor:
         return blob_to_ints(b"".join(blobs), self.key.ciphertext_bytes)
 
     def precompute(self, count: int) -> None:
-        """Make ``count`` more obfuscators now (offline, before the round's data exist)."""
-        if count < 0:
-            raise ConfigurationError("obfuscator count must be non-negative")
+        """Make ``count`` more obfuscators now (offline, before the round's data exist);
+        at most :data:`MAX_OBFUSCATORS` per call."""
+        count = require_int("obfuscator count", count, 0, MAX_OBFUSCATORS)
         self._pool.extend(self._make(count))
 
     def encrypt(self, plaintexts: Sequence[int]) -> list[Any]:
         """Ciphertexts of ``plaintexts`` (each in [0, n)); uses precomputed obfuscators first."""
         n = self.key.n
+        plaintexts = require_sequence("plaintexts", plaintexts)
         for position, plaintext in enumerate(plaintexts):
+            if not (is_int(plaintext) or isinstance(plaintext, gmpy2.mpz)):
+                raise ConfigurationTypeError(f"plaintext {position} is not an integer")
             if not 0 <= plaintext < n:
                 raise EncodeError(f"plaintext {position} is outside [0, n)")
         count = len(plaintexts)
@@ -138,8 +146,11 @@ def add_ciphertext_vectors(
     Every vector must have the same length and already be checked to lie in
     Z*_(n^2) (:meth:`PublicKey.check_ciphertexts`).
     """
-    if not vectors:
-        raise ConfigurationError("cannot add zero ciphertext vectors")
+    require_instance("key", key, PublicKey)
+    vectors = require_sequence("vectors", vectors)
+    if not vectors or any(isinstance(vector, (str, bytes)) for vector in vectors):
+        raise ConfigurationError("add_ciphertext_vectors needs one or more sequences of ciphertexts")
+    vectors = [require_sequence("a ciphertext vector", vector) for vector in vectors]
     length = len(vectors[0])
     if any(len(vector) != length for vector in vectors):
         raise ConfigurationError("ciphertext vectors to add must have equal lengths")

@@ -36,11 +36,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+import gmpy2
 import numpy as np
 import numpy.typing as npt
 
-from secagg._validate import check_fields, require_int
-from secagg.errors import ConfigurationError, EncodeError, OverflowDetectedError
+from secagg._validate import check_fields, is_int, require_instance, require_int, require_sequence
+from secagg.errors import ConfigurationError, ConfigurationTypeError, EncodeError, OverflowDetectedError
 from secagg.paillier.keys import MAX_KEY_BITS
 
 __all__ = ["MAX_CLIENTS", "MAX_SLOT_BITS", "MAX_VALUE_BITS", "SlotLayout", "pack", "unpack"]
@@ -175,6 +176,7 @@ def pack(values: npt.ArrayLike, layout: SlotLayout) -> list[int]:
     Each value must lie in ``[layout.value_min, layout.value_max]``, else
     EncodeError. The last plaintext's unused slots are zero (not offset zeros).
     """
+    require_instance("layout", layout, SlotLayout)
     array = np.asarray(values)
     if array.ndim != 1 or array.dtype.kind not in "iu":
         raise EncodeError("values to pack must be a one-dimensional integer array")
@@ -204,8 +206,12 @@ def unpack(plaintexts: list[Any], layout: SlotLayout, length: int, num_summands:
     Raises OverflowDetectedError if any slot is impossible for that many honest
     summands (see the module docstring): never returns a wrapped value.
     """
-    if not 1 <= num_summands <= layout.num_clients:
-        raise ConfigurationError(f"num_summands must be in 1..{layout.num_clients}, got {num_summands}")
+    require_instance("layout", layout, SlotLayout)
+    num_summands = require_int("num_summands", num_summands, 1, layout.num_clients)
+    plaintexts = list(require_sequence("plaintexts", plaintexts))
+    # Decrypted plaintexts are gmpy2 integers; anything else that is not an integer is refused.
+    if any(not (is_int(plaintext) or isinstance(plaintext, gmpy2.mpz)) for plaintext in plaintexts):
+        raise ConfigurationTypeError("plaintexts must be integers")
     count = layout.num_plaintexts(length)
     if len(plaintexts) != count:
         raise ConfigurationError(f"{length} values need {count} plaintexts, got {len(plaintexts)}")

@@ -68,7 +68,7 @@ from secagg.paillier.messages import (
     aggregate_digest,
     upload_payload,
 )
-from secagg.paillier.packing import SlotLayout, pack, unpack
+from secagg.paillier.packing import MAX_VALUES, SlotLayout, pack, unpack
 from secagg.paillier.proofs import batch, batch_seed, prove, verify
 from secagg.paillier.threshold import combine_partials, partial_decrypt, single_key_partial_decrypt
 from secagg.primitives.randomness import RandomBytes, system_random
@@ -115,6 +115,7 @@ class SessionParameters:
 
     def __post_init__(self) -> None:
         check_fields(self, ints=("vector_length", "min_contributors"))
+        require_int("vector_length", self.vector_length, 1, MAX_VALUES)
         require_sequence("roster", self.roster)
         require_sequence("identity_keys", self.identity_keys)
         require_bytes("session context", self.context)

@@ -25,7 +25,7 @@ import numpy as np
 import numpy.typing as npt
 
 from secagg import wire
-from secagg._validate import check_fields
+from secagg._validate import check_fields, require_instance, require_int, require_mapping
 from secagg.descriptor import NO_DESCRIPTOR
 from secagg.errors import ConfigurationError, ThresholdError
 from secagg.paillier._compute import IN_PROCESS, Workers
@@ -37,7 +37,7 @@ from secagg.paillier.ceremony import (
 )
 from secagg.paillier.encryption import Obfuscation
 from secagg.paillier.keys import DEFAULT_KEY_BITS, KeyShare, PrivateKey, check_key_bits, key_policy
-from secagg.paillier.packing import SlotLayout
+from secagg.paillier.packing import MAX_VALUES, SlotLayout
 from secagg.paillier.protocol import Client, DecryptingParty, Server, SessionParameters
 from secagg.primitives.randomness import RandomBytes, system_random
 from secagg.primitives.signing import SigningKey
@@ -109,6 +109,7 @@ class PaillierConfig:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ConfigurationError(f"{name} must be a positive int, got {value!r}")
+        require_int("vector_length", self.vector_length, 1, MAX_VALUES)
         if not isinstance(self.mode, Mode) or not isinstance(self.obfuscation, Obfuscation):
             raise ConfigurationError("mode must be a Mode and obfuscation an Obfuscation")
         check_key_bits(self.key_bits, insecure_for_testing=self.allow_insecure_key_bits_for_testing)
@@ -216,6 +217,18 @@ class PaillierResult:
     seconds: dict[str, float] = field(default_factory=dict)
 
 
+def _check_arguments(
+    config: PaillierConfig, inputs: Mapping[int, npt.ArrayLike], dropouts: Mapping[int, Stage] | None
+) -> tuple[dict[int, Stage], dict[int, npt.NDArray[np.int64]]]:
+    """run_session's arguments, checked: the dropout stages and the inputs as int64 arrays."""
+    require_instance("config", config, PaillierConfig)
+    require_mapping("inputs", inputs)
+    stages = dict(require_mapping("dropouts", dropouts) if dropouts is not None else {})
+    if any(c not in range(1, config.num_clients + 1) or not isinstance(s, Stage) for c, s in stages.items()):
+        raise ConfigurationError("dropouts map client ids 1..num_clients to a Stage")
+    return stages, _check_inputs(config, inputs)
+
+
 def _check_inputs(config: PaillierConfig, inputs: Mapping[int, npt.ArrayLike]) -> dict[int, npt.NDArray[np.int64]]:
     expected = set(range(1, config.num_clients + 1))
     if set(inputs) != expected:
@@ -252,10 +265,7 @@ def run_session(
     Raises ThresholdError if fewer than ``min_contributors`` upload or fewer
     than t decrypting parties answer; ConfigurationError for bad arguments.
     """
-    stages = dict(dropouts or {})
-    if any(c not in range(1, config.num_clients + 1) or not isinstance(s, Stage) for c, s in stages.items()):
-        raise ConfigurationError("dropouts map client ids 1..num_clients to a Stage")
-    vectors = _check_inputs(config, inputs)
+    stages, vectors = _check_arguments(config, inputs, dropouts)
     roster = tuple(range(1, config.num_clients + 1))
     keys = dict(identities) if identities is not None else {c: SigningKey.generate(random_bytes) for c in roster}
     if set(keys) != set(roster):
