@@ -263,6 +263,10 @@ SESSION_NOTES = {
     "TooFew": "A request with fewer than min_contributors uploads (step: party, ProtocolError).",
     "OwnMissing": "A request without the party's own upload (step: party, ProtocolError).",
     "Repeated": "A request that repeats a client's upload (step: party, ReplayError).",
+    "PartyUnsigned": "A request whose second upload carries no valid signature: the decrypting party refuses "
+    "it even though its own upload is present (step: party, AuthenticationError).",
+    "PartyWrongSigner": "A request with an upload signed by another enrolled hospital than its client "
+    "(step: party, AuthenticationError).",
     "Unsorted": "A request whose uploads are not in client order: accepted; the digest sorts them.",
 }
 SESSION_ROSTER = (1, 2, 3)
@@ -337,7 +341,14 @@ def generate_paillier_session() -> Json:
              test_case("party 1's own upload left out", ["OwnMissing"], "invalid", step="party",
                        uploads=[enc[2], enc[3]], ownUpload=enc[1], error="ProtocolError"),
              test_case("client 2's upload twice", ["Repeated"], "invalid", step="party",
-                       uploads=[enc[1], enc[2], enc[2]], ownUpload=enc[1], error="ReplayError")]
+                       uploads=[enc[1], enc[2], enc[2]], ownUpload=enc[1], error="ReplayError"),
+             test_case("the server's own upload in client 3's name, unsigned", ["PartyUnsigned"], "invalid",
+                       step="party", uploads=[enc[1], wire.encode(dataclasses.replace(uploads[3], signature=bytes(64)))
+                                              .hex()], ownUpload=enc[1], error="AuthenticationError"),
+             test_case("client 3's upload signed by client 2", ["PartyWrongSigner"], "invalid", step="party",
+                       uploads=[enc[1], wire.encode(dataclasses.replace(
+                           uploads[3], signature=identities[2].sign(uploads[3].payload))).hex()],
+                       ownUpload=enc[1], error="AuthenticationError")]
     group["tests"] = tests
     return vector_file(
         algorithm="secagg-paillier-session",
