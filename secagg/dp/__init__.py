@@ -1,0 +1,36 @@
+"""Distributed differential privacy inside the secure sum.
+
+Each hospital adds a share of exact integer noise to its quantized update
+before masking or encryption, so even the unmasked sum is differentially
+private per patient. This package holds the configuration (:class:`DPConfig`,
+bound into the session descriptor), the noise calibration
+(:func:`calibrate` -> :class:`NoisePlan`, distributed discrete Gaussian of
+Kairouz, Liu, Steinke 2021) and the budget accountant
+(:class:`PrivacyAccountant`, persisted, refusing a round that would exceed the
+budget). Calibration and accounting need the optional ``dp`` extra
+(``dp-accounting``), imported lazily; docs/privacy.md explains the guarantee.
+"""
+
+from __future__ import annotations
+
+from secagg.dp.accountant import PrivacyAccountant, PrivacySpent
+from secagg.dp.calibration import (
+    NoisePlan,
+    calibrate,
+    check_contributors,
+    contributor_shortfall,
+    noise_tail_bound,
+)
+from secagg.dp.config import MECHANISM_DDG, DPConfig
+
+__all__ = [
+    "MECHANISM_DDG",
+    "DPConfig",
+    "NoisePlan",
+    "PrivacyAccountant",
+    "PrivacySpent",
+    "calibrate",
+    "check_contributors",
+    "contributor_shortfall",
+    "noise_tail_bound",
+]
