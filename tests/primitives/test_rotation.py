@@ -97,7 +97,7 @@ def test_forward_is_the_normalised_hadamard_matrix_times_the_signs(d: int) -> No
     assert np.allclose(y, expected, rtol=0, atol=1e-12 * float(np.max(np.abs(x))) * math.sqrt(size))
 
 
-@pytest.mark.parametrize("width", [1, 2, 4, 8, 1 << 11, 1 << 12, 1 << 13, 1 << 15])
+@pytest.mark.parametrize("width", [1, 2, 4, 8, 1 << 11, 1 << 12, 1 << 13, 1 << 15, 1 << 17])
 def test_fast_butterflies_are_bit_identical_to_the_radix_2_stages_in_order(width: int) -> None:
     # Prepare: the spec's order, one stage at a time, h = 1, 2, 4, ...
     rows = np.random.default_rng(width).normal(size=(3, width))
