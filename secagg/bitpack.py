@@ -15,11 +15,10 @@ little-endian bytes. The last byte's unused high bits (``8 * len - d * b`` of
 them, 0..7) are zero, and :func:`unpack` refuses a nonzero one, so every vector
 has exactly one encoding (canonical, like the rest of the wire format).
 
-Both directions are vectorised: the values are split into their b bits with one
-numpy shift-and-mask over a (d, b) array and ``np.packbits(bitorder="little")``
-(and back). That costs d * b bytes of scratch, so long vectors go through in
-chunks of :data:`CHUNK_VALUES` (a multiple of 8 values is a whole number of
-bytes for every b, so chunks concatenate exactly).
+Both directions are vectorised with word-level shifts: 8 values of b bits are
+exactly b bytes, so the vector is cut into groups of 8 values and each of the b
+byte columns of the packing is assembled with a few shifts and ORs of whole
+value columns (a loop over at most 64 byte positions, never over values).
 """
 
 from __future__ import annotations
@@ -32,12 +31,10 @@ import numpy.typing as npt
 from secagg._validate import require_bytes, require_int
 from secagg.errors import ConfigurationError, ConfigurationTypeError, DecodeError, EncodeError
 
-__all__ = ["CHUNK_VALUES", "MAX_BITS", "MIN_BITS", "pack", "packed_size", "unpack"]
+__all__ = ["MAX_BITS", "MIN_BITS", "pack", "packed_size", "unpack"]
 
 MIN_BITS = 1
 MAX_BITS = 64
-CHUNK_VALUES = 1 << 16
-"""Values per chunk: 2^16 values x 64 bits is 4 MiB of bit scratch at most."""
 MAX_LENGTH = (1 << 32) - 1
 """Most values one call packs or unpacks (the wire format's u32 length)."""
 
@@ -53,8 +50,15 @@ def _container(bits: int) -> np.dtype[Any]:
     return np.dtype("<u4") if bits <= 32 else np.dtype("<u8")
 
 
-def _shifts(bits: int) -> npt.NDArray[np.uint64]:
-    return np.arange(bits, dtype=np.uint64)
+def _contributions(bits: int) -> list[tuple[int, list[tuple[int, int]]]]:
+    """For each of the ``bits`` bytes of a group of 8 values, the (value index, shift) of
+    every value with bits in that byte: byte p holds stream bits 8p..8p+7, and value i
+    starts at stream bit i * bits; shift = 8p - i * bits (negative: shift left)."""
+    table = []
+    for p in range(bits):
+        first, last = 8 * p // bits, min(7, (8 * p + 7) // bits)
+        table.append((p, [(i, 8 * p - i * bits) for i in range(first, last + 1)]))
+    return table
 
 
 def pack(values: npt.NDArray[Any], bits: int) -> bytes:
@@ -62,6 +66,11 @@ def pack(values: npt.NDArray[Any], bits: int) -> bytes:
 
     EncodeError if a value needs more than ``bits`` bits: truncating it silently
     would change the sum. ConfigurationError for a wrong array or ``bits``.
+
+    Eight values of b bits are exactly b bytes, so the values are taken in groups
+    of 8 (the last group padded with zeros) and each of the b byte columns of the
+    output is assembled from the one or few value columns that overlap it: about
+    2b numpy operations on d / 8 elements, whatever d is.
     """
     bits = require_int("bits per value", bits, MIN_BITS, MAX_BITS)
     if not isinstance(values, np.ndarray) or values.ndim != 1:
@@ -72,17 +81,29 @@ def pack(values: npt.NDArray[Any], bits: int) -> bytes:
         raise ConfigurationError(f"bit packing takes at most {MAX_LENGTH} values, got {values.shape[0]}")
     if bits < 8 * values.dtype.itemsize and values.size and int(values.max()) >> bits:
         raise EncodeError(f"value {int(values.max())} does not fit in {bits} bits")
+    length = values.shape[0]
+    size = (length * bits + 7) // 8
     if bits % 8 == 0:  # whole bytes: the packing is the low bytes of each little-endian word
         words = np.ascontiguousarray(values, dtype=values.dtype.newbyteorder("<"))
         raw = words.view(np.uint8).reshape(-1, words.dtype.itemsize)
         return raw[:, : bits // 8].tobytes()
-    shifts = _shifts(bits)
-    parts = []
-    for start in range(0, values.shape[0], CHUNK_VALUES):
-        chunk = values[start : start + CHUNK_VALUES].astype(np.uint64)
-        bit_matrix = ((chunk[:, None] >> shifts) & np.uint64(1)).astype(np.uint8)
-        parts.append(np.packbits(bit_matrix.ravel(), bitorder="little").tobytes())
-    return b"".join(parts)
+    count = -(-length // 8)
+    flat = np.zeros(count * 8, dtype=np.uint64)
+    flat[:length] = values
+    lanes = flat.reshape(count, 8).T.copy()  # lanes[i] = value i of every group, contiguous
+    out = np.empty((bits, count), dtype=np.uint8)
+    column = np.empty(count, dtype=np.uint64)
+    moved = np.empty(count, dtype=np.uint64)
+    for p, parts in _contributions(bits):
+        column.fill(0)
+        for i, shift in parts:
+            if shift >= 0:
+                np.right_shift(lanes[i], np.uint64(shift), out=moved)
+            else:
+                np.left_shift(lanes[i], np.uint64(-shift), out=moved)
+            np.bitwise_or(column, moved, out=column)
+        out[p] = column  # the cast to uint8 keeps the low byte
+    return out.T.tobytes()[:size]
 
 
 def unpack(data: bytes, length: int, bits: int) -> npt.NDArray[Any]:
@@ -105,16 +126,21 @@ def unpack(data: bytes, length: int, bits: int) -> npt.NDArray[Any]:
         width = bits // 8
         words = np.zeros((length, dtype.itemsize), dtype=np.uint8)
         words[:, :width] = raw.reshape(length, width)
-        out: npt.NDArray[Any] = words.view(dtype).ravel()
-        return out
-    out = np.empty(length, dtype=dtype)
-    weights = np.uint64(1) << _shifts(bits)
-    for start in range(0, length, CHUNK_VALUES):
-        count = min(CHUNK_VALUES, length - start)
-        first = start * bits // 8  # start is a multiple of 8: a whole byte offset
-        chunk_bytes = raw[first : first + (count * bits + 7) // 8]
-        bit_matrix = np.unpackbits(chunk_bytes, count=count * bits, bitorder="little").reshape(count, bits)
-        # A dot product of bits with powers of two would overflow float64 above
-        # 2^53; multiply-and-sum in uint64 is exact (each term is 0 or 2^j).
-        out[start : start + count] = (bit_matrix.astype(np.uint64) * weights).sum(axis=1, dtype=np.uint64)
+        unpacked: npt.NDArray[Any] = words.view(dtype).ravel()
+        return unpacked
+    count = -(-length // 8)
+    padded = np.zeros(count * bits, dtype=np.uint8)
+    padded[:size] = raw
+    columns = padded.reshape(count, bits).T.astype(np.uint64, order="C")  # columns[p]: byte p of each group
+    lanes = np.zeros((8, count), dtype=np.uint64)
+    moved = np.empty(count, dtype=np.uint64)
+    for p, parts in _contributions(bits):
+        for i, shift in parts:
+            if shift >= 0:
+                np.left_shift(columns[p], np.uint64(shift), out=moved)
+            else:
+                np.right_shift(columns[p], np.uint64(-shift), out=moved)
+            np.bitwise_or(lanes[i], moved, out=lanes[i])
+    lanes &= np.uint64((1 << bits) - 1)
+    out: npt.NDArray[Any] = lanes.T.reshape(-1)[:length].astype(dtype)
     return out
