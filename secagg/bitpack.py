@@ -103,7 +103,8 @@ def pack(values: npt.NDArray[Any], bits: int) -> bytes:
                 np.left_shift(lanes[i], np.uint64(-shift), out=moved)
             np.bitwise_or(column, moved, out=column)
         out[p] = column  # the cast to uint8 keeps the low byte
-    return out.T.tobytes()[:size]
+    packed: bytes = out.T.tobytes()
+    return packed[:size]
 
 
 def unpack(data: bytes, length: int, bits: int) -> npt.NDArray[Any]:
