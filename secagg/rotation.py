@@ -80,12 +80,17 @@ def normalisation(block: int) -> float:
     return math.ldexp(INV_SQRT2 if k % 2 else 1.0, -(k // 2))
 
 
-def signs(seed: bytes, length: int) -> FloatVector:
-    """The ``length`` signs (+1.0 or -1.0) of the seed: bit i of the sign stream set means -1."""
+def sign_bits(seed: bytes, length: int) -> npt.NDArray[np.bool_]:
+    """The ``length`` sign bits of the seed (True: the coordinate is negated)."""
     seed = require_bytes("rotation seed", seed, SEED_SIZE)
     words = prg.expand(seed, SIGN_LABEL, (length + 31) // 32, RING32)
-    bits = np.unpackbits(words.view(np.uint8), count=length, bitorder="little")
-    out: FloatVector = 1.0 - 2.0 * bits.astype(np.float64)
+    bits: npt.NDArray[np.bool_] = np.unpackbits(words.view(np.uint8), count=length, bitorder="little").view(np.bool_)
+    return bits
+
+
+def signs(seed: bytes, length: int) -> FloatVector:
+    """The ``length`` signs (+1.0 or -1.0) of the seed: bit i of the sign stream set means -1."""
+    out: FloatVector = 1.0 - 2.0 * sign_bits(seed, length).astype(np.float64)
     return out
 
 
@@ -211,7 +216,8 @@ class Rotation:
         vector = self._as_vector(x, self.dimension, "input")
         out = np.zeros(self.padded_dimension, dtype=np.float64)
         out[: self.dimension] = vector
-        out *= signs(self.seed, self.padded_dimension)
+        # Negating where the sign is -1 is multiplying by it, exactly, in one pass.
+        np.negative(out, out=out, where=sign_bits(self.seed, self.padded_dimension))
         return self._transform(out)
 
     def inverse(self, y: npt.ArrayLike) -> FloatVector:
@@ -221,7 +227,7 @@ class Rotation:
         which is how the server decodes an aggregate.
         """
         out = self._transform(self._as_vector(y, self.padded_dimension, "rotated vector").copy())
-        out *= signs(self.seed, self.padded_dimension)
+        np.negative(out, out=out, where=sign_bits(self.seed, self.padded_dimension))
         result: FloatVector = out[: self.dimension].copy()
         return result
 
