@@ -8,7 +8,7 @@ over all coordinates (each rotated coordinate is close to Gaussian with variance
 suffice. The rotation is orthogonal and linear, so the server inverts it once,
 on the aggregate: ``inverse(sum_i forward(x_i)) = sum_i x_i`` (up to rounding).
 
-Construction (docs/spec.md, "Rotation"), for a public 32-byte per-round seed:
+Construction (docs/spec.md, section 18), for a public 32-byte per-round seed:
 
 1. pad x (length d) with zeros to ``D = blocks * B`` coordinates, B the block
    size (a power of two; by default the next power of two >= d, one block);
@@ -25,8 +25,10 @@ single IEEE-754 binary64 operation in a fixed order, so outputs are bit-exact
 across implementations that follow the order; the inverse recovers x up to a
 relative error of about ``log2(B) * 2^-53`` (tests use 1e-12).
 
-Cost: log2(B) vectorised passes over D doubles (each pass reshapes the vector to
-(-1, 2, h) and writes sums and differences); no Python loop over coordinates.
+Cost: log2(B) butterfly stages over D doubles, vectorised (a stage reshapes the
+vector to (-1, 2, h) and writes sums and differences), two stages per pass,
+the low-bit stages of long blocks run on cache-resident runs and a transposed
+copy; the Python loops are over stages and runs, never over coordinates.
 
 Block size: B trades padding for mixing. One block (the default) mixes all
 coordinates but pads up to 2x (d = 10^6 pads to 2^20 = 1,048,576, 4.9%; d =
