@@ -139,8 +139,10 @@ def _uniform_words(reader: _Reader, m: Array | int, count: int) -> tuple[Array, 
     if isinstance(m, int):
         rem = (1 << 64) % m
         return (w < np.uint64((1 << 64) - rem)) if rem else np.ones(count, dtype=bool), w % np.uint64(m)
-    rem_words = (_ZERO - m) % m  # 2^64 mod m, by unsigned wrap-around (arrays wrap silently)
-    return (rem_words == 0) | (w < _ZERO - rem_words), w % m
+    value = w % m
+    # Same rule without a second division: w's block [w - v, w - v + m) must end by 2^64,
+    # i.e. w - v <= 2^64 - m (computed by unsigned wrap-around; arrays wrap silently).
+    return (w - value) <= (_ZERO - m), value
 
 
 def _uniform_big(reader: _Reader, moduli: list[int]) -> tuple[Array, list[int]]:
@@ -195,22 +197,21 @@ def _exp_minus_one_runs(reader: _Reader, limit: Array) -> Array:
     certain and skipped: K = 2; repeat: draw v from [0, K); if v == 0 then K += 1
     else stop; the trial's result is 1 iff K is odd. Elements with limit 0 draw nothing.
     """
-    ones = np.zeros(limit.shape[0], dtype=np.int64)
+    ones = limit.astype(np.int64)
     active = np.flatnonzero(limit > 0)
-    left = limit[active].astype(np.int64)
+    left = ones[active]
     k = np.full(active.size, 2, dtype=np.uint64)
-    count = np.zeros(active.size, dtype=np.int64)
     while active.size:
         ok, value = _uniform_words(reader, k, active.size)
         hit = ok & (value == 0)
         end = ok & ~hit
         one = end & ((k & np.uint64(1)) == 1)
-        k = np.where(hit, k + np.uint64(1), np.where(end, np.uint64(2), k))
-        count += one
-        done = (end & ~one) | (count == left)
-        ones[active[done]] = count[done]
+        k = np.where(end, np.uint64(2), k + hit)
+        left -= one
+        done = (end & ~one) | (left == 0)
+        ones[active[done]] -= left[done]
         keep = ~done
-        active, k, count, left = active[keep], k[keep], count[keep], left[keep]
+        active, k, left = active[keep], k[keep], left[keep]
     return ones
 
 
@@ -344,7 +345,7 @@ def discrete_gaussian_pmf(sigma_squared: Fraction | int, values: Iterable[int] |
     The normaliser sum_n exp(-n^2 / (2 sigma^2)) is summed directly for sigma^2 < 1
     and by Poisson summation, sqrt(2 pi sigma^2) * sum_k exp(-2 pi^2 sigma^2 k^2), otherwise.
     """
-    import mpmath
+    import mpmath  # type: ignore[import-untyped]  # noqa: PLC0415 - test-only dependency, not needed to sample
 
     sigma2 = _rational("sigma^2", sigma_squared, MAX_SIGMA_SQUARED)
     with mpmath.workdps(50):
@@ -355,5 +356,5 @@ def discrete_gaussian_pmf(sigma_squared: Fraction | int, values: Iterable[int] |
             poisson = mpmath.fsum(mpmath.exp(-2 * mpmath.pi**2 * s2 * k * k) for k in range(1, 20))
             norm = mpmath.sqrt(2 * mpmath.pi * s2) * (1 + 2 * poisson)
         return np.array(
-            [float(mpmath.exp(-mpmath.mpf(int(x)) ** 2 / (2 * s2)) / norm) for x in values], dtype=np.float64
+            [float(mpmath.exp(-(mpmath.mpf(int(x)) ** 2) / (2 * s2)) / norm) for x in values], dtype=np.float64
         )
