@@ -145,21 +145,33 @@ def _uniform_words(reader: _Reader, m: Array | int, count: int) -> tuple[Array, 
     return (w - value) <= (_ZERO - m), value
 
 
-def _uniform_big(reader: _Reader, moduli: list[int]) -> tuple[Array, list[int]]:
-    """Draws from [0, m) for any m >= 1: ceil(bitlen(m - 1) / 64) words (at least one),
-    one little-endian integer; same rejection rule with 2^(64 * words)."""
-    counts = [max(1, -(-(m - 1).bit_length() // 64)) for m in moduli]
+def _word_count(m: int) -> int:
+    return max(1, -(-(m - 1).bit_length() // 64))
+
+
+def _uniform_big(reader: _Reader, moduli: Array) -> tuple[Array, Array]:
+    """Draws from [0, m) for any m >= 1 (``moduli``: an object array of Python ints):
+    ceil(bitlen(m - 1) / 64) words (at least one), one little-endian integer; the
+    same rejection rule with 2^(64 * words). Values are an object array."""
+    width = _word_count(int(moduli.min()))
+    if width == _word_count(int(moduli.max())):  # the usual case: one width (it grows with m), C loops
+        words = reader.words(width * moduli.size).reshape(moduli.size, width)
+        value = np.zeros(moduli.size, dtype=object)
+        for j in range(width):
+            value = value + (words[:, j].astype(object) << (64 * j))
+        span = 1 << (64 * width)
+        return (value < span - span % moduli).astype(bool), value % moduli
+    counts = [_word_count(int(m)) for m in moduli]
     data = reader.take(WORD_SIZE * sum(counts))
-    ok: list[bool] = []
-    values: list[int] = []
+    ok = np.zeros(len(counts), dtype=bool)
+    values = np.zeros(len(counts), dtype=object)
     at = 0
-    for m, count in zip(moduli, counts, strict=True):
-        value = int.from_bytes(data[at : at + WORD_SIZE * count], "little")
+    for i, (m, count) in enumerate(zip(moduli, counts, strict=True)):
+        word = int.from_bytes(data[at : at + WORD_SIZE * count], "little")
         at += WORD_SIZE * count
         span = 1 << (64 * count)
-        ok.append(value < span - span % m)
-        values.append(value % m)
-    return np.array(ok, dtype=bool), values
+        ok[i], values[i] = word < span - span % int(m), word % int(m)
+    return ok, values
 
 
 # --- Bernoulli(exp(-gamma)) (CKS Algorithm 1, section 17.3) ---------------------------
@@ -179,8 +191,8 @@ def _bern_exp_fraction(reader: _Reader, num: Array, den: int) -> Array:
             ok, value = _uniform_words(reader, k * np.uint64(den), active.size)
             below = value < num
         else:
-            ok, values = _uniform_big(reader, [den * int(x) for x in k])
-            below = np.array([v < int(n) for v, n in zip(values, num, strict=True)], dtype=bool)
+            ok, values = _uniform_big(reader, k.astype(object) * den)
+            below = (values < num).astype(bool)
         hit = ok & below
         stop = ok & ~below
         result[active[stop]] = (k[stop] & np.uint64(1)) == 1
@@ -250,14 +262,11 @@ def _exponent(magnitude: Array, p: int, q: int, t: int) -> tuple[Array, Array]:
     d = 2 * p * q * t * t
     qt = q * t
     big = d >= 1 << 63 or qt * int(magnitude.max(initial=0)) + p >= 1 << 62
-    if big:
-        pairs = [divmod((int(y) * qt - p) ** 2, d) for y in magnitude]
-        whole = np.array([w for w, _ in pairs], dtype=np.int64)
-        if d <= _U64_MAX:
-            return whole, np.array([r for _, r in pairs], dtype=np.uint64)
-        rest = np.empty(len(pairs), dtype=object)
-        rest[:] = [r for _, r in pairs]
-        return whole, rest
+    if big:  # object arrays of Python ints: exact at any size
+        square = np.abs(magnitude.astype(object) * qt - p) ** 2
+        whole = (square // d).astype(np.int64)
+        rest = square % d
+        return whole, rest.astype(np.uint64) if d <= _U64_MAX else rest
     a = np.abs(magnitude * np.int64(qt) - np.int64(p)).astype(np.uint64)
     small = a < np.uint64(1 << 32)
     square = a * a

@@ -161,6 +161,7 @@ def reference_gaussian(sigma2: Fraction, size: int, source: SeededRandomSource) 
         Fraction(2**40),
         Fraction(10**13, 7),
         Fraction(1, 100),
+        Fraction(2**63 - 25, 2**64 - 59),  # d just below 2^128: draws of 2 and 3 words in one sub-round
     ],
 )
 def test_vectorised_equals_scalar_reference(sigma2: Fraction) -> None:
