@@ -24,6 +24,7 @@ from secagg.dp import (
     sample_discrete_gaussian,
     sample_discrete_laplace,
 )
+from secagg.dp.sampler import _bern_exp_fraction, _exponent, _Reader
 from secagg.errors import ConfigurationError, ConfigurationTypeError
 from secagg.vectors import load_vectors
 
@@ -386,3 +387,32 @@ def test_scalar_reference_reproduces_committed_vectors() -> None:
                 assert reference_gaussian(value, test["size"], source) == test["output"], test["comment"]
             else:
                 assert reference_laplace(value, test["size"], source) == test["output"], test["comment"]
+
+
+# --- paths that random inputs almost never reach --------------------------------------
+
+
+def test_exponent_split_is_exact_on_every_path() -> None:
+    """floor(a^2 / d) and a^2 mod d against Python integers: the numpy path, its far-tail
+    fallback (a >= 2^32, probability about e^-44 at sigma = 10^4) and the object path."""
+    for sigma2, magnitudes in [
+        (Fraction(10**8), [0, 1, 9999, 10**4, 10**6, 430_000, 5 * 10**5, 10**7]),
+        (Fraction(2**40), [0, 1, 2**20, 2**21, 2**30, 2**40]),
+        (Fraction(10**13, 7), [0, 5, 10**6, 10**9]),
+    ]:
+        p, q = sigma2.numerator, sigma2.denominator
+        t = math.isqrt(p // q) + 1
+        d = 2 * p * q * t * t
+        whole, rest = _exponent(np.array(magnitudes, dtype=np.int64), p, q, t)
+        expected = [divmod((y * q * t - p) ** 2, d) for y in magnitudes]
+        assert [(int(w), int(r)) for w, r in zip(whole, rest, strict=True)] == expected
+
+
+def test_bernoulli_exp_crossing_64_bit_moduli_matches_reference() -> None:
+    """E(num, den) with den just above 2^63: K = 1 draws one word, K >= 2 moves to the
+    Python-integer path in the same phase; the bytes and results match the reference."""
+    den = 2**63 + 5
+    nums = [0, 1, den // 3, den // 2, den - 1] * 40
+    got = _bern_exp_fraction(_Reader(SeededRandomSource(seed("cross"))), np.array(nums, dtype=np.uint64), den)
+    expected = phase_e(SeededRandomSource(seed("cross")), [(n, den) for n in nums])
+    assert got.astype(int).tolist() == expected
