@@ -19,7 +19,7 @@ Python-integer path with the same byte consumption.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from fractions import Fraction
 from math import isqrt
@@ -289,7 +289,8 @@ def _gaussian_attempt(reader: _Reader, count: int, p: int, q: int, t: int) -> tu
     return position[passed][accept], y[passed][accept]
 
 
-def _run(attempt: Any, size: int) -> Array:
+def _run(attempt: Callable[[int], tuple[Array, Array]], size: int) -> Array:
+    """Repeat attempts over the pending samples (in index order) until every sample has a value."""
     out = np.zeros(size, dtype=np.int64)
     pending = np.arange(size)
     while pending.size:
