@@ -25,7 +25,6 @@ from __future__ import annotations
 
 __all__ = [
     "AuthenticationError",
-    "ClippingWarning",
     "ConfigurationError",
     "ConfigurationTypeError",
     "DecodeError",
@@ -93,10 +92,3 @@ class ThresholdError(ProtocolError):
 class OverflowDetectedError(SecAggError):
     """An aggregate left the range its encoding can represent (a ring or a packed
     slot wrapped), so the decoded value would be wrong."""
-
-
-class ClippingWarning(UserWarning):
-    """Not an error: more coordinates than the stated level
-    (:data:`secagg.segments.CLIPPING_WARNING_LEVEL`) were clipped in an aggregate,
-    so its mean is biased toward zero. Issued with :func:`warnings.warn`; the
-    counts are always in the result, warning or not."""

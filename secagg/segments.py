@@ -12,7 +12,7 @@ clip: its values must be whole numbers of magnitude at most ``qmax``
 that were clipped (``|x| * scale_s > qmax``). These counts travel as extra
 coordinates of the encoding, inside the secure sum, so only their totals are
 revealed; :func:`clipping_report` turns the totals into a :class:`ClippingReport`
-and issues a :class:`~secagg.errors.ClippingWarning` when more than
+and issues a :class:`ClippingWarning` when more than
 :data:`CLIPPING_WARNING_LEVEL` of a segment's coordinates were clipped.
 
 The table is bound into the session through its :meth:`SegmentTable.digest`
@@ -35,12 +35,13 @@ import numpy as np
 import numpy.typing as npt
 
 from secagg._validate import require_finite, require_int, require_rng
-from secagg.errors import ClippingWarning, ConfigurationError
+from secagg.errors import ConfigurationError
 
 __all__ = [
     "CLIPPING_WARNING_LEVEL",
     "MAX_SEGMENT_NAME_BYTES",
     "ClippingReport",
+    "ClippingWarning",
     "Segment",
     "SegmentTable",
     "clipping_report",
@@ -48,11 +49,18 @@ __all__ = [
 ]
 
 CLIPPING_WARNING_LEVEL = 0.01
-"""A :class:`~secagg.errors.ClippingWarning` is issued when more than 1% of one
+"""A :class:`ClippingWarning` is issued when more than 1% of one
 segment's coordinates (summed over the clients of an aggregate) were clipped."""
 MAX_SEGMENT_NAME_BYTES = 1024
 SEGMENTS_LABEL = b"secagg/v1/segments"
 IntArray = npt.NDArray[np.int64]
+
+
+class ClippingWarning(UserWarning):
+    """Not an error: more than :data:`CLIPPING_WARNING_LEVEL` of a segment's
+    coordinates were clipped in an aggregate, so its mean is biased toward zero.
+    Issued with :func:`warnings.warn`; the counts are in the result either way
+    (turn it into an error with ``warnings.simplefilter("error", ClippingWarning)``)."""
 
 
 @dataclass(frozen=True)
@@ -256,7 +264,7 @@ class ClippingReport:
 def clipping_report(
     table: SegmentTable, counts: Sequence[int], contributors: int, *, warn_level: float = CLIPPING_WARNING_LEVEL
 ) -> ClippingReport:
-    """The report of an aggregate; :class:`~secagg.errors.ClippingWarning` if a segment's
+    """The report of an aggregate; :class:`ClippingWarning` if a segment's
     clipped fraction exceeds ``warn_level`` (:data:`CLIPPING_WARNING_LEVEL`)."""
     report = ClippingReport(table, tuple(int(c) for c in counts), contributors)
     over = {name: f for name, f in report.fractions().items() if f > warn_level}

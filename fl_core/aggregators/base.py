@@ -18,7 +18,7 @@ segment, then ``n_k``::
 The ring sum of the ``e_k`` is ``(sum n_k q_k, sum c_k, sum n_k)``; the server
 divides and rescales, and reports the clipped fraction
 (:attr:`AggregationResult.clipped_fraction`, a
-:class:`~secagg.errors.ClippingWarning` above 1% of a segment). Neither a
+:class:`~secagg.segments.ClippingWarning` above 1% of a segment). Neither a
 client's update, its clipped count nor its sample count is revealed, only the
 totals. Invariant (no wrap): ``num_clients * max_samples_per_client * qmax
 <= 2^(ring_bits - 1) - 1``, checked by :class:`secagg.encoding.QuantizationConfig`

@@ -18,8 +18,15 @@ from fl_core.aggregators import (
     make_aggregator,
 )
 from fl_core.aggregators.clipping import ClipSchedule
-from secagg.errors import ClippingWarning, ConfigurationError, OverflowDetectedError
-from secagg.segments import CLIPPING_WARNING_LEVEL, Segment, SegmentTable, clipping_report, quantize_segments
+from secagg.errors import ConfigurationError, OverflowDetectedError
+from secagg.segments import (
+    CLIPPING_WARNING_LEVEL,
+    ClippingWarning,
+    Segment,
+    SegmentTable,
+    clipping_report,
+    quantize_segments,
+)
 
 
 def _updates(vectors: list[np.ndarray], counts: list[int] | None = None) -> list[ClientUpdate]:

@@ -8,8 +8,9 @@ import numpy as np
 import pytest
 
 from fl_core.aggregators import make_aggregator
-from secagg.errors import ClippingWarning, ConfigurationError
+from secagg.errors import ConfigurationError
 from secagg.integrations.keras import aggregate_models, flatten_weights
+from secagg.segments import ClippingWarning
 
 
 def test_weight_lists_get_one_segment_per_weight_and_exact_integer_weights() -> None:

@@ -10,8 +10,9 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from fl_core.aggregators import make_aggregator  # noqa: E402
-from secagg.errors import ClippingWarning, ConfigurationError  # noqa: E402
+from secagg.errors import ConfigurationError  # noqa: E402
 from secagg.integrations.torch import aggregate_models, flatten_state_dict  # noqa: E402
+from secagg.segments import ClippingWarning  # noqa: E402
 
 HOSPITALS = 20
 
