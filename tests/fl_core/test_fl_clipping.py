@@ -18,6 +18,7 @@ from fl_core.aggregators import (
     make_aggregator,
 )
 from fl_core.aggregators.clipping import ClipSchedule
+from secagg.encoding import QuantizationConfig, quantize_to_integers
 from secagg.errors import ConfigurationError, OverflowDetectedError
 from secagg.segments import (
     CLIPPING_WARNING_LEVEL,
@@ -211,3 +212,25 @@ def test_secure_decode_equals_plain_quantized_decode_including_counts(
         for seg, part in table.slices()
     ]
     assert list(got.clipping.counts) == expected
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    values=st.lists(st.floats(-1e6, 1e6, allow_nan=False), min_size=1, max_size=40),
+    clip=st.sampled_from([1e-3, 0.5, 7.0]),
+    bits=st.integers(2, 53),
+    seed=st.integers(0, 2**32 - 1),
+)
+def test_one_flat_segment_quantizes_exactly_as_secagg_encoding(
+    values: list[float], clip: float, bits: int, seed: int
+) -> None:
+    # The flat case of secagg.segments is section 3 of the spec, draw for draw.
+    config = QuantizationConfig(clip, bits, 1, 64)
+    q, (count,) = quantize_segments(values, SegmentTable.flat(len(values), clip), bits, np.random.default_rng(seed))
+    assert np.array_equal(q, quantize_to_integers(values, config, np.random.default_rng(seed)))
+    assert count == sum(abs(v) * config.scale > config.qmax for v in values)
+
+
+def test_plain_reports_nothing_clipped_and_no_table() -> None:
+    result = make_aggregator("plain").aggregate(_updates([np.full(3, 9.0)]), rng=np.random.default_rng(0))
+    assert result.clipping is None and result.clipped_count == 0 and result.clipped_fraction == 0.0
