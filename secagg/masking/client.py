@@ -124,6 +124,9 @@ class ClientState(wire.Message):
     mask_public: bytes = wire_field(FixedBytes(KEY_SIZE))
     session: bytes = wire_field(VarBytes(SESSION_ID_SIZE))
     self_mask_seed: bytes = wire_field(VarBytes(prg.SEED_SIZE))
+    # Complete graph: this client's own share of its self-mask seed (index = its id),
+    # revealed only in its own unmask response as a survivor (spec 12.8); else empty.
+    own_seed_share: bytes = wire_field(VarBytes(shamir.VALUE_SIZE))
     neighbours: tuple[RosterEntry, ...] = wire_field(ListOf(Struct(RosterEntry)))
     held: tuple[HeldShares, ...] = wire_field(ListOf(Struct(HeldShares)))
     survivors: tuple[int, ...] = wire_field(ListOf(U32))
@@ -136,6 +139,8 @@ class ClientState(wire.Message):
             raise DecodeError(f"unknown client phase {self.phase}")
         if len(self.session) not in (0, SESSION_ID_SIZE) or len(self.self_mask_seed) not in (0, prg.SEED_SIZE):
             raise DecodeError("client state holds a session id or self-mask seed of the wrong size")
+        if self.own_seed_share and not _is_field_element(self.own_seed_share):
+            raise DecodeError("client state: its own seed share is not a field element")
         if any(a >= b for a, b in zip(self.refused, self.refused[1:], strict=False)):
             raise DecodeError("client state: refused peers must be strictly increasing client ids")
         if set(self.refused) & {held.owner for held in self.held}:
@@ -194,6 +199,7 @@ def client_start(
         mask_public=mask.public,
         session=session_id(config, context),
         self_mask_seed=b"",
+        own_seed_share=b"",
         neighbours=(),
         held=(),
         survivors=(),
@@ -278,14 +284,20 @@ def _share_keys(
     if config.mode == ACTIVE:
         _verify_roster_signatures(state, config, roster.entries)
     neighbours = roster.entries
-    if len(neighbours) < config.threshold:
+    own = int(config.self_share)  # the complete graph: this client holds a share of its own seed
+    if len(neighbours) + own < config.threshold:
         raise ThresholdError(
             f"{who}: only {len(neighbours)} neighbours advertised keys, fewer than the threshold {config.threshold}"
+            + (" with this client's own share" if own else "")
         )
     self_mask_seed = random_bytes(prg.SEED_SIZE)
-    holders = [entry.client for entry in neighbours]
-    key_shares = shamir.split(state.mask_private, config.threshold, holders, random_bytes)
+    # Both polynomials are evaluated at the neighbours' ids and, on the complete graph, at
+    # this client's own id; the mask key's value there is dropped (never kept or revealed).
+    holders = [entry.client for entry in neighbours] + ([state.client] if own else [])
+    key_shares = shamir.split(state.mask_private, config.threshold, holders, random_bytes)[: len(neighbours)]
     seed_shares = shamir.split(self_mask_seed, config.threshold, holders, random_bytes)
+    own_seed_share = _value(seed_shares[-1]) if own else b""
+    seed_shares = seed_shares[: len(neighbours)]
     keys = share_encryption_keys(
         state.encryption_private, [(e.client, e.encryption_key) for e in neighbours], session, state.client
     )
@@ -294,7 +306,13 @@ def _share_keys(
         bundle = ShareBundle(state.client, entry.client, _value(key_share), _value(seed_share))
         ad = aead.share_associated_data(session, state.client, entry.client, Round.SHARE_KEYS)
         boxes.append(SealedBox(entry.client, aead.seal(key, wire.encode(bundle), ad, random_bytes)))
-    new_state = replace(state, phase=ClientPhase.AWAIT_SHARES, self_mask_seed=self_mask_seed, neighbours=neighbours)
+    new_state = replace(
+        state,
+        phase=ClientPhase.AWAIT_SHARES,
+        self_mask_seed=self_mask_seed,
+        own_seed_share=own_seed_share,
+        neighbours=neighbours,
+    )
     message = EncryptedShares(state.client, session, self_mask_commitment(self_mask_seed), tuple(boxes))
     return new_state, wire.encode(message)
 
@@ -328,7 +346,8 @@ def _masked_input(
     except ConfigurationError as exc:
         raise ConfigurationError(f"{who}: input vector: {exc}") from exc
     neighbours = {entry.client: entry for entry in state.neighbours}
-    if len(delivery.boxes) < config.threshold:
+    own = int(config.self_share)
+    if len(delivery.boxes) + own < config.threshold:
         raise ThresholdError(
             f"{who}: only {len(delivery.boxes)} neighbours completed ShareKeys, fewer than the "
             f"threshold {config.threshold}"
@@ -350,7 +369,7 @@ def _masked_input(
             held.append(_open_box(state, box, key))
         except AuthenticationError:
             refused.append(box.peer)
-    if len(held) < config.threshold:
+    if len(held) + own < config.threshold:
         raise ThresholdError(
             f"{who}: only {len(held)} share boxes opened (refused: clients {', '.join(map(str, refused))}), "
             f"fewer than the threshold {config.threshold}"
@@ -450,9 +469,15 @@ def _unmask(state: ClientState, config: MaskingConfig, request: UnmaskRequest) -
             self_mask.append(ShareEntry(held.owner, held.self_mask_share))
         else:
             mask_key.append(ShareEntry(held.owner, held.mask_key_share))
+    if state.own_seed_share:
+        # This client is in the survivor set (checked above): its own seed share joins the others.
+        self_mask.append(ShareEntry(state.client, state.own_seed_share))
+        self_mask.sort(key=lambda entry: entry.owner)
     response = UnmaskResponse(state.client, state.session, tuple(self_mask), tuple(mask_key))
     # Forget every secret: nothing more may be revealed in this session.
-    done = replace(state, phase=ClientPhase.DONE, held=(), self_mask_seed=b"", mask_private=bytes(KEY_SIZE))
+    done = replace(
+        state, phase=ClientPhase.DONE, held=(), self_mask_seed=b"", own_seed_share=b"", mask_private=bytes(KEY_SIZE)
+    )
     return done, wire.encode(response)
 
 
