@@ -200,8 +200,8 @@ def split_view_attack(
     It tells ``honest_a`` (and client 1) that client 1 survived and every other honest client
     that it dropped; the colluders sign both survivor lists and answer both unmask requests
     (the server holds their states). Client 1 itself, told it survived, reveals its own
-    self-mask seed share (the complete graph's self-held share). Returns ((recovered self-mask seed, recovered mask key),
-    each None where the server did not get t shares, (client 1's real seed and key))."""
+    self-mask seed share (the complete graph's self-held share). Returns ((recovered self-mask
+    seed, recovered mask key), each None where the server did not get t shares, (client 1's real seed and key))."""
     config, identities = active_setup(n, threshold)
     victim = 1
     run = StepRun(config, identities=identities, seed=5)
