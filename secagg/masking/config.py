@@ -355,7 +355,8 @@ class MaskingConfig:
     ) -> MaskingConfig:
         """SecAgg on the complete graph.
 
-        Default corrupt_fraction: ``c / n`` with c = :func:`~secagg.masking.parameters.default_colluders`
+        Default corrupt_fraction (with an explicit ``threshold``, at most the c it protects against):
+        ``c / n`` with c = :func:`~secagg.masking.parameters.default_colluders`
         (the most colluders, up to floor((n - 1)/3), that still leave the default
         dropout tolerance, the ``dropout_per_round`` one, or the larger of the default
         and an explicit ``dropout_fraction``). Default threshold: the smallest safe one for c,
@@ -382,7 +383,11 @@ class MaskingConfig:
             # An explicit session-wide assumption: c keeps it, and never less than the default tolerance.
             planned = max(dropout_count(num_clients, dropout_fraction), planned_dropouts(num_clients))
         if corrupt_fraction is None:
-            corrupt_fraction = default_colluders(num_clients, mode == ACTIVE, planned) / num_clients
+            colluders = default_colluders(num_clients, mode == ACTIVE, planned)
+            if threshold is not None:  # an explicit t declares no more colluders than it protects against
+                supported = complete_guarantee(num_clients, require_int("threshold", threshold), mode == ACTIVE)[0]
+                colluders = max(0, min(colluders, supported))
+            corrupt_fraction = colluders / num_clients
         corrupt_fraction = require_finite("corrupt_fraction", corrupt_fraction)
         if threshold is None:
             corrupt = corrupt_count(num_clients, corrupt_fraction)
