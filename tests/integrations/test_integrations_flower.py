@@ -412,3 +412,25 @@ def test_the_options_choose_the_ring_per_round() -> None:
     assert options.quantization(16).ring_bits == 32 and options.masking(16, 4).ring_bits == 32
     assert options.quantization(17).ring_bits == 64 and options.masking(17, 4).ring_bits == 64
     assert SecAggOptions(ring_bits=64).quantization(3).ring_bits == 64
+
+
+@pytest.mark.parametrize("stage", [SETUP, SHARE_KEYS, MASKED_INPUT, UNMASK])
+def test_three_nodes_survive_one_going_silent_at_any_stage(stage: str) -> None:
+    # Prepare: three nodes, the default secagg threshold (t = 2: each survivor's seed from the
+    # other survivor's share and its own self-held share); the largest node goes silent at `stage`
+    nodes = NODES[:3]
+    silent_node = max(nodes)
+    audit = Audit()
+    grid = FakeGrid({node: make_app(node, WEIGHTS[node], audit) for node in nodes}, silent={(silent_node, stage)})
+    secure = SecAggGrid(grid, SecAggOptions(mode="semi-honest", protocol="secagg", **FAST_TIMEOUT))
+    # Execute
+    run_fedavg(secure, rounds=1)
+    # Assert: the round completes; the silent node counts only if it uploaded before going silent
+    report = secure.reports[0]
+    assert report.skipped_reason is None, report.skipped_reason
+    assert report.dropped == {silent_node: stage}
+    uploaded = stage == UNMASK
+    assert report.included == frozenset(nodes) - (set() if uploaded else {silent_node})
+    encodings = {n: a for n, a in audit.of_round(1).items() if n in report.included}
+    quantization = QuantizationConfig(0.5, 16, len(nodes), max_weight=4096)
+    assert np.array_equal(report.aggregate, quantization.ring.sum([a.encoded for a in encodings.values()], 18))
