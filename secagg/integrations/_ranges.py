@@ -92,13 +92,14 @@ def aggregate_updates(
     dropouts: Mapping[int, DropoutStage] | None,
     clips: Mapping[str, float] | None,
     discovery: RangeDiscovery | bool | None,
-) -> AggregationResult:
+) -> tuple[AggregationResult, AggregationResult | None]:
     """The adapters' FedAvg round over ``(client, flat local model, num_samples)`` triples.
 
     ``discovery``: ``None`` (default) discovers the clips securely when ``clips`` is
     not given; ``False`` never (the aggregator's own clip); ``True`` or a
     :class:`~secagg.ranges.RangeDiscovery` discovers the clips of the segments
     ``clips`` leaves open. A skipped discovery round skips the aggregation too.
+    Returns the aggregation's result and the discovery round's (None if none ran).
     """
     fl_base = importlib.import_module("fl_core.aggregators.base")
     updates = [
@@ -109,6 +110,7 @@ def aggregate_updates(
         discovery = not clips
     if not isinstance(discovery, bool | RangeDiscovery):
         raise ConfigurationError(f"discovery must be None, a bool or a RangeDiscovery, got {discovery!r}")
+    found = None
     if discovery is not False:
         found = discover_clips(
             aggregator, updates, segments, dropouts, discovery if isinstance(discovery, RangeDiscovery) else None
@@ -116,7 +118,7 @@ def aggregate_updates(
         if found is not None:
             discovered, outcome = found
             if outcome.mean is None:
-                return outcome
+                return outcome, outcome
             open_clips = {name: clip for name, clip in discovered.items() if segments.clips.get(name) is None}
             segments = segments.with_clips(open_clips)
-    return aggregator.aggregate(updates, dropouts, rng=rng, segments=segments)
+    return aggregator.aggregate(updates, dropouts, rng=rng, segments=segments), None if found is None else found[1]

@@ -350,12 +350,14 @@ class ModelAggregation:
             the layout covers every weight); ``None`` if the round was skipped.
         layout: the global model's layout (every model has its shapes and dtypes).
         trainable_only: whether the layout covers only the trainable weights.
+        discovery: the range-discovery round's result (its bytes, seconds), or None if none ran.
     """
 
     result: AggregationResult
     weights: list[npt.NDArray[Any]] | None
     layout: WeightsLayout
     trainable_only: bool = False
+    discovery: AggregationResult | None = None
 
     def load_into(self, model: Any) -> None:
         """Write the new global weights into the Keras ``model`` in place (see
@@ -410,9 +412,8 @@ def aggregate_models(
                 f"client {client}: model weights differ from the global model's (names, shapes or dtypes)"
             )
         vectors.append((client, vector, int(count)))
-    segments = layout.segments(clips)
-    result = aggregate_updates(
-        aggregator, base, vectors, segments, rng=rng, dropouts=dropouts, clips=clips, discovery=discovery
+    result, found = aggregate_updates(
+        aggregator, base, vectors, layout.segments(clips), rng=rng, dropouts=dropouts, clips=clips, discovery=discovery
     )
     weights = None if result.mean is None else unflatten_weights(base + result.mean, layout)
-    return ModelAggregation(result=result, weights=weights, layout=layout, trainable_only=trainable_only)
+    return ModelAggregation(result, weights, layout, trainable_only, found)

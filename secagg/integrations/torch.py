@@ -286,11 +286,14 @@ class ModelAggregation:
         state_dict: the new global tensors, global + mean update, in the
             global model's dtypes; ``None`` if the round was skipped.
         layout: the layout shared by every model's vector.
+        discovery: the range-discovery round's result (its bytes and seconds; its mean
+            is the summed histogram over the contributors), or None if none ran.
     """
 
     result: AggregationResult
     state_dict: dict[str, Tensor] | None
     layout: FlatLayout
+    discovery: AggregationResult | None = None
 
     def load_into(self, model: Module) -> None:
         """Write the new global tensors into ``model`` in place; ConfigurationError if skipped."""
@@ -350,8 +353,8 @@ def aggregate_models(
                 f"client {client}: model tensors differ from the global model's (names, shapes or dtypes)"
             )
         vectors.append((client, vector, count))
-    result = aggregate_updates(
+    result, found = aggregate_updates(
         aggregator, base, vectors, layout.segments(clips), rng=rng, dropouts=dropouts, clips=clips, discovery=discovery
     )
     state = None if result.mean is None else unflatten_state_dict(base + result.mean, layout)
-    return ModelAggregation(result=result, state_dict=state, layout=layout)
+    return ModelAggregation(result=result, state_dict=state, layout=layout, discovery=found)

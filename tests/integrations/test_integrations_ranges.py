@@ -48,8 +48,10 @@ def test_batchnorm_with_20_hospitals_is_the_weighted_mean_within_a_step_in_one_c
         assert clip is not None
         got = outcome.state_dict[name].double().numpy()
         np.testing.assert_allclose(got, _weighted_mean(locals_, counts, name), rtol=1e-6, atol=clip / qmax)
-    # the discovery round was a round of its own (its own descriptor), before the aggregation
+    # the discovery round was a round of its own (its own descriptor), before the aggregation, reported
     assert aggregator._rounds == 2
+    assert outcome.discovery is not None and outcome.discovery.bytes_per_client > 0
+    assert outcome.discovery.included == outcome.result.included
 
 
 @pytest.mark.parametrize("largest", [1.8, 1e3, 1e-4])
@@ -170,6 +172,7 @@ def test_discovery_is_off_with_clips_or_false_and_fills_only_open_tensors_when_a
         clips={"running_mean": 4.0, "running_var": 16.0},
     )
     assert outcome.result.clipping is not None and outcome.result.clipping.table.clips["weight"] == 0.5
+    assert outcome.discovery is None
     # discovery=True with some clips: the others are discovered
     mixed = make_aggregator("plain-quantized", num_clients=HOSPITALS)
     outcome = aggregate_models(
@@ -182,7 +185,7 @@ def test_discovery_is_off_with_clips_or_false_and_fills_only_open_tensors_when_a
     # plain: nothing is clipped, nothing to discover
     plain = aggregate_models(global_state, locals_, make_aggregator("plain"), num_samples=counts,
                              rng=np.random.default_rng(0))
-    assert plain.result.clipping is None
+    assert plain.result.clipping is None and plain.discovery is None
 
 
 def test_a_skipped_discovery_round_skips_the_aggregation() -> None:
