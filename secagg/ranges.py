@@ -110,23 +110,27 @@ class RangeDiscovery:
         counts: IntArray = np.bincount(index, minlength=self.buckets).astype(np.int64)
         return counts
 
+    @staticmethod
+    def open_segments(segments: SegmentTable) -> tuple[Segment, ...]:
+        """The segments whose clip is discovered: float segments that name no clip."""
+        return tuple(s for s in segments.segments if not s.integer and s.clip is None)
+
     def table(self, segments: SegmentTable, bits: int) -> SegmentTable:
         """The discovery round's segment table: an integer header (each hospital
-        contributes 1) then one integer segment per float segment of ``segments``, same name,
-        ``buckets * digits`` long."""
+        contributes 1) then one integer segment per open float segment of ``segments``
+        (:meth:`open_segments`), same name, ``buckets * digits`` long."""
         bits = require_int("bits", bits, 2, 53)
         parts = [Segment(self.header(bits), 1, integer=True)]
         parts += [
             Segment(s.name, self.buckets * self.digits(s.length, bits), integer=True)
-            for s in segments.segments
-            if not s.integer
+            for s in self.open_segments(segments)
         ]
         if len(parts) == 1:
-            raise ConfigurationError("range discovery needs at least one float segment")
+            raise ConfigurationError("range discovery needs at least one float segment without a clip")
         return SegmentTable(tuple(parts))
 
     def encode(self, vector: npt.ArrayLike, segments: SegmentTable, bits: int) -> FloatVector:
-        """One hospital's contribution: 1, then each float segment's histogram as digits
+        """One hospital's contribution: 1, then each open float segment's histogram as digits
         (bucket-major, least significant digit first), as float64 whole numbers."""
         x = np.asarray(vector, dtype=np.float64).ravel()
         if x.shape[0] != segments.size:
@@ -134,7 +138,7 @@ class RangeDiscovery:
         base = 1 << (bits - 1)
         pieces: list[FloatVector] = [np.ones(1)]
         for segment, part in segments.slices():
-            if segment.integer:
+            if segment.integer or segment.clip is not None:
                 continue
             counts = self.histogram(x[part])
             powers = base ** np.arange(self.digits(segment.length, bits), dtype=np.int64)
@@ -144,7 +148,7 @@ class RangeDiscovery:
     def decode(
         self, total: npt.ArrayLike, segments: SegmentTable, bits: int, contributors: int
     ) -> dict[str, IntArray]:
-        """The summed histogram of each float segment from the exact sum of ``contributors``
+        """The summed histogram of each open float segment from the exact sum of ``contributors``
         encodings; OverflowDetectedError if the header or a histogram is impossible."""
         sums = np.rint(np.asarray(total, dtype=np.float64)).astype(np.int64)
         if sums.shape[0] != self.table(segments, bits).size:
@@ -152,9 +156,7 @@ class RangeDiscovery:
         if int(sums[0]) != contributors:
             raise OverflowDetectedError(f"range histogram header sums to {int(sums[0])}, not {contributors}")
         base, offset, out = 1 << (bits - 1), 1, {}
-        for segment in segments.segments:
-            if segment.integer:
-                continue
+        for segment in self.open_segments(segments):
             width = self.digits(segment.length, bits)
             digits = sums[offset : offset + self.buckets * width].reshape(self.buckets, width)
             offset += self.buckets * width

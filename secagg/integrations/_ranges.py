@@ -111,7 +111,7 @@ def aggregate_updates(
     if not isinstance(discovery, bool | RangeDiscovery):
         raise ConfigurationError(f"discovery must be None, a bool or a RangeDiscovery, got {discovery!r}")
     found = None
-    if discovery is not False:
+    if discovery is not False and RangeDiscovery.open_segments(segments):
         found = discover_clips(
             aggregator, updates, segments, dropouts, discovery if isinstance(discovery, RangeDiscovery) else None
         )
@@ -119,6 +119,5 @@ def aggregate_updates(
             discovered, outcome = found
             if outcome.mean is None:
                 return outcome, outcome
-            open_clips = {name: clip for name, clip in discovered.items() if segments.clips.get(name) is None}
-            segments = segments.with_clips(open_clips)
+            segments = segments.with_clips(discovered)
     return aggregator.aggregate(updates, dropouts, rng=rng, segments=segments), None if found is None else found[1]

@@ -182,6 +182,9 @@ def test_discovery_is_off_with_clips_or_false_and_fills_only_open_tensors_when_a
     assert outcome.result.clipping is not None
     assert outcome.result.clipping.table.clips["running_var"] == 32.0
     assert outcome.result.clipping.table.clips["running_mean"] == 4.0
+    # only the open tensors' histograms are summed (and revealed)
+    assert outcome.discovery is not None and outcome.discovery.clipping is not None
+    assert outcome.discovery.clipping.table.names[1:] == ("weight", "bias", "running_mean")
     # plain: nothing is clipped, nothing to discover
     plain = aggregate_models(global_state, locals_, make_aggregator("plain"), num_samples=counts,
                              rng=np.random.default_rng(0))
