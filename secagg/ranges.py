@@ -160,10 +160,11 @@ class RangeDiscovery:
             width = self.digits(segment.length, bits)
             digits = sums[offset : offset + self.buckets * width].reshape(self.buckets, width)
             offset += self.buckets * width
-            counts = np.array([sum(int(d) * base**j for j, d in enumerate(row)) for row in digits], dtype=np.int64)
-            if counts.min() < 0 or int(counts.sum()) != segment.length * contributors:
+            # Python integers until checked: a forged sum must not overflow int64 on the way.
+            counts = [sum(int(d) * base**j for j, d in enumerate(row)) for row in digits]
+            if min(counts) < 0 or sum(counts) != segment.length * contributors:
                 raise OverflowDetectedError(f"segment {segment.name!r}: the range histogram is impossible")
-            out[segment.name] = counts
+            out[segment.name] = np.array(counts, dtype=np.int64)
         return out
 
     def clip(self, counts: npt.ArrayLike) -> float:

@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 torch = pytest.importorskip("torch")
 
 from fl_core.aggregators import ClientUpdate, DropoutStage, make_aggregator  # noqa: E402
+from secagg.errors import OverflowDetectedError  # noqa: E402
 from secagg.integrations import keras as keras_adapter  # noqa: E402
 from secagg.integrations._ranges import discover_clips  # noqa: E402
 from secagg.integrations.torch import aggregate_models  # noqa: E402
@@ -253,3 +254,15 @@ def test_random_per_tensor_scales_from_1e_minus_6_to_1e6_come_back_within_a_step
         assert clip is not None and clip <= 2 * np.abs(stacked).max()
         expected = np.array(counts, dtype=np.float64) @ stacked / sum(counts)
         np.testing.assert_allclose(outcome.state_dict[name].numpy(), expected, rtol=0, atol=clip / qmax)
+
+
+def test_an_impossible_histogram_sum_is_detected_not_used() -> None:
+    table = SegmentTable((Segment("w", 10),))
+    discovery = RangeDiscovery()
+    total = 2 * discovery.encode(np.ones(10), table, 16)
+    with pytest.raises(OverflowDetectedError, match="header sums to 2, not 3"):
+        discovery.decode(total, table, 16, 3)
+    forged = total.copy()
+    forged[5] += 2**40  # far beyond what two hospitals' digits can sum to
+    with pytest.raises(OverflowDetectedError, match="'w': the range histogram is impossible"):
+        discovery.decode(forged, table, 16, 2)
