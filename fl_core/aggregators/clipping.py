@@ -113,14 +113,17 @@ class ClipSchedule:
 
     def table(self, length: int, segments: SegmentTable | None = None) -> SegmentTable:
         """This round's table: ``segments`` (one flat segment if None) with every float
-        segment's current clip (its own clip, or the initial clip, the first time)."""
+        segment's clip: the one its segment names (given or discovered, this round), else
+        the schedule's current clip, else the initial clip the first time."""
         if segments is None:
             segments = SegmentTable((Segment("", length),))
         if segments.size != length:
             raise ConfigurationError(f"the segments cover {segments.size} coordinates, the updates have {length}")
         return SegmentTable(
             tuple(
-                s if s.integer else Segment(s.name, s.length, self.clips.get(s.name, s.clip or self.initial_clip))
+                s
+                if s.integer or s.clip is not None
+                else Segment(s.name, s.length, self.clips.get(s.name, self.initial_clip))
                 for s in segments.segments
             )
         )

@@ -30,7 +30,7 @@ dtypes a float64 cannot hold (``longdouble``, strings, objects), with a
 
 Clipping and rounding are the aggregator's, per weight, exactly as for the
 PyTorch adapter: each weight is its own segment (:meth:`WeightsLayout.segments`)
-with its own clip (adaptive by default, see :mod:`fl_core.aggregators.clipping`)
+with its own clip (discovered securely by default, :mod:`secagg.ranges`)
 and its own clipped count in the secure sum; integer and boolean weights are
 exact integer segments (an update that is not a whole number within
 ``+-(2^(bits-1) - 1)`` is refused, never clipped). An
@@ -57,6 +57,8 @@ import numpy.typing as npt
 from secagg.errors import ConfigurationError
 from secagg.integrations._extras import require
 from secagg.integrations._layout import ArraySpec, FlatLayout
+from secagg.integrations._ranges import aggregate_updates, client_ids_of
+from secagg.ranges import RangeDiscovery
 
 if TYPE_CHECKING:
     from fl_core.aggregators.base import AggregationResult, Aggregator, DropoutStage
@@ -348,12 +350,14 @@ class ModelAggregation:
             the layout covers every weight); ``None`` if the round was skipped.
         layout: the global model's layout (every model has its shapes and dtypes).
         trainable_only: whether the layout covers only the trainable weights.
+        discovery: the range-discovery round's result (its bytes, seconds), or None if none ran.
     """
 
     result: AggregationResult
     weights: list[npt.NDArray[Any]] | None
     layout: WeightsLayout
     trainable_only: bool = False
+    discovery: AggregationResult | None = None
 
     def load_into(self, model: Any) -> None:
         """Write the new global weights into the Keras ``model`` in place (see
@@ -375,6 +379,7 @@ def aggregate_models(
     dropouts: Mapping[int, DropoutStage] | None = None,
     trainable_only: bool = False,
     clips: Mapping[str, float] | None = None,
+    discovery: RangeDiscovery | bool | None = None,
 ) -> ModelAggregation:
     """FedAvg of Keras models through ``aggregator``: global + weighted mean of (local - global).
 
@@ -388,32 +393,27 @@ def aggregate_models(
     running this learns only the mean; in a real deployment each hospital
     computes its own update and only the aggregation runs across machines (see
     docs/integrations.md). Raises ConfigurationError on mismatched models.
-    Ranges are per weight: ``clips`` (by weight name) fixes a weight's starting
-    clip, the others take the aggregator's; ``result.clipping`` counts per weight.
+    Ranges are per weight, as in :func:`secagg.integrations.torch.aggregate_models`:
+    ``clips`` (by weight name) fixes a weight's clip; without it one secure
+    range-discovery round picks each weight's clip (``discovery=False``: the aggregator's).
     """
-    # fl_core sits above secagg in the layers: import it on use, as the command line does.
-    client_update = importlib.import_module("fl_core.aggregators.base").ClientUpdate
-
     def flatten(model: Any) -> tuple[FloatVector, WeightsLayout]:
         if isinstance(model, np.ndarray | Sequence):
             return flatten_weights(model)  # a list of arrays, or refused there
         return flatten_model(model, trainable_only=trainable_only)
 
     base, layout = flatten(global_model)
-    ids = list(range(len(local_models))) if client_ids is None else list(client_ids)
-    if len(ids) != len(local_models) or len(num_samples) != len(local_models):
-        raise ConfigurationError(
-            f"{len(local_models)} models need as many client ids and sample counts, "
-            f"got {len(ids)} and {len(num_samples)}"
-        )
-    updates = []
+    ids = client_ids_of(local_models, client_ids, num_samples)
+    vectors = []
     for client, model, count in zip(ids, local_models, num_samples, strict=True):
         vector, local_layout = flatten(model)
         if _structure(local_layout) != _structure(layout):
             raise ConfigurationError(
                 f"client {client}: model weights differ from the global model's (names, shapes or dtypes)"
             )
-        updates.append(client_update(client, vector - base, int(count)))
-    result = aggregator.aggregate(updates, dropouts, rng=rng, segments=layout.segments(clips))
+        vectors.append((client, vector, int(count)))
+    result, found = aggregate_updates(
+        aggregator, base, vectors, layout.segments(clips), rng=rng, dropouts=dropouts, clips=clips, discovery=discovery
+    )
     weights = None if result.mean is None else unflatten_weights(base + result.mean, layout)
-    return ModelAggregation(result=result, weights=weights, layout=layout, trainable_only=trainable_only)
+    return ModelAggregation(result, weights, layout, trainable_only, found)

@@ -29,7 +29,6 @@ is imported on first use (``pip install -e '.[torch]'`` from the root of a clone
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -37,11 +36,12 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import numpy as np
 import numpy.typing as npt
 
-from secagg._validate import require_int
 from secagg.errors import ConfigurationError
 from secagg.integrations._extras import require
 from secagg.integrations._layout import ArraySpec
 from secagg.integrations._layout import FlatLayout as _FlatLayout
+from secagg.integrations._ranges import aggregate_updates, client_ids_of
+from secagg.ranges import RangeDiscovery
 
 if TYPE_CHECKING:
     import torch as torch_module
@@ -286,11 +286,14 @@ class ModelAggregation:
         state_dict: the new global tensors, global + mean update, in the
             global model's dtypes; ``None`` if the round was skipped.
         layout: the layout shared by every model's vector.
+        discovery: the range-discovery round's result (its bytes and seconds; its mean
+            is the summed histogram over the contributors), or None if none ran.
     """
 
     result: AggregationResult
     state_dict: dict[str, Tensor] | None
     layout: FlatLayout
+    discovery: AggregationResult | None = None
 
     def load_into(self, model: Module) -> None:
         """Write the new global tensors into ``model`` in place; ConfigurationError if skipped."""
@@ -311,6 +314,7 @@ def aggregate_models(
     dropouts: Mapping[int, DropoutStage] | None = None,
     buffers: bool = False,
     clips: Mapping[str, float] | None = None,
+    discovery: RangeDiscovery | bool | None = None,
 ) -> ModelAggregation:
     """FedAvg of torch models through ``aggregator``: global + weighted mean of (local - global).
 
@@ -325,32 +329,32 @@ def aggregate_models(
     docs/integrations.md). Raises ConfigurationError on mismatched models.
 
     Ranges are per tensor: each tensor is its own segment (:meth:`FlatLayout.segments`)
-    with its own clip (``clips[name]`` if given, else the aggregator's, adaptive by
-    default) and its own clipped count, reported in ``result.clipping``. Integer
+    with its own clip and its own clipped count, reported in ``result.clipping``. The
+    clip of a tensor is ``clips[name]`` if given; without ``clips`` (``discovery=None``,
+    the default) one secure range-discovery round first sums a magnitude histogram per
+    tensor and each tensor gets the smallest power-of-two clip covering all its
+    coordinates (:mod:`secagg.ranges`; only the federation-wide histogram is revealed).
+    ``discovery=False`` uses the aggregator's clip (adaptive by default) instead;
+    ``True`` or a :class:`~secagg.ranges.RangeDiscovery` discovers the tensors
+    ``clips`` leaves open. Integer
     buffers (``num_batches_tracked``) are exact integer segments: their update must
     be a whole number within ``+-(2^(bits-1) - 1)``, or the round is refused.
     """
-    # fl_core sits above secagg in the layers: import it on use, as the command line does.
-    client_update = importlib.import_module("fl_core.aggregators.base").ClientUpdate
-
     def tensors_of(model: Module | Mapping[str, Tensor]) -> Mapping[str, Tensor]:
         return model if isinstance(model, Mapping) else _model_tensors(model, buffers)
 
     base, layout = flatten_state_dict(tensors_of(global_model))
-    ids = list(range(len(local_models))) if client_ids is None else list(client_ids)
-    if len(ids) != len(local_models) or len(num_samples) != len(local_models):
-        raise ConfigurationError(
-            f"{len(local_models)} models need as many client ids and sample counts, "
-            f"got {len(ids)} and {len(num_samples)}"
-        )
-    updates = []
+    ids = client_ids_of(local_models, client_ids, num_samples)
+    vectors = []
     for client, model, count in zip(ids, local_models, num_samples, strict=True):
         vector, local_layout = flatten_state_dict(tensors_of(model))
         if local_layout != layout:
             raise ConfigurationError(
                 f"client {client}: model tensors differ from the global model's (names, shapes or dtypes)"
             )
-        updates.append(client_update(client, vector - base, require_int(f"client {client}: num_samples", count, 1)))
-    result = aggregator.aggregate(updates, dropouts, rng=rng, segments=layout.segments(clips))
+        vectors.append((client, vector, count))
+    result, found = aggregate_updates(
+        aggregator, base, vectors, layout.segments(clips), rng=rng, dropouts=dropouts, clips=clips, discovery=discovery
+    )
     state = None if result.mean is None else unflatten_state_dict(base + result.mean, layout)
-    return ModelAggregation(result=result, state_dict=state, layout=layout)
+    return ModelAggregation(result=result, state_dict=state, layout=layout, discovery=found)

@@ -66,13 +66,15 @@ def test_batchnorm_state_dicts_with_per_tensor_clips_give_the_weighted_mean_and_
     assert table.clips == {"weight": 0.5, "bias": 0.5, "running_mean": 4.0, "running_var": 16.0}
 
 
-def test_batchnorm_with_the_default_adaptive_clip_warns_then_converges() -> None:
-    # Prepare: no clips given; running_var's update (~7.7) is far beyond the starting clip 0.5
+def test_batchnorm_without_discovery_the_adaptive_clip_warns_then_converges() -> None:
+    # Prepare: no clips and discovery off; running_var's update (~7.7) is far beyond the starting clip 0.5
     global_state, locals_, counts = _batchnorm_states()
     aggregator = make_aggregator("secagg", num_clients=HOSPITALS)
     # Execute / Assert: the first round is reported as clipped, with a warning naming the tensor
     with pytest.warns(ClippingWarning, match="running_var 100.0%"):
-        first = aggregate_models(global_state, locals_, aggregator, num_samples=counts, rng=np.random.default_rng(1))
+        first = aggregate_models(
+            global_state, locals_, aggregator, num_samples=counts, rng=np.random.default_rng(1), discovery=False
+        )
     assert first.result.clipped_fraction > 0.3
     assert first.state_dict is not None and int(first.state_dict["num_batches_tracked"]) == 20
     # the adaptive clip of each tensor follows its securely summed count; a few rounds later it fits
@@ -80,7 +82,7 @@ def test_batchnorm_with_the_default_adaptive_clip_warns_then_converges() -> None
         warnings.simplefilter("ignore", ClippingWarning)
         for seed in range(6):
             outcome = aggregate_models(
-                global_state, locals_, aggregator, num_samples=counts, rng=np.random.default_rng(seed)
+                global_state, locals_, aggregator, num_samples=counts, rng=np.random.default_rng(seed), discovery=False
             )
     assert outcome.state_dict is not None and outcome.result.clipping is not None
     assert outcome.result.clipped_fraction == 0.0

@@ -1,0 +1,123 @@
+"""Shared by the PyTorch and Keras adapters: build the updates, discover the clips, aggregate.
+
+:func:`aggregate_updates` is the body of both adapters' ``aggregate_models``
+once the models are flat vectors: the updates (local minus global), then, when
+the caller gave no clip and discovery is on, one secure range-discovery round
+(:mod:`secagg.ranges`) through the same aggregator, then the aggregation with
+the discovered clip table. The discovery round is an ordinary round of the
+aggregator with integer segments only (each hospital's weight 1), so it has
+its own round number and its own descriptor (its segment table, whose header
+names the buckets); the server learns the federation-wide histogram only.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING
+
+import numpy as np
+import numpy.typing as npt
+
+from secagg._validate import require_int
+from secagg.errors import ConfigurationError
+from secagg.ranges import RangeDiscovery
+from secagg.segments import SegmentTable
+
+if TYPE_CHECKING:
+    from fl_core.aggregators.base import AggregationResult, Aggregator, ClientUpdate, DropoutStage
+
+__all__ = ["DISCOVERY_RNG_SEED", "aggregate_updates", "client_ids_of", "discover_clips"]
+
+DISCOVERY_RNG_SEED = 0
+"""Seed of the discovery round's rounding generator: integer segments never use it,
+and a fixed one leaves the caller's ``rng`` to the aggregation alone."""
+
+
+def client_ids_of(models: Sequence[object], client_ids: Sequence[int] | None, num_samples: Sequence[int]) -> list[int]:
+    """``client_ids`` (default 0..m-1) after checking one id and one sample count per model."""
+    ids = list(range(len(models))) if client_ids is None else list(client_ids)
+    if len(ids) != len(models) or len(num_samples) != len(models):
+        raise ConfigurationError(
+            f"{len(models)} models need as many client ids and sample counts, got {len(ids)} and {len(num_samples)}"
+        )
+    return ids
+
+
+def _bits(aggregator: Aggregator) -> int | None:
+    """The quantizer's bits, or None for an aggregator that does not quantize (``plain``)."""
+    quantizer = getattr(aggregator, "quantizer", None)
+    config = getattr(quantizer, "config", None)
+    bits = getattr(config, "bits", None)
+    return bits if isinstance(bits, int) else None
+
+
+def discover_clips(
+    aggregator: Aggregator,
+    updates: Sequence[ClientUpdate],
+    segments: SegmentTable,
+    dropouts: Mapping[int, DropoutStage] | None = None,
+    discovery: RangeDiscovery | None = None,
+) -> tuple[dict[str, float], AggregationResult] | None:
+    """One secure range-discovery round: the clip of every float segment, and the round's result.
+
+    Returns None for an aggregator that does not quantize (nothing to clip). The
+    result's ``mean`` is the histogram sum divided by the contributors; if the round
+    was skipped, the clips are empty.
+    """
+    bits = _bits(aggregator)
+    if bits is None:
+        return None
+    discovery = discovery or RangeDiscovery()
+    client_update = importlib.import_module("fl_core.aggregators.base").ClientUpdate
+    table = discovery.table(segments, bits)
+    histograms = [client_update(u.client_id, discovery.encode(u.vector, segments, bits), 1) for u in updates]
+    result = aggregator.aggregate(
+        histograms, dropouts, rng=np.random.default_rng(DISCOVERY_RNG_SEED), segments=table
+    )
+    if result.mean is None:
+        return {}, result
+    contributors = len(result.included)
+    summed = discovery.decode(result.mean * contributors, segments, bits, contributors)
+    return discovery.clips(summed), result
+
+
+def aggregate_updates(
+    aggregator: Aggregator,
+    base: npt.NDArray[np.float64],
+    vectors: Sequence[tuple[int, npt.NDArray[np.float64], int]],
+    segments: SegmentTable,
+    *,
+    rng: np.random.Generator,
+    dropouts: Mapping[int, DropoutStage] | None,
+    clips: Mapping[str, float] | None,
+    discovery: RangeDiscovery | bool | None,
+) -> tuple[AggregationResult, AggregationResult | None]:
+    """The adapters' FedAvg round over ``(client, flat local model, num_samples)`` triples.
+
+    ``discovery``: ``None`` (default) discovers the clips securely when ``clips`` is
+    not given; ``False`` never (the aggregator's own clip); ``True`` or a
+    :class:`~secagg.ranges.RangeDiscovery` discovers the clips of the segments
+    ``clips`` leaves open. A skipped discovery round skips the aggregation too.
+    Returns the aggregation's result and the discovery round's (None if none ran).
+    """
+    fl_base = importlib.import_module("fl_core.aggregators.base")
+    updates = [
+        fl_base.ClientUpdate(client, vector - base, require_int(f"client {client}: num_samples", count, 1))
+        for client, vector, count in vectors
+    ]
+    if discovery is None:
+        discovery = not clips
+    if not isinstance(discovery, bool | RangeDiscovery):
+        raise ConfigurationError(f"discovery must be None, a bool or a RangeDiscovery, got {discovery!r}")
+    found = None
+    if discovery is not False and RangeDiscovery.open_segments(segments):
+        found = discover_clips(
+            aggregator, updates, segments, dropouts, discovery if isinstance(discovery, RangeDiscovery) else None
+        )
+        if found is not None:
+            discovered, outcome = found
+            if outcome.mean is None:
+                return outcome, outcome
+            segments = segments.with_clips(discovered)
+    return aggregator.aggregate(updates, dropouts, rng=rng, segments=segments), None if found is None else found[1]
