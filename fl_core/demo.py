@@ -36,7 +36,7 @@ from typing import Any
 
 import numpy as np
 
-from fl_core.aggregators import make_aggregator
+from fl_core.aggregators import CLIPPING_NAMES, make_aggregator
 from fl_core.aggregators.base import (
     DEFAULT_BITS,
     DEFAULT_CLIP,
@@ -114,6 +114,8 @@ class DemoConfig:
         compare: also train plain FedAvg and the centralised model.
         clip, bits, max_samples_per_client: quantization of the updates, in Z_(2^32)
             when that cannot overflow for ``hospitals``, else Z_(2^64) (:attr:`ring_bits`).
+        clipping: ``"adaptive"`` (default; ``clip`` is the starting clip, see
+            :mod:`fl_core.aggregators.clipping`) or ``"fixed"``.
     """
 
     aggregation: str = "secagg+"
@@ -129,8 +131,11 @@ class DemoConfig:
     clip: float = DEFAULT_CLIP
     bits: int = DEFAULT_BITS
     max_samples_per_client: int = DEFAULT_MAX_SAMPLES_PER_CLIENT
+    clipping: str = "adaptive"
 
     def __post_init__(self) -> None:
+        if self.clipping not in CLIPPING_NAMES:
+            raise ConfigurationError(f"clipping must be one of {', '.join(CLIPPING_NAMES)}")
         if self.aggregation not in DEMO_AGGREGATIONS:
             raise ConfigurationError(f"aggregation must be one of {', '.join(DEMO_AGGREGATIONS)}")
         if self.dataset not in DATASETS:
@@ -259,7 +264,7 @@ def _setup(config: DemoConfig, federation: Federation, name: str) -> tuple[Feder
     )
     updates = _aggregator(
         name, config, clip=config.clip, bits=config.bits, ring_bits=config.ring_bits,
-        max_samples_per_client=config.max_samples_per_client,
+        max_samples_per_client=config.max_samples_per_client, clipping=config.clipping,
     )  # fmt: skip
     return federation.standardised(standardiser), updates
 
@@ -344,6 +349,8 @@ _HEADER = f"{'round':>5}  {'accuracy':>8}  {'loss':>7}  {'agg s':>7}  {'bytes/ho
 
 def _row(record: RoundRecord) -> str:
     notes = []
+    if record.clipped_fraction > 0:
+        notes.append(f"clipped {record.clipped_fraction:.2%}")
     if record.dropouts:
         notes.append("dropped " + ", ".join(f"{c}@{stage.lower()}" for c, stage in record.dropouts))
     if record.skipped_reason is not None:
@@ -458,6 +465,7 @@ def _from_args(args: argparse.Namespace) -> DemoConfig:
         dropout=args.dropout,
         seed=args.seed,
         insecure_small_key=args.insecure_small_key,
+        clipping=getattr(args, "clipping", "adaptive"),
     )
 
 
@@ -480,8 +488,8 @@ def main(args: argparse.Namespace) -> int:
     )
     if config.aggregation != "plain":
         print(
-            f"quantization: clip {config.clip:g}, {config.bits} bits, ring Z_(2^{config.ring_bits}), "
-            f"at most {config.max_samples_per_client} samples per hospital"
+            f"quantization: clip {config.clip:g} ({config.clipping}), {config.bits} bits, "
+            f"ring Z_(2^{config.ring_bits}), at most {config.max_samples_per_client} samples per hospital"
         )
     logger = logging.getLogger("fl_core")
     with _progress(config.rounds, not args.no_progress) as (write, advance, status):
