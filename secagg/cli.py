@@ -307,6 +307,12 @@ def _add_bench(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "(10%% of n at each of the four stages from 20 clients on) or for this rate if larger (default: 0.1)",
     )
     masking.add_argument("--repeats", type=repeats, help="sessions per configuration, median taken (default: 1)")
+    masking.add_argument(
+        "--ring-bits",
+        type=_integer(8, 64),
+        nargs="+",
+        help="rings Z_(2^b), b in 8..64: masked inputs travel packed, b bits a coordinate (default: 32)",
+    )
     paillier = parsers["paillier"]
     paillier.add_argument("--clients", type=_integer(2, MAX_HOSPITALS_BENCH), nargs="+", help="default: 10")
     paillier.add_argument("--dim", type=dim, nargs="+", help="default: 10000")
