@@ -144,7 +144,8 @@ class QuantizationConfig:
             options.append(f"at most {safe_clients} clients at bits={self.bits}")
         wider = smallest_ring_bits(self.bits, self.num_clients, self.max_weight) if self._fits_some_ring() else 0
         if wider > self.ring_bits:
-            options.append(f"ring_bits={wider}")
+            word = next(b for b in WORD_RINGS if b >= wider)
+            options.append(f"ring_bits={wider}" + ("" if word == wider else f" (the word ring: ring_bits={word})"))
         advice = ", or ".join(options) if options else "a smaller max_weight or fewer clients"
         return (
             f"quantization could overflow Z_(2^{self.ring_bits}): {self.num_clients} clients x weight "
