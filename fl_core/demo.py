@@ -159,7 +159,8 @@ class DemoConfig:
     @property
     def ring_bits(self) -> int:
         """The updates' ring Z_(2^b) as :attr:`ring` names it (see :func:`resolve_ring_bits`)."""
-        ring_bits = resolve_ring_bits(self.ring, self.bits, self.hospitals, self.max_samples_per_client)
+        named: int | str = int(self.ring) if isinstance(self.ring, str) and self.ring.isdigit() else self.ring
+        ring_bits = resolve_ring_bits(named, self.bits, self.hospitals, self.max_samples_per_client)
         QuantizationConfig(self.clip, self.bits, self.hospitals, ring_bits, max_weight=self.max_samples_per_client)
         return ring_bits
 

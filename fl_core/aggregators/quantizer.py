@@ -45,15 +45,13 @@ RING_OPTIONS = ("word", "smallest")
 
 
 def resolve_ring_bits(ring_bits: int | str | None, bits: int, num_clients: int, max_weight: int) -> int:
-    """The ring width a ``ring_bits`` option names: an int (or its decimal string) as given,
-    ``None`` or ``"word"`` the smaller word ring that fits, ``"smallest"`` the smallest b in 8..64
-    that fits. ConfigurationError for anything else (the range is QuantizationConfig's check)."""
+    """The ring width a ``ring_bits`` option names: an int as given, ``None`` or ``"word"`` the
+    smaller word ring that fits, ``"smallest"`` the smallest b in 8..64 that fits.
+    ConfigurationError for anything else (the range is QuantizationConfig's check)."""
     if ring_bits is None or ring_bits == "word":
         return smallest_ring_bits(bits, num_clients, max_weight, WORD_RINGS)
     if ring_bits == "smallest":
         return smallest_ring_bits(bits, num_clients, max_weight)
-    if isinstance(ring_bits, str) and ring_bits.isdigit():
-        return int(ring_bits)
     if isinstance(ring_bits, int) and not isinstance(ring_bits, bool):
         return ring_bits
     raise ConfigurationError(f"ring_bits must be an int in 8..64, 'word' or 'smallest', got {ring_bits!r}")
