@@ -5,10 +5,11 @@ before masking or encryption, so even the unmasked sum is differentially
 private per patient. This package holds the configuration (:class:`DPConfig`,
 bound into the session descriptor), the noise calibration
 (:func:`calibrate` -> :class:`NoisePlan`, distributed discrete Gaussian of
-Kairouz, Liu, Steinke 2021) and the budget accountant
+Kairouz, Liu, Steinke 2021), the budget accountant
 (:class:`PrivacyAccountant`, persisted, refusing a round that would exceed the
-budget). Calibration and accounting need the optional ``dp`` extra
-(``dp-accounting``), imported lazily; docs/privacy.md explains the guarantee.
+budget) and the exact integer sampler (:func:`sample_discrete_gaussian`,
+docs/spec.md section 19). Calibration and accounting need the optional ``dp``
+extra (``dp-accounting``), imported lazily; docs/privacy.md explains the guarantee.
 """
 
 from __future__ import annotations
@@ -22,6 +23,14 @@ from secagg.dp.calibration import (
     noise_tail_bound,
 )
 from secagg.dp.config import MECHANISM_DDG, DPConfig
+from secagg.dp.sampler import (
+    RandomSource,
+    SeededRandomSource,
+    SystemRandomSource,
+    discrete_gaussian_pmf,
+    sample_discrete_gaussian,
+    sample_discrete_laplace,
+)
 
 __all__ = [
     "MECHANISM_DDG",
@@ -29,8 +38,14 @@ __all__ = [
     "NoisePlan",
     "PrivacyAccountant",
     "PrivacySpent",
+    "RandomSource",
+    "SeededRandomSource",
+    "SystemRandomSource",
     "calibrate",
     "check_contributors",
     "contributor_shortfall",
+    "discrete_gaussian_pmf",
     "noise_tail_bound",
+    "sample_discrete_gaussian",
+    "sample_discrete_laplace",
 ]
