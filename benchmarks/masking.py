@@ -26,7 +26,7 @@ __all__ = ["COLUMNS", "OPTIONS", "PRESETS", "TARGET_CONFIG", "TITLE", "configura
 
 TITLE = "Pairwise masking (SecAgg, SecAgg+)"
 
-OPTIONS = ("clients", "dim", "graph", "dropout", "repeats")
+OPTIONS = ("clients", "dim", "graph", "dropout", "repeats", "ring_bits")
 """Command-line options that override every sweep of a preset."""
 
 TARGET_CONFIG = {"clients": 100, "dim": 1_000_000, "graph": "harary", "dropout": 0.1}
@@ -72,6 +72,8 @@ COLUMNS = (
     Column("sent/client", "metrics", "bytes_per_client_upload", "bytes"),
     Column("received/client", "metrics", "bytes_per_client_download", "bytes"),
     Column("sent / f32", "metrics", "upload_expansion", "x"),
+    Column("ring b", "params", "ring_bits", "int"),
+    Column("masked B/param", "metrics", "masked_bytes_per_parameter", "f3"),
     Column("bind", "metrics", "descriptor_s", "s"),
     Column("exact", "metrics", "exact"),
 )
@@ -92,6 +94,9 @@ METRIC_NOTES = {
     "upload_expansion": "bytes_per_client_upload / (4 d), the float32 update sent in the clear",
     "download_expansion": "bytes_per_client_download / (4 d)",
     "exact": "the aggregate equals the ring sum of the included inputs, bit for bit",
+    "masked_input_bytes": "bytes of one MaskedInput message (header, session id, u8 b, u32 d, ceil(d b / 8) "
+    "bytes of values packed b bits each)",
+    "masked_bytes_per_parameter": "masked_input_bytes / d: the protected update's cost per parameter (4.0 at b = 32)",
     "descriptor_s": "seconds, median of repeats: build the round's SessionDescriptor (quantization, weight, model, "
     "round, 4 training parameters), re-validate the config with its digest and hash the larger record; every "
     "session measured here carries such a descriptor",
@@ -99,20 +104,23 @@ METRIC_NOTES = {
 }
 
 
-def configurations(options: Mapping[str, Any]) -> list[tuple[int, int, str, float, int]]:
-    """``(n, d, graph, dropout, repeats)`` of every sweep, without duplicates (the most
-    repeats wins); explicit ``clients``/``dim``/``graph``/``dropout`` replace the sweeps' axes."""
-    found: dict[tuple[int, int, str, float], int] = {}
+def configurations(options: Mapping[str, Any]) -> list[tuple[int, int, str, float, int, int]]:
+    """``(n, d, graph, dropout, repeats, ring_bits)`` of every sweep, without duplicates (the most
+    repeats wins); explicit ``clients``/``dim``/``graph``/``dropout``/``ring_bits`` replace the
+    sweeps' axes (ring_bits: Z_(2^32) unless a sweep or the option names others)."""
+    found: dict[tuple[int, int, str, float, int], int] = {}
     for sweep in options["sweeps"]:
         axes = {key: options.get(key) or sweep[key] for key in ("clients", "dim", "graph", "dropout")}
+        rings = options.get("ring_bits") or sweep.get("ring_bits", [32])
         repeats = int(options.get("repeats_override") or sweep.get("repeats", options["repeats"]))
         for n in axes["clients"]:
             for d in axes["dim"]:
                 for graph in axes["graph"]:
                     for dropout in axes["dropout"]:
-                        key = (int(n), int(d), str(graph), float(dropout))
-                        found[key] = max(found.get(key, 0), repeats)
-    return [(*key, repeats) for key, repeats in found.items()]
+                        for ring_bits in rings:
+                            key = (int(n), int(d), str(graph), float(dropout), int(ring_bits))
+                            found[key] = max(found.get(key, 0), repeats)
+    return [(n, d, graph, dropout, repeats, ring_bits) for (n, d, graph, dropout, ring_bits), repeats in found.items()]
 
 
 def run(overrides: Mapping[str, Any], context: RunContext) -> SuiteReport:
@@ -124,9 +132,9 @@ def run(overrides: Mapping[str, Any], context: RunContext) -> SuiteReport:
     plan = configurations(options)
     results: list[Row] = []
     with Progress(len(plan), "masking", enabled=context.progress) as progress:
-        for n, d, graph, dropout, repeats in plan:
-            progress.begin(f"n={n} d={d:,} {graph} drop={dropout:g}")
-            row = run_configuration(n, d, graph, dropout, repeats)
+        for n, d, graph, dropout, repeats, ring_bits in plan:
+            progress.begin(f"n={n} d={d:,} {graph} drop={dropout:g} b={ring_bits}")
+            row = run_configuration(n, d, graph, dropout, repeats, ring_bits)
             results.append(row)
             context.measured(row)
             progress.write("masking  " + row_line(row, COLUMNS))
@@ -147,7 +155,8 @@ def target_row(results: list[Row]) -> Row | None:
     """The row of :data:`TARGET_CONFIG`, if the grid has it."""
     for row in results:
         p = row["params"]
-        if (p["clients"], p["dim"], p["requested_graph"], p["dropout"]) == tuple(TARGET_CONFIG.values()):
+        at = (p["clients"], p["dim"], p["requested_graph"], p["dropout"])
+        if at == tuple(TARGET_CONFIG.values()) and p.get("ring_bits", 32) == 32:
             return row
     return None
 

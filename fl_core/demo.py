@@ -41,9 +41,9 @@ from fl_core.aggregators.base import (
     DEFAULT_BITS,
     DEFAULT_CLIP,
     DEFAULT_MAX_SAMPLES_PER_CLIENT,
-    DEFAULT_RING_BITS,
     Aggregator,
 )
+from fl_core.aggregators.quantizer import resolve_ring_bits
 from fl_core.data import (
     DATASETS,
     FEATURE_BOUNDS,
@@ -56,6 +56,7 @@ from fl_core.data import (
 from fl_core.fedavg import FedAvgConfig, FedAvgResult, RoundRecord, run_fedavg
 from fl_core.models import MLP, LogisticRegression, Model
 from secagg._install import install_hint
+from secagg.encoding import QuantizationConfig
 from secagg.errors import ConfigurationError
 
 __all__ = ["DemoConfig", "DemoReport", "main", "run_demo"]
@@ -116,6 +117,9 @@ class DemoConfig:
             when that cannot overflow for ``hospitals``, else Z_(2^64) (:attr:`ring_bits`).
         clipping: ``"adaptive"`` (default; ``clip`` is the starting clip, see
             :mod:`fl_core.aggregators.clipping`) or ``"fixed"``.
+        ring: the updates' ring: ``"word"`` (default: Z_(2^32), or Z_(2^64) when 32 bits
+            could overflow), ``"smallest"`` (the smallest Z_(2^b), b in 8..64, that cannot
+            overflow: masked uploads of b bits a coordinate) or a width ``"8"``..``"64"``.
     """
 
     aggregation: str = "secagg+"
@@ -132,6 +136,7 @@ class DemoConfig:
     bits: int = DEFAULT_BITS
     max_samples_per_client: int = DEFAULT_MAX_SAMPLES_PER_CLIENT
     clipping: str = "adaptive"
+    ring: str = "word"
 
     def __post_init__(self) -> None:
         if self.clipping not in CLIPPING_NAMES:
@@ -149,13 +154,15 @@ class DemoConfig:
             )
         if self.insecure_small_key and self.aggregation != "paillier":
             raise ConfigurationError("--insecure-small-key applies to --aggregation paillier only")
+        _ = self.ring_bits  # refuses an unknown ring, or one that could overflow, at construction
 
     @property
     def ring_bits(self) -> int:
-        """Z_(2^32) for the updates if it cannot overflow for this many hospitals, else Z_(2^64)."""
-        qmax = (1 << (self.bits - 1)) - 1
-        fits = self.hospitals * self.max_samples_per_client * qmax <= (1 << (DEFAULT_RING_BITS - 1)) - 1
-        return DEFAULT_RING_BITS if fits else 64
+        """The updates' ring Z_(2^b) as :attr:`ring` names it (see :func:`resolve_ring_bits`)."""
+        named: int | str = int(self.ring) if isinstance(self.ring, str) and self.ring.isdigit() else self.ring
+        ring_bits = resolve_ring_bits(named, self.bits, self.hospitals, self.max_samples_per_client)
+        QuantizationConfig(self.clip, self.bits, self.hospitals, ring_bits, max_weight=self.max_samples_per_client)
+        return ring_bits
 
     def fedavg(self) -> FedAvgConfig:
         """The FedAvg hyper-parameters of this run (local training from :data:`LOCAL_TRAINING`)."""
@@ -466,6 +473,9 @@ def _from_args(args: argparse.Namespace) -> DemoConfig:
         seed=args.seed,
         insecure_small_key=args.insecure_small_key,
         clipping=getattr(args, "clipping", "adaptive"),
+        ring=getattr(args, "ring_bits", "word"),
+        bits=getattr(args, "bits", None) or DEFAULT_BITS,
+        max_samples_per_client=getattr(args, "max_samples_per_client", None) or DEFAULT_MAX_SAMPLES_PER_CLIENT,
     )
 
 
@@ -490,6 +500,8 @@ def main(args: argparse.Namespace) -> int:
         print(
             f"quantization: clip {config.clip:g} ({config.clipping}), {config.bits} bits, "
             f"ring Z_(2^{config.ring_bits}), at most {config.max_samples_per_client} samples per hospital"
+            + (f"; masked uploads {config.ring_bits / 8:g} bytes per parameter" if "secagg" in config.aggregation
+               else "")
         )
     logger = logging.getLogger("fl_core")
     with _progress(config.rounds, not args.no_progress) as (write, advance, status):

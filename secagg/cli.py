@@ -211,6 +211,16 @@ def _add_demo(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> 
         help="the update clip: adaptive (follows the securely summed clipped fraction toward 0.1%%) or fixed "
         "(default: adaptive)",
     )
+    demo.add_argument(
+        "--ring-bits", type=_ring_choice, default="word", metavar="{word,smallest,8..64}",
+        help="the updates' ring: word (Z_(2^32), or Z_(2^64) when 32 bits could overflow), smallest (the "
+        "smallest Z_(2^b) that cannot overflow; masked uploads of b bits a coordinate) or b (default: word)",
+    )
+    demo.add_argument("--bits", type=_integer(2, 53), help="bits per quantized value, 2..53 (default: 16)")
+    demo.add_argument(
+        "--max-samples-per-client", type=_integer(1, 1 << 30),
+        help="public bound on one hospital's sample count, the weight of its update (default: 4096)",
+    )
     demo.add_argument("--json", metavar="PATH", type=_output_file, help="write the run's results as JSON")
     demo.add_argument(
         "--insecure-small-key",
@@ -221,6 +231,13 @@ def _add_demo(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> 
         "--no-progress", action="store_true", help="no progress bar (there is none unless stderr is a terminal)"
     )
     demo.set_defaults(handler=_lazy("fl_core.demo"), check=_check_demo, command_parser=demo)
+
+
+def _ring_choice(text: str) -> str:
+    """``word``, ``smallest`` or an integer 8..64 (kept as text: fl_core resolves it)."""
+    if text in ("word", "smallest") or (text.isdigit() and 8 <= int(text) <= 64):
+        return text
+    raise argparse.ArgumentTypeError(f"must be word, smallest or an integer in 8..64, got {text!r}")
 
 
 def _check_demo(args: argparse.Namespace) -> str | None:
@@ -307,6 +324,12 @@ def _add_bench(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "(10%% of n at each of the four stages from 20 clients on) or for this rate if larger (default: 0.1)",
     )
     masking.add_argument("--repeats", type=repeats, help="sessions per configuration, median taken (default: 1)")
+    masking.add_argument(
+        "--ring-bits",
+        type=_integer(8, 64),
+        nargs="+",
+        help="rings Z_(2^b), b in 8..64: masked inputs travel packed, b bits a coordinate (default: 32)",
+    )
     paillier = parsers["paillier"]
     paillier.add_argument("--clients", type=_integer(2, MAX_HOSPITALS_BENCH), nargs="+", help="default: 10")
     paillier.add_argument("--dim", type=dim, nargs="+", help="default: 10000")

@@ -25,11 +25,12 @@ import numpy.typing as npt
 
 from secagg._validate import check_fields, require_instance, require_int, require_rng
 from secagg.errors import ConfigurationError, ConfigurationTypeError, OverflowDetectedError
-from secagg.ring import Ring, RingVector
+from secagg.ring import NARROW_MAX_BITS, NARROW_MIN_BITS, NarrowRing, RingVector
 
 __all__ = [
     "MAX_BITS",
     "RING_CHOICES",
+    "WORD_RINGS",
     "QuantizationConfig",
     "dequantize",
     "from_ring",
@@ -40,20 +41,32 @@ __all__ = [
 ]
 
 MAX_BITS = 53
-RING_CHOICES = (32, 64)
-"""The rings a federation's encodings can live in, smallest (cheapest on the wire) first."""
+RING_CHOICES = tuple(range(NARROW_MIN_BITS, NARROW_MAX_BITS + 1))
+"""The rings a federation's encodings can live in: Z_(2^b) for every b in 8..64,
+smallest (cheapest on the wire: b bits per coordinate, bit-packed) first."""
+WORD_RINGS = (32, 64)
+"""The word rings, smallest first: what callers that want whole 32- or 64-bit words pick from."""
 
 
-def smallest_ring_bits(bits: int, num_clients: int, max_weight: int = 1) -> int:
-    """The smallest ring of :data:`RING_CHOICES` in which ``num_clients`` encodings of ``bits``
-    bits, each weighted by at most ``max_weight``, can never wrap: the ring follows the
-    federation (a 5,000-row hospital or a 17th site moves from Z_(2^32) to Z_(2^64)).
+def smallest_ring_bits(
+    bits: int, num_clients: int, max_weight: int = 1, choices: tuple[int, ...] = RING_CHOICES
+) -> int:
+    """The smallest ring of ``choices`` (default: every b in 8..64) in which ``num_clients``
+    encodings of ``bits`` bits, each weighted by at most ``max_weight``, can never wrap:
+    the smallest b with ``num_clients * max_weight * (2^(bits-1) - 1) <= 2^(b-1) - 1``.
+    The ring follows the federation (a 5,000-row hospital or a 17th site needs a wider
+    ring). ``choices=WORD_RINGS`` picks between Z_(2^32) and Z_(2^64) only.
     ConfigurationError (with the largest safe settings) if none fits."""
-    for ring_bits in RING_CHOICES:
+    bits = require_int("bits", bits)
+    if not choices or any(b not in RING_CHOICES for b in choices):
+        raise ConfigurationError(f"ring choices must be ring widths in {RING_CHOICES[0]}..{RING_CHOICES[-1]}")
+    for ring_bits in sorted(choices):
         if num_clients * max_weight * ((1 << (bits - 1)) - 1) <= (1 << (ring_bits - 1)) - 1:
             return ring_bits
-    QuantizationConfig(1.0, bits, num_clients, RING_CHOICES[-1], max_weight=max_weight)  # raises, with advice
+    QuantizationConfig(1.0, bits, num_clients, max(choices), max_weight=max_weight)  # raises, with advice
     raise AssertionError("unreachable: the largest ring overflows")
+
+
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]
 
@@ -66,7 +79,8 @@ class QuantizationConfig:
         clip: values are clipped to ``[-clip, clip]`` (``clip > 0``).
         bits: bits per quantized value including the sign (2..ring_bits - 1).
         num_clients: the largest number of encodings that will be summed.
-        ring_bits: 32 (default) or 64.
+        ring_bits: the ring Z_(2^ring_bits), any of 8..64 (default 32; a narrow ring
+            travels bit-packed, ``ring_bits`` bits per coordinate).
         max_weight: the largest integer weight a client multiplies its encoding
             by before summing (1 for a plain sum; the sample-count bound for a
             weighted mean).
@@ -80,7 +94,7 @@ class QuantizationConfig:
 
     def __post_init__(self) -> None:
         check_fields(self, ints=("bits", "num_clients", "ring_bits", "max_weight"), reals=("clip",))
-        Ring(self.ring_bits)  # validates ring_bits
+        NarrowRing(self.ring_bits)  # validates ring_bits: 8..64
         if not (np.isfinite(self.clip) and self.clip > 0):
             raise ConfigurationError(f"clip must be a positive finite number, got {self.clip}")
         if not 2 <= self.bits <= MAX_BITS:
@@ -92,9 +106,9 @@ class QuantizationConfig:
             raise ConfigurationError(self._overflow_message())
 
     @property
-    def ring(self) -> Ring:
-        """The ring the encodings live in."""
-        return Ring(self.ring_bits)
+    def ring(self) -> NarrowRing:
+        """The ring the encodings live in (held in 32- or 64-bit words: :attr:`NarrowRing.container`)."""
+        return NarrowRing(self.ring_bits)
 
     @property
     def qmax(self) -> int:
@@ -116,6 +130,9 @@ class QuantizationConfig:
         """The size of one quantization step, 1 / scale."""
         return 1.0 / self.scale
 
+    def _fits_some_ring(self) -> bool:
+        return self.num_clients * self.max_weight * self.qmax <= (1 << (NARROW_MAX_BITS - 1)) - 1
+
     def _overflow_message(self) -> str:
         weight_total = self.num_clients * self.max_weight
         safe_bits = [b for b in range(2, MAX_BITS + 1) if weight_total * ((1 << (b - 1)) - 1) <= self.limit]
@@ -125,8 +142,10 @@ class QuantizationConfig:
             options.append(f"bits <= {max(safe_bits)} for {self.num_clients} clients")
         if safe_clients >= 1:
             options.append(f"at most {safe_clients} clients at bits={self.bits}")
-        if self.ring_bits == 32:
-            options.append("ring_bits=64")
+        wider = smallest_ring_bits(self.bits, self.num_clients, self.max_weight) if self._fits_some_ring() else 0
+        if wider > self.ring_bits:
+            word = next(b for b in WORD_RINGS if b >= wider)
+            options.append(f"ring_bits={wider}" + ("" if word == wider else f" (the word ring: ring_bits={word})"))
         advice = ", or ".join(options) if options else "a smaller max_weight or fewer clients"
         return (
             f"quantization could overflow Z_(2^{self.ring_bits}): {self.num_clients} clients x weight "
@@ -169,22 +188,29 @@ def quantize(values: npt.ArrayLike, config: QuantizationConfig, rng: np.random.G
 
 
 def to_ring(integers: npt.NDArray[Any], config: QuantizationConfig) -> RingVector:
-    """Signed integers (|v| <= limit) in two's complement in Z_(2^ring_bits)."""
+    """Signed integers (|v| <= limit) in two's complement in Z_(2^ring_bits): ``v mod 2^ring_bits``
+    in the ring's container words (high bits zero for a narrow ring)."""
     require_instance("config", config, QuantizationConfig)
     if not isinstance(integers, np.ndarray) or integers.dtype.kind not in "iu":
         raise ConfigurationTypeError(f"to_ring needs a numpy integer array, got {type(integers).__name__}")
     signed = np.asarray(integers, dtype=np.int64)
-    return signed.view(np.uint64).astype(config.ring.dtype)
+    ring = config.ring
+    return ring.reduce(signed.view(np.uint64).astype(ring.dtype))
 
 
 def from_ring(vector: RingVector, config: QuantizationConfig) -> IntArray:
-    """Read a ring vector as signed integers in (-2^(ring-1), 2^(ring-1)]."""
+    """Read a ring vector as signed integers in [-2^(ring-1), 2^(ring-1)): two's complement
+    from bit ring_bits - 1, ``(v XOR 2^(ring-1)) - 2^(ring-1)``."""
     require_instance("config", config, QuantizationConfig)
     ring = config.ring
     ring.check(vector)
-    signed_dtype = np.int32 if ring.bits == 32 else np.int64
-    signed: IntArray = vector.view(signed_dtype).astype(np.int64)
-    return signed
+    if ring.bits in (32, 64):
+        signed: IntArray = vector.view(np.int32 if ring.bits == 32 else np.int64).astype(np.int64)
+        return signed
+    half = np.int64(1 << (ring.bits - 1))
+    extended: IntArray = np.bitwise_xor(vector.astype(np.int64), half)
+    np.subtract(extended, half, out=extended)
+    return extended
 
 
 def dequantize(

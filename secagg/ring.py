@@ -41,6 +41,7 @@ __all__ = [
     "RING32",
     "RING64",
     "NarrowRing",
+    "PackedVector",
     "Ring",
     "RingVector",
     "ring_from_bits",
@@ -200,3 +201,29 @@ class NarrowRing:
         if vector.dtype != self.dtype:  # bitpack's container rule is this ring's
             raise DecodeError(f"unpacked {vector.dtype}, expected {self.dtype}")
         return vector
+
+
+@dataclass(frozen=True, eq=False)
+class PackedVector:
+    """A vector of Z_(2^bits) as the wire carries it: its width and its values.
+
+    ``values`` is a container vector (``<u4`` for bits <= 32, else ``<u8``) with
+    every value < 2^bits; on the wire it is ``bits`` bits per value
+    (:class:`secagg.wire_packed.PackedRingArray`). The width travels with the
+    values so that a message has exactly one encoding and a receiver can refuse
+    a vector of another ring. ConfigurationError on construction otherwise.
+    """
+
+    bits: int
+    values: RingVector
+
+    def __post_init__(self) -> None:
+        NarrowRing(self.bits).check(self.values)
+
+    @property
+    def ring(self) -> NarrowRing:
+        """The ring Z_(2^bits)."""
+        return NarrowRing(self.bits)
+
+    def __len__(self) -> int:
+        return int(self.values.shape[0])

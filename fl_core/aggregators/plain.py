@@ -104,7 +104,7 @@ class QuantizedPlainAggregator:
         encodings = self.quantizer.encode_all(updates, rng, table)
         sent = uploaders(updates, stages)
         encoded = self.quantizer.encoded_length(updates[0].vector.shape[0], table)
-        bytes_per_client = float(self.quantizer.config.ring.element_size * encoded)
+        bytes_per_client = float(self.quantizer.config.ring.packed_size(encoded))
         if not sent:
             return skipped("no client uploaded its update", 0.0, time.perf_counter() - start)
         total = self.quantizer.ring_sum([encodings[u.client_id] for u in sent])

@@ -32,12 +32,29 @@ from fl_core.aggregators.base import (
     client_rounding_rng,
 )
 from secagg.descriptor import SessionDescriptor
-from secagg.encoding import QuantizationConfig, from_ring, smallest_ring_bits, to_ring
+from secagg.encoding import WORD_RINGS, QuantizationConfig, from_ring, smallest_ring_bits, to_ring
 from secagg.errors import ConfigurationError, OverflowDetectedError
 from secagg.ring import RingVector
 from secagg.segments import ClippingReport, SegmentTable, clipping_report, quantize_segments
 
-__all__ = ["DecodedSum", "WeightedQuantizer"]
+__all__ = ["RING_OPTIONS", "DecodedSum", "WeightedQuantizer", "resolve_ring_bits"]
+
+RING_OPTIONS = ("word", "smallest")
+"""Named ring choices: ``"word"`` (Z_(2^32) or Z_(2^64), the default) and ``"smallest"``
+(the smallest Z_(2^b), b in 8..64, that cannot overflow)."""
+
+
+def resolve_ring_bits(ring_bits: int | str | None, bits: int, num_clients: int, max_weight: int) -> int:
+    """The ring width a ``ring_bits`` option names: an int as given, ``None`` or ``"word"`` the
+    smaller word ring that fits, ``"smallest"`` the smallest b in 8..64 that fits.
+    ConfigurationError for anything else (the range is QuantizationConfig's check)."""
+    if ring_bits is None or ring_bits == "word":
+        return smallest_ring_bits(bits, num_clients, max_weight, WORD_RINGS)
+    if ring_bits == "smallest":
+        return smallest_ring_bits(bits, num_clients, max_weight)
+    if isinstance(ring_bits, int) and not isinstance(ring_bits, bool):
+        return ring_bits
+    raise ConfigurationError(f"ring_bits must be an int in 8..64, 'word' or 'smallest', got {ring_bits!r}")
 
 
 @dataclass(frozen=True)
@@ -70,16 +87,18 @@ class WeightedQuantizer:
         *,
         clip: float = DEFAULT_CLIP,
         bits: int = DEFAULT_BITS,
-        ring_bits: int | None = None,
+        ring_bits: int | str | None = None,
         max_samples_per_client: int = DEFAULT_MAX_SAMPLES_PER_CLIENT,
     ) -> WeightedQuantizer:
         """A quantizer for up to ``num_clients`` summands; ConfigurationError if it could overflow.
 
-        ``ring_bits=None`` (the default) picks the smallest ring that cannot overflow for this
-        federation (:func:`secagg.encoding.smallest_ring_bits`): Z_(2^32) up to 16 clients at
-        the default bounds, Z_(2^64) beyond; :attr:`config` says which was chosen."""
-        if ring_bits is None:
-            ring_bits = smallest_ring_bits(bits, num_clients, max_samples_per_client)
+        ``ring_bits``: an int in 8..64 names the ring Z_(2^b) (a narrow ring's encodings are
+        masked and sent bit-packed, b bits a coordinate); ``None`` (the default) picks the
+        smaller word ring that cannot overflow for this federation: Z_(2^32) up to 16 clients
+        at the default bounds, Z_(2^64) beyond; ``"smallest"`` picks the smallest b in 8..64
+        the overflow rule allows (:func:`secagg.encoding.smallest_ring_bits`). :attr:`config`
+        says which was chosen. A narrow ring also bounds the segments (see :meth:`check_table`)."""
+        ring_bits = resolve_ring_bits(ring_bits, bits, num_clients, max_samples_per_client)
         return cls(QuantizationConfig(clip, bits, num_clients, ring_bits, max_weight=max_samples_per_client))
 
     @property
@@ -98,7 +117,8 @@ class WeightedQuantizer:
         if self.config.num_clients * longest > self.config.limit:
             raise ConfigurationError(
                 f"clipped counts could overflow Z_(2^{self.config.ring_bits}): {self.config.num_clients} clients "
-                f"x a segment of {longest} coordinates; split the segment or use ring_bits=64"
+                f"x a segment of {longest} coordinates; split the segment or use a wider ring (ring_bits >= "
+                f"{(self.config.num_clients * longest).bit_length() + 1})"
             )
         if not table.resolved:
             raise ConfigurationError("every float segment needs a clip before encoding")

@@ -29,15 +29,16 @@ import numpy as np
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
 import secagg
+from secagg import wire
 from secagg.descriptor import NO_DESCRIPTOR, SessionDescriptor
 from secagg.encoding import QuantizationConfig
 from secagg.masking.config import COMPLETE, MaskingConfig
 from secagg.masking.driver import run_session
-from secagg.masking.messages import Round
+from secagg.masking.messages import MaskedInput, Round
 from secagg.masking.parameters import planned_dropouts
-from secagg.ring import Ring, RingVector
+from secagg.ring import PackedVector, Ring, RingVector
 
-__all__ = ["FloorTimer", "main", "median_seconds", "run_configuration"]
+__all__ = ["FloorTimer", "main", "masked_input_size", "median_seconds", "run_configuration"]
 
 FLOOR_REPEATS = 5
 
@@ -127,19 +128,24 @@ def harary_config(num_clients: int, dim: int, dropout: float, descriptor: bytes 
     )
 
 
-def _config(num_clients: int, dim: int, graph: str, dropout: float) -> MaskingConfig:
+def _config(num_clients: int, dim: int, graph: str, dropout: float, ring_bits: int) -> MaskingConfig:
     descriptor = _descriptor(num_clients)
     if graph == COMPLETE:
-        return MaskingConfig.secagg(num_clients, dim, descriptor=descriptor)
-    return harary_config(num_clients, dim, dropout, descriptor)
+        config = MaskingConfig.secagg(num_clients, dim, descriptor=descriptor)
+    else:
+        config = harary_config(num_clients, dim, dropout, descriptor)
+    return dataclasses.replace(config, ring_bits=ring_bits)
 
 
-def run_configuration(num_clients: int, dim: int, graph: str, dropout: float, repeats: int = 1) -> dict[str, Any]:
-    """Run one configuration ``repeats`` times; return its params and metrics."""
-    config = _config(num_clients, dim, graph, dropout)
+def run_configuration(
+    num_clients: int, dim: int, graph: str, dropout: float, repeats: int = 1, ring_bits: int = 32
+) -> dict[str, Any]:
+    """Run one configuration ``repeats`` times in Z_(2^ring_bits) (8..64: masked inputs packed
+    ``ring_bits`` bits a coordinate); return its params and metrics."""
+    config = _config(num_clients, dim, graph, dropout, ring_bits)
     rng = np.random.default_rng(0)
     inputs: dict[int, RingVector] = {
-        client: rng.integers(0, config.ring.modulus, dim, dtype=config.ring.dtype)
+        client: config.ring.reduce(rng.integers(0, config.ring.container.modulus, dim, dtype=config.ring.dtype))
         for client in range(1, num_clients + 1)
     }
     client_s, server_s, uploads, regenerated = [], [], [], []
@@ -162,7 +168,7 @@ def run_configuration(num_clients: int, dim: int, graph: str, dropout: float, re
         regenerated.append(_server_expansions(config, dropouts, len(result.included)))
     # What binding the round costs each party: build the descriptor, re-validate the config, hash the record.
     descriptor_s = median_seconds(lambda: dataclasses.replace(config, descriptor=_descriptor(num_clients)).digest())
-    floor = FloorTimer(dim, config.ring)
+    floor = FloorTimer(dim, config.ring.container)
     expansion_s, add_s = floor.expansion_s(), floor.add_s()
     masks_per_client = config.degree + 1
     metrics = {
@@ -175,6 +181,8 @@ def run_configuration(num_clients: int, dim: int, graph: str, dropout: float, re
         "bytes_per_client_upload": statistics.median(uploads),
         "bytes_per_client_download": statistics.median(downloads),
         "bytes_plain_float32": 4 * dim,
+        "masked_input_bytes": masked_input_size(config),
+        "masked_bytes_per_parameter": masked_input_size(config) / dim,
         "exact": exact,
         "descriptor_s": descriptor_s,
     }
@@ -195,6 +203,13 @@ def run_configuration(num_clients: int, dim: int, graph: str, dropout: float, re
         "repeats": repeats,
     }
     return {"params": params, "metrics": metrics}
+
+
+def masked_input_size(config: MaskingConfig) -> int:
+    """Bytes of one MaskedInput message at ``config`` (envelope, sender, session id, u8 b,
+    u32 d and the ``ceil(d * b / 8)`` packed bytes)."""
+    vector = PackedVector(config.ring_bits, config.ring.zeros(config.vector_length))
+    return len(wire.encode(MaskedInput(1, bytes(32), vector)))
 
 
 def _server_expansions(config: MaskingConfig, dropouts: dict[int, Round], included: int) -> int:
@@ -221,20 +236,22 @@ def main(args: argparse.Namespace) -> int:
     """Entry point of ``secagg bench masking``."""
     results = []
     header = f"{'n':>5} {'d':>9} {'graph':>8} {'k':>4} {'t':>4} {'drop':>5} {'client s':>9} {'x floor':>7} "
-    header += f"{'server s':>9} {'x floor':>7} {'upload/f32':>10} exact"
+    header += f"{'server s':>9} {'x floor':>7} {'upload/f32':>10} {'b':>3} {'B/param':>7} exact"
     print(header)
     for num_clients in args.clients:
         for dim in args.dim:
             for graph in args.graph:
                 for dropout in args.dropout:
-                    row = run_configuration(num_clients, dim, graph, dropout, args.repeats)
+                    row = run_configuration(num_clients, dim, graph, dropout, args.repeats,
+                                            getattr(args, "ring_bits", 32))
                     results.append(row)
                     p, m = row["params"], row["metrics"]
                     print(
                         f"{p['clients']:>5} {p['dim']:>9} {p['graph']:>8} {p['degree']:>4} {p['threshold']:>4} "
                         f"{p['dropout']:>5.2f} {m['client_mask_s']:>9.4f} {m['client_over_floor']:>7.2f} "
                         f"{m['server_unmask_s']:>9.4f} {m['server_over_floor']:>7.2f} "
-                        f"{m['upload_expansion']:>10.3f} {m['exact']}",
+                        f"{m['upload_expansion']:>10.3f} {p['ring_bits']:>3} {m['masked_bytes_per_parameter']:>7.3f} "
+                        f"{m['exact']}",
                         flush=True,
                     )
     report = {"suite": "masking", "machine": machine(), "results": results}

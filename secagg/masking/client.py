@@ -69,7 +69,7 @@ from secagg.primitives import aead, prg, shamir
 from secagg.primitives.key_agreement import KEY_SIZE, generate_keypair
 from secagg.primitives.randomness import RandomBytes, system_random
 from secagg.primitives.signing import SigningKey, verify
-from secagg.ring import RingVector
+from secagg.ring import PackedVector, RingVector
 
 __all__ = ["ClientPhase", "ClientState", "HeldShares", "client_start", "client_step"]
 
@@ -306,7 +306,8 @@ def _masked_input(
         prg.add_expansion(vector, seed, PAIR_MASK_LABEL, subtract=subtract)
     next_phase = ClientPhase.AWAIT_SURVIVORS if config.mode == ACTIVE else ClientPhase.AWAIT_UNMASK
     new_state = replace(state, phase=next_phase, held=tuple(held), refused=tuple(refused))
-    return new_state, wire.encode(MaskedInput(state.client, state.session, vector))
+    packed = PackedVector(config.ring_bits, config.ring.reduce(vector))  # mod 2^b: b bits a coordinate
+    return new_state, wire.encode(MaskedInput(state.client, state.session, packed))
 
 
 def _open_box(state: ClientState, box: SealedBox, key: bytes) -> HeldShares:

@@ -44,7 +44,7 @@ from secagg.masking.parameters import (
     surviving_neighbour_quantile,
 )
 from secagg.primitives.signing import PUBLIC_KEY_SIZE
-from secagg.ring import Ring
+from secagg.ring import NarrowRing
 from secagg.wire import U8, U32, FixedBytes, ListOf, wire_field
 
 __all__ = ["ACTIVE", "COMPLETE", "HARARY", "SEMI_HONEST", "ConfigRecord", "MaskingConfig"]
@@ -85,7 +85,8 @@ class MaskingConfig:
         vector_length: d, the length of every input vector.
         graph: ``"complete"`` (SecAgg) or ``"harary"`` (SecAgg+).
         degree: k, neighbours per client (n - 1 for the complete graph; even for harary).
-        ring_bits: 32 (default) or 64: inputs and sums live in Z_(2^ring_bits).
+        ring_bits: b in 8..64 (default 32): inputs and sums live in Z_(2^b); masked
+            inputs travel bit-packed, b bits per coordinate.
         mode: ``"semi-honest"`` or ``"active"`` (signed keys and a ConsistencyCheck round).
         identity_keys: active mode: the Ed25519 public key of client i at index i - 1,
             distributed out of band (a PKI the server does not control).
@@ -131,7 +132,7 @@ class MaskingConfig:
             raise ConfigurationError(f"graph must be 'complete' or 'harary', got {self.graph!r}")
         if self.mode not in _MODE_CODES:
             raise ConfigurationError(f"mode must be 'semi-honest' or 'active', got {self.mode!r}")
-        Ring(self.ring_bits)
+        NarrowRing(self.ring_bits)
         if not 1 <= self.vector_length < 1 << 32:
             raise ConfigurationError(f"vector_length must be in 1..2^32-1, got {self.vector_length}")
         for name, value in (("corrupt_fraction", self.corrupt_fraction), ("dropout_fraction", self.dropout_fraction)):
@@ -270,9 +271,9 @@ class MaskingConfig:
         )
 
     @property
-    def ring(self) -> Ring:
-        """The ring the inputs and the aggregate live in."""
-        return Ring(self.ring_bits)
+    def ring(self) -> NarrowRing:
+        """The ring the inputs and the aggregate live in; masks are computed in its container."""
+        return NarrowRing(self.ring_bits)
 
     @property
     def rounds(self) -> int:

@@ -14,14 +14,14 @@ import itertools
 from dataclasses import dataclass
 from typing import ClassVar
 
-import numpy as np
-
 from secagg import wire
 from secagg.errors import DecodeError
 from secagg.primitives import shamir
 from secagg.primitives.key_agreement import KEY_SIZE
 from secagg.primitives.signing import SIGNATURE_SIZE
-from secagg.wire import U32, FixedBytes, ListOf, RingArray, Struct, VarBytes, wire_field
+from secagg.ring import PackedVector
+from secagg.wire import U32, FixedBytes, ListOf, Struct, VarBytes, wire_field
+from secagg.wire_packed import PackedRingArray
 
 __all__ = [
     "COMMITMENT_SIZE",
@@ -184,12 +184,13 @@ class ShareDelivery(wire.Message):
 
 @dataclass(frozen=True)
 class MaskedInput(wire.Message):
-    """Client -> server: the input plus self-mask plus signed pairwise masks."""
+    """Client -> server: the input plus self-mask plus signed pairwise masks, reduced mod
+    2^b and bit-packed at b bits (for b = 32, 64: the little-endian words)."""
 
     TAG: ClassVar[int] = 0x0105
     sender: int = wire_field(U32)
     session_id: bytes = wire_field(FixedBytes(SESSION_ID_SIZE))
-    vector: np.ndarray = wire_field(RingArray())
+    vector: PackedVector = wire_field(PackedRingArray())
 
 
 # --- Round 3: ConsistencyCheck (active mode) ---------------------------------------

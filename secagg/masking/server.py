@@ -299,8 +299,8 @@ def _collect_masked(state: ServerState, inbound: Mapping[int, bytes]) -> tuple[S
     survivors = []
     for client, message in accepted.items():
         assert isinstance(message, MaskedInput)
-        vector = message.vector
-        if vector.dtype != config.ring.dtype or vector.shape[0] != config.vector_length:
+        vector = message.vector.values
+        if message.vector.bits != config.ring_bits or vector.shape[0] != config.vector_length:
             expected = f"{config.vector_length} elements of Z_(2^{config.ring_bits})"
             rejected.append((client, f"MaskedInput: expected {expected}"))
             continue
@@ -400,7 +400,7 @@ def _collect_unmask(state: ServerState, inbound: Mapping[int, bytes]) -> tuple[S
         report = _dropout_report(state, "Unmasking", frozenset(answered))
         raise ThresholdError(f"{exc}; session aborted. {report}") from None
     rejected += [(liar, "UnmaskResponse: a revealed share lies off its secret's polynomial") for liar in sorted(liars)]
-    result = ServerResult(aggregate=total, included=survivors)
+    result = ServerResult(aggregate=config.ring.reduce(total), included=survivors)
     new_state = replace(state, phase=ServerPhase.DONE, result=result, rejected=state.rejected + tuple(rejected))
     return new_state, {}
 

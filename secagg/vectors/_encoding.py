@@ -9,7 +9,7 @@ from typing import Any, cast
 import numpy as np
 
 from secagg.encoding import MAX_BITS, QuantizationConfig, dequantize, from_ring, quantize_to_integers, to_ring
-from secagg.ring import Ring
+from secagg.ring import NarrowRing, Ring
 from secagg.vectors._check import equal, expect_error, is_valid
 from secagg.vectors._format import Json, VectorError, ring_from_hex, ring_to_hex, test_case, vector_file
 from secagg.vectors._suite import Suite, register, uniforms, words
@@ -276,15 +276,32 @@ def check_dequantization(group: Json, test: Json) -> None:
 RING_NOTES = {
     "Wrap": "The sum or difference wraps around 2^bits.",
     "Random": "Uniform words from the generator's stream.",
-    "UnsupportedRing": "A ring other than Z_(2^32) or Z_(2^64): refused (step: Ring).",
+    "UnsupportedRing": "A ring other than Z_(2^b), b in 8..64: refused (step: Ring, NarrowRing).",
+    "NarrowRing": "Z_(2^b) for b in 8..64 other than 32, 64 (spec section 17): elements in 32-bit words for "
+    "b <= 32, else 64-bit, every value < 2^b; sum and difference computed in the words, then reduced mod 2^b.",
+    "NotAnElement": "An input value >= 2^b: not an element of the narrow ring, refused (step: NarrowRing.check).",
     "LengthMismatch": "Vectors of different lengths cannot be added (step: Ring.sum).",
 }
 
 
+def _ring(bits: int) -> Ring | NarrowRing:
+    """The word ring Z_(2^32) or Z_(2^64), else the narrow ring Z_(2^bits) (ConfigurationError outside 8..64)."""
+    return Ring(bits) if bits in (32, 64) else NarrowRing(bits)
+
+
+def _ring_arithmetic(bits: int, a: np.ndarray, b: np.ndarray) -> tuple[str, str]:
+    ring = _ring(bits)
+    total = ring.sum([a, b], a.shape[0])
+    difference = a - ring.check(b, a.shape[0])
+    if isinstance(ring, NarrowRing):
+        ring.reduce(difference)
+    return ring_to_hex(total), ring_to_hex(difference)
+
+
 def _ring_test(comment: str, flags: list[str], bits: int, a: np.ndarray, b: np.ndarray) -> Json:
-    ring = Ring(bits)
+    total, difference = _ring_arithmetic(bits, a, b)
     return test_case(comment, flags, "valid", ringBits=bits, a=ring_to_hex(a), b=ring_to_hex(b),
-                     sum=ring_to_hex(ring.sum([a, b], a.shape[0])), difference=ring_to_hex(a - b))
+                     sum=total, difference=difference)
 
 
 def generate_ring() -> Json:
@@ -298,16 +315,31 @@ def generate_ring() -> Json:
         tests.append(_ring_test(f"carries and borrows in Z_(2^{bits})", ["Wrap"], bits, a, b))
         tests.append(_ring_test(f"uniform elements of Z_(2^{bits})", ["Random"], bits,
                                 words(f"ring/{bits}/a", 12, bits), words(f"ring/{bits}/b", 12, bits)))
-    tests.append(test_case("Z_(2^16) is not supported", ["UnsupportedRing"], "invalid", ringBits=16,
+    tests.append(test_case("Z_(2^7) is not supported", ["UnsupportedRing"], "invalid", ringBits=7,
                            a="0100", b="0200", error="ConfigurationError"))
     tests.append(test_case("vectors of 2 and 3 elements", ["LengthMismatch"], "invalid", ringBits=32,
                            a="0100000002000000", b="010000000200000003000000", error="ConfigurationError"))
+    for bits in (8, 12, 33):  # narrow rings last, so that the earlier tcIds are unchanged
+        narrow = NarrowRing(bits)
+        top, half = narrow.modulus - 1, 1 << (bits - 1)
+        a = np.array([top, half, 0, 1, top, 123], dtype=narrow.dtype)
+        b = np.array([1, half, 1, top, top, 45], dtype=narrow.dtype)
+        tests.append(_ring_test(f"carries and borrows in Z_(2^{bits})", ["Wrap", "NarrowRing"], bits, a, b))
+        container = narrow.container.bits
+        tests.append(_ring_test(f"uniform elements of Z_(2^{bits})", ["Random", "NarrowRing"], bits,
+                                narrow.reduce(words(f"ring/narrow/{bits}/a", 12, container)),
+                                narrow.reduce(words(f"ring/narrow/{bits}/b", 12, container))))
+    tests.append(test_case("4096 is not an element of Z_(2^12)", ["NarrowRing", "NotAnElement"], "invalid",
+                           ringBits=12, a="00100000", b="01000000", error="ConfigurationError"))
+    tests.append(test_case("Z_(2^65) is not supported", ["UnsupportedRing"], "invalid", ringBits=65,
+                           a="0100", b="0200", error="ConfigurationError"))
     return vector_file(
         algorithm="secagg-ring",
         schema="ring_test_schema.json",
         header=[
-            "Vector addition and subtraction in Z_(2^32) and Z_(2^64) (docs/spec.md, section 4).",
-            "Every vector is the hex of its elements as little-endian words (4 or 8 bytes each).",
+            "Vector addition and subtraction in Z_(2^32) and Z_(2^64) (docs/spec.md, section 4), and in",
+            "narrow rings Z_(2^b) (section 17). Every vector is the hex of its elements as little-endian",
+            "words (4 or 8 bytes each; a narrow ring's elements in 32-bit words for b <= 32, else 64-bit).",
         ],
         notes=RING_NOTES,
         groups=[{"type": "RingArithmeticTest", "tests": tests}],
@@ -321,10 +353,11 @@ def check_ring(group: Json, test: Json) -> None:
     bits = int(test["ringBits"])
 
     def compute() -> tuple[str, str]:
-        ring = Ring(bits)
-        a, b = ring_from_hex(test["a"], bits), ring_from_hex(test["b"], bits)
-        total = ring.sum([a, b], a.shape[0])
-        return ring_to_hex(total), ring_to_hex(a - ring.check(b, a.shape[0]))
+        ring = _ring(bits)
+        words_of = ring.bits if isinstance(ring, Ring) else ring.container.bits
+        a = ring.check(ring_from_hex(test["a"], words_of))
+        b = ring.check(ring_from_hex(test["b"], words_of))
+        return _ring_arithmetic(bits, a, b)
 
     if not is_valid(test):
         expect_error(test, compute, "ring arithmetic")

@@ -78,9 +78,10 @@ CONFIG_NOTES = {
     "Active": "Active mode: identity keys in the record; 2t > n + corrupt (complete: n - 1 holders plus the "
     "owner's self-held seed share) or k + corrupt neighbours (Harary).",
     "Ring64": "Inputs in Z_(2^64).",
+    "NarrowRing": "Inputs in Z_(2^b) for b in 8..64 other than 32, 64 (spec section 17); the record's u8 ring bits.",
     "CorruptFraction": "A corrupt fraction > 0 raises the smallest safe threshold.",
-    "BadParameter": "A parameter outside its domain (n < 3, vector length 0, unknown graph or mode, ring size, "
-    "degree): refused at setup (ConfigurationError).",
+    "BadParameter": "A parameter outside its domain (n < 3, vector length 0, unknown graph or mode, "
+    "ring size outside 8..64, degree): refused at setup (ConfigurationError).",
     "UnsafeThreshold": "A threshold that corrupt neighbours could reach (complete graph: t <= corrupt + 1, since "
     "a session may complete with t inputs), t < 2, or t > k: refused at setup.",
     "UnsafeActiveThreshold": "In active mode a lying server could split a client's share holders into two groups "
@@ -109,7 +110,8 @@ def generate_config() -> Json:
          MaskingConfig(num_clients=5, threshold=3, vector_length=8, mode="active", identity_keys=tuple(identity))),
     ]
     tests = []
-    for comment, flags, config in valid:
+
+    def add_valid(comment: str, flags: list[str], config: MaskingConfig) -> None:
         fields = config_fields(config)
         if comment.endswith("degree given as n - 1"):
             fields["degree"] = config.num_clients - 1
@@ -118,6 +120,9 @@ def generate_config() -> Json:
         tests.append(test_case(comment, flags, "valid", **fields, effectiveDegree=config.degree,
                                corruptNeighbours=config.corrupt_neighbours, record=_record_hex(config),
                                digest=config.digest().hex()))
+
+    for comment, flags, config in valid:
+        add_valid(comment, flags, config)
     base = config_fields(MaskingConfig(num_clients=5, threshold=3, vector_length=8))
     base["degree"] = 0
     refused: list[tuple[str, str, Json]] = [
@@ -125,7 +130,7 @@ def generate_config() -> Json:
         ("vector length 0", "BadParameter", {"vectorLength": 0}),
         ("graph 'ring'", "BadParameter", {"graph": "ring"}),
         ("mode 'malicious'", "BadParameter", {"mode": "malicious"}),
-        ("ring Z_(2^16)", "BadParameter", {"ringBits": 16}),
+        ("ring Z_(2^7)", "BadParameter", {"ringBits": 7}),
         ("complete graph with degree 2", "BadParameter", {"degree": 2}),
         ("Harary graph of odd degree 3", "BadParameter", {"graph": "harary", "degree": 3, "threshold": 2}),
         ("Harary graph of degree n = 5", "BadParameter", {"graph": "harary", "degree": 6, "threshold": 2}),
@@ -145,6 +150,12 @@ def generate_config() -> Json:
     ]
     for comment, flag, changes in refused:
         tests.append(test_case(comment, [flag], "invalid", **{**base, **changes}, error="ConfigurationError"))
+    # Narrow rings last, so that the earlier tcIds are unchanged.
+    for bits in (8, 12, 33):
+        add_valid(f"SecAgg, n = 5, t = 3, ring Z_(2^{bits})", ["Complete", "NarrowRing"],
+                  MaskingConfig(num_clients=5, threshold=3, vector_length=8, ring_bits=bits))
+    tests.append(test_case("ring Z_(2^65)", ["BadParameter"], "invalid", **{**base, "ringBits": 65},
+                           error="ConfigurationError"))
     return vector_file(
         algorithm="secagg-masking-config",
         schema="masking_config_test_schema.json",

@@ -21,7 +21,7 @@ from secagg.masking.session import (
 from secagg.primitives import aead, kdf, key_agreement, prg, shamir
 from secagg.primitives.randomness import InsecureDeterministicRandom
 from secagg.primitives.signing import SigningKey, verify
-from secagg.ring import Ring
+from secagg.ring import NARROW_MAX_BITS, NARROW_MIN_BITS, NarrowRing, Ring
 from secagg.vectors._check import equal, expect_error, is_valid
 from secagg.vectors._format import Json, from_hex, ring_from_hex, ring_to_hex, test_case, vector_file
 from secagg.vectors._random import ReplayedRandom
@@ -88,6 +88,9 @@ PRG_NOTES = {
     "Subtract": "The expansion is subtracted from the target (the larger id of a pair subtracts).",
     "BadSeed": "A seed that is not 32 bytes: refused (step: PRG key derivation).",
     "EmptyLabel": "An empty label: refused, every expansion is domain-separated (step: PRG key derivation).",
+    "NarrowRing": "Z_(2^b) for b in 8..64 other than 32, 64: the expansion in the container (32-bit words for "
+                  "b <= 32, else 64-bit) reduced mod 2^b (spec section 17); output is the hex of the container words.",
+    "BadRingSize": "A ring width outside 8..64: refused (step: NarrowRing).",
 }
 
 
@@ -95,8 +98,16 @@ def _prg_key(seed: bytes, label: bytes) -> bytes:
     return kdf.hkdf_sha256(seed, b"", prg.PRG_INFO_PREFIX + label, prg.AES_KEY_SIZE)
 
 
+def _expand(seed: bytes, label: bytes, length: int, bits: int) -> np.ndarray:
+    """The expansion in Z_(2^bits): in the word ring itself, or a narrow ring's container reduced."""
+    if bits in (32, 64):
+        return prg.expand(seed, label, length, Ring(bits))
+    ring = NarrowRing(bits)
+    return ring.reduce(prg.expand(seed, label, length, ring.container))
+
+
 def _prg_test(comment: str, flags: list[str], seed: bytes, label: bytes, bits: int, length: int) -> Json:
-    output = prg.expand(seed, label, length, Ring(bits))
+    output = _expand(seed, label, length, bits)
     fields: Json = {"seed": seed.hex(), "label": label.hex(), "ringBits": bits, "length": length,
                     "aesKey": _prg_key(seed, label).hex()}
     if length * bits // 8 > INLINE_OUTPUT_BYTES:
@@ -127,6 +138,13 @@ def generate_prg() -> Json:
                                label=SELF_MASK_LABEL.hex(), ringBits=32, length=4, error="ConfigurationError"))
     tests.append(test_case("empty label", ["EmptyLabel"], "invalid", seed=bytes(32).hex(), label="", ringBits=32,
                            length=4, error="ConfigurationError"))
+    narrow = []
+    for bits in (b for b in range(NARROW_MIN_BITS, NARROW_MAX_BITS + 1) if b not in (32, 64)):
+        seed = deterministic(f"prg/narrow/{bits}")(32)
+        narrow.append(_prg_test(f"9 elements of Z_(2^{bits})", ["NarrowRing"], seed, PAIR_MASK_LABEL, bits, 9))
+    for bits in (7, 65):
+        narrow.append(test_case(f"Z_(2^{bits})", ["BadRingSize"], "invalid", seed=bytes(32).hex(),
+                                label=PAIR_MASK_LABEL.hex(), ringBits=bits, length=4, error="ConfigurationError"))
     mask_tests = []
     for bits in (32, 64):
         ring = Ring(bits)
@@ -151,9 +169,11 @@ def generate_prg() -> Json:
             "info='secagg/v1/prg:' || label, L=16); keystream = AES-128-CTR(aesKey, counter block = 16 zero",
             "bytes, 128-bit big-endian increment); element i = little-endian word i of the keystream.",
             "'label' is hex of the ASCII label. PrgMaskTest: masked = target + expansion (or - when subtract).",
+            "The last group: Z_(2^b) for every other b in 8..64, container words reduced mod 2^b (section 17).",
         ],
         notes=PRG_NOTES,
-        groups=[{"type": "PrgTest", "tests": tests}, {"type": "PrgMaskTest", "tests": mask_tests}],
+        groups=[{"type": "PrgTest", "tests": tests}, {"type": "PrgMaskTest", "tests": mask_tests},
+                {"type": "PrgTest", "tests": narrow}],
     )
 
 
@@ -164,10 +184,10 @@ def check_prg(group: Json, test: Json) -> None:
     seed, label = from_hex(test["seed"]), from_hex(test["label"])
     bits, length = int(test["ringBits"]), int(test["length"])
     if not is_valid(test):
-        expect_error(test, lambda: prg.expand(seed, label, length, Ring(bits)), "PRG expansion")
+        expect_error(test, lambda: _expand(seed, label, length, bits), "PRG expansion")
         return
     equal("aesKey", _prg_key(seed, label).hex(), test["aesKey"])
-    output = prg.expand(seed, label, length, Ring(bits))
+    output = _expand(seed, label, length, bits)
     if "output" in test:
         equal("output", ring_to_hex(output), test["output"])
     else:

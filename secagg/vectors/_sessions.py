@@ -43,7 +43,7 @@ from secagg.primitives import aead, shamir
 from secagg.primitives.key_agreement import public_key_of
 from secagg.primitives.randomness import RandomBytes
 from secagg.primitives.signing import SigningKey
-from secagg.ring import RingVector
+from secagg.ring import PackedVector, RingVector
 from secagg.vectors._check import equal, expect_error
 from secagg.vectors._format import Json, VectorError, from_hex, ring_from_hex, ring_to_hex, test_case, vector_file
 from secagg.vectors._masking import config_fields, config_from_fields
@@ -201,7 +201,7 @@ def _outcome_json(config: MaskingConfig, outcome: Outcome) -> Json:
     if server is not None and server.session and config.graph == HARARY:
         out["neighbours"] = [{"client": c, "neighbours": list(graph_neighbours(config, server.session, c))}
                              for c in sorted(server.roster)]
-    masked = [(c, wire.decode(d, MaskedInput).vector) for r in outcome.rounds if r.round == Round.MASKED_INPUT
+    masked = [(c, wire.decode(d, MaskedInput).vector.values) for r in outcome.rounds if r.round == Round.MASKED_INPUT
               for c, d in sorted(r.client_messages.items())]
     out["maskedInputs"] = [{"client": c, "words": ring_to_hex(v)} for c, v in masked]
     refused = [{"client": c, "peers": list(state.refused)} for c, state in sorted(outcome.states.items())
@@ -245,7 +245,9 @@ def _inputs(config: MaskingConfig, label: str, readable: bool) -> dict[int, Ring
     d = config.vector_length
     if readable:
         return {c: np.arange(1000 * c, 1000 * c + d, dtype=config.ring.dtype) for c in range(1, config.num_clients + 1)}
-    return {c: words(f"{label}/input/{c}", d, config.ring_bits) for c in range(1, config.num_clients + 1)}
+    ring = config.ring  # a narrow ring's inputs: container words reduced mod 2^b
+    return {c: ring.reduce(words(f"{label}/input/{c}", d, ring.container.bits))
+            for c in range(1, config.num_clients + 1)}
 
 
 def _session_test(config: MaskingConfig, label: str, identities: Mapping[int, SigningKey], scenario: Scenario) -> Json:
@@ -437,7 +439,15 @@ def generate_secagg_sessions() -> Json:
                  "(d = n - t = 1): client 1's seed has only its own share", ("MultipleDropouts", "BelowThreshold"),
                  {2: Round.MASKED_INPUT, 3: Round.UNMASKING}),
     ]))
-    return _session_file("secagg-masking-sessions", "SecAgg (complete graph, semi-honest)", groups)
+    config = MaskingConfig.secagg(5, 9, ring_bits=12)  # 9 x 12 bits: 13.5 bytes, 4 padding bits
+    groups.append(_group(config, "sessions/secagg/5/ring12", [
+        Scenario("Z_(2^12): client 4 drops before MaskedInput", ("DropoutMaskedInputCollection", "NarrowRing"),
+                 {4: Round.MASKED_INPUT}),
+        Scenario("Z_(2^12): client 2 drops before Unmasking", ("DropoutUnmasking", "NarrowRing"),
+                 {2: Round.UNMASKING}),
+    ]))
+    return _session_file("secagg-masking-sessions", "SecAgg (complete graph, semi-honest)", groups,
+                         NARROW_SESSION_NOTES)
 
 
 def generate_secagg_plus_sessions() -> Json:
@@ -472,6 +482,10 @@ def generate_active_sessions() -> Json:
 
 def _flip_last(data: bytes) -> bytes:
     return data[:-1] + bytes([data[-1] ^ 1])
+
+
+def _one_short(message: MaskedInput) -> PackedVector:
+    return PackedVector(message.vector.bits, message.vector.values[:-1])
 
 
 def _edit(cls: type[wire.Message], **changes: Any) -> Callable[[bytes], bytes]:
@@ -567,7 +581,7 @@ def generate_bad_sessions() -> Json:
                  "the other's share and its own)",
                  ("WrongSession", "MalformedInput"),
                  edits={(Round.MASKED_INPUT, up, 3): _edit(MaskedInput, sender=4),
-                        (Round.MASKED_INPUT, up, 2): _edit(MaskedInput, vector=lambda m: m.vector[:-1])}),
+                        (Round.MASKED_INPUT, up, 2): _edit(MaskedInput, vector=_one_short)}),
         Scenario("client 1 receives no share box (t = 2: its own seed share alone is too few)", ("BelowThreshold",),
                  edits={(Round.MASKED_INPUT, down, 1): _edit(ShareDelivery, boxes=lambda m: m.boxes[:0])}),
         Scenario("the unmask request to client 2 omits client 2", ("BadSurvivorList",),
@@ -626,12 +640,18 @@ def generate_bad_sessions() -> Json:
     return _session_file("secagg-masking-sessions-bad", "a lying server against honest clients", groups)
 
 
-def _session_file(algorithm: str, what: str, groups: list[Json]) -> Json:
+NARROW_SESSION_NOTES = {
+    "NarrowRing": "Inputs and sums in Z_(2^12): masks computed in 32-bit words, each masked input reduced mod "
+    "2^12 and packed 12 bits a value (maskedInputs: its 32-bit words), the aggregate reduced once at the end.",
+}
+
+
+def _session_file(algorithm: str, what: str, groups: list[Json], extra_notes: Json | None = None) -> Json:
     return vector_file(
         algorithm=algorithm,
         schema="masking_session_test_schema.json",
         header=[f"Masking sessions: {what}.", *SESSION_HEADER],
-        notes=SESSION_NOTES,
+        notes={**SESSION_NOTES, **(extra_notes or {})},
         groups=groups,
     )
 
@@ -646,7 +666,8 @@ def check_session(group: Json, test: Json) -> None:
     equal("configDigest", config.digest().hex(), group["configDigest"])
     identities = {c: SigningKey.generate(ReplayedRandom([from_hex(seed)])) for c, seed in
                   enumerate(group["identitySeeds"], start=1)}
-    inputs = {int(i["client"]): ring_from_hex(i["words"], config.ring_bits) for i in test["inputs"]}
+    inputs = {int(i["client"]): config.ring.check(ring_from_hex(i["words"], config.ring.container.bits))
+              for i in test["inputs"]}
     dropouts = {int(d["client"]): ROUND_BY_NAME[d["round"]] for d in test["dropouts"]}
     randoms = {int(c["client"]): ReplayedRandom(_draws_from_json(c), f"client {c['client']}")
                for c in test["clients"]}

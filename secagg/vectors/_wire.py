@@ -25,6 +25,7 @@ from secagg.masking.messages import (
     UnmaskResponse,
 )
 from secagg.paillier.keys import key_policy
+from secagg.ring import NarrowRing, PackedVector
 from secagg.vectors._check import equal, expect_error, is_valid
 from secagg.vectors._format import Json, from_hex, test_case, vector_file
 from secagg.vectors._suite import Suite, deterministic, register, words
@@ -138,13 +139,13 @@ def _masking_groups() -> list[Json]:
     ]))
 
     vector32 = words("wire/masked/32", 5, 32)
-    masked = MaskedInput(3, session, vector32)
+    masked = MaskedInput(3, session, PackedVector(32, vector32))
     masked_body = wire.encode(masked)[5:]
     groups.append(wire_group(masked, [("5 elements of Z_(2^32)", [], masked),
                                       ("3 elements of Z_(2^64)", ["Ring64"],
-                                       MaskedInput(3, session, words("wire/masked/64", 3, 64)))], [
-        ("ring size byte 16", ["BadRingSize"], envelope(MaskedInput.TAG, masked_body[:36] + b"\x10"
-                                                        + masked_body[37:])),
+                                       MaskedInput(3, session, PackedVector(64, words("wire/masked/64", 3, 64))))], [
+        ("ring size byte 7", ["BadRingSize"], envelope(MaskedInput.TAG, masked_body[:36] + b"\x07"
+                                                       + masked_body[37:])),
         ("element count 6 with 5 elements", ["BadLength"], envelope(MaskedInput.TAG, masked_body[:37] + _u32(6)
                                                                     + masked_body[41:])),
     ]))
@@ -188,7 +189,36 @@ def _masking_groups() -> list[Json]:
         ("phase 9", ["BadEnum"], encoded_state[:phase_at] + b"\x09" + encoded_state[phase_at + 1:]),
         ("refused peers 3, 1", ["NotSorted"], encoded_state[:-4] + _u32(2) + _u32(3) + _u32(1)),
     ]))
+    groups.append(_narrow_masked_group(session))
     return groups
+
+
+def _narrow(bits: int, count: int) -> PackedVector:
+    ring = NarrowRing(bits)
+    return PackedVector(bits, ring.reduce(words(f"wire/masked/narrow/{bits}", count, ring.container.bits)))
+
+
+def _narrow_masked_group(session: bytes) -> Json:
+    """MaskedInput over narrow rings (last in the file, so earlier tcIds are unchanged)."""
+    masked = MaskedInput(3, session, _narrow(12, 5))  # 60 bits: 8 bytes, the top 4 bits of the last are padding
+    body = wire.encode(masked)[5:]
+    head, packed = body[:41], body[41:]
+    return wire_group(masked, [
+        ("5 elements of Z_(2^12): 8 bytes", ["NarrowRing"], masked),
+        ("3 elements of Z_(2^8): the bytes themselves", ["NarrowRing"], MaskedInput(3, session, _narrow(8, 3))),
+        ("3 elements of Z_(2^33): 13 bytes", ["NarrowRing"], MaskedInput(3, session, _narrow(33, 3))),
+        ("9 elements of Z_(2^64)", ["NarrowRing", "Ring64"], MaskedInput(3, session, _narrow(64, 9))),
+    ], [
+        ("Z_(2^12), top padding bit set", ["NarrowRing", "NonzeroPadding"],
+         envelope(MaskedInput.TAG, head + packed[:-1] + bytes([packed[-1] | 0x80]))),
+        ("Z_(2^12), lowest padding bit set", ["NarrowRing", "NonzeroPadding"],
+         envelope(MaskedInput.TAG, head + packed[:-1] + bytes([packed[-1] | 0x10]))),
+        ("Z_(2^12), count 6 with the 8 bytes of 5 elements", ["NarrowRing", "BadLength"],
+         envelope(MaskedInput.TAG, body[:37] + _u32(6) + packed)),
+        ("Z_(2^12) read as Z_(2^13) (needs 9 bytes)", ["NarrowRing", "BadLength"],
+         envelope(MaskedInput.TAG, body[:36] + b"\x0d" + body[37:])),
+        ("ring size byte 65", ["BadRingSize"], envelope(MaskedInput.TAG, body[:36] + b"\x41" + body[37:])),
+    ])
 
 
 def _envelope_group() -> Json:
@@ -211,6 +241,14 @@ def _envelope_group() -> Json:
     return {"type": "WireEnvelopeTest", "tests": tests}
 
 
+PACKED_NOTES = {
+    "BadRingSize": "A ring vector whose ring size byte is not 32 or 64, or for a MaskedInput's packed vector "
+    "outside 8..64 (DecodeError).",
+    "NarrowRing": "A MaskedInput over Z_(2^b), b not 32 or 64: values packed b bits each, LSB first (section 17).",
+    "NonzeroPadding": "A packed vector whose last byte has a nonzero padding bit (DecodeError).",
+}
+
+
 def generate_wire_masking() -> Json:
     """wire_masking.json: the envelope and every masking message, valid and invalid encodings."""
     return vector_file(
@@ -219,10 +257,11 @@ def generate_wire_masking() -> Json:
         header=[
             "Wire encodings (docs/spec.md, section 11) of the masking messages (section 12.7): envelope",
             "'SA' || u8 version (1) || u16be tag || body; integers big-endian; byte strings hex in 'fields';",
-            "ring vectors as {ringBits, words: hex of little-endian words}. Valid tests: encoding the fields",
+            "ring vectors as {ringBits, words: hex of little-endian (container) words}; a MaskedInput's vector",
+            "is u8 b || u32 d || d values packed b bits each (section 17). Valid tests: encoding the fields",
             "gives 'encoded' and decoding 'encoded' gives the fields. Invalid tests: decoding must fail.",
         ],
-        notes=WIRE_NOTES,
+        notes={**WIRE_NOTES, **PACKED_NOTES},
         groups=[_envelope_group(), *_masking_groups()],
     )
 

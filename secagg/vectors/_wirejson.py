@@ -3,7 +3,8 @@
 Field names become camelCase; integers stay JSON integers; byte strings
 (fixed or length-prefixed) are hex; big unsigned integers are the hex of their
 minimal big-endian bytes ("" for zero); ring vectors are
-``{"ringBits": 32 | 64, "words": hex of the little-endian words}``; lists are
+``{"ringBits": b, "words": hex of the little-endian words}`` (32- or 64-bit container
+words; a packed ring vector has b in 8..64, the others 32 or 64); lists are
 arrays; nested records are objects.
 """
 
@@ -14,8 +15,9 @@ from typing import Any
 import numpy as np
 
 from secagg import wire
-from secagg.ring import Ring
+from secagg.ring import NarrowRing, PackedVector, Ring
 from secagg.vectors._format import Json, VectorError, from_hex, ring_from_hex, ring_to_hex
+from secagg.wire_packed import PackedRingArray
 
 __all__ = ["camel", "message_class", "message_from_json", "message_to_json", "struct_from_json", "struct_to_json"]
 
@@ -44,6 +46,11 @@ def _ring_from_json(value: Json) -> np.ndarray:
     return vector
 
 
+def _packed_from_json(value: Json) -> PackedVector:
+    bits = int(value["ringBits"])
+    return PackedVector(bits, ring_from_hex(value["words"], NarrowRing(bits).container.bits))
+
+
 def _to_json(codec: wire.Codec[Any], value: Any) -> Any:
     if isinstance(codec, wire.ListOf):
         return [_to_json(codec.item, item) for item in value]
@@ -53,6 +60,7 @@ def _to_json(codec: wire.Codec[Any], value: Any) -> Any:
         (wire.UInt, int), (wire.Bool, bool), (wire.FixedBytes, lambda v: bytes(v).hex()),
         (wire.VarBytes, lambda v: bytes(v).hex()), (wire.BigUInt, lambda v: _big_to_json(int(v))),
         (wire.RingArray, lambda v: {"ringBits": 8 * v.dtype.itemsize, "words": ring_to_hex(v)}),
+        (PackedRingArray, lambda v: {"ringBits": v.bits, "words": ring_to_hex(v.values)}),
     ]
     for kind, convert in converters:
         if isinstance(codec, kind):
@@ -68,6 +76,7 @@ def _from_json(codec: wire.Codec[Any], value: Any) -> Any:
     converters: list[tuple[type[Any], Any]] = [
         (wire.UInt, int), (wire.Bool, bool), (wire.FixedBytes, from_hex), (wire.VarBytes, from_hex),
         (wire.BigUInt, lambda v: int.from_bytes(from_hex(v), "big")), (wire.RingArray, _ring_from_json),
+        (PackedRingArray, _packed_from_json),
     ]
     for kind, convert in converters:
         if isinstance(codec, kind):

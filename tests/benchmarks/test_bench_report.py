@@ -191,8 +191,8 @@ def test_masking_grid_dedupes_and_keeps_the_most_repeats() -> None:
 
     # Assert
     assert len(plan) == len({p[:4] for p in plan})
-    assert (100, 1_000_000, "harary", 0.1, 5) in plan
-    assert (100, 1_000_000, "complete", 0.1, 1) in plan
+    assert (100, 1_000_000, "harary", 0.1, 5, 32) in plan
+    assert (100, 1_000_000, "complete", 0.1, 1, 32) in plan
 
 
 def test_masking_options_override_every_sweep() -> None:
@@ -207,6 +207,15 @@ def test_masking_options_override_every_sweep() -> None:
     assert {p[0] for p in plan} == {7}
     assert {p[2] for p in plan} == {"harary"}
     assert {p[4] for p in plan} == {2}
+    assert {p[5] for p in plan} == {32}  # Z_(2^32) unless --ring-bits names others
+
+
+def test_masking_ring_bits_option_multiplies_the_grid() -> None:
+    options = resolve(masking.PRESETS, "custom", {"ring_bits": [8, 12, 32]})
+    options["repeats_override"] = None
+    plan = masking.configurations(options)
+    assert sorted(p[5] for p in plan) == [8, 12, 32]
+    assert len({p[:4] for p in plan}) == 1
 
 
 def test_paillier_grid_accepts_a_single_worker_count() -> None:

@@ -302,3 +302,29 @@ def test_the_default_quantizer_chooses_the_ring_for_the_federation() -> None:
     assert WeightedQuantizer.create(17).config.ring_bits == 64
     assert WeightedQuantizer.create(3, max_samples_per_client=5000).config.ring_bits == 32
     assert WeightedQuantizer.create(17, ring_bits=32, bits=12).config.ring_bits == 32
+
+
+@pytest.mark.parametrize("name", ["secagg", "secagg+"])
+def test_a_narrow_ring_gives_the_word_ring_mean_for_fewer_bytes(name: str) -> None:
+    # Prepare: 8-bit values of at most 256-sample hospitals; the smallest safe ring for 5 is Z_(2^19)
+    updates = make_updates()
+    options = {"num_clients": 5, "bits": 8, "max_samples_per_client": 256, "clipping": "fixed"}
+    word = make_aggregator(name, **options)
+    narrow = make_aggregator(name, ring_bits="smallest", **options)
+    assert (word.quantizer.config.ring_bits, narrow.quantizer.config.ring_bits) == (32, 19)
+    # Execute
+    reference = word.aggregate(updates, rng=np.random.default_rng(7))
+    result = narrow.aggregate(updates, rng=np.random.default_rng(7))
+    # Assert: the same integers, so the same mean; the masked upload shrinks from 32 to 19 bits a coordinate
+    assert result.mean is not None and reference.mean is not None
+    np.testing.assert_array_equal(result.mean, reference.mean)
+    assert result.bytes_per_client < reference.bytes_per_client
+
+
+def test_ring_bits_options_are_checked() -> None:
+    with pytest.raises(ConfigurationError, match="'word' or 'smallest'"):
+        make_aggregator("secagg", num_clients=5, ring_bits="12")
+    with pytest.raises(ConfigurationError):
+        make_aggregator("secagg", num_clients=5, ring_bits=7)
+    with pytest.raises(ConfigurationError, match="could overflow"):
+        make_aggregator("secagg", num_clients=5, ring_bits=20)  # 5 x 4096 x 32767 needs 32 bits

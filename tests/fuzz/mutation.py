@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from secagg import wire
 from secagg.errors import SecAggError
 from secagg.wire import BigUInt, Bool, Codec, FixedBytes, ListOf, Reader, RingArray, Struct, UInt, VarBytes
+from secagg.wire_packed import PackedRingArray
 
 __all__ = ["Span", "mutate", "spans"]
 
@@ -77,6 +78,10 @@ class _Walk:
             bits = self.uint(1, INTEGER)
             count = self.uint(4, LENGTH)
             self.take(count * (8 if bits == 64 else 4), DATA)
+        elif isinstance(codec, PackedRingArray):
+            bits = self.uint(1, INTEGER)
+            count = self.uint(4, LENGTH)
+            self.take((count * bits + 7) // 8, DATA)
         elif isinstance(codec, Struct):
             self.fields(codec.cls)
         else:  # an unknown codec: nothing more can be located

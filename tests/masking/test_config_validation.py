@@ -57,8 +57,9 @@ def config(**overrides: Any) -> MaskingConfig:
         # sizes and names
         ({"vector_length": 0}, "1..2^32-1"),
         ({"vector_length": 1 << 32}, "1..2^32-1"),
-        ({"ring_bits": 16}, "Z_(2^32) or Z_(2^64)"),
-        ({"ring_bits": 128}, "Z_(2^32) or Z_(2^64)"),
+        ({"ring_bits": 7}, "b in 8..64"),
+        ({"ring_bits": 65}, "b in 8..64"),
+        ({"ring_bits": 128}, "b in 8..64"),
         ({"num_clients": 2, "threshold": 2}, "3.."),
         ({"graph": "star"}, "'complete' or 'harary'"),
         ({"mode": "malicious"}, "'semi-honest' or 'active'"),

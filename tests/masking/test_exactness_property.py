@@ -69,8 +69,14 @@ def lowest_threshold(num_clients: int, graph: str, degree: int, mode: str) -> in
     raise AssertionError(f"no valid threshold for n={num_clients}, k={degree}, {mode}")
 
 
+WORD_OR_NARROW = st.one_of(st.sampled_from([32, 64]), st.integers(8, 64))
+"""The ring of a drawn session: the word rings often, any b in 8..64 as often."""
+
+
 @st.composite
-def scenarios(draw: st.DrawFn, graph: str, max_clients: int = 40) -> Scenario:
+def scenarios(
+    draw: st.DrawFn, graph: str, max_clients: int = 40, rings: st.SearchStrategy[int] = WORD_OR_NARROW
+) -> Scenario:
     n = draw(st.integers(3, max_clients))
     degree = n - 1 if graph == COMPLETE else 2 * draw(st.integers(1, (n - 1) // 2))
     mode = draw(st.sampled_from([SEMI_HONEST, ACTIVE]))
@@ -82,7 +88,7 @@ def scenarios(draw: st.DrawFn, graph: str, max_clients: int = 40) -> Scenario:
         degree=degree,
         graph=graph,
         mode=mode,
-        ring_bits=draw(st.sampled_from([32, 64])),
+        ring_bits=draw(rings),
         vector_length=draw(st.integers(1, 20)),
         seed=draw(st.integers(0, 2**32 - 1)),
         dropouts=dropouts,
@@ -197,6 +203,19 @@ def test_complete_graph_is_exact_or_below_threshold(scenario: Scenario) -> None:
 @given(scenarios(HARARY))
 def test_harary_graph_is_exact_or_below_threshold(scenario: Scenario) -> None:
     record(check_harary(scenario))
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.sampled_from([COMPLETE, HARARY]).flatmap(lambda graph: scenarios(graph, 8, st.integers(8, 64))))
+def test_narrow_ring_sessions_sum_exactly_mod_2_to_the_b(scenario: Scenario) -> None:
+    """Z_(2^b) for random b in 8..64, small n and d, random dropouts: the aggregate is the
+    sum of the included inputs mod 2^b (every value < 2^b), or the threshold is not met."""
+    outcome = check_complete(scenario) if scenario.graph == COMPLETE else check_harary(scenario)
+    record(outcome)
+    if outcome.result is not None:
+        aggregate = outcome.result.aggregate
+        assert aggregate.size == 0 or int(aggregate.max()) < 1 << scenario.ring_bits
+        event(f"b {'< 32' if scenario.ring_bits < 32 else '> 32' if scenario.ring_bits > 32 else '= 32'}")
 
 
 @pytest.mark.slow

@@ -28,6 +28,7 @@ from secagg.masking.messages import (
 )
 from secagg.masking.server import ServerPhase
 from secagg.masking.session import advertise_payload, consistency_payload
+from secagg.ring import PackedVector
 
 from .harness import StepRun, active_setup, assert_exact, edit, flip_bit
 
@@ -69,11 +70,13 @@ def box_to_itself(run: StepRun, data: bytes) -> bytes:
 
 
 def short_vector(run: StepRun, data: bytes) -> bytes:
-    return edit(data, MaskedInput, vector=wire.decode(data, MaskedInput).vector[:-1])
+    vector = wire.decode(data, MaskedInput).vector
+    return edit(data, MaskedInput, vector=PackedVector(vector.bits, vector.values[:-1]))
 
 
 def wrong_ring(run: StepRun, data: bytes) -> bytes:
-    return edit(data, MaskedInput, vector=wire.decode(data, MaskedInput).vector.astype(np.uint64))
+    values = wire.decode(data, MaskedInput).vector.values
+    return edit(data, MaskedInput, vector=PackedVector(64, values.astype(np.uint64)))
 
 
 def wrong_share_type(run: StepRun, data: bytes) -> bytes:

@@ -58,7 +58,8 @@ def test_wilson_hilferty_approximation_matches_scipy() -> None:
 
 def masked_vectors(ring_bits: int, inputs: dict[int, np.ndarray], config: MaskingConfig) -> list[np.ndarray]:
     result = run_session(config, inputs, random_bytes=InsecureDeterministicRandom(ring_bits))
-    vectors = [wire.decode(e.data, MaskedInput).vector for e in result.transcript if e.round == Round.MASKED_INPUT]
+    vectors = [wire.decode(e.data, MaskedInput).vector.values
+               for e in result.transcript if e.round == Round.MASKED_INPUT]
     assert len(vectors) == config.num_clients
     return vectors
 

@@ -11,6 +11,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from secagg.encoding import smallest_ring_bits
 from secagg.errors import ConfigurationError, EncodeError, OverflowDetectedError
 from secagg.paillier import SlotLayout, pack, unpack
 
@@ -169,3 +170,22 @@ def test_unpack_refuses_wrong_shapes() -> None:
         unpack([0, 0], layout, 3, 1)
     with pytest.raises(ConfigurationError):
         unpack([0], layout, 3, 3)
+
+
+@given(bits=st.integers(2, 30), clients=st.integers(1, 1000), weight=st.integers(1, 5000))
+def test_slots_follow_the_narrow_ring_of_the_same_quantization(bits: int, clients: int, weight: int) -> None:
+    """Paillier slots and narrow masking rings follow the same bits: the aggregator's slot
+    (``value_bits = bitlen(w * qmax) + 1``, plus ceil(log2 n) headroom and a guard bit) is
+    b + 1 or b + 2 bits, b being the smallest ring Z_(2^b) the overflow rule allows (at most
+    b + 2 when the rule allows less than the narrowest ring, Z_(2^8))."""
+    # Prepare
+    qmax = (1 << (bits - 1)) - 1
+    if clients * weight * qmax > (1 << 63) - 1:
+        return
+    ring_bits = smallest_ring_bits(bits, clients, weight)
+    # Execute
+    layout = SlotLayout((weight * qmax).bit_length() + 1, clients, 2048)
+    # Assert
+    assert layout.width <= ring_bits + 2
+    if ring_bits > 8:
+        assert layout.width >= ring_bits + 1

@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 
 from secagg.encoding import (
     MAX_BITS,
+    WORD_RINGS,
     QuantizationConfig,
     dequantize,
     from_ring,
@@ -260,9 +261,14 @@ def test_overflow_is_refused_with_the_largest_safe_settings(setting: tuple[int, 
         QuantizationConfig(bits=safe_bits + 1, num_clients=num_clients, **common)  # type: ignore[arg-type]
     with pytest.raises(ConfigurationError):
         QuantizationConfig(bits=bits, num_clients=safe_clients + 1, **common)  # type: ignore[arg-type]
-    if ring_bits == 32:
-        assert "ring_bits=64" in message
-        QuantizationConfig(bits=bits, num_clients=num_clients, clip=1.0, ring_bits=64, max_weight=max_weight)
+    wider = re.search(r"ring_bits=(\d+)", message)
+    if ring_bits < 64 and num_clients * max_weight * ((1 << (bits - 1)) - 1) <= (1 << 63) - 1:
+        # the smallest wider ring that fits is named, and it is the smallest
+        assert wider is not None, message
+        fits = int(wider.group(1))
+        QuantizationConfig(bits=bits, num_clients=num_clients, clip=1.0, ring_bits=fits, max_weight=max_weight)
+        with pytest.raises(ConfigurationError):
+            QuantizationConfig(bits=bits, num_clients=num_clients, clip=1.0, ring_bits=fits - 1, max_weight=max_weight)
 
 
 def test_overflow_message_for_a_known_case() -> None:
@@ -398,8 +404,23 @@ def test_byte_swapped_ring_vector_is_read_by_value_or_refused(ring_bits: int) ->
 def test_the_ring_follows_the_federation() -> None:
     # Prepare / Execute / Assert: 16 hospitals of <= 4096 rows fit Z_(2^32); a 17th site or a
     # 5,000-row hospital moves to Z_(2^64) instead of being refused
-    assert smallest_ring_bits(16, 16, 4096) == 32
-    assert smallest_ring_bits(16, 17, 4096) == 64
-    assert smallest_ring_bits(16, 3, 5000) == 32 and smallest_ring_bits(16, 16, 5000) == 64
+    assert smallest_ring_bits(16, 16, 4096, WORD_RINGS) == 32
+    assert smallest_ring_bits(16, 17, 4096, WORD_RINGS) == 64
+    assert smallest_ring_bits(16, 3, 5000, WORD_RINGS) == 32 and smallest_ring_bits(16, 16, 5000, WORD_RINGS) == 64
+
+
+def test_the_smallest_narrow_ring_is_the_overflow_rule_at_equality() -> None:
+    # Prepare / Execute / Assert: n * w * qmax <= 2^(b-1) - 1 picks b; 4-bit values (qmax 7) of
+    # 18 hospitals fit Z_(2^8) (126 <= 127), a 19th needs Z_(2^9)
+    assert smallest_ring_bits(4, 18) == 8 and smallest_ring_bits(4, 19) == 9
+    assert smallest_ring_bits(3, 42) == 8 and smallest_ring_bits(3, 43) == 9
+    assert smallest_ring_bits(8, 10) == 12  # 10 x 127 = 1270 <= 2047
+    assert smallest_ring_bits(16, 16, 4096) == 32 and smallest_ring_bits(16, 17, 4096) == 33
+    for bits, n, w in ((2, 1, 1), (5, 100, 1), (12, 7, 33), (30, 1000, 1000)):
+        b = smallest_ring_bits(bits, n, w)
+        QuantizationConfig(1.0, bits, n, b, max_weight=w)
+        if b > 8:
+            with pytest.raises(ConfigurationError):
+                QuantizationConfig(1.0, bits, n, b - 1, max_weight=w)
     with pytest.raises(ConfigurationError, match="could overflow Z_\\(2\\^64\\)"):
         smallest_ring_bits(53, 1000, 1 << 20)

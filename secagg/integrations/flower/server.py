@@ -41,7 +41,7 @@ from flwr.app import Message
 from flwr.serverapp import Grid
 
 from secagg import wire
-from secagg.encoding import QuantizationConfig, smallest_ring_bits
+from secagg.encoding import WORD_RINGS, QuantizationConfig, smallest_ring_bits
 from secagg.errors import ConfigurationError, ThresholdError
 from secagg.integrations.flower._grid import LOGGER, RoundReport, SecureGrid, TrainingBatch, aggregated_reply
 from secagg.integrations.flower.protocol import (
@@ -173,7 +173,7 @@ class SecAggOptions:
         """The ring of a round of ``num_nodes``: ``ring_bits`` if set, else the smallest that fits."""
         if self.ring_bits is not None:
             return self.ring_bits
-        return smallest_ring_bits(self.bits, num_nodes, self.max_weight)
+        return smallest_ring_bits(self.bits, num_nodes, self.max_weight, WORD_RINGS)
 
     def masking(self, num_nodes: int, vector_length: int, identity_keys: tuple[bytes, ...] = ()) -> MaskingConfig:
         """The masking configuration for ``num_nodes``; ConfigurationError if unsafe or infeasible.
