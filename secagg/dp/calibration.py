@@ -8,10 +8,11 @@ masking or encryption, so the server only sees the sum.
 
 **The privacy bound.** Let Z = X_1 + ... + X_n with X_i independent, each
 coordinate N_Z(0, sigma^2), and let D in Z^d with ||D||_2 <= Delta2 and
-||D||_1 <= Delta1. Proposition 14 of the paper (the RDP form of its Theorem 1;
-the authors' reference accounting, google-research/federated
-``distributed_dp/accounting_utils.py``, implements this form) bounds, for every
-order alpha > 1, with tau = 10 * sum_{k=1}^{n-1} exp(-2 pi^2 sigma^2 k / (k+1)):
+||D||_1 <= Delta1. Proposition 14 of the paper (its Renyi-divergence bound,
+the form the authors' reference accounting in google-research/federated
+``distributed_dp/accounting_utils.py`` implements, citing it; Theorem 1 states
+a simplified single-epsilon zCDP corollary, which we do not use) bounds, for
+every order alpha > 1, with tau = 10 * sum_{k=1}^{n-1} exp(-2 pi^2 sigma^2 k / (k+1)):
 
     D_alpha(Z || Z + D) <= min( alpha/2 * Delta2^2/(n sigma^2) + tau d,
                                 alpha/2 * (Delta2^2/(n sigma^2) + 2 Delta1 tau/(sqrt(n) sigma) + tau^2 d),

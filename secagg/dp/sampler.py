@@ -19,7 +19,7 @@ Python-integer path with the same byte consumption.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from fractions import Fraction
 from math import isqrt
@@ -139,25 +139,39 @@ def _uniform_words(reader: _Reader, m: Array | int, count: int) -> tuple[Array, 
     if isinstance(m, int):
         rem = (1 << 64) % m
         return (w < np.uint64((1 << 64) - rem)) if rem else np.ones(count, dtype=bool), w % np.uint64(m)
-    rem_words = (_ZERO - m) % m  # 2^64 mod m, by unsigned wrap-around (arrays wrap silently)
-    return (rem_words == 0) | (w < _ZERO - rem_words), w % m
+    value = w % m
+    # Same rule without a second division: w's block [w - v, w - v + m) must end by 2^64,
+    # i.e. w - v <= 2^64 - m (computed by unsigned wrap-around; arrays wrap silently).
+    return (w - value) <= (_ZERO - m), value
 
 
-def _uniform_big(reader: _Reader, moduli: list[int]) -> tuple[Array, list[int]]:
-    """Draws from [0, m) for any m >= 1: ceil(bitlen(m - 1) / 64) words (at least one),
-    one little-endian integer; same rejection rule with 2^(64 * words)."""
-    counts = [max(1, -(-(m - 1).bit_length() // 64)) for m in moduli]
+def _word_count(m: int) -> int:
+    return max(1, -(-(m - 1).bit_length() // 64))
+
+
+def _uniform_big(reader: _Reader, moduli: Array) -> tuple[Array, Array]:
+    """Draws from [0, m) for any m >= 1 (``moduli``: an object array of Python ints):
+    ceil(bitlen(m - 1) / 64) words (at least one), one little-endian integer; the
+    same rejection rule with 2^(64 * words). Values are an object array."""
+    width = _word_count(int(moduli.min()))
+    if width == _word_count(int(moduli.max())):  # the usual case: one width (it grows with m), C loops
+        words = reader.words(width * moduli.size).reshape(moduli.size, width)
+        value = np.zeros(moduli.size, dtype=object)
+        for j in range(width):
+            value = value + (words[:, j].astype(object) << (64 * j))
+        span = 1 << (64 * width)
+        return (value < span - span % moduli).astype(bool), value % moduli
+    counts = [_word_count(int(m)) for m in moduli]
     data = reader.take(WORD_SIZE * sum(counts))
-    ok: list[bool] = []
-    values: list[int] = []
+    ok = np.zeros(len(counts), dtype=bool)
+    values = np.zeros(len(counts), dtype=object)
     at = 0
-    for m, count in zip(moduli, counts, strict=True):
-        value = int.from_bytes(data[at : at + WORD_SIZE * count], "little")
+    for i, (m, count) in enumerate(zip(moduli, counts, strict=True)):
+        word = int.from_bytes(data[at : at + WORD_SIZE * count], "little")
         at += WORD_SIZE * count
         span = 1 << (64 * count)
-        ok.append(value < span - span % m)
-        values.append(value % m)
-    return np.array(ok, dtype=bool), values
+        ok[i], values[i] = word < span - span % int(m), word % int(m)
+    return ok, values
 
 
 # --- Bernoulli(exp(-gamma)) (CKS Algorithm 1, section 17.3) ---------------------------
@@ -177,8 +191,8 @@ def _bern_exp_fraction(reader: _Reader, num: Array, den: int) -> Array:
             ok, value = _uniform_words(reader, k * np.uint64(den), active.size)
             below = value < num
         else:
-            ok, values = _uniform_big(reader, [den * int(x) for x in k])
-            below = np.array([v < int(n) for v, n in zip(values, num, strict=True)], dtype=bool)
+            ok, values = _uniform_big(reader, k.astype(object) * den)
+            below = (values < num).astype(bool)
         hit = ok & below
         stop = ok & ~below
         result[active[stop]] = (k[stop] & np.uint64(1)) == 1
@@ -195,22 +209,21 @@ def _exp_minus_one_runs(reader: _Reader, limit: Array) -> Array:
     certain and skipped: K = 2; repeat: draw v from [0, K); if v == 0 then K += 1
     else stop; the trial's result is 1 iff K is odd. Elements with limit 0 draw nothing.
     """
-    ones = np.zeros(limit.shape[0], dtype=np.int64)
+    ones = limit.astype(np.int64)
     active = np.flatnonzero(limit > 0)
-    left = limit[active].astype(np.int64)
+    left = ones[active]
     k = np.full(active.size, 2, dtype=np.uint64)
-    count = np.zeros(active.size, dtype=np.int64)
     while active.size:
         ok, value = _uniform_words(reader, k, active.size)
         hit = ok & (value == 0)
         end = ok & ~hit
         one = end & ((k & np.uint64(1)) == 1)
-        k = np.where(hit, k + np.uint64(1), np.where(end, np.uint64(2), k))
-        count += one
-        done = (end & ~one) | (count == left)
-        ones[active[done]] = count[done]
+        k = np.where(end, np.uint64(2), k + hit)
+        left -= one
+        done = (end & ~one) | (left == 0)
+        ones[active[done]] -= left[done]
         keep = ~done
-        active, k, count, left = active[keep], k[keep], count[keep], left[keep]
+        active, k, left = active[keep], k[keep], left[keep]
     return ones
 
 
@@ -249,14 +262,11 @@ def _exponent(magnitude: Array, p: int, q: int, t: int) -> tuple[Array, Array]:
     d = 2 * p * q * t * t
     qt = q * t
     big = d >= 1 << 63 or qt * int(magnitude.max(initial=0)) + p >= 1 << 62
-    if big:
-        pairs = [divmod((int(y) * qt - p) ** 2, d) for y in magnitude]
-        whole = np.array([w for w, _ in pairs], dtype=np.int64)
-        if d <= _U64_MAX:
-            return whole, np.array([r for _, r in pairs], dtype=np.uint64)
-        rest = np.empty(len(pairs), dtype=object)
-        rest[:] = [r for _, r in pairs]
-        return whole, rest
+    if big:  # object arrays of Python ints: exact at any size
+        square = np.abs(magnitude.astype(object) * qt - p) ** 2
+        whole = (square // d).astype(np.int64)
+        rest = square % d
+        return whole, rest.astype(np.uint64) if d <= _U64_MAX else rest
     a = np.abs(magnitude * np.int64(qt) - np.int64(p)).astype(np.uint64)
     small = a < np.uint64(1 << 32)
     square = a * a
@@ -279,7 +289,8 @@ def _gaussian_attempt(reader: _Reader, count: int, p: int, q: int, t: int) -> tu
     return position[passed][accept], y[passed][accept]
 
 
-def _run(attempt: Any, size: int) -> Array:
+def _run(attempt: Callable[[int], tuple[Array, Array]], size: int) -> Array:
+    """Repeat attempts over the pending samples (in index order) until every sample has a value."""
     out = np.zeros(size, dtype=np.int64)
     pending = np.arange(size)
     while pending.size:
@@ -344,7 +355,7 @@ def discrete_gaussian_pmf(sigma_squared: Fraction | int, values: Iterable[int] |
     The normaliser sum_n exp(-n^2 / (2 sigma^2)) is summed directly for sigma^2 < 1
     and by Poisson summation, sqrt(2 pi sigma^2) * sum_k exp(-2 pi^2 sigma^2 k^2), otherwise.
     """
-    import mpmath
+    import mpmath  # type: ignore[import-untyped]  # noqa: PLC0415 - test-only dependency, not needed to sample
 
     sigma2 = _rational("sigma^2", sigma_squared, MAX_SIGMA_SQUARED)
     with mpmath.workdps(50):
@@ -355,5 +366,5 @@ def discrete_gaussian_pmf(sigma_squared: Fraction | int, values: Iterable[int] |
             poisson = mpmath.fsum(mpmath.exp(-2 * mpmath.pi**2 * s2 * k * k) for k in range(1, 20))
             norm = mpmath.sqrt(2 * mpmath.pi * s2) * (1 + 2 * poisson)
         return np.array(
-            [float(mpmath.exp(-mpmath.mpf(int(x)) ** 2 / (2 * s2)) / norm) for x in values], dtype=np.float64
+            [float(mpmath.exp(-(mpmath.mpf(int(x)) ** 2) / (2 * s2)) / norm) for x in values], dtype=np.float64
         )

@@ -9,7 +9,7 @@ from fractions import Fraction
 import pytest
 
 from secagg.descriptor import SessionDescriptor, encode_parameters
-from secagg.dp import DPConfig, calibrate
+from secagg.dp import DPConfig, NoisePlan, calibrate
 from secagg.errors import ConfigurationError, ConfigurationTypeError
 
 BASE = DPConfig(epsilon=3.0, delta=1e-5, rounds=20, l2_clip=1.0, min_honest=4)
@@ -94,3 +94,11 @@ def test_a_split_of_the_noise_variance_changes_the_descriptor_digest() -> None:
     digest_b = _digest(dict(BASE.descriptor_parameters(lowered)))
     assert digest_a != digest_b
     assert digest_a != _digest(dict(BASE.descriptor_parameters()))
+
+
+def test_known_answer_digests_of_docs_spec() -> None:
+    # docs/spec.md, section 16.1.
+    config = DPConfig(epsilon=3.0, delta=1e-5, rounds=20, l2_clip=1.0, min_honest=4)
+    assert config.digest().hex() == "64c31374674b5448ec2b2e8b6430ebb3565d908e6c81adefca2da4185a35764e"
+    plan = NoisePlan(config=config, variance=Fraction(11817344), num_clients=5, dimension=31, scale=1024.0)
+    assert config.digest(plan).hex() == "52ed4991225957d5c37f95dff817616d41eb50f5363cd790c5aef8c53ed03197"
