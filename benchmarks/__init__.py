@@ -15,6 +15,8 @@ fedavg     the hospital demo end to end: time per round and bytes per
            hospital for every aggregation, over plain FedAvg
 scaling    n from 10 to 1000 at fixed d: per-client cost, SecAgg vs SecAgg+
 peers      Flower 1.41/1.42's SecAgg+ primitives and phe, same n, d, k, same run
+dp         accuracy against epsilon with distributed DP (breast cancer, digits;
+           mean and spread over seeds) and the exact sampler's throughput
 =========  ==================================================================
 
 ``secagg bench SUITE [--quick|--full] --out DIR`` (:mod:`secagg_bench.runner`)
@@ -26,5 +28,5 @@ from __future__ import annotations
 
 __all__ = ["SUITES"]
 
-SUITES = ("masking", "paillier", "fedavg", "scaling", "peers")
+SUITES = ("masking", "paillier", "fedavg", "scaling", "peers", "dp")
 """The suites, in the order ``secagg bench all`` runs them."""

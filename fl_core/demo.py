@@ -26,6 +26,7 @@ import importlib
 import importlib.util
 import json
 import logging
+import math
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -55,6 +56,7 @@ from fl_core.data import (
 )
 from fl_core.dp import DPAggregator
 from fl_core.dp_presets import DEFAULT_DELTA, DP_TRAINING, dp_config
+from fl_core.dp_training import public_denominator
 from fl_core.fedavg import FedAvgConfig, FedAvgResult, RoundRecord, run_fedavg
 from fl_core.models import MLP, LogisticRegression, Model
 from secagg._install import install_hint
@@ -206,6 +208,7 @@ class DemoReport:
     seconds: float
     guarantee: str = ""
     privacy: str = ""
+    noise_std_per_step: float | None = None
 
     @property
     def final_accuracy(self) -> float:
@@ -354,7 +357,18 @@ def run_demo(
             )
         ),
         privacy=_privacy_line(aggregator),
+        noise_std_per_step=_noise_std(aggregator, federation),
     )
+
+
+def _noise_std(aggregator: Aggregator, federation: Federation) -> float | None:
+    """Noise std per coordinate of one step's mean clipped gradient, in units of the clip (DP only)."""
+    if not isinstance(aggregator, DPAggregator):
+        return None
+    plan, config = aggregator.plan, aggregator.config
+    denominator = public_denominator([c.num_samples for c in federation.clients], config)
+    total = math.sqrt(plan.num_clients * float(plan.variance))
+    return total / (plan.scale * denominator * config.l2_clip)
 
 
 def _privacy_line(aggregator: Aggregator) -> str:

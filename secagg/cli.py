@@ -170,11 +170,15 @@ def _add_demo(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> 
         description="Train one model across hospitals with FedAvg; the server sees only aggregates.",
     )
     demo.add_argument(
-        "--aggregation", choices=["plain", "plain-quantized", "secagg", "secagg+", "paillier"], default="secagg+",
+        "--aggregation",
+        choices=["plain", "plain-quantized", "secagg", "secagg+", "paillier"],
+        default="secagg+",
         help="how updates are summed (default: secagg+; plain-quantized: the secure arithmetic in the clear)",
     )
     demo.add_argument(
-        "--hospitals", type=_integer(maximum=MAX_HOSPITALS), default=5,
+        "--hospitals",
+        type=_integer(maximum=MAX_HOSPITALS),
+        default=5,
         help=f"number of hospitals: at least 3 for the secure aggregations, 1 for plain, at most {MAX_HOSPITALS} "
         "(default: 5)",
     )
@@ -184,22 +188,44 @@ def _add_demo(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> 
     demo.add_argument("--dataset", choices=["breast-cancer", "digits"], default="breast-cancer")
     demo.add_argument("--partition", choices=["iid", "dirichlet"], default="dirichlet")
     demo.add_argument(
-        "--alpha", type=_real(0, 1e6, include_low=False), default=0.5,
+        "--alpha",
+        type=_real(0, 1e6, include_low=False),
+        default=0.5,
         help="Dirichlet concentration, > 0 (default: 0.5)",
     )
     demo.add_argument(
-        "--dropout", type=_real(0, 1, include_high=False), default=0.0,
+        "--dropout",
+        type=_real(0, 1, include_high=False),
+        default=0.0,
         help=f"per-round dropout probability per hospital, in [0, 1); at most {SECAGG_PLUS_MAX_DROPOUT} with "
         "secagg+ (default: 0)",
     )
     demo.add_argument(
-        "--seed", type=_integer(0, MAX_SEED), default=0,
+        "--seed",
+        type=_integer(0, MAX_SEED),
+        default=0,
         help=f"seed of the simulation (data split, training), 0..{MAX_SEED} (default: 0)",
     )
     demo.add_argument("--json", metavar="PATH", type=_output_file, help="write the run's results as JSON")
     demo.add_argument(
-        "--insecure-small-key", action="store_true",
+        "--insecure-small-key",
+        action="store_true",
         help="paillier only: use a 1024-bit test key for speed (INSECURE; prints a warning)",
+    )
+    demo.add_argument(
+        "--dp-epsilon",
+        type=_real(0, 1000, include_low=False),
+        default=None,
+        metavar="EPSILON",
+        help="train with distributed differential privacy: this epsilon per patient over the run (delta "
+        "--dp-delta), noise split across the hospitals and sized to survive one colluding or dropped hospital "
+        "(default: no DP)",
+    )
+    demo.add_argument(
+        "--dp-delta",
+        type=_real(0, 1, include_low=False, include_high=False),
+        default=1e-5,
+        help="the DP budget's delta per patient (default: 1e-5)",
     )
     demo.add_argument(
         "--no-progress", action="store_true", help="no progress bar (there is none unless stderr is a terminal)"
@@ -223,6 +249,8 @@ def _check_demo(args: argparse.Namespace) -> str | None:
         )
     if args.insecure_small_key and args.aggregation != "paillier":
         return "argument --insecure-small-key: applies to --aggregation paillier only"
+    if getattr(args, "dp_epsilon", None) is not None and args.aggregation == "plain":
+        return "argument --dp-epsilon: the noise is added to the integer encoding; use an aggregation other than plain"
     return None
 
 
@@ -232,6 +260,7 @@ _BENCH_SUITES = {
     "fedavg": "the hospital demo end to end: time per round and bytes per hospital, each aggregation vs plain",
     "scaling": "clients n from 10 to 1000 at fixed d: per-client cost of SecAgg vs SecAgg+ (log-log)",
     "peers": "Flower's SecAgg+ primitives and phe's per-value encryption doing the same work, same run",
+    "dp": "distributed DP: accuracy against epsilon (mean and spread over seeds) and exact sampler throughput",
     "all": "every suite, one summary (what CI runs with --quick)",
 }
 
@@ -241,14 +270,19 @@ def _bench_common(parser: argparse.ArgumentParser, *, json_option: bool = True) 
     that a preset fills them unless given."""
     preset = parser.add_mutually_exclusive_group()
     preset.add_argument(
-        "--quick", dest="preset", action="store_const", const="quick",
+        "--quick",
+        dest="preset",
+        action="store_const",
+        const="quick",
         help="small preset grid (all suites together in under two minutes; CI)",
     )
     preset.add_argument(
         "--full", dest="preset", action="store_const", const="full", help="the grid docs/benchmarks.md quotes"
     )
     parser.add_argument(
-        "--out", metavar="DIR", type=_output_dir,
+        "--out",
+        metavar="DIR",
+        type=_output_dir,
         help="write SUITE.json, SUITE.csv, SUITE_*.png and summary.md into DIR (results measured so far go to "
         "DIR/SUITE.partial.jsonl as they come, kept if the run is interrupted)",
     )
@@ -278,7 +312,9 @@ def _add_bench(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     masking.add_argument("--dim", type=dim, nargs="+", help="vector length d (default: 100000)")
     masking.add_argument("--graph", choices=["complete", "harary"], nargs="+", help="default: harary")
     masking.add_argument(
-        "--dropout", type=dropout, nargs="+",
+        "--dropout",
+        type=dropout,
+        nargs="+",
         help="dropout rates: each session loses this fraction; SecAgg+ is sized as the defaults size it "
         "(10%% of n at each of the four stages from 20 clients on) or for this rate if larger (default: 0.1)",
     )
@@ -290,7 +326,9 @@ def _add_bench(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     paillier.add_argument("--value-bits", type=_integer(1, 64), help="default: 16")
     paillier.add_argument("--workers", type=_integer(0, 1024), help="processes (default: 0, one per core)")
     paillier.add_argument(
-        "--obfuscation", choices=["djn", "textbook"], nargs="+",
+        "--obfuscation",
+        choices=["djn", "textbook"],
+        nargs="+",
         help="obfuscator generation: DJN short exponent with fixed-base table, or r^n (default: djn)",
     )
     paillier.add_argument(
@@ -299,22 +337,22 @@ def _add_bench(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     paillier.add_argument(
         "--naive-sample", type=_integer(1, MAX_DIM), help="values encrypted with phe for the baseline (default: 50)"
     )
-    paillier.add_argument(
-        "--seed", type=_integer(0, MAX_SEED), help="seed of the random input vectors (default: 0)"
-    )
+    paillier.add_argument("--seed", type=_integer(0, MAX_SEED), help="seed of the random input vectors (default: 0)")
     fedavg = parsers["fedavg"]
     fedavg.add_argument("--dataset", choices=["breast-cancer", "digits"], nargs="+", help="default: breast-cancer")
     fedavg.add_argument(
-        "--aggregation", choices=["secagg", "secagg+", "paillier"], nargs="+",
+        "--aggregation",
+        choices=["secagg", "secagg+", "paillier"],
+        nargs="+",
         help="secure aggregations to compare with plain FedAvg (default: all three)",
     )
     fedavg.add_argument("--hospitals", type=_integer(3, MAX_HOSPITALS), help=f"3..{MAX_HOSPITALS} (default: 5)")
-    fedavg.add_argument(
-        "--rounds", type=_integer(2, MAX_ROUNDS), help=f"FedAvg rounds, 2..{MAX_ROUNDS:,} (default: 5)"
-    )
+    fedavg.add_argument("--rounds", type=_integer(2, MAX_ROUNDS), help=f"FedAvg rounds, 2..{MAX_ROUNDS:,} (default: 5)")
     fedavg.add_argument("--seed", type=_integer(0, MAX_SEED), help="default: 0")
     fedavg.add_argument(
-        "--insecure-small-key", action="store_const", const=True,
+        "--insecure-small-key",
+        action="store_const",
+        const=True,
         help="paillier with a 1024-bit key (INSECURE; what --quick uses)",
     )
     scaling = parsers["scaling"]
@@ -331,6 +369,22 @@ def _add_bench(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     peers.add_argument("--dropout", type=dropout, help="dropout rate (default: 0.1)")
     peers.add_argument("--repeats", type=repeats, help="repetitions of each component, median taken (default: 3)")
     peers.add_argument("--paillier-dim", type=dim, help="vector length of the phe comparison (default: 10000)")
+    dp = parsers["dp"]
+    dp.add_argument("--dataset", choices=["breast-cancer", "digits"], nargs="+", help="default: breast-cancer")
+    dp.add_argument(
+        "--epsilon",
+        type=_real(0, 1000, include_low=False),
+        nargs="+",
+        help="budgets per patient (delta 1e-5); 'no DP' is always run as the baseline (default: 1 3)",
+    )
+    dp.add_argument("--seeds", type=_integer(1, 1000), help="seeds 0..N-1 per budget (default: 10)")
+    dp.add_argument("--rounds", type=_integer(1, MAX_ROUNDS), help="rounds (default: 20)")
+    dp.add_argument("--hospitals", type=_integer(3, MAX_HOSPITALS), help="default: 5 (noise sized for n - 1)")
+    dp.add_argument(
+        "--aggregation",
+        choices=["plain-quantized", "secagg", "secagg+"],
+        help="the sum the noised encodings go through (default: plain-quantized, bit-identical to secagg's)",
+    )
     paillier.set_defaults(check=_check_paillier_bench, command_parser=paillier)
     for name, parser in parsers.items():
         _bench_common(parser, json_option=name != "all")
@@ -359,7 +413,8 @@ def _add_vectors(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
 
 def _add_keys(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     keys = commands.add_parser(
-        "keys", help="create hospital identity keys and the federation's trusted-keys file",
+        "keys",
+        help="create hospital identity keys and the federation's trusted-keys file",
         description="Provision the Ed25519 identities that sign active-mode masking and Paillier uploads "
         "(docs/integrations.md, 'Provisioning identities').",
     )
@@ -373,8 +428,13 @@ def _add_keys(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> 
     trust.add_argument("keys", nargs="+", metavar="KEY", help="a public key in hex, or a .pub file holding one")
     check = actions.add_parser("check", help="check a trusted-keys file (and that your identity is on it)")
     check.add_argument("trusted", help="the trusted-keys file")
-    check.add_argument("--identity", action="append", default=[], metavar="PATH",
-                       help="an identity key file whose public key must be listed (repeatable)")
+    check.add_argument(
+        "--identity",
+        action="append",
+        default=[],
+        metavar="PATH",
+        help="an identity key file whose public key must be listed (repeatable)",
+    )
     keys.set_defaults(handler=_lazy("secagg.keys_command"))
 
 
