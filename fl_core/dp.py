@@ -41,6 +41,7 @@ before the protocol runs; a round that would exceed it is refused and skipped.
 
 from __future__ import annotations
 
+import functools
 import importlib
 import math
 import time
@@ -107,6 +108,12 @@ def dp_scale(l2_clip: float, dimension: int) -> float:
     return float(2 ** max(MIN_SCALE_LOG2, math.ceil(math.log2(wanted))))
 
 
+@functools.lru_cache(maxsize=64)
+def _calibrated(config: DPConfig, num_clients: int, scale: float, dimension: int) -> NoisePlan:
+    """:func:`secagg.dp.calibrate`, remembered: a NoisePlan is immutable and depends only on these."""
+    return calibrate(config, num_clients=num_clients, scale=scale, dimension=dimension)
+
+
 def dp_quantization(
     config: DPConfig,
     *,
@@ -123,7 +130,7 @@ def dp_quantization(
     ``num_clients * qmax + noise_tail_bound(plan, num_clients)``; ConfigurationError otherwise.
     """
     scale = dp_scale(config.l2_clip, dimension)
-    plan = calibrate(config, num_clients=num_clients, scale=scale, dimension=dimension)
+    plan = _calibrated(config, num_clients, scale, dimension)
     reach = math.ceil(max_samples_per_client * config.l2_clip * scale)
     bits = reach.bit_length() + 1  # qmax = 2^(bits-1) - 1 >= reach
     qmax = (1 << (bits - 1)) - 1
