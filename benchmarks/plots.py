@@ -407,6 +407,9 @@ def _dp(report: SuiteReport, out: Path) -> list[str]:
                            label=f"{dataset}, no DP")  # fmt: skip
     first = rows[0]["params"]
     ax.set(xscale="log", xlabel="epsilon per patient over the run (delta = 1e-5)", ylabel="held-out accuracy (%)")
+    budgets = sorted({r["params"]["epsilon"] for r in rows if r["params"]["epsilon"] is not None})
+    ax.set_xticks(budgets, [f"{b:g}" for b in budgets])
+    ax.minorticks_off()
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(fontsize=7, loc="lower right")
     title = (
