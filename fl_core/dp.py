@@ -27,10 +27,12 @@ release). :func:`noised_encoding` refuses (ConfigurationError) a contribution ou
 ``[-R, R]`` instead of clipping it. Nor is the sample count sent: the encoding has no
 weight coordinate, the denominator is public.
 
-**Overflow.** :func:`dp_quantization` picks the ring so that
-``n * qmax + noise_tail_bound(plan, n)`` (the noise of n hospitals, exceeded with
-probability below 2^-40 per coordinate) fits; it refuses otherwise. Decoding checks the
-same bound and raises OverflowDetectedError beyond it.
+**Overflow.** :func:`dp_quantization` sizes ``qmax`` for one hospital's clipped sum plus
+its own noise (``noise_tail_bound(plan, 1)``, exceeded with probability below 2^-40 per
+coordinate; :func:`noised_encoding` refuses an encoding beyond it), so every protocol's
+per-value bound (ring, Paillier slots) holds for noised encodings, and picks the ring so
+that ``n * qmax + noise_tail_bound(plan, n)`` fits; it refuses otherwise. Decoding checks
+that bound and raises OverflowDetectedError beyond it.
 
 **Too few contributors.** :class:`DPAggregator` skips a round before anything is sent when
 fewer than h hospitals would upload, and :meth:`DPQuantizer.decode_integers` refuses
@@ -131,7 +133,9 @@ def dp_quantization(
     """
     scale = dp_scale(config.l2_clip, dimension)
     plan = _calibrated(config, num_clients, scale, dimension)
-    reach = math.ceil(max_samples_per_client * config.l2_clip * scale)
+    # One hospital's encoding: its clipped sum plus its own noise (tail 2^-40 per coordinate),
+    # so every protocol's per-value bound (ring, Paillier slots) holds for noised encodings too.
+    reach = math.ceil(max_samples_per_client * config.l2_clip * scale) + noise_tail_bound(plan, 1)
     bits = reach.bit_length() + 1  # qmax = 2^(bits-1) - 1 >= reach
     qmax = (1 << (bits - 1)) - 1
     tail = noise_tail_bound(plan, num_clients)
@@ -179,6 +183,8 @@ def noised_encoding(
     rounded = (floor + (rounding_rng.random(vector.shape[0]) < scaled - floor)).astype(np.int64)
     noise = sample_discrete_gaussian(plan.variance, plan.dimension, source)
     encoded: npt.NDArray[np.int64] = rounded + noise
+    if int(np.max(np.abs(encoded))) > quantization.qmax:  # probability below d * 2^-40
+        raise OverflowDetectedError("a noised encoding left the range its protocol is sized for; retry the round")
     return encoded
 
 
