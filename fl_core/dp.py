@@ -61,13 +61,13 @@ from fl_core.aggregators.base import (
     ClientUpdate,
     DropoutStage,
     FloatVector,
-    WeightedQuantizer,
     check_round,
     skipped,
     uploaders,
 )
 from fl_core.aggregators.masking import MaskingAggregator
 from fl_core.aggregators.plain import QuantizedPlainAggregator
+from fl_core.aggregators.quantizer import DecodedSum, WeightedQuantizer
 from secagg.descriptor import SessionDescriptor
 from secagg.dp import (
     DPConfig,
@@ -83,6 +83,7 @@ from secagg.dp import (
 from secagg.encoding import RING_CHOICES, QuantizationConfig
 from secagg.errors import BudgetExceededError, ConfigurationError, InsufficientNoiseError, OverflowDetectedError
 from secagg.masking import COMPLETE, HARARY
+from secagg.segments import ClippingReport, SegmentTable
 
 __all__ = [
     "ROUNDING_SHARE",
@@ -201,23 +202,34 @@ class DPQuantizer(WeightedQuantizer):
     tail_bound: int = field(kw_only=True)
     noise_source: RandomSource | None = field(default=None, kw_only=True, repr=False, compare=False)
 
-    def descriptor(self, server_round: int) -> bytes:
-        """The round's descriptor digest: the encoding plus every ``secagg.dp.*`` parameter
-        (epsilon, delta, rounds, l2 clip, sampling rate, h, sigma^2, dimension, sensitivity)."""
+    def descriptor(self, server_round: int, table: SegmentTable | None = None) -> bytes:
+        """The round's descriptor digest: the encoding, the segment table (if any) and every
+        ``secagg.dp.*`` parameter (epsilon, delta, rounds, l2 clip, sampling rate, h, sigma^2,
+        dimension, sensitivity)."""
         return SessionDescriptor.create(
-            self.config, server_round=server_round, parameters=self.plan.config.descriptor_parameters(self.plan)
+            self.config,
+            server_round=server_round,
+            layout_digest=bytes(32) if table is None else table.digest(),
+            parameters=self.plan.config.descriptor_parameters(self.plan),
         ).digest()
 
-    def encoded_length(self, vector_length: int) -> int:
-        """The contribution's coordinates only: no sample count is sent in DP mode."""
+    def encoded_length(self, vector_length: int, table: SegmentTable | None = None) -> int:
+        """The contribution's coordinates only: no sample count and no clipped count is sent in DP mode."""
         return vector_length
 
-    def encode_integers(self, update: ClientUpdate, rng: np.random.Generator) -> npt.NDArray[np.int64]:
-        """:func:`noised_encoding` of ``update.vector`` (``num_samples`` is not used or sent)."""
+    def encode_integers(
+        self, update: ClientUpdate, rng: np.random.Generator, table: SegmentTable | None = None
+    ) -> npt.NDArray[np.int64]:
+        """:func:`noised_encoding` of ``update.vector`` (``num_samples`` is not used or sent; one
+        flat range, so ``table`` must be the flat one or None)."""
+        if table is not None and len(table.segments) != 1:
+            raise ConfigurationError("DP mode encodes one flat range: per-segment clip tables are not used")
         return noised_encoding(self.plan, self.config, update.vector, rng, self.noise_source)
 
-    def decode_integers(self, total: npt.NDArray[Any], num_summands: int) -> FloatVector:
-        """The noised sum in model units from the integer sum of ``num_summands`` encodings.
+    def decode_sum(self, total: npt.NDArray[Any], num_summands: int, table: SegmentTable | None = None) -> DecodedSum:
+        """The noised sum in model units (``mean`` holds the **sum**), from the integer sum of
+        ``num_summands`` encodings; the clipping report counts zero (nothing is clipped by
+        construction) and ``weight_total`` is 0 (no count is sent).
 
         InsufficientNoiseError if ``num_summands`` is below h; OverflowDetectedError if a
         coordinate lies beyond ``num_summands * qmax`` plus the noise tail bound."""
@@ -232,7 +244,9 @@ class DPQuantizer(WeightedQuantizer):
         if int(sums.min()) < -bound or int(sums.max()) > bound:
             raise OverflowDetectedError(f"decoded DP sum exceeds {bound}, beyond what {num_summands} encodings reach")
         noised: FloatVector = sums.astype(np.float64) / self.config.scale
-        return noised
+        flat = self.flat_table(sums.shape[0]) if table is None else table
+        report = ClippingReport(flat, (0,) * len(flat.segments), num_summands)
+        return DecodedSum(mean=noised, clipping=report, weight_total=0)
 
 
 class DPAggregator:
@@ -296,8 +310,13 @@ class DPAggregator:
         dropouts: Mapping[int, DropoutStage] | None = None,
         *,
         rng: np.random.Generator,
+        segments: SegmentTable | None = None,
     ) -> AggregationResult:
-        """The noised sum of the uploaders' contributions, or a skipped round (see the class)."""
+        """The noised sum of the uploaders' contributions, or a skipped round (see the class).
+
+        ``segments`` must be None: DP mode encodes one flat range (no per-segment clips)."""
+        if segments is not None:
+            raise ConfigurationError("DP mode encodes one flat range: per-segment clip tables are not used")
         start = time.perf_counter()
         stages = check_round(updates, dropouts, self.quantizer.config.num_clients)
         sent = uploaders(updates, stages)
@@ -339,6 +358,8 @@ def make_dp_aggregator(
     :class:`~secagg.dp.PrivacyAccountant` (state file ``accountant_path``, if given)."""
     if not isinstance(dp, DPConfig):
         raise ConfigurationError(f"dp must be a DPConfig, got {type(dp).__name__}")
+    if protocol_options.pop("clipping", "fixed") != "fixed":
+        raise ConfigurationError("DP mode never clips coordinates: the adaptive clip (un-noised counts) is not used")
     if name == "plain":
         raise ConfigurationError(
             "DP noise is added to the integer encoding: use plain-quantized, secagg, secagg+ or paillier"
@@ -352,12 +373,13 @@ def make_dp_aggregator(
     if name == "plain-quantized":
         if protocol_options:
             raise ConfigurationError(f"plain-quantized takes no protocol options, got {sorted(protocol_options)}")
-        inner = QuantizedPlainAggregator(quantizer)
+        inner = QuantizedPlainAggregator(quantizer, clipping="fixed")
     elif name in ("secagg", "secagg+"):
-        inner = MaskingAggregator(quantizer, graph=COMPLETE if name == "secagg" else HARARY, **protocol_options)
+        graph = COMPLETE if name == "secagg" else HARARY
+        inner = MaskingAggregator(quantizer, graph=graph, clipping="fixed", **protocol_options)
     elif name == "paillier":
         module = importlib.import_module("fl_core.aggregators.paillier")
-        inner = module.PaillierAggregator(quantizer, **protocol_options)
+        inner = module.PaillierAggregator(quantizer, clipping="fixed", **protocol_options)
     else:
         raise ConfigurationError(f"unknown aggregation {name!r}")
     return DPAggregator(inner, quantizer, PrivacyAccountant(plan, accountant_path))
