@@ -42,6 +42,7 @@ def plot(report: SuiteReport, out: Path) -> list[str]:
         "fedavg": _fedavg,
         "peers": _peers,
         "dropouts": _dropouts,
+        "dp": _dp,
     }
     return makers[report.suite](report, out)
 
@@ -408,3 +409,41 @@ def _dropouts(report: SuiteReport, out: Path) -> list[str]:
     costs.legend(fontsize=7)
     title = "Default configurations under dropouts (one at any round for n <= 10; 10% of n per stage above)"
     return [_save(figure, out, "dropouts_completion.png", title)]
+# --- dp ---------------------------------------------------------------------------------------
+
+
+def _dp(report: SuiteReport, out: Path) -> list[str]:
+    rows = [r for r in report.results if "accuracy_mean" in r["metrics"]]
+    datasets = list(dict.fromkeys(r["params"]["dataset"] for r in rows))
+    if not datasets:
+        return []
+    figure, ax = _figure(1)
+    for index, dataset in enumerate(datasets):
+        color = f"C{index}"
+        private = sorted(
+            (r for r in rows if r["params"]["dataset"] == dataset and r["params"]["epsilon"] is not None),
+            key=lambda r: r["params"]["epsilon"],
+        )
+        if private:
+            ax.errorbar(
+                [r["params"]["epsilon"] for r in private],
+                [100 * r["metrics"]["accuracy_mean"] for r in private],
+                yerr=[100 * r["metrics"]["accuracy_std"] for r in private],
+                marker="o", capsize=3, color=color, label=f"{dataset}, distributed DP (mean +- std)",
+            )  # fmt: skip
+        for r in rows:
+            if r["params"]["dataset"] == dataset and r["params"]["epsilon"] is None:
+                ax.axhline(100 * r["metrics"]["accuracy_mean"], color=color, linestyle="--",
+                           label=f"{dataset}, no DP")  # fmt: skip
+    first = rows[0]["params"]
+    ax.set(xscale="log", xlabel="epsilon per patient over the run (delta = 1e-5)", ylabel="held-out accuracy (%)")
+    budgets = sorted({r["params"]["epsilon"] for r in rows if r["params"]["epsilon"] is not None})
+    ax.set_xticks(budgets, [f"{b:g}" for b in budgets])
+    ax.minorticks_off()
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=7, loc="lower right")
+    title = (
+        f"Accuracy against epsilon: {first['hospitals']} hospitals, {first['rounds']} rounds, "
+        f"{first['seeds']} seeds, noise sized for h = n - 1"
+    )
+    return [_save(figure, out, "dp_accuracy.png", title)]

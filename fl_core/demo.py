@@ -26,6 +26,7 @@ import importlib
 import importlib.util
 import json
 import logging
+import math
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -53,6 +54,9 @@ from fl_core.data import (
     make_federation,
     moments_quantization,
 )
+from fl_core.dp import DPAggregator
+from fl_core.dp_presets import DEFAULT_DELTA, DP_TRAINING, dp_config
+from fl_core.dp_training import public_denominator
 from fl_core.fedavg import FedAvgConfig, FedAvgResult, RoundRecord, run_fedavg
 from fl_core.models import MLP, LogisticRegression, Model
 from secagg._install import install_hint
@@ -115,6 +119,9 @@ class DemoConfig:
         compare: also train plain FedAvg and the centralised model.
         clip, bits, max_samples_per_client: quantization of the updates, in Z_(2^32)
             when that cannot overflow for ``hospitals``, else Z_(2^64) (:attr:`ring_bits`).
+        dp_epsilon: train with distributed DP at this epsilon per patient (None: no DP);
+            settings per data set in :mod:`fl_core.dp_presets`, one noised step per round.
+        dp_delta: the DP budget's delta.
         clipping: ``"adaptive"`` (default; ``clip`` is the starting clip, see
             :mod:`fl_core.aggregators.clipping`) or ``"fixed"``.
         ring: the updates' ring: ``"word"`` (default: Z_(2^32), or Z_(2^64) when 32 bits
@@ -135,12 +142,16 @@ class DemoConfig:
     clip: float = DEFAULT_CLIP
     bits: int = DEFAULT_BITS
     max_samples_per_client: int = DEFAULT_MAX_SAMPLES_PER_CLIENT
+    dp_epsilon: float | None = None
+    dp_delta: float = DEFAULT_DELTA
     clipping: str = "adaptive"
     ring: str = "word"
 
     def __post_init__(self) -> None:
         if self.clipping not in CLIPPING_NAMES:
             raise ConfigurationError(f"clipping must be one of {', '.join(CLIPPING_NAMES)}")
+        if self.dp_epsilon is not None and self.aggregation == "plain":
+            raise ConfigurationError("--dp-epsilon needs an integer encoding: use an aggregation other than plain")
         if self.aggregation not in DEMO_AGGREGATIONS:
             raise ConfigurationError(f"aggregation must be one of {', '.join(DEMO_AGGREGATIONS)}")
         if self.dataset not in DATASETS:
@@ -167,6 +178,8 @@ class DemoConfig:
     def fedavg(self) -> FedAvgConfig:
         """The FedAvg hyper-parameters of this run (local training from :data:`LOCAL_TRAINING`)."""
         learning_rate, epochs, batch_size = LOCAL_TRAINING[self.dataset]
+        if self.dp_epsilon is not None:
+            learning_rate = DP_TRAINING[self.dataset].learning_rate
         return FedAvgConfig(
             rounds=self.rounds,
             local_epochs=epochs,
@@ -206,6 +219,8 @@ class DemoReport:
     centralized_model: str
     seconds: float
     guarantee: str = ""
+    privacy: str = ""
+    noise_std_per_step: float | None = None
 
     @property
     def final_accuracy(self) -> float:
@@ -220,6 +235,7 @@ class DemoReport:
             "centralized_accuracy": self.centralized_accuracy,
             "centralized_model": self.centralized_model,
             "guarantee": self.guarantee,
+            "privacy": self.privacy,
             "initial_accuracy": self.result.initial_accuracy,
             "converged_early": self.result.converged,
             "seconds": self.seconds,
@@ -234,6 +250,7 @@ class DemoReport:
                     "clients_sampled": list(r.sampled),
                     "dropouts": [{"client": c, "stage": s} for c, s in r.dropouts],
                     "skipped_reason": r.skipped_reason,
+                    "epsilon_spent": r.epsilon_spent,
                 }
                 for r in self.result.rounds
             ],
@@ -269,6 +286,14 @@ def _setup(config: DemoConfig, federation: Federation, name: str) -> tuple[Feder
     standardiser = federated_standardiser(
         federation.clients, moments, np.random.default_rng([config.seed, _STANDARDISE])
     )
+    if config.dp_epsilon is not None and name != "plain":
+        dp = dp_config(config.dataset, config.dp_epsilon, rounds=config.rounds, hospitals=config.hospitals,
+                       delta=config.dp_delta)  # fmt: skip
+        dimension = sum(int(p.size) for p in _model(config, federation).init(np.random.default_rng(0)))
+        updates = _aggregator(
+            name, config, dp=dp, dimension=dimension, max_samples_per_client=config.max_samples_per_client
+        )
+        return federation.standardised(standardiser), updates
     updates = _aggregator(
         name, config, clip=config.clip, bits=config.bits, ring_bits=config.ring_bits,
         max_samples_per_client=config.max_samples_per_client, clipping=config.clipping,
@@ -336,7 +361,36 @@ def run_demo(
         centralized_accuracy=centralized,
         centralized_model=centralized_name,
         seconds=time.perf_counter() - started,
-        guarantee=str(getattr(aggregator, "guarantee", "none: the server sees every update (plain FedAvg)")),
+        guarantee=str(
+            getattr(
+                getattr(aggregator, "inner", aggregator),
+                "guarantee",
+                "none: the server sees every update (plain FedAvg)",
+            )
+        ),
+        privacy=_privacy_line(aggregator),
+        noise_std_per_step=_noise_std(aggregator, federation),
+    )
+
+
+def _noise_std(aggregator: Aggregator, federation: Federation) -> float | None:
+    """Noise std per coordinate of one step's mean clipped gradient, in units of the clip (DP only)."""
+    if not isinstance(aggregator, DPAggregator):
+        return None
+    plan, config = aggregator.plan, aggregator.config
+    denominator = public_denominator([c.num_samples for c in federation.clients], config)
+    total = math.sqrt(plan.num_clients * float(plan.variance))
+    return total / (plan.scale * denominator * config.l2_clip)
+
+
+def _privacy_line(aggregator: Aggregator) -> str:
+    """The DP guarantee and the budget spent, or "" without DP."""
+    if not isinstance(aggregator, DPAggregator):
+        return ""
+    epsilon, delta = aggregator.spent()
+    return (
+        f"{aggregator.guarantee()}; spent epsilon = {epsilon:.3f} at delta = {delta:g} "
+        f"in {aggregator.accountant.num_releases} released rounds"
     )
 
 
@@ -382,6 +436,8 @@ def _summary(report: DemoReport) -> list[str]:
     ]
     if report.guarantee:
         lines.insert(2, f"  protection: {report.guarantee}")
+    if report.privacy:
+        lines.insert(3, f"  differential privacy: {report.privacy}")
     if report.plain_fedavg_accuracy is not None and name != "plain":
         gap = 100 * (report.final_accuracy - report.plain_fedavg_accuracy)
         lines.append(f"  {'plain FedAvg (float)':<34} accuracy {report.plain_fedavg_accuracy:7.2%}  ({gap:+.2f} pp)")
@@ -472,6 +528,8 @@ def _from_args(args: argparse.Namespace) -> DemoConfig:
         dropout=args.dropout,
         seed=args.seed,
         insecure_small_key=args.insecure_small_key,
+        dp_epsilon=getattr(args, "dp_epsilon", None),
+        dp_delta=getattr(args, "dp_delta", DEFAULT_DELTA),
         clipping=getattr(args, "clipping", "adaptive"),
         ring=getattr(args, "ring_bits", "word"),
         bits=getattr(args, "bits", None) or DEFAULT_BITS,
@@ -496,7 +554,13 @@ def main(args: argparse.Namespace) -> int:
         f"FedAvg on {config.dataset} across {config.hospitals} hospitals ({config.partition}), "
         f"aggregation: {config.aggregation}, seed {config.seed}"
     )
-    if config.aggregation != "plain":
+    if config.dp_epsilon is not None:
+        print(
+            f"differential privacy: epsilon {config.dp_epsilon:g}, delta {config.dp_delta:g} per patient over "
+            f"{config.rounds} rounds; each hospital adds its share of exact discrete Gaussian noise to its "
+            "encoding before the secure sum (calibrating...)"
+        )
+    elif config.aggregation != "plain":
         print(
             f"quantization: clip {config.clip:g} ({config.clipping}), {config.bits} bits, "
             f"ring Z_(2^{config.ring_bits}), at most {config.max_samples_per_client} samples per hospital"

@@ -25,12 +25,15 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import cast
 
 import numpy as np
 
 from fl_core.aggregators.base import Aggregator, ClientUpdate, DropoutStage
 from fl_core.data import ClientData
-from fl_core.models import FloatArray, IntArray, Model, Params, accuracy, flatten, unflatten
+from fl_core.dp import DPAggregator
+from fl_core.dp_training import dp_contribution, public_denominator
+from fl_core.models import DPModel, FloatArray, IntArray, Model, Params, accuracy, flatten, unflatten
 from secagg.errors import ConfigurationError
 
 __all__ = ["FedAvgConfig", "FedAvgResult", "RoundRecord", "local_sgd", "run_fedavg"]
@@ -98,6 +101,9 @@ class RoundRecord:
         dropouts: (client id, stage name) of the sampled clients that dropped out.
         included: ids of the clients whose updates are in the new model.
         skipped_reason: why the model was left unchanged, or None.
+        epsilon_spent: with DP, the epsilon spent per patient after this round (at
+            ``delta``), else None.
+        delta: with DP, the budget's delta, else None.
         clipped_fraction: fraction of the included updates' coordinates that were
             clipped, from the securely summed counts (0.0 for ``plain``).
     """
@@ -111,6 +117,8 @@ class RoundRecord:
     dropouts: tuple[tuple[int, str], ...]
     included: tuple[int, ...]
     skipped_reason: str | None = None
+    epsilon_spent: float | None = None
+    delta: float | None = None
     clipped_fraction: float = 0.0
 
 
@@ -191,6 +199,11 @@ def run_fedavg(
 
     ``on_round`` is called after every round (progress display). Client ids must
     be distinct. Returns the final parameters and one :class:`RoundRecord` per round run.
+
+    With a :class:`fl_core.dp.DPAggregator` each round is one DP step instead of local
+    epochs (:mod:`fl_core.dp_training`): clipped per-example gradients of Poisson-sampled
+    patients, noised sum, ``w <- w - learning_rate * sum / public denominator``. Training
+    stops when the budget refuses a round; every record carries the epsilon spent.
     """
     if not clients or len({c.client_id for c in clients}) != len(clients):
         raise ConfigurationError("FedAvg needs at least one client, with distinct ids")
@@ -200,6 +213,10 @@ def run_fedavg(
     loss = initial_loss
     records: list[RoundRecord] = []
     calm_rounds = 0
+    dp = aggregator if isinstance(aggregator, DPAggregator) else None
+    if dp is not None and not callable(getattr(model, "clipped_gradient_sum", None)):
+        raise ConfigurationError("DP training needs a model with clipped_gradient_sum (fl_core.models.DPModel)")
+    dp_model = cast(DPModel, model)
     for t in range(1, config.rounds + 1):
         # 1-2: who takes part, and who will drop out (and when).
         sampled = _sample_clients(clients, config.client_fraction, np.random.default_rng([seed, _SAMPLE, t]))
@@ -208,6 +225,11 @@ def run_fedavg(
         global_vector = flatten(params)
         updates = []
         for client in sampled:
+            if dp is not None:
+                rng = np.random.default_rng([seed, _TRAIN, t, client.client_id])
+                contribution = dp_contribution(dp_model, params, client, dp.config, rng)
+                updates.append(ClientUpdate(client.client_id, contribution, client.num_samples))
+                continue
             local = local_sgd(
                 model, params, client,
                 epochs=config.local_epochs, batch_size=config.batch_size, learning_rate=config.learning_rate,
@@ -219,6 +241,9 @@ def run_fedavg(
         # 5: apply it, or keep the model if the round could not complete.
         if result.mean is None:
             LOGGER.warning("round %d skipped, model unchanged: %s", t, result.skipped_reason)
+        elif dp is not None:
+            denominator = public_denominator([c.num_samples for c in sampled], dp.config)
+            params = unflatten(global_vector - config.learning_rate * result.mean / denominator, params)
         else:
             params = unflatten(global_vector + result.mean, params)
         # 6: evaluate on the held-out test set.
@@ -234,11 +259,16 @@ def run_fedavg(
             dropouts=tuple((c, stage.name) for c, stage in sorted(dropouts.items())),
             included=tuple(sorted(result.included)),
             skipped_reason=result.skipped_reason,
+            epsilon_spent=None if dp is None else dp.spent()[0],
+            delta=None if dp is None else dp.config.delta,
             clipped_fraction=result.clipped_fraction,
         )
         records.append(record)
         if on_round is not None:
             on_round(record)
+        if dp is not None and dp.exhausted:
+            LOGGER.warning("privacy budget exhausted after %d rounds: training stops", t - 1)
+            break
         # Convergence looks only at rounds that changed the model.
         if result.mean is not None and config.tolerance > 0:
             calm = abs(loss - previous_loss) <= config.tolerance * max(abs(previous_loss), 1e-12)

@@ -22,12 +22,14 @@ from secagg.errors import ConfigurationError
 
 __all__ = [
     "MLP",
+    "DPModel",
     "FloatArray",
     "IntArray",
     "LogisticRegression",
     "Model",
     "Params",
     "accuracy",
+    "clip_factors",
     "flatten",
     "softmax",
     "softmax_cross_entropy",
@@ -53,6 +55,18 @@ class Model(Protocol):
 
     def predict_proba(self, params: Params, x: FloatArray) -> FloatArray:
         """Class probabilities, shape ``(len(x), num_classes)``."""
+        ...
+
+
+class DPModel(Model, Protocol):
+    """A model that DP training can use: per-example gradients, clipped and summed in one pass."""
+
+    def per_example_gradients(self, params: Params, x: FloatArray, y: IntArray) -> Params:
+        """Each example's loss gradient, shaped like ``params`` with a leading batch axis."""
+        ...
+
+    def clipped_gradient_sum(self, params: Params, x: FloatArray, y: IntArray, l2_clip: float) -> Params:
+        """The sum over the batch of each example's gradient scaled to L2 norm at most ``l2_clip``."""
         ...
 
 
@@ -90,6 +104,39 @@ def softmax_cross_entropy(logits: FloatArray, y: IntArray) -> tuple[float, Float
     gradient[rows, y] -= 1.0
     gradient /= y.shape[0]
     return loss, gradient
+
+
+def _per_example_logit_grads(logits: FloatArray, y: IntArray) -> FloatArray:
+    """d(cross-entropy of example i)/d(logits of example i), one row per example (not averaged)."""
+    shifted = logits - logits.max(axis=1, keepdims=True)
+    gradient: FloatArray = np.exp(shifted)
+    gradient /= gradient.sum(axis=1, keepdims=True)
+    gradient[np.arange(y.shape[0]), y] -= 1.0
+    return gradient
+
+
+def clip_factors(squared_norms: FloatArray, l2_clip: float) -> FloatArray:
+    """``min(1, l2_clip / ||g_i||)`` per example: scaling g_i by it bounds its L2 norm by ``l2_clip``."""
+    if not (np.isfinite(l2_clip) and l2_clip > 0):
+        raise ConfigurationError(f"l2_clip must be a positive number, got {l2_clip}")
+    norms = np.sqrt(squared_norms)
+    factors: FloatArray = np.minimum(1.0, l2_clip / np.maximum(norms, np.finfo(np.float64).tiny))
+    return factors
+
+
+def _layer_sq_norms(inputs: FloatArray, output_grads: FloatArray) -> FloatArray:
+    """Per-example squared norm of a dense layer's gradient ``x_i (outer) g_i`` plus its bias ``g_i``:
+    ``(||x_i||^2 + 1) ||g_i||^2`` (the norm of an outer product is the product of the norms)."""
+    sq: FloatArray = (np.einsum("ij,ij->i", inputs, inputs) + 1.0) * np.einsum("ij,ij->i", output_grads, output_grads)
+    return sq
+
+
+def _check_dp_model(l2: float) -> None:
+    if l2 != 0.0:
+        raise ConfigurationError(
+            "per-example gradients cover the cross-entropy only: train with DP at l2 = 0 "
+            "(an L2 penalty is data-independent and can be applied after the noised step)"
+        )
 
 
 def accuracy(model: Model, params: Params, x: FloatArray, y: IntArray) -> float:
@@ -130,6 +177,26 @@ class LogisticRegression:
         loss, d_logits = softmax_cross_entropy(x @ weights + bias, y)
         loss += 0.5 * self.l2 * float(np.sum(weights * weights))
         return loss, [x.T @ d_logits + self.l2 * weights, d_logits.sum(axis=0)]
+
+    def per_example_gradients(self, params: Params, x: FloatArray, y: IntArray) -> Params:
+        """Each example's cross-entropy gradient, shaped like ``params`` with a leading batch axis."""
+        _check_dp_model(self.l2)
+        weights, bias = params
+        d_logits = _per_example_logit_grads(x @ weights + bias, y)
+        return [x[:, :, None] * d_logits[:, None, :], d_logits]
+
+    def clipped_gradient_sum(self, params: Params, x: FloatArray, y: IntArray, l2_clip: float) -> Params:
+        """``sum_i min(1, l2_clip / ||g_i||) g_i`` over the batch, without materialising any g_i.
+
+        g_i is example i's cross-entropy gradient over all parameters (a rank-one weight
+        gradient and a bias gradient, so ``||g_i||^2 = (||x_i||^2 + 1) ||d_i||^2``): one matrix
+        product, no loop over examples. Each clipped term has L2 norm at most ``l2_clip``.
+        """
+        _check_dp_model(self.l2)
+        weights, bias = params
+        d_logits = _per_example_logit_grads(x @ weights + bias, y)
+        scaled = d_logits * clip_factors(_layer_sq_norms(x, d_logits), l2_clip)[:, None]
+        return [x.T @ scaled, scaled.sum(axis=0)]
 
     def predict_proba(self, params: Params, x: FloatArray) -> FloatArray:
         """``softmax(x W + b)``."""
@@ -181,6 +248,33 @@ class MLP:
             hidden.T @ d_logits + self.l2 * w2,
             d_logits.sum(axis=0),
         ]
+
+    def _per_example_backward(self, params: Params, x: FloatArray, y: IntArray) -> tuple[FloatArray, ...]:
+        _check_dp_model(self.l2)
+        w1, b1, w2, b2 = params
+        hidden = np.tanh(x @ w1 + b1)
+        d_logits = _per_example_logit_grads(hidden @ w2 + b2, y)
+        d_hidden = (d_logits @ w2.T) * (1.0 - hidden * hidden)
+        return hidden, d_logits, d_hidden
+
+    def per_example_gradients(self, params: Params, x: FloatArray, y: IntArray) -> Params:
+        """Each example's cross-entropy gradient, shaped like ``params`` with a leading batch axis."""
+        hidden, d_logits, d_hidden = self._per_example_backward(params, x, y)
+        return [x[:, :, None] * d_hidden[:, None, :], d_hidden, hidden[:, :, None] * d_logits[:, None, :], d_logits]
+
+    def clipped_gradient_sum(self, params: Params, x: FloatArray, y: IntArray, l2_clip: float) -> Params:
+        """``sum_i min(1, l2_clip / ||g_i||) g_i`` over the batch, without materialising any g_i.
+
+        Both layers' per-example gradients are outer products plus biases, so
+        ``||g_i||^2 = (||x_i||^2 + 1) ||dh_i||^2 + (||h_i||^2 + 1) ||dz_i||^2``; the clipped sum
+        is then two matrix products weighted by the clip factors (no loop over examples).
+        """
+        hidden, d_logits, d_hidden = self._per_example_backward(params, x, y)
+        squared = _layer_sq_norms(x, d_hidden) + _layer_sq_norms(hidden, d_logits)
+        factors = clip_factors(squared, l2_clip)[:, None]
+        d_hidden = d_hidden * factors
+        d_logits = d_logits * factors
+        return [x.T @ d_hidden, d_hidden.sum(axis=0), hidden.T @ d_logits, d_logits.sum(axis=0)]
 
     def predict_proba(self, params: Params, x: FloatArray) -> FloatArray:
         """Softmax of the output layer."""

@@ -228,6 +228,21 @@ def _add_demo(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> 
         help="paillier only: use a 1024-bit test key for speed (INSECURE; prints a warning)",
     )
     demo.add_argument(
+        "--dp-epsilon",
+        type=_real(0, 1000, include_low=False),
+        default=None,
+        metavar="EPSILON",
+        help="train with distributed differential privacy: this epsilon per patient over the run (delta "
+        "--dp-delta), noise split across the hospitals and sized to survive one colluding or dropped hospital "
+        "(default: no DP)",
+    )
+    demo.add_argument(
+        "--dp-delta",
+        type=_real(0, 1, include_low=False, include_high=False),
+        default=1e-5,
+        help="the DP budget's delta per patient (default: 1e-5)",
+    )
+    demo.add_argument(
         "--no-progress", action="store_true", help="no progress bar (there is none unless stderr is a terminal)"
     )
     demo.set_defaults(handler=_lazy("fl_core.demo"), check=_check_demo, command_parser=demo)
@@ -256,6 +271,8 @@ def _check_demo(args: argparse.Namespace) -> str | None:
         )
     if args.insecure_small_key and args.aggregation != "paillier":
         return "argument --insecure-small-key: applies to --aggregation paillier only"
+    if getattr(args, "dp_epsilon", None) is not None and args.aggregation == "plain":
+        return "argument --dp-epsilon: the noise is added to the integer encoding; use an aggregation other than plain"
     return None
 
 
@@ -266,6 +283,7 @@ _BENCH_SUITES = {
     "scaling": "clients n from 10 to 1000 at fixed d: per-client cost of SecAgg vs SecAgg+ (log-log)",
     "peers": "Flower's SecAgg+ primitives and phe's per-value encryption doing the same work, same run",
     "dropouts": "default configurations under dropouts: one at any round (n <= 10), 10%% of n per stage (larger n)",
+    "dp": "distributed DP: accuracy against epsilon (mean and spread over seeds) and exact sampler throughput",
     "all": "every suite, one summary (what CI runs with --quick)",
 }
 
@@ -386,10 +404,30 @@ def _add_bench(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     peers.add_argument("--dropout", type=dropout, help="dropout rate (default: 0.1)")
     peers.add_argument("--repeats", type=repeats, help="repetitions of each component, median taken (default: 3)")
     peers.add_argument("--paillier-dim", type=dim, help="vector length of the phe comparison (default: 10000)")
+    _add_dp_bench(parsers["dp"])
     paillier.set_defaults(check=_check_paillier_bench, command_parser=paillier)
     for name, parser in parsers.items():
         _bench_common(parser, json_option=name != "all")
         parser.set_defaults(command_parser=parser)
+
+
+def _add_dp_bench(dp: argparse.ArgumentParser) -> None:
+    """The options of ``secagg bench dp``."""
+    dp.add_argument("--dataset", choices=["breast-cancer", "digits"], nargs="+", help="default: breast-cancer")
+    dp.add_argument(
+        "--epsilon",
+        type=_real(0, 1000, include_low=False),
+        nargs="+",
+        help="budgets per patient (delta 1e-5); 'no DP' is always run as the baseline (default: 1 3)",
+    )
+    dp.add_argument("--seeds", type=_integer(1, 1000), help="seeds 0..N-1 per budget (default: 10)")
+    dp.add_argument("--rounds", type=_integer(1, MAX_ROUNDS), help="rounds (default: 20)")
+    dp.add_argument("--hospitals", type=_integer(3, MAX_HOSPITALS), help="default: 5 (noise sized for n - 1)")
+    dp.add_argument(
+        "--aggregation",
+        choices=["plain-quantized", "secagg", "secagg+"],
+        help="the sum the noised encodings go through (default: plain-quantized, bit-identical to secagg's)",
+    )
 
 
 def _check_paillier_bench(args: argparse.Namespace) -> str | None:

@@ -64,7 +64,9 @@ _QUANTIZATION_OPTIONS = ("clip", "bits", "ring_bits", "max_samples_per_client")
 _MASKING_OPTIONS = ("corrupt_fraction", "dropout_fraction", "dropout_per_round", "random_bytes")
 
 
-def make_aggregator(name: str, *, num_clients: int | None = None, **options: Any) -> Aggregator:
+def make_aggregator(
+    name: str, *, num_clients: int | None = None, dp: Any = None, dimension: int | None = None, **options: Any
+) -> Aggregator:
     """Build the aggregator called ``name`` (one of :data:`AGGREGATOR_NAMES`).
 
     ``num_clients`` is the most clients one round will sum; every aggregator but
@@ -81,9 +83,28 @@ def make_aggregator(name: str, *, num_clients: int | None = None, **options: Any
     ``fl_core.aggregators.paillier.PaillierAggregator(quantizer, **options)``,
     imported only when asked for.
 
+    With ``dp`` (a :class:`secagg.dp.DPConfig`) the result is a
+    :class:`fl_core.dp.DPAggregator`: every hospital adds its share of exact integer noise to
+    its encoding before the secure sum, and an accountant enforces the budget. It needs
+    ``dimension`` (the model's parameter count, to calibrate the noise); its options are
+    ``max_samples_per_client``, ``ring_bits``, ``accountant_path``, ``noise_source`` and the
+    protocol's (``clip`` and ``bits`` are derived from the DP configuration).
+
     Raises ConfigurationError for an unknown name or option, a quantization that
     could overflow for ``num_clients``, or an aggregator that is not available.
     """
+    if dp is not None:
+        if num_clients is None or dimension is None:
+            raise ConfigurationError("a DP aggregator needs num_clients and dimension (the model's parameter count)")
+        if "clip" in options or "bits" in options:
+            raise ConfigurationError("with dp, clip and bits follow from the DP configuration; do not give them")
+        dp_module = importlib.import_module("fl_core.dp")
+        aggregator: Aggregator = dp_module.make_dp_aggregator(
+            name, dp, num_clients=num_clients, dimension=dimension, **options
+        )
+        return aggregator
+    if dimension is not None:
+        raise ConfigurationError("dimension is only used with dp")
     if name not in AGGREGATOR_NAMES:
         raise ConfigurationError(f"unknown aggregation {name!r}; choose one of {', '.join(AGGREGATOR_NAMES)}")
     quantization = {key: options.pop(key) for key in _QUANTIZATION_OPTIONS if key in options}

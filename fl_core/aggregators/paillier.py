@@ -195,9 +195,7 @@ class PaillierAggregator:
         self.split = self.value_bits > MAX_VALUE_BITS or self.value_bits + (num_parties - 1).bit_length() + 1 > (
             MAX_SLOT_BITS
         )
-        self.layout = SlotLayout(
-            LIMB_BITS + 1 if self.split else self.value_bits, num_parties, public.key.key_bits
-        )
+        self.layout = SlotLayout(LIMB_BITS + 1 if self.split else self.value_bits, num_parties, public.key.key_bits)
         self._share_index: dict[int, int] = {}
         self._encryptors: dict[int, Encryptor] = {}
         self._identities: dict[int, SigningKey] = {}
@@ -222,7 +220,9 @@ class PaillierAggregator:
         # (and its table) is made once, like obfuscators precomputed offline.
         if client not in self._encryptors:
             self._encryptors[client] = Encryptor(
-                self.material.public.key, obfuscation=self.obfuscation, random_bytes=self.random_bytes,
+                self.material.public.key,
+                obfuscation=self.obfuscation,
+                random_bytes=self.random_bytes,
                 workers=self.workers,
             )
         return self._encryptors[client]
@@ -289,7 +289,8 @@ class PaillierAggregator:
         if len(sent) < self.min_contributors:
             return skipped(
                 f"paillier: {len(sent)} hospitals uploaded; at least {self.min_contributors} are needed",
-                0.0, time.perf_counter() - start,
+                0.0,
+                time.perf_counter() - start,
             )
         server = Server(params, workers=self.workers)
         bytes_sent = 0
@@ -308,13 +309,18 @@ class PaillierAggregator:
         if len(live) < threshold:
             return skipped(
                 f"paillier: {len(live)} hospitals remain to decrypt; {threshold} partial decryptions are needed",
-                bytes_sent / len(updates), time.perf_counter() - start,
+                bytes_sent / len(updates),
+                time.perf_counter() - start,
             )
         for client in live[:threshold]:
             index = self._share_index[client]
             party = DecryptingParty(
-                params, self.material.shares[index - 1], own_upload=digests.get(client),
-                random_bytes=self.random_bytes, workers=self.workers, constant_time=self.constant_time,
+                params,
+                self.material.shares[index - 1],
+                own_upload=digests.get(client),
+                random_bytes=self.random_bytes,
+                workers=self.workers,
+                constant_time=self.constant_time,
             )
             answer = wire.encode(party.respond(wire.encode(server.decryption_request(index))))
             bytes_sent += len(answer)

@@ -147,6 +147,25 @@ def test_fedavg_suite_relates_every_aggregation_to_plain(capsys: pytest.CaptureF
     assert any("NOT secure" in note for note in document["notes"])
 
 
+@pytest.mark.skipif(importlib.util.find_spec("sklearn") is None, reason="the demo data needs scikit-learn")
+def test_dp_suite_reports_accuracy_against_epsilon_and_the_sampler(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    # Execute
+    document = _run(capsys, tmp_path, "dp", "--quick", "--epsilon", "3", "--seeds", "1", "--rounds", "2")
+
+    # Assert
+    _check_outputs(tmp_path, document)
+    accuracy = [r for r in document["results"] if "accuracy_mean" in r["metrics"]]
+    assert [r["params"]["epsilon"] for r in accuracy] == [None, 3.0]
+    assert accuracy[1]["metrics"]["epsilon_spent"] <= 3.0 + 1e-9
+    assert accuracy[1]["params"]["min_honest"] == 4
+    assert any("samples_per_cpu_s_seeded" in r["metrics"] for r in document["results"])
+    assert document["plots"] == ["dp_accuracy.png"]
+    # Not the conditions (2 rounds, 1 seed): the targets are reported, never claimed met.
+    assert all(t["met"] is None for t in document["targets"])
+
+
 @pytest.mark.skipif(not flower_peer.available(), reason="Flower (the bench extra) is not installed")
 def test_peers_suite_times_flower_and_phe_on_the_same_work(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
     # Execute
@@ -185,7 +204,7 @@ def test_bench_all_lists_every_suite(capsys: pytest.CaptureFixture[str]) -> None
 
     # Assert
     assert exited.value.code == 0
-    for suite in ("masking", "paillier", "fedavg", "scaling", "peers", "dropouts", "all"):
+    for suite in ("masking", "paillier", "fedavg", "scaling", "peers", "dropouts", "dp", "all"):
         assert suite in out
 
 

@@ -226,3 +226,25 @@ def test_demo_draws_its_bar_on_a_terminal(monkeypatch: pytest.MonkeyPatch) -> No
     assert code == 0
     assert "FedAvg rounds" in terminal.getvalue()
     assert "for comparison..." in terminal.getvalue()
+
+
+@needs_sklearn
+def test_demo_with_dp_prints_the_guarantee_and_the_budget_spent(capsys: pytest.CaptureFixture[str]) -> None:
+    # Execute
+    code = cli_main(["demo", "--dp-epsilon", "3", "--rounds", "3", "--aggregation", "secagg", "--no-progress"])
+    out = capsys.readouterr().out
+
+    # Assert
+    assert code == 0
+    assert "differential privacy: epsilon 3, delta 1e-05 per patient over 3 rounds" in out
+    assert "(3, 1e-05)-differential privacy per patient over 3 rounds" in out
+    assert "holds with up to 1 hospital colluding with the server or dropped out" in out
+    spent = float(out.split("spent epsilon = ")[1].split()[0])
+    assert 0 < spent <= 3.0
+
+
+def test_demo_dp_refuses_plain_aggregation(capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli_main(["demo", "--dp-epsilon", "1", "--aggregation", "plain", "--no-progress"]) == 2
+    assert "--dp-epsilon" in capsys.readouterr().err
+    with pytest.raises(ConfigurationError, match="plain"):
+        DemoConfig(aggregation="plain", dp_epsilon=1.0)

@@ -1,0 +1,385 @@
+"""Distributed DP inside fl_core's secure sum: each hospital noises its own integer encoding.
+
+A DP round (DP-FedSGD with distributed noise, patient-level; :mod:`fl_core.dp_training`
+builds the float contributions):
+
+1. every sampled hospital Poisson-samples its patients at rate q, computes each sampled
+   patient's loss gradient at the global model, clips it to L2 norm ``l2_clip`` and sums;
+2. it encodes that sum with :func:`noised_encoding`: scale by ``scale`` (a power of two),
+   stochastic rounding to integers, then ``+ N_Z(0, sigma^2)`` per coordinate from the exact
+   sampler (:func:`secagg.dp.sample_discrete_gaussian`, OS CSPRNG), all on the hospital,
+   **before** masking or encryption;
+3. the aggregator sums the noised encodings securely; the server decodes the noised sum
+   and divides by a public denominator (:func:`fl_core.dp_training.public_denominator`).
+
+**Sensitivity.** Adding or removing one patient changes one hospital's float sum by one
+clipped gradient, so by at most ``l2_clip`` in L2, and the sum over hospitals by the same.
+After scaling and stochastic rounding the integer sum moves by at most
+``Delta2 = l2_clip * scale + sqrt(d)`` (:mod:`secagg.dp.calibration` gives the coupling
+argument); σ² is calibrated for that Δ2, h honest hospitals and the planned rounds.
+
+**No coordinate clipping in DP mode (the rule).** A hospital's sum has at most
+``max_samples_per_client`` terms of norm <= ``l2_clip``, so every coordinate lies in
+``[-R, R]`` with ``R = max_samples_per_client * l2_clip``; the encoding's range is set to
+at least R, so the quantizer never clips a coordinate and there is no clipped-coordinate
+count to report through the secure sum (it would be a data-dependent, un-noised
+release). :func:`noised_encoding` refuses (ConfigurationError) a contribution outside
+``[-R, R]`` instead of clipping it. Nor is the sample count sent: the encoding has no
+weight coordinate, the denominator is public.
+
+**Overflow.** :func:`dp_quantization` sizes ``qmax`` for one hospital's clipped sum plus
+its own noise (``noise_tail_bound(plan, 1)``, exceeded with probability below 2^-40 per
+coordinate; :func:`noised_encoding` refuses an encoding beyond it), so every protocol's
+per-value bound (ring, Paillier slots) holds for noised encodings, and picks the ring so
+that ``n * qmax + noise_tail_bound(plan, n)`` fits; it refuses otherwise. Decoding checks
+that bound and raises OverflowDetectedError beyond it.
+
+**Too few contributors.** :class:`DPAggregator` skips a round before anything is sent when
+fewer than h hospitals would upload, and :meth:`DPQuantizer.decode_integers` refuses
+(InsufficientNoiseError) a sum of fewer than h encodings, so a sum with less noise than
+calibrated is never released. The budget is charged (the accountant's ``record_round``)
+before the protocol runs; a round that would exceed it is refused and skipped.
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib
+import math
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from fl_core.aggregators.base import (
+    DEFAULT_MAX_SAMPLES_PER_CLIENT,
+    AggregationResult,
+    Aggregator,
+    ClientUpdate,
+    DropoutStage,
+    FloatVector,
+    check_round,
+    skipped,
+    uploaders,
+)
+from fl_core.aggregators.masking import MaskingAggregator
+from fl_core.aggregators.plain import QuantizedPlainAggregator
+from fl_core.aggregators.quantizer import DecodedSum, WeightedQuantizer
+from secagg.descriptor import SessionDescriptor
+from secagg.dp import (
+    DPConfig,
+    NoisePlan,
+    PrivacyAccountant,
+    RandomSource,
+    calibrate,
+    check_contributors,
+    contributor_shortfall,
+    noise_tail_bound,
+    sample_discrete_gaussian,
+)
+from secagg.encoding import RING_CHOICES, QuantizationConfig
+from secagg.errors import BudgetExceededError, ConfigurationError, InsufficientNoiseError, OverflowDetectedError
+from secagg.masking import COMPLETE, HARARY
+from secagg.segments import ClippingReport, SegmentTable
+
+__all__ = [
+    "ROUNDING_SHARE",
+    "DPAggregator",
+    "DPQuantizer",
+    "dp_quantization",
+    "dp_scale",
+    "make_dp_aggregator",
+    "noised_encoding",
+]
+
+ROUNDING_SHARE = 0.01
+"""The scale is the smallest power of two at which the rounding term sqrt(d) of the integer
+sensitivity is at most this share of the clip term ``l2_clip * scale``."""
+
+MIN_SCALE_LOG2 = 4
+
+
+def dp_scale(l2_clip: float, dimension: int) -> float:
+    """Quantization steps per model unit: the smallest power of two >= 2^4 with
+    ``sqrt(d) <= ROUNDING_SHARE * l2_clip * scale`` (rounding adds at most 1% to Delta2)."""
+    if not (math.isfinite(l2_clip) and l2_clip > 0) or dimension < 1:
+        raise ConfigurationError(f"need l2_clip > 0 and dimension >= 1, got {l2_clip}, {dimension}")
+    wanted = math.sqrt(dimension) / (ROUNDING_SHARE * l2_clip)
+    return float(2 ** max(MIN_SCALE_LOG2, math.ceil(math.log2(wanted))))
+
+
+@functools.lru_cache(maxsize=64)
+def _calibrated(config: DPConfig, num_clients: int, scale: float, dimension: int) -> NoisePlan:
+    """:func:`secagg.dp.calibrate`, remembered: a NoisePlan is immutable and depends only on these."""
+    return calibrate(config, num_clients=num_clients, scale=scale, dimension=dimension)
+
+
+def dp_quantization(
+    config: DPConfig,
+    *,
+    num_clients: int,
+    dimension: int,
+    max_samples_per_client: int,
+    ring_bits: int | None = None,
+) -> tuple[NoisePlan, QuantizationConfig, int]:
+    """Calibrate the noise and size the encoding: ``(plan, quantization, tail_bound)``.
+
+    The quantization's range ``clip`` is at least ``max_samples_per_client * l2_clip`` (no
+    coordinate is ever clipped, see the module docstring) and its scale is exactly
+    :func:`dp_scale`. The ring (``ring_bits`` or the smallest of 32, 64 that fits) must hold
+    ``num_clients * qmax + noise_tail_bound(plan, num_clients)``; ConfigurationError otherwise.
+    """
+    scale = dp_scale(config.l2_clip, dimension)
+    plan = _calibrated(config, num_clients, scale, dimension)
+    # One hospital's encoding: its clipped sum plus its own noise (tail 2^-40 per coordinate),
+    # so every protocol's per-value bound (ring, Paillier slots) holds for noised encodings too.
+    reach = math.ceil(max_samples_per_client * config.l2_clip * scale) + noise_tail_bound(plan, 1)
+    bits = reach.bit_length() + 1  # qmax = 2^(bits-1) - 1 >= reach
+    qmax = (1 << (bits - 1)) - 1
+    tail = noise_tail_bound(plan, num_clients)
+    for candidate in RING_CHOICES if ring_bits is None else (ring_bits,):
+        if num_clients * qmax + tail <= (1 << (candidate - 1)) - 1 and bits <= candidate - 1:
+            quantization = QuantizationConfig(qmax / scale, bits, num_clients, candidate, max_weight=1)
+            return plan, quantization, tail
+    raise ConfigurationError(
+        f"DP encoding could overflow: {num_clients} hospitals x {qmax} (range {max_samples_per_client} samples x "
+        f"clip {config.l2_clip} at scale {scale:g}) + noise tail {tail} does not fit "
+        f"Z_(2^{ring_bits or RING_CHOICES[-1]}); lower max_samples_per_client or l2_clip"
+    )
+
+
+def noised_encoding(
+    plan: NoisePlan,
+    quantization: QuantizationConfig,
+    contribution: FloatVector,
+    rounding_rng: np.random.Generator,
+    source: RandomSource | None = None,
+) -> npt.NDArray[np.int64]:
+    """A hospital's noised integer encoding of its float ``contribution`` (the seam for
+    other engines, e.g. Flower): ``round(contribution * scale) + N_Z(0, sigma^2)^d``.
+
+    ``contribution`` must have ``plan.dimension`` finite coordinates within the encoding's
+    range (ConfigurationError otherwise; DP mode never clips a coordinate). ``rounding_rng``
+    drives the stochastic rounding (need not be secret); ``source`` the noise (None: the
+    OS CSPRNG; a seeded source only in tests).
+    """
+    vector = np.asarray(contribution, dtype=np.float64)
+    if vector.ndim != 1 or vector.shape[0] != plan.dimension:
+        raise ConfigurationError(f"a DP contribution has {plan.dimension} coordinates, got shape {vector.shape}")
+    if not np.all(np.isfinite(vector)):
+        raise ConfigurationError("a DP contribution must be finite")
+    scale = quantization.scale
+    if scale != plan.scale:
+        raise ConfigurationError(f"quantization scale {scale} differs from the noise plan's {plan.scale}")
+    scaled = vector * scale
+    if float(np.max(np.abs(scaled))) > quantization.qmax:
+        raise ConfigurationError(
+            f"a DP contribution coordinate exceeds the range {quantization.clip:g}: DP mode never clips "
+            "coordinates (the clipped count would leak); clip per example and respect max_samples_per_client"
+        )
+    floor = np.floor(scaled)
+    rounded = (floor + (rounding_rng.random(vector.shape[0]) < scaled - floor)).astype(np.int64)
+    noise = sample_discrete_gaussian(plan.variance, plan.dimension, source)
+    encoded: npt.NDArray[np.int64] = rounded + noise
+    if int(np.max(np.abs(encoded))) > quantization.qmax:  # probability below d * 2^-40
+        raise OverflowDetectedError("a noised encoding left the range its protocol is sized for; retry the round")
+    return encoded
+
+
+@dataclass(frozen=True)
+class DPQuantizer(WeightedQuantizer):
+    """A :class:`WeightedQuantizer` whose encodings are noised sums (no weight coordinate).
+
+    Any aggregator built on a WeightedQuantizer (plain-quantized, secagg, secagg+,
+    paillier) sums these encodings unchanged; :meth:`decode_integers` returns the noised
+    *sum* in model units (not a mean) and refuses a sum of fewer than h encodings.
+    """
+
+    plan: NoisePlan = field(kw_only=True)
+    tail_bound: int = field(kw_only=True)
+    noise_source: RandomSource | None = field(default=None, kw_only=True, repr=False, compare=False)
+
+    def descriptor(self, server_round: int, table: SegmentTable | None = None) -> bytes:
+        """The round's descriptor digest: the encoding, the segment table (if any) and every
+        ``secagg.dp.*`` parameter (epsilon, delta, rounds, l2 clip, sampling rate, h, sigma^2,
+        dimension, sensitivity)."""
+        return SessionDescriptor.create(
+            self.config,
+            server_round=server_round,
+            layout_digest=bytes(32) if table is None else table.digest(),
+            parameters=self.plan.config.descriptor_parameters(self.plan),
+        ).digest()
+
+    def encoded_length(self, vector_length: int, table: SegmentTable | None = None) -> int:
+        """The contribution's coordinates only: no sample count and no clipped count is sent in DP mode."""
+        return vector_length
+
+    def encode_integers(
+        self, update: ClientUpdate, rng: np.random.Generator, table: SegmentTable | None = None
+    ) -> npt.NDArray[np.int64]:
+        """:func:`noised_encoding` of ``update.vector`` (``num_samples`` is not used or sent; one
+        flat range, so ``table`` must be the flat one or None)."""
+        if table is not None and len(table.segments) != 1:
+            raise ConfigurationError("DP mode encodes one flat range: per-segment clip tables are not used")
+        return noised_encoding(self.plan, self.config, update.vector, rng, self.noise_source)
+
+    def decode_sum(self, total: npt.NDArray[Any], num_summands: int, table: SegmentTable | None = None) -> DecodedSum:
+        """The noised sum in model units (``mean`` holds the **sum**), from the integer sum of
+        ``num_summands`` encodings; the clipping report counts zero (nothing is clipped by
+        construction) and ``weight_total`` is 0 (no count is sent).
+
+        InsufficientNoiseError if ``num_summands`` is below h; OverflowDetectedError if a
+        coordinate lies beyond ``num_summands * qmax`` plus the noise tail bound."""
+        integers = np.asarray(total)
+        if integers.ndim != 1 or integers.dtype.kind not in "iu":
+            raise ConfigurationError("an encoded sum is a one-dimensional integer array")
+        check_contributors(self.plan, num_summands)
+        if num_summands > self.config.num_clients:
+            raise ConfigurationError(f"num_summands must be at most {self.config.num_clients}, got {num_summands}")
+        bound = num_summands * self.config.qmax + noise_tail_bound(self.plan, num_summands)
+        sums = integers.astype(np.int64)
+        if int(sums.min()) < -bound or int(sums.max()) > bound:
+            raise OverflowDetectedError(f"decoded DP sum exceeds {bound}, beyond what {num_summands} encodings reach")
+        noised: FloatVector = sums.astype(np.float64) / self.config.scale
+        flat = self.flat_table(sums.shape[0]) if table is None else table
+        report = ClippingReport(flat, (0,) * len(flat.segments), num_summands)
+        return DecodedSum(mean=noised, clipping=report, weight_total=0)
+
+
+class DPAggregator:
+    """Wraps an aggregator built on a :class:`DPQuantizer`: budget and contributor checks.
+
+    Per round: refuses (skips) a round that would exceed the budget or that fewer than h
+    hospitals would upload to, before any hospital sends anything; charges the round to
+    the accountant; runs the inner secure sum. ``result.mean`` is the noised **sum** of
+    the contributions (divide by the public denominator).
+    """
+
+    def __init__(self, inner: Aggregator, quantizer: DPQuantizer, accountant: PrivacyAccountant) -> None:
+        if not isinstance(quantizer, DPQuantizer):
+            raise ConfigurationError("DPAggregator needs the DPQuantizer its inner aggregator encodes with")
+        if getattr(inner, "quantizer", None) is not quantizer:
+            raise ConfigurationError("the inner aggregator must encode with the DPQuantizer given")
+        if accountant.plan != quantizer.plan:
+            raise ConfigurationError("the accountant's noise plan differs from the quantizer's")
+        self.inner = inner
+        self.quantizer = quantizer
+        self.accountant = accountant
+        self.exhausted = False
+
+    @property
+    def name(self) -> str:
+        """The inner aggregator's name with ``+dp``."""
+        return f"{self.inner.name}+dp"
+
+    @property
+    def plan(self) -> NoisePlan:
+        """The calibrated noise every released round carries."""
+        plan: NoisePlan = self.quantizer.plan
+        return plan
+
+    @property
+    def config(self) -> DPConfig:
+        """The declared guarantee."""
+        return self.plan.config
+
+    def spent(self) -> tuple[float, float]:
+        """(epsilon, delta) spent so far per patient."""
+        return self.accountant.spent()
+
+    def guarantee(self) -> str:
+        """The declared guarantee in one sentence."""
+        config = self.config
+        tolerated = self.plan.num_clients - self.plan.honest
+        sampling = "every patient in every round" if config.sampling_rate is None else (
+            f"patients Poisson-sampled at rate {config.sampling_rate:g} per round"
+        )  # fmt: skip
+        return (
+            f"({config.epsilon:g}, {config.delta:g})-differential privacy per patient over {config.rounds} rounds "
+            f"({sampling}; per-patient L2 clip {config.l2_clip:g}); noise split across {self.plan.num_clients} "
+            f"hospitals, sized for {self.plan.honest} honest ones: holds with up to {tolerated} hospital"
+            f"{'s' if tolerated != 1 else ''} colluding with the server or dropped out (together)"
+        )
+
+    def aggregate(
+        self,
+        updates: Sequence[ClientUpdate],
+        dropouts: Mapping[int, DropoutStage] | None = None,
+        *,
+        rng: np.random.Generator,
+        segments: SegmentTable | None = None,
+    ) -> AggregationResult:
+        """The noised sum of the uploaders' contributions, or a skipped round (see the class).
+
+        ``segments`` must be None: DP mode encodes one flat range (no per-segment clips)."""
+        if segments is not None:
+            raise ConfigurationError("DP mode encodes one flat range: per-segment clip tables are not used")
+        start = time.perf_counter()
+        stages = check_round(updates, dropouts, self.quantizer.config.num_clients)
+        sent = uploaders(updates, stages)
+        if self.exhausted or self.accountant.would_exceed(1):
+            self.exhausted = True
+            return skipped(
+                f"privacy budget: one more round would exceed epsilon = {self.config.epsilon:g}; refused",
+                0.0,
+                time.perf_counter() - start,
+            )
+        shortfall = contributor_shortfall(self.plan, len(sent))
+        if shortfall is not None:
+            return skipped(f"dp: {shortfall}", 0.0, time.perf_counter() - start)
+        try:
+            self.accountant.record_round(num_contributors=len(sent))
+        except (BudgetExceededError, InsufficientNoiseError) as exc:
+            return skipped(f"dp: {exc}", 0.0, time.perf_counter() - start)
+        result = self.inner.aggregate(updates, stages, rng=rng)
+        if result.mean is not None and len(result.included) < self.plan.honest:
+            raise InsufficientNoiseError(f"the protocol included {len(result.included)} < h = {self.plan.honest}")
+        return result
+
+
+def make_dp_aggregator(
+    name: str,
+    dp: DPConfig,
+    *,
+    num_clients: int,
+    dimension: int,
+    max_samples_per_client: int = DEFAULT_MAX_SAMPLES_PER_CLIENT,
+    ring_bits: int | None = None,
+    accountant_path: str | None = None,
+    noise_source: RandomSource | None = None,
+    **protocol_options: Any,
+) -> DPAggregator:
+    """The aggregator ``name`` (``plain-quantized``, ``secagg``, ``secagg+`` or ``paillier``)
+    with distributed DP: calibrates the noise for ``dp`` (n = ``num_clients``, d =
+    ``dimension``), sizes the encoding (:func:`dp_quantization`) and keeps the budget in a
+    :class:`~secagg.dp.PrivacyAccountant` (state file ``accountant_path``, if given)."""
+    if not isinstance(dp, DPConfig):
+        raise ConfigurationError(f"dp must be a DPConfig, got {type(dp).__name__}")
+    if protocol_options.pop("clipping", "fixed") != "fixed":
+        raise ConfigurationError("DP mode never clips coordinates: the adaptive clip (un-noised counts) is not used")
+    if name == "plain":
+        raise ConfigurationError(
+            "DP noise is added to the integer encoding: use plain-quantized, secagg, secagg+ or paillier"
+        )
+    plan, quantization, tail = dp_quantization(
+        dp, num_clients=num_clients, dimension=dimension, max_samples_per_client=max_samples_per_client,
+        ring_bits=ring_bits,
+    )  # fmt: skip
+    quantizer = DPQuantizer(quantization, plan=plan, tail_bound=tail, noise_source=noise_source)
+    inner: Aggregator
+    if name == "plain-quantized":
+        if protocol_options:
+            raise ConfigurationError(f"plain-quantized takes no protocol options, got {sorted(protocol_options)}")
+        inner = QuantizedPlainAggregator(quantizer, clipping="fixed")
+    elif name in ("secagg", "secagg+"):
+        graph = COMPLETE if name == "secagg" else HARARY
+        inner = MaskingAggregator(quantizer, graph=graph, clipping="fixed", **protocol_options)
+    elif name == "paillier":
+        module = importlib.import_module("fl_core.aggregators.paillier")
+        inner = module.PaillierAggregator(quantizer, clipping="fixed", **protocol_options)
+    else:
+        raise ConfigurationError(f"unknown aggregation {name!r}")
+    return DPAggregator(inner, quantizer, PrivacyAccountant(plan, accountant_path))

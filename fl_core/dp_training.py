@@ -1,0 +1,68 @@
+"""The learning side of a DP round: Poisson sampling, clipped per-example gradients, the step.
+
+One DP round is one noised gradient step (DP-FedSGD with distributed noise):
+
+- each hospital includes each of its patients independently with probability q
+  (``DPConfig.sampling_rate``; every patient when it is None) — Poisson sampling, what
+  the accountant's ``PoissonSampledDpEvent`` assumes;
+- it sums the sampled patients' loss gradients at the **global** model, each clipped to
+  L2 norm ``l2_clip`` (:func:`dp_contribution`; vectorised, no loop over patients);
+- the server steps ``w <- w - learning_rate * noised_sum / B`` with a **public** denominator
+  ``B = q * (sum of the hospitals' declared sizes)`` (:func:`public_denominator`): the
+  expected batch size, fixed before the round, so the number of sampled patients (which
+  depends on who is in the data) is never sent nor used.
+
+Why one step and not several local epochs: a patient's influence on a multi-step local
+update is not bounded by the per-example clip (their gradient moves the parameters at
+which every later gradient is taken), so only a single step at the global model has the
+sensitivity ``l2_clip`` the noise is calibrated for. Local data sizes are treated as public,
+as in McMahan et al. (ICLR 2018); declare rounded sizes if they are not.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import numpy.typing as npt
+
+from fl_core.data import ClientData
+from fl_core.models import DPModel, FloatArray, Params, flatten
+from secagg.dp import DPConfig
+from secagg.errors import ConfigurationError
+
+__all__ = ["dp_contribution", "poisson_sample", "public_denominator"]
+
+
+def poisson_sample(num_rows: int, rate: float | None, rng: np.random.Generator) -> npt.NDArray[np.bool_]:
+    """Which rows take part: each independently with probability ``rate`` (all if None)."""
+    if rate is None or rate >= 1.0:
+        return np.ones(num_rows, dtype=bool)
+    if not 0.0 < rate < 1.0:
+        raise ConfigurationError(f"sampling rate must be in (0, 1], got {rate}")
+    mask: npt.NDArray[np.bool_] = rng.random(num_rows) < rate
+    return mask
+
+
+def dp_contribution(
+    model: DPModel, params: Params, data: ClientData, dp: DPConfig, rng: np.random.Generator
+) -> FloatArray:
+    """A hospital's float contribution to a DP round: the sum over its Poisson-sampled
+    patients of their gradients at ``params``, each clipped to ``dp.l2_clip`` (flattened).
+
+    One patient changes it by at most ``dp.l2_clip`` in L2 (added or removed). ``rng`` is
+    the hospital's private sampling randomness.
+    """
+    mask = poisson_sample(data.num_samples, dp.sampling_rate, rng)
+    if not mask.any():
+        return np.zeros(sum(int(p.size) for p in params))
+    return flatten(model.clipped_gradient_sum(params, data.features[mask], data.labels[mask], dp.l2_clip))
+
+
+def public_denominator(declared_sizes: Sequence[int], dp: DPConfig) -> float:
+    """``q * sum(declared_sizes)``: the expected number of sampled patients (``q = 1`` without sampling)."""
+    total = sum(declared_sizes)
+    if total < 1:
+        raise ConfigurationError("the declared hospital sizes must add up to at least one patient")
+    rate = 1.0 if dp.sampling_rate is None else dp.sampling_rate
+    return rate * total

@@ -1,0 +1,279 @@
+"""Distributed DP in fl_core: per-example clipping, noised encodings, refusals, the server's view."""
+
+from __future__ import annotations
+
+import dataclasses
+from fractions import Fraction
+
+import numpy as np
+import pytest
+
+from fl_core.aggregators import make_aggregator
+from fl_core.aggregators.base import ClientUpdate, DropoutStage, client_rounding_rng
+from fl_core.data import ClientData
+from fl_core.dp import DPAggregator, DPQuantizer, dp_quantization, noised_encoding
+from fl_core.dp_training import dp_contribution, poisson_sample, public_denominator
+from fl_core.fedavg import FedAvgConfig, run_fedavg
+from fl_core.models import MLP, LogisticRegression, flatten
+from secagg.dp import DPConfig, SeededRandomSource, noise_tail_bound
+from secagg.errors import ConfigurationError, InsufficientNoiseError, OverflowDetectedError
+from secagg.masking import run_session
+from secagg.segments import Segment, SegmentTable
+
+RNG = np.random.default_rng
+Federation = tuple[list[ClientData], np.ndarray, np.ndarray]
+
+
+def _config(**changes: object) -> DPConfig:
+    base = DPConfig(epsilon=3.0, delta=1e-5, rounds=4, l2_clip=1.0, min_honest=4)
+    return dataclasses.replace(base, **changes)  # type: ignore[arg-type]
+
+
+def _dp_aggregator(
+    name: str = "plain-quantized", *, dimension: int = 14, protocol: dict[str, object] | None = None, **changes: object
+) -> DPAggregator:
+    source = SeededRandomSource(bytes(32))
+    aggregator = make_aggregator(
+        name, num_clients=5, dp=_config(**changes), dimension=dimension, max_samples_per_client=100,
+        noise_source=source, **(protocol or {}),
+    )  # fmt: skip
+    assert isinstance(aggregator, DPAggregator)
+    return aggregator
+
+
+# --- per-example gradients and clipping ---------------------------------------------------
+
+
+@pytest.mark.parametrize("model", [LogisticRegression(5, 3), MLP(5, 3, hidden=4)])
+def test_per_example_gradients_match_single_example_backprop(model: LogisticRegression | MLP) -> None:
+    rng = RNG(1)
+    x, y = rng.normal(size=(7, 5)), rng.integers(0, 3, size=7)
+    params = model.init(rng)
+    per_example = model.per_example_gradients(params, x, y)
+    for i in range(7):
+        _, single = model.loss_and_grad(params, x[i : i + 1], y[i : i + 1])
+        np.testing.assert_allclose(flatten([g[i] for g in per_example]), flatten(single), atol=1e-12)
+
+
+@pytest.mark.parametrize("model", [LogisticRegression(5, 3), MLP(5, 3, hidden=4)])
+@pytest.mark.parametrize("clip", [0.05, 0.5, 100.0])
+def test_clipped_sum_equals_explicit_clipping_and_bounds_each_example(
+    model: LogisticRegression | MLP, clip: float
+) -> None:
+    rng = RNG(2)
+    x, y = 3 * rng.normal(size=(9, 5)), rng.integers(0, 3, size=9)
+    params = model.init(rng)
+    per_example = np.stack([flatten([g[i] for g in model.per_example_gradients(params, x, y)]) for i in range(9)])
+    norms = np.linalg.norm(per_example, axis=1)
+    expected = (per_example * np.minimum(1.0, clip / norms)[:, None]).sum(axis=0)
+    np.testing.assert_allclose(flatten(model.clipped_gradient_sum(params, x, y, clip)), expected, atol=1e-10)
+    # Sensitivity: removing any one example moves the sum by at most the clip.
+    for i in range(9):
+        rest = np.delete(np.arange(9), i)
+        without = flatten(model.clipped_gradient_sum(params, x[rest], y[rest], clip))
+        assert np.linalg.norm(expected - without) <= clip * (1 + 1e-9)
+
+
+def test_per_example_gradients_refuse_an_l2_penalty() -> None:
+    model = LogisticRegression(3, l2=0.1)
+    with pytest.raises(ConfigurationError, match="l2 = 0"):
+        model.clipped_gradient_sum(model.init(RNG(0)), np.ones((2, 3)), np.array([0, 1]), 1.0)
+
+
+def test_poisson_sampling_rate_and_public_denominator(federation: Federation) -> None:
+    mask = poisson_sample(100_000, 0.3, RNG(0))
+    assert abs(mask.mean() - 0.3) < 0.01
+    assert poisson_sample(5, None, RNG(0)).all()
+    assert public_denominator([10, 30], _config(sampling_rate=0.5)) == 20.0
+    clients, _, _ = federation
+    model = LogisticRegression(6)
+    contribution = dp_contribution(model, model.init(RNG(0)), clients[0], _config(), RNG(0))
+    assert contribution.shape == (14,)
+
+
+# --- the encoding: noise on the hospital, before the secure sum ---------------------------
+
+
+def test_noised_encoding_adds_exact_noise_of_the_planned_variance() -> None:
+    aggregator = _dp_aggregator(dimension=20_000)
+    quantizer = aggregator.quantizer
+    vector = np.full(20_000, 0.25)
+    encoded = noised_encoding(quantizer.plan, quantizer.config, vector, RNG(0), SeededRandomSource(bytes(32)))
+    noise = encoded - vector * quantizer.config.scale  # 0.25 * scale is an integer: rounding is exact
+    assert abs(noise.mean()) < 5 * np.sqrt(float(quantizer.plan.variance) / 20_000)
+    assert noise.var() == pytest.approx(float(quantizer.plan.variance), rel=0.05)
+
+
+def test_noised_encoding_refuses_a_coordinate_beyond_the_range_instead_of_clipping() -> None:
+    quantizer = _dp_aggregator().quantizer
+    too_big = np.zeros(14)
+    too_big[3] = quantizer.config.clip * 1.01
+    with pytest.raises(ConfigurationError, match="never clips"):
+        noised_encoding(quantizer.plan, quantizer.config, too_big, RNG(0))
+    with pytest.raises(ConfigurationError, match="14 coordinates"):
+        noised_encoding(quantizer.plan, quantizer.config, np.zeros(13), RNG(0))
+
+
+def test_the_range_covers_every_hospital_sum_so_no_coordinate_is_ever_clipped() -> None:
+    quantizer = _dp_aggregator().quantizer
+    assert quantizer.config.clip >= 100 * 1.0  # max_samples_per_client * l2_clip
+    assert quantizer.encoded_length(14) == 14  # no count coordinate, no clipped-count coordinate
+
+
+def test_overflow_check_covers_the_noise() -> None:
+    config = _config()
+    plan, quantization, tail = dp_quantization(config, num_clients=5, dimension=14, max_samples_per_client=100)
+    assert 5 * quantization.qmax + tail <= quantization.limit
+    with pytest.raises(ConfigurationError, match="overflow"):
+        dp_quantization(config, num_clients=5, dimension=14, max_samples_per_client=2**20, ring_bits=32)
+    quantizer = DPQuantizer(quantization, plan=plan, tail_bound=tail)
+    beyond = np.full(14, 5 * quantization.qmax + tail + 1, dtype=np.int64)
+    with pytest.raises(OverflowDetectedError):
+        quantizer.decode_integers(beyond, 5)
+
+
+def test_descriptor_binds_the_dp_parameters() -> None:
+    digests = {
+        _dp_aggregator(**changes).quantizer.descriptor(1)
+        for changes in ({}, {"epsilon": 2.0}, {"delta": 1e-6}, {"l2_clip": 0.5}, {"min_honest": 3})
+    }
+    assert len(digests) == 5
+
+
+def test_make_aggregator_dp_refusals() -> None:
+    with pytest.raises(ConfigurationError, match="dimension"):
+        make_aggregator("secagg", num_clients=5, dp=_config())
+    with pytest.raises(ConfigurationError, match="integer encoding"):
+        make_aggregator("plain", num_clients=5, dp=_config(), dimension=14)
+    with pytest.raises(ConfigurationError, match="clip and bits"):
+        make_aggregator("secagg", num_clients=5, dp=_config(), dimension=14, clip=0.5)
+
+
+# --- refusals: too few honest contributors, budget ----------------------------------------
+
+
+def _updates(count: int = 5, d: int = 14) -> list[ClientUpdate]:
+    return [ClientUpdate(i, RNG(i).normal(size=d), 10) for i in range(1, count + 1)]
+
+
+@pytest.mark.parametrize("name", ["plain-quantized", "secagg", "secagg+"])
+def test_round_with_fewer_than_h_uploaders_is_skipped_and_not_charged(name: str) -> None:
+    aggregator = _dp_aggregator(name)
+    dropouts = {1: DropoutStage.UPLOAD, 2: DropoutStage.JOIN}  # 3 uploaders < h = 4
+    result = aggregator.aggregate(_updates(), dropouts, rng=RNG(0))
+    assert result.mean is None and "must be skipped" in (result.skipped_reason or "")
+    assert aggregator.accountant.num_releases == 0
+    # One dropout still leaves h = 4: released, and charged.
+    result = aggregator.aggregate(_updates(), {1: DropoutStage.UPLOAD}, rng=RNG(0))
+    assert result.mean is not None and len(result.included) == 4
+    assert aggregator.accountant.num_releases == 1
+
+
+def test_decoding_a_sum_of_fewer_than_h_encodings_is_refused() -> None:
+    quantizer = _dp_aggregator().quantizer
+    with pytest.raises(InsufficientNoiseError):
+        quantizer.decode_integers(np.zeros(14, dtype=np.int64), 3)
+
+
+def test_round_beyond_the_budget_is_refused_and_training_stops(federation: Federation) -> None:
+    clients, test_x, test_y = federation
+    aggregator = make_aggregator(
+        "plain-quantized", num_clients=5, dp=_config(rounds=3), dimension=14, max_samples_per_client=100
+    )
+    result = run_fedavg(LogisticRegression(6), clients, aggregator, test_x, test_y, FedAvgConfig(rounds=6, seed=0))
+    released = [r for r in result.rounds if r.skipped_reason is None]
+    assert len(released) == 3
+    assert "privacy budget" in (result.rounds[-1].skipped_reason or "")
+    assert len(result.rounds) == 4  # the refused round is recorded, then training stops
+    spent = [r.epsilon_spent for r in released]
+    assert spent == sorted(spent) and spent[0] > 0 and spent[-1] is not None and spent[-1] <= 3.0 + 1e-9
+    assert result.rounds[-1].epsilon_spent == spent[-1]
+
+
+def test_dp_training_learns_on_a_separable_problem(federation: Federation) -> None:
+    clients, test_x, test_y = federation
+    aggregator = make_aggregator(
+        "secagg", num_clients=5, dp=_config(epsilon=8.0, rounds=10), dimension=14, max_samples_per_client=100
+    )
+    result = run_fedavg(
+        LogisticRegression(6), clients, aggregator, test_x, test_y, FedAvgConfig(rounds=10, learning_rate=2.0)
+    )
+    assert result.final_accuracy > 0.9
+
+
+# --- the server's view: never the noise-free sum ------------------------------------------
+
+
+def _noise_free_sum(quantizer: DPQuantizer, updates: list[ClientUpdate], round_seed: int) -> np.ndarray:
+    total = np.zeros(updates[0].vector.shape[0], dtype=np.int64)
+    for update in updates:
+        scaled = update.vector * quantizer.config.scale
+        floor = np.floor(scaled)
+        rng = client_rounding_rng(round_seed, update.client_id)
+        total += (floor + (rng.random(scaled.shape[0]) < scaled - floor)).astype(np.int64)
+    return total
+
+
+@pytest.mark.parametrize("name", ["plain-quantized", "secagg", "secagg+"])
+def test_aggregator_output_is_the_noised_sum_never_the_noise_free_one(name: str) -> None:
+    aggregator = _dp_aggregator(name, dimension=2000)
+    updates = _updates(d=2000)
+    result = aggregator.aggregate(updates, {}, rng=RNG(5))
+    assert result.mean is not None
+    # Everything the aggregator returns: the mean (here the noised sum), ids, bytes, time.
+    seed = DPQuantizer.round_seed(RNG(5))
+    clean = _noise_free_sum(aggregator.quantizer, updates, seed)
+    released = np.rint(result.mean * aggregator.quantizer.config.scale).astype(np.int64)
+    noise = released - clean
+    assert not np.any(np.all(released == clean))
+    variance = 5 * float(aggregator.plan.variance)
+    assert noise.var() == pytest.approx(variance, rel=0.15)
+
+
+def test_masking_server_receives_only_noised_inputs_and_unmasks_a_noised_sum() -> None:
+    aggregator = _dp_aggregator("secagg", dimension=2000)
+    inner = aggregator.inner
+    updates = _updates(d=2000)
+    encodings = aggregator.quantizer.encode_all(updates, RNG(9))
+    config = dataclasses.replace(inner.masking_config(5, 2000), descriptor=aggregator.quantizer.descriptor(1))  # type: ignore[attr-defined]
+    session = run_session(config, {u.client_id: encodings[u.client_id] for u in updates}, {}, record_transcript=True)
+    clean = _noise_free_sum(aggregator.quantizer, updates, DPQuantizer.round_seed(RNG(9)))
+    total = aggregator.quantizer.config.ring.sum(list(encodings.values()), 2000)
+    assert np.array_equal(session.aggregate, total)  # the server's result is the sum of noised encodings
+    unmasked = aggregator.quantizer.decode_integers(
+        np.asarray(session.aggregate).view(np.int32).astype(np.int64)
+        if aggregator.quantizer.config.ring_bits == 32
+        else np.asarray(session.aggregate).view(np.int64),
+        5,
+    )
+    noise = np.rint(unmasked * aggregator.quantizer.config.scale).astype(np.int64) - clean
+    assert noise.var() == pytest.approx(5 * float(aggregator.plan.variance), rel=0.15)
+    # No message the server received carries the noise-free sum (or any client's noise-free encoding).
+    clean_bytes = [clean.astype(np.uint32).tobytes()[:64], clean.astype(np.uint64).tobytes()[:64]]
+    for entry in session.transcript:
+        assert all(chunk not in entry.data for chunk in clean_bytes)
+
+
+def test_noise_variance_is_exact_fraction_bound_in_the_plan() -> None:
+    plan = _dp_aggregator().plan
+    assert isinstance(plan.variance, Fraction) and plan.honest == 4
+
+
+def test_each_encoding_range_covers_its_own_noise_and_paillier_sums_it() -> None:
+    quantizer = _dp_aggregator().quantizer
+    assert quantizer.config.qmax >= 100 * quantizer.config.scale + noise_tail_bound(quantizer.plan, 1)
+    aggregator = _dp_aggregator("paillier", protocol={"insecure_small_key": True, "key_bits": 512})
+    result = aggregator.aggregate(_updates(), {}, rng=RNG(3))
+    assert result.mean is not None and len(result.included) == 5
+
+
+def test_dp_mode_refuses_the_adaptive_clip_and_segment_tables() -> None:
+    # The adaptive clip learns from clipped counts that are not noised: never in DP mode.
+    with pytest.raises(ConfigurationError, match="adaptive"):
+        make_aggregator("secagg", num_clients=5, dp=_config(), dimension=14, clipping="adaptive")
+    aggregator = _dp_aggregator()
+    table = SegmentTable((Segment("a", 7, 1.0), Segment("b", 7, 1.0)))
+    with pytest.raises(ConfigurationError, match="flat range"):
+        aggregator.aggregate(_updates(), {}, rng=RNG(0), segments=table)
+    result = aggregator.aggregate(_updates(), {}, rng=RNG(0))
+    assert result.clipping is not None and result.clipping.clipped == 0

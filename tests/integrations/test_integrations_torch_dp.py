@@ -1,0 +1,89 @@
+"""PyTorch with distributed DP: torch.func per-sample gradients, clipped, noised in the secure sum."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from fl_core.aggregators import make_aggregator
+from fl_core.dp import DPAggregator
+from fl_core.models import LogisticRegression
+from secagg.dp import DPConfig
+from secagg.errors import ConfigurationError
+
+torch = pytest.importorskip("torch")
+torch_dp = pytest.importorskip("secagg.integrations.torch_dp")
+
+
+def _loss(output: object, target: object) -> object:
+    return torch.nn.functional.cross_entropy(output, target)
+
+
+def _linear(features: int = 4, classes: int = 3) -> object:
+    torch.manual_seed(0)
+    return torch.nn.Linear(features, classes).double()
+
+
+def test_clipped_gradient_sum_matches_the_numpy_model_and_loops() -> None:
+    # Prepare: a torch Linear layer is fl_core's LogisticRegression with W transposed.
+    rng = np.random.default_rng(0)
+    x, y = 3 * rng.normal(size=(8, 4)), rng.integers(0, 3, size=8)
+    model = _linear()
+    weight, bias = model.weight.detach().numpy().T.copy(), model.bias.detach().numpy().copy()
+
+    # Execute
+    ours = torch_dp.clipped_gradient_sum(model, _loss, torch.from_numpy(x), torch.from_numpy(y), 0.3)
+    numpy_sum = LogisticRegression(4, 3).clipped_gradient_sum([weight, bias], x, y, 0.3)
+
+    # Assert: same clipped sum (torch orders weight as (classes, features)).
+    torch_weight, torch_bias = ours[:12].reshape(3, 4), ours[12:]
+    np.testing.assert_allclose(torch_weight.T, numpy_sum[0], atol=1e-10)
+    np.testing.assert_allclose(torch_bias, numpy_sum[1], atol=1e-10)
+    # And each example's clipped gradient has norm <= clip (checked one by one, here only).
+    for i in range(8):
+        single = torch_dp.clipped_gradient_sum(
+            model, _loss, torch.from_numpy(x[i : i + 1]), torch.from_numpy(y[i : i + 1]), 0.3
+        )
+        assert np.linalg.norm(single) <= 0.3 + 1e-12
+
+
+def test_a_torch_model_trains_with_dp_through_the_secure_sum() -> None:
+    # Prepare: 5 hospitals, two separable classes.
+    rng = np.random.default_rng(1)
+    direction = np.array([2.0, -1.0, 0.5, 1.0])
+
+    def draw(count: int) -> tuple[object, object]:
+        labels = rng.integers(0, 2, size=count)
+        features = rng.normal(size=(count, 4)) + np.outer(2 * labels - 1, direction)
+        return torch.from_numpy(features), torch.from_numpy(labels)
+
+    hospitals = [(i, *draw(40)) for i in range(1, 6)]
+    test_x, test_y = draw(300)
+    model = _linear(4, 2)
+    dp = DPConfig(epsilon=8.0, delta=1e-5, rounds=8, l2_clip=1.0, min_honest=4)
+    aggregator = make_aggregator("secagg", num_clients=5, dp=dp, dimension=10, max_samples_per_client=64)
+    assert isinstance(aggregator, DPAggregator)
+
+    # Execute
+    for _ in range(8):
+        result = torch_dp.run_dp_round(
+            model, hospitals, _loss, aggregator, learning_rate=2.0, denominator=200.0, rng=rng
+        )
+        assert result.mean is not None
+
+    # Assert
+    accuracy = float((model(test_x).argmax(dim=1) == test_y).double().mean())
+    assert accuracy > 0.9
+    assert aggregator.spent()[0] <= 8.0 + 1e-9
+    refused = torch_dp.run_dp_round(model, hospitals, _loss, aggregator, learning_rate=2.0, denominator=200.0, rng=rng)
+    assert refused.mean is None and "privacy budget" in (refused.skipped_reason or "")
+
+
+def test_run_dp_round_refuses_an_aggregator_without_dp() -> None:
+    with pytest.raises(ConfigurationError, match="DP aggregator"):
+        torch_dp.run_dp_round(
+            _linear(), [], _loss, make_aggregator("plain"), learning_rate=1.0, denominator=1.0,
+            rng=np.random.default_rng(0),
+        )  # fmt: skip
+    with pytest.raises(ConfigurationError, match="parameters"):
+        torch_dp.apply_dp_step(_linear(), np.zeros(3), 1.0, 1.0)
