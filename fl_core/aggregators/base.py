@@ -49,7 +49,7 @@ import numpy as np
 import numpy.typing as npt
 
 from secagg._validate import require_int, require_sequence
-from secagg.descriptor import SessionDescriptor
+from secagg.descriptor import Parameter, SessionDescriptor
 from secagg.encoding import QuantizationConfig, from_ring, quantize_to_integers, smallest_ring_bits, to_ring
 from secagg.errors import ConfigurationError, OverflowDetectedError
 from secagg.ring import RingVector
@@ -292,10 +292,13 @@ class WeightedQuantizer:
     Built from a :class:`secagg.encoding.QuantizationConfig` whose
     ``num_clients`` is the most clients that will ever be summed and whose
     ``max_weight`` is the public bound on one client's sample count; that config
-    already refuses every setting that could wrap the ring.
+    already refuses every setting that could wrap the ring. ``parameters`` are extra
+    ``(name, value)`` entries bound into every round's session descriptor (e.g. the
+    round's sparsity subset, :mod:`fl_core.compression`).
     """
 
     config: QuantizationConfig
+    parameters: tuple[tuple[str, Parameter], ...] = ()
 
     @classmethod
     def create(
@@ -324,7 +327,9 @@ class WeightedQuantizer:
     def descriptor(self, server_round: int) -> bytes:
         """The digest of round ``server_round``'s :class:`~secagg.descriptor.SessionDescriptor`:
         this quantization and the weight (the sample count), bound into the session."""
-        return SessionDescriptor.create(self.config, weight_key="num_samples", server_round=server_round).digest()
+        return SessionDescriptor.create(
+            self.config, weight_key="num_samples", server_round=server_round, parameters=dict(self.parameters)
+        ).digest()
 
     def encoded_length(self, vector_length: int) -> int:
         """Length of an encoding: the update's coordinates plus the count."""
