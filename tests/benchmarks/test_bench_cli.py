@@ -15,6 +15,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from secagg_bench import compression as compression_suite
+from secagg_bench import dropouts as dropouts_suite
 from secagg_bench import flower_peer
 from secagg_bench import masking as masking_suite
 from secagg_bench.progress import Progress
@@ -106,16 +108,52 @@ def test_dropouts_suite_runs_the_defaults_under_every_single_dropout_and_ten_per
 
 
 def test_dropouts_targets_fail_a_run_that_lost_a_session_or_an_exact_sum() -> None:
-    from secagg_bench import dropouts
-
     def row(n: int, completed: int, sessions: int, exact: bool = True) -> dict[str, Any]:
         params = {"mode": "active", "clients": n, "schedule": "s"}
         metrics = {"completion_rate": completed / sessions, "exact": exact}
         return {"params": params, "metrics": metrics}
 
-    met = [t.met for t in dropouts.targets([row(5, 25, 25), row(5, 24, 25), row(20, 198, 200), row(20, 197, 200)])]
+    rows = [row(5, 25, 25), row(5, 24, 25), row(20, 198, 200), row(20, 197, 200)]
+    met = [t.met for t in dropouts_suite.targets(rows)]
     assert met == [True, False, True, False]
-    assert [t.met for t in dropouts.targets([row(20, 200, 200, exact=False)])] == [False]
+    assert [t.met for t in dropouts_suite.targets([row(20, 200, 200, exact=False)])] == [False]
+
+
+def test_compression_suite_reports_bytes_per_parameter_accuracy_and_exactness(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    # Execute: uncompressed and a 1 byte/parameter budget, one seed, two rounds
+    document = _run(
+        capsys, tmp_path, "compression", "--dataset", "breast-cancer", "--bits", "16", "--sparsity",
+        "--bytes-per-parameter", "1", "--seeds", "1", "--rounds", "2",
+    )  # fmt: skip
+
+    # Assert
+    _check_outputs(tmp_path, document)
+    rows = {r["params"]["setting"]: r for r in document["results"]}
+    assert set(rows) == {"uncompressed", "budget 1 B/param"}
+    assert rows["uncompressed"]["metrics"]["protected_bytes"] == 4 * 63
+    budget = rows["budget 1 B/param"]
+    assert budget["params"]["coordinates_sent"] == 14
+    assert budget["metrics"]["protected_bytes_per_parameter"] <= 1.0
+    assert budget["metrics"]["total_bytes_per_hospital"] > budget["metrics"]["protected_bytes"]
+    assert all(r["metrics"]["exact"] for r in document["results"])
+    names = [t["name"] for t in document["targets"]]
+    assert "breast-cancer: secure sums bit-exact against the plain sum of the same compressed encodings" in names
+    assert "compression" in document["command"] and "--bytes-per-parameter 1.0" in document["command"]
+
+
+def test_compression_targets_take_the_best_setting_within_the_budget() -> None:
+    def row(setting: str, per_parameter: float, gap: float, exact: bool = True) -> dict[str, Any]:
+        params = {"dataset": "digits", "setting": setting, "bits": 16}
+        metrics = {"protected_bytes_per_parameter": per_parameter, "gap_pp": gap, "exact": exact,
+                   "total_bytes_per_parameter": 2.0}  # fmt: skip
+        return {"params": params, "metrics": metrics}
+
+    found = compression_suite.targets([row("uncompressed", 4.0, 0.0), row("a", 1.0, -0.7), row("b", 0.5, -0.4)])
+    assert [(t.achieved, t.met) for t in found if t.limit is not None] == [(-0.4, True), (1.0, True)]
+    found = compression_suite.targets([row("uncompressed", 4.0, 0.0), row("a", 1.0, -0.7, exact=False)])
+    assert [t.met for t in found if t.limit is not None] == [False, False]
 
 
 def test_paillier_suite_compares_with_phe_and_the_floor(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
@@ -187,7 +225,7 @@ def test_bench_all_lists_every_suite(capsys: pytest.CaptureFixture[str]) -> None
 
     # Assert
     assert exited.value.code == 0
-    for suite in ("masking", "paillier", "fedavg", "scaling", "peers", "dropouts", "all"):
+    for suite in ("masking", "paillier", "fedavg", "scaling", "peers", "dropouts", "compression", "all"):
         assert suite in out
 
 
