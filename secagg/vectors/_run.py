@@ -10,7 +10,17 @@ from pathlib import Path
 from typing import Any
 
 from secagg.errors import SecAggError
-from secagg.vectors import _bindings, _encoding, _flower, _masking, _paillier, _primitives, _sessions, _wire
+from secagg.vectors import (
+    _bindings,
+    _encoding,
+    _flower,
+    _masking,
+    _paillier,
+    _primitives,
+    _sessions,
+    _sparsity,
+    _wire,
+)
 from secagg.vectors._format import Json, canonical_json
 from secagg.vectors._suite import CHECKERS, Suite
 
@@ -42,6 +52,7 @@ SUITES: tuple[Suite, ...] = (
     *_paillier.SUITES,
     *_flower.SUITES,
     *_bindings.SUITES,
+    *_sparsity.SUITES,
 )
 """Every vector file, in the order the spec presents them."""
 
@@ -93,8 +104,10 @@ def _schema_errors(document: Json) -> tuple[str, list[str]]:
     if not (SCHEMA_DIR / name).is_file():
         return "missing", [f"no schema named {name!r} in {SCHEMA_DIR}"]
     validator = jsonschema.Draft202012Validator(load_schema(name))
-    errors = [f"schema: {'/'.join(str(p) for p in error.absolute_path)}: {error.message}"[:300]
-              for error in validator.iter_errors(document)]
+    errors = [
+        f"schema: {'/'.join(str(p) for p in error.absolute_path)}: {error.message}"[:300]
+        for error in validator.iter_errors(document)
+    ]
     return ("ok" if not errors else "FAILED"), errors[:10]
 
 
