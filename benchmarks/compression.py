@@ -1,212 +1,179 @@
-"""Suite ``compression``: bytes per parameter inside the secure sum, and what they cost in accuracy.
+"""Compression primitives against masking: the rotation and bit packing at d = 10^6.
 
-Issue 16's targets, on the hospital demo (:func:`fl_core.demo.run_demo`: 5 hospitals,
-Dirichlet(0.5) label skew, the demo's local training), for each data set and each
-setting of the quantization bits and the shared-seed partial updates
-(:mod:`fl_core.compression`), over several seeds:
+Issue 16's time target: rotating an update at d = 10^6 should cost no more than
+masking the same vector, since every hospital does both each round. This module
+measures, in one process and on the same d:
 
-- **protected update**: bytes of one hospital's masked vector per round (the sample
-  count included), divided by the model's parameter count d;
-- **total**: bytes a hospital sends per round with every protocol message (keys,
-  shares, unmasking), mean over rounds and seeds, also per parameter;
-- **accuracy**: final held-out accuracy, mean and standard deviation over the seeds, and
-  the gap to the uncompressed secure run (same data set, seeds and bits) in
-  percentage points;
-- **exact**: for every seed the same run through ``plain-quantized`` (the same
-  compressed encodings summed in the clear) ends in a bit-identical model, and
-  includes the same hospitals every round.
+- ``rotation_forward_s`` / ``rotation_inverse_s``: :class:`secagg.rotation.Rotation`
+  (a client rotates its update; the server un-rotates the aggregate once);
+- ``mask_s``: the masking work of one client's MaskedInput step for the same
+  configuration as the masking suite's target (self-mask expanded into the
+  output, the input added, k pairwise masks added in place, 32-bit ring): the
+  PRG part of ``client_mask_s`` in ``secagg bench masking``, without the key
+  agreements and box openings, so the comparison is the harder one for the
+  rotation;
+- ``quantize_s``: quantizing the rotated vector (what follows the rotation);
+- ``pack_s`` / ``unpack_s`` at b bits: the wire form of a narrow ring.
 
-Bits per coordinate on the wire are the ring's (32 in Z_(2^32)): the quantization
-``bits`` change the rounding step, not the bytes, until narrow rings are merged.
+:func:`rotation_vs_masking` returns one row (``params`` and ``metrics``, as the
+other suites' rows); a ``secagg bench compression`` suite can call it per
+configuration. ``python -m benchmarks.compression`` prints the row.
 """
 
 from __future__ import annotations
 
+import argparse
 import importlib.util
-import statistics
+import json
+import os
 import time
-import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
 
-from fl_core.demo import DemoConfig, DemoReport, run_demo
+from secagg import bitpack
 from secagg._install import install_hint
+from secagg.encoding import QuantizationConfig, quantize
 from secagg.errors import ConfigurationError
+from secagg.masking.benchmark import harary_config, median_seconds
+from secagg.masking.config import MaskingConfig
+from secagg.primitives import prg
+from secagg.rotation import Rotation
 
+from . import compression_accuracy as accuracy
 from .common import RunContext, resolve, row_line, utc_now
 from .progress import Progress
 from .report import Column, Row, SuiteReport, Target
 
-__all__ = ["COLUMNS", "OPTIONS", "PRESETS", "TITLE", "run", "settings", "targets"]
-
-TITLE = "Compression: bytes per parameter in the secure sum, and accuracy"
-
-OPTIONS = ("dataset", "aggregation", "bits", "sparsity", "bytes_per_parameter", "seeds", "rounds")
-
-BUDGET = 1.0
-"""Issue 16: the protected update takes at most this many bytes per parameter per hospital per round..."""
-MAX_GAP_PP = 0.5
-"""...at most this many percentage points below the uncompressed secure run (mean over the seeds)."""
-
-PRESETS: dict[str, dict[str, Any]] = {
-    "quick": {
-        "dataset": ["breast-cancer"],
-        "aggregation": "secagg+",
-        "bits": [16],
-        "sparsity": [],
-        "bytes_per_parameter": [BUDGET],
-        "seeds": 2,
-        "rounds": 5,
-    },
-    "full": {
-        "dataset": ["breast-cancer", "digits"],
-        "aggregation": "secagg+",
-        "bits": [16, 8],
-        "sparsity": [0.5, 0.1],
-        "bytes_per_parameter": [BUDGET],
-        "seeds": 10,
-        "rounds": 20,
-    },
-    "custom": {
-        "dataset": ["breast-cancer", "digits"],
-        "aggregation": "secagg+",
-        "bits": [16],
-        "sparsity": [0.5],
-        "bytes_per_parameter": [BUDGET],
-        "seeds": 3,
-        "rounds": 20,
-    },
-}
-
-COLUMNS = (
-    Column("dataset", "params", "dataset"),
-    Column("d", "params", "dim", "int"),
-    Column("bits", "params", "bits", "int"),
-    Column("setting", "params", "setting"),
-    Column("sent", "params", "fraction", "pct"),
-    Column("protected B/param", "metrics", "protected_bytes_per_parameter", "f3"),
-    Column("total/hospital/round", "metrics", "total_bytes_per_hospital", "bytes"),
-    Column("total B/param", "metrics", "total_bytes_per_parameter", "f3"),
-    Column("accuracy", "metrics", "accuracy_mean", "acc"),
-    Column("sd", "metrics", "accuracy_std", "acc"),
-    Column("gap pp", "metrics", "gap_pp", "f3"),
-    Column("exact", "metrics", "exact"),
-)
+__all__ = ["COLUMNS", "METRIC_NOTES", "OPTIONS", "PRESETS", "TITLE", "main", "rotation_vs_masking", "run"]
 
 METRIC_NOTES = {
-    "protected_bytes": "bytes of one hospital's masked vector per round (coordinates sent + the sample count)",
-    "protected_bytes_per_parameter": "protected_bytes / d",
-    "total_bytes_per_hospital": "bytes a hospital sends per round, every protocol message, mean over rounds and seeds",
-    "total_bytes_per_parameter": "total_bytes_per_hospital / d",
-    "accuracy_mean": "final held-out accuracy, mean over the seeds",
-    "accuracy_std": "final held-out accuracy, population standard deviation over the seeds",
-    "accuracy_min": "lowest final accuracy over the seeds",
-    "accuracy_max": "highest final accuracy over the seeds",
-    "gap_pp": "100 x (accuracy_mean - the uncompressed secure run's accuracy_mean), same data set, bits and seeds",
-    "exact": "every seed: the secure run's final model bit-identical to the in-the-clear sum of the same encodings",
-    "seconds_per_run": "mean wall seconds of one secure run (training, aggregation, evaluation)",
+    "rotation_forward_s": "seconds, median: Rotation.forward of a d-vector of doubles (one client, one round)",
+    "rotation_inverse_s": "seconds, median: Rotation.inverse of the padded aggregate (the server, once a round)",
+    "mask_s": "seconds, median: self-mask expansion + input add + k pairwise-mask expansions added in place (uint32)",
+    "rotation_over_mask": "rotation_forward_s / mask_s (the issue's target: <= 1)",
+    "quantize_s": "seconds, median: quantize the rotated vector (16 bits, stochastic rounding)",
+    "pack_s": "seconds, median: bit-pack the padded vector to b bits",
+    "unpack_s": "seconds, median: unpack it (length and padding checks included)",
+    "bytes_per_parameter": "packed bytes / d (padding of the rotation included), against 4.0 for Z_(2^32) words",
 }
 
 
-def settings(options: Mapping[str, Any]) -> list[dict[str, Any]]:
-    """Every (bits, compression) of the grid: for each bits, uncompressed, each sparsity, each budget."""
-    grid: list[dict[str, Any]] = []
-    for bits in options["bits"]:
-        grid.append({"bits": bits, "setting": "uncompressed", "sparsity": None, "bytes_per_parameter": None})
-        for fraction in options["sparsity"]:
-            grid.append({"bits": bits, "setting": f"sparsity {fraction:g}", "sparsity": fraction,
-                         "bytes_per_parameter": None})  # fmt: skip
-        for budget in options["bytes_per_parameter"]:
-            grid.append({"bits": bits, "setting": f"budget {budget:g} B/param", "sparsity": None,
-                         "bytes_per_parameter": budget})  # fmt: skip
-    return grid
+def _config(num_clients: int, dim: int, graph: str, dropout: float) -> MaskingConfig:
+    if graph == "complete":
+        return MaskingConfig.secagg(num_clients, dim)
+    return harary_config(num_clients, dim, dropout)
 
 
-def _demo(dataset: str, aggregation: str, setting: Mapping[str, Any], seed: int, rounds: int) -> DemoReport:
-    config = DemoConfig(
-        aggregation=aggregation, dataset=dataset, seed=seed, rounds=rounds, compare=False, bits=setting["bits"],
-        sparsity=setting["sparsity"], bytes_per_parameter=setting["bytes_per_parameter"],
-    )  # fmt: skip
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", UserWarning)
-        return run_demo(config)
+def rotation_vs_masking(
+    dim: int = 1_000_000,
+    num_clients: int = 100,
+    graph: str = "harary",
+    dropout: float = 0.1,
+    bits: int = 12,
+    repeats: int = 7,
+) -> dict[str, Any]:
+    """One row: the rotation, masking, quantization and packing of one d-vector, medians of ``repeats``."""
+    config = _config(num_clients, dim, graph, dropout)
+    rng = np.random.default_rng(0)
+    update = rng.normal(size=dim)
+    rotation = Rotation(os.urandom(32), dim)
+    rotated = rotation.forward(update)
 
+    inputs = rng.integers(0, 1 << 32, dim, dtype=np.uint32)
+    seeds = [os.urandom(32) for _ in range(config.degree)]
+    self_seed = os.urandom(32)
 
-def _same(secure: DemoReport, clear: DemoReport) -> bool:
-    """Bit-identical final models and the same hospitals included in every round."""
-    models = all(np.array_equal(a, b) for a, b in zip(secure.result.params, clear.result.params, strict=True))
-    rounds = [r.included for r in secure.result.rounds] == [r.included for r in clear.result.rounds]
-    return models and rounds
+    def mask() -> None:
+        vector = np.empty(dim, dtype=np.uint32)
+        prg.expand_into(vector, self_seed, b"self-mask")
+        np.add(vector, inputs, out=vector)
+        for index, seed in enumerate(seeds):
+            prg.add_expansion(vector, seed, b"pairwise-mask", subtract=bool(index % 2))
 
+    quantization = QuantizationConfig(clip=4.0, bits=16, num_clients=num_clients)
+    narrow = rng.integers(0, 1 << bits, rotation.padded_dimension, dtype=np.uint64).astype(
+        np.uint32 if bits <= 32 else np.uint64
+    )
+    packed = bitpack.pack(narrow, bits)
 
-def _row(dataset: str, aggregation: str, setting: Mapping[str, Any], seeds: int, rounds: int) -> Row:
-    accuracies: list[float] = []
-    totals: list[float] = []
-    seconds: list[float] = []
-    exact = True
-    report: DemoReport | None = None
-    for seed in range(seeds):
-        began = time.perf_counter()
-        report = _demo(dataset, aggregation, setting, seed, rounds)
-        seconds.append(time.perf_counter() - began)
-        accuracies.append(report.final_accuracy)
-        totals.extend(r.bytes_per_client for r in report.result.rounds if r.skipped_reason is None)
-        exact = exact and _same(report, _demo(dataset, "plain-quantized", setting, seed, rounds))
-    assert report is not None
-    dim = sum(int(p.size) for p in report.result.params)
-    ring_bytes = report.config.ring_bits // 8
-    compression = report.compression
-    count = dim if compression is None else int(compression["count"])
-    protected = ring_bytes * (count + 1) if compression is None else int(compression["protected_bytes"])
-    total = statistics.fmean(totals) if totals else None
+    forward_s = median_seconds(lambda: rotation.forward(update), repeats)
+    inverse_s = median_seconds(lambda: rotation.inverse(rotated), repeats)
+    mask_s = median_seconds(mask, repeats)
     return {
         "params": {
-            "dataset": dataset,
-            "aggregation": aggregation,
             "dim": dim,
-            "bits": setting["bits"],
-            "ring_bits": report.config.ring_bits,
-            "setting": setting["setting"],
-            "sparsity": setting["sparsity"],
-            "bytes_per_parameter": setting["bytes_per_parameter"],
-            "coordinates_sent": count,
-            "fraction": count / dim,
-            "seeds": seeds,
-            "rounds": rounds,
+            "padded_dim": rotation.padded_dimension,
+            "clients": num_clients,
+            "graph": graph,
+            "degree": config.degree,
+            "bits": bits,
         },
         "metrics": {
-            "protected_bytes": protected,
-            "protected_bytes_per_parameter": protected / dim,
-            "total_bytes_per_hospital": total,
-            "total_bytes_per_parameter": None if total is None else total / dim,
-            "accuracy_mean": statistics.fmean(accuracies),
-            "accuracy_std": statistics.pstdev(accuracies),
-            "accuracy_min": min(accuracies),
-            "accuracy_max": max(accuracies),
-            "gap_pp": None,
-            "exact": exact,
-            "seconds_per_run": statistics.fmean(seconds),
+            "rotation_forward_s": forward_s,
+            "rotation_inverse_s": inverse_s,
+            "mask_s": mask_s,
+            "rotation_over_mask": forward_s / mask_s,
+            "quantize_s": median_seconds(lambda: quantize(rotated, quantization, rng), repeats),
+            "pack_s": median_seconds(lambda: bitpack.pack(narrow, bits), repeats),
+            "unpack_s": median_seconds(lambda: bitpack.unpack(packed, rotation.padded_dimension, bits), repeats),
+            "bytes_per_parameter": len(packed) / dim,
         },
     }
 
 
+# --- the suite ``secagg bench compression`` ------------------------------------------------
+
+TITLE = "Compression: bytes per parameter in the secure sum, accuracy, and the rotation against masking"
+
+OPTIONS = ("dataset", "aggregation", "bits", "sparsity", "bytes_per_parameter", "seeds", "rounds", "rotation_dim")
+
+PRESETS: dict[str, dict[str, Any]] = {
+    "quick": {"dataset": ["breast-cancer"], "aggregation": "secagg+", "bits": [16], "sparsity": [],
+              "bytes_per_parameter": [accuracy.BUDGET], "seeds": 2, "rounds": 5, "rotation_dim": 1 << 16,
+              "rotation_repeats": 3},
+    "full": {"dataset": ["breast-cancer", "digits"], "aggregation": "secagg+", "bits": [16, 8],
+             "sparsity": [0.5, 0.1], "bytes_per_parameter": [accuracy.BUDGET], "seeds": 10, "rounds": 20,
+             "rotation_dim": 1_000_000, "rotation_repeats": 9},
+    "custom": {"dataset": ["breast-cancer", "digits"], "aggregation": "secagg+", "bits": [16], "sparsity": [0.5],
+               "bytes_per_parameter": [accuracy.BUDGET], "seeds": 3, "rounds": 20, "rotation_dim": 0,
+               "rotation_repeats": 5},
+}  # fmt: skip
+"""``rotation_dim`` 0 skips the rotation row (``--rotation-dim 1000000`` asks for it)."""
+
+COLUMNS = (
+    *accuracy.COLUMNS,
+    Column("rotation / masking", "metrics", "rotation_over_mask", "x"),
+)
+
+SUITE_METRIC_NOTES = {**accuracy.METRIC_NOTES, **METRIC_NOTES}
+
+
 def run(overrides: Mapping[str, Any], context: RunContext) -> SuiteReport:
-    """Every data set x setting of the preset (or the options given)."""
+    """The rotation row (if asked), then every data set x setting of the preset (or the options given)."""
     if importlib.util.find_spec("sklearn") is None:
         raise ConfigurationError(f"the compression suite needs scikit-learn for the demo data: {install_hint('bench')}")
     started, clock = utc_now(), time.perf_counter()
     options = resolve(PRESETS, context.mode, overrides)
     floors = context.floors()
-    grid = settings(options)
+    grid = accuracy.settings(options)
     plan = [(dataset, setting) for dataset in options["dataset"] for setting in grid]
+    rotation_dim = int(options["rotation_dim"])
     results: list[Row] = []
-    with Progress(len(plan), "compression", enabled=context.progress) as progress:
+    with Progress(len(plan) + bool(rotation_dim), "compression", enabled=context.progress) as progress:
+        if rotation_dim:
+            progress.begin(f"rotation vs masking, d = {rotation_dim:,}")
+            row = rotation_vs_masking(rotation_dim, repeats=int(options["rotation_repeats"]))
+            row["params"]["setting"] = "rotation vs masking (SecAgg+, n = 100)"
+            results.append(row)
+            context.measured(row)
+            progress.write("compression  " + row_line(row, COLUMNS))
+            progress.advance()
         for dataset, setting in plan:
             progress.begin(f"{dataset} {setting['bits']} bits {setting['setting']}")
-            row = _row(dataset, options["aggregation"], setting, options["seeds"], options["rounds"])
-            _relate(row, results)
+            row = accuracy.accuracy_row(dataset, options["aggregation"], setting, options["seeds"], options["rounds"])
+            accuracy.relate(row, results)
             results.append(row)
             context.measured(row)
             progress.write("compression  " + row_line(row, COLUMNS))
@@ -217,71 +184,46 @@ def run(overrides: Mapping[str, Any], context: RunContext) -> SuiteReport:
         "partial updates: each round a public subset of coordinates drawn from the round's seed "
         "(secagg.sparsity), bound in the session descriptor; every hospital keeps what it did not send and adds it "
         "to its next update (error feedback); a budget picks the largest subset whose masked vector fits",
-        "the wire carries 32-bit ring elements whatever the quantization bits (narrow rings are not merged yet); "
-        "the rotation (issue 16) is not part of this branch, so its timing at d = 10^6 is not measured here",
+        "the wire carries 32-bit ring elements whatever the quantization bits: narrow rings (secagg.ring.NarrowRing, "
+        "secagg.bitpack) are not yet used by the masking protocol, so bits do not change the bytes here",
     ]
+    found = accuracy.targets(results)
+    for row in results:
+        if "rotation_over_mask" in row["metrics"]:
+            notes.append(
+                f"rotation row: Rotation.forward of a d = {row['params']['dim']:,} vector against one client's masking "
+                f"of the same vector (self-mask + input + k = {row['params']['degree']} pairwise masks, uint32)"
+            )
+            found.append(
+                Target(
+                    f"rotation at d = {row['params']['dim']:,} over masking the same vector",
+                    "Rotation.forward seconds / one client's mask expansion and adds, same d, same process (medians)",
+                    row["metrics"]["rotation_over_mask"],
+                    1.0,
+                    "<=",
+                    {"dim": row["params"]["dim"]},
+                )
+            )
     return context.report(
-        "compression", started, clock, floors=floors, results=results, targets=targets(results), notes=notes,
-        metric_notes=METRIC_NOTES,
+        "compression", started, clock, floors=floors, results=results, targets=found, notes=notes,
+        metric_notes=SUITE_METRIC_NOTES,
     )  # fmt: skip
 
 
-def _relate(row: Row, earlier: Sequence[Row]) -> None:
-    """The gap to the uncompressed row of the same data set and bits (measured before it; 0 for itself)."""
-    params = row["params"]
-    if params["setting"] == "uncompressed":
-        row["metrics"]["gap_pp"] = 0.0
-        return
-    for other in earlier:
-        p = other["params"]
-        if (p["dataset"], p["bits"], p["setting"]) == (params["dataset"], params["bits"], "uncompressed"):
-            row["metrics"]["gap_pp"] = 100 * (row["metrics"]["accuracy_mean"] - other["metrics"]["accuracy_mean"])
+def main(argv: list[str] | None = None) -> int:
+    """``python -m benchmarks.compression [--dim D] [--clients N] [--graph G] [--bits B] [--repeats R]``."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--dim", type=int, default=1_000_000)
+    parser.add_argument("--clients", type=int, default=100)
+    parser.add_argument("--graph", choices=["complete", "harary"], default="harary")
+    parser.add_argument("--dropout", type=float, default=0.1)
+    parser.add_argument("--bits", type=int, default=12)
+    parser.add_argument("--repeats", type=int, default=7)
+    args = parser.parse_args(argv)
+    row = rotation_vs_masking(args.dim, args.clients, args.graph, args.dropout, args.bits, args.repeats)
+    print(json.dumps(row, indent=2))
+    return 0
 
 
-def targets(results: Sequence[Row]) -> list[Target]:
-    """Issue 16, per data set: the best setting within the budget stays within 0.5 pp; every sum exact;
-    the total bytes per hospital per round reported beside it."""
-    found: list[Target] = []
-    for dataset in dict.fromkeys(r["params"]["dataset"] for r in results):
-        rows = [r for r in results if r["params"]["dataset"] == dataset]
-        within = [
-            r for r in rows
-            if r["metrics"]["protected_bytes_per_parameter"] <= BUDGET and r["metrics"]["gap_pp"] is not None
-        ]  # fmt: skip
-        best = max(within, key=lambda r: r["metrics"]["gap_pp"], default=None)
-        where = {"dataset": dataset} | ({} if best is None else {"setting": best["params"]["setting"],
-                                                                "bits": best["params"]["bits"]})  # fmt: skip
-        found.append(
-            Target(
-                f"{dataset}: protected update <= {BUDGET:g} byte/parameter, accuracy gap (pp)",
-                f"mean accuracy minus the uncompressed secure run's, in pp, of the best setting whose masked vector "
-                f"takes <= {BUDGET:g} byte per parameter per hospital per round"
-                + ("" if best is not None else " (no setting within the budget was run)"),
-                None if best is None else best["metrics"]["gap_pp"],
-                -MAX_GAP_PP,
-                ">=",
-                where,
-            )
-        )
-        if best is not None:
-            found.append(
-                Target(
-                    f"{dataset}: total bytes per hospital per round at that setting",
-                    "every protocol message included (keys, shares, unmasking), per parameter",
-                    best["metrics"]["total_bytes_per_parameter"],
-                    None,
-                    "report",
-                    where,
-                )
-            )
-        found.append(
-            Target(
-                f"{dataset}: secure sums bit-exact against the plain sum of the same compressed encodings",
-                "1 if every run's model equals the in-the-clear run's bit for bit, else 0",
-                float(all(r["metrics"]["exact"] for r in rows)),
-                1.0,
-                ">=",
-                {"dataset": dataset},
-            )
-        )
-    return found
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -415,7 +415,7 @@ def _dropouts(report: SuiteReport, out: Path) -> list[str]:
 
 
 def _compression(report: SuiteReport, out: Path) -> list[str]:
-    rows = report.results
+    rows = [row for row in report.results if "dataset" in row["params"]]  # the rotation row is in the table
     datasets = list(dict.fromkeys(row["params"]["dataset"] for row in rows))
     figure, (accuracy, sizes) = _figure(2)
     markers = "osD^v<>"

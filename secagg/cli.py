@@ -253,7 +253,7 @@ _BENCH_SUITES = {
     "peers": "Flower's SecAgg+ primitives and phe's per-value encryption doing the same work, same run",
     "dropouts": "default configurations under dropouts: one at any round (n <= 10), 10%% of n per stage (larger n)",
     "compression": "bytes per parameter of the protected update and in total, and accuracy, against quantization "
-    "bits and shared-seed sparsity (issue 16's targets)",
+    "bits and shared-seed sparsity; the rotation against masking (issue 16's targets)",
     "all": "every suite, one summary (what CI runs with --quick)",
 }
 
@@ -393,6 +393,11 @@ def _add_compression_bench(compression: argparse.ArgumentParser) -> None:
     )
     compression.add_argument("--seeds", type=_integer(1, 1000), help="seeds 0..N-1 per setting (default: 3)")
     compression.add_argument("--rounds", type=_integer(1, MAX_ROUNDS), help="FedAvg rounds (default: 20)")
+    compression.add_argument(
+        "--rotation-dim",
+        type=_integer(0, MAX_DIM),
+        help="d of the rotation-against-masking row, 0 for none (default: 0; --full: 1000000)",
+    )
 
 
 def _check_paillier_bench(args: argparse.Namespace) -> str | None:

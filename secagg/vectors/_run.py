@@ -12,6 +12,7 @@ from typing import Any
 from secagg.errors import SecAggError
 from secagg.vectors import (
     _bindings,
+    _compression,
     _encoding,
     _flower,
     _masking,
@@ -52,6 +53,7 @@ SUITES: tuple[Suite, ...] = (
     *_paillier.SUITES,
     *_flower.SUITES,
     *_bindings.SUITES,
+    *_compression.SUITES,
     *_sparsity.SUITES,
 )
 """Every vector file, in the order the spec presents them."""
