@@ -131,7 +131,7 @@ OPTIONS = ("dataset", "aggregation", "bits", "sparsity", "bytes_per_parameter", 
 
 PRESETS: dict[str, dict[str, Any]] = {
     "quick": {"dataset": ["breast-cancer"], "aggregation": "secagg+", "bits": [16], "sparsity": [],
-              "bytes_per_parameter": [accuracy.BUDGET], "seeds": 2, "rounds": 5, "rotation_dim": 1 << 16,
+              "bytes_per_parameter": [accuracy.BUDGET], "seeds": 1, "rounds": 5, "rotation_dim": 1 << 16,
               "rotation_repeats": 3},
     "full": {"dataset": ["breast-cancer", "digits"], "aggregation": "secagg+", "bits": [16, 8],
              "sparsity": [0.5, 0.1], "bytes_per_parameter": [accuracy.BUDGET], "seeds": 10, "rounds": 20,
