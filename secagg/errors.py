@@ -12,8 +12,10 @@ Hierarchy (every class is a :class:`SecAggError`)::
     ├── ConfigurationError (also ValueError): a bad or unsafe argument or setting
     │   └── ConfigurationTypeError (also TypeError): an argument of the wrong type
     ├── EncodeError, DecodeError, AuthenticationError, OverflowDetectedError
+    ├── BudgetExceededError: a release would exceed the declared privacy budget
     └── ProtocolError
         └── ReplayError, UnsafeRequestError, ThresholdError
+                                              └── InsufficientNoiseError
 
 ``ConfigurationError`` derives from ``ValueError`` and ``ConfigurationTypeError``
 from ``TypeError`` as well, so a caller may catch either the library's class or
@@ -25,10 +27,12 @@ from __future__ import annotations
 
 __all__ = [
     "AuthenticationError",
+    "BudgetExceededError",
     "ConfigurationError",
     "ConfigurationTypeError",
     "DecodeError",
     "EncodeError",
+    "InsufficientNoiseError",
     "OverflowDetectedError",
     "ProtocolError",
     "ReplayError",
@@ -92,3 +96,14 @@ class ThresholdError(ProtocolError):
 class OverflowDetectedError(SecAggError):
     """An aggregate left the range its encoding can represent (a ring or a packed
     slot wrapped), so the decoded value would be wrong."""
+
+
+class InsufficientNoiseError(ThresholdError):
+    """Fewer honest contributors than the differential-privacy calibration assumes:
+    their noise shares would not add up to the calibrated total, so the round must be
+    skipped, never released under-noised."""
+
+
+class BudgetExceededError(SecAggError):
+    """Releasing one more aggregate would exceed the declared (epsilon, delta) privacy
+    budget; the round is refused and nothing is recorded as spent."""

@@ -13,6 +13,7 @@ from secagg.errors import SecAggError
 from secagg.vectors import (
     _bindings,
     _compression,
+    _dp,
     _encoding,
     _flower,
     _masking,
@@ -54,6 +55,7 @@ SUITES: tuple[Suite, ...] = (
     *_flower.SUITES,
     *_bindings.SUITES,
     *_compression.SUITES,
+    *_dp.SUITES,
     *_sparsity.SUITES,
 )
 """Every vector file, in the order the spec presents them."""

@@ -1,6 +1,6 @@
 """Vectors for shared-seed partial updates: the subset a seed selects, layer subsets, and their binding.
 
-Spec section (docs/spec.md): 19 (sparsity).
+Spec section (docs/spec.md): 20 (sparsity).
 """
 
 from __future__ import annotations
@@ -99,7 +99,7 @@ def generate_sparsity() -> Json:
         algorithm="secagg-sparsity",
         schema="sparsity_test_schema.json",
         header=[
-            "Shared-seed partial updates (docs/spec.md, section 19): keys = the PRG expansion of the 32-byte seed",
+            "Shared-seed partial updates (docs/spec.md, section 20): keys = the PRG expansion of the 32-byte seed",
             "under the label 'secagg/v1/sparsity' read as d little-endian u64 words (section 5); the subset is the",
             "k indices with the smallest (key, index) pairs, ascending. 'parameters' is encode_parameters (section",
             "16) of the subset's 'secagg.sparsity.*' descriptor entries. Layer subsets: the index ranges of the",

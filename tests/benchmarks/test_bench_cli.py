@@ -15,8 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from secagg_bench import compression_accuracy, flower_peer
-from secagg_bench import dropouts as dropouts_suite
+from secagg_bench import compression_accuracy, dropouts, flower_peer
 from secagg_bench import masking as masking_suite
 from secagg_bench.progress import Progress
 from secagg_bench.report import validate
@@ -113,9 +112,9 @@ def test_dropouts_targets_fail_a_run_that_lost_a_session_or_an_exact_sum() -> No
         return {"params": params, "metrics": metrics}
 
     rows = [row(5, 25, 25), row(5, 24, 25), row(20, 198, 200), row(20, 197, 200)]
-    met = [t.met for t in dropouts_suite.targets(rows)]
+    met = [t.met for t in dropouts.targets(rows)]
     assert met == [True, False, True, False]
-    assert [t.met for t in dropouts_suite.targets([row(20, 200, 200, exact=False)])] == [False]
+    assert [t.met for t in dropouts.targets([row(20, 200, 200, exact=False)])] == [False]
 
 
 def test_compression_suite_reports_bytes_per_parameter_accuracy_and_exactness(

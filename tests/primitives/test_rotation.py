@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from secagg.descriptor import encode_parameters
+from secagg.descriptor import SessionDescriptor, encode_parameters
 from secagg.encoding import QuantizationConfig, dequantize, quantize
 from secagg.errors import ConfigurationError
 from secagg.rotation import Rotation, hadamard_in_place, normalisation, signs
@@ -203,6 +203,25 @@ def test_descriptor_parameters_bind_seed_dimension_and_block() -> None:
     }
     assert encode_parameters(parameters) != encode_parameters(Rotation(SEED, 1000, 512).descriptor_parameters())
     assert Rotation(SEED, 1000) == Rotation(SEED, 1000, 1024)
+
+
+def test_a_different_rotation_gives_a_different_session_descriptor_digest() -> None:
+    # Prepare: the same round, training parameters beside the rotation's entries
+    config = QuantizationConfig(clip=1.0, bits=8, num_clients=3)
+    training = {"config/lr": 0.1}
+
+    def digest(rotation: Rotation) -> bytes:
+        parameters = {**training, **rotation.descriptor_parameters()}
+        return SessionDescriptor.create(config, server_round=4, parameters=parameters).digest()
+
+    # Execute
+    base = digest(Rotation(SEED, 1000))
+
+    # Assert: a server that rotated one hospital differently puts it in another session
+    assert digest(Rotation(SEED, 1000)) == base
+    assert digest(Rotation(bytes(32), 1000)) != base
+    assert digest(Rotation(SEED, 1000, 256)) != base
+    assert digest(Rotation(SEED, 999)) != base
 
 
 @pytest.mark.parametrize(

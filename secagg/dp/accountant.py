@@ -1,0 +1,309 @@
+"""The privacy budget accountant: what has been spent, and a refusal before it is exceeded.
+
+:class:`PrivacyAccountant` holds the budget (epsilon, delta) declared in the
+:class:`~secagg.dp.DPConfig`, counts the aggregates released under a
+:class:`~secagg.dp.NoisePlan`, reports the (epsilon, delta) spent so far
+(dp-accounting's ``RdpAccountant`` on the plan's per-round events, see
+:mod:`secagg.dp.calibration`) and refuses, with
+:class:`~secagg.errors.BudgetExceededError`, a round that would exceed the
+budget. Call :meth:`PrivacyAccountant.record_round` **before** releasing the
+round's aggregate: the state file is written first, so a crash between the two
+over-counts, never under-counts.
+
+Its interface mirrors Flower 1.42's ``flwr.serverapp.RdpAccountant`` where the
+semantics carry over (``config``, ``num_releases``, ``get_epsilon``,
+``get_delta``, ``get_privacy_spent``, ``would_exceed``, ``state_dict``,
+``load_state_dict``), so a Flower user reads our budget the way they read
+Flower's. The difference: Flower composes caller-supplied Gaussian events,
+whereas here the event of a round is fixed by the calibrated plan, so
+``would_exceed`` takes a number of rounds (Flower's ``count``) instead of an event.
+
+The state survives a restart in a JSON file (docs/privacy.md, "The budget
+file"): written atomically (temporary file, fsync, ``os.replace``, fsync of the
+directory) with mode 0600, and read back strictly: anything other than the
+exact schema raises :class:`~secagg.errors.DecodeError`, a budget or plan that
+differs from the accountant's raises :class:`~secagg.errors.ConfigurationError`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import os
+import stat
+import tempfile
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from secagg._validate import require_finite, require_instance, require_int
+from secagg.dp.calibration import NoisePlan, check_contributors
+from secagg.dp.config import MAX_ROUNDS, DPConfig
+from secagg.errors import BudgetExceededError, ConfigurationError, DecodeError, ReplayError
+
+__all__ = ["STATE_FORMAT", "STATE_VERSION", "PrivacyAccountant", "PrivacySpent"]
+
+STATE_FORMAT = "secagg/dp-accountant"
+STATE_VERSION = 1
+ACCOUNTING_METHOD = "rdp"
+MAX_STATE_BYTES = 1 << 16
+MAX_SERVER_ROUND = (1 << 32) - 1
+STATE_MODE = 0o600
+_STATE_KEYS = frozenset({"format", "version", "accounting_method", "budget", "plan_digest", "released", "last_round"})
+
+
+@dataclass(frozen=True)
+class PrivacySpent:
+    """The cumulative spend (the fields of Flower's ``PrivacySpent``)."""
+
+    epsilon: float
+    delta: float
+    num_releases: int
+    accounting_method: str = ACCOUNTING_METHOD
+    optimal_order: float | None = None
+
+
+class PrivacyAccountant:
+    """The (epsilon, delta) budget of a run, enforced round by round and kept on disk.
+
+    Args:
+        plan: the calibrated noise every released round carries.
+        path: the state file; loaded if it exists (and must match ``plan``), created otherwise.
+            None keeps the state in memory only.
+    """
+
+    def __init__(self, plan: NoisePlan, path: str | os.PathLike[str] | None = None) -> None:
+        self._plan = require_instance("plan", plan, NoisePlan)
+        self._path = None if path is None else Path(path)
+        self._released = 0
+        self._last_round: int | None = None
+        if self._path is not None:
+            state = _read_state(self._path)
+            if state is None:
+                self._save(self.state_dict())
+            else:
+                self.load_state_dict(state)
+
+    @property
+    def config(self) -> DPConfig:
+        """The declared configuration (its epsilon and delta are the budget)."""
+        return self._plan.config
+
+    @property
+    def plan(self) -> NoisePlan:
+        """The calibrated noise plan the rounds are accounted under."""
+        return self._plan
+
+    @property
+    def budget(self) -> tuple[float, float]:
+        """The declared (epsilon, delta)."""
+        return self.config.epsilon, self.config.delta
+
+    @property
+    def num_releases(self) -> int:
+        """The number of rounds recorded as released."""
+        return self._released
+
+    @property
+    def last_round(self) -> int | None:
+        """The server round of the last recorded release, if rounds were numbered."""
+        return self._last_round
+
+    def spent(self) -> tuple[float, float]:
+        """The (epsilon, delta) spent by the rounds recorded so far (epsilon at the budget's delta)."""
+        return self.get_epsilon(), self.config.delta
+
+    def get_epsilon(self, delta: float | None = None) -> float:
+        """Cumulative epsilon at ``delta`` (default: the budget's)."""
+        target = self.config.delta if delta is None else _probability("delta", delta)
+        if self._released == 0:
+            return 0.0
+        return min(float(a.get_epsilon(target)) for a in self._plan.composed_accountants(self._released))
+
+    def get_delta(self, epsilon: float) -> float:
+        """Cumulative delta at ``epsilon``."""
+        target = require_finite("epsilon", epsilon, 0.0)
+        if self._released == 0:
+            return 0.0
+        return min(float(a.get_delta(target)) for a in self._plan.composed_accountants(self._released))
+
+    def get_privacy_spent(self, delta: float | None = None) -> PrivacySpent:
+        """Cumulative spend at ``delta`` (default: the budget's), as Flower reports it."""
+        target = self.config.delta if delta is None else _probability("delta", delta)
+        return PrivacySpent(epsilon=self.get_epsilon(target), delta=target, num_releases=self._released)
+
+    def would_exceed(self, rounds: int = 1, max_epsilon: float | None = None) -> bool:
+        """Whether releasing ``rounds`` more rounds would spend more than the budget's epsilon
+        (or ``max_epsilon``) at the budget's delta. Changes nothing."""
+        rounds = require_int("rounds", rounds, 1, MAX_ROUNDS)
+        limit = self.config.epsilon if max_epsilon is None else require_finite("max_epsilon", max_epsilon, 0.0)
+        return self._plan.spent_after(self._released + rounds)[0] > limit
+
+    def record_round(
+        self, server_round: int | None = None, *, num_contributors: int | None = None, colluders: int = 0
+    ) -> PrivacySpent:
+        """Record one released round and return the spend including it; call before releasing.
+
+        Refuses, recording nothing: InsufficientNoiseError if ``num_contributors`` minus
+        ``colluders`` is below the plan's honest count; ReplayError if ``server_round`` is not
+        after the last recorded one; BudgetExceededError if the round would exceed the budget.
+        """
+        if num_contributors is not None:
+            check_contributors(self._plan, num_contributors, colluders)
+        if server_round is not None:
+            server_round = require_int("server_round", server_round, 0, MAX_SERVER_ROUND)
+            if self._last_round is not None and server_round <= self._last_round:
+                raise ReplayError(f"round {server_round} is not after the last recorded round {self._last_round}")
+        if self.would_exceed(1):
+            after = self._plan.spent_after(self._released + 1)[0]
+            raise BudgetExceededError(
+                f"releasing round {self._released + 1} would spend epsilon = {after:.6g} at delta = "
+                f"{self.config.delta:g}, over the budget epsilon = {self.config.epsilon:g}; the round is refused"
+            )
+        state = self.state_dict()
+        state["released"] = self._released + 1
+        if server_round is not None:
+            state["last_round"] = server_round
+        if self._path is not None:
+            self._save(state)
+        self._released += 1
+        if server_round is not None:
+            self._last_round = server_round
+        return self.get_privacy_spent()
+
+    def state_dict(self) -> dict[str, object]:
+        """The JSON-serialisable state (what the state file holds)."""
+        return {
+            "format": STATE_FORMAT,
+            "version": STATE_VERSION,
+            "accounting_method": ACCOUNTING_METHOD,
+            "budget": {"epsilon": self.config.epsilon, "delta": self.config.delta},
+            "plan_digest": self.config.digest(self._plan).hex(),
+            "released": self._released,
+            "last_round": self._last_round,
+        }
+
+    def load_state_dict(self, state: Mapping[str, object]) -> None:
+        """Restore :meth:`state_dict` output: DecodeError if malformed, ConfigurationError if it
+        belongs to another budget or plan."""
+        if not isinstance(state, Mapping) or set(state) != _STATE_KEYS:
+            raise DecodeError(f"accountant state must have exactly the fields {sorted(_STATE_KEYS)}")
+        if state["format"] != STATE_FORMAT or type(state["version"]) is not int or state["version"] != STATE_VERSION:
+            raise DecodeError(f"accountant state is not {STATE_FORMAT} version {STATE_VERSION}")
+        if state["accounting_method"] != ACCOUNTING_METHOD:
+            raise DecodeError(f"accountant state uses accounting method {state['accounting_method']!r}, not 'rdp'")
+        budget = state["budget"]
+        if not isinstance(budget, Mapping) or set(budget) != {"epsilon", "delta"}:
+            raise DecodeError("accountant state budget must have exactly the fields epsilon, delta")
+        epsilon, delta = (_state_float(f"budget.{k}", budget[k]) for k in ("epsilon", "delta"))
+        if (epsilon, delta) != self.budget:
+            raise ConfigurationError(
+                f"the state file's budget (epsilon = {epsilon!r}, delta = {delta!r}) differs from the "
+                f"configured (epsilon = {self.config.epsilon!r}, delta = {self.config.delta!r})"
+            )
+        digest = state["plan_digest"]
+        if not isinstance(digest, str) or len(digest) != 64 or any(c not in "0123456789abcdef" for c in digest):
+            raise DecodeError("accountant state plan_digest must be 64 lowercase hex digits")
+        if digest != self.config.digest(self._plan).hex():
+            raise ConfigurationError("the state file was written for another DP configuration or noise plan")
+        released = _state_int("released", state["released"], MAX_ROUNDS)
+        last = state["last_round"]
+        last_round = None if last is None else _state_int("last_round", last, MAX_SERVER_ROUND)
+        self._released, self._last_round = released, last_round
+
+    def _save(self, state: dict[str, object]) -> None:
+        assert self._path is not None
+        data = json.dumps(state, sort_keys=True, indent=1, allow_nan=False).encode("utf-8") + b"\n"
+        try:
+            _write_atomic(self._path, data)
+        except OSError as exc:
+            raise ConfigurationError(f"cannot write the accountant's state file {self._path}: {exc}") from exc
+
+
+def _probability(name: str, value: object) -> float:
+    number = require_finite(name, value)
+    if not 0.0 < number < 1.0:
+        raise ConfigurationError(f"{name} must be in (0, 1), got {number}")
+    return number
+
+
+def _state_float(name: str, value: object) -> float:
+    if type(value) is not float or not math.isfinite(value):
+        raise DecodeError(f"accountant state {name} must be a finite float, got {type(value).__name__}")
+    return value
+
+
+def _state_int(name: str, value: object, hi: int) -> int:
+    if type(value) is not int or not 0 <= value <= hi:
+        raise DecodeError(f"accountant state {name} must be an integer in 0..{hi}")
+    return value
+
+
+def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in out:
+            raise DecodeError(f"accountant state repeats the field {key!r}")
+        out[key] = value
+    return out
+
+
+def _no_constant(name: str) -> None:
+    raise DecodeError(f"accountant state holds the non-JSON constant {name}")
+
+
+def _read_state(path: Path) -> dict[str, object] | None:
+    """The parsed state file, None if it does not exist."""
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        raise ConfigurationError(f"cannot open the accountant's state file {path}: {exc}") from exc
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            raise ConfigurationError(f"the accountant's state file {path} is not a regular file")
+        if info.st_mode & 0o022:
+            raise ConfigurationError(f"the accountant's state file {path} is writable by others (mode must be 0600)")
+        if info.st_size > MAX_STATE_BYTES:
+            raise DecodeError(f"the accountant's state file {path} is larger than {MAX_STATE_BYTES} bytes")
+        with os.fdopen(os.dup(fd), "rb") as handle:
+            data = handle.read(MAX_STATE_BYTES + 1)
+    except OSError as exc:
+        raise ConfigurationError(f"cannot read the accountant's state file {path}: {exc}") from exc
+    finally:
+        os.close(fd)
+    if len(data) > MAX_STATE_BYTES:
+        raise DecodeError(f"the accountant's state file {path} is larger than {MAX_STATE_BYTES} bytes")
+    try:
+        state = json.loads(data.decode("utf-8"), object_pairs_hook=_no_duplicates, parse_constant=_no_constant)
+    except (UnicodeDecodeError, ValueError, RecursionError) as exc:
+        raise DecodeError(f"the accountant's state file {path} is not valid JSON: {exc}") from exc
+    if not isinstance(state, dict):
+        raise DecodeError(f"the accountant's state file {path} must hold a JSON object")
+    return state
+
+
+def _write_atomic(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` atomically with mode 0600 (temp file, fsync, replace, fsync dir)."""
+    directory = path.parent if str(path.parent) else Path(".")
+    fd, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=directory)
+    try:
+        os.fchmod(fd, STATE_MODE)
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(temporary, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(temporary)
+        raise
+    dir_fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)

@@ -1,0 +1,347 @@
+"""Noise calibration for the distributed discrete Gaussian, and the checks that rely on it.
+
+The mechanism (Kairouz, Liu, Steinke, "The Distributed Discrete Gaussian
+Mechanism for Federated Learning with Secure Aggregation", ICML 2021,
+arXiv:2102.06387): every hospital adds integer noise drawn from the discrete
+Gaussian N_Z(0, sigma^2) to each coordinate of its quantized update, before
+masking or encryption, so the server only sees the sum.
+
+**The privacy bound.** Let Z = X_1 + ... + X_n with X_i independent, each
+coordinate N_Z(0, sigma^2), and let D in Z^d with ||D||_2 <= Delta2 and
+||D||_1 <= Delta1. Proposition 14 of the paper (its Renyi-divergence bound,
+the form the authors' reference accounting in google-research/federated
+``distributed_dp/accounting_utils.py`` implements, citing it; Theorem 1 states
+a simplified single-epsilon zCDP corollary, which we do not use) bounds, for
+every order alpha > 1, with tau = 10 * sum_{k=1}^{n-1} exp(-2 pi^2 sigma^2 k / (k+1)):
+
+    D_alpha(Z || Z + D) <= min( alpha/2 * Delta2^2/(n sigma^2) + tau d,
+                                alpha/2 * (Delta2^2/(n sigma^2) + 2 Delta1 tau/(sqrt(n) sigma) + tau^2 d),
+                                alpha/2 * (Delta2/(sqrt(n) sigma) + tau sqrt(d))^2 ).
+
+With Delta1 <= sqrt(d) Delta2 (Cauchy-Schwarz) the second term equals the
+third. So one round is (xi, rho)-zCDP in two ways, each a dp-accounting
+``ZCDpEvent``: (xi = tau d, rho = Delta2^2 / (2 n sigma^2)) and
+(xi = 0, rho = (Delta2/(sqrt(n) sigma) + tau sqrt(d))^2 / 2). Each composes
+over the rounds (``SelfComposedDpEvent``) in dp-accounting's ``RdpAccountant``
+and converts to (epsilon, delta) there; both are valid bounds for the same
+mechanism, so we report the smaller epsilon. At the variances used in practice
+tau underflows to 0 and both events coincide with the continuous Gaussian of
+variance n sigma^2.
+
+**Who counts.** The noise is sized for ``h = DPConfig.min_honest`` summands:
+colluders know their own noise and can subtract it, and dropped hospitals add
+none, so only the h honest shares are trusted; more honest contributors only
+add independent noise (post-processing). A round with fewer than h honest
+contributors must be skipped (:func:`check_contributors`).
+
+**Sensitivity in the integer domain.** A hospital's update is clipped so one
+patient moves it by at most ``l2_clip`` (L2), scaled by ``scale`` quantization
+steps per unit and stochastically rounded per coordinate. Stochastic rounding of
+v has the law of floor(v + U) with U uniform on [0, 1); coupling the two
+neighbouring updates u, u' through the same U moves every coordinate of the
+difference by less than 1, so ||Q(u) - Q(u')||_2 < ||u - u'||_2 + sqrt(d). The
+released distribution is a mixture over U with the same weights for both
+datasets, and Renyi divergence is jointly quasi-convex (van Erven, Harremoes
+2014), so the divergence is at most the worst case over U:
+``Delta2 = l2_clip * scale + sqrt(d)``. Coordinate clipping (a projection) and a
+rotation (an isometry) do not increase it.
+
+**Subsampling (an assumption, not a theorem).** With ``sampling_rate = q`` a
+round is accounted as ``PoissonSampledDpEvent(q, GaussianDpEvent(z))`` with
+z = 1 / (Delta2/(sqrt(h) sigma) + tau sqrt(d)): the continuous Gaussian whose
+zCDP parameter equals the third bound above. This assumes (a) every patient is
+included in each round independently with probability q (Poisson sampling at
+the patient level, add/remove-one neighbours, as in DP-SGD), and (b) that the
+subsampled sum of discrete Gaussians is no less private than the subsampled
+continuous Gaussian of that zCDP parameter. (b) is the paper's approximation
+(its total variance matches and tau is negligible), not a proved bound:
+amplification depends on the whole privacy-loss distribution, and dp-accounting
+offers no subsampling bound for a general zCDP event.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import math
+from dataclasses import dataclass
+from fractions import Fraction
+from typing import Any
+
+from secagg._validate import check_fields, require_finite, require_instance, require_int
+from secagg.dp._backend import dp_accounting
+from secagg.dp.config import DPConfig
+from secagg.errors import ConfigurationError, InsufficientNoiseError
+
+__all__ = [
+    "MIN_VARIANCE",
+    "NoisePlan",
+    "calibrate",
+    "check_contributors",
+    "contributor_shortfall",
+    "ddg_tau",
+    "ddg_zcdp_events",
+    "integer_sensitivity",
+    "noise_tail_bound",
+]
+
+MIN_VARIANCE = Fraction(1, 4)
+"""The smallest per-client variance calibration returns (sigma >= 1/2)."""
+VARIANCE_BITS = 20
+"""The calibrated variance is rounded up to this many significant bits (relative step < 1e-6)."""
+MAX_VARIANCE = Fraction(1 << 60)
+MAX_DIMENSION = 1 << 40
+TAIL_PROBABILITY = 2.0**-40
+
+
+def integer_sensitivity(l2_clip: float, scale: float, dimension: int) -> float:
+    """``l2_clip * scale + sqrt(dimension)``, rounded up: the L2 sensitivity in quantization steps."""
+    value = l2_clip * scale + math.sqrt(dimension)
+    return math.nextafter(value * (1.0 + 1e-12), math.inf)
+
+
+def ddg_tau(variance: Fraction | float, summands: int) -> float:
+    """tau = 10 * sum_{k=1}^{n-1} exp(-2 pi^2 sigma^2 k / (k + 1)) for n summands of N_Z(0, sigma^2)."""
+    sigma2 = float(variance)
+    return 10.0 * math.fsum(math.exp(-2.0 * math.pi**2 * sigma2 * k / (k + 1)) for k in range(1, summands))
+
+
+def ddg_zcdp_events(variance: Fraction | float, summands: int, sensitivity: float, dimension: int) -> list[Any]:
+    """The per-round ``ZCDpEvent``\\ s of the sum of ``summands`` discrete Gaussians (module docstring)."""
+    dpa = dp_accounting()
+    scaled = sensitivity / math.sqrt(summands * float(variance))
+    tau = ddg_tau(variance, summands)
+    events = [dpa.ZCDpEvent(rho=scaled**2 / 2.0, xi=tau * dimension)]
+    if tau > 0.0:
+        events.append(dpa.ZCDpEvent(rho=(scaled + tau * math.sqrt(dimension)) ** 2 / 2.0))
+    return events
+
+
+def _round_events(config: DPConfig, variance: Fraction | float, sensitivity: float, dimension: int) -> list[Any]:
+    dpa = dp_accounting()
+    if config.sampling_rate is None:
+        return ddg_zcdp_events(variance, config.honest, sensitivity, dimension)
+    scaled = sensitivity / math.sqrt(config.honest * float(variance))
+    tau = ddg_tau(variance, config.honest)
+    gaussian = dpa.GaussianDpEvent(noise_multiplier=1.0 / (scaled + tau * math.sqrt(dimension)))
+    return [dpa.PoissonSampledDpEvent(config.sampling_rate, gaussian)]
+
+
+def _composed(
+    config: DPConfig, variance: Fraction | float, sensitivity: float, dimension: int, rounds: int
+) -> list[Any]:
+    """One dp-accounting ``RdpAccountant`` per valid per-round event, each composed ``rounds`` times."""
+    dpa = dp_accounting()
+    accountants = []
+    # dp-accounting logs (through absl) every fractional RDP order it drops as not converged;
+    # dropping an order only loosens the bound, so the warnings are noise here.
+    absl = logging.getLogger("absl")
+    level = absl.level
+    absl.setLevel(logging.ERROR)
+    try:
+        for event in _round_events(config, variance, sensitivity, dimension):
+            accountant = dpa.rdp.RdpAccountant()
+            if rounds > 0:
+                accountant.compose(dpa.SelfComposedDpEvent(event, rounds))
+            accountants.append(accountant)
+    finally:
+        absl.setLevel(level)
+    return accountants
+
+
+def _epsilon_after(
+    config: DPConfig, variance: Fraction | float, sensitivity: float, dimension: int, rounds: int
+) -> float:
+    if rounds == 0:
+        return 0.0
+    return min(float(a.get_epsilon(config.delta)) for a in _composed(config, variance, sensitivity, dimension, rounds))
+
+
+@dataclass(frozen=True)
+class NoisePlan:
+    """The calibrated noise of a run: what each hospital adds and what it buys.
+
+    Attributes:
+        config: the declared guarantee.
+        variance: sigma^2, the per-client, per-coordinate variance of N_Z(0, sigma^2), exact.
+        num_clients: n, the hospitals in the federation.
+        dimension: d, the number of noised integer coordinates (after padding/rotation).
+        scale: quantization steps per model unit.
+    """
+
+    config: DPConfig
+    variance: Fraction
+    num_clients: int
+    dimension: int
+    scale: float
+
+    def __post_init__(self) -> None:
+        require_instance("NoisePlan.config", self.config, DPConfig)
+        require_instance("NoisePlan.variance", self.variance, Fraction)
+        check_fields(self, ints=("num_clients", "dimension"), reals=("scale",))
+        if not MIN_VARIANCE <= self.variance <= MAX_VARIANCE:
+            raise ConfigurationError(f"NoisePlan.variance must be in [{MIN_VARIANCE}, 2^60], got {self.variance}")
+        if not 1 <= self.dimension <= MAX_DIMENSION:
+            raise ConfigurationError(f"NoisePlan.dimension must be in 1..2^40, got {self.dimension}")
+        if not self.scale > 0.0:
+            raise ConfigurationError(f"NoisePlan.scale must be positive, got {self.scale}")
+        if not self.config.honest <= self.num_clients:
+            raise ConfigurationError(
+                f"min_honest = {self.config.honest} exceeds the {self.num_clients} hospitals of the federation"
+            )
+
+    @property
+    def honest(self) -> int:
+        """h: the honest contributors the noise is sized for."""
+        return self.config.honest
+
+    @property
+    def total_variance(self) -> Fraction:
+        """h * sigma^2: the variance of the noise of the honest contributors together."""
+        return self.honest * self.variance
+
+    @property
+    def sensitivity(self) -> float:
+        """Delta2 = l2_clip * scale + sqrt(d), in quantization steps (module docstring)."""
+        return integer_sensitivity(self.config.l2_clip, self.scale, self.dimension)
+
+    @property
+    def tau(self) -> float:
+        """The paper's tau for h summands."""
+        return ddg_tau(self.variance, self.honest)
+
+    @property
+    def rho(self) -> float:
+        """rho per round (pure zCDP: the third bound of Proposition 14, xi = 0)."""
+        scaled = self.sensitivity / math.sqrt(float(self.total_variance))
+        return (scaled + self.tau * math.sqrt(self.dimension)) ** 2 / 2.0
+
+    def spent_after(self, rounds: int) -> tuple[float, float]:
+        """The (epsilon, delta) spent once ``rounds`` aggregates have been released."""
+        rounds = require_int("rounds", rounds, 0, None)
+        return _epsilon_after(self.config, self.variance, self.sensitivity, self.dimension, rounds), self.config.delta
+
+    def composed_accountants(self, rounds: int) -> list[Any]:
+        """dp-accounting ``RdpAccountant``\\ s with ``rounds`` rounds composed, one per valid bound;
+        any of them is a valid account, so report the smallest epsilon (or delta) among them."""
+        rounds = require_int("rounds", rounds, 0, None)
+        return _composed(self.config, self.variance, self.sensitivity, self.dimension, rounds)
+
+    def schedule(self) -> tuple[tuple[float, float], ...]:
+        """The predicted (epsilon, delta) after each planned round, 1..config.rounds."""
+        return tuple(self.spent_after(t) for t in range(1, self.config.rounds + 1))
+
+
+def _meets(config: DPConfig, variance: Fraction | float, sensitivity: float, dimension: int) -> bool:
+    return _epsilon_after(config, variance, sensitivity, dimension, config.rounds) <= config.epsilon
+
+
+def _search(config: DPConfig, sensitivity: float, dimension: int) -> float:
+    """A variance that meets ``config``, within a factor 1 + 1e-7 (1e-4 when subsampled) of the
+    smallest (or MIN_VARIANCE)."""
+    if _meets(config, float(MIN_VARIANCE), sensitivity, dimension):
+        return float(MIN_VARIANCE)
+    lo = float(MIN_VARIANCE)
+    if config.sampling_rate is not None:
+        # Subsampling only helps: the unsampled calibration bounds the sampled one from above.
+        unsampled = dataclasses.replace(config, sampling_rate=None)
+        hi = _search(unsampled, sensitivity, dimension)
+        lo = max(lo, hi * config.sampling_rate**2 / 4.0)
+        if _meets(config, lo, sensitivity, dimension):
+            lo = float(MIN_VARIANCE)
+    else:
+        hi = max(lo, sensitivity**2 / config.honest)
+        while not _meets(config, hi, sensitivity, dimension):
+            lo, hi = hi, hi * 2.0
+            if hi > float(MAX_VARIANCE):
+                raise ConfigurationError(f"no noise variance up to 2^60 meets {config}")
+    # Each subsampled evaluation costs ~0.1 s in dp-accounting: stop there at 1e-4 (ample for
+    # the 1e-3 the tests require), elsewhere at 1e-7.
+    tolerance = 1e-7 if config.sampling_rate is None else 1e-4
+    while hi / lo > 1.0 + tolerance:
+        mid = math.sqrt(lo * hi)
+        if _meets(config, mid, sensitivity, dimension):
+            hi = mid
+        else:
+            lo = mid
+    return hi
+
+
+def _round_up(value: float) -> Fraction:
+    """The smallest multiple of 2^(e - VARIANCE_BITS) >= value, where 2^e <= value < 2^(e+1)."""
+    step = Fraction(2) ** (math.frexp(value)[1] - 1 - VARIANCE_BITS)
+    return math.ceil(Fraction(value) / step) * step
+
+
+def calibrate(config: DPConfig, *, num_clients: int, scale: float, dimension: int) -> NoisePlan:
+    """The smallest per-client variance that meets ``config``'s budget over its planned rounds.
+
+    Binary search on sigma^2 (the spent epsilon decreases as sigma^2 grows), then the
+    result is rounded up to 20 significant bits as an exact Fraction and checked again:
+    ``calibrate(...).spent_after(config.rounds)[0] <= config.epsilon``. Never below
+    :data:`MIN_VARIANCE`. ConfigurationError if no variance up to 2^60 suffices.
+    """
+    require_instance("config", config, DPConfig)
+    num_clients = require_int("num_clients", num_clients, 1, None)
+    dimension = require_int("dimension", dimension, 1, MAX_DIMENSION)
+    scale = require_finite("scale", scale)
+    if not scale > 0.0:
+        raise ConfigurationError(f"scale must be positive, got {scale}")
+    if config.honest > num_clients:
+        raise ConfigurationError(f"min_honest = {config.honest} exceeds the {num_clients} hospitals")
+    sensitivity = integer_sensitivity(config.l2_clip, scale, dimension)
+    hi = _search(config, sensitivity, dimension)
+    variance = max(MIN_VARIANCE, _round_up(hi))
+    while not _meets(config, variance, sensitivity, dimension):  # float rounding at the boundary
+        variance = _round_up(float(variance) * (1.0 + 2.0**-VARIANCE_BITS))
+    return NoisePlan(config=config, variance=variance, num_clients=num_clients, dimension=dimension, scale=scale)
+
+
+def noise_tail_bound(plan: NoisePlan, num_clients: int, probability: float = TAIL_PROBABILITY) -> int:
+    """B such that |sum of ``num_clients`` clients' noise| <= B per coordinate, except with
+    probability at most ``probability`` per coordinate.
+
+    The discrete Gaussian is sub-Gaussian with variance proxy sigma^2 (its moment
+    generating function is at most exp(t^2 sigma^2 / 2); Canonne, Kamath, Steinke 2020),
+    so the sum S of n shares satisfies P(|S| >= B) <= 2 exp(-B^2 / (2 n sigma^2)); B is
+    the smallest integer with B^2 >= 2 n sigma^2 ln(2 / probability), computed exactly
+    from sigma^2 and an upward-rounded logarithm. The overflow check at setup adds B to
+    the largest quantized sum.
+    """
+    require_instance("plan", plan, NoisePlan)
+    num_clients = require_int("num_clients", num_clients, 1, None)
+    probability = require_finite("probability", probability)
+    if not 0.0 < probability < 1.0:
+        raise ConfigurationError(f"probability must be in (0, 1), got {probability}")
+    log_term = Fraction(math.nextafter(math.log(2.0 / probability) * (1.0 + 1e-12), math.inf))
+    target = 2 * num_clients * plan.variance * log_term
+    bound = math.isqrt(math.ceil(target))
+    while bound * bound < target:
+        bound += 1
+    return bound
+
+
+def contributor_shortfall(plan: NoisePlan, num_contributors: int, colluders: int = 0) -> str | None:
+    """Why a round with these contributors must be skipped, or None if its noise suffices.
+
+    ``num_contributors`` counts the hospitals whose noised inputs are in the sum;
+    ``colluders`` how many of them the configuration must assume collude with the server.
+    """
+    require_instance("plan", plan, NoisePlan)
+    num_contributors = require_int("num_contributors", num_contributors, 0, None)
+    colluders = require_int("colluders", colluders, 0, None)
+    honest = num_contributors - colluders
+    if honest >= plan.honest:
+        return None
+    return (
+        f"only {max(honest, 0)} honest contributors ({num_contributors} contributors, {colluders} assumed "
+        f"colluding): the noise is calibrated for at least {plan.honest}, so the round must be skipped, "
+        f"not released under-noised"
+    )
+
+
+def check_contributors(plan: NoisePlan, num_contributors: int, colluders: int = 0) -> None:
+    """InsufficientNoiseError if the sum would hold fewer honest noise shares than planned."""
+    reason = contributor_shortfall(plan, num_contributors, colluders)
+    if reason is not None:
+        raise InsufficientNoiseError(reason)

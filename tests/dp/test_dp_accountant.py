@@ -1,0 +1,223 @@
+"""The privacy accountant: refusal before the budget is exceeded, a state file that survives
+a restart, and strict loading of that file."""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib.util
+import inspect
+import json
+import os
+import stat
+import subprocess
+import sys
+from pathlib import Path
+
+import dp_accounting
+import pytest
+
+from secagg.dp import DPConfig, NoisePlan, PrivacyAccountant, calibrate
+from secagg.errors import (
+    BudgetExceededError,
+    ConfigurationError,
+    DecodeError,
+    InsufficientNoiseError,
+    ReplayError,
+    SecAggError,
+)
+
+CONFIG = DPConfig(epsilon=3.0, delta=1e-5, rounds=5, l2_clip=1.0, min_honest=4)
+
+
+@pytest.fixture(scope="module")
+def plan() -> NoisePlan:
+    return calibrate(CONFIG, num_clients=5, scale=1024.0, dimension=31)
+
+
+def test_spends_the_planned_rounds_then_refuses(plan: NoisePlan) -> None:
+    accountant = PrivacyAccountant(plan)
+    assert accountant.spent() == (0.0, 1e-5)
+    for expected in range(1, 6):
+        assert not accountant.would_exceed()
+        spent = accountant.record_round()
+        assert spent.num_releases == expected
+    assert accountant.spent()[0] <= 3.0
+    assert accountant.would_exceed()
+    with pytest.raises(BudgetExceededError):
+        accountant.record_round()
+    assert accountant.num_releases == 5  # the refused round is not recorded
+
+
+def test_spent_matches_dp_accounting_computed_independently(plan: NoisePlan) -> None:
+    accountant = PrivacyAccountant(plan)
+    for _ in range(3):
+        accountant.record_round()
+    rho = (1024.0 + 31**0.5) ** 2 / (2 * 4 * float(plan.variance))
+    reference = dp_accounting.rdp.RdpAccountant()
+    reference.compose(dp_accounting.ZCDpEvent(rho), 3)
+    assert accountant.get_epsilon() == pytest.approx(reference.get_epsilon(1e-5), rel=1e-9)
+    assert accountant.get_delta(2.0) == pytest.approx(reference.get_delta(2.0), rel=1e-6)
+    assert accountant.get_privacy_spent(1e-6).epsilon == pytest.approx(reference.get_epsilon(1e-6), rel=1e-9)
+    assert accountant.would_exceed(2, max_epsilon=accountant.spent()[0])
+    assert not accountant.would_exceed(2)
+
+
+def test_refuses_an_under_noised_round_and_a_replayed_round(plan: NoisePlan) -> None:
+    accountant = PrivacyAccountant(plan)
+    with pytest.raises(InsufficientNoiseError):
+        accountant.record_round(1, num_contributors=4, colluders=1)
+    accountant.record_round(1, num_contributors=5, colluders=1)
+    with pytest.raises(ReplayError):
+        accountant.record_round(1)
+    assert accountant.num_releases == 1
+
+
+def test_state_survives_a_restart_with_mode_0600(plan: NoisePlan, tmp_path: Path) -> None:
+    path = tmp_path / "budget.json"
+    first = PrivacyAccountant(plan, path)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    first.record_round(1)
+    first.record_round(2)
+    # Restart: a new process would build the same plan and reopen the file.
+    second = PrivacyAccountant(plan, path)
+    assert second.num_releases == 2
+    assert second.last_round == 2
+    assert second.spent() == first.spent()
+    with pytest.raises(ReplayError):
+        second.record_round(2)
+    second.record_round(3)
+    second.record_round(4)
+    second.record_round(5)
+    with pytest.raises(BudgetExceededError):
+        PrivacyAccountant(plan, path).record_round(6)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert [p.name for p in tmp_path.iterdir()] == ["budget.json"]  # no temporary file left
+
+
+def test_a_file_for_another_budget_or_plan_is_refused(plan: NoisePlan, tmp_path: Path) -> None:
+    path = tmp_path / "budget.json"
+    PrivacyAccountant(plan, path).record_round()
+    other = calibrate(dataclasses.replace(CONFIG, epsilon=4.0), num_clients=5, scale=1024.0, dimension=31)
+    with pytest.raises(ConfigurationError, match="budget"):
+        PrivacyAccountant(other, path)
+    lowered = dataclasses.replace(plan, variance=plan.variance / 2)
+    with pytest.raises(ConfigurationError, match="another"):
+        PrivacyAccountant(lowered, path)
+
+
+def _valid_state(plan: NoisePlan) -> dict[str, object]:
+    accountant = PrivacyAccountant(plan)
+    accountant.record_round(7)
+    return accountant.state_dict()
+
+
+def _mutations(plan: NoisePlan) -> list[tuple[str, object]]:
+    state = _valid_state(plan)
+    cases: list[tuple[str, object]] = []
+
+    def changed(key: str, value: object) -> dict[str, object]:
+        return {**state, key: value}
+
+    cases += [
+        ("missing field", {k: v for k, v in state.items() if k != "released"}),
+        ("extra field", {**state, "spent": 0.0}),
+        ("format", changed("format", "flwr")),
+        ("version", changed("version", 2)),
+        ("version bool", changed("version", True)),
+        ("method", changed("accounting_method", "pld")),
+        ("budget not an object", changed("budget", [3.0, 1e-5])),
+        ("budget extra", changed("budget", {"epsilon": 3.0, "delta": 1e-5, "x": 1})),
+        ("budget string", changed("budget", {"epsilon": "3.0", "delta": 1e-5})),
+        ("budget int", changed("budget", {"epsilon": 3, "delta": 1e-5})),
+        ("digest short", changed("plan_digest", "ab")),
+        ("digest upper", changed("plan_digest", str(state["plan_digest"]).upper())),
+        ("digest type", changed("plan_digest", 12)),
+        ("released negative", changed("released", -1)),
+        ("released float", changed("released", 1.0)),
+        ("released bool", changed("released", True)),
+        ("released huge", changed("released", 10**30)),
+        ("last round string", changed("last_round", "7")),
+        ("top-level list", [state]),
+    ]
+    return cases
+
+
+@pytest.mark.parametrize("index", range(19))
+def test_malformed_state_raises_library_errors(plan: NoisePlan, tmp_path: Path, index: int) -> None:
+    _name, state = _mutations(plan)[index]
+    path = tmp_path / "budget.json"
+    path.write_text(json.dumps(state))
+    path.chmod(0o600)
+    with pytest.raises(SecAggError):
+        PrivacyAccountant(plan, path)
+
+
+@pytest.mark.parametrize(
+    "content",
+    [
+        b"",
+        b"{",
+        b"\xff\xfe",
+        b"null",
+        b'{"released": NaN}',
+        b'{"a": 1, "a": 2}',
+        b"[" * 100_000,
+        b" " * (1 << 17),
+    ],
+)
+def test_corrupted_state_file_raises_decode_error(plan: NoisePlan, tmp_path: Path, content: bytes) -> None:
+    path = tmp_path / "budget.json"
+    path.write_bytes(content)
+    path.chmod(0o600)
+    with pytest.raises(DecodeError):
+        PrivacyAccountant(plan, path)
+
+
+def test_state_file_writable_by_others_or_not_a_file_is_refused(plan: NoisePlan, tmp_path: Path) -> None:
+    path = tmp_path / "budget.json"
+    PrivacyAccountant(plan, path)
+    path.chmod(0o666)
+    with pytest.raises(ConfigurationError, match="writable"):
+        PrivacyAccountant(plan, path)
+    with pytest.raises(ConfigurationError):
+        PrivacyAccountant(plan, tmp_path)
+    link = tmp_path / "link.json"
+    path.chmod(0o600)
+    os.symlink(path, link)
+    with pytest.raises(ConfigurationError):
+        PrivacyAccountant(plan, link)
+
+
+def test_mirrors_flowers_rdp_accountant_interface() -> None:
+    if importlib.util.find_spec("flwr") is None:
+        pytest.skip("flwr is not installed")
+    from flwr.supercore.privacy_accounting import PrivacySpent as FlowerSpent  # noqa: PLC0415
+    from flwr.supercore.privacy_accounting.rdp_accountant import RdpAccountant  # noqa: PLC0415
+
+    from secagg.dp import PrivacySpent  # noqa: PLC0415
+
+    shared = ["config", "num_releases", "get_epsilon", "get_delta", "get_privacy_spent", "would_exceed"]
+    shared += ["state_dict", "load_state_dict"]
+    for name in shared:
+        assert hasattr(RdpAccountant, name), name
+        assert hasattr(PrivacyAccountant, name), name
+    assert [f.name for f in dataclasses.fields(PrivacySpent)] == [f.name for f in dataclasses.fields(FlowerSpent)]
+    assert list(inspect.signature(PrivacyAccountant.would_exceed).parameters)[2] == "max_epsilon"
+
+
+def test_secagg_imports_without_dp_accounting() -> None:
+    code = (
+        "import sys; sys.modules['dp_accounting'] = None\n"
+        "import secagg, secagg.dp\n"
+        "from secagg.errors import ConfigurationError\n"
+        "config = secagg.dp.DPConfig(epsilon=1.0, delta=1e-5, rounds=1, l2_clip=1.0)\n"
+        "try:\n"
+        "    secagg.dp.calibrate(config, num_clients=2, scale=1.0, dimension=1)\n"
+        "except ConfigurationError as exc:\n"
+        "    assert 'pip install' in str(exc) and \"[dp]\" in str(exc), exc\n"
+        "else:\n"
+        "    raise SystemExit('no error')\n"
+    )
+    root = Path(__file__).resolve().parents[2]
+    result = subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True, text=True, check=False)
+    assert result.returncode == 0, result.stderr
