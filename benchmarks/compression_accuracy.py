@@ -30,6 +30,7 @@ from typing import Any
 
 import numpy as np
 
+from fl_core.aggregators import WeightedQuantizer
 from fl_core.demo import DemoConfig, DemoReport, run_demo
 
 from .report import Column, Row, Target
@@ -120,7 +121,12 @@ def accuracy_row(dataset: str, aggregation: str, setting: Mapping[str, Any], see
     ring_bytes = report.config.ring_bits // 8
     compression = report.compression
     count = dim if compression is None else int(compression["count"])
-    protected = ring_bytes * (count + 1) if compression is None else int(compression["protected_bytes"])
+    quantizer = WeightedQuantizer.create(
+        report.config.hospitals, clip=report.config.clip, bits=report.config.bits, ring_bits=report.config.ring_bits
+    )
+    protected = (
+        ring_bytes * quantizer.encoded_length(dim) if compression is None else int(compression["protected_bytes"])
+    )
     total = statistics.fmean(totals) if totals else None
     return {
         "params": {

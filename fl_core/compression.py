@@ -33,9 +33,10 @@ import numpy as np
 from fl_core.aggregators.base import AggregationResult, Aggregator, ClientUpdate, DropoutStage, check_round
 from fl_core.aggregators.plain import FLOAT_SIZE
 from secagg.errors import ConfigurationError
+from secagg.segments import Segment, SegmentTable
 from secagg.sparsity import SEED_SIZE, ErrorFeedback, Subset, count_for_fraction
 
-__all__ = ["CompressionConfig", "SparseAggregator", "protected_update_bytes"]
+__all__ = ["CompressionConfig", "SparseAggregator", "protected_update_bytes", "restrict"]
 
 
 @dataclass(frozen=True)
@@ -172,8 +173,12 @@ class SparseAggregator:
         dropouts: Mapping[int, DropoutStage] | None = None,
         *,
         rng: np.random.Generator,
+        segments: SegmentTable | None = None,
     ) -> AggregationResult:
-        """The inner aggregator's mean of the subset, scattered back to full length."""
+        """The inner aggregator's mean of the subset, scattered back to full length.
+
+        ``segments`` (of the full vector) become the segments of the subset: each
+        keeps its name, clip and kind over the coordinates of it that are sent."""
         start = time.perf_counter()
         check_round(updates, dropouts)
         dimension = updates[0].vector.shape[0]
@@ -189,10 +194,25 @@ class SparseAggregator:
             else:
                 sent = subset.gather(update.vector)
             short.append(ClientUpdate(update.client_id, sent, update.num_samples))
-        result = self.inner.aggregate(short, dropouts, rng=rng)
+        if segments is None:
+            result = self.inner.aggregate(short, dropouts, rng=rng)
+        else:
+            result = self.inner.aggregate(short, dropouts, rng=rng, segments=restrict(segments, subset))
         if result.mean is None:
             return replace(result, seconds=time.perf_counter() - start)
         for client in result.included:
             if client in pending:
                 self._feedback[client].commit(pending[client])
         return replace(result, mean=subset.scatter(result.mean), seconds=time.perf_counter() - start)
+
+
+def restrict(table: SegmentTable, subset: Subset) -> SegmentTable:
+    """The segments of ``table`` over the coordinates of ``subset`` (segments with none left out)."""
+    if table.size != subset.dimension:
+        raise ConfigurationError(f"the segments cover {table.size} coordinates, the subset {subset.dimension}")
+    kept = []
+    for segment, part in table.slices():
+        inside = int(np.count_nonzero((subset.indices >= part.start) & (subset.indices < part.stop)))
+        if inside:
+            kept.append(Segment(segment.name, inside, segment.clip, segment.integer))
+    return SegmentTable(tuple(kept))

@@ -39,7 +39,7 @@ from typing import Any
 
 import numpy as np
 
-from fl_core.aggregators import make_aggregator
+from fl_core.aggregators import CLIPPING_NAMES, make_aggregator
 from fl_core.aggregators.base import (
     DEFAULT_BITS,
     DEFAULT_CLIP,
@@ -118,6 +118,8 @@ class DemoConfig:
         compare: also train plain FedAvg and the centralised model.
         clip, bits, max_samples_per_client: quantization of the updates, in Z_(2^32)
             when that cannot overflow for ``hospitals``, else Z_(2^64) (:attr:`ring_bits`).
+        clipping: ``"adaptive"`` (default; ``clip`` is the starting clip, see
+            :mod:`fl_core.aggregators.clipping`) or ``"fixed"``.
         bytes_per_parameter: a budget for each hospital's protected update per round
             (masked vector or ciphertexts) per model parameter; the largest shared
             subset of coordinates that fits is sent each round (:mod:`fl_core.compression`).
@@ -137,10 +139,13 @@ class DemoConfig:
     clip: float = DEFAULT_CLIP
     bits: int = DEFAULT_BITS
     max_samples_per_client: int = DEFAULT_MAX_SAMPLES_PER_CLIENT
+    clipping: str = "adaptive"
     bytes_per_parameter: float | None = None
     sparsity: float | None = None
 
     def __post_init__(self) -> None:
+        if self.clipping not in CLIPPING_NAMES:
+            raise ConfigurationError(f"clipping must be one of {', '.join(CLIPPING_NAMES)}")
         if self.bytes_per_parameter is not None or self.sparsity is not None:
             self.compression()  # checks the values now, not after the setup
         if self.aggregation not in DEMO_AGGREGATIONS:
@@ -287,7 +292,7 @@ def _setup(
     )
     updates = _aggregator(
         name, config, clip=config.clip, bits=config.bits, ring_bits=config.ring_bits,
-        max_samples_per_client=config.max_samples_per_client,
+        max_samples_per_client=config.max_samples_per_client, clipping=config.clipping,
     )  # fmt: skip
     if compression is not None:
         updates = SparseAggregator(updates, compression)
@@ -406,6 +411,8 @@ _HEADER = f"{'round':>5}  {'accuracy':>8}  {'loss':>7}  {'agg s':>7}  {'bytes/ho
 
 def _row(record: RoundRecord) -> str:
     notes = []
+    if record.clipped_fraction > 0:
+        notes.append(f"clipped {record.clipped_fraction:.2%}")
     if record.dropouts:
         notes.append("dropped " + ", ".join(f"{c}@{stage.lower()}" for c, stage in record.dropouts))
     if record.skipped_reason is not None:
@@ -542,6 +549,7 @@ def _from_args(args: argparse.Namespace) -> DemoConfig:
         dropout=args.dropout,
         seed=args.seed,
         insecure_small_key=args.insecure_small_key,
+        clipping=getattr(args, "clipping", "adaptive"),
         bytes_per_parameter=getattr(args, "bytes_per_parameter", None),
     )
 
@@ -565,8 +573,8 @@ def main(args: argparse.Namespace) -> int:
     )
     if config.aggregation != "plain":
         print(
-            f"quantization: clip {config.clip:g}, {config.bits} bits, ring Z_(2^{config.ring_bits}), "
-            f"at most {config.max_samples_per_client} samples per hospital"
+            f"quantization: clip {config.clip:g} ({config.clipping}), {config.bits} bits, "
+            f"ring Z_(2^{config.ring_bits}), at most {config.max_samples_per_client} samples per hospital"
         )
     if config.bytes_per_parameter is not None:
         print(

@@ -98,6 +98,8 @@ class RoundRecord:
         dropouts: (client id, stage name) of the sampled clients that dropped out.
         included: ids of the clients whose updates are in the new model.
         skipped_reason: why the model was left unchanged, or None.
+        clipped_fraction: fraction of the included updates' coordinates that were
+            clipped, from the securely summed counts (0.0 for ``plain``).
     """
 
     round: int
@@ -109,6 +111,7 @@ class RoundRecord:
     dropouts: tuple[tuple[int, str], ...]
     included: tuple[int, ...]
     skipped_reason: str | None = None
+    clipped_fraction: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -231,6 +234,7 @@ def run_fedavg(
             dropouts=tuple((c, stage.name) for c, stage in sorted(dropouts.items())),
             included=tuple(sorted(result.included)),
             skipped_reason=result.skipped_reason,
+            clipped_fraction=result.clipped_fraction,
         )
         records.append(record)
         if on_round is not None:

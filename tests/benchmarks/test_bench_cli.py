@@ -131,9 +131,9 @@ def test_compression_suite_reports_bytes_per_parameter_accuracy_and_exactness(
     rows = {r["params"]["setting"]: r for r in document["results"]}
     assert set(rows) == {"uncompressed", "budget 1 B/param", "rotation vs masking (SecAgg+, n = 100)"}
     assert rows["rotation vs masking (SecAgg+, n = 100)"]["metrics"]["rotation_over_mask"] > 0
-    assert rows["uncompressed"]["metrics"]["protected_bytes"] == 4 * 63
+    assert rows["uncompressed"]["metrics"]["protected_bytes"] == 4 * 64
     budget = rows["budget 1 B/param"]
-    assert budget["params"]["coordinates_sent"] == 14
+    assert budget["params"]["coordinates_sent"] == 13
     assert budget["metrics"]["protected_bytes_per_parameter"] <= 1.0
     assert budget["metrics"]["total_bytes_per_hospital"] > budget["metrics"]["protected_bytes"]
     assert all(r["metrics"].get("exact", True) for r in document["results"])

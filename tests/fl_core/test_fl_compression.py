@@ -7,12 +7,14 @@ import pytest
 
 from fl_core.aggregators import ClientUpdate, DropoutStage, WeightedQuantizer, make_aggregator
 from fl_core.aggregators.plain import QuantizedPlainAggregator
-from fl_core.compression import CompressionConfig, SparseAggregator, protected_update_bytes
+from fl_core.compression import CompressionConfig, SparseAggregator, protected_update_bytes, restrict
 from fl_core.fedavg import FedAvgConfig, run_fedavg
 from fl_core.models import LogisticRegression
 from secagg.descriptor import SessionDescriptor
 from secagg.errors import ConfigurationError
 from secagg.primitives.randomness import InsecureDeterministicRandom
+from secagg.segments import Segment, SegmentTable
+from secagg.sparsity import Subset
 
 
 def _updates(length: int = 200, seed: int = 0) -> list[ClientUpdate]:
@@ -103,7 +105,7 @@ def test_fedavg_trains_with_a_quarter_of_the_coordinates_per_round(federation: t
     assert result.final_accuracy > 0.9
 
 
-@pytest.mark.parametrize(("budget", "count"), [(1.0, 249), (0.5, 124), (4.0, 999), (100.0, 1000)])
+@pytest.mark.parametrize(("budget", "count"), [(1.0, 248), (0.5, 123), (4.0, 998), (100.0, 1000)])
 def test_a_byte_budget_picks_the_largest_subset_whose_masked_vector_fits(budget: float, count: int) -> None:
     sparse = SparseAggregator(make_aggregator("secagg", num_clients=5), CompressionConfig(bytes_per_parameter=budget))
     assert sparse.count(1000) == count
@@ -116,7 +118,7 @@ def test_a_budget_that_cannot_be_met_is_refused_naming_the_option_as_typed() -> 
         make_aggregator("secagg", num_clients=5),
         CompressionConfig(bytes_per_parameter=0.2, option="--bytes-per-parameter"),
     )
-    with pytest.raises(ConfigurationError, match=r"--bytes-per-parameter 0.2 cannot be met with secagg.*8 bytes"):
+    with pytest.raises(ConfigurationError, match=r"--bytes-per-parameter 0.2 cannot be met with secagg.*12 bytes"):
         sparse.count(31)
     for bad in (0.0, -1.0, float("inf"), float("nan")):
         with pytest.raises(ConfigurationError, match="bytes_per_parameter must be a positive"):
@@ -128,6 +130,22 @@ def test_a_budget_that_cannot_be_met_is_refused_naming_the_option_as_typed() -> 
 def test_plain_and_quantized_bytes_follow_their_encodings() -> None:
     plain = make_aggregator("plain")
     quantized = QuantizedPlainAggregator(WeightedQuantizer.create(5, ring_bits=64))
+    # float64 values and the count; ring words for the values, one clipped count and the sample count
     assert protected_update_bytes(plain, 10) == 88
-    assert protected_update_bytes(quantized, 10) == 88
-    assert protected_update_bytes(make_aggregator("secagg", num_clients=5), 10) == 44
+    assert protected_update_bytes(quantized, 10) == 96
+    assert protected_update_bytes(make_aggregator("secagg", num_clients=5), 10) == 48
+
+
+def test_named_segments_follow_the_subset_and_stay_exact() -> None:
+    table = SegmentTable((Segment("w", 150, 0.5), Segment("b", 50, 0.25)))
+    subset = Subset.random(bytes(32), 200, count=40)
+    short = restrict(table, subset)
+    assert short.size == 40 and short.names == ("w", "b")
+    assert short.segments[0].length == int((subset.indices < 150).sum())
+    secure = SparseAggregator(make_aggregator("secagg", num_clients=5), CompressionConfig(fraction=0.2))
+    clear = SparseAggregator(make_aggregator("plain-quantized", num_clients=5), CompressionConfig(fraction=0.2))
+    a = secure.aggregate(_updates(), rng=np.random.default_rng(4), segments=table)
+    b = clear.aggregate(_updates(), rng=np.random.default_rng(4), segments=table)
+    assert a.mean is not None and b.mean is not None
+    np.testing.assert_array_equal(a.mean, b.mean)
+    assert a.clipping is not None and a.clipping.table.names == ("w", "b")
