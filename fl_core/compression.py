@@ -14,7 +14,7 @@ per hospital and never leave it (in this simulation: never reach the aggregator)
 
 :class:`CompressionConfig` says how many coordinates to send: a ``fraction``, or a
 ``bytes_per_parameter`` budget for the *protected update* (the masked vector or the
-ciphertexts, sample count included) per hospital per round, from which the largest
+ciphertexts, with the encoding's counts) per hospital per round, from which the largest
 subset that fits is chosen for the aggregator's encoding
 (:func:`protected_update_bytes`). A budget that not even one coordinate fits is
 refused, naming the option as the user typed it.
@@ -82,8 +82,9 @@ class CompressionConfig:
         if smallest > allowed:
             raise ConfigurationError(
                 f"{self.option} {self.bytes_per_parameter:g} cannot be met with {aggregator.name}: even one "
-                f"coordinate (plus the sample count) takes {smallest:,} bytes, {smallest / dimension:.3g} bytes per "
-                f"parameter of this {dimension:,}-parameter model; allow at least that, or use another aggregation"
+                f"coordinate (with the encoding's counts) takes {smallest:,} bytes, {smallest / dimension:.3g} "
+                f"bytes per parameter of this {dimension:,}-parameter model; allow at least that, or use another "
+                "aggregation"
             )
         low, high = 1, dimension  # the largest k whose protected update fits
         while low < high:
@@ -96,7 +97,7 @@ class CompressionConfig:
 
 
 def protected_update_bytes(aggregator: Aggregator, count: int) -> int:
-    """Bytes of one hospital's protected update carrying ``count`` coordinates and its sample count.
+    """Bytes of one hospital's protected update carrying ``count`` coordinates and the encoding's counts.
 
     The masked vector for masking (and ``plain-quantized``): a ring element per value;
     the ciphertexts for Paillier; float64 values for ``plain``. Protocol messages
