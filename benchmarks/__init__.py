@@ -5,21 +5,23 @@ is also a ratio: to plain aggregation, to the hardware floor (AES-128-CTR
 keystream, numpy adds, gmpy2 modular exponentiation) and to a peer
 implementation doing the same work.
 
-=========  ==================================================================
-suite      what it measures
-=========  ==================================================================
-masking    client and server time of SecAgg / SecAgg+ vs n, d, dropout rate
-paillier   packed threshold Paillier: encrypt, aggregate, decrypt vs d, key
-           size, n; against phe's per-value encryption and the powmod floor
-fedavg     the hospital demo end to end: time per round and bytes per
-           hospital for every aggregation, over plain FedAvg
-scaling    n from 10 to 1000 at fixed d: per-client cost, SecAgg vs SecAgg+
-peers      Flower 1.41/1.42's SecAgg+ primitives and phe, same n, d, k, same run
-dropouts   sessions of the default configurations completing under the dropouts
-           hospitals have (one at any round; 10% of n at each stage)
-dp         accuracy against epsilon with distributed DP (breast cancer, digits;
-           mean and spread over seeds) and the exact sampler's throughput
-=========  ==================================================================
+===========  ==================================================================
+suite        what it measures
+===========  ==================================================================
+masking      client and server time of SecAgg / SecAgg+ vs n, d, dropout rate
+paillier     packed threshold Paillier: encrypt, aggregate, decrypt vs d, key
+             size, n; against phe's per-value encryption and the powmod floor
+fedavg       the hospital demo end to end: time per round and bytes per
+             hospital for every aggregation, over plain FedAvg
+scaling      n from 10 to 1000 at fixed d: per-client cost, SecAgg vs SecAgg+
+peers        Flower 1.41/1.42's SecAgg+ primitives and phe, same n, d, k, same run
+dropouts     sessions of the default configurations completing under the dropouts
+             hospitals have (one at any round; 10% of n at each stage)
+dp           accuracy against epsilon with distributed DP (breast cancer, digits;
+             mean and spread over seeds) and the exact sampler's throughput
+compression  bytes per parameter (protected update and total) and accuracy against
+             quantization bits and shared-seed sparsity, 10 seeds, both data sets
+===========  ==================================================================
 
 ``secagg bench SUITE [--quick|--full] --out DIR`` (:mod:`secagg_bench.runner`)
 writes ``DIR/SUITE.json`` (checked against ``schemas/report.schema.json``),
@@ -30,5 +32,5 @@ from __future__ import annotations
 
 __all__ = ["SUITES"]
 
-SUITES = ("masking", "paillier", "fedavg", "scaling", "peers", "dropouts", "dp")
+SUITES = ("masking", "paillier", "fedavg", "scaling", "peers", "dropouts", "dp", "compression")
 """The suites, in the order ``secagg bench all`` runs them."""

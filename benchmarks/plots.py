@@ -43,6 +43,7 @@ def plot(report: SuiteReport, out: Path) -> list[str]:
         "peers": _peers,
         "dropouts": _dropouts,
         "dp": _dp,
+        "compression": _compression,
     }
     return makers[report.suite](report, out)
 
@@ -447,3 +448,58 @@ def _dp(report: SuiteReport, out: Path) -> list[str]:
         f"{first['seeds']} seeds, noise sized for h = n - 1"
     )
     return [_save(figure, out, "dp_accuracy.png", title)]
+
+
+# --- compression -----------------------------------------------------------------------------
+
+
+def _compression(report: SuiteReport, out: Path) -> list[str]:
+    rows = [row for row in report.results if "dataset" in row["params"]]  # the rotation row is in the table
+    datasets = list(dict.fromkeys(row["params"]["dataset"] for row in rows))
+    figure, (accuracy, sizes) = _figure(2)
+    markers = "osD^v<>"
+    for index, dataset in enumerate(datasets):
+        mine = [row for row in rows if row["params"]["dataset"] == dataset]
+        for bits in sorted({row["params"]["bits"] for row in mine}, reverse=True):
+            series = sorted(
+                (row for row in mine if row["params"]["bits"] == bits and row["metrics"]["gap_pp"] is not None),
+                key=lambda row: row["metrics"]["protected_bytes_per_parameter"],
+            )
+            if not series:
+                continue
+            xs = [row["metrics"]["protected_bytes_per_parameter"] for row in series]
+            ys = [row["metrics"]["gap_pp"] for row in series]
+            spread = [100 * row["metrics"]["accuracy_std"] for row in series]
+            accuracy.errorbar(
+                xs, ys, yerr=spread, marker=markers[index % len(markers)], capsize=3,
+                label=f"{dataset}, {bits}-bit quantization",
+            )  # fmt: skip
+        sent = sorted(mine, key=lambda row: row["params"]["fraction"])
+        sizes.plot(
+            [100 * row["params"]["fraction"] for row in sent],
+            [row["metrics"]["total_bytes_per_parameter"] for row in sent],
+            markers[index % len(markers)] + "-", color=f"C{index}",
+            label=f"{dataset}: total, protocol messages included",
+        )  # fmt: skip
+        sizes.plot(
+            [100 * row["params"]["fraction"] for row in sent],
+            [row["metrics"]["protected_bytes_per_parameter"] for row in sent],
+            markers[index % len(markers)] + "--", color=f"C{index}",
+            label=f"{dataset}: protected update (masked vector)",
+        )  # fmt: skip
+    accuracy.axvline(1.0, color="grey", linestyle=":", linewidth=1)
+    accuracy.axhline(-0.5, color="grey", linestyle=":", linewidth=1, label="target: <= 1 B/param, >= -0.5 pp")
+    accuracy.set(
+        xlabel="protected update, bytes per parameter per hospital per round",
+        ylabel="accuracy - uncompressed secure run (pp, mean; bars: sd)",
+    )
+    accuracy.grid(True, alpha=0.3)
+    accuracy.legend(fontsize=7)
+    sizes.axhline(1.0, color="grey", linestyle=":", linewidth=1)
+    sizes.set(
+        yscale="log", xlabel="coordinates sent per round (%)", ylabel="bytes per parameter per hospital per round"
+    )
+    sizes.grid(True, which="both", alpha=0.3)
+    sizes.legend(fontsize=7)
+    title = "Shared-seed partial updates in the secure sum: bytes and accuracy"
+    return [_save(figure, out, "compression_bytes_accuracy.png", title)]

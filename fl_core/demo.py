@@ -11,7 +11,10 @@ What a run does, in order:
    who made it into the round and who dropped out);
 4. for comparison, train plain FedAvg (float aggregation, same seed, same
    samples and dropouts) and a centralised scikit-learn model on the pooled
-   data, then print a summary and optionally write it as JSON.
+   data, then print a summary and optionally write it as JSON. With compression
+   (``--bytes-per-parameter``, :mod:`fl_core.compression`) it also trains the
+   uncompressed encoding in the clear (bit-identical to the uncompressed secure
+   run), so the summary shows what the compression costs in accuracy.
 
 :func:`run_demo` is the function API (used by the tests); :func:`main` is what
 the command line calls with its parsed arguments. ``python -m fl_core.demo
@@ -45,6 +48,7 @@ from fl_core.aggregators.base import (
     Aggregator,
 )
 from fl_core.aggregators.quantizer import resolve_ring_bits
+from fl_core.compression import CompressionConfig, SparseAggregator, protected_update_bytes
 from fl_core.data import (
     DATASETS,
     FEATURE_BOUNDS,
@@ -127,6 +131,10 @@ class DemoConfig:
         ring: the updates' ring: ``"word"`` (default: Z_(2^32), or Z_(2^64) when 32 bits
             could overflow), ``"smallest"`` (the smallest Z_(2^b), b in 8..64, that cannot
             overflow: masked uploads of b bits a coordinate) or a width ``"8"``..``"64"``.
+        bytes_per_parameter: a budget for each hospital's protected update per round
+            (masked vector or ciphertexts) per model parameter; the largest shared
+            subset of coordinates that fits is sent each round (:mod:`fl_core.compression`).
+        sparsity: instead, the fraction of coordinates sent each round.
     """
 
     aggregation: str = "secagg+"
@@ -146,12 +154,16 @@ class DemoConfig:
     dp_delta: float = DEFAULT_DELTA
     clipping: str = "adaptive"
     ring: str = "word"
+    bytes_per_parameter: float | None = None
+    sparsity: float | None = None
 
     def __post_init__(self) -> None:
         if self.clipping not in CLIPPING_NAMES:
             raise ConfigurationError(f"clipping must be one of {', '.join(CLIPPING_NAMES)}")
         if self.dp_epsilon is not None and self.aggregation == "plain":
             raise ConfigurationError("--dp-epsilon needs an integer encoding: use an aggregation other than plain")
+        if self.bytes_per_parameter is not None or self.sparsity is not None:
+            self.compression()  # checks the values now, not after the setup
         if self.aggregation not in DEMO_AGGREGATIONS:
             raise ConfigurationError(f"aggregation must be one of {', '.join(DEMO_AGGREGATIONS)}")
         if self.dataset not in DATASETS:
@@ -174,6 +186,14 @@ class DemoConfig:
         ring_bits = resolve_ring_bits(named, self.bits, self.hospitals, self.max_samples_per_client)
         QuantizationConfig(self.clip, self.bits, self.hospitals, ring_bits, max_weight=self.max_samples_per_client)
         return ring_bits
+
+    def compression(self, option: str = "bytes_per_parameter") -> CompressionConfig | None:
+        """The compression of the updates, or None (``option``: the budget's name in errors)."""
+        if self.bytes_per_parameter is None and self.sparsity is None:
+            return None
+        if self.bytes_per_parameter is not None and self.sparsity is not None:
+            raise ConfigurationError("give bytes_per_parameter or sparsity, not both")
+        return CompressionConfig(fraction=self.sparsity, bytes_per_parameter=self.bytes_per_parameter, option=option)
 
     def fedavg(self) -> FedAvgConfig:
         """The FedAvg hyper-parameters of this run (local training from :data:`LOCAL_TRAINING`)."""
@@ -221,6 +241,11 @@ class DemoReport:
     guarantee: str = ""
     privacy: str = ""
     noise_std_per_step: float | None = None
+    compression: dict[str, Any] | None = None
+    """With compression: ``dimension``, ``count`` (coordinates sent per round),
+    ``fraction``, ``protected_bytes`` and ``protected_bytes_per_parameter`` (per hospital
+    per round), ``uncompressed_protected_bytes``, and ``uncompressed_accuracy`` (the
+    same encoding without compression, in the clear; None without the comparison)."""
 
     @property
     def final_accuracy(self) -> float:
@@ -236,6 +261,7 @@ class DemoReport:
             "centralized_model": self.centralized_model,
             "guarantee": self.guarantee,
             "privacy": self.privacy,
+            "compression": self.compression,
             "initial_accuracy": self.result.initial_accuracy,
             "converged_early": self.result.converged,
             "seconds": self.seconds,
@@ -277,7 +303,9 @@ def _aggregator(name: str, config: DemoConfig, **quantization: Any) -> Aggregato
     return make_aggregator(name, **options)
 
 
-def _setup(config: DemoConfig, federation: Federation, name: str) -> tuple[Federation, Aggregator]:
+def _setup(
+    config: DemoConfig, federation: Federation, name: str, compression: CompressionConfig | None = None
+) -> tuple[Federation, Aggregator]:
     """``federation`` standardised through aggregator ``name``, and the aggregator for the updates."""
     moments = _aggregator(
         name, config,
@@ -298,6 +326,8 @@ def _setup(config: DemoConfig, federation: Federation, name: str) -> tuple[Feder
         name, config, clip=config.clip, bits=config.bits, ring_bits=config.ring_bits,
         max_samples_per_client=config.max_samples_per_client, clipping=config.clipping,
     )  # fmt: skip
+    if compression is not None:
+        updates = SparseAggregator(updates, compression)
     return federation.standardised(standardiser), updates
 
 
@@ -322,25 +352,32 @@ def run_demo(
     *,
     on_round: Callable[[RoundRecord], None] | None = None,
     on_status: Callable[[str], None] | None = None,
+    option: str = "bytes_per_parameter",
 ) -> DemoReport:
     """Run the demo described by ``config`` (see the module docstring); returns its report.
 
     ``on_round`` gets every round's record; ``on_status`` a line before each step
     that may take a while without rounds to show (the comparison runs).
-    Needs scikit-learn (the ``examples`` extra) for the datasets.
+    Needs scikit-learn (the ``examples`` extra) for the datasets. ``option`` names the
+    byte budget in the error a budget that cannot be met raises (before any training).
     """
     started = time.perf_counter()
     raw = make_federation(
         config.dataset, config.hospitals, partition=config.partition, alpha=config.alpha,
         test_fraction=TEST_FRACTION, rng=np.random.default_rng([config.seed, _SPLIT]),
     )  # fmt: skip
-    federation, aggregator = _setup(config, raw, config.aggregation)
+    compression = config.compression(option)
+    federation, aggregator = _setup(config, raw, config.aggregation, compression)
     model = _model(config, federation)
+    summary: dict[str, Any] | None = None
+    if isinstance(aggregator, SparseAggregator):
+        dimension = sum(int(p.size) for p in model.init(np.random.default_rng(0)))
+        summary = _compression_summary(aggregator, dimension)  # refuses a budget that cannot be met, now
     result = run_fedavg(
         model, federation.clients, aggregator, federation.test_features, federation.test_labels,
         config.fedavg(), on_round=on_round,
     )  # fmt: skip
-    plain: FedAvgResult | None = result if config.aggregation == "plain" else None
+    plain: FedAvgResult | None = result if config.aggregation == "plain" and compression is None else None
     centralized: float | None = None
     centralized_name = ""
     if config.compare:
@@ -353,6 +390,15 @@ def run_demo(
                 plain_federation.test_labels, config.fedavg(),
             )  # fmt: skip
         centralized, centralized_name = _centralized(config, raw)
+        if summary is not None:
+            if on_status is not None:
+                on_status("training the same encoding uncompressed, in the clear, for the compression's cost...")
+            full_name = "plain" if config.aggregation == "plain" else "plain-quantized"
+            full_federation, full_aggregator = _setup(config, raw, full_name)
+            summary["uncompressed_accuracy"] = run_fedavg(
+                model, full_federation.clients, full_aggregator, full_federation.test_features,
+                full_federation.test_labels, config.fedavg(),
+            ).final_accuracy  # fmt: skip
     return DemoReport(
         config=config,
         result=result,
@@ -370,6 +416,7 @@ def run_demo(
         ),
         privacy=_privacy_line(aggregator),
         noise_std_per_step=_noise_std(aggregator, federation),
+        compression=summary,
     )
 
 
@@ -392,6 +439,21 @@ def _privacy_line(aggregator: Aggregator) -> str:
         f"{aggregator.guarantee()}; spent epsilon = {epsilon:.3f} at delta = {delta:g} "
         f"in {aggregator.accountant.num_releases} released rounds"
     )
+
+
+def _compression_summary(aggregator: SparseAggregator, dimension: int) -> dict[str, Any]:
+    """What the compression sends per hospital per round (before any training)."""
+    count = aggregator.count(dimension)
+    protected = protected_update_bytes(aggregator, count)
+    return {
+        "dimension": dimension,
+        "count": count,
+        "fraction": count / dimension,
+        "protected_bytes": protected,
+        "protected_bytes_per_parameter": protected / dimension,
+        "uncompressed_protected_bytes": protected_update_bytes(aggregator.inner, dimension),
+        "uncompressed_accuracy": None,
+    }
 
 
 # --- presentation -------------------------------------------------------------------------
@@ -457,10 +519,32 @@ def _summary(report: DemoReport) -> list[str]:
     completed = [r.bytes_per_client for r in rounds if r.skipped_reason is None]
     if completed:
         lines.append(f"  bytes sent per hospital per round: {np.mean(completed):,.0f}")
+    lines.extend(_compression_lines(report))
     skipped = [r.round for r in rounds if r.skipped_reason is not None]
     if skipped:
         lines.append(f"  rounds skipped (too few hospitals left): {', '.join(map(str, skipped))}")
     lines.append(f"  wall time: {report.seconds:.1f} s")
+    return lines
+
+
+def _compression_lines(report: DemoReport) -> list[str]:
+    """The compression's saving in bytes and its cost in accuracy, for the summary."""
+    c = report.compression
+    if c is None:
+        return []
+    lines = [
+        f"  compression: {c['count']:,} of {c['dimension']:,} coordinates per round ({c['fraction']:.1%}), "
+        "a shared subset drawn from the round's public seed; residuals kept by each hospital",
+        f"    protected update per hospital per round: {c['protected_bytes']:,} bytes = "
+        f"{c['protected_bytes_per_parameter']:.3f} bytes/parameter (uncompressed: "
+        f"{c['uncompressed_protected_bytes']:,} bytes = {c['uncompressed_protected_bytes'] / c['dimension']:.3f})",
+    ]
+    if c["uncompressed_accuracy"] is not None:
+        gap = 100 * (report.final_accuracy - c["uncompressed_accuracy"])
+        lines.append(
+            f"    accuracy cost: {gap:+.2f} pp against the same encoding uncompressed "
+            f"({c['uncompressed_accuracy']:.2%}; bit-identical to the uncompressed {report.config.aggregation} run)"
+        )
     return lines
 
 
@@ -534,6 +618,7 @@ def _from_args(args: argparse.Namespace) -> DemoConfig:
         ring=getattr(args, "ring_bits", "word"),
         bits=getattr(args, "bits", None) or DEFAULT_BITS,
         max_samples_per_client=getattr(args, "max_samples_per_client", None) or DEFAULT_MAX_SAMPLES_PER_CLIENT,
+        bytes_per_parameter=getattr(args, "bytes_per_parameter", None),
     )
 
 
@@ -567,6 +652,11 @@ def main(args: argparse.Namespace) -> int:
             + (f"; masked uploads {config.ring_bits / 8:g} bytes per parameter" if "secagg" in config.aggregation
                else "")
         )
+    if config.bytes_per_parameter is not None:
+        print(
+            f"compression: at most {config.bytes_per_parameter:g} bytes per parameter for each hospital's protected "
+            "update per round (a shared subset of coordinates, error feedback)"
+        )
     logger = logging.getLogger("fl_core")
     with _progress(config.rounds, not args.no_progress) as (write, advance, status):
         handler = _Writer(write)
@@ -583,7 +673,7 @@ def main(args: argparse.Namespace) -> int:
         if config.aggregation == "paillier":
             status(_keygen_line(config))
         try:
-            report = run_demo(config, on_round=on_round, on_status=status)
+            report = run_demo(config, on_round=on_round, on_status=status, option="--bytes-per-parameter")
         finally:
             logger.removeHandler(handler)
     for line in _summary(report):

@@ -80,7 +80,7 @@ from secagg.dp import (
     noise_tail_bound,
     sample_discrete_gaussian,
 )
-from secagg.encoding import RING_CHOICES, QuantizationConfig
+from secagg.encoding import WORD_RINGS, QuantizationConfig
 from secagg.errors import BudgetExceededError, ConfigurationError, InsufficientNoiseError, OverflowDetectedError
 from secagg.masking import COMPLETE, HARARY
 from secagg.segments import ClippingReport, SegmentTable
@@ -140,14 +140,14 @@ def dp_quantization(
     bits = reach.bit_length() + 1  # qmax = 2^(bits-1) - 1 >= reach
     qmax = (1 << (bits - 1)) - 1
     tail = noise_tail_bound(plan, num_clients)
-    for candidate in RING_CHOICES if ring_bits is None else (ring_bits,):
+    for candidate in WORD_RINGS if ring_bits is None else (ring_bits,):
         if num_clients * qmax + tail <= (1 << (candidate - 1)) - 1 and bits <= candidate - 1:
             quantization = QuantizationConfig(qmax / scale, bits, num_clients, candidate, max_weight=1)
             return plan, quantization, tail
     raise ConfigurationError(
         f"DP encoding could overflow: {num_clients} hospitals x {qmax} (range {max_samples_per_client} samples x "
         f"clip {config.l2_clip} at scale {scale:g}) + noise tail {tail} does not fit "
-        f"Z_(2^{ring_bits or RING_CHOICES[-1]}); lower max_samples_per_client or l2_clip"
+        f"Z_(2^{ring_bits or WORD_RINGS[-1]}); lower max_samples_per_client or l2_clip"
     )
 
 

@@ -243,6 +243,14 @@ def _add_demo(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> 
         help="the DP budget's delta per patient (default: 1e-5)",
     )
     demo.add_argument(
+        "--bytes-per-parameter",
+        metavar="B",
+        type=_real(0, 1e6, include_low=False),
+        help="byte budget of each hospital's protected update (masked vector or ciphertexts) per round, per model "
+        "parameter: sends the largest shared subset of coordinates that fits, keeps the rest for later rounds, and "
+        "shows the accuracy cost in the summary (uncompressed: about 4 in Z_(2^32); default: no compression)",
+    )
+    demo.add_argument(
         "--no-progress", action="store_true", help="no progress bar (there is none unless stderr is a terminal)"
     )
     demo.set_defaults(handler=_lazy("fl_core.demo"), check=_check_demo, command_parser=demo)
@@ -284,6 +292,8 @@ _BENCH_SUITES = {
     "peers": "Flower's SecAgg+ primitives and phe's per-value encryption doing the same work, same run",
     "dropouts": "default configurations under dropouts: one at any round (n <= 10), 10%% of n per stage (larger n)",
     "dp": "distributed DP: accuracy against epsilon (mean and spread over seeds) and exact sampler throughput",
+    "compression": "bytes per parameter of the protected update and in total, and accuracy, against quantization "
+    "bits and shared-seed sparsity; the rotation against masking (issue 16's targets)",
     "all": "every suite, one summary (what CI runs with --quick)",
 }
 
@@ -390,6 +400,7 @@ def _add_bench(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "--sessions", type=_integer(1, 100_000), help="sessions per n above 10, at 10%% per stage (default: 50)"
     )
     dropouts.add_argument("--dim", type=dim, help="vector length d (default: 100)")
+    _add_compression_bench(parsers["compression"])
     scaling = parsers["scaling"]
     scaling.add_argument("--clients", type=clients, nargs="+", help="n values (default: 10 100 1000)")
     scaling.add_argument("--dim", type=dim, help="vector length d (default: 10000)")
@@ -427,6 +438,31 @@ def _add_dp_bench(dp: argparse.ArgumentParser) -> None:
         "--aggregation",
         choices=["plain-quantized", "secagg", "secagg+"],
         help="the sum the noised encodings go through (default: plain-quantized, bit-identical to secagg's)",
+    )
+
+
+def _add_compression_bench(compression: argparse.ArgumentParser) -> None:
+    compression.add_argument("--dataset", choices=["breast-cancer", "digits"], nargs="+", help="default: both")
+    compression.add_argument("--aggregation", choices=["secagg", "secagg+"], help="default: secagg+")
+    compression.add_argument("--bits", type=_integer(2, 32), nargs="+", help="quantization bits (default: 16)")
+    compression.add_argument(
+        "--sparsity",
+        type=_real(0, 1, include_low=False),
+        nargs="*",
+        help="fractions of coordinates sent, besides the uncompressed run (default: 0.5)",
+    )
+    compression.add_argument(
+        "--bytes-per-parameter",
+        type=_real(0, 1e6, include_low=False),
+        nargs="*",
+        help="budgets of the protected update per parameter per hospital per round (default: 1)",
+    )
+    compression.add_argument("--seeds", type=_integer(1, 1000), help="seeds 0..N-1 per setting (default: 3)")
+    compression.add_argument("--rounds", type=_integer(1, MAX_ROUNDS), help="FedAvg rounds (default: 20)")
+    compression.add_argument(
+        "--rotation-dim",
+        type=_integer(0, MAX_DIM),
+        help="d of the rotation-against-masking row, 0 for none (default: 0; --full: 1000000)",
     )
 
 

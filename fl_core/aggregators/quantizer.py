@@ -31,7 +31,7 @@ from fl_core.aggregators.base import (
     FloatVector,
     client_rounding_rng,
 )
-from secagg.descriptor import SessionDescriptor
+from secagg.descriptor import Parameter, SessionDescriptor
 from secagg.encoding import WORD_RINGS, QuantizationConfig, from_ring, smallest_ring_bits, to_ring
 from secagg.errors import ConfigurationError, OverflowDetectedError
 from secagg.ring import RingVector
@@ -75,10 +75,13 @@ class WeightedQuantizer:
     ``max_weight`` is the public bound on one client's sample count and whose
     ``clip`` is the clip of a flat vector (the starting clip of every segment
     under the adaptive clip). Every method takes an optional segment ``table``;
-    without one the vector is one flat segment with ``config.clip``.
+    without one the vector is one flat segment with ``config.clip``. ``parameters``
+    are extra ``(name, value)`` entries bound into every round's session descriptor
+    (e.g. the round's sparsity subset, :mod:`fl_core.compression`).
     """
 
     config: QuantizationConfig
+    parameters: tuple[tuple[str, Parameter], ...] = ()
 
     @classmethod
     def create(
@@ -133,6 +136,7 @@ class WeightedQuantizer:
             weight_key="num_samples",
             server_round=server_round,
             layout_digest=bytes(32) if table is None else table.digest(),
+            parameters=dict(self.parameters),
         ).digest()
 
     def encoded_length(self, vector_length: int, table: SegmentTable | None = None) -> int:

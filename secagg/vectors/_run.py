@@ -20,6 +20,7 @@ from secagg.vectors import (
     _paillier,
     _primitives,
     _sessions,
+    _sparsity,
     _wire,
 )
 from secagg.vectors._format import Json, canonical_json
@@ -55,6 +56,7 @@ SUITES: tuple[Suite, ...] = (
     *_bindings.SUITES,
     *_compression.SUITES,
     *_dp.SUITES,
+    *_sparsity.SUITES,
 )
 """Every vector file, in the order the spec presents them."""
 
@@ -106,8 +108,10 @@ def _schema_errors(document: Json) -> tuple[str, list[str]]:
     if not (SCHEMA_DIR / name).is_file():
         return "missing", [f"no schema named {name!r} in {SCHEMA_DIR}"]
     validator = jsonschema.Draft202012Validator(load_schema(name))
-    errors = [f"schema: {'/'.join(str(p) for p in error.absolute_path)}: {error.message}"[:300]
-              for error in validator.iter_errors(document)]
+    errors = [
+        f"schema: {'/'.join(str(p) for p in error.absolute_path)}: {error.message}"[:300]
+        for error in validator.iter_errors(document)
+    ]
     return ("ok" if not errors else "FAILED"), errors[:10]
 
 

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from secagg_bench import dropouts, flower_peer
+from secagg_bench import compression_accuracy, dropouts, flower_peer
 from secagg_bench import masking as masking_suite
 from secagg_bench.progress import Progress
 from secagg_bench.report import validate
@@ -111,9 +111,49 @@ def test_dropouts_targets_fail_a_run_that_lost_a_session_or_an_exact_sum() -> No
         metrics = {"completion_rate": completed / sessions, "exact": exact}
         return {"params": params, "metrics": metrics}
 
-    met = [t.met for t in dropouts.targets([row(5, 25, 25), row(5, 24, 25), row(20, 198, 200), row(20, 197, 200)])]
+    rows = [row(5, 25, 25), row(5, 24, 25), row(20, 198, 200), row(20, 197, 200)]
+    met = [t.met for t in dropouts.targets(rows)]
     assert met == [True, False, True, False]
     assert [t.met for t in dropouts.targets([row(20, 200, 200, exact=False)])] == [False]
+
+
+def test_compression_suite_reports_bytes_per_parameter_accuracy_and_exactness(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    # Execute: uncompressed and a 1 byte/parameter budget, one seed, two rounds
+    document = _run(
+        capsys, tmp_path, "compression", "--dataset", "breast-cancer", "--bits", "16", "--sparsity",
+        "--bytes-per-parameter", "1", "--seeds", "1", "--rounds", "2", "--rotation-dim", "4096",
+    )  # fmt: skip
+
+    # Assert
+    _check_outputs(tmp_path, document)
+    rows = {r["params"]["setting"]: r for r in document["results"]}
+    assert set(rows) == {"uncompressed", "budget 1 B/param", "rotation vs masking (SecAgg+, n = 100)"}
+    assert rows["rotation vs masking (SecAgg+, n = 100)"]["metrics"]["rotation_over_mask"] > 0
+    assert rows["uncompressed"]["metrics"]["protected_bytes"] == 4 * 64
+    budget = rows["budget 1 B/param"]
+    assert budget["params"]["coordinates_sent"] == 13
+    assert budget["metrics"]["protected_bytes_per_parameter"] <= 1.0
+    assert budget["metrics"]["total_bytes_per_hospital"] > budget["metrics"]["protected_bytes"]
+    assert all(r["metrics"].get("exact", True) for r in document["results"])
+    names = [t["name"] for t in document["targets"]]
+    assert "rotation at d = 4,096 over masking the same vector" in names
+    assert "breast-cancer: secure sums bit-exact against the plain sum of the same compressed encodings" in names
+    assert "compression" in document["command"] and "--bytes-per-parameter 1.0" in document["command"]
+
+
+def test_compression_targets_take_the_best_setting_within_the_budget() -> None:
+    def row(setting: str, per_parameter: float, gap: float, exact: bool = True) -> dict[str, Any]:
+        params = {"dataset": "digits", "setting": setting, "bits": 16}
+        metrics = {"protected_bytes_per_parameter": per_parameter, "gap_pp": gap, "exact": exact,
+                   "total_bytes_per_parameter": 2.0}  # fmt: skip
+        return {"params": params, "metrics": metrics}
+
+    found = compression_accuracy.targets([row("uncompressed", 4.0, 0.0), row("a", 1.0, -0.7), row("b", 0.5, -0.4)])
+    assert [(t.achieved, t.met) for t in found if t.limit is not None] == [(-0.4, True), (1.0, True)]
+    found = compression_accuracy.targets([row("uncompressed", 4.0, 0.0), row("a", 1.0, -0.7, exact=False)])
+    assert [t.met for t in found if t.limit is not None] == [False, False]
 
 
 def test_paillier_suite_compares_with_phe_and_the_floor(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
@@ -204,7 +244,7 @@ def test_bench_all_lists_every_suite(capsys: pytest.CaptureFixture[str]) -> None
 
     # Assert
     assert exited.value.code == 0
-    for suite in ("masking", "paillier", "fedavg", "scaling", "peers", "dropouts", "dp", "all"):
+    for suite in ("masking", "paillier", "fedavg", "scaling", "peers", "dropouts", "dp", "compression", "all"):
         assert suite in out
 
 

@@ -1,0 +1,220 @@
+"""The accuracy and bytes sweep of suite ``compression`` (:mod:`secagg_bench.compression` runs it).
+
+Issue 16's targets, on the hospital demo (:func:`fl_core.demo.run_demo`: 5 hospitals,
+Dirichlet(0.5) label skew, the demo's local training), for each data set and each
+setting of the quantization bits and the shared-seed partial updates
+(:mod:`fl_core.compression`), over several seeds:
+
+- **protected update**: bytes of one hospital's masked vector per round (the sample
+  count included), divided by the model's parameter count d;
+- **total**: bytes a hospital sends per round with every protocol message (keys,
+  shares, unmasking), mean over rounds and seeds, also per parameter;
+- **accuracy**: final held-out accuracy, mean and standard deviation over the seeds, and
+  the gap to the uncompressed secure run (same data set, seeds and bits) in
+  percentage points;
+- **exact**: for every seed the same run through ``plain-quantized`` (the same
+  compressed encodings summed in the clear) ends in a bit-identical model, and
+  includes the same hospitals every round.
+
+Bits per coordinate on the wire are the ring's (32 in Z_(2^32)): the quantization
+``bits`` change the rounding step, not the bytes, until narrow rings are used by masking.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+import warnings
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+from fl_core.aggregators import WeightedQuantizer
+from fl_core.demo import DemoConfig, DemoReport, run_demo
+
+from .report import Column, Row, Target
+
+__all__ = ["BUDGET", "COLUMNS", "MAX_GAP_PP", "METRIC_NOTES", "accuracy_row", "relate", "settings", "targets"]
+
+BUDGET = 1.0
+"""Issue 16: the protected update takes at most this many bytes per parameter per hospital per round..."""
+MAX_GAP_PP = 0.5
+"""...at most this many percentage points below the uncompressed secure run (mean over the seeds)."""
+
+COLUMNS = (
+    Column("dataset", "params", "dataset"),
+    Column("d", "params", "dim", "int"),
+    Column("bits", "params", "bits", "int"),
+    Column("setting", "params", "setting"),
+    Column("sent", "params", "fraction", "pct"),
+    Column("protected B/param", "metrics", "protected_bytes_per_parameter", "f3"),
+    Column("total/hospital/round", "metrics", "total_bytes_per_hospital", "bytes"),
+    Column("total B/param", "metrics", "total_bytes_per_parameter", "f3"),
+    Column("accuracy", "metrics", "accuracy_mean", "acc"),
+    Column("sd", "metrics", "accuracy_std", "acc"),
+    Column("gap pp", "metrics", "gap_pp", "f3"),
+    Column("exact", "metrics", "exact"),
+)
+
+METRIC_NOTES = {
+    "protected_bytes": "bytes of one hospital's masked vector per round (coordinates sent + the sample count)",
+    "protected_bytes_per_parameter": "protected_bytes / d",
+    "total_bytes_per_hospital": "bytes a hospital sends per round, every protocol message, mean over rounds and seeds",
+    "total_bytes_per_parameter": "total_bytes_per_hospital / d",
+    "accuracy_mean": "final held-out accuracy, mean over the seeds",
+    "accuracy_std": "final held-out accuracy, population standard deviation over the seeds",
+    "accuracy_min": "lowest final accuracy over the seeds",
+    "accuracy_max": "highest final accuracy over the seeds",
+    "gap_pp": "100 x (accuracy_mean - the uncompressed secure run's accuracy_mean), same data set, bits and seeds",
+    "exact": "every seed: the secure run's final model bit-identical to the in-the-clear sum of the same encodings",
+    "seconds_per_run": "mean wall seconds of one secure run (training, aggregation, evaluation)",
+}
+
+
+def settings(options: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """Every (bits, compression) of the grid: for each bits, uncompressed, each sparsity, each budget."""
+    grid: list[dict[str, Any]] = []
+    for bits in options["bits"]:
+        grid.append({"bits": bits, "setting": "uncompressed", "sparsity": None, "bytes_per_parameter": None})
+        for fraction in options["sparsity"]:
+            grid.append({"bits": bits, "setting": f"sparsity {fraction:g}", "sparsity": fraction,
+                         "bytes_per_parameter": None})  # fmt: skip
+        for budget in options["bytes_per_parameter"]:
+            grid.append({"bits": bits, "setting": f"budget {budget:g} B/param", "sparsity": None,
+                         "bytes_per_parameter": budget})  # fmt: skip
+    return grid
+
+
+def _demo(dataset: str, aggregation: str, setting: Mapping[str, Any], seed: int, rounds: int) -> DemoReport:
+    config = DemoConfig(
+        aggregation=aggregation, dataset=dataset, seed=seed, rounds=rounds, compare=False, bits=setting["bits"],
+        sparsity=setting["sparsity"], bytes_per_parameter=setting["bytes_per_parameter"],
+    )  # fmt: skip
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        return run_demo(config)
+
+
+def _same(secure: DemoReport, clear: DemoReport) -> bool:
+    """Bit-identical final models and the same hospitals included in every round."""
+    models = all(np.array_equal(a, b) for a, b in zip(secure.result.params, clear.result.params, strict=True))
+    rounds = [r.included for r in secure.result.rounds] == [r.included for r in clear.result.rounds]
+    return models and rounds
+
+
+def accuracy_row(dataset: str, aggregation: str, setting: Mapping[str, Any], seeds: int, rounds: int) -> Row:
+    accuracies: list[float] = []
+    totals: list[float] = []
+    seconds: list[float] = []
+    exact = True
+    report: DemoReport | None = None
+    for seed in range(seeds):
+        began = time.perf_counter()
+        report = _demo(dataset, aggregation, setting, seed, rounds)
+        seconds.append(time.perf_counter() - began)
+        accuracies.append(report.final_accuracy)
+        totals.extend(r.bytes_per_client for r in report.result.rounds if r.skipped_reason is None)
+        exact = exact and _same(report, _demo(dataset, "plain-quantized", setting, seed, rounds))
+    assert report is not None
+    dim = sum(int(p.size) for p in report.result.params)
+    ring_bytes = report.config.ring_bits // 8
+    compression = report.compression
+    count = dim if compression is None else int(compression["count"])
+    quantizer = WeightedQuantizer.create(
+        report.config.hospitals, clip=report.config.clip, bits=report.config.bits, ring_bits=report.config.ring_bits
+    )
+    protected = (
+        ring_bytes * quantizer.encoded_length(dim) if compression is None else int(compression["protected_bytes"])
+    )
+    total = statistics.fmean(totals) if totals else None
+    return {
+        "params": {
+            "dataset": dataset,
+            "aggregation": aggregation,
+            "dim": dim,
+            "bits": setting["bits"],
+            "ring_bits": report.config.ring_bits,
+            "setting": setting["setting"],
+            "sparsity": setting["sparsity"],
+            "bytes_per_parameter": setting["bytes_per_parameter"],
+            "coordinates_sent": count,
+            "fraction": count / dim,
+            "seeds": seeds,
+            "rounds": rounds,
+        },
+        "metrics": {
+            "protected_bytes": protected,
+            "protected_bytes_per_parameter": protected / dim,
+            "total_bytes_per_hospital": total,
+            "total_bytes_per_parameter": None if total is None else total / dim,
+            "accuracy_mean": statistics.fmean(accuracies),
+            "accuracy_std": statistics.pstdev(accuracies),
+            "accuracy_min": min(accuracies),
+            "accuracy_max": max(accuracies),
+            "gap_pp": None,
+            "exact": exact,
+            "seconds_per_run": statistics.fmean(seconds),
+        },
+    }
+
+
+def relate(row: Row, earlier: Sequence[Row]) -> None:
+    """The gap to the uncompressed row of the same data set and bits (measured before it; 0 for itself)."""
+    params = row["params"]
+    if params["setting"] == "uncompressed":
+        row["metrics"]["gap_pp"] = 0.0
+        return
+    for other in earlier:
+        p = other["params"]
+        if (p.get("dataset"), p["bits"], p["setting"]) == (params["dataset"], params["bits"], "uncompressed"):
+            row["metrics"]["gap_pp"] = 100 * (row["metrics"]["accuracy_mean"] - other["metrics"]["accuracy_mean"])
+
+
+def targets(results: Sequence[Row]) -> list[Target]:
+    """Issue 16, per data set: the best setting within the budget stays within 0.5 pp; every sum exact;
+    the total bytes per hospital per round reported beside it."""
+    found: list[Target] = []
+    for dataset in dict.fromkeys(r["params"]["dataset"] for r in results if "dataset" in r["params"]):
+        rows = [r for r in results if r["params"].get("dataset") == dataset]
+        within = [
+            r for r in rows
+            if r["metrics"]["protected_bytes_per_parameter"] <= BUDGET and r["metrics"]["gap_pp"] is not None
+        ]  # fmt: skip
+        best = max(within, key=lambda r: r["metrics"]["gap_pp"], default=None)
+        where = {"dataset": dataset} | ({} if best is None else {"setting": best["params"]["setting"],
+                                                                "bits": best["params"]["bits"]})  # fmt: skip
+        found.append(
+            Target(
+                f"{dataset}: protected update <= {BUDGET:g} byte/parameter, accuracy gap (pp)",
+                f"mean accuracy minus the uncompressed secure run's, in pp, of the best setting whose masked vector "
+                f"takes <= {BUDGET:g} byte per parameter per hospital per round"
+                + ("" if best is not None else " (no setting within the budget was run)"),
+                None if best is None else best["metrics"]["gap_pp"],
+                -MAX_GAP_PP,
+                ">=",
+                where,
+            )
+        )
+        if best is not None:
+            found.append(
+                Target(
+                    f"{dataset}: total bytes per hospital per round at that setting",
+                    "every protocol message included (keys, shares, unmasking), per parameter",
+                    best["metrics"]["total_bytes_per_parameter"],
+                    None,
+                    "report",
+                    where,
+                )
+            )
+        found.append(
+            Target(
+                f"{dataset}: secure sums bit-exact against the plain sum of the same compressed encodings",
+                "1 if every run's model equals the in-the-clear run's bit for bit, else 0",
+                float(all(r["metrics"]["exact"] for r in rows)),
+                1.0,
+                ">=",
+                {"dataset": dataset},
+            )
+        )
+    return found

@@ -1,0 +1,220 @@
+"""Fewer bytes per parameter: shared-seed partial updates with error feedback, and a byte budget.
+
+:class:`SparseAggregator` wraps any aggregator of :mod:`fl_core.aggregators`. Each
+round it draws a public 32-byte seed from the round's public randomness (the
+``rng`` FedAvg passes, the same for every hospital), derives the round's subset of
+coordinates from it (:class:`secagg.sparsity.Subset`), binds the subset into the
+round's session descriptor (the inner aggregator's quantizer carries the
+``secagg.sparsity.*`` entries), and lets every hospital send only those
+coordinates of its update plus its residual (:class:`secagg.sparsity.ErrorFeedback`).
+The inner aggregator sums the shorter vectors as it sums any vector; the server
+scatters the mean back to full length (zeros elsewhere). A hospital keeps its new
+residual only when its contribution is in the round's aggregate; the residuals are
+per hospital and never leave it (in this simulation: never reach the aggregator).
+
+:class:`CompressionConfig` says how many coordinates to send: a ``fraction``, or a
+``bytes_per_parameter`` budget for the *protected update* (the masked vector or the
+ciphertexts, with the encoding's counts) per hospital per round, from which the largest
+subset that fits is chosen for the aggregator's encoding
+(:func:`protected_update_bytes`). A budget that not even one coordinate fits is
+refused, naming the option as the user typed it.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, replace
+from typing import Any
+
+import numpy as np
+
+from fl_core.aggregators.base import AggregationResult, Aggregator, ClientUpdate, DropoutStage, check_round
+from fl_core.aggregators.plain import FLOAT_SIZE
+from secagg.errors import ConfigurationError
+from secagg.segments import Segment, SegmentTable
+from secagg.sparsity import SEED_SIZE, ErrorFeedback, Subset, count_for_fraction
+
+__all__ = ["CompressionConfig", "SparseAggregator", "protected_update_bytes", "restrict"]
+
+
+@dataclass(frozen=True)
+class CompressionConfig:
+    """How much of each update a hospital sends per round.
+
+    Attributes:
+        fraction: the share of coordinates sent, in (0, 1]; None with a budget.
+        bytes_per_parameter: the budget of the protected update per hospital per
+            round, divided by the model's parameter count (the uncompressed 32-bit
+            ring costs 4 (d + 1) / d); None with a fraction.
+        error_feedback: keep what was not sent and add it to the next update (default).
+        option: the option's name in error messages, as the user typed it
+            (``--bytes-per-parameter`` on the command line).
+    """
+
+    fraction: float | None = None
+    bytes_per_parameter: float | None = None
+    error_feedback: bool = True
+    option: str = "bytes_per_parameter"
+
+    def __post_init__(self) -> None:
+        if (self.fraction is None) == (self.bytes_per_parameter is None):
+            raise ConfigurationError("compression takes a fraction of coordinates or a bytes_per_parameter budget")
+        if self.fraction is not None:
+            count_for_fraction(self.fraction, 1)  # range check only
+        budget = self.bytes_per_parameter
+        if budget is not None and (
+            isinstance(budget, bool) or not isinstance(budget, int | float) or not math.isfinite(budget) or budget <= 0
+        ):
+            raise ConfigurationError(f"{self.option} must be a positive number of bytes, got {budget!r}")
+
+    def count(self, aggregator: Aggregator, dimension: int) -> int:
+        """k, the coordinates sent per round for a ``dimension``-parameter model through ``aggregator``.
+
+        Raises ConfigurationError if the budget cannot be met.
+        """
+        if self.fraction is not None:
+            return count_for_fraction(self.fraction, dimension)
+        assert self.bytes_per_parameter is not None
+        allowed = self.bytes_per_parameter * dimension
+        smallest = protected_update_bytes(aggregator, 1)
+        if smallest > allowed:
+            raise ConfigurationError(
+                f"{self.option} {self.bytes_per_parameter:g} cannot be met with {aggregator.name}: even one "
+                f"coordinate (with the encoding's counts) takes {smallest:,} bytes, {smallest / dimension:.3g} "
+                f"bytes per parameter of this {dimension:,}-parameter model; allow at least that, or use another "
+                "aggregation"
+            )
+        low, high = 1, dimension  # the largest k whose protected update fits
+        while low < high:
+            middle = (low + high + 1) // 2
+            if protected_update_bytes(aggregator, middle) <= allowed:
+                low = middle
+            else:
+                high = middle - 1
+        return low
+
+
+def protected_update_bytes(aggregator: Aggregator, count: int) -> int:
+    """Bytes of one hospital's protected update carrying ``count`` coordinates and the encoding's counts.
+
+    The masked vector for masking (and ``plain-quantized``): ``ceil(length * b / 8)`` bytes
+    in Z_(2^b), bit-packed as MaskedInput carries it (4 bytes a value in Z_(2^32));
+    the ciphertexts for Paillier; float64 values for ``plain``. Protocol messages
+    (keys, shares, signatures) are not included (they do not depend on the subset).
+    """
+    inner = aggregator.inner if isinstance(aggregator, SparseAggregator) else aggregator
+    quantizer = getattr(inner, "quantizer", None)
+    if quantizer is None:
+        return FLOAT_SIZE * (count + 1)
+    length = int(quantizer.encoded_length(count))
+    layout = getattr(inner, "layout", None)
+    if layout is not None:  # Paillier: whole ciphertexts of packed slots (two limbs per value if split)
+        values = 2 * length if getattr(inner, "split", False) else length
+        ciphertext_bytes = int(inner.material.public.key.ciphertext_bytes)  # type: ignore[attr-defined]
+        return int(layout.num_plaintexts(values)) * ciphertext_bytes
+    return -(-int(quantizer.config.ring_bits) * length // 8)
+
+
+class SparseAggregator:
+    """``inner`` summing, each round, only a public seeded subset of the coordinates.
+
+    See the module docstring. ``name`` and ``guarantee`` are the inner aggregator's.
+    """
+
+    def __init__(self, inner: Aggregator, compression: CompressionConfig) -> None:
+        if isinstance(inner, SparseAggregator):
+            raise ConfigurationError("an aggregator is compressed once")
+        self.inner = inner
+        self.compression = compression
+        self._feedback: dict[int, ErrorFeedback] = {}
+        self._counts: dict[int, int] = {}
+        self._base_parameters: tuple[tuple[str, Any], ...] = tuple(getattr(self._quantizer_owner(), "parameters", ()))
+        self.last_subset: Subset | None = None
+
+    @property
+    def name(self) -> str:
+        """The inner aggregator's name."""
+        return self.inner.name
+
+    @property
+    def guarantee(self) -> Any:
+        """The inner aggregator's guarantee (the subset is public and does not change it)."""
+        return getattr(self.inner, "guarantee", None)
+
+    def count(self, dimension: int) -> int:
+        """k for this dimension (cached); ConfigurationError if the budget cannot be met."""
+        if dimension not in self._counts:
+            self._counts[dimension] = self.compression.count(self.inner, dimension)
+        return self._counts[dimension]
+
+    def protected_bytes_per_parameter(self, dimension: int) -> float:
+        """Protected update bytes per hospital per round, divided by ``dimension``."""
+        return protected_update_bytes(self.inner, self.count(dimension)) / dimension
+
+    def residual(self, client_id: int) -> np.ndarray[Any, np.dtype[np.float64]] | None:
+        """Hospital ``client_id``'s residual (its own state; for tests and inspection)."""
+        feedback = self._feedback.get(client_id)
+        return None if feedback is None else feedback.residual
+
+    def _quantizer_owner(self) -> Any:
+        return getattr(self.inner, "quantizer", None)
+
+    def _bind(self, subset: Subset) -> None:
+        """Put the round's subset into the inner aggregator's session descriptor."""
+        quantizer = self._quantizer_owner()
+        if quantizer is None:
+            return  # plain: nothing is bound
+        entries = tuple(sorted(subset.descriptor_parameters().items()))
+        self.inner.quantizer = replace(quantizer, parameters=self._base_parameters + entries)  # type: ignore[attr-defined]
+
+    def aggregate(
+        self,
+        updates: Sequence[ClientUpdate],
+        dropouts: Mapping[int, DropoutStage] | None = None,
+        *,
+        rng: np.random.Generator,
+        segments: SegmentTable | None = None,
+    ) -> AggregationResult:
+        """The inner aggregator's mean of the subset, scattered back to full length.
+
+        ``segments`` (of the full vector) become the segments of the subset: each
+        keeps its name, clip and kind over the coordinates of it that are sent."""
+        start = time.perf_counter()
+        check_round(updates, dropouts)
+        dimension = updates[0].vector.shape[0]
+        subset = Subset.random(rng.bytes(SEED_SIZE), dimension, count=self.count(dimension))
+        self.last_subset = subset
+        self._bind(subset)
+        short: list[ClientUpdate] = []
+        pending = {}
+        for update in updates:
+            if self.compression.error_feedback:
+                feedback = self._feedback.setdefault(update.client_id, ErrorFeedback(dimension))
+                sent, pending[update.client_id] = feedback.prepare(update.vector, subset)
+            else:
+                sent = subset.gather(update.vector)
+            short.append(ClientUpdate(update.client_id, sent, update.num_samples))
+        if segments is None:
+            result = self.inner.aggregate(short, dropouts, rng=rng)
+        else:
+            result = self.inner.aggregate(short, dropouts, rng=rng, segments=restrict(segments, subset))
+        if result.mean is None:
+            return replace(result, seconds=time.perf_counter() - start)
+        for client in result.included:
+            if client in pending:
+                self._feedback[client].commit(pending[client])
+        return replace(result, mean=subset.scatter(result.mean), seconds=time.perf_counter() - start)
+
+
+def restrict(table: SegmentTable, subset: Subset) -> SegmentTable:
+    """The segments of ``table`` over the coordinates of ``subset`` (segments with none left out)."""
+    if table.size != subset.dimension:
+        raise ConfigurationError(f"the segments cover {table.size} coordinates, the subset {subset.dimension}")
+    kept = []
+    for segment, part in table.slices():
+        inside = int(np.count_nonzero((subset.indices >= part.start) & (subset.indices < part.stop)))
+        if inside:
+            kept.append(Segment(segment.name, inside, segment.clip, segment.integer))
+    return SegmentTable(tuple(kept))

@@ -1,0 +1,72 @@
+"""The demo's byte budget: what it sends, what it costs in accuracy, and the budgets it refuses."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+
+import pytest
+
+from fl_core.demo import DemoConfig, run_demo
+from secagg.cli import main as cli_main
+from secagg.errors import ConfigurationError
+
+needs_sklearn = pytest.mark.skipif(importlib.util.find_spec("sklearn") is None, reason="needs the examples extra")
+
+
+@needs_sklearn
+def test_a_budget_of_one_byte_per_parameter_is_kept_and_its_cost_shown(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "run.json"
+    code = cli_main(
+        ["demo", "--bytes-per-parameter", "1", "--rounds", "3", "--aggregation", "secagg", "--no-progress",
+         "--json", str(out)]
+    )  # fmt: skip
+    assert code == 0
+    printed = capsys.readouterr().out
+    assert "compression: 13 of 62 coordinates per round (21.0%)" in printed
+    assert "protected update per hospital per round: 60 bytes = 0.968 bytes/parameter" in printed
+    assert "accuracy cost:" in printed and "pp against the same encoding uncompressed" in printed
+    report = json.loads(out.read_text(encoding="utf-8"))
+    compression = report["compression"]
+    assert compression["protected_bytes_per_parameter"] <= 1.0
+    assert compression["uncompressed_protected_bytes"] == 4 * 64
+    assert 0.0 <= compression["uncompressed_accuracy"] <= 1.0
+    assert report["configuration"]["bytes_per_parameter"] == 1.0
+    # The whole round, protocol messages included, costs less than uncompressed but more than the masked vector.
+    assert all(60 < r["bytes_per_client"] < 1109 for r in report["rounds"])
+
+
+@needs_sklearn
+def test_a_budget_that_cannot_be_met_is_refused_before_training(capsys: pytest.CaptureFixture[str]) -> None:
+    code = cli_main(["demo", "--bytes-per-parameter", "0.1", "--no-progress"])
+    captured = capsys.readouterr()
+    assert code == 2
+    assert "--bytes-per-parameter 0.1 cannot be met with secagg+" in captured.err
+    assert "0.194 bytes per parameter of this 62-parameter model" in captured.err
+    assert "accuracy, loss" not in captured.out  # refused before the first round (its legend)
+    with pytest.raises(ConfigurationError, match=r"bytes_per_parameter 0\.1 cannot be met"):
+        run_demo(DemoConfig(bytes_per_parameter=0.1, compare=False, rounds=1))
+
+
+def test_budget_options_are_checked_when_given(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exited:
+        cli_main(["demo", "--bytes-per-parameter", "0", "--no-progress"])
+    assert exited.value.code == 2
+    assert "argument --bytes-per-parameter: must be in (0, 1e+06], got 0" in capsys.readouterr().err
+    with pytest.raises(ConfigurationError, match="not both"):
+        DemoConfig(bytes_per_parameter=1.0, sparsity=0.5)
+    with pytest.raises(ConfigurationError, match="fraction"):
+        DemoConfig(sparsity=1.5)
+
+
+@needs_sklearn
+def test_compressed_secure_and_in_the_clear_runs_end_in_the_same_model() -> None:
+    runs = [
+        run_demo(DemoConfig(aggregation=name, rounds=3, compare=False, sparsity=0.3))
+        for name in ("secagg+", "plain-quantized")
+    ]
+    for a, b in zip(runs[0].result.params, runs[1].result.params, strict=True):
+        assert (a == b).all()
