@@ -63,6 +63,7 @@ from fl_core.dp_presets import DEFAULT_DELTA, DP_TRAINING, dp_config
 from fl_core.dp_training import public_denominator
 from fl_core.fedavg import FedAvgConfig, FedAvgResult, RoundRecord, run_fedavg
 from fl_core.models import MLP, LogisticRegression, Model
+from fl_core.rotated import RotatedAggregator
 from secagg._install import install_hint
 from secagg.encoding import QuantizationConfig
 from secagg.errors import ConfigurationError
@@ -135,6 +136,8 @@ class DemoConfig:
             (masked vector or ciphertexts) per model parameter; the largest shared
             subset of coordinates that fits is sent each round (:mod:`fl_core.compression`).
         sparsity: instead, the fraction of coordinates sent each round.
+        rotate: every hospital rotates its update by the round's public random rotation
+            before quantizing; the server rotates the mean back (:mod:`fl_core.rotated`).
     """
 
     aggregation: str = "secagg+"
@@ -156,6 +159,7 @@ class DemoConfig:
     ring: str = "word"
     bytes_per_parameter: float | None = None
     sparsity: float | None = None
+    rotate: bool = False
 
     def __post_init__(self) -> None:
         if self.clipping not in CLIPPING_NAMES:
@@ -164,6 +168,11 @@ class DemoConfig:
             raise ConfigurationError("--dp-epsilon needs an integer encoding: use an aggregation other than plain")
         if self.bytes_per_parameter is not None or self.sparsity is not None:
             self.compression()  # checks the values now, not after the setup
+        if self.rotate and (self.dp_epsilon is not None or self.aggregation == "plain"):
+            raise ConfigurationError(
+                "--rotate applies to the quantized secure aggregations without --dp-epsilon (a rotation would "
+                "change the DP sensitivity's rounding term; docs/privacy.md)"
+            )
         if self.aggregation not in DEMO_AGGREGATIONS:
             raise ConfigurationError(f"aggregation must be one of {', '.join(DEMO_AGGREGATIONS)}")
         if self.dataset not in DATASETS:
@@ -326,6 +335,8 @@ def _setup(
         name, config, clip=config.clip, bits=config.bits, ring_bits=config.ring_bits,
         max_samples_per_client=config.max_samples_per_client, clipping=config.clipping,
     )  # fmt: skip
+    if config.rotate:
+        updates = RotatedAggregator(updates)
     if compression is not None:
         updates = SparseAggregator(updates, compression)
     return federation.standardised(standardiser), updates
@@ -619,6 +630,7 @@ def _from_args(args: argparse.Namespace) -> DemoConfig:
         bits=getattr(args, "bits", None) or DEFAULT_BITS,
         max_samples_per_client=getattr(args, "max_samples_per_client", None) or DEFAULT_MAX_SAMPLES_PER_CLIENT,
         bytes_per_parameter=getattr(args, "bytes_per_parameter", None),
+        rotate=getattr(args, "rotate", False),
     )
 
 

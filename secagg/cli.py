@@ -251,6 +251,12 @@ def _add_demo(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> 
         "shows the accuracy cost in the summary (uncompressed: about 4 in Z_(2^32); default: no compression)",
     )
     demo.add_argument(
+        "--rotate",
+        action="store_true",
+        help="every hospital rotates its update by the round's public random (Walsh-Hadamard) rotation before "
+        "quantizing, the server rotates the mean back: fewer bits lose less (not with --dp-epsilon)",
+    )
+    demo.add_argument(
         "--no-progress", action="store_true", help="no progress bar (there is none unless stderr is a terminal)"
     )
     demo.set_defaults(handler=_lazy("fl_core.demo"), check=_check_demo, command_parser=demo)
@@ -281,6 +287,9 @@ def _check_demo(args: argparse.Namespace) -> str | None:
         return "argument --insecure-small-key: applies to --aggregation paillier only"
     if getattr(args, "dp_epsilon", None) is not None and args.aggregation == "plain":
         return "argument --dp-epsilon: the noise is added to the integer encoding; use an aggregation other than plain"
+    with_dp = getattr(args, "dp_epsilon", None) is not None
+    if getattr(args, "rotate", False) and (with_dp or args.aggregation == "plain"):
+        return "argument --rotate: applies to the quantized secure aggregations, and not with --dp-epsilon"
     return None
 
 

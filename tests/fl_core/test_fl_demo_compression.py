@@ -70,3 +70,21 @@ def test_compressed_secure_and_in_the_clear_runs_end_in_the_same_model() -> None
     ]
     for a, b in zip(runs[0].result.params, runs[1].result.params, strict=True):
         assert (a == b).all()
+
+
+@needs_sklearn
+def test_rotated_secure_and_in_the_clear_runs_end_in_the_same_model() -> None:
+    runs = [
+        run_demo(DemoConfig(aggregation=name, rounds=3, compare=False, rotate=True, bits=6, clipping="fixed"))
+        for name in ("secagg", "plain-quantized")
+    ]
+    for a, b in zip(runs[0].result.params, runs[1].result.params, strict=True):
+        assert (a == b).all()
+    assert runs[0].result.final_accuracy > 0.9
+
+
+def test_rotate_is_refused_with_dp_and_without_quantization(capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli_main(["demo", "--rotate", "--dp-epsilon", "3", "--no-progress"]) == 2
+    assert "argument --rotate" in capsys.readouterr().err
+    with pytest.raises(ConfigurationError, match="--rotate"):
+        DemoConfig(aggregation="plain", rotate=True)

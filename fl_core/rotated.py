@@ -1,0 +1,113 @@
+"""Random rotation before quantization: every hospital rotates, the server rotates back.
+
+:class:`RotatedAggregator` wraps any aggregator of :mod:`fl_core.aggregators`. Each
+round it draws a public 32-byte seed from the round's public randomness (the ``rng``
+FedAvg passes, the same for every hospital), and every hospital sends
+``R x`` instead of its update ``x``, where ``R`` is the randomized Walsh-Hadamard
+rotation of that seed (:class:`secagg.rotation.Rotation`, spec section 18: random
+signs, then the normalised Hadamard transform, after zero-padding to a power of
+two). The inner aggregator quantizes and sums the rotated vectors as it sums any
+vector; since ``R`` is linear and orthogonal, the server applies ``R^-1 = R^T`` to
+the mean and drops the padding.
+
+Why: the rotation spreads an update's energy evenly over the coordinates, so a
+few large coordinates no longer set the clip for all of them, and fewer
+quantization bits lose less (the reason docs/compression.md gives for rotating
+before narrow rings). The round's rotation (seed, dimension, block) changes what
+hospitals send, so it is bound into that round's session descriptor under
+``secagg.rotation.*`` (the inner aggregator's quantizer carries the entries): a
+server that gave two hospitals different seeds puts them in different sessions.
+
+Exactness: the secure sum of the rotated encodings is bit-exact as always; the
+mean is exact up to quantization in the rotated basis, and the rotation preserves
+the L2 norm, so the error of the un-rotated mean is at most one quantization step
+times sqrt(D) in L2 (D the padded dimension), like the error before rotation.
+Per-tensor segments do not survive a rotation (it mixes all coordinates): a
+rotated round is one flat segment, and a segment table is refused.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import replace
+from typing import Any
+
+import numpy as np
+
+from fl_core.aggregators.base import AggregationResult, Aggregator, ClientUpdate, DropoutStage, check_round
+from secagg.errors import ConfigurationError
+from secagg.rotation import PARAMETER_PREFIX, SEED_SIZE, Rotation
+from secagg.segments import SegmentTable
+
+__all__ = ["RotatedAggregator"]
+
+
+class RotatedAggregator:
+    """``inner`` summing each round's updates in a public random rotation (module docstring).
+
+    ``block`` is the rotation's block size (None: one block, the next power of two).
+    ``name`` and ``guarantee`` are the inner aggregator's; ``last_rotation`` is the
+    rotation of the latest round (public).
+    """
+
+    def __init__(self, inner: Aggregator, *, block: int | None = None) -> None:
+        if isinstance(inner, RotatedAggregator):
+            raise ConfigurationError("an aggregator is rotated once")
+        self.inner = inner
+        self.block = block
+        self.last_rotation: Rotation | None = None
+
+    @property
+    def name(self) -> str:
+        """The inner aggregator's name."""
+        return self.inner.name
+
+    @property
+    def guarantee(self) -> Any:
+        """The inner aggregator's guarantee (the rotation is public and does not change it)."""
+        return getattr(self.inner, "guarantee", None)
+
+    @property
+    def quantizer(self) -> Any:
+        """The inner aggregator's quantizer (so a wrapper around this one can bind entries too)."""
+        return getattr(self.inner, "quantizer", None)
+
+    @quantizer.setter
+    def quantizer(self, value: Any) -> None:
+        self.inner.quantizer = value  # type: ignore[attr-defined]
+
+    def _bind(self, rotation: Rotation) -> None:
+        """Replace the quantizer's ``secagg.rotation.*`` entries by this round's (others are kept)."""
+        quantizer = self.quantizer
+        if quantizer is None:
+            return  # plain: nothing is bound
+        kept = tuple((name, value) for name, value in quantizer.parameters if not name.startswith(PARAMETER_PREFIX))
+        entries = tuple(sorted(rotation.descriptor_parameters().items()))
+        self.quantizer = replace(quantizer, parameters=kept + entries)
+
+    def aggregate(
+        self,
+        updates: Sequence[ClientUpdate],
+        dropouts: Mapping[int, DropoutStage] | None = None,
+        *,
+        rng: np.random.Generator,
+        segments: SegmentTable | None = None,
+    ) -> AggregationResult:
+        """The inner aggregator's mean of the rotated updates, rotated back."""
+        start = time.perf_counter()
+        check_round(updates, dropouts)
+        if segments is not None and len(segments.segments) > 1:
+            raise ConfigurationError(
+                "a rotated round is one flat segment: the rotation mixes every coordinate, so per-tensor "
+                "ranges do not apply (aggregate without rotation to keep them)"
+            )
+        dimension = updates[0].vector.shape[0]
+        rotation = Rotation(rng.bytes(SEED_SIZE), dimension, self.block)
+        self.last_rotation = rotation
+        self._bind(rotation)
+        rotated = [ClientUpdate(u.client_id, rotation.forward(u.vector), u.num_samples) for u in updates]
+        result = self.inner.aggregate(rotated, dropouts, rng=rng)
+        if result.mean is None:
+            return replace(result, seconds=time.perf_counter() - start)
+        return replace(result, mean=rotation.inverse(result.mean), seconds=time.perf_counter() - start)
