@@ -24,143 +24,33 @@ command killed by SIGPIPE.
 from __future__ import annotations
 
 import argparse
-import importlib
-import math
 import os
 import sys
-import tempfile
-from collections.abc import Callable, Sequence
-from pathlib import Path
-from typing import cast
+from collections.abc import Sequence
 
 import secagg
+from secagg._cli_bench import _add_bench
+from secagg._cli_options import (  # noqa: F401 (re-exported: the limits are part of the command line's contract)
+    EXIT_BROKEN_PIPE,
+    EXIT_INTERRUPTED,
+    MAX_CLIENTS,
+    MAX_DIM,
+    MAX_HOSPITALS,
+    MAX_HOSPITALS_BENCH,
+    MAX_REPEATS,
+    MAX_ROUNDS,
+    MAX_SEED,
+    MIN_HOSPITALS,
+    SECAGG_PLUS_MAX_DROPOUT,
+    Check,
+    Handler,
+    _integer,
+    _lazy,
+    _output_file,
+    _real,
+)
 
 __all__ = ["build_parser", "main"]
-
-Handler = Callable[[argparse.Namespace], int]
-Check = Callable[[argparse.Namespace], str | None]
-
-EXIT_INTERRUPTED = 130
-"""Exit status after Ctrl-C (128 + SIGINT, what shells report)."""
-
-EXIT_BROKEN_PIPE = 141
-"""Exit status when stdout was closed early (128 + SIGPIPE, what ``yes | head -1`` reports for ``yes``)."""
-
-MAX_ROUNDS = 10_000
-"""Most FedAvg rounds ``secagg demo`` and ``secagg bench fedavg`` run."""
-
-MAX_HOSPITALS = 100
-"""Most hospitals of the demo: the bundled data sets have 398 (breast-cancer) and
-1,257 (digits) training rows to share out."""
-
-MIN_HOSPITALS = {"plain": 1, "plain-quantized": 1, "secagg": 3, "secagg+": 3, "paillier": 3}
-"""Fewest hospitals per ``--aggregation``: a secure sum of two would reveal each
-hospital's update to the other (:class:`fl_core.demo.DemoConfig` enforces the same)."""
-
-SECAGG_PLUS_MAX_DROPOUT = 0.85
-"""Largest ``--dropout`` the demo's SecAgg+ graph can be sized for: with its 5%
-corrupt clients, corrupt + dropout must stay at most 0.9."""
-
-MAX_SEED = 2**32 - 1
-MAX_CLIENTS = 1 << 16  # secagg.masking.parameters.MAX_CLIENTS (not imported: the CLI stays light)
-MAX_DIM = 100_000_000
-MAX_REPEATS = 1_000
-MAX_HOSPITALS_BENCH = 1_000  # Paillier bench parties (each holds a key share)
-
-
-def _integer(minimum: int | None = None, maximum: int | None = None) -> Callable[[str], int]:
-    """An argparse ``type``: a whole number in ``minimum..maximum`` (either bound optional)."""
-
-    def parse(text: str) -> int:
-        try:
-            value = int(text, 10)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-        if (minimum is not None and value < minimum) or (maximum is not None and value > maximum):
-            if maximum is None:
-                raise argparse.ArgumentTypeError(f"must be at least {minimum}, got {text}")
-            if minimum is None:
-                raise argparse.ArgumentTypeError(f"must be at most {maximum:,}, got {text}")
-            raise argparse.ArgumentTypeError(f"must be in {minimum}..{maximum:,}, got {text}")
-        return value
-
-    return parse
-
-
-def _real(low: float, high: float, *, include_low: bool = True, include_high: bool = True) -> Callable[[str], float]:
-    """An argparse ``type``: a finite number in the interval from ``low`` to ``high``."""
-    interval = f"{'[' if include_low else '('}{low:g}, {high:g}{']' if include_high else ')'}"
-
-    def parse(text: str) -> float:
-        try:
-            value = float(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-        inside = (
-            math.isfinite(value)
-            and (low <= value if include_low else low < value)
-            and (value <= high if include_high else value < high)
-        )
-        if not inside:
-            raise argparse.ArgumentTypeError(f"must be in {interval}, got {text}")
-        return value
-
-    return parse
-
-
-def _probe(directory: Path) -> None:
-    """Create and remove a scratch file in ``directory``; OSError if that is impossible."""
-    with tempfile.TemporaryFile(dir=directory, prefix=".secagg-write-check-"):
-        pass
-
-
-def _existing_ancestor(path: Path) -> Path:
-    for candidate in (path, *path.parents):
-        if candidate.exists():
-            return candidate
-    return Path(".")
-
-
-def _output_file(text: str) -> str:
-    """An argparse ``type``: a file path that can be written now (``--json PATH``)."""
-    path = Path(text)
-    try:
-        if path.is_dir():
-            raise argparse.ArgumentTypeError(f"{text} is a directory")
-        if path.exists():
-            if not os.access(path, os.W_OK):
-                raise argparse.ArgumentTypeError(f"cannot write {text}: permission denied")
-        elif not path.parent.exists():
-            raise argparse.ArgumentTypeError(f"cannot write {text}: folder {path.parent} does not exist")
-        elif not path.parent.is_dir():
-            raise argparse.ArgumentTypeError(f"cannot write {text}: {path.parent} is not a directory")
-        else:
-            _probe(path.parent)
-    except OSError as exc:
-        raise argparse.ArgumentTypeError(f"cannot write {text}: {exc.strerror or exc}") from None
-    return text
-
-
-def _output_dir(text: str) -> str:
-    """An argparse ``type``: a folder that exists and takes new files, or that can be created (``--out DIR``)."""
-    path = Path(text)
-    ancestor = _existing_ancestor(path)
-    if not ancestor.is_dir():
-        raise argparse.ArgumentTypeError(f"cannot create {text}: {ancestor} is not a directory")
-    try:
-        _probe(ancestor)
-    except OSError as exc:
-        raise argparse.ArgumentTypeError(f"cannot write into {ancestor}: {exc.strerror or exc}") from None
-    return text
-
-
-def _lazy(module: str, function: str = "main") -> Handler:
-    """A handler that imports ``module`` only when the subcommand runs."""
-
-    def handler(args: argparse.Namespace) -> int:
-        return cast(Handler, getattr(importlib.import_module(module), function))(args)
-
-    return handler
 
 
 def _add_demo(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -207,18 +97,24 @@ def _add_demo(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> 
         help=f"seed of the simulation (data split, training), 0..{MAX_SEED} (default: 0)",
     )
     demo.add_argument(
-        "--clipping", choices=["adaptive", "fixed"], default="adaptive",
+        "--clipping",
+        choices=["adaptive", "fixed"],
+        default="adaptive",
         help="the update clip: adaptive (follows the securely summed clipped fraction toward 0.1%%) or fixed "
         "(default: adaptive)",
     )
     demo.add_argument(
-        "--ring-bits", type=_ring_choice, default="word", metavar="{word,smallest,8..64}",
+        "--ring-bits",
+        type=_ring_choice,
+        default="word",
+        metavar="{word,smallest,8..64}",
         help="the updates' ring: word (Z_(2^32), or Z_(2^64) when 32 bits could overflow), smallest (the "
         "smallest Z_(2^b) that cannot overflow; masked uploads of b bits a coordinate) or b (default: word)",
     )
     demo.add_argument("--bits", type=_integer(2, 53), help="bits per quantized value, 2..53 (default: 16)")
     demo.add_argument(
-        "--max-samples-per-client", type=_integer(1, 1 << 30),
+        "--max-samples-per-client",
+        type=_integer(1, 1 << 30),
         help="public bound on one hospital's sample count, the weight of its update (default: 4096)",
     )
     demo.add_argument("--json", metavar="PATH", type=_output_file, help="write the run's results as JSON")
@@ -290,197 +186,6 @@ def _check_demo(args: argparse.Namespace) -> str | None:
     with_dp = getattr(args, "dp_epsilon", None) is not None
     if getattr(args, "rotate", False) and (with_dp or args.aggregation == "plain"):
         return "argument --rotate: applies to the quantized secure aggregations, and not with --dp-epsilon"
-    return None
-
-
-_BENCH_SUITES = {
-    "masking": "pairwise masking: client and server time vs d, dropout and graph, against the PRG floor",
-    "paillier": "packed threshold Paillier vs d, key size and n, against phe and the powmod floor",
-    "fedavg": "the hospital demo end to end: time per round and bytes per hospital, each aggregation vs plain",
-    "scaling": "clients n from 10 to 1000 at fixed d: per-client cost of SecAgg vs SecAgg+ (log-log)",
-    "peers": "Flower's SecAgg+ primitives and phe's per-value encryption doing the same work, same run",
-    "dropouts": "default configurations under dropouts: one at any round (n <= 10), 10%% of n per stage (larger n)",
-    "dp": "distributed DP: accuracy against epsilon (mean and spread over seeds) and exact sampler throughput",
-    "compression": "bytes per parameter of the protected update and in total, and accuracy, against quantization "
-    "bits and shared-seed sparsity; the rotation against masking (issue 16's targets)",
-    "all": "every suite, one summary (what CI runs with --quick)",
-}
-
-
-def _bench_common(parser: argparse.ArgumentParser, *, json_option: bool = True) -> None:
-    """Options every ``secagg bench`` suite takes; suite options default to None so
-    that a preset fills them unless given."""
-    preset = parser.add_mutually_exclusive_group()
-    preset.add_argument(
-        "--quick",
-        dest="preset",
-        action="store_const",
-        const="quick",
-        help="small preset grid (all suites together in under two minutes; CI)",
-    )
-    preset.add_argument(
-        "--full", dest="preset", action="store_const", const="full", help="the grid docs/benchmarks.md quotes"
-    )
-    parser.add_argument(
-        "--out",
-        metavar="DIR",
-        type=_output_dir,
-        help="write SUITE.json, SUITE.csv, SUITE_*.png and summary.md into DIR (results measured so far go to "
-        "DIR/SUITE.partial.jsonl as they come, kept if the run is interrupted)",
-    )
-    if json_option:
-        parser.add_argument(
-            "--json", metavar="PATH", type=_output_file, help="also write the suite's JSON report to PATH"
-        )
-    parser.add_argument(
-        "--no-progress", action="store_true", help="no progress bars (there are none unless stderr is a terminal)"
-    )
-    parser.set_defaults(handler=_lazy("secagg_bench.runner"))
-
-
-def _add_bench(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    bench = commands.add_parser(
-        "bench",
-        help="overhead benchmarks against the plain baseline, the hardware floor and peer libraries",
-        description="Run benchmark suites; without --quick/--full the options given (or their defaults) "
-        "make the grid, with a preset they override its axes.",
-    )
-    suites = bench.add_subparsers(dest="suite", metavar="SUITE", required=True)
-    parsers = {name: suites.add_parser(name, help=text, description=text) for name, text in _BENCH_SUITES.items()}
-    masking = parsers["masking"]
-    clients, dim = _integer(3, MAX_CLIENTS), _integer(1, MAX_DIM)
-    repeats, dropout = _integer(1, MAX_REPEATS), _real(0, 1, include_high=False)
-    masking.add_argument("--clients", type=clients, nargs="+", help="n (default: 100)")
-    masking.add_argument("--dim", type=dim, nargs="+", help="vector length d (default: 100000)")
-    masking.add_argument("--graph", choices=["complete", "harary"], nargs="+", help="default: harary")
-    masking.add_argument(
-        "--dropout",
-        type=dropout,
-        nargs="+",
-        help="dropout rates: each session loses this fraction; SecAgg+ is sized as the defaults size it "
-        "(10%% of n at each of the four stages from 20 clients on) or for this rate if larger (default: 0.1)",
-    )
-    masking.add_argument("--repeats", type=repeats, help="sessions per configuration, median taken (default: 1)")
-    masking.add_argument(
-        "--ring-bits",
-        type=_integer(8, 64),
-        nargs="+",
-        help="rings Z_(2^b), b in 8..64: masked inputs travel packed, b bits a coordinate (default: 32)",
-    )
-    paillier = parsers["paillier"]
-    paillier.add_argument("--clients", type=_integer(2, MAX_HOSPITALS_BENCH), nargs="+", help="default: 10")
-    paillier.add_argument("--dim", type=dim, nargs="+", help="default: 10000")
-    paillier.add_argument("--key-bits", type=_integer(1024, 8192), nargs="+", help="1024..8192, even (default: 2048)")
-    paillier.add_argument("--value-bits", type=_integer(1, 64), help="default: 16")
-    paillier.add_argument("--workers", type=_integer(0, 1024), help="processes (default: 0, one per core)")
-    paillier.add_argument(
-        "--obfuscation",
-        choices=["djn", "textbook"],
-        nargs="+",
-        help="obfuscator generation: DJN short exponent with fixed-base table, or r^n (default: djn)",
-    )
-    paillier.add_argument(
-        "--threshold", type=_integer(2, MAX_HOSPITALS_BENCH), default=None, help="t (default: clients // 2 + 1)"
-    )
-    paillier.add_argument(
-        "--naive-sample", type=_integer(1, MAX_DIM), help="values encrypted with phe for the baseline (default: 50)"
-    )
-    paillier.add_argument("--seed", type=_integer(0, MAX_SEED), help="seed of the random input vectors (default: 0)")
-    fedavg = parsers["fedavg"]
-    fedavg.add_argument("--dataset", choices=["breast-cancer", "digits"], nargs="+", help="default: breast-cancer")
-    fedavg.add_argument(
-        "--aggregation",
-        choices=["secagg", "secagg+", "paillier"],
-        nargs="+",
-        help="secure aggregations to compare with plain FedAvg (default: all three)",
-    )
-    fedavg.add_argument("--hospitals", type=_integer(3, MAX_HOSPITALS), help=f"3..{MAX_HOSPITALS} (default: 5)")
-    fedavg.add_argument("--rounds", type=_integer(2, MAX_ROUNDS), help=f"FedAvg rounds, 2..{MAX_ROUNDS:,} (default: 5)")
-    fedavg.add_argument("--seed", type=_integer(0, MAX_SEED), help="default: 0")
-    fedavg.add_argument(
-        "--insecure-small-key",
-        action="store_const",
-        const=True,
-        help="paillier with a 1024-bit key (INSECURE; what --quick uses)",
-    )
-    dropouts = parsers["dropouts"]
-    dropouts.add_argument("--clients", type=clients, nargs="+", help="n values (default: 3 5 10 20)")
-    dropouts.add_argument(
-        "--sessions", type=_integer(1, 100_000), help="sessions per n above 10, at 10%% per stage (default: 50)"
-    )
-    dropouts.add_argument("--dim", type=dim, help="vector length d (default: 100)")
-    _add_compression_bench(parsers["compression"])
-    scaling = parsers["scaling"]
-    scaling.add_argument("--clients", type=clients, nargs="+", help="n values (default: 10 100 1000)")
-    scaling.add_argument("--dim", type=dim, help="vector length d (default: 10000)")
-    scaling.add_argument("--dropout", type=dropout, help="dropout rate (default: 0.1)")
-    scaling.add_argument("--repeats", type=repeats, help="sessions per configuration (default: 1)")
-    scaling.add_argument(
-        "--max-complete", type=_integer(0, MAX_CLIENTS), help="largest n run on the complete graph (default: 200)"
-    )
-    peers = parsers["peers"]
-    peers.add_argument("--clients", type=clients, help="n (default: 100)")
-    peers.add_argument("--dim", type=dim, nargs="+", help="vector lengths d (default: 1000000)")
-    peers.add_argument("--dropout", type=dropout, help="dropout rate (default: 0.1)")
-    peers.add_argument("--repeats", type=repeats, help="repetitions of each component, median taken (default: 3)")
-    peers.add_argument("--paillier-dim", type=dim, help="vector length of the phe comparison (default: 10000)")
-    _add_dp_bench(parsers["dp"])
-    paillier.set_defaults(check=_check_paillier_bench, command_parser=paillier)
-    for name, parser in parsers.items():
-        _bench_common(parser, json_option=name != "all")
-        parser.set_defaults(command_parser=parser)
-
-
-def _add_dp_bench(dp: argparse.ArgumentParser) -> None:
-    """The options of ``secagg bench dp``."""
-    dp.add_argument("--dataset", choices=["breast-cancer", "digits"], nargs="+", help="default: breast-cancer")
-    dp.add_argument(
-        "--epsilon",
-        type=_real(0, 1000, include_low=False),
-        nargs="+",
-        help="budgets per patient (delta 1e-5); 'no DP' is always run as the baseline (default: 1 3)",
-    )
-    dp.add_argument("--seeds", type=_integer(1, 1000), help="seeds 0..N-1 per budget (default: 10)")
-    dp.add_argument("--rounds", type=_integer(1, MAX_ROUNDS), help="rounds (default: 20)")
-    dp.add_argument("--hospitals", type=_integer(3, MAX_HOSPITALS), help="default: 5 (noise sized for n - 1)")
-    dp.add_argument(
-        "--aggregation",
-        choices=["plain-quantized", "secagg", "secagg+"],
-        help="the sum the noised encodings go through (default: plain-quantized, bit-identical to secagg's)",
-    )
-
-
-def _add_compression_bench(compression: argparse.ArgumentParser) -> None:
-    compression.add_argument("--dataset", choices=["breast-cancer", "digits"], nargs="+", help="default: both")
-    compression.add_argument("--aggregation", choices=["secagg", "secagg+"], help="default: secagg+")
-    compression.add_argument("--bits", type=_integer(2, 32), nargs="+", help="quantization bits (default: 16)")
-    compression.add_argument(
-        "--sparsity",
-        type=_real(0, 1, include_low=False),
-        nargs="*",
-        help="fractions of coordinates sent, besides the uncompressed run (default: 0.5)",
-    )
-    compression.add_argument(
-        "--bytes-per-parameter",
-        type=_real(0, 1e6, include_low=False),
-        nargs="*",
-        help="budgets of the protected update per parameter per hospital per round (default: 1)",
-    )
-    compression.add_argument("--seeds", type=_integer(1, 1000), help="seeds 0..N-1 per setting (default: 3)")
-    compression.add_argument("--rounds", type=_integer(1, MAX_ROUNDS), help="FedAvg rounds (default: 20)")
-    compression.add_argument(
-        "--rotation-dim",
-        type=_integer(0, MAX_DIM),
-        help="d of the rotation-against-masking row, 0 for none (default: 0; --full: 1000000)",
-    )
-
-
-def _check_paillier_bench(args: argparse.Namespace) -> str | None:
-    odd = [bits for bits in args.key_bits or () if bits % 2]
-    if odd:
-        return f"argument --key-bits: a key size must be even, got {odd[0]}"
-    if args.threshold is not None and args.clients and args.threshold > min(args.clients):
-        return f"argument --threshold: must be at most --clients ({min(args.clients)}), got {args.threshold}"
     return None
 
 

@@ -1,0 +1,143 @@
+"""Option types and limits shared by the ``secagg`` subcommands (:mod:`secagg.cli`).
+
+Numbers are checked against their range while parsing (:func:`_integer`,
+:func:`_real`); output paths by creating a scratch file where the output will go
+(:func:`_output_file`, :func:`_output_dir`); handlers are imported lazily
+(:func:`_lazy`), so ``secagg --help`` and ``import secagg`` stay light.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import math
+import os
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import cast
+
+Handler = Callable[[argparse.Namespace], int]
+Check = Callable[[argparse.Namespace], str | None]
+
+EXIT_INTERRUPTED = 130
+"""Exit status after Ctrl-C (128 + SIGINT, what shells report)."""
+
+EXIT_BROKEN_PIPE = 141
+"""Exit status when stdout was closed early (128 + SIGPIPE, what ``yes | head -1`` reports for ``yes``)."""
+
+MAX_ROUNDS = 10_000
+"""Most FedAvg rounds ``secagg demo`` and ``secagg bench fedavg`` run."""
+
+MAX_HOSPITALS = 100
+"""Most hospitals of the demo: the bundled data sets have 398 (breast-cancer) and
+1,257 (digits) training rows to share out."""
+
+MIN_HOSPITALS = {"plain": 1, "plain-quantized": 1, "secagg": 3, "secagg+": 3, "paillier": 3}
+"""Fewest hospitals per ``--aggregation``: a secure sum of two would reveal each
+hospital's update to the other (:class:`fl_core.demo.DemoConfig` enforces the same)."""
+
+SECAGG_PLUS_MAX_DROPOUT = 0.85
+"""Largest ``--dropout`` the demo's SecAgg+ graph can be sized for: with its 5%
+corrupt clients, corrupt + dropout must stay at most 0.9."""
+
+MAX_SEED = 2**32 - 1
+MAX_CLIENTS = 1 << 16  # secagg.masking.parameters.MAX_CLIENTS (not imported: the CLI stays light)
+MAX_DIM = 100_000_000
+MAX_REPEATS = 1_000
+MAX_HOSPITALS_BENCH = 1_000  # Paillier bench parties (each holds a key share)
+
+
+def _integer(minimum: int | None = None, maximum: int | None = None) -> Callable[[str], int]:
+    """An argparse ``type``: a whole number in ``minimum..maximum`` (either bound optional)."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text, 10)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+        if (minimum is not None and value < minimum) or (maximum is not None and value > maximum):
+            if maximum is None:
+                raise argparse.ArgumentTypeError(f"must be at least {minimum}, got {text}")
+            if minimum is None:
+                raise argparse.ArgumentTypeError(f"must be at most {maximum:,}, got {text}")
+            raise argparse.ArgumentTypeError(f"must be in {minimum}..{maximum:,}, got {text}")
+        return value
+
+    return parse
+
+
+def _real(low: float, high: float, *, include_low: bool = True, include_high: bool = True) -> Callable[[str], float]:
+    """An argparse ``type``: a finite number in the interval from ``low`` to ``high``."""
+    interval = f"{'[' if include_low else '('}{low:g}, {high:g}{']' if include_high else ')'}"
+
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+        inside = (
+            math.isfinite(value)
+            and (low <= value if include_low else low < value)
+            and (value <= high if include_high else value < high)
+        )
+        if not inside:
+            raise argparse.ArgumentTypeError(f"must be in {interval}, got {text}")
+        return value
+
+    return parse
+
+
+def _probe(directory: Path) -> None:
+    """Create and remove a scratch file in ``directory``; OSError if that is impossible."""
+    with tempfile.TemporaryFile(dir=directory, prefix=".secagg-write-check-"):
+        pass
+
+
+def _existing_ancestor(path: Path) -> Path:
+    for candidate in (path, *path.parents):
+        if candidate.exists():
+            return candidate
+    return Path(".")
+
+
+def _output_file(text: str) -> str:
+    """An argparse ``type``: a file path that can be written now (``--json PATH``)."""
+    path = Path(text)
+    try:
+        if path.is_dir():
+            raise argparse.ArgumentTypeError(f"{text} is a directory")
+        if path.exists():
+            if not os.access(path, os.W_OK):
+                raise argparse.ArgumentTypeError(f"cannot write {text}: permission denied")
+        elif not path.parent.exists():
+            raise argparse.ArgumentTypeError(f"cannot write {text}: folder {path.parent} does not exist")
+        elif not path.parent.is_dir():
+            raise argparse.ArgumentTypeError(f"cannot write {text}: {path.parent} is not a directory")
+        else:
+            _probe(path.parent)
+    except OSError as exc:
+        raise argparse.ArgumentTypeError(f"cannot write {text}: {exc.strerror or exc}") from None
+    return text
+
+
+def _output_dir(text: str) -> str:
+    """An argparse ``type``: a folder that exists and takes new files, or that can be created (``--out DIR``)."""
+    path = Path(text)
+    ancestor = _existing_ancestor(path)
+    if not ancestor.is_dir():
+        raise argparse.ArgumentTypeError(f"cannot create {text}: {ancestor} is not a directory")
+    try:
+        _probe(ancestor)
+    except OSError as exc:
+        raise argparse.ArgumentTypeError(f"cannot write into {ancestor}: {exc.strerror or exc}") from None
+    return text
+
+
+def _lazy(module: str, function: str = "main") -> Handler:
+    """A handler that imports ``module`` only when the subcommand runs."""
+
+    def handler(args: argparse.Namespace) -> int:
+        return cast(Handler, getattr(importlib.import_module(module), function))(args)
+
+    return handler
