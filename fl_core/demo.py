@@ -59,6 +59,7 @@ from fl_core.dp_presets import DEFAULT_DELTA, DP_TRAINING, dp_config
 from fl_core.dp_training import public_denominator
 from fl_core.fedavg import FedAvgConfig, FedAvgResult, RoundRecord, run_fedavg
 from fl_core.models import MLP, LogisticRegression, Model
+from fl_core.public_scaling import public_scaler
 from secagg._install import install_hint
 from secagg.encoding import QuantizationConfig
 from secagg.errors import ConfigurationError
@@ -178,8 +179,10 @@ class DemoConfig:
     def fedavg(self) -> FedAvgConfig:
         """The FedAvg hyper-parameters of this run (local training from :data:`LOCAL_TRAINING`)."""
         learning_rate, epochs, batch_size = LOCAL_TRAINING[self.dataset]
+        momentum = 0.0
         if self.dp_epsilon is not None:
             learning_rate = DP_TRAINING[self.dataset].learning_rate
+            momentum = DP_TRAINING[self.dataset].server_momentum
         return FedAvgConfig(
             rounds=self.rounds,
             local_epochs=epochs,
@@ -187,6 +190,7 @@ class DemoConfig:
             learning_rate=learning_rate,
             dropout=self.dropout,
             seed=self.seed,
+            server_momentum=momentum,
         )
 
     def as_dict(self) -> dict[str, Any]:
@@ -278,14 +282,11 @@ def _aggregator(name: str, config: DemoConfig, **quantization: Any) -> Aggregato
 
 
 def _setup(config: DemoConfig, federation: Federation, name: str) -> tuple[Federation, Aggregator]:
-    """``federation`` standardised through aggregator ``name``, and the aggregator for the updates."""
-    moments = _aggregator(
-        name, config,
-        **moments_quantization(config.hospitals, FEATURE_BOUNDS[config.dataset], config.max_samples_per_client),
-    )  # fmt: skip
-    standardiser = federated_standardiser(
-        federation.clients, moments, np.random.default_rng([config.seed, _STANDARDISE])
-    )
+    """``federation`` standardised through aggregator ``name``, and the aggregator for the updates.
+
+    With DP the features are scaled from declared public ranges
+    (:func:`fl_core.public_scaling.public_scaler`): no moments round, nothing released
+    outside the DP guarantee."""
     if config.dp_epsilon is not None and name != "plain":
         dp = dp_config(config.dataset, config.dp_epsilon, rounds=config.rounds, hospitals=config.hospitals,
                        delta=config.dp_delta)  # fmt: skip
@@ -293,7 +294,14 @@ def _setup(config: DemoConfig, federation: Federation, name: str) -> tuple[Feder
         updates = _aggregator(
             name, config, dp=dp, dimension=dimension, max_samples_per_client=config.max_samples_per_client
         )
-        return federation.standardised(standardiser), updates
+        return federation.standardised(public_scaler(config.dataset, federation.num_features)), updates
+    moments = _aggregator(
+        name, config,
+        **moments_quantization(config.hospitals, FEATURE_BOUNDS[config.dataset], config.max_samples_per_client),
+    )  # fmt: skip
+    standardiser = federated_standardiser(
+        federation.clients, moments, np.random.default_rng([config.seed, _STANDARDISE])
+    )
     updates = _aggregator(
         name, config, clip=config.clip, bits=config.bits, ring_bits=config.ring_bits,
         max_samples_per_client=config.max_samples_per_client, clipping=config.clipping,

@@ -27,11 +27,13 @@ DEFAULT_DELTA = 1e-5
 
 @dataclass(frozen=True)
 class DPTraining:
-    """One data set's DP-FedSGD settings: server step size, per-patient clip, sampling rate."""
+    """One data set's DP-FedSGD settings: server step size, per-patient clip, sampling rate,
+    server momentum (post-processing of the noised sums, no privacy cost)."""
 
     learning_rate: float
     l2_clip: float
     sampling_rate: float | None
+    server_momentum: float = 0.0
 
 
 DP_TRAINING = {

@@ -61,6 +61,9 @@ class FedAvgConfig:
             below this for ``patience`` completed rounds (0 disables).
         patience: see ``tolerance``.
         seed: seed of every random choice in the simulation.
+        server_momentum: DP rounds only: heavy-ball momentum beta in [0, 1) of the server's
+            step on the noised mean gradient (``v <- beta v + g``, ``w <- w - lr v``).
+            Post-processing of the released sums: it costs no privacy.
     """
 
     rounds: int = 20
@@ -72,6 +75,7 @@ class FedAvgConfig:
     tolerance: float = 0.0
     patience: int = 3
     seed: int = 0
+    server_momentum: float = 0.0
 
     def __post_init__(self) -> None:
         if self.rounds < 1 or self.local_epochs < 1 or self.batch_size < 1 or self.patience < 1:
@@ -82,6 +86,8 @@ class FedAvgConfig:
             raise ConfigurationError(f"client_fraction must be in (0, 1], got {self.client_fraction}")
         if not 0.0 <= self.dropout < 1.0:
             raise ConfigurationError(f"dropout must be in [0, 1), got {self.dropout}")
+        if not 0.0 <= self.server_momentum < 1.0:
+            raise ConfigurationError(f"server_momentum must be in [0, 1), got {self.server_momentum}")
         if not (np.isfinite(self.tolerance) and self.tolerance >= 0):
             raise ConfigurationError(f"tolerance must be non-negative, got {self.tolerance}")
 
@@ -202,7 +208,8 @@ def run_fedavg(
 
     With a :class:`fl_core.dp.DPAggregator` each round is one DP step instead of local
     epochs (:mod:`fl_core.dp_training`): clipped per-example gradients of Poisson-sampled
-    patients, noised sum, ``w <- w - learning_rate * sum / public denominator``. Training
+    patients, noised sum, ``v <- server_momentum * v + sum / public denominator``,
+    ``w <- w - learning_rate * v`` (post-processing: no privacy cost). Training
     stops when the budget refuses a round; every record carries the epsilon spent.
     """
     if not clients or len({c.client_id for c in clients}) != len(clients):
@@ -217,6 +224,7 @@ def run_fedavg(
     if dp is not None and not callable(getattr(model, "clipped_gradient_sum", None)):
         raise ConfigurationError("DP training needs a model with clipped_gradient_sum (fl_core.models.DPModel)")
     dp_model = cast(DPModel, model)
+    velocity: FloatArray = np.zeros_like(flatten(params))  # the server's momentum buffer (DP rounds)
     for t in range(1, config.rounds + 1):
         # 1-2: who takes part, and who will drop out (and when).
         sampled = _sample_clients(clients, config.client_fraction, np.random.default_rng([seed, _SAMPLE, t]))
@@ -243,7 +251,8 @@ def run_fedavg(
             LOGGER.warning("round %d skipped, model unchanged: %s", t, result.skipped_reason)
         elif dp is not None:
             denominator = public_denominator([c.num_samples for c in sampled], dp.config)
-            params = unflatten(global_vector - config.learning_rate * result.mean / denominator, params)
+            velocity = result.mean / denominator + config.server_momentum * velocity
+            params = unflatten(global_vector - config.learning_rate * velocity, params)
         else:
             params = unflatten(global_vector + result.mean, params)
         # 6: evaluate on the held-out test set.
