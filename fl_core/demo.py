@@ -179,10 +179,11 @@ class DemoConfig:
     def fedavg(self) -> FedAvgConfig:
         """The FedAvg hyper-parameters of this run (local training from :data:`LOCAL_TRAINING`)."""
         learning_rate, epochs, batch_size = LOCAL_TRAINING[self.dataset]
-        momentum = 0.0
+        momentum, optimizer = 0.0, "sgd"
         if self.dp_epsilon is not None:
-            learning_rate = DP_TRAINING[self.dataset].learning_rate
-            momentum = DP_TRAINING[self.dataset].server_momentum
+            settings = DP_TRAINING[self.dataset]
+            learning_rate, momentum = settings.learning_rate, settings.server_momentum
+            optimizer = settings.server_optimizer
         return FedAvgConfig(
             rounds=self.rounds,
             local_epochs=epochs,
@@ -190,6 +191,7 @@ class DemoConfig:
             learning_rate=learning_rate,
             dropout=self.dropout,
             seed=self.seed,
+            server_optimizer=optimizer,
             server_momentum=momentum,
         )
 

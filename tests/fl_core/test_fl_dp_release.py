@@ -6,6 +6,7 @@ from __future__ import annotations
 import importlib.util
 from typing import Any
 
+import numpy as np
 import pytest
 
 from fl_core import demo
@@ -15,6 +16,7 @@ from fl_core.demo import DemoConfig, run_demo
 from fl_core.dp import DPAggregator
 from fl_core.fedavg import FedAvgConfig
 from fl_core.public_scaling import PUBLIC_FEATURE_RANGES, public_scaler
+from fl_core.server_opt import ServerOptimizer
 from secagg.errors import ConfigurationError
 
 needs_sklearn = pytest.mark.skipif(importlib.util.find_spec("sklearn") is None, reason="needs the examples extra")
@@ -80,5 +82,18 @@ def test_public_scaler_refuses_unknown_data_sets_and_wrong_widths() -> None:
 def test_server_momentum_must_be_in_zero_one() -> None:
     FedAvgConfig(server_momentum=0.9)
     for bad in (-0.1, 1.0, float("nan")):
-        with pytest.raises(ConfigurationError, match="server_momentum"):
+        with pytest.raises(ConfigurationError, match="momentum"):
             FedAvgConfig(server_momentum=bad)
+
+
+def test_server_optimizer_steps_are_the_documented_formulas() -> None:
+    params, first, second = np.array([1.0, -2.0]), np.array([0.5, 0.25]), np.array([-1.0, 1.0])
+    sgd = ServerOptimizer("sgd", learning_rate=2.0, momentum=0.5)
+    after_one = sgd.step(params, first)
+    np.testing.assert_allclose(after_one, params - 2.0 * first)
+    np.testing.assert_allclose(sgd.step(after_one, second), after_one - 2.0 * (second + 0.5 * first))
+    adam = ServerOptimizer("adam", learning_rate=0.1, momentum=0.9, beta2=0.99, tau=1e-3)
+    m, v = 0.1 * first, 0.01 * first * first
+    np.testing.assert_allclose(adam.step(params, first), params - 0.1 * m / (np.sqrt(v) + 1e-3))
+    with pytest.raises(ConfigurationError, match="server optimizer"):
+        ServerOptimizer("lamb")
