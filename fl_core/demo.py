@@ -5,7 +5,9 @@ What a run does, in order:
 1. split a bundled scikit-learn dataset across simulated hospitals and hold out
    a global test set (:func:`fl_core.data.make_federation`);
 2. standardise: every hospital computes feature moments locally and the chosen
-   aggregator combines them (:func:`fl_core.data.federated_standardiser`);
+   aggregator combines them (:func:`fl_core.data.federated_standardiser`); with DP
+   there is no such round: features are scaled from declared public ranges
+   (:func:`fl_core.public_scaling.public_scaler`), so nothing un-noised is released;
 3. train with FedAvg through the chosen aggregator, printing one table row per
    round (test accuracy and loss, seconds in aggregation, bytes per hospital,
    who made it into the round and who dropped out);
