@@ -170,6 +170,10 @@ def _accuracy_row(dataset: str, epsilon: float | None, options: Mapping[str, Any
         "aggregation": options["aggregation"],
         "l2_clip": None if epsilon is None else settings.l2_clip,
         "sampling_rate": None if epsilon is None else settings.sampling_rate,
+        "learning_rate": None if epsilon is None else settings.learning_rate,
+        "server_optimizer": None if epsilon is None else settings.server_optimizer,
+        "server_momentum": None if epsilon is None else settings.server_momentum,
+        "feature_scaling": "standardised (secure moments)" if epsilon is None else "public ranges",
     }
     metrics: dict[str, Any] = {
         "accuracy_mean": statistics.fmean(accuracies),
@@ -213,6 +217,7 @@ def _notes(options: Mapping[str, Any]) -> list[str]:
         f"0..{options['seeds'] - 1}, sum through {options['aggregation']}; with DP: one noised DP-SGD step per round "
         f"(per-example clip, Poisson sampling if a rate is set), delta = {DEFAULT_DELTA:g}, noise sized for "
         "h = n - 1 honest hospitals; 'no DP' is the ordinary demo (local epochs)",
-        "the demo's feature standardisation (a secure sum of per-feature moments before training) is not noised: "
-        "the DP guarantee covers the training rounds (docs/privacy.md, 'What is not covered')",
+        "with DP the features are scaled from declared public ranges (fl_core/public_scaling.py): no "
+        "data-dependent statistic reaches the server outside the noised, charged rounds; 'no DP' standardises "
+        "with a secure (un-noised) sum of per-feature moments",
     ]

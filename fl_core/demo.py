@@ -5,7 +5,9 @@ What a run does, in order:
 1. split a bundled scikit-learn dataset across simulated hospitals and hold out
    a global test set (:func:`fl_core.data.make_federation`);
 2. standardise: every hospital computes feature moments locally and the chosen
-   aggregator combines them (:func:`fl_core.data.federated_standardiser`);
+   aggregator combines them (:func:`fl_core.data.federated_standardiser`); with DP
+   there is no such round: features are scaled from declared public ranges
+   (:func:`fl_core.public_scaling.public_scaler`), so nothing un-noised is released;
 3. train with FedAvg through the chosen aggregator, printing one table row per
    round (test accuracy and loss, seconds in aggregation, bytes per hospital,
    who made it into the round and who dropped out);
@@ -63,6 +65,7 @@ from fl_core.dp_presets import DEFAULT_DELTA, DP_TRAINING, dp_config
 from fl_core.dp_training import public_denominator
 from fl_core.fedavg import FedAvgConfig, FedAvgResult, RoundRecord, run_fedavg
 from fl_core.models import MLP, LogisticRegression, Model
+from fl_core.public_scaling import public_scaler
 from fl_core.rotated import RotatedAggregator
 from secagg._install import install_hint
 from secagg.encoding import QuantizationConfig
@@ -207,8 +210,11 @@ class DemoConfig:
     def fedavg(self) -> FedAvgConfig:
         """The FedAvg hyper-parameters of this run (local training from :data:`LOCAL_TRAINING`)."""
         learning_rate, epochs, batch_size = LOCAL_TRAINING[self.dataset]
+        momentum, optimizer = 0.0, "sgd"
         if self.dp_epsilon is not None:
-            learning_rate = DP_TRAINING[self.dataset].learning_rate
+            settings = DP_TRAINING[self.dataset]
+            learning_rate, momentum = settings.learning_rate, settings.server_momentum
+            optimizer = settings.server_optimizer
         return FedAvgConfig(
             rounds=self.rounds,
             local_epochs=epochs,
@@ -216,6 +222,8 @@ class DemoConfig:
             learning_rate=learning_rate,
             dropout=self.dropout,
             seed=self.seed,
+            server_optimizer=optimizer,
+            server_momentum=momentum,
         )
 
     def as_dict(self) -> dict[str, Any]:
@@ -315,14 +323,11 @@ def _aggregator(name: str, config: DemoConfig, **quantization: Any) -> Aggregato
 def _setup(
     config: DemoConfig, federation: Federation, name: str, compression: CompressionConfig | None = None
 ) -> tuple[Federation, Aggregator]:
-    """``federation`` standardised through aggregator ``name``, and the aggregator for the updates."""
-    moments = _aggregator(
-        name, config,
-        **moments_quantization(config.hospitals, FEATURE_BOUNDS[config.dataset], config.max_samples_per_client),
-    )  # fmt: skip
-    standardiser = federated_standardiser(
-        federation.clients, moments, np.random.default_rng([config.seed, _STANDARDISE])
-    )
+    """``federation`` standardised through aggregator ``name``, and the aggregator for the updates.
+
+    With DP the features are scaled from declared public ranges
+    (:func:`fl_core.public_scaling.public_scaler`): no moments round, nothing released
+    outside the DP guarantee."""
     if config.dp_epsilon is not None and name != "plain":
         dp = dp_config(config.dataset, config.dp_epsilon, rounds=config.rounds, hospitals=config.hospitals,
                        delta=config.dp_delta)  # fmt: skip
@@ -330,7 +335,14 @@ def _setup(
         updates = _aggregator(
             name, config, dp=dp, dimension=dimension, max_samples_per_client=config.max_samples_per_client
         )
-        return federation.standardised(standardiser), updates
+        return federation.standardised(public_scaler(config.dataset, federation.num_features)), updates
+    moments = _aggregator(
+        name, config,
+        **moments_quantization(config.hospitals, FEATURE_BOUNDS[config.dataset], config.max_samples_per_client),
+    )  # fmt: skip
+    standardiser = federated_standardiser(
+        federation.clients, moments, np.random.default_rng([config.seed, _STANDARDISE])
+    )
     updates = _aggregator(
         name, config, clip=config.clip, bits=config.bits, ring_bits=config.ring_bits,
         max_samples_per_client=config.max_samples_per_client, clipping=config.clipping,

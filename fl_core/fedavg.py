@@ -34,6 +34,7 @@ from fl_core.data import ClientData
 from fl_core.dp import DPAggregator
 from fl_core.dp_training import dp_contribution, public_denominator
 from fl_core.models import DPModel, FloatArray, IntArray, Model, Params, accuracy, flatten, unflatten
+from fl_core.server_opt import ServerOptimizer
 from secagg.errors import ConfigurationError
 
 __all__ = ["FedAvgConfig", "FedAvgResult", "RoundRecord", "local_sgd", "run_fedavg"]
@@ -61,6 +62,10 @@ class FedAvgConfig:
             below this for ``patience`` completed rounds (0 disables).
         patience: see ``tolerance``.
         seed: seed of every random choice in the simulation.
+        server_optimizer: DP rounds only: ``sgd`` or ``adam``, the server's step on the
+            noised mean gradient (:class:`fl_core.server_opt.ServerOptimizer`, with
+            ``learning_rate``). Post-processing of the released sums: it costs no privacy.
+        server_momentum: DP rounds only: heavy-ball momentum (sgd) or beta1 (adam), in [0, 1).
     """
 
     rounds: int = 20
@@ -72,6 +77,8 @@ class FedAvgConfig:
     tolerance: float = 0.0
     patience: int = 3
     seed: int = 0
+    server_optimizer: str = "sgd"
+    server_momentum: float = 0.0
 
     def __post_init__(self) -> None:
         if self.rounds < 1 or self.local_epochs < 1 or self.batch_size < 1 or self.patience < 1:
@@ -82,6 +89,7 @@ class FedAvgConfig:
             raise ConfigurationError(f"client_fraction must be in (0, 1], got {self.client_fraction}")
         if not 0.0 <= self.dropout < 1.0:
             raise ConfigurationError(f"dropout must be in [0, 1), got {self.dropout}")
+        ServerOptimizer(self.server_optimizer, self.learning_rate, self.server_momentum)  # validates
         if not (np.isfinite(self.tolerance) and self.tolerance >= 0):
             raise ConfigurationError(f"tolerance must be non-negative, got {self.tolerance}")
 
@@ -202,7 +210,8 @@ def run_fedavg(
 
     With a :class:`fl_core.dp.DPAggregator` each round is one DP step instead of local
     epochs (:mod:`fl_core.dp_training`): clipped per-example gradients of Poisson-sampled
-    patients, noised sum, ``w <- w - learning_rate * sum / public denominator``. Training
+    patients, noised sum, then the server optimiser's step on ``sum / public denominator``
+    (:mod:`fl_core.server_opt`; post-processing: no privacy cost). Training
     stops when the budget refuses a round; every record carries the epsilon spent.
     """
     if not clients or len({c.client_id for c in clients}) != len(clients):
@@ -217,6 +226,7 @@ def run_fedavg(
     if dp is not None and not callable(getattr(model, "clipped_gradient_sum", None)):
         raise ConfigurationError("DP training needs a model with clipped_gradient_sum (fl_core.models.DPModel)")
     dp_model = cast(DPModel, model)
+    server = ServerOptimizer(config.server_optimizer, config.learning_rate, config.server_momentum)
     for t in range(1, config.rounds + 1):
         # 1-2: who takes part, and who will drop out (and when).
         sampled = _sample_clients(clients, config.client_fraction, np.random.default_rng([seed, _SAMPLE, t]))
@@ -243,7 +253,7 @@ def run_fedavg(
             LOGGER.warning("round %d skipped, model unchanged: %s", t, result.skipped_reason)
         elif dp is not None:
             denominator = public_denominator([c.num_samples for c in sampled], dp.config)
-            params = unflatten(global_vector - config.learning_rate * result.mean / denominator, params)
+            params = unflatten(server.step(global_vector, result.mean / denominator), params)
         else:
             params = unflatten(global_vector + result.mean, params)
         # 6: evaluate on the held-out test set.
