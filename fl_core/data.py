@@ -270,6 +270,9 @@ def moments_quantization(num_clients: int, feature_bound: float, max_samples_per
         "bits": bits,
         "ring_bits": ring_bits,
         "max_samples_per_client": max_samples_per_client,
+        # The clip is the exact bound of a square: nothing to adapt (and a feature beyond
+        # its bound is counted and reported, not silently clipped).
+        "clipping": "fixed",
     }
 
 

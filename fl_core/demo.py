@@ -37,7 +37,7 @@ from typing import Any
 
 import numpy as np
 
-from fl_core.aggregators import make_aggregator
+from fl_core.aggregators import CLIPPING_NAMES, make_aggregator
 from fl_core.aggregators.base import (
     DEFAULT_BITS,
     DEFAULT_CLIP,
@@ -120,7 +120,11 @@ class DemoConfig:
             when that cannot overflow for ``hospitals``, else Z_(2^64) (:attr:`ring_bits`).
         dp_epsilon: train with distributed DP at this epsilon per patient (None: no DP);
             settings per data set in :mod:`fl_core.dp_presets`, one noised step per round.
+            DP rounds have no coordinate clipping by construction (the encoding's range
+            covers every clipped sum), so ``clipping`` does not apply to them.
         dp_delta: the DP budget's delta.
+        clipping: ``"adaptive"`` (default; ``clip`` is the starting clip, see
+            :mod:`fl_core.aggregators.clipping`) or ``"fixed"``.
     """
 
     aggregation: str = "secagg+"
@@ -138,10 +142,13 @@ class DemoConfig:
     max_samples_per_client: int = DEFAULT_MAX_SAMPLES_PER_CLIENT
     dp_epsilon: float | None = None
     dp_delta: float = DEFAULT_DELTA
+    clipping: str = "adaptive"
 
     def __post_init__(self) -> None:
         if self.dp_epsilon is not None and self.aggregation == "plain":
             raise ConfigurationError("--dp-epsilon needs an integer encoding: use an aggregation other than plain")
+        if self.clipping not in CLIPPING_NAMES:
+            raise ConfigurationError(f"clipping must be one of {', '.join(CLIPPING_NAMES)}")
         if self.aggregation not in DEMO_AGGREGATIONS:
             raise ConfigurationError(f"aggregation must be one of {', '.join(DEMO_AGGREGATIONS)}")
         if self.dataset not in DATASETS:
@@ -284,7 +291,7 @@ def _setup(config: DemoConfig, federation: Federation, name: str) -> tuple[Feder
         return federation.standardised(standardiser), updates
     updates = _aggregator(
         name, config, clip=config.clip, bits=config.bits, ring_bits=config.ring_bits,
-        max_samples_per_client=config.max_samples_per_client,
+        max_samples_per_client=config.max_samples_per_client, clipping=config.clipping,
     )  # fmt: skip
     return federation.standardised(standardiser), updates
 
@@ -398,6 +405,8 @@ _HEADER = f"{'round':>5}  {'accuracy':>8}  {'loss':>7}  {'agg s':>7}  {'bytes/ho
 
 def _row(record: RoundRecord) -> str:
     notes = []
+    if record.clipped_fraction > 0:
+        notes.append(f"clipped {record.clipped_fraction:.2%}")
     if record.dropouts:
         notes.append("dropped " + ", ".join(f"{c}@{stage.lower()}" for c, stage in record.dropouts))
     if record.skipped_reason is not None:
@@ -516,6 +525,7 @@ def _from_args(args: argparse.Namespace) -> DemoConfig:
         insecure_small_key=args.insecure_small_key,
         dp_epsilon=getattr(args, "dp_epsilon", None),
         dp_delta=getattr(args, "dp_delta", DEFAULT_DELTA),
+        clipping=getattr(args, "clipping", "adaptive"),
     )
 
 
@@ -544,8 +554,8 @@ def main(args: argparse.Namespace) -> int:
         )
     elif config.aggregation != "plain":
         print(
-            f"quantization: clip {config.clip:g}, {config.bits} bits, ring Z_(2^{config.ring_bits}), "
-            f"at most {config.max_samples_per_client} samples per hospital"
+            f"quantization: clip {config.clip:g} ({config.clipping}), {config.bits} bits, "
+            f"ring Z_(2^{config.ring_bits}), at most {config.max_samples_per_client} samples per hospital"
         )
     logger = logging.getLogger("fl_core")
     with _progress(config.rounds, not args.no_progress) as (write, advance, status):

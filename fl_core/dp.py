@@ -59,13 +59,13 @@ from fl_core.aggregators.base import (
     ClientUpdate,
     DropoutStage,
     FloatVector,
-    WeightedQuantizer,
     check_round,
     skipped,
     uploaders,
 )
 from fl_core.aggregators.masking import MaskingAggregator
 from fl_core.aggregators.plain import QuantizedPlainAggregator
+from fl_core.aggregators.quantizer import DecodedSum, WeightedQuantizer
 from secagg.descriptor import SessionDescriptor
 from secagg.dp import (
     DPConfig,
@@ -81,6 +81,7 @@ from secagg.dp import (
 from secagg.encoding import RING_CHOICES, QuantizationConfig
 from secagg.errors import BudgetExceededError, ConfigurationError, InsufficientNoiseError, OverflowDetectedError
 from secagg.masking import COMPLETE, HARARY
+from secagg.segments import ClippingReport, SegmentTable
 
 __all__ = [
     "ROUNDING_SHARE",
@@ -189,28 +190,57 @@ class DPQuantizer(WeightedQuantizer):
     Any aggregator built on a WeightedQuantizer (plain-quantized, secagg, secagg+,
     paillier) sums these encodings unchanged; :meth:`decode_integers` returns the noised
     *sum* in model units (not a mean) and refuses a sum of fewer than h encodings.
+
+    A DP encoding is one flat segment whose clip is the encoding's range (no per-tensor
+    clip, no clipped-count coordinate: no coordinate is ever clipped, see the module
+    docstring); a table is accepted only if it is that flat segment, and the clipping
+    report of a decoded sum is all zeros by construction.
     """
 
     plan: NoisePlan = field(kw_only=True)
     tail_bound: int = field(kw_only=True)
     noise_source: RandomSource | None = field(default=None, kw_only=True, repr=False, compare=False)
 
-    def descriptor(self, server_round: int) -> bytes:
+    def _flat(self, table: SegmentTable | None, length: int) -> SegmentTable:
+        """The one flat segment of a DP encoding; ConfigurationError for any other table."""
+        flat = self.flat_table(length)
+        if table is not None and table != flat:
+            raise ConfigurationError(
+                "a DP encoding is one flat segment with the encoding's range as its clip (no per-tensor clips: "
+                "DP mode never clips a coordinate); use clipping='fixed' and no segment table"
+            )
+        return flat
+
+    def descriptor(self, server_round: int, table: SegmentTable | None = None) -> bytes:
         """The round's descriptor digest: the encoding plus every ``secagg.dp.*`` parameter
         (epsilon, delta, rounds, l2 clip, sampling rate, h, sigma^2, dimension, sensitivity)."""
+        self._flat(table, self.plan.dimension)
         return SessionDescriptor.create(
             self.config, server_round=server_round, parameters=self.plan.config.descriptor_parameters(self.plan)
         ).digest()
 
-    def encoded_length(self, vector_length: int) -> int:
-        """The contribution's coordinates only: no sample count is sent in DP mode."""
+    def encoded_length(self, vector_length: int, table: SegmentTable | None = None) -> int:
+        """The contribution's coordinates only: no sample count and no clipped count is sent in DP mode."""
+        self._flat(table, vector_length)
         return vector_length
 
-    def encode_integers(self, update: ClientUpdate, rng: np.random.Generator) -> npt.NDArray[np.int64]:
+    def encode_integers(
+        self, update: ClientUpdate, rng: np.random.Generator, table: SegmentTable | None = None
+    ) -> npt.NDArray[np.int64]:
         """:func:`noised_encoding` of ``update.vector`` (``num_samples`` is not used or sent)."""
+        self._flat(table, update.vector.shape[0])
         return noised_encoding(self.plan, self.config, update.vector, rng, self.noise_source)
 
-    def decode_integers(self, total: npt.NDArray[Any], num_summands: int) -> FloatVector:
+    def decode_sum(self, total: npt.NDArray[Any], num_summands: int, table: SegmentTable | None = None) -> DecodedSum:
+        """:meth:`decode_integers` as a :class:`DecodedSum`: the noised sum (not a mean), a clipping
+        report of zeros (nothing is clipped by construction) and no sample total (0: none is sent)."""
+        flat = self._flat(table, self.plan.dimension)
+        noised = self.decode_integers(total, num_summands)
+        return DecodedSum(noised, ClippingReport(flat, (0,), num_summands), 0)
+
+    def decode_integers(
+        self, total: npt.NDArray[Any], num_summands: int, table: SegmentTable | None = None
+    ) -> FloatVector:
         """The noised sum in model units from the integer sum of ``num_summands`` encodings.
 
         InsufficientNoiseError if ``num_summands`` is below h; OverflowDetectedError if a
@@ -290,9 +320,13 @@ class DPAggregator:
         dropouts: Mapping[int, DropoutStage] | None = None,
         *,
         rng: np.random.Generator,
+        segments: SegmentTable | None = None,
     ) -> AggregationResult:
-        """The noised sum of the uploaders' contributions, or a skipped round (see the class)."""
+        """The noised sum of the uploaders' contributions, or a skipped round (see the class).
+        ``segments`` must be None (a DP encoding is one flat segment)."""
         start = time.perf_counter()
+        if segments is not None and len(segments.segments) != 1:
+            raise ConfigurationError("a DP round encodes one flat vector: no per-tensor segments")
         stages = check_round(updates, dropouts, self.quantizer.config.num_clients)
         sent = uploaders(updates, stages)
         if self.exhausted or self.accountant.would_exceed(1):
@@ -346,12 +380,14 @@ def make_dp_aggregator(
     if name == "plain-quantized":
         if protocol_options:
             raise ConfigurationError(f"plain-quantized takes no protocol options, got {sorted(protocol_options)}")
-        inner = QuantizedPlainAggregator(quantizer)
+        inner = QuantizedPlainAggregator(quantizer, clipping="fixed")
     elif name in ("secagg", "secagg+"):
-        inner = MaskingAggregator(quantizer, graph=COMPLETE if name == "secagg" else HARARY, **protocol_options)
+        inner = MaskingAggregator(
+            quantizer, graph=COMPLETE if name == "secagg" else HARARY, clipping="fixed", **protocol_options
+        )
     elif name == "paillier":
         module = importlib.import_module("fl_core.aggregators.paillier")
-        inner = module.PaillierAggregator(quantizer, **protocol_options)
+        inner = module.PaillierAggregator(quantizer, clipping="fixed", **protocol_options)
     else:
         raise ConfigurationError(f"unknown aggregation {name!r}")
     return DPAggregator(inner, quantizer, PrivacyAccountant(plan, accountant_path))

@@ -104,6 +104,8 @@ class RoundRecord:
         epsilon_spent: with DP, the epsilon spent per patient after this round (at
             ``delta``), else None.
         delta: with DP, the budget's delta, else None.
+        clipped_fraction: fraction of the included updates' coordinates that were
+            clipped, from the securely summed counts (0.0 for ``plain``).
     """
 
     round: int
@@ -117,6 +119,7 @@ class RoundRecord:
     skipped_reason: str | None = None
     epsilon_spent: float | None = None
     delta: float | None = None
+    clipped_fraction: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -258,6 +261,7 @@ def run_fedavg(
             skipped_reason=result.skipped_reason,
             epsilon_spent=None if dp is None else dp.spent()[0],
             delta=None if dp is None else dp.config.delta,
+            clipped_fraction=result.clipped_fraction,
         )
         records.append(record)
         if on_round is not None:

@@ -206,6 +206,11 @@ def _add_demo(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> 
         default=0,
         help=f"seed of the simulation (data split, training), 0..{MAX_SEED} (default: 0)",
     )
+    demo.add_argument(
+        "--clipping", choices=["adaptive", "fixed"], default="adaptive",
+        help="the update clip: adaptive (follows the securely summed clipped fraction toward 0.1%%) or fixed "
+        "(default: adaptive)",
+    )
     demo.add_argument("--json", metavar="PATH", type=_output_file, help="write the run's results as JSON")
     demo.add_argument(
         "--insecure-small-key",

@@ -29,22 +29,27 @@ from fl_core.aggregators.base import (
     Aggregator,
     ClientUpdate,
     DropoutStage,
-    WeightedQuantizer,
 )
+from fl_core.aggregators.clipping import CLIPPING_NAMES, AdaptiveClip, ClipPolicy, FixedClip
 from fl_core.aggregators.masking import MaskingAggregator
 from fl_core.aggregators.plain import PlainAggregator, QuantizedPlainAggregator
+from fl_core.aggregators.quantizer import WeightedQuantizer
 from secagg.errors import ConfigurationError
 
 __all__ = [
     "AGGREGATOR_NAMES",
+    "CLIPPING_NAMES",
     "DEFAULT_BITS",
     "DEFAULT_CLIP",
     "DEFAULT_MAX_SAMPLES_PER_CLIENT",
     "DEFAULT_RING_BITS",
+    "AdaptiveClip",
     "AggregationResult",
     "Aggregator",
     "ClientUpdate",
+    "ClipPolicy",
     "DropoutStage",
+    "FixedClip",
     "MaskingAggregator",
     "PlainAggregator",
     "QuantizedPlainAggregator",
@@ -67,7 +72,11 @@ def make_aggregator(
     ``num_clients`` is the most clients one round will sum; every aggregator but
     ``plain`` needs it, to check that the quantization cannot overflow.
     Quantization options (all but ``plain``): ``clip``, ``bits``, ``ring_bits``,
-    ``max_samples_per_client`` (defaults in :mod:`fl_core.aggregators.base`).
+    ``max_samples_per_client`` (defaults in :mod:`fl_core.aggregators.base`), and
+    ``clipping``: ``"adaptive"`` (the default: each segment's clip follows the
+    securely summed clipped fraction, ``clip`` is its starting value), ``"fixed"``
+    (``clip`` throughout), or a :class:`ClipPolicy` (see
+    :mod:`fl_core.aggregators.clipping`).
     Further options go to the protocol: for ``secagg``/``secagg+`` see
     :class:`fl_core.aggregators.masking.MaskingAggregator` (``random_bytes``,
     ``corrupt_fraction``, ``dropout_per_round``, ``dropout_fraction``); for ``paillier``,
@@ -99,6 +108,7 @@ def make_aggregator(
     if name not in AGGREGATOR_NAMES:
         raise ConfigurationError(f"unknown aggregation {name!r}; choose one of {', '.join(AGGREGATOR_NAMES)}")
     quantization = {key: options.pop(key) for key in _QUANTIZATION_OPTIONS if key in options}
+    clipping = options.pop("clipping", "adaptive")
     if name == "plain":
         if options:
             raise ConfigurationError(f"aggregation 'plain' takes no options, got {sorted(options)}")
@@ -109,13 +119,14 @@ def make_aggregator(
     if name == "plain-quantized":
         if options:
             raise ConfigurationError(f"aggregation 'plain-quantized' takes no protocol options, got {sorted(options)}")
-        return QuantizedPlainAggregator(quantizer)
+        return QuantizedPlainAggregator(quantizer, clipping=clipping)
     if name in ("secagg", "secagg+"):
         unknown = sorted(set(options) - set(_MASKING_OPTIONS))
         if unknown:
             raise ConfigurationError(f"aggregation {name!r} does not take {unknown}; it takes {list(_MASKING_OPTIONS)}")
-        return MaskingAggregator(quantizer, graph="complete" if name == "secagg" else "harary", **options)
-    return _paillier(quantizer, options)
+        graph = "complete" if name == "secagg" else "harary"
+        return MaskingAggregator(quantizer, graph=graph, clipping=clipping, **options)
+    return _paillier(quantizer, {**options, "clipping": clipping})
 
 
 def _paillier(quantizer: WeightedQuantizer, options: dict[str, Any]) -> Aggregator:

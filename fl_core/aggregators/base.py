@@ -7,19 +7,25 @@ updates that made it in (:class:`AggregationResult`). ``plain`` does this in
 floats; the secure aggregators do it through a secure *sum*, so the server
 learns only totals.
 
-Weighted mean through a secure sum (:class:`WeightedQuantizer`): client k
-quantizes its update to integers ``q_k`` (stochastic rounding, see
-:mod:`secagg.encoding`), multiplies them by its sample count ``n_k`` and
-appends ``n_k`` as one extra coordinate::
+Weighted mean through a secure sum (:class:`~fl_core.aggregators.quantizer.WeightedQuantizer`):
+client k quantizes its update to integers ``q_k`` segment by segment (one clip
+per segment, stochastic rounding, see :mod:`secagg.segments`), multiplies them
+by its sample count ``n_k`` and appends one count of clipped coordinates per
+segment, then ``n_k``::
 
-    e_k = (n_k * q_k[0], ..., n_k * q_k[d-1], n_k)
+    e_k = (n_k * q_k[0], ..., n_k * q_k[d-1], c_k[1], ..., c_k[S], n_k)
 
-The ring sum of the ``e_k`` is ``(sum n_k q_k, sum n_k)``; the server divides
-and rescales. Neither a client's update nor its sample count is revealed, only
-the totals. Invariant (no wrap): ``num_clients * max_samples_per_client * qmax
+The ring sum of the ``e_k`` is ``(sum n_k q_k, sum c_k, sum n_k)``; the server
+divides and rescales, and reports the clipped fraction
+(:attr:`AggregationResult.clipped_fraction`, a
+:class:`~secagg.segments.ClippingWarning` above 1% of a segment). Neither a
+client's update, its clipped count nor its sample count is revealed, only the
+totals. Invariant (no wrap): ``num_clients * max_samples_per_client * qmax
 <= 2^(ring_bits - 1) - 1``, checked by :class:`secagg.encoding.QuantizationConfig`
-at setup, so ``decode(sum of encodings) == sum n_k q_k / (scale * sum n_k)``
-exactly, whatever the protocol that computed the sum.
+at setup (and ``num_clients * longest segment`` for the counts), so
+``decode(sum of encodings) == sum n_k q_k / (scale_s * sum n_k)`` exactly,
+whatever the protocol that computed the sum. The clip of each segment follows
+:mod:`fl_core.aggregators.clipping` (adaptive by default).
 
 Reproducibility: the rounding randomness of client k is a numpy Generator seeded
 from one draw of the round's ``rng`` and k (:func:`client_rounding_rng`). Two
@@ -43,16 +49,14 @@ from __future__ import annotations
 import enum
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol, runtime_checkable
+from typing import Protocol, runtime_checkable
 
 import numpy as np
 import numpy.typing as npt
 
 from secagg._validate import require_int, require_sequence
-from secagg.descriptor import SessionDescriptor
-from secagg.encoding import QuantizationConfig, from_ring, quantize_to_integers, smallest_ring_bits, to_ring
-from secagg.errors import ConfigurationError, OverflowDetectedError
-from secagg.ring import RingVector
+from secagg.errors import ConfigurationError
+from secagg.segments import ClippingReport, SegmentTable
 
 __all__ = [
     "DEFAULT_BITS",
@@ -64,7 +68,6 @@ __all__ = [
     "ClientUpdate",
     "DropoutStage",
     "FloatVector",
-    "WeightedQuantizer",
     "check_round",
     "client_rounding_rng",
     "mean_of",
@@ -172,6 +175,9 @@ class AggregationResult:
             protocol message) divided by the number of included clients.
         seconds: wall-clock seconds the aggregation took (encoding, protocol, decoding).
         skipped_reason: why no mean could be computed (``None`` iff ``mean`` is set).
+        clipping: the securely summed clipped counts per segment, with the
+            segment table (and so each segment's clip) of the round; ``None``
+            when nothing was clipped by construction (``plain``) or skipped.
     """
 
     mean: FloatVector | None
@@ -179,6 +185,7 @@ class AggregationResult:
     bytes_per_client: float
     seconds: float
     skipped_reason: str | None = None
+    clipping: ClippingReport | None = None
 
     def __post_init__(self) -> None:
         if (self.mean is None) == (self.skipped_reason is None):
@@ -195,6 +202,16 @@ class AggregationResult:
         """True if the round produced no mean."""
         return self.mean is None
 
+    @property
+    def clipped_count(self) -> int:
+        """Coordinates clipped over all included clients (0 without a clipping report)."""
+        return 0 if self.clipping is None else self.clipping.clipped
+
+    @property
+    def clipped_fraction(self) -> float:
+        """``clipped_count`` over the coordinates quantized (0.0 without a clipping report)."""
+        return 0.0 if self.clipping is None else self.clipping.fraction
+
 
 @runtime_checkable
 class Aggregator(Protocol):
@@ -209,6 +226,9 @@ class Aggregator(Protocol):
       in the mapping complete the round. Ids must be among ``updates``.
     - ``rng``: the round's non-secret randomness (quantization rounding). Calling
       two aggregators with generators in the same state quantizes identically.
+    - ``segments``: how the vector splits into named tensors (one clip and one
+      clipped count each; integer segments exact), or ``None`` for one flat
+      segment. Segments without a clip take the aggregator's current one.
     - Returns the weighted mean ``sum n_k u_k / sum n_k`` over the included
       clients, or a skipped result (``mean=None``, with the reason) when too few
       clients remain for the protocol to finish. Never raises for a dropout
@@ -226,6 +246,7 @@ class Aggregator(Protocol):
         dropouts: Mapping[int, DropoutStage] | None = None,
         *,
         rng: np.random.Generator,
+        segments: SegmentTable | None = None,
     ) -> AggregationResult:
         """The weighted mean of ``updates`` minus the dropouts (see the class docstring)."""
         ...
@@ -283,136 +304,6 @@ def client_rounding_rng(round_seed: int, client_id: int) -> np.random.Generator:
     which order they are processed.
     """
     return np.random.default_rng([round_seed, client_id])
-
-
-@dataclass(frozen=True)
-class WeightedQuantizer:
-    """Count-weighted quantized encoding of updates, and decoding of their sum.
-
-    Built from a :class:`secagg.encoding.QuantizationConfig` whose
-    ``num_clients`` is the most clients that will ever be summed and whose
-    ``max_weight`` is the public bound on one client's sample count; that config
-    already refuses every setting that could wrap the ring.
-    """
-
-    config: QuantizationConfig
-
-    @classmethod
-    def create(
-        cls,
-        num_clients: int,
-        *,
-        clip: float = DEFAULT_CLIP,
-        bits: int = DEFAULT_BITS,
-        ring_bits: int | None = None,
-        max_samples_per_client: int = DEFAULT_MAX_SAMPLES_PER_CLIENT,
-    ) -> WeightedQuantizer:
-        """A quantizer for up to ``num_clients`` summands; ConfigurationError if it could overflow.
-
-        ``ring_bits=None`` (the default) picks the smallest ring that cannot overflow for this
-        federation (:func:`secagg.encoding.smallest_ring_bits`): Z_(2^32) up to 16 clients at
-        the default bounds, Z_(2^64) beyond; :attr:`config` says which was chosen."""
-        if ring_bits is None:
-            ring_bits = smallest_ring_bits(bits, num_clients, max_samples_per_client)
-        return cls(QuantizationConfig(clip, bits, num_clients, ring_bits, max_weight=max_samples_per_client))
-
-    @property
-    def max_samples_per_client(self) -> int:
-        """The public bound on one client's sample count."""
-        return self.config.max_weight
-
-    def descriptor(self, server_round: int) -> bytes:
-        """The digest of round ``server_round``'s :class:`~secagg.descriptor.SessionDescriptor`:
-        this quantization and the weight (the sample count), bound into the session."""
-        return SessionDescriptor.create(self.config, weight_key="num_samples", server_round=server_round).digest()
-
-    def encoded_length(self, vector_length: int) -> int:
-        """Length of an encoding: the update's coordinates plus the count."""
-        return vector_length + 1
-
-    def encode_integers(self, update: ClientUpdate, rng: np.random.Generator) -> npt.NDArray[np.int64]:
-        """``(n_k * q_k, n_k)`` as signed int64, with ``rng`` the client's rounding randomness.
-
-        Raises ConfigurationError if ``num_samples`` exceeds the public bound.
-        """
-        n_k = update.num_samples
-        if n_k > self.config.max_weight:
-            raise ConfigurationError(
-                f"client {update.client_id}: {n_k} samples exceeds the declared bound "
-                f"max_samples_per_client={self.config.max_weight}"
-            )
-        q = quantize_to_integers(update.vector, self.config, rng)
-        encoded: npt.NDArray[np.int64] = np.empty(q.shape[0] + 1, dtype=np.int64)
-        np.multiply(q, n_k, out=encoded[:-1])
-        encoded[-1] = n_k
-        return encoded
-
-    def encode(self, update: ClientUpdate, rng: np.random.Generator) -> RingVector:
-        """:meth:`encode_integers` in two's complement in the config's ring."""
-        return to_ring(self.encode_integers(update, rng), self.config)
-
-    def encode_all(self, updates: Sequence[ClientUpdate], rng: np.random.Generator) -> dict[int, RingVector]:
-        """Ring encodings of ``updates`` keyed by client id.
-
-        Draws exactly one number from ``rng`` (the round seed) and gives each
-        client its own rounding generator (:func:`client_rounding_rng`).
-        """
-        round_seed = self.round_seed(rng)
-        return {u.client_id: self.encode(u, client_rounding_rng(round_seed, u.client_id)) for u in updates}
-
-    def encode_all_integers(
-        self, updates: Sequence[ClientUpdate], rng: np.random.Generator
-    ) -> dict[int, npt.NDArray[np.int64]]:
-        """Like :meth:`encode_all` but signed int64 encodings (for non-ring sums)."""
-        round_seed = self.round_seed(rng)
-        return {u.client_id: self.encode_integers(u, client_rounding_rng(round_seed, u.client_id)) for u in updates}
-
-    @staticmethod
-    def round_seed(rng: np.random.Generator) -> int:
-        """The one draw from the round's ``rng`` that seeds every client's rounding."""
-        return int(rng.integers(0, 2**63 - 1))
-
-    def ring_sum(self, encodings: Sequence[RingVector]) -> RingVector:
-        """The plain ring sum of encodings (what a secure protocol computes obliviously)."""
-        if not encodings:
-            raise ConfigurationError("cannot sum zero encodings")
-        return self.config.ring.sum(encodings, encodings[0].shape[0])
-
-    def decode(self, total: RingVector, num_summands: int) -> FloatVector:
-        """The weighted mean from the ring sum of ``num_summands`` encodings.
-
-        Raises OverflowDetectedError if the sum is outside what that many
-        encodings can reach (a protocol or encoding fault, never silent garbage).
-        """
-        return self.decode_integers(from_ring(self.config.ring.check(total), self.config), num_summands)
-
-    def decode_integers(self, total: npt.NDArray[Any], num_summands: int) -> FloatVector:
-        """The weighted mean from the exact integer sum of ``num_summands`` encodings.
-
-        ``total`` is ``(sum n_k q_k, sum n_k)`` as integers; the mean is
-        ``sum n_k q_k / (scale * sum n_k)``. Raises OverflowDetectedError if a
-        coordinate or the sample total is impossible for that many encodings.
-        """
-        integers = np.asarray(total)
-        if integers.ndim != 1 or integers.shape[0] < 2 or integers.dtype.kind not in "iu":
-            raise ConfigurationError("an encoded sum is a one-dimensional integer array of at least two entries")
-        if not 1 <= num_summands <= self.config.num_clients:
-            raise ConfigurationError(f"num_summands must be in 1..{self.config.num_clients}, got {num_summands}")
-        bound = num_summands * self.config.max_weight
-        weight_total = int(integers[-1])
-        if not num_summands <= weight_total <= bound:
-            raise OverflowDetectedError(
-                f"decoded sample total {weight_total} is impossible for {num_summands} clients "
-                f"with at most {self.config.max_weight} samples each"
-            )
-        sums = integers[:-1].astype(np.int64)
-        # Compare min and max, not abs: np.abs(-2^63) overflows int64 and stays negative.
-        if int(sums.min()) < -bound * self.config.qmax or int(sums.max()) > bound * self.config.qmax:
-            raise OverflowDetectedError(
-                f"decoded sum exceeds {bound * self.config.qmax}, the largest value {num_summands} encodings can reach"
-            )
-        mean: FloatVector = sums.astype(np.float64) / (self.config.scale * weight_total)
-        return mean
 
 
 def mean_of(updates: Sequence[ClientUpdate]) -> FloatVector:

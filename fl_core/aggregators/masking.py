@@ -32,15 +32,17 @@ from fl_core.aggregators.base import (
     AggregationResult,
     ClientUpdate,
     DropoutStage,
-    WeightedQuantizer,
     check_round,
     skipped,
 )
+from fl_core.aggregators.clipping import ClipPolicy, ClipSchedule, clip_policy
+from fl_core.aggregators.quantizer import WeightedQuantizer
 from secagg._validate import require_instance
 from secagg.errors import ConfigurationError, ThresholdError
 from secagg.guarantee import Guarantee
 from secagg.masking import COMPLETE, HARARY, MaskingConfig, Round, run_session
 from secagg.primitives.randomness import RandomBytes, system_random
+from secagg.segments import SegmentTable
 
 __all__ = ["MIN_CLIENTS", "STAGE_TO_ROUND", "MaskingAggregator"]
 
@@ -73,6 +75,8 @@ class MaskingAggregator:
             the whole round (all stages together).
         random_bytes: the source of every secret (keys, masks); ``system_random``
             unless a test injects a deterministic one.
+        clipping: how each segment's clip moves between rounds (``"adaptive"``,
+            the default, or ``"fixed"``; :mod:`fl_core.aggregators.clipping`).
     """
 
     def __init__(
@@ -84,8 +88,10 @@ class MaskingAggregator:
         dropout_fraction: float | None = None,
         dropout_per_round: float | None = None,
         random_bytes: RandomBytes = system_random,
+        clipping: str | ClipPolicy = "adaptive",
     ) -> None:
         require_instance("quantizer", quantizer, WeightedQuantizer)
+        self.schedule = ClipSchedule(clip_policy(clipping), quantizer.config.clip)
         if graph not in (COMPLETE, HARARY):
             raise ConfigurationError(f"graph must be {COMPLETE!r} or {HARARY!r}, got {graph!r}")
         if quantizer.config.num_clients < MIN_CLIENTS:
@@ -147,19 +153,21 @@ class MaskingAggregator:
         dropouts: Mapping[int, DropoutStage] | None = None,
         *,
         rng: np.random.Generator,
+        segments: SegmentTable | None = None,
     ) -> AggregationResult:
         """Run one masking session over ``updates``; see the module docstring."""
         start = time.perf_counter()
         stages = check_round(updates, dropouts, self.quantizer.config.num_clients)
         if len(updates) < MIN_CLIENTS:
             raise ConfigurationError(f"a {self.name} round needs at least {MIN_CLIENTS} clients, got {len(updates)}")
-        encodings = self.quantizer.encode_all(updates, rng)
+        table = self.quantizer.check_table(self.schedule.table(updates[0].vector.shape[0], segments))
+        encodings = self.quantizer.encode_all(updates, rng, table)
         ordered = sorted(u.client_id for u in updates)
         session_id = {client: index for index, client in enumerate(ordered, start=1)}
         self._rounds += 1
         config = dataclasses.replace(
-            self.masking_config(len(ordered), self.quantizer.encoded_length(updates[0].vector.shape[0])),
-            descriptor=self.quantizer.descriptor(self._rounds),
+            self.masking_config(len(ordered), self.quantizer.encoded_length(updates[0].vector.shape[0], table)),
+            descriptor=self.quantizer.descriptor(self._rounds, table),
         )
         try:
             session = run_session(
@@ -174,12 +182,14 @@ class MaskingAggregator:
             # session are not reported by the driver, so none are counted.
             return skipped(self._skip_reason(exc, stages, ordered), 0.0, time.perf_counter() - start)
         included = frozenset(ordered[index - 1] for index in session.included)
-        mean = self.quantizer.decode(session.aggregate, len(session.included))
+        decoded = self.quantizer.decode_sum(self.quantizer.integers_of(session.aggregate), len(session.included), table)
+        self.schedule.observe(decoded.clipping)
         return AggregationResult(
-            mean=mean,
+            mean=decoded.mean,
             included=included,
             bytes_per_client=session.bytes_per_client_upload,
             seconds=time.perf_counter() - start,
+            clipping=decoded.clipping,
         )
 
     def _skip_reason(self, exc: ThresholdError, stages: Mapping[int, DropoutStage], ordered: list[int]) -> str:

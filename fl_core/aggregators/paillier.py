@@ -7,7 +7,8 @@ and every round reuses the key. Each round is one session of
 encodings (:class:`~fl_core.aggregators.base.WeightedQuantizer`), the server
 multiplies the ciphertexts, and the first t hospitals still online return
 partial decryptions (with proofs) of that one aggregate. The server learns
-``(sum n_k q_k, sum n_k)`` and nothing else.
+``(sum n_k q_k, sum c_k, sum n_k)`` (mean, clipped counts, sample total) and
+nothing else.
 
 Hospitals get key-share indices 1..n in the order they are first seen (ascending
 client id within a round), and keep them. Dropout stages: JOIN, SETUP and UPLOAD
@@ -36,11 +37,12 @@ from fl_core.aggregators.base import (
     AggregationResult,
     ClientUpdate,
     DropoutStage,
-    WeightedQuantizer,
     check_round,
     skipped,
     uploaders,
 )
+from fl_core.aggregators.clipping import ClipPolicy, ClipSchedule, clip_policy
+from fl_core.aggregators.quantizer import WeightedQuantizer
 from secagg import wire
 from secagg._validate import require_instance, require_int
 from secagg.errors import ConfigurationError, OverflowDetectedError
@@ -63,6 +65,7 @@ from secagg.paillier.packing import MAX_SLOT_BITS, MAX_VALUE_BITS
 from secagg.paillier.protocol import paillier_guarantee
 from secagg.primitives.randomness import RandomBytes, system_random
 from secagg.primitives.signing import SigningKey
+from secagg.segments import SegmentTable
 
 __all__ = ["INSECURE_KEY_BITS", "LIMB_BITS", "PaillierAggregator"]
 
@@ -111,6 +114,8 @@ class PaillierAggregator:
             side-channel-silent ``powmod_sec`` (slower).
         random_bytes: source of every secret (key ceremony, encryption, proofs).
         key_material: reuse the key of an earlier ceremony instead of running one.
+        clipping: how each segment's clip moves between rounds (``"adaptive"``,
+            the default, or ``"fixed"``; :mod:`fl_core.aggregators.clipping`).
     """
 
     def __init__(
@@ -126,8 +131,10 @@ class PaillierAggregator:
         constant_time: bool = False,
         random_bytes: RandomBytes = system_random,
         key_material: ThresholdKeyMaterial | None = None,
+        clipping: str | ClipPolicy = "adaptive",
     ) -> None:
         require_instance("quantizer", quantizer, WeightedQuantizer)
+        self.schedule = ClipSchedule(clip_policy(clipping), quantizer.config.clip)
         num_parties = quantizer.config.num_clients
         if num_parties < 2:
             raise ConfigurationError(f"paillier aggregation needs at least 2 hospitals, got num_clients={num_parties}")
@@ -237,15 +244,25 @@ class PaillierAggregator:
         dropouts: Mapping[int, DropoutStage] | None = None,
         *,
         rng: np.random.Generator,
+        segments: SegmentTable | None = None,
     ) -> AggregationResult:
         """Run one Paillier session over ``updates``; see the module docstring."""
         start = time.perf_counter()
         stages = check_round(updates, dropouts, self.quantizer.config.num_clients)
-        encodings = self.quantizer.encode_all_integers(updates, rng)
+        table = self.quantizer.check_table(self.schedule.table(updates[0].vector.shape[0], segments))
+        config = self.quantizer.config
+        longest = max(s.length for s in table.segments)
+        if longest > config.max_weight * config.qmax:
+            # A clipped count must fit the packing slot sized for max_weight * qmax.
+            raise ConfigurationError(
+                f"paillier: a segment of {longest} coordinates exceeds the packing slot's bound "
+                f"{config.max_weight * config.qmax}; split it or raise max_samples_per_client"
+            )
+        encodings = self.quantizer.encode_all_integers(updates, rng, table)
         ids = sorted(u.client_id for u in updates)
         self._assign_shares(ids)
         with key_policy(self.insecure):
-            return self._session(updates, stages, encodings, ids, start)
+            return self._session(updates, stages, encodings, ids, start, table)
 
     def _session(
         self,
@@ -254,9 +271,10 @@ class PaillierAggregator:
         encodings: Mapping[int, IntArray],
         ids: list[int],
         start: float,
+        table: SegmentTable,
     ) -> AggregationResult:
         self._rounds += 1
-        length = self.quantizer.encoded_length(updates[0].vector.shape[0])
+        length = self.quantizer.encoded_length(updates[0].vector.shape[0], table)
         params = SessionParameters(
             public=self.material.public,
             layout=self.layout,
@@ -265,7 +283,7 @@ class PaillierAggregator:
             min_contributors=min(self.min_contributors, len(ids)),
             identity_keys=tuple(self._identity(client).public for client in ids),
             context=hashlib.sha256(b"fl_core/paillier-round" + self._rounds.to_bytes(8, "big")).digest(),
-            descriptor=self.quantizer.descriptor(self._rounds),
+            descriptor=self.quantizer.descriptor(self._rounds, table),
         )
         sent = [u.client_id for u in uploaders(updates, stages)]
         if len(sent) < self.min_contributors:
@@ -309,11 +327,14 @@ class PaillierAggregator:
             server.receive_partial(answer)
         total = server.finish()
         sums = _join(total) if self.split else total
+        decoded = self.quantizer.decode_sum(sums, len(sent), table)
+        self.schedule.observe(decoded.clipping)
         return AggregationResult(
-            mean=self.quantizer.decode_integers(sums, len(sent)),
+            mean=decoded.mean,
             included=frozenset(sent),
             bytes_per_client=bytes_sent / len(updates),
             seconds=time.perf_counter() - start,
+            clipping=decoded.clipping,
         )
 
     def close(self) -> None:

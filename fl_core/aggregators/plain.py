@@ -19,12 +19,14 @@ from fl_core.aggregators.base import (
     AggregationResult,
     ClientUpdate,
     DropoutStage,
-    WeightedQuantizer,
     check_round,
     mean_of,
     skipped,
     uploaders,
 )
+from fl_core.aggregators.clipping import ClipPolicy, ClipSchedule, clip_policy
+from fl_core.aggregators.quantizer import WeightedQuantizer
+from secagg.segments import SegmentTable
 
 __all__ = ["FLOAT_SIZE", "PlainAggregator", "QuantizedPlainAggregator"]
 
@@ -50,8 +52,10 @@ class PlainAggregator:
         dropouts: Mapping[int, DropoutStage] | None = None,
         *,
         rng: np.random.Generator,
+        segments: SegmentTable | None = None,
     ) -> AggregationResult:
-        """``sum n_k u_k / sum n_k`` over the uploading clients, in float64. ``rng`` is unused."""
+        """``sum n_k u_k / sum n_k`` over the uploading clients, in float64 (nothing is clipped).
+        ``rng`` and ``segments`` are unused."""
         start = time.perf_counter()
         sent = uploaders(updates, check_round(updates, dropouts))
         # Each uploader sends its float vector and its count; nobody else sends anything.
@@ -74,9 +78,11 @@ class QuantizedPlainAggregator:
     exactness and to measure what quantization alone costs in accuracy.
     """
 
-    def __init__(self, quantizer: WeightedQuantizer) -> None:
-        """``quantizer`` fixes clip, bits, ring and the bounds on clients and samples."""
+    def __init__(self, quantizer: WeightedQuantizer, *, clipping: str | ClipPolicy = "adaptive") -> None:
+        """``quantizer`` fixes the starting clip, bits, ring and the bounds on clients and samples;
+        ``clipping`` how each segment's clip moves between rounds (:mod:`fl_core.aggregators.clipping`)."""
         self.quantizer = quantizer
+        self.schedule = ClipSchedule(clip_policy(clipping), quantizer.config.clip)
 
     @property
     def name(self) -> str:
@@ -89,20 +95,25 @@ class QuantizedPlainAggregator:
         dropouts: Mapping[int, DropoutStage] | None = None,
         *,
         rng: np.random.Generator,
+        segments: SegmentTable | None = None,
     ) -> AggregationResult:
         """Decoded ring sum of the uploading clients' weighted encodings."""
         start = time.perf_counter()
         stages = check_round(updates, dropouts, self.quantizer.config.num_clients)
-        encodings = self.quantizer.encode_all(updates, rng)
+        table = self.quantizer.check_table(self.schedule.table(updates[0].vector.shape[0], segments))
+        encodings = self.quantizer.encode_all(updates, rng, table)
         sent = uploaders(updates, stages)
-        encoded = self.quantizer.encoded_length(updates[0].vector.shape[0])
+        encoded = self.quantizer.encoded_length(updates[0].vector.shape[0], table)
         bytes_per_client = float(self.quantizer.config.ring.element_size * encoded)
         if not sent:
             return skipped("no client uploaded its update", 0.0, time.perf_counter() - start)
         total = self.quantizer.ring_sum([encodings[u.client_id] for u in sent])
+        decoded = self.quantizer.decode_sum(self.quantizer.integers_of(total), len(sent), table)
+        self.schedule.observe(decoded.clipping)
         return AggregationResult(
-            mean=self.quantizer.decode(total, len(sent)),
+            mean=decoded.mean,
             included=frozenset(u.client_id for u in sent),
             bytes_per_client=bytes_per_client,
             seconds=time.perf_counter() - start,
+            clipping=decoded.clipping,
         )

@@ -28,9 +28,12 @@ kernels) are exact up to 2^53 in magnitude; larger values are refused, as are
 dtypes a float64 cannot hold (``longdouble``, strings, objects), with a
 :class:`~secagg.errors.ConfigurationError` naming the weight.
 
-Clipping and rounding are the aggregator's: each update coordinate is clipped
-to the aggregator's ``clip`` and stochastically quantized before the secure sum
-(see :mod:`fl_core.aggregators.base`), exactly as for the PyTorch adapter. An
+Clipping and rounding are the aggregator's, per weight, exactly as for the
+PyTorch adapter: each weight is its own segment (:meth:`WeightsLayout.segments`)
+with its own clip (adaptive by default, see :mod:`fl_core.aggregators.clipping`)
+and its own clipped count in the secure sum; integer and boolean weights are
+exact integer segments (an update that is not a whole number within
+``+-(2^(bits-1) - 1)`` is refused, never clipped). An
 aggregate is converted back to each weight's dtype by numpy's rounding for
 floats (ml_dtypes' for the narrow formats), half to even for integers (refused
 if out of the dtype's range) and nonzero for bool.
@@ -43,17 +46,17 @@ Keras 3 with the torch backend: ``KERAS_BACKEND=torch``.
 from __future__ import annotations
 
 import importlib
-import math
 import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 import numpy.typing as npt
 
 from secagg.errors import ConfigurationError
 from secagg.integrations._extras import require
+from secagg.integrations._layout import ArraySpec, FlatLayout
 
 if TYPE_CHECKING:
     from fl_core.aggregators.base import AggregationResult, Aggregator, DropoutStage
@@ -162,68 +165,34 @@ def _kind(dtype: np.dtype[Any], who: str) -> str:
 
 
 @dataclass(frozen=True)
-class WeightSpec:
-    """Where one named weight sits in a flat vector.
+class WeightSpec(ArraySpec):
+    """Where one named weight sits in a flat vector (see :class:`~secagg.integrations._layout.ArraySpec`).
 
-    Attributes:
-        name: the weight's name: its Keras variable path (``"dense/kernel"``) for
-            a model, its index in the list (``"0"``, ``"1"``, ...) for a weight list.
-        shape: its shape.
-        dtype: its numpy dtype name, e.g. ``"float32"`` or ``"bfloat16"``.
-        offset: index of its first entry in the vector.
-        length: number of vector entries: the element count, twice that for complex.
+    ``name`` is the weight's Keras variable path (``"dense/kernel"``) for a model,
+    its index in the list (``"0"``, ``"1"``, ...) for a weight list; ``dtype`` its
+    numpy dtype name, e.g. ``"float32"`` or ``"bfloat16"``; ``length`` the element
+    count, twice that for complex.
     """
 
-    name: str
-    shape: tuple[int, ...]
-    dtype: str
-    offset: int
-    length: int
+    NOUN: ClassVar[str] = "weight"
 
-    def __post_init__(self) -> None:
-        if not isinstance(self.name, str):
-            raise ConfigurationError(f"weight name must be a string, got {self.name!r}")
-        if any(isinstance(d, bool) or not isinstance(d, int) or d < 0 for d in self.shape):
-            raise ConfigurationError(f"weight {self.name!r}: shape must be non-negative ints, got {self.shape}")
-        if self.offset < 0:
-            raise ConfigurationError(f"weight {self.name!r}: offset must be non-negative, got {self.offset}")
-        dtype = _resolve_dtype(self.dtype, self.name)
-        per = 2 if _kind(dtype, self.name) == COMPLEX else 1
-        if self.length != per * math.prod(self.shape):
-            raise ConfigurationError(
-                f"weight {self.name!r}: {self.length} entries do not fit shape {self.shape} of {self.dtype}"
-            )
+    def entries_per_element(self) -> int:
+        """2 for complex dtypes, else 1 (ConfigurationError for a dtype that cannot be aggregated)."""
+        return 2 if _kind(_resolve_dtype(self.dtype, self.name), self.name) == COMPLEX else 1
+
+    @property
+    def integer(self) -> bool:
+        """True for integer (numpy's or ml_dtypes' int4, ...) and boolean dtypes: exact integer segments."""
+        return _kind(_resolve_dtype(self.dtype, self.name), self.name) in (INTEGER, BOOL)
 
 
 @dataclass(frozen=True)
-class WeightsLayout:
-    """The named weights of a flat vector, back to back from index 0.
+class WeightsLayout(FlatLayout):
+    """The named weights of a flat vector, back to back from index 0 (see
+    :class:`~secagg.integrations._layout.FlatLayout`; :meth:`segments` gives one
+    segment per weight, integer weights exact)."""
 
-    Invariant: names are unique and ``specs[i + 1].offset == specs[i].offset +
-    specs[i].length``; :attr:`size` is the vector's length.
-    """
-
-    specs: tuple[WeightSpec, ...]
-
-    def __post_init__(self) -> None:
-        names = [spec.name for spec in self.specs]
-        if len(set(names)) != len(names):
-            raise ConfigurationError("weight names in a layout must be unique")
-        offset = 0
-        for spec in self.specs:
-            if spec.offset != offset:
-                raise ConfigurationError(f"weight {spec.name!r} starts at {spec.offset}, expected {offset}")
-            offset += spec.length
-
-    @property
-    def size(self) -> int:
-        """Length of the flat vector."""
-        return self.specs[-1].offset + self.specs[-1].length if self.specs else 0
-
-    @property
-    def names(self) -> tuple[str, ...]:
-        """The weight names in vector order."""
-        return tuple(spec.name for spec in self.specs)
+    NOUN: ClassVar[str] = "weight"
 
 
 def _flatten_named(named: Sequence[tuple[str, Any]]) -> tuple[FloatVector, WeightsLayout]:
@@ -292,7 +261,7 @@ def unflatten_weights(vector: npt.ArrayLike, layout: WeightsLayout) -> list[npt.
     return out
 
 
-def _from_float64(piece: FloatVector, dtype: np.dtype[Any], kind: str, spec: WeightSpec) -> npt.NDArray[Any]:
+def _from_float64(piece: FloatVector, dtype: np.dtype[Any], kind: str, spec: ArraySpec) -> npt.NDArray[Any]:
     if kind == REAL:
         real: npt.NDArray[Any] = piece.astype(dtype)
         return real
@@ -405,6 +374,7 @@ def aggregate_models(
     client_ids: Sequence[int] | None = None,
     dropouts: Mapping[int, DropoutStage] | None = None,
     trainable_only: bool = False,
+    clips: Mapping[str, float] | None = None,
 ) -> ModelAggregation:
     """FedAvg of Keras models through ``aggregator``: global + weighted mean of (local - global).
 
@@ -418,6 +388,8 @@ def aggregate_models(
     running this learns only the mean; in a real deployment each hospital
     computes its own update and only the aggregation runs across machines (see
     docs/integrations.md). Raises ConfigurationError on mismatched models.
+    Ranges are per weight: ``clips`` (by weight name) fixes a weight's starting
+    clip, the others take the aggregator's; ``result.clipping`` counts per weight.
     """
     # fl_core sits above secagg in the layers: import it on use, as the command line does.
     client_update = importlib.import_module("fl_core.aggregators.base").ClientUpdate
@@ -442,6 +414,6 @@ def aggregate_models(
                 f"client {client}: model weights differ from the global model's (names, shapes or dtypes)"
             )
         updates.append(client_update(client, vector - base, int(count)))
-    result = aggregator.aggregate(updates, dropouts, rng=rng)
+    result = aggregator.aggregate(updates, dropouts, rng=rng, segments=layout.segments(clips))
     weights = None if result.mean is None else unflatten_weights(base + result.mean, layout)
     return ModelAggregation(result=result, weights=weights, layout=layout, trainable_only=trainable_only)

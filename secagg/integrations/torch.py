@@ -32,7 +32,7 @@ from __future__ import annotations
 import importlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 import numpy.typing as npt
@@ -40,6 +40,8 @@ import numpy.typing as npt
 from secagg._validate import require_int
 from secagg.errors import ConfigurationError
 from secagg.integrations._extras import require
+from secagg.integrations._layout import ArraySpec
+from secagg.integrations._layout import FlatLayout as _FlatLayout
 
 if TYPE_CHECKING:
     import torch as torch_module
@@ -101,68 +103,28 @@ def _entries_per_element(kind: str) -> int:
 
 
 @dataclass(frozen=True)
-class TensorSpec:
-    """Where one named tensor sits in a flat vector.
+class TensorSpec(ArraySpec):
+    """Where one named tensor sits in a flat vector (see :class:`~secagg.integrations._layout.ArraySpec`).
 
-    Attributes:
-        name: the tensor's name (state-dict key or parameter name).
-        shape: its shape.
-        dtype: its PyTorch dtype name without the ``torch.`` prefix, e.g. ``"bfloat16"``.
-        offset: index of its first entry in the vector.
-        length: number of vector entries: numel, or 2 * numel for complex and
-            ``float4_e2m1fn_x2`` (two values per element).
+    ``dtype`` is the PyTorch dtype name without the ``torch.`` prefix, e.g.
+    ``"bfloat16"``; ``length`` is numel, or 2 * numel for complex and
+    ``float4_e2m1fn_x2`` (two values per element).
     """
 
-    name: str
-    shape: tuple[int, ...]
-    dtype: str
-    offset: int
-    length: int
+    NOUN: ClassVar[str] = "tensor"
 
-    def __post_init__(self) -> None:
-        if not isinstance(self.name, str):
-            raise ConfigurationError(f"tensor name must be a string, got {self.name!r}")
-        if any(isinstance(d, bool) or not isinstance(d, int) or d < 0 for d in self.shape):
-            raise ConfigurationError(f"tensor {self.name!r}: shape must be non-negative ints, got {self.shape}")
-        if self.offset < 0:
-            raise ConfigurationError(f"tensor {self.name!r}: offset must be non-negative, got {self.offset}")
-        numel = int(np.prod(self.shape, dtype=np.int64)) if self.shape else 1
-        per = 2 if self.dtype == _FLOAT4_DTYPE or self.dtype.startswith("complex") else 1
-        if self.length != per * numel:
-            raise ConfigurationError(
-                f"tensor {self.name!r}: {self.length} entries do not fit shape {self.shape} of {self.dtype}"
-            )
+    def entries_per_element(self) -> int:
+        """2 for complex dtypes and ``float4_e2m1fn_x2``, else 1."""
+        return 2 if self.dtype == _FLOAT4_DTYPE or self.dtype.startswith("complex") else 1
 
 
 @dataclass(frozen=True)
-class FlatLayout:
-    """The named tensors of a flat vector, back to back from index 0.
+class FlatLayout(_FlatLayout):
+    """The named tensors of a flat vector, back to back from index 0 (see
+    :class:`~secagg.integrations._layout.FlatLayout`; :meth:`segments` gives one
+    segment per tensor, integer buffers exact)."""
 
-    Invariant: names are unique and ``specs[i + 1].offset == specs[i].offset +
-    specs[i].length``; :attr:`size` is the vector's length.
-    """
-
-    specs: tuple[TensorSpec, ...]
-
-    def __post_init__(self) -> None:
-        names = [spec.name for spec in self.specs]
-        if len(set(names)) != len(names):
-            raise ConfigurationError("tensor names in a layout must be unique")
-        offset = 0
-        for spec in self.specs:
-            if spec.offset != offset:
-                raise ConfigurationError(f"tensor {spec.name!r} starts at {spec.offset}, expected {offset}")
-            offset += spec.length
-
-    @property
-    def size(self) -> int:
-        """Length of the flat vector."""
-        return self.specs[-1].offset + self.specs[-1].length if self.specs else 0
-
-    @property
-    def names(self) -> tuple[str, ...]:
-        """The tensor names in vector order."""
-        return tuple(spec.name for spec in self.specs)
+    NOUN: ClassVar[str] = "tensor"
 
 
 def flatten_state_dict(tensors: Mapping[str, Tensor]) -> tuple[FloatVector, FlatLayout]:
@@ -240,7 +202,7 @@ def unflatten_state_dict(vector: npt.ArrayLike, layout: FlatLayout) -> dict[str,
     return out
 
 
-def _from_float64(torch: Any, piece: FloatVector, dtype: Any, kind: str, spec: TensorSpec) -> Any:
+def _from_float64(torch: Any, piece: FloatVector, dtype: Any, kind: str, spec: ArraySpec) -> Any:
     if kind == REAL:
         return torch.from_numpy(piece.copy()).to(dtype)
     if kind == COMPLEX:
@@ -348,6 +310,7 @@ def aggregate_models(
     client_ids: Sequence[int] | None = None,
     dropouts: Mapping[int, DropoutStage] | None = None,
     buffers: bool = False,
+    clips: Mapping[str, float] | None = None,
 ) -> ModelAggregation:
     """FedAvg of torch models through ``aggregator``: global + weighted mean of (local - global).
 
@@ -360,6 +323,12 @@ def aggregate_models(
     running this learns only the mean; in a real deployment each hospital
     computes its own update and only the aggregation runs across machines (see
     docs/integrations.md). Raises ConfigurationError on mismatched models.
+
+    Ranges are per tensor: each tensor is its own segment (:meth:`FlatLayout.segments`)
+    with its own clip (``clips[name]`` if given, else the aggregator's, adaptive by
+    default) and its own clipped count, reported in ``result.clipping``. Integer
+    buffers (``num_batches_tracked``) are exact integer segments: their update must
+    be a whole number within ``+-(2^(bits-1) - 1)``, or the round is refused.
     """
     # fl_core sits above secagg in the layers: import it on use, as the command line does.
     client_update = importlib.import_module("fl_core.aggregators.base").ClientUpdate
@@ -382,6 +351,6 @@ def aggregate_models(
                 f"client {client}: model tensors differ from the global model's (names, shapes or dtypes)"
             )
         updates.append(client_update(client, vector - base, require_int(f"client {client}: num_samples", count, 1)))
-    result = aggregator.aggregate(updates, dropouts, rng=rng)
+    result = aggregator.aggregate(updates, dropouts, rng=rng, segments=layout.segments(clips))
     state = None if result.mean is None else unflatten_state_dict(base + result.mean, layout)
     return ModelAggregation(result=result, state_dict=state, layout=layout)

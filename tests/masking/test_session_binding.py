@@ -33,6 +33,7 @@ from secagg.masking.messages import ConsistencySignature, SignedBy, SurvivorList
 from secagg.masking.server import server_start, server_step
 from secagg.primitives.randomness import InsecureDeterministicRandom
 from secagg.primitives.shamir import Share, combine
+from secagg.segments import Segment, SegmentTable
 
 from .harness import StepRun, active_setup, edit
 
@@ -271,4 +272,20 @@ def test_a_split_of_the_threshold_or_the_mode_never_mixes_setups(field: str) -> 
     # Execute: the server runs the others' session; the target is in another one
     outcome = _run({1: target} | {c: others for c in range(2, N + 1)}, others)
     # Assert
+    assert outcome is None or 1 not in outcome[0]
+
+
+@pytest.mark.parametrize("mode", [SEMI_HONEST, ACTIVE])
+def test_a_split_of_the_per_segment_clip_table_never_mixes_setups(mode: str) -> None:
+    # Prepare: the segment table (one clip per tensor) is the descriptor's layout digest;
+    # the target gets the true clips, the other four a table whose "bias" clip is 1e300
+    table = SegmentTable((Segment("kernel", 4, 0.5), Segment("bias", 1, 0.5), Segment("steps", 1, integer=True)))
+    split_table = table.with_clips({"bias": 1e300})
+    true_setup = dataclasses.replace(TRUE_SETUP, layout_digest=table.digest()).digest()
+    split = dataclasses.replace(TRUE_SETUP, layout_digest=split_table.digest()).digest()
+    assert true_setup != split
+    configs = {1: _config(mode, true_setup)} | {c: _config(mode, split) for c in range(2, N + 1)}
+    # Execute: the server runs the others' session
+    outcome = _run(configs, _config(mode, split))
+    # Assert: the target's contribution is never in an aggregate made under the split table
     assert outcome is None or 1 not in outcome[0]

@@ -1,0 +1,238 @@
+"""The weighted, segmented encoding every quantized aggregator shares.
+
+Client k quantizes its update segment by segment (:mod:`secagg.segments`: one
+clip per segment, integer segments exact), multiplies the integers by its sample
+count ``n_k``, and appends one clipped count per segment and then ``n_k``::
+
+    e_k = (n_k * q_k[0], ..., n_k * q_k[d-1], c_k[1], ..., c_k[S], n_k)
+
+The sum is ``(sum n_k q_k, sum c_k, sum n_k)``: the weighted mean, the clipped
+counts and the sample total, and nothing about one client. A flat vector is one
+segment (S = 1). No wrap: every coordinate of ``e_k`` is at most ``max_weight *
+qmax`` (checked by :class:`~secagg.encoding.QuantizationConfig`) or, for a count,
+at most its segment's length, and :meth:`WeightedQuantizer.check_table` refuses a
+table whose longest segment times ``num_clients`` could wrap the ring.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from fl_core.aggregators.base import (
+    DEFAULT_BITS,
+    DEFAULT_CLIP,
+    DEFAULT_MAX_SAMPLES_PER_CLIENT,
+    ClientUpdate,
+    FloatVector,
+    client_rounding_rng,
+)
+from secagg.descriptor import SessionDescriptor
+from secagg.encoding import QuantizationConfig, from_ring, smallest_ring_bits, to_ring
+from secagg.errors import ConfigurationError, OverflowDetectedError
+from secagg.ring import RingVector
+from secagg.segments import ClippingReport, SegmentTable, clipping_report, quantize_segments
+
+__all__ = ["DecodedSum", "WeightedQuantizer"]
+
+
+@dataclass(frozen=True)
+class DecodedSum:
+    """A decoded aggregate: the weighted mean, the clipping totals and the sample total."""
+
+    mean: FloatVector
+    clipping: ClippingReport
+    weight_total: int
+
+
+@dataclass(frozen=True)
+class WeightedQuantizer:
+    """Count-weighted segmented encoding of updates, and decoding of their sum.
+
+    Built from a :class:`secagg.encoding.QuantizationConfig` whose
+    ``num_clients`` is the most clients that will ever be summed, whose
+    ``max_weight`` is the public bound on one client's sample count and whose
+    ``clip`` is the clip of a flat vector (the starting clip of every segment
+    under the adaptive clip). Every method takes an optional segment ``table``;
+    without one the vector is one flat segment with ``config.clip``.
+    """
+
+    config: QuantizationConfig
+
+    @classmethod
+    def create(
+        cls,
+        num_clients: int,
+        *,
+        clip: float = DEFAULT_CLIP,
+        bits: int = DEFAULT_BITS,
+        ring_bits: int | None = None,
+        max_samples_per_client: int = DEFAULT_MAX_SAMPLES_PER_CLIENT,
+    ) -> WeightedQuantizer:
+        """A quantizer for up to ``num_clients`` summands; ConfigurationError if it could overflow.
+
+        ``ring_bits=None`` (the default) picks the smallest ring that cannot overflow for this
+        federation (:func:`secagg.encoding.smallest_ring_bits`): Z_(2^32) up to 16 clients at
+        the default bounds, Z_(2^64) beyond; :attr:`config` says which was chosen."""
+        if ring_bits is None:
+            ring_bits = smallest_ring_bits(bits, num_clients, max_samples_per_client)
+        return cls(QuantizationConfig(clip, bits, num_clients, ring_bits, max_weight=max_samples_per_client))
+
+    @property
+    def max_samples_per_client(self) -> int:
+        """The public bound on one client's sample count."""
+        return self.config.max_weight
+
+    def flat_table(self, vector_length: int) -> SegmentTable:
+        """One segment over ``vector_length`` coordinates with ``config.clip``."""
+        return SegmentTable.flat(vector_length, self.config.clip)
+
+    def check_table(self, table: SegmentTable) -> SegmentTable:
+        """``table`` if its clipped counts cannot wrap the ring for ``num_clients`` clients
+        (``num_clients * longest segment <= 2^(ring-1) - 1``); ConfigurationError otherwise."""
+        longest = max(s.length for s in table.segments)
+        if self.config.num_clients * longest > self.config.limit:
+            raise ConfigurationError(
+                f"clipped counts could overflow Z_(2^{self.config.ring_bits}): {self.config.num_clients} clients "
+                f"x a segment of {longest} coordinates; split the segment or use ring_bits=64"
+            )
+        if not table.resolved:
+            raise ConfigurationError("every float segment needs a clip before encoding")
+        return table
+
+    def descriptor(self, server_round: int, table: SegmentTable | None = None) -> bytes:
+        """The digest of round ``server_round``'s :class:`~secagg.descriptor.SessionDescriptor`:
+        this quantization, the weight (the sample count) and, as its layout digest, the
+        segment table with every segment's clip (:meth:`SegmentTable.digest`)."""
+        return SessionDescriptor.create(
+            self.config,
+            weight_key="num_samples",
+            server_round=server_round,
+            layout_digest=bytes(32) if table is None else table.digest(),
+        ).digest()
+
+    def encoded_length(self, vector_length: int, table: SegmentTable | None = None) -> int:
+        """Length of an encoding: the coordinates, one count per segment, the weight."""
+        return vector_length + (1 if table is None else len(table.segments)) + 1
+
+    def encode_integers(
+        self, update: ClientUpdate, rng: np.random.Generator, table: SegmentTable | None = None
+    ) -> npt.NDArray[np.int64]:
+        """``(n_k * q_k, c_k, n_k)`` as signed int64, with ``rng`` the client's rounding randomness.
+
+        Raises ConfigurationError if ``num_samples`` exceeds the public bound or an
+        integer segment holds a value it must refuse.
+        """
+        n_k = update.num_samples
+        if n_k > self.config.max_weight:
+            raise ConfigurationError(
+                f"client {update.client_id}: {n_k} samples exceeds the declared bound "
+                f"max_samples_per_client={self.config.max_weight}"
+            )
+        table = self.check_table(self.flat_table(update.vector.shape[0]) if table is None else table)
+        try:
+            q, counts = quantize_segments(update.vector, table, self.config.bits, rng)
+        except ConfigurationError as exc:
+            raise ConfigurationError(f"client {update.client_id}: {exc}") from exc
+        d = q.shape[0]
+        encoded: npt.NDArray[np.int64] = np.empty(d + len(counts) + 1, dtype=np.int64)
+        np.multiply(q, n_k, out=encoded[:d])
+        encoded[d:-1] = counts
+        encoded[-1] = n_k
+        return encoded
+
+    def encode(self, update: ClientUpdate, rng: np.random.Generator, table: SegmentTable | None = None) -> RingVector:
+        """:meth:`encode_integers` in two's complement in the config's ring."""
+        return to_ring(self.encode_integers(update, rng, table), self.config)
+
+    def encode_all(
+        self, updates: Sequence[ClientUpdate], rng: np.random.Generator, table: SegmentTable | None = None
+    ) -> dict[int, RingVector]:
+        """Ring encodings of ``updates`` keyed by client id.
+
+        Draws exactly one number from ``rng`` (the round seed) and gives each
+        client its own rounding generator (:func:`client_rounding_rng`).
+        """
+        round_seed = self.round_seed(rng)
+        return {u.client_id: self.encode(u, client_rounding_rng(round_seed, u.client_id), table) for u in updates}
+
+    def encode_all_integers(
+        self, updates: Sequence[ClientUpdate], rng: np.random.Generator, table: SegmentTable | None = None
+    ) -> dict[int, npt.NDArray[np.int64]]:
+        """Like :meth:`encode_all` but signed int64 encodings (for non-ring sums)."""
+        round_seed = self.round_seed(rng)
+        return {
+            u.client_id: self.encode_integers(u, client_rounding_rng(round_seed, u.client_id), table) for u in updates
+        }
+
+    @staticmethod
+    def round_seed(rng: np.random.Generator) -> int:
+        """The one draw from the round's ``rng`` that seeds every client's rounding."""
+        return int(rng.integers(0, 2**63 - 1))
+
+    def ring_sum(self, encodings: Sequence[RingVector]) -> RingVector:
+        """The plain ring sum of encodings (what a secure protocol computes obliviously)."""
+        if not encodings:
+            raise ConfigurationError("cannot sum zero encodings")
+        return self.config.ring.sum(encodings, encodings[0].shape[0])
+
+    def decode(self, total: RingVector, num_summands: int, table: SegmentTable | None = None) -> FloatVector:
+        """The weighted mean from the ring sum of ``num_summands`` encodings (see :meth:`decode_sum`)."""
+        return self.decode_sum(self.integers_of(total), num_summands, table).mean
+
+    def integers_of(self, total: RingVector) -> npt.NDArray[np.int64]:
+        """A ring sum read as signed integers."""
+        return from_ring(self.config.ring.check(total), self.config)
+
+    def decode_integers(
+        self, total: npt.NDArray[Any], num_summands: int, table: SegmentTable | None = None
+    ) -> FloatVector:
+        """The weighted mean from the exact integer sum (see :meth:`decode_sum`)."""
+        return self.decode_sum(total, num_summands, table).mean
+
+    def decode_sum(self, total: npt.NDArray[Any], num_summands: int, table: SegmentTable | None = None) -> DecodedSum:
+        """Mean, clipping report and sample total from the exact integer sum of ``num_summands`` encodings.
+
+        ``total`` is ``(sum n_k q_k, sum c_k, sum n_k)``; segment s of the mean is
+        ``sum n_k q_k / (scale_s * sum n_k)`` (scale 1 for an integer segment).
+        Raises OverflowDetectedError if a coordinate, a count or the sample total
+        is impossible for that many encodings. Issues a ClippingWarning above
+        :data:`secagg.segments.CLIPPING_WARNING_LEVEL`.
+        """
+        integers = np.asarray(total)
+        if integers.ndim != 1 or integers.shape[0] < 3 or integers.dtype.kind not in "iu":
+            raise ConfigurationError("an encoded sum is a one-dimensional integer array of at least three entries")
+        if not 1 <= num_summands <= self.config.num_clients:
+            raise ConfigurationError(f"num_summands must be in 1..{self.config.num_clients}, got {num_summands}")
+        table = self.flat_table(integers.shape[0] - 2) if table is None else table
+        d, segments = table.size, len(table.segments)
+        if integers.shape[0] != d + segments + 1:
+            raise ConfigurationError(f"expected {d + segments + 1} encoded entries, got {len(integers)}")
+        bound = num_summands * self.config.max_weight
+        weight_total = int(integers[-1])
+        if not num_summands <= weight_total <= bound:
+            raise OverflowDetectedError(
+                f"decoded sample total {weight_total} is impossible for {num_summands} clients "
+                f"with at most {self.config.max_weight} samples each"
+            )
+        sums = integers[:d].astype(np.int64)
+        # Compare min and max, not abs: np.abs(-2^63) overflows int64 and stays negative.
+        if int(sums.min()) < -bound * self.config.qmax or int(sums.max()) > bound * self.config.qmax:
+            raise OverflowDetectedError(
+                f"decoded sum exceeds {bound * self.config.qmax}, the largest value {num_summands} encodings can reach"
+            )
+        counts = [int(c) for c in integers[d:-1]]
+        for segment, count in zip(table.segments, counts, strict=True):
+            if not 0 <= count <= num_summands * segment.length:
+                raise OverflowDetectedError(
+                    f"segment {segment.name!r}: clipped count {count} is impossible for {num_summands} clients"
+                )
+        scales = np.empty(d, dtype=np.float64)
+        for segment, part in table.slices():
+            scales[part] = 1.0 if segment.clip is None else self.config.qmax / segment.clip
+        mean: FloatVector = sums.astype(np.float64) / (scales * weight_total)
+        return DecodedSum(mean, clipping_report(table, counts, num_summands), weight_total)

@@ -1,0 +1,116 @@
+"""The flat layout shared by the PyTorch and Keras adapters: named arrays back to back.
+
+Both adapters turn a model into one float64 vector and remember where each named
+array sits (:class:`ArraySpec`, :class:`FlatLayout`); PyTorch names are
+state-dict keys, Keras names are variable paths. The layout also gives the
+vector's *segments* (:meth:`FlatLayout.segments`): one per non-empty array, so
+that every tensor gets its own clip and its own clipped count in the secure sum
+(:mod:`secagg.segments`). Integer and boolean arrays (``num_batches_tracked``,
+masks, counters) become *integer* segments, aggregated exactly (scale 1, no
+clip); an update of one of them that is not a whole number within
+``+-(2^(bits-1) - 1)`` is refused, never clipped.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import ClassVar
+
+from secagg.errors import ConfigurationError
+from secagg.segments import Segment, SegmentTable
+
+__all__ = ["ArraySpec", "FlatLayout"]
+
+
+@dataclass(frozen=True)
+class ArraySpec:
+    """Where one named array sits in a flat vector.
+
+    Attributes:
+        name: the array's name (unique in its layout).
+        shape: its shape.
+        dtype: its dtype name (the framework's, without a module prefix).
+        offset: index of its first entry in the vector.
+        length: number of vector entries: the element count, twice that for
+            two-entry dtypes (complex; PyTorch's packed ``float4_e2m1fn_x2``).
+    """
+
+    NOUN: ClassVar[str] = "array"
+    name: str
+    shape: tuple[int, ...]
+    dtype: str
+    offset: int
+    length: int
+
+    def __post_init__(self) -> None:
+        noun = self.NOUN
+        if not isinstance(self.name, str):
+            raise ConfigurationError(f"{noun} name must be a string, got {self.name!r}")
+        if any(isinstance(d, bool) or not isinstance(d, int) or d < 0 for d in self.shape):
+            raise ConfigurationError(f"{noun} {self.name!r}: shape must be non-negative ints, got {self.shape}")
+        if self.offset < 0:
+            raise ConfigurationError(f"{noun} {self.name!r}: offset must be non-negative, got {self.offset}")
+        if self.length != self.entries_per_element() * math.prod(self.shape):
+            raise ConfigurationError(
+                f"{noun} {self.name!r}: {self.length} entries do not fit shape {self.shape} of {self.dtype}"
+            )
+
+    def entries_per_element(self) -> int:
+        """Vector entries per element of the dtype (1; adapters override for two-entry dtypes)."""
+        return 1
+
+    @property
+    def integer(self) -> bool:
+        """True for an integer or boolean dtype: aggregated as an exact integer segment."""
+        return self.dtype == "bool" or self.dtype.startswith(("int", "uint"))
+
+
+@dataclass(frozen=True)
+class FlatLayout:
+    """The named arrays of a flat vector, back to back from index 0.
+
+    Invariant: names are unique and ``specs[i + 1].offset == specs[i].offset +
+    specs[i].length``; :attr:`size` is the vector's length.
+    """
+
+    NOUN: ClassVar[str] = "array"
+    specs: tuple[ArraySpec, ...]
+
+    def __post_init__(self) -> None:
+        names = [spec.name for spec in self.specs]
+        if len(set(names)) != len(names):
+            raise ConfigurationError(f"{self.NOUN} names in a layout must be unique")
+        offset = 0
+        for spec in self.specs:
+            if spec.offset != offset:
+                raise ConfigurationError(f"{self.NOUN} {spec.name!r} starts at {spec.offset}, expected {offset}")
+            offset += spec.length
+
+    @property
+    def size(self) -> int:
+        """Length of the flat vector."""
+        return self.specs[-1].offset + self.specs[-1].length if self.specs else 0
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        """The array names in vector order."""
+        return tuple(spec.name for spec in self.specs)
+
+    def segments(self, clips: Mapping[str, float] | None = None) -> SegmentTable:
+        """One segment per non-empty array, in vector order: integer arrays exact, float
+        arrays with the clip ``clips`` names (or none yet: the aggregator's clip).
+
+        Raises ConfigurationError for a clip given to an unknown or integer array."""
+        clips = dict(clips or {})
+        floats = {spec.name for spec in self.specs if not spec.integer}
+        unknown = sorted(set(clips) - floats)
+        if unknown:
+            raise ConfigurationError(f"clip given for {unknown[0]!r}, which is not a floating {self.NOUN} here")
+        segments = tuple(
+            Segment(spec.name, spec.length, clips.get(spec.name), spec.integer) for spec in self.specs if spec.length
+        )
+        if not segments:
+            raise ConfigurationError(f"a layout without any {self.NOUN} entries has no segments")
+        return SegmentTable(segments)
