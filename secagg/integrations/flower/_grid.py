@@ -35,6 +35,7 @@ from secagg.integrations.flower.protocol import (
     flatten_arrays,
     unflatten_arrays,
 )
+from secagg.segments import ClippingReport
 
 __all__ = ["LOGGER", "RoundReport", "SecureGrid", "TrainingBatch", "aggregated_reply"]
 
@@ -57,6 +58,10 @@ class RoundReport:
         seconds: wall-clock time of the round.
         skipped_reason: why no aggregate was produced, or None.
         errors: node -> the reason it gave (error replies, malformed replies).
+        clipping: the securely summed clipped counts per array with the round's clips
+            (:class:`~secagg.segments.ClippingReport`; None in a DP round, where nothing
+            is clipped, or when skipped).
+        epsilon_spent: in a DP round, the epsilon spent per patient after charging it.
     """
 
     server_round: int
@@ -68,6 +73,13 @@ class RoundReport:
     seconds: float
     skipped_reason: str | None = None
     errors: Mapping[int, str] = field(default_factory=dict)
+    clipping: ClippingReport | None = None
+    epsilon_spent: float | None = None
+
+    @property
+    def clipped_fraction(self) -> float:
+        """Fraction of the aggregated coordinates that were clipped (0.0 without a report)."""
+        return 0.0 if self.clipping is None else self.clipping.fraction
 
 
 @dataclass(frozen=True)
@@ -140,6 +152,8 @@ class TrainingBatch:
         weight_total: int = 0,
         reason: str | None = None,
         node_ids: tuple[int, ...] | None = None,
+        clipping: ClippingReport | None = None,
+        epsilon_spent: float | None = None,
     ) -> RoundReport:
         """The round's :class:`RoundReport`."""
         return RoundReport(
@@ -152,6 +166,8 @@ class TrainingBatch:
             seconds=time.perf_counter() - started,
             skipped_reason=reason,
             errors=dict(errors),
+            clipping=clipping,
+            epsilon_spent=epsilon_spent,
         )
 
 
