@@ -15,6 +15,8 @@ fedavg     the hospital demo end to end: time per round and bytes per
            hospital for every aggregation, over plain FedAvg
 scaling    n from 10 to 1000 at fixed d: per-client cost, SecAgg vs SecAgg+
 peers      Flower 1.41/1.42's SecAgg+ primitives and phe, same n, d, k, same run
+dropouts   sessions of the default configurations completing under the dropouts
+           hospitals have (one at any round; 10% of n at each stage)
 dp         accuracy against epsilon with distributed DP (breast cancer, digits;
            mean and spread over seeds) and the exact sampler's throughput
 =========  ==================================================================
@@ -28,5 +30,5 @@ from __future__ import annotations
 
 __all__ = ["SUITES"]
 
-SUITES = ("masking", "paillier", "fedavg", "scaling", "peers", "dp")
+SUITES = ("masking", "paillier", "fedavg", "scaling", "peers", "dropouts", "dp")
 """The suites, in the order ``secagg bench all`` runs them."""

@@ -41,6 +41,7 @@ def plot(report: SuiteReport, out: Path) -> list[str]:
         "paillier": _paillier,
         "fedavg": _fedavg,
         "peers": _peers,
+        "dropouts": _dropouts,
         "dp": _dp,
     }
     return makers[report.suite](report, out)
@@ -379,6 +380,35 @@ def _peers(report: SuiteReport, out: Path) -> list[str]:
     return [_save(figure, out, "peers_comparison.png", "Same work, same run: ours vs peers")]
 
 
+# --- dropouts --------------------------------------------------------------------------------
+
+
+def _dropouts(report: SuiteReport, out: Path) -> list[str]:
+    rows = report.results
+    sizes = sorted({row["params"]["clients"] for row in rows})
+    modes = sorted({row["params"]["mode"] for row in rows})
+    figure, (rates, costs) = _figure(2)
+    width = 0.8 / max(1, len(modes))
+    for index, mode in enumerate(modes):
+        by_n = {row["params"]["clients"]: row["metrics"] for row in rows if row["params"]["mode"] == mode}
+        xs = [i + (index - (len(modes) - 1) / 2) * width for i in range(len(sizes))]
+        completed = [100 * by_n[n]["completion_rate"] if n in by_n else 0.0 for n in sizes]
+        _label_bars(rates, rates.bar(xs, completed, width, label=mode), "str")
+        costs.plot(sizes, [by_n[n]["seconds_per_session"] if n in by_n else None for n in sizes], "o-", label=mode)
+    rates.axhline(99, color="grey", linestyle=":", linewidth=1, label="99% (10% per stage target)")
+    rates.set(
+        xticks=range(len(sizes)),
+        xticklabels=[str(n) for n in sizes],
+        xlabel="hospitals n",
+        ylabel="sessions completed exactly (%)",
+        ylim=(0, 110),
+    )
+    rates.legend(fontsize=7, loc="lower right")
+    costs.set(xscale="log", yscale="log", xlabel="hospitals n", ylabel="seconds per simulated session")
+    costs.grid(True, which="both", alpha=0.3)
+    costs.legend(fontsize=7)
+    title = "Default configurations under dropouts (one at any round for n <= 10; 10% of n per stage above)"
+    return [_save(figure, out, "dropouts_completion.png", title)]
 # --- dp ---------------------------------------------------------------------------------------
 
 
@@ -407,6 +437,9 @@ def _dp(report: SuiteReport, out: Path) -> list[str]:
                            label=f"{dataset}, no DP")  # fmt: skip
     first = rows[0]["params"]
     ax.set(xscale="log", xlabel="epsilon per patient over the run (delta = 1e-5)", ylabel="held-out accuracy (%)")
+    budgets = sorted({r["params"]["epsilon"] for r in rows if r["params"]["epsilon"] is not None})
+    ax.set_xticks(budgets, [f"{b:g}" for b in budgets])
+    ax.minorticks_off()
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(fontsize=7, loc="lower right")
     title = (

@@ -30,10 +30,12 @@ weight coordinate, the denominator is public.
 The encoding itself (:func:`noised_encoding`, :func:`dp_quantization`, :func:`dp_scale`) lives in
 :mod:`secagg.dp.encoding`, shared with the Flower adapter; this module re-exports it.
 
-**Overflow.** :func:`dp_quantization` picks the ring so that
-``n * qmax + noise_tail_bound(plan, n)`` (the noise of n hospitals, exceeded with
-probability below 2^-40 per coordinate) fits; it refuses otherwise. Decoding checks the
-same bound and raises OverflowDetectedError beyond it.
+**Overflow.** :func:`dp_quantization` sizes ``qmax`` for one hospital's clipped sum plus
+its own noise (``noise_tail_bound(plan, 1)``, exceeded with probability below 2^-40 per
+coordinate; :func:`noised_encoding` refuses an encoding beyond it), so every protocol's
+per-value bound (ring, Paillier slots) holds for noised encodings, and picks the ring so
+that ``n * qmax + noise_tail_bound(plan, n)`` fits; it refuses otherwise. Decoding checks
+that bound and raises OverflowDetectedError beyond it.
 
 **Too few contributors.** :class:`DPAggregator` skips a round before anything is sent when
 fewer than h hospitals would upload, and :meth:`DPQuantizer.decode_integers` refuses

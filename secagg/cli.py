@@ -265,6 +265,7 @@ _BENCH_SUITES = {
     "fedavg": "the hospital demo end to end: time per round and bytes per hospital, each aggregation vs plain",
     "scaling": "clients n from 10 to 1000 at fixed d: per-client cost of SecAgg vs SecAgg+ (log-log)",
     "peers": "Flower's SecAgg+ primitives and phe's per-value encryption doing the same work, same run",
+    "dropouts": "default configurations under dropouts: one at any round (n <= 10), 10%% of n per stage (larger n)",
     "dp": "distributed DP: accuracy against epsilon (mean and spread over seeds) and exact sampler throughput",
     "all": "every suite, one summary (what CI runs with --quick)",
 }
@@ -360,6 +361,12 @@ def _add_bench(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         const=True,
         help="paillier with a 1024-bit key (INSECURE; what --quick uses)",
     )
+    dropouts = parsers["dropouts"]
+    dropouts.add_argument("--clients", type=clients, nargs="+", help="n values (default: 3 5 10 20)")
+    dropouts.add_argument(
+        "--sessions", type=_integer(1, 100_000), help="sessions per n above 10, at 10%% per stage (default: 50)"
+    )
+    dropouts.add_argument("--dim", type=dim, help="vector length d (default: 100)")
     scaling = parsers["scaling"]
     scaling.add_argument("--clients", type=clients, nargs="+", help="n values (default: 10 100 1000)")
     scaling.add_argument("--dim", type=dim, help="vector length d (default: 10000)")
@@ -374,7 +381,15 @@ def _add_bench(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     peers.add_argument("--dropout", type=dropout, help="dropout rate (default: 0.1)")
     peers.add_argument("--repeats", type=repeats, help="repetitions of each component, median taken (default: 3)")
     peers.add_argument("--paillier-dim", type=dim, help="vector length of the phe comparison (default: 10000)")
-    dp = parsers["dp"]
+    _add_dp_bench(parsers["dp"])
+    paillier.set_defaults(check=_check_paillier_bench, command_parser=paillier)
+    for name, parser in parsers.items():
+        _bench_common(parser, json_option=name != "all")
+        parser.set_defaults(command_parser=parser)
+
+
+def _add_dp_bench(dp: argparse.ArgumentParser) -> None:
+    """The options of ``secagg bench dp``."""
     dp.add_argument("--dataset", choices=["breast-cancer", "digits"], nargs="+", help="default: breast-cancer")
     dp.add_argument(
         "--epsilon",
@@ -390,10 +405,6 @@ def _add_bench(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         choices=["plain-quantized", "secagg", "secagg+"],
         help="the sum the noised encodings go through (default: plain-quantized, bit-identical to secagg's)",
     )
-    paillier.set_defaults(check=_check_paillier_bench, command_parser=paillier)
-    for name, parser in parsers.items():
-        _bench_common(parser, json_option=name != "all")
-        parser.set_defaults(command_parser=parser)
 
 
 def _check_paillier_bench(args: argparse.Namespace) -> str | None:

@@ -2,13 +2,14 @@
 
 Each hospital adds a share of exact integer noise to its quantized update
 before masking or encryption, so even the unmasked sum is differentially
-private per patient. This package holds the exact sampler (docs/spec.md,
-section 17), the configuration (:class:`DPConfig`, bound into the session
-descriptor), the noise calibration (:func:`calibrate` -> :class:`NoisePlan`,
-distributed discrete Gaussian of Kairouz, Liu, Steinke 2021) and the budget
-accountant (:class:`PrivacyAccountant`, persisted, refusing a round that would
-exceed the budget). Calibration and accounting need the optional ``dp`` extra
-(``dp-accounting``), imported lazily; docs/privacy.md explains the guarantee.
+private per patient. This package holds the configuration (:class:`DPConfig`,
+bound into the session descriptor), the noise calibration
+(:func:`calibrate` -> :class:`NoisePlan`, distributed discrete Gaussian of
+Kairouz, Liu, Steinke 2021), the budget accountant
+(:class:`PrivacyAccountant`, persisted, refusing a round that would exceed the
+budget) and the exact integer sampler (:func:`sample_discrete_gaussian`,
+docs/spec.md section 19). Calibration and accounting need the optional ``dp``
+extra (``dp-accounting``), imported lazily; docs/privacy.md explains the guarantee.
 """
 
 from __future__ import annotations

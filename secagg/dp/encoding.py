@@ -14,8 +14,11 @@ report (it would be an un-noised, data-dependent release); :func:`noised_encodin
 refuses a contribution outside the range instead of clipping it. Nor is a sample count
 sent: the encoding has no weight coordinate.
 
-**Overflow.** The ring must hold ``n * qmax + noise_tail_bound(plan, n)`` (the noise of n
-hospitals, exceeded with probability below 2^-40 per coordinate); refused otherwise.
+**Overflow.** ``qmax`` covers one hospital's clipped sum plus its own noise
+(``noise_tail_bound(plan, 1)``, exceeded with probability below 2^-40 per coordinate;
+:func:`noised_encoding` refuses an encoding beyond it), so every protocol's per-value bound
+(ring, Paillier slots) holds for noised encodings; the ring must hold
+``n * qmax + noise_tail_bound(plan, n)``; refused otherwise.
 
 fl_core (:mod:`fl_core.dp`) and the Flower adapter both encode through this module.
 """
@@ -32,7 +35,7 @@ from secagg.dp.calibration import NoisePlan, calibrate, noise_tail_bound
 from secagg.dp.config import DPConfig
 from secagg.dp.sampler import RandomSource, sample_discrete_gaussian
 from secagg.encoding import RING_CHOICES, QuantizationConfig
-from secagg.errors import ConfigurationError
+from secagg.errors import ConfigurationError, OverflowDetectedError
 
 __all__ = ["MIN_SCALE_LOG2", "ROUNDING_SHARE", "dp_quantization", "dp_scale", "noised_encoding", "size_encoding"]
 
@@ -68,7 +71,9 @@ def size_encoding(
     ``num_clients * qmax + noise_tail_bound(plan, num_clients)``; ConfigurationError otherwise.
     """
     scale, l2_clip = plan.scale, plan.config.l2_clip
-    reach = math.ceil(max_samples_per_client * l2_clip * scale)
+    # One hospital's encoding: its clipped sum plus its own noise (tail 2^-40 per coordinate),
+    # so every protocol's per-value bound (ring, Paillier slots) holds for noised encodings too.
+    reach = math.ceil(max_samples_per_client * l2_clip * scale) + noise_tail_bound(plan, 1)
     bits = reach.bit_length() + 1  # qmax = 2^(bits-1) - 1 >= reach
     qmax = (1 << (bits - 1)) - 1
     tail = noise_tail_bound(plan, num_clients)
@@ -133,4 +138,6 @@ def noised_encoding(
     rounded = (floor + (rounding_rng.random(vector.shape[0]) < scaled - floor)).astype(np.int64)
     noise = sample_discrete_gaussian(plan.variance, plan.dimension, source)
     encoded: npt.NDArray[np.int64] = rounded + noise
+    if int(np.max(np.abs(encoded))) > quantization.qmax:  # probability below d * 2^-40
+        raise OverflowDetectedError("a noised encoding left the range its protocol is sized for; retry the round")
     return encoded

@@ -9,7 +9,7 @@ Parameters are rationals (``int`` or ``Fraction``).
 The samplers are vectorised: every sample runs the same phases, and each phase
 advances all samples still in it by one uniform draw per *sub-round*, reading
 the bytes of a sub-round in one block, in increasing sample order. That byte
-order is part of the specification (docs/spec.md, section 17), so a scalar
+order is part of the specification (docs/spec.md, section 19), so a scalar
 re-implementation reproduces the output bit for bit from the same bytes.
 
 Values that do not fit in 64-bit words (large sigma^2, far tails) take an exact
@@ -126,7 +126,7 @@ def _describe(data: object) -> str:
     return f"{len(data)} bytes" if isinstance(data, (bytes, bytearray)) else type(data).__name__
 
 
-# --- uniform draws (section 17.2) --------------------------------------------------
+# --- uniform draws (section 19.2) --------------------------------------------------
 
 
 def _uniform_words(reader: _Reader, m: Array | int, count: int) -> tuple[Array, Array]:
@@ -174,7 +174,7 @@ def _uniform_big(reader: _Reader, moduli: Array) -> tuple[Array, Array]:
     return ok, values
 
 
-# --- Bernoulli(exp(-gamma)) (CKS Algorithm 1, section 17.3) ---------------------------
+# --- Bernoulli(exp(-gamma)) (CKS Algorithm 1, section 19.3) ---------------------------
 
 
 def _bern_exp_fraction(reader: _Reader, num: Array, den: int) -> Array:
@@ -227,7 +227,7 @@ def _exp_minus_one_runs(reader: _Reader, limit: Array) -> Array:
     return ones
 
 
-# --- discrete Laplace (CKS Algorithm 2, section 17.4) --------------------------------
+# --- discrete Laplace (CKS Algorithm 2, section 19.4) --------------------------------
 
 
 def _laplace_attempt(reader: _Reader, count: int, s: int, t: int) -> tuple[Array, Array]:
@@ -250,7 +250,7 @@ def _laplace_attempt(reader: _Reader, count: int, s: int, t: int) -> tuple[Array
     return alive[good], np.where(negative[good], -y[good], y[good])
 
 
-# --- discrete Gaussian (CKS Algorithm 3, section 17.5) ------------------------------
+# --- discrete Gaussian (CKS Algorithm 3, section 19.5) ------------------------------
 
 
 def _exponent(magnitude: Array, p: int, q: int, t: int) -> tuple[Array, Array]:

@@ -1,4 +1,4 @@
-"""Vectors for the exact noise sampler (docs/spec.md, section 17): dp_sampler.json.
+"""Vectors for the exact noise sampler (docs/spec.md, section 19): dp_sampler.json.
 
 Each case records the 32-byte seed of the sampler stream, the parameter as an
 exact rational string ("p" or "p/q"), the outputs and how many stream bytes the
@@ -121,7 +121,7 @@ def generate_dp() -> Json:
         algorithm="secagg-dp-sampler",
         schema="dp_sampler_test_schema.json",
         header=[
-            "Exact discrete Gaussian and discrete Laplace sampling (docs/spec.md, section 17) from the stream",
+            "Exact discrete Gaussian and discrete Laplace sampling (docs/spec.md, section 19) from the stream",
             "AES-128-CTR(HKDF-SHA256(seed, info='secagg/v1/prg:dp-sampler')). 'parameter' is sigma^2",
             "(DiscreteGaussianTest) or the scale (DiscreteLaplaceTest) as an exact rational 'p' or 'p/q';",
             "a parameter with a '.' is passed as a float and must be refused. bytesConsumed counts the stream",

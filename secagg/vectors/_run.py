@@ -10,7 +10,18 @@ from pathlib import Path
 from typing import Any
 
 from secagg.errors import SecAggError
-from secagg.vectors import _bindings, _dp, _encoding, _flower, _masking, _paillier, _primitives, _sessions, _wire
+from secagg.vectors import (
+    _bindings,
+    _compression,
+    _dp,
+    _encoding,
+    _flower,
+    _masking,
+    _paillier,
+    _primitives,
+    _sessions,
+    _wire,
+)
 from secagg.vectors._format import Json, canonical_json
 from secagg.vectors._suite import CHECKERS, Suite
 
@@ -42,6 +53,7 @@ SUITES: tuple[Suite, ...] = (
     *_paillier.SUITES,
     *_flower.SUITES,
     *_bindings.SUITES,
+    *_compression.SUITES,
     *_dp.SUITES,
 )
 """Every vector file, in the order the spec presents them."""

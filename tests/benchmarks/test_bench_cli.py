@@ -89,6 +89,35 @@ def test_masking_and_scaling_write_reports_plots_and_one_summary(
     assert "SecAgg+ per-client cost growth, top decade (log-log slope)" in {t["name"] for t in scaling["targets"]}
 
 
+def test_dropouts_suite_runs_the_defaults_under_every_single_dropout_and_ten_percent_per_stage(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    # Execute
+    document = _run(capsys, tmp_path, "dropouts", "--clients", "5", "20", "--sessions", "3", "--dim", "8")
+
+    # Assert: n = 5 exhaustively (5 hospitals x 4 rounds, x 5 in active mode), n = 20 sampled
+    _check_outputs(tmp_path, document)
+    sessions = {(r["params"]["mode"], r["params"]["clients"]): r["metrics"]["sessions"] for r in document["results"]}
+    assert sessions == {("semi-honest", 5): 20, ("active", 5): 25, ("semi-honest", 20): 3, ("active", 20): 3}
+    assert all(r["metrics"]["exact"] for r in document["results"])
+    limits = {t["params"]["clients"]: t["limit"] for t in document["targets"]}
+    assert limits == {5: 1.0, 20: 0.99}
+    assert all(t["met"] for t in document["targets"])
+
+
+def test_dropouts_targets_fail_a_run_that_lost_a_session_or_an_exact_sum() -> None:
+    from secagg_bench import dropouts  # noqa: PLC0415
+
+    def row(n: int, completed: int, sessions: int, exact: bool = True) -> dict[str, Any]:
+        params = {"mode": "active", "clients": n, "schedule": "s"}
+        metrics = {"completion_rate": completed / sessions, "exact": exact}
+        return {"params": params, "metrics": metrics}
+
+    met = [t.met for t in dropouts.targets([row(5, 25, 25), row(5, 24, 25), row(20, 198, 200), row(20, 197, 200)])]
+    assert met == [True, False, True, False]
+    assert [t.met for t in dropouts.targets([row(20, 200, 200, exact=False)])] == [False]
+
+
 def test_paillier_suite_compares_with_phe_and_the_floor(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
     # Execute
     document = _run(capsys, tmp_path, "paillier", "--clients", "3", "--dim", "8", "40", "--workers", "1",
@@ -177,7 +206,7 @@ def test_bench_all_lists_every_suite(capsys: pytest.CaptureFixture[str]) -> None
 
     # Assert
     assert exited.value.code == 0
-    for suite in ("masking", "paillier", "fedavg", "scaling", "peers", "dp", "all"):
+    for suite in ("masking", "paillier", "fedavg", "scaling", "peers", "dropouts", "dp", "all"):
         assert suite in out
 
 

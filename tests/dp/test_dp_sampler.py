@@ -1,5 +1,5 @@
 """The exact noise sampler: bit-for-bit against a scalar reference written from
-docs/spec.md section 17, its law against the exact pmf (chi-square, mean,
+docs/spec.md section 19, its law against the exact pmf (chi-square, mean,
 variance; shown able to fail on perturbed samplers), and its refusals.
 
 Every test uses SeededRandomSource with a fixed seed, so it is deterministic.
@@ -28,7 +28,7 @@ from secagg.dp.sampler import _bern_exp_fraction, _exponent, _Reader
 from secagg.errors import ConfigurationError, ConfigurationTypeError
 from secagg.vectors import load_vectors
 
-# --- scalar reference, from the text of docs/spec.md section 17 -------------------------
+# --- scalar reference, from the text of docs/spec.md section 19 -------------------------
 
 
 def seed(label: str) -> bytes:
@@ -36,7 +36,7 @@ def seed(label: str) -> bytes:
 
 
 def draw(source: SeededRandomSource, m: int) -> int | None:
-    """17.2: c words, little-endian, accepted below 2^(64c) - (2^(64c) mod m)."""
+    """19.2: c words, little-endian, accepted below 2^(64c) - (2^(64c) mod m)."""
     c = max(1, -(-(m - 1).bit_length() // 64))
     w = int.from_bytes(source.random_bytes(8 * c), "little")
     span = 1 << (64 * c)
@@ -44,7 +44,7 @@ def draw(source: SeededRandomSource, m: int) -> int | None:
 
 
 def phase(states: list[list[int]], step: Callable[[list[int]], bool]) -> None:
-    """17.3: sub-rounds; each unfinished sample draws once, in index order. ``step``
+    """19.3: sub-rounds; each unfinished sample draws once, in index order. ``step``
     makes one draw and updates one state, returning True when the sample is finished."""
     active = list(range(len(states)))
     while active:
@@ -90,7 +90,7 @@ def phase_r(source: SeededRandomSource, limits: list[int]) -> list[int]:
 
 
 def laplace_attempt(source: SeededRandomSource, count: int, s: int, t: int) -> list[int | None]:
-    """17.4 phases U, D, V, B; None for a failed attempt."""
+    """19.4 phases U, D, V, B; None for a failed attempt."""
     us: list[int] = []
     pending = list(range(count))
     values: dict[int, int] = {}

@@ -15,7 +15,7 @@ from fl_core.dp import DPAggregator, DPQuantizer, dp_quantization, noised_encodi
 from fl_core.dp_training import dp_contribution, poisson_sample, public_denominator
 from fl_core.fedavg import FedAvgConfig, run_fedavg
 from fl_core.models import MLP, LogisticRegression, flatten
-from secagg.dp import DPConfig, SeededRandomSource
+from secagg.dp import DPConfig, SeededRandomSource, noise_tail_bound
 from secagg.errors import ConfigurationError, InsufficientNoiseError, OverflowDetectedError
 from secagg.masking import run_session
 
@@ -28,11 +28,13 @@ def _config(**changes: object) -> DPConfig:
     return dataclasses.replace(base, **changes)  # type: ignore[arg-type]
 
 
-def _dp_aggregator(name: str = "plain-quantized", *, dimension: int = 14, **changes: object) -> DPAggregator:
+def _dp_aggregator(
+    name: str = "plain-quantized", *, dimension: int = 14, protocol: dict[str, object] | None = None, **changes: object
+) -> DPAggregator:
     source = SeededRandomSource(bytes(32))
     aggregator = make_aggregator(
         name, num_clients=5, dp=_config(**changes), dimension=dimension, max_samples_per_client=100,
-        noise_source=source,
+        noise_source=source, **(protocol or {}),
     )  # fmt: skip
     assert isinstance(aggregator, DPAggregator)
     return aggregator
@@ -254,3 +256,11 @@ def test_masking_server_receives_only_noised_inputs_and_unmasks_a_noised_sum() -
 def test_noise_variance_is_exact_fraction_bound_in_the_plan() -> None:
     plan = _dp_aggregator().plan
     assert isinstance(plan.variance, Fraction) and plan.honest == 4
+
+
+def test_each_encoding_range_covers_its_own_noise_and_paillier_sums_it() -> None:
+    quantizer = _dp_aggregator().quantizer
+    assert quantizer.config.qmax >= 100 * quantizer.config.scale + noise_tail_bound(quantizer.plan, 1)
+    aggregator = _dp_aggregator("paillier", protocol={"insecure_small_key": True, "key_bits": 512})
+    result = aggregator.aggregate(_updates(), {}, rng=RNG(3))
+    assert result.mean is not None and len(result.included) == 5
