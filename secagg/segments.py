@@ -205,15 +205,17 @@ def quantize_segments(
             out[part] = piece.astype(np.int64)
             counts.append(0)
             continue
-        # Clip after scaling, as secagg.encoding does (clip * scale can round below qmax).
+        # Clip after scaling, as secagg.encoding does (clip * scale can round below qmax);
+        # in place, as there: each fresh d-sized temporary costs a pass over new memory.
         with np.errstate(over="ignore"):
             scaled = np.multiply(piece, qmax / (segment.clip or 1.0))
-        counts.append(int(np.count_nonzero(np.abs(scaled) > qmax)))
+        counts.append(int(np.count_nonzero(scaled > qmax)) + int(np.count_nonzero(scaled < -qmax)))
         np.clip(scaled, -qmax, qmax, out=scaled)
         rounded = np.floor(scaled)
-        np.add(rounded, uniforms[part] < scaled - rounded, out=rounded)
+        fraction = np.subtract(scaled, rounded, out=scaled)
+        np.add(rounded, uniforms[part] < fraction, out=rounded)
         np.clip(rounded, -qmax, qmax, out=rounded)
-        out[part] = rounded.astype(np.int64)
+        out[part] = rounded
     return out, tuple(counts)
 
 
