@@ -120,8 +120,6 @@ class DemoConfig:
             when that cannot overflow for ``hospitals``, else Z_(2^64) (:attr:`ring_bits`).
         dp_epsilon: train with distributed DP at this epsilon per patient (None: no DP);
             settings per data set in :mod:`fl_core.dp_presets`, one noised step per round.
-            DP rounds have no coordinate clipping by construction (the encoding's range
-            covers every clipped sum), so ``clipping`` does not apply to them.
         dp_delta: the DP budget's delta.
         clipping: ``"adaptive"`` (default; ``clip`` is the starting clip, see
             :mod:`fl_core.aggregators.clipping`) or ``"fixed"``.
@@ -145,10 +143,10 @@ class DemoConfig:
     clipping: str = "adaptive"
 
     def __post_init__(self) -> None:
-        if self.dp_epsilon is not None and self.aggregation == "plain":
-            raise ConfigurationError("--dp-epsilon needs an integer encoding: use an aggregation other than plain")
         if self.clipping not in CLIPPING_NAMES:
             raise ConfigurationError(f"clipping must be one of {', '.join(CLIPPING_NAMES)}")
+        if self.dp_epsilon is not None and self.aggregation == "plain":
+            raise ConfigurationError("--dp-epsilon needs an integer encoding: use an aggregation other than plain")
         if self.aggregation not in DEMO_AGGREGATIONS:
             raise ConfigurationError(f"aggregation must be one of {', '.join(DEMO_AGGREGATIONS)}")
         if self.dataset not in DATASETS:

@@ -101,58 +101,40 @@ class DPQuantizer(WeightedQuantizer):
     Any aggregator built on a WeightedQuantizer (plain-quantized, secagg, secagg+,
     paillier) sums these encodings unchanged; :meth:`decode_integers` returns the noised
     *sum* in model units (not a mean) and refuses a sum of fewer than h encodings.
-
-    A DP encoding is one flat segment whose clip is the encoding's range (no per-tensor
-    clip, no clipped-count coordinate: no coordinate is ever clipped, see the module
-    docstring); a table is accepted only if it is that flat segment, and the clipping
-    report of a decoded sum is all zeros by construction.
     """
 
     plan: NoisePlan = field(kw_only=True)
     tail_bound: int = field(kw_only=True)
     noise_source: RandomSource | None = field(default=None, kw_only=True, repr=False, compare=False)
 
-    def _flat(self, table: SegmentTable | None, length: int) -> SegmentTable:
-        """The one flat segment of a DP encoding; ConfigurationError for any other table."""
-        flat = self.flat_table(length)
-        if table is not None and table != flat:
-            raise ConfigurationError(
-                "a DP encoding is one flat segment with the encoding's range as its clip (no per-tensor clips: "
-                "DP mode never clips a coordinate); use clipping='fixed' and no segment table"
-            )
-        return flat
-
     def descriptor(self, server_round: int, table: SegmentTable | None = None) -> bytes:
-        """The round's descriptor digest: the encoding plus every ``secagg.dp.*`` parameter
-        (epsilon, delta, rounds, l2 clip, sampling rate, h, sigma^2, dimension, sensitivity)."""
-        self._flat(table, self.plan.dimension)
+        """The round's descriptor digest: the encoding, the segment table (if any) and every
+        ``secagg.dp.*`` parameter (epsilon, delta, rounds, l2 clip, sampling rate, h, sigma^2,
+        dimension, sensitivity)."""
         return SessionDescriptor.create(
-            self.config, server_round=server_round, parameters=self.plan.config.descriptor_parameters(self.plan)
+            self.config,
+            server_round=server_round,
+            layout_digest=bytes(32) if table is None else table.digest(),
+            parameters=self.plan.config.descriptor_parameters(self.plan),
         ).digest()
 
     def encoded_length(self, vector_length: int, table: SegmentTable | None = None) -> int:
         """The contribution's coordinates only: no sample count and no clipped count is sent in DP mode."""
-        self._flat(table, vector_length)
         return vector_length
 
     def encode_integers(
         self, update: ClientUpdate, rng: np.random.Generator, table: SegmentTable | None = None
     ) -> npt.NDArray[np.int64]:
-        """:func:`noised_encoding` of ``update.vector`` (``num_samples`` is not used or sent)."""
-        self._flat(table, update.vector.shape[0])
+        """:func:`noised_encoding` of ``update.vector`` (``num_samples`` is not used or sent; one
+        flat range, so ``table`` must be the flat one or None)."""
+        if table is not None and len(table.segments) != 1:
+            raise ConfigurationError("DP mode encodes one flat range: per-segment clip tables are not used")
         return noised_encoding(self.plan, self.config, update.vector, rng, self.noise_source)
 
     def decode_sum(self, total: npt.NDArray[Any], num_summands: int, table: SegmentTable | None = None) -> DecodedSum:
-        """:meth:`decode_integers` as a :class:`DecodedSum`: the noised sum (not a mean), a clipping
-        report of zeros (nothing is clipped by construction) and no sample total (0: none is sent)."""
-        flat = self._flat(table, self.plan.dimension)
-        noised = self.decode_integers(total, num_summands)
-        return DecodedSum(noised, ClippingReport(flat, (0,), num_summands), 0)
-
-    def decode_integers(
-        self, total: npt.NDArray[Any], num_summands: int, table: SegmentTable | None = None
-    ) -> FloatVector:
-        """The noised sum in model units from the integer sum of ``num_summands`` encodings.
+        """The noised sum in model units (``mean`` holds the **sum**), from the integer sum of
+        ``num_summands`` encodings; the clipping report counts zero (nothing is clipped by
+        construction) and ``weight_total`` is 0 (no count is sent).
 
         InsufficientNoiseError if ``num_summands`` is below h; OverflowDetectedError if a
         coordinate lies beyond ``num_summands * qmax`` plus the noise tail bound."""
@@ -167,7 +149,9 @@ class DPQuantizer(WeightedQuantizer):
         if int(sums.min()) < -bound or int(sums.max()) > bound:
             raise OverflowDetectedError(f"decoded DP sum exceeds {bound}, beyond what {num_summands} encodings reach")
         noised: FloatVector = sums.astype(np.float64) / self.config.scale
-        return noised
+        flat = self.flat_table(sums.shape[0]) if table is None else table
+        report = ClippingReport(flat, (0,) * len(flat.segments), num_summands)
+        return DecodedSum(mean=noised, clipping=report, weight_total=0)
 
 
 class DPAggregator:
@@ -234,10 +218,11 @@ class DPAggregator:
         segments: SegmentTable | None = None,
     ) -> AggregationResult:
         """The noised sum of the uploaders' contributions, or a skipped round (see the class).
-        ``segments`` must be None (a DP encoding is one flat segment)."""
+
+        ``segments`` must be None: DP mode encodes one flat range (no per-segment clips)."""
+        if segments is not None:
+            raise ConfigurationError("DP mode encodes one flat range: per-segment clip tables are not used")
         start = time.perf_counter()
-        if segments is not None and len(segments.segments) != 1:
-            raise ConfigurationError("a DP round encodes one flat vector: no per-tensor segments")
         stages = check_round(updates, dropouts, self.quantizer.config.num_clients)
         sent = uploaders(updates, stages)
         if self.exhausted or self.accountant.would_exceed(1):
@@ -278,6 +263,8 @@ def make_dp_aggregator(
     :class:`~secagg.dp.PrivacyAccountant` (state file ``accountant_path``, if given)."""
     if not isinstance(dp, DPConfig):
         raise ConfigurationError(f"dp must be a DPConfig, got {type(dp).__name__}")
+    if protocol_options.pop("clipping", "fixed") != "fixed":
+        raise ConfigurationError("DP mode never clips coordinates: the adaptive clip (un-noised counts) is not used")
     if name == "plain":
         raise ConfigurationError(
             "DP noise is added to the integer encoding: use plain-quantized, secagg, secagg+ or paillier"
@@ -293,9 +280,8 @@ def make_dp_aggregator(
             raise ConfigurationError(f"plain-quantized takes no protocol options, got {sorted(protocol_options)}")
         inner = QuantizedPlainAggregator(quantizer, clipping="fixed")
     elif name in ("secagg", "secagg+"):
-        inner = MaskingAggregator(
-            quantizer, graph=COMPLETE if name == "secagg" else HARARY, clipping="fixed", **protocol_options
-        )
+        graph = COMPLETE if name == "secagg" else HARARY
+        inner = MaskingAggregator(quantizer, graph=graph, clipping="fixed", **protocol_options)
     elif name == "paillier":
         module = importlib.import_module("fl_core.aggregators.paillier")
         inner = module.PaillierAggregator(quantizer, clipping="fixed", **protocol_options)

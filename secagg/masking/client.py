@@ -18,10 +18,8 @@ messages; it holds private keys and must never leave the client.
 
 from __future__ import annotations
 
-import enum
 from collections.abc import Mapping
-from dataclasses import dataclass, replace
-from typing import ClassVar
+from dataclasses import replace
 
 import numpy as np
 
@@ -36,9 +34,9 @@ from secagg.errors import (
     ThresholdError,
     UnsafeRequestError,
 )
-from secagg.masking.config import ACTIVE, ConfigRecord, MaskingConfig
+from secagg.masking.client_state import ClientPhase, ClientState, HeldShares, is_field_element
+from secagg.masking.config import ACTIVE, MaskingConfig
 from secagg.masking.messages import (
-    SESSION_ID_SIZE,
     AdvertiseKeys,
     ConsistencySignature,
     EncryptedShares,
@@ -72,19 +70,8 @@ from secagg.primitives.key_agreement import KEY_SIZE, generate_keypair
 from secagg.primitives.randomness import RandomBytes, system_random
 from secagg.primitives.signing import SigningKey, verify
 from secagg.ring import RingVector
-from secagg.wire import U8, U32, FixedBytes, ListOf, Struct, VarBytes, wire_field
 
 __all__ = ["ClientPhase", "ClientState", "HeldShares", "client_start", "client_step"]
-
-
-class ClientPhase(enum.IntEnum):
-    """Which server message the client expects next."""
-
-    AWAIT_ROSTER = 1
-    AWAIT_SHARES = 2
-    AWAIT_SURVIVORS = 3
-    AWAIT_UNMASK = 4
-    DONE = 5
 
 
 _EXPECTED: dict[ClientPhase, type[wire.Message]] = {
@@ -94,69 +81,6 @@ _EXPECTED: dict[ClientPhase, type[wire.Message]] = {
     ClientPhase.AWAIT_UNMASK: UnmaskRequest,
 }
 _ACTIVE_CODE = 1  # ConfigRecord.mode of active sessions
-
-
-@dataclass(frozen=True, repr=False)
-class HeldShares(wire.WireStruct):
-    """The two shares a client holds for one neighbour (decrypted in round 2)."""
-
-    owner: int = wire_field(U32)
-    mask_key_share: bytes = wire_field(FixedBytes(shamir.VALUE_SIZE))
-    self_mask_share: bytes = wire_field(FixedBytes(shamir.VALUE_SIZE))
-
-    def __post_init__(self) -> None:
-        if not (_is_field_element(self.mask_key_share) and _is_field_element(self.self_mask_share)):
-            raise DecodeError(f"held shares of client {self.owner}: a share value >= p is not a field element")
-
-
-@dataclass(frozen=True, repr=False)
-class ClientState(wire.Message):
-    """Everything a client remembers between rounds. Secret: never send it."""
-
-    TAG: ClassVar[int] = 0x0180
-    config: ConfigRecord = wire_field(Struct(ConfigRecord))
-    client: int = wire_field(U32)
-    context: bytes = wire_field(FixedBytes(32))
-    phase: int = wire_field(U8)
-    encryption_private: bytes = wire_field(FixedBytes(KEY_SIZE))
-    mask_private: bytes = wire_field(FixedBytes(KEY_SIZE))
-    encryption_public: bytes = wire_field(FixedBytes(KEY_SIZE))
-    mask_public: bytes = wire_field(FixedBytes(KEY_SIZE))
-    session: bytes = wire_field(VarBytes(SESSION_ID_SIZE))
-    self_mask_seed: bytes = wire_field(VarBytes(prg.SEED_SIZE))
-    neighbours: tuple[RosterEntry, ...] = wire_field(ListOf(Struct(RosterEntry)))
-    held: tuple[HeldShares, ...] = wire_field(ListOf(Struct(HeldShares)))
-    survivors: tuple[int, ...] = wire_field(ListOf(U32))
-    # Peers whose share box this client refused in round 2 (spec 12.8): it holds and
-    # reveals nothing for them, but still masked with them.
-    refused: tuple[int, ...] = wire_field(ListOf(U32))
-
-    def __post_init__(self) -> None:
-        if self.phase not in ClientPhase.__members__.values():
-            raise DecodeError(f"unknown client phase {self.phase}")
-        if len(self.session) not in (0, SESSION_ID_SIZE) or len(self.self_mask_seed) not in (0, prg.SEED_SIZE):
-            raise DecodeError("client state holds a session id or self-mask seed of the wrong size")
-        if any(a >= b for a, b in zip(self.refused, self.refused[1:], strict=False)):
-            raise DecodeError("client state: refused peers must be strictly increasing client ids")
-        if set(self.refused) & {held.owner for held in self.held}:
-            raise DecodeError("client state holds shares of a peer whose box it refused")
-
-    @property
-    def masking_config(self) -> MaskingConfig:
-        """The session's configuration."""
-        return MaskingConfig.from_record(self.config)
-
-    def to_bytes(self) -> bytes:
-        """The state in the wire format (contains private keys: store it locally only)."""
-        return wire.encode(self)
-
-    @classmethod
-    def from_bytes(cls, data: bytes) -> ClientState:
-        """Parse :meth:`to_bytes` output; DecodeError if malformed."""
-        return wire.decode(data, cls)
-
-    def __repr__(self) -> str:
-        return f"ClientState(client={self.client}, phase={ClientPhase(self.phase).name})"
 
 
 def client_start(
@@ -194,6 +118,7 @@ def client_start(
         mask_public=mask.public,
         session=session_id(config, context),
         self_mask_seed=b"",
+        own_seed_share=b"",
         neighbours=(),
         held=(),
         survivors=(),
@@ -278,14 +203,20 @@ def _share_keys(
     if config.mode == ACTIVE:
         _verify_roster_signatures(state, config, roster.entries)
     neighbours = roster.entries
-    if len(neighbours) < config.threshold:
+    own = int(config.self_share)  # the complete graph: this client holds a share of its own seed
+    if len(neighbours) + own < config.threshold:
         raise ThresholdError(
             f"{who}: only {len(neighbours)} neighbours advertised keys, fewer than the threshold {config.threshold}"
+            + (" with this client's own share" if own else "")
         )
     self_mask_seed = random_bytes(prg.SEED_SIZE)
-    holders = [entry.client for entry in neighbours]
-    key_shares = shamir.split(state.mask_private, config.threshold, holders, random_bytes)
+    # Both polynomials are evaluated at the neighbours' ids and, on the complete graph, at
+    # this client's own id; the mask key's value there is dropped (never kept or revealed).
+    holders = [entry.client for entry in neighbours] + ([state.client] if own else [])
+    key_shares = shamir.split(state.mask_private, config.threshold, holders, random_bytes)[: len(neighbours)]
     seed_shares = shamir.split(self_mask_seed, config.threshold, holders, random_bytes)
+    own_seed_share = _value(seed_shares[-1]) if own else b""
+    seed_shares = seed_shares[: len(neighbours)]
     keys = share_encryption_keys(
         state.encryption_private, [(e.client, e.encryption_key) for e in neighbours], session, state.client
     )
@@ -294,7 +225,13 @@ def _share_keys(
         bundle = ShareBundle(state.client, entry.client, _value(key_share), _value(seed_share))
         ad = aead.share_associated_data(session, state.client, entry.client, Round.SHARE_KEYS)
         boxes.append(SealedBox(entry.client, aead.seal(key, wire.encode(bundle), ad, random_bytes)))
-    new_state = replace(state, phase=ClientPhase.AWAIT_SHARES, self_mask_seed=self_mask_seed, neighbours=neighbours)
+    new_state = replace(
+        state,
+        phase=ClientPhase.AWAIT_SHARES,
+        self_mask_seed=self_mask_seed,
+        own_seed_share=own_seed_share,
+        neighbours=neighbours,
+    )
     message = EncryptedShares(state.client, session, self_mask_commitment(self_mask_seed), tuple(boxes))
     return new_state, wire.encode(message)
 
@@ -328,7 +265,8 @@ def _masked_input(
     except ConfigurationError as exc:
         raise ConfigurationError(f"{who}: input vector: {exc}") from exc
     neighbours = {entry.client: entry for entry in state.neighbours}
-    if len(delivery.boxes) < config.threshold:
+    own = int(config.self_share)
+    if len(delivery.boxes) + own < config.threshold:
         raise ThresholdError(
             f"{who}: only {len(delivery.boxes)} neighbours completed ShareKeys, fewer than the "
             f"threshold {config.threshold}"
@@ -350,7 +288,7 @@ def _masked_input(
             held.append(_open_box(state, box, key))
         except AuthenticationError:
             refused.append(box.peer)
-    if len(held) < config.threshold:
+    if len(held) + own < config.threshold:
         raise ThresholdError(
             f"{who}: only {len(held)} share boxes opened (refused: clients {', '.join(map(str, refused))}), "
             f"fewer than the threshold {config.threshold}"
@@ -384,16 +322,12 @@ def _open_box(state: ClientState, box: SealedBox, key: bytes) -> HeldShares:
     # Only the sender (who knows k_uv) can have sealed a bundle that opens: a share
     # that is no field element is its fault. Kept, it would void this client's whole
     # unmask response at the server; refused here like a box that fails to open.
-    if not all(_is_field_element(share) for share in (bundle.mask_key_share, bundle.self_mask_share)):
+    if not all(is_field_element(share) for share in (bundle.mask_key_share, bundle.self_mask_share)):
         raise AuthenticationError(
             f"client {state.client}: share bundle from client {box.peer} holds a share value >= p "
             "(not a field element) in round ShareKeys"
         )
     return HeldShares(box.peer, bundle.mask_key_share, bundle.self_mask_share)
-
-
-def _is_field_element(value: bytes) -> bool:
-    return len(value) == shamir.VALUE_SIZE and int.from_bytes(value, "big") < shamir.PRIME
 
 
 # --- Round 3: ConsistencyCheck (active mode) ---------------------------------------
@@ -450,9 +384,15 @@ def _unmask(state: ClientState, config: MaskingConfig, request: UnmaskRequest) -
             self_mask.append(ShareEntry(held.owner, held.self_mask_share))
         else:
             mask_key.append(ShareEntry(held.owner, held.mask_key_share))
+    if state.own_seed_share:
+        # This client is in the survivor set (checked above): its own seed share joins the others.
+        self_mask.append(ShareEntry(state.client, state.own_seed_share))
+        self_mask.sort(key=lambda entry: entry.owner)
     response = UnmaskResponse(state.client, state.session, tuple(self_mask), tuple(mask_key))
     # Forget every secret: nothing more may be revealed in this session.
-    done = replace(state, phase=ClientPhase.DONE, held=(), self_mask_seed=b"", mask_private=bytes(KEY_SIZE))
+    done = replace(
+        state, phase=ClientPhase.DONE, held=(), self_mask_seed=b"", own_seed_share=b"", mask_private=bytes(KEY_SIZE)
+    )
     return done, wire.encode(response)
 
 

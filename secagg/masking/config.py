@@ -12,7 +12,11 @@ with a message that says what would be safe, never discovered mid-round.
   (:mod:`secagg.masking.parameters`).
 
 t is the Shamir threshold *within a neighbourhood*: a client's secrets are
-shared among its k neighbours, and any t of them recover each secret.
+shared among its k neighbours, and any t of them recover each secret. On the
+complete graph a client also keeps a share of its own self-mask seed (index =
+its own id), which it reveals only in its own unmask response as a survivor
+(:attr:`MaskingConfig.self_share`): a survivor's seed then has t live holders
+as long as t clients answer, so n - t dropouts (not n - 1 - t) are survived.
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ from secagg.guarantee import Guarantee
 from secagg.masking.parameters import (
     COMPLETE_GRAPH_MAX_CLIENTS,
     SECURITY_PARAMETER,
+    complete_guarantee,
     complete_threshold,
     corrupt_count,
     corrupt_neighbour_bound,
@@ -156,6 +161,13 @@ class MaskingConfig:
                 f"reveal a client's secrets, got t = {t}"
             )
         corrupt = self.corrupt_neighbours
+        if self.self_share and t <= corrupt + 1:
+            # A session may complete with t inputs: t - 1 colluders among them give the last one away.
+            raise ConfigurationError(
+                f"threshold {t} is unsafe: a session can complete with t = {t} inputs, so {corrupt} colluding "
+                f"clients (corrupt_fraction {self.corrupt_fraction}) leave fewer than two honest inputs in "
+                f"the sum; use t >= {corrupt + 2}"
+            )
         if t <= corrupt:
             raise ConfigurationError(
                 f"threshold {t} is unsafe: {corrupt} corrupt neighbours (corrupt_fraction "
@@ -163,11 +175,12 @@ class MaskingConfig:
             )
         # Active mode: a lying server tells one group of a client's share holders that
         # it survived and the rest that it dropped; each group plus the c colluders
-        # must stay below t, or the server collects t shares of both secrets.
-        # The holders are the other n - 1 clients (complete) or the k neighbours.
-        holders = self.holders
+        # must stay below t, or the server collects t shares of both secrets. The
+        # holders are the other n - 1 clients (complete) or the k neighbours; on the
+        # complete graph the "survived" side also gets the client's own seed share.
+        holders = self.holders + int(self.self_share)
         if self.mode == ACTIVE and 2 * t <= holders + corrupt:
-            name = "n - 1" if self.graph == COMPLETE else "k"
+            name = "n" if self.graph == COMPLETE else "k"
             raise ConfigurationError(
                 f"threshold {t} is unsafe in active mode against a lying server plus {corrupt} colluders: "
                 f"need 2t > {name} + colluders = {holders + corrupt}, i.e. t >= {(holders + corrupt) // 2 + 1}"
@@ -175,9 +188,9 @@ class MaskingConfig:
 
     def _check_dropouts(self) -> None:
         declared = dropout_count(self.num_clients, self.dropout_fraction)
-        if self.graph == COMPLETE and declared > self.num_clients - 1 - self.threshold:
+        if self.graph == COMPLETE and declared > self.num_clients - self.threshold:
             raise ConfigurationError(
-                f"threshold {self.threshold} tolerates {self.num_clients - 1 - self.threshold} dropouts, "
+                f"threshold {self.threshold} tolerates {self.num_clients - self.threshold} dropouts, "
                 f"fewer than the {declared} declared (dropout_fraction {self.dropout_fraction})"
             )
         if self.graph == HARARY:
@@ -211,8 +224,19 @@ class MaskingConfig:
 
     @property
     def holders(self) -> int:
-        """Clients holding shares of one client's secrets: n - 1 (complete) or k (Harary)."""
+        """Other clients holding shares of one client's secrets: n - 1 (complete) or k (Harary)."""
         return self.num_clients - 1 if self.graph == COMPLETE else self.degree
+
+    @property
+    def self_share(self) -> bool:
+        """True on the complete graph: each client also holds a share of its own self-mask
+        seed at its own index, revealed only by itself as a survivor (spec 12.8).
+
+        Not on a Harary graph: there the completion guarantee is a tail bound over the
+        neighbours that survive (a client that drops at Unmasking still needs t live
+        neighbours), which the self-held share would not improve, while in active mode it
+        would cost one more in 2t > k + corrupt neighbours (docs/threat-model.md)."""
+        return self.graph == COMPLETE
 
     @property
     def colluders(self) -> int:
@@ -225,16 +249,18 @@ class MaskingConfig:
     def guarantee(self) -> Guarantee:
         """What this configuration protects against and how many dropouts it survives.
 
-        Complete graph, computed from t: semi-honest, c = t - 1 (any t holders
-        reconstruct); active, ``c = min(t - 1, 2t - n)`` (the largest c with
-        2t > n - 1 + c); d = n - 1 - t (a survivor needs t live holders).
+        Complete graph, computed from t (:func:`~secagg.masking.parameters.complete_guarantee`):
+        semi-honest, c = t - 2 (a session may complete with t inputs, and c < t
+        holders reconstruct nothing); active, ``c = min(t - 2, 2t - n - 1)`` (the
+        largest c with 2t > n + c, the own seed share counted); d = n - t (a survivor's
+        seed has t live holders, itself included).
         Harary graph: the declared c = floor(gamma n) and d = floor(delta n),
         except with probability 2^-40 (privacy) and 2^-20 (completion).
         """
         t, lying = self.threshold, self.mode == ACTIVE
         if self.graph == COMPLETE:
-            colluders = min(t - 1, 2 * t - self.holders - 1) if lying else t - 1
-            return Guarantee(colluders, self.num_clients - 1 - t, lying_server=lying)
+            colluders, dropouts = complete_guarantee(self.num_clients, t, lying)
+            return Guarantee(colluders, dropouts, lying_server=lying)
         return Guarantee(
             self.colluders,
             dropout_count(self.num_clients, self.dropout_fraction),
@@ -329,11 +355,12 @@ class MaskingConfig:
     ) -> MaskingConfig:
         """SecAgg on the complete graph.
 
-        Default corrupt_fraction: ``c / n`` with c = :func:`~secagg.masking.parameters.default_colluders`
+        Default corrupt_fraction (with an explicit ``threshold``, at most the c it protects against):
+        ``c / n`` with c = :func:`~secagg.masking.parameters.default_colluders`
         (the most colluders, up to floor((n - 1)/3), that still leave the default
         dropout tolerance, the ``dropout_per_round`` one, or the larger of the default
         and an explicit ``dropout_fraction``). Default threshold: the smallest safe one for c,
-        ``max(2, c + 1)`` in semi-honest mode and ``max(2, c + 1, floor((n - 1 + c)/2) + 1)``
+        ``max(2, c + 2)`` in semi-honest mode and ``max(2, c + 2, floor((n + c)/2) + 1)``
         in active mode (:func:`~secagg.masking.parameters.complete_threshold`).
 
         ``dropout_per_round`` p (instead of the session-wide ``dropout_fraction``)
@@ -356,7 +383,11 @@ class MaskingConfig:
             # An explicit session-wide assumption: c keeps it, and never less than the default tolerance.
             planned = max(dropout_count(num_clients, dropout_fraction), planned_dropouts(num_clients))
         if corrupt_fraction is None:
-            corrupt_fraction = default_colluders(num_clients, mode == ACTIVE, planned) / num_clients
+            colluders = default_colluders(num_clients, mode == ACTIVE, planned)
+            if threshold is not None:  # an explicit t declares no more colluders than it protects against
+                supported = complete_guarantee(num_clients, require_int("threshold", threshold), mode == ACTIVE)[0]
+                colluders = max(0, min(colluders, supported))
+            corrupt_fraction = colluders / num_clients
         corrupt_fraction = require_finite("corrupt_fraction", corrupt_fraction)
         if threshold is None:
             corrupt = corrupt_count(num_clients, corrupt_fraction)
@@ -404,7 +435,7 @@ class MaskingConfig:
         Complete graph: corrupt_fraction defaults to the most colluders that keep D
         (:meth:`secagg`); the configuration is refused if an explicit dropout
         assumption cannot be met, while the default one is met as far as the
-        threshold allows (n = 3 tolerates no dropout: t >= 2 of 2 holders).
+        threshold allows (n = 3: t = 2, one dropout, c = 0).
         Harary graph: corrupt_fraction defaults to 0.05, and ConfigurationError is
         raised if no (k, t) reaches 2^-40 security and 2^-20 failure probability;
         where no sparse graph qualifies this is the complete graph, as in production
@@ -423,7 +454,7 @@ class MaskingConfig:
         if num_clients <= complete_up_to:
             if not explicit:
                 # The default assumption, as far as the threshold allows: the guarantee
-                # (n - 1 - t on the complete graph) says what is met.
+                # (n - t on the complete graph) says what is met.
                 return cls.secagg(
                     num_clients, vector_length, ring_bits=ring_bits, mode=mode, identity_keys=identity_keys,
                     corrupt_fraction=corrupt_fraction, descriptor=descriptor,

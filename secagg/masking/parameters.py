@@ -41,6 +41,7 @@ __all__ = [
     "SECURITY_PARAMETER",
     "SMALL_FEDERATION",
     "SecAggPlusParameters",
+    "complete_guarantee",
     "complete_threshold",
     "corrupt_count",
     "corrupt_neighbour_bound",
@@ -178,16 +179,37 @@ def dropout_count(num_clients: int, fraction: float) -> int:
 def complete_threshold(num_clients: int, colluders: int, active: bool) -> int:
     """The smallest safe threshold on the complete graph against c = ``colluders``.
 
-    Semi-honest: ``max(2, c + 1)`` (c colluders hold fewer than t shares).
-    Active: ``max(2, c + 1, floor((n - 1 + c)/2) + 1)``: a lying server that splits
-    a client's n - 1 share holders into "it survived" and "it dropped" gets the
-    honest holders of one group plus the c colluders; 2t > n - 1 + c keeps one
-    group below t.
+    On the complete graph each client also holds a share of its own self-mask seed
+    (spec 12.8, round 1), so a session completes with t live clients, and so the
+    server may see a sum of as few as t inputs.
+
+    Semi-honest: ``max(2, c + 2)``: c colluders hold fewer than t shares, and a sum
+    of t inputs still holds at least two honest ones.
+    Active: ``max(2, c + 2, floor((n + c)/2) + 1)``: a lying server that splits a
+    client's n - 1 share holders into "it survived" and "it dropped" gets the
+    honest holders of one group plus the c colluders, plus the client's own
+    seed share on the "survived" side; 2t > n - 1 + c + 1 = n + c keeps one group
+    below t.
     """
-    threshold = max(2, colluders + 1)
+    threshold = max(2, colluders + 2)
     if active:
-        threshold = max(threshold, (num_clients - 1 + colluders) // 2 + 1)
+        threshold = max(threshold, (num_clients + colluders) // 2 + 1)
     return threshold
+
+
+def complete_guarantee(num_clients: int, threshold: int, active: bool) -> tuple[int, int]:
+    """(c, d) on the complete graph for threshold t: the colluders it protects against
+    and the dropouts it survives (the inverse of :func:`complete_threshold`).
+
+    c = t - 2 (semi-honest) or ``min(t - 2, 2t - n - 1)`` (active, the largest c with
+    2t > n + c); d = n - t (a survivor's seed has t live holders, itself included,
+    while n - t clients drop; a dropped client's mask key, t of its n - 1 holders).
+    c may be negative: no threshold is safe against the lying server itself.
+    """
+    colluders = threshold - 2
+    if active:
+        colluders = min(colluders, 2 * threshold - num_clients - 1)
+    return colluders, num_clients - threshold
 
 
 SMALL_FEDERATION = 20
@@ -241,12 +263,12 @@ def planned_dropouts(num_clients: int, dropout_per_round: float | None = None) -
 def default_colluders(num_clients: int, active: bool, dropouts: int | None = None) -> int:
     """The default c on the complete graph: the largest c <= floor((n - 1)/3) whose
     threshold (:func:`complete_threshold`) still tolerates ``dropouts`` dropouts
-    (t <= n - 1 - dropouts; default :func:`default_dropout_target`); 0 if none does
-    (e.g. n = 3)."""
+    (t <= n - dropouts; default :func:`default_dropout_target`); 0 if none does
+    (e.g. n = 3, where c = 0 and t = 2 survive one dropout)."""
     target = default_dropout_target(num_clients) if dropouts is None else dropouts
     best = 0
     for colluders in range((num_clients - 1) // 3 + 1):
-        if complete_threshold(num_clients, colluders, active) <= num_clients - 1 - target:
+        if complete_threshold(num_clients, colluders, active) <= num_clients - target:
             best = colluders
     return best
 
@@ -255,10 +277,10 @@ def _complete_graph_fallback(num_clients: int, corrupt: float, dropout: float, a
     n = num_clients
     corrupted = corrupt_count(n, corrupt)
     threshold = complete_threshold(n, corrupted, active)
-    tolerable = n - 1 - math.floor((dropout + _SMALL) * n)
+    tolerable = n - math.floor((dropout + _SMALL) * n)
     if threshold > tolerable:
         raise ConfigurationError(
             f"no secure graph for n={n}, corrupt_fraction={corrupt}, dropout_fraction={dropout}: even the "
-            f"complete graph needs threshold {threshold} but only {tolerable} neighbours are assumed to survive"
+            f"complete graph needs threshold {threshold} but only {tolerable} clients are assumed to survive"
         )
     return SecAggPlusParameters(degree=n - 1, threshold=threshold, complete=True)

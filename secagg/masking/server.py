@@ -202,11 +202,17 @@ def _tolerance(config: MaskingConfig) -> str:
     note += f"{guarantee.dropouts} dropouts"
     if guarantee.dropouts == 0:
         note += (
-            f": each client's secrets are shared among its {config.holders} neighbours (itself excluded) and "
+            f": each client's secrets are shared among its {config.holders} neighbours and "
             f"recovering them needs t = {config.threshold} (t = 1 would let one neighbour reveal them), so a "
             f"survivor that loses a neighbour cannot be unmasked"
         )
     return note + "."
+
+
+def _clients_needed(config: MaskingConfig) -> int:
+    """Clients a session needs from the start: t + 1 (t neighbours each), or t on the
+    complete graph, where each client also holds a share of its own seed."""
+    return config.threshold + 1 - int(config.self_share)
 
 
 def _collect_keys(state: ServerState, inbound: Mapping[int, bytes]) -> tuple[ServerState, dict[int, bytes]]:
@@ -234,7 +240,7 @@ def _collect_keys(state: ServerState, inbound: Mapping[int, bytes]) -> tuple[Ser
             rejected.append((client, f"AdvertiseKeys: {exc}"))
             continue
         roster[client] = RosterEntry(client, message.encryption_key, message.mask_key, message.signature)
-    _require(state, len(roster), "AdvertiseKeys", roster, config.threshold + 1)
+    _require(state, len(roster), "AdvertiseKeys", roster, _clients_needed(config))
     graph = neighbour_table(config, state.session)
     outbound = {
         client: wire.encode(KeyRoster(client, tuple(roster[v] for v in graph[client] if v in roster)))
@@ -267,7 +273,7 @@ def _collect_shares(state: ServerState, inbound: Mapping[int, bytes]) -> tuple[S
         boxes[client] = {box.peer: box.sealed for box in message.boxes}
         commitments[client] = message.self_mask_commitment
     shared = frozenset(boxes)
-    _require(state, len(shared), "ShareKeys", shared, state.config.threshold + 1)
+    _require(state, len(shared), "ShareKeys", shared, _clients_needed(state.config))
     outbound: dict[int, bytes] = {}
     delivered: dict[int, tuple[int, ...]] = {}
     for recipient in sorted(shared):
@@ -351,9 +357,10 @@ def _collect_unmask(state: ServerState, inbound: Mapping[int, bytes]) -> tuple[S
     answered = set()
     for client, message in accepted.items():
         assert isinstance(message, UnmaskResponse)
-        held = state.delivered[client]
+        held = state.delivered[client] + ((client,) if config.self_share else ())
         # A responder may leave out a peer whose box it refused in round 2 (it holds
         # nothing of that peer), never name a peer in the wrong list or one it was not sent.
+        # On the complete graph it also reveals its own seed share (it is a survivor).
         if not {e.owner for e in message.self_mask_shares} <= {v for v in held if v in survivors} or not {
             e.owner for e in message.mask_key_shares
         } <= {v for v in held if v not in survivors}:

@@ -49,8 +49,8 @@ def _fixed_keys(n: int) -> tuple[bytes, ...]:
 # --- masking_defaults.json --------------------------------------------------------------------
 
 DEFAULTS_NOTES = {
-    "SemiHonest": "Semi-honest mode: t = max(2, c + 1).",
-    "Active": "Active mode: t = max(2, c + 1, floor((n - 1 + c)/2) + 1); identity keys are placeholders "
+    "SemiHonest": "Semi-honest mode: t = max(2, c + 2).",
+    "Active": "Active mode: t = max(2, c + 2, floor((n + c)/2) + 1); identity keys are placeholders "
     "(u32(i) zero-padded to 32 bytes): only their count matters here.",
     "LargeFederation": "n >= 20: the default dropout target is ceil(0.4 n) (10% of n at each of four rounds).",
     "TargetMissed": "No c reaches the dropout target: c = 0 and the guarantee tolerates fewer dropouts.",
@@ -555,7 +555,7 @@ def generate_client() -> Json:
     base = {"numClients": 4, "vectorLength": 3, "context": context.hex()}
     tests = [test_case("client 1 of 4 after AdvertiseKeys", ["RoundTrip"], "valid", step="start", client=1,
                        draws=[d.hex() for d in draws], advertise=advertise.hex(), state=encoded.hex(), **base)]
-    phase_at = len(encoded) - (32 * 4 + 4 + 32 + 4 + 0 + 4 * 4) - 1  # phase byte: before the four keys
+    phase_at = len(encoded) - (32 * 4 + 4 + 32 + 4 + 0 + 4 + 0 + 4 * 4) - 1  # phase byte: before the four keys
     assert encoded[phase_at] == 1
     tests.append(test_case("phase 6", ["BadPhase"], "invalid", step="decode",
                            state=(encoded[:phase_at] + b"\x06" + encoded[phase_at + 1:]).hex(), error="DecodeError"))

@@ -75,13 +75,14 @@ def _record_hex(config: MaskingConfig) -> str:
 CONFIG_NOTES = {
     "Complete": "The complete graph (SecAgg): degree n - 1 (a degree of 0 in the input means n - 1).",
     "Harary": "A Harary graph (SecAgg+) of even degree k.",
-    "Active": "Active mode: identity keys in the record; 2t > (n - 1) + corrupt (complete) or k + corrupt "
-    "neighbours (Harary).",
+    "Active": "Active mode: identity keys in the record; 2t > n + corrupt (complete: n - 1 holders plus the "
+    "owner's self-held seed share) or k + corrupt neighbours (Harary).",
     "Ring64": "Inputs in Z_(2^64).",
     "CorruptFraction": "A corrupt fraction > 0 raises the smallest safe threshold.",
     "BadParameter": "A parameter outside its domain (n < 3, vector length 0, unknown graph or mode, ring size, "
     "degree): refused at setup (ConfigurationError).",
-    "UnsafeThreshold": "A threshold that corrupt neighbours could reach, t < 2, or t > k: refused at setup.",
+    "UnsafeThreshold": "A threshold that corrupt neighbours could reach (complete graph: t <= corrupt + 1, since "
+    "a session may complete with t inputs), t < 2, or t > k: refused at setup.",
     "UnsafeActiveThreshold": "In active mode a lying server could split a client's share holders into two groups "
     "that each reach t with the colluders' help: refused.",
     "UnsafeDropouts": "The declared dropouts exceed what the threshold tolerates: refused.",
@@ -131,11 +132,12 @@ def generate_config() -> Json:
         ("t = 1", "UnsafeThreshold", {"threshold": 1}),
         ("t = 5 > k = 4", "UnsafeThreshold", {"threshold": 5}),
         ("t = 2 with 40% corrupt (2 corrupt clients)", "UnsafeThreshold", {"threshold": 2, "corruptFraction": 0.4}),
-        ("active, n = 4, t = 2, 1 colluder", "UnsafeActiveThreshold",
-         {"numClients": 4, "threshold": 2, "mode": "active", "corruptFraction": 0.25,
-          "identityKeys": [k.hex() for k in identity[:4]]}),
-        ("t = 4 of n = 5 tolerates no dropout, 1 declared", "UnsafeDropouts",
-         {"threshold": 4, "dropoutFraction": 0.2}),
+        ("t = 2 with 20% corrupt (1 corrupt client; a sum of t = 2 inputs)", "UnsafeThreshold",
+         {"threshold": 2, "corruptFraction": 0.2}),
+        ("active, n = 4, t = 2, no colluder (2t = n + c)", "UnsafeActiveThreshold",
+         {"numClients": 4, "threshold": 2, "mode": "active", "identityKeys": [k.hex() for k in identity[:4]]}),
+        ("t = 4 of n = 5 tolerates 1 dropout, 2 declared", "UnsafeDropouts",
+         {"threshold": 4, "dropoutFraction": 0.4}),
         ("active without identity keys", "IdentityKeys", {"mode": "active"}),
         ("semi-honest with identity keys", "IdentityKeys", {"identityKeys": [k.hex() for k in identity]}),
         ("a 31-byte identity key", "IdentityKeys",

@@ -429,6 +429,14 @@ def generate_secagg_sessions() -> Json:
         Scenario("client 3 drops before MaskedInput", ("DropoutMaskedInputCollection", "Ring64"),
                  {3: Round.MASKED_INPUT}),
     ]))
+    # Last, so that the earlier tests keep their tcIds: n = 3 (t = 2, each client also holding a share of
+    # its own seed) survives any one dropout; a second one is one past its guarantee.
+    config = MaskingConfig.secagg(3, 8)
+    groups.append(_group(config, "sessions/secagg/3/two-dropouts", [
+        Scenario("client 2 drops before MaskedInput, client 3 before Unmasking: one past the guarantee "
+                 "(d = n - t = 1): client 1's seed has only its own share", ("MultipleDropouts", "BelowThreshold"),
+                 {2: Round.MASKED_INPUT, 3: Round.UNMASKING}),
+    ]))
     return _session_file("secagg-masking-sessions", "SecAgg (complete graph, semi-honest)", groups)
 
 
@@ -532,7 +540,8 @@ def _roster_again(client: int) -> Callable[[Outcome], bytes]:
 
 def generate_bad_sessions() -> Json:
     """masking_sessions_bad.json: a lying server or network against honest clients."""
-    semi = MaskingConfig.secagg(4, 4)
+    # t = 2 (c = 0): one spare holder of every secret, so a single lie is outvoted.
+    semi = MaskingConfig.secagg(4, 4, corrupt_fraction=0.0)
     up, down = "up", "down"
     forged_key_share = _edit(UnmaskResponse, mask_key_shares=_forge_key_share)
     semi_scenarios = [
@@ -554,12 +563,13 @@ def generate_bad_sessions() -> Json:
         Scenario("the share delivery to client 2 carries another session id", ("WrongSession",),
                  edits={(Round.MASKED_INPUT, down, 2): _edit(ShareDelivery, session_id=_other_session)}),
         Scenario("client 3's masked input claims to come from client 4 and client 2's has one element too "
-                 "few: both are rejected, and the two survivors left cannot unmask each other (t = 2)",
+                 "few: both are rejected; the two survivors left complete the session (t = 2: each one's seed from "
+                 "the other's share and its own)",
                  ("WrongSession", "MalformedInput"),
                  edits={(Round.MASKED_INPUT, up, 3): _edit(MaskedInput, sender=4),
                         (Round.MASKED_INPUT, up, 2): _edit(MaskedInput, vector=lambda m: m.vector[:-1])}),
-        Scenario("client 1 receives only one share box (t = 2)", ("BelowThreshold",),
-                 edits={(Round.MASKED_INPUT, down, 1): _edit(ShareDelivery, boxes=lambda m: m.boxes[:1])}),
+        Scenario("client 1 receives no share box (t = 2: its own seed share alone is too few)", ("BelowThreshold",),
+                 edits={(Round.MASKED_INPUT, down, 1): _edit(ShareDelivery, boxes=lambda m: m.boxes[:0])}),
         Scenario("the unmask request to client 2 omits client 2", ("BadSurvivorList",),
                  edits={(Round.UNMASKING, down, 2): _edit(UnmaskRequest, survivors=(1, 3, 4))}),
         Scenario("the unmask request to client 3 names one survivor (t = 2)", ("BadSurvivorList", "BelowThreshold"),
@@ -589,23 +599,25 @@ def generate_bad_sessions() -> Json:
     share_value_scenarios = [
         Scenario("client 2 seals for client 1 an authentic bundle whose self-mask share is p: client 1 refuses "
                  "client 2 for itself, masks with it, reveals nothing for it; the session completes with all "
-                 "four (2's seed from 3 and 4)", ("BadShareValue",),
+                 "four (2's seed from its own share and 3's)", ("BadShareValue",),
                  peer_bundles={(2, 1): lambda bundle: dataclasses.replace(bundle, self_mask_share=_P_BYTES)}),
         Scenario("client 4 drops; client 1's unmask response carries p as its share of 4's mask key: the server "
-                 "discards that share (2 and 3 recover the key) and keeps 1's self-mask shares, without which "
-                 "2's seed (held by 1 and 3) could not be recovered", ("BadShareValue",), {4: Round.MASKED_INPUT},
+                 "discards that share (2 and 3 recover the key) and keeps 1's self-mask shares, which recover "
+                 "2's and 3's seeds with their own shares", ("BadShareValue",), {4: Round.MASKED_INPUT},
                  edits={(Round.UNMASKING, up, 1): _edit(UnmaskResponse, mask_key_shares=_share_p)}),
     ]
     # Last, so that the earlier tests keep their tcIds: a malicious peer's garbage boxes (n = 5, t = 3).
     garbage = MaskingConfig.secagg(5, 4, threshold=3)
     garbage_scenarios = [
         Scenario("client 2 sends client 1 a garbage box (zero bytes, it does not open): client 1 refuses "
-                 "client 2 for itself and goes on; the session completes with all five, 2's seed from 3, 4, 5",
+                 "client 2 for itself and goes on; the session completes with all five, 2's seed from its own share, "
+                 "3's and 4's",
                  ("GarbageBox",), peer_bundles={(2, 1): lambda bundle: bytes(60)}),
-        Scenario("client 2 sends garbage boxes to clients 1 and 3: two holders of its secrets are left, fewer "
-                 "than t = 3, so the server cannot unmask client 2's self-mask and names it (ThresholdError); "
-                 "no honest client aborts", ("GarbageBox", "BelowThreshold"),
-                 peer_bundles={(2, 1): lambda bundle: bytes(60), (2, 3): lambda bundle: bytes(60)}),
+        Scenario("client 2 sends garbage boxes to clients 1, 3 and 4: two holders of its seed are left (5 and "
+                 "its own share), fewer than t = 3, so the server cannot unmask client 2's self-mask and names it "
+                 "(ThresholdError); no honest client aborts", ("GarbageBox", "BelowThreshold"),
+                 peer_bundles={(2, 1): lambda bundle: bytes(60), (2, 3): lambda bundle: bytes(60),
+                               (2, 4): lambda bundle: bytes(60)}),
     ]
     groups = [_group(semi, "sessions/bad/semi", semi_scenarios), _group(active, "sessions/bad/active",
                                                                         active_scenarios, label),

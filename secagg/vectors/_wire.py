@@ -183,7 +183,7 @@ def _masking_groups() -> list[Json]:
     config = MaskingConfig.secagg(4, 5, mode=ACTIVE, identity_keys=public)
     state, _ = client_start(config, 2, context=draw(32), identity=identities[2], random_bytes=source)
     encoded_state = wire.encode(state)
-    phase_at = len(encoded_state) - (32 * 4 + 4 * 6 + 32 + 1)  # 4 keys, 6 list lengths, session id
+    phase_at = len(encoded_state) - (32 * 4 + 4 * 7 + 32 + 1)  # 4 keys, 7 var/list lengths, session id
     groups.append(wire_group(state, [("client 2 after AdvertiseKeys, active mode, n = 4", ["Active"], state)], [
         ("phase 9", ["BadEnum"], encoded_state[:phase_at] + b"\x09" + encoded_state[phase_at + 1:]),
         ("refused peers 3, 1", ["NotSorted"], encoded_state[:-4] + _u32(2) + _u32(3) + _u32(1)),

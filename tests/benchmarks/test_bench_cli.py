@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from secagg_bench import flower_peer
+from secagg_bench import dropouts, flower_peer
 from secagg_bench import masking as masking_suite
 from secagg_bench.progress import Progress
 from secagg_bench.report import validate
@@ -106,8 +106,6 @@ def test_dropouts_suite_runs_the_defaults_under_every_single_dropout_and_ten_per
 
 
 def test_dropouts_targets_fail_a_run_that_lost_a_session_or_an_exact_sum() -> None:
-    from secagg_bench import dropouts  # noqa: PLC0415
-
     def row(n: int, completed: int, sessions: int, exact: bool = True) -> dict[str, Any]:
         params = {"mode": "active", "clients": n, "schedule": "s"}
         metrics = {"completion_rate": completed / sessions, "exact": exact}

@@ -1,9 +1,12 @@
-"""What CI runs: every suite's ``--quick`` grid, each report checked against the schema."""
+"""What CI runs: every suite's ``--quick`` grid, each report checked against the schema.
+
+No wall-clock bound here: how long ``--quick`` takes is a benchmark figure (each
+report's ``seconds``, and CI's step timings), not something a test on a shared
+machine can assert without flaking."""
 
 from __future__ import annotations
 
 import json
-import time
 from pathlib import Path
 
 import pytest
@@ -14,17 +17,13 @@ from secagg import cli
 
 pytest.importorskip("jsonschema")
 
-QUICK_BUDGET_S = 120
-
 
 @pytest.mark.slow
-def test_bench_all_quick_writes_valid_reports_within_two_minutes(
+def test_bench_all_quick_writes_valid_reports(
     capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:
     # Execute
-    started = time.perf_counter()
     code = cli.main(["bench", "all", "--quick", "--out", str(tmp_path), "--no-progress"])
-    seconds = time.perf_counter() - started
     captured = capsys.readouterr()
 
     # Assert
@@ -33,5 +32,5 @@ def test_bench_all_quick_writes_valid_reports_within_two_minutes(
         document = json.loads((tmp_path / f"{suite}.json").read_text(encoding="utf-8"))
         assert document["mode"] == "quick"
         assert validate(document) == []
+        assert document["seconds"] > 0
     assert (tmp_path / "summary.md").is_file()
-    assert seconds < QUICK_BUDGET_S, f"--quick took {seconds:.0f} s"

@@ -139,19 +139,41 @@ def test_too_few_survivors_skips_the_round_with_a_reason(name: str) -> None:
 
 
 @pytest.mark.parametrize("name", SECURE)
-def test_three_hospitals_skip_a_round_with_a_dropout_and_say_who_and_why(name: str) -> None:
-    # Prepare: three hospitals 1..3 (protocol ids = their ids); hospital 3 drops after its upload.
+@pytest.mark.parametrize("num_clients", [3, 4])
+def test_three_or_four_hospitals_survive_any_one_dropout_exactly(name: str, num_clients: int) -> None:
+    # Prepare: hospitals 1..n (protocol ids = their ids), the default configuration
+    updates = make_updates(sizes=(30, 5, 120, 64)[:num_clients], seed=1)
+    updates = [dataclasses.replace(u, client_id=i) for i, u in enumerate(updates, start=1)]
+    aggregator = secure(name, num_clients=num_clients)
+    reference = make_aggregator("plain-quantized", num_clients=num_clients)
+    for client in range(1, num_clients + 1):
+        for stage in DropoutStage:
+            # Execute
+            result = aggregator.aggregate(updates, {client: stage}, rng=np.random.default_rng(3))
+            # Assert: completed, with exactly the uploaders, bit for bit the plain quantized mean
+            assert result.skipped_reason is None, result.skipped_reason
+            uploaders = {u.client_id for u in updates if u.client_id != client or stage == DropoutStage.FINALIZE}
+            assert result.included == frozenset(uploaders)
+            expected = reference.aggregate(updates, {client: stage}, rng=np.random.default_rng(3))
+            assert result.mean is not None and expected.mean is not None
+            np.testing.assert_array_equal(result.mean, expected.mean)
+
+
+@pytest.mark.parametrize("name", SECURE)
+def test_three_hospitals_skip_a_round_with_two_dropouts_and_say_who_and_why(name: str) -> None:
+    # Prepare: three hospitals 1..3; hospital 2 never sets up, hospital 3 drops after its upload.
     updates = make_updates(sizes=(30, 5, 120), seed=1)
     updates = [dataclasses.replace(u, client_id=i) for i, u in enumerate(updates, start=1)]
     # Execute
     result = secure(name, num_clients=3).aggregate(
-        updates, {3: DropoutStage.FINALIZE}, rng=np.random.default_rng(0)
+        updates, {2: DropoutStage.SETUP, 3: DropoutStage.FINALIZE}, rng=np.random.default_rng(0)
     )
-    # Assert: the reason names the hospital that dropped, and why three cannot tolerate it
+    # Assert: the reason names the hospitals that dropped, and what three tolerate
     assert result.skipped_reason is not None
-    assert result.skipped_reason.startswith(f"{name}: round skipped, clients that dropped: 3 at finalize;")
-    assert "completes with up to 0 dropouts" in result.skipped_reason
-    assert "t = 1 would let one neighbour reveal them" in result.skipped_reason
+    assert result.skipped_reason.startswith(
+        f"{name}: round skipped, clients that dropped: 2 at setup, 3 at finalize;"
+    )
+    assert "completes with up to 1 dropouts" in result.skipped_reason
 
 
 @pytest.mark.parametrize("name", SECURE)

@@ -18,6 +18,7 @@ from fl_core.models import MLP, LogisticRegression, flatten
 from secagg.dp import DPConfig, SeededRandomSource, noise_tail_bound
 from secagg.errors import ConfigurationError, InsufficientNoiseError, OverflowDetectedError
 from secagg.masking import run_session
+from secagg.segments import Segment, SegmentTable
 
 RNG = np.random.default_rng
 Federation = tuple[list[ClientData], np.ndarray, np.ndarray]
@@ -264,3 +265,15 @@ def test_each_encoding_range_covers_its_own_noise_and_paillier_sums_it() -> None
     aggregator = _dp_aggregator("paillier", protocol={"insecure_small_key": True, "key_bits": 512})
     result = aggregator.aggregate(_updates(), {}, rng=RNG(3))
     assert result.mean is not None and len(result.included) == 5
+
+
+def test_dp_mode_refuses_the_adaptive_clip_and_segment_tables() -> None:
+    # The adaptive clip learns from clipped counts that are not noised: never in DP mode.
+    with pytest.raises(ConfigurationError, match="adaptive"):
+        make_aggregator("secagg", num_clients=5, dp=_config(), dimension=14, clipping="adaptive")
+    aggregator = _dp_aggregator()
+    table = SegmentTable((Segment("a", 7, 1.0), Segment("b", 7, 1.0)))
+    with pytest.raises(ConfigurationError, match="flat range"):
+        aggregator.aggregate(_updates(), {}, rng=RNG(0), segments=table)
+    result = aggregator.aggregate(_updates(), {}, rng=RNG(0))
+    assert result.clipping is not None and result.clipping.clipped == 0

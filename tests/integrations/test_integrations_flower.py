@@ -192,8 +192,8 @@ def test_dropouts_in_the_middle_of_the_protocol_are_recovered() -> None:
     audit = Audit()
     apps = {node: make_app(node, WEIGHTS[node], audit, failing_rounds=(1,) if node == 42 else ()) for node in NODES}
     grid = FakeGrid(apps, silent={(2**64 - 1, UNMASK)})
-    # Threshold 2 of 4 neighbours: each survivor's self-mask seed needs 2 shares from
-    # the 3 nodes that answer the unmask stage (the default majority, 3, would need 4).
+    # Threshold 2 (declaring c = 0): each survivor's self-mask seed needs 2 shares from
+    # the 3 nodes that answer the unmask stage, its own self-held share included.
     secure = SecAggGrid(grid, SecAggOptions(mode="semi-honest", protocol="secagg", threshold=2, **FAST_TIMEOUT))
     # Execute
     final = run_fedavg(secure, rounds=1)
@@ -212,7 +212,7 @@ def test_dropouts_in_the_middle_of_the_protocol_are_recovered() -> None:
 
 
 def test_too_many_dropouts_skip_the_round_and_the_model_stays() -> None:
-    # Prepare: three of five nodes go silent after sharing keys (secagg threshold 3 needs 3 survivors)
+    # Prepare: three of five nodes go silent after sharing keys (the default secagg threshold 3 needs 3 survivors)
     silent = {(node, MASKED_INPUT) for node in NODES[:3]}
     grid = FakeGrid({node: make_app(node, WEIGHTS[node]) for node in NODES}, silent=silent)
     secure = SecAggGrid(grid, SecAggOptions(mode="semi-honest", protocol="secagg", **FAST_TIMEOUT))
@@ -224,7 +224,7 @@ def test_too_many_dropouts_skip_the_round_and_the_model_stays() -> None:
     assert list(replies) == [] and arrays is None
     report = secure.reports[0]
     assert report.aggregate is None and report.included == frozenset()
-    assert report.skipped_reason is not None and "cannot recover" in report.skipped_reason
+    assert report.skipped_reason is not None and "only 2 clients remain" in report.skipped_reason
     # The reason names the nodes that dropped (by node id), not a node that stayed.
     lost = ", ".join(f"{node} at {MASKED_INPUT}" for node in sorted(NODES[:3]))
     assert report.skipped_reason.startswith(f"round skipped, nodes that dropped: {lost};")
@@ -424,3 +424,26 @@ def test_the_options_choose_the_ring_per_round() -> None:
     assert options.quantization(16).ring_bits == 32 and options.masking(16, 4).ring_bits == 32
     assert options.quantization(17).ring_bits == 64 and options.masking(17, 4).ring_bits == 64
     assert SecAggOptions(ring_bits=64).quantization(3).ring_bits == 64
+
+
+@pytest.mark.parametrize("stage", [SETUP, SHARE_KEYS, MASKED_INPUT, UNMASK])
+def test_three_nodes_survive_one_going_silent_at_any_stage(stage: str) -> None:
+    # Prepare: three nodes, the default secagg threshold (t = 2: each survivor's seed from the
+    # other survivor's share and its own self-held share); the largest node goes silent at `stage`
+    nodes = NODES[:3]
+    silent_node = max(nodes)
+    audit = Audit()
+    grid = FakeGrid({node: make_app(node, WEIGHTS[node], audit) for node in nodes}, silent={(silent_node, stage)})
+    secure = SecAggGrid(grid, SecAggOptions(mode="semi-honest", protocol="secagg", **FAST_TIMEOUT))
+    # Execute
+    run_fedavg(secure, rounds=1)
+    # Assert: the round completes; the silent node counts only if it uploaded before going silent
+    report = secure.reports[0]
+    assert report.skipped_reason is None, report.skipped_reason
+    assert report.dropped == {silent_node: stage}
+    uploaded = stage == UNMASK
+    assert report.included == frozenset(nodes) - (set() if uploaded else {silent_node})
+    encodings = {n: a for n, a in audit.of_round(1).items() if n in report.included}
+    quantization = QuantizationConfig(0.5, 16, len(nodes), max_weight=4096)
+    length = report.aggregate.shape[0]
+    assert np.array_equal(report.aggregate, quantization.ring.sum([a.encoded for a in encodings.values()], length))

@@ -240,19 +240,24 @@ def predict(
     dropped afterwards needs t responding neighbours for its mask key, but only
     if some survivor masked with it (``strict``: always, as a server that
     reconstructs every dropped key would require).
+
+    On the complete graph each client also holds a share of its own self-mask
+    seed (spec 12.8): every "t + 1" and "t neighbours" above becomes t and t - 1
+    neighbours, and a survivor's self-mask counts its own share if it responds.
     """
     t = config.threshold
+    own = int(config.graph == "complete")
 
     def stays(client: int, round_: Round) -> bool:
         return dropouts.get(client, NEVER) > round_
 
     advertised = {c for c in client_ids(config) if stays(c, Round.ADVERTISE_KEYS)}
-    if len(advertised) < t + 1:
+    if len(advertised) < t + 1 - own:
         return None
-    shared = {c for c in advertised if stays(c, Round.SHARE_KEYS) and len(neighbours(c) & advertised) >= t}
-    if len(shared) < t + 1:
+    shared = {c for c in advertised if stays(c, Round.SHARE_KEYS) and len(neighbours(c) & advertised) >= t - own}
+    if len(shared) < t + 1 - own:
         return None
-    survivors = {c for c in shared if stays(c, Round.MASKED_INPUT) and len(neighbours(c) & shared) >= t}
+    survivors = {c for c in shared if stays(c, Round.MASKED_INPUT) and len(neighbours(c) & shared) >= t - own}
     if len(survivors) < t:
         return None
     if config.mode == ACTIVE and len({c for c in survivors if stays(c, Round.CONSISTENCY_CHECK)}) < t:
@@ -260,7 +265,7 @@ def predict(
     # A client that stops at ConsistencyCheck (in either mode) sends nothing after it.
     responders = {c for c in survivors if stays(c, Round.CONSISTENCY_CHECK) and stays(c, Round.UNMASKING)}
     for owner in survivors:
-        if len(neighbours(owner) & responders) < t:
+        if len(neighbours(owner) & responders) + (own and owner in responders) < t:
             return None
     for owner in shared - survivors:
         if (strict or neighbours(owner) & survivors) and len(neighbours(owner) & responders) < t:

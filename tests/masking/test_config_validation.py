@@ -75,8 +75,9 @@ def test_unsafe_configuration_is_refused(overrides: dict[str, Any], safe: str) -
 @pytest.mark.parametrize(
     ("overrides", "safe"),
     [
-        # t <= corrupt neighbours: the corrupt ones together hold t shares.
-        ({"threshold": 2, "corrupt_fraction": 0.2}, 3),
+        # complete graph, t <= corrupt + 1: a session may complete with t inputs, t - 1 of them corrupt.
+        ({"threshold": 2, "corrupt_fraction": 0.2}, 4),
+        ({"threshold": 3, "corrupt_fraction": 0.2}, 4),
         ({"graph": HARARY, "degree": 6, "threshold": 2, "corrupt_fraction": 0.3}, None),
         # active mode: two disjoint groups of t responders must be impossible.
         ({"mode": ACTIVE, "identity_keys": PUBLIC, "threshold": 3}, 4),
@@ -102,7 +103,7 @@ def test_unsafe_threshold_names_a_safe_one(overrides: dict[str, Any], safe: int 
     [
         {"threshold": 2},
         {"threshold": 6},
-        {"threshold": 3, "corrupt_fraction": 0.2},
+        {"threshold": 4, "corrupt_fraction": 0.2},
         {"mode": ACTIVE, "identity_keys": PUBLIC, "threshold": 4},
         {"graph": HARARY, "degree": 4, "threshold": 3},
         {"graph": HARARY, "degree": 6, "threshold": 2},

@@ -1,9 +1,10 @@
 """Issue 14, item 1: the default configurations survive the dropouts hospitals have.
 
-- n in {3, 5, 10}: every session completes, exactly, when any one hospital drops at
-  any one round (exhaustive over hospital x round, both modes), except n = 3, which
-  no secure threshold lets tolerate a dropout: there the abort names the dropped
-  hospital and says why.
+- n in {3, 4, 5, 10}: every session completes, exactly, when any one hospital drops at
+  any one round (exhaustive over hospital x round, both modes). n = 3 (t = 2) needs
+  the self-held seed share of the complete graph (spec 12.8): a survivor's seed has
+  its own share and the other survivor's; a second dropout aborts, and the abort
+  names both hospitals that dropped.
 - n in {20, 100}: 10% of n (rounded down, at least one) dropping at each of the
   four stages (ceil(0.4 n) is what the defaults plan for over a session); at
   least 99% of the sessions complete exactly (a small seeded sample here, ~200
@@ -13,6 +14,7 @@
 from __future__ import annotations
 
 import math
+import re
 
 import numpy as np
 import pytest
@@ -49,7 +51,7 @@ def rounds_of(config: MaskingConfig) -> list[Round]:
 
 
 @pytest.mark.parametrize("mode", MODES)
-@pytest.mark.parametrize("num_clients", [5, 10])
+@pytest.mark.parametrize("num_clients", [3, 4, 5, 10])
 def test_any_one_hospital_may_drop_at_any_one_round(num_clients: int, mode: str) -> None:
     # Prepare
     config, identities = default_config(num_clients, mode)
@@ -62,25 +64,26 @@ def test_any_one_hospital_may_drop_at_any_one_round(num_clients: int, mode: str)
 
 
 @pytest.mark.parametrize("mode", MODES)
-def test_three_hospitals_cannot_tolerate_a_dropout_and_the_abort_says_who_and_why(mode: str) -> None:
-    # Prepare: t >= 2 of the 2 other clients leaves no room for a dropout
+def test_three_hospitals_survive_one_dropout_and_a_second_abort_names_both(mode: str) -> None:
+    # Prepare: n = 3, t = 2: one dropout is tolerated (its own seed share + one peer's), c = 0
     config, identities = default_config(3, mode)
-    assert (config.threshold, config.guarantee.dropouts) == (2, 0)
+    assert config.self_share
+    assert (config.threshold, config.guarantee.dropouts, config.guarantee.colluders) == (2, 1, 0)
 
-    for client in (1, 2, 3):
+    for first, second in ((1, 2), (2, 3), (3, 1)):
         for round_ in rounds_of(config):
-            # Act
+            # Act: a second hospital drops at Unmasking, after the first at round_
             with pytest.raises(ThresholdError) as caught:
-                run(config, identities, {client: round_}, seed=int(round_))
+                run(config, identities, {first: round_, second: Round.UNMASKING}, seed=int(round_))
 
-            # Assert: the message names the client that dropped, and where, and why
+            # Assert: the message names both hospitals that dropped, where, and the tolerance
             message = str(caught.value)
             stage = "ConsistencyCheck" if round_ == Round.CONSISTENCY_CHECK else None
-            assert f"Clients that dropped: {client} at " in message
+            dropped = message.partition("Clients that dropped: ")[2].partition(". ")[0]
+            assert {int(x) for x in re.findall(r"\d+", dropped)} == {first, second}
             if stage:
-                assert f"{client} at {stage}" in message
-            assert "completes with up to 0 dropouts" in message
-            assert "t = 1 would let one neighbour reveal them" in message
+                assert f"{first} at {stage}" in message
+            assert "completes with up to 1 dropouts" in message
 
 
 def ten_percent_schedule(config: MaskingConfig, rng: np.random.Generator) -> dict[int, Round]:
@@ -154,5 +157,5 @@ def test_per_round_dropouts_are_four_stages_and_refused_when_out_of_reach() -> N
         MaskingConfig.secagg_plus(10, 2, dropout_fraction=0.1, dropout_per_round=0.1)
     with pytest.raises(ConfigurationError, match="dropout_per_round must be in"):
         MaskingConfig.secagg_plus(10, 2, dropout_per_round=0.25)
-    with pytest.raises(ConfigurationError, match="tolerates 0 dropouts, fewer than the 1 declared"):
-        MaskingConfig.secagg_plus(3, 2, dropout_per_round=0.05)
+    with pytest.raises(ConfigurationError, match="tolerates 1 dropouts, fewer than the 2 declared"):
+        MaskingConfig.secagg_plus(3, 2, dropout_per_round=0.1)

@@ -216,16 +216,17 @@ def test_harary_graph_many_examples(scenario: Scenario) -> None:
 @pytest.mark.parametrize(
     ("dropouts", "expect_abort"),
     [
-        # n = 7, t = 4 on the complete graph: the boundaries of every round.
-        ({1: Round.ADVERTISE_KEYS, 2: Round.ADVERTISE_KEYS}, False),  # 5 = t + 1 advertise
-        ({1: Round.ADVERTISE_KEYS, 2: Round.ADVERTISE_KEYS, 3: Round.ADVERTISE_KEYS}, True),  # 4 < t + 1
-        ({1: Round.SHARE_KEYS, 2: Round.SHARE_KEYS}, False),  # 5 = t + 1 share
-        ({1: Round.SHARE_KEYS, 2: Round.ADVERTISE_KEYS, 3: Round.SHARE_KEYS}, True),
-        ({1: Round.MASKED_INPUT, 2: Round.MASKED_INPUT, 3: Round.MASKED_INPUT}, True),  # owner 4: 3 neighbours answer
-        ({1: Round.MASKED_INPUT, 2: Round.MASKED_INPUT}, False),  # owner 3: 4 neighbours answer
-        ({1: Round.MASKED_INPUT, 2: Round.UNMASKING}, False),  # owner 3: 4 responding neighbours
-        ({1: Round.UNMASKING, 2: Round.UNMASKING, 3: Round.UNMASKING}, True),  # owner 4: 3 responding neighbours
-        ({1: Round.UNMASKING, 2: Round.UNMASKING}, False),  # owner 3: 4 responding neighbours
+        # n = 7, t = 4 on the complete graph, each client holding a share of its own seed
+        # (spec 12.8): n - t = 3 dropouts at any rounds complete, a fourth aborts.
+        ({1: Round.ADVERTISE_KEYS, 2: Round.ADVERTISE_KEYS, 3: Round.ADVERTISE_KEYS}, False),  # 4 = t advertise
+        ({1: Round.ADVERTISE_KEYS, 2: Round.ADVERTISE_KEYS, 3: Round.ADVERTISE_KEYS, 4: Round.ADVERTISE_KEYS}, True),
+        ({1: Round.SHARE_KEYS, 2: Round.SHARE_KEYS, 3: Round.SHARE_KEYS}, False),  # 4 = t share
+        ({1: Round.SHARE_KEYS, 2: Round.ADVERTISE_KEYS, 3: Round.SHARE_KEYS, 4: Round.SHARE_KEYS}, True),
+        ({1: Round.MASKED_INPUT, 2: Round.MASKED_INPUT, 3: Round.MASKED_INPUT, 4: Round.MASKED_INPUT}, True),
+        ({1: Round.MASKED_INPUT, 2: Round.MASKED_INPUT, 3: Round.MASKED_INPUT}, False),  # owner 4: 3 + its own
+        ({1: Round.MASKED_INPUT, 2: Round.UNMASKING, 3: Round.UNMASKING}, False),  # owner 2: 4 responders
+        ({1: Round.UNMASKING, 2: Round.UNMASKING, 3: Round.UNMASKING, 4: Round.UNMASKING}, True),  # owner 4: 3
+        ({1: Round.UNMASKING, 2: Round.UNMASKING, 3: Round.UNMASKING}, False),  # owner 3: 4 responding neighbours
     ],
 )
 def test_complete_graph_threshold_boundaries(dropouts: dict[int, Round], expect_abort: bool) -> None:

@@ -352,7 +352,8 @@ def test_roster_naming_a_client_outside_the_configuration() -> None:
 def test_roster_with_fewer_than_t_neighbours() -> None:
     run = semi_run(ClientPhase.AWAIT_ROSTER)
     roster = wire.decode(run.pending[1], KeyRoster)
-    refuse(run, 1, wire.encode(dataclasses.replace(roster, entries=roster.entries[:2])), ThresholdError)
+    # t = 3 with its own seed share: one neighbour is too few, two are enough (spec 12.8)
+    refuse(run, 1, wire.encode(dataclasses.replace(roster, entries=roster.entries[:1])), ThresholdError)
 
 
 # --- Addressing, sessions, rounds, replays ---------------------------------------------
@@ -489,9 +490,9 @@ def test_share_boxes_with_swapped_senders() -> None:
     run = semi_run(ClientPhase.AWAIT_SHARES)
     delivery = delivery_of(run, 1)
     box2, box3 = (next(b for b in delivery.boxes if b.peer == p) for p in (2, 3))
-    boxes = [b for b in delivery.boxes if b.peer not in (2, 3)]
+    boxes = [b for b in delivery.boxes if b.peer not in (2, 3, 5)]
     boxes += [SealedBox(2, box3.sealed), SealedBox(3, box2.sealed)]
-    # Both refused: two of four boxes open, fewer than t = 3.
+    # Both refused: one of three boxes opens, and with the client's own seed share that is fewer than t = 3.
     refuse(run, 1, with_boxes(delivery, boxes), ThresholdError)
 
 
@@ -527,7 +528,7 @@ def test_authentic_share_box_naming_other_parties(inner_sender: int, inner_recip
 def test_fewer_than_t_share_boxes() -> None:
     run = semi_run(ClientPhase.AWAIT_SHARES)
     delivery = delivery_of(run, 1)
-    refuse(run, 1, with_boxes(delivery, list(delivery.boxes[:2])), ThresholdError)
+    refuse(run, 1, with_boxes(delivery, list(delivery.boxes[:1])), ThresholdError)  # 1 + its own share < t = 3
 
 
 def test_share_box_from_the_client_itself() -> None:

@@ -132,7 +132,8 @@ def step_client(point: Checkpoint, data: bytes) -> None:
     if isinstance(answer, UnmaskResponse):
         self_owners = [e.owner for e in answer.self_mask_shares]
         key_owners = [e.owner for e in answer.mask_key_shares]
-        assert sorted(self_owners + key_owners) == sorted(h.owner for h in point.state.held)
+        own = [1] if point.state.own_seed_share else []  # its own seed share (complete graph, spec 12.8)
+        assert sorted(self_owners + key_owners) == sorted([h.owner for h in point.state.held] + own)
         if point.state.masking_config.mode == ACTIVE:
             assert set(self_owners) <= set(point.state.survivors)
             assert not set(key_owners) & set(point.state.survivors)

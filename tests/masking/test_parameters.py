@@ -77,7 +77,7 @@ def test_threshold_never_exceeds_thesurviving_neighbour_quantile() -> None:
 
 
 def test_complete_fallback_refuses_when_dropouts_cannot_be_tolerated() -> None:
-    with pytest.raises(ConfigurationError, match=r"only \d+ neighbours are assumed to survive"):
+    with pytest.raises(ConfigurationError, match=r"only \d+ clients are assumed to survive"):
         derive_secagg_plus(3, 0.3, 0.5)
 
 

@@ -90,10 +90,12 @@ def wrong_share_type(run: StepRun, data: bytes) -> bytes:
 
 
 def own_share(run: StepRun, data: bytes) -> bytes:
-    # A share of the responder's own secret, which no client holds.
+    # A share of the responder's own mask key, which no client holds (its own seed share,
+    # which it does hold on the complete graph, is taken out of the self-mask list).
     message = wire.decode(data, UnmaskResponse)
-    entries = sorted((*message.self_mask_shares, ShareEntry(BAD, bytes(33))), key=lambda e: e.owner)
-    return wire.encode(dataclasses.replace(message, self_mask_shares=tuple(entries)))
+    seeds = tuple(e for e in message.self_mask_shares if e.owner != BAD)
+    keys = sorted((*message.mask_key_shares, ShareEntry(BAD, bytes(33))), key=lambda e: e.owner)
+    return wire.encode(dataclasses.replace(message, self_mask_shares=seeds, mask_key_shares=tuple(keys)))
 
 
 def share_out_of_field(run: StepRun, data: bytes) -> bytes:

@@ -145,13 +145,16 @@ def test_a_record_claiming_more_colluders_than_its_threshold_supports_is_refused
 # --- active mode: the guarantee against a lying server plus c colluders, at the bound and one past ---
 
 
-def lying_server_recovers(holders: int, threshold: int, colluders: int) -> bool:
+def lying_server_recovers(holders: int, threshold: int, colluders: int, own_share: bool = False) -> bool:
     """Can a server that splits a live client's honest share holders into "it survived" and
     "it dropped" collect t shares of both its secrets with the colluders' help? (Each colluder
-    answers both requests; each honest holder answers only the one its list implies.)"""
+    answers both requests; each honest holder answers only the one its list implies; with
+    ``own_share`` (the complete graph) the client itself, told it survived, adds its own
+    self-mask seed share on the "survived" side.)"""
     honest = holders - colluders
     return any(
-        first + colluders >= threshold and honest - first + colluders >= threshold for first in range(honest + 1)
+        first + colluders + own_share >= threshold and honest - first + colluders >= threshold
+        for first in range(honest + 1)
     )
 
 
@@ -161,20 +164,24 @@ def test_active_guarantee_holds_at_its_bound_and_fails_one_past_it(n: int) -> No
     config = MaskingConfig.secagg(n, 2, mode=ACTIVE, identity_keys=keys)
     c = config.guarantee.colluders
     assert config.guarantee.lying_server
-    assert not lying_server_recovers(config.holders, config.threshold, c)
+    assert config.self_share
+    assert not lying_server_recovers(config.holders, config.threshold, c, own_share=True)
+    # One past c: the split succeeds, or c + 1 colluders reach t - 1 (a sum of t inputs gives away the last one)
     if c + 1 < config.holders:
-        assert lying_server_recovers(config.holders, config.threshold, c + 1) or c + 1 >= config.threshold
+        assert lying_server_recovers(config.holders, config.threshold, c + 1, own_share=True) or (
+            c + 1 >= config.threshold - 1
+        )
 
 
 def test_issue_12_case_n10_three_colluders_are_refused_by_default() -> None:
     # The reported attack: n = 10, t = 6, three colluders signing both lists.
     keys = make_identities(10, InsecureDeterministicRandom(10))[1]
-    assert lying_server_recovers(9, 6, 3)
+    assert lying_server_recovers(9, 6, 3, own_share=True)
     with pytest.raises(ConfigurationError, match="lying server"):
         MaskingConfig.secagg(10, 2, mode=ACTIVE, identity_keys=keys, threshold=6, corrupt_fraction=0.3)
     default = MaskingConfig.secagg(10, 2, mode=ACTIVE, identity_keys=keys)
     assert default.colluders >= 3 and default.guarantee.colluders >= 3
-    assert not lying_server_recovers(default.holders, default.threshold, 3)
+    assert not lying_server_recovers(default.holders, default.threshold, 3, own_share=True)
 
 
 def test_semi_honest_guarantee_says_it_does_not_resist_a_lying_server() -> None:
@@ -193,8 +200,9 @@ def split_view_attack(
 
     It tells ``honest_a`` (and client 1) that client 1 survived and every other honest client
     that it dropped; the colluders sign both survivor lists and answer both unmask requests
-    (the server holds their states). Returns ((recovered self-mask seed, recovered mask key),
-    each None where the server did not get t shares, (client 1's real seed and key))."""
+    (the server holds their states). Client 1 itself, told it survived, reveals its own
+    self-mask seed share (the complete graph's self-held share). Returns ((recovered self-mask
+    seed, recovered mask key), each None where the server did not get t shares, (client 1's real seed and key))."""
     config, identities = active_setup(n, threshold)
     victim = 1
     run = StepRun(config, identities=identities, seed=5)
@@ -214,8 +222,6 @@ def split_view_attack(
             signatures[side].append(SignedBy(client, wire.decode(reply, ConsistencySignature).signature))
     shares: dict[str, list[Share]] = {"self": [], "key": []}
     for (client, side), state in states.items():
-        if client == victim:
-            continue
         run.states[client] = state
         request = UnmaskRequest(client, run.session(), lists[side], tuple(signatures[side]))
         try:
@@ -230,6 +236,24 @@ def split_view_attack(
     recovered = (combine(found[0], threshold) if len(found[0]) >= threshold else None,
                  combine(found[1], threshold) if len(found[1]) >= threshold else None)
     return recovered, truth
+
+
+def test_the_victims_own_seed_share_moves_the_active_bound_from_n_minus_1_plus_c_to_n_plus_c(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # n = 6, t = 3, no colluder: 2t > n - 1 + c held the split off before the self-held share;
+    # now the victim's own share completes the "survived" side: 2t = n + c is broken, through
+    # the protocol itself (run with the old check), and such a configuration is refused.
+    assert not lying_server_recovers(5, 3, 0) and lying_server_recovers(5, 3, 0, own_share=True)
+    with monkeypatch.context() as patched:
+        patched.setattr(MaskingConfig, "_check_threshold", lambda self: None)
+        (seed, key), truth = split_view_attack(6, 3, frozenset(), frozenset({2, 3}))
+    assert (seed, key) == truth
+    keys = make_identities(6, InsecureDeterministicRandom(6))[1]
+    with pytest.raises(ConfigurationError, match=r"lying server.*need 2t > n \+ colluders = 6"):
+        MaskingConfig.secagg(6, 2, mode=ACTIVE, identity_keys=keys, threshold=3, corrupt_fraction=0.0)
+    # One more: t = 4 > (6 + 0)/2 holds (c = min(t - 2, 2t - n - 1) = 1)
+    assert MaskingConfig.secagg(6, 2, mode=ACTIVE, identity_keys=keys, threshold=4).guarantee.colluders == 1
 
 
 @pytest.mark.parametrize("n", [5, 7, 10])
