@@ -52,8 +52,10 @@ class RoundReport:
         included: nodes whose update is in the aggregate.
         dropped: node -> the stage in which it went missing (timeout, error reply, or a
             reply the protocol rejected).
-        aggregate: the decoded integer sum ``(sum w_k q_k, sum w_k)`` (masking: in
-            the ring, as unmasked; Paillier: int64, as decrypted), or None if skipped.
+        aggregate: the integer sum as the protocol revealed it, or None if skipped:
+            masking ``(sum w_k q_k, clipped counts per array, sum w_k)`` in the ring, as
+            unmasked (a DP round: the noised ``sum round(delta_k * scale) + noise``);
+            Paillier ``(sum w_k q_k, sum w_k)`` as int64, as decrypted.
         weight_total: ``sum w_k`` over ``included`` (0 if skipped).
         seconds: wall-clock time of the round.
         skipped_reason: why no aggregate was produced, or None.
