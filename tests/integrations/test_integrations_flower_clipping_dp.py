@@ -26,7 +26,7 @@ from flwr.serverapp.strategy import FedAvg
 from secagg import wire
 from secagg.descriptor import decode_parameters, encode_parameters
 from secagg.dp import DPConfig, SeededRandomSource
-from secagg.errors import InsufficientNoiseError
+from secagg.errors import ConfigurationError, InsufficientNoiseError
 from secagg.integrations.flower import NodePolicy, SecAggGrid, SecAggOptions
 from secagg.integrations.flower._records import read_stage
 from secagg.integrations.flower.client import make_secagg_mod
@@ -281,3 +281,23 @@ def test_a_noised_sum_of_fewer_than_h_contributions_is_refused() -> None:
     quantization = secure.options.quantization(len(NODES))
     with pytest.raises(InsufficientNoiseError):
         decode_noised(np.zeros(plan.dimension, dtype=np.int64), plan, quantization, plan.honest - 1)
+
+
+def test_clipping_and_dp_options_are_validated_before_any_round() -> None:
+    with pytest.raises(ConfigurationError, match="unknown clipping"):
+        SecAggOptions(clipping="sometimes")
+    with pytest.raises(ConfigurationError, match="clips do not apply with dp"):
+        SecAggOptions(dp=DP, clips={"arrays/w": 1.0})
+    with pytest.raises(ConfigurationError, match="dp must be a DPConfig"):
+        SecAggOptions(dp={"epsilon": 1.0})  # type: ignore[arg-type]
+
+
+def test_a_named_starting_clip_is_used_for_that_array() -> None:
+    grid = FakeGrid({node: app(node, big_w) for node in NODES})
+    secure = SecAggGrid(grid, options(clipping="fixed", clips={"arrays/w": 4.0}))
+    final = run(secure)
+    report = secure.reports[0]
+    assert report.clipping is not None and report.clipping.table.clips["arrays/w"] == 4.0
+    assert report.clipped_fraction == 0.0
+    np.testing.assert_allclose(final["w"].numpy(), np.linspace(-1, 1, 12, dtype=np.float32).reshape(3, 4) + 2.0,
+                               atol=1e-3)  # fmt: skip
