@@ -40,7 +40,7 @@ from typing import ClassVar
 
 from secagg import wire
 from secagg.encoding import QuantizationConfig
-from secagg.errors import ConfigurationError
+from secagg.errors import ConfigurationError, DecodeError
 from secagg.wire import U8, U32, U64, FixedBytes, VarBytes, wire_field
 
 __all__ = [
@@ -50,6 +50,7 @@ __all__ = [
     "ROUNDING_STOCHASTIC",
     "Parameter",
     "SessionDescriptor",
+    "decode_parameters",
     "encode_parameters",
 ]
 
@@ -102,6 +103,53 @@ def encode_parameters(parameters: Mapping[str, Parameter]) -> bytes:
     if len(out) > MAX_PARAMETERS_BYTES:
         raise ConfigurationError(f"bound parameters take {len(out)} bytes, more than {MAX_PARAMETERS_BYTES}")
     return bytes(out)
+
+
+def decode_parameters(data: bytes) -> dict[str, Parameter]:
+    """The inverse of :func:`encode_parameters`; DecodeError unless ``data`` is its canonical output."""
+    out: dict[str, Parameter] = {}
+    view, offset = memoryview(data), 0
+
+    def take(size: int) -> bytes:
+        nonlocal offset
+        if size < 0 or offset + size > len(view):
+            raise DecodeError("bound parameters are truncated")
+        chunk = bytes(view[offset : offset + size])
+        offset += size
+        return chunk
+
+    while offset < len(view):
+        try:
+            name = take(int.from_bytes(take(4), "big")).decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise DecodeError("a bound parameter name is not UTF-8") from exc
+        code = take(1)[0]
+        value = take(int.from_bytes(take(4), "big"))
+        kind = {v: k for k, v in _TYPE_CODES.items()}.get(code)
+        parsed: Parameter
+        if kind is bool and len(value) == 1 and value[0] in (0, 1):
+            parsed = bool(value[0])
+        elif kind is int and len(value) == 8:
+            parsed = int.from_bytes(value, "big", signed=True)
+        elif kind is float and len(value) == 8:
+            parsed = float(struct.unpack(">d", value)[0])
+        elif kind is str:
+            try:
+                parsed = value.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                raise DecodeError(f"parameter {name!r}: not UTF-8") from exc
+        elif kind is bytes:
+            parsed = value
+        else:
+            raise DecodeError(f"parameter {name!r}: bad type code {code} or length {len(value)}")
+        out[name] = parsed
+    try:
+        canonical = encode_parameters(out)
+    except ConfigurationError as exc:
+        raise DecodeError(f"bound parameters: {exc}") from exc
+    if canonical != bytes(data):
+        raise DecodeError("bound parameters are not in canonical form (order or duplicates)")
+    return out
 
 
 def _float_bits(value: float) -> int:

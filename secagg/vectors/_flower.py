@@ -34,6 +34,7 @@ from secagg.masking.config import ACTIVE, MaskingConfig
 from secagg.masking.driver import make_identities
 from secagg.paillier.messages import EncryptedVector
 from secagg.primitives.signing import SigningKey
+from secagg.segments import SegmentTable
 from secagg.vectors._check import equal, expect_error, is_valid
 from secagg.vectors._format import Json, from_hex, ring_to_hex, test_case, vector_file
 from secagg.vectors._suite import Suite, deterministic, register
@@ -70,10 +71,15 @@ def _setup_messages() -> tuple[RoundSetup, RoundSetup, PaillierSetup]:
     quantization = QuantizationConfig(0.5, 16, 5, max_weight=4096)
     parameters = encode_parameters({"config/lr": 0.1, "config/local-epochs": 1, "config/server-round": 3})
     semi_config = MaskingConfig.secagg_plus(5, 19, dropout_fraction=0.1, complete_up_to=0)
-    semi = RoundSetup.create(3, NODE_IDS, semi_config, quantization, "num-examples", digest, RUN_ID, parameters)
+    table = SegmentTable.flat(17, 0.5).describe()  # 17 values, one clipped count, the weight: 19
+    semi = RoundSetup.create(
+        3, NODE_IDS, semi_config, quantization, "num-examples", digest, RUN_ID, parameters, segments=table
+    )
     _, keys = make_identities(5, deterministic("flower/identities"))
     active_config = MaskingConfig.secagg(5, 19, mode=ACTIVE, identity_keys=keys)
-    active = RoundSetup.create(3, NODE_IDS, active_config, quantization, "num-examples", digest, RUN_ID, parameters)
+    active = RoundSetup.create(
+        3, NODE_IDS, active_config, quantization, "num-examples", digest, RUN_ID, parameters, segments=table
+    )
     paillier = PaillierSetup(
         server_round=3, node_ids=NODE_IDS, key_fingerprint=draw(32), min_contributors=2, vector_length=19,
         clip_bits=int.from_bytes(np.float64(0.5).tobytes()[::-1], "big"), bits=16, max_weight=4096,

@@ -17,8 +17,9 @@ from typing import Any
 
 import numpy as np
 
-from secagg.encoding import QuantizationConfig
-from secagg.integrations.flower.protocol import decode_integers, decode_sum, flatten_arrays, unflatten_arrays
+from secagg.encoding import QuantizationConfig, from_ring
+from secagg.integrations.flower.clipping import decode_segmented, parse_table
+from secagg.integrations.flower.protocol import decode_integers, flatten_arrays, unflatten_arrays
 
 CLIP, BITS, MAX_WEIGHT = 0.5, 16, 4096  # SecAggOptions' defaults, as the example uses them
 
@@ -60,7 +61,8 @@ def check_rounds(report: dict[str, Any], audit_dir: Path) -> list[dict[str, Any]
             mean, _ = decode_integers(plain, quantization, len(included))
         else:
             quantization = QuantizationConfig(CLIP, BITS, len(entry["node_ids"]), max_weight=MAX_WEIGHT)
-            mean, _ = decode_sum(plain, quantization, len(included))
+            table = parse_table(bytes.fromhex(entry["segments"]))  # the round's clip per array
+            mean, _, _ = decode_segmented(from_ring(plain, quantization), table, quantization, len(included))
         base, layout = flatten_arrays(previous)
         expected = unflatten_arrays(base + mean, layout)
         current = arrays_from_json(entry["arrays"])

@@ -30,6 +30,7 @@ from secagg.integrations.flower._records import PAYLOAD_RECORD, STAGE_RECORD, mo
 from secagg.integrations.flower.keys import read_public_key
 from secagg.integrations.flower.protocol import STAGES, PaillierSetup, RoundSetup, arrays_digest, flatten_arrays
 from secagg.masking import MaskingConfig
+from secagg.segments import SegmentTable
 
 from .flower_harness import (
     RUN_ID,
@@ -182,7 +183,9 @@ def setups(public: Path) -> list[bytes]:
     paillier = PaillierSetup.create(1, NODES, read_public_key(public), 2,
                                     QuantizationConfig(0.5, 16, len(NODES), ring_bits=64, max_weight=4096), 18,
                                     "num-examples", model_digest(), [node_identity_key(n).public for n in NODES])
-    return [wire.encode(RoundSetup.create(1, NODES, masking, quantization, "num-examples", model_digest(), RUN_ID)),
+    table = SegmentTable.flat(16, 0.5).describe()
+    return [wire.encode(RoundSetup.create(1, NODES, masking, quantization, "num-examples", model_digest(), RUN_ID,
+                                          segments=table)),
             wire.encode(paillier)]
 
 

@@ -21,6 +21,7 @@ from secagg.encoding import QuantizationConfig, from_ring
 from secagg.errors import ConfigurationError
 from secagg.integrations.flower import NodePolicy, SecAggGrid, SecAggOptions
 from secagg.integrations.flower._records import read_stage, stage_content
+from secagg.integrations.flower.clipping import decode_segmented, encoded_length, layout_table
 from secagg.integrations.flower.protocol import (
     MASKED_INPUT,
     SETUP,
@@ -36,6 +37,7 @@ from secagg.integrations.flower.protocol import (
     unflatten_arrays,
 )
 from secagg.masking import MaskingConfig, Round, run_session
+from secagg.segments import SegmentTable
 from secagg.wire import encode
 
 from .flower_harness import (
@@ -73,7 +75,10 @@ def every_masking_message() -> list[bytes]:
 def setup_message() -> bytes:
     config = MaskingConfig.secagg_plus(num_clients=5, vector_length=18)
     quantization = QuantizationConfig(0.5, 16, 5, max_weight=4096)
-    return encode(RoundSetup.create(3, NODES, config, quantization, "num-examples", bytes(range(32)), RUN_ID))
+    table = SegmentTable.flat(16, 0.5).describe()
+    return encode(
+        RoundSetup.create(3, NODES, config, quantization, "num-examples", bytes(range(32)), RUN_ID, segments=table)
+    )
 
 
 def through_flower(content: RecordDict) -> RecordDict:
@@ -143,14 +148,16 @@ def run_fedavg(grid: SecAggGrid, rounds: int, evaluate: bool = False) -> ArrayRe
     return strategy.start(grid=grid, initial_arrays=initial_arrays(), num_rounds=rounds).arrays
 
 
-def expected_arrays(before: ArrayRecord, audits: dict[int, object], quantization: QuantizationConfig) -> ArrayRecord:
+def expected_arrays(
+    before: ArrayRecord, audits: dict[int, object], quantization: QuantizationConfig, table: SegmentTable
+) -> ArrayRecord:
     """Global + decoded plain ring sum of the included nodes' own encodings, as FedAvg returns it.
 
     FedAvg multiplies each array by its weight factor (1.0 for the one aggregated
     reply), which keeps float dtypes and turns integer arrays into float64.
     """
     total = quantization.ring.sum([a.encoded for a in audits.values()], next(iter(audits.values())).encoded.shape[0])
-    mean, _ = decode_sum(total, quantization, len(audits))
+    mean, _, _ = decode_segmented(from_ring(total, quantization), table, quantization, len(audits))
     base, layout = flatten_arrays([("arrays", k, v.numpy()) for k, v in before.items()])
     arrays = unflatten_arrays(base + mean, layout)
     return ArrayRecord({s.name: Array(np.asarray(a * 1.0)) for s, a in zip(layout.specs, arrays, strict=True)})
@@ -173,7 +180,8 @@ def test_fedavg_rounds_over_the_grid_equal_the_plain_quantized_sum(protocol: str
         plain_sum = quantization.ring.sum([a.encoded for a in encodings.values()], report.aggregate.shape[0])
         assert np.array_equal(report.aggregate, plain_sum)
         assert report.weight_total == sum(WEIGHTS.values())
-        arrays = expected_arrays(arrays, encodings, quantization)
+        assert report.clipping is not None
+        arrays = expected_arrays(arrays, encodings, quantization, report.clipping.table)
     for name, array in arrays.items():
         assert final[name].numpy().tobytes() == array.numpy().tobytes(), name
     assert [m.metadata.message_type for m in grid.sent].count(MessageType.EVALUATE) == 2 * len(NODES)
@@ -196,8 +204,10 @@ def test_dropouts_in_the_middle_of_the_protocol_are_recovered() -> None:
     assert report.weight_total == sum(WEIGHTS.values()) - WEIGHTS[42]
     encodings = {n: a for n, a in audit.of_round(1).items() if n in report.included}
     quantization = QuantizationConfig(0.5, 16, len(NODES), max_weight=4096)
-    assert np.array_equal(report.aggregate, quantization.ring.sum([a.encoded for a in encodings.values()], 18))
-    expected = expected_arrays(initial_arrays(), encodings, quantization)
+    length = report.aggregate.shape[0]
+    assert np.array_equal(report.aggregate, quantization.ring.sum([a.encoded for a in encodings.values()], length))
+    assert report.clipping is not None
+    expected = expected_arrays(initial_arrays(), encodings, quantization, report.clipping.table)
     assert all(final[k].numpy().tobytes() == v.numpy().tobytes() for k, v in expected.items())
 
 
@@ -273,9 +283,11 @@ def test_the_mod_refuses_to_train_outside_a_secure_round() -> None:
 
 def setup_for(nodes: tuple[int, ...], **masking: object) -> RoundSetup:
     vector, layout = flatten_arrays([("arrays", k, v.numpy()) for k, v in initial_arrays().items()])
-    config = MaskingConfig.secagg(num_clients=len(nodes), vector_length=layout.size + 1, **masking)  # type: ignore[arg-type]
+    table = layout_table(layout, {name: 0.5 for name in layout_table(layout).clips})
+    config = MaskingConfig.secagg(num_clients=len(nodes), vector_length=encoded_length(table), **masking)  # type: ignore[arg-type]
     quantization = QuantizationConfig(0.5, 16, len(nodes), max_weight=4096)
-    return RoundSetup.create(1, nodes, config, quantization, "num-examples", arrays_digest(vector, layout), RUN_ID)
+    return RoundSetup.create(1, nodes, config, quantization, "num-examples", arrays_digest(vector, layout), RUN_ID,
+                             segments=table.describe())
 
 
 @pytest.mark.parametrize(
@@ -404,7 +416,7 @@ def test_a_malformed_reply_is_rejected_as_a_dropout_and_the_round_completes() ->
     assert report.included == frozenset(NODES) - {42}
     quantization = QuantizationConfig(0.5, 16, len(NODES), max_weight=4096)
     encodings = [a.encoded for n, a in audit.of_round(1).items() if n in report.included]
-    assert np.array_equal(report.aggregate, quantization.ring.sum(encodings, 18))
+    assert np.array_equal(report.aggregate, quantization.ring.sum(encodings, report.aggregate.shape[0]))
 
 
 def test_the_options_choose_the_ring_per_round() -> None:
@@ -433,4 +445,5 @@ def test_three_nodes_survive_one_going_silent_at_any_stage(stage: str) -> None:
     assert report.included == frozenset(nodes) - (set() if uploaded else {silent_node})
     encodings = {n: a for n, a in audit.of_round(1).items() if n in report.included}
     quantization = QuantizationConfig(0.5, 16, len(nodes), max_weight=4096)
-    assert np.array_equal(report.aggregate, quantization.ring.sum([a.encoded for a in encodings.values()], 18))
+    length = report.aggregate.shape[0]
+    assert np.array_equal(report.aggregate, quantization.ring.sum([a.encoded for a in encodings.values()], length))

@@ -299,3 +299,15 @@ def test_key_files_round_trip_and_the_share_stays_sealed(keys: tuple[Path, list[
     assert (shares[2].stat().st_mode & 0o777) == 0o600
     assert str(share.secret) not in shares[2].read_bytes().decode("latin-1")
     assert round_context(1, 1, bytes(32)) != round_context(1, 2, bytes(32))
+
+
+def test_a_node_that_requires_dp_refuses_a_paillier_round(keys: tuple[Path, list[Path]]) -> None:
+    # Prepare: Paillier rounds over Flower carry no DP yet; this hospital's policy requires it
+    _, shares = keys
+    node = NODES[0]
+    app = make_app(node, 10, paillier=True, key_share_file=shares[0], passphrase=PASSPHRASE,
+                   policy=NodePolicy(require_dp=True))
+    # Execute
+    reply = app(encrypt_message(node, setup_for(material(4, 2).public)), Context(77, node, {}, RecordDict(), {}))  # type: ignore[operator]
+    # Assert: refused before anything derived from its data leaves
+    assert reply.has_error() and "requires differential privacy" in reply.error.reason

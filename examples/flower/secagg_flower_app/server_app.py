@@ -104,6 +104,9 @@ class _Report:
                     "errors": {str(node): reason for node, reason in secure_round.errors.items()},
                     "aggregate": None if secure_round.aggregate is None else [int(v) for v in secure_round.aggregate],
                     "weight_total": secure_round.weight_total,
+                    # masking rounds: the round's clip per array (segment table) and the clipped fraction
+                    "segments": None if secure_round.clipping is None else secure_round.clipping.table.describe().hex(),
+                    "clipped_fraction": secure_round.clipped_fraction,
                     "seconds": secure_round.seconds,
                     "skipped_reason": secure_round.skipped_reason,
                     "arrays": _arrays_json(arrays),
@@ -111,7 +114,10 @@ class _Report:
                     "loss": loss,
                 }
             )
-            print(f"round {server_round}: {len(secure_round.included)} nodes aggregated, test accuracy {accuracy:.3f}")
+            print(
+                f"round {server_round}: {len(secure_round.included)} nodes aggregated, test accuracy {accuracy:.3f}, "
+                f"{secure_round.clipped_fraction:.2%} of the coordinates clipped"
+            )
         if self.path is not None:
             self.path.write_text(json.dumps({"initial": self.initial, "rounds": self.rounds}))
         return MetricRecord({"accuracy": accuracy, "loss": loss})

@@ -35,6 +35,7 @@ from secagg.integrations.flower.protocol import (
     flatten_arrays,
     unflatten_arrays,
 )
+from secagg.segments import ClippingReport
 
 __all__ = ["LOGGER", "RoundReport", "SecureGrid", "TrainingBatch", "aggregated_reply"]
 
@@ -51,12 +52,18 @@ class RoundReport:
         included: nodes whose update is in the aggregate.
         dropped: node -> the stage in which it went missing (timeout, error reply, or a
             reply the protocol rejected).
-        aggregate: the decoded integer sum ``(sum w_k q_k, sum w_k)`` (masking: in
-            the ring, as unmasked; Paillier: int64, as decrypted), or None if skipped.
+        aggregate: the integer sum as the protocol revealed it, or None if skipped:
+            masking ``(sum w_k q_k, clipped counts per array, sum w_k)`` in the ring, as
+            unmasked (a DP round: the noised ``sum round(delta_k * scale) + noise``);
+            Paillier ``(sum w_k q_k, sum w_k)`` as int64, as decrypted.
         weight_total: ``sum w_k`` over ``included`` (0 if skipped).
         seconds: wall-clock time of the round.
         skipped_reason: why no aggregate was produced, or None.
         errors: node -> the reason it gave (error replies, malformed replies).
+        clipping: the securely summed clipped counts per array with the round's clips
+            (:class:`~secagg.segments.ClippingReport`; None in a DP round, where nothing
+            is clipped, or when skipped).
+        epsilon_spent: in a DP round, the epsilon spent per patient after charging it.
     """
 
     server_round: int
@@ -68,6 +75,13 @@ class RoundReport:
     seconds: float
     skipped_reason: str | None = None
     errors: Mapping[int, str] = field(default_factory=dict)
+    clipping: ClippingReport | None = None
+    epsilon_spent: float | None = None
+
+    @property
+    def clipped_fraction(self) -> float:
+        """Fraction of the aggregated coordinates that were clipped (0.0 without a report)."""
+        return 0.0 if self.clipping is None else self.clipping.fraction
 
 
 @dataclass(frozen=True)
@@ -140,6 +154,8 @@ class TrainingBatch:
         weight_total: int = 0,
         reason: str | None = None,
         node_ids: tuple[int, ...] | None = None,
+        clipping: ClippingReport | None = None,
+        epsilon_spent: float | None = None,
     ) -> RoundReport:
         """The round's :class:`RoundReport`."""
         return RoundReport(
@@ -152,6 +168,8 @@ class TrainingBatch:
             seconds=time.perf_counter() - started,
             skipped_reason=reason,
             errors=dict(errors),
+            clipping=clipping,
+            epsilon_spent=epsilon_spent,
         )
 
 

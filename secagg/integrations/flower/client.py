@@ -44,6 +44,10 @@ from flwr.app import ConfigRecord, Context, Message
 from flwr.clientapp.typing import ClientAppCallable, Mod
 
 from secagg import wire
+from secagg.dp.calibration import NoisePlan
+from secagg.dp.encoding import noised_encoding
+from secagg.dp.sampler import RandomSource
+from secagg.encoding import to_ring
 from secagg.errors import ConfigurationError, ProtocolError
 from secagg.integrations.flower._node import (
     IDENTITY_KEY_FILE,
@@ -59,6 +63,8 @@ from secagg.integrations.flower._node import (
     run_stage,
     train_locally,
 )
+from secagg.integrations.flower.clipping import check_table, encode_segmented, encoded_length, layout_table, parse_table
+from secagg.integrations.flower.dp import check_dp_policy, read_dp
 from secagg.integrations.flower.policy import NodePolicy
 from secagg.integrations.flower.protocol import (
     DOWNLINK,
@@ -67,7 +73,6 @@ from secagg.integrations.flower.protocol import (
     MASKING_STAGES,
     SETUP,
     RoundSetup,
-    encode_update,
     round_context,
 )
 from secagg.masking import ACTIVE, ClientPhase, ClientState, client_start, client_step
@@ -99,6 +104,7 @@ class _Settings:
     random_bytes: RandomBytes
     identity_key_file: PathLike | None
     trusted_keys_file: PathLike | None
+    noise_source: RandomSource | None = None
 
 
 def make_secagg_mod(
@@ -110,6 +116,7 @@ def make_secagg_mod(
     random_bytes: RandomBytes = system_random,
     identity_key_file: PathLike | None = None,
     trusted_keys_file: PathLike | None = None,
+    noise_source: RandomSource | None = None,
 ) -> Mod:
     """A masking mod with this node's own safety floor.
 
@@ -128,12 +135,15 @@ def make_secagg_mod(
             the node config's ``identity-key-file``, if any.
         trusted_keys_file: the federation's trusted identity keys; default:
             the node config's ``trusted-keys-file``.
+        noise_source: the randomness of this node's DP noise share; None (the
+            default, and the only choice outside tests): the OS CSPRNG
+            (:class:`secagg.dp.SystemRandomSource`).
     """
     policy = NodePolicy() if policy is None else policy
     if not isinstance(policy, NodePolicy) or policy.min_nodes < 3:
         raise ConfigurationError("policy must be a NodePolicy with min_nodes >= 3 (a masking session needs 3)")
     settings = _Settings(
-        policy, allow_plain_train, rng, audit, random_bytes, identity_key_file, trusted_keys_file
+        policy, allow_plain_train, rng, audit, random_bytes, identity_key_file, trusted_keys_file, noise_source
     )
 
     def secagg_mod(message: Message, context: Context, call_next: ClientAppCallable) -> Message:
@@ -167,6 +177,7 @@ def _setup(
     guarantee = masking.guarantee
     settings.policy.check_round(masking.num_clients, guarantee, quantization)
     settings.policy.check_masking(masking.threshold, guarantee)
+    _check_encoding(setup, settings.policy)
     if masking.mode == ACTIVE:
         if identity is None:
             raise ConfigurationError("an active-mode round, but this node has no identity key")
@@ -186,6 +197,23 @@ def _setup(
     )
     _save(context, payload, state)
     return advertise
+
+
+def _check_encoding(setup: RoundSetup, policy: NodePolicy) -> NoisePlan | None:
+    """The round's clip table or DP plan, validated, against this node's policy (before it trains)."""
+    if setup.dp:
+        plan = read_dp(setup.dp, setup.quantization, len(setup.node_ids))
+        check_dp_policy(policy, plan)
+        return plan
+    check_dp_policy(policy, None)
+    table = check_table(parse_table(setup.segments), setup.quantization)
+    if policy.max_clip is not None:
+        clips = [clip for clip in table.clips.values() if clip is not None]
+        if clips and max(clips) > policy.max_clip:
+            raise ConfigurationError(
+                f"policy: an array's clip {max(clips)} exceeds this node's maximum {policy.max_clip}"
+            )
+    return None
 
 
 def _save(context: Context, setup: bytes, state: ClientState) -> None:
@@ -240,10 +268,22 @@ def _train_and_encode(
     delta, layout, weight = train_locally(
         message, context, call_next, setup.arrays_digest, setup.parameters, setup.weight_name
     )
-    if layout.size + 1 != state.config.vector_length:
-        raise ProtocolError(f"the session is for {state.config.vector_length - 1} values, the model has {layout.size}")
     rng = settings.rng if settings.rng is not None else np.random.default_rng()
-    encoded = encode_update(delta, weight, setup.quantization, rng)
+    quantization = setup.quantization
+    if setup.dp:
+        plan = read_dp(setup.dp, quantization, len(setup.node_ids))
+        if layout.size != state.config.vector_length or plan.dimension != layout.size:
+            raise ProtocolError(f"the DP session is for {plan.dimension} values, the model has {layout.size}")
+        # The noise share is added here, on the node, before masking (exact sampler, OS CSPRNG).
+        integers = noised_encoding(plan, quantization, delta, rng, settings.noise_source)
+    else:
+        table = parse_table(setup.segments)
+        if table != layout_table(layout, {name: clip for name, clip in table.clips.items() if clip is not None}):
+            raise ProtocolError("the round's clip table does not describe this model's arrays")
+        if encoded_length(table) != state.config.vector_length:
+            raise ProtocolError("the stored session and the clip table disagree on the vector length")
+        integers = encode_segmented(delta, weight, table, quantization, rng)
+    encoded = to_ring(integers, quantization)
     if settings.audit is not None:
         settings.audit(
             AuditRecord(

@@ -55,6 +55,7 @@ from secagg.integrations.flower._node import (
     run_stage,
     train_locally,
 )
+from secagg.integrations.flower.dp import check_dp_policy
 from secagg.integrations.flower.keys import load_key_share
 from secagg.integrations.flower.policy import NodePolicy
 from secagg.integrations.flower.protocol import (
@@ -234,6 +235,7 @@ def _session(
     params = setup.session_parameters(share.public, context_bytes, run_id)
     settings.policy.check_round(len(setup.node_ids), params.guarantee, setup.quantization)
     settings.policy.check_paillier(setup.min_contributors)
+    check_dp_policy(settings.policy, None)  # Paillier rounds carry no DP yet: refused if the policy requires it
     return params
 
 

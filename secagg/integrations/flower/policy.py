@@ -46,6 +46,14 @@ class NodePolicy:
         min_contributors: Paillier: refuse to decrypt sums of fewer uploads.
         max_clip: refuse a quantization clip above this (None: any).
         min_bits: refuse quantization with fewer bits per value (None: any).
+        require_dp: refuse a round without distributed differential privacy.
+        max_dp_epsilon: refuse a DP round whose declared epsilon (per patient, whole run)
+            is above this ceiling (None: any). The node also recomputes the epsilon the
+            round's noise buys and refuses a setup whose noise does not buy the declared one.
+        max_dp_delta: refuse a DP round whose delta is above this (None: any).
+        min_noise_multiplier: refuse a DP round whose honest noise ``sqrt(h sigma^2)``
+            is below this multiple of the integer sensitivity Delta2 (None: any): the
+            floor on the per-node noise a hospital accepts, whatever the server declares.
     """
 
     allow_semi_honest: bool = False
@@ -55,6 +63,10 @@ class NodePolicy:
     min_contributors: int = 2
     max_clip: float | None = None
     min_bits: int | None = None
+    require_dp: bool = False
+    max_dp_epsilon: float | None = None
+    max_dp_delta: float | None = None
+    min_noise_multiplier: float | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.allow_semi_honest, bool):
@@ -69,6 +81,13 @@ class NodePolicy:
                 raise ConfigurationError(f"policy: max_clip must be positive, got {clip}")
         if self.min_bits is not None:
             _check_int("min_bits", self.min_bits, 2, MAX_BITS)
+        if not isinstance(self.require_dp, bool):
+            raise ConfigurationError("policy: require_dp must be a bool")
+        for name, value, high in (("max_dp_epsilon", self.max_dp_epsilon, 1000.0),
+                                  ("max_dp_delta", self.max_dp_delta, 1.0),
+                                  ("min_noise_multiplier", self.min_noise_multiplier, 1e6)):  # fmt: skip
+            if value is not None and not require_finite(f"policy: {name}", value, 0.0, high) > 0.0:
+                raise ConfigurationError(f"policy: {name} must be positive, got {value}")
 
     def check_round(self, num_nodes: int, guarantee: Guarantee, quantization: QuantizationConfig) -> None:
         """ConfigurationError naming the rule a round of ``num_nodes`` with this guarantee and

@@ -59,7 +59,7 @@ import numpy.typing as npt
 
 from secagg import wire
 from secagg._validate import require_bytes, require_instance, require_int
-from secagg.descriptor import MAX_PARAMETERS_BYTES, SessionDescriptor
+from secagg.descriptor import MAX_PARAMETERS_BYTES, SessionDescriptor, decode_parameters, encode_parameters
 from secagg.encoding import IntArray, QuantizationConfig, from_ring, quantize_to_integers, to_ring
 from secagg.errors import AuthenticationError, ConfigurationError, DecodeError, OverflowDetectedError, ProtocolError
 from secagg.masking import ServerPhase
@@ -81,6 +81,7 @@ from secagg.paillier.packing import SlotLayout
 from secagg.paillier.protocol import SessionParameters
 from secagg.primitives.signing import PUBLIC_KEY_SIZE, SIGNATURE_SIZE, SigningKey, verify
 from secagg.ring import RingVector
+from secagg.segments import SEGMENTS_LABEL
 from secagg.wire import U8, U16, U32, U64, FixedBytes, ListOf, Struct, VarBytes, wire_field
 
 __all__ = [
@@ -188,6 +189,11 @@ class RoundSetup(wire.Message):
         parameters: :func:`secagg.descriptor.encode_parameters` of the training
             content's config records (``"record/key"`` names): what the server
             tells every node to train with.
+        segments: the round's segment table (:meth:`secagg.segments.SegmentTable.describe`:
+            one segment per array with its clip, :mod:`~secagg.integrations.flower.clipping`);
+            empty in a DP round (one noised flat vector, nothing clipped).
+        dp: a DP round's ``secagg.dp.*`` parameters (:func:`~secagg.integrations.flower.dp.dp_parameters`),
+            empty without DP.
 
     Every field but ``node_ids`` enters the round's
     :class:`~secagg.descriptor.SessionDescriptor` (:meth:`descriptor`), whose
@@ -206,9 +212,13 @@ class RoundSetup(wire.Message):
     weight_key: bytes = wire_field(VarBytes(MAX_KEY_BYTES))
     arrays_digest: bytes = wire_field(FixedBytes(32))
     parameters: bytes = wire_field(VarBytes(MAX_PARAMETERS_BYTES))
+    segments: bytes = wire_field(VarBytes(MAX_PARAMETERS_BYTES), default=b"")
+    dp: bytes = wire_field(VarBytes(MAX_PARAMETERS_BYTES), default=b"")
 
     def __post_init__(self) -> None:
         _check_round_fields("round setup", self.node_ids, self.weight_key)
+        if self.segments and self.dp:
+            raise ConfigurationError("round setup: a DP round has no segment table (nothing is clipped)")
         if len(self.node_ids) != self.masking.num_clients:
             raise ConfigurationError(
                 f"round setup: {len(self.node_ids)} node ids for {self.masking.num_clients} protocol clients"
@@ -225,6 +235,9 @@ class RoundSetup(wire.Message):
         digest: bytes,
         run_id: int,
         parameters: bytes = b"",
+        *,
+        segments: bytes = b"",
+        dp: bytes = b"",
     ) -> RoundSetup:
         """The setup message for ``node_ids`` (sorted here) and validated configurations;
         ``masking`` gets this round's descriptor digest (:meth:`descriptor`)."""
@@ -240,15 +253,19 @@ class RoundSetup(wire.Message):
             weight_key=weight_key.encode("utf-8"),
             arrays_digest=digest,
             parameters=parameters,
+            segments=segments,
+            dp=dp,
         )
         bound = dataclasses.replace(masking, descriptor=unbound.descriptor(run_id).digest())
         return dataclasses.replace(unbound, masking=bound.record())
 
     def descriptor(self, run_id: int) -> SessionDescriptor:
-        """The round's session descriptor: quantization, weight key, layout-and-model
-        digest, run, round and training parameters."""
+        """The round's session descriptor: quantization, weight key, run, round, the segment
+        table's digest as layout digest (the arrays digest in a DP round), the arrays digest
+        as model digest, and the training parameters with the DP parameters."""
+        layout = hashlib.sha256(SEGMENTS_LABEL + self.segments).digest() if self.segments else None
         return _descriptor(self.quantization, self.weight_name, self.arrays_digest, run_id, self.server_round,
-                           self.parameters)
+                           _merged(self.parameters, self.dp), layout)
 
     def bound_masking_config(self, run_id: int) -> MaskingConfig:
         """:attr:`masking_config` after checking that its record binds this setup's descriptor.
@@ -288,14 +305,26 @@ class RoundSetup(wire.Message):
 
 
 def _descriptor(
-    quantization: QuantizationConfig, weight_key: str, digest: bytes, run_id: int, server_round: int, parameters: bytes
+    quantization: QuantizationConfig, weight_key: str, digest: bytes, run_id: int, server_round: int,
+    parameters: bytes, layout: bytes | None = None,
 ) -> SessionDescriptor:
-    """A round's descriptor; the layout is inside ``digest`` (:func:`arrays_digest` hashes it)."""
+    """A round's descriptor; the layout is inside ``digest`` (:func:`arrays_digest` hashes it),
+    and ``layout`` (the segment table's digest, with every clip) replaces it as layout digest."""
     plain = SessionDescriptor.create(
-        quantization, weight_key=weight_key, layout_digest=digest, model_digest=digest, run_id=run_id,
-        server_round=server_round,
+        quantization, weight_key=weight_key, layout_digest=digest if layout is None else layout, model_digest=digest,
+        run_id=run_id, server_round=server_round,
     )
     return dataclasses.replace(plain, parameters=parameters)
+
+
+def _merged(parameters: bytes, dp: bytes) -> bytes:
+    """The training parameters and the ``secagg.dp.*`` ones as one canonical parameter list."""
+    if not dp:
+        return parameters
+    training, noise = decode_parameters(parameters), decode_parameters(dp)
+    if set(training) & set(noise):
+        raise ConfigurationError("a training parameter has a secagg.dp.* name")
+    return encode_parameters({**training, **noise})
 
 
 def _protocol_id(node_ids: tuple[int, ...], node_id: int) -> int:

@@ -41,20 +41,25 @@ from flwr.app import Message
 from flwr.serverapp import Grid
 
 from secagg import wire
-from secagg.encoding import WORD_RINGS, QuantizationConfig, smallest_ring_bits
-from secagg.errors import ConfigurationError, ThresholdError
+from secagg.clipping import ClipPolicy, ClipSchedule, clip_policy
+from secagg.dp.calibration import NoisePlan
+from secagg.dp.config import DPConfig
+from secagg.encoding import WORD_RINGS, QuantizationConfig, from_ring, smallest_ring_bits
+from secagg.errors import ConfigurationError, InsufficientNoiseError, ThresholdError
 from secagg.integrations.flower._grid import LOGGER, RoundReport, SecureGrid, TrainingBatch, aggregated_reply
+from secagg.integrations.flower.clipping import check_table, decode_segmented, encoded_length, layout_table
+from secagg.integrations.flower.dp import DPRounds, decode_noised, dp_parameters
 from secagg.integrations.flower.protocol import (
     MASKED_INPUT,
     SETUP,
     RoundSetup,
-    decode_sum,
     round_context,
     stage_of_phase,
 )
 from secagg.masking import ACTIVE, SEMI_HONEST, MaskingConfig, ServerPhase, ServerState, server_start, server_step
 from secagg.masking.config import MAX_CLIENTS
 from secagg.primitives.signing import PUBLIC_KEY_SIZE
+from secagg.segments import SegmentTable
 
 __all__ = ["DEFAULT_CLIP", "DEFAULT_MAX_WEIGHT", "MIN_NODES", "RoundReport", "SecAggGrid", "SecAggOptions"]
 
@@ -116,6 +121,16 @@ class SecAggOptions:
         max_nodes: if set, the settings are validated for rounds of up to this
             many nodes now; rounds with more nodes are refused. Otherwise each
             round is validated for its sampled nodes before anything is sent.
+        clipping: how each array's clip moves between rounds: ``"adaptive"`` (the
+            default: toward 0.1% clipped, from the securely summed clipped counts,
+            :mod:`secagg.clipping`), ``"fixed"`` (by name), or a ClipPolicy. ``clip`` is
+            every float array's starting clip.
+        clips: starting clips of named float arrays (``"<record>/<array>"``), overriding ``clip``.
+        dp: a :class:`~secagg.dp.DPConfig`: every round is a distributed-DP round
+            (:mod:`secagg.integrations.flower.dp`); ``clip``, ``bits`` and ``clipping`` then do
+            not apply (the encoding follows from the DP configuration and nothing is clipped),
+            ``max_weight`` bounds a node's patients (the encoding's range).
+        dp_state_file: the accountant's state file (survives a restart); None: in memory.
     """
 
     protocol: str = SECAGG
@@ -133,8 +148,13 @@ class SecAggOptions:
     stage_timeout: float = 60.0
     poll_interval: float = 0.5
     max_nodes: int | None = None
+    clipping: str | ClipPolicy = "adaptive"
+    clips: Mapping[str, float] | None = None
+    dp: DPConfig | None = None
+    dp_state_file: str | None = None
 
     def __post_init__(self) -> None:
+        self._check_clipping_and_dp()
         if self.protocol not in (SECAGG, SECAGG_PLUS):
             raise ConfigurationError(f"protocol must be {SECAGG!r} or {SECAGG_PLUS!r}, got {self.protocol!r}")
         if self.protocol == SECAGG_PLUS and self.threshold is not None:
@@ -163,6 +183,13 @@ class SecAggOptions:
             # (Active SecAgg+ is infeasible for the smallest rounds; each round is validated anyway.)
             self.masking(nodes, 2)
 
+    def _check_clipping_and_dp(self) -> None:
+        clip_policy(self.clipping)
+        if self.dp is not None and not isinstance(self.dp, DPConfig):
+            raise ConfigurationError(f"dp must be a DPConfig, got {type(self.dp).__name__}")
+        if self.dp is not None and self.clips:
+            raise ConfigurationError("clips do not apply with dp: a DP round never clips a coordinate")
+
     def quantization(self, num_nodes: int) -> QuantizationConfig:
         """The quantization for ``num_nodes``; ConfigurationError if the ring could overflow."""
         return QuantizationConfig(
@@ -175,7 +202,9 @@ class SecAggOptions:
             return self.ring_bits
         return smallest_ring_bits(self.bits, num_nodes, self.max_weight, WORD_RINGS)
 
-    def masking(self, num_nodes: int, vector_length: int, identity_keys: tuple[bytes, ...] = ()) -> MaskingConfig:
+    def masking(
+        self, num_nodes: int, vector_length: int, identity_keys: tuple[bytes, ...] = (), ring_bits: int | None = None
+    ) -> MaskingConfig:
         """The masking configuration for ``num_nodes``; ConfigurationError if unsafe or infeasible.
 
         In active mode ``identity_keys`` are the nodes' keys in protocol-id
@@ -191,7 +220,7 @@ class SecAggOptions:
                 num_nodes,
                 vector_length,
                 threshold=self.threshold,
-                ring_bits=self.ring_for(num_nodes),
+                ring_bits=ring_bits or self.ring_for(num_nodes),
                 mode=self.mode,
                 identity_keys=keys,
                 corrupt_fraction=self.corrupt_fraction,
@@ -200,7 +229,7 @@ class SecAggOptions:
         return MaskingConfig.secagg_plus(
             num_nodes,
             vector_length,
-            ring_bits=self.ring_for(num_nodes),
+            ring_bits=ring_bits or self.ring_for(num_nodes),
             mode=self.mode,
             identity_keys=keys,
             corrupt_fraction=self.corrupt_fraction,
@@ -222,6 +251,8 @@ class SecAggGrid(SecureGrid):
     def __init__(self, grid: Grid, options: SecAggOptions | None = None) -> None:
         self.options = options or SecAggOptions()
         super().__init__(grid, self.options.stage_timeout, self.options.poll_interval)
+        self.schedule = ClipSchedule(clip_policy(self.options.clipping), self.options.clip)
+        self.dp = None if self.options.dp is None else DPRounds(self.options.dp, self.options.dp_state_file)
 
     def secure_round(self, instructions: list[Message]) -> Message | None:
         """Run one masking session over the nodes ``instructions`` address.
@@ -233,15 +264,21 @@ class SecAggGrid(SecureGrid):
         batch = TrainingBatch.create(instructions, len(self.reports) + 1)
         sampled = batch.node_ids
         # Refuse unfit settings before anything is sent.
-        self.options.quantization(len(sampled))
-        self.options.masking(len(sampled), batch.layout.size + 1)
+        if self.dp is None:
+            quantization = self.options.quantization(len(sampled))
+            starting = layout_table(batch.layout, self.schedule.unseen(self.options.clips))
+            table = check_table(self.schedule.table(batch.layout.size, starting), quantization)
+            self.options.masking(len(sampled), encoded_length(table))
         dropped: dict[int, str] = {}
         errors: dict[int, str] = {}
         if self.options.mode == ACTIVE:
             self.identify(batch, self.options.trusted_keys, dropped, errors)
             batch = batch.subset(node for node in sampled if node in self.identities)
         try:
-            plan = _MaskingPlan.create(batch, self.options, self.run.run_id, self.identities)
+            plan = _MaskingPlan.create(batch, self.options, self.run.run_id, self.identities, self.schedule, self.dp)
+            skip = None if self.dp is None else self.dp.charge(batch.server_round, len(batch.node_ids))
+            if skip is not None:
+                raise ConfigurationError(skip)
         except ConfigurationError as exc:
             # Only nodes lost in the identify stage can make a validated setting infeasible here.
             LOGGER.warning("secure round %d skipped: %s", batch.server_round, exc)
@@ -282,20 +319,36 @@ class SecAggGrid(SecureGrid):
         errors: dict[int, str],
         started: float,
         sampled: tuple[int, ...],
-    ) -> Message:
+    ) -> Message | None:
         assert state.result is not None  # the session is DONE
         result = state.result
         batch = plan.batch
-        mean, weight_total = decode_sum(result.aggregate, plan.quantization, len(result.included))
         included = [batch.node_ids[client - 1] for client in result.included]
+        integers = from_ring(plan.quantization.ring.check(result.aggregate), plan.quantization)
+        clipping, epsilon = None, None
+        if plan.dp is not None:
+            assert self.dp is not None
+            try:
+                mean, weight_total = decode_noised(integers, plan.dp, plan.quantization, len(included))
+            except InsufficientNoiseError as exc:
+                LOGGER.warning("secure round %d skipped: %s", batch.server_round, exc)
+                self.reports.append(batch.report(started, dropped, errors, reason=str(exc), node_ids=sampled))
+                return None
+            epsilon = self.dp.spent()
+        else:
+            assert plan.table is not None
+            mean, weight_total, clipping = decode_segmented(integers, plan.table, plan.quantization, len(included))
+            self.schedule.observe(clipping)
         report = batch.report(
             started, dropped, errors, aggregate=result.aggregate, included=included, weight_total=weight_total,
-            node_ids=sampled,
+            node_ids=sampled, clipping=clipping, epsilon_spent=epsilon,
         )
         self.reports.append(report)
         LOGGER.info(
-            "secure round %d: %d of %d nodes aggregated in %.1f s",
+            "secure round %d: %d of %d nodes aggregated in %.1f s; %s",
             batch.server_round, len(report.included), len(sampled), report.seconds,
+            f"clipped {report.clipped_fraction:.3%} of the coordinates" if epsilon is None
+            else f"DP, epsilon spent {epsilon:.4g}",
         )
         return aggregated_reply(batch, mean, self.options.weight_key, weight_total)
 
@@ -320,20 +373,41 @@ class _MaskingPlan:
     setup: RoundSetup
     context: bytes
     protocol_ids: Mapping[int, int]
+    table: SegmentTable | None
+    dp: NoisePlan | None
 
     @classmethod
     def create(
-        cls, batch: TrainingBatch, options: SecAggOptions, run_id: int, identities: Mapping[int, bytes]
+        cls,
+        batch: TrainingBatch,
+        options: SecAggOptions,
+        run_id: int,
+        identities: Mapping[int, bytes],
+        schedule: ClipSchedule,
+        dp: DPRounds | None,
     ) -> _MaskingPlan:
         nodes = batch.node_ids
         keys = tuple(identities[node] for node in nodes) if options.mode == ACTIVE else ()
-        quantization = options.quantization(len(nodes))
-        masking = options.masking(len(nodes), batch.layout.size + 1, keys)
+        size = batch.layout.size
+        table, plan = None, None
+        if dp is None:
+            quantization = options.quantization(len(nodes))
+            starting = layout_table(batch.layout, schedule.unseen(options.clips))
+            table = check_table(schedule.table(size, starting), quantization)
+            masking = options.masking(len(nodes), encoded_length(table), keys)
+            extra = {"segments": table.describe()}
+        else:
+            guarantee = options.masking(len(nodes), size, keys, ring_bits=64).guarantee
+            plan, quantization = dp.plan_round(len(nodes), size, guarantee, options.max_weight, options.ring_bits)
+            masking = options.masking(len(nodes), size, keys, ring_bits=quantization.ring_bits)
+            extra = {"dp": dp_parameters(plan)}
         setup = RoundSetup.create(
             batch.server_round, nodes, masking, quantization, options.weight_key, batch.digest, run_id,
-            batch.parameters,
+            batch.parameters, **extra,
         )
         return cls(
+            table=table,
+            dp=plan,
             batch=batch,
             quantization=quantization,
             masking=setup.bound_masking_config(run_id),

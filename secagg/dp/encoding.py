@@ -1,0 +1,143 @@
+"""The noised integer encoding: the seam where a hospital adds its noise share (any engine).
+
+A hospital's DP contribution is ``round(x * scale) + N_Z(0, sigma^2)^d`` (stochastic
+rounding, then exact discrete Gaussian noise from :func:`secagg.dp.sample_discrete_gaussian`),
+computed on the hospital **before** masking or encryption (:func:`noised_encoding`).
+:func:`dp_quantization` calibrates the noise and sizes the encoding; :func:`size_encoding`
+sizes it for an existing plan (a federation whose round has other nodes than the first).
+
+**No coordinate clipping (the rule).** A hospital's update has at most
+``max_samples_per_client`` terms of norm <= ``l2_clip``, so every coordinate lies in
+``[-R, R]`` with ``R = max_samples_per_client * l2_clip``; the encoding's range is at
+least R, so no coordinate is ever clipped and there is no clipped-coordinate count to
+report (it would be an un-noised, data-dependent release); :func:`noised_encoding`
+refuses a contribution outside the range instead of clipping it. Nor is a sample count
+sent: the encoding has no weight coordinate.
+
+**Overflow.** ``qmax`` covers one hospital's clipped sum plus its own noise
+(``noise_tail_bound(plan, 1)``, exceeded with probability below 2^-40 per coordinate;
+:func:`noised_encoding` refuses an encoding beyond it), so every protocol's per-value bound
+(ring, Paillier slots) holds for noised encodings; the ring must hold
+``n * qmax + noise_tail_bound(plan, n)``; refused otherwise.
+
+fl_core (:mod:`fl_core.dp`) and the Flower adapter both encode through this module.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+
+import numpy as np
+import numpy.typing as npt
+
+from secagg.dp.calibration import NoisePlan, calibrate, noise_tail_bound
+from secagg.dp.config import DPConfig
+from secagg.dp.sampler import RandomSource, sample_discrete_gaussian
+from secagg.encoding import WORD_RINGS, QuantizationConfig
+from secagg.errors import ConfigurationError, OverflowDetectedError
+
+__all__ = ["MIN_SCALE_LOG2", "ROUNDING_SHARE", "dp_quantization", "dp_scale", "noised_encoding", "size_encoding"]
+
+ROUNDING_SHARE = 0.01
+"""The scale is the smallest power of two at which the rounding term sqrt(d) of the integer
+sensitivity is at most this share of the clip term ``l2_clip * scale``."""
+
+MIN_SCALE_LOG2 = 4
+
+
+def dp_scale(l2_clip: float, dimension: int) -> float:
+    """Quantization steps per model unit: the smallest power of two >= 2^4 with
+    ``sqrt(d) <= ROUNDING_SHARE * l2_clip * scale`` (rounding adds at most 1% to Delta2)."""
+    if not (math.isfinite(l2_clip) and l2_clip > 0) or dimension < 1:
+        raise ConfigurationError(f"need l2_clip > 0 and dimension >= 1, got {l2_clip}, {dimension}")
+    wanted = math.sqrt(dimension) / (ROUNDING_SHARE * l2_clip)
+    return float(2 ** max(MIN_SCALE_LOG2, math.ceil(math.log2(wanted))))
+
+
+@functools.lru_cache(maxsize=64)
+def calibrated(config: DPConfig, num_clients: int, scale: float, dimension: int) -> NoisePlan:
+    """:func:`secagg.dp.calibrate`, remembered: a NoisePlan is immutable and depends only on these."""
+    return calibrate(config, num_clients=num_clients, scale=scale, dimension=dimension)
+
+
+def size_encoding(
+    plan: NoisePlan, *, num_clients: int, max_samples_per_client: int, ring_bits: int | None = None
+) -> tuple[QuantizationConfig, int]:
+    """The encoding of ``plan``'s noised contributions for ``num_clients`` summands: ``(quantization, tail_bound)``.
+
+    Range ``clip >= max_samples_per_client * l2_clip``, scale exactly ``plan.scale``; the
+    ring (``ring_bits`` or the smallest of 32, 64 that fits) must hold
+    ``num_clients * qmax + noise_tail_bound(plan, num_clients)``; ConfigurationError otherwise.
+    """
+    scale, l2_clip = plan.scale, plan.config.l2_clip
+    # One hospital's encoding: its clipped sum plus its own noise (tail 2^-40 per coordinate),
+    # so every protocol's per-value bound (ring, Paillier slots) holds for noised encodings too.
+    reach = math.ceil(max_samples_per_client * l2_clip * scale) + noise_tail_bound(plan, 1)
+    bits = reach.bit_length() + 1  # qmax = 2^(bits-1) - 1 >= reach
+    qmax = (1 << (bits - 1)) - 1
+    tail = noise_tail_bound(plan, num_clients)
+    for candidate in WORD_RINGS if ring_bits is None else (ring_bits,):
+        if num_clients * qmax + tail <= (1 << (candidate - 1)) - 1 and bits <= candidate - 1:
+            return QuantizationConfig(qmax / scale, bits, num_clients, candidate, max_weight=1), tail
+    raise ConfigurationError(
+        f"DP encoding could overflow: {num_clients} hospitals x {qmax} (range {max_samples_per_client} samples x "
+        f"clip {l2_clip} at scale {scale:g}) + noise tail {tail} does not fit "
+        f"Z_(2^{ring_bits or WORD_RINGS[-1]}); lower max_samples_per_client or l2_clip"
+    )
+
+
+def dp_quantization(
+    config: DPConfig,
+    *,
+    num_clients: int,
+    dimension: int,
+    max_samples_per_client: int,
+    ring_bits: int | None = None,
+) -> tuple[NoisePlan, QuantizationConfig, int]:
+    """Calibrate the noise (scale :func:`dp_scale`) and size the encoding (:func:`size_encoding`):
+    ``(plan, quantization, tail_bound)``."""
+    scale = dp_scale(config.l2_clip, dimension)
+    plan = calibrated(config, num_clients, scale, dimension)
+    quantization, tail = size_encoding(
+        plan, num_clients=num_clients, max_samples_per_client=max_samples_per_client, ring_bits=ring_bits
+    )
+    return plan, quantization, tail
+
+
+def noised_encoding(
+    plan: NoisePlan,
+    quantization: QuantizationConfig,
+    contribution: npt.NDArray[np.float64],
+    rounding_rng: np.random.Generator,
+    source: RandomSource | None = None,
+) -> npt.NDArray[np.int64]:
+    """A hospital's noised integer encoding of its float ``contribution``:
+    ``round(contribution * scale) + N_Z(0, sigma^2)^d``.
+
+    ``contribution`` must have ``plan.dimension`` finite coordinates within the encoding's
+    range (ConfigurationError otherwise; DP mode never clips a coordinate). ``rounding_rng``
+    drives the stochastic rounding (need not be secret); ``source`` the noise (None: the
+    OS CSPRNG; a seeded source only in tests).
+    """
+    vector = np.asarray(contribution, dtype=np.float64)
+    if vector.ndim != 1 or vector.shape[0] != plan.dimension:
+        raise ConfigurationError(f"a DP contribution has {plan.dimension} coordinates, got shape {vector.shape}")
+    if not np.all(np.isfinite(vector)):
+        raise ConfigurationError("a DP contribution must be finite")
+    scale = quantization.scale
+    if scale != plan.scale:
+        raise ConfigurationError(f"quantization scale {scale} differs from the noise plan's {plan.scale}")
+    scaled = vector * scale
+    if float(np.max(np.abs(scaled))) > quantization.qmax:
+        raise ConfigurationError(
+            f"a DP contribution coordinate exceeds the range {quantization.clip:g}: DP mode never clips "
+            "coordinates (the clipped count would leak); clip per example and respect max_samples_per_client"
+        )
+    floor = np.floor(scaled)
+    rounded = (floor + (rounding_rng.random(vector.shape[0]) < scaled - floor)).astype(np.int64)
+    noise = sample_discrete_gaussian(plan.variance, plan.dimension, source)
+    encoded: npt.NDArray[np.int64] = rounded + noise
+    if int(np.max(np.abs(encoded))) > quantization.qmax:  # probability below d * 2^-40
+        raise OverflowDetectedError("a noised encoding left the range its protocol is sized for; retry the round")
+    return encoded

@@ -1,0 +1,234 @@
+"""Distributed DP in Flower rounds: the server plans and accounts, the nodes add the noise.
+
+With ``SecAggOptions(dp=DPConfig(...))`` every masking round is a DP round:
+
+- **Server, before anything is sent** (:class:`DPRounds`): at the first DP round it
+  calibrates the distributed discrete Gaussian for the round's n nodes and
+  ``h = n - c - d`` (the colluders and the dropouts the round's masking guarantee
+  tolerates; ``DPConfig.min_honest`` if lower) and the model's dimension, and opens the
+  accountant (state file ``dp_state_file``, optional). Every round: a round with fewer
+  than h nodes is skipped; a round that would exceed the budget is refused (skipped, and
+  every later one too); otherwise the round is charged to the accountant *before* the
+  session runs and the spent epsilon is logged. The DP parameters
+  (:meth:`DPConfig.descriptor_parameters` of the plan: epsilon, delta, rounds, l2 clip,
+  sampling rate, h, sigma^2 exactly, dimension, sensitivity) travel in
+  :attr:`RoundSetup.dp` and enter the round's descriptor, so a split fails the round.
+- **Node** (:func:`read_dp`, :func:`check_dp_policy`): rebuilds the plan from the bound
+  bytes, checks that the sigma^2 it names buys the declared epsilon over the declared
+  rounds (recomputed with dp-accounting, not taken on the server's word), that the ring
+  holds the noise tail, and its own :class:`NodePolicy` floors; then adds its noise share
+  with the exact sampler (OS CSPRNG) to its integer encoding before masking
+  (:func:`secagg.dp.encoding.noised_encoding`). Its contribution has no weight and no
+  clipped count (the DP rule: nothing is clipped, nothing un-noised is released).
+- **Server, after the session**: the noised sum of the deltas over the included nodes,
+  refused (round skipped) if fewer than h are included; the mean update is that sum
+  divided by the number of included nodes (public), the reply's weight.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import math
+import os
+from fractions import Fraction
+
+import numpy as np
+import numpy.typing as npt
+
+from secagg.descriptor import Parameter, decode_parameters, encode_parameters
+from secagg.dp.accountant import PrivacyAccountant
+from secagg.dp.calibration import NoisePlan, check_contributors, contributor_shortfall, noise_tail_bound
+from secagg.dp.config import DPConfig
+from secagg.dp.encoding import calibrated, dp_scale, size_encoding
+from secagg.encoding import IntArray, QuantizationConfig
+from secagg.errors import (
+    BudgetExceededError,
+    ConfigurationError,
+    DecodeError,
+    InsufficientNoiseError,
+    OverflowDetectedError,
+)
+from secagg.guarantee import Guarantee
+from secagg.integrations.flower.policy import NodePolicy
+
+__all__ = [
+    "DPRounds",
+    "check_dp_policy",
+    "decode_noised",
+    "dp_parameters",
+    "honest_count",
+    "noise_multiplier",
+    "read_dp",
+]
+
+LOGGER = logging.getLogger("secagg.flower")
+_PREFIX = "secagg.dp."
+
+
+def honest_count(num_nodes: int, guarantee: Guarantee, config: DPConfig) -> int:
+    """h for a round: nodes minus the colluders and dropouts it tolerates (at least 1), or
+    ``config.min_honest`` if that is lower."""
+    computed = max(1, num_nodes - guarantee.colluders - guarantee.dropouts)
+    return computed if config.min_honest is None else min(computed, config.min_honest)
+
+
+def dp_parameters(plan: NoisePlan) -> bytes:
+    """The bound bytes of ``plan``: :func:`encode_parameters` of its ``secagg.dp.*`` parameters."""
+    return encode_parameters(plan.config.descriptor_parameters(plan))
+
+
+def noise_multiplier(plan: NoisePlan) -> float:
+    """``sqrt(h sigma^2) / Delta2``: the honest nodes' noise std over the integer sensitivity."""
+    return math.sqrt(float(plan.total_variance)) / plan.sensitivity
+
+
+def _get(params: dict[str, Parameter], name: str, kind: type) -> Parameter:
+    value = params.get(_PREFIX + name)
+    if value is None or type(value) is not kind:
+        raise DecodeError(f"DP parameter {_PREFIX + name} missing or not a {kind.__name__}")
+    return value
+
+
+def read_dp(data: bytes, quantization: QuantizationConfig, num_nodes: int) -> NoisePlan:
+    """The noise plan the bound bytes ``data`` name, checked.
+
+    DecodeError if ``data`` is not exactly a plan's parameters; ConfigurationError if the
+    scale is not the quantization's, the variance does not buy the declared epsilon over
+    the declared rounds, or the ring cannot hold ``num_nodes`` encodings plus the noise tail.
+    """
+    params = decode_parameters(data)
+    try:
+        rate = params.get(_PREFIX + "sampling_rate")
+        config = DPConfig(
+            epsilon=float(_get(params, "epsilon", float)),
+            delta=float(_get(params, "delta", float)),
+            rounds=int(_get(params, "rounds", int)),
+            l2_clip=float(_get(params, "l2_clip", float)),
+            sampling_rate=None if rate is None else float(rate),
+            min_honest=int(_get(params, "min_honest", int)),
+            mechanism=str(_get(params, "mechanism", str)),
+        )
+        variance = Fraction(int(_get(params, "variance_num", int)), int(_get(params, "variance_den", int)))
+        plan = NoisePlan(config, variance, max(num_nodes, config.honest), int(_get(params, "dimension", int)),
+                         quantization.scale)  # fmt: skip
+    except (ValueError, ZeroDivisionError) as exc:
+        raise DecodeError(f"DP parameters: {exc}") from exc
+    if dp_parameters(plan) != bytes(data):
+        raise ConfigurationError("the DP parameters do not match the round's quantization (scale or sensitivity)")
+    if plan.scale != dp_scale(config.l2_clip, plan.dimension):
+        raise ConfigurationError(f"DP scale {plan.scale} is not the one l2_clip and dimension give")
+    spent = plan.spent_after(config.rounds)[0]
+    if spent > config.epsilon * (1 + 1e-9):
+        raise ConfigurationError(
+            f"the noise sigma^2 = {float(variance):.6g} buys epsilon = {spent:.6g} over {config.rounds} rounds, "
+            f"not the declared {config.epsilon:g}: under-noised setup refused"
+        )
+    if num_nodes * quantization.qmax + noise_tail_bound(plan, num_nodes) > quantization.limit:
+        raise ConfigurationError("the ring cannot hold the round's noised sum (noise tail at 2^-40)")
+    return plan
+
+
+def check_dp_policy(policy: NodePolicy, plan: NoisePlan | None) -> None:
+    """ConfigurationError naming the DP floor of this node's ``policy`` that the round breaks."""
+    if plan is None:
+        if policy.require_dp:
+            raise ConfigurationError("policy: this node requires differential privacy; the round has none")
+        return
+    config = plan.config
+    if policy.max_dp_epsilon is not None and config.epsilon > policy.max_dp_epsilon:
+        raise ConfigurationError(
+            f"policy: epsilon {config.epsilon:g} exceeds this node's ceiling {policy.max_dp_epsilon:g}"
+        )
+    if policy.max_dp_delta is not None and config.delta > policy.max_dp_delta:
+        raise ConfigurationError(f"policy: delta {config.delta:g} exceeds this node's ceiling {policy.max_dp_delta:g}")
+    if policy.min_noise_multiplier is not None and noise_multiplier(plan) < policy.min_noise_multiplier:
+        raise ConfigurationError(
+            f"policy: noise multiplier sqrt(h sigma^2)/Delta2 = {noise_multiplier(plan):.4g} "
+            f"(h = {plan.honest}), this node requires at least {policy.min_noise_multiplier:g}"
+        )
+
+
+def decode_noised(
+    integers: IntArray, plan: NoisePlan, quantization: QuantizationConfig, num_summands: int
+) -> tuple[npt.NDArray[np.float64], int]:
+    """The mean update and the weight (the number of contributions, public) from the noised
+    integer sum of ``num_summands`` contributions: ``sum / scale / num_summands``.
+
+    InsufficientNoiseError if fewer than h contributed (the round must be skipped);
+    OverflowDetectedError if a coordinate lies beyond ``num_summands * qmax`` plus the noise tail.
+    """
+    check_contributors(plan, num_summands)
+    bound = num_summands * quantization.qmax + noise_tail_bound(plan, num_summands)
+    if integers.ndim != 1 or integers.shape[0] != plan.dimension:
+        raise ConfigurationError(f"a noised sum has {plan.dimension} entries")
+    if int(integers.min()) < -bound or int(integers.max()) > bound:
+        raise OverflowDetectedError(f"decoded DP sum exceeds {bound}, beyond what {num_summands} contributions reach")
+    mean: npt.NDArray[np.float64] = integers.astype(np.float64) / (quantization.scale * num_summands)
+    return mean, num_summands
+
+
+class DPRounds:
+    """The server's DP state across rounds: the plan (fixed at the first DP round) and the accountant."""
+
+    def __init__(self, config: DPConfig, state_file: str | os.PathLike[str] | None = None) -> None:
+        if not isinstance(config, DPConfig):
+            raise ConfigurationError(f"dp must be a DPConfig, got {type(config).__name__}")
+        self.config = config
+        self.state_file = state_file
+        self.accountant: PrivacyAccountant | None = None
+        self.exhausted = False
+
+    @property
+    def plan(self) -> NoisePlan | None:
+        """The calibrated plan, once the first DP round has fixed it."""
+        return None if self.accountant is None else self.accountant.plan
+
+    def plan_round(
+        self, num_nodes: int, dimension: int, guarantee: Guarantee, max_weight: int, ring_bits: int | None
+    ) -> tuple[NoisePlan, QuantizationConfig]:
+        """The plan and encoding of a round of ``num_nodes`` nodes (calibrating at the first one).
+
+        ConfigurationError if the model's dimension changed or the encoding could overflow.
+        """
+        plan = self.plan
+        if plan is None:
+            config = dataclasses.replace(self.config, min_honest=honest_count(num_nodes, guarantee, self.config))
+            plan = calibrated(config, num_nodes, dp_scale(config.l2_clip, dimension), dimension)
+            self.accountant = PrivacyAccountant(plan, self.state_file)
+            LOGGER.info(
+                "dp: (%g, %g) per patient over %d rounds; sigma^2 = %.6g per node, sized for h = %d honest of %d "
+                "nodes (noise multiplier %.3g)", plan.config.epsilon, plan.config.delta, plan.config.rounds,
+                float(plan.variance), plan.honest, num_nodes, noise_multiplier(plan),
+            )  # fmt: skip
+        if plan.dimension != dimension:
+            raise ConfigurationError(f"the model has {dimension} values, the DP plan is for {plan.dimension}")
+        quantization, _ = size_encoding(
+            plan, num_clients=num_nodes, max_samples_per_client=max_weight, ring_bits=ring_bits
+        )
+        return plan, quantization
+
+    def charge(self, server_round: int, num_nodes: int) -> str | None:
+        """Charge one round with ``num_nodes`` contributors to the budget (before anything is sent);
+        the reason to skip it instead, or None."""
+        accountant = self.accountant
+        assert accountant is not None  # plan_round ran first
+        if self.exhausted or accountant.would_exceed(1):
+            self.exhausted = True
+            return f"dp: privacy budget: one more round would exceed epsilon = {self.config.epsilon:g}; refused"
+        shortfall = contributor_shortfall(accountant.plan, num_nodes)
+        if shortfall is not None:
+            return f"dp: {shortfall}"
+        try:
+            spent = accountant.record_round(server_round, num_contributors=num_nodes)
+        except (BudgetExceededError, InsufficientNoiseError) as exc:
+            return f"dp: {exc}"
+        LOGGER.info(
+            "dp: round %d charged; spent epsilon = %.4g of %g at delta = %g (%d rounds released)",
+            server_round, spent.epsilon, self.config.epsilon, spent.delta, spent.num_releases,
+        )  # fmt: skip
+        return None
+
+    def spent(self) -> float:
+        """Epsilon spent so far (0.0 before the first round)."""
+        return 0.0 if self.accountant is None else self.accountant.spent()[0]
