@@ -28,6 +28,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from fl_core.demo import DemoConfig, run_demo
+from fl_core.dp_moments import DEFAULT_MOMENTS_SHARE
 from fl_core.dp_presets import DEFAULT_DELTA, DP_TRAINING, default_min_honest
 from secagg._install import install_hint
 from secagg.errors import ConfigurationError
@@ -173,7 +174,9 @@ def _accuracy_row(dataset: str, epsilon: float | None, options: Mapping[str, Any
         "learning_rate": None if epsilon is None else settings.learning_rate,
         "server_optimizer": None if epsilon is None else settings.server_optimizer,
         "server_momentum": None if epsilon is None else settings.server_momentum,
-        "feature_scaling": "standardised (secure moments)" if epsilon is None else "public ranges",
+        "feature_scaling": "standardised (secure moments)"
+        if epsilon is None
+        else f"noised moments ({DEFAULT_MOMENTS_SHARE:g} of epsilon, delta / 2)",
     }
     metrics: dict[str, Any] = {
         "accuracy_mean": statistics.fmean(accuracies),
@@ -217,7 +220,9 @@ def _notes(options: Mapping[str, Any]) -> list[str]:
         f"0..{options['seeds'] - 1}, sum through {options['aggregation']}; with DP: one noised DP-SGD step per round "
         f"(per-example clip, Poisson sampling if a rate is set), delta = {DEFAULT_DELTA:g}, noise sized for "
         "h = n - 1 honest hospitals; 'no DP' is the ordinary demo (local epochs)",
-        "with DP the features are scaled from declared public ranges (fl_core/public_scaling.py): no "
-        "data-dependent statistic reaches the server outside the noised, charged rounds; 'no DP' standardises "
-        "with a secure (un-noised) sum of per-feature moments",
+        f"with DP the features are standardised from a noised moments release (fl_core/dp_moments.py): "
+        f"per-feature sums of x and x^2 of features clipped to declared public ranges, discrete Gaussian "
+        f"noise from every hospital, charged {DEFAULT_MOMENTS_SHARE:g} x epsilon and delta / 2 (training gets "
+        "the rest, basic composition; the epsilon spent is the total); no data-dependent statistic reaches the "
+        "server un-noised; 'no DP' standardises with a secure (un-noised) sum of per-feature moments",
     ]

@@ -6,8 +6,9 @@ What a run does, in order:
    a global test set (:func:`fl_core.data.make_federation`);
 2. standardise: every hospital computes feature moments locally and the chosen
    aggregator combines them (:func:`fl_core.data.federated_standardiser`); with DP
-   there is no such round: features are scaled from declared public ranges
-   (:func:`fl_core.public_scaling.public_scaler`), so nothing un-noised is released;
+   that un-noised round never runs: the moments are released noised and charged to
+   the budget (:mod:`fl_core.dp_moments`, the default) or features are scaled from
+   declared public ranges (:func:`fl_core.public_scaling.public_scaler`);
 3. train with FedAvg through the chosen aggregator, printing one table row per
    round (test accuracy and loss, seconds in aggregation, bytes per hospital,
    who made it into the round and who dropped out);
@@ -61,7 +62,15 @@ from fl_core.data import (
     moments_quantization,
 )
 from fl_core.dp import DPAggregator
-from fl_core.dp_presets import DEFAULT_DELTA, DP_TRAINING, dp_config
+from fl_core.dp_moments import (
+    DEFAULT_MOMENTS_SHARE,
+    DP_SCALINGS,
+    MomentsChargedAggregator,
+    moments_dp_config,
+    release_moments,
+    split_budget,
+)
+from fl_core.dp_presets import DEFAULT_DELTA, DP_TRAINING, default_min_honest, dp_config
 from fl_core.dp_training import public_denominator
 from fl_core.fedavg import FedAvgConfig, FedAvgResult, RoundRecord, run_fedavg
 from fl_core.models import MLP, LogisticRegression, Model
@@ -141,6 +150,9 @@ class DemoConfig:
         sparsity: instead, the fraction of coordinates sent each round.
         rotate: every hospital rotates its update by the round's public random rotation
             before quantizing; the server rotates the mean back (:mod:`fl_core.rotated`).
+        dp_scaling: with DP, ``"noised-moments"`` (standardise from a noised moments release
+            charged ``dp_moments_share`` of epsilon, :mod:`fl_core.dp_moments`) or
+            ``"public-ranges"`` (:mod:`fl_core.public_scaling`, nothing released).
     """
 
     aggregation: str = "secagg+"
@@ -163,8 +175,12 @@ class DemoConfig:
     bytes_per_parameter: float | None = None
     sparsity: float | None = None
     rotate: bool = False
+    dp_scaling: str = "noised-moments"
+    dp_moments_share: float = DEFAULT_MOMENTS_SHARE
 
     def __post_init__(self) -> None:
+        if self.dp_scaling not in DP_SCALINGS:
+            raise ConfigurationError(f"dp_scaling must be one of {', '.join(DP_SCALINGS)}")
         if self.clipping not in CLIPPING_NAMES:
             raise ConfigurationError(f"clipping must be one of {', '.join(CLIPPING_NAMES)}")
         if self.dp_epsilon is not None and self.aggregation == "plain":
@@ -325,17 +341,12 @@ def _setup(
 ) -> tuple[Federation, Aggregator]:
     """``federation`` standardised through aggregator ``name``, and the aggregator for the updates.
 
-    With DP the features are scaled from declared public ranges
-    (:func:`fl_core.public_scaling.public_scaler`): no moments round, nothing released
-    outside the DP guarantee."""
+    With DP, ``config.dp_scaling`` picks the noised moments release, charged to the budget
+    (:mod:`fl_core.dp_moments`), or the declared public ranges
+    (:func:`fl_core.public_scaling.public_scaler`, nothing released); either way nothing
+    is released outside the DP guarantee."""
     if config.dp_epsilon is not None and name != "plain":
-        dp = dp_config(config.dataset, config.dp_epsilon, rounds=config.rounds, hospitals=config.hospitals,
-                       delta=config.dp_delta)  # fmt: skip
-        dimension = sum(int(p.size) for p in _model(config, federation).init(np.random.default_rng(0)))
-        updates = _aggregator(
-            name, config, dp=dp, dimension=dimension, max_samples_per_client=config.max_samples_per_client
-        )
-        return federation.standardised(public_scaler(config.dataset, federation.num_features)), updates
+        return _dp_setup(config, federation, name)
     moments = _aggregator(
         name, config,
         **moments_quantization(config.hospitals, FEATURE_BOUNDS[config.dataset], config.max_samples_per_client),
@@ -352,6 +363,41 @@ def _setup(
     if compression is not None:
         updates = SparseAggregator(updates, compression)
     return federation.standardised(standardiser), updates
+
+
+def _dp_setup(config: DemoConfig, federation: Federation, name: str) -> tuple[Federation, Aggregator]:
+    """DP mode's scaling and training aggregator (see :func:`_setup`)."""
+    assert config.dp_epsilon is not None
+    dimension = sum(int(p.size) for p in _model(config, federation).init(np.random.default_rng(0)))
+    if config.dp_scaling == "public-ranges":
+        dp = dp_config(config.dataset, config.dp_epsilon, rounds=config.rounds, hospitals=config.hospitals,
+                       delta=config.dp_delta)  # fmt: skip
+        updates = _aggregator(
+            name, config, dp=dp, dimension=dimension, max_samples_per_client=config.max_samples_per_client
+        )
+        return federation.standardised(public_scaler(config.dataset, federation.num_features)), updates
+    (moments_eps, moments_delta), (train_eps, train_delta) = split_budget(
+        config.dp_epsilon, config.dp_delta, config.dp_moments_share
+    )
+    moments_dp = moments_dp_config(
+        moments_eps, moments_delta, federation.num_features, default_min_honest(config.hospitals)
+    )
+    moments = _aggregator(
+        name, config, dp=moments_dp, dimension=2 * federation.num_features,
+        max_samples_per_client=config.max_samples_per_client,
+    )  # fmt: skip
+    release = release_moments(
+        config.dataset, federation.clients, moments, config.dp_moments_share,
+        np.random.default_rng([config.seed, _STANDARDISE]),
+    )  # fmt: skip
+    dp = dp_config(config.dataset, train_eps, rounds=config.rounds, hospitals=config.hospitals, delta=train_delta)
+    training = _aggregator(
+        name, config, dp=dp, dimension=dimension, max_samples_per_client=config.max_samples_per_client
+    )
+    if not isinstance(training, DPAggregator):
+        raise ConfigurationError("DP training needs a DPAggregator")
+    updates = MomentsChargedAggregator(training, release, config.dp_epsilon, config.dp_delta)
+    return federation.standardised(release.standardiser), updates
 
 
 def _centralized(config: DemoConfig, federation: Federation) -> tuple[float, str]:
@@ -637,6 +683,7 @@ def _from_args(args: argparse.Namespace) -> DemoConfig:
         insecure_small_key=args.insecure_small_key,
         dp_epsilon=getattr(args, "dp_epsilon", None),
         dp_delta=getattr(args, "dp_delta", DEFAULT_DELTA),
+        dp_scaling=getattr(args, "dp_scaling", "noised-moments"),
         clipping=getattr(args, "clipping", "adaptive"),
         ring=getattr(args, "ring_bits", "word"),
         bits=getattr(args, "bits", None) or DEFAULT_BITS,

@@ -1,4 +1,5 @@
-"""Feature scaling from declared public ranges: the DP mode's standardisation, with no release.
+"""Feature scaling from declared public ranges: DP mode's ``public-ranges`` scaling (no release),
+and the clipping ranges of the noised moments release (:mod:`fl_core.dp_moments`, the default).
 
 The ordinary demo standardises with pooled means and variances summed securely before
 training. That sum is an un-noised, data-dependent release, outside any DP guarantee. In

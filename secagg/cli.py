@@ -139,6 +139,13 @@ def _add_demo(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> 
         help="the DP budget's delta per patient (default: 1e-5)",
     )
     demo.add_argument(
+        "--dp-scaling",
+        choices=("noised-moments", "public-ranges"),
+        default="noised-moments",
+        help="DP feature scaling: standardise from a noised moments release charged 20%% of epsilon and half of "
+        "delta (default), or from the declared public ranges alone (nothing released)",
+    )
+    demo.add_argument(
         "--bytes-per-parameter",
         metavar="B",
         type=_real(0, 1e6, include_low=False),

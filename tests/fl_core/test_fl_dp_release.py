@@ -1,4 +1,4 @@
-"""DP mode releases nothing outside the guarantee: no moments round, public feature scaling;
+"""DP mode releases nothing outside the guarantee: no un-noised moments round (public or noised-moments scaling);
 the server's momentum is post-processing of the charged rounds."""
 
 from __future__ import annotations
@@ -24,7 +24,10 @@ needs_sklearn = pytest.mark.skipif(importlib.util.find_spec("sklearn") is None, 
 
 @needs_sklearn
 @pytest.mark.parametrize("dataset", ["breast-cancer", "digits"])
-def test_dp_demo_sends_the_server_only_noised_charged_rounds(dataset: str, monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize("scaling", ["public-ranges", "noised-moments"])
+def test_dp_demo_sends_the_server_only_noised_charged_rounds(
+    dataset: str, scaling: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     # Arrange: the un-noised moments round must not run; record every aggregator built.
     def no_moments(*args: Any, **kwargs: Any) -> Any:
         raise AssertionError("DP mode ran the un-noised standardisation round")
@@ -41,13 +44,18 @@ def test_dp_demo_sends_the_server_only_noised_charged_rounds(dataset: str, monke
     monkeypatch.setattr(demo, "_aggregator", recording)
 
     # Execute
-    config = DemoConfig(aggregation="plain-quantized", dataset=dataset, rounds=2, compare=False, dp_epsilon=3.0)
+    config = DemoConfig(
+        aggregation="plain-quantized", dataset=dataset, rounds=2, compare=False, dp_epsilon=3.0, dp_scaling=scaling
+    )
     report = run_demo(config)
 
-    # Assert: one aggregator, the DP one, and every round it released was charged.
-    assert len(built) == 1 and isinstance(built[0], DPAggregator)
+    # Assert: only DP aggregators (the noised moments release, then training), every release charged.
+    assert all(isinstance(a, DPAggregator) for a in built)
+    assert len(built) == (1 if scaling == "public-ranges" else 2)
     released = [r for r in report.result.rounds if r.skipped_reason is None]
-    assert built[0].accountant.num_releases == len(released) == 2
+    assert built[-1].accountant.num_releases == len(released) == 2
+    if scaling == "noised-moments":
+        assert built[0].accountant.num_releases == 1
 
 
 @needs_sklearn

@@ -1,0 +1,164 @@
+"""The noised moments release (fl_core.dp_moments): noised as planned, charged, inside the total budget."""
+
+from __future__ import annotations
+
+import importlib.util
+import math
+from typing import Any
+
+import numpy as np
+import pytest
+
+import fl_core.dp as dp_module
+from fl_core import demo
+from fl_core.aggregators.base import ClientUpdate
+from fl_core.data import ClientData
+from fl_core.demo import DemoConfig, run_demo
+from fl_core.dp import DPAggregator, DPQuantizer, make_dp_aggregator
+from fl_core.dp_moments import (
+    VARIANCE_FLOOR,
+    MomentsChargedAggregator,
+    moments_contribution,
+    moments_dp_config,
+    release_moments,
+    split_budget,
+)
+from fl_core.public_scaling import PUBLIC_FEATURE_RANGES
+from secagg.dp import SeededRandomSource
+from secagg.errors import ConfigurationError
+
+needs_sklearn = pytest.mark.skipif(importlib.util.find_spec("sklearn") is None, reason="needs the examples extra")
+
+HOSPITALS = 5
+FEATURES = len(PUBLIC_FEATURE_RANGES["breast-cancer"])
+
+
+def _clients(rng: np.random.Generator) -> list[ClientData]:
+    high = np.array([h for _, h in PUBLIC_FEATURE_RANGES["breast-cancer"]])
+    return [
+        ClientData(i, rng.uniform(0.2, 0.6, size=(40, FEATURES)) * high, rng.integers(0, 2, size=40))
+        for i in range(HOSPITALS)
+    ]
+
+
+def _moments_aggregator(epsilon: float, delta: float, source: Any = None) -> DPAggregator:
+    config = moments_dp_config(epsilon, delta, FEATURES, HOSPITALS - 1)
+    return make_dp_aggregator(
+        "plain-quantized", config, num_clients=HOSPITALS, dimension=2 * FEATURES, max_samples_per_client=64,
+        noise_source=source,
+    )  # fmt: skip
+
+
+def test_split_is_basic_composition_and_refuses_bad_shares() -> None:
+    (eps_m, delta_m), (eps_t, delta_t) = split_budget(3.0, 1e-5, 0.2)
+    assert eps_m == pytest.approx(0.6) and eps_m + eps_t == pytest.approx(3.0)
+    assert delta_m + delta_t == pytest.approx(1e-5)
+    for share in (0.0, 1.0, -0.1):
+        with pytest.raises(ConfigurationError):
+            split_budget(3.0, 1e-5, share)
+
+
+def test_one_patient_moves_the_sums_by_at_most_the_declared_sensitivity() -> None:
+    rng = np.random.default_rng(1)
+    high = np.array([h for _, h in PUBLIC_FEATURE_RANGES["breast-cancer"]])
+    base = rng.uniform(0, 1, size=(10, FEATURES)) * high
+    for extreme in (np.zeros(FEATURES), high, 10 * high, -high):  # out-of-range values are clipped first
+        with_patient = moments_contribution("breast-cancer", np.vstack([base, extreme]))
+        change = np.linalg.norm(with_patient - moments_contribution("breast-cancer", base))
+        assert change <= math.sqrt(2 * FEATURES) + 1e-9
+    assert moments_dp_config(0.6, 5e-6, FEATURES, 4).l2_clip == pytest.approx(math.sqrt(2 * FEATURES))
+
+
+def test_release_is_noised_with_the_planned_variance_and_charged(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Arrange: record every noise draw.
+    draws: list[tuple[Any, int]] = []
+    original = dp_module.sample_discrete_gaussian
+
+    def recording(variance: Any, size: int, source: Any = None) -> Any:
+        draws.append((variance, size))
+        return original(variance, size, source)
+
+    monkeypatch.setattr(dp_module, "sample_discrete_gaussian", recording)
+    clients = _clients(np.random.default_rng(2))
+    aggregator = _moments_aggregator(0.6, 5e-6, SeededRandomSource(b"moments-test".ljust(32, b"0")))
+    plan = aggregator.plan
+
+    # Execute
+    release = release_moments("breast-cancer", clients, aggregator, 0.2, np.random.default_rng(3))
+
+    # Assert: every hospital drew its share at the planned variance, the release is charged once
+    # and within its (epsilon_m, delta_m).
+    assert draws == [(plan.variance, 2 * FEATURES)] * HOSPITALS
+    assert plan.config.rounds == 1 and plan.honest == HOSPITALS - 1
+    assert aggregator.accountant.num_releases == 1
+    epsilon, delta = aggregator.spent()
+    assert 0 < epsilon <= 0.6 + 1e-9 and delta <= 5e-6
+    assert np.all(release.standardiser.std > 0)
+    assert aggregator.accountant.would_exceed(1)  # the single planned release is spent
+
+
+def test_noised_sums_have_the_planned_spread() -> None:
+    # The decoded sum minus the exact sum, over repeated releases, has variance n * sigma^2 / scale^2.
+    clients = _clients(np.random.default_rng(4))
+    exact = sum(moments_contribution("breast-cancer", c.features) for c in clients)
+    errors = []
+    for i in range(60):
+        aggregator = _moments_aggregator(0.6, 5e-6, SeededRandomSource(bytes([i]) * 32))
+        updates = [ClientUpdate(c.client_id, moments_contribution("breast-cancer", c.features), 1) for c in clients]
+        result = aggregator.aggregate(updates, {}, rng=np.random.default_rng(i))
+        assert result.mean is not None
+        errors.append(np.asarray(result.mean) - exact)
+    assert isinstance(aggregator.quantizer, DPQuantizer)
+    plan = aggregator.plan
+    planned = HOSPITALS * float(plan.variance) / plan.scale**2
+    measured = float(np.var(np.concatenate(errors)))
+    assert measured == pytest.approx(planned, rel=0.1)  # 3600 draws: about 2.4% standard error
+
+
+@needs_sklearn
+def test_demo_charges_the_moments_release_and_stays_within_the_total(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Arrange: count every noised encoding and every aggregator built.
+    encodings: list[int] = []
+    original = dp_module.noised_encoding
+
+    def counting(*args: Any, **kwargs: Any) -> Any:
+        encodings.append(1)
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(dp_module, "noised_encoding", counting)
+
+    def no_moments(*args: Any, **kwargs: Any) -> Any:
+        raise AssertionError("DP mode ran the un-noised standardisation round")
+
+    monkeypatch.setattr(demo, "federated_standardiser", no_moments)
+
+    # Execute
+    config = DemoConfig(aggregation="secagg", rounds=3, compare=False, dp_epsilon=1.0, dp_moments_share=0.2)
+    report = run_demo(config)
+
+    # Assert: 5 noised encodings for the moments and 5 per training round, nothing else sent;
+    # the total spent is within (epsilon, delta) and includes the moments' share.
+    released = [r for r in report.result.rounds if r.skipped_reason is None]
+    assert len(released) == 3 and len(encodings) == HOSPITALS * (1 + 3)
+    spent = released[-1].epsilon_spent
+    assert spent is not None and 0.2 < spent <= 1.0 + 1e-9
+    assert "in total by basic composition" in report.privacy and "(0.2, 5e-06" in report.privacy
+
+
+def test_charged_aggregator_adds_both_accountants() -> None:
+    moments = _moments_aggregator(0.2, 5e-6, SeededRandomSource(b"x" * 32))
+    release = release_moments("breast-cancer", _clients(np.random.default_rng(5)), moments, 0.2,
+                              np.random.default_rng(6))  # fmt: skip
+    training = _moments_aggregator(0.8, 5e-6)
+    charged = MomentsChargedAggregator(training, release, 1.0, 1e-5)
+    # No training round yet: epsilon is the moments' alone; delta is the declared delta / 2 of each part.
+    assert charged.spent()[0] == pytest.approx(moments.spent()[0])
+    assert charged.spent()[0] <= 1.0 and charged.spent()[1] <= 1e-5 * (1 + 1e-12)
+
+
+def test_variance_floor_applies_when_noise_swamps_the_variance() -> None:
+    clients = _clients(np.random.default_rng(7))
+    release = release_moments("breast-cancer", clients, _moments_aggregator(0.01, 5e-6), 0.2, np.random.default_rng(8))
+    half = np.array([h / 2 for _, h in PUBLIC_FEATURE_RANGES["breast-cancer"]])
+    assert np.all(release.standardiser.std >= half * math.sqrt(VARIANCE_FLOOR) * (1 - 1e-12))
+    assert np.all(release.standardiser.std <= half * (1 + 1e-12))
