@@ -9,7 +9,8 @@ from typing import Any
 import numpy as np
 import pytest
 
-import fl_core.dp as dp_module
+import fl_core.dp as fl_dp  # where the DP quantizer calls noised_encoding
+import secagg.dp.encoding as dp_module  # where noised_encoding draws its noise
 from fl_core import demo
 from fl_core.aggregators.base import ClientUpdate
 from fl_core.data import ClientData
@@ -119,13 +120,13 @@ def test_noised_sums_have_the_planned_spread() -> None:
 def test_demo_charges_the_moments_release_and_stays_within_the_total(monkeypatch: pytest.MonkeyPatch) -> None:
     # Arrange: count every noised encoding and every aggregator built.
     encodings: list[int] = []
-    original = dp_module.noised_encoding
+    original = fl_dp.noised_encoding
 
     def counting(*args: Any, **kwargs: Any) -> Any:
         encodings.append(1)
         return original(*args, **kwargs)
 
-    monkeypatch.setattr(dp_module, "noised_encoding", counting)
+    monkeypatch.setattr(fl_dp, "noised_encoding", counting)
 
     def no_moments(*args: Any, **kwargs: Any) -> Any:
         raise AssertionError("DP mode ran the un-noised standardisation round")
