@@ -83,7 +83,7 @@ def _setup_messages() -> tuple[RoundSetup, RoundSetup, PaillierSetup]:
     paillier = PaillierSetup(
         server_round=3, node_ids=NODE_IDS, key_fingerprint=draw(32), min_contributors=2, vector_length=19,
         clip_bits=int.from_bytes(np.float64(0.5).tobytes()[::-1], "big"), bits=16, max_weight=4096,
-        weight_key=b"num-examples", arrays_digest=digest, identity_keys=keys, parameters=parameters,
+        weight_key=b"num-examples", arrays_digest=digest, identity_keys=keys, parameters=parameters, segments=table,
     )
     return semi, active, paillier
 
@@ -99,7 +99,7 @@ def _wire_groups() -> list[Json]:
                                                             + semi_body[4 + len(ids_body):])),
     ])]
     encoded = wire.encode(paillier)
-    suffix = 32 + 4 + 32 * len(paillier.identity_keys) + 4 + len(paillier.parameters)  # digest, keys, parameters
+    suffix = 32 + 4 + 32 * len(paillier.identity_keys) + 4 + len(paillier.parameters) + 4 + len(paillier.segments)
     bad_key = encoded[:-suffix - 4 - 12] + _u32(12) + b"num-\xffxamples" + encoded[-suffix:]
     paillier_body = wire.encode(paillier)[5:]
     head = 4 + len(ids_body) + 32

@@ -27,6 +27,7 @@ from secagg.encoding import QuantizationConfig
 from secagg.errors import SecAggError
 from secagg.integrations.flower import make_paillier_mod, make_secagg_mod
 from secagg.integrations.flower._records import PAYLOAD_RECORD, STAGE_RECORD, model_arrays, read_stage
+from secagg.integrations.flower.clipping import encoded_length, layout_table
 from secagg.integrations.flower.keys import read_public_key
 from secagg.integrations.flower.protocol import STAGES, PaillierSetup, RoundSetup, arrays_digest, flatten_arrays
 from secagg.masking import MaskingConfig
@@ -180,9 +181,12 @@ def setups(public: Path) -> list[bytes]:
     """A valid setup of each kind for NODE, for the fuzzer to mutate."""
     quantization = QuantizationConfig(0.5, 16, len(NODES), max_weight=4096)
     masking = MaskingConfig.secagg(num_clients=len(NODES), vector_length=18)
+    _, layout = flatten_arrays([("arrays", k, v.numpy()) for k, v in initial_arrays().items()])
+    clips = layout_table(layout).with_clips({"arrays/w": 0.5, "arrays/b": 0.5})
     paillier = PaillierSetup.create(1, NODES, read_public_key(public), 2,
-                                    QuantizationConfig(0.5, 16, len(NODES), ring_bits=64, max_weight=4096), 18,
-                                    "num-examples", model_digest(), [node_identity_key(n).public for n in NODES])
+                                    QuantizationConfig(0.5, 16, len(NODES), ring_bits=64, max_weight=4096),
+                                    encoded_length(clips), "num-examples", model_digest(),
+                                    [node_identity_key(n).public for n in NODES], segments=clips.describe())
     table = SegmentTable.flat(16, 0.5).describe()
     return [wire.encode(RoundSetup.create(1, NODES, masking, quantization, "num-examples", model_digest(), RUN_ID,
                                           segments=table)),

@@ -31,6 +31,7 @@ from secagg.integrations.flower import (
     make_secagg_mod,
 )
 from secagg.integrations.flower._records import PAYLOAD_RECORD, STAGE_RECORD, model_arrays, read_stage
+from secagg.integrations.flower.clipping import encoded_length, layout_table
 from secagg.integrations.flower.keys import read_public_key
 from secagg.integrations.flower.protocol import (
     ENCRYPT,
@@ -246,9 +247,10 @@ def test_the_paillier_mod_answers_malformed_model_arrays_with_an_error(
     public_path, shares = paillier_keys
     vector, layout = flatten_arrays([("arrays", k, v.numpy()) for k, v in initial_arrays().items()])
     quantization = QuantizationConfig(0.5, 16, len(PAILLIER_NODES), ring_bits=64, max_weight=4096)
-    setup = PaillierSetup.create(1, PAILLIER_NODES, read_public_key(public_path), 2, quantization, layout.size + 1,
-                                 "num-examples", arrays_digest(vector, layout),
-                                 [node_identity_key(n).public for n in PAILLIER_NODES])
+    table = layout_table(layout).with_clips({"arrays/w": 0.5, "arrays/b": 0.5})
+    setup = PaillierSetup.create(1, PAILLIER_NODES, read_public_key(public_path), 2, quantization,
+                                 encoded_length(table), "num-examples", arrays_digest(vector, layout),
+                                 [node_identity_key(n).public for n in PAILLIER_NODES], segments=table.describe())
     node = PAILLIER_NODES[0]
     content = RecordDict({"arrays": ArrayRecord({"w": raw_array(b"")}), "config": ConfigRecord({"server-round": 1}),
                           STAGE_RECORD: ConfigRecord({"stage": ENCRYPT}),

@@ -22,13 +22,13 @@ from secagg.encoding import QuantizationConfig
 from secagg.errors import ConfigurationError
 from secagg.integrations.flower import NodePolicy, PaillierGrid, PaillierOptions
 from secagg.integrations.flower._records import read_stage, stage_content
+from secagg.integrations.flower.clipping import decode_segmented, encoded_length, layout_table
 from secagg.integrations.flower.keys import load_key_share, read_public_key
 from secagg.integrations.flower.protocol import (
     DECRYPT,
     ENCRYPT,
     PaillierSetup,
     arrays_digest,
-    decode_integers,
     flatten_arrays,
     round_context,
     unflatten_arrays,
@@ -41,6 +41,7 @@ from secagg.paillier import (
 )
 from secagg.paillier.messages import DecryptionRequest
 from secagg.primitives.randomness import InsecureDeterministicRandom
+from secagg.segments import SegmentTable
 
 from .flower_harness import (
     Audit,
@@ -84,8 +85,10 @@ def run_fedavg(grid: PaillierGrid, rounds: int) -> ArrayRecord:
     return strategy.start(grid=grid, initial_arrays=initial_arrays(), num_rounds=rounds).arrays
 
 
-def expected_after(before: ArrayRecord, sums: np.ndarray, quantization: QuantizationConfig, count: int) -> dict:
-    mean, _ = decode_integers(sums, quantization, count)
+def expected_after(
+    before: ArrayRecord, sums: np.ndarray, table: SegmentTable, quantization: QuantizationConfig, count: int
+) -> dict:
+    mean, _, _ = decode_segmented(sums, table, quantization, count)
     base, layout = flatten_arrays([("arrays", k, v.numpy()) for k, v in before.items()])
     arrays = unflatten_arrays(base + mean, layout)
     return {s.name: np.asarray(a * 1.0) for s, a in zip(layout.specs, arrays, strict=True)}
@@ -108,7 +111,8 @@ def test_paillier_rounds_equal_the_plain_quantized_sum(keys: tuple[Path, list[Pa
         plain = np.sum([a.encoded for a in encodings.values()], axis=0)
         assert np.array_equal(report.aggregate, plain)
         assert report.weight_total == sum(WEIGHTS.values())
-        expected = expected_after(arrays, plain, quantization, len(NODES))
+        assert report.clipping is not None and report.clipped_fraction == 0.0
+        expected = expected_after(arrays, plain, report.clipping.table, quantization, len(NODES))
         arrays = ArrayRecord({k: Array(v) for k, v in expected.items()})
     for name, array in arrays.items():
         assert final[name].numpy().tobytes() == array.numpy().tobytes(), name
@@ -233,9 +237,10 @@ def _small_primes() -> tuple[int, int]:
 def setup_for(public_fingerprint_key: object, nodes: tuple[int, ...] = NODES, min_contributors: int = 2) -> bytes:
     vector, layout = flatten_arrays([("arrays", k, v.numpy()) for k, v in initial_arrays().items()])
     quantization = QuantizationConfig(0.5, 16, len(nodes), ring_bits=64, max_weight=4096)
+    table = layout_table(layout).with_clips({"arrays/w": 0.5, "arrays/b": 0.5})
     setup = PaillierSetup.create(1, nodes, public_fingerprint_key, min_contributors, quantization,  # type: ignore[arg-type]
-                                 layout.size + 1, "num-examples", arrays_digest(vector, layout),
-                                 [node_identity_key(n).public for n in nodes])
+                                 encoded_length(table), "num-examples", arrays_digest(vector, layout),
+                                 [node_identity_key(n).public for n in nodes], segments=table.describe())
     return wire.encode(setup)
 
 

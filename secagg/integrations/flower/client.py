@@ -63,7 +63,7 @@ from secagg.integrations.flower._node import (
     run_stage,
     train_locally,
 )
-from secagg.integrations.flower.clipping import check_table, encode_segmented, encoded_length, layout_table, parse_table
+from secagg.integrations.flower.clipping import check_model, encode_segmented, node_table, parse_table
 from secagg.integrations.flower.dp import check_dp_policy, read_dp
 from secagg.integrations.flower.policy import NodePolicy
 from secagg.integrations.flower.protocol import (
@@ -206,13 +206,7 @@ def _check_encoding(setup: RoundSetup, policy: NodePolicy) -> NoisePlan | None:
         check_dp_policy(policy, plan)
         return plan
     check_dp_policy(policy, None)
-    table = check_table(parse_table(setup.segments), setup.quantization)
-    if policy.max_clip is not None:
-        clips = [clip for clip in table.clips.values() if clip is not None]
-        if clips and max(clips) > policy.max_clip:
-            raise ConfigurationError(
-                f"policy: an array's clip {max(clips)} exceeds this node's maximum {policy.max_clip}"
-            )
+    node_table(setup.segments, setup.quantization, policy.max_clip)
     return None
 
 
@@ -278,10 +272,7 @@ def _train_and_encode(
         integers = noised_encoding(plan, quantization, delta, rng, settings.noise_source)
     else:
         table = parse_table(setup.segments)
-        if table != layout_table(layout, {name: clip for name, clip in table.clips.items() if clip is not None}):
-            raise ProtocolError("the round's clip table does not describe this model's arrays")
-        if encoded_length(table) != state.config.vector_length:
-            raise ProtocolError("the stored session and the clip table disagree on the vector length")
+        check_model(table, layout, state.config.vector_length)
         integers = encode_segmented(delta, weight, table, quantization, rng)
     encoded = to_ring(integers, quantization)
     if settings.audit is not None:

@@ -26,16 +26,18 @@ import numpy as np
 import numpy.typing as npt
 
 from secagg.encoding import IntArray, QuantizationConfig
-from secagg.errors import ConfigurationError, DecodeError, OverflowDetectedError
+from secagg.errors import ConfigurationError, DecodeError, OverflowDetectedError, ProtocolError
 from secagg.integrations.flower.protocol import ArrayLayout
 from secagg.segments import ClippingReport, Segment, SegmentTable, clipping_report, quantize_segments
 
 __all__ = [
+    "check_model",
     "check_table",
     "decode_segmented",
     "encode_segmented",
     "encoded_length",
     "layout_table",
+    "node_table",
     "parse_table",
     "segment_name",
 ]
@@ -82,6 +84,29 @@ def check_table(table: SegmentTable, config: QuantizationConfig) -> SegmentTable
             f"({config.num_clients} nodes, Z_(2^{config.ring_bits})): split the array or use ring_bits=64"
         )
     return table
+
+
+def node_table(data: bytes, config: QuantizationConfig, max_clip: float | None) -> SegmentTable:
+    """The round's table as a node accepts it before training: decoded (:func:`parse_table`),
+    encodable under ``config`` (:func:`check_table`) and no clip above the node's ``max_clip``."""
+    if not data:
+        raise ConfigurationError("the round carries no clip table")
+    table = check_table(parse_table(data), config)
+    clips = [clip for clip in table.clips.values() if clip is not None]
+    if max_clip is not None and clips and max(clips) > max_clip:
+        raise ConfigurationError(f"policy: an array's clip {max(clips)} exceeds this node's maximum {max_clip}")
+    return table
+
+
+def check_model(table: SegmentTable, layout: ArrayLayout, vector_length: int) -> None:
+    """ProtocolError unless ``table`` describes exactly the arrays of ``layout`` (names, lengths,
+    integer flags) and its contributions have the session's ``vector_length`` values."""
+    if table != layout_table(layout, {name: clip for name, clip in table.clips.items() if clip is not None}):
+        raise ProtocolError("the round's clip table does not describe this model's arrays")
+    if encoded_length(table) != vector_length:
+        raise ProtocolError(
+            f"the session is for {vector_length} values, the clip table gives {encoded_length(table)}"
+        )
 
 
 def parse_table(data: bytes) -> SegmentTable:

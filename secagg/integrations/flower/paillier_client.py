@@ -15,8 +15,10 @@ node and is never stored in ``context.state``.
   decrypt), the round's identity keys against its trusted list, and the
   round against its own :class:`~secagg.integrations.flower.NodePolicy`, the
   quantization and packing against overflow, and the model against the
-  setup's digest; runs the app's train handler; packs and encrypts
-  ``(w * q(local - global), w)``; answers with the upload and its share index.
+  setup's digest, and the clip table (one segment per array; no clip above the
+  policy's ``max_clip``); runs the app's train handler; packs and encrypts
+  ``(w * q(local - global), c, w)`` with ``c`` its clipped count per array
+  (:mod:`~secagg.integrations.flower.clipping`); answers with the upload and its share index.
 - ``decrypt``: answers a ``DecryptionRequest`` for the session it uploaded to
   under every binding rule of :class:`secagg.paillier.DecryptingParty` (its
   own upload unchanged in the sum, at least ``min_contributors`` uploads,
@@ -55,6 +57,7 @@ from secagg.integrations.flower._node import (
     run_stage,
     train_locally,
 )
+from secagg.integrations.flower.clipping import check_model, encode_segmented, node_table
 from secagg.integrations.flower.dp import check_dp_policy
 from secagg.integrations.flower.keys import load_key_share
 from secagg.integrations.flower.policy import NodePolicy
@@ -64,7 +67,6 @@ from secagg.integrations.flower.protocol import (
     PAILLIER_STAGES,
     PaillierSetup,
     PaillierUpload,
-    encode_integers,
     round_context,
 )
 from secagg.paillier import Client, DecryptingParty, KeyShare, Obfuscation, SessionParameters
@@ -254,13 +256,13 @@ def _encrypt(
     uploaded, answered = _history(context)
     if params.session_id in _entries(uploaded, _ID):
         raise ReplayError("this node already uploaded its update in this session")
+    table = node_table(setup.segments, setup.quantization, settings.policy.max_clip)
     delta, layout, weight = train_locally(
         message, context, call_next, setup.arrays_digest, setup.parameters, setup.weight_name
     )
-    if layout.size + 1 != setup.vector_length:
-        raise ProtocolError(f"the round is for {setup.vector_length - 1} values, the model has {layout.size}")
+    check_model(table, layout, setup.vector_length)
     rng = settings.rng if settings.rng is not None else np.random.default_rng()
-    values = encode_integers(delta, weight, setup.quantization, rng)
+    values = encode_segmented(delta, weight, table, setup.quantization, rng)
     client = Client(
         params, protocol_id, identity.key, obfuscation=settings.obfuscation, random_bytes=settings.random_bytes
     )

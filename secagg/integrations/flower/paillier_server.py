@@ -9,7 +9,8 @@ Each training batch becomes one session of :mod:`secagg.paillier.protocol`:
 
 1. ``encrypt``: each node gets a :class:`~secagg.integrations.flower.protocol.PaillierSetup`
    with the strategy's training content; it checks the setup against its own
-   key share, trains, packs and encrypts ``(w * q(local - global), w)`` and
+   key share and the round's clip table, trains, packs and encrypts
+   ``(w * q(local - global), c, w)`` (``c``: its clipped count per array) and
    answers with its ``EncryptedVector`` and the index of its key share;
 2. the server checks every upload and multiplies the ciphertexts; with fewer
    than ``min_contributors`` uploads the round is skipped;
@@ -17,7 +18,10 @@ Each training batch becomes one session of :mod:`secagg.paillier.protocol`:
    carrying the uploads themselves; it checks them, multiplies them itself and
    answers with its partial decryption and a proof, which the server checks;
 4. t valid partial decryptions give the exact integer sum, decoded into the
-   weighted mean update and returned to the strategy as one reply.
+   weighted mean update and returned to the strategy as one reply; the summed
+   clipped counts give the round's clipped fraction (in the report and the log,
+   a ClippingWarning above 1%) and, with the adaptive clip (the default), the
+   next round's clip of each array (:class:`secagg.clipping.ClipSchedule`).
 
 A node that drops out before uploading is left out of the sum; one that drops
 out after uploading still counts, as long as t key-share holders answer. With
@@ -28,6 +32,7 @@ the reason is in :attr:`PaillierGrid.reports`.
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import numpy as np
@@ -35,15 +40,16 @@ from flwr.app import Message
 from flwr.serverapp import Grid
 
 from secagg import wire
+from secagg.clipping import ClipPolicy, ClipSchedule, clip_policy
 from secagg.encoding import QuantizationConfig
 from secagg.errors import ConfigurationError, ProtocolError, SecAggError
 from secagg.integrations.flower._grid import LOGGER, SecureGrid, TrainingBatch, aggregated_reply
+from secagg.integrations.flower.clipping import check_table, decode_segmented, encoded_length, layout_table
 from secagg.integrations.flower.protocol import (
     DECRYPT,
     ENCRYPT,
     PaillierSetup,
     PaillierUpload,
-    decode_integers,
     packed_value_bits,
     round_context,
 )
@@ -52,6 +58,7 @@ from secagg.paillier import Server, SlotLayout, ThresholdPublicKey
 from secagg.paillier.keys import check_key_bits
 from secagg.paillier.messages import PartialDecryption
 from secagg.paillier.packing import MAX_CLIENTS
+from secagg.segments import SegmentTable
 
 __all__ = ["MIN_NODES", "PaillierGrid", "PaillierOptions"]
 
@@ -66,7 +73,7 @@ class PaillierOptions:
     Attributes:
         public_key: the federation's threshold public key (from the ceremony).
             At least 2048 bits and a threshold of at least 2.
-        clip: update coordinates are clipped to ``[-clip, clip]`` before quantization.
+        clip: every float array's starting clip (coordinates clipped to ``[-clip, clip]``).
         bits: quantization bits per value, sign included.
         max_weight: public bound on one node's weight (the value under ``weight_key``).
         weight_key: the MetricRecord key of the weight (FedAvg's ``weighted_by_key``).
@@ -82,6 +89,10 @@ class PaillierOptions:
         max_nodes: if set, rounds of up to this many nodes are validated now and
             larger rounds are refused; otherwise each round is validated before
             anything is sent.
+        clipping: how each array's clip moves between rounds: ``"adaptive"`` (the
+            default: toward 0.1% clipped, from the securely summed clipped counts),
+            ``"fixed"`` (by name), or a ClipPolicy, as in SecAggOptions.
+        clips: starting clips of named float arrays (``"<record>/<array>"``), overriding ``clip``.
     """
 
     public_key: ThresholdPublicKey
@@ -95,8 +106,11 @@ class PaillierOptions:
     stage_timeout: float = 60.0
     poll_interval: float = 0.5
     max_nodes: int | None = None
+    clipping: str | ClipPolicy = "adaptive"
+    clips: Mapping[str, float] | None = None
 
     def __post_init__(self) -> None:
+        clip_policy(self.clipping)
         if not isinstance(self.public_key, ThresholdPublicKey):
             raise ConfigurationError("public_key must be the federation's ThresholdPublicKey")
         check_key_bits(self.public_key.key.key_bits)
@@ -154,6 +168,12 @@ class PaillierOptions:
         quantization = self.quantization(num_nodes)
         return SlotLayout(packed_value_bits(quantization), num_nodes, self.public_key.key.key_bits)
 
+    def table(self, batch: TrainingBatch, num_nodes: int, schedule: ClipSchedule) -> SegmentTable:
+        """The round's clip table: one segment per array, the schedule's clips (a named starting
+        clip until the schedule has moved it); ConfigurationError if its counts could overflow."""
+        starting = layout_table(batch.layout, schedule.unseen(self.clips))
+        return check_table(schedule.table(batch.layout.size, starting), self.quantization(num_nodes))
+
 
 class PaillierGrid(SecureGrid):
     """A Grid that runs training rounds through packed threshold Paillier; everything else passes through.
@@ -166,6 +186,7 @@ class PaillierGrid(SecureGrid):
             raise ConfigurationError("PaillierGrid needs PaillierOptions (with the federation's public key)")
         self.options = options
         super().__init__(grid, options.stage_timeout, options.poll_interval)
+        self.schedule = ClipSchedule(clip_policy(options.clipping), options.clip)
 
     def secure_round(self, instructions: list[Message]) -> Message | None:
         """Run one Paillier session over the nodes ``instructions`` address (see the module docstring)."""
@@ -174,6 +195,7 @@ class PaillierGrid(SecureGrid):
         batch = TrainingBatch.create(instructions, len(self.reports) + 1)
         sampled = batch.node_ids
         options.layout(len(sampled))  # refuse before sending anything
+        options.table(batch, len(sampled), self.schedule)
         dropped: dict[int, str] = {}
         errors: dict[int, str] = {}
         # Stage 0: learn the identity keys of nodes not seen yet (uploads are signed with them).
@@ -182,14 +204,15 @@ class PaillierGrid(SecureGrid):
         nodes = batch.node_ids
         try:
             options.layout(len(nodes))
+            table = options.table(batch, len(nodes), self.schedule)
         except ConfigurationError as exc:
             return self._skip(batch, started, dropped, errors, str(exc))
         quantization = options.quantization(len(nodes))
         run_id = self.run.run_id
         setup = PaillierSetup.create(
             batch.server_round, nodes, options.public_key, options.contributors, quantization,
-            batch.layout.size + 1, options.weight_key, batch.digest, [self.identities[n] for n in nodes],
-            batch.parameters,
+            encoded_length(table), options.weight_key, batch.digest, [self.identities[n] for n in nodes],
+            batch.parameters, table.describe(),
         )
         context = round_context(run_id, batch.server_round, batch.digest)
         server = Server(setup.session_parameters(options.public_key, context, run_id))
@@ -222,17 +245,34 @@ class PaillierGrid(SecureGrid):
                 server.receive_partial(partial)
             except SecAggError as exc:
                 errors[node], dropped[node] = str(exc), DECRYPT
-        # Stage 3: combine t partial decryptions, unpack, decode the weighted mean.
+        return self._finish(batch, started, dropped, errors, server, table, included)
+
+    def _finish(
+        self,
+        batch: TrainingBatch,
+        started: float,
+        dropped: dict[int, str],
+        errors: dict[int, str],
+        server: Server,
+        table: SegmentTable,
+        included: list[int],
+    ) -> Message | None:
+        """Stage 3: combine t partial decryptions, unpack, decode the weighted mean and the clipped counts."""
+        options, nodes = self.options, batch.node_ids
         try:
             sums = server.finish()
-            mean, weight_total = decode_integers(sums, quantization, len(included))
+            quantization = options.quantization(len(nodes))
+            mean, weight_total, clipping = decode_segmented(sums, table, quantization, len(included))
         except SecAggError as exc:
             return self._skip(batch, started, dropped, errors, str(exc))
-        report = batch.report(started, dropped, errors, aggregate=sums, included=included, weight_total=weight_total)
+        self.schedule.observe(clipping)
+        report = batch.report(
+            started, dropped, errors, aggregate=sums, included=included, weight_total=weight_total, clipping=clipping
+        )
         self.reports.append(report)
         LOGGER.info(
-            "paillier round %d: %d of %d nodes aggregated in %.1f s",
-            batch.server_round, len(included), len(nodes), report.seconds,
+            "paillier round %d: %d of %d nodes aggregated in %.1f s; clipped %.3f%% of the coordinates",
+            batch.server_round, len(included), len(nodes), report.seconds, 100 * report.clipped_fraction,
         )
         return aggregated_reply(batch, mean, options.weight_key, weight_total)
 

@@ -28,16 +28,13 @@ stage                  server -> node                  node -> server
 =====================  ==============================  ===============================
 
 :class:`RoundSetup` maps Flower's 64-bit node ids to protocol ids 1..n (the
-position in the sorted id list, plus one), carries the masking configuration
-and the quantization, and binds the session to the run, the round and the
-model (:func:`round_context`). Each node trains in the ``masked-input`` stage
-and contributes the weighted quantized update ``(w * q(local - global), w)``
-(:func:`encode_update`, the same arithmetic as
-:class:`fl_core.aggregators.WeightedQuantizer`); the server decodes the ring
-sum into the weighted mean update (:func:`decode_sum`). Paillier nodes pack
-and encrypt the same integers (:func:`encode_integers`) under the
-federation's threshold key; the server decodes the decrypted integer sum
-(:func:`decode_integers`). docs/spec.md, last section, has the byte layouts.
+position in the sorted id list, plus one), carries the masking configuration,
+the quantization and the clip table, and binds the session to the run, the
+round and the model (:func:`round_context`). Each node contributes its weighted
+quantized update with one clipped count per array (``(w * q(local - global), c, w)``,
+:mod:`~secagg.integrations.flower.clipping`), masked, or packed and encrypted
+under the federation's threshold key (:class:`PaillierSetup`).
+docs/spec.md, last section, has the byte layouts.
 
 Model arrays map to one float64 vector by :func:`flatten_arrays` (exact for
 numpy's float, complex, bool and integer dtypes up to 2^53).
@@ -263,9 +260,8 @@ class RoundSetup(wire.Message):
         """The round's session descriptor: quantization, weight key, run, round, the segment
         table's digest as layout digest (the arrays digest in a DP round), the arrays digest
         as model digest, and the training parameters with the DP parameters."""
-        layout = hashlib.sha256(SEGMENTS_LABEL + self.segments).digest() if self.segments else None
         return _descriptor(self.quantization, self.weight_name, self.arrays_digest, run_id, self.server_round,
-                           _merged(self.parameters, self.dp), layout)
+                           _merged(self.parameters, self.dp), self.segments)
 
     def bound_masking_config(self, run_id: int) -> MaskingConfig:
         """:attr:`masking_config` after checking that its record binds this setup's descriptor.
@@ -306,12 +302,13 @@ class RoundSetup(wire.Message):
 
 def _descriptor(
     quantization: QuantizationConfig, weight_key: str, digest: bytes, run_id: int, server_round: int,
-    parameters: bytes, layout: bytes | None = None,
+    parameters: bytes, segments: bytes = b"",
 ) -> SessionDescriptor:
-    """A round's descriptor; the layout is inside ``digest`` (:func:`arrays_digest` hashes it),
-    and ``layout`` (the segment table's digest, with every clip) replaces it as layout digest."""
+    """A round's descriptor; the layout is inside ``digest`` (:func:`arrays_digest` hashes it), and
+    the digest of ``segments`` (the segment table, with every clip), if any, replaces it as layout digest."""
+    layout = hashlib.sha256(SEGMENTS_LABEL + segments).digest() if segments else digest
     plain = SessionDescriptor.create(
-        quantization, weight_key=weight_key, layout_digest=digest if layout is None else layout, model_digest=digest,
+        quantization, weight_key=weight_key, layout_digest=layout, model_digest=digest,
         run_id=run_id, server_round=server_round,
     )
     return dataclasses.replace(plain, parameters=parameters)
@@ -443,8 +440,6 @@ def unflatten_arrays(vector: npt.NDArray[np.float64], layout: ArrayLayout) -> li
     require_instance("layout", layout, ArrayLayout)
     if not isinstance(vector, np.ndarray) or vector.ndim != 1 or vector.shape[0] != layout.size:
         raise ConfigurationError(f"vector does not fit arrays of {layout.size} values")
-    if vector.ndim != 1 or vector.shape[0] != layout.size:
-        raise ConfigurationError(f"vector of shape {vector.shape} does not fit arrays of {layout.size} values")
     arrays: list[npt.NDArray[Any]] = []
     offset = 0
     for spec in layout.specs:
@@ -589,7 +584,7 @@ class PaillierSetup(wire.Message):
             of the federation's key. Nodes encrypt under the key of their own
             key-share file and refuse a round set up for another key.
         min_contributors: fewest uploads a key-share holder agrees to decrypt the sum of.
-        vector_length: values per upload: the model's vector length plus one (the weight).
+        vector_length: values per upload: the model's values, one clipped count per segment, the weight.
         clip_bits: the quantization clip as IEEE-754 float64 bits.
         bits: quantization bits per value (sign included).
         max_weight: the public bound on a node's weight (its example count).
@@ -599,9 +594,10 @@ class PaillierSetup(wire.Message):
             node checks them against the federation's trusted list, and every
             upload must carry its node's signature.
         parameters: the training content's config records, as in :class:`RoundSetup`.
+        segments: the round's segment table with every clip, as in :class:`RoundSetup`.
 
-    Every field enters the session id (:meth:`session_parameters`, through the
-    round's :class:`~secagg.descriptor.SessionDescriptor`).
+    Every field enters the session id (:meth:`session_parameters`, through the round's
+    :class:`~secagg.descriptor.SessionDescriptor`; the table's digest is its layout digest).
     """
 
     TAG: ClassVar[int] = 0x0702
@@ -617,6 +613,7 @@ class PaillierSetup(wire.Message):
     arrays_digest: bytes = wire_field(FixedBytes(32))
     identity_keys: tuple[bytes, ...] = wire_field(ListOf(FixedBytes(PUBLIC_KEY_SIZE), MAX_PACKED_CLIENTS))
     parameters: bytes = wire_field(VarBytes(MAX_PARAMETERS_BYTES))
+    segments: bytes = wire_field(VarBytes(MAX_PARAMETERS_BYTES), default=b"")
 
     def __post_init__(self) -> None:
         _check_round_fields("paillier setup", self.node_ids, self.weight_key)
@@ -644,9 +641,10 @@ class PaillierSetup(wire.Message):
         digest: bytes,
         identity_keys: Sequence[bytes],
         parameters: bytes = b"",
+        segments: bytes = b"",
     ) -> PaillierSetup:
         """The setup message for ``node_ids`` and their ``identity_keys`` (in the same
-        order; sorted here by node id); ConfigurationError if unsafe."""
+        order; sorted here by node id) and the clip table ``segments``; ConfigurationError if unsafe."""
         keys = dict(zip(node_ids, identity_keys, strict=True))
         setup = cls(
             server_round=server_round,
@@ -661,6 +659,7 @@ class PaillierSetup(wire.Message):
             arrays_digest=digest,
             identity_keys=tuple(keys[node] for node in sorted(node_ids)),
             parameters=parameters,
+            segments=segments,
         )
         setup.session_parameters(public, bytes(32), 0)  # every check the nodes will make
         return setup
@@ -688,7 +687,7 @@ class PaillierSetup(wire.Message):
     def descriptor(self, run_id: int) -> SessionDescriptor:
         """The round's session descriptor (as :meth:`RoundSetup.descriptor`)."""
         return _descriptor(self.quantization, self.weight_name, self.arrays_digest, run_id, self.server_round,
-                           self.parameters)
+                           self.parameters, self.segments)
 
     def session_parameters(self, public: ThresholdPublicKey, context: bytes, run_id: int) -> SessionParameters:
         """The Paillier session every party derives: roster 1..n with the setup's identity
