@@ -19,7 +19,7 @@ import numpy as np
 
 from secagg.encoding import QuantizationConfig, from_ring
 from secagg.integrations.flower.clipping import decode_segmented, parse_table
-from secagg.integrations.flower.protocol import decode_integers, flatten_arrays, unflatten_arrays
+from secagg.integrations.flower.protocol import flatten_arrays, unflatten_arrays
 
 CLIP, BITS, MAX_WEIGHT = 0.5, 16, 4096  # SecAggOptions' defaults, as the example uses them
 
@@ -56,13 +56,12 @@ def check_rounds(report: dict[str, Any], audit_dir: Path) -> list[dict[str, Any]
         assert np.array_equal(plain, np.array(entry["aggregate"], dtype=dtype))
         assert entry["weight_total"] == sum(audits[node]["weight"] for node in included)
         # The new model is the previous one plus the decoded weighted mean update.
-        if paillier:
-            quantization = QuantizationConfig(CLIP, BITS, len(entry["node_ids"]), 64, max_weight=MAX_WEIGHT)
-            mean, _ = decode_integers(plain, quantization, len(included))
-        else:
-            quantization = QuantizationConfig(CLIP, BITS, len(entry["node_ids"]), max_weight=MAX_WEIGHT)
-            table = parse_table(bytes.fromhex(entry["segments"]))  # the round's clip per array
-            mean, _, _ = decode_segmented(from_ring(plain, quantization), table, quantization, len(included))
+        ring_bits = 64 if paillier else 32
+        quantization = QuantizationConfig(CLIP, BITS, len(entry["node_ids"]), ring_bits, max_weight=MAX_WEIGHT)
+        table = parse_table(bytes.fromhex(entry["segments"]))  # the round's clip per array
+        # Both protocols carry a clipped count per array and the weight after the values.
+        integers = plain if paillier else from_ring(plain, quantization)
+        mean, _, _ = decode_segmented(integers, table, quantization, len(included))
         base, layout = flatten_arrays(previous)
         expected = unflatten_arrays(base + mean, layout)
         current = arrays_from_json(entry["arrays"])
