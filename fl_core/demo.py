@@ -68,7 +68,6 @@ from fl_core.dp_moments import (
     MomentsChargedAggregator,
     moments_dp_config,
     release_moments,
-    split_budget,
 )
 from fl_core.dp_presets import DEFAULT_DELTA, DP_TRAINING, default_min_honest, dp_config
 from fl_core.dp_training import public_denominator
@@ -376,12 +375,10 @@ def _dp_setup(config: DemoConfig, federation: Federation, name: str) -> tuple[Fe
             name, config, dp=dp, dimension=dimension, max_samples_per_client=config.max_samples_per_client
         )
         return federation.standardised(public_scaler(config.dataset, federation.num_features)), updates
-    (moments_eps, moments_delta), (train_eps, train_delta) = split_budget(
-        config.dp_epsilon, config.dp_delta, config.dp_moments_share
-    )
     moments_dp = moments_dp_config(
-        moments_eps, moments_delta, federation.num_features, default_min_honest(config.hospitals)
-    )
+        config.dp_moments_share * config.dp_epsilon, config.dp_delta, federation.num_features,
+        default_min_honest(config.hospitals), DP_TRAINING[config.dataset].moments_clip_share,
+    )  # fmt: skip
     moments = _aggregator(
         name, config, dp=moments_dp, dimension=2 * federation.num_features,
         max_samples_per_client=config.max_samples_per_client,
@@ -390,13 +387,17 @@ def _dp_setup(config: DemoConfig, federation: Federation, name: str) -> tuple[Fe
         config.dataset, federation.clients, moments, config.dp_moments_share,
         np.random.default_rng([config.seed, _STANDARDISE]),
     )  # fmt: skip
-    dp = dp_config(config.dataset, train_eps, rounds=config.rounds, hospitals=config.hospitals, delta=train_delta)
+    # The training rounds compose with the moments release in one Renyi account: the total
+    # budget is (dp_epsilon, dp_delta) for both (fl_core.dp_moments, "Accounting").
+    dp = dp_config(config.dataset, config.dp_epsilon, rounds=config.rounds, hospitals=config.hospitals,
+                   delta=config.dp_delta)  # fmt: skip
     training = _aggregator(
-        name, config, dp=dp, dimension=dimension, max_samples_per_client=config.max_samples_per_client
-    )
+        name, config, dp=dp, dimension=dimension, max_samples_per_client=config.max_samples_per_client,
+        preceding=((release.aggregator.plan, 1),),
+    )  # fmt: skip
     if not isinstance(training, DPAggregator):
         raise ConfigurationError("DP training needs a DPAggregator")
-    updates = MomentsChargedAggregator(training, release, config.dp_epsilon, config.dp_delta)
+    updates = MomentsChargedAggregator(training, release)
     return federation.standardised(release.standardiser), updates
 
 

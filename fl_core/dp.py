@@ -73,6 +73,7 @@ from secagg.descriptor import SessionDescriptor
 from secagg.dp import (
     DPConfig,
     NoisePlan,
+    Preceding,
     PrivacyAccountant,
     RandomSource,
     check_contributors,
@@ -255,12 +256,15 @@ def make_dp_aggregator(
     ring_bits: int | None = None,
     accountant_path: str | None = None,
     noise_source: RandomSource | None = None,
+    preceding: Preceding = (),
     **protocol_options: Any,
 ) -> DPAggregator:
     """The aggregator ``name`` (``plain-quantized``, ``secagg``, ``secagg+`` or ``paillier``)
     with distributed DP: calibrates the noise for ``dp`` (n = ``num_clients``, d =
     ``dimension``), sizes the encoding (:func:`dp_quantization`) and keeps the budget in a
-    :class:`~secagg.dp.PrivacyAccountant` (state file ``accountant_path``, if given)."""
+    :class:`~secagg.dp.PrivacyAccountant` (state file ``accountant_path``, if given). ``preceding``
+    releases (plan, count) are composed with the rounds in the same account (the budget covers
+    them all; :func:`secagg.dp.calibrate`)."""
     if not isinstance(dp, DPConfig):
         raise ConfigurationError(f"dp must be a DPConfig, got {type(dp).__name__}")
     if protocol_options.pop("clipping", "fixed") != "fixed":
@@ -271,7 +275,7 @@ def make_dp_aggregator(
         )
     plan, quantization, tail = dp_quantization(
         dp, num_clients=num_clients, dimension=dimension, max_samples_per_client=max_samples_per_client,
-        ring_bits=ring_bits,
+        ring_bits=ring_bits, preceding=preceding,
     )  # fmt: skip
     quantizer = DPQuantizer(quantization, plan=plan, tail_bound=tail, noise_source=noise_source)
     inner: Aggregator

@@ -38,17 +38,22 @@ DEFAULT_DELTA = 1e-5
 @dataclass(frozen=True)
 class DPTraining:
     """One data set's DP-FedSGD settings: server step size, per-patient clip, sampling rate,
-    server momentum (post-processing of the noised sums, no privacy cost)."""
+    server momentum (post-processing of the noised sums, no privacy cost), and the share of
+    ``sqrt(2 d)`` each patient's ``(u, u^2)`` is clipped to in the moments release
+    (:mod:`fl_core.dp_moments`; 1.0 never clips)."""
 
     learning_rate: float
     l2_clip: float
     sampling_rate: float | None
     server_optimizer: str = "sgd"
     server_momentum: float = 0.0
+    moments_clip_share: float = 1.0
 
 
 DP_TRAINING = {
-    "breast-cancer": DPTraining(learning_rate=4.0, l2_clip=0.5, sampling_rate=None, server_momentum=0.5),
+    "breast-cancer": DPTraining(
+        learning_rate=4.0, l2_clip=0.5, sampling_rate=None, server_momentum=0.5, moments_clip_share=0.6
+    ),
     "digits": DPTraining(learning_rate=5.0, l2_clip=1.0, sampling_rate=None),
 }
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 from secagg.dp.accountant import PrivacyAccountant, PrivacySpent
 from secagg.dp.calibration import (
     NoisePlan,
+    Preceding,
     calibrate,
     check_contributors,
     contributor_shortfall,
@@ -36,6 +37,7 @@ __all__ = [
     "MECHANISM_DDG",
     "DPConfig",
     "NoisePlan",
+    "Preceding",
     "PrivacyAccountant",
     "PrivacySpent",
     "RandomSource",

@@ -118,14 +118,14 @@ class PrivacyAccountant:
     def get_epsilon(self, delta: float | None = None) -> float:
         """Cumulative epsilon at ``delta`` (default: the budget's)."""
         target = self.config.delta if delta is None else _probability("delta", delta)
-        if self._released == 0:
+        if self._released == 0 and not self._plan.preceding:
             return 0.0
         return min(float(a.get_epsilon(target)) for a in self._plan.composed_accountants(self._released))
 
     def get_delta(self, epsilon: float) -> float:
         """Cumulative delta at ``epsilon``."""
         target = require_finite("epsilon", epsilon, 0.0)
-        if self._released == 0:
+        if self._released == 0 and not self._plan.preceding:
             return 0.0
         return min(float(a.get_delta(target)) for a in self._plan.composed_accountants(self._released))
 

@@ -62,6 +62,8 @@ offers no subsampling bound for a general zCDP event.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import itertools
 import logging
 import math
 from dataclasses import dataclass
@@ -76,6 +78,7 @@ from secagg.errors import ConfigurationError, InsufficientNoiseError
 __all__ = [
     "MIN_VARIANCE",
     "NoisePlan",
+    "Preceding",
     "calibrate",
     "check_contributors",
     "contributor_shortfall",
@@ -83,6 +86,7 @@ __all__ = [
     "ddg_zcdp_events",
     "integer_sensitivity",
     "noise_tail_bound",
+    "preceding_digest",
 ]
 
 MIN_VARIANCE = Fraction(1, 4)
@@ -127,11 +131,34 @@ def _round_events(config: DPConfig, variance: Fraction | float, sensitivity: flo
     return [dpa.PoissonSampledDpEvent(config.sampling_rate, gaussian)]
 
 
+Preceding = tuple[tuple["NoisePlan", int], ...]
+"""Releases made before a plan's rounds, composed with them: (plan, number of aggregates released)."""
+
+PRECEDING_DIGEST_LABEL = b"secagg/v1/dp-preceding"
+
+
 def _composed(
-    config: DPConfig, variance: Fraction | float, sensitivity: float, dimension: int, rounds: int
+    config: DPConfig,
+    variance: Fraction | float,
+    sensitivity: float,
+    dimension: int,
+    rounds: int,
+    preceding: Preceding = (),
 ) -> list[Any]:
-    """One dp-accounting ``RdpAccountant`` per valid per-round event, each composed ``rounds`` times."""
+    """dp-accounting ``RdpAccountant``\\ s of the ``preceding`` releases followed by ``rounds`` rounds.
+
+    Every release has one or two valid per-aggregate events (module docstring); each
+    combination of one event per release is a valid account, so there is one accountant
+    per combination (at most four in practice) and any of them bounds the spend."""
     dpa = dp_accounting()
+    choices = [
+        [dpa.SelfComposedDpEvent(event, count) for event in _round_events(p.config, p.variance, p.sensitivity, p.dimension)]
+        for p, count in preceding
+    ]
+    if rounds > 0:
+        choices.append(
+            [dpa.SelfComposedDpEvent(event, rounds) for event in _round_events(config, variance, sensitivity, dimension)]
+        )
     accountants = []
     # dp-accounting logs (through absl) every fractional RDP order it drops as not converged;
     # dropping an order only loosens the bound, so the warnings are noise here.
@@ -139,10 +166,10 @@ def _composed(
     level = absl.level
     absl.setLevel(logging.ERROR)
     try:
-        for event in _round_events(config, variance, sensitivity, dimension):
+        for combination in itertools.product(*choices):
             accountant = dpa.rdp.RdpAccountant()
-            if rounds > 0:
-                accountant.compose(dpa.SelfComposedDpEvent(event, rounds))
+            for event in combination:
+                accountant.compose(event)
             accountants.append(accountant)
     finally:
         absl.setLevel(level)
@@ -150,11 +177,26 @@ def _composed(
 
 
 def _epsilon_after(
-    config: DPConfig, variance: Fraction | float, sensitivity: float, dimension: int, rounds: int
+    config: DPConfig,
+    variance: Fraction | float,
+    sensitivity: float,
+    dimension: int,
+    rounds: int,
+    preceding: Preceding = (),
 ) -> float:
-    if rounds == 0:
+    if rounds == 0 and not preceding:
         return 0.0
-    return min(float(a.get_epsilon(config.delta)) for a in _composed(config, variance, sensitivity, dimension, rounds))
+    accountants = _composed(config, variance, sensitivity, dimension, rounds, preceding)
+    return min(float(a.get_epsilon(config.delta)) for a in accountants)
+
+
+def preceding_digest(preceding: Preceding) -> bytes:
+    """SHA-256("secagg/v1/dp-preceding" || for each release: its plan's DP digest (32 bytes) ||
+    the number of aggregates released, 8 bytes big-endian): binds what a plan composes with."""
+    hasher = hashlib.sha256(PRECEDING_DIGEST_LABEL)
+    for plan, count in preceding:
+        hasher.update(plan.config.digest(plan) + count.to_bytes(8, "big"))
+    return hasher.digest()
 
 
 @dataclass(frozen=True)
@@ -167,6 +209,9 @@ class NoisePlan:
         num_clients: n, the hospitals in the federation.
         dimension: d, the number of noised integer coordinates (after padding/rotation).
         scale: quantization steps per model unit.
+        preceding: releases made before these rounds under other plans (e.g. a noised
+            feature-moments release), composed with them in one Renyi account: the budget
+            ``config.epsilon, config.delta`` covers all of them together.
     """
 
     config: DPConfig
@@ -174,6 +219,7 @@ class NoisePlan:
     num_clients: int
     dimension: int
     scale: float
+    preceding: Preceding = ()
 
     def __post_init__(self) -> None:
         require_instance("NoisePlan.config", self.config, DPConfig)
@@ -185,6 +231,7 @@ class NoisePlan:
             raise ConfigurationError(f"NoisePlan.dimension must be in 1..2^40, got {self.dimension}")
         if not self.scale > 0.0:
             raise ConfigurationError(f"NoisePlan.scale must be positive, got {self.scale}")
+        _check_preceding(self.preceding)
         if not self.config.honest <= self.num_clients:
             raise ConfigurationError(
                 f"min_honest = {self.config.honest} exceeds the {self.num_clients} hospitals of the federation"
@@ -219,39 +266,43 @@ class NoisePlan:
     def spent_after(self, rounds: int) -> tuple[float, float]:
         """The (epsilon, delta) spent once ``rounds`` aggregates have been released."""
         rounds = require_int("rounds", rounds, 0, None)
-        return _epsilon_after(self.config, self.variance, self.sensitivity, self.dimension, rounds), self.config.delta
+        spent = _epsilon_after(self.config, self.variance, self.sensitivity, self.dimension, rounds, self.preceding)
+        return spent, self.config.delta
 
     def composed_accountants(self, rounds: int) -> list[Any]:
-        """dp-accounting ``RdpAccountant``\\ s with ``rounds`` rounds composed, one per valid bound;
-        any of them is a valid account, so report the smallest epsilon (or delta) among them."""
+        """dp-accounting ``RdpAccountant``\\ s with the preceding releases and ``rounds`` rounds
+        composed, one per valid bound; any of them is a valid account, so report the smallest
+        epsilon (or delta) among them."""
         rounds = require_int("rounds", rounds, 0, None)
-        return _composed(self.config, self.variance, self.sensitivity, self.dimension, rounds)
+        return _composed(self.config, self.variance, self.sensitivity, self.dimension, rounds, self.preceding)
 
     def schedule(self) -> tuple[tuple[float, float], ...]:
         """The predicted (epsilon, delta) after each planned round, 1..config.rounds."""
         return tuple(self.spent_after(t) for t in range(1, self.config.rounds + 1))
 
 
-def _meets(config: DPConfig, variance: Fraction | float, sensitivity: float, dimension: int) -> bool:
-    return _epsilon_after(config, variance, sensitivity, dimension, config.rounds) <= config.epsilon
+def _meets(
+    config: DPConfig, variance: Fraction | float, sensitivity: float, dimension: int, preceding: Preceding = ()
+) -> bool:
+    return _epsilon_after(config, variance, sensitivity, dimension, config.rounds, preceding) <= config.epsilon
 
 
-def _search(config: DPConfig, sensitivity: float, dimension: int) -> float:
+def _search(config: DPConfig, sensitivity: float, dimension: int, preceding: Preceding = ()) -> float:
     """A variance that meets ``config``, within a factor 1 + 1e-7 (1e-4 when subsampled) of the
     smallest (or MIN_VARIANCE)."""
-    if _meets(config, float(MIN_VARIANCE), sensitivity, dimension):
+    if _meets(config, float(MIN_VARIANCE), sensitivity, dimension, preceding):
         return float(MIN_VARIANCE)
     lo = float(MIN_VARIANCE)
     if config.sampling_rate is not None:
         # Subsampling only helps: the unsampled calibration bounds the sampled one from above.
         unsampled = dataclasses.replace(config, sampling_rate=None)
-        hi = _search(unsampled, sensitivity, dimension)
+        hi = _search(unsampled, sensitivity, dimension, preceding)
         lo = max(lo, hi * config.sampling_rate**2 / 4.0)
-        if _meets(config, lo, sensitivity, dimension):
+        if _meets(config, lo, sensitivity, dimension, preceding):
             lo = float(MIN_VARIANCE)
     else:
         hi = max(lo, sensitivity**2 / config.honest)
-        while not _meets(config, hi, sensitivity, dimension):
+        while not _meets(config, hi, sensitivity, dimension, preceding):
             lo, hi = hi, hi * 2.0
             if hi > float(MAX_VARIANCE):
                 raise ConfigurationError(f"no noise variance up to 2^60 meets {config}")
@@ -260,7 +311,7 @@ def _search(config: DPConfig, sensitivity: float, dimension: int) -> float:
     tolerance = 1e-7 if config.sampling_rate is None else 1e-4
     while hi / lo > 1.0 + tolerance:
         mid = math.sqrt(lo * hi)
-        if _meets(config, mid, sensitivity, dimension):
+        if _meets(config, mid, sensitivity, dimension, preceding):
             hi = mid
         else:
             lo = mid
@@ -273,13 +324,20 @@ def _round_up(value: float) -> Fraction:
     return math.ceil(Fraction(value) / step) * step
 
 
-def calibrate(config: DPConfig, *, num_clients: int, scale: float, dimension: int) -> NoisePlan:
+def calibrate(
+    config: DPConfig, *, num_clients: int, scale: float, dimension: int, preceding: Preceding = ()
+) -> NoisePlan:
     """The smallest per-client variance that meets ``config``'s budget over its planned rounds.
 
     Binary search on sigma^2 (the spent epsilon decreases as sigma^2 grows), then the
     result is rounded up to 20 significant bits as an exact Fraction and checked again:
     ``calibrate(...).spent_after(config.rounds)[0] <= config.epsilon``. Never below
     :data:`MIN_VARIANCE`. ConfigurationError if no variance up to 2^60 suffices.
+
+    ``preceding`` releases (plan, count) are composed with the rounds in one Renyi account
+    (their own noise is fixed): the rounds get what the budget leaves after them, which is
+    much more than sequential composition of separate (epsilon, delta) shares would leave.
+    ConfigurationError if the preceding releases alone spend the budget.
     """
     require_instance("config", config, DPConfig)
     num_clients = require_int("num_clients", num_clients, 1, None)
@@ -289,12 +347,35 @@ def calibrate(config: DPConfig, *, num_clients: int, scale: float, dimension: in
         raise ConfigurationError(f"scale must be positive, got {scale}")
     if config.honest > num_clients:
         raise ConfigurationError(f"min_honest = {config.honest} exceeds the {num_clients} hospitals")
+    _check_preceding(preceding)
     sensitivity = integer_sensitivity(config.l2_clip, scale, dimension)
-    hi = _search(config, sensitivity, dimension)
+    if preceding:
+        already = _epsilon_after(config, float(MAX_VARIANCE), sensitivity, dimension, 0, preceding)
+        if already >= config.epsilon:
+            raise ConfigurationError(
+                f"the preceding releases already spend epsilon = {already:.6g} at delta = {config.delta:g}, "
+                f"the whole budget epsilon = {config.epsilon:g}: no round can follow"
+            )
+    hi = _search(config, sensitivity, dimension, preceding)
     variance = max(MIN_VARIANCE, _round_up(hi))
-    while not _meets(config, variance, sensitivity, dimension):  # float rounding at the boundary
+    while not _meets(config, variance, sensitivity, dimension, preceding):  # float rounding at the boundary
         variance = _round_up(float(variance) * (1.0 + 2.0**-VARIANCE_BITS))
-    return NoisePlan(config=config, variance=variance, num_clients=num_clients, dimension=dimension, scale=scale)
+    return NoisePlan(
+        config=config, variance=variance, num_clients=num_clients, dimension=dimension, scale=scale, preceding=preceding
+    )
+
+
+def _check_preceding(preceding: object) -> None:
+    """A tuple of (NoisePlan without preceding releases of its own, count >= 1)."""
+    if not isinstance(preceding, tuple):
+        raise ConfigurationError("preceding releases must be a tuple of (NoisePlan, count) pairs")
+    for entry in preceding:
+        if not (isinstance(entry, tuple) and len(entry) == 2 and isinstance(entry[0], NoisePlan)):
+            raise ConfigurationError("each preceding release is a (NoisePlan, count) pair")
+        plan, count = entry
+        require_int("preceding release count", count, 1, 1 << 32)
+        if plan.preceding:
+            raise ConfigurationError("a preceding release's plan must not itself compose earlier releases")
 
 
 def noise_tail_bound(plan: NoisePlan, num_clients: int, probability: float = TAIL_PROBABILITY) -> int:

@@ -103,7 +103,8 @@ class DPConfig:
 
         With a calibrated ``plan`` (which must belong to this configuration) the per-client
         noise variance is bound too, as exact numerator and denominator, with the honest
-        count, dimension and integer-domain sensitivity it was calibrated for.
+        count, dimension and integer-domain sensitivity it was calibrated for, and the digest
+        of the releases it composes with (``secagg.dp.preceding``, only when there are any).
         """
         params: dict[str, Parameter] = {
             "secagg.dp.version": DP_PARAMETERS_VERSION,
@@ -122,6 +123,10 @@ class DPConfig:
             params.update(variance_parameters(plan.variance))
             params["secagg.dp.dimension"] = plan.dimension
             params["secagg.dp.sensitivity"] = plan.sensitivity
+            if plan.preceding:
+                from secagg.dp.calibration import preceding_digest  # calibration imports this module
+
+                params["secagg.dp.preceding"] = preceding_digest(plan.preceding)
         return params
 
     def canonical_bytes(self, plan: NoisePlan | None = None) -> bytes:

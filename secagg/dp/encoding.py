@@ -31,7 +31,7 @@ import math
 import numpy as np
 import numpy.typing as npt
 
-from secagg.dp.calibration import NoisePlan, calibrate, noise_tail_bound
+from secagg.dp.calibration import NoisePlan, Preceding, calibrate, noise_tail_bound
 from secagg.dp.config import DPConfig
 from secagg.dp.sampler import RandomSource, sample_discrete_gaussian
 from secagg.encoding import WORD_RINGS, QuantizationConfig
@@ -56,9 +56,11 @@ def dp_scale(l2_clip: float, dimension: int) -> float:
 
 
 @functools.lru_cache(maxsize=64)
-def calibrated(config: DPConfig, num_clients: int, scale: float, dimension: int) -> NoisePlan:
+def calibrated(
+    config: DPConfig, num_clients: int, scale: float, dimension: int, preceding: Preceding = ()
+) -> NoisePlan:
     """:func:`secagg.dp.calibrate`, remembered: a NoisePlan is immutable and depends only on these."""
-    return calibrate(config, num_clients=num_clients, scale=scale, dimension=dimension)
+    return calibrate(config, num_clients=num_clients, scale=scale, dimension=dimension, preceding=preceding)
 
 
 def size_encoding(
@@ -94,11 +96,12 @@ def dp_quantization(
     dimension: int,
     max_samples_per_client: int,
     ring_bits: int | None = None,
+    preceding: Preceding = (),
 ) -> tuple[NoisePlan, QuantizationConfig, int]:
-    """Calibrate the noise (scale :func:`dp_scale`) and size the encoding (:func:`size_encoding`):
-    ``(plan, quantization, tail_bound)``."""
+    """Calibrate the noise (scale :func:`dp_scale`; composed after ``preceding`` releases) and
+    size the encoding (:func:`size_encoding`): ``(plan, quantization, tail_bound)``."""
     scale = dp_scale(config.l2_clip, dimension)
-    plan = calibrated(config, num_clients, scale, dimension)
+    plan = calibrated(config, num_clients, scale, dimension, preceding)
     quantization, tail = size_encoding(
         plan, num_clients=num_clients, max_samples_per_client=max_samples_per_client, ring_bits=ring_bits
     )

@@ -160,3 +160,25 @@ def test_rounds_with_too_few_honest_contributors_are_refused() -> None:
         check_contributors(plan, 3)
     with pytest.raises(ThresholdError):
         check_contributors(plan, 5, colluders=2)
+
+
+def test_rounds_after_a_preceding_release_against_dp_accounting() -> None:
+    # A release of 60 sums, then 20 training rounds calibrated after it: dp-accounting, given
+    # the same events written out here, finds the whole run within (epsilon, delta).
+    release_config = DPConfig(epsilon=0.6, delta=1e-5, rounds=1, l2_clip=7.75, min_honest=4)
+    release = calibrate(release_config, num_clients=5, scale=64.0, dimension=60)
+    config = DPConfig(epsilon=3.0, delta=1e-5, rounds=20, l2_clip=0.5, min_honest=4)
+    plan = calibrate(config, num_clients=5, scale=1024.0, dimension=31, preceding=((release, 1),))
+
+    def rho(p: NoisePlan, l2_clip: float, scale: float, dimension: int) -> float:
+        return (l2_clip * scale + math.sqrt(dimension)) ** 2 / (2 * p.honest * float(p.variance))
+
+    accountant = dp_accounting.rdp.RdpAccountant()
+    accountant.compose(dp_accounting.ZCDpEvent(rho=rho(release, 7.75, 64.0, 60)))
+    accountant.compose(dp_accounting.SelfComposedDpEvent(dp_accounting.ZCDpEvent(rho=rho(plan, 0.5, 1024.0, 31)), 20))
+    assert accountant.get_epsilon(1e-5) == pytest.approx(plan.spent_after(20)[0], rel=1e-6)
+    assert plan.spent_after(20)[0] <= 3.0
+    assert plan.spent_after(0)[0] == pytest.approx(release.spent_after(1)[0], rel=1e-9)
+    # 0.1% less noise than calibrated no longer meets the budget: the rounds get all that is left.
+    lowered = dataclasses.replace(plan, variance=plan.variance * Fraction(999, 1000))
+    assert lowered.spent_after(20)[0] > 3.0

@@ -22,10 +22,9 @@ from fl_core.dp_moments import (
     moments_contribution,
     moments_dp_config,
     release_moments,
-    split_budget,
 )
 from fl_core.public_scaling import PUBLIC_FEATURE_RANGES
-from secagg.dp import SeededRandomSource
+from secagg.dp import DPConfig, SeededRandomSource
 from secagg.errors import ConfigurationError
 
 needs_sklearn = pytest.mark.skipif(importlib.util.find_spec("sklearn") is None, reason="needs the examples extra")
@@ -50,13 +49,40 @@ def _moments_aggregator(epsilon: float, delta: float, source: Any = None) -> DPA
     )  # fmt: skip
 
 
-def test_split_is_basic_composition_and_refuses_bad_shares() -> None:
-    (eps_m, delta_m), (eps_t, delta_t) = split_budget(3.0, 1e-5, 0.2)
-    assert eps_m == pytest.approx(0.6) and eps_m + eps_t == pytest.approx(3.0)
-    assert delta_m + delta_t == pytest.approx(1e-5)
-    for share in (0.0, 1.0, -0.1):
-        with pytest.raises(ConfigurationError):
-            split_budget(3.0, 1e-5, share)
+def _training_after(release_plan: Any, epsilon: float, delta: float) -> DPAggregator:
+    config = DPConfig(epsilon=epsilon, delta=delta, rounds=20, l2_clip=0.5, min_honest=HOSPITALS - 1)
+    return make_dp_aggregator(
+        "plain-quantized", config, num_clients=HOSPITALS, dimension=31, max_samples_per_client=64,
+        preceding=((release_plan, 1),),
+    )  # fmt: skip
+
+
+def test_training_composes_with_the_release_in_one_account_and_beats_basic_composition() -> None:
+    # Arrange: a release calibrated alone at 20% of epsilon = 1, then the training after it.
+    moments = _moments_aggregator(0.2, 1e-5)
+    training = _training_after(moments.plan, 1.0, 1e-5)
+    basic = make_dp_aggregator(
+        "plain-quantized", DPConfig(epsilon=0.8, delta=5e-6, rounds=20, l2_clip=0.5, min_honest=HOSPITALS - 1),
+        num_clients=HOSPITALS, dimension=31, max_samples_per_client=64,
+    )  # fmt: skip
+
+    # Assert: before any round the account holds the release alone; all 20 rounds fit the
+    # total budget, a 21st would not; the training noise is well below what basic
+    # composition of (0.2, delta/2) + (0.8, delta/2) needs.
+    release_alone = moments.plan.spent_after(1)[0]
+    assert training.spent()[0] == pytest.approx(
+        min(float(a.get_epsilon(1e-5)) for a in moments.plan.composed_accountants(1))
+    )
+    assert 0.0 < training.spent()[0] <= release_alone + 1e-9
+    assert training.plan.spent_after(20)[0] <= 1.0
+    assert training.plan.spent_after(21)[0] > 1.0
+    assert float(training.plan.variance) < 0.8 * float(basic.plan.variance)
+
+
+def test_a_release_that_spends_the_budget_leaves_no_round() -> None:
+    moments = _moments_aggregator(1.0, 1e-5)
+    with pytest.raises(ConfigurationError, match="already spend"):
+        _training_after(moments.plan, 0.9, 1e-5)
 
 
 def test_one_patient_moves_the_sums_by_at_most_the_declared_sensitivity() -> None:
@@ -143,18 +169,20 @@ def test_demo_charges_the_moments_release_and_stays_within_the_total(monkeypatch
     assert len(released) == 3 and len(encodings) == HOSPITALS * (1 + 3)
     spent = released[-1].epsilon_spent
     assert spent is not None and 0.2 < spent <= 1.0 + 1e-9
-    assert "in total by basic composition" in report.privacy and "(0.2, 5e-06" in report.privacy
+    assert "in total (one Renyi account" in report.privacy
 
 
-def test_charged_aggregator_adds_both_accountants() -> None:
-    moments = _moments_aggregator(0.2, 5e-6, SeededRandomSource(b"x" * 32))
+def test_charged_aggregator_reports_the_release_and_refuses_an_unchained_training() -> None:
+    moments = _moments_aggregator(0.2, 1e-5, SeededRandomSource(b"x" * 32))
     release = release_moments("breast-cancer", _clients(np.random.default_rng(5)), moments, 0.2,
                               np.random.default_rng(6))  # fmt: skip
-    training = _moments_aggregator(0.8, 5e-6)
-    charged = MomentsChargedAggregator(training, release, 1.0, 1e-5)
-    # No training round yet: epsilon is the moments' alone; delta is the declared delta / 2 of each part.
+    charged = MomentsChargedAggregator(_training_after(moments.plan, 1.0, 1e-5), release)
+    # No training round yet: the spend is the release's alone, within the whole budget.
     assert charged.spent()[0] == pytest.approx(moments.spent()[0])
     assert charged.spent()[0] <= 1.0 and charged.spent()[1] <= 1e-5 * (1 + 1e-12)
+    assert "one noised feature-moments release" in charged.guarantee()
+    with pytest.raises(ConfigurationError, match="calibrated after the moments release"):
+        MomentsChargedAggregator(_moments_aggregator(0.8, 1e-5), release)
 
 
 def test_variance_floor_applies_when_noise_swamps_the_variance() -> None:
