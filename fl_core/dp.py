@@ -199,15 +199,23 @@ class DPAggregator:
     def guarantee(self) -> str:
         """The declared guarantee in one sentence."""
         config = self.config
-        tolerated = self.plan.num_clients - self.plan.honest
-        sampling = "every patient in every round" if config.sampling_rate is None else (
-            f"patients Poisson-sampled at rate {config.sampling_rate:g} per round"
-        )  # fmt: skip
         return (
             f"({config.epsilon:g}, {config.delta:g})-differential privacy per patient over {config.rounds} rounds "
-            f"({sampling}; per-patient L2 clip {config.l2_clip:g}); noise split across {self.plan.num_clients} "
-            f"hospitals, sized for {self.plan.honest} honest ones: holds with up to {tolerated} hospital"
-            f"{'s' if tolerated != 1 else ''} colluding with the server or dropped out (together)"
+            f"({self.sampling_clause()}; per-patient L2 clip {config.l2_clip:g}); {self.coverage_clause()}"
+        )
+
+    def sampling_clause(self) -> str:
+        """Who takes part in a round: every patient, or Poisson sampling at the declared rate."""
+        rate = self.config.sampling_rate
+        return "every patient in every round" if rate is None else f"patients Poisson-sampled at rate {rate:g} per round"
+
+    def coverage_clause(self) -> str:
+        """How the noise is split and how many colluding or dropped hospitals it tolerates."""
+        tolerated = self.plan.num_clients - self.plan.honest
+        return (
+            f"noise split across {self.plan.num_clients} hospitals, sized for {self.plan.honest} honest ones: holds "
+            f"with up to {tolerated} hospital{'s' if tolerated != 1 else ''} colluding with the server or dropped "
+            "out (together)"
         )
 
     def aggregate(

@@ -144,14 +144,14 @@ class MomentsChargedAggregator(DPAggregator):
         self.release = release
 
     def guarantee(self) -> str:
-        """The total guarantee, the release and the training's own sentence."""
-        moments = self.release.aggregator.plan
+        """The total guarantee over the release and the rounds, in one sentence."""
+        config, moments = self.config, self.release.aggregator.plan
         return (
-            f"({self.config.epsilon:g}, {self.config.delta:g})-differential privacy per patient over "
-            f"{self.config.rounds} rounds and one noised feature-moments release, in total (one Renyi account: "
-            f"moments L2 sensitivity {moments.config.l2_clip:.3g}, noise multiplier "
-            f"{_noise_multiplier(moments):.3g}; training noise multiplier {_noise_multiplier(self.plan):.3g}); "
-            f"training {super().guarantee()}"
+            f"({config.epsilon:g}, {config.delta:g})-differential privacy per patient over one noised "
+            f"feature-moments release and {config.rounds} training rounds, in total (one Renyi account; release: "
+            f"L2 sensitivity {moments.config.l2_clip:.3g}, noise multiplier {_noise_multiplier(moments):.3g}; "
+            f"rounds: {self.sampling_clause()}, per-patient L2 clip {config.l2_clip:g}, noise multiplier "
+            f"{_noise_multiplier(self.plan):.3g}); {self.coverage_clause()}"
         )
 
 

@@ -169,7 +169,7 @@ def test_demo_charges_the_moments_release_and_stays_within_the_total(monkeypatch
     assert len(released) == 3 and len(encodings) == HOSPITALS * (1 + 3)
     spent = released[-1].epsilon_spent
     assert spent is not None and 0.2 < spent <= 1.0 + 1e-9
-    assert "in total (one Renyi account" in report.privacy
+    assert "feature-moments release and 3 training rounds, in total (one Renyi account" in report.privacy
 
 
 def test_charged_aggregator_reports_the_release_and_refuses_an_unchained_training() -> None:
