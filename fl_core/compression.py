@@ -33,8 +33,8 @@ import numpy as np
 from fl_core.aggregators.base import AggregationResult, Aggregator, ClientUpdate, DropoutStage, check_round
 from fl_core.aggregators.plain import FLOAT_SIZE
 from secagg.errors import ConfigurationError
-from secagg.segments import Segment, SegmentTable
-from secagg.sparsity import SEED_SIZE, ErrorFeedback, Subset, count_for_fraction
+from secagg.segments import SegmentTable
+from secagg.sparsity import SEED_SIZE, ErrorFeedback, Subset, count_for_fraction, restrict
 
 __all__ = ["CompressionConfig", "SparseAggregator", "protected_update_bytes", "restrict"]
 
@@ -207,14 +207,3 @@ class SparseAggregator:
                 self._feedback[client].commit(pending[client])
         return replace(result, mean=subset.scatter(result.mean), seconds=time.perf_counter() - start)
 
-
-def restrict(table: SegmentTable, subset: Subset) -> SegmentTable:
-    """The segments of ``table`` over the coordinates of ``subset`` (segments with none left out)."""
-    if table.size != subset.dimension:
-        raise ConfigurationError(f"the segments cover {table.size} coordinates, the subset {subset.dimension}")
-    kept = []
-    for segment, part in table.slices():
-        inside = int(np.count_nonzero((subset.indices >= part.start) & (subset.indices < part.stop)))
-        if inside:
-            kept.append(Segment(segment.name, inside, segment.clip, segment.integer))
-    return SegmentTable(tuple(kept))

@@ -19,6 +19,8 @@ node and is never stored in ``context.state``.
   policy's ``max_clip``); runs the app's train handler; packs and encrypts
   ``(w * q(local - global), c, w)`` with ``c`` its clipped count per array
   (:mod:`~secagg.integrations.flower.clipping`); answers with the upload and its share index.
+  In a compressed round it encodes its residual plus update on the round's subset
+  (rotated if asked) and keeps the rest (:mod:`~secagg.integrations.flower.compression`).
 - ``decrypt``: answers a ``DecryptionRequest`` for the session it uploaded to
   under every binding rule of :class:`secagg.paillier.DecryptingParty` (its
   own upload unchanged in the sum, at least ``min_contributors`` uploads,
@@ -57,7 +59,8 @@ from secagg.integrations.flower._node import (
     run_stage,
     train_locally,
 )
-from secagg.integrations.flower.clipping import check_model, encode_segmented, node_table
+from secagg.integrations.flower.clipping import encode_segmented, node_table
+from secagg.integrations.flower.compression import check_compressed_model, check_entries, keep_residual, node_update
 from secagg.integrations.flower.dp import check_dp_policy
 from secagg.integrations.flower.keys import load_key_share
 from secagg.integrations.flower.policy import NodePolicy
@@ -257,17 +260,21 @@ def _encrypt(
     if params.session_id in _entries(uploaded, _ID):
         raise ReplayError("this node already uploaded its update in this session")
     table = node_table(setup.segments, setup.quantization, settings.policy.max_clip)
+    if setup.compression:
+        check_entries(setup.compression)
     delta, layout, weight = train_locally(
         message, context, call_next, setup.arrays_digest, setup.parameters, setup.weight_name
     )
-    check_model(table, layout, setup.vector_length)
+    update = node_update(setup.compression, delta, layout, context.state)
+    check_compressed_model(table, layout, update.compression, setup.vector_length)
     rng = settings.rng if settings.rng is not None else np.random.default_rng()
-    values = encode_segmented(delta, weight, table, setup.quantization, rng)
+    values = encode_segmented(update.values, weight, table, setup.quantization, rng)
     client = Client(
         params, protocol_id, identity.key, obfuscation=settings.obfuscation, random_bytes=settings.random_bytes
     )
     upload = client.upload(values)
     assert client.upload_digest is not None  # set by upload()
+    keep_residual(context.state, layout, update.residual)  # the upload leaves with this reply
     _remember(context, uploaded + params.session_id, answered)
     context.state[STATE_KEY] = ConfigRecord({"setup": payload, "upload": client.upload_digest})
     if settings.audit is not None:

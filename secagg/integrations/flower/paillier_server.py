@@ -32,7 +32,7 @@ the reason is in :attr:`PaillierGrid.reports`.
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -44,7 +44,9 @@ from secagg.clipping import ClipPolicy, ClipSchedule, clip_policy
 from secagg.encoding import QuantizationConfig
 from secagg.errors import ConfigurationError, ProtocolError, SecAggError
 from secagg.integrations.flower._grid import LOGGER, SecureGrid, TrainingBatch, aggregated_reply
-from secagg.integrations.flower.clipping import check_table, decode_segmented, encoded_length, layout_table
+from secagg.integrations.flower._masking_plan import round_table
+from secagg.integrations.flower.clipping import decode_segmented, encoded_length
+from secagg.integrations.flower.compression import RoundCompression, check_options
 from secagg.integrations.flower.protocol import (
     DECRYPT,
     ENCRYPT,
@@ -93,6 +95,9 @@ class PaillierOptions:
             default: toward 0.1% clipped, from the securely summed clipped counts),
             ``"fixed"`` (by name), or a ClipPolicy, as in SecAggOptions.
         clips: starting clips of named float arrays (``"<record>/<array>"``), overriding ``clip``.
+        sparsity: a fraction in (0, 1] or a sequence of array names: send only that part of each
+            update, the rest kept by the node for later rounds, as in SecAggOptions.
+        rotate: rotate the float coordinates sent by a public per-round rotation, as in SecAggOptions.
     """
 
     public_key: ThresholdPublicKey
@@ -108,9 +113,12 @@ class PaillierOptions:
     max_nodes: int | None = None
     clipping: str | ClipPolicy = "adaptive"
     clips: Mapping[str, float] | None = None
+    sparsity: float | Sequence[str] | None = None
+    rotate: bool = False
 
     def __post_init__(self) -> None:
         clip_policy(self.clipping)
+        object.__setattr__(self, "sparsity", check_options(self.sparsity, self.rotate, False))
         if not isinstance(self.public_key, ThresholdPublicKey):
             raise ConfigurationError("public_key must be the federation's ThresholdPublicKey")
         check_key_bits(self.public_key.key.key_bits)
@@ -168,11 +176,13 @@ class PaillierOptions:
         quantization = self.quantization(num_nodes)
         return SlotLayout(packed_value_bits(quantization), num_nodes, self.public_key.key.key_bits)
 
-    def table(self, batch: TrainingBatch, num_nodes: int, schedule: ClipSchedule) -> SegmentTable:
+    def table(
+        self, batch: TrainingBatch, num_nodes: int, schedule: ClipSchedule, compression: RoundCompression | None = None
+    ) -> SegmentTable:
         """The round's clip table: one segment per array, the schedule's clips (a named starting
-        clip until the schedule has moved it); ConfigurationError if its counts could overflow."""
-        starting = layout_table(batch.layout, schedule.unseen(self.clips))
-        return check_table(schedule.table(batch.layout.size, starting), self.quantization(num_nodes))
+        clip until the schedule has moved it), as ``compression`` makes it; ConfigurationError if
+        its counts could overflow."""
+        return round_table(batch, self.clips, schedule, compression, self.quantization(num_nodes))
 
 
 class PaillierGrid(SecureGrid):
@@ -195,7 +205,8 @@ class PaillierGrid(SecureGrid):
         batch = TrainingBatch.create(instructions, len(self.reports) + 1)
         sampled = batch.node_ids
         options.layout(len(sampled))  # refuse before sending anything
-        options.table(batch, len(sampled), self.schedule)
+        compression = RoundCompression.draw(batch.layout, options.sparsity, options.rotate)  # public seeds
+        options.table(batch, len(sampled), self.schedule, compression)
         dropped: dict[int, str] = {}
         errors: dict[int, str] = {}
         # Stage 0: learn the identity keys of nodes not seen yet (uploads are signed with them).
@@ -204,7 +215,7 @@ class PaillierGrid(SecureGrid):
         nodes = batch.node_ids
         try:
             options.layout(len(nodes))
-            table = options.table(batch, len(nodes), self.schedule)
+            table = options.table(batch, len(nodes), self.schedule, compression)
         except ConfigurationError as exc:
             return self._skip(batch, started, dropped, errors, str(exc))
         quantization = options.quantization(len(nodes))
@@ -212,7 +223,7 @@ class PaillierGrid(SecureGrid):
         setup = PaillierSetup.create(
             batch.server_round, nodes, options.public_key, options.contributors, quantization,
             encoded_length(table), options.weight_key, batch.digest, [self.identities[n] for n in nodes],
-            batch.parameters, table.describe(),
+            batch.parameters, table.describe(), b"" if compression is None else compression.parameters(),
         )
         context = round_context(run_id, batch.server_round, batch.digest)
         server = Server(setup.session_parameters(options.public_key, context, run_id))
@@ -245,7 +256,7 @@ class PaillierGrid(SecureGrid):
                 server.receive_partial(partial)
             except SecAggError as exc:
                 errors[node], dropped[node] = str(exc), DECRYPT
-        return self._finish(batch, started, dropped, errors, server, table, included)
+        return self._finish(batch, started, dropped, errors, server, table, included, compression)
 
     def _finish(
         self,
@@ -256,6 +267,7 @@ class PaillierGrid(SecureGrid):
         server: Server,
         table: SegmentTable,
         included: list[int],
+        compression: RoundCompression | None = None,
     ) -> Message | None:
         """Stage 3: combine t partial decryptions, unpack, decode the weighted mean and the clipped counts."""
         options, nodes = self.options, batch.node_ids
@@ -266,6 +278,8 @@ class PaillierGrid(SecureGrid):
         except SecAggError as exc:
             return self._skip(batch, started, dropped, errors, str(exc))
         self.schedule.observe(clipping)
+        if compression is not None:
+            mean = compression.expand(mean, batch.layout)
         report = batch.report(
             started, dropped, errors, aggregate=sums, included=included, weight_total=weight_total, clipping=clipping
         )
