@@ -37,6 +37,7 @@ segments become one segment named :data:`ROTATED` of length D with its own clip
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import logging
 import os
@@ -296,7 +297,10 @@ def check_compressed_model(
 
 
 def _layout_digest(layout: ArrayLayout) -> bytes:
-    return hashlib.sha256(RESIDUAL_LABEL + layout.describe()).digest()
+    """The arrays' records, names and shapes (not their dtypes: a strategy may average an integer
+    array into floats between rounds, and the residual is float64 either way)."""
+    shapes = ArrayLayout(tuple(dataclasses.replace(spec, dtype="<f8") for spec in layout.specs))
+    return hashlib.sha256(RESIDUAL_LABEL + shapes.describe()).digest()
 
 
 def stored_residual(state: RecordDict, layout: ArrayLayout) -> FloatVector | None:
