@@ -16,7 +16,7 @@ import dataclasses
 import numpy as np
 
 from secagg import wire
-from secagg.descriptor import encode_parameters
+from secagg.descriptor import decode_parameters, encode_parameters
 from secagg.encoding import QuantizationConfig, to_ring
 from secagg.integrations.flower.protocol import (
     IdentityAnnouncement,
@@ -34,7 +34,9 @@ from secagg.masking.config import ACTIVE, MaskingConfig
 from secagg.masking.driver import make_identities
 from secagg.paillier.messages import EncryptedVector
 from secagg.primitives.signing import SigningKey
-from secagg.segments import SegmentTable
+from secagg.rotation import Rotation
+from secagg.segments import Segment, SegmentTable
+from secagg.sparsity import Subset
 from secagg.vectors._check import equal, expect_error, is_valid
 from secagg.vectors._format import Json, from_hex, ring_to_hex, test_case, vector_file
 from secagg.vectors._suite import Suite, deterministic, register
@@ -51,6 +53,8 @@ NOTES = {
     "ImpossibleSum": "A sum no honest nodes can produce (step: decode, OverflowDetectedError).",
     "WrongNode": "An announcement checked for another node id (step: verify, ProtocolError).",
     "WrongRun": "An announcement checked in another run (step: verify, AuthenticationError).",
+    "Compressed": "A round sending a seeded random subset of 9 of the 17 values, rotated (16 padded values, "
+    "one 'rotated' segment): the subset and rotation entries in compression enter the descriptor (section 15.8).",
     "Bound": "A RoundSetup whose masking record carries the digest of the setup's own descriptor for this run.",
     "OtherDescriptor": "A masking record bound to another descriptor (another run, or the all-zero digest): "
     "refused (step: bound_masking_config, ConfigurationError).",
@@ -86,6 +90,22 @@ def _setup_messages() -> tuple[RoundSetup, RoundSetup, PaillierSetup]:
         weight_key=b"num-examples", arrays_digest=digest, identity_keys=keys, parameters=parameters, segments=table,
     )
     return semi, active, paillier
+
+
+def _compressed_setup() -> RoundSetup:
+    """A semi-honest round of a 17-value model (all float) sending 9 values, rotated: 16 padded values,
+    one clipped count, the weight."""
+    draw = deterministic("flower/compressed")
+    digest = draw(32)
+    subset = Subset.random(draw(32), 17, count=9)
+    rotation = Rotation(draw(32), 9)
+    compression = encode_parameters({**subset.descriptor_parameters(), **rotation.descriptor_parameters()})
+    quantization = QuantizationConfig(0.5, 16, 5, max_weight=4096)
+    table = SegmentTable((Segment("rotated", rotation.padded_dimension, 0.5),)).describe()
+    config = MaskingConfig.secagg_plus(5, 18, dropout_fraction=0.1, complete_up_to=0)
+    parameters = encode_parameters({"config/lr": 0.1, "config/server-round": 4})
+    return RoundSetup.create(4, NODE_IDS, config, quantization, "num-examples", digest, RUN_ID, parameters,
+                             segments=table, compression=compression)
 
 
 def _wire_groups() -> list[Json]:
@@ -198,16 +218,23 @@ def _identity_group() -> Json:
 
 def _binding_group() -> Json:
     semi, active, _ = _setup_messages()
+    compressed = _compressed_setup()
+    entries = {**decode_parameters(compressed.compression), "secagg.sparsity.seed": bytes(32)}
+    other_seed = dataclasses.replace(compressed, compression=encode_parameters(entries))
     unbound = dataclasses.replace(semi, masking=dataclasses.replace(semi.masking, descriptor=bytes(32)))
     tests = [test_case(comment, ["Bound", *flags], "valid", setup=wire.encode(setup).hex(), runId=RUN_ID,
                        descriptorDigest=setup.descriptor(RUN_ID).digest().hex(),
                        configDigest=setup.bound_masking_config(RUN_ID).digest().hex())
              for comment, flags, setup in (("SecAgg+ setup, run 77", ["SemiHonest"], semi),
-                                           ("active setup, run 77", ["Active"], active))]
+                                           ("active setup, run 77", ["Active"], active),
+                                           ("compressed setup, run 77", ["Compressed"], compressed))]
     tests.append(test_case("the run-77 setup checked in run 78", ["OtherDescriptor"], "invalid",
                            setup=wire.encode(semi).hex(), runId=RUN_ID + 1, error="ConfigurationError"))
     tests.append(test_case("a record naming the all-zero descriptor", ["OtherDescriptor"], "invalid",
                            setup=wire.encode(unbound).hex(), runId=RUN_ID, error="ConfigurationError"))
+    tests.append(test_case("the compressed setup with another subset seed, record left", ["OtherDescriptor",
+                           "Compressed"], "invalid", setup=wire.encode(other_seed).hex(), runId=RUN_ID,
+                           error="ConfigurationError"))  # fmt: skip
     return {"type": "FlowerBindingTest", "tests": tests}
 
 
@@ -225,7 +252,8 @@ def generate_flower() -> Json:
         ],
         notes=NOTES,
         groups=[*_wire_groups(), _round_group(), _arrays_group(), _encoding_group(), _identity_group(),
-                _binding_group()],
+                _binding_group(), wire_group(RoundSetup, [("SecAgg+ round sending a rotated subset",
+                                                           ["SemiHonest", "Compressed"], _compressed_setup())], [])],
     )
 
 
