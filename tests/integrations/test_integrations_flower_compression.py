@@ -39,11 +39,13 @@ from secagg.integrations.flower import (
     make_secagg_mod,
 )
 from secagg.integrations.flower._records import read_stage
-from secagg.integrations.flower.clipping import decode_segmented, parse_table
+from secagg.integrations.flower.clipping import decode_segmented, layout_table, parse_table
 from secagg.integrations.flower.compression import (
     RESIDUAL_KEY,
     ROTATED,
     RoundCompression,
+    check_compressed_model,
+    check_entries,
     check_options,
     keep_residual,
     stored_residual,
@@ -443,3 +445,68 @@ def test_a_malformed_stored_residual_is_refused_and_another_models_is_dropped() 
         stored_residual(state, arrays_layout)
     keep_residual(state, arrays_layout, np.zeros(SIZE))
     assert RESIDUAL_KEY not in state
+
+
+def _entries(**changes: object) -> bytes:
+    """Compression bytes of a half subset with a rotation for the test model, with entries changed (None: removed)."""
+    _, arrays_layout = layout()
+    drawn = RoundCompression.draw(arrays_layout, 0.5, True, random_bytes=lambda n: bytes(range(n)))
+    assert drawn is not None
+    entries = decode_parameters(drawn.parameters())
+    for name, value in changes.items():
+        key = name.replace("__", ".")
+        if value is None:
+            del entries[key]
+        else:
+            entries[key] = value  # type: ignore[assignment]
+    return encode_parameters(entries)
+
+
+@pytest.mark.parametrize(("data", "error", "message"), [
+    (_entries(secagg__rotation__seed=7), DecodeError, "rotation's seed, dimension or block"),
+    (_entries(secagg__rotation__transform="other/v1"), DecodeError, "not a rotation's"),
+    (_entries(secagg__rotation__block=3), DecodeError, "power of two"),
+    (_entries(secagg__sparsity__count=0), DecodeError, "count must be"),
+    (_entries(secagg__sparsity__seed=None), DecodeError, "seed, dimension or count"),
+    (encode_parameters({"secagg.sparsity.selection": "layers/v1", "secagg.sparsity.layers": "arrays/w\narrays/z",
+                        "secagg.sparsity.dimension": SIZE, "secagg.sparsity.count": 13,
+                        "secagg.sparsity.indices": bytes(32)}), ProtocolError, "do not fit this model"),
+    (encode_parameters({"secagg.sparsity.selection": "layers/v1", "secagg.sparsity.layers": "arrays/w",
+                        "secagg.sparsity.dimension": SIZE, "secagg.sparsity.count": 12,
+                        "secagg.sparsity.indices": bytes(32)}), ProtocolError, "does not describe this model"),
+    (encode_parameters({}), DecodeError, "names other than"),
+], ids=["rotation-seed-type", "transform", "block", "count", "no-seed", "unknown-layer", "layer-digest",
+        "empty"])  # fmt: skip
+def test_a_node_refuses_compression_entries_it_cannot_rebuild_for_its_model(
+    data: bytes, error: type[Exception], message: str
+) -> None:
+    _, arrays_layout = layout()
+    with pytest.raises(error, match=message):
+        RoundCompression.read(data, arrays_layout) if data else check_entries(data)
+
+
+def test_a_table_or_vector_length_other_than_the_compressions_is_refused() -> None:
+    # Prepare
+    _, arrays_layout = layout()
+    compression = RoundCompression.draw(arrays_layout, 0.5, True, random_bytes=lambda n: bytes(range(n)))
+    assert compression is not None
+    table = compression.table(layout_table(arrays_layout, {"arrays/w": 1.0, "arrays/b": 1.0}))
+    length = table.size + len(table.segments) + 1
+    # Execute / Assert: the right table passes; an uncompressed one, or another session length, is refused
+    check_compressed_model(table, arrays_layout, compression, length)
+    with pytest.raises(ProtocolError, match="as compressed"):
+        check_compressed_model(layout_table(arrays_layout, {"arrays/w": 1.0, "arrays/b": 1.0}), arrays_layout,
+                               compression, length)  # fmt: skip
+    with pytest.raises(ProtocolError, match=f"the session is for {length + 1} values"):
+        check_compressed_model(table, arrays_layout, compression, length + 1)
+
+
+def test_a_stored_residual_of_the_wrong_kind_is_refused() -> None:
+    _, arrays_layout = layout()
+    state = RecordDict()
+    state[RESIDUAL_KEY] = ArrayRecord()
+    with pytest.raises(ProtocolError, match="not a ConfigRecord"):
+        stored_residual(state, arrays_layout)
+    state[RESIDUAL_KEY] = ConfigRecord({"residual": b""})
+    with pytest.raises(ProtocolError, match="incomplete"):
+        stored_residual(state, arrays_layout)
