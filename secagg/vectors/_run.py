@@ -13,6 +13,7 @@ from secagg.errors import SecAggError
 from secagg.vectors import (
     _bindings,
     _compression,
+    _derivations,
     _dp,
     _encoding,
     _flower,
@@ -55,7 +56,9 @@ SUITES: tuple[Suite, ...] = (
     *_sharing.SUITES,
     *_signatures.SUITES,
     *_wire.SUITES,
-    *_masking.SUITES,
+    *_masking.SUITES[:1],
+    *_derivations.SUITES,
+    *_masking.SUITES[1:],
     *_sessions.SUITES,
     *_paillier.SUITES,
     *_flower.SUITES,
