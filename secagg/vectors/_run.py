@@ -11,6 +11,7 @@ from typing import Any
 
 from secagg.errors import SecAggError
 from secagg.vectors import (
+    _bad_sessions,
     _bindings,
     _compression,
     _derivations,
@@ -60,6 +61,7 @@ SUITES: tuple[Suite, ...] = (
     *_derivations.SUITES,
     *_masking.SUITES[1:],
     *_sessions.SUITES,
+    *_bad_sessions.SUITES,
     *_paillier.SUITES,
     *_flower.SUITES,
     *_bindings.SUITES,
