@@ -57,7 +57,7 @@ import numpy.typing as npt
 from secagg.errors import ConfigurationError
 from secagg.integrations._extras import require
 from secagg.integrations._layout import ArraySpec, FlatLayout
-from secagg.integrations._ranges import aggregate_updates, client_ids_of
+from secagg.integrations._ranges import aggregate_flat_models
 from secagg.ranges import RangeDiscovery
 
 if TYPE_CHECKING:
@@ -402,18 +402,9 @@ def aggregate_models(
             return flatten_weights(model)  # a list of arrays, or refused there
         return flatten_model(model, trainable_only=trainable_only)
 
-    base, layout = flatten(global_model)
-    ids = client_ids_of(local_models, client_ids, num_samples)
-    vectors = []
-    for client, model, count in zip(ids, local_models, num_samples, strict=True):
-        vector, local_layout = flatten(model)
-        if _structure(local_layout) != _structure(layout):
-            raise ConfigurationError(
-                f"client {client}: model weights differ from the global model's (names, shapes or dtypes)"
-            )
-        vectors.append((client, vector, int(count)))
-    result, found = aggregate_updates(
-        aggregator, base, vectors, layout.segments(clips), rng=rng, dropouts=dropouts, clips=clips, discovery=discovery
+    base, layout, result, found = aggregate_flat_models(
+        flatten, global_model, local_models, aggregator, num_samples=num_samples, rng=rng, client_ids=client_ids,
+        dropouts=dropouts, clips=clips, discovery=discovery, structure=_structure, as_count=int,
     )
     weights = None if result.mean is None else unflatten_weights(base + result.mean, layout)
     return ModelAggregation(result, weights, layout, trainable_only, found)
