@@ -23,6 +23,7 @@ configuration. ``python -m benchmarks.compression`` prints the row.
 from __future__ import annotations
 
 import argparse
+import functools
 import importlib.util
 import json
 import os
@@ -147,6 +148,26 @@ def rotation_vs_masking(
     }
 
 
+PACK_WIDTHS = (8, 12, 16, 20, 24, 32)
+"""The narrow-ring widths :func:`bitpack_widths` measures by default."""
+
+
+def bitpack_widths(dim: int = 1_000_000, widths: tuple[int, ...] = PACK_WIDTHS, repeats: int = 7) -> dict[str, Any]:
+    """CPU-time medians of packing and unpacking ``dim`` uniform b-bit values, for each b (interleaved)."""
+    rng = np.random.default_rng(0)
+    operations: dict[str, Callable[[], object]] = {}
+    for bits in widths:
+        values = rng.integers(0, 1 << bits, dim, dtype=np.uint64).astype(np.uint32 if bits <= 32 else np.uint64)
+        packed = bitpack.pack(values, bits)
+        operations[f"pack_{bits}"] = functools.partial(bitpack.pack, values, bits)
+        operations[f"unpack_{bits}"] = functools.partial(bitpack.unpack, packed, dim, bits)
+    cpu = interleaved_cpu_medians(operations, repeats)
+    return {
+        "params": {"dim": dim, "widths": list(widths), "repeats": repeats},
+        "metrics": {f"{name}_s": seconds for name, seconds in cpu.items()},
+    }
+
+
 # --- the suite ``secagg bench compression`` ------------------------------------------------
 
 TITLE = "Compression: bytes per parameter in the secure sum, accuracy, and the rotation against masking"
@@ -235,7 +256,8 @@ def run(overrides: Mapping[str, Any], context: RunContext) -> SuiteReport:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m benchmarks.compression [--dim D] [--clients N] [--graph G] [--bits B] [--repeats R]``."""
+    """``python -m benchmarks.compression [--dim D] [--clients N] [--graph G] [--bits B] [--repeats R]
+    [--pack-widths B ...]``."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--dim", type=int, default=1_000_000)
     parser.add_argument("--clients", type=int, default=100)
@@ -243,8 +265,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--dropout", type=float, default=0.1)
     parser.add_argument("--bits", type=int, default=12)
     parser.add_argument("--repeats", type=int, default=7)
+    parser.add_argument(
+        "--pack-widths", type=int, nargs="*", default=None, metavar="B",
+        help=f"also time bit packing and unpacking of --dim values at these widths (none given: {PACK_WIDTHS})",
+    )  # fmt: skip
     args = parser.parse_args(argv)
     row = rotation_vs_masking(args.dim, args.clients, args.graph, args.dropout, args.bits, args.repeats)
+    if args.pack_widths is not None:
+        row["bitpack"] = bitpack_widths(args.dim, tuple(args.pack_widths) or PACK_WIDTHS, args.repeats)
     print(json.dumps(row, indent=2))
     return 0
 
