@@ -15,9 +15,15 @@ measures, in one process and on the same d:
 - ``quantize_s``: quantizing the rotated vector (what follows the rotation);
 - ``pack_s`` / ``unpack_s`` at b bits: the wire form of a narrow ring.
 
+All of them are medians of CPU seconds (``time.process_time``) over ``repeats``
+rounds in which every operation runs once, in turn (:func:`interleaved_cpu_medians`):
+on a machine shared with other jobs, the ratios of one run are what compares.
+
 :func:`rotation_vs_masking` returns one row (``params`` and ``metrics``, as the
-other suites' rows); a ``secagg bench compression`` suite can call it per
-configuration. ``python -m benchmarks.compression`` prints the row.
+other suites' rows); the ``secagg bench compression`` suite calls it when asked
+(``--rotation-dim``). ``python -m benchmarks.compression`` prints the row, and
+with ``--pack-widths`` the packing and unpacking times per width
+(:func:`bitpack_widths`).
 """
 
 from __future__ import annotations
@@ -38,7 +44,7 @@ from secagg import bitpack
 from secagg._install import install_hint
 from secagg.encoding import QuantizationConfig, quantize
 from secagg.errors import ConfigurationError
-from secagg.masking.benchmark import harary_config, median_seconds
+from secagg.masking.benchmark import harary_config
 from secagg.masking.config import MaskingConfig
 from secagg.primitives import prg
 from secagg.rotation import Rotation
@@ -59,9 +65,9 @@ METRIC_NOTES = {
     "(uint32)",
     "rotation_over_mask": "rotation_forward_s / mask_s (the issue's target: <= 1)",
     "rotation_inverse_over_mask": "rotation_inverse_s / mask_s",
-    "quantize_s": "seconds, median: quantize the rotated vector (16 bits, stochastic rounding)",
-    "pack_s": "seconds, median: bit-pack the padded vector to b bits",
-    "unpack_s": "seconds, median: unpack it (length and padding checks included)",
+    "quantize_s": "CPU seconds, median: quantize the rotated vector (16 bits, stochastic rounding)",
+    "pack_s": "CPU seconds, median: bit-pack the padded vector to b bits",
+    "unpack_s": "CPU seconds, median: unpack it (length and padding checks included)",
     "bytes_per_parameter": "packed bytes / d (padding of the rotation included), against 4.0 for Z_(2^32) words",
 }
 
@@ -121,7 +127,14 @@ def rotation_vs_masking(
     packed = bitpack.pack(narrow, bits)
 
     cpu = interleaved_cpu_medians(
-        {"forward": lambda: rotation.forward(update), "inverse": lambda: rotation.inverse(rotated), "mask": mask},
+        {
+            "forward": lambda: rotation.forward(update),
+            "inverse": lambda: rotation.inverse(rotated),
+            "mask": mask,
+            "quantize": lambda: quantize(rotated, quantization, rng),
+            "pack": lambda: bitpack.pack(narrow, bits),
+            "unpack": lambda: bitpack.unpack(packed, rotation.padded_dimension, bits),
+        },
         repeats,
     )
     forward_s, inverse_s, mask_s = cpu["forward"], cpu["inverse"], cpu["mask"]
@@ -140,9 +153,9 @@ def rotation_vs_masking(
             "mask_s": mask_s,
             "rotation_over_mask": forward_s / mask_s,
             "rotation_inverse_over_mask": inverse_s / mask_s,
-            "quantize_s": median_seconds(lambda: quantize(rotated, quantization, rng), repeats),
-            "pack_s": median_seconds(lambda: bitpack.pack(narrow, bits), repeats),
-            "unpack_s": median_seconds(lambda: bitpack.unpack(packed, rotation.padded_dimension, bits), repeats),
+            "quantize_s": cpu["quantize"],
+            "pack_s": cpu["pack"],
+            "unpack_s": cpu["unpack"],
             "bytes_per_parameter": len(packed) / dim,
         },
     }
