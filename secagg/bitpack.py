@@ -18,8 +18,9 @@ has exactly one encoding (canonical, like the rest of the wire format).
 Both directions are vectorised, with Python loops over at most 8 lanes, never
 over values. Eight values of b bits are exactly b bytes, so value 8g + i
 starts at byte ``b * g + floor(i * b / 8)`` and bit ``(i * b) mod 8`` of it.
-Widths of 8, 16, 32 and 64 bits are plain little-endian words (and packing
-other whole-byte widths takes the low bytes of each word). Other widths from 8
+Widths of 8, 16, 32 and 64 bits are plain little-endian words; for the other
+whole-byte widths packing takes the low bytes of each word and unpacking reads a
+64-bit word at every b/8-th byte and masks it. Other widths from 8
 up work on *lanes* (value i of every group of 8): a numpy view reads or
 writes a little-endian 64-bit word at that byte of every group (an unaligned
 strided view, stride b bytes), so unpacking a lane is one gather, one shift and
@@ -187,4 +188,10 @@ def unpack(data: bytes, length: int, bits: int) -> npt.NDArray[Any]:
         return small
     raw = np.zeros(-(-length // 8) * bits + 16, dtype=np.uint8)
     raw[:size] = np.frombuffer(data, dtype=np.uint8)
+    if bits % 8 == 0:  # whole bytes (24, 40, 48, 56): value i is the low b bits of the word at byte i * b / 8
+        words = np.empty(length, dtype=np.uint64)
+        words[...] = _words(raw, 0, length, bits // 8)
+        words &= np.uint64((1 << bits) - 1)
+        bytewise: npt.NDArray[Any] = words.astype(dtype, copy=False)
+        return bytewise
     return _unpack_lanes(raw, length, bits, dtype)
