@@ -181,6 +181,25 @@ def bitpack_widths(dim: int = 1_000_000, widths: tuple[int, ...] = PACK_WIDTHS, 
     }
 
 
+def rotation_blocks(dim: int = 1_000_000, blocks: tuple[int, ...] = (), repeats: int = 7) -> dict[str, Any]:
+    """CPU-time medians of Rotation.forward at d = ``dim`` with one block (the default) and each explicit block size,
+    interleaved, and each one's ratio to the default (docs/compression.md, "Block size")."""
+    update = np.random.default_rng(0).normal(size=dim)
+    seed = os.urandom(32)
+    rotations = {"default": Rotation(seed, dim), **{str(block): Rotation(seed, dim, block) for block in blocks}}
+    cpu = interleaved_cpu_medians(
+        {name: functools.partial(r.forward, update) for name, r in rotations.items()}, repeats
+    )
+    return {
+        "params": {"dim": dim, "blocks": [r.block_size for r in rotations.values()], "repeats": repeats},
+        "metrics": {
+            **{f"forward_{r.block_size}_s": cpu[name] for name, r in rotations.items()},
+            **{f"padded_{r.block_size}": r.padded_dimension for r in rotations.values()},
+            **{f"forward_{r.block_size}_over_default": cpu[name] / cpu["default"] for name, r in rotations.items()},
+        },
+    }
+
+
 # --- the suite ``secagg bench compression`` ------------------------------------------------
 
 TITLE = "Compression: bytes per parameter in the secure sum, accuracy, and the rotation against masking"
@@ -270,7 +289,7 @@ def run(overrides: Mapping[str, Any], context: RunContext) -> SuiteReport:
 
 def main(argv: list[str] | None = None) -> int:
     """``python -m benchmarks.compression [--dim D] [--clients N] [--graph G] [--bits B] [--repeats R]
-    [--pack-widths B ...]``."""
+    [--pack-widths B ...] [--blocks B ...]``."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--dim", type=int, default=1_000_000)
     parser.add_argument("--clients", type=int, default=100)
@@ -282,10 +301,16 @@ def main(argv: list[str] | None = None) -> int:
         "--pack-widths", type=int, nargs="*", default=None, metavar="B",
         help=f"also time bit packing and unpacking of --dim values at these widths (none given: {PACK_WIDTHS})",
     )  # fmt: skip
+    parser.add_argument(
+        "--blocks", type=int, nargs="+", default=None, metavar="B",
+        help="also time the forward rotation with these explicit block sizes against the default (one block)",
+    )  # fmt: skip
     args = parser.parse_args(argv)
     row = rotation_vs_masking(args.dim, args.clients, args.graph, args.dropout, args.bits, args.repeats)
     if args.pack_widths is not None:
         row["bitpack"] = bitpack_widths(args.dim, tuple(args.pack_widths) or PACK_WIDTHS, args.repeats)
+    if args.blocks is not None:
+        row["blocks"] = rotation_blocks(args.dim, tuple(args.blocks), args.repeats)
     print(json.dumps(row, indent=2))
     return 0
 
