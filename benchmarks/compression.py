@@ -274,7 +274,8 @@ def run(overrides: Mapping[str, Any], context: RunContext) -> SuiteReport:
             found.append(
                 Target(
                     f"rotation at d = {row['params']['dim']:,} over masking the same vector",
-                    "Rotation.forward seconds / one client's mask expansion and adds, same d, same process (medians)",
+                    "Rotation.forward / one client's mask expansion and adds, same d, CPU-time medians, interleaved "
+                    f"(inverse / masking: {row['metrics']['rotation_inverse_over_mask']:.2f})",
                     row["metrics"]["rotation_over_mask"],
                     1.0,
                     "<=",
