@@ -152,10 +152,10 @@ def flip_signs(values: FloatVector, seed: bytes) -> None:
 
 def hadamard_in_place(blocks: FloatVector) -> None:
     """Apply the unnormalised Sylvester Hadamard matrix to each row of ``blocks`` (shape (n, B)), in place."""
-    _hadamard(blocks, blocks, 1.0)
+    hadamard_into(blocks, blocks, 1.0)
 
 
-def _hadamard(source: FloatVector, target: FloatVector, scale: float) -> None:
+def hadamard_into(source: FloatVector, target: FloatVector, scale: float) -> None:
     """``target`` = ``scale`` times the Hadamard transform of each row of ``source`` (both of shape (n, B)).
 
     Every stage computes the a + b and a - b of the spec's pairs (docs/spec.md,
@@ -245,7 +245,7 @@ class Rotation:
         out[self.dimension :] = 0.0
         flip_signs(out, self.seed)
         blocks = out.reshape(-1, self.block_size)
-        _hadamard(blocks, blocks, normalisation(self.block_size))
+        hadamard_into(blocks, blocks, normalisation(self.block_size))
         return out
 
     def inverse(self, y: npt.ArrayLike) -> FloatVector:
@@ -256,7 +256,8 @@ class Rotation:
         """
         vector = self._as_vector(y, self.padded_dimension, "rotated vector")
         out = np.empty(self.padded_dimension, dtype=np.float64)
-        _hadamard(vector.reshape(-1, self.block_size), out.reshape(-1, self.block_size), normalisation(self.block_size))
+        block = self.block_size
+        hadamard_into(vector.reshape(-1, block), out.reshape(-1, block), normalisation(block))
         flip_signs(out, self.seed)
         result: FloatVector = out[: self.dimension]  # a view: the padding (under B doubles) is not copied away
         return result
