@@ -85,9 +85,12 @@ def compression_summary(
     aggregator: Aggregator, config: DemoConfig, choice: BudgetChoice | None, dimension: int
 ) -> dict[str, Any] | None:
     """What the compression sends per hospital per round (before any training), or None uncompressed."""
-    if choice is None and not isinstance(aggregator, SparseAggregator):
+    if choice is not None:
+        count = choice.count
+    elif isinstance(aggregator, SparseAggregator):
+        count = aggregator.count(dimension)
+    else:
         return None
-    count = choice.count if choice is not None else aggregator.count(dimension)  # type: ignore[attr-defined]
     protected = protected_update_bytes(aggregator, count)
     return {
         "dimension": dimension,
