@@ -260,9 +260,10 @@ def run(overrides: Mapping[str, Any], context: RunContext) -> SuiteReport:
         f"{options['rounds']} rounds, seeds 0..{options['seeds'] - 1} (the demo's data split and training per seed)",
         "partial updates: each round a public subset of coordinates drawn from the round's seed "
         "(secagg.sparsity), bound in the session descriptor; every hospital keeps what it did not send and adds it "
-        "to its next update (error feedback); a budget picks the largest subset whose masked vector fits",
-        "the wire carries 32-bit ring elements whatever the quantization bits: narrow rings (secagg.ring.NarrowRing, "
-        "secagg.bitpack) are not yet used by the masking protocol, so bits do not change the bytes here",
+        "to its next update (error feedback)",
+        "a budget (fl_core.budget) picks the quantization bits (16 down to 8), the smallest ring Z_(2^b) that cannot "
+        "overflow for 5 hospitals of up to 4,096 samples, a rotation below 16 bits and then the largest subset that "
+        "fits; masked vectors travel bit-packed, b bits a value; fixed settings use the word ring Z_(2^32)",
     ]
     found = accuracy.targets(results)
     for row in results:

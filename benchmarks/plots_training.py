@@ -100,9 +100,15 @@ def plot_compression(report: SuiteReport, out: Path) -> list[str]:
     markers = "osD^v<>"
     for index, dataset in enumerate(datasets):
         mine = [row for row in rows if row["params"]["dataset"] == dataset]
-        for bits in sorted({row["params"]["bits"] for row in mine}, reverse=True):
+        kinds = sorted({(row["params"]["bits"], bool(row["params"].get("rotate"))) for row in mine}, reverse=True)
+        for bits, rotated in kinds:
             series = sorted(
-                (row for row in mine if row["params"]["bits"] == bits and row["metrics"]["gap_pp"] is not None),
+                (
+                    row
+                    for row in mine
+                    if (row["params"]["bits"], bool(row["params"].get("rotate"))) == (bits, rotated)
+                    and row["metrics"]["gap_pp"] is not None
+                ),
                 key=lambda row: row["metrics"]["protected_bytes_per_parameter"],
             )
             if not series:
@@ -112,7 +118,7 @@ def plot_compression(report: SuiteReport, out: Path) -> list[str]:
             spread = [100 * row["metrics"]["accuracy_std"] for row in series]
             accuracy.errorbar(
                 xs, ys, yerr=spread, marker=markers[index % len(markers)], capsize=3,
-                label=f"{dataset}, {bits}-bit quantization",
+                label=f"{dataset}, {bits}-bit quantization" + (", rotated, smallest ring (budget)" if rotated else ""),
             )  # fmt: skip
         sent = sorted(mine, key=lambda row: row["params"]["fraction"])
         sizes.plot(
@@ -141,5 +147,5 @@ def plot_compression(report: SuiteReport, out: Path) -> list[str]:
     )
     sizes.grid(True, which="both", alpha=0.3)
     sizes.legend(fontsize=7)
-    title = "Shared-seed partial updates in the secure sum: bytes and accuracy"
+    title = "Compression in the secure sum (bits, ring, rotation, partial updates): bytes and accuracy"
     return [save(figure, out, "compression_bytes_accuracy.png", title)]
