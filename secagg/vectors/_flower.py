@@ -99,7 +99,8 @@ def _wire_groups() -> list[Json]:
                                                             + semi_body[4 + len(ids_body):])),
     ])]
     encoded = wire.encode(paillier)
-    suffix = 32 + 4 + 32 * len(paillier.identity_keys) + 4 + len(paillier.parameters) + 4 + len(paillier.segments)
+    suffix = (32 + 4 + 32 * len(paillier.identity_keys) + 4 + len(paillier.parameters) + 4 + len(paillier.segments)
+              + 4 + len(paillier.dp))
     bad_key = encoded[:-suffix - 4 - 12] + _u32(12) + b"num-\xffxamples" + encoded[-suffix:]
     paillier_body = wire.encode(paillier)[5:]
     head = 4 + len(ids_body) + 32

@@ -48,7 +48,7 @@ from secagg.encoding import WORD_RINGS, QuantizationConfig, from_ring, smallest_
 from secagg.errors import ConfigurationError, InsufficientNoiseError, ThresholdError
 from secagg.integrations.flower._grid import LOGGER, RoundReport, SecureGrid, TrainingBatch, aggregated_reply
 from secagg.integrations.flower.clipping import check_table, decode_segmented, encoded_length, layout_table
-from secagg.integrations.flower.dp import DPRounds, decode_noised, dp_parameters
+from secagg.integrations.flower.dp import DPRounds, check_dp_options, decode_noised, dp_parameters
 from secagg.integrations.flower.protocol import (
     MASKED_INPUT,
     SETUP,
@@ -154,7 +154,8 @@ class SecAggOptions:
     dp_state_file: str | None = None
 
     def __post_init__(self) -> None:
-        self._check_clipping_and_dp()
+        clip_policy(self.clipping)
+        check_dp_options(self.dp, self.clips)
         if self.protocol not in (SECAGG, SECAGG_PLUS):
             raise ConfigurationError(f"protocol must be {SECAGG!r} or {SECAGG_PLUS!r}, got {self.protocol!r}")
         if self.protocol == SECAGG_PLUS and self.threshold is not None:
@@ -183,12 +184,6 @@ class SecAggOptions:
             # (Active SecAgg+ is infeasible for the smallest rounds; each round is validated anyway.)
             self.masking(nodes, 2)
 
-    def _check_clipping_and_dp(self) -> None:
-        clip_policy(self.clipping)
-        if self.dp is not None and not isinstance(self.dp, DPConfig):
-            raise ConfigurationError(f"dp must be a DPConfig, got {type(self.dp).__name__}")
-        if self.dp is not None and self.clips:
-            raise ConfigurationError("clips do not apply with dp: a DP round never clips a coordinate")
 
     def quantization(self, num_nodes: int) -> QuantizationConfig:
         """The quantization for ``num_nodes``; ConfigurationError if the ring could overflow."""
