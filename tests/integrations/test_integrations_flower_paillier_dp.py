@@ -277,3 +277,21 @@ def test_dp_options_are_validated_before_any_round(tmp_path: Path) -> None:
     with pytest.raises(ConfigurationError, match="dp must be a DPConfig"):
         PaillierOptions(public_key=public, dp={"epsilon": 1.0})  # type: ignore[arg-type]
 
+
+
+def test_a_later_round_with_fewer_nodes_than_h_is_skipped_before_anything_is_sent(tmp_path: Path) -> None:
+    # Prepare: a 2-of-3 key, five nodes (the last two reuse shares 1 and 2): round 1 fixes h = 4;
+    # only three nodes are available in round 2
+    public_path, shares = key_files(tmp_path / "ceremony", 3, 2)
+    holders = dict(zip(NODES, [*shares, *shares[:2]], strict=True))
+    grid = FakeGrid({node: app(node, share, None, None) for node, share in holders.items()})
+    secure = PaillierGrid(grid, PaillierOptions(public_key=read_public_key(public_path), dp=DP, stage_timeout=5.0))
+    grid.get_node_ids = lambda: sorted(NODES if not secure.reports else NODES[:3])  # type: ignore[method-assign]
+    # Execute
+    run(secure, rounds=2)
+    # Assert: round 1 ran (h = 4 of 5); round 2 is skipped, uncharged, and no node got its setup
+    first, second = secure.reports
+    assert secure.dp is not None and secure.dp.plan is not None and secure.dp.plan.honest == 4
+    assert first.skipped_reason is None and first.epsilon_spent is not None
+    assert second.skipped_reason == "dp: 3 nodes, the noise is sized for h = 4 honest ones"
+    assert stages_sent(grid).count(ENCRYPT) == len(NODES) and secure.dp.spent() == first.epsilon_spent
