@@ -2,8 +2,8 @@
 
 The nodes add the noise before encryption (the decrypted aggregate is the sum of what they
 encrypted and differs from the noise-free sum), the DP parameters are bound (a split never
-yields an aggregate), a node's policy refuses an under-noised setup, no sum of fewer than h
-uploads is decrypted, the budget refuses a round. Real 2048-bit threshold keys dealt from
+yields an aggregate), a node's policy refuses an under-noised setup, no sum holding fewer
+than h honest uploads is decrypted, the budget refuses a round. Real 2048-bit threshold keys dealt from
 fixed primes (tests/integrations/paillier_keys.py), as the other Paillier tests.
 """
 
@@ -116,7 +116,7 @@ def test_a_dp_round_decrypts_the_noise_the_nodes_added_and_never_the_noise_free_
     assert report.epsilon_spent is not None and 0 < report.epsilon_spent <= DP.epsilon
     assert secure.dp is not None and secure.dp.plan is not None
     plan = secure.dp.plan
-    assert 1 <= plan.honest < len(NODES)
+    assert plan.honest == 2  # min_contributors 2 (the default for t = 2) less c = min(t - 1, 2 - 2) = 0
     # The setup binds the plan (no clip table, no weight, no clipped count) and min_contributors >= h
     setup = sent_setup(grid)
     assert setup.segments == b"" and setup.dp == dp_parameters(plan) and setup.vector_length == plan.dimension == 17
@@ -148,27 +148,52 @@ def test_a_dp_round_decrypts_the_noise_the_nodes_added_and_never_the_noise_free_
         np.testing.assert_allclose(final[spec.name].numpy(), array, rtol=1e-6, atol=1e-6)
 
 
-def test_the_server_raises_min_contributors_to_h(tmp_path: Path) -> None:
-    # Prepare: a 3-of-5 key with min_contributors 2: the guarantee tolerates 2 dropouts, so h = 3 > 2
-    grid, secure = dp_grid(tmp_path, threshold=3, min_contributors=2)
+def test_h_is_min_contributors_less_the_colluders_and_a_smaller_sum_is_never_decrypted(tmp_path: Path) -> None:
+    # Prepare: a 2-of-5 key, min_contributors 4: the guarantee tolerates c = min(t - 1, 4 - 2) = 1
+    # colluder, so the smallest decrypted sum holds h = 4 - 1 = 3 honest uploads
+    grid, secure = dp_grid(tmp_path, min_contributors=4)
+    grid.silent.update((node, ENCRYPT) for node in NODES[3:])  # two nodes time out: three uploads
     # Execute
     run(secure)
-    # Assert: the round decrypts no sum of fewer than h uploads, and it completed
+    # Assert: the plan is for h = 3 and the setup names min_contributors 4; three uploads are never decrypted
     assert secure.dp is not None and secure.dp.plan is not None and secure.dp.plan.honest == 3
-    assert sent_setup(grid).min_contributors == 3
-    assert secure.reports[0].skipped_reason is None
+    assert sent_setup(grid).min_contributors == 4
+    report = secure.reports[0]
+    assert report.aggregate is None and report.skipped_reason == "3 nodes uploaded; at least 4 are needed"
+    assert DECRYPT not in stages_sent(grid)
+    # ... and a noised sum of fewer than h contributions is refused by the decoder too
+    plan = secure.dp.plan
+    with pytest.raises(InsufficientNoiseError):
+        decode_noised(np.zeros(plan.dimension, dtype=np.int64), plan, sent_setup(grid).quantization, plan.honest - 1)
 
 
-def test_a_node_refuses_a_setup_that_would_decrypt_fewer_than_h_uploads(tmp_path: Path) -> None:
-    # Prepare: h = 3 (as above); a lying server tells every node but the target min_contributors = 2
+def test_with_min_contributors_below_t_h_counts_the_decrypted_uploads_not_the_completion_tolerance(
+    tmp_path: Path,
+) -> None:
+    # Prepare: a 3-of-5 key and min_contributors 2: the round completes with up to l - t = 2 dropouts,
+    # but a key-share holder decrypts sums of 2 uploads (c = 0), so h is 2, not 5 - 0 - 2 = 3
+    _, secure = dp_grid(tmp_path, threshold=3, min_contributors=2)
+    # Execute
+    run(secure)
+    # Assert: the nodes accept the plan the server sized (the same h) and the round completes
+    assert secure.dp is not None and secure.dp.plan is not None and secure.dp.plan.honest == 2
+    report = secure.reports[0]
+    assert report.skipped_reason is None and report.included == frozenset(NODES), report.errors
+
+
+def test_a_node_refuses_a_setup_whose_smallest_decrypted_sum_holds_fewer_than_h_honest_uploads(
+    tmp_path: Path,
+) -> None:
+    # Prepare: h = 3 (as above); a lying server tells every node but the target min_contributors = 3
+    # (a sum of 3 uploads, up to 1 of them a colluder's: 2 honest noise shares)
     audit = Audit()
-    grid, secure = dp_grid(tmp_path, audit, threshold=3, min_contributors=2)
+    grid, secure = dp_grid(tmp_path, audit, min_contributors=4)
 
     def rewrite(message: Message) -> None:
         stage, payload = read_stage(message.content)
         if stage == ENCRYPT:
             setup = wire.decode(payload, PaillierSetup)
-            _replace_payload(message, ENCRYPT, wire.encode(dataclasses.replace(setup, min_contributors=2)))
+            _replace_payload(message, ENCRYPT, wire.encode(dataclasses.replace(setup, min_contributors=3)))
 
     lying_server(grid, rewrite)
     # Execute
@@ -177,25 +202,8 @@ def test_a_node_refuses_a_setup_that_would_decrypt_fewer_than_h_uploads(tmp_path
     report = secure.reports[0]
     assert report.aggregate is None and report.skipped_reason is not None and DECRYPT not in stages_sent(grid)
     others = [node for node in NODES if node != TARGET]
-    assert all("fewer than the h = 3" in report.errors[node] for node in others), report.errors
+    assert all("fewer than the h = 3 honest ones" in report.errors[node] for node in others), report.errors
     assert set(audit.of_round(1)) <= {TARGET}
-
-
-def test_a_round_with_fewer_than_h_uploads_is_skipped_and_never_decrypted(tmp_path: Path) -> None:
-    # Prepare: h = 3; three nodes time out in the encrypt stage, so only two upload
-    grid, secure = dp_grid(tmp_path, threshold=3, min_contributors=2)
-    grid.silent.update((node, ENCRYPT) for node in NODES[2:])
-    # Execute
-    run(secure)
-    # Assert: skipped for too few uploads (the threshold of 3 alone would not say so), no decryption asked
-    report = secure.reports[0]
-    assert report.aggregate is None and report.skipped_reason == "2 nodes uploaded; at least 3 are needed"
-    assert DECRYPT not in stages_sent(grid)
-    # ... and a noised sum of fewer than h contributions is refused by the decoder too
-    assert secure.dp is not None and secure.dp.plan is not None
-    plan = secure.dp.plan
-    with pytest.raises(InsufficientNoiseError):
-        decode_noised(np.zeros(plan.dimension, dtype=np.int64), plan, sent_setup(grid).quantization, plan.honest - 1)
 
 
 def _split(name: str, change: Callable[[int], int]) -> Rewrite:
@@ -278,20 +286,3 @@ def test_dp_options_are_validated_before_any_round(tmp_path: Path) -> None:
         PaillierOptions(public_key=public, dp={"epsilon": 1.0})  # type: ignore[arg-type]
 
 
-
-def test_a_later_round_with_fewer_nodes_than_h_is_skipped_before_anything_is_sent(tmp_path: Path) -> None:
-    # Prepare: a 2-of-3 key, five nodes (the last two reuse shares 1 and 2): round 1 fixes h = 4;
-    # only three nodes are available in round 2
-    public_path, shares = key_files(tmp_path / "ceremony", 3, 2)
-    holders = dict(zip(NODES, [*shares, *shares[:2]], strict=True))
-    grid = FakeGrid({node: app(node, share, None, None) for node, share in holders.items()})
-    secure = PaillierGrid(grid, PaillierOptions(public_key=read_public_key(public_path), dp=DP, stage_timeout=5.0))
-    grid.get_node_ids = lambda: sorted(NODES if not secure.reports else NODES[:3])  # type: ignore[method-assign]
-    # Execute
-    run(secure, rounds=2)
-    # Assert: round 1 ran (h = 4 of 5); round 2 is skipped, uncharged, and no node got its setup
-    first, second = secure.reports
-    assert secure.dp is not None and secure.dp.plan is not None and secure.dp.plan.honest == 4
-    assert first.skipped_reason is None and first.epsilon_spent is not None
-    assert second.skipped_reason == "dp: 3 nodes, the noise is sized for h = 4 honest ones"
-    assert stages_sent(grid).count(ENCRYPT) == len(NODES) and secure.dp.spent() == first.epsilon_spent

@@ -14,8 +14,10 @@ With ``SecAggOptions(dp=DPConfig(...))`` every masking round is a DP round, and 
   (:meth:`DPConfig.descriptor_parameters` of the plan: epsilon, delta, rounds, l2 clip,
   sampling rate, h, sigma^2 exactly, dimension, sensitivity) travel in
   :attr:`RoundSetup.dp` (:attr:`PaillierSetup.dp`) and enter the round's descriptor, so a
-  split fails the round. A Paillier round decrypts no sum of fewer than h uploads: its
-  ``min_contributors`` is at least h, which every decrypting node checks.
+  split fails the round. In a Paillier round h is the honest uploads in the smallest sum a
+  key-share holder decrypts: ``min_contributors`` less the colluders c the round's
+  guarantee tolerates (:func:`decrypted_sums`), which every node checks
+  (:func:`check_decrypted_sums`) before it encrypts.
 - **Node** (:func:`node_plan`: :func:`read_dp`, :func:`check_dp_policy`): rebuilds the plan from the bound
   bytes, checks that the sigma^2 it names buys the declared epsilon over the declared
   rounds (recomputed with dp-accounting, not taken on the server's word), that the ring
@@ -56,12 +58,16 @@ from secagg.errors import (
 )
 from secagg.guarantee import Guarantee
 from secagg.integrations.flower.policy import NodePolicy
+from secagg.paillier import ThresholdPublicKey
+from secagg.paillier.protocol import paillier_guarantee
 
 __all__ = [
     "DPRounds",
+    "check_decrypted_sums",
     "check_dp_options",
     "check_dp_policy",
     "decode_noised",
+    "decrypted_sums",
     "dp_parameters",
     "honest_count",
     "node_encoding",
@@ -79,6 +85,26 @@ def honest_count(num_nodes: int, guarantee: Guarantee, config: DPConfig) -> int:
     ``config.min_honest`` if that is lower."""
     computed = max(1, num_nodes - guarantee.colluders - guarantee.dropouts)
     return computed if config.min_honest is None else min(computed, config.min_honest)
+
+
+def decrypted_sums(public: ThresholdPublicKey, num_nodes: int, min_contributors: int) -> Guarantee:
+    """The guarantee h is computed from in a Paillier round: its colluders (as
+    :func:`~secagg.paillier.protocol.paillier_guarantee`) and, as dropouts, the uploads a
+    decrypted sum may lack (``num_nodes - min_contributors``: key-share holders decrypt
+    sums of at least ``min_contributors`` uploads), so ``h = min_contributors - c``."""
+    colluders = paillier_guarantee(public, num_nodes, min_contributors).colluders
+    return Guarantee(colluders, num_nodes - min_contributors, lying_server=True)
+
+
+def check_decrypted_sums(plan: NoisePlan, min_contributors: int, guarantee: Guarantee) -> None:
+    """ConfigurationError unless a Paillier round's smallest decrypted sum (``min_contributors``
+    uploads, up to ``guarantee.colluders`` of them colluders') holds the plan's h honest uploads."""
+    if min_contributors - guarantee.colluders < plan.honest:
+        raise ConfigurationError(
+            f"the round decrypts sums of {min_contributors} uploads, up to {guarantee.colluders} of them "
+            f"colluders': fewer than the h = {plan.honest} honest ones its noise is sized for; "
+            "under-noised setup refused"
+        )
 
 
 def dp_parameters(plan: NoisePlan) -> bytes:

@@ -20,8 +20,8 @@ node and is never stored in ``context.state``.
   ``(w * q(local - global), c, w)`` with ``c`` its clipped count per array
   (:mod:`~secagg.integrations.flower.clipping`); answers with the upload and its share index.
   In a DP round (the setup's ``dp``, :mod:`~secagg.integrations.flower.dp`) it checks the
-  noise plan against the declared epsilon and its policy's DP floors, and that the round
-  decrypts no sum of fewer than h uploads, then encrypts ``round(delta * scale)`` plus its
+  noise plan against the declared epsilon and its policy's DP floors, and that the round's
+  smallest decrypted sum holds h honest uploads, then encrypts ``round(delta * scale)`` plus its
   own share of exact discrete Gaussian noise (no weight, no clipped count, nothing clipped).
 - ``decrypt``: answers a ``DecryptionRequest`` for the session it uploaded to
   under every binding rule of :class:`secagg.paillier.DecryptingParty` (its
@@ -64,7 +64,7 @@ from secagg.integrations.flower._node import (
     train_locally,
 )
 from secagg.integrations.flower.clipping import check_model, encode_segmented, node_table
-from secagg.integrations.flower.dp import node_encoding, node_plan
+from secagg.integrations.flower.dp import check_decrypted_sums, node_encoding, node_plan
 from secagg.integrations.flower.keys import load_key_share
 from secagg.integrations.flower.policy import NodePolicy
 from secagg.integrations.flower.protocol import (
@@ -249,11 +249,8 @@ def _session(
     settings.policy.check_round(len(setup.node_ids), params.guarantee, setup.quantization)
     settings.policy.check_paillier(setup.min_contributors)
     plan = node_plan(setup.dp, setup.quantization, len(setup.node_ids), settings.policy)
-    if plan is not None and setup.min_contributors < plan.honest:
-        raise ConfigurationError(
-            f"the round decrypts sums of {setup.min_contributors} uploads, fewer than the h = {plan.honest} "
-            "honest nodes its noise is sized for: under-noised setup refused"
-        )
+    if plan is not None:
+        check_decrypted_sums(plan, setup.min_contributors, params.guarantee)
     return params, plan
 
 

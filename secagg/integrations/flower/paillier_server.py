@@ -25,12 +25,12 @@ Each training batch becomes one session of :mod:`secagg.paillier.protocol`:
 
 With ``PaillierOptions(dp=DPConfig(...))`` every round is a distributed-DP round
 (:mod:`secagg.integrations.flower.dp`, as for masking): the server calibrates the noise
-for the round's nodes and h, binds the DP parameters in ``PaillierSetup.dp`` (and the
-descriptor), sets ``min_contributors`` to at least h (so no key-share holder decrypts a
-sum of fewer than h uploads), charges the accountant before anything is sent and refuses
-a round over the budget; each node encrypts ``round(delta * scale)`` plus its own noise
-share, with no weight, no clipped count and no clip table; the report states the
-epsilon spent.
+for the round's nodes and h, the honest uploads in the smallest sum a key-share holder
+decrypts (``min_contributors`` less the colluders the round's guarantee tolerates), binds
+the DP parameters in ``PaillierSetup.dp`` (and the descriptor), charges the accountant
+before anything is sent and refuses a round over the budget; each node encrypts
+``round(delta * scale)`` plus its own noise share, with no weight, no clipped count and
+no clip table; the report states the epsilon spent.
 
 A node that drops out before uploading is left out of the sum; one that drops
 out after uploading still counts, as long as t key-share holders answer. With
@@ -56,7 +56,7 @@ from secagg.encoding import QuantizationConfig
 from secagg.errors import ConfigurationError, ProtocolError, SecAggError
 from secagg.integrations.flower._grid import LOGGER, SecureGrid, TrainingBatch, aggregated_reply
 from secagg.integrations.flower.clipping import check_table, decode_segmented, encoded_length, layout_table
-from secagg.integrations.flower.dp import DPRounds, check_dp_options, decode_noised, dp_parameters
+from secagg.integrations.flower.dp import DPRounds, check_dp_options, decode_noised, decrypted_sums, dp_parameters
 from secagg.integrations.flower.protocol import (
     DECRYPT,
     ENCRYPT,
@@ -70,7 +70,6 @@ from secagg.paillier import Server, SlotLayout, ThresholdPublicKey
 from secagg.paillier.keys import check_key_bits
 from secagg.paillier.messages import PartialDecryption
 from secagg.paillier.packing import MAX_CLIENTS
-from secagg.paillier.protocol import paillier_guarantee
 from secagg.segments import SegmentTable
 
 __all__ = ["MIN_NODES", "PaillierGrid", "PaillierOptions"]
@@ -109,8 +108,8 @@ class PaillierOptions:
         dp: a :class:`~secagg.dp.DPConfig`: every round is a distributed-DP round
             (:mod:`secagg.integrations.flower.dp`); ``clip``, ``bits`` and ``clipping`` then do
             not apply (the encoding follows from the DP configuration and nothing is clipped),
-            ``max_weight`` bounds a node's patients (the encoding's range), and every round's
-            ``min_contributors`` is at least the h its noise is sized for.
+            ``max_weight`` bounds a node's patients (the encoding's range); the noise is sized
+            for h = ``min_contributors`` less the colluders the round's guarantee tolerates.
         dp_state_file: the accountant's state file (survives a restart); None: in memory.
     """
 
@@ -277,13 +276,12 @@ class PaillierGrid(SecureGrid):
                 encoded_length(table), options.weight_key, batch.digest, keys, batch.parameters, table.describe(),
             )
             return setup, table, None
-        guarantee = paillier_guarantee(options.public_key, len(nodes), options.contributors)
-        plan, quantization = self.dp.plan_round(len(nodes), batch.layout.size, guarantee, options.max_weight, 64)
-        if len(nodes) < plan.honest:
-            raise ConfigurationError(f"dp: {len(nodes)} nodes, the noise is sized for h = {plan.honest} honest ones")
-        # No key-share holder decrypts a sum of fewer than h uploads (each node checks this).
+        plan, quantization = self.dp.plan_round(
+            len(nodes), batch.layout.size, decrypted_sums(options.public_key, len(nodes), options.contributors),
+            options.max_weight, 64,
+        )
         setup = PaillierSetup.create(
-            batch.server_round, nodes, options.public_key, max(options.contributors, plan.honest), quantization,
+            batch.server_round, nodes, options.public_key, options.contributors, quantization,
             batch.layout.size, options.weight_key, batch.digest, keys, batch.parameters, dp=dp_parameters(plan),
         )
         skip = self.dp.charge(batch.server_round, len(nodes))

@@ -598,7 +598,8 @@ class PaillierSetup(wire.Message):
         segments: the round's segment table with every clip, as in :class:`RoundSetup`
             (empty in a DP round).
         dp: a DP round's ``secagg.dp.*`` parameters, as in :class:`RoundSetup` (empty without
-            DP); ``min_contributors`` is then at least the plan's h.
+            DP); ``min_contributors`` less the colluders of the round's guarantee is then at
+            least the plan's h.
 
     Every field enters the session id (:meth:`session_parameters`, through the round's
     :class:`~secagg.descriptor.SessionDescriptor`; the table's digest is its layout digest).
