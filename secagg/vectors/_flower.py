@@ -48,6 +48,8 @@ NOTES = {
     **{key: WIRE_NOTES[key] for key in ("SemiHonest", "Active", "Truncated", "TrailingData", "NotSorted")},
     "BadUtf8": "A weight key that is not UTF-8 (DecodeError).",
     "BadCount": "A count that contradicts another field (DecodeError).",
+    "DP": "A distributed-DP round: secagg.dp.* parameters in dp, no segment table, no weight (docs/spec.md 15.7).",
+    "SegmentsWithDp": "Both a segment table and DP parameters: a DP round clips nothing (DecodeError).",
     "Outside": "A node id that is not in the round (step: protocol id, ConfigurationError).",
     "BadWeight": "A weight outside 1..max_weight (step: encode, ConfigurationError).",
     "ImpossibleSum": "A sum no honest nodes can produce (step: decode, OverflowDetectedError).",
@@ -106,6 +108,12 @@ def _compressed_setup() -> RoundSetup:
     parameters = encode_parameters({"config/lr": 0.1, "config/server-round": 4})
     return RoundSetup.create(4, NODE_IDS, config, quantization, "num-examples", digest, RUN_ID, parameters,
                              segments=table, compression=compression)
+def _paillier_dp(paillier: PaillierSetup) -> PaillierSetup:
+    """A DP Paillier setup: the 17 values only (no clipped count, no weight), ``max_weight`` 1, and
+    ``secagg.dp.*`` parameters (the wire form only: a node also checks them against the plan)."""
+    dp = encode_parameters({"secagg.dp.epsilon": 2.0, "secagg.dp.delta": 1e-5, "secagg.dp.rounds": 2,
+                            "secagg.dp.variance_num": 1234567, "secagg.dp.variance_den": 8})  # fmt: skip
+    return dataclasses.replace(paillier, vector_length=17, max_weight=1, segments=b"", dp=dp)
 
 
 def _wire_groups() -> list[Json]:
@@ -120,14 +128,18 @@ def _wire_groups() -> list[Json]:
     ])]
     encoded = wire.encode(paillier)
     suffix = (32 + 4 + 32 * len(paillier.identity_keys) + 4 + len(paillier.parameters) + 4 + len(paillier.segments)
-              + 4 + len(paillier.compression))
+              + 4 + len(paillier.compression) + 4 + len(paillier.dp))
     bad_key = encoded[:-suffix - 4 - 12] + _u32(12) + b"num-\xffxamples" + encoded[-suffix:]
     paillier_body = wire.encode(paillier)[5:]
     head = 4 + len(ids_body) + 32
-    groups.append(wire_group(PaillierSetup, [("Paillier round of 5 nodes", [], paillier)], [
+    dp_setup = _paillier_dp(paillier)
+    both = wire.encode(paillier)[:-4] + _u32(len(dp_setup.dp)) + dp_setup.dp  # segments and dp
+    groups.append(wire_group(PaillierSetup, [("Paillier round of 5 nodes", [], paillier),
+                                             ("DP Paillier round of 5 nodes", ["DP"], dp_setup)], [
         ("weight key not UTF-8", ["BadUtf8"], bad_key),
         ("min_contributors 6 of 5 nodes", ["BadCount"], envelope(PaillierSetup.TAG, paillier_body[:head] + _u32(6)
                                                                   + paillier_body[head + 4:])),
+        ("a segment table and DP parameters", ["DP", "SegmentsWithDp"], both),
     ]))
     identity = SigningKey.generate(deterministic("flower/identity"))
     announcement = IdentityAnnouncement.create(identity, 77, NODE_IDS[1])

@@ -50,7 +50,6 @@ from flwr.clientapp.typing import ClientAppCallable, Mod
 
 from secagg import wire
 from secagg.dp.calibration import NoisePlan
-from secagg.dp.encoding import noised_encoding
 from secagg.dp.sampler import RandomSource
 from secagg.encoding import to_ring
 from secagg.errors import ConfigurationError, ProtocolError
@@ -70,7 +69,7 @@ from secagg.integrations.flower._node import (
 )
 from secagg.integrations.flower.clipping import encode_segmented, node_table, parse_table
 from secagg.integrations.flower.compression import check_compressed_model, check_entries, keep_residual, node_update
-from secagg.integrations.flower.dp import check_dp_policy, read_dp
+from secagg.integrations.flower.dp import node_encoding, node_plan, read_dp
 from secagg.integrations.flower.policy import NodePolicy
 from secagg.integrations.flower.protocol import (
     DOWNLINK,
@@ -207,15 +206,12 @@ def _setup(
 
 def _check_encoding(setup: RoundSetup, policy: NodePolicy) -> NoisePlan | None:
     """The round's clip table or DP plan, validated, against this node's policy (before it trains)."""
-    if setup.dp:
-        plan = read_dp(setup.dp, setup.quantization, len(setup.node_ids))
-        check_dp_policy(policy, plan)
-        return plan
-    check_dp_policy(policy, None)
-    node_table(setup.segments, setup.quantization, policy.max_clip)
-    if setup.compression:
-        check_entries(setup.compression)
-    return None
+    plan = node_plan(setup.dp, setup.quantization, len(setup.node_ids), policy)
+    if plan is None:
+        node_table(setup.segments, setup.quantization, policy.max_clip)
+        if setup.compression:
+            check_entries(setup.compression)
+    return plan
 
 
 def _save(context: Context, setup: bytes, state: ClientState) -> None:
@@ -277,10 +273,8 @@ def _train_and_encode(
     keep = None
     if setup.dp:
         plan = read_dp(setup.dp, quantization, len(setup.node_ids))
-        if layout.size != state.config.vector_length or plan.dimension != layout.size:
-            raise ProtocolError(f"the DP session is for {plan.dimension} values, the model has {layout.size}")
         # The noise share is added here, on the node, before masking (exact sampler, OS CSPRNG).
-        integers = noised_encoding(plan, quantization, delta, rng, settings.noise_source)
+        integers = node_encoding(plan, quantization, delta, state.config.vector_length, rng, settings.noise_source)
     else:
         table = parse_table(setup.segments)
         update = node_update(setup.compression, delta, layout, context.state)

@@ -476,7 +476,8 @@ class PaillierSetup(wire.Message):
             of the federation's key. Nodes encrypt under the key of their own
             key-share file and refuse a round set up for another key.
         min_contributors: fewest uploads a key-share holder agrees to decrypt the sum of.
-        vector_length: values per upload: the model's values, one clipped count per segment, the weight.
+        vector_length: values per upload: the model's values, one clipped count per segment, the weight
+            (in a DP round the model's values only).
         clip_bits: the quantization clip as IEEE-754 float64 bits.
         bits: quantization bits per value (sign included).
         max_weight: the public bound on a node's weight (its example count).
@@ -486,8 +487,12 @@ class PaillierSetup(wire.Message):
             node checks them against the federation's trusted list, and every
             upload must carry its node's signature.
         parameters: the training content's config records, as in :class:`RoundSetup`.
-        segments: the round's segment table with every clip, as in :class:`RoundSetup`.
+        segments: the round's segment table with every clip, as in :class:`RoundSetup`
+            (empty in a DP round).
         compression: the round's subset and rotation parameters, as in :class:`RoundSetup`.
+        dp: a DP round's ``secagg.dp.*`` parameters, as in :class:`RoundSetup` (empty without
+            DP); ``min_contributors`` less the colluders of the round's guarantee is then at
+            least the plan's h.
 
     Every field enters the session id (:meth:`session_parameters`, through the round's
     :class:`~secagg.descriptor.SessionDescriptor`; the table's digest is its layout digest).
@@ -508,9 +513,14 @@ class PaillierSetup(wire.Message):
     parameters: bytes = wire_field(VarBytes(MAX_PARAMETERS_BYTES))
     segments: bytes = wire_field(VarBytes(MAX_PARAMETERS_BYTES), default=b"")
     compression: bytes = wire_field(VarBytes(MAX_PARAMETERS_BYTES), default=b"")
+    dp: bytes = wire_field(VarBytes(MAX_PARAMETERS_BYTES), default=b"")
 
     def __post_init__(self) -> None:
         _check_round_fields("paillier setup", self.node_ids, self.weight_key)
+        if self.dp and (self.segments or self.compression):
+            raise ConfigurationError(
+                "paillier setup: a DP round has no segment table (nothing is clipped) and no compression"
+            )
         if not self.node_ids:
             raise ConfigurationError("paillier setup: a round needs at least one node")
         if not 2 <= self.min_contributors <= len(self.node_ids):
@@ -519,8 +529,8 @@ class PaillierSetup(wire.Message):
             )
         if len(self.identity_keys) != len(self.node_ids):
             raise ConfigurationError("paillier setup: one identity key per node")
-        if self.vector_length < 2:
-            raise ConfigurationError("paillier setup: a vector holds at least one value and the weight")
+        if self.vector_length < (1 if self.dp else 2):
+            raise ConfigurationError("paillier setup: a vector holds at least one value (and the weight, without DP)")
 
     @classmethod
     def create(
@@ -537,9 +547,11 @@ class PaillierSetup(wire.Message):
         parameters: bytes = b"",
         segments: bytes = b"",
         compression: bytes = b"",
+        dp: bytes = b"",
     ) -> PaillierSetup:
         """The setup message for ``node_ids`` and their ``identity_keys`` (in the same
-        order; sorted here by node id) and the clip table ``segments``; ConfigurationError if unsafe."""
+        order; sorted here by node id) and the clip table ``segments`` or the DP parameters
+        ``dp``; ConfigurationError if unsafe."""
         keys = dict(zip(node_ids, identity_keys, strict=True))
         setup = cls(
             server_round=server_round,
@@ -556,6 +568,7 @@ class PaillierSetup(wire.Message):
             parameters=parameters,
             segments=segments,
             compression=compression,
+            dp=dp,
         )
         setup.session_parameters(public, bytes(32), 0)  # every check the nodes will make
         return setup
@@ -581,9 +594,9 @@ class PaillierSetup(wire.Message):
         return SlotLayout(packed_value_bits(self.quantization), len(self.node_ids), key_bits)
 
     def descriptor(self, run_id: int) -> SessionDescriptor:
-        """The round's session descriptor (as :meth:`RoundSetup.descriptor`)."""
+        """The round's session descriptor (as :meth:`RoundSetup.descriptor`, DP parameters included)."""
         return _descriptor(self.quantization, self.weight_name, self.arrays_digest, run_id, self.server_round,
-                           _merged(self.parameters, self.compression), self.segments)
+                           _merged(self.parameters, self.dp, self.compression), self.segments)
 
     def session_parameters(self, public: ThresholdPublicKey, context: bytes, run_id: int) -> SessionParameters:
         """The Paillier session every party derives: roster 1..n with the setup's identity

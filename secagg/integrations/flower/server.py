@@ -49,7 +49,7 @@ from secagg.integrations.flower._grid import LOGGER, RoundReport, SecureGrid, Tr
 from secagg.integrations.flower._masking_plan import MaskingPlan, round_table
 from secagg.integrations.flower.clipping import decode_segmented, encoded_length
 from secagg.integrations.flower.compression import RoundCompression, check_options
-from secagg.integrations.flower.dp import DPRounds, decode_noised
+from secagg.integrations.flower.dp import DPRounds, check_dp_options, decode_noised
 from secagg.integrations.flower.protocol import MASKED_INPUT, SETUP, stage_of_phase
 from secagg.masking import ACTIVE, SEMI_HONEST, MaskingConfig, ServerPhase, ServerState, server_start, server_step
 from secagg.masking.config import MAX_CLIENTS
@@ -157,7 +157,8 @@ class SecAggOptions:
     rotate: bool = False
 
     def __post_init__(self) -> None:
-        self._check_clipping_and_dp()
+        clip_policy(self.clipping)
+        check_dp_options(self.dp, self.clips)
         object.__setattr__(self, "sparsity", check_options(self.sparsity, self.rotate, self.dp is not None))
         if self.protocol not in (SECAGG, SECAGG_PLUS):
             raise ConfigurationError(f"protocol must be {SECAGG!r} or {SECAGG_PLUS!r}, got {self.protocol!r}")
@@ -187,12 +188,6 @@ class SecAggOptions:
             # (Active SecAgg+ is infeasible for the smallest rounds; each round is validated anyway.)
             self.masking(nodes, 2)
 
-    def _check_clipping_and_dp(self) -> None:
-        clip_policy(self.clipping)
-        if self.dp is not None and not isinstance(self.dp, DPConfig):
-            raise ConfigurationError(f"dp must be a DPConfig, got {type(self.dp).__name__}")
-        if self.dp is not None and self.clips:
-            raise ConfigurationError("clips do not apply with dp: a DP round never clips a coordinate")
 
     def quantization(self, num_nodes: int) -> QuantizationConfig:
         """The quantization for ``num_nodes``; ConfigurationError if the ring could overflow."""
