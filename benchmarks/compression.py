@@ -15,19 +15,27 @@ measures, in one process and on the same d:
 - ``quantize_s``: quantizing the rotated vector (what follows the rotation);
 - ``pack_s`` / ``unpack_s`` at b bits: the wire form of a narrow ring.
 
+All of them are medians of CPU seconds (``time.process_time``) over ``repeats``
+rounds in which every operation runs once, in turn (:func:`interleaved_cpu_medians`):
+on a machine shared with other jobs, the ratios of one run are what compares.
+
 :func:`rotation_vs_masking` returns one row (``params`` and ``metrics``, as the
-other suites' rows); a ``secagg bench compression`` suite can call it per
-configuration. ``python -m benchmarks.compression`` prints the row.
+other suites' rows); the ``secagg bench compression`` suite calls it when asked
+(``--rotation-dim``). ``python -m benchmarks.compression`` prints the row, and
+with ``--pack-widths`` the packing and unpacking times per width
+(:func:`bitpack_widths`).
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import importlib.util
 import json
 import os
+import statistics
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import numpy as np
@@ -36,7 +44,7 @@ from secagg import bitpack
 from secagg._install import install_hint
 from secagg.encoding import QuantizationConfig, quantize
 from secagg.errors import ConfigurationError
-from secagg.masking.benchmark import harary_config, median_seconds
+from secagg.masking.benchmark import harary_config
 from secagg.masking.config import MaskingConfig
 from secagg.primitives import prg
 from secagg.rotation import Rotation
@@ -49,13 +57,17 @@ from .report import Column, Row, SuiteReport, Target
 __all__ = ["COLUMNS", "METRIC_NOTES", "OPTIONS", "PRESETS", "TITLE", "main", "rotation_vs_masking", "run"]
 
 METRIC_NOTES = {
-    "rotation_forward_s": "seconds, median: Rotation.forward of a d-vector of doubles (one client, one round)",
-    "rotation_inverse_s": "seconds, median: Rotation.inverse of the padded aggregate (the server, once a round)",
-    "mask_s": "seconds, median: self-mask expansion + input add + k pairwise-mask expansions added in place (uint32)",
+    "rotation_forward_s": "CPU seconds, median, interleaved with mask_s: Rotation.forward of a d-vector of doubles "
+    "(one client, one round)",
+    "rotation_inverse_s": "CPU seconds, median, interleaved with mask_s: Rotation.inverse of the padded aggregate "
+    "(the server, once a round)",
+    "mask_s": "CPU seconds, median: self-mask expansion + input add + k pairwise-mask expansions added in place "
+    "(uint32)",
     "rotation_over_mask": "rotation_forward_s / mask_s (the issue's target: <= 1)",
-    "quantize_s": "seconds, median: quantize the rotated vector (16 bits, stochastic rounding)",
-    "pack_s": "seconds, median: bit-pack the padded vector to b bits",
-    "unpack_s": "seconds, median: unpack it (length and padding checks included)",
+    "rotation_inverse_over_mask": "rotation_inverse_s / mask_s",
+    "quantize_s": "CPU seconds, median: quantize the rotated vector (16 bits, stochastic rounding)",
+    "pack_s": "CPU seconds, median: bit-pack the padded vector to b bits",
+    "unpack_s": "CPU seconds, median: unpack it (length and padding checks included)",
     "bytes_per_parameter": "packed bytes / d (padding of the rotation included), against 4.0 for Z_(2^32) words",
 }
 
@@ -64,6 +76,22 @@ def _config(num_clients: int, dim: int, graph: str, dropout: float) -> MaskingCo
     if graph == "complete":
         return MaskingConfig.secagg(num_clients, dim)
     return harary_config(num_clients, dim, dropout)
+
+
+def interleaved_cpu_medians(operations: Mapping[str, Callable[[], object]], repeats: int) -> dict[str, float]:
+    """Median CPU seconds (``time.process_time``) of each operation, the operations run in turn ``repeats`` times.
+
+    Interleaving gives each operation the same share of a shared machine's load
+    over the run, and CPU time leaves out the time other processes hold the
+    core, so the ratios of these medians are what one run can compare.
+    """
+    samples: dict[str, list[float]] = {name: [] for name in operations}
+    for _ in range(repeats):
+        for name, operation in operations.items():
+            started = time.process_time()
+            operation()
+            samples[name].append(time.process_time() - started)
+    return {name: statistics.median(values) for name, values in samples.items()}
 
 
 def rotation_vs_masking(
@@ -98,9 +126,18 @@ def rotation_vs_masking(
     )
     packed = bitpack.pack(narrow, bits)
 
-    forward_s = median_seconds(lambda: rotation.forward(update), repeats)
-    inverse_s = median_seconds(lambda: rotation.inverse(rotated), repeats)
-    mask_s = median_seconds(mask, repeats)
+    cpu = interleaved_cpu_medians(
+        {
+            "forward": lambda: rotation.forward(update),
+            "inverse": lambda: rotation.inverse(rotated),
+            "mask": mask,
+            "quantize": lambda: quantize(rotated, quantization, rng),
+            "pack": lambda: bitpack.pack(narrow, bits),
+            "unpack": lambda: bitpack.unpack(packed, rotation.padded_dimension, bits),
+        },
+        repeats,
+    )
+    forward_s, inverse_s, mask_s = cpu["forward"], cpu["inverse"], cpu["mask"]
     return {
         "params": {
             "dim": dim,
@@ -115,10 +152,50 @@ def rotation_vs_masking(
             "rotation_inverse_s": inverse_s,
             "mask_s": mask_s,
             "rotation_over_mask": forward_s / mask_s,
-            "quantize_s": median_seconds(lambda: quantize(rotated, quantization, rng), repeats),
-            "pack_s": median_seconds(lambda: bitpack.pack(narrow, bits), repeats),
-            "unpack_s": median_seconds(lambda: bitpack.unpack(packed, rotation.padded_dimension, bits), repeats),
+            "rotation_inverse_over_mask": inverse_s / mask_s,
+            "quantize_s": cpu["quantize"],
+            "pack_s": cpu["pack"],
+            "unpack_s": cpu["unpack"],
             "bytes_per_parameter": len(packed) / dim,
+        },
+    }
+
+
+PACK_WIDTHS = (8, 12, 16, 20, 24, 32)
+"""The narrow-ring widths :func:`bitpack_widths` measures by default."""
+
+
+def bitpack_widths(dim: int = 1_000_000, widths: tuple[int, ...] = PACK_WIDTHS, repeats: int = 7) -> dict[str, Any]:
+    """CPU-time medians of packing and unpacking ``dim`` uniform b-bit values, for each b (interleaved)."""
+    rng = np.random.default_rng(0)
+    operations: dict[str, Callable[[], object]] = {}
+    for bits in widths:
+        values = rng.integers(0, 1 << bits, dim, dtype=np.uint64).astype(np.uint32 if bits <= 32 else np.uint64)
+        packed = bitpack.pack(values, bits)
+        operations[f"pack_{bits}"] = functools.partial(bitpack.pack, values, bits)
+        operations[f"unpack_{bits}"] = functools.partial(bitpack.unpack, packed, dim, bits)
+    cpu = interleaved_cpu_medians(operations, repeats)
+    return {
+        "params": {"dim": dim, "widths": list(widths), "repeats": repeats},
+        "metrics": {f"{name}_s": seconds for name, seconds in cpu.items()},
+    }
+
+
+def rotation_blocks(dim: int = 1_000_000, blocks: tuple[int, ...] = (), repeats: int = 7) -> dict[str, Any]:
+    """CPU-time medians of Rotation.forward at d = ``dim`` with one block (the default) and each explicit block size,
+    interleaved, and each one's ratio to the default (docs/compression.md, "Block size")."""
+    update = np.random.default_rng(0).normal(size=dim)
+    seed = os.urandom(32)
+    rotations = {"default": Rotation(seed, dim), **{str(block): Rotation(seed, dim, block) for block in blocks}}
+    cpu = interleaved_cpu_medians(
+        {name: functools.partial(r.forward, update) for name, r in rotations.items()}, repeats
+    )
+    return {
+        "params": {"dim": dim, "blocks": [r.block_size for r in rotations.values()], "repeats": repeats},
+        "metrics": {
+            **{f"forward_{r.block_size}_s": cpu[name] for name, r in rotations.items()},
+            **{f"padded_{r.block_size}": r.padded_dimension for r in rotations.values()},
+            **{f"forward_{r.block_size}_over_default": cpu[name] / cpu["default"] for name, r in rotations.items()},
         },
     }
 
@@ -183,9 +260,10 @@ def run(overrides: Mapping[str, Any], context: RunContext) -> SuiteReport:
         f"{options['rounds']} rounds, seeds 0..{options['seeds'] - 1} (the demo's data split and training per seed)",
         "partial updates: each round a public subset of coordinates drawn from the round's seed "
         "(secagg.sparsity), bound in the session descriptor; every hospital keeps what it did not send and adds it "
-        "to its next update (error feedback); a budget picks the largest subset whose masked vector fits",
-        "the wire carries 32-bit ring elements whatever the quantization bits: narrow rings (secagg.ring.NarrowRing, "
-        "secagg.bitpack) are not yet used by the masking protocol, so bits do not change the bytes here",
+        "to its next update (error feedback)",
+        "a budget (fl_core.budget) picks the quantization bits (16 down to 8), the smallest ring Z_(2^b) that cannot "
+        "overflow for 5 hospitals of up to 4,096 samples, a rotation below 16 bits and then the largest subset that "
+        "fits; masked vectors travel bit-packed, b bits a value; fixed settings use the word ring Z_(2^32)",
     ]
     found = accuracy.targets(results)
     for row in results:
@@ -197,7 +275,8 @@ def run(overrides: Mapping[str, Any], context: RunContext) -> SuiteReport:
             found.append(
                 Target(
                     f"rotation at d = {row['params']['dim']:,} over masking the same vector",
-                    "Rotation.forward seconds / one client's mask expansion and adds, same d, same process (medians)",
+                    "Rotation.forward / one client's mask expansion and adds, same d, CPU-time medians, interleaved "
+                    f"(inverse / masking: {row['metrics']['rotation_inverse_over_mask']:.2f})",
                     row["metrics"]["rotation_over_mask"],
                     1.0,
                     "<=",
@@ -211,7 +290,8 @@ def run(overrides: Mapping[str, Any], context: RunContext) -> SuiteReport:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m benchmarks.compression [--dim D] [--clients N] [--graph G] [--bits B] [--repeats R]``."""
+    """``python -m benchmarks.compression [--dim D] [--clients N] [--graph G] [--bits B] [--repeats R]
+    [--pack-widths B ...] [--blocks B ...]``."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--dim", type=int, default=1_000_000)
     parser.add_argument("--clients", type=int, default=100)
@@ -219,8 +299,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--dropout", type=float, default=0.1)
     parser.add_argument("--bits", type=int, default=12)
     parser.add_argument("--repeats", type=int, default=7)
+    parser.add_argument(
+        "--pack-widths", type=int, nargs="*", default=None, metavar="B",
+        help=f"also time bit packing and unpacking of --dim values at these widths (none given: {PACK_WIDTHS})",
+    )  # fmt: skip
+    parser.add_argument(
+        "--blocks", type=int, nargs="+", default=None, metavar="B",
+        help="also time the forward rotation with these explicit block sizes against the default (one block)",
+    )  # fmt: skip
     args = parser.parse_args(argv)
     row = rotation_vs_masking(args.dim, args.clients, args.graph, args.dropout, args.bits, args.repeats)
+    if args.pack_widths is not None:
+        row["bitpack"] = bitpack_widths(args.dim, tuple(args.pack_widths) or PACK_WIDTHS, args.repeats)
+    if args.blocks is not None:
+        row["blocks"] = rotation_blocks(args.dim, tuple(args.blocks), args.repeats)
     print(json.dumps(row, indent=2))
     return 0
 

@@ -2,22 +2,24 @@
 
 Issue 16's targets, on the hospital demo (:func:`fl_core.demo.run_demo`: 5 hospitals,
 Dirichlet(0.5) label skew, the demo's local training), for each data set and each
-setting of the quantization bits and the shared-seed partial updates
-(:mod:`fl_core.compression`), over several seeds:
+setting, over several seeds. A setting is fixed quantization bits in the word ring,
+uncompressed or with a fixed share of coordinates (the shared-seed partial updates of
+:mod:`fl_core.compression`), or a byte budget, which picks the bits, the ring, the
+rotation and the share itself (:mod:`fl_core.budget`):
 
 - **protected update**: bytes of one hospital's masked vector per round (the sample
   count included), divided by the model's parameter count d;
 - **total**: bytes a hospital sends per round with every protocol message (keys,
   shares, unmasking), mean over rounds and seeds, also per parameter;
 - **accuracy**: final held-out accuracy, mean and standard deviation over the seeds, and
-  the gap to the uncompressed secure run (same data set, seeds and bits) in
-  percentage points;
+  the gap to the uncompressed secure run (same data set and seeds; the default 16 bits,
+  or the row's own bits for fixed settings at other bits) in percentage points;
 - **exact**: for every seed the same run through ``plain-quantized`` (the same
   compressed encodings summed in the clear) ends in a bit-identical model, and
   includes the same hospitals every round.
 
-Bits per coordinate on the wire are the ring's (32 in Z_(2^32)): the quantization
-``bits`` change the rounding step, not the bytes, until narrow rings are used by masking.
+Bits per coordinate on the wire are the ring's, bit-packed: 32 in the word ring of the
+fixed settings, b of the smallest ring Z_(2^b) a budget picks.
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ from typing import Any
 
 import numpy as np
 
-from fl_core.aggregators import WeightedQuantizer
+from fl_core.aggregators import DEFAULT_BITS, WeightedQuantizer
 from fl_core.demo import DemoConfig, DemoReport, run_demo
 
 from .report import Column, Row, Target
@@ -46,6 +48,8 @@ COLUMNS = (
     Column("dataset", "params", "dataset"),
     Column("d", "params", "dim", "int"),
     Column("bits", "params", "bits", "int"),
+    Column("ring", "params", "ring_bits", "int"),
+    Column("rotated", "params", "rotate"),
     Column("setting", "params", "setting"),
     Column("sent", "params", "fraction", "pct"),
     Column("protected B/param", "metrics", "protected_bytes_per_parameter", "f3"),
@@ -66,30 +70,33 @@ METRIC_NOTES = {
     "accuracy_std": "final held-out accuracy, population standard deviation over the seeds",
     "accuracy_min": "lowest final accuracy over the seeds",
     "accuracy_max": "highest final accuracy over the seeds",
-    "gap_pp": "100 x (accuracy_mean - the uncompressed secure run's accuracy_mean), same data set, bits and seeds",
+    "gap_pp": "100 x (accuracy_mean - the uncompressed secure run's accuracy_mean), same data set and seeds, "
+    "16 bits (a fixed setting at other bits: its own bits)",
     "exact": "every seed: the secure run's final model bit-identical to the in-the-clear sum of the same encodings",
     "seconds_per_run": "mean wall seconds of one secure run (training, aggregation, evaluation)",
 }
 
 
 def settings(options: Mapping[str, Any]) -> list[dict[str, Any]]:
-    """Every (bits, compression) of the grid: for each bits, uncompressed, each sparsity, each budget."""
+    """Every setting of the grid: for each bits, uncompressed and each sparsity; then each budget
+    (which picks its own bits: ``bits`` None)."""
     grid: list[dict[str, Any]] = []
     for bits in options["bits"]:
         grid.append({"bits": bits, "setting": "uncompressed", "sparsity": None, "bytes_per_parameter": None})
         for fraction in options["sparsity"]:
             grid.append({"bits": bits, "setting": f"sparsity {fraction:g}", "sparsity": fraction,
                          "bytes_per_parameter": None})  # fmt: skip
-        for budget in options["bytes_per_parameter"]:
-            grid.append({"bits": bits, "setting": f"budget {budget:g} B/param", "sparsity": None,
-                         "bytes_per_parameter": budget})  # fmt: skip
+    for budget in options["bytes_per_parameter"]:
+        grid.append({"bits": None, "setting": f"budget {budget:g} B/param", "sparsity": None,
+                     "bytes_per_parameter": budget})  # fmt: skip
     return grid
 
 
 def _demo(dataset: str, aggregation: str, setting: Mapping[str, Any], seed: int, rounds: int) -> DemoReport:
     config = DemoConfig(
-        aggregation=aggregation, dataset=dataset, seed=seed, rounds=rounds, compare=False, bits=setting["bits"],
-        sparsity=setting["sparsity"], bytes_per_parameter=setting["bytes_per_parameter"],
+        aggregation=aggregation, dataset=dataset, seed=seed, rounds=rounds, compare=False,
+        bits=setting["bits"] or DEFAULT_BITS, sparsity=setting["sparsity"],
+        bytes_per_parameter=setting["bytes_per_parameter"],
     )  # fmt: skip
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)
@@ -118,14 +125,18 @@ def accuracy_row(dataset: str, aggregation: str, setting: Mapping[str, Any], see
         exact = exact and _same(report, _demo(dataset, "plain-quantized", setting, seed, rounds))
     assert report is not None
     dim = sum(int(p.size) for p in report.result.params)
-    ring_bytes = report.config.ring_bits // 8
     compression = report.compression
+    choice = None if compression is None else compression["choice"]
     count = dim if compression is None else int(compression["count"])
+    bits, ring_bits = (report.config.bits, report.config.ring_bits) if choice is None else (
+        choice["bits"], choice["ring_bits"])  # fmt: skip
     quantizer = WeightedQuantizer.create(
         report.config.hospitals, clip=report.config.clip, bits=report.config.bits, ring_bits=report.config.ring_bits
     )
     protected = (
-        ring_bytes * quantizer.encoded_length(dim) if compression is None else int(compression["protected_bytes"])
+        report.config.ring_bits * quantizer.encoded_length(dim) // 8
+        if compression is None
+        else int(compression["protected_bytes"])
     )
     total = statistics.fmean(totals) if totals else None
     return {
@@ -133,8 +144,10 @@ def accuracy_row(dataset: str, aggregation: str, setting: Mapping[str, Any], see
             "dataset": dataset,
             "aggregation": aggregation,
             "dim": dim,
-            "bits": setting["bits"],
-            "ring_bits": report.config.ring_bits,
+            "bits": bits,
+            "ring_bits": ring_bits,
+            "rotate": choice is not None and bool(choice["rotate"]),
+            "block": None if choice is None else choice["block"],
             "setting": setting["setting"],
             "sparsity": setting["sparsity"],
             "bytes_per_parameter": setting["bytes_per_parameter"],
@@ -160,14 +173,16 @@ def accuracy_row(dataset: str, aggregation: str, setting: Mapping[str, Any], see
 
 
 def relate(row: Row, earlier: Sequence[Row]) -> None:
-    """The gap to the uncompressed row of the same data set and bits (measured before it; 0 for itself)."""
+    """The gap to the uncompressed row of the same data set (measured before it; 0 for itself): at
+    16 bits for a budget (the uncompressed secure run), at the row's own bits for a fixed setting."""
     params = row["params"]
     if params["setting"] == "uncompressed":
         row["metrics"]["gap_pp"] = 0.0
         return
+    bits = DEFAULT_BITS if params.get("bytes_per_parameter") is not None else params["bits"]
     for other in earlier:
         p = other["params"]
-        if (p.get("dataset"), p["bits"], p["setting"]) == (params["dataset"], params["bits"], "uncompressed"):
+        if (p.get("dataset"), p["bits"], p["setting"]) == (params["dataset"], bits, "uncompressed"):
             row["metrics"]["gap_pp"] = 100 * (row["metrics"]["accuracy_mean"] - other["metrics"]["accuracy_mean"])
 
 

@@ -7,6 +7,8 @@
 - :mod:`fl_core.models` — numpy :class:`LogisticRegression` and :class:`MLP`;
   :func:`flatten` / :func:`unflatten` between parameter lists and vectors.
 - :mod:`fl_core.data` — the hospital datasets (needs the ``examples`` extra).
+- :mod:`fl_core.budget` — a byte budget per parameter that picks the bits, ring,
+  rotation (:mod:`fl_core.rotated`) and shared subset (:mod:`fl_core.compression`).
 - :mod:`fl_core.demo` — ``secagg demo`` (imported only by the command line).
 """
 

@@ -32,9 +32,11 @@ import numpy as np
 
 from fl_core.aggregators.base import AggregationResult, Aggregator, ClientUpdate, DropoutStage, check_round
 from fl_core.aggregators.plain import FLOAT_SIZE
+from fl_core.wrapping import WrappingAggregator, innermost
+from secagg._validate import require_int
 from secagg.errors import ConfigurationError
-from secagg.segments import Segment, SegmentTable
-from secagg.sparsity import SEED_SIZE, ErrorFeedback, Subset, count_for_fraction
+from secagg.segments import SegmentTable
+from secagg.sparsity import PARAMETER_PREFIX, SEED_SIZE, ErrorFeedback, Subset, count_for_fraction, restrict
 
 __all__ = ["CompressionConfig", "SparseAggregator", "protected_update_bytes", "restrict"]
 
@@ -45,6 +47,8 @@ class CompressionConfig:
 
     Attributes:
         fraction: the share of coordinates sent, in (0, 1]; None with a budget.
+        coordinates: instead, the number of coordinates sent (at most the model's parameter
+            count; :mod:`fl_core.budget` gives the count it chose).
         bytes_per_parameter: the budget of the protected update per hospital per
             round, divided by the model's parameter count (the uncompressed 32-bit
             ring costs 4 (d + 1) / d); None with a fraction.
@@ -55,12 +59,18 @@ class CompressionConfig:
 
     fraction: float | None = None
     bytes_per_parameter: float | None = None
+    coordinates: int | None = None
     error_feedback: bool = True
     option: str = "bytes_per_parameter"
 
     def __post_init__(self) -> None:
-        if (self.fraction is None) == (self.bytes_per_parameter is None):
-            raise ConfigurationError("compression takes a fraction of coordinates or a bytes_per_parameter budget")
+        given = [value for value in (self.fraction, self.bytes_per_parameter, self.coordinates) if value is not None]
+        if len(given) != 1:
+            raise ConfigurationError(
+                "compression takes one of a fraction, a number of coordinates or a bytes_per_parameter budget"
+            )
+        if self.coordinates is not None:
+            require_int("compression coordinates", self.coordinates, 1)
         if self.fraction is not None:
             count_for_fraction(self.fraction, 1)  # range check only
         budget = self.bytes_per_parameter
@@ -76,6 +86,12 @@ class CompressionConfig:
         """
         if self.fraction is not None:
             return count_for_fraction(self.fraction, dimension)
+        if self.coordinates is not None:
+            if self.coordinates > dimension:
+                raise ConfigurationError(
+                    f"compression sends {self.coordinates} coordinates, more than the model's {dimension}"
+                )
+            return self.coordinates
         assert self.bytes_per_parameter is not None
         allowed = self.bytes_per_parameter * dimension
         smallest = protected_update_bytes(aggregator, 1)
@@ -103,45 +119,39 @@ def protected_update_bytes(aggregator: Aggregator, count: int) -> int:
     in Z_(2^b), bit-packed as MaskedInput carries it (4 bytes a value in Z_(2^32));
     the ciphertexts for Paillier; float64 values for ``plain``. Protocol messages
     (keys, shares, signatures) are not included (they do not depend on the subset).
+    Under a rotation (:class:`fl_core.rotated.RotatedAggregator`) the ``count``
+    coordinates are padded to the rotation's blocks first: the padding is sent too.
     """
     inner = aggregator.inner if isinstance(aggregator, SparseAggregator) else aggregator
     quantizer = getattr(inner, "quantizer", None)
     if quantizer is None:
         return FLOAT_SIZE * (count + 1)
-    length = int(quantizer.encoded_length(count))
-    layout = getattr(inner, "layout", None)
+    sent = inner.sent_length(count) if isinstance(inner, WrappingAggregator) else count
+    length = int(quantizer.encoded_length(sent))
+    protocol = innermost(inner)
+    layout = getattr(protocol, "layout", None)
     if layout is not None:  # Paillier: whole ciphertexts of packed slots (two limbs per value if split)
-        values = 2 * length if getattr(inner, "split", False) else length
-        ciphertext_bytes = int(inner.material.public.key.ciphertext_bytes)  # type: ignore[attr-defined]
+        values = 2 * length if getattr(protocol, "split", False) else length
+        ciphertext_bytes = int(protocol.material.public.key.ciphertext_bytes)  # type: ignore[attr-defined]
         return int(layout.num_plaintexts(values)) * ciphertext_bytes
     return -(-int(quantizer.config.ring_bits) * length // 8)
 
 
-class SparseAggregator:
+class SparseAggregator(WrappingAggregator):
     """``inner`` summing, each round, only a public seeded subset of the coordinates.
 
-    See the module docstring. ``name`` and ``guarantee`` are the inner aggregator's.
+    See the module docstring. ``name``, ``guarantee`` and ``quantizer`` are the inner
+    aggregator's (:class:`~fl_core.wrapping.WrappingAggregator`).
     """
 
+    KIND = "compressed"
+
     def __init__(self, inner: Aggregator, compression: CompressionConfig) -> None:
-        if isinstance(inner, SparseAggregator):
-            raise ConfigurationError("an aggregator is compressed once")
-        self.inner = inner
+        super().__init__(inner)
         self.compression = compression
         self._feedback: dict[int, ErrorFeedback] = {}
         self._counts: dict[int, int] = {}
-        self._base_parameters: tuple[tuple[str, Any], ...] = tuple(getattr(self._quantizer_owner(), "parameters", ()))
         self.last_subset: Subset | None = None
-
-    @property
-    def name(self) -> str:
-        """The inner aggregator's name."""
-        return self.inner.name
-
-    @property
-    def guarantee(self) -> Any:
-        """The inner aggregator's guarantee (the subset is public and does not change it)."""
-        return getattr(self.inner, "guarantee", None)
 
     def count(self, dimension: int) -> int:
         """k for this dimension (cached); ConfigurationError if the budget cannot be met."""
@@ -157,17 +167,6 @@ class SparseAggregator:
         """Hospital ``client_id``'s residual (its own state; for tests and inspection)."""
         feedback = self._feedback.get(client_id)
         return None if feedback is None else feedback.residual
-
-    def _quantizer_owner(self) -> Any:
-        return getattr(self.inner, "quantizer", None)
-
-    def _bind(self, subset: Subset) -> None:
-        """Put the round's subset into the inner aggregator's session descriptor."""
-        quantizer = self._quantizer_owner()
-        if quantizer is None:
-            return  # plain: nothing is bound
-        entries = tuple(sorted(subset.descriptor_parameters().items()))
-        self.inner.quantizer = replace(quantizer, parameters=self._base_parameters + entries)  # type: ignore[attr-defined]
 
     def aggregate(
         self,
@@ -186,7 +185,7 @@ class SparseAggregator:
         dimension = updates[0].vector.shape[0]
         subset = Subset.random(rng.bytes(SEED_SIZE), dimension, count=self.count(dimension))
         self.last_subset = subset
-        self._bind(subset)
+        self.bind(PARAMETER_PREFIX, subset.descriptor_parameters())
         short: list[ClientUpdate] = []
         pending = {}
         for update in updates:
@@ -207,14 +206,3 @@ class SparseAggregator:
                 self._feedback[client].commit(pending[client])
         return replace(result, mean=subset.scatter(result.mean), seconds=time.perf_counter() - start)
 
-
-def restrict(table: SegmentTable, subset: Subset) -> SegmentTable:
-    """The segments of ``table`` over the coordinates of ``subset`` (segments with none left out)."""
-    if table.size != subset.dimension:
-        raise ConfigurationError(f"the segments cover {table.size} coordinates, the subset {subset.dimension}")
-    kept = []
-    for segment, part in table.slices():
-        inside = int(np.count_nonzero((subset.indices >= part.start) & (subset.indices < part.stop)))
-        if inside:
-            kept.append(Segment(segment.name, inside, segment.clip, segment.integer))
-    return SegmentTable(tuple(kept))

@@ -51,7 +51,8 @@ from fl_core.aggregators.base import (
     Aggregator,
 )
 from fl_core.aggregators.quantizer import resolve_ring_bits
-from fl_core.compression import CompressionConfig, SparseAggregator, protected_update_bytes
+from fl_core.budget import BudgetChoice
+from fl_core.compression import CompressionConfig
 from fl_core.data import (
     DATASETS,
     FEATURE_BOUNDS,
@@ -61,6 +62,7 @@ from fl_core.data import (
     make_federation,
     moments_quantization,
 )
+from fl_core.demo_compression import budget_choice, compression_lines, compression_summary, training_aggregator
 from fl_core.dp import DPAggregator
 from fl_core.dp_moments import (
     DEFAULT_MOMENTS_SHARE,
@@ -74,7 +76,6 @@ from fl_core.dp_training import public_denominator
 from fl_core.fedavg import FedAvgConfig, FedAvgResult, RoundRecord, run_fedavg
 from fl_core.models import MLP, LogisticRegression, Model
 from fl_core.public_scaling import public_scaler
-from fl_core.rotated import RotatedAggregator
 from secagg._install import install_hint
 from secagg.encoding import QuantizationConfig
 from secagg.errors import ConfigurationError
@@ -144,8 +145,9 @@ class DemoConfig:
             could overflow), ``"smallest"`` (the smallest Z_(2^b), b in 8..64, that cannot
             overflow: masked uploads of b bits a coordinate) or a width ``"8"``..``"64"``.
         bytes_per_parameter: a budget for each hospital's protected update per round
-            (masked vector or ciphertexts) per model parameter; the largest shared
-            subset of coordinates that fits is sent each round (:mod:`fl_core.compression`).
+            (masked vector or ciphertexts) per model parameter; it picks the bits, ring,
+            rotation and shared subset of coordinates (:mod:`fl_core.budget`), so it is
+            not given with ``bits``, ``ring`` or ``rotate``, nor with DP or ``plain``.
         sparsity: instead, the fraction of coordinates sent each round.
         rotate: every hospital rotates its update by the round's public random rotation
             before quantizing; the server rotates the mean back (:mod:`fl_core.rotated`).
@@ -186,6 +188,8 @@ class DemoConfig:
             raise ConfigurationError("--dp-epsilon needs an integer encoding: use an aggregation other than plain")
         if self.bytes_per_parameter is not None or self.sparsity is not None:
             self.compression()  # checks the values now, not after the setup
+        if self.bytes_per_parameter is not None:
+            _check_budget(self)
         if self.rotate and (self.dp_epsilon is not None or self.aggregation == "plain"):
             raise ConfigurationError(
                 "--rotate applies to the quantized secure aggregations without --dp-epsilon (a rotation would "
@@ -215,12 +219,13 @@ class DemoConfig:
         return ring_bits
 
     def compression(self, option: str = "bytes_per_parameter") -> CompressionConfig | None:
-        """The compression of the updates, or None (``option``: the budget's name in errors)."""
-        if self.bytes_per_parameter is None and self.sparsity is None:
-            return None
+        """The fixed fraction of coordinates sent (``sparsity``), or None; a budget is
+        :mod:`fl_core.budget`'s (``option``: the budget's name in errors)."""
         if self.bytes_per_parameter is not None and self.sparsity is not None:
             raise ConfigurationError("give bytes_per_parameter or sparsity, not both")
-        return CompressionConfig(fraction=self.sparsity, bytes_per_parameter=self.bytes_per_parameter, option=option)
+        if self.bytes_per_parameter is not None:
+            CompressionConfig(bytes_per_parameter=self.bytes_per_parameter, option=option)  # range check only
+        return None if self.sparsity is None else CompressionConfig(fraction=self.sparsity)
 
     def fedavg(self) -> FedAvgConfig:
         """The FedAvg hyper-parameters of this run (local training from :data:`LOCAL_TRAINING`)."""
@@ -275,7 +280,8 @@ class DemoReport:
     noise_std_per_step: float | None = None
     compression: dict[str, Any] | None = None
     """With compression: ``dimension``, ``count`` (coordinates sent per round),
-    ``fraction``, ``protected_bytes`` and ``protected_bytes_per_parameter`` (per hospital
+    ``fraction``, ``choice`` (a budget's bits, ring and rotation: BudgetChoice.as_dict),
+    ``protected_bytes`` and ``protected_bytes_per_parameter`` (per hospital
     per round), ``uncompressed_protected_bytes``, and ``uncompressed_accuracy`` (the
     same encoding without compression, in the clear; None without the comparison)."""
 
@@ -336,7 +342,8 @@ def _aggregator(name: str, config: DemoConfig, **quantization: Any) -> Aggregato
 
 
 def _setup(
-    config: DemoConfig, federation: Federation, name: str, compression: CompressionConfig | None = None
+    config: DemoConfig, federation: Federation, name: str, choice: BudgetChoice | None = None,
+    compression: CompressionConfig | None = None,
 ) -> tuple[Federation, Aggregator]:
     """``federation`` standardised through aggregator ``name``, and the aggregator for the updates.
 
@@ -353,14 +360,12 @@ def _setup(
     standardiser = federated_standardiser(
         federation.clients, moments, np.random.default_rng([config.seed, _STANDARDISE])
     )
-    updates = _aggregator(
-        name, config, clip=config.clip, bits=config.bits, ring_bits=config.ring_bits,
-        max_samples_per_client=config.max_samples_per_client, clipping=config.clipping,
+    updates = training_aggregator(
+        lambda bits, ring_bits: _aggregator(
+            name, config, clip=config.clip, bits=bits, ring_bits=ring_bits,
+            max_samples_per_client=config.max_samples_per_client, clipping=config.clipping,
+        ), config, choice, compression,
     )  # fmt: skip
-    if config.rotate:
-        updates = RotatedAggregator(updates)
-    if compression is not None:
-        updates = SparseAggregator(updates, compression)
     return federation.standardised(standardiser), updates
 
 
@@ -401,6 +406,21 @@ def _dp_setup(config: DemoConfig, federation: Federation, name: str) -> tuple[Fe
     return federation.standardised(release.standardiser), updates
 
 
+def _check_budget(config: DemoConfig) -> None:
+    """A byte budget picks bits, ring and rotation, and needs a protected update without DP."""
+    given = [name for name, value in (("--bits", config.bits != DEFAULT_BITS), ("--ring-bits", config.ring != "word"),
+                                      ("--rotate", config.rotate)) if value]  # fmt: skip
+    if config.dp_epsilon is not None:
+        given.append("--dp-epsilon")
+    if config.aggregation == "plain":
+        given.append("--aggregation plain")
+    if given:
+        raise ConfigurationError(
+            "--bytes-per-parameter picks the bits, ring and rotation of a quantized aggregation without DP; "
+            f"not with {', '.join(given)}"
+        )
+
+
 def _centralized(config: DemoConfig, federation: Federation) -> tuple[float, str]:
     """Accuracy of a scikit-learn model trained on the pooled raw data, standardised centrally."""
     features, labels = federation.pooled()
@@ -436,18 +456,17 @@ def run_demo(
         config.dataset, config.hospitals, partition=config.partition, alpha=config.alpha,
         test_fraction=TEST_FRACTION, rng=np.random.default_rng([config.seed, _SPLIT]),
     )  # fmt: skip
+    model = _model(config, raw)
+    dimension = sum(int(p.size) for p in model.init(np.random.default_rng(0)))
+    choice = budget_choice(config, dimension, option)  # refuses a budget that cannot be met, now
     compression = config.compression(option)
-    federation, aggregator = _setup(config, raw, config.aggregation, compression)
-    model = _model(config, federation)
-    summary: dict[str, Any] | None = None
-    if isinstance(aggregator, SparseAggregator):
-        dimension = sum(int(p.size) for p in model.init(np.random.default_rng(0)))
-        summary = _compression_summary(aggregator, dimension)  # refuses a budget that cannot be met, now
+    federation, aggregator = _setup(config, raw, config.aggregation, choice, compression)
+    summary = compression_summary(aggregator, config, choice, dimension)
     result = run_fedavg(
         model, federation.clients, aggregator, federation.test_features, federation.test_labels,
         config.fedavg(), on_round=on_round,
     )  # fmt: skip
-    plain: FedAvgResult | None = result if config.aggregation == "plain" and compression is None else None
+    plain: FedAvgResult | None = result if config.aggregation == "plain" and summary is None else None
     centralized: float | None = None
     centralized_name = ""
     if config.compare:
@@ -509,21 +528,6 @@ def _privacy_line(aggregator: Aggregator) -> str:
         f"{aggregator.guarantee()}; spent epsilon = {epsilon:.3f} at delta = {delta:g} "
         f"in {aggregator.accountant.num_releases} released rounds"
     )
-
-
-def _compression_summary(aggregator: SparseAggregator, dimension: int) -> dict[str, Any]:
-    """What the compression sends per hospital per round (before any training)."""
-    count = aggregator.count(dimension)
-    protected = protected_update_bytes(aggregator, count)
-    return {
-        "dimension": dimension,
-        "count": count,
-        "fraction": count / dimension,
-        "protected_bytes": protected,
-        "protected_bytes_per_parameter": protected / dimension,
-        "uncompressed_protected_bytes": protected_update_bytes(aggregator.inner, dimension),
-        "uncompressed_accuracy": None,
-    }
 
 
 # --- presentation -------------------------------------------------------------------------
@@ -589,32 +593,11 @@ def _summary(report: DemoReport) -> list[str]:
     completed = [r.bytes_per_client for r in rounds if r.skipped_reason is None]
     if completed:
         lines.append(f"  bytes sent per hospital per round: {np.mean(completed):,.0f}")
-    lines.extend(_compression_lines(report))
+    lines.extend(compression_lines(report))
     skipped = [r.round for r in rounds if r.skipped_reason is not None]
     if skipped:
         lines.append(f"  rounds skipped (too few hospitals left): {', '.join(map(str, skipped))}")
     lines.append(f"  wall time: {report.seconds:.1f} s")
-    return lines
-
-
-def _compression_lines(report: DemoReport) -> list[str]:
-    """The compression's saving in bytes and its cost in accuracy, for the summary."""
-    c = report.compression
-    if c is None:
-        return []
-    lines = [
-        f"  compression: {c['count']:,} of {c['dimension']:,} coordinates per round ({c['fraction']:.1%}), "
-        "a shared subset drawn from the round's public seed; residuals kept by each hospital",
-        f"    protected update per hospital per round: {c['protected_bytes']:,} bytes = "
-        f"{c['protected_bytes_per_parameter']:.3f} bytes/parameter (uncompressed: "
-        f"{c['uncompressed_protected_bytes']:,} bytes = {c['uncompressed_protected_bytes'] / c['dimension']:.3f})",
-    ]
-    if c["uncompressed_accuracy"] is not None:
-        gap = 100 * (report.final_accuracy - c["uncompressed_accuracy"])
-        lines.append(
-            f"    accuracy cost: {gap:+.2f} pp against the same encoding uncompressed "
-            f"({c['uncompressed_accuracy']:.2%}; bit-identical to the uncompressed {report.config.aggregation} run)"
-        )
     return lines
 
 
@@ -717,7 +700,7 @@ def main(args: argparse.Namespace) -> int:
             f"{config.rounds} rounds; each hospital adds its share of exact discrete Gaussian noise to its "
             "encoding before the secure sum (calibrating...)"
         )
-    elif config.aggregation != "plain":
+    elif config.aggregation != "plain" and config.bytes_per_parameter is None:
         print(
             f"quantization: clip {config.clip:g} ({config.clipping}), {config.bits} bits, "
             f"ring Z_(2^{config.ring_bits}), at most {config.max_samples_per_client} samples per hospital"
@@ -727,7 +710,7 @@ def main(args: argparse.Namespace) -> int:
     if config.bytes_per_parameter is not None:
         print(
             f"compression: at most {config.bytes_per_parameter:g} bytes per parameter for each hospital's protected "
-            "update per round (a shared subset of coordinates, error feedback)"
+            "update per round; the bits, ring, rotation and coordinates sent are chosen for it (see the summary)"
         )
     logger = logging.getLogger("fl_core")
     with _progress(config.rounds, not args.no_progress) as (write, advance, status):

@@ -31,11 +31,11 @@ from __future__ import annotations
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
-from typing import Any
 
 import numpy as np
 
 from fl_core.aggregators.base import AggregationResult, Aggregator, ClientUpdate, DropoutStage, check_round
+from fl_core.wrapping import WrappingAggregator
 from secagg.errors import ConfigurationError
 from secagg.rotation import PARAMETER_PREFIX, SEED_SIZE, Rotation
 from secagg.segments import SegmentTable
@@ -43,48 +43,25 @@ from secagg.segments import SegmentTable
 __all__ = ["RotatedAggregator"]
 
 
-class RotatedAggregator:
+class RotatedAggregator(WrappingAggregator):
     """``inner`` summing each round's updates in a public random rotation (module docstring).
 
     ``block`` is the rotation's block size (None: one block, the next power of two).
-    ``name`` and ``guarantee`` are the inner aggregator's; ``last_rotation`` is the
-    rotation of the latest round (public).
+    ``name``, ``guarantee`` and ``quantizer`` are the inner aggregator's
+    (:class:`~fl_core.wrapping.WrappingAggregator`); ``last_rotation`` is the rotation of
+    the latest round (public).
     """
 
+    KIND = "rotated"
+
     def __init__(self, inner: Aggregator, *, block: int | None = None) -> None:
-        if isinstance(inner, RotatedAggregator):
-            raise ConfigurationError("an aggregator is rotated once")
-        self.inner = inner
+        super().__init__(inner)
         self.block = block
         self.last_rotation: Rotation | None = None
 
-    @property
-    def name(self) -> str:
-        """The inner aggregator's name."""
-        return self.inner.name
-
-    @property
-    def guarantee(self) -> Any:
-        """The inner aggregator's guarantee (the rotation is public and does not change it)."""
-        return getattr(self.inner, "guarantee", None)
-
-    @property
-    def quantizer(self) -> Any:
-        """The inner aggregator's quantizer (so a wrapper around this one can bind entries too)."""
-        return getattr(self.inner, "quantizer", None)
-
-    @quantizer.setter
-    def quantizer(self, value: Any) -> None:
-        self.inner.quantizer = value  # type: ignore[attr-defined]
-
-    def _bind(self, rotation: Rotation) -> None:
-        """Replace the quantizer's ``secagg.rotation.*`` entries by this round's (others are kept)."""
-        quantizer = self.quantizer
-        if quantizer is None:
-            return  # plain: nothing is bound
-        kept = tuple((name, value) for name, value in quantizer.parameters if not name.startswith(PARAMETER_PREFIX))
-        entries = tuple(sorted(rotation.descriptor_parameters().items()))
-        self.quantizer = replace(quantizer, parameters=kept + entries)
+    def own_length(self, length: int) -> int:
+        """The rotation's padded dimension for ``length``-long updates (what is quantized and sent)."""
+        return Rotation(bytes(SEED_SIZE), length, self.block).padded_dimension
 
     def aggregate(
         self,
@@ -105,7 +82,7 @@ class RotatedAggregator:
         dimension = updates[0].vector.shape[0]
         rotation = Rotation(rng.bytes(SEED_SIZE), dimension, self.block)
         self.last_rotation = rotation
-        self._bind(rotation)
+        self.bind(PARAMETER_PREFIX, rotation.descriptor_parameters())
         rotated = [ClientUpdate(u.client_id, rotation.forward(u.vector), u.num_samples) for u in updates]
         result = self.inner.aggregate(rotated, dropouts, rng=rng)
         if result.mean is None:

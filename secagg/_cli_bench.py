@@ -190,7 +190,8 @@ def _add_compression_bench(compression: argparse.ArgumentParser) -> None:
         "--bytes-per-parameter",
         type=_real(0, 1e6, include_low=False),
         nargs="*",
-        help="budgets of the protected update per parameter per hospital per round (default: 1)",
+        help="budgets of the protected update per parameter per hospital per round; each picks its own bits, "
+        "ring, rotation and subset (default: 1)",
     )
     compression.add_argument("--seeds", type=_integer(1, 1000), help="seeds 0..N-1 per setting (default: 3)")
     compression.add_argument("--rounds", type=_integer(1, MAX_ROUNDS), help="FedAvg rounds (default: 20)")

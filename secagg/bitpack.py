@@ -15,10 +15,19 @@ little-endian bytes. The last byte's unused high bits (``8 * len - d * b`` of
 them, 0..7) are zero, and :func:`unpack` refuses a nonzero one, so every vector
 has exactly one encoding (canonical, like the rest of the wire format).
 
-Both directions are vectorised with word-level shifts: 8 values of b bits are
-exactly b bytes, so the vector is cut into groups of 8 values and each of the b
-byte columns of the packing is assembled with a few shifts and ORs of whole
-value columns (a loop over at most 64 byte positions, never over values).
+Both directions are vectorised, with Python loops over at most 8 lanes, never
+over values. Eight values of b bits are exactly b bytes, so value 8g + i
+starts at byte ``b * g + floor(i * b / 8)`` and bit ``(i * b) mod 8`` of it.
+Widths of 8, 16, 32 and 64 bits are plain little-endian words; for the other
+whole-byte widths packing takes the low bytes of each word and unpacking reads a
+64-bit word at every b/8-th byte and masks it. Other widths from 8
+up work on *lanes* (value i of every group of 8): a numpy view reads or
+writes a little-endian 64-bit word at that byte of every group (an unaligned
+strided view, stride b bytes), so unpacking a lane is one gather, one shift and
+one mask, and packing ORs the shifted lane into the zeroed output; when
+``k * b + 7 <= 64`` the k lanes i..i+k-1 (k = 4 or 2) share one word, so a
+group costs 8 / k such passes. Widths under 8 (not narrow rings) go through
+single bits.
 """
 
 from __future__ import annotations
@@ -50,15 +59,73 @@ def _container(bits: int) -> np.dtype[Any]:
     return np.dtype("<u4") if bits <= 32 else np.dtype("<u8")
 
 
-def _contributions(bits: int) -> list[tuple[int, list[tuple[int, int]]]]:
-    """For each of the ``bits`` bytes of a group of 8 values, the (value index, shift) of
-    every value with bits in that byte: byte p holds stream bits 8p..8p+7, and value i
-    starts at stream bit i * bits; shift = 8p - i * bits (negative: shift left)."""
-    table = []
-    for p in range(bits):
-        first, last = 8 * p // bits, min(7, (8 * p + 7) // bits)
-        table.append((p, [(i, 8 * p - i * bits) for i in range(first, last + 1)]))
-    return table
+def _lanes_per_word(bits: int) -> int:
+    """k in {4, 2, 1}: k consecutive values of ``bits`` bits, starting at any bit of a byte, fit in a 64-bit word."""
+    return next(k for k in (4, 2, 1) if k * bits + 7 <= 64 or k == 1)
+
+
+def _words(buffer: npt.NDArray[np.uint8], offset: int, count: int, stride: int) -> npt.NDArray[np.uint64]:
+    """The little-endian 64-bit words at bytes offset, offset + stride, ... of ``buffer`` (a view, maybe unaligned)."""
+    words: npt.NDArray[np.uint64] = np.ndarray((count,), dtype="<u8", buffer=buffer, offset=offset, strides=(stride,))
+    return words
+
+
+def _pack_lanes(values: npt.NDArray[Any], bits: int, size: int) -> bytes:
+    """The packing for 8 <= bits <= 64: lanes ORed into 64-bit words of a zeroed buffer (module docstring)."""
+    length = values.shape[0]
+    count = -(-length // 8)
+    buffer = np.zeros(count * bits + 16, dtype=np.uint8)  # room for a word read at the last group's last lane
+    word, part = np.empty(count, dtype=np.uint64), np.empty(count, dtype=np.uint64)
+    step = _lanes_per_word(bits)
+    for first in range(0, 8, step):
+        offset, shift = divmod(first * bits, 8)
+        lanes = -(-(length - first) // 8)  # groups holding value ``first`` (the last group may be short)
+        if lanes <= 0:
+            break
+        for i in range(first, first + step):
+            lane = values[i::8]
+            target = word[: lane.shape[0]]
+            if i == first:
+                target[...] = lane
+                target <<= np.uint64(shift)
+            else:
+                part[: lane.shape[0]] = lane
+                part[: lane.shape[0]] <<= np.uint64(shift + (i - first) * bits)
+                target |= part[: lane.shape[0]]
+        view = _words(buffer, offset, lanes, bits)
+        view |= word[:lanes]
+        if shift + bits > 64:  # one value of 58..63 bits starting late in its byte: its top bits in the next word
+            high = values[first::8].astype(np.uint64) >> np.uint64(64 - shift)
+            view = _words(buffer, offset + 8, lanes, bits)
+            view |= high
+    packed: bytes = buffer[:size].tobytes()
+    return packed
+
+
+def _unpack_lanes(raw: npt.NDArray[np.uint8], length: int, bits: int, dtype: np.dtype[Any]) -> npt.NDArray[Any]:
+    """The values of a packing for 8 <= bits <= 64.
+
+    ``raw`` holds the packed bytes, zero-extended to whole groups and 16 more
+    bytes, so every word a lane reads lies inside it.
+    """
+    count = -(-length // 8)
+    out = np.empty((8, count), dtype=dtype)
+    word, lane, high = (np.empty(count, dtype=np.uint64) for _ in range(3))
+    mask = np.uint64((1 << bits) - 1) if bits < 64 else None
+    step = _lanes_per_word(bits)
+    for first in range(0, 8, step):
+        offset, shift = divmod(first * bits, 8)
+        word[...] = _words(raw, offset, count, bits)
+        for i in range(first, first + step):
+            np.right_shift(word, np.uint64(shift + (i - first) * bits), out=lane)
+            if shift + bits > 64:
+                np.left_shift(_words(raw, offset + 8, count, bits), np.uint64(64 - shift), out=high)
+                lane |= high
+            if mask is not None:
+                lane &= mask
+            out[i] = lane
+    unpacked: npt.NDArray[Any] = out.T.reshape(-1)[:length]
+    return unpacked
 
 
 def pack(values: npt.NDArray[Any], bits: int) -> bytes:
@@ -83,28 +150,15 @@ def pack(values: npt.NDArray[Any], bits: int) -> bytes:
         raise EncodeError(f"value {int(values.max())} does not fit in {bits} bits")
     length = values.shape[0]
     size = (length * bits + 7) // 8
-    if bits % 8 == 0:  # whole bytes: the packing is the low bytes of each little-endian word
-        words = np.ascontiguousarray(values, dtype=values.dtype.newbyteorder("<"))
-        raw = words.view(np.uint8).reshape(-1, words.dtype.itemsize)
-        return raw[:, : bits // 8].tobytes()
-    count = -(-length // 8)
-    flat = np.zeros(count * 8, dtype=np.uint64)
-    flat[:length] = values
-    lanes = flat.reshape(count, 8).T.copy()  # lanes[i] = value i of every group, contiguous
-    out = np.empty((bits, count), dtype=np.uint8)
-    column = np.empty(count, dtype=np.uint64)
-    moved = np.empty(count, dtype=np.uint64)
-    for p, parts in _contributions(bits):
-        column.fill(0)
-        for i, shift in parts:
-            if shift >= 0:
-                np.right_shift(lanes[i], np.uint64(shift), out=moved)
-            else:
-                np.left_shift(lanes[i], np.uint64(-shift), out=moved)
-            np.bitwise_or(column, moved, out=column)
-        out[p] = column  # the cast to uint8 keeps the low byte
-    packed: bytes = out.T.tobytes()
-    return packed[:size]
+    if bits in (8, 16, 32, 64):  # whole words: the values' little-endian words of b bits
+        return values.astype(f"<u{bits // 8}", copy=False).tobytes()
+    if bits % 8 == 0:  # whole bytes (24, 40, 48, 56): the low bytes of each little-endian word
+        words = values.astype(values.dtype.newbyteorder("<"), copy=False)
+        return words.view(np.uint8).reshape(length, words.itemsize)[:, : bits // 8].tobytes()
+    if bits < 8:  # single bits, least significant first
+        planes = (values[:, None] >> np.arange(bits, dtype=values.dtype)) & values.dtype.type(1)
+        return np.packbits(planes.astype(np.uint8).ravel(), bitorder="little").tobytes()
+    return _pack_lanes(values, bits, size)
 
 
 def unpack(data: bytes, length: int, bits: int) -> npt.NDArray[Any]:
@@ -122,26 +176,22 @@ def unpack(data: bytes, length: int, bits: int) -> npt.NDArray[Any]:
     if spare and data[-1] >> (8 - spare):
         raise DecodeError(f"packed vector has nonzero padding in the top {spare} bits of its last byte")
     dtype = _container(bits)
-    raw = np.frombuffer(data, dtype=np.uint8)
-    if bits % 8 == 0:
-        width = bits // 8
-        words = np.zeros((length, dtype.itemsize), dtype=np.uint8)
-        words[:, :width] = raw.reshape(length, width)
-        unpacked: npt.NDArray[Any] = words.view(dtype).ravel()
-        return unpacked
-    count = -(-length // 8)
-    padded = np.zeros(count * bits, dtype=np.uint8)
-    padded[:size] = raw
-    columns = padded.reshape(count, bits).T.astype(np.uint64, order="C")  # columns[p]: byte p of each group
-    lanes = np.zeros((8, count), dtype=np.uint64)
-    moved = np.empty(count, dtype=np.uint64)
-    for p, parts in _contributions(bits):
-        for i, shift in parts:
-            if shift >= 0:
-                np.left_shift(columns[p], np.uint64(shift), out=moved)
-            else:
-                np.right_shift(columns[p], np.uint64(-shift), out=moved)
-            np.bitwise_or(lanes[i], moved, out=lanes[i])
-    lanes &= np.uint64((1 << bits) - 1)
-    out: npt.NDArray[Any] = lanes.T.reshape(-1)[:length].astype(dtype)
-    return out
+    if length == 0:
+        return np.zeros(0, dtype=dtype)
+    if bits in (8, 16, 32, 64):
+        whole: npt.NDArray[Any] = np.frombuffer(data, dtype=f"<u{bits // 8}").astype(dtype)
+        return whole
+    if bits < 8:
+        planes = np.unpackbits(np.frombuffer(data, dtype=np.uint8), count=length * bits, bitorder="little")
+        weights = (1 << np.arange(bits, dtype=np.uint32)).astype(dtype)
+        small: npt.NDArray[Any] = planes.reshape(length, bits).astype(dtype) @ weights
+        return small
+    raw = np.zeros(-(-length // 8) * bits + 16, dtype=np.uint8)
+    raw[:size] = np.frombuffer(data, dtype=np.uint8)
+    if bits % 8 == 0:  # whole bytes (24, 40, 48, 56): value i is the low b bits of the word at byte i * b / 8
+        words = np.empty(length, dtype=np.uint64)
+        words[...] = _words(raw, 0, length, bits // 8)
+        words &= np.uint64((1 << bits) - 1)
+        bytewise: npt.NDArray[Any] = words.astype(dtype, copy=False)
+        return bytewise
+    return _unpack_lanes(raw, length, bits, dtype)

@@ -150,8 +150,9 @@ def _add_demo(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> 
         metavar="B",
         type=_real(0, 1e6, include_low=False),
         help="byte budget of each hospital's protected update (masked vector or ciphertexts) per round, per model "
-        "parameter: sends the largest shared subset of coordinates that fits, keeps the rest for later rounds, and "
-        "shows the accuracy cost in the summary (uncompressed: about 4 in Z_(2^32); default: no compression)",
+        "parameter: picks the quantization bits (16 down to 8), the smallest ring that cannot overflow, a rotation "
+        "below 16 bits and, if that is not enough, a shared subset of coordinates (the rest kept for later rounds); "
+        "the summary shows the choice and its accuracy cost (uncompressed: about 4; default: no compression)",
     )
     demo.add_argument(
         "--rotate",
@@ -193,7 +194,30 @@ def _check_demo(args: argparse.Namespace) -> str | None:
     with_dp = getattr(args, "dp_epsilon", None) is not None
     if getattr(args, "rotate", False) and (with_dp or args.aggregation == "plain"):
         return "argument --rotate: applies to the quantized secure aggregations, and not with --dp-epsilon"
-    return None
+    return _check_budget(args, with_dp)
+
+
+def _check_budget(args: argparse.Namespace, with_dp: bool) -> str | None:
+    """--bytes-per-parameter picks the bits, ring and rotation: none of them beside it, nor DP or plain."""
+    if getattr(args, "bytes_per_parameter", None) is None:
+        return None
+    given = [
+        flag
+        for flag, on in (
+            ("--bits", args.bits is not None),
+            ("--ring-bits", args.ring_bits != "word"),
+            ("--rotate", args.rotate),
+            ("--dp-epsilon", with_dp),
+            ("--aggregation plain", args.aggregation == "plain"),
+        )
+        if on
+    ]
+    if not given:
+        return None
+    return (
+        "argument --bytes-per-parameter: picks the bits, ring and rotation of a quantized aggregation "
+        f"without DP itself; not with {', '.join(given)}"
+    )
 
 
 def _add_vectors(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

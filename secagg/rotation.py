@@ -25,10 +25,16 @@ single IEEE-754 binary64 operation in a fixed order, so outputs are bit-exact
 across implementations that follow the order; the inverse recovers x up to a
 relative error of about ``log2(B) * 2^-53`` (tests use 1e-12).
 
-Cost: log2(B) butterfly stages over D doubles, vectorised (a stage reshapes the
-vector to (-1, 2, h) and writes sums and differences), two stages per pass,
-the low-bit stages of long blocks run on cache-resident runs and a transposed
-copy; the Python loops are over stages and runs, never over coordinates.
+Cost: log2(B) butterfly stages over D doubles, each two numpy calls (a + b and
+a - b) in self-sorting (Stockham) form: a stage reads the pairs (2i, 2i + 1) and
+writes the sums to the first half and the differences to the second, so every
+stage pairs the spec's coordinates while reading and writing long runs, and
+log2(B) stages end in natural order. Stages run on pieces of 2^16 doubles while
+they sit in the L2 cache (the low-bit stages run by run, the high-bit ones strip
+by strip), signs are applied by XORing the sign bit, and the normalisation is
+applied while a piece is in cache; the Python loops are over stages and pieces,
+never over coordinates. At d = 10^6 a forward rotation costs about two thirds
+of one client's SecAgg+ masking of the same vector (docs/benchmarks.md).
 
 Block size: B trades padding for mixing. One block (the default) mixes all
 coordinates but pads up to 2x (d = 10^6 pads to 2^20 = 1,048,576, 4.9%; d =
@@ -40,6 +46,7 @@ coordinates (the bound on a rotated coordinate depends on the block's norm).
 from __future__ import annotations
 
 import math
+import sys
 from dataclasses import dataclass
 
 import numpy as np
@@ -61,13 +68,12 @@ TRANSFORM = "walsh-hadamard/v1"
 MAX_DIMENSION = (1 << 32) - 1
 MAX_BLOCK = 1 << 32
 CACHE_BLOCK = 1 << 16
-"""Doubles per cache-resident run (512 KiB: with its transposed copy and scratch, within a 2 MiB L2)."""
-TRANSPOSE_MIN_BITS = 6
-"""Blocks of 2^12 or more coordinates use the transposed layout for their low-bit stages."""
+"""Doubles per cache-resident run (512 KiB; with its two scratch buffers 1.5 MiB, within a 2 MiB L2)."""
 INV_SQRT2 = float.fromhex("0x1.6a09e667f3bcdp-1")
 """The double nearest to 1/sqrt(2) (C's M_SQRT1_2)."""
 
 FloatVector = npt.NDArray[np.float64]
+_LITTLE_ENDIAN = sys.byteorder == "little"
 
 
 def _next_power_of_two(value: int) -> int:
@@ -96,84 +102,102 @@ def signs(seed: bytes, length: int) -> FloatVector:
     return out
 
 
-def _butterflies(blocks: FloatVector, first_h: int, stages: int) -> None:
-    """Stages h = first_h, 2 first_h, ... (``stages`` of them) on each row of ``blocks``.
+def _stage(src: FloatVector, dst: FloatVector, axis: int) -> None:
+    """One butterfly stage in self-sorting (Stockham) form, from ``src`` to ``dst`` along ``axis`` (0 or 1).
 
-    Stage h views each row as (B / 2h, 2, h) and turns each pair of h-runs (a, b)
-    into (a + b, a - b). Two stages at a time (radix 4: runs a, b, c, d become
-    a+b, a-b, c+d, c-d, then stage 2h pairs the first with the third and the
-    second with the fourth) halve the passes over memory; the operations, their
-    operands and their order are those of the two radix-2 stages, so the
-    doubles are the same. A scratch of D/4 doubles is reused by every stage.
+    Along the axis, of length n: dst[i] = src[2i] + src[2i + 1] and
+    dst[n/2 + i] = src[2i] - src[2i + 1]. The pairs are those of the spec's
+    stage on the lowest bit of the index; the output moves that bit to the top,
+    so the next call pairs what was the next bit, and log2(n) calls leave the
+    stages h = 1, 2, ..., n/2 done in the spec's order, in natural order.
     """
-    rows, width = blocks.shape
-    runs = rows * width
-    scratch = np.empty(runs // 4 if stages > 1 else 0, dtype=np.float64)
-    h = first_h
-    for _ in range(stages // 2):
-        view = blocks.reshape(runs // (4 * h), 4, h)
-        a, b, c, d = view[:, 0, :], view[:, 1, :], view[:, 2, :], view[:, 3, :]
-        t = scratch.reshape(a.shape)
-        np.add(a, b, out=t)  # t = a + b (stage h)
-        np.subtract(a, b, out=b)  # b = a - b
-        np.add(c, d, out=a)  # a = c + d
-        np.subtract(c, d, out=d)  # d = c - d
-        np.subtract(t, a, out=c)  # stage 2h: c' = (a + b) - (c + d)
-        np.add(t, a, out=a)  # a' = (a + b) + (c + d)
-        np.subtract(b, d, out=t)  # d' = (a - b) - (c - d)
-        np.add(b, d, out=b)  # b' = (a - b) + (c - d)
-        d[...] = t
-        h *= 4
-    if stages % 2:
-        view = blocks.reshape(runs // (2 * h), 2, h)
-        first, second = view[:, 0, :], view[:, 1, :]
-        difference = first - second
-        first += second
-        second[...] = difference
+    half = src.shape[axis] // 2
+    if axis == 0:
+        a, b, low, high = src[0::2], src[1::2], dst[:half], dst[half:]
+    else:
+        a, b, low, high = src[:, 0::2], src[:, 1::2], dst[:, :half], dst[:, half:]
+    np.add(a, b, out=low)
+    np.subtract(a, b, out=high)
 
 
-def _hadamard_rows(blocks: FloatVector) -> None:
-    """All stages on each row of ``blocks``, low-bit stages on a transposed copy when rows are long.
+def _stages(source: FloatVector, target: FloatVector, axis: int, scratch: tuple[FloatVector, FloatVector]) -> None:
+    """All log2(n) stages along ``axis`` of the 2-D ``source``, written to ``target`` (which may be ``source``).
 
-    A stage on a low bit pairs neighbours (h = 1, 2, ...): numpy then works on
-    tiny strided runs, several times slower per element than on long ones. So
-    for rows of 2^12 or more the index i = r * m1 + c is split in its low bits c
-    and high bits r: the low-bit stages run on the transposed (c, r) layout,
-    where they pair runs of m2 = B / m1 contiguous doubles, and the high-bit
-    stages on the original layout, where they pair runs of m1 or more.
+    The first stage reads ``source``, the last writes ``target`` and the others
+    alternate between two scratch buffers of the same shape, so no pass only
+    copies (except for a single stage in place, which goes through a scratch).
     """
-    rows, width = blocks.shape
-    k = width.bit_length() - 1
-    if k < 2 * TRANSPOSE_MIN_BITS:
-        _butterflies(blocks, 1, k)
+    count = source.shape[axis].bit_length() - 1
+    if count == 1 and source is target:
+        _stage(source, scratch[0], axis)
+        target[...] = scratch[0]
         return
-    low = k // 2
-    m1, m2 = 1 << low, 1 << (k - low)
-    swapped = np.ascontiguousarray(blocks.reshape(rows, m2, m1).transpose(0, 2, 1)).reshape(rows, width)
-    _butterflies(swapped, m2, low)  # bit j < low of i is bit j + (k - low) of the swapped index
-    blocks[...] = swapped.reshape(rows, m1, m2).transpose(0, 2, 1).reshape(rows, width)
-    _butterflies(blocks, m1, k - low)
+    for index in range(count):
+        step_target = target if index == count - 1 else scratch[index % 2]
+        _stage(source, step_target, axis)
+        source = step_target
+
+
+def flip_signs(values: FloatVector, seed: bytes) -> None:
+    """Negate ``values[i]`` (contiguous, in place) where sign bit i of the seed is set: step 2 of the spec.
+
+    Negating a double is flipping its sign bit, exactly what multiplying it by
+    -1.0 does, so the bit of the sign stream is XORed into the top bit of the
+    most significant byte of each little-endian double (one pass over bytes).
+    """
+    flips = sign_bits(seed, values.shape[0]).view(np.uint8) << np.uint8(7)
+    top = values.view(np.uint8)[7 if _LITTLE_ENDIAN else 0 :: 8]
+    np.bitwise_xor(top, flips, out=top)
 
 
 def hadamard_in_place(blocks: FloatVector) -> None:
-    """Apply the unnormalised Sylvester Hadamard matrix to each row of ``blocks`` (shape (n, B)).
+    """Apply the unnormalised Sylvester Hadamard matrix to each row of ``blocks`` (shape (n, B)), in place."""
+    hadamard_into(blocks, blocks, 1.0)
 
-    Stage j pairs the coordinates whose indices differ in bit j, for j = 0, 1, ...
-    For blocks longer than :data:`CACHE_BLOCK` the stages of the low bits, which
-    pair coordinates within one aligned run of CACHE_BLOCK, run run by run while
-    it sits in the L2 cache; the remaining stages then run over the whole
-    vector. Every stage still computes the same a + b and a - b of the same
-    pairs in the same order, so the result is bit-identical to the direct
-    butterflies of docs/spec.md, section 18, only faster (2-3x at d = 10^6).
+
+def hadamard_into(source: FloatVector, target: FloatVector, scale: float) -> None:
+    """``target`` = ``scale`` times the Hadamard transform of each row of ``source`` (both of shape (n, B)).
+
+    Every stage computes the a + b and a - b of the spec's pairs (docs/spec.md,
+    section 18) in the spec's order, and the scaling is one product per
+    coordinate after the last stage, so the result is bit-identical to the direct
+    butterflies; only the layout in between differs (:func:`_stage`). The work
+    runs on pieces of at most :data:`CACHE_BLOCK` doubles while they sit in the L2
+    cache: groups of whole rows when B <= CACHE_BLOCK; otherwise first the stages
+    of the low bits, run by aligned run of CACHE_BLOCK (they pair coordinates
+    within one run), then the stages of the high bits and the scaling, column
+    strip by column strip of the (B / CACHE_BLOCK, CACHE_BLOCK) matrix of each
+    row (they pair coordinates in one column). Python loops over stages and
+    pieces, never over coordinates. ``source`` is only read (unless it is ``target``).
     """
-    width = blocks.shape[1]
+    rows, width = source.shape
     if width <= CACHE_BLOCK:
-        _hadamard_rows(blocks)
+        group = min(rows, CACHE_BLOCK // width)
+        buffers = (np.empty((group, width)), np.empty((group, width)))
+        for start in range(0, rows, group):
+            piece = target[start : start + group]
+            origin = piece if source is target else source[start : start + group]
+            _stages(origin, piece, 1, (buffers[0][: len(piece)], buffers[1][: len(piece)]))
+            if width == 1 and origin is not piece:
+                piece[...] = origin
+            if scale != 1.0:
+                piece *= scale
         return
-    runs = blocks.reshape(-1, CACHE_BLOCK)
+    runs, target_runs = source.reshape(-1, CACHE_BLOCK), target.reshape(-1, CACHE_BLOCK)
+    buffers = (np.empty((1, CACHE_BLOCK)), np.empty((1, CACHE_BLOCK)))
     for start in range(runs.shape[0]):
-        _hadamard_rows(runs[start : start + 1])
-    _butterflies(blocks, CACHE_BLOCK, width.bit_length() - CACHE_BLOCK.bit_length())
+        run = target_runs[start : start + 1]
+        _stages(run if source is target else runs[start : start + 1], run, 1, buffers)
+    height = width // CACHE_BLOCK
+    strip = max(1, CACHE_BLOCK // height)
+    buffers = (np.empty((height, strip)), np.empty((height, strip)))
+    matrix = target.reshape(rows, height, CACHE_BLOCK)
+    for row in range(rows):
+        for start in range(0, CACHE_BLOCK, strip):
+            piece = matrix[row, :, start : start + strip]
+            _stages(piece, piece, 0, buffers)
+            if scale != 1.0:
+                piece *= scale
 
 
 @dataclass(frozen=True)
@@ -216,11 +240,13 @@ class Rotation:
     def forward(self, x: npt.ArrayLike) -> FloatVector:
         """The rotated vector (length :attr:`padded_dimension`) of ``x`` (length d)."""
         vector = self._as_vector(x, self.dimension, "input")
-        out = np.zeros(self.padded_dimension, dtype=np.float64)
+        out = np.empty(self.padded_dimension, dtype=np.float64)
         out[: self.dimension] = vector
-        # Negating where the sign is -1 is multiplying by it, exactly, in one pass.
-        np.negative(out, out=out, where=sign_bits(self.seed, self.padded_dimension))
-        return self._transform(out)
+        out[self.dimension :] = 0.0
+        flip_signs(out, self.seed)
+        blocks = out.reshape(-1, self.block_size)
+        hadamard_into(blocks, blocks, normalisation(self.block_size))
+        return out
 
     def inverse(self, y: npt.ArrayLike) -> FloatVector:
         """The original-length vector whose rotation is ``y`` (length :attr:`padded_dimension`).
@@ -228,9 +254,12 @@ class Rotation:
         Linear: applied to a sum of rotations it gives the sum of the originals,
         which is how the server decodes an aggregate.
         """
-        out = self._transform(self._as_vector(y, self.padded_dimension, "rotated vector").copy())
-        np.negative(out, out=out, where=sign_bits(self.seed, self.padded_dimension))
-        result: FloatVector = out[: self.dimension].copy()
+        vector = self._as_vector(y, self.padded_dimension, "rotated vector")
+        out = np.empty(self.padded_dimension, dtype=np.float64)
+        block = self.block_size
+        hadamard_into(vector.reshape(-1, block), out.reshape(-1, block), normalisation(block))
+        flip_signs(out, self.seed)
+        result: FloatVector = out[: self.dimension]  # a view: the padding (under B doubles) is not copied away
         return result
 
     def descriptor_parameters(self) -> dict[str, int | bytes | str]:
@@ -246,11 +275,6 @@ class Rotation:
             PARAMETER_PREFIX + "dimension": self.dimension,
             PARAMETER_PREFIX + "block": self.block_size,
         }
-
-    def _transform(self, padded: FloatVector) -> FloatVector:
-        hadamard_in_place(padded.reshape(-1, self.block_size))
-        padded *= normalisation(self.block_size)
-        return padded
 
     @staticmethod
     def _as_vector(values: npt.ArrayLike, length: int, what: str) -> FloatVector:

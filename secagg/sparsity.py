@@ -52,6 +52,7 @@ from secagg._validate import require_bytes
 from secagg.errors import ConfigurationError
 from secagg.primitives import prg
 from secagg.ring import RING64
+from secagg.segments import Segment, SegmentTable
 
 __all__ = [
     "MAX_DIMENSION",
@@ -62,6 +63,7 @@ __all__ = [
     "Subset",
     "count_for_fraction",
     "random_indices",
+    "restrict",
 ]
 
 SEED_SIZE = prg.SEED_SIZE
@@ -250,3 +252,16 @@ class ErrorFeedback:
     def commit(self, residual: FloatVector) -> None:
         """Keep ``residual`` (from :meth:`prepare`) once the round's aggregate holds the sent values."""
         self.residual = Subset._vector(residual, self.dimension, "residual").copy()
+
+
+def restrict(table: SegmentTable, subset: Subset) -> SegmentTable:
+    """The segments of ``table`` over the coordinates of ``subset`` (segments with none left out):
+    each keeps its name, clip and kind, with the count of its coordinates the subset holds."""
+    if table.size != subset.dimension:
+        raise ConfigurationError(f"the segments cover {table.size} coordinates, the subset {subset.dimension}")
+    kept = []
+    for segment, part in table.slices():
+        inside = int(np.count_nonzero((subset.indices >= part.start) & (subset.indices < part.stop)))
+        if inside:
+            kept.append(Segment(segment.name, inside, segment.clip, segment.integer))
+    return SegmentTable(tuple(kept))

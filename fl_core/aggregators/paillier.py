@@ -45,6 +45,7 @@ from fl_core.aggregators.clipping import ClipPolicy, ClipSchedule, clip_policy
 from fl_core.aggregators.quantizer import WeightedQuantizer
 from secagg import wire
 from secagg._validate import require_instance, require_int
+from secagg.encoding import QuantizationConfig
 from secagg.errors import ConfigurationError, OverflowDetectedError
 from secagg.guarantee import Guarantee
 from secagg.paillier import (
@@ -67,7 +68,14 @@ from secagg.primitives.randomness import RandomBytes, system_random
 from secagg.primitives.signing import SigningKey
 from secagg.segments import SegmentTable
 
-__all__ = ["INSECURE_KEY_BITS", "LIMB_BITS", "PaillierAggregator"]
+__all__ = [
+    "INSECURE_KEY_BITS",
+    "LIMB_BITS",
+    "PaillierAggregator",
+    "ciphertext_bytes",
+    "packing_layout",
+    "value_bits",
+]
 
 INSECURE_KEY_BITS = 1024
 """Key size of ``insecure_small_key`` (the demo's ``--insecure-small-key``): fast, NOT secure."""
@@ -93,6 +101,26 @@ def _join(sums: IntArray) -> IntArray:
     except OverflowError as exc:
         raise OverflowDetectedError("recombined Paillier sum does not fit in 64 bits") from exc
     return joined
+
+
+def value_bits(config: QuantizationConfig) -> int:
+    """Bits of one signed weighted value: ``bitlen(max_weight * qmax) + 1``."""
+    return (config.max_weight * config.qmax).bit_length() + 1
+
+
+def packing_layout(config: QuantizationConfig, num_parties: int, key_bits: int) -> tuple[SlotLayout, bool]:
+    """The slot layout of ``config``'s weighted values for ``num_parties`` summands under a
+    ``key_bits``-bit key, and whether values are split into two :data:`LIMB_BITS` limbs (values
+    too wide for one slot). Needs no key: a byte budget sizes ciphertexts with it before the
+    key ceremony (:mod:`fl_core.budget`)."""
+    bits = value_bits(config)
+    split = bits > MAX_VALUE_BITS or bits + (num_parties - 1).bit_length() + 1 > MAX_SLOT_BITS
+    return SlotLayout(LIMB_BITS + 1 if split else bits, num_parties, key_bits), split
+
+
+def ciphertext_bytes(key_bits: int) -> int:
+    """Bytes of one ciphertext of a ``key_bits``-bit key on the wire: 2 * ceil(key_bits / 8)."""
+    return 2 * ((key_bits + 7) // 8)
 
 
 class PaillierAggregator:
@@ -190,12 +218,8 @@ class PaillierAggregator:
                     f"the aggregator needs {self.threshold}-of-{num_parties}"
                 )
         self.material = key_material
-        config = quantizer.config
-        self.value_bits = (config.max_weight * config.qmax).bit_length() + 1
-        self.split = self.value_bits > MAX_VALUE_BITS or self.value_bits + (num_parties - 1).bit_length() + 1 > (
-            MAX_SLOT_BITS
-        )
-        self.layout = SlotLayout(LIMB_BITS + 1 if self.split else self.value_bits, num_parties, public.key.key_bits)
+        self.value_bits = value_bits(quantizer.config)
+        self.layout, self.split = packing_layout(quantizer.config, num_parties, public.key.key_bits)
         self._share_index: dict[int, int] = {}
         self._encryptors: dict[int, Encryptor] = {}
         self._identities: dict[int, SigningKey] = {}

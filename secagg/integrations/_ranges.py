@@ -1,7 +1,9 @@
 """Shared by the PyTorch and Keras adapters: build the updates, discover the clips, aggregate.
 
-:func:`aggregate_updates` is the body of both adapters' ``aggregate_models``
-once the models are flat vectors: the updates (local minus global), then, when
+:func:`aggregate_flat_models` is the body of both adapters' ``aggregate_models``:
+it flattens the models with the adapter's own function, refuses a local model
+whose layout differs from the global one's, and hands the flat vectors to
+:func:`aggregate_updates`: the updates (local minus global), then, when
 the caller gave no clip and discovery is on, one secure range-discovery round
 (:mod:`secagg.ranges`) through the same aggregator, then the aggregation with
 the discovered clip table. The discovery round is an ordinary round of the
@@ -13,21 +15,25 @@ names the buckets); the server learns the federation-wide histogram only.
 from __future__ import annotations
 
 import importlib
-from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING
+from collections.abc import Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, TypeVar
 
 import numpy as np
 import numpy.typing as npt
 
 from secagg._validate import require_int
 from secagg.errors import ConfigurationError
+from secagg.integrations._layout import FlatLayout
 from secagg.ranges import RangeDiscovery
 from secagg.segments import SegmentTable
 
 if TYPE_CHECKING:
     from fl_core.aggregators.base import AggregationResult, Aggregator, ClientUpdate, DropoutStage
 
-__all__ = ["DISCOVERY_RNG_SEED", "aggregate_updates", "client_ids_of", "discover_clips"]
+__all__ = ["DISCOVERY_RNG_SEED", "aggregate_flat_models", "aggregate_updates", "client_ids_of", "discover_clips"]
+
+Model = TypeVar("Model")
+Layout = TypeVar("Layout", bound=FlatLayout)
 
 DISCOVERY_RNG_SEED = 0
 """Seed of the discovery round's rounding generator: integer segments never use it,
@@ -121,3 +127,42 @@ def aggregate_updates(
                 return outcome, outcome
             segments = segments.with_clips(discovered)
     return aggregator.aggregate(updates, dropouts, rng=rng, segments=segments), None if found is None else found[1]
+
+
+def aggregate_flat_models(
+    flatten: Callable[[Model], tuple[npt.NDArray[np.float64], Layout]],
+    global_model: Model,
+    local_models: Sequence[Model],
+    aggregator: Aggregator,
+    *,
+    num_samples: Sequence[int],
+    rng: np.random.Generator,
+    client_ids: Sequence[int] | None,
+    dropouts: Mapping[int, DropoutStage] | None,
+    clips: Mapping[str, float] | None,
+    discovery: RangeDiscovery | bool | None,
+    structure: Callable[[Layout], object] = lambda layout: layout,
+    as_count: Callable[[int], int] = lambda count: count,
+) -> tuple[npt.NDArray[np.float64], Layout, AggregationResult, AggregationResult | None]:
+    """FedAvg of models through ``aggregator`` once ``flatten`` turns each into a flat vector and its layout.
+
+    A local model whose ``structure(layout)`` differs from the global model's is
+    refused (ConfigurationError naming the client); each sample count goes through
+    ``as_count`` first (the Keras adapter passes ``int``). Returns the global vector,
+    its layout, the aggregation's result and the discovery round's
+    (:func:`aggregate_updates`).
+    """
+    base, layout = flatten(global_model)
+    ids = client_ids_of(local_models, client_ids, num_samples)
+    vectors = []
+    for client, model, count in zip(ids, local_models, num_samples, strict=True):
+        vector, local_layout = flatten(model)
+        if structure(local_layout) != structure(layout):
+            raise ConfigurationError(
+                f"client {client}: model {layout.NOUN}s differ from the global model's (names, shapes or dtypes)"
+            )
+        vectors.append((client, vector, as_count(count)))
+    result, found = aggregate_updates(
+        aggregator, base, vectors, layout.segments(clips), rng=rng, dropouts=dropouts, clips=clips, discovery=discovery
+    )
+    return base, layout, result, found

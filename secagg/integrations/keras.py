@@ -26,7 +26,8 @@ arrays (complex64/128, ml_dtypes' complex32 and bcomplex32) occupy two entries
 per element, real then imaginary. Integer and boolean weights (counters, masks, int8-quantized
 kernels) are exact up to 2^53 in magnitude; larger values are refused, as are
 dtypes a float64 cannot hold (``longdouble``, strings, objects), with a
-:class:`~secagg.errors.ConfigurationError` naming the weight.
+:class:`~secagg.errors.ConfigurationError` naming the weight. These dtype rules are in
+:mod:`secagg.integrations._keras_dtypes`.
 
 Clipping and rounding are the aggregator's, per weight, exactly as for the
 PyTorch adapter: each weight is its own segment (:meth:`WeightsLayout.segments`)
@@ -45,8 +46,6 @@ Keras 3 with the torch backend: ``KERAS_BACKEND=torch``.
 
 from __future__ import annotations
 
-import importlib
-import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -56,8 +55,9 @@ import numpy.typing as npt
 
 from secagg.errors import ConfigurationError
 from secagg.integrations._extras import require
+from secagg.integrations._keras_dtypes import BOOL, COMPLEX, INTEGER, REAL, dtype_kind, integer_bounds, resolve_dtype
 from secagg.integrations._layout import ArraySpec, FlatLayout
-from secagg.integrations._ranges import aggregate_updates, client_ids_of
+from secagg.integrations._ranges import aggregate_flat_models
 from secagg.ranges import RangeDiscovery
 
 if TYPE_CHECKING:
@@ -80,90 +80,9 @@ FloatVector = npt.NDArray[np.float64]
 EXACT_INTEGER_LIMIT = 1 << 53
 """Largest integer magnitude a float64 holds exactly; larger integer weights are refused."""
 
-REAL, COMPLEX, INTEGER, BOOL = "real", "complex", "integer", "bool"
-
 
 def _keras() -> Any:
     return require("keras", "keras")
-
-
-def _ml_dtypes() -> Any | None:
-    try:
-        return importlib.import_module("ml_dtypes")
-    except ImportError:
-        return None
-
-
-def _resolve_dtype(name: str, who: str) -> np.dtype[Any]:
-    """The numpy dtype called ``name``, including the ml_dtypes formats (``bfloat16``, ...)."""
-    try:
-        return np.dtype(name)
-    except TypeError:
-        pass
-    ml_dtypes = _ml_dtypes()
-    scalar = getattr(ml_dtypes, name, None) if ml_dtypes is not None else None
-    if scalar is None:
-        raise ConfigurationError(f"weight {who!r}: unknown dtype {name}")
-    resolved: np.dtype[Any] = np.dtype(scalar)
-    return resolved
-
-
-def _float_fits_float64(dtype: np.dtype[Any]) -> bool:
-    """True if every finite value of the ml_dtypes float ``dtype`` is exactly a float64."""
-    ml_dtypes = _ml_dtypes()
-    if ml_dtypes is None:
-        return False
-    try:
-        info = ml_dtypes.finfo(dtype)
-    except (TypeError, ValueError, KeyError):
-        return False
-    # float64: 52 stored mantissa bits, normal exponents down to -1022, subnormals to 2^-1074.
-    return bool(info.nmant <= 52 and info.maxexp <= 1024 and info.minexp - info.nmant >= -1074)
-
-
-def _is_complex(dtype: np.dtype[Any]) -> bool:
-    """True if ``dtype`` keeps an imaginary part (ml_dtypes' complex32, bcomplex32)."""
-    with np.errstate(all="ignore"), warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        try:
-            probe = np.array([1j]).astype(dtype).astype(np.complex128)
-        except (TypeError, ValueError):
-            return False
-    return bool(probe[0].imag == 1.0)
-
-
-def _integer_bounds(dtype: np.dtype[Any]) -> tuple[int, int] | None:
-    """(min, max) of an integer dtype (numpy's or ml_dtypes' int4/uint4/...), else None."""
-    if dtype.kind in "iu":
-        info = np.iinfo(dtype)
-        return int(info.min), int(info.max)
-    ml_dtypes = _ml_dtypes()
-    if ml_dtypes is None:
-        return None
-    try:
-        ml_info = ml_dtypes.iinfo(dtype)
-    except (TypeError, ValueError, KeyError):
-        return None
-    return int(ml_info.min), int(ml_info.max)
-
-
-def _kind(dtype: np.dtype[Any], who: str) -> str:
-    """How a dtype travels in the vector; ConfigurationError if it cannot exactly."""
-    if dtype.kind in "fc":
-        if dtype.itemsize <= (8 if dtype.kind == "f" else 16):
-            return REAL if dtype.kind == "f" else COMPLEX
-        raise ConfigurationError(
-            f"weight {who!r}: dtype {dtype.name} does not fit a float64 exactly and cannot be aggregated"
-        )
-    if dtype.kind == "b":
-        return BOOL
-    if _integer_bounds(dtype) is not None:
-        return INTEGER
-    if dtype.kind == "V" and _float_fits_float64(dtype):
-        return COMPLEX if _is_complex(dtype) else REAL
-    raise ConfigurationError(
-        f"weight {who!r}: dtype {dtype.name} cannot be aggregated (floating, complex, bool or integer weights only)"
-    )
 
 
 @dataclass(frozen=True)
@@ -180,12 +99,12 @@ class WeightSpec(ArraySpec):
 
     def entries_per_element(self) -> int:
         """2 for complex dtypes, else 1 (ConfigurationError for a dtype that cannot be aggregated)."""
-        return 2 if _kind(_resolve_dtype(self.dtype, self.name), self.name) == COMPLEX else 1
+        return 2 if dtype_kind(resolve_dtype(self.dtype, self.name), self.name) == COMPLEX else 1
 
     @property
     def integer(self) -> bool:
         """True for integer (numpy's or ml_dtypes' int4, ...) and boolean dtypes: exact integer segments."""
-        return _kind(_resolve_dtype(self.dtype, self.name), self.name) in (INTEGER, BOOL)
+        return dtype_kind(resolve_dtype(self.dtype, self.name), self.name) in (INTEGER, BOOL)
 
 
 @dataclass(frozen=True)
@@ -205,7 +124,7 @@ def _flatten_named(named: Sequence[tuple[str, Any]]) -> tuple[FloatVector, Weigh
         if not isinstance(array, np.ndarray | np.generic):
             raise ConfigurationError(f"weight {name!r} is a {type(array).__name__}, not a numpy array")
         values = np.asarray(array)
-        kind = _kind(values.dtype, name)
+        kind = dtype_kind(values.dtype, name)
         flat = _to_float64(values.reshape(-1), kind, name)
         spec = WeightSpec(name, tuple(int(d) for d in values.shape), values.dtype.name, offset, int(flat.shape[0]))
         specs.append(spec)
@@ -257,9 +176,9 @@ def unflatten_weights(vector: npt.ArrayLike, layout: WeightsLayout) -> list[npt.
     values = values.astype(np.float64, copy=False)
     out: list[npt.NDArray[Any]] = []
     for spec in layout.specs:
-        dtype = _resolve_dtype(spec.dtype, spec.name)
+        dtype = resolve_dtype(spec.dtype, spec.name)
         piece = values[spec.offset : spec.offset + spec.length]
-        out.append(_from_float64(piece, dtype, _kind(dtype, spec.name), spec).reshape(spec.shape))
+        out.append(_from_float64(piece, dtype, dtype_kind(dtype, spec.name), spec).reshape(spec.shape))
     return out
 
 
@@ -276,8 +195,8 @@ def _from_float64(piece: FloatVector, dtype: np.dtype[Any], kind: str, spec: Arr
         flags: npt.NDArray[np.bool_] = np.rint(piece) != 0
         return flags
     integers = np.rint(piece)
-    bounds = _integer_bounds(dtype)
-    assert bounds is not None  # _kind said INTEGER
+    bounds = integer_bounds(dtype)
+    assert bounds is not None  # dtype_kind said INTEGER
     if integers.size and (not np.isfinite(integers).all() or integers.min() < bounds[0] or integers.max() > bounds[1]):
         raise ConfigurationError(f"weight {spec.name!r}: values fall outside the range of {spec.dtype}")
     return integers.astype(dtype)
@@ -402,18 +321,9 @@ def aggregate_models(
             return flatten_weights(model)  # a list of arrays, or refused there
         return flatten_model(model, trainable_only=trainable_only)
 
-    base, layout = flatten(global_model)
-    ids = client_ids_of(local_models, client_ids, num_samples)
-    vectors = []
-    for client, model, count in zip(ids, local_models, num_samples, strict=True):
-        vector, local_layout = flatten(model)
-        if _structure(local_layout) != _structure(layout):
-            raise ConfigurationError(
-                f"client {client}: model weights differ from the global model's (names, shapes or dtypes)"
-            )
-        vectors.append((client, vector, int(count)))
-    result, found = aggregate_updates(
-        aggregator, base, vectors, layout.segments(clips), rng=rng, dropouts=dropouts, clips=clips, discovery=discovery
+    base, layout, result, found = aggregate_flat_models(
+        flatten, global_model, local_models, aggregator, num_samples=num_samples, rng=rng, client_ids=client_ids,
+        dropouts=dropouts, clips=clips, discovery=discovery, structure=_structure, as_count=int,
     )
     weights = None if result.mean is None else unflatten_weights(base + result.mean, layout)
     return ModelAggregation(result, weights, layout, trainable_only, found)

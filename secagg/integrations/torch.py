@@ -40,7 +40,7 @@ from secagg.errors import ConfigurationError
 from secagg.integrations._extras import require
 from secagg.integrations._layout import ArraySpec
 from secagg.integrations._layout import FlatLayout as _FlatLayout
-from secagg.integrations._ranges import aggregate_updates, client_ids_of
+from secagg.integrations._ranges import aggregate_flat_models
 from secagg.ranges import RangeDiscovery
 
 if TYPE_CHECKING:
@@ -343,18 +343,9 @@ def aggregate_models(
     def tensors_of(model: Module | Mapping[str, Tensor]) -> Mapping[str, Tensor]:
         return model if isinstance(model, Mapping) else _model_tensors(model, buffers)
 
-    base, layout = flatten_state_dict(tensors_of(global_model))
-    ids = client_ids_of(local_models, client_ids, num_samples)
-    vectors = []
-    for client, model, count in zip(ids, local_models, num_samples, strict=True):
-        vector, local_layout = flatten_state_dict(tensors_of(model))
-        if local_layout != layout:
-            raise ConfigurationError(
-                f"client {client}: model tensors differ from the global model's (names, shapes or dtypes)"
-            )
-        vectors.append((client, vector, count))
-    result, found = aggregate_updates(
-        aggregator, base, vectors, layout.segments(clips), rng=rng, dropouts=dropouts, clips=clips, discovery=discovery
+    base, layout, result, found = aggregate_flat_models(
+        lambda model: flatten_state_dict(tensors_of(model)), global_model, local_models, aggregator,
+        num_samples=num_samples, rng=rng, client_ids=client_ids, dropouts=dropouts, clips=clips, discovery=discovery,
     )
     state = None if result.mean is None else unflatten_state_dict(base + result.mean, layout)
     return ModelAggregation(result=result, state_dict=state, layout=layout, discovery=found)

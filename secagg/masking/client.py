@@ -14,6 +14,10 @@ specific :class:`~secagg.errors.SecAggError` instead of revealing anything it
 should not. :class:`ClientState` is a frozen value that serialises through the
 wire format (``to_bytes``/``from_bytes``) so a transport can keep it between
 messages; it holds private keys and must never leave the client.
+
+This module holds the entry points and rounds 1 and 2 (ShareKeys,
+MaskedInputCollection); rounds 3 and 4 (ConsistencyCheck, Unmasking) are in
+:mod:`secagg.masking.client_unmask`.
 """
 
 from __future__ import annotations
@@ -32,13 +36,12 @@ from secagg.errors import (
     ProtocolError,
     ReplayError,
     ThresholdError,
-    UnsafeRequestError,
 )
 from secagg.masking.client_state import ClientPhase, ClientState, HeldShares, is_field_element
+from secagg.masking.client_unmask import consistency_check, unmask
 from secagg.masking.config import ACTIVE, MaskingConfig
 from secagg.masking.messages import (
     AdvertiseKeys,
-    ConsistencySignature,
     EncryptedShares,
     KeyRoster,
     MaskedInput,
@@ -47,17 +50,14 @@ from secagg.masking.messages import (
     SealedBox,
     ShareBundle,
     ShareDelivery,
-    ShareEntry,
     SurvivorList,
     UnmaskRequest,
-    UnmaskResponse,
 )
 from secagg.masking.session import (
     PAIR_MASK_LABEL,
     SELF_MASK_LABEL,
     advertise_payload,
     check_context,
-    consistency_payload,
     graph_neighbours,
     pair_mask_seeds,
     pair_mask_subtracts,
@@ -66,7 +66,7 @@ from secagg.masking.session import (
     share_encryption_keys,
 )
 from secagg.primitives import aead, prg, shamir
-from secagg.primitives.key_agreement import KEY_SIZE, generate_keypair
+from secagg.primitives.key_agreement import generate_keypair
 from secagg.primitives.randomness import RandomBytes, system_random
 from secagg.primitives.signing import SigningKey, verify
 from secagg.ring import PackedVector, RingVector
@@ -165,9 +165,9 @@ def client_step(
     if isinstance(message, SurvivorList):
         _check_identity(config, state.client, identity)
         assert identity is not None  # guaranteed by _check_identity in active mode
-        return _consistency_check(state, config, message, identity)
+        return consistency_check(state, config, message, identity)
     assert isinstance(message, UnmaskRequest)
-    return _unmask(state, config, message)
+    return unmask(state, config, message)
 
 
 def _check_round(state: ClientState, phase: ClientPhase, message: wire.Message) -> None:
@@ -329,90 +329,6 @@ def _open_box(state: ClientState, box: SealedBox, key: bytes) -> HeldShares:
             "(not a field element) in round ShareKeys"
         )
     return HeldShares(box.peer, bundle.mask_key_share, bundle.self_mask_share)
-
-
-# --- Round 3: ConsistencyCheck (active mode) ---------------------------------------
-
-
-def _consistency_check(
-    state: ClientState, config: MaskingConfig, message: SurvivorList, identity: SigningKey
-) -> tuple[ClientState, bytes]:
-    _check_survivors(state, config, message.survivors)
-    signature = identity.sign(consistency_payload(state.session, message.survivors))
-    new_state = replace(state, phase=ClientPhase.AWAIT_UNMASK, survivors=message.survivors)
-    return new_state, wire.encode(ConsistencySignature(state.client, state.session, signature))
-
-
-def _check_survivors(state: ClientState, config: MaskingConfig, survivors: tuple[int, ...]) -> None:
-    who = f"client {state.client}"
-    if len(survivors) < config.threshold:
-        raise ThresholdError(
-            f"{who}: the server announced {len(survivors)} survivors, fewer than the threshold {config.threshold}; "
-            "refusing to unmask"
-        )
-    if state.client not in survivors:
-        raise ProtocolError(f"{who}: the survivor list omits this client, whose masked input was sent")
-    if any(not 1 <= client <= config.num_clients for client in survivors):
-        raise ProtocolError(f"{who}: survivor list names a client outside 1..{config.num_clients}")
-    if config.mode != ACTIVE:
-        # Semi-honest requests list only this client and its surviving neighbours.
-        known = {state.client} | {entry.client for entry in state.neighbours}
-        strangers = [client for client in survivors if client not in known]
-        if strangers:
-            raise ProtocolError(f"{who}: survivor list names client {strangers[0]}, which is not a neighbour")
-
-
-# --- Round 4: Unmasking -------------------------------------------------------------
-
-
-def _unmask(state: ClientState, config: MaskingConfig, request: UnmaskRequest) -> tuple[ClientState, bytes]:
-    who = f"client {state.client}"
-    _check_survivors(state, config, request.survivors)
-    if config.mode == ACTIVE:
-        if request.survivors != state.survivors:
-            raise UnsafeRequestError(
-                f"{who}: the unmask request's survivor set differs from the one signed in ConsistencyCheck"
-            )
-        _verify_consistency_signatures(state, config, request)
-    elif request.signatures:
-        raise ProtocolError(f"{who}: consistency signatures in a semi-honest session")
-    survivors = set(request.survivors)
-    self_mask, mask_key = [], []
-    for held in state.held:
-        # Exactly one share per peer: the self-mask share if it survived, else the key share.
-        # A refused peer is not in held: nothing is revealed for it.
-        if held.owner in survivors:
-            self_mask.append(ShareEntry(held.owner, held.self_mask_share))
-        else:
-            mask_key.append(ShareEntry(held.owner, held.mask_key_share))
-    if state.own_seed_share:
-        # This client is in the survivor set (checked above): its own seed share joins the others.
-        self_mask.append(ShareEntry(state.client, state.own_seed_share))
-        self_mask.sort(key=lambda entry: entry.owner)
-    response = UnmaskResponse(state.client, state.session, tuple(self_mask), tuple(mask_key))
-    # Forget every secret: nothing more may be revealed in this session.
-    done = replace(
-        state, phase=ClientPhase.DONE, held=(), self_mask_seed=b"", own_seed_share=b"", mask_private=bytes(KEY_SIZE)
-    )
-    return done, wire.encode(response)
-
-
-def _verify_consistency_signatures(state: ClientState, config: MaskingConfig, request: UnmaskRequest) -> None:
-    who = f"client {state.client}"
-    if len(request.signatures) < config.threshold:
-        raise ThresholdError(
-            f"{who}: {len(request.signatures)} consistency signatures, fewer than the threshold {config.threshold}"
-        )
-    payload = consistency_payload(state.session, request.survivors)
-    for signed in request.signatures:
-        if signed.client not in request.survivors:
-            raise ProtocolError(f"{who}: consistency signature from client {signed.client}, not a survivor")
-        try:
-            verify(config.identity_keys[signed.client - 1], signed.signature, payload)
-        except AuthenticationError as exc:
-            raise AuthenticationError(
-                f"{who}: consistency signature of client {signed.client} is invalid in round Unmasking"
-            ) from exc
 
 
 def held_owners(state: ClientState) -> Mapping[int, HeldShares]:

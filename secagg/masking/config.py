@@ -17,6 +17,10 @@ complete graph a client also keeps a share of its own self-mask seed (index =
 its own id), which it reveals only in its own unmask response as a survivor
 (:attr:`MaskingConfig.self_share`): a survivor's seed then has t live holders
 as long as t clients answer, so n - t dropouts (not n - 1 - t) are survived.
+
+The graph and mode names and the wire record are in :mod:`secagg.masking.config_record`,
+the safety rules in :mod:`secagg.masking.config_checks`; this module holds the config
+itself and the constructors that choose its parameters.
 """
 
 from __future__ import annotations
@@ -30,6 +34,19 @@ from secagg._validate import check_fields, require_finite, require_int
 from secagg.descriptor import DESCRIPTOR_DIGEST_SIZE, NO_DESCRIPTOR
 from secagg.errors import ConfigurationError
 from secagg.guarantee import Guarantee
+from secagg.masking.config_checks import check_degree, check_dropouts, check_identities, check_threshold
+from secagg.masking.config_record import (
+    ACTIVE,
+    COMPLETE,
+    GRAPH_CODES,
+    HARARY,
+    MAX_CLIENTS,
+    MODE_CODES,
+    SEMI_HONEST,
+    ConfigRecord,
+    config_from_record,
+    config_to_record,
+)
 from secagg.masking.parameters import (
     COMPLETE_GRAPH_MAX_CLIENTS,
     SECURITY_PARAMETER,
@@ -41,38 +58,11 @@ from secagg.masking.parameters import (
     derive_secagg_plus,
     dropout_count,
     planned_dropouts,
-    surviving_neighbour_quantile,
 )
-from secagg.primitives.signing import PUBLIC_KEY_SIZE
 from secagg.ring import NarrowRing
-from secagg.wire import U8, U32, FixedBytes, ListOf, wire_field
 
-__all__ = ["ACTIVE", "COMPLETE", "HARARY", "SEMI_HONEST", "ConfigRecord", "MaskingConfig"]
-
-COMPLETE = "complete"
-HARARY = "harary"
-SEMI_HONEST = "semi-honest"
-ACTIVE = "active"
-_GRAPH_CODES = {COMPLETE: 0, HARARY: 1}
-_MODE_CODES = {SEMI_HONEST: 0, ACTIVE: 1}
-MAX_CLIENTS = 1 << 16
-
-
-@dataclass(frozen=True)
-class ConfigRecord(wire.WireStruct):
-    """The operative parameters in wire form; their hash is the config digest."""
-
-    num_clients: int = wire_field(U32)
-    threshold: int = wire_field(U32)
-    degree: int = wire_field(U32)
-    vector_length: int = wire_field(U32)
-    graph: int = wire_field(U8)
-    mode: int = wire_field(U8)
-    ring_bits: int = wire_field(U8)
-    colluders: int = wire_field(U32)
-    dropouts: int = wire_field(U32)
-    descriptor: bytes = wire_field(FixedBytes(DESCRIPTOR_DIGEST_SIZE))
-    identity_keys: tuple[bytes, ...] = wire_field(ListOf(FixedBytes(PUBLIC_KEY_SIZE), MAX_CLIENTS))
+# The vocabulary and the wire record live in config_record; re-exported for existing imports.
+__all__ = ["ACTIVE", "COMPLETE", "HARARY", "MAX_CLIENTS", "SEMI_HONEST", "ConfigRecord", "MaskingConfig"]
 
 
 @dataclass(frozen=True)
@@ -128,9 +118,9 @@ class MaskingConfig:
         n = self.num_clients
         if not 3 <= n <= MAX_CLIENTS:
             raise ConfigurationError(f"num_clients must be in 3..{MAX_CLIENTS}, got {n}")
-        if self.graph not in _GRAPH_CODES:
+        if self.graph not in GRAPH_CODES:
             raise ConfigurationError(f"graph must be 'complete' or 'harary', got {self.graph!r}")
-        if self.mode not in _MODE_CODES:
+        if self.mode not in MODE_CODES:
             raise ConfigurationError(f"mode must be 'semi-honest' or 'active', got {self.mode!r}")
         NarrowRing(self.ring_bits)
         if not 1 <= self.vector_length < 1 << 32:
@@ -149,70 +139,11 @@ class MaskingConfig:
         self._check_dropouts()
         self._check_identities()
 
-    def _check_degree(self) -> None:
-        k, n = self.degree, self.num_clients
-        if self.graph == HARARY and not (2 <= k <= n - 1 and k % 2 == 0):
-            raise ConfigurationError(f"harary degree must be even and in 2..n-1 = {n - 1}, got {k}")
-
-    def _check_threshold(self) -> None:
-        k, t = self.degree, self.threshold
-        if not 2 <= t <= k:
-            raise ConfigurationError(
-                f"threshold must be in 2..{k} (the degree): t = 1 would let any one neighbour "
-                f"reveal a client's secrets, got t = {t}"
-            )
-        corrupt = self.corrupt_neighbours
-        if self.self_share and t <= corrupt + 1:
-            # A session may complete with t inputs: t - 1 colluders among them give the last one away.
-            raise ConfigurationError(
-                f"threshold {t} is unsafe: a session can complete with t = {t} inputs, so {corrupt} colluding "
-                f"clients (corrupt_fraction {self.corrupt_fraction}) leave fewer than two honest inputs in "
-                f"the sum; use t >= {corrupt + 2}"
-            )
-        if t <= corrupt:
-            raise ConfigurationError(
-                f"threshold {t} is unsafe: {corrupt} corrupt neighbours (corrupt_fraction "
-                f"{self.corrupt_fraction}) could reconstruct a client's secrets; use t >= {corrupt + 1}"
-            )
-        # Active mode: a lying server tells one group of a client's share holders that
-        # it survived and the rest that it dropped; each group plus the c colluders
-        # must stay below t, or the server collects t shares of both secrets. The
-        # holders are the other n - 1 clients (complete) or the k neighbours; on the
-        # complete graph the "survived" side also gets the client's own seed share.
-        holders = self.holders + int(self.self_share)
-        if self.mode == ACTIVE and 2 * t <= holders + corrupt:
-            name = "n" if self.graph == COMPLETE else "k"
-            raise ConfigurationError(
-                f"threshold {t} is unsafe in active mode against a lying server plus {corrupt} colluders: "
-                f"need 2t > {name} + colluders = {holders + corrupt}, i.e. t >= {(holders + corrupt) // 2 + 1}"
-            )
-
-    def _check_dropouts(self) -> None:
-        declared = dropout_count(self.num_clients, self.dropout_fraction)
-        if self.graph == COMPLETE and declared > self.num_clients - self.threshold:
-            raise ConfigurationError(
-                f"threshold {self.threshold} tolerates {self.num_clients - self.threshold} dropouts, "
-                f"fewer than the {declared} declared (dropout_fraction {self.dropout_fraction})"
-            )
-        if self.graph == HARARY:
-            surviving = surviving_neighbour_quantile(self.num_clients, self.degree, self.dropout_fraction)
-            if self.threshold > surviving:
-                raise ConfigurationError(
-                    f"threshold {self.threshold} exceeds the {surviving} neighbours that survive "
-                    f"{declared} dropouts with probability 1 - 2^-20/n"
-                )
-
-    def _check_identities(self) -> None:
-        if self.mode == SEMI_HONEST and self.identity_keys:
-            raise ConfigurationError("identity_keys are only used in active mode")
-        if self.mode == ACTIVE:
-            if len(self.identity_keys) != self.num_clients:
-                raise ConfigurationError(
-                    f"active mode needs one Ed25519 identity key per client ({self.num_clients}), "
-                    f"got {len(self.identity_keys)}"
-                )
-            if any(len(key) != PUBLIC_KEY_SIZE for key in self.identity_keys):
-                raise ConfigurationError(f"identity keys must be {PUBLIC_KEY_SIZE}-byte Ed25519 public keys")
+    # The safety rules (secagg.masking.config_checks), bound as methods.
+    _check_degree = check_degree
+    _check_threshold = check_threshold
+    _check_dropouts = check_dropouts
+    _check_identities = check_identities
 
     @property
     def corrupt_neighbours(self) -> int:
@@ -282,19 +213,7 @@ class MaskingConfig:
 
     def record(self) -> ConfigRecord:
         """The operative parameters as a wire struct."""
-        return ConfigRecord(
-            num_clients=self.num_clients,
-            threshold=self.threshold,
-            degree=self.degree,
-            vector_length=self.vector_length,
-            graph=_GRAPH_CODES[self.graph],
-            mode=_MODE_CODES[self.mode],
-            ring_bits=self.ring_bits,
-            colluders=self.colluders,
-            dropouts=self.guarantee.dropouts,
-            descriptor=self.descriptor,
-            identity_keys=self.identity_keys,
-        )
+        return config_to_record(self)
 
     def digest(self) -> bytes:
         """SHA-256 of ``b"secagg/v1/config" || record``: what every party agrees on."""
@@ -310,34 +229,7 @@ class MaskingConfig:
         ConfigurationError unless the rebuilt config has exactly this record
         (so a record whose c or d the threshold does not support is refused).
         """
-        graphs = {code: name for name, code in _GRAPH_CODES.items()}
-        modes = {code: name for name, code in _MODE_CODES.items()}
-        if record.graph not in graphs or record.mode not in modes:
-            raise ConfigurationError("unknown graph or mode code in config record")
-        n = record.num_clients
-        if not 3 <= n <= MAX_CLIENTS or record.colluders >= n or record.dropouts >= n:
-            raise ConfigurationError("config record: colluders and dropouts must be below n")
-        graph = graphs[record.graph]
-        config = cls(
-            num_clients=n,
-            threshold=record.threshold,
-            vector_length=record.vector_length,
-            graph=graph,
-            degree=record.degree,
-            ring_bits=record.ring_bits,
-            mode=modes[record.mode],
-            identity_keys=record.identity_keys,
-            corrupt_fraction=record.colluders / n,
-            dropout_fraction=record.dropouts / n if graph == HARARY else 0.0,
-            descriptor=record.descriptor,
-        )
-        rebuilt = config.record()
-        if (rebuilt.colluders, rebuilt.dropouts) != (record.colluders, record.dropouts):
-            raise ConfigurationError(
-                f"config record claims {record.colluders} colluders and {record.dropouts} dropouts; "
-                f"its threshold supports {rebuilt.colluders} and {rebuilt.dropouts}"
-            )
-        return config
+        return config_from_record(cls, record)
 
     @classmethod
     def secagg(

@@ -20,15 +20,14 @@ raises :class:`~secagg.errors.ThresholdError` and the session is over.
 
 from __future__ import annotations
 
-import enum
-from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field, replace
+from collections.abc import Mapping
+from dataclasses import replace
 
 import numpy as np
 
 from secagg import wire
 from secagg._validate import require_instance, require_mapping
-from secagg.errors import AuthenticationError, ProtocolError, SecAggError, ThresholdError
+from secagg.errors import AuthenticationError, ProtocolError, SecAggError
 from secagg.masking.config import ACTIVE, MaskingConfig
 from secagg.masking.messages import (
     AdvertiseKeys,
@@ -42,68 +41,31 @@ from secagg.masking.messages import (
     SignedBy,
     SurvivorList,
     UnmaskRequest,
-    UnmaskResponse,
 )
+from secagg.masking.server_state import (
+    ServerPhase,
+    ServerResult,
+    ServerState,
+    accept_messages,
+    require_remaining,
+)
+from secagg.masking.server_unmask import collect_unmask
 from secagg.masking.session import (
-    PAIR_MASK_LABEL,
-    SELF_MASK_LABEL,
     ZERO_CONTEXT,
     advertise_payload,
     check_context,
     consistency_payload,
     neighbour_table,
-    pair_mask_seeds,
-    pair_mask_subtracts,
-    self_mask_commitment,
     session_id,
 )
-from secagg.primitives import prg, shamir
-from secagg.primitives.key_agreement import exchange_many, public_key_of
+from secagg.primitives.key_agreement import exchange_many
 from secagg.primitives.signing import verify
-from secagg.ring import RingVector
 
+# The state types live in server_state, the Unmasking round in server_unmask; the
+# state types are re-exported here, where transports and tests import them.
 __all__ = ["ServerPhase", "ServerResult", "ServerState", "server_start", "server_step"]
 
 _PROBE_SCALAR = bytes([0x5A]) * 32  # public; any scalar exposes small-order points
-
-
-class ServerPhase(enum.IntEnum):
-    """Which client messages the server collects next."""
-
-    COLLECT_KEYS = 0
-    COLLECT_SHARES = 1
-    COLLECT_MASKED = 2
-    COLLECT_CONSISTENCY = 3
-    COLLECT_UNMASK = 4
-    DONE = 5
-
-
-@dataclass(frozen=True)
-class ServerResult:
-    """The unmasked aggregate: the exact ring sum of the inputs of ``included``."""
-
-    aggregate: RingVector
-    included: frozenset[int]
-
-
-@dataclass(frozen=True)
-class ServerState:
-    """Everything the server knows. It never holds a client's secret."""
-
-    config: MaskingConfig
-    context: bytes
-    phase: ServerPhase = ServerPhase.COLLECT_KEYS
-    roster: Mapping[int, RosterEntry] = field(default_factory=dict)
-    session: bytes = b""
-    graph: Mapping[int, tuple[int, ...]] = field(default_factory=dict)
-    shared: frozenset[int] = frozenset()
-    commitments: Mapping[int, bytes] = field(default_factory=dict)
-    delivered: Mapping[int, tuple[int, ...]] = field(default_factory=dict)
-    masked_sum: RingVector | None = None
-    survivors: tuple[int, ...] = ()
-    signers: tuple[SignedBy, ...] = ()
-    rejected: tuple[tuple[int, str], ...] = ()
-    result: ServerResult | None = None
 
 
 def server_start(config: MaskingConfig, *, context: bytes = ZERO_CONTEXT) -> ServerState:
@@ -124,89 +86,13 @@ def server_step(state: ServerState, inbound: Mapping[int, bytes]) -> tuple[Serve
         ServerPhase.COLLECT_SHARES: _collect_shares,
         ServerPhase.COLLECT_MASKED: _collect_masked,
         ServerPhase.COLLECT_CONSISTENCY: _collect_consistency,
-        ServerPhase.COLLECT_UNMASK: _collect_unmask,
+        ServerPhase.COLLECT_UNMASK: collect_unmask,
     }
     require_instance("server state", state, ServerState)
     require_mapping("inbound messages", inbound)
     if state.phase == ServerPhase.DONE:
         raise ProtocolError("server: the session is finished")
     return handlers[state.phase](state, inbound)
-
-
-def _accept(
-    state: ServerState, inbound: Mapping[int, bytes], expected: type[wire.Message], allowed: frozenset[int]
-) -> tuple[dict[int, wire.Message], list[tuple[int, str]]]:
-    """Decode each sender's message; reject (as a dropout) what is not acceptable."""
-    accepted: dict[int, wire.Message] = {}
-    rejected: list[tuple[int, str]] = []
-    for sender, data in sorted(inbound.items()):
-        try:
-            if sender not in allowed:
-                raise ProtocolError(f"client {sender} is not expected in this round")
-            message = wire.decode(data, expected)
-            if getattr(message, "sender", None) != sender:
-                raise ProtocolError(f"message claims sender {getattr(message, 'sender', None)}")
-            if getattr(message, "session_id", state.session) != state.session:
-                raise ProtocolError("message belongs to another session")
-            accepted[sender] = message
-        except SecAggError as exc:
-            rejected.append((sender, f"{expected.__name__}: {exc}"))
-    return accepted, rejected
-
-
-def _require(
-    state: ServerState, remaining: int, round_name: str, present: Iterable[int], needed: int | None = None
-) -> None:
-    needed = state.config.threshold if needed is None else needed
-    if remaining < needed:
-        raise ThresholdError(
-            f"server: only {remaining} clients remain after {round_name}, fewer than {needed}; session aborted. "
-            f"{_dropout_report(state, round_name, frozenset(present))}"
-        )
-
-
-_STAGES = ("AdvertiseKeys", "ShareKeys", "MaskedInputCollection", "ConsistencyCheck", "Unmasking")
-
-
-def _dropout_report(state: ServerState, round_name: str, present: frozenset[int]) -> str:
-    """Which clients dropped (went silent or were rejected) at which round, and what the
-    configuration tolerates: the part of an abort message that names who was lost."""
-    config = state.config
-    everyone = frozenset(range(1, config.num_clients + 1))
-    signers = frozenset(s.client for s in state.signers)
-    # Who was still in after each round, as far as the session got (present: after round_name).
-    after = {
-        "AdvertiseKeys": frozenset(state.roster),
-        "ShareKeys": state.shared,
-        "MaskedInputCollection": frozenset(state.survivors),
-        "ConsistencyCheck": signers,
-    }
-    before, lost = everyone, []
-    for stage in _STAGES:
-        if config.mode != ACTIVE and stage == "ConsistencyCheck":
-            continue
-        now = present if stage == round_name else after.get(stage, frozenset())
-        gone = sorted(before - now)
-        if gone:
-            lost.append(f"{', '.join(map(str, gone))} at {stage}")
-        if stage == round_name:
-            break
-        before = now
-    dropped = "; ".join(lost) if lost else "none"
-    return f"Clients that dropped: {dropped}. {_tolerance(config)}"
-
-
-def _tolerance(config: MaskingConfig) -> str:
-    guarantee = config.guarantee
-    note = f"This configuration (n = {config.num_clients}, t = {config.threshold}) completes with up to "
-    note += f"{guarantee.dropouts} dropouts"
-    if guarantee.dropouts == 0:
-        note += (
-            f": each client's secrets are shared among its {config.holders} neighbours and "
-            f"recovering them needs t = {config.threshold} (t = 1 would let one neighbour reveal them), so a "
-            f"survivor that loses a neighbour cannot be unmasked"
-        )
-    return note + "."
 
 
 def _clients_needed(config: MaskingConfig) -> int:
@@ -217,7 +103,7 @@ def _clients_needed(config: MaskingConfig) -> int:
 
 def _collect_keys(state: ServerState, inbound: Mapping[int, bytes]) -> tuple[ServerState, dict[int, bytes]]:
     config = state.config
-    accepted, rejected = _accept(state, inbound, AdvertiseKeys, frozenset(range(1, config.num_clients + 1)))
+    accepted, rejected = accept_messages(state, inbound, AdvertiseKeys, frozenset(range(1, config.num_clients + 1)))
     roster: dict[int, RosterEntry] = {}
     digest = config.digest()
     for client, message in accepted.items():
@@ -240,7 +126,7 @@ def _collect_keys(state: ServerState, inbound: Mapping[int, bytes]) -> tuple[Ser
             rejected.append((client, f"AdvertiseKeys: {exc}"))
             continue
         roster[client] = RosterEntry(client, message.encryption_key, message.mask_key, message.signature)
-    _require(state, len(roster), "AdvertiseKeys", roster, _clients_needed(config))
+    require_remaining(state, len(roster), "AdvertiseKeys", roster, _clients_needed(config))
     graph = neighbour_table(config, state.session)
     outbound = {
         client: wire.encode(KeyRoster(client, tuple(roster[v] for v in graph[client] if v in roster)))
@@ -261,7 +147,7 @@ def _neighbours_present(state: ServerState, client: int, present: Mapping[int, o
 
 
 def _collect_shares(state: ServerState, inbound: Mapping[int, bytes]) -> tuple[ServerState, dict[int, bytes]]:
-    accepted, rejected = _accept(state, inbound, EncryptedShares, frozenset(state.roster))
+    accepted, rejected = accept_messages(state, inbound, EncryptedShares, frozenset(state.roster))
     boxes: dict[int, dict[int, bytes]] = {}
     commitments: dict[int, bytes] = {}
     for client, message in accepted.items():
@@ -273,7 +159,7 @@ def _collect_shares(state: ServerState, inbound: Mapping[int, bytes]) -> tuple[S
         boxes[client] = {box.peer: box.sealed for box in message.boxes}
         commitments[client] = message.self_mask_commitment
     shared = frozenset(boxes)
-    _require(state, len(shared), "ShareKeys", shared, _clients_needed(state.config))
+    require_remaining(state, len(shared), "ShareKeys", shared, _clients_needed(state.config))
     outbound: dict[int, bytes] = {}
     delivered: dict[int, tuple[int, ...]] = {}
     for recipient in sorted(shared):
@@ -294,7 +180,7 @@ def _collect_shares(state: ServerState, inbound: Mapping[int, bytes]) -> tuple[S
 
 def _collect_masked(state: ServerState, inbound: Mapping[int, bytes]) -> tuple[ServerState, dict[int, bytes]]:
     config = state.config
-    accepted, rejected = _accept(state, inbound, MaskedInput, state.shared)
+    accepted, rejected = accept_messages(state, inbound, MaskedInput, state.shared)
     total = config.ring.zeros(config.vector_length)
     survivors = []
     for client, message in accepted.items():
@@ -306,7 +192,7 @@ def _collect_masked(state: ServerState, inbound: Mapping[int, bytes]) -> tuple[S
             continue
         np.add(total, vector, out=total)
         survivors.append(client)
-    _require(state, len(survivors), "MaskedInputCollection", survivors)
+    require_remaining(state, len(survivors), "MaskedInputCollection", survivors)
     ids = tuple(survivors)
     if config.mode == ACTIVE:
         outbound = {c: wire.encode(SurvivorList(c, state.session, ids)) for c in ids}
@@ -325,7 +211,7 @@ def _collect_masked(state: ServerState, inbound: Mapping[int, bytes]) -> tuple[S
 
 
 def _collect_consistency(state: ServerState, inbound: Mapping[int, bytes]) -> tuple[ServerState, dict[int, bytes]]:
-    accepted, rejected = _accept(state, inbound, ConsistencySignature, frozenset(state.survivors))
+    accepted, rejected = accept_messages(state, inbound, ConsistencySignature, frozenset(state.survivors))
     payload = consistency_payload(state.session, state.survivors)
     signers = []
     for client, message in accepted.items():
@@ -336,7 +222,7 @@ def _collect_consistency(state: ServerState, inbound: Mapping[int, bytes]) -> tu
             rejected.append((client, f"ConsistencySignature: {exc}"))
             continue
         signers.append(SignedBy(client, message.signature))
-    _require(state, len(signers), "ConsistencyCheck", (s.client for s in signers))
+    require_remaining(state, len(signers), "ConsistencyCheck", (s.client for s in signers))
     signed = tuple(signers)
     outbound = {
         s.client: wire.encode(UnmaskRequest(s.client, state.session, state.survivors, signed)) for s in signed
@@ -347,107 +233,3 @@ def _collect_consistency(state: ServerState, inbound: Mapping[int, bytes]) -> tu
     return new_state, outbound
 
 
-def _collect_unmask(state: ServerState, inbound: Mapping[int, bytes]) -> tuple[ServerState, dict[int, bytes]]:
-    config = state.config
-    responders = frozenset(s.client for s in state.signers) if config.mode == ACTIVE else frozenset(state.survivors)
-    accepted, rejected = _accept(state, inbound, UnmaskResponse, responders)
-    survivors = frozenset(state.survivors)
-    self_mask_shares: dict[int, list[shamir.Share]] = {}
-    key_shares: dict[int, list[shamir.Share]] = {}
-    answered = set()
-    for client, message in accepted.items():
-        assert isinstance(message, UnmaskResponse)
-        held = state.delivered[client] + ((client,) if config.self_share else ())
-        # A responder may leave out a peer whose box it refused in round 2 (it holds
-        # nothing of that peer), never name a peer in the wrong list or one it was not sent.
-        # On the complete graph it also reveals its own seed share (it is a survivor).
-        if not {e.owner for e in message.self_mask_shares} <= {v for v in held if v in survivors} or not {
-            e.owner for e in message.mask_key_shares
-        } <= {v for v in held if v not in survivors}:
-            rejected.append((client, "UnmaskResponse: shares do not match the survivor set"))
-            continue
-        answered.add(client)
-        # A share value >= p is discarded alone (its holder recorded): the holder's
-        # other shares still count, so one bad share cannot void a whole response.
-        for what, entries, collected in (
-            ("self-mask seed", message.self_mask_shares, self_mask_shares),
-            ("mask key", message.mask_key_shares, key_shares),
-        ):
-            for entry in entries:
-                value = int.from_bytes(entry.share, "big")
-                if value >= shamir.PRIME:
-                    rejected.append((client, f"UnmaskResponse: client {client}'s share of client {entry.owner}'s "
-                                             f"{what} is >= p (not a field element); that share is discarded"))
-                    continue
-                collected.setdefault(entry.owner, []).append(shamir.Share(client, value))
-    assert state.masked_sum is not None
-    total = np.array(state.masked_sum, copy=True)
-    liars: set[int] = set()
-    try:
-        for owner in state.survivors:
-            shares = self_mask_shares.get(owner, [])
-            commitment = state.commitments[owner]
-            seed = _recover(config, shares, owner, "self-mask seed", self_mask_commitment, commitment, liars)
-            prg.add_expansion(total, seed, SELF_MASK_LABEL, subtract=True)
-        for owner in sorted(state.shared - survivors):
-            peers = [peer for peer in state.survivors if owner in state.delivered[peer]]
-            if peers:  # nobody masked with a client none of whose neighbours survived
-                shares = key_shares.get(owner, [])
-                mask_key = state.roster[owner].mask_key
-                private = _recover(config, shares, owner, "mask key", public_key_of, mask_key, liars)
-                _remove_pair_masks(state, total, owner, private, peers)
-    except ThresholdError as exc:
-        report = _dropout_report(state, "Unmasking", frozenset(answered))
-        raise ThresholdError(f"{exc}; session aborted. {report}") from None
-    rejected += [(liar, "UnmaskResponse: a revealed share lies off its secret's polynomial") for liar in sorted(liars)]
-    result = ServerResult(aggregate=config.ring.reduce(total), included=survivors)
-    new_state = replace(state, phase=ServerPhase.DONE, result=result, rejected=state.rejected + tuple(rejected))
-    return new_state, {}
-
-
-def _recover(
-    config: MaskingConfig,
-    shares: list[shamir.Share],
-    owner: int,
-    what: str,
-    derive: Callable[[bytes], bytes],
-    expected: bytes,
-    liars: set[int],
-) -> bytes:
-    """Reconstruct ``owner``'s secret from t of ``shares``; accept it only if
-    ``derive(secret) == expected`` (its commitment, or its public key).
-
-    The first t shares by index are tried first (the honest case costs one
-    interpolation). If they fail, each leave-one-out subset is tried, so one lying
-    holder among at least t + 1 is outvoted; holders whose share lies off the
-    recovered polynomial are added to ``liars``.
-    """
-    t = config.threshold
-    if len(shares) < t:
-        raise ThresholdError(
-            f"server: cannot recover the {what} of client {owner}: {len(shares)} shares, threshold {t}"
-        )
-    ordered = sorted(shares, key=lambda share: share.index)
-    # Leaving out one of the first t (when a spare share exists) outvotes one liar.
-    retries = [(ordered[:skip] + ordered[skip + 1 :])[:t] for skip in range(t)] if len(ordered) > t else []
-    for attempt, basis in enumerate([ordered[:t], *retries]):
-        try:
-            secret = shamir.combine(basis, t)
-        except AuthenticationError:
-            continue
-        if derive(secret) == expected:
-            if attempt:  # only after a failure: name the holders whose shares lie off the polynomial
-                liars.update(s.index for s in ordered if shamir.interpolate(basis, s.index) != s.value)
-            return secret
-    raise AuthenticationError(
-        f"server: no {t} of the {len(ordered)} shares of client {owner}'s {what} reconstruct the committed value"
-    )
-
-
-def _remove_pair_masks(state: ServerState, total: RingVector, owner: int, private: bytes, peers: list[int]) -> None:
-    """Cancel the pairwise masks that the surviving ``peers`` shared with ``owner``,
-    a client that completed ShareKeys but whose masked input never arrived."""
-    seeds = pair_mask_seeds(private, [(p, state.roster[p].mask_key) for p in peers], state.session, owner)
-    for peer, seed in zip(peers, seeds, strict=True):
-        # The survivor added its mask if it has the smaller id; remove it with the opposite sign.
-        prg.add_expansion(total, seed, PAIR_MASK_LABEL, subtract=not pair_mask_subtracts(peer, owner))

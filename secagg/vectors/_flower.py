@@ -16,7 +16,7 @@ import dataclasses
 import numpy as np
 
 from secagg import wire
-from secagg.descriptor import encode_parameters
+from secagg.descriptor import decode_parameters, encode_parameters
 from secagg.encoding import QuantizationConfig, to_ring
 from secagg.integrations.flower.protocol import (
     IdentityAnnouncement,
@@ -34,7 +34,9 @@ from secagg.masking.config import ACTIVE, MaskingConfig
 from secagg.masking.driver import make_identities
 from secagg.paillier.messages import EncryptedVector
 from secagg.primitives.signing import SigningKey
-from secagg.segments import SegmentTable
+from secagg.rotation import Rotation
+from secagg.segments import Segment, SegmentTable
+from secagg.sparsity import Subset
 from secagg.vectors._check import equal, expect_error, is_valid
 from secagg.vectors._format import Json, from_hex, ring_to_hex, test_case, vector_file
 from secagg.vectors._suite import Suite, deterministic, register
@@ -46,11 +48,15 @@ NOTES = {
     **{key: WIRE_NOTES[key] for key in ("SemiHonest", "Active", "Truncated", "TrailingData", "NotSorted")},
     "BadUtf8": "A weight key that is not UTF-8 (DecodeError).",
     "BadCount": "A count that contradicts another field (DecodeError).",
+    "DP": "A distributed-DP round: secagg.dp.* parameters in dp, no segment table, no weight (docs/spec.md 15.7).",
+    "SegmentsWithDp": "Both a segment table and DP parameters: a DP round clips nothing (DecodeError).",
     "Outside": "A node id that is not in the round (step: protocol id, ConfigurationError).",
     "BadWeight": "A weight outside 1..max_weight (step: encode, ConfigurationError).",
     "ImpossibleSum": "A sum no honest nodes can produce (step: decode, OverflowDetectedError).",
     "WrongNode": "An announcement checked for another node id (step: verify, ProtocolError).",
     "WrongRun": "An announcement checked in another run (step: verify, AuthenticationError).",
+    "Compressed": "A round sending a seeded random subset of 9 of the 17 values, rotated (16 padded values, "
+    "one 'rotated' segment): the subset and rotation entries in compression enter the descriptor (section 15.8).",
     "Bound": "A RoundSetup whose masking record carries the digest of the setup's own descriptor for this run.",
     "OtherDescriptor": "A masking record bound to another descriptor (another run, or the all-zero digest): "
     "refused (step: bound_masking_config, ConfigurationError).",
@@ -88,6 +94,28 @@ def _setup_messages() -> tuple[RoundSetup, RoundSetup, PaillierSetup]:
     return semi, active, paillier
 
 
+def _compressed_setup() -> RoundSetup:
+    """A semi-honest round of a 17-value model (all float) sending 9 values, rotated: 16 padded values,
+    one clipped count, the weight."""
+    draw = deterministic("flower/compressed")
+    digest = draw(32)
+    subset = Subset.random(draw(32), 17, count=9)
+    rotation = Rotation(draw(32), 9)
+    compression = encode_parameters({**subset.descriptor_parameters(), **rotation.descriptor_parameters()})
+    quantization = QuantizationConfig(0.5, 16, 5, max_weight=4096)
+    table = SegmentTable((Segment("rotated", rotation.padded_dimension, 0.5),)).describe()
+    config = MaskingConfig.secagg_plus(5, 18, dropout_fraction=0.1, complete_up_to=0)
+    parameters = encode_parameters({"config/lr": 0.1, "config/server-round": 4})
+    return RoundSetup.create(4, NODE_IDS, config, quantization, "num-examples", digest, RUN_ID, parameters,
+                             segments=table, compression=compression)
+def _paillier_dp(paillier: PaillierSetup) -> PaillierSetup:
+    """A DP Paillier setup: the 17 values only (no clipped count, no weight), ``max_weight`` 1, and
+    ``secagg.dp.*`` parameters (the wire form only: a node also checks them against the plan)."""
+    dp = encode_parameters({"secagg.dp.epsilon": 2.0, "secagg.dp.delta": 1e-5, "secagg.dp.rounds": 2,
+                            "secagg.dp.variance_num": 1234567, "secagg.dp.variance_den": 8})  # fmt: skip
+    return dataclasses.replace(paillier, vector_length=17, max_weight=1, segments=b"", dp=dp)
+
+
 def _wire_groups() -> list[Json]:
     semi, active, paillier = _setup_messages()
     semi_body = wire.encode(semi)[5:]
@@ -99,14 +127,19 @@ def _wire_groups() -> list[Json]:
                                                             + semi_body[4 + len(ids_body):])),
     ])]
     encoded = wire.encode(paillier)
-    suffix = 32 + 4 + 32 * len(paillier.identity_keys) + 4 + len(paillier.parameters) + 4 + len(paillier.segments)
+    suffix = (32 + 4 + 32 * len(paillier.identity_keys) + 4 + len(paillier.parameters) + 4 + len(paillier.segments)
+              + 4 + len(paillier.compression) + 4 + len(paillier.dp))
     bad_key = encoded[:-suffix - 4 - 12] + _u32(12) + b"num-\xffxamples" + encoded[-suffix:]
     paillier_body = wire.encode(paillier)[5:]
     head = 4 + len(ids_body) + 32
-    groups.append(wire_group(PaillierSetup, [("Paillier round of 5 nodes", [], paillier)], [
+    dp_setup = _paillier_dp(paillier)
+    both = wire.encode(paillier)[:-4] + _u32(len(dp_setup.dp)) + dp_setup.dp  # segments and dp
+    groups.append(wire_group(PaillierSetup, [("Paillier round of 5 nodes", [], paillier),
+                                             ("DP Paillier round of 5 nodes", ["DP"], dp_setup)], [
         ("weight key not UTF-8", ["BadUtf8"], bad_key),
         ("min_contributors 6 of 5 nodes", ["BadCount"], envelope(PaillierSetup.TAG, paillier_body[:head] + _u32(6)
                                                                   + paillier_body[head + 4:])),
+        ("a segment table and DP parameters", ["DP", "SegmentsWithDp"], both),
     ]))
     identity = SigningKey.generate(deterministic("flower/identity"))
     announcement = IdentityAnnouncement.create(identity, 77, NODE_IDS[1])
@@ -197,16 +230,23 @@ def _identity_group() -> Json:
 
 def _binding_group() -> Json:
     semi, active, _ = _setup_messages()
+    compressed = _compressed_setup()
+    entries = {**decode_parameters(compressed.compression), "secagg.sparsity.seed": bytes(32)}
+    other_seed = dataclasses.replace(compressed, compression=encode_parameters(entries))
     unbound = dataclasses.replace(semi, masking=dataclasses.replace(semi.masking, descriptor=bytes(32)))
     tests = [test_case(comment, ["Bound", *flags], "valid", setup=wire.encode(setup).hex(), runId=RUN_ID,
                        descriptorDigest=setup.descriptor(RUN_ID).digest().hex(),
                        configDigest=setup.bound_masking_config(RUN_ID).digest().hex())
              for comment, flags, setup in (("SecAgg+ setup, run 77", ["SemiHonest"], semi),
-                                           ("active setup, run 77", ["Active"], active))]
+                                           ("active setup, run 77", ["Active"], active),
+                                           ("compressed setup, run 77", ["Compressed"], compressed))]
     tests.append(test_case("the run-77 setup checked in run 78", ["OtherDescriptor"], "invalid",
                            setup=wire.encode(semi).hex(), runId=RUN_ID + 1, error="ConfigurationError"))
     tests.append(test_case("a record naming the all-zero descriptor", ["OtherDescriptor"], "invalid",
                            setup=wire.encode(unbound).hex(), runId=RUN_ID, error="ConfigurationError"))
+    tests.append(test_case("the compressed setup with another subset seed, record left", ["OtherDescriptor",
+                           "Compressed"], "invalid", setup=wire.encode(other_seed).hex(), runId=RUN_ID,
+                           error="ConfigurationError"))  # fmt: skip
     return {"type": "FlowerBindingTest", "tests": tests}
 
 
@@ -224,7 +264,8 @@ def generate_flower() -> Json:
         ],
         notes=NOTES,
         groups=[*_wire_groups(), _round_group(), _arrays_group(), _encoding_group(), _identity_group(),
-                _binding_group()],
+                _binding_group(), wire_group(RoundSetup, [("SecAgg+ round sending a rotated subset",
+                                                           ["SemiHonest", "Compressed"], _compressed_setup())], [])],
     )
 
 

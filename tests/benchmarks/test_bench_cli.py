@@ -133,7 +133,9 @@ def test_compression_suite_reports_bytes_per_parameter_accuracy_and_exactness(
     assert rows["rotation vs masking (SecAgg+, n = 100)"]["metrics"]["rotation_over_mask"] > 0
     assert rows["uncompressed"]["metrics"]["protected_bytes"] == 4 * 64
     budget = rows["budget 1 B/param"]
-    assert budget["params"]["coordinates_sent"] == 13
+    assert budget["params"]["coordinates_sent"] == 18
+    assert (budget["params"]["bits"], budget["params"]["ring_bits"], budget["params"]["rotate"]) == (8, 23, True)
+    assert budget["metrics"]["protected_bytes"] == 58 and budget["metrics"]["gap_pp"] is not None
     assert budget["metrics"]["protected_bytes_per_parameter"] <= 1.0
     assert budget["metrics"]["total_bytes_per_hospital"] > budget["metrics"]["protected_bytes"]
     assert all(r["metrics"].get("exact", True) for r in document["results"])

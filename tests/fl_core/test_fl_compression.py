@@ -123,7 +123,7 @@ def test_a_budget_that_cannot_be_met_is_refused_naming_the_option_as_typed() -> 
     for bad in (0.0, -1.0, float("inf"), float("nan")):
         with pytest.raises(ConfigurationError, match="bytes_per_parameter must be a positive"):
             CompressionConfig(bytes_per_parameter=bad)
-    with pytest.raises(ConfigurationError, match="fraction of coordinates or"):
+    with pytest.raises(ConfigurationError, match="one of a fraction, a number of coordinates or"):
         CompressionConfig(fraction=0.5, bytes_per_parameter=1.0)
 
 

@@ -307,7 +307,7 @@ def test_key_files_round_trip_and_the_share_stays_sealed(keys: tuple[Path, list[
 
 
 def test_a_node_that_requires_dp_refuses_a_paillier_round(keys: tuple[Path, list[Path]]) -> None:
-    # Prepare: Paillier rounds over Flower carry no DP yet; this hospital's policy requires it
+    # Prepare: this round carries no DP (PaillierOptions without dp); this hospital's policy requires it
     _, shares = keys
     node = NODES[0]
     app = make_app(node, 10, paillier=True, key_share_file=shares[0], passphrase=PASSPHRASE,

@@ -189,3 +189,26 @@ def test_slots_follow_the_narrow_ring_of_the_same_quantization(bits: int, client
     assert layout.width <= ring_bits + 2
     if ring_bits > 8:
         assert layout.width >= ring_bits + 1
+
+
+@given(bits=st.integers(2, 30), clients=st.integers(1, 1000), weight=st.integers(1, 5000))
+def test_the_slot_is_the_narrowest_guarded_slot_for_its_value_bits(bits: int, clients: int, weight: int) -> None:
+    """docs/paillier.md, "Slot width against the narrow ring": with the power-of-two offset the
+    slot is exactly wide enough for n <= 2^v (the largest honest sum n (2^v - 1) fills all but the
+    guard bit);
+    an offset of exactly w * qmax would need b + 1 bits; unweighted sums already get b + 1."""
+    # Prepare
+    qmax = (1 << (bits - 1)) - 1
+    if clients * weight * qmax > (1 << 62) or (weight * qmax).bit_length() + 1 > 48:
+        return
+    value_bits = (weight * qmax).bit_length() + 1
+    ring_bits = smallest_ring_bits(bits, clients, weight)
+    # Execute
+    layout = SlotLayout(value_bits, clients, 4096)
+    # Assert
+    if clients <= 1 << value_bits:
+        assert layout.width - 1 == (clients * ((1 << value_bits) - 1)).bit_length()
+    if ring_bits > 8:
+        assert (2 * clients * weight * qmax).bit_length() + 1 == ring_bits + 1
+        if weight == 1 and clients <= 1 << (bits - 1):
+            assert layout.width == ring_bits + 1

@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from secagg.descriptor import SessionDescriptor, encode_parameters
 from secagg.encoding import QuantizationConfig, dequantize, quantize
 from secagg.errors import ConfigurationError
-from secagg.rotation import Rotation, hadamard_in_place, normalisation, signs
+from secagg.rotation import Rotation, flip_signs, hadamard_in_place, hadamard_into, normalisation, sign_bits, signs
 
 SEED = bytes(range(32))
 finite = st.floats(-1e6, 1e6, allow_nan=False, allow_infinity=False)
@@ -114,6 +114,47 @@ def test_fast_butterflies_are_bit_identical_to_the_radix_2_stages_in_order(width
 
     # Assert
     assert rows.tobytes() == expected.tobytes()
+
+
+def _stage_by_stage(rows: np.ndarray) -> np.ndarray:
+    """The spec's order, one stage at a time, h = 1, 2, 4, ... (section 18, step 3)."""
+    expected = rows.copy()
+    h = 1
+    while h < rows.shape[1]:
+        view = expected.reshape(-1, 2, h)
+        a, b = view[:, 0, :].copy(), view[:, 1, :].copy()
+        view[:, 0, :], view[:, 1, :] = a + b, a - b
+        h *= 2
+    return expected
+
+
+@pytest.mark.parametrize(("rows", "width"), [(1, 1), (5, 2), (2000, 64), (3, 1 << 16), (2, 1 << 17), (1, 1 << 18)])
+def test_out_of_place_scaled_transform_is_bit_identical_and_leaves_its_source(rows: int, width: int) -> None:
+    # Prepare: what Rotation.inverse runs (source = the aggregate, target = a new buffer)
+    source = np.random.default_rng(width + rows).normal(size=(rows, width))
+    before = source.tobytes()
+    target = np.empty_like(source)
+    scale = normalisation(width)
+
+    # Execute
+    hadamard_into(source, target, scale)
+
+    # Assert: every stage in the spec's order, then one product per coordinate
+    assert target.tobytes() == (_stage_by_stage(source) * scale).tobytes()
+    assert source.tobytes() == before
+
+
+def test_signs_flip_exactly_the_sign_bit_of_the_set_bits() -> None:
+    # Prepare: zeros, subnormals, infinities of either sign
+    values = np.array([0.0, -0.0, 5e-324, -1.5, np.inf, -np.inf, 3.0, 1e308] * 5)
+    expected = np.where(sign_bits(SEED, values.shape[0]), -values, values)
+
+    # Execute
+    flipped = values.copy()
+    flip_signs(flipped, SEED)
+
+    # Assert
+    assert flipped.tobytes() == expected.tobytes()
 
 
 @pytest.mark.parametrize("k", range(0, 21))

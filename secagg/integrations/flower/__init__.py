@@ -20,6 +20,9 @@ or, for packed threshold Paillier with keys from the federation's ceremony::
   :func:`make_paillier_mod`: the Paillier pair
   (:mod:`secagg.integrations.flower.paillier_server`,
   :mod:`secagg.integrations.flower.paillier_client`).
+- ``SecAggOptions(sparsity=..., rotate=True)`` (and ``PaillierOptions``): shared-seed
+  partial updates with error feedback and a per-round rotation, bound in the setup
+  (:mod:`secagg.integrations.flower.compression`).
 - :mod:`secagg.integrations.flower.protocol` and
   :mod:`secagg.integrations.flower.keys`: the stages, the wire messages, the
   arrays <-> vector mapping and the key files; they need no ``flwr``.

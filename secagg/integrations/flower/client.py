@@ -19,7 +19,10 @@ every message before the app's handlers:
   round was set up for, runs the app's train handler on the strategy's
   content, and answers with its update ``local - global``, quantized, weighted
   by the example count the handler reported, and masked. Nothing of the
-  handler's reply leaves the node in the clear.
+  handler's reply leaves the node in the clear. In a compressed round it adds
+  its residual, sends the round's subset (rotated if asked) and keeps the rest
+  as its new residual in ``context.state``
+  (:mod:`~secagg.integrations.flower.compression`).
 
 Active mode is on when the node has an identity key: ``identity_key_file`` or
 the node config's ``identity-key-file``, with the federation's trusted keys in
@@ -37,7 +40,9 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 
 import numpy as np
 from flwr.app import ConfigRecord, Context, Message
@@ -45,7 +50,6 @@ from flwr.clientapp.typing import ClientAppCallable, Mod
 
 from secagg import wire
 from secagg.dp.calibration import NoisePlan
-from secagg.dp.encoding import noised_encoding
 from secagg.dp.sampler import RandomSource
 from secagg.encoding import to_ring
 from secagg.errors import ConfigurationError, ProtocolError
@@ -63,8 +67,9 @@ from secagg.integrations.flower._node import (
     run_stage,
     train_locally,
 )
-from secagg.integrations.flower.clipping import check_model, encode_segmented, node_table, parse_table
-from secagg.integrations.flower.dp import check_dp_policy, read_dp
+from secagg.integrations.flower.clipping import encode_segmented, node_table, parse_table
+from secagg.integrations.flower.compression import check_compressed_model, check_entries, keep_residual, node_update
+from secagg.integrations.flower.dp import node_encoding, node_plan, read_dp
 from secagg.integrations.flower.policy import NodePolicy
 from secagg.integrations.flower.protocol import (
     DOWNLINK,
@@ -201,13 +206,12 @@ def _setup(
 
 def _check_encoding(setup: RoundSetup, policy: NodePolicy) -> NoisePlan | None:
     """The round's clip table or DP plan, validated, against this node's policy (before it trains)."""
-    if setup.dp:
-        plan = read_dp(setup.dp, setup.quantization, len(setup.node_ids))
-        check_dp_policy(policy, plan)
-        return plan
-    check_dp_policy(policy, None)
-    node_table(setup.segments, setup.quantization, policy.max_clip)
-    return None
+    plan = node_plan(setup.dp, setup.quantization, len(setup.node_ids), policy)
+    if plan is None:
+        node_table(setup.segments, setup.quantization, policy.max_clip)
+        if setup.compression:
+            check_entries(setup.compression)
+    return plan
 
 
 def _save(context: Context, setup: bytes, state: ClientState) -> None:
@@ -237,11 +241,13 @@ def _step(
     inbound = wire.decode_any(payload)
     if not isinstance(inbound, DOWNLINK[stage]):
         raise ProtocolError(f"stage {stage!r} carries a {type(inbound).__name__}")
-    vector = None
+    vector, keep = None, None
     if stage == MASKED_INPUT:
-        vector = _train_and_encode(message, context, call_next, setup, state, settings)
+        vector, keep = _train_and_encode(message, context, call_next, setup, state, settings)
     key = None if identity is None else identity.key
     state, reply = client_step(state, payload, input_vector=vector, identity=key, random_bytes=settings.random_bytes)
+    if keep is not None:
+        keep()  # the masked input is computed and leaves with this reply: the node keeps its new residual
     if state.phase == ClientPhase.DONE:
         forget(context, STATE_KEY)
     else:
@@ -256,7 +262,7 @@ def _train_and_encode(
     setup: RoundSetup,
     state: ClientState,
     settings: _Settings,
-) -> RingVector:
+) -> tuple[RingVector, Callable[[], None] | None]:
     if setup.masking.vector_length != state.config.vector_length:
         raise ProtocolError("the stored session and setup disagree on the vector length")
     delta, layout, weight = train_locally(
@@ -264,16 +270,17 @@ def _train_and_encode(
     )
     rng = settings.rng if settings.rng is not None else np.random.default_rng()
     quantization = setup.quantization
+    keep = None
     if setup.dp:
         plan = read_dp(setup.dp, quantization, len(setup.node_ids))
-        if layout.size != state.config.vector_length or plan.dimension != layout.size:
-            raise ProtocolError(f"the DP session is for {plan.dimension} values, the model has {layout.size}")
         # The noise share is added here, on the node, before masking (exact sampler, OS CSPRNG).
-        integers = noised_encoding(plan, quantization, delta, rng, settings.noise_source)
+        integers = node_encoding(plan, quantization, delta, state.config.vector_length, rng, settings.noise_source)
     else:
         table = parse_table(setup.segments)
-        check_model(table, layout, state.config.vector_length)
-        integers = encode_segmented(delta, weight, table, quantization, rng)
+        update = node_update(setup.compression, delta, layout, context.state)
+        check_compressed_model(table, layout, update.compression, state.config.vector_length)
+        integers = encode_segmented(update.values, weight, table, quantization, rng)
+        keep = partial(keep_residual, context.state, layout, update.residual)
     encoded = to_ring(integers, quantization)
     if settings.audit is not None:
         settings.audit(
@@ -286,7 +293,7 @@ def _train_and_encode(
                 encoded=encoded,
             )
         )
-    return encoded
+    return encoded, keep
 
 
 secagg_mod: Mod = make_secagg_mod()

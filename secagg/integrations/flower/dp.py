@@ -1,10 +1,11 @@
 """Distributed DP in Flower rounds: the server plans and accounts, the nodes add the noise.
 
-With ``SecAggOptions(dp=DPConfig(...))`` every masking round is a DP round:
+With ``SecAggOptions(dp=DPConfig(...))`` every masking round is a DP round, and with
+``PaillierOptions(dp=DPConfig(...))`` every Paillier round; both protocols share this module:
 
 - **Server, before anything is sent** (:class:`DPRounds`): at the first DP round it
   calibrates the distributed discrete Gaussian for the round's n nodes and
-  ``h = n - c - d`` (the colluders and the dropouts the round's masking guarantee
+  ``h = n - c - d`` (the colluders and the dropouts the round's guarantee
   tolerates; ``DPConfig.min_honest`` if lower) and the model's dimension, and opens the
   accountant (state file ``dp_state_file``, optional). Every round: a round with fewer
   than h nodes is skipped; a round that would exceed the budget is refused (skipped, and
@@ -12,13 +13,17 @@ With ``SecAggOptions(dp=DPConfig(...))`` every masking round is a DP round:
   session runs and the spent epsilon is logged. The DP parameters
   (:meth:`DPConfig.descriptor_parameters` of the plan: epsilon, delta, rounds, l2 clip,
   sampling rate, h, sigma^2 exactly, dimension, sensitivity) travel in
-  :attr:`RoundSetup.dp` and enter the round's descriptor, so a split fails the round.
-- **Node** (:func:`read_dp`, :func:`check_dp_policy`): rebuilds the plan from the bound
+  :attr:`RoundSetup.dp` (:attr:`PaillierSetup.dp`) and enter the round's descriptor, so a
+  split fails the round. In a Paillier round h is the honest uploads in the smallest sum a
+  key-share holder decrypts: ``min_contributors`` less the colluders c the round's
+  guarantee tolerates (:func:`decrypted_sums`), which every node checks
+  (:func:`check_decrypted_sums`) before it encrypts.
+- **Node** (:func:`node_plan`: :func:`read_dp`, :func:`check_dp_policy`): rebuilds the plan from the bound
   bytes, checks that the sigma^2 it names buys the declared epsilon over the declared
   rounds (recomputed with dp-accounting, not taken on the server's word), that the ring
   holds the noise tail, and its own :class:`NodePolicy` floors; then adds its noise share
-  with the exact sampler (OS CSPRNG) to its integer encoding before masking
-  (:func:`secagg.dp.encoding.noised_encoding`). Its contribution has no weight and no
+  with the exact sampler (OS CSPRNG) to its integer encoding before masking or encryption
+  (:func:`node_encoding`, :func:`secagg.dp.encoding.noised_encoding`). Its contribution has no weight and no
   clipped count (the DP rule: nothing is clipped, nothing un-noised is released).
 - **Server, after the session**: the noised sum of the deltas over the included nodes,
   refused (round skipped) if fewer than h are included; the mean update is that sum
@@ -40,7 +45,8 @@ from secagg.descriptor import Parameter, decode_parameters, encode_parameters
 from secagg.dp.accountant import PrivacyAccountant
 from secagg.dp.calibration import NoisePlan, check_contributors, contributor_shortfall, noise_tail_bound
 from secagg.dp.config import DPConfig
-from secagg.dp.encoding import calibrated, dp_scale, size_encoding
+from secagg.dp.encoding import calibrated, dp_scale, noised_encoding, size_encoding
+from secagg.dp.sampler import RandomSource
 from secagg.encoding import IntArray, QuantizationConfig
 from secagg.errors import (
     BudgetExceededError,
@@ -48,16 +54,24 @@ from secagg.errors import (
     DecodeError,
     InsufficientNoiseError,
     OverflowDetectedError,
+    ProtocolError,
 )
 from secagg.guarantee import Guarantee
 from secagg.integrations.flower.policy import NodePolicy
+from secagg.paillier import ThresholdPublicKey
+from secagg.paillier.protocol import paillier_guarantee
 
 __all__ = [
     "DPRounds",
+    "check_decrypted_sums",
+    "check_dp_options",
     "check_dp_policy",
     "decode_noised",
+    "decrypted_sums",
     "dp_parameters",
     "honest_count",
+    "node_encoding",
+    "node_plan",
     "noise_multiplier",
     "read_dp",
 ]
@@ -71,6 +85,26 @@ def honest_count(num_nodes: int, guarantee: Guarantee, config: DPConfig) -> int:
     ``config.min_honest`` if that is lower."""
     computed = max(1, num_nodes - guarantee.colluders - guarantee.dropouts)
     return computed if config.min_honest is None else min(computed, config.min_honest)
+
+
+def decrypted_sums(public: ThresholdPublicKey, num_nodes: int, min_contributors: int) -> Guarantee:
+    """The guarantee h is computed from in a Paillier round: its colluders (as
+    :func:`~secagg.paillier.protocol.paillier_guarantee`) and, as dropouts, the uploads a
+    decrypted sum may lack (``num_nodes - min_contributors``: key-share holders decrypt
+    sums of at least ``min_contributors`` uploads), so ``h = min_contributors - c``."""
+    colluders = paillier_guarantee(public, num_nodes, min_contributors).colluders
+    return Guarantee(colluders, num_nodes - min_contributors, lying_server=True)
+
+
+def check_decrypted_sums(plan: NoisePlan, min_contributors: int, guarantee: Guarantee) -> None:
+    """ConfigurationError unless a Paillier round's smallest decrypted sum (``min_contributors``
+    uploads, up to ``guarantee.colluders`` of them colluders') holds the plan's h honest uploads."""
+    if min_contributors - guarantee.colluders < plan.honest:
+        raise ConfigurationError(
+            f"the round decrypts sums of {min_contributors} uploads, up to {guarantee.colluders} of them "
+            f"colluders': fewer than the h = {plan.honest} honest ones its noise is sized for; "
+            "under-noised setup refused"
+        )
 
 
 def dp_parameters(plan: NoisePlan) -> bytes:
@@ -147,6 +181,41 @@ def check_dp_policy(policy: NodePolicy, plan: NoisePlan | None) -> None:
             f"policy: noise multiplier sqrt(h sigma^2)/Delta2 = {noise_multiplier(plan):.4g} "
             f"(h = {plan.honest}), this node requires at least {policy.min_noise_multiplier:g}"
         )
+
+
+def node_plan(data: bytes, quantization: QuantizationConfig, num_nodes: int, policy: NodePolicy) -> NoisePlan | None:
+    """What a node accepts before it trains: the plan the bound DP bytes ``data`` name
+    (:func:`read_dp`; None if ``data`` is empty) within its ``policy`` (:func:`check_dp_policy`)."""
+    plan = read_dp(data, quantization, num_nodes) if data else None
+    check_dp_policy(policy, plan)
+    return plan
+
+
+def node_encoding(
+    plan: NoisePlan,
+    quantization: QuantizationConfig,
+    delta: npt.NDArray[np.float64],
+    vector_length: int,
+    rng: np.random.Generator,
+    source: RandomSource | None,
+) -> npt.NDArray[np.int64]:
+    """A node's noised contribution: ``round(delta * scale) + its noise share``
+    (:func:`~secagg.dp.encoding.noised_encoding`), added on the node before masking or
+    encryption. ProtocolError unless the model, the plan and the session have the same length."""
+    if not delta.shape[0] == plan.dimension == vector_length:
+        raise ProtocolError(
+            f"the DP session is for {plan.dimension} values ({vector_length} per contribution), "
+            f"the model has {delta.shape[0]}"
+        )
+    return noised_encoding(plan, quantization, delta, rng, source)
+
+
+def check_dp_options(dp: object, clips: object) -> None:
+    """The server options' DP checks: ``dp`` None or a DPConfig, and no named clips with it."""
+    if dp is not None and not isinstance(dp, DPConfig):
+        raise ConfigurationError(f"dp must be a DPConfig, got {type(dp).__name__}")
+    if dp is not None and clips:
+        raise ConfigurationError("clips do not apply with dp: a DP round never clips a coordinate")
 
 
 def decode_noised(

@@ -19,6 +19,12 @@ node and is never stored in ``context.state``.
   policy's ``max_clip``); runs the app's train handler; packs and encrypts
   ``(w * q(local - global), c, w)`` with ``c`` its clipped count per array
   (:mod:`~secagg.integrations.flower.clipping`); answers with the upload and its share index.
+  In a compressed round it encodes its residual plus update on the round's subset
+  (rotated if asked) and keeps the rest (:mod:`~secagg.integrations.flower.compression`).
+  In a DP round (the setup's ``dp``, :mod:`~secagg.integrations.flower.dp`) it checks the
+  noise plan against the declared epsilon and its policy's DP floors, and that the round's
+  smallest decrypted sum holds h honest uploads, then encrypts ``round(delta * scale)`` plus its
+  own share of exact discrete Gaussian noise (no weight, no clipped count, nothing clipped).
 - ``decrypt``: answers a ``DecryptionRequest`` for the session it uploaded to
   under every binding rule of :class:`secagg.paillier.DecryptingParty` (its
   own upload unchanged in the sum, at least ``min_contributors`` uploads,
@@ -42,6 +48,8 @@ from flwr.app import ConfigRecord, Context, Message
 from flwr.clientapp.typing import ClientAppCallable, Mod
 
 from secagg import wire
+from secagg.dp.calibration import NoisePlan
+from secagg.dp.sampler import RandomSource
 from secagg.errors import ConfigurationError, ProtocolError, ReplayError
 from secagg.integrations.flower._node import (
     IDENTITY_KEY_FILE,
@@ -57,8 +65,9 @@ from secagg.integrations.flower._node import (
     run_stage,
     train_locally,
 )
-from secagg.integrations.flower.clipping import check_model, encode_segmented, node_table
-from secagg.integrations.flower.dp import check_dp_policy
+from secagg.integrations.flower.clipping import encode_segmented, node_table
+from secagg.integrations.flower.compression import check_compressed_model, check_entries, keep_residual, node_update
+from secagg.integrations.flower.dp import check_decrypted_sums, node_encoding, node_plan
 from secagg.integrations.flower.keys import load_key_share
 from secagg.integrations.flower.policy import NodePolicy
 from secagg.integrations.flower.protocol import (
@@ -112,6 +121,7 @@ class _Settings:
     constant_time: bool
     identity_key_file: PathLike | None
     trusted_keys_file: PathLike | None
+    noise_source: RandomSource | None
 
 
 def make_paillier_mod(
@@ -127,6 +137,7 @@ def make_paillier_mod(
     constant_time: bool = False,
     identity_key_file: PathLike | None = None,
     trusted_keys_file: PathLike | None = None,
+    noise_source: RandomSource | None = None,
 ) -> Mod:
     """A Paillier mod with this node's own safety floor.
 
@@ -147,13 +158,15 @@ def make_paillier_mod(
         trusted_keys_file: the federation's trusted identity keys (default: node
             config ``trusted-keys-file``; required): every key of a round's setup
             must be on it, so uploads in another node's name are refused.
+        noise_source: the randomness of this node's DP noise share; None (the default, and
+            the only choice outside tests): the OS CSPRNG (:class:`secagg.dp.SystemRandomSource`).
     """
     policy = NodePolicy() if policy is None else policy
     if not isinstance(policy, NodePolicy):
         raise ConfigurationError("policy must be a NodePolicy")
     settings = _Settings(
         key_share_file, passphrase, policy, allow_plain_train, rng, audit, random_bytes,
-        obfuscation, constant_time, identity_key_file, trusted_keys_file,
+        obfuscation, constant_time, identity_key_file, trusted_keys_file, noise_source,
     )
 
     def paillier_mod(message: Message, context: Context, call_next: ClientAppCallable) -> Message:
@@ -226,9 +239,10 @@ def _entries(data: bytes, size: int) -> list[bytes]:
 
 def _session(
     message: Message, setup: PaillierSetup, share: KeyShare, identity: NodeIdentity, settings: _Settings
-) -> SessionParameters:
-    """The session this node derives for ``setup`` under its own key; ConfigurationError if unfit,
-    AuthenticationError if a node's identity key is untrusted, repeated or not this node's at its id."""
+) -> tuple[SessionParameters, NoisePlan | None]:
+    """The session this node derives for ``setup`` under its own key, and the round's DP plan
+    (None without DP); ConfigurationError if unfit, AuthenticationError if a node's identity
+    key is untrusted, repeated or not this node's at its id."""
     if share.public.threshold < 2:
         raise ConfigurationError("this node's key is 1-of-l: one key-share holder could decrypt every update")
     check_identities(setup.identity_keys, setup.node_ids, setup.protocol_id(message.metadata.dst_node_id), identity)
@@ -237,8 +251,10 @@ def _session(
     params = setup.session_parameters(share.public, context_bytes, run_id)
     settings.policy.check_round(len(setup.node_ids), params.guarantee, setup.quantization)
     settings.policy.check_paillier(setup.min_contributors)
-    check_dp_policy(settings.policy, None)  # Paillier rounds carry no DP yet: refused if the policy requires it
-    return params
+    plan = node_plan(setup.dp, setup.quantization, len(setup.node_ids), settings.policy)
+    if plan is not None:
+        check_decrypted_sums(plan, setup.min_contributors, params.guarantee)
+    return params, plan
 
 
 def _encrypt(
@@ -251,23 +267,35 @@ def _encrypt(
     settings: _Settings,
 ) -> bytes:
     setup = wire.decode(payload, PaillierSetup)
-    params = _session(message, setup, share, identity, settings)
+    params, plan = _session(message, setup, share, identity, settings)
     protocol_id = setup.protocol_id(message.metadata.dst_node_id)
     uploaded, answered = _history(context)
     if params.session_id in _entries(uploaded, _ID):
         raise ReplayError("this node already uploaded its update in this session")
-    table = node_table(setup.segments, setup.quantization, settings.policy.max_clip)
+    table = None if plan is not None else node_table(setup.segments, setup.quantization, settings.policy.max_clip)
+    if setup.compression:
+        check_entries(setup.compression)
     delta, layout, weight = train_locally(
         message, context, call_next, setup.arrays_digest, setup.parameters, setup.weight_name
     )
-    check_model(table, layout, setup.vector_length)
     rng = settings.rng if settings.rng is not None else np.random.default_rng()
-    values = encode_segmented(delta, weight, table, setup.quantization, rng)
+    keep = None
+    if plan is not None:
+        # The noise share is added here, on the node, before encryption (exact sampler, OS CSPRNG).
+        values = node_encoding(plan, setup.quantization, delta, setup.vector_length, rng, settings.noise_source)
+    else:
+        assert table is not None  # read above when the round has no DP
+        update = node_update(setup.compression, delta, layout, context.state)
+        check_compressed_model(table, layout, update.compression, setup.vector_length)
+        values = encode_segmented(update.values, weight, table, setup.quantization, rng)
+        keep = update.residual
     client = Client(
         params, protocol_id, identity.key, obfuscation=settings.obfuscation, random_bytes=settings.random_bytes
     )
     upload = client.upload(values)
     assert client.upload_digest is not None  # set by upload()
+    if keep is not None:
+        keep_residual(context.state, layout, keep)  # the upload leaves with this reply
     _remember(context, uploaded + params.session_id, answered)
     context.state[STATE_KEY] = ConfigRecord({"setup": payload, "upload": client.upload_digest})
     if settings.audit is not None:
@@ -293,7 +321,7 @@ def _decrypt(
     setup_bytes, own_upload = record.get("setup"), record.get("upload")
     if not isinstance(setup_bytes, bytes) or not isinstance(own_upload, bytes):
         raise ProtocolError("the stored Paillier round is incomplete")
-    params = _session(message, wire.decode(setup_bytes, PaillierSetup), share, identity, settings)
+    params, _ = _session(message, wire.decode(setup_bytes, PaillierSetup), share, identity, settings)
     request = wire.decode(payload, DecryptionRequest)
     if request.session_id != params.session_id:
         raise ProtocolError("the decryption request belongs to another session than this node's round")

@@ -23,6 +23,15 @@ Each training batch becomes one session of :mod:`secagg.paillier.protocol`:
    a ClippingWarning above 1%) and, with the adaptive clip (the default), the
    next round's clip of each array (:class:`secagg.clipping.ClipSchedule`).
 
+With ``PaillierOptions(dp=DPConfig(...))`` every round is a distributed-DP round
+(:mod:`secagg.integrations.flower.dp`, as for masking): the server calibrates the noise
+for the round's nodes and h, the honest uploads in the smallest sum a key-share holder
+decrypts (``min_contributors`` less the colluders the round's guarantee tolerates), binds
+the DP parameters in ``PaillierSetup.dp`` (and the descriptor), charges the accountant
+before anything is sent and refuses a round over the budget; each node encrypts
+``round(delta * scale)`` plus its own noise share, with no weight, no clipped count and
+no clip table; the report states the epsilon spent.
+
 A node that drops out before uploading is left out of the sum; one that drops
 out after uploading still counts, as long as t key-share holders answer. With
 fewer than t the round is skipped (no reply; the strategy keeps its model) and
@@ -32,7 +41,7 @@ the reason is in :attr:`PaillierGrid.reports`.
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -41,10 +50,15 @@ from flwr.serverapp import Grid
 
 from secagg import wire
 from secagg.clipping import ClipPolicy, ClipSchedule, clip_policy
+from secagg.dp.calibration import NoisePlan
+from secagg.dp.config import DPConfig
 from secagg.encoding import QuantizationConfig
 from secagg.errors import ConfigurationError, ProtocolError, SecAggError
 from secagg.integrations.flower._grid import LOGGER, SecureGrid, TrainingBatch, aggregated_reply
-from secagg.integrations.flower.clipping import check_table, decode_segmented, encoded_length, layout_table
+from secagg.integrations.flower._masking_plan import round_table
+from secagg.integrations.flower.clipping import decode_segmented, encoded_length
+from secagg.integrations.flower.compression import RoundCompression, check_options
+from secagg.integrations.flower.dp import DPRounds, check_dp_options, decode_noised, decrypted_sums, dp_parameters
 from secagg.integrations.flower.protocol import (
     DECRYPT,
     ENCRYPT,
@@ -93,6 +107,15 @@ class PaillierOptions:
             default: toward 0.1% clipped, from the securely summed clipped counts),
             ``"fixed"`` (by name), or a ClipPolicy, as in SecAggOptions.
         clips: starting clips of named float arrays (``"<record>/<array>"``), overriding ``clip``.
+        sparsity: a fraction in (0, 1] or a sequence of array names: send only that part of each
+            update, the rest kept by the node for later rounds, as in SecAggOptions.
+        rotate: rotate the float coordinates sent by a public per-round rotation, as in SecAggOptions.
+        dp: a :class:`~secagg.dp.DPConfig`: every round is a distributed-DP round
+            (:mod:`secagg.integrations.flower.dp`); ``clip``, ``bits`` and ``clipping`` then do
+            not apply (the encoding follows from the DP configuration and nothing is clipped),
+            ``max_weight`` bounds a node's patients (the encoding's range); the noise is sized
+            for h = ``min_contributors`` less the colluders the round's guarantee tolerates.
+        dp_state_file: the accountant's state file (survives a restart); None: in memory.
     """
 
     public_key: ThresholdPublicKey
@@ -108,9 +131,15 @@ class PaillierOptions:
     max_nodes: int | None = None
     clipping: str | ClipPolicy = "adaptive"
     clips: Mapping[str, float] | None = None
+    sparsity: float | Sequence[str] | None = None
+    rotate: bool = False
+    dp: DPConfig | None = None
+    dp_state_file: str | None = None
 
     def __post_init__(self) -> None:
         clip_policy(self.clipping)
+        check_dp_options(self.dp, self.clips)
+        object.__setattr__(self, "sparsity", check_options(self.sparsity, self.rotate, self.dp is not None))
         if not isinstance(self.public_key, ThresholdPublicKey):
             raise ConfigurationError("public_key must be the federation's ThresholdPublicKey")
         check_key_bits(self.public_key.key.key_bits)
@@ -168,11 +197,13 @@ class PaillierOptions:
         quantization = self.quantization(num_nodes)
         return SlotLayout(packed_value_bits(quantization), num_nodes, self.public_key.key.key_bits)
 
-    def table(self, batch: TrainingBatch, num_nodes: int, schedule: ClipSchedule) -> SegmentTable:
+    def table(
+        self, batch: TrainingBatch, num_nodes: int, schedule: ClipSchedule, compression: RoundCompression | None = None
+    ) -> SegmentTable:
         """The round's clip table: one segment per array, the schedule's clips (a named starting
-        clip until the schedule has moved it); ConfigurationError if its counts could overflow."""
-        starting = layout_table(batch.layout, schedule.unseen(self.clips))
-        return check_table(schedule.table(batch.layout.size, starting), self.quantization(num_nodes))
+        clip until the schedule has moved it), as ``compression`` makes it; ConfigurationError if
+        its counts could overflow."""
+        return round_table(batch, self.clips, schedule, compression, self.quantization(num_nodes))
 
 
 class PaillierGrid(SecureGrid):
@@ -187,6 +218,7 @@ class PaillierGrid(SecureGrid):
         self.options = options
         super().__init__(grid, options.stage_timeout, options.poll_interval)
         self.schedule = ClipSchedule(clip_policy(options.clipping), options.clip)
+        self.dp = None if options.dp is None else DPRounds(options.dp, options.dp_state_file)
 
     def secure_round(self, instructions: list[Message]) -> Message | None:
         """Run one Paillier session over the nodes ``instructions`` address (see the module docstring)."""
@@ -195,7 +227,9 @@ class PaillierGrid(SecureGrid):
         batch = TrainingBatch.create(instructions, len(self.reports) + 1)
         sampled = batch.node_ids
         options.layout(len(sampled))  # refuse before sending anything
-        options.table(batch, len(sampled), self.schedule)
+        compression = RoundCompression.draw(batch.layout, options.sparsity, options.rotate)  # public seeds
+        if self.dp is None:
+            options.table(batch, len(sampled), self.schedule, compression)
         dropped: dict[int, str] = {}
         errors: dict[int, str] = {}
         # Stage 0: learn the identity keys of nodes not seen yet (uploads are signed with them).
@@ -204,16 +238,10 @@ class PaillierGrid(SecureGrid):
         nodes = batch.node_ids
         try:
             options.layout(len(nodes))
-            table = options.table(batch, len(nodes), self.schedule)
+            setup, table, plan = self._setup(batch, compression)
         except ConfigurationError as exc:
             return self._skip(batch, started, dropped, errors, str(exc))
-        quantization = options.quantization(len(nodes))
         run_id = self.run.run_id
-        setup = PaillierSetup.create(
-            batch.server_round, nodes, options.public_key, options.contributors, quantization,
-            encoded_length(table), options.weight_key, batch.digest, [self.identities[n] for n in nodes],
-            batch.parameters, table.describe(),
-        )
         context = round_context(run_id, batch.server_round, batch.digest)
         server = Server(setup.session_parameters(options.public_key, context, run_id))
         # Stage 1: setup + training content out, encrypted updates back.
@@ -245,7 +273,36 @@ class PaillierGrid(SecureGrid):
                 server.receive_partial(partial)
             except SecAggError as exc:
                 errors[node], dropped[node] = str(exc), DECRYPT
-        return self._finish(batch, started, dropped, errors, server, table, included)
+        return self._finish(batch, started, dropped, errors, server, (setup, table, plan), included, compression)
+
+    def _setup(
+        self, batch: TrainingBatch, compression: RoundCompression | None
+    ) -> tuple[PaillierSetup, SegmentTable | None, NoisePlan | None]:
+        """The round's setup with its clip table (cut to ``compression``), or (DP) its noise plan,
+        charged to the budget; ConfigurationError (the round is skipped) if the round is unfit or
+        over the budget."""
+        options, nodes = self.options, batch.node_ids
+        keys = [self.identities[node] for node in nodes]
+        if self.dp is None:
+            table = options.table(batch, len(nodes), self.schedule, compression)
+            setup = PaillierSetup.create(
+                batch.server_round, nodes, options.public_key, options.contributors, options.quantization(len(nodes)),
+                encoded_length(table), options.weight_key, batch.digest, keys, batch.parameters, table.describe(),
+                b"" if compression is None else compression.parameters(),
+            )
+            return setup, table, None
+        plan, quantization = self.dp.plan_round(
+            len(nodes), batch.layout.size, decrypted_sums(options.public_key, len(nodes), options.contributors),
+            options.max_weight, 64,
+        )
+        setup = PaillierSetup.create(
+            batch.server_round, nodes, options.public_key, options.contributors, quantization,
+            batch.layout.size, options.weight_key, batch.digest, keys, batch.parameters, dp=dp_parameters(plan),
+        )
+        skip = self.dp.charge(batch.server_round, len(nodes))
+        if skip is not None:
+            raise ConfigurationError(skip)
+        return setup, None, plan
 
     def _finish(
         self,
@@ -254,27 +311,41 @@ class PaillierGrid(SecureGrid):
         dropped: dict[int, str],
         errors: dict[int, str],
         server: Server,
-        table: SegmentTable,
+        fixed: tuple[PaillierSetup, SegmentTable | None, NoisePlan | None],
         included: list[int],
+        compression: RoundCompression | None = None,
     ) -> Message | None:
-        """Stage 3: combine t partial decryptions, unpack, decode the weighted mean and the clipped counts."""
-        options, nodes = self.options, batch.node_ids
+        """Stage 3: combine t partial decryptions, unpack, decode the weighted mean and the clipped
+        counts (DP: the noised sum over the included nodes, refused below h contributions)."""
+        (setup, table, plan), nodes = fixed, batch.node_ids
+        clipping, epsilon = None, None
         try:
             sums = server.finish()
-            quantization = options.quantization(len(nodes))
-            mean, weight_total, clipping = decode_segmented(sums, table, quantization, len(included))
+            if plan is not None:
+                mean, weight_total = decode_noised(sums, plan, setup.quantization, len(included))
+            else:
+                assert table is not None  # a round without DP has a clip table
+                mean, weight_total, clipping = decode_segmented(sums, table, setup.quantization, len(included))
         except SecAggError as exc:
             return self._skip(batch, started, dropped, errors, str(exc))
-        self.schedule.observe(clipping)
+        if clipping is not None:
+            self.schedule.observe(clipping)
+        if compression is not None:
+            mean = compression.expand(mean, batch.layout)
+        if self.dp is not None:
+            epsilon = self.dp.spent()
         report = batch.report(
-            started, dropped, errors, aggregate=sums, included=included, weight_total=weight_total, clipping=clipping
+            started, dropped, errors, aggregate=sums, included=included, weight_total=weight_total, clipping=clipping,
+            epsilon_spent=epsilon,
         )
         self.reports.append(report)
         LOGGER.info(
-            "paillier round %d: %d of %d nodes aggregated in %.1f s; clipped %.3f%% of the coordinates",
-            batch.server_round, len(included), len(nodes), report.seconds, 100 * report.clipped_fraction,
+            "paillier round %d: %d of %d nodes aggregated in %.1f s; %s",
+            batch.server_round, len(included), len(nodes), report.seconds,
+            f"clipped {report.clipped_fraction:.3%} of the coordinates" if epsilon is None
+            else f"DP, epsilon spent {epsilon:.4g}",
         )
-        return aggregated_reply(batch, mean, options.weight_key, weight_total)
+        return aggregated_reply(batch, mean, self.options.weight_key, weight_total)
 
     def _accept_uploads(
         self,

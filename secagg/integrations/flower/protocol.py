@@ -37,7 +37,8 @@ under the federation's threshold key (:class:`PaillierSetup`).
 docs/spec.md, last section, has the byte layouts.
 
 Model arrays map to one float64 vector by :func:`flatten_arrays` (exact for
-numpy's float, complex, bool and integer dtypes up to 2^53).
+numpy's float, complex, bool and integer dtypes up to 2^53; they live in
+:mod:`~secagg.integrations.flower.arrays` and are re-exported here).
 """
 
 from __future__ import annotations
@@ -45,20 +46,20 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import itertools
-import math
 import struct
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import ClassVar
 
 import numpy as np
 import numpy.typing as npt
 
 from secagg import wire
-from secagg._validate import require_bytes, require_instance, require_int
+from secagg._validate import require_bytes, require_int
 from secagg.descriptor import MAX_PARAMETERS_BYTES, SessionDescriptor, decode_parameters, encode_parameters
 from secagg.encoding import IntArray, QuantizationConfig, from_ring, quantize_to_integers, to_ring
 from secagg.errors import AuthenticationError, ConfigurationError, DecodeError, OverflowDetectedError, ProtocolError
+from secagg.integrations.flower.arrays import ArrayLayout, ArraySpec, arrays_digest, flatten_arrays, unflatten_arrays
 from secagg.masking import ServerPhase
 from secagg.masking.config import ConfigRecord, MaskingConfig
 from secagg.masking.messages import (
@@ -191,6 +192,8 @@ class RoundSetup(wire.Message):
             empty in a DP round (one noised flat vector, nothing clipped).
         dp: a DP round's ``secagg.dp.*`` parameters (:func:`~secagg.integrations.flower.dp.dp_parameters`),
             empty without DP.
+        compression: the round's ``secagg.sparsity.*`` and ``secagg.rotation.*`` parameters
+            (:mod:`~secagg.integrations.flower.compression`), empty without compression.
 
     Every field but ``node_ids`` enters the round's
     :class:`~secagg.descriptor.SessionDescriptor` (:meth:`descriptor`), whose
@@ -211,11 +214,12 @@ class RoundSetup(wire.Message):
     parameters: bytes = wire_field(VarBytes(MAX_PARAMETERS_BYTES))
     segments: bytes = wire_field(VarBytes(MAX_PARAMETERS_BYTES), default=b"")
     dp: bytes = wire_field(VarBytes(MAX_PARAMETERS_BYTES), default=b"")
+    compression: bytes = wire_field(VarBytes(MAX_PARAMETERS_BYTES), default=b"")
 
     def __post_init__(self) -> None:
         _check_round_fields("round setup", self.node_ids, self.weight_key)
-        if self.segments and self.dp:
-            raise ConfigurationError("round setup: a DP round has no segment table (nothing is clipped)")
+        if self.dp and (self.segments or self.compression):
+            raise ConfigurationError("round setup: a DP round has no segment table and no compression")
         if len(self.node_ids) != self.masking.num_clients:
             raise ConfigurationError(
                 f"round setup: {len(self.node_ids)} node ids for {self.masking.num_clients} protocol clients"
@@ -235,6 +239,7 @@ class RoundSetup(wire.Message):
         *,
         segments: bytes = b"",
         dp: bytes = b"",
+        compression: bytes = b"",
     ) -> RoundSetup:
         """The setup message for ``node_ids`` (sorted here) and validated configurations;
         ``masking`` gets this round's descriptor digest (:meth:`descriptor`)."""
@@ -252,6 +257,7 @@ class RoundSetup(wire.Message):
             parameters=parameters,
             segments=segments,
             dp=dp,
+            compression=compression,
         )
         bound = dataclasses.replace(masking, descriptor=unbound.descriptor(run_id).digest())
         return dataclasses.replace(unbound, masking=bound.record())
@@ -259,9 +265,9 @@ class RoundSetup(wire.Message):
     def descriptor(self, run_id: int) -> SessionDescriptor:
         """The round's session descriptor: quantization, weight key, run, round, the segment
         table's digest as layout digest (the arrays digest in a DP round), the arrays digest
-        as model digest, and the training parameters with the DP parameters."""
+        as model digest, and the training parameters with the DP and compression parameters."""
         return _descriptor(self.quantization, self.weight_name, self.arrays_digest, run_id, self.server_round,
-                           _merged(self.parameters, self.dp), self.segments)
+                           _merged(self.parameters, self.dp, self.compression), self.segments)
 
     def bound_masking_config(self, run_id: int) -> MaskingConfig:
         """:attr:`masking_config` after checking that its record binds this setup's descriptor.
@@ -314,14 +320,16 @@ def _descriptor(
     return dataclasses.replace(plain, parameters=parameters)
 
 
-def _merged(parameters: bytes, dp: bytes) -> bytes:
-    """The training parameters and the ``secagg.dp.*`` ones as one canonical parameter list."""
-    if not dp:
+def _merged(parameters: bytes, *extras: bytes) -> bytes:
+    """The training parameters and the ``secagg.dp.*`` or compression ones as one canonical parameter list."""
+    if not any(extras):
         return parameters
-    training, noise = decode_parameters(parameters), decode_parameters(dp)
-    if set(training) & set(noise):
-        raise ConfigurationError("a training parameter has a secagg.dp.* name")
-    return encode_parameters({**training, **noise})
+    merged = decode_parameters(parameters)
+    for extra in (decode_parameters(data) for data in extras if data):
+        if set(merged) & set(extra):
+            raise ConfigurationError(f"a training parameter has a {sorted(set(merged) & set(extra))[0]!r} name")
+        merged.update(extra)
+    return encode_parameters(merged)
 
 
 def _protocol_id(node_ids: tuple[int, ...], node_id: int) -> int:
@@ -353,122 +361,6 @@ def round_context(run_id: int, server_round: int, digest: bytes) -> bytes:
     if len(require_bytes("arrays digest", digest)) != 32:
         raise ConfigurationError("the arrays digest must be 32 bytes")
     return hashlib.sha256(ROUND_LABEL + run_id.to_bytes(8, "big") + server_round.to_bytes(4, "big") + digest).digest()
-
-
-@dataclass(frozen=True)
-class ArraySpec:
-    """One named array of a model: ``record`` (the ArrayRecord's key), ``name``, dtype and shape."""
-
-    record: str
-    name: str
-    dtype: str
-    shape: tuple[int, ...]
-
-    def __post_init__(self) -> None:
-        if any(isinstance(d, bool) or not isinstance(d, int) or d < 0 for d in self.shape):
-            raise ConfigurationError(f"array {self.record}/{self.name}: shape must be non-negative ints")
-        try:
-            np.dtype(self.dtype)
-        except TypeError as exc:
-            raise ConfigurationError(f"array {self.record}/{self.name}: unknown dtype {self.dtype!r}") from exc
-
-    @property
-    def length(self) -> int:
-        """Vector entries: the element count (twice that for complex dtypes)."""
-        count = math.prod(self.shape)
-        return 2 * count if np.dtype(self.dtype).kind == "c" else count
-
-
-@dataclass(frozen=True)
-class ArrayLayout:
-    """The arrays of a model in vector order; :attr:`size` is the vector's length."""
-
-    specs: tuple[ArraySpec, ...]
-
-    @property
-    def size(self) -> int:
-        """Length of the flat vector."""
-        return sum(spec.length for spec in self.specs)
-
-    def describe(self) -> bytes:
-        """A canonical byte description (for :func:`arrays_digest`)."""
-        out = bytearray()
-        for spec in self.specs:
-            for text in (spec.record, spec.name, spec.dtype):
-                data = text.encode("utf-8")
-                out += len(data).to_bytes(4, "big") + data
-            out += len(spec.shape).to_bytes(4, "big") + b"".join(d.to_bytes(8, "big") for d in spec.shape)
-        return bytes(out)
-
-
-_EXACT_INTEGER_LIMIT = 1 << 53
-
-
-def flatten_arrays(arrays: Sequence[tuple[str, str, npt.NDArray[Any]]]) -> tuple[npt.NDArray[np.float64], ArrayLayout]:
-    """``(record key, array name, ndarray)`` triples as one float64 vector (C order, in sequence order).
-
-    Exact for float16/32/64, complex64/128 (real then imaginary part), bool and
-    integers up to 2^53 in magnitude; other dtypes raise ConfigurationError.
-    """
-    specs, pieces = [], []
-    for record, name, array in arrays:
-        kind = array.dtype.kind
-        who = f"array {record}/{name}"
-        if kind == "c" and array.dtype.itemsize <= 16:
-            piece = np.ascontiguousarray(array).reshape(-1).view(array.real.dtype).astype(np.float64)
-        elif (kind == "f" and array.dtype.itemsize <= 8) or kind == "b":
-            piece = array.reshape(-1).astype(np.float64)
-        elif kind in "iu":
-            # Compare as integers: a float64 conversion would round 2^53 + 1 down.
-            if array.size and (int(array.max()) > _EXACT_INTEGER_LIMIT or int(array.min()) < -_EXACT_INTEGER_LIMIT):
-                raise ConfigurationError(f"{who}: integers beyond 2^53 in magnitude do not fit a float64 exactly")
-            piece = array.reshape(-1).astype(np.float64)
-        else:
-            raise ConfigurationError(f"{who}: dtype {array.dtype} cannot be aggregated")
-        specs.append(ArraySpec(record, name, array.dtype.str, tuple(int(d) for d in array.shape)))
-        pieces.append(piece)
-    vector = np.concatenate(pieces) if pieces else np.zeros(0, dtype=np.float64)
-    return vector, ArrayLayout(tuple(specs))
-
-
-def unflatten_arrays(vector: npt.NDArray[np.float64], layout: ArrayLayout) -> list[npt.NDArray[Any]]:
-    """Arrays shaped and typed as ``layout`` says, from ``vector`` (inverse of :func:`flatten_arrays`).
-
-    Floats are rounded to their dtype; integers are rounded half to even and
-    refused if out of range; bools are ``value != 0`` after rounding.
-    """
-    require_instance("layout", layout, ArrayLayout)
-    if not isinstance(vector, np.ndarray) or vector.ndim != 1 or vector.shape[0] != layout.size:
-        raise ConfigurationError(f"vector does not fit arrays of {layout.size} values")
-    arrays: list[npt.NDArray[Any]] = []
-    offset = 0
-    for spec in layout.specs:
-        piece = vector[offset : offset + spec.length]
-        offset += spec.length
-        dtype = np.dtype(spec.dtype)
-        if dtype.kind == "c":
-            array = piece.astype(dtype.type(0).real.dtype).view(dtype)
-        elif dtype.kind == "f":
-            array = piece.astype(dtype)
-        elif not np.all(np.isfinite(piece)):  # NaN would cast to an arbitrary integer
-            raise ConfigurationError(f"array {spec.record}/{spec.name}: NaN or infinity for {dtype}")
-        elif dtype.kind == "b":
-            array = np.rint(piece) != 0
-        else:
-            rounded = np.rint(piece)
-            info = np.iinfo(dtype)
-            if rounded.size and (rounded.min() < info.min or rounded.max() > info.max):
-                raise ConfigurationError(f"array {spec.record}/{spec.name}: values fall outside {dtype}")
-            array = rounded.astype(dtype)
-        arrays.append(array.reshape(spec.shape))
-    return arrays
-
-
-def arrays_digest(vector: npt.NDArray[np.float64], layout: ArrayLayout) -> bytes:
-    """SHA-256 of the layout description and the vector's little-endian float64 bytes."""
-    digest = hashlib.sha256(b"secagg/v1/flower-arrays" + layout.describe())
-    digest.update(np.ascontiguousarray(vector, dtype="<f8").tobytes())
-    return digest.digest()
 
 
 def encode_integers(
@@ -584,7 +476,8 @@ class PaillierSetup(wire.Message):
             of the federation's key. Nodes encrypt under the key of their own
             key-share file and refuse a round set up for another key.
         min_contributors: fewest uploads a key-share holder agrees to decrypt the sum of.
-        vector_length: values per upload: the model's values, one clipped count per segment, the weight.
+        vector_length: values per upload: the model's values, one clipped count per segment, the weight
+            (in a DP round the model's values only).
         clip_bits: the quantization clip as IEEE-754 float64 bits.
         bits: quantization bits per value (sign included).
         max_weight: the public bound on a node's weight (its example count).
@@ -594,7 +487,12 @@ class PaillierSetup(wire.Message):
             node checks them against the federation's trusted list, and every
             upload must carry its node's signature.
         parameters: the training content's config records, as in :class:`RoundSetup`.
-        segments: the round's segment table with every clip, as in :class:`RoundSetup`.
+        segments: the round's segment table with every clip, as in :class:`RoundSetup`
+            (empty in a DP round).
+        compression: the round's subset and rotation parameters, as in :class:`RoundSetup`.
+        dp: a DP round's ``secagg.dp.*`` parameters, as in :class:`RoundSetup` (empty without
+            DP); ``min_contributors`` less the colluders of the round's guarantee is then at
+            least the plan's h.
 
     Every field enters the session id (:meth:`session_parameters`, through the round's
     :class:`~secagg.descriptor.SessionDescriptor`; the table's digest is its layout digest).
@@ -614,9 +512,15 @@ class PaillierSetup(wire.Message):
     identity_keys: tuple[bytes, ...] = wire_field(ListOf(FixedBytes(PUBLIC_KEY_SIZE), MAX_PACKED_CLIENTS))
     parameters: bytes = wire_field(VarBytes(MAX_PARAMETERS_BYTES))
     segments: bytes = wire_field(VarBytes(MAX_PARAMETERS_BYTES), default=b"")
+    compression: bytes = wire_field(VarBytes(MAX_PARAMETERS_BYTES), default=b"")
+    dp: bytes = wire_field(VarBytes(MAX_PARAMETERS_BYTES), default=b"")
 
     def __post_init__(self) -> None:
         _check_round_fields("paillier setup", self.node_ids, self.weight_key)
+        if self.dp and (self.segments or self.compression):
+            raise ConfigurationError(
+                "paillier setup: a DP round has no segment table (nothing is clipped) and no compression"
+            )
         if not self.node_ids:
             raise ConfigurationError("paillier setup: a round needs at least one node")
         if not 2 <= self.min_contributors <= len(self.node_ids):
@@ -625,8 +529,8 @@ class PaillierSetup(wire.Message):
             )
         if len(self.identity_keys) != len(self.node_ids):
             raise ConfigurationError("paillier setup: one identity key per node")
-        if self.vector_length < 2:
-            raise ConfigurationError("paillier setup: a vector holds at least one value and the weight")
+        if self.vector_length < (1 if self.dp else 2):
+            raise ConfigurationError("paillier setup: a vector holds at least one value (and the weight, without DP)")
 
     @classmethod
     def create(
@@ -642,9 +546,12 @@ class PaillierSetup(wire.Message):
         identity_keys: Sequence[bytes],
         parameters: bytes = b"",
         segments: bytes = b"",
+        compression: bytes = b"",
+        dp: bytes = b"",
     ) -> PaillierSetup:
         """The setup message for ``node_ids`` and their ``identity_keys`` (in the same
-        order; sorted here by node id) and the clip table ``segments``; ConfigurationError if unsafe."""
+        order; sorted here by node id) and the clip table ``segments`` or the DP parameters
+        ``dp``; ConfigurationError if unsafe."""
         keys = dict(zip(node_ids, identity_keys, strict=True))
         setup = cls(
             server_round=server_round,
@@ -660,6 +567,8 @@ class PaillierSetup(wire.Message):
             identity_keys=tuple(keys[node] for node in sorted(node_ids)),
             parameters=parameters,
             segments=segments,
+            compression=compression,
+            dp=dp,
         )
         setup.session_parameters(public, bytes(32), 0)  # every check the nodes will make
         return setup
@@ -685,9 +594,9 @@ class PaillierSetup(wire.Message):
         return SlotLayout(packed_value_bits(self.quantization), len(self.node_ids), key_bits)
 
     def descriptor(self, run_id: int) -> SessionDescriptor:
-        """The round's session descriptor (as :meth:`RoundSetup.descriptor`)."""
+        """The round's session descriptor (as :meth:`RoundSetup.descriptor`, DP parameters included)."""
         return _descriptor(self.quantization, self.weight_name, self.arrays_digest, run_id, self.server_round,
-                           self.parameters, self.segments)
+                           _merged(self.parameters, self.dp, self.compression), self.segments)
 
     def session_parameters(self, public: ThresholdPublicKey, context: bytes, run_id: int) -> SessionParameters:
         """The Paillier session every party derives: roster 1..n with the setup's identity

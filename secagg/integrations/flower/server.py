@@ -33,7 +33,7 @@ returns no reply and the strategy keeps its current model.
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -42,24 +42,18 @@ from flwr.serverapp import Grid
 
 from secagg import wire
 from secagg.clipping import ClipPolicy, ClipSchedule, clip_policy
-from secagg.dp.calibration import NoisePlan
 from secagg.dp.config import DPConfig
 from secagg.encoding import WORD_RINGS, QuantizationConfig, from_ring, smallest_ring_bits
 from secagg.errors import ConfigurationError, InsufficientNoiseError, ThresholdError
 from secagg.integrations.flower._grid import LOGGER, RoundReport, SecureGrid, TrainingBatch, aggregated_reply
-from secagg.integrations.flower.clipping import check_table, decode_segmented, encoded_length, layout_table
-from secagg.integrations.flower.dp import DPRounds, decode_noised, dp_parameters
-from secagg.integrations.flower.protocol import (
-    MASKED_INPUT,
-    SETUP,
-    RoundSetup,
-    round_context,
-    stage_of_phase,
-)
+from secagg.integrations.flower._masking_plan import MaskingPlan, round_table
+from secagg.integrations.flower.clipping import decode_segmented, encoded_length
+from secagg.integrations.flower.compression import RoundCompression, check_options
+from secagg.integrations.flower.dp import DPRounds, check_dp_options, decode_noised
+from secagg.integrations.flower.protocol import MASKED_INPUT, SETUP, stage_of_phase
 from secagg.masking import ACTIVE, SEMI_HONEST, MaskingConfig, ServerPhase, ServerState, server_start, server_step
 from secagg.masking.config import MAX_CLIENTS
 from secagg.primitives.signing import PUBLIC_KEY_SIZE
-from secagg.segments import SegmentTable
 
 __all__ = ["DEFAULT_CLIP", "DEFAULT_MAX_WEIGHT", "MIN_NODES", "RoundReport", "SecAggGrid", "SecAggOptions"]
 
@@ -131,6 +125,13 @@ class SecAggOptions:
             not apply (the encoding follows from the DP configuration and nothing is clipped),
             ``max_weight`` bounds a node's patients (the encoding's range).
         dp_state_file: the accountant's state file (survives a restart); None: in memory.
+        sparsity: send only part of each update (:mod:`~secagg.integrations.flower.compression`):
+            a fraction in (0, 1] (a random subset of that share of the coordinates, drawn
+            afresh each round from a public seed) or a sequence of array names
+            (``"<record>/<array>"``); each node keeps what it did not send and adds it later.
+            None (the default): every coordinate.
+        rotate: rotate the float coordinates sent by a public per-round random rotation
+            (one segment with one clip; integer arrays stay exact). Neither option applies with ``dp``.
     """
 
     protocol: str = SECAGG
@@ -152,9 +153,13 @@ class SecAggOptions:
     clips: Mapping[str, float] | None = None
     dp: DPConfig | None = None
     dp_state_file: str | None = None
+    sparsity: float | Sequence[str] | None = None
+    rotate: bool = False
 
     def __post_init__(self) -> None:
-        self._check_clipping_and_dp()
+        clip_policy(self.clipping)
+        check_dp_options(self.dp, self.clips)
+        object.__setattr__(self, "sparsity", check_options(self.sparsity, self.rotate, self.dp is not None))
         if self.protocol not in (SECAGG, SECAGG_PLUS):
             raise ConfigurationError(f"protocol must be {SECAGG!r} or {SECAGG_PLUS!r}, got {self.protocol!r}")
         if self.protocol == SECAGG_PLUS and self.threshold is not None:
@@ -183,12 +188,6 @@ class SecAggOptions:
             # (Active SecAgg+ is infeasible for the smallest rounds; each round is validated anyway.)
             self.masking(nodes, 2)
 
-    def _check_clipping_and_dp(self) -> None:
-        clip_policy(self.clipping)
-        if self.dp is not None and not isinstance(self.dp, DPConfig):
-            raise ConfigurationError(f"dp must be a DPConfig, got {type(self.dp).__name__}")
-        if self.dp is not None and self.clips:
-            raise ConfigurationError("clips do not apply with dp: a DP round never clips a coordinate")
 
     def quantization(self, num_nodes: int) -> QuantizationConfig:
         """The quantization for ``num_nodes``; ConfigurationError if the ring could overflow."""
@@ -263,11 +262,11 @@ class SecAggGrid(SecureGrid):
         started = time.perf_counter()
         batch = TrainingBatch.create(instructions, len(self.reports) + 1)
         sampled = batch.node_ids
-        # Refuse unfit settings before anything is sent.
+        # Refuse unfit settings before anything is sent; the round's public compression seeds are drawn here.
+        compression = RoundCompression.draw(batch.layout, self.options.sparsity, self.options.rotate)
         if self.dp is None:
             quantization = self.options.quantization(len(sampled))
-            starting = layout_table(batch.layout, self.schedule.unseen(self.options.clips))
-            table = check_table(self.schedule.table(batch.layout.size, starting), quantization)
+            table = round_table(batch, self.options.clips, self.schedule, compression, quantization)
             self.options.masking(len(sampled), encoded_length(table))
         dropped: dict[int, str] = {}
         errors: dict[int, str] = {}
@@ -275,7 +274,9 @@ class SecAggGrid(SecureGrid):
             self.identify(batch, self.options.trusted_keys, dropped, errors)
             batch = batch.subset(node for node in sampled if node in self.identities)
         try:
-            plan = _MaskingPlan.create(batch, self.options, self.run.run_id, self.identities, self.schedule, self.dp)
+            plan = MaskingPlan.create(
+                batch, self.options, self.run.run_id, self.identities, self.schedule, self.dp, compression
+            )
             skip = None if self.dp is None else self.dp.charge(batch.server_round, len(batch.node_ids))
             if skip is not None:
                 raise ConfigurationError(skip)
@@ -313,7 +314,7 @@ class SecAggGrid(SecureGrid):
 
     def _finish(
         self,
-        plan: _MaskingPlan,
+        plan: MaskingPlan,
         state: ServerState,
         dropped: dict[int, str],
         errors: dict[int, str],
@@ -339,6 +340,8 @@ class SecAggGrid(SecureGrid):
             assert plan.table is not None
             mean, weight_total, clipping = decode_segmented(integers, plan.table, plan.quantization, len(included))
             self.schedule.observe(clipping)
+            if plan.compression is not None:
+                mean = plan.compression.expand(mean, batch.layout)
         report = batch.report(
             started, dropped, errors, aggregate=result.aggregate, included=included, weight_total=weight_total,
             node_ids=sampled, clipping=clipping, epsilon_spent=epsilon,
@@ -361,61 +364,3 @@ def _skip_reason(exc: ThresholdError, dropped: Mapping[int, str], node_ids: tupl
         f"round skipped, nodes that dropped: {lost or 'none'}; protocol: {exc} "
         f"(protocol ids 1..{len(node_ids)} are nodes {list(node_ids)})"
     )
-
-
-@dataclass(frozen=True)
-class _MaskingPlan:
-    """Everything a masking round fixes before it sends its setup."""
-
-    batch: TrainingBatch
-    quantization: QuantizationConfig
-    masking: MaskingConfig
-    setup: RoundSetup
-    context: bytes
-    protocol_ids: Mapping[int, int]
-    table: SegmentTable | None
-    dp: NoisePlan | None
-
-    @classmethod
-    def create(
-        cls,
-        batch: TrainingBatch,
-        options: SecAggOptions,
-        run_id: int,
-        identities: Mapping[int, bytes],
-        schedule: ClipSchedule,
-        dp: DPRounds | None,
-    ) -> _MaskingPlan:
-        nodes = batch.node_ids
-        keys = tuple(identities[node] for node in nodes) if options.mode == ACTIVE else ()
-        size = batch.layout.size
-        table, plan = None, None
-        if dp is None:
-            quantization = options.quantization(len(nodes))
-            starting = layout_table(batch.layout, schedule.unseen(options.clips))
-            table = check_table(schedule.table(size, starting), quantization)
-            masking = options.masking(len(nodes), encoded_length(table), keys)
-            extra = {"segments": table.describe()}
-        else:
-            guarantee = options.masking(len(nodes), size, keys, ring_bits=64).guarantee
-            plan, quantization = dp.plan_round(len(nodes), size, guarantee, options.max_weight, options.ring_bits)
-            masking = options.masking(len(nodes), size, keys, ring_bits=quantization.ring_bits)
-            extra = {"dp": dp_parameters(plan)}
-        setup = RoundSetup.create(
-            batch.server_round, nodes, masking, quantization, options.weight_key, batch.digest, run_id,
-            batch.parameters, **extra,
-        )
-        return cls(
-            table=table,
-            dp=plan,
-            batch=batch,
-            quantization=quantization,
-            masking=setup.bound_masking_config(run_id),
-            setup=setup,
-            context=round_context(run_id, batch.server_round, batch.digest),
-            protocol_ids={node: index for index, node in enumerate(nodes, start=1)},
-        )
-
-    def rejections(self, state: ServerState) -> dict[int, str]:
-        """Messages the protocol rejected (malformed or inconsistent), by node."""
-        return {self.batch.node_ids[client - 1]: reason for client, reason in state.rejected}

@@ -1,0 +1,84 @@
+"""Aggregators around another aggregator: what the rotation and the partial updates share.
+
+:class:`RotatedAggregator` (:mod:`fl_core.rotated`) and :class:`SparseAggregator`
+(:mod:`fl_core.compression`) each change what hospitals send and hand the result to an
+inner aggregator. Both keep the inner aggregator's ``name`` and ``guarantee`` (what they
+add is public: a seed, a subset, a rotation), reach the inner aggregator's quantizer
+(through any number of wrappers), and bind their round's entries into the session
+descriptor that quantizer describes. :class:`WrappingAggregator` is that shared part.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import replace
+from typing import Any, ClassVar
+
+from fl_core.aggregators.base import Aggregator
+from secagg.descriptor import Parameter
+from secagg.errors import ConfigurationError
+
+__all__ = ["WrappingAggregator", "innermost"]
+
+
+class WrappingAggregator:
+    """The shared part of an aggregator that wraps ``inner``.
+
+    Subclasses set :attr:`KIND` (a participle: "an aggregator is {KIND} once") and call
+    :meth:`bind` with their round's descriptor entries before the inner aggregator runs.
+    """
+
+    KIND: ClassVar[str] = "wrapped"
+
+    def __init__(self, inner: Aggregator) -> None:
+        if isinstance(inner, type(self)):
+            raise ConfigurationError(f"an aggregator is {self.KIND} once")
+        self.inner = inner
+
+    @property
+    def name(self) -> str:
+        """The inner aggregator's name."""
+        return self.inner.name
+
+    @property
+    def guarantee(self) -> Any:
+        """The inner aggregator's guarantee (what a wrapper adds is public and does not change it)."""
+        return getattr(self.inner, "guarantee", None)
+
+    @property
+    def quantizer(self) -> Any:
+        """The inner aggregator's quantizer, None for ``plain`` (so a wrapper around this one binds too)."""
+        return getattr(self.inner, "quantizer", None)
+
+    @quantizer.setter
+    def quantizer(self, value: Any) -> None:
+        self.inner.quantizer = value  # type: ignore[attr-defined]
+
+    def own_length(self, length: int) -> int:
+        """The length of the vectors this wrapper hands on for ``length``-long inputs (the same here)."""
+        return length
+
+    def sent_length(self, length: int) -> int:
+        """How many coordinates the aggregator under every wrapper quantizes for ``length``-long inputs."""
+        inner, handed_on = self.inner, self.own_length(length)
+        return inner.sent_length(handed_on) if isinstance(inner, WrappingAggregator) else handed_on
+
+    def bind(self, prefix: str, entries: Mapping[str, Parameter]) -> None:
+        """Replace the quantizer's bound entries under ``prefix`` by ``entries`` (others are kept).
+
+        Every entry's name must start with ``prefix``. Nothing is bound without a quantizer
+        (``plain``: there is no session)."""
+        quantizer = self.quantizer
+        if quantizer is None:
+            return
+        if any(not name.startswith(prefix) for name in entries):
+            raise ConfigurationError(f"descriptor entries of a {self.KIND} round must start with {prefix!r}")
+        kept = tuple((name, value) for name, value in quantizer.parameters if not name.startswith(prefix))
+        self.quantizer = replace(quantizer, parameters=kept + tuple(sorted(entries.items())))
+
+
+def innermost(aggregator: Aggregator) -> Aggregator:
+    """The aggregator under every wrapper (the one that runs the protocol)."""
+    while isinstance(aggregator, WrappingAggregator):
+        aggregator = aggregator.inner
+    return aggregator

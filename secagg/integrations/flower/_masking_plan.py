@@ -1,0 +1,104 @@
+"""What a masking round fixes before it sends its setup: quantization, clip table or DP plan,
+compression, masking configuration and the bound :class:`RoundSetup`."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from secagg.clipping import ClipSchedule
+from secagg.dp.calibration import NoisePlan
+from secagg.encoding import QuantizationConfig
+from secagg.integrations.flower._grid import TrainingBatch
+from secagg.integrations.flower.clipping import check_table, encoded_length, layout_table
+from secagg.integrations.flower.compression import RoundCompression
+from secagg.integrations.flower.dp import DPRounds, dp_parameters
+from secagg.integrations.flower.protocol import RoundSetup, round_context
+from secagg.masking import ACTIVE, MaskingConfig, ServerState
+from secagg.segments import SegmentTable
+
+if TYPE_CHECKING:
+    from secagg.integrations.flower.server import SecAggOptions
+
+__all__ = ["MaskingPlan", "round_table"]
+
+
+def round_table(
+    batch: TrainingBatch,
+    clips: Mapping[str, float] | None,
+    schedule: ClipSchedule,
+    compression: RoundCompression | None,
+    quantization: QuantizationConfig,
+) -> SegmentTable:
+    """The round's clip table: one segment per array with the schedule's clips (a named starting
+    clip until the schedule has moved it), as the round's compression makes it (restricted to the
+    subset; one rotated segment); ConfigurationError if its counts could overflow."""
+    starting = layout_table(batch.layout, schedule.unseen(clips))
+    table = schedule.table(batch.layout.size, starting)
+    if compression is not None:
+        compressed = compression.table(table)
+        table = schedule.table(compressed.size, compressed)
+    return check_table(table, quantization)
+
+
+@dataclass(frozen=True)
+class MaskingPlan:
+    """Everything a masking round fixes before it sends its setup."""
+
+    batch: TrainingBatch
+    quantization: QuantizationConfig
+    masking: MaskingConfig
+    setup: RoundSetup
+    context: bytes
+    protocol_ids: Mapping[int, int]
+    table: SegmentTable | None
+    dp: NoisePlan | None
+    compression: RoundCompression | None
+
+    @classmethod
+    def create(
+        cls,
+        batch: TrainingBatch,
+        options: SecAggOptions,
+        run_id: int,
+        identities: Mapping[int, bytes],
+        schedule: ClipSchedule,
+        dp: DPRounds | None,
+        compression: RoundCompression | None,
+    ) -> MaskingPlan:
+        """The plan of ``batch``'s round; ConfigurationError if a setting is unfit for its nodes."""
+        nodes = batch.node_ids
+        keys = tuple(identities[node] for node in nodes) if options.mode == ACTIVE else ()
+        size = batch.layout.size
+        table, plan = None, None
+        if dp is None:
+            quantization = options.quantization(len(nodes))
+            table = round_table(batch, options.clips, schedule, compression, quantization)
+            masking = options.masking(len(nodes), encoded_length(table), keys)
+            packed = b"" if compression is None else compression.parameters()
+            extra = {"segments": table.describe(), "compression": packed}
+        else:
+            guarantee = options.masking(len(nodes), size, keys, ring_bits=64).guarantee
+            plan, quantization = dp.plan_round(len(nodes), size, guarantee, options.max_weight, options.ring_bits)
+            masking = options.masking(len(nodes), size, keys, ring_bits=quantization.ring_bits)
+            extra = {"dp": dp_parameters(plan)}
+        setup = RoundSetup.create(
+            batch.server_round, nodes, masking, quantization, options.weight_key, batch.digest, run_id,
+            batch.parameters, **extra,
+        )
+        return cls(
+            table=table,
+            dp=plan,
+            compression=compression,
+            batch=batch,
+            quantization=quantization,
+            masking=setup.bound_masking_config(run_id),
+            setup=setup,
+            context=round_context(run_id, batch.server_round, batch.digest),
+            protocol_ids={node: index for index, node in enumerate(nodes, start=1)},
+        )
+
+    def rejections(self, state: ServerState) -> dict[int, str]:
+        """Messages the protocol rejected (malformed or inconsistent), by node."""
+        return {self.batch.node_ids[client - 1]: reason for client, reason in state.rejected}

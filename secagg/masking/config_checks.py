@@ -1,0 +1,97 @@
+"""The safety rules a masking configuration must meet, checked at setup.
+
+Each rule takes a :class:`~secagg.masking.config.MaskingConfig` whose fields are
+already in range and raises :class:`~secagg.errors.ConfigurationError` with a
+message that says what would be safe: the degree of a Harary graph, the threshold
+against colluders and a lying server, the dropouts the threshold tolerates, and
+the identity keys of active mode.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from secagg.errors import ConfigurationError
+from secagg.masking.config_record import ACTIVE, COMPLETE, HARARY, SEMI_HONEST
+from secagg.masking.parameters import dropout_count, surviving_neighbour_quantile
+from secagg.primitives.signing import PUBLIC_KEY_SIZE
+
+if TYPE_CHECKING:
+    from secagg.masking.config import MaskingConfig
+
+__all__ = ["check_degree", "check_dropouts", "check_identities", "check_threshold"]
+
+
+def check_degree(config: MaskingConfig) -> None:
+    """A Harary graph's degree is even and in 2..n-1."""
+    k, n = config.degree, config.num_clients
+    if config.graph == HARARY and not (2 <= k <= n - 1 and k % 2 == 0):
+        raise ConfigurationError(f"harary degree must be even and in 2..n-1 = {n - 1}, got {k}")
+
+
+def check_threshold(config: MaskingConfig) -> None:
+    """t in 2..k, above the colluders a neighbourhood may hold, and (active mode) above a lying
+    server's split of the share holders."""
+    k, t = config.degree, config.threshold
+    if not 2 <= t <= k:
+        raise ConfigurationError(
+            f"threshold must be in 2..{k} (the degree): t = 1 would let any one neighbour "
+            f"reveal a client's secrets, got t = {t}"
+        )
+    corrupt = config.corrupt_neighbours
+    if config.self_share and t <= corrupt + 1:
+        # A session may complete with t inputs: t - 1 colluders among them give the last one away.
+        raise ConfigurationError(
+            f"threshold {t} is unsafe: a session can complete with t = {t} inputs, so {corrupt} colluding "
+            f"clients (corrupt_fraction {config.corrupt_fraction}) leave fewer than two honest inputs in "
+            f"the sum; use t >= {corrupt + 2}"
+        )
+    if t <= corrupt:
+        raise ConfigurationError(
+            f"threshold {t} is unsafe: {corrupt} corrupt neighbours (corrupt_fraction "
+            f"{config.corrupt_fraction}) could reconstruct a client's secrets; use t >= {corrupt + 1}"
+        )
+    # Active mode: a lying server tells one group of a client's share holders that
+    # it survived and the rest that it dropped; each group plus the c colluders
+    # must stay below t, or the server collects t shares of both secrets. The
+    # holders are the other n - 1 clients (complete) or the k neighbours; on the
+    # complete graph the "survived" side also gets the client's own seed share.
+    holders = config.holders + int(config.self_share)
+    if config.mode == ACTIVE and 2 * t <= holders + corrupt:
+        name = "n" if config.graph == COMPLETE else "k"
+        raise ConfigurationError(
+            f"threshold {t} is unsafe in active mode against a lying server plus {corrupt} colluders: "
+            f"need 2t > {name} + colluders = {holders + corrupt}, i.e. t >= {(holders + corrupt) // 2 + 1}"
+        )
+
+
+def check_dropouts(config: MaskingConfig) -> None:
+    """t tolerates the declared dropouts: n - t on the complete graph, the surviving-neighbour
+    quantile on a Harary graph."""
+    declared = dropout_count(config.num_clients, config.dropout_fraction)
+    if config.graph == COMPLETE and declared > config.num_clients - config.threshold:
+        raise ConfigurationError(
+            f"threshold {config.threshold} tolerates {config.num_clients - config.threshold} dropouts, "
+            f"fewer than the {declared} declared (dropout_fraction {config.dropout_fraction})"
+        )
+    if config.graph == HARARY:
+        surviving = surviving_neighbour_quantile(config.num_clients, config.degree, config.dropout_fraction)
+        if config.threshold > surviving:
+            raise ConfigurationError(
+                f"threshold {config.threshold} exceeds the {surviving} neighbours that survive "
+                f"{declared} dropouts with probability 1 - 2^-20/n"
+            )
+
+
+def check_identities(config: MaskingConfig) -> None:
+    """Active mode: one Ed25519 identity key per client; semi-honest mode: none."""
+    if config.mode == SEMI_HONEST and config.identity_keys:
+        raise ConfigurationError("identity_keys are only used in active mode")
+    if config.mode == ACTIVE:
+        if len(config.identity_keys) != config.num_clients:
+            raise ConfigurationError(
+                f"active mode needs one Ed25519 identity key per client ({config.num_clients}), "
+                f"got {len(config.identity_keys)}"
+            )
+        if any(len(key) != PUBLIC_KEY_SIZE for key in config.identity_keys):
+            raise ConfigurationError(f"identity keys must be {PUBLIC_KEY_SIZE}-byte Ed25519 public keys")

@@ -1,0 +1,144 @@
+"""The server's last round, Unmasking: recover the secrets of the session and cancel the masks.
+
+From the survivors' responses the server reconstructs each survivor's self-mask
+seed and each dropped client's mask key (checked against its commitment or its
+public key, so one lying share holder among t + 1 is outvoted and named), then
+removes the self-masks and the pairwise masks of dropped clients from the masked
+sum: what remains is the exact ring sum of the survivors' inputs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import replace
+
+import numpy as np
+
+from secagg.errors import AuthenticationError, ThresholdError
+from secagg.masking.config import ACTIVE, MaskingConfig
+from secagg.masking.messages import UnmaskResponse
+from secagg.masking.server_state import (
+    ServerPhase,
+    ServerResult,
+    ServerState,
+    accept_messages,
+    dropout_report,
+)
+from secagg.masking.session import (
+    PAIR_MASK_LABEL,
+    SELF_MASK_LABEL,
+    pair_mask_seeds,
+    pair_mask_subtracts,
+    self_mask_commitment,
+)
+from secagg.primitives import prg, shamir
+from secagg.primitives.key_agreement import public_key_of
+from secagg.ring import RingVector
+
+__all__ = ["collect_unmask"]
+
+
+def collect_unmask(state: ServerState, inbound: Mapping[int, bytes]) -> tuple[ServerState, dict[int, bytes]]:
+    config = state.config
+    responders = frozenset(s.client for s in state.signers) if config.mode == ACTIVE else frozenset(state.survivors)
+    accepted, rejected = accept_messages(state, inbound, UnmaskResponse, responders)
+    survivors = frozenset(state.survivors)
+    self_mask_shares: dict[int, list[shamir.Share]] = {}
+    key_shares: dict[int, list[shamir.Share]] = {}
+    answered = set()
+    for client, message in accepted.items():
+        assert isinstance(message, UnmaskResponse)
+        held = state.delivered[client] + ((client,) if config.self_share else ())
+        # A responder may leave out a peer whose box it refused in round 2 (it holds
+        # nothing of that peer), never name a peer in the wrong list or one it was not sent.
+        # On the complete graph it also reveals its own seed share (it is a survivor).
+        if not {e.owner for e in message.self_mask_shares} <= {v for v in held if v in survivors} or not {
+            e.owner for e in message.mask_key_shares
+        } <= {v for v in held if v not in survivors}:
+            rejected.append((client, "UnmaskResponse: shares do not match the survivor set"))
+            continue
+        answered.add(client)
+        # A share value >= p is discarded alone (its holder recorded): the holder's
+        # other shares still count, so one bad share cannot void a whole response.
+        for what, entries, collected in (
+            ("self-mask seed", message.self_mask_shares, self_mask_shares),
+            ("mask key", message.mask_key_shares, key_shares),
+        ):
+            for entry in entries:
+                value = int.from_bytes(entry.share, "big")
+                if value >= shamir.PRIME:
+                    rejected.append((client, f"UnmaskResponse: client {client}'s share of client {entry.owner}'s "
+                                             f"{what} is >= p (not a field element); that share is discarded"))
+                    continue
+                collected.setdefault(entry.owner, []).append(shamir.Share(client, value))
+    assert state.masked_sum is not None
+    total = np.array(state.masked_sum, copy=True)
+    liars: set[int] = set()
+    try:
+        for owner in state.survivors:
+            shares = self_mask_shares.get(owner, [])
+            commitment = state.commitments[owner]
+            seed = _recover(config, shares, owner, "self-mask seed", self_mask_commitment, commitment, liars)
+            prg.add_expansion(total, seed, SELF_MASK_LABEL, subtract=True)
+        for owner in sorted(state.shared - survivors):
+            peers = [peer for peer in state.survivors if owner in state.delivered[peer]]
+            if peers:  # nobody masked with a client none of whose neighbours survived
+                shares = key_shares.get(owner, [])
+                mask_key = state.roster[owner].mask_key
+                private = _recover(config, shares, owner, "mask key", public_key_of, mask_key, liars)
+                _remove_pair_masks(state, total, owner, private, peers)
+    except ThresholdError as exc:
+        report = dropout_report(state, "Unmasking", frozenset(answered))
+        raise ThresholdError(f"{exc}; session aborted. {report}") from None
+    rejected += [(liar, "UnmaskResponse: a revealed share lies off its secret's polynomial") for liar in sorted(liars)]
+    result = ServerResult(aggregate=config.ring.reduce(total), included=survivors)
+    new_state = replace(state, phase=ServerPhase.DONE, result=result, rejected=state.rejected + tuple(rejected))
+    return new_state, {}
+
+
+def _recover(
+    config: MaskingConfig,
+    shares: list[shamir.Share],
+    owner: int,
+    what: str,
+    derive: Callable[[bytes], bytes],
+    expected: bytes,
+    liars: set[int],
+) -> bytes:
+    """Reconstruct ``owner``'s secret from t of ``shares``; accept it only if
+    ``derive(secret) == expected`` (its commitment, or its public key).
+
+    The first t shares by index are tried first (the honest case costs one
+    interpolation). If they fail, each leave-one-out subset is tried, so one lying
+    holder among at least t + 1 is outvoted; holders whose share lies off the
+    recovered polynomial are added to ``liars``.
+    """
+    t = config.threshold
+    if len(shares) < t:
+        raise ThresholdError(
+            f"server: cannot recover the {what} of client {owner}: {len(shares)} shares, threshold {t}"
+        )
+    ordered = sorted(shares, key=lambda share: share.index)
+    # Leaving out one of the first t (when a spare share exists) outvotes one liar.
+    retries = [(ordered[:skip] + ordered[skip + 1 :])[:t] for skip in range(t)] if len(ordered) > t else []
+    for attempt, basis in enumerate([ordered[:t], *retries]):
+        try:
+            secret = shamir.combine(basis, t)
+        except AuthenticationError:
+            continue
+        if derive(secret) == expected:
+            if attempt:  # only after a failure: name the holders whose shares lie off the polynomial
+                liars.update(s.index for s in ordered if shamir.interpolate(basis, s.index) != s.value)
+            return secret
+    raise AuthenticationError(
+        f"server: no {t} of the {len(ordered)} shares of client {owner}'s {what} reconstruct the committed value"
+    )
+
+
+def _remove_pair_masks(state: ServerState, total: RingVector, owner: int, private: bytes, peers: list[int]) -> None:
+    """Cancel the pairwise masks that the surviving ``peers`` shared with ``owner``,
+    a client that completed ShareKeys but whose masked input never arrived."""
+    seeds = pair_mask_seeds(private, [(p, state.roster[p].mask_key) for p in peers], state.session, owner)
+    for peer, seed in zip(peers, seeds, strict=True):
+        # The survivor added its mask if it has the smaller id; remove it with the opposite sign.
+        prg.add_expansion(total, seed, PAIR_MASK_LABEL, subtract=not pair_mask_subtracts(peer, owner))
