@@ -207,7 +207,9 @@ class DPAggregator:
     def sampling_clause(self) -> str:
         """Who takes part in a round: every patient, or Poisson sampling at the declared rate."""
         rate = self.config.sampling_rate
-        return "every patient in every round" if rate is None else f"patients Poisson-sampled at rate {rate:g} per round"
+        if rate is None:
+            return "every patient in every round"
+        return f"patients Poisson-sampled at rate {rate:g} per round"
 
     def coverage_clause(self) -> str:
         """How the noise is split and how many colluding or dropped hospitals it tolerates."""

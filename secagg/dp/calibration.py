@@ -62,17 +62,14 @@ offers no subsampling bound for a general zCDP event.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
-import itertools
-import logging
 import math
 from dataclasses import dataclass
 from fractions import Fraction
 from typing import Any
 
 from secagg._validate import check_fields, require_finite, require_instance, require_int
-from secagg.dp._backend import dp_accounting
-from secagg.dp.config import DPConfig
+from secagg.dp.composition import Preceding, composed_accountants, ddg_tau, ddg_zcdp_events, epsilon_after
+from secagg.dp.config import DPConfig, preceding_digest
 from secagg.errors import ConfigurationError, InsufficientNoiseError
 
 __all__ = [
@@ -102,101 +99,6 @@ def integer_sensitivity(l2_clip: float, scale: float, dimension: int) -> float:
     """``l2_clip * scale + sqrt(dimension)``, rounded up: the L2 sensitivity in quantization steps."""
     value = l2_clip * scale + math.sqrt(dimension)
     return math.nextafter(value * (1.0 + 1e-12), math.inf)
-
-
-def ddg_tau(variance: Fraction | float, summands: int) -> float:
-    """tau = 10 * sum_{k=1}^{n-1} exp(-2 pi^2 sigma^2 k / (k + 1)) for n summands of N_Z(0, sigma^2)."""
-    sigma2 = float(variance)
-    return 10.0 * math.fsum(math.exp(-2.0 * math.pi**2 * sigma2 * k / (k + 1)) for k in range(1, summands))
-
-
-def ddg_zcdp_events(variance: Fraction | float, summands: int, sensitivity: float, dimension: int) -> list[Any]:
-    """The per-round ``ZCDpEvent``\\ s of the sum of ``summands`` discrete Gaussians (module docstring)."""
-    dpa = dp_accounting()
-    scaled = sensitivity / math.sqrt(summands * float(variance))
-    tau = ddg_tau(variance, summands)
-    events = [dpa.ZCDpEvent(rho=scaled**2 / 2.0, xi=tau * dimension)]
-    if tau > 0.0:
-        events.append(dpa.ZCDpEvent(rho=(scaled + tau * math.sqrt(dimension)) ** 2 / 2.0))
-    return events
-
-
-def _round_events(config: DPConfig, variance: Fraction | float, sensitivity: float, dimension: int) -> list[Any]:
-    dpa = dp_accounting()
-    if config.sampling_rate is None:
-        return ddg_zcdp_events(variance, config.honest, sensitivity, dimension)
-    scaled = sensitivity / math.sqrt(config.honest * float(variance))
-    tau = ddg_tau(variance, config.honest)
-    gaussian = dpa.GaussianDpEvent(noise_multiplier=1.0 / (scaled + tau * math.sqrt(dimension)))
-    return [dpa.PoissonSampledDpEvent(config.sampling_rate, gaussian)]
-
-
-Preceding = tuple[tuple["NoisePlan", int], ...]
-"""Releases made before a plan's rounds, composed with them: (plan, number of aggregates released)."""
-
-PRECEDING_DIGEST_LABEL = b"secagg/v1/dp-preceding"
-
-
-def _composed(
-    config: DPConfig,
-    variance: Fraction | float,
-    sensitivity: float,
-    dimension: int,
-    rounds: int,
-    preceding: Preceding = (),
-) -> list[Any]:
-    """dp-accounting ``RdpAccountant``\\ s of the ``preceding`` releases followed by ``rounds`` rounds.
-
-    Every release has one or two valid per-aggregate events (module docstring); each
-    combination of one event per release is a valid account, so there is one accountant
-    per combination (at most four in practice) and any of them bounds the spend."""
-    dpa = dp_accounting()
-    choices = [
-        [dpa.SelfComposedDpEvent(event, count) for event in _round_events(p.config, p.variance, p.sensitivity, p.dimension)]
-        for p, count in preceding
-    ]
-    if rounds > 0:
-        choices.append(
-            [dpa.SelfComposedDpEvent(event, rounds) for event in _round_events(config, variance, sensitivity, dimension)]
-        )
-    accountants = []
-    # dp-accounting logs (through absl) every fractional RDP order it drops as not converged;
-    # dropping an order only loosens the bound, so the warnings are noise here.
-    absl = logging.getLogger("absl")
-    level = absl.level
-    absl.setLevel(logging.ERROR)
-    try:
-        for combination in itertools.product(*choices):
-            accountant = dpa.rdp.RdpAccountant()
-            for event in combination:
-                accountant.compose(event)
-            accountants.append(accountant)
-    finally:
-        absl.setLevel(level)
-    return accountants
-
-
-def _epsilon_after(
-    config: DPConfig,
-    variance: Fraction | float,
-    sensitivity: float,
-    dimension: int,
-    rounds: int,
-    preceding: Preceding = (),
-) -> float:
-    if rounds == 0 and not preceding:
-        return 0.0
-    accountants = _composed(config, variance, sensitivity, dimension, rounds, preceding)
-    return min(float(a.get_epsilon(config.delta)) for a in accountants)
-
-
-def preceding_digest(preceding: Preceding) -> bytes:
-    """SHA-256("secagg/v1/dp-preceding" || for each release: its plan's DP digest (32 bytes) ||
-    the number of aggregates released, 8 bytes big-endian): binds what a plan composes with."""
-    hasher = hashlib.sha256(PRECEDING_DIGEST_LABEL)
-    for plan, count in preceding:
-        hasher.update(plan.config.digest(plan) + count.to_bytes(8, "big"))
-    return hasher.digest()
 
 
 @dataclass(frozen=True)
@@ -266,7 +168,7 @@ class NoisePlan:
     def spent_after(self, rounds: int) -> tuple[float, float]:
         """The (epsilon, delta) spent once ``rounds`` aggregates have been released."""
         rounds = require_int("rounds", rounds, 0, None)
-        spent = _epsilon_after(self.config, self.variance, self.sensitivity, self.dimension, rounds, self.preceding)
+        spent = epsilon_after(self.config, self.variance, self.sensitivity, self.dimension, rounds, self.preceding)
         return spent, self.config.delta
 
     def composed_accountants(self, rounds: int) -> list[Any]:
@@ -274,7 +176,9 @@ class NoisePlan:
         composed, one per valid bound; any of them is a valid account, so report the smallest
         epsilon (or delta) among them."""
         rounds = require_int("rounds", rounds, 0, None)
-        return _composed(self.config, self.variance, self.sensitivity, self.dimension, rounds, self.preceding)
+        return composed_accountants(
+            self.config, self.variance, self.sensitivity, self.dimension, rounds, self.preceding
+        )
 
     def schedule(self) -> tuple[tuple[float, float], ...]:
         """The predicted (epsilon, delta) after each planned round, 1..config.rounds."""
@@ -284,7 +188,7 @@ class NoisePlan:
 def _meets(
     config: DPConfig, variance: Fraction | float, sensitivity: float, dimension: int, preceding: Preceding = ()
 ) -> bool:
-    return _epsilon_after(config, variance, sensitivity, dimension, config.rounds, preceding) <= config.epsilon
+    return epsilon_after(config, variance, sensitivity, dimension, config.rounds, preceding) <= config.epsilon
 
 
 def _search(config: DPConfig, sensitivity: float, dimension: int, preceding: Preceding = ()) -> float:
@@ -350,7 +254,7 @@ def calibrate(
     _check_preceding(preceding)
     sensitivity = integer_sensitivity(config.l2_clip, scale, dimension)
     if preceding:
-        already = _epsilon_after(config, float(MAX_VARIANCE), sensitivity, dimension, 0, preceding)
+        already = epsilon_after(config, float(MAX_VARIANCE), sensitivity, dimension, 0, preceding)
         if already >= config.epsilon:
             raise ConfigurationError(
                 f"the preceding releases already spend epsilon = {already:.6g} at delta = {config.delta:g}, "

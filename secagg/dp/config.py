@@ -30,6 +30,7 @@ __all__ = [
     "MAX_ROUNDS",
     "MECHANISM_DDG",
     "DPConfig",
+    "preceding_digest",
     "variance_parameters",
 ]
 
@@ -124,8 +125,6 @@ class DPConfig:
             params["secagg.dp.dimension"] = plan.dimension
             params["secagg.dp.sensitivity"] = plan.sensitivity
             if plan.preceding:
-                from secagg.dp.calibration import preceding_digest  # calibration imports this module
-
                 params["secagg.dp.preceding"] = preceding_digest(plan.preceding)
         return params
 
@@ -145,3 +144,15 @@ def variance_parameters(variance: Fraction) -> dict[str, Parameter]:
     if variance.numerator > INT64_MAX or variance.denominator > INT64_MAX:
         raise ConfigurationError(f"the noise variance {variance} does not fit 64-bit numerator and denominator")
     return {"secagg.dp.variance_num": variance.numerator, "secagg.dp.variance_den": variance.denominator}
+
+
+PRECEDING_DIGEST_LABEL = b"secagg/v1/dp-preceding"
+
+
+def preceding_digest(preceding: tuple[tuple[NoisePlan, int], ...]) -> bytes:
+    """SHA-256("secagg/v1/dp-preceding" || for each release: its plan's DP digest (32 bytes) ||
+    the number of aggregates released, 8 bytes big-endian): binds what a plan composes with."""
+    hasher = hashlib.sha256(PRECEDING_DIGEST_LABEL)
+    for plan, count in preceding:
+        hasher.update(plan.config.digest(plan) + count.to_bytes(8, "big"))
+    return hasher.digest()
