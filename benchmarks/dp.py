@@ -176,7 +176,7 @@ def _accuracy_row(dataset: str, epsilon: float | None, options: Mapping[str, Any
         "server_momentum": None if epsilon is None else settings.server_momentum,
         "feature_scaling": "standardised (secure moments)"
         if epsilon is None
-        else f"noised moments ({DEFAULT_MOMENTS_SHARE:g} of epsilon, delta / 2)",
+        else f"noised moments (calibrated at {DEFAULT_MOMENTS_SHARE:g} of epsilon; one Renyi account with training)",
     }
     metrics: dict[str, Any] = {
         "accuracy_mean": statistics.fmean(accuracies),
@@ -221,8 +221,10 @@ def _notes(options: Mapping[str, Any]) -> list[str]:
         f"(per-example clip, Poisson sampling if a rate is set), delta = {DEFAULT_DELTA:g}, noise sized for "
         "h = n - 1 honest hospitals; 'no DP' is the ordinary demo (local epochs)",
         f"with DP the features are standardised from a noised moments release (fl_core/dp_moments.py): "
-        f"per-feature sums of x and x^2 of features clipped to declared public ranges, discrete Gaussian "
-        f"noise from every hospital, charged {DEFAULT_MOMENTS_SHARE:g} x epsilon and delta / 2 (training gets "
-        "the rest, basic composition; the epsilon spent is the total); no data-dependent statistic reaches the "
-        "server un-noised; 'no DP' standardises with a secure (un-noised) sum of per-feature moments",
+        f"per-feature sums of x and x^2 of features clipped to declared public ranges (each patient's (x, x^2) "
+        f"clipped in L2), discrete Gaussian noise from every hospital, calibrated as a "
+        f"({DEFAULT_MOMENTS_SHARE:g} x epsilon, delta) release; the training rounds are calibrated after it in "
+        "one Renyi account, so the release and the rounds together spend (epsilon, delta) (the epsilon spent "
+        "is the total); no data-dependent statistic reaches the server un-noised; 'no DP' standardises with a "
+        "secure (un-noised) sum of per-feature moments",
     ]
