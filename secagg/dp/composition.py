@@ -62,6 +62,7 @@ def round_events(config: DPConfig, variance: Fraction | float, sensitivity: floa
 Preceding = tuple[tuple["NoisePlan", int], ...]
 """Releases made before a plan's rounds, composed with them: (plan, number of aggregates released)."""
 
+
 def _composed_events(
     config: DPConfig, variance: Fraction | float, sensitivity: float, dimension: int, count: int
 ) -> list[Any]:
@@ -112,6 +113,7 @@ def epsilon_after(
     rounds: int,
     preceding: Preceding = (),
 ) -> float:
+    """The epsilon (at ``config.delta``) spent by the ``preceding`` releases and ``rounds`` rounds."""
     if rounds == 0 and not preceding:
         return 0.0
     accountants = composed_accountants(config, variance, sensitivity, dimension, rounds, preceding)
