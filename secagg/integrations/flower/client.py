@@ -69,7 +69,7 @@ from secagg.integrations.flower._node import (
 )
 from secagg.integrations.flower.clipping import encode_segmented, node_table, parse_table
 from secagg.integrations.flower.compression import check_compressed_model, check_entries, keep_residual, node_update
-from secagg.integrations.flower.dp import node_encoding, node_plan, read_dp
+from secagg.integrations.flower.dp import check_unmasked_sums, node_encoding, node_plan, read_dp
 from secagg.integrations.flower.policy import NodePolicy
 from secagg.integrations.flower.protocol import (
     DOWNLINK,
@@ -182,7 +182,10 @@ def _setup(
     guarantee = masking.guarantee
     settings.policy.check_round(masking.num_clients, guarantee, quantization)
     settings.policy.check_masking(masking.threshold, guarantee)
-    _check_encoding(setup, settings.policy)
+    plan = _check_encoding(setup, settings.policy)
+    if plan is not None:
+        # Every sum the server can unmask must hold the h honest noise shares the plan is sized for.
+        check_unmasked_sums(plan, masking)
     if masking.mode == ACTIVE:
         if identity is None:
             raise ConfigurationError("an active-mode round, but this node has no identity key")
