@@ -251,3 +251,23 @@ def test_the_server_built_active_round_passes_every_node_and_completes(tmp_path:
     report = secure.reports[0]
     assert report.skipped_reason is None and report.included == frozenset(SIX), report.errors
     assert set(audit.of_round(1)) == set(SIX)
+
+
+def test_the_server_skips_a_later_round_whose_nodes_would_refuse_its_plan(tmp_path: Path) -> None:
+    # Prepare: the plan is fixed at the first DP round (six active nodes: h = 3); one node leaves
+    # after it, and a round of five active nodes unmasks sums of t = 4 inputs, c = 2 of them
+    # colluders': 2 < 3
+    audit = Audit()
+    grid = FakeGrid(_six_apps(tmp_path, audit))
+    secure = SecAggGrid(grid, SecAggOptions(mode=ACTIVE, protocol="secagg", stage_timeout=5.0, dp=DP))
+    grid.get_node_ids = lambda: [n for n in sorted(grid.apps) if not secure.reports or n != SIX[-1]]  # type: ignore[method-assign]
+    # Execute
+    run(secure, rounds=2)
+    # Assert: the second round is skipped before any setup is sent or any budget charged, with the node's reason
+    first, later = secure.reports
+    assert first.skipped_reason is None, first.errors
+    assert later.skipped_reason is not None and "fewer than the h = 3 honest ones" in later.skipped_reason
+    setups = [m.metadata.group_id for m in grid.sent if read_stage(m.content)[0] == SETUP]
+    assert setups == [setups[0]] * len(SIX)
+    assert secure.dp is not None and secure.dp.accountant is not None
+    assert secure.dp.accountant.spent()[0] == pytest.approx(first.epsilon_spent)
