@@ -9,8 +9,10 @@ every message before the app's handlers:
   masking and quantization settings safe by this node's own checks, at least
   ``min_nodes`` nodes and a threshold of at least ``min_threshold``; in active
   mode every identity key in the configuration on the federation's trusted
-  list, no key twice, and its own key at its own protocol id), draws fresh
-  keys and answers with its public keys (signed in active mode);
+  list, no key twice, and its own key at its own protocol id; in a DP round
+  the noise plan, and that every sum the server can unmask holds the plan's h
+  honest noise shares, :func:`~secagg.integrations.flower.dp.check_unmasked_sums`),
+  draws fresh keys and answers with its public keys (signed in active mode);
 - ``share-keys``, ``consistency-check``, ``unmask``: one step of the masking
   protocol (:func:`secagg.masking.client_step`); the protocol state between
   stages lives in ``context.state`` (it holds private keys and never leaves

@@ -5,8 +5,7 @@ With ``SecAggOptions(dp=DPConfig(...))`` every masking round is a DP round, and 
 
 - **Server, before anything is sent** (:class:`DPRounds`): at the first DP round it
   calibrates the distributed discrete Gaussian for the round's n nodes and
-  ``h = n - c - d`` (the colluders and the dropouts the round's guarantee
-  tolerates; ``DPConfig.min_honest`` if lower) and the model's dimension, and opens the
+  ``h = n - c - d`` (``DPConfig.min_honest`` if lower) and the model's dimension, and opens the
   accountant (state file ``dp_state_file``, optional). Every round: a round with fewer
   than h nodes is skipped; a round that would exceed the budget is refused (skipped, and
   every later one too); otherwise the round is charged to the accountant *before* the
@@ -14,7 +13,12 @@ With ``SecAggOptions(dp=DPConfig(...))`` every masking round is a DP round, and 
   (:meth:`DPConfig.descriptor_parameters` of the plan: epsilon, delta, rounds, l2 clip,
   sampling rate, h, sigma^2 exactly, dimension, sensitivity) travel in
   :attr:`RoundSetup.dp` (:attr:`PaillierSetup.dp`) and enter the round's descriptor, so a
-  split fails the round. In a Paillier round h is the honest uploads in the smallest sum a
+  split fails the round. In a masking round h is the honest inputs in the smallest sum the
+  server can unmask (:func:`unmasked_sums`: t inputs on the complete graph, t + 1 on a
+  Harary graph, less the colluders among them; on the complete graph that is the guarantee's
+  ``n - c - d``), which every node checks (:func:`check_unmasked_sums`) at setup, before it
+  trains or sends anything; the server skips a later round (the plan is fixed at the first)
+  whose configuration fails that check. In a Paillier round h is the honest uploads in the smallest sum a
   key-share holder decrypts: ``min_contributors`` less the colluders c the round's
   guarantee tolerates (:func:`decrypted_sums`), which every node checks
   (:func:`check_decrypted_sums`) before it encrypts.
