@@ -5,7 +5,8 @@ With ``SecAggOptions(dp=DPConfig(...))`` every masking round is a DP round, and 
 
 - **Server, before anything is sent** (:class:`DPRounds`): at the first DP round it
   calibrates the distributed discrete Gaussian for the round's n nodes and
-  ``h = n - c - d`` (``DPConfig.min_honest`` if lower) and the model's dimension, and opens the
+  h, the honest contributions in the smallest sum the round can release (below;
+  ``DPConfig.min_honest`` if lower), and the model's dimension, and opens the
   accountant (state file ``dp_state_file``, optional). Every round: a round with fewer
   than h nodes is skipped; a round that would exceed the budget is refused (skipped, and
   every later one too); otherwise the round is charged to the accountant *before* the
