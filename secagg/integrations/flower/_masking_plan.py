@@ -13,7 +13,7 @@ from secagg.encoding import QuantizationConfig
 from secagg.integrations.flower._grid import TrainingBatch
 from secagg.integrations.flower.clipping import check_table, encoded_length, layout_table
 from secagg.integrations.flower.compression import RoundCompression
-from secagg.integrations.flower.dp import DPRounds, dp_parameters
+from secagg.integrations.flower.dp import DPRounds, check_unmasked_sums, dp_parameters, unmasked_sums
 from secagg.integrations.flower.protocol import RoundSetup, round_context
 from secagg.masking import ACTIVE, MaskingConfig, ServerState
 from secagg.segments import SegmentTable
@@ -79,9 +79,12 @@ class MaskingPlan:
             packed = b"" if compression is None else compression.parameters()
             extra = {"segments": table.describe(), "compression": packed}
         else:
-            guarantee = options.masking(len(nodes), size, keys, ring_bits=64).guarantee
-            plan, quantization = dp.plan_round(len(nodes), size, guarantee, options.max_weight, options.ring_bits)
+            sums = unmasked_sums(options.masking(len(nodes), size, keys, ring_bits=64))
+            plan, quantization = dp.plan_round(len(nodes), size, sums, options.max_weight, options.ring_bits)
             masking = options.masking(len(nodes), size, keys, ring_bits=quantization.ring_bits)
+            # The nodes refuse a round whose smallest unmasked sum holds fewer than h honest inputs
+            # (the plan is fixed at the first DP round; a later round may have other nodes): skip it here.
+            check_unmasked_sums(plan, masking)
             extra = {"dp": dp_parameters(plan)}
         setup = RoundSetup.create(
             batch.server_round, nodes, masking, quantization, options.weight_key, batch.digest, run_id,

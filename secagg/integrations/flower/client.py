@@ -9,8 +9,10 @@ every message before the app's handlers:
   masking and quantization settings safe by this node's own checks, at least
   ``min_nodes`` nodes and a threshold of at least ``min_threshold``; in active
   mode every identity key in the configuration on the federation's trusted
-  list, no key twice, and its own key at its own protocol id), draws fresh
-  keys and answers with its public keys (signed in active mode);
+  list, no key twice, and its own key at its own protocol id; in a DP round
+  the noise plan, and that every sum the server can unmask holds the plan's h
+  honest noise shares, :func:`~secagg.integrations.flower.dp.check_unmasked_sums`),
+  draws fresh keys and answers with its public keys (signed in active mode);
 - ``share-keys``, ``consistency-check``, ``unmask``: one step of the masking
   protocol (:func:`secagg.masking.client_step`); the protocol state between
   stages lives in ``context.state`` (it holds private keys and never leaves
@@ -69,7 +71,7 @@ from secagg.integrations.flower._node import (
 )
 from secagg.integrations.flower.clipping import encode_segmented, node_table, parse_table
 from secagg.integrations.flower.compression import check_compressed_model, check_entries, keep_residual, node_update
-from secagg.integrations.flower.dp import node_encoding, node_plan, read_dp
+from secagg.integrations.flower.dp import check_unmasked_sums, node_encoding, node_plan, read_dp
 from secagg.integrations.flower.policy import NodePolicy
 from secagg.integrations.flower.protocol import (
     DOWNLINK,
@@ -182,7 +184,10 @@ def _setup(
     guarantee = masking.guarantee
     settings.policy.check_round(masking.num_clients, guarantee, quantization)
     settings.policy.check_masking(masking.threshold, guarantee)
-    _check_encoding(setup, settings.policy)
+    plan = _check_encoding(setup, settings.policy)
+    if plan is not None:
+        # Every sum the server can unmask must hold the h honest noise shares the plan is sized for.
+        check_unmasked_sums(plan, masking)
     if masking.mode == ACTIVE:
         if identity is None:
             raise ConfigurationError("an active-mode round, but this node has no identity key")

@@ -5,8 +5,8 @@ With ``SecAggOptions(dp=DPConfig(...))`` every masking round is a DP round, and 
 
 - **Server, before anything is sent** (:class:`DPRounds`): at the first DP round it
   calibrates the distributed discrete Gaussian for the round's n nodes and
-  ``h = n - c - d`` (the colluders and the dropouts the round's guarantee
-  tolerates; ``DPConfig.min_honest`` if lower) and the model's dimension, and opens the
+  h, the honest contributions in the smallest sum the round can release (below;
+  ``DPConfig.min_honest`` if lower), and the model's dimension, and opens the
   accountant (state file ``dp_state_file``, optional). Every round: a round with fewer
   than h nodes is skipped; a round that would exceed the budget is refused (skipped, and
   every later one too); otherwise the round is charged to the accountant *before* the
@@ -14,7 +14,12 @@ With ``SecAggOptions(dp=DPConfig(...))`` every masking round is a DP round, and 
   (:meth:`DPConfig.descriptor_parameters` of the plan: epsilon, delta, rounds, l2 clip,
   sampling rate, h, sigma^2 exactly, dimension, sensitivity) travel in
   :attr:`RoundSetup.dp` (:attr:`PaillierSetup.dp`) and enter the round's descriptor, so a
-  split fails the round. In a Paillier round h is the honest uploads in the smallest sum a
+  split fails the round. In a masking round h is the honest inputs in the smallest sum the
+  server can unmask (:func:`unmasked_sums`: t inputs on the complete graph, t + 1 on a
+  Harary graph, less the colluders among them; on the complete graph that is the guarantee's
+  ``n - c - d``), which every node checks (:func:`check_unmasked_sums`) at setup, before it
+  trains or sends anything; the server skips a later round (the plan is fixed at the first)
+  whose configuration fails that check. In a Paillier round h is the honest uploads in the smallest sum a
   key-share holder decrypts: ``min_contributors`` less the colluders c the round's
   guarantee tolerates (:func:`decrypted_sums`), which every node checks
   (:func:`check_decrypted_sums`) before it encrypts.
@@ -58,6 +63,7 @@ from secagg.errors import (
 )
 from secagg.guarantee import Guarantee
 from secagg.integrations.flower.policy import NodePolicy
+from secagg.masking import MaskingConfig
 from secagg.paillier import ThresholdPublicKey
 from secagg.paillier.protocol import paillier_guarantee
 
@@ -66,6 +72,7 @@ __all__ = [
     "check_decrypted_sums",
     "check_dp_options",
     "check_dp_policy",
+    "check_unmasked_sums",
     "decode_noised",
     "decrypted_sums",
     "dp_parameters",
@@ -74,6 +81,7 @@ __all__ = [
     "node_plan",
     "noise_multiplier",
     "read_dp",
+    "unmasked_sums",
 ]
 
 LOGGER = logging.getLogger("secagg.flower")
@@ -104,6 +112,49 @@ def check_decrypted_sums(plan: NoisePlan, min_contributors: int, guarantee: Guar
             f"the round decrypts sums of {min_contributors} uploads, up to {guarantee.colluders} of them "
             f"colluders': fewer than the h = {plan.honest} honest ones its noise is sized for; "
             "under-noised setup refused"
+        )
+
+
+def unmasked_sums(masking: MaskingConfig) -> Guarantee:
+    """The guarantee h is computed from in a masking round: the fewest inputs a sum the server can
+    unmask holds (``m``) and the most colluders among them (``c``), as ``Guarantee(c, n - m)``, so
+    that ``h = n - c - (n - m) = m - c``.
+
+    - Complete graph (SecAgg): ``m = t``. A client unmasks only for a survivor list of at least t
+      clients (itself included), and t of them suffice: each survivor's self-mask seed has t
+      holders among them, the survivor's own share included (:attr:`MaskingConfig.self_share`).
+      ``c`` is the colluders of :attr:`MaskingConfig.guarantee` (computed from t, n and the mode),
+      so ``m - c = n - c - d`` with the guarantee's ``d = n - t``.
+    - Harary graph (SecAgg+): ``m = t + 1``. There is no self-held share: every survivor's seed
+      needs t shares from neighbours answering at Unmasking, and only survivors answer, so a
+      released sum holds a survivor and t of its neighbours, however many of the others dropped
+      (the declared d bounds what the round survives, not what it may release). ``c`` is
+      :attr:`MaskingConfig.corrupt_neighbours` (fewer than t colluders in a neighbourhood, except
+      with probability 2^-40): an honest survivor in the sum has at least ``t - c`` honest
+      neighbours there too, so a sum holds ``t + 1 - c`` honest inputs or none.
+    """
+    n, t, guarantee = masking.num_clients, masking.threshold, masking.guarantee
+    if masking.self_share:
+        return Guarantee(guarantee.colluders, n - t, guarantee.lying_server)
+    return Guarantee(
+        masking.corrupt_neighbours, n - t - 1, guarantee.lying_server,
+        privacy_failure_bits=guarantee.privacy_failure_bits,
+    )  # fmt: skip
+
+
+def check_unmasked_sums(plan: NoisePlan, masking: MaskingConfig) -> None:
+    """ConfigurationError unless every sum a masking round's server can unmask holds the plan's h
+    honest noise shares: ``m - c >= h`` with ``m`` and ``c`` as :func:`unmasked_sums` derives them
+    from the round's own configuration (threshold, graph, mode). A masking node checks it before it
+    trains or sends anything."""
+    sums = unmasked_sums(masking)
+    fewest = masking.num_clients - sums.dropouts
+    if fewest - sums.colluders < plan.honest:
+        graph = "own seed share counted" if masking.self_share else "a survivor and t of its neighbours"
+        raise ConfigurationError(
+            f"the round ({masking.graph} graph, {masking.mode}, t = {masking.threshold}) unmasks sums of "
+            f"{fewest} inputs ({graph}), up to {sums.colluders} of them colluders': fewer than the "
+            f"h = {plan.honest} honest ones its noise is sized for; under-noised setup refused"
         )
 
 
