@@ -281,7 +281,9 @@ class SecAggGrid(SecureGrid):
             if skip is not None:
                 raise ConfigurationError(skip)
         except ConfigurationError as exc:
-            # Only nodes lost in the identify stage can make a validated setting infeasible here.
+            # A validated setting becomes infeasible here only through nodes lost in the identify
+            # stage, a DP plan (fixed at the first round) its nodes' sums no longer hold h honest
+            # inputs for, or the budget.
             LOGGER.warning("secure round %d skipped: %s", batch.server_round, exc)
             self.reports.append(batch.report(started, dropped, errors, reason=str(exc), node_ids=sampled))
             return None
