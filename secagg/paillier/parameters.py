@@ -122,12 +122,16 @@ class SessionParameters:
     @cached_property
     def session_id(self) -> bytes:
         """SHA-256(``"secagg/v1/paillier-session"`` || key fingerprint || u8 value_bits ||
-        u32 layout clients || u8 slot bits || u32 length || u32 min_contributors || context ||
-        descriptor || u32 roster size || per roster client in roster order: u32 id || identity key)."""
+        u64 offset || u64 value_max || u32 layout clients || u8 slot bits || u32 length ||
+        u32 min_contributors || context || descriptor || u32 roster size || per roster client in
+        roster order: u32 id || identity key). The offset and value_max fix the value range
+        (bit range or ``[-B, B]``, :class:`~secagg.paillier.packing.SlotLayout`)."""
         digest = hashlib.sha256(
             SESSION_LABEL
             + self.public.fingerprint
             + self.layout.value_bits.to_bytes(1, "big")
+            + self.layout.offset.to_bytes(8, "big")
+            + self.layout.value_max.to_bytes(8, "big")
             + self.layout.num_clients.to_bytes(4, "big")
             + self.layout.width.to_bytes(1, "big")
             + self.vector_length.to_bytes(4, "big")
