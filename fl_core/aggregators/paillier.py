@@ -62,7 +62,7 @@ from secagg.paillier import (
     deal_threshold_key,
 )
 from secagg.paillier.keys import MAX_KEY_BITS, key_policy
-from secagg.paillier.packing import MAX_SLOT_BITS, MAX_VALUE_BITS
+from secagg.paillier.packing import MAX_SLOT_BITS, MAX_VALUE_BITS, minimal_slot_bits
 from secagg.paillier.protocol import paillier_guarantee
 from secagg.primitives.randomness import RandomBytes, system_random
 from secagg.primitives.signing import SigningKey
@@ -111,11 +111,15 @@ def value_bits(config: QuantizationConfig) -> int:
 def packing_layout(config: QuantizationConfig, num_parties: int, key_bits: int) -> tuple[SlotLayout, bool]:
     """The slot layout of ``config``'s weighted values for ``num_parties`` summands under a
     ``key_bits``-bit key, and whether values are split into two :data:`LIMB_BITS` limbs (values
-    too wide for one slot). Needs no key: a byte budget sizes ciphertexts with it before the
-    key ceremony (:mod:`fl_core.budget`)."""
-    bits = value_bits(config)
-    split = bits > MAX_VALUE_BITS or bits + (num_parties - 1).bit_length() + 1 > MAX_SLOT_BITS
-    return SlotLayout(LIMB_BITS + 1 if split else bits, num_parties, key_bits), split
+    too wide for one slot). Unsplit values ``|w q| <= max_weight * qmax`` use the bounded range
+    (offset exactly ``max_weight * qmax``, slot ``bitlen(2 N max_weight qmax) + 1`` bits: one more
+    than the smallest narrow ring); limbs use the 33-bit bit range. Needs no key: a byte budget
+    sizes ciphertexts with it before the key ceremony (:mod:`fl_core.budget`)."""
+    bound = config.max_weight * config.qmax
+    split = value_bits(config) > MAX_VALUE_BITS or minimal_slot_bits(2 * bound, num_parties) > MAX_SLOT_BITS
+    if split:
+        return SlotLayout(LIMB_BITS + 1, num_parties, key_bits), True
+    return SlotLayout.bounded(bound, num_parties, key_bits), False
 
 
 def ciphertext_bytes(key_bits: int) -> int:

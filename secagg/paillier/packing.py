@@ -1,30 +1,47 @@
 """Packing many quantized values into one Paillier plaintext (after BatchCrypt, ATC 2020).
 
 A plaintext is cut into ``slots_per_plaintext`` slots of ``slot_bits`` bits,
-slot 0 in the least significant bits. A signed value v with
-``-2^(b-1) <= v < 2^(b-1)`` (b = ``value_bits``) is stored with an offset,
-``u = v + 2^(b-1)``, so ``0 <= u <= 2^b - 1``. Adding the plaintexts of k
-clients adds slot by slot, and no slot carries into the next as long as every
-slot sum stays below ``2^slot_bits``. The layout guarantees that for up to
-``num_clients`` summands with room to spare::
+slot 0 in the least significant bits. A signed value v in
+``[value_min, value_max] = [-offset, value_max]`` is stored as ``u = v + offset``,
+so ``0 <= u <= span = offset + value_max``. Two ranges exist:
 
-    slot_bits = value_bits + headroom_bits + 1 (guard bit)
-    headroom_bits = ceil(log2(num_clients))
-    k * (2^b - 1) < 2^(b + headroom_bits) = 2^(slot_bits - 1)    for k <= num_clients
+* the *bit range* of b-bit values (b = ``value_bits``, no ``value_bound``):
+  ``[-2^(b-1), 2^(b-1) - 1]``, offset ``2^(b-1)``, span ``2^b - 1``;
+* the *bounded range* of values with ``|v| <= B`` (``value_bound`` B, with
+  ``value_bits = bitlen(B) + 1``): ``[-B, B]``, offset B, span 2B. Weighted
+  encodings (``|w q| <= W q``) use it with B = W q: the offset is exactly the
+  bound, not B rounded up to a power of two.
 
-so an honest sum never sets a slot's top (guard) bit. Decoding subtracts
-``k * 2^(b-1)`` and raises :class:`~secagg.errors.OverflowDetectedError` when a
-slot is above ``k * (2^b - 1)``, a guard bit is set, a padding slot is not zero,
-or the plaintext has bits above the last slot: each means more or larger
-summands than declared, so the output would otherwise be garbage.
+Adding the plaintexts of k clients adds slot by slot, and no slot carries into
+the next as long as every slot sum stays below ``2^slot_bits``. The minimal
+layout guarantees that with one guard bit::
+
+    slot_bits = bitlen(num_clients * span) + 1
+    k * span <= num_clients * span < 2^(slot_bits - 1)    for k <= num_clients
+
+so an honest sum never sets a slot's top (guard) bit, and even 2 * num_clients
+in-range summands (below ``2^slot_bits``) never carry into the next slot: a
+slot holds their exact sum. Decoding subtracts ``k * offset`` and raises
+:class:`~secagg.errors.OverflowDetectedError` when a slot is above
+``k * span``, a guard bit is set, a padding slot is not zero, or the plaintext
+has bits above the last slot: each means more or larger summands than
+declared, so the output would otherwise be garbage. (A summand at
+``value_min`` adds 0 to a slot, so extra summands that all sit at the bottom of
+the range are invisible to any check: they add nothing.)
+
+For the bounded range, ``bitlen(2 N B) = bitlen(N B) + 1``, so a slot is
+exactly one bit wider than the smallest narrow ring that holds the signed sum
+(``N B <= 2^(r-1) - 1``, :func:`secagg.encoding.smallest_ring_bits`): r + 1.
+For the bit range the formula gives the historical
+``b + ceil(log2(num_clients)) + 1`` whenever ``b >= ceil(log2(num_clients))``.
 
 The slots fill at most ``key_bits - 1`` bits, so every plaintext and every sum
 of at most ``num_clients`` of them is below 2^(key_bits - 1) <= n: no reduction
 mod n ever happens.
 
 Worked example (docs/paillier.md): 16-bit values, 10 clients, 2048-bit key ->
-headroom 4, slot 21 bits, 97 slots (2037 bits) per plaintext, and a 512-byte
-ciphertext carries 97 values: 5.28 bytes per value.
+slot 21 bits, 97 slots (2037 bits) per plaintext, and a 512-byte ciphertext
+carries 97 values: 5.28 bytes per value.
 
 Packing and unpacking are vectorised: values become 64-bit words, then bits
 (numpy ``unpackbits``), are regrouped into slot-width rows and packed back into
@@ -44,7 +61,7 @@ from secagg._validate import check_fields, is_int, require_instance, require_int
 from secagg.errors import ConfigurationError, ConfigurationTypeError, EncodeError, OverflowDetectedError
 from secagg.paillier.keys import MAX_KEY_BITS
 
-__all__ = ["MAX_CLIENTS", "MAX_SLOT_BITS", "MAX_VALUE_BITS", "SlotLayout", "pack", "unpack"]
+__all__ = ["MAX_CLIENTS", "MAX_SLOT_BITS", "MAX_VALUE_BITS", "SlotLayout", "minimal_slot_bits", "pack", "unpack"]
 
 MAX_VALUE_BITS = 48
 """Widest value accepted (values travel as int64 on the way in)."""
@@ -53,55 +70,64 @@ MAX_SLOT_BITS = 64
 """Widest slot: slot sums are decoded as uint64 words."""
 
 MAX_CLIENTS = 1 << 15
+"""Most summands a layout is declared for."""
 
 MAX_VALUES = (1 << 32) - 1
 """Longest vector a layout packs (the wire format's u32 length)."""
-"""Most summands a layout is declared for."""
 
 IntArray = npt.NDArray[np.int64]
 
 
-def _headroom_bits(num_clients: int) -> int:
-    """ceil(log2(num_clients)): bits a sum of num_clients values needs beyond one value."""
-    return (num_clients - 1).bit_length()
+def minimal_slot_bits(span: int, num_clients: int) -> int:
+    """bitlen(num_clients * span) + 1: the exact sum of num_clients slot contents in [0, span], plus a guard bit."""
+    return (num_clients * span).bit_length() + 1
 
 
 @dataclass(frozen=True)
 class SlotLayout:
-    """Where values sit in a plaintext, computed from (value_bits, num_clients, key_bits).
+    """Where values sit in a plaintext, computed from (value_bits, num_clients, key_bits, value_bound).
 
     Attributes:
-        value_bits: b, bits of one signed value (range ``[-2^(b-1), 2^(b-1) - 1]``).
+        value_bits: b, bits of one signed value (int64 words on the way in).
         num_clients: most plaintexts that will be summed before decoding.
         key_bits: bits of the modulus n.
         slot_bits: bits per slot; ``None`` (the default) computes the minimum
-            ``b + ceil(log2(num_clients)) + 1``. A smaller explicit value is
+            ``bitlen(num_clients * span) + 1``. A smaller explicit value is
             refused: such a layout could carry between slots.
+        value_bound: ``None`` for the bit range ``[-2^(b-1), 2^(b-1) - 1]``;
+            else B >= 1, the range is ``[-B, B]`` with offset B, and
+            ``value_bits`` must be ``bitlen(B) + 1``.
     """
 
     value_bits: int
     num_clients: int
     key_bits: int
     slot_bits: int | None = None
+    value_bound: int | None = None
 
     def __post_init__(self) -> None:
-        check_fields(self, ints=("value_bits", "num_clients", "key_bits"), optional_ints=("slot_bits",))
+        check_fields(self, ints=("value_bits", "num_clients", "key_bits"), optional_ints=("slot_bits", "value_bound"))
         if not 2 <= self.key_bits <= MAX_KEY_BITS:
             raise ConfigurationError(f"slot layout: key_bits must be in 2..{MAX_KEY_BITS}, got {self.key_bits}")
         if not 2 <= self.value_bits <= MAX_VALUE_BITS:
             raise ConfigurationError(f"slot layout: value_bits must be in 2..{MAX_VALUE_BITS}, got {self.value_bits}")
         if not 1 <= self.num_clients <= MAX_CLIENTS:
             raise ConfigurationError(f"slot layout: num_clients must be in 1..{MAX_CLIENTS}, got {self.num_clients}")
-        required = self.value_bits + _headroom_bits(self.num_clients) + 1
+        if self.value_bound is not None and (
+            self.value_bound < 1 or self.value_bound.bit_length() + 1 != self.value_bits
+        ):
+            raise ConfigurationError(
+                f"slot layout: value_bound must be at least 1 with value_bits = bitlen(value_bound) + 1, got "
+                f"value_bound {self.value_bound} with value_bits {self.value_bits}"
+            )
+        required = self.minimal_width
         if self.slot_bits is None:
             object.__setattr__(self, "slot_bits", required)
-        elif isinstance(self.slot_bits, bool) or not isinstance(self.slot_bits, int):
-            raise ConfigurationError(f"slot layout: slot_bits must be an int, got {self.slot_bits!r}")
         elif self.slot_bits < required:
             raise ConfigurationError(
-                f"slot layout could carry between slots: {self.num_clients} summands of {self.value_bits}-bit "
-                f"values need {required} bits per slot ({self.value_bits} value + "
-                f"{_headroom_bits(self.num_clients)} headroom + 1 guard), got {self.slot_bits}"
+                f"slot layout could carry between slots: {self.num_clients} summands of values in "
+                f"[{self.value_min}, {self.value_max}] need {required} bits per slot "
+                f"(bitlen({self.num_clients} x {self.span}) + 1 guard), got {self.slot_bits}"
             )
         if self.width > MAX_SLOT_BITS:
             raise ConfigurationError(f"slot layout: {self.width}-bit slots exceed {MAX_SLOT_BITS} bits")
@@ -110,6 +136,12 @@ class SlotLayout:
                 f"slot layout: a {self.key_bits}-bit key cannot hold one {self.width}-bit slot"
             )
 
+    @classmethod
+    def bounded(cls, value_bound: int, num_clients: int, key_bits: int, slot_bits: int | None = None) -> SlotLayout:
+        """The layout of values with ``|v| <= value_bound`` (offset exactly ``value_bound``)."""
+        bound = require_int("value_bound", value_bound, 1, (1 << (MAX_VALUE_BITS - 1)) - 1)
+        return cls(bound.bit_length() + 1, num_clients, key_bits, slot_bits, bound)
+
     @property
     def width(self) -> int:
         """Bits per slot (``slot_bits`` after defaulting)."""
@@ -117,24 +149,35 @@ class SlotLayout:
         return self.slot_bits
 
     @property
+    def minimal_width(self) -> int:
+        """bitlen(num_clients * span) + 1: the narrowest slot that holds an honest sum and a guard bit."""
+        return minimal_slot_bits(self.span, self.num_clients)
+
+    @property
     def headroom_bits(self) -> int:
-        """ceil(log2(num_clients))."""
-        return _headroom_bits(self.num_clients)
+        """Bits an honest sum needs beyond value_bits: ``minimal_width - 1 - value_bits``
+        (ceil(log2(num_clients)) for the bit range when value_bits >= that; at most that for a bound)."""
+        return self.minimal_width - 1 - self.value_bits
 
     @property
     def offset(self) -> int:
-        """2^(b-1), added to every value so that slots hold non-negative numbers."""
-        return 1 << (self.value_bits - 1)
+        """Added to every value so that slots hold non-negative numbers: value_bound, else 2^(b-1)."""
+        return self.value_bound if self.value_bound is not None else 1 << (self.value_bits - 1)
 
     @property
     def value_min(self) -> int:
-        """Smallest packable value, -2^(b-1)."""
+        """Smallest packable value, -offset."""
         return -self.offset
 
     @property
     def value_max(self) -> int:
-        """Largest packable value, 2^(b-1) - 1."""
-        return self.offset - 1
+        """Largest packable value: value_bound, else 2^(b-1) - 1."""
+        return self.value_bound if self.value_bound is not None else self.offset - 1
+
+    @property
+    def span(self) -> int:
+        """Largest slot content of one summand, offset + value_max: 2B, else 2^b - 1."""
+        return self.offset + self.value_max
 
     @property
     def slots_per_plaintext(self) -> int:
@@ -157,12 +200,18 @@ class SlotLayout:
         return -(-length // self.slots_per_plaintext)
 
     def max_slot_sum(self, num_summands: int) -> int:
-        """Largest honest slot sum of ``num_summands`` plaintexts: k * (2^b - 1)."""
+        """Largest honest slot sum of ``num_summands`` plaintexts: k * span."""
         require_int("num_summands", num_summands, 1, self.num_clients)
-        return num_summands * ((1 << self.value_bits) - 1)
+        return num_summands * self.span
 
     def describe(self) -> str:
         """One line for logs and docs."""
+        if self.value_bound is not None:
+            return (
+                f"values in [-{self.value_bound}, {self.value_bound}], {self.num_clients} clients: {self.width}-bit "
+                f"slots (bitlen({self.num_clients} x {self.span}) + 1 guard), "
+                f"{self.slots_per_plaintext} slots per {self.key_bits}-bit plaintext"
+            )
         return (
             f"{self.value_bits}-bit values, {self.num_clients} clients: {self.width}-bit slots "
             f"({self.value_bits} value + {self.headroom_bits} headroom + 1 guard), "
@@ -182,7 +231,7 @@ def pack(values: npt.ArrayLike, layout: SlotLayout) -> list[int]:
         raise EncodeError("values to pack must be a one-dimensional integer array")
     if array.size and (int(array.min()) < layout.value_min or int(array.max()) > layout.value_max):
         raise EncodeError(
-            f"values must lie in [{layout.value_min}, {layout.value_max}] for {layout.value_bits}-bit slots, "
+            f"values must lie in [{layout.value_min}, {layout.value_max}] for this slot layout, "
             f"got [{int(array.min())}, {int(array.max())}]"
         )
     count = layout.num_plaintexts(array.shape[0])
@@ -240,7 +289,7 @@ def unpack(plaintexts: list[Any], layout: SlotLayout, length: int, num_summands:
         position = int(np.argmax(sums > bound))
         raise OverflowDetectedError(
             f"slot {position} holds {int(sums[position])}, more than {num_summands} summands of "
-            f"{layout.value_bits}-bit values can reach ({bound})"
+            f"values in [{layout.value_min}, {layout.value_max}] can reach ({bound})"
         )
     result: IntArray = sums.astype(np.int64) - np.int64(num_summands * layout.offset)
     return result

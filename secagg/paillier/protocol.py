@@ -37,17 +37,13 @@ uploads made under different setups never meet in one aggregate.
 
 from __future__ import annotations
 
-import hashlib
-from dataclasses import dataclass
-from functools import cached_property
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
 from secagg import wire
-from secagg._validate import check_fields, require_bytes, require_instance, require_int, require_sequence
-from secagg.descriptor import DESCRIPTOR_DIGEST_SIZE, NO_DESCRIPTOR
+from secagg._validate import require_instance, require_int
 from secagg.errors import (
     AuthenticationError,
     ConfigurationError,
@@ -56,186 +52,26 @@ from secagg.errors import (
     ReplayError,
     ThresholdError,
 )
-from secagg.guarantee import Guarantee
 from secagg.paillier._compute import IN_PROCESS, Workers
 from secagg.paillier.encryption import Encryptor, Obfuscation, add_ciphertext_vectors
-from secagg.paillier.keys import KeyShare, PrivateKey, ThresholdPublicKey
+from secagg.paillier.keys import KeyShare, PrivateKey
 from secagg.paillier.messages import (
-    SESSION_ID_SIZE,
     DecryptionRequest,
     EncryptedVector,
     PartialDecryption,
     aggregate_digest,
     upload_payload,
 )
-from secagg.paillier.packing import MAX_VALUES, SlotLayout, pack, unpack
+from secagg.paillier.packing import pack, unpack
+from secagg.paillier.parameters import SessionParameters, check_upload, paillier_guarantee
 from secagg.paillier.proofs import batch, batch_seed, prove, verify
 from secagg.paillier.threshold import combine_partials, partial_decrypt, single_key_partial_decrypt
 from secagg.primitives.randomness import RandomBytes, system_random
-from secagg.primitives.signing import PUBLIC_KEY_SIZE, SigningKey
-from secagg.primitives.signing import verify as verify_signature
+from secagg.primitives.signing import SigningKey
 
 __all__ = ["Client", "DecryptingParty", "Server", "SessionParameters", "paillier_guarantee"]
 
-SESSION_LABEL = b"secagg/v1/paillier-session"
-MAX_CLIENT_ID = (1 << 32) - 1
-
 IntArray = npt.NDArray[np.int64]
-
-
-@dataclass(frozen=True)
-class SessionParameters:
-    """What every party of one session agrees on before it starts (all public).
-
-    Attributes:
-        public: the threshold public key (t = l = 1 for the single-key mode).
-        layout: the packing layout; its ``key_bits`` must be the key's size and
-            its ``num_clients`` at least the roster's size.
-        vector_length: values per client vector.
-        roster: ids (u32) of the clients allowed to upload, distinct.
-        min_contributors: fewest uploads a party agrees to decrypt the sum of
-            (at least 2: one upload would be decrypted alone).
-        identity_keys: the enrolled Ed25519 identity public key of each roster
-            client, in roster order, distinct: every upload must carry its
-            client's signature.
-        context: 32 bytes naming the round (e.g. a hash of model and round number).
-        descriptor: the digest of the application's
-            :class:`~secagg.descriptor.SessionDescriptor` (quantization, layout,
-            model, round, training parameters).
-    """
-
-    public: ThresholdPublicKey
-    layout: SlotLayout
-    vector_length: int
-    roster: tuple[int, ...]
-    min_contributors: int
-    identity_keys: tuple[bytes, ...]
-    context: bytes = bytes(32)
-    descriptor: bytes = NO_DESCRIPTOR
-
-    def __post_init__(self) -> None:
-        check_fields(self, ints=("vector_length", "min_contributors"))
-        require_int("vector_length", self.vector_length, 1, MAX_VALUES)
-        require_sequence("roster", self.roster)
-        require_sequence("identity_keys", self.identity_keys)
-        require_bytes("session context", self.context)
-        if not isinstance(self.public, ThresholdPublicKey) or not isinstance(self.layout, SlotLayout):
-            raise ConfigurationError("session parameters need a ThresholdPublicKey and a SlotLayout")
-        if self.layout.key_bits != self.public.key.key_bits:
-            raise ConfigurationError(
-                f"layout is for {self.layout.key_bits}-bit keys but the key has {self.public.key.key_bits} bits"
-            )
-        if isinstance(self.vector_length, bool) or not isinstance(self.vector_length, int) or self.vector_length < 1:
-            raise ConfigurationError(f"vector_length must be a positive int, got {self.vector_length!r}")
-        roster = tuple(self.roster)
-        if not roster or len(set(roster)) != len(roster):
-            raise ConfigurationError("roster must list at least one client, each once")
-        if any(isinstance(c, bool) or not isinstance(c, int) or not 0 <= c <= MAX_CLIENT_ID for c in roster):
-            raise ConfigurationError("client ids in the roster must be u32 ints")
-        if len(roster) > self.layout.num_clients:
-            raise ConfigurationError(
-                f"roster of {len(roster)} clients exceeds the {self.layout.num_clients} summands the layout allows"
-            )
-        if not 2 <= self.min_contributors <= len(roster):
-            raise ConfigurationError(
-                f"min_contributors must be in 2..{len(roster)} (one upload would be decrypted alone), "
-                f"got {self.min_contributors}"
-            )
-        if self.public.num_parties > 1 and self.public.threshold < 2:
-            raise ConfigurationError("a threshold key needs t >= 2: with t = 1 any one share holder decrypts alone")
-        if not isinstance(self.context, bytes) or len(self.context) != 32:
-            raise ConfigurationError("session context must be 32 bytes")
-        if not isinstance(self.descriptor, bytes) or len(self.descriptor) != DESCRIPTOR_DIGEST_SIZE:
-            raise ConfigurationError(f"descriptor must be a {DESCRIPTOR_DIGEST_SIZE}-byte digest")
-        keys = tuple(self.identity_keys)
-        if len(keys) != len(roster) or any(not isinstance(k, bytes) or len(k) != PUBLIC_KEY_SIZE for k in keys):
-            raise ConfigurationError(
-                f"identity_keys must hold one {PUBLIC_KEY_SIZE}-byte Ed25519 key per roster client ({len(roster)})"
-            )
-        if len(set(keys)) != len(keys):
-            raise ConfigurationError("identity_keys must be distinct: one enrolled hospital per roster client")
-        object.__setattr__(self, "roster", roster)
-        object.__setattr__(self, "identity_keys", keys)
-
-    def identity_key(self, client: int) -> bytes:
-        """The enrolled identity key of roster client ``client``."""
-        return self.identity_keys[self.roster.index(client)]
-
-    @property
-    def guarantee(self) -> Guarantee:
-        """What this session guarantees (:func:`paillier_guarantee`)."""
-        return paillier_guarantee(self.public, len(self.roster), self.min_contributors)
-
-    @cached_property
-    def session_id(self) -> bytes:
-        """SHA-256(``"secagg/v1/paillier-session"`` || key fingerprint || u8 value_bits ||
-        u32 layout clients || u8 slot bits || u32 length || u32 min_contributors || context ||
-        descriptor || u32 roster size || per roster client in roster order: u32 id || identity key)."""
-        digest = hashlib.sha256(
-            SESSION_LABEL
-            + self.public.fingerprint
-            + self.layout.value_bits.to_bytes(1, "big")
-            + self.layout.num_clients.to_bytes(4, "big")
-            + self.layout.width.to_bytes(1, "big")
-            + self.vector_length.to_bytes(4, "big")
-            + self.min_contributors.to_bytes(4, "big")
-            + self.context
-            + self.descriptor
-            + len(self.roster).to_bytes(4, "big")
-        )
-        for client, key in zip(self.roster, self.identity_keys, strict=True):
-            digest.update(client.to_bytes(4, "big") + key)
-        result = digest.digest()
-        assert len(result) == SESSION_ID_SIZE
-        return result
-
-    @property
-    def num_ciphertexts(self) -> int:
-        """Ciphertexts per client vector."""
-        return self.layout.num_plaintexts(self.vector_length)
-
-    @property
-    def upload_data_bytes(self) -> int:
-        """Bytes of ciphertext data in one upload."""
-        return self.num_ciphertexts * self.public.key.ciphertext_bytes
-
-
-def paillier_guarantee(public: ThresholdPublicKey, num_clients: int, min_contributors: int) -> Guarantee:
-    """Private against a lying server plus c = min(t - 1, min_contributors - 2) colluding
-    hospitals (min_contributors - 2 in single-key mode, whose key holder must not collude);
-    completes while at least min_contributors of ``num_clients`` upload and t share holders decrypt."""
-    colluders = min_contributors - 2
-    dropouts = num_clients - min_contributors
-    if public.num_parties > 1:
-        colluders = min(colluders, public.threshold - 1)
-        dropouts = min(dropouts, public.num_parties - public.threshold)
-    return Guarantee(colluders, dropouts, lying_server=True)
-
-
-def _check_upload(params: SessionParameters, upload: EncryptedVector, who: str) -> list[Any]:
-    """The ciphertexts of ``upload`` after every session check; ProtocolError/DecodeError naming ``who``."""
-    if not isinstance(upload, EncryptedVector):
-        raise ProtocolError(f"{who}: expected an EncryptedVector, got {type(upload).__name__}")
-    if upload.session_id != params.session_id:
-        raise ProtocolError(f"{who}: upload of client {upload.client} belongs to another session")
-    if upload.client not in params.roster:
-        raise ProtocolError(f"{who}: client {upload.client} is not in the session's roster")
-    if upload.length != params.vector_length:
-        raise ProtocolError(
-            f"{who}: upload of client {upload.client} has {upload.length} values, expected {params.vector_length}"
-        )
-    if len(upload.ciphertexts) != params.upload_data_bytes:
-        raise DecodeError(
-            f"{who}: upload of client {upload.client} has {len(upload.ciphertexts)} bytes of ciphertexts, "
-            f"expected {params.upload_data_bytes}"
-        )
-    try:
-        verify_signature(params.identity_key(upload.client), upload.signature, upload.payload)
-    except (AuthenticationError, DecodeError) as exc:
-        raise AuthenticationError(
-            f"{who}: upload in the name of client {upload.client} carries no valid signature of its identity key"
-        ) from exc
-    return params.public.key.parse_ciphertexts(upload.ciphertexts, f"{who}: upload of client {upload.client}")
 
 
 class Client:
@@ -331,7 +167,7 @@ class Server:
         message = wire.decode(upload, EncryptedVector) if isinstance(upload, (bytes, bytearray)) else upload
         if self.closed:
             raise ProtocolError(f"server: upload of client {getattr(message, 'client', '?')} arrived after closing")
-        ciphertexts = _check_upload(self.params, message, "server")
+        ciphertexts = check_upload(self.params, message, "server")
         if message.client in self._uploads:
             raise ReplayError(f"server: client {message.client} uploaded twice")
         self._uploads[message.client] = message
@@ -479,7 +315,7 @@ class DecryptingParty:
             if self._answer.aggregate_digest == digest:
                 return self._answer
             raise ReplayError(f"{who}: already answered a different aggregate in this session")
-        vectors = [_check_upload(self.params, upload, who) for upload in message.uploads]
+        vectors = [check_upload(self.params, upload, who) for upload in message.uploads]
         aggregate = add_ciphertext_vectors(self.params.public.key, vectors, self.workers)
         if isinstance(self._secret, KeyShare):
             values = partial_decrypt(self._secret, aggregate, self.workers, constant_time=self._constant_time)

@@ -44,6 +44,8 @@ SESSION_NOTES = {
     "PartyWrongSigner": "A request with an upload signed by another enrolled hospital than its client "
     "(step: party, AuthenticationError).",
     "Unsorted": "A request whose uploads are not in client order: accepted; the digest sorts them.",
+    "BoundedRange": "The same session with the layout's value_bound 127 (values in [-127, 127], offset 127): "
+    "another session id, since the id binds the layout's offset and value_max.",
 }
 SESSION_ROSTER = (1, 2, 3)
 
@@ -69,7 +71,8 @@ def _session_params(group: Json) -> SessionParameters:
     public = wire.decode(from_hex(group["publicKey"]), ThresholdPublicKey)
     seeds = [from_hex(seed) for seed in group["identitySeeds"]]
     return SessionParameters(
-        public=public, layout=SlotLayout(group["valueBits"], group["layoutClients"], public.key.key_bits),
+        public=public, layout=SlotLayout(group["valueBits"], group["layoutClients"], public.key.key_bits,
+                                         value_bound=group.get("valueBound")),
         vector_length=group["vectorLength"], roster=tuple(group["roster"]), min_contributors=group["minContributors"],
         identity_keys=tuple(_key_from_seed(seed).public for seed in seeds),
         context=from_hex(group["context"]), descriptor=from_hex(group["descriptor"]))
@@ -126,6 +129,7 @@ def generate_paillier_session() -> Json:
                            uploads[3], signature=identities[2].sign(uploads[3].payload))).hex()],
                        ownUpload=enc[1], error="AuthenticationError")]
     group["tests"] = tests
+    bounded = _bounded_session(group, identities)
     return vector_file(
         algorithm="secagg-paillier-session",
         schema="paillier_session_test_schema.json",
@@ -134,8 +138,26 @@ def generate_paillier_session() -> Json:
                 "signed over upload_payload; what the server and a decrypting party accept and refuse.",
                 "128-bit insecure test key (2-of-3); party 1 holds keyShare1 and uploaded as client 1."],
         notes=SESSION_NOTES,
-        groups=[group],
+        groups=[group, bounded],
     )
+
+
+def _bounded_session(base: Json, identities: dict[int, SigningKey]) -> Json:
+    """The first group's session with value_bound 127: three signed uploads, party 1 answers."""
+    group: Json = {key: value for key, value in base.items() if key != "tests"}
+    group["valueBound"] = 127
+    with insecure_key_sizes_for_testing():
+        params = _session_params(group)
+        uploads = {client: Client(params, client, identities[client],
+                                  random_bytes=deterministic(f"bindings/upload/bounded/{client}"))
+                   .upload([client, -client, -127, 127]) for client in SESSION_ROSTER}
+    enc = [wire.encode(uploads[c]).hex() for c in SESSION_ROSTER]
+    group["tests"] = [test_case("value_bound 127: three signed uploads, party 1 answers",
+                                ["SessionId", "SignedUpload", "BoundedRange"], "valid", step="party", uploads=enc,
+                                ownUpload=enc[0], sessionId=params.session_id.hex(),
+                                payloads=[uploads[c].payload.hex() for c in SESSION_ROSTER],
+                                aggregateDigest=_aggregate(group, enc, enc[0]))]
+    return group
 
 
 def _aggregate(group: Json, uploads: list[str], own: str) -> str:

@@ -8,6 +8,7 @@ import pytest
 from fl_core.aggregators import Aggregator, ClientUpdate, DropoutStage, WeightedQuantizer, make_aggregator
 from fl_core.aggregators.paillier import PaillierAggregator
 from fl_core.aggregators.plain import QuantizedPlainAggregator
+from secagg.encoding import smallest_ring_bits
 from secagg.errors import ConfigurationError
 from secagg.primitives.randomness import InsecureDeterministicRandom
 
@@ -97,3 +98,25 @@ def test_small_keys_need_the_insecure_option() -> None:
     quantizer = WeightedQuantizer.create(3)
     with pytest.raises(ConfigurationError, match="below the minimum"):
         PaillierAggregator(quantizer, key_bits=1024)
+
+
+@pytest.mark.filterwarnings("ignore:paillier. insecure_small_key")
+@pytest.mark.filterwarnings("ignore::secagg.segments.ClippingWarning")
+def test_weighted_slots_are_one_bit_above_the_ring_and_exact_at_the_extremes() -> None:
+    # Prepare: weighted FedAvg, max_samples_per_client = 5000; every hospital at the weight bound
+    # with every coordinate clipped to +clip or -clip, so every encoding is +W q or -W q
+    quantizer = WeightedQuantizer.create(5, clip=0.5, bits=16, max_samples_per_client=5000)
+    paillier, plain = _aggregators(quantizer)
+    assert isinstance(paillier, PaillierAggregator) and not paillier.split
+    config = quantizer.config
+    assert paillier.layout.width == smallest_ring_bits(16, 5, 5000) + 1 == 32
+    assert paillier.layout.offset == config.max_weight * config.qmax
+    signs = np.where(np.arange(40) % 3 == 0, -1.0, 1.0)
+    updates = [ClientUpdate(c, signs * 9.0, 5000) for c in range(5)]
+    # Execute
+    secure = paillier.aggregate(updates, {}, rng=np.random.default_rng(2))
+    reference = plain.aggregate(updates, {}, rng=np.random.default_rng(2))
+    # Assert
+    assert secure.mean is not None and reference.mean is not None
+    np.testing.assert_array_equal(secure.mean, reference.mean)
+    np.testing.assert_array_equal(secure.mean, signs * 0.5)

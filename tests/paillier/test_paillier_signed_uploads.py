@@ -7,12 +7,14 @@ answer; with one colluding holder the server decrypted the victim's update.
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 
 from fl_core.aggregators import make_aggregator
 from secagg import wire
-from secagg.errors import AuthenticationError, ConfigurationError
+from secagg.errors import AuthenticationError, ConfigurationError, ProtocolError
 from secagg.paillier import (
     Client,
     DecryptingParty,
@@ -122,3 +124,16 @@ def test_session_parameters_refuse_a_single_contributor_and_a_1_of_l_key(
 def test_fl_core_paillier_aggregator_refuses_degenerate_thresholds(options: dict[str, int]) -> None:
     with pytest.raises(ConfigurationError):
         make_aggregator("paillier", num_clients=5, insecure_small_key=True, **options)
+
+
+def test_the_value_range_is_bound_in_the_session_id(material_2_of_5: ThresholdKeyMaterial) -> None:
+    # Prepare: the same session with the bit range [-2^15, 2^15 - 1] and the bounded range
+    # [-32767, 32767] (both 16 value bits, same slot width): only offset and value_max differ
+    params = _params(material_2_of_5)
+    bounded = dataclasses.replace(params, layout=SlotLayout.bounded(32767, 5, material_2_of_5.public.key.key_bits))
+    assert (bounded.layout.value_bits, bounded.layout.width) == (params.layout.value_bits, params.layout.width)
+    upload = Client(bounded, 1, IDENTITIES[1]).upload(np.full(LENGTH, -32767))
+    # Execute / Assert: distinct session ids; the bit-range server refuses the bounded upload
+    assert bounded.session_id != params.session_id
+    with pytest.raises(ProtocolError, match="another session"):
+        Server(params).receive_upload(upload)
