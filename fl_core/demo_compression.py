@@ -26,7 +26,7 @@ from fl_core.compression import CompressionConfig, SparseAggregator, protected_u
 from fl_core.rotated import RotatedAggregator
 
 if TYPE_CHECKING:
-    from fl_core.demo import DemoConfig, DemoReport
+    from fl_core.demo_config import DemoConfig, DemoReport
 
 __all__ = ["budget_choice", "compression_lines", "compression_summary", "training_aggregator"]
 

@@ -1,0 +1,91 @@
+"""The demo's DP setup: how a DP run scales the features and builds its training aggregator,
+and the DP lines of its report (the guarantee and budget spent, the noise per step).
+
+With DP the un-noised moments round never runs: the features are standardised from a
+noised moments release charged to the budget (:mod:`fl_core.dp_moments`) or scaled from
+declared public ranges (:func:`fl_core.public_scaling.public_scaler`).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+
+import numpy as np
+
+from fl_core.aggregators.base import Aggregator
+from fl_core.data import Federation
+from fl_core.demo_config import DemoConfig
+from fl_core.dp import DPAggregator
+from fl_core.dp_moments import MomentsChargedAggregator, moments_dp_config, release_moments
+from fl_core.dp_presets import DP_TRAINING, default_min_honest, dp_config
+from fl_core.dp_training import public_denominator
+from fl_core.public_scaling import public_scaler
+from secagg.errors import ConfigurationError
+
+__all__ = ["AggregatorFactory", "dp_setup", "noise_std", "privacy_line"]
+
+
+AggregatorFactory = Callable[..., Aggregator]
+"""``(name, config, **options) -> Aggregator``: builds the demo's aggregator ``name`` for
+``config`` with extra options (:func:`fl_core.demo._aggregator`)."""
+
+
+def dp_setup(
+    config: DemoConfig, federation: Federation, name: str, aggregator: AggregatorFactory, dimension: int,
+    rng: np.random.Generator,
+) -> tuple[Federation, Aggregator]:
+    """DP mode's scaling and training aggregator for a model of ``dimension`` parameters
+    (see :func:`fl_core.demo._setup`); ``rng`` draws the noised moments release."""
+    assert config.dp_epsilon is not None
+    if config.dp_scaling == "public-ranges":
+        dp = dp_config(config.dataset, config.dp_epsilon, rounds=config.rounds, hospitals=config.hospitals,
+                       delta=config.dp_delta)  # fmt: skip
+        updates = aggregator(
+            name, config, dp=dp, dimension=dimension, max_samples_per_client=config.max_samples_per_client
+        )
+        return federation.standardised(public_scaler(config.dataset, federation.num_features)), updates
+    moments_dp = moments_dp_config(
+        config.dp_moments_share * config.dp_epsilon, config.dp_delta, federation.num_features,
+        default_min_honest(config.hospitals), DP_TRAINING[config.dataset].moments_clip_share,
+    )  # fmt: skip
+    moments = aggregator(
+        name, config, dp=moments_dp, dimension=2 * federation.num_features,
+        max_samples_per_client=config.max_samples_per_client,
+    )  # fmt: skip
+    release = release_moments(
+        config.dataset, federation.clients, moments, config.dp_moments_share, rng,
+    )  # fmt: skip
+    # The training rounds compose with the moments release in one Renyi account: the total
+    # budget is (dp_epsilon, dp_delta) for both (fl_core.dp_moments, "Accounting").
+    dp = dp_config(config.dataset, config.dp_epsilon, rounds=config.rounds, hospitals=config.hospitals,
+                   delta=config.dp_delta)  # fmt: skip
+    training = aggregator(
+        name, config, dp=dp, dimension=dimension, max_samples_per_client=config.max_samples_per_client,
+        preceding=((release.aggregator.plan, 1),),
+    )  # fmt: skip
+    if not isinstance(training, DPAggregator):
+        raise ConfigurationError("DP training needs a DPAggregator")
+    updates = MomentsChargedAggregator(training, release)
+    return federation.standardised(release.standardiser), updates
+
+
+def noise_std(aggregator: Aggregator, federation: Federation) -> float | None:
+    """Noise std per coordinate of one step's mean clipped gradient, in units of the clip (DP only)."""
+    if not isinstance(aggregator, DPAggregator):
+        return None
+    plan, config = aggregator.plan, aggregator.config
+    denominator = public_denominator([c.num_samples for c in federation.clients], config)
+    total = math.sqrt(plan.num_clients * float(plan.variance))
+    return total / (plan.scale * denominator * config.l2_clip)
+
+
+def privacy_line(aggregator: Aggregator) -> str:
+    """The DP guarantee and the budget spent, or "" without DP."""
+    if not isinstance(aggregator, DPAggregator):
+        return ""
+    epsilon, delta = aggregator.spent()
+    return (
+        f"{aggregator.guarantee()}; spent epsilon = {epsilon:.3f} at delta = {delta:g} "
+        f"in {aggregator.accountant.num_releases} released rounds"
+    )
