@@ -90,7 +90,8 @@ class DemoConfig:
         rotate: every hospital rotates its update by the round's public random rotation
             before quantizing; the server rotates the mean back (:mod:`fl_core.rotated`).
         dp_scaling: with DP, ``"noised-moments"`` (standardise from a noised moments release
-            charged ``dp_moments_share`` of epsilon, :mod:`fl_core.dp_moments`) or
+            calibrated at ``dp_moments_share`` of epsilon, in one Renyi account with the
+            rounds, :mod:`fl_core.dp_moments`) or
             ``"public-ranges"`` (:mod:`fl_core.public_scaling`, nothing released).
     """
 
