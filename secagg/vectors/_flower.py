@@ -6,7 +6,9 @@
 - a model's arrays -> the float64 vector, the layout description and the digest;
 - the update encoding ``(w * q(delta), w)`` and its decoding (inputs on the
   quantization grid, so stochastic rounding is exact whatever its randomness);
-- identity announcements: the signed payload and its checks.
+- identity announcements: the signed payload and its checks;
+- a Paillier setup's packing layout (bounded range, B = max_weight * qmax) and values
+  packed at +-B (:mod:`secagg.vectors._flower_layout`).
 """
 
 from __future__ import annotations
@@ -38,6 +40,7 @@ from secagg.rotation import Rotation
 from secagg.segments import Segment, SegmentTable
 from secagg.sparsity import Subset
 from secagg.vectors._check import equal, expect_error, is_valid
+from secagg.vectors._flower_layout import LAYOUT_NOTES, layout_group
 from secagg.vectors._format import Json, from_hex, ring_to_hex, test_case, vector_file
 from secagg.vectors._suite import Suite, deterministic, register
 from secagg.vectors._wire import WIRE_NOTES, envelope, wire_group
@@ -45,6 +48,7 @@ from secagg.vectors._wire import WIRE_NOTES, envelope, wire_group
 __all__ = ["SUITES"]
 
 NOTES = {
+    **LAYOUT_NOTES,
     **{key: WIRE_NOTES[key] for key in ("SemiHonest", "Active", "Truncated", "TrailingData", "NotSorted")},
     "BadUtf8": "A weight key that is not UTF-8 (DecodeError).",
     "BadCount": "A count that contradicts another field (DecodeError).",
@@ -250,6 +254,11 @@ def _binding_group() -> Json:
     return {"type": "FlowerBindingTest", "tests": tests}
 
 
+def _layout_group() -> Json:
+    _, _, paillier = _setup_messages()
+    return layout_group(paillier, _paillier_dp(paillier))
+
+
 def generate_flower() -> Json:
     """flower_messages.json: the Flower adapter's wire messages, round mapping, arrays and encoding."""
     return vector_file(
@@ -259,13 +268,15 @@ def generate_flower() -> Json:
             "The Flower adapter (docs/spec.md, last section): wire encodings of RoundSetup, PaillierSetup,",
             "IdentityAnnouncement and PaillierUpload; node id -> protocol id and the round context; a model's",
             "arrays -> float64 vector, layout description and digest; the update encoding (w * q(delta), w) and",
-            "its decoding; identity announcements. Encoding inputs lie on the quantization grid (clip 127/64,",
+            "its decoding; identity announcements; a Paillier setup's packing layout (docs/spec.md 15.6) with",
+            "values packed at +-B. Encoding inputs lie on the quantization grid (clip 127/64,",
             "8 bits: scale 64), so stochastic rounding is exact whatever its randomness.",
         ],
         notes=NOTES,
         groups=[*_wire_groups(), _round_group(), _arrays_group(), _encoding_group(), _identity_group(),
                 _binding_group(), wire_group(RoundSetup, [("SecAgg+ round sending a rotated subset",
-                                                           ["SemiHonest", "Compressed"], _compressed_setup())], [])],
+                                                           ["SemiHonest", "Compressed"], _compressed_setup())], []),
+                _layout_group()],
     )
 
 

@@ -4,6 +4,8 @@
 The setup fixes the federation's key, the roster with its identity keys, the
 packing layout and the quantization, and binds the session to the run, the round
 and the model as :class:`~secagg.integrations.flower.protocol.RoundSetup` does.
+:func:`paillier_layout` is the round's packing layout, which the server and every
+node derive from the setup's quantization and node count alone.
 Re-exported by :mod:`secagg.integrations.flower.protocol`.
 """
 
@@ -26,16 +28,35 @@ from secagg.integrations.flower._round_binding import (
     protocol_id_of,
     round_descriptor,
 )
-from secagg.integrations.flower._update_codec import packed_value_bits
 from secagg.paillier.keys import ThresholdPublicKey
 from secagg.paillier.messages import EncryptedVector
 from secagg.paillier.packing import MAX_CLIENTS as MAX_PACKED_CLIENTS
-from secagg.paillier.packing import SlotLayout
+from secagg.paillier.packing import MAX_VALUE_BITS, SlotLayout
 from secagg.paillier.protocol import SessionParameters
 from secagg.primitives.signing import PUBLIC_KEY_SIZE
 from secagg.wire import U8, U16, U32, U64, FixedBytes, ListOf, Struct, VarBytes, wire_field
 
-__all__ = ["PaillierSetup", "PaillierUpload"]
+__all__ = ["PaillierSetup", "PaillierUpload", "paillier_layout"]
+
+
+def paillier_layout(quantization: QuantizationConfig, num_nodes: int, key_bits: int) -> SlotLayout:
+    """The packing layout of a Flower Paillier round of ``num_nodes`` nodes: the bounded range
+    ``[-B, B]`` with ``B = max_weight * qmax`` (offset exactly B; slot ``bitlen(2 n B) + 1`` bits,
+    one above the smallest narrow ring of the quantization).
+
+    B covers every coordinate a node encodes: ``|w q| <= max_weight * qmax``, a clipped count
+    ``0 <= c_s <= length_s <= max_weight * qmax`` (the clip table's check), the weight
+    ``1 <= w <= max_weight``, and in a DP round (``max_weight`` 1) ``|round(x scale) + noise| <=
+    qmax``; packing refuses any value beyond it. ConfigurationError if B needs more than
+    :data:`~secagg.paillier.packing.MAX_VALUE_BITS` bits or slots could carry or not fit the key.
+    """
+    bound = quantization.max_weight * quantization.qmax
+    if bound.bit_length() + 1 > MAX_VALUE_BITS:
+        raise ConfigurationError(
+            f"packed values up to max_weight * qmax = {bound} need {bound.bit_length() + 1} bits, above the "
+            f"packing limit of {MAX_VALUE_BITS}: lower bits or max_weight"
+        )
+    return SlotLayout.bounded(bound, num_nodes, key_bits)
 
 
 @dataclass(frozen=True)
@@ -164,8 +185,9 @@ class PaillierSetup(wire.Message):
         return self.weight_key.decode("utf-8")
 
     def layout(self, key_bits: int) -> SlotLayout:
-        """The packing layout for this round's nodes; ConfigurationError if sums could carry between slots."""
-        return SlotLayout(packed_value_bits(self.quantization), len(self.node_ids), key_bits)
+        """The packing layout for this round's nodes (:func:`paillier_layout` of the setup's
+        quantization); ConfigurationError if sums could carry between slots."""
+        return paillier_layout(self.quantization, len(self.node_ids), key_bits)
 
     def descriptor(self, run_id: int) -> SessionDescriptor:
         """The round's session descriptor (as :meth:`RoundSetup.descriptor`, DP parameters included)."""

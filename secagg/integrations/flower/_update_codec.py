@@ -1,8 +1,8 @@
 """A node's update as integers: ``(w * q(delta), w)`` encoded, and the sum decoded.
 
 :func:`encode_integers` is one node's contribution before any ring or packing;
-:func:`encode_update` puts it in the masking ring, :func:`packed_value_bits` sizes it
-for Paillier packing; :func:`decode_sum` / :func:`decode_integers` turn the sum of
+:func:`encode_update` puts it in the masking ring, :func:`packed_value_bits` gives its
+bits in Paillier packing; :func:`decode_sum` / :func:`decode_integers` turn the sum of
 ``n`` encodings back into the weighted mean and the weight total, refusing sums no
 ``n`` honest encodings reach. Re-exported by :mod:`secagg.integrations.flower.protocol`.
 """
@@ -77,5 +77,7 @@ def decode_integers(
 
 def packed_value_bits(config: QuantizationConfig) -> int:
     """Bits of one signed packed value: ``bitlen(max_weight * qmax) + 1``, so that every entry
-    of an :func:`encode_integers` output (``|w q| <= max_weight * qmax``, ``1 <= w <= max_weight``) fits."""
+    of an :func:`encode_integers` output (``|w q| <= max_weight * qmax``, ``1 <= w <= max_weight``) fits:
+    the ``value_bits`` of the round's bounded layout
+    (:func:`~secagg.integrations.flower.protocol.paillier_layout`, values in ``[-B, B]``, ``B = max_weight * qmax``)."""
     return (config.max_weight * config.qmax).bit_length() + 1

@@ -64,7 +64,7 @@ from secagg.integrations.flower.protocol import (
     ENCRYPT,
     PaillierSetup,
     PaillierUpload,
-    packed_value_bits,
+    paillier_layout,
     round_context,
 )
 from secagg.integrations.flower.server import DEFAULT_CLIP, DEFAULT_MAX_WEIGHT
@@ -186,7 +186,8 @@ class PaillierOptions:
         return QuantizationConfig(self.clip, self.bits, num_nodes, ring_bits=64, max_weight=self.max_weight)
 
     def layout(self, num_nodes: int) -> SlotLayout:
-        """The packing layout for ``num_nodes``; ConfigurationError if slots could carry or overflow."""
+        """The packing layout for ``num_nodes`` (:func:`~secagg.integrations.flower.protocol.paillier_layout`,
+        as the round's setup gives it without DP); ConfigurationError if slots could carry or overflow."""
         if num_nodes < self.fewest_nodes:
             raise ConfigurationError(
                 f"a Paillier round needs at least {self.fewest_nodes} nodes (min_contributors "
@@ -195,7 +196,7 @@ class PaillierOptions:
         if self.max_nodes is not None and num_nodes > self.max_nodes:
             raise ConfigurationError(f"{num_nodes} nodes sampled, but the options allow at most {self.max_nodes}")
         quantization = self.quantization(num_nodes)
-        return SlotLayout(packed_value_bits(quantization), num_nodes, self.public_key.key.key_bits)
+        return paillier_layout(quantization, num_nodes, self.public_key.key.key_bits)
 
     def table(
         self, batch: TrainingBatch, num_nodes: int, schedule: ClipSchedule, compression: RoundCompression | None = None

@@ -56,7 +56,7 @@ from __future__ import annotations
 from secagg import wire
 from secagg.integrations.flower._identity import IDENTITY_LABEL as IDENTITY_LABEL  # noqa: PLC0414 (still importable from here)
 from secagg.integrations.flower._identity import IdentityAnnouncement, identity_payload
-from secagg.integrations.flower._paillier_setup import PaillierSetup, PaillierUpload
+from secagg.integrations.flower._paillier_setup import PaillierSetup, PaillierUpload, paillier_layout
 from secagg.integrations.flower._round_binding import MAX_KEY_BYTES as MAX_KEY_BYTES  # noqa: PLC0414 (still importable from here)
 from secagg.integrations.flower._round_binding import ROUND_LABEL as ROUND_LABEL  # noqa: PLC0414 (still importable from here)
 from secagg.integrations.flower._round_binding import round_context
@@ -109,6 +109,7 @@ __all__ = [
     "flatten_arrays",
     "identity_payload",
     "packed_value_bits",
+    "paillier_layout",
     "round_context",
     "stage_of_phase",
     "unflatten_arrays",
