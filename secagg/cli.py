@@ -142,8 +142,9 @@ def _add_demo(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> 
         "--dp-scaling",
         choices=("noised-moments", "public-ranges"),
         default="noised-moments",
-        help="DP feature scaling: standardise from a noised moments release charged 20%% of epsilon and half of "
-        "delta (default), or from the declared public ranges alone (nothing released)",
+        help="DP feature scaling: standardise from a noised moments release (calibrated alone at 20%% of epsilon; "
+        "the training is calibrated after it in one Renyi account, so the run spends the declared epsilon and delta "
+        "in total; default), or from the declared public ranges alone (nothing released)",
     )
     demo.add_argument(
         "--bytes-per-parameter",
