@@ -61,7 +61,7 @@ AGGREGATOR_NAMES = ("plain", "plain-quantized", "secagg", "secagg+", "paillier")
 """Names accepted by :func:`make_aggregator`."""
 
 _QUANTIZATION_OPTIONS = ("clip", "bits", "ring_bits", "max_samples_per_client")
-_MASKING_OPTIONS = ("corrupt_fraction", "dropout_fraction", "dropout_per_round", "random_bytes")
+_MASKING_OPTIONS = ("corrupt_fraction", "dropout_fraction", "dropout_per_round", "random_bytes", "mode")
 
 
 def make_aggregator(
