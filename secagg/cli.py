@@ -162,6 +162,14 @@ def _add_demo(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> 
         "quantizing, the server rotates the mean back: fewer bits lose less (not with --dp-epsilon)",
     )
     demo.add_argument(
+        "--masking-mode",
+        choices=["active", "semi-honest"],
+        default="active",
+        help="secagg/secagg+ only: active (signed keys and a consistency round: private against a server that "
+        "lies about dropouts; default) or semi-honest (fewer bytes and, at small n, one more dropout survived, but "
+        "it does NOT resist a server that lies about dropouts: an honest-but-curious server only)",
+    )
+    demo.add_argument(
         "--no-progress", action="store_true", help="no progress bar (there is none unless stderr is a terminal)"
     )
     demo.set_defaults(handler=_lazy("fl_core.demo"), check=_check_demo, command_parser=demo)
@@ -172,6 +180,15 @@ def _ring_choice(text: str) -> str:
     if text in ("word", "smallest") or (text.isdigit() and 8 <= int(text) <= 64):
         return text
     raise argparse.ArgumentTypeError(f"must be word, smallest or an integer in 8..64, got {text!r}")
+
+
+def _check_applies(args: argparse.Namespace) -> str | None:
+    """An option given for an aggregation it does not apply to, or None."""
+    if args.insecure_small_key and args.aggregation != "paillier":
+        return "argument --insecure-small-key: applies to --aggregation paillier only"
+    if getattr(args, "masking_mode", "active") != "active" and args.aggregation not in ("secagg", "secagg+"):
+        return "argument --masking-mode semi-honest: applies to --aggregation secagg and secagg+ only"
+    return None
 
 
 def _check_demo(args: argparse.Namespace) -> str | None:
@@ -188,8 +205,9 @@ def _check_demo(args: argparse.Namespace) -> str | None:
             f"argument --dropout: --aggregation secagg+ is sized for at most {SECAGG_PLUS_MAX_DROPOUT} "
             f"(with 5% corrupt hospitals), got {args.dropout:g}; --aggregation secagg takes more"
         )
-    if args.insecure_small_key and args.aggregation != "paillier":
-        return "argument --insecure-small-key: applies to --aggregation paillier only"
+    applies = _check_applies(args)
+    if applies is not None:
+        return applies
     if getattr(args, "dp_epsilon", None) is not None and args.aggregation == "plain":
         return "argument --dp-epsilon: the noise is added to the integer encoding; use an aggregation other than plain"
     with_dp = getattr(args, "dp_epsilon", None) is not None
