@@ -41,6 +41,7 @@ from secagg._cli_options import (  # noqa: F401 (re-exported: the limits are par
     MAX_ROUNDS,
     MAX_SEED,
     MIN_HOSPITALS,
+    SECAGG_PLUS_ACTIVE_DROPOUT_BELOW,
     SECAGG_PLUS_MAX_DROPOUT,
     Check,
     Handler,
@@ -87,8 +88,9 @@ def _add_demo(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> 
         "--dropout",
         type=_real(0, 1, include_high=False),
         default=0.0,
-        help=f"per-round dropout probability per hospital, in [0, 1); at most {SECAGG_PLUS_MAX_DROPOUT} with "
-        "secagg+ (default: 0)",
+        help=f"per-round dropout probability per hospital, in [0, 1); with secagg+ below "
+        f"{SECAGG_PLUS_ACTIVE_DROPOUT_BELOW} (active mode) or at most {SECAGG_PLUS_MAX_DROPOUT} (semi-honest) "
+        "(default: 0)",
     )
     demo.add_argument(
         "--seed",
@@ -182,6 +184,25 @@ def _ring_choice(text: str) -> str:
     raise argparse.ArgumentTypeError(f"must be word, smallest or an integer in 8..64, got {text!r}")
 
 
+def _check_dropout(args: argparse.Namespace) -> str | None:
+    """A ``--dropout`` the demo's SecAgg+ cannot be sized for in the run's mode, or None."""
+    if args.aggregation != "secagg+":
+        return None
+    if getattr(args, "masking_mode", "active") == "active" and args.dropout >= SECAGG_PLUS_ACTIVE_DROPOUT_BELOW:
+        return (
+            f"argument --dropout: --aggregation secagg+ in active mode (the default) is sized for below "
+            f"{SECAGG_PLUS_ACTIVE_DROPOUT_BELOW} (a lying server must not split the hospitals into two groups "
+            f"that each reach the threshold), got {args.dropout:g}; --aggregation secagg takes more (skipping "
+            "the rounds that fall short), --masking-mode semi-honest up to 0.85 without that protection"
+        )
+    if args.dropout > SECAGG_PLUS_MAX_DROPOUT:
+        return (
+            f"argument --dropout: --aggregation secagg+ is sized for at most {SECAGG_PLUS_MAX_DROPOUT} "
+            f"(with 5% corrupt hospitals), got {args.dropout:g}; --aggregation secagg takes more"
+        )
+    return None
+
+
 def _check_applies(args: argparse.Namespace) -> str | None:
     """An option given for an aggregation it does not apply to, or None."""
     if args.insecure_small_key and args.aggregation != "paillier":
@@ -200,11 +221,9 @@ def _check_demo(args: argparse.Namespace) -> str | None:
             f"argument --hospitals: --aggregation {args.aggregation} needs at least {fewest} "
             f"hospital{'s' if fewest > 1 else ''}{reason}, got {args.hospitals}"
         )
-    if args.aggregation == "secagg+" and args.dropout > SECAGG_PLUS_MAX_DROPOUT:
-        return (
-            f"argument --dropout: --aggregation secagg+ is sized for at most {SECAGG_PLUS_MAX_DROPOUT} "
-            f"(with 5% corrupt hospitals), got {args.dropout:g}; --aggregation secagg takes more"
-        )
+    dropout = _check_dropout(args)
+    if dropout is not None:
+        return dropout
     applies = _check_applies(args)
     if applies is not None:
         return applies
