@@ -78,8 +78,9 @@ def make_aggregator(
     (``clip`` throughout), or a :class:`ClipPolicy` (see
     :mod:`fl_core.aggregators.clipping`).
     Further options go to the protocol: for ``secagg``/``secagg+`` see
-    :class:`fl_core.aggregators.masking.MaskingAggregator` (``random_bytes``,
-    ``corrupt_fraction``, ``dropout_per_round``, ``dropout_fraction``); for ``paillier``,
+    :class:`fl_core.aggregators.masking.MaskingAggregator` (``mode``: ``"active"``, the
+    default, or ``"semi-honest"`` by name; ``random_bytes``, ``corrupt_fraction``,
+    ``dropout_per_round``, ``dropout_fraction``); for ``paillier``,
     ``fl_core.aggregators.paillier.PaillierAggregator(quantizer, **options)``,
     imported only when asked for.
 
