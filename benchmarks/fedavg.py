@@ -202,6 +202,8 @@ def _run_demo(dataset: str, aggregation: str, options: Mapping[str, Any]) -> Row
         "dim": 0,
         "ring_bits": config.ring_bits,
         "key_bits": (INSECURE_KEY_BITS if small_key else DEFAULT_KEY_BITS) if aggregation == "paillier" else None,
+        # The demo's default: active mode (a lying server learns only the sum); the row says so.
+        "masking_mode": config.masking_mode if aggregation in ("secagg", "secagg+") else None,
     }
     metrics: dict[str, Any] = {
         "round_s": round_s,

@@ -5,9 +5,9 @@ Each round every hospital trains a copy of the global model on its own rows;
 an update vector (local minus global), runs one SecAgg session over the
 updates (the server learns only their weighted sum) and returns the new global
 state dict. One hospital drops out mid-protocol in every round: the default
-configuration for five hospitals (the complete graph, threshold 3, a
-self-held seed share) tolerates up to two dropouts, and prints what it
-protects against.
+configuration for five hospitals (active mode, the complete graph, threshold 4,
+a self-held seed share) tolerates one dropout, and prints what it protects
+against (a lying server plus up to 2 colluding hospitals).
 
 Run:  pip install -e '.[examples,torch]' && python examples/pytorch_secure_fedavg.py
 """

@@ -60,8 +60,15 @@ from fl_core.data import (
 from fl_core.demo_compression import budget_choice, compression_summary, training_aggregator
 from fl_core.demo_config import DEMO_AGGREGATIONS as DEMO_AGGREGATIONS  # noqa: PLC0414 (still importable from here)
 from fl_core.demo_config import LOCAL_TRAINING as LOCAL_TRAINING  # noqa: PLC0414
+from fl_core.demo_config import (
+    MASKING_AGGREGATIONS,
+    MLP_HIDDEN,
+    SECAGG_PLUS_DROPOUT,
+    TEST_FRACTION,
+    DemoConfig,
+    DemoReport,
+)
 from fl_core.demo_config import MIN_HOSPITALS as MIN_HOSPITALS  # noqa: PLC0414
-from fl_core.demo_config import MLP_HIDDEN, SECAGG_PLUS_DROPOUT, TEST_FRACTION, DemoConfig, DemoReport
 from fl_core.demo_dp import dp_setup, noise_std, privacy_line
 from fl_core.demo_output import HEADER, LEGEND, LogWriter, keygen_line, progress, row, summary_lines
 from fl_core.demo_output import KEYGEN_SECONDS as KEYGEN_SECONDS  # noqa: PLC0414
@@ -93,6 +100,8 @@ def _aggregator(name: str, config: DemoConfig, **quantization: Any) -> Aggregato
         return make_aggregator("plain")
     if name == "paillier" and config.insecure_small_key:
         options["insecure_small_key"] = True
+    if name in MASKING_AGGREGATIONS:
+        options["mode"] = config.masking_mode
     if name == "secagg+" and config.dropout > 4 * SECAGG_PLUS_DROPOUT:
         # Size the graph for the dropout rate the simulation will apply over a round
         # (a hospital drops at one stage), when it exceeds the default assumption.
@@ -238,6 +247,7 @@ def _from_args(args: argparse.Namespace) -> DemoConfig:
         max_samples_per_client=getattr(args, "max_samples_per_client", None) or DEFAULT_MAX_SAMPLES_PER_CLIENT,
         bytes_per_parameter=getattr(args, "bytes_per_parameter", None),
         rotate=getattr(args, "rotate", False),
+        masking_mode=getattr(args, "masking_mode", "active"),
     )
 
 def main(args: argparse.Namespace) -> int:

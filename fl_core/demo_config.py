@@ -11,6 +11,7 @@ from typing import Any
 
 from fl_core.aggregators import CLIPPING_NAMES
 from fl_core.aggregators.base import DEFAULT_BITS, DEFAULT_CLIP, DEFAULT_MAX_SAMPLES_PER_CLIENT
+from fl_core.aggregators.masking import MASKING_MODES
 from fl_core.aggregators.quantizer import resolve_ring_bits
 from fl_core.compression import CompressionConfig
 from fl_core.data import DATASETS
@@ -23,6 +24,7 @@ from secagg.errors import ConfigurationError
 __all__ = [
     "DEMO_AGGREGATIONS",
     "LOCAL_TRAINING",
+    "MASKING_AGGREGATIONS",
     "MIN_HOSPITALS",
     "MLP_HIDDEN",
     "SECAGG_PLUS_DROPOUT",
@@ -34,6 +36,9 @@ __all__ = [
 DEMO_AGGREGATIONS = ("plain", "plain-quantized", "secagg", "secagg+", "paillier")
 """The aggregations the demo offers. ``plain-quantized`` is the secure aggregations'
 arithmetic in the clear: with the same seed its model is bit-identical to theirs."""
+
+MASKING_AGGREGATIONS = ("secagg", "secagg+")
+"""The aggregations that run a pairwise-masking session (and take ``masking_mode``)."""
 
 LOCAL_TRAINING = {"breast-cancer": (0.1, 5, 16), "digits": (0.2, 1, 16)}
 """Local SGD per dataset as (learning rate, epochs, batch size), tuned on plain FedAvg
@@ -93,6 +98,10 @@ class DemoConfig:
             calibrated at ``dp_moments_share`` of epsilon, in one Renyi account with the
             rounds, :mod:`fl_core.dp_moments`) or
             ``"public-ranges"`` (:mod:`fl_core.public_scaling`, nothing released).
+        masking_mode: ``secagg``/``secagg+``: ``"active"`` (the default: signed keys and a
+            consistency round, private against a server that lies about dropouts) or
+            ``"semi-honest"`` (opt-in by name: fewer bytes and, at small n, one more dropout
+            survived, but it does NOT resist a lying server).
     """
 
     aggregation: str = "secagg+"
@@ -117,8 +126,19 @@ class DemoConfig:
     rotate: bool = False
     dp_scaling: str = "noised-moments"
     dp_moments_share: float = DEFAULT_MOMENTS_SHARE
+    masking_mode: str = MASKING_MODES[0]
 
     def __post_init__(self) -> None:
+        if self.masking_mode not in MASKING_MODES:
+            raise ConfigurationError(
+                f"masking_mode must be one of {', '.join(MASKING_MODES)} (default {MASKING_MODES[0]}), "
+                f"got {self.masking_mode!r}"
+            )
+        if self.masking_mode != MASKING_MODES[0] and self.aggregation not in MASKING_AGGREGATIONS:
+            raise ConfigurationError(
+                f"masking_mode {self.masking_mode!r} applies to the masking aggregations "
+                f"({', '.join(MASKING_AGGREGATIONS)}), not {self.aggregation}"
+            )
         if self.dp_scaling not in DP_SCALINGS:
             raise ConfigurationError(f"dp_scaling must be one of {', '.join(DP_SCALINGS)}")
         if self.clipping not in CLIPPING_NAMES:

@@ -38,8 +38,13 @@ MIN_HOSPITALS = {"plain": 1, "plain-quantized": 1, "secagg": 3, "secagg+": 3, "p
 hospital's update to the other (:class:`fl_core.demo.DemoConfig` enforces the same)."""
 
 SECAGG_PLUS_MAX_DROPOUT = 0.85
-"""Largest ``--dropout`` the demo's SecAgg+ graph can be sized for: with its 5%
-corrupt clients, corrupt + dropout must stay at most 0.9."""
+"""Largest ``--dropout`` the demo's semi-honest SecAgg+ graph can be sized for: with
+its 5% corrupt clients, corrupt + dropout must stay at most 0.9."""
+
+SECAGG_PLUS_ACTIVE_DROPOUT_BELOW = 0.5
+"""``--dropout`` the demo's active-mode (default) SecAgg+ takes is below this: a lying
+server must not split the hospitals into two groups that each reach the threshold, so
+2t > n + c and fewer than half the hospitals may drop."""
 
 MAX_SEED = 2**32 - 1
 MAX_CLIENTS = 1 << 16  # secagg.masking.parameters.MAX_CLIENTS (not imported: the CLI stays light)

@@ -41,6 +41,7 @@ from secagg._cli_options import (  # noqa: F401 (re-exported: the limits are par
     MAX_ROUNDS,
     MAX_SEED,
     MIN_HOSPITALS,
+    SECAGG_PLUS_ACTIVE_DROPOUT_BELOW,
     SECAGG_PLUS_MAX_DROPOUT,
     Check,
     Handler,
@@ -87,8 +88,9 @@ def _add_demo(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> 
         "--dropout",
         type=_real(0, 1, include_high=False),
         default=0.0,
-        help=f"per-round dropout probability per hospital, in [0, 1); at most {SECAGG_PLUS_MAX_DROPOUT} with "
-        "secagg+ (default: 0)",
+        help=f"per-round dropout probability per hospital, in [0, 1); with secagg+ below "
+        f"{SECAGG_PLUS_ACTIVE_DROPOUT_BELOW} (active mode) or at most {SECAGG_PLUS_MAX_DROPOUT} (semi-honest) "
+        "(default: 0)",
     )
     demo.add_argument(
         "--seed",
@@ -162,6 +164,14 @@ def _add_demo(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> 
         "quantizing, the server rotates the mean back: fewer bits lose less (not with --dp-epsilon)",
     )
     demo.add_argument(
+        "--masking-mode",
+        choices=["active", "semi-honest"],
+        default="active",
+        help="secagg/secagg+ only: active (signed keys and a consistency round: private against a server that "
+        "lies about dropouts; default) or semi-honest (fewer bytes and, at small n, one more dropout survived, but "
+        "it does NOT resist a server that lies about dropouts: an honest-but-curious server only)",
+    )
+    demo.add_argument(
         "--no-progress", action="store_true", help="no progress bar (there is none unless stderr is a terminal)"
     )
     demo.set_defaults(handler=_lazy("fl_core.demo"), check=_check_demo, command_parser=demo)
@@ -174,6 +184,34 @@ def _ring_choice(text: str) -> str:
     raise argparse.ArgumentTypeError(f"must be word, smallest or an integer in 8..64, got {text!r}")
 
 
+def _check_dropout(args: argparse.Namespace) -> str | None:
+    """A ``--dropout`` the demo's SecAgg+ cannot be sized for in the run's mode, or None."""
+    if args.aggregation != "secagg+":
+        return None
+    if getattr(args, "masking_mode", "active") == "active" and args.dropout >= SECAGG_PLUS_ACTIVE_DROPOUT_BELOW:
+        return (
+            f"argument --dropout: --aggregation secagg+ in active mode (the default) is sized for below "
+            f"{SECAGG_PLUS_ACTIVE_DROPOUT_BELOW} (a lying server must not split the hospitals into two groups "
+            f"that each reach the threshold), got {args.dropout:g}; --aggregation secagg takes more (skipping "
+            "the rounds that fall short), --masking-mode semi-honest up to 0.85 without that protection"
+        )
+    if args.dropout > SECAGG_PLUS_MAX_DROPOUT:
+        return (
+            f"argument --dropout: --aggregation secagg+ is sized for at most {SECAGG_PLUS_MAX_DROPOUT} "
+            f"(with 5% corrupt hospitals), got {args.dropout:g}; --aggregation secagg takes more"
+        )
+    return None
+
+
+def _check_applies(args: argparse.Namespace) -> str | None:
+    """An option given for an aggregation it does not apply to, or None."""
+    if args.insecure_small_key and args.aggregation != "paillier":
+        return "argument --insecure-small-key: applies to --aggregation paillier only"
+    if getattr(args, "masking_mode", "active") != "active" and args.aggregation not in ("secagg", "secagg+"):
+        return "argument --masking-mode semi-honest: applies to --aggregation secagg and secagg+ only"
+    return None
+
+
 def _check_demo(args: argparse.Namespace) -> str | None:
     """What depends on several demo options: the problem, naming the option as typed, or None."""
     fewest = MIN_HOSPITALS[args.aggregation]
@@ -183,13 +221,12 @@ def _check_demo(args: argparse.Namespace) -> str | None:
             f"argument --hospitals: --aggregation {args.aggregation} needs at least {fewest} "
             f"hospital{'s' if fewest > 1 else ''}{reason}, got {args.hospitals}"
         )
-    if args.aggregation == "secagg+" and args.dropout > SECAGG_PLUS_MAX_DROPOUT:
-        return (
-            f"argument --dropout: --aggregation secagg+ is sized for at most {SECAGG_PLUS_MAX_DROPOUT} "
-            f"(with 5% corrupt hospitals), got {args.dropout:g}; --aggregation secagg takes more"
-        )
-    if args.insecure_small_key and args.aggregation != "paillier":
-        return "argument --insecure-small-key: applies to --aggregation paillier only"
+    dropout = _check_dropout(args)
+    if dropout is not None:
+        return dropout
+    applies = _check_applies(args)
+    if applies is not None:
+        return applies
     if getattr(args, "dp_epsilon", None) is not None and args.aggregation == "plain":
         return "argument --dp-epsilon: the noise is added to the integer encoding; use an aggregation other than plain"
     with_dp = getattr(args, "dp_epsilon", None) is not None

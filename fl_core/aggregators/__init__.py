@@ -61,7 +61,7 @@ AGGREGATOR_NAMES = ("plain", "plain-quantized", "secagg", "secagg+", "paillier")
 """Names accepted by :func:`make_aggregator`."""
 
 _QUANTIZATION_OPTIONS = ("clip", "bits", "ring_bits", "max_samples_per_client")
-_MASKING_OPTIONS = ("corrupt_fraction", "dropout_fraction", "dropout_per_round", "random_bytes")
+_MASKING_OPTIONS = ("corrupt_fraction", "dropout_fraction", "dropout_per_round", "random_bytes", "mode")
 
 
 def make_aggregator(
@@ -78,8 +78,9 @@ def make_aggregator(
     (``clip`` throughout), or a :class:`ClipPolicy` (see
     :mod:`fl_core.aggregators.clipping`).
     Further options go to the protocol: for ``secagg``/``secagg+`` see
-    :class:`fl_core.aggregators.masking.MaskingAggregator` (``random_bytes``,
-    ``corrupt_fraction``, ``dropout_per_round``, ``dropout_fraction``); for ``paillier``,
+    :class:`fl_core.aggregators.masking.MaskingAggregator` (``mode``: ``"active"``, the
+    default, or ``"semi-honest"`` by name; ``random_bytes``, ``corrupt_fraction``,
+    ``dropout_per_round``, ``dropout_fraction``); for ``paillier``,
     ``fl_core.aggregators.paillier.PaillierAggregator(quantizer, **options)``,
     imported only when asked for.
 

@@ -11,8 +11,18 @@ ascending order of their own ids (the identity when the clients are 1..m, as
 in the demo; otherwise a skipped round's reason spells out the mapping). Dropout stages map onto protocol rounds as in
 :class:`~fl_core.aggregators.base.DropoutStage`. If fewer clients than the
 threshold remain, the session aborts with ThresholdError and the round is
-returned as skipped; the reason names the clients that dropped (and at which
-stage), then gives the protocol's message.
+returned as skipped; the reason names the aggregation and its mode, the clients
+that dropped (and at which stage), then gives the protocol's message (with the
+threshold and the dropouts the configuration survives, which follow the mode).
+
+Mode: ``"active"`` by default, so a server that lies (about who dropped, or by
+sending different clients different views) learns no more than the sum: every
+hospital holds a long-term Ed25519 identity key, made once per aggregator from
+its ``random_bytes`` (the public keys stand for a PKI the server does not control),
+signs its key advertisement and takes part in the ConsistencyCheck round; the
+session config lists the public keys in session-id order. ``"semi-honest"`` is
+opt-in by name: fewer bytes and one round less, and a higher dropout tolerance at
+small n, but it does NOT resist a server that lies about dropouts.
 
 Defaults (``MaskingConfig.secagg_plus`` and ``MaskingConfig.secagg``): the
 complete graph up to 100 clients, sized to survive one dropout below 20 clients
@@ -40,11 +50,16 @@ from fl_core.aggregators.quantizer import WeightedQuantizer
 from secagg._validate import require_instance
 from secagg.errors import ConfigurationError, ThresholdError
 from secagg.guarantee import Guarantee
-from secagg.masking import COMPLETE, HARARY, MaskingConfig, Round, run_session
+from secagg.masking import ACTIVE, COMPLETE, HARARY, SEMI_HONEST, MaskingConfig, Round, run_session
 from secagg.primitives.randomness import RandomBytes, system_random
+from secagg.primitives.signing import SigningKey
 from secagg.segments import SegmentTable
 
-__all__ = ["MIN_CLIENTS", "STAGE_TO_ROUND", "MaskingAggregator"]
+__all__ = ["MASKING_MODES", "MIN_CLIENTS", "STAGE_TO_ROUND", "MaskingAggregator"]
+
+MASKING_MODES = (ACTIVE, SEMI_HONEST)
+"""The masking modes, the default first: ``"active"`` resists a server that lies about
+dropouts; ``"semi-honest"`` (opt-in) protects only against an honest-but-curious one."""
 
 MIN_CLIENTS = 3
 """The fewest clients a masking session can have (secagg.masking refuses fewer)."""
@@ -77,6 +92,9 @@ class MaskingAggregator:
             unless a test injects a deterministic one.
         clipping: how each segment's clip moves between rounds (``"adaptive"``,
             the default, or ``"fixed"``; :mod:`fl_core.aggregators.clipping`).
+        mode: ``"active"`` (the default: signed keys and a consistency round, private
+            against a server that lies about dropouts) or ``"semi-honest"`` (opt-in:
+            cheaper, but does NOT resist a lying server); see the module docstring.
     """
 
     def __init__(
@@ -89,8 +107,14 @@ class MaskingAggregator:
         dropout_per_round: float | None = None,
         random_bytes: RandomBytes = system_random,
         clipping: str | ClipPolicy = "adaptive",
+        mode: str = ACTIVE,
     ) -> None:
         require_instance("quantizer", quantizer, WeightedQuantizer)
+        if not isinstance(mode, str) or mode not in MASKING_MODES:
+            raise ConfigurationError(
+                f"mode must be {ACTIVE!r} (the default: resists a server that lies about dropouts) or "
+                f"{SEMI_HONEST!r} (opt-in: does not), got {mode!r}"
+            )
         self.schedule = ClipSchedule(clip_policy(clipping), quantizer.config.clip)
         if graph not in (COMPLETE, HARARY):
             raise ConfigurationError(f"graph must be {COMPLETE!r} or {HARARY!r}, got {graph!r}")
@@ -107,8 +131,14 @@ class MaskingAggregator:
         self.dropout_fraction = dropout_fraction
         self.dropout_per_round = dropout_per_round
         self.random_bytes = random_bytes
+        self.mode = mode
         self._configs: dict[tuple[int, int], MaskingConfig] = {}
+        self._identities: dict[int, SigningKey] = {}
         self._rounds = 0
+        if mode == ACTIVE:
+            # Each hospital's long-term identity key, made once (hospitals 1..n here,
+            # any other id when it first takes part), from random_bytes so seeded runs repeat.
+            self._identity_keys(range(1, quantizer.config.num_clients + 1))
         # Validate the protocol parameters now, for a full round, not mid-training.
         self.masking_config(quantizer.config.num_clients, 1)
 
@@ -122,11 +152,30 @@ class MaskingAggregator:
         """``"secagg"`` or ``"secagg+"``."""
         return "secagg" if self.graph == COMPLETE else "secagg+"
 
+    def _identity_keys(self, hospitals: Sequence[int]) -> tuple[bytes, ...]:
+        """The public identity keys of ``hospitals`` in that order (session ids 1..m), made on first use."""
+        for hospital in sorted(set(hospitals) - set(self._identities)):
+            self._identities[hospital] = SigningKey.generate(self.random_bytes)
+        return tuple(self._identities[hospital].public for hospital in hospitals)
+
+    def session_identities(self, hospitals: Sequence[int]) -> tuple[tuple[bytes, ...], dict[int, SigningKey] | None]:
+        """For a session whose ids 1..m are ``hospitals`` in this order: the public identity keys
+        in session-id order (the config's ``identity_keys``) and the signing keys by session id
+        (``run_session``'s ``identities``); ``((), None)`` in semi-honest mode."""
+        if self.mode != ACTIVE:
+            return (), None
+        public = self._identity_keys(hospitals)
+        return public, {index: self._identities[hospital] for index, hospital in enumerate(hospitals, start=1)}
+
     def masking_config(self, num_clients: int, vector_length: int) -> MaskingConfig:
-        """The (cached) session parameters for ``num_clients`` clients and ``vector_length`` encoded values."""
+        """The (cached) session parameters for ``num_clients`` clients and ``vector_length`` encoded values.
+
+        In active mode its identity keys are those of hospitals 1..``num_clients``; a
+        round replaces them with its own hospitals' keys, in session-id order."""
         key = (num_clients, vector_length)
         if key not in self._configs:
             ring_bits = self.quantizer.config.ring_bits
+            identity_keys = self._identity_keys(range(1, num_clients + 1)) if self.mode == ACTIVE else ()
             if self.graph == COMPLETE:
                 self._configs[key] = MaskingConfig.secagg(
                     num_clients,
@@ -135,6 +184,8 @@ class MaskingAggregator:
                     corrupt_fraction=self.corrupt_fraction,
                     dropout_fraction=self.dropout_fraction or 0.0,
                     dropout_per_round=self.dropout_per_round,
+                    mode=self.mode,
+                    identity_keys=identity_keys,
                 )
             else:
                 self._configs[key] = MaskingConfig.secagg_plus(
@@ -144,6 +195,8 @@ class MaskingAggregator:
                     corrupt_fraction=self.corrupt_fraction,
                     dropout_fraction=self.dropout_fraction,
                     dropout_per_round=self.dropout_per_round,
+                    mode=self.mode,
+                    identity_keys=identity_keys,
                 )
         return self._configs[key]
 
@@ -165,15 +218,17 @@ class MaskingAggregator:
         ordered = sorted(u.client_id for u in updates)
         session_id = {client: index for index, client in enumerate(ordered, start=1)}
         self._rounds += 1
+        base = self.masking_config(len(ordered), self.quantizer.encoded_length(updates[0].vector.shape[0], table))
+        identity_keys, identities = self.session_identities(ordered)
         config = dataclasses.replace(
-            self.masking_config(len(ordered), self.quantizer.encoded_length(updates[0].vector.shape[0], table)),
-            descriptor=self.quantizer.descriptor(self._rounds, table),
+            base, descriptor=self.quantizer.descriptor(self._rounds, table), identity_keys=identity_keys
         )
         try:
             session = run_session(
                 config,
                 {session_id[c]: encodings[c] for c in ordered},
                 {session_id[c]: STAGE_TO_ROUND[stage] for c, stage in stages.items()},
+                identities=identities,
                 random_bytes=self.random_bytes,
                 record_transcript=False,
             )
@@ -193,9 +248,11 @@ class MaskingAggregator:
         )
 
     def _skip_reason(self, exc: ThresholdError, stages: Mapping[int, DropoutStage], ordered: list[int]) -> str:
-        """Why the round was skipped: the clients that dropped (by their own ids), then the protocol's message."""
+        """Why the round was skipped: the mode, the clients that dropped (their own ids), the protocol's message."""
         dropped = ", ".join(f"{client} at {stage.name.lower()}" for client, stage in sorted(stages.items()))
-        reason = f"{self.name}: round skipped, clients that dropped: {dropped or 'none'}; protocol: {exc}"
+        reason = (
+            f"{self.name} ({self.mode} mode): round skipped, clients that dropped: {dropped or 'none'}; protocol: {exc}"
+        )
         if ordered != list(range(1, len(ordered) + 1)):
             reason += f" (protocol ids 1..{len(ordered)} are clients {ordered})"
         return reason

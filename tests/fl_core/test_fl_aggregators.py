@@ -20,6 +20,7 @@ from fl_core.aggregators import (
     make_aggregator,
 )
 from fl_core.aggregators.base import check_round
+from fl_core.aggregators.masking import MASKING_MODES
 from secagg.errors import ConfigurationError, OverflowDetectedError
 from secagg.primitives.randomness import InsecureDeterministicRandom
 
@@ -93,18 +94,20 @@ def test_secure_mean_equals_plain_quantized_bit_for_bit(name: str) -> None:
 @settings(max_examples=25, deadline=None)
 @given(
     name=st.sampled_from(SECURE),
+    mode=st.sampled_from(MASKING_MODES),
     stages=st.dictionaries(st.integers(0, 5), st.sampled_from(list(DropoutStage)), max_size=3),
     seed=st.integers(0, 2**31),
 )
 def test_secure_mean_equals_plain_quantized_under_dropouts(
-    name: str, stages: dict[int, DropoutStage], seed: int
+    name: str, mode: str, stages: dict[int, DropoutStage], seed: int
 ) -> None:
-    # Prepare: six clients; any dropout pattern of up to three of them.
+    # Prepare: six clients; any dropout pattern of up to three of them. SecAgg+ is sized for the
+    # most dropouts the mode allows at n = 6: 3 semi-honest (t = 3), 2 active (2t > n: t = 4).
     updates = make_updates(sizes=(30, 5, 120, 64, 9, 17), seed=seed % 1000)
     aggregator = (
-        secure(name, num_clients=6, seed=seed, dropout_fraction=0.5)
+        secure(name, num_clients=6, seed=seed, mode=mode, dropout_fraction=0.5 if mode == "semi-honest" else 0.34)
         if name == "secagg+"
-        else secure(name, num_clients=6, seed=seed)
+        else secure(name, num_clients=6, seed=seed, mode=mode)
     )
     # Execute
     result = aggregator.aggregate(updates, stages, rng=np.random.default_rng(seed))
@@ -171,7 +174,7 @@ def test_three_hospitals_skip_a_round_with_two_dropouts_and_say_who_and_why(name
     # Assert: the reason names the hospitals that dropped, and what three tolerate
     assert result.skipped_reason is not None
     assert result.skipped_reason.startswith(
-        f"{name}: round skipped, clients that dropped: 2 at setup, 3 at finalize;"
+        f"{name} (active mode): round skipped, clients that dropped: 2 at setup, 3 at finalize;"
     )
     assert "completes with up to 1 dropouts" in result.skipped_reason
 

@@ -235,8 +235,15 @@ def test_masking_server_receives_only_noised_inputs_and_unmasks_a_noised_sum() -
     inner = aggregator.inner
     updates = _updates(d=2000)
     encodings = aggregator.quantizer.encode_all(updates, RNG(9))
-    config = dataclasses.replace(inner.masking_config(5, 2000), descriptor=aggregator.quantizer.descriptor(1))  # type: ignore[attr-defined]
-    session = run_session(config, {u.client_id: encodings[u.client_id] for u in updates}, {}, record_transcript=True)
+    keys, identities = inner.session_identities(range(1, 6))  # type: ignore[attr-defined]
+    config = dataclasses.replace(
+        inner.masking_config(5, 2000), descriptor=aggregator.quantizer.descriptor(1), identity_keys=keys  # type: ignore[attr-defined]
+    )
+    assert config.mode == "active"  # the default: signed keys and the consistency round in the transcript too
+    session = run_session(
+        config, {u.client_id: encodings[u.client_id] for u in updates}, {}, identities=identities,
+        record_transcript=True,
+    )  # fmt: skip
     clean = _noise_free_sum(aggregator.quantizer, updates, DPQuantizer.round_seed(RNG(9)))
     total = aggregator.quantizer.config.ring.sum(list(encodings.values()), 2000)
     assert np.array_equal(session.aggregate, total)  # the server's result is the sum of noised encodings

@@ -135,7 +135,12 @@ def _refusal(argv: list[str], capsys: pytest.CaptureFixture[str], monkeypatch: p
         (["demo", "--rounds", "many"], "argument --rounds: expected a whole number"),
         (["demo", "--alpha", "nan"], "argument --alpha: must be in (0, 1e+06]"),
         (["demo", "--dropout", "1"], "argument --dropout: must be in [0, 1)"),
-        (["demo", "--dropout", "0.9"], "argument --dropout: --aggregation secagg+ is sized for at most 0.85"),
+        (["demo", "--dropout", "0.5"], "argument --dropout: --aggregation secagg+ in active mode (the default) is "
+         "sized for below 0.5"),
+        (["demo", "--dropout", "0.9", "--masking-mode", "semi-honest"],
+         "argument --dropout: --aggregation secagg+ is sized for at most 0.85"),
+        (["demo", "--masking-mode", "semi-honest", "--aggregation", "paillier"],
+         "argument --masking-mode semi-honest: applies to --aggregation secagg and secagg+ only"),
         (["demo", "--hospitals", "0"], "argument --hospitals: --aggregation secagg+ needs at least 3 hospitals"),
         (["demo", "--hospitals", "2", "--aggregation", "secagg"], "--aggregation secagg needs at least 3 hospitals"),
         (["demo", "--hospitals", "2", "--aggregation", "paillier"], "--aggregation paillier needs at least 3"),
