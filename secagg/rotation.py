@@ -46,18 +46,31 @@ coordinates (the bound on a rotated coordinate depends on the block's norm).
 from __future__ import annotations
 
 import math
+import os
 import sys
 from dataclasses import dataclass
+from types import ModuleType
 
 import numpy as np
 import numpy.typing as npt
 
+from secagg._install import install_hint
 from secagg._validate import check_fields, require_bytes
 from secagg.errors import ConfigurationError, ConfigurationTypeError
 from secagg.primitives import prg
 from secagg.ring import RING32
 
-__all__ = ["MAX_BLOCK", "MAX_DIMENSION", "PARAMETER_PREFIX", "SEED_SIZE", "SIGN_LABEL", "Rotation"]
+__all__ = [
+    "BACKENDS",
+    "BACKEND_VARIABLE",
+    "MAX_BLOCK",
+    "MAX_DIMENSION",
+    "PARAMETER_PREFIX",
+    "SEED_SIZE",
+    "SIGN_LABEL",
+    "Rotation",
+    "backend",
+]
 
 SEED_SIZE = prg.SEED_SIZE
 SIGN_LABEL = b"secagg/v1/rotation"
@@ -72,8 +85,52 @@ CACHE_BLOCK = 1 << 16
 INV_SQRT2 = float.fromhex("0x1.6a09e667f3bcdp-1")
 """The double nearest to 1/sqrt(2) (C's M_SQRT1_2)."""
 
+BACKEND_VARIABLE = "SECAGG_ROTATION_BACKEND"
+"""The environment variable that picks the backend: ``auto`` (the default), ``numba`` or ``numpy``."""
+BACKENDS = ("numba", "numpy")
+
 FloatVector = npt.NDArray[np.float64]
 _LITTLE_ENDIAN = sys.byteorder == "little"
+_compiled: list[ModuleType | None] = []
+"""The compiled backend's module once :func:`_numba_module` has tried to import it (None: numba is missing)."""
+
+
+def _numba_module() -> ModuleType | None:
+    """:mod:`secagg._rotation_numba`, imported on the first call (None where numba does not import)."""
+    if not _compiled:
+        try:
+            from secagg import _rotation_numba  # noqa: PLC0415 - numba is optional and slow to import
+        except ImportError:
+            _compiled.append(None)
+        else:
+            _compiled.append(_rotation_numba)
+    return _compiled[0]
+
+
+def backend() -> str:
+    """The backend the rotation runs on now: ``"numba"`` or ``"numpy"``; both give the same bits.
+
+    ``SECAGG_ROTATION_BACKEND`` (read at every rotation) picks it: ``auto`` or
+    unset, numba where it imports (the ``fast`` extra), else numpy; ``numba``
+    requires numba (ConfigurationError without it); ``numpy`` never imports numba.
+    The numba kernels compile on the first rotation of a process (a few seconds
+    once, then cached on disk where numba finds a writable cache directory).
+    """
+    choice = os.environ.get(BACKEND_VARIABLE, "").strip().lower() or "auto"
+    if choice not in ("auto", *BACKENDS):
+        raise ConfigurationError(f"{BACKEND_VARIABLE} must be auto, numba or numpy, got {choice!r}")
+    if choice == "numpy":
+        return "numpy"
+    if _numba_module() is None:
+        if choice == "numba":
+            raise ConfigurationError(f"{BACKEND_VARIABLE}=numba but numba does not import: {install_hint('fast')}")
+        return "numpy"
+    return "numba"
+
+
+def _kernel() -> ModuleType | None:
+    """The compiled backend's module if :func:`backend` picks numba, else None."""
+    return _numba_module() if backend() == "numba" else None
 
 
 def _next_power_of_two(value: int) -> int:
@@ -88,11 +145,18 @@ def normalisation(block: int) -> float:
     return math.ldexp(INV_SQRT2 if k % 2 else 1.0, -(k // 2))
 
 
-def sign_bits(seed: bytes, length: int) -> npt.NDArray[np.bool_]:
-    """The ``length`` sign bits of the seed (True: the coordinate is negated)."""
+def sign_bytes(seed: bytes, length: int) -> npt.NDArray[np.uint8]:
+    """The sign stream of the seed as bytes (at least ceil(length / 8)): bit i is bit ``i mod 8`` of byte ``i // 8``."""
     seed = require_bytes("rotation seed", seed, SEED_SIZE)
     words = prg.expand(seed, SIGN_LABEL, (length + 31) // 32, RING32)
-    bits: npt.NDArray[np.bool_] = np.unpackbits(words.view(np.uint8), count=length, bitorder="little").view(np.bool_)
+    stream: npt.NDArray[np.uint8] = words.view(np.uint8)
+    return stream
+
+
+def sign_bits(seed: bytes, length: int) -> npt.NDArray[np.bool_]:
+    """The ``length`` sign bits of the seed (True: the coordinate is negated)."""
+    stream = sign_bytes(seed, length)
+    bits: npt.NDArray[np.bool_] = np.unpackbits(stream, count=length, bitorder="little").view(np.bool_)
     return bits
 
 
@@ -241,11 +305,17 @@ class Rotation:
         """The rotated vector (length :attr:`padded_dimension`) of ``x`` (length d)."""
         vector = self._as_vector(x, self.dimension, "input")
         out = np.empty(self.padded_dimension, dtype=np.float64)
+        block = self.block_size
+        kernel = _kernel()
+        if kernel is not None:  # padding, signs, butterflies and scale in one compiled pass
+            stream = sign_bytes(self.seed, self.padded_dimension)
+            kernel.rotate(np.ascontiguousarray(vector), out, block, normalisation(block), stream, True, False)
+            return out
         out[: self.dimension] = vector
         out[self.dimension :] = 0.0
         flip_signs(out, self.seed)
-        blocks = out.reshape(-1, self.block_size)
-        hadamard_into(blocks, blocks, normalisation(self.block_size))
+        blocks = out.reshape(-1, block)
+        hadamard_into(blocks, blocks, normalisation(block))
         return out
 
     def inverse(self, y: npt.ArrayLike) -> FloatVector:
@@ -257,8 +327,13 @@ class Rotation:
         vector = self._as_vector(y, self.padded_dimension, "rotated vector")
         out = np.empty(self.padded_dimension, dtype=np.float64)
         block = self.block_size
-        hadamard_into(vector.reshape(-1, block), out.reshape(-1, block), normalisation(block))
-        flip_signs(out, self.seed)
+        kernel = _kernel()
+        if kernel is not None:  # butterflies, then scale and signs in one compiled pass
+            stream = sign_bytes(self.seed, self.padded_dimension)
+            kernel.rotate(np.ascontiguousarray(vector), out, block, normalisation(block), stream, False, True)
+        else:
+            hadamard_into(vector.reshape(-1, block), out.reshape(-1, block), normalisation(block))
+            flip_signs(out, self.seed)
         result: FloatVector = out[: self.dimension]  # a view: the padding (under B doubles) is not copied away
         return result
 

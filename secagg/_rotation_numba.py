@@ -1,0 +1,268 @@
+"""The compiled (numba) backend of :mod:`secagg.rotation`: the Walsh-Hadamard butterflies in one kernel.
+
+Imported only by :func:`secagg.rotation.backend` when it picks numba, so importing
+secagg neither imports numba nor compiles anything; the kernels compile on first
+use and are cached on disk (``cache=True``) when numba finds a writable cache
+directory (the package's ``__pycache__``, else ``NUMBA_CACHE_DIR`` or the
+user's cache directory), else compiled afresh in every process.
+
+Bit-exactness: every coordinate goes through the same binary64 operations as in
+docs/spec.md, section 18, and as :func:`secagg.rotation.hadamard_into`: stage h
+replaces each pair (j, j + h), ``j mod 2h < h``, by (a + b, a - b), for h = 1, 2,
+..., B/2 in that order, then one product by the scale. No fastmath, no fused
+multiply-add (``a + b`` and ``a - b`` have none to fuse). Only the memory
+schedule differs:
+
+- the stages h = 1, 2, 4 run in registers, 8 coordinates at a time
+  (:func:`_first`), which also loads the input, pads with zeros and negates the
+  coordinates whose sign bit is set (negation is exact: it flips the sign bit,
+  as :func:`secagg.rotation.flip_signs` does);
+- the next stages run two at a time (h and 2h, radix 4) over 4 runs of h
+  coordinates passed as separate slices, a loop numba vectorises, on pieces of
+  :data:`CACHE` coordinates while they sit in the L2 cache;
+- the stages with h >= :data:`CACHE` (blocks longer than a piece) run on column
+  strips of :data:`STRIP` coordinates across the pieces of a block, in place;
+- the scale (and, for the inverse, the signs: ``-(s * v)`` is ``(-s) * v`` bit
+  for bit, rounding to nearest being symmetric) is applied to each piece or
+  strip right after its last stage, while it is in cache.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import numba
+import numpy as np
+import numpy.typing as npt
+
+__all__ = ["CACHE", "STRIP", "transform"]
+
+CACHE = 1 << 16
+"""Coordinates per cache-resident piece (512 KiB of doubles)."""
+STRIP = 128
+"""Width of the column strips of the high stages (a multiple of 8; at most :data:`CACHE`)."""
+
+
+_BYTE_BITS = np.unpackbits(np.arange(256, dtype=np.uint8)[:, None], axis=1, bitorder="little")
+SIGN_FACTORS = 1.0 - 2.0 * _BYTE_BITS.astype(np.float64)
+"""SIGN_FACTORS[byte][k]: -1.0 if bit k of ``byte`` is set, else 1.0 (multiplying by either is exact)."""
+
+
+def _jit(**options: Any) -> Callable[[Callable[..., Any]], Any]:
+    """``numba.njit`` with ``cache=True``, or without a disk cache where numba finds no writable directory."""
+
+    def decorate(function: Callable[..., Any]) -> Any:
+        try:
+            return numba.njit(cache=True, boundscheck=False, **options)(function)
+        except RuntimeError:  # "cannot cache function ...: no locator available" (read-only install, no home)
+            return numba.njit(cache=False, boundscheck=False, **options)(function)
+
+    return decorate
+
+
+@_jit(inline="always")
+def _bfly4(a: Any, b: Any, c: Any, d: Any, h: int) -> None:  # pragma: no cover - compiled
+    """Stages h and 2h on 4 runs of h coordinates (a, b, c, d at offsets 0, h, 2h, 3h)."""
+    for k in range(h):
+        p = a[k]
+        q = b[k]
+        r = c[k]
+        s = d[k]
+        s0 = p + q
+        d0 = p - q
+        s1 = r + s
+        d1 = r - s
+        a[k] = s0 + s1
+        c[k] = s0 - s1
+        b[k] = d0 + d1
+        d[k] = d0 - d1
+
+
+@_jit(inline="always")
+def _bfly2(a: Any, b: Any, h: int) -> None:  # pragma: no cover - compiled
+    """Stage h on 2 runs of h coordinates (a, b at offsets 0, h)."""
+    for k in range(h):
+        p = a[k]
+        q = b[k]
+        a[k] = p + q
+        b[k] = p - q
+
+
+@_jit()
+def _first(  # noqa: PLR0915 - the 8-point transform, unrolled in registers
+    src: Any, dst: Any, limit: int, bits: Any, table: Any, signed: bool, start: int, stop: int
+) -> None:  # pragma: no cover - compiled
+    """Load dst[start:stop] from the input and run the stages h = 1, 2, 4 on it, 8 coordinates at a time.
+
+    Coordinate i is src[i], 0.0 from ``limit`` on (the padding), times
+    ``table[byte][i mod 8]`` (-1.0 where the sign bit is set, else 1.0: exact)
+    if ``signed``. ``start`` and ``stop`` are multiples of 8.
+    """
+    for i in range(start, stop, 8):
+        if i + 8 <= limit:
+            a0 = src[i]
+            a1 = src[i + 1]
+            a2 = src[i + 2]
+            a3 = src[i + 3]
+            a4 = src[i + 4]
+            a5 = src[i + 5]
+            a6 = src[i + 6]
+            a7 = src[i + 7]
+        else:
+            a0 = src[i] if i < limit else 0.0
+            a1 = src[i + 1] if i + 1 < limit else 0.0
+            a2 = src[i + 2] if i + 2 < limit else 0.0
+            a3 = src[i + 3] if i + 3 < limit else 0.0
+            a4 = src[i + 4] if i + 4 < limit else 0.0
+            a5 = src[i + 5] if i + 5 < limit else 0.0
+            a6 = src[i + 6] if i + 6 < limit else 0.0
+            a7 = src[i + 7] if i + 7 < limit else 0.0
+        if signed:
+            t = table[bits[i >> 3]]
+            a0 *= t[0]
+            a1 *= t[1]
+            a2 *= t[2]
+            a3 *= t[3]
+            a4 *= t[4]
+            a5 *= t[5]
+            a6 *= t[6]
+            a7 *= t[7]
+        b0 = a0 + a1
+        b1 = a0 - a1
+        b2 = a2 + a3
+        b3 = a2 - a3
+        b4 = a4 + a5
+        b5 = a4 - a5
+        b6 = a6 + a7
+        b7 = a6 - a7
+        c0 = b0 + b2
+        c2 = b0 - b2
+        c1 = b1 + b3
+        c3 = b1 - b3
+        c4 = b4 + b6
+        c6 = b4 - b6
+        c5 = b5 + b7
+        c7 = b5 - b7
+        dst[i] = c0 + c4
+        dst[i + 4] = c0 - c4
+        dst[i + 1] = c1 + c5
+        dst[i + 5] = c1 - c5
+        dst[i + 2] = c2 + c6
+        dst[i + 6] = c2 - c6
+        dst[i + 3] = c3 + c7
+        dst[i + 7] = c3 - c7
+
+
+@_jit()
+def _load(
+    src: Any, dst: Any, limit: int, bits: Any, table: Any, signed: bool, start: int, stop: int
+) -> None:  # pragma: no cover - compiled
+    """dst[i] = src[i] (0.0 from ``limit`` on), times the sign factor of i if ``signed``, for i in start..stop."""
+    for i in range(start, stop):
+        v = src[i] if i < limit else 0.0
+        if signed:
+            v *= table[bits[i >> 3], i & 7]
+        dst[i] = v
+
+
+@_jit()
+def _stages(x: Any, start: int, stop: int, h: int, end: int) -> None:  # pragma: no cover - compiled
+    """The stages h, 2h, ... < end on each aligned run of ``end`` coordinates of x[start:stop] (radix 4, then 2)."""
+    while h < end:
+        if 4 * h <= end:
+            for base in range(start, stop, 4 * h):
+                _bfly4(x[base : base + h], x[base + h : base + 2 * h], x[base + 2 * h : base + 3 * h],
+                       x[base + 3 * h : base + 4 * h], h)  # fmt: skip
+            h *= 4
+        else:
+            for base in range(start, stop, 2 * h):
+                _bfly2(x[base : base + h], x[base + h : base + 2 * h], h)
+            h *= 2
+
+
+@_jit()
+def _finish(
+    x: Any, start: int, stop: int, scale: float, bits: Any, table: Any, signed: bool
+) -> None:  # pragma: no cover - compiled
+    """x[i] = scale * x[i], then times the sign factor of i if ``signed``, for i in start..stop."""
+    if signed:
+        for i in range(start, stop):
+            x[i] = x[i] * scale * table[bits[i >> 3], i & 7]
+    elif scale != 1.0:
+        for i in range(start, stop):
+            x[i] = x[i] * scale
+
+
+@_jit()
+def _columns(
+    x: Any, blk: int, runs: int, piece: int, scale: float, bits: Any, table: Any, signed: bool
+) -> None:  # pragma: no cover - compiled
+    """The stages h >= ``piece`` of the block at ``blk`` (``runs`` pieces), column strip by strip, then the scale.
+
+    Stage h = j * piece pairs coordinate (r, c) of the (runs, piece) matrix with
+    (r + j, c): a butterfly between whole rows, done STRIP columns at a time so
+    the strip's ``runs`` rows stay in cache through all the high stages.
+    """
+    for col in range(0, piece, STRIP):
+        h = 1
+        while h < runs:
+            q = h * piece
+            if 4 * h <= runs:
+                for base in range(0, runs, 4 * h):
+                    for r in range(base, base + h):
+                        o = blk + r * piece + col
+                        _bfly4(x[o : o + STRIP], x[o + q : o + q + STRIP], x[o + 2 * q : o + 2 * q + STRIP],
+                               x[o + 3 * q : o + 3 * q + STRIP], STRIP)  # fmt: skip
+                h *= 4
+            else:
+                for base in range(0, runs, 2 * h):
+                    for r in range(base, base + h):
+                        o = blk + r * piece + col
+                        _bfly2(x[o : o + STRIP], x[o + q : o + q + STRIP], STRIP)
+                h *= 2
+        for r in range(runs):
+            o = blk + r * piece + col
+            _finish(x, o, o + STRIP, scale, bits, table, signed)
+
+
+@_jit()
+def transform(
+    src: Any, dst: Any, limit: int, block: int, scale: float, bits: Any, table: Any, sign_first: bool, sign_last: bool
+) -> None:  # pragma: no cover - compiled
+    """dst = the scaled Hadamard transform, block by block of ``block`` coordinates, of the padded, signed src.
+
+    ``src[:limit]`` followed by zeros up to ``len(dst)`` (a multiple of ``block``)
+    is the input; ``bits`` the sign stream as bytes (bit i of the stream: bit
+    ``i mod 8`` of byte ``i // 8``), applied before the stages when
+    ``sign_first`` (the forward rotation) and after the scale when
+    ``sign_last`` (the inverse). ``dst`` may not overlap ``src`` unless it is
+    ``src`` with ``limit == len(dst)``.
+    """
+    n = dst.shape[0]
+    piece = min(CACHE, block)
+    for blk in range(0, n, block):
+        for s in range(blk, blk + block, piece):
+            if piece >= 8:
+                _first(src, dst, limit, bits, table, sign_first, s, s + piece)
+                _stages(dst, s, s + piece, 8, piece)
+            else:
+                _load(src, dst, limit, bits, table, sign_first, s, s + piece)
+                _stages(dst, s, s + piece, 1, piece)
+            if block == piece:
+                _finish(dst, s, s + piece, scale, bits, table, sign_last)
+        if block > piece:
+            _columns(dst, blk, block // piece, piece, scale, bits, table, sign_last)
+
+
+def rotate(
+    source: npt.NDArray[np.float64],
+    target: npt.NDArray[np.float64],
+    block: int,
+    scale: float,
+    bits: npt.NDArray[np.uint8],
+    sign_first: bool,
+    sign_last: bool,
+) -> None:
+    """Typed entry point of :func:`transform` (contiguous float64 vectors, the sign stream as bytes)."""
+    transform(source, target, source.shape[0], block, scale, bits, SIGN_FACTORS, sign_first, sign_last)
