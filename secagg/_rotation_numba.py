@@ -92,13 +92,16 @@ def _bfly2(a: Any, b: Any, h: int) -> None:  # pragma: no cover - compiled
 @_jit()
 def _first(  # noqa: PLR0915 - the 8-point transform, unrolled in registers
     src: Any, dst: Any, limit: int, bits: Any, table: Any, signed: bool, start: int, stop: int
-) -> None:  # pragma: no cover - compiled
+) -> bool:  # pragma: no cover - compiled
     """Load dst[start:stop] from the input and run the stages h = 1, 2, 4 on it, 8 coordinates at a time.
 
     Coordinate i is src[i], 0.0 from ``limit`` on (the padding), times
     ``table[byte][i mod 8]`` (-1.0 where the sign bit is set, else 1.0: exact)
-    if ``signed``. ``start`` and ``stop`` are multiples of 8.
+    if ``signed``. ``start`` and ``stop`` are multiples of 8. Returns False if
+    some sum of 8 signed inputs is infinite or NaN: always so when an input is,
+    and otherwise only on overflow (the caller then checks the input itself).
     """
+    finite = True
     for i in range(start, stop, 8):
         if i + 8 <= limit:
             a0 = src[i]
@@ -144,7 +147,10 @@ def _first(  # noqa: PLR0915 - the 8-point transform, unrolled in registers
         c6 = b4 - b6
         c5 = b5 + b7
         c7 = b5 - b7
-        dst[i] = c0 + c4
+        total = c0 + c4
+        if total - total != 0.0:
+            finite = False
+        dst[i] = total
         dst[i + 4] = c0 - c4
         dst[i + 1] = c1 + c5
         dst[i + 5] = c1 - c5
@@ -152,18 +158,26 @@ def _first(  # noqa: PLR0915 - the 8-point transform, unrolled in registers
         dst[i + 6] = c2 - c6
         dst[i + 3] = c3 + c7
         dst[i + 7] = c3 - c7
+    return finite
 
 
 @_jit()
 def _load(
     src: Any, dst: Any, limit: int, bits: Any, table: Any, signed: bool, start: int, stop: int
-) -> None:  # pragma: no cover - compiled
-    """dst[i] = src[i] (0.0 from ``limit`` on), times the sign factor of i if ``signed``, for i in start..stop."""
+) -> bool:  # pragma: no cover - compiled
+    """dst[i] = src[i] (0.0 from ``limit`` on), times the sign factor of i if ``signed``, for i in start..stop.
+
+    Returns False if some input is infinite or NaN.
+    """
+    finite = True
     for i in range(start, stop):
         v = src[i] if i < limit else 0.0
+        if v - v != 0.0:
+            finite = False
         if signed:
             v *= table[bits[i >> 3], i & 7]
         dst[i] = v
+    return finite
 
 
 @_jit()
@@ -229,7 +243,7 @@ def _columns(
 @_jit()
 def transform(
     src: Any, dst: Any, limit: int, block: int, scale: float, bits: Any, table: Any, sign_first: bool, sign_last: bool
-) -> None:  # pragma: no cover - compiled
+) -> bool:  # pragma: no cover - compiled
     """dst = the scaled Hadamard transform, block by block of ``block`` coordinates, of the padded, signed src.
 
     ``src[:limit]`` followed by zeros up to ``len(dst)`` (a multiple of ``block``)
@@ -237,22 +251,25 @@ def transform(
     ``i mod 8`` of byte ``i // 8``), applied before the stages when
     ``sign_first`` (the forward rotation) and after the scale when
     ``sign_last`` (the inverse). ``dst`` may not overlap ``src`` unless it is
-    ``src`` with ``limit == len(dst)``.
+    ``src`` with ``limit == len(dst)``. Returns False if the input may hold an
+    infinity or a NaN (:func:`_first`); True guarantees it does not.
     """
+    finite = True
     n = dst.shape[0]
     piece = min(CACHE, block)
     for blk in range(0, n, block):
         for s in range(blk, blk + block, piece):
             if piece >= 8:
-                _first(src, dst, limit, bits, table, sign_first, s, s + piece)
+                finite &= _first(src, dst, limit, bits, table, sign_first, s, s + piece)
                 _stages(dst, s, s + piece, 8, piece)
             else:
-                _load(src, dst, limit, bits, table, sign_first, s, s + piece)
+                finite &= _load(src, dst, limit, bits, table, sign_first, s, s + piece)
                 _stages(dst, s, s + piece, 1, piece)
             if block == piece:
                 _finish(dst, s, s + piece, scale, bits, table, sign_last)
         if block > piece:
             _columns(dst, blk, block // piece, piece, scale, bits, table, sign_last)
+    return finite
 
 
 def rotate(
@@ -263,6 +280,9 @@ def rotate(
     bits: npt.NDArray[np.uint8],
     sign_first: bool,
     sign_last: bool,
-) -> None:
-    """Typed entry point of :func:`transform` (contiguous float64 vectors, the sign stream as bytes)."""
-    transform(source, target, source.shape[0], block, scale, bits, SIGN_FACTORS, sign_first, sign_last)
+) -> bool:
+    """Typed entry point of :func:`transform` (contiguous float64 vectors, the sign stream as bytes).
+
+    Returns False if ``source`` may hold an infinity or a NaN (True: it holds none).
+    """
+    return bool(transform(source, target, source.shape[0], block, scale, bits, SIGN_FACTORS, sign_first, sign_last))

@@ -303,13 +303,14 @@ class Rotation:
 
     def forward(self, x: npt.ArrayLike) -> FloatVector:
         """The rotated vector (length :attr:`padded_dimension`) of ``x`` (length d)."""
-        vector = self._as_vector(x, self.dimension, "input")
+        kernel = _kernel()
+        vector = self._as_vector(x, self.dimension, "input", check=kernel is None)
         out = np.empty(self.padded_dimension, dtype=np.float64)
         block = self.block_size
-        kernel = _kernel()
         if kernel is not None:  # padding, signs, butterflies and scale in one compiled pass
             stream = sign_bytes(self.seed, self.padded_dimension)
-            kernel.rotate(np.ascontiguousarray(vector), out, block, normalisation(block), stream, True, False)
+            if not kernel.rotate(np.ascontiguousarray(vector), out, block, normalisation(block), stream, True, False):
+                self._check_finite(vector, "input")  # the kernel saw an infinity or a NaN, or an overflow
             return out
         out[: self.dimension] = vector
         out[self.dimension :] = 0.0
@@ -324,13 +325,14 @@ class Rotation:
         Linear: applied to a sum of rotations it gives the sum of the originals,
         which is how the server decodes an aggregate.
         """
-        vector = self._as_vector(y, self.padded_dimension, "rotated vector")
+        kernel = _kernel()
+        vector = self._as_vector(y, self.padded_dimension, "rotated vector", check=kernel is None)
         out = np.empty(self.padded_dimension, dtype=np.float64)
         block = self.block_size
-        kernel = _kernel()
         if kernel is not None:  # butterflies, then scale and signs in one compiled pass
             stream = sign_bytes(self.seed, self.padded_dimension)
-            kernel.rotate(np.ascontiguousarray(vector), out, block, normalisation(block), stream, False, True)
+            if not kernel.rotate(np.ascontiguousarray(vector), out, block, normalisation(block), stream, False, True):
+                self._check_finite(vector, "rotated vector")
         else:
             hadamard_into(vector.reshape(-1, block), out.reshape(-1, block), normalisation(block))
             flip_signs(out, self.seed)
@@ -352,7 +354,13 @@ class Rotation:
         }
 
     @staticmethod
-    def _as_vector(values: npt.ArrayLike, length: int, what: str) -> FloatVector:
+    def _as_vector(values: npt.ArrayLike, length: int, what: str, check: bool = True) -> FloatVector:
+        """``values`` as a 1-D float64 vector of ``length``; finite unless ``check`` is False.
+
+        The numba kernel checks finiteness in its first pass (a flag), so the
+        rotations skip the separate pass here and call :meth:`_check_finite`
+        when the flag is down.
+        """
         try:
             vector = np.asarray(values, dtype=np.float64)
         except (TypeError, ValueError) as exc:
@@ -361,7 +369,12 @@ class Rotation:
             raise ConfigurationError(
                 f"rotation {what} must be a 1-D vector of {length} values, got shape {vector.shape}"
             )
-        if not np.all(np.isfinite(vector)):
-            raise ConfigurationError(f"rotation {what} holds NaN or infinite values")
+        if check:
+            Rotation._check_finite(vector, what)
         result: FloatVector = vector
         return result
+
+    @staticmethod
+    def _check_finite(vector: FloatVector, what: str) -> None:
+        if not np.all(np.isfinite(vector)):
+            raise ConfigurationError(f"rotation {what} holds NaN or infinite values")

@@ -252,3 +252,31 @@ def test_numba_runs_where_no_cache_directory_is_writable() -> None:
     with _backend("numpy"):
         expected = Rotation(bytes(32), 100).forward(np.ones(100)).tobytes().hex()
     assert out == f"numba {expected}"
+
+
+@needs_numba
+@pytest.mark.parametrize("block", [None, 1, 4, 8, 1 << 17])
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+def test_numba_refuses_what_numpy_refuses_and_accepts_an_overflow(block: int | None, bad: float) -> None:
+    # Prepare: the kernel checks finiteness on its first pass (sums of 8 inputs), then the input itself
+    d = 150_000
+    rot = Rotation(SEED, d, block)
+    x = _vector(d, 7)
+    x[d - 3] = bad
+    y = np.full(rot.padded_dimension, 1.0)
+    y[5] = bad
+    huge = np.full(d, 1.5e308)  # finite, but the butterflies overflow to inf
+
+    # Execute / Assert
+    for name in ("numpy", "numba"):
+        with _backend(name):
+            with pytest.raises(ConfigurationError, match="NaN or infinite"):
+                rot.forward(x)
+            with pytest.raises(ConfigurationError, match="NaN or infinite"):
+                rot.inverse(y)
+    forwards = {}
+    for name in ("numpy", "numba"):
+        with _backend(name), np.errstate(over="ignore", invalid="ignore"):
+            forwards[name] = rot.forward(huge).tobytes()
+    assert forwards["numba"] == forwards["numpy"]
+    assert rot.block_size == 1 or not np.all(np.isfinite(np.frombuffer(forwards["numba"])))
