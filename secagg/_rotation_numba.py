@@ -200,7 +200,12 @@ def _finish(
     x: Any, start: int, stop: int, scale: float, bits: Any, table: Any, signed: bool
 ) -> None:  # pragma: no cover - compiled
     """x[i] = scale * x[i], then times the sign factor of i if ``signed``, for i in start..stop."""
-    if signed:
+    if signed and (start | stop) & 7 == 0:  # whole bytes of the sign stream
+        for i in range(start, stop, 8):
+            t = table[bits[i >> 3]]
+            for k in range(8):
+                x[i + k] = x[i + k] * scale * t[k]
+    elif signed:
         for i in range(start, stop):
             x[i] = x[i] * scale * table[bits[i >> 3], i & 7]
     elif scale != 1.0:
