@@ -40,6 +40,8 @@ __all__ = ["CACHE", "STRIP", "transform"]
 
 CACHE = 1 << 16
 """Coordinates per cache-resident piece (512 KiB of doubles)."""
+INNER = 1 << 11
+"""Coordinates per L1-resident run: the first stages (up to h = INNER / 2) run on one before the next."""
 STRIP = 128
 """Width of the column strips of the high stages (a multiple of 8; at most :data:`CACHE`)."""
 
@@ -265,8 +267,11 @@ def transform(
     for blk in range(0, n, block):
         for s in range(blk, blk + block, piece):
             if piece >= 8:
-                finite &= _first(src, dst, limit, bits, table, sign_first, s, s + piece)
-                _stages(dst, s, s + piece, 8, piece)
+                inner = min(piece, INNER)
+                for t in range(s, s + piece, inner):
+                    finite &= _first(src, dst, limit, bits, table, sign_first, t, t + inner)
+                    _stages(dst, t, t + inner, 8, inner)
+                _stages(dst, s, s + piece, inner, piece)
             else:
                 finite &= _load(src, dst, limit, bits, table, sign_first, s, s + piece)
                 _stages(dst, s, s + piece, 1, piece)
