@@ -42,8 +42,9 @@ CACHE = 1 << 16
 """Coordinates per cache-resident piece (512 KiB of doubles)."""
 INNER = 1 << 11
 """Coordinates per L1-resident run: the first stages (up to h = INNER / 2) run on one before the next."""
-STRIP = 128
-"""Width of the column strips of the high stages (a multiple of 8; at most :data:`CACHE`)."""
+STRIP = 512
+"""Widest column strip of the high stages: 16 rows of 512 doubles (64 KiB) at d = 10^6; narrower (down to 8)
+when a block has more than CACHE / STRIP pieces, so that a strip stays within CACHE doubles."""
 
 
 _BYTE_BITS = np.unpackbits(np.arange(256, dtype=np.uint8)[:, None], axis=1, bitorder="little")
@@ -222,10 +223,11 @@ def _columns(
     """The stages h >= ``piece`` of the block at ``blk`` (``runs`` pieces), column strip by strip, then the scale.
 
     Stage h = j * piece pairs coordinate (r, c) of the (runs, piece) matrix with
-    (r + j, c): a butterfly between whole rows, done STRIP columns at a time so
+    (r + j, c): a butterfly between whole rows, done on strips of columns (at most STRIP) so
     the strip's ``runs`` rows stay in cache through all the high stages.
     """
-    for col in range(0, piece, STRIP):
+    strip = max(8, min(STRIP, piece // runs))
+    for col in range(0, piece, strip):
         h = 1
         while h < runs:
             q = h * piece
@@ -233,18 +235,18 @@ def _columns(
                 for base in range(0, runs, 4 * h):
                     for r in range(base, base + h):
                         o = blk + r * piece + col
-                        _bfly4(x[o : o + STRIP], x[o + q : o + q + STRIP], x[o + 2 * q : o + 2 * q + STRIP],
-                               x[o + 3 * q : o + 3 * q + STRIP], STRIP)  # fmt: skip
+                        _bfly4(x[o : o + strip], x[o + q : o + q + strip], x[o + 2 * q : o + 2 * q + strip],
+                               x[o + 3 * q : o + 3 * q + strip], strip)  # fmt: skip
                 h *= 4
             else:
                 for base in range(0, runs, 2 * h):
                     for r in range(base, base + h):
                         o = blk + r * piece + col
-                        _bfly2(x[o : o + STRIP], x[o + q : o + q + STRIP], STRIP)
+                        _bfly2(x[o : o + strip], x[o + q : o + q + strip], strip)
                 h *= 2
         for r in range(runs):
             o = blk + r * piece + col
-            _finish(x, o, o + STRIP, scale, bits, table, signed)
+            _finish(x, o, o + strip, scale, bits, table, signed)
 
 
 @_jit()
