@@ -93,7 +93,7 @@ def _bfly2(a: Any, b: Any, h: int) -> None:  # pragma: no cover - compiled
 
 
 @_jit()
-def _first(  # noqa: PLR0915 - the 8-point transform, unrolled in registers
+def _first(
     src: Any, dst: Any, limit: int, bits: Any, table: Any, signed: bool, start: int, stop: int
 ) -> bool:  # pragma: no cover - compiled
     """Load dst[start:stop] from the input and run the stages h = 1, 2, 4 on it, 8 coordinates at a time.
@@ -104,26 +104,82 @@ def _first(  # noqa: PLR0915 - the 8-point transform, unrolled in registers
     some sum of 8 signed inputs is infinite or NaN: always so when an input is,
     and otherwise only on overflow (the caller then checks the input itself).
     """
+    full = min(stop, max(start, limit - limit % 8))
+    finite: bool = _octets(src, dst, bits, table, signed, start, full)
+    if full < stop:
+        finite &= _padded(src, dst, limit, bits, table, signed, full, stop)
+    return finite
+
+
+@_jit()
+def _octets(
+    src: Any, dst: Any, bits: Any, table: Any, signed: bool, start: int, stop: int
+) -> bool:  # pragma: no cover - compiled
+    """:func:`_first` where every coordinate is below the limit (no padding): branch-free but for the signs."""
+    check = 0.0
+    for i in range(start, stop, 8):
+        a0 = src[i]
+        a1 = src[i + 1]
+        a2 = src[i + 2]
+        a3 = src[i + 3]
+        a4 = src[i + 4]
+        a5 = src[i + 5]
+        a6 = src[i + 6]
+        a7 = src[i + 7]
+        if signed:
+            t = table[bits[i >> 3]]
+            a0 *= t[0]
+            a1 *= t[1]
+            a2 *= t[2]
+            a3 *= t[3]
+            a4 *= t[4]
+            a5 *= t[5]
+            a6 *= t[6]
+            a7 *= t[7]
+        b0 = a0 + a1
+        b1 = a0 - a1
+        b2 = a2 + a3
+        b3 = a2 - a3
+        b4 = a4 + a5
+        b5 = a4 - a5
+        b6 = a6 + a7
+        b7 = a6 - a7
+        c0 = b0 + b2
+        c2 = b0 - b2
+        c1 = b1 + b3
+        c3 = b1 - b3
+        c4 = b4 + b6
+        c6 = b4 - b6
+        c5 = b5 + b7
+        c7 = b5 - b7
+        total = c0 + c4
+        check += total * 0.0  # stays 0.0 unless a sum is infinite or NaN (then NaN for good)
+        dst[i] = total
+        dst[i + 4] = c0 - c4
+        dst[i + 1] = c1 + c5
+        dst[i + 5] = c1 - c5
+        dst[i + 2] = c2 + c6
+        dst[i + 6] = c2 - c6
+        dst[i + 3] = c3 + c7
+        dst[i + 7] = c3 - c7
+    return check == 0.0
+
+
+@_jit()
+def _padded(
+    src: Any, dst: Any, limit: int, bits: Any, table: Any, signed: bool, start: int, stop: int
+) -> bool:  # pragma: no cover - compiled
+    """:func:`_first` on the groups of 8 at and after the limit (the last input coordinates and the padding)."""
     finite = True
     for i in range(start, stop, 8):
-        if i + 8 <= limit:
-            a0 = src[i]
-            a1 = src[i + 1]
-            a2 = src[i + 2]
-            a3 = src[i + 3]
-            a4 = src[i + 4]
-            a5 = src[i + 5]
-            a6 = src[i + 6]
-            a7 = src[i + 7]
-        else:
-            a0 = src[i] if i < limit else 0.0
-            a1 = src[i + 1] if i + 1 < limit else 0.0
-            a2 = src[i + 2] if i + 2 < limit else 0.0
-            a3 = src[i + 3] if i + 3 < limit else 0.0
-            a4 = src[i + 4] if i + 4 < limit else 0.0
-            a5 = src[i + 5] if i + 5 < limit else 0.0
-            a6 = src[i + 6] if i + 6 < limit else 0.0
-            a7 = src[i + 7] if i + 7 < limit else 0.0
+        a0 = src[i] if i < limit else 0.0
+        a1 = src[i + 1] if i + 1 < limit else 0.0
+        a2 = src[i + 2] if i + 2 < limit else 0.0
+        a3 = src[i + 3] if i + 3 < limit else 0.0
+        a4 = src[i + 4] if i + 4 < limit else 0.0
+        a5 = src[i + 5] if i + 5 < limit else 0.0
+        a6 = src[i + 6] if i + 6 < limit else 0.0
+        a7 = src[i + 7] if i + 7 < limit else 0.0
         if signed:
             t = table[bits[i >> 3]]
             a0 *= t[0]
