@@ -83,6 +83,24 @@ def _bfly4(a: Any, b: Any, c: Any, d: Any, h: int) -> None:  # pragma: no cover 
 
 
 @_jit(inline="always")
+def _bfly4_scaled(a: Any, b: Any, c: Any, d: Any, h: int, scale: float) -> None:  # pragma: no cover - compiled
+    """:func:`_bfly4`, each result then multiplied by ``scale`` (the same two roundings as a separate pass)."""
+    for k in range(h):
+        p = a[k]
+        q = b[k]
+        r = c[k]
+        s = d[k]
+        s0 = p + q
+        d0 = p - q
+        s1 = r + s
+        d1 = r - s
+        a[k] = (s0 + s1) * scale
+        c[k] = (s0 - s1) * scale
+        b[k] = (d0 + d1) * scale
+        d[k] = (d0 - d1) * scale
+
+
+@_jit(inline="always")
 def _bfly2(a: Any, b: Any, h: int) -> None:  # pragma: no cover - compiled
     """Stage h on 2 runs of h coordinates (a, b at offsets 0, h)."""
     for k in range(h):
@@ -284,10 +302,18 @@ def _columns(
     """
     strip = max(8, min(STRIP, piece // runs))
     for col in range(0, piece, strip):
+        scaled = False
         h = 1
         while h < runs:
             q = h * piece
-            if 4 * h <= runs:
+            if 4 * h == runs and not signed:  # the last stages, with the scale
+                for r in range(h):
+                    o = blk + r * piece + col
+                    _bfly4_scaled(x[o : o + strip], x[o + q : o + q + strip], x[o + 2 * q : o + 2 * q + strip],
+                                  x[o + 3 * q : o + 3 * q + strip], strip, scale)  # fmt: skip
+                scaled = True
+                h *= 4
+            elif 4 * h <= runs:
                 for base in range(0, runs, 4 * h):
                     for r in range(base, base + h):
                         o = blk + r * piece + col
@@ -300,9 +326,10 @@ def _columns(
                         o = blk + r * piece + col
                         _bfly2(x[o : o + strip], x[o + q : o + q + strip], strip)
                 h *= 2
-        for r in range(runs):
-            o = blk + r * piece + col
-            _finish(x, o, o + strip, scale, bits, table, signed)
+        if not scaled:
+            for r in range(runs):
+                o = blk + r * piece + col
+                _finish(x, o, o + strip, scale, bits, table, signed)
 
 
 @_jit()
