@@ -101,6 +101,35 @@ def _bfly4_scaled(a: Any, b: Any, c: Any, d: Any, h: int, scale: float) -> None:
 
 
 @_jit(inline="always")
+def _bfly4_signed(
+    a: Any, b: Any, c: Any, d: Any, h: int, scale: float, fa: Any, fb: Any, fc: Any, fd: Any
+) -> None:  # pragma: no cover - compiled
+    """:func:`_bfly4_scaled`, each product then multiplied by its coordinate's sign factor (+1.0 or -1.0: exact)."""
+    for k in range(h):
+        p = a[k]
+        q = b[k]
+        r = c[k]
+        s = d[k]
+        s0 = p + q
+        d0 = p - q
+        s1 = r + s
+        d1 = r - s
+        a[k] = (s0 + s1) * scale * fa[k]
+        c[k] = (s0 - s1) * scale * fc[k]
+        b[k] = (d0 + d1) * scale * fb[k]
+        d[k] = (d0 - d1) * scale * fd[k]
+
+
+@_jit(inline="always")
+def _factors(out: Any, bits: Any, table: Any, offset: int, count: int) -> None:  # pragma: no cover - compiled
+    """out[k] = the sign factor of coordinate offset + k, for k < count (offset and count multiples of 8)."""
+    for j in range(count >> 3):
+        t = table[bits[(offset >> 3) + j]]
+        for k in range(8):
+            out[8 * j + k] = t[k]
+
+
+@_jit(inline="always")
 def _bfly2(a: Any, b: Any, h: int) -> None:  # pragma: no cover - compiled
     """Stage h on 2 runs of h coordinates (a, b at offsets 0, h)."""
     for k in range(h):
@@ -291,6 +320,23 @@ def _finish(
 
 
 @_jit()
+def _last4(
+    x: Any, o: int, q: int, strip: int, scale: float, bits: Any, table: Any, signed: bool, factors: Any
+) -> None:  # pragma: no cover - compiled
+    """The last radix-4 butterflies on the rows at o, o + q, o + 2q, o + 3q (``strip`` wide), scaled, and signed
+    if ``signed`` (``strip`` a multiple of 8; ``factors`` a buffer of 4 * strip doubles)."""
+    if signed:
+        for m in range(4):
+            _factors(factors[m * strip : (m + 1) * strip], bits, table, o + m * q, strip)
+        _bfly4_signed(x[o : o + strip], x[o + q : o + q + strip], x[o + 2 * q : o + 2 * q + strip],
+                      x[o + 3 * q : o + 3 * q + strip], strip, scale, factors[:strip], factors[strip : 2 * strip],
+                      factors[2 * strip : 3 * strip], factors[3 * strip :])  # fmt: skip
+    else:
+        _bfly4_scaled(x[o : o + strip], x[o + q : o + q + strip], x[o + 2 * q : o + 2 * q + strip],
+                      x[o + 3 * q : o + 3 * q + strip], strip, scale)  # fmt: skip
+
+
+@_jit()
 def _columns(
     x: Any, blk: int, runs: int, piece: int, scale: float, bits: Any, table: Any, signed: bool
 ) -> None:  # pragma: no cover - compiled
@@ -301,16 +347,15 @@ def _columns(
     the strip's ``runs`` rows stay in cache through all the high stages.
     """
     strip = max(8, min(STRIP, piece // runs))
+    factors = np.empty(4 * strip)
     for col in range(0, piece, strip):
         scaled = False
         h = 1
         while h < runs:
             q = h * piece
-            if 4 * h == runs and not signed:  # the last stages, with the scale
+            if 4 * h == runs and (not signed or strip % 8 == 0):  # the last two stages, scale (and signs) folded in
                 for r in range(h):
-                    o = blk + r * piece + col
-                    _bfly4_scaled(x[o : o + strip], x[o + q : o + q + strip], x[o + 2 * q : o + 2 * q + strip],
-                                  x[o + 3 * q : o + 3 * q + strip], strip, scale)  # fmt: skip
+                    _last4(x, blk + r * piece + col, q, strip, scale, bits, table, signed, factors)
                 scaled = True
                 h *= 4
             elif 4 * h <= runs:
