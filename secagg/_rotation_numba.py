@@ -9,22 +9,27 @@ user's cache directory), else compiled afresh in every process.
 Bit-exactness: every coordinate goes through the same binary64 operations as in
 docs/spec.md, section 18, and as :func:`secagg.rotation.hadamard_into`: stage h
 replaces each pair (j, j + h), ``j mod 2h < h``, by (a + b, a - b), for h = 1, 2,
-..., B/2 in that order, then one product by the scale. No fastmath, no fused
-multiply-add (``a + b`` and ``a - b`` have none to fuse). Only the memory
-schedule differs:
+..., B/2 in that order, then one product by the scale. No fastmath, so no
+reassociation and no contraction into fused multiply-adds (no product here is
+ever added to anyway). Only the memory schedule differs:
 
 - the stages h = 1, 2, 4 run in registers, 8 coordinates at a time
   (:func:`_first`), which also loads the input, pads with zeros and negates the
-  coordinates whose sign bit is set (negation is exact: it flips the sign bit,
-  as :func:`secagg.rotation.flip_signs` does);
+  coordinates whose sign bit is set (a product by -1.0, exact: it flips the
+  sign bit, as :func:`secagg.rotation.flip_signs` does), and checks the
+  input's finiteness (a NaN or an infinity makes the sum of its 8 infinite or
+  NaN; only then does the caller look at the input itself);
 - the next stages run two at a time (h and 2h, radix 4) over 4 runs of h
-  coordinates passed as separate slices, a loop numba vectorises, on pieces of
-  :data:`CACHE` coordinates while they sit in the L2 cache;
+  coordinates passed as separate slices, a loop numba vectorises: first on
+  each run of :data:`INNER` coordinates right after it is loaded (L1), then on
+  pieces of :data:`CACHE` coordinates while they sit in the L2 cache;
 - the stages with h >= :data:`CACHE` (blocks longer than a piece) run on column
-  strips of :data:`STRIP` coordinates across the pieces of a block, in place;
+  strips of up to :data:`STRIP` coordinates across the pieces of a block, in place;
 - the scale (and, for the inverse, the signs: ``-(s * v)`` is ``(-s) * v`` bit
-  for bit, rounding to nearest being symmetric) is applied to each piece or
-  strip right after its last stage, while it is in cache.
+  for bit, rounding to nearest being symmetric, and a product by -1.0 is a
+  negation) is applied to each result of the last radix-4 pass as it is
+  written, or, where the last pass is not one, to each piece or strip right
+  after its last stage, while it is in cache.
 """
 
 from __future__ import annotations
@@ -36,7 +41,7 @@ import numba
 import numpy as np
 import numpy.typing as npt
 
-__all__ = ["CACHE", "STRIP", "transform"]
+__all__ = ["CACHE", "INNER", "SIGN_FACTORS", "STRIP", "rotate", "transform"]
 
 CACHE = 1 << 16
 """Coordinates per cache-resident piece (512 KiB of doubles)."""
