@@ -5,7 +5,12 @@ masking the same vector, since every hospital does both each round. This module
 measures, in one process and on the same d:
 
 - ``rotation_forward_s`` / ``rotation_inverse_s``: :class:`secagg.rotation.Rotation`
-  (a client rotates its update; the server un-rotates the aggregate once);
+  (a client rotates its update; the server un-rotates the aggregate once) on the
+  backend in use (param ``rotation_backend``: ``numba`` where it imports, else
+  ``numpy``; :func:`secagg.rotation.backend`), and
+  ``rotation_numpy_forward_s`` / ``rotation_numpy_inverse_s`` on the numpy
+  backend, timed in the same interleaved rounds (the same figures when numpy is
+  the backend in use);
 - ``mask_s``: the masking work of one client's MaskedInput step for the same
   configuration as the masking suite's target (self-mask expanded into the
   output, the input added, k pairwise masks added in place, 32-bit ring): the
@@ -41,6 +46,7 @@ from typing import Any
 import numpy as np
 
 from secagg import bitpack
+from secagg import rotation as rotation_module
 from secagg._install import install_hint
 from secagg.encoding import QuantizationConfig, quantize
 from secagg.errors import ConfigurationError
@@ -61,6 +67,9 @@ METRIC_NOTES = {
     "(one client, one round)",
     "rotation_inverse_s": "CPU seconds, median, interleaved with mask_s: Rotation.inverse of the padded aggregate "
     "(the server, once a round)",
+    "rotation_numpy_forward_s": "CPU seconds, median, same rounds: rotation_forward_s on the numpy backend "
+    "(SECAGG_ROTATION_BACKEND=numpy; bit-identical output)",
+    "rotation_numpy_inverse_s": "CPU seconds, median, same rounds: rotation_inverse_s on the numpy backend",
     "mask_s": "CPU seconds, median: self-mask expansion + input add + k pairwise-mask expansions added in place "
     "(uint32)",
     "rotation_over_mask": "rotation_forward_s / mask_s (the issue's target: <= 1)",
@@ -70,6 +79,23 @@ METRIC_NOTES = {
     "unpack_s": "CPU seconds, median: unpack it (length and padding checks included)",
     "bytes_per_parameter": "packed bytes / d (padding of the rotation included), against 4.0 for Z_(2^32) words",
 }
+
+
+def _on_numpy(operation: Callable[[], object]) -> Callable[[], object]:
+    """``operation`` run with the rotation forced to its numpy backend (the variable restored after)."""
+
+    def run() -> object:
+        previous = os.environ.get(rotation_module.BACKEND_VARIABLE)
+        os.environ[rotation_module.BACKEND_VARIABLE] = "numpy"
+        try:
+            return operation()
+        finally:
+            if previous is None:
+                del os.environ[rotation_module.BACKEND_VARIABLE]
+            else:
+                os.environ[rotation_module.BACKEND_VARIABLE] = previous
+
+    return run
 
 
 def _config(num_clients: int, dim: int, graph: str, dropout: float) -> MaskingConfig:
@@ -126,10 +152,18 @@ def rotation_vs_masking(
     )
     packed = bitpack.pack(narrow, bits)
 
+    backend = rotation_module.backend()
+    numpy_runs: dict[str, Callable[[], object]] = {}
+    if backend != "numpy":
+        numpy_runs = {
+            "numpy_forward": _on_numpy(lambda: rotation.forward(update)),
+            "numpy_inverse": _on_numpy(lambda: rotation.inverse(rotated)),
+        }
     cpu = interleaved_cpu_medians(
         {
             "forward": lambda: rotation.forward(update),
             "inverse": lambda: rotation.inverse(rotated),
+            **numpy_runs,
             "mask": mask,
             "quantize": lambda: quantize(rotated, quantization, rng),
             "pack": lambda: bitpack.pack(narrow, bits),
@@ -146,10 +180,13 @@ def rotation_vs_masking(
             "graph": graph,
             "degree": config.degree,
             "bits": bits,
+            "rotation_backend": backend,
         },
         "metrics": {
             "rotation_forward_s": forward_s,
             "rotation_inverse_s": inverse_s,
+            "rotation_numpy_forward_s": cpu.get("numpy_forward", forward_s),
+            "rotation_numpy_inverse_s": cpu.get("numpy_inverse", inverse_s),
             "mask_s": mask_s,
             "rotation_over_mask": forward_s / mask_s,
             "rotation_inverse_over_mask": inverse_s / mask_s,

@@ -20,7 +20,7 @@ from secagg_bench import masking as masking_suite
 from secagg_bench.progress import Progress
 from secagg_bench.report import validate
 
-from secagg import cli
+from secagg import cli, rotation
 
 pytest.importorskip("jsonschema")
 PLOTS = importlib.util.find_spec("matplotlib") is not None
@@ -130,7 +130,11 @@ def test_compression_suite_reports_bytes_per_parameter_accuracy_and_exactness(
     _check_outputs(tmp_path, document)
     rows = {r["params"]["setting"]: r for r in document["results"]}
     assert set(rows) == {"uncompressed", "budget 1 B/param", "rotation vs masking (SecAgg+, n = 100)"}
-    assert rows["rotation vs masking (SecAgg+, n = 100)"]["metrics"]["rotation_over_mask"] > 0
+    rotation_row = rows["rotation vs masking (SecAgg+, n = 100)"]
+    assert rotation_row["metrics"]["rotation_over_mask"] > 0
+    assert rotation_row["params"]["rotation_backend"] == rotation.backend()
+    assert rotation_row["metrics"]["rotation_numpy_forward_s"] > 0
+    assert rotation_row["metrics"]["rotation_numpy_inverse_s"] > 0
     assert rows["uncompressed"]["metrics"]["protected_bytes"] == 4 * 64
     budget = rows["budget 1 B/param"]
     assert budget["params"]["coordinates_sent"] == 18
