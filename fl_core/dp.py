@@ -247,7 +247,7 @@ class DPAggregator:
         floor = (
             ""
             if self.floor is None
-            else f" ({self.inner.name}'s floor: every sum its server can release holds {self.floor} honest ones)"
+            else f" (at most {self.inner.name}'s floor: every sum its server can release holds {self.floor} honest ones)"
         )
         return (
             f"noise split across {self.plan.num_clients} hospitals, sized for {self.plan.honest} honest ones{floor}: "
