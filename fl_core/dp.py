@@ -247,7 +247,8 @@ class DPAggregator:
         floor = (
             ""
             if self.floor is None
-            else f" (at most {self.inner.name}'s floor: every sum its server can release holds {self.floor} honest ones)"
+            else f" (at most {self.inner.name}'s floor: every sum its server can release holds {self.floor} "
+            "honest ones)"
         )
         return (
             f"noise split across {self.plan.num_clients} hospitals, sized for {self.plan.honest} honest ones{floor}: "
@@ -369,9 +370,9 @@ def supported_honest(name: str, num_clients: int, **protocol_options: Any) -> in
         )
     if name == "paillier":
         module = importlib.import_module("fl_core.aggregators.paillier")
-        keys = ("threshold", "min_contributors")
+        paillier_keys = ("threshold", "min_contributors")
         floor: int = module.supported_honest(
-            num_clients, **{k: protocol_options[k] for k in keys if k in protocol_options}
+            num_clients, **{k: protocol_options[k] for k in paillier_keys if k in protocol_options}
         )
         return floor
     return None
