@@ -36,14 +36,21 @@ def dp_setup(
     rng: np.random.Generator,
 ) -> tuple[Federation, Aggregator]:
     """DP mode's scaling and training aggregator for a model of ``dimension`` parameters
-    (see :func:`fl_core.demo._setup`); ``rng`` draws the noised moments release."""
+    (see :func:`fl_core.demo._setup`); ``rng`` draws the noised moments release.
+
+    h (the honest hospitals each noise share is sized for) is ``n - 1``
+    (:func:`~fl_core.dp_presets.default_min_honest`) capped by the secure sum's floor, for the
+    moments release and the rounds alike: over secagg, secagg+ or paillier every sum the server can
+    release holds at least that many honest inputs (``size_honest``,
+    :func:`fl_core.dp.make_dp_aggregator`, :mod:`secagg.dp.floors`); plain-quantized keeps ``n - 1``."""
     assert config.dp_epsilon is not None
     if config.dp_scaling == "public-ranges":
         dp = dp_config(config.dataset, config.dp_epsilon, rounds=config.rounds, hospitals=config.hospitals,
                        delta=config.dp_delta)  # fmt: skip
         updates = aggregator(
-            name, config, dp=dp, dimension=dimension, max_samples_per_client=config.max_samples_per_client
-        )
+            name, config, dp=dp, dimension=dimension, max_samples_per_client=config.max_samples_per_client,
+            size_honest=True,
+        )  # fmt: skip
         return federation.standardised(public_scaler(config.dataset, federation.num_features)), updates
     moments_dp = moments_dp_config(
         config.dp_moments_share * config.dp_epsilon, config.dp_delta, federation.num_features,
@@ -51,7 +58,7 @@ def dp_setup(
     )  # fmt: skip
     moments = aggregator(
         name, config, dp=moments_dp, dimension=2 * federation.num_features,
-        max_samples_per_client=config.max_samples_per_client,
+        max_samples_per_client=config.max_samples_per_client, size_honest=True,
     )  # fmt: skip
     release = release_moments(
         config.dataset, federation.clients, moments, config.dp_moments_share, rng,
@@ -62,6 +69,7 @@ def dp_setup(
                    delta=config.dp_delta)  # fmt: skip
     training = aggregator(
         name, config, dp=dp, dimension=dimension, max_samples_per_client=config.max_samples_per_client,
+        size_honest=True,
         preceding=((release.aggregator.plan, 1),),
     )  # fmt: skip
     if not isinstance(training, DPAggregator):

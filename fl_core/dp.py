@@ -37,6 +37,15 @@ per-value bound (ring, Paillier slots) holds for noised encodings, and picks the
 that ``n * qmax + noise_tail_bound(plan, n)`` fits; it refuses otherwise. Decoding checks
 that bound and raises OverflowDetectedError beyond it.
 
+**The honest floor (one rule with Flower, :mod:`secagg.dp.floors`).** The noise a released sum
+carries is that of the honest contributions in it, so h must not exceed the fewest honest inputs
+of any sum the server (lying, with the colluders the protocol tolerates) can obtain: ``t - c`` on
+the complete graph, ``t + 1 - c`` on a Harary one, ``min_contributors - c`` with Paillier. A
+:class:`DPAggregator` over a secure sum refuses (ConfigurationError) a plan whose h exceeds the
+full roster's floor, and skips, uncharged and before anything is sent, a round whose session
+(fewer clients: another t and c) has a lower one. :func:`make_dp_aggregator` with
+``size_honest=True`` sizes h as ``min(dp.min_honest, floor)`` instead, as the Flower server does.
+
 **Too few contributors.** :class:`DPAggregator` skips a round before anything is sent when
 fewer than h hospitals would upload, and :meth:`DPQuantizer.decode_integers` refuses
 (InsufficientNoiseError) a sum of fewer than h encodings, so a sum with less noise than
@@ -46,11 +55,12 @@ before the protocol runs; a round that would exceed it is refused and skipped.
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 import numpy.typing as npt
@@ -67,6 +77,7 @@ from fl_core.aggregators.base import (
     uploaders,
 )
 from fl_core.aggregators.masking import MaskingAggregator
+from fl_core.aggregators.masking import supported_honest as masking_supported_honest
 from fl_core.aggregators.plain import QuantizedPlainAggregator
 from fl_core.aggregators.quantizer import DecodedSum, WeightedQuantizer
 from secagg.descriptor import SessionDescriptor
@@ -93,7 +104,19 @@ __all__ = [
     "dp_scale",
     "make_dp_aggregator",
     "noised_encoding",
+    "supported_honest",
 ]
+
+
+@runtime_checkable
+class HonestFloored(Protocol):
+    """A secure sum whose releasable sums have an honest floor (masking, Paillier): the largest h a
+    session of ``num_clients`` supports, and why a given h is above it (None if it is not)."""
+
+    def honest_floor(self, num_clients: int, vector_length: int) -> int: ...
+
+    def honest_shortfall(self, honest: int, num_clients: int, vector_length: int) -> str | None: ...
+
 
 @dataclass(frozen=True)
 class DPQuantizer(WeightedQuantizer):
@@ -171,6 +194,13 @@ class DPAggregator:
             raise ConfigurationError("the inner aggregator must encode with the DPQuantizer given")
         if accountant.plan != quantizer.plan:
             raise ConfigurationError("the accountant's noise plan differs from the quantizer's")
+        self.floor: int | None = None
+        if isinstance(inner, HonestFloored):
+            roster, length = quantizer.config.num_clients, quantizer.encoded_length(quantizer.plan.dimension)
+            shortfall = inner.honest_shortfall(quantizer.plan.honest, roster, length)
+            if shortfall is not None:
+                raise ConfigurationError(f"{inner.name} with {roster} hospitals: {shortfall}")
+            self.floor = inner.honest_floor(roster, length)
         self.inner = inner
         self.quantizer = quantizer
         self.accountant = accountant
@@ -214,10 +244,16 @@ class DPAggregator:
     def coverage_clause(self) -> str:
         """How the noise is split and how many colluding or dropped hospitals it tolerates."""
         tolerated = self.plan.num_clients - self.plan.honest
+        floor = (
+            ""
+            if self.floor is None
+            else f" (at most {self.inner.name}'s floor: every sum its server can release holds {self.floor} "
+            "honest ones)"
+        )
         return (
-            f"noise split across {self.plan.num_clients} hospitals, sized for {self.plan.honest} honest ones: holds "
-            f"with up to {tolerated} hospital{'s' if tolerated != 1 else ''} colluding with the server or dropped "
-            "out (together)"
+            f"noise split across {self.plan.num_clients} hospitals, sized for {self.plan.honest} honest ones{floor}: "
+            f"holds with up to {tolerated} hospital{'s' if tolerated != 1 else ''} colluding with the server or "
+            "dropped out (together)"
         )
 
     def aggregate(
@@ -244,6 +280,12 @@ class DPAggregator:
                 time.perf_counter() - start,
             )
         shortfall = contributor_shortfall(self.plan, len(sent))
+        if shortfall is None and isinstance(self.inner, HonestFloored) and updates:
+            # The session this round will run (its own t and c for len(updates) clients) must
+            # release no sum with fewer honest noise shares than h: checked before anything is sent.
+            length = self.quantizer.encoded_length(updates[0].vector.shape[0])
+            floor = self.inner.honest_shortfall(self.plan.honest, len(updates), length)
+            shortfall = None if floor is None else f"{len(updates)} hospitals sampled: {floor}"
         if shortfall is not None:
             return skipped(f"dp: {shortfall}", 0.0, time.perf_counter() - start)
         try:
@@ -267,6 +309,7 @@ def make_dp_aggregator(
     accountant_path: str | None = None,
     noise_source: RandomSource | None = None,
     preceding: Preceding = (),
+    size_honest: bool = False,
     **protocol_options: Any,
 ) -> DPAggregator:
     """The aggregator ``name`` (``plain-quantized``, ``secagg``, ``secagg+`` or ``paillier``)
@@ -274,7 +317,12 @@ def make_dp_aggregator(
     ``dimension``), sizes the encoding (:func:`dp_quantization`) and keeps the budget in a
     :class:`~secagg.dp.PrivacyAccountant` (state file ``accountant_path``, if given). ``preceding``
     releases (plan, count) are composed with the rounds in the same account (the budget covers
-    them all; :func:`secagg.dp.calibrate`)."""
+    them all; :func:`secagg.dp.calibrate`).
+
+    Over a secure sum (secagg, secagg+, paillier) h must not exceed the full roster's floor
+    (:func:`supported_honest`): ConfigurationError if ``dp.min_honest`` does, unless
+    ``size_honest`` is True, which sizes h as ``min(dp.min_honest, floor)`` (the Flower server's
+    rule). plain-quantized has no floor (no secure sum: nothing to size h against)."""
     if not isinstance(dp, DPConfig):
         raise ConfigurationError(f"dp must be a DPConfig, got {type(dp).__name__}")
     if protocol_options.pop("clipping", "fixed") != "fixed":
@@ -283,6 +331,12 @@ def make_dp_aggregator(
         raise ConfigurationError(
             "DP noise is added to the integer encoding: use plain-quantized, secagg, secagg+ or paillier"
         )
+    if size_honest:
+        floor = supported_honest(name, num_clients, **protocol_options)
+        if floor is not None and floor < dp.honest:
+            if floor < 1:
+                raise ConfigurationError(f"{name} with {num_clients} hospitals releases sums with no honest input")
+            dp = dataclasses.replace(dp, min_honest=floor)
     plan, quantization, tail = dp_quantization(
         dp, num_clients=num_clients, dimension=dimension, max_samples_per_client=max_samples_per_client,
         ring_bits=ring_bits, preceding=preceding,
@@ -302,3 +356,23 @@ def make_dp_aggregator(
     else:
         raise ConfigurationError(f"unknown aggregation {name!r}")
     return DPAggregator(inner, quantizer, PrivacyAccountant(plan, accountant_path))
+
+
+def supported_honest(name: str, num_clients: int, **protocol_options: Any) -> int | None:
+    """The largest h a full round of ``num_clients`` hospitals of aggregation ``name`` with these
+    protocol options supports (:mod:`secagg.dp.floors`), before any key exists; None for
+    ``plain-quantized`` (no secure sum). Options the floor does not depend on are ignored."""
+    if name in ("secagg", "secagg+"):
+        keys = ("mode", "corrupt_fraction", "dropout_fraction", "dropout_per_round")
+        graph = COMPLETE if name == "secagg" else HARARY
+        return masking_supported_honest(
+            graph, num_clients, **{k: protocol_options[k] for k in keys if k in protocol_options}
+        )
+    if name == "paillier":
+        module = importlib.import_module("fl_core.aggregators.paillier")
+        paillier_keys = ("threshold", "min_contributors")
+        floor: int = module.supported_honest(
+            num_clients, **{k: protocol_options[k] for k in paillier_keys if k in protocol_options}
+        )
+        return floor
+    return None

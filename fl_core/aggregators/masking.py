@@ -48,14 +48,22 @@ from fl_core.aggregators.base import (
 from fl_core.aggregators.clipping import ClipPolicy, ClipSchedule, clip_policy
 from fl_core.aggregators.quantizer import WeightedQuantizer
 from secagg._validate import require_instance
+from secagg.dp.floors import masking_floor, unmasked_shortfall
 from secagg.errors import ConfigurationError, ThresholdError
 from secagg.guarantee import Guarantee
 from secagg.masking import ACTIVE, COMPLETE, HARARY, SEMI_HONEST, MaskingConfig, Round, run_session
 from secagg.primitives.randomness import RandomBytes, system_random
-from secagg.primitives.signing import SigningKey
+from secagg.primitives.signing import PUBLIC_KEY_SIZE, SigningKey
 from secagg.segments import SegmentTable
 
-__all__ = ["MASKING_MODES", "MIN_CLIENTS", "STAGE_TO_ROUND", "MaskingAggregator"]
+__all__ = [
+    "MASKING_MODES",
+    "MIN_CLIENTS",
+    "STAGE_TO_ROUND",
+    "MaskingAggregator",
+    "session_config",
+    "supported_honest",
+]
 
 MASKING_MODES = (ACTIVE, SEMI_HONEST)
 """The masking modes, the default first: ``"active"`` resists a server that lies about
@@ -71,6 +79,53 @@ STAGE_TO_ROUND: Mapping[DropoutStage, Round] = {
     DropoutStage.FINALIZE: Round.UNMASKING,
 }
 """The masking round whose message a client dropping at each stage never sends."""
+
+
+def session_config(
+    graph: str,
+    num_clients: int,
+    vector_length: int,
+    *,
+    ring_bits: int = 32,
+    corrupt_fraction: float | None = None,
+    dropout_fraction: float | None = None,
+    dropout_per_round: float | None = None,
+    mode: str = ACTIVE,
+    identity_keys: tuple[bytes, ...] = (),
+) -> MaskingConfig:
+    """The session parameters a :class:`MaskingAggregator` with these options uses for ``num_clients``
+    clients: ``MaskingConfig.secagg`` (``graph="complete"``) or ``MaskingConfig.secagg_plus``."""
+    if graph == COMPLETE:
+        return MaskingConfig.secagg(
+            num_clients, vector_length, ring_bits=ring_bits, corrupt_fraction=corrupt_fraction,
+            dropout_fraction=dropout_fraction or 0.0, dropout_per_round=dropout_per_round, mode=mode,
+            identity_keys=identity_keys,
+        )  # fmt: skip
+    return MaskingConfig.secagg_plus(
+        num_clients, vector_length, ring_bits=ring_bits, corrupt_fraction=corrupt_fraction,
+        dropout_fraction=dropout_fraction, dropout_per_round=dropout_per_round, mode=mode, identity_keys=identity_keys,
+    )  # fmt: skip
+
+
+def supported_honest(
+    graph: str,
+    num_clients: int,
+    *,
+    mode: str = ACTIVE,
+    corrupt_fraction: float | None = None,
+    dropout_fraction: float | None = None,
+    dropout_per_round: float | None = None,
+) -> int:
+    """The largest h (honest noise shares every sum the server can unmask holds,
+    :func:`secagg.dp.floors.masking_floor`) of a full round of ``num_clients`` clients of a
+    :class:`MaskingAggregator` with these options, before any key exists: t and c do not depend on
+    the identity keys, so active mode's are stand-ins here."""
+    stand_ins = (bytes(PUBLIC_KEY_SIZE),) * num_clients if mode == ACTIVE else ()
+    config = session_config(
+        graph, num_clients, 1, corrupt_fraction=corrupt_fraction, dropout_fraction=dropout_fraction,
+        dropout_per_round=dropout_per_round, mode=mode, identity_keys=stand_ins,
+    )  # fmt: skip
+    return masking_floor(config)
 
 
 class MaskingAggregator:
@@ -174,31 +229,26 @@ class MaskingAggregator:
         round replaces them with its own hospitals' keys, in session-id order."""
         key = (num_clients, vector_length)
         if key not in self._configs:
-            ring_bits = self.quantizer.config.ring_bits
             identity_keys = self._identity_keys(range(1, num_clients + 1)) if self.mode == ACTIVE else ()
-            if self.graph == COMPLETE:
-                self._configs[key] = MaskingConfig.secagg(
-                    num_clients,
-                    vector_length,
-                    ring_bits=ring_bits,
-                    corrupt_fraction=self.corrupt_fraction,
-                    dropout_fraction=self.dropout_fraction or 0.0,
-                    dropout_per_round=self.dropout_per_round,
-                    mode=self.mode,
-                    identity_keys=identity_keys,
-                )
-            else:
-                self._configs[key] = MaskingConfig.secagg_plus(
-                    num_clients,
-                    vector_length,
-                    ring_bits=ring_bits,
-                    corrupt_fraction=self.corrupt_fraction,
-                    dropout_fraction=self.dropout_fraction,
-                    dropout_per_round=self.dropout_per_round,
-                    mode=self.mode,
-                    identity_keys=identity_keys,
-                )
+            self._configs[key] = session_config(
+                self.graph, num_clients, vector_length, ring_bits=self.quantizer.config.ring_bits,
+                corrupt_fraction=self.corrupt_fraction, dropout_fraction=self.dropout_fraction,
+                dropout_per_round=self.dropout_per_round, mode=self.mode, identity_keys=identity_keys,
+            )  # fmt: skip
         return self._configs[key]
+
+    def honest_floor(self, num_clients: int, vector_length: int) -> int:
+        """The largest h a session of ``num_clients`` clients supports: the honest inputs in the
+        smallest sum its server can unmask (:func:`secagg.dp.floors.masking_floor`)."""
+        return masking_floor(self.masking_config(num_clients, vector_length))
+
+    def honest_shortfall(self, honest: int, num_clients: int, vector_length: int) -> str | None:
+        """Why a session of ``num_clients`` clients (its threshold, graph and mode) lets the server
+        unmask a sum with fewer than ``honest`` honest inputs (:func:`secagg.dp.floors.unmasked_shortfall`),
+        or None. None below :data:`MIN_CLIENTS` too: :meth:`aggregate` refuses such a round itself."""
+        if num_clients < MIN_CLIENTS:
+            return None
+        return unmasked_shortfall(honest, self.masking_config(num_clients, vector_length))
 
     def aggregate(
         self,

@@ -45,6 +45,7 @@ from fl_core.aggregators.clipping import ClipPolicy, ClipSchedule, clip_policy
 from fl_core.aggregators.quantizer import WeightedQuantizer
 from secagg import wire
 from secagg._validate import require_instance, require_int
+from secagg.dp.floors import decrypted_shortfall, decrypted_sums, decryption_floor
 from secagg.encoding import QuantizationConfig
 from secagg.errors import ConfigurationError, OverflowDetectedError
 from secagg.guarantee import Guarantee
@@ -74,6 +75,8 @@ __all__ = [
     "PaillierAggregator",
     "ciphertext_bytes",
     "packing_layout",
+    "paillier_shape",
+    "supported_honest",
     "value_bits",
 ]
 
@@ -125,6 +128,21 @@ def packing_layout(config: QuantizationConfig, num_parties: int, key_bits: int) 
 def ciphertext_bytes(key_bits: int) -> int:
     """Bytes of one ciphertext of a ``key_bits``-bit key on the wire: 2 * ceil(key_bits / 8)."""
     return 2 * ((key_bits + 7) // 8)
+
+
+def paillier_shape(num_parties: int, threshold: int | None, min_contributors: int | None) -> tuple[int, int]:
+    """(t, min_contributors) of a :class:`PaillierAggregator` for ``num_parties`` hospitals, the
+    defaults filled in: ``t = num_parties // 2 + 1``, ``min_contributors = min(num_parties, max(2, t))``."""
+    t = threshold if threshold is not None else num_parties // 2 + 1
+    return t, min_contributors if min_contributors is not None else min(num_parties, max(2, t))
+
+
+def supported_honest(num_parties: int, *, threshold: int | None = None, min_contributors: int | None = None) -> int:
+    """The largest h (honest uploads in every sum a key-share holder decrypts,
+    :func:`secagg.dp.floors.decryption_floor`) of a full round of a :class:`PaillierAggregator`
+    with these options, before its key ceremony: ``min_contributors - c``."""
+    t, contributors = paillier_shape(num_parties, threshold, min_contributors)
+    return decryption_floor(num_parties, t, num_parties, contributors)
 
 
 class PaillierAggregator:
@@ -192,10 +210,7 @@ class PaillierAggregator:
         self.workers = Workers(workers)
         self.constant_time = constant_time
         self.random_bytes = random_bytes
-        self.threshold = threshold if threshold is not None else num_parties // 2 + 1
-        self.min_contributors = (
-            min_contributors if min_contributors is not None else min(num_parties, max(2, self.threshold))
-        )
+        self.threshold, self.min_contributors = paillier_shape(num_parties, threshold, min_contributors)
         if not 2 <= self.threshold <= num_parties:
             raise ConfigurationError(
                 f"threshold must be in 2..{num_parties} (with t = 1 one hospital decrypts alone), got {self.threshold}"
@@ -259,6 +274,20 @@ class PaillierAggregator:
     def guarantee(self) -> Guarantee:
         """What a full round (every hospital uploads) guarantees, computed from t and min_contributors."""
         return paillier_guarantee(self.material.public, self.material.public.num_parties, self.min_contributors)
+
+    def honest_floor(self, num_clients: int, vector_length: int) -> int:
+        """The largest h a round of ``num_clients`` hospitals supports: its ``min_contributors`` less
+        the colluders its guarantee tolerates (:func:`secagg.dp.floors.decrypted_sums`)."""
+        contributors = min(self.min_contributors, num_clients)
+        return contributors - decrypted_sums(self.material.public, num_clients, contributors).colluders
+
+    def honest_shortfall(self, honest: int, num_clients: int, vector_length: int) -> str | None:
+        """Why a round of ``num_clients`` hospitals lets a key-share holder decrypt a sum with fewer
+        than ``honest`` honest uploads (:func:`secagg.dp.floors.decrypted_shortfall`: the round's
+        ``min_contributors``, as its session sets it, less the colluders its guarantee tolerates), or None."""
+        contributors = min(self.min_contributors, num_clients)
+        guarantee = decrypted_sums(self.material.public, num_clients, contributors)
+        return decrypted_shortfall(honest, contributors, guarantee)
 
     def _identity(self, client: int) -> SigningKey:
         # The simulation plays every hospital: each gets its own identity key once.

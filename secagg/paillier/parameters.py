@@ -30,7 +30,14 @@ from secagg.paillier.packing import MAX_VALUES, SlotLayout
 from secagg.primitives.signing import PUBLIC_KEY_SIZE
 from secagg.primitives.signing import verify as verify_signature
 
-__all__ = ["MAX_CLIENT_ID", "SESSION_LABEL", "SessionParameters", "check_upload", "paillier_guarantee"]
+__all__ = [
+    "MAX_CLIENT_ID",
+    "SESSION_LABEL",
+    "SessionParameters",
+    "check_upload",
+    "paillier_guarantee",
+    "threshold_guarantee",
+]
 
 SESSION_LABEL = b"secagg/v1/paillier-session"
 MAX_CLIENT_ID = (1 << 32) - 1
@@ -161,11 +168,17 @@ def paillier_guarantee(public: ThresholdPublicKey, num_clients: int, min_contrib
     """Private against a lying server plus c = min(t - 1, min_contributors - 2) colluding
     hospitals (min_contributors - 2 in single-key mode, whose key holder must not collude);
     completes while at least min_contributors of ``num_clients`` upload and t share holders decrypt."""
+    return threshold_guarantee(public.num_parties, public.threshold, num_clients, min_contributors)
+
+
+def threshold_guarantee(num_parties: int, threshold: int, num_clients: int, min_contributors: int) -> Guarantee:
+    """:func:`paillier_guarantee` from the key's shape alone (``num_parties`` shares, ``threshold``
+    needed), so a configuration can be judged before its key ceremony."""
     colluders = min_contributors - 2
     dropouts = num_clients - min_contributors
-    if public.num_parties > 1:
-        colluders = min(colluders, public.threshold - 1)
-        dropouts = min(dropouts, public.num_parties - public.threshold)
+    if num_parties > 1:
+        colluders = min(colluders, threshold - 1)
+        dropouts = min(dropouts, num_parties - threshold)
     return Guarantee(colluders, dropouts, lying_server=True)
 
 

@@ -238,7 +238,9 @@ def test_demo_with_dp_prints_the_guarantee_and_the_budget_spent(capsys: pytest.C
     assert code == 0
     assert "differential privacy: epsilon 3, delta 1e-05 per patient over 3 rounds" in out
     assert "(3, 1e-05)-differential privacy per patient over one noised feature-moments release and 3 training" in out
-    assert "holds with up to 1 hospital colluding with the server or dropped out" in out
+    # h = min(n - 1, floor): secagg at 5 hospitals unmasks sums of t = 4 inputs, c = 2 of them colluders'.
+    assert "sized for 2 honest ones (at most secagg's floor" in out
+    assert "holds with up to 3 hospitals colluding with the server or dropped out" in out
     spent = float(out.split("spent epsilon = ")[1].split()[0])
     assert 0 < spent <= 3.0
 

@@ -21,6 +21,8 @@ from secagg.masking import run_session
 from secagg.segments import Segment, SegmentTable
 
 RNG = np.random.default_rng
+SECURE_FLOOR = 2
+"""The largest h secagg, secagg+ (both modes) and paillier (defaults) support at 5 hospitals."""
 Federation = tuple[list[ClientData], np.ndarray, np.ndarray]
 
 
@@ -33,6 +35,10 @@ def _dp_aggregator(
     name: str = "plain-quantized", *, dimension: int = 14, protocol: dict[str, object] | None = None, **changes: object
 ) -> DPAggregator:
     source = SeededRandomSource(bytes(32))
+    if name != "plain-quantized":
+        # Five hospitals over a secure sum: every sum the server can release holds 2 honest
+        # inputs (t - c, secagg.dp.floors), so h is at most 2 there; plain-quantized keeps h = 4.
+        changes.setdefault("min_honest", SECURE_FLOOR)
     aggregator = make_aggregator(
         name, num_clients=5, dp=_config(**changes), dimension=dimension, max_samples_per_client=100,
         noise_source=source, **(protocol or {}),
@@ -156,14 +162,16 @@ def _updates(count: int = 5, d: int = 14) -> list[ClientUpdate]:
     return [ClientUpdate(i, RNG(i).normal(size=d), 10) for i in range(1, count + 1)]
 
 
-@pytest.mark.parametrize("name", ["plain-quantized", "secagg", "secagg+"])
-def test_round_with_fewer_than_h_uploaders_is_skipped_and_not_charged(name: str) -> None:
+@pytest.mark.parametrize(("name", "dropped"), [("plain-quantized", 2), ("secagg", 4), ("secagg+", 4)])
+def test_round_with_fewer_than_h_uploaders_is_skipped_and_not_charged(name: str, dropped: int) -> None:
     aggregator = _dp_aggregator(name)
-    dropouts = {1: DropoutStage.UPLOAD, 2: DropoutStage.JOIN}  # 3 uploaders < h = 4
+    stages = (DropoutStage.UPLOAD, DropoutStage.JOIN)
+    dropouts = {client: stages[client % 2] for client in range(1, dropped + 1)}  # 5 - dropped uploaders < h
+    assert 5 - dropped < aggregator.plan.honest
     result = aggregator.aggregate(_updates(), dropouts, rng=RNG(0))
     assert result.mean is None and "must be skipped" in (result.skipped_reason or "")
     assert aggregator.accountant.num_releases == 0
-    # One dropout still leaves h = 4: released, and charged.
+    # One dropout still leaves h: released, and charged.
     result = aggregator.aggregate(_updates(), {1: DropoutStage.UPLOAD}, rng=RNG(0))
     assert result.mean is not None and len(result.included) == 4
     assert aggregator.accountant.num_releases == 1
@@ -193,8 +201,9 @@ def test_round_beyond_the_budget_is_refused_and_training_stops(federation: Feder
 def test_dp_training_learns_on_a_separable_problem(federation: Federation) -> None:
     clients, test_x, test_y = federation
     aggregator = make_aggregator(
-        "secagg", num_clients=5, dp=_config(epsilon=8.0, rounds=10), dimension=14, max_samples_per_client=100
-    )
+        "secagg", num_clients=5, dp=_config(epsilon=8.0, rounds=10, min_honest=SECURE_FLOOR), dimension=14,
+        max_samples_per_client=100,
+    )  # fmt: skip
     result = run_fedavg(
         LogisticRegression(6), clients, aggregator, test_x, test_y, FedAvgConfig(rounds=10, learning_rate=2.0)
     )

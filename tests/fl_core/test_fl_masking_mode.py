@@ -139,7 +139,7 @@ def test_two_dropouts_of_five_skip_an_active_round_and_the_reason_says_so(mode: 
 
 
 def test_dp_aggregators_run_the_masking_session_in_active_mode_by_default() -> None:
-    dp = DPConfig(epsilon=5.0, delta=1e-5, rounds=3, l2_clip=1.0, min_honest=4)
+    dp = DPConfig(epsilon=5.0, delta=1e-5, rounds=3, l2_clip=1.0, min_honest=2)  # the floor t - c at n = 5
     aggregator = make_aggregator("secagg+", num_clients=5, dp=dp, dimension=6)
     assert aggregator.inner.mode == "active"  # type: ignore[attr-defined]
     opted = make_aggregator("secagg+", num_clients=5, dp=dp, dimension=6, mode="semi-honest")

@@ -22,7 +22,8 @@ With ``SecAggOptions(dp=DPConfig(...))`` every masking round is a DP round, and 
   whose configuration fails that check. In a Paillier round h is the honest uploads in the smallest sum a
   key-share holder decrypts: ``min_contributors`` less the colluders c the round's
   guarantee tolerates (:func:`decrypted_sums`), which every node checks
-  (:func:`check_decrypted_sums`) before it encrypts.
+  (:func:`check_decrypted_sums`) before it encrypts. These four functions are
+  :mod:`secagg.dp.floors`' (re-exported here): fl_core's DP aggregator applies the same rule.
 - **Node** (:func:`node_plan`: :func:`read_dp`, :func:`check_dp_policy`): rebuilds the plan from the bound
   bytes, checks that the sigma^2 it names buys the declared epsilon over the declared
   rounds (recomputed with dp-accounting, not taken on the server's word), that the ring
@@ -51,6 +52,7 @@ from secagg.dp.accountant import PrivacyAccountant
 from secagg.dp.calibration import NoisePlan, check_contributors, contributor_shortfall, noise_tail_bound
 from secagg.dp.config import DPConfig
 from secagg.dp.encoding import calibrated, dp_scale, noised_encoding, size_encoding
+from secagg.dp.floors import check_decrypted_sums, check_unmasked_sums, decrypted_sums, unmasked_sums
 from secagg.dp.sampler import RandomSource
 from secagg.encoding import IntArray, QuantizationConfig
 from secagg.errors import (
@@ -63,9 +65,6 @@ from secagg.errors import (
 )
 from secagg.guarantee import Guarantee
 from secagg.integrations.flower.policy import NodePolicy
-from secagg.masking import MaskingConfig
-from secagg.paillier import ThresholdPublicKey
-from secagg.paillier.protocol import paillier_guarantee
 
 __all__ = [
     "DPRounds",
@@ -93,69 +92,6 @@ def honest_count(num_nodes: int, guarantee: Guarantee, config: DPConfig) -> int:
     ``config.min_honest`` if that is lower."""
     computed = max(1, num_nodes - guarantee.colluders - guarantee.dropouts)
     return computed if config.min_honest is None else min(computed, config.min_honest)
-
-
-def decrypted_sums(public: ThresholdPublicKey, num_nodes: int, min_contributors: int) -> Guarantee:
-    """The guarantee h is computed from in a Paillier round: its colluders (as
-    :func:`~secagg.paillier.protocol.paillier_guarantee`) and, as dropouts, the uploads a
-    decrypted sum may lack (``num_nodes - min_contributors``: key-share holders decrypt
-    sums of at least ``min_contributors`` uploads), so ``h = min_contributors - c``."""
-    colluders = paillier_guarantee(public, num_nodes, min_contributors).colluders
-    return Guarantee(colluders, num_nodes - min_contributors, lying_server=True)
-
-
-def check_decrypted_sums(plan: NoisePlan, min_contributors: int, guarantee: Guarantee) -> None:
-    """ConfigurationError unless a Paillier round's smallest decrypted sum (``min_contributors``
-    uploads, up to ``guarantee.colluders`` of them colluders') holds the plan's h honest uploads."""
-    if min_contributors - guarantee.colluders < plan.honest:
-        raise ConfigurationError(
-            f"the round decrypts sums of {min_contributors} uploads, up to {guarantee.colluders} of them "
-            f"colluders': fewer than the h = {plan.honest} honest ones its noise is sized for; "
-            "under-noised setup refused"
-        )
-
-
-def unmasked_sums(masking: MaskingConfig) -> Guarantee:
-    """The guarantee h is computed from in a masking round: the fewest inputs a sum the server can
-    unmask holds (``m``) and the most colluders among them (``c``), as ``Guarantee(c, n - m)``, so
-    that ``h = n - c - (n - m) = m - c``.
-
-    - Complete graph (SecAgg): ``m = t``. A client unmasks only for a survivor list of at least t
-      clients (itself included), and t of them suffice: each survivor's self-mask seed has t
-      holders among them, the survivor's own share included (:attr:`MaskingConfig.self_share`).
-      ``c`` is the colluders of :attr:`MaskingConfig.guarantee` (computed from t, n and the mode),
-      so ``m - c = n - c - d`` with the guarantee's ``d = n - t``.
-    - Harary graph (SecAgg+): ``m = t + 1``. There is no self-held share: every survivor's seed
-      needs t shares from neighbours answering at Unmasking, and only survivors answer, so a
-      released sum holds a survivor and t of its neighbours, however many of the others dropped
-      (the declared d bounds what the round survives, not what it may release). ``c`` is
-      :attr:`MaskingConfig.corrupt_neighbours` (fewer than t colluders in a neighbourhood, except
-      with probability 2^-40): an honest survivor in the sum has at least ``t - c`` honest
-      neighbours there too, so a sum holds ``t + 1 - c`` honest inputs or none.
-    """
-    n, t, guarantee = masking.num_clients, masking.threshold, masking.guarantee
-    if masking.self_share:
-        return Guarantee(guarantee.colluders, n - t, guarantee.lying_server)
-    return Guarantee(
-        masking.corrupt_neighbours, n - t - 1, guarantee.lying_server,
-        privacy_failure_bits=guarantee.privacy_failure_bits,
-    )  # fmt: skip
-
-
-def check_unmasked_sums(plan: NoisePlan, masking: MaskingConfig) -> None:
-    """ConfigurationError unless every sum a masking round's server can unmask holds the plan's h
-    honest noise shares: ``m - c >= h`` with ``m`` and ``c`` as :func:`unmasked_sums` derives them
-    from the round's own configuration (threshold, graph, mode). A masking node checks it before it
-    trains or sends anything."""
-    sums = unmasked_sums(masking)
-    fewest = masking.num_clients - sums.dropouts
-    if fewest - sums.colluders < plan.honest:
-        graph = "own seed share counted" if masking.self_share else "a survivor and t of its neighbours"
-        raise ConfigurationError(
-            f"the round ({masking.graph} graph, {masking.mode}, t = {masking.threshold}) unmasks sums of "
-            f"{fewest} inputs ({graph}), up to {sums.colluders} of them colluders': fewer than the "
-            f"h = {plan.honest} honest ones its noise is sized for; under-noised setup refused"
-        )
 
 
 def dp_parameters(plan: NoisePlan) -> bytes:

@@ -1,0 +1,104 @@
+"""The honest floor in fl_core (secagg.dp.floors, the rule Flower's nodes check): a DP plan whose
+h exceeds what the secure sum's configuration guarantees is refused, a round whose session has a
+lower floor is skipped uncharged, and the demo sizes h = min(n - 1, floor)."""
+
+from __future__ import annotations
+
+import importlib.util
+
+import numpy as np
+import pytest
+
+from fl_core.aggregators import make_aggregator
+from fl_core.aggregators.base import ClientUpdate
+from fl_core.dp import DPAggregator, supported_honest
+from secagg.cli import main as cli_main
+from secagg.dp import DPConfig, floors
+from secagg.errors import ConfigurationError
+
+needs_sklearn = pytest.mark.skipif(importlib.util.find_spec("sklearn") is None, reason="needs the examples extra")
+needs_flower = pytest.mark.skipif(importlib.util.find_spec("flwr") is None, reason="needs the flower extra")
+
+
+def _dp(min_honest: int) -> DPConfig:
+    return DPConfig(epsilon=3.0, delta=1e-5, rounds=4, l2_clip=1.0, min_honest=min_honest)
+
+
+def _updates(clients: range, d: int = 6) -> list[ClientUpdate]:
+    return [ClientUpdate(i, np.random.default_rng(i).normal(size=d), 10) for i in clients]
+
+
+@needs_flower
+def test_flower_re_exports_the_one_rule() -> None:
+    from secagg.integrations.flower import dp as flower_dp  # noqa: PLC0415
+
+    for name in ("unmasked_sums", "check_unmasked_sums", "decrypted_sums", "check_decrypted_sums"):
+        assert getattr(flower_dp, name) is getattr(floors, name)
+
+
+@pytest.mark.parametrize(
+    ("n", "mode", "floor"),
+    [(5, "active", 2), (5, "semi-honest", 2), (10, "active", 4), (10, "semi-honest", 2), (20, "active", 9)],
+)
+def test_masking_floor_per_n_and_mode(n: int, mode: str, floor: int) -> None:
+    assert supported_honest("secagg", n, mode=mode) == floor
+    assert supported_honest("secagg+", n, mode=mode) == floor  # the complete graph up to 100
+    assert supported_honest("plain-quantized", n) is None
+
+
+@pytest.mark.parametrize(("mode", "t", "c"), [("active", 4, 2), ("semi-honest", 3, 1)])
+@pytest.mark.parametrize("name", ["secagg", "secagg+"])
+def test_plan_above_the_masking_floor_is_refused(name: str, mode: str, t: int, c: int) -> None:
+    # 5 hospitals, complete graph: a sum of t inputs, c of them colluders', holds t - c = 2 honest.
+    with pytest.raises(ConfigurationError, match=rf"t = {t}\).*c = {c} .*2 honest \(the floor m - c\).*h = 4"):
+        make_aggregator(name, num_clients=5, dp=_dp(4), dimension=6, mode=mode)
+    accepted = make_aggregator(name, num_clients=5, dp=_dp(2), dimension=6, mode=mode)
+    assert isinstance(accepted, DPAggregator) and accepted.floor == 2
+
+
+def test_plan_at_the_floor_is_accepted_above_it_refused_at_ten_hospitals() -> None:
+    assert make_aggregator("secagg", num_clients=10, dp=_dp(4), dimension=6).plan.honest == 4  # type: ignore[attr-defined]
+    with pytest.raises(ConfigurationError, match=r"t = 7\).*c = 3 .*4 honest.*h = 5"):
+        make_aggregator("secagg", num_clients=10, dp=_dp(5), dimension=6)
+
+
+def test_plan_above_the_paillier_floor_is_refused() -> None:
+    # 5 hospitals, t = 3, min_contributors = 3, c = min(t - 1, 3 - 2) = 1: a decrypted sum holds 2 honest.
+    options = {"insecure_small_key": True, "key_bits": 512}
+    assert supported_honest("paillier", 5) == 2
+    with pytest.warns(UserWarning), pytest.raises(ConfigurationError, match=r"sums of 3 uploads.*c = 1.*h = 4"):
+        make_aggregator("paillier", num_clients=5, dp=_dp(4), dimension=6, **options)
+    with pytest.warns(UserWarning):
+        accepted = make_aggregator("paillier", num_clients=5, dp=_dp(2), dimension=6, **options)
+    assert accepted.plan.honest == 2  # type: ignore[attr-defined]
+
+
+def test_round_whose_session_has_a_lower_floor_is_skipped_uncharged() -> None:
+    # 10 hospitals support h = 4 (t = 7, c = 3); a round of 5 sampled runs t = 4, c = 2: floor 2 < 4.
+    aggregator = make_aggregator("secagg", num_clients=10, dp=_dp(4), dimension=6)
+    assert isinstance(aggregator, DPAggregator)
+    result = aggregator.aggregate(_updates(range(1, 6)), {}, rng=np.random.default_rng(0))
+    assert result.mean is None
+    assert "5 hospitals sampled" in (result.skipped_reason or "") and "h = 4" in (result.skipped_reason or "")
+    assert aggregator.accountant.num_releases == 0 and aggregator.spent()[0] == 0.0
+    # The full roster is released and charged.
+    result = aggregator.aggregate(_updates(range(1, 11)), {}, rng=np.random.default_rng(0))
+    assert result.mean is not None and aggregator.accountant.num_releases == 1
+
+
+@pytest.mark.parametrize(("name", "honest"), [("secagg+", 2), ("secagg", 2), ("plain-quantized", 4)])
+def test_size_honest_caps_h_at_the_floor(name: str, honest: int) -> None:
+    aggregator = make_aggregator(name, num_clients=5, dp=_dp(4), dimension=6, size_honest=True)
+    assert aggregator.plan.honest == honest  # type: ignore[attr-defined]
+
+
+@needs_sklearn
+@pytest.mark.parametrize(("aggregation", "honest"), [("secagg+", 2), ("plain-quantized", 4)])
+def test_the_demo_sizes_h_from_the_configuration(
+    aggregation: str, honest: int, capsys: pytest.CaptureFixture[str]
+) -> None:
+    argv = ["demo", "--dp-epsilon", "3", "--rounds", "2", "--no-progress", "--aggregation", aggregation]
+    assert cli_main(argv) == 0
+    printed = capsys.readouterr().out
+    assert f"noise split across 5 hospitals, sized for {honest} honest ones" in printed
+    assert (f"(at most {aggregation}'s floor" in printed) == (aggregation != "plain-quantized")
