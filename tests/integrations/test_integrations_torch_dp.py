@@ -60,7 +60,8 @@ def test_a_torch_model_trains_with_dp_through_the_secure_sum() -> None:
     hospitals = [(i, *draw(40)) for i in range(1, 6)]
     test_x, test_y = draw(300)
     model = _linear(4, 2)
-    dp = DPConfig(epsilon=8.0, delta=1e-5, rounds=8, l2_clip=1.0, min_honest=2)  # secagg's floor at 5 hospitals (t - c = 4 - 2)
+    # h = 2: secagg's floor at 5 hospitals (t - c = 4 - 2); h = 4 is refused over a secure sum
+    dp = DPConfig(epsilon=8.0, delta=1e-5, rounds=8, l2_clip=1.0, min_honest=2)
     aggregator = make_aggregator("secagg", num_clients=5, dp=dp, dimension=10, max_samples_per_client=64)
     assert isinstance(aggregator, DPAggregator)
 
