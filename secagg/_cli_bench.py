@@ -168,7 +168,11 @@ def _add_dp_bench(dp: argparse.ArgumentParser) -> None:
     )
     dp.add_argument("--seeds", type=_integer(1, 1000), help="seeds 0..N-1 per budget (default: 10)")
     dp.add_argument("--rounds", type=_integer(1, MAX_ROUNDS), help="rounds (default: 20)")
-    dp.add_argument("--hospitals", type=_integer(3, MAX_HOSPITALS), help="default: 5 (noise sized for n - 1)")
+    dp.add_argument(
+        "--hospitals",
+        type=_integer(3, MAX_HOSPITALS),
+        help="default: 5 (noise sized for n - 1, capped by the secure sum's floor over secagg and secagg+)",
+    )
     dp.add_argument(
         "--aggregation",
         choices=["plain-quantized", "secagg", "secagg+"],
