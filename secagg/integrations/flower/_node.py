@@ -1,4 +1,5 @@
-"""What the masking and Paillier mods share: error replies, local training, the node's weight, key files."""
+"""What the masking and Paillier mods share: settings, stage dispatch, error replies, local training,
+the node's weight, key files, audit records."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from flwr.clientapp.typing import ClientAppCallable
 from flwr.common.constant import ErrorCode
 
 from secagg import wire
+from secagg.dp.sampler import RandomSource
 from secagg.errors import AuthenticationError, ConfigurationError, ProtocolError, SecAggError
 from secagg.integrations.flower._records import (
     has_stage,
@@ -24,7 +26,15 @@ from secagg.integrations.flower._records import (
     without_stage,
 )
 from secagg.integrations.flower.keys import read_identity_key, read_trusted_keys
-from secagg.integrations.flower.protocol import ArrayLayout, IdentityAnnouncement, arrays_digest, flatten_arrays
+from secagg.integrations.flower.policy import NodePolicy
+from secagg.integrations.flower.protocol import (
+    IDENTIFY,
+    ArrayLayout,
+    IdentityAnnouncement,
+    arrays_digest,
+    flatten_arrays,
+)
+from secagg.primitives.randomness import RandomBytes
 from secagg.primitives.signing import SigningKey
 
 __all__ = [
@@ -33,6 +43,8 @@ __all__ = [
     "AuditRecord",
     "ModRoute",
     "NodeIdentity",
+    "NodeSettings",
+    "NodeStageHandler",
     "StageHandler",
     "TrainingFailedError",
     "announce_identity",
@@ -42,6 +54,7 @@ __all__ = [
     "forget",
     "node_identity",
     "run_stage",
+    "serve_node",
     "train_locally",
 ]
 
@@ -69,6 +82,42 @@ class AuditRecord:
 
 
 Audit = Callable[[AuditRecord], None]
+
+PathLike = str | os.PathLike[str]
+
+
+@dataclass(frozen=True)
+class NodeSettings:
+    """What every secure mod is built with (each mod's own settings add to these)."""
+
+    policy: NodePolicy
+    allow_plain_train: bool
+    rng: np.random.Generator | None
+    audit: Audit | None
+    random_bytes: RandomBytes
+    identity_key_file: PathLike | None
+    trusted_keys_file: PathLike | None
+    noise_source: RandomSource | None
+
+    def rounding_rng(self) -> np.random.Generator:
+        """The quantization's rounding randomness (not secret): ``rng``, else fresh OS entropy."""
+        return self.rng if self.rng is not None else np.random.default_rng()
+
+    def record(
+        self, message: Message, server_round: int, protocol_id: int, weight: int, encoded: npt.NDArray[Any]
+    ) -> None:
+        """Hand the node's contribution to ``audit`` as an :class:`AuditRecord`, if the mod has one."""
+        if self.audit is not None:
+            self.audit(
+                AuditRecord(
+                    run_id=message.metadata.run_id,
+                    server_round=server_round,
+                    node_id=message.metadata.dst_node_id,
+                    protocol_id=protocol_id,
+                    weight=weight,
+                    encoded=encoded,
+                )
+            )
 
 
 class TrainingFailedError(Exception):
@@ -242,3 +291,35 @@ def check_identities(
         raise AuthenticationError("the round's identity keys name one key for two nodes")
     if keys[protocol_id - 1] != identity.key.public:
         raise AuthenticationError(f"the round puts another identity key at this node's protocol id {protocol_id}")
+
+
+NodeStageHandler = Callable[[str, bytes, NodeIdentity | None], bytes]
+"""Runs one stage after ``identify``: ``(stage, inbound payload, this node's identity) -> reply payload``."""
+
+
+def serve_node(
+    message: Message,
+    context: Context,
+    call_next: ClientAppCallable,
+    route: ModRoute,
+    settings: NodeSettings,
+    handle: NodeStageHandler,
+    *,
+    no_identity: str | None = None,
+) -> Message:
+    """:func:`run_stage` for a node mod: each stage reads the node's identity (``settings``' key
+    files, else the node config); ``identify`` answers with it, any other stage goes to ``handle``.
+
+    ``no_identity``: the refusal (a ConfigurationError, before any stage) of a mod that needs
+    an identity key, when the node has none; None lets a node without one take part.
+    """
+
+    def handle_stage(stage: str, payload: bytes) -> bytes:
+        identity = node_identity(context, settings.identity_key_file, settings.trusted_keys_file)
+        if identity is None and no_identity is not None:
+            raise ConfigurationError(no_identity)
+        if stage == IDENTIFY:
+            return announce_identity(message, identity)
+        return handle(stage, payload, identity)
+
+    return run_stage(message, context, call_next, route, handle_stage)

@@ -43,7 +43,6 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Callable
-from dataclasses import dataclass
 from functools import partial
 
 import numpy as np
@@ -62,11 +61,10 @@ from secagg.integrations.flower._node import (
     AuditRecord,
     ModRoute,
     NodeIdentity,
-    announce_identity,
+    NodeSettings,
     check_identities,
     forget,
-    node_identity,
-    run_stage,
+    serve_node,
     train_locally,
 )
 from secagg.integrations.flower.clipping import encode_segmented, node_table, parse_table
@@ -75,7 +73,6 @@ from secagg.integrations.flower.dp import check_unmasked_sums, node_encoding, no
 from secagg.integrations.flower.policy import NodePolicy
 from secagg.integrations.flower.protocol import (
     DOWNLINK,
-    IDENTIFY,
     MASKED_INPUT,
     MASKING_STAGES,
     SETUP,
@@ -100,18 +97,6 @@ STATE_KEY = "secagg.state"
 """Key of the ConfigRecord in ``context.state`` holding the round setup and the protocol state."""
 
 PathLike = str | os.PathLike[str]
-
-
-@dataclass(frozen=True)
-class _Settings:
-    policy: NodePolicy
-    allow_plain_train: bool
-    rng: np.random.Generator | None
-    audit: Audit | None
-    random_bytes: RandomBytes
-    identity_key_file: PathLike | None
-    trusted_keys_file: PathLike | None
-    noise_source: RandomSource | None = None
 
 
 def make_secagg_mod(
@@ -149,7 +134,7 @@ def make_secagg_mod(
     policy = NodePolicy() if policy is None else policy
     if not isinstance(policy, NodePolicy) or policy.min_nodes < 3:
         raise ConfigurationError("policy must be a NodePolicy with min_nodes >= 3 (a masking session needs 3)")
-    settings = _Settings(
+    settings = NodeSettings(
         policy, allow_plain_train, rng, audit, random_bytes, identity_key_file, trusted_keys_file, noise_source
     )
 
@@ -160,21 +145,18 @@ def make_secagg_mod(
     return secagg_mod
 
 
-def _handle(message: Message, context: Context, call_next: ClientAppCallable, settings: _Settings) -> Message:
-    def handle(stage: str, payload: bytes) -> bytes:
-        identity = node_identity(context, settings.identity_key_file, settings.trusted_keys_file)
-        if stage == IDENTIFY:
-            return announce_identity(message, identity)
+def _handle(message: Message, context: Context, call_next: ClientAppCallable, settings: NodeSettings) -> Message:
+    def handle(stage: str, payload: bytes, identity: NodeIdentity | None) -> bytes:
         if stage == SETUP:
             return _setup(message, context, payload, settings, identity)
         return _step(message, context, call_next, stage, payload, settings, identity)
 
     route = ModRoute("secagg_mod", frozenset(MASKING_STAGES), STATE_KEY, settings.allow_plain_train)
-    return run_stage(message, context, call_next, route, handle)
+    return serve_node(message, context, call_next, route, settings, handle)
 
 
 def _setup(
-    message: Message, context: Context, payload: bytes, settings: _Settings, identity: NodeIdentity | None
+    message: Message, context: Context, payload: bytes, settings: NodeSettings, identity: NodeIdentity | None
 ) -> bytes:
     setup = wire.decode(payload, RoundSetup)
     # Validated again here (the server's word is not enough), and bound to every field of the setup.
@@ -239,7 +221,7 @@ def _step(
     call_next: ClientAppCallable,
     stage: str,
     payload: bytes,
-    settings: _Settings,
+    settings: NodeSettings,
     identity: NodeIdentity | None,
 ) -> bytes:
     setup_bytes, setup, state = _load(context)
@@ -266,14 +248,14 @@ def _train_and_encode(
     call_next: ClientAppCallable,
     setup: RoundSetup,
     state: ClientState,
-    settings: _Settings,
+    settings: NodeSettings,
 ) -> tuple[RingVector, Callable[[], None] | None]:
     if setup.masking.vector_length != state.config.vector_length:
         raise ProtocolError("the stored session and setup disagree on the vector length")
     delta, layout, weight = train_locally(
         message, context, call_next, setup.arrays_digest, setup.parameters, setup.weight_name
     )
-    rng = settings.rng if settings.rng is not None else np.random.default_rng()
+    rng = settings.rounding_rng()
     quantization = setup.quantization
     keep = None
     if setup.dp:
@@ -287,17 +269,7 @@ def _train_and_encode(
         integers = encode_segmented(update.values, weight, table, quantization, rng)
         keep = partial(keep_residual, context.state, layout, update.residual)
     encoded = to_ring(integers, quantization)
-    if settings.audit is not None:
-        settings.audit(
-            AuditRecord(
-                run_id=message.metadata.run_id,
-                server_round=setup.server_round,
-                node_id=message.metadata.dst_node_id,
-                protocol_id=state.client,
-                weight=weight,
-                encoded=encoded,
-            )
-        )
+    settings.record(message, setup.server_round, state.client, weight, encoded)
     return encoded, keep
 
 

@@ -55,14 +55,12 @@ from secagg.integrations.flower._node import (
     IDENTITY_KEY_FILE,
     TRUSTED_KEYS_FILE,
     Audit,
-    AuditRecord,
     ModRoute,
     NodeIdentity,
-    announce_identity,
+    NodeSettings,
     check_identities,
     config_path,
-    node_identity,
-    run_stage,
+    serve_node,
     train_locally,
 )
 from secagg.integrations.flower.clipping import encode_segmented, node_table
@@ -104,24 +102,17 @@ PASSPHRASE_ENV = "SECAGG_KEY_SHARE_PASSPHRASE"  # noqa: S105  (a variable name, 
 """Environment variable holding the key share's passphrase (the last resort)."""
 HISTORY_SIZE = 1024
 _ID = 32
+_NO_IDENTITY = f"Paillier uploads are signed: this node needs {IDENTITY_KEY_FILE!r} and {TRUSTED_KEYS_FILE!r}"
 
 PathLike = str | os.PathLike[str]
 
 
 @dataclass(frozen=True)
-class _Settings:
+class _Settings(NodeSettings):
     key_share_file: PathLike | None
     passphrase: str | bytes | None
-    policy: NodePolicy
-    allow_plain_train: bool
-    rng: np.random.Generator | None
-    audit: Audit | None
-    random_bytes: RandomBytes
     obfuscation: Obfuscation
     constant_time: bool
-    identity_key_file: PathLike | None
-    trusted_keys_file: PathLike | None
-    noise_source: RandomSource | None
 
 
 def make_paillier_mod(
@@ -165,8 +156,8 @@ def make_paillier_mod(
     if not isinstance(policy, NodePolicy):
         raise ConfigurationError("policy must be a NodePolicy")
     settings = _Settings(
-        key_share_file, passphrase, policy, allow_plain_train, rng, audit, random_bytes,
-        obfuscation, constant_time, identity_key_file, trusted_keys_file, noise_source,
+        policy, allow_plain_train, rng, audit, random_bytes, identity_key_file, trusted_keys_file, noise_source,
+        key_share_file, passphrase, obfuscation, constant_time,
     )
 
     def paillier_mod(message: Message, context: Context, call_next: ClientAppCallable) -> Message:
@@ -177,14 +168,8 @@ def make_paillier_mod(
 
 
 def _handle(message: Message, context: Context, call_next: ClientAppCallable, settings: _Settings) -> Message:
-    def handle(stage: str, payload: bytes) -> bytes:
-        identity = node_identity(context, settings.identity_key_file, settings.trusted_keys_file)
-        if identity is None:
-            raise ConfigurationError(
-                f"Paillier uploads are signed: this node needs {IDENTITY_KEY_FILE!r} and {TRUSTED_KEYS_FILE!r}"
-            )
-        if stage == IDENTIFY:
-            return announce_identity(message, identity)
+    def handle(stage: str, payload: bytes, identity: NodeIdentity | None) -> bytes:
+        assert identity is not None  # serve_node refuses (_NO_IDENTITY) a node without one
         share = _key_share(context, settings)
         if stage == ENCRYPT:
             return _encrypt(message, context, call_next, payload, share, identity, settings)
@@ -192,7 +177,8 @@ def _handle(message: Message, context: Context, call_next: ClientAppCallable, se
 
     stages = frozenset((IDENTIFY, *PAILLIER_STAGES))
     route = ModRoute("paillier_mod", stages, STATE_KEY, settings.allow_plain_train)
-    return run_stage(message, context, call_next, route, handle)
+    return serve_node(message, context, call_next, route, settings, handle, no_identity=_NO_IDENTITY)
+
 
 
 def _key_share(context: Context, settings: _Settings) -> KeyShare:
@@ -278,7 +264,7 @@ def _encrypt(
     delta, layout, weight = train_locally(
         message, context, call_next, setup.arrays_digest, setup.parameters, setup.weight_name
     )
-    rng = settings.rng if settings.rng is not None else np.random.default_rng()
+    rng = settings.rounding_rng()
     keep = None
     if plan is not None:
         # The noise share is added here, on the node, before encryption (exact sampler, OS CSPRNG).
@@ -298,17 +284,7 @@ def _encrypt(
         keep_residual(context.state, layout, keep)  # the upload leaves with this reply
     _remember(context, uploaded + params.session_id, answered)
     context.state[STATE_KEY] = ConfigRecord({"setup": payload, "upload": client.upload_digest})
-    if settings.audit is not None:
-        settings.audit(
-            AuditRecord(
-                run_id=message.metadata.run_id,
-                server_round=setup.server_round,
-                node_id=message.metadata.dst_node_id,
-                protocol_id=protocol_id,
-                weight=weight,
-                encoded=values,
-            )
-        )
+    settings.record(message, setup.server_round, protocol_id, weight, values)
     return wire.encode(PaillierUpload(party=share.index, upload=upload))
 
 
