@@ -27,7 +27,9 @@ class Guarantee:
             protocol (lies about dropouts, splits messages); False if only
             against one that follows it (semi-honest).
         privacy_failure_bits: if set, the privacy statement fails with
-            probability below 2^-bits (SecAgg+'s random graph); 0 if exact.
+            probability below 2^-bits (SecAgg+'s random graph); 0 if exact. The
+            probability is over the graph: with ``lying_server`` the line says that
+            a server grinding session contexts for a graph is not covered.
         completion_failure_bits: likewise for completion.
     """
 
@@ -40,7 +42,14 @@ class Guarantee:
     def __str__(self) -> str:
         server = "a lying server" if self.lying_server else "an honest-but-curious server"
         privacy = f"private against {server} plus up to {self.colluders} colluding clients"
-        if self.privacy_failure_bits:
+        if self.privacy_failure_bits and self.lying_server:
+            # The probability is over the random graph, which a lying server could grind for by
+            # trying session contexts offline (docs/threat-model.md, "The Harary permutation").
+            privacy += (
+                f" (except with probability < 2^-{self.privacy_failure_bits} over the random graph; not against "
+                "a server that grinds session contexts to place its colluders: use the complete graph there)"
+            )
+        elif self.privacy_failure_bits:
             privacy += f" (except with probability < 2^-{self.privacy_failure_bits})"
         completion = f"completes with up to {self.dropouts} dropouts"
         if self.completion_failure_bits:

@@ -190,6 +190,18 @@ def test_semi_honest_guarantee_says_it_does_not_resist_a_lying_server() -> None:
     assert "does NOT" not in str(_config(ACTIVE, TRUE_SETUP.digest()).guarantee)
 
 
+def test_active_harary_guarantee_says_its_probability_is_over_a_graph_a_grinding_server_defeats() -> None:
+    # The 2^-40 of a random graph assumes colluders placed independently of it; a lying server
+    # chooses the context that keys the graph (docs/threat-model.md, "The Harary permutation").
+    _, keys = make_identities(200)
+    active = str(MaskingConfig.secagg_plus(200, 2, mode=ACTIVE, identity_keys=keys).guarantee)
+    assert "2^-40 over the random graph" in active and "grinds session contexts" in active
+    semi_honest = str(MaskingConfig.secagg_plus(200, 2).guarantee)
+    assert "2^-40)" in semi_honest and "grinds" not in semi_honest  # an honest-but-curious server does not grind
+    complete = str(MaskingConfig.secagg(10, 2, mode=ACTIVE, identity_keys=make_identities(10)[1]).guarantee)
+    assert "2^-" not in complete and "grinds" not in complete  # exact: nothing to grind for
+
+
 # --- the same bound, attacked through the protocol itself --------------------------------------
 
 
