@@ -9,7 +9,12 @@ on the same noise:
   models after each step: post-processing of released sums);
 - a learning-rate schedule over the rounds, another step size or momentum;
 - a per-record feature transform with public constants only (``log1p`` variants), applied
-  to the features and to the public ranges before the moments release.
+  to the features and to the public ranges before the moments release;
+- several local gradient steps per round (``local_steps``, :func:`local_contribution`);
+- the exact pooled standardisation instead of the noised moments release (``scaling="exact"``):
+  a **diagnostic that leaks** the moments, measuring what the release costs;
+- a two-stage release (``scaling="two-stage"``, :func:`two_stage_setup`): the means, then the
+  squares about the released means, so the variances are not lost under the floor.
 
 **Common random numbers.** Every (seed, epsilon, replicate) draws its DP noise from
 :class:`secagg.dp.SeededRandomSource` streams derived from that triple (one per
@@ -37,15 +42,17 @@ import numpy as np
 
 from fl_core import demo
 from fl_core.aggregators.base import Aggregator, ClientUpdate
-from fl_core.data import Federation, make_federation
+from fl_core.data import ClientData, Federation, Standardiser, make_federation
 from fl_core.demo_config import TEST_FRACTION, DemoConfig
 from fl_core.demo_dp import dp_setup
 from fl_core.dp import DPAggregator
+from fl_core.dp_moments import _scaled
+from fl_core.dp_presets import default_min_honest, dp_config
 from fl_core.dp_training import dp_contribution, public_denominator
 from fl_core.fedavg import _AGGREGATE, _INIT, _SAMPLE, _TRAIN, _sample_clients
 from fl_core.models import FloatArray, LogisticRegression, Model, accuracy, flatten, unflatten
-from fl_core.public_scaling import PUBLIC_FEATURE_RANGES
-from secagg.dp import SeededRandomSource
+from fl_core.public_scaling import PUBLIC_FEATURE_RANGES, public_scaler
+from secagg.dp import DPConfig, SeededRandomSource
 
 __all__ = ["AVERAGES", "Variant", "averaged_models", "main", "trajectory"]
 
@@ -62,6 +69,8 @@ class Variant:
     features: str = "none"
     learning_rate: float | None = None
     momentum: float | None = None
+    local_steps: int = 1
+    scaling: str = "release"
 
 
 VARIANTS = (
@@ -72,7 +81,16 @@ VARIANTS = (
     Variant("momentum0.8", momentum=0.8),
     Variant("log1p", features="log1p"),
     Variant("log1p(10x/high)", features="logrel10"),
+    Variant("16 local steps", local_steps=16),
+    Variant("16 local steps, lr 8", local_steps=16, learning_rate=8.0),
+    Variant("16 local steps, lr 12, no momentum", local_steps=16, learning_rate=12.0, momentum=0.0),
+    Variant("exact scaling (leaks)", scaling="exact"),
+    Variant("two-stage release", scaling="two-stage"),
 )
+
+TWO_STAGE = {"mean_clip_share": 0.6, "square_clip": 0.5, "variance_floor": 0.01, "mean_share": 0.5}
+"""The two-stage release's settings: the means' L2 clip (share of ``sqrt(d)``), the squares' L2
+clip, the variance floor (public-scaled units) and the means' share of the release's epsilon."""
 
 
 def _schedule(kind: str, step: int, rounds: int) -> float:
@@ -106,6 +124,86 @@ def _transformed(federation: Federation, kind: str) -> tuple[Federation, tuple[t
     clients = tuple(dataclasses.replace(c, features=transform(c.features)) for c in federation.clients)
     moved = dataclasses.replace(federation, clients=clients, test_features=transform(federation.test_features))
     return moved, tuple((0.0, float(high)) for high in transform(highs[None, :])[0])
+
+
+def local_contribution(
+    model: LogisticRegression, params: list[FloatArray], data: ClientData, clip: float, steps: int, step_size: float
+) -> FloatArray:
+    """The mean, over ``steps`` local full-batch steps of size ``step_size`` on the hospital's
+    patients, of the clipped gradient sums along the way (one step: :func:`dp_contribution`).
+
+    Why its sensitivity can stay ``clip``: for two-class logistic regression a clipped
+    per-example gradient is ``phi(s) v`` with ``phi`` a clamped sigmoid (non-decreasing), the
+    gradient of a convex, ``|v|^2 / 4``-smooth loss; a gradient step on a convex ``beta``-smooth
+    sum is non-expansive when ``step_size <= 2 / beta``, so one patient moves the endpoint by
+    at most ``steps * step_size * clip`` and this mean by ``clip``. The probe does not enforce
+    that step bound (a deployment would, from public feature and size bounds): it measures
+    whether the idea gains anything first.
+    """
+    current, total = params, None
+    for _ in range(steps):
+        gradient = model.clipped_gradient_sum(current, data.features, data.labels, clip)
+        total = gradient if total is None else [a + b for a, b in zip(total, gradient, strict=True)]
+        current = [p - step_size * g for p, g in zip(current, gradient, strict=True)]
+    assert total is not None
+    return flatten([t / steps for t in total])
+
+
+def _released_sum(aggregator: Aggregator, clients: Sequence[ClientData], rows: Callable[[ClientData], FloatArray],
+                  rng: np.random.Generator) -> FloatArray:  # fmt: skip
+    """The noised sum over the hospitals of ``rows(client).sum(axis=0)``."""
+    updates = [ClientUpdate(c.client_id, rows(c).sum(axis=0), c.num_samples) for c in clients]
+    result = aggregator.aggregate(updates, {}, rng=rng)
+    assert result.mean is not None, result.skipped_reason
+    return np.asarray(result.mean, dtype=np.float64)
+
+
+def _row_clipped(rows: FloatArray, bound: float) -> FloatArray:
+    norms = np.linalg.norm(rows, axis=1, keepdims=True)
+    clipped: FloatArray = rows * np.minimum(1.0, bound / np.maximum(norms, 1e-300))
+    return clipped
+
+
+def two_stage_setup(
+    config: DemoConfig, raw: Federation, factory: Callable[..., Aggregator], dimension: int, rng: np.random.Generator
+) -> tuple[Federation, DPAggregator]:
+    """Scaling from two noised releases inside the budget, then the training aggregator after both.
+
+    The variances of breast cancer's features in public-scaled units (0.015 to 0.2) all lie at or
+    below the one-release floor (0.2): that release only centres. Here the means come first
+    (``(share * mean_share * epsilon, delta)``), then the sums of ``(u - mean)^2`` clipped to a
+    small L2 bound (their typical norm is far below ``sqrt(d)``), and the rounds are calibrated
+    after both in one Renyi account (``preceding``).
+    """
+    assert config.dp_epsilon is not None
+    epsilon, share, d = config.dp_epsilon, config.dp_moments_share, raw.num_features
+    total = float(sum(c.num_samples for c in raw.clients))
+    honest = default_min_honest(config.hospitals)
+    options = {"max_samples_per_client": config.max_samples_per_client, "size_honest": True}
+    means_dp = DPConfig(epsilon=share * TWO_STAGE["mean_share"] * epsilon, delta=config.dp_delta, rounds=1,
+                        l2_clip=TWO_STAGE["mean_clip_share"] * math.sqrt(d), min_honest=honest)  # fmt: skip
+    means_agg = factory("plain-quantized", config, dp=means_dp, dimension=d, **options)
+    scaled = {c.client_id: _scaled(config.dataset, c.features) for c in raw.clients}
+    sums = _released_sum(means_agg, raw.clients, lambda c: _row_clipped(scaled[c.client_id], means_dp.l2_clip), rng)
+    mean = np.clip(sums / total, -1.0, 1.0)
+    squares_dp = dataclasses.replace(
+        means_dp, epsilon=share * (1.0 - TWO_STAGE["mean_share"]) * epsilon, l2_clip=TWO_STAGE["square_clip"]
+    )
+    squares_agg = factory("plain-quantized", config, dp=squares_dp, dimension=d, **options)
+    squares = _released_sum(
+        squares_agg, raw.clients, lambda c: _row_clipped((scaled[c.client_id] - mean) ** 2, squares_dp.l2_clip), rng
+    )
+    variance = np.clip(squares / total, TWO_STAGE["variance_floor"], 1.0)
+    public = public_scaler(config.dataset, d)
+    standardiser = Standardiser(public.mean + public.std * mean, public.std * np.sqrt(variance))
+    assert isinstance(means_agg, DPAggregator) and isinstance(squares_agg, DPAggregator)
+    training = factory(
+        "plain-quantized", config, dimension=dimension, preceding=((means_agg.plan, 1), (squares_agg.plan, 1)),
+        dp=dp_config(config.dataset, epsilon, rounds=config.rounds, hospitals=config.hospitals, delta=config.dp_delta),
+        **options,
+    )  # fmt: skip
+    assert isinstance(training, DPAggregator)
+    return raw.standardised(standardiser), training
 
 
 def _seeded_factory(tag: bytes) -> Callable[..., Aggregator]:
@@ -145,6 +243,13 @@ def trajectory(
         )  # fmt: skip
     finally:
         PUBLIC_FEATURE_RANGES["breast-cancer"] = saved
+    if variant.scaling == "exact":  # diagnostic only: the un-noised pooled moments leak
+        federation = raw.standardised(Standardiser.fit(np.concatenate([c.features for c in raw.clients])))
+    elif variant.scaling == "two-stage":
+        federation, aggregator = two_stage_setup(
+            config, raw, _seeded_factory(f"{seed}|{epsilon}|{replicate}|two-stage".encode()), dimension,
+            np.random.default_rng([seed, demo._STANDARDISE]),
+        )  # fmt: skip
     assert isinstance(aggregator, DPAggregator) and isinstance(model, LogisticRegression)
     fedavg = config.fedavg()
     rate = fedavg.learning_rate if variant.learning_rate is None else variant.learning_rate
@@ -153,19 +258,23 @@ def trajectory(
     iterates, velocity = [flatten(params)], None
     for step in range(1, rounds + 1):
         sampled = _sample_clients(federation.clients, 1.0, np.random.default_rng([seed, _SAMPLE, step]))
+        denominator = public_denominator([c.num_samples for c in sampled], aggregator.config)
+        step_size = rate * _schedule(variant.schedule, step, rounds) / (variant.local_steps * denominator)
         updates = [
             ClientUpdate(
                 c.client_id,
                 dp_contribution(
                     model, params, c, aggregator.config, np.random.default_rng([seed, _TRAIN, step, c.client_id])
-                ),
+                )
+                if variant.local_steps == 1
+                else local_contribution(model, params, c, aggregator.config.l2_clip, variant.local_steps, step_size),
                 c.num_samples,
             )
             for c in sampled
         ]
         result = aggregator.aggregate(updates, {}, rng=np.random.default_rng([seed, _AGGREGATE, step]))
         assert result.mean is not None, result.skipped_reason
-        gradient = result.mean / public_denominator([c.num_samples for c in sampled], aggregator.config)
+        gradient = result.mean / denominator
         velocity = gradient if velocity is None else gradient + beta * velocity
         moved = iterates[-1] - rate * _schedule(variant.schedule, step, rounds) * velocity
         params = unflatten(moved, params)
@@ -200,10 +309,15 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=list(TUNING_SEEDS))
     parser.add_argument("--replicates", type=int, default=1, help="noise streams per seed")
     parser.add_argument("--rounds", type=int, default=20)
+    parser.add_argument("--variants", nargs="+", metavar="NAME", help="only these (the recipe always runs)")
     args = parser.parse_args(argv)
+    chosen = [v for v in VARIANTS if args.variants is None or v.name in ("recipe", *args.variants)]
+    unknown = set(args.variants or ()) - {v.name for v in VARIANTS}
+    if unknown:
+        parser.error(f"unknown variants {sorted(unknown)}; known: {[v.name for v in VARIANTS]}")
     for epsilon in args.epsilon:
         rows: dict[str, list[float]] = {}
-        for variant in VARIANTS:
+        for variant in chosen:
             for seed in args.seeds:
                 for replicate in range(args.replicates):
                     model, iterates, fed = trajectory(seed, epsilon, replicate, variant, args.rounds)

@@ -5,13 +5,16 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from secagg_bench import dp_recipe_probe as probe
+from secagg_bench import dp_schedule_probe as schedule
 
 from fl_core import demo
-from fl_core.data import make_federation
+from fl_core.data import Standardiser, make_federation
 from fl_core.demo_config import TEST_FRACTION, DemoConfig
 from fl_core.demo_dp import dp_setup
+from fl_core.dp_presets import dp_config
+from fl_core.dp_training import dp_contribution
 from fl_core.fedavg import run_fedavg
-from fl_core.models import flatten
+from fl_core.models import LogisticRegression, flatten
 
 pytest.importorskip("dp_accounting")
 
@@ -47,3 +50,35 @@ def test_averages_and_schedules() -> None:
     assert probe._schedule("cos", 1, 20) == pytest.approx(1.0)
     assert probe._schedule("cos", 20, 20) == pytest.approx(0.1)
     assert [probe._schedule("step", s, 20) for s in (10, 11, 15, 16)] == [1.0, 0.5, 0.5, 0.25]
+
+
+def test_one_local_step_is_the_recipe_contribution() -> None:
+    """local_contribution with one step is dp_contribution; with more it moves along the way."""
+    raw = make_federation("breast-cancer", 5, partition="dirichlet", alpha=0.5, test_fraction=TEST_FRACTION,
+                          rng=np.random.default_rng([100, demo._SPLIT]))  # fmt: skip
+    pooled = Standardiser.fit(np.concatenate([c.features for c in raw.clients]))
+    client = raw.standardised(pooled).clients[0]
+    model = LogisticRegression(client.features.shape[1], 2)
+    params = [np.full_like(p, 0.01) for p in model.init(np.random.default_rng(0))]
+    dp = dp_config("breast-cancer", 1.0, rounds=1, hospitals=5)
+    one = probe.local_contribution(model, params, client, dp.l2_clip, 1, 0.5)
+    assert np.array_equal(one, dp_contribution(model, params, client, dp, np.random.default_rng(0)))
+    many = probe.local_contribution(model, params, client, dp.l2_clip, 8, 0.05)
+    assert not np.allclose(many, one)
+    # each step's clipped sum is at most num_samples * clip in L2, and so is their mean
+    assert np.linalg.norm(many) <= client.num_samples * dp.l2_clip + 1e-9
+
+
+def test_noise_schedules_spend_the_same_budget() -> None:
+    """sum_t 1 / sigma_t^2 is T / sigma^2 for every power; power 0 is uniform; > 0 favours late rounds."""
+    for power in (-1.0, 0.0, 1.0, 2.0):
+        weights = schedule.schedule_weights(power, 20)
+        assert weights.sum() == pytest.approx(20.0)
+    assert np.allclose(schedule.schedule_weights(0.0, 20), 1.0)
+    assert schedule.schedule_weights(1.0, 20)[-1] > schedule.schedule_weights(1.0, 20)[0]
+
+
+def test_uniform_schedule_accuracy_is_reproducible() -> None:
+    once = schedule.scheduled_accuracy(100, 3.0, 0, 0.0, rounds=3)
+    assert once == schedule.scheduled_accuracy(100, 3.0, 0, 0.0, rounds=3)
+    assert 0.5 < once <= 1.0
