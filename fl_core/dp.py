@@ -92,6 +92,7 @@ from secagg.dp import (
     contributor_shortfall,
     noise_tail_bound,
 )
+from secagg.dp.config import DP_PARAMETER_PREFIX
 from secagg.dp.encoding import ROUNDING_SHARE, dp_quantization, dp_scale, noised_encoding
 from secagg.errors import BudgetExceededError, ConfigurationError, InsufficientNoiseError, OverflowDetectedError
 from secagg.masking import COMPLETE, HARARY
@@ -138,7 +139,7 @@ class DPQuantizer(WeightedQuantizer):
         dimension, sensitivity) and, as for any :class:`WeightedQuantizer`, the extra
         ``parameters`` entries (ConfigurationError if one is named like a DP parameter)."""
         entries = self.plan.config.descriptor_parameters(self.plan)
-        shadowing = sorted(name for name, _ in self.parameters if name in entries or name.startswith("secagg.dp."))
+        shadowing = sorted(name for name, _ in self.parameters if name.startswith(DP_PARAMETER_PREFIX))
         if shadowing:
             raise ConfigurationError(f"a bound entry takes the DP parameter name {shadowing[0]!r}")
         return SessionDescriptor.create(
