@@ -21,6 +21,7 @@ import pytest
 from fl_core.aggregators import make_aggregator
 from fl_core.aggregators.base import Aggregator, ClientUpdate
 from fl_core.compression import CompressionConfig, SparseAggregator
+from fl_core.demo_config import DemoConfig
 from fl_core.dp import DPAggregator, DPQuantizer
 from fl_core.rotated import RotatedAggregator
 from secagg.descriptor import Parameter
@@ -93,3 +94,11 @@ def test_an_unwrapped_dp_round_still_runs() -> None:
     updates = [ClientUpdate(c, 0.01 * rng.normal(size=DIMENSION), 10) for c in range(1, 6)]
     result = _dp_aggregator().aggregate(updates, {}, rng=np.random.default_rng(1))
     assert result.mean is not None and result.included == frozenset(range(1, 6))
+
+
+@pytest.mark.parametrize("option", [{"sparsity": 0.5}, {"rotate": True}, {"bytes_per_parameter": 1.0}])
+def test_the_demo_refuses_compression_with_dp_instead_of_ignoring_it(option: dict[str, object]) -> None:
+    # Before: DemoConfig(dp_epsilon=..., sparsity=...) was accepted and the DP run sent every
+    # coordinate anyway (the DP setup never builds the SparseAggregator): an option silently dropped.
+    with pytest.raises(ConfigurationError, match="dp"):
+        DemoConfig(aggregation="secagg", dp_epsilon=1.0, **option)  # type: ignore[arg-type]
