@@ -91,7 +91,7 @@ class DemoConfig:
             (masked vector or ciphertexts) per model parameter; it picks the bits, ring,
             rotation and shared subset of coordinates (:mod:`fl_core.budget`), so it is
             not given with ``bits``, ``ring`` or ``rotate``, nor with DP or ``plain``.
-        sparsity: instead, the fraction of coordinates sent each round.
+        sparsity: instead, the fraction of coordinates sent each round (not with DP).
         rotate: every hospital rotates its update by the round's public random rotation
             before quantizing; the server rotates the mean back (:mod:`fl_core.rotated`).
         dp_scaling: with DP, ``"noised-moments"`` (standardise from a noised moments release
@@ -147,6 +147,7 @@ class DemoConfig:
             raise ConfigurationError("--dp-epsilon needs an integer encoding: use an aggregation other than plain")
         if self.bytes_per_parameter is not None or self.sparsity is not None:
             self.compression()  # checks the values now, not after the setup
+            _check_sparsity(self)
         if self.bytes_per_parameter is not None:
             _check_budget(self)
         if self.rotate and (self.dp_epsilon is not None or self.aggregation == "plain"):
@@ -279,6 +280,15 @@ class DemoReport:
             ],
             "configuration": self.config.as_dict(),
         }
+
+
+def _check_sparsity(config: DemoConfig) -> None:
+    """A fixed fraction of coordinates needs a protected update without DP (the DP setup sends them all)."""
+    if config.sparsity is not None and config.dp_epsilon is not None:
+        raise ConfigurationError(
+            "sparsity applies without --dp-epsilon (dp_epsilon): a DP round sends every coordinate, noised "
+            "(a residual would carry patient data past the accountant; docs/privacy.md)"
+        )
 
 
 def _check_budget(config: DemoConfig) -> None:

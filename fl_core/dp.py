@@ -80,6 +80,7 @@ from fl_core.aggregators.masking import MaskingAggregator
 from fl_core.aggregators.masking import supported_honest as masking_supported_honest
 from fl_core.aggregators.plain import QuantizedPlainAggregator
 from fl_core.aggregators.quantizer import DecodedSum, WeightedQuantizer
+from fl_core.wrapping import WrappingAggregator
 from secagg.descriptor import SessionDescriptor
 from secagg.dp import (
     DPConfig,
@@ -91,6 +92,7 @@ from secagg.dp import (
     contributor_shortfall,
     noise_tail_bound,
 )
+from secagg.dp.config import DP_PARAMETER_PREFIX
 from secagg.dp.encoding import ROUNDING_SHARE, dp_quantization, dp_scale, noised_encoding
 from secagg.errors import BudgetExceededError, ConfigurationError, InsufficientNoiseError, OverflowDetectedError
 from secagg.masking import COMPLETE, HARARY
@@ -132,14 +134,19 @@ class DPQuantizer(WeightedQuantizer):
     noise_source: RandomSource | None = field(default=None, kw_only=True, repr=False, compare=False)
 
     def descriptor(self, server_round: int, table: SegmentTable | None = None) -> bytes:
-        """The round's descriptor digest: the encoding, the segment table (if any) and every
+        """The round's descriptor digest: the encoding, the segment table (if any), every
         ``secagg.dp.*`` parameter (epsilon, delta, rounds, l2 clip, sampling rate, h, sigma^2,
-        dimension, sensitivity)."""
+        dimension, sensitivity) and, as for any :class:`WeightedQuantizer`, the extra
+        ``parameters`` entries (ConfigurationError if one is named like a DP parameter)."""
+        entries = self.plan.config.descriptor_parameters(self.plan)
+        shadowing = sorted(name for name, _ in self.parameters if name.startswith(DP_PARAMETER_PREFIX))
+        if shadowing:
+            raise ConfigurationError(f"a bound entry takes the DP parameter name {shadowing[0]!r}")
         return SessionDescriptor.create(
             self.config,
             server_round=server_round,
             layout_digest=bytes(32) if table is None else table.digest(),
-            parameters=self.plan.config.descriptor_parameters(self.plan),
+            parameters={**entries, **dict(self.parameters)},
         ).digest()
 
     def encoded_length(self, vector_length: int, table: SegmentTable | None = None) -> int:
@@ -190,6 +197,12 @@ class DPAggregator:
     def __init__(self, inner: Aggregator, quantizer: DPQuantizer, accountant: PrivacyAccountant) -> None:
         if not isinstance(quantizer, DPQuantizer):
             raise ConfigurationError("DPAggregator needs the DPQuantizer its inner aggregator encodes with")
+        if isinstance(inner, WrappingAggregator):
+            raise ConfigurationError(
+                f"DP noise does not go over a {inner.KIND} aggregator: a DP round sends every coordinate, in the "
+                "model's own basis (a residual would carry patient data past the accountant, and a rotation's "
+                "padding changes the sensitivity the noise is calibrated for)"
+            )
         if getattr(inner, "quantizer", None) is not quantizer:
             raise ConfigurationError("the inner aggregator must encode with the DPQuantizer given")
         if accountant.plan != quantizer.plan:

@@ -10,6 +10,7 @@ descriptor that quantizer describes. :class:`WrappingAggregator` is that shared 
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Mapping
 from dataclasses import replace
 from typing import Any, ClassVar
@@ -33,6 +34,14 @@ class WrappingAggregator:
     def __init__(self, inner: Aggregator) -> None:
         if isinstance(inner, type(self)):
             raise ConfigurationError(f"an aggregator is {self.KIND} once")
+        dp_quantizer = importlib.import_module("fl_core.dp").DPQuantizer  # lazily: fl_core.dp imports this module
+        if isinstance(getattr(inner, "quantizer", None), dp_quantizer):
+            # Refused as the Flower adapter (compression.check_options) and the demo refuse it.
+            raise ConfigurationError(
+                f"a DP aggregator cannot be {self.KIND}: a DP round sends every coordinate, noised, in the model's "
+                "own basis (a residual would carry patient data past the accountant, and a rotation's padding "
+                "changes the sensitivity the noise is calibrated for)"
+            )
         self.inner = inner
 
     @property

@@ -23,7 +23,10 @@ What belongs in it (docs/spec.md, "Session descriptor"):
 - every training parameter the server sends with the model (learning rate,
   local epochs, ...): a server that sent every node but one ``local-epochs =
   0`` would mount the same attack as the split clip;
-- later: differential-privacy and compression parameters.
+- differential-privacy and compression parameters, as entries of ``parameters``
+  named ``secagg.dp.*`` (:meth:`secagg.dp.DPConfig.descriptor_parameters`),
+  ``secagg.sparsity.*`` (:meth:`secagg.sparsity.Subset.descriptor_parameters`) and
+  ``secagg.rotation.*`` (:meth:`secagg.rotation.Rotation.descriptor_parameters`).
 
 Integrators fill it once per round (:meth:`SessionDescriptor.create`); the
 adapters in :mod:`secagg.integrations` and the aggregators in ``fl_core`` do.

@@ -1,0 +1,104 @@
+"""A DP round binds everything that shapes its contributions, or refuses what it cannot bind.
+
+The attack the session descriptor stops: a value that changes what a hospital sends but is
+not in the session's descriptor can differ between hospitals (or from what the server
+claims) without failing the session. The rotation and the shared-seed subset of
+:mod:`fl_core.rotated` and :mod:`fl_core.compression` are bound by writing their entries
+into the aggregator's quantizer; a DP aggregator's quantizer must not drop them, and a
+DP aggregator must not run under them at all (as the Flower adapter and the demo refuse:
+the residual would carry patient data past the accountant, and the rotation's padding
+changes the sensitivity's rounding term the noise was calibrated for).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+
+import numpy as np
+import pytest
+
+from fl_core.aggregators import make_aggregator
+from fl_core.aggregators.base import Aggregator, ClientUpdate
+from fl_core.compression import CompressionConfig, SparseAggregator
+from fl_core.demo_config import DemoConfig
+from fl_core.dp import DPAggregator, DPQuantizer
+from fl_core.rotated import RotatedAggregator
+from secagg.descriptor import Parameter
+from secagg.dp import DPConfig, SeededRandomSource
+from secagg.errors import ConfigurationError
+from secagg.rotation import Rotation
+from secagg.sparsity import Subset
+
+DIMENSION = 16
+WRAPPERS: dict[str, Callable[[Aggregator], object]] = {
+    "rotated": RotatedAggregator,
+    "sparse": lambda inner: SparseAggregator(inner, CompressionConfig(fraction=0.5)),
+}
+
+
+def _dp_aggregator(name: str = "secagg") -> DPAggregator:
+    config = DPConfig(epsilon=3.0, delta=1e-5, rounds=4, l2_clip=1.0, min_honest=2)
+    aggregator = make_aggregator(
+        name, num_clients=5, dp=config, dimension=DIMENSION, max_samples_per_client=100,
+        noise_source=SeededRandomSource(bytes(32)),
+    )  # fmt: skip
+    assert isinstance(aggregator, DPAggregator)
+    return aggregator
+
+
+@pytest.mark.parametrize("wrapper", sorted(WRAPPERS))
+@pytest.mark.parametrize("name", ["plain-quantized", "secagg"])
+def test_a_dp_aggregator_refuses_to_run_under_a_rotation_or_a_subset(wrapper: str, name: str) -> None:
+    # Before: the wrapper ran, and its seed went into a copy of the quantizer the protocol never
+    # used (and the DP descriptor ignored it anyway): the round's rotation or subset was unbound.
+    with pytest.raises(ConfigurationError, match="DP"):
+        WRAPPERS[wrapper](_dp_aggregator(name))
+
+
+def test_a_dp_aggregator_refuses_a_wrapped_inner_aggregator() -> None:
+    # The other way round: DP noise over a rotating inner aggregator is refused too.
+    dp = _dp_aggregator("plain-quantized")
+    with pytest.raises(ConfigurationError, match=r"rotat|compress|wrap"):
+        DPAggregator(RotatedAggregator(dp.inner), dp.quantizer, dp.accountant)
+
+
+@pytest.mark.parametrize(
+    "entries",
+    [
+        Rotation(bytes(range(32)), DIMENSION).descriptor_parameters(),
+        Subset.random(bytes(range(32)), DIMENSION, count=8).descriptor_parameters(),
+        {"config/lr": 0.1},
+    ],
+    ids=["rotation", "subset", "training parameter"],
+)
+def test_the_dp_descriptor_binds_the_quantizers_bound_entries(entries: dict[str, Parameter]) -> None:
+    # A DPQuantizer is a WeightedQuantizer: its ``parameters`` are bound into every round's
+    # descriptor, as the base class promises; two quantizers that differ only there differ.
+    quantizer = _dp_aggregator().quantizer
+    assert isinstance(quantizer, DPQuantizer)
+    bound = dataclasses.replace(quantizer, parameters=tuple(sorted(entries.items())))
+    assert bound.descriptor(1) != quantizer.descriptor(1)
+    assert dataclasses.replace(quantizer, parameters=()).descriptor(1) == quantizer.descriptor(1)
+
+
+def test_a_bound_entry_cannot_shadow_a_dp_parameter() -> None:
+    quantizer = _dp_aggregator().quantizer
+    shadow = dataclasses.replace(quantizer, parameters=(("secagg.dp.epsilon", 100.0),))
+    with pytest.raises(ConfigurationError, match=r"secagg\.dp\.epsilon"):
+        shadow.descriptor(1)
+
+
+def test_an_unwrapped_dp_round_still_runs() -> None:
+    rng = np.random.default_rng(0)
+    updates = [ClientUpdate(c, 0.01 * rng.normal(size=DIMENSION), 10) for c in range(1, 6)]
+    result = _dp_aggregator().aggregate(updates, {}, rng=np.random.default_rng(1))
+    assert result.mean is not None and result.included == frozenset(range(1, 6))
+
+
+@pytest.mark.parametrize("option", [{"sparsity": 0.5}, {"rotate": True}, {"bytes_per_parameter": 1.0}])
+def test_the_demo_refuses_compression_with_dp_instead_of_ignoring_it(option: dict[str, object]) -> None:
+    # Before: DemoConfig(dp_epsilon=..., sparsity=...) was accepted and the DP run sent every
+    # coordinate anyway (the DP setup never builds the SparseAggregator): an option silently dropped.
+    with pytest.raises(ConfigurationError, match="dp"):
+        DemoConfig(aggregation="secagg", dp_epsilon=1.0, **option)  # type: ignore[arg-type]
