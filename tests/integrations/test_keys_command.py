@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from secagg.cli import main
+from secagg.errors import ConfigurationError
 from secagg.integrations.flower.keys import read_identity_key, read_trusted_keys
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -83,3 +84,31 @@ def test_the_provisioning_walkthrough_in_the_docs_runs(tmp_path: Path) -> None:
     # Assert
     assert result.returncode == 0, result.stderr
     assert "3 distinct hospital keys, your identity is listed" in result.stdout
+
+
+def test_the_identity_key_mode_is_checked_on_the_file_actually_read(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Prepare: a 0600 identity, and a group- and world-readable one that an attacker swaps in
+    # right after any path-based mode check (the race between checking a path and reading it)
+    path, loose = tmp_path / "hospital.key", tmp_path / "loose.key"
+    assert run("new", str(path)) == 0 and run("new", str(loose)) == 0
+    private_public, loose_public = read_identity_key(path).public, read_identity_key(loose).public
+    loose.chmod(0o644)
+    real_stat = os.stat
+
+    def stat_then_swap(target: object, *args: object, **kwargs: object) -> os.stat_result:
+        result = real_stat(target, *args, **kwargs)  # type: ignore[arg-type]
+        if os.fspath(target) == str(path) and loose.exists():  # type: ignore[arg-type]
+            os.replace(loose, path)
+        return result
+
+    monkeypatch.setattr(os, "stat", stat_then_swap)
+    # Execute
+    try:
+        public = read_identity_key(path).public
+    except ConfigurationError:
+        public = None
+    # Assert: the key read came from a file whose mode was checked (or it was refused)
+    assert public != loose_public
+    assert public in (private_public, None)
