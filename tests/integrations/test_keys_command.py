@@ -13,7 +13,13 @@ import pytest
 
 from secagg.cli import main
 from secagg.errors import ConfigurationError
-from secagg.integrations.flower.keys import read_identity_key, read_trusted_keys
+from secagg.integrations.flower.keys import (
+    read_identity_key,
+    read_public_key,
+    read_trusted_keys,
+    write_identity_key,
+)
+from secagg.primitives.signing import SigningKey
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -112,3 +118,22 @@ def test_the_identity_key_mode_is_checked_on_the_file_actually_read(
     # Assert: the key read came from a file whose mode was checked (or it was refused)
     assert public != loose_public
     assert public in (private_public, None)
+
+
+def test_an_identity_path_that_cannot_be_created_or_opened_is_a_library_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Prepare: a folder that does not exist, and a path no system call accepts (a NUL byte,
+    # as a node-config string or an API caller may hold)
+    missing = tmp_path / "no-such-folder" / "hospital.key"
+    # Execute / Assert: one line and exit 2 from the command; ConfigurationError from the API
+    assert run("new", str(missing)) == 2
+    assert "no-such-folder" in capsys.readouterr().err
+    for bad in ("hospital\0.key", str(missing)):
+        with pytest.raises(ConfigurationError):
+            read_identity_key(bad)
+    with pytest.raises(ConfigurationError):
+        write_identity_key("hospital\0.key", SigningKey.generate())
+    for read in (read_trusted_keys, read_public_key):
+        with pytest.raises(ConfigurationError):
+            read("federation\0.keys")

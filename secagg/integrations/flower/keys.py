@@ -51,6 +51,8 @@ def _read(path: PathLike, what: str) -> bytes:
         return Path(path).read_bytes()
     except OSError as exc:
         raise ConfigurationError(f"cannot read the {what} {path}: {exc.strerror or exc}") from exc
+    except ValueError as exc:  # a path holding a NUL byte
+        raise ConfigurationError(f"cannot read the {what} {path!r}: {exc}") from exc
 
 
 def _hex_key(text: str, size: int, where: str) -> bytes:
