@@ -278,3 +278,16 @@ def test_command_verify_reports_a_malformed_vector_file_as_failed(
     out = capsys.readouterr().out
     assert status == 1
     assert "prg.json" in out
+
+
+def test_command_generate_into_a_file_is_a_usage_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    # Prepare: the folder argument names an existing file
+    (tmp_path / "file").write_text("")
+
+    # Execute
+    with pytest.raises(SystemExit) as exit_info:
+        main(["vectors", "generate", str(tmp_path / "file" / "out")])
+
+    # Assert: argparse's one-line usage error, no traceback
+    assert exit_info.value.code == 2
+    assert "is not a directory" in capsys.readouterr().err
