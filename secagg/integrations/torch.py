@@ -218,7 +218,7 @@ def _from_float64(torch: Any, piece: FloatVector, dtype: Any, kind: str, spec: A
         return torch.from_numpy(np.rint(piece) != 0)
     integers = np.rint(piece)
     info = np.iinfo(np.dtype(spec.dtype))
-    if integers.size and (integers.min() < info.min or integers.max() > info.max):
+    if integers.size and (not np.isfinite(integers).all() or integers.min() < info.min or integers.max() > info.max):
         raise ConfigurationError(f"tensor {spec.name!r}: values fall outside the range of {spec.dtype}")
     return torch.from_numpy(integers.astype(np.dtype(spec.dtype)))
 
