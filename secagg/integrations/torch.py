@@ -142,6 +142,8 @@ def flatten_state_dict(tensors: Mapping[str, Tensor]) -> tuple[FloatVector, Flat
     for name, tensor in tensors.items():
         if not isinstance(tensor, torch.Tensor):
             raise ConfigurationError(f"entry {name!r} is a {type(tensor).__name__}, not a torch.Tensor")
+        if tensor.layout != torch.strided or tensor.is_meta or tensor.is_nested:
+            raise ConfigurationError(f"tensor {name!r}: only dense tensors with data are supported (to_dense() it)")
         dtype_name = _dtype_name(tensor.dtype)
         kind = _kind(dtype_name, tensor.dtype, name)
         flat = _to_float64(torch, tensor.detach().to("cpu").reshape(-1), kind, name)
