@@ -8,6 +8,7 @@ import stat
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -103,9 +104,9 @@ def test_the_identity_key_mode_is_checked_on_the_file_actually_read(
     loose.chmod(0o644)
     real_stat = os.stat
 
-    def stat_then_swap(target: object, *args: object, **kwargs: object) -> os.stat_result:
-        result = real_stat(target, *args, **kwargs)  # type: ignore[arg-type]
-        if os.fspath(target) == str(path) and loose.exists():  # type: ignore[arg-type]
+    def stat_then_swap(target: Any, *args: Any, **kwargs: Any) -> os.stat_result:
+        result = real_stat(target, *args, **kwargs)
+        if os.fspath(target) == str(path) and loose.exists():
             os.replace(loose, path)
         return result
 
