@@ -47,6 +47,7 @@ from secagg._cli_options import (  # noqa: F401 (re-exported: the limits are par
     Handler,
     _integer,
     _lazy,
+    _output_dir,
     _output_file,
     _real,
 )
@@ -265,7 +266,7 @@ def _add_vectors(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
     verify.add_argument("directory", nargs="?", help="vector folder (default: the committed vectors)")
     verify.set_defaults(handler=_lazy("secagg.vectors.command", "verify"))
     generate = actions.add_parser("generate", help="regenerate every vector file from deterministic randomness")
-    generate.add_argument("directory", help="folder to write the vector files into")
+    generate.add_argument("directory", type=_output_dir, help="folder to write the vector files into")
     generate.set_defaults(handler=_lazy("secagg.vectors.command", "generate"))
 
 

@@ -257,7 +257,8 @@ def _no_constant(name: str) -> None:
 def _read_state(path: Path) -> dict[str, object] | None:
     """The parsed state file, None if it does not exist."""
     try:
-        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
+        # O_NONBLOCK: a FIFO in its place opens at once (and is refused below) instead of blocking.
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0))
     except FileNotFoundError:
         return None
     except OSError as exc:

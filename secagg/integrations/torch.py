@@ -142,6 +142,8 @@ def flatten_state_dict(tensors: Mapping[str, Tensor]) -> tuple[FloatVector, Flat
     for name, tensor in tensors.items():
         if not isinstance(tensor, torch.Tensor):
             raise ConfigurationError(f"entry {name!r} is a {type(tensor).__name__}, not a torch.Tensor")
+        if tensor.layout != torch.strided or tensor.is_meta or tensor.is_nested:
+            raise ConfigurationError(f"tensor {name!r}: only dense tensors with data are supported (to_dense() it)")
         dtype_name = _dtype_name(tensor.dtype)
         kind = _kind(dtype_name, tensor.dtype, name)
         flat = _to_float64(torch, tensor.detach().to("cpu").reshape(-1), kind, name)
@@ -218,7 +220,7 @@ def _from_float64(torch: Any, piece: FloatVector, dtype: Any, kind: str, spec: A
         return torch.from_numpy(np.rint(piece) != 0)
     integers = np.rint(piece)
     info = np.iinfo(np.dtype(spec.dtype))
-    if integers.size and (integers.min() < info.min or integers.max() > info.max):
+    if integers.size and (not np.isfinite(integers).all() or integers.min() < info.min or integers.max() > info.max):
         raise ConfigurationError(f"tensor {spec.name!r}: values fall outside the range of {spec.dtype}")
     return torch.from_numpy(integers.astype(np.dtype(spec.dtype)))
 

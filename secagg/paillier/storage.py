@@ -235,6 +235,8 @@ def write_new_private_file(path: str | os.PathLike[str], data: bytes) -> None:
         descriptor = os.open(os.fspath(path), os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     except FileExistsError as exc:
         raise ConfigurationError(f"refusing to overwrite {path}") from exc
+    except (OSError, ValueError) as exc:  # ValueError: a path holding a NUL byte
+        raise ConfigurationError(f"cannot create {path!r}: {getattr(exc, 'strerror', None) or exc}") from exc
     with os.fdopen(descriptor, "wb") as handle:
         handle.write(data)
 
@@ -256,6 +258,10 @@ def read_private_file(path: str | os.PathLike[str], what: str) -> bytes:
             return handle.read()
     except OSError as exc:
         raise ConfigurationError(f"cannot read the {what} {path}: {exc.strerror or exc}") from exc
+    except ConfigurationError:
+        raise
+    except ValueError as exc:  # a path holding a NUL byte
+        raise ConfigurationError(f"cannot read the {what} {path!r}: {exc}") from exc
 
 
 def read_protected_file(path: str | os.PathLike[str], passphrase: str | bytes) -> Secret:

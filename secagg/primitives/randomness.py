@@ -52,11 +52,12 @@ class InsecureDeterministicRandom:
         size = require_int("random byte count", size, 0, MAX_DRAW)
         if size < 0:
             raise ConfigurationError("cannot draw a negative number of bytes")
-        while len(self._buffer) < size:
-            block = hashlib.sha256(
-                b"secagg/v1/test-random" + self._seed + self._counter.to_bytes(8, "big")
-            ).digest()
-            self._buffer += block
-            self._counter += 1
+        if len(self._buffer) < size:
+            # The missing blocks joined once: appending block by block copies the buffer each time.
+            count = -(-(size - len(self._buffer)) // 32)
+            prefix = b"secagg/v1/test-random" + self._seed
+            blocks = (hashlib.sha256(prefix + (self._counter + i).to_bytes(8, "big")).digest() for i in range(count))
+            self._buffer += b"".join(blocks)
+            self._counter += count
         out, self._buffer = self._buffer[:size], self._buffer[size:]
         return out

@@ -119,7 +119,7 @@ def _schema_errors(document: Json) -> tuple[str, list[str]]:
     except ImportError:
         return "skipped (jsonschema is not installed)", []
     name = str(document.get("schema", ""))
-    if not (SCHEMA_DIR / name).is_file():
+    if Path(name).name != name or name.startswith(".") or not (SCHEMA_DIR / name).is_file():
         return "missing", [f"no schema named {name!r} in {SCHEMA_DIR}"]
     validator = jsonschema.Draft202012Validator(load_schema(name))
     errors = [
@@ -127,6 +127,26 @@ def _schema_errors(document: Json) -> tuple[str, list[str]]:
         for error in validator.iter_errors(document)
     ]
     return ("ok" if not errors else "FAILED"), errors[:10]
+
+
+def _shape_errors(document: object) -> list[str]:
+    """What keeps an untrusted file from being walked: the containers the checks iterate."""
+    if not isinstance(document, dict):
+        return ["the file does not hold a JSON object"]
+    groups = document.get("testGroups", [])
+    if not isinstance(groups, list) or not all(isinstance(group, dict) for group in groups):
+        return ["testGroups is not a list of objects"]
+    if not isinstance(document.get("notes", {}), dict):
+        return ["notes is not an object"]
+    for number, group in enumerate(groups, start=1):
+        tests = group.get("tests", [])
+        if not isinstance(tests, list) or not all(isinstance(test, dict) for test in tests):
+            return [f"testGroups[{number}].tests is not a list of objects"]
+        for test in tests:
+            flags = test.get("flags", [])
+            if not isinstance(flags, list) or not all(isinstance(flag, str) for flag in flags):
+                return [f"tcId {test.get('tcId')!r}: flags is not a list of strings"]
+    return []
 
 
 def _structure_errors(document: Json) -> list[str]:
@@ -151,6 +171,11 @@ def _structure_errors(document: Json) -> list[str]:
 def verify_document(name: str, document: Json, *, schema: bool = True) -> FileReport:
     """Check one parsed vector file: schema (unless ``schema`` is false), structure, then every test."""
     report = FileReport(name)
+    shape = _shape_errors(document)
+    if shape:
+        report.schema = "not checked"
+        report.failures += shape
+        return report
     if schema:
         report.schema, schema_errors = _schema_errors(document)
         report.failures += schema_errors
@@ -181,7 +206,7 @@ def verify_directory(directory: Path | str | None = None) -> list[FileReport]:
     for path in sorted(folder.glob("*.json")):
         try:
             document = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, ValueError) as exc:
+        except (OSError, ValueError, RecursionError) as exc:  # RecursionError: nesting beyond the parser's depth
             report = FileReport(path.name, schema="not checked")
             report.failures.append(f"cannot read: {exc}")
             reports.append(report)

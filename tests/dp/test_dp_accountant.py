@@ -11,6 +11,7 @@ import os
 import stat
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import dp_accounting
@@ -186,6 +187,32 @@ def test_state_file_writable_by_others_or_not_a_file_is_refused(plan: NoisePlan,
     os.symlink(path, link)
     with pytest.raises(ConfigurationError):
         PrivacyAccountant(plan, link)
+
+
+def test_a_fifo_as_state_file_is_refused_without_blocking(plan: NoisePlan, tmp_path: Path) -> None:
+    # Prepare: a named pipe where the state file belongs (opening it for reading waits for a writer)
+    fifo = tmp_path / "budget.json"
+    os.mkfifo(fifo, 0o600)
+    outcome: list[BaseException | None] = []
+
+    def load() -> None:
+        try:
+            PrivacyAccountant(plan, fifo)
+            outcome.append(None)
+        except BaseException as exc:  # reported to the test thread
+            outcome.append(exc)
+
+    # Execute
+    thread = threading.Thread(target=load, daemon=True)
+    thread.start()
+    thread.join(10)
+    blocked = thread.is_alive()
+    if blocked:  # release the blocked open so the thread ends
+        os.close(os.open(fifo, os.O_WRONLY | os.O_NONBLOCK))
+        thread.join(10)
+    # Assert
+    assert not blocked, "opening the state file blocked on a FIFO"
+    assert isinstance(outcome[0], ConfigurationError) and "not a regular file" in str(outcome[0])
 
 
 def test_mirrors_flowers_rdp_accountant_interface() -> None:

@@ -26,6 +26,8 @@ Targets, by name (``TARGETS``):
   under the right passphrase), ``storage:load_key_share`` (files of any bytes),
   ``flower:read_public_key``, ``flower:read_trusted_keys``, ``flower:read_identity_key``,
   ``shamir:share_from_bytes``.
+- ``flower:read_dp`` (a round's bound DP parameters, as a node reads them before it
+  trains) and ``flower:parse_table`` (a round's clip table).
 """
 
 from __future__ import annotations
@@ -42,7 +44,12 @@ from pathlib import Path
 
 from secagg import wire
 from secagg.descriptor import SessionDescriptor
+from secagg.dp import DPConfig
+from secagg.dp.encoding import calibrated, dp_scale, size_encoding
+from secagg.encoding import QuantizationConfig
 from secagg.errors import SecAggError
+from secagg.integrations.flower.clipping import parse_table
+from secagg.integrations.flower.dp import dp_parameters, read_dp
 from secagg.integrations.flower.keys import load_key_share, read_identity_key, read_public_key, read_trusted_keys
 from secagg.integrations.flower.protocol import IdentityAnnouncement, PaillierSetup, RoundSetup
 from secagg.masking import ClientPhase, ServerPhase, client_step, server_step
@@ -53,6 +60,7 @@ from secagg.paillier.messages import DecryptionRequest, EncryptedVector
 from secagg.paillier.storage import ProtectedSecret, _derive
 from secagg.primitives import aead, shamir
 from secagg.primitives.randomness import InsecureDeterministicRandom
+from secagg.segments import Segment, SegmentTable
 
 from . import corpus
 
@@ -413,6 +421,30 @@ def _share_from_bytes(data: bytes) -> None:
     shamir.Share.from_bytes(data)
 
 
+_DP_NODES = 5
+
+
+@functools.cache
+def _dp_world() -> tuple[bytes, QuantizationConfig]:
+    """A round's bound DP bytes for 5 nodes (h = 2, dimension 17) and the quantization they are read with."""
+    config = DPConfig(epsilon=2.0, delta=1e-5, rounds=2, l2_clip=1.0, min_honest=2)
+    plan = calibrated(config, _DP_NODES, dp_scale(config.l2_clip, 17), 17)
+    quantization, _ = size_encoding(plan, num_clients=_DP_NODES, max_samples_per_client=16)
+    return dp_parameters(plan), quantization
+
+
+def _read_dp(data: bytes) -> None:
+    _, quantization = _dp_world()
+    read_dp(data, quantization, _DP_NODES)
+
+
+def _table_seeds() -> list[bytes]:
+    return [
+        SegmentTable((Segment("arrays/w", 12, 0.5, False), Segment("arrays/steps", 2, None, True))).describe(),
+        SegmentTable.flat(16, 0.5).describe(),
+    ]
+
+
 def _register_paillier_and_storage() -> None:
     _register("paillier:receive_upload", _receive_upload, _paillier_seeds("upload"))
     _register("paillier:receive_upload_resigned", _receive_upload_resigned, _paillier_seeds("upload"))
@@ -428,6 +460,8 @@ def _register_paillier_and_storage() -> None:
     _register("flower:read_trusted_keys", _read_trusted_keys, _text_key_seeds)
     _register("flower:read_identity_key", _read_identity_key, _text_key_seeds)
     _register("shamir:share_from_bytes", _share_from_bytes, lambda: [shamir.Share(3, 12345).to_bytes()])
+    _register("flower:read_dp", _read_dp, lambda: [_dp_world()[0]])
+    _register("flower:parse_table", parse_table, _table_seeds)
 
 
 _register_decoders()

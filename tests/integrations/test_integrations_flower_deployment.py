@@ -255,6 +255,7 @@ def test_paillier_fedavg_over_real_superlink_and_supernodes_with_a_dropout(deplo
     identities, trusted, _ = identity_files(ceremony, NODES)
     passphrase = ceremony / "passphrase"
     passphrase.write_text(PASSPHRASE + "\n")
+    passphrase.chmod(0o600)  # a secret file: the node refuses a looser one
     audit_dir = deployment.root / "audit"
     audit_dir.mkdir()
     configs = []

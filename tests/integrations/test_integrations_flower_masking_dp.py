@@ -24,6 +24,7 @@ from flwr.app import Array, ArrayRecord, Context, Message, MetricRecord, RecordD
 from flwr.clientapp import ClientApp
 
 from secagg import wire
+from secagg.descriptor import decode_parameters, encode_parameters
 from secagg.dp import DPConfig, SeededRandomSource
 from secagg.dp.calibration import NoisePlan
 from secagg.errors import ConfigurationError
@@ -109,6 +110,20 @@ def test_the_server_built_setups_pass_the_node_check_and_one_more_honest_fails(
     # ... and a plan sized for one more honest contributor is refused
     with pytest.raises(ConfigurationError, match=f"h = {plan.honest + 1} honest ones"):
         check_unmasked_sums(_stronger(plan), masking)
+
+
+@pytest.mark.parametrize("extra", [1, 1_000, 2**62])
+def test_a_plan_counting_on_more_honest_nodes_than_the_round_has_is_refused(extra: int) -> None:
+    # Prepare: the server's DP setup for 5 nodes, rebound with min_honest beyond them (the node's
+    # accounting sums one term per honest node, so a huge count would also stall the node)
+    options = SecAggOptions(protocol="secagg", mode=SEMI_HONEST, dp=DP)
+    built = MaskingPlan.create(_batch(5), options, RUN_ID, {}, None, DPRounds(DP), None)  # type: ignore[arg-type]
+    setup = wire.decode(wire.encode(built.setup), RoundSetup)
+    params = decode_parameters(setup.dp)
+    params["secagg.dp.min_honest"] = 5 + extra
+    # Execute / Assert
+    with pytest.raises(ConfigurationError, match="honest"):
+        flower_dp.read_dp(encode_parameters(params), setup.quantization, 5)
 
 
 @pytest.mark.parametrize("mode", [SEMI_HONEST, ACTIVE])

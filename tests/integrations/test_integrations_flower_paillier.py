@@ -316,3 +316,25 @@ def test_a_node_that_requires_dp_refuses_a_paillier_round(keys: tuple[Path, list
     reply = app(encrypt_message(node, setup_for(material(4, 2).public)), Context(77, node, {}, RecordDict(), {}))  # type: ignore[operator]
     # Assert: refused before anything derived from its data leaves
     assert reply.has_error() and "requires differential privacy" in reply.error.reason
+
+
+def test_the_node_refuses_a_passphrase_file_others_can_read(keys: tuple[Path, list[Path]], tmp_path: Path) -> None:
+    # Prepare: the passphrase comes from the node config's passphrase file, once 0644, once 0600
+    _, shares = keys
+    own = material(4, 2).public
+    node = NODES[0]
+    app = make_app(node, 10, paillier=True, key_share_file=shares[0])
+    passphrase_file = tmp_path / "passphrase"
+    passphrase_file.write_text(PASSPHRASE + "\n")
+
+    def reply(mode: int) -> Message:
+        passphrase_file.chmod(mode)
+        context = Context(77, node, {"key-share-passphrase-file": str(passphrase_file)}, RecordDict(), {})
+        return app(encrypt_message(node, setup_for(own)), context)  # type: ignore[operator, no-any-return]
+
+    # Execute
+    loose, private = reply(0o644), reply(0o600)
+    # Assert: the secret file is checked when read, as the key share itself is; the 0600 file
+    # opens the share and the node goes on to its next check (this bare message's training content)
+    assert loose.has_error() and "accessible to group or others" in loose.error.reason
+    assert "training configuration" in private.error.reason

@@ -127,6 +127,7 @@ def test_paillier_fedavg_in_the_simulation_engine_with_a_dropout(
     public_path, _ = key_files(ceremony, NODES, 2)
     identity_files(ceremony, NODES)
     (ceremony / "passphrase").write_text(PASSPHRASE + "\n")
+    (ceremony / "passphrase").chmod(0o600)  # a secret file: the node refuses a looser one
     client_app = importlib.import_module("secagg_flower_app.client_app")
     server_app = importlib.import_module("secagg_flower_app.server_app")
     audit_dir = tmp_path / "audit"

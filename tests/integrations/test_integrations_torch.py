@@ -248,6 +248,29 @@ def test_bad_inputs_raise_configuration_errors() -> None:
         unflatten_state_dict(np.array([300.0]), flatten_state_dict({"b": torch.zeros(1, dtype=torch.uint8)})[1])
 
 
+@pytest.mark.parametrize(
+    "tensor",
+    [
+        torch.tensor([1.0, 0.0]).to_sparse(),
+        torch.eye(2).to_sparse_csr(),
+        torch.empty(2, device="meta"),
+    ],
+    ids=["sparse-coo", "sparse-csr", "meta"],
+)
+def test_a_tensor_without_dense_data_is_refused(tensor: torch.Tensor) -> None:
+    with pytest.raises(ConfigurationError, match="dense"):
+        flatten_state_dict({"t": tensor})
+
+
+@pytest.mark.parametrize("dtype", [torch.uint8, torch.int32, torch.int64])
+def test_a_nan_aggregate_is_refused_for_an_integer_tensor(dtype: torch.dtype) -> None:
+    # Prepare: an aggregate with a NaN where an integer buffer sits (as the Keras adapter refuses)
+    layout = flatten_state_dict({"steps": torch.zeros(2, dtype=dtype)})[1]
+    # Execute / Assert: refused, not cast to an arbitrary integer
+    with pytest.raises(ConfigurationError, match="outside the range"):
+        unflatten_state_dict(np.array([np.nan, 1.0]), layout)
+
+
 def trained_copies(count: int) -> tuple[torch.nn.Module, list[torch.nn.Module]]:
     global_model = small_model(torch.float64)
     locals_ = []

@@ -8,11 +8,19 @@ import stat
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from secagg.cli import main
-from secagg.integrations.flower.keys import read_identity_key, read_trusted_keys
+from secagg.errors import ConfigurationError
+from secagg.integrations.flower.keys import (
+    read_identity_key,
+    read_public_key,
+    read_trusted_keys,
+    write_identity_key,
+)
+from secagg.primitives.signing import SigningKey
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -83,3 +91,50 @@ def test_the_provisioning_walkthrough_in_the_docs_runs(tmp_path: Path) -> None:
     # Assert
     assert result.returncode == 0, result.stderr
     assert "3 distinct hospital keys, your identity is listed" in result.stdout
+
+
+def test_the_identity_key_mode_is_checked_on_the_file_actually_read(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Prepare: a 0600 identity, and a group- and world-readable one that an attacker swaps in
+    # right after any path-based mode check (the race between checking a path and reading it)
+    path, loose = tmp_path / "hospital.key", tmp_path / "loose.key"
+    assert run("new", str(path)) == 0 and run("new", str(loose)) == 0
+    private_public, loose_public = read_identity_key(path).public, read_identity_key(loose).public
+    loose.chmod(0o644)
+    real_stat = os.stat
+
+    def stat_then_swap(target: Any, *args: Any, **kwargs: Any) -> os.stat_result:
+        result = real_stat(target, *args, **kwargs)
+        if os.fspath(target) == str(path) and loose.exists():
+            os.replace(loose, path)
+        return result
+
+    monkeypatch.setattr(os, "stat", stat_then_swap)
+    # Execute
+    try:
+        public = read_identity_key(path).public
+    except ConfigurationError:
+        public = None
+    # Assert: the key read came from a file whose mode was checked (or it was refused)
+    assert public != loose_public
+    assert public in (private_public, None)
+
+
+def test_an_identity_path_that_cannot_be_created_or_opened_is_a_library_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Prepare: a folder that does not exist, and a path no system call accepts (a NUL byte,
+    # as a node-config string or an API caller may hold)
+    missing = tmp_path / "no-such-folder" / "hospital.key"
+    # Execute / Assert: one line and exit 2 from the command; ConfigurationError from the API
+    assert run("new", str(missing)) == 2
+    assert "no-such-folder" in capsys.readouterr().err
+    for bad in ("hospital\0.key", str(missing)):
+        with pytest.raises(ConfigurationError):
+            read_identity_key(bad)
+    with pytest.raises(ConfigurationError):
+        write_identity_key("hospital\0.key", SigningKey.generate())
+    for read in (read_trusted_keys, read_public_key):
+        with pytest.raises(ConfigurationError):
+            read("federation\0.keys")

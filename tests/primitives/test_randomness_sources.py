@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import hashlib
+import threading
 
 from hypothesis import given
 from hypothesis import strategies as st
 
-from secagg.primitives.randomness import InsecureDeterministicRandom, system_random
+from secagg.primitives.randomness import MAX_DRAW, InsecureDeterministicRandom, system_random
 
 
 def test_deterministic_random_is_reproducible() -> None:
@@ -90,3 +91,19 @@ def test_system_random_returns_the_requested_size_and_varies() -> None:
     assert len(draws) == 4
     assert all(len(draw) == 32 for draw in draws)
     assert system_random(0) == b""
+
+
+def test_a_largest_draw_takes_linear_time() -> None:
+    # Prepare: MAX_DRAW bytes in one call (what a vector file's "draws" may ask of the verifier)
+    out: list[bytes] = []
+    thread = threading.Thread(target=lambda: out.append(InsecureDeterministicRandom(b"s")(MAX_DRAW)), daemon=True)
+
+    # Execute: a few seconds for 2^19 SHA-256 blocks, not a quadratic rebuild of the buffer
+    thread.start()
+    thread.join(60)
+
+    # Assert
+    assert not thread.is_alive(), "a 16 MiB draw did not finish in 60 s"
+    last = (MAX_DRAW // 32 - 1).to_bytes(8, "big")
+    assert len(out[0]) == MAX_DRAW
+    assert out[0][-32:] == hashlib.sha256(b"secagg/v1/test-random" + b"s" + last).digest()

@@ -247,3 +247,47 @@ def test_verify_without_jsonschema_still_checks_and_says_so(monkeypatch: pytest.
     assert report.schema.startswith("skipped")
     assert report.failures == []
     assert report.passed == load_vectors("ring.json")["numberOfTests"]
+
+
+MALFORMED_VECTOR_FILES = [
+    "[1, 2]",
+    '{"testGroups": 5}',
+    '{"testGroups": [1]}',
+    '{"testGroups": [{"type": "prg", "tests": [1]}]}',
+    '{"testGroups": [{"type": "prg", "tests": 7}]}',
+    '{"notes": 3, "testGroups": [{"type": "prg", "tests": [{"tcId": 1, "flags": ["x"]}]}]}',
+    '{"testGroups": [{"type": "prg", "tests": [{"tcId": 1, "flags": 9}]}]}',
+    '{"testGroups": [{"type": "prg", "tests": [{"tcId": 1, "flags": [[1]]}]}]}',
+    '{"schema": "../../../pyproject.toml", "testGroups": []}',
+    '{"schema": "/etc/passwd", "testGroups": []}',
+    "[" * 100_000 + "]" * 100_000,
+]
+
+
+@pytest.mark.parametrize("content", MALFORMED_VECTOR_FILES, ids=range(len(MALFORMED_VECTOR_FILES)))
+def test_command_verify_reports_a_malformed_vector_file_as_failed(
+    content: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Prepare: a reviewer's folder whose prg.json is not the expected structure
+    (tmp_path / "prg.json").write_text(content)
+
+    # Execute
+    status = main(["vectors", "verify", str(tmp_path)])
+
+    # Assert: a failed file in the report (exit 1), not a foreign exception
+    out = capsys.readouterr().out
+    assert status == 1
+    assert "prg.json" in out
+
+
+def test_command_generate_into_a_file_is_a_usage_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    # Prepare: the folder argument names an existing file
+    (tmp_path / "file").write_text("")
+
+    # Execute
+    with pytest.raises(SystemExit) as exit_info:
+        main(["vectors", "generate", str(tmp_path / "file" / "out")])
+
+    # Assert: argparse's one-line usage error, no traceback
+    assert exit_info.value.code == 2
+    assert "is not a directory" in capsys.readouterr().err

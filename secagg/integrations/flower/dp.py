@@ -114,9 +114,10 @@ def _get(params: dict[str, Parameter], name: str, kind: type) -> Parameter:
 def read_dp(data: bytes, quantization: QuantizationConfig, num_nodes: int) -> NoisePlan:
     """The noise plan the bound bytes ``data`` name, checked.
 
-    DecodeError if ``data`` is not exactly a plan's parameters; ConfigurationError if the
-    scale is not the quantization's, the variance does not buy the declared epsilon over
-    the declared rounds, or the ring cannot hold ``num_nodes`` encodings plus the noise tail.
+    DecodeError if ``data`` is not exactly a plan's parameters; ConfigurationError if it
+    counts on more honest nodes than ``num_nodes``, the scale is not the quantization's, the
+    variance does not buy the declared epsilon over the declared rounds, or the ring cannot
+    hold ``num_nodes`` encodings plus the noise tail.
     """
     params = decode_parameters(data)
     try:
@@ -135,6 +136,10 @@ def read_dp(data: bytes, quantization: QuantizationConfig, num_nodes: int) -> No
                          quantization.scale)  # fmt: skip
     except (ValueError, ZeroDivisionError) as exc:
         raise DecodeError(f"DP parameters: {exc}") from exc
+    if config.honest > num_nodes:  # before the accounting, which sums one term per honest node
+        raise ConfigurationError(
+            f"the DP plan counts on h = {config.honest} honest nodes, more than the round's {num_nodes}"
+        )
     if dp_parameters(plan) != bytes(data):
         raise ConfigurationError("the DP parameters do not match the round's quantization (scale or sensitivity)")
     if plan.scale != dp_scale(config.l2_clip, plan.dimension):

@@ -16,7 +16,6 @@ Nothing here needs ``flwr``. Formats (all written with mode 0600, never over an 
 from __future__ import annotations
 
 import os
-import stat
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
@@ -26,6 +25,7 @@ from secagg.paillier.ceremony import ThresholdKeyMaterial
 from secagg.paillier.keys import KeyShare, ThresholdPublicKey
 from secagg.paillier.storage import (
     DEFAULT_SCRYPT_LOG_N,
+    read_private_file,
     read_protected_file,
     write_new_private_file,
     write_protected_file,
@@ -51,6 +51,8 @@ def _read(path: PathLike, what: str) -> bytes:
         return Path(path).read_bytes()
     except OSError as exc:
         raise ConfigurationError(f"cannot read the {what} {path}: {exc.strerror or exc}") from exc
+    except ValueError as exc:  # a path holding a NUL byte
+        raise ConfigurationError(f"cannot read the {what} {path!r}: {exc}") from exc
 
 
 def _hex_key(text: str, size: int, where: str) -> bytes:
@@ -70,13 +72,8 @@ def write_identity_key(path: PathLike, identity: SigningKey) -> None:
 
 def read_identity_key(path: PathLike) -> SigningKey:
     """The identity key in ``path``; ConfigurationError if group or others may read the file."""
-    try:
-        mode = os.stat(path).st_mode
-    except OSError as exc:
-        raise ConfigurationError(f"cannot read the identity key file {path}: {exc.strerror or exc}") from exc
-    if mode & (stat.S_IRWXG | stat.S_IRWXO):
-        raise ConfigurationError(f"identity key file {path} is accessible to group or others (chmod 600 it)")
-    text = _read(path, "identity key file").decode("ascii", errors="replace").strip()
+    # The mode is checked on the opened file: the file checked is the file read.
+    text = read_private_file(path, "identity key file").decode("ascii", errors="replace").strip()
     seed = _hex_key(text, SEED_SIZE, f"identity key file {path}")
     return SigningKey.generate(lambda size: seed)  # the public key derived from the stored seed
 

@@ -41,7 +41,6 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 from flwr.app import ConfigRecord, Context, Message
@@ -78,6 +77,7 @@ from secagg.integrations.flower.protocol import (
 )
 from secagg.paillier import Client, DecryptingParty, KeyShare, Obfuscation, SessionParameters
 from secagg.paillier.messages import DecryptionRequest, aggregate_digest
+from secagg.paillier.storage import read_private_file
 from secagg.primitives.randomness import RandomBytes, system_random
 
 __all__ = [
@@ -190,9 +190,10 @@ def _key_share(context: Context, settings: _Settings) -> KeyShare:
     if passphrase is None:
         passphrase_path = config_path(context, PASSPHRASE_FILE, None)
         if passphrase_path is not None:
+            data = read_private_file(passphrase_path, "passphrase file")  # a secret: 0600, checked on the open file
             try:
-                lines = Path(passphrase_path).read_text(encoding="utf-8").splitlines()
-            except (OSError, UnicodeDecodeError) as exc:
+                lines = data.decode("utf-8").splitlines()
+            except UnicodeDecodeError as exc:
                 raise ConfigurationError(f"cannot read the passphrase file {passphrase_path}: {exc}") from exc
             passphrase = lines[0] if lines else ""
         else:
