@@ -37,7 +37,7 @@ exact integer segments (an update that is not a whole number within
 ``+-(2^(bits-1) - 1)`` is refused, never clipped). An
 aggregate is converted back to each weight's dtype by numpy's rounding for
 floats (ml_dtypes' for the narrow formats), half to even for integers (refused
-if out of the dtype's range) and nonzero for bool.
+if out of the dtype's range) and nonzero for bool (refused if not finite).
 
 Keras is imported only by the functions that take a model
 (``pip install -e '.[keras]'`` from the root of a clone); the weight-list functions need only numpy.
@@ -192,6 +192,8 @@ def _from_float64(piece: FloatVector, dtype: np.dtype[Any], kind: str, spec: Arr
         pairs.real, pairs.imag = piece[0::2], piece[1::2]
         return pairs.astype(dtype)
     if kind == BOOL:
+        if not np.isfinite(piece).all():  # NaN would read as "nonzero": True
+            raise ConfigurationError(f"weight {spec.name!r}: a value for a bool weight is not finite")
         flags: npt.NDArray[np.bool_] = np.rint(piece) != 0
         return flags
     integers = np.rint(piece)

@@ -181,7 +181,7 @@ def unflatten_state_dict(vector: npt.ArrayLike, layout: FlatLayout) -> dict[str,
     Inverse of :func:`flatten_state_dict`, bit for bit on its output. A vector
     that did not come from flattening (an aggregate) is converted with
     PyTorch's rounding for floating dtypes, rounded half to even for integers
-    (refused if out of the dtype's range), nonzero for bool, and rounded to
+    (refused if out of the dtype's range), nonzero for bool (refused if not finite), and rounded to
     the nearest E2M1 value (ties to even, saturating at 6) for
     ``float4_e2m1fn_x2``.
     """
@@ -217,6 +217,8 @@ def _from_float64(torch: Any, piece: FloatVector, dtype: Any, kind: str, spec: A
         packed = (codes[0::2] | (codes[1::2] << 4)).astype(np.uint8)
         return torch.from_numpy(packed).view(dtype)
     if kind == BOOL:
+        if not np.isfinite(piece).all():  # NaN would read as "nonzero": True
+            raise ConfigurationError(f"tensor {spec.name!r}: a value for a bool tensor is not finite")
         return torch.from_numpy(np.rint(piece) != 0)
     integers = np.rint(piece)
     info = np.iinfo(np.dtype(spec.dtype))

@@ -407,3 +407,12 @@ def test_the_keras_example_runs_as_a_script() -> None:
     rounds = [line for line in result.stdout.splitlines() if line.startswith("round ")]
     assert len(rounds) == 5 and all("same weights as in the clear: True" in line for line in rounds)
     assert float(rounds[-1].rsplit(" ", 1)[1]) > 0.85
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+def test_a_non_finite_aggregate_is_refused_for_a_bool_weight(bad: float) -> None:
+    # Prepare: an aggregate with a NaN or infinity where a bool mask sits
+    _, layout = flatten_weights([np.zeros(2, dtype=bool)])
+    # Execute / Assert: refused, not read as "nonzero" (True)
+    with pytest.raises(ConfigurationError, match="not finite"):
+        unflatten_weights(np.array([bad, 0.0]), layout)

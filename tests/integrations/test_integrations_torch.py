@@ -349,3 +349,12 @@ def test_the_pytorch_example_trains_securely_to_a_good_model() -> None:
     included = [re.search(r"hospitals \[(.*?)\]", line) for line in rounds]
     assert len(rounds) == 8 and all(m is not None and len(m.group(1).split(",")) == 4 for m in included)
     assert float(rounds[-1].rsplit(" ", 1)[1]) > 0.9
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+def test_a_non_finite_aggregate_is_refused_for_a_bool_tensor(bad: float) -> None:
+    # Prepare: an aggregate with a NaN or infinity where a bool mask sits
+    layout = flatten_state_dict({"mask": torch.zeros(2, dtype=torch.bool)})[1]
+    # Execute / Assert: refused, not read as "nonzero" (True)
+    with pytest.raises(ConfigurationError, match="not finite"):
+        unflatten_state_dict(np.array([bad, 0.0]), layout)
