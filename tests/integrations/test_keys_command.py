@@ -19,6 +19,7 @@ from secagg.integrations.flower.keys import (
     read_public_key,
     read_trusted_keys,
     write_identity_key,
+    write_trusted_keys,
 )
 from secagg.primitives.signing import SigningKey
 
@@ -138,3 +139,19 @@ def test_an_identity_path_that_cannot_be_created_or_opened_is_a_library_error(
     for read in (read_trusted_keys, read_public_key):
         with pytest.raises(ConfigurationError):
             read("federation\0.keys")
+
+
+@pytest.mark.parametrize("mode", [0o664, 0o646, 0o666])
+def test_a_trusted_list_or_public_key_others_may_write_is_refused(tmp_path: Path, mode: int) -> None:
+    # Prepare: a trusted-keys file (public) that group or others may rewrite to add their own key
+    path = tmp_path / "trusted.keys"
+    write_trusted_keys(path, [SigningKey.generate().public])
+    assert len(read_trusted_keys(path)) == 1  # as written: 0600
+    path.chmod(0o644)
+    assert len(read_trusted_keys(path)) == 1  # readable by all is fine: it is public
+    path.chmod(mode)
+    # Execute / Assert
+    with pytest.raises(ConfigurationError, match="writable by group or others"):
+        read_trusted_keys(path)
+    with pytest.raises(ConfigurationError, match="writable by group or others"):
+        read_public_key(path)

@@ -7,8 +7,11 @@ Nothing here needs ``flwr``. Formats (all written with mode 0600, never over an 
   refused, as ssh refuses such private keys.
 - trusted-keys file: the federation's out-of-band list of identity public keys,
   one per line as 64 hex digits; blank lines and lines starting with ``#`` are ignored.
+  Public, but whoever may write it decides whom the node trusts: a file that group or
+  others may write is refused.
 - Paillier public-key file: the wire encoding of the
-  :class:`~secagg.paillier.ThresholdPublicKey` (what the server loads).
+  :class:`~secagg.paillier.ThresholdPublicKey` (what the server loads); refused likewise
+  when group or others may write it.
 - key-share file: :func:`secagg.paillier.write_protected_file` output (scrypt +
   AES-256-GCM under the node's passphrase) of one :class:`~secagg.paillier.KeyShare`.
 """
@@ -16,6 +19,7 @@ Nothing here needs ``flwr``. Formats (all written with mode 0600, never over an 
 from __future__ import annotations
 
 import os
+import stat
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
@@ -47,8 +51,17 @@ PathLike = str | os.PathLike[str]
 
 
 def _read(path: PathLike, what: str) -> bytes:
+    """The bytes of a public but integrity-sensitive file, refused if group or others may write it
+    (checked on the file actually read)."""
     try:
-        return Path(path).read_bytes()
+        with Path(path).open("rb") as handle:
+            mode = os.fstat(handle.fileno()).st_mode
+            if mode & (stat.S_IWGRP | stat.S_IWOTH):
+                raise ConfigurationError(
+                    f"the {what} {path} is writable by group or others (mode {stat.S_IMODE(mode):04o}): whoever "
+                    "may write it decides whom this node trusts; make it writable by its owner only"
+                )
+            return handle.read()
     except OSError as exc:
         raise ConfigurationError(f"cannot read the {what} {path}: {exc.strerror or exc}") from exc
     except ValueError as exc:  # a path holding a NUL byte
