@@ -25,7 +25,8 @@ runs the tests. Shell blocks run under ``bash -e -o pipefail``.
   (openssl) are skipped where it is missing.
 - Fences other than python, sh, bash (json, toml, an unlabelled output sample)
   are not code to run; a fence in any other language fails the test, so that a
-  runnable block cannot slip past it under another name.
+  runnable block cannot slip past it under another name, and so does a command
+  line (``secagg ...``, ``python -m ...``) in a text or unlabelled fence.
 """
 
 from __future__ import annotations
@@ -50,6 +51,8 @@ DIRECTIVE = re.compile(r"<!--\s*docs-test:(.*?)-->", re.S)
 SKIP = re.compile(r"^\s*skip\s*(?:\((.*)\))?\s*$", re.S)
 REDUCE = re.compile(r"^\s*reduce\s*\((.*)\)\s*$", re.S)
 TIMEOUT_S = {False: 300, True: 1800}
+COMMAND = re.compile(r"^\s*(?:PYTHONPATH=\S+ )?(?:secagg (?:demo|bench|vectors|keys)\b|python3? -m \w)", re.M)
+"""A command line: it belongs in a sh block (which runs), not in a text or unlabelled fence."""
 INSTALLS = re.compile(r"\bpip3? (install|uninstall|wheel)\b|-m (pip|venv)\b|\bvirtualenv\b")
 """What changes an environment: such a block must opt out (they are run by .ci/run in a fresh venv)."""
 
@@ -140,6 +143,7 @@ def test_every_fence_is_known_and_every_opt_out_states_a_reason() -> None:
     bad_reductions += [b.name for b in all_blocks if any(not old for old, _ in b.reductions or [])]
     misplaced += [b.name for b in all_blocks if b.directive is not None and b.language not in RUNNABLE]
     installs = [b.name for b in runnable() if INSTALLS.search(b.code) and b.skip_reason is None]
+    hidden = [b.name for b in all_blocks if b.language in NOT_CODE and COMMAND.search(b.code)]
     # Assert
     assert len(runnable()) >= 20, "the docs lost their examples (or the fence pattern broke)"
     assert not unknown, f"fences in a language this test does not know: {unknown}"
@@ -147,6 +151,7 @@ def test_every_fence_is_known_and_every_opt_out_states_a_reason() -> None:
     assert not misplaced, f"a docs-test comment that is not a skip or reduce before a runnable block: {misplaced}"
     assert not bad_reductions, f"'docs-test: reduce' needs 'OLD => NEW' pairs separated by ';': {bad_reductions}"
     assert not installs, f"blocks that install packages must opt out with a reason, or they reinstall: {installs}"
+    assert not hidden, f"command lines in a text or unlabelled fence (make it a sh block): {hidden}"
 
 
 def test_every_docs_test_comment_sits_right_before_a_block() -> None:
