@@ -72,7 +72,11 @@ def _add_bench(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "make the grid, with a preset they override its axes.",
     )
     suites = bench.add_subparsers(dest="suite", metavar="SUITE", required=True)
-    parsers = {name: suites.add_parser(name, help=text, description=text) for name, text in _BENCH_SUITES.items()}
+    # help is %-formatted by argparse (hence "%%" in the texts), the description is printed as is
+    parsers = {
+        name: suites.add_parser(name, help=text, description=text.replace("%%", "%"))
+        for name, text in _BENCH_SUITES.items()
+    }
     masking = parsers["masking"]
     clients, dim = _integer(3, MAX_CLIENTS), _integer(1, MAX_DIM)
     repeats, dropout = _integer(1, MAX_REPEATS), _real(0, 1, include_high=False)

@@ -9,7 +9,13 @@ directory. ``secagg`` on the PATH is this checkout's command line
 runs the tests. Shell blocks run under ``bash -e -o pipefail``.
 
 - A block opts out only with ``<!-- docs-test: skip (reason) -->`` on the last
-  non-blank line before it; an empty or missing reason fails the test.
+  non-blank line before it; an empty or missing reason fails the test. Only
+  genuinely long runs (or what cannot run here) opt out.
+- A long run that has a quick form runs in that form instead: ``<!-- docs-test:
+  reduce (OLD => NEW; OLD => NEW) -->`` on the same line replaces each OLD text
+  of the block by NEW before running it (e.g. ``--full => --quick``, ``--seeds 10
+  => --seeds 1``, ``/tmp/out => out``); an OLD missing from the block fails the
+  test, so the block and its reduction cannot drift apart.
 - A block whose first line starts with ``# slow`` runs with the slow tests
   (``-m slow``).
 - A block that installs packages or makes a venv (``pip install``, ``-m venv``)
@@ -19,7 +25,8 @@ runs the tests. Shell blocks run under ``bash -e -o pipefail``.
   (openssl) are skipped where it is missing.
 - Fences other than python, sh, bash (json, toml, an unlabelled output sample)
   are not code to run; a fence in any other language fails the test, so that a
-  runnable block cannot slip past it under another name.
+  runnable block cannot slip past it under another name, and so does a command
+  line (``secagg ...``, ``python -m ...``) in a text or unlabelled fence.
 """
 
 from __future__ import annotations
@@ -42,7 +49,10 @@ NOT_CODE = {"", "json", "toml", "text"}
 FENCE = re.compile(r"^```([^\n`]*)\n(.*?)^```[ \t]*$", re.S | re.M)
 DIRECTIVE = re.compile(r"<!--\s*docs-test:(.*?)-->", re.S)
 SKIP = re.compile(r"^\s*skip\s*(?:\((.*)\))?\s*$", re.S)
+REDUCE = re.compile(r"^\s*reduce\s*\((.*)\)\s*$", re.S)
 TIMEOUT_S = {False: 300, True: 1800}
+COMMAND = re.compile(r"^\s*(?:PYTHONPATH=\S+ )?(?:secagg (?:demo|bench|vectors|keys)\b|python3? -m \w)", re.M)
+"""A command line: it belongs in a sh block (which runs), not in a text or unlabelled fence."""
 INSTALLS = re.compile(r"\bpip3? (install|uninstall|wheel)\b|-m (pip|venv)\b|\bvirtualenv\b")
 """What changes an environment: such a block must opt out (they are run by .ci/run in a fresh venv)."""
 
@@ -70,6 +80,23 @@ class Block:
             return None
         match = SKIP.match(self.directive)
         return (match.group(1) or "").strip() if match else None
+
+    @property
+    def reductions(self) -> list[tuple[str, str]] | None:
+        """None when the block runs as written; the (old, new) replacements of a 'reduce' directive."""
+        match = REDUCE.match(self.directive) if self.directive is not None else None
+        if match is None:
+            return None
+        pairs = [part.split("=>") for part in match.group(1).split(";") if part.strip()]
+        return [(pair[0].strip(), pair[1].strip()) if len(pair) == 2 else ("", "") for pair in pairs]
+
+    def reduced_code(self) -> str:
+        """The code to run: the block with its reductions applied (each must match)."""
+        code = self.code
+        for old, new in self.reductions or []:
+            assert old and old in code, f"{self.name}: reduction {old!r} => {new!r} does not match the block"
+            code = code.replace(old, new)
+        return code
 
 
 def blocks() -> list[Block]:
@@ -109,15 +136,22 @@ def test_every_fence_is_known_and_every_opt_out_states_a_reason() -> None:
     all_blocks = blocks()
     unknown = [f"{b.name} ({b.language})" for b in all_blocks if b.language not in set(RUNNABLE) | NOT_CODE]
     no_reason = [b.name for b in runnable() if b.skip_reason == ""]
-    misplaced = [b.name for b in all_blocks if b.directive is not None and b.skip_reason is None]
+    misplaced = [
+        b.name for b in all_blocks if b.directive is not None and b.skip_reason is None and b.reductions is None
+    ]
+    bad_reductions = [b.name for b in all_blocks if b.reductions is not None and not b.reductions]
+    bad_reductions += [b.name for b in all_blocks if any(not old for old, _ in b.reductions or [])]
     misplaced += [b.name for b in all_blocks if b.directive is not None and b.language not in RUNNABLE]
     installs = [b.name for b in runnable() if INSTALLS.search(b.code) and b.skip_reason is None]
+    hidden = [b.name for b in all_blocks if b.language in NOT_CODE and COMMAND.search(b.code)]
     # Assert
     assert len(runnable()) >= 20, "the docs lost their examples (or the fence pattern broke)"
     assert not unknown, f"fences in a language this test does not know: {unknown}"
     assert not no_reason, f"'docs-test: skip' needs a reason in parentheses: {no_reason}"
-    assert not misplaced, f"a docs-test comment that is not a skip before a runnable block: {misplaced}"
+    assert not misplaced, f"a docs-test comment that is not a skip or reduce before a runnable block: {misplaced}"
+    assert not bad_reductions, f"'docs-test: reduce' needs 'OLD => NEW' pairs separated by ';': {bad_reductions}"
     assert not installs, f"blocks that install packages must opt out with a reason, or they reinstall: {installs}"
+    assert not hidden, f"command lines in a text or unlabelled fence (make it a sh block): {hidden}"
 
 
 def test_every_docs_test_comment_sits_right_before_a_block() -> None:
@@ -193,10 +227,11 @@ def test_block_runs(block: Block, tmp_path: Path) -> None:
     if missing:
         pytest.skip(f"needs {', '.join(missing)}")
     work, env = _workspace(tmp_path)
+    code = block.reduced_code()
     if block.language == "python":
-        command = [sys.executable, "-c", block.code]
+        command = [sys.executable, "-c", code]
     else:
-        command = ["bash", "-e", "-o", "pipefail", "-c", block.code]
+        command = ["bash", "-e", "-o", "pipefail", "-c", code]
     # Execute
     result = subprocess.run(
         command, cwd=work, env=env, capture_output=True, text=True, timeout=TIMEOUT_S[block.slow], check=False

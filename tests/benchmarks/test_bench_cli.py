@@ -254,6 +254,18 @@ def test_bench_all_lists_every_suite(capsys: pytest.CaptureFixture[str]) -> None
         assert suite in out
 
 
+@pytest.mark.parametrize("suite", ["dropouts", "masking"])
+def test_suite_help_prints_its_description_as_in_the_suite_list(capsys: pytest.CaptureFixture[str], suite: str) -> None:
+    # Execute: argparse %-formats a subcommand's help in the list, but not its description
+    with pytest.raises(SystemExit) as exited:
+        cli.main(["bench", suite, "--help"])
+    out = capsys.readouterr().out
+
+    # Assert: no doubled percent sign ("10%% of n") on the suite's own page
+    assert exited.value.code == 0
+    assert "%%" not in out
+
+
 def test_quick_and_full_are_exclusive(capsys: pytest.CaptureFixture[str]) -> None:
     # Execute
     with pytest.raises(SystemExit) as exited:
