@@ -7,6 +7,7 @@ import io
 import json
 import re
 import sys
+import warnings
 from pathlib import Path
 
 import pytest
@@ -16,6 +17,7 @@ from fl_core.demo import DemoConfig, run_demo
 from secagg import cli
 from secagg.cli import main as cli_main
 from secagg.errors import ConfigurationError
+from secagg.segments import ClippingWarning
 
 HAS_PAILLIER = importlib.util.find_spec("fl_core.aggregators.paillier") is not None
 needs_sklearn = pytest.mark.skipif(importlib.util.find_spec("sklearn") is None, reason="needs the examples extra")
@@ -169,6 +171,21 @@ def test_demo_progress_stays_out_of_redirected_stderr(capsys: pytest.CaptureFixt
     assert captured.err == ""
     assert "\r" not in captured.out and "FedAvg rounds" not in captured.out
 
+
+
+@needs_sklearn
+def test_demo_reports_clipping_in_its_rows_not_as_raw_warnings(capsys: pytest.CaptureFixture[str]) -> None:
+    # Execute: a run whose adaptive clip clips above 1% in some rounds (seed 0, budget 1 byte/parameter)
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")
+        code = cli_main(["demo", "--rounds", "5", "--bytes-per-parameter", "1", "--no-progress"])
+    captured = capsys.readouterr()
+
+    # Assert: the rows say how much was clipped; no library warning repeats it on stderr
+    assert code == 0
+    assert "clipped " in captured.out
+    assert not [w for w in seen if issubclass(w.category, ClippingWarning)]
+    assert captured.err == ""
 
 def _stop_before_training(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     """Replace run_demo by a stub that refuses at once; returns what stderr received before."""
