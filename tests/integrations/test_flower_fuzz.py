@@ -168,7 +168,7 @@ def test_read_stage_of_any_payload_array_is_its_bytes_or_a_secagg_error(stage: s
 
 @pytest.fixture(scope="module")
 def key_share(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
-    public, shares = key_files(tmp_path_factory.mktemp("fuzz-ceremony"), 4, 2)
+    public, shares = key_files(tmp_path_factory.mktemp("fuzz-ceremony"), 4, 3)
     return public, shares[1]  # NODE holds share 2
 
 
