@@ -93,9 +93,10 @@ def generate_config() -> Json:
         ("SecAgg+, n = 6, k = 4, t = 3", ["Harary"],
          MaskingConfig(num_clients=6, threshold=3, vector_length=8, graph="harary", degree=4)),
         ("SecAgg+, n = 100, k = 12, t = 6, 5% corrupt", ["Harary", "CorruptFraction"],
-         MaskingConfig.secagg_plus(100, 10, corrupt_fraction=0.05, dropout_fraction=0.05, complete_up_to=0)),
+         MaskingConfig.secagg_plus(100, 10, corrupt_fraction=0.05, dropout_fraction=0.05, complete_up_to=0,
+                                   mode="semi-honest")),
         ("SecAgg, n = 10, 20% corrupt", ["Complete", "CorruptFraction"],
-         MaskingConfig.secagg(10, 4, corrupt_fraction=0.2)),
+         MaskingConfig.secagg(10, 4, corrupt_fraction=0.2, mode="semi-honest")),
         ("SecAgg active, n = 5, t = 3", ["Complete", "Active"],
          MaskingConfig(num_clients=5, threshold=3, vector_length=8, mode="active", identity_keys=tuple(identity))),
     ]
