@@ -19,20 +19,23 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from fl_core.aggregators import make_aggregator
-from secagg.errors import ConfigurationError
+from secagg.errors import ConfigurationError, ThresholdError
 from secagg.paillier import (
     Client,
     DecryptingParty,
+    Mode,
     PaillierConfig,
     Server,
     SessionParameters,
     SlotLayout,
+    Stage,
     ThresholdKeyMaterial,
+    run_session,
 )
 from secagg.paillier.parameters import threshold_guarantee
 from secagg.primitives.randomness import InsecureDeterministicRandom
 
-from .helpers import IDENTITIES, identity_keys, threshold_material
+from .helpers import IDENTITIES, identity_keys, single_material, threshold_material
 
 LENGTH = 6
 VICTIM = 1
@@ -152,3 +155,36 @@ def test_computed_colluders_never_allow_two_disjoint_groups(parties: int, data: 
 def test_fl_core_refuses_a_minority_threshold_before_its_ceremony(options: dict[str, int]) -> None:
     with pytest.raises(ConfigurationError, match=r"2t > l"):
         make_aggregator("paillier", **{"num_clients": 5, "insecure_small_key": True, **options})
+
+
+PAILLIER_SHAPES = [
+    *((Mode.THRESHOLD, n, t, m)
+      for n in range(2, 7) for t in range(max(2, n // 2 + 1), n + 1) for m in range(2, n + 1)),
+    *((Mode.SINGLE_KEY, n, 1, m) for n in range(2, 7) for m in range(2, n + 1)),
+]
+
+
+@settings(max_examples=40, deadline=None)
+@given(shape=st.sampled_from(PAILLIER_SHAPES), data=st.data())
+def test_d_dropouts_complete_exactly_and_d_plus_one_raise_threshold_error(
+    shape: tuple[Mode, int, int, int], data: st.DataObject
+) -> None:
+    # The guarantee's d = min(n - min_contributors, l - t) (n - min_contributors in single-key mode)
+    mode, n, t, m = shape
+    single = mode is Mode.SINGLE_KEY
+    config = PaillierConfig(num_clients=n, vector_length=LENGTH, key_bits=256, mode=mode, min_contributors=m,
+                            threshold=None if single else t, allow_insecure_key_bits_for_testing=True)
+    material = single_material(256) if single else threshold_material(256, n, t)
+    d = threshold_guarantee(config.num_parties, config.decryption_threshold, n, m).dropouts
+    inputs = {k: np.arange(LENGTH, dtype=np.int64) - k for k in range(1, n + 1)}
+    # At the bound: any d hospitals, each at either stage
+    dropped = data.draw(st.lists(st.integers(1, n), min_size=d, max_size=d, unique=True))
+    dropouts = {k: data.draw(st.sampled_from(list(Stage))) for k in dropped}
+    result = run_session(config, inputs, dropouts, key_material=material)
+    uploaded = [k for k in inputs if dropouts.get(k) is not Stage.UPLOAD]
+    np.testing.assert_array_equal(result.aggregate, np.sum([inputs[k] for k in uploaded], axis=0))
+    # One past it: d + 1 hospitals that never upload (nor decrypt): the library's error, no sum
+    past = dict.fromkeys(data.draw(st.lists(st.integers(1, n), min_size=d + 1, max_size=d + 1, unique=True)),
+                         Stage.UPLOAD)
+    with pytest.raises(ThresholdError):
+        run_session(config, inputs, past, key_material=material)
