@@ -166,6 +166,10 @@ class SessionParameters:
         return self.num_ciphertexts * self.public.key.ciphertext_bytes
 
 
+SINGLE_KEY_HOLDER = "the key holder (it can decrypt every upload)"
+"""Who single-key mode trusts, as its guarantee line names it."""
+
+
 def check_decryption_majority(num_parties: int, threshold: int, colluders: int = 0) -> None:
     """ConfigurationError unless a t-of-l key (l > 1) keeps ``2t > l + c``.
 
@@ -203,7 +207,8 @@ def threshold_guarantee(num_parties: int, threshold: int, num_clients: int, min_
     if num_parties > 1:
         colluders = min(colluders, threshold - 1, 2 * threshold - num_parties - 1)
         dropouts = min(dropouts, num_parties - threshold)
-    return Guarantee(colluders, dropouts, lying_server=True)
+        return Guarantee(colluders, dropouts, lying_server=True)
+    return Guarantee(colluders, dropouts, lying_server=True, trusted=SINGLE_KEY_HOLDER)
 
 
 def check_upload(params: SessionParameters, upload: EncryptedVector, who: str) -> list[Any]:

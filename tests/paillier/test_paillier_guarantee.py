@@ -188,3 +188,15 @@ def test_d_dropouts_complete_exactly_and_d_plus_one_raise_threshold_error(
                          Stage.UPLOAD)
     with pytest.raises(ThresholdError):
         run_session(config, inputs, past, key_material=material)
+
+
+def test_the_single_key_guarantee_names_the_key_holder_it_trusts() -> None:
+    # Single-key mode: one key holder decrypts anything it is given, so the line must say it is trusted
+    material = single_material(256)
+    params = SessionParameters(
+        public=material.public, layout=SlotLayout(16, 3, 256), vector_length=LENGTH, roster=(1, 2, 3),
+        min_contributors=3, identity_keys=identity_keys((1, 2, 3)),
+    )
+    line = str(params.guarantee)
+    assert params.guarantee.colluders == 1 and "key holder" in line and "not collude" in line
+    assert "key holder" not in str(_params(threshold_material(256, 3, 2), 2).guarantee)
