@@ -34,6 +34,8 @@ class Guarantee:
         trusted: a party the statement assumes does not collude with the server, if
             any (single-key Paillier's key holder, who can decrypt every upload); ""
             if none.
+        insecure: why the statement does not hold at all (a key below the size
+            floor, accepted only by name for tests and demos); "" if it does.
     """
 
     colluders: int
@@ -42,6 +44,7 @@ class Guarantee:
     privacy_failure_bits: int = 0
     completion_failure_bits: int = 0
     trusted: str = ""
+    insecure: str = ""
 
     def __str__(self) -> str:
         server = "a lying server" if self.lying_server else "an honest-but-curious server"
@@ -63,4 +66,6 @@ class Guarantee:
             line += f"; assumes {self.trusted} does not collude with the server"
         if not self.lying_server:
             line += "; does NOT resist a server that lies about dropouts (semi-honest mode)"
+        if self.insecure:
+            line = f"NOT SECURE ({self.insecure}); otherwise {line}"
         return line

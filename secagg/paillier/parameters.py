@@ -11,7 +11,7 @@ decrypting party (docs/spec.md, section 13.9). The roles that use them are in
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import cached_property
 from typing import Any
 
@@ -24,7 +24,7 @@ from secagg.errors import (
     ProtocolError,
 )
 from secagg.guarantee import Guarantee
-from secagg.paillier.keys import ThresholdPublicKey
+from secagg.paillier.keys import MIN_KEY_BITS, ThresholdPublicKey
 from secagg.paillier.messages import SESSION_ID_SIZE, EncryptedVector
 from secagg.paillier.packing import MAX_VALUES, SlotLayout
 from secagg.primitives.signing import PUBLIC_KEY_SIZE
@@ -190,8 +190,14 @@ def check_decryption_majority(num_parties: int, threshold: int, colluders: int =
 def paillier_guarantee(public: ThresholdPublicKey, num_clients: int, min_contributors: int) -> Guarantee:
     """Private against a lying server plus c = min(t - 1, min_contributors - 2, 2t - l - 1) colluding
     hospitals (min_contributors - 2 in single-key mode, whose key holder must not collude);
-    completes while at least min_contributors of ``num_clients`` upload and t share holders decrypt."""
-    return threshold_guarantee(public.num_parties, public.threshold, num_clients, min_contributors)
+    completes while at least min_contributors of ``num_clients`` upload and t share holders decrypt.
+    On a key below :data:`~secagg.paillier.keys.MIN_KEY_BITS` (tests, demos) the line starts with
+    "NOT SECURE"."""
+    guarantee = threshold_guarantee(public.num_parties, public.threshold, num_clients, min_contributors)
+    bits = public.key.key_bits
+    if bits < MIN_KEY_BITS:
+        guarantee = replace(guarantee, insecure=f"a {bits}-bit key, below the {MIN_KEY_BITS}-bit floor")
+    return guarantee
 
 
 def threshold_guarantee(num_parties: int, threshold: int, num_clients: int, min_contributors: int) -> Guarantee:

@@ -200,3 +200,13 @@ def test_the_single_key_guarantee_names_the_key_holder_it_trusts() -> None:
     line = str(params.guarantee)
     assert params.guarantee.colluders == 1 and "key holder" in line and "not collude" in line
     assert "key holder" not in str(_params(threshold_material(256, 3, 2), 2).guarantee)
+
+
+def test_a_guarantee_on_a_key_below_the_2048_bit_floor_says_it_is_not_secure() -> None:
+    # Test keys (and fl_core's insecure_small_key demo key) are accepted only by name; the line the
+    # demo prints as "protection" must not read like a real guarantee on them
+    line = str(_params(threshold_material(256, 3, 2), 2).guarantee)
+    assert line.startswith("NOT SECURE") and "256-bit" in line
+    with pytest.warns(UserWarning, match="insecure_small_key"):
+        aggregator = make_aggregator("paillier", num_clients=3, insecure_small_key=True, key_bits=512)
+    assert str(aggregator.guarantee).startswith("NOT SECURE")  # type: ignore[attr-defined]
