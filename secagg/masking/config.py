@@ -94,7 +94,8 @@ class MaskingConfig:
         degree: k, neighbours per client (n - 1 for the complete graph; even for harary).
         ring_bits: b in 8..64 (default 32): inputs and sums live in Z_(2^b); masked
             inputs travel bit-packed, b bits per coordinate.
-        mode: ``"semi-honest"`` or ``"active"`` (signed keys and a ConsistencyCheck round).
+        mode: ``"active"`` (the default: signed keys and a ConsistencyCheck round, which needs
+            ``identity_keys``) or ``"semi-honest"``, by name (an honest-but-curious server only).
         identity_keys: active mode: the Ed25519 public key of client i at index i - 1,
             distributed out of band (a PKI the server does not control).
         corrupt_fraction: gamma, the assumed fraction of clients colluding with the server:
@@ -116,7 +117,7 @@ class MaskingConfig:
     graph: str = COMPLETE
     degree: int = 0
     ring_bits: int = 32
-    mode: str = SEMI_HONEST
+    mode: str = ACTIVE
     identity_keys: tuple[bytes, ...] = field(default=(), repr=False)
     corrupt_fraction: float = 0.0
     dropout_fraction: float = 0.0

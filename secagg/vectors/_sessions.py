@@ -132,7 +132,7 @@ def generate_secagg_plus_sessions() -> Json:
     groups = []
     for n, k, t, rounds in ((5, 2, 2, [Round.MASKED_INPUT]),
                             (6, 4, 3, [Round.SHARE_KEYS, Round.MASKED_INPUT])):
-        config = MaskingConfig(num_clients=n, threshold=t, vector_length=8, graph=HARARY, degree=k)
+        config = MaskingConfig(num_clients=n, threshold=t, vector_length=8, graph=HARARY, degree=k, mode="semi-honest")
         groups.append(session_group(config, f"sessions/harary/{n}/{k}", dropout_scenarios(config, ("Harary",), rounds)))
     config = active_config(6, 3, 8, "sessions/harary-active/identities", graph=HARARY, degree=4)
     scenarios = dropout_scenarios(config, ("Harary", "Active"), [Round.CONSISTENCY_CHECK])

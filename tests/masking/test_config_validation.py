@@ -31,7 +31,7 @@ IDENTITIES, PUBLIC = make_identities(7, InsecureDeterministicRandom(1))
 
 
 def config(**overrides: Any) -> MaskingConfig:
-    settings: dict[str, Any] = {"num_clients": 7, "threshold": 4, "vector_length": 3}
+    settings: dict[str, Any] = {"num_clients": 7, "threshold": 4, "vector_length": 3, "mode": "semi-honest"}
     settings.update(overrides)
     return MaskingConfig(**settings)
 
@@ -255,6 +255,10 @@ def test_constructors_default_to_active_mode_and_take_semi_honest_only_by_name()
     for build in (MaskingConfig.secagg, MaskingConfig.secagg_plus):
         with pytest.raises(ConfigurationError, match=r"identity_keys.*mode='semi-honest'"):
             build(5, 2)
+    # ... and so does the dataclass itself
+    assert MaskingConfig(num_clients=5, threshold=4, vector_length=2, identity_keys=public).mode == ACTIVE
+    with pytest.raises(ConfigurationError, match=r"identity key per client \(5\), got 0.*mode='semi-honest'"):
+        MaskingConfig(num_clients=5, threshold=4, vector_length=2)
     # ... and semi-honest is taken by name, its guarantee line saying what it gives up
     weaker = MaskingConfig.secagg(5, 2, mode=SEMI_HONEST)
     assert weaker.mode == SEMI_HONEST and "does NOT resist a server that lies" in str(weaker.guarantee)

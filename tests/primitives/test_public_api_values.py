@@ -102,7 +102,7 @@ def _rng() -> np.random.Generator:
 def _masking_config() -> Any:
     from secagg.masking import MaskingConfig
 
-    return MaskingConfig(num_clients=5, threshold=3, vector_length=4)
+    return MaskingConfig(num_clients=5, threshold=3, vector_length=4, mode="semi-honest")
 
 
 def _round_zero() -> tuple[dict[int, Any], dict[int, bytes]]:
@@ -213,7 +213,7 @@ def entries() -> list[Entry]:
         Entry(
             "MaskingConfig",
             masking.MaskingConfig,
-            lambda: {"num_clients": 5, "threshold": 3, "vector_length": 4},
+            lambda: {"num_clients": 5, "threshold": 3, "vector_length": 4, "mode": "semi-honest"},
             ints=("num_clients", "threshold", "vector_length", "degree", "ring_bits"),
             reals=("corrupt_fraction", "dropout_fraction"),
             objects=("graph", "mode", "identity_keys"),
