@@ -100,7 +100,7 @@ def _on_numpy(operation: Callable[[], object]) -> Callable[[], object]:
 
 def _config(num_clients: int, dim: int, graph: str, dropout: float) -> MaskingConfig:
     if graph == "complete":
-        return MaskingConfig.secagg(num_clients, dim)
+        return MaskingConfig.secagg(num_clients, dim, mode="semi-honest")
     return harary_config(num_clients, dim, dropout)
 
 

@@ -195,6 +195,8 @@ def _notes(results: list[Row], floors: dict[str, Any]) -> list[str]:
         "by the server), half after sending their masked input (still included)",
         "SecAgg+ sizes its graph for max(dropout, 5%) dropouts and 5% corrupt clients (2^-40 security, 2^-20 "
         "failure); where no sparse graph qualifies it is the complete graph, as in production SecAgg+",
+        "mode: semi-honest (by name): private only against a server that follows the protocol; the default, "
+        "active mode, adds signed keys, a ConsistencyCheck round and (on the complete graph) a higher threshold",
     ]
     if target_row(results) is None:
         notes.append("the target configuration (n = 100, d = 1,000,000, SecAgg+, 10% dropout) is not in this grid")

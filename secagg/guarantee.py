@@ -31,6 +31,11 @@ class Guarantee:
             probability is over the graph: with ``lying_server`` the line says that
             a server grinding session contexts for a graph is not covered.
         completion_failure_bits: likewise for completion.
+        trusted: a party the statement assumes does not collude with the server, if
+            any (single-key Paillier's key holder, who can decrypt every upload); ""
+            if none.
+        insecure: why the statement does not hold at all (a key below the size
+            floor, accepted only by name for tests and demos); "" if it does.
     """
 
     colluders: int
@@ -38,6 +43,8 @@ class Guarantee:
     lying_server: bool
     privacy_failure_bits: int = 0
     completion_failure_bits: int = 0
+    trusted: str = ""
+    insecure: str = ""
 
     def __str__(self) -> str:
         server = "a lying server" if self.lying_server else "an honest-but-curious server"
@@ -55,6 +62,10 @@ class Guarantee:
         if self.completion_failure_bits:
             completion += f" (except with probability < 2^-{self.completion_failure_bits})"
         line = f"{privacy}; {completion}"
+        if self.trusted:
+            line += f"; assumes {self.trusted} does not collude with the server"
         if not self.lying_server:
             line += "; does NOT resist a server that lies about dropouts (semi-honest mode)"
+        if self.insecure:
+            line = f"NOT SECURE ({self.insecure}); otherwise {line}"
         return line

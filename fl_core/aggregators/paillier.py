@@ -64,6 +64,7 @@ from secagg.paillier import (
 )
 from secagg.paillier.keys import MAX_KEY_BITS, key_policy
 from secagg.paillier.packing import MAX_SLOT_BITS, MAX_VALUE_BITS, minimal_slot_bits
+from secagg.paillier.parameters import check_decryption_majority
 from secagg.paillier.protocol import paillier_guarantee
 from secagg.primitives.randomness import RandomBytes, system_random
 from secagg.primitives.signing import SigningKey
@@ -154,7 +155,8 @@ class PaillierAggregator:
         key_bits: modulus size (default 3072; at least 2048).
         insecure_small_key: use a :data:`INSECURE_KEY_BITS`-bit key (or ``key_bits``
             if given, down to 128) for quick demos and tests. NOT secure; warns.
-        threshold: t, the partial decryptions needed (default ``num_clients // 2 + 1``).
+        threshold: t, the partial decryptions needed (default ``num_clients // 2 + 1``; refused
+            unless 2t > num_clients: see :func:`secagg.paillier.parameters.check_decryption_majority`).
         min_contributors: fewest uploads hospitals agree to decrypt the sum of
             (default ``min(num_clients, max(2, t))``).
         obfuscation: ``"textbook"`` (default; r^n) or ``"djn"`` (faster for long
@@ -220,6 +222,7 @@ class PaillierAggregator:
                 f"min_contributors must be in 2..{num_parties} (one upload would be decrypted alone), "
                 f"got {self.min_contributors}"
             )
+        check_decryption_majority(num_parties, self.threshold)
         with key_policy(self.insecure):
             if key_material is None:
                 key_material = deal_threshold_key(

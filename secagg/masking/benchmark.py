@@ -124,14 +124,15 @@ def harary_config(num_clients: int, dim: int, dropout: float, descriptor: bytes 
     or for the session-wide ``dropout`` the bench simulates if that is larger."""
     default = planned_dropouts(num_clients) / num_clients
     return MaskingConfig.secagg_plus(
-        num_clients, dim, dropout_fraction=max(dropout, default), complete_up_to=0, descriptor=descriptor
+        num_clients, dim, dropout_fraction=max(dropout, default), complete_up_to=0, descriptor=descriptor,
+        mode="semi-honest",
     )
 
 
 def _config(num_clients: int, dim: int, graph: str, dropout: float, ring_bits: int) -> MaskingConfig:
     descriptor = _descriptor(num_clients)
     if graph == COMPLETE:
-        config = MaskingConfig.secagg(num_clients, dim, descriptor=descriptor)
+        config = MaskingConfig.secagg(num_clients, dim, descriptor=descriptor, mode="semi-honest")
     else:
         config = harary_config(num_clients, dim, dropout, descriptor)
     return dataclasses.replace(config, ring_bits=ring_bits)

@@ -65,6 +65,23 @@ from secagg.ring import NarrowRing
 __all__ = ["ACTIVE", "COMPLETE", "HARARY", "MAX_CLIENTS", "SEMI_HONEST", "ConfigRecord", "MaskingConfig"]
 
 
+def choose_mode(mode: str | None, identity_keys: tuple[bytes, ...]) -> str:
+    """The mode a constructor builds: ``mode`` if named, else active, the safe default.
+
+    Active mode needs the clients' identity keys; without them ConfigurationError says
+    to pass them or to ask for semi-honest mode by name, never a silent fallback to the
+    mode that does not resist a server lying about dropouts."""
+    if mode is not None:
+        return mode
+    if identity_keys:
+        return ACTIVE
+    raise ConfigurationError(
+        "active mode (the default: private against a server that lies about dropouts) needs the clients' "
+        "identity_keys; pass them, or ask for mode='semi-honest' by name (private only against an "
+        "honest-but-curious server)"
+    )
+
+
 @dataclass(frozen=True)
 class MaskingConfig:
     """Parameters of one masking aggregation, shared by all parties.
@@ -77,7 +94,8 @@ class MaskingConfig:
         degree: k, neighbours per client (n - 1 for the complete graph; even for harary).
         ring_bits: b in 8..64 (default 32): inputs and sums live in Z_(2^b); masked
             inputs travel bit-packed, b bits per coordinate.
-        mode: ``"semi-honest"`` or ``"active"`` (signed keys and a ConsistencyCheck round).
+        mode: ``"active"`` (the default: signed keys and a ConsistencyCheck round, which needs
+            ``identity_keys``) or ``"semi-honest"``, by name (an honest-but-curious server only).
         identity_keys: active mode: the Ed25519 public key of client i at index i - 1,
             distributed out of band (a PKI the server does not control).
         corrupt_fraction: gamma, the assumed fraction of clients colluding with the server:
@@ -99,7 +117,7 @@ class MaskingConfig:
     graph: str = COMPLETE
     degree: int = 0
     ring_bits: int = 32
-    mode: str = SEMI_HONEST
+    mode: str = ACTIVE
     identity_keys: tuple[bytes, ...] = field(default=(), repr=False)
     corrupt_fraction: float = 0.0
     dropout_fraction: float = 0.0
@@ -239,7 +257,7 @@ class MaskingConfig:
         *,
         threshold: int | None = None,
         ring_bits: int = 32,
-        mode: str = SEMI_HONEST,
+        mode: str | None = None,
         identity_keys: tuple[bytes, ...] = (),
         corrupt_fraction: float | None = None,
         dropout_fraction: float = 0.0,
@@ -261,7 +279,11 @@ class MaskingConfig:
         each of the four stages, :data:`~secagg.masking.parameters.DROPOUT_STAGES`):
         the default c is chosen to tolerate them and the configuration is refused
         if its threshold does not.
+
+        Mode: active (the default, which needs ``identity_keys``); semi-honest only by
+        name, ``mode="semi-honest"`` (:func:`choose_mode`).
         """
+        mode = choose_mode(mode, identity_keys)
         num_clients = require_int("num_clients", num_clients, 3, MAX_CLIENTS)
         dropout_fraction = require_finite("dropout_fraction", dropout_fraction)
         planned: int | None = None
@@ -309,7 +331,7 @@ class MaskingConfig:
         dropout_per_round: float | None = None,
         complete_up_to: int = COMPLETE_GRAPH_MAX_CLIENTS,
         ring_bits: int = 32,
-        mode: str = SEMI_HONEST,
+        mode: str | None = None,
         identity_keys: tuple[bytes, ...] = (),
         descriptor: bytes = NO_DESCRIPTOR,
     ) -> MaskingConfig:
@@ -333,7 +355,11 @@ class MaskingConfig:
         raised if no (k, t) reaches 2^-40 security and 2^-20 failure probability;
         where no sparse graph qualifies this is the complete graph, as in production
         SecAgg+. ``complete_up_to=0`` asks for SecAgg+ at every n.
+
+        Mode: active (the default, which needs ``identity_keys``); semi-honest only by
+        name, ``mode="semi-honest"`` (:func:`choose_mode`).
         """
+        mode = choose_mode(mode, identity_keys)
         num_clients = require_int("num_clients", num_clients, 3, MAX_CLIENTS)
         if corrupt_fraction is not None:
             corrupt_fraction = require_finite("corrupt_fraction", corrupt_fraction)

@@ -91,7 +91,8 @@ def check_identities(config: MaskingConfig) -> None:
         if len(config.identity_keys) != config.num_clients:
             raise ConfigurationError(
                 f"active mode needs one Ed25519 identity key per client ({config.num_clients}), "
-                f"got {len(config.identity_keys)}"
+                f"got {len(config.identity_keys)} (semi-honest mode, which does not resist a server that "
+                "lies about dropouts, only by name: mode='semi-honest')"
             )
         if any(len(key) != PUBLIC_KEY_SIZE for key in config.identity_keys):
             raise ConfigurationError(f"identity keys must be {PUBLIC_KEY_SIZE}-byte Ed25519 public keys")

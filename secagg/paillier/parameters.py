@@ -11,7 +11,7 @@ decrypting party (docs/spec.md, section 13.9). The roles that use them are in
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import cached_property
 from typing import Any
 
@@ -24,7 +24,7 @@ from secagg.errors import (
     ProtocolError,
 )
 from secagg.guarantee import Guarantee
-from secagg.paillier.keys import ThresholdPublicKey
+from secagg.paillier.keys import MIN_KEY_BITS, ThresholdPublicKey
 from secagg.paillier.messages import SESSION_ID_SIZE, EncryptedVector
 from secagg.paillier.packing import MAX_VALUES, SlotLayout
 from secagg.primitives.signing import PUBLIC_KEY_SIZE
@@ -34,6 +34,7 @@ __all__ = [
     "MAX_CLIENT_ID",
     "SESSION_LABEL",
     "SessionParameters",
+    "check_decryption_majority",
     "check_upload",
     "paillier_guarantee",
     "threshold_guarantee",
@@ -103,6 +104,7 @@ class SessionParameters:
             )
         if self.public.num_parties > 1 and self.public.threshold < 2:
             raise ConfigurationError("a threshold key needs t >= 2: with t = 1 any one share holder decrypts alone")
+        check_decryption_majority(self.public.num_parties, self.public.threshold)
         if not isinstance(self.context, bytes) or len(self.context) != 32:
             raise ConfigurationError("session context must be 32 bytes")
         if not isinstance(self.descriptor, bytes) or len(self.descriptor) != DESCRIPTOR_DIGEST_SIZE:
@@ -164,22 +166,55 @@ class SessionParameters:
         return self.num_ciphertexts * self.public.key.ciphertext_bytes
 
 
+SINGLE_KEY_HOLDER = "the key holder (it can decrypt every upload)"
+"""Who single-key mode trusts, as its guarantee line names it."""
+
+
+def check_decryption_majority(num_parties: int, threshold: int, colluders: int = 0) -> None:
+    """ConfigurationError unless a t-of-l key (l > 1) keeps ``2t > l + c``.
+
+    Each honest share holder answers one aggregate per session, but a lying server can
+    show two disjoint groups two aggregates that differ in one upload (all uploads, and
+    all but the victim's, which no holder of the second group misses) while the c
+    colluding holders answer both: both reach t, and the difference of the two sums is
+    the victim's upload, iff ``2t <= l + c`` (docs/threat-model.md, "Packed threshold
+    Paillier")."""
+    if num_parties > 1 and 2 * threshold <= num_parties + colluders:
+        raise ConfigurationError(
+            f"threshold {threshold} of {num_parties} is unsafe against a lying server plus {colluders} colluding "
+            f"share holders: two disjoint groups would each reach t and decrypt two sums that differ in one "
+            f"upload; need 2t > l + c = {num_parties + colluders}, i.e. t >= {(num_parties + colluders) // 2 + 1}"
+        )
+
+
 def paillier_guarantee(public: ThresholdPublicKey, num_clients: int, min_contributors: int) -> Guarantee:
-    """Private against a lying server plus c = min(t - 1, min_contributors - 2) colluding
+    """Private against a lying server plus c = min(t - 1, min_contributors - 2, 2t - l - 1) colluding
     hospitals (min_contributors - 2 in single-key mode, whose key holder must not collude);
-    completes while at least min_contributors of ``num_clients`` upload and t share holders decrypt."""
-    return threshold_guarantee(public.num_parties, public.threshold, num_clients, min_contributors)
+    completes while at least min_contributors of ``num_clients`` upload and t share holders decrypt.
+    On a key below :data:`~secagg.paillier.keys.MIN_KEY_BITS` (tests, demos) the line starts with
+    "NOT SECURE"."""
+    guarantee = threshold_guarantee(public.num_parties, public.threshold, num_clients, min_contributors)
+    bits = public.key.key_bits
+    if bits < MIN_KEY_BITS:
+        guarantee = replace(guarantee, insecure=f"a {bits}-bit key, below the {MIN_KEY_BITS}-bit floor")
+    return guarantee
 
 
 def threshold_guarantee(num_parties: int, threshold: int, num_clients: int, min_contributors: int) -> Guarantee:
     """:func:`paillier_guarantee` from the key's shape alone (``num_parties`` shares, ``threshold``
-    needed), so a configuration can be judged before its key ceremony."""
+    needed), so a configuration can be judged before its key ceremony.
+
+    c is bounded three ways: t - 1 (fewer than t shares decrypt nothing), min_contributors - 2 (a
+    sum of that many uploads still holds two honest ones) and 2t - l - 1 (the largest c with
+    2t > l + c, so two disjoint groups of holders cannot both decrypt,
+    :func:`check_decryption_majority`); negative only for a key :class:`SessionParameters` refuses."""
     colluders = min_contributors - 2
     dropouts = num_clients - min_contributors
     if num_parties > 1:
-        colluders = min(colluders, threshold - 1)
+        colluders = min(colluders, threshold - 1, 2 * threshold - num_parties - 1)
         dropouts = min(dropouts, num_parties - threshold)
-    return Guarantee(colluders, dropouts, lying_server=True)
+        return Guarantee(colluders, dropouts, lying_server=True)
+    return Guarantee(colluders, dropouts, lying_server=True, trusted=SINGLE_KEY_HOLDER)
 
 
 def check_upload(params: SessionParameters, upload: EncryptedVector, who: str) -> list[Any]:

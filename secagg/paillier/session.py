@@ -38,6 +38,7 @@ from secagg.paillier.ceremony import (
 from secagg.paillier.encryption import Obfuscation
 from secagg.paillier.keys import DEFAULT_KEY_BITS, KeyShare, PrivateKey, check_key_bits, key_policy
 from secagg.paillier.packing import MAX_VALUES, SlotLayout
+from secagg.paillier.parameters import check_decryption_majority
 from secagg.paillier.protocol import Client, DecryptingParty, Server, SessionParameters
 from secagg.primitives.randomness import RandomBytes, system_random
 from secagg.primitives.signing import SigningKey
@@ -82,7 +83,9 @@ class PaillierConfig:
         min_contributors: fewest uploads a party agrees to decrypt the sum of;
             default ``min(num_clients, max(2, t, colluders + 2))``; at least 2.
         colluders: c, the hospitals that may collude with the server (declared):
-            refused unless t >= c + 1 and min_contributors >= c + 2. Default: none
+            refused unless t >= c + 1, 2t > num_clients + c (threshold mode: else two
+            disjoint groups of share holders decrypt two sums that differ in one upload)
+            and min_contributors >= c + 2. Default: none
             declared; the computed :attr:`guarantee` states what holds.
         obfuscation: TEXTBOOK (r^n) or DJN (short exponent, fixed-base table).
         constant_time: decrypting parties exponentiate with their secret using
@@ -141,6 +144,8 @@ class PaillierConfig:
                 f"threshold {self.decryption_threshold} is unsafe against {colluders} colluding share holders; "
                 f"need t >= {colluders + 1}"
             )
+        if self.mode is Mode.THRESHOLD:
+            check_decryption_majority(self.num_parties, self.decryption_threshold, colluders)
         _ = self.layout  # validates value_bits against the key size
 
     @property

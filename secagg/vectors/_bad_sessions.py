@@ -111,7 +111,7 @@ def _roster_again(client: int) -> Callable[[Outcome], bytes]:
 def generate_bad_sessions() -> Json:
     """masking_sessions_bad.json: a lying server or network against honest clients."""
     # t = 2 (c = 0): one spare holder of every secret, so a single lie is outvoted.
-    semi = MaskingConfig.secagg(4, 4, corrupt_fraction=0.0)
+    semi = MaskingConfig.secagg(4, 4, corrupt_fraction=0.0, mode="semi-honest")
     up, down = "up", "down"
     forged_key_share = _edit(UnmaskResponse, mask_key_shares=_forge_key_share)
     semi_scenarios = [
@@ -177,7 +177,7 @@ def generate_bad_sessions() -> Json:
                  edits={(Round.UNMASKING, up, 1): _edit(UnmaskResponse, mask_key_shares=_share_p)}),
     ]
     # Last, so that the earlier tests keep their tcIds: a malicious peer's garbage boxes (n = 5, t = 3).
-    garbage = MaskingConfig.secagg(5, 4, threshold=3)
+    garbage = MaskingConfig.secagg(5, 4, threshold=3, mode="semi-honest")
     garbage_scenarios = [
         Scenario("client 2 sends client 1 a garbage box (zero bytes, it does not open): client 1 refuses "
                  "client 2 for itself and goes on; the session completes with all five, 2's seed from its own share, "

@@ -262,7 +262,7 @@ CLIENT_NOTES = {
 
 
 def _client_config() -> MaskingConfig:
-    return MaskingConfig.secagg(4, 3)
+    return MaskingConfig.secagg(4, 3, mode="semi-honest")
 
 
 def generate_client() -> Json:
@@ -326,7 +326,7 @@ def check_client(group: Json, test: Json) -> None:
     """client_start from the recorded draws, state decoding, or the refusal of the named step."""
     del group
     if test["step"] == "start":
-        config = MaskingConfig.secagg(int(test["numClients"]), int(test["vectorLength"]))
+        config = MaskingConfig.secagg(int(test["numClients"]), int(test["vectorLength"]), mode="semi-honest")
         source = ReplayedRandom([from_hex(d) for d in test["draws"]], "client")
         context, client = from_hex(test["context"]), int(test["client"])
         if not is_valid(test):

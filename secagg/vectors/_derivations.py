@@ -109,19 +109,23 @@ def _share_key_tests() -> list[Json]:
 def generate_derivations() -> Json:
     """masking_derivations.json: session id, graph, pairwise masks, share keys."""
     identity = tuple(deterministic(f"derivations/identity/{i}")(32) for i in range(5))
+
+    def semi_honest(n: int, t: int, **graph: object) -> MaskingConfig:
+        return MaskingConfig(num_clients=n, threshold=t, vector_length=8, mode="semi-honest", **graph)  # type: ignore[arg-type]
+
     groups = [
-        _session_group("SecAgg, n = 4", ["Complete"], MaskingConfig(num_clients=4, threshold=2, vector_length=8)),
+        _session_group("SecAgg, n = 4", ["Complete"], semi_honest(4, 2)),
         _session_group("SecAgg+, n = 10, k = 4", ["Harary"],
-                       MaskingConfig(num_clients=10, threshold=3, vector_length=8, graph="harary", degree=4)),
+                       semi_honest(10, 3, graph="harary", degree=4)),
         _session_group("SecAgg active, n = 5", ["Complete", "Active"],
                        MaskingConfig(num_clients=5, threshold=3, vector_length=8, mode="active",
                                      identity_keys=identity)),
-        _graph_group(MaskingConfig(num_clients=4, threshold=2, vector_length=8), ["Complete"]),
-        _graph_group(MaskingConfig(num_clients=6, threshold=2, vector_length=8, graph="harary", degree=2),
+        _graph_group(semi_honest(4, 2), ["Complete"]),
+        _graph_group(semi_honest(6, 2, graph="harary", degree=2),
                      ["Harary"]),
-        _graph_group(MaskingConfig(num_clients=10, threshold=3, vector_length=8, graph="harary", degree=4),
+        _graph_group(semi_honest(10, 3, graph="harary", degree=4),
                      ["Harary"]),
-        _graph_group(MaskingConfig(num_clients=11, threshold=4, vector_length=8, graph="harary", degree=6),
+        _graph_group(semi_honest(11, 4, graph="harary", degree=6),
                      ["Harary"]),
         {"type": "PairwiseMaskTest", "tests": _pairwise_tests()},
         {"type": "ShareKeyTest", "tests": _share_key_tests()},

@@ -80,7 +80,7 @@ def _setup_messages() -> tuple[RoundSetup, RoundSetup, PaillierSetup]:
     digest = draw(32)
     quantization = QuantizationConfig(0.5, 16, 5, max_weight=4096)
     parameters = encode_parameters({"config/lr": 0.1, "config/local-epochs": 1, "config/server-round": 3})
-    semi_config = MaskingConfig.secagg_plus(5, 19, dropout_fraction=0.1, complete_up_to=0)
+    semi_config = MaskingConfig.secagg_plus(5, 19, dropout_fraction=0.1, complete_up_to=0, mode="semi-honest")
     table = SegmentTable.flat(17, 0.5).describe()  # 17 values, one clipped count, the weight: 19
     semi = RoundSetup.create(
         3, NODE_IDS, semi_config, quantization, "num-examples", digest, RUN_ID, parameters, segments=table
@@ -108,7 +108,7 @@ def _compressed_setup() -> RoundSetup:
     compression = encode_parameters({**subset.descriptor_parameters(), **rotation.descriptor_parameters()})
     quantization = QuantizationConfig(0.5, 16, 5, max_weight=4096)
     table = SegmentTable((Segment("rotated", rotation.padded_dimension, 0.5),)).describe()
-    config = MaskingConfig.secagg_plus(5, 18, dropout_fraction=0.1, complete_up_to=0)
+    config = MaskingConfig.secagg_plus(5, 18, dropout_fraction=0.1, complete_up_to=0, mode="semi-honest")
     parameters = encode_parameters({"config/lr": 0.1, "config/server-round": 4})
     return RoundSetup.create(4, NODE_IDS, config, quantization, "num-examples", digest, RUN_ID, parameters,
                              segments=table, compression=compression)

@@ -85,17 +85,19 @@ def generate_config() -> Json:
     """masking_config.json: configuration validation, wire record and digest."""
     identity = [deterministic(f"config/identity/{i}")(32) for i in range(5)]
     valid = [
-        ("SecAgg, n = 3, t = 2", ["Complete"], MaskingConfig(num_clients=3, threshold=2, vector_length=8)),
+        ("SecAgg, n = 3, t = 2", ["Complete"],
+         MaskingConfig(num_clients=3, threshold=2, vector_length=8, mode="semi-honest")),
         ("SecAgg, n = 6, t = 4, degree given as n - 1", ["Complete"],
-         MaskingConfig(num_clients=6, threshold=4, vector_length=16, degree=5)),
+         MaskingConfig(num_clients=6, threshold=4, vector_length=16, degree=5, mode="semi-honest")),
         ("SecAgg, n = 10, 64-bit ring", ["Complete", "Ring64"],
-         MaskingConfig(num_clients=10, threshold=6, vector_length=1000, ring_bits=64)),
+         MaskingConfig(num_clients=10, threshold=6, vector_length=1000, ring_bits=64, mode="semi-honest")),
         ("SecAgg+, n = 6, k = 4, t = 3", ["Harary"],
-         MaskingConfig(num_clients=6, threshold=3, vector_length=8, graph="harary", degree=4)),
+         MaskingConfig(num_clients=6, threshold=3, vector_length=8, graph="harary", degree=4, mode="semi-honest")),
         ("SecAgg+, n = 100, k = 12, t = 6, 5% corrupt", ["Harary", "CorruptFraction"],
-         MaskingConfig.secagg_plus(100, 10, corrupt_fraction=0.05, dropout_fraction=0.05, complete_up_to=0)),
+         MaskingConfig.secagg_plus(100, 10, corrupt_fraction=0.05, dropout_fraction=0.05, complete_up_to=0,
+                                   mode="semi-honest")),
         ("SecAgg, n = 10, 20% corrupt", ["Complete", "CorruptFraction"],
-         MaskingConfig.secagg(10, 4, corrupt_fraction=0.2)),
+         MaskingConfig.secagg(10, 4, corrupt_fraction=0.2, mode="semi-honest")),
         ("SecAgg active, n = 5, t = 3", ["Complete", "Active"],
          MaskingConfig(num_clients=5, threshold=3, vector_length=8, mode="active", identity_keys=tuple(identity))),
     ]
@@ -113,7 +115,7 @@ def generate_config() -> Json:
 
     for comment, flags, config in valid:
         add_valid(comment, flags, config)
-    base = config_fields(MaskingConfig(num_clients=5, threshold=3, vector_length=8))
+    base = config_fields(MaskingConfig(num_clients=5, threshold=3, vector_length=8, mode="semi-honest"))
     base["degree"] = 0
     refused: list[tuple[str, str, Json]] = [
         ("n = 2", "BadParameter", {"numClients": 2, "threshold": 2}),
@@ -143,7 +145,7 @@ def generate_config() -> Json:
     # Narrow rings last, so that the earlier tcIds are unchanged.
     for bits in (8, 12, 33):
         add_valid(f"SecAgg, n = 5, t = 3, ring Z_(2^{bits})", ["Complete", "NarrowRing"],
-                  MaskingConfig(num_clients=5, threshold=3, vector_length=8, ring_bits=bits))
+                  MaskingConfig(num_clients=5, threshold=3, vector_length=8, ring_bits=bits, mode="semi-honest"))
     tests.append(test_case("ring Z_(2^65)", ["BadParameter"], "invalid", **{**base, "ringBits": 65},
                            error="ConfigurationError"))
     return vector_file(

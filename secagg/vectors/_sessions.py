@@ -95,7 +95,7 @@ def generate_secagg_sessions() -> Json:
     """masking_sessions_secagg.json: complete graph, semi-honest, n = 3..6, dropouts after each round."""
     groups = []
     for n in (3, 4, 5, 6):
-        config = MaskingConfig.secagg(n, 8)
+        config = MaskingConfig.secagg(n, 8, mode="semi-honest")
         scenarios = dropout_scenarios(config)
         if n == 3:
             scenarios[0] = Scenario("no dropouts", ("NoDropout", "ReadableInputs"), readable_inputs=True)
@@ -103,20 +103,20 @@ def generate_secagg_sessions() -> Json:
             scenarios.append(Scenario("client 2 drops before MaskedInput, client 5 before Unmasking",
                                       ("MultipleDropouts",), {2: Round.MASKED_INPUT, 5: Round.UNMASKING}))
         groups.append(session_group(config, f"sessions/secagg/{n}", scenarios))
-    config = MaskingConfig.secagg(4, 8, ring_bits=64)
+    config = MaskingConfig.secagg(4, 8, ring_bits=64, mode="semi-honest")
     groups.append(session_group(config, "sessions/secagg/4/ring64", [
         Scenario("client 3 drops before MaskedInput", ("DropoutMaskedInputCollection", "Ring64"),
                  {3: Round.MASKED_INPUT}),
     ]))
     # Last, so that the earlier tests keep their tcIds: n = 3 (t = 2, each client also holding a share of
     # its own seed) survives any one dropout; a second one is one past its guarantee.
-    config = MaskingConfig.secagg(3, 8)
+    config = MaskingConfig.secagg(3, 8, mode="semi-honest")
     groups.append(session_group(config, "sessions/secagg/3/two-dropouts", [
         Scenario("client 2 drops before MaskedInput, client 3 before Unmasking: one past the guarantee "
                  "(d = n - t = 1): client 1's seed has only its own share", ("MultipleDropouts", "BelowThreshold"),
                  {2: Round.MASKED_INPUT, 3: Round.UNMASKING}),
     ]))
-    config = MaskingConfig.secagg(5, 9, ring_bits=12)  # 9 x 12 bits: 13.5 bytes, 4 padding bits
+    config = MaskingConfig.secagg(5, 9, ring_bits=12, mode="semi-honest")  # 9 x 12 bits: 13.5 bytes, 4 padding bits
     groups.append(session_group(config, "sessions/secagg/5/ring12", [
         Scenario("Z_(2^12): client 4 drops before MaskedInput", ("DropoutMaskedInputCollection", "NarrowRing"),
                  {4: Round.MASKED_INPUT}),
@@ -132,7 +132,7 @@ def generate_secagg_plus_sessions() -> Json:
     groups = []
     for n, k, t, rounds in ((5, 2, 2, [Round.MASKED_INPUT]),
                             (6, 4, 3, [Round.SHARE_KEYS, Round.MASKED_INPUT])):
-        config = MaskingConfig(num_clients=n, threshold=t, vector_length=8, graph=HARARY, degree=k)
+        config = MaskingConfig(num_clients=n, threshold=t, vector_length=8, graph=HARARY, degree=k, mode="semi-honest")
         groups.append(session_group(config, f"sessions/harary/{n}/{k}", dropout_scenarios(config, ("Harary",), rounds)))
     config = active_config(6, 3, 8, "sessions/harary-active/identities", graph=HARARY, degree=4)
     scenarios = dropout_scenarios(config, ("Harary", "Active"), [Round.CONSISTENCY_CHECK])

@@ -109,9 +109,12 @@ MASKING_CONFIGS = ("semi", "harary", "active")
 
 def _config(name: str) -> tuple[MaskingConfig, dict[int, SigningKey]]:
     if name == "semi":
-        return MaskingConfig(num_clients=5, threshold=3, vector_length=6), {}
+        return MaskingConfig(num_clients=5, threshold=3, vector_length=6, mode="semi-honest"), {}
     if name == "harary":
-        return MaskingConfig(num_clients=7, threshold=3, vector_length=6, graph="harary", degree=4, ring_bits=64), {}
+        harary = MaskingConfig(
+            num_clients=7, threshold=3, vector_length=6, graph="harary", degree=4, ring_bits=64, mode="semi-honest"
+        )
+        return harary, {}
     identities, public = make_identities(5, InsecureDeterministicRandom(77))
     return MaskingConfig(num_clients=5, threshold=3, vector_length=6, mode=ACTIVE, identity_keys=public), identities
 

@@ -168,7 +168,7 @@ def test_read_stage_of_any_payload_array_is_its_bytes_or_a_secagg_error(stage: s
 
 @pytest.fixture(scope="module")
 def key_share(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
-    public, shares = key_files(tmp_path_factory.mktemp("fuzz-ceremony"), 4, 2)
+    public, shares = key_files(tmp_path_factory.mktemp("fuzz-ceremony"), 4, 3)
     return public, shares[1]  # NODE holds share 2
 
 
@@ -180,7 +180,7 @@ def model_digest() -> bytes:
 def setups(public: Path) -> list[bytes]:
     """A valid setup of each kind for NODE, for the fuzzer to mutate."""
     quantization = QuantizationConfig(0.5, 16, len(NODES), max_weight=4096)
-    masking = MaskingConfig.secagg(num_clients=len(NODES), vector_length=18)
+    masking = MaskingConfig.secagg(num_clients=len(NODES), vector_length=18, mode="semi-honest")
     _, layout = flatten_arrays([("arrays", k, v.numpy()) for k, v in initial_arrays().items()])
     clips = layout_table(layout).with_clips({"arrays/w": 0.5, "arrays/b": 0.5})
     paillier = PaillierSetup.create(1, NODES, read_public_key(public), 2,

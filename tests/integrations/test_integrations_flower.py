@@ -67,13 +67,13 @@ WEIGHTS = dict(zip(NODES, (30, 55, 12, 80, 41), strict=True))
 
 def every_masking_message() -> list[bytes]:
     """One wire message of each type a masking session sends, from a real session with a dropout."""
-    config = MaskingConfig.secagg(num_clients=4, vector_length=6)
+    config = MaskingConfig.secagg(num_clients=4, vector_length=6, mode="semi-honest")
     session = run_session(config, {c: np.full(6, c, dtype=np.uint32) for c in range(1, 5)}, {2: Round.UNMASKING})
     return [entry.data for entry in session.transcript]
 
 
 def setup_message() -> bytes:
-    config = MaskingConfig.secagg_plus(num_clients=5, vector_length=18)
+    config = MaskingConfig.secagg_plus(num_clients=5, vector_length=18, mode="semi-honest")
     quantization = QuantizationConfig(0.5, 16, 5, max_weight=4096)
     table = SegmentTable.flat(16, 0.5).describe()
     return encode(
@@ -284,7 +284,8 @@ def test_the_mod_refuses_to_train_outside_a_secure_round() -> None:
 def setup_for(nodes: tuple[int, ...], **masking: object) -> RoundSetup:
     vector, layout = flatten_arrays([("arrays", k, v.numpy()) for k, v in initial_arrays().items()])
     table = layout_table(layout, {name: 0.5 for name in layout_table(layout).clips})
-    config = MaskingConfig.secagg(num_clients=len(nodes), vector_length=encoded_length(table), **masking)  # type: ignore[arg-type]
+    options = {"mode": "semi-honest", **masking}
+    config = MaskingConfig.secagg(num_clients=len(nodes), vector_length=encoded_length(table), **options)  # type: ignore[arg-type]
     quantization = QuantizationConfig(0.5, 16, len(nodes), max_weight=4096)
     return RoundSetup.create(1, nodes, config, quantization, "num-examples", arrays_digest(vector, layout), RUN_ID,
                              segments=table.describe())

@@ -127,7 +127,7 @@ def masking_grid(audit: Audit | None = None, failing: dict[int, frozenset[int]] 
 
 
 def paillier_grid(tmp_path: Path, audit: Audit | None = None, **options: object) -> tuple[FakeGrid, PaillierGrid]:
-    public_path, shares = key_files(tmp_path / "ceremony", len(NODES), 2)
+    public_path, shares = key_files(tmp_path / "ceremony", len(NODES), 3)
     grid = FakeGrid({node: app(node, audit, share=share) for node, share in zip(NODES, shares, strict=True)})
     secure = PaillierGrid(grid, PaillierOptions(public_key=read_public_key(public_path), stage_timeout=5.0,
                                                 clipping="fixed", clip=CLIP, **options))  # type: ignore[arg-type]  # fmt: skip

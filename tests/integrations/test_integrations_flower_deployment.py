@@ -251,7 +251,7 @@ def test_paillier_fedavg_over_real_superlink_and_supernodes_with_a_dropout(deplo
     # gets its sealed share and passphrase file, the server the public key only. Node 3 uploads
     # in round 1 and then fails to decrypt.
     ceremony = deployment.root / "ceremony"
-    public_path, shares = key_files(ceremony, NODES, 2)
+    public_path, shares = key_files(ceremony, NODES, 3)
     identities, trusted, _ = identity_files(ceremony, NODES)
     passphrase = ceremony / "passphrase"
     passphrase.write_text(PASSPHRASE + "\n")

@@ -176,7 +176,7 @@ def test_a_malformed_reply_in_a_masking_round_drops_only_that_node(kind: str) ->
 @pytest.fixture(scope="module")
 def paillier_keys(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[Path]]:
     """A 2-of-4 key: the public-key file and share files 1..4."""
-    return key_files(tmp_path_factory.mktemp("ceremony"), 4, 2)
+    return key_files(tmp_path_factory.mktemp("ceremony"), 4, 3)
 
 
 def paillier_apps(shares: list[Path], audit: Audit) -> dict[int, object]:

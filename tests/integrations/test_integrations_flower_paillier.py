@@ -68,8 +68,8 @@ def server_identity() -> Iterator[None]:
 
 @pytest.fixture
 def keys(tmp_path: Path) -> tuple[Path, list[Path]]:
-    """A 2-of-4 key: the public-key file and share files 1..4 (node NODES[i] holds share i + 1)."""
-    return key_files(tmp_path / "ceremony", 4, 2)
+    """A 3-of-4 key: the public-key file and share files 1..4 (node NODES[i] holds share i + 1)."""
+    return key_files(tmp_path / "ceremony", 4, 3)
 
 
 def paillier_apps(shares: list[Path], audit: Audit | None = None, **options: object) -> dict[int, object]:
@@ -120,28 +120,31 @@ def test_paillier_rounds_equal_the_plain_quantized_sum(keys: tuple[Path, list[Pa
     assert stages.count(ENCRYPT) == 2 * len(NODES) and stages.count(DECRYPT) == 2 * len(NODES)
 
 
+@pytest.mark.parametrize("lost", ["before upload", "after upload"])
 def test_a_node_lost_before_upload_is_left_out_and_one_lost_after_still_counts(
-    keys: tuple[Path, list[Path]],
+    keys: tuple[Path, list[Path]], lost: str
 ) -> None:
-    # Prepare: node 42's training fails; node 2^63+11 uploads, then goes silent in decrypt
+    # Prepare: node 42's training fails, or node 2^63+11 uploads, then goes silent in decrypt
+    # (a 3-of-4 key survives one lost node: 2t > l keeps two disjoint groups from both decrypting)
     public_path, shares = keys
     audit = Audit()
+    before = lost == "before upload"
     apps = {
-        node: make_app(node, WEIGHTS[node], audit, failing_rounds=(1,) if node == 42 else (), paillier=True,
-                       key_share_file=share, passphrase=PASSPHRASE)
+        node: make_app(node, WEIGHTS[node], audit, failing_rounds=(1,) if before and node == 42 else (),
+                       paillier=True, key_share_file=share, passphrase=PASSPHRASE)
         for node, share in zip(NODES, shares, strict=True)
     }
-    grid = FakeGrid(apps, silent={(2**63 + 11, DECRYPT)})
+    grid = FakeGrid(apps, silent=set() if before else {(2**63 + 11, DECRYPT)})
     secure = PaillierGrid(grid, PaillierOptions(public_key=read_public_key(public_path), **FAST_TIMEOUT))
     # Execute
     run_fedavg(secure, rounds=1)
     # Assert
     report = secure.reports[0]
-    assert report.dropped == {42: ENCRYPT, 2**63 + 11: DECRYPT}
-    assert report.included == frozenset(NODES) - {42}
+    assert report.dropped == ({42: ENCRYPT} if before else {2**63 + 11: DECRYPT})
+    assert report.included == frozenset(NODES) - ({42} if before else set())
     plain = np.sum([a.encoded for n, a in audit.of_round(1).items() if n in report.included], axis=0)
     assert np.array_equal(report.aggregate, plain)
-    assert report.weight_total == sum(WEIGHTS.values()) - WEIGHTS[42]
+    assert report.weight_total == sum(WEIGHTS.values()) - (WEIGHTS[42] if before else 0)
 
 
 def test_too_few_decrypting_nodes_skip_the_round_with_the_reason(tmp_path: Path) -> None:
@@ -205,24 +208,30 @@ def test_a_forged_partial_decryption_is_caught_by_its_proof(keys: tuple[Path, li
 
 
 def test_unsafe_settings_are_refused_before_anything_is_sent(tmp_path: Path) -> None:
-    # Prepare: a 1-of-3 key, a 1024-bit key made inside the test switch, and a 2-of-4 key
+    # Prepare: a 1-of-3 key, a 2-of-4 key, a 1024-bit key made inside the test switch, and a 3-of-4 key
     one_of_three = material(3, 1).public
+    two_of_four = material(4, 2).public
     with insecure_key_sizes_for_testing():
         small = deal_threshold_key_from_primes(
             *_small_primes(), num_parties=3, threshold=2, insecure_for_testing=True
         ).public
-    public = material(4, 2).public
+    public = material(4, 3).public
     few = FakeGrid({node: make_app(node, 1, paillier=True) for node in NODES[:1]})
     # Execute / Assert
     with pytest.raises(ConfigurationError, match="threshold must be at least 2"):
         PaillierOptions(public_key=one_of_three)
+    with pytest.raises(ConfigurationError, match=r"two disjoint groups.*2t > l \+ c = 4"):
+        PaillierOptions(public_key=two_of_four)  # {1, 2} and {3, 4} would decrypt two sums differing in one upload
+    PaillierOptions(public_key=public, colluders=1)  # 3-of-4: 2t = 6 > l + c = 5
+    with pytest.raises(ConfigurationError, match=r"2t > l \+ c = 6"):
+        PaillierOptions(public_key=public, colluders=2)
     with pytest.raises(ConfigurationError, match="below the minimum of 2048"):
         PaillierOptions(public_key=small)
     with pytest.raises(ConfigurationError, match="could overflow"):
         PaillierOptions(public_key=public, bits=48, max_weight=1 << 20)
     with pytest.raises(ConfigurationError, match="above the packing limit of 48"):
         PaillierOptions(public_key=public, bits=40, max_weight=1 << 12)
-    with pytest.raises(ConfigurationError, match="at least 2 nodes"):
+    with pytest.raises(ConfigurationError, match="at least 3 nodes"):
         FedAvg(fraction_evaluate=0.0, min_train_nodes=1, min_available_nodes=1).start(
             grid=PaillierGrid(few, PaillierOptions(public_key=public)), initial_arrays=initial_arrays(), num_rounds=1
         )
@@ -253,7 +262,7 @@ def test_the_node_refuses_another_key_a_low_floor_and_a_wrong_passphrase(keys: t
     # Prepare: a setup for another 3-of-4 key, one below the node's min_contributors, a wrong passphrase
     _, shares = keys
     other = deal_threshold_key_from_primes(Q_1024, P_1024, num_parties=4, threshold=3).public
-    own = material(4, 2).public
+    own = material(4, 3).public
     node = NODES[0]
 
     def reply(app: object, setup: bytes) -> Message:
@@ -300,7 +309,7 @@ def test_key_files_round_trip_and_the_share_stays_sealed(keys: tuple[Path, list[
     public = read_public_key(public_path)
     share = load_key_share(shares[2], PASSPHRASE)
     # Assert
-    assert public == material(4, 2).public and share.index == 3 and share.public == public
+    assert public == material(4, 3).public and share.index == 3 and share.public == public
     assert (shares[2].stat().st_mode & 0o777) == 0o600
     assert str(share.secret) not in shares[2].read_bytes().decode("latin-1")
     assert round_context(1, 1, bytes(32)) != round_context(1, 2, bytes(32))
@@ -313,7 +322,7 @@ def test_a_node_that_requires_dp_refuses_a_paillier_round(keys: tuple[Path, list
     app = make_app(node, 10, paillier=True, key_share_file=shares[0], passphrase=PASSPHRASE,
                    policy=NodePolicy(require_dp=True))
     # Execute
-    reply = app(encrypt_message(node, setup_for(material(4, 2).public)), Context(77, node, {}, RecordDict(), {}))  # type: ignore[operator]
+    reply = app(encrypt_message(node, setup_for(material(4, 3).public)), Context(77, node, {}, RecordDict(), {}))  # type: ignore[operator]
     # Assert: refused before anything derived from its data leaves
     assert reply.has_error() and "requires differential privacy" in reply.error.reason
 

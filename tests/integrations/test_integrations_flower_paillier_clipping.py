@@ -73,7 +73,7 @@ def app(node: int, share: Path, audit: Audit | None = None, **mod_options: objec
 def paillier_grid(
     tmp_path: Path, audit: Audit | None = None, policy: NodePolicy | None = None, **options: object
 ) -> tuple[FakeGrid, PaillierGrid]:
-    public_path, shares = key_files(tmp_path / "ceremony", len(NODES), 2)
+    public_path, shares = key_files(tmp_path / "ceremony", len(NODES), 3)
     extra = {} if policy is None else {"policy": policy}
     grid = FakeGrid({node: app(node, share, audit, **extra) for node, share in zip(NODES, shares, strict=True)})
     secure = PaillierGrid(grid, PaillierOptions(public_key=read_public_key(public_path), stage_timeout=5.0,
@@ -176,6 +176,6 @@ def test_a_node_refuses_a_clip_above_its_policy_before_training(tmp_path: Path) 
 
 
 def test_clipping_options_are_validated_before_any_round(tmp_path: Path) -> None:
-    public_path, _ = key_files(tmp_path / "ceremony", len(NODES), 2)
+    public_path, _ = key_files(tmp_path / "ceremony", len(NODES), 3)
     with pytest.raises(ConfigurationError, match="unknown clipping"):
         PaillierOptions(public_key=read_public_key(public_path), clipping="sometimes")

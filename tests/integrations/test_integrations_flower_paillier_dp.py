@@ -76,7 +76,7 @@ def dp_grid(
     tmp_path: Path,
     audit: Audit | None = None,
     policy: NodePolicy | None = None,
-    threshold: int = 2,
+    threshold: int = 3,
     **options: object,
 ) -> tuple[FakeGrid, PaillierGrid]:
     """Five nodes holding the shares of a ``threshold``-of-5 key; a PaillierGrid with ``dp=DP`` by default."""
@@ -116,7 +116,7 @@ def test_a_dp_round_decrypts_the_noise_the_nodes_added_and_never_the_noise_free_
     assert report.epsilon_spent is not None and 0 < report.epsilon_spent <= DP.epsilon
     assert secure.dp is not None and secure.dp.plan is not None
     plan = secure.dp.plan
-    assert plan.honest == 2  # min_contributors 2 (the default for t = 2) less c = min(t - 1, 2 - 2) = 0
+    assert plan.honest == 3  # min_contributors 3 (the default for t = 3) less c = min(t - 1, 3 - 2, 2t - l - 1) = 0
     # The setup binds the plan (no clip table, no weight, no clipped count) and min_contributors >= h
     setup = sent_setup(grid)
     assert setup.segments == b"" and setup.dp == dp_parameters(plan) and setup.vector_length == plan.dimension == 17
@@ -149,14 +149,14 @@ def test_a_dp_round_decrypts_the_noise_the_nodes_added_and_never_the_noise_free_
 
 
 def test_h_is_min_contributors_less_the_colluders_and_a_smaller_sum_is_never_decrypted(tmp_path: Path) -> None:
-    # Prepare: a 2-of-5 key, min_contributors 4: the guarantee tolerates c = min(t - 1, 4 - 2) = 1
-    # colluder, so the smallest decrypted sum holds h = 4 - 1 = 3 honest uploads
-    grid, secure = dp_grid(tmp_path, min_contributors=4)
+    # Prepare: a 4-of-5 key, min_contributors 4: the guarantee tolerates c = min(t - 1, 4 - 2, 2t - l - 1) = 2
+    # colluders, so the smallest decrypted sum holds h = 4 - 2 = 2 honest uploads
+    grid, secure = dp_grid(tmp_path, threshold=4, min_contributors=4)
     grid.silent.update((node, ENCRYPT) for node in NODES[3:])  # two nodes time out: three uploads
     # Execute
     run(secure)
-    # Assert: the plan is for h = 3 and the setup names min_contributors 4; three uploads are never decrypted
-    assert secure.dp is not None and secure.dp.plan is not None and secure.dp.plan.honest == 3
+    # Assert: the plan is for h = 2 and the setup names min_contributors 4; three uploads are never decrypted
+    assert secure.dp is not None and secure.dp.plan is not None and secure.dp.plan.honest == 2
     assert sent_setup(grid).min_contributors == 4
     report = secure.reports[0]
     assert report.aggregate is None and report.skipped_reason == "3 nodes uploaded; at least 4 are needed"
@@ -184,8 +184,8 @@ def test_with_min_contributors_below_t_h_counts_the_decrypted_uploads_not_the_co
 def test_a_node_refuses_a_setup_whose_smallest_decrypted_sum_holds_fewer_than_h_honest_uploads(
     tmp_path: Path,
 ) -> None:
-    # Prepare: h = 3 (as above); a lying server tells every node but the target min_contributors = 3
-    # (a sum of 3 uploads, up to 1 of them a colluder's: 2 honest noise shares)
+    # Prepare: a 3-of-5 key and min_contributors 4: c = min(t - 1, 4 - 2, 2t - l - 1) = 0, h = 4; a lying
+    # server tells every node but the target min_contributors = 3 (a sum of 3 uploads: 3 honest noise shares)
     audit = Audit()
     grid, secure = dp_grid(tmp_path, audit, min_contributors=4)
 
@@ -202,7 +202,7 @@ def test_a_node_refuses_a_setup_whose_smallest_decrypted_sum_holds_fewer_than_h_
     report = secure.reports[0]
     assert report.aggregate is None and report.skipped_reason is not None and DECRYPT not in stages_sent(grid)
     others = [node for node in NODES if node != TARGET]
-    assert all("fewer than the h = 3 honest ones" in report.errors[node] for node in others), report.errors
+    assert all("fewer than the h = 4 honest ones" in report.errors[node] for node in others), report.errors
     assert set(audit.of_round(1)) <= {TARGET}
 
 
@@ -279,7 +279,7 @@ def test_a_round_over_the_budget_is_refused_and_the_spend_survives_in_the_state_
 
 
 def test_dp_options_are_validated_before_any_round(tmp_path: Path) -> None:
-    public = read_public_key(key_files(tmp_path / "ceremony", len(NODES), 2)[0])
+    public = read_public_key(key_files(tmp_path / "ceremony", len(NODES), 3)[0])
     with pytest.raises(ConfigurationError, match="clips do not apply with dp"):
         PaillierOptions(public_key=public, dp=DP, clips={"arrays/w": 1.0})
     with pytest.raises(ConfigurationError, match="dp must be a DPConfig"):

@@ -77,7 +77,7 @@ def extreme_app(node: int, share: Path, sign: int, audit: Audit) -> ClientApp:
 @pytest.mark.parametrize("sign", [1, -1])
 def test_every_node_at_plus_or_minus_b_decodes_exactly(tmp_path: Path, sign: int) -> None:
     # Prepare: 5 nodes of weight W = 5000, every coordinate at sign * B = sign * W * qmax
-    public_path, shares = key_files(tmp_path / "ceremony", len(NODES), 2)
+    public_path, shares = key_files(tmp_path / "ceremony", len(NODES), 3)
     audit = Audit()
     grid = FakeGrid({node: extreme_app(node, share, sign, audit) for node, share in zip(NODES, shares, strict=True)})
     secure = PaillierGrid(grid, PaillierOptions(public_key=read_public_key(public_path), clip=CLIP, bits=BITS,
@@ -111,7 +111,7 @@ def test_every_node_at_plus_or_minus_b_decodes_exactly(tmp_path: Path, sign: int
 
 def _setup(quantization: QuantizationConfig, nodes: int) -> PaillierSetup:
     ids = tuple(range(1, nodes + 1))
-    return PaillierSetup.create(1, ids, material(4, 2).public, 2, quantization, 20, "num-examples", bytes(32),
+    return PaillierSetup.create(1, ids, material(4, 3).public, 2, quantization, 20, "num-examples", bytes(32),
                                 [node_identity_key(i).public for i in ids])
 
 
@@ -119,7 +119,7 @@ def _setup(quantization: QuantizationConfig, nodes: int) -> PaillierSetup:
                                                       (8, 1, 10), (16, 4096, 4)])
 def test_slots_are_one_bit_above_the_smallest_ring_for_server_and_nodes(bits: int, weight: int, nodes: int) -> None:
     # Prepare
-    public = material(4, 2).public
+    public = material(4, 3).public
     options = PaillierOptions(public_key=public, bits=bits, max_weight=weight)
     quantization = options.quantization(nodes)
     # Execute: the server's check before a round, and the layout a node derives from the setup
@@ -153,7 +153,7 @@ def test_a_dp_round_packs_values_up_to_qmax() -> None:
 
 def test_a_node_refuses_a_value_beyond_the_slot() -> None:
     # Prepare: the session a node derives from a weighted setup of 4 nodes
-    public = material(4, 2).public
+    public = material(4, 3).public
     quantization = QuantizationConfig(CLIP, BITS, 4, ring_bits=64, max_weight=W)
     params = _setup(quantization, 4).session_parameters(public, bytes(32), 77)
     extremes = np.array([B, -B] * 10, dtype=np.int64)

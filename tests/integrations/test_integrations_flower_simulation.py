@@ -124,7 +124,7 @@ def test_paillier_fedavg_in_the_simulation_engine_with_a_dropout(
                         "FLWR_TELEMETRY_ENABLED": "0", "RAY_ACCEL_ENV_VAR_OVERRIDE_ON_ZERO": "0"}.items():
         monkeypatch.setenv(name, value)
     ceremony = tmp_path / "ceremony"
-    public_path, _ = key_files(ceremony, NODES, 2)
+    public_path, _ = key_files(ceremony, NODES, 3)
     identity_files(ceremony, NODES)
     (ceremony / "passphrase").write_text(PASSPHRASE + "\n")
     (ceremony / "passphrase").chmod(0o600)  # a secret file: the node refuses a looser one

@@ -134,7 +134,7 @@ def test_a_split_training_config_over_flower_is_refused_by_the_nodes() -> None:
 
 def test_a_split_clip_in_a_paillier_round_never_yields_the_targets_update(tmp_path: Path) -> None:
     # Prepare: a 2-of-5 key; the others' PaillierSetup says clip 1e300
-    public_path, shares = key_files(tmp_path / "ceremony", len(NODES), 2)
+    public_path, shares = key_files(tmp_path / "ceremony", len(NODES), 3)
     apps = {node: make_app(node, WEIGHTS[node], paillier=True, key_share_file=share, passphrase=PASSPHRASE)
             for node, share in zip(NODES, shares, strict=True)}
     grid = FakeGrid(apps)

@@ -26,7 +26,7 @@ from secagg.primitives.randomness import InsecureDeterministicRandom
 
 from .harness import StepRun, assert_exact
 
-SEMI = MaskingConfig(num_clients=5, threshold=3, vector_length=4)
+SEMI = MaskingConfig(num_clients=5, threshold=3, vector_length=4, mode="semi-honest")
 P_BYTES = shamir.PRIME.to_bytes(shamir.VALUE_SIZE, "big")  # the smallest value that is no field element
 TOP_BYTES = b"\xff" * shamir.VALUE_SIZE
 
@@ -96,7 +96,7 @@ def test_server_discards_one_bad_share_and_keeps_the_rest_of_the_response() -> N
     for its bad share of 4's mask key, it could not recover that seed (ThresholdError).
     Discarding only the bad share, it recovers every secret: 4's key from 2 and 3."""
     # Prepare
-    config = MaskingConfig(num_clients=4, threshold=2, vector_length=6)
+    config = MaskingConfig(num_clients=4, threshold=2, vector_length=6, mode="semi-honest")
     run = StepRun(config, seed=7)
     while run.server.phase != ServerPhase.COLLECT_MASKED:
         run.to_server()

@@ -15,8 +15,10 @@ from secagg.masking.server import ServerPhase
 
 from .harness import StepRun, active_setup, assert_exact
 
-SEMI = MaskingConfig(num_clients=6, threshold=3, vector_length=7)
-HARARY_CONFIG = MaskingConfig(num_clients=9, threshold=3, vector_length=7, graph=HARARY, degree=4, ring_bits=64)
+SEMI = MaskingConfig(num_clients=6, threshold=3, vector_length=7, mode="semi-honest")
+HARARY_CONFIG = MaskingConfig(
+    num_clients=9, threshold=3, vector_length=7, graph=HARARY, degree=4, ring_bits=64, mode="semi-honest"
+)
 
 
 def make_run(mode: str, *, reparse: bool = False, config: MaskingConfig = SEMI) -> StepRun:

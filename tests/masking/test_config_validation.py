@@ -12,6 +12,7 @@ from secagg.errors import ConfigurationError
 from secagg.masking import (
     ACTIVE,
     HARARY,
+    SEMI_HONEST,
     ClientPhase,
     MaskingConfig,
     Round,
@@ -30,7 +31,7 @@ IDENTITIES, PUBLIC = make_identities(7, InsecureDeterministicRandom(1))
 
 
 def config(**overrides: Any) -> MaskingConfig:
-    settings: dict[str, Any] = {"num_clients": 7, "threshold": 4, "vector_length": 3}
+    settings: dict[str, Any] = {"num_clients": 7, "threshold": 4, "vector_length": 3, "mode": "semi-honest"}
     settings.update(overrides)
     return MaskingConfig(**settings)
 
@@ -135,7 +136,8 @@ def test_secagg_active_default_threshold_is_the_smallest_safe_one(corrupt_fracti
 
 def test_secagg_plus_gives_a_valid_sparse_graph_that_aggregates_exactly() -> None:
     # Prepare
-    made = MaskingConfig.secagg_plus(num_clients=30, vector_length=5, dropout_fraction=0.1, complete_up_to=0)
+    made = MaskingConfig.secagg_plus(num_clients=30, vector_length=5, dropout_fraction=0.1, complete_up_to=0,
+                                     mode="semi-honest")
     assert made.graph == HARARY and made.degree < 29
     inputs = random_inputs(made, 30)
     # Execute: one client drops at every round.
@@ -241,3 +243,22 @@ def test_masked_input_step_needs_the_input() -> None:
     run.run_until(ClientPhase.AWAIT_SHARES)
     with pytest.raises(ConfigurationError, match="input vector"):
         client_step(run.states[1], run.pending[1])
+
+
+def test_constructors_default_to_active_mode_and_take_semi_honest_only_by_name() -> None:
+    # The safe mode is the default: with identity keys the constructors build an active configuration ...
+    _, public = make_identities(5, InsecureDeterministicRandom(5))
+    for made in (MaskingConfig.secagg(5, 2, identity_keys=public),
+                 MaskingConfig.secagg_plus(5, 2, identity_keys=public)):
+        assert made.mode == ACTIVE and made.guarantee.lying_server
+    # ... without them they refuse rather than fall back to semi-honest silently ...
+    for build in (MaskingConfig.secagg, MaskingConfig.secagg_plus):
+        with pytest.raises(ConfigurationError, match=r"identity_keys.*mode='semi-honest'"):
+            build(5, 2)
+    # ... and so does the dataclass itself
+    assert MaskingConfig(num_clients=5, threshold=4, vector_length=2, identity_keys=public).mode == ACTIVE
+    with pytest.raises(ConfigurationError, match=r"identity key per client \(5\), got 0.*mode='semi-honest'"):
+        MaskingConfig(num_clients=5, threshold=4, vector_length=2)
+    # ... and semi-honest is taken by name, its guarantee line saying what it gives up
+    weaker = MaskingConfig.secagg(5, 2, mode=SEMI_HONEST)
+    assert weaker.mode == SEMI_HONEST and "does NOT resist a server that lies" in str(weaker.guarantee)

@@ -139,24 +139,24 @@ def test_ten_percent_per_stage_beyond_the_complete_graph_cutoff(mode: str) -> No
 def test_the_federation_rule_complete_up_to_100_then_sparse_per_stage() -> None:
     # The complete graph up to the cut-off, with secagg()'s defaults
     for n in (3, 5, 10, 20, 50, 100):
-        assert MaskingConfig.secagg_plus(n, 2) == MaskingConfig.secagg(n, 2)
+        assert MaskingConfig.secagg_plus(n, 2, mode="semi-honest") == MaskingConfig.secagg(n, 2, mode="semi-honest")
     # Beyond it, SecAgg+ sized for 10% at each of the four stages (ceil(0.4 n) in all)
-    sparse = MaskingConfig.secagg_plus(300, 2)
+    sparse = MaskingConfig.secagg_plus(300, 2, mode="semi-honest")
     assert (sparse.graph, sparse.degree, sparse.threshold, sparse.guarantee.dropouts) == ("harary", 60, 16, 120)
     assert sparse.record().dropouts == 120  # the record carries the session-wide count
-    assert MaskingConfig.secagg_plus(300, 2, dropout_per_round=0.1) == sparse
-    assert MaskingConfig.secagg_plus(300, 2, dropout_fraction=0.4) == sparse
+    assert MaskingConfig.secagg_plus(300, 2, dropout_per_round=0.1, mode="semi-honest") == sparse
+    assert MaskingConfig.secagg_plus(300, 2, dropout_fraction=0.4, mode="semi-honest") == sparse
     # complete_up_to=0 asks for SecAgg+ at every n
-    assert MaskingConfig.secagg_plus(20, 2, complete_up_to=0).graph == "harary"
+    assert MaskingConfig.secagg_plus(20, 2, complete_up_to=0, mode="semi-honest").graph == "harary"
 
 
 def test_per_round_dropouts_are_four_stages_and_refused_when_out_of_reach() -> None:
-    config = MaskingConfig.secagg(10, 2, dropout_per_round=0.1)  # 4 dropouts planned
+    config = MaskingConfig.secagg(10, 2, dropout_per_round=0.1, mode="semi-honest")  # 4 dropouts planned
     assert config.guarantee.dropouts >= 4
     assert MaskingConfig.secagg(10, 2, dropout_per_round=0.1, mode=SEMI_HONEST).dropout_fraction == 0.4
     with pytest.raises(ConfigurationError, match="not both"):
-        MaskingConfig.secagg_plus(10, 2, dropout_fraction=0.1, dropout_per_round=0.1)
+        MaskingConfig.secagg_plus(10, 2, dropout_fraction=0.1, dropout_per_round=0.1, mode="semi-honest")
     with pytest.raises(ConfigurationError, match="dropout_per_round must be in"):
-        MaskingConfig.secagg_plus(10, 2, dropout_per_round=0.25)
+        MaskingConfig.secagg_plus(10, 2, dropout_per_round=0.25, mode="semi-honest")
     with pytest.raises(ConfigurationError, match="tolerates 1 dropouts, fewer than the 2 declared"):
-        MaskingConfig.secagg_plus(3, 2, dropout_per_round=0.1)
+        MaskingConfig.secagg_plus(3, 2, dropout_per_round=0.1, mode="semi-honest")

@@ -268,7 +268,7 @@ def test_harary_dropped_key_nobody_needs() -> None:
     """
     # Prepare: the graph depends on the session id, i.e. on the config and the context.
     n, seed = 10, 7
-    config = MaskingConfig(num_clients=n, threshold=2, vector_length=3, graph=HARARY, degree=4)
+    config = MaskingConfig(num_clients=n, threshold=2, vector_length=3, graph=HARARY, degree=4, mode="semi-honest")
     neighbours = session_neighbours(config, ZERO_CONTEXT)
     # Walk the ring: on H(4, n) a node shares two neighbours with the nodes at
     # distance 1 and only one with those at distance 2.

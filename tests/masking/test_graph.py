@@ -42,7 +42,9 @@ def test_harary_graph_is_regular_symmetric_and_agrees_with_the_servers_table(
 ) -> None:
     # Prepare
     degree = min(2 * half, num_clients - 1 - (num_clients - 1) % 2)
-    config = MaskingConfig(num_clients=num_clients, threshold=2, vector_length=1, graph=HARARY, degree=degree)
+    config = MaskingConfig(
+        num_clients=num_clients, threshold=2, vector_length=1, graph=HARARY, degree=degree, mode="semi-honest"
+    )
     # Execute
     table = neighbour_table(config, session)
     clients = range(1, num_clients + 1)
@@ -55,7 +57,7 @@ def test_harary_graph_is_regular_symmetric_and_agrees_with_the_servers_table(
 
 def test_neighbours_follow_the_ring_order() -> None:
     # H(4, 10): the neighbours of the client at position p sit at p +- 1 and p +- 2.
-    config = MaskingConfig(num_clients=10, threshold=2, vector_length=1, graph=HARARY, degree=4)
+    config = MaskingConfig(num_clients=10, threshold=2, vector_length=1, graph=HARARY, degree=4, mode="semi-honest")
     session = session_id(config, bytes(32))
     order = harary_order(10, session)
     for p, client in enumerate(order):
@@ -89,7 +91,7 @@ def test_a_clients_neighbours_cost_does_not_grow_with_n(monkeypatch: pytest.Monk
     monkeypatch.setattr(HararyPermutation, "_round", counting)
     per_n = {}
     for n in (100, 60_000):
-        config = MaskingConfig(num_clients=n, threshold=2, vector_length=1, graph=HARARY, degree=8)
+        config = MaskingConfig(num_clients=n, threshold=2, vector_length=1, graph=HARARY, degree=8, mode="semi-honest")
         calls = 0
         for client in range(1, 51):
             graph_neighbours(config, session_id(config, bytes(32)), client)

@@ -41,7 +41,7 @@ from secagg.primitives.randomness import InsecureDeterministicRandom
 
 from .harness import StepRun, active_setup, assert_exact, edit, flip_bit, revealed, unmask_responses
 
-SEMI = MaskingConfig(num_clients=5, threshold=3, vector_length=4)
+SEMI = MaskingConfig(num_clients=5, threshold=3, vector_length=4, mode="semi-honest")
 
 
 def semi_run(phase: ClientPhase, seed: int = 1) -> StepRun:
@@ -310,7 +310,7 @@ def test_roster_naming_the_client_itself() -> None:
 
 def test_harary_roster_carries_only_neighbours() -> None:
     # Prepare: n = 12 on H(4, 12), so client 1 has 4 neighbours and 7 strangers.
-    config = MaskingConfig(num_clients=12, threshold=3, vector_length=4, graph=HARARY, degree=4)
+    config = MaskingConfig(num_clients=12, threshold=3, vector_length=4, graph=HARARY, degree=4, mode="semi-honest")
     run = StepRun(config, seed=4)
     run.run_until(ClientPhase.AWAIT_ROSTER)
     roster = wire.decode(run.pending[1], KeyRoster)
@@ -328,7 +328,7 @@ def test_harary_roster_carries_only_neighbours() -> None:
 
 def test_semi_honest_unmask_request_lists_only_surviving_neighbours() -> None:
     # Prepare: H(4, 12), every client survives.
-    config = MaskingConfig(num_clients=12, threshold=3, vector_length=4, graph=HARARY, degree=4)
+    config = MaskingConfig(num_clients=12, threshold=3, vector_length=4, graph=HARARY, degree=4, mode="semi-honest")
     run = StepRun(config, seed=5)
     run.run_until(ClientPhase.AWAIT_UNMASK)
     request = wire.decode(run.pending[1], UnmaskRequest)
@@ -540,7 +540,7 @@ def test_share_box_from_the_client_itself() -> None:
 
 def test_share_box_from_a_non_neighbour() -> None:
     # Prepare: Harary graph, k = 4 of n = 9: client 1 has four non-neighbours.
-    config = MaskingConfig(num_clients=9, threshold=3, vector_length=4, graph=HARARY, degree=4)
+    config = MaskingConfig(num_clients=9, threshold=3, vector_length=4, graph=HARARY, degree=4, mode="semi-honest")
     run = StepRun(config, seed=4)
     run.run_until(ClientPhase.AWAIT_SHARES)
     stranger = min(set(range(2, 10)) - set(run.neighbours(1)))

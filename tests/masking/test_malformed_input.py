@@ -28,7 +28,7 @@ from secagg.primitives.randomness import InsecureDeterministicRandom
 
 from .harness import StepRun, active_setup, assert_exact, random_inputs
 
-SEMI = MaskingConfig(num_clients=5, threshold=3, vector_length=6)
+SEMI = MaskingConfig(num_clients=5, threshold=3, vector_length=6, mode="semi-honest")
 
 
 @dataclass(frozen=True)

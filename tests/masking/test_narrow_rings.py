@@ -103,17 +103,20 @@ def test_values_at_or_above_2_to_the_b_are_refused_before_the_wire() -> None:
 @pytest.mark.parametrize("bits", [7, 0, 65, 128])
 def test_masking_config_refuses_rings_outside_8_to_64(bits: int) -> None:
     with pytest.raises(ConfigurationError, match=r"b in 8\.\.64"):
-        MaskingConfig(num_clients=5, threshold=3, vector_length=4, ring_bits=bits)
+        MaskingConfig(num_clients=5, threshold=3, vector_length=4, ring_bits=bits, mode="semi-honest")
 
 
 def test_the_ring_width_is_bound_in_the_config_digest() -> None:
-    digests = {MaskingConfig(num_clients=5, threshold=3, vector_length=4, ring_bits=b).digest() for b in range(8, 65)}
+    digests = {
+        MaskingConfig(num_clients=5, threshold=3, vector_length=4, ring_bits=b, mode="semi-honest").digest()
+        for b in range(8, 65)
+    }
     assert len(digests) == 57
 
 
 def test_a_client_input_of_2_to_the_b_is_refused() -> None:
     # Prepare
-    config = MaskingConfig(num_clients=4, threshold=3, vector_length=3, ring_bits=12)
+    config = MaskingConfig(num_clients=4, threshold=3, vector_length=3, ring_bits=12, mode="semi-honest")
     inputs = {c: uniform(12, 3, c) for c in range(1, 5)}
     inputs[2] = np.array([0, 4096, 1], dtype=np.uint32)
     # Execute / Assert: a library error, naming the client
@@ -123,7 +126,7 @@ def test_a_client_input_of_2_to_the_b_is_refused() -> None:
 
 def test_server_refuses_a_masked_input_of_another_width() -> None:
     # Prepare: client 3 repacks its masked input at b = 13 (same values, one more bit each)
-    config = MaskingConfig(num_clients=5, threshold=3, vector_length=6, ring_bits=12)
+    config = MaskingConfig(num_clients=5, threshold=3, vector_length=6, ring_bits=12, mode="semi-honest")
     inputs = {c: uniform(12, 6, c) for c in range(1, 6)}
 
     def tamper(round_: Round, direction: str, client: int, data: bytes) -> bytes:

@@ -61,7 +61,7 @@ def test_infeasible_fractions_are_refused(corrupt: float, dropout: float, active
 
 def test_small_federation_falls_back_to_the_complete_graph() -> None:
     # n = 5, delta = 0.2: k = 2 would need both neighbours of every client (t = 2 > t2 = 1).
-    config = MaskingConfig.secagg_plus(5, 10, corrupt_fraction=0.0, dropout_fraction=0.2)
+    config = MaskingConfig.secagg_plus(5, 10, corrupt_fraction=0.0, dropout_fraction=0.2, mode="semi-honest")
 
     assert config.graph == "complete"
     assert config.degree == 4

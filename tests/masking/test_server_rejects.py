@@ -32,7 +32,7 @@ from secagg.ring import PackedVector
 
 from .harness import StepRun, active_setup, assert_exact, edit, flip_bit
 
-SEMI = MaskingConfig(num_clients=6, threshold=3, vector_length=5)
+SEMI = MaskingConfig(num_clients=6, threshold=3, vector_length=5, mode="semi-honest")
 ACTIVE_CONFIG, IDENTITIES = active_setup(6, 4, vector_length=5)
 BAD = 2  # the client whose message goes wrong
 Corruption = Callable[[StepRun, bytes], bytes]
@@ -324,7 +324,7 @@ def test_server_accepts_a_response_that_leaves_out_a_refused_peer() -> None:
     """A holder that refused a peer's box in round 2 reveals nothing for it (spec 12.8,
     round 4): the server accepts the shorter response and rejects nobody; the peer's
     secret comes from its other holders (n = 5, t = 3: four holders)."""
-    run = StepRun(MaskingConfig(num_clients=5, threshold=3, vector_length=4), seed=3)
+    run = StepRun(MaskingConfig(num_clients=5, threshold=3, vector_length=4, mode="semi-honest"), seed=3)
     while run.server.phase != ServerPhase.COLLECT_UNMASK:
         run.to_server()
         run.to_clients()

@@ -68,7 +68,7 @@ def masked_vectors(ring_bits: int, inputs: dict[int, np.ndarray], config: Maskin
 @pytest.mark.parametrize("which", ["top", "low"])
 def test_masked_inputs_of_zero_vectors_look_uniform(ring_bits: int, which: str) -> None:
     # Prepare: all-zero inputs, so whatever structure is left comes from the masks.
-    config = MaskingConfig(num_clients=6, threshold=3, vector_length=8192, ring_bits=ring_bits)
+    config = MaskingConfig(num_clients=6, threshold=3, vector_length=8192, ring_bits=ring_bits, mode="semi-honest")
     inputs = {c: config.ring.zeros(config.vector_length) for c in range(1, 7)}
     critical = chi_square_critical(BINS - 1)
     # Execute
@@ -82,7 +82,7 @@ def test_the_uniformity_statistic_can_fail(ring_bits: int) -> None:
     """The same statistic rejects what an unmasked client would have sent: a
     quantized model update (small values in two's complement) and zeros."""
     # Prepare
-    config = MaskingConfig(num_clients=6, threshold=3, vector_length=8192, ring_bits=ring_bits)
+    config = MaskingConfig(num_clients=6, threshold=3, vector_length=8192, ring_bits=ring_bits, mode="semi-honest")
     quantization = QuantizationConfig(clip=1.0, bits=16, num_clients=6, ring_bits=ring_bits)
     generator = np.random.default_rng(5)
     update = quantize(generator.normal(0.0, 0.1, config.vector_length), quantization, generator)
@@ -94,7 +94,7 @@ def test_the_uniformity_statistic_can_fail(ring_bits: int) -> None:
 
 def test_transcript_never_carries_an_input() -> None:
     # Prepare: random inputs long enough that an accidental match is impossible.
-    config = MaskingConfig(num_clients=6, threshold=3, vector_length=64)
+    config = MaskingConfig(num_clients=6, threshold=3, vector_length=64, mode="semi-honest")
     inputs = random_inputs(config, 21)
     # Execute: a dropout after masking makes the server unmask a key as well.
     result = run_session(config, inputs, {6: Round.UNMASKING}, random_bytes=InsecureDeterministicRandom(21))
@@ -108,7 +108,7 @@ def test_transcript_never_carries_an_input() -> None:
 def test_server_cannot_unmask_with_t_minus_one_responders() -> None:
     # Prepare: n = 5, t = 3; clients 1 and 2 drop before masking, so each survivor's
     # self-mask is shared among the other two survivors and client 5, which then drops.
-    config = MaskingConfig(num_clients=5, threshold=3, vector_length=4)
+    config = MaskingConfig(num_clients=5, threshold=3, vector_length=4, mode="semi-honest")
     inputs = random_inputs(config, 4)
     dropouts = {1: Round.MASKED_INPUT, 2: Round.MASKED_INPUT, 5: Round.UNMASKING}
     # Execute / Assert
@@ -130,7 +130,7 @@ def held_shares(run: StepRun, owner: int, which: str) -> list[shamir.Share]:
 @pytest.mark.parametrize("which", ["self", "key"])
 def test_t_minus_one_shares_of_a_real_secret_reveal_nothing_usable(which: str) -> None:
     # Prepare: every client holds its neighbours' shares (n = 5, t = 3).
-    run = StepRun(MaskingConfig(num_clients=5, threshold=3, vector_length=4), seed=6)
+    run = StepRun(MaskingConfig(num_clients=5, threshold=3, vector_length=4, mode="semi-honest"), seed=6)
     run.run_until(ClientPhase.AWAIT_UNMASK)
     owner = run.states[1]
     secret = owner.self_mask_seed if which == "self" else owner.mask_private

@@ -185,7 +185,7 @@ def test_issue_12_case_n10_three_colluders_are_refused_by_default() -> None:
 
 
 def test_semi_honest_guarantee_says_it_does_not_resist_a_lying_server() -> None:
-    line = str(MaskingConfig.secagg(10, 2).guarantee)
+    line = str(MaskingConfig.secagg(10, 2, mode="semi-honest").guarantee)
     assert "does NOT resist" in line and "honest-but-curious" in line
     assert "does NOT" not in str(_config(ACTIVE, TRUE_SETUP.digest()).guarantee)
 
@@ -196,7 +196,7 @@ def test_active_harary_guarantee_says_its_probability_is_over_a_graph_a_grinding
     _, keys = make_identities(200)
     active = str(MaskingConfig.secagg_plus(200, 2, mode=ACTIVE, identity_keys=keys).guarantee)
     assert "2^-40 over the random graph" in active and "grinds session contexts" in active
-    semi_honest = str(MaskingConfig.secagg_plus(200, 2).guarantee)
+    semi_honest = str(MaskingConfig.secagg_plus(200, 2, mode="semi-honest").guarantee)
     assert "2^-40)" in semi_honest and "grinds" not in semi_honest  # an honest-but-curious server does not grind
     complete = str(MaskingConfig.secagg(10, 2, mode=ACTIVE, identity_keys=make_identities(10)[1]).guarantee)
     assert "2^-" not in complete and "grinds" not in complete  # exact: nothing to grind for

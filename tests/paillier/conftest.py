@@ -42,12 +42,6 @@ def single_256() -> SingleKeyMaterial:
 
 
 @pytest.fixture
-def material_2_of_5() -> ThresholdKeyMaterial:
-    """A 2-of-5 threshold key of 256 bits (the issue-12 attack's key shape)."""
-    return threshold_material(256, 5, 2)
-
-
-@pytest.fixture
 def material_1_of_3() -> ThresholdKeyMaterial:
     """A degenerate 1-of-3 key of 256 bits (every holder decrypts alone): refused by sessions."""
     return threshold_material(256, 3, 1)

@@ -73,7 +73,8 @@ def test_aggregate_is_the_exact_sum_or_the_session_says_why_not(
     mode: Mode, obfuscation: Obfuscation, key_bits: int, clients: int, value_bits: int, length: int, data: st.DataObject
 ) -> None:
     # Prepare
-    threshold = data.draw(st.integers(2, max(2, clients))) if mode is Mode.THRESHOLD else None
+    # t > clients / 2: a minority threshold lets two disjoint groups decrypt two sums (refused)
+    threshold = data.draw(st.integers(max(2, clients // 2 + 1), max(2, clients))) if mode is Mode.THRESHOLD else None
     config = PaillierConfig(
         num_clients=clients, vector_length=length, value_bits=value_bits, key_bits=key_bits, mode=mode,
         threshold=threshold, obfuscation=obfuscation, allow_insecure_key_bits_for_testing=True,
@@ -98,16 +99,16 @@ def test_aggregate_is_the_exact_sum_or_the_session_says_why_not(
 
 
 def test_hospitals_dropping_after_upload_do_not_stop_decryption() -> None:
-    # Prepare: 7 hospitals, t = 3; four upload and then go silent
-    config = PaillierConfig(num_clients=7, vector_length=50, key_bits=256, threshold=3,
+    # Prepare: 7 hospitals, t = 4; three upload and then go silent
+    config = PaillierConfig(num_clients=7, vector_length=50, key_bits=256, threshold=4,
                             allow_insecure_key_bits_for_testing=True)
     inputs = _inputs(config, 1)
-    dropouts = {1: Stage.DECRYPT, 2: Stage.DECRYPT, 4: Stage.DECRYPT, 6: Stage.DECRYPT}
+    dropouts = {1: Stage.DECRYPT, 2: Stage.DECRYPT, 4: Stage.DECRYPT}
     # Execute
-    result = run_session(config, inputs, dropouts, key_material=threshold_material(256, 7, 3))
-    # Assert: every vector counts; parties 3, 5, 7 decrypted
+    result = run_session(config, inputs, dropouts, key_material=threshold_material(256, 7, 4))
+    # Assert: every vector counts; parties 3, 5, 6, 7 decrypted
     assert result.included == frozenset(range(1, 8))
-    assert result.decrypting_parties == frozenset({3, 5, 7})
+    assert result.decrypting_parties == frozenset({3, 5, 6, 7})
     np.testing.assert_array_equal(result.aggregate, np.sum(list(inputs.values()), axis=0))
 
 
@@ -128,7 +129,7 @@ def test_too_few_uploads_raise_threshold_error() -> None:
 
 
 def test_key_material_must_fit_the_configuration() -> None:
-    config = PaillierConfig(num_clients=5, vector_length=10, key_bits=256, threshold=2,
+    config = PaillierConfig(num_clients=5, vector_length=10, key_bits=256, threshold=4,
                             allow_insecure_key_bits_for_testing=True)
     with pytest.raises(ConfigurationError, match="3-of-5"):
         run_session(config, _inputs(config, 4), key_material=threshold_material(256, 5, 3))

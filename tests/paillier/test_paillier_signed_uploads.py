@@ -53,15 +53,15 @@ def _zeros_as(params: SessionParameters, client: int, signer: SigningKey) -> Enc
 
 @pytest.mark.parametrize("holder", [1, 2], ids=["the victim itself", "a holder that did not upload"])
 def test_a_forged_upload_in_an_absent_hospitals_name_is_refused(
-    material_2_of_5: ThresholdKeyMaterial, holder: int
+    material_3_of_5: ThresholdKeyMaterial, holder: int
 ) -> None:
     # Prepare: hospital 1 (the victim) uploads; the server forges hospital 4's upload with its own key
-    params = _params(material_2_of_5)
+    params = _params(material_3_of_5)
     victim = Client(params, 1, IDENTITIES[1], random_bytes=InsecureDeterministicRandom(1)).upload(np.arange(LENGTH))
     forged = _zeros_as(params, 4, SigningKey.generate(InsecureDeterministicRandom(b"server")))
     request = DecryptionRequest(session_id=params.session_id, recipient=holder, uploads=(victim, forged))
     own = victim.digest if holder == 1 else None
-    party = DecryptingParty(params, material_2_of_5.shares[holder - 1], own_upload=own)
+    party = DecryptingParty(params, material_3_of_5.shares[holder - 1], own_upload=own)
     # Execute / Assert: no share holder answers, so no colluder can complete the decryption
     with pytest.raises(AuthenticationError, match="client 4 carries no valid signature"):
         party.respond(request)
@@ -69,31 +69,31 @@ def test_a_forged_upload_in_an_absent_hospitals_name_is_refused(
         Server(params).receive_upload(forged)
 
 
-def test_an_upload_signed_by_another_enrolled_hospital_is_refused(material_2_of_5: ThresholdKeyMaterial) -> None:
+def test_an_upload_signed_by_another_enrolled_hospital_is_refused(material_3_of_5: ThresholdKeyMaterial) -> None:
     # A colluding hospital 5 signs an upload in hospital 4's name.
-    params = _params(material_2_of_5)
+    params = _params(material_3_of_5)
     forged = _zeros_as(params, 4, IDENTITIES[5])
     with pytest.raises(AuthenticationError):
         Server(params).receive_upload(wire.encode(forged))
 
 
-def test_honest_signed_uploads_are_accepted(material_2_of_5: ThresholdKeyMaterial) -> None:
-    params = _params(material_2_of_5)
+def test_honest_signed_uploads_are_accepted(material_3_of_5: ThresholdKeyMaterial) -> None:
+    params = _params(material_3_of_5)
     server = Server(params)
     for k in (1, 2):
         server.receive_upload(Client(params, k, IDENTITIES[k]).upload(np.full(LENGTH, k)))
     assert server.included == frozenset({1, 2})
 
 
-def test_a_client_cannot_sign_with_a_key_not_enrolled_for_it(material_2_of_5: ThresholdKeyMaterial) -> None:
+def test_a_client_cannot_sign_with_a_key_not_enrolled_for_it(material_3_of_5: ThresholdKeyMaterial) -> None:
     with pytest.raises(ConfigurationError, match="not the one enrolled"):
-        Client(_params(material_2_of_5), 1, IDENTITIES[2])
+        Client(_params(material_3_of_5), 1, IDENTITIES[2])
 
 
-def test_enrolled_keys_must_be_distinct(material_2_of_5: ThresholdKeyMaterial) -> None:
+def test_enrolled_keys_must_be_distinct(material_3_of_5: ThresholdKeyMaterial) -> None:
     with pytest.raises(ConfigurationError, match="distinct"):
         SessionParameters(
-            public=material_2_of_5.public, layout=SlotLayout(16, 5, 256), vector_length=LENGTH, roster=(1, 2),
+            public=material_3_of_5.public, layout=SlotLayout(16, 5, 256), vector_length=LENGTH, roster=(1, 2),
             min_contributors=2, identity_keys=(IDENTITIES[1].public, IDENTITIES[1].public),
         )
 
@@ -110,10 +110,10 @@ def test_paillier_config_refuses_degenerate_thresholds() -> None:
 
 
 def test_session_parameters_refuse_a_single_contributor_and_a_1_of_l_key(
-    material_2_of_5: ThresholdKeyMaterial, material_1_of_3: ThresholdKeyMaterial
+    material_3_of_5: ThresholdKeyMaterial, material_1_of_3: ThresholdKeyMaterial
 ) -> None:
     with pytest.raises(ConfigurationError, match="min_contributors"):
-        SessionParameters(public=material_2_of_5.public, layout=SlotLayout(16, 5, 256), vector_length=LENGTH,
+        SessionParameters(public=material_3_of_5.public, layout=SlotLayout(16, 5, 256), vector_length=LENGTH,
                           roster=(1, 2), min_contributors=1, identity_keys=identity_keys((1, 2)))
     with pytest.raises(ConfigurationError, match="t >= 2"):
         SessionParameters(public=material_1_of_3.public, layout=SlotLayout(16, 3, 256), vector_length=LENGTH,
@@ -126,11 +126,11 @@ def test_fl_core_paillier_aggregator_refuses_degenerate_thresholds(options: dict
         make_aggregator("paillier", num_clients=5, insecure_small_key=True, **options)
 
 
-def test_the_value_range_is_bound_in_the_session_id(material_2_of_5: ThresholdKeyMaterial) -> None:
+def test_the_value_range_is_bound_in_the_session_id(material_3_of_5: ThresholdKeyMaterial) -> None:
     # Prepare: the same session with the bit range [-2^15, 2^15 - 1] and the bounded range
     # [-32767, 32767] (both 16 value bits, same slot width): only offset and value_max differ
-    params = _params(material_2_of_5)
-    bounded = dataclasses.replace(params, layout=SlotLayout.bounded(32767, 5, material_2_of_5.public.key.key_bits))
+    params = _params(material_3_of_5)
+    bounded = dataclasses.replace(params, layout=SlotLayout.bounded(32767, 5, material_3_of_5.public.key.key_bits))
     assert (bounded.layout.value_bits, bounded.layout.width) == (params.layout.value_bits, params.layout.width)
     upload = Client(bounded, 1, IDENTITIES[1]).upload(np.full(LENGTH, -32767))
     # Execute / Assert: distinct session ids; the bit-range server refuses the bounded upload

@@ -102,7 +102,7 @@ def _rng() -> np.random.Generator:
 def _masking_config() -> Any:
     from secagg.masking import MaskingConfig
 
-    return MaskingConfig(num_clients=5, threshold=3, vector_length=4)
+    return MaskingConfig(num_clients=5, threshold=3, vector_length=4, mode="semi-honest")
 
 
 def _round_zero() -> tuple[dict[int, Any], dict[int, bytes]]:
@@ -213,7 +213,7 @@ def entries() -> list[Entry]:
         Entry(
             "MaskingConfig",
             masking.MaskingConfig,
-            lambda: {"num_clients": 5, "threshold": 3, "vector_length": 4},
+            lambda: {"num_clients": 5, "threshold": 3, "vector_length": 4, "mode": "semi-honest"},
             ints=("num_clients", "threshold", "vector_length", "degree", "ring_bits"),
             reals=("corrupt_fraction", "dropout_fraction"),
             objects=("graph", "mode", "identity_keys"),
@@ -221,7 +221,7 @@ def entries() -> list[Entry]:
         Entry(
             "MaskingConfig.secagg",
             masking.MaskingConfig.secagg,
-            lambda: {"num_clients": 5, "vector_length": 4, "threshold": 3},
+            lambda: {"num_clients": 5, "vector_length": 4, "threshold": 3, "mode": "semi-honest"},
             ints=("num_clients", "vector_length", "threshold", "ring_bits"),
             reals=("corrupt_fraction", "dropout_fraction"),
             allowed=none_ok({("threshold", "none"), ("corrupt_fraction", "none")}),
@@ -229,7 +229,7 @@ def entries() -> list[Entry]:
         Entry(
             "MaskingConfig.secagg_plus",
             masking.MaskingConfig.secagg_plus,
-            lambda: {"num_clients": 20, "vector_length": 4},
+            lambda: {"num_clients": 20, "vector_length": 4, "mode": "semi-honest"},
             ints=("num_clients", "vector_length", "ring_bits"),
             reals=("corrupt_fraction", "dropout_fraction"),
             allowed=none_ok({("corrupt_fraction", "none"), ("dropout_fraction", "none")}),

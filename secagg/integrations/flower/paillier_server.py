@@ -72,6 +72,7 @@ from secagg.paillier import Server, SlotLayout, ThresholdPublicKey
 from secagg.paillier.keys import check_key_bits
 from secagg.paillier.messages import PartialDecryption
 from secagg.paillier.packing import MAX_CLIENTS
+from secagg.paillier.parameters import check_decryption_majority
 from secagg.segments import SegmentTable
 
 __all__ = ["MIN_NODES", "PaillierGrid", "PaillierOptions"]
@@ -94,7 +95,8 @@ class PaillierOptions:
         min_contributors: fewest uploads a key-share holder is asked to decrypt
             the sum of (default ``max(2, t, colluders + 2)``); a round with fewer nodes is refused.
         colluders: c, the hospitals that may collude with the server (declared):
-            refused unless t >= c + 1 and min_contributors >= c + 2.
+            refused unless t >= c + 1, 2t > l + c (l key shares: else two disjoint groups of
+            holders decrypt two sums that differ in one upload) and min_contributors >= c + 2.
         trusted_keys: optional: the federation's identity public keys as the server
             knows them; a node announcing another key is left out (every node checks
             the round's keys against its own trusted list anyway).
@@ -165,6 +167,7 @@ class PaillierOptions:
                 f"a {self.public_key.threshold}-of-{self.public_key.num_parties} key is unsafe against "
                 f"{self.colluders} colluding share holders; need t >= {self.colluders + 1}"
             )
+        check_decryption_majority(self.public_key.num_parties, self.public_key.threshold, self.colluders)
         if self.max_nodes is not None and not self.fewest_nodes <= self.max_nodes <= MAX_CLIENTS:
             raise ConfigurationError(f"max_nodes must be in {self.fewest_nodes}..{MAX_CLIENTS}, got {self.max_nodes}")
         self.layout(self.max_nodes or self.fewest_nodes)  # overflow and packing checks
