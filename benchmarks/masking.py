@@ -193,8 +193,10 @@ def _notes(results: list[Row], floors: dict[str, Any]) -> list[str]:
         expansion_rate_note(floors),
         "dropouts: round(rate x n) random clients, half drop after ShareKeys (their pairwise masks are regenerated "
         "by the server), half after sending their masked input (still included)",
-        "SecAgg+ sizes its graph for max(dropout, 5%) dropouts and 5% corrupt clients (2^-40 security, 2^-20 "
-        "failure); where no sparse graph qualifies it is the complete graph, as in production SecAgg+",
+        "SecAgg+ sizes its graph as the defaults do (one dropout below 20 clients, 10% of n at each of the four "
+        "stages from 20 on: 40% of n over a session), or for the simulated rate if larger, and 5% corrupt clients "
+        "(2^-40 security, 2^-20 failure); where no sparse graph qualifies it is the complete graph, as in "
+        "production SecAgg+",
         "mode: semi-honest (by name): private only against a server that follows the protocol; the default, "
         "active mode, adds signed keys, a ConsistencyCheck round and (on the complete graph) a higher threshold",
     ]
