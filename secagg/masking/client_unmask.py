@@ -16,7 +16,7 @@ from secagg.errors import AuthenticationError, ProtocolError, ThresholdError, Un
 from secagg.masking.client_state import ClientPhase, ClientState
 from secagg.masking.config import ACTIVE, MaskingConfig
 from secagg.masking.messages import ConsistencySignature, ShareEntry, SurvivorList, UnmaskRequest, UnmaskResponse
-from secagg.masking.session import consistency_payload
+from secagg.masking.session import consistency_payload, graph_neighbours
 from secagg.primitives.key_agreement import KEY_SIZE
 from secagg.primitives.signing import SigningKey, verify
 
@@ -52,6 +52,18 @@ def _check_survivors(state: ClientState, config: MaskingConfig, survivors: tuple
         strangers = [client for client in survivors if client not in known]
         if strangers:
             raise ProtocolError(f"{who}: survivor list names client {strangers[0]}, which is not a neighbour")
+    # Bonawitz et al.'s U3 subset-of U2: a neighbour in the list must be one this client
+    # masked with (a delivered sender, kept or refused). Else a server that delivered only
+    # t - 1 boxes and calls those senders dropped gets the self-mask seed and every pair
+    # mask key of this client's input from one consistent, signed list (spec 12.8).
+    masked_with = {held.owner for held in state.held} | set(state.refused)
+    graph = frozenset(graph_neighbours(config, state.session, state.client))
+    unmasked = [client for client in survivors if client in graph and client not in masked_with]
+    if unmasked:
+        raise UnsafeRequestError(
+            f"{who}: survivor list names client {unmasked[0]}, whose share box was not delivered to this "
+            "client in round ShareKeys (this client did not mask with it)"
+        )
 
 
 # --- Round 4: Unmasking -------------------------------------------------------------

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 
+import numpy as np
 import pytest
 
 from secagg import wire
@@ -27,6 +28,7 @@ from secagg.masking.messages import (
     AdvertiseKeys,
     ConsistencySignature,
     KeyRoster,
+    MaskedInput,
     RosterEntry,
     SealedBox,
     ShareBundle,
@@ -35,8 +37,14 @@ from secagg.masking.messages import (
     SurvivorList,
     UnmaskRequest,
 )
-from secagg.masking.session import share_encryption_keys
-from secagg.primitives import aead
+from secagg.masking.session import (
+    PAIR_MASK_LABEL,
+    SELF_MASK_LABEL,
+    pair_mask_seeds,
+    pair_mask_subtracts,
+    share_encryption_keys,
+)
+from secagg.primitives import aead, prg, shamir
 from secagg.primitives.randomness import InsecureDeterministicRandom
 
 from .harness import StepRun, active_setup, assert_exact, edit, flip_bit, revealed, unmask_responses
@@ -551,3 +559,86 @@ def test_share_box_from_a_non_neighbour() -> None:
     boxes = [*delivery.boxes, genuine]
     # Execute / Assert
     refuse(run, 1, with_boxes(delivery, boxes), ProtocolError)
+
+
+# --- The mask set: a survivor list naming neighbours the client did not mask with ----
+
+
+def _shrunk_mask_set_attack(run: StepRun, victim: int, partners: tuple[int, ...]) -> tuple[bytes, ...]:
+    """A lying server (no colluders) against ``victim``, complete graph, active mode.
+
+    It delivers to ``victim`` only the boxes of ``partners`` (t - 1 of them: with the
+    victim's self-held share, the threshold), so the victim masks with them alone; every
+    other client gets its honest delivery. It then announces one survivor list S that
+    leaves the partners out and keeps everyone else (|S| = n - (t - 1) >= t when
+    n = 2t - 1, which setup allows: 2t > n + c). Every member of S signs S, so the
+    victim sees t valid signatures over the list it signed, and reveals its own seed
+    share and the partners' mask-key shares, as the others do. Returns the replies
+    (the responses, or whatever was refused)."""
+    delivery = delivery_of(run, victim)
+    run.pending[victim] = with_boxes(delivery, [b for b in delivery.boxes if b.peer in partners])
+    run.to_clients()
+    survivors = tuple(c for c in range(1, run.config.num_clients + 1) if c not in partners)
+    signatures = []
+    for client in survivors:
+        data = wire.encode(SurvivorList(client, run.session(), survivors))
+        try:
+            reply = run.step(client, data)
+        except SecAggError:
+            continue
+        signatures.append(SignedBy(client, wire.decode(reply, ConsistencySignature).signature))
+    responses = []
+    for signer in signatures:
+        try:
+            responses.append(run.step(signer.client, wire.encode(
+                UnmaskRequest(signer.client, run.session(), survivors, tuple(signatures)))))
+        except SecAggError:
+            continue
+    return tuple(responses)
+
+
+def _recover_input(
+    run: StepRun, victim: int, partners: tuple[int, ...], responses: tuple[bytes, ...]
+) -> np.ndarray | None:
+    """What the server computes from the victim's masked input and the revealed shares:
+    ``x = y - PRG(b) -+ pairwise masks with the partners`` (None if it lacks shares)."""
+    t = run.config.threshold
+    seed_shares: list[shamir.Share] = []
+    key_shares: dict[int, list[shamir.Share]] = {p: [] for p in partners}
+    for response in unmask_responses(responses):
+        seed_shares += [shamir.Share(response.sender, int.from_bytes(e.share, "big"))
+                        for e in response.self_mask_shares if e.owner == victim]
+        for e in response.mask_key_shares:
+            if e.owner in key_shares:
+                key_shares[e.owner].append(shamir.Share(response.sender, int.from_bytes(e.share, "big")))
+    if len(seed_shares) < t or any(len(shares) < t for shares in key_shares.values()):
+        return None
+    masked = next(m for m in (wire.decode_any(d) for d in run.sent[victim]) if isinstance(m, MaskedInput))
+    total = np.array(masked.vector.values, dtype=run.config.ring.dtype)
+    prg.add_expansion(total, shamir.combine(seed_shares[:t], t), SELF_MASK_LABEL, subtract=True)
+    victim_key = run.server.roster[victim].mask_key
+    for partner in partners:
+        private = shamir.combine(key_shares[partner][:t], t)
+        (seed,) = pair_mask_seeds(private, [(victim, victim_key)], run.session(), partner)
+        # The victim subtracted the pair's mask if it has the larger id: undo that.
+        prg.add_expansion(total, seed, PAIR_MASK_LABEL, subtract=not pair_mask_subtracts(victim, partner))
+    return total
+
+
+def test_survivor_list_naming_neighbours_the_client_did_not_mask_with() -> None:
+    """Bonawitz et al.'s U3 subset-of U2 check. Active mode, complete graph, n = 5, t = 3
+    (allowed: 2t = 6 > n + c = 5): without it the lying server above recovers client 1's
+    input from the protocol's own responses, with no colluder. Client 1 must refuse a
+    survivor list that names a neighbour (4, 5) it did not mask with."""
+    run = active_run(ClientPhase.AWAIT_SHARES)
+    victim, partners = 1, (2, 3)
+    responses = _shrunk_mask_set_attack(run, victim, partners)
+    recovered = _recover_input(run, victim, partners, responses)
+    assert recovered is None or not np.array_equal(recovered, run.inputs[victim]), (
+        "the server unmasked client 1's input alone"
+    )
+    assert unmask_responses(run.sent[victim]) == []
+    assert run.states[victim].phase == ClientPhase.AWAIT_SURVIVORS  # it refused the list: nothing signed
+    with pytest.raises(UnsafeRequestError, match="client 4"):
+        run.step(victim, wire.encode(SurvivorList(victim, run.session(), (1, 4, 5))))
+    assert_never_both_shares(run)
