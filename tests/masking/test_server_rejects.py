@@ -121,6 +121,30 @@ def signs_another_survivor_set(run: StepRun, data: bytes) -> bytes:
     return edit(data, ConsistencySignature, signature=run.identities[BAD].sign(payload))
 
 
+def advertise_signed_by_another_identity(run: StepRun, data: bytes) -> bytes:
+    message = wire.decode(data, AdvertiseKeys)
+    payload = advertise_payload(run.config.digest(), run.server.context, BAD, message.encryption_key, message.mask_key)
+    return edit(data, AdvertiseKeys, signature=run.identities[3].sign(payload))
+
+
+def advertise_signed_for_another_session(run: StepRun, data: bytes) -> bytes:
+    # The sender's own, valid signature, but over another round context (another session id).
+    message = wire.decode(data, AdvertiseKeys)
+    payload = advertise_payload(run.config.digest(), b"X" * 32, BAD, message.encryption_key, message.mask_key)
+    return edit(data, AdvertiseKeys, signature=run.identities[BAD].sign(payload))
+
+
+def consistency_signed_for_another_session(run: StepRun, data: bytes) -> bytes:
+    # The sender's own, valid signature of this survivor list, but under another session id.
+    payload = consistency_payload(flip_bit(run.session(), 0), run.server.survivors)
+    return edit(data, ConsistencySignature, signature=run.identities[BAD].sign(payload))
+
+
+def consistency_signed_by_another_identity(run: StepRun, data: bytes) -> bytes:
+    payload = consistency_payload(run.session(), run.server.survivors)
+    return edit(data, ConsistencySignature, signature=run.identities[3].sign(payload))
+
+
 def truncated(run: StepRun, data: bytes) -> bytes:
     return data[:-3]
 
@@ -155,6 +179,10 @@ SEMI_CASES: list[tuple[ServerPhase, Corruption]] = [
 ]
 ACTIVE_CASES: list[tuple[ServerPhase, Corruption]] = [
     (ServerPhase.COLLECT_KEYS, forged_advertise_signature),
+    (ServerPhase.COLLECT_KEYS, advertise_signed_by_another_identity),
+    (ServerPhase.COLLECT_KEYS, advertise_signed_for_another_session),
+    (ServerPhase.COLLECT_CONSISTENCY, consistency_signed_for_another_session),
+    (ServerPhase.COLLECT_CONSISTENCY, consistency_signed_by_another_identity),
     (ServerPhase.COLLECT_KEYS, someone_elses),
     (ServerPhase.COLLECT_CONSISTENCY, forged_consistency_signature),
     (ServerPhase.COLLECT_CONSISTENCY, signs_another_survivor_set),
