@@ -9,6 +9,7 @@ malformed model arrays, with an error reply instead of raising.
 
 from __future__ import annotations
 
+import dataclasses
 import io
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -30,7 +31,14 @@ from secagg.integrations.flower import (
     make_paillier_mod,
     make_secagg_mod,
 )
-from secagg.integrations.flower._records import PAYLOAD_RECORD, STAGE_RECORD, model_arrays, read_stage
+from secagg.integrations.flower._paillier_setup import PaillierUpload
+from secagg.integrations.flower._records import (
+    PAYLOAD_RECORD,
+    STAGE_RECORD,
+    model_arrays,
+    read_stage,
+    stage_content,
+)
 from secagg.integrations.flower.clipping import encoded_length, layout_table
 from secagg.integrations.flower.keys import read_public_key
 from secagg.integrations.flower.protocol import (
@@ -42,6 +50,7 @@ from secagg.integrations.flower.protocol import (
     arrays_digest,
     flatten_arrays,
 )
+from secagg.masking.messages import EncryptedShares
 
 from .flower_harness import (
     Audit,
@@ -175,7 +184,7 @@ def test_a_malformed_reply_in_a_masking_round_drops_only_that_node(kind: str) ->
 
 @pytest.fixture(scope="module")
 def paillier_keys(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[Path]]:
-    """A 2-of-4 key: the public-key file and share files 1..4."""
+    """A 3-of-4 key: the public-key file and share files 1..4."""
     return key_files(tmp_path_factory.mktemp("ceremony"), 4, 3)
 
 
@@ -206,7 +215,7 @@ def test_a_malformed_upload_in_a_paillier_round_drops_only_that_node(
     assert "payload" in report.errors[FAULTY] or "secagg stage" in report.errors[FAULTY]
     assert report.included == frozenset(PAILLIER_NODES) - {FAULTY}
     plain = np.sum([a.encoded for n, a in audit.of_round(1).items() if n in report.included], axis=0)
-    assert np.array_equal(report.aggregate, plain)
+    assert report.aggregate is not None and np.array_equal(report.aggregate, plain)
 
 
 # --- the mods answer malformed server messages with an error reply ------------------------
@@ -287,3 +296,89 @@ def test_a_node_sent_malformed_model_arrays_answers_with_an_error_and_the_round_
     assert report.dropped == {FAULTY: MASKED_INPUT}
     assert report.errors[FAULTY].startswith(f"secagg: node {FAULTY}: array arrays/w is not .npy data")
     assert report.included == frozenset(NODES) - {FAULTY} and report.skipped_reason is None
+
+
+# --- one node lies about its key-share index ------------------------------------------------
+
+
+def test_a_node_claiming_another_nodes_key_share_costs_only_itself(
+    paillier_keys: tuple[Path, list[Path]],
+) -> None:
+    """The key-share index in a PaillierUpload is the node's word, outside its signed upload.
+    Node 42 (the smallest id, so first in the server's order) claims share 1, which node
+    1_000_000_007 holds. Only a holder of share 1 can prove a partial decryption for it, so
+    the server must ask both claimants and keep the answer whose proof verifies: the honest
+    holder decrypts, 42 is named with a reason, and the 3-of-4 key still gets three answers."""
+    public_path, shares = paillier_keys
+    audit = Audit()
+    grid = FakeGrid(paillier_apps(shares, audit))  # type: ignore[arg-type]
+    secure = PaillierGrid(grid, PaillierOptions(public_key=read_public_key(public_path)))
+    honest = PAILLIER_NODES[0]  # holds share 1 (paillier_apps: shares in node order)
+    original = grid.send_and_receive
+
+    def claim_share_1(messages, *, timeout=None):  # type: ignore[no-untyped-def]
+        replies = list(original(messages, timeout=timeout))
+        for index, reply in enumerate(replies):
+            if reply.metadata.src_node_id != FAULTY or reply.has_error():
+                continue
+            stage, payload = read_stage(reply.content)
+            if stage == ENCRYPT:
+                lie = dataclasses.replace(wire.decode(payload, PaillierUpload), party=1)
+                forged = Message(stage_content(ENCRYPT, wire.encode(lie), reply.content), reply_to=reply)
+                forged.metadata.__dict__["_src_node_id"] = FAULTY
+                replies[index] = transported(forged)
+        return replies
+
+    grid.send_and_receive = claim_share_1  # type: ignore[method-assign]
+    strategy = FedAvg(fraction_evaluate=0.0, min_train_nodes=2, min_available_nodes=2)
+    # Execute
+    strategy.start(grid=secure, initial_arrays=initial_arrays(), num_rounds=1)
+    # Assert: the honest holder is not blamed, the liar is, and the sum of every upload is exact
+    report = secure.reports[0]
+    assert report.skipped_reason is None, report.skipped_reason
+    assert honest not in report.errors, report.errors
+    assert FAULTY in report.errors
+    assert report.included == frozenset(PAILLIER_NODES)
+    plain = np.sum([a.encoded for n, a in audit.of_round(1).items() if n in report.included], axis=0)
+    assert report.aggregate is not None and np.array_equal(report.aggregate, plain)
+
+
+# --- a fault the server sees only at Unmasking ----------------------------------------------
+
+
+def test_a_wrong_self_mask_commitment_skips_the_round_naming_its_node() -> None:
+    """Node 42 sends a well-formed ShareKeys reply whose self-mask commitment is not its seed's
+    (spec 12.9, "Limits": the server cannot check it before Unmasking, nor then drop 42's input).
+    The round cannot be unmasked, but it must end as a skipped round naming node 42 with the
+    reason, like a round below the threshold; the strategy goes on to its next round."""
+    audit = Audit()
+    grid = FakeGrid({node: make_app(node, WEIGHTS[node], audit) for node in NODES})
+    secure = SecAggGrid(grid, SecAggOptions(mode="semi-honest", protocol="secagg"))
+    original = grid.send_and_receive
+
+    def wrong_commitment(messages, *, timeout=None):  # type: ignore[no-untyped-def]
+        replies = list(original(messages, timeout=timeout))
+        for index, reply in enumerate(replies):
+            if reply.metadata.src_node_id != FAULTY or reply.has_error():
+                continue
+            stage, payload = read_stage(reply.content)
+            if stage == SHARE_KEYS:
+                lie = dataclasses.replace(wire.decode(payload, EncryptedShares), self_mask_commitment=bytes(32))
+                forged = Message(stage_content(SHARE_KEYS, wire.encode(lie), reply.content), reply_to=reply)
+                forged.metadata.__dict__["_src_node_id"] = FAULTY
+                replies[index] = transported(forged)
+        return replies
+
+    grid.send_and_receive = wrong_commitment  # type: ignore[method-assign]
+    strategy = FedAvg(fraction_evaluate=0.0, min_train_nodes=3, min_available_nodes=3)
+    # Execute: two rounds, both with the lying node
+    strategy.start(grid=secure, initial_arrays=initial_arrays(), num_rounds=2)
+    # Assert: each round is skipped with a reason naming node 42 (protocol id 1: the smallest node
+    # id, spelled out in the reason); nothing else is blamed
+    assert len(secure.reports) == 2
+    for report in secure.reports:
+        assert report.aggregate is None and report.skipped_reason is not None
+        assert report.node_ids[0] == FAULTY
+        assert "client 1's self-mask seed" in report.skipped_reason, report.skipped_reason
+        assert "committed value" in report.skipped_reason and f"are nodes [{FAULTY}," in report.skipped_reason
+        assert set(report.errors) <= {FAULTY}, report.errors

@@ -224,7 +224,8 @@ class PaillierUpload(wire.Message):
     """Node -> server, ``encrypt`` stage: the node's encrypted update and the index of its key share.
 
     ``party`` tells the server whom to ask for a partial decryption; a node
-    claiming another's index cannot produce a valid proof for it.
+    claiming another's index cannot produce a valid proof for it, and the server
+    asks every claimant, so the holder's answer still counts.
     """
 
     TAG: ClassVar[int] = 0x0704

@@ -257,16 +257,16 @@ class PaillierGrid(SecureGrid):
         if len(included) < server.params.min_contributors:
             reason = f"{len(included)} nodes uploaded; at least {server.params.min_contributors} are needed"
             return self._skip(batch, started, dropped, errors, reason)
-        # Stage 2: each uploading key-share holder (one node per share) decrypts the aggregate.
-        requests: dict[int, bytes] = {}
-        for node, party in sorted(holders.items()):
-            if party in {holders[other] for other in requests}:
-                errors[node] = f"claims key share {party}, which another node holds"
-                continue
-            requests[node] = wire.encode(server.decryption_request(party))
+        # Stage 2: each uploading key-share holder decrypts the aggregate. The share index is the
+        # node's word (outside its signed upload): when two nodes claim one share, both are asked,
+        # and only the answer whose proof verifies against that share's key is kept, so a node
+        # claiming another's share costs only itself (the other's answer is not lost).
+        requests = {node: wire.encode(server.decryption_request(party)) for node, party in sorted(holders.items())}
         threshold = options.public_key.threshold
-        if len(requests) < threshold:
-            reason = f"{len(requests)} key-share holders uploaded; {threshold} partial decryptions are needed"
+        if len(set(holders.values())) < threshold:
+            reason = (
+                f"{len(set(holders.values()))} key-share holders uploaded; {threshold} partial decryptions are needed"
+            )
             return self._skip(batch, started, dropped, errors, reason)
         answers = self.stage(batch, DECRYPT, requests, dropped, errors)
         for node, data in sorted(answers.items()):

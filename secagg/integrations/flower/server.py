@@ -44,7 +44,13 @@ from secagg import wire
 from secagg.clipping import ClipPolicy, ClipSchedule, clip_policy
 from secagg.dp.config import DPConfig
 from secagg.encoding import WORD_RINGS, QuantizationConfig, from_ring, smallest_ring_bits
-from secagg.errors import ConfigurationError, InsufficientNoiseError, ThresholdError
+from secagg.errors import (
+    AuthenticationError,
+    ConfigurationError,
+    InsufficientNoiseError,
+    SecAggError,
+    ThresholdError,
+)
 from secagg.integrations.flower._grid import LOGGER, RoundReport, SecureGrid, TrainingBatch, aggregated_reply
 from secagg.integrations.flower._masking_plan import MaskingPlan, round_table
 from secagg.integrations.flower.clipping import decode_segmented, encoded_length
@@ -303,7 +309,10 @@ class SecAggGrid(SecureGrid):
                     # A reply the protocol rejected makes its node a dropout of this stage.
                     for client in sorted(set(inbound) - set(outbound)):
                         dropped.setdefault(batch.node_ids[client - 1], stage)
-        except ThresholdError as exc:
+        except (ThresholdError, AuthenticationError) as exc:
+            # AuthenticationError: a fault of one node the server can only see at Unmasking (a wrong
+            # self-mask commitment, spec 12.9 "Limits"); the round cannot be unmasked, so it is
+            # skipped with the reason naming that node, like a round below the threshold.
             reason = _skip_reason(exc, dropped, batch.node_ids)
             LOGGER.warning("secure round %d skipped: %s", batch.server_round, reason)
             errors.update(plan.rejections(state))
@@ -358,7 +367,7 @@ class SecAggGrid(SecureGrid):
         return aggregated_reply(batch, mean, self.options.weight_key, weight_total)
 
 
-def _skip_reason(exc: ThresholdError, dropped: Mapping[int, str], node_ids: tuple[int, ...]) -> str:
+def _skip_reason(exc: SecAggError, dropped: Mapping[int, str], node_ids: tuple[int, ...]) -> str:
     """Why a round was skipped: the nodes that dropped (by node id, with their stage), then
     the protocol's message, whose client ids are protocol ids (spelled out)."""
     lost = ", ".join(f"{node} at {stage}" for node, stage in sorted(dropped.items()))
