@@ -14,7 +14,7 @@ from dataclasses import replace
 from secagg import wire
 from secagg.errors import AuthenticationError, ProtocolError, ThresholdError, UnsafeRequestError
 from secagg.masking.client_state import ClientPhase, ClientState
-from secagg.masking.config import ACTIVE, MaskingConfig
+from secagg.masking.config import ACTIVE, COMPLETE, MaskingConfig
 from secagg.masking.messages import ConsistencySignature, ShareEntry, SurvivorList, UnmaskRequest, UnmaskResponse
 from secagg.masking.session import consistency_payload, graph_neighbours
 from secagg.primitives.key_agreement import KEY_SIZE
@@ -108,6 +108,8 @@ def _verify_consistency_signatures(state: ClientState, config: MaskingConfig, re
             f"{who}: {len(request.signatures)} consistency signatures, fewer than the threshold {config.threshold}"
         )
     payload = consistency_payload(state.session, request.survivors)
+    if config.graph != COMPLETE:
+        _check_endorsed(state, config, request)
     for signed in request.signatures:
         if signed.client not in request.survivors:
             raise ProtocolError(f"{who}: consistency signature from client {signed.client}, not a survivor")
@@ -117,3 +119,22 @@ def _verify_consistency_signatures(state: ClientState, config: MaskingConfig, re
             raise AuthenticationError(
                 f"{who}: consistency signature of client {signed.client} is invalid in round Unmasking"
             ) from exc
+
+
+def _check_endorsed(state: ClientState, config: MaskingConfig, request: UnmaskRequest) -> None:
+    """Harary graph: the list's signers must include t neighbours of this client and of every peer
+    it masked with. Any t members of a list may sign it, so without this a server shows this
+    client and its mask partners one list ("they survived") and everyone else another ("they
+    dropped"), and collects this client's seed and its partners' mask keys. Since 2t > k + c, at
+    most one list is signed by t of one client's k neighbours: every honest holder of this
+    client's or a partner's shares then answers the same list, in which at least t partners
+    survive (it has t of this client's neighbours, all of them partners by the check above)."""
+    signers = frozenset(signed.client for signed in request.signatures)
+    masked_with = sorted({held.owner for held in state.held} | set(state.refused))
+    for owner in (state.client, *masked_with):
+        endorsing = len(signers & frozenset(graph_neighbours(config, state.session, owner)))
+        if endorsing < config.threshold:
+            raise ThresholdError(
+                f"client {state.client}: the survivor list is signed by {endorsing} neighbours of client {owner}, "
+                f"fewer than the threshold {config.threshold}; refusing to unmask"
+            )

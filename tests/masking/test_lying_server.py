@@ -40,6 +40,7 @@ from secagg.masking.messages import (
 from secagg.masking.session import (
     PAIR_MASK_LABEL,
     SELF_MASK_LABEL,
+    harary_order,
     pair_mask_seeds,
     pair_mask_subtracts,
     share_encryption_keys,
@@ -641,4 +642,43 @@ def test_survivor_list_naming_neighbours_the_client_did_not_mask_with() -> None:
     assert run.states[victim].phase == ClientPhase.AWAIT_SURVIVORS  # it refused the list: nothing signed
     with pytest.raises(UnsafeRequestError, match="client 4"):
         run.step(victim, wire.encode(SurvivorList(victim, run.session(), (1, 4, 5))))
+    assert_never_both_shares(run)
+
+
+def test_harary_two_lists_around_a_shrunk_mask_set() -> None:
+    """Active mode, H(6, 14), t = 4 (2t = 8 > k + c = 6), no colluder. The victim u is delivered
+    only the boxes of D = its neighbours at positions p-3, p-2, p+2, p+3 (each has at most one
+    other member of D among its neighbours). u and D sign S' = D + u; everyone else signs
+    S* = all but D. b_u would come from all six of u's neighbours, and each partner's mask key
+    from its neighbours outside u and D (at least four). The U3-within-U2 check passes on both
+    sides; the victim must refuse S' because fewer than t of each partner's neighbours signed it."""
+    config, identities = active_setup(14, 4, graph=HARARY, degree=6)
+    run = StepRun(config, identities=identities, seed=7)
+    run.run_until(ClientPhase.AWAIT_SHARES)
+    victim = 1
+    order = harary_order(14, run.session())
+    p = order.index(victim)
+    partners = tuple(sorted(order[(p + j) % 14] for j in (-3, -2, 2, 3)))
+    delivery = delivery_of(run, victim)
+    run.pending[victim] = with_boxes(delivery, [b for b in delivery.boxes if b.peer in partners])
+    run.to_clients()
+    inner = tuple(sorted((victim, *partners)))
+    outer = tuple(c for c in range(1, 15) if c not in partners)
+    lists = {c: (inner if c in inner else outer) for c in range(1, 15)}
+    signatures: dict[tuple[int, ...], list[SignedBy]] = {inner: [], outer: []}
+    for client, listed in lists.items():
+        reply = run.step(client, wire.encode(SurvivorList(client, run.session(), listed)))
+        signatures[listed].append(SignedBy(client, wire.decode(reply, ConsistencySignature).signature))
+    responses = []
+    for client, listed in lists.items():
+        try:
+            responses.append(run.step(client, wire.encode(
+                UnmaskRequest(client, run.session(), listed, tuple(signatures[listed])))))
+        except SecAggError:
+            continue
+    recovered = _recover_input(run, victim, partners, tuple(responses))
+    assert recovered is None or not np.array_equal(recovered, run.inputs[victim]), (
+        "the server unmasked client 1's input alone"
+    )
+    assert unmask_responses(run.sent[victim]) == []
     assert_never_both_shares(run)
