@@ -78,7 +78,8 @@ class PaillierConfig:
         value_bits: bits of one signed value, range [-2^(b-1), 2^(b-1) - 1].
         key_bits: modulus size (>= 2048 unless ``allow_insecure_key_bits_for_testing``).
         mode: THRESHOLD (hospitals hold t-of-n shares) or SINGLE_KEY.
-        threshold: t; default ``num_clients // 2 + 1`` (1 in single-key mode);
+        threshold: t; default ``(num_clients + colluders) // 2 + 1``, the least t with
+            2t > num_clients + colluders (1 in single-key mode);
             at least 2 in threshold mode (one share holder must never decrypt alone).
         min_contributors: fewest uploads a party agrees to decrypt the sum of;
             default ``min(num_clients, max(2, t, colluders + 2))``; at least 2.
@@ -158,7 +159,9 @@ class PaillierConfig:
         """t after defaulting."""
         if self.mode is Mode.SINGLE_KEY:
             return 1
-        return self.threshold if self.threshold is not None else self.num_clients // 2 + 1
+        if self.threshold is not None:
+            return self.threshold
+        return (self.num_clients + (self.colluders or 0)) // 2 + 1  # the least t with 2t > l + c
 
     @property
     def contributors_needed(self) -> int:

@@ -127,8 +127,12 @@ def test_the_default_five_hospital_key_protects_against_no_colluder_in_the_split
     assert _attack_succeeds(material, params, 1)
     assert params.guarantee.colluders == 0
     with pytest.raises(ConfigurationError, match=r"2t > l \+ c"):
-        PaillierConfig(num_clients=5, vector_length=LENGTH, key_bits=256, colluders=1,
+        PaillierConfig(num_clients=5, vector_length=LENGTH, key_bits=256, colluders=1, threshold=3,
                        allow_insecure_key_bits_for_testing=True)
+    # Declaring the colluder instead sizes the default threshold for it: t = 4, and the split fails.
+    declared = PaillierConfig(num_clients=5, vector_length=LENGTH, key_bits=256, colluders=1,
+                              allow_insecure_key_bits_for_testing=True)
+    assert declared.decryption_threshold == 4
 
 
 @settings(max_examples=200, deadline=None)
