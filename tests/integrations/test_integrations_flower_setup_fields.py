@@ -61,7 +61,7 @@ COMMON: dict[str, Any] = {
 }
 DP = encode_parameters(DPConfig(epsilon=1.0, delta=1e-5, rounds=3, l2_clip=1.0).descriptor_parameters())
 ROUND_ONLY: dict[str, Any] = {
-    "masking": dataclasses.replace(MaskingConfig.secagg(N, LENGTH), threshold=4).record(),
+    "masking": dataclasses.replace(MaskingConfig.secagg(N, LENGTH, mode="semi-honest"), threshold=4).record(),
 }
 PAILLIER_ONLY: dict[str, Any] = {
     "key_fingerprint": bytes(32),
@@ -76,7 +76,7 @@ def _round_setup(field: str = "") -> RoundSetup:
     """The honest setup the change of ``field`` is compared with (a DP round for ``dp``)."""
     encoding = {"dp": DP} if field == "dp" else {"segments": TABLE}
     return RoundSetup.create(
-        3, NODES, MaskingConfig.secagg(N, LENGTH), QUANTIZATION, "num-examples", DIGEST, RUN_ID, TRAINING,
+        3, NODES, MaskingConfig.secagg(N, LENGTH, mode="semi-honest"), QUANTIZATION, "num-examples", DIGEST, RUN_ID, TRAINING,
         **encoding,
     )  # fmt: skip
 
