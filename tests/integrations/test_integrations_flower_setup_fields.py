@@ -76,7 +76,8 @@ def _round_setup(field: str = "") -> RoundSetup:
     """The honest setup the change of ``field`` is compared with (a DP round for ``dp``)."""
     encoding = {"dp": DP} if field == "dp" else {"segments": TABLE}
     return RoundSetup.create(
-        3, NODES, MaskingConfig.secagg(N, LENGTH, mode="semi-honest"), QUANTIZATION, "num-examples", DIGEST, RUN_ID, TRAINING,
+        3, NODES, MaskingConfig.secagg(N, LENGTH, mode="semi-honest"), QUANTIZATION, "num-examples", DIGEST, RUN_ID,
+        TRAINING,
         **encoding,
     )  # fmt: skip
 
