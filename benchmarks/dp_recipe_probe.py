@@ -54,7 +54,10 @@ from fl_core.models import FloatArray, LogisticRegression, Model, accuracy, flat
 from fl_core.public_scaling import PUBLIC_FEATURE_RANGES, public_scaler
 from secagg.dp import DPConfig, SeededRandomSource
 
-__all__ = ["AVERAGES", "Variant", "averaged_models", "main", "trajectory"]
+__all__ = [
+    "AVERAGES", "TWO_STAGE", "Variant", "averaged_models", "demo_run", "local_contribution", "main", "trajectory",
+    "two_stage_setup",
+]  # fmt: skip
 
 TUNING_SEEDS = tuple(range(100, 110))
 AVERAGES = ("last", "tail3", "tail5", "tail10", "ema0.5", "ema0.7", "ema0.8", "ema0.9")
@@ -218,10 +221,8 @@ def _seeded_factory(tag: bytes) -> Callable[..., Aggregator]:
     return factory
 
 
-def trajectory(
-    seed: int, epsilon: float, replicate: int, variant: Variant, rounds: int = 20
-) -> tuple[Model, list[FloatArray], Federation]:
-    """The model, its iterates (initial, then after each step) and the scaled federation."""
+def demo_run(seed: int, epsilon: float, rounds: int) -> tuple[DemoConfig, Federation]:
+    """The DP demo's configuration over plain-quantized (h = 4) and its raw federation for ``seed``."""
     config = DemoConfig(
         aggregation="plain-quantized", hospitals=5, rounds=rounds, dataset="breast-cancer", seed=seed,
         compare=False, dp_epsilon=epsilon,
@@ -230,6 +231,14 @@ def trajectory(
         config.dataset, config.hospitals, partition=config.partition, alpha=config.alpha,
         test_fraction=TEST_FRACTION, rng=np.random.default_rng([seed, demo._SPLIT]),
     )  # fmt: skip
+    return config, raw
+
+
+def trajectory(
+    seed: int, epsilon: float, replicate: int, variant: Variant, rounds: int = 20
+) -> tuple[Model, list[FloatArray], Federation]:
+    """The model, its iterates (initial, then after each step) and the scaled federation."""
+    config, raw = demo_run(seed, epsilon, rounds)
     raw, ranges = _transformed(raw, variant.features)
     saved = PUBLIC_FEATURE_RANGES["breast-cancer"]
     try:

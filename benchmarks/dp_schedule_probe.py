@@ -25,15 +25,13 @@ from collections.abc import Sequence
 import numpy as np
 
 from fl_core import demo
-from fl_core.data import make_federation
-from fl_core.demo_config import TEST_FRACTION, DemoConfig
 from fl_core.demo_dp import dp_setup, noise_std
 from fl_core.dp import DPAggregator
 from fl_core.dp_training import dp_contribution, public_denominator
 from fl_core.fedavg import _TRAIN
 from fl_core.models import FloatArray, LogisticRegression, accuracy, flatten, unflatten
 
-from .dp_recipe_probe import _seeded_factory  # the recipe probe's seeded noise streams
+from .dp_recipe_probe import _seeded_factory, demo_run  # the recipe probe's run and seeded noise streams
 
 __all__ = ["main", "schedule_weights", "scheduled_accuracy"]
 
@@ -50,14 +48,7 @@ def schedule_weights(power: float, rounds: int) -> FloatArray:
 
 def scheduled_accuracy(seed: int, epsilon: float, replicate: int, power: float, rounds: int = 20) -> float:
     """Held-out accuracy of the recipe with noise ``sigma / sqrt(r_t)`` in round t (float stand-in)."""
-    config = DemoConfig(
-        aggregation="plain-quantized", hospitals=5, rounds=rounds, dataset="breast-cancer", seed=seed,
-        compare=False, dp_epsilon=epsilon,
-    )  # fmt: skip
-    raw = make_federation(
-        config.dataset, config.hospitals, partition=config.partition, alpha=config.alpha,
-        test_fraction=TEST_FRACTION, rng=np.random.default_rng([seed, demo._SPLIT]),
-    )  # fmt: skip
+    config, raw = demo_run(seed, epsilon, rounds)
     model = LogisticRegression(raw.num_features, raw.num_classes)
     dimension = sum(int(p.size) for p in model.init(np.random.default_rng(0)))
     federation, aggregator = dp_setup(
