@@ -330,7 +330,7 @@ def test_a_node_that_requires_dp_refuses_a_paillier_round(keys: tuple[Path, list
 def test_the_node_refuses_a_passphrase_file_others_can_read(keys: tuple[Path, list[Path]], tmp_path: Path) -> None:
     # Prepare: the passphrase comes from the node config's passphrase file, once 0644, once 0600
     _, shares = keys
-    own = material(4, 2).public
+    own = material(4, 3).public
     node = NODES[0]
     app = make_app(node, 10, paillier=True, key_share_file=shares[0])
     passphrase_file = tmp_path / "passphrase"
