@@ -140,8 +140,8 @@ def test_malformed_model_arrays_are_a_decode_error(kind: str) -> None:
         model_arrays(content)
 
 
-def replace_reply(grid: FakeGrid, node: int, stage: str, content: RecordDict) -> None:
-    """Make ``node``'s reply in ``stage`` carry ``content`` instead (as delivered after transport)."""
+def rewrite_reply(grid: FakeGrid, node: int, stage: str, change: Callable[[RecordDict], RecordDict]) -> None:
+    """Make ``node``'s reply in ``stage`` carry ``change(its content)`` instead (as delivered after transport)."""
     original = grid.send_and_receive
 
     def corrupt(messages, *, timeout=None):  # type: ignore[no-untyped-def]
@@ -150,12 +150,17 @@ def replace_reply(grid: FakeGrid, node: int, stage: str, content: RecordDict) ->
         for index, reply in enumerate(replies):
             if reply.metadata.src_node_id == node and not reply.has_error() and read_stage(reply.content)[0] == stage:
                 sent = next(m for m in messages if m.metadata.dst_node_id == node)
-                forged = Message(content, reply_to=sent)
+                forged = Message(change(reply.content), reply_to=sent)
                 forged.metadata.__dict__["_src_node_id"] = node
                 replies[index] = transported(forged)
         return replies
 
     grid.send_and_receive = corrupt  # type: ignore[method-assign]
+
+
+def replace_reply(grid: FakeGrid, node: int, stage: str, content: RecordDict) -> None:
+    """Make ``node``'s reply in ``stage`` carry ``content`` instead (as delivered after transport)."""
+    rewrite_reply(grid, node, stage, lambda _: content)
 
 
 # --- one node's malformed reply: the round completes for the others ------------------------
@@ -314,22 +319,12 @@ def test_a_node_claiming_another_nodes_key_share_costs_only_itself(
     grid = FakeGrid(paillier_apps(shares, audit))  # type: ignore[arg-type]
     secure = PaillierGrid(grid, PaillierOptions(public_key=read_public_key(public_path)))
     honest = PAILLIER_NODES[0]  # holds share 1 (paillier_apps: shares in node order)
-    original = grid.send_and_receive
 
-    def claim_share_1(messages, *, timeout=None):  # type: ignore[no-untyped-def]
-        replies = list(original(messages, timeout=timeout))
-        for index, reply in enumerate(replies):
-            if reply.metadata.src_node_id != FAULTY or reply.has_error():
-                continue
-            stage, payload = read_stage(reply.content)
-            if stage == ENCRYPT:
-                lie = dataclasses.replace(wire.decode(payload, PaillierUpload), party=1)
-                forged = Message(stage_content(ENCRYPT, wire.encode(lie), reply.content), reply_to=reply)
-                forged.metadata.__dict__["_src_node_id"] = FAULTY
-                replies[index] = transported(forged)
-        return replies
+    def claim_share_1(content: RecordDict) -> RecordDict:
+        lie = dataclasses.replace(wire.decode(read_stage(content)[1], PaillierUpload), party=1)
+        return stage_content(ENCRYPT, wire.encode(lie), content)
 
-    grid.send_and_receive = claim_share_1  # type: ignore[method-assign]
+    rewrite_reply(grid, FAULTY, ENCRYPT, claim_share_1)
     strategy = FedAvg(fraction_evaluate=0.0, min_train_nodes=2, min_available_nodes=2)
     # Execute
     strategy.start(grid=secure, initial_arrays=initial_arrays(), num_rounds=1)
@@ -354,22 +349,12 @@ def test_a_wrong_self_mask_commitment_skips_the_round_naming_its_node() -> None:
     audit = Audit()
     grid = FakeGrid({node: make_app(node, WEIGHTS[node], audit) for node in NODES})
     secure = SecAggGrid(grid, SecAggOptions(mode="semi-honest", protocol="secagg"))
-    original = grid.send_and_receive
 
-    def wrong_commitment(messages, *, timeout=None):  # type: ignore[no-untyped-def]
-        replies = list(original(messages, timeout=timeout))
-        for index, reply in enumerate(replies):
-            if reply.metadata.src_node_id != FAULTY or reply.has_error():
-                continue
-            stage, payload = read_stage(reply.content)
-            if stage == SHARE_KEYS:
-                lie = dataclasses.replace(wire.decode(payload, EncryptedShares), self_mask_commitment=bytes(32))
-                forged = Message(stage_content(SHARE_KEYS, wire.encode(lie), reply.content), reply_to=reply)
-                forged.metadata.__dict__["_src_node_id"] = FAULTY
-                replies[index] = transported(forged)
-        return replies
+    def wrong_commitment(content: RecordDict) -> RecordDict:
+        lie = dataclasses.replace(wire.decode(read_stage(content)[1], EncryptedShares), self_mask_commitment=bytes(32))
+        return stage_content(SHARE_KEYS, wire.encode(lie), content)
 
-    grid.send_and_receive = wrong_commitment  # type: ignore[method-assign]
+    rewrite_reply(grid, FAULTY, SHARE_KEYS, wrong_commitment)
     strategy = FedAvg(fraction_evaluate=0.0, min_train_nodes=3, min_available_nodes=3)
     # Execute: two rounds, both with the lying node
     strategy.start(grid=secure, initial_arrays=initial_arrays(), num_rounds=2)
