@@ -14,7 +14,11 @@ on the same noise:
 - the exact pooled standardisation instead of the noised moments release (``scaling="exact"``):
   a **diagnostic that leaks** the moments, measuring what the release costs;
 - a two-stage release (``scaling="two-stage"``, :func:`two_stage_setup`): the means, then the
-  squares about the released means, so the variances are not lost under the floor.
+  squares about the released means, so the variances are not lost under the floor;
+- fewer features (``features`` naming a :data:`COLUMNS` subset chosen from the data set's
+  documentation), so the same noise per coordinate falls on fewer coordinates.
+
+``--ceiling C ...`` instead prints :func:`ceiling`: a non-private centralised reference.
 
 **Common random numbers.** Every (seed, epsilon, replicate) draws its DP noise from
 :class:`secagg.dp.SeededRandomSource` streams derived from that triple (one per
@@ -33,6 +37,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import hashlib
+import importlib
 import math
 import statistics
 from collections.abc import Callable, Sequence
@@ -81,6 +86,13 @@ VARIANTS = (
     Variant("cosine-to-0.1", schedule="cos"),
     Variant("step-decay", schedule="step"),
     Variant("lr6", learning_rate=6.0),
+    Variant("lr2", learning_rate=2.0),
+    Variant("mean+worst", features="mean+worst"),
+    Variant("mean+worst lr3", features="mean+worst", learning_rate=3.0),
+    Variant("mean+worst lr6", features="mean+worst", learning_rate=6.0),
+    Variant("worst", features="worst"),
+    Variant("lr3", learning_rate=3.0),
+    Variant("lr3 m0.6", learning_rate=3.0, momentum=0.6),
     Variant("momentum0.8", momentum=0.8),
     Variant("log1p", features="log1p"),
     Variant("log1p(10x/high)", features="logrel10"),
@@ -90,6 +102,10 @@ VARIANTS = (
     Variant("exact scaling (leaks)", scaling="exact"),
     Variant("two-stage release", scaling="two-stage"),
 )
+
+COLUMNS = {"mean+worst": (*range(10), *range(20, 30)), "worst": tuple(range(20, 30))}
+"""Feature subsets chosen from the data set's documentation alone: breast cancer's 30 features are ten
+measurements' mean (columns 0-9), standard error (10-19) and worst value (20-29)."""
 
 TWO_STAGE = {"mean_clip_share": 0.6, "square_clip": 0.5, "variance_floor": 0.01, "mean_share": 0.5}
 """The two-stage release's settings: the means' L2 clip (share of ``sqrt(d)``), the squares' L2
@@ -122,6 +138,11 @@ def _transformed(federation: Federation, kind: str) -> tuple[Federation, tuple[t
     if kind == "none":
         return federation, None
     ranges = PUBLIC_FEATURE_RANGES["breast-cancer"]
+    if kind in COLUMNS:
+        keep = list(COLUMNS[kind])
+        clients = tuple(dataclasses.replace(c, features=c.features[:, keep]) for c in federation.clients)
+        kept = dataclasses.replace(federation, clients=clients, test_features=federation.test_features[:, keep])
+        return kept, tuple(ranges[i] for i in keep)
     highs = np.array([high for _, high in ranges])
     transform = _feature_map(kind, highs)
     clients = tuple(dataclasses.replace(c, features=transform(c.features)) for c in federation.clients)
@@ -312,6 +333,24 @@ def _paired(rows: dict[str, list[float]], key: str, base: str, seeds: int) -> st
     return f"{100 * statistics.fmean(rows[key]):6.2f}% {diffs.mean():+5.2f} +- {error:4.2f}"
 
 
+def ceiling(seeds: Sequence[int], inverse_penalties: Sequence[float]) -> dict[float, list[float]]:
+    """Held-out accuracy, per seed, of scikit-learn's LogisticRegression(C) on the pooled raw training
+    data standardised exactly: the demo's centralised comparison (C = 1) and its neighbours.
+
+    No privacy, and the best C is read off the test sets: an upper reference, not a recipe.
+    """
+    linear_model = importlib.import_module("sklearn.linear_model")
+    scores: dict[float, list[float]] = {c: [] for c in inverse_penalties}
+    for seed in seeds:
+        _, raw = demo_run(seed, 1.0, 1)
+        features, labels = raw.pooled()
+        scaler = Standardiser.fit(features)
+        for c in inverse_penalties:
+            fitted = linear_model.LogisticRegression(C=c, max_iter=5000).fit(scaler.apply(features), labels)
+            scores[c].append(float(fitted.score(scaler.apply(raw.test_features), raw.test_labels)))
+    return scores
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--epsilon", type=float, nargs="+", default=[1.0, 3.0])
@@ -319,7 +358,15 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--replicates", type=int, default=1, help="noise streams per seed")
     parser.add_argument("--rounds", type=int, default=20)
     parser.add_argument("--variants", nargs="+", metavar="NAME", help="only these (the recipe always runs)")
+    parser.add_argument(
+        "--ceiling", type=float, nargs="+", metavar="C",
+        help="instead: non-private LogisticRegression(C) on the pooled data, per C (no epsilon)",
+    )  # fmt: skip
     args = parser.parse_args(argv)
+    if args.ceiling:
+        for c, scores in ceiling(args.seeds, args.ceiling).items():
+            print(f"C = {c:g}: {100 * statistics.fmean(scores):6.2f}% (min {100 * min(scores):.2f}%)")
+        return
     chosen = [v for v in VARIANTS if args.variants is None or v.name in ("recipe", *args.variants)]
     unknown = set(args.variants or ()) - {v.name for v in VARIANTS}
     if unknown:

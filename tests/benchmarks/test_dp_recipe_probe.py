@@ -82,3 +82,19 @@ def test_uniform_schedule_accuracy_is_reproducible() -> None:
     once = schedule.scheduled_accuracy(100, 3.0, 0, 0.0, rounds=3)
     assert once == schedule.scheduled_accuracy(100, 3.0, 0, 0.0, rounds=3)
     assert 0.5 < once <= 1.0
+
+
+def test_ceiling_at_c_1_is_the_demos_centralised_comparison() -> None:
+    seed = 3
+    config, raw = probe.demo_run(seed, 1.0, 1)
+    expected, _ = demo._centralized(config, raw)
+    assert probe.ceiling([seed], [1.0]) == {1.0: [pytest.approx(expected)]}
+
+
+def test_feature_subsets_keep_their_public_ranges() -> None:
+    _, raw = probe.demo_run(100, 1.0, 1)
+    kept, ranges = probe._transformed(raw, "mean+worst")
+    assert ranges is not None and len(ranges) == kept.num_features == 20
+    assert np.array_equal(kept.test_features, raw.test_features[:, list(probe.COLUMNS["mean+worst"])])
+    full = probe.PUBLIC_FEATURE_RANGES["breast-cancer"]
+    assert ranges[10] == full[20]
