@@ -34,6 +34,7 @@ __all__ = [
     "MAX_CLIENT_ID",
     "SESSION_LABEL",
     "SessionParameters",
+    "check_dealt_shape",
     "check_decryption_majority",
     "check_upload",
     "paillier_guarantee",
@@ -184,6 +185,26 @@ def check_decryption_majority(num_parties: int, threshold: int, colluders: int =
             f"threshold {threshold} of {num_parties} is unsafe against a lying server plus {colluders} colluding "
             f"share holders: two disjoint groups would each reach t and decrypt two sums that differ in one "
             f"upload; need 2t > l + c = {num_parties + colluders}, i.e. t >= {(num_parties + colluders) // 2 + 1}"
+        )
+
+
+def check_dealt_shape(num_parties: int, threshold: int) -> None:
+    """ConfigurationError unless every session accepts a t-of-l key of this shape (l > 1: ``2t > l``).
+
+    The dealers (:func:`~secagg.paillier.ceremony.deal_threshold_key`,
+    :func:`~secagg.paillier.ceremony.deal_threshold_key_from_primes`) and the dealer's last step
+    (:func:`secagg.integrations.flower.keys.write_key_files`) call it, so that a key every
+    :class:`SessionParameters` refuses (:func:`check_decryption_majority`) is never dealt. The
+    error names the least safe threshold, l // 2 + 1 (with c declared colluders a session needs
+    (l + c) // 2 + 1)."""
+    if num_parties > 1 and 2 * threshold <= num_parties:
+        least = num_parties // 2 + 1
+        raise ConfigurationError(
+            f"refusing to deal a {threshold}-of-{num_parties} threshold key: every session refuses keys with "
+            f"2t <= l (a lying server could have two disjoint groups of holders decrypt two sums that differ "
+            f"in one upload; docs/paillier.md, 'The split of the decrypting parties'); need 2t > l: the least "
+            f"safe threshold for l = {num_parties} is {least} (to keep c declared colluders out too, "
+            f"t >= (l + c) // 2 + 1)"
         )
 
 

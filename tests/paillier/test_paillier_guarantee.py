@@ -35,7 +35,7 @@ from secagg.paillier import (
 from secagg.paillier.parameters import threshold_guarantee
 from secagg.primitives.randomness import InsecureDeterministicRandom
 
-from .helpers import IDENTITIES, identity_keys, single_material, threshold_material
+from .helpers import IDENTITIES, identity_keys, single_material, threshold_material, unsafe_threshold_material
 
 LENGTH = 6
 VICTIM = 1
@@ -95,8 +95,9 @@ def _attack_succeeds(material: ThresholdKeyMaterial, params: SessionParameters, 
 
 
 def test_a_key_whose_two_disjoint_groups_reach_t_is_refused() -> None:
-    # 2-of-5 without any colluder: {1, 2} decrypt the full sum, {3, 4} the sum without 1
-    material = threshold_material(256, 5, 2)
+    # 2-of-5 without any colluder: {1, 2} decrypt the full sum, {3, 4} the sum without 1. The
+    # dealer refuses the shape too (tests/paillier/test_paillier_dealing.py): built by the private path
+    material = unsafe_threshold_material(256, 5, 2)
     with mock.patch("secagg.paillier.parameters.check_decryption_majority", create=True):
         assert _attack_succeeds(material, _params(material, 3), 0)
     with pytest.raises(ConfigurationError, match=r"2t > l"):
@@ -214,3 +215,4 @@ def test_a_guarantee_on_a_key_below_the_2048_bit_floor_says_it_is_not_secure() -
     with pytest.warns(UserWarning, match="insecure_small_key"):
         aggregator = make_aggregator("paillier", num_clients=3, insecure_small_key=True, key_bits=512)
     assert str(aggregator.guarantee).startswith("NOT SECURE")  # type: ignore[attr-defined]
+
