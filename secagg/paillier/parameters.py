@@ -214,16 +214,17 @@ def paillier_guarantee(public: ThresholdPublicKey, num_clients: int, min_contrib
     completes while at least min_contributors of ``num_clients`` upload and t share holders decrypt.
     On a key below :data:`~secagg.paillier.keys.MIN_KEY_BITS` (tests, demos) the line starts with
     "NOT SECURE"."""
-    guarantee = threshold_guarantee(public.num_parties, public.threshold, num_clients, min_contributors)
-    bits = public.key.key_bits
-    if bits < MIN_KEY_BITS:
-        guarantee = replace(guarantee, insecure=f"a {bits}-bit key, below the {MIN_KEY_BITS}-bit floor")
-    return guarantee
+    return threshold_guarantee(
+        public.num_parties, public.threshold, num_clients, min_contributors, key_bits=public.key.key_bits
+    )
 
 
-def threshold_guarantee(num_parties: int, threshold: int, num_clients: int, min_contributors: int) -> Guarantee:
+def threshold_guarantee(
+    num_parties: int, threshold: int, num_clients: int, min_contributors: int, *, key_bits: int | None = None
+) -> Guarantee:
     """:func:`paillier_guarantee` from the key's shape alone (``num_parties`` shares, ``threshold``
-    needed), so a configuration can be judged before its key ceremony.
+    needed), so a configuration can be judged before its key ceremony; with ``key_bits`` below
+    :data:`~secagg.paillier.keys.MIN_KEY_BITS` the line starts with "NOT SECURE", as the key's does.
 
     c is bounded three ways: t - 1 (fewer than t shares decrypt nothing), min_contributors - 2 (a
     sum of that many uploads still holds two honest ones) and 2t - l - 1 (the largest c with
@@ -234,8 +235,12 @@ def threshold_guarantee(num_parties: int, threshold: int, num_clients: int, min_
     if num_parties > 1:
         colluders = min(colluders, threshold - 1, 2 * threshold - num_parties - 1)
         dropouts = min(dropouts, num_parties - threshold)
-        return Guarantee(colluders, dropouts, lying_server=True)
-    return Guarantee(colluders, dropouts, lying_server=True, trusted=SINGLE_KEY_HOLDER)
+        guarantee = Guarantee(colluders, dropouts, lying_server=True)
+    else:
+        guarantee = Guarantee(colluders, dropouts, lying_server=True, trusted=SINGLE_KEY_HOLDER)
+    if key_bits is not None and key_bits < MIN_KEY_BITS:
+        guarantee = replace(guarantee, insecure=f"a {key_bits}-bit key, below the {MIN_KEY_BITS}-bit floor")
+    return guarantee
 
 
 def check_upload(params: SessionParameters, upload: EncryptedVector, who: str) -> list[Any]:

@@ -216,3 +216,22 @@ def test_a_guarantee_on_a_key_below_the_2048_bit_floor_says_it_is_not_secure() -
         aggregator = make_aggregator("paillier", num_clients=3, insecure_small_key=True, key_bits=512)
     assert str(aggregator.guarantee).startswith("NOT SECURE")  # type: ignore[attr-defined]
 
+
+@pytest.mark.parametrize(("n", "colluders", "mode"), [
+    (3, None, Mode.THRESHOLD), (4, None, Mode.THRESHOLD), (5, None, Mode.THRESHOLD), (5, 1, Mode.THRESHOLD),
+    (6, 2, Mode.THRESHOLD), (7, None, Mode.THRESHOLD), (4, None, Mode.SINGLE_KEY), (5, 2, Mode.SINGLE_KEY),
+])
+def test_a_configuration_states_before_its_ceremony_the_guarantee_its_sessions_print(
+    n: int, colluders: int | None, mode: Mode
+) -> None:
+    # PaillierConfig's docstring promises a computed guarantee; it must be the line its sessions print,
+    # with the declared colluders inside it, so nothing is claimed before the ceremony that a round does not hold
+    config = PaillierConfig(num_clients=n, vector_length=LENGTH, key_bits=256, mode=mode, colluders=colluders,
+                            allow_insecure_key_bits_for_testing=True)
+    material = single_material(256) if mode is Mode.SINGLE_KEY else threshold_material(
+        256, n, config.decryption_threshold)
+    roster = tuple(range(1, n + 1))
+    params = SessionParameters(public=material.public, layout=config.layout, vector_length=LENGTH, roster=roster,
+                               min_contributors=config.contributors_needed, identity_keys=identity_keys(roster))
+    assert config.guarantee == params.guarantee
+    assert config.guarantee.colluders >= (colluders or 0)
