@@ -25,6 +25,7 @@ from secagg.paillier._compute import Workers
 from secagg.paillier.benchmark import NOTES, run_config
 from secagg.paillier.ceremony import ThresholdKeyMaterial, deal_threshold_key_from_primes, generate_safe_primes
 from secagg.paillier.encryption import Obfuscation
+from secagg.paillier.parameters import check_dealt_shape
 
 from .common import RunContext, resolve, row_line, utc_now
 from .floors import expansion_rate_note
@@ -146,8 +147,10 @@ def run(overrides: Mapping[str, Any], context: RunContext) -> SuiteReport:
     """Run the preset of ``context.mode`` with ``overrides`` (see :data:`OPTIONS`)."""
     started, clock = utc_now(), time.perf_counter()
     options = resolve(PRESETS, context.mode, overrides)
-    floors = context.floors()
     plan = configurations(options)
+    for point in plan:  # a key shape every session refuses (2t <= l) stops the run before anything is measured
+        check_dealt_shape(point["clients"], options["threshold"] or point["clients"] // 2 + 1)
+    floors = context.floors()
     rng = np.random.default_rng(options["seed"])
     results: list[Row] = []
     pools: dict[int, Workers] = {}

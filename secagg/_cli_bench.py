@@ -110,7 +110,10 @@ def _add_bench(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         help="obfuscator generation: DJN short exponent with fixed-base table, or r^n (default: djn)",
     )
     paillier.add_argument(
-        "--threshold", type=_integer(2, MAX_HOSPITALS_BENCH), default=None, help="t (default: clients // 2 + 1)"
+        "--threshold",
+        type=_integer(2, MAX_HOSPITALS_BENCH),
+        default=None,
+        help="t, with 2t > clients (default: clients // 2 + 1, the least such t)",
     )
     paillier.add_argument(
         "--naive-sample", type=_integer(1, MAX_DIM), help="values encrypted with phe for the baseline (default: 50)"
@@ -216,4 +219,11 @@ def _check_paillier_bench(args: argparse.Namespace) -> str | None:
         return f"argument --key-bits: a key size must be even, got {odd[0]}"
     if args.threshold is not None and args.clients and args.threshold > min(args.clients):
         return f"argument --threshold: must be at most --clients ({min(args.clients)}), got {args.threshold}"
+    if args.threshold is not None and args.clients and 2 * args.threshold <= max(args.clients):
+        # secagg.paillier.parameters.check_dealt_shape (not imported: the CLI stays light)
+        most = max(args.clients)
+        return (
+            f"argument --threshold: must be at least {most // 2 + 1} for --clients {most} (2t > l: every "
+            f"session refuses a key with 2t <= l, docs/paillier.md), got {args.threshold}"
+        )
     return None

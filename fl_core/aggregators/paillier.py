@@ -157,6 +157,8 @@ class PaillierAggregator:
             if given, down to 128) for quick demos and tests. NOT secure; warns.
         threshold: t, the partial decryptions needed (default ``num_clients // 2 + 1``; refused
             unless 2t > num_clients: see :func:`secagg.paillier.parameters.check_decryption_majority`).
+            The default tolerates no colluding hospital for odd ``num_clients`` (:attr:`guarantee`);
+            there is no colluders option: ``(num_clients + c) // 2 + 1`` tolerates c (5 hospitals, 4: c = 2).
         min_contributors: fewest uploads hospitals agree to decrypt the sum of
             (default ``min(num_clients, max(2, t))``).
         obfuscation: ``"textbook"`` (default; r^n) or ``"djn"`` (faster for long

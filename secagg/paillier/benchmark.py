@@ -56,6 +56,7 @@ from secagg.paillier.encryption import Obfuscation
 from secagg.paillier.keys import PublicKey, ThresholdPublicKey
 from secagg.paillier.messages import EncryptedVector, upload_payload
 from secagg.paillier.packing import SlotLayout
+from secagg.paillier.parameters import check_dealt_shape
 from secagg.paillier.protocol import Client, DecryptingParty, Server, SessionParameters
 from secagg.primitives.signing import SigningKey, verify
 
@@ -270,7 +271,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--value-bits", type=int, default=16, help="default: 16")
     parser.add_argument("--workers", type=int, default=0, help="processes (default: 0, one per core)")
     parser.add_argument("--obfuscation", choices=["djn", "textbook"], nargs="+", default=["djn"])
-    parser.add_argument("--threshold", type=int, default=None, help="t (default: clients // 2 + 1)")
+    parser.add_argument("--threshold", type=int, default=None, help="t, 2t > clients (default: clients // 2 + 1)")
     parser.add_argument("--naive-sample", type=int, default=DEFAULT_NAIVE_SAMPLE)
     parser.add_argument("--seed", type=int, default=0, help="seed of the random input vectors")
     parser.add_argument("--ceremony-repeats", type=int, default=0, metavar="N",
@@ -296,6 +297,8 @@ def main(args: argparse.Namespace) -> int:
     naive_sample = option["naive_sample"]
     threshold_option = option["threshold"]
     ceremony_repeats = option["ceremony_repeats"]
+    for clients in option["clients"]:  # a key every session refuses (2t <= l) stops the run before any work
+        check_dealt_shape(clients, threshold_option or clients // 2 + 1)
     rng = np.random.default_rng(option["seed"])
     load_at_start = list(os.getloadavg())
     results: list[dict[str, Any]] = []

@@ -59,6 +59,7 @@ from secagg.paillier.keys import (
     key_policy,
     single_key_exponent,
 )
+from secagg.paillier.parameters import check_dealt_shape
 from secagg.primitives import prg
 from secagg.primitives.randomness import RandomBytes, system_random
 from secagg.ring import RING64
@@ -228,6 +229,7 @@ def _check_parties(num_parties: int, threshold: int) -> None:
     threshold = require_int("threshold", threshold)
     if not 1 <= threshold <= num_parties:
         raise ConfigurationError(f"threshold must be in 1..{num_parties}, got {threshold}")
+    check_dealt_shape(num_parties, threshold)
 
 
 def _check_prime_arguments(p: object, q: object) -> tuple[int, int]:
@@ -255,6 +257,10 @@ def deal_threshold_key(
 
     ``key_bits`` must satisfy the key-size policy (>= 2048 unless
     ``insecure_for_testing``) and be even. Every secret comes from ``random_bytes``.
+    A shape every session refuses, 2t <= l (l > 1), is refused before the prime search
+    (ConfigurationError naming the least safe threshold, l // 2 + 1;
+    :func:`~secagg.paillier.parameters.check_dealt_shape`); with c colluders to keep out,
+    deal t >= (l + c) // 2 + 1.
     """
     _check_parties(num_parties, threshold)
     _check_even_key_bits(key_bits, insecure_for_testing)
@@ -278,7 +284,8 @@ def deal_threshold_key_from_primes(
     """Deal shares of the key n = p*q from given safe primes (test keys, external prime generation).
 
     Checks that p and q are distinct safe primes of equal size giving a modulus
-    the policy accepts; ConfigurationError otherwise.
+    the policy accepts, and refuses, as :func:`deal_threshold_key` does, a shape with
+    2t <= l; ConfigurationError otherwise.
     """
     _check_parties(num_parties, threshold)
     p, q = _check_prime_arguments(p, q)
@@ -292,6 +299,8 @@ def deal_threshold_key_from_primes(
 def _deal(
     p: int, q: int, num_parties: int, threshold: int, random_bytes: RandomBytes, insecure_for_testing: bool
 ) -> ThresholdKeyMaterial:
+    # Private and unchecked: the public dealers check the shape (_check_parties) first. Tests
+    # build keys sessions must refuse through it, by name (tests/paillier/helpers.py).
     with key_policy(insecure_for_testing):
         return _deal_shares(p, q, num_parties, threshold, random_bytes)
 

@@ -34,6 +34,7 @@ __all__ = [
     "MAX_CLIENT_ID",
     "SESSION_LABEL",
     "SessionParameters",
+    "check_dealt_shape",
     "check_decryption_majority",
     "check_upload",
     "paillier_guarantee",
@@ -187,22 +188,43 @@ def check_decryption_majority(num_parties: int, threshold: int, colluders: int =
         )
 
 
+def check_dealt_shape(num_parties: int, threshold: int) -> None:
+    """ConfigurationError unless every session accepts a t-of-l key of this shape (l > 1: ``2t > l``).
+
+    The dealers (:func:`~secagg.paillier.ceremony.deal_threshold_key`,
+    :func:`~secagg.paillier.ceremony.deal_threshold_key_from_primes`) and the dealer's last step
+    (:func:`secagg.integrations.flower.keys.write_key_files`) call it, so that a key every
+    :class:`SessionParameters` refuses (:func:`check_decryption_majority`) is never dealt. The
+    error names the least safe threshold, l // 2 + 1 (with c declared colluders a session needs
+    (l + c) // 2 + 1)."""
+    if num_parties > 1 and 2 * threshold <= num_parties:
+        least = num_parties // 2 + 1
+        raise ConfigurationError(
+            f"refusing to deal a {threshold}-of-{num_parties} threshold key: every session refuses keys with "
+            f"2t <= l (a lying server could have two disjoint groups of holders decrypt two sums that differ "
+            f"in one upload; docs/paillier.md, 'The split of the decrypting parties'); need 2t > l: the least "
+            f"safe threshold for l = {num_parties} is {least} (to keep c declared colluders out too, "
+            f"t >= (l + c) // 2 + 1)"
+        )
+
+
 def paillier_guarantee(public: ThresholdPublicKey, num_clients: int, min_contributors: int) -> Guarantee:
     """Private against a lying server plus c = min(t - 1, min_contributors - 2, 2t - l - 1) colluding
     hospitals (min_contributors - 2 in single-key mode, whose key holder must not collude);
     completes while at least min_contributors of ``num_clients`` upload and t share holders decrypt.
     On a key below :data:`~secagg.paillier.keys.MIN_KEY_BITS` (tests, demos) the line starts with
     "NOT SECURE"."""
-    guarantee = threshold_guarantee(public.num_parties, public.threshold, num_clients, min_contributors)
-    bits = public.key.key_bits
-    if bits < MIN_KEY_BITS:
-        guarantee = replace(guarantee, insecure=f"a {bits}-bit key, below the {MIN_KEY_BITS}-bit floor")
-    return guarantee
+    return threshold_guarantee(
+        public.num_parties, public.threshold, num_clients, min_contributors, key_bits=public.key.key_bits
+    )
 
 
-def threshold_guarantee(num_parties: int, threshold: int, num_clients: int, min_contributors: int) -> Guarantee:
+def threshold_guarantee(
+    num_parties: int, threshold: int, num_clients: int, min_contributors: int, *, key_bits: int | None = None
+) -> Guarantee:
     """:func:`paillier_guarantee` from the key's shape alone (``num_parties`` shares, ``threshold``
-    needed), so a configuration can be judged before its key ceremony.
+    needed), so a configuration can be judged before its key ceremony; with ``key_bits`` below
+    :data:`~secagg.paillier.keys.MIN_KEY_BITS` the line starts with "NOT SECURE", as the key's does.
 
     c is bounded three ways: t - 1 (fewer than t shares decrypt nothing), min_contributors - 2 (a
     sum of that many uploads still holds two honest ones) and 2t - l - 1 (the largest c with
@@ -213,8 +235,12 @@ def threshold_guarantee(num_parties: int, threshold: int, num_clients: int, min_
     if num_parties > 1:
         colluders = min(colluders, threshold - 1, 2 * threshold - num_parties - 1)
         dropouts = min(dropouts, num_parties - threshold)
-        return Guarantee(colluders, dropouts, lying_server=True)
-    return Guarantee(colluders, dropouts, lying_server=True, trusted=SINGLE_KEY_HOLDER)
+        guarantee = Guarantee(colluders, dropouts, lying_server=True)
+    else:
+        guarantee = Guarantee(colluders, dropouts, lying_server=True, trusted=SINGLE_KEY_HOLDER)
+    if key_bits is not None and key_bits < MIN_KEY_BITS:
+        guarantee = replace(guarantee, insecure=f"a {key_bits}-bit key, below the {MIN_KEY_BITS}-bit floor")
+    return guarantee
 
 
 def check_upload(params: SessionParameters, upload: EncryptedVector, who: str) -> list[Any]:

@@ -28,6 +28,7 @@ from secagg import wire
 from secagg._validate import check_fields, require_instance, require_int, require_mapping
 from secagg.descriptor import NO_DESCRIPTOR
 from secagg.errors import ConfigurationError, ThresholdError
+from secagg.guarantee import Guarantee
 from secagg.paillier._compute import IN_PROCESS, Workers
 from secagg.paillier.ceremony import (
     SingleKeyMaterial,
@@ -38,7 +39,7 @@ from secagg.paillier.ceremony import (
 from secagg.paillier.encryption import Obfuscation
 from secagg.paillier.keys import DEFAULT_KEY_BITS, KeyShare, PrivateKey, check_key_bits, key_policy
 from secagg.paillier.packing import MAX_VALUES, SlotLayout
-from secagg.paillier.parameters import check_decryption_majority
+from secagg.paillier.parameters import check_decryption_majority, threshold_guarantee
 from secagg.paillier.protocol import Client, DecryptingParty, Server, SessionParameters
 from secagg.primitives.randomness import RandomBytes, system_random
 from secagg.primitives.signing import SigningKey
@@ -87,7 +88,7 @@ class PaillierConfig:
             refused unless t >= c + 1, 2t > num_clients + c (threshold mode: else two
             disjoint groups of share holders decrypt two sums that differ in one upload)
             and min_contributors >= c + 2. Default: none
-            declared; the computed :attr:`guarantee` states what holds.
+            declared; the computed :attr:`guarantee` states what holds (at least c when declared).
         obfuscation: TEXTBOOK (r^n) or DJN (short exponent, fixed-base table).
         constant_time: decrypting parties exponentiate with their secret using
             GMP's side-channel-silent ``powmod_sec`` (about 1.5x slower).
@@ -169,6 +170,15 @@ class PaillierConfig:
         if self.min_contributors is not None:
             return self.min_contributors
         return min(self.num_clients, max(2, self.decryption_threshold, (self.colluders or 0) + 2))
+
+    @property
+    def guarantee(self) -> Guarantee:
+        """What this configuration's sessions guarantee, before any key exists: the line their
+        :attr:`SessionParameters.guarantee` prints (:func:`~secagg.paillier.parameters.threshold_guarantee`)."""
+        return threshold_guarantee(
+            self.num_parties, self.decryption_threshold, self.num_clients, self.contributors_needed,
+            key_bits=self.key_bits,
+        )
 
     @property
     def layout(self) -> SlotLayout:

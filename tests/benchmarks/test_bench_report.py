@@ -7,10 +7,11 @@ import json
 import math
 from pathlib import Path
 from typing import Any
+from unittest import mock
 
 import pytest
 from secagg_bench import masking, paillier, scaling
-from secagg_bench.common import format_value, resolve
+from secagg_bench.common import RunContext, format_value, resolve
 from secagg_bench.report import SCHEMA_ID, SuiteReport, Target, validate
 
 from secagg.errors import ConfigurationError
@@ -278,3 +279,13 @@ def test_scaling_targets_tell_cost_proportional_to_k(growth: float, met: bool) -
     assert scaling.affine_fit([4.0, 16.0], [1.0, 4.0]) == pytest.approx((0.0, 0.25))
     bytes_slope = found["SecAgg+ bytes received per client, top decade (log-log slope)"].achieved
     assert bytes_slope == pytest.approx(degree_slope)
+
+
+def test_paillier_suite_refuses_a_key_shape_sessions_refuse_before_measuring_anything() -> None:
+    # --threshold 3 over the quick preset's 10 clients: 2t <= l, a key every session refuses;
+    # refused before the floors and the prime search, not after minutes of measuring
+    context = RunContext("quick", "secagg bench paillier --threshold 3", progress=False)
+    with mock.patch.object(RunContext, "floors", side_effect=AssertionError("floors measured")), mock.patch.object(
+        paillier, "generate_safe_primes", side_effect=AssertionError("primes searched")
+    ), pytest.raises(ConfigurationError, match=r"least safe threshold for l = 10 is 6"):
+        paillier.run({"threshold": 3}, context)

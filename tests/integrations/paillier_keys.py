@@ -13,7 +13,7 @@ from functools import lru_cache
 from pathlib import Path
 
 from secagg.integrations.flower.keys import write_identity_key, write_key_files, write_trusted_keys
-from secagg.paillier import ThresholdKeyMaterial, deal_threshold_key_from_primes
+from secagg.paillier import ThresholdKeyMaterial, ceremony, deal_threshold_key_from_primes
 from secagg.primitives.randomness import InsecureDeterministicRandom
 from secagg.primitives.signing import SigningKey
 
@@ -38,6 +38,15 @@ def material(num_parties: int, threshold: int) -> ThresholdKeyMaterial:
         P_1024, Q_1024, num_parties=num_parties, threshold=threshold,
         random_bytes=InsecureDeterministicRandom(b"flower-tests"),
     )
+
+
+@lru_cache(maxsize=4)
+def unsafe_material(num_parties: int, threshold: int) -> ThresholdKeyMaterial:
+    """A t-of-l 2048-bit key with 2t <= l, which the public dealers refuse: built through the
+    dealer's private, unchecked arithmetic, only for tests that show such a key is refused
+    (PaillierOptions, sessions). Refuses to build a usable shape."""
+    assert 2 * threshold <= num_parties, f"{threshold}-of-{num_parties} is dealt by the public dealer"
+    return ceremony._deal(P_1024, Q_1024, num_parties, threshold, InsecureDeterministicRandom(b"flower-tests"), False)
 
 
 def key_files(directory: Path, num_parties: int, threshold: int) -> tuple[Path, list[Path]]:

@@ -52,7 +52,7 @@ from .flower_harness import (
     restore_task_identity,
     set_task_identity,
 )
-from .paillier_keys import P_1024, PASSPHRASE, Q_1024, key_files, material
+from .paillier_keys import P_1024, PASSPHRASE, Q_1024, key_files, material, unsafe_material
 
 NODES = (1_000_000_007, 2**63 + 11, 42, 9_999_999_999)
 WEIGHTS = dict(zip(NODES, (30, 55, 12, 80), strict=True))
@@ -209,8 +209,8 @@ def test_a_forged_partial_decryption_is_caught_by_its_proof(keys: tuple[Path, li
 
 def test_unsafe_settings_are_refused_before_anything_is_sent(tmp_path: Path) -> None:
     # Prepare: a 1-of-3 key, a 2-of-4 key, a 1024-bit key made inside the test switch, and a 3-of-4 key
-    one_of_three = material(3, 1).public
-    two_of_four = material(4, 2).public
+    one_of_three = unsafe_material(3, 1).public  # both refused by the dealer: the tests' private path
+    two_of_four = unsafe_material(4, 2).public
     with insecure_key_sizes_for_testing():
         small = deal_threshold_key_from_primes(
             *_small_primes(), num_parties=3, threshold=2, insecure_for_testing=True

@@ -13,7 +13,7 @@ import pytest
 
 from secagg.paillier import SingleKeyMaterial, ThresholdKeyMaterial, insecure_key_sizes_for_testing
 
-from .helpers import single_material, threshold_material
+from .helpers import single_material, threshold_material, unsafe_threshold_material
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -43,5 +43,6 @@ def single_256() -> SingleKeyMaterial:
 
 @pytest.fixture
 def material_1_of_3() -> ThresholdKeyMaterial:
-    """A degenerate 1-of-3 key of 256 bits (every holder decrypts alone): refused by sessions."""
-    return threshold_material(256, 3, 1)
+    """A degenerate 1-of-3 key of 256 bits (every holder decrypts alone): refused by sessions,
+    and by the dealer (built through the tests' private path)."""
+    return unsafe_threshold_material(256, 3, 1)

@@ -10,6 +10,7 @@ from __future__ import annotations
 from secagg.paillier import (
     SingleKeyMaterial,
     ThresholdKeyMaterial,
+    ceremony,
     deal_threshold_key_from_primes,
     insecure_key_sizes_for_testing,
     single_key_from_primes,
@@ -47,6 +48,16 @@ def threshold_material(key_bits: int, num_parties: int, threshold: int) -> Thres
                 p, q, num_parties=num_parties, threshold=threshold, random_bytes=InsecureDeterministicRandom(7)
             )
     return _THRESHOLD_CACHE[index]
+
+
+def unsafe_threshold_material(key_bits: int, num_parties: int, threshold: int) -> ThresholdKeyMaterial:
+    """A t-of-l key with 2t <= l, which the public dealers refuse: built through the dealer's
+    private, unchecked arithmetic, only for tests that show that sessions (or the dealer's
+    last step) refuse such a key. Refuses to build a usable shape."""
+    assert 2 * threshold <= num_parties, f"{threshold}-of-{num_parties} is dealt by the public dealer"
+    p, q = SAFE_PRIMES[key_bits]
+    with insecure_key_sizes_for_testing():
+        return ceremony._deal(p, q, num_parties, threshold, InsecureDeterministicRandom(7), True)
 
 
 def single_material(key_bits: int) -> SingleKeyMaterial:

@@ -35,7 +35,7 @@ from secagg.paillier import (
 from secagg.paillier.parameters import threshold_guarantee
 from secagg.primitives.randomness import InsecureDeterministicRandom
 
-from .helpers import IDENTITIES, identity_keys, single_material, threshold_material
+from .helpers import IDENTITIES, identity_keys, single_material, threshold_material, unsafe_threshold_material
 
 LENGTH = 6
 VICTIM = 1
@@ -95,8 +95,9 @@ def _attack_succeeds(material: ThresholdKeyMaterial, params: SessionParameters, 
 
 
 def test_a_key_whose_two_disjoint_groups_reach_t_is_refused() -> None:
-    # 2-of-5 without any colluder: {1, 2} decrypt the full sum, {3, 4} the sum without 1
-    material = threshold_material(256, 5, 2)
+    # 2-of-5 without any colluder: {1, 2} decrypt the full sum, {3, 4} the sum without 1. The
+    # dealer refuses the shape too (tests/paillier/test_paillier_dealing.py): built by the private path
+    material = unsafe_threshold_material(256, 5, 2)
     with mock.patch("secagg.paillier.parameters.check_decryption_majority", create=True):
         assert _attack_succeeds(material, _params(material, 3), 0)
     with pytest.raises(ConfigurationError, match=r"2t > l"):
@@ -214,3 +215,23 @@ def test_a_guarantee_on_a_key_below_the_2048_bit_floor_says_it_is_not_secure() -
     with pytest.warns(UserWarning, match="insecure_small_key"):
         aggregator = make_aggregator("paillier", num_clients=3, insecure_small_key=True, key_bits=512)
     assert str(aggregator.guarantee).startswith("NOT SECURE")  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize(("n", "colluders", "mode"), [
+    (3, None, Mode.THRESHOLD), (4, None, Mode.THRESHOLD), (5, None, Mode.THRESHOLD), (5, 1, Mode.THRESHOLD),
+    (6, 2, Mode.THRESHOLD), (7, None, Mode.THRESHOLD), (4, None, Mode.SINGLE_KEY), (5, 2, Mode.SINGLE_KEY),
+])
+def test_a_configuration_states_before_its_ceremony_the_guarantee_its_sessions_print(
+    n: int, colluders: int | None, mode: Mode
+) -> None:
+    # PaillierConfig's docstring promises a computed guarantee; it must be the line its sessions print,
+    # with the declared colluders inside it, so nothing is claimed before the ceremony that a round does not hold
+    config = PaillierConfig(num_clients=n, vector_length=LENGTH, key_bits=256, mode=mode, colluders=colluders,
+                            allow_insecure_key_bits_for_testing=True)
+    material = single_material(256) if mode is Mode.SINGLE_KEY else threshold_material(
+        256, n, config.decryption_threshold)
+    roster = tuple(range(1, n + 1))
+    params = SessionParameters(public=material.public, layout=config.layout, vector_length=LENGTH, roster=roster,
+                               min_contributors=config.contributors_needed, identity_keys=identity_keys(roster))
+    assert config.guarantee == params.guarantee
+    assert config.guarantee.colluders >= (colluders or 0)

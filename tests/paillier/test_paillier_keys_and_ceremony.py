@@ -58,12 +58,12 @@ def test_fixed_test_primes_are_safe_primes() -> None:
 def test_dealt_threshold_key_has_the_shoup_structure() -> None:
     # Prepare / Execute
     material = deal_threshold_key(
-        192, num_parties=4, threshold=2, random_bytes=InsecureDeterministicRandom(1), insecure_for_testing=True
+        192, num_parties=4, threshold=3, random_bytes=InsecureDeterministicRandom(1), insecure_for_testing=True
     )
     # Assert
     public = material.public
     assert public.key.key_bits == 192
-    assert (public.threshold, public.num_parties, public.delta) == (2, 4, 24)
+    assert (public.threshold, public.num_parties, public.delta) == (3, 4, 24)
     assert [share.index for share in material.shares] == [1, 2, 3, 4]
     assert "secret" not in repr(material.shares[0]).replace("secret=<redacted>", "")
     assert {"primes", "deal"} <= set(material.seconds)

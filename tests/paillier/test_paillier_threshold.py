@@ -44,7 +44,7 @@ def test_every_t_subset_decrypts(material_3_of_5: ThresholdKeyMaterial) -> None:
         assert combine_partials(material.public, {i: partials[i] for i in subset}) == expected, subset
 
 
-@pytest.mark.parametrize(("parties", "threshold"), [(1, 1), (2, 2), (4, 1), (6, 4), (7, 7)])
+@pytest.mark.parametrize(("parties", "threshold"), [(1, 1), (2, 2), (4, 3), (6, 4), (7, 7)])
 def test_threshold_shapes_decrypt(parties: int, threshold: int) -> None:
     # Prepare
     material = threshold_material(256, parties, threshold)

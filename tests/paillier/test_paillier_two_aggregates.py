@@ -15,16 +15,31 @@ import numpy as np
 import pytest
 
 from secagg.errors import ConfigurationError, SecAggError
-from secagg.paillier import Client, DecryptingParty, PaillierConfig, Server, SessionParameters, SlotLayout
+from secagg.paillier import (
+    Client,
+    DecryptingParty,
+    PaillierConfig,
+    Server,
+    SessionParameters,
+    SlotLayout,
+    ThresholdKeyMaterial,
+)
 from secagg.paillier.messages import DecryptionRequest, EncryptedVector
 from secagg.paillier.packing import unpack
 from secagg.paillier.parameters import threshold_guarantee
 from secagg.paillier.threshold import combine_partials
 from secagg.primitives.randomness import InsecureDeterministicRandom
 
-from .helpers import IDENTITIES, identity_keys, threshold_material
+from .helpers import IDENTITIES, identity_keys, threshold_material, unsafe_threshold_material
 
 LENGTH = 4
+
+
+def _material(num_parties: int, threshold: int) -> ThresholdKeyMaterial:
+    """The dealt t-of-l key, or, for a shape the dealer refuses (2t <= l), the tests' private path."""
+    if 2 * threshold <= num_parties:
+        return unsafe_threshold_material(256, num_parties, threshold)
+    return threshold_material(256, num_parties, threshold)
 
 
 def _decrypt(params: SessionParameters, parties: dict[int, DecryptingParty],
@@ -51,7 +66,7 @@ def _difference_attack(
 ) -> bool:
     """Hospitals 1..4 upload; parties ``first`` (+ the colluder) decrypt uploads 1..4, parties
     ``second`` (+ the colluder, answering again) decrypt 2..4. True if that gives hospital 1's update."""
-    material = threshold_material(256, len(params.roster), threshold)
+    material = _material(len(params.roster), threshold)
     inputs = {k: np.arange(LENGTH, dtype=np.int64) * k + 7 * k for k in params.roster}
     uploads = {
         k: Client(params, k, IDENTITIES[k], random_bytes=InsecureDeterministicRandom(k)).upload(inputs[k])
@@ -70,7 +85,7 @@ def _difference_attack(
 def _params(num_parties: int, threshold: int, min_contributors: int) -> SessionParameters:
     roster = tuple(range(1, num_parties + 1))
     return SessionParameters(
-        public=threshold_material(256, num_parties, threshold).public, layout=SlotLayout(16, num_parties, 256),
+        public=_material(num_parties, threshold).public, layout=SlotLayout(16, num_parties, 256),
         vector_length=LENGTH, roster=roster, min_contributors=min_contributors, identity_keys=identity_keys(roster),
     )
 

@@ -153,6 +153,8 @@ def _refusal(argv: list[str], capsys: pytest.CaptureFixture[str], monkeypatch: p
         (["bench", "paillier", "--seed", "-5"], "argument --seed: must be in 0..4,294,967,295"),
         (["bench", "paillier", "--key-bits", "2049"], "argument --key-bits: a key size must be even, got 2049"),
         (["bench", "paillier", "--clients", "3", "--threshold", "4"], "argument --threshold: must be at most"),
+        (["bench", "paillier", "--clients", "3", "10", "--threshold", "3"],
+         "argument --threshold: must be at least 6 for --clients 10 (2t > l"),
     ],
 )
 def test_every_option_is_checked_up_front_and_named_as_typed(

@@ -27,6 +27,7 @@ from secagg import wire
 from secagg.errors import ConfigurationError, DecodeError
 from secagg.paillier.ceremony import ThresholdKeyMaterial
 from secagg.paillier.keys import KeyShare, ThresholdPublicKey
+from secagg.paillier.parameters import check_dealt_shape
 from secagg.paillier.storage import (
     DEFAULT_SCRYPT_LOG_N,
     read_private_file,
@@ -141,7 +142,10 @@ def write_key_files(
 ) -> tuple[Path, list[Path]]:
     """The dealer's last step: ``public-key.bin`` and ``key-share-<i>.bin`` (sealed under
     ``passphrases[i - 1]``) in ``directory``; returns their paths. Deliver each share file to
-    its hospital, the public key to the server and the nodes, then destroy ``material``."""
+    its hospital, the public key to the server and the nodes, then destroy ``material``.
+    A key every session refuses (2t <= l) is not written (ConfigurationError naming the
+    least safe threshold; :func:`secagg.paillier.parameters.check_dealt_shape`)."""
+    check_dealt_shape(material.public.num_parties, material.public.threshold)
     if len(passphrases) != len(material.shares):
         raise ConfigurationError(f"{len(material.shares)} key shares need as many passphrases")
     folder = Path(directory)

@@ -1,0 +1,90 @@
+"""Dealing refuses the key shapes every session refuses (2t <= l), before any prime search.
+
+Sessions refuse a t-of-l key with 2t <= l: a lying server could have two disjoint groups
+of holders decrypt two sums that differ in one upload (docs/paillier.md, "The split of
+the decrypting parties"). A dealer that still dealt such a key let a hospital run a whole
+key ceremony and learn only at the first round that its key is unusable.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from unittest import mock
+
+import pytest
+
+from secagg.errors import ConfigurationError
+from secagg.integrations.flower.keys import write_key_files
+from secagg.paillier import (
+    SessionParameters,
+    SlotLayout,
+    deal_threshold_key,
+    deal_threshold_key_from_primes,
+)
+from secagg.primitives.randomness import InsecureDeterministicRandom
+
+from .helpers import SAFE_PRIMES, identity_keys, unsafe_threshold_material
+
+UNSAFE = [(parties, t) for parties in range(2, 9) for t in range(1, parties // 2 + 1)]
+"""Every t-of-l shape with 2t <= l for l = 2..8 (2-of-4, 3-of-6, 1-of-3, ...)."""
+
+
+def _accepted_by_sessions(num_parties: int, threshold: int) -> bool:
+    material = deal_threshold_key_from_primes(
+        *SAFE_PRIMES[128], num_parties=num_parties, threshold=threshold, random_bytes=InsecureDeterministicRandom(3)
+    )
+    roster = tuple(range(1, max(num_parties, 2) + 1))
+    SessionParameters(
+        public=material.public, layout=SlotLayout(8, len(roster), 128), vector_length=1, roster=roster,
+        min_contributors=2, identity_keys=identity_keys(roster),
+    )
+    return True
+
+
+@pytest.mark.parametrize(("num_parties", "threshold"), UNSAFE)
+def test_dealing_from_primes_refuses_a_shape_every_session_refuses(num_parties: int, threshold: int) -> None:
+    least = num_parties // 2 + 1
+    with pytest.raises(ConfigurationError, match=rf"2t > l.*least safe threshold for l = {num_parties} is {least}"):
+        deal_threshold_key_from_primes(*SAFE_PRIMES[256], num_parties=num_parties, threshold=threshold)
+
+
+@pytest.mark.parametrize(("num_parties", "threshold"), [(4, 2), (6, 3), (10, 5), (3, 1)])
+def test_dealing_refuses_an_unsafe_shape_before_searching_for_primes(num_parties: int, threshold: int) -> None:
+    # The refusal comes first: a dealer is not kept waiting minutes for a 3072-bit prime search
+    searched = mock.patch("secagg.paillier.ceremony.generate_safe_primes", side_effect=AssertionError("searched"))
+    with searched, pytest.raises(ConfigurationError, match=rf"2t > l.*is {num_parties // 2 + 1}"):
+        deal_threshold_key(192, num_parties=num_parties, threshold=threshold, insecure_for_testing=True)
+
+
+@pytest.mark.parametrize("num_parties", range(1, 11))
+def test_a_key_is_dealt_iff_every_session_accepts_its_shape(num_parties: int) -> None:
+    # The dealer and SessionParameters agree on every shape: no dealt key is unusable
+    for threshold in range(1, num_parties + 1):
+        dealt = True
+        try:
+            _accepted_by_sessions(num_parties, threshold)
+        except ConfigurationError as exc:
+            dealt = "least safe threshold" not in str(exc)  # refused at dealing, not by the session
+            assert not dealt or "2t > l" in str(exc)
+        assert dealt == (2 * threshold > num_parties), (num_parties, threshold)
+
+
+def test_the_least_safe_threshold_named_in_the_error_is_dealt_and_used() -> None:
+    with pytest.raises(ConfigurationError) as refused:
+        deal_threshold_key_from_primes(*SAFE_PRIMES[128], num_parties=6, threshold=3)
+    least = int(str(refused.value).rsplit("is ", 1)[1].split()[0].rstrip(".;:,"))
+    assert least == 4 and _accepted_by_sessions(6, least)
+
+
+def test_the_dealer_s_last_step_refuses_unsafe_material(tmp_path: Path) -> None:
+    # Material that did not come from the checked dealer (here the tests' private path) is not written out
+    material = unsafe_threshold_material(256, 4, 2)
+    with pytest.raises(ConfigurationError, match=r"2t > l.*least safe threshold for l = 4 is 3"):
+        write_key_files(material, tmp_path, ["a hospital passphrase"] * 4)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_the_testing_path_builds_only_unsafe_shapes() -> None:
+    # The private helper exists to show refusals; it is not a way around the check for a usable key
+    with pytest.raises(AssertionError):
+        unsafe_threshold_material(256, 5, 3)
