@@ -20,12 +20,13 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 from flwr.app import Array, ArrayRecord, Message, MessageType, MetricRecord, RecordDict
+from flwr.common.constant import SUPERLINK_NODE_ID
 from flwr.proto.node_pb2 import NodeInfo
 from flwr.serverapp import Grid
 from flwr.supercore.run import Run
 
 from secagg import wire
-from secagg.errors import ConfigurationError, DecodeError, SecAggError
+from secagg.errors import ConfigurationError, DecodeError, ProtocolError, SecAggError
 from secagg.integrations.flower._records import model_arrays, read_stage, stage_content, training_parameters
 from secagg.integrations.flower.protocol import (
     IDENTIFY,
@@ -314,9 +315,14 @@ class SecureGrid(Grid):  # type: ignore[misc,unused-ignore]  # Grid is Any where
     ) -> dict[int, bytes]:
         """Send ``outbound`` (node id -> payload) as ``stage``; the replies' payloads by node id.
 
-        A node that does not answer in time, answers with an error or with a
-        malformed or foreign-stage reply is recorded in ``dropped`` (and the
-        reason in ``errors``). ``with_training`` adds the strategy's content.
+        A reply belongs to the node whose request it answers (its ``reply_to_message_id``);
+        a reply to no request of this stage (a late reply of an earlier stage or round) is
+        ignored. A node that does not answer in time, answers with an error (its own or the
+        SuperLink's, e.g. for a node gone offline), with a malformed or foreign-stage reply,
+        with a reply from another node id, or with more than one reply, is recorded in
+        ``dropped`` (and the reason in ``errors``): a node answers each request once, so a
+        node with two answers is faulty, and neither answer reaches the protocol.
+        ``with_training`` adds the strategy's content.
         """
         messages = [
             Message(
@@ -327,40 +333,62 @@ class SecureGrid(Grid):  # type: ignore[misc,unused-ignore]  # Grid is Any where
             )
             for node, payload in sorted(outbound.items())
         ]
+        answers: dict[int, list[Message]] = {}
+        for node, reply in self._exchange(messages):
+            answers.setdefault(node, []).append(reply)
         inbound: dict[int, bytes] = {}
-        for reply in self._exchange(messages):
-            node = reply.metadata.src_node_id
-            if node not in outbound:
-                continue
-            if reply.has_error():
-                errors[node] = reply.error.reason or ""
-                continue
+        for node, replies in sorted(answers.items()):
             try:
-                reply_stage, payload = read_stage(reply.content)
+                inbound[node] = _payload(node, stage, replies)
             except SecAggError as exc:
                 errors[node] = str(exc)
-                continue
-            if reply_stage != stage:
-                errors[node] = f"replied for stage {reply_stage!r} in stage {stage!r}"
-                continue
-            inbound[node] = payload
         for node in outbound:
             if node not in inbound and node not in dropped:
                 dropped[node] = stage
                 LOGGER.info("node %d dropped out in stage %s: %s", node, stage, errors.get(node, "no reply"))
         return inbound
 
-    def _exchange(self, messages: list[Message]) -> list[Message]:
+    def _exchange(self, messages: list[Message]) -> list[tuple[int, Message]]:
         """Push a stage's messages and pull replies every poll interval until all arrived or the
-        stage timeout passed (Flower's own send_and_receive polls every 3 s)."""
-        pending = set(self._grid.push_messages(messages))
+        stage timeout passed (Flower's own send_and_receive polls every 3 s); each reply with the
+        node whose request it answers (replies to other requests are left out).
+
+        The grid gives each message its id when pushing it, and pulls only replies to the ids it
+        is asked for; a reply naming another request is logged and ignored all the same."""
+        pending = {message_id for message_id in self._grid.push_messages(messages) if message_id}
+        requests = {m.metadata.message_id: m.metadata.dst_node_id for m in messages if m.metadata.message_id}
         deadline = time.monotonic() + self._stage_timeout
-        replies: list[Message] = []
+        replies: list[tuple[int, Message]] = []
         while pending:
-            arrived = list(self._grid.pull_messages(pending))
-            replies.extend(arrived)
-            pending.difference_update(reply.metadata.reply_to_message_id for reply in arrived)
+            for reply in self._grid.pull_messages(pending):
+                request = reply.metadata.reply_to_message_id
+                if request not in requests:
+                    LOGGER.info("ignored a reply from node %d to no request of this stage", reply.metadata.src_node_id)
+                    continue
+                replies.append((requests[request], reply))
+                pending.discard(request)
             if not pending or time.monotonic() >= deadline:
                 break
             time.sleep(min(self._poll_interval, max(0.0, deadline - time.monotonic())))
         return replies
+
+
+def _payload(node: int, stage: str, replies: list[Message]) -> bytes:
+    """The payload of ``node``'s one reply in ``stage``; DecodeError (or ProtocolError) naming why
+    there is none: more than one reply, an error reply, a reply from another node id, a
+    malformed reply or one for another stage."""
+    if len(replies) != 1:
+        raise ProtocolError(f"more than one reply ({len(replies)}) to its {stage!r} request")
+    reply = replies[0]
+    sender = reply.metadata.src_node_id
+    if reply.has_error():
+        # The SuperLink answers for a node it finds offline, from its own node id.
+        if sender not in (node, SUPERLINK_NODE_ID):
+            raise ProtocolError(f"an error reply to its {stage!r} request came from node {sender}")
+        raise ProtocolError(reply.error.reason or "")
+    if sender != node:
+        raise ProtocolError(f"the reply to its {stage!r} request came from node {sender}")
+    reply_stage, payload = read_stage(reply.content)
+    if reply_stage != stage:
+        raise ProtocolError(f"replied for stage {reply_stage!r} in stage {stage!r}")
+    return payload
