@@ -48,6 +48,7 @@ from secagg.integrations.flower.protocol import (
     MASKED_INPUT,
     SETUP,
     SHARE_KEYS,
+    UNMASK,
     PaillierSetup,
     arrays_digest,
     flatten_arrays,
@@ -550,3 +551,20 @@ def test_a_reply_to_a_request_of_another_stage_or_round_is_not_counted() -> None
         assert report.included == frozenset(NODES)
         assert_exact_masking_sum(report, audit)
 
+
+@pytest.mark.parametrize("mode", ["semi-honest", "active"])
+def test_a_rejected_unmask_reply_makes_its_node_a_dropout_of_unmask(mode: str) -> None:
+    """A node whose unmask reply the protocol rejects is reported like one whose unmask reply is
+    missing: a dropout of ``unmask`` (its input, accepted earlier, still counts), with the reason."""
+    grid, secure, audit = masking_round(mode)
+    replace_reply(grid, FAULTY, UNMASK, stage_content(UNMASK, b"SA\x01\x01\x03garbage"))
+    strategy = FedAvg(fraction_evaluate=0.0, min_train_nodes=3, min_available_nodes=3)
+    # Execute
+    strategy.start(grid=secure, initial_arrays=initial_arrays(), num_rounds=1)
+    # Assert
+    report = secure.reports[0]
+    assert report.skipped_reason is None, report.skipped_reason
+    assert report.dropped == {FAULTY: UNMASK}, (report.dropped, report.errors)
+    assert set(report.errors) == {FAULTY}
+    assert report.included == frozenset(NODES)
+    assert_exact_masking_sum(report, audit)

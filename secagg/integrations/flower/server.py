@@ -304,11 +304,16 @@ class SecAggGrid(SecureGrid):
                 payloads = {batch.node_ids[client - 1]: data for client, data in outbound.items()}
                 replies = self.stage(batch, stage, payloads, dropped, errors, with_training=stage == MASKED_INPUT)
                 inbound = {plan.protocol_ids[node]: data for node, data in replies.items()}
+                known = len(state.rejected)
                 state, outbound = server_step(state, inbound)
-                if state.phase != ServerPhase.DONE:
-                    # A reply the protocol rejected makes its node a dropout of this stage.
-                    for client in sorted(set(inbound) - set(outbound)):
-                        dropped.setdefault(batch.node_ids[client - 1], stage)
+                # A reply the protocol rejected makes its node a dropout of this stage (after the last
+                # stage, which sends nothing on, the rejections say who; an accepted input still counts).
+                rejected = (
+                    set(inbound) - set(outbound) if state.phase != ServerPhase.DONE
+                    else {client for client, _ in state.rejected[known:]}
+                )
+                for client in sorted(rejected):
+                    dropped.setdefault(batch.node_ids[client - 1], stage)
         except (ThresholdError, AuthenticationError) as exc:
             # AuthenticationError: a fault of one node the server can only see at Unmasking (a wrong
             # self-mask commitment, spec 12.9 "Limits"); the round cannot be unmasked, so it is
