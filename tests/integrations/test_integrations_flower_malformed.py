@@ -411,10 +411,12 @@ SECOND_REPLIES = {
 }
 
 
-def masking_round(mode: str = "semi-honest", protocol: str = "secagg") -> tuple[FakeGrid, SecAggGrid, Audit]:
+def masking_round(
+    mode: str = "semi-honest", protocol: str = "secagg", **options: float
+) -> tuple[FakeGrid, SecAggGrid, Audit]:
     audit = Audit()
     grid = FakeGrid({node: make_app(node, WEIGHTS[node], audit, **identity_options(node, mode)) for node in NODES})
-    return grid, SecAggGrid(grid, SecAggOptions(mode=mode, protocol=protocol)), audit
+    return grid, SecAggGrid(grid, SecAggOptions(mode=mode, protocol=protocol, **options)), audit  # type: ignore[arg-type]
 
 
 def identity_options(node: int, mode: str) -> dict[str, object]:
@@ -502,9 +504,9 @@ def test_a_superlink_error_reply_names_the_node_it_is_about() -> None:
 @pytest.mark.parametrize("stage", [SHARE_KEYS, MASKED_INPUT])
 def test_a_reply_carrying_another_nodes_id_costs_that_node_nothing(stage: str) -> None:
     """Node 42's reply arrives under another node's id (a node id the SuperLink would refuse, as it
-    checks the sender against the request's destination). It answers 42's request only: the other
-    node keeps its own reply and is aggregated; 42, with no reply of its own, is a dropout."""
-    grid, secure, audit = masking_round()
+    checks the sender against the request's destination). It is nobody's answer: the other node
+    keeps its own reply and is aggregated; 42, with no reply of its own, is a dropout."""
+    grid, secure, audit = masking_round(stage_timeout=0.3, poll_interval=0.05)
     other = NODES[0]
 
     def as_other(reply: Message) -> list[Message]:
@@ -568,3 +570,31 @@ def test_a_rejected_unmask_reply_makes_its_node_a_dropout_of_unmask(mode: str) -
     assert set(report.errors) == {FAULTY}
     assert report.included == frozenset(NODES)
     assert_exact_masking_sum(report, audit)
+
+
+@pytest.mark.parametrize("stage", [SHARE_KEYS, MASKED_INPUT])
+def test_a_reply_naming_another_nodes_request_costs_that_node_nothing(stage: str) -> None:
+    """Node 42's reply names another node's request (``reply_to_message_id``; the SuperLink would
+    refuse it, as the request was not sent to 42). It is nobody's answer: the other node's own
+    reply counts and it is aggregated, unblamed; 42, with no answer to its own request, is a dropout."""
+    grid, secure, audit = masking_round(stage_timeout=0.3, poll_interval=0.05)
+    other = NODES[0]
+
+    def misdirected(reply: Message) -> list[Message]:
+        if replied(reply, FAULTY, stage):
+            request = next(m for m in reversed(grid.sent) if m.metadata.dst_node_id == other)
+            reply.metadata.__dict__["_reply_to_message_id"] = request.metadata.message_id
+        return [reply]
+
+    change_pulls(grid, misdirected)
+    strategy = FedAvg(fraction_evaluate=0.0, min_train_nodes=3, min_available_nodes=3)
+    # Execute
+    strategy.start(grid=secure, initial_arrays=initial_arrays(), num_rounds=1)
+    # Assert
+    report = secure.reports[0]
+    assert report.skipped_reason is None, report.skipped_reason
+    assert report.dropped == {FAULTY: stage}, (report.dropped, report.errors)
+    assert other not in report.errors, report.errors
+    assert report.included == frozenset(NODES) - {FAULTY}
+    assert_exact_masking_sum(report, audit)
+

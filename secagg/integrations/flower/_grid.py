@@ -315,11 +315,11 @@ class SecureGrid(Grid):  # type: ignore[misc,unused-ignore]  # Grid is Any where
     ) -> dict[int, bytes]:
         """Send ``outbound`` (node id -> payload) as ``stage``; the replies' payloads by node id.
 
-        A reply belongs to the node whose request it answers (its ``reply_to_message_id``);
-        a reply to no request of this stage (a late reply of an earlier stage or round) is
-        ignored. A node that does not answer in time, answers with an error (its own or the
-        SuperLink's, e.g. for a node gone offline), with a malformed or foreign-stage reply,
-        with a reply from another node id, or with more than one reply, is recorded in
+        A reply is an answer of the node a request of this stage was sent to, and comes from it
+        (or, an error reply, from the SuperLink, e.g. for a node gone offline); any other reply
+        (a late reply of an earlier stage or round, a reply naming another node's request) is
+        nobody's answer and is ignored. A node that does not answer in time, answers with an
+        error, with a malformed or foreign-stage reply, or more than once, is recorded in
         ``dropped`` (and the reason in ``errors``): a node answers each request once, so a
         node with two answers is faulty, and neither answer reaches the protocol.
         ``with_training`` adds the strategy's content.
@@ -339,7 +339,7 @@ class SecureGrid(Grid):  # type: ignore[misc,unused-ignore]  # Grid is Any where
         inbound: dict[int, bytes] = {}
         for node, replies in sorted(answers.items()):
             try:
-                inbound[node] = _payload(node, stage, replies)
+                inbound[node] = _payload(stage, replies)
             except SecAggError as exc:
                 errors[node] = str(exc)
         for node in outbound:
@@ -351,21 +351,24 @@ class SecureGrid(Grid):  # type: ignore[misc,unused-ignore]  # Grid is Any where
     def _exchange(self, messages: list[Message]) -> list[tuple[int, Message]]:
         """Push a stage's messages and pull replies every poll interval until all arrived or the
         stage timeout passed (Flower's own send_and_receive polls every 3 s); each reply with the
-        node whose request it answers (replies to other requests are left out).
+        node whose request it answers; replies that are no answer of that node are left out.
 
         The grid gives each message its id when pushing it, and pulls only replies to the ids it
-        is asked for; a reply naming another request is logged and ignored all the same."""
+        is asked for (the SuperLink stores one reply per request, from the node it was sent to);
+        other replies are logged and ignored all the same."""
         pending = {message_id for message_id in self._grid.push_messages(messages) if message_id}
         requests = {m.metadata.message_id: m.metadata.dst_node_id for m in messages if m.metadata.message_id}
         deadline = time.monotonic() + self._stage_timeout
         replies: list[tuple[int, Message]] = []
         while pending:
             for reply in self._grid.pull_messages(pending):
-                request = reply.metadata.reply_to_message_id
-                if request not in requests:
-                    LOGGER.info("ignored a reply from node %d to no request of this stage", reply.metadata.src_node_id)
+                request, sender = reply.metadata.reply_to_message_id, reply.metadata.src_node_id
+                node = requests.get(request)
+                senders = (node, SUPERLINK_NODE_ID) if reply.has_error() else (node,)
+                if node is None or sender not in senders:
+                    LOGGER.info("ignored a reply from node %d: not an answer to its request in this stage", sender)
                     continue
-                replies.append((requests[request], reply))
+                replies.append((node, reply))
                 pending.discard(request)
             if not pending or time.monotonic() >= deadline:
                 break
@@ -373,21 +376,14 @@ class SecureGrid(Grid):  # type: ignore[misc,unused-ignore]  # Grid is Any where
         return replies
 
 
-def _payload(node: int, stage: str, replies: list[Message]) -> bytes:
-    """The payload of ``node``'s one reply in ``stage``; DecodeError (or ProtocolError) naming why
-    there is none: more than one reply, an error reply, a reply from another node id, a
-    malformed reply or one for another stage."""
+def _payload(stage: str, replies: list[Message]) -> bytes:
+    """The payload of a node's one reply in ``stage``; DecodeError (or ProtocolError) naming why
+    there is none: more than one reply, an error reply, a malformed reply or one for another stage."""
     if len(replies) != 1:
         raise ProtocolError(f"more than one reply ({len(replies)}) to its {stage!r} request")
     reply = replies[0]
-    sender = reply.metadata.src_node_id
     if reply.has_error():
-        # The SuperLink answers for a node it finds offline, from its own node id.
-        if sender not in (node, SUPERLINK_NODE_ID):
-            raise ProtocolError(f"an error reply to its {stage!r} request came from node {sender}")
         raise ProtocolError(reply.error.reason or "")
-    if sender != node:
-        raise ProtocolError(f"the reply to its {stage!r} request came from node {sender}")
     reply_stage, payload = read_stage(reply.content)
     if reply_stage != stage:
         raise ProtocolError(f"replied for stage {reply_stage!r} in stage {stage!r}")
