@@ -53,7 +53,8 @@ from secagg.integrations.flower.protocol import (
     arrays_digest,
     flatten_arrays,
 )
-from secagg.masking.messages import EncryptedShares
+from secagg.masking.messages import EncryptedShares, MaskedInput
+from secagg.ring import PackedVector
 
 from .flower_harness import (
     Audit,
@@ -598,3 +599,31 @@ def test_a_reply_naming_another_nodes_request_costs_that_node_nothing(stage: str
     assert report.included == frozenset(NODES) - {FAULTY}
     assert_exact_masking_sum(report, audit)
 
+
+# --- an input the server can judge only in the sum -------------------------------------------
+
+
+@pytest.mark.parametrize("mode", ["semi-honest", "active"])
+def test_an_impossible_masked_input_skips_the_round_instead_of_raising_into_flower(mode: str) -> None:
+    """Node 42 adds 2^20 to the weight slot of its masked input (masks cancel in the sum, so the
+    sum carries it: a weight total no round of these nodes can reach). The server sees only the
+    sum, so it cannot leave 42 out; but the round ends as a skipped round with the reason, the
+    strategy keeps its model and goes on, instead of the decoder's error reaching Flower."""
+    grid, secure, _ = masking_round(mode)
+
+    def heavier(content: RecordDict) -> RecordDict:
+        masked = wire.decode(read_stage(content)[1], MaskedInput)
+        values = masked.vector.values.copy()
+        values[-1] = (int(values[-1]) + (1 << 20)) % (1 << masked.vector.bits)
+        lie = dataclasses.replace(masked, vector=PackedVector(masked.vector.bits, values))
+        return stage_content(MASKED_INPUT, wire.encode(lie), content)
+
+    rewrite_reply(grid, FAULTY, MASKED_INPUT, heavier)
+    strategy = FedAvg(fraction_evaluate=0.0, min_train_nodes=3, min_available_nodes=3)
+    # Execute: two rounds, 42 lies in both
+    strategy.start(grid=secure, initial_arrays=initial_arrays(), num_rounds=2)
+    # Assert
+    assert len(secure.reports) == 2
+    for report in secure.reports:
+        assert report.aggregate is None and report.skipped_reason is not None
+        assert "weight total" in report.skipped_reason, report.skipped_reason

@@ -343,18 +343,25 @@ class SecAggGrid(SecureGrid):
         included = [batch.node_ids[client - 1] for client in result.included]
         integers = from_ring(plan.quantization.ring.check(result.aggregate), plan.quantization)
         clipping, epsilon = None, None
+        try:
+            if plan.dp is not None:
+                mean, weight_total = decode_noised(integers, plan.dp, plan.quantization, len(included))
+            else:
+                assert plan.table is not None
+                mean, weight_total, clipping = decode_segmented(integers, plan.table, plan.quantization, len(included))
+        except SecAggError as exc:
+            # InsufficientNoiseError, or a sum no honest inputs reach (OverflowDetectedError): a node's
+            # input is out of range, which the masked inputs hide until the sum, and the sum does not
+            # say whose; the round is skipped with the reason, like one below the threshold.
+            reason = str(exc) if isinstance(exc, InsufficientNoiseError) else f"the unmasked sum is impossible: {exc}"
+            LOGGER.warning("secure round %d skipped: %s", batch.server_round, reason)
+            self.reports.append(batch.report(started, dropped, errors, reason=reason, node_ids=sampled))
+            return None
         if plan.dp is not None:
             assert self.dp is not None
-            try:
-                mean, weight_total = decode_noised(integers, plan.dp, plan.quantization, len(included))
-            except InsufficientNoiseError as exc:
-                LOGGER.warning("secure round %d skipped: %s", batch.server_round, exc)
-                self.reports.append(batch.report(started, dropped, errors, reason=str(exc), node_ids=sampled))
-                return None
             epsilon = self.dp.spent()
         else:
-            assert plan.table is not None
-            mean, weight_total, clipping = decode_segmented(integers, plan.table, plan.quantization, len(included))
+            assert clipping is not None
             self.schedule.observe(clipping)
             if plan.compression is not None:
                 mean = plan.compression.expand(mean, batch.layout)
