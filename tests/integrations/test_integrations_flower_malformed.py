@@ -627,3 +627,18 @@ def test_an_impossible_masked_input_skips_the_round_instead_of_raising_into_flow
     for report in secure.reports:
         assert report.aggregate is None and report.skipped_reason is not None
         assert "weight total" in report.skipped_reason, report.skipped_reason
+
+
+def test_an_error_reply_without_a_reason_is_reported_with_its_code() -> None:
+    """An error reply whose reason is empty still gives the node a reason in the report: its code."""
+    grid, secure, audit = masking_round()
+    change_pulls(grid, lambda reply: [error_from(grid, reply, "")] if replied(reply, FAULTY, SHARE_KEYS) else [reply])
+    strategy = FedAvg(fraction_evaluate=0.0, min_train_nodes=3, min_available_nodes=3)
+    # Execute
+    strategy.start(grid=secure, initial_arrays=initial_arrays(), num_rounds=1)
+    # Assert
+    report = secure.reports[0]
+    assert report.dropped == {FAULTY: SHARE_KEYS}
+    assert report.errors[FAULTY] == f"error reply with no reason (code {ErrorCode.CLIENT_APP_RAISED_EXCEPTION})"
+    assert report.included == frozenset(NODES) - {FAULTY}
+    assert_exact_masking_sum(report, audit)

@@ -383,7 +383,7 @@ def _payload(stage: str, replies: list[Message]) -> bytes:
         raise ProtocolError(f"more than one reply ({len(replies)}) to its {stage!r} request")
     reply = replies[0]
     if reply.has_error():
-        raise ProtocolError(reply.error.reason or "")
+        raise ProtocolError(reply.error.reason or f"error reply with no reason (code {reply.error.code})")
     reply_stage, payload = read_stage(reply.content)
     if reply_stage != stage:
         raise ProtocolError(f"replied for stage {reply_stage!r} in stage {stage!r}")
