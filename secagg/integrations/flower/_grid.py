@@ -51,8 +51,8 @@ class RoundReport:
         server_round: the strategy's round number.
         node_ids: the sampled nodes, sorted (protocol id = position + 1).
         included: nodes whose update is in the aggregate.
-        dropped: node -> the stage in which it went missing (timeout, error reply, or a
-            reply the protocol rejected).
+        dropped: node -> the stage in which it went missing (timeout, error reply, more than
+            one reply to one request, or a reply the protocol rejected).
         aggregate: the integer sum as the protocol revealed it, or None if skipped:
             masking ``(sum w_k q_k, clipped counts per array, sum w_k)`` in the ring, as
             unmasked (a DP round: the noised ``sum round(delta_k * scale) + noise``);
@@ -60,7 +60,8 @@ class RoundReport:
         weight_total: ``sum w_k`` over ``included`` (0 if skipped).
         seconds: wall-clock time of the round.
         skipped_reason: why no aggregate was produced, or None.
-        errors: node -> the reason it gave (error replies, malformed replies).
+        errors: node -> the reason it gave (error replies, its own or the SuperLink's for it;
+            malformed or rejected replies; more than one reply to one request).
         clipping: the securely summed clipped counts per array with the round's clips
             (:class:`~secagg.segments.ClippingReport`; None in a DP round, where nothing
             is clipped, or when skipped).
