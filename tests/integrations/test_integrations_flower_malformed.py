@@ -146,20 +146,15 @@ def test_malformed_model_arrays_are_a_decode_error(kind: str) -> None:
 
 def rewrite_reply(grid: FakeGrid, node: int, stage: str, change: Callable[[RecordDict], RecordDict]) -> None:
     """Make ``node``'s reply in ``stage`` carry ``change(its content)`` instead (as delivered after transport)."""
-    original = grid.send_and_receive
 
-    def corrupt(messages, *, timeout=None):  # type: ignore[no-untyped-def]
-        messages = list(messages)
-        replies = list(original(messages, timeout=timeout))
-        for index, reply in enumerate(replies):
-            if reply.metadata.src_node_id == node and not reply.has_error() and read_stage(reply.content)[0] == stage:
-                sent = next(m for m in messages if m.metadata.dst_node_id == node)
-                forged = Message(change(reply.content), reply_to=sent)
-                forged.metadata.__dict__["_src_node_id"] = node
-                replies[index] = transported(forged)
-        return replies
+    def corrupt(reply: Message) -> list[Message]:
+        if not replied(reply, node, stage):
+            return [reply]
+        forged = Message(change(reply.content), reply_to=instruction_of(grid, reply))
+        forged.metadata.__dict__["_src_node_id"] = node
+        return [transported(forged)]
 
-    grid.send_and_receive = corrupt  # type: ignore[method-assign]
+    change_pulls(grid, corrupt)
 
 
 def replace_reply(grid: FakeGrid, node: int, stage: str, content: RecordDict) -> None:
