@@ -16,8 +16,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from flwr.app import Array, ArrayRecord, ConfigRecord, Context, Message, MessageType, RecordDict
-from flwr.common.constant import SType
+from flwr.app import Array, ArrayRecord, ConfigRecord, Context, Error, Message, MessageType, RecordDict
+from flwr.common.constant import SUPERLINK_NODE_ID, ErrorCode, SType
 from flwr.serverapp.strategy import FedAvg
 
 from secagg import wire
@@ -26,6 +26,7 @@ from secagg.errors import DecodeError
 from secagg.integrations.flower import (
     PaillierGrid,
     PaillierOptions,
+    RoundReport,
     SecAggGrid,
     SecAggOptions,
     make_paillier_mod,
@@ -42,15 +43,18 @@ from secagg.integrations.flower._records import (
 from secagg.integrations.flower.clipping import encoded_length, layout_table
 from secagg.integrations.flower.keys import read_public_key
 from secagg.integrations.flower.protocol import (
+    DECRYPT,
     ENCRYPT,
     MASKED_INPUT,
     SETUP,
     SHARE_KEYS,
+    UNMASK,
     PaillierSetup,
     arrays_digest,
     flatten_arrays,
 )
-from secagg.masking.messages import EncryptedShares
+from secagg.masking.messages import EncryptedShares, MaskedInput
+from secagg.ring import PackedVector
 
 from .flower_harness import (
     Audit,
@@ -142,20 +146,15 @@ def test_malformed_model_arrays_are_a_decode_error(kind: str) -> None:
 
 def rewrite_reply(grid: FakeGrid, node: int, stage: str, change: Callable[[RecordDict], RecordDict]) -> None:
     """Make ``node``'s reply in ``stage`` carry ``change(its content)`` instead (as delivered after transport)."""
-    original = grid.send_and_receive
 
-    def corrupt(messages, *, timeout=None):  # type: ignore[no-untyped-def]
-        messages = list(messages)
-        replies = list(original(messages, timeout=timeout))
-        for index, reply in enumerate(replies):
-            if reply.metadata.src_node_id == node and not reply.has_error() and read_stage(reply.content)[0] == stage:
-                sent = next(m for m in messages if m.metadata.dst_node_id == node)
-                forged = Message(change(reply.content), reply_to=sent)
-                forged.metadata.__dict__["_src_node_id"] = node
-                replies[index] = transported(forged)
-        return replies
+    def corrupt(reply: Message) -> list[Message]:
+        if not replied(reply, node, stage):
+            return [reply]
+        forged = Message(change(reply.content), reply_to=instruction_of(grid, reply))
+        forged.metadata.__dict__["_src_node_id"] = node
+        return [transported(forged)]
 
-    grid.send_and_receive = corrupt  # type: ignore[method-assign]
+    change_pulls(grid, corrupt)
 
 
 def replace_reply(grid: FakeGrid, node: int, stage: str, content: RecordDict) -> None:
@@ -367,3 +366,274 @@ def test_a_wrong_self_mask_commitment_skips_the_round_naming_its_node() -> None:
         assert "client 1's self-mask seed" in report.skipped_reason, report.skipped_reason
         assert "committed value" in report.skipped_reason and f"are nodes [{FAULTY}," in report.skipped_reason
         assert set(report.errors) <= {FAULTY}, report.errors
+
+
+# --- replies beyond one per request: extra, foreign, or from the SuperLink ------------------
+
+
+def change_pulls(grid: FakeGrid, change: Callable[[Message], list[Message]]) -> None:
+    """Make each reply the server pulls from ``grid`` arrive as ``change(reply)`` instead (several
+    replies, none, or others): what a faulty node or transport could deliver for one request."""
+    original = grid.pull_messages
+
+    def pull(message_ids):  # type: ignore[no-untyped-def]
+        return [delivered for reply in original(message_ids) for delivered in change(reply)]
+
+    grid.pull_messages = pull  # type: ignore[method-assign]
+
+
+def instruction_of(grid: FakeGrid, reply: Message) -> Message:
+    """The message ``reply`` answers (as the server sent it)."""
+    return next(m for m in grid.sent if m.metadata.message_id == reply.metadata.reply_to_message_id)
+
+
+def error_from(grid: FakeGrid, reply: Message, reason: str, src_node_id: int | None = None) -> Message:
+    """An error reply to the request ``reply`` answers (from ``src_node_id`` if given, e.g. the SuperLink)."""
+    error = Message(Error(code=ErrorCode.CLIENT_APP_RAISED_EXCEPTION, reason=reason),
+                    reply_to=instruction_of(grid, reply))
+    if src_node_id is not None:
+        error.metadata.__dict__["_src_node_id"] = src_node_id
+    return transported(error)
+
+
+def replied(reply: Message, node: int, stage: str) -> bool:
+    return reply.metadata.src_node_id == node and not reply.has_error() and read_stage(reply.content)[0] == stage
+
+
+SECOND_REPLIES = {
+    "a good reply, then an error": lambda grid, reply: [reply, error_from(grid, reply, "second thoughts")],
+    "an error, then a good reply": lambda grid, reply: [error_from(grid, reply, "first thoughts"), reply],
+    "the same reply twice": lambda grid, reply: [reply, transported(reply)],
+}
+
+
+def masking_round(
+    mode: str = "semi-honest", protocol: str = "secagg", **options: float
+) -> tuple[FakeGrid, SecAggGrid, Audit]:
+    audit = Audit()
+    grid = FakeGrid({node: make_app(node, WEIGHTS[node], audit, **identity_options(node, mode)) for node in NODES})
+    return grid, SecAggGrid(grid, SecAggOptions(mode=mode, protocol=protocol, **options)), audit  # type: ignore[arg-type]
+
+
+def identity_options(node: int, mode: str) -> dict[str, object]:
+    if mode != "active":
+        return {}
+    key_file, trusted_file = identity_files(node)
+    return {"identity_key_file": key_file, "trusted_keys_file": trusted_file}
+
+
+def assert_exact_masking_sum(report: RoundReport, audit: Audit) -> None:
+    quantization = QuantizationConfig(0.5, 16, len(report.node_ids), max_weight=4096)
+    encodings = [a.encoded for n, a in audit.of_round(report.server_round).items() if n in report.included]
+    assert report.aggregate is not None
+    assert np.array_equal(report.aggregate, quantization.ring.sum(encodings, report.aggregate.shape[0]))
+
+
+@pytest.mark.parametrize("second", list(SECOND_REPLIES))
+@pytest.mark.parametrize(("mode", "stage"), [("semi-honest", SETUP), ("semi-honest", SHARE_KEYS),
+                                             ("semi-honest", MASKED_INPUT), ("active", MASKED_INPUT)])
+def test_a_node_answering_one_masking_request_twice_is_dropped_in_that_stage(
+    second: str, mode: str, stage: str
+) -> None:
+    """A node answers each request once (the SuperLink stores one reply per message). Two answers
+    to one request make the node faulty: it is a dropout of that stage with the reason, never both
+    aggregated and named in the errors; its answers are set aside before the protocol sees them, so
+    it is a plain dropout (its pairwise masks are recovered, its self-mask seed never revealed)."""
+    grid, secure, audit = masking_round(mode)
+    change_pulls(grid, lambda reply: SECOND_REPLIES[second](grid, reply) if replied(reply, FAULTY, stage) else [reply])
+    strategy = FedAvg(fraction_evaluate=0.0, min_train_nodes=3, min_available_nodes=3)
+    # Execute
+    strategy.start(grid=secure, initial_arrays=initial_arrays(), num_rounds=1)
+    # Assert
+    report = secure.reports[0]
+    assert report.skipped_reason is None, report.skipped_reason
+    assert report.dropped == {FAULTY: stage}, (report.dropped, report.errors)
+    assert "more than one reply" in report.errors[FAULTY], report.errors
+    assert set(report.errors) == {FAULTY}
+    assert report.included == frozenset(NODES) - {FAULTY}
+    assert_exact_masking_sum(report, audit)
+
+
+@pytest.mark.parametrize("second", list(SECOND_REPLIES))
+@pytest.mark.parametrize("stage", [ENCRYPT, DECRYPT])
+def test_a_node_answering_one_paillier_request_twice_is_dropped_in_that_stage(
+    second: str, stage: str, paillier_keys: tuple[Path, list[Path]]
+) -> None:
+    """As for masking: two answers to one request drop the node from that stage with the reason.
+    Dropped in ``decrypt``, its upload still counts (the 3-of-4 key gets three partials)."""
+    public_path, shares = paillier_keys
+    audit = Audit()
+    grid = FakeGrid(paillier_apps(shares, audit))  # type: ignore[arg-type]
+    secure = PaillierGrid(grid, PaillierOptions(public_key=read_public_key(public_path)))
+    change_pulls(grid, lambda reply: SECOND_REPLIES[second](grid, reply) if replied(reply, FAULTY, stage) else [reply])
+    strategy = FedAvg(fraction_evaluate=0.0, min_train_nodes=2, min_available_nodes=2)
+    # Execute
+    strategy.start(grid=secure, initial_arrays=initial_arrays(), num_rounds=1)
+    # Assert
+    report = secure.reports[0]
+    assert report.skipped_reason is None, report.skipped_reason
+    assert report.dropped == {FAULTY: stage}, (report.dropped, report.errors)
+    assert "more than one reply" in report.errors[FAULTY] and set(report.errors) == {FAULTY}
+    uploaded = frozenset(PAILLIER_NODES) - ({FAULTY} if stage == ENCRYPT else set())
+    assert report.included == uploaded
+    plain = np.sum([a.encoded for n, a in audit.of_round(1).items() if n in report.included], axis=0)
+    assert report.aggregate is not None and np.array_equal(report.aggregate, plain)
+
+
+def test_a_superlink_error_reply_names_the_node_it_is_about() -> None:
+    """When a node goes offline mid-round the SuperLink answers its request itself: an error reply
+    from the SuperLink's node id, replying to the request. The node is a dropout of that stage and
+    the SuperLink's reason is the report's error for it."""
+    grid, secure, audit = masking_round()
+    change_pulls(grid, lambda reply: [error_from(grid, reply, "node offline", SUPERLINK_NODE_ID)]
+                 if replied(reply, FAULTY, SHARE_KEYS) else [reply])
+    strategy = FedAvg(fraction_evaluate=0.0, min_train_nodes=3, min_available_nodes=3)
+    # Execute
+    strategy.start(grid=secure, initial_arrays=initial_arrays(), num_rounds=1)
+    # Assert
+    report = secure.reports[0]
+    assert report.dropped == {FAULTY: SHARE_KEYS} and report.errors == {FAULTY: "node offline"}, report.errors
+    assert report.included == frozenset(NODES) - {FAULTY}
+    assert_exact_masking_sum(report, audit)
+
+
+@pytest.mark.parametrize("stage", [SHARE_KEYS, MASKED_INPUT])
+def test_a_reply_carrying_another_nodes_id_costs_that_node_nothing(stage: str) -> None:
+    """Node 42's reply arrives under another node's id (a node id the SuperLink would refuse, as it
+    checks the sender against the request's destination). It is nobody's answer: the other node
+    keeps its own reply and is aggregated; 42, with no reply of its own, is a dropout."""
+    grid, secure, audit = masking_round(stage_timeout=0.3, poll_interval=0.05)
+    other = NODES[0]
+
+    def as_other(reply: Message) -> list[Message]:
+        if not replied(reply, FAULTY, stage):
+            return [reply]
+        reply.metadata.__dict__["_src_node_id"] = other
+        return [reply]
+
+    change_pulls(grid, as_other)
+    strategy = FedAvg(fraction_evaluate=0.0, min_train_nodes=3, min_available_nodes=3)
+    # Execute
+    strategy.start(grid=secure, initial_arrays=initial_arrays(), num_rounds=1)
+    # Assert
+    report = secure.reports[0]
+    assert report.skipped_reason is None, report.skipped_reason
+    assert report.dropped == {FAULTY: stage}, (report.dropped, report.errors)
+    assert set(report.errors) <= {FAULTY}, report.errors
+    assert report.included == frozenset(NODES) - {FAULTY}
+    assert_exact_masking_sum(report, audit)
+
+
+def test_a_reply_to_a_request_of_another_stage_or_round_is_not_counted() -> None:
+    """A reply answering a request the current stage did not send (a late reply of an earlier stage
+    or round, delivered again) belongs to no request of this stage: it neither replaces nor
+    duplicates the node's current answer, and costs nobody anything."""
+    grid, secure, audit = masking_round()
+    earlier: list[Message] = []
+
+    def replay(reply: Message) -> list[Message]:
+        if reply.metadata.src_node_id != FAULTY or reply.has_error():
+            return [reply]
+        delivered = [reply, *earlier]
+        earlier.append(transported(reply))
+        return delivered
+
+    change_pulls(grid, replay)
+    strategy = FedAvg(fraction_evaluate=0.0, min_train_nodes=3, min_available_nodes=3)
+    # Execute: two rounds, each stage also delivers every earlier reply of node 42
+    strategy.start(grid=secure, initial_arrays=initial_arrays(), num_rounds=2)
+    # Assert: every node aggregated in both rounds, nobody blamed
+    for report in secure.reports:
+        assert report.skipped_reason is None, report.skipped_reason
+        assert report.dropped == {} and report.errors == {}, (report.dropped, report.errors)
+        assert report.included == frozenset(NODES)
+        assert_exact_masking_sum(report, audit)
+
+
+@pytest.mark.parametrize("mode", ["semi-honest", "active"])
+def test_a_rejected_unmask_reply_makes_its_node_a_dropout_of_unmask(mode: str) -> None:
+    """A node whose unmask reply the protocol rejects is reported like one whose unmask reply is
+    missing: a dropout of ``unmask`` (its input, accepted earlier, still counts), with the reason."""
+    grid, secure, audit = masking_round(mode)
+    replace_reply(grid, FAULTY, UNMASK, stage_content(UNMASK, b"SA\x01\x01\x03garbage"))
+    strategy = FedAvg(fraction_evaluate=0.0, min_train_nodes=3, min_available_nodes=3)
+    # Execute
+    strategy.start(grid=secure, initial_arrays=initial_arrays(), num_rounds=1)
+    # Assert
+    report = secure.reports[0]
+    assert report.skipped_reason is None, report.skipped_reason
+    assert report.dropped == {FAULTY: UNMASK}, (report.dropped, report.errors)
+    assert set(report.errors) == {FAULTY}
+    assert report.included == frozenset(NODES)
+    assert_exact_masking_sum(report, audit)
+
+
+@pytest.mark.parametrize("stage", [SHARE_KEYS, MASKED_INPUT])
+def test_a_reply_naming_another_nodes_request_costs_that_node_nothing(stage: str) -> None:
+    """Node 42's reply names another node's request (``reply_to_message_id``; the SuperLink would
+    refuse it, as the request was not sent to 42). It is nobody's answer: the other node's own
+    reply counts and it is aggregated, unblamed; 42, with no answer to its own request, is a dropout."""
+    grid, secure, audit = masking_round(stage_timeout=0.3, poll_interval=0.05)
+    other = NODES[0]
+
+    def misdirected(reply: Message) -> list[Message]:
+        if replied(reply, FAULTY, stage):
+            request = next(m for m in reversed(grid.sent) if m.metadata.dst_node_id == other)
+            reply.metadata.__dict__["_reply_to_message_id"] = request.metadata.message_id
+        return [reply]
+
+    change_pulls(grid, misdirected)
+    strategy = FedAvg(fraction_evaluate=0.0, min_train_nodes=3, min_available_nodes=3)
+    # Execute
+    strategy.start(grid=secure, initial_arrays=initial_arrays(), num_rounds=1)
+    # Assert
+    report = secure.reports[0]
+    assert report.skipped_reason is None, report.skipped_reason
+    assert report.dropped == {FAULTY: stage}, (report.dropped, report.errors)
+    assert other not in report.errors, report.errors
+    assert report.included == frozenset(NODES) - {FAULTY}
+    assert_exact_masking_sum(report, audit)
+
+
+# --- an input the server can judge only in the sum -------------------------------------------
+
+
+@pytest.mark.parametrize("mode", ["semi-honest", "active"])
+def test_an_impossible_masked_input_skips_the_round_instead_of_raising_into_flower(mode: str) -> None:
+    """Node 42 adds 2^20 to the weight slot of its masked input (masks cancel in the sum, so the
+    sum carries it: a weight total no round of these nodes can reach). The server sees only the
+    sum, so it cannot leave 42 out; but the round ends as a skipped round with the reason, the
+    strategy keeps its model and goes on, instead of the decoder's error reaching Flower."""
+    grid, secure, _ = masking_round(mode)
+
+    def heavier(content: RecordDict) -> RecordDict:
+        masked = wire.decode(read_stage(content)[1], MaskedInput)
+        values = masked.vector.values.copy()
+        values[-1] = (int(values[-1]) + (1 << 20)) % (1 << masked.vector.bits)
+        lie = dataclasses.replace(masked, vector=PackedVector(masked.vector.bits, values))
+        return stage_content(MASKED_INPUT, wire.encode(lie), content)
+
+    rewrite_reply(grid, FAULTY, MASKED_INPUT, heavier)
+    strategy = FedAvg(fraction_evaluate=0.0, min_train_nodes=3, min_available_nodes=3)
+    # Execute: two rounds, 42 lies in both
+    strategy.start(grid=secure, initial_arrays=initial_arrays(), num_rounds=2)
+    # Assert
+    assert len(secure.reports) == 2
+    for report in secure.reports:
+        assert report.aggregate is None and report.skipped_reason is not None
+        assert "weight total" in report.skipped_reason, report.skipped_reason
+
+
+def test_an_error_reply_without_a_reason_is_reported_with_its_code() -> None:
+    """An error reply whose reason is empty still gives the node a reason in the report: its code."""
+    grid, secure, audit = masking_round()
+    change_pulls(grid, lambda reply: [error_from(grid, reply, "")] if replied(reply, FAULTY, SHARE_KEYS) else [reply])
+    strategy = FedAvg(fraction_evaluate=0.0, min_train_nodes=3, min_available_nodes=3)
+    # Execute
+    strategy.start(grid=secure, initial_arrays=initial_arrays(), num_rounds=1)
+    # Assert
+    report = secure.reports[0]
+    assert report.dropped == {FAULTY: SHARE_KEYS}
+    assert report.errors[FAULTY] == f"error reply with no reason (code {ErrorCode.CLIENT_APP_RAISED_EXCEPTION})"
+    assert report.included == frozenset(NODES) - {FAULTY}
+    assert_exact_masking_sum(report, audit)

@@ -20,12 +20,13 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 from flwr.app import Array, ArrayRecord, Message, MessageType, MetricRecord, RecordDict
+from flwr.common.constant import SUPERLINK_NODE_ID
 from flwr.proto.node_pb2 import NodeInfo
 from flwr.serverapp import Grid
 from flwr.supercore.run import Run
 
 from secagg import wire
-from secagg.errors import ConfigurationError, DecodeError, SecAggError
+from secagg.errors import ConfigurationError, DecodeError, ProtocolError, SecAggError
 from secagg.integrations.flower._records import model_arrays, read_stage, stage_content, training_parameters
 from secagg.integrations.flower.protocol import (
     IDENTIFY,
@@ -50,8 +51,8 @@ class RoundReport:
         server_round: the strategy's round number.
         node_ids: the sampled nodes, sorted (protocol id = position + 1).
         included: nodes whose update is in the aggregate.
-        dropped: node -> the stage in which it went missing (timeout, error reply, or a
-            reply the protocol rejected).
+        dropped: node -> the stage in which it went missing (timeout, error reply, more than
+            one reply to one request, or a reply the protocol rejected).
         aggregate: the integer sum as the protocol revealed it, or None if skipped:
             masking ``(sum w_k q_k, clipped counts per array, sum w_k)`` in the ring, as
             unmasked (a DP round: the noised ``sum round(delta_k * scale) + noise``);
@@ -59,7 +60,8 @@ class RoundReport:
         weight_total: ``sum w_k`` over ``included`` (0 if skipped).
         seconds: wall-clock time of the round.
         skipped_reason: why no aggregate was produced, or None.
-        errors: node -> the reason it gave (error replies, malformed replies).
+        errors: node -> the reason it gave (error replies, its own or the SuperLink's for it;
+            malformed or rejected replies; more than one reply to one request).
         clipping: the securely summed clipped counts per array with the round's clips
             (:class:`~secagg.segments.ClippingReport`; None in a DP round, where nothing
             is clipped, or when skipped).
@@ -314,9 +316,14 @@ class SecureGrid(Grid):  # type: ignore[misc,unused-ignore]  # Grid is Any where
     ) -> dict[int, bytes]:
         """Send ``outbound`` (node id -> payload) as ``stage``; the replies' payloads by node id.
 
-        A node that does not answer in time, answers with an error or with a
-        malformed or foreign-stage reply is recorded in ``dropped`` (and the
-        reason in ``errors``). ``with_training`` adds the strategy's content.
+        A reply is an answer of the node a request of this stage was sent to, and comes from it
+        (or, an error reply, from the SuperLink, e.g. for a node gone offline); any other reply
+        (a late reply of an earlier stage or round, a reply naming another node's request) is
+        nobody's answer and is ignored. A node that does not answer in time, answers with an
+        error, with a malformed or foreign-stage reply, or more than once, is recorded in
+        ``dropped`` (and the reason in ``errors``): a node answers each request once, so a
+        node with two answers is faulty, and neither answer reaches the protocol.
+        ``with_training`` adds the strategy's content.
         """
         messages = [
             Message(
@@ -327,40 +334,58 @@ class SecureGrid(Grid):  # type: ignore[misc,unused-ignore]  # Grid is Any where
             )
             for node, payload in sorted(outbound.items())
         ]
+        answers: dict[int, list[Message]] = {}
+        for node, reply in self._exchange(messages):
+            answers.setdefault(node, []).append(reply)
         inbound: dict[int, bytes] = {}
-        for reply in self._exchange(messages):
-            node = reply.metadata.src_node_id
-            if node not in outbound:
-                continue
-            if reply.has_error():
-                errors[node] = reply.error.reason or ""
-                continue
+        for node, replies in sorted(answers.items()):
             try:
-                reply_stage, payload = read_stage(reply.content)
+                inbound[node] = _payload(stage, replies)
             except SecAggError as exc:
                 errors[node] = str(exc)
-                continue
-            if reply_stage != stage:
-                errors[node] = f"replied for stage {reply_stage!r} in stage {stage!r}"
-                continue
-            inbound[node] = payload
         for node in outbound:
             if node not in inbound and node not in dropped:
                 dropped[node] = stage
                 LOGGER.info("node %d dropped out in stage %s: %s", node, stage, errors.get(node, "no reply"))
         return inbound
 
-    def _exchange(self, messages: list[Message]) -> list[Message]:
+    def _exchange(self, messages: list[Message]) -> list[tuple[int, Message]]:
         """Push a stage's messages and pull replies every poll interval until all arrived or the
-        stage timeout passed (Flower's own send_and_receive polls every 3 s)."""
-        pending = set(self._grid.push_messages(messages))
+        stage timeout passed (Flower's own send_and_receive polls every 3 s); each reply with the
+        node whose request it answers; replies that are no answer of that node are left out.
+
+        The grid gives each message its id when pushing it, and pulls only replies to the ids it
+        is asked for (the SuperLink stores one reply per request, from the node it was sent to);
+        other replies are logged and ignored all the same."""
+        pending = {message_id for message_id in self._grid.push_messages(messages) if message_id}
+        requests = {m.metadata.message_id: m.metadata.dst_node_id for m in messages if m.metadata.message_id}
         deadline = time.monotonic() + self._stage_timeout
-        replies: list[Message] = []
+        replies: list[tuple[int, Message]] = []
         while pending:
-            arrived = list(self._grid.pull_messages(pending))
-            replies.extend(arrived)
-            pending.difference_update(reply.metadata.reply_to_message_id for reply in arrived)
+            for reply in self._grid.pull_messages(pending):
+                request, sender = reply.metadata.reply_to_message_id, reply.metadata.src_node_id
+                node = requests.get(request)
+                senders = (node, SUPERLINK_NODE_ID) if reply.has_error() else (node,)
+                if node is None or sender not in senders:
+                    LOGGER.info("ignored a reply from node %d: not an answer to its request in this stage", sender)
+                    continue
+                replies.append((node, reply))
+                pending.discard(request)
             if not pending or time.monotonic() >= deadline:
                 break
             time.sleep(min(self._poll_interval, max(0.0, deadline - time.monotonic())))
         return replies
+
+
+def _payload(stage: str, replies: list[Message]) -> bytes:
+    """The payload of a node's one reply in ``stage``; DecodeError (or ProtocolError) naming why
+    there is none: more than one reply, an error reply, a malformed reply or one for another stage."""
+    if len(replies) != 1:
+        raise ProtocolError(f"more than one reply ({len(replies)}) to its {stage!r} request")
+    reply = replies[0]
+    if reply.has_error():
+        raise ProtocolError(reply.error.reason or f"error reply with no reason (code {reply.error.code})")
+    reply_stage, payload = read_stage(reply.content)
+    if reply_stage != stage:
+        raise ProtocolError(f"replied for stage {reply_stage!r} in stage {stage!r}")
+    return payload

@@ -304,11 +304,16 @@ class SecAggGrid(SecureGrid):
                 payloads = {batch.node_ids[client - 1]: data for client, data in outbound.items()}
                 replies = self.stage(batch, stage, payloads, dropped, errors, with_training=stage == MASKED_INPUT)
                 inbound = {plan.protocol_ids[node]: data for node, data in replies.items()}
+                known = len(state.rejected)
                 state, outbound = server_step(state, inbound)
-                if state.phase != ServerPhase.DONE:
-                    # A reply the protocol rejected makes its node a dropout of this stage.
-                    for client in sorted(set(inbound) - set(outbound)):
-                        dropped.setdefault(batch.node_ids[client - 1], stage)
+                # A reply the protocol rejected makes its node a dropout of this stage (after the last
+                # stage, which sends nothing on, the rejections say who; an accepted input still counts).
+                rejected = (
+                    set(inbound) - set(outbound) if state.phase != ServerPhase.DONE
+                    else {client for client, _ in state.rejected[known:]}
+                )
+                for client in sorted(rejected):
+                    dropped.setdefault(batch.node_ids[client - 1], stage)
         except (ThresholdError, AuthenticationError) as exc:
             # AuthenticationError: a fault of one node the server can only see at Unmasking (a wrong
             # self-mask commitment, spec 12.9 "Limits"); the round cannot be unmasked, so it is
@@ -338,18 +343,25 @@ class SecAggGrid(SecureGrid):
         included = [batch.node_ids[client - 1] for client in result.included]
         integers = from_ring(plan.quantization.ring.check(result.aggregate), plan.quantization)
         clipping, epsilon = None, None
+        try:
+            if plan.dp is not None:
+                mean, weight_total = decode_noised(integers, plan.dp, plan.quantization, len(included))
+            else:
+                assert plan.table is not None
+                mean, weight_total, clipping = decode_segmented(integers, plan.table, plan.quantization, len(included))
+        except SecAggError as exc:
+            # InsufficientNoiseError, or a sum no honest inputs reach (OverflowDetectedError): a node's
+            # input is out of range, which the masked inputs hide until the sum, and the sum does not
+            # say whose; the round is skipped with the reason, like one below the threshold.
+            reason = str(exc) if isinstance(exc, InsufficientNoiseError) else f"the unmasked sum is impossible: {exc}"
+            LOGGER.warning("secure round %d skipped: %s", batch.server_round, reason)
+            self.reports.append(batch.report(started, dropped, errors, reason=reason, node_ids=sampled))
+            return None
         if plan.dp is not None:
             assert self.dp is not None
-            try:
-                mean, weight_total = decode_noised(integers, plan.dp, plan.quantization, len(included))
-            except InsufficientNoiseError as exc:
-                LOGGER.warning("secure round %d skipped: %s", batch.server_round, exc)
-                self.reports.append(batch.report(started, dropped, errors, reason=str(exc), node_ids=sampled))
-                return None
             epsilon = self.dp.spent()
         else:
-            assert plan.table is not None
-            mean, weight_total, clipping = decode_segmented(integers, plan.table, plan.quantization, len(included))
+            assert clipping is not None
             self.schedule.observe(clipping)
             if plan.compression is not None:
                 mean = plan.compression.expand(mean, batch.layout)
