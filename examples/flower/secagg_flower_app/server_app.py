@@ -2,8 +2,8 @@
 
 Compared with a plain Flower FedAvg ServerApp the only change is the grid the
 strategy drives: ``SecAggGrid(grid, options)`` (pairwise masking, run config
-``protocol = "secagg+"`` or ``"secagg"``, ``mode = "semi-honest"`` or
-``"active"``) or ``PaillierGrid(grid, options)`` (``protocol = "paillier"``,
+``protocol = "secagg+"`` or ``"secagg"``, ``mode = "active"``, the default, or
+``"semi-honest"``, which a lying server can break) or ``PaillierGrid(grid, options)`` (``protocol = "paillier"``,
 with the federation's public key from ``public-key-file``) instead of ``grid``. The server
 evaluates the global model on the held-out test set after each round and, if
 the run config names a ``result-path``, writes a JSON report of every round
@@ -30,7 +30,7 @@ from secagg_flower_app import task
 DEFAULTS: dict[str, Any] = {
     "num-server-rounds": 3,
     "protocol": "secagg+",
-    "mode": "semi-honest",
+    "mode": "active",
     "public-key-file": "",
     "stage-timeout": 60.0,
     "min-nodes": 3,
@@ -118,6 +118,11 @@ class _Report:
                 f"round {server_round}: {len(secure_round.included)} nodes aggregated, test accuracy {accuracy:.3f}, "
                 f"{secure_round.clipped_fraction:.2%} of the coordinates clipped"
             )
+            if secure_round.skipped_reason is not None:
+                # e.g. nodes without identity keys in an active round: each says what it lacks
+                print(f"round {server_round} skipped: {secure_round.skipped_reason}")
+                for node, reason in sorted(secure_round.errors.items()):
+                    print(f"  node {node}: {reason}")
         if self.path is not None:
             self.path.write_text(json.dumps({"initial": self.initial, "rounds": self.rounds}))
         return MetricRecord({"accuracy": accuracy, "loss": loss})
