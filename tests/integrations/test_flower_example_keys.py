@@ -105,7 +105,8 @@ def run_mod(
     node_config: dict[str, object], run_config: dict[str, object] | None = None
 ) -> tuple[Message, Recorder]:
     recorder = Recorder()
-    reply = example("client_app").node_keys_mod(stage_message(), context(node_config, run_config), recorder)  # type: ignore[arg-type]
+    mod = example("client_app").node_keys_mod
+    reply = mod(stage_message(), context(node_config, run_config), recorder)  # type: ignore[arg-type]
     return reply, recorder
 
 
