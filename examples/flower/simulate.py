@@ -9,7 +9,8 @@ partition, so the key directory reaches the nodes through their environment,
 ``$SECAGG_FLOWER_KEY_DIR``). ``--semi-honest`` runs without keys instead, named
 on both sides: such rounds do not resist a server that lies about dropouts,
 which with colluding hospitals can learn one hospital's update. Exits 1 if a
-round produced no aggregate (each node's reason is printed).
+round produced no aggregate (each node's reason is printed). ``--dp-epsilon 3``
+makes every round a distributed-DP round (the run config's ``dp-epsilon``).
 """
 
 from __future__ import annotations
@@ -38,6 +39,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--protocol", default="secagg+", choices=["secagg+", "secagg"])
     parser.add_argument("--semi-honest", action="store_true",
                         help="no identity keys; does not resist a server that lies about dropouts")
+    parser.add_argument("--dp-epsilon", type=float, default=0.0,
+                        help="distributed DP: the whole run's epsilon per patient (default 0: off)")
     parser.add_argument("--cpus", type=int, default=2, help="CPUs Ray may use (default 2)")
     parser.add_argument("--result", help="where to write the JSON report of every round")
     args = parser.parse_args(argv)
@@ -55,7 +58,8 @@ def main(argv: list[str] | None = None) -> int:
     os.environ["PYTHONPATH"] = os.pathsep.join(p for p in [str(EXAMPLE), os.environ.get("PYTHONPATH", "")] if p)
     result = Path(args.result) if args.result else Path(tempfile.mkdtemp()) / "result.json"
     run_config = {"num-server-rounds": args.rounds, "protocol": args.protocol, "num-partitions": args.nodes,
-                  "mode": "semi-honest" if args.semi_honest else "active", "result-path": str(result)}
+                  "mode": "semi-honest" if args.semi_honest else "active", "result-path": str(result),
+                  "dp-epsilon": args.dp_epsilon}
     if args.semi_honest:
         # The nodes' own opt-in, by name (the run config cannot give it).
         app = client_app.make_client_app([make_secagg_mod(policy=NodePolicy(allow_semi_honest=True))])

@@ -142,7 +142,18 @@ def node_policy(context: Context) -> NodePolicy:
     them unless it opts in by name: ``allow-semi-honest = true`` in its own node config. The
     run config (the server's) cannot opt a node in."""
     allowed = context.node_config.get("allow-semi-honest")
-    return NodePolicy(allow_semi_honest=allowed in (True, "true"))
+    return NodePolicy(allow_semi_honest=allowed in (True, "true"), require_dp=dp_required(context))
+
+
+def dp_required(context: Context) -> bool:
+    """The node's own ``require-dp = true``: it refuses rounds without distributed DP."""
+    return context.node_config.get("require-dp") in (True, "true")
+
+
+def dp_training(context: Context) -> bool:
+    """Train DP steps: the run config's ``dp-epsilon > 0`` (the server's DP rounds) or the node's
+    own ``require-dp``."""
+    return float(context.run_config.get("dp-epsilon", 0.0)) > 0.0 or dp_required(context)
 
 
 def fault_injection_mod(message: Message, context: Context, call_next: ClientAppCallable) -> Message:
@@ -167,13 +178,23 @@ def make_client_app(mods: list[Mod]) -> ClientApp:
     def train(message: Message, context: Context) -> Message:
         """Local SGD from the global model; reports its example count as its weight."""
         data = task.local_data(int(context.node_config["partition-id"]), int(context.node_config["num-partitions"]))
-        params = task.train(
-            task.from_record(message.content["arrays"]),
-            data,
-            epochs=int(context.run_config.get("local-epochs", 5)),
-            batch_size=int(context.run_config.get("batch-size", 16)),
-            learning_rate=float(context.run_config.get("learning-rate", 0.1)),
-        )
+        start = task.from_record(message.content["arrays"])
+        if dp_training(context):
+            # One patient moves this update by at most dp-learning-rate * dp-clip (the server's l2_clip).
+            params = task.dp_step(
+                start,
+                data,
+                learning_rate=float(context.run_config.get("dp-learning-rate", 0.02)),
+                clip=float(context.run_config.get("dp-clip", 1.0)),
+            )
+        else:
+            params = task.train(
+                start,
+                data,
+                epochs=int(context.run_config.get("local-epochs", 5)),
+                batch_size=int(context.run_config.get("batch-size", 16)),
+                learning_rate=float(context.run_config.get("learning-rate", 0.1)),
+            )
         loss, _ = task.evaluate(params, data.features, data.labels)
         metrics = MetricRecord({"num-examples": data.num_samples, "train-loss": loss})
         return Message(RecordDict({"arrays": task.to_record(params), "metrics": metrics}), reply_to=message)

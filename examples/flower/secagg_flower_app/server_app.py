@@ -23,6 +23,7 @@ from flwr.app import ArrayRecord, Context, MetricRecord
 from flwr.serverapp import Grid, ServerApp
 from flwr.serverapp.strategy import FedAvg
 
+from secagg.dp import DPConfig
 from secagg.integrations.flower import PaillierGrid, PaillierOptions, SecAggGrid, SecAggOptions
 from secagg.integrations.flower.keys import read_public_key
 from secagg_flower_app import task
@@ -37,6 +38,11 @@ DEFAULTS: dict[str, Any] = {
     "num-partitions": 5,
     "fraction-evaluate": 0.0,
     "result-path": "",
+    "dp-epsilon": 0.0,
+    "dp-delta": 1e-5,
+    "dp-clip": 1.0,
+    "dp-learning-rate": 0.02,
+    "dp-state-file": "",
 }
 
 
@@ -55,13 +61,18 @@ def make_server_app(overrides: Mapping[str, Any] | None = None) -> ServerApp:
             min_available_nodes=min_nodes,
         )
         protocol, timeout = str(settings["protocol"]), float(settings["stage-timeout"])
+        dp, dp_state_file = dp_settings(settings)
         # The one line that makes FedAvg secure:
         secure: SecAggGrid | PaillierGrid
         if protocol == "paillier":
             public_key = read_public_key(str(settings["public-key-file"]))  # the server holds nothing secret
-            secure = PaillierGrid(grid, PaillierOptions(public_key=public_key, stage_timeout=timeout))
+            secure = PaillierGrid(
+                grid, PaillierOptions(public_key=public_key, stage_timeout=timeout, dp=dp, dp_state_file=dp_state_file)
+            )
         else:
-            options = SecAggOptions(protocol=protocol, mode=str(settings["mode"]), stage_timeout=timeout)
+            options = SecAggOptions(
+                protocol=protocol, mode=str(settings["mode"]), stage_timeout=timeout, dp=dp, dp_state_file=dp_state_file
+            )
             secure = SecAggGrid(grid, options)
         report = _Report(secure, protocol, str(settings["result-path"]), int(settings["num-partitions"]))
         initial = task.to_record(task.initial_params())
@@ -74,6 +85,22 @@ def make_server_app(overrides: Mapping[str, Any] | None = None) -> ServerApp:
         )
 
     return app
+
+
+def dp_settings(settings: Mapping[str, Any]) -> tuple[DPConfig | None, str | None]:
+    """The run's DP budget if ``dp-epsilon > 0``: (epsilon, delta) per patient over all the rounds,
+    ``l2_clip`` = what one patient can move a node's DP step (``dp-learning-rate * dp-clip``); and
+    the accountant's state file (``dp-state-file``; in memory if empty)."""
+    epsilon = float(settings["dp-epsilon"])
+    if epsilon == 0.0:
+        return None, None
+    dp = DPConfig(
+        epsilon=epsilon,
+        delta=float(settings["dp-delta"]),
+        rounds=int(settings["num-server-rounds"]),
+        l2_clip=float(settings["dp-learning-rate"]) * float(settings["dp-clip"]),
+    )
+    return dp, str(settings["dp-state-file"]) or None
 
 
 class _Report:
@@ -109,14 +136,17 @@ class _Report:
                     "clipped_fraction": secure_round.clipped_fraction,
                     "seconds": secure_round.seconds,
                     "skipped_reason": secure_round.skipped_reason,
+                    "epsilon_spent": secure_round.epsilon_spent,
                     "arrays": _arrays_json(arrays),
                     "accuracy": accuracy,
                     "loss": loss,
                 }
             )
+            spent = secure_round.epsilon_spent
             print(
                 f"round {server_round}: {len(secure_round.included)} nodes aggregated, test accuracy {accuracy:.3f}, "
-                f"{secure_round.clipped_fraction:.2%} of the coordinates clipped"
+                + (f"{secure_round.clipped_fraction:.2%} of the coordinates clipped" if spent is None
+                   else f"epsilon spent {spent:.3f}")
             )
             if secure_round.skipped_reason is not None:
                 # e.g. nodes without identity keys in an active round: each says what it lacks
