@@ -23,11 +23,13 @@ pytest.importorskip("sklearn")
 pytest.importorskip("dp_accounting")
 
 from flwr.app import Context, Message, RecordDict
+from flwr.clientapp import ClientApp
 from flwr.clientapp.typing import ClientAppCallable
 
 from secagg.errors import ConfigurationError
 
 from .flower_harness import FakeGrid, restore_task_identity, set_task_identity
+from .paillier_keys import PASSPHRASE, key_files
 from .test_flower_example_keys import make_keys
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -60,6 +62,16 @@ def run_config(**overrides: object) -> dict[str, object]:
     return {"num-server-rounds": 2, "protocol": "secagg", "num-partitions": NODES, "min-nodes": NODES,
             "stage-timeout": 5.0, "dp-epsilon": 8.0, "dp-delta": 1e-5, "dp-clip": 1.0,
             "dp-learning-rate": 0.02, **overrides}
+
+
+def _with_node_config(app: ClientApp, extra: dict[str, object]) -> ClientApp:
+    """``app`` with ``extra`` added to every node config first."""
+
+    def call(message: Message, context: Context) -> Message:
+        context.node_config.update(extra)  # type: ignore[arg-type]
+        return app(message, context)
+
+    return call  # type: ignore[return-value]
 
 
 def federation(keys: Path, config: dict[str, object], node_config: dict[str, object] | None = None) -> FakeGrid:
@@ -141,3 +153,27 @@ def test_dp_settings_are_validated_before_any_round(keys: Path, tmp_path: Path) 
     # Execute / Assert
     with pytest.raises(ConfigurationError, match="delta"):
         run_server(federation(keys, config), config, tmp_path)
+
+
+def test_paillier_rounds_take_the_same_dp_run_config(keys: Path, tmp_path: Path) -> None:
+    # Prepare: a 3-of-4 key (each node its sealed share and a 0600 passphrase file), DP on
+    ceremony = tmp_path / "ceremony"
+    public_path, shares = key_files(ceremony, NODES, 3)
+    passphrase = ceremony / "passphrase"
+    passphrase.write_text(PASSPHRASE + "\n")
+    passphrase.chmod(0o600)
+    config = run_config(**{"protocol": "paillier", "public-key-file": str(public_path), "dp-epsilon": 3.0})
+
+    def share_of(partition: int) -> dict[str, object]:
+        return {"key-share-file": str(shares[partition]), "key-share-passphrase-file": str(passphrase)}
+
+    grid = federation(keys, config)
+    for node, app in list(grid.apps.items()):
+        grid.apps[node] = _with_node_config(app, share_of(NODE_IDS.index(node)))
+    # Execute
+    report = run_server(grid, config, tmp_path)
+    # Assert
+    rounds = report["rounds"]
+    assert isinstance(rounds, list) and [r["protocol"] for r in rounds] == ["paillier", "paillier"]
+    assert all(r["aggregate"] is not None for r in rounds), [r["errors"] for r in rounds]
+    assert 0.0 < rounds[0]["epsilon_spent"] < rounds[1]["epsilon_spent"] <= 3.0
