@@ -1,4 +1,4 @@
-"""Every Python and shell block of README.md and docs/*.md runs as written.
+"""Every Python and shell block of README.md, docs/*.md and examples/flower/README.md runs as written.
 
 Each ```python, ```sh or ```bash block runs in a fresh subprocess whose working
 directory is a new temporary directory that mirrors the repository root (a
@@ -43,7 +43,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md")), ROOT / "examples" / "flower" / "README.md"]
 RUNNABLE = {"python": "python", "sh": "sh", "bash": "sh"}
 NOT_CODE = {"", "json", "toml", "text"}
 FENCE = re.compile(r"^```([^\n`]*)\n(.*?)^```[ \t]*$", re.S | re.M)

@@ -5,7 +5,8 @@ Two runs, each on its own deployment: masking (SecAgg) and threshold Paillier.
 Starts ``flower-superlink`` and four ``flower-supernode`` processes (insecure
 mode, loopback only, FLWR_HOME in a temporary directory, no update check or
 telemetry), runs two secure FedAvg rounds of ``examples/flower`` with
-``flwr run``, and checks each round's server-side aggregate against the plain
+``flwr run`` (masking in active mode, the example's default, with the keys of
+the example's key ceremony, ``make-keys.sh``), and checks each round's server-side aggregate against the plain
 sum of the nodes' own quantized updates. Node 3 drops out in the middle of
 round 1 (after sharing its keys, before uploading its masked update); in round
 2 it takes part again. Every process this test starts is stopped in a
@@ -39,6 +40,7 @@ pytest.importorskip("sklearn")
 
 from .flower_checks import check_rounds
 from .paillier_keys import PASSPHRASE, identity_files, key_files
+from .test_flower_example_keys import make_keys
 
 pytestmark = pytest.mark.slow
 
@@ -218,11 +220,15 @@ def run_app(deployment: Deployment, app_dir: Path, run_config: str) -> None:
 def test_secure_fedavg_over_real_superlink_and_supernodes_with_a_dropout(deployment: Deployment) -> None:
     started = time.monotonic()
     # Prepare: a SuperLink, then four SuperNodes (node 3 drops out in round 1's masked-input stage)
+    # (active mode, the example's default: the example's key ceremony; each node names the key directory)
+    keys = deployment.root / "keys"
+    ceremony = make_keys(keys, NODES, deployment.root)
+    assert ceremony.returncode == 0, ceremony.stderr
     audit_dir = deployment.root / "audit"
     audit_dir.mkdir()
     configs = []
     for partition in range(NODES):
-        config = f'partition-id={partition} num-partitions={NODES} audit-dir="{audit_dir}"'
+        config = f'partition-id={partition} num-partitions={NODES} audit-dir="{audit_dir}" key-dir="{keys}"'
         if partition == DROPPING_PARTITION:
             config += ' drop-stage="masked-input" drop-round=1'
         configs.append(config)

@@ -1,6 +1,8 @@
 """The example Flower app in Flower's simulation engine (Ray), with a node dropping out mid-protocol.
 
-Four virtual SuperNodes run the example ClientApp behind the secagg mod; the
+Four virtual SuperNodes run the example ClientApp behind the secagg mod, in
+active mode (the example's default) with the identity keys of the example's
+key ceremony (``make-keys.sh``), found through ``$SECAGG_FLOWER_KEY_DIR``; the
 node with partition 3 fails in the masked-input stage of round 1. Each round's
 server-side aggregate must equal the plain ring sum of the included nodes' own
 contributions (their audit logs), and the model the previous one plus the
@@ -24,10 +26,11 @@ from flwr.app import ConfigRecord, Context, Error, Message
 from flwr.clientapp.typing import ClientAppCallable
 from flwr.simulation import run_simulation
 
-from secagg.integrations.flower import NodePolicy, make_paillier_mod, make_secagg_mod
+from secagg.integrations.flower import make_paillier_mod, make_secagg_mod
 
 from .flower_checks import check_rounds
 from .paillier_keys import PASSPHRASE, identity_files, key_files
+from .test_flower_example_keys import make_keys
 
 pytestmark = pytest.mark.slow
 
@@ -58,17 +61,21 @@ def test_secure_fedavg_in_the_simulation_engine_with_a_dropout(tmp_path: Path, m
     client_app = importlib.import_module("secagg_flower_app.client_app")
     server_app = importlib.import_module("secagg_flower_app.server_app")
 
+    # The example's key ceremony; every node finds its key through its environment (as Ray's workers do)
+    keys = tmp_path / "keys"
+    ceremony = make_keys(keys, NODES, tmp_path)
+    assert ceremony.returncode == 0, ceremony.stderr
+    monkeypatch.setenv("SECAGG_FLOWER_KEY_DIR", str(keys))
     audit_dir = tmp_path / "audit"
     audit_dir.mkdir()
     result_path = tmp_path / "result.json"
-    server = server_app.make_server_app(
+    server = server_app.make_server_app(  # active mode: the example's default
         {"num-server-rounds": 2, "protocol": "secagg", "num-partitions": NODES, "min-nodes": NODES,
          "result-path": str(result_path)}
     )
     writer = client_app.audit_writer(str(audit_dir))
-    # The example runs semi-honest (no identity keys): the nodes opt in by name.
-    mod = make_secagg_mod(audit=writer, policy=NodePolicy(allow_semi_honest=True))
-    client = client_app.make_client_app([drop_partition_3_in_round_1, mod])
+    mod = make_secagg_mod(audit=writer)
+    client = client_app.make_client_app([drop_partition_3_in_round_1, client_app.node_keys_mod, mod])
     # Execute
     run_simulation(
         server_app=server,

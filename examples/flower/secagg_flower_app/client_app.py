@@ -2,10 +2,24 @@
 
 Compared with a plain Flower FedAvg ClientApp the only change is the mod list:
 ``secagg_mod`` for masking, ``paillier_mod`` for Paillier (here chosen by the
-run config's ``protocol``). Node config read by the mods: ``key-share-file``
-and ``key-share-passphrase-file`` (Paillier), ``identity-key-file`` and
-``trusted-keys-file`` (masking, active mode). Two optional node-config keys
-serve demonstrations and tests:
+run config's ``protocol``). Masking runs in active mode (the default) and
+Paillier uploads are signed, so every node needs its identity key and the
+federation's trusted list, from the project's key ceremony (``secagg keys``;
+``make-keys.sh`` runs it for a federation on one machine). A node finds them
+in its own node config, never in the run config (the server's word):
+
+- ``identity-key-file`` and ``trusted-keys-file``: the two files (a hospital's
+  SuperNode, as the library's mods read them);
+- else ``key-dir``, or the node's environment variable ``SECAGG_FLOWER_KEY_DIR``
+  (the simulation engine gives a node only its ``partition-id``): a directory
+  holding ``hospital-<partition-id>.key`` and ``federation.keys``.
+
+A node without keys takes part only in semi-honest rounds, and only if its own
+node config says ``allow-semi-honest = true``: such rounds do not resist a server
+that lies about dropouts, which with colluding hospitals can learn one hospital's
+update. Paillier nodes also read ``key-share-file`` and
+``key-share-passphrase-file``. Two optional node-config keys serve demonstrations
+and tests:
 
 - ``audit-dir``: the node writes its own unmasked contribution of every round
   to ``<audit-dir>/round-<r>-node-<id>.json`` (a local audit log: it stays on
@@ -17,6 +31,8 @@ serve demonstrations and tests:
 from __future__ import annotations
 
 import json
+import logging
+import os
 from collections.abc import Callable
 from pathlib import Path
 
@@ -29,6 +45,61 @@ from secagg.integrations.flower import AuditRecord, NodePolicy, make_paillier_mo
 from secagg_flower_app import task
 
 FAULT_INJECTION_CODE = 9001
+MISSING_KEYS_CODE = 9002
+KEY_DIR = "key-dir"
+"""Node-config key: a directory holding ``hospital-<partition-id>.key`` and ``federation.keys``."""
+KEY_DIR_ENV = "SECAGG_FLOWER_KEY_DIR"
+"""The node's environment variable for the key directory, when its node config names none."""
+TRUSTED_KEYS_NAME = "federation.keys"
+STAGE_RECORD = "secagg"
+LOGGER = logging.getLogger(__name__)
+
+
+def identity_key_name(partition_id: object) -> str:
+    """The file name of partition ``partition_id``'s identity key in a key directory."""
+    return f"hospital-{partition_id}.key"
+
+
+def node_keys_mod(message: Message, context: Context, call_next: ClientAppCallable) -> Message:
+    """Point the secure-aggregation mod at this node's identity key and the federation's trusted list.
+
+    The node config's own ``identity-key-file`` is used as it stands. Otherwise the key
+    directory (node config ``key-dir``, else ``$SECAGG_FLOWER_KEY_DIR``; never the run
+    config) gives ``<dir>/hospital-<partition-id>.key`` and ``<dir>/federation.keys``; a
+    missing file, or no keys at all in a secure round of a node that does not allow
+    semi-honest rounds, is refused with an error reply saying what to set.
+    """
+    config = context.node_config
+    if config.get("identity-key-file"):
+        return call_next(message, context)
+    directory = config.get(KEY_DIR) or os.environ.get(KEY_DIR_ENV)
+    if directory:
+        folder = Path(str(directory))
+        identity = folder / identity_key_name(config.get("partition-id"))
+        trusted = folder / TRUSTED_KEYS_NAME
+        for path, what in ((identity, "identity key"), (trusted, "trusted-keys file")):
+            if not path.is_file():
+                return _refuse(message, context, f"no {what} at {path}: make the federation's keys with "
+                               f"`sh examples/flower/make-keys.sh {folder} <nodes>` (or secagg keys)")
+        config.update({"identity-key-file": str(identity), "trusted-keys-file": str(trusted)})
+    elif _in_secure_round(message) and not node_policy(context).allow_semi_honest:
+        return _refuse(
+            message, context,
+            "no identity key: set identity-key-file and trusted-keys-file in the node config, or key-dir "
+            f"(or ${KEY_DIR_ENV}) to a directory made by examples/flower/make-keys.sh; "
+            "allow-semi-honest=true takes part in semi-honest rounds only, which do not resist a lying server",
+        )
+    return call_next(message, context)
+
+
+def _in_secure_round(message: Message) -> bool:
+    return message.has_content() and isinstance(message.content.config_records.get(STAGE_RECORD), ConfigRecord)
+
+
+def _refuse(message: Message, context: Context, reason: str) -> Message:
+    reason = f"node {context.node_id} (partition {context.node_config.get('partition-id')}): {reason}"
+    LOGGER.error("%s", reason)
+    return Message(Error(code=MISSING_KEYS_CODE, reason=reason), reply_to=message)
 
 
 def audit_writer(directory: str) -> Callable[[AuditRecord], None]:
@@ -66,14 +137,23 @@ def audited_secagg_mod(message: Message, context: Context, call_next: ClientAppC
 
 
 def node_policy(context: Context) -> NodePolicy:
-    """What this node accepts. Semi-honest rounds do not resist a lying server, so a node
-    refuses them unless it opts in: a hospital sets ``allow-semi-honest = true`` in its own
-    node config. This demo (which has no identity keys) also follows the run config's
-    ``mode = "semi-honest"`` when the node config says nothing; a real node would not."""
+    """What this node accepts. Semi-honest rounds do not resist a server that lies about
+    dropouts (with colluding hospitals it can learn one hospital's update), so a node refuses
+    them unless it opts in by name: ``allow-semi-honest = true`` in its own node config. The
+    run config (the server's) cannot opt a node in."""
     allowed = context.node_config.get("allow-semi-honest")
-    if allowed is None:
-        allowed = context.run_config.get("mode") == "semi-honest"
-    return NodePolicy(allow_semi_honest=allowed in (True, "true"))
+    return NodePolicy(allow_semi_honest=allowed in (True, "true"), require_dp=dp_required(context))
+
+
+def dp_required(context: Context) -> bool:
+    """The node's own ``require-dp = true``: it refuses rounds without distributed DP."""
+    return context.node_config.get("require-dp") in (True, "true")
+
+
+def dp_training(context: Context) -> bool:
+    """Train DP steps: the run config's ``dp-epsilon > 0`` (the server's DP rounds) or the node's
+    own ``require-dp``."""
+    return float(context.run_config.get("dp-epsilon", 0.0)) > 0.0 or dp_required(context)
 
 
 def fault_injection_mod(message: Message, context: Context, call_next: ClientAppCallable) -> Message:
@@ -98,13 +178,23 @@ def make_client_app(mods: list[Mod]) -> ClientApp:
     def train(message: Message, context: Context) -> Message:
         """Local SGD from the global model; reports its example count as its weight."""
         data = task.local_data(int(context.node_config["partition-id"]), int(context.node_config["num-partitions"]))
-        params = task.train(
-            task.from_record(message.content["arrays"]),
-            data,
-            epochs=int(context.run_config.get("local-epochs", 5)),
-            batch_size=int(context.run_config.get("batch-size", 16)),
-            learning_rate=float(context.run_config.get("learning-rate", 0.1)),
-        )
+        start = task.from_record(message.content["arrays"])
+        if dp_training(context):
+            # One patient moves this update by at most dp-learning-rate * dp-clip (the server's l2_clip).
+            params = task.dp_step(
+                start,
+                data,
+                learning_rate=float(context.run_config.get("dp-learning-rate", 0.02)),
+                clip=float(context.run_config.get("dp-clip", 1.0)),
+            )
+        else:
+            params = task.train(
+                start,
+                data,
+                epochs=int(context.run_config.get("local-epochs", 5)),
+                batch_size=int(context.run_config.get("batch-size", 16)),
+                learning_rate=float(context.run_config.get("learning-rate", 0.1)),
+            )
         loss, _ = task.evaluate(params, data.features, data.labels)
         metrics = MetricRecord({"num-examples": data.num_samples, "train-loss": loss})
         return Message(RecordDict({"arrays": task.to_record(params), "metrics": metrics}), reply_to=message)
@@ -121,5 +211,5 @@ def make_client_app(mods: list[Mod]) -> ClientApp:
 
 
 # The one line that differs from a plain FedAvg ClientApp: `mods=[secagg_mod]` (here with the
-# example's fault injection in front and the local audit log).
-app = make_client_app([fault_injection_mod, audited_secagg_mod])
+# example's fault injection in front, the node's key files from its key directory and the local audit log).
+app = make_client_app([fault_injection_mod, node_keys_mod, audited_secagg_mod])

@@ -2,8 +2,8 @@
 
 Compared with a plain Flower FedAvg ServerApp the only change is the grid the
 strategy drives: ``SecAggGrid(grid, options)`` (pairwise masking, run config
-``protocol = "secagg+"`` or ``"secagg"``, ``mode = "semi-honest"`` or
-``"active"``) or ``PaillierGrid(grid, options)`` (``protocol = "paillier"``,
+``protocol = "secagg+"`` or ``"secagg"``, ``mode = "active"``, the default, or
+``"semi-honest"``, which a lying server can break) or ``PaillierGrid(grid, options)`` (``protocol = "paillier"``,
 with the federation's public key from ``public-key-file``) instead of ``grid``. The server
 evaluates the global model on the held-out test set after each round and, if
 the run config names a ``result-path``, writes a JSON report of every round
@@ -23,6 +23,7 @@ from flwr.app import ArrayRecord, Context, MetricRecord
 from flwr.serverapp import Grid, ServerApp
 from flwr.serverapp.strategy import FedAvg
 
+from secagg.dp import DPConfig
 from secagg.integrations.flower import PaillierGrid, PaillierOptions, SecAggGrid, SecAggOptions
 from secagg.integrations.flower.keys import read_public_key
 from secagg_flower_app import task
@@ -30,13 +31,18 @@ from secagg_flower_app import task
 DEFAULTS: dict[str, Any] = {
     "num-server-rounds": 3,
     "protocol": "secagg+",
-    "mode": "semi-honest",
+    "mode": "active",
     "public-key-file": "",
     "stage-timeout": 60.0,
     "min-nodes": 3,
     "num-partitions": 5,
     "fraction-evaluate": 0.0,
     "result-path": "",
+    "dp-epsilon": 0.0,
+    "dp-delta": 1e-5,
+    "dp-clip": 1.0,
+    "dp-learning-rate": 0.02,
+    "dp-state-file": "",
 }
 
 
@@ -55,13 +61,18 @@ def make_server_app(overrides: Mapping[str, Any] | None = None) -> ServerApp:
             min_available_nodes=min_nodes,
         )
         protocol, timeout = str(settings["protocol"]), float(settings["stage-timeout"])
+        dp, dp_state_file = dp_settings(settings)
         # The one line that makes FedAvg secure:
         secure: SecAggGrid | PaillierGrid
         if protocol == "paillier":
             public_key = read_public_key(str(settings["public-key-file"]))  # the server holds nothing secret
-            secure = PaillierGrid(grid, PaillierOptions(public_key=public_key, stage_timeout=timeout))
+            secure = PaillierGrid(
+                grid, PaillierOptions(public_key=public_key, stage_timeout=timeout, dp=dp, dp_state_file=dp_state_file)
+            )
         else:
-            options = SecAggOptions(protocol=protocol, mode=str(settings["mode"]), stage_timeout=timeout)
+            options = SecAggOptions(
+                protocol=protocol, mode=str(settings["mode"]), stage_timeout=timeout, dp=dp, dp_state_file=dp_state_file
+            )
             secure = SecAggGrid(grid, options)
         report = _Report(secure, protocol, str(settings["result-path"]), int(settings["num-partitions"]))
         initial = task.to_record(task.initial_params())
@@ -74,6 +85,22 @@ def make_server_app(overrides: Mapping[str, Any] | None = None) -> ServerApp:
         )
 
     return app
+
+
+def dp_settings(settings: Mapping[str, Any]) -> tuple[DPConfig | None, str | None]:
+    """The run's DP budget if ``dp-epsilon > 0``: (epsilon, delta) per patient over all the rounds,
+    ``l2_clip`` = what one patient can move a node's DP step (``dp-learning-rate * dp-clip``); and
+    the accountant's state file (``dp-state-file``; in memory if empty)."""
+    epsilon = float(settings["dp-epsilon"])
+    if epsilon == 0.0:
+        return None, None
+    dp = DPConfig(
+        epsilon=epsilon,
+        delta=float(settings["dp-delta"]),
+        rounds=int(settings["num-server-rounds"]),
+        l2_clip=float(settings["dp-learning-rate"]) * float(settings["dp-clip"]),
+    )
+    return dp, str(settings["dp-state-file"]) or None
 
 
 class _Report:
@@ -109,15 +136,23 @@ class _Report:
                     "clipped_fraction": secure_round.clipped_fraction,
                     "seconds": secure_round.seconds,
                     "skipped_reason": secure_round.skipped_reason,
+                    "epsilon_spent": secure_round.epsilon_spent,
                     "arrays": _arrays_json(arrays),
                     "accuracy": accuracy,
                     "loss": loss,
                 }
             )
+            spent = secure_round.epsilon_spent
             print(
                 f"round {server_round}: {len(secure_round.included)} nodes aggregated, test accuracy {accuracy:.3f}, "
-                f"{secure_round.clipped_fraction:.2%} of the coordinates clipped"
+                + (f"{secure_round.clipped_fraction:.2%} of the coordinates clipped" if spent is None
+                   else f"epsilon spent {spent:.3f}")
             )
+            if secure_round.skipped_reason is not None:
+                # e.g. nodes without identity keys in an active round: each says what it lacks
+                print(f"round {server_round} skipped: {secure_round.skipped_reason}")
+                for node, reason in sorted(secure_round.errors.items()):
+                    print(f"  node {node}: {reason}")
         if self.path is not None:
             self.path.write_text(json.dumps({"initial": self.initial, "rounds": self.rounds}))
         return MetricRecord({"accuracy": accuracy, "loss": loss})

@@ -20,6 +20,8 @@ SPLIT_SEED = 2024
 DATASET = "breast-cancer"
 NUM_FEATURES, NUM_CLASSES = 30, 2
 MODEL = LogisticRegression(NUM_FEATURES, NUM_CLASSES, l2=1e-3)
+DP_MODEL = LogisticRegression(NUM_FEATURES, NUM_CLASSES, l2=0.0)
+"""The same model for DP steps: per-example gradients bound the cross-entropy only (no L2 penalty)."""
 
 
 @lru_cache(maxsize=4)
@@ -62,6 +64,17 @@ def train(params: Params, data: ClientData, epochs: int, batch_size: int, learni
         MODEL, params, data, epochs=epochs, batch_size=batch_size, learning_rate=learning_rate,
         rng=np.random.default_rng(),
     )
+
+
+def dp_step(params: Params, data: ClientData, learning_rate: float, clip: float) -> Params:
+    """One DP step over all the node's rows: ``params - learning_rate * sum_i clip(g_i, clip)``.
+
+    Each patient's gradient is clipped to L2 norm ``clip`` before the sum, so adding or
+    removing one patient moves the update by at most ``learning_rate * clip``: the
+    ``l2_clip`` the server declares in its DPConfig.
+    """
+    gradient = DP_MODEL.clipped_gradient_sum(params, data.features, data.labels, clip)
+    return [p - learning_rate * g for p, g in zip(params, gradient, strict=True)]
 
 
 def evaluate(params: Params, features: np.ndarray, labels: np.ndarray) -> tuple[float, float]:

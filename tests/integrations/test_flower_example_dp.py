@@ -1,0 +1,179 @@
+"""The Flower example's optional DP mode: ``dp-epsilon > 0`` in the run config.
+
+The ServerApp then runs every masking round as a distributed-DP round
+(``SecAggOptions(dp=DPConfig(...))``, docs/privacy.md, "Flower"), and each node
+trains one DP step per round: ``-learning-rate * sum_i clip(g_i, dp-clip)``, so one
+patient moves a node's update by at most ``learning-rate * dp-clip``, the
+``l2_clip`` the server declares. A node may insist on DP with ``require-dp = true``.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from types import ModuleType
+
+import numpy as np
+import pytest
+
+pytest.importorskip("flwr")
+pytest.importorskip("sklearn")
+pytest.importorskip("dp_accounting")
+
+from flwr.app import Context, Message, RecordDict
+from flwr.clientapp import ClientApp
+from flwr.clientapp.typing import ClientAppCallable
+
+from secagg.errors import ConfigurationError
+
+from .flower_harness import FakeGrid, restore_task_identity, set_task_identity
+from .paillier_keys import PASSPHRASE, key_files
+from .test_flower_example_keys import make_keys
+
+ROOT = Path(__file__).resolve().parents[2]
+EXAMPLE = ROOT / "examples" / "flower"
+NODES = 4
+NODE_IDS = (3001, 3002, 3003, 3004)
+
+
+@pytest.fixture(autouse=True)
+def example_on_path(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    monkeypatch.syspath_prepend(str(EXAMPLE))
+    previous = set_task_identity()
+    yield
+    restore_task_identity(previous)
+
+
+def example(module: str) -> ModuleType:
+    return importlib.import_module(f"secagg_flower_app.{module}")
+
+
+@pytest.fixture(scope="module")
+def keys(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    base = tmp_path_factory.mktemp("dp-ceremony")
+    result = make_keys(base / "keys", NODES, base)
+    assert result.returncode == 0, result.stderr
+    return base / "keys"
+
+
+def run_config(**overrides: object) -> dict[str, object]:
+    return {"num-server-rounds": 2, "protocol": "secagg", "num-partitions": NODES, "min-nodes": NODES,
+            "stage-timeout": 5.0, "dp-epsilon": 8.0, "dp-delta": 1e-5, "dp-clip": 1.0,
+            "dp-learning-rate": 0.02, **overrides}
+
+
+def _with_node_config(app: ClientApp, extra: dict[str, object]) -> ClientApp:
+    """``app`` with ``extra`` added to every node config first."""
+
+    def call(message: Message, context: Context) -> Message:
+        context.node_config.update(extra)  # type: ignore[arg-type]
+        return app(message, context)
+
+    return call  # type: ignore[return-value]
+
+
+def federation(keys: Path, config: dict[str, object], node_config: dict[str, object] | None = None) -> FakeGrid:
+    """The example's ClientApp on four in-process nodes with the ceremony's keys and ``config`` as run config."""
+    client_app = example("client_app")
+
+    def node_context(node: int) -> ClientAppCallable:
+        def mod(message: Message, context: Context, call_next: ClientAppCallable) -> Message:
+            context.node_config.update({"partition-id": NODE_IDS.index(node), "num-partitions": NODES,
+                                        "key-dir": str(keys), **(node_config or {})})
+            context.run_config.update(config)  # type: ignore[arg-type]
+            return call_next(message, context)
+
+        return mod  # type: ignore[return-value]
+
+    apps = {node: client_app.make_client_app([node_context(node), client_app.node_keys_mod,
+                                               client_app.audited_secagg_mod]) for node in NODE_IDS}
+    return FakeGrid(apps)  # type: ignore[arg-type]
+
+
+def run_server(grid: FakeGrid, config: dict[str, object], tmp_path: Path) -> dict[str, object]:
+    result = tmp_path / "result.json"
+    server = example("server_app").make_server_app({**config, "result-path": str(result)})
+    server(grid, Context(77, 1, {}, RecordDict(), {}))  # type: ignore[arg-type]
+    return dict(json.loads(result.read_text()))
+
+
+def test_the_run_config_turns_dp_on_and_every_round_is_charged(keys: Path, tmp_path: Path) -> None:
+    # Prepare
+    config = run_config()
+    # Execute
+    report = run_server(federation(keys, config), config, tmp_path)
+    # Assert: two noised rounds of all four nodes, the spend rising to at most the budget
+    rounds = report["rounds"]
+    assert isinstance(rounds, list) and len(rounds) == 2
+    assert all(len(r["included"]) == NODES and r["aggregate"] is not None for r in rounds)
+    spent = [r["epsilon_spent"] for r in rounds]
+    assert 0.0 < spent[0] < spent[1] <= 8.0
+    assert rounds[-1]["accuracy"] > 0.85
+
+
+def test_without_dp_epsilon_no_round_is_noised(keys: Path, tmp_path: Path) -> None:
+    # Prepare
+    config = run_config(**{"dp-epsilon": 0.0, "num-server-rounds": 1})
+    # Execute
+    report = run_server(federation(keys, config), config, tmp_path)
+    # Assert
+    assert [r["epsilon_spent"] for r in report["rounds"]] == [None]  # type: ignore[union-attr]
+
+
+def test_a_node_that_requires_dp_refuses_a_round_without_it(keys: Path, tmp_path: Path) -> None:
+    # Prepare
+    config = run_config(**{"dp-epsilon": 0.0, "num-server-rounds": 1})
+    # Execute
+    report = run_server(federation(keys, config, {"require-dp": True}), config, tmp_path)
+    # Assert: no aggregate; every node said why
+    (only,) = report["rounds"]  # type: ignore[misc]
+    assert only["aggregate"] is None
+    assert all("differential privacy" in reason or "DP" in reason for reason in only["errors"].values())
+
+
+def test_one_patient_moves_a_nodes_dp_step_by_at_most_the_declared_clip() -> None:
+    # Prepare: a node's rows with and without its first patient
+    task = example("task")
+    data = task.local_data(0, NODES)
+    params = task.initial_params()
+    fewer = type(data)(data.client_id, data.features[1:], data.labels[1:])
+    # Execute
+    with_all = task.dp_step(params, data, learning_rate=0.02, clip=1.0)
+    without = task.dp_step(params, fewer, learning_rate=0.02, clip=1.0)
+    # Assert
+    change = np.sqrt(sum(float(np.sum((a - b) ** 2)) for a, b in zip(with_all, without, strict=True)))
+    assert 0.0 < change <= 0.02 * 1.0 + 1e-12
+
+
+def test_dp_settings_are_validated_before_any_round(keys: Path, tmp_path: Path) -> None:
+    # Prepare
+    config = run_config(**{"dp-delta": 1.5})
+    # Execute / Assert
+    with pytest.raises(ConfigurationError, match="delta"):
+        run_server(federation(keys, config), config, tmp_path)
+
+
+def test_paillier_rounds_take_the_same_dp_run_config(keys: Path, tmp_path: Path) -> None:
+    # Prepare: a 3-of-4 key (each node its sealed share and a 0600 passphrase file), DP on
+    ceremony = tmp_path / "ceremony"
+    public_path, shares = key_files(ceremony, NODES, 3)
+    passphrase = ceremony / "passphrase"
+    passphrase.write_text(PASSPHRASE + "\n")
+    passphrase.chmod(0o600)
+    config = run_config(**{"protocol": "paillier", "public-key-file": str(public_path), "dp-epsilon": 3.0})
+
+    def share_of(partition: int) -> dict[str, object]:
+        return {"key-share-file": str(shares[partition]), "key-share-passphrase-file": str(passphrase)}
+
+    grid = federation(keys, config)
+    for node, app in list(grid.apps.items()):
+        grid.apps[node] = _with_node_config(app, share_of(NODE_IDS.index(node)))
+    # Execute
+    report = run_server(grid, config, tmp_path)
+    # Assert
+    rounds = report["rounds"]
+    assert isinstance(rounds, list) and [r["protocol"] for r in rounds] == ["paillier", "paillier"]
+    assert all(r["aggregate"] is not None for r in rounds), [r["errors"] for r in rounds]
+    assert 0.0 < rounds[0]["epsilon_spent"] < rounds[1]["epsilon_spent"] <= 3.0
