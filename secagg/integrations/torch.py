@@ -19,7 +19,8 @@ Exactness: every value of every floating dtype PyTorch supports on CPU
 ``unflatten(flatten(t)) == t`` bit for bit, signed zeros and infinities
 included; a NaN comes back as a NaN (its payload bits are not kept). Complex
 tensors (complex32/64/128) occupy two entries per element, real then
-imaginary. Integer and boolean buffers (``num_batches_tracked``, masks) are
+imaginary (a lazily conjugated tensor, ``t.conj()``, gives its conjugate's
+values). Integer and boolean buffers (``num_batches_tracked``, masks) are
 exact up to 2^53 in magnitude; larger values are refused.
 
 Order: tensors in the mapping's (or ``named_parameters``'s) order, each in C
@@ -146,7 +147,9 @@ def flatten_state_dict(tensors: Mapping[str, Tensor]) -> tuple[FloatVector, Flat
             raise ConfigurationError(f"tensor {name!r}: only dense tensors with data are supported (to_dense() it)")
         dtype_name = _dtype_name(tensor.dtype)
         kind = _kind(dtype_name, tensor.dtype, name)
-        flat = _to_float64(torch, tensor.detach().to("cpu").reshape(-1), kind, name)
+        # resolve_conj/resolve_neg: a lazy conj() or negation is a bit view_as_real refuses.
+        dense = tensor.detach().to("cpu").resolve_conj().resolve_neg()
+        flat = _to_float64(torch, dense.reshape(-1), kind, name)
         spec = TensorSpec(name, tuple(int(d) for d in tensor.shape), dtype_name, offset, int(flat.shape[0]))
         specs.append(spec)
         pieces.append(flat)

@@ -358,3 +358,19 @@ def test_a_non_finite_aggregate_is_refused_for_a_bool_tensor(bad: float) -> None
     # Execute / Assert: refused, not read as "nonzero" (True)
     with pytest.raises(ConfigurationError, match="not finite"):
         unflatten_state_dict(np.array([bad, 0.0]), layout)
+
+
+@pytest.mark.parametrize("name", list(COMPLEX))
+def test_a_lazily_conjugated_complex_tensor_flattens_to_its_conjugate(name: str) -> None:
+    # Prepare: conj() only sets a bit; view_as_real refuses such a tensor with a raw RuntimeError
+    dtype = getattr(torch, name)
+    plain = torch.tensor([1 + 2j, -3 - 4j, 0.5 - 0.25j], dtype=torch.complex128).to(dtype)
+    lazy = plain.conj()
+    # Execute
+    vector, layout = flatten_state_dict({"c": lazy, "t": lazy.reshape(3, 1).t()})
+    back = unflatten_state_dict(vector, layout)
+    # Assert: the conjugate's values, real then imaginary, and back bit for bit
+    assert list(vector[:6]) == [1.0, -2.0, -3.0, 4.0, 0.5, 0.25]
+    wide = torch.complex128  # torch.equal has no complex32 kernel; widening is exact
+    assert torch.equal(back["c"].to(wide), lazy.resolve_conj().to(wide)) and back["c"].dtype == dtype
+    assert not back["c"].is_conj() and torch.equal(back["t"].to(wide), lazy.reshape(3, 1).t().to(wide))
