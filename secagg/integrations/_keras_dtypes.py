@@ -20,7 +20,7 @@ import numpy as np
 
 from secagg.errors import ConfigurationError
 
-__all__ = ["BOOL", "COMPLEX", "INTEGER", "REAL", "dtype_kind", "integer_bounds", "resolve_dtype"]
+__all__ = ["BOOL", "COMPLEX", "INTEGER", "REAL", "dtype_kind", "float_info", "integer_bounds", "resolve_dtype"]
 
 REAL, COMPLEX, INTEGER, BOOL = "real", "complex", "integer", "bool"
 
@@ -57,6 +57,16 @@ def _float_fits_float64(dtype: np.dtype[Any]) -> bool:
         return False
     # float64: 52 stored mantissa bits, normal exponents down to -1022, subnormals to 2^-1074.
     return bool(info.nmant <= 52 and info.maxexp <= 1024 and info.minexp - info.nmant >= -1074)
+
+
+def float_info(dtype: np.dtype[Any]) -> tuple[float, float]:
+    """The largest finite value and the machine epsilon of a floating or complex dtype (of
+    its parts for complex), numpy's or ml_dtypes'; ConfigurationError for another dtype."""
+    try:
+        info: Any = np.finfo(dtype) if dtype.kind in "fc" else _ml_dtypes().finfo(dtype)  # type: ignore[union-attr]
+    except (AttributeError, TypeError, ValueError, KeyError) as exc:
+        raise ConfigurationError(f"dtype {dtype.name} has no floating-point range") from exc
+    return float(info.max), float(info.eps)
 
 
 def _is_complex(dtype: np.dtype[Any]) -> bool:

@@ -37,7 +37,12 @@ exact integer segments (an update that is not a whole number within
 ``+-(2^(bits-1) - 1)`` is refused, never clipped). An
 aggregate is converted back to each weight's dtype by numpy's rounding for
 floats (ml_dtypes' for the narrow formats), half to even for integers (refused
-if out of the dtype's range) and nonzero for bool (refused if not finite).
+if out of the dtype's range) and nonzero for bool (refused if not finite). A
+value a floating dtype cannot hold is refused, never turned into an infinity, a
+NaN or the dtype's largest value: beyond its range (more than half a unit in the
+last place past the largest finite value), an infinity or NaN the format has no
+code for (float8_e4m3fn, the float6 and float4 formats), a negative value for an
+unsigned format (float8_e8m0fnu).
 
 Keras is imported only by the functions that take a model
 (``pip install -e '.[keras]'`` from the root of a clone); the weight-list functions need only numpy.
@@ -55,8 +60,17 @@ import numpy.typing as npt
 
 from secagg.errors import ConfigurationError
 from secagg.integrations._extras import require
-from secagg.integrations._keras_dtypes import BOOL, COMPLEX, INTEGER, REAL, dtype_kind, integer_bounds, resolve_dtype
-from secagg.integrations._layout import ArraySpec, FlatLayout
+from secagg.integrations._keras_dtypes import (
+    BOOL,
+    COMPLEX,
+    INTEGER,
+    REAL,
+    dtype_kind,
+    float_info,
+    integer_bounds,
+    resolve_dtype,
+)
+from secagg.integrations._layout import ArraySpec, FlatLayout, check_cast
 from secagg.integrations._ranges import aggregate_flat_models
 from secagg.ranges import RangeDiscovery
 
@@ -184,13 +198,22 @@ def unflatten_weights(vector: npt.ArrayLike, layout: WeightsLayout) -> list[npt.
 
 def _from_float64(piece: FloatVector, dtype: np.dtype[Any], kind: str, spec: ArraySpec) -> npt.NDArray[Any]:
     if kind == REAL:
-        real: npt.NDArray[Any] = piece.astype(dtype)
+        with np.errstate(over="ignore", invalid="ignore"):  # check_cast refuses what overflowed
+            real: npt.NDArray[Any] = piece.astype(dtype)
+            back = real.astype(np.float64)
+        if dtype != np.float64:
+            check_cast(spec, piece, back, *float_info(dtype))
         return real
     if kind == COMPLEX:
         # Real and imaginary parts set separately: arithmetic like 1j * inf would make NaNs.
         pairs: npt.NDArray[Any] = np.empty(piece.shape[0] // 2, dtype=np.complex128)
         pairs.real, pairs.imag = piece[0::2], piece[1::2]
-        return pairs.astype(dtype)
+        with np.errstate(over="ignore", invalid="ignore"):
+            complex_: npt.NDArray[Any] = pairs.astype(dtype)
+            wide = complex_.astype(np.complex128)
+        if dtype != np.complex128:
+            check_cast(spec, piece, np.stack([wide.real, wide.imag], axis=-1).reshape(-1), *float_info(dtype))
+        return complex_
     if kind == BOOL:
         if not np.isfinite(piece).all():  # NaN would read as "nonzero": True
             raise ConfigurationError(f"weight {spec.name!r}: a value for a bool weight is not finite")

@@ -39,7 +39,7 @@ import numpy.typing as npt
 
 from secagg.errors import ConfigurationError
 from secagg.integrations._extras import require
-from secagg.integrations._layout import ArraySpec
+from secagg.integrations._layout import ArraySpec, check_cast
 from secagg.integrations._layout import FlatLayout as _FlatLayout
 from secagg.integrations._ranges import aggregate_flat_models
 from secagg.ranges import RangeDiscovery
@@ -185,8 +185,12 @@ def unflatten_state_dict(vector: npt.ArrayLike, layout: FlatLayout) -> dict[str,
     that did not come from flattening (an aggregate) is converted with
     PyTorch's rounding for floating dtypes, rounded half to even for integers
     (refused if out of the dtype's range), nonzero for bool (refused if not finite), and rounded to
-    the nearest E2M1 value (ties to even, saturating at 6) for
-    ``float4_e2m1fn_x2``.
+    the nearest E2M1 value (ties to even) for ``float4_e2m1fn_x2``. A value a
+    floating dtype cannot hold is refused with a ConfigurationError, never
+    turned into an infinity, a NaN or the dtype's largest value: beyond the
+    range (more than half a unit in the last place past the largest finite
+    value; 6 for E2M1, 448 for float8_e4m3fn, 65504 for float16), an infinity
+    or NaN the format has no code for, a negative value for an unsigned format.
     """
     torch = _torch()
     values = np.asarray(vector)
@@ -209,14 +213,25 @@ def unflatten_state_dict(vector: npt.ArrayLike, layout: FlatLayout) -> dict[str,
 
 def _from_float64(torch: Any, piece: FloatVector, dtype: Any, kind: str, spec: ArraySpec) -> Any:
     if kind == REAL:
-        return torch.from_numpy(piece.copy()).to(dtype)
+        real = torch.from_numpy(piece.copy()).to(dtype)
+        if dtype != torch.float64:
+            info = torch.finfo(dtype)
+            check_cast(spec, piece, real.to(torch.float64).numpy(), info.max, info.eps)
+        return real
     if kind == COMPLEX:
         # Real and imaginary parts set separately: arithmetic like 1j * inf would make NaNs.
         pairs = np.empty(piece.shape[0] // 2, dtype=np.complex128)
         pairs.real, pairs.imag = piece[0::2], piece[1::2]
-        return torch.from_numpy(pairs).to(dtype)
+        complex_ = torch.from_numpy(pairs).to(dtype)
+        if dtype != torch.complex128:
+            info = torch.finfo(dtype)
+            back = torch.view_as_real(complex_.to(torch.complex128)).reshape(-1).numpy()
+            check_cast(spec, piece, back, info.max, info.eps)
+        return complex_
     if kind == FLOAT4:
         codes = _e2m1_codes(piece, spec.name)
+        magnitudes = _E2M1_MAGNITUDES[codes & 0x7]
+        check_cast(spec, piece, np.where(codes >= 8, -magnitudes, magnitudes), _E2M1_MAGNITUDES[-1], 0.5)
         packed = (codes[0::2] | (codes[1::2] << 4)).astype(np.uint8)
         return torch.from_numpy(packed).view(dtype)
     if kind == BOOL:
@@ -231,7 +246,8 @@ def _from_float64(torch: Any, piece: FloatVector, dtype: Any, kind: str, spec: A
 
 
 def _e2m1_codes(piece: FloatVector, name: str) -> npt.NDArray[np.int64]:
-    """FP4 E2M1 codes of ``piece``: nearest magnitude, ties to the even code, sign in bit 3."""
+    """FP4 E2M1 codes of ``piece``: nearest magnitude, ties to the even code, sign in bit 3
+    (an infinity or a magnitude beyond 6 gets the code of 6: :func:`check_cast` refuses it)."""
     if np.isnan(piece).any():
         raise ConfigurationError(f"tensor {name!r}: float4_e2m1fn_x2 has no NaN")
     magnitude = np.abs(piece)

@@ -416,3 +416,40 @@ def test_a_non_finite_aggregate_is_refused_for_a_bool_weight(bad: float) -> None
     # Execute / Assert: refused, not read as "nonzero" (True)
     with pytest.raises(ConfigurationError, match="not finite"):
         unflatten_weights(np.array([bad, 0.0]), layout)
+
+
+def finfo_of(dtype: np.dtype[Any]) -> Any:
+    return np.finfo(dtype) if dtype.kind in "fc" else ml_dtypes.finfo(dtype)
+
+
+@pytest.mark.parametrize(
+    "name", ["float32", "float16", "complex64", *[n for n in ml_floating_dtypes() if n not in ("float64",)]]
+)
+def test_an_aggregate_beyond_a_narrow_float_range_is_refused_not_made_inf_nan_or_the_largest(name: str) -> None:
+    # Prepare: float16 turned 2 * max into inf, float8_e4m3fn into NaN, float4_e2m1fn into 6 (saturated)
+    dtype = np.dtype(getattr(ml_dtypes, name, None) or name)
+    largest, lowest = float(finfo_of(dtype).max), float(finfo_of(dtype).min)
+    signed = lowest < 0  # float8_e8m0fnu and float8_e5m3fnu have no sign
+    _, layout = flatten_weights([np.zeros(2, dtype=dtype)])
+    fits = np.full(layout.size, largest)
+    fits[0] = lowest if signed else largest
+    # Execute: the largest value (and the lowest) is kept
+    kept, _ = flatten_weights(unflatten_weights(fits, layout))
+    # Assert
+    assert list(kept) == list(fits)
+    for bad in (2.0 * largest, -2.0 * largest if signed else -1.0):
+        beyond = fits.copy()
+        beyond[-1] = bad
+        with pytest.raises(ConfigurationError, match="does not fit"):
+            unflatten_weights(beyond, layout)
+
+
+@pytest.mark.parametrize(
+    ("name", "value"), [("float8_e4m3fn", np.inf), ("float4_e2m1fn", -np.inf), ("float6_e2m3fn", np.nan)]
+)
+def test_a_value_a_narrow_format_cannot_hold_is_refused_not_changed(name: str, value: float) -> None:
+    # Prepare: e4m3fn has no infinity, the float4 and float6 formats neither infinity nor NaN
+    _, layout = flatten_weights([np.zeros(1, dtype=getattr(ml_dtypes, name))])
+    # Execute / Assert
+    with pytest.raises(ConfigurationError, match="does not fit"):
+        unflatten_weights(np.array([value]), layout)

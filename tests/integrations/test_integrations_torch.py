@@ -128,10 +128,11 @@ def test_float4_e2m1_round_trips_every_byte_low_nibble_first() -> None:
     assert torch.equal(back.view(torch.uint8), packed.view(torch.uint8))
 
 
-def test_float4_e2m1_rounds_aggregates_to_nearest_with_ties_to_even_and_saturates() -> None:
-    # Prepare: 0.25 ties 0|0.5 -> 0; 0.75 ties 0.5|1 -> 1; 2.5 ties 2|3 -> 2; 5 ties 4|6 -> 4; 9 saturates
+def test_float4_e2m1_rounds_aggregates_to_nearest_with_ties_to_even() -> None:
+    # Prepare: 0.25 ties 0|0.5 -> 0; 0.75 ties 0.5|1 -> 1; 2.5 ties 2|3 -> 2; 5 ties 4|6 -> 4; 6.9 rounds to 6
+    # (within half a step of the largest value; beyond it is refused, see the test below)
     _, layout = flatten_state_dict({"q": torch.zeros(3, dtype=torch.uint8).view(torch.float4_e2m1fn_x2)})
-    values = np.array([0.25, 0.75, 2.5, 5.0, 9.0, -1.2])
+    values = np.array([0.25, 0.75, 2.5, 5.0, 6.9, -1.2])
     # Execute
     back = unflatten_state_dict(values, layout)["q"]
     decoded, _ = flatten_state_dict({"q": back})
@@ -374,3 +375,48 @@ def test_a_lazily_conjugated_complex_tensor_flattens_to_its_conjugate(name: str)
     wide = torch.complex128  # torch.equal has no complex32 kernel; widening is exact
     assert torch.equal(back["c"].to(wide), lazy.resolve_conj().to(wide)) and back["c"].dtype == dtype
     assert not back["c"].is_conj() and torch.equal(back["t"].to(wide), lazy.reshape(3, 1).t().to(wide))
+
+
+# Floating dtypes narrower than float64, with what a value past the range became before it was refused.
+NARROW = ["float32", "float16", "bfloat16", "float8_e4m3fn", "float8_e5m2", "float8_e4m3fnuz", "float8_e5m2fnuz"]
+
+
+@pytest.mark.parametrize("name", [*NARROW, "complex32", "complex64"])
+def test_an_aggregate_beyond_a_narrow_float_range_is_refused_not_made_inf_nan_or_the_largest(name: str) -> None:
+    # Prepare: float16 turned 2 * max into inf, float8_e4m3fn into 448 (saturated), the fnuz formats into NaN
+    dtype = getattr(torch, name)
+    largest = torch.finfo(dtype).max
+    _, layout = flatten_state_dict({"w": torch.zeros(2, dtype=dtype)})
+    fits = np.full(layout.size, largest)
+    fits[0] = -largest
+    # Execute: the largest value (either sign) is kept
+    kept, _ = flatten_state_dict(unflatten_state_dict(fits, layout))
+    # Assert
+    assert list(kept) == list(fits)
+    for bad in (2.0 * largest, -2.0 * largest):
+        beyond = fits.copy()
+        beyond[-1] = bad
+        with pytest.raises(ConfigurationError, match="does not fit"):
+            unflatten_state_dict(beyond, layout)
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [("float8_e4m3fn", np.inf), ("float8_e4m3fnuz", -np.inf), ("float8_e8m0fnu", -3.0), ("float8_e8m0fnu", np.inf)],
+)
+def test_a_value_a_narrow_format_cannot_hold_is_refused_not_changed(name: str, value: float) -> None:
+    # Prepare: e4m3fn has no infinity (inf became 448), e8m0fnu no sign (-3 became 4) and no infinity
+    _, layout = flatten_state_dict({"w": torch.zeros(1, dtype=getattr(torch, name))})
+    # Execute / Assert
+    with pytest.raises(ConfigurationError, match="does not fit"):
+        unflatten_state_dict(np.array([value]), layout)
+
+
+@pytest.mark.parametrize("value", [9.0, -7.5, np.inf, -np.inf])
+def test_float4_e2m1_refuses_an_aggregate_beyond_its_range_instead_of_saturating(value: float) -> None:
+    # Prepare: 6 is the largest value; 6.9 rounds to it, 9 (and inf) used to saturate to it silently
+    _, layout = flatten_state_dict({"q": torch.zeros(1, dtype=torch.uint8).view(torch.float4_e2m1fn_x2)})
+    # Execute / Assert
+    assert list(flatten_state_dict(unflatten_state_dict(np.array([6.9, -6.0]), layout))[0]) == [6.0, -6.0]
+    with pytest.raises(ConfigurationError, match="does not fit"):
+        unflatten_state_dict(np.array([0.5, value]), layout)
