@@ -222,7 +222,10 @@ def _from_float64(piece: FloatVector, dtype: np.dtype[Any], kind: str, spec: Arr
     integers = np.rint(piece)
     bounds = integer_bounds(dtype)
     assert bounds is not None  # dtype_kind said INTEGER
-    if integers.size and (not np.isfinite(integers).all() or integers.min() < bounds[0] or integers.max() > bounds[1]):
+    # Bounds compared as Python ints: as a float64, int64's max 2^63 - 1 is 2^63, which would wrap.
+    if integers.size and (
+        not np.isfinite(integers).all() or int(integers.min()) < bounds[0] or int(integers.max()) > bounds[1]
+    ):
         raise ConfigurationError(f"weight {spec.name!r}: values fall outside the range of {spec.dtype}")
     return integers.astype(dtype)
 

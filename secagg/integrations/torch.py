@@ -240,7 +240,10 @@ def _from_float64(torch: Any, piece: FloatVector, dtype: Any, kind: str, spec: A
         return torch.from_numpy(np.rint(piece) != 0)
     integers = np.rint(piece)
     info = np.iinfo(np.dtype(spec.dtype))
-    if integers.size and (not np.isfinite(integers).all() or integers.min() < info.min or integers.max() > info.max):
+    # Bounds compared as Python ints: as a float64, int64's max 2^63 - 1 is 2^63, which would wrap.
+    if integers.size and (
+        not np.isfinite(integers).all() or int(integers.min()) < info.min or int(integers.max()) > info.max
+    ):
         raise ConfigurationError(f"tensor {spec.name!r}: values fall outside the range of {spec.dtype}")
     return torch.from_numpy(integers.astype(np.dtype(spec.dtype)))
 

@@ -453,3 +453,12 @@ def test_a_value_a_narrow_format_cannot_hold_is_refused_not_changed(name: str, v
     # Execute / Assert
     with pytest.raises(ConfigurationError, match="does not fit"):
         unflatten_weights(np.array([value]), layout)
+
+
+@pytest.mark.parametrize(("dtype", "value"), [("int64", 2.0**63), ("uint64", 2.0**64), ("uint64", -1.0)])
+def test_an_integer_aggregate_just_past_a_64_bit_range_is_refused_not_wrapped(dtype: str, value: float) -> None:
+    # Prepare: 2^63 (2^64) compared as a float64 equals the dtype's max, then wrapped to -2^63 (0)
+    _, layout = flatten_weights([np.zeros(1, dtype=dtype)])
+    # Execute / Assert
+    with pytest.raises(ConfigurationError, match="outside the range"):
+        unflatten_weights(np.array([value]), layout)

@@ -420,3 +420,13 @@ def test_float4_e2m1_refuses_an_aggregate_beyond_its_range_instead_of_saturating
     assert list(flatten_state_dict(unflatten_state_dict(np.array([6.9, -6.0]), layout))[0]) == [6.0, -6.0]
     with pytest.raises(ConfigurationError, match="does not fit"):
         unflatten_state_dict(np.array([0.5, value]), layout)
+
+
+@pytest.mark.parametrize("value", [2.0**63, -(2.0**63) - 2048.0, 2.0**64])
+def test_an_integer_aggregate_just_past_int64_is_refused_not_wrapped(value: float) -> None:
+    # Prepare: 2^63 compared as a float64 equals int64's max (2^63 - 1), then wrapped to -2^63
+    layout = flatten_state_dict({"steps": torch.zeros(1, dtype=torch.int64)})[1]
+    # Execute / Assert
+    assert int(unflatten_state_dict(np.array([-(2.0**63)]), layout)["steps"]) == -(2**63)
+    with pytest.raises(ConfigurationError, match="outside the range"):
+        unflatten_state_dict(np.array([value]), layout)
