@@ -142,13 +142,12 @@ def aggregate_flat_models(
     clips: Mapping[str, float] | None,
     discovery: RangeDiscovery | bool | None,
     structure: Callable[[Layout], object] = lambda layout: layout,
-    as_count: Callable[[int], int] = lambda count: count,
 ) -> tuple[npt.NDArray[np.float64], Layout, AggregationResult, AggregationResult | None]:
     """FedAvg of models through ``aggregator`` once ``flatten`` turns each into a flat vector and its layout.
 
     A local model whose ``structure(layout)`` differs from the global model's is
-    refused (ConfigurationError naming the client); each sample count goes through
-    ``as_count`` first (the Keras adapter passes ``int``). Returns the global vector,
+    refused (ConfigurationError naming the client); a sample count that is not an
+    integer (numpy's included) is refused, never truncated. Returns the global vector,
     its layout, the aggregation's result and the discovery round's
     (:func:`aggregate_updates`).
     """
@@ -161,7 +160,7 @@ def aggregate_flat_models(
             raise ConfigurationError(
                 f"client {client}: model {layout.NOUN}s differ from the global model's (names, shapes or dtypes)"
             )
-        vectors.append((client, vector, as_count(count)))
+        vectors.append((client, vector, count))
     result, found = aggregate_updates(
         aggregator, base, vectors, layout.segments(clips), rng=rng, dropouts=dropouts, clips=clips, discovery=discovery
     )

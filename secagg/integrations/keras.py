@@ -333,7 +333,8 @@ def aggregate_models(
     Each model is a Keras model (or layer) or a list of numpy arrays (what
     ``get_weights`` returns); every local one must have the global model's
     weight shapes and dtypes, in the same order. Client k's update is its flattened weights
-    minus the global ones, weighted by ``num_samples[k]``; ``client_ids``
+    minus the global ones, weighted by ``num_samples[k]`` (an integer, numpy's included;
+    a float or a string is refused, never truncated or parsed); ``client_ids``
     (default 0..m-1) name the clients for ``dropouts`` and in
     ``result.included``. ``rng`` is the round's non-secret randomness (the
     aggregator's quantization rounding). With a secure aggregator the party
@@ -351,7 +352,7 @@ def aggregate_models(
 
     base, layout, result, found = aggregate_flat_models(
         flatten, global_model, local_models, aggregator, num_samples=num_samples, rng=rng, client_ids=client_ids,
-        dropouts=dropouts, clips=clips, discovery=discovery, structure=_structure, as_count=int,
+        dropouts=dropouts, clips=clips, discovery=discovery, structure=_structure,
     )
     weights = None if result.mean is None else unflatten_weights(base + result.mean, layout)
     return ModelAggregation(result, weights, layout, trainable_only, found)

@@ -462,3 +462,28 @@ def test_an_integer_aggregate_just_past_a_64_bit_range_is_refused_not_wrapped(dt
     # Execute / Assert
     with pytest.raises(ConfigurationError, match="outside the range"):
         unflatten_weights(np.array([value]), layout)
+
+
+@pytest.mark.parametrize("count", [1.9, 2.0, "3", True, np.float64(4.0)])
+def test_a_sample_count_that_is_not_an_integer_is_refused_not_truncated(count: Any) -> None:
+    # Prepare: int() made 1.9 a weight of 1 and "3" a weight of 3 (the PyTorch adapter refuses both)
+    global_weights = [np.zeros(3, dtype=np.float32)]
+    locals_ = [[np.full(3, 0.1 * (k + 1), dtype=np.float32)] for k in range(3)]
+    # Execute / Assert
+    with pytest.raises(ConfigurationError, match="num_samples must be an integer"):
+        aggregate_models(
+            global_weights, locals_, make_aggregator("plain"), num_samples=[count, 1, 1], rng=np.random.default_rng(0)
+        )
+
+
+def test_a_numpy_integer_sample_count_is_a_weight() -> None:
+    # Prepare
+    global_weights = [np.zeros(3, dtype=np.float64)]
+    locals_ = [[np.full(3, float(k + 1))] for k in range(3)]
+    # Execute
+    outcome = aggregate_models(
+        global_weights, locals_, make_aggregator("plain"), num_samples=[np.int64(2), np.uint32(1), 1],
+        rng=np.random.default_rng(0),
+    )
+    # Assert: (2 * 1 + 1 * 2 + 1 * 3) / 4
+    assert outcome.weights is not None and list(outcome.weights[0]) == [1.75] * 3
