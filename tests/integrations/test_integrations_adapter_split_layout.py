@@ -1,0 +1,123 @@
+"""Every field of the PyTorch and Keras adapters' layout is bound, field by field.
+
+A hospital whose model differs from the global one in any field of its layout
+(:class:`~secagg.integrations._layout.ArraySpec`: name, shape, dtype, offset, length) is
+refused by ``aggregate_models`` with the library's own error, before anything is encoded;
+its update never enters a sum decoded with another layout. The segment table the layout
+gives (:meth:`FlatLayout.segments`) is what the session descriptor binds (its digest), so
+every field of :class:`~secagg.segments.Segment` is shown to change the descriptor too.
+A field added later fails :func:`test_every_field_is_listed` until its binding is shown here.
+
+The one exemption is the Keras ``name``: like ``set_weights``, the Keras adapter matches
+weights by position (two instances of one architecture get different automatic layer names),
+so only shapes and dtypes, in order, must agree; its names come from the global model.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+os.environ.setdefault("KERAS_BACKEND", "torch")  # before Keras is imported
+pytest.importorskip("keras")
+
+from fl_core.aggregators import make_aggregator  # noqa: E402
+from fl_core.aggregators.quantizer import WeightedQuantizer  # noqa: E402
+from secagg.errors import SecAggError  # noqa: E402
+from secagg.integrations import keras as keras_adapter  # noqa: E402
+from secagg.integrations import torch as torch_adapter  # noqa: E402
+from secagg.integrations._layout import ArraySpec  # noqa: E402
+from secagg.segments import Segment, SegmentTable  # noqa: E402
+
+HOSPITALS = 3
+
+
+def torch_global() -> dict[str, Any]:
+    return {
+        "a": torch.zeros(2, 3, dtype=torch.float32),
+        "b": torch.zeros(2, 3, dtype=torch.float32),
+        "steps": torch.zeros((), dtype=torch.int64),
+    }
+
+
+# One hospital's state dict, changed in one field of one tensor's spec.
+TORCH_SPLITS: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {
+    "name": lambda s: {"a": s["a"], "c": s["b"], "steps": s["steps"]},
+    "shape": lambda s: {**s, "a": s["a"].reshape(3, 2)},  # same length, transposed shape
+    "dtype": lambda s: {**s, "a": s["a"].to(torch.float64)},
+    "offset": lambda s: {"b": s["b"], "a": s["a"], "steps": s["steps"]},  # order
+    "length": lambda s: {**s, "a": torch.zeros(2, 4)},
+}
+
+
+def keras_global() -> list[np.ndarray]:
+    return [np.zeros((2, 3), np.float32), np.zeros(4, np.float32), np.zeros((), np.int64)]
+
+
+# One hospital's weight list, changed in one field of one weight's spec (Keras ``name``: exempt).
+KERAS_SPLITS: dict[str, Callable[[list[np.ndarray]], list[np.ndarray]]] = {
+    "shape": lambda w: [w[0].reshape(3, 2), *w[1:]],
+    "dtype": lambda w: [w[0].astype(np.float64), *w[1:]],
+    "offset": lambda w: [w[1], w[0], w[2]],
+    "length": lambda w: [np.zeros((2, 4), np.float32), *w[1:]],
+}
+KERAS_EXEMPT = {"name"}
+
+# Another valid value for every field of a segment.
+SEGMENT_CHANGES: dict[str, Any] = {"name": "other", "length": 7, "clip": 0.25, "integer": True}
+
+
+def test_every_field_is_listed() -> None:
+    spec_fields = {field.name for field in dataclasses.fields(ArraySpec)}
+    assert set(TORCH_SPLITS) == spec_fields
+    assert set(KERAS_SPLITS) | KERAS_EXEMPT == spec_fields and not set(KERAS_SPLITS) & KERAS_EXEMPT
+    assert set(SEGMENT_CHANGES) == {field.name for field in dataclasses.fields(Segment)}
+
+
+@pytest.mark.parametrize("field", sorted(TORCH_SPLITS))
+@pytest.mark.parametrize("aggregator", ["plain", "secagg"])
+def test_a_torch_layout_field_split_between_hospitals_is_refused(field: str, aggregator: str) -> None:
+    # Prepare: hospital 1 holds the same tensors but for one field of one spec
+    global_state = torch_global()
+    locals_ = [torch_global() for _ in range(HOSPITALS)]
+    locals_[1] = TORCH_SPLITS[field](locals_[1])
+    split = torch_adapter.flatten_state_dict(locals_[1])[1]
+    assert split != torch_adapter.flatten_state_dict(global_state)[1]
+    # Execute / Assert
+    with pytest.raises(SecAggError, match="client 1: model tensors differ"):
+        torch_adapter.aggregate_models(
+            global_state, locals_, make_aggregator(aggregator, num_clients=HOSPITALS),
+            num_samples=[1] * HOSPITALS, rng=np.random.default_rng(0),
+        )
+
+
+@pytest.mark.parametrize("field", sorted(KERAS_SPLITS))
+@pytest.mark.parametrize("aggregator", ["plain", "secagg"])
+def test_a_keras_layout_field_split_between_hospitals_is_refused(field: str, aggregator: str) -> None:
+    # Prepare
+    global_weights = keras_global()
+    locals_ = [keras_global() for _ in range(HOSPITALS)]
+    locals_[1] = KERAS_SPLITS[field](locals_[1])
+    # Execute / Assert
+    with pytest.raises(SecAggError, match="client 1: model weights differ"):
+        keras_adapter.aggregate_models(
+            global_weights, locals_, make_aggregator(aggregator, num_clients=HOSPITALS),
+            num_samples=[1] * HOSPITALS, rng=np.random.default_rng(0),
+        )
+
+
+@pytest.mark.parametrize("field", sorted(SEGMENT_CHANGES))
+def test_a_segment_field_changes_the_session_descriptor(field: str) -> None:
+    # Prepare: the table the adapters hand the aggregator, and the same with one field changed
+    honest = Segment("a", 6, 0.5)
+    changed = dataclasses.replace(honest, **{field: SEGMENT_CHANGES[field]})
+    quantizer = WeightedQuantizer.create(HOSPITALS)
+    tables = [SegmentTable((segment, Segment("steps", 1, integer=True))) for segment in (honest, changed)]
+    # Execute / Assert: another descriptor, so another session (and, in active mode, another signed context)
+    assert quantizer.descriptor(1, tables[0]) != quantizer.descriptor(1, tables[1])
