@@ -143,6 +143,7 @@ def flatten_state_dict(tensors: Mapping[str, Tensor]) -> tuple[FloatVector, Flat
     for name, tensor in tensors.items():
         if not isinstance(tensor, torch.Tensor):
             raise ConfigurationError(f"entry {name!r} is a {type(tensor).__name__}, not a torch.Tensor")
+        _refuse_lazy(torch, name, tensor)
         if tensor.layout != torch.strided or tensor.is_meta or tensor.is_nested:
             raise ConfigurationError(f"tensor {name!r}: only dense tensors with data are supported (to_dense() it)")
         dtype_name = _dtype_name(tensor.dtype)
@@ -159,6 +160,15 @@ def flatten_state_dict(tensors: Mapping[str, Tensor]) -> tuple[FloatVector, Flat
         return np.zeros(0, dtype=np.float64), layout
     vector: FloatVector = torch.cat(pieces).numpy()
     return vector, layout
+
+
+def _refuse_lazy(torch: Any, name: str, tensor: Any) -> None:
+    """ConfigurationError for a lazy module's parameter or buffer before its first forward pass
+    (every torch call on it raises torch's own ValueError)."""
+    if torch.nn.parameter.is_lazy(tensor):
+        raise ConfigurationError(
+            f"tensor {name!r} is uninitialized (a lazy module's): run one forward pass before flattening or loading"
+        )
 
 
 def _to_float64(torch: Any, flat: Any, kind: str, name: str) -> Any:
@@ -271,6 +281,8 @@ def _model_tensors(model: Module, buffers: bool) -> dict[str, Tensor]:
     tensors = dict(model.named_parameters())
     if buffers:
         tensors.update(model.named_buffers())
+    for name, tensor in tensors.items():
+        _refuse_lazy(torch, name, tensor)
     return tensors
 
 

@@ -430,3 +430,18 @@ def test_an_integer_aggregate_just_past_int64_is_refused_not_wrapped(value: floa
     assert int(unflatten_state_dict(np.array([-(2.0**63)]), layout)["steps"]) == -(2**63)
     with pytest.raises(ConfigurationError, match="outside the range"):
         unflatten_state_dict(np.array([value]), layout)
+
+
+def test_a_lazy_module_before_its_first_forward_pass_is_refused() -> None:
+    # Prepare: LazyLinear's parameters have no shape yet; detach() raised torch's raw ValueError
+    lazy = torch.nn.Sequential(torch.nn.Linear(2, 2), torch.nn.LazyLinear(3), torch.nn.LazyBatchNorm1d())
+    # Execute / Assert
+    with pytest.raises(ConfigurationError, match="uninitialized"):
+        flatten_model(lazy)
+    with pytest.raises(ConfigurationError, match="uninitialized"):
+        flatten_state_dict({"w": torch.nn.parameter.UninitializedBuffer()})
+    with pytest.raises(ConfigurationError, match="uninitialized"):
+        aggregate_models(lazy, [lazy] * 3, make_aggregator("plain"), num_samples=[1] * 3, rng=np.random.default_rng(0))
+    # Assert: after a forward pass it flattens
+    lazy(torch.zeros(4, 2))
+    assert flatten_model(lazy, buffers=True)[1].names[-1] == "2.num_batches_tracked"
