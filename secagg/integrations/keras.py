@@ -137,6 +137,8 @@ def _flatten_named(named: Sequence[tuple[str, Any]]) -> tuple[FloatVector, Weigh
     for name, array in named:
         if not isinstance(array, np.ndarray | np.generic):
             raise ConfigurationError(f"weight {name!r} is a {type(array).__name__}, not a numpy array")
+        if isinstance(array, np.ma.MaskedArray):  # np.asarray would keep the masked entries' hidden values
+            raise ConfigurationError(f"weight {name!r} is a masked array: fill it (np.ma.filled) or drop the mask")
         values = np.asarray(array)
         kind = dtype_kind(values.dtype, name)
         flat = _to_float64(values.reshape(-1), kind, name)
@@ -167,7 +169,8 @@ def flatten_weights(weights: Sequence[Any] | npt.NDArray[Any]) -> tuple[FloatVec
 
     Each array in C order, in list order; the layout names them ``"0"``,
     ``"1"``, ... Raises ConfigurationError for a dtype that cannot be
-    aggregated or an integer beyond 2^53 in magnitude.
+    aggregated, an integer beyond 2^53 in magnitude or a masked array (its
+    masked entries would travel as weights).
     """
     if isinstance(weights, np.ndarray) or not isinstance(weights, Sequence):
         raise ConfigurationError(f"expected a list of numpy arrays, got {type(weights).__name__}")

@@ -487,3 +487,15 @@ def test_a_numpy_integer_sample_count_is_a_weight() -> None:
     )
     # Assert: (2 * 1 + 1 * 2 + 1 * 3) / 4
     assert outcome.weights is not None and list(outcome.weights[0]) == [1.75] * 3
+
+
+def test_a_masked_array_is_refused_not_flattened_with_its_hidden_values() -> None:
+    # Prepare: np.asarray drops the mask, so the masked 1e6 was aggregated as if it were a weight
+    masked = np.ma.array([0.5, 1e6], mask=[False, True])
+    # Execute / Assert
+    with pytest.raises(ConfigurationError, match="masked"):
+        flatten_weights([np.zeros(2), masked])
+    with pytest.raises(ConfigurationError, match="masked"):
+        aggregate_models(
+            [np.zeros(2)], [[masked]] * 3, make_aggregator("plain"), num_samples=[1] * 3, rng=np.random.default_rng(0)
+        )
