@@ -499,3 +499,56 @@ def test_a_masked_array_is_refused_not_flattened_with_its_hidden_values() -> Non
         aggregate_models(
             [np.zeros(2)], [[masked]] * 3, make_aggregator("plain"), num_samples=[1] * 3, rng=np.random.default_rng(0)
         )
+
+
+@given(
+    st.lists(
+        st.tuples(
+            st.sampled_from(["float16", "bfloat16", "float32", "float64", "complex64", "int32", "uint8"]),
+            st.lists(st.integers(1, 4), max_size=3),
+            st.floats(-3.0, 3.0),
+        ),
+        min_size=1,
+        max_size=4,
+    ),
+    st.lists(st.integers(1, 60), min_size=3, max_size=3),
+    st.integers(0, 2**32 - 1),
+)
+def test_aggregate_models_restores_dtypes_and_shapes_and_is_the_mean_within_a_step(
+    entries: list[tuple[str, list[int], float]], counts: list[int], seed: int
+) -> None:
+    # Prepare: weights of random dtypes, shapes and scales 10^e; integer weights move by whole steps
+    rng = np.random.default_rng(seed)
+    dtypes = [np.dtype(getattr(ml_dtypes, name, None) or name) for name, _, _ in entries]
+
+    def weights(offset: float) -> list[np.ndarray]:
+        out = []
+        for dtype, (_, shape, exponent) in zip(dtypes, entries, strict=True):
+            if dtype.kind in "iu":
+                out.append(np.asarray(rng.integers(0, 100, size=tuple(shape))).astype(dtype))
+                continue
+            values = np.asarray(offset + rng.uniform(-1, 1, size=tuple(shape)) * 10.0**exponent)
+            out.append((values - 1j * values if dtype.kind == "c" else values).astype(dtype))
+        return out
+
+    global_weights = weights(0.0)
+    locals_ = [weights(1.0) for _ in counts]
+    aggregator = make_aggregator("plain-quantized", num_clients=3)
+    # Execute
+    outcome = aggregate_models(global_weights, locals_, aggregator, num_samples=counts, rng=np.random.default_rng(1))
+    # Assert: every weight in its dtype and shape, within one step (and its dtype's rounding) of the float64 mean
+    assert outcome.weights is not None and outcome.result.clipping is not None
+    qmax = aggregator.quantizer.config.qmax
+    for index, dtype in enumerate(dtypes):
+        got = outcome.weights[index]
+        assert got.dtype == dtype and got.shape == global_weights[index].shape
+        stacked = np.stack([flatten_weights([w[index]])[0] for w in locals_])
+        expected = np.array(counts, dtype=np.float64) @ stacked / sum(counts)
+        actual = flatten_weights([got])[0]
+        clip = outcome.result.clipping.table.clips.get(str(index))
+        if clip is None:  # an exact integer segment: the mean, rounded half to even
+            assert np.abs(actual - expected).max() <= 0.5
+            continue
+        info = finfo_of(dtype)
+        bound = clip / qmax + float(info.eps) * (np.abs(expected) + clip / qmax) + float(info.smallest_normal)
+        assert np.all(np.abs(actual - expected) <= bound), index

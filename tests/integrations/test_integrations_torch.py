@@ -445,3 +445,57 @@ def test_a_lazy_module_before_its_first_forward_pass_is_refused() -> None:
     # Assert: after a forward pass it flattens
     lazy(torch.zeros(4, 2))
     assert flatten_model(lazy, buffers=True)[1].names[-1] == "2.num_batches_tracked"
+
+
+@given(
+    st.lists(
+        st.tuples(
+            st.sampled_from(["float16", "bfloat16", "float32", "float64", "complex64", "int64", "uint8"]),
+            st.lists(st.integers(1, 4), max_size=3),
+            st.floats(-3.0, 3.0),
+        ),
+        min_size=1,
+        max_size=4,
+    ),
+    st.lists(st.integers(1, 60), min_size=3, max_size=3),
+    st.integers(0, 2**32 - 1),
+)
+def test_aggregate_models_restores_dtypes_and_shapes_and_is_the_mean_within_a_step(
+    entries: list[tuple[str, list[int], float]], counts: list[int], seed: int
+) -> None:
+    # Prepare: tensors of random dtypes, shapes and scales 10^e; integer buffers move by whole steps
+    rng = np.random.default_rng(seed)
+    dtypes = {f"t{i}": getattr(torch, dtype) for i, (dtype, _, _) in enumerate(entries)}
+
+    def state(offset: float) -> dict[str, torch.Tensor]:
+        out = {}
+        for (name, dtype), (_, shape, exponent) in zip(dtypes.items(), entries, strict=True):
+            if not dtype.is_floating_point and not dtype.is_complex:
+                out[name] = torch.from_numpy(np.asarray(rng.integers(0, 100, size=tuple(shape)))).to(dtype)
+                continue
+            values = torch.from_numpy(np.asarray(offset + rng.uniform(-1, 1, size=tuple(shape)) * 10.0**exponent))
+            out[name] = (torch.complex(values, -values) if dtype.is_complex else values).to(dtype)
+        return out
+
+    global_state = state(0.0)
+    locals_ = [state(1.0) for _ in counts]
+    aggregator = make_aggregator("plain-quantized", num_clients=3)
+    # Execute
+    outcome = aggregate_models(global_state, locals_, aggregator, num_samples=counts, rng=np.random.default_rng(1))
+    # Assert: every tensor in its dtype and shape, within one step (and its dtype's rounding) of the float64 mean
+    assert outcome.state_dict is not None and outcome.result.clipping is not None
+    qmax = aggregator.quantizer.config.qmax
+    for name, dtype in dtypes.items():
+        got = outcome.state_dict[name]
+        assert got.dtype == dtype and got.shape == global_state[name].shape
+        wide = [torch.view_as_real(t[name]) if dtype.is_complex else t[name] for t in locals_]
+        stacked = np.stack([t.to(torch.float64).numpy() for t in wide])
+        expected = np.array(counts, dtype=np.float64) @ stacked.reshape(len(counts), -1) / sum(counts)
+        actual = (torch.view_as_real(got) if dtype.is_complex else got).to(torch.float64).numpy().reshape(-1)
+        clip = outcome.result.clipping.table.clips.get(name)
+        if clip is None:  # an exact integer segment: the mean, rounded half to even
+            assert np.array_equal(actual, np.rint(expected)) or np.abs(actual - expected).max() <= 0.5
+            continue
+        info = torch.finfo(dtype)
+        bound = clip / qmax + info.eps * (np.abs(expected) + clip / qmax) + info.smallest_normal
+        assert np.all(np.abs(actual - expected) <= bound), name
