@@ -30,7 +30,14 @@ from secagg.segments import SegmentTable
 if TYPE_CHECKING:
     from fl_core.aggregators.base import AggregationResult, Aggregator, ClientUpdate, DropoutStage
 
-__all__ = ["DISCOVERY_RNG_SEED", "aggregate_flat_models", "aggregate_updates", "client_ids_of", "discover_clips"]
+__all__ = [
+    "DISCOVERY_RNG_SEED",
+    "aggregate_flat_models",
+    "aggregate_updates",
+    "client_ids_of",
+    "discover_clips",
+    "new_global",
+]
 
 Model = TypeVar("Model")
 Layout = TypeVar("Layout", bound=FlatLayout)
@@ -165,3 +172,21 @@ def aggregate_flat_models(
         aggregator, base, vectors, layout.segments(clips), rng=rng, dropouts=dropouts, clips=clips, discovery=discovery
     )
     return base, layout, result, found
+
+
+def new_global(
+    base: npt.NDArray[np.float64], mean: npt.NDArray[np.float64], layout: FlatLayout
+) -> npt.NDArray[np.float64]:
+    """``base + mean``, the new global vector; ConfigurationError naming the array if an entry is
+    not finite (the base and the mean are, so the sum overflowed float64: never hidden as inf)."""
+    with np.errstate(over="ignore", invalid="ignore"):
+        total: npt.NDArray[np.float64] = base + mean
+    bad = ~np.isfinite(total)
+    if bad.any():
+        index = int(np.argmax(bad))
+        spec = next(s for s in layout.specs if s.offset <= index < s.offset + s.length)
+        raise ConfigurationError(
+            f"{spec.NOUN} {spec.name!r}: the new global value {float(base[index])!r} + {float(mean[index])!r} "
+            "is not finite (float64 overflow)"
+        )
+    return total

@@ -71,7 +71,7 @@ from secagg.integrations._keras_dtypes import (
     resolve_dtype,
 )
 from secagg.integrations._layout import ArraySpec, FlatLayout, check_cast
-from secagg.integrations._ranges import aggregate_flat_models
+from secagg.integrations._ranges import aggregate_flat_models, new_global
 from secagg.ranges import RangeDiscovery
 
 if TYPE_CHECKING:
@@ -357,5 +357,5 @@ def aggregate_models(
         flatten, global_model, local_models, aggregator, num_samples=num_samples, rng=rng, client_ids=client_ids,
         dropouts=dropouts, clips=clips, discovery=discovery, structure=_structure,
     )
-    weights = None if result.mean is None else unflatten_weights(base + result.mean, layout)
+    weights = None if result.mean is None else unflatten_weights(new_global(base, result.mean, layout), layout)
     return ModelAggregation(result, weights, layout, trainable_only, found)

@@ -41,7 +41,7 @@ from secagg.errors import ConfigurationError
 from secagg.integrations._extras import require
 from secagg.integrations._layout import ArraySpec, check_cast
 from secagg.integrations._layout import FlatLayout as _FlatLayout
-from secagg.integrations._ranges import aggregate_flat_models
+from secagg.integrations._ranges import aggregate_flat_models, new_global
 from secagg.ranges import RangeDiscovery
 
 if TYPE_CHECKING:
@@ -385,5 +385,5 @@ def aggregate_models(
         lambda model: flatten_state_dict(tensors_of(model)), global_model, local_models, aggregator,
         num_samples=num_samples, rng=rng, client_ids=client_ids, dropouts=dropouts, clips=clips, discovery=discovery,
     )
-    state = None if result.mean is None else unflatten_state_dict(base + result.mean, layout)
+    state = None if result.mean is None else unflatten_state_dict(new_global(base, result.mean, layout), layout)
     return ModelAggregation(result=result, state_dict=state, layout=layout, discovery=found)

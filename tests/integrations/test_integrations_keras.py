@@ -552,3 +552,22 @@ def test_aggregate_models_restores_dtypes_and_shapes_and_is_the_mean_within_a_st
         info = finfo_of(dtype)
         bound = clip / qmax + float(info.eps) * (np.abs(expected) + clip / qmax) + float(info.smallest_normal)
         assert np.all(np.abs(actual - expected) <= bound), index
+
+
+def test_a_new_float64_global_that_overflows_to_infinity_is_refused() -> None:
+    # Prepare: as for PyTorch, an aggregator whose mean makes base + mean overflow float64
+    from fl_core.aggregators.base import AggregationResult  # noqa: PLC0415
+
+    class ReturnsHugeMean:
+        name = "fixed"
+
+        def aggregate(self, updates: Any, dropouts: Any = None, *, rng: Any, segments: Any = None) -> Any:
+            length = updates[0].vector.shape[0]
+            return AggregationResult(np.full(length, 1e308), frozenset(u.client_id for u in updates), 0.0, 0.0)
+
+    # Execute / Assert
+    with pytest.raises(ConfigurationError, match="not finite"):
+        aggregate_models(
+            [np.full(2, 1.5e308)], [[np.full(2, 1.6e308)]] * 3, ReturnsHugeMean(), num_samples=[1] * 3,
+            rng=np.random.default_rng(0),
+        )

@@ -6,6 +6,7 @@ import re
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -499,3 +500,27 @@ def test_aggregate_models_restores_dtypes_and_shapes_and_is_the_mean_within_a_st
         info = torch.finfo(dtype)
         bound = clip / qmax + info.eps * (np.abs(expected) + clip / qmax) + info.smallest_normal
         assert np.all(np.abs(actual - expected) <= bound), name
+
+
+class _ReturnsMean:
+    """An aggregator whose decoded mean is given (as a forged or overflowing sum would be)."""
+
+    name = "fixed"
+
+    def __init__(self, mean: float) -> None:
+        self.mean = mean
+
+    def aggregate(self, updates: Any, dropouts: Any = None, *, rng: Any, segments: Any = None) -> Any:
+        from fl_core.aggregators.base import AggregationResult  # noqa: PLC0415
+
+        length = updates[0].vector.shape[0]
+        return AggregationResult(np.full(length, self.mean), frozenset(u.client_id for u in updates), 0.0, 0.0)
+
+
+def test_a_new_float64_global_that_overflows_to_infinity_is_refused() -> None:
+    # Prepare: a float64 weight near the largest double plus a large mean update: base + mean was inf, kept
+    global_state = {"w": torch.full((2,), 1.5e308, dtype=torch.float64)}
+    locals_ = [{"w": torch.full((2,), 1.6e308, dtype=torch.float64)} for _ in range(3)]
+    # Execute / Assert
+    with pytest.raises(ConfigurationError, match="not finite"):
+        aggregate_models(global_state, locals_, _ReturnsMean(1e308), num_samples=[1] * 3, rng=np.random.default_rng(0))
