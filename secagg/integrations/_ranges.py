@@ -74,13 +74,20 @@ def discover_clips(
 ) -> tuple[dict[str, float], AggregationResult] | None:
     """One secure range-discovery round: the clip of every float segment, and the round's result.
 
-    Returns None for an aggregator that does not quantize (nothing to clip). The
+    The round runs through the aggregator under any wrapper (:func:`fl_core.wrapping.innermost`):
+    the histogram is summed whole, and a wrapper's state (a sparse round's error-feedback
+    residuals) is left to the model's own round. Returns None for an aggregator that does not
+    quantize (nothing to clip). The
     result's ``mean`` is the histogram sum divided by the contributors; if the round
     was skipped, the clips are empty.
     """
     bits = _bits(aggregator)
     if bits is None:
         return None
+    # Around any wrapper: a sparse one would send a subset of the histogram (and keep the rest
+    # in each hospital's error-feedback residual, to be added to its next model update), a
+    # rotated one would mix the buckets. The protocol underneath sums the histogram whole.
+    aggregator = importlib.import_module("fl_core.wrapping").innermost(aggregator)
     discovery = discovery or RangeDiscovery()
     client_update = importlib.import_module("fl_core.aggregators.base").ClientUpdate
     table = discovery.table(segments, bits)
