@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, TypeVar
 import numpy as np
 import numpy.typing as npt
 
-from secagg._validate import require_int
+from secagg._validate import require_instance, require_int, require_mapping, require_sequence
 from secagg.errors import ConfigurationError
 from secagg.integrations._layout import FlatLayout
 from secagg.ranges import RangeDiscovery
@@ -47,14 +47,23 @@ DISCOVERY_RNG_SEED = 0
 and a fixed one leaves the caller's ``rng`` to the aggregation alone."""
 
 
+def _listed(name: str, value: object) -> list[object]:
+    """``value`` as a list if it is a sequence (not a string) or a one-dimensional numpy array."""
+    if isinstance(value, np.ndarray) and value.ndim == 1:
+        return list(value)
+    return list(require_sequence(name, value))
+
+
 def client_ids_of(models: Sequence[object], client_ids: Sequence[int] | None, num_samples: Sequence[int]) -> list[int]:
-    """``client_ids`` (default 0..m-1) after checking one id and one sample count per model."""
-    ids = list(range(len(models))) if client_ids is None else list(client_ids)
-    if len(ids) != len(models) or len(num_samples) != len(models):
+    """``client_ids`` (default 0..m-1) after checking one id and one sample count per model
+    (ConfigurationError for anything but sequences or one-dimensional arrays)."""
+    count, samples = len(_listed("local_models", models)), _listed("num_samples", num_samples)
+    ids: list[object] = list(range(count)) if client_ids is None else _listed("client_ids", client_ids)
+    if len(ids) != count or len(samples) != count:
         raise ConfigurationError(
-            f"{len(models)} models need as many client ids and sample counts, got {len(ids)} and {len(num_samples)}"
+            f"{count} models need as many client ids and sample counts, got {len(ids)} and {len(samples)}"
         )
-    return ids
+    return ids  # type: ignore[return-value]  # ints or refused by ClientUpdate
 
 
 def _bits(aggregator: Aggregator) -> int | None:
@@ -165,10 +174,14 @@ def aggregate_flat_models(
     its layout, the aggregation's result and the discovery round's
     (:func:`aggregate_updates`).
     """
-    base, layout = flatten(global_model)
+    require_instance("rng", rng, np.random.Generator)
+    for name, mapping in (("dropouts", dropouts), ("clips", clips)):
+        if mapping is not None:
+            require_mapping(name, mapping)
     ids = client_ids_of(local_models, client_ids, num_samples)
+    base, layout = flatten(global_model)
     vectors = []
-    for client, model, count in zip(ids, local_models, num_samples, strict=True):
+    for client, model, count in zip(ids, list(local_models), list(num_samples), strict=True):
         vector, local_layout = flatten(model)
         if structure(local_layout) != structure(layout):
             raise ConfigurationError(

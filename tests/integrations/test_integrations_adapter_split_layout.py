@@ -121,3 +121,47 @@ def test_a_segment_field_changes_the_session_descriptor(field: str) -> None:
     tables = [SegmentTable((segment, Segment("steps", 1, integer=True))) for segment in (honest, changed)]
     # Execute / Assert: another descriptor, so another session (and, in active mode, another signed context)
     assert quantizer.descriptor(1, tables[0]) != quantizer.descriptor(1, tables[1])
+
+
+BAD_ARGUMENTS: dict[str, dict[str, Any]] = {
+    "num_samples an int": {"num_samples": 5},
+    "num_samples a generator": {"num_samples": (n for n in [1, 1, 1])},
+    "client_ids an int": {"client_ids": 5},
+    "client_ids a string": {"client_ids": "abc"},
+    "dropouts a list": {"dropouts": [1]},
+    "clips a list": {"clips": [1.0]},
+    "rng None": {"rng": None},
+    "rng a seed": {"rng": 3},
+    "local models None": {"local_models": None},
+    "local models an int": {"local_models": 3},
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_ARGUMENTS))
+@pytest.mark.parametrize("adapter", ["torch", "keras"])
+@pytest.mark.parametrize("aggregator", ["plain", "secagg"])
+def test_a_malformed_argument_is_refused_with_a_library_error(case: str, adapter: str, aggregator: str) -> None:
+    # Prepare: these raised Python's own TypeError/AttributeError (rng=None passed with plain)
+    module, make = (torch_adapter, torch_global) if adapter == "torch" else (keras_adapter, keras_global)
+    arguments: dict[str, Any] = {
+        "local_models": [make() for _ in range(HOSPITALS)],
+        "num_samples": [1] * HOSPITALS,
+        "rng": np.random.default_rng(0),
+        **BAD_ARGUMENTS[case],
+    }
+    # Execute / Assert
+    with pytest.raises(SecAggError):
+        module.aggregate_models(make(), aggregator=make_aggregator(aggregator, num_clients=HOSPITALS), **arguments)
+
+
+@pytest.mark.parametrize("adapter", ["torch", "keras"])
+def test_numpy_arrays_of_sample_counts_and_client_ids_are_accepted(adapter: str) -> None:
+    # Prepare
+    module, make = (torch_adapter, torch_global) if adapter == "torch" else (keras_adapter, keras_global)
+    # Execute
+    outcome = module.aggregate_models(
+        make(), [make() for _ in range(HOSPITALS)], make_aggregator("plain"), num_samples=np.array([1, 2, 3]),
+        client_ids=np.arange(4, 4 + HOSPITALS), rng=np.random.default_rng(0),
+    )
+    # Assert
+    assert outcome.result.included == frozenset({4, 5, 6})
