@@ -29,7 +29,7 @@ import numpy.typing as npt
 from secagg.errors import ConfigurationError
 from secagg.segments import Segment, SegmentTable
 
-__all__ = ["ArraySpec", "FlatLayout", "check_cast"]
+__all__ = ["ArraySpec", "FlatLayout", "check_cast", "require_layout"]
 
 
 @dataclass(frozen=True)
@@ -150,3 +150,10 @@ def check_cast(
             f"{spec.NOUN} {spec.name!r}: {float(wanted[index])!r} does not fit {spec.dtype} (largest finite "
             f"{largest:g}); it would become {float(got[index])!r}"
         )
+
+
+def require_layout(layout: object) -> FlatLayout:
+    """``layout`` if it is a :class:`FlatLayout` (either adapter's); ConfigurationError otherwise."""
+    if not isinstance(layout, FlatLayout):
+        raise ConfigurationError(f"expected a layout from flattening, got {type(layout).__name__}")
+    return layout

@@ -70,7 +70,7 @@ from secagg.integrations._keras_dtypes import (
     integer_bounds,
     resolve_dtype,
 )
-from secagg.integrations._layout import ArraySpec, FlatLayout, check_cast
+from secagg.integrations._layout import ArraySpec, FlatLayout, check_cast, require_layout
 from secagg.integrations._ranges import aggregate_flat_models, new_global
 from secagg.ranges import RangeDiscovery
 
@@ -185,6 +185,7 @@ def unflatten_weights(vector: npt.ArrayLike, layout: WeightsLayout) -> list[npt.
     that did not come from flattening (an aggregate) is converted with the
     rounding rules in the module docstring.
     """
+    require_layout(layout)
     values = np.asarray(vector)
     if values.ndim != 1 or values.dtype.kind != "f":
         raise ConfigurationError(f"expected a one-dimensional float vector, got {values.dtype} of shape {values.shape}")
@@ -277,7 +278,7 @@ def load_into_model(model: Any, vector: npt.ArrayLike, layout: WeightsLayout, *,
     if the model has another number of weights or a shape or dtype differs.
     """
     targets = _model_variables(model, trainable_only)
-    if len(targets) != len(layout.specs):
+    if len(targets) != len(require_layout(layout).specs):
         raise ConfigurationError(f"the model has {len(targets)} weights, the layout {len(layout.specs)}")
     for target, spec in zip(targets, layout.specs, strict=True):
         if tuple(int(d) for d in target.shape) != spec.shape or str(target.dtype) != spec.dtype:

@@ -39,7 +39,7 @@ import numpy.typing as npt
 
 from secagg.errors import ConfigurationError
 from secagg.integrations._extras import require
-from secagg.integrations._layout import ArraySpec, check_cast
+from secagg.integrations._layout import ArraySpec, check_cast, require_layout
 from secagg.integrations._layout import FlatLayout as _FlatLayout
 from secagg.integrations._ranges import aggregate_flat_models, new_global
 from secagg.ranges import RangeDiscovery
@@ -137,6 +137,8 @@ def flatten_state_dict(tensors: Mapping[str, Tensor]) -> tuple[FloatVector, Flat
     integer beyond 2^53 in magnitude.
     """
     torch = _torch()
+    if not isinstance(tensors, Mapping):
+        raise ConfigurationError(f"expected a mapping of names to tensors (a state dict), got {type(tensors).__name__}")
     specs: list[TensorSpec] = []
     pieces: list[Any] = []
     offset = 0
@@ -203,6 +205,7 @@ def unflatten_state_dict(vector: npt.ArrayLike, layout: FlatLayout) -> dict[str,
     or NaN the format has no code for, a negative value for an unsigned format.
     """
     torch = _torch()
+    require_layout(layout)
     values = np.asarray(vector)
     if values.ndim != 1 or values.dtype.kind != "f":
         raise ConfigurationError(f"expected a one-dimensional float vector, got {values.dtype} of shape {values.shape}")
@@ -299,7 +302,7 @@ def load_into_model(model: Module, vector: npt.ArrayLike, layout: FlatLayout) ->
     module lacks a name of the layout or a shape or dtype differs.
     """
     targets = _model_tensors(model, buffers=True)
-    for spec in layout.specs:
+    for spec in require_layout(layout).specs:
         target = targets.get(spec.name)
         if target is None:
             raise ConfigurationError(f"the model has no parameter or buffer named {spec.name!r}")

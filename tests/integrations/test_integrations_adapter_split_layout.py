@@ -165,3 +165,33 @@ def test_numpy_arrays_of_sample_counts_and_client_ids_are_accepted(adapter: str)
     )
     # Assert
     assert outcome.result.included == frozenset({4, 5, 6})
+
+
+def _malformed_calls() -> dict[str, Callable[[], object]]:
+    vector, _ = torch_adapter.flatten_state_dict({"a": torch.zeros(2)})
+    weights_vector, _ = keras_adapter.flatten_weights([np.zeros(2)])
+    module = torch.nn.Linear(2, 1)
+    return {
+        "torch flatten_state_dict(None)": lambda: torch_adapter.flatten_state_dict(None),  # type: ignore[arg-type]
+        "torch flatten_state_dict(list)": lambda: torch_adapter.flatten_state_dict([torch.zeros(2)]),  # type: ignore[arg-type]
+        "torch unflatten_state_dict(layout None)": lambda: torch_adapter.unflatten_state_dict(vector, None),  # type: ignore[arg-type]
+        "torch load_into_model(layout None)": lambda: torch_adapter.load_into_model(module, vector, None),  # type: ignore[arg-type]
+        "keras unflatten_weights(layout None)": lambda: keras_adapter.unflatten_weights(weights_vector, None),  # type: ignore[arg-type]
+        "keras load_into_model(layout None)": lambda: keras_adapter.load_into_model(
+            keras_model(), weights_vector, None  # type: ignore[arg-type]
+        ),
+    }
+
+
+def keras_model() -> Any:
+    keras = pytest.importorskip("keras")
+    return keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])
+
+
+@pytest.mark.parametrize("case", sorted(_malformed_calls()))
+def test_a_malformed_flatten_or_load_call_is_refused_with_a_library_error(case: str) -> None:
+    # Prepare: a missing layout or a list for a state dict raised AttributeError
+    call = _malformed_calls()[case]
+    # Execute / Assert
+    with pytest.raises(SecAggError):
+        call()
