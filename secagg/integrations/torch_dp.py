@@ -35,7 +35,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import numpy.typing as npt
 
-from secagg._validate import require_finite
+from secagg._validate import require_finite, require_int
 from secagg.errors import ConfigurationError
 from secagg.integrations._extras import require
 from secagg.integrations._layout import check_cast
@@ -62,6 +62,8 @@ def _torch() -> Any:
 def _trainable_parameters(model: Module) -> list[tuple[str, Tensor]]:
     """The trainable parameters in ``named_parameters`` order; ConfigurationError for a
     non-real one (a complex gradient cast to float64 would lose its imaginary part)."""
+    if not isinstance(model, _torch().nn.Module):
+        raise ConfigurationError(f"expected a torch.nn.Module, got {type(model).__name__}")
     params: list[tuple[str, Tensor]] = [(name, p) for name, p in model.named_parameters() if p.requires_grad]
     for name, p in params:
         if not p.dtype.is_floating_point:
@@ -86,11 +88,16 @@ def clipped_gradient_sum(
     batch at once with ``torch.func.vmap(grad(...))``: no Python loop over examples.
     ``loss_fn`` gets a batch of one and must return a scalar.
     """
-    if not (np.isfinite(l2_clip) and l2_clip > 0):
+    if require_finite("l2_clip", l2_clip) <= 0:
         raise ConfigurationError(f"l2_clip must be a positive number, got {l2_clip}")
     torch = _torch()
     func = importlib.import_module("torch.func")
     params = _trainable(model)
+    for name, tensor in (("inputs", inputs), ("targets", targets)):
+        if not isinstance(tensor, torch.Tensor) or tensor.ndim == 0:
+            raise ConfigurationError(
+                f"{name} must be a torch.Tensor with a batch dimension, got {type(tensor).__name__}"
+            )
     if not params:
         raise ConfigurationError("the model has no trainable parameters")
     if inputs.shape[0] == 0:
@@ -104,17 +111,23 @@ def clipped_gradient_sum(
 
     per_sample = func.vmap(func.grad(loss_of_one), in_dims=(None, 0, 0))(params, inputs, targets)
     flat = torch.cat([per_sample[name].reshape(inputs.shape[0], -1) for name in params], dim=1).to(torch.float64)
+    if not bool(torch.isfinite(flat).all()):
+        raise ConfigurationError("a per-sample gradient is NaN or infinite (check the inputs and the loss)")
     factors = torch.clamp(l2_clip / flat.norm(dim=1).clamp_min(torch.finfo(torch.float64).tiny), max=1.0)
     summed: FloatVector = (flat * factors[:, None]).sum(dim=0).numpy()
     return summed
 
 
 def poisson_mask(num_rows: int, rate: float | None, rng: np.random.Generator) -> npt.NDArray[np.bool_]:
-    """Each row independently with probability ``rate`` (every row if None)."""
-    if rate is None or rate >= 1.0:
+    """Each row independently with probability ``rate`` (every row if None or 1); ConfigurationError
+    for a rate outside (0, 1] (a rate above 1 is refused, not read as 1)."""
+    num_rows = require_int("num_rows", num_rows, 0)
+    if rate is None:
         return np.ones(num_rows, dtype=bool)
-    if not 0.0 < rate < 1.0:
+    if not 0.0 < require_finite("sampling rate", rate) <= 1.0:
         raise ConfigurationError(f"sampling rate must be in (0, 1], got {rate}")
+    if rate == 1.0:
+        return np.ones(num_rows, dtype=bool)
     mask: npt.NDArray[np.bool_] = rng.random(num_rows) < rate
     return mask
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import pytest
 
@@ -138,3 +140,26 @@ def test_a_complex_parameter_is_refused_not_stripped_of_its_imaginary_part() -> 
         torch_dp.clipped_gradient_sum(model, loss, inputs, targets, 1.0)
     with pytest.raises(ConfigurationError, match="complex"):
         torch_dp.apply_dp_step(model, np.zeros(4), 1.0, 1.0)
+
+
+def _bad_dp_calls() -> dict[str, Any]:
+    model = _linear()
+    inputs, targets = torch.randn(4, 4, dtype=torch.float64), torch.tensor([0, 1, 2, 0])
+    rng = np.random.default_rng(0)
+    return {
+        "l2_clip a string": lambda: torch_dp.clipped_gradient_sum(model, _loss, inputs, targets, "1"),
+        "l2_clip None": lambda: torch_dp.clipped_gradient_sum(model, _loss, inputs, targets, None),
+        "model None": lambda: torch_dp.clipped_gradient_sum(None, _loss, inputs, targets, 1.0),
+        "inputs numpy": lambda: torch_dp.clipped_gradient_sum(model, _loss, inputs.numpy(), targets, 1.0),
+        "NaN inputs": lambda: torch_dp.clipped_gradient_sum(model, _loss, inputs * float("nan"), targets, 1.0),
+        "rate a string": lambda: torch_dp.poisson_mask(3, "x", rng),
+        "rate above 1": lambda: torch_dp.poisson_mask(3, 2.0, rng),  # was every row, silently
+        "apply to None": lambda: torch_dp.apply_dp_step(None, np.zeros(15), 1.0, 1.0),
+    }
+
+
+@pytest.mark.parametrize("case", sorted(_bad_dp_calls()))
+def test_a_malformed_dp_call_is_refused_with_a_library_error(case: str) -> None:
+    # Execute / Assert: these raised TypeError, AttributeError or torch's ValueError, or passed
+    with pytest.raises(ConfigurationError):
+        _bad_dp_calls()[case]()
