@@ -60,13 +60,16 @@ def _float_fits_float64(dtype: np.dtype[Any]) -> bool:
 
 
 def float_info(dtype: np.dtype[Any]) -> tuple[float, float]:
-    """The largest finite value and the machine epsilon of a floating or complex dtype (of
-    its parts for complex), numpy's or ml_dtypes'; ConfigurationError for another dtype."""
+    """The largest finite value of a floating or complex dtype (of its parts for complex), numpy's
+    or ml_dtypes', and the value just below it; ConfigurationError for another dtype."""
     try:
         info: Any = np.finfo(dtype) if dtype.kind in "fc" else _ml_dtypes().finfo(dtype)  # type: ignore[union-attr]
     except (AttributeError, TypeError, ValueError, KeyError) as exc:
         raise ConfigurationError(f"dtype {dtype.name} has no floating-point range") from exc
-    return float(info.max), float(info.eps)
+    part = np.dtype(info.dtype)
+    largest = np.array([info.max]).astype(part)
+    below = (largest.view(f"u{part.itemsize}") - 1).view(part)  # positive values: one bit pattern down
+    return float(largest.astype(np.float64)[0]), float(below.astype(np.float64)[0])
 
 
 def _is_complex(dtype: np.dtype[Any]) -> bool:

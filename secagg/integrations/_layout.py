@@ -125,20 +125,21 @@ class FlatLayout:
 
 
 def check_cast(
-    spec: ArraySpec, wanted: npt.NDArray[np.float64], got: npt.NDArray[Any], largest: float, epsilon: float
+    spec: ArraySpec, wanted: npt.NDArray[np.float64], got: npt.NDArray[Any], largest: float, below_largest: float
 ) -> None:
     """Refuse a conversion of ``wanted`` to ``spec``'s dtype that did more than round.
 
-    ``got`` is the converted values read back as float64; ``largest`` and ``epsilon``
-    are the dtype's largest finite value and machine epsilon (its ``finfo``). A finite
-    value must come back finite, without a change of sign (zero is fine: underflow) and
-    within half a unit in the last place of ``largest``, or the conversion overflowed
+    ``got`` is the converted values read back as float64; ``largest`` and ``below_largest``
+    are the dtype's largest finite value and the one just below it (their difference is a
+    unit in the last place at the top of the range; finfo's eps is not used, torch's is
+    wrong for float8_e5m2fnuz). A finite value must come back finite, without a change of
+    sign (zero is fine: underflow) and within half that unit, or the conversion overflowed
     to an infinity, made a NaN or saturated at the largest value. An infinity must come
     back as itself and a NaN as a NaN (formats without them change them). Raises
     ConfigurationError naming the array, the value and what it would have become.
     """
     got = np.asarray(got, dtype=np.float64)
-    half_ulp = math.ldexp(epsilon, math.frexp(largest)[1] - 2)
+    half_ulp = (largest - below_largest) / 2
     with np.errstate(all="ignore"):
         finite = np.isfinite(wanted)
         bad = finite & (~np.isfinite(got) | (wanted * got < 0) | (np.abs(got - wanted) > half_ulp))

@@ -228,8 +228,7 @@ def _from_float64(torch: Any, piece: FloatVector, dtype: Any, kind: str, spec: A
     if kind == REAL:
         real = torch.from_numpy(piece.copy()).to(dtype)
         if dtype != torch.float64:
-            info = torch.finfo(dtype)
-            check_cast(spec, piece, real.to(torch.float64).numpy(), info.max, info.eps)
+            check_cast(spec, piece, real.to(torch.float64).numpy(), *_top_of_range(torch, dtype))
         return real
     if kind == COMPLEX:
         # Real and imaginary parts set separately: arithmetic like 1j * inf would make NaNs.
@@ -237,14 +236,13 @@ def _from_float64(torch: Any, piece: FloatVector, dtype: Any, kind: str, spec: A
         pairs.real, pairs.imag = piece[0::2], piece[1::2]
         complex_ = torch.from_numpy(pairs).to(dtype)
         if dtype != torch.complex128:
-            info = torch.finfo(dtype)
             back = torch.view_as_real(complex_.to(torch.complex128)).reshape(-1).numpy()
-            check_cast(spec, piece, back, info.max, info.eps)
+            check_cast(spec, piece, back, *_top_of_range(torch, _COMPLEX_PARTS[spec.dtype]))
         return complex_
     if kind == FLOAT4:
         codes = _e2m1_codes(piece, spec.name)
         magnitudes = _E2M1_MAGNITUDES[codes & 0x7]
-        check_cast(spec, piece, np.where(codes >= 8, -magnitudes, magnitudes), _E2M1_MAGNITUDES[-1], 0.5)
+        check_cast(spec, piece, np.where(codes >= 8, -magnitudes, magnitudes), *_E2M1_MAGNITUDES[-1:-3:-1])
         packed = (codes[0::2] | (codes[1::2] << 4)).astype(np.uint8)
         return torch.from_numpy(packed).view(dtype)
     if kind == BOOL:
@@ -259,6 +257,18 @@ def _from_float64(torch: Any, piece: FloatVector, dtype: Any, kind: str, spec: A
     ):
         raise ConfigurationError(f"tensor {spec.name!r}: values fall outside the range of {spec.dtype}")
     return torch.from_numpy(integers.astype(np.dtype(spec.dtype)))
+
+
+_COMPLEX_PARTS = {"complex32": "float16", "complex64": "float32"}
+
+
+def _top_of_range(torch: Any, dtype: Any) -> tuple[float, float]:
+    """The largest finite value of a real floating dtype (or the name of one) and the value just below it."""
+    dtype = getattr(torch, dtype) if isinstance(dtype, str) else dtype
+    largest = torch.tensor([torch.finfo(dtype).max], dtype=torch.float64).to(dtype)
+    bits = {1: torch.uint8, 2: torch.int16, 4: torch.int32, 8: torch.int64}[largest.element_size()]
+    below = (largest.view(bits) - 1).view(dtype)  # positive values: one bit pattern down is one value down
+    return float(largest.to(torch.float64)), float(below.to(torch.float64))
 
 
 def _e2m1_codes(piece: FloatVector, name: str) -> npt.NDArray[np.int64]:

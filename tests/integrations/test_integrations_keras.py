@@ -571,3 +571,20 @@ def test_a_new_float64_global_that_overflows_to_infinity_is_refused() -> None:
             [np.full(2, 1.5e308)], [[np.full(2, 1.6e308)]] * 3, ReturnsHugeMean(), num_samples=[1] * 3,
             rng=np.random.default_rng(0),
         )
+
+
+@pytest.mark.parametrize("name", ["float32", "float16", *[n for n in ml_float_dtypes() if n != "float64"]])
+@given(data=st.data())
+def test_any_value_within_a_narrow_range_is_rounded_as_numpy_rounds_it(name: str, data: st.DataObject) -> None:
+    # Prepare: values anywhere in [lowest, max], subnormals and signed zeros included
+    dtype = np.dtype(getattr(ml_dtypes, name, None) or name)
+    info = finfo_of(dtype)
+    values = np.array(
+        data.draw(st.lists(st.floats(float(info.min), float(info.max), allow_nan=False), min_size=1, max_size=8))
+    )
+    _, layout = flatten_weights([np.zeros(len(values), dtype=dtype)])
+    # Execute: the range check refuses nothing a plain cast rounds
+    back = unflatten_weights(values, layout)[0]
+    # Assert: bit for bit what numpy's (ml_dtypes') own cast gives
+    bits = f"u{dtype.itemsize}"
+    assert np.array_equal(back.view(bits), values.astype(dtype).view(bits))

@@ -524,3 +524,18 @@ def test_a_new_float64_global_that_overflows_to_infinity_is_refused() -> None:
     # Execute / Assert
     with pytest.raises(ConfigurationError, match="not finite"):
         aggregate_models(global_state, locals_, _ReturnsMean(1e308), num_samples=[1] * 3, rng=np.random.default_rng(0))
+
+
+@pytest.mark.parametrize("name", NARROW)
+@given(data=st.data())
+def test_any_value_within_a_narrow_range_is_rounded_as_torch_rounds_it(name: str, data: st.DataObject) -> None:
+    # Prepare: values anywhere in [-max, max], subnormals and signed zeros included
+    dtype = getattr(torch, name)
+    largest = torch.finfo(dtype).max
+    values = np.array(data.draw(st.lists(st.floats(-largest, largest, allow_nan=False), min_size=1, max_size=8)))
+    _, layout = flatten_state_dict({"w": torch.zeros(len(values), dtype=dtype)})
+    # Execute: the range check refuses nothing a plain cast rounds
+    back = unflatten_state_dict(values, layout)["w"]
+    # Assert: bit for bit what torch's own cast gives
+    bits = {1: torch.uint8, 2: torch.int16, 4: torch.int32}[back.element_size()]
+    assert torch.equal(back.view(bits), torch.from_numpy(values).to(dtype).view(bits))
