@@ -20,7 +20,7 @@ import numpy as np
 
 from secagg.errors import ConfigurationError
 
-__all__ = ["BOOL", "COMPLEX", "INTEGER", "REAL", "dtype_kind", "integer_bounds", "resolve_dtype"]
+__all__ = ["BOOL", "COMPLEX", "INTEGER", "REAL", "dtype_kind", "float_info", "integer_bounds", "resolve_dtype"]
 
 REAL, COMPLEX, INTEGER, BOOL = "real", "complex", "integer", "bool"
 
@@ -57,6 +57,19 @@ def _float_fits_float64(dtype: np.dtype[Any]) -> bool:
         return False
     # float64: 52 stored mantissa bits, normal exponents down to -1022, subnormals to 2^-1074.
     return bool(info.nmant <= 52 and info.maxexp <= 1024 and info.minexp - info.nmant >= -1074)
+
+
+def float_info(dtype: np.dtype[Any]) -> tuple[float, float]:
+    """The largest finite value of a floating or complex dtype (of its parts for complex), numpy's
+    or ml_dtypes', and the value just below it; ConfigurationError for another dtype."""
+    try:
+        info: Any = np.finfo(dtype) if dtype.kind in "fc" else _ml_dtypes().finfo(dtype)  # type: ignore[union-attr]
+    except (AttributeError, TypeError, ValueError, KeyError) as exc:
+        raise ConfigurationError(f"dtype {dtype.name} has no floating-point range") from exc
+    part = np.dtype(info.dtype)
+    largest = np.array([info.max]).astype(part)
+    below = (largest.view(f"u{part.itemsize}") - 1).view(part)  # positive values: one bit pattern down
+    return float(largest.astype(np.float64)[0]), float(below.astype(np.float64)[0])
 
 
 def _is_complex(dtype: np.dtype[Any]) -> bool:

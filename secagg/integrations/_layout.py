@@ -9,6 +9,11 @@ that every tensor gets its own clip and its own clipped count in the secure sum
 masks, counters) become *integer* segments, aggregated exactly (scale 1, no
 clip); an update of one of them that is not a whole number within
 ``+-(2^(bits-1) - 1)`` is refused, never clipped.
+
+:func:`check_cast` is the adapters' guard when a vector goes back to a narrower
+floating dtype: rounding is fine, but a value the dtype cannot hold (beyond its
+range, an infinity or NaN it has no code for, a sign an unsigned format lacks) is
+refused instead of becoming inf, NaN or the largest value.
 """
 
 from __future__ import annotations
@@ -16,12 +21,15 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import Any, ClassVar
+
+import numpy as np
+import numpy.typing as npt
 
 from secagg.errors import ConfigurationError
 from secagg.segments import Segment, SegmentTable
 
-__all__ = ["ArraySpec", "FlatLayout"]
+__all__ = ["ArraySpec", "FlatLayout", "check_cast", "require_layout"]
 
 
 @dataclass(frozen=True)
@@ -114,3 +122,39 @@ class FlatLayout:
         if not segments:
             raise ConfigurationError(f"a layout without any {self.NOUN} entries has no segments")
         return SegmentTable(segments)
+
+
+def check_cast(
+    spec: ArraySpec, wanted: npt.NDArray[np.float64], got: npt.NDArray[Any], largest: float, below_largest: float
+) -> None:
+    """Refuse a conversion of ``wanted`` to ``spec``'s dtype that did more than round.
+
+    ``got`` is the converted values read back as float64; ``largest`` and ``below_largest``
+    are the dtype's largest finite value and the one just below it (their difference is a
+    unit in the last place at the top of the range; finfo's eps is not used, torch's is
+    wrong for float8_e5m2fnuz). A finite value must come back finite, without a change of
+    sign (zero is fine: underflow) and within half that unit, or the conversion overflowed
+    to an infinity, made a NaN or saturated at the largest value. An infinity must come
+    back as itself and a NaN as a NaN (formats without them change them). Raises
+    ConfigurationError naming the array, the value and what it would have become.
+    """
+    got = np.asarray(got, dtype=np.float64)
+    half_ulp = (largest - below_largest) / 2
+    with np.errstate(all="ignore"):
+        finite = np.isfinite(wanted)
+        bad = finite & (~np.isfinite(got) | (wanted * got < 0) | (np.abs(got - wanted) > half_ulp))
+        bad |= np.isinf(wanted) & (got != wanted)
+        bad |= np.isnan(wanted) & ~np.isnan(got)
+    if bad.any():
+        index = int(np.argmax(bad))
+        raise ConfigurationError(
+            f"{spec.NOUN} {spec.name!r}: {float(wanted[index])!r} does not fit {spec.dtype} (largest finite "
+            f"{largest:g}); it would become {float(got[index])!r}"
+        )
+
+
+def require_layout(layout: object) -> FlatLayout:
+    """``layout`` if it is a :class:`FlatLayout` (either adapter's); ConfigurationError otherwise."""
+    if not isinstance(layout, FlatLayout):
+        raise ConfigurationError(f"expected a layout from flattening, got {type(layout).__name__}")
+    return layout

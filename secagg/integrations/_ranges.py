@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, TypeVar
 import numpy as np
 import numpy.typing as npt
 
-from secagg._validate import require_int
+from secagg._validate import require_instance, require_int, require_mapping, require_sequence
 from secagg.errors import ConfigurationError
 from secagg.integrations._layout import FlatLayout
 from secagg.ranges import RangeDiscovery
@@ -30,7 +30,14 @@ from secagg.segments import SegmentTable
 if TYPE_CHECKING:
     from fl_core.aggregators.base import AggregationResult, Aggregator, ClientUpdate, DropoutStage
 
-__all__ = ["DISCOVERY_RNG_SEED", "aggregate_flat_models", "aggregate_updates", "client_ids_of", "discover_clips"]
+__all__ = [
+    "DISCOVERY_RNG_SEED",
+    "aggregate_flat_models",
+    "aggregate_updates",
+    "client_ids_of",
+    "discover_clips",
+    "new_global",
+]
 
 Model = TypeVar("Model")
 Layout = TypeVar("Layout", bound=FlatLayout)
@@ -40,14 +47,23 @@ DISCOVERY_RNG_SEED = 0
 and a fixed one leaves the caller's ``rng`` to the aggregation alone."""
 
 
+def _listed(name: str, value: object) -> list[object]:
+    """``value`` as a list if it is a sequence (not a string) or a one-dimensional numpy array."""
+    if isinstance(value, np.ndarray) and value.ndim == 1:
+        return list(value)
+    return list(require_sequence(name, value))
+
+
 def client_ids_of(models: Sequence[object], client_ids: Sequence[int] | None, num_samples: Sequence[int]) -> list[int]:
-    """``client_ids`` (default 0..m-1) after checking one id and one sample count per model."""
-    ids = list(range(len(models))) if client_ids is None else list(client_ids)
-    if len(ids) != len(models) or len(num_samples) != len(models):
+    """``client_ids`` (default 0..m-1) after checking one id and one sample count per model
+    (ConfigurationError for anything but sequences or one-dimensional arrays)."""
+    count, samples = len(_listed("local_models", models)), _listed("num_samples", num_samples)
+    ids: list[object] = list(range(count)) if client_ids is None else _listed("client_ids", client_ids)
+    if len(ids) != count or len(samples) != count:
         raise ConfigurationError(
-            f"{len(models)} models need as many client ids and sample counts, got {len(ids)} and {len(num_samples)}"
+            f"{count} models need as many client ids and sample counts, got {len(ids)} and {len(samples)}"
         )
-    return ids
+    return ids  # type: ignore[return-value]  # ints or refused by ClientUpdate
 
 
 def _bits(aggregator: Aggregator) -> int | None:
@@ -67,13 +83,20 @@ def discover_clips(
 ) -> tuple[dict[str, float], AggregationResult] | None:
     """One secure range-discovery round: the clip of every float segment, and the round's result.
 
-    Returns None for an aggregator that does not quantize (nothing to clip). The
+    The round runs through the aggregator under any wrapper (:func:`fl_core.wrapping.innermost`):
+    the histogram is summed whole, and a wrapper's state (a sparse round's error-feedback
+    residuals) is left to the model's own round. Returns None for an aggregator that does not
+    quantize (nothing to clip). The
     result's ``mean`` is the histogram sum divided by the contributors; if the round
     was skipped, the clips are empty.
     """
     bits = _bits(aggregator)
     if bits is None:
         return None
+    # Around any wrapper: a sparse one would send a subset of the histogram (and keep the rest
+    # in each hospital's error-feedback residual, to be added to its next model update), a
+    # rotated one would mix the buckets. The protocol underneath sums the histogram whole.
+    aggregator = importlib.import_module("fl_core.wrapping").innermost(aggregator)
     discovery = discovery or RangeDiscovery()
     client_update = importlib.import_module("fl_core.aggregators.base").ClientUpdate
     table = discovery.table(segments, bits)
@@ -142,27 +165,48 @@ def aggregate_flat_models(
     clips: Mapping[str, float] | None,
     discovery: RangeDiscovery | bool | None,
     structure: Callable[[Layout], object] = lambda layout: layout,
-    as_count: Callable[[int], int] = lambda count: count,
 ) -> tuple[npt.NDArray[np.float64], Layout, AggregationResult, AggregationResult | None]:
     """FedAvg of models through ``aggregator`` once ``flatten`` turns each into a flat vector and its layout.
 
     A local model whose ``structure(layout)`` differs from the global model's is
-    refused (ConfigurationError naming the client); each sample count goes through
-    ``as_count`` first (the Keras adapter passes ``int``). Returns the global vector,
+    refused (ConfigurationError naming the client); a sample count that is not an
+    integer (numpy's included) is refused, never truncated. Returns the global vector,
     its layout, the aggregation's result and the discovery round's
     (:func:`aggregate_updates`).
     """
-    base, layout = flatten(global_model)
+    require_instance("rng", rng, np.random.Generator)
+    for name, mapping in (("dropouts", dropouts), ("clips", clips)):
+        if mapping is not None:
+            require_mapping(name, mapping)
     ids = client_ids_of(local_models, client_ids, num_samples)
+    base, layout = flatten(global_model)
     vectors = []
-    for client, model, count in zip(ids, local_models, num_samples, strict=True):
+    for client, model, count in zip(ids, list(local_models), list(num_samples), strict=True):
         vector, local_layout = flatten(model)
         if structure(local_layout) != structure(layout):
             raise ConfigurationError(
                 f"client {client}: model {layout.NOUN}s differ from the global model's (names, shapes or dtypes)"
             )
-        vectors.append((client, vector, as_count(count)))
+        vectors.append((client, vector, count))
     result, found = aggregate_updates(
         aggregator, base, vectors, layout.segments(clips), rng=rng, dropouts=dropouts, clips=clips, discovery=discovery
     )
     return base, layout, result, found
+
+
+def new_global(
+    base: npt.NDArray[np.float64], mean: npt.NDArray[np.float64], layout: FlatLayout
+) -> npt.NDArray[np.float64]:
+    """``base + mean``, the new global vector; ConfigurationError naming the array if an entry is
+    not finite (the base and the mean are, so the sum overflowed float64: never hidden as inf)."""
+    with np.errstate(over="ignore", invalid="ignore"):
+        total: npt.NDArray[np.float64] = base + mean
+    bad = ~np.isfinite(total)
+    if bad.any():
+        index = int(np.argmax(bad))
+        spec = next(s for s in layout.specs if s.offset <= index < s.offset + s.length)
+        raise ConfigurationError(
+            f"{spec.NOUN} {spec.name!r}: the new global value {float(base[index])!r} + {float(mean[index])!r} "
+            "is not finite (float64 overflow)"
+        )
+    return total

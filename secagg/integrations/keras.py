@@ -37,7 +37,12 @@ exact integer segments (an update that is not a whole number within
 ``+-(2^(bits-1) - 1)`` is refused, never clipped). An
 aggregate is converted back to each weight's dtype by numpy's rounding for
 floats (ml_dtypes' for the narrow formats), half to even for integers (refused
-if out of the dtype's range) and nonzero for bool (refused if not finite).
+if out of the dtype's range) and nonzero for bool (refused if not finite). A
+value a floating dtype cannot hold is refused, never turned into an infinity, a
+NaN or the dtype's largest value: beyond its range (more than half a unit in the
+last place past the largest finite value), an infinity or NaN the format has no
+code for (float8_e4m3fn, the float6 and float4 formats), a negative value for an
+unsigned format (float8_e8m0fnu).
 
 Keras is imported only by the functions that take a model
 (``pip install -e '.[keras]'`` from the root of a clone); the weight-list functions need only numpy.
@@ -55,9 +60,18 @@ import numpy.typing as npt
 
 from secagg.errors import ConfigurationError
 from secagg.integrations._extras import require
-from secagg.integrations._keras_dtypes import BOOL, COMPLEX, INTEGER, REAL, dtype_kind, integer_bounds, resolve_dtype
-from secagg.integrations._layout import ArraySpec, FlatLayout
-from secagg.integrations._ranges import aggregate_flat_models
+from secagg.integrations._keras_dtypes import (
+    BOOL,
+    COMPLEX,
+    INTEGER,
+    REAL,
+    dtype_kind,
+    float_info,
+    integer_bounds,
+    resolve_dtype,
+)
+from secagg.integrations._layout import ArraySpec, FlatLayout, check_cast, require_layout
+from secagg.integrations._ranges import aggregate_flat_models, new_global
 from secagg.ranges import RangeDiscovery
 
 if TYPE_CHECKING:
@@ -123,6 +137,8 @@ def _flatten_named(named: Sequence[tuple[str, Any]]) -> tuple[FloatVector, Weigh
     for name, array in named:
         if not isinstance(array, np.ndarray | np.generic):
             raise ConfigurationError(f"weight {name!r} is a {type(array).__name__}, not a numpy array")
+        if isinstance(array, np.ma.MaskedArray):  # np.asarray would keep the masked entries' hidden values
+            raise ConfigurationError(f"weight {name!r} is a masked array: fill it (np.ma.filled) or drop the mask")
         values = np.asarray(array)
         kind = dtype_kind(values.dtype, name)
         flat = _to_float64(values.reshape(-1), kind, name)
@@ -153,7 +169,8 @@ def flatten_weights(weights: Sequence[Any] | npt.NDArray[Any]) -> tuple[FloatVec
 
     Each array in C order, in list order; the layout names them ``"0"``,
     ``"1"``, ... Raises ConfigurationError for a dtype that cannot be
-    aggregated or an integer beyond 2^53 in magnitude.
+    aggregated, an integer beyond 2^53 in magnitude or a masked array (its
+    masked entries would travel as weights).
     """
     if isinstance(weights, np.ndarray) or not isinstance(weights, Sequence):
         raise ConfigurationError(f"expected a list of numpy arrays, got {type(weights).__name__}")
@@ -168,6 +185,7 @@ def unflatten_weights(vector: npt.ArrayLike, layout: WeightsLayout) -> list[npt.
     that did not come from flattening (an aggregate) is converted with the
     rounding rules in the module docstring.
     """
+    require_layout(layout)
     values = np.asarray(vector)
     if values.ndim != 1 or values.dtype.kind != "f":
         raise ConfigurationError(f"expected a one-dimensional float vector, got {values.dtype} of shape {values.shape}")
@@ -184,13 +202,22 @@ def unflatten_weights(vector: npt.ArrayLike, layout: WeightsLayout) -> list[npt.
 
 def _from_float64(piece: FloatVector, dtype: np.dtype[Any], kind: str, spec: ArraySpec) -> npt.NDArray[Any]:
     if kind == REAL:
-        real: npt.NDArray[Any] = piece.astype(dtype)
+        with np.errstate(over="ignore", invalid="ignore"):  # check_cast refuses what overflowed
+            real: npt.NDArray[Any] = piece.astype(dtype)
+            back = real.astype(np.float64)
+        if dtype != np.float64:
+            check_cast(spec, piece, back, *float_info(dtype))
         return real
     if kind == COMPLEX:
         # Real and imaginary parts set separately: arithmetic like 1j * inf would make NaNs.
         pairs: npt.NDArray[Any] = np.empty(piece.shape[0] // 2, dtype=np.complex128)
         pairs.real, pairs.imag = piece[0::2], piece[1::2]
-        return pairs.astype(dtype)
+        with np.errstate(over="ignore", invalid="ignore"):
+            complex_: npt.NDArray[Any] = pairs.astype(dtype)
+            wide = complex_.astype(np.complex128)
+        if dtype != np.complex128:
+            check_cast(spec, piece, np.stack([wide.real, wide.imag], axis=-1).reshape(-1), *float_info(dtype))
+        return complex_
     if kind == BOOL:
         if not np.isfinite(piece).all():  # NaN would read as "nonzero": True
             raise ConfigurationError(f"weight {spec.name!r}: a value for a bool weight is not finite")
@@ -199,7 +226,10 @@ def _from_float64(piece: FloatVector, dtype: np.dtype[Any], kind: str, spec: Arr
     integers = np.rint(piece)
     bounds = integer_bounds(dtype)
     assert bounds is not None  # dtype_kind said INTEGER
-    if integers.size and (not np.isfinite(integers).all() or integers.min() < bounds[0] or integers.max() > bounds[1]):
+    # Bounds compared as Python ints: as a float64, int64's max 2^63 - 1 is 2^63, which would wrap.
+    if integers.size and (
+        not np.isfinite(integers).all() or int(integers.min()) < bounds[0] or int(integers.max()) > bounds[1]
+    ):
         raise ConfigurationError(f"weight {spec.name!r}: values fall outside the range of {spec.dtype}")
     return integers.astype(dtype)
 
@@ -248,7 +278,7 @@ def load_into_model(model: Any, vector: npt.ArrayLike, layout: WeightsLayout, *,
     if the model has another number of weights or a shape or dtype differs.
     """
     targets = _model_variables(model, trainable_only)
-    if len(targets) != len(layout.specs):
+    if len(targets) != len(require_layout(layout).specs):
         raise ConfigurationError(f"the model has {len(targets)} weights, the layout {len(layout.specs)}")
     for target, spec in zip(targets, layout.specs, strict=True):
         if tuple(int(d) for d in target.shape) != spec.shape or str(target.dtype) != spec.dtype:
@@ -307,7 +337,8 @@ def aggregate_models(
     Each model is a Keras model (or layer) or a list of numpy arrays (what
     ``get_weights`` returns); every local one must have the global model's
     weight shapes and dtypes, in the same order. Client k's update is its flattened weights
-    minus the global ones, weighted by ``num_samples[k]``; ``client_ids``
+    minus the global ones, weighted by ``num_samples[k]`` (an integer, numpy's included;
+    a float or a string is refused, never truncated or parsed); ``client_ids``
     (default 0..m-1) name the clients for ``dropouts`` and in
     ``result.included``. ``rng`` is the round's non-secret randomness (the
     aggregator's quantization rounding). With a secure aggregator the party
@@ -325,7 +356,7 @@ def aggregate_models(
 
     base, layout, result, found = aggregate_flat_models(
         flatten, global_model, local_models, aggregator, num_samples=num_samples, rng=rng, client_ids=client_ids,
-        dropouts=dropouts, clips=clips, discovery=discovery, structure=_structure, as_count=int,
+        dropouts=dropouts, clips=clips, discovery=discovery, structure=_structure,
     )
-    weights = None if result.mean is None else unflatten_weights(base + result.mean, layout)
+    weights = None if result.mean is None else unflatten_weights(new_global(base, result.mean, layout), layout)
     return ModelAggregation(result, weights, layout, trainable_only, found)

@@ -19,7 +19,8 @@ Exactness: every value of every floating dtype PyTorch supports on CPU
 ``unflatten(flatten(t)) == t`` bit for bit, signed zeros and infinities
 included; a NaN comes back as a NaN (its payload bits are not kept). Complex
 tensors (complex32/64/128) occupy two entries per element, real then
-imaginary. Integer and boolean buffers (``num_batches_tracked``, masks) are
+imaginary (a lazily conjugated tensor, ``t.conj()``, gives its conjugate's
+values). Integer and boolean buffers (``num_batches_tracked``, masks) are
 exact up to 2^53 in magnitude; larger values are refused.
 
 Order: tensors in the mapping's (or ``named_parameters``'s) order, each in C
@@ -38,9 +39,9 @@ import numpy.typing as npt
 
 from secagg.errors import ConfigurationError
 from secagg.integrations._extras import require
-from secagg.integrations._layout import ArraySpec
+from secagg.integrations._layout import ArraySpec, check_cast, require_layout
 from secagg.integrations._layout import FlatLayout as _FlatLayout
-from secagg.integrations._ranges import aggregate_flat_models
+from secagg.integrations._ranges import aggregate_flat_models, new_global
 from secagg.ranges import RangeDiscovery
 
 if TYPE_CHECKING:
@@ -136,17 +137,22 @@ def flatten_state_dict(tensors: Mapping[str, Tensor]) -> tuple[FloatVector, Flat
     integer beyond 2^53 in magnitude.
     """
     torch = _torch()
+    if not isinstance(tensors, Mapping):
+        raise ConfigurationError(f"expected a mapping of names to tensors (a state dict), got {type(tensors).__name__}")
     specs: list[TensorSpec] = []
     pieces: list[Any] = []
     offset = 0
     for name, tensor in tensors.items():
         if not isinstance(tensor, torch.Tensor):
             raise ConfigurationError(f"entry {name!r} is a {type(tensor).__name__}, not a torch.Tensor")
+        _refuse_lazy(torch, name, tensor)
         if tensor.layout != torch.strided or tensor.is_meta or tensor.is_nested:
             raise ConfigurationError(f"tensor {name!r}: only dense tensors with data are supported (to_dense() it)")
         dtype_name = _dtype_name(tensor.dtype)
         kind = _kind(dtype_name, tensor.dtype, name)
-        flat = _to_float64(torch, tensor.detach().to("cpu").reshape(-1), kind, name)
+        # resolve_conj/resolve_neg: a lazy conj() or negation is a bit view_as_real refuses.
+        dense = tensor.detach().to("cpu").resolve_conj().resolve_neg()
+        flat = _to_float64(torch, dense.reshape(-1), kind, name)
         spec = TensorSpec(name, tuple(int(d) for d in tensor.shape), dtype_name, offset, int(flat.shape[0]))
         specs.append(spec)
         pieces.append(flat)
@@ -156,6 +162,15 @@ def flatten_state_dict(tensors: Mapping[str, Tensor]) -> tuple[FloatVector, Flat
         return np.zeros(0, dtype=np.float64), layout
     vector: FloatVector = torch.cat(pieces).numpy()
     return vector, layout
+
+
+def _refuse_lazy(torch: Any, name: str, tensor: Any) -> None:
+    """ConfigurationError for a lazy module's parameter or buffer before its first forward pass
+    (every torch call on it raises torch's own ValueError)."""
+    if torch.nn.parameter.is_lazy(tensor):
+        raise ConfigurationError(
+            f"tensor {name!r} is uninitialized (a lazy module's): run one forward pass before flattening or loading"
+        )
 
 
 def _to_float64(torch: Any, flat: Any, kind: str, name: str) -> Any:
@@ -182,10 +197,15 @@ def unflatten_state_dict(vector: npt.ArrayLike, layout: FlatLayout) -> dict[str,
     that did not come from flattening (an aggregate) is converted with
     PyTorch's rounding for floating dtypes, rounded half to even for integers
     (refused if out of the dtype's range), nonzero for bool (refused if not finite), and rounded to
-    the nearest E2M1 value (ties to even, saturating at 6) for
-    ``float4_e2m1fn_x2``.
+    the nearest E2M1 value (ties to even) for ``float4_e2m1fn_x2``. A value a
+    floating dtype cannot hold is refused with a ConfigurationError, never
+    turned into an infinity, a NaN or the dtype's largest value: beyond the
+    range (more than half a unit in the last place past the largest finite
+    value; 6 for E2M1, 448 for float8_e4m3fn, 65504 for float16), an infinity
+    or NaN the format has no code for, a negative value for an unsigned format.
     """
     torch = _torch()
+    require_layout(layout)
     values = np.asarray(vector)
     if values.ndim != 1 or values.dtype.kind != "f":
         raise ConfigurationError(f"expected a one-dimensional float vector, got {values.dtype} of shape {values.shape}")
@@ -206,14 +226,23 @@ def unflatten_state_dict(vector: npt.ArrayLike, layout: FlatLayout) -> dict[str,
 
 def _from_float64(torch: Any, piece: FloatVector, dtype: Any, kind: str, spec: ArraySpec) -> Any:
     if kind == REAL:
-        return torch.from_numpy(piece.copy()).to(dtype)
+        real = torch.from_numpy(piece.copy()).to(dtype)
+        if dtype != torch.float64:
+            check_cast(spec, piece, real.to(torch.float64).numpy(), *_top_of_range(torch, dtype))
+        return real
     if kind == COMPLEX:
         # Real and imaginary parts set separately: arithmetic like 1j * inf would make NaNs.
         pairs = np.empty(piece.shape[0] // 2, dtype=np.complex128)
         pairs.real, pairs.imag = piece[0::2], piece[1::2]
-        return torch.from_numpy(pairs).to(dtype)
+        complex_ = torch.from_numpy(pairs).to(dtype)
+        if dtype != torch.complex128:
+            back = torch.view_as_real(complex_.to(torch.complex128)).reshape(-1).numpy()
+            check_cast(spec, piece, back, *_top_of_range(torch, _COMPLEX_PARTS[spec.dtype]))
+        return complex_
     if kind == FLOAT4:
         codes = _e2m1_codes(piece, spec.name)
+        magnitudes = _E2M1_MAGNITUDES[codes & 0x7]
+        check_cast(spec, piece, np.where(codes >= 8, -magnitudes, magnitudes), *_E2M1_MAGNITUDES[-1:-3:-1])
         packed = (codes[0::2] | (codes[1::2] << 4)).astype(np.uint8)
         return torch.from_numpy(packed).view(dtype)
     if kind == BOOL:
@@ -222,13 +251,29 @@ def _from_float64(torch: Any, piece: FloatVector, dtype: Any, kind: str, spec: A
         return torch.from_numpy(np.rint(piece) != 0)
     integers = np.rint(piece)
     info = np.iinfo(np.dtype(spec.dtype))
-    if integers.size and (not np.isfinite(integers).all() or integers.min() < info.min or integers.max() > info.max):
+    # Bounds compared as Python ints: as a float64, int64's max 2^63 - 1 is 2^63, which would wrap.
+    if integers.size and (
+        not np.isfinite(integers).all() or int(integers.min()) < info.min or int(integers.max()) > info.max
+    ):
         raise ConfigurationError(f"tensor {spec.name!r}: values fall outside the range of {spec.dtype}")
     return torch.from_numpy(integers.astype(np.dtype(spec.dtype)))
 
 
+_COMPLEX_PARTS = {"complex32": "float16", "complex64": "float32"}
+
+
+def _top_of_range(torch: Any, dtype: Any) -> tuple[float, float]:
+    """The largest finite value of a real floating dtype (or the name of one) and the value just below it."""
+    dtype = getattr(torch, dtype) if isinstance(dtype, str) else dtype
+    largest = torch.tensor([torch.finfo(dtype).max], dtype=torch.float64).to(dtype)
+    bits = {1: torch.uint8, 2: torch.int16, 4: torch.int32, 8: torch.int64}[largest.element_size()]
+    below = (largest.view(bits) - 1).view(dtype)  # positive values: one bit pattern down is one value down
+    return float(largest.to(torch.float64)), float(below.to(torch.float64))
+
+
 def _e2m1_codes(piece: FloatVector, name: str) -> npt.NDArray[np.int64]:
-    """FP4 E2M1 codes of ``piece``: nearest magnitude, ties to the even code, sign in bit 3."""
+    """FP4 E2M1 codes of ``piece``: nearest magnitude, ties to the even code, sign in bit 3
+    (an infinity or a magnitude beyond 6 gets the code of 6: :func:`check_cast` refuses it)."""
     if np.isnan(piece).any():
         raise ConfigurationError(f"tensor {name!r}: float4_e2m1fn_x2 has no NaN")
     magnitude = np.abs(piece)
@@ -249,6 +294,8 @@ def _model_tensors(model: Module, buffers: bool) -> dict[str, Tensor]:
     tensors = dict(model.named_parameters())
     if buffers:
         tensors.update(model.named_buffers())
+    for name, tensor in tensors.items():
+        _refuse_lazy(torch, name, tensor)
     return tensors
 
 
@@ -265,7 +312,7 @@ def load_into_model(model: Module, vector: npt.ArrayLike, layout: FlatLayout) ->
     module lacks a name of the layout or a shape or dtype differs.
     """
     targets = _model_tensors(model, buffers=True)
-    for spec in layout.specs:
+    for spec in require_layout(layout).specs:
         target = targets.get(spec.name)
         if target is None:
             raise ConfigurationError(f"the model has no parameter or buffer named {spec.name!r}")
@@ -351,5 +398,5 @@ def aggregate_models(
         lambda model: flatten_state_dict(tensors_of(model)), global_model, local_models, aggregator,
         num_samples=num_samples, rng=rng, client_ids=client_ids, dropouts=dropouts, clips=clips, discovery=discovery,
     )
-    state = None if result.mean is None else unflatten_state_dict(base + result.mean, layout)
+    state = None if result.mean is None else unflatten_state_dict(new_global(base, result.mean, layout), layout)
     return ModelAggregation(result=result, state_dict=state, layout=layout, discovery=found)

@@ -35,8 +35,11 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import numpy.typing as npt
 
+from secagg._validate import require_finite, require_int
 from secagg.errors import ConfigurationError
 from secagg.integrations._extras import require
+from secagg.integrations._layout import check_cast
+from secagg.integrations.torch import TensorSpec, _top_of_range
 
 if TYPE_CHECKING:
     from torch import Tensor
@@ -56,8 +59,23 @@ def _torch() -> Any:
     return importlib.import_module("torch")
 
 
+def _trainable_parameters(model: Module) -> list[tuple[str, Tensor]]:
+    """The trainable parameters in ``named_parameters`` order; ConfigurationError for a
+    non-real one (a complex gradient cast to float64 would lose its imaginary part)."""
+    if not isinstance(model, _torch().nn.Module):
+        raise ConfigurationError(f"expected a torch.nn.Module, got {type(model).__name__}")
+    params: list[tuple[str, Tensor]] = [(name, p) for name, p in model.named_parameters() if p.requires_grad]
+    for name, p in params:
+        if not p.dtype.is_floating_point:
+            raise ConfigurationError(
+                f"parameter {name!r} is {str(p.dtype).removeprefix('torch.')}: DP training takes real floating "
+                "parameters only (complex gradients have no single L2 clip here)"
+            )
+    return params
+
+
 def _trainable(model: Module) -> dict[str, Tensor]:
-    return {name: p.detach() for name, p in model.named_parameters() if p.requires_grad}
+    return {name: p.detach() for name, p in _trainable_parameters(model)}
 
 
 def clipped_gradient_sum(
@@ -70,11 +88,16 @@ def clipped_gradient_sum(
     batch at once with ``torch.func.vmap(grad(...))``: no Python loop over examples.
     ``loss_fn`` gets a batch of one and must return a scalar.
     """
-    if not (np.isfinite(l2_clip) and l2_clip > 0):
+    if require_finite("l2_clip", l2_clip) <= 0:
         raise ConfigurationError(f"l2_clip must be a positive number, got {l2_clip}")
     torch = _torch()
     func = importlib.import_module("torch.func")
     params = _trainable(model)
+    for name, tensor in (("inputs", inputs), ("targets", targets)):
+        if not isinstance(tensor, torch.Tensor) or tensor.ndim == 0:
+            raise ConfigurationError(
+                f"{name} must be a torch.Tensor with a batch dimension, got {type(tensor).__name__}"
+            )
     if not params:
         raise ConfigurationError("the model has no trainable parameters")
     if inputs.shape[0] == 0:
@@ -88,17 +111,23 @@ def clipped_gradient_sum(
 
     per_sample = func.vmap(func.grad(loss_of_one), in_dims=(None, 0, 0))(params, inputs, targets)
     flat = torch.cat([per_sample[name].reshape(inputs.shape[0], -1) for name in params], dim=1).to(torch.float64)
+    if not bool(torch.isfinite(flat).all()):
+        raise ConfigurationError("a per-sample gradient is NaN or infinite (check the inputs and the loss)")
     factors = torch.clamp(l2_clip / flat.norm(dim=1).clamp_min(torch.finfo(torch.float64).tiny), max=1.0)
     summed: FloatVector = (flat * factors[:, None]).sum(dim=0).numpy()
     return summed
 
 
 def poisson_mask(num_rows: int, rate: float | None, rng: np.random.Generator) -> npt.NDArray[np.bool_]:
-    """Each row independently with probability ``rate`` (every row if None)."""
-    if rate is None or rate >= 1.0:
+    """Each row independently with probability ``rate`` (every row if None or 1); ConfigurationError
+    for a rate outside (0, 1] (a rate above 1 is refused, not read as 1)."""
+    num_rows = require_int("num_rows", num_rows, 0)
+    if rate is None:
         return np.ones(num_rows, dtype=bool)
-    if not 0.0 < rate < 1.0:
+    if not 0.0 < require_finite("sampling rate", rate) <= 1.0:
         raise ConfigurationError(f"sampling rate must be in (0, 1], got {rate}")
+    if rate == 1.0:
+        return np.ones(num_rows, dtype=bool)
     mask: npt.NDArray[np.bool_] = rng.random(num_rows) < rate
     return mask
 
@@ -112,20 +141,40 @@ def dp_contribution(
 
 
 def apply_dp_step(model: Module, noised_sum: FloatVector, denominator: float, learning_rate: float) -> None:
-    """``w <- w - learning_rate * noised_sum / denominator`` on the trainable parameters, in place."""
+    """``w <- w - learning_rate * noised_sum / denominator`` on the trainable parameters, in place.
+
+    Raises ConfigurationError, with every parameter untouched, for a non-finite learning rate,
+    denominator or sum, a sum of another length, or a step a parameter's dtype cannot hold
+    (a finite weight would become an infinity, a NaN or its dtype's largest value)."""
     torch = _torch()
-    params = [p for _, p in model.named_parameters() if p.requires_grad]
-    total = sum(int(p.numel()) for p in params)
+    params = _trainable_parameters(model)
+    total = sum(int(p.numel()) for _, p in params)
+    if not isinstance(noised_sum, np.ndarray) or noised_sum.dtype.kind != "f":
+        raise ConfigurationError(f"the noised sum must be a float numpy array, got {type(noised_sum).__name__}")
     if noised_sum.ndim != 1 or noised_sum.shape[0] != total:
         raise ConfigurationError(f"the noised sum has shape {noised_sum.shape}, the model {total} parameters")
+    if not np.isfinite(noised_sum).all():
+        raise ConfigurationError("the noised sum contains NaN or infinite values")
+    factor = require_finite("learning_rate", learning_rate) / require_finite("denominator", denominator, 0.0)
     if not denominator > 0:
         raise ConfigurationError(f"the denominator must be positive, got {denominator}")
-    step = torch.from_numpy(noised_sum * (learning_rate / denominator))
+    step = torch.from_numpy(noised_sum.astype(np.float64) * factor)
+    updated = []
     offset = 0
     with torch.no_grad():
-        for p in params:
-            p.sub_(step[offset : offset + p.numel()].reshape(p.shape).to(p.dtype))
+        for name, p in params:
+            delta = step[offset : offset + p.numel()].reshape(p.shape).to(p.dtype)
+            new = p - delta
+            wanted = (p.to(torch.float64) - delta.to(torch.float64)).reshape(-1).numpy()
+            got = new.to(torch.float64).reshape(-1).numpy()
+            spec = TensorSpec(name, tuple(p.shape), str(p.dtype).removeprefix("torch."), 0, int(p.numel()))
+            if (np.isfinite(p.detach().to(torch.float64).reshape(-1).numpy()) & ~np.isfinite(got)).any():
+                raise ConfigurationError(f"parameter {name!r}: the step does not fit {spec.dtype}, it overflows")
+            check_cast(spec, wanted, got, *_top_of_range(torch, p.dtype))
+            updated.append((p, new))
             offset += p.numel()
+        for p, new in updated:
+            p.copy_(new)
 
 
 def run_dp_round(

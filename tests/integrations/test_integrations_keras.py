@@ -416,3 +416,175 @@ def test_a_non_finite_aggregate_is_refused_for_a_bool_weight(bad: float) -> None
     # Execute / Assert: refused, not read as "nonzero" (True)
     with pytest.raises(ConfigurationError, match="not finite"):
         unflatten_weights(np.array([bad, 0.0]), layout)
+
+
+def finfo_of(dtype: np.dtype[Any]) -> Any:
+    return np.finfo(dtype) if dtype.kind in "fc" else ml_dtypes.finfo(dtype)
+
+
+@pytest.mark.parametrize(
+    "name", ["float32", "float16", "complex64", *[n for n in ml_floating_dtypes() if n not in ("float64",)]]
+)
+def test_an_aggregate_beyond_a_narrow_float_range_is_refused_not_made_inf_nan_or_the_largest(name: str) -> None:
+    # Prepare: float16 turned 2 * max into inf, float8_e4m3fn into NaN, float4_e2m1fn into 6 (saturated)
+    dtype = np.dtype(getattr(ml_dtypes, name, None) or name)
+    largest, lowest = float(finfo_of(dtype).max), float(finfo_of(dtype).min)
+    signed = lowest < 0  # float8_e8m0fnu and float8_e5m3fnu have no sign
+    _, layout = flatten_weights([np.zeros(2, dtype=dtype)])
+    fits = np.full(layout.size, largest)
+    fits[0] = lowest if signed else largest
+    # Execute: the largest value (and the lowest) is kept
+    kept, _ = flatten_weights(unflatten_weights(fits, layout))
+    # Assert
+    assert list(kept) == list(fits)
+    for bad in (2.0 * largest, -2.0 * largest if signed else -1.0):
+        beyond = fits.copy()
+        beyond[-1] = bad
+        with pytest.raises(ConfigurationError, match="does not fit"):
+            unflatten_weights(beyond, layout)
+
+
+@pytest.mark.parametrize(
+    ("name", "value"), [("float8_e4m3fn", np.inf), ("float4_e2m1fn", -np.inf), ("float6_e2m3fn", np.nan)]
+)
+def test_a_value_a_narrow_format_cannot_hold_is_refused_not_changed(name: str, value: float) -> None:
+    # Prepare: e4m3fn has no infinity, the float4 and float6 formats neither infinity nor NaN
+    _, layout = flatten_weights([np.zeros(1, dtype=getattr(ml_dtypes, name))])
+    # Execute / Assert
+    with pytest.raises(ConfigurationError, match="does not fit"):
+        unflatten_weights(np.array([value]), layout)
+
+
+@pytest.mark.parametrize(("dtype", "value"), [("int64", 2.0**63), ("uint64", 2.0**64), ("uint64", -1.0)])
+def test_an_integer_aggregate_just_past_a_64_bit_range_is_refused_not_wrapped(dtype: str, value: float) -> None:
+    # Prepare: 2^63 (2^64) compared as a float64 equals the dtype's max, then wrapped to -2^63 (0)
+    _, layout = flatten_weights([np.zeros(1, dtype=dtype)])
+    # Execute / Assert
+    with pytest.raises(ConfigurationError, match="outside the range"):
+        unflatten_weights(np.array([value]), layout)
+
+
+@pytest.mark.parametrize("count", [1.9, 2.0, "3", True, np.float64(4.0)])
+def test_a_sample_count_that_is_not_an_integer_is_refused_not_truncated(count: Any) -> None:
+    # Prepare: int() made 1.9 a weight of 1 and "3" a weight of 3 (the PyTorch adapter refuses both)
+    global_weights = [np.zeros(3, dtype=np.float32)]
+    locals_ = [[np.full(3, 0.1 * (k + 1), dtype=np.float32)] for k in range(3)]
+    # Execute / Assert
+    with pytest.raises(ConfigurationError, match="num_samples must be an integer"):
+        aggregate_models(
+            global_weights, locals_, make_aggregator("plain"), num_samples=[count, 1, 1], rng=np.random.default_rng(0)
+        )
+
+
+def test_a_numpy_integer_sample_count_is_a_weight() -> None:
+    # Prepare
+    global_weights = [np.zeros(3, dtype=np.float64)]
+    locals_ = [[np.full(3, float(k + 1))] for k in range(3)]
+    # Execute
+    outcome = aggregate_models(
+        global_weights, locals_, make_aggregator("plain"), num_samples=[np.int64(2), np.uint32(1), 1],
+        rng=np.random.default_rng(0),
+    )
+    # Assert: (2 * 1 + 1 * 2 + 1 * 3) / 4
+    assert outcome.weights is not None and list(outcome.weights[0]) == [1.75] * 3
+
+
+def test_a_masked_array_is_refused_not_flattened_with_its_hidden_values() -> None:
+    # Prepare: np.asarray drops the mask, so the masked 1e6 was aggregated as if it were a weight
+    masked = np.ma.array([0.5, 1e6], mask=[False, True])
+    # Execute / Assert
+    with pytest.raises(ConfigurationError, match="masked"):
+        flatten_weights([np.zeros(2), masked])
+    with pytest.raises(ConfigurationError, match="masked"):
+        aggregate_models(
+            [np.zeros(2)], [[masked]] * 3, make_aggregator("plain"), num_samples=[1] * 3, rng=np.random.default_rng(0)
+        )
+
+
+@given(
+    st.lists(
+        st.tuples(
+            st.sampled_from(["float16", "bfloat16", "float32", "float64", "complex64", "int32", "uint8"]),
+            st.lists(st.integers(1, 4), max_size=3),
+            st.floats(-3.0, 3.0),
+        ),
+        min_size=1,
+        max_size=4,
+    ),
+    st.lists(st.integers(1, 60), min_size=3, max_size=3),
+    st.integers(0, 2**32 - 1),
+)
+def test_aggregate_models_restores_dtypes_and_shapes_and_is_the_mean_within_a_step(
+    entries: list[tuple[str, list[int], float]], counts: list[int], seed: int
+) -> None:
+    # Prepare: weights of random dtypes, shapes and scales 10^e; integer weights move by whole steps
+    rng = np.random.default_rng(seed)
+    dtypes = [np.dtype(getattr(ml_dtypes, name, None) or name) for name, _, _ in entries]
+
+    def weights(offset: float) -> list[np.ndarray]:
+        out = []
+        for dtype, (_, shape, exponent) in zip(dtypes, entries, strict=True):
+            if dtype.kind in "iu":
+                out.append(np.asarray(rng.integers(0, 100, size=tuple(shape))).astype(dtype))
+                continue
+            values = np.asarray(offset + rng.uniform(-1, 1, size=tuple(shape)) * 10.0**exponent)
+            out.append((values - 1j * values if dtype.kind == "c" else values).astype(dtype))
+        return out
+
+    global_weights = weights(0.0)
+    locals_ = [weights(1.0) for _ in counts]
+    aggregator = make_aggregator("plain-quantized", num_clients=3)
+    # Execute
+    outcome = aggregate_models(global_weights, locals_, aggregator, num_samples=counts, rng=np.random.default_rng(1))
+    # Assert: every weight in its dtype and shape, within one step (and its dtype's rounding) of the float64 mean
+    assert outcome.weights is not None and outcome.result.clipping is not None
+    qmax = aggregator.quantizer.config.qmax
+    for index, dtype in enumerate(dtypes):
+        got = outcome.weights[index]
+        assert got.dtype == dtype and got.shape == global_weights[index].shape
+        stacked = np.stack([flatten_weights([w[index]])[0] for w in locals_])
+        expected = np.array(counts, dtype=np.float64) @ stacked / sum(counts)
+        actual = flatten_weights([got])[0]
+        clip = outcome.result.clipping.table.clips.get(str(index))
+        if clip is None:  # an exact integer segment: the mean, rounded half to even
+            assert np.abs(actual - expected).max() <= 0.5
+            continue
+        info = finfo_of(dtype)
+        bound = clip / qmax + float(info.eps) * (np.abs(expected) + clip / qmax) + float(info.smallest_normal)
+        assert np.all(np.abs(actual - expected) <= bound), index
+
+
+def test_a_new_float64_global_that_overflows_to_infinity_is_refused() -> None:
+    # Prepare: as for PyTorch, an aggregator whose mean makes base + mean overflow float64
+    from fl_core.aggregators.base import AggregationResult  # noqa: PLC0415
+
+    class ReturnsHugeMean:
+        name = "fixed"
+
+        def aggregate(self, updates: Any, dropouts: Any = None, *, rng: Any, segments: Any = None) -> Any:
+            length = updates[0].vector.shape[0]
+            return AggregationResult(np.full(length, 1e308), frozenset(u.client_id for u in updates), 0.0, 0.0)
+
+    # Execute / Assert
+    with pytest.raises(ConfigurationError, match="not finite"):
+        aggregate_models(
+            [np.full(2, 1.5e308)], [[np.full(2, 1.6e308)]] * 3, ReturnsHugeMean(), num_samples=[1] * 3,
+            rng=np.random.default_rng(0),
+        )
+
+
+@pytest.mark.parametrize("name", ["float32", "float16", *[n for n in ml_float_dtypes() if n != "float64"]])
+@given(data=st.data())
+def test_any_value_within_a_narrow_range_is_rounded_as_numpy_rounds_it(name: str, data: st.DataObject) -> None:
+    # Prepare: values anywhere in [lowest, max], subnormals and signed zeros included
+    dtype = np.dtype(getattr(ml_dtypes, name, None) or name)
+    info = finfo_of(dtype)
+    values = np.array(
+        data.draw(st.lists(st.floats(float(info.min), float(info.max), allow_nan=False), min_size=1, max_size=8))
+    )
+    _, layout = flatten_weights([np.zeros(len(values), dtype=dtype)])
+    # Execute: the range check refuses nothing a plain cast rounds
+    back = unflatten_weights(values, layout)[0]
+    # Assert: bit for bit what numpy's (ml_dtypes') own cast gives
+    bits = f"u{dtype.itemsize}"
+    assert np.array_equal(back.view(bits), values.astype(dtype).view(bits))

@@ -266,3 +266,35 @@ def test_an_impossible_histogram_sum_is_detected_not_used() -> None:
     forged[5] += 2**40  # far beyond what two hospitals' digits can sum to
     with pytest.raises(OverflowDetectedError, match="'w': the range histogram is impossible"):
         discovery.decode(forged, table, 16, 2)
+
+
+def test_range_discovery_goes_around_a_sparse_wrapper_and_leaves_its_residuals_alone() -> None:
+    # Prepare: through a SparseAggregator the histogram was subsampled ("impossible" histogram,
+    # OverflowDetectedError) and, with error feedback, each hospital's residual kept histogram
+    # counts; 67 coordinates is exactly one tensor's histogram (1 + 66 buckets), so a later round
+    # would have added those counts to the hospitals' updates without a word.
+    from fl_core.compression import CompressionConfig, SparseAggregator  # noqa: PLC0415
+
+    rng = np.random.default_rng(5)
+    global_state = {"w": torch.zeros(67, dtype=torch.float64)}
+    locals_ = [{"w": torch.from_numpy(rng.normal(size=67) * 3.0)} for _ in range(3)]
+    counts = [3, 5, 7]
+
+    def sparse() -> SparseAggregator:
+        config = CompressionConfig(fraction=0.5, error_feedback=True)
+        return SparseAggregator(make_aggregator("plain-quantized", num_clients=3), config)
+
+    discovering, reference = sparse(), sparse()
+    # Execute: discovery (the default), then the same round with the discovered clips given
+    outcome = aggregate_models(global_state, locals_, discovering, num_samples=counts, rng=np.random.default_rng(1))
+    assert outcome.result.clipping is not None and outcome.discovery is not None
+    clips = {"w": outcome.result.clipping.table.clips["w"]}
+    expected = aggregate_models(
+        global_state, locals_, reference, num_samples=counts, rng=np.random.default_rng(1), clips=clips
+    )
+    # Assert: the same round and the same residuals as without a discovery round
+    assert outcome.state_dict is not None and expected.state_dict is not None
+    assert torch.equal(outcome.state_dict["w"], expected.state_dict["w"])
+    for hospital in range(3):
+        mine, theirs = discovering.residual(hospital), reference.residual(hospital)
+        assert mine is not None and theirs is not None and np.array_equal(mine, theirs)

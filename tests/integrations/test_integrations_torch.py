@@ -6,6 +6,7 @@ import re
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -128,10 +129,11 @@ def test_float4_e2m1_round_trips_every_byte_low_nibble_first() -> None:
     assert torch.equal(back.view(torch.uint8), packed.view(torch.uint8))
 
 
-def test_float4_e2m1_rounds_aggregates_to_nearest_with_ties_to_even_and_saturates() -> None:
-    # Prepare: 0.25 ties 0|0.5 -> 0; 0.75 ties 0.5|1 -> 1; 2.5 ties 2|3 -> 2; 5 ties 4|6 -> 4; 9 saturates
+def test_float4_e2m1_rounds_aggregates_to_nearest_with_ties_to_even() -> None:
+    # Prepare: 0.25 ties 0|0.5 -> 0; 0.75 ties 0.5|1 -> 1; 2.5 ties 2|3 -> 2; 5 ties 4|6 -> 4; 6.9 rounds to 6
+    # (within half a step of the largest value; beyond it is refused, see the test below)
     _, layout = flatten_state_dict({"q": torch.zeros(3, dtype=torch.uint8).view(torch.float4_e2m1fn_x2)})
-    values = np.array([0.25, 0.75, 2.5, 5.0, 9.0, -1.2])
+    values = np.array([0.25, 0.75, 2.5, 5.0, 6.9, -1.2])
     # Execute
     back = unflatten_state_dict(values, layout)["q"]
     decoded, _ = flatten_state_dict({"q": back})
@@ -358,3 +360,182 @@ def test_a_non_finite_aggregate_is_refused_for_a_bool_tensor(bad: float) -> None
     # Execute / Assert: refused, not read as "nonzero" (True)
     with pytest.raises(ConfigurationError, match="not finite"):
         unflatten_state_dict(np.array([bad, 0.0]), layout)
+
+
+@pytest.mark.parametrize("name", list(COMPLEX))
+def test_a_lazily_conjugated_complex_tensor_flattens_to_its_conjugate(name: str) -> None:
+    # Prepare: conj() only sets a bit; view_as_real refuses such a tensor with a raw RuntimeError
+    dtype = getattr(torch, name)
+    plain = torch.tensor([1 + 2j, -3 - 4j, 0.5 - 0.25j], dtype=torch.complex128).to(dtype)
+    lazy = plain.conj()
+    # Execute
+    vector, layout = flatten_state_dict({"c": lazy, "t": lazy.reshape(3, 1).t()})
+    back = unflatten_state_dict(vector, layout)
+    # Assert: the conjugate's values, real then imaginary, and back bit for bit
+    assert list(vector[:6]) == [1.0, -2.0, -3.0, 4.0, 0.5, 0.25]
+    wide = torch.complex128  # torch.equal has no complex32 kernel; widening is exact
+    assert torch.equal(back["c"].to(wide), lazy.resolve_conj().to(wide)) and back["c"].dtype == dtype
+    assert not back["c"].is_conj() and torch.equal(back["t"].to(wide), lazy.reshape(3, 1).t().to(wide))
+
+
+# Floating dtypes narrower than float64, with what a value past the range became before it was refused.
+NARROW = ["float32", "float16", "bfloat16", "float8_e4m3fn", "float8_e5m2", "float8_e4m3fnuz", "float8_e5m2fnuz"]
+
+
+@pytest.mark.parametrize("name", [*NARROW, "complex32", "complex64"])
+def test_an_aggregate_beyond_a_narrow_float_range_is_refused_not_made_inf_nan_or_the_largest(name: str) -> None:
+    # Prepare: float16 turned 2 * max into inf, float8_e4m3fn into 448 (saturated), the fnuz formats into NaN
+    dtype = getattr(torch, name)
+    largest = torch.finfo(dtype).max
+    _, layout = flatten_state_dict({"w": torch.zeros(2, dtype=dtype)})
+    fits = np.full(layout.size, largest)
+    fits[0] = -largest
+    # Execute: the largest value (either sign) is kept
+    kept, _ = flatten_state_dict(unflatten_state_dict(fits, layout))
+    # Assert
+    assert list(kept) == list(fits)
+    for bad in (2.0 * largest, -2.0 * largest):
+        beyond = fits.copy()
+        beyond[-1] = bad
+        with pytest.raises(ConfigurationError, match="does not fit"):
+            unflatten_state_dict(beyond, layout)
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [("float8_e4m3fn", np.inf), ("float8_e4m3fnuz", -np.inf), ("float8_e8m0fnu", -3.0), ("float8_e8m0fnu", np.inf)],
+)
+def test_a_value_a_narrow_format_cannot_hold_is_refused_not_changed(name: str, value: float) -> None:
+    # Prepare: e4m3fn has no infinity (inf became 448), e8m0fnu no sign (-3 became 4) and no infinity
+    _, layout = flatten_state_dict({"w": torch.zeros(1, dtype=getattr(torch, name))})
+    # Execute / Assert
+    with pytest.raises(ConfigurationError, match="does not fit"):
+        unflatten_state_dict(np.array([value]), layout)
+
+
+@pytest.mark.parametrize("value", [9.0, -7.5, np.inf, -np.inf])
+def test_float4_e2m1_refuses_an_aggregate_beyond_its_range_instead_of_saturating(value: float) -> None:
+    # Prepare: 6 is the largest value; 6.9 rounds to it, 9 (and inf) used to saturate to it silently
+    _, layout = flatten_state_dict({"q": torch.zeros(1, dtype=torch.uint8).view(torch.float4_e2m1fn_x2)})
+    # Execute / Assert
+    assert list(flatten_state_dict(unflatten_state_dict(np.array([6.9, -6.0]), layout))[0]) == [6.0, -6.0]
+    with pytest.raises(ConfigurationError, match="does not fit"):
+        unflatten_state_dict(np.array([0.5, value]), layout)
+
+
+@pytest.mark.parametrize("value", [2.0**63, -(2.0**63) - 2048.0, 2.0**64])
+def test_an_integer_aggregate_just_past_int64_is_refused_not_wrapped(value: float) -> None:
+    # Prepare: 2^63 compared as a float64 equals int64's max (2^63 - 1), then wrapped to -2^63
+    layout = flatten_state_dict({"steps": torch.zeros(1, dtype=torch.int64)})[1]
+    # Execute / Assert
+    assert int(unflatten_state_dict(np.array([-(2.0**63)]), layout)["steps"]) == -(2**63)
+    with pytest.raises(ConfigurationError, match="outside the range"):
+        unflatten_state_dict(np.array([value]), layout)
+
+
+def test_a_lazy_module_before_its_first_forward_pass_is_refused() -> None:
+    # Prepare: LazyLinear's parameters have no shape yet; detach() raised torch's raw ValueError
+    lazy = torch.nn.Sequential(torch.nn.Linear(2, 2), torch.nn.LazyLinear(3), torch.nn.LazyBatchNorm1d())
+    # Execute / Assert
+    with pytest.raises(ConfigurationError, match="uninitialized"):
+        flatten_model(lazy)
+    with pytest.raises(ConfigurationError, match="uninitialized"):
+        flatten_state_dict({"w": torch.nn.parameter.UninitializedBuffer()})
+    with pytest.raises(ConfigurationError, match="uninitialized"):
+        aggregate_models(lazy, [lazy] * 3, make_aggregator("plain"), num_samples=[1] * 3, rng=np.random.default_rng(0))
+    # Assert: after a forward pass it flattens
+    lazy(torch.zeros(4, 2))
+    assert flatten_model(lazy, buffers=True)[1].names[-1] == "2.num_batches_tracked"
+
+
+@given(
+    st.lists(
+        st.tuples(
+            st.sampled_from(["float16", "bfloat16", "float32", "float64", "complex64", "int64", "uint8"]),
+            st.lists(st.integers(1, 4), max_size=3),
+            st.floats(-3.0, 3.0),
+        ),
+        min_size=1,
+        max_size=4,
+    ),
+    st.lists(st.integers(1, 60), min_size=3, max_size=3),
+    st.integers(0, 2**32 - 1),
+)
+def test_aggregate_models_restores_dtypes_and_shapes_and_is_the_mean_within_a_step(
+    entries: list[tuple[str, list[int], float]], counts: list[int], seed: int
+) -> None:
+    # Prepare: tensors of random dtypes, shapes and scales 10^e; integer buffers move by whole steps
+    rng = np.random.default_rng(seed)
+    dtypes = {f"t{i}": getattr(torch, dtype) for i, (dtype, _, _) in enumerate(entries)}
+
+    def state(offset: float) -> dict[str, torch.Tensor]:
+        out = {}
+        for (name, dtype), (_, shape, exponent) in zip(dtypes.items(), entries, strict=True):
+            if not dtype.is_floating_point and not dtype.is_complex:
+                out[name] = torch.from_numpy(np.asarray(rng.integers(0, 100, size=tuple(shape)))).to(dtype)
+                continue
+            values = torch.from_numpy(np.asarray(offset + rng.uniform(-1, 1, size=tuple(shape)) * 10.0**exponent))
+            out[name] = (torch.complex(values, -values) if dtype.is_complex else values).to(dtype)
+        return out
+
+    global_state = state(0.0)
+    locals_ = [state(1.0) for _ in counts]
+    aggregator = make_aggregator("plain-quantized", num_clients=3)
+    # Execute
+    outcome = aggregate_models(global_state, locals_, aggregator, num_samples=counts, rng=np.random.default_rng(1))
+    # Assert: every tensor in its dtype and shape, within one step (and its dtype's rounding) of the float64 mean
+    assert outcome.state_dict is not None and outcome.result.clipping is not None
+    qmax = aggregator.quantizer.config.qmax
+    for name, dtype in dtypes.items():
+        got = outcome.state_dict[name]
+        assert got.dtype == dtype and got.shape == global_state[name].shape
+        wide = [torch.view_as_real(t[name]) if dtype.is_complex else t[name] for t in locals_]
+        stacked = np.stack([t.to(torch.float64).numpy() for t in wide])
+        expected = np.array(counts, dtype=np.float64) @ stacked.reshape(len(counts), -1) / sum(counts)
+        actual = (torch.view_as_real(got) if dtype.is_complex else got).to(torch.float64).numpy().reshape(-1)
+        clip = outcome.result.clipping.table.clips.get(name)
+        if clip is None:  # an exact integer segment: the mean, rounded half to even
+            assert np.array_equal(actual, np.rint(expected)) or np.abs(actual - expected).max() <= 0.5
+            continue
+        info = torch.finfo(dtype)
+        bound = clip / qmax + info.eps * (np.abs(expected) + clip / qmax) + info.smallest_normal
+        assert np.all(np.abs(actual - expected) <= bound), name
+
+
+class _ReturnsMean:
+    """An aggregator whose decoded mean is given (as a forged or overflowing sum would be)."""
+
+    name = "fixed"
+
+    def __init__(self, mean: float) -> None:
+        self.mean = mean
+
+    def aggregate(self, updates: Any, dropouts: Any = None, *, rng: Any, segments: Any = None) -> Any:
+        from fl_core.aggregators.base import AggregationResult  # noqa: PLC0415
+
+        length = updates[0].vector.shape[0]
+        return AggregationResult(np.full(length, self.mean), frozenset(u.client_id for u in updates), 0.0, 0.0)
+
+
+def test_a_new_float64_global_that_overflows_to_infinity_is_refused() -> None:
+    # Prepare: a float64 weight near the largest double plus a large mean update: base + mean was inf, kept
+    global_state = {"w": torch.full((2,), 1.5e308, dtype=torch.float64)}
+    locals_ = [{"w": torch.full((2,), 1.6e308, dtype=torch.float64)} for _ in range(3)]
+    # Execute / Assert
+    with pytest.raises(ConfigurationError, match="not finite"):
+        aggregate_models(global_state, locals_, _ReturnsMean(1e308), num_samples=[1] * 3, rng=np.random.default_rng(0))
+
+
+@pytest.mark.parametrize("name", NARROW)
+@given(data=st.data())
+def test_any_value_within_a_narrow_range_is_rounded_as_torch_rounds_it(name: str, data: st.DataObject) -> None:
+    # Prepare: values anywhere in [-max, max], subnormals and signed zeros included
+    dtype = getattr(torch, name)
+    largest = torch.finfo(dtype).max
+    values = np.array(data.draw(st.lists(st.floats(-largest, largest, allow_nan=False), min_size=1, max_size=8)))
+    _, layout = flatten_state_dict({"w": torch.zeros(len(values), dtype=dtype)})
+    # Execute: the range check refuses nothing a plain cast rounds
+    back = unflatten_state_dict(values, layout)["w"]
+    # Assert: bit for bit what torch's own cast gives
+    bits = {1: torch.uint8, 2: torch.int16, 4: torch.int32}[back.element_size()]
+    assert torch.equal(back.view(bits), torch.from_numpy(values).to(dtype).view(bits))

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import pytest
 
@@ -88,3 +90,76 @@ def test_run_dp_round_refuses_an_aggregator_without_dp() -> None:
         )  # fmt: skip
     with pytest.raises(ConfigurationError, match="parameters"):
         torch_dp.apply_dp_step(_linear(), np.zeros(3), 1.0, 1.0)
+
+
+@pytest.mark.parametrize(
+    ("learning_rate", "denominator", "noised"),
+    [
+        (float("nan"), 10.0, 0.5),  # every parameter became NaN
+        (float("inf"), 10.0, 0.5),  # every parameter became -inf
+        (0.1, float("inf"), 0.5),  # the step became 0: a silent no-op round
+        (0.1, 10.0, float("nan")),
+    ],
+)
+def test_apply_dp_step_refuses_a_non_finite_setting_instead_of_writing_nan(
+    learning_rate: float, denominator: float, noised: float
+) -> None:
+    # Prepare
+    model = torch.nn.Linear(3, 1)
+    before = [p.detach().clone() for p in model.parameters()]
+    # Execute / Assert
+    with pytest.raises(ConfigurationError):
+        torch_dp.apply_dp_step(model, np.full(4, noised), denominator, learning_rate)
+    assert all(torch.equal(a, b) for a, b in zip(before, model.parameters(), strict=True))
+
+
+def test_apply_dp_step_refuses_a_step_a_narrow_parameter_cannot_hold() -> None:
+    # Prepare: a float16 weight near its largest value; the step would overflow it to -inf
+    model = torch.nn.Linear(1, 1, bias=False).to(torch.float16)
+    with torch.no_grad():
+        model.weight.fill_(-60000.0)
+    # Execute / Assert: refused, the weight untouched
+    with pytest.raises(ConfigurationError, match="does not fit"):
+        torch_dp.apply_dp_step(model, np.array([10000.0]), 1.0, 1.0)
+    assert float(model.weight) == -60000.0
+    # Assert: a list instead of an array is refused by the library too
+    with pytest.raises(ConfigurationError):
+        torch_dp.apply_dp_step(model, [1.0], 1.0, 1.0)  # type: ignore[arg-type]
+
+
+def test_a_complex_parameter_is_refused_not_stripped_of_its_imaginary_part() -> None:
+    # Prepare: .to(float64) dropped the gradients' imaginary parts with only a UserWarning
+    model = torch.nn.Linear(2, 1, dtype=torch.complex64)
+    inputs, targets = torch.ones(3, 2, dtype=torch.complex64), torch.zeros(3)
+
+    def loss(output: object, target: object) -> object:
+        return (output.abs() ** 2).sum()  # type: ignore[attr-defined]
+
+    # Execute / Assert
+    with pytest.raises(ConfigurationError, match="complex"):
+        torch_dp.clipped_gradient_sum(model, loss, inputs, targets, 1.0)
+    with pytest.raises(ConfigurationError, match="complex"):
+        torch_dp.apply_dp_step(model, np.zeros(4), 1.0, 1.0)
+
+
+def _bad_dp_calls() -> dict[str, Any]:
+    model = _linear()
+    inputs, targets = torch.randn(4, 4, dtype=torch.float64), torch.tensor([0, 1, 2, 0])
+    rng = np.random.default_rng(0)
+    return {
+        "l2_clip a string": lambda: torch_dp.clipped_gradient_sum(model, _loss, inputs, targets, "1"),
+        "l2_clip None": lambda: torch_dp.clipped_gradient_sum(model, _loss, inputs, targets, None),
+        "model None": lambda: torch_dp.clipped_gradient_sum(None, _loss, inputs, targets, 1.0),
+        "inputs numpy": lambda: torch_dp.clipped_gradient_sum(model, _loss, inputs.numpy(), targets, 1.0),
+        "NaN inputs": lambda: torch_dp.clipped_gradient_sum(model, _loss, inputs * float("nan"), targets, 1.0),
+        "rate a string": lambda: torch_dp.poisson_mask(3, "x", rng),
+        "rate above 1": lambda: torch_dp.poisson_mask(3, 2.0, rng),  # was every row, silently
+        "apply to None": lambda: torch_dp.apply_dp_step(None, np.zeros(15), 1.0, 1.0),
+    }
+
+
+@pytest.mark.parametrize("case", sorted(_bad_dp_calls()))
+def test_a_malformed_dp_call_is_refused_with_a_library_error(case: str) -> None:
+    # Execute / Assert: these raised TypeError, AttributeError or torch's ValueError, or passed
+    with pytest.raises(ConfigurationError):
+        _bad_dp_calls()[case]()

@@ -1,0 +1,197 @@
+"""Every field of the PyTorch and Keras adapters' layout is bound, field by field.
+
+A hospital whose model differs from the global one in any field of its layout
+(:class:`~secagg.integrations._layout.ArraySpec`: name, shape, dtype, offset, length) is
+refused by ``aggregate_models`` with the library's own error, before anything is encoded;
+its update never enters a sum decoded with another layout. The segment table the layout
+gives (:meth:`FlatLayout.segments`) is what the session descriptor binds (its digest), so
+every field of :class:`~secagg.segments.Segment` is shown to change the descriptor too.
+A field added later fails :func:`test_every_field_is_listed` until its binding is shown here.
+
+The one exemption is the Keras ``name``: like ``set_weights``, the Keras adapter matches
+weights by position (two instances of one architecture get different automatic layer names),
+so only shapes and dtypes, in order, must agree; its names come from the global model.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+os.environ.setdefault("KERAS_BACKEND", "torch")  # before Keras is imported
+pytest.importorskip("keras")
+
+from fl_core.aggregators import make_aggregator  # noqa: E402
+from fl_core.aggregators.quantizer import WeightedQuantizer  # noqa: E402
+from secagg.errors import SecAggError  # noqa: E402
+from secagg.integrations import keras as keras_adapter  # noqa: E402
+from secagg.integrations import torch as torch_adapter  # noqa: E402
+from secagg.integrations._layout import ArraySpec  # noqa: E402
+from secagg.segments import Segment, SegmentTable  # noqa: E402
+
+HOSPITALS = 3
+
+
+def torch_global() -> dict[str, Any]:
+    return {
+        "a": torch.zeros(2, 3, dtype=torch.float32),
+        "b": torch.zeros(2, 3, dtype=torch.float32),
+        "steps": torch.zeros((), dtype=torch.int64),
+    }
+
+
+# One hospital's state dict, changed in one field of one tensor's spec.
+TORCH_SPLITS: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {
+    "name": lambda s: {"a": s["a"], "c": s["b"], "steps": s["steps"]},
+    "shape": lambda s: {**s, "a": s["a"].reshape(3, 2)},  # same length, transposed shape
+    "dtype": lambda s: {**s, "a": s["a"].to(torch.float64)},
+    "offset": lambda s: {"b": s["b"], "a": s["a"], "steps": s["steps"]},  # order
+    "length": lambda s: {**s, "a": torch.zeros(2, 4)},
+}
+
+
+def keras_global() -> list[np.ndarray]:
+    return [np.zeros((2, 3), np.float32), np.zeros(4, np.float32), np.zeros((), np.int64)]
+
+
+# One hospital's weight list, changed in one field of one weight's spec (Keras ``name``: exempt).
+KERAS_SPLITS: dict[str, Callable[[list[np.ndarray]], list[np.ndarray]]] = {
+    "shape": lambda w: [w[0].reshape(3, 2), *w[1:]],
+    "dtype": lambda w: [w[0].astype(np.float64), *w[1:]],
+    "offset": lambda w: [w[1], w[0], w[2]],
+    "length": lambda w: [np.zeros((2, 4), np.float32), *w[1:]],
+}
+KERAS_EXEMPT = {"name"}
+
+# Another valid value for every field of a segment.
+SEGMENT_CHANGES: dict[str, Any] = {"name": "other", "length": 7, "clip": 0.25, "integer": True}
+
+
+def test_every_field_is_listed() -> None:
+    spec_fields = {field.name for field in dataclasses.fields(ArraySpec)}
+    assert set(TORCH_SPLITS) == spec_fields
+    assert set(KERAS_SPLITS) | KERAS_EXEMPT == spec_fields and not set(KERAS_SPLITS) & KERAS_EXEMPT
+    assert set(SEGMENT_CHANGES) == {field.name for field in dataclasses.fields(Segment)}
+
+
+@pytest.mark.parametrize("field", sorted(TORCH_SPLITS))
+@pytest.mark.parametrize("aggregator", ["plain", "secagg"])
+def test_a_torch_layout_field_split_between_hospitals_is_refused(field: str, aggregator: str) -> None:
+    # Prepare: hospital 1 holds the same tensors but for one field of one spec
+    global_state = torch_global()
+    locals_ = [torch_global() for _ in range(HOSPITALS)]
+    locals_[1] = TORCH_SPLITS[field](locals_[1])
+    split = torch_adapter.flatten_state_dict(locals_[1])[1]
+    assert split != torch_adapter.flatten_state_dict(global_state)[1]
+    # Execute / Assert
+    with pytest.raises(SecAggError, match="client 1: model tensors differ"):
+        torch_adapter.aggregate_models(
+            global_state, locals_, make_aggregator(aggregator, num_clients=HOSPITALS),
+            num_samples=[1] * HOSPITALS, rng=np.random.default_rng(0),
+        )
+
+
+@pytest.mark.parametrize("field", sorted(KERAS_SPLITS))
+@pytest.mark.parametrize("aggregator", ["plain", "secagg"])
+def test_a_keras_layout_field_split_between_hospitals_is_refused(field: str, aggregator: str) -> None:
+    # Prepare
+    global_weights = keras_global()
+    locals_ = [keras_global() for _ in range(HOSPITALS)]
+    locals_[1] = KERAS_SPLITS[field](locals_[1])
+    # Execute / Assert
+    with pytest.raises(SecAggError, match="client 1: model weights differ"):
+        keras_adapter.aggregate_models(
+            global_weights, locals_, make_aggregator(aggregator, num_clients=HOSPITALS),
+            num_samples=[1] * HOSPITALS, rng=np.random.default_rng(0),
+        )
+
+
+@pytest.mark.parametrize("field", sorted(SEGMENT_CHANGES))
+def test_a_segment_field_changes_the_session_descriptor(field: str) -> None:
+    # Prepare: the table the adapters hand the aggregator, and the same with one field changed
+    honest = Segment("a", 6, 0.5)
+    changed = dataclasses.replace(honest, **{field: SEGMENT_CHANGES[field]})
+    quantizer = WeightedQuantizer.create(HOSPITALS)
+    tables = [SegmentTable((segment, Segment("steps", 1, integer=True))) for segment in (honest, changed)]
+    # Execute / Assert: another descriptor, so another session (and, in active mode, another signed context)
+    assert quantizer.descriptor(1, tables[0]) != quantizer.descriptor(1, tables[1])
+
+
+BAD_ARGUMENTS: dict[str, dict[str, Any]] = {
+    "num_samples an int": {"num_samples": 5},
+    "num_samples a generator": {"num_samples": (n for n in [1, 1, 1])},
+    "client_ids an int": {"client_ids": 5},
+    "client_ids a string": {"client_ids": "abc"},
+    "dropouts a list": {"dropouts": [1]},
+    "clips a list": {"clips": [1.0]},
+    "rng None": {"rng": None},
+    "rng a seed": {"rng": 3},
+    "local models None": {"local_models": None},
+    "local models an int": {"local_models": 3},
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_ARGUMENTS))
+@pytest.mark.parametrize("adapter", ["torch", "keras"])
+@pytest.mark.parametrize("aggregator", ["plain", "secagg"])
+def test_a_malformed_argument_is_refused_with_a_library_error(case: str, adapter: str, aggregator: str) -> None:
+    # Prepare: these raised Python's own TypeError/AttributeError (rng=None passed with plain)
+    module, make = (torch_adapter, torch_global) if adapter == "torch" else (keras_adapter, keras_global)
+    arguments: dict[str, Any] = {
+        "local_models": [make() for _ in range(HOSPITALS)],
+        "num_samples": [1] * HOSPITALS,
+        "rng": np.random.default_rng(0),
+        **BAD_ARGUMENTS[case],
+    }
+    # Execute / Assert
+    with pytest.raises(SecAggError):
+        module.aggregate_models(make(), aggregator=make_aggregator(aggregator, num_clients=HOSPITALS), **arguments)
+
+
+@pytest.mark.parametrize("adapter", ["torch", "keras"])
+def test_numpy_arrays_of_sample_counts_and_client_ids_are_accepted(adapter: str) -> None:
+    # Prepare
+    module, make = (torch_adapter, torch_global) if adapter == "torch" else (keras_adapter, keras_global)
+    # Execute
+    outcome = module.aggregate_models(
+        make(), [make() for _ in range(HOSPITALS)], make_aggregator("plain"), num_samples=np.array([1, 2, 3]),
+        client_ids=np.arange(4, 4 + HOSPITALS), rng=np.random.default_rng(0),
+    )
+    # Assert
+    assert outcome.result.included == frozenset({4, 5, 6})
+
+
+def _malformed_calls() -> dict[str, Callable[[], object]]:
+    vector, _ = torch_adapter.flatten_state_dict({"a": torch.zeros(2)})
+    weights_vector, _ = keras_adapter.flatten_weights([np.zeros(2)])
+    module = torch.nn.Linear(2, 1)
+    return {
+        "torch flatten_state_dict(None)": lambda: torch_adapter.flatten_state_dict(None),  # type: ignore[arg-type]
+        "torch flatten_state_dict(list)": lambda: torch_adapter.flatten_state_dict([torch.zeros(2)]),  # type: ignore[arg-type]
+        "torch unflatten_state_dict(layout None)": lambda: torch_adapter.unflatten_state_dict(vector, None),  # type: ignore[arg-type]
+        "torch load_into_model(layout None)": lambda: torch_adapter.load_into_model(module, vector, None),  # type: ignore[arg-type]
+        "keras unflatten_weights(layout None)": lambda: keras_adapter.unflatten_weights(weights_vector, None),  # type: ignore[arg-type]
+        "keras load_into_model(layout None)": lambda: keras_adapter.load_into_model(
+            keras_model(), weights_vector, None  # type: ignore[arg-type]
+        ),
+    }
+
+
+def keras_model() -> Any:
+    keras = pytest.importorskip("keras")
+    return keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])
+
+
+@pytest.mark.parametrize("case", sorted(_malformed_calls()))
+def test_a_malformed_flatten_or_load_call_is_refused_with_a_library_error(case: str) -> None:
+    # Prepare: a missing layout or a list for a state dict raised AttributeError
+    call = _malformed_calls()[case]
+    # Execute / Assert
+    with pytest.raises(SecAggError):
+        call()
