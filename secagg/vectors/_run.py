@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from secagg._files import read_regular_file
 from secagg.errors import SecAggError
 from secagg.vectors import (
     _bad_sessions,
@@ -30,6 +31,7 @@ from secagg.vectors import (
     _wire,
 )
 from secagg.vectors._format import Json, canonical_json
+from secagg.vectors._limits import MAX_FILE_BYTES, MAX_NESTING, check_limits, nesting_depth
 from secagg.vectors._suite import CHECKERS, Suite
 
 __all__ = [
@@ -99,10 +101,13 @@ class FileReport:
 def load_vectors(name: str, directory: Path | str | None = None) -> Json:
     """The parsed vector file ``name`` (e.g. ``"prg.json"``) from ``directory``
     (default: the committed vectors)."""
-    path = Path(directory or DATA_DIR) / name
-    with path.open(encoding="utf-8") as handle:
-        document: Json = json.load(handle)
+    document: Json = json.loads(_read_vector_file(Path(directory or DATA_DIR) / name))
     return document
+
+
+def _read_vector_file(path: Path) -> bytes:
+    """The bytes of a vector file: a regular file of at most MAX_FILE_BYTES, opened without blocking."""
+    return read_regular_file(path, "vector file", MAX_FILE_BYTES)
 
 
 def load_schema(name: str) -> Json:
@@ -127,6 +132,13 @@ def _schema_errors(document: Json) -> tuple[str, list[str]]:
         for error in validator.iter_errors(document)
     ]
     return ("ok" if not errors else "FAILED"), errors[:10]
+
+
+def _nesting_errors(document: object) -> list[str]:
+    """Nesting deeper than any vector file needs (the schema validator and the checks recurse)."""
+    if nesting_depth(document) > MAX_NESTING:
+        return [f"the file nests JSON values more than {MAX_NESTING} levels deep"]
+    return []
 
 
 def _shape_errors(document: object) -> list[str]:
@@ -171,7 +183,7 @@ def _structure_errors(document: Json) -> list[str]:
 def verify_document(name: str, document: Json, *, schema: bool = True) -> FileReport:
     """Check one parsed vector file: schema (unless ``schema`` is false), structure, then every test."""
     report = FileReport(name)
-    shape = _shape_errors(document)
+    shape = _nesting_errors(document) or _shape_errors(document)
     if shape:
         report.schema = "not checked"
         report.failures += shape
@@ -187,6 +199,7 @@ def verify_document(name: str, document: Json, *, schema: bool = True) -> FileRe
                 report.failures.append(f"tcId {test.get('tcId')}: no checker for group type {group.get('type')!r}")
                 continue
             try:
+                check_limits(group, test)
                 checker(group, test)
             except Exception as exc:  # every disagreement is reported, none is raised
                 report.failures.append(f"tcId {test.get('tcId')} ({test.get('comment')}): {type(exc).__name__}: {exc}")
@@ -205,8 +218,8 @@ def verify_directory(directory: Path | str | None = None) -> list[FileReport]:
     reports = []
     for path in sorted(folder.glob("*.json")):
         try:
-            document = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, ValueError, RecursionError) as exc:  # RecursionError: nesting beyond the parser's depth
+            document = json.loads(_read_vector_file(path))
+        except (SecAggError, ValueError, RecursionError) as exc:  # RecursionError: nesting beyond the parser's depth
             report = FileReport(path.name, schema="not checked")
             report.failures.append(f"cannot read: {exc}")
             reports.append(report)
