@@ -9,9 +9,11 @@ device (``/dev/zero``, ``/dev/stdin``) is refused, as is a file that grows past 
 while it is read. Every refusal is a :class:`~secagg.errors.ConfigurationError` naming
 the file (or ``too_large`` for the size, where an oversized file is a content error).
 
-Symbolic links are followed unless ``follow_symlinks`` is false: the checks apply to the
-file actually opened, whatever link led to it (deployments such as Kubernetes secret
-volumes deliver key files through links).
+A secret (``forbidden_mode`` including group or other read access, :data:`PRIVATE`) must
+also belong to the process's user or to root, as ssh requires of its files: another
+user's 0600 file is theirs to read and replace. Symbolic links are followed unless
+``follow_symlinks`` is false: the checks apply to the file actually opened, whatever link
+led to it (deployments such as Kubernetes secret volumes deliver key files through links).
 """
 
 from __future__ import annotations
@@ -72,10 +74,15 @@ def _check_opened(
     info = os.fstat(descriptor)
     if not stat.S_ISREG(info.st_mode):
         raise ConfigurationError(f"the {what} {name} is not a regular file (a pipe, folder or device); give a file")
-    mode = stat.S_IMODE(info.st_mode)
+    mode, secret = stat.S_IMODE(info.st_mode), bool(forbidden & (stat.S_IRGRP | stat.S_IROTH))
     if os.name == "posix" and mode & forbidden:
-        access = "accessible to" if forbidden & (stat.S_IRGRP | stat.S_IROTH) else "writable by"
+        access = "accessible to" if secret else "writable by"
         raise ConfigurationError(f"the {what} {name} is {access} group or others (mode {mode:04o}); {advice}")
+    if os.name == "posix" and secret and info.st_uid not in (os.geteuid(), 0):
+        raise ConfigurationError(
+            f"the {what} {name} belongs to user {info.st_uid}, not to this process's user ({os.geteuid()}) "
+            "or root: its owner can read it and replace it; chown it to the user that runs secagg"
+        )
     if info.st_size > max_bytes:
         raise too_large(f"the {what} {name} is larger than {max_bytes} bytes ({info.st_size} bytes)")
 

@@ -4,6 +4,7 @@ in its place is refused with the library's ConfigurationError, naming the file."
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from pathlib import Path
 
@@ -11,8 +12,15 @@ import pytest
 
 from secagg.cli import main
 from secagg.errors import ConfigurationError
-from secagg.integrations.flower.keys import load_key_share, read_identity_key, read_public_key, read_trusted_keys
+from secagg.integrations.flower.keys import (
+    load_key_share,
+    read_identity_key,
+    read_public_key,
+    read_trusted_keys,
+    write_identity_key,
+)
 from secagg.paillier.storage import read_protected_file
+from secagg.primitives.signing import SigningKey
 from tests.hostile import SPECIAL_FILES, outcome_within, special_file
 
 READERS: dict[str, Callable[[Path], object]] = {
@@ -65,3 +73,29 @@ def test_a_key_file_of_absurd_size_is_refused_unread(
     if not reader.startswith("keys"):
         assert isinstance(outcome, ConfigurationError), repr(outcome)
     assert "larger than" in message and str(path) in message
+
+
+SECRET_READERS = ("identity key", "key share", "protected file", "keys public")
+
+
+@pytest.mark.skipif(not hasattr(os, "geteuid") or os.geteuid() != 0, reason="giving a file away needs root")
+@pytest.mark.parametrize("reader", SECRET_READERS)
+def test_a_secret_file_owned_by_another_user_is_refused(
+    reader: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Prepare: an owner-only identity key that belongs to another user (nobody), who may
+    # therefore read it and put their own key in its place; a link named like ours leads to it
+    target = tmp_path / "theirs.key"
+    write_identity_key(target, SigningKey.generate())
+    os.chown(target, 65534, 65534)
+    link = tmp_path / "hospital.key"
+    link.symlink_to(target)
+
+    # Execute
+    outcome = outcome_within(lambda: READERS[reader](link), link)
+
+    # Assert
+    message = capsys.readouterr().err if reader.startswith("keys") else str(outcome)
+    if not reader.startswith("keys"):
+        assert isinstance(outcome, ConfigurationError), repr(outcome)
+    assert "belongs to user 65534" in message and str(link) in message
