@@ -26,7 +26,7 @@ MAX_STREAM_BYTES = 1 << 20
 """Most bytes of a random stream one test may draw."""
 MAX_SAMPLES = 1 << 12
 """Most DP noise samples one test may draw (each costs many stream draws)."""
-MAX_SESSION_CLIENTS = 1 << 10
+MAX_SESSION_CLIENTS = 1 << 8
 """Most clients of a masking configuration whose graph or session a test derives."""
 MAX_SHARES = 1 << 8
 """Most Shamir shares one test splits into or combines (checking each extra share costs t^2)."""

@@ -40,7 +40,7 @@ OVERSIZED = [
     ("sparsity.json", "SparsitySubsetTest", "test", "dimension", HUGE),
     ("sparsity.json", "SparsityLayerTest", "test", "layout", [["a", HUGE], ["b", 4]]),
     ("masking_derivations.json", "PairwiseMaskTest", "test", "length", HUGE),
-    ("masking_derivations.json", "GraphTest", "group", "numClients", 1 << 16),
+    ("masking_derivations.json", "GraphTest", "group", "numClients", (1 << 8) + 1),
     ("masking_sessions_secagg.json", "MaskingSessionTest", "group", "vectorLength", HUGE),
     ("masking_client.json", "MaskingClientTest", "test", "vectorLength", HUGE),
     ("dp_sampler.json", "DpSamplerStreamTest", "test", "size", 1 << 30),
