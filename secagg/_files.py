@@ -23,14 +23,14 @@ import stat
 
 from secagg.errors import ConfigurationError, SecAggError
 
-__all__ = ["PRIVATE", "WRITABLE_BY_OWNER_ONLY", "read_regular_file"]
+__all__ = ["PRIVATE", "WRITABLE_BY_OWNER_ONLY", "read_regular_file", "write_regular_file"]
 
 PRIVATE = stat.S_IRWXG | stat.S_IRWXO
 """Forbidden mode bits of a secret: group and others may not access it at all (0600)."""
 WRITABLE_BY_OWNER_ONLY = stat.S_IWGRP | stat.S_IWOTH
 """Forbidden mode bits of an integrity-sensitive file: group and others may not write it."""
 
-_FLAGS = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOCTTY", 0) | getattr(os, "O_CLOEXEC", 0)
+_NEVER_WAIT = getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOCTTY", 0) | getattr(os, "O_CLOEXEC", 0)
 
 
 def read_regular_file(
@@ -50,7 +50,7 @@ def read_regular_file(
     FileNotFoundError is passed through as a ConfigurationError whose cause it is.
     """
     name = os.fsdecode(path).replace("\0", "\\0")
-    flags = _FLAGS | (0 if follow_symlinks else getattr(os, "O_NOFOLLOW", 0))
+    flags = os.O_RDONLY | _NEVER_WAIT | (0 if follow_symlinks else getattr(os, "O_NOFOLLOW", 0))
     try:
         descriptor = os.open(path, flags)
     except (OSError, ValueError) as exc:  # ValueError: a path holding a NUL byte
@@ -96,3 +96,33 @@ def _read_at_most(descriptor: int, limit: int) -> bytes:
         chunks.append(chunk)
         total += len(chunk)
     return b"".join(chunks)
+
+
+def write_regular_file(path: str | os.PathLike[str], what: str, data: bytes) -> None:
+    """Create or overwrite the regular file ``path`` with ``data`` (mode 0644 when created).
+
+    Never through a symbolic link (``O_NOFOLLOW``: a link planted in a shared folder would
+    redirect the write to the user's own files) and never into a named pipe or device
+    (``O_NONBLOCK``, then the descriptor's type): ConfigurationError naming the file.
+    """
+    name = os.fsdecode(path).replace("\0", "\\0")
+    flags = os.O_WRONLY | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0) | _NEVER_WAIT
+    try:
+        descriptor = os.open(path, flags, 0o644)
+    except (OSError, ValueError) as exc:  # ELOOP: a symbolic link; ENXIO: a pipe nobody reads
+        raise ConfigurationError(
+            f"cannot write the {what} {name}: {getattr(exc, 'strerror', None) or exc} (a link, pipe or device "
+            "is never written through; remove it)"
+        ) from exc
+    try:
+        if not stat.S_ISREG(os.fstat(descriptor).st_mode):
+            raise ConfigurationError(f"cannot write the {what} {name}: not a regular file (a pipe or device)")
+        os.set_blocking(descriptor, True)
+        os.ftruncate(descriptor, 0)
+        view = memoryview(data)
+        while view:
+            view = view[os.write(descriptor, view) :]
+    except OSError as exc:
+        raise ConfigurationError(f"cannot write the {what} {name}: {exc.strerror or exc}") from exc
+    finally:
+        os.close(descriptor)

@@ -26,7 +26,7 @@ def memory_ceiling(extra: int = 1 << 30) -> Iterator[None]:
 
 def outcome_within(call: Callable[[], object], path: Path, seconds: float = 10) -> BaseException | None:
     """What ``call`` raised (None if it returned); AssertionError if it was still blocked after
-    ``seconds``. A FIFO at ``path`` is then opened for writing once so that a blocked open ends."""
+    ``seconds``. A FIFO at ``path`` is then opened at both ends once so that a blocked open ends."""
     outcome: list[BaseException | None] = []
 
     def run() -> None:
@@ -41,9 +41,11 @@ def outcome_within(call: Callable[[], object], path: Path, seconds: float = 10) 
         thread.start()
         thread.join(seconds)
     blocked = thread.is_alive()
-    if blocked and path.is_fifo():  # release the blocked open so the thread ends
+    if blocked and path.is_fifo():  # open both ends once: a blocked open, reading or writing, ends
+        reader = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
         os.close(os.open(path, os.O_WRONLY | os.O_NONBLOCK))
         thread.join(seconds)
+        os.close(reader)
     assert not blocked, f"blocked on {path}"
     return outcome[0]
 

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from secagg._files import read_regular_file
+from secagg._files import read_regular_file, write_regular_file
 from secagg.errors import SecAggError
 from secagg.vectors import (
     _bad_sessions,
@@ -244,6 +244,6 @@ def generate_directory(directory: Path | str, suites: Iterable[Suite] = SUITES) 
         report = verify_document(suite.filename, json.loads(canonical_json(document)), schema=False)
         if report.failures:
             raise SecAggError(f"generated {suite.filename} does not verify: {report.failures[0]}")
-        (folder / suite.filename).write_text(canonical_json(document), encoding="utf-8", newline="\n")
+        write_regular_file(folder / suite.filename, "vector file", canonical_json(document).encode("utf-8"))
         written.append((suite.filename, int(document["numberOfTests"])))
     return written

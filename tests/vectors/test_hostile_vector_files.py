@@ -12,7 +12,8 @@ from typing import Any
 
 import pytest
 
-from secagg.vectors import FileReport, load_vectors, verify_directory, verify_document
+from secagg.errors import ConfigurationError
+from secagg.vectors import SUITES, FileReport, generate_directory, load_vectors, verify_directory, verify_document
 from secagg.vectors._limits import MAX_FILE_BYTES, MAX_NESTING
 from tests.hostile import memory_ceiling, outcome_within
 
@@ -124,3 +125,27 @@ def test_nesting_deeper_than_the_limit_is_reported_as_a_failed_file(tmp_path: Pa
     # Assert
     assert report.passed == 0
     assert report.failures == [f"the file nests JSON values more than {MAX_NESTING} levels deep"]
+
+
+@pytest.mark.parametrize("kind", ["symlink", "fifo"])
+def test_generate_never_writes_through_a_link_or_into_a_pipe(kind: str, tmp_path: Path) -> None:
+    # Prepare: an output folder someone else prepared (say under /tmp): prg.json is a link to
+    # one of the user's files, or a named pipe nobody reads (an open for writing would wait)
+    victim = tmp_path / "victim.txt"
+    victim.write_text("the user's own file\n")
+    folder = tmp_path / "out"
+    folder.mkdir()
+    planted = folder / "prg.json"
+    if kind == "symlink":
+        planted.symlink_to(victim)
+    else:
+        os.mkfifo(planted, 0o600)
+    suites = [suite for suite in SUITES if suite.filename == "prg.json"]
+
+    # Execute
+    outcome = outcome_within(lambda: generate_directory(folder, suites), planted)
+
+    # Assert: refused with the library's error; the linked file is untouched
+    assert isinstance(outcome, ConfigurationError), repr(outcome)
+    assert str(planted) in str(outcome)
+    assert victim.read_text() == "the user's own file\n"
