@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from secagg._files import read_regular_file, write_regular_file
-from secagg.errors import SecAggError
+from secagg.errors import DecodeError, SecAggError
 from secagg.vectors import (
     _bad_sessions,
     _bindings,
@@ -100,14 +100,19 @@ class FileReport:
 
 def load_vectors(name: str, directory: Path | str | None = None) -> Json:
     """The parsed vector file ``name`` (e.g. ``"prg.json"``) from ``directory``
-    (default: the committed vectors)."""
-    document: Json = json.loads(_read_vector_file(Path(directory or DATA_DIR) / name))
+    (default: the committed vectors). ConfigurationError if it is not a regular file of
+    at most MAX_FILE_BYTES, DecodeError if it is not JSON."""
+    return _load(Path(directory or DATA_DIR) / name)
+
+
+def _load(path: Path) -> Json:
+    """The JSON in the vector file ``path``: a regular file of at most MAX_FILE_BYTES, opened without blocking."""
+    data = read_regular_file(path, "vector file", MAX_FILE_BYTES)
+    try:
+        document: Json = json.loads(data)
+    except (ValueError, RecursionError) as exc:  # UnicodeDecodeError is a ValueError; RecursionError: nesting
+        raise DecodeError(f"the vector file {path} is not JSON: {exc}") from exc
     return document
-
-
-def _read_vector_file(path: Path) -> bytes:
-    """The bytes of a vector file: a regular file of at most MAX_FILE_BYTES, opened without blocking."""
-    return read_regular_file(path, "vector file", MAX_FILE_BYTES)
 
 
 def load_schema(name: str) -> Json:
@@ -218,8 +223,8 @@ def verify_directory(directory: Path | str | None = None) -> list[FileReport]:
     reports = []
     for path in sorted(folder.glob("*.json")):
         try:
-            document = json.loads(_read_vector_file(path))
-        except (SecAggError, ValueError, RecursionError) as exc:  # RecursionError: nesting beyond the parser's depth
+            document = _load(path)
+        except SecAggError as exc:
             report = FileReport(path.name, schema="not checked")
             report.failures.append(f"cannot read: {exc}")
             reports.append(report)

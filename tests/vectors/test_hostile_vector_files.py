@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from secagg.errors import ConfigurationError
+from secagg.errors import ConfigurationError, DecodeError
 from secagg.vectors import SUITES, FileReport, generate_directory, load_vectors, verify_directory, verify_document
 from secagg.vectors._limits import MAX_FILE_BYTES, MAX_NESTING
 from tests.hostile import memory_ceiling, outcome_within
@@ -149,3 +149,13 @@ def test_generate_never_writes_through_a_link_or_into_a_pipe(kind: str, tmp_path
     assert isinstance(outcome, ConfigurationError), repr(outcome)
     assert str(planted) in str(outcome)
     assert victim.read_text() == "the user's own file\n"
+
+
+@pytest.mark.parametrize("content", [b"{", b"\xff\xfe", b"[" * 100_000])
+def test_load_vectors_refuses_a_malformed_file_with_the_librarys_error(content: bytes, tmp_path: Path) -> None:
+    # Prepare: not JSON, not UTF-8, nested beyond the parser's depth
+    (tmp_path / "prg.json").write_bytes(content)
+
+    # Execute / Assert
+    with pytest.raises(DecodeError, match=r"prg\.json"):
+        load_vectors("prg.json", tmp_path)
