@@ -9,9 +9,10 @@ device (``/dev/zero``, ``/dev/stdin``) is refused, as is a file that grows past 
 while it is read. Every refusal is a :class:`~secagg.errors.ConfigurationError` naming
 the file (or ``too_large`` for the size, where an oversized file is a content error).
 
-A secret (``forbidden_mode`` including group or other read access, :data:`PRIVATE`) must
-also belong to the process's user or to root, as ssh requires of its files: another
-user's 0600 file is theirs to read and replace. Symbolic links are followed unless
+A file with a ``forbidden_mode`` (a secret, or a file whose content decides whom to
+trust) must also belong to the process's user or to root, as ssh requires of its key
+and authorized-keys files: another user's file, whatever its mode, is theirs to read
+and to rewrite. Symbolic links are followed unless
 ``follow_symlinks`` is false: the checks apply to the file actually opened, whatever link
 led to it (deployments such as Kubernetes secret volumes deliver key files through links).
 """
@@ -78,7 +79,7 @@ def _check_opened(
     if os.name == "posix" and mode & forbidden:
         access = "accessible to" if secret else "writable by"
         raise ConfigurationError(f"the {what} {name} is {access} group or others (mode {mode:04o}); {advice}")
-    if os.name == "posix" and secret and info.st_uid not in (os.geteuid(), 0):
+    if os.name == "posix" and forbidden and info.st_uid not in (os.geteuid(), 0):
         raise ConfigurationError(
             f"the {what} {name} belongs to user {info.st_uid}, not to this process's user ({os.geteuid()}) "
             "or root: its owner can read it and replace it; chown it to the user that runs secagg"

@@ -75,16 +75,16 @@ def test_a_key_file_of_absurd_size_is_refused_unread(
     assert "larger than" in message and str(path) in message
 
 
-SECRET_READERS = ("identity key", "key share", "protected file", "keys public")
+OWNED_READERS = [reader for reader in READERS if reader != "keys trust"]  # a .pub argument is no key file
 
 
 @pytest.mark.skipif(not hasattr(os, "geteuid") or os.geteuid() != 0, reason="giving a file away needs root")
-@pytest.mark.parametrize("reader", SECRET_READERS)
-def test_a_secret_file_owned_by_another_user_is_refused(
+@pytest.mark.parametrize("reader", OWNED_READERS)
+def test_a_key_file_owned_by_another_user_is_refused(
     reader: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    # Prepare: an owner-only identity key that belongs to another user (nobody), who may
-    # therefore read it and put their own key in its place; a link named like ours leads to it
+    # Prepare: an owner-only file that belongs to another user (nobody), who may therefore read
+    # it and put their own key (or list of trusted keys) in its place; a link named like ours leads to it
     target = tmp_path / "theirs.key"
     write_identity_key(target, SigningKey.generate())
     os.chown(target, 65534, 65534)
