@@ -50,7 +50,7 @@ def read_regular_file(
     :data:`WRITABLE_BY_OWNER_ONLY`; checked on POSIX), ``advice`` what to do about them.
     FileNotFoundError is passed through as a ConfigurationError whose cause it is.
     """
-    name = os.fsdecode(path).replace("\0", "\\0")
+    name = _shown(path)
     flags = os.O_RDONLY | _NEVER_WAIT | (0 if follow_symlinks else getattr(os, "O_NOFOLLOW", 0))
     try:
         descriptor = os.open(path, flags)
@@ -67,6 +67,11 @@ def read_regular_file(
     if len(data) > max_bytes:
         raise too_large(f"the {what} {name} is larger than {max_bytes} bytes")
     return data
+
+
+def _shown(path: str | os.PathLike[str]) -> str:
+    """``path`` for an error message (a NUL byte, which no system call accepts, made visible)."""
+    return os.fsdecode(path).replace("\0", "\\0")
 
 
 def _check_opened(
@@ -106,7 +111,7 @@ def write_regular_file(path: str | os.PathLike[str], what: str, data: bytes) -> 
     redirect the write to the user's own files) and never into a named pipe or device
     (``O_NONBLOCK``, then the descriptor's type): ConfigurationError naming the file.
     """
-    name = os.fsdecode(path).replace("\0", "\\0")
+    name = _shown(path)
     flags = os.O_WRONLY | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0) | _NEVER_WAIT
     try:
         descriptor = os.open(path, flags, 0o644)
