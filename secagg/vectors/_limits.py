@@ -30,6 +30,16 @@ MAX_SESSION_CLIENTS = 1 << 8
 """Most clients of a masking configuration whose graph or session a test derives."""
 MAX_SHARES = 1 << 8
 """Most Shamir shares one test splits into or combines (checking each extra share costs t^2)."""
+MAX_MODULUS_BYTES = 256
+"""Largest Paillier modulus n a test computes with (2048 bits; the committed tests use 128-bit keys)."""
+MAX_KEY_RECORD_BYTES = 1 << 14
+"""Largest encoded Paillier public key or key shares (together) of one test."""
+MAX_CIPHERTEXTS = 1 << 6
+"""Most Paillier encryptions, ciphertexts or partial decryptions of one test (each a modular power)."""
+MAX_PARTIES = 1 << 4
+"""Most key-share holders one Paillier test deals to or decrypts with."""
+MAX_PAILLIER_VALUES = 1 << 8
+"""Most values of one Paillier session test (packed several to a plaintext, each encrypted)."""
 
 Size = Callable[[object], int]
 
@@ -59,6 +69,22 @@ def _count(value: object) -> int:
     return len(value)
 
 
+def _count_all(value: object) -> int:
+    """The number of entries of a list of lists (``vectors``: ciphertext vectors)."""
+    if not isinstance(value, list):
+        raise VectorError(f"must be a list of lists, got {type(value).__name__}")
+    return sum(_count(item) for item in value)
+
+
+def _hex_bytes(value: object) -> int:
+    """The bytes a hex string (or a list of them, together) encodes."""
+    items = value if isinstance(value, list) else [value]
+    texts = [item for item in items if isinstance(item, str)]
+    if len(texts) != len(items):
+        raise VectorError("must be a hex string or a list of them")
+    return sum(len(text) for text in texts) // 2
+
+
 def _layout_sum(value: object) -> int:
     """The total size of a ``[[name, size], ...]`` layout."""
     if not isinstance(value, list) or not all(isinstance(item, list) and len(item) == 2 for item in value):
@@ -85,7 +111,32 @@ LIMITS: Mapping[str, Mapping[str, tuple[Size, int]]] = {
     "DiscreteGaussianTest": {"size": (_integer, MAX_SAMPLES)},
     "DiscreteLaplaceTest": {"size": (_integer, MAX_SAMPLES)},
     "PaillierUnpackTest": {"length": (_integer, MAX_ELEMENTS)},
-    "PaillierSessionTest": {"vectorLength": (_integer, MAX_ELEMENTS)},
+    "PaillierEncryptionTest": {"n": (_hex_bytes, MAX_MODULUS_BYTES), "plaintexts": (_count, MAX_CIPHERTEXTS)},
+    "PaillierAdditionTest": {"n": (_hex_bytes, MAX_MODULUS_BYTES), "vectors": (_count_all, MAX_CIPHERTEXTS)},
+    "PaillierCiphertextTest": {"n": (_hex_bytes, MAX_MODULUS_BYTES)},
+    "ThresholdDealTest": {
+        "p": (_hex_bytes, MAX_MODULUS_BYTES // 2),
+        "q": (_hex_bytes, MAX_MODULUS_BYTES // 2),
+        "numParties": (_integer, MAX_PARTIES),
+    },
+    "KeyShareTest": {"publicKey": (_hex_bytes, MAX_KEY_RECORD_BYTES)},
+    "PartialDecryptionTest": {
+        "publicKey": (_hex_bytes, MAX_KEY_RECORD_BYTES),
+        "keyShares": (_hex_bytes, MAX_KEY_RECORD_BYTES),
+        "ciphertexts": (_count, MAX_CIPHERTEXTS),
+        "partials": (_count, MAX_PARTIES),
+    },
+    "DecryptionProofTest": {
+        "publicKey": (_hex_bytes, MAX_KEY_RECORD_BYTES),
+        "keyShares": (_hex_bytes, MAX_KEY_RECORD_BYTES),
+        "aggregate": (_count, MAX_CIPHERTEXTS),
+        "partial": (_count, MAX_CIPHERTEXTS),
+    },
+    "PaillierSessionTest": {
+        "publicKey": (_hex_bytes, MAX_KEY_RECORD_BYTES),
+        "keyShare1": (_hex_bytes, MAX_KEY_RECORD_BYTES),
+        "vectorLength": (_integer, MAX_PAILLIER_VALUES),
+    },
     "ShamirSplitTest": {"indices": (_count, MAX_SHARES)},
     "ShamirCombineTest": {"shares": (_count, MAX_SHARES)},
 }
