@@ -18,15 +18,22 @@ from __future__ import annotations
 
 import argparse
 import os
-from pathlib import Path
 
+from secagg._files import read_regular_file
 from secagg.errors import ConfigurationError
-from secagg.integrations.flower.keys import read_identity_key, write_identity_key, write_trusted_keys
+from secagg.integrations.flower.keys import (
+    read_identity_key,
+    read_trusted_lines,
+    write_identity_key,
+    write_trusted_keys,
+)
 from secagg.primitives.signing import PUBLIC_KEY_SIZE, SigningKey
 
 __all__ = ["main"]
 
 PUBLIC_SUFFIX = ".pub"
+MAX_PUBLIC_KEY_FILE = 1024
+"""Largest ``.pub`` file read (64 hex digits and a newline)."""
 
 
 def _public_key(text: str, where: str) -> bytes:
@@ -40,11 +47,8 @@ def _public_key(text: str, where: str) -> bytes:
 
 
 def _key_argument(argument: str) -> bytes:
-    if os.path.exists(argument):
-        try:
-            text = Path(argument).read_text(encoding="ascii")
-        except (OSError, UnicodeDecodeError) as exc:
-            raise ConfigurationError(f"cannot read {argument}: {exc}") from exc
+    if os.path.lexists(argument):
+        text = read_regular_file(argument, "public-key file", MAX_PUBLIC_KEY_FILE).decode("ascii", errors="replace")
         return _public_key(text, argument)
     return _public_key(argument, f"argument {argument!r}")
 
@@ -74,10 +78,7 @@ def _trust(out: str, arguments: list[str]) -> int:
 
 
 def _check(trusted: str, identities: list[str]) -> int:
-    try:
-        lines = Path(trusted).read_text(encoding="ascii").splitlines()
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigurationError(f"cannot read the trusted-keys file {trusted}: {exc}") from exc
+    lines = read_trusted_lines(trusted)
     keys: list[bytes] = []
     for number, line in enumerate(lines, start=1):
         entry = line.strip()

@@ -31,13 +31,13 @@ import contextlib
 import json
 import math
 import os
-import stat
 import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from secagg._files import WRITABLE_BY_OWNER_ONLY, read_regular_file
 from secagg._validate import require_finite, require_instance, require_int
 from secagg.dp.calibration import NoisePlan, check_contributors
 from secagg.dp.config import MAX_ROUNDS, DPConfig
@@ -257,28 +257,14 @@ def _no_constant(name: str) -> None:
 def _read_state(path: Path) -> dict[str, object] | None:
     """The parsed state file, None if it does not exist."""
     try:
-        # O_NONBLOCK: a FIFO in its place opens at once (and is refused below) instead of blocking.
-        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0))
-    except FileNotFoundError:
-        return None
-    except OSError as exc:
-        raise ConfigurationError(f"cannot open the accountant's state file {path}: {exc}") from exc
-    try:
-        info = os.fstat(fd)
-        if not stat.S_ISREG(info.st_mode):
-            raise ConfigurationError(f"the accountant's state file {path} is not a regular file")
-        if info.st_mode & 0o022:
-            raise ConfigurationError(f"the accountant's state file {path} is writable by others (mode must be 0600)")
-        if info.st_size > MAX_STATE_BYTES:
-            raise DecodeError(f"the accountant's state file {path} is larger than {MAX_STATE_BYTES} bytes")
-        with os.fdopen(os.dup(fd), "rb") as handle:
-            data = handle.read(MAX_STATE_BYTES + 1)
-    except OSError as exc:
-        raise ConfigurationError(f"cannot read the accountant's state file {path}: {exc}") from exc
-    finally:
-        os.close(fd)
-    if len(data) > MAX_STATE_BYTES:
-        raise DecodeError(f"the accountant's state file {path} is larger than {MAX_STATE_BYTES} bytes")
+        data = read_regular_file(
+            path, "accountant's state file", MAX_STATE_BYTES, forbidden_mode=WRITABLE_BY_OWNER_ONLY,
+            advice="make it writable by its owner only (mode 0600)", follow_symlinks=False, too_large=DecodeError,
+        )
+    except ConfigurationError as exc:
+        if isinstance(exc.__cause__, FileNotFoundError):
+            return None
+        raise
     try:
         state = json.loads(data.decode("utf-8"), object_pairs_hook=_no_duplicates, parse_constant=_no_constant)
     except (UnicodeDecodeError, ValueError, RecursionError) as exc:

@@ -31,13 +31,13 @@ keys, a secret file that group or others may access (ConfigurationError).
 from __future__ import annotations
 
 import os
-import stat
 from dataclasses import dataclass
 from typing import ClassVar
 
 from cryptography.hazmat.primitives.kdf.scrypt import Scrypt
 
 from secagg import wire
+from secagg._files import PRIVATE, read_regular_file
 from secagg.errors import ConfigurationError, DecodeError
 from secagg.paillier.keys import KeyShare, PrivateKey
 from secagg.primitives import aead
@@ -77,6 +77,8 @@ MAX_SCRYPT_P = 255
 SALT_SIZE = 16
 PROTECTED_LABEL = b"secagg/v1/paillier-protected-secret"
 MAX_SEALED = 1 << 20
+MAX_PROTECTED_FILE = MAX_SEALED + 64
+"""Largest protected file read: the header (under 64 bytes) and the longest sealed secret."""
 
 Secret = KeyShare | PrivateKey
 
@@ -241,27 +243,15 @@ def write_new_private_file(path: str | os.PathLike[str], data: bytes) -> None:
         handle.write(data)
 
 
-def read_private_file(path: str | os.PathLike[str], what: str) -> bytes:
+def read_private_file(path: str | os.PathLike[str], what: str, max_bytes: int = MAX_PROTECTED_FILE) -> bytes:
     """The bytes of the secret file ``path`` (``what`` names it in errors).
 
-    ConfigurationError if it cannot be read or if group or others have any
-    access to it (as ssh refuses such private keys): the mode is checked on
-    the opened file, so it is the file actually read.
+    ConfigurationError if it cannot be read, is not a regular file (a pipe, folder or
+    device), holds more than ``max_bytes`` or if group or others have any access to it
+    (as ssh refuses such private keys): the mode is checked on the opened file, so it is
+    the file actually read (:func:`secagg._files.read_regular_file`).
     """
-    try:
-        with open(os.fspath(path), "rb") as handle:
-            mode = os.fstat(handle.fileno()).st_mode
-            if os.name == "posix" and mode & (stat.S_IRWXG | stat.S_IRWXO):
-                raise ConfigurationError(
-                    f"{what} {path} is accessible to group or others (mode {stat.S_IMODE(mode):04o}; chmod 600 it)"
-                )
-            return handle.read()
-    except OSError as exc:
-        raise ConfigurationError(f"cannot read the {what} {path}: {exc.strerror or exc}") from exc
-    except ConfigurationError:
-        raise
-    except ValueError as exc:  # a path holding a NUL byte
-        raise ConfigurationError(f"cannot read the {what} {path!r}: {exc}") from exc
+    return read_regular_file(path, what, max_bytes, forbidden_mode=PRIVATE)
 
 
 def read_protected_file(path: str | os.PathLike[str], passphrase: str | bytes) -> Secret:

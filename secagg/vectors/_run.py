@@ -9,7 +9,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from secagg.errors import SecAggError
+from secagg._files import read_regular_file, write_regular_file
+from secagg.errors import DecodeError, SecAggError
 from secagg.vectors import (
     _bad_sessions,
     _bindings,
@@ -30,6 +31,7 @@ from secagg.vectors import (
     _wire,
 )
 from secagg.vectors._format import Json, canonical_json
+from secagg.vectors._limits import MAX_FILE_BYTES, MAX_NESTING, check_limits, nesting_depth
 from secagg.vectors._suite import CHECKERS, Suite
 
 __all__ = [
@@ -98,10 +100,18 @@ class FileReport:
 
 def load_vectors(name: str, directory: Path | str | None = None) -> Json:
     """The parsed vector file ``name`` (e.g. ``"prg.json"``) from ``directory``
-    (default: the committed vectors)."""
-    path = Path(directory or DATA_DIR) / name
-    with path.open(encoding="utf-8") as handle:
-        document: Json = json.load(handle)
+    (default: the committed vectors). ConfigurationError if it is not a regular file of
+    at most MAX_FILE_BYTES, DecodeError if it is not JSON."""
+    return _load(Path(directory or DATA_DIR) / name)
+
+
+def _load(path: Path) -> Json:
+    """The JSON in the vector file ``path``: a regular file of at most MAX_FILE_BYTES, opened without blocking."""
+    data = read_regular_file(path, "vector file", MAX_FILE_BYTES)
+    try:
+        document: Json = json.loads(data)
+    except (ValueError, RecursionError) as exc:  # UnicodeDecodeError is a ValueError; RecursionError: nesting
+        raise DecodeError(f"the vector file {path} is not JSON: {exc}") from exc
     return document
 
 
@@ -127,6 +137,13 @@ def _schema_errors(document: Json) -> tuple[str, list[str]]:
         for error in validator.iter_errors(document)
     ]
     return ("ok" if not errors else "FAILED"), errors[:10]
+
+
+def _nesting_errors(document: object) -> list[str]:
+    """Nesting deeper than any vector file needs (the schema validator and the checks recurse)."""
+    if nesting_depth(document) > MAX_NESTING:
+        return [f"the file nests JSON values more than {MAX_NESTING} levels deep"]
+    return []
 
 
 def _shape_errors(document: object) -> list[str]:
@@ -171,7 +188,7 @@ def _structure_errors(document: Json) -> list[str]:
 def verify_document(name: str, document: Json, *, schema: bool = True) -> FileReport:
     """Check one parsed vector file: schema (unless ``schema`` is false), structure, then every test."""
     report = FileReport(name)
-    shape = _shape_errors(document)
+    shape = _nesting_errors(document) or _shape_errors(document)
     if shape:
         report.schema = "not checked"
         report.failures += shape
@@ -187,6 +204,7 @@ def verify_document(name: str, document: Json, *, schema: bool = True) -> FileRe
                 report.failures.append(f"tcId {test.get('tcId')}: no checker for group type {group.get('type')!r}")
                 continue
             try:
+                check_limits(group, test)
                 checker(group, test)
             except Exception as exc:  # every disagreement is reported, none is raised
                 report.failures.append(f"tcId {test.get('tcId')} ({test.get('comment')}): {type(exc).__name__}: {exc}")
@@ -205,8 +223,8 @@ def verify_directory(directory: Path | str | None = None) -> list[FileReport]:
     reports = []
     for path in sorted(folder.glob("*.json")):
         try:
-            document = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, ValueError, RecursionError) as exc:  # RecursionError: nesting beyond the parser's depth
+            document = _load(path)
+        except SecAggError as exc:
             report = FileReport(path.name, schema="not checked")
             report.failures.append(f"cannot read: {exc}")
             reports.append(report)
@@ -231,6 +249,6 @@ def generate_directory(directory: Path | str, suites: Iterable[Suite] = SUITES) 
         report = verify_document(suite.filename, json.loads(canonical_json(document)), schema=False)
         if report.failures:
             raise SecAggError(f"generated {suite.filename} does not verify: {report.failures[0]}")
-        (folder / suite.filename).write_text(canonical_json(document), encoding="utf-8", newline="\n")
+        write_regular_file(folder / suite.filename, "vector file", canonical_json(document).encode("utf-8"))
         written.append((suite.filename, int(document["numberOfTests"])))
     return written

@@ -6,6 +6,7 @@ each node loads its own sealed key share from a file; the server holds only the 
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -347,3 +348,25 @@ def test_the_node_refuses_a_passphrase_file_others_can_read(keys: tuple[Path, li
     # opens the share and the node goes on to its next check (this bare message's training content)
     assert loose.has_error() and "accessible to group or others" in loose.error.reason
     assert "training configuration" in private.error.reason
+
+
+def test_the_node_refuses_a_passphrase_piped_to_it(keys: tuple[Path, list[Path]]) -> None:
+    # Prepare: the passphrase in a pipe, as `--node-config 'key-share-passphrase-file="/dev/fd/63"'`
+    # with a shell's <(...) would give it. The node reads the passphrase again for every message
+    # (the share is never cached), so a pipe would serve one message and leave the next with nothing:
+    # it is refused as every non-regular file is (docs/integrations.md).
+    _, shares = keys
+    node = NODES[0]
+    app = make_app(node, 10, paillier=True, key_share_file=shares[0])
+    read_end, write_end = os.pipe()
+    os.write(write_end, (PASSPHRASE + "\n").encode())
+    os.close(write_end)
+    context = Context(77, node, {"key-share-passphrase-file": f"/dev/fd/{read_end}"}, RecordDict(), {})
+    # Execute
+    try:
+        reply = app(encrypt_message(node, setup_for(material(4, 3).public)), context)  # type: ignore[operator]
+    finally:
+        os.close(read_end)
+    # Assert
+    assert reply.has_error() and "passphrase file" in reply.error.reason
+    assert "not a regular file" in reply.error.reason

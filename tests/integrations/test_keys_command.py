@@ -155,3 +155,17 @@ def test_a_trusted_list_or_public_key_others_may_write_is_refused(tmp_path: Path
         read_trusted_keys(path)
     with pytest.raises(ConfigurationError, match="writable by group or others"):
         read_public_key(path)
+
+
+def test_keys_check_refuses_a_trusted_list_others_may_write(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Prepare: a well-formed list of two keys that group and others may rewrite
+    path = tmp_path / "federation.keys"
+    write_trusted_keys(path, [SigningKey.generate().public, SigningKey.generate().public])
+    path.chmod(0o666)
+    # Execute
+    status = run("check", str(path))
+    # Assert: refused as the nodes refuse it, not approved for use
+    assert status == 2
+    assert "writable by group or others" in capsys.readouterr().err

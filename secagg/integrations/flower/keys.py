@@ -14,16 +14,20 @@ Nothing here needs ``flwr``. Formats (all written with mode 0600, never over an 
   when group or others may write it.
 - key-share file: :func:`secagg.paillier.write_protected_file` output (scrypt +
   AES-256-GCM under the node's passphrase) of one :class:`~secagg.paillier.KeyShare`.
+
+Every reader takes regular files only, of a bounded size (``MAX_*_FILE``), opened
+without blocking (:func:`secagg._files.read_regular_file`): a named pipe, folder or
+device given as a key file is refused with ConfigurationError instead of read.
 """
 
 from __future__ import annotations
 
 import os
-import stat
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 from secagg import wire
+from secagg._files import WRITABLE_BY_OWNER_ONLY, read_regular_file
 from secagg.errors import ConfigurationError, DecodeError
 from secagg.paillier.ceremony import ThresholdKeyMaterial
 from secagg.paillier.keys import KeyShare, ThresholdPublicKey
@@ -31,7 +35,7 @@ from secagg.paillier.parameters import check_dealt_shape
 from secagg.paillier.storage import (
     DEFAULT_SCRYPT_LOG_N,
     read_private_file,
-    read_protected_file,
+    unprotect,
     write_new_private_file,
     write_protected_file,
 )
@@ -50,23 +54,20 @@ __all__ = [
 
 PathLike = str | os.PathLike[str]
 
+MAX_IDENTITY_KEY_FILE = 1024
+"""Largest identity key file read (the seed's 64 hex digits, a newline and room for stray spaces)."""
+MAX_TRUSTED_KEYS_FILE = 1 << 20
+"""Largest trusted-keys file read (1 MiB: thousands of keys with comments)."""
+MAX_PUBLIC_KEY_FILE = 1 << 21
+"""Largest Paillier public-key file read (2 MiB; the largest threshold key, 8192 bits with 256
+verification keys, encodes to about 0.5 MiB)."""
+_TRUST_ADVICE = "whoever may write it decides whom this node trusts; make it writable by its owner only"
 
-def _read(path: PathLike, what: str) -> bytes:
+
+def _read(path: PathLike, what: str, max_bytes: int) -> bytes:
     """The bytes of a public but integrity-sensitive file, refused if group or others may write it
-    (checked on the file actually read)."""
-    try:
-        with Path(path).open("rb") as handle:
-            mode = os.fstat(handle.fileno()).st_mode
-            if mode & (stat.S_IWGRP | stat.S_IWOTH):
-                raise ConfigurationError(
-                    f"the {what} {path} is writable by group or others (mode {stat.S_IMODE(mode):04o}): whoever "
-                    "may write it decides whom this node trusts; make it writable by its owner only"
-                )
-            return handle.read()
-    except OSError as exc:
-        raise ConfigurationError(f"cannot read the {what} {path}: {exc.strerror or exc}") from exc
-    except ValueError as exc:  # a path holding a NUL byte
-        raise ConfigurationError(f"cannot read the {what} {path!r}: {exc}") from exc
+    (checked on the file actually read), if it is not a regular file or if it is larger than ``max_bytes``."""
+    return read_regular_file(path, what, max_bytes, forbidden_mode=WRITABLE_BY_OWNER_ONLY, advice=_TRUST_ADVICE)
 
 
 def _hex_key(text: str, size: int, where: str) -> bytes:
@@ -87,7 +88,7 @@ def write_identity_key(path: PathLike, identity: SigningKey) -> None:
 def read_identity_key(path: PathLike) -> SigningKey:
     """The identity key in ``path``; ConfigurationError if group or others may read the file."""
     # The mode is checked on the opened file: the file checked is the file read.
-    text = read_private_file(path, "identity key file").decode("ascii", errors="replace").strip()
+    text = read_private_file(path, "identity key file", MAX_IDENTITY_KEY_FILE).decode("ascii", errors="replace").strip()
     seed = _hex_key(text, SEED_SIZE, f"identity key file {path}")
     return SigningKey.generate(lambda size: seed)  # the public key derived from the stored seed
 
@@ -100,11 +101,15 @@ def write_trusted_keys(path: PathLike, keys: Iterable[bytes]) -> None:
     write_new_private_file(path, "".join(line + "\n" for line in lines).encode("ascii"))
 
 
+def read_trusted_lines(path: PathLike) -> list[str]:
+    """The lines of the trusted-keys file ``path`` (checked as :func:`read_trusted_keys` reads it)."""
+    return _read(path, "trusted-keys file", MAX_TRUSTED_KEYS_FILE).decode("ascii", errors="replace").splitlines()
+
+
 def read_trusted_keys(path: PathLike) -> frozenset[bytes]:
     """The trusted identity public keys listed in ``path`` (DecodeError naming the bad line)."""
     keys = set()
-    text = _read(path, "trusted-keys file").decode("ascii", errors="replace")
-    for number, line in enumerate(text.splitlines(), start=1):
+    for number, line in enumerate(read_trusted_lines(path), start=1):
         entry = line.strip()
         if entry and not entry.startswith("#"):
             keys.add(_hex_key(entry, PUBLIC_KEY_SIZE, f"trusted-keys file {path}, line {number}"))
@@ -120,14 +125,12 @@ def write_public_key(path: PathLike, public: ThresholdPublicKey) -> None:
 
 def read_public_key(path: PathLike) -> ThresholdPublicKey:
     """The threshold public key in ``path`` (validated: key size policy, parameters)."""
-    return wire.decode(_read(path, "public-key file"), ThresholdPublicKey)
+    return wire.decode(_read(path, "public-key file", MAX_PUBLIC_KEY_FILE), ThresholdPublicKey)
 
 
 def load_key_share(path: PathLike, passphrase: str | bytes) -> KeyShare:
     """The key share sealed in ``path``; AuthenticationError for a wrong passphrase or altered file."""
-    if not Path(path).is_file():
-        raise ConfigurationError(f"key-share file {path} does not exist")
-    secret = read_protected_file(path, passphrase)
+    secret = unprotect(read_private_file(path, "key-share file"), passphrase)
     if not isinstance(secret, KeyShare):
         raise ConfigurationError(f"{path} holds a single-key private key, not a threshold key share")
     return secret

@@ -100,6 +100,8 @@ PASSPHRASE_FILE = "key-share-passphrase-file"  # noqa: S105  (a config key, not 
 """Node-config key: path of a file holding the key share's passphrase (first line)."""
 PASSPHRASE_ENV = "SECAGG_KEY_SHARE_PASSPHRASE"  # noqa: S105  (a variable name, not a secret)
 """Environment variable holding the key share's passphrase (the last resort)."""
+MAX_PASSPHRASE_FILE = 1 << 16
+"""Largest passphrase file read (its first line is the passphrase)."""
 HISTORY_SIZE = 1024
 _ID = 32
 _NO_IDENTITY = f"Paillier uploads are signed: this node needs {IDENTITY_KEY_FILE!r} and {TRUSTED_KEYS_FILE!r}"
@@ -190,7 +192,8 @@ def _key_share(context: Context, settings: _Settings) -> KeyShare:
     if passphrase is None:
         passphrase_path = config_path(context, PASSPHRASE_FILE, None)
         if passphrase_path is not None:
-            data = read_private_file(passphrase_path, "passphrase file")  # a secret: 0600, checked on the open file
+            # A secret: 0600, checked on the open file; a regular file (a pipe would serve one message only)
+            data = read_private_file(passphrase_path, "passphrase file", MAX_PASSPHRASE_FILE)
             try:
                 lines = data.decode("utf-8").splitlines()
             except UnicodeDecodeError as exc:

@@ -1,0 +1,134 @@
+"""Reading a file whose path a user or a configuration supplied: the one safe way.
+
+:func:`read_regular_file` opens the path without blocking (``O_NONBLOCK``: a named pipe
+opens at once instead of waiting for a writer; ``O_NOCTTY``: a terminal never becomes
+the controlling one), checks *on the opened descriptor* that it is a regular file of at
+most ``max_bytes`` whose mode grants group and others nothing forbidden, then reads at
+most ``max_bytes + 1`` bytes from that same descriptor. A named pipe, a directory or a
+device (``/dev/zero``, ``/dev/stdin``) is refused, as is a file that grows past the limit
+while it is read. Every refusal is a :class:`~secagg.errors.ConfigurationError` naming
+the file (or ``too_large`` for the size, where an oversized file is a content error).
+
+A file with a ``forbidden_mode`` (a secret, or a file whose content decides whom to
+trust) must also belong to the process's user or to root, as ssh requires of its key
+and authorized-keys files: another user's file, whatever its mode, is theirs to read
+and to rewrite. Symbolic links are followed unless
+``follow_symlinks`` is false: the checks apply to the file actually opened, whatever link
+led to it (deployments such as Kubernetes secret volumes deliver key files through links).
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+
+from secagg.errors import ConfigurationError, SecAggError
+
+__all__ = ["PRIVATE", "WRITABLE_BY_OWNER_ONLY", "read_regular_file", "write_regular_file"]
+
+PRIVATE = stat.S_IRWXG | stat.S_IRWXO
+"""Forbidden mode bits of a secret: group and others may not access it at all (0600)."""
+WRITABLE_BY_OWNER_ONLY = stat.S_IWGRP | stat.S_IWOTH
+"""Forbidden mode bits of an integrity-sensitive file: group and others may not write it."""
+
+_NEVER_WAIT = getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOCTTY", 0) | getattr(os, "O_CLOEXEC", 0)
+
+
+def read_regular_file(
+    path: str | os.PathLike[str],
+    what: str,
+    max_bytes: int,
+    *,
+    forbidden_mode: int = 0,
+    advice: str = "chmod 600 it",
+    follow_symlinks: bool = True,
+    too_large: type[SecAggError] = ConfigurationError,
+) -> bytes:
+    """The bytes of the regular file ``path`` (``what`` names it in errors, e.g. "identity key file").
+
+    ``forbidden_mode``: mode bits the file may not have (:data:`PRIVATE`,
+    :data:`WRITABLE_BY_OWNER_ONLY`; checked on POSIX), ``advice`` what to do about them.
+    FileNotFoundError is passed through as a ConfigurationError whose cause it is.
+    """
+    name = _shown(path)
+    flags = os.O_RDONLY | _NEVER_WAIT | (0 if follow_symlinks else getattr(os, "O_NOFOLLOW", 0))
+    try:
+        descriptor = os.open(path, flags)
+    except (OSError, ValueError) as exc:  # ValueError: a path holding a NUL byte
+        raise ConfigurationError(f"cannot read the {what} {name}: {getattr(exc, 'strerror', None) or exc}") from exc
+    try:
+        _check_opened(descriptor, name, what, max_bytes, forbidden_mode, advice, too_large)
+        os.set_blocking(descriptor, True)
+        data = _read_at_most(descriptor, max_bytes + 1)
+    except OSError as exc:
+        raise ConfigurationError(f"cannot read the {what} {name}: {exc.strerror or exc}") from exc
+    finally:
+        os.close(descriptor)
+    if len(data) > max_bytes:
+        raise too_large(f"the {what} {name} is larger than {max_bytes} bytes")
+    return data
+
+
+def _shown(path: str | os.PathLike[str]) -> str:
+    """``path`` for an error message (a NUL byte, which no system call accepts, made visible)."""
+    return os.fsdecode(path).replace("\0", "\\0")
+
+
+def _check_opened(
+    descriptor: int, name: str, what: str, max_bytes: int, forbidden: int, advice: str, too_large: type[SecAggError]
+) -> None:
+    info = os.fstat(descriptor)
+    if not stat.S_ISREG(info.st_mode):
+        raise ConfigurationError(f"the {what} {name} is not a regular file (a pipe, folder or device); give a file")
+    mode, secret = stat.S_IMODE(info.st_mode), bool(forbidden & (stat.S_IRGRP | stat.S_IROTH))
+    if os.name == "posix" and mode & forbidden:
+        access = "accessible to" if secret else "writable by"
+        raise ConfigurationError(f"the {what} {name} is {access} group or others (mode {mode:04o}); {advice}")
+    if os.name == "posix" and forbidden and info.st_uid not in (os.geteuid(), 0):
+        raise ConfigurationError(
+            f"the {what} {name} belongs to user {info.st_uid}, not to this process's user ({os.geteuid()}) "
+            "or root: its owner can read it and replace it; chown it to the user that runs secagg"
+        )
+    if info.st_size > max_bytes:
+        raise too_large(f"the {what} {name} is larger than {max_bytes} bytes ({info.st_size} bytes)")
+
+
+def _read_at_most(descriptor: int, limit: int) -> bytes:
+    chunks, total = [], 0
+    while total < limit:
+        chunk = os.read(descriptor, min(limit - total, 1 << 20))
+        if not chunk:
+            break
+        chunks.append(chunk)
+        total += len(chunk)
+    return b"".join(chunks)
+
+
+def write_regular_file(path: str | os.PathLike[str], what: str, data: bytes) -> None:
+    """Create or overwrite the regular file ``path`` with ``data`` (mode 0644 when created).
+
+    Never through a symbolic link (``O_NOFOLLOW``: a link planted in a shared folder would
+    redirect the write to the user's own files) and never into a named pipe or device
+    (``O_NONBLOCK``, then the descriptor's type): ConfigurationError naming the file.
+    """
+    name = _shown(path)
+    flags = os.O_WRONLY | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0) | _NEVER_WAIT
+    try:
+        descriptor = os.open(path, flags, 0o644)
+    except (OSError, ValueError) as exc:  # ELOOP: a symbolic link; ENXIO: a pipe nobody reads
+        raise ConfigurationError(
+            f"cannot write the {what} {name}: {getattr(exc, 'strerror', None) or exc} (a link, pipe or device "
+            "is never written through; remove it)"
+        ) from exc
+    try:
+        if not stat.S_ISREG(os.fstat(descriptor).st_mode):
+            raise ConfigurationError(f"cannot write the {what} {name}: not a regular file (a pipe or device)")
+        os.set_blocking(descriptor, True)
+        os.ftruncate(descriptor, 0)
+        view = memoryview(data)
+        while view:
+            view = view[os.write(descriptor, view) :]
+    except OSError as exc:
+        raise ConfigurationError(f"cannot write the {what} {name}: {exc.strerror or exc}") from exc
+    finally:
+        os.close(descriptor)
