@@ -39,13 +39,20 @@ import numpy.typing as npt
 
 from secagg.errors import ConfigurationError
 from secagg.integrations._extras import require
-from secagg.integrations._layout import ArraySpec, check_cast, require_layout
+from secagg.integrations._layout import ArraySpec, require_layout
 from secagg.integrations._layout import FlatLayout as _FlatLayout
 from secagg.integrations._ranges import aggregate_flat_models, new_global
+from secagg.integrations._torch_dtypes import (
+    EXACT_INTEGER_LIMIT,
+    FLOAT4_DTYPE,
+    dtype_name,
+    from_float64,
+    kind_of,
+    to_float64,
+)
 from secagg.ranges import RangeDiscovery
 
 if TYPE_CHECKING:
-    import torch as torch_module
     from torch import Tensor
     from torch.nn import Module
 
@@ -65,42 +72,11 @@ __all__ = [
 
 FloatVector = npt.NDArray[np.float64]
 
-EXACT_INTEGER_LIMIT = 1 << 53
-"""Largest integer magnitude a float64 holds exactly; larger integer buffers are refused."""
 
-REAL, COMPLEX, FLOAT4, INTEGER, BOOL = "real", "complex", "float4x2", "integer", "bool"
-_FLOAT4_DTYPE = "float4_e2m1fn_x2"
-# The eight magnitudes of FP4 E2M1 (OCP MX): code c (3 bits) and sign bit 8.
-_E2M1_MAGNITUDES = np.array([0.0, 0.5, 1.0, 1.5, 2.0, 3.0, 4.0, 6.0])
-_E2M1_MIDPOINTS = (_E2M1_MAGNITUDES[1:] + _E2M1_MAGNITUDES[:-1]) / 2
-_INTEGER_DTYPES = frozenset({"uint8", "int8", "int16", "int32", "int64"})
 
 
 def _torch() -> Any:
     return require("torch", "torch")
-
-
-def _dtype_name(dtype: torch_module.dtype) -> str:
-    return str(dtype).removeprefix("torch.")
-
-
-def _kind(name: str, dtype: Any, who: str) -> str:
-    """How a dtype travels in the vector; ConfigurationError if it cannot exactly."""
-    if name == _FLOAT4_DTYPE:
-        return FLOAT4
-    if dtype.is_complex:
-        return COMPLEX
-    if dtype.is_floating_point:
-        return REAL
-    if name == "bool":
-        return BOOL
-    if name in _INTEGER_DTYPES:
-        return INTEGER
-    raise ConfigurationError(f"tensor {who!r}: dtype {name} is not supported (floating, complex, bool or int8..int64)")
-
-
-def _entries_per_element(kind: str) -> int:
-    return 2 if kind in (COMPLEX, FLOAT4) else 1
 
 
 @dataclass(frozen=True)
@@ -116,7 +92,7 @@ class TensorSpec(ArraySpec):
 
     def entries_per_element(self) -> int:
         """2 for complex dtypes and ``float4_e2m1fn_x2``, else 1."""
-        return 2 if self.dtype == _FLOAT4_DTYPE or self.dtype.startswith("complex") else 1
+        return 2 if self.dtype == FLOAT4_DTYPE or self.dtype.startswith("complex") else 1
 
 
 @dataclass(frozen=True)
@@ -148,12 +124,12 @@ def flatten_state_dict(tensors: Mapping[str, Tensor]) -> tuple[FloatVector, Flat
         _refuse_lazy(torch, name, tensor)
         if tensor.layout != torch.strided or tensor.is_meta or tensor.is_nested:
             raise ConfigurationError(f"tensor {name!r}: only dense tensors with data are supported (to_dense() it)")
-        dtype_name = _dtype_name(tensor.dtype)
-        kind = _kind(dtype_name, tensor.dtype, name)
+        name_of_dtype = dtype_name(tensor.dtype)
+        kind = kind_of(name_of_dtype, tensor.dtype, name)
         # resolve_conj/resolve_neg: a lazy conj() or negation is a bit view_as_real refuses.
         dense = tensor.detach().to("cpu").resolve_conj().resolve_neg()
-        flat = _to_float64(torch, dense.reshape(-1), kind, name)
-        spec = TensorSpec(name, tuple(int(d) for d in tensor.shape), dtype_name, offset, int(flat.shape[0]))
+        flat = to_float64(torch, dense.reshape(-1), kind, name)
+        spec = TensorSpec(name, tuple(int(d) for d in tensor.shape), name_of_dtype, offset, int(flat.shape[0]))
         specs.append(spec)
         pieces.append(flat)
         offset += spec.length
@@ -171,23 +147,6 @@ def _refuse_lazy(torch: Any, name: str, tensor: Any) -> None:
         raise ConfigurationError(
             f"tensor {name!r} is uninitialized (a lazy module's): run one forward pass before flattening or loading"
         )
-
-
-def _to_float64(torch: Any, flat: Any, kind: str, name: str) -> Any:
-    if kind == REAL:
-        return flat.to(torch.float64)
-    if kind == COMPLEX:
-        return torch.view_as_real(flat).to(torch.float64).reshape(-1)
-    if kind == FLOAT4:
-        packed = flat.view(torch.uint8).to(torch.int64)
-        codes = torch.stack([packed & 0xF, packed >> 4], dim=-1).reshape(-1)
-        magnitudes = torch.from_numpy(_E2M1_MAGNITUDES)[codes & 0x7]
-        return torch.where(codes >= 8, -magnitudes, magnitudes)
-    values = flat.to(torch.float64)
-    # Compare as integers (abs() of the most negative int64 would wrap).
-    if kind == INTEGER and flat.numel() and max(int(flat.max()), -int(flat.min())) > EXACT_INTEGER_LIMIT:
-        raise ConfigurationError(f"tensor {name!r}: integers beyond 2^53 in magnitude do not fit a float64 exactly")
-    return values
 
 
 def unflatten_state_dict(vector: npt.ArrayLike, layout: FlatLayout) -> dict[str, Tensor]:
@@ -218,73 +177,10 @@ def unflatten_state_dict(vector: npt.ArrayLike, layout: FlatLayout) -> dict[str,
         if not isinstance(dtype, torch.dtype):
             raise ConfigurationError(f"tensor {spec.name!r}: unknown dtype {spec.dtype}")
         piece = values[spec.offset : spec.offset + spec.length]
-        out[spec.name] = _from_float64(torch, piece, dtype, _kind(spec.dtype, dtype, spec.name), spec).reshape(
+        out[spec.name] = from_float64(torch, piece, dtype, kind_of(spec.dtype, dtype, spec.name), spec).reshape(
             spec.shape
         )
     return out
-
-
-def _from_float64(torch: Any, piece: FloatVector, dtype: Any, kind: str, spec: ArraySpec) -> Any:
-    if kind == REAL:
-        real = torch.from_numpy(piece.copy()).to(dtype)
-        if dtype != torch.float64:
-            check_cast(spec, piece, real.to(torch.float64).numpy(), *_top_of_range(torch, dtype))
-        return real
-    if kind == COMPLEX:
-        # Real and imaginary parts set separately: arithmetic like 1j * inf would make NaNs.
-        pairs = np.empty(piece.shape[0] // 2, dtype=np.complex128)
-        pairs.real, pairs.imag = piece[0::2], piece[1::2]
-        complex_ = torch.from_numpy(pairs).to(dtype)
-        if dtype != torch.complex128:
-            back = torch.view_as_real(complex_.to(torch.complex128)).reshape(-1).numpy()
-            check_cast(spec, piece, back, *_top_of_range(torch, _COMPLEX_PARTS[spec.dtype]))
-        return complex_
-    if kind == FLOAT4:
-        codes = _e2m1_codes(piece, spec.name)
-        magnitudes = _E2M1_MAGNITUDES[codes & 0x7]
-        check_cast(spec, piece, np.where(codes >= 8, -magnitudes, magnitudes), *_E2M1_MAGNITUDES[-1:-3:-1])
-        packed = (codes[0::2] | (codes[1::2] << 4)).astype(np.uint8)
-        return torch.from_numpy(packed).view(dtype)
-    if kind == BOOL:
-        if not np.isfinite(piece).all():  # NaN would read as "nonzero": True
-            raise ConfigurationError(f"tensor {spec.name!r}: a value for a bool tensor is not finite")
-        return torch.from_numpy(np.rint(piece) != 0)
-    integers = np.rint(piece)
-    info = np.iinfo(np.dtype(spec.dtype))
-    # Bounds compared as Python ints: as a float64, int64's max 2^63 - 1 is 2^63, which would wrap.
-    if integers.size and (
-        not np.isfinite(integers).all() or int(integers.min()) < info.min or int(integers.max()) > info.max
-    ):
-        raise ConfigurationError(f"tensor {spec.name!r}: values fall outside the range of {spec.dtype}")
-    return torch.from_numpy(integers.astype(np.dtype(spec.dtype)))
-
-
-_COMPLEX_PARTS = {"complex32": "float16", "complex64": "float32"}
-
-
-def _top_of_range(torch: Any, dtype: Any) -> tuple[float, float]:
-    """The largest finite value of a real floating dtype (or the name of one) and the value just below it."""
-    dtype = getattr(torch, dtype) if isinstance(dtype, str) else dtype
-    largest = torch.tensor([torch.finfo(dtype).max], dtype=torch.float64).to(dtype)
-    bits = {1: torch.uint8, 2: torch.int16, 4: torch.int32, 8: torch.int64}[largest.element_size()]
-    below = (largest.view(bits) - 1).view(dtype)  # positive values: one bit pattern down is one value down
-    return float(largest.to(torch.float64)), float(below.to(torch.float64))
-
-
-def _e2m1_codes(piece: FloatVector, name: str) -> npt.NDArray[np.int64]:
-    """FP4 E2M1 codes of ``piece``: nearest magnitude, ties to the even code, sign in bit 3
-    (an infinity or a magnitude beyond 6 gets the code of 6: :func:`check_cast` refuses it)."""
-    if np.isnan(piece).any():
-        raise ConfigurationError(f"tensor {name!r}: float4_e2m1fn_x2 has no NaN")
-    magnitude = np.abs(piece)
-    codes = np.searchsorted(_E2M1_MIDPOINTS, magnitude, side="left")
-    # side="left" sends a value on a midpoint down to the odd-or-even code below
-    # it; ties go to the even code, so move odd codes at a midpoint up one.
-    at_midpoint = (codes < len(_E2M1_MIDPOINTS)) & (magnitude == _E2M1_MIDPOINTS[np.minimum(codes, 6)])
-    codes = codes + (at_midpoint & (codes % 2 == 1))
-    sign: npt.NDArray[np.int64] = np.signbit(piece).astype(np.int64) << 3
-    result: npt.NDArray[np.int64] = codes.astype(np.int64) | sign
-    return result
 
 
 def _model_tensors(model: Module, buffers: bool) -> dict[str, Tensor]:
@@ -316,9 +212,9 @@ def load_into_model(model: Module, vector: npt.ArrayLike, layout: FlatLayout) ->
         target = targets.get(spec.name)
         if target is None:
             raise ConfigurationError(f"the model has no parameter or buffer named {spec.name!r}")
-        if tuple(target.shape) != spec.shape or _dtype_name(target.dtype) != spec.dtype:
+        if tuple(target.shape) != spec.shape or dtype_name(target.dtype) != spec.dtype:
             raise ConfigurationError(
-                f"tensor {spec.name!r}: the model holds {_dtype_name(target.dtype)} {tuple(target.shape)}, "
+                f"tensor {spec.name!r}: the model holds {dtype_name(target.dtype)} {tuple(target.shape)}, "
                 f"the layout {spec.dtype} {spec.shape}"
             )
     tensors = unflatten_state_dict(vector, layout)

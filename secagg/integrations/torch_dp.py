@@ -39,7 +39,8 @@ from secagg._validate import require_finite, require_int
 from secagg.errors import ConfigurationError
 from secagg.integrations._extras import require
 from secagg.integrations._layout import check_cast
-from secagg.integrations.torch import TensorSpec, _top_of_range
+from secagg.integrations._torch_dtypes import top_of_range
+from secagg.integrations.torch import TensorSpec
 
 if TYPE_CHECKING:
     from torch import Tensor
@@ -170,7 +171,7 @@ def apply_dp_step(model: Module, noised_sum: FloatVector, denominator: float, le
             spec = TensorSpec(name, tuple(p.shape), str(p.dtype).removeprefix("torch."), 0, int(p.numel()))
             if (np.isfinite(p.detach().to(torch.float64).reshape(-1).numpy()) & ~np.isfinite(got)).any():
                 raise ConfigurationError(f"parameter {name!r}: the step does not fit {spec.dtype}, it overflows")
-            check_cast(spec, wanted, got, *_top_of_range(torch, p.dtype))
+            check_cast(spec, wanted, got, *top_of_range(torch, p.dtype))
             updated.append((p, new))
             offset += p.numel()
         for p, new in updated:
