@@ -44,6 +44,7 @@ from secagg.primitives.randomness import InsecureDeterministicRandom
 from secagg.segments import SegmentTable
 
 from .flower_harness import (
+    TRUSTED_KEYS,
     Audit,
     FakeGrid,
     initial_arrays,
@@ -99,7 +100,7 @@ def test_paillier_rounds_equal_the_plain_quantized_sum(keys: tuple[Path, list[Pa
     public_path, shares = keys
     audit = Audit()
     grid = FakeGrid(paillier_apps(shares, audit))
-    secure = PaillierGrid(grid, PaillierOptions(public_key=read_public_key(public_path)))
+    secure = PaillierGrid(grid, PaillierOptions(trusted_keys=TRUSTED_KEYS, public_key=read_public_key(public_path)))
     # Execute
     final = run_fedavg(secure, rounds=2)
     # Assert: each round's decrypted sum is exactly the int64 sum of the nodes' own encodings
@@ -135,7 +136,8 @@ def test_a_node_lost_before_upload_is_left_out_and_one_lost_after_still_counts(
         for node, share in zip(NODES, shares, strict=True)
     }
     grid = FakeGrid(apps, silent=set() if before else {(2**63 + 11, DECRYPT)})
-    secure = PaillierGrid(grid, PaillierOptions(public_key=read_public_key(public_path), **FAST_TIMEOUT))
+    options = PaillierOptions(public_key=read_public_key(public_path), trusted_keys=TRUSTED_KEYS, **FAST_TIMEOUT)
+    secure = PaillierGrid(grid, options)
     # Execute
     run_fedavg(secure, rounds=1)
     # Assert
@@ -151,7 +153,8 @@ def test_too_few_decrypting_nodes_skip_the_round_with_the_reason(tmp_path: Path)
     # Prepare: a 3-of-4 key; two nodes upload and then go silent
     public_path, shares = key_files(tmp_path, 4, 3)
     grid = FakeGrid(paillier_apps(shares), silent={(NODES[0], DECRYPT), (NODES[1], DECRYPT)})
-    secure = PaillierGrid(grid, PaillierOptions(public_key=read_public_key(public_path), **FAST_TIMEOUT))
+    options = PaillierOptions(public_key=read_public_key(public_path), trusted_keys=TRUSTED_KEYS, **FAST_TIMEOUT)
+    secure = PaillierGrid(grid, options)
     strategy = FedAvg(fraction_evaluate=0.0, min_available_nodes=4)
     # Execute
     replies = secure.send_and_receive(strategy.configure_train(1, initial_arrays(), ConfigRecord(), secure))
@@ -166,7 +169,8 @@ def test_too_few_uploads_skip_the_round_before_any_decryption(keys: tuple[Path, 
     # Prepare: min_contributors 4, one node silent in encrypt
     public_path, shares = keys
     grid = FakeGrid(paillier_apps(shares), silent={(42, ENCRYPT)})
-    options = PaillierOptions(public_key=read_public_key(public_path), min_contributors=4, **FAST_TIMEOUT)
+    options = PaillierOptions(public_key=read_public_key(public_path), min_contributors=4, trusted_keys=TRUSTED_KEYS,
+                              **FAST_TIMEOUT)
     secure = PaillierGrid(grid, options)
     # Execute
     run_fedavg(secure, rounds=1)
@@ -180,7 +184,7 @@ def test_a_forged_partial_decryption_is_caught_by_its_proof(keys: tuple[Path, li
     public_path, shares = keys
     audit = Audit()
     grid = FakeGrid(paillier_apps(shares, audit))
-    secure = PaillierGrid(grid, PaillierOptions(public_key=read_public_key(public_path)))
+    secure = PaillierGrid(grid, PaillierOptions(trusted_keys=TRUSTED_KEYS, public_key=read_public_key(public_path)))
     original = grid.send_and_receive
 
     def forge(messages, *, timeout=None):  # type: ignore[no-untyped-def]
@@ -233,7 +237,9 @@ def test_unsafe_settings_are_refused_before_anything_is_sent(tmp_path: Path) -> 
         PaillierOptions(public_key=public, bits=40, max_weight=1 << 12)
     with pytest.raises(ConfigurationError, match="at least 3 nodes"):
         FedAvg(fraction_evaluate=0.0, min_train_nodes=1, min_available_nodes=1).start(
-            grid=PaillierGrid(few, PaillierOptions(public_key=public)), initial_arrays=initial_arrays(), num_rounds=1
+            grid=PaillierGrid(few, PaillierOptions(public_key=public, trusted_keys=TRUSTED_KEYS)),
+            initial_arrays=initial_arrays(),
+            num_rounds=1,
         )
     assert few.sent == []
 
@@ -285,7 +291,7 @@ def test_the_node_decrypts_one_aggregate_per_session_even_across_restarts(keys: 
     # Prepare: one honest round, then the server asks node NODES[0] again for a sum without node 42
     public_path, shares = keys
     grid = FakeGrid(paillier_apps(shares))
-    secure = PaillierGrid(grid, PaillierOptions(public_key=read_public_key(public_path)))
+    secure = PaillierGrid(grid, PaillierOptions(trusted_keys=TRUSTED_KEYS, public_key=read_public_key(public_path)))
     run_fedavg(secure, rounds=1)
     request_message = next(m for m in grid.sent if m.metadata.dst_node_id == NODES[0]
                            and read_stage(m.content)[0] == DECRYPT)

@@ -38,9 +38,27 @@ from secagg.integrations.flower.protocol import (
 )
 from secagg.segments import ClippingReport
 
-__all__ = ["LOGGER", "RoundReport", "SecureGrid", "TrainingBatch", "aggregated_reply"]
+__all__ = ["LOGGER", "RoundReport", "SecureGrid", "TrainingBatch", "aggregated_reply", "require_trusted_keys"]
 
 LOGGER = logging.getLogger("secagg.flower")
+
+
+def require_trusted_keys(trusted_keys: frozenset[bytes] | None, options: str) -> None:
+    """ConfigurationError unless the server knows the federation's identity public keys.
+
+    Every node refuses a setup holding a key off its own trusted list, so a server without the
+    list would send one whenever a node with a stray key is sampled, and the round would fail for
+    every node; a node's refusal is its unverifiable word, so the server cannot act on it either.
+    """
+    if trusted_keys is None:
+        raise ConfigurationError(
+            f"signed rounds need the federation's identity public keys on the server: pass {options}("
+            "trusted_keys=read_trusted_keys(path)) (secagg.integrations.flower.keys), path the trusted-keys "
+            "file of the key ceremony, the list every node has (`secagg keys trust federation.keys a.key.pub "
+            "...`; examples/flower/make-keys.sh DIR N writes DIR/federation.keys). It is public. Without it, one "
+            "node whose key is on no list makes every round it is sampled in fail for every node; with it, that "
+            "node is left out at identify"
+        )
 
 
 @dataclass(frozen=True)
@@ -287,7 +305,11 @@ class SecureGrid(Grid):  # type: ignore[misc,unused-ignore]  # Grid is Any where
                 announcement.verify(run_id, node)
                 key = announcement.public_key
                 if trusted_keys is not None and key not in trusted_keys:
-                    raise ConfigurationError(f"node {node} announced an identity key outside the trusted list")
+                    raise ConfigurationError(
+                        f"node {node} announced an identity key outside the trusted list ({key.hex()}, not in "
+                        "the server's trusted_keys): left out; add its public key to the federation's list if it "
+                        "belongs to the federation"
+                    )
                 if key in self.identities.values():
                     raise ConfigurationError(f"node {node} announced an identity key another node already holds")
             except SecAggError as exc:
