@@ -10,8 +10,9 @@ partition, so the key directory reaches the nodes through their environment,
 run config's ``trusted-keys-file``, so a node whose key is on no list costs only itself.
 ``--semi-honest`` runs without keys instead, named on both sides: such rounds do
 not resist a server that lies about dropouts, which with colluding hospitals can
-learn one hospital's update. Exits 1 if a round produced no aggregate (each node's reason is printed). ``--dp-epsilon 3``
-makes every round a distributed-DP round (the run config's ``dp-epsilon``).
+learn one hospital's update. Exits 1 if a round produced no aggregate (each
+node's reason is printed). ``--dp-epsilon 3`` makes every round a distributed-DP
+round (the run config's ``dp-epsilon``).
 """
 
 from __future__ import annotations
