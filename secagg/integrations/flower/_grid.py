@@ -70,7 +70,10 @@ class RoundReport:
         node_ids: the sampled nodes, sorted (protocol id = position + 1).
         included: nodes whose update is in the aggregate.
         dropped: node -> the stage in which it went missing (timeout, error reply, more than
-            one reply to one request, or a reply the protocol rejected).
+            one reply to one request, or a reply the protocol rejected). ``identify``: also a
+            node that announced a key off the server's ``trusted_keys`` (left out, the round
+            goes on); ``setup``: also a node that refused the setup, e.g. because its own
+            trusted list lacks another node's key (its word: that node stays in).
         aggregate: the integer sum as the protocol revealed it, or None if skipped:
             masking ``(sum w_k q_k, clipped counts per array, sum w_k)`` in the ring, as
             unmasked (a DP round: the noised ``sum round(delta_k * scale) + noise``);
@@ -79,7 +82,9 @@ class RoundReport:
         seconds: wall-clock time of the round.
         skipped_reason: why no aggregate was produced, or None.
         errors: node -> the reason it gave (error replies, its own or the SuperLink's for it;
-            malformed or rejected replies; more than one reply to one request).
+            malformed or rejected replies; more than one reply to one request); a key off the
+            server's list is given in hex; a node refusing a key it does not trust names the
+            node whose key it is.
         clipping: the securely summed clipped counts per array with the round's clips
             (:class:`~secagg.segments.ClippingReport`; None in a DP round, where nothing
             is clipped, or when skipped).

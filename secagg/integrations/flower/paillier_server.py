@@ -2,7 +2,7 @@
 
 :class:`PaillierGrid` is the Paillier counterpart of
 :class:`~secagg.integrations.flower.SecAggGrid`: hand it to any strategy
-(``FedAvg().start(grid=PaillierGrid(grid, PaillierOptions(public_key=key)), ...)``).
+(``FedAvg().start(grid=PaillierGrid(grid, PaillierOptions(public_key=key, trusted_keys=federation)), ...)``).
 The server holds only the federation's :class:`~secagg.paillier.ThresholdPublicKey`
 (from the key ceremony, run before the federation starts; docs/integrations.md).
 Each training batch becomes one session of :mod:`secagg.paillier.protocol`:

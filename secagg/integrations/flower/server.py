@@ -1,7 +1,8 @@
 """Server side: a Flower Grid that runs every training round as a masking session.
 
 :class:`SecAggGrid` wraps the Grid a ServerApp receives. Hand it to any
-strategy (``FedAvg().start(grid=SecAggGrid(grid), ...)``): evaluation and other
+strategy (``FedAvg().start(grid=SecAggGrid(grid, SecAggOptions(trusted_keys=federation)), ...)``,
+``federation`` the federation's identity public keys: active mode needs them): evaluation and other
 messages pass through unchanged, and each batch of *training* messages becomes
 one masking session (:mod:`secagg.masking`) over the sampled nodes:
 
