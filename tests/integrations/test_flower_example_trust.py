@@ -26,8 +26,8 @@ from flwr.app import Context, Message, RecordDict
 from flwr.clientapp.typing import ClientAppCallable
 
 from secagg.errors import ConfigurationError
-from secagg.integrations.flower.keys import write_identity_key
-from secagg.integrations.flower.protocol import IDENTIFY
+from secagg.integrations.flower.keys import write_identity_key, write_trusted_keys
+from secagg.integrations.flower.protocol import IDENTIFY, SETUP
 from secagg.primitives.randomness import InsecureDeterministicRandom
 from secagg.primitives.signing import SigningKey
 
@@ -64,17 +64,21 @@ def keys(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return base / "keys"
 
 
-def federation(keys: Path) -> FakeGrid:
-    """The example's ClientApp on five nodes: four with the ceremony's keys (``key-dir``), and one whose
-    identity key is on no list (it even trusts the federation's list, to get as far as it can)."""
+def federation(keys: Path, nodes: tuple[int, ...] = NODES, stale: Path | None = None) -> FakeGrid:
+    """The example's ClientApp on ``nodes``: the honest ones with the ceremony's keys (``key-dir``; the
+    first with the trusted list ``stale`` instead, if given), and the rogue one with an identity key on
+    no list (it even trusts the federation's list, to get as far as it can)."""
     client_app = example("client_app")
 
     def node_context(node: int) -> ClientAppCallable:
         def mod(message: Message, context: Context, call_next: ClientAppCallable) -> Message:
-            context.node_config.update({"partition-id": NODES.index(node), "num-partitions": len(NODES)})
+            context.node_config.update({"partition-id": nodes.index(node), "num-partitions": len(nodes)})
             if node == ROGUE:
                 context.node_config.update({"identity-key-file": str(keys.parent / "rogue.key"),
                                             "trusted-keys-file": str(keys / "federation.keys")})
+            elif node == nodes[0] and stale is not None:
+                context.node_config.update({"identity-key-file": str(keys / "hospital-0.key"),
+                                            "trusted-keys-file": str(stale)})
             else:
                 context.node_config["key-dir"] = str(keys)
             return call_next(message, context)
@@ -82,7 +86,7 @@ def federation(keys: Path) -> FakeGrid:
         return mod  # type: ignore[return-value]
 
     apps = {node: client_app.make_client_app([node_context(node), client_app.node_keys_mod,
-                                               client_app.audited_secagg_mod]) for node in NODES}
+                                               client_app.audited_secagg_mod]) for node in nodes}
     return FakeGrid(apps)  # type: ignore[arg-type]
 
 
@@ -127,3 +131,24 @@ def test_an_active_run_without_the_federations_keys_refuses_to_start(keys: Path,
         run_server(federation(keys), run_config(), tmp_path)
     for hint in ("trusted-keys-file", "federation.keys", "SECAGG_FLOWER_KEY_DIR", "make-keys.sh"):
         assert hint in str(refused.value)
+
+
+def test_a_hospital_with_a_stale_list_sits_out_and_the_server_prints_whose_key_it_refused(
+    keys: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Prepare: four ceremony nodes; the first one's trusted list predates the fourth hospital's key
+    stale = tmp_path / "stale.keys"
+    write_trusted_keys(stale, [bytes.fromhex((keys / f"hospital-{i}.key.pub").read_text()) for i in range(3)])
+    config = run_config(**{"num-partitions": len(HONEST), "min-nodes": len(HONEST),
+                           "trusted-keys-file": str(keys / "federation.keys")})
+    # Execute
+    rounds = run_server(federation(keys, HONEST, stale), config, tmp_path)
+    # Assert: the server keeps the listed fourth node (a refusal is one node's unverifiable word); the
+    # stale hospital leaves itself out at setup, and the report and the printout name the refused node
+    stale_node, listed = HONEST[0], HONEST[-1]
+    for secure_round in rounds:
+        assert secure_round["aggregate"] is not None and secure_round["included"] == list(HONEST[1:])
+        assert secure_round["dropped"] == {str(stale_node): SETUP}
+        assert f"(node {listed}) is not on the federation's trusted list" in secure_round["errors"][str(stale_node)]  # type: ignore[index]
+    printed = capsys.readouterr().out
+    assert f"node {stale_node} left out in {SETUP}" in printed and f"(node {listed})" in printed
