@@ -23,10 +23,11 @@ from secagg.errors import ConfigurationError
 from secagg.integrations.flower import NodePolicy, PaillierGrid, PaillierOptions
 from secagg.integrations.flower._records import read_stage, stage_content
 from secagg.integrations.flower.clipping import decode_segmented, encoded_length, layout_table
-from secagg.integrations.flower.keys import load_key_share, read_public_key
+from secagg.integrations.flower.keys import load_key_share, read_public_key, write_identity_key
 from secagg.integrations.flower.protocol import (
     DECRYPT,
     ENCRYPT,
+    IDENTIFY,
     PaillierSetup,
     arrays_digest,
     flatten_arrays,
@@ -41,12 +42,14 @@ from secagg.paillier import (
 )
 from secagg.paillier.messages import DecryptionRequest
 from secagg.primitives.randomness import InsecureDeterministicRandom
+from secagg.primitives.signing import SigningKey
 from secagg.segments import SegmentTable
 
 from .flower_harness import (
     TRUSTED_KEYS,
     Audit,
     FakeGrid,
+    identity_files,
     initial_arrays,
     make_app,
     node_identity_key,
@@ -119,6 +122,30 @@ def test_paillier_rounds_equal_the_plain_quantized_sum(keys: tuple[Path, list[Pa
         assert final[name].numpy().tobytes() == array.numpy().tobytes(), name
     stages = [read_stage(m.content)[0] for m in grid.sent]
     assert stages.count(ENCRYPT) == 2 * len(NODES) and stages.count(DECRYPT) == 2 * len(NODES)
+
+
+def test_a_node_whose_identity_key_is_on_no_list_is_left_out_at_identify(
+    keys: tuple[Path, list[Path]], tmp_path: Path
+) -> None:
+    # Prepare: the last node holds a key share but signs with an identity key on nobody's list
+    public_path, shares = keys
+    stray = tmp_path / "stray.key"
+    write_identity_key(stray, SigningKey.generate(InsecureDeterministicRandom(b"stray")))
+    audit = Audit()
+    apps = paillier_apps(shares, audit)
+    outsider = NODES[-1]
+    apps[outsider] = make_app(outsider, WEIGHTS[outsider], audit, paillier=True, key_share_file=shares[-1],
+                              passphrase=PASSPHRASE, identity_key_file=stray,
+                              trusted_keys_file=identity_files(outsider)[1])
+    secure = PaillierGrid(FakeGrid(apps), PaillierOptions(public_key=read_public_key(public_path),
+                                                          trusted_keys=TRUSTED_KEYS))
+    # Execute
+    run_fedavg(secure, rounds=1)
+    # Assert: the other three upload and decrypt (3-of-4); the stray node is out at identify, its key named
+    report = secure.reports[0]
+    assert report.dropped == {outsider: IDENTIFY} and "outside the trusted list" in report.errors[outsider]
+    assert report.included == frozenset(NODES[:-1]) and report.aggregate is not None
+    assert np.array_equal(report.aggregate, np.sum([a.encoded for a in audit.of_round(1).values()], axis=0))
 
 
 @pytest.mark.parametrize("lost", ["before upload", "after upload"])
