@@ -6,11 +6,13 @@
 Each virtual node reads ``KEY_DIR/hospital-<partition-id>.key`` and
 ``KEY_DIR/federation.keys`` (the simulation engine gives a node only its
 partition, so the key directory reaches the nodes through their environment,
-``$SECAGG_FLOWER_KEY_DIR``). ``--semi-honest`` runs without keys instead, named
-on both sides: such rounds do not resist a server that lies about dropouts,
-which with colluding hospitals can learn one hospital's update. Exits 1 if a
-round produced no aggregate (each node's reason is printed). ``--dp-epsilon 3``
-makes every round a distributed-DP round (the run config's ``dp-epsilon``).
+``$SECAGG_FLOWER_KEY_DIR``); the ServerApp gets ``KEY_DIR/federation.keys`` (public) as its
+run config's ``trusted-keys-file``, so a node whose key is on no list costs only itself.
+``--semi-honest`` runs without keys instead, named on both sides: such rounds do
+not resist a server that lies about dropouts, which with colluding hospitals can
+learn one hospital's update. Exits 1 if a round produced no aggregate (each
+node's reason is printed). ``--dp-epsilon 3`` makes every round a distributed-DP
+round (the run config's ``dp-epsilon``).
 """
 
 from __future__ import annotations
@@ -60,6 +62,9 @@ def main(argv: list[str] | None = None) -> int:
     run_config = {"num-server-rounds": args.rounds, "protocol": args.protocol, "num-partitions": args.nodes,
                   "mode": "semi-honest" if args.semi_honest else "active", "result-path": str(result),
                   "dp-epsilon": args.dp_epsilon}
+    if args.key_dir:
+        # The server's copy of the federation's public list: a node whose key is not on it is left out at identify.
+        run_config["trusted-keys-file"] = str(key_dir / "federation.keys")
     if args.semi_honest:
         # The nodes' own opt-in, by name (the run config cannot give it).
         app = client_app.make_client_app([make_secagg_mod(policy=NodePolicy(allow_semi_honest=True))])

@@ -210,6 +210,15 @@ def _identity_directory() -> Path:
     return directory
 
 
+def known_trusted_keys() -> frozenset[bytes]:
+    """The test federation's identity public keys (every known node's): the server's ``trusted_keys``."""
+    return frozenset(node_identity_key(node).public for node in KNOWN_NODES)
+
+
+TRUSTED_KEYS = known_trusted_keys()
+"""The test federation's identity public keys (:func:`known_trusted_keys`)."""
+
+
 def identity_files(node: int) -> tuple[Path, Path]:
     """(identity-key file of ``node``, the trusted-keys file of every known node), 0600, made once per process."""
     directory = _identity_directory()

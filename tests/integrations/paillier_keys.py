@@ -57,13 +57,22 @@ def key_files(directory: Path, num_parties: int, threshold: int) -> tuple[Path, 
     )
 
 
+def _identity_key(index: int) -> SigningKey:
+    return SigningKey.generate(InsecureDeterministicRandom(f"identity-{index}".encode()))
+
+
+def trusted_keys(count: int) -> frozenset[bytes]:
+    """The public keys :func:`identity_files` lists for ``count`` nodes: the server's ``trusted_keys``."""
+    return frozenset(_identity_key(index).public for index in range(count))
+
+
 def identity_files(
     directory: Path, count: int, trusted: int | None = None
 ) -> tuple[list[Path], Path, list[bytes]]:
     """``count`` deterministic identity key files (0600; uploads and active-mode keys are signed) and
     a trusted-keys file listing the first ``trusted`` of them (all by default); also the public keys."""
     directory.mkdir(parents=True, exist_ok=True)
-    keys = [SigningKey.generate(InsecureDeterministicRandom(f"identity-{i}".encode())) for i in range(count)]
+    keys = [_identity_key(i) for i in range(count)]
     paths = []
     for index, key in enumerate(keys):
         path = directory / f"identity-{index}.key"

@@ -75,8 +75,10 @@ def _with_node_config(app: ClientApp, extra: dict[str, object]) -> ClientApp:
 
 
 def federation(keys: Path, config: dict[str, object], node_config: dict[str, object] | None = None) -> FakeGrid:
-    """The example's ClientApp on four in-process nodes with the ceremony's keys and ``config`` as run config."""
+    """The example's ClientApp on four in-process nodes with the ceremony's keys and ``config`` as run config
+    (to which the server's copy of the federation's public list is added, as simulate.py passes it)."""
     client_app = example("client_app")
+    config.setdefault("trusted-keys-file", str(keys / "federation.keys"))
 
     def node_context(node: int) -> ClientAppCallable:
         def mod(message: Message, context: Context, call_next: ClientAppCallable) -> Message:

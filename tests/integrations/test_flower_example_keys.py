@@ -232,7 +232,9 @@ def test_the_example_app_runs_active_rounds_with_the_ceremonys_keys(keys: Path) 
                                                make_secagg_mod(audit=audit)])
             for node in node_ids}
     grid = FakeGrid(apps)  # type: ignore[arg-type]
-    secure = SecAggGrid(grid, SecAggOptions(protocol="secagg", stage_timeout=5.0))  # active: the default
+    trusted = read_trusted_keys(keys / "federation.keys")  # the server's copy of the public list
+    options = SecAggOptions(protocol="secagg", stage_timeout=5.0, trusted_keys=trusted)
+    secure = SecAggGrid(grid, options)  # active: the default
     initial = task.to_record(task.initial_params())
     # Execute
     FedAvg(fraction_evaluate=0.0, min_available_nodes=NODES).start(grid=secure, initial_arrays=initial, num_rounds=1)
@@ -247,7 +249,9 @@ def test_the_example_app_runs_active_rounds_with_the_ceremonys_keys(keys: Path) 
     assert np.array_equal(report.aggregate, quantization.ring.sum(encodings, report.aggregate.shape[0]))
 
 
-def test_the_server_prints_why_nodes_without_keys_sat_out_a_skipped_round(capsys: pytest.CaptureFixture[str]) -> None:
+def test_the_server_prints_why_nodes_without_keys_sat_out_a_skipped_round(
+    keys: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     # Prepare: the example's ClientApp on three nodes that were given no key files
     task, client_app, server_app = example("task"), example("client_app"), example("server_app")
     node_ids = (2001, 2002, 2003)
@@ -261,7 +265,9 @@ def test_the_server_prints_why_nodes_without_keys_sat_out_a_skipped_round(capsys
 
     apps = {node: client_app.make_client_app([partition_of(node), client_app.node_keys_mod, make_secagg_mod()])
             for node in node_ids}
-    secure = SecAggGrid(FakeGrid(apps), SecAggOptions(protocol="secagg", stage_timeout=5.0))  # type: ignore[arg-type]
+    trusted = read_trusted_keys(keys / "federation.keys")  # the server's copy of the public list
+    options = SecAggOptions(protocol="secagg", stage_timeout=5.0, trusted_keys=trusted)
+    secure = SecAggGrid(FakeGrid(apps), options)  # type: ignore[arg-type]
     report = server_app._Report(secure, "secagg", "", len(node_ids))
     # Execute
     FedAvg(fraction_evaluate=0.0, min_available_nodes=len(node_ids)).start(

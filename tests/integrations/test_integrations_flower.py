@@ -42,6 +42,7 @@ from secagg.wire import encode
 
 from .flower_harness import (
     RUN_ID,
+    TRUSTED_KEYS,
     Audit,
     FakeGrid,
     initial_arrays,
@@ -254,7 +255,8 @@ def test_a_round_with_too_few_nodes_or_overflowing_weights_sends_nothing() -> No
     strategy = FedAvg(fraction_evaluate=0.0, min_train_nodes=2, min_available_nodes=2)
     # Execute / Assert
     with pytest.raises(ConfigurationError, match="at least 3 nodes"):
-        strategy.start(grid=SecAggGrid(small), initial_arrays=initial_arrays(), num_rounds=1)
+        secure = SecAggGrid(small, SecAggOptions(trusted_keys=TRUSTED_KEYS))  # active: the default
+        strategy.start(grid=secure, initial_arrays=initial_arrays(), num_rounds=1)
     with pytest.raises(ConfigurationError, match="at most 5"):
         options = SecAggOptions(mode="semi-honest", max_nodes=5)
         strategy.start(grid=SecAggGrid(many, options), initial_arrays=initial_arrays(), num_rounds=1)

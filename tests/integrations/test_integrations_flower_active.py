@@ -18,7 +18,7 @@ from secagg.encoding import QuantizationConfig
 from secagg.errors import ConfigurationError
 from secagg.integrations.flower import SecAggGrid, SecAggOptions
 from secagg.integrations.flower._records import read_stage, stage_content
-from secagg.integrations.flower.keys import read_identity_key
+from secagg.integrations.flower.keys import read_identity_key, write_trusted_keys
 from secagg.integrations.flower.protocol import CONSISTENCY_CHECK, IDENTIFY, SETUP
 from secagg.masking import ACTIVE
 from secagg.primitives.randomness import InsecureDeterministicRandom
@@ -56,7 +56,7 @@ def test_an_active_round_is_exact_and_runs_the_consistency_check(tmp_path: Path,
     paths, trusted, publics = identity_files(tmp_path, len(NODES))
     audit = Audit()
     grid = FakeGrid(active_apps(paths, trusted, audit))
-    secure = SecAggGrid(grid, SecAggOptions(protocol=protocol, mode=ACTIVE))
+    secure = SecAggGrid(grid, SecAggOptions(protocol=protocol, mode=ACTIVE, trusted_keys=frozenset(publics)))
     # Execute
     FedAvg(fraction_evaluate=0.0, min_available_nodes=5).start(grid=secure, initial_arrays=initial_arrays(),
                                                               num_rounds=2)
@@ -74,9 +74,9 @@ def test_an_active_round_is_exact_and_runs_the_consistency_check(tmp_path: Path,
 
 def test_a_forged_identity_key_in_the_setup_is_refused_by_every_node(tmp_path: Path) -> None:
     # Prepare: a lying server maps node 42 to a key of its own making
-    paths, trusted, _ = identity_files(tmp_path, len(NODES))
+    paths, trusted, publics = identity_files(tmp_path, len(NODES))
     grid = FakeGrid(active_apps(paths, trusted))
-    secure = SecAggGrid(grid, SecAggOptions(protocol="secagg", mode=ACTIVE))
+    secure = SecAggGrid(grid, SecAggOptions(protocol="secagg", mode=ACTIVE, trusted_keys=frozenset(publics)))
     secure.identities.update({node: read_identity_key(path).public for node, path in zip(NODES, paths, strict=True)})
     secure.identities[42] = SigningKey.generate(InsecureDeterministicRandom(b"forged")).public
     # Execute
@@ -107,6 +107,39 @@ def test_an_untrusted_node_is_left_out_and_the_round_completes(tmp_path: Path) -
     quantization = QuantizationConfig(0.5, 16, len(NODES) - 1, max_weight=4096)
     encodings = [a.encoded for n, a in audit.of_round(1).items() if n in report.included]
     assert np.array_equal(report.aggregate, quantization.ring.sum(encodings, report.aggregate.shape[0]))
+
+
+def test_an_active_grid_needs_the_federations_keys() -> None:
+    # Prepare: a server that does not know the federation's identity keys could not tell a stray key
+    # from a listed one, and every honest node would refuse each round such a node is sampled in
+    grid = FakeGrid({})
+    # Execute / Assert: refused before any round, saying what to pass and where the list comes from
+    for options in (None, SecAggOptions(), SecAggOptions(protocol="secagg", mode=ACTIVE)):
+        with pytest.raises(ConfigurationError) as refused:
+            SecAggGrid(grid, options)
+        for hint in ("trusted_keys", "read_trusted_keys", "secagg keys trust", "federation.keys"):
+            assert hint in str(refused.value)
+    SecAggGrid(grid, SecAggOptions(mode="semi-honest"))  # no identities in semi-honest rounds
+
+
+def test_a_hospital_with_a_stale_list_leaves_itself_out_and_the_report_says_whose_key(tmp_path: Path) -> None:
+    # Prepare: the server and four nodes trust all five keys; the first node's list lacks the last key
+    paths, trusted, publics = identity_files(tmp_path, len(NODES))
+    stale = tmp_path / "stale.keys"
+    write_trusted_keys(stale, publics[:-1])
+    apps = active_apps(paths, trusted)
+    apps[NODES[0]] = make_app(NODES[0], WEIGHTS[NODES[0]], identity_key_file=paths[0], trusted_keys_file=stale)
+    secure = SecAggGrid(FakeGrid(apps), SecAggOptions(protocol="secagg", mode=ACTIVE, trusted_keys=frozenset(publics)))
+    # Execute
+    FedAvg(fraction_evaluate=0.0, min_available_nodes=5).start(grid=secure, initial_arrays=initial_arrays(),
+                                                              num_rounds=2)
+    # Assert: the server does not act on one node's unverifiable word: the listed node stays in, and the
+    # stale node leaves itself out of each round at setup, its reason naming the node whose key it refused
+    stale_node, listed = NODES[0], NODES[-1]
+    for report in secure.reports:
+        assert report.aggregate is not None and report.included == frozenset(NODES[1:])
+        assert report.dropped == {stale_node: SETUP}
+        assert f"(node {listed}) is not on the federation's trusted list" in report.errors[stale_node]
 
 
 def test_a_node_with_an_identity_refuses_a_semi_honest_round_and_bad_key_files(tmp_path: Path) -> None:

@@ -54,7 +54,7 @@ from secagg.integrations.flower.keys import read_public_key
 from secagg.integrations.flower.protocol import ENCRYPT, SETUP, PaillierSetup, RoundSetup, flatten_arrays
 from secagg.ring import RingVector
 
-from .flower_harness import Audit, FakeGrid, identity_files, restore_task_identity, set_task_identity
+from .flower_harness import TRUSTED_KEYS, Audit, FakeGrid, identity_files, restore_task_identity, set_task_identity
 from .paillier_keys import PASSPHRASE, key_files
 from .test_integrations_flower_split_setup import _replace_payload, lying_server
 
@@ -130,7 +130,8 @@ def paillier_grid(tmp_path: Path, audit: Audit | None = None, **options: object)
     public_path, shares = key_files(tmp_path / "ceremony", len(NODES), 3)
     grid = FakeGrid({node: app(node, audit, share=share) for node, share in zip(NODES, shares, strict=True)})
     secure = PaillierGrid(grid, PaillierOptions(public_key=read_public_key(public_path), stage_timeout=5.0,
-                                                clipping="fixed", clip=CLIP, **options))  # type: ignore[arg-type]  # fmt: skip
+                                                trusted_keys=TRUSTED_KEYS, clipping="fixed", clip=CLIP,
+                                                **options))  # type: ignore[arg-type]  # fmt: skip
     return grid, secure
 
 

@@ -234,7 +234,8 @@ def test_secure_fedavg_over_real_superlink_and_supernodes_with_a_dropout(deploym
         configs.append(config)
     app_dir = start_federation(deployment, configs)
     result_path = deployment.root / "result.json"
-    run_config = f'num-server-rounds=2 protocol="secagg" stage-timeout=30.0 min-nodes=3 result-path="{result_path}"'
+    run_config = (f'num-server-rounds=2 protocol="secagg" stage-timeout=30.0 min-nodes=3 result-path="{result_path}" '
+                  f'trusted-keys-file="{keys / "federation.keys"}"')  # the server's copy of the public list
     # Execute: `flwr run` submits the app; poll until the run finishes
     run_app(deployment, app_dir, run_config)
     # Assert: two rounds, node 3 out of round 1 only, aggregates equal the plain sums
@@ -275,7 +276,7 @@ def test_paillier_fedavg_over_real_superlink_and_supernodes_with_a_dropout(deplo
     app_dir = start_federation(deployment, configs)
     result_path = deployment.root / "result.json"
     run_config = (f'num-server-rounds=2 protocol="paillier" public-key-file="{public_path}" stage-timeout=30.0 '
-                  f'min-nodes=3 result-path="{result_path}"')
+                  f'min-nodes=3 result-path="{result_path}" trusted-keys-file="{trusted}"')
     # Execute
     run_app(deployment, app_dir, run_config)
     # Assert: the decrypted sums equal the plain int64 sums of the nodes' own encodings; node 3's

@@ -57,6 +57,7 @@ from secagg.masking.messages import EncryptedShares, MaskedInput
 from secagg.ring import PackedVector
 
 from .flower_harness import (
+    TRUSTED_KEYS,
     Audit,
     FakeGrid,
     identity_files,
@@ -207,7 +208,7 @@ def test_a_malformed_upload_in_a_paillier_round_drops_only_that_node(
     public_path, shares = paillier_keys
     audit = Audit()
     grid = FakeGrid(paillier_apps(shares, audit))  # type: ignore[arg-type]
-    secure = PaillierGrid(grid, PaillierOptions(public_key=read_public_key(public_path)))
+    secure = PaillierGrid(grid, PaillierOptions(trusted_keys=TRUSTED_KEYS, public_key=read_public_key(public_path)))
     replace_reply(grid, FAULTY, ENCRYPT, malformed_content(kind, ENCRYPT))
     strategy = FedAvg(fraction_evaluate=0.0, min_train_nodes=2, min_available_nodes=2)
     # Execute
@@ -316,7 +317,7 @@ def test_a_node_claiming_another_nodes_key_share_costs_only_itself(
     public_path, shares = paillier_keys
     audit = Audit()
     grid = FakeGrid(paillier_apps(shares, audit))  # type: ignore[arg-type]
-    secure = PaillierGrid(grid, PaillierOptions(public_key=read_public_key(public_path)))
+    secure = PaillierGrid(grid, PaillierOptions(trusted_keys=TRUSTED_KEYS, public_key=read_public_key(public_path)))
     honest = PAILLIER_NODES[0]  # holds share 1 (paillier_apps: shares in node order)
 
     def claim_share_1(content: RecordDict) -> RecordDict:
@@ -412,7 +413,10 @@ def masking_round(
 ) -> tuple[FakeGrid, SecAggGrid, Audit]:
     audit = Audit()
     grid = FakeGrid({node: make_app(node, WEIGHTS[node], audit, **identity_options(node, mode)) for node in NODES})
-    return grid, SecAggGrid(grid, SecAggOptions(mode=mode, protocol=protocol, **options)), audit  # type: ignore[arg-type]
+    settings: dict[str, object] = {"mode": mode, "protocol": protocol, **options}
+    if mode == "active":
+        settings["trusted_keys"] = TRUSTED_KEYS
+    return grid, SecAggGrid(grid, SecAggOptions(**settings)), audit  # type: ignore[arg-type]
 
 
 def identity_options(node: int, mode: str) -> dict[str, object]:
@@ -464,7 +468,7 @@ def test_a_node_answering_one_paillier_request_twice_is_dropped_in_that_stage(
     public_path, shares = paillier_keys
     audit = Audit()
     grid = FakeGrid(paillier_apps(shares, audit))  # type: ignore[arg-type]
-    secure = PaillierGrid(grid, PaillierOptions(public_key=read_public_key(public_path)))
+    secure = PaillierGrid(grid, PaillierOptions(trusted_keys=TRUSTED_KEYS, public_key=read_public_key(public_path)))
     change_pulls(grid, lambda reply: SECOND_REPLIES[second](grid, reply) if replied(reply, FAULTY, stage) else [reply])
     strategy = FedAvg(fraction_evaluate=0.0, min_train_nodes=2, min_available_nodes=2)
     # Execute

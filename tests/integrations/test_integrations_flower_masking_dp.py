@@ -46,7 +46,7 @@ from secagg.integrations.flower.protocol import SETUP, RoundSetup, flatten_array
 from secagg.masking import ACTIVE, COMPLETE, HARARY, SEMI_HONEST, MaskingConfig
 
 from .flower_harness import RUN_ID, Audit, FakeGrid, initial_arrays, restore_task_identity, set_task_identity
-from .paillier_keys import identity_files
+from .paillier_keys import identity_files, trusted_keys
 from .test_integrations_flower_clipping_dp import DP, NODES, dp_grid, per_example_clipped_delta, run
 from .test_integrations_flower_split_setup import TARGET, _replace_payload, lying_server
 
@@ -229,7 +229,8 @@ def test_an_active_node_refuses_a_threshold_whose_smallest_sum_holds_fewer_than_
     # of 5 inputs may hold 3 colluders' and only 2 honest noise shares.
     audit = Audit()
     grid = FakeGrid(_six_apps(tmp_path, audit))
-    secure = SecAggGrid(grid, SecAggOptions(mode=ACTIVE, protocol="secagg", stage_timeout=5.0, dp=DP))
+    options = SecAggOptions(mode=ACTIVE, protocol="secagg", stage_timeout=5.0, dp=DP, trusted_keys=trusted_keys(6))
+    secure = SecAggGrid(grid, options)
 
     def rewrite(message: Message) -> None:
         stage, payload = read_stage(message.content)
@@ -259,7 +260,8 @@ def test_the_server_built_active_round_passes_every_node_and_completes(tmp_path:
     # Prepare: the same six active nodes and the server's own setup (h = 3), no lie
     audit = Audit()
     grid = FakeGrid(_six_apps(tmp_path, audit))
-    secure = SecAggGrid(grid, SecAggOptions(mode=ACTIVE, protocol="secagg", stage_timeout=5.0, dp=DP))
+    options = SecAggOptions(mode=ACTIVE, protocol="secagg", stage_timeout=5.0, dp=DP, trusted_keys=trusted_keys(6))
+    secure = SecAggGrid(grid, options)
     # Execute
     run(secure)
     # Assert: every node accepted and contributed its noised encoding
@@ -274,7 +276,8 @@ def test_the_server_skips_a_later_round_whose_nodes_would_refuse_its_plan(tmp_pa
     # colluders': 2 < 3
     audit = Audit()
     grid = FakeGrid(_six_apps(tmp_path, audit))
-    secure = SecAggGrid(grid, SecAggOptions(mode=ACTIVE, protocol="secagg", stage_timeout=5.0, dp=DP))
+    options = SecAggOptions(mode=ACTIVE, protocol="secagg", stage_timeout=5.0, dp=DP, trusted_keys=trusted_keys(6))
+    secure = SecAggGrid(grid, options)
     grid.get_node_ids = lambda: [n for n in sorted(grid.apps) if not secure.reports or n != SIX[-1]]  # type: ignore[method-assign]
     # Execute
     run(secure, rounds=2)

@@ -24,10 +24,11 @@ from secagg.errors import ConfigurationError
 from secagg.integrations.flower import NodePolicy, PaillierGrid, PaillierOptions
 from secagg.integrations.flower._records import read_stage, stage_content
 from secagg.integrations.flower.clipping import decode_segmented, encoded_length, layout_table
-from secagg.integrations.flower.keys import load_key_share, read_public_key
+from secagg.integrations.flower.keys import load_key_share, read_public_key, write_identity_key
 from secagg.integrations.flower.protocol import (
     DECRYPT,
     ENCRYPT,
+    IDENTIFY,
     PaillierSetup,
     arrays_digest,
     flatten_arrays,
@@ -42,11 +43,14 @@ from secagg.paillier import (
 )
 from secagg.paillier.messages import DecryptionRequest
 from secagg.primitives.randomness import InsecureDeterministicRandom
+from secagg.primitives.signing import SigningKey
 from secagg.segments import SegmentTable
 
 from .flower_harness import (
+    TRUSTED_KEYS,
     Audit,
     FakeGrid,
+    identity_files,
     initial_arrays,
     make_app,
     node_identity_key,
@@ -100,7 +104,7 @@ def test_paillier_rounds_equal_the_plain_quantized_sum(keys: tuple[Path, list[Pa
     public_path, shares = keys
     audit = Audit()
     grid = FakeGrid(paillier_apps(shares, audit))
-    secure = PaillierGrid(grid, PaillierOptions(public_key=read_public_key(public_path)))
+    secure = PaillierGrid(grid, PaillierOptions(trusted_keys=TRUSTED_KEYS, public_key=read_public_key(public_path)))
     # Execute
     final = run_fedavg(secure, rounds=2)
     # Assert: each round's decrypted sum is exactly the int64 sum of the nodes' own encodings
@@ -121,6 +125,30 @@ def test_paillier_rounds_equal_the_plain_quantized_sum(keys: tuple[Path, list[Pa
     assert stages.count(ENCRYPT) == 2 * len(NODES) and stages.count(DECRYPT) == 2 * len(NODES)
 
 
+def test_a_node_whose_identity_key_is_on_no_list_is_left_out_at_identify(
+    keys: tuple[Path, list[Path]], tmp_path: Path
+) -> None:
+    # Prepare: the last node holds a key share but signs with an identity key on nobody's list
+    public_path, shares = keys
+    stray = tmp_path / "stray.key"
+    write_identity_key(stray, SigningKey.generate(InsecureDeterministicRandom(b"stray")))
+    audit = Audit()
+    apps = paillier_apps(shares, audit)
+    outsider = NODES[-1]
+    apps[outsider] = make_app(outsider, WEIGHTS[outsider], audit, paillier=True, key_share_file=shares[-1],
+                              passphrase=PASSPHRASE, identity_key_file=stray,
+                              trusted_keys_file=identity_files(outsider)[1])
+    secure = PaillierGrid(FakeGrid(apps), PaillierOptions(public_key=read_public_key(public_path),
+                                                          trusted_keys=TRUSTED_KEYS))
+    # Execute
+    run_fedavg(secure, rounds=1)
+    # Assert: the other three upload and decrypt (3-of-4); the stray node is out at identify, its key named
+    report = secure.reports[0]
+    assert report.dropped == {outsider: IDENTIFY} and "outside the trusted list" in report.errors[outsider]
+    assert report.included == frozenset(NODES[:-1]) and report.aggregate is not None
+    assert np.array_equal(report.aggregate, np.sum([a.encoded for a in audit.of_round(1).values()], axis=0))
+
+
 @pytest.mark.parametrize("lost", ["before upload", "after upload"])
 def test_a_node_lost_before_upload_is_left_out_and_one_lost_after_still_counts(
     keys: tuple[Path, list[Path]], lost: str
@@ -136,7 +164,8 @@ def test_a_node_lost_before_upload_is_left_out_and_one_lost_after_still_counts(
         for node, share in zip(NODES, shares, strict=True)
     }
     grid = FakeGrid(apps, silent=set() if before else {(2**63 + 11, DECRYPT)})
-    secure = PaillierGrid(grid, PaillierOptions(public_key=read_public_key(public_path), **FAST_TIMEOUT))
+    options = PaillierOptions(public_key=read_public_key(public_path), trusted_keys=TRUSTED_KEYS, **FAST_TIMEOUT)
+    secure = PaillierGrid(grid, options)
     # Execute
     run_fedavg(secure, rounds=1)
     # Assert
@@ -152,7 +181,8 @@ def test_too_few_decrypting_nodes_skip_the_round_with_the_reason(tmp_path: Path)
     # Prepare: a 3-of-4 key; two nodes upload and then go silent
     public_path, shares = key_files(tmp_path, 4, 3)
     grid = FakeGrid(paillier_apps(shares), silent={(NODES[0], DECRYPT), (NODES[1], DECRYPT)})
-    secure = PaillierGrid(grid, PaillierOptions(public_key=read_public_key(public_path), **FAST_TIMEOUT))
+    options = PaillierOptions(public_key=read_public_key(public_path), trusted_keys=TRUSTED_KEYS, **FAST_TIMEOUT)
+    secure = PaillierGrid(grid, options)
     strategy = FedAvg(fraction_evaluate=0.0, min_available_nodes=4)
     # Execute
     replies = secure.send_and_receive(strategy.configure_train(1, initial_arrays(), ConfigRecord(), secure))
@@ -167,7 +197,8 @@ def test_too_few_uploads_skip_the_round_before_any_decryption(keys: tuple[Path, 
     # Prepare: min_contributors 4, one node silent in encrypt
     public_path, shares = keys
     grid = FakeGrid(paillier_apps(shares), silent={(42, ENCRYPT)})
-    options = PaillierOptions(public_key=read_public_key(public_path), min_contributors=4, **FAST_TIMEOUT)
+    options = PaillierOptions(public_key=read_public_key(public_path), min_contributors=4, trusted_keys=TRUSTED_KEYS,
+                              **FAST_TIMEOUT)
     secure = PaillierGrid(grid, options)
     # Execute
     run_fedavg(secure, rounds=1)
@@ -181,7 +212,7 @@ def test_a_forged_partial_decryption_is_caught_by_its_proof(keys: tuple[Path, li
     public_path, shares = keys
     audit = Audit()
     grid = FakeGrid(paillier_apps(shares, audit))
-    secure = PaillierGrid(grid, PaillierOptions(public_key=read_public_key(public_path)))
+    secure = PaillierGrid(grid, PaillierOptions(trusted_keys=TRUSTED_KEYS, public_key=read_public_key(public_path)))
     original = grid.send_and_receive
 
     def forge(messages, *, timeout=None):  # type: ignore[no-untyped-def]
@@ -234,7 +265,9 @@ def test_unsafe_settings_are_refused_before_anything_is_sent(tmp_path: Path) -> 
         PaillierOptions(public_key=public, bits=40, max_weight=1 << 12)
     with pytest.raises(ConfigurationError, match="at least 3 nodes"):
         FedAvg(fraction_evaluate=0.0, min_train_nodes=1, min_available_nodes=1).start(
-            grid=PaillierGrid(few, PaillierOptions(public_key=public)), initial_arrays=initial_arrays(), num_rounds=1
+            grid=PaillierGrid(few, PaillierOptions(public_key=public, trusted_keys=TRUSTED_KEYS)),
+            initial_arrays=initial_arrays(),
+            num_rounds=1,
         )
     assert few.sent == []
 
@@ -286,7 +319,7 @@ def test_the_node_decrypts_one_aggregate_per_session_even_across_restarts(keys: 
     # Prepare: one honest round, then the server asks node NODES[0] again for a sum without node 42
     public_path, shares = keys
     grid = FakeGrid(paillier_apps(shares))
-    secure = PaillierGrid(grid, PaillierOptions(public_key=read_public_key(public_path)))
+    secure = PaillierGrid(grid, PaillierOptions(trusted_keys=TRUSTED_KEYS, public_key=read_public_key(public_path)))
     run_fedavg(secure, rounds=1)
     request_message = next(m for m in grid.sent if m.metadata.dst_node_id == NODES[0]
                            and read_stage(m.content)[0] == DECRYPT)

@@ -32,7 +32,15 @@ from secagg.integrations.flower.keys import read_public_key
 from secagg.integrations.flower.protocol import ENCRYPT, PaillierSetup
 from secagg.segments import SEGMENTS_LABEL, ClippingWarning
 
-from .flower_harness import Audit, FakeGrid, identity_files, initial_arrays, restore_task_identity, set_task_identity
+from .flower_harness import (
+    TRUSTED_KEYS,
+    Audit,
+    FakeGrid,
+    identity_files,
+    initial_arrays,
+    restore_task_identity,
+    set_task_identity,
+)
 from .paillier_keys import PASSPHRASE, key_files
 from .test_integrations_flower_split_setup import TARGET, _replace_payload, lying_server
 
@@ -77,7 +85,7 @@ def paillier_grid(
     extra = {} if policy is None else {"policy": policy}
     grid = FakeGrid({node: app(node, share, audit, **extra) for node, share in zip(NODES, shares, strict=True)})
     secure = PaillierGrid(grid, PaillierOptions(public_key=read_public_key(public_path), stage_timeout=5.0,
-                                                **options))  # type: ignore[arg-type]
+                                                trusted_keys=TRUSTED_KEYS, **options))  # type: ignore[arg-type]
     return grid, secure
 
 

@@ -33,7 +33,15 @@ from secagg.integrations.flower.dp import decode_noised, dp_parameters
 from secagg.integrations.flower.keys import read_public_key
 from secagg.integrations.flower.protocol import DECRYPT, ENCRYPT, PaillierSetup, flatten_arrays, unflatten_arrays
 
-from .flower_harness import Audit, FakeGrid, identity_files, initial_arrays, restore_task_identity, set_task_identity
+from .flower_harness import (
+    TRUSTED_KEYS,
+    Audit,
+    FakeGrid,
+    identity_files,
+    initial_arrays,
+    restore_task_identity,
+    set_task_identity,
+)
 from .paillier_keys import PASSPHRASE, key_files
 from .test_integrations_flower_clipping_dp import DP, per_example_clipped_delta
 from .test_integrations_flower_split_setup import TARGET, _replace_payload, lying_server
@@ -82,7 +90,7 @@ def dp_grid(
     """Five nodes holding the shares of a ``threshold``-of-5 key; a PaillierGrid with ``dp=DP`` by default."""
     public_path, shares = key_files(tmp_path / "ceremony", len(NODES), threshold)
     grid = FakeGrid({node: app(node, share, audit, policy) for node, share in zip(NODES, shares, strict=True)})
-    settings: dict[str, object] = {"dp": DP, "stage_timeout": 5.0, **options}
+    settings: dict[str, object] = {"dp": DP, "stage_timeout": 5.0, "trusted_keys": TRUSTED_KEYS, **options}
     secure = PaillierGrid(grid, PaillierOptions(public_key=read_public_key(public_path), **settings))  # type: ignore[arg-type]
     return grid, secure
 

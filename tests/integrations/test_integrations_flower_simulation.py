@@ -69,7 +69,7 @@ def test_secure_fedavg_in_the_simulation_engine_with_a_dropout(tmp_path: Path, m
     audit_dir = tmp_path / "audit"
     audit_dir.mkdir()
     result_path = tmp_path / "result.json"
-    server = server_app.make_server_app(  # active mode: the example's default
+    server = server_app.make_server_app(  # active mode (the default); the server's list: $SECAGG_FLOWER_KEY_DIR
         {"num-server-rounds": 2, "protocol": "secagg", "num-partitions": NODES, "min-nodes": NODES,
          "result-path": str(result_path)}
     )
@@ -142,6 +142,7 @@ def test_paillier_fedavg_in_the_simulation_engine_with_a_dropout(
     result_path = tmp_path / "result.json"
     server = server_app.make_server_app(
         {"num-server-rounds": 2, "protocol": "paillier", "public-key-file": str(public_path),
+         "trusted-keys-file": str(ceremony / "trusted.keys"),  # the server's copy of the public list
          "num-partitions": NODES, "min-nodes": NODES, "result-path": str(result_path)}
     )
     client = client_app.make_client_app([

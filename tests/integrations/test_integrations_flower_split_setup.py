@@ -25,7 +25,15 @@ from secagg.integrations.flower._records import PAYLOAD_RECORD, read_stage, stag
 from secagg.integrations.flower.keys import read_public_key
 from secagg.integrations.flower.protocol import ENCRYPT, MASKED_INPUT, SETUP, PaillierSetup, RoundSetup
 
-from .flower_harness import Audit, FakeGrid, initial_arrays, make_app, restore_task_identity, set_task_identity
+from .flower_harness import (
+    TRUSTED_KEYS,
+    Audit,
+    FakeGrid,
+    initial_arrays,
+    make_app,
+    restore_task_identity,
+    set_task_identity,
+)
 from .paillier_keys import PASSPHRASE, key_files
 
 NODES = (1_000_000_007, 2**63 + 11, 42, 9_999_999_999, 2**64 - 1)
@@ -138,7 +146,8 @@ def test_a_split_clip_in_a_paillier_round_never_yields_the_targets_update(tmp_pa
     apps = {node: make_app(node, WEIGHTS[node], paillier=True, key_share_file=share, passphrase=PASSPHRASE)
             for node, share in zip(NODES, shares, strict=True)}
     grid = FakeGrid(apps)
-    secure = PaillierGrid(grid, PaillierOptions(public_key=read_public_key(public_path), stage_timeout=5.0))
+    options = PaillierOptions(public_key=read_public_key(public_path), stage_timeout=5.0, trusted_keys=TRUSTED_KEYS)
+    secure = PaillierGrid(grid, options)
 
     def rewrite(message: Message) -> None:
         stage, payload = read_stage(message.content)

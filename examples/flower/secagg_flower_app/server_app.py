@@ -4,7 +4,12 @@ Compared with a plain Flower FedAvg ServerApp the only change is the grid the
 strategy drives: ``SecAggGrid(grid, options)`` (pairwise masking, run config
 ``protocol = "secagg+"`` or ``"secagg"``, ``mode = "active"``, the default, or
 ``"semi-honest"``, which a lying server can break) or ``PaillierGrid(grid, options)`` (``protocol = "paillier"``,
-with the federation's public key from ``public-key-file``) instead of ``grid``. The server
+with the federation's public key from ``public-key-file``) instead of ``grid``. Active
+masking and Paillier rounds also give the server the federation's identity public keys,
+the ceremony's ``federation.keys`` (public): run config ``trusted-keys-file``, else
+``$SECAGG_FLOWER_KEY_DIR/federation.keys``. With them a node whose key is on no list is
+left out at ``identify`` and the round goes on; without them such a run refuses to start
+(every node would refuse every round that node is sampled in). The server
 evaluates the global model on the held-out test set after each round and, if
 the run config names a ``result-path``, writes a JSON report of every round
 (which nodes were aggregated or dropped, the unmasked ring sum, the weight
@@ -14,6 +19,7 @@ total, the model) there.
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -24,15 +30,18 @@ from flwr.serverapp import Grid, ServerApp
 from flwr.serverapp.strategy import FedAvg
 
 from secagg.dp import DPConfig
+from secagg.errors import ConfigurationError
 from secagg.integrations.flower import PaillierGrid, PaillierOptions, SecAggGrid, SecAggOptions
-from secagg.integrations.flower.keys import read_public_key
+from secagg.integrations.flower.keys import read_public_key, read_trusted_keys
 from secagg_flower_app import task
+from secagg_flower_app.client_app import KEY_DIR_ENV, TRUSTED_KEYS_NAME
 
 DEFAULTS: dict[str, Any] = {
     "num-server-rounds": 3,
     "protocol": "secagg+",
     "mode": "active",
     "public-key-file": "",
+    "trusted-keys-file": "",
     "stage-timeout": 60.0,
     "min-nodes": 3,
     "num-partitions": 5,
@@ -64,15 +73,16 @@ def make_server_app(overrides: Mapping[str, Any] | None = None) -> ServerApp:
         dp, dp_state_file = dp_settings(settings)
         # The one line that makes FedAvg secure:
         secure: SecAggGrid | PaillierGrid
+        mode = str(settings["mode"])
+        # The federation's identity public keys (a stray node is then left out at identify):
+        trusted = federation_keys(settings) if protocol == "paillier" or mode == "active" else None
         if protocol == "paillier":
             public_key = read_public_key(str(settings["public-key-file"]))  # the server holds nothing secret
-            secure = PaillierGrid(
-                grid, PaillierOptions(public_key=public_key, stage_timeout=timeout, dp=dp, dp_state_file=dp_state_file)
-            )
+            secure = PaillierGrid(grid, PaillierOptions(public_key=public_key, trusted_keys=trusted,
+                                                        stage_timeout=timeout, dp=dp, dp_state_file=dp_state_file))
         else:
-            options = SecAggOptions(
-                protocol=protocol, mode=str(settings["mode"]), stage_timeout=timeout, dp=dp, dp_state_file=dp_state_file
-            )
+            options = SecAggOptions(protocol=protocol, mode=mode, trusted_keys=trusted, stage_timeout=timeout, dp=dp,
+                                    dp_state_file=dp_state_file)
             secure = SecAggGrid(grid, options)
         report = _Report(secure, protocol, str(settings["result-path"]), int(settings["num-partitions"]))
         initial = task.to_record(task.initial_params())
@@ -85,6 +95,24 @@ def make_server_app(overrides: Mapping[str, Any] | None = None) -> ServerApp:
         )
 
     return app
+
+
+def federation_keys(settings: Mapping[str, Any]) -> frozenset[bytes]:
+    """The federation's identity public keys as the server knows them: the run config's
+    ``trusted-keys-file``, else ``federation.keys`` in ``$SECAGG_FLOWER_KEY_DIR`` (the directory
+    make-keys.sh made; a simulation SuperLink or simulate.py sets it). The list is public."""
+    path = str(settings["trusted-keys-file"])
+    if not path and os.environ.get(KEY_DIR_ENV):
+        path = str(Path(os.environ[KEY_DIR_ENV]) / TRUSTED_KEYS_NAME)
+    if not path:
+        raise ConfigurationError(
+            "active masking and Paillier rounds need the federation's trusted-keys file on the server too: "
+            "set trusted-keys-file in the run config (flwr run ... --run-config 'trusted-keys-file=\"/path/to/"
+            f"federation.keys\"'), or ${KEY_DIR_ENV} to the directory made by examples/flower/make-keys.sh "
+            "(its federation.keys, from `secagg keys trust`). It is public; without it one node whose key is on no "
+            "list would make every round it is sampled in fail"
+        )
+    return read_trusted_keys(path)
 
 
 def dp_settings(settings: Mapping[str, Any]) -> tuple[DPConfig | None, str | None]:
@@ -153,6 +181,12 @@ class _Report:
                 print(f"round {server_round} skipped: {secure_round.skipped_reason}")
                 for node, reason in sorted(secure_round.errors.items()):
                     print(f"  node {node}: {reason}")
+            else:
+                # e.g. a node whose identity key is on no list (left out at identify), or a hospital whose
+                # own trusted list lacks another node's key (it refuses the setup, naming that node)
+                for node, stage in sorted(secure_round.dropped.items()):
+                    reason = secure_round.errors.get(node, "no reply")
+                    print(f"  node {node} left out in {stage}: {reason}")
         if self.path is not None:
             self.path.write_text(json.dumps({"initial": self.initial, "rounds": self.rounds}))
         return MetricRecord({"accuracy": accuracy, "loss": loss})

@@ -1,15 +1,17 @@
 """Secure aggregation for Flower apps (Message API, ``flwr`` 1.41 and 1.42).
 
-Two lines switch a Flower app to secure aggregation::
+A few lines switch a Flower app to secure aggregation::
 
-    # ServerApp: wrap the grid the strategy drives
-    result = FedAvg().start(grid=SecAggGrid(grid, SecAggOptions(protocol="secagg+")), initial_arrays=arrays)
+    # ServerApp: wrap the grid the strategy drives (active mode: with the federation's public key list)
+    options = SecAggOptions(protocol="secagg+", trusted_keys=read_trusted_keys("federation.keys"))
+    result = FedAvg().start(grid=SecAggGrid(grid, options), initial_arrays=arrays)
     # ClientApp: add the mod
     app = ClientApp(mods=[secagg_mod])
 
 or, for packed threshold Paillier with keys from the federation's ceremony::
 
-    result = FedAvg().start(grid=PaillierGrid(grid, PaillierOptions(public_key=key)), initial_arrays=arrays)
+    options = PaillierOptions(public_key=key, trusted_keys=read_trusted_keys("federation.keys"))
+    result = FedAvg().start(grid=PaillierGrid(grid, options), initial_arrays=arrays)
     app = ClientApp(mods=[paillier_mod])
 
 - :class:`SecAggGrid` / :class:`SecAggOptions` / :class:`RoundReport`: the

@@ -38,9 +38,27 @@ from secagg.integrations.flower.protocol import (
 )
 from secagg.segments import ClippingReport
 
-__all__ = ["LOGGER", "RoundReport", "SecureGrid", "TrainingBatch", "aggregated_reply"]
+__all__ = ["LOGGER", "RoundReport", "SecureGrid", "TrainingBatch", "aggregated_reply", "require_trusted_keys"]
 
 LOGGER = logging.getLogger("secagg.flower")
+
+
+def require_trusted_keys(trusted_keys: frozenset[bytes] | None, options: str) -> None:
+    """ConfigurationError unless the server knows the federation's identity public keys.
+
+    Every node refuses a setup holding a key off its own trusted list, so a server without the
+    list would send one whenever a node with a stray key is sampled, and the round would fail for
+    every node; a node's refusal is its unverifiable word, so the server cannot act on it either.
+    """
+    if trusted_keys is None:
+        raise ConfigurationError(
+            f"signed rounds need the federation's identity public keys on the server: pass {options}("
+            "trusted_keys=read_trusted_keys(path)) (secagg.integrations.flower.keys), path the trusted-keys "
+            "file of the key ceremony, the list every node has (`secagg keys trust federation.keys a.key.pub "
+            "...`; examples/flower/make-keys.sh DIR N writes DIR/federation.keys). It is public. Without it, one "
+            "node whose key is on no list makes every round it is sampled in fail for every node; with it, that "
+            "node is left out at identify"
+        )
 
 
 @dataclass(frozen=True)
@@ -52,7 +70,10 @@ class RoundReport:
         node_ids: the sampled nodes, sorted (protocol id = position + 1).
         included: nodes whose update is in the aggregate.
         dropped: node -> the stage in which it went missing (timeout, error reply, more than
-            one reply to one request, or a reply the protocol rejected).
+            one reply to one request, or a reply the protocol rejected). ``identify``: also a
+            node that announced a key off the server's ``trusted_keys`` (left out, the round
+            goes on); ``setup``: also a node that refused the setup, e.g. because its own
+            trusted list lacks another node's key (its word: that node stays in).
         aggregate: the integer sum as the protocol revealed it, or None if skipped:
             masking ``(sum w_k q_k, clipped counts per array, sum w_k)`` in the ring, as
             unmasked (a DP round: the noised ``sum round(delta_k * scale) + noise``);
@@ -61,7 +82,9 @@ class RoundReport:
         seconds: wall-clock time of the round.
         skipped_reason: why no aggregate was produced, or None.
         errors: node -> the reason it gave (error replies, its own or the SuperLink's for it;
-            malformed or rejected replies; more than one reply to one request).
+            malformed or rejected replies; more than one reply to one request); a key off the
+            server's list is given in hex; a node refusing a key it does not trust names the
+            node whose key it is.
         clipping: the securely summed clipped counts per array with the round's clips
             (:class:`~secagg.segments.ClippingReport`; None in a DP round, where nothing
             is clipped, or when skipped).
@@ -287,7 +310,11 @@ class SecureGrid(Grid):  # type: ignore[misc,unused-ignore]  # Grid is Any where
                 announcement.verify(run_id, node)
                 key = announcement.public_key
                 if trusted_keys is not None and key not in trusted_keys:
-                    raise ConfigurationError(f"node {node} announced an identity key outside the trusted list")
+                    raise ConfigurationError(
+                        f"node {node} announced an identity key outside the trusted list ({key.hex()}, not in "
+                        "the server's trusted_keys): left out; add its public key to the federation's list if it "
+                        "belongs to the federation"
+                    )
                 if key in self.identities.values():
                     raise ConfigurationError(f"node {node} announced an identity key another node already holds")
             except SecAggError as exc:

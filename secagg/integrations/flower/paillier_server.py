@@ -2,7 +2,7 @@
 
 :class:`PaillierGrid` is the Paillier counterpart of
 :class:`~secagg.integrations.flower.SecAggGrid`: hand it to any strategy
-(``FedAvg().start(grid=PaillierGrid(grid, PaillierOptions(public_key=key)), ...)``).
+(``FedAvg().start(grid=PaillierGrid(grid, PaillierOptions(public_key=key, trusted_keys=federation)), ...)``).
 The server holds only the federation's :class:`~secagg.paillier.ThresholdPublicKey`
 (from the key ceremony, run before the federation starts; docs/integrations.md).
 Each training batch becomes one session of :mod:`secagg.paillier.protocol`:
@@ -54,7 +54,7 @@ from secagg.dp.calibration import NoisePlan
 from secagg.dp.config import DPConfig
 from secagg.encoding import QuantizationConfig
 from secagg.errors import ConfigurationError, ProtocolError, SecAggError
-from secagg.integrations.flower._grid import LOGGER, SecureGrid, TrainingBatch, aggregated_reply
+from secagg.integrations.flower._grid import LOGGER, SecureGrid, TrainingBatch, aggregated_reply, require_trusted_keys
 from secagg.integrations.flower._masking_plan import round_table
 from secagg.integrations.flower.clipping import decode_segmented, encoded_length
 from secagg.integrations.flower.compression import RoundCompression, check_options
@@ -73,6 +73,7 @@ from secagg.paillier.keys import check_key_bits
 from secagg.paillier.messages import PartialDecryption
 from secagg.paillier.packing import MAX_CLIENTS
 from secagg.paillier.parameters import check_decryption_majority
+from secagg.primitives.signing import PUBLIC_KEY_SIZE
 from secagg.segments import SegmentTable
 
 __all__ = ["MIN_NODES", "PaillierGrid", "PaillierOptions"]
@@ -97,9 +98,11 @@ class PaillierOptions:
         colluders: c, the hospitals that may collude with the server (declared):
             refused unless t >= c + 1, 2t > l + c (l key shares: else two disjoint groups of
             holders decrypt two sums that differ in one upload) and min_contributors >= c + 2.
-        trusted_keys: optional: the federation's identity public keys as the server
-            knows them; a node announcing another key is left out (every node checks
-            the round's keys against its own trusted list anyway).
+        trusted_keys: the federation's identity public keys (the key ceremony's public
+            trusted-keys file, ``read_trusted_keys``); a node announcing another key is left
+            out at ``identify`` (every node checks the round's keys against its own trusted list
+            anyway). PaillierGrid refuses options without it: one node with a stray key would
+            otherwise make every node refuse every round it is sampled in.
         stage_timeout: seconds to wait for the replies of one stage.
         poll_interval: seconds between two pulls of replies within a stage.
         max_nodes: if set, rounds of up to this many nodes are validated now and
@@ -155,6 +158,10 @@ class PaillierOptions:
                 raise ConfigurationError(f"{name} must be a positive number of seconds, got {value}")
         if not self.weight_key:
             raise ConfigurationError("weight_key must be a non-empty string")
+        if self.trusted_keys is not None and (
+            not self.trusted_keys or any(len(k) != PUBLIC_KEY_SIZE for k in self.trusted_keys)
+        ):
+            raise ConfigurationError(f"trusted_keys: non-empty, {PUBLIC_KEY_SIZE}-byte keys")
         if isinstance(self.colluders, bool) or not isinstance(self.colluders, int) or self.colluders < 0:
             raise ConfigurationError(f"colluders must be a non-negative int, got {self.colluders!r}")
         if self.contributors < max(2, self.colluders + 2):
@@ -219,6 +226,7 @@ class PaillierGrid(SecureGrid):
     def __init__(self, grid: Grid, options: PaillierOptions) -> None:
         if not isinstance(options, PaillierOptions):
             raise ConfigurationError("PaillierGrid needs PaillierOptions (with the federation's public key)")
+        require_trusted_keys(options.trusted_keys, "PaillierOptions")
         self.options = options
         super().__init__(grid, options.stage_timeout, options.poll_interval)
         self.schedule = ClipSchedule(clip_policy(options.clipping), options.clip)

@@ -1,7 +1,8 @@
 """Server side: a Flower Grid that runs every training round as a masking session.
 
 :class:`SecAggGrid` wraps the Grid a ServerApp receives. Hand it to any
-strategy (``FedAvg().start(grid=SecAggGrid(grid), ...)``): evaluation and other
+strategy (``FedAvg().start(grid=SecAggGrid(grid, SecAggOptions(trusted_keys=federation)), ...)``,
+``federation`` the federation's identity public keys: active mode needs them): evaluation and other
 messages pass through unchanged, and each batch of *training* messages becomes
 one masking session (:mod:`secagg.masking`) over the sampled nodes:
 
@@ -51,7 +52,14 @@ from secagg.errors import (
     SecAggError,
     ThresholdError,
 )
-from secagg.integrations.flower._grid import LOGGER, RoundReport, SecureGrid, TrainingBatch, aggregated_reply
+from secagg.integrations.flower._grid import (
+    LOGGER,
+    RoundReport,
+    SecureGrid,
+    TrainingBatch,
+    aggregated_reply,
+    require_trusted_keys,
+)
 from secagg.integrations.flower._masking_plan import MaskingPlan, round_table
 from secagg.integrations.flower.clipping import decode_segmented, encoded_length
 from secagg.integrations.flower.compression import RoundCompression, check_options
@@ -113,9 +121,11 @@ class SecAggOptions:
             consistency-check stage) or ``"semi-honest"``, by name only: it does
             not resist a server that lies about dropouts, and the server's log
             and every node's say so; nodes refuse it unless their policy allows it.
-        trusted_keys: active mode, optional: the federation's identity public
-            keys as the server knows them; a node announcing another key is
-            left out of the round (the nodes check the keys themselves anyway).
+        trusted_keys: active mode: the federation's identity public keys (the key ceremony's
+            public trusted-keys file, ``read_trusted_keys``); a node announcing another key is
+            left out at ``identify`` (the nodes check the keys themselves anyway). SecAggGrid
+            refuses active options without it: every node refuses a setup holding a key off its
+            own list, so one node with a stray key would fail every round it is sampled in.
         stage_timeout: seconds to wait for the replies of one stage.
         poll_interval: seconds between two pulls of replies within a stage.
         max_nodes: if set, the settings are validated for rounds of up to this
@@ -255,6 +265,8 @@ class SecAggGrid(SecureGrid):
 
     def __init__(self, grid: Grid, options: SecAggOptions | None = None) -> None:
         self.options = options or SecAggOptions()
+        if self.options.mode == ACTIVE:
+            require_trusted_keys(self.options.trusted_keys, "SecAggOptions")
         super().__init__(grid, self.options.stage_timeout, self.options.poll_interval)
         self.schedule = ClipSchedule(clip_policy(self.options.clipping), self.options.clip)
         self.dp = None if self.options.dp is None else DPRounds(self.options.dp, self.options.dp_state_file)
