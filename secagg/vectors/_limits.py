@@ -19,7 +19,7 @@ __all__ = ["MAX_FILE_BYTES", "MAX_NESTING", "check_limits", "nesting_depth"]
 MAX_FILE_BYTES = 1 << 23
 """Largest vector file read (8 MiB; the largest committed file is under 1 MiB)."""
 MAX_NESTING = 32
-"""Deepest nesting of JSON arrays and objects in a vector file (the committed files nest 8 deep)."""
+"""Deepest nesting of JSON arrays and objects in a vector file (the committed files nest at most 9 deep)."""
 MAX_ELEMENTS = 1 << 20
 """Most elements (words, values, coordinates, indices) one test may ask for."""
 MAX_STREAM_BYTES = 1 << 20
