@@ -96,9 +96,9 @@ class SecAggOptions:
             derived from the fractions).
         clip: update coordinates are clipped to ``[-clip, clip]`` before quantization.
         bits: quantization bits per value, sign included.
-        ring_bits: 32 or 64: the ring the masked sums live in; None (the default): the
-            smallest that cannot overflow for each round's nodes (Z_(2^32) up to 16 nodes
-            at the default bounds, Z_(2^64) beyond), logged with the round's guarantee.
+        ring_bits: b in 8..64: the ring Z_(2^b) the masked sums live in; None (the default):
+            the smallest word ring that cannot overflow for each round's nodes (Z_(2^32) up
+            to 16 nodes at the default bounds, Z_(2^64) beyond), logged with the round's guarantee.
         max_weight: public bound on one node's weight (the value under
             ``weight_key``); a larger weight makes that node drop out.
         weight_key: the MetricRecord key of the weight in a node's training
