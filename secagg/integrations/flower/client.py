@@ -12,7 +12,13 @@ every message before the app's handlers:
   list, no key twice, and its own key at its own protocol id; in a DP round
   the noise plan, and that every sum the server can unmask holds the plan's h
   honest noise shares, :func:`~secagg.integrations.flower.dp.check_unmasked_sums`),
-  draws fresh keys and answers with its public keys (signed in active mode);
+  draws fresh keys and answers with its public keys (signed in active mode).
+  It takes part in a session at most once: a second setup of a session it
+  already started (same run, round, model and configuration: the same session
+  id) is refused with a ReplayError, since the server could replay the first
+  attempt's signed keys of peers whose mask keys it recovered there. The
+  session ids it started (public values, the last 1024) are remembered in
+  ``context.state`` under ``HISTORY_KEY``;
 - ``share-keys``, ``consistency-check``, ``unmask``: one step of the masking
   protocol (:func:`secagg.masking.client_step`); the protocol state between
   stages lives in ``context.state`` (it holds private keys and never leaves
@@ -53,7 +59,7 @@ from secagg import wire
 from secagg.dp.calibration import NoisePlan
 from secagg.dp.sampler import RandomSource
 from secagg.encoding import to_ring
-from secagg.errors import ConfigurationError, ProtocolError
+from secagg.errors import ConfigurationError, ProtocolError, ReplayError
 from secagg.integrations.flower._node import (
     IDENTITY_KEY_FILE,
     TRUSTED_KEYS_FILE,
@@ -80,10 +86,12 @@ from secagg.integrations.flower.protocol import (
     round_context,
 )
 from secagg.masking import ACTIVE, ClientPhase, ClientState, client_start, client_step
+from secagg.masking.session import session_id
 from secagg.primitives.randomness import RandomBytes, system_random
 from secagg.ring import RingVector
 
 __all__ = [
+    "HISTORY_KEY",
     "IDENTITY_KEY_FILE",
     "STATE_KEY",
     "TRUSTED_KEYS_FILE",
@@ -95,6 +103,11 @@ __all__ = [
 LOGGER = logging.getLogger("secagg.flower")
 STATE_KEY = "secagg.state"
 """Key of the ConfigRecord in ``context.state`` holding the round setup and the protocol state."""
+HISTORY_KEY = "secagg.history"
+"""Key of the ConfigRecord in ``context.state`` remembering the masking sessions this node started."""
+HISTORY_SIZE = 1024
+"""How many session ids the node remembers (the most recent ones)."""
+_ID = 32
 
 PathLike = str | os.PathLike[str]
 
@@ -180,6 +193,15 @@ def _setup(
         LOGGER.warning("node %d: semi-honest round %d: %s", message.metadata.dst_node_id, setup.server_round, guarantee)
     assert quantization.num_clients == masking.num_clients  # RoundSetup derives one from the other
     session_context = round_context(message.metadata.run_id, setup.server_round, setup.arrays_digest)
+    started = _started(context)
+    session = session_id(masking, session_context)
+    if session in [started[i : i + _ID] for i in range(0, len(started), _ID)]:
+        # A second session with this id would take fresh keys, but the server could replay the
+        # previous attempt's signed keys of peers whose mask keys it recovered there.
+        raise ReplayError(
+            f"this node already took part in this masking session (run {message.metadata.run_id}, "
+            f"round {setup.server_round}, same model and configuration); a repeated setup is refused"
+        )
     state, advertise = client_start(
         masking,
         protocol_id,
@@ -188,7 +210,19 @@ def _setup(
         random_bytes=settings.random_bytes,
     )
     _save(context, payload, state)
+    context.state[HISTORY_KEY] = ConfigRecord({"started": (started + session)[-HISTORY_SIZE * _ID :]})
     return advertise
+
+
+def _started(context: Context) -> bytes:
+    """The ids of the masking sessions this node started (the last HISTORY_SIZE), concatenated."""
+    record = context.state.get(HISTORY_KEY)
+    if not isinstance(record, ConfigRecord):
+        return b""
+    started = record.get("started", b"")
+    if not isinstance(started, bytes) or len(started) % _ID:
+        raise ProtocolError("the stored masking history is malformed")
+    return started
 
 
 def _check_encoding(setup: RoundSetup, policy: NodePolicy) -> NoisePlan | None:

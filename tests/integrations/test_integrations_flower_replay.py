@@ -1,0 +1,65 @@
+"""A node's masking state against a server that replays: one session per setup, never two.
+
+A reused session id (same configuration, run, round and model) would let the server
+replay the previous attempt's signed public keys of peers whose mask keys it
+recovered there (docs/threat-model.md, "Freshness and binding"), so a node starts
+each session at most once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+pytest.importorskip("flwr")
+
+from flwr.app import Context, Message, MessageType, RecordDict
+
+from secagg.encoding import QuantizationConfig
+from secagg.integrations.flower import NodePolicy
+from secagg.integrations.flower._records import stage_content
+from secagg.integrations.flower.clipping import encoded_length, layout_table
+from secagg.integrations.flower.protocol import SETUP, RoundSetup, arrays_digest, flatten_arrays
+from secagg.masking import MaskingConfig
+from secagg.wire import encode
+
+from .flower_harness import RUN_ID, initial_arrays, make_app, restore_task_identity, set_task_identity
+
+
+@pytest.fixture(autouse=True)
+def server_identity() -> Iterator[None]:
+    previous = set_task_identity()
+    yield
+    restore_task_identity(previous)
+
+
+NODES = (1, 2, 3, 4, 5)
+
+
+def setup_of_round(server_round: int) -> RoundSetup:
+    vector, layout = flatten_arrays([("arrays", k, v.numpy()) for k, v in initial_arrays().items()])
+    table = layout_table(layout, {name: 0.5 for name in layout_table(layout).clips})
+    config = MaskingConfig.secagg(num_clients=len(NODES), vector_length=encoded_length(table), mode="semi-honest")
+    quantization = QuantizationConfig(0.5, 16, len(NODES), max_weight=4096)
+    return RoundSetup.create(server_round, NODES, config, quantization, "num-examples", arrays_digest(vector, layout),
+                             RUN_ID, segments=table.describe())
+
+
+def deliver(app: object, context: Context, setup: RoundSetup) -> Message:
+    message = Message(stage_content(SETUP, encode(setup)), dst_node_id=1, message_type=MessageType.TRAIN)
+    return app(message, context)  # type: ignore[operator, no-any-return]
+
+
+def test_a_node_refuses_a_second_setup_of_the_same_session() -> None:
+    # Prepare: one node that keeps its state between messages, as a SuperNode does
+    app = make_app(1, 10, policy=NodePolicy(allow_semi_honest=True))
+    context = Context(RUN_ID, 1, {}, RecordDict(), {})
+    # Execute: the round's setup, the same setup again, then the next round's
+    first = deliver(app, context, setup_of_round(1))
+    again = deliver(app, context, setup_of_round(1))
+    later = deliver(app, context, setup_of_round(2))
+    # Assert: the repeat is refused (the session id would be reused); a new round is not
+    assert not first.has_error()
+    assert again.has_error() and "already took part in this masking session" in again.error.reason
+    assert not later.has_error()
