@@ -18,6 +18,7 @@ from flwr.app import Context, Message, MessageType, RecordDict
 
 from secagg.encoding import QuantizationConfig
 from secagg.integrations.flower import NodePolicy
+from secagg.integrations.flower import client as client_module
 from secagg.integrations.flower._records import stage_content
 from secagg.integrations.flower.clipping import encoded_length, layout_table
 from secagg.integrations.flower.protocol import SETUP, RoundSetup, arrays_digest, flatten_arrays
@@ -37,11 +38,11 @@ def server_identity() -> Iterator[None]:
 NODES = (1, 2, 3, 4, 5)
 
 
-def setup_of_round(server_round: int) -> RoundSetup:
+def setup_of_round(server_round: int, max_weight: int = 4096) -> RoundSetup:
     vector, layout = flatten_arrays([("arrays", k, v.numpy()) for k, v in initial_arrays().items()])
     table = layout_table(layout, {name: 0.5 for name in layout_table(layout).clips})
     config = MaskingConfig.secagg(num_clients=len(NODES), vector_length=encoded_length(table), mode="semi-honest")
-    quantization = QuantizationConfig(0.5, 16, len(NODES), max_weight=4096)
+    quantization = QuantizationConfig(0.5, 16, len(NODES), max_weight=max_weight)
     return RoundSetup.create(server_round, NODES, config, quantization, "num-examples", arrays_digest(vector, layout),
                              RUN_ID, segments=table.describe())
 
@@ -61,5 +62,38 @@ def test_a_node_refuses_a_second_setup_of_the_same_session() -> None:
     later = deliver(app, context, setup_of_round(2))
     # Assert: the repeat is refused (the session id would be reused); a new round is not
     assert not first.has_error()
-    assert again.has_error() and "already took part in this masking session" in again.error.reason
+    assert again.has_error() and "already took part in round 1" in again.error.reason
     assert not later.has_error()
+
+
+def test_more_setups_than_the_node_remembers_never_evict_an_old_session(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Prepare: a node that remembers 4 session ids; the server floods it with later rounds
+    monkeypatch.setattr(client_module, "HISTORY_SIZE", 4)
+    app = make_app(1, 10, policy=NodePolicy(allow_semi_honest=True))
+    context = Context(RUN_ID, 1, {}, RecordDict(), {})
+    first = deliver(app, context, setup_of_round(1))
+    flood = [deliver(app, context, setup_of_round(server_round)) for server_round in range(2, 8)]
+    # Execute: the first round's setup again, and a round before the latest
+    again = deliver(app, context, setup_of_round(1))
+    earlier = deliver(app, context, setup_of_round(6))
+    # Assert: both refused; the node never goes back to a round before its latest
+    assert not first.has_error() and not any(reply.has_error() for reply in flood)
+    assert again.has_error() and "already took part in round 7" in again.error.reason
+    assert earlier.has_error() and "already took part in round 7" in earlier.error.reason
+
+
+def test_a_round_flooded_with_setups_is_refused_once_the_node_cannot_remember_more(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Prepare: a node that remembers 2 session ids; three setups of one round with distinct sessions
+    monkeypatch.setattr(client_module, "HISTORY_SIZE", 2)
+    app = make_app(1, 10, policy=NodePolicy(allow_semi_honest=True))
+    context = Context(RUN_ID, 1, {}, RecordDict(), {})
+    setups = [setup_of_round(3, max_weight) for max_weight in (4096, 2048, 1024)]
+    # Execute
+    replies = [deliver(app, context, setup) for setup in setups]
+    replayed = deliver(app, context, setups[0])
+    # Assert: two sessions of the round are taken, the third refused (never by forgetting one)
+    assert [reply.has_error() for reply in replies] == [False, False, True]
+    assert "refuses more setups of round 3" in replies[2].error.reason
+    assert replayed.has_error()
