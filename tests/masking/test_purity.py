@@ -41,8 +41,8 @@ def twice_client(state: ClientState, inbound: bytes, seed: int, **kwargs: object
     before, buffer = state.to_bytes(), bytearray(inbound)
     vector = kwargs.get("input_vector")
     vector_before = None if vector is None else np.array(vector, copy=True)
-    first = client_step(state, buffer, random_bytes=InsecureDeterministicRandom(seed), **kwargs)  # type: ignore[arg-type]
-    second = client_step(state, buffer, random_bytes=InsecureDeterministicRandom(seed), **kwargs)  # type: ignore[arg-type]
+    first = client_step(state, buffer, random_bytes=InsecureDeterministicRandom(seed), **kwargs)  # type: ignore
+    second = client_step(state, buffer, random_bytes=InsecureDeterministicRandom(seed), **kwargs)  # type: ignore
     assert state.to_bytes() == before and bytes(buffer) == inbound
     assert first[1] == second[1] and first[0].to_bytes() == second[0].to_bytes()
     if vector is not None:
