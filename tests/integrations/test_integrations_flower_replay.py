@@ -9,23 +9,32 @@ each session at most once.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
 pytest.importorskip("flwr")
 
-from flwr.app import Context, Message, MessageType, RecordDict
+from flwr.app import ConfigRecord, Context, Message, MessageType, RecordDict
 
 from secagg.encoding import QuantizationConfig
-from secagg.integrations.flower import NodePolicy
+from secagg.integrations.flower import NodePolicy, paillier_client
 from secagg.integrations.flower import client as client_module
-from secagg.integrations.flower._records import stage_content
+from secagg.integrations.flower._records import stage_content, training_parameters
 from secagg.integrations.flower.clipping import encoded_length, layout_table
-from secagg.integrations.flower.protocol import SETUP, RoundSetup, arrays_digest, flatten_arrays
+from secagg.integrations.flower.protocol import ENCRYPT, SETUP, PaillierSetup, RoundSetup, arrays_digest, flatten_arrays
 from secagg.masking import MaskingConfig
 from secagg.wire import encode
 
-from .flower_harness import RUN_ID, initial_arrays, make_app, restore_task_identity, set_task_identity
+from .flower_harness import (
+    RUN_ID,
+    initial_arrays,
+    make_app,
+    node_identity_key,
+    restore_task_identity,
+    set_task_identity,
+)
+from .paillier_keys import PASSPHRASE, key_files, material
 
 
 @pytest.fixture(autouse=True)
@@ -36,6 +45,7 @@ def server_identity() -> Iterator[None]:
 
 
 NODES = (1, 2, 3, 4, 5)
+PAILLIER_NODES = (1_000_000_007, 2**63 + 11, 42, 9_999_999_999)
 
 
 def setup_of_round(server_round: int, max_weight: int = 4096) -> RoundSetup:
@@ -97,3 +107,33 @@ def test_a_round_flooded_with_setups_is_refused_once_the_node_cannot_remember_mo
     assert [reply.has_error() for reply in replies] == [False, False, True]
     assert "refuses more setups of round 3" in replies[2].error.reason
     assert replayed.has_error()
+
+
+def encrypt_of_round(node: int, server_round: int) -> Message:
+    vector, layout = flatten_arrays([("arrays", k, v.numpy()) for k, v in initial_arrays().items()])
+    quantization = QuantizationConfig(0.5, 16, len(PAILLIER_NODES), ring_bits=64, max_weight=4096)
+    table = layout_table(layout).with_clips({"arrays/w": 0.5, "arrays/b": 0.5})
+    content = RecordDict({"arrays": initial_arrays(), "config": ConfigRecord({"server-round": server_round})})
+    setup = PaillierSetup.create(
+        server_round, PAILLIER_NODES, material(4, 3).public, 2, quantization, encoded_length(table), "num-examples",
+        arrays_digest(vector, layout), [node_identity_key(n).public for n in PAILLIER_NODES],
+        segments=table.describe(), parameters=training_parameters(content),
+    )
+    return Message(stage_content(ENCRYPT, encode(setup), content), dst_node_id=node, message_type=MessageType.TRAIN)
+
+
+def test_a_paillier_node_never_uploads_twice_in_a_session_however_many_rounds_follow(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Prepare: a Paillier node that remembers 2 sessions; rounds 1 to 4, then round 1's encrypt again
+    monkeypatch.setattr(paillier_client, "HISTORY_SIZE", 2)
+    _, shares = key_files(tmp_path / "ceremony", 4, 3)
+    node = PAILLIER_NODES[0]
+    app = make_app(node, 10, paillier=True, key_share_file=shares[0], passphrase=PASSPHRASE)
+    context = Context(RUN_ID, node, {}, RecordDict(), {})
+    rounds = [app(encrypt_of_round(node, server_round), context) for server_round in (1, 2, 3, 4)]
+    # Execute
+    again = app(encrypt_of_round(node, 1), context)
+    # Assert: the later rounds never evict round 1: its second upload is refused
+    assert not any(reply.has_error() for reply in rounds)
+    assert again.has_error() and "round 4" in again.error.reason
