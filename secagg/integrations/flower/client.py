@@ -12,7 +12,14 @@ every message before the app's handlers:
   list, no key twice, and its own key at its own protocol id; in a DP round
   the noise plan, and that every sum the server can unmask holds the plan's h
   honest noise shares, :func:`~secagg.integrations.flower.dp.check_unmasked_sums`),
-  draws fresh keys and answers with its public keys (signed in active mode);
+  draws fresh keys and answers with its public keys (signed in active mode).
+  It takes part in a session at most once: a second setup of a session it
+  already started (same run, round, model and configuration: the same session
+  id) is refused with a ReplayError, since the server could replay the first
+  attempt's signed keys of peers whose mask keys it recovered there; so is a
+  setup of a round before the latest it took part in, and a 1025th session in
+  one round. The latest round and its session ids (public values) are kept in
+  ``context.state`` under ``HISTORY_KEY``;
 - ``share-keys``, ``consistency-check``, ``unmask``: one step of the masking
   protocol (:func:`secagg.masking.client_step`); the protocol state between
   stages lives in ``context.state`` (it holds private keys and never leaves
@@ -53,7 +60,7 @@ from secagg import wire
 from secagg.dp.calibration import NoisePlan
 from secagg.dp.sampler import RandomSource
 from secagg.encoding import to_ring
-from secagg.errors import ConfigurationError, ProtocolError
+from secagg.errors import ConfigurationError, ProtocolError, ReplayError
 from secagg.integrations.flower._node import (
     IDENTITY_KEY_FILE,
     TRUSTED_KEYS_FILE,
@@ -80,10 +87,12 @@ from secagg.integrations.flower.protocol import (
     round_context,
 )
 from secagg.masking import ACTIVE, ClientPhase, ClientState, client_start, client_step
+from secagg.masking.session import session_id
 from secagg.primitives.randomness import RandomBytes, system_random
 from secagg.ring import RingVector
 
 __all__ = [
+    "HISTORY_KEY",
     "IDENTITY_KEY_FILE",
     "STATE_KEY",
     "TRUSTED_KEYS_FILE",
@@ -95,6 +104,12 @@ __all__ = [
 LOGGER = logging.getLogger("secagg.flower")
 STATE_KEY = "secagg.state"
 """Key of the ConfigRecord in ``context.state`` holding the round setup and the protocol state."""
+HISTORY_KEY = "secagg.history"
+"""Key of the ConfigRecord in ``context.state`` remembering the latest round this node started a
+masking session in, and the session ids it started in that round."""
+HISTORY_SIZE = 1024
+"""How many sessions the node starts in one round at most (an honest server starts one)."""
+_ID = 32
 
 PathLike = str | os.PathLike[str]
 
@@ -180,6 +195,11 @@ def _setup(
         LOGGER.warning("node %d: semi-honest round %d: %s", message.metadata.dst_node_id, setup.server_round, guarantee)
     assert quantization.num_clients == masking.num_clients  # RoundSetup derives one from the other
     session_context = round_context(message.metadata.run_id, setup.server_round, setup.arrays_digest)
+    latest, started = _history(context)
+    session = session_id(masking, session_context)
+    _check_fresh(setup.server_round, session, latest, started)
+    if setup.server_round > latest:
+        started = b""  # a later round: the ids of earlier ones are no longer needed (they are refused)
     state, advertise = client_start(
         masking,
         protocol_id,
@@ -188,7 +208,36 @@ def _setup(
         random_bytes=settings.random_bytes,
     )
     _save(context, payload, state)
+    context.state[HISTORY_KEY] = ConfigRecord({"round": setup.server_round, "started": started + session})
     return advertise
+
+
+def _history(context: Context) -> tuple[int, bytes]:
+    """The latest round this node started a session in (0: none) and the ids of the sessions it
+    started in that round, concatenated. ``context.state`` belongs to one run."""
+    record = context.state.get(HISTORY_KEY)
+    if not isinstance(record, ConfigRecord):
+        return 0, b""
+    latest, started = record.get("round"), record.get("started")
+    if not isinstance(latest, int) or isinstance(latest, bool) or not isinstance(started, bytes) or len(started) % _ID:
+        raise ProtocolError("the stored masking history is malformed")
+    return latest, started
+
+
+def _check_fresh(server_round: int, session: bytes, latest: int, started: bytes) -> None:
+    """ReplayError unless ``session`` is new: a reused session id would let the server replay the
+    first attempt's signed keys of peers whose mask keys it recovered there. The node never goes
+    back to a round before its latest, and takes at most HISTORY_SIZE sessions in one round (it
+    refuses more rather than forget one)."""
+    if server_round > latest:
+        return
+    if server_round < latest or session in [started[i : i + _ID] for i in range(0, len(started), _ID)]:
+        raise ReplayError(
+            f"this node already took part in round {latest} of this run; a setup of round {server_round} "
+            "(an earlier round, or a masking session it already started) is refused"
+        )
+    if len(started) >= HISTORY_SIZE * _ID:
+        raise ReplayError(f"this node refuses more setups of round {server_round}: it started {HISTORY_SIZE}")
 
 
 def _check_encoding(setup: RoundSetup, policy: NodePolicy) -> NoisePlan | None:

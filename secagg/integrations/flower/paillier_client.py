@@ -31,9 +31,12 @@ node and is never stored in ``context.state``.
   one aggregate per session), with a proof of correct decryption.
 
 The sessions a node uploaded to and the aggregates it decrypted are
-remembered in ``context.state`` (public values only, the last 1024), so a
-second upload or a second, different aggregate in one session is refused
-even across the fresh processes Flower starts per message. Training messages
+remembered in ``context.state`` (public values only), so a second upload or a
+second, different aggregate in one session is refused even across the fresh
+processes Flower starts per message. Only the latest round's uploads are kept:
+an upload for an earlier round is refused, and so is a 1025th upload in one
+round (refused rather than an older session forgotten, so no flood of rounds or
+uploads makes the node upload twice in one session). Training messages
 outside a secure round are refused unless ``allow_plain_train`` is set.
 """
 
@@ -103,6 +106,8 @@ PASSPHRASE_ENV = "SECAGG_KEY_SHARE_PASSPHRASE"  # noqa: S105  (a variable name, 
 MAX_PASSPHRASE_FILE = 1 << 16
 """Largest passphrase file read (its first line is the passphrase)."""
 HISTORY_SIZE = 1024
+"""How many uploads the node makes in one round at most (an honest server asks for one), and how
+many decrypted aggregates it remembers."""
 _ID = 32
 _NO_IDENTITY = f"Paillier uploads are signed: this node needs {IDENTITY_KEY_FILE!r} and {TRUSTED_KEYS_FILE!r}"
 
@@ -217,10 +222,22 @@ def _history(context: Context) -> tuple[bytes, bytes]:
     return uploaded, answered
 
 
-def _remember(context: Context, uploaded: bytes, answered: bytes) -> None:
+def _remember(context: Context, uploaded: bytes, answered: bytes, latest: int | None = None) -> None:
+    """Store the history; ``uploaded`` holds the sessions of round ``latest`` only (never trimmed:
+    a 1025th upload in one round is refused instead), so no flood of uploads evicts one."""
+    latest = _latest_round(context) if latest is None else latest
     context.state[HISTORY_KEY] = ConfigRecord(
-        {"uploaded": uploaded[-HISTORY_SIZE * _ID :], "answered": answered[-HISTORY_SIZE * 2 * _ID :]}
+        {"round": latest, "uploaded": uploaded, "answered": answered[-HISTORY_SIZE * 2 * _ID :]}
     )
+
+
+def _latest_round(context: Context) -> int:
+    """The latest round this node uploaded in (0: none yet); ``context.state`` belongs to one run."""
+    record = context.state.get(HISTORY_KEY)
+    latest = record.get("round", 0) if isinstance(record, ConfigRecord) else 0
+    if not isinstance(latest, int) or isinstance(latest, bool):
+        raise ProtocolError("the stored Paillier history is malformed")
+    return latest
 
 
 def _entries(data: bytes, size: int) -> list[bytes]:
@@ -260,8 +277,17 @@ def _encrypt(
     params, plan = _session(message, setup, share, identity, settings)
     protocol_id = setup.protocol_id(message.metadata.dst_node_id)
     uploaded, answered = _history(context)
+    latest = _latest_round(context)
+    if setup.server_round < latest:
+        # Its sessions are forgotten (below), so an earlier round is refused as a whole.
+        raise ReplayError(f"this node already uploaded in round {latest}; an upload for round {setup.server_round} "
+                          "(an earlier round) is refused")
+    if setup.server_round > latest:
+        uploaded = b""
     if params.session_id in _entries(uploaded, _ID):
         raise ReplayError("this node already uploaded its update in this session")
+    if len(uploaded) >= HISTORY_SIZE * _ID:
+        raise ReplayError(f"this node refuses more uploads in round {setup.server_round}: it made {HISTORY_SIZE}")
     table = None if plan is not None else node_table(setup.segments, setup.quantization, settings.policy.max_clip)
     if setup.compression:
         check_entries(setup.compression)
@@ -286,7 +312,7 @@ def _encrypt(
     assert client.upload_digest is not None  # set by upload()
     if keep is not None:
         keep_residual(context.state, layout, keep)  # the upload leaves with this reply
-    _remember(context, uploaded + params.session_id, answered)
+    _remember(context, uploaded + params.session_id, answered, setup.server_round)
     context.state[STATE_KEY] = ConfigRecord({"setup": payload, "upload": client.upload_digest})
     settings.record(message, setup.server_round, protocol_id, weight, values)
     return wire.encode(PaillierUpload(party=share.index, upload=upload))
