@@ -273,6 +273,7 @@ class DemoReport:
                     "clients_included": list(r.included),
                     "clients_sampled": list(r.sampled),
                     "dropouts": [{"client": c, "stage": s} for c, s in r.dropouts],
+                    "rejected": [{"client": c, "reason": why} for c, why in r.rejected],
                     "skipped_reason": r.skipped_reason,
                     "epsilon_spent": r.epsilon_spent,
                 }

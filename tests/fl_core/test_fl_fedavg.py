@@ -218,3 +218,25 @@ def test_the_server_adds_the_aggregated_mean_to_the_model(federation: Federation
     sent = aggregator.seen[0]
     assert [u.num_samples for u in sent] == [c.num_samples for c in clients]
     assert all(np.any(u.vector != 0) for u in sent)
+
+
+@pytest.mark.parametrize("aggregation", ["plain", "secagg"])
+def test_a_hospital_whose_update_is_not_finite_is_dropped_with_a_reason(
+    federation: Federation, aggregation: str
+) -> None:
+    # Setup: hospital 2's data holds an infinite value, so its local update is NaN.
+    clients, test_x, test_y = federation
+    features = clients[2].features.copy()
+    features[0, 0] = np.inf
+    broken = [*clients[:2], ClientData(clients[2].client_id, features, clients[2].labels), *clients[3:]]
+    options = {} if aggregation == "plain" else {"random_bytes": InsecureDeterministicRandom(b"nan")}
+    # Execute: the run goes on without it (it does not crash).
+    result = train((broken, test_x, test_y), aggregation, FedAvgConfig(rounds=2, learning_rate=0.1), **options)
+    # Assert: every round ran with the others; the record names it and says why.
+    others = tuple(c.client_id for c in clients if c.client_id != clients[2].client_id)
+    for record in result.rounds:
+        assert record.skipped_reason is None
+        assert record.included == others
+        assert (clients[2].client_id, "UPLOAD") in record.dropouts
+        assert record.rejected == ((clients[2].client_id, "update contains NaN or infinite values"),)
+    assert np.isfinite(result.rounds[-1].loss)
