@@ -24,6 +24,7 @@ command killed by SIGPIPE.
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import sys
 from collections.abc import Sequence
@@ -200,6 +201,16 @@ def _check_dropout(args: argparse.Namespace) -> str | None:
         return (
             f"argument --dropout: --aggregation secagg+ is sized for at most {SECAGG_PLUS_MAX_DROPOUT} "
             f"(with 5% corrupt hospitals), got {args.dropout:g}; --aggregation secagg takes more"
+        )
+    # The dropouts the fraction declares, floor(dropout * n) as secagg.masking.parameters.dropout_count
+    # counts them, must leave a threshold of 2 (the smallest): at most n - 2 of the n hospitals.
+    hospitals = args.hospitals
+    if math.floor((args.dropout + 1e-14) * hospitals) > hospitals - 2:
+        return (
+            f"argument --dropout: --aggregation secagg+ with --hospitals {hospitals} is sized for at most "
+            f"{hospitals - 2} dropout{'s' if hospitals > 3 else ''} a round (a threshold of at least 2), so "
+            f"--dropout below {hospitals - 1}/{hospitals}, got {args.dropout:g}; use more hospitals, or "
+            "--aggregation secagg (which skips the rounds that fall short)"
         )
     return None
 
