@@ -103,7 +103,7 @@ def _add_demo(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> 
     demo.add_argument(
         "--clipping",
         choices=["adaptive", "fixed"],
-        default="adaptive",
+        default=None,
         help="the update clip: adaptive (follows the securely summed clipped fraction toward 0.1%%) or fixed "
         "(default: adaptive)",
     )
@@ -139,16 +139,16 @@ def _add_demo(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> 
     demo.add_argument(
         "--dp-delta",
         type=_real(0, 1, include_low=False, include_high=False),
-        default=1e-5,
-        help="the DP budget's delta per patient (default: 1e-5)",
+        default=None,
+        help="with --dp-epsilon: the DP budget's delta per patient (default: 1e-5)",
     )
     demo.add_argument(
         "--dp-scaling",
         choices=("noised-moments", "public-ranges"),
-        default="noised-moments",
-        help="DP feature scaling: standardise from a noised moments release (calibrated alone at 20%% of epsilon; "
-        "the training is calibrated after it in one Renyi account, so the run spends the declared epsilon and delta "
-        "in total; default), or from the declared public ranges alone (nothing released)",
+        default=None,
+        help="with --dp-epsilon: DP feature scaling: standardise from a noised moments release (calibrated alone "
+        "at 20%% of epsilon; the training is calibrated after it in one Renyi account, so the run spends the "
+        "declared epsilon and delta in total; default), or from the declared public ranges alone (nothing released)",
     )
     demo.add_argument(
         "--bytes-per-parameter",
@@ -221,6 +221,26 @@ def _check_applies(args: argparse.Namespace) -> str | None:
         return "argument --insecure-small-key: applies to --aggregation paillier only"
     if getattr(args, "masking_mode", "active") != "active" and args.aggregation not in ("secagg", "secagg+"):
         return "argument --masking-mode semi-honest: applies to --aggregation secagg and secagg+ only"
+    # The encoding's options: plain sums floats, and DP sets its own bits, ring and clip (fl_core.dp_presets).
+    given = [
+        flag
+        for flag, on in (
+            ("--bits", args.bits is not None),
+            ("--ring-bits", args.ring_bits != "word"),
+            ("--max-samples-per-client", args.max_samples_per_client is not None),
+            ("--clipping", args.clipping is not None),
+        )
+        if on
+    ]
+    if given and args.aggregation == "plain":
+        return f"argument {given[0]}: applies to the quantized aggregations, not --aggregation plain (it sums floats)"
+    with_dp = args.dp_epsilon is not None
+    set_by_dp = [flag for flag in given if flag != "--max-samples-per-client"]
+    if with_dp and set_by_dp:
+        return f"argument {set_by_dp[0]}: not with --dp-epsilon (its settings per data set pick the encoding)"
+    for flag, value in (("--dp-delta", args.dp_delta), ("--dp-scaling", args.dp_scaling)):
+        if value is not None and not with_dp:
+            return f"argument {flag}: applies with --dp-epsilon only"
     return None
 
 
