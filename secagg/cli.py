@@ -24,13 +24,13 @@ command killed by SIGPIPE.
 from __future__ import annotations
 
 import argparse
-import math
 import os
 import sys
 from collections.abc import Sequence
 
 import secagg
 from secagg._cli_bench import _add_bench
+from secagg._cli_demo_checks import check_demo as _check_demo
 from secagg._cli_options import (  # noqa: F401 (re-exported: the limits are part of the command line's contract)
     EXIT_BROKEN_PIPE,
     EXIT_INTERRUPTED,
@@ -181,113 +181,9 @@ def _add_demo(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> 
 
 def _ring_choice(text: str) -> str:
     """``word``, ``smallest`` or an integer 8..64 (kept as text: fl_core resolves it)."""
-    if text in ("word", "smallest") or (text.isdigit() and 8 <= int(text) <= 64):
+    if text in ("word", "smallest") or (text.isascii() and text.isdigit() and 8 <= int(text) <= 64):
         return text
     raise argparse.ArgumentTypeError(f"must be word, smallest or an integer in 8..64, got {text!r}")
-
-
-def _check_dropout(args: argparse.Namespace) -> str | None:
-    """A ``--dropout`` the demo's SecAgg+ cannot be sized for in the run's mode, or None."""
-    if args.aggregation != "secagg+":
-        return None
-    if getattr(args, "masking_mode", "active") == "active" and args.dropout >= SECAGG_PLUS_ACTIVE_DROPOUT_BELOW:
-        return (
-            f"argument --dropout: --aggregation secagg+ in active mode (the default) is sized for below "
-            f"{SECAGG_PLUS_ACTIVE_DROPOUT_BELOW} (a lying server must not split the hospitals into two groups "
-            f"that each reach the threshold), got {args.dropout:g}; --aggregation secagg takes more (skipping "
-            "the rounds that fall short), --masking-mode semi-honest up to 0.85 without that protection"
-        )
-    if args.dropout > SECAGG_PLUS_MAX_DROPOUT:
-        return (
-            f"argument --dropout: --aggregation secagg+ is sized for at most {SECAGG_PLUS_MAX_DROPOUT} "
-            f"(with 5% corrupt hospitals), got {args.dropout:g}; --aggregation secagg takes more"
-        )
-    # The dropouts the fraction declares, floor(dropout * n) as secagg.masking.parameters.dropout_count
-    # counts them, must leave a threshold of 2 (the smallest): at most n - 2 of the n hospitals.
-    hospitals = args.hospitals
-    if math.floor((args.dropout + 1e-14) * hospitals) > hospitals - 2:
-        return (
-            f"argument --dropout: --aggregation secagg+ with --hospitals {hospitals} is sized for at most "
-            f"{hospitals - 2} dropout{'s' if hospitals > 3 else ''} a round (a threshold of at least 2), so "
-            f"--dropout below {hospitals - 1}/{hospitals}, got {args.dropout:g}; use more hospitals, or "
-            "--aggregation secagg (which skips the rounds that fall short)"
-        )
-    return None
-
-
-def _check_applies(args: argparse.Namespace) -> str | None:
-    """An option given for an aggregation it does not apply to, or None."""
-    if args.insecure_small_key and args.aggregation != "paillier":
-        return "argument --insecure-small-key: applies to --aggregation paillier only"
-    if getattr(args, "masking_mode", "active") != "active" and args.aggregation not in ("secagg", "secagg+"):
-        return "argument --masking-mode semi-honest: applies to --aggregation secagg and secagg+ only"
-    # The encoding's options: plain sums floats, and DP sets its own bits, ring and clip (fl_core.dp_presets).
-    given = [
-        flag
-        for flag, on in (
-            ("--bits", args.bits is not None),
-            ("--ring-bits", args.ring_bits != "word"),
-            ("--max-samples-per-client", args.max_samples_per_client is not None),
-            ("--clipping", args.clipping is not None),
-        )
-        if on
-    ]
-    if given and args.aggregation == "plain":
-        return f"argument {given[0]}: applies to the quantized aggregations, not --aggregation plain (it sums floats)"
-    with_dp = args.dp_epsilon is not None
-    set_by_dp = [flag for flag in given if flag != "--max-samples-per-client"]
-    if with_dp and set_by_dp:
-        return f"argument {set_by_dp[0]}: not with --dp-epsilon (its settings per data set pick the encoding)"
-    for flag, value in (("--dp-delta", args.dp_delta), ("--dp-scaling", args.dp_scaling)):
-        if value is not None and not with_dp:
-            return f"argument {flag}: applies with --dp-epsilon only"
-    return None
-
-
-def _check_demo(args: argparse.Namespace) -> str | None:
-    """What depends on several demo options: the problem, naming the option as typed, or None."""
-    fewest = MIN_HOSPITALS[args.aggregation]
-    if args.hospitals < fewest:
-        reason = " (a secure sum of two would reveal each update to the other)" if fewest > 1 else ""
-        return (
-            f"argument --hospitals: --aggregation {args.aggregation} needs at least {fewest} "
-            f"hospital{'s' if fewest > 1 else ''}{reason}, got {args.hospitals}"
-        )
-    dropout = _check_dropout(args)
-    if dropout is not None:
-        return dropout
-    applies = _check_applies(args)
-    if applies is not None:
-        return applies
-    if getattr(args, "dp_epsilon", None) is not None and args.aggregation == "plain":
-        return "argument --dp-epsilon: the noise is added to the integer encoding; use an aggregation other than plain"
-    with_dp = getattr(args, "dp_epsilon", None) is not None
-    if getattr(args, "rotate", False) and (with_dp or args.aggregation == "plain"):
-        return "argument --rotate: applies to the quantized secure aggregations, and not with --dp-epsilon"
-    return _check_budget(args, with_dp)
-
-
-def _check_budget(args: argparse.Namespace, with_dp: bool) -> str | None:
-    """--bytes-per-parameter picks the bits, ring and rotation: none of them beside it, nor DP or plain."""
-    if getattr(args, "bytes_per_parameter", None) is None:
-        return None
-    given = [
-        flag
-        for flag, on in (
-            ("--bits", args.bits is not None),
-            ("--ring-bits", args.ring_bits != "word"),
-            ("--rotate", args.rotate),
-            ("--dp-epsilon", with_dp),
-            ("--aggregation plain", args.aggregation == "plain"),
-        )
-        if on
-    ]
-    if not given:
-        return None
-    return (
-        "argument --bytes-per-parameter: picks the bits, ring and rotation of a quantized aggregation "
-        f"without DP itself; not with {', '.join(given)}"
-    )
 
 
 def _add_vectors(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

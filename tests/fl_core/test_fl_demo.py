@@ -267,3 +267,24 @@ def test_demo_dp_refuses_plain_aggregation(capsys: pytest.CaptureFixture[str]) -
     assert "--dp-epsilon" in capsys.readouterr().err
     with pytest.raises(ConfigurationError, match="plain"):
         DemoConfig(aggregation="plain", dp_epsilon=1.0)
+
+
+def test_the_command_line_refuses_exactly_the_rings_that_could_overflow() -> None:
+    # Setup: hospitals x bits x ring x weight bound, from comfortable to far past Z_(2^64).
+    for hospitals in (1, 5, 17, 100):
+        for bits in (2, 16, 30, 45, 53):
+            for ring in ("8", "16", "31", "32", "40", "64", "word", "smallest"):
+                for weight in (1, 4096, 1 << 30):
+                    argv = ["demo", "--aggregation", "plain-quantized", "--hospitals", str(hospitals), "--bits",
+                            str(bits), "--ring-bits", ring, "--max-samples-per-client", str(weight)]  # fmt: skip
+                    # Execute: the command line's check, and the configuration it stands for.
+                    problem = cli._check_demo(cli.build_parser().parse_args(argv))
+                    try:
+                        DemoConfig(aggregation="plain-quantized", hospitals=hospitals, bits=bits, ring=ring,
+                                   max_samples_per_client=weight)  # fmt: skip
+                        builds = True
+                    except ConfigurationError:
+                        builds = False
+                    # Assert: refused up front exactly when the library refuses, naming an option.
+                    assert (problem is None) == builds, (argv, problem)
+                    assert problem is None or problem.startswith(("argument --ring-bits: ", "argument --bits: "))

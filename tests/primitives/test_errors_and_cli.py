@@ -160,6 +160,13 @@ def _refusal(argv: list[str], capsys: pytest.CaptureFixture[str], monkeypatch: p
          "argument --ring-bits: not with --dp-epsilon (its setting"),
         (["demo", "--dp-epsilon", "1", "--clipping", "fixed"], "argument --clipping: not with --dp-epsilon (its"),
         (["demo", "--dp-delta", "1e-6"], "argument --dp-delta: applies with --dp-epsilon only"),
+        (["demo", "--ring-bits", "8"], "argument --ring-bits: Z_(2^8) could overflow: 5 hospitals x 4096 samples "
+         "(--max-samples-per-client) x 32767 (--bits 16) exceeds 127; the smallest safe ring is 31"),
+        (["demo", "--ring-bits", "40", "--bits", "30", "--aggregation", "paillier"],
+         "argument --ring-bits: Z_(2^40) could overflow"),
+        (["demo", "--bits", "53"], "argument --bits: Z_(2^64) could overflow: 5 hospitals x 4096 samples "
+         "(--max-samples-per-client) x 4503599627370495 (--bits 53)"),
+        (["demo", "--bits", "53", "--ring-bits", "smallest"], "argument --bits: Z_(2^64) could overflow"),
         (["demo", "--dp-scaling", "public-ranges"], "argument --dp-scaling: applies with --dp-epsilon only"),
         (["bench", "masking", "--clients", "2"], "argument --clients: must be in 3..65,536, got 2"),
         (["bench", "masking", "--dropout", "-0.1"], "argument --dropout: must be in [0, 1)"),
