@@ -288,3 +288,17 @@ def test_the_command_line_refuses_exactly_the_rings_that_could_overflow() -> Non
                     # Assert: refused up front exactly when the library refuses, naming an option.
                     assert (problem is None) == builds, (argv, problem)
                     assert problem is None or problem.startswith(("argument --ring-bits: ", "argument --bits: "))
+
+
+@needs_sklearn
+@pytest.mark.parametrize("extra", [[], ["--dp-epsilon", "3"]])
+def test_a_hospital_above_the_sample_bound_is_refused_after_the_split_naming_the_option(
+    extra: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Execute: 5 hospitals share 398 training rows, so one holds more than 60.
+    code = cli_main(["demo", "--max-samples-per-client", "60", "--rounds", "1", "--no-progress", *extra])
+    # Assert: a configuration error naming the option as typed and the hospital, before any round.
+    captured = capsys.readouterr()
+    assert code == 2
+    assert "--max-samples-per-client 60" in captured.err and "training rows" in captured.err
+    assert "round" not in captured.out.split("\n", 2)[-1]
