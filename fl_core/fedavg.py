@@ -116,7 +116,7 @@ class RoundRecord:
         clipped_fraction: fraction of the included updates' coordinates that were
             clipped, from the securely summed counts (0.0 for ``plain``).
         rejected: (client id, reason) of the sampled clients whose update was malformed
-            (NaN or infinite values): they withhold it (listed in ``dropouts`` at
+            (NaN or infinite values, or not the model's length): they withhold it (listed in ``dropouts`` at
             ``UPLOAD``, or earlier) and the round goes on without them.
     """
 
@@ -223,13 +223,24 @@ def _round_updates(
             vector = dp_contribution(cast(DPModel, model), params, client, dp.config, rng)
         else:
             vector = _local_update(model, params, client, config, rng)
-        if not np.all(np.isfinite(vector)):
-            rejected.append((client.client_id, "update contains NaN or infinite values"))
+        expected = flatten(params)
+        problem = _malformed(vector, expected.shape[0])
+        if problem is not None:
+            rejected.append((client.client_id, problem))
             dropouts[client.client_id] = min(dropouts.get(client.client_id, _WITHHELD), _WITHHELD)
             LOGGER.warning("round %d: hospital %d withholds its update: %s", t, *rejected[-1])
-            vector = np.zeros_like(flatten(params))
+            vector = np.zeros_like(expected)
         updates.append(ClientUpdate(client.client_id, vector, client.num_samples))
     return updates, rejected
+
+
+def _malformed(vector: FloatArray, length: int) -> str | None:
+    """Why ``vector`` is not an update of the model's ``length`` coordinates, or None."""
+    if not isinstance(vector, np.ndarray) or vector.ndim != 1 or vector.shape[0] != length:
+        return f"update has length {getattr(vector, 'size', '?')}, expected {length}"
+    if not np.all(np.isfinite(vector)):
+        return "update contains NaN or infinite values"
+    return None
 
 
 def _evaluate(model: Model, params: Params, x: FloatArray, y: IntArray) -> tuple[float, float]:

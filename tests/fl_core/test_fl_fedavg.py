@@ -8,6 +8,7 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 import pytest
 
+from fl_core import fedavg
 from fl_core.aggregators import (
     AggregationResult,
     Aggregator,
@@ -240,3 +241,23 @@ def test_a_hospital_whose_update_is_not_finite_is_dropped_with_a_reason(
         assert (clients[2].client_id, "UPLOAD") in record.dropouts
         assert record.rejected == ((clients[2].client_id, "update contains NaN or infinite values"),)
     assert np.isfinite(result.rounds[-1].loss)
+
+
+def test_a_hospital_whose_update_has_the_wrong_length_is_dropped_with_a_reason(
+    federation: Federation, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Setup: hospital 1's training (a faulty model or integration) returns one coordinate too few.
+    clients, _, _ = federation
+    real = fedavg._local_update
+
+    def short_for_one(*args: object) -> np.ndarray:
+        update: np.ndarray = real(*args)  # type: ignore[arg-type]
+        return update[:-1] if args[2] is clients[1] else update
+
+    monkeypatch.setattr(fedavg, "_local_update", short_for_one)
+    # Execute
+    result = train(federation, "plain", FedAvgConfig(rounds=2, learning_rate=0.1))
+    # Assert: the round goes on without it; the record says why.
+    for record in result.rounds:
+        assert record.skipped_reason is None and clients[1].client_id not in record.included
+        assert record.rejected == ((clients[1].client_id, "update has length 13, expected 14"),)
