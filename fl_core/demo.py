@@ -125,7 +125,13 @@ def _setup(
     if config.dp_epsilon is not None and name != "plain":
         dimension = sum(int(p.size) for p in _model(config, federation).init(np.random.default_rng(0)))
         rng = np.random.default_rng([config.seed, _STANDARDISE])
-        return dp_setup(config, federation, name, _aggregator, dimension, rng)
+        try:
+            return dp_setup(config, federation, name, _aggregator, dimension, rng)
+        except ConfigurationError as exc:  # e.g. no noise variance meets the budget: name what set it
+            raise ConfigurationError(
+                f"--dp-epsilon {config.dp_epsilon:g} (--dp-delta {config.dp_delta:g}, --rounds {config.rounds}, "
+                f"--hospitals {config.hospitals}): {exc}"
+            ) from exc
     moments = _aggregator(
         name, config,
         **moments_quantization(config.hospitals, FEATURE_BOUNDS[config.dataset], config.max_samples_per_client),

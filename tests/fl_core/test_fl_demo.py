@@ -302,3 +302,13 @@ def test_a_hospital_above_the_sample_bound_is_refused_after_the_split_naming_the
     assert code == 2
     assert "--max-samples-per-client 60" in captured.err and "training rows" in captured.err
     assert "round" not in captured.out.split("\n", 2)[-1]
+
+
+@needs_sklearn
+def test_an_epsilon_no_noise_can_meet_is_refused_naming_the_options(capsys: pytest.CaptureFixture[str]) -> None:
+    # Execute: no noise variance up to 2^60 gives epsilon 1e-4 over the run.
+    code = cli_main(["demo", "--dp-epsilon", "0.0001", "--rounds", "2", "--no-progress"])
+    # Assert: a configuration error that names the options the calibration followed, before any round.
+    err = capsys.readouterr().err
+    assert code == 2 and "Traceback" not in err
+    assert "--dp-epsilon 0.0001 (--dp-delta 1e-05, --rounds 2, --hospitals 5)" in err
