@@ -35,6 +35,7 @@ from fl_core.dp import DPAggregator
 from fl_core.dp_training import dp_contribution, public_denominator
 from fl_core.models import DPModel, FloatArray, IntArray, Model, Params, accuracy, flatten, unflatten
 from fl_core.server_opt import ServerOptimizer
+from secagg._validate import require_int
 from secagg.errors import ConfigurationError
 
 __all__ = ["FedAvgConfig", "FedAvgResult", "RoundRecord", "local_sgd", "run_fedavg"]
@@ -82,8 +83,11 @@ class FedAvgConfig:
     server_momentum: float = 0.0
 
     def __post_init__(self) -> None:
+        for name in ("rounds", "local_epochs", "batch_size", "patience"):
+            require_int(name, getattr(self, name))
         if self.rounds < 1 or self.local_epochs < 1 or self.batch_size < 1 or self.patience < 1:
             raise ConfigurationError("rounds, local_epochs, batch_size and patience must be at least 1")
+        require_int("seed", self.seed, 0)  # numpy seeds are non-negative
         if not (np.isfinite(self.learning_rate) and self.learning_rate > 0):
             raise ConfigurationError(f"learning_rate must be positive, got {self.learning_rate}")
         if not 0.0 < self.client_fraction <= 1.0:

@@ -312,3 +312,9 @@ def test_an_epsilon_no_noise_can_meet_is_refused_naming_the_options(capsys: pyte
     err = capsys.readouterr().err
     assert code == 2 and "Traceback" not in err
     assert "--dp-epsilon 0.0001 (--dp-delta 1e-05, --rounds 2, --hospitals 5)" in err
+
+
+@pytest.mark.parametrize("options", [{"seed": -1}, {"rounds": 2.5}, {"hospitals": True}, {"hospitals": 5.0}])
+def test_demo_config_refuses_a_seed_or_count_that_is_not_a_whole_number_in_range(options: dict[str, object]) -> None:
+    with pytest.raises(ConfigurationError):
+        DemoConfig(**options)  # type: ignore[arg-type]

@@ -261,3 +261,13 @@ def test_a_hospital_whose_update_has_the_wrong_length_is_dropped_with_a_reason(
     for record in result.rounds:
         assert record.skipped_reason is None and clients[1].client_id not in record.included
         assert record.rejected == ((clients[1].client_id, "update has length 13, expected 14"),)
+
+
+@pytest.mark.parametrize(
+    "options",
+    [{"seed": -1}, {"seed": 1.5}, {"rounds": 2.5}, {"rounds": True}, {"local_epochs": 1.5}, {"batch_size": 0.5}],
+)
+def test_fedavg_config_refuses_a_seed_or_count_that_is_not_a_whole_number_in_range(options: dict[str, object]) -> None:
+    # A negative seed used to reach numpy (ValueError) and a fractional count range() (TypeError), mid-run.
+    with pytest.raises(ConfigurationError):
+        FedAvgConfig(**options)  # type: ignore[arg-type]
