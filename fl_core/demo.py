@@ -77,6 +77,7 @@ from fl_core.dp_presets import DEFAULT_DELTA
 from fl_core.fedavg import FedAvgResult, RoundRecord, run_fedavg
 from fl_core.models import MLP, LogisticRegression, Model
 from secagg._install import install_hint
+from secagg.errors import ConfigurationError
 from secagg.segments import ClippingWarning
 
 __all__ = ["DemoConfig", "DemoReport", "main", "run_demo"]
@@ -124,7 +125,13 @@ def _setup(
     if config.dp_epsilon is not None and name != "plain":
         dimension = sum(int(p.size) for p in _model(config, federation).init(np.random.default_rng(0)))
         rng = np.random.default_rng([config.seed, _STANDARDISE])
-        return dp_setup(config, federation, name, _aggregator, dimension, rng)
+        try:
+            return dp_setup(config, federation, name, _aggregator, dimension, rng)
+        except ConfigurationError as exc:  # e.g. no noise variance meets the budget: name what set it
+            raise ConfigurationError(
+                f"--dp-epsilon {config.dp_epsilon:g} (--dp-delta {config.dp_delta:g}, --rounds {config.rounds}, "
+                f"--hospitals {config.hospitals}): {exc}"
+            ) from exc
     moments = _aggregator(
         name, config,
         **moments_quantization(config.hospitals, FEATURE_BOUNDS[config.dataset], config.max_samples_per_client),
@@ -139,6 +146,21 @@ def _setup(
         ), config, choice, compression,
     )  # fmt: skip
     return federation.standardised(standardiser), updates
+
+
+def _check_sample_bound(config: DemoConfig, federation: Federation, option: str) -> None:
+    """Every hospital's rows within the public bound on its weight (with DP, on its contribution's
+    range), checked after the split and before any round: the largest hospital is named."""
+    if config.aggregation == "plain":
+        return  # floats: no weight bound
+    largest = max(federation.clients, key=lambda client: client.num_samples)
+    if largest.num_samples > config.max_samples_per_client:
+        raise ConfigurationError(
+            f"hospital {largest.client_id} holds {largest.num_samples} training rows, more than "
+            f"{option} {config.max_samples_per_client} (the public bound on one hospital's weight"
+            + (" and on its DP contribution's range" if config.dp_epsilon is not None else "")
+            + f"); raise {option}, or use more hospitals"
+        )
 
 
 def _centralized(config: DemoConfig, federation: Federation) -> tuple[float, str]:
@@ -169,13 +191,16 @@ def run_demo(
     ``on_round`` gets every round's record; ``on_status`` a line before each step
     that may take a while without rounds to show (the comparison runs).
     Needs scikit-learn (the ``examples`` extra) for the datasets. ``option`` names the
-    byte budget in the error a budget that cannot be met raises (before any training).
+    byte budget in the error a budget that cannot be met raises (before any training); given as an
+    option (``--...``), the sample bound's error names ``--max-samples-per-client`` too.
     """
     started = time.perf_counter()
     raw = make_federation(
         config.dataset, config.hospitals, partition=config.partition, alpha=config.alpha,
         test_fraction=TEST_FRACTION, rng=np.random.default_rng([config.seed, _SPLIT]),
     )  # fmt: skip
+    bound_name = "--max-samples-per-client" if option.startswith("--") else "max_samples_per_client"
+    _check_sample_bound(config, raw, bound_name)  # before any round, naming the option as the caller spells it
     model = _model(config, raw)
     dimension = sum(int(p.size) for p in model.init(np.random.default_rng(0)))
     choice = budget_choice(config, dimension, option)  # refuses a budget that cannot be met, now
@@ -241,9 +266,9 @@ def _from_args(args: argparse.Namespace) -> DemoConfig:
         seed=args.seed,
         insecure_small_key=args.insecure_small_key,
         dp_epsilon=getattr(args, "dp_epsilon", None),
-        dp_delta=getattr(args, "dp_delta", DEFAULT_DELTA),
-        dp_scaling=getattr(args, "dp_scaling", "noised-moments"),
-        clipping=getattr(args, "clipping", "adaptive"),
+        dp_delta=getattr(args, "dp_delta", None) or DEFAULT_DELTA,
+        dp_scaling=getattr(args, "dp_scaling", None) or "noised-moments",
+        clipping=getattr(args, "clipping", None) or "adaptive",
         ring=getattr(args, "ring_bits", "word"),
         bits=getattr(args, "bits", None) or DEFAULT_BITS,
         max_samples_per_client=getattr(args, "max_samples_per_client", None) or DEFAULT_MAX_SAMPLES_PER_CLIENT,

@@ -18,6 +18,7 @@ from fl_core.data import DATASETS
 from fl_core.dp_moments import DEFAULT_MOMENTS_SHARE, DP_SCALINGS
 from fl_core.dp_presets import DEFAULT_DELTA, DP_TRAINING
 from fl_core.fedavg import FedAvgConfig, FedAvgResult
+from secagg._validate import require_int
 from secagg.encoding import QuantizationConfig
 from secagg.errors import ConfigurationError
 
@@ -129,6 +130,9 @@ class DemoConfig:
     masking_mode: str = MASKING_MODES[0]
 
     def __post_init__(self) -> None:
+        require_int("hospitals", self.hospitals)
+        require_int("rounds", self.rounds, 1)
+        require_int("seed", self.seed, 0)
         if self.masking_mode not in MASKING_MODES:
             raise ConfigurationError(
                 f"masking_mode must be one of {', '.join(MASKING_MODES)} (default {MASKING_MODES[0]}), "
@@ -273,6 +277,7 @@ class DemoReport:
                     "clients_included": list(r.included),
                     "clients_sampled": list(r.sampled),
                     "dropouts": [{"client": c, "stage": s} for c, s in r.dropouts],
+                    "rejected": [{"client": c, "reason": why} for c, why in r.rejected],
                     "skipped_reason": r.skipped_reason,
                     "epsilon_spent": r.epsilon_spent,
                 }

@@ -55,6 +55,8 @@ def row(record: RoundRecord) -> str:
         notes.append(f"clipped {record.clipped_fraction:.2%}")
     if record.dropouts:
         notes.append("dropped " + ", ".join(f"{c}@{stage.lower()}" for c, stage in record.dropouts))
+    if record.rejected:
+        notes.append("withheld " + ", ".join(f"{c} ({reason})" for c, reason in record.rejected))
     if record.skipped_reason is not None:
         notes.append("SKIPPED, model unchanged")
     included = f"{len(record.included)}/{len(record.sampled)}"

@@ -35,6 +35,7 @@ from fl_core.dp import DPAggregator
 from fl_core.dp_training import dp_contribution, public_denominator
 from fl_core.models import DPModel, FloatArray, IntArray, Model, Params, accuracy, flatten, unflatten
 from fl_core.server_opt import ServerOptimizer
+from secagg._validate import require_int
 from secagg.errors import ConfigurationError
 
 __all__ = ["FedAvgConfig", "FedAvgResult", "RoundRecord", "local_sgd", "run_fedavg"]
@@ -43,6 +44,7 @@ LOGGER = logging.getLogger("fl_core.fedavg")
 
 # Purpose tags that keep the simulation's random streams independent.
 _INIT, _SAMPLE, _DROPOUT, _TRAIN, _AGGREGATE = range(5)
+_WITHHELD = DropoutStage.UPLOAD  # the stage at which a hospital with a malformed update goes silent
 
 
 @dataclass(frozen=True)
@@ -81,8 +83,11 @@ class FedAvgConfig:
     server_momentum: float = 0.0
 
     def __post_init__(self) -> None:
+        for name in ("rounds", "local_epochs", "batch_size", "patience"):
+            require_int(name, getattr(self, name))
         if self.rounds < 1 or self.local_epochs < 1 or self.batch_size < 1 or self.patience < 1:
             raise ConfigurationError("rounds, local_epochs, batch_size and patience must be at least 1")
+        require_int("seed", self.seed, 0)  # numpy seeds are non-negative
         if not (np.isfinite(self.learning_rate) and self.learning_rate > 0):
             raise ConfigurationError(f"learning_rate must be positive, got {self.learning_rate}")
         if not 0.0 < self.client_fraction <= 1.0:
@@ -114,6 +119,9 @@ class RoundRecord:
         delta: with DP, the budget's delta, else None.
         clipped_fraction: fraction of the included updates' coordinates that were
             clipped, from the securely summed counts (0.0 for ``plain``).
+        rejected: (client id, reason) of the sampled clients whose update was malformed
+            (NaN or infinite values, or not the model's length): they withhold it (listed in ``dropouts`` at
+            ``UPLOAD``, or earlier) and the round goes on without them.
     """
 
     round: int
@@ -128,6 +136,7 @@ class RoundRecord:
     epsilon_spent: float | None = None
     delta: float | None = None
     clipped_fraction: float = 0.0
+    rejected: tuple[tuple[int, str], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -187,6 +196,57 @@ def _draw_dropouts(
     return {c.client_id: stages[int(s)] for c, d, s in zip(sampled, drops, picks, strict=True) if d}
 
 
+def _local_update(
+    model: Model, params: Params, client: ClientData, config: FedAvgConfig, rng: np.random.Generator
+) -> FloatArray:
+    """``client``'s update: its model after local SGD from ``params``, minus ``params``."""
+    local = local_sgd(
+        model, params, client,
+        epochs=config.local_epochs, batch_size=config.batch_size, learning_rate=config.learning_rate, rng=rng,
+    )  # fmt: skip
+    return flatten(local) - flatten(params)
+
+
+def _round_updates(
+    model: Model,
+    params: Params,
+    sampled: Sequence[ClientData],
+    dropouts: dict[int, DropoutStage],
+    config: FedAvgConfig,
+    t: int,
+    dp: DPAggregator | None,
+) -> tuple[list[ClientUpdate], list[tuple[int, str]]]:
+    """The sampled clients' updates of round ``t`` (local SGD, or with ``dp`` one DP contribution) and
+    (client, reason) of those whose update is malformed: they withhold it (a stand-in vector, never
+    uploaded, keeps the round's shape) and drop at ``UPLOAD`` at the latest (``dropouts`` is updated)."""
+    updates: list[ClientUpdate] = []
+    rejected: list[tuple[int, str]] = []
+    for client in sampled:
+        rng = np.random.default_rng([config.seed, _TRAIN, t, client.client_id])
+        if dp is not None:
+            vector = dp_contribution(cast(DPModel, model), params, client, dp.config, rng)
+        else:
+            vector = _local_update(model, params, client, config, rng)
+        expected = flatten(params)
+        problem = _malformed(vector, expected.shape[0])
+        if problem is not None:
+            rejected.append((client.client_id, problem))
+            dropouts[client.client_id] = min(dropouts.get(client.client_id, _WITHHELD), _WITHHELD)
+            LOGGER.warning("round %d: hospital %d withholds its update: %s", t, *rejected[-1])
+            vector = np.zeros_like(expected)
+        updates.append(ClientUpdate(client.client_id, vector, client.num_samples))
+    return updates, rejected
+
+
+def _malformed(vector: FloatArray, length: int) -> str | None:
+    """Why ``vector`` is not an update of the model's ``length`` coordinates, or None."""
+    if not isinstance(vector, np.ndarray) or vector.ndim != 1 or vector.shape[0] != length:
+        return f"update has length {getattr(vector, 'size', '?')}, expected {length}"
+    if not np.all(np.isfinite(vector)):
+        return "update contains NaN or infinite values"
+    return None
+
+
 def _evaluate(model: Model, params: Params, x: FloatArray, y: IntArray) -> tuple[float, float]:
     loss, _ = model.loss_and_grad(params, x, y)
     return accuracy(model, params, x, y), loss
@@ -225,7 +285,6 @@ def run_fedavg(
     dp = aggregator if isinstance(aggregator, DPAggregator) else None
     if dp is not None and not callable(getattr(model, "clipped_gradient_sum", None)):
         raise ConfigurationError("DP training needs a model with clipped_gradient_sum (fl_core.models.DPModel)")
-    dp_model = cast(DPModel, model)
     server = ServerOptimizer(config.server_optimizer, config.learning_rate, config.server_momentum)
     for t in range(1, config.rounds + 1):
         # 1-2: who takes part, and who will drop out (and when).
@@ -233,19 +292,7 @@ def run_fedavg(
         dropouts = _draw_dropouts(sampled, config.dropout, np.random.default_rng([seed, _DROPOUT, t]))
         # 3: local training from the current global model.
         global_vector = flatten(params)
-        updates = []
-        for client in sampled:
-            if dp is not None:
-                rng = np.random.default_rng([seed, _TRAIN, t, client.client_id])
-                contribution = dp_contribution(dp_model, params, client, dp.config, rng)
-                updates.append(ClientUpdate(client.client_id, contribution, client.num_samples))
-                continue
-            local = local_sgd(
-                model, params, client,
-                epochs=config.local_epochs, batch_size=config.batch_size, learning_rate=config.learning_rate,
-                rng=np.random.default_rng([seed, _TRAIN, t, client.client_id]),
-            )  # fmt: skip
-            updates.append(ClientUpdate(client.client_id, flatten(local) - global_vector, client.num_samples))
+        updates, rejected = _round_updates(model, params, sampled, dropouts, config, t, dp)
         # 4: the weighted mean of the updates, computed by the aggregator.
         result = aggregator.aggregate(updates, dropouts, rng=np.random.default_rng([seed, _AGGREGATE, t]))
         # 5: apply it, or keep the model if the round could not complete.
@@ -272,6 +319,7 @@ def run_fedavg(
             epsilon_spent=None if dp is None else dp.spent()[0],
             delta=None if dp is None else dp.config.delta,
             clipped_fraction=result.clipped_fraction,
+            rejected=tuple(rejected),
         )
         records.append(record)
         if on_round is not None:

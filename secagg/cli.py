@@ -30,6 +30,7 @@ from collections.abc import Sequence
 
 import secagg
 from secagg._cli_bench import _add_bench
+from secagg._cli_demo_checks import check_demo as _check_demo
 from secagg._cli_options import (  # noqa: F401 (re-exported: the limits are part of the command line's contract)
     EXIT_BROKEN_PIPE,
     EXIT_INTERRUPTED,
@@ -102,7 +103,7 @@ def _add_demo(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> 
     demo.add_argument(
         "--clipping",
         choices=["adaptive", "fixed"],
-        default="adaptive",
+        default=None,
         help="the update clip: adaptive (follows the securely summed clipped fraction toward 0.1%%) or fixed "
         "(default: adaptive)",
     )
@@ -138,16 +139,16 @@ def _add_demo(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> 
     demo.add_argument(
         "--dp-delta",
         type=_real(0, 1, include_low=False, include_high=False),
-        default=1e-5,
-        help="the DP budget's delta per patient (default: 1e-5)",
+        default=None,
+        help="with --dp-epsilon: the DP budget's delta per patient (default: 1e-5)",
     )
     demo.add_argument(
         "--dp-scaling",
         choices=("noised-moments", "public-ranges"),
-        default="noised-moments",
-        help="DP feature scaling: standardise from a noised moments release (calibrated alone at 20%% of epsilon; "
-        "the training is calibrated after it in one Renyi account, so the run spends the declared epsilon and delta "
-        "in total; default), or from the declared public ranges alone (nothing released)",
+        default=None,
+        help="with --dp-epsilon: DP feature scaling: standardise from a noised moments release (calibrated alone "
+        "at 20%% of epsilon; the training is calibrated after it in one Renyi account, so the run spends the "
+        "declared epsilon and delta in total; default), or from the declared public ranges alone (nothing released)",
     )
     demo.add_argument(
         "--bytes-per-parameter",
@@ -180,83 +181,9 @@ def _add_demo(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> 
 
 def _ring_choice(text: str) -> str:
     """``word``, ``smallest`` or an integer 8..64 (kept as text: fl_core resolves it)."""
-    if text in ("word", "smallest") or (text.isdigit() and 8 <= int(text) <= 64):
+    if text in ("word", "smallest") or (text.isascii() and text.isdigit() and 8 <= int(text) <= 64):
         return text
     raise argparse.ArgumentTypeError(f"must be word, smallest or an integer in 8..64, got {text!r}")
-
-
-def _check_dropout(args: argparse.Namespace) -> str | None:
-    """A ``--dropout`` the demo's SecAgg+ cannot be sized for in the run's mode, or None."""
-    if args.aggregation != "secagg+":
-        return None
-    if getattr(args, "masking_mode", "active") == "active" and args.dropout >= SECAGG_PLUS_ACTIVE_DROPOUT_BELOW:
-        return (
-            f"argument --dropout: --aggregation secagg+ in active mode (the default) is sized for below "
-            f"{SECAGG_PLUS_ACTIVE_DROPOUT_BELOW} (a lying server must not split the hospitals into two groups "
-            f"that each reach the threshold), got {args.dropout:g}; --aggregation secagg takes more (skipping "
-            "the rounds that fall short), --masking-mode semi-honest up to 0.85 without that protection"
-        )
-    if args.dropout > SECAGG_PLUS_MAX_DROPOUT:
-        return (
-            f"argument --dropout: --aggregation secagg+ is sized for at most {SECAGG_PLUS_MAX_DROPOUT} "
-            f"(with 5% corrupt hospitals), got {args.dropout:g}; --aggregation secagg takes more"
-        )
-    return None
-
-
-def _check_applies(args: argparse.Namespace) -> str | None:
-    """An option given for an aggregation it does not apply to, or None."""
-    if args.insecure_small_key and args.aggregation != "paillier":
-        return "argument --insecure-small-key: applies to --aggregation paillier only"
-    if getattr(args, "masking_mode", "active") != "active" and args.aggregation not in ("secagg", "secagg+"):
-        return "argument --masking-mode semi-honest: applies to --aggregation secagg and secagg+ only"
-    return None
-
-
-def _check_demo(args: argparse.Namespace) -> str | None:
-    """What depends on several demo options: the problem, naming the option as typed, or None."""
-    fewest = MIN_HOSPITALS[args.aggregation]
-    if args.hospitals < fewest:
-        reason = " (a secure sum of two would reveal each update to the other)" if fewest > 1 else ""
-        return (
-            f"argument --hospitals: --aggregation {args.aggregation} needs at least {fewest} "
-            f"hospital{'s' if fewest > 1 else ''}{reason}, got {args.hospitals}"
-        )
-    dropout = _check_dropout(args)
-    if dropout is not None:
-        return dropout
-    applies = _check_applies(args)
-    if applies is not None:
-        return applies
-    if getattr(args, "dp_epsilon", None) is not None and args.aggregation == "plain":
-        return "argument --dp-epsilon: the noise is added to the integer encoding; use an aggregation other than plain"
-    with_dp = getattr(args, "dp_epsilon", None) is not None
-    if getattr(args, "rotate", False) and (with_dp or args.aggregation == "plain"):
-        return "argument --rotate: applies to the quantized secure aggregations, and not with --dp-epsilon"
-    return _check_budget(args, with_dp)
-
-
-def _check_budget(args: argparse.Namespace, with_dp: bool) -> str | None:
-    """--bytes-per-parameter picks the bits, ring and rotation: none of them beside it, nor DP or plain."""
-    if getattr(args, "bytes_per_parameter", None) is None:
-        return None
-    given = [
-        flag
-        for flag, on in (
-            ("--bits", args.bits is not None),
-            ("--ring-bits", args.ring_bits != "word"),
-            ("--rotate", args.rotate),
-            ("--dp-epsilon", with_dp),
-            ("--aggregation plain", args.aggregation == "plain"),
-        )
-        if on
-    ]
-    if not given:
-        return None
-    return (
-        "argument --bytes-per-parameter: picks the bits, ring and rotation of a quantized aggregation "
-        f"without DP itself; not with {', '.join(given)}"
-    )
 
 
 def _add_vectors(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

@@ -267,3 +267,54 @@ def test_demo_dp_refuses_plain_aggregation(capsys: pytest.CaptureFixture[str]) -
     assert "--dp-epsilon" in capsys.readouterr().err
     with pytest.raises(ConfigurationError, match="plain"):
         DemoConfig(aggregation="plain", dp_epsilon=1.0)
+
+
+def test_the_command_line_refuses_exactly_the_rings_that_could_overflow() -> None:
+    # Setup: hospitals x bits x ring x weight bound, from comfortable to far past Z_(2^64).
+    for hospitals in (1, 5, 17, 100):
+        for bits in (2, 16, 30, 45, 53):
+            for ring in ("8", "16", "31", "32", "40", "64", "word", "smallest"):
+                for weight in (1, 4096, 1 << 30):
+                    argv = ["demo", "--aggregation", "plain-quantized", "--hospitals", str(hospitals), "--bits",
+                            str(bits), "--ring-bits", ring, "--max-samples-per-client", str(weight)]  # fmt: skip
+                    # Execute: the command line's check, and the configuration it stands for.
+                    problem = cli._check_demo(cli.build_parser().parse_args(argv))
+                    try:
+                        DemoConfig(aggregation="plain-quantized", hospitals=hospitals, bits=bits, ring=ring,
+                                   max_samples_per_client=weight)  # fmt: skip
+                        builds = True
+                    except ConfigurationError:
+                        builds = False
+                    # Assert: refused up front exactly when the library refuses, naming an option.
+                    assert (problem is None) == builds, (argv, problem)
+                    assert problem is None or problem.startswith(("argument --ring-bits: ", "argument --bits: "))
+
+
+@needs_sklearn
+@pytest.mark.parametrize("extra", [[], ["--dp-epsilon", "3"]])
+def test_a_hospital_above_the_sample_bound_is_refused_after_the_split_naming_the_option(
+    extra: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Execute: 5 hospitals share 398 training rows, so one holds more than 60.
+    code = cli_main(["demo", "--max-samples-per-client", "60", "--rounds", "1", "--no-progress", *extra])
+    # Assert: a configuration error naming the option as typed and the hospital, before any round.
+    captured = capsys.readouterr()
+    assert code == 2
+    assert "--max-samples-per-client 60" in captured.err and "training rows" in captured.err
+    assert "round" not in captured.out.split("\n", 2)[-1]
+
+
+@needs_sklearn
+def test_an_epsilon_no_noise_can_meet_is_refused_naming_the_options(capsys: pytest.CaptureFixture[str]) -> None:
+    # Execute: no noise variance up to 2^60 gives epsilon 1e-4 over the run.
+    code = cli_main(["demo", "--dp-epsilon", "0.0001", "--rounds", "2", "--no-progress"])
+    # Assert: a configuration error that names the options the calibration followed, before any round.
+    err = capsys.readouterr().err
+    assert code == 2 and "Traceback" not in err
+    assert "--dp-epsilon 0.0001 (--dp-delta 1e-05, --rounds 2, --hospitals 5)" in err
+
+
+@pytest.mark.parametrize("options", [{"seed": -1}, {"rounds": 2.5}, {"hospitals": True}, {"hospitals": 5.0}])
+def test_demo_config_refuses_a_seed_or_count_that_is_not_a_whole_number_in_range(options: dict[str, object]) -> None:
+    with pytest.raises(ConfigurationError):
+        DemoConfig(**options)  # type: ignore[arg-type]

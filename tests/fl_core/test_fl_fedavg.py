@@ -8,6 +8,7 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 import pytest
 
+from fl_core import fedavg
 from fl_core.aggregators import (
     AggregationResult,
     Aggregator,
@@ -218,3 +219,55 @@ def test_the_server_adds_the_aggregated_mean_to_the_model(federation: Federation
     sent = aggregator.seen[0]
     assert [u.num_samples for u in sent] == [c.num_samples for c in clients]
     assert all(np.any(u.vector != 0) for u in sent)
+
+
+@pytest.mark.parametrize("aggregation", ["plain", "secagg"])
+def test_a_hospital_whose_update_is_not_finite_is_dropped_with_a_reason(
+    federation: Federation, aggregation: str
+) -> None:
+    # Setup: hospital 2's data holds an infinite value, so its local update is NaN.
+    clients, test_x, test_y = federation
+    features = clients[2].features.copy()
+    features[0, 0] = np.inf
+    broken = [*clients[:2], ClientData(clients[2].client_id, features, clients[2].labels), *clients[3:]]
+    options = {} if aggregation == "plain" else {"random_bytes": InsecureDeterministicRandom(b"nan")}
+    # Execute: the run goes on without it (it does not crash).
+    result = train((broken, test_x, test_y), aggregation, FedAvgConfig(rounds=2, learning_rate=0.1), **options)
+    # Assert: every round ran with the others; the record names it and says why.
+    others = tuple(c.client_id for c in clients if c.client_id != clients[2].client_id)
+    for record in result.rounds:
+        assert record.skipped_reason is None
+        assert record.included == others
+        assert (clients[2].client_id, "UPLOAD") in record.dropouts
+        assert record.rejected == ((clients[2].client_id, "update contains NaN or infinite values"),)
+    assert np.isfinite(result.rounds[-1].loss)
+
+
+def test_a_hospital_whose_update_has_the_wrong_length_is_dropped_with_a_reason(
+    federation: Federation, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Setup: hospital 1's training (a faulty model or integration) returns one coordinate too few.
+    clients, _, _ = federation
+    real = fedavg._local_update
+
+    def short_for_one(*args: object) -> np.ndarray:
+        update: np.ndarray = real(*args)  # type: ignore[arg-type]
+        return update[:-1] if args[2] is clients[1] else update
+
+    monkeypatch.setattr(fedavg, "_local_update", short_for_one)
+    # Execute
+    result = train(federation, "plain", FedAvgConfig(rounds=2, learning_rate=0.1))
+    # Assert: the round goes on without it; the record says why.
+    for record in result.rounds:
+        assert record.skipped_reason is None and clients[1].client_id not in record.included
+        assert record.rejected == ((clients[1].client_id, "update has length 13, expected 14"),)
+
+
+@pytest.mark.parametrize(
+    "options",
+    [{"seed": -1}, {"seed": 1.5}, {"rounds": 2.5}, {"rounds": True}, {"local_epochs": 1.5}, {"batch_size": 0.5}],
+)
+def test_fedavg_config_refuses_a_seed_or_count_that_is_not_a_whole_number_in_range(options: dict[str, object]) -> None:
+    # A negative seed used to reach numpy (ValueError) and a fractional count range() (TypeError), mid-run.
+    with pytest.raises(ConfigurationError):
+        FedAvgConfig(**options)  # type: ignore[arg-type]

@@ -13,7 +13,8 @@ import pytest
 
 from fl_core.aggregators import ClientUpdate, DropoutStage, MaskingAggregator, make_aggregator
 from fl_core.aggregators.masking import MASKING_MODES
-from fl_core.demo import DemoConfig
+from fl_core.demo import DemoConfig, _aggregator
+from secagg.cli import _check_demo, build_parser
 from secagg.cli import main as cli_main
 from secagg.dp import DPConfig
 from secagg.errors import ConfigurationError
@@ -198,3 +199,24 @@ def test_the_demo_help_says_what_semi_honest_gives_up(capsys: pytest.CaptureFixt
 def test_dataclass_replace_keeps_the_mode_checked() -> None:
     with pytest.raises(ConfigurationError, match="masking_mode"):
         dataclasses.replace(DemoConfig(), masking_mode="semi_honest")
+
+
+def test_the_command_line_refuses_exactly_the_secagg_plus_dropouts_the_demo_cannot_size_for() -> None:
+    # Setup: the demo's own aggregator for every small federation and --dropout up to 0.85 (semi-honest).
+    for hospitals in range(3, 13):
+        for dropout in (0.41, 0.5, 0.6, 0.66, 0.67, 0.7, 0.75, 0.8, 0.84, 0.85):
+            argv = ["demo", "--masking-mode", "semi-honest", "--hospitals", str(hospitals), "--dropout", str(dropout)]
+            # Execute: the command line's check, before any work, and the setup it stands for.
+            problem = _check_demo(build_parser().parse_args(argv))
+            config = DemoConfig(hospitals=hospitals, dropout=dropout, masking_mode="semi-honest")
+            try:
+                _aggregator("secagg+", config, clip=config.clip, bits=config.bits, ring_bits=config.ring_bits,
+                            max_samples_per_client=config.max_samples_per_client)  # fmt: skip
+                builds = True
+            except ConfigurationError:
+                builds = False
+            # Assert: refused up front exactly when the setup would fail, naming the options as typed.
+            assert (problem is None) == builds, (hospitals, dropout, problem)
+            if problem is not None:
+                assert problem.startswith("argument --dropout: ") and f"--hospitals {hospitals}" in problem
+                assert "dropout_fraction" not in problem
