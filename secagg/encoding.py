@@ -56,7 +56,7 @@ def smallest_ring_bits(
     the smallest b with ``num_clients * max_weight * (2^(bits-1) - 1) <= 2^(b-1) - 1``.
     The ring follows the federation (a 5,000-row hospital or a 17th site needs a wider
     ring). ``choices=WORD_RINGS`` picks between Z_(2^32) and Z_(2^64) only.
-    ConfigurationError (with the largest safe settings) if none fits."""
+    ConfigurationError (with the safe settings) if none fits."""
     bits = require_int("bits", bits)
     if not choices or any(b not in RING_CHOICES for b in choices):
         raise ConfigurationError(f"ring choices must be ring widths in {RING_CHOICES[0]}..{RING_CHOICES[-1]}")
@@ -145,11 +145,11 @@ class QuantizationConfig:
         wider = smallest_ring_bits(self.bits, self.num_clients, self.max_weight) if self._fits_some_ring() else 0
         if wider > self.ring_bits:
             word = next(b for b in WORD_RINGS if b >= wider)
-            options.append(f"ring_bits={wider}" + ("" if word == wider else f" (the word ring: ring_bits={word})"))
+            options.append(f"ring_bits >= {wider}" + ("" if word == wider else f" (the word ring: ring_bits={word})"))
         advice = ", or ".join(options) if options else "a smaller max_weight or fewer clients"
         return (
             f"quantization could overflow Z_(2^{self.ring_bits}): {self.num_clients} clients x weight "
-            f"{self.max_weight} x {self.qmax} (bits={self.bits}) exceeds {self.limit}. Largest safe setting: {advice}"
+            f"{self.max_weight} x {self.qmax} (bits={self.bits}) exceeds {self.limit}. Safe settings: {advice}"
         )
 
 

@@ -261,7 +261,7 @@ def test_overflow_is_refused_with_the_largest_safe_settings(setting: tuple[int, 
         QuantizationConfig(bits=safe_bits + 1, num_clients=num_clients, **common)  # type: ignore[arg-type]
     with pytest.raises(ConfigurationError):
         QuantizationConfig(bits=bits, num_clients=safe_clients + 1, **common)  # type: ignore[arg-type]
-    wider = re.search(r"ring_bits=(\d+)", message)
+    wider = re.search(r"ring_bits >= (\d+)", message)
     if ring_bits < 64 and num_clients * max_weight * ((1 << (bits - 1)) - 1) <= (1 << 63) - 1:
         # the smallest wider ring that fits is named, and it is the smallest
         assert wider is not None, message
@@ -424,3 +424,18 @@ def test_the_smallest_narrow_ring_is_the_overflow_rule_at_equality() -> None:
                 QuantizationConfig(1.0, bits, n, b - 1, max_weight=w)
     with pytest.raises(ConfigurationError, match="could overflow Z_\\(2\\^64\\)"):
         smallest_ring_bits(53, 1000, 1 << 20)
+
+
+def test_overflow_message_offers_a_wider_ring_as_a_lower_bound() -> None:
+    # Execute: 5 clients at 31 bits overflow Z_(2^32); a wider ring holds them.
+    with pytest.raises(ConfigurationError) as refused:
+        QuantizationConfig(clip=1.0, bits=31, num_clients=5, ring_bits=32)
+    message = str(refused.value)
+
+    # Assert: the ring is advised as a minimum (it was "Largest safe setting: ring_bits=34"),
+    # and the ring advised is accepted while one bit less is not.
+    wider = re.search(r"ring_bits >= (\d+)", message)
+    assert wider is not None and "Largest safe" not in message, message
+    QuantizationConfig(clip=1.0, bits=31, num_clients=5, ring_bits=int(wider.group(1)))
+    with pytest.raises(ConfigurationError):
+        QuantizationConfig(clip=1.0, bits=31, num_clients=5, ring_bits=int(wider.group(1)) - 1)
