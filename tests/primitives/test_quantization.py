@@ -432,7 +432,7 @@ def test_overflow_message_offers_a_wider_ring_as_a_lower_bound() -> None:
         QuantizationConfig(clip=1.0, bits=31, num_clients=5, ring_bits=32)
     message = str(refused.value)
 
-    # Assert: the ring is advised as a minimum (it was "Largest safe setting: ring_bits=34"),
+    # Assert: the ring is advised as a minimum (it was "Largest safe setting: ... ring_bits=34"),
     # and the ring advised is accepted while one bit less is not.
     wider = re.search(r"ring_bits >= (\d+)", message)
     assert wider is not None and "Largest safe" not in message, message
