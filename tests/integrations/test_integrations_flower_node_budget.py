@@ -22,12 +22,15 @@ import pytest
 pytest.importorskip("flwr")
 pytest.importorskip("dp_accounting")
 
-from flwr.app import ConfigRecord, MessageType, RecordDict
+from flwr.app import ConfigRecord, Context, MessageType, RecordDict
 
-from secagg.dp import DPConfig
+from secagg.dp import DPConfig, calibrate
+from secagg.dp.calibration import NoisePlan
+from secagg.errors import BudgetExceededError, ConfigurationError, ProtocolError
 from secagg.integrations.flower import PaillierGrid, SecAggGrid
 from secagg.integrations.flower._grid import RoundReport
 from secagg.integrations.flower.dp import DPRounds
+from secagg.integrations.flower.node_budget import BUDGET_KEY, charge_node_budget, check_node_budget
 
 from . import test_integrations_flower_paillier_dp as paillier_dp
 from .flower_harness import Audit, FakeGrid, initial_arrays, restore_task_identity, set_task_identity
@@ -155,3 +158,36 @@ def test_alternating_between_two_plans_never_resets_the_count(tmp_path: Path, st
     assert refused_by_all(reports[3], nodes), reports[3].errors
     assert refused_by_all(reports[4], nodes, "bound to another DP plan"), reports[4].errors
     assert sorted({record.server_round for record in audit.records}) == [1, 3]
+
+
+# --- The node's budget on its own ----------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def plan() -> NoisePlan:
+    config = DPConfig(epsilon=2.0, delta=1e-5, rounds=2, l2_clip=1.0, min_honest=2)
+    return calibrate(config, num_clients=5, scale=256.0, dimension=17)
+
+
+def test_a_refused_charge_records_nothing(plan: NoisePlan) -> None:
+    context = Context(1, 7, {}, RecordDict(), {})
+    charge_node_budget(context, plan, None)
+    charge_node_budget(context, plan, None)
+    with pytest.raises(BudgetExceededError, match="it has made 2 DP contributions under this plan"):
+        charge_node_budget(context, plan, None)
+    record = context.state[BUDGET_KEY]
+    assert isinstance(record, ConfigRecord) and record["released"] == 2
+
+
+def test_a_malformed_stored_count_and_a_state_file_others_can_write_are_refused(
+    tmp_path: Path, plan: NoisePlan
+) -> None:
+    context = Context(1, 7, {}, RecordDict(), {})
+    context.state[BUDGET_KEY] = ConfigRecord({"plan": plan.config.digest(plan), "released": -1})
+    with pytest.raises(ProtocolError, match="malformed"):
+        check_node_budget(context, plan, None)
+    path = tmp_path / "budget.json"
+    charge_node_budget(Context(1, 7, {}, RecordDict(), {}), plan, str(path))
+    path.chmod(0o666)  # others could roll the count back
+    with pytest.raises(ConfigurationError, match="writable by its owner only"):
+        check_node_budget(Context(1, 7, {}, RecordDict(), {}), plan, str(path))

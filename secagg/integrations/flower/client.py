@@ -11,8 +11,10 @@ every message before the app's handlers:
   mode every identity key in the configuration on the federation's trusted
   list, no key twice, and its own key at its own protocol id; in a DP round
   the noise plan, and that every sum the server can unmask holds the plan's h
-  honest noise shares, :func:`~secagg.integrations.flower.dp.check_unmasked_sums`),
-  draws fresh keys and answers with its public keys (signed in active mode).
+  honest noise shares, :func:`~secagg.integrations.flower.dp.check_unmasked_sums`, and that this
+  node's own budget allows one more contribution under that plan,
+  :mod:`~secagg.integrations.flower.node_budget`), draws fresh keys and answers with its public
+  keys (signed in active mode).
   It takes part in a session at most once: a second setup of a session it
   already started (same run, round, model and configuration: the same session
   id) is refused with a ReplayError, since the server could replay the first
@@ -27,7 +29,8 @@ every message before the app's handlers:
 - ``masked-input``: checks that the model it is asked to train is the one the
   round was set up for, runs the app's train handler on the strategy's
   content, and answers with its update ``local - global``, quantized, weighted
-  by the example count the handler reported, and masked. Nothing of the
+  by the example count the handler reported, and masked (in a DP round: noised, after charging
+  the contribution to this node's own budget). Nothing of the
   handler's reply leaves the node in the clear. In a compressed round it adds
   its residual, sends the round's subset (rotated if asked) and keeps the rest
   as its new residual in ``context.state``

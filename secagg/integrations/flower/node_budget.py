@@ -31,8 +31,10 @@ declared rounds) would pass each time. So each node counts its own contributions
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import os
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 from flwr.app import ConfigRecord, Context
@@ -112,12 +114,32 @@ def check_node_budget(context: Context, plan: NoisePlan, path: str | None) -> No
 
 def charge_node_budget(context: Context, plan: NoisePlan, path: str | None) -> None:
     """Charge one contribution under ``plan``, before it leaves the node (the state file is written
-    first); refused as :func:`check_node_budget` refuses, recording nothing then."""
-    accountant = _open(context, plan, path)
-    if accountant.would_exceed(1):
-        raise _refusal(accountant)
-    accountant.record_round()
+    first, under an exclusive lock of its directory: two processes of one node never both read the
+    old count); refused as :func:`check_node_budget` refuses, recording nothing then."""
+    with _locked(path):
+        accountant = _open(context, plan, path)
+        if accountant.would_exceed(1):
+            raise _refusal(accountant)
+        accountant.record_round()
     if path is None:
-        context.state[BUDGET_KEY] = ConfigRecord(
-            {"plan": plan.config.digest(plan), "released": accountant.num_releases}
-        )
+        digest, released = plan.config.digest(plan), accountant.num_releases
+        context.state[BUDGET_KEY] = ConfigRecord({"plan": digest, "released": released})
+
+
+@contextlib.contextmanager
+def _locked(path: str | None) -> Iterator[None]:
+    """An exclusive ``flock`` of the state file's directory (the file itself is replaced on every
+    write, so its own lock would not serialise); nothing without a file."""
+    if path is None:
+        yield
+        return
+    directory = os.path.dirname(os.path.abspath(path))
+    try:
+        descriptor = os.open(directory, os.O_RDONLY)
+    except OSError as exc:
+        raise ConfigurationError(f"cannot open the directory of {DP_STATE_FILE} {path}: {exc}") from exc
+    try:
+        fcntl.flock(descriptor, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(descriptor)  # releases the lock

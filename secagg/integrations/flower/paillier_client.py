@@ -23,7 +23,9 @@ node and is never stored in ``context.state``.
   (rotated if asked) and keeps the rest (:mod:`~secagg.integrations.flower.compression`).
   In a DP round (the setup's ``dp``, :mod:`~secagg.integrations.flower.dp`) it checks the
   noise plan against the declared epsilon and its policy's DP floors, and that the round's
-  smallest decrypted sum holds h honest uploads, then encrypts ``round(delta * scale)`` plus its
+  smallest decrypted sum holds h honest uploads, and that its own budget allows one more
+  contribution under that plan (:mod:`~secagg.integrations.flower.node_budget`: charged after
+  training, before the upload leaves), then encrypts ``round(delta * scale)`` plus its
   own share of exact discrete Gaussian noise (no weight, no clipped count, nothing clipped).
 - ``decrypt``: answers a ``DecryptionRequest`` for the session it uploaded to
   under every binding rule of :class:`secagg.paillier.DecryptingParty` (its
