@@ -43,7 +43,7 @@ from secagg.dp.calibration import NoisePlan, check_contributors
 from secagg.dp.config import MAX_ROUNDS, DPConfig
 from secagg.errors import BudgetExceededError, ConfigurationError, DecodeError, ReplayError
 
-__all__ = ["STATE_FORMAT", "STATE_VERSION", "PrivacyAccountant", "PrivacySpent"]
+__all__ = ["STATE_FORMAT", "STATE_VERSION", "PrivacyAccountant", "PrivacySpent", "read_state"]
 
 STATE_FORMAT = "secagg/dp-accountant"
 STATE_VERSION = 1
@@ -80,7 +80,7 @@ class PrivacyAccountant:
         self._released = 0
         self._last_round: int | None = None
         if self._path is not None:
-            state = _read_state(self._path)
+            state = read_state(self._path)
             if state is None:
                 self._save(self.state_dict())
             else:
@@ -254,7 +254,7 @@ def _no_constant(name: str) -> None:
     raise DecodeError(f"accountant state holds the non-JSON constant {name}")
 
 
-def _read_state(path: Path) -> dict[str, object] | None:
+def read_state(path: Path) -> dict[str, object] | None:
     """The parsed state file, None if it does not exist."""
     try:
         data = read_regular_file(

@@ -3,6 +3,7 @@
 :class:`FakeGrid` delivers each message to a node's ClientApp in this process,
 passing instructions, replies and the node's ``context.state`` through
 Flower's own object serialisation, as a deployment does between processes.
+``node_configs[node]`` adds to that node's node config (e.g. a state file).
 Fault injection: ``silent[(node, stage)]`` makes a node give no reply in that
 stage (a timeout); ``failing[(node, stage)]`` makes its train handler fail.
 """
@@ -69,6 +70,7 @@ class FakeGrid(Grid):
     sent: list[Message] = field(default_factory=list)
     states: dict[int, RecordDict] = field(default_factory=dict)
     replies: dict[str, Message] = field(default_factory=dict)
+    node_configs: dict[int, dict[str, str]] = field(default_factory=dict)
 
     def set_run(self, run: Run) -> None:
         """Unused: the run is fixed."""
@@ -107,7 +109,8 @@ class FakeGrid(Grid):
                 continue
             # The node's state survives between messages only as records, as in a deployment.
             state = recorddict_from_proto(recorddict_to_proto(self.states.get(node, RecordDict())))
-            context = Context(RUN_ID, node, {"partition-id": node % 100}, state, {})
+            node_config = {"partition-id": node % 100, **self.node_configs.get(node, {})}
+            context = Context(RUN_ID, node, node_config, state, {})
             arrived = transported(message)
             arrived.metadata.__dict__["_message_id"] = message.metadata.message_id  # the SuperLink's job
             try:

@@ -98,6 +98,7 @@ class NodeSettings:
     identity_key_file: PathLike | None
     trusted_keys_file: PathLike | None
     noise_source: RandomSource | None
+    dp_state_file: PathLike | None
 
     def rounding_rng(self) -> np.random.Generator:
         """The quantization's rounding randomness (not secret): ``rng``, else fresh OS entropy."""

@@ -11,8 +11,10 @@ every message before the app's handlers:
   mode every identity key in the configuration on the federation's trusted
   list, no key twice, and its own key at its own protocol id; in a DP round
   the noise plan, and that every sum the server can unmask holds the plan's h
-  honest noise shares, :func:`~secagg.integrations.flower.dp.check_unmasked_sums`),
-  draws fresh keys and answers with its public keys (signed in active mode).
+  honest noise shares, :func:`~secagg.integrations.flower.dp.check_unmasked_sums`, and that this
+  node's own budget allows one more contribution under that plan,
+  :mod:`~secagg.integrations.flower.node_budget`), draws fresh keys and answers with its public
+  keys (signed in active mode).
   It takes part in a session at most once: a second setup of a session it
   already started (same run, round, model and configuration: the same session
   id) is refused with a ReplayError, since the server could replay the first
@@ -27,7 +29,8 @@ every message before the app's handlers:
 - ``masked-input``: checks that the model it is asked to train is the one the
   round was set up for, runs the app's train handler on the strategy's
   content, and answers with its update ``local - global``, quantized, weighted
-  by the example count the handler reported, and masked. Nothing of the
+  by the example count the handler reported, and masked (in a DP round: noised, after charging
+  the contribution to this node's own budget). Nothing of the
   handler's reply leaves the node in the clear. In a compressed round it adds
   its residual, sends the round's subset (rotated if asked) and keeps the rest
   as its new residual in ``context.state``
@@ -77,6 +80,7 @@ from secagg.integrations.flower._node import (
 from secagg.integrations.flower.clipping import encode_segmented, node_table, parse_table
 from secagg.integrations.flower.compression import check_compressed_model, check_entries, keep_residual, node_update
 from secagg.integrations.flower.dp import check_unmasked_sums, node_encoding, node_plan, read_dp
+from secagg.integrations.flower.node_budget import charge_node_budget, check_node_budget, node_budget_file
 from secagg.integrations.flower.policy import NodePolicy
 from secagg.integrations.flower.protocol import (
     DOWNLINK,
@@ -124,6 +128,7 @@ def make_secagg_mod(
     identity_key_file: PathLike | None = None,
     trusted_keys_file: PathLike | None = None,
     noise_source: RandomSource | None = None,
+    dp_state_file: PathLike | None = None,
 ) -> Mod:
     """A masking mod with this node's own safety floor.
 
@@ -145,12 +150,16 @@ def make_secagg_mod(
         noise_source: the randomness of this node's DP noise share; None (the
             default, and the only choice outside tests): the OS CSPRNG
             (:class:`secagg.dp.SystemRandomSource`).
+        dp_state_file: this node's DP budget state file (default: the node config's
+            ``dp-state-file``; None: the budget lives in ``context.state``, one run),
+            :mod:`~secagg.integrations.flower.node_budget`.
     """
     policy = NodePolicy() if policy is None else policy
     if not isinstance(policy, NodePolicy) or policy.min_nodes < 3:
         raise ConfigurationError("policy must be a NodePolicy with min_nodes >= 3 (a masking session needs 3)")
     settings = NodeSettings(
-        policy, allow_plain_train, rng, audit, random_bytes, identity_key_file, trusted_keys_file, noise_source
+        policy, allow_plain_train, rng, audit, random_bytes, identity_key_file, trusted_keys_file, noise_source,
+        dp_state_file,
     )
 
     def secagg_mod(message: Message, context: Context, call_next: ClientAppCallable) -> Message:
@@ -185,6 +194,8 @@ def _setup(
     if plan is not None:
         # Every sum the server can unmask must hold the h honest noise shares the plan is sized for.
         check_unmasked_sums(plan, masking)
+        # ... and this node's own budget must allow one more contribution under this plan.
+        check_node_budget(context, plan, node_budget_file(context, settings.dp_state_file))
     if masking.mode == ACTIVE:
         if identity is None:
             raise ConfigurationError("an active-mode round, but this node has no identity key")
@@ -309,6 +320,8 @@ def _train_and_encode(
     keep = None
     if setup.dp:
         plan = read_dp(setup.dp, quantization, len(setup.node_ids))
+        # Charged to this node's own budget before the noised input is computed and leaves.
+        charge_node_budget(context, plan, node_budget_file(context, settings.dp_state_file))
         # The noise share is added here, on the node, before masking (exact sampler, OS CSPRNG).
         integers = node_encoding(plan, quantization, delta, state.config.vector_length, rng, settings.noise_source)
     else:

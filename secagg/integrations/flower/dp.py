@@ -31,6 +31,9 @@ With ``SecAggOptions(dp=DPConfig(...))`` every masking round is a DP round, and 
   with the exact sampler (OS CSPRNG) to its integer encoding before masking or encryption
   (:func:`node_encoding`, :func:`secagg.dp.encoding.noised_encoding`). Its contribution has no weight and no
   clipped count (the DP rule: nothing is clipped, nothing un-noised is released).
+- **Node, its own budget** (:mod:`secagg.integrations.flower.node_budget`): it counts its
+  noised contributions against the plan the setup binds and refuses one past the plan's
+  (epsilon, delta), or a setup under another plan, whatever the server charged.
 - **Server, after the session**: the noised sum of the deltas over the included nodes,
   refused (round skipped) if fewer than h are included; the mean update is that sum
   divided by the number of included nodes (public), the reply's weight.

@@ -23,7 +23,9 @@ node and is never stored in ``context.state``.
   (rotated if asked) and keeps the rest (:mod:`~secagg.integrations.flower.compression`).
   In a DP round (the setup's ``dp``, :mod:`~secagg.integrations.flower.dp`) it checks the
   noise plan against the declared epsilon and its policy's DP floors, and that the round's
-  smallest decrypted sum holds h honest uploads, then encrypts ``round(delta * scale)`` plus its
+  smallest decrypted sum holds h honest uploads, and that its own budget allows one more
+  contribution under that plan (:mod:`~secagg.integrations.flower.node_budget`: charged after
+  training, before the upload leaves), then encrypts ``round(delta * scale)`` plus its
   own share of exact discrete Gaussian noise (no weight, no clipped count, nothing clipped).
 - ``decrypt``: answers a ``DecryptionRequest`` for the session it uploaded to
   under every binding rule of :class:`secagg.paillier.DecryptingParty` (its
@@ -69,6 +71,7 @@ from secagg.integrations.flower.clipping import encode_segmented, node_table
 from secagg.integrations.flower.compression import check_compressed_model, check_entries, keep_residual, node_update
 from secagg.integrations.flower.dp import check_decrypted_sums, node_encoding, node_plan
 from secagg.integrations.flower.keys import load_key_share
+from secagg.integrations.flower.node_budget import charge_node_budget, check_node_budget, node_budget_file
 from secagg.integrations.flower.policy import NodePolicy
 from secagg.integrations.flower.protocol import (
     ENCRYPT,
@@ -136,6 +139,7 @@ def make_paillier_mod(
     identity_key_file: PathLike | None = None,
     trusted_keys_file: PathLike | None = None,
     noise_source: RandomSource | None = None,
+    dp_state_file: PathLike | None = None,
 ) -> Mod:
     """A Paillier mod with this node's own safety floor.
 
@@ -158,13 +162,16 @@ def make_paillier_mod(
             must be on it, so uploads in another node's name are refused.
         noise_source: the randomness of this node's DP noise share; None (the default, and
             the only choice outside tests): the OS CSPRNG (:class:`secagg.dp.SystemRandomSource`).
+        dp_state_file: this node's DP budget state file (default: the node config's
+            ``dp-state-file``; None: the budget lives in ``context.state``, one run),
+            :mod:`~secagg.integrations.flower.node_budget`.
     """
     policy = NodePolicy() if policy is None else policy
     if not isinstance(policy, NodePolicy):
         raise ConfigurationError("policy must be a NodePolicy")
     settings = _Settings(
         policy, allow_plain_train, rng, audit, random_bytes, identity_key_file, trusted_keys_file, noise_source,
-        key_share_file, passphrase, obfuscation, constant_time,
+        dp_state_file, key_share_file, passphrase, obfuscation, constant_time,
     )
 
     def paillier_mod(message: Message, context: Context, call_next: ClientAppCallable) -> Message:
@@ -288,6 +295,9 @@ def _encrypt(
         raise ReplayError("this node already uploaded its update in this session")
     if len(uploaded) >= HISTORY_SIZE * _ID:
         raise ReplayError(f"this node refuses more uploads in round {setup.server_round}: it made {HISTORY_SIZE}")
+    budget_file = node_budget_file(context, settings.dp_state_file)
+    if plan is not None:
+        check_node_budget(context, plan, budget_file)  # this node's own budget, before it trains
     table = None if plan is not None else node_table(setup.segments, setup.quantization, settings.policy.max_clip)
     if setup.compression:
         check_entries(setup.compression)
@@ -297,6 +307,8 @@ def _encrypt(
     rng = settings.rounding_rng()
     keep = None
     if plan is not None:
+        # Charged to this node's own budget before the noised upload is computed and leaves.
+        charge_node_budget(context, plan, budget_file)
         # The noise share is added here, on the node, before encryption (exact sampler, OS CSPRNG).
         values = node_encoding(plan, setup.quantization, delta, setup.vector_length, rng, settings.noise_source)
     else:

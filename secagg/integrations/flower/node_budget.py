@@ -1,0 +1,145 @@
+"""A node's own DP budget: the hospital, not the server, enforces the budget the setup declares.
+
+The server plans and charges the budget (:class:`~secagg.integrations.flower.dp.DPRounds`), but
+in the malicious-server threat model its accountant is its word only: a server that declared
+20 rounds could run 1000, or several DP sessions within one round, and every node's per-round
+check (:func:`~secagg.integrations.flower.dp.read_dp`: sigma^2 buys the declared epsilon over the
+declared rounds) would pass each time. So each node counts its own contributions:
+
+- **A contribution** is a session in which the node adds its noise share and sends the noised
+  masked input (masking) or the noised upload (Paillier). It is charged to a
+  :class:`~secagg.dp.PrivacyAccountant` on the plan the setup binds (the same dp-accounting
+  composition as the server's) *before* the contribution leaves the node: a crash in between
+  over-counts, never under-counts. Every session counts, several in one round included.
+- **The check at setup** (:func:`check_node_budget`), before the node trains or sends anything:
+  a DP setup whose contribution would take the node past the plan's (epsilon, delta) is refused
+  with BudgetExceededError, and so is a setup under another plan than the one the node's budget
+  is bound to (ConfigurationError). The charge (:func:`charge_node_budget`) checks both again.
+- **What identifies the budget**: the plan, as the setup binds it (its DP digest: epsilon, delta,
+  rounds, l2 clip, sampling rate, h, sigma^2 exactly, dimension, sensitivity). The node's first
+  DP contribution binds its budget to that plan; a setup under any other plan is refused, never
+  accounted afresh, so a server cannot reset the count by alternating plans.
+- **Where it lives**: without a state file, in ``context.state`` (:data:`BUDGET_KEY`: the plan's
+  digest and the count), which belongs to one Flower run: a new run or a node restart opens a new
+  budget. With a state file (the mod's ``dp_state_file`` or the node config's
+  ``dp-state-file``) the budget is the file's: the accountant's own format, written atomically
+  with mode 0600 before the contribution leaves, read back strictly (another user's, a writable
+  by others, a symlink, or another plan's file refused), whatever the run. The file is then the
+  hospital's budget for its data: one plan, across runs and restarts, until the hospital's
+  operator starts a new file (a new budget is its decision, never the server's).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+
+from flwr.app import ConfigRecord, Context
+
+from secagg.dp.accountant import PrivacyAccountant, read_state
+from secagg.dp.calibration import NoisePlan
+from secagg.errors import BudgetExceededError, ConfigurationError, ProtocolError
+from secagg.integrations.flower._node import config_path
+
+__all__ = ["BUDGET_KEY", "DP_STATE_FILE", "charge_node_budget", "check_node_budget", "node_budget_file"]
+
+DP_STATE_FILE = "dp-state-file"
+"""Node-config key: path of this node's DP budget state file (the accountant's format, 0600)."""
+BUDGET_KEY = "secagg.dp.budget"
+"""Key of the ConfigRecord in ``context.state`` holding the node's budget when it has no state file:
+the digest of the plan it is bound to and the number of contributions charged."""
+
+PathLike = str | os.PathLike[str]
+
+
+def node_budget_file(context: Context, explicit: PathLike | None) -> str | None:
+    """The node's budget state file: ``explicit``, else the node config's ``dp-state-file`` (None: none)."""
+    return config_path(context, DP_STATE_FILE, explicit)
+
+
+def _open(context: Context, plan: NoisePlan, path: str | None) -> PrivacyAccountant:
+    """The node's accountant on ``plan``: its state file's, else ``context.state``'s; ConfigurationError
+    if the budget is bound to another plan."""
+    accountant = PrivacyAccountant(plan)
+    if path is not None:
+        state = read_state(Path(path))  # the file's own checks (0600, owner, no symlink, strict JSON)
+        if state is not None:
+            _bound(accountant, state, f"{DP_STATE_FILE} {path}")
+        return PrivacyAccountant(plan, path)
+    record = context.state.get(BUDGET_KEY)
+    if record is None:
+        return accountant
+    if not isinstance(record, ConfigRecord):
+        raise ProtocolError("the stored DP budget is malformed")
+    digest, released = record.get("plan"), record.get("released")
+    if not isinstance(digest, bytes) or not isinstance(released, int) or isinstance(released, bool) or released < 0:
+        raise ProtocolError("the stored DP budget is malformed")
+    state = accountant.state_dict()
+    state["plan_digest"], state["released"] = digest.hex(), released
+    _bound(accountant, state, "this run's")
+    return accountant
+
+
+def _bound(accountant: PrivacyAccountant, state: Mapping[str, object], where: str) -> None:
+    """Load ``state`` into ``accountant``; ConfigurationError naming the rule if it is another plan's."""
+    try:
+        accountant.load_state_dict(state)
+    except ConfigurationError as exc:
+        raise ConfigurationError(
+            f"this node's privacy budget ({where}) is bound to another DP plan, the one it first contributed "
+            f"under; a setup under another plan is refused, so no plan change restarts the count ({exc})"
+        ) from exc
+
+
+def _refusal(accountant: PrivacyAccountant) -> BudgetExceededError:
+    config = accountant.config
+    after = accountant.plan.spent_after(accountant.num_releases + 1)[0]
+    return BudgetExceededError(
+        f"this node's privacy budget: it has made {accountant.num_releases} DP contributions under this plan "
+        f"(declared: {config.rounds} rounds, epsilon = {config.epsilon:g} at delta = {config.delta:g}); one more "
+        f"would spend epsilon = {after:.6g}: refused"
+    )
+
+
+def check_node_budget(context: Context, plan: NoisePlan, path: str | None) -> None:
+    """At setup, before training: refuse a setup under another plan than the budget's
+    (ConfigurationError) or whose contribution would exceed it (BudgetExceededError). Changes nothing."""
+    accountant = _open(context, plan, path)
+    if accountant.would_exceed(1):
+        raise _refusal(accountant)
+
+
+def charge_node_budget(context: Context, plan: NoisePlan, path: str | None) -> None:
+    """Charge one contribution under ``plan``, before it leaves the node (the state file is written
+    first, under an exclusive lock of its directory: two processes of one node never both read the
+    old count); refused as :func:`check_node_budget` refuses, recording nothing then."""
+    with _locked(path):
+        accountant = _open(context, plan, path)
+        if accountant.would_exceed(1):
+            raise _refusal(accountant)
+        accountant.record_round()
+    if path is None:
+        digest, released = plan.config.digest(plan), accountant.num_releases
+        context.state[BUDGET_KEY] = ConfigRecord({"plan": digest, "released": released})
+
+
+@contextlib.contextmanager
+def _locked(path: str | None) -> Iterator[None]:
+    """An exclusive ``flock`` of the state file's directory (the file itself is replaced on every
+    write, so its own lock would not serialise); nothing without a file."""
+    if path is None:
+        yield
+        return
+    directory = os.path.dirname(os.path.abspath(path))
+    try:
+        descriptor = os.open(directory, os.O_RDONLY)
+    except OSError as exc:
+        raise ConfigurationError(f"cannot open the directory of {DP_STATE_FILE} {path}: {exc}") from exc
+    try:
+        fcntl.flock(descriptor, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(descriptor)  # releases the lock
