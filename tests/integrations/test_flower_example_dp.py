@@ -9,11 +9,8 @@ patient moves a node's update by at most ``learning-rate * dp-clip``, the
 
 from __future__ import annotations
 
-import importlib
 import json
-from collections.abc import Iterator
 from pathlib import Path
-from types import ModuleType
 
 import numpy as np
 import pytest
@@ -28,26 +25,16 @@ from flwr.clientapp.typing import ClientAppCallable
 
 from secagg.errors import ConfigurationError
 
-from .flower_harness import FakeGrid, restore_task_identity, set_task_identity
+from .flower_example import (
+    example,
+    example_on_path,  # noqa: F401  (autouse: the example app on the import path)
+    make_keys,
+)
+from .flower_harness import FakeGrid
 from .paillier_keys import PASSPHRASE, key_files
-from .test_flower_example_keys import make_keys
 
-ROOT = Path(__file__).resolve().parents[2]
-EXAMPLE = ROOT / "examples" / "flower"
 NODES = 4
 NODE_IDS = (3001, 3002, 3003, 3004)
-
-
-@pytest.fixture(autouse=True)
-def example_on_path(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    monkeypatch.syspath_prepend(str(EXAMPLE))
-    previous = set_task_identity()
-    yield
-    restore_task_identity(previous)
-
-
-def example(module: str) -> ModuleType:
-    return importlib.import_module(f"secagg_flower_app.{module}")
 
 
 @pytest.fixture(scope="module")

@@ -11,15 +11,9 @@ the node's own ``allow-semi-honest = true``.
 
 from __future__ import annotations
 
-import importlib
-import os
 import re
 import stat
-import subprocess
-import sys
-from collections.abc import Iterator
 from pathlib import Path
-from types import ModuleType
 
 import numpy as np
 import pytest
@@ -37,39 +31,15 @@ from secagg.integrations.flower._records import STAGE_RECORD
 from secagg.integrations.flower.keys import read_identity_key, read_trusted_keys
 from secagg.integrations.flower.protocol import CONSISTENCY_CHECK, SETUP
 
-from .flower_harness import Audit, FakeGrid, restore_task_identity, set_task_identity
+from .flower_example import (
+    EXAMPLE,
+    example,
+    example_on_path,  # noqa: F401  (autouse: the example app on the import path)
+    make_keys,
+)
+from .flower_harness import Audit, FakeGrid
 
-ROOT = Path(__file__).resolve().parents[2]
-EXAMPLE = ROOT / "examples" / "flower"
-MAKE_KEYS = EXAMPLE / "make-keys.sh"
 NODES = 4
-
-
-@pytest.fixture(autouse=True)
-def example_on_path(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    monkeypatch.syspath_prepend(str(EXAMPLE))
-    monkeypatch.delenv("SECAGG_FLOWER_KEY_DIR", raising=False)
-    previous = set_task_identity()
-    yield
-    restore_task_identity(previous)
-
-
-def example(module: str) -> ModuleType:
-    """A module of the example app (importable once the fixture puts it on the path)."""
-    return importlib.import_module(f"secagg_flower_app.{module}")
-
-
-def make_keys(directory: Path, nodes: int, tmp_path: Path) -> subprocess.CompletedProcess[str]:
-    """Run the example's key ceremony with this checkout's ``secagg`` command on the PATH."""
-    shims = tmp_path / "bin"
-    shims.mkdir(exist_ok=True)
-    shim = shims / "secagg"
-    shim.write_text(f'#!/bin/sh\nexec "{sys.executable}" -m secagg.cli "$@"\n')
-    shim.chmod(0o755)
-    env = {**os.environ, "PATH": f"{shims}{os.pathsep}{os.environ.get('PATH', '')}",
-           "PYTHONPATH": os.pathsep.join(p for p in [str(ROOT), os.environ.get("PYTHONPATH", "")] if p)}
-    return subprocess.run(["sh", str(MAKE_KEYS), str(directory), str(nodes)], env=env, capture_output=True,
-                          text=True, timeout=120, check=False)
 
 
 @pytest.fixture(scope="module")

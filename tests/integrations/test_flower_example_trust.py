@@ -11,11 +11,8 @@ public ``federation.keys`` (run config ``trusted-keys-file``, else
 
 from __future__ import annotations
 
-import importlib
 import json
-from collections.abc import Iterator
 from pathlib import Path
-from types import ModuleType
 
 import pytest
 
@@ -31,27 +28,16 @@ from secagg.integrations.flower.protocol import IDENTIFY, SETUP
 from secagg.primitives.randomness import InsecureDeterministicRandom
 from secagg.primitives.signing import SigningKey
 
-from .flower_harness import FakeGrid, restore_task_identity, set_task_identity
-from .test_flower_example_keys import make_keys
+from .flower_example import (
+    example,
+    example_on_path,  # noqa: F401  (autouse: the example app on the import path)
+    make_keys,
+)
+from .flower_harness import FakeGrid
 
-ROOT = Path(__file__).resolve().parents[2]
-EXAMPLE = ROOT / "examples" / "flower"
 HONEST = (4001, 4002, 4003, 4004)
 ROGUE = 4005
 NODES = (*HONEST, ROGUE)
-
-
-@pytest.fixture(autouse=True)
-def example_on_path(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    monkeypatch.syspath_prepend(str(EXAMPLE))
-    monkeypatch.delenv("SECAGG_FLOWER_KEY_DIR", raising=False)
-    previous = set_task_identity()
-    yield
-    restore_task_identity(previous)
-
-
-def example(module: str) -> ModuleType:
-    return importlib.import_module(f"secagg_flower_app.{module}")
 
 
 @pytest.fixture(scope="module")

@@ -39,8 +39,8 @@ pytest.importorskip("flwr")
 pytest.importorskip("sklearn")
 
 from .flower_checks import check_rounds
+from .flower_example import make_keys
 from .paillier_keys import PASSPHRASE, identity_files, key_files
-from .test_flower_example_keys import make_keys
 
 pytestmark = pytest.mark.slow
 

@@ -29,8 +29,8 @@ from flwr.simulation import run_simulation
 from secagg.integrations.flower import make_paillier_mod, make_secagg_mod
 
 from .flower_checks import check_rounds
+from .flower_example import make_keys
 from .paillier_keys import PASSPHRASE, identity_files, key_files
-from .test_flower_example_keys import make_keys
 
 pytestmark = pytest.mark.slow
 
