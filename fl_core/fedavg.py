@@ -221,13 +221,13 @@ def _round_updates(
     uploaded, keeps the round's shape) and drop at ``UPLOAD`` at the latest (``dropouts`` is updated)."""
     updates: list[ClientUpdate] = []
     rejected: list[tuple[int, str]] = []
+    expected = flatten(params)
     for client in sampled:
         rng = np.random.default_rng([config.seed, _TRAIN, t, client.client_id])
         if dp is not None:
             vector = dp_contribution(cast(DPModel, model), params, client, dp.config, rng)
         else:
             vector = _local_update(model, params, client, config, rng)
-        expected = flatten(params)
         problem = _malformed(vector, expected.shape[0])
         if problem is not None:
             rejected.append((client.client_id, problem))

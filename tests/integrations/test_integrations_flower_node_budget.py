@@ -12,6 +12,7 @@ round report carries its reason.
 from __future__ import annotations
 
 import dataclasses
+import importlib
 import json
 import stat
 from collections.abc import Callable, Iterator
@@ -191,3 +192,23 @@ def test_a_malformed_stored_count_and_a_state_file_others_can_write_are_refused(
     path.chmod(0o666)  # others could roll the count back
     with pytest.raises(ConfigurationError, match="writable by its owner only"):
         check_node_budget(Context(1, 7, {}, RecordDict(), {}), plan, str(path))
+
+
+def test_without_posix_locks_the_state_file_still_counts_every_contribution(
+    tmp_path: Path, plan: NoisePlan, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Prepare: a platform without fcntl (the directory lock is POSIX only)
+    real_import = importlib.import_module
+
+    def no_fcntl(name: str, package: str | None = None) -> object:
+        if name == "fcntl":
+            raise ImportError("no fcntl here")
+        return real_import(name, package)
+
+    monkeypatch.setattr(importlib, "import_module", no_fcntl)
+    path = str(tmp_path / "budget.json")
+    # Execute / Assert: the file still binds the budget across fresh contexts
+    charge_node_budget(Context(1, 7, {}, RecordDict(), {}), plan, path)
+    charge_node_budget(Context(1, 8, {}, RecordDict(), {}), plan, path)
+    with pytest.raises(BudgetExceededError, match="it has made 2 DP contributions"):
+        charge_node_budget(Context(1, 9, {}, RecordDict(), {}), plan, path)

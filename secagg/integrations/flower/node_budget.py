@@ -32,7 +32,7 @@ declared rounds) would pass each time. So each node counts its own contributions
 from __future__ import annotations
 
 import contextlib
-import fcntl
+import importlib
 import os
 from collections.abc import Iterator, Mapping
 from pathlib import Path
@@ -131,6 +131,11 @@ def _locked(path: str | None) -> Iterator[None]:
     """An exclusive ``flock`` of the state file's directory (the file itself is replaced on every
     write, so its own lock would not serialise); nothing without a file."""
     if path is None:
+        yield
+        return
+    try:
+        fcntl = importlib.import_module("fcntl")
+    except ImportError:  # not POSIX: no lock (the file is still written before anything leaves)
         yield
         return
     directory = os.path.dirname(os.path.abspath(path))
