@@ -14,12 +14,17 @@ from collections.abc import Callable, Mapping
 
 from secagg.vectors._format import Json, VectorError
 
-__all__ = ["MAX_FILE_BYTES", "MAX_NESTING", "check_limits", "nesting_depth"]
+__all__ = ["MAX_FILE_BYTES", "MAX_FILE_WORK", "MAX_NESTING", "check_limits", "file_work", "nesting_depth"]
 
 MAX_FILE_BYTES = 1 << 23
 """Largest vector file read (8 MiB; the largest committed file is under 1 MiB)."""
 MAX_NESTING = 32
 """Deepest nesting of JSON arrays and objects in a vector file (the committed files nest at most 9 deep)."""
+MAX_FILE_WORK = 16
+"""Most work one file may ask for, in tests at their limits: each test costs the sum over its size
+fields of value / limit (a test at one limit costs 1), and a file whose tests together cost more is
+refused before any test runs (the committed files cost at most 4.4). Without it an 8 MiB file of
+tens of thousands of tests, each just inside its limits, would keep the verifier busy for days."""
 MAX_ELEMENTS = 1 << 20
 """Most elements (words, values, coordinates, indices) one test may ask for."""
 MAX_STREAM_BYTES = 1 << 20
@@ -143,8 +148,10 @@ LIMITS: Mapping[str, Mapping[str, tuple[Size, int]]] = {
 """Test-group type -> {size field (in the group or the test): (how to read it, its limit)}."""
 
 
-def check_limits(group: Json, test: Json) -> None:
-    """VectorError naming the first size field of ``test`` (or of its ``group``) above its limit."""
+def check_limits(group: Json, test: Json) -> float:
+    """VectorError naming the first size field of ``test`` (or of its ``group``) above its limit;
+    else the test's work: the sum over its size fields of value / limit (:data:`MAX_FILE_WORK`)."""
+    work = 0.0
     for field, (size, limit) in LIMITS.get(str(group.get("type")), {}).items():
         for holder in (group, test):
             if field not in holder:
@@ -155,6 +162,21 @@ def check_limits(group: Json, test: Json) -> None:
                 raise VectorError(f"{field} {exc}") from None
             if value > limit:
                 raise VectorError(f"{field} {value} is above the verifier's limit {limit} (docs/vectors.md, 'Limits')")
+            work += value / limit
+    return work
+
+
+def file_work(document: Json) -> float:
+    """The work of every test of a parsed vector file within its limits (a test over a limit counts
+    nothing here: it fails on its own, before its checker runs)."""
+    total = 0.0
+    for group in document.get("testGroups", []):
+        for test in group.get("tests", []):
+            try:
+                total += check_limits(group, test)
+            except VectorError:
+                continue
+    return total
 
 
 def nesting_depth(value: object) -> int:

@@ -31,7 +31,7 @@ from secagg.vectors import (
     _wire,
 )
 from secagg.vectors._format import Json, canonical_json
-from secagg.vectors._limits import MAX_FILE_BYTES, MAX_NESTING, check_limits, nesting_depth
+from secagg.vectors._limits import MAX_FILE_BYTES, MAX_FILE_WORK, MAX_NESTING, check_limits, file_work, nesting_depth
 from secagg.vectors._suite import CHECKERS, Suite
 
 __all__ = [
@@ -192,6 +192,13 @@ def verify_document(name: str, document: Json, *, schema: bool = True) -> FileRe
     if shape:
         report.schema = "not checked"
         report.failures += shape
+        return report
+    work = file_work(document)
+    if work > MAX_FILE_WORK:  # refused whole: running the tests up to the budget would spend it anyway
+        report.failures.append(
+            f"the file's tests ask for {work:.1f} tests' worth of work at their limits, above the verifier's "
+            f"limit {MAX_FILE_WORK} (docs/vectors.md, 'Limits'); no test was run"
+        )
         return report
     if schema:
         report.schema, schema_errors = _schema_errors(document)

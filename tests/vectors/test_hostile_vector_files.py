@@ -14,7 +14,7 @@ import pytest
 
 from secagg.errors import ConfigurationError, DecodeError
 from secagg.vectors import SUITES, FileReport, generate_directory, load_vectors, verify_directory, verify_document
-from secagg.vectors._limits import MAX_FILE_BYTES, MAX_NESTING
+from secagg.vectors._limits import MAX_ELEMENTS, MAX_FILE_BYTES, MAX_FILE_WORK, MAX_NESTING, file_work
 from tests.hostile import memory_ceiling, outcome_within
 
 HUGE = (1 << 32) - 1  # the library's own bound on these sizes: up to 32 GiB of output
@@ -167,3 +167,45 @@ def test_load_vectors_refuses_a_malformed_file_with_the_librarys_error(content: 
     # Execute / Assert
     with pytest.raises(DecodeError, match=r"prg\.json"):
         load_vectors("prg.json", tmp_path)
+
+
+def test_a_file_of_many_tests_each_inside_its_limits_is_refused_before_any_test_runs() -> None:
+    # Prepare: prg.json with enough tests at their length limit to pass the file's work budget
+    document = _one_test_file("prg.json", "PrgTest", "test", "length", MAX_ELEMENTS)
+    group = document["testGroups"][0]
+    count = int(MAX_FILE_WORK) + 1
+    group["tests"] = [dict(group["tests"][0], tcId=number) for number in range(1, count + 1)]
+    document["numberOfTests"] = count
+
+    # Execute
+    report = verify_document("prg.json", document, schema=False)
+
+    # Assert: one failure naming the budget, and not one test run
+    assert report.passed == 0
+    assert len(report.failures) == 1, report.failures[:3]
+    assert f"above the verifier's limit {MAX_FILE_WORK}" in report.failures[0]
+    assert "no test was run" in report.failures[0]
+
+
+def test_a_file_just_inside_the_work_budget_runs_its_tests() -> None:
+    # Prepare: tests at a quarter of their limit, together exactly at the budget
+    document = _one_test_file("prg.json", "PrgTest", "test", "length", MAX_ELEMENTS // 4)
+    group = document["testGroups"][0]
+    count = 4 * int(MAX_FILE_WORK)
+    group["tests"] = [dict(group["tests"][0], tcId=number) for number in range(1, count + 1)]
+    document["numberOfTests"] = count
+
+    # Execute
+    report = verify_document("prg.json", document, schema=False)
+
+    # Assert: run, not refused (each fails only because its expected output was for another length)
+    assert report.passed + len(report.failures) == count
+    assert not any("verifier's limit" in failure for failure in report.failures)
+
+
+def test_the_committed_files_stay_far_inside_the_work_budget() -> None:
+    # Execute
+    costs = {suite.filename: file_work(load_vectors(suite.filename)) for suite in SUITES}
+
+    # Assert
+    assert max(costs.values()) <= MAX_FILE_WORK / 3, costs
