@@ -213,6 +213,25 @@ def test_threshold_key_with_inconsistent_fields_is_refused(material_3_of_5: Thre
         ThresholdPublicKey(public.key, 3, 5, public.key.n, public.verification_keys)
 
 
+# A prime of 130 bits: n = 3 * P is an odd non-square of 132 bits that shares the factor 3 with Delta = 3! = 6.
+PRIME_130 = 2**130 - 5
+
+
+def test_threshold_key_whose_modulus_shares_a_factor_with_delta_is_refused() -> None:
+    # Prepare: combining partials divides by 4 * Delta^2 mod n, impossible when gcd(n, Delta) != 1
+    key = PublicKey(3 * PRIME_130)
+    fields = {"key": key, "threshold": 2, "num_parties": 3, "verification_base": 4, "verification_keys": (16, 64, 256)}
+    forged = object.__new__(ThresholdPublicKey)
+    for name, value in fields.items():
+        object.__setattr__(forged, name, value)
+    data = wire.encode(forged)
+    # Execute / Assert
+    with pytest.raises(ConfigurationError, match="Delta"):
+        ThresholdPublicKey(**fields)  # type: ignore[arg-type]
+    with pytest.raises(DecodeError, match="Delta"):
+        wire.decode(data, ThresholdPublicKey)
+
+
 # --- Passphrase-protected key shares -------------------------------------------------------------
 
 PASSPHRASE = "correct horse battery staple"
