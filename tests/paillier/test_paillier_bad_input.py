@@ -97,6 +97,35 @@ def test_random_bit_flips_raise_only_library_errors(material_3_of_5: ThresholdKe
                 wire.decode(bytes(forged), type(message))
 
 
+@pytest.mark.parametrize(
+    ("kind", "field", "value"),
+    [("upload", "client", 1 << 32), ("upload", "length", 1 << 32), ("request", "recipient", 1 << 16),
+     ("answer", "party", 1 << 16)],
+)
+def test_message_fields_beyond_their_wire_width_are_refused_when_built(
+    material_3_of_5: ThresholdKeyMaterial, kind: str, field: str, value: int
+) -> None:
+    # Prepare: messages built in memory (by a transport adapter) carry ids past their u32/u16 fields
+    _, _, _, _, upload, request, answer = _messages(material_3_of_5)
+    message = {"upload": upload, "request": request, "answer": answer}[kind]
+    # Execute / Assert: refused at construction, not later by an OverflowError while hashing
+    with pytest.raises(ConfigurationError, match=field):
+        dataclasses.replace(message, **{field: value})
+
+
+def test_a_request_holding_an_upload_of_a_client_id_beyond_u32_raises_only_library_errors(
+    material_3_of_5: ThresholdKeyMaterial,
+) -> None:
+    # Prepare
+    params = _params(material_3_of_5)
+    _, _, _, _, upload, request, _ = _messages(material_3_of_5)
+    party = DecryptingParty(params, material_3_of_5.shares[0])
+    # Execute / Assert
+    with pytest.raises(SecAggError):
+        forged = dataclasses.replace(upload, client=1 << 32)
+        party.respond(dataclasses.replace(request, uploads=(forged, *request.uploads[1:])))
+
+
 def test_forged_share_is_refused(material_3_of_5: ThresholdKeyMaterial) -> None:
     # Prepare: the secret of share 1 plus one, re-encoded
     share = material_3_of_5.shares[0]
