@@ -39,6 +39,7 @@ __all__ = [
     "Workers",
     "blob_to_ints",
     "chunked",
+    "ciphertext_width",
     "combine_chunk",
     "djn_exponent_bytes",
     "djn_obfuscators",
@@ -77,6 +78,15 @@ def chunked(count: int, size: int = CHUNK) -> list[tuple[int, int]]:
 def ints_to_blob(values: Iterable[Any], width: int) -> bytes:
     """Concatenate non-negative integers as ``width``-byte big-endian words."""
     return b"".join(int(value).to_bytes(width, "big") for value in values)
+
+
+def ciphertext_width(nsquare: int) -> int:
+    """Bytes of one ciphertext word for the modulus ``nsquare = n^2``: ``2 * ceil(|n|/8)``, the wire width.
+
+    For ``|n| = 1..4 mod 8`` this is one byte more than ``ceil(bits(n^2)/8)``, so
+    kernels must never derive a word's width from n^2 itself.
+    """
+    return 2 * ((int(gmpy2.isqrt(nsquare)).bit_length() + 7) // 8)
 
 
 def blob_to_ints(blob: bytes, width: int) -> list[Any]:
@@ -180,14 +190,15 @@ def encrypt_with_obfuscators(n_int: int, plaintexts: Sequence[int], obfuscators:
 def power_chunk(task: tuple[int, int, bytes, bool]) -> bytes:
     """``c^exponent mod modulus`` for every word of a blob (partial decryption).
 
-    Task: ``(modulus, exponent, blob, constant_time)``; words are as wide as the
-    modulus (odd). ``constant_time`` selects GMP's ``mpz_powm_sec`` (timing and
-    cache access independent of the exponent; about 1.5x slower).
+    Task: ``(modulus, exponent, blob, constant_time)`` with ``modulus = n^2``; words
+    are :func:`ciphertext_width` bytes. ``constant_time`` selects GMP's
+    ``mpz_powm_sec`` (timing and cache access independent of the exponent; about
+    1.5x slower).
     """
     modulus_int, exponent_int, blob, constant_time = task
     modulus = gmpy2.mpz(modulus_int)
     exponent = gmpy2.mpz(exponent_int)
-    width = (modulus_int.bit_length() + 7) // 8
+    width = ciphertext_width(modulus_int)
     power = gmpy2.powmod_sec if constant_time else gmpy2.powmod
     return ints_to_blob((power(c, exponent, modulus) for c in blob_to_ints(blob, width)), width)
 
@@ -195,11 +206,11 @@ def power_chunk(task: tuple[int, int, bytes, bool]) -> bytes:
 def product_chunk(task: tuple[int, Sequence[bytes]]) -> bytes:
     """Word-wise product mod ``modulus`` of equally long blobs (homomorphic addition).
 
-    Task: ``(modulus, blobs)``.
+    Task: ``(modulus, blobs)`` with ``modulus = n^2``; words are :func:`ciphertext_width` bytes.
     """
     modulus_int, blobs = task
     modulus = gmpy2.mpz(modulus_int)
-    width = (modulus_int.bit_length() + 7) // 8
+    width = ciphertext_width(modulus_int)
     totals = blob_to_ints(blobs[0], width)
     for blob in blobs[1:]:
         totals = [total * c % modulus for total, c in zip(totals, blob_to_ints(blob, width), strict=True)]
@@ -242,14 +253,15 @@ def combine_chunk(task: tuple[int, int, Sequence[tuple[int, bytes]]]) -> tuple[b
 def multiexp_chunk(task: tuple[int, bytes, bytes, int]) -> bytes:
     """``prod_j c_j^(w_j) mod modulus`` by Pippenger's bucket method with 8-bit windows.
 
-    Task: ``(modulus, blob, weights, weight_bytes)``: ``weights`` holds one
-    ``weight_bytes``-byte big-endian exponent per word of ``blob``. Costs about
+    Task: ``(modulus, blob, weights, weight_bytes)`` with ``modulus = n^2``: ``blob``
+    holds :func:`ciphertext_width`-byte words (so does the result) and ``weights``
+    one ``weight_bytes``-byte big-endian exponent per word. Costs about
     ``weight_bytes * (count + 510)`` multiplications instead of one exponentiation
     per word, which makes batch verification of a whole vector cheap.
     """
     modulus_int, blob, weights, weight_bytes = task
     modulus = gmpy2.mpz(modulus_int)
-    width = (modulus_int.bit_length() + 7) // 8
+    width = ciphertext_width(modulus_int)
     bases = blob_to_ints(blob, width)
     digits = np.frombuffer(weights, dtype=np.uint8).reshape(len(bases), weight_bytes)
     result = gmpy2.mpz(1)

@@ -219,8 +219,9 @@ class ThresholdPublicKey(wire.Message):
         verification_base: v, a random square in Z*_(n^2).
         verification_keys: ``v_i = v^(Delta * s_i) mod n^2`` for i = 1..l.
 
-    Invariants: 1 <= t <= l <= :data:`MAX_PARTIES`; v and every v_i lie in
-    Z*_(n^2) and v != 1. The single-key mode is t = l = 1.
+    Invariants: 1 <= t <= l <= :data:`MAX_PARTIES`; gcd(n, Delta) = 1 (the
+    combination inverts 4 Delta^2 mod n); v and every v_i lie in Z*_(n^2) and
+    v != 1. The single-key mode is t = l = 1.
     """
 
     TAG: ClassVar[int] = 0x0402
@@ -241,6 +242,11 @@ class ThresholdPublicKey(wire.Message):
                 f"need 1 <= threshold <= parties <= {MAX_PARTIES}, got t={self.threshold}, l={self.num_parties}"
             )
         n = self.key.n
+        if math.gcd(n, self.delta) != 1:
+            raise ConfigurationError(
+                f"modulus shares a factor with Delta = {self.num_parties}!: the combination divides by "
+                f"4 * Delta^2 mod n (n must have no prime factor <= {self.num_parties})"
+            )
         if not _is_int(self.verification_base) or not _in_unit_group(self.verification_base, n):
             raise ConfigurationError("verification base must lie in Z*_(n^2)")
         if self.verification_base == 1:

@@ -50,12 +50,13 @@ def upload_payload(session_id: bytes, client: int, length: int, ciphertexts: byt
     )
 
 
-def _check_ids(session_id: bytes, **ids: int) -> None:
+def _check_ids(session_id: bytes, bits: int, **ids: int) -> None:
+    """The session id is 32 bytes; every id is an int that fits its ``bits``-bit wire field."""
     if not isinstance(session_id, bytes) or len(session_id) != SESSION_ID_SIZE:
         raise ConfigurationError(f"session id must be {SESSION_ID_SIZE} bytes")
     for name, value in ids.items():
-        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-            raise ConfigurationError(f"{name} must be a non-negative int, got {value!r}")
+        if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < 1 << bits:
+            raise ConfigurationError(f"{name} must be an int in 0..2^{bits} - 1 (u{bits}), got {value!r}")
 
 
 @dataclass(frozen=True)
@@ -76,7 +77,7 @@ class EncryptedVector(wire.Message):
     signature: bytes = wire_field(FixedBytes(SIGNATURE_SIZE))
 
     def __post_init__(self) -> None:
-        _check_ids(self.session_id, client=self.client, length=self.length)
+        _check_ids(self.session_id, 32, client=self.client, length=self.length)
         if not isinstance(self.ciphertexts, bytes):
             raise ConfigurationError("ciphertexts must be bytes")
         if not isinstance(self.signature, bytes) or len(self.signature) != SIGNATURE_SIZE:
@@ -109,7 +110,7 @@ class DecryptionRequest(wire.Message):
     uploads: tuple[EncryptedVector, ...] = wire_field(ListOf(Struct(EncryptedVector), MAX_CLIENTS))
 
     def __post_init__(self) -> None:
-        _check_ids(self.session_id, recipient=self.recipient)
+        _check_ids(self.session_id, 16, recipient=self.recipient)
         if not all(isinstance(upload, EncryptedVector) for upload in self.uploads):
             raise ConfigurationError("a decryption request carries EncryptedVector uploads")
 
@@ -132,7 +133,7 @@ class PartialDecryption(wire.Message):
     proof: DecryptionProof = wire_field(Struct(DecryptionProof))
 
     def __post_init__(self) -> None:
-        _check_ids(self.session_id, party=self.party)
+        _check_ids(self.session_id, 16, party=self.party)
         if not isinstance(self.proof, DecryptionProof):
             raise ConfigurationError("a partial decryption carries a DecryptionProof")
         if not isinstance(self.aggregate_digest, bytes) or len(self.aggregate_digest) != DIGEST_SIZE:

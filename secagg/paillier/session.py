@@ -266,7 +266,7 @@ def run_session(
     dropouts: Mapping[int, Stage] | None = None,
     *,
     key_material: KeyMaterial | None = None,
-    context: bytes = bytes(32),
+    context: bytes | None = None,
     descriptor: bytes = NO_DESCRIPTOR,
     identities: Mapping[int, SigningKey] | None = None,
     random_bytes: RandomBytes = system_random,
@@ -278,7 +278,10 @@ def run_session(
     ``dropouts`` maps a client to the :class:`Stage` at which it goes silent.
     ``key_material`` skips the ceremony (reuse one key for many sessions).
     ``identities`` are the hospitals' Ed25519 identity keys (uploads are signed);
-    fresh ones are drawn from ``random_bytes`` when None. ``descriptor`` is the
+    fresh ones are drawn from ``random_bytes`` when None. ``context`` (32 bytes)
+    names the session and must never repeat under one key and roster; by
+    default a fresh one is drawn from ``random_bytes``, so every call has its
+    own session id. ``descriptor`` is the
     digest of the application's :class:`~secagg.descriptor.SessionDescriptor`.
     Raises ThresholdError if fewer than ``min_contributors`` upload or fewer
     than t decrypting parties answer; ConfigurationError for bad arguments.
@@ -288,6 +291,8 @@ def run_session(
     keys = dict(identities) if identities is not None else {c: SigningKey.generate(random_bytes) for c in roster}
     if set(keys) != set(roster):
         raise ConfigurationError(f"identities must be given for clients 1..{config.num_clients}")
+    if context is None:
+        context = random_bytes(32)
     with key_policy(config.allow_insecure_key_bits_for_testing):
         # Step 0 (once, not per session): the key ceremony.
         material = key_material or config.deal(random_bytes=random_bytes, workers=workers)

@@ -47,14 +47,25 @@ __all__ = ["combine_partials", "lagrange_exponents", "partial_decrypt", "single_
 
 
 def lagrange_exponents(parties: Sequence[int], delta: int) -> dict[int, int]:
-    """``2 * mu_i`` for each i in ``parties``: ``mu_i = Delta * prod_{j != i} j / (j - i)``, an integer."""
+    """``2 * mu_i`` for each i in ``parties``: ``mu_i = Delta * prod_{j != i} j / (j - i)``, an integer.
+
+    ConfigurationError unless ``parties`` are distinct positive ints (at least one) and
+    ``delta`` clears every denominator (Delta = l! does for parties in 1..l).
+    """
+    if not parties or any(isinstance(i, bool) or not isinstance(i, int) or i < 1 for i in parties):
+        raise ConfigurationError(f"parties must be one or more positive ints, got {list(parties)}")
+    if len(set(parties)) != len(parties):
+        raise ConfigurationError(f"parties must be distinct, got {list(parties)}")
     exponents = {}
     for i in parties:
         coefficient = Fraction(delta)
         for j in parties:
             if j != i:
                 coefficient *= Fraction(j, j - i)
-        assert coefficient.denominator == 1  # Delta = l! is a multiple of every denominator
+        if coefficient.denominator != 1:
+            raise ConfigurationError(
+                f"Delta = {delta} does not clear the Lagrange denominators of parties {list(parties)}"
+            )
         exponents[i] = 2 * coefficient.numerator
     return exponents
 

@@ -97,6 +97,35 @@ def test_random_bit_flips_raise_only_library_errors(material_3_of_5: ThresholdKe
                 wire.decode(bytes(forged), type(message))
 
 
+@pytest.mark.parametrize(
+    ("kind", "field", "value"),
+    [("upload", "client", 1 << 32), ("upload", "length", 1 << 32), ("request", "recipient", 1 << 16),
+     ("answer", "party", 1 << 16)],
+)
+def test_message_fields_beyond_their_wire_width_are_refused_when_built(
+    material_3_of_5: ThresholdKeyMaterial, kind: str, field: str, value: int
+) -> None:
+    # Prepare: messages built in memory (by a transport adapter) carry ids past their u32/u16 fields
+    _, _, _, _, upload, request, answer = _messages(material_3_of_5)
+    message = {"upload": upload, "request": request, "answer": answer}[kind]
+    # Execute / Assert: refused at construction, not later by an OverflowError while hashing
+    with pytest.raises(ConfigurationError, match=field):
+        dataclasses.replace(message, **{field: value})
+
+
+def test_a_request_holding_an_upload_of_a_client_id_beyond_u32_raises_only_library_errors(
+    material_3_of_5: ThresholdKeyMaterial,
+) -> None:
+    # Prepare
+    params = _params(material_3_of_5)
+    _, _, _, _, upload, request, _ = _messages(material_3_of_5)
+    party = DecryptingParty(params, material_3_of_5.shares[0])
+    # Execute / Assert
+    with pytest.raises(SecAggError):
+        forged = dataclasses.replace(upload, client=1 << 32)
+        party.respond(dataclasses.replace(request, uploads=(forged, *request.uploads[1:])))
+
+
 def test_forged_share_is_refused(material_3_of_5: ThresholdKeyMaterial) -> None:
     # Prepare: the secret of share 1 plus one, re-encoded
     share = material_3_of_5.shares[0]
@@ -211,6 +240,25 @@ def test_threshold_key_with_inconsistent_fields_is_refused(material_3_of_5: Thre
         ThresholdPublicKey(public.key, 3, 5, 1, public.verification_keys)
     with pytest.raises(ConfigurationError):
         ThresholdPublicKey(public.key, 3, 5, public.key.n, public.verification_keys)
+
+
+# A prime of 130 bits: n = 3 * P is an odd non-square of 132 bits that shares the factor 3 with Delta = 3! = 6.
+PRIME_130 = 2**130 - 5
+
+
+def test_threshold_key_whose_modulus_shares_a_factor_with_delta_is_refused() -> None:
+    # Prepare: combining partials divides by 4 * Delta^2 mod n, impossible when gcd(n, Delta) != 1
+    key = PublicKey(3 * PRIME_130)
+    fields = {"key": key, "threshold": 2, "num_parties": 3, "verification_base": 4, "verification_keys": (16, 64, 256)}
+    forged = object.__new__(ThresholdPublicKey)
+    for name, value in fields.items():
+        object.__setattr__(forged, name, value)
+    data = wire.encode(forged)
+    # Execute / Assert
+    with pytest.raises(ConfigurationError, match="Delta"):
+        ThresholdPublicKey(**fields)  # type: ignore[arg-type]
+    with pytest.raises(DecodeError, match="Delta"):
+        wire.decode(data, ThresholdPublicKey)
 
 
 # --- Passphrase-protected key shares -------------------------------------------------------------

@@ -36,6 +36,7 @@ from secagg.paillier import (
     Workers,
     run_session,
 )
+from secagg.paillier import session as session_module
 from secagg.primitives.randomness import InsecureDeterministicRandom
 
 from .helpers import IDENTITIES, identity_keys, signed_upload, single_material, threshold_material
@@ -148,6 +149,28 @@ def test_session_with_its_own_ceremony_and_two_worker_processes() -> None:
     # Assert
     np.testing.assert_array_equal(result.aggregate, np.sum(list(inputs.values()), axis=0))
     assert result.bytes_per_client_upload > 0
+
+
+def test_two_sessions_over_one_key_and_roster_get_distinct_session_ids_by_default(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Prepare: the same key, identities and configuration twice, no context given
+    seen: list[bytes] = []
+
+    class RecordingServer(Server):
+        def __init__(self, params: SessionParameters, **kwargs: Workers) -> None:
+            seen.append(params.session_id)
+            super().__init__(params, **kwargs)
+
+    monkeypatch.setattr(session_module, "Server", RecordingServer)
+    config = PaillierConfig(num_clients=3, vector_length=4, key_bits=256, allow_insecure_key_bits_for_testing=True)
+    material = threshold_material(256, 3, 2)
+    inputs = {k: np.arange(4) for k in (1, 2, 3)}
+    # Execute
+    for _ in range(2):
+        run_session(config, inputs, key_material=material, identities={k: IDENTITIES[k] for k in (1, 2, 3)})
+    # Assert: uploads and partial decryptions of the first session are not valid in the second
+    assert len(seen) == 2 and seen[0] != seen[1]
 
 
 # --- Session binding: what a decrypting party refuses --------------------------------------------

@@ -115,6 +115,18 @@ def test_lagrange_exponents_are_integers_reconstructing_delta_times_constant() -
     assert value == delta * 5
 
 
+@pytest.mark.parametrize(
+    ("parties", "delta"),
+    [([1, 3], 1), ([2, 2], 2), ([0, 1], 2), ([-1, 1], 2), ([], 2)],
+    ids=["delta-not-clearing", "repeated", "zero", "negative", "empty"],
+)
+def test_lagrange_exponents_refuse_parties_that_are_not_a_valid_set(parties: list[int], delta: int) -> None:
+    # A non-integral coefficient (Delta not a multiple of the denominators) or a repeated, zero or
+    # negative index would give exponents that decrypt nothing: refused, not asserted or returned
+    with pytest.raises(ConfigurationError):
+        lagrange_exponents(parties, delta)
+
+
 def test_single_key_answer_equals_the_one_of_one_share_exponent(single_256: SingleKeyMaterial) -> None:
     # Prepare
     private = single_256.private

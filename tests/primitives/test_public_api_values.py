@@ -672,7 +672,7 @@ def entries() -> list[Entry]:
             },
             bytes_=("context",),
             objects=("config", "inputs", "dropouts"),
-            allowed=none_ok({("dropouts", "none")}),
+            allowed=none_ok({("dropouts", "none"), ("context", "none")}),  # None: a fresh context is drawn
         ),
         # fl_core.aggregators
         Entry(
