@@ -89,6 +89,7 @@ __all__ = [
     "flatten_model",
     "flatten_weights",
     "load_into_model",
+    "named_weights",
     "unflatten_weights",
 ]
 
@@ -287,6 +288,16 @@ def flatten_model(model: Any, *, trainable_only: bool = False) -> tuple[FloatVec
     variables = _model_variables(model, trainable_only)
     arrays = [np.asarray(keras.ops.convert_to_numpy(v)) for v in variables]
     return _flatten_named(list(zip(_weight_names(model, variables), arrays, strict=True)))
+
+
+def named_weights(model: Any, *, trainable_only: bool = False) -> dict[str, npt.NDArray[Any]]:
+    """A Keras model's weights by their :func:`flatten_model` names, in weight order (new arrays).
+
+    For a transport that carries names, e.g. a Flower ``ArrayRecord`` of ``Array``s: the names
+    travel with the weights, and ``load_into_model(model, *flatten_weights(received))`` refuses
+    weights named or ordered otherwise."""
+    vector, layout = flatten_model(model, trainable_only=trainable_only)
+    return dict(zip(layout.names, unflatten_weights(vector, layout), strict=True))
 
 
 def load_into_model(model: Any, vector: npt.ArrayLike, layout: WeightsLayout, *, trainable_only: bool = False) -> None:

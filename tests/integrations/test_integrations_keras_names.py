@@ -23,7 +23,13 @@ keras = pytest.importorskip("keras")
 
 from fl_core.aggregators import make_aggregator  # noqa: E402
 from secagg.errors import ConfigurationError  # noqa: E402
-from secagg.integrations.keras import aggregate_models, flatten_model, flatten_weights, load_into_model  # noqa: E402
+from secagg.integrations.keras import (  # noqa: E402
+    aggregate_models,
+    flatten_model,
+    flatten_weights,
+    load_into_model,
+    named_weights,
+)
 
 HOSPITALS = 3
 
@@ -216,3 +222,17 @@ def test_a_trainable_weight_outside_the_models_weights_is_refused() -> None:
     # Execute / Assert (a KeyError without the check)
     with pytest.raises(ConfigurationError, match="not among its weights"):
         flatten_model(Odd(), trainable_only=True)
+
+
+def test_named_weights_travel_with_their_names_and_load_only_where_the_names_agree() -> None:
+    # Prepare: what a transport that carries names (a Flower ArrayRecord of Arrays) would carry
+    source = tower(("left", "right"))
+    sent = named_weights(source)
+    same, swapped = tower(("left", "right")), tower(("right", "left"))
+    # Execute
+    load_into_model(same, *flatten_weights(sent))
+    # Assert
+    assert list(sent) == list(flatten_model(source)[1].names)
+    assert all(np.array_equal(a, b) for a, b in zip(source.get_weights(), same.get_weights(), strict=True))
+    with pytest.raises(ConfigurationError, match="the model holds 'right/kernel' there"):
+        load_into_model(swapped, *flatten_weights(sent))
