@@ -225,3 +225,26 @@ def test_a_malformed_flatten_or_load_call_is_refused_with_a_library_error(case: 
     # Execute / Assert
     with pytest.raises(SecAggError):
         call()
+
+
+def test_the_refusal_names_the_first_mismatching_tensor_or_weight() -> None:
+    # Prepare: each adapter's layout against another in name (order), shape/dtype and count
+    keras_layout = keras_adapter.flatten_weights(keras_named_global())[1]
+    torch_layout = torch_adapter.flatten_state_dict(torch_global())[1]
+    cases = {
+        "keras order": (keras_adapter.flatten_weights(KERAS_SPLITS["offset"](keras_named_global()))[1], keras_layout),
+        "keras dtype": (keras_adapter.flatten_weights(KERAS_SPLITS["dtype"](keras_named_global()))[1], keras_layout),
+        "keras count": (keras_adapter.flatten_weights({"a": np.zeros((2, 3), np.float32)})[1], keras_layout),
+        "torch order": (torch_adapter.flatten_state_dict(TORCH_SPLITS["offset"](torch_global()))[1], torch_layout),
+    }
+    # Execute
+    found = {case: mine.first_difference(theirs, elsewhere="in the global model") for case, (mine, theirs) in
+             cases.items()}  # fmt: skip
+    # Assert
+    assert found == {
+        "keras order": "weight 0 is 'b' here, 'a' in the global model",
+        "keras dtype": "weight 0 ('a') is float64 (2, 3) here, float32 (2, 3) in the global model",
+        "keras count": "1 weights here, 3 in the global model",
+        "torch order": "tensor 0 is 'b' here, 'a' in the global model",
+    }
+    assert keras_layout.first_difference(keras_adapter.flatten_weights(keras_named_global())[1]) is None
