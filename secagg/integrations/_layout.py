@@ -106,6 +106,24 @@ class FlatLayout:
         """The array names in vector order."""
         return tuple(spec.name for spec in self.specs)
 
+    def first_difference(self, other: FlatLayout, where: str = "here", elsewhere: str = "there") -> str | None:
+        """None if ``other`` is this layout; otherwise the first difference, for a message:
+        ``"weight 0 is 'b/kernel' here, 'a/kernel' in the global model"`` (``where`` names
+        this layout, ``elsewhere`` the other). Names are compared first, then shapes and
+        dtypes, then the count."""
+        if self == other:
+            return None
+        noun = self.NOUN
+        for index, (mine, theirs) in enumerate(zip(self.specs, other.specs, strict=False)):
+            if mine.name != theirs.name:
+                return f"{noun} {index} is {mine.name!r} {where}, {theirs.name!r} {elsewhere}"
+            if (mine.shape, mine.dtype, mine.length) != (theirs.shape, theirs.dtype, theirs.length):
+                return (
+                    f"{noun} {index} ({mine.name!r}) is {mine.dtype} {mine.shape} {where}, "
+                    f"{theirs.dtype} {theirs.shape} {elsewhere}"
+                )
+        return f"{len(self.specs)} {noun}s {where}, {len(other.specs)} {elsewhere}"
+
     def segments(self, clips: Mapping[str, float] | None = None) -> SegmentTable:
         """One segment per non-empty array, in vector order: integer arrays exact, float
         arrays with the clip ``clips`` names (or none yet: the aggregator's clip).

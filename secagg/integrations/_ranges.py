@@ -164,12 +164,12 @@ def aggregate_flat_models(
     dropouts: Mapping[int, DropoutStage] | None,
     clips: Mapping[str, float] | None,
     discovery: RangeDiscovery | bool | None,
-    structure: Callable[[Layout], object] = lambda layout: layout,
 ) -> tuple[npt.NDArray[np.float64], Layout, AggregationResult, AggregationResult | None]:
     """FedAvg of models through ``aggregator`` once ``flatten`` turns each into a flat vector and its layout.
 
-    A local model whose ``structure(layout)`` differs from the global model's is
-    refused (ConfigurationError naming the client); a sample count that is not an
+    A local model whose layout differs from the global model's in any field (a name,
+    so an order, a shape, a dtype, the count) is refused (ConfigurationError naming
+    the client and the first differing array); a sample count that is not an
     integer (numpy's included) is refused, never truncated. Returns the global vector,
     its layout, the aggregation's result and the discovery round's
     (:func:`aggregate_updates`).
@@ -183,9 +183,11 @@ def aggregate_flat_models(
     vectors = []
     for client, model, count in zip(ids, list(local_models), list(num_samples), strict=True):
         vector, local_layout = flatten(model)
-        if structure(local_layout) != structure(layout):
+        difference = local_layout.first_difference(layout, elsewhere="in the global model")
+        if difference is not None:
             raise ConfigurationError(
-                f"client {client}: model {layout.NOUN}s differ from the global model's (names, shapes or dtypes)"
+                f"client {client}: model {layout.NOUN}s differ from the global model's (names, shapes or dtypes): "
+                f"{difference}"
             )
         vectors.append((client, vector, count))
     result, found = aggregate_updates(

@@ -6,11 +6,13 @@ whatever the backend: torch, JAX or TensorFlow) and takes them back with
 between the two, the same way :mod:`secagg.integrations.torch` does for PyTorch:
 
 - :func:`flatten_weights` / :func:`unflatten_weights`: a list of numpy arrays
-  (what ``get_weights`` returns) to one float64 vector plus a
-  :class:`WeightsLayout` (names, shapes, dtypes, offsets), and back.
+  (what ``get_weights`` returns; named by position) or a mapping of names to
+  arrays to one float64 vector plus a :class:`WeightsLayout` (names, shapes,
+  dtypes, offsets), and back.
 - :func:`flatten_model` / :func:`load_into_model`: the same for a Keras layer or
-  model (all its weights or the trainable ones), written back in place by
-  position, as ``set_weights`` does.
+  model (all its weights or the trainable ones), each weight named by its
+  variable path (:mod:`secagg.integrations._keras_names`: Keras's automatic
+  names renumbered from zero, explicit names kept), written back in place.
 - :func:`aggregate_models`: the weighted mean of the updates (local minus
   global) of several models through any aggregator with the
   :class:`fl_core.aggregators.Aggregator` interface (``plain``,
@@ -70,6 +72,7 @@ from secagg.integrations._keras_dtypes import (
     integer_bounds,
     resolve_dtype,
 )
+from secagg.integrations._keras_names import automatic_prefixes, stable_paths
 from secagg.integrations._layout import ArraySpec, FlatLayout, check_cast, require_layout
 from secagg.integrations._ranges import aggregate_flat_models, new_global
 from secagg.ranges import RangeDiscovery
@@ -86,6 +89,7 @@ __all__ = [
     "flatten_model",
     "flatten_weights",
     "load_into_model",
+    "named_weights",
     "unflatten_weights",
 ]
 
@@ -103,8 +107,9 @@ def _keras() -> Any:
 class WeightSpec(ArraySpec):
     """Where one named weight sits in a flat vector (see :class:`~secagg.integrations._layout.ArraySpec`).
 
-    ``name`` is the weight's Keras variable path (``"dense/kernel"``) for a model,
-    its index in the list (``"0"``, ``"1"``, ...) for a weight list; ``dtype`` its
+    ``name`` is the weight's Keras variable path (``"dense/kernel"``, automatic names
+    renumbered: :mod:`secagg.integrations._keras_names`) for a model, its key for a
+    mapping, its index in the list (``"0"``, ``"1"``, ...) for a weight list; ``dtype`` its
     numpy dtype name, e.g. ``"float32"`` or ``"bfloat16"``; ``length`` the element
     count, twice that for complex.
     """
@@ -128,6 +133,11 @@ class WeightsLayout(FlatLayout):
     segment per weight, integer weights exact)."""
 
     NOUN: ClassVar[str] = "weight"
+
+    @property
+    def positional(self) -> bool:
+        """True if the weights are named by position only (``"0"``, ``"1"``, ...: a weight list's layout)."""
+        return self.names == tuple(str(index) for index in range(len(self.specs)))
 
 
 def _flatten_named(named: Sequence[tuple[str, Any]]) -> tuple[FloatVector, WeightsLayout]:
@@ -164,16 +174,24 @@ def _to_float64(flat: npt.NDArray[Any], kind: str, name: str) -> FloatVector:
         return flat.astype(np.float64)
 
 
-def flatten_weights(weights: Sequence[Any] | npt.NDArray[Any]) -> tuple[FloatVector, WeightsLayout]:
-    """The arrays of ``weights`` (e.g. ``model.get_weights()``) in one float64 vector, and the layout.
+def flatten_weights(
+    weights: Sequence[Any] | Mapping[str, Any] | npt.NDArray[Any],
+) -> tuple[FloatVector, WeightsLayout]:
+    """The arrays of ``weights`` in one float64 vector, and the layout.
 
-    Each array in C order, in list order; the layout names them ``"0"``,
-    ``"1"``, ... Raises ConfigurationError for a dtype that cannot be
-    aggregated, an integer beyond 2^53 in magnitude or a masked array (its
-    masked entries would travel as weights).
+    ``weights`` is a list (e.g. ``model.get_weights()``; the layout names its arrays
+    by position, ``"0"``, ``"1"``, ...) or a mapping of weight names to arrays (the
+    layout keeps the names, which are then bound like a model's variable paths).
+    Each array in C order, in list (mapping) order. Raises ConfigurationError for a
+    name that is not a string, a dtype that cannot be aggregated, an integer beyond
+    2^53 in magnitude or a masked array (its masked entries would travel as weights).
     """
+    if isinstance(weights, Mapping):
+        if not all(isinstance(name, str) for name in weights):
+            raise ConfigurationError("weight names must be strings")
+        return _flatten_named(list(weights.items()))
     if isinstance(weights, np.ndarray) or not isinstance(weights, Sequence):
-        raise ConfigurationError(f"expected a list of numpy arrays, got {type(weights).__name__}")
+        raise ConfigurationError(f"expected a list of numpy arrays or a mapping of names, got {type(weights).__name__}")
     return _flatten_named([(str(index), array) for index, array in enumerate(weights)])
 
 
@@ -241,10 +259,16 @@ def _model_variables(model: Any, trainable_only: bool) -> list[Any]:
     return list(model.trainable_weights if trainable_only else model.weights)
 
 
-def _relative_path(model: Any, variable: Any) -> str:
-    """The variable's Keras path without the model's own name in front (``"dense/kernel"``)."""
-    path = str(variable.path)
-    return path.removeprefix(f"{model.name}/")
+def _weight_names(model: Any, variables: Sequence[Any]) -> list[str]:
+    """The variables' stable paths inside ``model`` (:func:`~secagg.integrations._keras_names.stable_paths`),
+    numbered over all the model's weights: a trainable subset keeps each weight's full-model name,
+    so two hospitals that froze different same-shaped layers send differently named weights."""
+    everything = list(model.weights)
+    paths = stable_paths(str(model.name), [str(v.path) for v in everything], automatic_prefixes(model, everything))
+    names = {id(v): path for v, path in zip(everything, paths, strict=True)}
+    if any(id(v) not in names for v in variables):
+        raise ConfigurationError("a trainable weight of the model is not among its weights")
+    return [names[id(v)] for v in variables]
 
 
 def flatten_model(model: Any, *, trainable_only: bool = False) -> tuple[FloatVector, WeightsLayout]:
@@ -253,38 +277,53 @@ def flatten_model(model: Any, *, trainable_only: bool = False) -> tuple[FloatVec
     By default every weight ``model.get_weights()`` returns, in that order
     (trainable and non-trainable, e.g. batch-norm statistics); only the
     trainable ones if ``trainable_only``. The layout names each weight by its
-    variable path inside the model (``"dense/kernel"``), for messages; like
-    ``set_weights``, the adapter matches weights by position, since two
-    instances of one architecture get different automatic layer names. See
-    :func:`flatten_weights` for the dtypes.
+    variable path inside the model (``"dense/kernel"``), and the names are bound:
+    a model whose weights come in another order or under other names has another
+    layout. Keras's automatic names (``dense_3``, from a process-wide counter) are
+    renumbered from zero in weight order, so two instances of one architecture
+    agree; explicit layer names are kept (:mod:`secagg.integrations._keras_names`).
+    See :func:`flatten_weights` for the dtypes.
     """
     keras = _keras()
-    named = [
-        (_relative_path(model, v), np.asarray(keras.ops.convert_to_numpy(v)))
-        for v in _model_variables(model, trainable_only)
-    ]
-    return _flatten_named(named)
+    variables = _model_variables(model, trainable_only)
+    arrays = [np.asarray(keras.ops.convert_to_numpy(v)) for v in variables]
+    return _flatten_named(list(zip(_weight_names(model, variables), arrays, strict=True)))
 
 
-def _structure(layout: WeightsLayout) -> list[tuple[tuple[int, ...], str]]:
-    return [(spec.shape, spec.dtype) for spec in layout.specs]
+def named_weights(model: Any, *, trainable_only: bool = False) -> dict[str, npt.NDArray[Any]]:
+    """A Keras model's weights by their :func:`flatten_model` names, in weight order (new arrays).
+
+    For a transport that carries names, e.g. a Flower ``ArrayRecord`` of ``Array``s: the names
+    travel with the weights, and ``load_into_model(model, *flatten_weights(received))`` refuses
+    weights named or ordered otherwise."""
+    vector, layout = flatten_model(model, trainable_only=trainable_only)
+    return dict(zip(layout.names, unflatten_weights(vector, layout), strict=True))
 
 
 def load_into_model(model: Any, vector: npt.ArrayLike, layout: WeightsLayout, *, trainable_only: bool = False) -> None:
-    """Write ``vector`` into the weights of ``model`` in place, by position.
+    """Write ``vector`` into the weights of ``model`` in place.
 
     The weights are those of :func:`flatten_model` with the same
-    ``trainable_only``; each variable keeps its dtype. Raises ConfigurationError
-    if the model has another number of weights or a shape or dtype differs.
+    ``trainable_only``; each variable keeps its dtype. A layout from a model (or a
+    mapping) must name the model's weights in the model's order (:func:`flatten_model`'s
+    names); one from a weight list (:attr:`WeightsLayout.positional`) is written by
+    position, as ``set_weights`` does. Raises ConfigurationError, with nothing
+    written, if the model has another number of weights or a name, shape or dtype differs.
     """
     targets = _model_variables(model, trainable_only)
     if len(targets) != len(require_layout(layout).specs):
         raise ConfigurationError(f"the model has {len(targets)} weights, the layout {len(layout.specs)}")
-    for target, spec in zip(targets, layout.specs, strict=True):
+    names = _weight_names(model, targets)
+    positional = isinstance(layout, WeightsLayout) and layout.positional
+    for target, name, spec in zip(targets, names, layout.specs, strict=True):
+        if not positional and name != spec.name:
+            raise ConfigurationError(
+                f"weight {spec.name!r}: the model holds {name!r} there (weights named or ordered otherwise)"
+            )
         if tuple(int(d) for d in target.shape) != spec.shape or str(target.dtype) != spec.dtype:
             raise ConfigurationError(
                 f"weight {spec.name!r}: the model holds {target.dtype} {tuple(target.shape)} "
-                f"at that position ({_relative_path(model, target)}), the layout {spec.dtype} {spec.shape}"
+                f"at that position ({name}), the layout {spec.dtype} {spec.shape}"
             )
     for target, array in zip(targets, unflatten_weights(vector, layout), strict=True):
         target.assign(array)
@@ -334,9 +373,11 @@ def aggregate_models(
 ) -> ModelAggregation:
     """FedAvg of Keras models through ``aggregator``: global + weighted mean of (local - global).
 
-    Each model is a Keras model (or layer) or a list of numpy arrays (what
-    ``get_weights`` returns); every local one must have the global model's
-    weight shapes and dtypes, in the same order. Client k's update is its flattened weights
+    Each model is a Keras model (or layer), a list of numpy arrays (what
+    ``get_weights`` returns) or a mapping of weight names to arrays; every local
+    one must have the global model's layout: the same weight names (a model's
+    variable paths, :func:`flatten_model`; a list's positions), shapes and dtypes,
+    in the same order, so models and lists are not mixed in one call. Client k's update is its flattened weights
     minus the global ones, weighted by ``num_samples[k]`` (an integer, numpy's included;
     a float or a string is refused, never truncated or parsed); ``client_ids``
     (default 0..m-1) name the clients for ``dropouts`` and in
@@ -350,13 +391,13 @@ def aggregate_models(
     range-discovery round picks each weight's clip (``discovery=False``: the aggregator's).
     """
     def flatten(model: Any) -> tuple[FloatVector, WeightsLayout]:
-        if isinstance(model, np.ndarray | Sequence):
-            return flatten_weights(model)  # a list of arrays, or refused there
+        if isinstance(model, np.ndarray | Sequence | Mapping):
+            return flatten_weights(model)  # a list or mapping of arrays, or refused there
         return flatten_model(model, trainable_only=trainable_only)
 
     base, layout, result, found = aggregate_flat_models(
         flatten, global_model, local_models, aggregator, num_samples=num_samples, rng=rng, client_ids=client_ids,
-        dropouts=dropouts, clips=clips, discovery=discovery, structure=_structure,
+        dropouts=dropouts, clips=clips, discovery=discovery,
     )
     weights = None if result.mean is None else unflatten_weights(new_global(base, result.mean, layout), layout)
     return ModelAggregation(result, weights, layout, trainable_only, found)

@@ -8,9 +8,10 @@ gives (:meth:`FlatLayout.segments`) is what the session descriptor binds (its di
 every field of :class:`~secagg.segments.Segment` is shown to change the descriptor too.
 A field added later fails :func:`test_every_field_is_listed` until its binding is shown here.
 
-The one exemption is the Keras ``name``: like ``set_weights``, the Keras adapter matches
-weights by position (two instances of one architecture get different automatic layer names),
-so only shapes and dtypes, in order, must agree; its names come from the global model.
+The Keras ``name`` is bound too (a model's variable paths, Keras's automatic names
+renumbered from zero, or a mapping's keys): a hospital whose same-shaped weights come in
+another order or under other names is refused, naming the first mismatching weight
+(tests/integrations/test_integrations_keras_names.py covers models).
 """
 
 from __future__ import annotations
@@ -60,14 +61,25 @@ def keras_global() -> list[np.ndarray]:
     return [np.zeros((2, 3), np.float32), np.zeros(4, np.float32), np.zeros((), np.int64)]
 
 
-# One hospital's weight list, changed in one field of one weight's spec (Keras ``name``: exempt).
-KERAS_SPLITS: dict[str, Callable[[list[np.ndarray]], list[np.ndarray]]] = {
+def keras_named_global() -> dict[str, np.ndarray]:
+    return {"a": np.zeros((2, 3), np.float32), "b": np.zeros((2, 3), np.float32), "steps": np.zeros((), np.int64)}
+
+
+# One hospital's named weights, changed in one field of one weight's spec.
+KERAS_SPLITS: dict[str, Callable[[dict[str, np.ndarray]], dict[str, np.ndarray]]] = {
+    "name": lambda w: {"a": w["a"], "c": w["b"], "steps": w["steps"]},
+    "shape": lambda w: {**w, "a": w["a"].reshape(3, 2)},
+    "dtype": lambda w: {**w, "a": w["a"].astype(np.float64)},
+    "offset": lambda w: {"b": w["b"], "a": w["a"], "steps": w["steps"]},  # order
+    "length": lambda w: {**w, "a": np.zeros((2, 4), np.float32)},
+}
+# The same for a weight list, whose names are its positions (no name to split).
+KERAS_LIST_SPLITS: dict[str, Callable[[list[np.ndarray]], list[np.ndarray]]] = {
     "shape": lambda w: [w[0].reshape(3, 2), *w[1:]],
     "dtype": lambda w: [w[0].astype(np.float64), *w[1:]],
     "offset": lambda w: [w[1], w[0], w[2]],
     "length": lambda w: [np.zeros((2, 4), np.float32), *w[1:]],
 }
-KERAS_EXEMPT = {"name"}
 
 # Another valid value for every field of a segment.
 SEGMENT_CHANGES: dict[str, Any] = {"name": "other", "length": 7, "clip": 0.25, "integer": True}
@@ -76,7 +88,8 @@ SEGMENT_CHANGES: dict[str, Any] = {"name": "other", "length": 7, "clip": 0.25, "
 def test_every_field_is_listed() -> None:
     spec_fields = {field.name for field in dataclasses.fields(ArraySpec)}
     assert set(TORCH_SPLITS) == spec_fields
-    assert set(KERAS_SPLITS) | KERAS_EXEMPT == spec_fields and not set(KERAS_SPLITS) & KERAS_EXEMPT
+    assert set(KERAS_SPLITS) == spec_fields
+    assert set(KERAS_LIST_SPLITS) == spec_fields - {"name"}
     assert set(SEGMENT_CHANGES) == {field.name for field in dataclasses.fields(Segment)}
 
 
@@ -100,10 +113,27 @@ def test_a_torch_layout_field_split_between_hospitals_is_refused(field: str, agg
 @pytest.mark.parametrize("field", sorted(KERAS_SPLITS))
 @pytest.mark.parametrize("aggregator", ["plain", "secagg"])
 def test_a_keras_layout_field_split_between_hospitals_is_refused(field: str, aggregator: str) -> None:
+    # Prepare: hospital 1 holds the same named weights but for one field of one spec
+    global_weights = keras_named_global()
+    locals_ = [keras_named_global() for _ in range(HOSPITALS)]
+    locals_[1] = KERAS_SPLITS[field](locals_[1])
+    split = keras_adapter.flatten_weights(locals_[1])[1]
+    assert split != keras_adapter.flatten_weights(global_weights)[1]
+    # Execute / Assert
+    with pytest.raises(SecAggError, match="client 1: model weights differ"):
+        keras_adapter.aggregate_models(
+            global_weights, locals_, make_aggregator(aggregator, num_clients=HOSPITALS),
+            num_samples=[1] * HOSPITALS, rng=np.random.default_rng(0),
+        )
+
+
+@pytest.mark.parametrize("field", sorted(KERAS_LIST_SPLITS))
+@pytest.mark.parametrize("aggregator", ["plain", "secagg"])
+def test_a_keras_weight_list_field_split_between_hospitals_is_refused(field: str, aggregator: str) -> None:
     # Prepare
     global_weights = keras_global()
     locals_ = [keras_global() for _ in range(HOSPITALS)]
-    locals_[1] = KERAS_SPLITS[field](locals_[1])
+    locals_[1] = KERAS_LIST_SPLITS[field](locals_[1])
     # Execute / Assert
     with pytest.raises(SecAggError, match="client 1: model weights differ"):
         keras_adapter.aggregate_models(
@@ -195,3 +225,26 @@ def test_a_malformed_flatten_or_load_call_is_refused_with_a_library_error(case: 
     # Execute / Assert
     with pytest.raises(SecAggError):
         call()
+
+
+def test_the_refusal_names_the_first_mismatching_tensor_or_weight() -> None:
+    # Prepare: each adapter's layout against another in name (order), shape/dtype and count
+    keras_layout = keras_adapter.flatten_weights(keras_named_global())[1]
+    torch_layout = torch_adapter.flatten_state_dict(torch_global())[1]
+    cases = {
+        "keras order": (keras_adapter.flatten_weights(KERAS_SPLITS["offset"](keras_named_global()))[1], keras_layout),
+        "keras dtype": (keras_adapter.flatten_weights(KERAS_SPLITS["dtype"](keras_named_global()))[1], keras_layout),
+        "keras count": (keras_adapter.flatten_weights({"a": np.zeros((2, 3), np.float32)})[1], keras_layout),
+        "torch order": (torch_adapter.flatten_state_dict(TORCH_SPLITS["offset"](torch_global()))[1], torch_layout),
+    }
+    # Execute
+    found = {case: mine.first_difference(theirs, elsewhere="in the global model") for case, (mine, theirs) in
+             cases.items()}  # fmt: skip
+    # Assert
+    assert found == {
+        "keras order": "weight 0 is 'b' here, 'a' in the global model",
+        "keras dtype": "weight 0 ('a') is float64 (2, 3) here, float32 (2, 3) in the global model",
+        "keras count": "1 weights here, 3 in the global model",
+        "torch order": "tensor 0 is 'b' here, 'a' in the global model",
+    }
+    assert keras_layout.first_difference(keras_adapter.flatten_weights(keras_named_global())[1]) is None
