@@ -26,7 +26,9 @@ import re
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-__all__ = ["automatic_prefixes", "snake_case", "stable_paths"]
+from secagg.errors import ConfigurationError
+
+__all__ = ["automatic_prefixes", "snake_case", "stable_paths", "weight_names"]
 
 _NUMBERED = re.compile(r"(.+)_([0-9]+)")
 
@@ -68,3 +70,15 @@ def stable_paths(model_name: str, paths: Sequence[str], prefixes: frozenset[str]
             scope = f"{scope}/{stable}" if scope else stable
         out.append(scope)
     return out
+
+
+def weight_names(model: Any, variables: Sequence[Any]) -> list[str]:
+    """The variables' stable paths inside ``model`` (:func:`stable_paths`),
+    numbered over all the model's weights: a trainable subset keeps each weight's full-model name,
+    so two hospitals that froze different same-shaped layers send differently named weights."""
+    everything = list(model.weights)
+    paths = stable_paths(str(model.name), [str(v.path) for v in everything], automatic_prefixes(model, everything))
+    names = {id(v): path for v, path in zip(everything, paths, strict=True)}
+    if any(id(v) not in names for v in variables):
+        raise ConfigurationError("a trainable weight of the model is not among its weights")
+    return [names[id(v)] for v in variables]

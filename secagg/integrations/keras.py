@@ -72,7 +72,7 @@ from secagg.integrations._keras_dtypes import (
     integer_bounds,
     resolve_dtype,
 )
-from secagg.integrations._keras_names import automatic_prefixes, stable_paths
+from secagg.integrations._keras_names import weight_names
 from secagg.integrations._layout import ArraySpec, FlatLayout, check_cast, require_layout
 from secagg.integrations._ranges import aggregate_flat_models, new_global
 from secagg.ranges import RangeDiscovery
@@ -259,18 +259,6 @@ def _model_variables(model: Any, trainable_only: bool) -> list[Any]:
     return list(model.trainable_weights if trainable_only else model.weights)
 
 
-def _weight_names(model: Any, variables: Sequence[Any]) -> list[str]:
-    """The variables' stable paths inside ``model`` (:func:`~secagg.integrations._keras_names.stable_paths`),
-    numbered over all the model's weights: a trainable subset keeps each weight's full-model name,
-    so two hospitals that froze different same-shaped layers send differently named weights."""
-    everything = list(model.weights)
-    paths = stable_paths(str(model.name), [str(v.path) for v in everything], automatic_prefixes(model, everything))
-    names = {id(v): path for v, path in zip(everything, paths, strict=True)}
-    if any(id(v) not in names for v in variables):
-        raise ConfigurationError("a trainable weight of the model is not among its weights")
-    return [names[id(v)] for v in variables]
-
-
 def flatten_model(model: Any, *, trainable_only: bool = False) -> tuple[FloatVector, WeightsLayout]:
     """A Keras model's (or layer's) weights as one float64 vector and its layout.
 
@@ -287,7 +275,7 @@ def flatten_model(model: Any, *, trainable_only: bool = False) -> tuple[FloatVec
     keras = _keras()
     variables = _model_variables(model, trainable_only)
     arrays = [np.asarray(keras.ops.convert_to_numpy(v)) for v in variables]
-    return _flatten_named(list(zip(_weight_names(model, variables), arrays, strict=True)))
+    return _flatten_named(list(zip(weight_names(model, variables), arrays, strict=True)))
 
 
 def named_weights(model: Any, *, trainable_only: bool = False) -> dict[str, npt.NDArray[Any]]:
@@ -313,7 +301,7 @@ def load_into_model(model: Any, vector: npt.ArrayLike, layout: WeightsLayout, *,
     targets = _model_variables(model, trainable_only)
     if len(targets) != len(require_layout(layout).specs):
         raise ConfigurationError(f"the model has {len(targets)} weights, the layout {len(layout.specs)}")
-    names = _weight_names(model, targets)
+    names = weight_names(model, targets)
     positional = isinstance(layout, WeightsLayout) and layout.positional
     for target, name, spec in zip(targets, names, layout.specs, strict=True):
         if not positional and name != spec.name:
