@@ -73,14 +73,16 @@ def run_split(
     inputs: Mapping[int, np.ndarray] | None = None,
     start_ids: Mapping[int, int] | None = None,
     identities: Mapping[int, SigningKey] | None = None,
+    signing_keys: Mapping[int, SigningKey] = IDENTITIES,
 ) -> SplitOutcome:
     """Run one session: client c under ``configs[c]`` (and ``contexts[c]``), the server under
     ``server_config``. A client whose transition raises a library error refuses: it sends
     nothing more. ``start_ids`` lets a client believe it has another id than its sender id;
-    ``identities`` gives a client another signing key than its own (in either mode)."""
+    ``identities`` gives a client another signing key than its own (in either mode);
+    ``signing_keys`` are the clients' own keys (used by clients whose config is active)."""
     contexts = contexts or {}
     inputs = dict(inputs) if inputs is not None else {c: input_for(cfg, c) for c, cfg in configs.items()}
-    identities = {c: IDENTITIES[c] for c, cfg in configs.items() if cfg.mode == ACTIVE} | dict(identities or {})
+    identities = {c: signing_keys[c] for c, cfg in configs.items() if cfg.mode == ACTIVE} | dict(identities or {})
     states: dict[int, ClientState] = {}
     errors: dict[int, SecAggError] = {}
     inbound: dict[int, bytes] = {}
@@ -160,9 +162,9 @@ def assert_split_fails(outcome: SplitOutcome, base: MaskingConfig, *, at_setup: 
     np.testing.assert_array_equal(outcome.aggregate, expected)
 
 
-def assert_honest_completes(base: MaskingConfig) -> None:
+def assert_honest_completes(base: MaskingConfig, **options: object) -> None:
     """The control: with one setup for everyone, the same session includes everyone, exactly."""
-    outcome = split_session(base, base)
+    outcome = split_session(base, base, **options)
     assert outcome.included == frozenset(range(1, base.num_clients + 1)), refusal_reasons(outcome)
     expected = base.ring.sum(list(outcome.inputs.values()), base.vector_length)
     assert outcome.aggregate is not None
