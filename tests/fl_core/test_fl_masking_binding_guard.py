@@ -13,12 +13,19 @@ from __future__ import annotations
 import dataclasses
 import inspect
 from collections.abc import Callable
+from fractions import Fraction
 from typing import Any
 
+import numpy as np
 import pytest
 
+from fl_core.aggregators.base import ClientUpdate
 from fl_core.aggregators.masking import MaskingAggregator
 from fl_core.aggregators.quantizer import WeightedQuantizer
+from fl_core.dp import DPQuantizer
+from secagg.dp import DPConfig
+from secagg.dp.calibration import NoisePlan
+from secagg.dp.sampler import SeededRandomSource
 from secagg.encoding import QuantizationConfig
 from secagg.errors import ConfigurationError
 from secagg.masking import ACTIVE, COMPLETE, HARARY, SEMI_HONEST, MaskingConfig
@@ -80,6 +87,26 @@ def arguments(**changes: Any) -> Callable[[str], tuple[MaskingConfig, MaskingCon
     return lambda mode: (round_config(aggregator(mode)), round_config(aggregator(mode), **changes))
 
 
+PLAN = NoisePlan(
+    DPConfig(epsilon=1.0, delta=1e-6, rounds=10, l2_clip=1.0), Fraction(9, 2), len(HOSPITALS), LENGTH, 64.0
+)
+
+
+def dp_quantizer(**changes: Any) -> DPQuantizer:
+    """A DP encoding of :data:`PLAN` (scale 64: 16 bits over a range of 32767 / 64), with ``changes``."""
+    quantization = QuantizationConfig(32767 / PLAN.scale, 16, len(HOSPITALS), 32)
+    fields: dict[str, Any] = {"plan": PLAN, "tail_bound": 1000, "noise_source": SeededRandomSource(bytes(32))}
+    return DPQuantizer(quantization, **(fields | changes))
+
+
+def dp(**changes: Any) -> Callable[[str], tuple[MaskingConfig, MaskingConfig]]:
+    def split(mode: str) -> tuple[MaskingConfig, MaskingConfig]:
+        pair = (dp_quantizer(), dp_quantizer(**changes))
+        return round_config(aggregator(mode, pair[0])), round_config(aggregator(mode, pair[1]))
+
+    return split
+
+
 def _next_round_clip(mode: str) -> tuple[MaskingConfig, MaskingConfig]:
     # The clipping policy shapes the clips of the rounds after the first: after one round in
     # which 3 of 6 coordinates were clipped, adaptive moves the clip and fixed keeps it.
@@ -114,6 +141,10 @@ SPLITS: dict[str, Split] = {
     "quantizer.config.num_clients": "bounds the round's size only; no encoding depends on it (test_...)",
     "quantizer.config.ring_bits": quantization(ring_bits=64),
     "quantizer.config.max_weight": quantization(max_weight=50),
+    # DPQuantizer's own fields (its plan's fields each: tests/masking/test_binding_guard_encoding.py)
+    "dp.plan": dp(plan=dataclasses.replace(PLAN, variance=Fraction(5))),
+    "dp.tail_bound": "the decoder's overflow bound only; no encoding depends on it (test_...)",
+    "dp.noise_source": "the hospital's own noise randomness: no value to agree on",
     # aggregate(...) arguments, and the round the aggregator is at
     "updates": arguments(length=LENGTH + 1),  # the update's length; its values are the contribution itself
     "dropouts": "which hospitals drop, and when: the protocol's own business, not a setup value",
@@ -132,6 +163,8 @@ def test_every_option_field_and_argument_is_listed() -> None:
     listed |= {f"quantizer.{field.name}" for field in dataclasses.fields(WeightedQuantizer)}
     listed |= {f"quantizer.config.{field.name}" for field in dataclasses.fields(QuantizationConfig)}
     listed |= set(inspect.signature(MaskingAggregator.aggregate).parameters) - {"self"}
+    inherited = {field.name for field in dataclasses.fields(WeightedQuantizer)}
+    listed |= {f"dp.{field.name}" for field in dataclasses.fields(DPQuantizer) if field.name not in inherited}
     assert listed | {"round"} == set(SPLITS)
 
 
@@ -166,3 +199,15 @@ def test_graph_is_the_same_session_up_to_100_hospitals_and_bound_beyond(mode: st
 def test_the_quantizers_num_clients_does_not_change_the_round() -> None:
     wider = WeightedQuantizer(dataclasses.replace(QUANTIZATION, num_clients=8))
     assert round_config(aggregator(ACTIVE)) == round_config(aggregator(ACTIVE, wider))
+
+
+def test_the_dp_tail_bound_and_noise_source_shape_no_agreed_value() -> None:
+    # The tail bound only decides when the decoder reports an overflow: encodings do not depend on it
+    update = ClientUpdate(1, np.linspace(-1.0, 1.0, LENGTH), 1)
+    encodings = [
+        q.encode_integers(update, np.random.default_rng(0)) for q in (dp_quantizer(), dp_quantizer(tail_bound=7))
+    ]
+    np.testing.assert_array_equal(*encodings)
+    assert round_config(aggregator(ACTIVE, dp_quantizer())) == round_config(
+        aggregator(ACTIVE, dp_quantizer(tail_bound=7))
+    )
