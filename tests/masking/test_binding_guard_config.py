@@ -143,8 +143,10 @@ def test_a_config_field_split_between_two_clients_fails_the_session(field: str, 
     assert other.digest() != base.digest()
     # Execute: client 1 under the other value, everyone else and the server under the base
     outcome = split_session(base, other)
-    # Assert: client 1 is refused at setup or key agreement; no wrong sum
+    # Assert: client 1 is refused at setup or key agreement, saying so; no wrong sum
     assert_split_fails(outcome, base)
+    reasons = " ".join(refusal_reasons(outcome))
+    assert any(words in reasons for words in ("another setup", "another session", "not a neighbour", "semi-honest"))
     assert_honest_completes(base)
 
 
