@@ -23,6 +23,7 @@ from fl_core.aggregators.base import ClientUpdate
 from fl_core.aggregators.masking import MaskingAggregator
 from fl_core.aggregators.quantizer import WeightedQuantizer
 from fl_core.dp import DPQuantizer
+from secagg.clipping import AdaptiveClip, ClipPolicy, FixedClip
 from secagg.dp import DPConfig
 from secagg.dp.calibration import NoisePlan
 from secagg.dp.sampler import SeededRandomSource
@@ -107,16 +108,21 @@ def dp(**changes: Any) -> Callable[[str], tuple[MaskingConfig, MaskingConfig]]:
     return split
 
 
-def _next_round_clip(mode: str) -> tuple[MaskingConfig, MaskingConfig]:
-    # The clipping policy shapes the clips of the rounds after the first: after one round in
-    # which 3 of 6 coordinates were clipped, adaptive moves the clip and fixed keeps it.
-    configs = []
-    for policy in ("adaptive", "fixed"):
-        agg = aggregator(mode, clipping=policy)
-        table = agg.schedule.table(LENGTH)
-        agg.schedule.observe(ClippingReport(table, (3 * len(HOSPITALS),), len(HOSPITALS)))
-        configs.append(round_config(agg, server_round=2))
-    return configs[0], configs[1]
+def next_round_clip(*policies: str | ClipPolicy) -> Callable[[str], tuple[MaskingConfig, MaskingConfig]]:
+    """The round-2 configs under two clipping policies. A policy shapes the clips of the rounds
+    after the first: after one round in which half the coordinates were clipped, adaptive moves
+    the clip (by its target and learning rate) and fixed keeps it."""
+
+    def split(mode: str) -> tuple[MaskingConfig, MaskingConfig]:
+        configs = []
+        for policy in policies:
+            agg = aggregator(mode, clipping=policy)
+            table = agg.schedule.table(LENGTH)
+            agg.schedule.observe(ClippingReport(table, (3 * len(HOSPITALS),), len(HOSPITALS)))
+            configs.append(round_config(agg, server_round=2))
+        return configs[0], configs[1]
+
+    return split
 
 
 Split = Callable[[str], tuple[MaskingConfig, MaskingConfig]] | str
@@ -128,7 +134,9 @@ SPLITS: dict[str, Split] = {
     "dropout_fraction": options("dropout_fraction", 0.2, 0.4, 0.6),
     "dropout_per_round": options("dropout_per_round", 0.05, 0.1, 0.15),
     "random_bytes": "the source of secrets (identity keys, masks); the identity keys it makes are bound",
-    "clipping": _next_round_clip,
+    "clipping": next_round_clip("adaptive", "fixed"),
+    "clipping.target": next_round_clip(AdaptiveClip(), AdaptiveClip(target=0.2)),
+    "clipping.learning_rate": next_round_clip(AdaptiveClip(), AdaptiveClip(learning_rate=0.5)),
     "mode": lambda mode: (round_config(aggregator(mode)), round_config(aggregator(mode, mode=_other(mode)))),
     # WeightedQuantizer fields, and its QuantizationConfig's
     "quantizer.parameters": lambda mode: (
@@ -163,6 +171,7 @@ def test_every_option_field_and_argument_is_listed() -> None:
     listed |= {f"quantizer.{field.name}" for field in dataclasses.fields(WeightedQuantizer)}
     listed |= {f"quantizer.config.{field.name}" for field in dataclasses.fields(QuantizationConfig)}
     listed |= set(inspect.signature(MaskingAggregator.aggregate).parameters) - {"self"}
+    listed |= {f"clipping.{field.name}" for policy in (AdaptiveClip, FixedClip) for field in dataclasses.fields(policy)}
     inherited = {field.name for field in dataclasses.fields(WeightedQuantizer)}
     listed |= {f"dp.{field.name}" for field in dataclasses.fields(DPQuantizer) if field.name not in inherited}
     assert listed | {"round"} == set(SPLITS)
