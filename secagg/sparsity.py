@@ -44,6 +44,7 @@ import hashlib
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from functools import lru_cache
 
 import numpy as np
 import numpy.typing as npt
@@ -112,6 +113,15 @@ def random_indices(seed: bytes, dimension: int, count: int) -> IndexArray:
     return indices
 
 
+@lru_cache(maxsize=2)
+def _seeded_indices(seed: bytes, dimension: int, count: int) -> IndexArray:
+    """:func:`random_indices`, read-only and remembered: :meth:`Subset.random` draws them and
+    the subset's own check compares against them, one expansion for both."""
+    indices = random_indices(seed, dimension, count)
+    indices.setflags(write=False)
+    return indices
+
+
 @dataclass(frozen=True)
 class Subset:
     """The coordinates every hospital sends in one round.
@@ -136,6 +146,14 @@ class Subset:
             raise ConfigurationError("a subset comes from a seed or from layer names, exactly one of them")
         frozen = indices.astype(np.int64, copy=True)
         frozen.setflags(write=False)
+        if self.seed is not None:
+            seed = require_bytes("sparsity seed", self.seed, SEED_SIZE)
+            if not np.array_equal(frozen, _seeded_indices(seed, self.dimension, frozen.shape[0])):
+                raise ConfigurationError(
+                    f"a seeded subset's indices must be those its seed selects ({frozen.shape[0]} of "
+                    f"{self.dimension}): the descriptor binds the seed, dimension and count, not other indices"
+                )
+            object.__setattr__(self, "seed", seed)
         object.__setattr__(self, "indices", frozen)
 
     @classmethod
@@ -144,7 +162,8 @@ class Subset:
         if (count is None) == (fraction is None):
             raise ConfigurationError("give the subset's count or its fraction, exactly one")
         k = count if count is not None else count_for_fraction(float(fraction or 0.0), dimension)
-        return cls(dimension, random_indices(seed, dimension, k), seed=bytes(seed))
+        seed = require_bytes("sparsity seed", seed, SEED_SIZE)
+        return cls(dimension, _seeded_indices(seed, _check_dimension(dimension), k), seed=seed)
 
     @classmethod
     def from_layers(cls, layout: Sequence[tuple[str, int]], names: Sequence[str]) -> Subset:

@@ -237,6 +237,22 @@ class MaskingAggregator:
             )  # fmt: skip
         return self._configs[key]
 
+    def round_config(
+        self, hospitals: Sequence[int], vector_length: int, table: SegmentTable, server_round: int
+    ) -> MaskingConfig:
+        """The bound configuration of round ``server_round`` over ``hospitals`` (session ids 1..m in
+        this order) with ``vector_length``-long updates laid out by ``table``: the session
+        parameters (:meth:`masking_config`, for the encoded length), the hospitals' identity keys
+        and, as its descriptor, this quantization, the segment table with every clip, the round and
+        the quantizer's bound entries (:meth:`WeightedQuantizer.descriptor`). Everything that shapes
+        a hospital's encoding or the decoding of the sum is in it, so it is what every hospital
+        agrees on (tests/fl_core/test_fl_masking_binding_guard.py)."""
+        base = self.masking_config(len(hospitals), self.quantizer.encoded_length(vector_length, table))
+        identity_keys, _ = self.session_identities(hospitals)
+        return dataclasses.replace(
+            base, descriptor=self.quantizer.descriptor(server_round, table), identity_keys=identity_keys
+        )
+
     def honest_floor(self, num_clients: int, vector_length: int) -> int:
         """The largest h a session of ``num_clients`` clients supports: the honest inputs in the
         smallest sum its server can unmask (:func:`secagg.dp.floors.masking_floor`)."""
@@ -268,11 +284,8 @@ class MaskingAggregator:
         ordered = sorted(u.client_id for u in updates)
         session_id = {client: index for index, client in enumerate(ordered, start=1)}
         self._rounds += 1
-        base = self.masking_config(len(ordered), self.quantizer.encoded_length(updates[0].vector.shape[0], table))
-        identity_keys, identities = self.session_identities(ordered)
-        config = dataclasses.replace(
-            base, descriptor=self.quantizer.descriptor(self._rounds, table), identity_keys=identity_keys
-        )
+        config = self.round_config(ordered, updates[0].vector.shape[0], table, self._rounds)
+        _, identities = self.session_identities(ordered)
         try:
             session = run_session(
                 config,

@@ -116,7 +116,8 @@ def _collect_keys(state: ServerState, inbound: Mapping[int, bytes]) -> tuple[Ser
             try:
                 verify(config.identity_keys[client - 1], message.signature, payload)
             except AuthenticationError as exc:
-                rejected.append((client, f"AdvertiseKeys: {exc}"))
+                reason = "signed for another setup (config digest or context), or forged"
+                rejected.append((client, f"AdvertiseKeys: {exc}: the keys are not signed for this session: {reason}"))
                 continue
         try:
             # A small-order key makes every exchange with it all-zero: refuse it here,

@@ -1,0 +1,222 @@
+"""Binding guard, fl_core: every option of the masking aggregator, every field of its quantizer
+and every argument of a round that shapes a hospital's encoding reaches the round's bound
+config (:meth:`MaskingAggregator.round_config`), and a split of it between two hospitals fails
+the masking session for the hospital that holds the other value.
+
+The options and arguments are introspected (``inspect.signature``) and the quantizer's fields
+too (``dataclasses.fields``): one added later fails :func:`test_every_option_field_and_argument_is_listed`
+until :data:`SPLITS` says how to vary it, or why it shapes nothing (with a test that shows it).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import inspect
+from collections.abc import Callable
+from fractions import Fraction
+from typing import Any
+
+import numpy as np
+import pytest
+
+from fl_core.aggregators.base import ClientUpdate
+from fl_core.aggregators.masking import MaskingAggregator
+from fl_core.aggregators.quantizer import WeightedQuantizer
+from fl_core.dp import DPQuantizer
+from secagg.clipping import AdaptiveClip, ClipPolicy, FixedClip
+from secagg.dp import DPConfig
+from secagg.dp.calibration import NoisePlan
+from secagg.dp.sampler import SeededRandomSource
+from secagg.encoding import QuantizationConfig
+from secagg.errors import ConfigurationError
+from secagg.masking import ACTIVE, COMPLETE, HARARY, SEMI_HONEST, MaskingConfig
+from secagg.primitives.randomness import InsecureDeterministicRandom
+from secagg.segments import ClippingReport, Segment, SegmentTable
+from tests.masking.split_session import assert_honest_completes, assert_split_fails, split_session
+
+MODES = (SEMI_HONEST, ACTIVE)
+HOSPITALS = (1, 2, 3, 4, 5)
+LENGTH = 6
+QUANTIZATION = QuantizationConfig(0.5, 16, len(HOSPITALS), 32, max_weight=100)
+
+
+def aggregator(base_mode: str, quantizer: WeightedQuantizer | None = None, **options: Any) -> MaskingAggregator:
+    """An aggregator in ``base_mode`` (unless ``options`` name another); every one makes the
+    same identity keys (one deterministic source), as the same hospitals would hold."""
+    return MaskingAggregator(
+        quantizer or WeightedQuantizer(QUANTIZATION), mode=options.pop("mode", base_mode),
+        random_bytes=InsecureDeterministicRandom(b"hospitals"), **options,
+    )  # fmt: skip
+
+
+SIGNING_KEYS = aggregator(ACTIVE).session_identities(HOSPITALS)[1]
+assert SIGNING_KEYS is not None
+
+
+def round_config(
+    agg: MaskingAggregator, *, length: int = LENGTH, segments: SegmentTable | None = None, server_round: int = 1
+) -> MaskingConfig:
+    """The config ``agg`` binds for a round of :data:`HOSPITALS` (as ``aggregate`` computes it)."""
+    table = agg.quantizer.check_table(agg.schedule.table(length, segments))
+    return agg.round_config(HOSPITALS, length, table, server_round)
+
+
+def options(name: str, *candidates: Any) -> Callable[[str], tuple[MaskingConfig, MaskingConfig]]:
+    """The round configs of the default aggregator and of one with the first of ``candidates``
+    for option ``name`` that is valid and gives another round (which one depends on the mode)."""
+
+    def split(mode: str) -> tuple[MaskingConfig, MaskingConfig]:
+        base = round_config(aggregator(mode))
+        for value in candidates:
+            try:
+                other = round_config(aggregator(mode, **{name: value}))
+            except ConfigurationError:
+                continue
+            if other.digest() != base.digest():  # an operative change (the record)
+                return base, other
+        raise AssertionError(f"no candidate {name} gives another valid round in {mode} mode")
+
+    return split
+
+
+def quantization(**changes: Any) -> Callable[[str], tuple[MaskingConfig, MaskingConfig]]:
+    other = WeightedQuantizer(dataclasses.replace(QUANTIZATION, **changes))
+    return lambda mode: (round_config(aggregator(mode)), round_config(aggregator(mode, other)))
+
+
+def arguments(**changes: Any) -> Callable[[str], tuple[MaskingConfig, MaskingConfig]]:
+    return lambda mode: (round_config(aggregator(mode)), round_config(aggregator(mode), **changes))
+
+
+PLAN = NoisePlan(
+    DPConfig(epsilon=1.0, delta=1e-6, rounds=10, l2_clip=1.0), Fraction(9, 2), len(HOSPITALS), LENGTH, 64.0
+)
+
+
+def dp_quantizer(**changes: Any) -> DPQuantizer:
+    """A DP encoding of :data:`PLAN` (scale 64: 16 bits over a range of 32767 / 64), with ``changes``."""
+    quantization = QuantizationConfig(32767 / PLAN.scale, 16, len(HOSPITALS), 32)
+    fields: dict[str, Any] = {"plan": PLAN, "tail_bound": 1000, "noise_source": SeededRandomSource(bytes(32))}
+    return DPQuantizer(quantization, **(fields | changes))
+
+
+def dp(**changes: Any) -> Callable[[str], tuple[MaskingConfig, MaskingConfig]]:
+    def split(mode: str) -> tuple[MaskingConfig, MaskingConfig]:
+        pair = (dp_quantizer(), dp_quantizer(**changes))
+        return round_config(aggregator(mode, pair[0])), round_config(aggregator(mode, pair[1]))
+
+    return split
+
+
+def next_round_clip(*policies: str | ClipPolicy) -> Callable[[str], tuple[MaskingConfig, MaskingConfig]]:
+    """The round-2 configs under two clipping policies. A policy shapes the clips of the rounds
+    after the first: after one round in which half the coordinates were clipped, adaptive moves
+    the clip (by its target and learning rate) and fixed keeps it."""
+
+    def split(mode: str) -> tuple[MaskingConfig, MaskingConfig]:
+        configs = []
+        for policy in policies:
+            agg = aggregator(mode, clipping=policy)
+            table = agg.schedule.table(LENGTH)
+            agg.schedule.observe(ClippingReport(table, (3 * len(HOSPITALS),), len(HOSPITALS)))
+            configs.append(round_config(agg, server_round=2))
+        return configs[0], configs[1]
+
+    return split
+
+
+Split = Callable[[str], tuple[MaskingConfig, MaskingConfig]] | str
+SPLITS: dict[str, Split] = {
+    # MaskingAggregator(...) options
+    "quantizer": "every field of WeightedQuantizer and of its QuantizationConfig: the quantizer.* entries",
+    "graph": "the same session up to 100 hospitals (both are the complete graph), bound beyond (test_graph_...)",
+    "corrupt_fraction": options("corrupt_fraction", 0.0, 0.2, 0.4),
+    "dropout_fraction": options("dropout_fraction", 0.2, 0.4, 0.6),
+    "dropout_per_round": options("dropout_per_round", 0.05, 0.1, 0.15),
+    "random_bytes": "the source of secrets (identity keys, masks); the identity keys it makes are bound",
+    "clipping": next_round_clip("adaptive", "fixed"),
+    "clipping.target": next_round_clip(AdaptiveClip(), AdaptiveClip(target=0.2)),
+    "clipping.learning_rate": next_round_clip(AdaptiveClip(), AdaptiveClip(learning_rate=0.5)),
+    "mode": lambda mode: (round_config(aggregator(mode)), round_config(aggregator(mode, mode=_other(mode)))),
+    # WeightedQuantizer fields, and its QuantizationConfig's
+    "quantizer.parameters": lambda mode: (
+        round_config(aggregator(mode)),
+        round_config(aggregator(mode, WeightedQuantizer(QUANTIZATION, (("config/lr", 0.5),)))),
+    ),
+    "quantizer.config": "every field of QuantizationConfig: the quantizer.config.* entries",
+    "quantizer.config.clip": quantization(clip=0.25),
+    "quantizer.config.bits": quantization(bits=12),
+    "quantizer.config.num_clients": "bounds the round's size only; no encoding depends on it (test_...)",
+    "quantizer.config.ring_bits": quantization(ring_bits=64),
+    "quantizer.config.max_weight": quantization(max_weight=50),
+    # DPQuantizer's own fields (its plan's fields each: tests/masking/test_binding_guard_encoding.py)
+    "dp.plan": dp(plan=dataclasses.replace(PLAN, variance=Fraction(5))),
+    "dp.tail_bound": "the decoder's overflow bound only; no encoding depends on it (test_...)",
+    "dp.noise_source": "the hospital's own noise randomness: no value to agree on",
+    # aggregate(...) arguments, and the round the aggregator is at
+    "updates": arguments(length=LENGTH + 1),  # the update's length; its values are the contribution itself
+    "dropouts": "which hospitals drop, and when: the protocol's own business, not a setup value",
+    "rng": "the rounding randomness (non-secret, per hospital): no value to agree on",
+    "segments": arguments(segments=SegmentTable((Segment("a", 3), Segment("b", 3)))),
+    "round": arguments(server_round=2),
+}
+
+
+def _other(mode: str) -> str:
+    return SEMI_HONEST if mode == ACTIVE else ACTIVE
+
+
+def test_every_option_field_and_argument_is_listed() -> None:
+    listed = set(inspect.signature(MaskingAggregator.__init__).parameters) - {"self"}
+    listed |= {f"quantizer.{field.name}" for field in dataclasses.fields(WeightedQuantizer)}
+    listed |= {f"quantizer.config.{field.name}" for field in dataclasses.fields(QuantizationConfig)}
+    listed |= set(inspect.signature(MaskingAggregator.aggregate).parameters) - {"self"}
+    listed |= {f"clipping.{field.name}" for policy in (AdaptiveClip, FixedClip) for field in dataclasses.fields(policy)}
+    inherited = {field.name for field in dataclasses.fields(WeightedQuantizer)}
+    listed |= {f"dp.{field.name}" for field in dataclasses.fields(DPQuantizer) if field.name not in inherited}
+    assert listed | {"round"} == set(SPLITS)
+
+
+CASES = sorted(name for name, split in SPLITS.items() if not isinstance(split, str))
+
+
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("value", CASES)
+def test_a_split_between_two_hospitals_fails_the_round(value: str, mode: str) -> None:
+    # Prepare: the round config of the base aggregator and of one with another value
+    split = SPLITS[value]
+    assert callable(split)
+    base, other = split(mode)
+    assert other.digest() != base.digest(), f"{value} does not reach the bound config"
+    # Execute: hospital 1 under the other value, the others and the server under the base
+    outcome = split_session(base, other, signing_keys=SIGNING_KEYS)
+    # Assert
+    assert_split_fails(outcome, base)
+    assert_honest_completes(base, signing_keys=SIGNING_KEYS)
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_graph_is_the_same_session_up_to_100_hospitals_and_bound_beyond(mode: str) -> None:
+    small = [round_config(aggregator(mode, graph=graph)) for graph in (COMPLETE, HARARY)]
+    assert small[0] == small[1]
+    quantizer = WeightedQuantizer.create(101)
+    large = [aggregator(mode, quantizer, graph=graph).masking_config(101, 1) for graph in (COMPLETE, HARARY)]
+    assert large[0].graph == COMPLETE and large[1].graph == HARARY
+    assert large[0].digest() != large[1].digest()
+
+
+def test_the_quantizers_num_clients_does_not_change_the_round() -> None:
+    wider = WeightedQuantizer(dataclasses.replace(QUANTIZATION, num_clients=8))
+    assert round_config(aggregator(ACTIVE)) == round_config(aggregator(ACTIVE, wider))
+
+
+def test_the_dp_tail_bound_and_noise_source_shape_no_agreed_value() -> None:
+    # The tail bound only decides when the decoder reports an overflow: encodings do not depend on it
+    update = ClientUpdate(1, np.linspace(-1.0, 1.0, LENGTH), 1)
+    encodings = [
+        q.encode_integers(update, np.random.default_rng(0)) for q in (dp_quantizer(), dp_quantizer(tail_bound=7))
+    ]
+    np.testing.assert_array_equal(*encodings)
+    assert round_config(aggregator(ACTIVE, dp_quantizer())) == round_config(
+        aggregator(ACTIVE, dp_quantizer(tail_bound=7))
+    )
