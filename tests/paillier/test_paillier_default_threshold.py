@@ -13,9 +13,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from fl_core import demo
 from fl_core.aggregators import ClientUpdate, DropoutStage, WeightedQuantizer, make_aggregator
 from fl_core.aggregators.paillier import PaillierAggregator, paillier_shape
 from fl_core.dp import supported_honest
+from secagg.cli import build_parser
 from secagg.errors import ConfigurationError, ThresholdError
 from secagg.masking.parameters import complete_guarantee, complete_threshold, default_colluders
 from secagg.paillier import PaillierConfig, Stage, run_session
@@ -132,3 +134,26 @@ def test_the_aggregator_refuses_colluders_its_shape_cannot_hold(options: dict[st
         PaillierAggregator(quantizer, insecure_small_key=True, **options)  # type: ignore[arg-type]
     with pytest.raises(ConfigurationError, match=message):
         make_aggregator("paillier", num_clients=6, insecure_small_key=True, **options)
+
+
+@pytest.mark.parametrize(("hospitals", "colluders", "threshold"), [(5, None, 4), (5, 1, 4), (5, 3, 5), (7, 1, 5)])
+def test_the_demo_passes_declared_colluders_to_the_paillier_aggregator(
+    hospitals: int, colluders: int | None, threshold: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The demo's --colluders C reaches the aggregator, which sizes t = (hospitals + C) // 2 + 1
+    argv = ["demo", "--aggregation", "paillier", "--hospitals", str(hospitals)]
+    args = build_parser().parse_args(argv + ([] if colluders is None else ["--colluders", str(colluders)]))
+    config = demo._from_args(args)
+    assert config.colluders == colluders
+    seen: dict[str, object] = {}
+    monkeypatch.setattr(demo, "make_aggregator", lambda name, **options: seen.update(options))
+    demo._aggregator("paillier", config)
+    assert seen.get("colluders") == colluders
+    assert paillier_shape(hospitals, None, None, colluders)[0] == threshold
+
+
+def test_the_demo_configuration_refuses_colluders_it_cannot_hold() -> None:
+    with pytest.raises(ConfigurationError, match="paillier only"):
+        demo.DemoConfig(aggregation="secagg", colluders=1)
+    with pytest.raises(ConfigurationError, match=r"colluders must be in 0\.\.3"):
+        demo.DemoConfig(aggregation="paillier", hospitals=5, colluders=4)
