@@ -19,7 +19,9 @@ round's hospitals remain to decrypt.
 
 Values wider than one packing slot allows (the 64-bit-ring encodings used for
 the feature moments) are split into 32-bit limbs that are summed separately and
-recombined exactly.
+recombined exactly. What the aggregator is sized by before its key exists (slot
+layout, limbs, default t and min_contributors, honest floor) is in
+:mod:`fl_core.aggregators.paillier_layout`, re-exported here.
 """
 
 from __future__ import annotations
