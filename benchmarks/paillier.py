@@ -25,7 +25,7 @@ from secagg.paillier._compute import Workers
 from secagg.paillier.benchmark import NOTES, run_config
 from secagg.paillier.ceremony import ThresholdKeyMaterial, deal_threshold_key_from_primes, generate_safe_primes
 from secagg.paillier.encryption import Obfuscation
-from secagg.paillier.parameters import check_dealt_shape
+from secagg.paillier.parameters import check_dealt_shape, default_threshold
 
 from .common import RunContext, resolve, row_line, utc_now
 from .floors import expansion_rate_note
@@ -149,7 +149,7 @@ def run(overrides: Mapping[str, Any], context: RunContext) -> SuiteReport:
     options = resolve(PRESETS, context.mode, overrides)
     plan = configurations(options)
     for point in plan:  # a key shape every session refuses (2t <= l) stops the run before anything is measured
-        check_dealt_shape(point["clients"], options["threshold"] or point["clients"] // 2 + 1)
+        check_dealt_shape(point["clients"], options["threshold"] or default_threshold(point["clients"]))
     floors = context.floors()
     rng = np.random.default_rng(options["seed"])
     results: list[Row] = []
@@ -161,7 +161,7 @@ def run(overrides: Mapping[str, Any], context: RunContext) -> SuiteReport:
                 workers = pools.setdefault(point["workers"], Workers(point["workers"]))
                 workers.map(abs, [1, 2])  # start the pool before anything is timed
                 clients = point["clients"]
-                threshold = options["threshold"] or clients // 2 + 1
+                threshold = options["threshold"] or default_threshold(clients)
                 material, primes_s, deal_s = key_material(point["key_bits"], clients, threshold, workers)
                 metrics = run_config(
                     material,

@@ -31,6 +31,7 @@ from secagg.paillier._compute import Workers
 from secagg.paillier.benchmark import measure_naive_phe
 from secagg.paillier.encryption import Obfuscation
 from secagg.paillier.packing import SlotLayout
+from secagg.paillier.parameters import default_threshold
 from secagg.paillier.protocol import Client, SessionParameters
 from secagg.primitives.signing import SigningKey
 
@@ -197,7 +198,7 @@ def _row(peer: str, role: str, component: str, work: Work, ours: float, theirs: 
 
 def _phe_row(dim: int) -> Row:
     """Our packed encryption of one client's vector against phe, one process each."""
-    threshold = PAILLIER_CLIENTS // 2 + 1
+    threshold = default_threshold(PAILLIER_CLIENTS)
     with Workers(1) as workers:
         material, _, _ = key_material(PAILLIER_KEY_BITS, PAILLIER_CLIENTS, threshold, workers)
         layout = SlotLayout(PAILLIER_VALUE_BITS, PAILLIER_CLIENTS, material.public.key.key_bits)

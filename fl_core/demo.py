@@ -103,6 +103,8 @@ def _aggregator(name: str, config: DemoConfig, **quantization: Any) -> Aggregato
         return make_aggregator("plain")
     if name == "paillier" and config.insecure_small_key:
         options["insecure_small_key"] = True
+    if name == "paillier" and config.colluders is not None:
+        options["colluders"] = config.colluders
     if name in MASKING_AGGREGATIONS:
         options["mode"] = config.masking_mode
     if name == "secagg+" and config.dropout > 4 * SECAGG_PLUS_DROPOUT:
@@ -275,6 +277,7 @@ def _from_args(args: argparse.Namespace) -> DemoConfig:
         bytes_per_parameter=getattr(args, "bytes_per_parameter", None),
         rotate=getattr(args, "rotate", False),
         masking_mode=getattr(args, "masking_mode", "active"),
+        colluders=getattr(args, "colluders", None),
     )
 
 def main(args: argparse.Namespace) -> int:

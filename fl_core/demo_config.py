@@ -63,6 +63,14 @@ update to the other (the command line checks the same table, secagg.cli.MIN_HOSP
 
 
 
+def _check_colluders(config: DemoConfig) -> None:
+    """ConfigurationError unless ``config.colluders`` is None or a Paillier run's 0..hospitals - 2."""
+    if config.colluders is not None:
+        if config.aggregation != "paillier":
+            raise ConfigurationError("--colluders applies to --aggregation paillier only")
+        require_int("colluders", config.colluders, 0, max(0, config.hospitals - 2))
+
+
 @dataclass(frozen=True)
 class DemoConfig:
     """One demo run. Defaults are the command line's defaults.
@@ -77,6 +85,9 @@ class DemoConfig:
         dropout: probability a hospital drops out of a round.
         seed: seed of the data split, sampling, dropouts and training.
         insecure_small_key: paillier only: a 1024-bit key for speed (insecure).
+        colluders: paillier only: the hospitals that may collude with the server (declared; at
+            most ``hospitals - 2``): sizes the key's threshold (None: the aggregator's default,
+            :func:`secagg.paillier.parameters.default_threshold`).
         compare: also train plain FedAvg and the centralised model.
         clip, bits, max_samples_per_client: quantization of the updates, in Z_(2^32)
             when that cannot overflow for ``hospitals``, else Z_(2^64) (:attr:`ring_bits`).
@@ -128,9 +139,11 @@ class DemoConfig:
     dp_scaling: str = "noised-moments"
     dp_moments_share: float = DEFAULT_MOMENTS_SHARE
     masking_mode: str = MASKING_MODES[0]
+    colluders: int | None = None
 
     def __post_init__(self) -> None:
         require_int("hospitals", self.hospitals)
+        _check_colluders(self)
         require_int("rounds", self.rounds, 1)
         require_int("seed", self.seed, 0)
         if self.masking_mode not in MASKING_MODES:

@@ -383,7 +383,7 @@ def supported_honest(name: str, num_clients: int, **protocol_options: Any) -> in
         )
     if name == "paillier":
         module = importlib.import_module("fl_core.aggregators.paillier")
-        paillier_keys = ("threshold", "min_contributors")
+        paillier_keys = ("threshold", "min_contributors", "colluders")
         floor: int = module.supported_honest(
             num_clients, **{k: protocol_options[k] for k in paillier_keys if k in protocol_options}
         )

@@ -44,6 +44,22 @@ def _check_dropout(args: argparse.Namespace) -> str | None:
     return None
 
 
+def _check_colluders(args: argparse.Namespace) -> str | None:
+    """A ``--colluders`` the demo's Paillier aggregator refuses, or None."""
+    colluders = getattr(args, "colluders", None)
+    if colluders is None:
+        return None
+    if args.aggregation != "paillier":
+        return "argument --colluders: applies to --aggregation paillier only"
+    if colluders > args.hospitals - 2:
+        # fl_core.aggregators.paillier.PaillierAggregator: min_contributors >= c + 2 of the hospitals
+        return (
+            f"argument --colluders: --hospitals {args.hospitals} protect against at most {args.hospitals - 2} "
+            f"(a decrypted sum must hold two honest uploads besides the colluders'), got {colluders}"
+        )
+    return None
+
+
 def _check_applies(args: argparse.Namespace) -> str | None:
     """An option given for an aggregation it does not apply to, or None."""
     if args.insecure_small_key and args.aggregation != "paillier":
@@ -82,7 +98,7 @@ def check_demo(args: argparse.Namespace) -> str | None:
             f"argument --hospitals: --aggregation {args.aggregation} needs at least {fewest} "
             f"hospital{'s' if fewest > 1 else ''}{reason}, got {args.hospitals}"
         )
-    problem = _check_dropout(args) or _check_applies(args)
+    problem = _check_dropout(args) or _check_applies(args) or _check_colluders(args)
     with_dp = getattr(args, "dp_epsilon", None) is not None
     if problem is None and with_dp and args.aggregation == "plain":
         problem = "argument --dp-epsilon: the noise is added to the integer encoding; use an aggregation but plain"

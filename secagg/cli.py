@@ -128,6 +128,16 @@ def _add_demo(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> 
         help="paillier only: use a 1024-bit test key for speed (INSECURE; prints a warning)",
     )
     demo.add_argument(
+        "--colluders",
+        type=_integer(0, MAX_HOSPITALS),
+        default=None,
+        metavar="C",
+        help="paillier only: the hospitals that may collude with the server, at most hospitals - 2: the key's "
+        "threshold becomes (hospitals + C) // 2 + 1, and each round needs that many hospitals to decrypt "
+        "(default: as masking's active mode, the most colluders, up to a third, that leave one dropout: "
+        "5 hospitals 4-of-5, 2 colluders tolerated)",
+    )
+    demo.add_argument(
         "--dp-epsilon",
         type=_real(0, 1000, include_low=False),
         default=None,

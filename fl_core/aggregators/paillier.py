@@ -19,7 +19,9 @@ round's hospitals remain to decrypt.
 
 Values wider than one packing slot allows (the 64-bit-ring encodings used for
 the feature moments) are split into 32-bit limbs that are summed separately and
-recombined exactly.
+recombined exactly. What the aggregator is sized by before its key exists (slot
+layout, limbs, default t and min_contributors, honest floor) is in
+:mod:`fl_core.aggregators.paillier_layout`, re-exported here.
 """
 
 from __future__ import annotations
@@ -42,12 +44,21 @@ from fl_core.aggregators.base import (
     uploaders,
 )
 from fl_core.aggregators.clipping import ClipPolicy, ClipSchedule, clip_policy
+from fl_core.aggregators.paillier_layout import (
+    LIMB_BITS,
+    ciphertext_bytes,
+    join_limbs,
+    packing_layout,
+    paillier_shape,
+    split_limbs,
+    supported_honest,
+    value_bits,
+)
 from fl_core.aggregators.quantizer import WeightedQuantizer
 from secagg import wire
 from secagg._validate import require_instance, require_int
-from secagg.dp.floors import decrypted_shortfall, decrypted_sums, decryption_floor
-from secagg.encoding import QuantizationConfig
-from secagg.errors import ConfigurationError, OverflowDetectedError
+from secagg.dp.floors import decrypted_shortfall, decrypted_sums
+from secagg.errors import ConfigurationError
 from secagg.guarantee import Guarantee
 from secagg.paillier import (
     DEFAULT_KEY_BITS,
@@ -57,14 +68,12 @@ from secagg.paillier import (
     Obfuscation,
     Server,
     SessionParameters,
-    SlotLayout,
     ThresholdKeyMaterial,
     Workers,
     deal_threshold_key,
 )
 from secagg.paillier.keys import MAX_KEY_BITS, key_policy
-from secagg.paillier.packing import MAX_SLOT_BITS, MAX_VALUE_BITS, minimal_slot_bits
-from secagg.paillier.parameters import check_decryption_majority
+from secagg.paillier.parameters import check_declared_colluders, check_decryption_majority
 from secagg.paillier.protocol import paillier_guarantee
 from secagg.primitives.randomness import RandomBytes, system_random
 from secagg.primitives.signing import SigningKey
@@ -84,66 +93,7 @@ __all__ = [
 INSECURE_KEY_BITS = 1024
 """Key size of ``insecure_small_key`` (the demo's ``--insecure-small-key``): fast, NOT secure."""
 
-LIMB_BITS = 32
-"""Limb width for values too wide for one packing slot."""
-
 IntArray = npt.NDArray[np.int64]
-
-
-def _split(values: IntArray) -> IntArray:
-    """``(high limbs, low limbs)`` with v = high * 2^32 + low, 0 <= low < 2^32."""
-    split: IntArray = np.concatenate([values >> LIMB_BITS, values & ((1 << LIMB_BITS) - 1)])
-    return split
-
-
-def _join(sums: IntArray) -> IntArray:
-    """Inverse of :func:`_split` on sums: sum(high) * 2^32 + sum(low), exactly."""
-    half = sums.shape[0] // 2
-    exact = (sums[:half].astype(object) << LIMB_BITS) + sums[half:].astype(object)
-    try:
-        joined: IntArray = np.array(exact, dtype=np.int64)
-    except OverflowError as exc:
-        raise OverflowDetectedError("recombined Paillier sum does not fit in 64 bits") from exc
-    return joined
-
-
-def value_bits(config: QuantizationConfig) -> int:
-    """Bits of one signed weighted value: ``bitlen(max_weight * qmax) + 1``."""
-    return (config.max_weight * config.qmax).bit_length() + 1
-
-
-def packing_layout(config: QuantizationConfig, num_parties: int, key_bits: int) -> tuple[SlotLayout, bool]:
-    """The slot layout of ``config``'s weighted values for ``num_parties`` summands under a
-    ``key_bits``-bit key, and whether values are split into two :data:`LIMB_BITS` limbs (values
-    too wide for one slot). Unsplit values ``|w q| <= max_weight * qmax`` use the bounded range
-    (offset exactly ``max_weight * qmax``, slot ``bitlen(2 N max_weight qmax) + 1`` bits: one more
-    than the smallest narrow ring); limbs use the 33-bit bit range. Needs no key: a byte budget
-    sizes ciphertexts with it before the key ceremony (:mod:`fl_core.budget`)."""
-    bound = config.max_weight * config.qmax
-    split = value_bits(config) > MAX_VALUE_BITS or minimal_slot_bits(2 * bound, num_parties) > MAX_SLOT_BITS
-    if split:
-        return SlotLayout(LIMB_BITS + 1, num_parties, key_bits), True
-    return SlotLayout.bounded(bound, num_parties, key_bits), False
-
-
-def ciphertext_bytes(key_bits: int) -> int:
-    """Bytes of one ciphertext of a ``key_bits``-bit key on the wire: 2 * ceil(key_bits / 8)."""
-    return 2 * ((key_bits + 7) // 8)
-
-
-def paillier_shape(num_parties: int, threshold: int | None, min_contributors: int | None) -> tuple[int, int]:
-    """(t, min_contributors) of a :class:`PaillierAggregator` for ``num_parties`` hospitals, the
-    defaults filled in: ``t = num_parties // 2 + 1``, ``min_contributors = min(num_parties, max(2, t))``."""
-    t = threshold if threshold is not None else num_parties // 2 + 1
-    return t, min_contributors if min_contributors is not None else min(num_parties, max(2, t))
-
-
-def supported_honest(num_parties: int, *, threshold: int | None = None, min_contributors: int | None = None) -> int:
-    """The largest h (honest uploads in every sum a key-share holder decrypts,
-    :func:`secagg.dp.floors.decryption_floor`) of a full round of a :class:`PaillierAggregator`
-    with these options, before its key ceremony: ``min_contributors - c``."""
-    t, contributors = paillier_shape(num_parties, threshold, min_contributors)
-    return decryption_floor(num_parties, t, num_parties, contributors)
 
 
 class PaillierAggregator:
@@ -155,12 +105,18 @@ class PaillierAggregator:
         key_bits: modulus size (default 3072; at least 2048).
         insecure_small_key: use a :data:`INSECURE_KEY_BITS`-bit key (or ``key_bits``
             if given, down to 128) for quick demos and tests. NOT secure; warns.
-        threshold: t, the partial decryptions needed (default ``num_clients // 2 + 1``; refused
-            unless 2t > num_clients: see :func:`secagg.paillier.parameters.check_decryption_majority`).
-            The default tolerates no colluding hospital for odd ``num_clients`` (:attr:`guarantee`);
-            there is no colluders option: ``(num_clients + c) // 2 + 1`` tolerates c (5 hospitals, 4: c = 2).
+        threshold: t, the partial decryptions needed (refused unless 2t > num_clients + c:
+            see :func:`secagg.paillier.parameters.check_decryption_majority`). Default
+            (:func:`secagg.paillier.parameters.default_threshold`): ``(num_clients + c) // 2 + 1``
+            with ``colluders`` declared, else the active masking default's trade-off, the most
+            colluders (up to a third) that leave one dropout (40% from 20 hospitals on):
+            5 hospitals 4-of-5, c = 2, one dropout (:attr:`guarantee`).
         min_contributors: fewest uploads hospitals agree to decrypt the sum of
-            (default ``min(num_clients, max(2, t))``).
+            (default ``min(num_clients, max(2, t, c + 2))``).
+        colluders: c, the hospitals that may collude with the server (declared, as
+            :class:`secagg.paillier.PaillierConfig` and the Flower ``PaillierOptions`` take it):
+            sizes the default t and is refused unless t >= c + 1, 2t > num_clients + c and
+            min_contributors >= c + 2; the computed :attr:`guarantee` is at least c.
         obfuscation: ``"textbook"`` (default; r^n) or ``"djn"`` (faster for long
             vectors, extra assumption; see :mod:`secagg.paillier.encryption`).
         workers: processes for the big-integer work (1: none).
@@ -180,6 +136,7 @@ class PaillierAggregator:
         insecure_small_key: bool = False,
         threshold: int | None = None,
         min_contributors: int | None = None,
+        colluders: int | None = None,
         obfuscation: str | Obfuscation = Obfuscation.TEXTBOOK,
         workers: int = 1,
         constant_time: bool = False,
@@ -197,6 +154,8 @@ class PaillierAggregator:
             threshold = require_int("threshold", threshold, 2, num_parties)
         if min_contributors is not None:
             min_contributors = require_int("min_contributors", min_contributors, 2, num_parties)
+        if colluders is not None:
+            colluders = require_int("colluders", colluders, 0, num_parties - 2)
         self.quantizer = quantizer
         self.insecure = bool(insecure_small_key)
         bits = key_bits if key_bits is not None else (INSECURE_KEY_BITS if self.insecure else DEFAULT_KEY_BITS)
@@ -214,7 +173,7 @@ class PaillierAggregator:
         self.workers = Workers(workers)
         self.constant_time = constant_time
         self.random_bytes = random_bytes
-        self.threshold, self.min_contributors = paillier_shape(num_parties, threshold, min_contributors)
+        self.threshold, self.min_contributors = paillier_shape(num_parties, threshold, min_contributors, colluders)
         if not 2 <= self.threshold <= num_parties:
             raise ConfigurationError(
                 f"threshold must be in 2..{num_parties} (with t = 1 one hospital decrypts alone), got {self.threshold}"
@@ -225,6 +184,8 @@ class PaillierAggregator:
                 f"got {self.min_contributors}"
             )
         check_decryption_majority(num_parties, self.threshold)
+        check_declared_colluders(num_parties, self.threshold, self.min_contributors, colluders or 0)
+        self.colluders = colluders
         with key_policy(self.insecure):
             if key_material is None:
                 key_material = deal_threshold_key(
@@ -358,7 +319,7 @@ class PaillierAggregator:
         bytes_sent = 0
         digests: dict[int, bytes] = {}
         for client in sent:
-            values = _split(encodings[client]) if self.split else encodings[client]
+            values = split_limbs(encodings[client]) if self.split else encodings[client]
             sender = Client(params, client, self._identity(client), encryptor=self._encryptor(client))
             data = wire.encode(sender.upload(values))
             assert sender.upload_digest is not None
@@ -388,7 +349,7 @@ class PaillierAggregator:
             bytes_sent += len(answer)
             server.receive_partial(answer)
         total = server.finish()
-        sums = _join(total) if self.split else total
+        sums = join_limbs(total) if self.split else total
         decoded = self.quantizer.decode_sum(sums, len(sent), table)
         self.schedule.observe(decoded.clipping)
         return AggregationResult(

@@ -56,7 +56,7 @@ from secagg.paillier.encryption import Obfuscation
 from secagg.paillier.keys import PublicKey, ThresholdPublicKey
 from secagg.paillier.messages import EncryptedVector, upload_payload
 from secagg.paillier.packing import SlotLayout
-from secagg.paillier.parameters import check_dealt_shape
+from secagg.paillier.parameters import check_dealt_shape, default_threshold
 from secagg.paillier.protocol import Client, DecryptingParty, Server, SessionParameters
 from secagg.primitives.signing import SigningKey, verify
 
@@ -271,7 +271,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--value-bits", type=int, default=16, help="default: 16")
     parser.add_argument("--workers", type=int, default=0, help="processes (default: 0, one per core)")
     parser.add_argument("--obfuscation", choices=["djn", "textbook"], nargs="+", default=["djn"])
-    parser.add_argument("--threshold", type=int, default=None, help="t, 2t > clients (default: clients // 2 + 1)")
+    parser.add_argument(
+        "--threshold", type=int, default=None, help="t, 2t > clients (default: parameters.default_threshold: 7 of 10)"
+    )
     parser.add_argument("--naive-sample", type=int, default=DEFAULT_NAIVE_SAMPLE)
     parser.add_argument("--seed", type=int, default=0, help="seed of the random input vectors")
     parser.add_argument("--ceremony-repeats", type=int, default=0, metavar="N",
@@ -298,7 +300,7 @@ def main(args: argparse.Namespace) -> int:
     threshold_option = option["threshold"]
     ceremony_repeats = option["ceremony_repeats"]
     for clients in option["clients"]:  # a key every session refuses (2t <= l) stops the run before any work
-        check_dealt_shape(clients, threshold_option or clients // 2 + 1)
+        check_dealt_shape(clients, threshold_option or default_threshold(clients))
     rng = np.random.default_rng(option["seed"])
     load_at_start = list(os.getloadavg())
     results: list[dict[str, Any]] = []
@@ -311,7 +313,7 @@ def main(args: argparse.Namespace) -> int:
             if ceremony_repeats:
                 parties = max(option["clients"])
                 ceremony = measure_ceremony(
-                    key_bits, parties, threshold_option or parties // 2 + 1, ceremony_repeats, workers
+                    key_bits, parties, threshold_option or default_threshold(parties), ceremony_repeats, workers
                 )
                 ceremonies.append(ceremony)
                 print(
@@ -326,7 +328,7 @@ def main(args: argparse.Namespace) -> int:
             p, q = generate_safe_primes(key_bits // 2, 2, workers=workers)
             primes_s = time.perf_counter() - started
             for clients in option["clients"]:
-                threshold = threshold_option or clients // 2 + 1
+                threshold = threshold_option or default_threshold(clients)
                 started = time.perf_counter()
                 material = deal_threshold_key_from_primes(p, q, num_parties=clients, threshold=threshold)
                 deal_s = time.perf_counter() - started

@@ -40,6 +40,7 @@ from phe import paillier as phe_paillier
 
 from secagg import wire
 from secagg.errors import AuthenticationError, ConfigurationError, DecodeError
+from secagg.paillier.key_checks import check_modulus_factors, check_verification_values
 from secagg.wire import U16, BigUInt, ListOf, Struct, wire_field
 
 __all__ = [
@@ -131,7 +132,8 @@ class PublicKey(wire.Message):
     """A Paillier public key: the modulus n, with generator g = n + 1.
 
     Invariants: n is odd, has between the policy's minimum and
-    :data:`MAX_KEY_BITS` bits, and is not a perfect square.
+    :data:`MAX_KEY_BITS` bits, is not a perfect square and has no prime factor
+    below 2^16 (:mod:`secagg.paillier.key_checks`).
     """
 
     TAG: ClassVar[int] = 0x0401
@@ -144,6 +146,7 @@ class PublicKey(wire.Message):
         check_key_bits(self.n.bit_length())
         if self.n % 2 == 0 or gmpy2.is_square(self.n):
             raise ConfigurationError("Paillier modulus must be an odd non-square")
+        check_modulus_factors(self.n)
 
     @property
     def key_bits(self) -> int:
@@ -220,8 +223,11 @@ class ThresholdPublicKey(wire.Message):
         verification_keys: ``v_i = v^(Delta * s_i) mod n^2`` for i = 1..l.
 
     Invariants: 1 <= t <= l <= :data:`MAX_PARTIES`; gcd(n, Delta) = 1 (the
-    combination inverts 4 Delta^2 mod n); v and every v_i lie in Z*_(n^2) and
-    v != 1. The single-key mode is t = l = 1.
+    combination inverts 4 Delta^2 mod n); v and every v_i lie in
+    Z*_(n^2), are squares as far as the Jacobi symbol mod n shows, are not 1 or -1,
+    and the v_i are distinct (:mod:`secagg.paillier.key_checks`). The single-key mode
+    is t = l = 1. A key read from a file is also refused if 2t <= l
+    (:func:`~secagg.paillier.key_checks.check_loaded_key`).
     """
 
     TAG: ClassVar[int] = 0x0402
@@ -258,6 +264,7 @@ class ThresholdPublicKey(wire.Message):
         for index, value in enumerate(self.verification_keys, start=1):
             if not _is_int(value) or not _in_unit_group(value, n):
                 raise ConfigurationError(f"verification key of party {index} must lie in Z*_(n^2)")
+        check_verification_values(n, self.verification_base, self.verification_keys, self.threshold)
 
     @property
     def delta(self) -> int:

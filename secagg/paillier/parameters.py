@@ -24,6 +24,7 @@ from secagg.errors import (
     ProtocolError,
 )
 from secagg.guarantee import Guarantee
+from secagg.masking.parameters import default_dropout_target
 from secagg.paillier.keys import MIN_KEY_BITS, ThresholdPublicKey
 from secagg.paillier.messages import SESSION_ID_SIZE, EncryptedVector
 from secagg.paillier.packing import MAX_VALUES, SlotLayout
@@ -35,8 +36,11 @@ __all__ = [
     "SESSION_LABEL",
     "SessionParameters",
     "check_dealt_shape",
+    "check_declared_colluders",
     "check_decryption_majority",
     "check_upload",
+    "default_contributors",
+    "default_threshold",
     "paillier_guarantee",
     "threshold_guarantee",
 ]
@@ -186,6 +190,53 @@ def check_decryption_majority(num_parties: int, threshold: int, colluders: int =
             f"share holders: two disjoint groups would each reach t and decrypt two sums that differ in one "
             f"upload; need 2t > l + c = {num_parties + colluders}, i.e. t >= {(num_parties + colluders) // 2 + 1}"
         )
+
+
+def default_threshold(num_parties: int, colluders: int | None = None) -> int:
+    """The default t of a t-of-l threshold key (l = ``num_parties`` > 1).
+
+    With c = ``colluders`` declared: ``(l + c) // 2 + 1``, the least t with ``2t > l + c``
+    (:func:`check_decryption_majority`). Undeclared: the trade-off of the active masking
+    default (:func:`secagg.masking.parameters.default_colluders`): the most colluders c, up
+    to ``(l - 1) // 3``, whose ``(l + c) // 2 + 1`` still leaves the default dropout target
+    (:func:`~secagg.masking.parameters.default_dropout_target`: one dropout below 20
+    hospitals, 40% of them from 20 on), so t <= l - target; c = 0 if none does. With
+    ``min_contributors = t`` (:func:`default_contributors`) the computed guarantee is then
+    masking's at the same l: 5 hospitals, 4-of-5, c = 2, one dropout; 3 hospitals, 2-of-3,
+    c = 0, one dropout (c = 1 would need 3-of-3: no dropout at all)."""
+    if colluders is not None:
+        return (num_parties + colluders) // 2 + 1
+    target = default_dropout_target(num_parties)
+    best = 0
+    for declared in range((num_parties - 1) // 3 + 1):
+        if (num_parties + declared) // 2 + 1 <= num_parties - target:
+            best = declared
+    return (num_parties + best) // 2 + 1
+
+
+def default_contributors(num_clients: int, threshold: int, colluders: int | None = None) -> int:
+    """The default min_contributors: ``min(num_clients, max(2, t, c + 2))`` (c declared, else 0)."""
+    return min(num_clients, max(2, threshold, (colluders or 0) + 2))
+
+
+def check_declared_colluders(
+    num_parties: int, threshold: int, min_contributors: int, colluders: int, *, threshold_key: bool = True
+) -> None:
+    """ConfigurationError unless a configuration holds against its ``colluders`` (declared c):
+    ``min_contributors >= c + 2`` (a sum of that many uploads, all but one known to them, would
+    reveal the last) and, for a threshold key, ``t >= c + 1`` and ``2t > l + c``."""
+    if min_contributors < colluders + 2:
+        raise ConfigurationError(
+            f"min_contributors {min_contributors} is unsafe against {colluders} colluders: "
+            f"a sum of that many uploads, all but one known to them, reveals the last; need >= {colluders + 2}"
+        )
+    if threshold_key:
+        if threshold < colluders + 1:
+            raise ConfigurationError(
+                f"threshold {threshold} is unsafe against {colluders} colluding share holders; "
+                f"need t >= {colluders + 1}"
+            )
+        check_decryption_majority(num_parties, threshold, colluders)
 
 
 def check_dealt_shape(num_parties: int, threshold: int) -> None:

@@ -39,7 +39,12 @@ from secagg.paillier.ceremony import (
 from secagg.paillier.encryption import Obfuscation
 from secagg.paillier.keys import DEFAULT_KEY_BITS, KeyShare, PrivateKey, check_key_bits, key_policy
 from secagg.paillier.packing import MAX_VALUES, SlotLayout
-from secagg.paillier.parameters import check_decryption_majority, threshold_guarantee
+from secagg.paillier.parameters import (
+    check_declared_colluders,
+    default_contributors,
+    default_threshold,
+    threshold_guarantee,
+)
 from secagg.paillier.protocol import Client, DecryptingParty, Server, SessionParameters
 from secagg.primitives.randomness import RandomBytes, system_random
 from secagg.primitives.signing import SigningKey
@@ -79,9 +84,12 @@ class PaillierConfig:
         value_bits: bits of one signed value, range [-2^(b-1), 2^(b-1) - 1].
         key_bits: modulus size (>= 2048 unless ``allow_insecure_key_bits_for_testing``).
         mode: THRESHOLD (hospitals hold t-of-n shares) or SINGLE_KEY.
-        threshold: t; default ``(num_clients + colluders) // 2 + 1``, the least t with
-            2t > num_clients + colluders (1 in single-key mode);
-            at least 2 in threshold mode (one share holder must never decrypt alone).
+        threshold: t (1 in single-key mode); at least 2 in threshold mode (one share holder
+            must never decrypt alone). Default (:func:`~secagg.paillier.parameters.default_threshold`):
+            with ``colluders`` declared ``(num_clients + colluders) // 2 + 1``, the least t with
+            2t > num_clients + colluders; else the active masking default's trade-off, the most
+            colluders (up to a third) that still leave one dropout (40% from 20 hospitals on):
+            5 hospitals 4-of-5 (c = 2, one dropout), 3 hospitals 2-of-3 (c = 0, one dropout).
         min_contributors: fewest uploads a party agrees to decrypt the sum of;
             default ``min(num_clients, max(2, t, colluders + 2))``; at least 2.
         colluders: c, the hospitals that may collude with the server (declared):
@@ -135,19 +143,10 @@ class PaillierConfig:
                 f"min_contributors must be in 2..{self.num_clients} (one upload would be decrypted alone), "
                 f"got {self.contributors_needed}"
             )
-        colluders = self.colluders or 0
-        if self.contributors_needed < colluders + 2:
-            raise ConfigurationError(
-                f"min_contributors {self.contributors_needed} is unsafe against {colluders} colluders: "
-                f"a sum of that many uploads, all but one known to them, reveals the last; need >= {colluders + 2}"
-            )
-        if self.mode is Mode.THRESHOLD and self.decryption_threshold < colluders + 1:
-            raise ConfigurationError(
-                f"threshold {self.decryption_threshold} is unsafe against {colluders} colluding share holders; "
-                f"need t >= {colluders + 1}"
-            )
-        if self.mode is Mode.THRESHOLD:
-            check_decryption_majority(self.num_parties, self.decryption_threshold, colluders)
+        check_declared_colluders(
+            self.num_parties, self.decryption_threshold, self.contributors_needed, self.colluders or 0,
+            threshold_key=self.mode is Mode.THRESHOLD,
+        )
         _ = self.layout  # validates value_bits against the key size
 
     @property
@@ -162,14 +161,14 @@ class PaillierConfig:
             return 1
         if self.threshold is not None:
             return self.threshold
-        return (self.num_clients + (self.colluders or 0)) // 2 + 1  # the least t with 2t > l + c
+        return default_threshold(self.num_clients, self.colluders)
 
     @property
     def contributors_needed(self) -> int:
         """min_contributors after defaulting."""
         if self.min_contributors is not None:
             return self.min_contributors
-        return min(self.num_clients, max(2, self.decryption_threshold, (self.colluders or 0) + 2))
+        return default_contributors(self.num_clients, self.decryption_threshold, self.colluders)
 
     @property
     def guarantee(self) -> Guarantee:

@@ -39,6 +39,7 @@ from cryptography.hazmat.primitives.kdf.scrypt import Scrypt
 from secagg import wire
 from secagg._files import PRIVATE, read_regular_file
 from secagg.errors import ConfigurationError, DecodeError
+from secagg.paillier.key_checks import check_loaded_key
 from secagg.paillier.keys import KeyShare, PrivateKey
 from secagg.primitives import aead
 from secagg.primitives.randomness import RandomBytes, system_random
@@ -188,14 +189,16 @@ def protect(
 def unprotect(data: bytes, passphrase: str | bytes) -> Secret:
     """The key share or private key sealed in ``data``.
 
-    Raises DecodeError (malformed), AuthenticationError (wrong passphrase or
-    altered bytes), or the key's own validation errors.
+    Raises DecodeError (malformed, or a share of a t-of-l key with 2t <= l, which every
+    session refuses: :func:`~secagg.paillier.key_checks.check_loaded_key`),
+    AuthenticationError (wrong passphrase or altered bytes), or the key's own validation errors.
     """
     box = wire.decode(data, ProtectedSecret)
     plaintext = aead.open_sealed(_derive(passphrase, box), box.sealed, box.associated_data)
     secret = wire.decode_any(plaintext)
     if not isinstance(secret, (KeyShare, PrivateKey)):
         raise DecodeError(f"protected secret holds a {type(secret).__name__}, not a key share or private key")
+    check_loaded_key(secret.public, "protected key share")
     return secret
 
 

@@ -63,16 +63,18 @@ def test_plan_at_the_floor_is_accepted_above_it_refused_at_ten_hospitals() -> No
 
 
 def test_plan_above_the_paillier_floor_is_refused() -> None:
-    # 5 hospitals, t = 3, min_contributors = 3, c = min(t - 1, 3 - 2, 2t - l - 1) = 0: a decrypted sum holds
-    # 3 honest. 6 hospitals, t = 4, min_contributors = 4: c = min(3, 2, 1) = 1, 3 honest.
+    # 5 hospitals, t = 4, min_contributors = 4, c = min(t - 1, 4 - 2, 2t - l - 1) = 2: a decrypted sum holds
+    # 2 honest (as secagg's). 6 hospitals, t = 4, min_contributors = 4: c = min(3, 2, 1) = 1, 3 honest.
+    # 5 hospitals at an explicit 3-of-5: c = 0, 3 honest.
     options = {"insecure_small_key": True, "key_bits": 512}
-    assert supported_honest("paillier", 5) == 3
+    assert supported_honest("paillier", 5) == 2
     assert supported_honest("paillier", 6) == 3
-    with pytest.warns(UserWarning), pytest.raises(ConfigurationError, match=r"sums of 3 uploads.*c = 0.*h = 4"):
-        make_aggregator("paillier", num_clients=5, dp=_dp(4), dimension=6, **options)
+    assert supported_honest("paillier", 5, threshold=3) == 3
+    with pytest.warns(UserWarning), pytest.raises(ConfigurationError, match=r"sums of 4 uploads.*c = 2.*h = 3"):
+        make_aggregator("paillier", num_clients=5, dp=_dp(3), dimension=6, **options)
     with pytest.warns(UserWarning):
-        accepted = make_aggregator("paillier", num_clients=5, dp=_dp(3), dimension=6, **options)
-    assert accepted.plan.honest == 3  # type: ignore[attr-defined]
+        accepted = make_aggregator("paillier", num_clients=5, dp=_dp(2), dimension=6, **options)
+    assert accepted.plan.honest == 2  # type: ignore[attr-defined]
 
 
 def test_round_whose_session_has_a_lower_floor_is_skipped_uncharged() -> None:

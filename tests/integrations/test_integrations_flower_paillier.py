@@ -6,6 +6,7 @@ each node loads its own sealed key share from a file; the server holds only the 
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -37,6 +38,7 @@ from secagg.integrations.flower.protocol import (
 )
 from secagg.paillier import (
     PartialDecryption,
+    ThresholdPublicKey,
     deal_threshold_key_from_primes,
     generate_safe_primes,
     insecure_key_sizes_for_testing,
@@ -241,8 +243,13 @@ def test_a_forged_partial_decryption_is_caught_by_its_proof(keys: tuple[Path, li
 
 def test_unsafe_settings_are_refused_before_anything_is_sent(tmp_path: Path) -> None:
     # Prepare: a 1-of-3 key, a 2-of-4 key, a 1024-bit key made inside the test switch, and a 3-of-4 key
-    one_of_three = unsafe_material(3, 1).public  # both refused by the dealer: the tests' private path
-    two_of_four = unsafe_material(4, 2).public
+    with pytest.raises(ConfigurationError, match="same verification key"):
+        unsafe_material(3, 1)  # a 1-of-3 key's shares are all equal: the key type itself refuses it now
+    one_of_three = object.__new__(ThresholdPublicKey)  # so forged past it, for PaillierOptions' own check
+    for field in dataclasses.fields(ThresholdPublicKey):
+        object.__setattr__(one_of_three, field.name, getattr(material(3, 2).public, field.name))
+    object.__setattr__(one_of_three, "threshold", 1)
+    two_of_four = unsafe_material(4, 2).public  # refused by the dealer: the tests' private path
     with insecure_key_sizes_for_testing():
         small = deal_threshold_key_from_primes(
             *_small_primes(), num_parties=3, threshold=2, insecure_for_testing=True

@@ -7,13 +7,14 @@ test here except those marked ``production_policy``, which check the refusal.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterator
 
 import pytest
 
-from secagg.paillier import SingleKeyMaterial, ThresholdKeyMaterial, insecure_key_sizes_for_testing
+from secagg.paillier import SingleKeyMaterial, ThresholdKeyMaterial, ThresholdPublicKey, insecure_key_sizes_for_testing
 
-from .helpers import single_material, threshold_material, unsafe_threshold_material
+from .helpers import single_material, threshold_material
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -42,7 +43,13 @@ def single_256() -> SingleKeyMaterial:
 
 
 @pytest.fixture
-def material_1_of_3() -> ThresholdKeyMaterial:
-    """A degenerate 1-of-3 key of 256 bits (every holder decrypts alone): refused by sessions,
-    and by the dealer (built through the tests' private path)."""
-    return unsafe_threshold_material(256, 3, 1)
+def public_1_of_3() -> ThresholdPublicKey:
+    """The public key of a degenerate 1-of-3 key of 256 bits (every holder decrypts alone): refused
+    by sessions, by the dealer and by the key type itself (its three verification keys are equal),
+    so forged here past the constructor from a 2-of-3 key, for tests of the other refusals."""
+    public = threshold_material(256, 3, 2).public
+    forged = object.__new__(ThresholdPublicKey)
+    for field in dataclasses.fields(ThresholdPublicKey):
+        object.__setattr__(forged, field.name, getattr(public, field.name))
+    object.__setattr__(forged, "threshold", 1)
+    return forged

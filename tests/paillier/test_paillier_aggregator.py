@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from fl_core.aggregators import Aggregator, ClientUpdate, DropoutStage, WeightedQuantizer, make_aggregator
-from fl_core.aggregators.paillier import PaillierAggregator
+from fl_core.aggregators.paillier import PaillierAggregator, paillier_shape
 from fl_core.aggregators.plain import QuantizedPlainAggregator
 from secagg.encoding import smallest_ring_bits
 from secagg.errors import ConfigurationError
@@ -22,10 +22,11 @@ def _updates(sizes: tuple[int, ...] = (30, 5, 120, 64, 9), length: int = 50, see
 
 def _aggregators(quantizer: WeightedQuantizer, key_bits: int = 512, **options: object) -> tuple[Aggregator, Aggregator]:
     parties = quantizer.config.num_clients
+    threshold, _ = paillier_shape(parties, options.get("threshold"), None)  # type: ignore[arg-type]
     paillier = PaillierAggregator(
         quantizer,
         insecure_small_key=True,
-        key_material=threshold_material(key_bits, parties, parties // 2 + 1),
+        key_material=threshold_material(key_bits, parties, threshold),
         random_bytes=InsecureDeterministicRandom(3),
         **options,  # type: ignore[arg-type]
     )
@@ -42,9 +43,10 @@ def _aggregators(quantizer: WeightedQuantizer, key_bits: int = 512, **options: o
     ],
 )
 def test_paillier_mean_equals_plain_quantized_bit_for_bit(dropouts: dict[int, DropoutStage]) -> None:
-    # Prepare: the same round, the same generator state for both aggregators
+    # Prepare: the same round, the same generator state for both aggregators; 3-of-5 (not the
+    # default 4-of-5, which survives one dropout) so that two hospitals can drop
     quantizer = WeightedQuantizer.create(5, clip=0.5, bits=16)
-    paillier, plain = _aggregators(quantizer)
+    paillier, plain = _aggregators(quantizer, threshold=3)
     updates = _updates()
     # Execute
     secure = paillier.aggregate(updates, dropouts, rng=np.random.default_rng(7))
@@ -75,10 +77,10 @@ def test_wide_values_are_split_into_limbs_and_still_exact() -> None:
 def test_too_few_decrypting_hospitals_skip_the_round_with_a_reason() -> None:
     quantizer = WeightedQuantizer.create(5, clip=0.5, bits=16)
     paillier, _ = _aggregators(quantizer)
-    dropouts = {0: DropoutStage.FINALIZE, 1: DropoutStage.FINALIZE, 2: DropoutStage.FINALIZE}
+    dropouts = {0: DropoutStage.FINALIZE, 1: DropoutStage.FINALIZE}
     result = paillier.aggregate(_updates(), dropouts, rng=np.random.default_rng(0))
     assert result.skipped
-    assert "3 partial decryptions are needed" in str(result.skipped_reason)
+    assert "4 partial decryptions are needed" in str(result.skipped_reason)
 
 
 def test_insecure_small_key_warns_and_make_aggregator_builds_it() -> None:

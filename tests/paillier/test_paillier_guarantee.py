@@ -119,10 +119,12 @@ def test_the_paillier_guarantee_holds_at_its_bound_and_breaks_one_past_it(
     assert _attack_succeeds(material, params, c + 1) or c + 1 > min_contributors - 2
 
 
-def test_the_default_five_hospital_key_protects_against_no_colluder_in_the_split() -> None:
-    # PaillierConfig's default for 5 hospitals: t = 3, min_contributors = 3. It used to print c = 1,
-    # but one colluding holder plus two honest ones on each side reaches t = 3 twice.
-    config = PaillierConfig(num_clients=5, vector_length=LENGTH, key_bits=256, allow_insecure_key_bits_for_testing=True)
+def test_a_3_of_5_key_protects_against_no_colluder_in_the_split() -> None:
+    # PaillierConfig's default for 5 hospitals was t = 3, min_contributors = 3. It once printed c = 1,
+    # but one colluding holder plus two honest ones on each side reaches t = 3 twice. (The default is
+    # now 4-of-5, c = 2: tests/paillier/test_paillier_default_threshold.py.)
+    config = PaillierConfig(num_clients=5, vector_length=LENGTH, key_bits=256, threshold=3,
+                            allow_insecure_key_bits_for_testing=True)
     material = threshold_material(256, 5, config.decryption_threshold)
     params = _params(material, config.contributors_needed)
     assert _attack_succeeds(material, params, 1)

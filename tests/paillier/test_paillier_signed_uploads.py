@@ -24,6 +24,7 @@ from secagg.paillier import (
     SessionParameters,
     SlotLayout,
     ThresholdKeyMaterial,
+    ThresholdPublicKey,
 )
 from secagg.paillier.messages import DecryptionRequest, EncryptedVector, upload_payload
 from secagg.primitives.randomness import InsecureDeterministicRandom
@@ -110,13 +111,13 @@ def test_paillier_config_refuses_degenerate_thresholds() -> None:
 
 
 def test_session_parameters_refuse_a_single_contributor_and_a_1_of_l_key(
-    material_3_of_5: ThresholdKeyMaterial, material_1_of_3: ThresholdKeyMaterial
+    material_3_of_5: ThresholdKeyMaterial, public_1_of_3: ThresholdPublicKey
 ) -> None:
     with pytest.raises(ConfigurationError, match="min_contributors"):
         SessionParameters(public=material_3_of_5.public, layout=SlotLayout(16, 5, 256), vector_length=LENGTH,
                           roster=(1, 2), min_contributors=1, identity_keys=identity_keys((1, 2)))
     with pytest.raises(ConfigurationError, match="t >= 2"):
-        SessionParameters(public=material_1_of_3.public, layout=SlotLayout(16, 3, 256), vector_length=LENGTH,
+        SessionParameters(public=public_1_of_3, layout=SlotLayout(16, 3, 256), vector_length=LENGTH,
                           roster=(1, 2), min_contributors=2, identity_keys=identity_keys((1, 2)))
 
 

@@ -18,7 +18,7 @@ from .helpers import threshold_material
 
 def _paillier(quantizer: WeightedQuantizer) -> PaillierAggregator:
     return PaillierAggregator(
-        quantizer, insecure_small_key=True, key_material=threshold_material(512, 5, 3),
+        quantizer, insecure_small_key=True, key_material=threshold_material(512, 5, 4),
         random_bytes=InsecureDeterministicRandom(3),
     )  # fmt: skip
 

@@ -96,10 +96,11 @@ def _guarantee(config: PaillierConfig) -> int:
     ).colluders
 
 
-def test_the_default_configuration_guarantees_no_colluder_the_split_needs() -> None:
-    """n = 5, t = 3, min_contributors = 3: one colluding hospital (5) answering both
-    aggregates leaks hospital 1's update, so the guarantee must not claim c = 1."""
-    config = PaillierConfig(num_clients=5, vector_length=LENGTH, key_bits=256,
+def test_a_3_of_5_configuration_guarantees_no_colluder_the_split_needs() -> None:
+    """n = 5, t = 3, min_contributors = 3 (the default before it followed masking's trade-off):
+    one colluding hospital (5) answering both aggregates leaks hospital 1's update, so the
+    guarantee must not claim c = 1."""
+    config = PaillierConfig(num_clients=5, vector_length=LENGTH, key_bits=256, threshold=3,
                             allow_insecure_key_bits_for_testing=True)
     assert (config.decryption_threshold, config.contributors_needed) == (3, 3)
     params = _params(5, 3, 3)

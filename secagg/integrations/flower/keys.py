@@ -30,6 +30,7 @@ from secagg import wire
 from secagg._files import WRITABLE_BY_OWNER_ONLY, read_regular_file
 from secagg.errors import ConfigurationError, DecodeError
 from secagg.paillier.ceremony import ThresholdKeyMaterial
+from secagg.paillier.key_checks import check_loaded_key
 from secagg.paillier.keys import KeyShare, ThresholdPublicKey
 from secagg.paillier.parameters import check_dealt_shape
 from secagg.paillier.storage import (
@@ -124,8 +125,10 @@ def write_public_key(path: PathLike, public: ThresholdPublicKey) -> None:
 
 
 def read_public_key(path: PathLike) -> ThresholdPublicKey:
-    """The threshold public key in ``path`` (validated: key size policy, parameters)."""
-    return wire.decode(_read(path, "public-key file", MAX_PUBLIC_KEY_FILE), ThresholdPublicKey)
+    """The threshold public key in ``path`` (validated: key size policy, parameters, and 2t > l:
+    :mod:`secagg.paillier.key_checks`; DecodeError otherwise)."""
+    public = wire.decode(_read(path, "public-key file", MAX_PUBLIC_KEY_FILE), ThresholdPublicKey)
+    return check_loaded_key(public, f"public-key file {path}")
 
 
 def load_key_share(path: PathLike, passphrase: str | bytes) -> KeyShare:
