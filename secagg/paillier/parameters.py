@@ -64,7 +64,10 @@ class SessionParameters:
         identity_keys: the enrolled Ed25519 identity public key of each roster
             client, in roster order, distinct: every upload must carry its
             client's signature.
-        context: 32 bytes naming the round (e.g. a hash of model and round number).
+        context: 32 bytes naming the session, required and never repeated under one key and
+            roster (e.g. a hash of model, run and round number, or ``secrets.token_bytes(32)``):
+            two sessions with one context share a session id, so one's uploads and partial
+            decryptions are valid in the other.
         descriptor: the digest of the application's
             :class:`~secagg.descriptor.SessionDescriptor` (quantization, layout,
             model, round, training parameters).
@@ -76,7 +79,7 @@ class SessionParameters:
     roster: tuple[int, ...]
     min_contributors: int
     identity_keys: tuple[bytes, ...]
-    context: bytes = bytes(32)
+    context: bytes
     descriptor: bytes = NO_DESCRIPTOR
 
     def __post_init__(self) -> None:

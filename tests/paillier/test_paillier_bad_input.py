@@ -42,7 +42,7 @@ FAST_SCRYPT = 10  # log2(N) for tests; production default is 17
 def _params(material: ThresholdKeyMaterial, length: int = 12) -> SessionParameters:
     return SessionParameters(
         public=material.public, layout=SlotLayout(16, 3, material.public.key.key_bits), vector_length=length,
-        roster=(1, 2, 3), min_contributors=2, identity_keys=identity_keys((1, 2, 3)),
+        roster=(1, 2, 3), min_contributors=2, identity_keys=identity_keys((1, 2, 3)), context=bytes(32),
     )
 
 
@@ -260,7 +260,7 @@ def test_threshold_key_whose_modulus_shares_a_factor_with_delta_is_refused() -> 
     # Execute / Assert
     with pytest.raises(ConfigurationError, match="Delta"):
         ThresholdPublicKey(**fields)  # type: ignore[arg-type]
-    with pytest.raises(DecodeError, match="Delta|small prime factor"):
+    with pytest.raises(DecodeError, match=r"Delta|small prime factor"):
         wire.decode(data, ThresholdPublicKey)
 
 

@@ -36,7 +36,7 @@ def _accepted_by_sessions(num_parties: int, threshold: int) -> bool:
     roster = tuple(range(1, max(num_parties, 2) + 1))
     SessionParameters(
         public=material.public, layout=SlotLayout(8, len(roster), 128), vector_length=1, roster=roster,
-        min_contributors=2, identity_keys=identity_keys(roster),
+        min_contributors=2, identity_keys=identity_keys(roster), context=bytes(32),
     )
     return True
 

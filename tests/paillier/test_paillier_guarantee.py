@@ -46,6 +46,7 @@ def _params(material: ThresholdKeyMaterial, min_contributors: int) -> SessionPar
     return SessionParameters(
         public=material.public, layout=SlotLayout(16, len(roster), material.public.key.key_bits),
         vector_length=LENGTH, roster=roster, min_contributors=min_contributors, identity_keys=identity_keys(roster),
+        context=bytes(32),
     )
 
 
@@ -202,7 +203,7 @@ def test_the_single_key_guarantee_names_the_key_holder_it_trusts() -> None:
     material = single_material(256)
     params = SessionParameters(
         public=material.public, layout=SlotLayout(16, 3, 256), vector_length=LENGTH, roster=(1, 2, 3),
-        min_contributors=3, identity_keys=identity_keys((1, 2, 3)),
+        min_contributors=3, identity_keys=identity_keys((1, 2, 3)), context=bytes(32),
     )
     line = str(params.guarantee)
     assert params.guarantee.colluders == 1 and "key holder" in line and "not collude" in line
@@ -234,6 +235,7 @@ def test_a_configuration_states_before_its_ceremony_the_guarantee_its_sessions_p
         256, n, config.decryption_threshold)
     roster = tuple(range(1, n + 1))
     params = SessionParameters(public=material.public, layout=config.layout, vector_length=LENGTH, roster=roster,
-                               min_contributors=config.contributors_needed, identity_keys=identity_keys(roster))
+                               min_contributors=config.contributors_needed, identity_keys=identity_keys(roster),
+                               context=bytes(32))
     assert config.guarantee == params.guarantee
     assert config.guarantee.colluders >= (colluders or 0)

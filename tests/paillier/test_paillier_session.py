@@ -393,3 +393,11 @@ def test_a_forced_overflow_in_an_encrypted_upload_is_detected_after_decryption(s
     # Assert
     with pytest.raises(OverflowDetectedError):
         server.finish()
+
+
+def test_session_parameters_have_no_default_context() -> None:
+    # A default context (it was 32 zero bytes) gave every session under one key and roster one id
+    fields = {f.name: f for f in dataclasses.fields(SessionParameters)}
+
+    # Assert: the caller must name the session
+    assert fields["context"].default is dataclasses.MISSING

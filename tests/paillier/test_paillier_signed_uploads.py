@@ -39,7 +39,7 @@ def _params(material: ThresholdKeyMaterial) -> SessionParameters:
     roster = (1, 2, 3, 4, 5)
     return SessionParameters(
         public=material.public, layout=SlotLayout(16, 5, material.public.key.key_bits), vector_length=LENGTH,
-        roster=roster, min_contributors=2, identity_keys=identity_keys(roster),
+        roster=roster, min_contributors=2, identity_keys=identity_keys(roster), context=bytes(32),
     )
 
 
@@ -95,7 +95,7 @@ def test_enrolled_keys_must_be_distinct(material_3_of_5: ThresholdKeyMaterial) -
     with pytest.raises(ConfigurationError, match="distinct"):
         SessionParameters(
             public=material_3_of_5.public, layout=SlotLayout(16, 5, 256), vector_length=LENGTH, roster=(1, 2),
-            min_contributors=2, identity_keys=(IDENTITIES[1].public, IDENTITIES[1].public),
+            min_contributors=2, identity_keys=(IDENTITIES[1].public, IDENTITIES[1].public), context=bytes(32),
         )
 
 
@@ -115,10 +115,10 @@ def test_session_parameters_refuse_a_single_contributor_and_a_1_of_l_key(
 ) -> None:
     with pytest.raises(ConfigurationError, match="min_contributors"):
         SessionParameters(public=material_3_of_5.public, layout=SlotLayout(16, 5, 256), vector_length=LENGTH,
-                          roster=(1, 2), min_contributors=1, identity_keys=identity_keys((1, 2)))
+                          roster=(1, 2), min_contributors=1, identity_keys=identity_keys((1, 2)), context=bytes(32))
     with pytest.raises(ConfigurationError, match="t >= 2"):
         SessionParameters(public=public_1_of_3, layout=SlotLayout(16, 3, 256), vector_length=LENGTH,
-                          roster=(1, 2), min_contributors=2, identity_keys=identity_keys((1, 2)))
+                          roster=(1, 2), min_contributors=2, identity_keys=identity_keys((1, 2)), context=bytes(32))
 
 
 @pytest.mark.parametrize("options", [{"threshold": 1}, {"min_contributors": 1}])

@@ -87,6 +87,7 @@ def _params(num_parties: int, threshold: int, min_contributors: int) -> SessionP
     return SessionParameters(
         public=_material(num_parties, threshold).public, layout=SlotLayout(16, num_parties, 256),
         vector_length=LENGTH, roster=roster, min_contributors=min_contributors, identity_keys=identity_keys(roster),
+        context=bytes(32),
     )
 
 

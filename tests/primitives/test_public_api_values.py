@@ -160,7 +160,9 @@ def _layout() -> Any:
 def _session_parameters() -> Any:
     from secagg.paillier import SessionParameters
 
-    return SessionParameters(_threshold_material().public, _layout(), 4, (1, 2, 3), 2, _identity_keys())
+    return SessionParameters(
+        _threshold_material().public, _layout(), 4, (1, 2, 3), 2, _identity_keys(), context=bytes(32)
+    )
 
 
 def _identities() -> Any:
