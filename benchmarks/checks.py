@@ -1,0 +1,135 @@
+"""What ``secagg bench`` checks before any work, on the grid a suite would run.
+
+The command line checks each number against its fixed range while parsing
+(:mod:`secagg._cli_bench`). What depends on several options, or on the preset
+whose axes they replace, is checked here: on the exact grid the suite would run
+(its own ``PRESETS`` and grid functions) and with the library's own sizing
+(:func:`secagg.masking.benchmark.sized_threshold`). A configuration the library
+would refuse mid-run, after minutes of other measurements and with a message in
+its own terms, is a usage error instead: one line naming the option as typed and
+what it accepts there. Kept apart from the suites so the command line imports
+only this module (and the suite it checks) before deciding.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
+
+from secagg._cli_bench import paillier_problem
+from secagg.masking.benchmark import sized_threshold
+
+from .common import resolve
+
+__all__ = ["check", "most_dropouts"]
+
+MAX_CLIENTS = 1 << 16  # secagg.masking.config.MAX_CLIENTS, the --clients ceiling
+
+Point = tuple[int, str, float]
+"""(n, graph, dropout rate) of one masking session the suite would run."""
+
+
+def check(suite: str, given: Mapping[str, Any], mode: str) -> str | None:
+    """The first problem of ``suite``'s grid with the options ``given`` (parsed, None where not
+    given) on the preset ``mode``, as a usage message naming the option; None if it can run."""
+    checker = _CHECKS.get(suite)
+    if checker is None:
+        return None
+    module = importlib.import_module(f"{__package__}.{suite}")
+    overrides = {name: given.get(name) for name in module.OPTIONS}
+    return checker(module, overrides, mode)
+
+
+def _feasible(n: int, graph: str, rate: float) -> tuple[int | None, bool]:
+    """(t, completes): the threshold the suite sizes (None: refused), and whether the
+    ``round(rate * n)`` clients the suite drops leave t to answer."""
+    t = sized_threshold(n, graph, rate)
+    return t, t is not None and n - round(rate * n) >= t
+
+
+def most_dropouts(n: int, graph: str) -> int | None:
+    """The most of ``n`` clients a session on ``graph`` can lose (at the rate c / n) and still
+    complete; None if none can run (no SecAgg+ graph for n = 3). Bisection: fewer dropouts
+    never need a larger threshold."""
+    if not _feasible(n, graph, 0.0)[1]:
+        return None
+    low, high = 0, n - 1
+    while low < high:
+        middle = (low + high + 1) // 2
+        if _feasible(n, graph, middle / n)[1]:
+            low = middle
+        else:
+            high = middle - 1
+    return low
+
+
+def _session_problem(point: Point, graph_option: bool) -> str | None:
+    n, graph, rate = point
+    t, completes = _feasible(n, graph, rate)
+    if completes:
+        return None
+    most = most_dropouts(n, graph)
+    if most is None:
+        fewest = next(m for m in range(n + 1, MAX_CLIENTS + 1) if _feasible(m, graph, 0.0)[1])
+        alternative = ", or --graph complete" if graph_option else ""
+        return (
+            f"argument --clients: SecAgg+ (the {graph} graph) cannot be sized for {n} clients at any --dropout; "
+            f"accepted: --clients {fewest} or more{alternative}"
+        )
+    if t is None:
+        reason = "SecAgg+ cannot be sized for that many dropouts (5% corrupt clients, 2^-40 security, 2^-20 failure)"
+    else:
+        reason = f"it drops round({rate:g} x {n}) = {round(rate * n)} clients, and t = {t} of the {n} must answer"
+    return (
+        f"argument --dropout: {rate:g} at --clients {n} on the {graph} graph: {reason}; accepted there: "
+        f"0 to {most / n:.4g} (at most {most} of the {n} clients drop)"
+    )
+
+
+def _first_problem(points: Iterable[Point], *, graph_option: bool) -> str | None:
+    for point in dict.fromkeys(points):
+        problem = _session_problem(point, graph_option)
+        if problem is not None:
+            return problem
+    return None
+
+
+def _masking(module: Any, overrides: Mapping[str, Any], mode: str) -> str | None:
+    options = resolve(module.PRESETS, mode, {k: v for k, v in overrides.items() if k != "repeats"})
+    options["repeats_override"] = overrides.get("repeats")
+    points = ((n, graph, dropout) for n, _d, graph, dropout, _r, _b in module.configurations(options))
+    return _first_problem(points, graph_option=True)
+
+
+def _scaling(module: Any, overrides: Mapping[str, Any], mode: str) -> str | None:
+    options = resolve(module.PRESETS, mode, overrides)
+    clients, rate = sorted(set(options["clients"])), float(options["dropout"])
+    points = [(n, "harary", rate) for n in clients]
+    points += [(n, "complete", rate) for n in clients if n <= options["max_complete"]]
+    return _first_problem(points, graph_option=False)
+
+
+def _peers(module: Any, overrides: Mapping[str, Any], mode: str) -> str | None:
+    options = resolve(module.PRESETS, mode, overrides)
+    return _first_problem([(int(options["clients"]), "harary", float(options["dropout"]))], graph_option=False)
+
+
+def _paillier(module: Any, overrides: Mapping[str, Any], mode: str) -> str | None:
+    options = resolve(module.PRESETS, mode, overrides)
+    threshold = options.get("threshold")
+    if threshold is None:  # the default, clients // 2 + 1, always fits
+        return None
+    for point in module.configurations(options):  # in the order the suite deals the keys
+        problem = paillier_problem((), (point["clients"],), threshold)
+        if problem is not None:
+            return problem
+    return None
+
+
+_CHECKS: dict[str, Callable[[Any, Mapping[str, Any], str], str | None]] = {
+    "masking": _masking,
+    "scaling": _scaling,
+    "peers": _peers,
+    "paillier": _paillier,
+}
