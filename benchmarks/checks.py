@@ -127,9 +127,24 @@ def _paillier(module: Any, overrides: Mapping[str, Any], mode: str) -> str | Non
     return None
 
 
+def _compression(module: Any, overrides: Mapping[str, Any], mode: str) -> str | None:
+    options = resolve(module.PRESETS, mode, overrides)
+    budgets = options.get("bytes_per_parameter") or ()
+    if not budgets:
+        return None
+    accuracy = importlib.import_module(f"{__package__}.compression_accuracy")  # fl_core and scikit-learn
+    for dataset in options["dataset"]:
+        for budget in budgets:
+            problem = accuracy.budget_problem(dataset, options["aggregation"], budget)
+            if problem is not None:
+                return f"argument --bytes-per-parameter: {problem} (--dataset {dataset})"
+    return None
+
+
 _CHECKS: dict[str, Callable[[Any, Mapping[str, Any], str], str | None]] = {
     "masking": _masking,
     "scaling": _scaling,
     "peers": _peers,
     "paillier": _paillier,
+    "compression": _compression,
 }

@@ -70,6 +70,10 @@ def _refusal(argv: list[str], capsys: pytest.CaptureFixture[str], monkeypatch: p
         (["bench", "paillier", "--quick", "--threshold", "3"],
          "argument --threshold: must be at least 6 for --clients 10 (2t > l"),
         (["bench", "paillier", "--quick", "--threshold", "6"], "argument --threshold: must be at most --clients (3)"),
+        # A byte budget the demo refuses once it has built the model, refused before any run.
+        (["bench", "compression", "--dataset", "breast-cancer", "--bytes-per-parameter", "0.0001"],
+         "argument --bytes-per-parameter: --bytes-per-parameter 0.0001 cannot be met with secagg+: even one "
+         "coordinate at 8 bits"),
     ],
 )
 def test_bench_option_errors_name_the_option_and_what_it_accepts(
@@ -127,6 +131,8 @@ def test_the_paillier_module_command_line_checks_its_numbers(
         ["bench", "scaling", "--quick"],
         ["bench", "peers", "--quick"],
         ["bench", "paillier", "--quick"],
+        ["bench", "compression", "--quick"],
+        ["bench", "compression", "--dataset", "digits", "--bytes-per-parameter", "0.5"],
         ["bench", "paillier", "--clients", "10", "11", "--threshold", "6"],
     ],
 )
