@@ -17,7 +17,10 @@ import importlib
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
+import numpy as np
+
 from secagg._cli_bench import paillier_problem
+from secagg.errors import ConfigurationError
 from secagg.masking.benchmark import sized_threshold
 
 from .common import resolve
@@ -141,10 +144,58 @@ def _compression(module: Any, overrides: Mapping[str, Any], mode: str) -> str | 
     return None
 
 
+def _split_fails(dataset: str, hospitals: int, seed: int) -> bool:
+    """True if the demo's split of ``dataset`` among ``hospitals`` at ``seed`` fails (the Dirichlet
+    label skew gives up when no draw gives every hospital its rows), as fl_core.demo.run_demo splits."""
+    from fl_core.data import make_federation  # noqa: PLC0415 - fl_core and scikit-learn: only for these suites
+    from fl_core.demo import _SPLIT  # noqa: PLC0415
+    from fl_core.demo_config import TEST_FRACTION, DemoConfig  # noqa: PLC0415
+
+    config = DemoConfig(aggregation="plain", dataset=dataset, hospitals=hospitals, seed=seed)
+    try:
+        make_federation(
+            dataset, hospitals, partition=config.partition, alpha=config.alpha, test_fraction=TEST_FRACTION,
+            rng=np.random.default_rng([seed, _SPLIT]),
+        )  # fmt: skip
+    except ConfigurationError:
+        return True
+    return False
+
+
+def _split_problem(datasets: Iterable[str], hospitals: int, seeds: range) -> str | None:
+    """``--hospitals`` the demo cannot split a ``--dataset`` among at one of ``seeds``, with the
+    hospitals every seed of the run takes (the split is random: above that it depends on the seed)."""
+    for dataset in datasets:
+        failing = next((seed for seed in seeds if _split_fails(dataset, hospitals, seed)), None)
+        if failing is None:
+            continue
+        fewest = 3  # --hospitals' least
+        most = next(h for h in range(fewest, hospitals + 1) if any(_split_fails(dataset, h, s) for s in seeds)) - 1
+        return (
+            f"argument --hospitals: the demo's Dirichlet label-skew split of {dataset} cannot give each of "
+            f"{hospitals} hospitals its rows at seed {failing} (it gives up after 100 draws); accepted there for "
+            f"every seed of this run: {fewest}..{most} (more only at some seeds), or another --dataset"
+        )
+    return None
+
+
+def _fedavg(module: Any, overrides: Mapping[str, Any], mode: str) -> str | None:
+    options = resolve(module.PRESETS, mode, overrides)
+    seed = int(options["seed"])
+    return _split_problem(options["dataset"], int(options["hospitals"]), range(seed, seed + 1))
+
+
+def _dp(module: Any, overrides: Mapping[str, Any], mode: str) -> str | None:
+    options = resolve(module.PRESETS, mode, overrides)
+    return _split_problem(options["dataset"], int(options["hospitals"]), range(int(options["seeds"])))
+
+
 _CHECKS: dict[str, Callable[[Any, Mapping[str, Any], str], str | None]] = {
     "masking": _masking,
     "scaling": _scaling,
     "peers": _peers,
     "paillier": _paillier,
     "compression": _compression,
+    "fedavg": _fedavg,
+    "dp": _dp,
 }

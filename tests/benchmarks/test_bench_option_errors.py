@@ -74,6 +74,13 @@ def _refusal(argv: list[str], capsys: pytest.CaptureFixture[str], monkeypatch: p
         (["bench", "compression", "--dataset", "breast-cancer", "--bytes-per-parameter", "0.0001"],
          "argument --bytes-per-parameter: --bytes-per-parameter 0.0001 cannot be met with secagg+: even one "
          "coordinate at 8 bits"),
+        # More hospitals than the demo's random label-skew split can give rows to at a seed of the run.
+        (["bench", "fedavg", "--hospitals", "30", "--dataset", "breast-cancer"],
+         "argument --hospitals: the demo's Dirichlet label-skew split of breast-cancer cannot give each of 30 "
+         "hospitals its rows at seed 0 (it gives up after 100 draws); accepted there for every seed of this run: "
+         "3..23"),
+        (["bench", "dp", "--hospitals", "24", "--seeds", "1"],
+         "argument --hospitals: the demo's Dirichlet label-skew split of breast-cancer cannot give each of 24"),
     ],
 )
 def test_bench_option_errors_name_the_option_and_what_it_accepts(
@@ -132,6 +139,9 @@ def test_the_paillier_module_command_line_checks_its_numbers(
         ["bench", "peers", "--quick"],
         ["bench", "paillier", "--quick"],
         ["bench", "compression", "--quick"],
+        ["bench", "fedavg", "--quick"],
+        ["bench", "dp", "--quick"],
+        ["bench", "dp", "--dataset", "digits", "--hospitals", "100", "--seeds", "1"],
         ["bench", "compression", "--dataset", "digits", "--bytes-per-parameter", "0.5"],
         ["bench", "paillier", "--clients", "10", "11", "--threshold", "6"],
     ],
