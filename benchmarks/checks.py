@@ -14,6 +14,7 @@ only this module (and the suite it checks) before deciding.
 from __future__ import annotations
 
 import importlib
+import math
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
@@ -28,6 +29,7 @@ from .common import resolve
 __all__ = ["check", "most_dropouts"]
 
 MAX_CLIENTS = 1 << 16  # secagg.masking.config.MAX_CLIENTS, the --clients ceiling
+MAX_EPSILON = 1000.0  # --epsilon's ceiling (secagg._cli_bench)
 
 Point = tuple[int, str, float]
 """(n, graph, dropout rate) of one masking session the suite would run."""
@@ -185,9 +187,62 @@ def _fedavg(module: Any, overrides: Mapping[str, Any], mode: str) -> str | None:
     return _split_problem(options["dataset"], int(options["hospitals"]), range(seed, seed + 1))
 
 
+def _dp_refuses(dataset: str, epsilon: float, options: Mapping[str, Any]) -> bool:
+    """True if the demo refuses DP at ``epsilon`` with the suite's other options: its own setup
+    (fl_core.demo._setup: the noise calibration of the moments release and of the rounds) at seed 0."""
+    from fl_core.data import make_federation  # noqa: PLC0415 - fl_core and scikit-learn: only for these suites
+    from fl_core.demo import _SPLIT, _setup  # noqa: PLC0415
+    from fl_core.demo_config import TEST_FRACTION, DemoConfig  # noqa: PLC0415
+
+    config = DemoConfig(
+        aggregation=options["aggregation"], hospitals=options["hospitals"], rounds=options["rounds"],
+        dataset=dataset, seed=0, compare=False, dp_epsilon=epsilon,
+    )  # fmt: skip
+    raw = make_federation(
+        dataset, config.hospitals, partition=config.partition, alpha=config.alpha, test_fraction=TEST_FRACTION,
+        rng=np.random.default_rng([0, _SPLIT]),
+    )  # fmt: skip
+    try:
+        _setup(config, raw, config.aggregation)
+    except ConfigurationError:
+        return True
+    return False
+
+
+def _least_epsilon(dataset: str, refused: float, options: Mapping[str, Any]) -> float | None:
+    """The least budget (to 2 significant digits, rounded up) the demo accepts above ``refused``,
+    None if not even the largest --epsilon is (a larger budget never needs more noise)."""
+    low, high = refused, MAX_EPSILON
+    if _dp_refuses(dataset, high, options):
+        return None
+    while high / low > 1.01:
+        middle = math.sqrt(low * high)
+        low, high = (middle, high) if _dp_refuses(dataset, middle, options) else (low, middle)
+    scale = 10.0 ** (1 - math.floor(math.log10(high)))  # 2 significant digits, rounded up: still accepted
+    return min(MAX_EPSILON, math.ceil(high * scale) / scale)
+
+
 def _dp(module: Any, overrides: Mapping[str, Any], mode: str) -> str | None:
     options = resolve(module.PRESETS, mode, overrides)
-    return _split_problem(options["dataset"], int(options["hospitals"]), range(int(options["seeds"])))
+    problem = _split_problem(options["dataset"], int(options["hospitals"]), range(int(options["seeds"])))
+    if problem is not None:
+        return problem
+    for dataset in options["dataset"]:
+        for epsilon in sorted(set(options["epsilon"])):  # the smallest first: it needs the most noise
+            if not _dp_refuses(dataset, epsilon, options):
+                break
+            where = (
+                f"--epsilon {epsilon:g} on {dataset} through {options['aggregation']} at --rounds {options['rounds']} "
+                f"--hospitals {options['hospitals']}"
+            )
+            least = _least_epsilon(dataset, epsilon, options)
+            if least is None:
+                return f"argument --epsilon: {where}: no budget up to {MAX_EPSILON:g} can be met; use fewer --rounds"
+            return (
+                f"argument --epsilon: {where}: no noise variance (up to 2^60) meets it; accepted there: "
+                f"{least:g} to {MAX_EPSILON:g}"
+            )
+    return None
 
 
 _CHECKS: dict[str, Callable[[Any, Mapping[str, Any], str], str | None]] = {

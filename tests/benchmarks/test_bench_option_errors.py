@@ -81,6 +81,10 @@ def _refusal(argv: list[str], capsys: pytest.CaptureFixture[str], monkeypatch: p
          "3..23"),
         (["bench", "dp", "--hospitals", "24", "--seeds", "1"],
          "argument --hospitals: the demo's Dirichlet label-skew split of breast-cancer cannot give each of 24"),
+        # A budget no noise meets: the demo's own calibration refuses it, before any run.
+        (["bench", "dp", "--epsilon", "0.001", "--seeds", "1"],
+         "argument --epsilon: --epsilon 0.001 on breast-cancer through plain-quantized at --rounds 20 --hospitals 5: "
+         "no noise variance (up to 2^60) meets it; accepted there: 0.0036 to 1000"),
     ],
 )
 def test_bench_option_errors_name_the_option_and_what_it_accepts(
