@@ -11,6 +11,7 @@ import subprocess
 import sys
 
 import pytest
+from secagg_bench import compression as compression_suite
 
 from secagg import cli
 from secagg.paillier import benchmark as paillier_benchmark
@@ -159,6 +160,33 @@ def test_feasible_options_pass_the_check(argv: list[str]) -> None:
 
     # Assert
     assert problem is None
+
+
+@pytest.mark.parametrize(
+    ("argv", "expected"),
+    [
+        (["--clients", "3", "--dim", "64"], "argument --clients: SecAgg+ (the harary graph) cannot be sized for 3"),
+        (["--clients", "20", "--dropout", "0.95", "--dim", "64"], "argument --dropout: 0.95 at --clients 20 on the"),
+        (["--blocks", "3", "--dim", "64"], "argument --blocks: rotation block must be a power of two"),
+        (["--bits", "\uff16"], "argument --bits: expected a whole number in ASCII digits"),
+        (["--bits", "65"], "argument --bits: must be in 1..64, got 65"),
+        (["--repeats", "0"], "argument --repeats: must be in 1..1,000, got 0"),
+        (["--dim", "nan"], "argument --dim: expected a whole number, got 'nan'"),
+    ],
+)
+def test_the_compression_module_command_line_refuses_before_any_work(
+    argv: list[str], expected: str, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Prepare: ``python -m secagg_bench.compression ARGV``; the measurement must not run
+    monkeypatch.setattr(compression_suite, "rotation_vs_masking", lambda *a: pytest.fail("the benchmark ran"))
+
+    # Execute
+    with pytest.raises(SystemExit) as exited:
+        compression_suite.main(argv)
+
+    # Assert
+    assert exited.value.code == 2
+    assert expected in capsys.readouterr().err
 
 
 def test_the_issue_example_in_a_real_process(cli_env: dict[str, str]) -> None:
