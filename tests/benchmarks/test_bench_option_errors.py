@@ -189,6 +189,34 @@ def test_the_compression_module_command_line_refuses_before_any_work(
     assert expected in capsys.readouterr().err
 
 
+@pytest.mark.parametrize(
+    ("module", "argv", "expected"),
+    [
+        ("dp_sampler", ["--size", "0"], "argument --size: must be in 1..100,000,000, got 0"),
+        ("dp_sampler", ["--repeats", "\uff15"], "argument --repeats: expected a whole number in ASCII digits"),
+        ("dp_recipe_probe", ["--rounds", "0"], "argument --rounds: must be in 1..10,000, got 0"),
+        ("dp_recipe_probe", ["--epsilon", "nan"], "argument --epsilon: must be in (0, 1000], got nan"),
+        ("dp_recipe_probe", ["--ceiling", "-1"], "argument --ceiling: must be in (0, 1e+06], got -1"),
+        ("dp_schedule_probe", ["--powers", "inf"], "argument --powers: must be in [-100, 100], got inf"),
+        ("dp_schedule_probe", ["--seeds", "-1"], "argument --seeds: must be in 0..4,294,967,295, got -1"),
+        ("dp_schedule_probe", ["--replicates", "0"], "argument --replicates: must be in 1..1,000, got 0"),
+    ],
+)
+def test_the_dp_probes_check_their_numbers(
+    module: str, argv: list[str], expected: str, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Prepare: ``python -m secagg_bench.MODULE ARGV``
+    monkeypatch.setattr(sys, "argv", [module, *argv])
+
+    # Execute: refused while parsing, before any run
+    with pytest.raises(SystemExit) as exited:
+        importlib.import_module(f"secagg_bench.{module}").main()
+
+    # Assert
+    assert exited.value.code == 2
+    assert expected in capsys.readouterr().err
+
+
 def test_the_issue_example_in_a_real_process(cli_env: dict[str, str]) -> None:
     # Execute: as a person types it, in a process of its own
     done = subprocess.run(
