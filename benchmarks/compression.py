@@ -47,6 +47,7 @@ import numpy as np
 
 from secagg import bitpack
 from secagg import rotation as rotation_module
+from secagg._cli_options import MAX_CLIENTS, MAX_DIM, MAX_REPEATS, _integer, _real
 from secagg._install import install_hint
 from secagg.encoding import QuantizationConfig, quantize
 from secagg.errors import ConfigurationError
@@ -56,6 +57,7 @@ from secagg.primitives import prg
 from secagg.rotation import Rotation
 
 from . import compression_accuracy as accuracy
+from .checks import _first_problem
 from .common import RunContext, resolve, row_line, utc_now
 from .progress import Progress
 from .report import Column, Row, SuiteReport, Target
@@ -330,21 +332,30 @@ def main(argv: list[str] | None = None) -> int:
     """``python -m benchmarks.compression [--dim D] [--clients N] [--graph G] [--bits B] [--repeats R]
     [--pack-widths B ...] [--blocks B ...]``."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
-    parser.add_argument("--dim", type=int, default=1_000_000)
-    parser.add_argument("--clients", type=int, default=100)
+    dim, widths = _integer(1, MAX_DIM), _integer(bitpack.MIN_BITS, bitpack.MAX_BITS)
+    parser.add_argument("--dim", type=dim, default=1_000_000)
+    parser.add_argument("--clients", type=_integer(3, MAX_CLIENTS), default=100)
     parser.add_argument("--graph", choices=["complete", "harary"], default="harary")
-    parser.add_argument("--dropout", type=float, default=0.1)
-    parser.add_argument("--bits", type=int, default=12)
-    parser.add_argument("--repeats", type=int, default=7)
+    parser.add_argument("--dropout", type=_real(0, 1, include_high=False), default=0.1)
+    parser.add_argument("--bits", type=widths, default=12)
+    parser.add_argument("--repeats", type=_integer(1, MAX_REPEATS), default=7)
     parser.add_argument(
-        "--pack-widths", type=int, nargs="*", default=None, metavar="B",
+        "--pack-widths", type=widths, nargs="*", default=None, metavar="B",
         help=f"also time bit packing and unpacking of --dim values at these widths (none given: {PACK_WIDTHS})",
     )  # fmt: skip
     parser.add_argument(
-        "--blocks", type=int, nargs="+", default=None, metavar="B",
+        "--blocks", type=dim, nargs="+", default=None, metavar="B",
         help="also time the forward rotation with these explicit block sizes against the default (one block)",
     )  # fmt: skip
     args = parser.parse_args(argv)
+    problem = _first_problem([(args.clients, args.graph, args.dropout)], graph_option=True)  # as secagg bench
+    for block in args.blocks or ():
+        try:
+            Rotation(bytes(32), args.dim, block=block)
+        except ConfigurationError as exc:
+            problem = problem or f"argument --blocks: {exc}"
+    if problem is not None:
+        parser.error(problem)
     row = rotation_vs_masking(args.dim, args.clients, args.graph, args.dropout, args.bits, args.repeats)
     if args.pack_widths is not None:
         row["bitpack"] = bitpack_widths(args.dim, tuple(args.pack_widths) or PACK_WIDTHS, args.repeats)

@@ -33,11 +33,17 @@ from typing import Any
 import numpy as np
 
 from fl_core.aggregators import DEFAULT_BITS, WeightedQuantizer
-from fl_core.demo import DemoConfig, DemoReport, run_demo
+from fl_core.data import make_federation
+from fl_core.demo import DemoConfig, DemoReport, _model, run_demo
+from fl_core.demo_compression import budget_choice
+from fl_core.demo_config import TEST_FRACTION
+from secagg.errors import ConfigurationError
 
 from .report import Column, Row, Target
 
-__all__ = ["BUDGET", "COLUMNS", "MAX_GAP_PP", "METRIC_NOTES", "accuracy_row", "relate", "settings", "targets"]
+__all__ = [
+    "BUDGET", "COLUMNS", "MAX_GAP_PP", "METRIC_NOTES", "accuracy_row", "budget_problem", "relate", "settings", "targets"
+]
 
 BUDGET = 1.0
 """Issue 16: the protected update takes at most this many bytes per parameter per hospital per round..."""
@@ -101,6 +107,19 @@ def _demo(dataset: str, aggregation: str, setting: Mapping[str, Any], seed: int,
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)
         return run_demo(config)
+
+
+def budget_problem(dataset: str, aggregation: str, budget: float) -> str | None:
+    """Why the demo refuses ``--bytes-per-parameter budget`` on ``dataset`` through ``aggregation``
+    (its own check, :func:`fl_core.demo_compression.budget_choice`, on the model it trains), or None."""
+    config = DemoConfig(aggregation=aggregation, dataset=dataset, compare=False, bytes_per_parameter=budget)
+    raw = make_federation(dataset, config.hospitals, test_fraction=TEST_FRACTION, rng=np.random.default_rng(0))
+    dimension = sum(int(p.size) for p in _model(config, raw).init(np.random.default_rng(0)))
+    try:
+        budget_choice(config, dimension, "--bytes-per-parameter")
+    except ConfigurationError as exc:
+        return str(exc)
+    return None
 
 
 def _same(secure: DemoReport, clear: DemoReport) -> bool:

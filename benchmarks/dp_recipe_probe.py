@@ -57,6 +57,7 @@ from fl_core.dp_training import dp_contribution, public_denominator
 from fl_core.fedavg import _AGGREGATE, _INIT, _SAMPLE, _TRAIN, _sample_clients
 from fl_core.models import FloatArray, LogisticRegression, Model, accuracy, flatten, unflatten
 from fl_core.public_scaling import PUBLIC_FEATURE_RANGES, public_scaler
+from secagg._cli_options import MAX_REPEATS, MAX_ROUNDS, MAX_SEED, _integer, _real
 from secagg.dp import DPConfig, SeededRandomSource
 
 __all__ = [
@@ -353,13 +354,13 @@ def ceiling(seeds: Sequence[int], inverse_penalties: Sequence[float]) -> dict[fl
 
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--epsilon", type=float, nargs="+", default=[1.0, 3.0])
-    parser.add_argument("--seeds", type=int, nargs="+", default=list(TUNING_SEEDS))
-    parser.add_argument("--replicates", type=int, default=1, help="noise streams per seed")
-    parser.add_argument("--rounds", type=int, default=20)
+    parser.add_argument("--epsilon", type=_real(0, 1000, include_low=False), nargs="+", default=[1.0, 3.0])
+    parser.add_argument("--seeds", type=_integer(0, MAX_SEED), nargs="+", default=list(TUNING_SEEDS))
+    parser.add_argument("--replicates", type=_integer(1, MAX_REPEATS), default=1, help="noise streams per seed")
+    parser.add_argument("--rounds", type=_integer(1, MAX_ROUNDS), default=20)
     parser.add_argument("--variants", nargs="+", metavar="NAME", help="only these (the recipe always runs)")
     parser.add_argument(
-        "--ceiling", type=float, nargs="+", metavar="C",
+        "--ceiling", type=_real(0, 1e6, include_low=False), nargs="+", metavar="C",
         help="instead: non-private LogisticRegression(C) on the pooled data, per C (no epsilon)",
     )  # fmt: skip
     args = parser.parse_args(argv)

@@ -26,6 +26,7 @@ from typing import Any
 
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
+from secagg._cli_options import MAX_DIM, MAX_REPEATS, _integer, _output_file
 from secagg.dp import SeededRandomSource, SystemRandomSource, sample_discrete_gaussian
 
 __all__ = ["DEFAULT_SIGMA_SQUARED", "sampler_throughput"]
@@ -105,9 +106,9 @@ def sampler_throughput(
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--size", type=int, default=1_000_000)
-    parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--json", metavar="PATH")
+    parser.add_argument("--size", type=_integer(1, MAX_DIM), default=1_000_000)
+    parser.add_argument("--repeats", type=_integer(1, MAX_REPEATS), default=5)
+    parser.add_argument("--json", metavar="PATH", type=_output_file)
     args = parser.parse_args()
     rows = sampler_throughput(size=args.size, repeats=args.repeats)
     print("samples per second of CPU time (one core) and of wall time; floor = PRG bytes/s / bytes per sample")

@@ -30,6 +30,7 @@ from fl_core.dp import DPAggregator
 from fl_core.dp_training import dp_contribution, public_denominator
 from fl_core.fedavg import _TRAIN
 from fl_core.models import FloatArray, LogisticRegression, accuracy, flatten, unflatten
+from secagg._cli_options import MAX_REPEATS, MAX_ROUNDS, MAX_SEED, _integer, _real
 
 from .dp_recipe_probe import _seeded_factory, demo_run  # the recipe probe's run and seeded noise streams
 
@@ -76,11 +77,11 @@ def scheduled_accuracy(seed: int, epsilon: float, replicate: int, power: float, 
 
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--epsilon", type=float, nargs="+", default=[1.0, 3.0])
-    parser.add_argument("--powers", type=float, nargs="+", default=[0.0, 1.0, 2.0, -1.0])
-    parser.add_argument("--seeds", type=int, nargs="+", default=list(TUNING_SEEDS))
-    parser.add_argument("--replicates", type=int, default=4)
-    parser.add_argument("--rounds", type=int, default=20)
+    parser.add_argument("--epsilon", type=_real(0, 1000, include_low=False), nargs="+", default=[1.0, 3.0])
+    parser.add_argument("--powers", type=_real(-100, 100), nargs="+", default=[0.0, 1.0, 2.0, -1.0])
+    parser.add_argument("--seeds", type=_integer(0, MAX_SEED), nargs="+", default=list(TUNING_SEEDS))
+    parser.add_argument("--replicates", type=_integer(1, MAX_REPEATS), default=4)
+    parser.add_argument("--rounds", type=_integer(1, MAX_ROUNDS), default=20)
     args = parser.parse_args(argv)
     for epsilon in args.epsilon:
         scores = {

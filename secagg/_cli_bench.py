@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import importlib
+from collections.abc import Sequence
 
 from secagg._cli_options import (
     MAX_CLIENTS,
@@ -12,6 +14,7 @@ from secagg._cli_options import (
     MAX_REPEATS,
     MAX_ROUNDS,
     MAX_SEED,
+    MIN_PAILLIER_KEY_BITS,
     _integer,
     _lazy,
     _output_dir,
@@ -100,7 +103,9 @@ def _add_bench(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     paillier = parsers["paillier"]
     paillier.add_argument("--clients", type=_integer(2, MAX_HOSPITALS_BENCH), nargs="+", help="default: 10")
     paillier.add_argument("--dim", type=dim, nargs="+", help="default: 10000")
-    paillier.add_argument("--key-bits", type=_integer(1024, 8192), nargs="+", help="1024..8192, even (default: 2048)")
+    paillier.add_argument(
+        "--key-bits", type=_integer(MIN_PAILLIER_KEY_BITS, 8192), nargs="+", help="2048..8192, even (default: 2048)"
+    )
     paillier.add_argument("--value-bits", type=_integer(1, 64), help="default: 16")
     paillier.add_argument("--workers", type=_integer(0, 1024), help="processes (default: 0, one per core)")
     paillier.add_argument(
@@ -159,10 +164,9 @@ def _add_bench(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     peers.add_argument("--repeats", type=repeats, help="repetitions of each component, median taken (default: 3)")
     peers.add_argument("--paillier-dim", type=dim, help="vector length of the phe comparison (default: 10000)")
     _add_dp_bench(parsers["dp"])
-    paillier.set_defaults(check=_check_paillier_bench, command_parser=paillier)
     for name, parser in parsers.items():
         _bench_common(parser, json_option=name != "all")
-        parser.set_defaults(command_parser=parser)
+        parser.set_defaults(command_parser=parser, check=None if name == "all" else _check_bench)
 
 
 def _add_dp_bench(dp: argparse.ArgumentParser) -> None:
@@ -214,17 +218,32 @@ def _add_compression_bench(compression: argparse.ArgumentParser) -> None:
     )
 
 
-def _check_paillier_bench(args: argparse.Namespace) -> str | None:
-    odd = [bits for bits in args.key_bits or () if bits % 2]
+def _check_bench(args: argparse.Namespace) -> str | None:
+    """What the suite's grid cannot run (the preset's axes with the options given), before any
+    work: the key size's parity here, the rest in :mod:`secagg_bench.checks` on the grid itself."""
+    problem = paillier_problem(getattr(args, "key_bits", None) or (), (), None)
+    if problem is not None:
+        return problem
+    checks = importlib.import_module("secagg_bench.checks")
+    found: str | None = checks.check(args.suite, vars(args), getattr(args, "preset", None) or "custom")
+    return found
+
+
+def paillier_problem(key_bits: Sequence[int], clients: Sequence[int], threshold: int | None) -> str | None:
+    """An odd key size, or a threshold above the fewest clients or with 2t <= l (every session refuses
+    such a key: secagg.paillier.parameters.check_dealt_shape, not imported: the CLI stays light), as a
+    usage message naming the option; None if the Paillier grid can be dealt."""
+    odd = [bits for bits in key_bits if bits % 2]
     if odd:
         return f"argument --key-bits: a key size must be even, got {odd[0]}"
-    if args.threshold is not None and args.clients and args.threshold > min(args.clients):
-        return f"argument --threshold: must be at most --clients ({min(args.clients)}), got {args.threshold}"
-    if args.threshold is not None and args.clients and 2 * args.threshold <= max(args.clients):
-        # secagg.paillier.parameters.check_dealt_shape (not imported: the CLI stays light)
-        most = max(args.clients)
+    if threshold is None or not clients:
+        return None
+    if threshold > min(clients):
+        return f"argument --threshold: must be at most --clients ({min(clients)}), got {threshold}"
+    most = max(clients)
+    if 2 * threshold <= most:
         return (
             f"argument --threshold: must be at least {most // 2 + 1} for --clients {most} (2t > l: every "
-            f"session refuses a key with 2t <= l, docs/paillier.md), got {args.threshold}"
+            f"session refuses a key with 2t <= l, docs/paillier.md), got {threshold}"
         )
     return None

@@ -50,13 +50,16 @@ MAX_SEED = 2**32 - 1
 MAX_CLIENTS = 1 << 16  # secagg.masking.parameters.MAX_CLIENTS (not imported: the CLI stays light)
 MAX_DIM = 100_000_000
 MAX_REPEATS = 1_000
-MAX_HOSPITALS_BENCH = 1_000  # Paillier bench parties (each holds a key share)
+MAX_HOSPITALS_BENCH = 256  # Paillier bench parties, each holding a key share: secagg.paillier.keys.MAX_PARTIES
+MIN_PAILLIER_KEY_BITS = 2048  # secagg.paillier.keys.MIN_KEY_BITS (neither imported: the CLI stays light)
 
 
 def _integer(minimum: int | None = None, maximum: int | None = None) -> Callable[[str], int]:
     """An argparse ``type``: a whole number in ``minimum..maximum`` (either bound optional)."""
 
     def parse(text: str) -> int:
+        if not text.isascii():  # int() also reads other scripts' digits (Arabic-Indic, full-width, ...)
+            raise argparse.ArgumentTypeError(f"expected a whole number in ASCII digits, got {text!r}")
         try:
             value = int(text, 10)
         except ValueError:
@@ -77,6 +80,8 @@ def _real(low: float, high: float, *, include_low: bool = True, include_high: bo
     interval = f"{'[' if include_low else '('}{low:g}, {high:g}{']' if include_high else ')'}"
 
     def parse(text: str) -> float:
+        if not text.isascii():  # float() also reads other scripts' digits (Arabic-Indic, full-width, ...)
+            raise argparse.ArgumentTypeError(f"expected a number in ASCII digits, got {text!r}")
         try:
             value = float(text)
         except ValueError:

@@ -32,13 +32,14 @@ import secagg
 from secagg import wire
 from secagg.descriptor import NO_DESCRIPTOR, SessionDescriptor
 from secagg.encoding import QuantizationConfig
+from secagg.errors import ConfigurationError
 from secagg.masking.config import COMPLETE, MaskingConfig
 from secagg.masking.driver import run_session
 from secagg.masking.messages import MaskedInput, Round
 from secagg.masking.parameters import planned_dropouts
 from secagg.ring import PackedVector, Ring, RingVector
 
-__all__ = ["FloorTimer", "main", "masked_input_size", "median_seconds", "run_configuration"]
+__all__ = ["FloorTimer", "main", "masked_input_size", "median_seconds", "run_configuration", "sized_threshold"]
 
 FLOOR_REPEATS = 5
 
@@ -136,6 +137,18 @@ def _config(num_clients: int, dim: int, graph: str, dropout: float, ring_bits: i
     else:
         config = harary_config(num_clients, dim, dropout, descriptor)
     return dataclasses.replace(config, ring_bits=ring_bits)
+
+
+def sized_threshold(num_clients: int, graph: str, dropout: float) -> int | None:
+    """t of the configuration :func:`run_configuration` builds for ``num_clients`` on ``graph`` at the
+    ``dropout`` rate, or None where the library refuses to size one (no SecAgg+ graph is secure and live).
+
+    A session completes only if t clients answer, so ``round(dropout * n)`` dropouts need
+    ``n - round(dropout * n) >= t`` (``secagg bench`` checks both before any work)."""
+    try:
+        return _config(num_clients, 1, graph, dropout, 32).threshold
+    except ConfigurationError:
+        return None
 
 
 def run_configuration(

@@ -44,6 +44,8 @@ import numpy as np
 import phe
 
 from secagg import wire
+from secagg._cli_bench import paillier_problem
+from secagg._cli_options import MAX_DIM, MAX_HOSPITALS_BENCH, MAX_REPEATS, MAX_SEED, MIN_PAILLIER_KEY_BITS, _integer
 from secagg.errors import ConfigurationError, SecAggError
 from secagg.paillier._compute import Workers
 from secagg.paillier.ceremony import (
@@ -265,18 +267,18 @@ def build_parser() -> argparse.ArgumentParser:
         prog="python -m secagg.paillier.benchmark",
         description="Packed threshold Paillier vs phe's per-value encryption and the powmod floor.",
     )
-    parser.add_argument("--clients", type=int, nargs="+", default=[10], help="default: 10")
-    parser.add_argument("--dim", type=int, nargs="+", default=[10_000], help="default: 10000")
-    parser.add_argument("--key-bits", type=int, nargs="+", default=[2048], help="default: 2048")
-    parser.add_argument("--value-bits", type=int, default=16, help="default: 16")
-    parser.add_argument("--workers", type=int, default=0, help="processes (default: 0, one per core)")
+    parties, dim = _integer(2, MAX_HOSPITALS_BENCH), _integer(1, MAX_DIM)
+    parser.add_argument("--clients", type=parties, nargs="+", default=[10], help="default: 10")
+    parser.add_argument("--dim", type=dim, nargs="+", default=[10_000], help="default: 10000")
+    parser.add_argument("--key-bits", type=_integer(MIN_PAILLIER_KEY_BITS, 8192), nargs="+", default=[2048],
+                        help="2048..8192, even (default: 2048)")
+    parser.add_argument("--value-bits", type=_integer(1, 64), default=16, help="default: 16")
+    parser.add_argument("--workers", type=_integer(0, 1024), default=0, help="processes (default: 0, one per core)")
     parser.add_argument("--obfuscation", choices=["djn", "textbook"], nargs="+", default=["djn"])
-    parser.add_argument(
-        "--threshold", type=int, default=None, help="t, 2t > clients (default: parameters.default_threshold: 7 of 10)"
-    )
-    parser.add_argument("--naive-sample", type=int, default=DEFAULT_NAIVE_SAMPLE)
-    parser.add_argument("--seed", type=int, default=0, help="seed of the random input vectors")
-    parser.add_argument("--ceremony-repeats", type=int, default=0, metavar="N",
+    parser.add_argument("--threshold", type=parties, default=None, help="t, 2t > clients (default: 7 of 10)")
+    parser.add_argument("--naive-sample", type=dim, default=DEFAULT_NAIVE_SAMPLE)
+    parser.add_argument("--seed", type=_integer(0, MAX_SEED), default=0, help="seed of the random input vectors")
+    parser.add_argument("--ceremony-repeats", type=_integer(0, MAX_REPEATS), default=0, metavar="N",
                         help="also time the full key ceremony N times per key size")
     parser.add_argument("--ceremony-only", action="store_true", help="time the key ceremony only")
     parser.add_argument("--json", metavar="PATH", help="write the results as JSON")
@@ -382,8 +384,13 @@ def _print_row(params: dict[str, Any], metrics: dict[str, Any]) -> None:
 
 
 def _run_from_command_line() -> int:
+    parser = build_parser()
+    args = parser.parse_args()
+    problem = paillier_problem(args.key_bits, args.clients, args.threshold)  # an odd key, 2t <= l, ...
+    if problem is not None:
+        parser.error(problem)  # a usage error naming the option, as argparse's (exit 2)
     try:
-        return main(build_parser().parse_args())
+        return main(args)
     except SecAggError as exc:
         print(f"secagg.paillier.benchmark: error: {exc}", file=sys.stderr)
         return 2
