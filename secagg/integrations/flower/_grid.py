@@ -27,6 +27,7 @@ from flwr.supercore.run import Run
 
 from secagg import wire
 from secagg.errors import ConfigurationError, DecodeError, ProtocolError, SecAggError
+from secagg.integrations.flower._limits import IDENTIFY_REPLY_LIMIT
 from secagg.integrations.flower._records import model_arrays, read_stage, stage_content, training_parameters
 from secagg.integrations.flower.protocol import (
     IDENTIFY,
@@ -302,7 +303,7 @@ class SecureGrid(Grid):  # type: ignore[misc,unused-ignore]  # Grid is Any where
         unknown = {node: b"" for node in batch.node_ids if node not in self.identities}
         if not unknown:
             return
-        replies = self.stage(batch, IDENTIFY, unknown, dropped, errors)
+        replies = self.stage(batch, IDENTIFY, unknown, dropped, errors, limit=IDENTIFY_REPLY_LIMIT)
         run_id = self.run.run_id
         for node, payload in sorted(replies.items()):
             try:
@@ -339,6 +340,7 @@ class SecureGrid(Grid):  # type: ignore[misc,unused-ignore]  # Grid is Any where
         dropped: dict[int, str],
         errors: dict[int, str],
         *,
+        limit: int,
         with_training: bool = False,
     ) -> dict[int, bytes]:
         """Send ``outbound`` (node id -> payload) as ``stage``; the replies' payloads by node id.
@@ -349,8 +351,10 @@ class SecureGrid(Grid):  # type: ignore[misc,unused-ignore]  # Grid is Any where
         nobody's answer and is ignored. A node that does not answer in time, answers with an
         error, with a malformed or foreign-stage reply, or more than once, is recorded in
         ``dropped`` (and the reason in ``errors``): a node answers each request once, so a
-        node with two answers is faulty, and neither answer reaches the protocol.
-        ``with_training`` adds the strategy's content.
+        node with two answers is faulty, and neither answer reaches the protocol. So is a node
+        whose reply holds records beside the stage records, or a payload above ``limit`` bytes
+        (the largest honest reply of the stage, :mod:`~secagg.integrations.flower._limits`):
+        such a payload is never loaded. ``with_training`` adds the strategy's content.
         """
         messages = [
             Message(
@@ -367,7 +371,7 @@ class SecureGrid(Grid):  # type: ignore[misc,unused-ignore]  # Grid is Any where
         inbound: dict[int, bytes] = {}
         for node, replies in sorted(answers.items()):
             try:
-                inbound[node] = _payload(stage, replies)
+                inbound[node] = _payload(stage, replies, limit)
             except SecAggError as exc:
                 errors[node] = str(exc)
         for node in outbound:
@@ -404,15 +408,16 @@ class SecureGrid(Grid):  # type: ignore[misc,unused-ignore]  # Grid is Any where
         return replies
 
 
-def _payload(stage: str, replies: list[Message]) -> bytes:
+def _payload(stage: str, replies: list[Message], limit: int) -> bytes:
     """The payload of a node's one reply in ``stage``; DecodeError (or ProtocolError) naming why
-    there is none: more than one reply, an error reply, a malformed reply or one for another stage."""
+    there is none: more than one reply, an error reply, a malformed reply (records beside the stage
+    records, a payload above ``limit`` bytes) or one for another stage."""
     if len(replies) != 1:
         raise ProtocolError(f"more than one reply ({len(replies)}) to its {stage!r} request")
     reply = replies[0]
     if reply.has_error():
         raise ProtocolError(reply.error.reason or f"error reply with no reason (code {reply.error.code})")
-    reply_stage, payload = read_stage(reply.content)
+    reply_stage, payload = read_stage(reply.content, lambda _: limit, alone=lambda _: True)
     if reply_stage != stage:
         raise ProtocolError(f"replied for stage {reply_stage!r} in stage {stage!r}")
     return payload

@@ -60,6 +60,7 @@ from secagg.integrations.flower._grid import (
     aggregated_reply,
     require_trusted_keys,
 )
+from secagg.integrations.flower._limits import masking_reply_limit
 from secagg.integrations.flower._masking_plan import MaskingPlan, round_table
 from secagg.integrations.flower.clipping import decode_segmented, encoded_length
 from secagg.integrations.flower.compression import RoundCompression, check_options
@@ -314,7 +315,11 @@ class SecAggGrid(SecureGrid):
             while state.phase != ServerPhase.DONE:
                 stage = stage_of_phase(state.phase)
                 payloads = {batch.node_ids[client - 1]: data for client, data in outbound.items()}
-                replies = self.stage(batch, stage, payloads, dropped, errors, with_training=stage == MASKED_INPUT)
+                masking = plan.masking
+                limit = masking_reply_limit(stage, masking.num_clients, masking.vector_length, masking.ring_bits)
+                replies = self.stage(
+                    batch, stage, payloads, dropped, errors, limit=limit, with_training=stage == MASKED_INPUT
+                )
                 inbound = {plan.protocol_ids[node]: data for node, data in replies.items()}
                 known = len(state.rejected)
                 state, outbound = server_step(state, inbound)
