@@ -56,6 +56,7 @@ from secagg.encoding import QuantizationConfig
 from secagg.errors import ConfigurationError, ProtocolError, SecAggError
 from secagg.integrations.flower._grid import LOGGER, SecureGrid, TrainingBatch, aggregated_reply, require_trusted_keys
 from secagg.integrations.flower._limits import paillier_reply_limit
+from secagg.integrations.flower._masking_options import DEFAULT_CLIP, DEFAULT_MAX_WEIGHT
 from secagg.integrations.flower._masking_plan import round_table
 from secagg.integrations.flower.clipping import decode_segmented, encoded_length
 from secagg.integrations.flower.compression import RoundCompression, check_options
@@ -68,7 +69,6 @@ from secagg.integrations.flower.protocol import (
     paillier_layout,
     round_context,
 )
-from secagg.integrations.flower.server import DEFAULT_CLIP, DEFAULT_MAX_WEIGHT
 from secagg.paillier import Server, SlotLayout, ThresholdPublicKey
 from secagg.paillier.keys import check_key_bits
 from secagg.paillier.messages import PartialDecryption
