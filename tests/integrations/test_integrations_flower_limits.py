@@ -23,7 +23,13 @@ from flwr.serverapp.strategy import FedAvg
 
 from secagg import wire
 from secagg.integrations.flower import PaillierGrid, PaillierOptions, make_paillier_mod, make_secagg_mod
-from secagg.integrations.flower._limits import masking_reply_limit
+from secagg.integrations.flower._limits import (
+    PAILLIER_SETUP_LIMIT,
+    masking_message_limit,
+    masking_reply_limit,
+    paillier_reply_limit,
+    paillier_request_limit,
+)
 from secagg.integrations.flower._records import PAYLOAD_RECORD, STAGE_RECORD, read_stage, stage_content
 from secagg.integrations.flower.keys import read_public_key
 from secagg.integrations.flower.protocol import (
@@ -335,3 +341,48 @@ def test_one_byte_past_the_honest_masked_input_is_refused_with_the_size() -> Non
     assert "exceeds" in report.errors[FAULTY] and "an honest" in report.errors[FAULTY], report.errors
     assert report.included == frozenset(NODES) - {FAULTY}
     assert_exact_masking_sum(report, audit)
+
+
+def test_the_message_limits_are_the_honest_server_message_sizes_of_a_complete_graph_round() -> None:
+    """Every server message of an active round on the complete graph is within its stage's limit
+    (the node's check), and after the setup each is exactly at it: n - 1 roster entries, n - 1 boxes,
+    n survivors, n survivors with n signatures."""
+    grid, secure, _ = masking_round("active")
+    # Execute
+    run(secure)
+    # Assert
+    assert secure.reports[0].dropped == {}
+    sizes: dict[str, set[int]] = {}
+    for message in grid.sent:
+        stage, payload = read_stage(message.content)
+        sizes.setdefault(stage, set()).add(len(payload))
+    assert max(sizes[SETUP]) <= masking_message_limit(SETUP, len(NODES))
+    assert sizes[IDENTIFY] == {0}
+    for stage in (SHARE_KEYS, MASKED_INPUT, CONSISTENCY_CHECK, UNMASK):
+        assert sizes[stage] == {masking_message_limit(stage, len(NODES))}, (stage, sizes[stage])
+
+
+def test_the_paillier_limits_are_the_honest_sizes(paillier_keys: tuple[Path, list[Path]]) -> None:
+    """An upload is exactly at its limit, a partial decryption within it, and a decryption request
+    (every node's upload) exactly at the node's limit."""
+    grid, secure, _ = paillier_round(paillier_keys)
+    replies: dict[str, set[int]] = {}
+
+    def record(reply: Message) -> list[Message]:
+        if not reply.has_error():
+            stage, payload = read_stage(reply.content)
+            replies.setdefault(stage, set()).add(len(payload))
+        return [reply]
+
+    change_pulls(grid, record)
+    # Execute
+    run(secure)
+    # Assert
+    assert secure.reports[0].dropped == {} and secure.reports[0].skipped_reason is None
+    requests = {len(read_stage(m.content)[1]) for m in grid.sent if stage_of(m) == DECRYPT}
+    (upload,) = replies[ENCRYPT]
+    data_bytes = upload - paillier_reply_limit(ENCRYPT, 0)
+    assert data_bytes > 0 and max(replies[DECRYPT]) <= paillier_reply_limit(DECRYPT, data_bytes)
+    assert requests == {paillier_request_limit(len(PAILLIER_NODES), data_bytes)}
+    setups = {len(read_stage(m.content)[1]) for m in grid.sent if stage_of(m) == ENCRYPT}
+    assert max(setups) <= PAILLIER_SETUP_LIMIT

@@ -7,7 +7,7 @@ ciphertext bytes. A payload above its stage's limit is refused before it is load
 by the server, as that node's dropout with the reason; by a node, with an error reply.
 
 The limits are the wire layouts of docs/spec.md with every variable part at its
-honest largest (``n - 1`` peers' boxes, ``n`` roster entries, share entries or
+honest largest (``n - 1`` peers' boxes or roster entries, ``n`` share entries or
 survivors; signatures present). :data:`ROUND_SETUP_LIMIT` and
 :data:`PAILLIER_SETUP_LIMIT` bound a setup, which a node receives before it knows
 the round: the largest round (``MAX_NODES`` nodes) with every parameter field full.
@@ -94,7 +94,7 @@ def masking_message_limit(stage: str, num_clients: int) -> int:
     limits = {
         IDENTIFY: 0,
         SETUP: ROUND_SETUP_LIMIT,
-        SHARE_KEYS: HEADER_SIZE + _U32 + _LENGTH + n * _SIGNED_KEYS,  # KeyRoster
+        SHARE_KEYS: HEADER_SIZE + _U32 + _LENGTH + (n - 1) * _SIGNED_KEYS,  # KeyRoster: the neighbours
         MASKED_INPUT: HEADER_SIZE + _U32 + _ID + _LENGTH + (n - 1) * _BOX,  # ShareDelivery
         CONSISTENCY_CHECK: HEADER_SIZE + _U32 + _ID + _LENGTH + n * _U32,  # SurvivorList
         UNMASK: HEADER_SIZE + _U32 + _ID + 2 * _LENGTH + n * (2 * _U32 + SIGNATURE_SIZE),  # UnmaskRequest
