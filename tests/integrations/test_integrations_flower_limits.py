@@ -177,6 +177,26 @@ def test_a_masking_reply_with_records_beside_the_stage_records_is_a_dropout(stag
     assert_exact_masking_sum(report, audit)
 
 
+def test_a_reply_with_many_long_named_records_is_a_dropout_with_a_short_reason() -> None:
+    grid, secure, audit = masking_round()
+
+    def many(content: RecordDict) -> RecordDict:
+        changed = RecordDict(dict(content.items()))
+        for index in range(1000):
+            changed["x" * 1000 + str(index)] = ConfigRecord({"v": index})
+        return changed
+
+    rewrite_reply(grid, FAULTY, SHARE_KEYS, many)
+    # Execute
+    run(secure)
+    # Assert: named with the count, the names cut short
+    report = secure.reports[0]
+    assert report.dropped == {FAULTY: SHARE_KEYS}, (report.dropped, report.errors)
+    assert "1000 records beside" in report.errors[FAULTY] and len(report.errors[FAULTY]) < 300, report.errors
+    assert report.included == frozenset(NODES) - {FAULTY}
+    assert_exact_masking_sum(report, audit)
+
+
 def paillier_round(paillier_keys: tuple[Path, list[Path]]) -> tuple[FakeGrid, PaillierGrid, Audit]:
     public_path, shares = paillier_keys
     audit = Audit()

@@ -162,11 +162,11 @@ def run_stage(
     """What every secure mod does around its protocol step.
 
     Messages other than ``train`` pass through; a ``train`` message without a
-    secure stage is refused unless ``route.allow_plain_train``; a message of a stage
-    the mod does not serve, with records beside the stage records outside
+    secure stage is refused unless ``route.allow_plain_train``; a message of a
+    stage the mod does not serve, with records beside the stage records outside
     ``route.training``, or with a payload above ``route.limit`` is refused before
-    its payload is loaded; otherwise ``handle`` runs the stage and its reply payload goes back in the stage's
-    records. A refusal (any SecAggError) or a failed training becomes an error
+    its payload is loaded; otherwise ``handle`` runs the stage and its reply
+    payload goes back in the stage's records. A refusal (any SecAggError) or a failed training becomes an error
     reply and the session state is forgotten, so nothing is reused after it.
     """
     if message.metadata.message_type.split(".")[0] != MessageType.TRAIN:

@@ -101,6 +101,12 @@ def _check_payload_header(who: str, dtype: np.dtype[Any], shape: tuple[int, ...]
         raise DecodeError(f"{who} of {size} bytes exceeds the {max_bytes} bytes an honest one has")
 
 
+def _short(value: object) -> str:
+    """``repr(value)``, cut to 40 characters (untrusted names in a report stay short)."""
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
 def stage_content(stage: str, payload: bytes, base: RecordDict | None = None) -> RecordDict:
     """A RecordDict with ``base``'s records (if any) plus the stage name and payload."""
     if stage not in STAGES:
@@ -138,13 +144,14 @@ def read_stage(
         raise DecodeError("message lacks the secagg stage or payload record")
     stage = stage_record.get("stage")
     if stage not in STAGES:
-        raise DecodeError(f"unknown secagg stage {stage!r}")
+        raise DecodeError(f"unknown secagg stage {_short(stage)}")
     stage = str(stage)
     if len(stage_record) != 1:
         raise DecodeError(f"the secagg stage record holds {len(stage_record)} keys; it holds the stage name alone")
     if alone is not None and alone(stage) and len(content) != len(_OURS):
         others = sorted(key for key in content if key not in _OURS)
-        raise DecodeError(f"a {stage!r} message holds records beside the secagg records: {others}")
+        named = ", ".join(_short(key) for key in others[:3])
+        raise DecodeError(f"a {stage!r} message holds {len(others)} records beside the secagg records ({named})")
     if len(payload_record) != 1 or "payload" not in payload_record:
         raise DecodeError("secagg payload must be exactly one one-dimensional uint8 array")
     max_bytes = None if limit is None else limit(stage)
