@@ -10,6 +10,8 @@ patient moves a node's update by at most ``learning-rate * dp-clip``, the
 from __future__ import annotations
 
 import json
+import shutil
+import stat
 from pathlib import Path
 
 import numpy as np
@@ -38,11 +40,17 @@ NODE_IDS = (3001, 3002, 3003, 3004)
 
 
 @pytest.fixture(scope="module")
-def keys(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def ceremony(tmp_path_factory: pytest.TempPathFactory) -> Path:
     base = tmp_path_factory.mktemp("dp-ceremony")
     result = make_keys(base / "keys", NODES, base)
     assert result.returncode == 0, result.stderr
     return base / "keys"
+
+
+@pytest.fixture
+def keys(ceremony: Path, tmp_path: Path) -> Path:
+    """This test's copy of the ceremony's key directory (the nodes keep their DP budgets there)."""
+    return Path(shutil.copytree(ceremony, tmp_path / "keys"))
 
 
 def run_config(**overrides: object) -> dict[str, object]:
@@ -100,6 +108,54 @@ def test_the_run_config_turns_dp_on_and_every_round_is_charged(keys: Path, tmp_p
     spent = [r["epsilon_spent"] for r in rounds]
     assert 0.0 < spent[0] < spent[1] <= 8.0
     assert rounds[-1]["accuracy"] > 0.85
+
+
+def budget_files(keys: Path) -> list[Path]:
+    return [keys / f"hospital-{partition}.dp-budget.json" for partition in range(NODES)]
+
+
+def test_each_node_keeps_its_dp_budget_in_a_0600_file_in_its_key_directory(keys: Path, tmp_path: Path) -> None:
+    # Prepare
+    config = run_config()
+    # Execute
+    run_server(federation(keys, config), config, tmp_path)
+    # Assert: one file per node, owner-only, counting the node's two noised contributions
+    for path in budget_files(keys):
+        assert path.is_file(), sorted(p.name for p in keys.iterdir())
+        assert stat.S_IMODE(path.stat().st_mode) == 0o600
+        assert json.loads(path.read_text())["released"] == 2
+
+
+def test_a_restarted_node_remembers_its_budget_and_refuses_to_exceed_it(keys: Path, tmp_path: Path) -> None:
+    # Prepare: a run of the plan's two rounds spends every node's budget
+    config = run_config()
+    first = run_server(federation(keys, config), config, tmp_path)
+    assert all(r["aggregate"] is not None for r in first["rounds"])  # type: ignore[union-attr]
+    # Execute: the nodes restart (a fresh context.state) and a server with a fresh accountant
+    # runs the same plan again
+    config = run_config()
+    again = run_server(federation(keys, config), config, tmp_path)
+    # Assert: every node refuses from its own file; nothing is aggregated
+    for only in again["rounds"]:  # type: ignore[union-attr]
+        assert only["aggregate"] is None
+        assert len(only["errors"]) == NODES, only["errors"]
+        assert all("budget" in reason for reason in only["errors"].values()), only["errors"]
+    assert all(json.loads(path.read_text())["released"] == 2 for path in budget_files(keys))
+
+
+def test_a_node_config_dp_state_file_is_kept(keys: Path, tmp_path: Path) -> None:
+    # Prepare: node 0's operator names its own file
+    own = tmp_path / "hospital-a-budget.json"
+    config = run_config(**{"num-server-rounds": 1})
+    grid = federation(keys, config)
+    first = NODE_IDS[0]
+    grid.apps[first] = _with_node_config(grid.apps[first], {"dp-state-file": str(own)})
+    # Execute
+    run_server(grid, config, tmp_path)
+    # Assert
+    assert json.loads(own.read_text())["released"] == 1
+    assert not budget_files(keys)[0].exists()
+    assert all(path.is_file() for path in budget_files(keys)[1:])
 
 
 def test_without_dp_epsilon_no_round_is_noised(keys: Path, tmp_path: Path) -> None:

@@ -18,8 +18,12 @@ A node without keys takes part only in semi-honest rounds, and only if its own
 node config says ``allow-semi-honest = true``: such rounds do not resist a server
 that lies about dropouts, which with colluding hospitals can learn one hospital's
 update. Paillier nodes also read ``key-share-file`` and
-``key-share-passphrase-file``. Two optional node-config keys serve demonstrations
-and tests:
+``key-share-passphrase-file``. In DP rounds a node with an identity key keeps its
+own DP budget (the contributions it made under the run's plan) in
+``dp-state-file`` if its node config names one, else beside its identity key
+(``hospital-<partition-id>.dp-budget.json``, 0600), so a restarted node does not
+forget what it spent; deleting the file starts a new budget, the hospital's
+decision. Two optional node-config keys serve demonstrations and tests:
 
 - ``audit-dir``: the node writes its own unmasked contribution of every round
   to ``<audit-dir>/round-<r>-node-<id>.json`` (a local audit log: it stays on
@@ -51,6 +55,9 @@ KEY_DIR = "key-dir"
 KEY_DIR_ENV = "SECAGG_FLOWER_KEY_DIR"
 """The node's environment variable for the key directory, when its node config names none."""
 TRUSTED_KEYS_NAME = "federation.keys"
+DP_STATE_FILE = "dp-state-file"
+"""Node-config key of the node's DP budget state file (secagg.integrations.flower.node_budget)."""
+DP_BUDGET_SUFFIX = ".dp-budget.json"
 STAGE_RECORD = "secagg"
 LOGGER = logging.getLogger(__name__)
 
@@ -61,18 +68,19 @@ def identity_key_name(partition_id: object) -> str:
 
 
 def node_keys_mod(message: Message, context: Context, call_next: ClientAppCallable) -> Message:
-    """Point the secure-aggregation mod at this node's identity key and the federation's trusted list.
+    """Point the secure-aggregation mod at this node's identity key, the federation's trusted list
+    and the node's DP budget file.
 
     The node config's own ``identity-key-file`` is used as it stands. Otherwise the key
     directory (node config ``key-dir``, else ``$SECAGG_FLOWER_KEY_DIR``; never the run
     config) gives ``<dir>/hospital-<partition-id>.key`` and ``<dir>/federation.keys``; a
     missing file, or no keys at all in a secure round of a node that does not allow
-    semi-honest rounds, is refused with an error reply saying what to set.
+    semi-honest rounds, is refused with an error reply saying what to set. A node with an
+    identity key and no ``dp-state-file`` of its own keeps its DP budget beside the key
+    (:func:`budget_file`), so a restarted node still counts what it contributed.
     """
     config = context.node_config
-    if config.get("identity-key-file"):
-        return call_next(message, context)
-    directory = config.get(KEY_DIR) or os.environ.get(KEY_DIR_ENV)
+    directory = None if config.get("identity-key-file") else config.get(KEY_DIR) or os.environ.get(KEY_DIR_ENV)
     if directory:
         folder = Path(str(directory))
         identity = folder / identity_key_name(config.get("partition-id"))
@@ -82,14 +90,27 @@ def node_keys_mod(message: Message, context: Context, call_next: ClientAppCallab
                 return _refuse(message, context, f"no {what} at {path}: make the federation's keys with "
                                f"`sh examples/flower/make-keys.sh {folder} <nodes>` (or secagg keys)")
         config.update({"identity-key-file": str(identity), "trusted-keys-file": str(trusted)})
-    elif _in_secure_round(message) and not node_policy(context).allow_semi_honest:
+    elif (
+        not config.get("identity-key-file")
+        and _in_secure_round(message)
+        and not node_policy(context).allow_semi_honest
+    ):
         return _refuse(
             message, context,
             "no identity key: set identity-key-file and trusted-keys-file in the node config, or key-dir "
             f"(or ${KEY_DIR_ENV}) to a directory made by examples/flower/make-keys.sh; "
             "allow-semi-honest=true takes part in semi-honest rounds only, which do not resist a lying server",
         )
+    if config.get("identity-key-file") and not config.get(DP_STATE_FILE):
+        # The node's own DP budget survives restarts and runs: a file beside its identity key.
+        config[DP_STATE_FILE] = budget_file(str(config["identity-key-file"]))
     return call_next(message, context)
+
+
+def budget_file(identity_key_file: str) -> str:
+    """This node's DP budget state file, beside its identity key: ``<dir>/hospital-<i>.key`` gives
+    ``<dir>/hospital-<i>.dp-budget.json`` (the accountant's format, written 0600 by the mod)."""
+    return str(Path(identity_key_file).with_suffix(DP_BUDGET_SUFFIX))
 
 
 def _in_secure_round(message: Message) -> bool:

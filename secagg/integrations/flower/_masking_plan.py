@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 from secagg.clipping import ClipSchedule
 from secagg.dp.calibration import NoisePlan
 from secagg.encoding import QuantizationConfig
-from secagg.integrations.flower._grid import TrainingBatch
+from secagg.integrations.flower._round_report import TrainingBatch
 from secagg.integrations.flower.clipping import check_table, encoded_length, layout_table
 from secagg.integrations.flower.compression import RoundCompression
 from secagg.integrations.flower.dp import DPRounds, check_unmasked_sums, dp_parameters, unmasked_sums
@@ -19,7 +19,7 @@ from secagg.masking import ACTIVE, MaskingConfig, ServerState
 from secagg.segments import SegmentTable
 
 if TYPE_CHECKING:
-    from secagg.integrations.flower.server import SecAggOptions
+    from secagg.integrations.flower._masking_options import SecAggOptions
 
 __all__ = ["MaskingPlan", "round_table"]
 

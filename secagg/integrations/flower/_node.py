@@ -140,12 +140,20 @@ StageHandler = Callable[[str, bytes], bytes]
 
 @dataclass(frozen=True)
 class ModRoute:
-    """Which stages a mod serves and where it keeps its session state."""
+    """Which stages a mod serves, where it keeps its session state, and what it accepts.
+
+    ``limit(stage)``: the most payload bytes an honest server message of that stage has
+    (:mod:`~secagg.integrations.flower._limits`; it may raise a SecAggError, e.g. with no round
+    in progress); ``training``: the stages whose messages also carry the strategy's content
+    (any other message holds the stage records alone).
+    """
 
     name: str
     stages: frozenset[str]
     state_key: str
     allow_plain_train: bool
+    limit: Callable[[str], int]
+    training: frozenset[str]
 
 
 def run_stage(
@@ -154,9 +162,11 @@ def run_stage(
     """What every secure mod does around its protocol step.
 
     Messages other than ``train`` pass through; a ``train`` message without a
-    secure stage is refused unless ``route.allow_plain_train``; otherwise
-    ``handle`` runs the stage and its reply payload goes back in the stage's
-    records. A refusal (any SecAggError) or a failed training becomes an error
+    secure stage is refused unless ``route.allow_plain_train``; a message of a
+    stage the mod does not serve, with records beside the stage records outside
+    ``route.training``, or with a payload above ``route.limit`` is refused before
+    its payload is loaded; otherwise ``handle`` runs the stage and its reply
+    payload goes back in the stage's records. A refusal (any SecAggError) or a failed training becomes an error
     reply and the session state is forgotten, so nothing is reused after it.
     """
     if message.metadata.message_type.split(".")[0] != MessageType.TRAIN:
@@ -165,10 +175,15 @@ def run_stage(
         if route.allow_plain_train:
             return call_next(message, context)
         return error_reply(message, f"node {context.node_id}: refusing to train outside a secure round")
-    try:
-        stage, payload = read_stage(message.content)
+
+    def limit(stage: str) -> int:
         if stage not in route.stages:
             raise ConfigurationError(f"stage {stage!r} is not served here; this node runs {route.name}")
+        return route.limit(stage)
+
+    try:
+        # Checked before the payload is loaded: the stage served, no other records, an honest size.
+        stage, payload = read_stage(message.content, limit, alone=lambda stage: stage not in route.training)
         reply = handle(stage, payload)
     except SecAggError as exc:
         forget(context, route.state_key)

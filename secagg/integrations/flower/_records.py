@@ -11,13 +11,17 @@ Flower's ``Array.numpy()`` (``np.load``) sees it: ``.npy`` bytes only (no
 empty data, zip or ``.npz`` archives, pickles), format 1.0 or 2.0, no object
 dtype, and exactly as many data bytes as the header declares (so a short
 header cannot make ``np.load`` allocate a huge array). Anything else is a
-DecodeError.
+DecodeError. A receiver that knows what an honest message of the stage weighs
+(:mod:`~secagg.integrations.flower._limits`) passes :func:`read_stage` that limit,
+checked on the header before the payload is loaded, and can require the content
+to hold the stage records alone.
 """
 
 from __future__ import annotations
 
 import math
 import tokenize
+from collections.abc import Callable
 from io import BytesIO
 from typing import Any
 
@@ -55,8 +59,9 @@ _OURS = (STAGE_RECORD, PAYLOAD_RECORD)
 _NPY_ERRORS = (ValueError, SyntaxError, tokenize.TokenError, OverflowError, EOFError)
 
 
-def _ndarray(array: object, who: str) -> npt.NDArray[Any]:
-    """The ndarray in ``array`` (untrusted); DecodeError unless it is a plain, complete .npy array."""
+def _ndarray(array: object, who: str, max_bytes: int | None = None) -> npt.NDArray[Any]:
+    """The ndarray in ``array`` (untrusted); DecodeError unless it is a plain, complete .npy array
+    (with ``max_bytes``: a one-dimensional uint8 array of at most that many bytes, checked before loading)."""
     if not isinstance(array, Array):
         raise DecodeError(f"{who} is not an array")
     if array.stype != SType.NUMPY:
@@ -78,12 +83,28 @@ def _ndarray(array: object, who: str) -> npt.NDArray[Any]:
         declared, carried = math.prod(shape) * dtype.itemsize, len(data) - stream.tell()
         if declared != carried:
             raise DecodeError(f"{who}: the header declares {declared} data bytes, {carried} follow")
+        if max_bytes is not None:
+            _check_payload_header(who, dtype, shape, declared, max_bytes)
         loaded = array.numpy()
     except _NPY_ERRORS as exc:
         raise DecodeError(f"{who} is not a valid .npy array: {exc}") from exc
     if not isinstance(loaded, np.ndarray):
         raise DecodeError(f"{who} is not a single array")
     return loaded
+
+
+def _check_payload_header(who: str, dtype: np.dtype[Any], shape: tuple[int, ...], size: int, max_bytes: int) -> None:
+    """DecodeError unless a payload's header declares one one-dimensional uint8 array of at most ``max_bytes``."""
+    if dtype != np.uint8 or len(shape) != 1:
+        raise DecodeError(f"{who} must be exactly one one-dimensional uint8 array")
+    if size > max_bytes:
+        raise DecodeError(f"{who} of {size} bytes exceeds the {max_bytes} bytes an honest one has")
+
+
+def _short(value: object) -> str:
+    """``repr(value)``, cut to 40 characters (untrusted names in a report stay short)."""
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
 
 
 def stage_content(stage: str, payload: bytes, base: RecordDict | None = None) -> RecordDict:
@@ -104,21 +125,40 @@ def has_stage(content: RecordDict) -> bool:
     return STAGE_RECORD in content
 
 
-def read_stage(content: RecordDict) -> tuple[str, bytes]:
-    """The stage name and payload bytes; DecodeError if they are missing or malformed."""
+def read_stage(
+    content: RecordDict,
+    limit: Callable[[str], int] | None = None,
+    *,
+    alone: Callable[[str], bool] | None = None,
+) -> tuple[str, bytes]:
+    """The stage name and payload bytes; DecodeError if they are missing or malformed.
+
+    ``limit(stage)``: the most payload bytes an honest message of that stage has, checked
+    before the payload is loaded (the limit may raise a SecAggError of its own). ``alone(stage)``:
+    True if the content must hold nothing but the stage records (every reply; a server message
+    outside the training stages). Either way the stage record holds the stage name alone.
+    """
     stage_record = content.get(STAGE_RECORD)
     payload_record = content.get(PAYLOAD_RECORD)
     if not isinstance(stage_record, ConfigRecord) or not isinstance(payload_record, ArrayRecord):
         raise DecodeError("message lacks the secagg stage or payload record")
     stage = stage_record.get("stage")
     if stage not in STAGES:
-        raise DecodeError(f"unknown secagg stage {stage!r}")
+        raise DecodeError(f"unknown secagg stage {_short(stage)}")
+    stage = str(stage)
+    if len(stage_record) != 1:
+        raise DecodeError(f"the secagg stage record holds {len(stage_record)} keys; it holds the stage name alone")
+    if alone is not None and alone(stage) and len(content) != len(_OURS):
+        others = sorted(key for key in content if key not in _OURS)
+        named = ", ".join(_short(key) for key in others[:3])
+        raise DecodeError(f"a {stage!r} message holds {len(others)} records beside the secagg records ({named})")
     if len(payload_record) != 1 or "payload" not in payload_record:
         raise DecodeError("secagg payload must be exactly one one-dimensional uint8 array")
-    data = _ndarray(payload_record["payload"], "secagg payload")
+    max_bytes = None if limit is None else limit(stage)
+    data = _ndarray(payload_record["payload"], f"secagg {stage!r} payload", max_bytes)
     if data.dtype != np.uint8 or data.ndim != 1:
         raise DecodeError("secagg payload must be exactly one one-dimensional uint8 array")
-    return str(stage), data.tobytes()
+    return stage, data.tobytes()
 
 
 def without_stage(content: RecordDict) -> RecordDict:

@@ -64,6 +64,7 @@ from secagg.dp.calibration import NoisePlan
 from secagg.dp.sampler import RandomSource
 from secagg.encoding import to_ring
 from secagg.errors import ConfigurationError, ProtocolError, ReplayError
+from secagg.integrations.flower._limits import masking_message_limit
 from secagg.integrations.flower._node import (
     IDENTITY_KEY_FILE,
     TRUSTED_KEYS_FILE,
@@ -84,8 +85,10 @@ from secagg.integrations.flower.node_budget import charge_node_budget, check_nod
 from secagg.integrations.flower.policy import NodePolicy
 from secagg.integrations.flower.protocol import (
     DOWNLINK,
+    IDENTIFY,
     MASKED_INPUT,
     MASKING_STAGES,
+    MAX_NODES,
     SETUP,
     RoundSetup,
     round_context,
@@ -175,8 +178,23 @@ def _handle(message: Message, context: Context, call_next: ClientAppCallable, se
             return _setup(message, context, payload, settings, identity)
         return _step(message, context, call_next, stage, payload, settings, identity)
 
-    route = ModRoute("secagg_mod", frozenset(MASKING_STAGES), STATE_KEY, settings.allow_plain_train)
+    route = ModRoute(
+        "secagg_mod", frozenset(MASKING_STAGES), STATE_KEY, settings.allow_plain_train,
+        partial(_message_limit, context), frozenset((MASKED_INPUT,)),
+    )
     return serve_node(message, context, call_next, route, settings, handle)
+
+
+def _message_limit(context: Context, stage: str) -> int:
+    """The most payload bytes an honest server message of ``stage`` has: a setup's for any round
+    (the node knows none yet), later ones' for the round of the stored setup."""
+    if stage in (IDENTIFY, SETUP):
+        return masking_message_limit(stage, MAX_NODES)
+    record = context.state.get(STATE_KEY)
+    setup = record.get("setup") if isinstance(record, ConfigRecord) else None
+    if not isinstance(setup, bytes):
+        raise ProtocolError("no secure round in progress on this node")
+    return masking_message_limit(stage, wire.decode(setup, RoundSetup).masking.num_clients)
 
 
 def _setup(

@@ -46,6 +46,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from functools import partial
 
 import numpy as np
 from flwr.app import ConfigRecord, Context, Message
@@ -55,6 +56,7 @@ from secagg import wire
 from secagg.dp.calibration import NoisePlan
 from secagg.dp.sampler import RandomSource
 from secagg.errors import ConfigurationError, ProtocolError, ReplayError
+from secagg.integrations.flower._limits import PAILLIER_SETUP_LIMIT, paillier_request_limit
 from secagg.integrations.flower._node import (
     IDENTITY_KEY_FILE,
     TRUSTED_KEYS_FILE,
@@ -112,6 +114,8 @@ HISTORY_SIZE = 1024
 """How many uploads the node makes in one round at most (an honest server asks for one), and how
 many decrypted aggregates it remembers."""
 _ID = 32
+_REQUEST_LIMIT = "request-limit"
+"""Key, in the round's state, of the most bytes an honest decryption request of the round has."""
 _NO_IDENTITY = f"Paillier uploads are signed: this node needs {IDENTITY_KEY_FILE!r} and {TRUSTED_KEYS_FILE!r}"
 
 PathLike = str | os.PathLike[str]
@@ -190,9 +194,25 @@ def _handle(message: Message, context: Context, call_next: ClientAppCallable, se
         return _decrypt(message, context, payload, share, identity, settings)
 
     stages = frozenset((IDENTIFY, *PAILLIER_STAGES))
-    route = ModRoute("paillier_mod", stages, STATE_KEY, settings.allow_plain_train)
+    route = ModRoute(
+        "paillier_mod", stages, STATE_KEY, settings.allow_plain_train, partial(_message_limit, context),
+        frozenset((ENCRYPT,)),
+    )
     return serve_node(message, context, call_next, route, settings, handle, no_identity=_NO_IDENTITY)
 
+
+def _message_limit(context: Context, stage: str) -> int:
+    """The most payload bytes an honest server message of ``stage`` has: a setup's for any round,
+    a decryption request's for the round this node uploaded in (kept with its upload)."""
+    if stage == IDENTIFY:
+        return 0
+    if stage == ENCRYPT:
+        return PAILLIER_SETUP_LIMIT
+    record = context.state.get(STATE_KEY)
+    limit = record.get(_REQUEST_LIMIT) if isinstance(record, ConfigRecord) else None
+    if isinstance(limit, bool) or not isinstance(limit, int):
+        raise ProtocolError("no Paillier round in progress on this node")
+    return limit
 
 
 def _key_share(context: Context, settings: _Settings) -> KeyShare:
@@ -325,7 +345,10 @@ def _encrypt(
     if keep is not None:
         keep_residual(context.state, layout, keep)  # the upload leaves with this reply
     _remember(context, uploaded + params.session_id, answered, setup.server_round)
-    context.state[STATE_KEY] = ConfigRecord({"setup": payload, "upload": client.upload_digest})
+    context.state[STATE_KEY] = ConfigRecord({
+        "setup": payload, "upload": client.upload_digest,
+        _REQUEST_LIMIT: paillier_request_limit(len(setup.node_ids), params.upload_data_bytes),
+    })
     settings.record(message, setup.server_round, protocol_id, weight, values)
     return wire.encode(PaillierUpload(party=share.index, upload=upload))
 

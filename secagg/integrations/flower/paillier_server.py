@@ -55,6 +55,8 @@ from secagg.dp.config import DPConfig
 from secagg.encoding import QuantizationConfig
 from secagg.errors import ConfigurationError, ProtocolError, SecAggError
 from secagg.integrations.flower._grid import LOGGER, SecureGrid, TrainingBatch, aggregated_reply, require_trusted_keys
+from secagg.integrations.flower._limits import paillier_reply_limit
+from secagg.integrations.flower._masking_options import DEFAULT_CLIP, DEFAULT_MAX_WEIGHT
 from secagg.integrations.flower._masking_plan import round_table
 from secagg.integrations.flower.clipping import decode_segmented, encoded_length
 from secagg.integrations.flower.compression import RoundCompression, check_options
@@ -67,7 +69,6 @@ from secagg.integrations.flower.protocol import (
     paillier_layout,
     round_context,
 )
-from secagg.integrations.flower.server import DEFAULT_CLIP, DEFAULT_MAX_WEIGHT
 from secagg.paillier import Server, SlotLayout, ThresholdPublicKey
 from secagg.paillier.keys import check_key_bits
 from secagg.paillier.messages import PartialDecryption
@@ -258,7 +259,9 @@ class PaillierGrid(SecureGrid):
         server = Server(setup.session_parameters(options.public_key, context, run_id))
         # Stage 1: setup + training content out, encrypted updates back.
         payload = wire.encode(setup)
-        uploads = self.stage(batch, ENCRYPT, dict.fromkeys(nodes, payload), dropped, errors, with_training=True)
+        data_bytes = server.params.upload_data_bytes
+        uploads = self.stage(batch, ENCRYPT, dict.fromkeys(nodes, payload), dropped, errors,
+                             limit=paillier_reply_limit(ENCRYPT, data_bytes), with_training=True)
         holders = self._accept_uploads(setup, server, uploads, dropped, errors)
         self.forget_failed_identities(dropped, ENCRYPT)
         included = [nodes[client - 1] for client in sorted(server.included)]
@@ -276,7 +279,7 @@ class PaillierGrid(SecureGrid):
                 f"{len(set(holders.values()))} key-share holders uploaded; {threshold} partial decryptions are needed"
             )
             return self._skip(batch, started, dropped, errors, reason)
-        answers = self.stage(batch, DECRYPT, requests, dropped, errors)
+        answers = self.stage(batch, DECRYPT, requests, dropped, errors, limit=paillier_reply_limit(DECRYPT, data_bytes))
         for node, data in sorted(answers.items()):
             try:
                 partial = wire.decode(data, PartialDecryption)
