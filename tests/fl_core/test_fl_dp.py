@@ -8,8 +8,9 @@ from fractions import Fraction
 import numpy as np
 import pytest
 
+from fl_core import fedavg
 from fl_core.aggregators import make_aggregator
-from fl_core.aggregators.base import ClientUpdate, DropoutStage, client_rounding_rng
+from fl_core.aggregators.base import AggregationResult, ClientUpdate, DropoutStage, client_rounding_rng
 from fl_core.data import ClientData
 from fl_core.dp import DPAggregator, DPQuantizer, dp_quantization, noised_encoding
 from fl_core.dp_training import dp_contribution, poisson_sample, public_denominator
@@ -95,6 +96,38 @@ def test_poisson_sampling_rate_and_public_denominator(federation: Federation) ->
     model = LogisticRegression(6)
     contribution = dp_contribution(model, model.init(RNG(0)), clients[0], _config(), RNG(0))
     assert contribution.shape == (14,)
+
+
+def test_the_step_divides_by_the_included_hospitals_declared_sizes_only(
+    federation: Federation, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Hospital 2 (60 patients) drops before uploading: the released sum holds only the other
+    # four's patients, so the public denominator is q * (40 + 25 + 15 + 35), not q * 175.
+    clients, test_x, test_y = federation
+    monkeypatch.setattr(fedavg, "_draw_dropouts", lambda sampled, p, rng: {2: DropoutStage.UPLOAD})
+    aggregator = make_aggregator(
+        "plain-quantized", num_clients=5, dp=_config(min_honest=3, sampling_rate=0.5), dimension=14,
+        max_samples_per_client=100, noise_source=SeededRandomSource(bytes(32)),
+    )  # fmt: skip
+    assert isinstance(aggregator, DPAggregator)
+    released: list[np.ndarray] = []
+    inner = aggregator.aggregate
+
+    def capture(*args: object, **kwargs: object) -> AggregationResult:
+        result = inner(*args, **kwargs)  # type: ignore[arg-type]
+        assert result.mean is not None
+        released.append(result.mean)
+        return result
+
+    monkeypatch.setattr(aggregator, "aggregate", capture)
+    model = LogisticRegression(6)
+    start = model.init(RNG(0))
+    config = FedAvgConfig(rounds=1, learning_rate=0.5, seed=0)
+    result = run_fedavg(model, clients, aggregator, test_x, test_y, config, initial_params=start)
+    assert result.rounds[0].included == (0, 1, 3, 4)
+    denominator = 0.5 * (40 + 25 + 15 + 35)
+    assert public_denominator([c.num_samples for c in clients if c.client_id != 2], aggregator.config) == denominator
+    np.testing.assert_allclose(flatten(result.params), flatten(start) - 0.5 * released[0] / denominator, rtol=1e-12)
 
 
 # --- the encoding: noise on the hospital, before the secure sum ---------------------------
