@@ -148,8 +148,11 @@ class PrivacyAccountant:
 
         Refuses, recording nothing: InsufficientNoiseError if ``num_contributors`` minus
         ``colluders`` is below the plan's honest count; ReplayError if ``server_round`` is not
-        after the last recorded one; BudgetExceededError if the round would exceed the budget.
+        after the last recorded one; BudgetExceededError if the round would exceed the budget;
+        ConfigurationError if the state file no longer holds what this accountant last wrote
+        or read (another accountant charged it, or it was rolled back, replaced or removed).
         """
+        self._check_file_unchanged()
         if num_contributors is not None:
             check_contributors(self._plan, num_contributors, colluders)
         if server_round is not None:
@@ -172,6 +175,24 @@ class PrivacyAccountant:
         if server_round is not None:
             self._last_round = server_round
         return self.get_privacy_spent()
+
+    def _check_file_unchanged(self) -> None:
+        """ConfigurationError if the state file's count or last round differs from this accountant's.
+
+        An accountant charges from the count it holds: a second accountant on the same file (two
+        servers, two aggregators) or a rollback while it runs would otherwise make it write a count
+        below the rounds released. Re-reading before each charge detects both (a rollback between
+        runs, before any accountant has read the file, cannot be seen: docs/privacy.md)."""
+        if self._path is None:
+            return
+        state = read_state(self._path)
+        if state is None:
+            raise ConfigurationError(f"the accountant's state file {self._path} changed under it: it was removed")
+        if state != self.state_dict():
+            raise ConfigurationError(
+                f"the accountant's state file {self._path} changed under it (another accountant charged it, or it "
+                f"was rolled back or replaced): it no longer records {self._released} released rounds; refused"
+            )
 
     def state_dict(self) -> dict[str, object]:
         """The JSON-serialisable state (what the state file holds)."""

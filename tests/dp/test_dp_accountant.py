@@ -95,6 +95,36 @@ def test_state_survives_a_restart_with_mode_0600(plan: NoisePlan, tmp_path: Path
     assert [p.name for p in tmp_path.iterdir()] == ["budget.json"]  # no temporary file left
 
 
+def test_two_accountants_on_one_state_file_cannot_both_charge_from_the_same_count(
+    plan: NoisePlan, tmp_path: Path
+) -> None:
+    # Two servers (or two aggregators) open one file: each held its own count and wrote
+    # count + 1, so two released rounds left "released": 1 on disk (the budget re-opened).
+    path = tmp_path / "budget.json"
+    first, second = PrivacyAccountant(plan, path), PrivacyAccountant(plan, path)
+    first.record_round()
+    with pytest.raises(ConfigurationError, match="changed under"):
+        second.record_round()
+    assert json.loads(path.read_text())["released"] == 1 and second.num_releases == 0
+    first.record_round()  # the one that wrote the file keeps charging it
+    assert PrivacyAccountant(plan, path).num_releases == 2
+
+
+def test_a_state_file_rolled_back_during_the_run_is_refused(plan: NoisePlan, tmp_path: Path) -> None:
+    path = tmp_path / "budget.json"
+    accountant = PrivacyAccountant(plan, path)
+    accountant.record_round(1)
+    saved = path.read_bytes()
+    accountant.record_round(2)
+    path.write_bytes(saved)  # rolled back to "released": 1 while the server runs
+    with pytest.raises(ConfigurationError, match="changed under"):
+        accountant.record_round(3)
+    assert json.loads(path.read_text())["released"] == 1  # nothing written over the rolled-back file
+    path.unlink()  # a deleted state file is a change too: nothing re-creates it at 0 silently
+    with pytest.raises(ConfigurationError, match="changed under"):
+        accountant.record_round(3)
+
+
 def test_a_file_for_another_budget_or_plan_is_refused(plan: NoisePlan, tmp_path: Path) -> None:
     path = tmp_path / "budget.json"
     PrivacyAccountant(plan, path).record_round()
