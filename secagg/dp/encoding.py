@@ -16,7 +16,9 @@ sent: the encoding has no weight coordinate.
 
 **Overflow.** ``qmax`` covers one hospital's clipped sum plus its own noise
 (``noise_tail_bound(plan, 1)``, exceeded with probability below 2^-40 per coordinate;
-:func:`noised_encoding` refuses an encoding beyond it), so every protocol's per-value bound
+:func:`noised_encoding` refuses a contribution beyond ``qmax`` less that tail, and an encoding
+beyond ``qmax``: the latter only when the noise exceeds its tail, whatever the data), so every
+protocol's per-value bound
 (ring, Paillier slots) holds for noised encodings; the ring must hold
 ``n * qmax + noise_tail_bound(plan, n)``; refused otherwise.
 
@@ -119,7 +121,11 @@ def noised_encoding(
     ``round(contribution * scale) + N_Z(0, sigma^2)^d``.
 
     ``contribution`` must have ``plan.dimension`` finite coordinates within the encoding's
-    range (ConfigurationError otherwise; DP mode never clips a coordinate). ``rounding_rng``
+    range less the room for this hospital's own noise, ``(qmax - noise_tail_bound(plan, 1)) /
+    scale`` (ConfigurationError otherwise; DP mode never clips a coordinate): then the refusal
+    below happens only if the noise exceeds its tail, with probability below ``d * 2^-40``
+    whatever the contribution. Every honest sum (``max_samples_per_client`` clipped terms) is
+    inside it. ``rounding_rng``
     drives the stochastic rounding (need not be secret); ``source`` the noise (None: the
     OS CSPRNG; a seeded source only in tests).
     """
@@ -132,9 +138,13 @@ def noised_encoding(
     if scale != plan.scale:
         raise ConfigurationError(f"quantization scale {scale} differs from the noise plan's {plan.scale}")
     scaled = vector * scale
-    if float(np.max(np.abs(scaled))) > quantization.qmax:
+    # The range leaves room for this hospital's own noise: a coordinate within qmax - tail(1) is
+    # pushed past qmax (refused below, which the server sees) only by noise beyond its 2^-40 tail,
+    # whatever the coordinate; nearer qmax that refusal would be likely and depend on the data.
+    accepted = quantization.qmax - noise_tail_bound(plan, 1)
+    if float(np.max(np.abs(scaled))) > accepted:
         raise ConfigurationError(
-            f"a DP contribution coordinate exceeds the range {quantization.clip:g}: DP mode never clips "
+            f"a DP contribution coordinate exceeds the range {accepted / scale:g}: DP mode never clips "
             "coordinates (the clipped count would leak); clip per example and respect max_samples_per_client"
         )
     floor = np.floor(scaled)

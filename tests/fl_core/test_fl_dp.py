@@ -153,6 +153,34 @@ def test_noised_encoding_refuses_a_coordinate_beyond_the_range_instead_of_clippi
         noised_encoding(quantizer.plan, quantizer.config, np.zeros(13), RNG(0))
 
 
+def test_noised_encoding_refuses_a_coordinate_its_own_noise_could_push_past_the_range() -> None:
+    # qmax = reach (max_samples * l2_clip * scale) + the one-share noise tail, rounded up to 2^k - 1.
+    # A coordinate in (qmax - tail, qmax] used to pass, and then whether its noised value left the
+    # range (a refusal the server sees) was likely and depended on it: one share of noise, not h.
+    quantizer = _dp_aggregator().quantizer
+    scale, qmax = quantizer.config.scale, quantizer.config.qmax
+    own_tail = noise_tail_bound(quantizer.plan, 1)
+    edge = np.zeros(14)
+    edge[3] = (qmax - own_tail + 1) / scale
+    with pytest.raises(ConfigurationError, match="never clips"):
+        noised_encoding(quantizer.plan, quantizer.config, edge, RNG(0), SeededRandomSource(bytes(32)))
+    edge[3] = (qmax - own_tail) / scale  # the largest accepted: its noise leaves the range w.p. < 2^-40
+    noised_encoding(quantizer.plan, quantizer.config, edge, RNG(0), SeededRandomSource(bytes(32)))
+    assert 100 * 1.0 * scale <= qmax - own_tail  # every honest sum (100 patients, clip 1) is accepted
+
+
+def test_a_hospital_with_more_patients_than_the_public_bound_is_refused_before_the_round() -> None:
+    # Its clipped sum may leave [-R, R]: the range refusal would then depend on its data.
+    aggregator = _dp_aggregator()
+    updates = _updates()
+    updates[2] = dataclasses.replace(updates[2], num_samples=101)  # max_samples_per_client = 100
+    with pytest.raises(ConfigurationError, match="max_samples_per_client"):
+        aggregator.aggregate(updates, {}, rng=RNG(0))
+    assert aggregator.accountant.num_releases == 0
+    updates[2] = dataclasses.replace(updates[2], num_samples=100)
+    assert aggregator.aggregate(updates, {}, rng=RNG(0)).mean is not None
+
+
 def test_the_range_covers_every_hospital_sum_so_no_coordinate_is_ever_clipped() -> None:
     quantizer = _dp_aggregator().quantizer
     assert quantizer.config.clip >= 100 * 1.0  # max_samples_per_client * l2_clip
