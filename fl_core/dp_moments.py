@@ -21,8 +21,8 @@ noise multiplier is about 18.5 instead of 23.1 for a 20% share; docs/privacy.md)
 :class:`MomentsChargedAggregator` reports the training accountant's spend, which includes the
 release, and states the total.
 
-The server divides the noised sums by the **public** total of declared hospital sizes
-(no count is sent), clamps the variance to :data:`VARIANCE_FLOOR` (in public-scaled units)
+The server divides the noised sums by the **public** total of the declared sizes of the
+hospitals in the sum (no count is sent), clamps the variance to :data:`VARIANCE_FLOOR` (in public-scaled units)
 and standardises with the result; everything it learns is the noised sums.
 """
 
@@ -121,7 +121,8 @@ def release_moments(
     result = aggregator.aggregate(updates, {}, rng=rng)
     if result.mean is None:
         raise ConfigurationError(f"the noised moments release failed: {result.skipped_reason}")
-    total = float(sum(c.num_samples for c in clients))  # public declared sizes, as for training
+    # Public declared sizes of the hospitals in the sum, as for training (fl_core.dp_training).
+    total = float(sum(c.num_samples for c in clients if c.client_id in result.included))
     sums = np.asarray(result.mean, dtype=np.float64)
     mean, mean_square = np.split(sums / total, 2)
     mean = np.clip(mean, -1.0, 1.0)
