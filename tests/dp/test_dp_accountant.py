@@ -7,11 +7,13 @@ import dataclasses
 import importlib.util
 import inspect
 import json
+import math
 import os
 import stat
 import subprocess
 import sys
 import threading
+from fractions import Fraction
 from pathlib import Path
 
 import dp_accounting
@@ -61,6 +63,32 @@ def test_spent_matches_dp_accounting_computed_independently(plan: NoisePlan) -> 
     assert accountant.get_privacy_spent(1e-6).epsilon == pytest.approx(reference.get_epsilon(1e-6), rel=1e-9)
     assert accountant.would_exceed(2, max_epsilon=accountant.spent()[0])
     assert not accountant.would_exceed(2)
+
+
+def test_spent_with_the_tau_term_and_with_sampling_matches_dp_accounting_computed_independently() -> None:
+    # tau > 0 (small sigma^2, h = 3, d = 100): both bounds of Proposition 14, the smaller epsilon.
+    config = DPConfig(epsilon=1000.0, delta=1e-5, rounds=5, l2_clip=0.01, min_honest=3)
+    tau_plan = NoisePlan(config=config, variance=Fraction(3, 4), num_clients=3, dimension=100, scale=1.0)
+    tau = 10 * sum(math.exp(-2 * math.pi**2 * 0.75 * k / (k + 1)) for k in (1, 2))
+    scaled = (0.01 + 10.0) / math.sqrt(3 * 0.75)
+    # Sampled (q = 0.1): the Poisson-subsampled Gaussian of the pure-zCDP bound.
+    sampled = dataclasses.replace(CONFIG, sampling_rate=0.1)
+    sampled_plan = NoisePlan(config=sampled, variance=Fraction(1 << 19), num_clients=5, dimension=31, scale=1024.0)
+    multiplier = math.sqrt(4 * float(sampled_plan.variance)) / (1024.0 + math.sqrt(31))
+    cases = [
+        (tau_plan, [dp_accounting.ZCDpEvent(rho=scaled**2 / 2, xi=tau * 100),
+                    dp_accounting.ZCDpEvent(rho=(scaled + tau * 10.0) ** 2 / 2)]),
+        (sampled_plan, [dp_accounting.PoissonSampledDpEvent(0.1, dp_accounting.GaussianDpEvent(multiplier))]),
+    ]  # fmt: skip
+    for plan, events in cases:
+        accountant = PrivacyAccountant(plan)
+        accountant.load_state_dict({**accountant.state_dict(), "released": 3})  # three rounds charged
+        references = []
+        for event in events:
+            reference = dp_accounting.rdp.RdpAccountant()
+            reference.compose(event, 3)
+            references.append(reference.get_epsilon(plan.config.delta))
+        assert tau > 0 and accountant.get_epsilon() == pytest.approx(min(references), rel=1e-6)
 
 
 def test_refuses_an_under_noised_round_and_a_replayed_round(plan: NoisePlan) -> None:
