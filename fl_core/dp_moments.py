@@ -22,8 +22,8 @@ noise multiplier is about 18.5 instead of 23.1 for a 20% share; docs/privacy.md)
 release, and states the total.
 
 The server divides the noised sums by the **public** total of the declared sizes of the
-hospitals in the sum (no count is sent), clamps the variance to :data:`VARIANCE_FLOOR` (in public-scaled units)
-and standardises with the result; everything it learns is the noised sums.
+hospitals in the sum (no count is sent), clamps the variance to :data:`VARIANCE_FLOOR` (in
+public-scaled units) and standardises with the result; everything it learns is the noised sums.
 """
 
 from __future__ import annotations

@@ -177,7 +177,7 @@ class PrivacyAccountant:
         return self.get_privacy_spent()
 
     def _check_file_unchanged(self) -> None:
-        """ConfigurationError if the state file's count or last round differs from this accountant's.
+        """ConfigurationError if the state file differs from this accountant's state (count, last round, plan).
 
         An accountant charges from the count it holds: a second accountant on the same file (two
         servers, two aggregators) or a rollback while it runs would otherwise make it write a count

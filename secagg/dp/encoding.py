@@ -18,8 +18,7 @@ sent: the encoding has no weight coordinate.
 (``noise_tail_bound(plan, 1)``, exceeded with probability below 2^-40 per coordinate;
 :func:`noised_encoding` refuses a contribution beyond ``qmax`` less that tail, and an encoding
 beyond ``qmax``: the latter only when the noise exceeds its tail, whatever the data), so every
-protocol's per-value bound
-(ring, Paillier slots) holds for noised encodings; the ring must hold
+protocol's per-value bound (ring, Paillier slots) holds for noised encodings; the ring must hold
 ``n * qmax + noise_tail_bound(plan, n)``; refused otherwise.
 
 fl_core (:mod:`fl_core.dp`) and the Flower adapter both encode through this module.
@@ -125,9 +124,8 @@ def noised_encoding(
     scale`` (ConfigurationError otherwise; DP mode never clips a coordinate): then the refusal
     below happens only if the noise exceeds its tail, with probability below ``d * 2^-40``
     whatever the contribution. Every honest sum (``max_samples_per_client`` clipped terms) is
-    inside it. ``rounding_rng``
-    drives the stochastic rounding (need not be secret); ``source`` the noise (None: the
-    OS CSPRNG; a seeded source only in tests).
+    inside it. ``rounding_rng`` drives the stochastic rounding (need not be secret); ``source``
+    the noise (None: the OS CSPRNG; a seeded source only in tests).
     """
     vector = np.asarray(contribution, dtype=np.float64)
     if vector.ndim != 1 or vector.shape[0] != plan.dimension:
