@@ -116,18 +116,16 @@ class PrivacyAccountant:
         return self.get_epsilon(), self.config.delta
 
     def get_epsilon(self, delta: float | None = None) -> float:
-        """Cumulative epsilon at ``delta`` (default: the budget's)."""
+        """Cumulative epsilon at total ``delta`` (default: the budget's), the refusal residual of
+        the released rounds included: the Renyi account's epsilon at ``delta - (1 + e^epsilon) x
+        beta`` (:meth:`NoisePlan.epsilon_at`; inf if the residual alone reaches ``delta``)."""
         target = self.config.delta if delta is None else _probability("delta", delta)
-        if self._released == 0 and not self._plan.preceding:
-            return 0.0
-        return min(float(a.get_epsilon(target)) for a in self._plan.composed_accountants(self._released))
+        return self._plan.epsilon_at(target, self._released)
 
     def get_delta(self, epsilon: float) -> float:
-        """Cumulative delta at ``epsilon``."""
+        """Cumulative total delta at ``epsilon``: the Renyi account's plus the refusal residual."""
         target = require_finite("epsilon", epsilon, 0.0)
-        if self._released == 0 and not self._plan.preceding:
-            return 0.0
-        return min(float(a.get_delta(target)) for a in self._plan.composed_accountants(self._released))
+        return self._plan.delta_at(target, self._released)
 
     def get_privacy_spent(self, delta: float | None = None) -> PrivacySpent:
         """Cumulative spend at ``delta`` (default: the budget's), as Flower reports it."""
@@ -279,8 +277,13 @@ def read_state(path: Path) -> dict[str, object] | None:
     """The parsed state file, None if it does not exist."""
     try:
         data = read_regular_file(
-            path, "accountant's state file", MAX_STATE_BYTES, forbidden_mode=WRITABLE_BY_OWNER_ONLY,
-            advice="make it writable by its owner only (mode 0600)", follow_symlinks=False, too_large=DecodeError,
+            path,
+            "accountant's state file",
+            MAX_STATE_BYTES,
+            forbidden_mode=WRITABLE_BY_OWNER_ONLY,
+            advice="make it writable by its owner only (mode 0600)",
+            follow_symlinks=False,
+            too_large=DecodeError,
         )
     except ConfigurationError as exc:
         if isinstance(exc.__cause__, FileNotFoundError):

@@ -16,7 +16,8 @@ from fl_core.dp import DPAggregator, DPQuantizer, dp_quantization, noised_encodi
 from fl_core.dp_training import dp_contribution, poisson_sample, public_denominator
 from fl_core.fedavg import FedAvgConfig, run_fedavg
 from fl_core.models import MLP, LogisticRegression, flatten
-from secagg.dp import DPConfig, SeededRandomSource, noise_tail_bound
+from secagg.dp import DPConfig, SeededRandomSource
+from secagg.dp.encoding import noise_room
 from secagg.errors import ConfigurationError, InsufficientNoiseError, OverflowDetectedError
 from secagg.masking import run_session
 from secagg.segments import Segment, SegmentTable
@@ -154,17 +155,17 @@ def test_noised_encoding_refuses_a_coordinate_beyond_the_range_instead_of_clippi
 
 
 def test_noised_encoding_refuses_a_coordinate_its_own_noise_could_push_past_the_range() -> None:
-    # qmax = reach (max_samples * l2_clip * scale) + the one-share noise tail, rounded up to 2^k - 1.
+    # qmax = reach (max_samples * l2_clip * scale) + the one-share noise room, rounded up to 2^k - 1.
     # A coordinate in (qmax - tail, qmax] used to pass, and then whether its noised value left the
     # range (a refusal the server sees) was likely and depended on it: one share of noise, not h.
     quantizer = _dp_aggregator().quantizer
     scale, qmax = quantizer.config.scale, quantizer.config.qmax
-    own_tail = noise_tail_bound(quantizer.plan, 1)
+    own_tail = noise_room(quantizer.plan)  # noise_tail_bound(plan, 1, 2^-64): the accounted refusal probability
     edge = np.zeros(14)
     edge[3] = (qmax - own_tail + 1) / scale
     with pytest.raises(ConfigurationError, match="never clips"):
         noised_encoding(quantizer.plan, quantizer.config, edge, RNG(0), SeededRandomSource(bytes(32)))
-    edge[3] = (qmax - own_tail) / scale  # the largest accepted: its noise leaves the range w.p. < 2^-40
+    edge[3] = (qmax - own_tail) / scale  # the largest accepted: its noise leaves the range w.p. < 2^-64
     noised_encoding(quantizer.plan, quantizer.config, edge, RNG(0), SeededRandomSource(bytes(32)))
     assert 100 * 1.0 * scale <= qmax - own_tail  # every honest sum (100 patients, clip 1) is accepted
 
@@ -307,7 +308,9 @@ def test_masking_server_receives_only_noised_inputs_and_unmasks_a_noised_sum() -
     encodings = aggregator.quantizer.encode_all(updates, RNG(9))
     keys, identities = inner.session_identities(range(1, 6))  # type: ignore[attr-defined]
     config = dataclasses.replace(
-        inner.masking_config(5, 2000), descriptor=aggregator.quantizer.descriptor(1), identity_keys=keys  # type: ignore[attr-defined]
+        inner.masking_config(5, 2000),
+        descriptor=aggregator.quantizer.descriptor(1),
+        identity_keys=keys,  # type: ignore[attr-defined]
     )
     assert config.mode == "active"  # the default: signed keys and the consistency round in the transcript too
     session = run_session(
@@ -338,7 +341,7 @@ def test_noise_variance_is_exact_fraction_bound_in_the_plan() -> None:
 
 def test_each_encoding_range_covers_its_own_noise_and_paillier_sums_it() -> None:
     quantizer = _dp_aggregator().quantizer
-    assert quantizer.config.qmax >= 100 * quantizer.config.scale + noise_tail_bound(quantizer.plan, 1)
+    assert quantizer.config.qmax >= 100 * quantizer.config.scale + noise_room(quantizer.plan)
     aggregator = _dp_aggregator("paillier", protocol={"insecure_small_key": True, "key_bits": 512})
     result = aggregator.aggregate(_updates(), {}, rng=RNG(3))
     assert result.mean is not None and len(result.included) == 5
