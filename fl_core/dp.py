@@ -95,6 +95,7 @@ from secagg.dp import (
 )
 from secagg.dp.config import DP_PARAMETER_PREFIX
 from secagg.dp.encoding import ROUNDING_SHARE, dp_quantization, dp_scale, noised_encoding
+from secagg.dp.tail import residual_clause
 from secagg.errors import BudgetExceededError, ConfigurationError, InsufficientNoiseError, OverflowDetectedError
 from secagg.masking import COMPLETE, HARARY
 from secagg.segments import ClippingReport, SegmentTable
@@ -248,8 +249,13 @@ class DPAggregator:
         config = self.config
         return (
             f"({config.epsilon:g}, {config.delta:g})-differential privacy per patient over {config.rounds} rounds "
-            f"({self.sampling_clause()}; per-patient L2 clip {config.l2_clip:g}); {self.coverage_clause()}"
+            f"({self.sampling_clause()}; per-patient L2 clip {config.l2_clip:g}); {self.coverage_clause()}; "
+            f"{self.residual_clause()}"
         )
+
+    def residual_clause(self) -> str:
+        """The refusal residual inside delta (:mod:`secagg.dp.tail`)."""
+        return residual_clause(self.plan.tail_delta, self.plan.tail_coordinates(self.plan.config.rounds))
 
     def sampling_clause(self) -> str:
         """Who takes part in a round: every patient, or Poisson sampling at the declared rate."""

@@ -152,7 +152,7 @@ class MomentsChargedAggregator(DPAggregator):
             f"feature-moments release and {config.rounds} training rounds, in total (one Renyi account; release: "
             f"L2 sensitivity {moments.config.l2_clip:.3g}, noise multiplier {_noise_multiplier(moments):.3g}; "
             f"rounds: {self.sampling_clause()}, per-patient L2 clip {config.l2_clip:g}, noise multiplier "
-            f"{_noise_multiplier(self.plan):.3g}); {self.coverage_clause()}"
+            f"{_noise_multiplier(self.plan):.3g}); {self.coverage_clause()}; {self.residual_clause()}"
         )
 
 

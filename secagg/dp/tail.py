@@ -26,7 +26,14 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from secagg.dp.composition import Preceding
 
-__all__ = ["MAX_TAIL_SHARE", "REFUSAL_PROBABILITY", "epsilon_at_total_delta", "tail_coordinates", "tail_delta"]
+__all__ = [
+    "MAX_TAIL_SHARE",
+    "REFUSAL_PROBABILITY",
+    "epsilon_at_total_delta",
+    "residual_clause",
+    "tail_coordinates",
+    "tail_delta",
+]
 
 REFUSAL_PROBABILITY = 2.0**-64
 """The per-coordinate probability that a hospital's own noise leaves the room its encoding keeps
@@ -74,3 +81,11 @@ def epsilon_at_total_delta(
             return spent
         candidate = spent + max(1e-9, 1e-6 * spent) * 2.0 ** (attempt // 4)
     return math.inf
+
+
+def residual_clause(tail: float, coordinates: int) -> str:
+    """The sentence a printed guarantee states the residual inside its delta with."""
+    return (
+        f"delta includes the encodings' refusal residual {tail:.2g} ((1 + e^epsilon) x 2^-64 per noised "
+        f"coordinate, {coordinates} of them): the noise is calibrated at delta less it"
+    )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 from fractions import Fraction
 
 import numpy as np
@@ -357,3 +358,15 @@ def test_dp_mode_refuses_the_adaptive_clip_and_segment_tables() -> None:
         aggregator.aggregate(_updates(), {}, rng=RNG(0), segments=table)
     result = aggregator.aggregate(_updates(), {}, rng=RNG(0))
     assert result.clipping is not None and result.clipping.clipped == 0
+
+
+def test_the_guarantee_states_the_refusal_residual_inside_delta() -> None:
+    # The stated (epsilon, delta) is the total: delta includes (1 + e^epsilon) x 2^-64 per noised
+    # coordinate encoded (rounds x hospitals x d), and the noise is calibrated at what remains.
+    aggregator = _dp_aggregator()
+    plan = aggregator.plan
+    residual = (1 + math.exp(plan.config.epsilon)) * plan.config.rounds * 5 * 14 * 2.0**-64
+    assert plan.tail_delta == pytest.approx(residual, rel=1e-9)
+    text = aggregator.guarantee()
+    assert f"refusal residual {residual:.2g}" in text
+    assert "the noise is calibrated at delta less it" in text
