@@ -32,8 +32,9 @@ The encoding itself (:func:`noised_encoding`, :func:`dp_quantization`, :func:`dp
 :mod:`secagg.dp.encoding`, shared with the Flower adapter; this module re-exports it.
 
 **Overflow.** :func:`dp_quantization` sizes ``qmax`` for one hospital's clipped sum plus
-its own noise (``noise_tail_bound(plan, 1)``, exceeded with probability below 2^-40 per
-coordinate; :func:`noised_encoding` refuses an encoding beyond it), so every protocol's
+its own noise (``noise_room(plan)``, exceeded with probability below 2^-64 per coordinate,
+a residual the accounted delta includes; :func:`noised_encoding` refuses an encoding beyond
+it), so every protocol's
 per-value bound (ring, Paillier slots) holds for noised encodings, and picks the ring so
 that ``n * qmax + noise_tail_bound(plan, n)`` fits; it refuses otherwise. Decoding checks
 that bound and raises OverflowDetectedError beyond it.
