@@ -23,16 +23,18 @@ argument); σ² is calibrated for that Δ2, h honest hospitals and the planned r
 ``[-R, R]`` with ``R = max_samples_per_client * l2_clip``; the encoding's range is set to
 at least R, so the quantizer never clips a coordinate and there is no clipped-coordinate
 count to report through the secure sum (it would be a data-dependent, un-noised
-release). :func:`noised_encoding` refuses (ConfigurationError) a contribution outside
-``[-R, R]`` instead of clipping it. Nor is the sample count sent: the encoding has no
-weight coordinate, the denominator is public.
+release). :func:`noised_encoding` refuses (ConfigurationError) a contribution beyond the
+range less room for its own noise (it contains ``[-R, R]``) instead of clipping it; a hospital
+declaring more than ``max_samples_per_client`` patients is refused before the round. No
+sample count is sent: the encoding has no weight coordinate, the denominator is public.
 
 The encoding itself (:func:`noised_encoding`, :func:`dp_quantization`, :func:`dp_scale`) lives in
 :mod:`secagg.dp.encoding`, shared with the Flower adapter; this module re-exports it.
 
 **Overflow.** :func:`dp_quantization` sizes ``qmax`` for one hospital's clipped sum plus
-its own noise (``noise_tail_bound(plan, 1)``, exceeded with probability below 2^-40 per
-coordinate; :func:`noised_encoding` refuses an encoding beyond it), so every protocol's
+its own noise (``noise_room(plan)``, exceeded with probability below 2^-64 per coordinate,
+a residual the accounted delta includes; :func:`noised_encoding` refuses an encoding beyond
+it), so every protocol's
 per-value bound (ring, Paillier slots) holds for noised encodings, and picks the ring so
 that ``n * qmax + noise_tail_bound(plan, n)`` fits; it refuses otherwise. Decoding checks
 that bound and raises OverflowDetectedError beyond it.
@@ -94,6 +96,7 @@ from secagg.dp import (
 )
 from secagg.dp.config import DP_PARAMETER_PREFIX
 from secagg.dp.encoding import ROUNDING_SHARE, dp_quantization, dp_scale, noised_encoding
+from secagg.dp.tail import residual_clause
 from secagg.errors import BudgetExceededError, ConfigurationError, InsufficientNoiseError, OverflowDetectedError
 from secagg.masking import COMPLETE, HARARY
 from secagg.segments import ClippingReport, SegmentTable
@@ -127,10 +130,13 @@ class DPQuantizer(WeightedQuantizer):
     Any aggregator built on a WeightedQuantizer (plain-quantized, secagg, secagg+,
     paillier) sums these encodings unchanged; :meth:`decode_integers` returns the noised
     *sum* in model units (not a mean) and refuses a sum of fewer than h encodings.
+    ``max_patients``: the public bound on a hospital's patients its range was sized for
+    (``max_samples_per_client``); :class:`DPAggregator` refuses a hospital declaring more.
     """
 
     plan: NoisePlan = field(kw_only=True)
     tail_bound: int = field(kw_only=True)
+    max_patients: int | None = field(default=None, kw_only=True)
     noise_source: RandomSource | None = field(default=None, kw_only=True, repr=False, compare=False)
 
     def descriptor(self, server_round: int, table: SegmentTable | None = None) -> bytes:
@@ -244,8 +250,13 @@ class DPAggregator:
         config = self.config
         return (
             f"({config.epsilon:g}, {config.delta:g})-differential privacy per patient over {config.rounds} rounds "
-            f"({self.sampling_clause()}; per-patient L2 clip {config.l2_clip:g}); {self.coverage_clause()}"
+            f"({self.sampling_clause()}; per-patient L2 clip {config.l2_clip:g}); {self.coverage_clause()}; "
+            f"{self.residual_clause()}"
         )
+
+    def residual_clause(self) -> str:
+        """The refusal residual inside delta (:mod:`secagg.dp.tail`)."""
+        return residual_clause(self.plan.tail_delta, self.plan.tail_coordinates(self.plan.config.rounds))
 
     def sampling_clause(self) -> str:
         """Who takes part in a round: every patient, or Poisson sampling at the declared rate."""
@@ -284,6 +295,13 @@ class DPAggregator:
             raise ConfigurationError("DP mode encodes one flat range: per-segment clip tables are not used")
         start = time.perf_counter()
         stages = check_round(updates, dropouts, self.quantizer.config.num_clients)
+        bound = self.quantizer.max_patients
+        larger = sorted(u.client_id for u in updates if bound is not None and u.num_samples > bound)
+        if larger:  # their sums may leave [-R, R]: a range refusal would depend on their data
+            raise ConfigurationError(
+                f"hospitals {larger} declare more patients than max_samples_per_client = {bound}: their clipped "
+                "sums may leave the encoding's range; raise max_samples_per_client"
+            )
         sent = uploaders(updates, stages)
         if self.exhausted or self.accountant.would_exceed(1):
             self.exhausted = True
@@ -354,7 +372,9 @@ def make_dp_aggregator(
         dp, num_clients=num_clients, dimension=dimension, max_samples_per_client=max_samples_per_client,
         ring_bits=ring_bits, preceding=preceding,
     )  # fmt: skip
-    quantizer = DPQuantizer(quantization, plan=plan, tail_bound=tail, noise_source=noise_source)
+    quantizer = DPQuantizer(
+        quantization, plan=plan, tail_bound=tail, noise_source=noise_source, max_patients=max_samples_per_client
+    )
     inner: Aggregator
     if name == "plain-quantized":
         if protocol_options:

@@ -21,9 +21,9 @@ noise multiplier is about 18.5 instead of 23.1 for a 20% share; docs/privacy.md)
 :class:`MomentsChargedAggregator` reports the training accountant's spend, which includes the
 release, and states the total.
 
-The server divides the noised sums by the **public** total of declared hospital sizes
-(no count is sent), clamps the variance to :data:`VARIANCE_FLOOR` (in public-scaled units)
-and standardises with the result; everything it learns is the noised sums.
+The server divides the noised sums by the **public** total of the declared sizes of the
+hospitals in the sum (no count is sent), clamps the variance to :data:`VARIANCE_FLOOR` (in
+public-scaled units) and standardises with the result; everything it learns is the noised sums.
 """
 
 from __future__ import annotations
@@ -121,7 +121,8 @@ def release_moments(
     result = aggregator.aggregate(updates, {}, rng=rng)
     if result.mean is None:
         raise ConfigurationError(f"the noised moments release failed: {result.skipped_reason}")
-    total = float(sum(c.num_samples for c in clients))  # public declared sizes, as for training
+    # Public declared sizes of the hospitals in the sum, as for training (fl_core.dp_training).
+    total = float(sum(c.num_samples for c in clients if c.client_id in result.included))
     sums = np.asarray(result.mean, dtype=np.float64)
     mean, mean_square = np.split(sums / total, 2)
     mean = np.clip(mean, -1.0, 1.0)
@@ -151,7 +152,7 @@ class MomentsChargedAggregator(DPAggregator):
             f"feature-moments release and {config.rounds} training rounds, in total (one Renyi account; release: "
             f"L2 sensitivity {moments.config.l2_clip:.3g}, noise multiplier {_noise_multiplier(moments):.3g}; "
             f"rounds: {self.sampling_clause()}, per-patient L2 clip {config.l2_clip:g}, noise multiplier "
-            f"{_noise_multiplier(self.plan):.3g}); {self.coverage_clause()}"
+            f"{_noise_multiplier(self.plan):.3g}); {self.coverage_clause()}; {self.residual_clause()}"
         )
 
 

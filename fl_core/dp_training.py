@@ -8,9 +8,18 @@ One DP round is one noised gradient step (DP-FedSGD with distributed noise):
 - it sums the sampled patients' loss gradients at the **global** model, each clipped to
   L2 norm ``l2_clip`` (:func:`dp_contribution`; vectorised, no loop over patients);
 - the server steps ``w <- w - learning_rate * noised_sum / B`` with a **public** denominator
-  ``B = q * (sum of the hospitals' declared sizes)`` (:func:`public_denominator`): the
-  expected batch size, fixed before the round, so the number of sampled patients (which
-  depends on who is in the data) is never sent nor used.
+  ``B = q * (sum of the declared sizes of the hospitals in the released sum)``
+  (:func:`public_denominator`): the expected batch size of that sum, so the number of
+  sampled patients (which depends on who is in the data) is never sent nor used.
+
+Which hospitals count: those whose noised contributions the released sum holds (the
+aggregator's ``included``), not every hospital sampled for the round. A hospital that
+drops out contributes no patient, so counting its declared size would shrink the step by
+its share (a bias toward zero, not a privacy loss). Counting only the included ones keeps
+the guarantee: B is a function of the declared sizes (public by assumption) and of who
+took part, which the server learns from the protocol itself (``included`` is in every
+round's report), so dividing by it is post-processing of what is already released; no
+count of sampled patients enters it.
 
 Why one step and not several local epochs: a patient's influence on a multi-step local
 update is not bounded by the per-example clip (their gradient moves the parameters at
@@ -60,7 +69,10 @@ def dp_contribution(
 
 
 def public_denominator(declared_sizes: Sequence[int], dp: DPConfig) -> float:
-    """``q * sum(declared_sizes)``: the expected number of sampled patients (``q = 1`` without sampling)."""
+    """``q * sum(declared_sizes)``: the expected number of sampled patients (``q = 1`` without sampling).
+
+    ``declared_sizes``: the declared sizes of the hospitals whose contributions are in the
+    released sum (dropped hospitals excluded; module docstring)."""
     total = sum(declared_sizes)
     if total < 1:
         raise ConfigurationError("the declared hospital sizes must add up to at least one patient")

@@ -271,7 +271,8 @@ def run_fedavg(
     With a :class:`fl_core.dp.DPAggregator` each round is one DP step instead of local
     epochs (:mod:`fl_core.dp_training`): clipped per-example gradients of Poisson-sampled
     patients, noised sum, then the server optimiser's step on ``sum / public denominator``
-    (:mod:`fl_core.server_opt`; post-processing: no privacy cost). Training
+    (the included hospitals' declared sizes, :func:`fl_core.dp_training.public_denominator`;
+    :mod:`fl_core.server_opt`; post-processing: no privacy cost). Training
     stops when the budget refuses a round; every record carries the epsilon spent.
     """
     if not clients or len({c.client_id for c in clients}) != len(clients):
@@ -299,7 +300,10 @@ def run_fedavg(
         if result.mean is None:
             LOGGER.warning("round %d skipped, model unchanged: %s", t, result.skipped_reason)
         elif dp is not None:
-            denominator = public_denominator([c.num_samples for c in sampled], dp.config)
+            # The hospitals whose noised sums are in the release (dropped ones add no patients).
+            denominator = public_denominator(
+                [c.num_samples for c in sampled if c.client_id in result.included], dp.config
+            )
             params = unflatten(server.step(global_vector, result.mean / denominator), params)
         else:
             params = unflatten(global_vector + result.mean, params)

@@ -116,18 +116,16 @@ class PrivacyAccountant:
         return self.get_epsilon(), self.config.delta
 
     def get_epsilon(self, delta: float | None = None) -> float:
-        """Cumulative epsilon at ``delta`` (default: the budget's)."""
+        """Cumulative epsilon at total ``delta`` (default: the budget's), the refusal residual of
+        the released rounds included: the Renyi account's epsilon at ``delta - (1 + e^epsilon) x
+        beta`` (:meth:`NoisePlan.epsilon_at`; inf if the residual alone reaches ``delta``)."""
         target = self.config.delta if delta is None else _probability("delta", delta)
-        if self._released == 0 and not self._plan.preceding:
-            return 0.0
-        return min(float(a.get_epsilon(target)) for a in self._plan.composed_accountants(self._released))
+        return self._plan.epsilon_at(target, self._released)
 
     def get_delta(self, epsilon: float) -> float:
-        """Cumulative delta at ``epsilon``."""
+        """Cumulative total delta at ``epsilon``: the Renyi account's plus the refusal residual."""
         target = require_finite("epsilon", epsilon, 0.0)
-        if self._released == 0 and not self._plan.preceding:
-            return 0.0
-        return min(float(a.get_delta(target)) for a in self._plan.composed_accountants(self._released))
+        return self._plan.delta_at(target, self._released)
 
     def get_privacy_spent(self, delta: float | None = None) -> PrivacySpent:
         """Cumulative spend at ``delta`` (default: the budget's), as Flower reports it."""
@@ -148,8 +146,11 @@ class PrivacyAccountant:
 
         Refuses, recording nothing: InsufficientNoiseError if ``num_contributors`` minus
         ``colluders`` is below the plan's honest count; ReplayError if ``server_round`` is not
-        after the last recorded one; BudgetExceededError if the round would exceed the budget.
+        after the last recorded one; BudgetExceededError if the round would exceed the budget;
+        ConfigurationError if the state file no longer holds what this accountant last wrote
+        or read (another accountant charged it, or it was rolled back, replaced or removed).
         """
+        self._check_file_unchanged()
         if num_contributors is not None:
             check_contributors(self._plan, num_contributors, colluders)
         if server_round is not None:
@@ -172,6 +173,24 @@ class PrivacyAccountant:
         if server_round is not None:
             self._last_round = server_round
         return self.get_privacy_spent()
+
+    def _check_file_unchanged(self) -> None:
+        """ConfigurationError if the state file differs from this accountant's state (count, last round, plan).
+
+        An accountant charges from the count it holds: a second accountant on the same file (two
+        servers, two aggregators) or a rollback while it runs would otherwise make it write a count
+        below the rounds released. Re-reading before each charge detects both (a rollback between
+        runs, before any accountant has read the file, cannot be seen: docs/privacy.md)."""
+        if self._path is None:
+            return
+        state = read_state(self._path)
+        if state is None:
+            raise ConfigurationError(f"the accountant's state file {self._path} changed under it: it was removed")
+        if state != self.state_dict():
+            raise ConfigurationError(
+                f"the accountant's state file {self._path} changed under it (another accountant charged it, or it "
+                f"was rolled back or replaced): it no longer records {self._released} released rounds; refused"
+            )
 
     def state_dict(self) -> dict[str, object]:
         """The JSON-serialisable state (what the state file holds)."""
@@ -258,8 +277,13 @@ def read_state(path: Path) -> dict[str, object] | None:
     """The parsed state file, None if it does not exist."""
     try:
         data = read_regular_file(
-            path, "accountant's state file", MAX_STATE_BYTES, forbidden_mode=WRITABLE_BY_OWNER_ONLY,
-            advice="make it writable by its owner only (mode 0600)", follow_symlinks=False, too_large=DecodeError,
+            path,
+            "accountant's state file",
+            MAX_STATE_BYTES,
+            forbidden_mode=WRITABLE_BY_OWNER_ONLY,
+            advice="make it writable by its owner only (mode 0600)",
+            follow_symlinks=False,
+            too_large=DecodeError,
         )
     except ConfigurationError as exc:
         if isinstance(exc.__cause__, FileNotFoundError):

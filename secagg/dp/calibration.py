@@ -70,6 +70,7 @@ from typing import Any
 from secagg._validate import check_fields, require_finite, require_instance, require_int
 from secagg.dp.composition import Preceding, composed_accountants, ddg_tau, ddg_zcdp_events, epsilon_after
 from secagg.dp.config import DPConfig, preceding_digest
+from secagg.dp.tail import MAX_TAIL_SHARE, REFUSAL_PROBABILITY, epsilon_at_total_delta, tail_coordinates, tail_delta
 from secagg.errors import ConfigurationError, InsufficientNoiseError
 
 __all__ = [
@@ -84,6 +85,7 @@ __all__ = [
     "integer_sensitivity",
     "noise_tail_bound",
     "preceding_digest",
+    "tail_coordinates",
 ]
 
 MIN_VARIANCE = Fraction(1, 4)
@@ -114,6 +116,10 @@ class NoisePlan:
         preceding: releases made before these rounds under other plans (e.g. a noised
             feature-moments release), composed with them in one Renyi account: the budget
             ``config.epsilon, config.delta`` covers all of them together.
+
+    The stated (epsilon, delta) is the total: the Renyi account of the mechanism spends epsilon
+    at ``mechanism_delta = delta - tail_delta``, and ``tail_delta`` is the refusal residual
+    (:mod:`secagg.dp.tail`).
     """
 
     config: DPConfig
@@ -165,11 +171,49 @@ class NoisePlan:
         scaled = self.sensitivity / math.sqrt(float(self.total_variance))
         return (scaled + self.tau * math.sqrt(self.dimension)) ** 2 / 2.0
 
-    def spent_after(self, rounds: int) -> tuple[float, float]:
-        """The (epsilon, delta) spent once ``rounds`` aggregates have been released."""
+    def tail_coordinates(self, rounds: int) -> int:
+        """The noised coordinates the hospitals encode over the preceding releases and ``rounds``
+        rounds, each refused with probability at most 2^-64 (the union bound of the residual)."""
         rounds = require_int("rounds", rounds, 0, None)
-        spent = epsilon_after(self.config, self.variance, self.sensitivity, self.dimension, rounds, self.preceding)
-        return spent, self.config.delta
+        return tail_coordinates(rounds, self.num_clients, self.dimension, self.preceding)
+
+    @property
+    def tail_delta(self) -> float:
+        """The refusal residual over the planned rounds: (1 + e^epsilon) x coordinates x 2^-64."""
+        return tail_delta(self.config.epsilon, self.tail_coordinates(self.config.rounds))
+
+    @property
+    def mechanism_delta(self) -> float:
+        """delta - tail_delta: the delta at which the mechanism's Renyi account spends epsilon."""
+        return self.config.delta - self.tail_delta
+
+    def epsilon_at(self, delta: float, rounds: int) -> float:
+        """The epsilon at total ``delta`` (refusal residual included) once ``rounds`` aggregates
+        have been released: the Renyi account's epsilon at ``delta - (1 + e^epsilon) x beta``,
+        beta = :meth:`tail_coordinates` x 2^-64; inf if the residual alone reaches ``delta``."""
+        rounds = require_int("rounds", rounds, 0, None)
+        if rounds == 0 and not self.preceding:
+            return 0.0
+        accountants = self.composed_accountants(rounds)
+
+        def mechanism(target: float) -> float:
+            return min(float(a.get_epsilon(target)) for a in accountants)
+
+        return epsilon_at_total_delta(mechanism, delta, self.tail_coordinates(rounds), self.config.epsilon)
+
+    def delta_at(self, epsilon: float, rounds: int) -> float:
+        """The total delta at ``epsilon`` once ``rounds`` aggregates have been released: the Renyi
+        account's delta plus the refusal residual (1 + e^epsilon) x beta (at most 1)."""
+        rounds = require_int("rounds", rounds, 0, None)
+        if rounds == 0 and not self.preceding:
+            return 0.0
+        mechanism = min(float(a.get_delta(epsilon)) for a in self.composed_accountants(rounds))
+        return min(1.0, mechanism + tail_delta(epsilon, self.tail_coordinates(rounds)))
+
+    def spent_after(self, rounds: int) -> tuple[float, float]:
+        """The (epsilon, delta) spent once ``rounds`` aggregates have been released; delta is the
+        budget's, the refusal residual included (:meth:`epsilon_at`)."""
+        return self.epsilon_at(self.config.delta, rounds), self.config.delta
 
     def composed_accountants(self, rounds: int) -> list[Any]:
         """dp-accounting ``RdpAccountant``\\ s with the preceding releases and ``rounds`` rounds
@@ -186,27 +230,34 @@ class NoisePlan:
 
 
 def _meets(
-    config: DPConfig, variance: Fraction | float, sensitivity: float, dimension: int, preceding: Preceding = ()
+    config: DPConfig,
+    variance: Fraction | float,
+    sensitivity: float,
+    dimension: int,
+    preceding: Preceding = (),
+    *,
+    delta: float,
 ) -> bool:
-    return epsilon_after(config, variance, sensitivity, dimension, config.rounds, preceding) <= config.epsilon
+    spent = epsilon_after(config, variance, sensitivity, dimension, config.rounds, preceding, delta=delta)
+    return spent <= config.epsilon
 
 
-def _search(config: DPConfig, sensitivity: float, dimension: int, preceding: Preceding = ()) -> float:
+def _search(config: DPConfig, sensitivity: float, dimension: int, preceding: Preceding = (), *, delta: float) -> float:
     """A variance that meets ``config``, within a factor 1 + 1e-7 (1e-4 when subsampled) of the
     smallest (or MIN_VARIANCE)."""
-    if _meets(config, float(MIN_VARIANCE), sensitivity, dimension, preceding):
+    if _meets(config, float(MIN_VARIANCE), sensitivity, dimension, preceding, delta=delta):
         return float(MIN_VARIANCE)
     lo = float(MIN_VARIANCE)
     if config.sampling_rate is not None:
         # Subsampling only helps: the unsampled calibration bounds the sampled one from above.
         unsampled = dataclasses.replace(config, sampling_rate=None)
-        hi = _search(unsampled, sensitivity, dimension, preceding)
+        hi = _search(unsampled, sensitivity, dimension, preceding, delta=delta)
         lo = max(lo, hi * config.sampling_rate**2 / 4.0)
-        if _meets(config, lo, sensitivity, dimension, preceding):
+        if _meets(config, lo, sensitivity, dimension, preceding, delta=delta):
             lo = float(MIN_VARIANCE)
     else:
         hi = max(lo, sensitivity**2 / config.honest)
-        while not _meets(config, hi, sensitivity, dimension, preceding):
+        while not _meets(config, hi, sensitivity, dimension, preceding, delta=delta):
             lo, hi = hi, hi * 2.0
             if hi > float(MAX_VARIANCE):
                 raise ConfigurationError(f"no noise variance up to 2^60 meets {config}")
@@ -215,7 +266,7 @@ def _search(config: DPConfig, sensitivity: float, dimension: int, preceding: Pre
     tolerance = 1e-7 if config.sampling_rate is None else 1e-4
     while hi / lo > 1.0 + tolerance:
         mid = math.sqrt(lo * hi)
-        if _meets(config, mid, sensitivity, dimension, preceding):
+        if _meets(config, mid, sensitivity, dimension, preceding, delta=delta):
             hi = mid
         else:
             lo = mid
@@ -235,13 +286,21 @@ def calibrate(
 
     Binary search on sigma^2 (the spent epsilon decreases as sigma^2 grows), then the
     result is rounded up to 20 significant bits as an exact Fraction and checked again:
-    ``calibrate(...).spent_after(config.rounds)[0] <= config.epsilon``. Never below
+    ``calibrate(...).spent_after(config.rounds)[0] <= config.epsilon`` (refusal residual
+    included, below). Never below
     :data:`MIN_VARIANCE`. ConfigurationError if no variance up to 2^60 suffices.
 
     ``preceding`` releases (plan, count) are composed with the rounds in one Renyi account
     (their own noise is fixed): the rounds get what the budget leaves after them, which is
     much more than sequential composition of separate (epsilon, delta) shares would leave.
     ConfigurationError if the preceding releases alone spend the budget.
+
+    The refusal residual (:mod:`secagg.dp.tail`): the hospitals encode
+    ``rounds x n x d`` noised coordinates plus each preceding release's count x n x d, each
+    refused with probability at most 2^-64 whatever the data, which adds
+    ``tail_delta = (1 + e^epsilon) x coordinates x 2^-64`` to delta. The noise is calibrated
+    so that the Renyi account spends epsilon at ``delta - tail_delta``, so the stated
+    (epsilon, delta) is the total. ConfigurationError if ``tail_delta`` exceeds a tenth of delta.
     """
     require_instance("config", config, DPConfig)
     num_clients = require_int("num_clients", num_clients, 1, None)
@@ -253,16 +312,29 @@ def calibrate(
         raise ConfigurationError(f"min_honest = {config.honest} exceeds the {num_clients} hospitals")
     _check_preceding(preceding)
     sensitivity = integer_sensitivity(config.l2_clip, scale, dimension)
+    coordinates = tail_coordinates(config.rounds, num_clients, dimension, preceding)
+    residual = tail_delta(config.epsilon, coordinates)
+    if residual > MAX_TAIL_SHARE * config.delta:
+        raise ConfigurationError(
+            f"the refusal residual (1 + e^{config.epsilon:g}) x {coordinates} noised coordinates "
+            f"({config.rounds} rounds x {num_clients} hospitals x {dimension}, plus the preceding releases) x "
+            f"2^{math.log2(REFUSAL_PROBABILITY):g} = {residual:.3g} exceeds {MAX_TAIL_SHARE:g} x delta = "
+            f"{MAX_TAIL_SHARE * config.delta:.3g}: choose a larger delta, fewer coordinates or rounds, or a "
+            "smaller epsilon"
+        )
+    delta = config.delta - residual
     if preceding:
-        already = epsilon_after(config, float(MAX_VARIANCE), sensitivity, dimension, 0, preceding)
+        already = epsilon_after(config, float(MAX_VARIANCE), sensitivity, dimension, 0, preceding, delta=delta)
         if already >= config.epsilon:
             raise ConfigurationError(
-                f"the preceding releases already spend epsilon = {already:.6g} at delta = {config.delta:g}, "
-                f"the whole budget epsilon = {config.epsilon:g}: no round can follow"
+                f"the preceding releases already spend epsilon = {already:.6g} at delta = {delta:g} "
+                f"(delta {config.delta:g} less the refusal residual {residual:.3g}), the whole budget "
+                f"epsilon = {config.epsilon:g}: no round can follow"
             )
-    hi = _search(config, sensitivity, dimension, preceding)
+    hi = _search(config, sensitivity, dimension, preceding, delta=delta)
     variance = max(MIN_VARIANCE, _round_up(hi))
-    while not _meets(config, variance, sensitivity, dimension, preceding):  # float rounding at the boundary
+    # float rounding at the boundary
+    while not _meets(config, variance, sensitivity, dimension, preceding, delta=delta):
         variance = _round_up(float(variance) * (1.0 + 2.0**-VARIANCE_BITS))
     return NoisePlan(
         config=config, variance=variance, num_clients=num_clients, dimension=dimension, scale=scale, preceding=preceding

@@ -112,9 +112,12 @@ def epsilon_after(
     dimension: int,
     rounds: int,
     preceding: Preceding = (),
+    *,
+    delta: float,
 ) -> float:
-    """The epsilon (at ``config.delta``) spent by the ``preceding`` releases and ``rounds`` rounds."""
+    """The mechanism's epsilon at ``delta`` spent by the ``preceding`` releases and ``rounds`` rounds
+    (the Renyi account alone; :mod:`secagg.dp.tail` adds the refusal residual)."""
     if rounds == 0 and not preceding:
         return 0.0
     accountants = composed_accountants(config, variance, sensitivity, dimension, rounds, preceding)
-    return min(float(a.get_epsilon(config.delta)) for a in accountants)
+    return min(float(a.get_epsilon(delta)) for a in accountants)

@@ -14,10 +14,12 @@ report (it would be an un-noised, data-dependent release); :func:`noised_encodin
 refuses a contribution outside the range instead of clipping it. Nor is a sample count
 sent: the encoding has no weight coordinate.
 
-**Overflow.** ``qmax`` covers one hospital's clipped sum plus its own noise
-(``noise_tail_bound(plan, 1)``, exceeded with probability below 2^-40 per coordinate;
-:func:`noised_encoding` refuses an encoding beyond it), so every protocol's per-value bound
-(ring, Paillier slots) holds for noised encodings; the ring must hold
+**Overflow.** ``qmax`` covers one hospital's clipped sum plus its own noise (:func:`noise_room`,
+``noise_tail_bound(plan, 1, 2^-64)``, exceeded with probability below 2^-64 per coordinate;
+:func:`noised_encoding` refuses a contribution beyond ``qmax`` less that room, and an encoding
+beyond ``qmax``: the latter only when the noise exceeds its room, whatever the data; that
+refusal's residual is in the accounted delta, :mod:`secagg.dp.tail`), so every
+protocol's per-value bound (ring, Paillier slots) holds for noised encodings; the ring must hold
 ``n * qmax + noise_tail_bound(plan, n)``; refused otherwise.
 
 fl_core (:mod:`fl_core.dp`) and the Flower adapter both encode through this module.
@@ -34,10 +36,19 @@ import numpy.typing as npt
 from secagg.dp.calibration import NoisePlan, Preceding, calibrate, noise_tail_bound
 from secagg.dp.config import DPConfig
 from secagg.dp.sampler import RandomSource, sample_discrete_gaussian
+from secagg.dp.tail import REFUSAL_PROBABILITY
 from secagg.encoding import WORD_RINGS, QuantizationConfig
 from secagg.errors import ConfigurationError, OverflowDetectedError
 
-__all__ = ["MIN_SCALE_LOG2", "ROUNDING_SHARE", "dp_quantization", "dp_scale", "noised_encoding", "size_encoding"]
+__all__ = [
+    "MIN_SCALE_LOG2",
+    "ROUNDING_SHARE",
+    "dp_quantization",
+    "dp_scale",
+    "noise_room",
+    "noised_encoding",
+    "size_encoding",
+]
 
 ROUNDING_SHARE = 0.01
 """The scale is the smallest power of two at which the rounding term sqrt(d) of the integer
@@ -53,6 +64,12 @@ def dp_scale(l2_clip: float, dimension: int) -> float:
         raise ConfigurationError(f"need l2_clip > 0 and dimension >= 1, got {l2_clip}, {dimension}")
     wanted = math.sqrt(dimension) / (ROUNDING_SHARE * l2_clip)
     return float(2 ** max(MIN_SCALE_LOG2, math.ceil(math.log2(wanted))))
+
+
+def noise_room(plan: NoisePlan) -> int:
+    """The room an encoding keeps for its hospital's own noise: ``noise_tail_bound(plan, 1, 2^-64)``,
+    exceeded with the per-coordinate probability the refusal residual accounts (:mod:`secagg.dp.tail`)."""
+    return noise_tail_bound(plan, 1, REFUSAL_PROBABILITY)
 
 
 @functools.lru_cache(maxsize=64)
@@ -73,9 +90,9 @@ def size_encoding(
     ``num_clients * qmax + noise_tail_bound(plan, num_clients)``; ConfigurationError otherwise.
     """
     scale, l2_clip = plan.scale, plan.config.l2_clip
-    # One hospital's encoding: its clipped sum plus its own noise (tail 2^-40 per coordinate),
+    # One hospital's encoding: its clipped sum plus its own noise (tail 2^-64 per coordinate),
     # so every protocol's per-value bound (ring, Paillier slots) holds for noised encodings too.
-    reach = math.ceil(max_samples_per_client * l2_clip * scale) + noise_tail_bound(plan, 1)
+    reach = math.ceil(max_samples_per_client * l2_clip * scale) + noise_room(plan)
     bits = reach.bit_length() + 1  # qmax = 2^(bits-1) - 1 >= reach
     qmax = (1 << (bits - 1)) - 1
     tail = noise_tail_bound(plan, num_clients)
@@ -119,9 +136,13 @@ def noised_encoding(
     ``round(contribution * scale) + N_Z(0, sigma^2)^d``.
 
     ``contribution`` must have ``plan.dimension`` finite coordinates within the encoding's
-    range (ConfigurationError otherwise; DP mode never clips a coordinate). ``rounding_rng``
-    drives the stochastic rounding (need not be secret); ``source`` the noise (None: the
-    OS CSPRNG; a seeded source only in tests).
+    range less the room for this hospital's own noise, ``(qmax - noise_room(plan)) / scale``
+    (ConfigurationError otherwise; DP mode never clips a coordinate): then the refusal below
+    happens only if the noise exceeds its room, with probability below ``d * 2^-64`` whatever
+    the contribution, a residual the plan's accounted delta includes (``plan.tail_delta``).
+    Every honest sum (``max_samples_per_client`` clipped terms) is inside it. ``rounding_rng``
+    drives the stochastic rounding (need not be secret); ``source`` the noise (None: the OS
+    CSPRNG; a seeded source only in tests).
     """
     vector = np.asarray(contribution, dtype=np.float64)
     if vector.ndim != 1 or vector.shape[0] != plan.dimension:
@@ -132,15 +153,19 @@ def noised_encoding(
     if scale != plan.scale:
         raise ConfigurationError(f"quantization scale {scale} differs from the noise plan's {plan.scale}")
     scaled = vector * scale
-    if float(np.max(np.abs(scaled))) > quantization.qmax:
+    # The range leaves room for this hospital's own noise: a coordinate within qmax - room is
+    # pushed past qmax (refused below, which the server sees) only by noise beyond its 2^-64 tail,
+    # whatever the coordinate; nearer qmax that refusal would be likely and depend on the data.
+    accepted = quantization.qmax - noise_room(plan)
+    if float(np.max(np.abs(scaled))) > accepted:
         raise ConfigurationError(
-            f"a DP contribution coordinate exceeds the range {quantization.clip:g}: DP mode never clips "
+            f"a DP contribution coordinate exceeds the range {accepted / scale:g}: DP mode never clips "
             "coordinates (the clipped count would leak); clip per example and respect max_samples_per_client"
         )
     floor = np.floor(scaled)
     rounded = (floor + (rounding_rng.random(vector.shape[0]) < scaled - floor)).astype(np.int64)
     noise = sample_discrete_gaussian(plan.variance, plan.dimension, source)
     encoded: npt.NDArray[np.int64] = rounded + noise
-    if int(np.max(np.abs(encoded))) > quantization.qmax:  # probability below d * 2^-40
+    if int(np.max(np.abs(encoded))) > quantization.qmax:  # probability below d * 2^-64: plan.tail_delta
         raise OverflowDetectedError("a noised encoding left the range its protocol is sized for; retry the round")
     return encoded

@@ -9,7 +9,9 @@ A DP round for a PyTorch model, the same as fl_core's (:mod:`fl_core.dp_training
    dimension=...)``), which adds the hospital's share of exact discrete Gaussian noise to
    its integer encoding before the secure sum (:func:`fl_core.dp.noised_encoding`);
 3. :func:`apply_dp_step` applies ``w <- w - learning_rate * noised_sum / denominator`` with
-   the public denominator (the expected batch size).
+   the public denominator (the expected batch size of the hospitals in the sum:
+   ``q * sum`` of their declared sizes, :func:`fl_core.dp_training.public_denominator`; a
+   hospital that dropped out adds no patient and is not counted).
 
 :func:`run_dp_round` does the three for a list of hospitals.
 
@@ -185,7 +187,8 @@ def run_dp_round(
     aggregator: Aggregator,
     *,
     learning_rate: float,
-    denominator: float,
+    denominator: float | None = None,
+    declared_sizes: Mapping[int, int] | None = None,
     rng: np.random.Generator,
     dropouts: Mapping[int, DropoutStage] | None = None,
 ) -> AggregationResult:
@@ -195,17 +198,35 @@ def run_dp_round(
     aggregator noises and sums them; the model takes the step if the round was released
     (a round refused by the budget, or with fewer than h contributors, leaves it unchanged).
     ``rng`` drives the simulation's sampling and rounding (a hospital's own in deployment).
+
+    The step divides by a public denominator, given as exactly one of: ``declared_sizes``
+    (hospital id -> declared number of patients, public): ``q * sum`` over the hospitals
+    the released sum includes (:func:`fl_core.dp_training.public_denominator`), so a hospital
+    that drops out is not counted; or ``denominator``, a fixed number the caller computed
+    (right only when every hospital is in the sum).
     """
     from fl_core.aggregators.base import ClientUpdate  # noqa: PLC0415 (fl_core is optional here)
     from fl_core.dp import DPAggregator  # noqa: PLC0415
+    from fl_core.dp_training import public_denominator  # noqa: PLC0415
 
     if not isinstance(aggregator, DPAggregator):
         raise ConfigurationError("run_dp_round needs a DP aggregator: make_aggregator(name, dp=..., dimension=...)")
+    if (denominator is None) == (declared_sizes is None):
+        raise ConfigurationError("run_dp_round takes exactly one of denominator and declared_sizes")
+    if declared_sizes is not None:
+        missing = sorted({client for client, _, _ in hospitals} - set(declared_sizes))
+        if missing:
+            raise ConfigurationError(f"declared_sizes has no size for hospitals {missing}")
+        sizes = {client: require_int("declared size", size, 0) for client, size in declared_sizes.items()}
     updates = [
         ClientUpdate(client, dp_contribution(model, loss_fn, x, y, aggregator.config, rng), max(1, int(x.shape[0])))
         for client, x, y in hospitals
     ]
     result = aggregator.aggregate(updates, dropouts, rng=rng)
     if result.mean is not None:
+        if declared_sizes is not None:
+            # Dropped hospitals add no patient: count the included ones only (fl_core.dp_training).
+            denominator = public_denominator([sizes[c] for c in sorted(result.included)], aggregator.config)
+        assert denominator is not None
         apply_dp_step(model, result.mean, denominator, learning_rate)
     return result

@@ -7,11 +7,13 @@ import dataclasses
 import importlib.util
 import inspect
 import json
+import math
 import os
 import stat
 import subprocess
 import sys
 import threading
+from fractions import Fraction
 from pathlib import Path
 
 import dp_accounting
@@ -63,6 +65,40 @@ def test_spent_matches_dp_accounting_computed_independently(plan: NoisePlan) -> 
     assert not accountant.would_exceed(2)
 
 
+def test_spent_with_the_tau_term_and_with_sampling_matches_dp_accounting_computed_independently() -> None:
+    # tau > 0 (small sigma^2, h = 3, d = 100): both bounds of Proposition 14, the smaller epsilon.
+    config = DPConfig(epsilon=1000.0, delta=1e-5, rounds=5, l2_clip=0.01, min_honest=3)
+    tau_plan = NoisePlan(config=config, variance=Fraction(3, 4), num_clients=3, dimension=100, scale=1.0)
+    tau = 10 * sum(math.exp(-2 * math.pi**2 * 0.75 * k / (k + 1)) for k in (1, 2))
+    scaled = (0.01 + 10.0) / math.sqrt(3 * 0.75)
+    # Sampled (q = 0.1): the Poisson-subsampled Gaussian of the pure-zCDP bound.
+    sampled = dataclasses.replace(CONFIG, sampling_rate=0.1)
+    sampled_plan = NoisePlan(config=sampled, variance=Fraction(1 << 19), num_clients=5, dimension=31, scale=1024.0)
+    multiplier = math.sqrt(4 * float(sampled_plan.variance)) / (1024.0 + math.sqrt(31))
+    cases = [
+        (tau_plan, [dp_accounting.ZCDpEvent(rho=scaled**2 / 2, xi=tau * 100),
+                    dp_accounting.ZCDpEvent(rho=(scaled + tau * 10.0) ** 2 / 2)]),
+        (sampled_plan, [dp_accounting.PoissonSampledDpEvent(0.1, dp_accounting.GaussianDpEvent(multiplier))]),
+    ]  # fmt: skip
+    for plan, events in cases:
+        accountant = PrivacyAccountant(plan)
+        accountant.load_state_dict({**accountant.state_dict(), "released": 3})  # three rounds charged
+        # The Renyi account of the mechanism (the refusal residual aside: tests/dp/test_dp_tail.py).
+        residual = (1 + math.exp(3.0)) * 3 * plan.num_clients * plan.dimension * 2.0**-64
+        delta = plan.config.delta - residual if plan is sampled_plan else plan.config.delta
+        references = []
+        for event in events:
+            reference = dp_accounting.rdp.RdpAccountant()
+            reference.compose(event, 3)
+            references.append(reference.get_epsilon(delta))
+        mechanism = min(float(a.get_epsilon(delta)) for a in plan.composed_accountants(3))
+        assert tau > 0 and mechanism == pytest.approx(min(references), rel=1e-6)
+        if plan is sampled_plan:  # within its budget: the accountant reports it at delta - residual
+            assert accountant.get_epsilon() == pytest.approx(min(references), rel=1e-6)
+        else:  # epsilon ~122: (1 + e^122) x beta alone exceeds delta, no epsilon holds at it
+            assert accountant.get_epsilon() == math.inf
+
+
 def test_refuses_an_under_noised_round_and_a_replayed_round(plan: NoisePlan) -> None:
     accountant = PrivacyAccountant(plan)
     with pytest.raises(InsufficientNoiseError):
@@ -93,6 +129,36 @@ def test_state_survives_a_restart_with_mode_0600(plan: NoisePlan, tmp_path: Path
         PrivacyAccountant(plan, path).record_round(6)
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
     assert [p.name for p in tmp_path.iterdir()] == ["budget.json"]  # no temporary file left
+
+
+def test_two_accountants_on_one_state_file_cannot_both_charge_from_the_same_count(
+    plan: NoisePlan, tmp_path: Path
+) -> None:
+    # Two servers (or two aggregators) open one file: each held its own count and wrote
+    # count + 1, so two released rounds left "released": 1 on disk (the budget re-opened).
+    path = tmp_path / "budget.json"
+    first, second = PrivacyAccountant(plan, path), PrivacyAccountant(plan, path)
+    first.record_round()
+    with pytest.raises(ConfigurationError, match="changed under"):
+        second.record_round()
+    assert json.loads(path.read_text())["released"] == 1 and second.num_releases == 0
+    first.record_round()  # the one that wrote the file keeps charging it
+    assert PrivacyAccountant(plan, path).num_releases == 2
+
+
+def test_a_state_file_rolled_back_during_the_run_is_refused(plan: NoisePlan, tmp_path: Path) -> None:
+    path = tmp_path / "budget.json"
+    accountant = PrivacyAccountant(plan, path)
+    accountant.record_round(1)
+    saved = path.read_bytes()
+    accountant.record_round(2)
+    path.write_bytes(saved)  # rolled back to "released": 1 while the server runs
+    with pytest.raises(ConfigurationError, match="changed under"):
+        accountant.record_round(3)
+    assert json.loads(path.read_text())["released"] == 1  # nothing written over the rolled-back file
+    path.unlink()  # a deleted state file is a change too: nothing re-creates it at 0 silently
+    with pytest.raises(ConfigurationError, match="changed under"):
+        accountant.record_round(3)
 
 
 def test_a_file_for_another_budget_or_plan_is_refused(plan: NoisePlan, tmp_path: Path) -> None:

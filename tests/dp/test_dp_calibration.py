@@ -17,8 +17,17 @@ from secagg.dp.calibration import MIN_VARIANCE, ddg_tau
 from secagg.errors import ConfigurationError, InsufficientNoiseError, ThresholdError
 
 
-def reference_epsilon(config: DPConfig, variance: float, scale: float, dimension: int, rounds: int) -> float:
-    """The paper's bound composed by dp-accounting, written out independently of secagg."""
+def residual(config: DPConfig, coordinates: int) -> float:
+    """The refusal residual (1 + e^epsilon) x coordinates x 2^-64 (tests/dp/test_dp_tail.py)."""
+    return (1 + math.exp(config.epsilon)) * coordinates * 2.0**-64
+
+
+def reference_epsilon(
+    config: DPConfig, variance: float, scale: float, dimension: int, rounds: int, num_clients: int | None = None
+) -> float:
+    """The paper's bound composed by dp-accounting, written out independently of secagg, at
+    delta less the refusal residual of ``num_clients`` hospitals (none if None)."""
+    delta = config.delta - (0.0 if num_clients is None else residual(config, rounds * num_clients * dimension))
     h = config.honest
     sensitivity = config.l2_clip * scale + math.sqrt(dimension)
     tau = 10 * sum(math.exp(-2 * math.pi**2 * variance * k / (k + 1)) for k in range(1, h))
@@ -37,7 +46,7 @@ def reference_epsilon(config: DPConfig, variance: float, scale: float, dimension
     for event in events:
         accountant = dp_accounting.rdp.RdpAccountant()
         accountant.compose(dp_accounting.SelfComposedDpEvent(event, rounds))
-        epsilons.append(accountant.get_epsilon(config.delta))
+        epsilons.append(accountant.get_epsilon(delta))
     return min(epsilons)
 
 
@@ -56,14 +65,19 @@ configs = st.builds(
 def test_calibrated_variance_meets_the_target_and_a_smaller_one_does_not(
     config: DPConfig, scale: float, dimension: int
 ) -> None:
-    plan = calibrate(config, num_clients=config.honest + 1, scale=scale, dimension=dimension)
+    n = config.honest + 1
+    if residual(config, config.rounds * n * dimension) > config.delta / 10:
+        with pytest.raises(ConfigurationError, match="refusal residual"):
+            calibrate(config, num_clients=n, scale=scale, dimension=dimension)
+        return
+    plan = calibrate(config, num_clients=n, scale=scale, dimension=dimension)
     assert isinstance(plan.variance, Fraction)
-    spent = reference_epsilon(config, float(plan.variance), scale, dimension, config.rounds)
+    spent = reference_epsilon(config, float(plan.variance), scale, dimension, config.rounds, n)
     assert spent <= config.epsilon
     assert plan.spent_after(config.rounds) == pytest.approx((spent, config.delta), rel=1e-9)
     if plan.variance > MIN_VARIANCE:
         smaller = float(plan.variance) * (1 - 1e-3)
-        assert reference_epsilon(config, smaller, scale, dimension, config.rounds) > config.epsilon
+        assert reference_epsilon(config, smaller, scale, dimension, config.rounds, n) > config.epsilon
 
 
 def test_figures_against_dp_accounting_breast_cancer_setting() -> None:
@@ -95,7 +109,9 @@ def test_tau_term_matches_the_paper_and_counts_h_summands() -> None:
     config = DPConfig(epsilon=8.0, delta=1e-5, rounds=1, l2_clip=0.01, min_honest=3)
     plan = NoisePlan(config=config, variance=Fraction(3, 4), num_clients=3, dimension=10**4, scale=1.0)
     assert plan.tau > 0
-    assert plan.spent_after(1)[0] == pytest.approx(reference_epsilon(config, 0.75, 1.0, 10**4, 1), rel=1e-9)
+    mechanism = min(float(a.get_epsilon(config.delta)) for a in plan.composed_accountants(1))
+    assert mechanism == pytest.approx(reference_epsilon(config, 0.75, 1.0, 10**4, 1), rel=1e-9)
+    assert plan.spent_after(1)[0] == math.inf  # epsilon ~2600: (1 + e^epsilon) x beta alone exceeds delta
 
 
 def test_poisson_subsampling_against_dp_accounting() -> None:

@@ -172,7 +172,6 @@ def test_demo_progress_stays_out_of_redirected_stderr(capsys: pytest.CaptureFixt
     assert "\r" not in captured.out and "FedAvg rounds" not in captured.out
 
 
-
 @needs_sklearn
 def test_demo_reports_clipping_in_its_rows_not_as_raw_warnings(capsys: pytest.CaptureFixture[str]) -> None:
     # Execute: a run whose adaptive clip clips above 1% in some rounds (seed 0, budget 1 byte/parameter)
@@ -186,6 +185,7 @@ def test_demo_reports_clipping_in_its_rows_not_as_raw_warnings(capsys: pytest.Ca
     assert "clipped " in captured.out
     assert not [w for w in seen if issubclass(w.category, ClippingWarning)]
     assert captured.err == ""
+
 
 def _stop_before_training(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     """Replace run_demo by a stub that refuses at once; returns what stderr received before."""
@@ -258,6 +258,7 @@ def test_demo_with_dp_prints_the_guarantee_and_the_budget_spent(capsys: pytest.C
     # h = min(n - 1, floor): secagg at 5 hospitals unmasks sums of t = 4 inputs, c = 2 of them colluders'.
     assert "sized for 2 honest ones (at most secagg's floor" in out
     assert "holds with up to 3 hospitals colluding with the server or dropped out" in out
+    assert "delta includes the encodings' refusal residual" in out
     spent = float(out.split("spent epsilon = ")[1].split()[0])
     assert 0 < spent <= 3.0
 

@@ -3,19 +3,22 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 from fractions import Fraction
 
 import numpy as np
 import pytest
 
+from fl_core import fedavg
 from fl_core.aggregators import make_aggregator
-from fl_core.aggregators.base import ClientUpdate, DropoutStage, client_rounding_rng
+from fl_core.aggregators.base import AggregationResult, ClientUpdate, DropoutStage, client_rounding_rng
 from fl_core.data import ClientData
 from fl_core.dp import DPAggregator, DPQuantizer, dp_quantization, noised_encoding
 from fl_core.dp_training import dp_contribution, poisson_sample, public_denominator
 from fl_core.fedavg import FedAvgConfig, run_fedavg
 from fl_core.models import MLP, LogisticRegression, flatten
-from secagg.dp import DPConfig, SeededRandomSource, noise_tail_bound
+from secagg.dp import DPConfig, SeededRandomSource
+from secagg.dp.encoding import noise_room
 from secagg.errors import ConfigurationError, InsufficientNoiseError, OverflowDetectedError
 from secagg.masking import run_session
 from secagg.segments import Segment, SegmentTable
@@ -97,6 +100,38 @@ def test_poisson_sampling_rate_and_public_denominator(federation: Federation) ->
     assert contribution.shape == (14,)
 
 
+def test_the_step_divides_by_the_included_hospitals_declared_sizes_only(
+    federation: Federation, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Hospital 2 (60 patients) drops before uploading: the released sum holds only the other
+    # four's patients, so the public denominator is q * (40 + 25 + 15 + 35), not q * 175.
+    clients, test_x, test_y = federation
+    monkeypatch.setattr(fedavg, "_draw_dropouts", lambda sampled, p, rng: {2: DropoutStage.UPLOAD})
+    aggregator = make_aggregator(
+        "plain-quantized", num_clients=5, dp=_config(min_honest=3, sampling_rate=0.5), dimension=14,
+        max_samples_per_client=100, noise_source=SeededRandomSource(bytes(32)),
+    )  # fmt: skip
+    assert isinstance(aggregator, DPAggregator)
+    released: list[np.ndarray] = []
+    inner = aggregator.aggregate
+
+    def capture(*args: object, **kwargs: object) -> AggregationResult:
+        result = inner(*args, **kwargs)  # type: ignore[arg-type]
+        assert result.mean is not None
+        released.append(result.mean)
+        return result
+
+    monkeypatch.setattr(aggregator, "aggregate", capture)
+    model = LogisticRegression(6)
+    start = model.init(RNG(0))
+    config = FedAvgConfig(rounds=1, learning_rate=0.5, seed=0)
+    result = run_fedavg(model, clients, aggregator, test_x, test_y, config, initial_params=start)
+    assert result.rounds[0].included == (0, 1, 3, 4)
+    denominator = 0.5 * (40 + 25 + 15 + 35)
+    assert public_denominator([c.num_samples for c in clients if c.client_id != 2], aggregator.config) == denominator
+    np.testing.assert_allclose(flatten(result.params), flatten(start) - 0.5 * released[0] / denominator, rtol=1e-12)
+
+
 # --- the encoding: noise on the hospital, before the secure sum ---------------------------
 
 
@@ -118,6 +153,34 @@ def test_noised_encoding_refuses_a_coordinate_beyond_the_range_instead_of_clippi
         noised_encoding(quantizer.plan, quantizer.config, too_big, RNG(0))
     with pytest.raises(ConfigurationError, match="14 coordinates"):
         noised_encoding(quantizer.plan, quantizer.config, np.zeros(13), RNG(0))
+
+
+def test_noised_encoding_refuses_a_coordinate_its_own_noise_could_push_past_the_range() -> None:
+    # qmax = reach (max_samples * l2_clip * scale) + the one-share noise room, rounded up to 2^k - 1.
+    # A coordinate in (qmax - tail, qmax] used to pass, and then whether its noised value left the
+    # range (a refusal the server sees) was likely and depended on it: one share of noise, not h.
+    quantizer = _dp_aggregator().quantizer
+    scale, qmax = quantizer.config.scale, quantizer.config.qmax
+    own_tail = noise_room(quantizer.plan)  # noise_tail_bound(plan, 1, 2^-64): the accounted refusal probability
+    edge = np.zeros(14)
+    edge[3] = (qmax - own_tail + 1) / scale
+    with pytest.raises(ConfigurationError, match="never clips"):
+        noised_encoding(quantizer.plan, quantizer.config, edge, RNG(0), SeededRandomSource(bytes(32)))
+    edge[3] = (qmax - own_tail) / scale  # the largest accepted: its noise leaves the range w.p. < 2^-64
+    noised_encoding(quantizer.plan, quantizer.config, edge, RNG(0), SeededRandomSource(bytes(32)))
+    assert 100 * 1.0 * scale <= qmax - own_tail  # every honest sum (100 patients, clip 1) is accepted
+
+
+def test_a_hospital_with_more_patients_than_the_public_bound_is_refused_before_the_round() -> None:
+    # Its clipped sum may leave [-R, R]: the range refusal would then depend on its data.
+    aggregator = _dp_aggregator()
+    updates = _updates()
+    updates[2] = dataclasses.replace(updates[2], num_samples=101)  # max_samples_per_client = 100
+    with pytest.raises(ConfigurationError, match="max_samples_per_client"):
+        aggregator.aggregate(updates, {}, rng=RNG(0))
+    assert aggregator.accountant.num_releases == 0
+    updates[2] = dataclasses.replace(updates[2], num_samples=100)
+    assert aggregator.aggregate(updates, {}, rng=RNG(0)).mean is not None
 
 
 def test_the_range_covers_every_hospital_sum_so_no_coordinate_is_ever_clipped() -> None:
@@ -246,7 +309,9 @@ def test_masking_server_receives_only_noised_inputs_and_unmasks_a_noised_sum() -
     encodings = aggregator.quantizer.encode_all(updates, RNG(9))
     keys, identities = inner.session_identities(range(1, 6))  # type: ignore[attr-defined]
     config = dataclasses.replace(
-        inner.masking_config(5, 2000), descriptor=aggregator.quantizer.descriptor(1), identity_keys=keys  # type: ignore[attr-defined]
+        inner.masking_config(5, 2000),
+        descriptor=aggregator.quantizer.descriptor(1),
+        identity_keys=keys,  # type: ignore[attr-defined]
     )
     assert config.mode == "active"  # the default: signed keys and the consistency round in the transcript too
     session = run_session(
@@ -277,7 +342,7 @@ def test_noise_variance_is_exact_fraction_bound_in_the_plan() -> None:
 
 def test_each_encoding_range_covers_its_own_noise_and_paillier_sums_it() -> None:
     quantizer = _dp_aggregator().quantizer
-    assert quantizer.config.qmax >= 100 * quantizer.config.scale + noise_tail_bound(quantizer.plan, 1)
+    assert quantizer.config.qmax >= 100 * quantizer.config.scale + noise_room(quantizer.plan)
     aggregator = _dp_aggregator("paillier", protocol={"insecure_small_key": True, "key_bits": 512})
     result = aggregator.aggregate(_updates(), {}, rng=RNG(3))
     assert result.mean is not None and len(result.included) == 5
@@ -293,3 +358,15 @@ def test_dp_mode_refuses_the_adaptive_clip_and_segment_tables() -> None:
         aggregator.aggregate(_updates(), {}, rng=RNG(0), segments=table)
     result = aggregator.aggregate(_updates(), {}, rng=RNG(0))
     assert result.clipping is not None and result.clipping.clipped == 0
+
+
+def test_the_guarantee_states_the_refusal_residual_inside_delta() -> None:
+    # The stated (epsilon, delta) is the total: delta includes (1 + e^epsilon) x 2^-64 per noised
+    # coordinate encoded (rounds x hospitals x d), and the noise is calibrated at what remains.
+    aggregator = _dp_aggregator()
+    plan = aggregator.plan
+    residual = (1 + math.exp(plan.config.epsilon)) * plan.config.rounds * 5 * 14 * 2.0**-64
+    assert plan.tail_delta == pytest.approx(residual, rel=1e-9)
+    text = aggregator.guarantee()
+    assert f"refusal residual {residual:.2g}" in text
+    assert "the noise is calibrated at delta less it" in text

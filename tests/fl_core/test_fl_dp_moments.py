@@ -23,7 +23,7 @@ from fl_core.dp_moments import (
     moments_dp_config,
     release_moments,
 )
-from fl_core.public_scaling import PUBLIC_FEATURE_RANGES
+from fl_core.public_scaling import PUBLIC_FEATURE_RANGES, public_scaler
 from secagg.dp import DPConfig, SeededRandomSource
 from secagg.errors import ConfigurationError
 
@@ -191,3 +191,30 @@ def test_variance_floor_applies_when_noise_swamps_the_variance() -> None:
     half = np.array([h / 2 for _, h in PUBLIC_FEATURE_RANGES["breast-cancer"]])
     assert np.all(release.standardiser.std >= half * math.sqrt(VARIANCE_FLOOR) * (1 - 1e-12))
     assert np.all(release.standardiser.std <= half * (1 + 1e-12))
+
+
+def test_the_moments_divide_by_the_included_hospitals_declared_sizes(monkeypatch: pytest.MonkeyPatch) -> None:
+    # A release whose sum leaves hospital 0 out (here: the protocol reports it excluded) holds
+    # only the other hospitals' patients: the means divide by their declared sizes (4 x 40).
+    clients = _clients(np.random.default_rng(4))
+    aggregator = _moments_aggregator(30.0, 1e-2, SeededRandomSource(b"moments-included".ljust(32, b"0")))
+    inner = aggregator.aggregate
+
+    def without_hospital_zero(updates: Any, dropouts: Any = None, **kwargs: Any) -> Any:
+        result = inner(updates[1:], dropouts, **kwargs)
+        assert result.included == frozenset({1, 2, 3, 4})
+        return result
+
+    monkeypatch.setattr(aggregator, "aggregate", without_hospital_zero)
+    release = release_moments("breast-cancer", clients, aggregator, 0.2, np.random.default_rng(5))
+    scaled = np.concatenate([c.features for c in clients[1:]])
+    public = public_scaler("breast-cancer", scaled.shape[1])
+    u = np.clip(public.apply(scaled), -1.0, 1.0)
+    released = (release.standardiser.mean - public.mean) / public.std  # the released mean of u
+    # At epsilon = 30, delta = 1e-2 (the largest epsilon whose refusal residual fits a tenth of
+    # delta) the noise moves each mean by under 0.03 and their average over the 30 features by
+    # under 0.01; dividing by all five hospitals' 200 patients would shrink every mean by a fifth
+    # (about 0.04 on means near -0.2).
+    np.testing.assert_allclose(released, u.mean(axis=0), atol=0.03)
+    assert abs(float(np.mean(released - u.mean(axis=0)))) < 0.01
+    assert abs(float(np.mean(u.mean(axis=0)))) * 0.2 > 0.03

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from fl_core.aggregators import make_aggregator
+from fl_core.aggregators.base import DropoutStage
 from fl_core.dp import DPAggregator
 from fl_core.models import LogisticRegression
 from secagg.dp import DPConfig
@@ -163,3 +164,29 @@ def test_a_malformed_dp_call_is_refused_with_a_library_error(case: str) -> None:
     # Execute / Assert: these raised TypeError, AttributeError or torch's ValueError, or passed
     with pytest.raises(ConfigurationError):
         _bad_dp_calls()[case]()
+
+
+def test_run_dp_round_divides_by_the_included_hospitals_declared_sizes() -> None:
+    # Hospital 3 drops before uploading: the step divides by q * (sizes of 1, 2, 4, 5) only.
+    rng = np.random.default_rng(2)
+    sizes = {1: 30, 2: 20, 3: 50, 4: 10, 5: 40}
+    hospitals = [
+        (i, torch.from_numpy(rng.normal(size=(n, 4))), torch.from_numpy(rng.integers(0, 3, size=n)))
+        for i, n in sizes.items()
+    ]
+    dp = DPConfig(epsilon=8.0, delta=1e-5, rounds=2, l2_clip=1.0, min_honest=3, sampling_rate=0.5)
+    aggregator = make_aggregator("plain-quantized", num_clients=5, dp=dp, dimension=15, max_samples_per_client=64)
+    model = _linear()
+    before = torch.cat([p.detach().reshape(-1) for p in model.parameters()]).numpy().copy()
+    dropouts = {3: DropoutStage.UPLOAD}
+
+    result = torch_dp.run_dp_round(
+        model, hospitals, _loss, aggregator, learning_rate=1.5, declared_sizes=sizes, rng=rng, dropouts=dropouts
+    )
+
+    assert result.mean is not None and result.included == frozenset({1, 2, 4, 5})
+    after = torch.cat([p.detach().reshape(-1) for p in model.parameters()]).numpy()
+    np.testing.assert_allclose(after, before - 1.5 * result.mean / (0.5 * 100), rtol=1e-12, atol=1e-15)
+    for wrong in ({"denominator": 1.0, "declared_sizes": sizes}, {}, {"declared_sizes": {1: 30}}):
+        with pytest.raises(ConfigurationError, match=r"denominator|declared_sizes"):
+            torch_dp.run_dp_round(model, hospitals, _loss, aggregator, learning_rate=1.0, rng=rng, **wrong)
