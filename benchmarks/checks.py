@@ -209,17 +209,37 @@ def _dp_refuses(dataset: str, epsilon: float, options: Mapping[str, Any]) -> boo
     return False
 
 
-def _least_epsilon(dataset: str, refused: float, options: Mapping[str, Any]) -> float | None:
-    """The least budget (to 2 significant digits, rounded up) the demo accepts above ``refused``,
-    None if not even the largest --epsilon is (a larger budget never needs more noise)."""
-    low, high = refused, MAX_EPSILON
-    if _dp_refuses(dataset, high, options):
+PROBE_EPSILONS = (1.0, 3.0, 0.3, 10.0, 0.1, 0.03, 0.01)
+"""Budgets tried, in this order, for one the demo accepts (the edges are bisected from it)."""
+LEAST_EPSILON = 1e-4
+
+
+def _edge(dataset: str, accepted: float, refused: float, options: Mapping[str, Any]) -> float:
+    """The accepted end of [accepted, refused] (either order) within 1%, rounded to 2 significant
+    digits towards ``accepted``, so the figure printed is itself accepted."""
+    while max(accepted, refused) / min(accepted, refused) > 1.01:
+        middle = math.sqrt(accepted * refused)
+        accepted, refused = (accepted, middle) if _dp_refuses(dataset, middle, options) else (middle, refused)
+    scale = 10.0 ** (1 - math.floor(math.log10(accepted)))
+    rounded = math.ceil(accepted * scale) if accepted > refused else math.floor(accepted * scale)
+    return rounded / scale
+
+
+def _accepted_epsilons(dataset: str, options: Mapping[str, Any]) -> tuple[float, float] | None:
+    """The budgets the demo's own DP setup accepts at these options, ``(least, most)``, or None.
+
+    Two limits bound it: below ``least`` no noise variance (up to 2^60) meets the budget; above
+    ``most`` the refusal residual ((1 + e^epsilon) x 2^-64 per noised coordinate, docs/privacy.md)
+    exceeds a tenth of delta. Between them every budget is accepted (more budget, less noise)."""
+    probe = next((e for e in PROBE_EPSILONS if not _dp_refuses(dataset, e, options)), None)
+    if probe is None:
         return None
-    while high / low > 1.01:
-        middle = math.sqrt(low * high)
-        low, high = (middle, high) if _dp_refuses(dataset, middle, options) else (low, middle)
-    scale = 10.0 ** (1 - math.floor(math.log10(high)))  # 2 significant digits, rounded up: still accepted
-    return min(MAX_EPSILON, math.ceil(high * scale) / scale)
+    least = LEAST_EPSILON if not _dp_refuses(dataset, LEAST_EPSILON, options) else None
+    most = MAX_EPSILON if not _dp_refuses(dataset, MAX_EPSILON, options) else None
+    return (
+        least if least is not None else _edge(dataset, probe, LEAST_EPSILON, options),
+        most if most is not None else _edge(dataset, probe, MAX_EPSILON, options),
+    )
 
 
 def _dp(module: Any, overrides: Mapping[str, Any], mode: str) -> str | None:
@@ -228,20 +248,24 @@ def _dp(module: Any, overrides: Mapping[str, Any], mode: str) -> str | None:
     if problem is not None:
         return problem
     for dataset in options["dataset"]:
-        for epsilon in sorted(set(options["epsilon"])):  # the smallest first: it needs the most noise
-            if not _dp_refuses(dataset, epsilon, options):
-                break
-            where = (
-                f"--epsilon {epsilon:g} on {dataset} through {options['aggregation']} at --rounds {options['rounds']} "
-                f"--hospitals {options['hospitals']}"
-            )
-            least = _least_epsilon(dataset, epsilon, options)
-            if least is None:
-                return f"argument --epsilon: {where}: no budget up to {MAX_EPSILON:g} can be met; use fewer --rounds"
-            return (
-                f"argument --epsilon: {where}: no noise variance (up to 2^60) meets it; accepted there: "
-                f"{least:g} to {MAX_EPSILON:g}"
-            )
+        refused = [e for e in sorted(set(options["epsilon"])) if _dp_refuses(dataset, e, options)]
+        if not refused:
+            continue
+        epsilon = refused[0]
+        where = (
+            f"--epsilon {epsilon:g} on {dataset} through {options['aggregation']} at --rounds {options['rounds']} "
+            f"--hospitals {options['hospitals']}"
+        )
+        accepted = _accepted_epsilons(dataset, options)
+        if accepted is None:
+            return f"argument --epsilon: {where}: no budget the demo tries can be met; use fewer --rounds"
+        least, most = accepted
+        why = (
+            "no noise variance (up to 2^60) meets it"
+            if epsilon < least
+            else "its refusal residual, (1 + e^epsilon) x 2^-64 per noised coordinate, exceeds a tenth of delta"
+        )
+        return f"argument --epsilon: {where}: {why}; accepted there: {least:g} to {most:g}"
     return None
 
 

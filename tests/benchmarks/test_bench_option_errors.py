@@ -85,7 +85,12 @@ def _refusal(argv: list[str], capsys: pytest.CaptureFixture[str], monkeypatch: p
         # A budget no noise meets: the demo's own calibration refuses it, before any run.
         (["bench", "dp", "--epsilon", "0.001", "--seeds", "1"],
          "argument --epsilon: --epsilon 0.001 on breast-cancer through plain-quantized at --rounds 20 --hospitals 5: "
-         "no noise variance (up to 2^60) meets it; accepted there: 0.0036 to 1000"),
+         "no noise variance (up to 2^60) meets it; accepted there: 0.0036 to 21"),
+        # A budget so large that its refusal residual exceeds a tenth of delta (docs/privacy.md).
+        (["bench", "dp", "--epsilon", "1000", "--seeds", "1"],
+         "argument --epsilon: --epsilon 1000 on breast-cancer through plain-quantized at --rounds 20 --hospitals 5: "
+         "its refusal residual, (1 + e^epsilon) x 2^-64 per noised coordinate, exceeds a tenth of delta; "
+         "accepted there: 0.0036 to 21"),
     ],
 )
 def test_bench_option_errors_name_the_option_and_what_it_accepts(
