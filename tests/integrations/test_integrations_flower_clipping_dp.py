@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import warnings
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -26,8 +27,11 @@ from flwr.serverapp.strategy import FedAvg
 from secagg import wire
 from secagg.descriptor import decode_parameters, encode_parameters
 from secagg.dp import DPConfig, SeededRandomSource
+from secagg.dp.encoding import noise_room
 from secagg.errors import ConfigurationError, InsufficientNoiseError
+from secagg.guarantee import Guarantee
 from secagg.integrations.flower import NodePolicy, SecAggGrid, SecAggOptions
+from secagg.integrations.flower import dp as flower_dp
 from secagg.integrations.flower._records import read_stage
 from secagg.integrations.flower.client import make_secagg_mod
 from secagg.integrations.flower.clipping import layout_table, parse_table
@@ -301,3 +305,56 @@ def test_a_named_starting_clip_is_used_for_that_array() -> None:
     assert report.clipped_fraction == 0.0
     np.testing.assert_allclose(final["w"].numpy(), np.linspace(-1, 1, 12, dtype=np.float32).reshape(3, 4) + 2.0,
                                atol=1e-3)  # fmt: skip
+
+
+def test_a_node_declaring_more_examples_than_the_dp_range_holds_is_refused_on_its_count() -> None:
+    # Prepare: a range sized for 12 examples a node; three nodes report 41 to 80 (their deltas,
+    # 20 clipped examples each, would fit: only the public count says the range cannot hold them)
+    grid, _ = dp_grid()
+    secure = SecAggGrid(grid, options(dp=DP, max_weight=12))
+
+    # Execute
+    run(secure)
+
+    # Assert: every node whose count the range cannot hold is refused, naming its count
+    assert secure.dp is not None and secure.dp.plan is not None
+    plan = secure.dp.plan
+    quantization = secure.options.quantization(len(NODES))
+    most = (quantization.qmax - noise_room(plan)) // (plan.config.l2_clip * plan.scale)
+    over = [node for node in NODES if WEIGHTS[node] > most]
+    assert over, (most, WEIGHTS)
+    report = secure.reports[0]
+    for node in over:
+        assert f"reports {WEIGHTS[node]} examples" in report.errors[node], report.errors
+    assert all("examples" not in report.errors.get(node, "") for node in NODES if node not in over)
+
+
+def test_an_accountant_that_refuses_to_charge_skips_the_round_with_its_reason(tmp_path: Path) -> None:
+    # Prepare: the server's accountant over a state file that is rolled back after the first charge
+    state = tmp_path / "accountant.json"
+    rounds = flower_dp.DPRounds(DP, str(state))
+    rounds.plan_round(5, 10, Guarantee(1, 1, lying_server=True), max_weight=10, ring_bits=None)
+    assert rounds.charge(1, 5) is None
+    state.write_text(state.read_text().replace('"released": 1', '"released": 0'))
+
+    # Execute
+    reason = rounds.charge(2, 5)
+
+    # Assert: a reason to skip the round (nothing released), not an exception out of the ServerApp
+    assert reason is not None and "accountant refused" in reason, reason
+
+
+def test_the_node_count_check_holds_at_its_bound_and_refuses_one_past_it() -> None:
+    # Prepare: the encoding a server sizes for 12 examples a node (masking and Paillier nodes share the check)
+    grid, _ = dp_grid()
+    secure = SecAggGrid(grid, options(dp=DP, max_weight=12))
+    run(secure)
+    assert secure.dp is not None and secure.dp.plan is not None
+    plan, quantization = secure.dp.plan, secure.options.quantization(len(NODES))
+    most = int((quantization.qmax - noise_room(plan)) // (plan.config.l2_clip * plan.scale))
+
+    # Execute / Assert: the server's own bound passes, the most the range holds passes, one more is refused
+    flower_dp.check_node_weight(plan, quantization, 12)
+    flower_dp.check_node_weight(plan, quantization, most)
+    with pytest.raises(ConfigurationError, match=f"reports {most + 1} examples; .* at most {most}"):
+        flower_dp.check_node_weight(plan, quantization, most + 1)

@@ -80,7 +80,7 @@ from secagg.integrations.flower._node import (
 )
 from secagg.integrations.flower.clipping import encode_segmented, node_table, parse_table
 from secagg.integrations.flower.compression import check_compressed_model, check_entries, keep_residual, node_update
-from secagg.integrations.flower.dp import check_unmasked_sums, node_encoding, node_plan, read_dp
+from secagg.integrations.flower.dp import check_node_weight, check_unmasked_sums, node_encoding, node_plan, read_dp
 from secagg.integrations.flower.node_budget import charge_node_budget, check_node_budget, node_budget_file
 from secagg.integrations.flower.policy import NodePolicy
 from secagg.integrations.flower.protocol import (
@@ -338,6 +338,7 @@ def _train_and_encode(
     keep = None
     if setup.dp:
         plan = read_dp(setup.dp, quantization, len(setup.node_ids))
+        check_node_weight(plan, quantization, weight)  # its count alone, before any data-dependent refusal
         # Charged to this node's own budget before the noised input is computed and leaves.
         charge_node_budget(context, plan, node_budget_file(context, settings.dp_state_file))
         # The noise share is added here, on the node, before masking (exact sampler, OS CSPRNG).

@@ -54,7 +54,7 @@ from secagg.descriptor import Parameter, decode_parameters, encode_parameters
 from secagg.dp.accountant import PrivacyAccountant
 from secagg.dp.calibration import NoisePlan, check_contributors, contributor_shortfall, noise_tail_bound
 from secagg.dp.config import DPConfig
-from secagg.dp.encoding import calibrated, dp_scale, noised_encoding, size_encoding
+from secagg.dp.encoding import calibrated, dp_scale, noise_room, noised_encoding, size_encoding
 from secagg.dp.floors import check_decrypted_sums, check_unmasked_sums, decrypted_sums, unmasked_sums
 from secagg.dp.sampler import RandomSource
 from secagg.encoding import IntArray, QuantizationConfig
@@ -205,6 +205,23 @@ def node_encoding(
     return noised_encoding(plan, quantization, delta, rng, source)
 
 
+def check_node_weight(plan: NoisePlan, quantization: QuantizationConfig, weight: int) -> None:
+    """ConfigurationError if the node's declared example count could put its clipped sum outside
+    the range the round is sized for (the server's ``max_weight``): ``ceil(weight * l2_clip *
+    scale) + noise_room(plan) <= qmax``. Checked after training, before anything is charged or
+    noised: whether the range then refuses the noised encoding depends on the node's patients
+    (a data-dependent, observable event the accounting does not cover), while this refusal
+    depends only on the count, which is public (docs/privacy.md, "The refusal residual")."""
+    room = noise_room(plan)
+    per_example = plan.config.l2_clip * plan.scale
+    if math.ceil(weight * per_example) + room > quantization.qmax:
+        most = math.floor((quantization.qmax - room) / per_example)
+        raise ConfigurationError(
+            f"this node reports {weight} examples; the DP round's range holds the clipped sum of at most {most} "
+            "(the server's max_weight): refused before anything is noised or charged"
+        )
+
+
 def check_dp_options(dp: object, clips: object) -> None:
     """The server options' DP checks: ``dp`` None or a DPConfig, and no named clips with it."""
     if dp is not None and not isinstance(dp, DPConfig):
@@ -287,6 +304,8 @@ class DPRounds:
             spent = accountant.record_round(server_round, num_contributors=num_nodes)
         except (BudgetExceededError, InsufficientNoiseError) as exc:
             return f"dp: {exc}"
+        except ConfigurationError as exc:  # e.g. the state file changed under the accountant: nothing is released
+            return f"dp: the accountant refused to charge the round: {exc}"
         LOGGER.info(
             "dp: round %d charged; spent epsilon = %.4g of %g at delta = %g (%d rounds released)",
             server_round, spent.epsilon, self.config.epsilon, spent.delta, spent.num_releases,

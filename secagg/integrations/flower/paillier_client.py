@@ -71,7 +71,7 @@ from secagg.integrations.flower._node import (
 )
 from secagg.integrations.flower.clipping import encode_segmented, node_table
 from secagg.integrations.flower.compression import check_compressed_model, check_entries, keep_residual, node_update
-from secagg.integrations.flower.dp import check_decrypted_sums, node_encoding, node_plan
+from secagg.integrations.flower.dp import check_decrypted_sums, check_node_weight, node_encoding, node_plan
 from secagg.integrations.flower.keys import load_key_share
 from secagg.integrations.flower.node_budget import charge_node_budget, check_node_budget, node_budget_file
 from secagg.integrations.flower.policy import NodePolicy
@@ -327,6 +327,7 @@ def _encrypt(
     rng = settings.rounding_rng()
     keep = None
     if plan is not None:
+        check_node_weight(plan, setup.quantization, weight)  # its count alone, before any data-dependent refusal
         # Charged to this node's own budget before the noised upload is computed and leaves.
         charge_node_budget(context, plan, budget_file)
         # The noise share is added here, on the node, before encryption (exact sampler, OS CSPRNG).
