@@ -8,7 +8,7 @@ Poisson-sampled patients, per-example clipping, each hospital's share of exact d
 Gaussian noise added to its integer encoding before the secure sum, delta = 1e-5, noise
 sized for h = n - 1 honest hospitals (one colluding or dropped hospital tolerated), capped
 over ``secagg`` and ``secagg+`` by the secure sum's floor as the demo caps it (h = 2 at 5
-hospitals in active mode: :func:`fl_core.dp.supported_honest`). The
+hospitals in active mode: :func:`fl_core.dp_build.supported_honest`). The
 "no DP" row is the ordinary demo (local epochs, no noise), the baseline.
 
 The sum runs through ``plain-quantized`` by default: it is the secure aggregations'
@@ -30,7 +30,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from fl_core.demo import DemoConfig, run_demo
-from fl_core.dp import supported_honest
+from fl_core.dp_build import supported_honest
 from fl_core.dp_moments import DEFAULT_MOMENTS_SHARE
 from fl_core.dp_presets import DEFAULT_DELTA, DP_TRAINING, default_min_honest
 from secagg._install import install_hint
@@ -195,7 +195,7 @@ def _accuracy_row(dataset: str, epsilon: float | None, options: Mapping[str, Any
 
 
 def _min_honest(options: Mapping[str, Any]) -> int:
-    """h of the run: n - 1, capped as the demo caps it by the secure sum's floor (fl_core.dp.supported_honest:
+    """h of the run: n - 1, capped as the demo caps it by the secure sum's floor (fl_core.dp_build.supported_honest:
     every sum a lying server can release over secagg or secagg+ at 5 hospitals, active mode, holds 2 honest inputs)."""
     wanted = default_min_honest(options["hospitals"])
     floor = supported_honest(options["aggregation"], options["hospitals"])

@@ -42,7 +42,7 @@ def dp_setup(
     (:func:`~fl_core.dp_presets.default_min_honest`) capped by the secure sum's floor, for the
     moments release and the rounds alike: over secagg, secagg+ or paillier every sum the server can
     release holds at least that many honest inputs (``size_honest``,
-    :func:`fl_core.dp.make_dp_aggregator`, :mod:`secagg.dp.floors`); plain-quantized keeps ``n - 1``."""
+    :func:`fl_core.dp_build.make_dp_aggregator`, :mod:`secagg.dp.floors`); plain-quantized keeps ``n - 1``."""
     assert config.dp_epsilon is not None
     if config.dp_scaling == "public-ranges":
         dp = dp_config(config.dataset, config.dp_epsilon, rounds=config.rounds, hospitals=config.hospitals,

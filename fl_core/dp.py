@@ -45,7 +45,7 @@ of any sum the server (lying, with the colluders the protocol tolerates) can obt
 the complete graph, ``t + 1 - c`` on a Harary one, ``min_contributors - c`` with Paillier. A
 :class:`DPAggregator` over a secure sum refuses (ConfigurationError) a plan whose h exceeds the
 full roster's floor, and skips, uncharged and before anything is sent, a round whose session
-(fewer clients: another t and c) has a lower one. :func:`make_dp_aggregator` with
+(fewer clients: another t and c) has a lower one. :func:`fl_core.dp_build.make_dp_aggregator` with
 ``size_honest=True`` sizes h as ``min(dp.min_honest, floor)`` instead, as the Flower server does.
 
 **Too few contributors.** :class:`DPAggregator` skips a round before anything is sent when
@@ -57,8 +57,6 @@ before the protocol runs; a round that would exceed it is refused and skipped.
 
 from __future__ import annotations
 
-import dataclasses
-import importlib
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -68,7 +66,6 @@ import numpy as np
 import numpy.typing as npt
 
 from fl_core.aggregators.base import (
-    DEFAULT_MAX_SAMPLES_PER_CLIENT,
     AggregationResult,
     Aggregator,
     ClientUpdate,
@@ -78,16 +75,12 @@ from fl_core.aggregators.base import (
     skipped,
     uploaders,
 )
-from fl_core.aggregators.masking import MaskingAggregator
-from fl_core.aggregators.masking import supported_honest as masking_supported_honest
-from fl_core.aggregators.plain import QuantizedPlainAggregator
 from fl_core.aggregators.quantizer import DecodedSum, WeightedQuantizer
 from fl_core.wrapping import WrappingAggregator
 from secagg.descriptor import SessionDescriptor
 from secagg.dp import (
     DPConfig,
     NoisePlan,
-    Preceding,
     PrivacyAccountant,
     RandomSource,
     check_contributors,
@@ -98,7 +91,6 @@ from secagg.dp.config import DP_PARAMETER_PREFIX
 from secagg.dp.encoding import ROUNDING_SHARE, dp_quantization, dp_scale, noised_encoding
 from secagg.dp.tail import residual_clause
 from secagg.errors import BudgetExceededError, ConfigurationError, InsufficientNoiseError, OverflowDetectedError
-from secagg.masking import COMPLETE, HARARY
 from secagg.segments import ClippingReport, SegmentTable
 
 __all__ = [
@@ -107,9 +99,7 @@ __all__ = [
     "DPQuantizer",
     "dp_quantization",
     "dp_scale",
-    "make_dp_aggregator",
     "noised_encoding",
-    "supported_honest",
 ]
 
 
@@ -328,84 +318,3 @@ class DPAggregator:
             raise InsufficientNoiseError(f"the protocol included {len(result.included)} < h = {self.plan.honest}")
         return result
 
-
-def make_dp_aggregator(
-    name: str,
-    dp: DPConfig,
-    *,
-    num_clients: int,
-    dimension: int,
-    max_samples_per_client: int = DEFAULT_MAX_SAMPLES_PER_CLIENT,
-    ring_bits: int | None = None,
-    accountant_path: str | None = None,
-    noise_source: RandomSource | None = None,
-    preceding: Preceding = (),
-    size_honest: bool = False,
-    **protocol_options: Any,
-) -> DPAggregator:
-    """The aggregator ``name`` (``plain-quantized``, ``secagg``, ``secagg+`` or ``paillier``)
-    with distributed DP: calibrates the noise for ``dp`` (n = ``num_clients``, d =
-    ``dimension``), sizes the encoding (:func:`dp_quantization`) and keeps the budget in a
-    :class:`~secagg.dp.PrivacyAccountant` (state file ``accountant_path``, if given). ``preceding``
-    releases (plan, count) are composed with the rounds in the same account (the budget covers
-    them all; :func:`secagg.dp.calibrate`).
-
-    Over a secure sum (secagg, secagg+, paillier) h must not exceed the full roster's floor
-    (:func:`supported_honest`): ConfigurationError if ``dp.min_honest`` does, unless
-    ``size_honest`` is True, which sizes h as ``min(dp.min_honest, floor)`` (the Flower server's
-    rule). plain-quantized has no floor (no secure sum: nothing to size h against)."""
-    if not isinstance(dp, DPConfig):
-        raise ConfigurationError(f"dp must be a DPConfig, got {type(dp).__name__}")
-    if protocol_options.pop("clipping", "fixed") != "fixed":
-        raise ConfigurationError("DP mode never clips coordinates: the adaptive clip (un-noised counts) is not used")
-    if name == "plain":
-        raise ConfigurationError(
-            "DP noise is added to the integer encoding: use plain-quantized, secagg, secagg+ or paillier"
-        )
-    if size_honest:
-        floor = supported_honest(name, num_clients, **protocol_options)
-        if floor is not None and floor < dp.honest:
-            if floor < 1:
-                raise ConfigurationError(f"{name} with {num_clients} hospitals releases sums with no honest input")
-            dp = dataclasses.replace(dp, min_honest=floor)
-    plan, quantization, tail = dp_quantization(
-        dp, num_clients=num_clients, dimension=dimension, max_samples_per_client=max_samples_per_client,
-        ring_bits=ring_bits, preceding=preceding,
-    )  # fmt: skip
-    quantizer = DPQuantizer(
-        quantization, plan=plan, tail_bound=tail, noise_source=noise_source, max_patients=max_samples_per_client
-    )
-    inner: Aggregator
-    if name == "plain-quantized":
-        if protocol_options:
-            raise ConfigurationError(f"plain-quantized takes no protocol options, got {sorted(protocol_options)}")
-        inner = QuantizedPlainAggregator(quantizer, clipping="fixed")
-    elif name in ("secagg", "secagg+"):
-        graph = COMPLETE if name == "secagg" else HARARY
-        inner = MaskingAggregator(quantizer, graph=graph, clipping="fixed", **protocol_options)
-    elif name == "paillier":
-        module = importlib.import_module("fl_core.aggregators.paillier")
-        inner = module.PaillierAggregator(quantizer, clipping="fixed", **protocol_options)
-    else:
-        raise ConfigurationError(f"unknown aggregation {name!r}")
-    return DPAggregator(inner, quantizer, PrivacyAccountant(plan, accountant_path))
-
-
-def supported_honest(name: str, num_clients: int, **protocol_options: Any) -> int | None:
-    """The largest h a full round of ``num_clients`` hospitals of aggregation ``name`` with these
-    protocol options supports (:mod:`secagg.dp.floors`), before any key exists; None for
-    ``plain-quantized`` (no secure sum). Options the floor does not depend on are ignored."""
-    if name in ("secagg", "secagg+"):
-        keys = ("mode", "corrupt_fraction", "dropout_fraction", "dropout_per_round")
-        graph = COMPLETE if name == "secagg" else HARARY
-        return masking_supported_honest(
-            graph, num_clients, **{k: protocol_options[k] for k in keys if k in protocol_options}
-        )
-    if name == "paillier":
-        module = importlib.import_module("fl_core.aggregators.paillier")
-        paillier_keys = ("threshold", "min_contributors", "colluders")
-        floor: int = module.supported_honest(
-            num_clients, **{k: protocol_options[k] for k in paillier_keys if k in protocol_options}
-        )
-        return floor
-    return None

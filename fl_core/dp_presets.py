@@ -63,7 +63,7 @@ DP_TRAINING = {
 
 def default_min_honest(hospitals: int) -> int:
     """h: tolerate one hospital colluding or dropped (n - 1), at least 1. Over a secure sum the
-    demo caps it by the protocol's floor (:func:`fl_core.dp.supported_honest`; ``size_honest``)."""
+    demo caps it by the protocol's floor (:func:`fl_core.dp_build.supported_honest`; ``size_honest``)."""
     return max(1, hospitals - 1)
 
 

@@ -99,7 +99,7 @@ def make_aggregator(
             raise ConfigurationError("a DP aggregator needs num_clients and dimension (the model's parameter count)")
         if "clip" in options or "bits" in options:
             raise ConfigurationError("with dp, clip and bits follow from the DP configuration; do not give them")
-        dp_module = importlib.import_module("fl_core.dp")
+        dp_module = importlib.import_module("fl_core.dp_build")
         aggregator: Aggregator = dp_module.make_dp_aggregator(
             name, dp, num_clients=num_clients, dimension=dimension, **options
         )

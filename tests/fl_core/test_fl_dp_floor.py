@@ -11,7 +11,8 @@ import pytest
 
 from fl_core.aggregators import make_aggregator
 from fl_core.aggregators.base import ClientUpdate
-from fl_core.dp import DPAggregator, supported_honest
+from fl_core.dp import DPAggregator
+from fl_core.dp_build import supported_honest
 from secagg.cli import main as cli_main
 from secagg.dp import DPConfig, floors
 from secagg.errors import ConfigurationError

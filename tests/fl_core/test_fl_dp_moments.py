@@ -15,7 +15,8 @@ from fl_core import demo
 from fl_core.aggregators.base import ClientUpdate
 from fl_core.data import ClientData
 from fl_core.demo import DemoConfig, run_demo
-from fl_core.dp import DPAggregator, DPQuantizer, make_dp_aggregator
+from fl_core.dp import DPAggregator, DPQuantizer
+from fl_core.dp_build import make_dp_aggregator
 from fl_core.dp_moments import (
     VARIANCE_FLOOR,
     MomentsChargedAggregator,

@@ -153,6 +153,7 @@ SPLITS: dict[str, Split] = {
     "dp.plan": dp(plan=dataclasses.replace(PLAN, variance=Fraction(5))),
     "dp.tail_bound": "the decoder's overflow bound only; no encoding depends on it (test_...)",
     "dp.noise_source": "the hospital's own noise randomness: no value to agree on",
+    "dp.max_patients": "a refusal before encoding; the range it sized (qmax) is bound (test_...max_patients...)",
     # aggregate(...) arguments, and the round the aggregator is at
     "updates": arguments(length=LENGTH + 1),  # the update's length; its values are the contribution itself
     "dropouts": "which hospitals drop, and when: the protocol's own business, not a setup value",
@@ -219,4 +220,17 @@ def test_the_dp_tail_bound_and_noise_source_shape_no_agreed_value() -> None:
     np.testing.assert_array_equal(*encodings)
     assert round_config(aggregator(ACTIVE, dp_quantizer())) == round_config(
         aggregator(ACTIVE, dp_quantizer(tail_bound=7))
+    )
+
+
+def test_the_dp_max_patients_bound_refuses_before_encoding_and_shapes_no_agreed_value() -> None:
+    # max_patients only refuses a hospital declaring more patients than the range was sized for;
+    # the range itself is quantizer.config's, bound above. Encodings and the round do not depend on it.
+    update = ClientUpdate(1, np.linspace(-1.0, 1.0, LENGTH), 1)
+    encodings = [
+        q.encode_integers(update, np.random.default_rng(0)) for q in (dp_quantizer(), dp_quantizer(max_patients=3))
+    ]
+    np.testing.assert_array_equal(*encodings)
+    assert round_config(aggregator(ACTIVE, dp_quantizer())) == round_config(
+        aggregator(ACTIVE, dp_quantizer(max_patients=3))
     )

@@ -16,7 +16,7 @@ import pytest
 from fl_core import demo
 from fl_core.aggregators import ClientUpdate, DropoutStage, WeightedQuantizer, make_aggregator
 from fl_core.aggregators.paillier import PaillierAggregator, paillier_shape
-from fl_core.dp import supported_honest
+from fl_core.dp_build import supported_honest
 from secagg.cli import build_parser
 from secagg.errors import ConfigurationError, ThresholdError
 from secagg.masking.parameters import complete_guarantee, complete_threshold, default_colluders
