@@ -15,15 +15,9 @@ extra (``dp-accounting``), imported lazily; docs/privacy.md explains the guarant
 from __future__ import annotations
 
 from secagg.dp.accountant import PrivacyAccountant, PrivacySpent
-from secagg.dp.calibration import (
-    NoisePlan,
-    Preceding,
-    calibrate,
-    check_contributors,
-    contributor_shortfall,
-    noise_tail_bound,
-)
+from secagg.dp.calibration import NoisePlan, Preceding, calibrate, noise_tail_bound
 from secagg.dp.config import MECHANISM_DDG, DPConfig
+from secagg.dp.contributors import check_contributors, contributor_shortfall
 from secagg.dp.sampler import (
     RandomSource,
     SeededRandomSource,

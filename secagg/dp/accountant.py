@@ -39,8 +39,9 @@ from typing import Any
 
 from secagg._files import WRITABLE_BY_OWNER_ONLY, read_regular_file
 from secagg._validate import require_finite, require_instance, require_int
-from secagg.dp.calibration import NoisePlan, check_contributors
+from secagg.dp.calibration import NoisePlan
 from secagg.dp.config import MAX_ROUNDS, DPConfig
+from secagg.dp.contributors import check_contributors
 from secagg.errors import BudgetExceededError, ConfigurationError, DecodeError, ReplayError
 
 __all__ = ["STATE_FORMAT", "STATE_VERSION", "PrivacyAccountant", "PrivacySpent", "read_state"]

@@ -32,7 +32,7 @@ variance n sigma^2.
 colluders know their own noise and can subtract it, and dropped hospitals add
 none, so only the h honest shares are trusted; more honest contributors only
 add independent noise (post-processing). A round with fewer than h honest
-contributors must be skipped (:func:`check_contributors`).
+contributors must be skipped (:func:`secagg.dp.contributors.check_contributors`).
 
 **Sensitivity in the integer domain.** A hospital's update is clipped so one
 patient moves it by at most ``l2_clip`` (L2), scaled by ``scale`` quantization
@@ -71,15 +71,13 @@ from secagg._validate import check_fields, require_finite, require_instance, req
 from secagg.dp.composition import Preceding, composed_accountants, ddg_tau, ddg_zcdp_events, epsilon_after
 from secagg.dp.config import DPConfig, preceding_digest
 from secagg.dp.tail import MAX_TAIL_SHARE, REFUSAL_PROBABILITY, epsilon_at_total_delta, tail_coordinates, tail_delta
-from secagg.errors import ConfigurationError, InsufficientNoiseError
+from secagg.errors import ConfigurationError
 
 __all__ = [
     "MIN_VARIANCE",
     "NoisePlan",
     "Preceding",
     "calibrate",
-    "check_contributors",
-    "contributor_shortfall",
     "ddg_tau",
     "ddg_zcdp_events",
     "integer_sensitivity",
@@ -376,29 +374,3 @@ def noise_tail_bound(plan: NoisePlan, num_clients: int, probability: float = TAI
     while bound * bound < target:
         bound += 1
     return bound
-
-
-def contributor_shortfall(plan: NoisePlan, num_contributors: int, colluders: int = 0) -> str | None:
-    """Why a round with these contributors must be skipped, or None if its noise suffices.
-
-    ``num_contributors`` counts the hospitals whose noised inputs are in the sum;
-    ``colluders`` how many of them the configuration must assume collude with the server.
-    """
-    require_instance("plan", plan, NoisePlan)
-    num_contributors = require_int("num_contributors", num_contributors, 0, None)
-    colluders = require_int("colluders", colluders, 0, None)
-    honest = num_contributors - colluders
-    if honest >= plan.honest:
-        return None
-    return (
-        f"only {max(honest, 0)} honest contributors ({num_contributors} contributors, {colluders} assumed "
-        f"colluding): the noise is calibrated for at least {plan.honest}, so the round must be skipped, "
-        f"not released under-noised"
-    )
-
-
-def check_contributors(plan: NoisePlan, num_contributors: int, colluders: int = 0) -> None:
-    """InsufficientNoiseError if the sum would hold fewer honest noise shares than planned."""
-    reason = contributor_shortfall(plan, num_contributors, colluders)
-    if reason is not None:
-        raise InsufficientNoiseError(reason)

@@ -52,8 +52,9 @@ import numpy.typing as npt
 
 from secagg.descriptor import Parameter, decode_parameters, encode_parameters
 from secagg.dp.accountant import PrivacyAccountant
-from secagg.dp.calibration import NoisePlan, check_contributors, contributor_shortfall, noise_tail_bound
+from secagg.dp.calibration import NoisePlan, noise_tail_bound
 from secagg.dp.config import DPConfig
+from secagg.dp.contributors import check_contributors, contributor_shortfall
 from secagg.dp.encoding import calibrated, dp_scale, noise_room, noised_encoding, size_encoding
 from secagg.dp.floors import check_decrypted_sums, check_unmasked_sums, decrypted_sums, unmasked_sums
 from secagg.dp.sampler import RandomSource
