@@ -6,7 +6,7 @@
   values too wide for one slot into :data:`LIMB_BITS`-bit limbs (:func:`split_limbs`,
   :func:`join_limbs`) and the size of one ciphertext on the wire (:func:`ciphertext_bytes`).
 
-A byte budget (:mod:`fl_core.budget`) and a DP calibration (:mod:`fl_core.dp`) use them before
+A byte budget (:mod:`fl_core.budget`) and a DP build (:mod:`fl_core.dp_build`) use them before
 the key ceremony; the aggregator uses the same functions after it.
 """
 
