@@ -50,7 +50,9 @@ class DPConfig:
     """A run's declared differential-privacy guarantee (per patient, whole run).
 
     Attributes:
-        epsilon: the budget's epsilon, in (0, 1000].
+        epsilon: the budget's epsilon, in (0, 1000]; :func:`~secagg.dp.calibrate` refuses one
+            whose refusal residual, (1 + e^epsilon) x 2^-64 per noised coordinate, exceeds
+            delta / 10 (about 21 for the demo's 20 rounds on breast cancer at delta 1e-5).
         delta: the budget's delta, in (0, 1); choose it well below 1 / (number of patients).
         rounds: the planned number of released aggregates (>= 1); the noise is calibrated so
             that all of them together spend at most (epsilon, delta).
