@@ -57,6 +57,7 @@ before the protocol runs; a round that would exceed it is refused and skipped.
 
 from __future__ import annotations
 
+import importlib
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -318,3 +319,13 @@ class DPAggregator:
             raise InsufficientNoiseError(f"the protocol included {len(result.included)} < h = {self.plan.honest}")
         return result
 
+
+_MOVED = {"make_dp_aggregator": "fl_core.dp_build", "supported_honest": "fl_core.dp_build"}
+
+
+def __getattr__(name: str) -> Any:
+    """The names that moved to :mod:`fl_core.dp_build`, still importable from here (lazily: that
+    module imports this one)."""
+    if name in _MOVED:
+        return getattr(importlib.import_module(_MOVED[name]), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -62,6 +62,7 @@ offers no subsampling bound for a general zCDP event.
 from __future__ import annotations
 
 import dataclasses
+import importlib
 import math
 from dataclasses import dataclass
 from fractions import Fraction
@@ -374,3 +375,11 @@ def noise_tail_bound(plan: NoisePlan, num_clients: int, probability: float = TAI
     while bound * bound < target:
         bound += 1
     return bound
+
+
+def __getattr__(name: str) -> Any:
+    """``check_contributors`` and ``contributor_shortfall`` moved to :mod:`secagg.dp.contributors`;
+    still importable from here (lazily: that module imports this one)."""
+    if name in ("check_contributors", "contributor_shortfall"):
+        return getattr(importlib.import_module("secagg.dp.contributors"), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

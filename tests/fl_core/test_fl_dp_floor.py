@@ -107,3 +107,18 @@ def test_the_demo_sizes_h_from_the_configuration(
     printed = capsys.readouterr().out
     assert f"noise split across 5 hospitals, sized for {honest} honest ones" in printed
     assert (f"(at most {aggregation}'s floor" in printed) == (aggregation != "plain-quantized")
+
+
+def test_the_moved_dp_names_are_still_importable_from_their_old_modules() -> None:
+    # make_dp_aggregator / supported_honest moved to fl_core.dp_build, the contributor checks to
+    # secagg.dp.contributors; the old import paths stay (lazily, the new modules import the old)
+    import fl_core.dp_build  # noqa: PLC0415
+    import secagg.dp.contributors  # noqa: PLC0415
+    from fl_core.dp import make_dp_aggregator  # noqa: PLC0415
+    from fl_core.dp import supported_honest as old_supported_honest  # noqa: PLC0415
+    from secagg.dp.calibration import check_contributors, contributor_shortfall  # noqa: PLC0415
+
+    assert make_dp_aggregator is fl_core.dp_build.make_dp_aggregator
+    assert old_supported_honest is fl_core.dp_build.supported_honest
+    assert check_contributors is secagg.dp.contributors.check_contributors
+    assert contributor_shortfall is secagg.dp.contributors.contributor_shortfall
