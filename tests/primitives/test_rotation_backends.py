@@ -302,3 +302,37 @@ def test_an_overflow_of_finite_values_is_refused_by_both_backends(d: int, block:
                 rot.forward(x)
             with pytest.raises(ConfigurationError, match="overflows"):
                 rot.inverse(y)
+
+
+extreme = st.one_of(
+    st.floats(allow_nan=False, allow_infinity=False),  # the whole binary64 range: subnormals, -0.0, near 1.8e308
+    st.sampled_from([0.0, -0.0, 5e-324, -5e-324, 2.2250738585072014e-308, 1e308, -1e308, 1.7976931348623157e308]),
+)
+
+
+@needs_numba
+@given(
+    x=st.integers(1, 70).flatmap(lambda d: st.lists(extreme, min_size=d, max_size=d)),
+    log_block=st.one_of(st.none(), st.integers(0, 7)),
+)
+def test_both_backends_agree_on_extreme_values_bit_for_bit_or_refuse_alike(
+    x: list[float], log_block: int | None
+) -> None:
+    # Prepare: odd and non-power-of-two d, blocks 1..128 or one block; values from subnormal to near overflow
+    rot = Rotation(SEED, len(x), None if log_block is None else 1 << log_block)
+    y = np.resize(np.array(x), rot.padded_dimension)  # a rotated-length vector of the same values
+
+    # Execute: forward and inverse under each backend, the bytes or the refusal's message
+    outcomes = {}
+    for name in ("numpy", "numba"):
+        with _backend(name):
+            results = []
+            for call, value in ((rot.forward, x), (rot.inverse, y)):
+                try:
+                    results.append(call(value).tobytes())
+                except ConfigurationError as exc:
+                    results.append(str(exc))
+            outcomes[name] = results
+
+    # Assert
+    assert outcomes["numba"] == outcomes["numpy"]
