@@ -48,6 +48,7 @@ from secagg.integrations.flower.compression import (
     check_entries,
     check_options,
     keep_residual,
+    node_update,
     stored_residual,
 )
 from secagg.integrations.flower.keys import read_public_key
@@ -511,3 +512,24 @@ def test_a_stored_residual_of_the_wrong_kind_is_refused() -> None:
     state[RESIDUAL_KEY] = ConfigRecord({"residual": b""})
     with pytest.raises(ProtocolError, match="incomplete"):
         stored_residual(state, arrays_layout)
+
+
+@pytest.mark.parametrize(("bad", "stored"), [(np.nan, 0.0), (np.inf, 0.0), (1.5e308, 1.5e308)],
+                         ids=["nan", "inf", "overflow"])  # fmt: skip
+def test_a_non_finite_update_plus_residual_is_refused_and_the_residual_kept(bad: float, stored: float) -> None:
+    # Prepare: a half subset; the bad value at a coordinate the round does not send, where it would
+    # go into the residual unseen and be refused in whichever later round sends it (every such round)
+    _, arrays_layout = layout()
+    compression = RoundCompression.draw(arrays_layout, 0.5, False, random_bytes=lambda n: bytes(range(n)))
+    assert compression is not None and compression.subset is not None
+    unsent = int(np.setdiff1d(np.arange(12), compression.subset.indices)[0])  # a float coordinate of "w"
+    residual = np.full(SIZE, 0.25)
+    residual[unsent] = stored
+    state = RecordDict()
+    keep_residual(state, arrays_layout, residual)
+    delta = full_delta(NODES[0])
+    delta[unsent] = bad
+    # Execute / Assert: refused as an uncompressed update would be; the stored residual unchanged
+    with pytest.raises(ConfigurationError, match="NaN or infinite"):
+        node_update(compression.parameters(), delta, arrays_layout, state)
+    np.testing.assert_array_equal(stored_residual(state, arrays_layout), residual)  # type: ignore[arg-type]

@@ -345,10 +345,17 @@ class NodeUpdate:
 def node_update(data: bytes, delta: FloatVector, layout: ArrayLayout, state: RecordDict) -> NodeUpdate:
     """The node's values to encode for the setup's ``compression`` bytes ``data``: its update plus
     its stored residual, compressed; the new residual is that sum with the coordinates sent zeroed
-    (None when everything was sent). Without compression and residual: ``delta`` itself."""
+    (None when everything was sent). Without compression and residual: ``delta`` itself.
+
+    ConfigurationError if the update plus the residual holds a NaN or an infinity (an overflow of
+    the sum included): refused whole, as an uncompressed update is, before any of it is kept (an
+    unsent one would otherwise sit in the residual and be refused in every round that sends it)."""
     compression = RoundCompression.read(data, layout)
     residual = stored_residual(state, layout)
-    corrected = delta if residual is None else delta + residual
+    with np.errstate(over="ignore", invalid="ignore"):
+        corrected = delta if residual is None else delta + residual
+    if not np.all(np.isfinite(corrected)):
+        raise ConfigurationError("the update plus the stored residual holds NaN or infinite values: refused whole")
     if compression is None:
         return NodeUpdate(corrected, None, None)
     kept = None
