@@ -533,3 +533,16 @@ def test_a_non_finite_update_plus_residual_is_refused_and_the_residual_kept(bad:
     with pytest.raises(ConfigurationError, match="NaN or infinite"):
         node_update(compression.parameters(), delta, arrays_layout, state)
     np.testing.assert_array_equal(stored_residual(state, arrays_layout), residual)  # type: ignore[arg-type]
+
+
+def test_a_rotation_block_beyond_one_block_of_the_model_is_refused_before_anything_is_allocated() -> None:
+    # Prepare: the round's rotation entries with a block far beyond the next power of two of the float
+    # coordinates sent (9 here, one block of 16): a hostile server's way to make a small model's node rotate, encode and
+    # mask 2^31 values (16 GiB of doubles), with a clip table and a session length to match
+    _, arrays_layout = layout()
+    data = _entries(secagg__rotation__block=1 << 31)
+    honest = RoundCompression.read(_entries(), arrays_layout)
+    assert honest is not None and honest.rotation is not None and honest.rotation.padded_dimension == 16
+    # Execute / Assert: refused while reading the entries, naming the block
+    with pytest.raises(ProtocolError, match="block"):
+        RoundCompression.read(data, arrays_layout)

@@ -171,7 +171,8 @@ class RoundCompression:
         """The compression the bound bytes ``data`` name, rebuilt for this node's model (None if empty).
 
         DecodeError unless ``data`` is exactly such entries; ProtocolError if they do not
-        describe this model (its dimension, its arrays, its float coordinates sent).
+        describe this model (its dimension, its arrays, its float coordinates sent), or if the
+        rotation's block exceeds one block of them (the next power of two: all else is padding).
         """
         if not data:
             return None
@@ -197,6 +198,10 @@ class RoundCompression:
         if rotation is not None and rotation.dimension != compression.float_count(layout):
             raise ProtocolError(
                 f"the rotation is for {rotation.dimension} values; this model sends {compression.float_count(layout)}"
+            )
+        if rotation is not None and rotation.block_size > Rotation(rotation.seed, rotation.dimension).block_size:
+            raise ProtocolError(  # only padding: D up to 2^32 zeros rotated, encoded and masked
+                f"the rotation's block {rotation.block_size} exceeds one block of {rotation.dimension} values"
             )
         if compression.parameters() != bytes(data):
             raise DecodeError("compression parameters are not in canonical form")
