@@ -99,9 +99,9 @@ def test_a_rotated_round_refuses_an_exact_integer_segment_rather_than_rotate_and
     inner = make_aggregator("plain-quantized", num_clients=5)
     updates = [ClientUpdate(c, np.arange(300, dtype=np.float64) * c, 10) for c in range(1, 6)]
     table = SegmentTable((Segment("steps", 300, integer=True),))
-    assert make_aggregator("plain-quantized", num_clients=5).aggregate(
-        updates, {}, rng=np.random.default_rng(0), segments=table
-    ).mean is not None  # unrotated: summed exactly
+    plain = make_aggregator("plain-quantized", num_clients=5)
+    unrotated = plain.aggregate(updates, {}, rng=np.random.default_rng(0), segments=table)
+    np.testing.assert_array_equal(unrotated.mean, np.arange(300) * 3.0)  # unrotated: the exact mean
     # Execute / Assert: the rotation would mix the counters into floats and clip them at the round's clip
     with pytest.raises(ConfigurationError, match="integer"):
         RotatedAggregator(inner).aggregate(updates, {}, rng=np.random.default_rng(0), segments=table)
