@@ -40,9 +40,8 @@ give the same bits (:func:`backend`; ``SECAGG_ROTATION_BACKEND=auto|numba|numpy`
   while they sit in the L2 cache (:func:`hadamard_into`); signs are applied by
   XORing the sign bit. About 18 ms at d = 10^6, 4x the numba kernel.
 
-Overflow: a finite input whose butterflies leave binary64 (a block's sum of
-magnitudes beyond about 1.8e308) is refused (ConfigurationError), never
-returned as infinities: one pass over the output (a sum) after either backend.
+Overflow: a finite input whose butterflies leave binary64 is refused (one sum
+over the output after either backend), never returned as infinities.
 
 Block size: B trades padding for mixing. One block (the default) mixes all
 coordinates but pads up to 2x (d = 10^6 pads to 2^20 = 1,048,576, 4.9%; d =
