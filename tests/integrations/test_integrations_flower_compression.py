@@ -546,3 +546,18 @@ def test_a_rotation_block_beyond_one_block_of_the_model_is_refused_before_anythi
     # Execute / Assert: refused while reading the entries, naming the block
     with pytest.raises(ProtocolError, match="block"):
         RoundCompression.read(data, arrays_layout)
+
+
+def test_a_stored_residual_holding_nan_is_dropped_with_a_warning(caplog: pytest.LogCaptureFixture) -> None:
+    # Prepare: a residual stored before nodes refused a non-finite update plus residual (or edited)
+    _, arrays_layout = layout()
+    state = RecordDict()
+    keep_residual(state, arrays_layout, np.full(SIZE, 0.5))
+    bad = np.full(SIZE, 0.5)
+    bad[3] = np.nan
+    state[RESIDUAL_KEY] = ConfigRecord({"layout": state[RESIDUAL_KEY]["layout"], "residual": bad.tobytes()})
+    # Execute / Assert: dropped (the node starts from zero, as for another model's) rather than
+    # refusing every later round; the warning says so
+    with caplog.at_level("WARNING", logger="secagg.flower"):
+        assert stored_residual(state, arrays_layout) is None
+    assert "NaN or infinite" in caplog.text

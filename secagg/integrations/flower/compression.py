@@ -310,7 +310,8 @@ def _layout_digest(layout: ArrayLayout) -> bytes:
 
 def stored_residual(state: RecordDict, layout: ArrayLayout) -> FloatVector | None:
     """The node's residual for a model of ``layout`` (None if it has none, or one of another
-    model's layout, which is dropped with a warning); ProtocolError if the record is malformed."""
+    model's layout or holding a NaN or an infinity, which is dropped with a warning);
+    ProtocolError if the record is malformed."""
     record = state.get(RESIDUAL_KEY)
     if record is None:
         return None
@@ -325,6 +326,9 @@ def stored_residual(state: RecordDict, layout: ArrayLayout) -> FloatVector | Non
     if len(data) != 8 * layout.size:
         raise ProtocolError(f"the stored residual holds {len(data)} bytes, not {8 * layout.size}")
     residual: FloatVector = np.frombuffer(data, dtype="<f8").astype(np.float64)
+    if not np.all(np.isfinite(residual)):  # stored before node_update refused one, or edited
+        LOGGER.warning("the stored residual holds NaN or infinite values; starting from zero")
+        return None
     return residual
 
 
