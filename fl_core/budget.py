@@ -8,8 +8,10 @@ four values that shape a contribution, by one deterministic rule:
 1. **Fewer bits before fewer coordinates.** For quantization bits q = 16, 15, ..., 8
    (:data:`MAX_BITS` down to :data:`MIN_BITS`) the ring is the smallest Z_(2^b) the
    overflow rule allows for q, the n hospitals and the sample bound w
-   (:func:`secagg.encoding.smallest_ring_bits`: b is about q + log2(n w) + 1), and the
-   first q at which *every* coordinate fits is taken.
+   (:func:`secagg.encoding.smallest_ring_bits`: b is about q + log2(n w) + 1), widened
+   if need be to hold the clipped count of the flat segment sent (n times its length, up
+   to the padded length: ``bitlen(n D) + 1`` bits, which matters from about a million
+   parameters), and the first q at which *every* coordinate fits is taken.
 2. **Rotation when bits are low.** Below :data:`ROTATE_BELOW_BITS` (16) the update is
    rotated before quantization (:mod:`fl_core.rotated`): the rotation spreads a few
    large coordinates over all of them, which is what makes few bits usable. The block
@@ -245,7 +247,11 @@ def choose(
     allowed = budget * dimension
     for bits in range(MAX_BITS, MIN_BITS - 1, -1):
         rotate = bits < ROTATE_BELOW_BITS
-        ring_bits = smallest_ring_bits(bits, num_clients, max_samples_per_client)
+        block = rotation_block(dimension) if rotate else None
+        # The ring holds the values and the one flat segment's clipped count (n times its length:
+        # at most the full padded length, whatever subset is sent), else every round refuses the table.
+        counts_bits = (num_clients * _sent(dimension, block)).bit_length() + 1
+        ring_bits = max(smallest_ring_bits(bits, num_clients, max_samples_per_client), counts_bits)
         cost = protected_bytes(
             aggregation, bits, ring_bits, num_clients=num_clients, max_samples_per_client=max_samples_per_client,
             key_bits=key_bits,
@@ -253,7 +259,6 @@ def choose(
         encoded = WeightedQuantizer.create(
             num_clients, bits=bits, ring_bits=ring_bits, max_samples_per_client=max_samples_per_client
         ).encoded_length
-        block = rotation_block(dimension) if rotate else None
         full = cost(encoded(_sent(dimension, block)))
         if full <= allowed or bits == MIN_BITS:
             break

@@ -23,7 +23,9 @@ mean is exact up to quantization in the rotated basis, and the rotation preserve
 the L2 norm, so the error of the un-rotated mean is at most one quantization step
 times sqrt(D) in L2 (D the padded dimension), like the error before rotation.
 Per-tensor segments do not survive a rotation (it mixes all coordinates): a
-rotated round is one flat segment, and a segment table is refused.
+rotated round is one flat float segment (a table of one float segment keeps its name
+and clip over the padded length), and a table of several segments, or of an exact
+integer segment, is refused.
 """
 
 from __future__ import annotations
@@ -38,7 +40,7 @@ from fl_core.aggregators.base import AggregationResult, Aggregator, ClientUpdate
 from fl_core.wrapping import WrappingAggregator
 from secagg.errors import ConfigurationError
 from secagg.rotation import PARAMETER_PREFIX, SEED_SIZE, Rotation
-from secagg.segments import SegmentTable
+from secagg.segments import Segment, SegmentTable
 
 __all__ = ["RotatedAggregator"]
 
@@ -74,17 +76,22 @@ class RotatedAggregator(WrappingAggregator):
         """The inner aggregator's mean of the rotated updates, rotated back."""
         start = time.perf_counter()
         check_round(updates, dropouts)
-        if segments is not None and len(segments.segments) > 1:
+        if segments is not None and (len(segments.segments) > 1 or segments.segments[0].integer):
             raise ConfigurationError(
-                "a rotated round is one flat segment: the rotation mixes every coordinate, so per-tensor "
-                "ranges do not apply (aggregate without rotation to keep them)"
+                "a rotated round is one flat float segment: the rotation mixes every coordinate, so per-tensor "
+                "ranges and exact integer segments do not apply (aggregate without rotation to keep them)"
             )
         dimension = updates[0].vector.shape[0]
         rotation = Rotation(rng.bytes(SEED_SIZE), dimension, self.block)
         self.last_rotation = rotation
         self.bind(PARAMETER_PREFIX, rotation.descriptor_parameters())
         rotated = [ClientUpdate(u.client_id, rotation.forward(u.vector), u.num_samples) for u in updates]
-        result = self.inner.aggregate(rotated, dropouts, rng=rng)
+        if segments is None:
+            result = self.inner.aggregate(rotated, dropouts, rng=rng)
+        else:  # its name and clip, over the padded length
+            only = segments.segments[0]
+            flat = SegmentTable((Segment(only.name, rotation.padded_dimension, only.clip),))
+            result = self.inner.aggregate(rotated, dropouts, rng=rng, segments=flat)
         if result.mean is None:
             return replace(result, seconds=time.perf_counter() - start)
         return replace(result, mean=rotation.inverse(result.mean), seconds=time.perf_counter() - start)

@@ -153,7 +153,7 @@ def pack(values: npt.NDArray[Any], bits: int) -> bytes:
     if bits in (8, 16, 32, 64):  # whole words: the values' little-endian words of b bits
         return values.astype(f"<u{bits // 8}", copy=False).tobytes()
     if bits % 8 == 0:  # whole bytes (24, 40, 48, 56): the low bytes of each little-endian word
-        words = values.astype(values.dtype.newbyteorder("<"), copy=False)
+        words = values.astype(_container(bits), copy=False)  # at least b / 8 bytes a word, whatever the input
         return words.view(np.uint8).reshape(length, words.itemsize)[:, : bits // 8].tobytes()
     if bits < 8:  # single bits, least significant first
         planes = (values[:, None] >> np.arange(bits, dtype=values.dtype)) & values.dtype.type(1)

@@ -28,28 +28,20 @@ relative error of about ``log2(B) * 2^-53`` (tests use 1e-12).
 Cost: log2(B) butterfly stages over D doubles, run by one of two backends that
 give the same bits (:func:`backend`; ``SECAGG_ROTATION_BACKEND=auto|numba|numpy``):
 
-- numba (the ``fast`` extra, :mod:`secagg._rotation_numba`, picked where numba
-  imports): one compiled kernel loads the input, pads it, applies the signs and
-  runs the stages h = 1, 2, 4 in registers, 2^11 doubles at a time; the next
-  stages run two at a time (radix 4, vectorised) on pieces of 2^16 doubles in
-  the L2 cache, the stages above a piece on column strips across the pieces,
-  and the normalisation (and the inverse's signs) is folded into the last of
-  them. The input's finiteness is checked on the way (a NaN or an infinity
-  makes a sum of 8 non-finite). Compiled on a process's first rotation (a few
-  seconds; cached on disk where numba finds a writable cache directory). At
+- numba (the ``fast`` extra, :mod:`secagg._rotation_numba`, whose docstring gives
+  the schedule; picked where numba imports): one compiled kernel pads, signs and
+  runs every stage, checking the input's finiteness on the way. Compiled on a
+  process's first rotation (a few seconds; cached on disk where it can be). At
   d = 10^6 a forward rotation takes about 4-5 ms, about one client's masking of
   the same vector with 4 pairwise masks (5 hospitals, complete graph) and a
   fifth of SecAgg+ masking at n = 100 (docs/benchmarks.md).
 - numpy (the fallback): each stage is two numpy calls (a + b and a - b) in
-  self-sorting (Stockham) form: a stage reads the pairs (2i, 2i + 1) and
-  writes the sums to the first half and the differences to the second, so
-  every stage pairs the spec's coordinates while reading and writing long
-  runs, and log2(B) stages end in natural order. Stages run on pieces of 2^16
-  doubles while they sit in the L2 cache (the low-bit stages run by run, the
-  high-bit ones strip by strip), signs are applied by XORing the sign bit, and
-  the normalisation is applied while a piece is in cache; the Python loops are
-  over stages and pieces, never over coordinates. About 18 ms at d = 10^6,
-  4x the numba kernel.
+  self-sorting (Stockham) form (:func:`_stage`), on pieces of 2^16 doubles
+  while they sit in the L2 cache (:func:`hadamard_into`); signs are applied by
+  XORing the sign bit. About 18 ms at d = 10^6, 4x the numba kernel.
+
+Overflow: a finite input whose butterflies leave binary64 is refused (one sum
+over the output after either backend), never returned as infinities.
 
 Block size: B trades padding for mixing. One block (the default) mixes all
 coordinates but pads up to 2x (d = 10^6 pads to 2^20 = 1,048,576, 4.9%; d =
@@ -326,12 +318,14 @@ class Rotation:
             stream = sign_bytes(self.seed, self.padded_dimension)
             if not kernel.rotate(np.ascontiguousarray(vector), out, block, normalisation(block), stream, True, False):
                 self._check_finite(vector, "input")  # the kernel saw an infinity or a NaN, or an overflow
-            return out
-        out[: self.dimension] = vector
-        out[self.dimension :] = 0.0
-        flip_signs(out, self.seed)
-        blocks = out.reshape(-1, block)
-        hadamard_into(blocks, blocks, normalisation(block))
+        else:
+            out[: self.dimension] = vector
+            out[self.dimension :] = 0.0
+            flip_signs(out, self.seed)
+            blocks = out.reshape(-1, block)  # one object: hadamard_into works in place when source is target
+            with np.errstate(over="ignore", invalid="ignore"):  # an overflow is refused below
+                hadamard_into(blocks, blocks, normalisation(block))
+        self._check_overflow(out, "input")
         return out
 
     def inverse(self, y: npt.ArrayLike) -> FloatVector:
@@ -349,8 +343,10 @@ class Rotation:
             if not kernel.rotate(np.ascontiguousarray(vector), out, block, normalisation(block), stream, False, True):
                 self._check_finite(vector, "rotated vector")
         else:
-            hadamard_into(vector.reshape(-1, block), out.reshape(-1, block), normalisation(block))
+            with np.errstate(over="ignore", invalid="ignore"):  # an overflow is refused below
+                hadamard_into(vector.reshape(-1, block), out.reshape(-1, block), normalisation(block))
             flip_signs(out, self.seed)
+        self._check_overflow(out, "rotated vector")
         result: FloatVector = out[: self.dimension]  # a view: the padding (under B doubles) is not copied away
         return result
 
@@ -388,6 +384,17 @@ class Rotation:
             Rotation._check_finite(vector, what)
         result: FloatVector = vector
         return result
+
+    @staticmethod
+    def _check_overflow(out: FloatVector, what: str) -> None:
+        """ConfigurationError if a finite input's butterflies left binary64: one sum, then the exact check."""
+        with np.errstate(over="ignore", invalid="ignore"):
+            total = float(np.add.reduce(out))
+        if not math.isfinite(total) and not np.all(np.isfinite(out)):
+            raise ConfigurationError(
+                f"rotation {what} overflows binary64 in the butterflies (a block's sum of magnitudes "
+                "beyond about 1.8e308): refused rather than rotated to infinities"
+            )
 
     @staticmethod
     def _check_finite(vector: FloatVector, what: str) -> None:

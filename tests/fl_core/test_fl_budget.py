@@ -184,3 +184,19 @@ def test_a_choice_is_applied_only_to_an_aggregator_built_with_its_bits_and_ring(
     assert wrapped.inner.block == choice.block
     with pytest.raises(ConfigurationError, match="exceed the budget"):
         dataclasses.replace(choice, protected_bytes=DIGITS + 1)
+
+
+@pytest.mark.parametrize(("budget", "dimension"), [(3.0, 2_000_000), (3.2, 2_000_000), (2.0, 5_000_000)])
+def test_the_chosen_ring_holds_the_clipped_count_of_the_segment_sent(budget: float, dimension: int) -> None:
+    # Prepare: a large model whose rotated segment is long: its clipped count, summed over 5 hospitals,
+    # outgrows the ring sized for the quantized values alone (Z_(2^23) at 8 bits holds 8,388,607)
+    choice = _choose(budget, dimension)
+    sent = choice.count if choice.block is None else -(-choice.count // choice.block) * choice.block
+    aggregator = budget_aggregator("secagg+", budget, dimension, num_clients=5)[0]
+    quantizer = aggregator.quantizer
+    table = quantizer.flat_table(sent)  # type: ignore[union-attr]
+
+    # Execute / Assert: the round's table encodes (the choice was refused by every round before), within budget
+    assert quantizer.check_table(table) is table  # type: ignore[union-attr]
+    assert 5 * sent <= (1 << (choice.ring_bits - 1)) - 1
+    assert choice.protected_bytes <= budget * dimension

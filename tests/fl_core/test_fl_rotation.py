@@ -90,5 +90,31 @@ def test_refusals() -> None:
     with pytest.raises(ConfigurationError, match="rotated once"):
         RotatedAggregator(RotatedAggregator(inner))
     table = SegmentTable((Segment("a", 150, 0.5), Segment("b", 150, 0.5)))
-    with pytest.raises(ConfigurationError, match="flat segment"):
+    with pytest.raises(ConfigurationError, match="flat float segment"):
         RotatedAggregator(inner).aggregate(_spiky_updates(), {}, rng=np.random.default_rng(0), segments=table)
+
+
+def test_a_rotated_round_refuses_an_exact_integer_segment_rather_than_rotate_and_clip_it() -> None:
+    # Prepare: one integer segment (exact: scale 1, whole values within qmax or refused, never clipped)
+    inner = make_aggregator("plain-quantized", num_clients=5)
+    updates = [ClientUpdate(c, np.arange(300, dtype=np.float64) * c, 10) for c in range(1, 6)]
+    table = SegmentTable((Segment("steps", 300, integer=True),))
+    plain = make_aggregator("plain-quantized", num_clients=5)
+    unrotated = plain.aggregate(updates, {}, rng=np.random.default_rng(0), segments=table)
+    np.testing.assert_array_equal(unrotated.mean, np.arange(300) * 3.0)  # unrotated: the exact mean
+    # Execute / Assert: the rotation would mix the counters into floats and clip them at the round's clip
+    with pytest.raises(ConfigurationError, match="integer"):
+        RotatedAggregator(inner).aggregate(updates, {}, rng=np.random.default_rng(0), segments=table)
+
+
+def test_a_rotated_round_keeps_the_name_and_clip_of_its_one_float_segment() -> None:
+    # Prepare: one float segment with its own clip (it was dropped for the aggregator's default clip)
+    inner = make_aggregator("plain-quantized", num_clients=5, clipping="fixed")
+    table = SegmentTable((Segment("w", 300, 8.0),))
+
+    # Execute
+    result = RotatedAggregator(inner).aggregate(_spiky_updates(), {}, rng=np.random.default_rng(0), segments=table)
+
+    # Assert: the round's clipping report is over the padded length, under the table's name and clip
+    assert result.clipping is not None
+    assert result.clipping.table.segments == (Segment("w", 512, 8.0),)

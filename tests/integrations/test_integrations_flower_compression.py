@@ -48,6 +48,7 @@ from secagg.integrations.flower.compression import (
     check_entries,
     check_options,
     keep_residual,
+    node_update,
     stored_residual,
 )
 from secagg.integrations.flower.keys import read_public_key
@@ -511,3 +512,52 @@ def test_a_stored_residual_of_the_wrong_kind_is_refused() -> None:
     state[RESIDUAL_KEY] = ConfigRecord({"residual": b""})
     with pytest.raises(ProtocolError, match="incomplete"):
         stored_residual(state, arrays_layout)
+
+
+@pytest.mark.parametrize(("bad", "stored"), [(np.nan, 0.0), (np.inf, 0.0), (1.5e308, 1.5e308)],
+                         ids=["nan", "inf", "overflow"])  # fmt: skip
+def test_a_non_finite_update_plus_residual_is_refused_and_the_residual_kept(bad: float, stored: float) -> None:
+    # Prepare: a half subset; the bad value at a coordinate the round does not send, where it would
+    # go into the residual unseen and be refused in whichever later round sends it (every such round)
+    _, arrays_layout = layout()
+    compression = RoundCompression.draw(arrays_layout, 0.5, False, random_bytes=lambda n: bytes(range(n)))
+    assert compression is not None and compression.subset is not None
+    unsent = int(np.setdiff1d(np.arange(12), compression.subset.indices)[0])  # a float coordinate of "w"
+    residual = np.full(SIZE, 0.25)
+    residual[unsent] = stored
+    state = RecordDict()
+    keep_residual(state, arrays_layout, residual)
+    delta = full_delta(NODES[0])
+    delta[unsent] = bad
+    # Execute / Assert: refused as an uncompressed update would be; the stored residual unchanged
+    with pytest.raises(ConfigurationError, match="NaN or infinite"):
+        node_update(compression.parameters(), delta, arrays_layout, state)
+    np.testing.assert_array_equal(stored_residual(state, arrays_layout), residual)  # type: ignore[arg-type]
+
+
+def test_a_rotation_block_beyond_one_block_of_the_model_is_refused_before_anything_is_allocated() -> None:
+    # Prepare: the round's rotation entries with a block far beyond the next power of two of the float
+    # coordinates sent (9 here, one block of 16): a hostile server's way to make a small model's node rotate, encode and
+    # mask 2^31 values (16 GiB of doubles), with a clip table and a session length to match
+    _, arrays_layout = layout()
+    data = _entries(secagg__rotation__block=1 << 31)
+    honest = RoundCompression.read(_entries(), arrays_layout)
+    assert honest is not None and honest.rotation is not None and honest.rotation.padded_dimension == 16
+    # Execute / Assert: refused while reading the entries, naming the block
+    with pytest.raises(ProtocolError, match="block"):
+        RoundCompression.read(data, arrays_layout)
+
+
+def test_a_stored_residual_holding_nan_is_dropped_with_a_warning(caplog: pytest.LogCaptureFixture) -> None:
+    # Prepare: a residual stored before nodes refused a non-finite update plus residual (or edited)
+    _, arrays_layout = layout()
+    state = RecordDict()
+    keep_residual(state, arrays_layout, np.full(SIZE, 0.5))
+    bad = np.full(SIZE, 0.5)
+    bad[3] = np.nan
+    state[RESIDUAL_KEY] = ConfigRecord({"layout": state[RESIDUAL_KEY]["layout"], "residual": bad.tobytes()})
+    # Execute / Assert: dropped (the node starts from zero, as for another model's) rather than
+    # refusing every later round; the warning says so
+    with caplog.at_level("WARNING", logger="secagg.flower"):
+        assert stored_residual(state, arrays_layout) is None
+    assert "NaN or infinite" in caplog.text

@@ -68,6 +68,22 @@ def test_whole_byte_widths_are_the_little_endian_words(bits: int) -> None:
     assert bitpack.pack(values, bits) == b"".join(int(v).to_bytes(bits // 8, "little") for v in values)
 
 
+@pytest.mark.parametrize("dtype", ["<u4", ">u4", "<u8", ">u8"])
+@pytest.mark.parametrize("bits", range(1, 65))
+def test_any_container_dtype_packs_to_the_reference(bits: int, dtype: str) -> None:
+    # Prepare: pack takes uint32 or uint64 values, either byte order, whatever the width (values fit both)
+    top = min(bits, 8 * np.dtype(dtype).itemsize)
+    rng = np.random.default_rng(bits)
+    values = [0, (1 << top) - 1, *(int(v) >> (64 - top) for v in rng.integers(0, 1 << 63, 17, dtype=np.uint64) * 2)]
+
+    # Execute
+    packed = bitpack.pack(np.array(values, dtype=dtype), bits)
+
+    # Assert: the spec's bytes, of the spec's length (uint32 at 40, 48 or 56 bits gave 4 bytes a value)
+    assert packed == _reference_pack(values, bits)
+    assert bitpack.unpack(packed, len(values), bits).tolist() == values
+
+
 def test_uint64_input_packs_to_narrow_widths() -> None:
     # Execute / Assert: the input dtype is a container, not the width
     assert bitpack.pack(np.array([5, 3], dtype=np.uint64), 3) == bytes([0b011101])

@@ -257,7 +257,7 @@ def test_numba_runs_where_no_cache_directory_is_writable() -> None:
 @needs_numba
 @pytest.mark.parametrize("block", [None, 1, 4, 8, 1 << 17])
 @pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
-def test_numba_refuses_what_numpy_refuses_and_accepts_an_overflow(block: int | None, bad: float) -> None:
+def test_numba_refuses_what_numpy_refuses(block: int | None, bad: float) -> None:
     # Prepare: the kernel checks finiteness on its first pass (sums of 8 inputs), then the input itself
     d = 150_000
     rot = Rotation(SEED, d, block)
@@ -265,7 +265,6 @@ def test_numba_refuses_what_numpy_refuses_and_accepts_an_overflow(block: int | N
     x[d - 3] = bad
     y = np.full(rot.padded_dimension, 1.0)
     y[5] = bad
-    huge = np.full(d, 1.5e308)  # finite, but the butterflies overflow to inf
 
     # Execute / Assert
     for name in ("numpy", "numba"):
@@ -274,9 +273,66 @@ def test_numba_refuses_what_numpy_refuses_and_accepts_an_overflow(block: int | N
                 rot.forward(x)
             with pytest.raises(ConfigurationError, match="NaN or infinite"):
                 rot.inverse(y)
-    forwards = {}
+
+
+OVERFLOWS = [
+    (5, None, 1e308),  # one block of 8: the kernel's first pass sees the infinite sums of 8
+    (3, 1, 1.5e308),  # blocks of 1: no butterfly, the scale 1.0 keeps every value finite: rotated
+    (40, 64, 1e307),  # sums of 8 stay finite (8e307), the stages h = 8, 16, 32 overflow: no flag from the kernel
+    (150_000, 1 << 17, 1.5e308),
+]
+
+
+@needs_numba
+@pytest.mark.parametrize(("d", "block", "value"), OVERFLOWS)
+def test_an_overflow_of_finite_values_is_refused_by_both_backends(d: int, block: int | None, value: float) -> None:
+    # Prepare: finite inputs whose butterflies leave binary64; an infinite or NaN "rotation" would reach
+    # a caller that sums floats (exact or refused: refused, naming the overflow)
+    rot = Rotation(SEED, d, block)
+    x = value * signs(SEED, d)  # the signed inputs all equal: their sums grow with every stage
+    y = np.full(rot.padded_dimension, value)
+
+    # Execute / Assert
     for name in ("numpy", "numba"):
-        with _backend(name), np.errstate(over="ignore", invalid="ignore"):
-            forwards[name] = rot.forward(huge).tobytes()
-    assert forwards["numba"] == forwards["numpy"]
-    assert rot.block_size == 1 or not np.all(np.isfinite(np.frombuffer(forwards["numba"])))
+        with _backend(name):
+            if rot.block_size == 1:
+                assert np.all(np.isfinite(rot.forward(x))) and np.all(np.isfinite(rot.inverse(y)))
+                continue
+            with pytest.raises(ConfigurationError, match="overflows"):
+                rot.forward(x)
+            with pytest.raises(ConfigurationError, match="overflows"):
+                rot.inverse(y)
+
+
+extreme = st.one_of(
+    st.floats(allow_nan=False, allow_infinity=False),  # the whole binary64 range: subnormals, -0.0, near 1.8e308
+    st.sampled_from([0.0, -0.0, 5e-324, -5e-324, 2.2250738585072014e-308, 1e308, -1e308, 1.7976931348623157e308]),
+)
+
+
+@needs_numba
+@given(
+    x=st.integers(1, 70).flatmap(lambda d: st.lists(extreme, min_size=d, max_size=d)),
+    log_block=st.one_of(st.none(), st.integers(0, 7)),
+)
+def test_both_backends_agree_on_extreme_values_bit_for_bit_or_refuse_alike(
+    x: list[float], log_block: int | None
+) -> None:
+    # Prepare: odd and non-power-of-two d, blocks 1..128 or one block; values from subnormal to near overflow
+    rot = Rotation(SEED, len(x), None if log_block is None else 1 << log_block)
+    y = np.resize(np.array(x), rot.padded_dimension)  # a rotated-length vector of the same values
+
+    # Execute: forward and inverse under each backend, the bytes or the refusal's message
+    outcomes = {}
+    for name in ("numpy", "numba"):
+        with _backend(name):
+            results = []
+            for call, value in ((rot.forward, x), (rot.inverse, y)):
+                try:
+                    results.append(call(value).tobytes())
+                except ConfigurationError as exc:
+                    results.append(str(exc))
+            outcomes[name] = results
+
+    # Assert
+    assert outcomes["numba"] == outcomes["numpy"]

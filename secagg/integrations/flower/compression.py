@@ -171,7 +171,8 @@ class RoundCompression:
         """The compression the bound bytes ``data`` name, rebuilt for this node's model (None if empty).
 
         DecodeError unless ``data`` is exactly such entries; ProtocolError if they do not
-        describe this model (its dimension, its arrays, its float coordinates sent).
+        describe this model (its dimension, its arrays, its float coordinates sent), or if the
+        rotation's block exceeds one block of them (the next power of two: all else is padding).
         """
         if not data:
             return None
@@ -197,6 +198,10 @@ class RoundCompression:
         if rotation is not None and rotation.dimension != compression.float_count(layout):
             raise ProtocolError(
                 f"the rotation is for {rotation.dimension} values; this model sends {compression.float_count(layout)}"
+            )
+        if rotation is not None and rotation.block_size > Rotation(rotation.seed, rotation.dimension).block_size:
+            raise ProtocolError(  # only padding: D up to 2^32 zeros rotated, encoded and masked
+                f"the rotation's block {rotation.block_size} exceeds one block of {rotation.dimension} values"
             )
         if compression.parameters() != bytes(data):
             raise DecodeError("compression parameters are not in canonical form")
@@ -305,7 +310,8 @@ def _layout_digest(layout: ArrayLayout) -> bytes:
 
 def stored_residual(state: RecordDict, layout: ArrayLayout) -> FloatVector | None:
     """The node's residual for a model of ``layout`` (None if it has none, or one of another
-    model's layout, which is dropped with a warning); ProtocolError if the record is malformed."""
+    model's layout or holding a NaN or an infinity, which is dropped with a warning);
+    ProtocolError if the record is malformed."""
     record = state.get(RESIDUAL_KEY)
     if record is None:
         return None
@@ -320,6 +326,9 @@ def stored_residual(state: RecordDict, layout: ArrayLayout) -> FloatVector | Non
     if len(data) != 8 * layout.size:
         raise ProtocolError(f"the stored residual holds {len(data)} bytes, not {8 * layout.size}")
     residual: FloatVector = np.frombuffer(data, dtype="<f8").astype(np.float64)
+    if not np.all(np.isfinite(residual)):  # stored before node_update refused one, or edited
+        LOGGER.warning("the stored residual holds NaN or infinite values; starting from zero")
+        return None
     return residual
 
 
@@ -345,10 +354,17 @@ class NodeUpdate:
 def node_update(data: bytes, delta: FloatVector, layout: ArrayLayout, state: RecordDict) -> NodeUpdate:
     """The node's values to encode for the setup's ``compression`` bytes ``data``: its update plus
     its stored residual, compressed; the new residual is that sum with the coordinates sent zeroed
-    (None when everything was sent). Without compression and residual: ``delta`` itself."""
+    (None when everything was sent). Without compression and residual: ``delta`` itself.
+
+    ConfigurationError if the update plus the residual holds a NaN or an infinity (an overflow of
+    the sum included): refused whole, as an uncompressed update is, before any of it is kept (an
+    unsent one would otherwise sit in the residual and be refused in every round that sends it)."""
     compression = RoundCompression.read(data, layout)
     residual = stored_residual(state, layout)
-    corrected = delta if residual is None else delta + residual
+    with np.errstate(over="ignore", invalid="ignore"):
+        corrected = delta if residual is None else delta + residual
+    if not np.all(np.isfinite(corrected)):
+        raise ConfigurationError("the update plus the stored residual holds NaN or infinite values: refused whole")
     if compression is None:
         return NodeUpdate(corrected, None, None)
     kept = None

@@ -1,0 +1,120 @@
+"""Binding guard, fl_core compression: every option of the rotation and partial-update wrappers
+(:class:`~fl_core.rotated.RotatedAggregator`, :class:`~fl_core.compression.SparseAggregator` and
+its :class:`~fl_core.compression.CompressionConfig`), and the round's public seed they draw, reaches
+the round's bound masking config, and a split of it between two hospitals fails the session for
+the hospital that holds the other value.
+
+Introspected like tests/fl_core/test_fl_masking_binding_guard.py: an option added later fails
+:func:`test_every_wrapper_option_is_listed` until :data:`SPLITS` says how to vary it, or why it
+shapes nothing (with a test that shows it).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import inspect
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import pytest
+
+from fl_core.aggregators.base import ClientUpdate
+from fl_core.aggregators.masking import MaskingAggregator
+from fl_core.aggregators.quantizer import WeightedQuantizer
+from fl_core.compression import CompressionConfig, SparseAggregator
+from fl_core.rotated import RotatedAggregator
+from secagg.encoding import QuantizationConfig
+from secagg.masking import ACTIVE, SEMI_HONEST, MaskingConfig
+from secagg.primitives.randomness import InsecureDeterministicRandom
+from tests.masking.split_session import assert_honest_completes, assert_split_fails, split_session
+
+MODES = (SEMI_HONEST, ACTIVE)
+HOSPITALS = (1, 2, 3, 4, 5)
+LENGTH = 32
+QUANTIZATION = QuantizationConfig(4.0, 16, len(HOSPITALS), 32, max_weight=100)
+UPDATES = [ClientUpdate(h, np.linspace(-1.0, 1.0, LENGTH) * h / 5, 10 * h) for h in HOSPITALS]
+
+
+def inner(mode: str) -> MaskingAggregator:
+    """The masking aggregator under the wrappers (fixed clip: the round's clip is the same for all)."""
+    return MaskingAggregator(WeightedQuantizer(QUANTIZATION), mode=mode, clipping="fixed",
+                             random_bytes=InsecureDeterministicRandom(b"hospitals"))  # fmt: skip
+
+
+SIGNING_KEYS = inner(ACTIVE).session_identities(HOSPITALS)[1]
+Wrap = Callable[[MaskingAggregator], RotatedAggregator | SparseAggregator]
+
+
+def bound(wrap: Wrap, mode: str, seed: int = 0) -> MaskingConfig:
+    """The config the round of ``wrap(inner)`` binds, its public randomness from ``seed``."""
+    protocol = inner(mode)
+    wrapper = wrap(protocol)
+    wrapper.aggregate(UPDATES, {}, rng=np.random.default_rng(seed))  # draws the round's seeds and binds them
+    length = wrapper.sent_length(LENGTH)
+    table = protocol.quantizer.check_table(protocol.schedule.table(length))
+    return protocol.round_config(HOSPITALS, length, table, 1)
+
+
+def pair(
+    base: Wrap,
+    other: Wrap,
+    seeds: tuple[int, int] = (0, 0),
+) -> Callable[[str], tuple[MaskingConfig, MaskingConfig]]:
+    return lambda mode: (bound(base, mode, seeds[0]), bound(other, mode, seeds[1]))
+
+
+def rotated(block: int | None = None) -> Wrap:
+    return lambda agg: RotatedAggregator(agg, block=block)
+
+
+def sparse(**config: Any) -> Wrap:
+    return lambda agg: SparseAggregator(agg, CompressionConfig(**config))
+
+
+Split = Callable[[str], tuple[MaskingConfig, MaskingConfig]] | str
+SPLITS: dict[str, Split] = {
+    "rotated.inner": "the wrapped aggregator: tests/fl_core/test_fl_masking_binding_guard.py",
+    "rotated.block": pair(rotated(8), rotated(16)),  # the same padded length (32): only the bound block differs
+    "rotated.round seed": pair(rotated(), rotated(), seeds=(0, 1)),
+    "sparse.inner": "the wrapped aggregator: tests/fl_core/test_fl_masking_binding_guard.py",
+    "sparse.compression": "every field of CompressionConfig: the compression.* entries",
+    "compression.fraction": pair(sparse(fraction=0.5), sparse(fraction=0.25)),
+    "compression.coordinates": pair(sparse(coordinates=16), sparse(coordinates=15)),
+    "compression.bytes_per_parameter": pair(sparse(bytes_per_parameter=2.0), sparse(bytes_per_parameter=1.0)),
+    "compression.error_feedback": "what a hospital adds to its own values, not their shape (test_...)",
+    "compression.option": "the option's name in error messages only (test_...)",
+    "sparse.round seed": pair(sparse(fraction=0.5), sparse(fraction=0.5), seeds=(0, 1)),
+}
+
+
+def test_every_wrapper_option_is_listed() -> None:
+    listed = {f"rotated.{name}" for name in inspect.signature(RotatedAggregator.__init__).parameters} - {"rotated.self"}
+    listed |= {f"sparse.{name}" for name in inspect.signature(SparseAggregator.__init__).parameters} - {"sparse.self"}
+    listed |= {f"compression.{field.name}" for field in dataclasses.fields(CompressionConfig)}
+    assert listed | {"rotated.round seed", "sparse.round seed"} == set(SPLITS)
+
+
+CASES = sorted(name for name, split in SPLITS.items() if not isinstance(split, str))
+
+
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("value", CASES)
+def test_a_split_between_two_hospitals_fails_the_round(value: str, mode: str) -> None:
+    # Prepare: the bound config of the base wrapper's round and of one with another value
+    split = SPLITS[value]
+    assert callable(split)
+    base, other = split(mode)
+    assert other.digest() != base.digest(), f"{value} does not reach the bound config"
+    # Execute: hospital 1 under the other value, the others and the server under the base
+    outcome = split_session(base, other, signing_keys=SIGNING_KEYS)
+    # Assert
+    assert_split_fails(outcome, base)
+    assert_honest_completes(base, signing_keys=SIGNING_KEYS)
+
+
+def test_error_feedback_and_the_option_name_shape_no_agreed_value() -> None:
+    # error_feedback changes a hospital's own values (it adds its residual), never the subset or its length
+    configs = [bound(sparse(fraction=0.5, error_feedback=flag), ACTIVE) for flag in (True, False)]
+    configs += [bound(sparse(fraction=0.5, option="--bytes-per-parameter"), ACTIVE)]
+    assert configs[0] == configs[1] == configs[2]
