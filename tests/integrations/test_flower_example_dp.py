@@ -9,6 +9,7 @@ patient moves a node's update by at most ``learning-rate * dp-clip``, the
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import shutil
 import stat
@@ -28,6 +29,7 @@ from flwr.clientapp.typing import ClientAppCallable
 from secagg.errors import ConfigurationError
 
 from .flower_example import (
+    EXAMPLE,
     example,
     example_on_path,  # noqa: F401  (autouse: the example app on the import path)
     make_keys,
@@ -266,3 +268,16 @@ def test_a_node_without_an_identity_key_keeps_its_budget_in_its_named_file(keys:
     for only in again["rounds"]:  # type: ignore[union-attr]
         assert only["aggregate"] is None
         assert all("budget" in reason for reason in only["errors"].values()), only["errors"]
+
+
+def test_the_simulation_refuses_semi_honest_dp_before_starting(capsys: pytest.CaptureFixture[str]) -> None:
+    # Prepare: simulate.py's virtual nodes without keys have no budget file of their own
+    spec = importlib.util.spec_from_file_location("flower_simulate", EXAMPLE / "simulate.py")
+    assert spec is not None and spec.loader is not None
+    simulate = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(simulate)
+    # Execute / Assert: refused by the argument parser, before Ray starts
+    with pytest.raises(SystemExit) as exit_info:
+        simulate.main(["--semi-honest", "--dp-epsilon", "1.0"])
+    assert exit_info.value.code == 2
+    assert "dp-state-file" in capsys.readouterr().err
