@@ -5,7 +5,8 @@ every message before the app's handlers:
 
 - ``identify`` (active mode): answers with its identity public key, signed
   for this run and node id;
-- ``setup``: validates the round (its own node among the round's nodes, the
+- ``setup``: validates the round (no more nodes than its policy's ``max_nodes``,
+  checked first; its own node among the round's nodes, the
   masking and quantization settings safe by this node's own checks, at least
   ``min_nodes`` nodes and a threshold of at least ``min_threshold``; in active
   mode every identity key in the configuration on the federation's trusted
@@ -26,7 +27,8 @@ every message before the app's handlers:
   protocol (:func:`secagg.masking.client_step`); the protocol state between
   stages lives in ``context.state`` (it holds private keys and never leaves
   the node);
-- ``masked-input``: checks that the model it is asked to train is the one the
+- ``masked-input``: checks, before loading it, that the training content is within
+  the honest size the setup binds, and that the model it is asked to train is the one the
   round was set up for, runs the app's train handler on the strategy's
   content, and answers with its update ``local - global``, quantized, weighted
   by the example count the handler reported, and masked (in a DP round: noised, after charging
