@@ -12,7 +12,8 @@ run config's ``trusted-keys-file``, so a node whose key is on no list costs only
 not resist a server that lies about dropouts, which with colluding hospitals can
 learn one hospital's update. Exits 1 if a round produced no aggregate (each
 node's reason is printed). ``--dp-epsilon 3`` makes every round a distributed-DP
-round (the run config's ``dp-epsilon``).
+round (the run config's ``dp-epsilon``); in active mode only: a node without keys
+keeps no durable DP budget (``dp-state-file``), so ``--semi-honest`` refuses it.
 """
 
 from __future__ import annotations
@@ -48,6 +49,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.semi_honest == bool(args.key_dir):
         parser.error("name a key directory (active mode; make it with make-keys.sh) or --semi-honest, not both")
+    if args.semi_honest and args.dp_epsilon > 0:
+        # A node without an identity key has no key directory to keep its DP budget in, and the
+        # simulation gives it no dp-state-file: a budget in context.state is forgotten on a restart.
+        parser.error("--semi-honest nodes have no durable DP budget file (dp-state-file): run DP in active mode")
     if args.key_dir:
         key_dir = Path(args.key_dir).resolve()
         needed = [key_dir / "federation.keys", *(key_dir / f"hospital-{i}.key" for i in range(args.nodes))]
@@ -67,7 +72,8 @@ def main(argv: list[str] | None = None) -> int:
         run_config["trusted-keys-file"] = str(key_dir / "federation.keys")
     if args.semi_honest:
         # The nodes' own opt-in, by name (the run config cannot give it).
-        app = client_app.make_client_app([make_secagg_mod(policy=NodePolicy(allow_semi_honest=True))])
+        policy = NodePolicy(allow_semi_honest=True, require_dp_state_file=True)  # no DP without a budget file
+        app = client_app.make_client_app([make_secagg_mod(policy=policy)])
     else:
         app = client_app.app  # the example's ClientApp as deployed: keys from the key directory
     run_simulation(

@@ -9,6 +9,7 @@ patient moves a node's update by at most ``learning-rate * dp-clip``, the
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import shutil
 import stat
@@ -28,6 +29,7 @@ from flwr.clientapp.typing import ClientAppCallable
 from secagg.errors import ConfigurationError
 
 from .flower_example import (
+    EXAMPLE,
     example,
     example_on_path,  # noqa: F401  (autouse: the example app on the import path)
     make_keys,
@@ -222,3 +224,60 @@ def test_paillier_rounds_take_the_same_dp_run_config(keys: Path, tmp_path: Path)
     assert isinstance(rounds, list) and [r["protocol"] for r in rounds] == ["paillier", "paillier"]
     assert all(r["aggregate"] is not None for r in rounds), [r["errors"] for r in rounds]
     assert 0.0 < rounds[0]["epsilon_spent"] < rounds[1]["epsilon_spent"] <= 3.0
+
+
+def keyless(extra: dict[str, object] | None = None) -> dict[str, object]:
+    """The node config of a node without an identity key that takes part in semi-honest rounds."""
+    return {"key-dir": "", "allow-semi-honest": True, **(extra or {})}
+
+
+def test_a_node_without_an_identity_key_refuses_dp_without_a_budget_file(keys: Path, tmp_path: Path) -> None:
+    # Prepare: semi-honest DP rounds; the nodes have no identity key (the semi-honest opt-in) and
+    # name no dp-state-file, so their budget could only live in context.state (forgotten on restart)
+    config = run_config(mode="semi-honest", **{"num-server-rounds": 1})
+    # Execute
+    report = run_server(federation(keys, config, keyless()), config, tmp_path)
+    # Assert: every node refused the setup, naming the file it needs; nothing aggregated
+    (only,) = report["rounds"]  # type: ignore[misc]
+    assert only["aggregate"] is None
+    assert len(only["errors"]) == NODES, only["errors"]
+    assert all("dp-state-file" in reason for reason in only["errors"].values()), only["errors"]
+    assert not any(keys.glob("*.dp-budget.json"))
+
+
+def test_a_node_without_an_identity_key_keeps_its_budget_in_its_named_file(keys: Path, tmp_path: Path) -> None:
+    # Prepare: each keyless node names its own budget file
+    files = {node: tmp_path / f"budget-{node}.json" for node in NODE_IDS}
+
+    def grid(config: dict[str, object]) -> FakeGrid:
+        nodes = federation(keys, config, keyless())
+        for node, app in list(nodes.apps.items()):
+            nodes.apps[node] = _with_node_config(app, {"dp-state-file": str(files[node])})
+        return nodes
+
+    # Execute: a run of the plan's two rounds, then the nodes restart (a fresh context.state) and a
+    # server with a fresh accountant runs the same plan again
+    config = run_config(mode="semi-honest")
+    first = run_server(grid(config), config, tmp_path)
+    config = run_config(mode="semi-honest")
+    again = run_server(grid(config), config, tmp_path)
+    # Assert: the first run counted in the files (0600); the restarted nodes refuse from them
+    assert all(r["aggregate"] is not None for r in first["rounds"]), first["rounds"]  # type: ignore[union-attr]
+    for path in files.values():
+        assert stat.S_IMODE(path.stat().st_mode) == 0o600 and json.loads(path.read_text())["released"] == 2
+    for only in again["rounds"]:  # type: ignore[union-attr]
+        assert only["aggregate"] is None
+        assert all("budget" in reason for reason in only["errors"].values()), only["errors"]
+
+
+def test_the_simulation_refuses_semi_honest_dp_before_starting(capsys: pytest.CaptureFixture[str]) -> None:
+    # Prepare: simulate.py's virtual nodes without keys have no budget file of their own
+    spec = importlib.util.spec_from_file_location("flower_simulate", EXAMPLE / "simulate.py")
+    assert spec is not None and spec.loader is not None
+    simulate = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(simulate)
+    # Execute / Assert: refused by the argument parser, before Ray starts
+    with pytest.raises(SystemExit) as exit_info:
+        simulate.main(["--semi-honest", "--dp-epsilon", "1.0"])
+    assert exit_info.value.code == 2
+    assert "dp-state-file" in capsys.readouterr().err

@@ -258,8 +258,9 @@ def test_a_split_dp_value_fails_the_session(tmp_path: Path, rewrite: Rewrite, ma
         (NodePolicy(min_noise_multiplier=1e4), "noise multiplier"),
         (NodePolicy(max_dp_epsilon=1.0), "exceeds this node's ceiling 1"),
         (NodePolicy(max_dp_delta=1e-6), "delta 1e-05 exceeds this node's ceiling 1e-06"),
+        (NodePolicy(require_dp_state_file=True), "keeps no DP budget file (dp-state-file)"),
     ],
-    ids=["noise-multiplier", "epsilon", "delta"],
+    ids=["noise-multiplier", "epsilon", "delta", "no-budget-file"],
 )
 def test_the_node_policy_refuses_an_under_noised_setup_before_training(
     tmp_path: Path, policy: NodePolicy, match: str

@@ -23,7 +23,10 @@ own DP budget (the contributions it made under the run's plan) in
 ``dp-state-file`` if its node config names one, else beside its identity key
 (``hospital-<partition-id>.dp-budget.json``, 0600), so a restarted node does not
 forget what it spent; deleting the file starts a new budget, the hospital's
-decision. Two optional node-config keys serve demonstrations and tests:
+decision. A node without an identity key has no such place: it refuses DP rounds
+unless its node config names ``dp-state-file`` (its budget would otherwise live in
+``context.state``, which a restart or a new run forgets, letting a server collect
+the budget again). Two optional node-config keys serve demonstrations and tests:
 
 - ``audit-dir``: the node writes its own unmasked contribution of every round
   to ``<audit-dir>/round-<r>-node-<id>.json`` (a local audit log: it stays on
@@ -161,9 +164,14 @@ def node_policy(context: Context) -> NodePolicy:
     """What this node accepts. Semi-honest rounds do not resist a server that lies about
     dropouts (with colluding hospitals it can learn one hospital's update), so a node refuses
     them unless it opts in by name: ``allow-semi-honest = true`` in its own node config. The
-    run config (the server's) cannot opt a node in."""
+    run config (the server's) cannot opt a node in. Every node refuses DP rounds unless it keeps
+    its DP budget in a file (``require_dp_state_file``): beside its identity key, or, for a node
+    without one, the ``dp-state-file`` its node config must then name."""
     allowed = context.node_config.get("allow-semi-honest")
-    return NodePolicy(allow_semi_honest=allowed in (True, "true"), require_dp=dp_required(context))
+    # A DP round is refused unless the node's budget survives restarts and runs in a file: a node
+    # with an identity key keeps it beside the key (node_keys_mod); one without names dp-state-file.
+    return NodePolicy(allow_semi_honest=allowed in (True, "true"), require_dp=dp_required(context),
+                      require_dp_state_file=True)
 
 
 def dp_required(context: Context) -> bool:

@@ -18,6 +18,7 @@ from secagg import wire
 from secagg.dp.sampler import RandomSource
 from secagg.errors import AuthenticationError, ConfigurationError, ProtocolError, SecAggError
 from secagg.integrations.flower._records import (
+    check_training,
     has_stage,
     model_arrays,
     read_stage,
@@ -219,16 +220,20 @@ def train_locally(
     digest: bytes,
     parameters: bytes,
     weight_key: str,
+    max_values: int,
 ) -> tuple[npt.NDArray[np.float64], ArrayLayout, int]:
     """Run the app's train handler on the strategy's content; ``(local - global, layout, weight)``.
 
-    Checks first that the model and the training configuration sent are the
-    ones the round was set up for (``digest``, ``parameters``: both bound into
+    Checks first, before loading any array, that the content is within the honest size of a
+    model of ``max_values`` values and of the bound configuration
+    (:func:`~secagg.integrations.flower._records.check_training`), then that the model and the
+    training configuration sent are the ones the round was set up for (``digest``, ``parameters``: both bound into
     the session); the handler sees exactly the strategy's content; its arrays
     must have the model's names and shapes and its one MetricRecord with
     ``weight_key`` gives the weight. Raises TrainingFailedError if the handler fails.
     """
     training = without_stage(message.content)
+    check_training(training, max_values, len(parameters))
     base, layout = flatten_arrays(model_arrays(training))
     if arrays_digest(base, layout) != digest:
         raise ProtocolError("the model sent for training is not the one the round was set up for")

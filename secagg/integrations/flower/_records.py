@@ -33,11 +33,18 @@ from numpy.lib import format as npy_format
 
 from secagg.descriptor import Parameter, encode_parameters
 from secagg.errors import ConfigurationError, DecodeError
+from secagg.integrations.flower._limits import (
+    MAX_EMPTY_ARRAYS,
+    NPY_HEADER_LIMIT,
+    VALUE_BYTES,
+    config_lower_bound,
+)
 from secagg.integrations.flower.protocol import STAGES
 
 __all__ = [
     "PAYLOAD_RECORD",
     "STAGE_RECORD",
+    "check_training",
     "has_stage",
     "model_arrays",
     "read_stage",
@@ -59,9 +66,10 @@ _OURS = (STAGE_RECORD, PAYLOAD_RECORD)
 _NPY_ERRORS = (ValueError, SyntaxError, tokenize.TokenError, OverflowError, EOFError)
 
 
-def _ndarray(array: object, who: str, max_bytes: int | None = None) -> npt.NDArray[Any]:
-    """The ndarray in ``array`` (untrusted); DecodeError unless it is a plain, complete .npy array
-    (with ``max_bytes``: a one-dimensional uint8 array of at most that many bytes, checked before loading)."""
+def _header(array: object, who: str) -> tuple[tuple[int, ...], np.dtype[Any], int]:
+    """The shape, dtype and data bytes of the ``.npy`` array in ``array`` (untrusted), read from its
+    header alone; DecodeError unless it is a plain, complete .npy array (format 1.0 or 2.0, no
+    object dtype, as many data bytes as the header declares)."""
     if not isinstance(array, Array):
         raise DecodeError(f"{who} is not an array")
     if array.stype != SType.NUMPY:
@@ -78,13 +86,24 @@ def _ndarray(array: object, who: str, max_bytes: int | None = None) -> npt.NDArr
             shape, _, dtype = npy_format.read_array_header_2_0(stream)
         else:
             raise DecodeError(f"{who}: .npy format {version} is not accepted (1.0 and 2.0 are)")
-        if dtype.hasobject:
-            raise DecodeError(f"{who}: object arrays are not accepted")
-        declared, carried = math.prod(shape) * dtype.itemsize, len(data) - stream.tell()
-        if declared != carried:
-            raise DecodeError(f"{who}: the header declares {declared} data bytes, {carried} follow")
-        if max_bytes is not None:
-            _check_payload_header(who, dtype, shape, declared, max_bytes)
+    except _NPY_ERRORS as exc:
+        raise DecodeError(f"{who} is not a valid .npy array: {exc}") from exc
+    if dtype.hasobject:
+        raise DecodeError(f"{who}: object arrays are not accepted")
+    declared, carried = math.prod(shape) * dtype.itemsize, len(data) - stream.tell()
+    if declared != carried:
+        raise DecodeError(f"{who}: the header declares {declared} data bytes, {carried} follow")
+    return shape, dtype, declared
+
+
+def _ndarray(array: object, who: str, max_bytes: int | None = None) -> npt.NDArray[Any]:
+    """The ndarray in ``array`` (untrusted); DecodeError unless it is a plain, complete .npy array
+    (with ``max_bytes``: a one-dimensional uint8 array of at most that many bytes, checked before loading)."""
+    shape, dtype, declared = _header(array, who)
+    if max_bytes is not None:
+        _check_payload_header(who, dtype, shape, declared, max_bytes)
+    assert isinstance(array, Array)  # _header checked it
+    try:
         loaded = array.numpy()
     except _NPY_ERRORS as exc:
         raise DecodeError(f"{who} is not a valid .npy array: {exc}") from exc
@@ -105,6 +124,11 @@ def _short(value: object) -> str:
     """``repr(value)``, cut to 40 characters (untrusted names in a report stay short)."""
     text = repr(value)
     return text if len(text) <= 40 else text[:37] + "..."
+
+
+def _cut(text: str) -> str:
+    """``text``, cut to 80 characters (untrusted names in a report stay short)."""
+    return text if len(text) <= 80 else text[:77] + "..."
 
 
 def stage_content(stage: str, payload: bytes, base: RecordDict | None = None) -> RecordDict:
@@ -182,6 +206,56 @@ def model_arrays(content: RecordDict) -> list[tuple[str, str, npt.NDArray[Any]]]
         for name, array in record.items():
             arrays.append((record_key, name, _ndarray(array, f"array {record_key}/{name}")))
     return arrays
+
+
+def _header_size(data: bytes) -> int:
+    """The bytes before an ``.npy`` array's data, as its prefix declares (0 if it declares none:
+    the header parser refuses it)."""
+    if data[6:8] == b"\x01\x00":
+        return 10 + int.from_bytes(data[8:10], "little")
+    if data[6:8] == b"\x02\x00":
+        return 12 + int.from_bytes(data[8:12], "little")
+    return 0
+
+
+def check_training(content: RecordDict, max_values: int, config_bytes: int) -> None:
+    """DecodeError unless the training ``content`` (the adapter's records excluded) is within the
+    honest size the round's setup binds, read from sizes and ``.npy`` headers alone, before any
+    array is loaded: its arrays hold at most ``max_values`` values (complex ones count two), at
+    most :data:`~secagg.integrations.flower._limits.VALUE_BYTES` bytes each, each array's header at
+    most :data:`~secagg.integrations.flower._limits.NPY_HEADER_LIMIT` bytes, at most
+    :data:`~secagg.integrations.flower._limits.MAX_EMPTY_ARRAYS` empty arrays; its config entries
+    encode to at most ``config_bytes`` (the bound parameters' size)."""
+    used = empty = 0
+    for record_key, record in content.array_records.items():
+        if record_key in _OURS:
+            continue
+        for name, array in record.items():
+            who = _cut(f"array {record_key}/{name}")
+            room = NPY_HEADER_LIMIT + VALUE_BYTES * (max_values - used)
+            data = array.data if isinstance(array, Array) and isinstance(array.data, bytes) else b""
+            size = len(data)
+            if size > room:
+                raise DecodeError(f"{who} of {size} bytes exceeds the {room} bytes an honest model of "
+                                  f"{max_values} values has room for")
+            if _header_size(data) > NPY_HEADER_LIMIT:  # before the header is parsed
+                raise DecodeError(f"{who}: a .npy header of {_header_size(data)} bytes exceeds the "
+                                  f"{NPY_HEADER_LIMIT} bytes an honest one has")
+            shape, dtype, _ = _header(array, who)
+            pairs = 2 if dtype.kind == "c" else 1
+            if dtype.kind not in "fciub" or dtype.itemsize > VALUE_BYTES * pairs:
+                raise DecodeError(f"{who}: dtype {dtype} is not one an honest model has")
+            values = math.prod(shape) * pairs
+            used += values
+            empty += values == 0
+            if used > max_values or empty > MAX_EMPTY_ARRAYS:
+                raise DecodeError(f"the model sent exceeds what an honest one of {max_values} values has "
+                                  f"(at {who}: {used} values, {empty} empty arrays)")
+    records = {key: record for key, record in content.config_records.items() if key not in _OURS}
+    size = config_lower_bound(records, config_bytes)
+    if size > config_bytes:
+        raise DecodeError(f"the training configuration sent takes at least {size} bytes, more than the "
+                          f"{config_bytes} bytes an honest one has (its setup binds it)")
 
 
 def training_parameters(content: RecordDict) -> bytes:

@@ -5,7 +5,8 @@ every message before the app's handlers:
 
 - ``identify`` (active mode): answers with its identity public key, signed
   for this run and node id;
-- ``setup``: validates the round (its own node among the round's nodes, the
+- ``setup``: validates the round (no more nodes than its policy's ``max_nodes``,
+  checked first; its own node among the round's nodes, the
   masking and quantization settings safe by this node's own checks, at least
   ``min_nodes`` nodes and a threshold of at least ``min_threshold``; in active
   mode every identity key in the configuration on the federation's trusted
@@ -26,7 +27,8 @@ every message before the app's handlers:
   protocol (:func:`secagg.masking.client_step`); the protocol state between
   stages lives in ``context.state`` (it holds private keys and never leaves
   the node);
-- ``masked-input``: checks that the model it is asked to train is the one the
+- ``masked-input``: checks, before loading it, that the training content is within
+  the honest size the setup binds, and that the model it is asked to train is the one the
   round was set up for, runs the app's train handler on the strategy's
   content, and answers with its update ``local - global``, quantized, weighted
   by the example count the handler reported, and masked (in a DP round: noised, after charging
@@ -64,7 +66,7 @@ from secagg.dp.calibration import NoisePlan
 from secagg.dp.sampler import RandomSource
 from secagg.encoding import to_ring
 from secagg.errors import ConfigurationError, ProtocolError, ReplayError
-from secagg.integrations.flower._limits import masking_message_limit
+from secagg.integrations.flower._limits import masking_message_limit, model_values
 from secagg.integrations.flower._node import (
     IDENTITY_KEY_FILE,
     TRUSTED_KEYS_FILE,
@@ -180,16 +182,17 @@ def _handle(message: Message, context: Context, call_next: ClientAppCallable, se
 
     route = ModRoute(
         "secagg_mod", frozenset(MASKING_STAGES), STATE_KEY, settings.allow_plain_train,
-        partial(_message_limit, context), frozenset((MASKED_INPUT,)),
+        partial(_message_limit, context, settings.policy.max_nodes), frozenset((MASKED_INPUT,)),
     )
     return serve_node(message, context, call_next, route, settings, handle)
 
 
-def _message_limit(context: Context, stage: str) -> int:
+def _message_limit(context: Context, max_nodes: int | None, stage: str) -> int:
     """The most payload bytes an honest server message of ``stage`` has: a setup's for any round
-    (the node knows none yet), later ones' for the round of the stored setup."""
+    of up to the policy's ``max_nodes`` (the node knows none yet), later ones' for the round of
+    the stored setup."""
     if stage in (IDENTIFY, SETUP):
-        return masking_message_limit(stage, MAX_NODES)
+        return masking_message_limit(stage, MAX_NODES if max_nodes is None else max_nodes)
     record = context.state.get(STATE_KEY)
     setup = record.get("setup") if isinstance(record, ConfigRecord) else None
     if not isinstance(setup, bytes):
@@ -201,6 +204,7 @@ def _setup(
     message: Message, context: Context, payload: bytes, settings: NodeSettings, identity: NodeIdentity | None
 ) -> bytes:
     setup = wire.decode(payload, RoundSetup)
+    settings.policy.check_nodes(len(setup.node_ids))  # the node's own ceiling, before any other work
     # Validated again here (the server's word is not enough), and bound to every field of the setup.
     masking = setup.bound_masking_config(message.metadata.run_id)
     quantization = setup.quantization
@@ -213,7 +217,9 @@ def _setup(
         # Every sum the server can unmask must hold the h honest noise shares the plan is sized for.
         check_unmasked_sums(plan, masking)
         # ... and this node's own budget must allow one more contribution under this plan.
-        check_node_budget(context, plan, node_budget_file(context, settings.dp_state_file))
+        budget_file = node_budget_file(context, settings.dp_state_file)
+        settings.policy.check_dp_state_file(budget_file)
+        check_node_budget(context, plan, budget_file)
     if masking.mode == ACTIVE:
         if identity is None:
             raise ConfigurationError("an active-mode round, but this node has no identity key")
@@ -331,7 +337,8 @@ def _train_and_encode(
     if setup.masking.vector_length != state.config.vector_length:
         raise ProtocolError("the stored session and setup disagree on the vector length")
     delta, layout, weight = train_locally(
-        message, context, call_next, setup.arrays_digest, setup.parameters, setup.weight_name
+        message, context, call_next, setup.arrays_digest, setup.parameters, setup.weight_name,
+        model_values(setup.masking.vector_length, setup.segments, setup.dp, setup.compression),
     )
     rng = settings.rounding_rng()
     quantization = setup.quantization

@@ -56,7 +56,12 @@ from secagg import wire
 from secagg.dp.calibration import NoisePlan
 from secagg.dp.sampler import RandomSource
 from secagg.errors import ConfigurationError, ProtocolError, ReplayError
-from secagg.integrations.flower._limits import PAILLIER_SETUP_LIMIT, paillier_request_limit
+from secagg.integrations.flower._limits import (
+    PAILLIER_SETUP_LIMIT,
+    model_values,
+    paillier_request_limit,
+    paillier_setup_limit,
+)
 from secagg.integrations.flower._node import (
     IDENTITY_KEY_FILE,
     TRUSTED_KEYS_FILE,
@@ -195,19 +200,21 @@ def _handle(message: Message, context: Context, call_next: ClientAppCallable, se
 
     stages = frozenset((IDENTIFY, *PAILLIER_STAGES))
     route = ModRoute(
-        "paillier_mod", stages, STATE_KEY, settings.allow_plain_train, partial(_message_limit, context),
+        "paillier_mod", stages, STATE_KEY, settings.allow_plain_train,
+        partial(_message_limit, context, settings.policy.max_nodes),
         frozenset((ENCRYPT,)),
     )
     return serve_node(message, context, call_next, route, settings, handle, no_identity=_NO_IDENTITY)
 
 
-def _message_limit(context: Context, stage: str) -> int:
-    """The most payload bytes an honest server message of ``stage`` has: a setup's for any round,
-    a decryption request's for the round this node uploaded in (kept with its upload)."""
+def _message_limit(context: Context, max_nodes: int | None, stage: str) -> int:
+    """The most payload bytes an honest server message of ``stage`` has: a setup's for any round
+    of up to the policy's ``max_nodes``, a decryption request's for the round this node uploaded
+    in (kept with its upload)."""
     if stage == IDENTIFY:
         return 0
     if stage == ENCRYPT:
-        return PAILLIER_SETUP_LIMIT
+        return PAILLIER_SETUP_LIMIT if max_nodes is None else paillier_setup_limit(max_nodes)
     record = context.state.get(STATE_KEY)
     limit = record.get(_REQUEST_LIMIT) if isinstance(record, ConfigRecord) else None
     if isinstance(limit, bool) or not isinstance(limit, int):
@@ -301,6 +308,7 @@ def _encrypt(
     settings: _Settings,
 ) -> bytes:
     setup = wire.decode(payload, PaillierSetup)
+    settings.policy.check_nodes(len(setup.node_ids))  # the node's own ceiling, before any other work
     params, plan = _session(message, setup, share, identity, settings)
     protocol_id = setup.protocol_id(message.metadata.dst_node_id)
     uploaded, answered = _history(context)
@@ -317,12 +325,14 @@ def _encrypt(
         raise ReplayError(f"this node refuses more uploads in round {setup.server_round}: it made {HISTORY_SIZE}")
     budget_file = node_budget_file(context, settings.dp_state_file)
     if plan is not None:
+        settings.policy.check_dp_state_file(budget_file)
         check_node_budget(context, plan, budget_file)  # this node's own budget, before it trains
     table = None if plan is not None else node_table(setup.segments, setup.quantization, settings.policy.max_clip)
     if setup.compression:
         check_entries(setup.compression)
     delta, layout, weight = train_locally(
-        message, context, call_next, setup.arrays_digest, setup.parameters, setup.weight_name
+        message, context, call_next, setup.arrays_digest, setup.parameters, setup.weight_name,
+        model_values(setup.vector_length, setup.segments, setup.dp, setup.compression),
     )
     rng = settings.rounding_rng()
     keep = None

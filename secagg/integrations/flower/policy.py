@@ -18,11 +18,15 @@ from secagg.encoding import MAX_BITS, QuantizationConfig
 from secagg.errors import ConfigurationError
 from secagg.guarantee import Guarantee
 
-__all__ = ["MAX_COUNT", "MAX_POLICY_CLIP", "NodePolicy"]
+__all__ = ["DEFAULT_MAX_NODES", "MAX_COUNT", "MAX_POLICY_CLIP", "NodePolicy"]
 
 
 MAX_COUNT = 1 << 16
 """The largest node, threshold or colluder count a policy can name (a round's node maximum)."""
+DEFAULT_MAX_NODES = 1024
+"""The default ceiling on a round's node count: a federation of hospitals counts tens to hundreds
+of parties, so a setup naming more (up to the wire's 65536, a setup of megabytes) is refused unless
+the node names a larger ``max_nodes`` (or None: the wire's maximum)."""
 MAX_POLICY_CLIP = 1e12
 """The largest clip bound a policy can name."""
 
@@ -40,6 +44,10 @@ class NodePolicy:
         allow_semi_honest: accept semi-honest masking rounds (off by default: they
             do not resist a server that lies about dropouts).
         min_nodes: refuse rounds with fewer nodes.
+        max_nodes: refuse rounds with more nodes (default :data:`DEFAULT_MAX_NODES`, 1024;
+            None: the wire format's maximum). Checked on the setup's node list before any
+            other work, and the node refuses, unread, a setup larger than an honest one of
+            this many nodes.
         min_threshold: refuse masking sessions with a lower Shamir threshold.
         min_colluders: refuse rounds whose computed guarantee protects against
             fewer colluding hospitals (with the server) than this.
@@ -51,6 +59,10 @@ class NodePolicy:
             is above this ceiling (None: any). The node also recomputes the epsilon the
             round's noise buys and refuses a setup whose noise does not buy the declared one.
         max_dp_delta: refuse a DP round whose delta is above this (None: any).
+        require_dp_state_file: refuse a DP round unless this node keeps its own DP budget in a
+            state file (the mod's ``dp_state_file`` or the node config's ``dp-state-file``): without
+            one the budget lives in ``context.state``, which a restart or a new run forgets, so a
+            server could collect the budget again (default off: the library's one-run budget).
         min_noise_multiplier: refuse a DP round whose honest noise ``sqrt(h sigma^2)``
             is below this multiple of the integer sensitivity Delta2 (None: any): the
             floor on the per-node noise a hospital accepts, whatever the server declares.
@@ -58,6 +70,7 @@ class NodePolicy:
 
     allow_semi_honest: bool = False
     min_nodes: int = 3
+    max_nodes: int | None = DEFAULT_MAX_NODES
     min_threshold: int = 2
     min_colluders: int = 0
     min_contributors: int = 2
@@ -67,11 +80,14 @@ class NodePolicy:
     max_dp_epsilon: float | None = None
     max_dp_delta: float | None = None
     min_noise_multiplier: float | None = None
+    require_dp_state_file: bool = False
 
     def __post_init__(self) -> None:
         if not isinstance(self.allow_semi_honest, bool):
             raise ConfigurationError("policy: allow_semi_honest must be a bool")
         _check_int("min_nodes", self.min_nodes, 2)
+        if self.max_nodes is not None:
+            _check_int("max_nodes", self.max_nodes, self.min_nodes)
         _check_int("min_threshold", self.min_threshold, 2)
         _check_int("min_colluders", self.min_colluders, 0)
         _check_int("min_contributors", self.min_contributors, 2)
@@ -81,13 +97,31 @@ class NodePolicy:
                 raise ConfigurationError(f"policy: max_clip must be positive, got {clip}")
         if self.min_bits is not None:
             _check_int("min_bits", self.min_bits, 2, MAX_BITS)
-        if not isinstance(self.require_dp, bool):
-            raise ConfigurationError("policy: require_dp must be a bool")
+        for flag in ("require_dp", "require_dp_state_file"):
+            if not isinstance(getattr(self, flag), bool):
+                raise ConfigurationError(f"policy: {flag} must be a bool")
         for name, value, high in (("max_dp_epsilon", self.max_dp_epsilon, 1000.0),
                                   ("max_dp_delta", self.max_dp_delta, 1.0),
                                   ("min_noise_multiplier", self.min_noise_multiplier, 1e6)):  # fmt: skip
             if value is not None and not require_finite(f"policy: {name}", value, 0.0, high) > 0.0:
                 raise ConfigurationError(f"policy: {name} must be positive, got {value}")
+
+    def check_nodes(self, num_nodes: int) -> None:
+        """ConfigurationError if a round of ``num_nodes`` nodes is above :attr:`max_nodes` (checked
+        on a setup's node list before anything else)."""
+        if self.max_nodes is not None and num_nodes > self.max_nodes:
+            raise ConfigurationError(
+                f"policy: round of {num_nodes} nodes, this node accepts at most {self.max_nodes} (max_nodes)"
+            )
+
+    def check_dp_state_file(self, path: str | None) -> None:
+        """ConfigurationError if :attr:`require_dp_state_file` and a DP round's budget has no state
+        file (``path`` None): checked at setup, before the node trains."""
+        if self.require_dp_state_file and path is None:
+            raise ConfigurationError(
+                "policy: a DP round, but this node keeps no DP budget file (dp-state-file): its budget "
+                "would live in context.state, which a restart or a new run forgets"
+            )
 
     def check_round(self, num_nodes: int, guarantee: Guarantee, quantization: QuantizationConfig) -> None:
         """ConfigurationError naming the rule a round of ``num_nodes`` with this guarantee and

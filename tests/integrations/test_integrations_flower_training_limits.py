@@ -1,0 +1,163 @@
+"""The training content a node receives is bounded before it is loaded.
+
+The ``masked-input`` (masking) and ``encrypt`` (Paillier) messages carry the strategy's
+content for the node's own train handler: the model arrays and the config record. The
+round's setup binds the model (its values: the vector length, the clip table, the
+compression's dimension) and the config (its encoded parameters), so a node knows the
+largest honest content before it loads anything: at most the model's values, each at most
+8 bytes (float64, int64, half a complex128), each array with an ``.npy`` header of at most
+:data:`~secagg.integrations.flower._limits.NPY_HEADER_LIMIT` bytes, at most
+:data:`~secagg.integrations.flower._limits.MAX_EMPTY_ARRAYS` empty arrays, and config
+entries no larger than the bound parameters. A larger content is refused with an error reply
+(that node's dropout of the stage, with the reason), and no array of it is ``np.load``ed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+from flwr.app import Array, ArrayRecord, ConfigRecord, RecordDict
+
+from secagg.errors import DecodeError
+from secagg.integrations.flower._records import check_training, training_parameters
+from secagg.integrations.flower.protocol import ENCRYPT, MASKED_INPUT
+
+from .flower_harness import initial_arrays, restore_task_identity, set_task_identity
+from .paillier_keys import key_files
+from .test_integrations_flower_limits import PAD, change_downlink, paillier_round, run
+from .test_integrations_flower_malformed import (
+    FAULTY,
+    NODES,
+    PAILLIER_NODES,
+    assert_exact_masking_sum,
+    masking_round,
+    npy,
+    raw_array,
+)
+
+
+@pytest.fixture(autouse=True)
+def server_identity() -> Iterator[None]:
+    previous = set_task_identity()
+    yield
+    restore_task_identity(previous)
+
+
+@pytest.fixture
+def loaded(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """The data size of every array ``np.load``ed (Flower's ``Array.numpy``) during the test."""
+    sizes: list[int] = []
+    original = Array.numpy
+
+    def spy(self: Array) -> np.ndarray:
+        sizes.append(len(self.data))
+        return original(self)
+
+    monkeypatch.setattr(Array, "numpy", spy)
+    return sizes
+
+
+@pytest.fixture(scope="module")
+def paillier_keys(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[Path]]:
+    return key_files(tmp_path_factory.mktemp("ceremony"), 4, 3)
+
+
+def _arrays(content: RecordDict, change: Callable[[dict[str, Array]], None]) -> RecordDict:
+    changed = RecordDict(dict(content.items()))
+    arrays = dict(content["arrays"].items())
+    change(arrays)
+    changed["arrays"] = ArrayRecord(arrays)
+    return changed
+
+
+def _config(content: RecordDict, **extra: object) -> RecordDict:
+    changed = RecordDict(dict(content.items()))
+    changed["config"] = ConfigRecord({**content["config"], **extra})  # type: ignore[dict-item]
+    return changed
+
+
+CHANGES: dict[str, Callable[[RecordDict], RecordDict]] = {
+    # 1 MiB more values than the model has, in one more array
+    "huge-array": lambda c: _arrays(c, lambda a: a.__setitem__("extra", Array(np.zeros(PAD // 8)))),
+    # the bias, 1 MiB wide instead of 4 values
+    "widened-array": lambda c: _arrays(c, lambda a: a.__setitem__("b", Array(np.zeros(PAD // 8)))),
+    # a uint8 array of 1 MiB: as many bytes as 128 Ki float64 values, 8 times as many values once converted
+    "narrow-dtype": lambda c: _arrays(c, lambda a: a.__setitem__("b", Array(np.zeros(PAD, dtype=np.uint8)))),
+    # one value past the model's
+    "one-more-value": lambda c: _arrays(c, lambda a: a.__setitem__("extra", Array(np.zeros(1)))),
+    # many empty arrays (each only a header)
+    "empty-arrays": lambda c: _arrays(
+        c, lambda a: a.update({f"e{i}": Array(np.zeros(0)) for i in range(2000)})
+    ),
+    # the bias with a .npy header padded to 60000 bytes (an honest one has at most 4096)
+    "long-header": lambda c: _arrays(c, lambda a: a.__setitem__("b", raw_array(
+        npy("{'descr': '<f8', 'fortran_order': False, 'shape': (4,), }" + " " * 60000 + "\n", bytes(32))))),
+    # a config entry of 1 MiB
+    "huge-config": lambda c: _config(c, note="x" * PAD),
+    # one small config entry more than the setup binds
+    "one-more-config-entry": lambda c: _config(c, n=1),
+}
+HUGE = ("huge-array", "widened-array", "narrow-dtype", "huge-config")
+
+
+def _assert_refused(report: object, stage: str, change: str, loaded: list[int], included: frozenset[int]) -> None:
+    assert report.skipped_reason is None, report.skipped_reason  # type: ignore[attr-defined]
+    assert report.dropped == {FAULTY: stage}, (report.dropped, report.errors)  # type: ignore[attr-defined]
+    reason = report.errors[FAULTY]  # type: ignore[attr-defined]
+    assert reason.startswith(f"secagg: node {FAULTY}:") and "an honest" in reason, reason
+    assert len(reason) < 400, reason
+    assert report.included == included  # type: ignore[attr-defined]
+    if change in HUGE:
+        assert max(loaded) < PAD // 2, "the oversized training content was loaded"
+
+
+@pytest.mark.parametrize("change", list(CHANGES))
+def test_a_node_refuses_oversized_masking_training_content_before_loading_it(change: str, loaded: list[int]) -> None:
+    # Prepare: node 42's masked-input message carries the changed strategy content
+    grid, secure, audit = masking_round()
+    change_downlink(grid, FAULTY, MASKED_INPUT, CHANGES[change])
+    # Execute
+    run(secure)
+    # Assert: node 42 refused with the size, nothing of it loaded; the others summed exactly
+    report = secure.reports[0]
+    _assert_refused(report, MASKED_INPUT, change, loaded, frozenset(NODES) - {FAULTY})
+    assert_exact_masking_sum(report, audit)
+
+
+@pytest.mark.parametrize("change", list(CHANGES))
+def test_a_node_refuses_oversized_paillier_training_content_before_loading_it(
+    change: str, paillier_keys: tuple[Path, list[Path]], loaded: list[int]
+) -> None:
+    grid, secure, audit = paillier_round(paillier_keys)
+    change_downlink(grid, FAULTY, ENCRYPT, CHANGES[change])
+    # Execute
+    run(secure)
+    # Assert
+    report = secure.reports[0]
+    _assert_refused(report, ENCRYPT, change, loaded, frozenset(PAILLIER_NODES) - {FAULTY})
+    plain = np.sum([a.encoded for n, a in audit.of_round(1).items() if n in report.included], axis=0)
+    assert report.aggregate is not None and np.array_equal(report.aggregate, plain)
+
+
+def test_check_training_at_the_bound_and_one_past_it() -> None:
+    # Prepare: the harness's model (17 values: 12 float32, 4 float64, 1 int64) and its config
+    content = RecordDict({"arrays": initial_arrays(), "config": ConfigRecord({"server-round": 1})})
+    bound = len(training_parameters(content))
+    # Execute / Assert: exactly its values and its encoded config pass; one less of either is refused
+    check_training(content, 17, bound)
+    with pytest.raises(DecodeError, match="an honest one of 16 values"):
+        check_training(content, 16, bound)
+    with pytest.raises(DecodeError, match=f"more than the {bound - 1} bytes an honest"):
+        check_training(content, 17, bound - 1)
+
+
+def test_check_training_refuses_a_long_header_before_parsing_it() -> None:
+    # Prepare: room for 100000 values, one array whose .npy header claims 60000 bytes
+    header = "{'descr': '<f8', 'fortran_order': False, 'shape': (4,), }" + " " * 60000 + "\n"
+    content = RecordDict({"arrays": ArrayRecord({"b": raw_array(npy(header, bytes(32)))})})
+    # Execute / Assert
+    with pytest.raises(DecodeError, match=r"a \.npy header of 60068 bytes exceeds the 4096"):
+        check_training(content, 100_000, 0)
