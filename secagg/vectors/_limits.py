@@ -24,7 +24,7 @@ MAX_FILE_WORK = 16
 """Most work one file may ask for, in tests at their limits: each test costs the sum over its size
 fields of value / limit (a test at one limit costs 1), and a file whose tests together cost more is
 refused before any test runs (the committed files cost at most 4.4). Without it an 8 MiB file of
-tens of thousands of tests, each just inside its limits, would keep the verifier busy for days."""
+tens of thousands of tests could run each one at full size, just inside its limits."""
 MAX_ELEMENTS = 1 << 20
 """Most elements (words, values, coordinates, indices) one test may ask for."""
 MAX_STREAM_BYTES = 1 << 20
