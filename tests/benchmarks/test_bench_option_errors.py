@@ -15,26 +15,7 @@ from secagg_bench import compression as compression_suite
 
 from secagg import cli
 from secagg.paillier import benchmark as paillier_benchmark
-
-
-def _refusal(argv: list[str], capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> str:
-    """Run ``argv``, which must be refused as a usage error before the bench runner is imported; its stderr."""
-    real_import = importlib.import_module
-
-    def no_work(name: str, *args: object) -> object:
-        if name in ("fl_core.demo", "secagg_bench.runner"):
-            raise AssertionError(f"{name} imported: the options were not checked up front")
-        return real_import(name, *args)  # type: ignore[arg-type]
-
-    monkeypatch.setattr(importlib, "import_module", no_work)
-    try:
-        code = cli.main(argv)
-    except SystemExit as exited:
-        code = exited.code  # type: ignore[assignment]
-    err = capsys.readouterr().err
-    assert code == 2, err
-    assert "Traceback" not in err
-    return err
+from tests.primitives.test_errors_and_cli import _refusal  # the one usage-error runner
 
 
 @pytest.mark.parametrize(
