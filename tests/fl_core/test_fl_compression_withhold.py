@@ -152,17 +152,18 @@ def test_withholding_more_hospitals_than_the_protocol_survives_skips_the_round_w
         assert all(sparse.residual(h) is None or not np.any(sparse.residual(h)) for h in HOSPITALS)
 
 
-def test_a_hospital_withheld_at_join_already_is_named_and_stays_at_join() -> None:
-    # A hospital that drops before uploading anyway is still named; its earlier stage is kept
-    aggregator = RotatedAggregator(protocol("plain-quantized"))
-    bad = updates({3: np.full(LENGTH, HUGE)})
-    result = aggregator.aggregate(bad, {3: DropoutStage.JOIN, 4: DropoutStage.FINALIZE}, rng=np.random.default_rng(5))
-    alone = RotatedAggregator(protocol("plain-quantized")).aggregate(
-        updates(without={3}), {4: DropoutStage.FINALIZE}, rng=np.random.default_rng(5)
-    )
-    assert result.included == alone.included == frozenset({1, 2, 4, 5})
-    np.testing.assert_array_equal(result.mean, alone.mean)  # type: ignore[arg-type]
-    assert [client for client, _ in result.withheld] == [3]
+def test_a_hospital_that_drops_at_join_anyway_is_named_and_keeps_its_stage() -> None:
+    # Prepare: hospital 3 cannot be rotated and drops at JOIN anyway (secagg over 5 survives one dropout)
+    dropouts = {3: DropoutStage.JOIN}
+    faulty, reference = RotatedAggregator(protocol("secagg")), RotatedAggregator(protocol("secagg"))
+    # Execute: the same round with hospital 3's update benign (it sends nothing either way)
+    result = faulty.aggregate(updates({3: np.full(LENGTH, HUGE)}), dropouts, rng=np.random.default_rng(5))
+    benign = reference.aggregate(updates(), dropouts, rng=np.random.default_rng(5))
+    # Assert: named; the same session as the benign one (at UPLOAD it would have sent its keys: more bytes)
+    assert [client for client, _ in result.withheld] == [3] and benign.withheld == ()
+    assert result.included == benign.included == frozenset({1, 2, 4, 5})
+    assert result.bytes_per_client == benign.bytes_per_client
+    np.testing.assert_array_equal(result.mean, benign.mean)  # type: ignore[arg-type]
 
 
 def _train(federation: tuple, aggregator: Aggregator, without: int | None = None) -> fedavg.FedAvgResult:  # type: ignore[type-arg]
