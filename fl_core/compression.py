@@ -25,12 +25,19 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-from fl_core.aggregators.base import AggregationResult, Aggregator, ClientUpdate, DropoutStage, check_round
+from fl_core.aggregators.base import (
+    AggregationResult,
+    Aggregator,
+    ClientUpdate,
+    DropoutStage,
+    FloatVector,
+    check_round,
+)
 from fl_core.aggregators.plain import FLOAT_SIZE
 from fl_core.wrapping import WrappingAggregator, innermost
 from secagg._validate import require_int
@@ -178,31 +185,45 @@ class SparseAggregator(WrappingAggregator):
     ) -> AggregationResult:
         """The inner aggregator's mean of the subset, scattered back to full length.
 
-        ``segments`` (of the full vector) become the segments of the subset: each
-        keeps its name, clip and kind over the coordinates of it that are sent."""
+        ``segments`` (of the full vector) become the segments of the subset: each keeps its
+        name, clip and kind over the coordinates of it that are sent. A hospital whose update
+        plus residual leaves binary64 is withheld (:meth:`WrappingAggregator.hand_on`); its
+        residual is kept as it was, as is that of every hospital the aggregate does not include."""
         start = time.perf_counter()
-        check_round(updates, dropouts)
+        stages = check_round(updates, dropouts)
         dimension = updates[0].vector.shape[0]
         subset = Subset.random(rng.bytes(SEED_SIZE), dimension, count=self.count(dimension))
         self.last_subset = subset
         self.bind(PARAMETER_PREFIX, subset.descriptor_parameters())
-        short: list[ClientUpdate] = []
-        pending = {}
-        for update in updates:
-            if self.compression.error_feedback:
-                feedback = self._feedback.setdefault(update.client_id, ErrorFeedback(dimension))
-                sent, pending[update.client_id] = feedback.prepare(update.vector, subset)
-            else:
-                sent = subset.gather(update.vector)
-            short.append(ClientUpdate(update.client_id, sent, update.num_samples))
+        pending: dict[int, FloatVector] = {}
+        if self.compression.error_feedback:
+            stale = sorted(c for c in (u.client_id for u in updates) if self._dimension(c) not in (None, dimension))
+            if stale:
+                raise ConfigurationError(
+                    f"clients {stale} hold residuals of another dimension than this round's {dimension} coordinates"
+                )
+
+        def send(update: ClientUpdate) -> FloatVector:
+            if not self.compression.error_feedback:
+                return subset.gather(update.vector)
+            feedback = self._feedback.setdefault(update.client_id, ErrorFeedback(dimension))
+            # Refused (ConfigurationError) if the update plus the residual leaves binary64: withheld.
+            sent, pending[update.client_id] = feedback.prepare(update.vector, subset)
+            return sent
+
+        short, stages, withheld = self.hand_on(updates, stages, subset.count, send)
         if segments is None:
-            result = self.inner.aggregate(short, dropouts, rng=rng)
+            result = self.inner.aggregate(short, stages, rng=rng)
         else:
-            result = self.inner.aggregate(short, dropouts, rng=rng, segments=restrict(segments, subset))
+            result = self.inner.aggregate(short, stages, rng=rng, segments=restrict(segments, subset))
         if result.mean is None:
-            return replace(result, seconds=time.perf_counter() - start)
-        for client in result.included:
+            return self.report(result, withheld, None, start)
+        for client in result.included:  # only these hospitals' values are in the aggregate
             if client in pending:
                 self._feedback[client].commit(pending[client])
-        return replace(result, mean=subset.scatter(result.mean), seconds=time.perf_counter() - start)
+        return self.report(result, withheld, subset.scatter(result.mean), start)
 
+    def _dimension(self, client_id: int) -> int | None:
+        """The dimension of hospital ``client_id``'s residual, None before its first round."""
+        feedback = self._feedback.get(client_id)
+        return None if feedback is None else feedback.dimension

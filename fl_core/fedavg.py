@@ -120,8 +120,10 @@ class RoundRecord:
         clipped_fraction: fraction of the included updates' coordinates that were
             clipped, from the securely summed counts (0.0 for ``plain``).
         rejected: (client id, reason) of the sampled clients whose update was malformed
-            (NaN or infinite values, or not the model's length): they withhold it (listed in ``dropouts`` at
-            ``UPLOAD``, or earlier) and the round goes on without them.
+            (NaN or infinite values, or not the model's length), or could not be encoded (the
+            aggregator's :attr:`~fl_core.aggregators.base.AggregationResult.withheld`, e.g. a
+            rotation beyond binary64): they withhold it (listed in ``dropouts`` at ``UPLOAD``, or
+            earlier) and the round goes on without them.
     """
 
     round: int
@@ -296,6 +298,10 @@ def run_fedavg(
         updates, rejected = _round_updates(model, params, sampled, dropouts, config, t, dp)
         # 4: the weighted mean of the updates, computed by the aggregator.
         result = aggregator.aggregate(updates, dropouts, rng=np.random.default_rng([seed, _AGGREGATE, t]))
+        for client, reason in result.withheld:  # e.g. its rotation left binary64 (fl_core.rotated)
+            rejected.append((client, reason))
+            dropouts[client] = min(dropouts.get(client, _WITHHELD), _WITHHELD)
+            LOGGER.warning("round %d: hospital %d withholds its update: %s", t, client, reason)
         # 5: apply it, or keep the model if the round could not complete.
         if result.mean is None:
             LOGGER.warning("round %d skipped, model unchanged: %s", t, result.skipped_reason)

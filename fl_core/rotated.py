@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import replace
 
 import numpy as np
 
@@ -73,9 +72,10 @@ class RotatedAggregator(WrappingAggregator):
         rng: np.random.Generator,
         segments: SegmentTable | None = None,
     ) -> AggregationResult:
-        """The inner aggregator's mean of the rotated updates, rotated back."""
+        """The inner aggregator's mean of the rotated updates, rotated back. A hospital whose
+        rotation overflows binary64 is withheld (:meth:`WrappingAggregator.hand_on`)."""
         start = time.perf_counter()
-        check_round(updates, dropouts)
+        stages = check_round(updates, dropouts)
         if segments is not None and (len(segments.segments) > 1 or segments.segments[0].integer):
             raise ConfigurationError(
                 "a rotated round is one flat float segment: the rotation mixes every coordinate, so per-tensor "
@@ -85,13 +85,15 @@ class RotatedAggregator(WrappingAggregator):
         rotation = Rotation(rng.bytes(SEED_SIZE), dimension, self.block)
         self.last_rotation = rotation
         self.bind(PARAMETER_PREFIX, rotation.descriptor_parameters())
-        rotated = [ClientUpdate(u.client_id, rotation.forward(u.vector), u.num_samples) for u in updates]
+        # A finite update of the round's length can only fail to rotate by overflowing: withheld.
+        rotated, stages, withheld = self.hand_on(
+            updates, stages, rotation.padded_dimension, lambda u: rotation.forward(u.vector)
+        )
         if segments is None:
-            result = self.inner.aggregate(rotated, dropouts, rng=rng)
+            result = self.inner.aggregate(rotated, stages, rng=rng)
         else:  # its name and clip, over the padded length
             only = segments.segments[0]
             flat = SegmentTable((Segment(only.name, rotation.padded_dimension, only.clip),))
-            result = self.inner.aggregate(rotated, dropouts, rng=rng, segments=flat)
-        if result.mean is None:
-            return replace(result, seconds=time.perf_counter() - start)
-        return replace(result, mean=rotation.inverse(result.mean), seconds=time.perf_counter() - start)
+            result = self.inner.aggregate(rotated, stages, rng=rng, segments=flat)
+        mean = None if result.mean is None else rotation.inverse(result.mean)
+        return self.report(result, withheld, mean, start)

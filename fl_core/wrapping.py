@@ -6,20 +6,34 @@ inner aggregator. Both keep the inner aggregator's ``name`` and ``guarantee`` (w
 add is public: a seed, a subset, a rotation), reach the inner aggregator's quantizer
 (through any number of wrappers), and bind their round's entries into the session
 descriptor that quantizer describes. :class:`WrappingAggregator` is that shared part.
+
+One faulty hospital costs only itself: a hospital whose update the wrapper cannot turn into
+what it sends (its rotation, or its update plus its residual, leaves binary64) is *withheld*
+(:meth:`WrappingAggregator.hand_on`): it goes silent at ``UPLOAD`` (or at its earlier stage),
+a stand-in of zeros keeps the round's shape (never sent, never summed), and the result names it
+with the reason (:attr:`~fl_core.aggregators.base.AggregationResult.withheld`). The others'
+mean is what the round without it gives, bit for bit; a round left with too few hospitals for
+the protocol is skipped with the protocol's reason, which then names the withheld hospitals.
 """
 
 from __future__ import annotations
 
 import importlib
-from collections.abc import Mapping
+import time
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from typing import Any, ClassVar
 
-from fl_core.aggregators.base import Aggregator
+import numpy as np
+
+from fl_core.aggregators.base import AggregationResult, Aggregator, ClientUpdate, DropoutStage, FloatVector
 from secagg.descriptor import Parameter
 from secagg.errors import ConfigurationError
 
-__all__ = ["WrappingAggregator", "innermost"]
+__all__ = ["Withheld", "WrappingAggregator", "innermost"]
+
+Withheld = tuple[tuple[int, str], ...]
+"""(client id, reason) of the hospitals a round withholds."""
 
 
 class WrappingAggregator:
@@ -84,6 +98,49 @@ class WrappingAggregator:
             raise ConfigurationError(f"descriptor entries of a {self.KIND} round must start with {prefix!r}")
         kept = tuple((name, value) for name, value in quantizer.parameters if not name.startswith(prefix))
         self.quantizer = replace(quantizer, parameters=kept + tuple(sorted(entries.items())))
+
+    @staticmethod
+    def hand_on(
+        updates: Sequence[ClientUpdate],
+        dropouts: Mapping[int, DropoutStage],
+        length: int,
+        transform: Callable[[ClientUpdate], FloatVector],
+    ) -> tuple[list[ClientUpdate], dict[int, DropoutStage], Withheld]:
+        """What the inner aggregator gets: each update's ``transform`` (``length`` values), the
+        dropouts, and the hospitals withheld, with the reason.
+
+        ``transform`` gets a valid update of the round (finite, of the round's length), so a
+        ConfigurationError it raises, or a vector that is not a finite update, is that hospital's
+        alone: it is withheld (see the module docstring), a stand-in of zeros in its place."""
+        stages = dict(dropouts)
+        handed: list[ClientUpdate] = []
+        withheld: list[tuple[int, str]] = []
+        for update in updates:
+            try:
+                handed.append(ClientUpdate(update.client_id, transform(update), update.num_samples))
+            except ConfigurationError as exc:
+                withheld.append((update.client_id, str(exc)))
+                stages[update.client_id] = min(stages.get(update.client_id, DropoutStage.UPLOAD), DropoutStage.UPLOAD)
+                handed.append(ClientUpdate(update.client_id, np.zeros(length), update.num_samples))
+        return handed, stages, tuple(withheld)
+
+    @staticmethod
+    def report(
+        result: AggregationResult, withheld: Withheld, mean: FloatVector | None, start: float
+    ) -> AggregationResult:
+        """The inner ``result`` with ``mean`` (None when it was skipped), this wrapper's ``withheld``
+        added (and named in a skipped round's reason) and the seconds since ``start``."""
+        reason = result.skipped_reason
+        if reason is not None and withheld:
+            named = "; ".join(f"client {client}: {why}" for client, why in withheld)
+            reason = f"{reason}; withheld (update not encodable): {named}"
+        return replace(
+            result,
+            mean=mean,
+            skipped_reason=reason,
+            withheld=tuple(sorted(result.withheld + withheld)),
+            seconds=time.perf_counter() - start,
+        )
 
 
 def innermost(aggregator: Aggregator) -> Aggregator:

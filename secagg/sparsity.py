@@ -260,10 +260,20 @@ class ErrorFeedback:
 
     def prepare(self, update: npt.ArrayLike, subset: Subset) -> tuple[FloatVector, FloatVector]:
         """``(sent, residual)``: ``c = update + residual``; ``sent = c[S]``; the new residual is
-        ``c`` with S zeroed. ``scatter(sent) + residual == c`` exactly."""
+        ``c`` with S zeroed. ``scatter(sent) + residual == c`` exactly.
+
+        ConfigurationError if ``c`` holds a NaN or an infinity (a sum beyond binary64 included):
+        refused whole, sent part and kept part alike (an infinity kept would be sent, and refused,
+        in every later round that covers it); the residual is unchanged."""
         if subset.dimension != self.dimension:
             raise ConfigurationError(f"subset of dimension {subset.dimension} for a residual of {self.dimension}")
-        corrected = Subset._vector(update, self.dimension, "update") + self.residual
+        with np.errstate(over="ignore", invalid="ignore"):  # refused below
+            corrected = Subset._vector(update, self.dimension, "update") + self.residual
+        if not np.all(np.isfinite(corrected)):
+            raise ConfigurationError(
+                "sparsity: the update plus the residual holds NaN or infinite values (a sum beyond binary64 "
+                "included): refused whole, the residual unchanged"
+            )
         sent: FloatVector = corrected[subset.indices].copy()
         corrected[subset.indices] = 0.0
         return sent, corrected

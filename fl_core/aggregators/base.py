@@ -178,6 +178,12 @@ class AggregationResult:
         clipping: the securely summed clipped counts per segment, with the
             segment table (and so each segment's clip) of the round; ``None``
             when nothing was clipped by construction (``plain``) or skipped.
+        withheld: (client id, reason) of the clients whose update could not be
+            encoded (a rotation or a residual that leaves binary64, under
+            :mod:`fl_core.rotated` and :mod:`fl_core.compression`): each went
+            silent at ``UPLOAD`` (its earlier stage if it dropped before), so it is
+            not in ``mean``, and the round went on for the others (skipped, with
+            the reason, if too few remained).
     """
 
     mean: FloatVector | None
@@ -186,6 +192,7 @@ class AggregationResult:
     seconds: float
     skipped_reason: str | None = None
     clipping: ClippingReport | None = None
+    withheld: tuple[tuple[int, str], ...] = ()
 
     def __post_init__(self) -> None:
         if (self.mean is None) == (self.skipped_reason is None):
@@ -196,6 +203,9 @@ class AggregationResult:
             raise ConfigurationError("a mean needs at least one included client")
         if self.bytes_per_client < 0 or self.seconds < 0:
             raise ConfigurationError("bytes_per_client and seconds must be non-negative")
+        withheld = [client for client, _ in self.withheld]
+        if len(set(withheld)) != len(withheld) or not self.included.isdisjoint(withheld):
+            raise ConfigurationError("a withheld client is named once and is not among the included")
 
     @property
     def skipped(self) -> bool:

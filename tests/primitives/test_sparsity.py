@@ -115,6 +115,24 @@ def test_a_prepared_round_that_is_not_committed_leaves_the_residual() -> None:
     assert feedback.residual.sum() == 7.0
 
 
+@pytest.mark.parametrize("kept", [False, True], ids=["in the sent part", "only in the kept part"])
+def test_an_update_plus_residual_beyond_binary64_is_refused_whole_and_the_residual_kept(kept: bool) -> None:
+    # Prepare: a residual holding 1.5e308 outside the subset; an update adding 1.5e308 there
+    subset = Subset.random(SEED, 10, count=3)
+    outside = np.setdiff1d(np.arange(10), subset.indices)
+    feedback = ErrorFeedback(10)
+    feedback.residual[outside] = 1.5e308
+    update = np.zeros(10)
+    update[outside[:1] if kept else outside] = 1.5e308
+    update[subset.indices] = 0.0 if kept else 1.5e308
+    feedback.residual[subset.indices] = 0.0 if kept else 1.5e308
+    before = feedback.residual.copy()
+    # Execute / Assert: refused (never an infinity to send or to keep); the residual as it was
+    with pytest.raises(ConfigurationError, match="residual holds NaN or infinite"):
+        feedback.prepare(update, subset)
+    assert np.array_equal(feedback.residual, before)
+
+
 @pytest.mark.parametrize(
     ("call", "match"),
     [
