@@ -175,6 +175,7 @@ class SparseAggregator(WrappingAggregator):
         *,
         rng: np.random.Generator,
         segments: SegmentTable | None = None,
+        model_digest: bytes | None = None,
     ) -> AggregationResult:
         """The inner aggregator's mean of the subset, scattered back to full length.
 
@@ -194,15 +195,15 @@ class SparseAggregator(WrappingAggregator):
                 sent, pending[update.client_id] = feedback.prepare(update.vector, subset)
             else:
                 sent = subset.gather(update.vector)
-            short.append(ClientUpdate(update.client_id, sent, update.num_samples))
+            short.append(replace(update, vector=sent))
         if segments is None:
-            result = self.inner.aggregate(short, dropouts, rng=rng)
+            result = self.inner.aggregate(short, dropouts, rng=rng, model_digest=model_digest)
         else:
-            result = self.inner.aggregate(short, dropouts, rng=rng, segments=restrict(segments, subset))
+            restricted = restrict(segments, subset)
+            result = self.inner.aggregate(short, dropouts, rng=rng, segments=restricted, model_digest=model_digest)
         if result.mean is None:
             return replace(result, seconds=time.perf_counter() - start)
         for client in result.included:
             if client in pending:
                 self._feedback[client].commit(pending[client])
         return replace(result, mean=subset.scatter(result.mean), seconds=time.perf_counter() - start)
-

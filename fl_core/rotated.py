@@ -72,6 +72,7 @@ class RotatedAggregator(WrappingAggregator):
         *,
         rng: np.random.Generator,
         segments: SegmentTable | None = None,
+        model_digest: bytes | None = None,
     ) -> AggregationResult:
         """The inner aggregator's mean of the rotated updates, rotated back."""
         start = time.perf_counter()
@@ -85,13 +86,13 @@ class RotatedAggregator(WrappingAggregator):
         rotation = Rotation(rng.bytes(SEED_SIZE), dimension, self.block)
         self.last_rotation = rotation
         self.bind(PARAMETER_PREFIX, rotation.descriptor_parameters())
-        rotated = [ClientUpdate(u.client_id, rotation.forward(u.vector), u.num_samples) for u in updates]
+        rotated = [replace(u, vector=rotation.forward(u.vector)) for u in updates]
         if segments is None:
-            result = self.inner.aggregate(rotated, dropouts, rng=rng)
+            result = self.inner.aggregate(rotated, dropouts, rng=rng, model_digest=model_digest)
         else:  # its name and clip, over the padded length
             only = segments.segments[0]
             flat = SegmentTable((Segment(only.name, rotation.padded_dimension, only.clip),))
-            result = self.inner.aggregate(rotated, dropouts, rng=rng, segments=flat)
+            result = self.inner.aggregate(rotated, dropouts, rng=rng, segments=flat, model_digest=model_digest)
         if result.mean is None:
             return replace(result, seconds=time.perf_counter() - start)
         return replace(result, mean=rotation.inverse(result.mean), seconds=time.perf_counter() - start)

@@ -54,6 +54,7 @@ from typing import Protocol, runtime_checkable
 import numpy as np
 import numpy.typing as npt
 
+from fl_core.aggregators.binding import check_model_digest
 from secagg._validate import require_int, require_sequence
 from secagg.errors import ConfigurationError
 from secagg.segments import ClippingReport, SegmentTable
@@ -142,11 +143,17 @@ class ClientUpdate:
         vector: its update as a one-dimensional float64 array (finite values).
         num_samples: its weight in the mean, the number of local training samples
             (an int >= 1, at most the aggregator's ``max_samples_per_client``).
+        model_digest: the 32-byte digest of the global model the client trained from
+            (:func:`fl_core.aggregators.binding.model_digest` of the weights it received), or
+            ``None`` (taken as the round's model). A client that declares another model than
+            the round's is refused (:attr:`AggregationResult.refused`), and the round's is bound
+            into the session.
     """
 
     client_id: int
     vector: FloatVector
     num_samples: int
+    model_digest: bytes | None = None
 
     def __post_init__(self) -> None:
         # Client ids and sample counts are u32 wherever they are encoded or bound.
@@ -161,6 +168,8 @@ class ClientUpdate:
             raise ConfigurationError(f"client {self.client_id}: update must be float64, got {vector.dtype}")
         if not np.all(np.isfinite(vector)):
             raise ConfigurationError(f"client {self.client_id}: update contains NaN or infinite values")
+        if self.model_digest is not None:
+            check_model_digest(f"client {self.client_id}: model_digest", self.model_digest)
 
 
 @dataclass(frozen=True)
@@ -178,6 +187,9 @@ class AggregationResult:
         clipping: the securely summed clipped counts per segment, with the
             segment table (and so each segment's clip) of the round; ``None``
             when nothing was clipped by construction (``plain``) or skipped.
+        refused: (client id, reason) of the clients the aggregator refused before the
+            session (they trained from another model than the round's): each drops out
+            at ``JOIN`` and costs only itself.
     """
 
     mean: FloatVector | None
@@ -186,6 +198,7 @@ class AggregationResult:
     seconds: float
     skipped_reason: str | None = None
     clipping: ClippingReport | None = None
+    refused: tuple[tuple[int, str], ...] = ()
 
     def __post_init__(self) -> None:
         if (self.mean is None) == (self.skipped_reason is None):
@@ -229,6 +242,11 @@ class Aggregator(Protocol):
     - ``segments``: how the vector splits into named tensors (one clip and one
       clipped count each; integer segments exact), or ``None`` for one flat
       segment. Segments without a clip take the aggregator's current one.
+    - ``model_digest``: the digest of the global model the server sent for the round
+      (:func:`fl_core.aggregators.binding.model_digest`), or ``None``: then the model more
+      than half of the declaring clients declare (:attr:`ClientUpdate.model_digest`). It is
+      bound into the session; a client that declares another is refused, with the reason
+      in :attr:`AggregationResult.refused` (:func:`fl_core.aggregators.binding.check_models`).
     - Returns the weighted mean ``sum n_k u_k / sum n_k`` over the included
       clients, or a skipped result (``mean=None``, with the reason) when too few
       clients remain for the protocol to finish. Never raises for a dropout
@@ -247,8 +265,9 @@ class Aggregator(Protocol):
         *,
         rng: np.random.Generator,
         segments: SegmentTable | None = None,
+        model_digest: bytes | None = None,
     ) -> AggregationResult:
-        """The weighted mean of ``updates`` minus the dropouts (see the class docstring)."""
+        """The weighted mean of ``updates`` minus the dropouts and the refused (see the class docstring)."""
         ...
 
 
@@ -290,11 +309,14 @@ def uploaders(updates: Sequence[ClientUpdate], dropouts: Mapping[int, DropoutSta
     return [u for u in updates if dropouts.get(u.client_id, DropoutStage.FINALIZE) >= DropoutStage.FINALIZE]
 
 
-def skipped(reason: str, bytes_per_client: float, seconds: float) -> AggregationResult:
-    """A result for a round that produced no mean, with the reason."""
+def skipped(
+    reason: str, bytes_per_client: float, seconds: float, refused: tuple[tuple[int, str], ...] = ()
+) -> AggregationResult:
+    """A result for a round that produced no mean, with the reason (and the clients refused before it)."""
     return AggregationResult(
-        mean=None, included=frozenset(), bytes_per_client=bytes_per_client, seconds=seconds, skipped_reason=reason
-    )
+        mean=None, included=frozenset(), bytes_per_client=bytes_per_client, seconds=seconds, skipped_reason=reason,
+        refused=refused,
+    )  # fmt: skip
 
 
 def client_rounding_rng(round_seed: int, client_id: int) -> np.random.Generator:

@@ -20,6 +20,7 @@ import numpy as np
 import pytest
 
 from fl_core.aggregators.base import ClientUpdate
+from fl_core.aggregators.binding import check_models, model_digest
 from fl_core.aggregators.masking import MaskingAggregator
 from fl_core.aggregators.quantizer import WeightedQuantizer
 from fl_core.dp import DPQuantizer
@@ -38,14 +39,17 @@ MODES = (SEMI_HONEST, ACTIVE)
 HOSPITALS = (1, 2, 3, 4, 5)
 LENGTH = 6
 QUANTIZATION = QuantizationConfig(0.5, 16, len(HOSPITALS), 32, max_weight=100)
+RUN_ID = 7
+"""The run every guard aggregator is in (the default, one drawn from ``secrets``, differs per aggregator)."""
 
 
 def aggregator(base_mode: str, quantizer: WeightedQuantizer | None = None, **options: Any) -> MaskingAggregator:
-    """An aggregator in ``base_mode`` (unless ``options`` name another); every one makes the
-    same identity keys (one deterministic source), as the same hospitals would hold."""
+    """An aggregator in ``base_mode`` (unless ``options`` name another) and in run :data:`RUN_ID`
+    (unless they name another); every one makes the same identity keys (one deterministic
+    source), as the same hospitals would hold."""
     return MaskingAggregator(
         quantizer or WeightedQuantizer(QUANTIZATION), mode=options.pop("mode", base_mode),
-        random_bytes=InsecureDeterministicRandom(b"hospitals"), **options,
+        random_bytes=InsecureDeterministicRandom(b"hospitals"), run_id=options.pop("run_id", RUN_ID), **options,
     )  # fmt: skip
 
 
@@ -54,11 +58,17 @@ assert SIGNING_KEYS is not None
 
 
 def round_config(
-    agg: MaskingAggregator, *, length: int = LENGTH, segments: SegmentTable | None = None, server_round: int = 1
+    agg: MaskingAggregator,
+    *,
+    length: int = LENGTH,
+    segments: SegmentTable | None = None,
+    server_round: int = 1,
+    model_digest: bytes | None = None,
 ) -> MaskingConfig:
-    """The config ``agg`` binds for a round of :data:`HOSPITALS` (as ``aggregate`` computes it)."""
+    """The config ``agg`` binds for a round of :data:`HOSPITALS` (as ``aggregate`` computes it; the
+    model digest as :func:`fl_core.aggregators.binding.check_models` gives it: the reference, or none)."""
     table = agg.quantizer.check_table(agg.schedule.table(length, segments))
-    return agg.round_config(HOSPITALS, length, table, server_round)
+    return agg.round_config(HOSPITALS, length, table, server_round, check_models((), model_digest).digest)
 
 
 def options(name: str, *candidates: Any) -> Callable[[str], tuple[MaskingConfig, MaskingConfig]]:
@@ -138,6 +148,7 @@ SPLITS: dict[str, Split] = {
     "clipping.target": next_round_clip(AdaptiveClip(), AdaptiveClip(target=0.2)),
     "clipping.learning_rate": next_round_clip(AdaptiveClip(), AdaptiveClip(learning_rate=0.5)),
     "mode": lambda mode: (round_config(aggregator(mode)), round_config(aggregator(mode, mode=_other(mode)))),
+    "run_id": options("run_id", RUN_ID + 1),
     # WeightedQuantizer fields, and its QuantizationConfig's
     "quantizer.parameters": lambda mode: (
         round_config(aggregator(mode)),
@@ -160,6 +171,11 @@ SPLITS: dict[str, Split] = {
     "rng": "the rounding randomness (non-secret, per hospital): no value to agree on",
     "segments": arguments(segments=SegmentTable((Segment("a", 3), Segment("b", 3)))),
     "round": arguments(server_round=2),
+    # the model the round trains from: the server's reference, or the one most hospitals declare
+    "model_digest": lambda mode: (
+        round_config(aggregator(mode), model_digest=model_digest([np.zeros(LENGTH)])),
+        round_config(aggregator(mode), model_digest=model_digest([np.ones(LENGTH)])),
+    ),
 }
 
 
