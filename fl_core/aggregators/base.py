@@ -36,8 +36,11 @@ client identically, which is what makes a secure run bit-identical to
 Writing a new aggregator (e.g. Paillier): take a :class:`WeightedQuantizer`
 as the first constructor argument and protocol options as keywords
 (:func:`fl_core.aggregators.make_aggregator` calls ``Cls(quantizer, **options)``);
-in ``aggregate``, validate with :func:`check_round`, take the uploaders from
-:func:`uploaders`, encode with :meth:`WeightedQuantizer.encode_all` (or
+in ``aggregate``, validate with :func:`check_round`, check the clients' models
+with :func:`fl_core.aggregators.binding.check_models` (the round's model digest; the
+refused clients drop at JOIN and go in ``AggregationResult.refused``), take the
+uploaders from :func:`uploaders`, bind the round with :meth:`WeightedQuantizer.descriptor`
+(``model_digest=``, and the aggregator's ``run_id``), encode with :meth:`WeightedQuantizer.encode_all` (or
 :meth:`WeightedQuantizer.encode_all_integers` for a non-ring sum), sum securely,
 decode with :meth:`WeightedQuantizer.decode` (or
 :meth:`WeightedQuantizer.decode_integers`), and return :func:`skipped` with the

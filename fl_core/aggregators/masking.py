@@ -15,6 +15,11 @@ returned as skipped; the reason names the aggregation and its mode, the clients
 that dropped (and at which stage), then gives the protocol's message (with the
 threshold and the dropouts the configuration survives, which follow the mode).
 
+Each session's descriptor binds the round's model digest and the aggregator's run
+id (:mod:`fl_core.aggregators.binding`): a client that declares another model than
+the round's is refused before the session, as a ``JOIN`` dropout with the reason in
+``AggregationResult.refused``; two aggregators never share a session.
+
 Mode: ``"active"`` by default, so a server that lies (about who dropped, or by
 sending different clients different views) learns no more than the sum: every
 hospital holds a long-term Ed25519 identity key, made once per aggregator from

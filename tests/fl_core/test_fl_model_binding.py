@@ -24,6 +24,9 @@ from fl_core.aggregators.masking import MaskingAggregator
 from fl_core.aggregators.paillier import PaillierAggregator
 from fl_core.aggregators.plain import QuantizedPlainAggregator
 from fl_core.data import ClientData
+from fl_core.dp import DPAggregator
+from secagg.dp import DPConfig
+from secagg.dp.sampler import SeededRandomSource
 from secagg.errors import ConfigurationError
 from secagg.masking import SEMI_HONEST
 from secagg.primitives.randomness import InsecureDeterministicRandom
@@ -36,7 +39,9 @@ STALE_MODEL = model_digest([GLOBAL[0] * 0.5, GLOBAL[1]])
 LENGTH = 14
 
 
-def declared(stale: frozenset[int] = frozenset(), sizes: tuple[int, ...] = (30, 5, 120, 64, 9)) -> list[ClientUpdate]:
+def declared(
+    stale: frozenset[int] | set[int] = frozenset(), sizes: tuple[int, ...] = (30, 5, 120, 64, 9)
+) -> list[ClientUpdate]:
     """One update per hospital 0..4, each declaring the round's model but ``stale`` ones."""
     rng = np.random.default_rng(0)
     return [
@@ -267,3 +272,28 @@ def test_fedavg_binds_the_global_model_and_reports_a_refused_hospital(
     for record in result.rounds:
         assert 2 not in record.included and (2, "JOIN") in record.dropouts
         assert [client for client, _ in record.rejected] == [2]
+
+
+def dp_aggregator() -> DPAggregator:
+    aggregator = make_aggregator(
+        "plain-quantized", num_clients=5, dimension=LENGTH, max_samples_per_client=100,
+        dp=DPConfig(epsilon=3.0, delta=1e-5, rounds=4, l2_clip=1.0, min_honest=4),
+        noise_source=SeededRandomSource(bytes(32)),
+    )  # fmt: skip
+    assert isinstance(aggregator, DPAggregator)
+    return aggregator
+
+
+def test_a_dp_round_refuses_a_stale_hospital_before_it_is_charged() -> None:
+    # Prepare: h = 4 of 5; one stale hospital leaves 4 contributors, two leave 3
+    aggregator = dp_aggregator()
+    # Execute
+    sizes = (10,) * 5
+    one = aggregator.aggregate(declared({2}, sizes), rng=np.random.default_rng(0), model_digest=ROUND_MODEL)
+    two = aggregator.aggregate(declared({1, 2}, sizes), rng=np.random.default_rng(0), model_digest=ROUND_MODEL)
+    # Assert: released without hospital 2; then skipped (not charged, never an error), both refusals reported
+    assert one.mean is not None and one.included == frozenset({0, 1, 3, 4})
+    assert [client for client, _ in one.refused] == [2]
+    assert two.mean is None and "must be skipped" in (two.skipped_reason or "")
+    assert [client for client, _ in two.refused] == [1, 2]
+    assert aggregator.accountant.num_releases == 1
