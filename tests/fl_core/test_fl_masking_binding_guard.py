@@ -3,9 +3,10 @@ and every argument of a round that shapes a hospital's encoding reaches the roun
 config (:meth:`MaskingAggregator.round_config`), and a split of it between two hospitals fails
 the masking session for the hospital that holds the other value.
 
-The options and arguments are introspected (``inspect.signature``) and the quantizer's fields
-too (``dataclasses.fields``): one added later fails :func:`test_every_option_field_and_argument_is_listed`
-until :data:`SPLITS` says how to vary it, or why it shapes nothing (with a test that shows it).
+The options and arguments are introspected (``inspect.signature``) and the quantizer's and a
+client update's fields too (``dataclasses.fields``): one added later fails
+:func:`test_every_option_field_and_argument_is_listed` until :data:`SPLITS` says how to vary it,
+or why it shapes nothing (with a test that shows it).
 """
 
 from __future__ import annotations
@@ -94,6 +95,13 @@ def quantization(**changes: Any) -> Callable[[str], tuple[MaskingConfig, Masking
     return lambda mode: (round_config(aggregator(mode)), round_config(aggregator(mode, other)))
 
 
+def declared_round(mode: str, digest: bytes) -> MaskingConfig:
+    """The round config when every hospital declares the model ``digest`` and the server gives none
+    (the round's model is then the one more than half declare)."""
+    updates = [ClientUpdate(h, np.zeros(LENGTH), 1, model_digest=digest) for h in HOSPITALS]
+    return round_config(aggregator(mode), model_digest=check_models(updates, None).digest)
+
+
 def arguments(**changes: Any) -> Callable[[str], tuple[MaskingConfig, MaskingConfig]]:
     return lambda mode: (round_config(aggregator(mode)), round_config(aggregator(mode), **changes))
 
@@ -167,6 +175,11 @@ SPLITS: dict[str, Split] = {
     "dp.max_patients": "a refusal before encoding; the range it sized (qmax) is bound (test_...max_patients...)",
     # aggregate(...) arguments, and the round the aggregator is at
     "updates": arguments(length=LENGTH + 1),  # the update's length; its values are the contribution itself
+    # ClientUpdate fields
+    "update.client_id": "who the hospital is: session ids 1..m follow the ids, its identity key is bound (mode)",
+    "update.vector": "the contribution itself; its length is the updates entry",
+    "update.num_samples": "the contribution's weight, summed securely; its public bound is quantizer.config.max_weight",
+    "update.model_digest": lambda mode: (declared_round(mode, bytes(32)), declared_round(mode, bytes(range(32)))),
     "dropouts": "which hospitals drop, and when: the protocol's own business, not a setup value",
     "rng": "the rounding randomness (non-secret, per hospital): no value to agree on",
     "segments": arguments(segments=SegmentTable((Segment("a", 3), Segment("b", 3)))),
@@ -188,6 +201,7 @@ def test_every_option_field_and_argument_is_listed() -> None:
     listed |= {f"quantizer.{field.name}" for field in dataclasses.fields(WeightedQuantizer)}
     listed |= {f"quantizer.config.{field.name}" for field in dataclasses.fields(QuantizationConfig)}
     listed |= set(inspect.signature(MaskingAggregator.aggregate).parameters) - {"self"}
+    listed |= {f"update.{field.name}" for field in dataclasses.fields(ClientUpdate)}
     listed |= {f"clipping.{field.name}" for policy in (AdaptiveClip, FixedClip) for field in dataclasses.fields(policy)}
     inherited = {field.name for field in dataclasses.fields(WeightedQuantizer)}
     listed |= {f"dp.{field.name}" for field in dataclasses.fields(DPQuantizer) if field.name not in inherited}
