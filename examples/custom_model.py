@@ -4,7 +4,7 @@ The server learns only the weighted mean of the hospitals' updates. Run: python 
 
 import numpy as np
 
-from fl_core import ClientUpdate, flatten, make_aggregator, unflatten
+from fl_core import ClientUpdate, flatten, make_aggregator, model_digest, unflatten
 
 rng = np.random.default_rng(0)
 true_w, true_b = np.array([[1.5], [-2.0], [0.5]]), 0.3
@@ -27,12 +27,12 @@ def train_locally(params: list[np.ndarray], x: np.ndarray, y: np.ndarray) -> lis
 
 
 for round_ in range(1, 31):
-    start = flatten(params)
+    start, digest = flatten(params), model_digest(params)  # each hospital declares the model it trained from
     updates = [
-        ClientUpdate(h, flatten(train_locally(params, x, y)) - start, num_samples=len(x))
+        ClientUpdate(h, flatten(train_locally(params, x, y)) - start, num_samples=len(x), model_digest=digest)
         for h, (x, y) in enumerate(hospitals)
-    ]
-    result = aggregator.aggregate(updates, rng=np.random.default_rng(round_))
+    ]  # the session binds the round's model: a hospital that trained from another is refused (result.refused)
+    result = aggregator.aggregate(updates, rng=np.random.default_rng(round_), model_digest=digest)
     if result.mean is not None:  # None: skipped, too few hospitals left (result.skipped_reason)
         params = unflatten(start + result.mean, params)
 print(f"learned w={params[0].ravel().round(3)} b={params[1].round(3)}; true w={true_w.ravel()} b={true_b}")

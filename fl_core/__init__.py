@@ -21,6 +21,7 @@ from fl_core.aggregators import (
     DropoutStage,
     WeightedQuantizer,
     make_aggregator,
+    model_digest,
 )
 from fl_core.data import ClientData
 from fl_core.fedavg import FedAvgConfig, FedAvgResult, RoundRecord, local_sgd, run_fedavg
@@ -43,6 +44,7 @@ __all__ = [
     "flatten",
     "local_sgd",
     "make_aggregator",
+    "model_digest",
     "run_fedavg",
     "unflatten",
 ]

@@ -182,6 +182,7 @@ class SparseAggregator(WrappingAggregator):
         *,
         rng: np.random.Generator,
         segments: SegmentTable | None = None,
+        model_digest: bytes | None = None,
     ) -> AggregationResult:
         """The inner aggregator's mean of the subset, scattered back to full length.
 
@@ -213,9 +214,11 @@ class SparseAggregator(WrappingAggregator):
 
         short, stages, withheld = self.hand_on(updates, stages, subset.count, send)
         if segments is None:
-            result = self.inner.aggregate(short, stages, rng=rng)
+            result = self.inner.aggregate(short, stages, rng=rng, model_digest=model_digest)
         else:
-            result = self.inner.aggregate(short, stages, rng=rng, segments=restrict(segments, subset))
+            result = self.inner.aggregate(
+                short, stages, rng=rng, segments=restrict(segments, subset), model_digest=model_digest
+            )
         if result.mean is None:
             return self.report(result, withheld, None, start)
         for client in result.included:  # only these hospitals' values are in the aggregate

@@ -76,6 +76,7 @@ from fl_core.aggregators.base import (
     skipped,
     uploaders,
 )
+from fl_core.aggregators.binding import NO_MODEL, check_models
 from fl_core.aggregators.quantizer import DecodedSum, WeightedQuantizer
 from fl_core.wrapping import WrappingAggregator
 from secagg.descriptor import SessionDescriptor
@@ -130,11 +131,14 @@ class DPQuantizer(WeightedQuantizer):
     max_patients: int | None = field(default=None, kw_only=True)
     noise_source: RandomSource | None = field(default=None, kw_only=True, repr=False, compare=False)
 
-    def descriptor(self, server_round: int, table: SegmentTable | None = None) -> bytes:
+    def descriptor(
+        self, server_round: int, table: SegmentTable | None = None, *, model_digest: bytes = NO_MODEL, run_id: int = 0
+    ) -> bytes:
         """The round's descriptor digest: the encoding, the segment table (if any), every
         ``secagg.dp.*`` parameter (epsilon, delta, rounds, l2 clip, sampling rate, h, sigma^2,
-        dimension, sensitivity) and, as for any :class:`WeightedQuantizer`, the extra
-        ``parameters`` entries (ConfigurationError if one is named like a DP parameter)."""
+        dimension, sensitivity), the round's model digest and run id and, as for any
+        :class:`WeightedQuantizer`, the extra ``parameters`` entries (ConfigurationError if one
+        is named like a DP parameter)."""
         entries = self.plan.config.descriptor_parameters(self.plan)
         shadowing = sorted(name for name, _ in self.parameters if name.startswith(DP_PARAMETER_PREFIX))
         if shadowing:
@@ -143,6 +147,8 @@ class DPQuantizer(WeightedQuantizer):
             self.config,
             server_round=server_round,
             layout_digest=bytes(32) if table is None else table.digest(),
+            model_digest=model_digest,
+            run_id=run_id,
             parameters={**entries, **dict(self.parameters)},
         ).digest()
 
@@ -278,14 +284,21 @@ class DPAggregator:
         *,
         rng: np.random.Generator,
         segments: SegmentTable | None = None,
+        model_digest: bytes | None = None,
     ) -> AggregationResult:
         """The noised sum of the uploaders' contributions, or a skipped round (see the class).
 
-        ``segments`` must be None: DP mode encodes one flat range (no per-segment clips)."""
+        ``segments`` must be None: DP mode encodes one flat range (no per-segment clips). Hospitals
+        that trained from another model than the round's (``model_digest``) are refused before the
+        round is charged, so the contributors counted are those that can upload."""
         if segments is not None:
             raise ConfigurationError("DP mode encodes one flat range: per-segment clip tables are not used")
         start = time.perf_counter()
         stages = check_round(updates, dropouts, self.quantizer.config.num_clients)
+        models = check_models(updates, model_digest)
+        if models.skipped_reason is not None:
+            return skipped(models.skipped_reason, 0.0, time.perf_counter() - start)
+        stages = models.stages(stages)
         bound = self.quantizer.max_patients
         larger = sorted(u.client_id for u in updates if bound is not None and u.num_samples > bound)
         if larger:  # their sums may leave [-R, R]: a range refusal would depend on their data
@@ -300,6 +313,7 @@ class DPAggregator:
                 f"privacy budget: one more round would exceed epsilon = {self.config.epsilon:g}; refused",
                 0.0,
                 time.perf_counter() - start,
+                models.refused,
             )
         shortfall = contributor_shortfall(self.plan, len(sent))
         if shortfall is None and isinstance(self.inner, HonestFloored) and updates:
@@ -309,12 +323,12 @@ class DPAggregator:
             floor = self.inner.honest_shortfall(self.plan.honest, len(updates), length)
             shortfall = None if floor is None else f"{len(updates)} hospitals sampled: {floor}"
         if shortfall is not None:
-            return skipped(f"dp: {shortfall}", 0.0, time.perf_counter() - start)
+            return skipped(f"dp: {shortfall}", 0.0, time.perf_counter() - start, models.refused)
         try:
             self.accountant.record_round(num_contributors=len(sent))
         except (BudgetExceededError, InsufficientNoiseError) as exc:
-            return skipped(f"dp: {exc}", 0.0, time.perf_counter() - start)
-        result = self.inner.aggregate(updates, stages, rng=rng)
+            return skipped(f"dp: {exc}", 0.0, time.perf_counter() - start, models.refused)
+        result = self.inner.aggregate(updates, stages, rng=rng, model_digest=models.digest)
         if result.mean is not None and len(result.included) < self.plan.honest:
             raise InsufficientNoiseError(f"the protocol included {len(result.included)} < h = {self.plan.honest}")
         return result

@@ -5,9 +5,11 @@ Each round t = 1..R:
 1. the server samples a fraction C of the clients;
 2. the simulation decides which of them drop out, and at which stage;
 3. every sampled client starts from the global model w and runs E epochs of
-   minibatch SGD on its own data, giving w_k; its update is u_k = w_k - w;
+   minibatch SGD on its own data, giving w_k; its update is u_k = w_k - w, and it
+   declares the digest of the w it received (:func:`fl_core.aggregators.model_digest`);
 4. the aggregator returns the sample-weighted mean of the updates that made it
-   (for the secure aggregators the server learns nothing else);
+   (for the secure aggregators the server learns nothing else), binding the digest of
+   w into the session and refusing a client that declares another model;
 5. the server sets w <- w + mean, or keeps w if the round was skipped (too few
    clients left for the protocol: the reason is logged);
 6. the global model is evaluated on the held-out test set.
@@ -30,6 +32,7 @@ from typing import cast
 import numpy as np
 
 from fl_core.aggregators.base import Aggregator, ClientUpdate, DropoutStage
+from fl_core.aggregators.binding import model_digest
 from fl_core.data import ClientData
 from fl_core.dp import DPAggregator
 from fl_core.dp_training import dp_contribution, public_denominator
@@ -123,7 +126,8 @@ class RoundRecord:
             (NaN or infinite values, or not the model's length), or could not be encoded (the
             aggregator's :attr:`~fl_core.aggregators.base.AggregationResult.withheld`, e.g. a
             rotation beyond binary64): they withhold it (listed in ``dropouts`` at ``UPLOAD``, or
-            earlier) and the round goes on without them.
+            earlier) and the round goes on without them; and of those the aggregator refused
+            (:attr:`AggregationResult.refused`: trained from another model), listed at ``JOIN``.
     """
 
     round: int
@@ -225,6 +229,7 @@ def _round_updates(
     rejected: list[tuple[int, str]] = []
     expected = flatten(params)
     for client in sampled:
+        received = model_digest(params)  # the client's own digest of the global model it trained from
         rng = np.random.default_rng([config.seed, _TRAIN, t, client.client_id])
         if dp is not None:
             vector = dp_contribution(cast(DPModel, model), params, client, dp.config, rng)
@@ -236,7 +241,7 @@ def _round_updates(
             dropouts[client.client_id] = min(dropouts.get(client.client_id, _WITHHELD), _WITHHELD)
             LOGGER.warning("round %d: hospital %d withholds its update: %s", t, *rejected[-1])
             vector = np.zeros_like(expected)
-        updates.append(ClientUpdate(client.client_id, vector, client.num_samples))
+        updates.append(ClientUpdate(client.client_id, vector, client.num_samples, model_digest=received))
     return updates, rejected
 
 
@@ -297,7 +302,13 @@ def run_fedavg(
         global_vector = flatten(params)
         updates, rejected = _round_updates(model, params, sampled, dropouts, config, t, dp)
         # 4: the weighted mean of the updates, computed by the aggregator.
-        result = aggregator.aggregate(updates, dropouts, rng=np.random.default_rng([seed, _AGGREGATE, t]))
+        result = aggregator.aggregate(
+            updates, dropouts, rng=np.random.default_rng([seed, _AGGREGATE, t]), model_digest=model_digest(params)
+        )
+        for client, reason in result.refused:  # trained from another model: never joined the session
+            dropouts[client] = DropoutStage.JOIN
+            rejected.append((client, reason))
+            LOGGER.warning("round %d: hospital %d refused: %s", t, client, reason)
         for client, reason in result.withheld:  # e.g. its rotation left binary64 (fl_core.rotated)
             rejected.append((client, reason))
             dropouts[client] = min(dropouts.get(client, _WITHHELD), _WITHHELD)

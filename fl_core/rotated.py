@@ -71,6 +71,7 @@ class RotatedAggregator(WrappingAggregator):
         *,
         rng: np.random.Generator,
         segments: SegmentTable | None = None,
+        model_digest: bytes | None = None,
     ) -> AggregationResult:
         """The inner aggregator's mean of the rotated updates, rotated back. A hospital whose
         rotation overflows binary64 is withheld (:meth:`WrappingAggregator.hand_on`)."""
@@ -90,10 +91,10 @@ class RotatedAggregator(WrappingAggregator):
             updates, stages, rotation.padded_dimension, lambda u: rotation.forward(u.vector)
         )
         if segments is None:
-            result = self.inner.aggregate(rotated, stages, rng=rng)
+            result = self.inner.aggregate(rotated, stages, rng=rng, model_digest=model_digest)
         else:  # its name and clip, over the padded length
             only = segments.segments[0]
             flat = SegmentTable((Segment(only.name, rotation.padded_dimension, only.clip),))
-            result = self.inner.aggregate(rotated, stages, rng=rng, segments=flat)
+            result = self.inner.aggregate(rotated, stages, rng=rng, segments=flat, model_digest=model_digest)
         mean = None if result.mean is None else rotation.inverse(result.mean)
         return self.report(result, withheld, mean, start)

@@ -117,11 +117,11 @@ class WrappingAggregator:
         withheld: list[tuple[int, str]] = []
         for update in updates:
             try:
-                handed.append(ClientUpdate(update.client_id, transform(update), update.num_samples))
+                handed.append(replace(update, vector=transform(update)))
             except ConfigurationError as exc:
                 withheld.append((update.client_id, str(exc)))
                 stages[update.client_id] = min(stages.get(update.client_id, DropoutStage.UPLOAD), DropoutStage.UPLOAD)
-                handed.append(ClientUpdate(update.client_id, np.zeros(length), update.num_samples))
+                handed.append(replace(update, vector=np.zeros(length)))
         return handed, stages, tuple(withheld)
 
     @staticmethod

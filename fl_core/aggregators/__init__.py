@@ -30,6 +30,7 @@ from fl_core.aggregators.base import (
     ClientUpdate,
     DropoutStage,
 )
+from fl_core.aggregators.binding import model_digest
 from fl_core.aggregators.clipping import CLIPPING_NAMES, AdaptiveClip, ClipPolicy, FixedClip
 from fl_core.aggregators.masking import MaskingAggregator
 from fl_core.aggregators.plain import PlainAggregator, QuantizedPlainAggregator
@@ -55,13 +56,14 @@ __all__ = [
     "QuantizedPlainAggregator",
     "WeightedQuantizer",
     "make_aggregator",
+    "model_digest",
 ]
 
 AGGREGATOR_NAMES = ("plain", "plain-quantized", "secagg", "secagg+", "paillier")
 """Names accepted by :func:`make_aggregator`."""
 
 _QUANTIZATION_OPTIONS = ("clip", "bits", "ring_bits", "max_samples_per_client")
-_MASKING_OPTIONS = ("corrupt_fraction", "dropout_fraction", "dropout_per_round", "random_bytes", "mode")
+_MASKING_OPTIONS = ("corrupt_fraction", "dropout_fraction", "dropout_per_round", "random_bytes", "mode", "run_id")
 
 
 def make_aggregator(
@@ -80,7 +82,7 @@ def make_aggregator(
     Further options go to the protocol: for ``secagg``/``secagg+`` see
     :class:`fl_core.aggregators.masking.MaskingAggregator` (``mode``: ``"active"``, the
     default, or ``"semi-honest"`` by name; ``random_bytes``, ``corrupt_fraction``,
-    ``dropout_per_round``, ``dropout_fraction``); for ``paillier``,
+    ``dropout_per_round``, ``dropout_fraction``, ``run_id``); for ``paillier``,
     ``fl_core.aggregators.paillier.PaillierAggregator(quantizer, **options)``,
     imported only when asked for.
 

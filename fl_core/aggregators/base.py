@@ -36,8 +36,11 @@ client identically, which is what makes a secure run bit-identical to
 Writing a new aggregator (e.g. Paillier): take a :class:`WeightedQuantizer`
 as the first constructor argument and protocol options as keywords
 (:func:`fl_core.aggregators.make_aggregator` calls ``Cls(quantizer, **options)``);
-in ``aggregate``, validate with :func:`check_round`, take the uploaders from
-:func:`uploaders`, encode with :meth:`WeightedQuantizer.encode_all` (or
+in ``aggregate``, validate with :func:`check_round`, check the clients' models
+with :func:`fl_core.aggregators.binding.check_models` (the round's model digest; the
+refused clients drop at JOIN and go in ``AggregationResult.refused``), take the
+uploaders from :func:`uploaders`, bind the round with :meth:`WeightedQuantizer.descriptor`
+(``model_digest=``, and the aggregator's ``run_id``), encode with :meth:`WeightedQuantizer.encode_all` (or
 :meth:`WeightedQuantizer.encode_all_integers` for a non-ring sum), sum securely,
 decode with :meth:`WeightedQuantizer.decode` (or
 :meth:`WeightedQuantizer.decode_integers`), and return :func:`skipped` with the
@@ -54,6 +57,7 @@ from typing import Protocol, runtime_checkable
 import numpy as np
 import numpy.typing as npt
 
+from fl_core.aggregators.binding import check_model_digest
 from secagg._validate import require_int, require_sequence
 from secagg.errors import ConfigurationError
 from secagg.segments import ClippingReport, SegmentTable
@@ -142,11 +146,17 @@ class ClientUpdate:
         vector: its update as a one-dimensional float64 array (finite values).
         num_samples: its weight in the mean, the number of local training samples
             (an int >= 1, at most the aggregator's ``max_samples_per_client``).
+        model_digest: the 32-byte digest of the global model the client trained from
+            (:func:`fl_core.aggregators.binding.model_digest` of the weights it received), or
+            ``None`` (taken as the round's model). A client that declares another model than
+            the round's is refused (:attr:`AggregationResult.refused`), and the round's is bound
+            into the session.
     """
 
     client_id: int
     vector: FloatVector
     num_samples: int
+    model_digest: bytes | None = None
 
     def __post_init__(self) -> None:
         # Client ids and sample counts are u32 wherever they are encoded or bound.
@@ -161,6 +171,8 @@ class ClientUpdate:
             raise ConfigurationError(f"client {self.client_id}: update must be float64, got {vector.dtype}")
         if not np.all(np.isfinite(vector)):
             raise ConfigurationError(f"client {self.client_id}: update contains NaN or infinite values")
+        if self.model_digest is not None:
+            check_model_digest(f"client {self.client_id}: model_digest", self.model_digest)
 
 
 @dataclass(frozen=True)
@@ -184,6 +196,9 @@ class AggregationResult:
             silent at ``UPLOAD`` (its earlier stage if it dropped before), so it is
             not in ``mean``, and the round went on for the others (skipped, with
             the reason, if too few remained).
+        refused: (client id, reason) of the clients the aggregator refused before the
+            session (they trained from another model than the round's): each drops out
+            at ``JOIN`` and costs only itself.
     """
 
     mean: FloatVector | None
@@ -193,6 +208,7 @@ class AggregationResult:
     skipped_reason: str | None = None
     clipping: ClippingReport | None = None
     withheld: tuple[tuple[int, str], ...] = ()
+    refused: tuple[tuple[int, str], ...] = ()
 
     def __post_init__(self) -> None:
         if (self.mean is None) == (self.skipped_reason is None):
@@ -239,6 +255,11 @@ class Aggregator(Protocol):
     - ``segments``: how the vector splits into named tensors (one clip and one
       clipped count each; integer segments exact), or ``None`` for one flat
       segment. Segments without a clip take the aggregator's current one.
+    - ``model_digest``: the digest of the global model the server sent for the round
+      (:func:`fl_core.aggregators.binding.model_digest`), or ``None``: then the model more
+      than half of the declaring clients declare (:attr:`ClientUpdate.model_digest`). It is
+      bound into the session; a client that declares another is refused, with the reason
+      in :attr:`AggregationResult.refused` (:func:`fl_core.aggregators.binding.check_models`).
     - Returns the weighted mean ``sum n_k u_k / sum n_k`` over the included
       clients, or a skipped result (``mean=None``, with the reason) when too few
       clients remain for the protocol to finish. Never raises for a dropout
@@ -257,8 +278,9 @@ class Aggregator(Protocol):
         *,
         rng: np.random.Generator,
         segments: SegmentTable | None = None,
+        model_digest: bytes | None = None,
     ) -> AggregationResult:
-        """The weighted mean of ``updates`` minus the dropouts (see the class docstring)."""
+        """The weighted mean of ``updates`` minus the dropouts and the refused (see the class docstring)."""
         ...
 
 
@@ -300,11 +322,14 @@ def uploaders(updates: Sequence[ClientUpdate], dropouts: Mapping[int, DropoutSta
     return [u for u in updates if dropouts.get(u.client_id, DropoutStage.FINALIZE) >= DropoutStage.FINALIZE]
 
 
-def skipped(reason: str, bytes_per_client: float, seconds: float) -> AggregationResult:
-    """A result for a round that produced no mean, with the reason."""
+def skipped(
+    reason: str, bytes_per_client: float, seconds: float, refused: tuple[tuple[int, str], ...] = ()
+) -> AggregationResult:
+    """A result for a round that produced no mean, with the reason (and the clients refused before it)."""
     return AggregationResult(
-        mean=None, included=frozenset(), bytes_per_client=bytes_per_client, seconds=seconds, skipped_reason=reason
-    )
+        mean=None, included=frozenset(), bytes_per_client=bytes_per_client, seconds=seconds, skipped_reason=reason,
+        refused=refused,
+    )  # fmt: skip
 
 
 def client_rounding_rng(round_seed: int, client_id: int) -> np.random.Generator:

@@ -15,6 +15,11 @@ returned as skipped; the reason names the aggregation and its mode, the clients
 that dropped (and at which stage), then gives the protocol's message (with the
 threshold and the dropouts the configuration survives, which follow the mode).
 
+Each session's descriptor binds the round's model digest and the aggregator's run
+id (:mod:`fl_core.aggregators.binding`): a client that declares another model than
+the round's is refused before the session, as a ``JOIN`` dropout with the reason in
+``AggregationResult.refused``; two aggregators never share a session.
+
 Mode: ``"active"`` by default, so a server that lies (about who dropped, or by
 sending different clients different views) learns no more than the sum: every
 hospital holds a long-term Ed25519 identity key, made once per aggregator from
@@ -45,6 +50,7 @@ from fl_core.aggregators.base import (
     check_round,
     skipped,
 )
+from fl_core.aggregators.binding import NO_MODEL, check_models, check_run_id
 from fl_core.aggregators.clipping import ClipPolicy, ClipSchedule, clip_policy
 from fl_core.aggregators.quantizer import WeightedQuantizer
 from secagg._validate import require_instance
@@ -150,6 +156,9 @@ class MaskingAggregator:
         mode: ``"active"`` (the default: signed keys and a consistency round, private
             against a server that lies about dropouts) or ``"semi-honest"`` (opt-in:
             cheaper, but does NOT resist a lying server); see the module docstring.
+        run_id: the run every round's session descriptor binds (a u64): drawn from
+            ``secrets`` for each aggregator (the default, None), so two runs or two
+            aggregators never share a session; a caller that names its runs gives its own.
     """
 
     def __init__(
@@ -163,8 +172,10 @@ class MaskingAggregator:
         random_bytes: RandomBytes = system_random,
         clipping: str | ClipPolicy = "adaptive",
         mode: str = ACTIVE,
+        run_id: int | None = None,
     ) -> None:
         require_instance("quantizer", quantizer, WeightedQuantizer)
+        self.run_id = check_run_id(run_id)
         if not isinstance(mode, str) or mode not in MASKING_MODES:
             raise ConfigurationError(
                 f"mode must be {ACTIVE!r} (the default: resists a server that lies about dropouts) or "
@@ -238,20 +249,25 @@ class MaskingAggregator:
         return self._configs[key]
 
     def round_config(
-        self, hospitals: Sequence[int], vector_length: int, table: SegmentTable, server_round: int
+        self,
+        hospitals: Sequence[int],
+        vector_length: int,
+        table: SegmentTable,
+        server_round: int,
+        model_digest: bytes = NO_MODEL,
     ) -> MaskingConfig:
         """The bound configuration of round ``server_round`` over ``hospitals`` (session ids 1..m in
-        this order) with ``vector_length``-long updates laid out by ``table``: the session
-        parameters (:meth:`masking_config`, for the encoded length), the hospitals' identity keys
-        and, as its descriptor, this quantization, the segment table with every clip, the round and
-        the quantizer's bound entries (:meth:`WeightedQuantizer.descriptor`). Everything that shapes
-        a hospital's encoding or the decoding of the sum is in it, so it is what every hospital
-        agrees on (tests/fl_core/test_fl_masking_binding_guard.py)."""
+        this order) with ``vector_length``-long updates laid out by ``table``, trained from the model
+        whose digest is ``model_digest``: the session parameters (:meth:`masking_config`, for the
+        encoded length), the hospitals' identity keys and, as its descriptor, this quantization, the
+        segment table with every clip, the model digest, the run id, the round and the quantizer's
+        bound entries (:meth:`WeightedQuantizer.descriptor`). Everything that shapes a hospital's
+        encoding or the decoding of the sum is in it, so it is what every hospital agrees on
+        (tests/fl_core/test_fl_masking_binding_guard.py)."""
         base = self.masking_config(len(hospitals), self.quantizer.encoded_length(vector_length, table))
         identity_keys, _ = self.session_identities(hospitals)
-        return dataclasses.replace(
-            base, descriptor=self.quantizer.descriptor(server_round, table), identity_keys=identity_keys
-        )
+        descriptor = self.quantizer.descriptor(server_round, table, model_digest=model_digest, run_id=self.run_id)
+        return dataclasses.replace(base, descriptor=descriptor, identity_keys=identity_keys)
 
     def honest_floor(self, num_clients: int, vector_length: int) -> int:
         """The largest h a session of ``num_clients`` clients supports: the honest inputs in the
@@ -273,18 +289,23 @@ class MaskingAggregator:
         *,
         rng: np.random.Generator,
         segments: SegmentTable | None = None,
+        model_digest: bytes | None = None,
     ) -> AggregationResult:
         """Run one masking session over ``updates``; see the module docstring."""
         start = time.perf_counter()
         stages = check_round(updates, dropouts, self.quantizer.config.num_clients)
         if len(updates) < MIN_CLIENTS:
             raise ConfigurationError(f"a {self.name} round needs at least {MIN_CLIENTS} clients, got {len(updates)}")
+        models = check_models(updates, model_digest)
+        if models.skipped_reason is not None:
+            return skipped(f"{self.name}: {models.skipped_reason}", 0.0, time.perf_counter() - start)
+        stages = models.stages(stages)
         table = self.quantizer.check_table(self.schedule.table(updates[0].vector.shape[0], segments))
         encodings = self.quantizer.encode_all(updates, rng, table)
         ordered = sorted(u.client_id for u in updates)
         session_id = {client: index for index, client in enumerate(ordered, start=1)}
         self._rounds += 1
-        config = self.round_config(ordered, updates[0].vector.shape[0], table, self._rounds)
+        config = self.round_config(ordered, updates[0].vector.shape[0], table, self._rounds, models.digest)
         _, identities = self.session_identities(ordered)
         try:
             session = run_session(
@@ -298,7 +319,8 @@ class MaskingAggregator:
         except ThresholdError as exc:
             # The session aborted; the server learnt nothing. Bytes of the aborted
             # session are not reported by the driver, so none are counted.
-            return skipped(self._skip_reason(exc, stages, ordered), 0.0, time.perf_counter() - start)
+            reason = self._skip_reason(exc, stages, ordered)
+            return skipped(reason, 0.0, time.perf_counter() - start, models.refused)
         included = frozenset(ordered[index - 1] for index in session.included)
         decoded = self.quantizer.decode_sum(self.quantizer.integers_of(session.aggregate), len(session.included), table)
         self.schedule.observe(decoded.clipping)
@@ -308,6 +330,7 @@ class MaskingAggregator:
             bytes_per_client=session.bytes_per_client_upload,
             seconds=time.perf_counter() - start,
             clipping=decoded.clipping,
+            refused=models.refused,
         )
 
     def _skip_reason(self, exc: ThresholdError, stages: Mapping[int, DropoutStage], ordered: list[int]) -> str:

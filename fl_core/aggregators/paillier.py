@@ -43,6 +43,7 @@ from fl_core.aggregators.base import (
     skipped,
     uploaders,
 )
+from fl_core.aggregators.binding import ModelCheck, check_models, check_run_id
 from fl_core.aggregators.clipping import ClipPolicy, ClipSchedule, clip_policy
 from fl_core.aggregators.paillier_layout import (
     LIMB_BITS,
@@ -90,6 +91,7 @@ __all__ = [
     "value_bits",
 ]
 
+ROUND_LABEL = b"fl_core/paillier-round"  # of a round's session context (PaillierAggregator.round_context)
 INSECURE_KEY_BITS = 1024
 """Key size of ``insecure_small_key`` (the demo's ``--insecure-small-key``): fast, NOT secure."""
 
@@ -126,6 +128,9 @@ class PaillierAggregator:
         key_material: reuse the key of an earlier ceremony instead of running one.
         clipping: how each segment's clip moves between rounds (``"adaptive"``,
             the default, or ``"fixed"``; :mod:`fl_core.aggregators.clipping`).
+        run_id: the run every round's session binds (a u64, in its descriptor and its round
+            context, :meth:`round_context`): drawn from ``secrets`` for each aggregator (the
+            default, None), so two runs over one key never share a session; or the caller's.
     """
 
     def __init__(
@@ -143,8 +148,10 @@ class PaillierAggregator:
         random_bytes: RandomBytes = system_random,
         key_material: ThresholdKeyMaterial | None = None,
         clipping: str | ClipPolicy = "adaptive",
+        run_id: int | None = None,
     ) -> None:
         require_instance("quantizer", quantizer, WeightedQuantizer)
+        self.run_id = check_run_id(run_id)
         self.schedule = ClipSchedule(clip_policy(clipping), quantizer.config.clip)
         num_parties = quantizer.config.num_clients
         if num_parties < 2:
@@ -255,6 +262,13 @@ class PaillierAggregator:
         guarantee = decrypted_sums(self.material.public, num_clients, contributors)
         return decrypted_shortfall(honest, contributors, guarantee)
 
+    def round_context(self, server_round: int, model_digest: bytes) -> bytes:
+        """The 32-byte context of round ``server_round``'s session: SHA-256 of
+        ``"fl_core/paillier-round"``, the run id (u64), the round (u64) and the model digest."""
+        return hashlib.sha256(
+            ROUND_LABEL + self.run_id.to_bytes(8, "big") + server_round.to_bytes(8, "big") + model_digest
+        ).digest()
+
     def _identity(self, client: int) -> SigningKey:
         # The simulation plays every hospital: each gets its own identity key once.
         if client not in self._identities:
@@ -268,10 +282,15 @@ class PaillierAggregator:
         *,
         rng: np.random.Generator,
         segments: SegmentTable | None = None,
+        model_digest: bytes | None = None,
     ) -> AggregationResult:
         """Run one Paillier session over ``updates``; see the module docstring."""
         start = time.perf_counter()
         stages = check_round(updates, dropouts, self.quantizer.config.num_clients)
+        models = check_models(updates, model_digest)
+        if models.skipped_reason is not None:
+            return skipped(f"paillier: {models.skipped_reason}", 0.0, time.perf_counter() - start)
+        stages = models.stages(stages)
         table = self.quantizer.check_table(self.schedule.table(updates[0].vector.shape[0], segments))
         config = self.quantizer.config
         longest = max(s.length for s in table.segments)
@@ -285,7 +304,7 @@ class PaillierAggregator:
         ids = sorted(u.client_id for u in updates)
         self._assign_shares(ids)
         with key_policy(self.insecure):
-            return self._session(updates, stages, encodings, ids, start, table)
+            return self._session(updates, stages, encodings, ids, start, table, models)
 
     def _session(
         self,
@@ -295,6 +314,7 @@ class PaillierAggregator:
         ids: list[int],
         start: float,
         table: SegmentTable,
+        models: ModelCheck,
     ) -> AggregationResult:
         self._rounds += 1
         length = self.quantizer.encoded_length(updates[0].vector.shape[0], table)
@@ -305,8 +325,8 @@ class PaillierAggregator:
             roster=tuple(ids),
             min_contributors=min(self.min_contributors, len(ids)),
             identity_keys=tuple(self._identity(client).public for client in ids),
-            context=hashlib.sha256(b"fl_core/paillier-round" + self._rounds.to_bytes(8, "big")).digest(),
-            descriptor=self.quantizer.descriptor(self._rounds, table),
+            context=self.round_context(self._rounds, models.digest),
+            descriptor=self.quantizer.descriptor(self._rounds, table, model_digest=models.digest, run_id=self.run_id),
         )
         sent = [u.client_id for u in uploaders(updates, stages)]
         if len(sent) < self.min_contributors:
@@ -314,6 +334,7 @@ class PaillierAggregator:
                 f"paillier: {len(sent)} hospitals uploaded; at least {self.min_contributors} are needed",
                 0.0,
                 time.perf_counter() - start,
+                models.refused,
             )
         server = Server(params, workers=self.workers)
         bytes_sent = 0
@@ -334,6 +355,7 @@ class PaillierAggregator:
                 f"paillier: {len(live)} hospitals remain to decrypt; {threshold} partial decryptions are needed",
                 bytes_sent / len(updates),
                 time.perf_counter() - start,
+                models.refused,
             )
         for client in live[:threshold]:
             index = self._share_index[client]
@@ -358,6 +380,7 @@ class PaillierAggregator:
             bytes_per_client=bytes_sent / len(updates),
             seconds=time.perf_counter() - start,
             clipping=decoded.clipping,
+            refused=models.refused,
         )
 
     def close(self) -> None:

@@ -24,6 +24,7 @@ from fl_core.aggregators.base import (
     skipped,
     uploaders,
 )
+from fl_core.aggregators.binding import check_models
 from fl_core.aggregators.clipping import ClipPolicy, ClipSchedule, clip_policy
 from fl_core.aggregators.quantizer import WeightedQuantizer
 from secagg.segments import SegmentTable
@@ -53,20 +54,27 @@ class PlainAggregator:
         *,
         rng: np.random.Generator,
         segments: SegmentTable | None = None,
+        model_digest: bytes | None = None,
     ) -> AggregationResult:
         """``sum n_k u_k / sum n_k`` over the uploading clients, in float64 (nothing is clipped).
-        ``rng`` and ``segments`` are unused."""
+        ``rng`` and ``segments`` are unused; clients that trained from another model than the
+        round's (``model_digest``) are refused as the secure aggregators refuse them."""
         start = time.perf_counter()
-        sent = uploaders(updates, check_round(updates, dropouts))
+        stages = check_round(updates, dropouts)
+        models = check_models(updates, model_digest)
+        if models.skipped_reason is not None:
+            return skipped(models.skipped_reason, 0.0, time.perf_counter() - start)
+        sent = uploaders(updates, models.stages(stages))
         # Each uploader sends its float vector and its count; nobody else sends anything.
         bytes_per_client = float(FLOAT_SIZE * (updates[0].vector.shape[0] + 1))
         if not sent:
-            return skipped("no client uploaded its update", 0.0, time.perf_counter() - start)
+            return skipped("no client uploaded its update", 0.0, time.perf_counter() - start, models.refused)
         return AggregationResult(
             mean=mean_of(sent),
             included=frozenset(u.client_id for u in sent),
             bytes_per_client=bytes_per_client,
             seconds=time.perf_counter() - start,
+            refused=models.refused,
         )
 
 
@@ -96,17 +104,23 @@ class QuantizedPlainAggregator:
         *,
         rng: np.random.Generator,
         segments: SegmentTable | None = None,
+        model_digest: bytes | None = None,
     ) -> AggregationResult:
-        """Decoded ring sum of the uploading clients' weighted encodings."""
+        """Decoded ring sum of the uploading clients' weighted encodings (clients that trained
+        from another model than the round's refused, as the secure aggregators refuse them)."""
         start = time.perf_counter()
         stages = check_round(updates, dropouts, self.quantizer.config.num_clients)
+        models = check_models(updates, model_digest)
+        if models.skipped_reason is not None:
+            return skipped(models.skipped_reason, 0.0, time.perf_counter() - start)
+        stages = models.stages(stages)
         table = self.quantizer.check_table(self.schedule.table(updates[0].vector.shape[0], segments))
         encodings = self.quantizer.encode_all(updates, rng, table)
         sent = uploaders(updates, stages)
         encoded = self.quantizer.encoded_length(updates[0].vector.shape[0], table)
         bytes_per_client = float(self.quantizer.config.ring.packed_size(encoded))
         if not sent:
-            return skipped("no client uploaded its update", 0.0, time.perf_counter() - start)
+            return skipped("no client uploaded its update", 0.0, time.perf_counter() - start, models.refused)
         total = self.quantizer.ring_sum([encodings[u.client_id] for u in sent])
         decoded = self.quantizer.decode_sum(self.quantizer.integers_of(total), len(sent), table)
         self.schedule.observe(decoded.clipping)
@@ -116,4 +130,5 @@ class QuantizedPlainAggregator:
             bytes_per_client=bytes_per_client,
             seconds=time.perf_counter() - start,
             clipping=decoded.clipping,
+            refused=models.refused,
         )

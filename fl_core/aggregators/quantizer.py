@@ -31,6 +31,7 @@ from fl_core.aggregators.base import (
     FloatVector,
     client_rounding_rng,
 )
+from fl_core.aggregators.binding import NO_MODEL
 from secagg.descriptor import Parameter, SessionDescriptor
 from secagg.encoding import WORD_RINGS, QuantizationConfig, from_ring, smallest_ring_bits, to_ring
 from secagg.errors import ConfigurationError, OverflowDetectedError
@@ -127,15 +128,20 @@ class WeightedQuantizer:
             raise ConfigurationError("every float segment needs a clip before encoding")
         return table
 
-    def descriptor(self, server_round: int, table: SegmentTable | None = None) -> bytes:
+    def descriptor(
+        self, server_round: int, table: SegmentTable | None = None, *, model_digest: bytes = NO_MODEL, run_id: int = 0
+    ) -> bytes:
         """The digest of round ``server_round``'s :class:`~secagg.descriptor.SessionDescriptor`:
-        this quantization, the weight (the sample count) and, as its layout digest, the
-        segment table with every segment's clip (:meth:`SegmentTable.digest`)."""
+        this quantization, the weight (the sample count), as its layout digest the segment table
+        with every segment's clip (:meth:`SegmentTable.digest`), the round's model digest
+        (:func:`fl_core.aggregators.binding.model_digest`) and the aggregator's run id."""
         return SessionDescriptor.create(
             self.config,
             weight_key="num_samples",
             server_round=server_round,
             layout_digest=bytes(32) if table is None else table.digest(),
+            model_digest=model_digest,
+            run_id=run_id,
             parameters=dict(self.parameters),
         ).digest()
 

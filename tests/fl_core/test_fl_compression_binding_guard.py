@@ -37,9 +37,10 @@ UPDATES = [ClientUpdate(h, np.linspace(-1.0, 1.0, LENGTH) * h / 5, 10 * h) for h
 
 
 def inner(mode: str) -> MaskingAggregator:
-    """The masking aggregator under the wrappers (fixed clip: the round's clip is the same for all)."""
+    """The masking aggregator under the wrappers (fixed clip: the round's clip is the same for all; one
+    named run: each aggregator otherwise draws its own run id)."""
     return MaskingAggregator(WeightedQuantizer(QUANTIZATION), mode=mode, clipping="fixed",
-                             random_bytes=InsecureDeterministicRandom(b"hospitals"))  # fmt: skip
+                             random_bytes=InsecureDeterministicRandom(b"hospitals"), run_id=7)  # fmt: skip
 
 
 SIGNING_KEYS = inner(ACTIVE).session_identities(HOSPITALS)[1]

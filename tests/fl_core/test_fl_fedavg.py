@@ -62,11 +62,12 @@ class SkipsLike:
         dropouts: Mapping[int, DropoutStage] | None = None,
         *,
         rng: np.random.Generator,
+        model_digest: bytes | None = None,
     ) -> AggregationResult:
         self.calls += 1
         if self.calls in self.skip:
             return skipped("skipped by the secure run", 0.0, 0.0)
-        return self.inner.aggregate(updates, dropouts, rng=rng)
+        return self.inner.aggregate(updates, dropouts, rng=rng, model_digest=model_digest)
 
 
 @pytest.mark.parametrize(("name", "options"), [("secagg", {}), ("secagg+", {"dropout_fraction": 0.25})])
@@ -121,6 +122,7 @@ class AlwaysSkips:
         dropouts: Mapping[int, DropoutStage] | None = None,
         *,
         rng: np.random.Generator,
+        model_digest: bytes | None = None,
     ) -> AggregationResult:
         return skipped("only 1 client remains, fewer than 3", 0.0, 0.0)
 
@@ -199,6 +201,7 @@ class FixedMean:
         dropouts: Mapping[int, DropoutStage] | None = None,
         *,
         rng: np.random.Generator,
+        model_digest: bytes | None = None,
     ) -> AggregationResult:
         self.seen.append(list(updates))
         ids = frozenset(u.client_id for u in updates)

@@ -3,9 +3,10 @@ and every argument of a round that shapes a hospital's encoding reaches the roun
 config (:meth:`MaskingAggregator.round_config`), and a split of it between two hospitals fails
 the masking session for the hospital that holds the other value.
 
-The options and arguments are introspected (``inspect.signature``) and the quantizer's fields
-too (``dataclasses.fields``): one added later fails :func:`test_every_option_field_and_argument_is_listed`
-until :data:`SPLITS` says how to vary it, or why it shapes nothing (with a test that shows it).
+The options and arguments are introspected (``inspect.signature``) and the quantizer's and a
+client update's fields too (``dataclasses.fields``): one added later fails
+:func:`test_every_option_field_and_argument_is_listed` until :data:`SPLITS` says how to vary it,
+or why it shapes nothing (with a test that shows it).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import numpy as np
 import pytest
 
 from fl_core.aggregators.base import ClientUpdate
+from fl_core.aggregators.binding import check_models, model_digest
 from fl_core.aggregators.masking import MaskingAggregator
 from fl_core.aggregators.quantizer import WeightedQuantizer
 from fl_core.dp import DPQuantizer
@@ -38,14 +40,17 @@ MODES = (SEMI_HONEST, ACTIVE)
 HOSPITALS = (1, 2, 3, 4, 5)
 LENGTH = 6
 QUANTIZATION = QuantizationConfig(0.5, 16, len(HOSPITALS), 32, max_weight=100)
+RUN_ID = 7
+"""The run every guard aggregator is in (the default, one drawn from ``secrets``, differs per aggregator)."""
 
 
 def aggregator(base_mode: str, quantizer: WeightedQuantizer | None = None, **options: Any) -> MaskingAggregator:
-    """An aggregator in ``base_mode`` (unless ``options`` name another); every one makes the
-    same identity keys (one deterministic source), as the same hospitals would hold."""
+    """An aggregator in ``base_mode`` (unless ``options`` name another) and in run :data:`RUN_ID`
+    (unless they name another); every one makes the same identity keys (one deterministic
+    source), as the same hospitals would hold."""
     return MaskingAggregator(
         quantizer or WeightedQuantizer(QUANTIZATION), mode=options.pop("mode", base_mode),
-        random_bytes=InsecureDeterministicRandom(b"hospitals"), **options,
+        random_bytes=InsecureDeterministicRandom(b"hospitals"), run_id=options.pop("run_id", RUN_ID), **options,
     )  # fmt: skip
 
 
@@ -54,11 +59,17 @@ assert SIGNING_KEYS is not None
 
 
 def round_config(
-    agg: MaskingAggregator, *, length: int = LENGTH, segments: SegmentTable | None = None, server_round: int = 1
+    agg: MaskingAggregator,
+    *,
+    length: int = LENGTH,
+    segments: SegmentTable | None = None,
+    server_round: int = 1,
+    model_digest: bytes | None = None,
 ) -> MaskingConfig:
-    """The config ``agg`` binds for a round of :data:`HOSPITALS` (as ``aggregate`` computes it)."""
+    """The config ``agg`` binds for a round of :data:`HOSPITALS` (as ``aggregate`` computes it; the
+    model digest as :func:`fl_core.aggregators.binding.check_models` gives it: the reference, or none)."""
     table = agg.quantizer.check_table(agg.schedule.table(length, segments))
-    return agg.round_config(HOSPITALS, length, table, server_round)
+    return agg.round_config(HOSPITALS, length, table, server_round, check_models((), model_digest).digest)
 
 
 def options(name: str, *candidates: Any) -> Callable[[str], tuple[MaskingConfig, MaskingConfig]]:
@@ -82,6 +93,13 @@ def options(name: str, *candidates: Any) -> Callable[[str], tuple[MaskingConfig,
 def quantization(**changes: Any) -> Callable[[str], tuple[MaskingConfig, MaskingConfig]]:
     other = WeightedQuantizer(dataclasses.replace(QUANTIZATION, **changes))
     return lambda mode: (round_config(aggregator(mode)), round_config(aggregator(mode, other)))
+
+
+def declared_round(mode: str, digest: bytes) -> MaskingConfig:
+    """The round config when every hospital declares the model ``digest`` and the server gives none
+    (the round's model is then the one more than half declare)."""
+    updates = [ClientUpdate(h, np.zeros(LENGTH), 1, model_digest=digest) for h in HOSPITALS]
+    return round_config(aggregator(mode), model_digest=check_models(updates, None).digest)
 
 
 def arguments(**changes: Any) -> Callable[[str], tuple[MaskingConfig, MaskingConfig]]:
@@ -138,6 +156,7 @@ SPLITS: dict[str, Split] = {
     "clipping.target": next_round_clip(AdaptiveClip(), AdaptiveClip(target=0.2)),
     "clipping.learning_rate": next_round_clip(AdaptiveClip(), AdaptiveClip(learning_rate=0.5)),
     "mode": lambda mode: (round_config(aggregator(mode)), round_config(aggregator(mode, mode=_other(mode)))),
+    "run_id": options("run_id", RUN_ID + 1),
     # WeightedQuantizer fields, and its QuantizationConfig's
     "quantizer.parameters": lambda mode: (
         round_config(aggregator(mode)),
@@ -156,10 +175,20 @@ SPLITS: dict[str, Split] = {
     "dp.max_patients": "a refusal before encoding; the range it sized (qmax) is bound (test_...max_patients...)",
     # aggregate(...) arguments, and the round the aggregator is at
     "updates": arguments(length=LENGTH + 1),  # the update's length; its values are the contribution itself
+    # ClientUpdate fields
+    "update.client_id": "who the hospital is: session ids 1..m follow the ids, its identity key is bound (mode)",
+    "update.vector": "the contribution itself; its length is the updates entry",
+    "update.num_samples": "the contribution's weight, summed securely; its public bound is quantizer.config.max_weight",
+    "update.model_digest": lambda mode: (declared_round(mode, bytes(32)), declared_round(mode, bytes(range(32)))),
     "dropouts": "which hospitals drop, and when: the protocol's own business, not a setup value",
     "rng": "the rounding randomness (non-secret, per hospital): no value to agree on",
     "segments": arguments(segments=SegmentTable((Segment("a", 3), Segment("b", 3)))),
     "round": arguments(server_round=2),
+    # the model the round trains from: the server's reference, or the one most hospitals declare
+    "model_digest": lambda mode: (
+        round_config(aggregator(mode), model_digest=model_digest([np.zeros(LENGTH)])),
+        round_config(aggregator(mode), model_digest=model_digest([np.ones(LENGTH)])),
+    ),
 }
 
 
@@ -172,6 +201,7 @@ def test_every_option_field_and_argument_is_listed() -> None:
     listed |= {f"quantizer.{field.name}" for field in dataclasses.fields(WeightedQuantizer)}
     listed |= {f"quantizer.config.{field.name}" for field in dataclasses.fields(QuantizationConfig)}
     listed |= set(inspect.signature(MaskingAggregator.aggregate).parameters) - {"self"}
+    listed |= {f"update.{field.name}" for field in dataclasses.fields(ClientUpdate)}
     listed |= {f"clipping.{field.name}" for policy in (AdaptiveClip, FixedClip) for field in dataclasses.fields(policy)}
     inherited = {field.name for field in dataclasses.fields(WeightedQuantizer)}
     listed |= {f"dp.{field.name}" for field in dataclasses.fields(DPQuantizer) if field.name not in inherited}
