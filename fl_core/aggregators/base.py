@@ -48,7 +48,7 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol, runtime_checkable
 
 import numpy as np
@@ -178,6 +178,9 @@ class AggregationResult:
         clipping: the securely summed clipped counts per segment, with the
             segment table (and so each segment's clip) of the round; ``None``
             when nothing was clipped by construction (``plain``) or skipped.
+        errors: client -> why a message of it was dropped (a malformed or refused
+            upload, a partial decryption whose proof fails): the round went on
+            without it (``paillier``), or was skipped if too few remained.
     """
 
     mean: FloatVector | None
@@ -186,6 +189,7 @@ class AggregationResult:
     seconds: float
     skipped_reason: str | None = None
     clipping: ClippingReport | None = None
+    errors: Mapping[int, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if (self.mean is None) == (self.skipped_reason is None):
@@ -290,10 +294,13 @@ def uploaders(updates: Sequence[ClientUpdate], dropouts: Mapping[int, DropoutSta
     return [u for u in updates if dropouts.get(u.client_id, DropoutStage.FINALIZE) >= DropoutStage.FINALIZE]
 
 
-def skipped(reason: str, bytes_per_client: float, seconds: float) -> AggregationResult:
-    """A result for a round that produced no mean, with the reason."""
+def skipped(
+    reason: str, bytes_per_client: float, seconds: float, errors: Mapping[int, str] | None = None
+) -> AggregationResult:
+    """A result for a round that produced no mean, with the reason (and the messages dropped before)."""
     return AggregationResult(
-        mean=None, included=frozenset(), bytes_per_client=bytes_per_client, seconds=seconds, skipped_reason=reason
+        mean=None, included=frozenset(), bytes_per_client=bytes_per_client, seconds=seconds, skipped_reason=reason,
+        errors=dict(errors or {}),
     )
 
 
