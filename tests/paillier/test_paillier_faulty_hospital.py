@@ -21,12 +21,22 @@ from fl_core.aggregators import paillier as paillier_module
 from fl_core.aggregators.paillier import PaillierAggregator
 from fl_core.aggregators.plain import QuantizedPlainAggregator
 from secagg import wire
-from secagg.errors import ProtocolError
-from secagg.paillier import Client, DecryptingParty, DecryptionRequest, EncryptedVector, Encryptor, PartialDecryption
+from secagg.errors import ProtocolError, SecAggError
+from secagg.paillier import (
+    Client,
+    DecryptingParty,
+    DecryptionRequest,
+    EncryptedVector,
+    Encryptor,
+    PartialDecryption,
+    Server,
+    SessionParameters,
+    SlotLayout,
+)
 from secagg.paillier.messages import upload_payload
 from secagg.primitives.randomness import InsecureDeterministicRandom
 
-from .helpers import threshold_material
+from .helpers import IDENTITIES, identity_keys, threshold_material
 
 pytestmark = pytest.mark.filterwarnings("ignore:paillier. insecure_small_key")
 
@@ -249,3 +259,33 @@ def test_an_upload_that_overflows_its_slots_skips_the_round_with_the_reason(monk
     # Assert
     assert result.skipped
     assert "guard bit" in str(result.skipped_reason)
+
+
+# --- The protocol's server: a rejected message leaves no trace ------------------------------------
+
+
+def test_the_server_refuses_each_bad_upload_and_still_accepts_the_genuine_one() -> None:
+    # Prepare: three hospitals, 2-of-3; every kind of bad upload of hospital 1 arrives first
+    material = threshold_material(256, 3, 2)
+    params = SessionParameters(
+        public=material.public, layout=SlotLayout(16, 3, 256), vector_length=20, roster=(1, 2, 3),
+        min_contributors=2, identity_keys=identity_keys((1, 2, 3)), context=bytes(32),
+    )
+    other = dataclasses.replace(params, context=b"\x01" * 32)
+    clients = {k: Client(params, k, IDENTITIES[k], random_bytes=InsecureDeterministicRandom(k)) for k in (1, 2, 3)}
+    uploads = {k: clients[k].upload(np.full(20, k)) for k in (1, 2, 3)}
+    replayed = Client(other, 1, IDENTITIES[1], random_bytes=InsecureDeterministicRandom(9)).upload(np.full(20, 9))
+    server = Server(params)
+    bad = [fault(clients[1], uploads[1]) for fault in UPLOAD_FAULTS.values()]
+    bad += [replayed, wire.encode(uploads[1])[:-7]]
+    # Execute / Assert: each is refused with a library error naming the upload
+    for message in bad:
+        with pytest.raises(SecAggError):
+            server.receive_upload(message)
+    assert server.included == frozenset()
+    for k in (1, 2, 3):
+        server.receive_upload(wire.encode(uploads[k]))
+    for index in (1, 2):
+        party = DecryptingParty(params, material.shares[index - 1], own_upload=uploads[index].digest)
+        server.receive_partial(party.respond(server.decryption_request(index)))
+    np.testing.assert_array_equal(server.finish(), np.full(20, 6))
