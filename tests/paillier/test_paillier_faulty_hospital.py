@@ -48,7 +48,7 @@ SIZES = (30, 5, 120, 64, 9)
 
 def _updates() -> list[ClientUpdate]:
     rng = np.random.default_rng(0)
-    return [ClientUpdate(client, rng.uniform(-0.6, 0.6, size=12), size) for client, size in enumerate(SIZES)]
+    return [ClientUpdate(client, rng.uniform(-0.45, 0.45, size=12), size) for client, size in enumerate(SIZES)]
 
 
 def _aggregator(threshold: int = 4) -> PaillierAggregator:
