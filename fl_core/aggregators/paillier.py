@@ -56,7 +56,7 @@ from fl_core.aggregators.paillier_layout import (
 )
 from fl_core.aggregators.quantizer import WeightedQuantizer
 from secagg import wire
-from secagg._validate import require_instance, require_int
+from secagg._validate import require_callable, require_instance, require_int
 from secagg.dp.floors import decrypted_shortfall, decrypted_sums
 from secagg.errors import ConfigurationError, SecAggError
 from secagg.guarantee import Guarantee
@@ -156,8 +156,10 @@ class PaillierAggregator:
             min_contributors = require_int("min_contributors", min_contributors, 2, num_parties)
         if colluders is not None:
             colluders = require_int("colluders", colluders, 0, num_parties - 2)
+        self.constant_time = require_instance("constant_time", constant_time, bool)
+        self.random_bytes = require_callable("random_bytes", random_bytes)
         self.quantizer = quantizer
-        self.insecure = bool(insecure_small_key)
+        self.insecure = require_instance("insecure_small_key", insecure_small_key, bool)
         bits = key_bits if key_bits is not None else (INSECURE_KEY_BITS if self.insecure else DEFAULT_KEY_BITS)
         bits = require_int("key_bits", bits, 1, MAX_KEY_BITS)  # the key policy's floor is checked at dealing
         if self.insecure:
@@ -171,8 +173,6 @@ class PaillierAggregator:
         except ValueError as exc:
             raise ConfigurationError(f"obfuscation must be 'textbook' or 'djn', got {obfuscation!r}") from exc
         self.workers = Workers(workers)
-        self.constant_time = constant_time
-        self.random_bytes = random_bytes
         self.threshold, self.min_contributors = paillier_shape(num_parties, threshold, min_contributors, colluders)
         if not 2 <= self.threshold <= num_parties:
             raise ConfigurationError(
@@ -351,15 +351,15 @@ class PaillierAggregator:
             if answered == threshold:
                 break
             index = self._share_index[client]
+            party = DecryptingParty(
+                params,
+                self.material.shares[index - 1],
+                own_upload=digests.get(client),
+                random_bytes=self.random_bytes,
+                workers=self.workers,
+                constant_time=self.constant_time,
+            )
             try:
-                party = DecryptingParty(
-                    params,
-                    self.material.shares[index - 1],
-                    own_upload=digests.get(client),
-                    random_bytes=self.random_bytes,
-                    workers=self.workers,
-                    constant_time=self.constant_time,
-                )
                 answer = wire.encode(party.respond(wire.encode(server.decryption_request(index))))
                 bytes_sent += len(answer)
                 server.receive_partial(answer)

@@ -11,6 +11,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from fl_core.aggregators import WeightedQuantizer
+from fl_core.aggregators.paillier import PaillierAggregator
 from secagg import wire
 from secagg.errors import ConfigurationError, ConfigurationTypeError
 from secagg.paillier import (
@@ -217,3 +219,14 @@ def test_a_protected_file_path_may_be_a_path_object(tmp_path: Path) -> None:
     target = tmp_path / "share.key"
     write_protected_file(target, MATERIAL.shares[0], PASSPHRASE, scrypt_log_n=10, allow_weak_kdf_for_testing=True)
     assert read_protected_file(str(target), PASSPHRASE) == MATERIAL.shares[0]
+
+
+@pytest.mark.parametrize(
+    ("option", "value"), [("insecure_small_key", "no"), ("constant_time", 1), ("random_bytes", None)]
+)
+def test_the_paillier_aggregator_checks_its_switches_and_randomness_first(option: str, value: object) -> None:
+    # insecure_small_key="no" counted as set (a NOT secure key); constant_time=1 failed every
+    # hospital's partial decryption later, in the round
+    quantizer = WeightedQuantizer.create(3)
+    with pytest.raises(ConfigurationTypeError, match=option):
+        PaillierAggregator(quantizer, key_material=MATERIAL, **{option: value})  # type: ignore[arg-type]
