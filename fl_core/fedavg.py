@@ -31,7 +31,7 @@ from typing import cast
 
 import numpy as np
 
-from fl_core.aggregators.base import Aggregator, ClientUpdate, DropoutStage
+from fl_core.aggregators.base import AggregationResult, Aggregator, ClientUpdate, DropoutStage
 from fl_core.aggregators.binding import model_digest
 from fl_core.data import ClientData
 from fl_core.dp import DPAggregator
@@ -127,7 +127,9 @@ class RoundRecord:
             aggregator's :attr:`~fl_core.aggregators.base.AggregationResult.withheld`, e.g. a
             rotation beyond binary64): they withhold it (listed in ``dropouts`` at ``UPLOAD``, or
             earlier) and the round goes on without them; and of those the aggregator refused
-            (:attr:`AggregationResult.refused`: trained from another model), listed at ``JOIN``.
+            (:attr:`AggregationResult.refused`: trained from another model), listed at ``JOIN``; and
+            the messages the aggregator dropped (:attr:`AggregationResult.errors`: e.g. a Paillier upload
+            or partial decryption that failed its checks), with the reason saying which.
     """
 
     round: int
@@ -259,6 +261,26 @@ def _evaluate(model: Model, params: Params, x: FloatArray, y: IntArray) -> tuple
     return accuracy(model, params, x, y), loss
 
 
+
+def _record_left_out(
+    result: AggregationResult, t: int, dropouts: dict[int, DropoutStage], rejected: list[tuple[int, str]]
+) -> None:
+    """Add to round ``t``'s record the hospitals the aggregator left out, each with its reason: refused
+    (trained from another model: never joined, ``JOIN``), withheld (its update could not be encoded:
+    silent at ``UPLOAD``), and those whose message it dropped (``errors``, e.g. a Paillier upload or
+    partial decryption that failed its checks; the reason says which)."""
+    for client, reason in result.refused:
+        dropouts[client] = DropoutStage.JOIN
+        rejected.append((client, reason))
+        LOGGER.warning("round %d: hospital %d refused: %s", t, client, reason)
+    for client, reason in result.withheld:
+        rejected.append((client, reason))
+        dropouts[client] = min(dropouts.get(client, _WITHHELD), _WITHHELD)
+        LOGGER.warning("round %d: hospital %d withholds its update: %s", t, client, reason)
+    for client, reason in sorted(result.errors.items()):
+        rejected.append((client, reason))
+        LOGGER.warning("round %d: hospital %d: %s", t, client, reason)
+
 def run_fedavg(
     model: Model,
     clients: Sequence[ClientData],
@@ -305,14 +327,7 @@ def run_fedavg(
         result = aggregator.aggregate(
             updates, dropouts, rng=np.random.default_rng([seed, _AGGREGATE, t]), model_digest=model_digest(params)
         )
-        for client, reason in result.refused:  # trained from another model: never joined the session
-            dropouts[client] = DropoutStage.JOIN
-            rejected.append((client, reason))
-            LOGGER.warning("round %d: hospital %d refused: %s", t, client, reason)
-        for client, reason in result.withheld:  # e.g. its rotation left binary64 (fl_core.rotated)
-            rejected.append((client, reason))
-            dropouts[client] = min(dropouts.get(client, _WITHHELD), _WITHHELD)
-            LOGGER.warning("round %d: hospital %d withholds its update: %s", t, client, reason)
+        _record_left_out(result, t, dropouts, rejected)
         # 5: apply it, or keep the model if the round could not complete.
         if result.mean is None:
             LOGGER.warning("round %d skipped, model unchanged: %s", t, result.skipped_reason)

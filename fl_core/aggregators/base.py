@@ -51,7 +51,7 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol, runtime_checkable
 
 import numpy as np
@@ -199,6 +199,9 @@ class AggregationResult:
         refused: (client id, reason) of the clients the aggregator refused before the
             session (they trained from another model than the round's): each drops out
             at ``JOIN`` and costs only itself.
+        errors: client -> why a message of it was dropped (a malformed or refused
+            upload, a partial decryption whose proof fails): the round went on
+            without it (``paillier``), or was skipped if too few remained.
     """
 
     mean: FloatVector | None
@@ -209,6 +212,7 @@ class AggregationResult:
     clipping: ClippingReport | None = None
     withheld: tuple[tuple[int, str], ...] = ()
     refused: tuple[tuple[int, str], ...] = ()
+    errors: Mapping[int, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if (self.mean is None) == (self.skipped_reason is None):
@@ -323,12 +327,17 @@ def uploaders(updates: Sequence[ClientUpdate], dropouts: Mapping[int, DropoutSta
 
 
 def skipped(
-    reason: str, bytes_per_client: float, seconds: float, refused: tuple[tuple[int, str], ...] = ()
+    reason: str,
+    bytes_per_client: float,
+    seconds: float,
+    refused: tuple[tuple[int, str], ...] = (),
+    errors: Mapping[int, str] | None = None,
 ) -> AggregationResult:
-    """A result for a round that produced no mean, with the reason (and the clients refused before it)."""
+    """A result for a round that produced no mean, with the reason (and the clients refused, and the
+    messages dropped, before it)."""
     return AggregationResult(
         mean=None, included=frozenset(), bytes_per_client=bytes_per_client, seconds=seconds, skipped_reason=reason,
-        refused=refused,
+        refused=refused, errors=dict(errors or {}),
     )  # fmt: skip
 
 

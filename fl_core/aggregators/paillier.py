@@ -57,9 +57,9 @@ from fl_core.aggregators.paillier_layout import (
 )
 from fl_core.aggregators.quantizer import WeightedQuantizer
 from secagg import wire
-from secagg._validate import require_instance, require_int
+from secagg._validate import require_callable, require_instance, require_int
 from secagg.dp.floors import decrypted_shortfall, decrypted_sums
-from secagg.errors import ConfigurationError
+from secagg.errors import ConfigurationError, SecAggError
 from secagg.guarantee import Guarantee
 from secagg.paillier import (
     DEFAULT_KEY_BITS,
@@ -163,8 +163,10 @@ class PaillierAggregator:
             min_contributors = require_int("min_contributors", min_contributors, 2, num_parties)
         if colluders is not None:
             colluders = require_int("colluders", colluders, 0, num_parties - 2)
+        self.constant_time = require_instance("constant_time", constant_time, bool)
+        self.random_bytes = require_callable("random_bytes", random_bytes)
         self.quantizer = quantizer
-        self.insecure = bool(insecure_small_key)
+        self.insecure = require_instance("insecure_small_key", insecure_small_key, bool)
         bits = key_bits if key_bits is not None else (INSECURE_KEY_BITS if self.insecure else DEFAULT_KEY_BITS)
         bits = require_int("key_bits", bits, 1, MAX_KEY_BITS)  # the key policy's floor is checked at dealing
         if self.insecure:
@@ -178,8 +180,6 @@ class PaillierAggregator:
         except ValueError as exc:
             raise ConfigurationError(f"obfuscation must be 'textbook' or 'djn', got {obfuscation!r}") from exc
         self.workers = Workers(workers)
-        self.constant_time = constant_time
-        self.random_bytes = random_bytes
         self.threshold, self.min_contributors = paillier_shape(num_parties, threshold, min_contributors, colluders)
         if not 2 <= self.threshold <= num_parties:
             raise ConfigurationError(
@@ -339,25 +339,38 @@ class PaillierAggregator:
         server = Server(params, workers=self.workers)
         bytes_sent = 0
         digests: dict[int, bytes] = {}
+        errors: dict[int, str] = {}
         for client in sent:
             values = split_limbs(encodings[client]) if self.split else encodings[client]
             sender = Client(params, client, self._identity(client), encryptor=self._encryptor(client))
             data = wire.encode(sender.upload(values))
+            bytes_sent += len(data)
+            try:
+                server.receive_upload(data)
+            except SecAggError as exc:  # one hospital's bad upload costs only itself
+                errors[client] = f"upload dropped: {exc}"
+                continue
             assert sender.upload_digest is not None
             digests[client] = sender.upload_digest
-            bytes_sent += len(data)
-            server.receive_upload(data)
-        # Hospitals of this round that never drop decrypt, in key-share order, until t answered.
-        live = sorted((c for c in ids if c not in stages), key=self._share_index.__getitem__)
+
+        def skip(reason: str) -> AggregationResult:
+            return skipped(reason, bytes_sent / len(updates), time.perf_counter() - start, models.refused, errors)
+
+        accepted = sorted(server.included)
+        if len(accepted) < params.min_contributors:
+            return skip(f"paillier: {len(accepted)} uploads accepted; at least {params.min_contributors} are needed")
+        # Hospitals of this round that never drop (and whose upload was accepted: a hospital refuses to
+        # decrypt a sum without its own upload) decrypt, in key-share order, until t answers verify.
+        live = sorted((c for c in ids if c not in stages and c not in errors), key=self._share_index.__getitem__)
         threshold = self.material.public.threshold
         if len(live) < threshold:
-            return skipped(
-                f"paillier: {len(live)} hospitals remain to decrypt; {threshold} partial decryptions are needed",
-                bytes_sent / len(updates),
-                time.perf_counter() - start,
-                models.refused,
+            return skip(
+                f"paillier: {len(live)} hospitals remain to decrypt; {threshold} partial decryptions are needed"
             )
-        for client in live[:threshold]:
+        answered = 0
+        for client in live:
+            if answered == threshold:
+                break
             index = self._share_index[client]
             party = DecryptingParty(
                 params,
@@ -367,20 +380,33 @@ class PaillierAggregator:
                 workers=self.workers,
                 constant_time=self.constant_time,
             )
-            answer = wire.encode(party.respond(wire.encode(server.decryption_request(index))))
-            bytes_sent += len(answer)
-            server.receive_partial(answer)
-        total = server.finish()
-        sums = join_limbs(total) if self.split else total
-        decoded = self.quantizer.decode_sum(sums, len(sent), table)
+            try:
+                answer = wire.encode(party.respond(wire.encode(server.decryption_request(index))))
+                bytes_sent += len(answer)
+                server.receive_partial(answer)
+            except SecAggError as exc:  # a refusal or a partial decryption whose proof fails: the next one is asked
+                errors[client] = f"partial decryption dropped: {exc}"
+                continue
+            answered += 1
+        if answered < threshold:
+            return skip(
+                f"paillier: {answered} partial decryptions verified; {threshold} are needed (dropped: {len(errors)})"
+            )
+        try:
+            total = server.finish()
+            sums = join_limbs(total) if self.split else total
+            decoded = self.quantizer.decode_sum(sums, len(accepted), table)
+        except SecAggError as exc:  # e.g. an upload that overflowed its slots: refused, never a wrong sum
+            return skip(f"paillier: the decrypted sum is refused: {exc}")
         self.schedule.observe(decoded.clipping)
         return AggregationResult(
             mean=decoded.mean,
-            included=frozenset(sent),
+            included=frozenset(accepted),
             bytes_per_client=bytes_sent / len(updates),
             seconds=time.perf_counter() - start,
             clipping=decoded.clipping,
             refused=models.refused,
+            errors=errors,
         )
 
     def close(self) -> None:

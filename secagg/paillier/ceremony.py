@@ -46,6 +46,7 @@ import numpy as np
 
 from secagg._validate import require_int
 from secagg.errors import ConfigurationError
+from secagg.paillier._arguments import require_flag, require_random_bytes, require_workers
 from secagg.paillier._compute import IN_PROCESS, RANDOMNESS_MARGIN_BYTES, Workers
 from secagg.paillier.keys import (
     DEFAULT_KEY_BITS,
@@ -159,6 +160,7 @@ def generate_safe_primes(
     """
     bits = require_int("bits", bits, 24, MAX_KEY_BITS // 2)
     count = require_int("count", count, 1, MAX_SAFE_PRIMES)
+    random_bytes, workers = require_random_bytes(random_bytes), require_workers(workers)
     seed = random_bytes(SEED_SIZE)
     found: list[int] = []
     index = 0
@@ -232,13 +234,17 @@ def _check_parties(num_parties: int, threshold: int) -> None:
     check_dealt_shape(num_parties, threshold)
 
 
-def _check_prime_arguments(p: object, q: object) -> tuple[int, int]:
-    """p and q as positive ints of at most half the largest modulus (before any primality test)."""
+def _check_prime_arguments(p: object, q: object, random_bytes: object, insecure_for_testing: object) -> tuple[int, int]:
+    """p and q as positive ints of at most half the largest modulus (before any primality test);
+    the randomness source and the flag of the caller checked too."""
+    require_random_bytes(random_bytes)
+    require_flag("insecure_for_testing", insecure_for_testing)
     limit = 1 << (MAX_KEY_BITS // 2)
     return require_int("p", p, 2, limit), require_int("q", q, 2, limit)
 
 
 def _check_even_key_bits(key_bits: int, insecure_for_testing: bool) -> None:
+    require_flag("insecure_for_testing", insecure_for_testing)
     check_key_bits(key_bits, insecure_for_testing=insecure_for_testing)
     if key_bits % 2:
         raise ConfigurationError(f"key size must be even (two primes of key_bits/2 bits), got {key_bits}")
@@ -264,6 +270,7 @@ def deal_threshold_key(
     """
     _check_parties(num_parties, threshold)
     _check_even_key_bits(key_bits, insecure_for_testing)
+    random_bytes, workers = require_random_bytes(random_bytes), require_workers(workers)
     started = time.perf_counter()
     p, q = generate_safe_primes(key_bits // 2, 2, random_bytes=random_bytes, workers=workers)
     primes_done = time.perf_counter()
@@ -288,7 +295,7 @@ def deal_threshold_key_from_primes(
     2t <= l; ConfigurationError otherwise.
     """
     _check_parties(num_parties, threshold)
-    p, q = _check_prime_arguments(p, q)
+    p, q = _check_prime_arguments(p, q, random_bytes, insecure_for_testing)
     if p == q or not (is_safe_prime(p) and is_safe_prime(q)):
         raise ConfigurationError("threshold Paillier needs two distinct safe primes")
     if p.bit_length() != q.bit_length():
@@ -363,6 +370,7 @@ def deal_single_key(
     the server never holds it. Every secret comes from ``random_bytes``.
     """
     _check_even_key_bits(key_bits, insecure_for_testing)
+    random_bytes = require_random_bytes(random_bytes)
     started = time.perf_counter()
     seed = random_bytes(SEED_SIZE)
     index = 0
@@ -380,7 +388,7 @@ def single_key_from_primes(
     p: int, q: int, *, random_bytes: RandomBytes = system_random, insecure_for_testing: bool = False
 ) -> SingleKeyMaterial:
     """Single-key material for given primes p != q (test keys). ConfigurationError if unsuitable."""
-    p, q = sorted(_check_prime_arguments(p, q))
+    p, q = sorted(_check_prime_arguments(p, q, random_bytes, insecure_for_testing))
     if p == q or not (gmpy2.is_prime(p, PRIME_TEST_ROUNDS) and gmpy2.is_prime(q, PRIME_TEST_ROUNDS)):
         raise ConfigurationError("single-key Paillier needs two distinct primes")
     n = p * q

@@ -33,6 +33,7 @@ import gmpy2
 
 from secagg._validate import is_int, require_instance, require_int, require_sequence
 from secagg.errors import ConfigurationError, ConfigurationTypeError, EncodeError
+from secagg.paillier._arguments import require_random_bytes, require_workers
 from secagg.paillier._compute import (
     CHUNK,
     IN_PROCESS,
@@ -89,8 +90,8 @@ class Encryptor:
             raise ConfigurationError(f"obfuscation must be an Obfuscation, got {obfuscation!r}")
         self.key = key
         self.obfuscation = obfuscation
-        self.workers = workers
-        self._random_bytes = random_bytes
+        self.workers = require_workers(workers)
+        self._random_bytes = require_random_bytes(random_bytes)
         self._pool: list[Any] = []
         self._base = 0
         if obfuscation is Obfuscation.DJN:
@@ -144,9 +145,11 @@ def add_ciphertext_vectors(
     """Element-wise product mod n^2 of ciphertext vectors: encrypts the element-wise sum.
 
     Every vector must have the same length and already be checked to lie in
-    Z*_(n^2) (:meth:`PublicKey.check_ciphertexts`).
+    Z*_(n^2) (:meth:`PublicKey.check_ciphertexts`); here each is only required to be an
+    integer in [1, n^2) (ConfigurationError naming the ciphertext otherwise).
     """
     require_instance("key", key, PublicKey)
+    workers = require_workers(workers)
     vectors = require_sequence("vectors", vectors)
     if not vectors or any(isinstance(vector, (str, bytes)) for vector in vectors):
         raise ConfigurationError("add_ciphertext_vectors needs one or more sequences of ciphertexts")
@@ -154,6 +157,13 @@ def add_ciphertext_vectors(
     length = len(vectors[0])
     if any(len(vector) != length for vector in vectors):
         raise ConfigurationError("ciphertext vectors to add must have equal lengths")
+    nsquare_int = key.nsquare
+    for number, vector in enumerate(vectors):
+        for position, value in enumerate(vector):
+            if not (is_int(value) or isinstance(value, gmpy2.mpz)):
+                raise ConfigurationTypeError(f"ciphertext {position} of vector {number} is not an integer")
+            if not 0 < value < nsquare_int:
+                raise ConfigurationError(f"ciphertext {position} of vector {number} is outside [1, n^2)")
     width = key.ciphertext_bytes
     if workers.count == 1:
         nsquare = gmpy2.mpz(key.nsquare)

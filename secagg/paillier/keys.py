@@ -39,6 +39,7 @@ import gmpy2
 from phe import paillier as phe_paillier
 
 from secagg import wire
+from secagg._validate import require_bytes
 from secagg.errors import AuthenticationError, ConfigurationError, DecodeError
 from secagg.paillier.key_checks import check_modulus_factors, check_verification_values
 from secagg.wire import U16, BigUInt, ListOf, Struct, wire_field
@@ -199,6 +200,7 @@ class PublicKey(wire.Message):
 
     def parse_ciphertexts(self, blob: bytes, who: str) -> list[Any]:
         """Words of a ciphertext blob as integers, each checked to lie in Z*_(n^2)."""
+        blob = require_bytes("ciphertext data", blob)
         width = self.ciphertext_bytes
         if len(blob) % width:
             raise DecodeError(f"{who}: ciphertext data of {len(blob)} bytes is not a multiple of {width}")

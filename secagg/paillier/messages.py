@@ -18,6 +18,7 @@ from functools import cached_property
 from typing import ClassVar
 
 from secagg import wire
+from secagg._validate import require_sequence
 from secagg.errors import ConfigurationError
 from secagg.paillier.packing import MAX_CLIENTS
 from secagg.paillier.proofs import DecryptionProof
@@ -111,6 +112,7 @@ class DecryptionRequest(wire.Message):
 
     def __post_init__(self) -> None:
         _check_ids(self.session_id, 16, recipient=self.recipient)
+        object.__setattr__(self, "uploads", tuple(require_sequence("uploads", self.uploads)))
         if not all(isinstance(upload, EncryptedVector) for upload in self.uploads):
             raise ConfigurationError("a decryption request carries EncryptedVector uploads")
 

@@ -37,25 +37,28 @@ uploads made under different setups never meet in one aggregate.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import numpy.typing as npt
 
 from secagg import wire
-from secagg._validate import require_instance, require_int
+from secagg._validate import require_bytes, require_instance, require_int
 from secagg.errors import (
     AuthenticationError,
     ConfigurationError,
+    ConfigurationTypeError,
     DecodeError,
     ProtocolError,
     ReplayError,
     ThresholdError,
 )
+from secagg.paillier._arguments import require_flag, require_random_bytes, require_workers
 from secagg.paillier._compute import IN_PROCESS, Workers
 from secagg.paillier.encryption import Encryptor, Obfuscation, add_ciphertext_vectors
 from secagg.paillier.keys import KeyShare, PrivateKey
 from secagg.paillier.messages import (
+    DIGEST_SIZE,
     DecryptionRequest,
     EncryptedVector,
     PartialDecryption,
@@ -72,6 +75,7 @@ from secagg.primitives.signing import SigningKey
 __all__ = ["Client", "DecryptingParty", "Server", "SessionParameters", "paillier_guarantee"]
 
 IntArray = npt.NDArray[np.int64]
+M = TypeVar("M", bound=wire.Message)
 
 
 class Client:
@@ -96,14 +100,18 @@ class Client:
         its upload with ``identity`` (the key enrolled for it in ``params``)."""
         require_instance("params", params, SessionParameters)
         client_id = require_int("client id", client_id)
+        require_instance("identity", identity, SigningKey)
+        random_bytes, workers = require_random_bytes(random_bytes), require_workers(workers)
+        if encryptor is not None:
+            require_instance("encryptor", encryptor, Encryptor)
         if client_id not in params.roster:
             raise ConfigurationError(f"client {client_id} is not in the session's roster")
-        if not isinstance(identity, SigningKey) or identity.public != params.identity_key(client_id):
+        if identity.public != params.identity_key(client_id):
             raise ConfigurationError(f"client {client_id}: its identity key is not the one enrolled in the session")
         self.identity = identity
         self.params = params
         self.client_id = client_id
-        self.encryptor = encryptor or Encryptor(
+        self.encryptor = encryptor if encryptor is not None else Encryptor(
             params.public.key, obfuscation=obfuscation, random_bytes=random_bytes, workers=workers
         )
         if self.encryptor.key != params.public.key:
@@ -112,7 +120,10 @@ class Client:
 
     def upload(self, values: npt.ArrayLike) -> EncryptedVector:
         """Pack and encrypt ``values`` (signed ints in the layout's range, ``vector_length`` of them)."""
-        array = np.asarray(values)
+        try:
+            array = np.asarray(values)
+        except (TypeError, ValueError) as exc:  # ragged nesting, objects numpy cannot hold
+            raise ConfigurationError(f"client {self.client_id}: vector is not an array of integers: {exc}") from exc
         if array.ndim != 1 or array.shape[0] != self.params.vector_length:
             raise ConfigurationError(
                 f"client {self.client_id}: vector must be one-dimensional of length {self.params.vector_length}"
@@ -144,7 +155,7 @@ class Server:
         """A server for the session ``params``."""
         require_instance("params", params, SessionParameters)
         self.params = params
-        self.workers = workers
+        self.workers = require_workers(workers)
         self._uploads: dict[int, EncryptedVector] = {}
         self._ciphertexts: dict[int, list[Any]] = {}
         self._digest: bytes | None = None
@@ -162,11 +173,13 @@ class Server:
         return frozenset(self._uploads)
 
     def receive_upload(self, upload: EncryptedVector | bytes) -> None:
-        """Accept one client's upload (bytes or decoded). Raises ProtocolError (wrong
-        session, client, length; after closing), ReplayError (second upload), DecodeError."""
-        message = wire.decode(upload, EncryptedVector) if isinstance(upload, (bytes, bytearray)) else upload
+        """Accept one client's upload (bytes-like or decoded). Raises ProtocolError (wrong
+        session, client, length; after closing), ReplayError (second upload), DecodeError,
+        AuthenticationError (no valid signature of the client), ConfigurationTypeError (neither
+        bytes nor an EncryptedVector). A refused upload leaves no trace: the caller drops it."""
+        message = _message("upload", upload, EncryptedVector)
         if self.closed:
-            raise ProtocolError(f"server: upload of client {getattr(message, 'client', '?')} arrived after closing")
+            raise ProtocolError(f"server: upload of client {message.client} arrived after closing")
         ciphertexts = check_upload(self.params, message, "server")
         if message.client in self._uploads:
             raise ReplayError(f"server: client {message.client} uploaded twice")
@@ -197,11 +210,11 @@ class Server:
 
         Raises ProtocolError (wrong session, aggregate or party, before any
         request), ReplayError (second answer), DecodeError (malformed values),
-        AuthenticationError (the proof fails: the party is named and its answer dropped).
+        AuthenticationError (the proof fails: the party is named and its answer dropped),
+        ConfigurationTypeError (neither bytes nor a PartialDecryption). A refused answer leaves
+        no trace: another party's can still be received.
         """
-        message = wire.decode(partial, PartialDecryption) if isinstance(partial, (bytes, bytearray)) else partial
-        if not isinstance(message, PartialDecryption):
-            raise ProtocolError(f"server: expected a PartialDecryption, got {type(message).__name__}")
+        message = _message("partial", partial, PartialDecryption)
         if self._digest is None:
             raise ProtocolError(f"server: partial decryption from party {message.party} before any request")
         if message.session_id != self.params.session_id:
@@ -266,14 +279,19 @@ class DecryptingParty:
         """Party of the session ``params`` with ``secret``; ``own_upload`` is the digest of
         the upload this hospital sent in the session (None if it sent none);
         ``random_bytes`` feeds the proof's commitment; ``constant_time`` selects
-        side-channel-silent exponentiation with the secret (slower)."""
+        side-channel-silent exponentiation with the secret (slower). ConfigurationError (naming the
+        argument) for a wrong type or an ``own_upload`` other than a 32-byte digest; bytes-like
+        values (bytearray, memoryview) are taken as bytes."""
         require_instance("params", params, SessionParameters)
+        own_upload = None if own_upload is None else require_bytes("own_upload", own_upload, DIGEST_SIZE)
+        random_bytes, workers = require_random_bytes(random_bytes), require_workers(workers)
+        constant_time = require_flag("constant_time", constant_time)
         if isinstance(secret, KeyShare):
             self.index = secret.index
         elif isinstance(secret, PrivateKey):
             self.index = 1
         else:
-            raise ConfigurationError("a decrypting party needs a KeyShare or a PrivateKey")
+            raise ConfigurationTypeError(f"secret must be a KeyShare or a PrivateKey, got {type(secret).__name__}")
         if secret.public != params.public:
             raise ConfigurationError(f"party {self.index}: its key material is for another key")
         self.params = params
@@ -290,12 +308,11 @@ class DecryptingParty:
         Raises ProtocolError (wrong session or recipient, upload from outside the
         roster or another session, too few uploads, own upload missing or
         altered), ReplayError (duplicate upload, or a second different aggregate
-        in this session), DecodeError (malformed upload).
+        in this session), DecodeError (malformed upload), ConfigurationTypeError
+        (neither bytes nor a DecryptionRequest).
         """
-        message = wire.decode(request, DecryptionRequest) if isinstance(request, (bytes, bytearray)) else request
+        message = _message("request", request, DecryptionRequest)
         who = f"party {self.index}"
-        if not isinstance(message, DecryptionRequest):
-            raise ProtocolError(f"{who}: expected a DecryptionRequest, got {type(message).__name__}")
         if message.session_id != self.params.session_id:
             raise ProtocolError(f"{who}: decryption request belongs to another session")
         if message.recipient != self.index:
@@ -336,3 +353,11 @@ class DecryptingParty:
         )
         return self._answer
 
+
+
+def _message(name: str, value: object, kind: type[M]) -> M:
+    """``value`` if it is a ``kind`` message, else its decoding if it is bytes-like (untrusted:
+    DecodeError if malformed); ConfigurationTypeError naming ``name`` for anything else."""
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        return wire.decode(bytes(value), kind)
+    return require_instance(name, value, kind)

@@ -27,8 +27,9 @@ import numpy.typing as npt
 from secagg import wire
 from secagg._validate import check_fields, require_instance, require_int, require_mapping
 from secagg.descriptor import NO_DESCRIPTOR
-from secagg.errors import ConfigurationError, ThresholdError
+from secagg.errors import ConfigurationError, ConfigurationTypeError, ThresholdError
 from secagg.guarantee import Guarantee
+from secagg.paillier._arguments import require_flag, require_random_bytes, require_workers
 from secagg.paillier._compute import IN_PROCESS, Workers
 from secagg.paillier.ceremony import (
     SingleKeyMaterial,
@@ -123,6 +124,8 @@ class PaillierConfig:
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ConfigurationError(f"{name} must be a positive int, got {value!r}")
         require_int("vector_length", self.vector_length, 1, MAX_VALUES)
+        require_flag("constant_time", self.constant_time)
+        require_flag("allow_insecure_key_bits_for_testing", self.allow_insecure_key_bits_for_testing)
         if not isinstance(self.mode, Mode) or not isinstance(self.obfuscation, Obfuscation):
             raise ConfigurationError("mode must be a Mode and obfuscation an Obfuscation")
         check_key_bits(self.key_bits, insecure_for_testing=self.allow_insecure_key_bits_for_testing)
@@ -252,11 +255,26 @@ def _check_inputs(config: PaillierConfig, inputs: Mapping[int, npt.ArrayLike]) -
         raise ConfigurationError(f"inputs must be given for clients 1..{config.num_clients}, got {sorted(inputs)}")
     arrays = {}
     for client, values in inputs.items():
-        array = np.asarray(values)
+        try:
+            array = np.asarray(values)
+        except (TypeError, ValueError) as exc:  # ragged nesting, objects numpy cannot hold
+            raise ConfigurationError(f"client {client}: input is not an integer array: {exc}") from exc
         if array.ndim != 1 or array.shape[0] != config.vector_length or array.dtype.kind not in "iu":
             raise ConfigurationError(f"client {client}: input must be a 1-D integer array of {config.vector_length}")
         arrays[client] = array.astype(np.int64)
     return arrays
+
+
+def _identities(
+    identities: Mapping[int, SigningKey] | None, roster: tuple[int, ...], random_bytes: RandomBytes
+) -> dict[int, SigningKey]:
+    """run_session's identity keys, checked (one SigningKey per roster client), or fresh ones."""
+    if identities is None:
+        return {c: SigningKey.generate(random_bytes) for c in roster}
+    keys = dict(require_mapping("identities", identities))
+    if set(keys) != set(roster) or not all(isinstance(key, SigningKey) for key in keys.values()):
+        raise ConfigurationError(f"identities must map clients 1..{len(roster)} to their SigningKey")
+    return keys
 
 
 def run_session(
@@ -286,15 +304,16 @@ def run_session(
     than t decrypting parties answer; ConfigurationError for bad arguments.
     """
     stages, vectors = _check_arguments(config, inputs, dropouts)
+    random_bytes, workers = require_random_bytes(random_bytes), require_workers(workers)
+    if key_material is not None and not isinstance(key_material, (ThresholdKeyMaterial, SingleKeyMaterial)):
+        raise ConfigurationTypeError(f"key_material must be key material, got {type(key_material).__name__}")
     roster = tuple(range(1, config.num_clients + 1))
-    keys = dict(identities) if identities is not None else {c: SigningKey.generate(random_bytes) for c in roster}
-    if set(keys) != set(roster):
-        raise ConfigurationError(f"identities must be given for clients 1..{config.num_clients}")
+    keys = _identities(identities, roster, random_bytes)
     if context is None:
         context = random_bytes(32)
     with key_policy(config.allow_insecure_key_bits_for_testing):
         # Step 0 (once, not per session): the key ceremony.
-        material = key_material or config.deal(random_bytes=random_bytes, workers=workers)
+        material = key_material if key_material is not None else config.deal(random_bytes=random_bytes, workers=workers)
         config.check_material(material)
         # Step 1: everyone derives the same session parameters and session id.
         params = SessionParameters(

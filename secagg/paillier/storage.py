@@ -39,6 +39,7 @@ from cryptography.hazmat.primitives.kdf.scrypt import Scrypt
 from secagg import wire
 from secagg._files import PRIVATE, read_regular_file
 from secagg.errors import ConfigurationError, DecodeError
+from secagg.paillier._arguments import require_flag, require_path, require_random_bytes
 from secagg.paillier.key_checks import check_loaded_key
 from secagg.paillier.keys import KeyShare, PrivateKey
 from secagg.primitives import aead
@@ -179,7 +180,9 @@ def protect(
     """
     if not isinstance(secret, (KeyShare, PrivateKey)):
         raise ConfigurationError("only a KeyShare or a PrivateKey can be protected")
-    _check_new_protection(passphrase, scrypt_log_n, scrypt_r, scrypt_p, allow_weak_kdf_for_testing)
+    random_bytes = require_random_bytes(random_bytes)
+    allow_weak = require_flag("allow_weak_kdf_for_testing", allow_weak_kdf_for_testing)
+    _check_new_protection(passphrase, scrypt_log_n, scrypt_r, scrypt_p, allow_weak)
     header = ProtectedSecret(scrypt_log_n, scrypt_r, scrypt_p, random_bytes(SALT_SIZE), b"")
     key = _derive(passphrase, header)
     sealed = aead.seal(key, wire.encode(secret), header.associated_data, random_bytes)
@@ -236,6 +239,7 @@ def write_new_private_file(path: str | os.PathLike[str], data: bytes) -> None:
     The file is created with its final mode (no window in which others could
     read it); an existing file is never overwritten (ConfigurationError).
     """
+    path = require_path(path)
     try:
         descriptor = os.open(os.fspath(path), os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     except FileExistsError as exc:
@@ -254,7 +258,7 @@ def read_private_file(path: str | os.PathLike[str], what: str, max_bytes: int = 
     (as ssh refuses such private keys): the mode is checked on the opened file, so it is
     the file actually read (:func:`secagg._files.read_regular_file`).
     """
-    return read_regular_file(path, what, max_bytes, forbidden_mode=PRIVATE)
+    return read_regular_file(require_path(path), what, max_bytes, forbidden_mode=PRIVATE)
 
 
 def read_protected_file(path: str | os.PathLike[str], passphrase: str | bytes) -> Secret:

@@ -11,6 +11,7 @@ runs or two aggregator instances never share a session.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -297,3 +298,40 @@ def test_a_dp_round_refuses_a_stale_hospital_before_it_is_charged() -> None:
     assert two.mean is None and "must be skipped" in (two.skipped_reason or "")
     assert [client for client, _ in two.refused] == [1, 2]
     assert aggregator.accountant.num_releases == 1
+
+
+class DroppingOneUpload:
+    """Stands in for an aggregator that dropped hospital 3's message (as Paillier does with an upload
+    that fails its checks): the sum goes on without it and ``errors`` names it."""
+
+    name = "dropping"
+
+    def __init__(self) -> None:
+        self.inner = QuantizedPlainAggregator(WeightedQuantizer.create(5))
+
+    def aggregate(
+        self,
+        updates: Sequence[ClientUpdate],
+        dropouts: Mapping[int, DropoutStage] | None = None,
+        *,
+        rng: np.random.Generator,
+        segments: SegmentTable | None = None,
+        model_digest: bytes | None = None,
+    ) -> AggregationResult:
+        kept = [u for u in updates if u.client_id != 3]
+        result = self.inner.aggregate(kept, dropouts, rng=rng, segments=segments, model_digest=model_digest)
+        return replace(result, errors={3: "upload dropped: bad ciphertext"})
+
+
+def test_fedavg_records_the_messages_an_aggregator_dropped(
+    federation: tuple[list[ClientData], np.ndarray, np.ndarray],
+) -> None:
+    # Prepare
+    clients, test_x, test_y = federation
+    model = LogisticRegression(test_x.shape[1])
+    # Execute
+    result = run_fedavg(model, clients, DroppingOneUpload(), test_x, test_y, FedAvgConfig(rounds=2, seed=1))
+    # Assert: each round's record names hospital 3 with the aggregator's reason
+    for record in result.rounds:
+        assert 3 not in record.included
+        assert (3, "upload dropped: bad ciphertext") in record.rejected
