@@ -222,7 +222,7 @@ def _from_args(args: argparse.Namespace) -> DemoConfig:
         rounds=args.rounds,
         dataset=args.dataset,
         partition=args.partition,
-        alpha=args.alpha,
+        alpha=0.5 if getattr(args, "alpha", None) is None else args.alpha,
         dropout=args.dropout,
         seed=args.seed,
         insecure_small_key=args.insecure_small_key,
