@@ -46,11 +46,12 @@ def dp_options(config: DemoConfig) -> str:
 
 def check_calibration(
     config: DemoConfig, num_features: int, dimension: int, name: str, options: dict[str, Any]
-) -> None:
+) -> NoisePlan:
     """The calibrations :func:`dp_setup` makes (the moments release, then the rounds after it; or the
     rounds alone with public ranges), with h capped by the secure sum's floor as
     :func:`fl_core.dp_build.make_dp_aggregator` caps it, but without building an aggregator, a key
-    or a release: ConfigurationError as the setup would raise it."""
+    or a release: ConfigurationError as the setup would raise it. Returns the rounds' plan (the
+    setup's training aggregator's: tests/fl_core/test_fl_demo_option_errors.py compares them)."""
     assert config.dp_epsilon is not None
     floor = supported_honest(name, config.hospitals, **options)
 
@@ -68,13 +69,12 @@ def check_calibration(
     rounds = dp_config(config.dataset, config.dp_epsilon, rounds=config.rounds, hospitals=config.hospitals,
                        delta=config.dp_delta)  # fmt: skip
     if config.dp_scaling == "public-ranges":
-        plan(rounds, dimension)
-        return
+        return plan(rounds, dimension)
     moments = moments_dp_config(
         config.dp_moments_share * config.dp_epsilon, config.dp_delta, num_features,
         default_min_honest(config.hospitals), DP_TRAINING[config.dataset].moments_clip_share,
     )  # fmt: skip
-    plan(rounds, dimension, ((plan(moments, 2 * num_features), 1),))
+    return plan(rounds, dimension, ((plan(moments, 2 * num_features), 1),))
 
 
 def dp_setup(

@@ -15,6 +15,10 @@ from typing import NoReturn
 import pytest
 
 from fl_core import demo
+from fl_core.demo_config import DemoConfig
+from fl_core.demo_dp import check_calibration
+from fl_core.demo_prepare import prepare_demo, protocol_options
+from fl_core.dp import DPAggregator
 from secagg import cli
 
 pytestmark = pytest.mark.skipif(importlib.util.find_spec("sklearn") is None, reason="needs the examples extra")
@@ -96,3 +100,23 @@ def test_values_the_run_can_serve_pass_the_checks(
     with pytest.raises(_ReachedWorkError):
         cli.main(["demo", "--no-progress", *argv])
     assert capsys.readouterr().out.startswith("FedAvg on ")
+
+
+@pytest.mark.parametrize(
+    "config",
+    [
+        DemoConfig(dp_epsilon=3.0, rounds=2),  # secagg+, active, 5 hospitals: h capped by its floor
+        DemoConfig(dp_epsilon=3.0, rounds=2, hospitals=3, masking_mode="semi-honest"),
+        DemoConfig(dp_epsilon=1.0, rounds=2, aggregation="plain-quantized", dp_scaling="public-ranges"),
+        DemoConfig(dp_epsilon=2.0, rounds=3, aggregation="secagg", dataset="digits", hospitals=8),
+    ],
+)
+def test_the_up_front_calibration_is_the_one_the_setup_makes(config: DemoConfig) -> None:
+    # Execute: the check's plan, then the setup's (which builds the aggregators and releases the moments)
+    prepared = prepare_demo(config)
+    options = protocol_options(config.aggregation, config)
+    checked = check_calibration(config, prepared.raw.num_features, prepared.dimension, config.aggregation, options)
+    _, updates = demo._setup(config, prepared.raw, config.aggregation)
+    # Assert: the same plan, so the check refuses exactly what the setup would
+    assert isinstance(updates, DPAggregator)
+    assert checked == updates.plan
