@@ -198,8 +198,9 @@ def partition_dirichlet(
         if min(part.shape[0] for part in split) >= min_rows:
             return split
     raise ConfigurationError(
-        f"no Dirichlet(alpha={alpha}) split gave all {num_hospitals} hospitals {min_rows} rows "
-        f"in {MAX_DIRICHLET_DRAWS} draws; use a larger alpha or fewer hospitals"
+        f"the Dirichlet({alpha:g}) split of {labels.shape[0]} rows cannot give {num_hospitals} hospitals "
+        f"{min_rows} row{'s' if min_rows > 1 else ''} each (none of {MAX_DIRICHLET_DRAWS} draws did); use a larger "
+        "alpha or fewer hospitals"
     )
 
 

@@ -55,27 +55,23 @@ from fl_core.data import (
     Federation,
     Standardiser,
     federated_standardiser,
-    make_federation,
     moments_quantization,
 )
-from fl_core.demo_compression import budget_choice, compression_summary, training_aggregator
+from fl_core.demo_compression import compression_summary, training_aggregator
 from fl_core.demo_config import DEMO_AGGREGATIONS as DEMO_AGGREGATIONS  # noqa: PLC0414 (still importable from here)
 from fl_core.demo_config import LOCAL_TRAINING as LOCAL_TRAINING  # noqa: PLC0414
+from fl_core.demo_config import MIN_HOSPITALS as MIN_HOSPITALS  # noqa: PLC0414
 from fl_core.demo_config import (
-    MASKING_AGGREGATIONS,
     MLP_HIDDEN,
-    SECAGG_PLUS_DROPOUT,
-    TEST_FRACTION,
     DemoConfig,
     DemoReport,
 )
-from fl_core.demo_config import MIN_HOSPITALS as MIN_HOSPITALS  # noqa: PLC0414
-from fl_core.demo_dp import dp_setup, noise_std, privacy_line
+from fl_core.demo_dp import dp_options, dp_setup, noise_std, privacy_line
 from fl_core.demo_output import HEADER, LEGEND, LogWriter, keygen_line, progress, row, summary_lines
 from fl_core.demo_output import KEYGEN_SECONDS as KEYGEN_SECONDS  # noqa: PLC0414
+from fl_core.demo_prepare import SPLIT, STANDARDISE, Prepared, model_for, prepare_demo, protocol_options
 from fl_core.dp_presets import DEFAULT_DELTA
 from fl_core.fedavg import FedAvgResult, RoundRecord, run_fedavg
-from fl_core.models import MLP, LogisticRegression, Model
 from secagg._install import install_hint
 from secagg.errors import ConfigurationError
 from secagg.segments import ClippingWarning
@@ -85,37 +81,23 @@ __all__ = ["DemoConfig", "DemoReport", "main", "run_demo"]
 EXIT_MISSING_EXTRA = 2
 """Exit code when scikit-learn (the ``examples`` extra) is not installed."""
 
+_model, _SPLIT, _STANDARDISE = model_for, SPLIT, STANDARDISE  # their names before fl_core.demo_prepare (benchmarks)
+
 EXIT_CANNOT_WRITE = 1
 """Exit code when the run finished but ``--json`` could not be written."""
 
-_STANDARDISE, _SPLIT = 100, 101  # seed tags for the setup steps' random streams
-
-
-def _model(config: DemoConfig, federation: Federation) -> Model:
-    if config.dataset == "breast-cancer":
-        return LogisticRegression(federation.num_features, federation.num_classes)
-    return MLP(federation.num_features, federation.num_classes, hidden=MLP_HIDDEN)
-
 
 def _aggregator(name: str, config: DemoConfig, **quantization: Any) -> Aggregator:
-    options: dict[str, Any] = {"num_clients": config.hospitals, **quantization}
     if name == "plain":
         return make_aggregator("plain")
-    if name == "paillier" and config.insecure_small_key:
-        options["insecure_small_key"] = True
-    if name == "paillier" and config.colluders is not None:
-        options["colluders"] = config.colluders
-    if name in MASKING_AGGREGATIONS:
-        options["mode"] = config.masking_mode
-    if name == "secagg+" and config.dropout > 4 * SECAGG_PLUS_DROPOUT:
-        # Size the graph for the dropout rate the simulation will apply over a round
-        # (a hospital drops at one stage), when it exceeds the default assumption.
-        options["dropout_fraction"] = config.dropout
-    return make_aggregator(name, **options)
+    return make_aggregator(name, num_clients=config.hospitals, **quantization, **protocol_options(name, config))
 
 
 def _setup(
-    config: DemoConfig, federation: Federation, name: str, choice: BudgetChoice | None = None,
+    config: DemoConfig,
+    federation: Federation,
+    name: str,
+    choice: BudgetChoice | None = None,
     compression: CompressionConfig | None = None,
 ) -> tuple[Federation, Aggregator]:
     """``federation`` standardised through aggregator ``name``, and the aggregator for the updates.
@@ -125,21 +107,18 @@ def _setup(
     (:func:`fl_core.public_scaling.public_scaler`, nothing released); either way nothing
     is released outside the DP guarantee."""
     if config.dp_epsilon is not None and name != "plain":
-        dimension = sum(int(p.size) for p in _model(config, federation).init(np.random.default_rng(0)))
-        rng = np.random.default_rng([config.seed, _STANDARDISE])
+        dimension = sum(int(p.size) for p in model_for(config, federation).init(np.random.default_rng(0)))
+        rng = np.random.default_rng([config.seed, STANDARDISE])
         try:
             return dp_setup(config, federation, name, _aggregator, dimension, rng)
         except ConfigurationError as exc:  # e.g. no noise variance meets the budget: name what set it
-            raise ConfigurationError(
-                f"--dp-epsilon {config.dp_epsilon:g} (--dp-delta {config.dp_delta:g}, --rounds {config.rounds}, "
-                f"--hospitals {config.hospitals}): {exc}"
-            ) from exc
+            raise ConfigurationError(f"{dp_options(config)}: {exc}") from exc
     moments = _aggregator(
         name, config,
         **moments_quantization(config.hospitals, FEATURE_BOUNDS[config.dataset], config.max_samples_per_client),
     )  # fmt: skip
     standardiser = federated_standardiser(
-        federation.clients, moments, np.random.default_rng([config.seed, _STANDARDISE])
+        federation.clients, moments, np.random.default_rng([config.seed, STANDARDISE])
     )
     updates = training_aggregator(
         lambda bits, ring_bits: _aggregator(
@@ -148,21 +127,6 @@ def _setup(
         ), config, choice, compression,
     )  # fmt: skip
     return federation.standardised(standardiser), updates
-
-
-def _check_sample_bound(config: DemoConfig, federation: Federation, option: str) -> None:
-    """Every hospital's rows within the public bound on its weight (with DP, on its contribution's
-    range), checked after the split and before any round: the largest hospital is named."""
-    if config.aggregation == "plain":
-        return  # floats: no weight bound
-    largest = max(federation.clients, key=lambda client: client.num_samples)
-    if largest.num_samples > config.max_samples_per_client:
-        raise ConfigurationError(
-            f"hospital {largest.client_id} holds {largest.num_samples} training rows, more than "
-            f"{option} {config.max_samples_per_client} (the public bound on one hospital's weight"
-            + (" and on its DP contribution's range" if config.dp_epsilon is not None else "")
-            + f"); raise {option}, or use more hospitals"
-        )
 
 
 def _centralized(config: DemoConfig, federation: Federation) -> tuple[float, str]:
@@ -187,6 +151,7 @@ def run_demo(
     on_round: Callable[[RoundRecord], None] | None = None,
     on_status: Callable[[str], None] | None = None,
     option: str = "bytes_per_parameter",
+    prepared: Prepared | None = None,
 ) -> DemoReport:
     """Run the demo described by ``config`` (see the module docstring); returns its report.
 
@@ -194,19 +159,13 @@ def run_demo(
     that may take a while without rounds to show (the comparison runs).
     Needs scikit-learn (the ``examples`` extra) for the datasets. ``option`` names the
     byte budget in the error a budget that cannot be met raises (before any training); given as an
-    option (``--...``), the sample bound's error names ``--max-samples-per-client`` too.
+    option (``--...``), every check's error names the option as typed (:func:`prepare_demo`, which
+    runs first unless its result is given as ``prepared``).
     """
     started = time.perf_counter()
-    raw = make_federation(
-        config.dataset, config.hospitals, partition=config.partition, alpha=config.alpha,
-        test_fraction=TEST_FRACTION, rng=np.random.default_rng([config.seed, _SPLIT]),
-    )  # fmt: skip
-    bound_name = "--max-samples-per-client" if option.startswith("--") else "max_samples_per_client"
-    _check_sample_bound(config, raw, bound_name)  # before any round, naming the option as the caller spells it
-    model = _model(config, raw)
-    dimension = sum(int(p.size) for p in model.init(np.random.default_rng(0)))
-    choice = budget_choice(config, dimension, option)  # refuses a budget that cannot be met, now
-    compression = config.compression(option)
+    prepared = prepare_demo(config, option) if prepared is None else prepared
+    raw, model, choice, compression = prepared.raw, prepared.model, prepared.choice, prepared.compression
+    dimension = prepared.dimension
     federation, aggregator = _setup(config, raw, config.aggregation, choice, compression)
     summary = compression_summary(aggregator, config, choice, dimension)
     result = run_fedavg(
@@ -263,7 +222,7 @@ def _from_args(args: argparse.Namespace) -> DemoConfig:
         rounds=args.rounds,
         dataset=args.dataset,
         partition=args.partition,
-        alpha=args.alpha,
+        alpha=0.5 if getattr(args, "alpha", None) is None else args.alpha,
         dropout=args.dropout,
         seed=args.seed,
         insecure_small_key=args.insecure_small_key,
@@ -280,6 +239,16 @@ def _from_args(args: argparse.Namespace) -> DemoConfig:
         colluders=getattr(args, "colluders", None),
     )
 
+
+def _usage_error(args: argparse.Namespace, message: str) -> int:
+    """``message`` as argparse prints a usage error of the demo's parser; the usage exit status (2)."""
+    parser: argparse.ArgumentParser | None = getattr(args, "command_parser", None)
+    if parser is not None:
+        parser.print_usage(sys.stderr)
+    print(f"{parser.prog if parser is not None else 'secagg demo'}: error: {message}", file=sys.stderr)
+    return 2
+
+
 def main(args: argparse.Namespace) -> int:
     """The ``secagg demo`` command: run, print the table and summary, write JSON. Returns the exit code."""
     if importlib.util.find_spec("sklearn") is None:
@@ -289,7 +258,11 @@ def main(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return EXIT_MISSING_EXTRA
-    config = _from_args(args)
+    try:  # every value the run cannot serve, before any output or work: a usage error
+        config = _from_args(args)
+        prepared = prepare_demo(config, "--bytes-per-parameter")
+    except ConfigurationError as exc:
+        return _usage_error(args, str(exc))
     if config.insecure_small_key:
         print("WARNING: --insecure-small-key uses a 1024-bit Paillier key. It is NOT secure; use it only to "
               "try the demo quickly.", file=sys.stderr)  # fmt: skip
@@ -307,8 +280,11 @@ def main(args: argparse.Namespace) -> int:
         print(
             f"quantization: clip {config.clip:g} ({config.clipping}), {config.bits} bits, "
             f"ring Z_(2^{config.ring_bits}), at most {config.max_samples_per_client} samples per hospital"
-            + (f"; masked uploads {config.ring_bits / 8:g} bytes per parameter" if "secagg" in config.aggregation
-               else "")
+            + (
+                f"; masked uploads {config.ring_bits / 8:g} bytes per parameter"
+                if "secagg" in config.aggregation
+                else ""
+            )
         )
     if config.bytes_per_parameter is not None:
         print(
@@ -335,7 +311,9 @@ def main(args: argparse.Namespace) -> int:
                 # Each round's row already reports its clipped fraction (notes); the library's
                 # warning would repeat it on stderr with advice meant for integrators.
                 warnings.simplefilter("ignore", ClippingWarning)
-                report = run_demo(config, on_round=on_round, on_status=status, option="--bytes-per-parameter")
+                report = run_demo(
+                    config, on_round=on_round, on_status=status, option="--bytes-per-parameter", prepared=prepared
+                )
         finally:
             logger.removeHandler(handler)
     for line in summary_lines(report):

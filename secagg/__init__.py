@@ -26,6 +26,7 @@ from secagg.errors import (
     ProtocolError,
     ReplayError,
     SecAggError,
+    StateLockedError,
     ThresholdError,
     UnsafeRequestError,
 )
@@ -49,6 +50,7 @@ __all__ = [
     "ReplayError",
     "Ring",
     "SecAggError",
+    "StateLockedError",
     "ThresholdError",
     "UnsafeRequestError",
     "__version__",

@@ -60,6 +60,13 @@ def _check_colluders(args: argparse.Namespace) -> str | None:
     return None
 
 
+def _check_partition(args: argparse.Namespace) -> str | None:
+    """``--alpha`` without the Dirichlet split it shapes, or None."""
+    if getattr(args, "alpha", None) is not None and args.partition != "dirichlet":
+        return "argument --alpha: applies to --partition dirichlet only (the label skew's concentration)"
+    return None
+
+
 def _check_applies(args: argparse.Namespace) -> str | None:
     """An option given for an aggregation it does not apply to, or None."""
     if args.insecure_small_key and args.aggregation != "paillier":
@@ -98,7 +105,7 @@ def check_demo(args: argparse.Namespace) -> str | None:
             f"argument --hospitals: --aggregation {args.aggregation} needs at least {fewest} "
             f"hospital{'s' if fewest > 1 else ''}{reason}, got {args.hospitals}"
         )
-    problem = _check_dropout(args) or _check_applies(args) or _check_colluders(args)
+    problem = _check_dropout(args) or _check_applies(args) or _check_partition(args) or _check_colluders(args)
     with_dp = getattr(args, "dp_epsilon", None) is not None
     if problem is None and with_dp and args.aggregation == "plain":
         problem = "argument --dp-epsilon: the noise is added to the integer encoding; use an aggregation but plain"

@@ -83,8 +83,8 @@ def _add_demo(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> 
     demo.add_argument(
         "--alpha",
         type=_real(0, 1e6, include_low=False),
-        default=0.5,
-        help="Dirichlet concentration, > 0 (default: 0.5)",
+        default=None,
+        help="with --partition dirichlet: the Dirichlet concentration, > 0 (default: 0.5)",
     )
     demo.add_argument(
         "--dropout",

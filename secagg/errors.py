@@ -10,7 +10,8 @@ Hierarchy (every class is a :class:`SecAggError`)::
 
     SecAggError
     ├── ConfigurationError (also ValueError): a bad or unsafe argument or setting
-    │   └── ConfigurationTypeError (also TypeError): an argument of the wrong type
+    │   ├── ConfigurationTypeError (also TypeError): an argument of the wrong type
+    │   └── StateLockedError: a state file is in use by another process (its lock is held)
     ├── EncodeError, DecodeError, AuthenticationError, OverflowDetectedError
     ├── BudgetExceededError: a release would exceed the declared privacy budget
     └── ProtocolError
@@ -37,6 +38,7 @@ __all__ = [
     "ProtocolError",
     "ReplayError",
     "SecAggError",
+    "StateLockedError",
     "ThresholdError",
     "UnsafeRequestError",
 ]
@@ -59,6 +61,13 @@ class ConfigurationError(SecAggError, ValueError):
 class ConfigurationTypeError(ConfigurationError, TypeError):
     """An argument has the wrong type: a float or ``bool`` where an integer
     belongs, ``None`` or ``str`` where bytes belong. Also a ``TypeError``."""
+
+
+class StateLockedError(ConfigurationError):
+    """A state file (the privacy accountant's) is in use: another accountant, in this process or
+    another live one, holds its lock, or (on platforms without ``fcntl``) its lock file exists.
+    Nothing was read or written; retry once the other is done (a leftover lock file: remove it
+    once no accountant runs on the file)."""
 
 
 class EncodeError(SecAggError):

@@ -20,9 +20,12 @@ whereas here the event of a round is fixed by the calibrated plan, so
 
 The state survives a restart in a JSON file (docs/privacy.md, "The budget
 file"): written atomically (temporary file, fsync, ``os.replace``, fsync of the
-directory) with mode 0600, and read back strictly: anything other than the
-exact schema raises :class:`~secagg.errors.DecodeError`, a budget or plan that
-differs from the accountant's raises :class:`~secagg.errors.ConfigurationError`.
+directory) with mode 0600, under an exclusive lock held across each
+read-check-write (:mod:`secagg.dp._state_file`; another holder:
+:class:`~secagg.errors.StateLockedError`), and read back strictly: anything
+other than the exact schema raises :class:`~secagg.errors.DecodeError`, a budget
+or plan that differs from the accountant's raises
+:class:`~secagg.errors.ConfigurationError`.
 """
 
 from __future__ import annotations
@@ -31,27 +34,31 @@ import contextlib
 import json
 import math
 import os
-import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
-from secagg._files import WRITABLE_BY_OWNER_ONLY, read_regular_file
 from secagg._validate import require_finite, require_instance, require_int
+from secagg.dp._state_file import MAX_STATE_BYTES, STATE_MODE, locked, read_state, write_atomic
 from secagg.dp.calibration import NoisePlan
 from secagg.dp.config import MAX_ROUNDS, DPConfig
 from secagg.dp.contributors import check_contributors
 from secagg.errors import BudgetExceededError, ConfigurationError, DecodeError, ReplayError
 
-__all__ = ["STATE_FORMAT", "STATE_VERSION", "PrivacyAccountant", "PrivacySpent", "read_state"]
+__all__ = [
+    "MAX_STATE_BYTES",
+    "STATE_FORMAT",
+    "STATE_MODE",
+    "STATE_VERSION",
+    "PrivacyAccountant",
+    "PrivacySpent",
+    "read_state",
+]
 
 STATE_FORMAT = "secagg/dp-accountant"
 STATE_VERSION = 1
 ACCOUNTING_METHOD = "rdp"
-MAX_STATE_BYTES = 1 << 16
 MAX_SERVER_ROUND = (1 << 32) - 1
-STATE_MODE = 0o600
 _STATE_KEYS = frozenset({"format", "version", "accounting_method", "budget", "plan_digest", "released", "last_round"})
 
 
@@ -71,8 +78,9 @@ class PrivacyAccountant:
 
     Args:
         plan: the calibrated noise every released round carries.
-        path: the state file; loaded if it exists (and must match ``plan``), created otherwise.
-            None keeps the state in memory only.
+        path: the state file; loaded if it exists (and must match ``plan``), created otherwise
+            (under its lock: StateLockedError if another accountant holds it). None keeps the
+            state in memory only.
     """
 
     def __init__(self, plan: NoisePlan, path: str | os.PathLike[str] | None = None) -> None:
@@ -81,10 +89,13 @@ class PrivacyAccountant:
         self._released = 0
         self._last_round: int | None = None
         if self._path is not None:
-            state = read_state(self._path)
+            state = read_state(self._path)  # written by atomic replace: read whole, no lock needed
             if state is None:
-                self._save(self.state_dict())
-            else:
+                with locked(self._path):  # two accountants creating it: one of them is refused
+                    state = read_state(self._path)
+                    if state is None:
+                        self._save(self.state_dict())
+            if state is not None:
                 self.load_state_dict(state)
 
     @property
@@ -149,8 +160,15 @@ class PrivacyAccountant:
         ``colluders`` is below the plan's honest count; ReplayError if ``server_round`` is not
         after the last recorded one; BudgetExceededError if the round would exceed the budget;
         ConfigurationError if the state file no longer holds what this accountant last wrote
-        or read (another accountant charged it, or it was rolled back, replaced or removed).
+        or read (another accountant charged it, or it was rolled back, replaced or removed);
+        StateLockedError if another accountant holds the file's lock (it is held here from the
+        re-read to the write, so no two accountants charge from one count); DecodeError if the
+        file no longer parses (it is left as it is).
         """
+        with contextlib.nullcontext() if self._path is None else locked(self._path):
+            return self._record(server_round, num_contributors, colluders)
+
+    def _record(self, server_round: int | None, num_contributors: int | None, colluders: int) -> PrivacySpent:
         self._check_file_unchanged()
         if num_contributors is not None:
             check_contributors(self._plan, num_contributors, colluders)
@@ -187,7 +205,7 @@ class PrivacyAccountant:
         state = read_state(self._path)
         if state is None:
             raise ConfigurationError(f"the accountant's state file {self._path} changed under it: it was removed")
-        if state != self.state_dict():
+        if self._parse(state) != (self._released, self._last_round):  # parsed strictly: 1.0 is not 1
             raise ConfigurationError(
                 f"the accountant's state file {self._path} changed under it (another accountant charged it, or it "
                 f"was rolled back or replaced): it no longer records {self._released} released rounds; refused"
@@ -208,6 +226,10 @@ class PrivacyAccountant:
     def load_state_dict(self, state: Mapping[str, object]) -> None:
         """Restore :meth:`state_dict` output: DecodeError if malformed, ConfigurationError if it
         belongs to another budget or plan."""
+        self._released, self._last_round = self._parse(state)
+
+    def _parse(self, state: Mapping[str, object]) -> tuple[int, int | None]:
+        """(released, last round) of ``state``, checked as :meth:`load_state_dict` documents."""
         if not isinstance(state, Mapping) or set(state) != _STATE_KEYS:
             raise DecodeError(f"accountant state must have exactly the fields {sorted(_STATE_KEYS)}")
         if state["format"] != STATE_FORMAT or type(state["version"]) is not int or state["version"] != STATE_VERSION:
@@ -230,14 +252,13 @@ class PrivacyAccountant:
             raise ConfigurationError("the state file was written for another DP configuration or noise plan")
         released = _state_int("released", state["released"], MAX_ROUNDS)
         last = state["last_round"]
-        last_round = None if last is None else _state_int("last_round", last, MAX_SERVER_ROUND)
-        self._released, self._last_round = released, last_round
+        return released, None if last is None else _state_int("last_round", last, MAX_SERVER_ROUND)
 
     def _save(self, state: dict[str, object]) -> None:
         assert self._path is not None
         data = json.dumps(state, sort_keys=True, indent=1, allow_nan=False).encode("utf-8") + b"\n"
         try:
-            _write_atomic(self._path, data)
+            write_atomic(self._path, data)
         except OSError as exc:
             raise ConfigurationError(f"cannot write the accountant's state file {self._path}: {exc}") from exc
 
@@ -259,63 +280,3 @@ def _state_int(name: str, value: object, hi: int) -> int:
     if type(value) is not int or not 0 <= value <= hi:
         raise DecodeError(f"accountant state {name} must be an integer in 0..{hi}")
     return value
-
-
-def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for key, value in pairs:
-        if key in out:
-            raise DecodeError(f"accountant state repeats the field {key!r}")
-        out[key] = value
-    return out
-
-
-def _no_constant(name: str) -> None:
-    raise DecodeError(f"accountant state holds the non-JSON constant {name}")
-
-
-def read_state(path: Path) -> dict[str, object] | None:
-    """The parsed state file, None if it does not exist."""
-    try:
-        data = read_regular_file(
-            path,
-            "accountant's state file",
-            MAX_STATE_BYTES,
-            forbidden_mode=WRITABLE_BY_OWNER_ONLY,
-            advice="make it writable by its owner only (mode 0600)",
-            follow_symlinks=False,
-            too_large=DecodeError,
-        )
-    except ConfigurationError as exc:
-        if isinstance(exc.__cause__, FileNotFoundError):
-            return None
-        raise
-    try:
-        state = json.loads(data.decode("utf-8"), object_pairs_hook=_no_duplicates, parse_constant=_no_constant)
-    except (UnicodeDecodeError, ValueError, RecursionError) as exc:
-        raise DecodeError(f"the accountant's state file {path} is not valid JSON: {exc}") from exc
-    if not isinstance(state, dict):
-        raise DecodeError(f"the accountant's state file {path} must hold a JSON object")
-    return state
-
-
-def _write_atomic(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` atomically with mode 0600 (temp file, fsync, replace, fsync dir)."""
-    directory = path.parent if str(path.parent) else Path(".")
-    fd, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=directory)
-    try:
-        os.fchmod(fd, STATE_MODE)
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(temporary, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(temporary)
-        raise
-    dir_fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)

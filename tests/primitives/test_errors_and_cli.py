@@ -22,7 +22,7 @@ def test_every_error_subclasses_secagg_error() -> None:
     # Assert
     assert non_subclasses == []
     assert issubclass(errors.SecAggError, Exception)
-    assert len(classes) == 13
+    assert len(classes) == 14
 
 
 def test_configuration_errors_are_also_value_and_type_errors() -> None:
@@ -172,6 +172,7 @@ def _refusal(argv: list[str], capsys: pytest.CaptureFixture[str], monkeypatch: p
          "(--max-samples-per-client) x 4503599627370495 (--bits 53)"),
         (["demo", "--bits", "53", "--ring-bits", "smallest"], "argument --bits: Z_(2^64) could overflow"),
         (["demo", "--dp-scaling", "public-ranges"], "argument --dp-scaling: applies with --dp-epsilon only"),
+        (["demo", "--partition", "iid", "--alpha", "0.01"], "argument --alpha: applies to --partition dirichlet only"),
         (["bench", "masking", "--clients", "2"], "argument --clients: must be in 3..65,536, got 2"),
         (["bench", "masking", "--dropout", "-0.1"], "argument --dropout: must be in [0, 1)"),
         (["bench", "fedavg", "--rounds", "1"], "argument --rounds: must be in 2..10,000"),

@@ -1,0 +1,196 @@
+"""The privacy accountant's state file on disk: strict reading, atomic writing, exclusive locking.
+
+- :func:`read_state` reads the file through :func:`secagg._files.read_regular_file` (a regular
+  file of at most 64 KiB, not a symlink, owned by this user or root, writable by its owner only)
+  and parses strict JSON (no duplicate key, no NaN): :class:`~secagg.errors.DecodeError` otherwise.
+- :func:`write_atomic` never leaves a half-written file: a temporary file created 0600 in the
+  same directory, written, fsync'd, ``os.replace``'d over the file, the directory fsync'd.
+- :func:`locked` holds the file's lock across a read-check-write, so two accountants (two
+  objects, two processes) never both charge from one count. On POSIX it is ``fcntl.flock`` of
+  the lock file ``.<name>.lock`` next to the state file (the state file itself is replaced on
+  every write, so its own lock would not serialise): created 0600, never removed (removing a
+  flock file races with its next locker), released by the kernel when its holder exits, even
+  by a crash. It is never waited for: a lock held by another accountant, in this process or
+  another, raises :class:`~secagg.errors.StateLockedError` at once. Without ``fcntl``
+  (Windows) the lock is the *existence* of that file (``O_CREAT | O_EXCL``), removed on
+  release: a process that crashes holding it leaves it, and every accountant then refuses the
+  state file, naming the lock file, until an operator removes it (refused, never overridden:
+  nothing can tell a crashed holder from a slow one).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib
+import json
+import os
+import stat
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+from secagg._files import WRITABLE_BY_OWNER_ONLY, read_regular_file
+from secagg.errors import ConfigurationError, DecodeError, StateLockedError
+
+__all__ = ["MAX_STATE_BYTES", "STATE_MODE", "lock_path", "locked", "read_state", "write_atomic"]
+
+MAX_STATE_BYTES = 1 << 16
+STATE_MODE = 0o600
+_NO_FOLLOW = getattr(os, "O_NOFOLLOW", 0)
+_NEVER_WAIT = getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOCTTY", 0) | getattr(os, "O_CLOEXEC", 0)
+
+
+def _import_fcntl() -> ModuleType | None:
+    try:
+        return importlib.import_module("fcntl")
+    except ImportError:  # not POSIX: the exclusive lock file instead
+        return None
+
+
+_FCNTL = _import_fcntl()
+
+
+def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in out:
+            raise DecodeError(f"accountant state repeats the field {key!r}")
+        out[key] = value
+    return out
+
+
+def _no_constant(name: str) -> None:
+    raise DecodeError(f"accountant state holds the non-JSON constant {name}")
+
+
+def read_state(path: Path) -> dict[str, object] | None:
+    """The parsed state file, None if it does not exist."""
+    try:
+        data = read_regular_file(
+            path,
+            "accountant's state file",
+            MAX_STATE_BYTES,
+            forbidden_mode=WRITABLE_BY_OWNER_ONLY,
+            advice="make it writable by its owner only (mode 0600)",
+            follow_symlinks=False,
+            too_large=DecodeError,
+        )
+    except ConfigurationError as exc:
+        if isinstance(exc.__cause__, FileNotFoundError):
+            return None
+        raise
+    try:
+        state = json.loads(data.decode("utf-8"), object_pairs_hook=_no_duplicates, parse_constant=_no_constant)
+    except (UnicodeDecodeError, ValueError, RecursionError) as exc:
+        raise DecodeError(f"the accountant's state file {path} is not valid JSON: {exc}") from exc
+    if not isinstance(state, dict):
+        raise DecodeError(f"the accountant's state file {path} must hold a JSON object")
+    return state
+
+
+def write_atomic(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` atomically with mode 0600 (temp file, fsync, replace, fsync dir)."""
+    directory = path.parent if str(path.parent) else Path(".")
+    fd, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=directory)
+    try:
+        os.fchmod(fd, STATE_MODE)
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(temporary, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(temporary)
+        raise
+    dir_fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
+
+
+def lock_path(path: Path) -> Path:
+    """The lock file of the state file ``path``: ``.<name>.lock`` in the same directory."""
+    return path.with_name(f".{path.name}.lock")
+
+
+@contextlib.contextmanager
+def locked(path: Path) -> Iterator[None]:
+    """Hold the state file's exclusive lock (module docstring); StateLockedError if another holds it,
+    ConfigurationError if the lock file cannot be used (a symlink, folder, pipe; no such folder)."""
+    lock = lock_path(path)
+    fcntl = _FCNTL
+    if fcntl is None:
+        with _exclusive_file(lock, path):
+            yield
+        return
+    descriptor = _open_lock(lock, path, os.O_RDWR | os.O_CREAT)
+    try:
+        if not stat.S_ISREG(os.fstat(descriptor).st_mode):
+            raise ConfigurationError(
+                f"the lock file {lock} of the accountant's state file {path} is not a regular file"
+            )
+        try:
+            fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError as exc:
+            raise StateLockedError(
+                f"the accountant's state file {path} is in use: another accountant holds its lock {lock} "
+                f"({_holder(os.pread(descriptor, 32, 0))}); nothing was read or written, retry once it is done"
+            ) from exc
+        os.ftruncate(descriptor, 0)
+        os.pwrite(descriptor, f"{os.getpid()}\n".encode(), 0)  # whom a refused accountant names
+        yield
+    finally:
+        os.close(descriptor)  # releases the flock
+
+
+@contextlib.contextmanager
+def _exclusive_file(lock: Path, path: Path) -> Iterator[None]:
+    """The lock of platforms without fcntl: the lock file exists while it is held."""
+    descriptor = _open_lock(lock, path, os.O_WRONLY | os.O_CREAT | os.O_EXCL)
+    try:
+        os.write(descriptor, f"{os.getpid()}\n".encode())
+    finally:
+        os.close(descriptor)
+    try:
+        yield
+    finally:
+        with contextlib.suppress(OSError):
+            os.unlink(lock)
+
+
+def _open_lock(lock: Path, path: Path, flags: int) -> int:
+    try:
+        return os.open(lock, flags | _NO_FOLLOW | _NEVER_WAIT, STATE_MODE)
+    except FileExistsError as exc:  # O_EXCL: held, or left by a crashed holder
+        raise StateLockedError(
+            f"the accountant's state file {path} is in use: its lock file {lock} exists ({_holder(_peek(lock))}); "
+            "another accountant holds it, or a process that crashed left it: remove it once no accountant runs "
+            "on this file; nothing was read or written"
+        ) from exc
+    except OSError as exc:  # ELOOP: a symlink; EISDIR: a folder; ENOENT: no such folder
+        raise ConfigurationError(
+            f"cannot use the lock file {lock} of the accountant's state file {path}: {exc.strerror or exc} "
+            "(a link, folder, pipe or device is never used as a lock; remove it)"
+        ) from exc
+
+
+def _peek(lock: Path) -> bytes:
+    with contextlib.suppress(OSError):
+        descriptor = os.open(lock, os.O_RDONLY | _NO_FOLLOW | _NEVER_WAIT)
+        try:
+            return os.read(descriptor, 32)
+        finally:
+            os.close(descriptor)
+    return b""
+
+
+def _holder(recorded: bytes) -> str:
+    """Who holds the lock, as the lock file records it."""
+    text = recorded.decode("ascii", "replace").strip()
+    if not text.isdigit():
+        return "its holder is unknown"
+    return "this process" if int(text) == os.getpid() else f"process {int(text)}"
