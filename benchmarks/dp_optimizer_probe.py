@@ -6,7 +6,11 @@ changes that cost no privacy, each against the recipe on the same noise
 (:func:`dp_recipe_probe._seeded_factory` streams, as the recipe probe):
 
 - the server's step on the released mean gradient (post-processing): heavy-ball momentum (the
-  recipe), Nesterov momentum, Adam and Adagrad per-coordinate steps;
+  recipe), Nesterov momentum, steps of a fixed length (``normalised``), Adam and Adagrad
+  per-coordinate steps, optionally with the noise's expected share of their second moments
+  removed (``noise_floor``: the per-coordinate noise variance of the released mean is public,
+  :func:`fl_core.demo_dp.noise_std`), a larger first step (``first_step``) and an exponential
+  moving average of the iterates (``ema``);
 - **feature clipping** (``feature_clip`` B): each patient's standardised features clipped to L2
   norm B (a per-record map with public constants, applied to the test patients too: it is part
   of the model), and the *unclipped* logistic gradient, whose norm is then at most
@@ -16,6 +20,7 @@ changes that cost no privacy, each against the recipe on the same noise
 - the moments release's share of epsilon (``moments_share``; the rounds are recalibrated after it
   in the same Renyi account, as :func:`fl_core.demo_dp.dp_setup` does).
 
+``--closed-form`` instead prints :func:`closed_forms` (non-private references for a closed-form start).
 ``--noise-free`` replaces the training's noised sum by the exact one (a diagnostic: the 20-step
 ceiling of each variant on the scaling released at that epsilon).
 
@@ -26,6 +31,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import importlib
 import math
 import statistics
 from collections.abc import Sequence
@@ -34,7 +40,7 @@ import numpy as np
 
 from fl_core import demo
 from fl_core.aggregators.base import ClientUpdate
-from fl_core.data import ClientData, Federation
+from fl_core.data import ClientData, Federation, Standardiser
 from fl_core.demo_dp import dp_setup, noise_std
 from fl_core.dp import DPAggregator
 from fl_core.dp_training import public_denominator
@@ -44,7 +50,17 @@ from secagg._cli_options import MAX_REPEATS, MAX_ROUNDS, MAX_SEED, _integer, _re
 
 from .dp_recipe_probe import _seeded_factory, demo_run
 
-__all__ = ["OPTIMIZERS", "VARIANTS", "OptVariant", "clip_rows", "contribution", "run", "server_step"]
+__all__ = [
+    "CLOSED_FORMS",
+    "OPTIMIZERS",
+    "VARIANTS",
+    "OptVariant",
+    "clip_rows",
+    "closed_forms",
+    "contribution",
+    "run",
+    "server_step",
+]
 
 TUNING_SEEDS = tuple(range(100, 110))
 OPTIMIZERS = ("heavy-ball", "nesterov", "normalised", "adam", "adagrad")
@@ -65,6 +81,7 @@ class OptVariant:
     moments_share: float | None = None
     noise_floor: float | None = None
     first_step: float = 1.0
+    ema: float | None = None
 
 
 VARIANTS = (
@@ -113,6 +130,24 @@ VARIANTS = (
     *(OptVariant(f"normalised {lr:g}", optimizer="normalised", learning_rate=lr) for lr in (0.25, 0.5, 1.0)),
     OptVariant("normalised 0.5 m0.8", optimizer="normalised", learning_rate=0.5, momentum=0.8),
     OptVariant("normalised 0.3 m0.8", optimizer="normalised", learning_rate=0.3, momentum=0.8),
+    OptVariant("recipe ema0.5", ema=0.5),
+    OptVariant(
+        "adam 0.05 b1 0 noise-corrected 1 ema0.5",
+        optimizer="adam",
+        learning_rate=0.05,
+        momentum=0.0,
+        noise_floor=1.0,
+        ema=0.5,
+    ),
+    OptVariant(
+        "adagrad 0.3 noise-corrected 1 ema0.5",
+        optimizer="adagrad",
+        learning_rate=0.3,
+        momentum=0.0,
+        noise_floor=1.0,
+        ema=0.5,
+    ),
+    OptVariant("normalised 0.5 ema0.5", optimizer="normalised", learning_rate=0.5, ema=0.5),
     OptVariant("first step x2", first_step=2.0),
     OptVariant("first step x4", first_step=4.0),
     OptVariant("moments 0.1", moments_share=0.1),
@@ -207,6 +242,7 @@ def run(seed: int, epsilon: float, replicate: int, variant: OptVariant, rounds: 
     per_step = noise_std(aggregator, federation)
     assert per_step is not None
     params, state = model.init(np.random.default_rng(0)), _State((per_step * clip) ** 2)
+    average: FloatArray | None = None  # EMA of the iterates after each step (post-processing)
     for step in range(1, rounds + 1):
         contributions = [contribution(model, params, c, clip, variant) for c in federation.clients]
         if noise_free:
@@ -220,8 +256,35 @@ def run(seed: int, epsilon: float, replicate: int, variant: OptVariant, rounds: 
             assert result.mean is not None, result.skipped_reason
             total = np.asarray(result.mean)
         gradient = total / denominator * (variant.first_step if step == 1 else 1.0)
-        params = unflatten(server_step(variant, flatten(params), gradient, state), params)
+        moved = server_step(variant, flatten(params), gradient, state)
+        if variant.ema is not None:
+            average = moved if average is None else variant.ema * average + (1.0 - variant.ema) * moved
+        params = unflatten(moved, params)
+    if average is not None:
+        params = unflatten(average, params)
     return accuracy(model, params, federation.test_features, federation.test_labels)
+
+
+CLOSED_FORMS = ("ridge", "lda", "gaussian-nb")
+
+
+def closed_forms(seeds: Sequence[int]) -> dict[str, list[float]]:
+    """Held-out accuracy of closed-form linear classifiers fitted, without privacy, on the pooled
+    training data standardised exactly: what a start (or a one-shot model) computed from released
+    class-wise sums and second moments could reach at best (an upper reference)."""
+    linear_model = importlib.import_module("sklearn.linear_model")
+    discriminant = importlib.import_module("sklearn.discriminant_analysis")
+    naive_bayes = importlib.import_module("sklearn.naive_bayes")
+    scores: dict[str, list[float]] = {name: [] for name in CLOSED_FORMS}
+    for seed in seeds:
+        _, raw = demo_run(seed, 1.0, 1)
+        features, labels = raw.pooled()
+        scaler = Standardiser.fit(features)
+        fits = (linear_model.RidgeClassifier(), discriminant.LinearDiscriminantAnalysis(), naive_bayes.GaussianNB())
+        for name, fitted in zip(CLOSED_FORMS, fits, strict=True):
+            fitted.fit(scaler.apply(features), labels)
+            scores[name].append(float(fitted.score(scaler.apply(raw.test_features), raw.test_labels)))
+    return scores
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -232,7 +295,12 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--rounds", type=_integer(1, MAX_ROUNDS), default=20)
     parser.add_argument("--variants", nargs="+", metavar="NAME", help="only these (the recipe always runs)")
     parser.add_argument("--noise-free", action="store_true", help="exact training sums (a diagnostic)")
+    parser.add_argument("--closed-form", action="store_true", help="instead: non-private closed-form classifiers")
     args = parser.parse_args(argv)
+    if args.closed_form:
+        for name, accuracies in closed_forms(args.seeds).items():
+            print(f"{name}: {100 * statistics.fmean(accuracies):6.2f}% (min {100 * min(accuracies):.2f}%)")
+        return
     chosen = [v for v in VARIANTS if args.variants is None or v.name in ("recipe", *args.variants)]
     unknown = set(args.variants or ()) - {v.name for v in VARIANTS}
     if unknown:

@@ -152,3 +152,9 @@ def test_server_steps_match_the_library_optimisers() -> None:
     state = optimizers._State(noise_variance=100.0)
     moved = optimizers.server_step(corrected, np.zeros(2), np.array([20.0, 0.5]), state)
     assert np.allclose(moved, [-20.0 / np.sqrt(300.0), -0.5 / 10.0])  # 400 - 100; 0.25 - 100 floored at 100
+
+
+def test_closed_form_references_fit_the_standardised_data() -> None:
+    scores = optimizers.closed_forms([100])
+    assert set(scores) == set(optimizers.CLOSED_FORMS)
+    assert all(0.85 < values[0] <= 1.0 for values in scores.values())
