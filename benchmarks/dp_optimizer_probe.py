@@ -11,6 +11,9 @@ changes that cost no privacy, each against the recipe on the same noise
   removed (``noise_floor``: the per-coordinate noise variance of the released mean is public,
   :func:`fl_core.demo_dp.noise_std`), a larger first step (``first_step``) and an exponential
   moving average of the iterates (``ema``);
+- steps preconditioned by the inverse of the logistic loss's quadratic upper bound
+  ``X~^T X~ / (4 N) + ridge I`` (``exact_newton_ridge``; Ganesh et al., NeurIPS 2023, "QU"), from the
+  **exact** pooled second moments: a diagnostic that leaks, an upper bound for a noised release of them;
 - **feature clipping** (``feature_clip`` B): each patient's standardised features clipped to L2
   norm B (a per-record map with public constants, applied to the test patients too: it is part
   of the model), and the *unclipped* logistic gradient, whose norm is then at most
@@ -82,6 +85,7 @@ class OptVariant:
     noise_floor: float | None = None
     first_step: float = 1.0
     ema: float | None = None
+    exact_newton_ridge: float | None = None
 
 
 VARIANTS = (
@@ -148,6 +152,15 @@ VARIANTS = (
         ema=0.5,
     ),
     OptVariant("normalised 0.5 ema0.5", optimizer="normalised", learning_rate=0.5, ema=0.5),
+    *(
+        OptVariant(f"exact QU preconditioner (leaks) ridge {r:g} lr {lr:g}", exact_newton_ridge=r, learning_rate=lr)
+        for r in (0.03, 0.3)
+        for lr in (0.25, 1.0, 4.0)
+    ),
+    *(
+        OptVariant(f"exact QU preconditioner (leaks) ridge {r:g} lr {lr:g}", exact_newton_ridge=r, learning_rate=lr)
+        for r, lr in ((0.3, 8.0), (1.0, 4.0), (1.0, 8.0), (1.0, 16.0))
+    ),
     OptVariant("first step x2", first_step=2.0),
     OptVariant("first step x4", first_step=4.0),
     OptVariant("moments 0.1", moments_share=0.1),
@@ -216,6 +229,25 @@ def server_step(variant: OptVariant, params: FloatArray, gradient: FloatArray, s
     return moved
 
 
+def _quadratic_bound_inverse(federation: Federation, ridge: float) -> FloatArray:
+    """``(X~^T X~ / (4 N) + ridge I)^-1`` over the pooled training patients, ``X~ = [X, 1]``: the inverse of
+    the logistic loss's quadratic upper bound (Ganesh et al., NeurIPS 2023, "QU"). A **diagnostic that
+    leaks** (exact second moments): it bounds what a released, noised version could give."""
+    rows = np.concatenate([np.hstack([c.features, np.ones((c.num_samples, 1))]) for c in federation.clients])
+    bound = rows.T @ rows / (4.0 * rows.shape[0]) + ridge * np.eye(rows.shape[1])
+    inverse: FloatArray = np.linalg.inv(bound)
+    return inverse
+
+
+def _preconditioned(gradient: FloatArray, inverse: FloatArray) -> FloatArray:
+    """``inverse`` applied to each logit's ``(weights, bias)`` gradient (flat layout ``[W (d x k), b (k)]``)."""
+    features, classes = inverse.shape[0] - 1, (gradient.size) // inverse.shape[0]
+    stacked = np.vstack([gradient[: features * classes].reshape(features, classes), gradient[features * classes :]])
+    moved = inverse @ stacked
+    flat: FloatArray = np.concatenate([moved[:features].ravel(), moved[features]])
+    return flat
+
+
 def _clipped(federation: Federation, bound: float | None) -> Federation:
     if bound is None:
         return federation
@@ -243,6 +275,9 @@ def run(seed: int, epsilon: float, replicate: int, variant: OptVariant, rounds: 
     assert per_step is not None
     params, state = model.init(np.random.default_rng(0)), _State((per_step * clip) ** 2)
     average: FloatArray | None = None  # EMA of the iterates after each step (post-processing)
+    inverse = (
+        None if variant.exact_newton_ridge is None else _quadratic_bound_inverse(federation, variant.exact_newton_ridge)
+    )
     for step in range(1, rounds + 1):
         contributions = [contribution(model, params, c, clip, variant) for c in federation.clients]
         if noise_free:
@@ -256,6 +291,8 @@ def run(seed: int, epsilon: float, replicate: int, variant: OptVariant, rounds: 
             assert result.mean is not None, result.skipped_reason
             total = np.asarray(result.mean)
         gradient = total / denominator * (variant.first_step if step == 1 else 1.0)
+        if inverse is not None:
+            gradient = _preconditioned(gradient, inverse)
         moved = server_step(variant, flatten(params), gradient, state)
         if variant.ema is not None:
             average = moved if average is None else variant.ema * average + (1.0 - variant.ema) * moved

@@ -158,3 +158,11 @@ def test_closed_form_references_fit_the_standardised_data() -> None:
     scores = optimizers.closed_forms([100])
     assert set(scores) == set(optimizers.CLOSED_FORMS)
     assert all(0.85 < values[0] <= 1.0 for values in scores.values())
+
+
+def test_preconditioner_acts_on_each_logits_weights_and_bias() -> None:
+    """Flat layout [W (d x k), b (k)]: row j of W and the bias are scaled by the inverse's j-th and last diagonal."""
+    weights, bias = np.arange(6.0).reshape(3, 2), np.array([10.0, 20.0])
+    inverse = np.diag([1.0, 2.0, 3.0, 4.0])
+    moved = optimizers._preconditioned(np.concatenate([weights.ravel(), bias]), inverse)
+    assert moved.tolist() == [0.0, 1.0, 4.0, 6.0, 12.0, 15.0, 40.0, 80.0]
