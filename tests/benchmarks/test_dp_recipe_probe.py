@@ -2,19 +2,23 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
+from secagg_bench import dp_optimizer_probe as optimizers
 from secagg_bench import dp_recipe_probe as probe
 from secagg_bench import dp_schedule_probe as schedule
 
 from fl_core import demo
-from fl_core.data import Standardiser, make_federation
+from fl_core.data import ClientData, Standardiser, make_federation
 from fl_core.demo_config import TEST_FRACTION, DemoConfig
 from fl_core.demo_dp import dp_setup
 from fl_core.dp_presets import dp_config
 from fl_core.dp_training import dp_contribution
 from fl_core.fedavg import run_fedavg
-from fl_core.models import LogisticRegression, flatten
+from fl_core.models import LogisticRegression, accuracy, flatten, unflatten
+from fl_core.server_opt import ServerOptimizer
 
 pytest.importorskip("dp_accounting")
 
@@ -98,3 +102,67 @@ def test_feature_subsets_keep_their_public_ranges() -> None:
     assert np.array_equal(kept.test_features, raw.test_features[:, list(probe.COLUMNS["mean+worst"])])
     full = probe.PUBLIC_FEATURE_RANGES["breast-cancer"]
     assert ranges[10] == full[20]
+
+
+def test_optimizer_probe_recipe_is_the_recipe_probe() -> None:
+    """The optimiser probe's recipe sees the recipe probe's noise and ends on the same model."""
+    model, iterates, federation = probe.trajectory(100, 3.0, 0, probe.Variant("recipe"), 3)
+    template = model.init(np.random.default_rng(0))
+    expected = accuracy(model, unflatten(iterates[-1], template), federation.test_features, federation.test_labels)
+    assert optimizers.run(100, 3.0, 0, optimizers.VARIANTS[0], rounds=3) == expected
+
+
+def test_feature_clipped_gradients_keep_the_recipes_sensitivity() -> None:
+    """Features clipped to B, the unclipped gradient scaled by clip / sqrt(2 (B^2 + 1)): each patient's
+    term is at most the clip, and it is the true logistic gradient (the recipe's clip is not applied)."""
+    rng = np.random.default_rng(1)
+    features = optimizers.clip_rows(rng.normal(scale=3.0, size=(40, 30)), 2.0)
+    assert np.linalg.norm(features, axis=1).max() <= 2.0 + 1e-12
+    labels = rng.integers(0, 2, size=40)
+    model = LogisticRegression(30, 2)
+    params = [rng.normal(size=(30, 2)), rng.normal(size=2)]
+    variant = optimizers.OptVariant("f", feature_clip=2.0, grad_clip=False)
+    terms = [
+        optimizers.contribution(model, params, ClientData(0, features[i : i + 1], labels[i : i + 1]), 0.5, variant)
+        for i in range(40)
+    ]
+    assert max(np.linalg.norm(t) for t in terms) <= 0.5 + 1e-12
+    _, gradient = model.loss_and_grad(params, features[:1], labels[:1])
+    assert np.allclose(terms[0], flatten(gradient) * 0.5 / np.sqrt(2.0 * 5.0))
+
+
+def test_server_steps_match_the_library_optimisers() -> None:
+    rng = np.random.default_rng(2)
+    gradients = [rng.normal(size=4) for _ in range(3)]
+    for kind, variant in (
+        ("sgd", optimizers.OptVariant("hb", learning_rate=0.7, momentum=0.5)),
+        ("adam", optimizers.OptVariant("a", optimizer="adam", learning_rate=0.1, momentum=0.9)),
+    ):
+        library = ServerOptimizer(kind, learning_rate=variant.learning_rate, momentum=variant.momentum)
+        ours, theirs, state = np.zeros(4), np.zeros(4), optimizers._State()
+        for g in gradients:
+            ours, theirs = optimizers.server_step(variant, ours, g, state), library.step(theirs, g)
+        assert np.allclose(ours, theirs)
+    adagrad = optimizers.OptVariant("g", optimizer="adagrad", learning_rate=1.0, momentum=0.0, tau=0.0)
+    state = optimizers._State()
+    first = optimizers.server_step(adagrad, np.zeros(4), gradients[0], state)
+    assert np.allclose(first, -np.sign(gradients[0]))  # g / sqrt(g^2)
+    # the noise's expected share is removed, floored at noise_floor times it
+    corrected = dataclasses.replace(adagrad, noise_floor=1.0)
+    state = optimizers._State(noise_variance=100.0)
+    moved = optimizers.server_step(corrected, np.zeros(2), np.array([20.0, 0.5]), state)
+    assert np.allclose(moved, [-20.0 / np.sqrt(300.0), -0.5 / 10.0])  # 400 - 100; 0.25 - 100 floored at 100
+
+
+def test_closed_form_references_fit_the_standardised_data() -> None:
+    scores = optimizers.closed_forms([100])
+    assert set(scores) == set(optimizers.CLOSED_FORMS)
+    assert all(0.85 < values[0] <= 1.0 for values in scores.values())
+
+
+def test_preconditioner_acts_on_each_logits_weights_and_bias() -> None:
+    """Flat layout [W (d x k), b (k)]: row j of W and the bias are scaled by the inverse's j-th and last diagonal."""
+    weights, bias = np.arange(6.0).reshape(3, 2), np.array([10.0, 20.0])
+    inverse = np.diag([1.0, 2.0, 3.0, 4.0])
+    moved = optimizers._preconditioned(np.concatenate([weights.ravel(), bias]), inverse)
+    assert moved.tolist() == [0.0, 1.0, 4.0, 6.0, 12.0, 15.0, 40.0, 80.0]
