@@ -12,7 +12,7 @@ in :mod:`secagg._rotation_numba_kernels`, all in that one file so that numba's
 cache, which watches only the defining file, never serves a stale kernel.
 
 Bit-exactness: every coordinate goes through the same binary64 operations as in
-docs/spec.md, section 18, and as :func:`secagg.rotation.hadamard_into`: stage h
+docs/spec.md, section 18, and as :func:`secagg._rotation_numpy.hadamard_into`: stage h
 replaces each pair (j, j + h), ``j mod 2h < h``, by (a + b, a - b), for h = 1, 2,
 ..., B/2 in that order, then one product by the scale. No fastmath, so no
 reassociation and no contraction into fused multiply-adds (no product here is
@@ -21,7 +21,7 @@ ever added to anyway). Only the memory schedule differs:
 - the stages h = 1, 2, 4 run in registers, 8 coordinates at a time
   (:func:`~secagg._rotation_numba_kernels._first`), which also loads the input, pads with zeros and negates the
   coordinates whose sign bit is set (a product by -1.0, exact: it flips the
-  sign bit, as :func:`secagg.rotation.flip_signs` does), and checks the
+  sign bit, as :func:`secagg._rotation_numpy.flip_signs` does), and checks the
   input's finiteness (a NaN or an infinity makes the sum of its 8 infinite or
   NaN; only then does the caller look at the input itself);
 - the next stages run two at a time (h and 2h, radix 4) over 4 runs of h

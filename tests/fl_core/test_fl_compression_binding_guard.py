@@ -11,8 +11,6 @@ shapes nothing (with a test that shows it).
 
 from __future__ import annotations
 
-import dataclasses
-import inspect
 from collections.abc import Callable
 from typing import Any
 
@@ -27,7 +25,14 @@ from fl_core.rotated import RotatedAggregator
 from secagg.encoding import QuantizationConfig
 from secagg.masking import ACTIVE, SEMI_HONEST, MaskingConfig
 from secagg.primitives.randomness import InsecureDeterministicRandom
-from tests.masking.split_session import assert_honest_completes, assert_split_fails, split_session
+from tests.masking.binding_guard import (
+    Split,
+    assert_listed,
+    assert_table_split_fails,
+    field_names,
+    parameter_names,
+    split_cases,
+)
 
 MODES = (SEMI_HONEST, ACTIVE)
 HOSPITALS = (1, 2, 3, 4, 5)
@@ -73,7 +78,6 @@ def sparse(**config: Any) -> Wrap:
     return lambda agg: SparseAggregator(agg, CompressionConfig(**config))
 
 
-Split = Callable[[str], tuple[MaskingConfig, MaskingConfig]] | str
 SPLITS: dict[str, Split] = {
     "rotated.inner": "the wrapped aggregator: tests/fl_core/test_fl_masking_binding_guard.py",
     "rotated.block": pair(rotated(8), rotated(16)),  # the same padded length (32): only the bound block differs
@@ -90,28 +94,17 @@ SPLITS: dict[str, Split] = {
 
 
 def test_every_wrapper_option_is_listed() -> None:
-    listed = {f"rotated.{name}" for name in inspect.signature(RotatedAggregator.__init__).parameters} - {"rotated.self"}
-    listed |= {f"sparse.{name}" for name in inspect.signature(SparseAggregator.__init__).parameters} - {"sparse.self"}
-    listed |= {f"compression.{field.name}" for field in dataclasses.fields(CompressionConfig)}
-    assert listed | {"rotated.round seed", "sparse.round seed"} == set(SPLITS)
-
-
-CASES = sorted(name for name, split in SPLITS.items() if not isinstance(split, str))
+    listed = parameter_names(RotatedAggregator.__init__, "rotated.")
+    listed |= parameter_names(SparseAggregator.__init__, "sparse.") | field_names(CompressionConfig, "compression.")
+    assert_listed(listed | {"rotated.round seed", "sparse.round seed"}, SPLITS)
 
 
 @pytest.mark.parametrize("mode", MODES)
-@pytest.mark.parametrize("value", CASES)
+@pytest.mark.parametrize("value", split_cases(SPLITS))
 def test_a_split_between_two_hospitals_fails_the_round(value: str, mode: str) -> None:
-    # Prepare: the bound config of the base wrapper's round and of one with another value
-    split = SPLITS[value]
-    assert callable(split)
-    base, other = split(mode)
-    assert other.digest() != base.digest(), f"{value} does not reach the bound config"
-    # Execute: hospital 1 under the other value, the others and the server under the base
-    outcome = split_session(base, other, signing_keys=SIGNING_KEYS)
-    # Assert
-    assert_split_fails(outcome, base)
-    assert_honest_completes(base, signing_keys=SIGNING_KEYS)
+    # Execute / Assert: hospital 1 under the other value, the others and the server under the base
+    # wrapper's bound config; then the control round under the base alone
+    assert_table_split_fails(SPLITS, value, mode, signing_keys=SIGNING_KEYS)
 
 
 def test_error_feedback_and_the_option_name_shape_no_agreed_value() -> None:

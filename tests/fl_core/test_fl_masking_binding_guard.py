@@ -12,7 +12,6 @@ or why it shapes nothing (with a test that shows it).
 from __future__ import annotations
 
 import dataclasses
-import inspect
 from collections.abc import Callable
 from fractions import Fraction
 from typing import Any
@@ -34,7 +33,14 @@ from secagg.errors import ConfigurationError
 from secagg.masking import ACTIVE, COMPLETE, HARARY, SEMI_HONEST, MaskingConfig
 from secagg.primitives.randomness import InsecureDeterministicRandom
 from secagg.segments import ClippingReport, Segment, SegmentTable
-from tests.masking.split_session import assert_honest_completes, assert_split_fails, split_session
+from tests.masking.binding_guard import (
+    Split,
+    assert_listed,
+    assert_table_split_fails,
+    field_names,
+    parameter_names,
+    split_cases,
+)
 
 MODES = (SEMI_HONEST, ACTIVE)
 HOSPITALS = (1, 2, 3, 4, 5)
@@ -143,7 +149,6 @@ def next_round_clip(*policies: str | ClipPolicy) -> Callable[[str], tuple[Maskin
     return split
 
 
-Split = Callable[[str], tuple[MaskingConfig, MaskingConfig]] | str
 SPLITS: dict[str, Split] = {
     # MaskingAggregator(...) options
     "quantizer": "every field of WeightedQuantizer and of its QuantizationConfig: the quantizer.* entries",
@@ -197,33 +202,20 @@ def _other(mode: str) -> str:
 
 
 def test_every_option_field_and_argument_is_listed() -> None:
-    listed = set(inspect.signature(MaskingAggregator.__init__).parameters) - {"self"}
-    listed |= {f"quantizer.{field.name}" for field in dataclasses.fields(WeightedQuantizer)}
-    listed |= {f"quantizer.config.{field.name}" for field in dataclasses.fields(QuantizationConfig)}
-    listed |= set(inspect.signature(MaskingAggregator.aggregate).parameters) - {"self"}
-    listed |= {f"update.{field.name}" for field in dataclasses.fields(ClientUpdate)}
-    listed |= {f"clipping.{field.name}" for policy in (AdaptiveClip, FixedClip) for field in dataclasses.fields(policy)}
-    inherited = {field.name for field in dataclasses.fields(WeightedQuantizer)}
-    listed |= {f"dp.{field.name}" for field in dataclasses.fields(DPQuantizer) if field.name not in inherited}
-    assert listed | {"round"} == set(SPLITS)
-
-
-CASES = sorted(name for name, split in SPLITS.items() if not isinstance(split, str))
+    listed = parameter_names(MaskingAggregator.__init__) | parameter_names(MaskingAggregator.aggregate)
+    listed |= field_names(WeightedQuantizer, "quantizer.") | field_names(QuantizationConfig, "quantizer.config.")
+    listed |= field_names(ClientUpdate, "update.")
+    listed |= field_names(AdaptiveClip, "clipping.") | field_names(FixedClip, "clipping.")
+    listed |= field_names(DPQuantizer, "dp.", without=field_names(WeightedQuantizer))
+    assert_listed(listed | {"round"}, SPLITS)
 
 
 @pytest.mark.parametrize("mode", MODES)
-@pytest.mark.parametrize("value", CASES)
+@pytest.mark.parametrize("value", split_cases(SPLITS))
 def test_a_split_between_two_hospitals_fails_the_round(value: str, mode: str) -> None:
-    # Prepare: the round config of the base aggregator and of one with another value
-    split = SPLITS[value]
-    assert callable(split)
-    base, other = split(mode)
-    assert other.digest() != base.digest(), f"{value} does not reach the bound config"
-    # Execute: hospital 1 under the other value, the others and the server under the base
-    outcome = split_session(base, other, signing_keys=SIGNING_KEYS)
-    # Assert
-    assert_split_fails(outcome, base)
-    assert_honest_completes(base, signing_keys=SIGNING_KEYS)
+    # Execute / Assert: hospital 1 under the other value, the others and the server under the base
+    # aggregator's round config; then the control round under the base alone
+    assert_table_split_fails(SPLITS, value, mode, signing_keys=SIGNING_KEYS)
 
 
 @pytest.mark.parametrize("mode", MODES)

@@ -55,7 +55,7 @@ from .flower_harness import (
     stage_of,
     transported,
 )
-from .paillier_keys import PASSPHRASE, key_files
+from .paillier_keys import PASSPHRASE
 from .test_integrations_flower_malformed import (
     FAULTY,
     NODES,
@@ -78,26 +78,6 @@ def server_identity() -> Iterator[None]:
     previous = set_task_identity()
     yield
     restore_task_identity(previous)
-
-
-@pytest.fixture
-def loaded(monkeypatch: pytest.MonkeyPatch) -> list[int]:
-    """The data size of every array ``np.load``ed (Flower's ``Array.numpy``) during the test."""
-    sizes: list[int] = []
-    original = Array.numpy
-
-    def spy(self: Array) -> np.ndarray:
-        sizes.append(len(self.data))
-        return original(self)
-
-    monkeypatch.setattr(Array, "numpy", spy)
-    return sizes
-
-
-@pytest.fixture(scope="module")
-def paillier_keys(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[Path]]:
-    """A 3-of-4 key: the public-key file and share files 1..4."""
-    return key_files(tmp_path_factory.mktemp("ceremony"), 4, 3)
 
 
 def padded(stage: str) -> Callable[[RecordDict], RecordDict]:

@@ -68,7 +68,7 @@ from .flower_harness import (
     set_task_identity,
     transported,
 )
-from .paillier_keys import PASSPHRASE, key_files
+from .paillier_keys import PASSPHRASE
 
 NODES = (1_000_000_007, 2**63 + 11, 42, 9_999_999_999, 2**64 - 1)
 WEIGHTS = dict(zip(NODES, (30, 55, 12, 80, 41), strict=True))
@@ -185,12 +185,6 @@ def test_a_malformed_reply_in_a_masking_round_drops_only_that_node(kind: str) ->
     quantization = QuantizationConfig(0.5, 16, len(NODES), max_weight=4096)
     encodings = [a.encoded for n, a in audit.of_round(1).items() if n in report.included]
     assert np.array_equal(report.aggregate, quantization.ring.sum(encodings, report.aggregate.shape[0]))
-
-
-@pytest.fixture(scope="module")
-def paillier_keys(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[Path]]:
-    """A 3-of-4 key: the public-key file and share files 1..4."""
-    return key_files(tmp_path_factory.mktemp("ceremony"), 4, 3)
 
 
 def paillier_apps(shares: list[Path], audit: Audit) -> dict[int, object]:

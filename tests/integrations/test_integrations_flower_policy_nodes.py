@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from flwr.app import Array, Context, Message, MessageType, RecordDict
+from flwr.app import Context, Message, MessageType, RecordDict
 
 from secagg.errors import ConfigurationError
 from secagg.integrations.flower import (
@@ -47,7 +47,7 @@ from .flower_harness import (
     set_task_identity,
     transported,
 )
-from .paillier_keys import PASSPHRASE, key_files
+from .paillier_keys import PASSPHRASE
 from .test_integrations_flower_limits import run
 from .test_integrations_flower_malformed import (
     FAULTY,
@@ -63,25 +63,6 @@ def server_identity() -> Iterator[None]:
     previous = set_task_identity()
     yield
     restore_task_identity(previous)
-
-
-@pytest.fixture(scope="module")
-def paillier_keys(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[Path]]:
-    return key_files(tmp_path_factory.mktemp("ceremony"), 4, 3)
-
-
-@pytest.fixture
-def loaded(monkeypatch: pytest.MonkeyPatch) -> list[int]:
-    """The data size of every array ``np.load``ed (Flower's ``Array.numpy``) during the test."""
-    sizes: list[int] = []
-    original = Array.numpy
-
-    def spy(self: Array) -> np.ndarray:
-        sizes.append(len(self.data))
-        return original(self)
-
-    monkeypatch.setattr(Array, "numpy", spy)
-    return sizes
 
 
 def test_the_policy_validates_max_nodes() -> None:

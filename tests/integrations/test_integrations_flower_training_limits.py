@@ -26,7 +26,6 @@ from secagg.integrations.flower._records import check_training, training_paramet
 from secagg.integrations.flower.protocol import ENCRYPT, MASKED_INPUT
 
 from .flower_harness import initial_arrays, restore_task_identity, set_task_identity
-from .paillier_keys import key_files
 from .test_integrations_flower_limits import PAD, change_downlink, paillier_round, run
 from .test_integrations_flower_malformed import (
     FAULTY,
@@ -44,25 +43,6 @@ def server_identity() -> Iterator[None]:
     previous = set_task_identity()
     yield
     restore_task_identity(previous)
-
-
-@pytest.fixture
-def loaded(monkeypatch: pytest.MonkeyPatch) -> list[int]:
-    """The data size of every array ``np.load``ed (Flower's ``Array.numpy``) during the test."""
-    sizes: list[int] = []
-    original = Array.numpy
-
-    def spy(self: Array) -> np.ndarray:
-        sizes.append(len(self.data))
-        return original(self)
-
-    monkeypatch.setattr(Array, "numpy", spy)
-    return sizes
-
-
-@pytest.fixture(scope="module")
-def paillier_keys(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[Path]]:
-    return key_files(tmp_path_factory.mktemp("ceremony"), 4, 3)
 
 
 def _arrays(content: RecordDict, change: Callable[[dict[str, Array]], None]) -> RecordDict:

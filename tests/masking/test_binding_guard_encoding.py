@@ -36,7 +36,8 @@ from secagg.rotation import Rotation
 from secagg.segments import Segment, SegmentTable
 from secagg.sparsity import Subset
 
-from .split_session import assert_honest_completes, assert_split_fails, keys_for, split_session
+from .binding_guard import assert_listed, assert_split_fails_the_session, field_names
+from .split_session import assert_honest_completes, keys_for
 
 MODES = (SEMI_HONEST, ACTIVE)
 N = 4
@@ -158,7 +159,7 @@ CASES = [
 
 def test_every_field_is_listed() -> None:
     for cls, fields in SPLITS.items():
-        assert set(fields) == {field.name for field in dataclasses.fields(cls)}, cls.__name__
+        assert_listed(field_names(cls), fields, cls.__name__)
     assert set(SPLITS) == set(TO_DESCRIPTOR) == set(BASES)
 
 
@@ -191,10 +192,10 @@ def test_a_field_split_between_two_clients_fails_the_session(cls: type, field: s
         assert getattr(other, field) is not getattr(base, field)
         digests = TO_DESCRIPTOR[cls](base), TO_DESCRIPTOR[cls](other)
         assert digests[0] != digests[1], f"{cls.__name__}.{field} does not reach the session descriptor"
-        # Execute: client 1 encodes under the other value, the others and the server under the base
-        outcome = split_session(_config(mode, digests[0]), _config(mode, digests[1]))
-        # Assert
-        assert_split_fails(outcome, _config(mode, digests[0]))
+        # Execute / Assert: client 1 encodes under the other value, the others and the server under
+        # the base (the control session: test_the_control_session_completes)
+        base_config, other_config = _config(mode, digests[0]), _config(mode, digests[1])
+        assert_split_fails_the_session(f"{cls.__name__}.{field}", base_config, other_config, control=False)
 
 
 @pytest.mark.parametrize("mode", MODES)
