@@ -19,7 +19,7 @@ from flwr.app import Array, ArrayRecord, Message, MetricRecord, RecordDict
 
 from secagg.errors import ConfigurationError, DecodeError
 from secagg.guarantee import Guarantee
-from secagg.integrations.flower._records import model_arrays, training_parameters
+from secagg.integrations.flower._records import check_bindable, model_arrays, training_parameters
 from secagg.integrations.flower.protocol import ArrayLayout, arrays_digest, flatten_arrays, unflatten_arrays
 from secagg.segments import ClippingReport
 
@@ -109,6 +109,8 @@ class TrainingBatch:
             raise ConfigurationError("a secure round needs model arrays in the training messages")
         digest = arrays_digest(base, layout)
         parameters = training_parameters(template.content)
+        for message in instructions:
+            check_bindable(message.content, ConfigurationError)  # nothing unbound reaches a train handler
         for message in instructions[1:]:
             vector, other = flatten_arrays(_strategy_arrays(message))
             if other != layout or arrays_digest(vector, other) != digest:
