@@ -23,7 +23,7 @@ from secagg.guarantee import Guarantee
 from secagg.integrations.flower import PaillierGrid, PaillierOptions, SecAggGrid, SecAggOptions
 from secagg.integrations.flower._records import read_stage
 from secagg.integrations.flower.keys import read_public_key
-from secagg.integrations.flower.protocol import IDENTIFY, SETUP, RoundSetup
+from secagg.integrations.flower.protocol import ENCRYPT, IDENTIFY, SETUP, RoundSetup
 
 from .flower_harness import TRUSTED_KEYS, Audit, FakeGrid, make_app, restore_task_identity, set_task_identity, stage_of
 from .paillier_keys import PASSPHRASE, key_files
@@ -112,6 +112,21 @@ def test_a_paillier_round_with_more_nodes_than_key_shares_is_refused_before_its_
     assert "5 nodes in the round, but the key has 4 shares" in second.skipped_reason, second.skipped_reason
     assert second.included == frozenset() and second.guarantee is None
     assert [stage_of(m) for m in grid.sent if m.metadata.group_id == "2"] == [IDENTIFY]
+
+
+def test_every_node_refuses_a_paillier_setup_with_more_nodes_than_key_shares(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Prepare: a server that does not check (its refusal removed): a round of 5 nodes under 4 shares
+    monkeypatch.setattr(PaillierOptions, "check_round_nodes", lambda self, num_nodes: None, raising=False)
+    # Execute
+    _, secure, audit = paillier_rounds(tmp_path, (5,))
+    # Assert: every node refuses the setup before training (nothing encrypted), naming the counts
+    (report,) = secure.reports
+    assert report.skipped_reason is not None and report.included == frozenset(), report.included
+    assert report.dropped == dict.fromkeys(NODES, ENCRYPT), report.dropped
+    assert all("the round has 5 nodes, the key 4 shares" in reason for reason in report.errors.values()), report.errors
+    assert audit.records == []
 
 
 @pytest.mark.parametrize("protocol", ["masking", "paillier"])
