@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from flwr.app import Array, ArrayRecord, ConfigRecord, Context, Message, MessageType, RecordDict
+from flwr.app import Array, ArrayRecord, ConfigRecord, Context, Message, MessageType, MetricRecord, RecordDict
 from flwr.serverapp.strategy import FedAvg
 
 from secagg import wire
@@ -100,6 +100,8 @@ def with_extra(extra: str) -> Callable[[RecordDict], RecordDict]:
             changed["notes"] = ConfigRecord({"text": "x" * 100_000})
         elif extra == "array-record":
             changed["arrays"] = ArrayRecord({"w": Array(np.zeros(1000))})
+        elif extra == "metric-record":  # e.g. a train handler's metrics, passed on
+            changed["metrics"] = MetricRecord({"num-examples": 30, "train-loss": [0.5] * 100_000})
         else:  # a second key in the stage record
             changed[STAGE_RECORD] = ConfigRecord({**content[STAGE_RECORD], "note": "x" * 100_000})
         return changed
@@ -107,7 +109,7 @@ def with_extra(extra: str) -> Callable[[RecordDict], RecordDict]:
     return change
 
 
-EXTRAS = ["config-record", "array-record", "stage-key"]
+EXTRAS = ["config-record", "array-record", "metric-record", "stage-key"]
 AFTER_INPUT = (CONSISTENCY_CHECK, UNMASK)
 """Stages after the masked input: a node lost there still has its input in the sum."""
 

@@ -84,8 +84,9 @@ def paillier_grid(
     public_path, shares = key_files(tmp_path / "ceremony", len(NODES), 3)
     extra = {} if policy is None else {"policy": policy}
     grid = FakeGrid({node: app(node, share, audit, **extra) for node, share in zip(NODES, shares, strict=True)})
+    # A 3-of-5 key, below the default 4-of-5: accepted by name (colluders=0: two dropouts, no colluder).
     secure = PaillierGrid(grid, PaillierOptions(public_key=read_public_key(public_path), stage_timeout=5.0,
-                                                trusted_keys=TRUSTED_KEYS, **options))  # type: ignore[arg-type]
+                                                trusted_keys=TRUSTED_KEYS, colluders=0, **options))  # type: ignore[arg-type]
     return grid, secure
 
 

@@ -90,7 +90,9 @@ def dp_grid(
     """Five nodes holding the shares of a ``threshold``-of-5 key; a PaillierGrid with ``dp=DP`` by default."""
     public_path, shares = key_files(tmp_path / "ceremony", len(NODES), threshold)
     grid = FakeGrid({node: app(node, share, audit, policy) for node, share in zip(NODES, shares, strict=True)})
-    settings: dict[str, object] = {"dp": DP, "stage_timeout": 5.0, "trusted_keys": TRUSTED_KEYS, **options}
+    # colluders=0: a 3-of-5 key is below the default 4-of-5, accepted by name (no colluder, two dropouts).
+    settings: dict[str, object] = {"dp": DP, "stage_timeout": 5.0, "trusted_keys": TRUSTED_KEYS, "colluders": 0,
+                                   **options}
     secure = PaillierGrid(grid, PaillierOptions(public_key=read_public_key(public_path), **settings))  # type: ignore[arg-type]
     return grid, secure
 

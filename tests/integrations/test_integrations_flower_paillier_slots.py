@@ -83,7 +83,7 @@ def test_every_node_at_plus_or_minus_b_decodes_exactly(tmp_path: Path, sign: int
     grid = FakeGrid({node: extreme_app(node, share, sign, audit) for node, share in zip(NODES, shares, strict=True)})
     secure = PaillierGrid(grid, PaillierOptions(public_key=read_public_key(public_path), clip=CLIP, bits=BITS,
                                                 max_weight=W, clipping="fixed", stage_timeout=5.0,
-                                                trusted_keys=TRUSTED_KEYS))
+                                                trusted_keys=TRUSTED_KEYS, colluders=0))  # 3-of-5, by name
     strategy = FedAvg(fraction_evaluate=0.0, min_train_nodes=2, min_available_nodes=2)
     # Execute
     with pytest.warns(ClippingWarning):

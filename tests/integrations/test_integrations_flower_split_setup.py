@@ -146,7 +146,8 @@ def test_a_split_clip_in_a_paillier_round_never_yields_the_targets_update(tmp_pa
     apps = {node: make_app(node, WEIGHTS[node], paillier=True, key_share_file=share, passphrase=PASSPHRASE)
             for node, share in zip(NODES, shares, strict=True)}
     grid = FakeGrid(apps)
-    options = PaillierOptions(public_key=read_public_key(public_path), stage_timeout=5.0, trusted_keys=TRUSTED_KEYS)
+    options = PaillierOptions(public_key=read_public_key(public_path), stage_timeout=5.0, trusted_keys=TRUSTED_KEYS,
+                              colluders=0)  # a 3-of-5 key, below the default 4-of-5: by name
     secure = PaillierGrid(grid, options)
 
     def rewrite(message: Message) -> None:

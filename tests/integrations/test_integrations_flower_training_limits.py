@@ -19,9 +19,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from flwr.app import Array, ArrayRecord, ConfigRecord, RecordDict
+from flwr.app import Array, ArrayRecord, ConfigRecord, Message, MessageType, MetricRecord, RecordDict
 
-from secagg.errors import DecodeError
+from secagg.errors import ConfigurationError, DecodeError
 from secagg.integrations.flower._records import check_training, training_parameters
 from secagg.integrations.flower.protocol import ENCRYPT, MASKED_INPUT
 
@@ -53,6 +53,13 @@ def _arrays(content: RecordDict, change: Callable[[dict[str, Array]], None]) -> 
     return changed
 
 
+def _metrics(content: RecordDict, **entries: object) -> RecordDict:
+    """The content with a MetricRecord for the train handler, which the setup does not bind."""
+    changed = RecordDict(dict(content.items()))
+    changed["metrics"] = MetricRecord(entries)  # type: ignore[arg-type]
+    return changed
+
+
 def _config(content: RecordDict, **extra: object) -> RecordDict:
     changed = RecordDict(dict(content.items()))
     changed["config"] = ConfigRecord({**content["config"], **extra})  # type: ignore[dict-item]
@@ -79,6 +86,10 @@ CHANGES: dict[str, Callable[[RecordDict], RecordDict]] = {
     "huge-config": lambda c: _config(c, note="x" * PAD),
     # one small config entry more than the setup binds
     "one-more-config-entry": lambda c: _config(c, n=1),
+    # a MetricRecord the setup does not bind (a handler reading it would take the server's word for it)
+    "metric-record": lambda c: _metrics(c, **{"num-examples": 4096}),
+    # a MetricRecord of 1 MiB of values
+    "huge-metric-record": lambda c: _metrics(c, values=[0.0] * (PAD // 8)),
 }
 HUGE = ("huge-array", "widened-array", "narrow-dtype", "huge-config")
 
@@ -141,3 +152,30 @@ def test_check_training_refuses_a_long_header_before_parsing_it() -> None:
     # Execute / Assert
     with pytest.raises(DecodeError, match=r"a \.npy header of 60068 bytes exceeds the 4096"):
         check_training(content, 100_000, 0)
+
+
+@pytest.mark.parametrize("protocol", ["masking", "paillier"])
+def test_a_strategy_message_with_a_metric_record_is_refused_before_anything_is_sent(
+    protocol: str, paillier_keys: tuple[Path, list[Path]]
+) -> None:
+    # Prepare: training messages whose content holds a MetricRecord beside the arrays and config
+    grid, secure = masking_round()[:2] if protocol == "masking" else paillier_round(paillier_keys)[:2]
+    content = RecordDict({"arrays": initial_arrays(), "config": ConfigRecord({"server-round": 1}),
+                          "hints": MetricRecord({"learning-rate": 0.1})})
+    nodes = NODES if protocol == "masking" else PAILLIER_NODES
+    messages = [Message(content, dst_node_id=node, message_type=MessageType.TRAIN) for node in nodes]
+    # Execute / Assert: refused, naming the record; nothing sent
+    with pytest.raises(ConfigurationError, match=r"1 MetricRecord \('hints'\)"):
+        secure.send_and_receive(messages)  # type: ignore[attr-defined]
+    assert grid.sent == []
+
+
+def test_check_training_refuses_any_metric_record_unread() -> None:
+    # Prepare: the harness's model and config, and one MetricRecord of one entry
+    content = RecordDict({"arrays": initial_arrays(), "config": ConfigRecord({"server-round": 1})})
+    bound = len(training_parameters(content))
+    check_training(content, 17, bound)
+    content["m"] = MetricRecord({"x": 1})
+    # Execute / Assert
+    with pytest.raises(DecodeError, match="1 MetricRecord"):
+        check_training(content, 17, bound)

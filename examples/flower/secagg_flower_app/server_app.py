@@ -13,7 +13,10 @@ left out at ``identify`` and the round goes on; without them such a run refuses 
 evaluates the global model on the held-out test set after each round and, if
 the run config names a ``result-path``, writes a JSON report of every round
 (which nodes were aggregated or dropped, the unmasked ring sum, the weight
-total, the model) there.
+total, the guarantee computed for the round's nodes, the model) there. Paillier
+rounds take the library's default threshold: the ceremony deals a
+``default_threshold(l)``-of-l key (4 hospitals: 3-of-4), and ``PaillierOptions``
+refuses a key dealt below it.
 """
 
 from __future__ import annotations
@@ -165,6 +168,8 @@ class _Report:
                     "seconds": secure_round.seconds,
                     "skipped_reason": secure_round.skipped_reason,
                     "epsilon_spent": secure_round.epsilon_spent,
+                    # computed for the round's own nodes (they may join or leave between rounds)
+                    "guarantee": None if secure_round.guarantee is None else str(secure_round.guarantee),
                     "arrays": _arrays_json(arrays),
                     "accuracy": accuracy,
                     "loss": loss,
@@ -176,6 +181,8 @@ class _Report:
                 + (f"{secure_round.clipped_fraction:.2%} of the coordinates clipped" if spent is None
                    else f"epsilon spent {spent:.3f}")
             )
+            if secure_round.guarantee is not None:
+                print(f"round {server_round}: {secure_round.guarantee}")
             if secure_round.skipped_reason is not None:
                 # e.g. nodes without identity keys in an active round: each says what it lacks
                 print(f"round {server_round} skipped: {secure_round.skipped_reason}")

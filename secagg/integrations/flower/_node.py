@@ -225,8 +225,8 @@ def train_locally(
     """Run the app's train handler on the strategy's content; ``(local - global, layout, weight)``.
 
     Checks first, before loading any array, that the content is within the honest size of a
-    model of ``max_values`` values and of the bound configuration
-    (:func:`~secagg.integrations.flower._records.check_training`), then that the model and the
+    model of ``max_values`` values and of the bound configuration and holds no MetricRecord
+    (unbound; :func:`~secagg.integrations.flower._records.check_training`), then that the model and the
     training configuration sent are the ones the round was set up for (``digest``, ``parameters``: both bound into
     the session); the handler sees exactly the strategy's content; its arrays
     must have the model's names and shapes and its one MetricRecord with

@@ -44,6 +44,7 @@ from secagg.integrations.flower.protocol import STAGES
 __all__ = [
     "PAYLOAD_RECORD",
     "STAGE_RECORD",
+    "check_bindable",
     "check_training",
     "has_stage",
     "model_arrays",
@@ -225,7 +226,9 @@ def check_training(content: RecordDict, max_values: int, config_bytes: int) -> N
     most :data:`~secagg.integrations.flower._limits.VALUE_BYTES` bytes each, each array's header at
     most :data:`~secagg.integrations.flower._limits.NPY_HEADER_LIMIT` bytes, at most
     :data:`~secagg.integrations.flower._limits.MAX_EMPTY_ARRAYS` empty arrays; its config entries
-    encode to at most ``config_bytes`` (the bound parameters' size)."""
+    encode to at most ``config_bytes`` (the bound parameters' size); it holds no MetricRecord (a
+    setup binds none: :func:`check_bindable`), refused unread."""
+    check_bindable(content, DecodeError)
     used = empty = 0
     for record_key, record in content.array_records.items():
         if record_key in _OURS:
@@ -256,6 +259,21 @@ def check_training(content: RecordDict, max_values: int, config_bytes: int) -> N
     if size > config_bytes:
         raise DecodeError(f"the training configuration sent takes at least {size} bytes, more than the "
                           f"{config_bytes} bytes an honest one has (its setup binds it)")
+
+
+def check_bindable(content: RecordDict, error: type[DecodeError] | type[ConfigurationError]) -> None:
+    """``error`` unless ``content`` (the adapter's records excluded) holds only ArrayRecords and
+    ConfigRecords, what a secure round binds (the model's digest, :func:`training_parameters`):
+    a MetricRecord for the train handler would be the server's unbound, unchecked word (a split
+    between nodes unseen, of any size). Its values are not read; the reason names at most three."""
+    metrics = [key for key in content.metric_records if key not in _OURS]
+    if metrics:
+        named = ", ".join(_short(key) for key in metrics[:3])
+        raise error(
+            f"the training content holds {len(metrics)} MetricRecord ({named}) beside the model and config: "
+            "a secure round binds arrays and config records only, an honest one has no other; put training "
+            "settings in a ConfigRecord"
+        )
 
 
 def training_parameters(content: RecordDict) -> bytes:

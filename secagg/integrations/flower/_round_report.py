@@ -18,7 +18,8 @@ import numpy.typing as npt
 from flwr.app import Array, ArrayRecord, Message, MetricRecord, RecordDict
 
 from secagg.errors import ConfigurationError, DecodeError
-from secagg.integrations.flower._records import model_arrays, training_parameters
+from secagg.guarantee import Guarantee
+from secagg.integrations.flower._records import check_bindable, model_arrays, training_parameters
 from secagg.integrations.flower.protocol import ArrayLayout, arrays_digest, flatten_arrays, unflatten_arrays
 from secagg.segments import ClippingReport
 
@@ -53,6 +54,9 @@ class RoundReport:
             (:class:`~secagg.segments.ClippingReport`; None in a DP round, where nothing
             is clipped, or when skipped).
         epsilon_spent: in a DP round, the epsilon spent per patient after charging it.
+        guarantee: what the round's configuration guarantees, computed for its actual nodes
+            (colluders tolerated with a lying server, dropouts survived); None if the round was
+            refused before its configuration was fixed.
     """
 
     server_round: int
@@ -66,6 +70,7 @@ class RoundReport:
     errors: Mapping[int, str] = field(default_factory=dict)
     clipping: ClippingReport | None = None
     epsilon_spent: float | None = None
+    guarantee: Guarantee | None = None
 
     @property
     def clipped_fraction(self) -> float:
@@ -104,6 +109,8 @@ class TrainingBatch:
             raise ConfigurationError("a secure round needs model arrays in the training messages")
         digest = arrays_digest(base, layout)
         parameters = training_parameters(template.content)
+        for message in instructions:
+            check_bindable(message.content, ConfigurationError)  # nothing unbound reaches a train handler
         for message in instructions[1:]:
             vector, other = flatten_arrays(_strategy_arrays(message))
             if other != layout or arrays_digest(vector, other) != digest:
@@ -145,6 +152,7 @@ class TrainingBatch:
         node_ids: tuple[int, ...] | None = None,
         clipping: ClippingReport | None = None,
         epsilon_spent: float | None = None,
+        guarantee: Guarantee | None = None,
     ) -> RoundReport:
         """The round's :class:`RoundReport`."""
         return RoundReport(
@@ -159,6 +167,7 @@ class TrainingBatch:
             errors=dict(errors),
             clipping=clipping,
             epsilon_spent=epsilon_spent,
+            guarantee=guarantee,
         )
 
 

@@ -286,6 +286,8 @@ def _session(
     key is untrusted, repeated or not this node's at its id."""
     if share.public.threshold < 2:
         raise ConfigurationError("this node's key is 1-of-l: one key-share holder could decrypt every update")
+    if len(setup.node_ids) > (parties := share.public.num_parties):  # two nodes would hold one share
+        raise ConfigurationError(f"the round has {len(setup.node_ids)} nodes, the key {parties} shares")
     check_identities(setup.identity_keys, setup.node_ids, setup.protocol_id(message.metadata.dst_node_id), identity)
     run_id = message.metadata.run_id
     context_bytes = round_context(run_id, setup.server_round, setup.arrays_digest)

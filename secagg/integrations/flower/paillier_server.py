@@ -41,182 +41,33 @@ the reason is in :attr:`PaillierGrid.reports`.
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 
-import numpy as np
 from flwr.app import Message
 from flwr.serverapp import Grid
 
 from secagg import wire
-from secagg.clipping import ClipPolicy, ClipSchedule, clip_policy
+from secagg.clipping import ClipSchedule, clip_policy
 from secagg.dp.calibration import NoisePlan
-from secagg.dp.config import DPConfig
-from secagg.encoding import QuantizationConfig
 from secagg.errors import ConfigurationError, ProtocolError, SecAggError
+from secagg.guarantee import Guarantee
 from secagg.integrations.flower._grid import LOGGER, SecureGrid, TrainingBatch, aggregated_reply, require_trusted_keys
 from secagg.integrations.flower._limits import paillier_reply_limit
-from secagg.integrations.flower._masking_options import DEFAULT_CLIP, DEFAULT_MAX_WEIGHT
-from secagg.integrations.flower._masking_plan import round_table
+from secagg.integrations.flower._paillier_options import MIN_NODES, PaillierOptions
 from secagg.integrations.flower.clipping import decode_segmented, encoded_length
-from secagg.integrations.flower.compression import RoundCompression, check_options
-from secagg.integrations.flower.dp import DPRounds, check_dp_options, decode_noised, decrypted_sums, dp_parameters
+from secagg.integrations.flower.compression import RoundCompression
+from secagg.integrations.flower.dp import DPRounds, decode_noised, decrypted_sums, dp_parameters
 from secagg.integrations.flower.protocol import (
     DECRYPT,
     ENCRYPT,
     PaillierSetup,
     PaillierUpload,
-    paillier_layout,
     round_context,
 )
-from secagg.paillier import Server, SlotLayout, ThresholdPublicKey
-from secagg.paillier.keys import check_key_bits
+from secagg.paillier import Server
 from secagg.paillier.messages import PartialDecryption
-from secagg.paillier.packing import MAX_CLIENTS
-from secagg.paillier.parameters import check_decryption_majority
-from secagg.primitives.signing import PUBLIC_KEY_SIZE
 from secagg.segments import SegmentTable
 
 __all__ = ["MIN_NODES", "PaillierGrid", "PaillierOptions"]
-
-MIN_NODES = 2
-"""The fewest nodes a Paillier round can have (a sum of one update is that update)."""
-
-
-@dataclass(frozen=True)
-class PaillierOptions:
-    """How Paillier rounds are run; validated here, so an unsafe setting never starts.
-
-    Attributes:
-        public_key: the federation's threshold public key (from the ceremony).
-            At least 2048 bits and a threshold of at least 2.
-        clip: every float array's starting clip (coordinates clipped to ``[-clip, clip]``).
-        bits: quantization bits per value, sign included.
-        max_weight: public bound on one node's weight (the value under ``weight_key``).
-        weight_key: the MetricRecord key of the weight (FedAvg's ``weighted_by_key``).
-        min_contributors: fewest uploads a key-share holder is asked to decrypt
-            the sum of (default ``max(2, t, colluders + 2)``); a round with fewer nodes is refused.
-        colluders: c, the hospitals that may collude with the server (declared):
-            refused unless t >= c + 1, 2t > l + c (l key shares: else two disjoint groups of
-            holders decrypt two sums that differ in one upload) and min_contributors >= c + 2.
-        trusted_keys: the federation's identity public keys (the key ceremony's public
-            trusted-keys file, ``read_trusted_keys``); a node announcing another key is left
-            out at ``identify`` (every node checks the round's keys against its own trusted list
-            anyway). PaillierGrid refuses options without it: one node with a stray key would
-            otherwise make every node refuse every round it is sampled in.
-        stage_timeout: seconds to wait for the replies of one stage.
-        poll_interval: seconds between two pulls of replies within a stage.
-        max_nodes: if set, rounds of up to this many nodes are validated now and
-            larger rounds are refused; otherwise each round is validated before
-            anything is sent.
-        clipping: how each array's clip moves between rounds: ``"adaptive"`` (the
-            default: toward 0.1% clipped, from the securely summed clipped counts),
-            ``"fixed"`` (by name), or a ClipPolicy, as in SecAggOptions.
-        clips: starting clips of named float arrays (``"<record>/<array>"``), overriding ``clip``.
-        sparsity: a fraction in (0, 1] or a sequence of array names: send only that part of each
-            update, the rest kept by the node for later rounds, as in SecAggOptions.
-        rotate: rotate the float coordinates sent by a public per-round rotation, as in SecAggOptions.
-        dp: a :class:`~secagg.dp.DPConfig`: every round is a distributed-DP round
-            (:mod:`secagg.integrations.flower.dp`); ``clip``, ``bits`` and ``clipping`` then do
-            not apply (the encoding follows from the DP configuration and nothing is clipped),
-            ``max_weight`` bounds a node's patients (the encoding's range); the noise is sized
-            for h = ``min_contributors`` less the colluders the round's guarantee tolerates.
-        dp_state_file: the accountant's state file (survives a restart); None: in memory.
-    """
-
-    public_key: ThresholdPublicKey
-    clip: float = DEFAULT_CLIP
-    bits: int = 16
-    max_weight: int = DEFAULT_MAX_WEIGHT
-    weight_key: str = "num-examples"
-    min_contributors: int | None = None
-    colluders: int = 0
-    trusted_keys: frozenset[bytes] | None = None
-    stage_timeout: float = 60.0
-    poll_interval: float = 0.5
-    max_nodes: int | None = None
-    clipping: str | ClipPolicy = "adaptive"
-    clips: Mapping[str, float] | None = None
-    sparsity: float | Sequence[str] | None = None
-    rotate: bool = False
-    dp: DPConfig | None = None
-    dp_state_file: str | None = None
-
-    def __post_init__(self) -> None:
-        clip_policy(self.clipping)
-        check_dp_options(self.dp, self.clips)
-        object.__setattr__(self, "sparsity", check_options(self.sparsity, self.rotate, self.dp is not None))
-        if not isinstance(self.public_key, ThresholdPublicKey):
-            raise ConfigurationError("public_key must be the federation's ThresholdPublicKey")
-        check_key_bits(self.public_key.key.key_bits)
-        if self.public_key.threshold < 2:
-            raise ConfigurationError(
-                f"a {self.public_key.threshold}-of-{self.public_key.num_parties} key lets one key-share holder "
-                "decrypt every update; the threshold must be at least 2"
-            )
-        for name, value in (("stage_timeout", self.stage_timeout), ("poll_interval", self.poll_interval)):
-            if not (np.isfinite(value) and value > 0):
-                raise ConfigurationError(f"{name} must be a positive number of seconds, got {value}")
-        if not self.weight_key:
-            raise ConfigurationError("weight_key must be a non-empty string")
-        if self.trusted_keys is not None and (
-            not self.trusted_keys or any(len(k) != PUBLIC_KEY_SIZE for k in self.trusted_keys)
-        ):
-            raise ConfigurationError(f"trusted_keys: non-empty, {PUBLIC_KEY_SIZE}-byte keys")
-        if isinstance(self.colluders, bool) or not isinstance(self.colluders, int) or self.colluders < 0:
-            raise ConfigurationError(f"colluders must be a non-negative int, got {self.colluders!r}")
-        if self.contributors < max(2, self.colluders + 2):
-            raise ConfigurationError(
-                f"min_contributors {self.contributors} is unsafe against {self.colluders} colluders; "
-                f"need >= {max(2, self.colluders + 2)}"
-            )
-        if self.public_key.threshold < self.colluders + 1:
-            raise ConfigurationError(
-                f"a {self.public_key.threshold}-of-{self.public_key.num_parties} key is unsafe against "
-                f"{self.colluders} colluding share holders; need t >= {self.colluders + 1}"
-            )
-        check_decryption_majority(self.public_key.num_parties, self.public_key.threshold, self.colluders)
-        if self.max_nodes is not None and not self.fewest_nodes <= self.max_nodes <= MAX_CLIENTS:
-            raise ConfigurationError(f"max_nodes must be in {self.fewest_nodes}..{MAX_CLIENTS}, got {self.max_nodes}")
-        self.layout(self.max_nodes or self.fewest_nodes)  # overflow and packing checks
-
-    @property
-    def contributors(self) -> int:
-        """min_contributors after defaulting."""
-        if self.min_contributors is not None:
-            return self.min_contributors
-        return max(2, self.public_key.threshold, self.colluders + 2)
-
-    @property
-    def fewest_nodes(self) -> int:
-        """The smallest round that can complete: enough uploads and t decrypting nodes."""
-        return max(MIN_NODES, self.contributors, self.public_key.threshold)
-
-    def quantization(self, num_nodes: int) -> QuantizationConfig:
-        """The quantization for ``num_nodes`` (int64 sums); ConfigurationError if it could overflow."""
-        return QuantizationConfig(self.clip, self.bits, num_nodes, ring_bits=64, max_weight=self.max_weight)
-
-    def layout(self, num_nodes: int) -> SlotLayout:
-        """The packing layout for ``num_nodes`` (:func:`~secagg.integrations.flower.protocol.paillier_layout`,
-        as the round's setup gives it without DP); ConfigurationError if slots could carry or overflow."""
-        if num_nodes < self.fewest_nodes:
-            raise ConfigurationError(
-                f"a Paillier round needs at least {self.fewest_nodes} nodes (min_contributors "
-                f"{self.contributors}, threshold {self.public_key.threshold}), got {num_nodes}"
-            )
-        if self.max_nodes is not None and num_nodes > self.max_nodes:
-            raise ConfigurationError(f"{num_nodes} nodes sampled, but the options allow at most {self.max_nodes}")
-        quantization = self.quantization(num_nodes)
-        return paillier_layout(quantization, num_nodes, self.public_key.key.key_bits)
-
-    def table(
-        self, batch: TrainingBatch, num_nodes: int, schedule: ClipSchedule, compression: RoundCompression | None = None
-    ) -> SegmentTable:
-        """The round's clip table: one segment per array, the schedule's clips (a named starting
-        clip until the schedule has moved it), as ``compression`` makes it; ConfigurationError if
-        its counts could overflow."""
-        return round_table(batch, self.clips, schedule, compression, self.quantization(num_nodes))
-
 
 class PaillierGrid(SecureGrid):
     """A Grid that runs training rounds through packed threshold Paillier; everything else passes through.
@@ -250,6 +101,7 @@ class PaillierGrid(SecureGrid):
         batch = batch.subset(node for node in sampled if node in self.identities)
         nodes = batch.node_ids
         try:
+            options.check_round_nodes(len(nodes))
             options.layout(len(nodes))
             setup, table, plan = self._setup(batch, compression)
         except ConfigurationError as exc:
@@ -257,6 +109,10 @@ class PaillierGrid(SecureGrid):
         run_id = self.run.run_id
         context = round_context(run_id, batch.server_round, batch.digest)
         server = Server(setup.session_parameters(options.public_key, context, run_id))
+        guarantee = server.params.guarantee  # computed for this round's nodes
+        LOGGER.info("paillier round %d (n = %d, %d-of-%d key, min_contributors %d): %s", batch.server_round,
+                    len(nodes), options.public_key.threshold, options.public_key.num_parties,
+                    server.params.min_contributors, guarantee)
         # Stage 1: setup + training content out, encrypted updates back.
         payload = wire.encode(setup)
         data_bytes = server.params.upload_data_bytes
@@ -267,7 +123,7 @@ class PaillierGrid(SecureGrid):
         included = [nodes[client - 1] for client in sorted(server.included)]
         if len(included) < server.params.min_contributors:
             reason = f"{len(included)} nodes uploaded; at least {server.params.min_contributors} are needed"
-            return self._skip(batch, started, dropped, errors, reason)
+            return self._skip(batch, started, dropped, errors, reason, guarantee)
         # Stage 2: each uploading key-share holder decrypts the aggregate. The share index is the
         # node's word (outside its signed upload): when two nodes claim one share, both are asked,
         # and only the answer whose proof verifies against that share's key is kept, so a node
@@ -278,7 +134,7 @@ class PaillierGrid(SecureGrid):
             reason = (
                 f"{len(set(holders.values()))} key-share holders uploaded; {threshold} partial decryptions are needed"
             )
-            return self._skip(batch, started, dropped, errors, reason)
+            return self._skip(batch, started, dropped, errors, reason, guarantee)
         answers = self.stage(batch, DECRYPT, requests, dropped, errors, limit=paillier_reply_limit(DECRYPT, data_bytes))
         for node, data in sorted(answers.items()):
             try:
@@ -342,7 +198,7 @@ class PaillierGrid(SecureGrid):
                 assert table is not None  # a round without DP has a clip table
                 mean, weight_total, clipping = decode_segmented(sums, table, setup.quantization, len(included))
         except SecAggError as exc:
-            return self._skip(batch, started, dropped, errors, str(exc))
+            return self._skip(batch, started, dropped, errors, str(exc), server.params.guarantee)
         if clipping is not None:
             self.schedule.observe(clipping)
         if compression is not None:
@@ -351,7 +207,7 @@ class PaillierGrid(SecureGrid):
             epsilon = self.dp.spent()
         report = batch.report(
             started, dropped, errors, aggregate=sums, included=included, weight_total=weight_total, clipping=clipping,
-            epsilon_spent=epsilon,
+            epsilon_spent=epsilon, guarantee=server.params.guarantee,
         )
         self.reports.append(report)
         LOGGER.info(
@@ -388,9 +244,15 @@ class PaillierGrid(SecureGrid):
         return holders
 
     def _skip(
-        self, batch: TrainingBatch, started: float, dropped: dict[int, str], errors: dict[int, str], reason: str
+        self,
+        batch: TrainingBatch,
+        started: float,
+        dropped: dict[int, str],
+        errors: dict[int, str],
+        reason: str,
+        guarantee: Guarantee | None = None,
     ) -> Message | None:
         """Record a skipped round; the strategy gets no reply (None) and keeps its model."""
         LOGGER.warning("paillier round %d skipped: %s", batch.server_round, reason)
-        self.reports.append(batch.report(started, dropped, errors, reason=reason))
+        self.reports.append(batch.report(started, dropped, errors, reason=reason, guarantee=guarantee))
         return None

@@ -153,7 +153,8 @@ class SecAggGrid(SecureGrid):
             LOGGER.warning("secure round %d skipped: %s", batch.server_round, reason)
             errors.update(plan.rejections(state))
             self.forget_failed_identities(dropped, SETUP)
-            self.reports.append(batch.report(started, dropped, errors, reason=reason, node_ids=sampled))
+            self.reports.append(batch.report(started, dropped, errors, reason=reason, node_ids=sampled,
+                                             guarantee=plan.masking.guarantee))
             return None
         errors.update(plan.rejections(state))
         self.forget_failed_identities(dropped, SETUP)
@@ -186,7 +187,8 @@ class SecAggGrid(SecureGrid):
             # say whose; the round is skipped with the reason, like one below the threshold.
             reason = str(exc) if isinstance(exc, InsufficientNoiseError) else f"the unmasked sum is impossible: {exc}"
             LOGGER.warning("secure round %d skipped: %s", batch.server_round, reason)
-            self.reports.append(batch.report(started, dropped, errors, reason=reason, node_ids=sampled))
+            self.reports.append(batch.report(started, dropped, errors, reason=reason, node_ids=sampled,
+                                             guarantee=plan.masking.guarantee))
             return None
         if plan.dp is not None:
             assert self.dp is not None
@@ -198,7 +200,7 @@ class SecAggGrid(SecureGrid):
                 mean = plan.compression.expand(mean, batch.layout)
         report = batch.report(
             started, dropped, errors, aggregate=result.aggregate, included=included, weight_total=weight_total,
-            node_ids=sampled, clipping=clipping, epsilon_spent=epsilon,
+            node_ids=sampled, clipping=clipping, epsilon_spent=epsilon, guarantee=plan.masking.guarantee,
         )
         self.reports.append(report)
         LOGGER.info(

@@ -1,0 +1,153 @@
+"""A node joins or leaves between rounds: each round is planned for its own nodes, or refused.
+
+Masking rounds derive their threshold and graph from each round's node count and report the
+guarantee computed for it; Paillier rounds report the guarantee of their key for the round's
+nodes, and a round with more nodes than the key has shares (two nodes would hold one share) is
+refused with the reason before its setup is sent. A round below the fewest nodes a secure round
+needs is refused before anything is sent.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+pytest.importorskip("flwr")
+
+from secagg import wire
+from secagg.errors import ConfigurationError
+from secagg.guarantee import Guarantee
+from secagg.integrations.flower import PaillierGrid, PaillierOptions, SecAggGrid, SecAggOptions
+from secagg.integrations.flower._records import read_stage
+from secagg.integrations.flower.keys import read_public_key
+from secagg.integrations.flower.protocol import ENCRYPT, IDENTIFY, SETUP, RoundSetup
+
+from .flower_harness import TRUSTED_KEYS, Audit, FakeGrid, make_app, restore_task_identity, set_task_identity, stage_of
+from .paillier_keys import PASSPHRASE, key_files
+from .test_integrations_flower_limits import run
+from .test_integrations_flower_malformed import NODES, WEIGHTS, assert_exact_masking_sum, identity_options
+
+
+@pytest.fixture(autouse=True)
+def server_identity() -> Iterator[None]:
+    previous = set_task_identity()
+    yield
+    restore_task_identity(previous)
+
+
+def nodes_per_round(grid: FakeGrid, secure: SecAggGrid | PaillierGrid, counts: Sequence[int]) -> None:
+    """Make round r (1-based) sample the first ``counts[r - 1]`` of NODES: nodes join and leave."""
+    grid.get_node_ids = lambda: sorted(NODES[: counts[min(len(secure.reports), len(counts) - 1)]])  # type: ignore[method-assign]
+
+
+def round_setups(grid: FakeGrid, stage: str) -> dict[int, bytes]:
+    """The ``stage`` payloads sent, by round (the group id), one per round (they are equal)."""
+    return {int(m.metadata.group_id): read_stage(m.content)[1] for m in grid.sent if stage_of(m) == stage}
+
+
+def test_masking_rounds_are_planned_for_each_rounds_nodes_and_report_its_guarantee() -> None:
+    # Prepare: active masking over 4, then 3 (a node left), then 5 nodes (two joined)
+    audit = Audit()
+    grid = FakeGrid({node: make_app(node, WEIGHTS[node], audit, **identity_options(node, "active")) for node in NODES})
+    options = SecAggOptions(trusted_keys=TRUSTED_KEYS)
+    secure = SecAggGrid(grid, options)
+    counts = (4, 3, 5)
+    nodes_per_round(grid, secure, counts)
+    # Execute
+    run(secure, rounds=3)
+    # Assert: each round's threshold and guarantee are those of its own node count, and its sum is exact
+    setups = round_setups(grid, SETUP)
+    expected = {4: (3, Guarantee(1, 1, True)), 3: (2, Guarantee(0, 1, True)), 5: (4, Guarantee(2, 1, True))}
+    for report, count in zip(secure.reports, counts, strict=True):
+        planned = options.masking(count, 2)
+        assert report.skipped_reason is None and len(report.included) == count, report.skipped_reason
+        assert report.guarantee == planned.guarantee == expected[count][1]
+        assert wire.decode(setups[report.server_round], RoundSetup).masking.threshold == expected[count][0]
+        assert_exact_masking_sum(report, audit)
+
+
+def paillier_federation(shares: list[Path], audit: Audit) -> FakeGrid:
+    """The five test nodes under a 4-share key: the fifth holds a copy of the first node's share."""
+    holders = [*shares, shares[0]]
+    return FakeGrid({
+        node: make_app(node, WEIGHTS[node], audit, paillier=True, key_share_file=share, passphrase=PASSPHRASE)
+        for node, share in zip(NODES, holders, strict=True)
+    })
+
+
+def paillier_rounds(tmp_path: Path, counts: Sequence[int]) -> tuple[FakeGrid, PaillierGrid, Audit]:
+    """A 3-of-4 key over the five test nodes, round r sampling the first ``counts[r - 1]``, run."""
+    public_path, shares = key_files(tmp_path / "ceremony", 4, 3)
+    audit = Audit()
+    grid = paillier_federation(shares, audit)
+    secure = PaillierGrid(grid, PaillierOptions(public_key=read_public_key(public_path), trusted_keys=TRUSTED_KEYS))
+    nodes_per_round(grid, secure, counts)
+    run(secure, rounds=len(counts))
+    return grid, secure, audit
+
+
+def test_paillier_rounds_report_the_guarantee_computed_for_their_nodes(tmp_path: Path) -> None:
+    # Prepare / Execute: a 3-of-4 key; a round of 4 nodes, then of 3 (a node left)
+    _, secure, audit = paillier_rounds(tmp_path, (4, 3))
+    # Assert: c = 1 in both; one dropout of 4 nodes, none of 3 (min_contributors 3); exact sums
+    four, three = secure.reports
+    assert four.guarantee == secure.options.guarantee(4) == Guarantee(1, 1, True)
+    assert three.guarantee == secure.options.guarantee(3) == Guarantee(1, 0, True)
+    for report in (four, three):
+        assert report.skipped_reason is None and len(report.included) == len(report.node_ids)
+        plain = np.sum([a.encoded for n, a in audit.of_round(report.server_round).items()], axis=0)
+        assert report.aggregate is not None and np.array_equal(report.aggregate, plain)
+
+
+def test_a_paillier_round_with_more_nodes_than_key_shares_is_refused_before_its_setup(tmp_path: Path) -> None:
+    # Prepare / Execute: a 3-of-4 key; a round of 4 nodes, then of 5 (one joined with a copy of a share)
+    grid, secure, _ = paillier_rounds(tmp_path, (4, 5))
+    # Assert: round 1 ran; round 2 is refused with the reason, and only the new node's identify was sent
+    first, second = secure.reports
+    assert first.skipped_reason is None and len(first.included) == 4
+    assert second.skipped_reason is not None, (sorted(second.included), second.dropped, second.errors)
+    assert "5 nodes in the round, but the key has 4 shares" in second.skipped_reason, second.skipped_reason
+    assert second.included == frozenset() and second.guarantee is None
+    assert [stage_of(m) for m in grid.sent if m.metadata.group_id == "2"] == [IDENTIFY]
+
+
+def test_every_node_refuses_a_paillier_setup_with_more_nodes_than_key_shares(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Prepare: a server that does not check (its refusal removed): a round of 5 nodes under 4 shares
+    monkeypatch.setattr(PaillierOptions, "check_round_nodes", lambda self, num_nodes: None, raising=False)
+    # Execute
+    _, secure, audit = paillier_rounds(tmp_path, (5,))
+    # Assert: every node refuses the setup before training (nothing encrypted), naming the counts
+    (report,) = secure.reports
+    assert report.skipped_reason is not None and report.included == frozenset(), report.included
+    assert report.dropped == dict.fromkeys(NODES, ENCRYPT), report.dropped
+    assert all("the round has 5 nodes, the key 4 shares" in reason for reason in report.errors.values()), report.errors
+    assert audit.records == []
+
+
+@pytest.mark.parametrize("protocol", ["masking", "paillier"])
+def test_a_later_round_below_the_fewest_nodes_is_refused_before_anything_is_sent(
+    protocol: str, tmp_path: Path
+) -> None:
+    # Prepare: a round of 3 nodes, then one of 2 (a node left)
+    audit = Audit()
+    secure: SecAggGrid | PaillierGrid
+    if protocol == "masking":
+        grid = FakeGrid({node: make_app(node, WEIGHTS[node], audit, **identity_options(node, "active"))
+                         for node in NODES})
+        secure = SecAggGrid(grid, SecAggOptions(trusted_keys=TRUSTED_KEYS))
+    else:
+        public_path, shares = key_files(tmp_path / "ceremony", 4, 3)
+        grid = paillier_federation(shares, audit)
+        secure = PaillierGrid(grid, PaillierOptions(public_key=read_public_key(public_path),
+                                                    trusted_keys=TRUSTED_KEYS))
+    nodes_per_round(grid, secure, (3, 2))
+    # Execute / Assert: refused, naming the count; nothing of round 2 is sent
+    with pytest.raises(ConfigurationError, match="at least 3 nodes"):
+        run(secure, rounds=2)
+    assert len(secure.reports) == 1 and secure.reports[0].skipped_reason is None
+    assert [m for m in grid.sent if m.metadata.group_id == "2"] == []
