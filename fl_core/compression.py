@@ -171,9 +171,10 @@ class SparseAggregator(WrappingAggregator):
         return protected_update_bytes(self.inner, self.count(dimension)) / dimension
 
     def residual(self, client_id: int) -> np.ndarray[Any, np.dtype[np.float64]] | None:
-        """Hospital ``client_id``'s residual (its own state; for tests and inspection)."""
+        """A copy of hospital ``client_id``'s residual (its own state; for tests and inspection: a
+        caller cannot change the state through it)."""
         feedback = self._feedback.get(client_id)
-        return None if feedback is None else feedback.residual
+        return None if feedback is None else feedback.residual.copy()
 
     def aggregate(
         self,

@@ -149,3 +149,17 @@ def test_named_segments_follow_the_subset_and_stay_exact() -> None:
     assert a.mean is not None and b.mean is not None
     np.testing.assert_array_equal(a.mean, b.mean)
     assert a.clipping is not None and a.clipping.table.names == ("w", "b")
+
+
+def test_a_residual_handed_out_is_a_copy_the_caller_cannot_change_the_state_through() -> None:
+    # Prepare: one round leaves hospital 3 a non-zero residual
+    sparse = SparseAggregator(make_aggregator("plain-quantized", num_clients=5), CompressionConfig(fraction=0.3))
+    sparse.aggregate(_updates(50, seed=0), rng=np.random.default_rng(0))
+    handed = sparse.residual(3)
+    assert handed is not None and np.any(handed)
+    kept = handed.copy()
+    # Execute: the caller writes into what it was handed
+    handed[:] = np.nan
+    # Assert: the hospital's state is unchanged
+    again = sparse.residual(3)
+    assert again is not None and np.array_equal(again, kept)
