@@ -44,6 +44,7 @@ from fl_core.aggregators.base import (
     DropoutStage,
     check_round,
     skipped,
+    with_withheld,
 )
 from fl_core.aggregators.clipping import ClipPolicy, ClipSchedule, clip_policy
 from fl_core.aggregators.quantizer import WeightedQuantizer
@@ -280,7 +281,8 @@ class MaskingAggregator:
         if len(updates) < MIN_CLIENTS:
             raise ConfigurationError(f"a {self.name} round needs at least {MIN_CLIENTS} clients, got {len(updates)}")
         table = self.quantizer.check_table(self.schedule.table(updates[0].vector.shape[0], segments))
-        encodings = self.quantizer.encode_all(updates, rng, table)
+        encoded = self.quantizer.encode_round(updates, stages, rng, table)  # withholds what it cannot encode
+        encodings, stages = encoded.encodings, encoded.stages
         ordered = sorted(u.client_id for u in updates)
         session_id = {client: index for index, client in enumerate(ordered, start=1)}
         self._rounds += 1
@@ -298,7 +300,8 @@ class MaskingAggregator:
         except ThresholdError as exc:
             # The session aborted; the server learnt nothing. Bytes of the aborted
             # session are not reported by the driver, so none are counted.
-            return skipped(self._skip_reason(exc, stages, ordered), 0.0, time.perf_counter() - start)
+            reason = self._skip_reason(exc, stages, ordered)
+            return with_withheld(skipped(reason, 0.0, time.perf_counter() - start), encoded.withheld)
         included = frozenset(ordered[index - 1] for index in session.included)
         decoded = self.quantizer.decode_sum(self.quantizer.integers_of(session.aggregate), len(session.included), table)
         self.schedule.observe(decoded.clipping)
@@ -308,6 +311,7 @@ class MaskingAggregator:
             bytes_per_client=session.bytes_per_client_upload,
             seconds=time.perf_counter() - start,
             clipping=decoded.clipping,
+            withheld=encoded.withheld,
         )
 
     def _skip_reason(self, exc: ThresholdError, stages: Mapping[int, DropoutStage], ordered: list[int]) -> str:
