@@ -29,7 +29,7 @@ from fl_core.fedavg import FedAvgConfig, run_fedavg
 from fl_core.models import LogisticRegression, flatten
 from fl_core.rotated import RotatedAggregator
 from secagg.dp import DPConfig, SeededRandomSource
-from secagg.errors import ConfigurationError
+from secagg.errors import ConfigurationError, InsufficientNoiseError
 from secagg.paillier import insecure_key_sizes_for_testing
 from secagg.primitives.randomness import InsecureDeterministicRandom
 from secagg.segments import Segment, SegmentTable
@@ -251,3 +251,15 @@ def test_dp_a_round_of_the_wrong_dimension_is_still_refused() -> None:
     with pytest.raises(ConfigurationError, match=f"{LENGTH} coordinates"):
         aggregator.aggregate(short, {}, rng=np.random.default_rng(5))
     assert aggregator.accountant.num_releases == 0
+
+
+def test_dp_the_inner_sum_refuses_a_round_its_withheld_hospitals_leave_under_h() -> None:
+    # Prepare: the DP quantizer's own aggregator, called without DPAggregator's screening (h = 4 of 5)
+    inner = dp_aggregator("plain-quantized", 4).inner
+    one, two = {2: DP_FAULTS["range"]}, {2: DP_FAULTS["range"], 4: DP_FAULTS["range"]}
+    # Execute / Assert: one withheld leaves 4 = h: summed without it, named
+    result = inner.aggregate(dp_updates(one), {}, rng=np.random.default_rng(5))
+    assert result.included == frozenset({1, 3, 4, 5}) and [client for client, _ in result.withheld] == [2]
+    # Execute / Assert: two withheld leave 3 < h: refused before anything is summed, never under-noised
+    with pytest.raises(InsufficientNoiseError, match="not released under-noised"):
+        inner.aggregate(dp_updates(two), {}, rng=np.random.default_rng(5))
