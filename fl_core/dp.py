@@ -24,9 +24,15 @@ argument); σ² is calibrated for that Δ2, h honest hospitals and the planned r
 at least R, so the quantizer never clips a coordinate and there is no clipped-coordinate
 count to report through the secure sum (it would be a data-dependent, un-noised
 release). :func:`noised_encoding` refuses (ConfigurationError) a contribution beyond the
-range less room for its own noise (it contains ``[-R, R]``) instead of clipping it; a hospital
-declaring more than ``max_samples_per_client`` patients is refused before the round. No
+range less room for its own noise (it contains ``[-R, R]``) instead of clipping it. No
 sample count is sent: the encoding has no weight coordinate, the denominator is public.
+
+**One faulty hospital costs only itself.** :class:`DPAggregator` withholds, before the round is
+charged and before anything is sent, a hospital declaring more than ``max_samples_per_client``
+patients (on its public count) or whose contribution the encoding refuses (beyond the range: never
+an honest one): it goes silent at ``UPLOAD`` (a stand-in of zeros, never sent, keeps the round's
+shape) and is named with the reason in the result's ``withheld``. The contributor check below
+counts the others only, so withholding never releases a sum with fewer than h noise shares.
 
 The encoding itself (:func:`noised_encoding`, :func:`dp_quantization`, :func:`dp_scale`) lives in
 :mod:`secagg.dp.encoding`, shared with the Flower adapter; this module re-exports it.
@@ -48,11 +54,13 @@ full roster's floor, and skips, uncharged and before anything is sent, a round w
 (fewer clients: another t and c) has a lower one. :func:`fl_core.dp_build.make_dp_aggregator` with
 ``size_honest=True`` sizes h as ``min(dp.min_honest, floor)`` instead, as the Flower server does.
 
-**Too few contributors.** :class:`DPAggregator` skips a round before anything is sent when
-fewer than h hospitals would upload, and :meth:`DPQuantizer.decode_integers` refuses
-(InsufficientNoiseError) a sum of fewer than h encodings, so a sum with less noise than
-calibrated is never released. The budget is charged (the accountant's ``record_round``)
-before the protocol runs; a round that would exceed it is refused and skipped.
+**Too few contributors.** :class:`DPAggregator` skips a round, uncharged, before anything is sent
+when fewer than h hospitals would upload (withheld ones do not count),
+:meth:`DPQuantizer.encode_round` refuses (InsufficientNoiseError) a round whose withheld hospitals
+leave fewer than h uploaders, and :meth:`DPQuantizer.decode_integers` a sum of fewer than h
+encodings, so a sum with less noise than calibrated is never released. The budget is charged
+(the accountant's ``record_round``) before the protocol runs; a round that would exceed it is
+refused and skipped.
 """
 
 from __future__ import annotations
@@ -75,9 +83,10 @@ from fl_core.aggregators.base import (
     check_round,
     skipped,
     uploaders,
+    with_withheld,
 )
 from fl_core.aggregators.binding import NO_MODEL, check_models
-from fl_core.aggregators.quantizer import DecodedSum, WeightedQuantizer
+from fl_core.aggregators.quantizer import DecodedSum, EncodedRound, WeightedQuantizer
 from fl_core.wrapping import WrappingAggregator
 from secagg.descriptor import SessionDescriptor
 from secagg.dp import (
@@ -90,7 +99,7 @@ from secagg.dp import (
     noise_tail_bound,
 )
 from secagg.dp.config import DP_PARAMETER_PREFIX
-from secagg.dp.encoding import ROUNDING_SHARE, dp_quantization, dp_scale, noised_encoding
+from secagg.dp.encoding import ROUNDING_SHARE, check_contribution, dp_quantization, dp_scale, noised_encoding
 from secagg.dp.tail import residual_clause
 from secagg.errors import BudgetExceededError, ConfigurationError, InsufficientNoiseError, OverflowDetectedError
 from secagg.segments import ClippingReport, SegmentTable
@@ -165,6 +174,44 @@ class DPQuantizer(WeightedQuantizer):
             raise ConfigurationError("DP mode encodes one flat range: per-segment clip tables are not used")
         return noised_encoding(self.plan, self.config, update.vector, rng, self.noise_source)
 
+    def check_layout(self, vector_length: int, table: SegmentTable | None = None) -> None:
+        """ConfigurationError unless the round's vectors have the plan's dimension, in one flat range."""
+        if table is not None and len(table.segments) != 1:
+            raise ConfigurationError("DP mode encodes one flat range: per-segment clip tables are not used")
+        if vector_length != self.plan.dimension:
+            raise ConfigurationError(f"a DP contribution has {self.plan.dimension} coordinates, got {vector_length}")
+
+    def refusal(self, update: ClientUpdate) -> str | None:
+        """Why ``update`` cannot be encoded (more patients than ``max_patients``, on its public count; a
+        contribution beyond the range, :func:`secagg.dp.encoding.check_contribution`), or None. Drawn
+        from no noise: :class:`DPAggregator` asks before the round is charged."""
+        if self.max_patients is not None and update.num_samples > self.max_patients:
+            return (
+                f"{update.num_samples} patients exceeds max_samples_per_client = {self.max_patients}: its clipped "
+                "sum may leave the encoding's range"
+            )
+        try:
+            check_contribution(self.plan, self.config, update.vector)
+        except ConfigurationError as exc:
+            return str(exc)
+        return None
+
+    def encode_round(
+        self,
+        updates: Sequence[ClientUpdate],
+        stages: Mapping[int, DropoutStage],
+        rng: np.random.Generator,
+        table: SegmentTable | None = None,
+        *,
+        ring: bool = True,
+    ) -> EncodedRound:
+        """As :meth:`WeightedQuantizer.encode_round`; InsufficientNoiseError if the withheld hospitals
+        leave fewer than h uploaders (before anything is sent: never a sum with less noise than planned)."""
+        encoded = super().encode_round(updates, stages, rng, table, ring=ring)
+        if encoded.withheld:
+            check_contributors(self.plan, len(uploaders(updates, encoded.stages)))
+        return encoded
+
     def decode_sum(self, total: npt.NDArray[Any], num_summands: int, table: SegmentTable | None = None) -> DecodedSum:
         """The noised sum in model units (``mean`` holds the **sum**), from the integer sum of
         ``num_summands`` encodings; the clipping report counts zero (nothing is clipped by
@@ -191,9 +238,10 @@ class DPQuantizer(WeightedQuantizer):
 class DPAggregator:
     """Wraps an aggregator built on a :class:`DPQuantizer`: budget and contributor checks.
 
-    Per round: refuses (skips) a round that would exceed the budget or that fewer than h
-    hospitals would upload to, before any hospital sends anything; charges the round to
-    the accountant; runs the inner secure sum. ``result.mean`` is the noised **sum** of
+    Per round: withholds the hospitals whose contribution cannot be encoded
+    (:meth:`DPQuantizer.refusal`); refuses (skips) a round that would exceed the budget or that
+    fewer than h hospitals would upload to, before any hospital sends anything; charges the round
+    to the accountant; runs the inner secure sum. ``result.mean`` is the noised **sum** of
     the contributions (divide by the public denominator).
     """
 
@@ -299,22 +347,19 @@ class DPAggregator:
         if models.skipped_reason is not None:
             return skipped(models.skipped_reason, 0.0, time.perf_counter() - start)
         stages = models.stages(stages)
-        bound = self.quantizer.max_patients
-        larger = sorted(u.client_id for u in updates if bound is not None and u.num_samples > bound)
-        if larger:  # their sums may leave [-R, R]: a range refusal would depend on their data
-            raise ConfigurationError(
-                f"hospitals {larger} declare more patients than max_samples_per_client = {bound}: their clipped "
-                "sums may leave the encoding's range; raise max_samples_per_client"
-            )
+        self.quantizer.check_layout(updates[0].vector.shape[0])  # the round's shape: refused for everyone
+        # A hospital over max_patients (its public count) or beyond the range is withheld, before the
+        # charge: its sum may leave [-R, R], and the contributor check below must not count it.
+        length = updates[0].vector.shape[0]
+        updates, stages, withheld = WrappingAggregator.hand_on(updates, stages, length, self._screen)
         sent = uploaders(updates, stages)
+
+        def skip(reason: str) -> AggregationResult:  # the refused and the withheld named, nothing charged
+            return with_withheld(skipped(reason, 0.0, time.perf_counter() - start, models.refused), withheld)
+
         if self.exhausted or self.accountant.would_exceed(1):
             self.exhausted = True
-            return skipped(
-                f"privacy budget: one more round would exceed epsilon = {self.config.epsilon:g}; refused",
-                0.0,
-                time.perf_counter() - start,
-                models.refused,
-            )
+            return skip(f"privacy budget: one more round would exceed epsilon = {self.config.epsilon:g}; refused")
         shortfall = contributor_shortfall(self.plan, len(sent))
         if shortfall is None and isinstance(self.inner, HonestFloored) and updates:
             # The session this round will run (its own t and c for len(updates) clients) must
@@ -323,15 +368,22 @@ class DPAggregator:
             floor = self.inner.honest_shortfall(self.plan.honest, len(updates), length)
             shortfall = None if floor is None else f"{len(updates)} hospitals sampled: {floor}"
         if shortfall is not None:
-            return skipped(f"dp: {shortfall}", 0.0, time.perf_counter() - start, models.refused)
+            return skip(f"dp: {shortfall}")
         try:
             self.accountant.record_round(num_contributors=len(sent))
         except (BudgetExceededError, InsufficientNoiseError) as exc:
-            return skipped(f"dp: {exc}", 0.0, time.perf_counter() - start, models.refused)
+            return skip(f"dp: {exc}")
         result = self.inner.aggregate(updates, stages, rng=rng, model_digest=models.digest)
         if result.mean is not None and len(result.included) < self.plan.honest:
             raise InsufficientNoiseError(f"the protocol included {len(result.included)} < h = {self.plan.honest}")
-        return result
+        return with_withheld(result, withheld)
+
+    def _screen(self, update: ClientUpdate) -> FloatVector:
+        """``update``'s vector, or ConfigurationError (it is withheld) if it cannot be encoded."""
+        reason = self.quantizer.refusal(update)
+        if reason is not None:
+            raise ConfigurationError(reason)
+        return update.vector
 
 
 _MOVED = {"make_dp_aggregator": "fl_core.dp_build", "supported_honest": "fl_core.dp_build"}

@@ -26,7 +26,14 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from fl_core.aggregators.base import AggregationResult, Aggregator, ClientUpdate, DropoutStage, FloatVector
+from fl_core.aggregators.base import (
+    AggregationResult,
+    Aggregator,
+    ClientUpdate,
+    DropoutStage,
+    FloatVector,
+    with_withheld,
+)
 from secagg.descriptor import Parameter
 from secagg.errors import ConfigurationError
 
@@ -130,17 +137,8 @@ class WrappingAggregator:
     ) -> AggregationResult:
         """The inner ``result`` with ``mean`` (None when it was skipped), this wrapper's ``withheld``
         added (and named in a skipped round's reason) and the seconds since ``start``."""
-        reason = result.skipped_reason
-        if reason is not None and withheld:
-            named = "; ".join(f"client {client}: {why}" for client, why in withheld)
-            reason = f"{reason}; withheld (update not encodable): {named}"
-        return replace(
-            result,
-            mean=mean,
-            skipped_reason=reason,
-            withheld=tuple(sorted(result.withheld + withheld)),
-            seconds=time.perf_counter() - start,
-        )
+        named = with_withheld(result, withheld)
+        return replace(named, mean=mean, seconds=time.perf_counter() - start)
 
 
 def innermost(aggregator: Aggregator) -> Aggregator:

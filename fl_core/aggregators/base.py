@@ -38,17 +38,19 @@ as the first constructor argument and protocol options as keywords
 (:func:`fl_core.aggregators.make_aggregator` calls ``Cls(quantizer, **options)``);
 in ``aggregate``, validate with :func:`check_round`, check the clients' models
 with :func:`fl_core.aggregators.binding.check_models` (the round's model digest; the
-refused clients drop at JOIN and go in ``AggregationResult.refused``), take the
-uploaders from :func:`uploaders`, bind the round with :meth:`WeightedQuantizer.descriptor`
-(``model_digest=``, and the aggregator's ``run_id``), encode with :meth:`WeightedQuantizer.encode_all` (or
-:meth:`WeightedQuantizer.encode_all_integers` for a non-ring sum), sum securely,
-decode with :meth:`WeightedQuantizer.decode` (or
-:meth:`WeightedQuantizer.decode_integers`), and return :func:`skipped` with the
-reason if too few clients remain.
+refused clients drop at JOIN and go in ``AggregationResult.refused``), bind the round
+with :meth:`WeightedQuantizer.descriptor` (``model_digest=``, and the aggregator's
+``run_id``), encode with :meth:`WeightedQuantizer.encode_round` (it withholds, at
+``UPLOAD``, a client whose update cannot be encoded, and returns the dropouts with them),
+take the uploaders from :func:`uploaders`, sum securely, decode with
+:meth:`WeightedQuantizer.decode` (or :meth:`WeightedQuantizer.decode_integers`), return
+:func:`skipped` with the reason if too few clients remain, and pass the result through
+:func:`with_withheld`.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import enum
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -77,6 +79,7 @@ __all__ = [
     "mean_of",
     "skipped",
     "uploaders",
+    "with_withheld",
 ]
 
 FloatVector = npt.NDArray[np.float64]
@@ -191,8 +194,11 @@ class AggregationResult:
             segment table (and so each segment's clip) of the round; ``None``
             when nothing was clipped by construction (``plain``) or skipped.
         withheld: (client id, reason) of the clients whose update could not be
-            encoded (a rotation or a residual that leaves binary64, under
-            :mod:`fl_core.rotated` and :mod:`fl_core.compression`): each went
+            encoded (more samples than ``max_samples_per_client``, an exact integer
+            segment value that is fractional or beyond +-qmax, a DP contribution beyond
+            its range or a hospital declaring more patients than it was sized for, a
+            rotation or a residual that leaves binary64 under :mod:`fl_core.rotated` and
+            :mod:`fl_core.compression`): each went
             silent at ``UPLOAD`` (its earlier stage if it dropped before), so it is
             not in ``mean``, and the round went on for the others (skipped, with
             the reason, if too few remained).
@@ -339,6 +345,22 @@ def skipped(
         mean=None, included=frozenset(), bytes_per_client=bytes_per_client, seconds=seconds, skipped_reason=reason,
         refused=refused, errors=dict(errors or {}),
     )  # fmt: skip
+
+
+def with_withheld(result: AggregationResult, withheld: Sequence[tuple[int, str]]) -> AggregationResult:
+    """``result`` with the clients ``withheld`` (client id, reason) added to its ``withheld`` (a client
+    it names already keeps one entry, both reasons joined), and named in its skipped reason (when it
+    was skipped)."""
+    if not withheld:
+        return result
+    reason = result.skipped_reason
+    if reason is not None:
+        named = "; ".join(f"client {client}: {why}" for client, why in withheld)
+        reason = f"{reason}; withheld (update not encodable): {named}"
+    reasons = dict(result.withheld)
+    for client, why in withheld:
+        reasons[client] = why if client not in reasons else f"{why}; {reasons[client]}"
+    return dataclasses.replace(result, skipped_reason=reason, withheld=tuple(sorted(reasons.items())))
 
 
 def client_rounding_rng(round_seed: int, client_id: int) -> np.random.Generator:

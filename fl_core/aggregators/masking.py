@@ -49,6 +49,7 @@ from fl_core.aggregators.base import (
     DropoutStage,
     check_round,
     skipped,
+    with_withheld,
 )
 from fl_core.aggregators.binding import NO_MODEL, check_models, check_run_id
 from fl_core.aggregators.clipping import ClipPolicy, ClipSchedule, clip_policy
@@ -301,7 +302,8 @@ class MaskingAggregator:
             return skipped(f"{self.name}: {models.skipped_reason}", 0.0, time.perf_counter() - start)
         stages = models.stages(stages)
         table = self.quantizer.check_table(self.schedule.table(updates[0].vector.shape[0], segments))
-        encodings = self.quantizer.encode_all(updates, rng, table)
+        encoded = self.quantizer.encode_round(updates, stages, rng, table)  # withholds what it cannot encode
+        encodings, stages = encoded.encodings, encoded.stages
         ordered = sorted(u.client_id for u in updates)
         session_id = {client: index for index, client in enumerate(ordered, start=1)}
         self._rounds += 1
@@ -320,7 +322,7 @@ class MaskingAggregator:
             # The session aborted; the server learnt nothing. Bytes of the aborted
             # session are not reported by the driver, so none are counted.
             reason = self._skip_reason(exc, stages, ordered)
-            return skipped(reason, 0.0, time.perf_counter() - start, models.refused)
+            return with_withheld(skipped(reason, 0.0, time.perf_counter() - start, models.refused), encoded.withheld)
         included = frozenset(ordered[index - 1] for index in session.included)
         decoded = self.quantizer.decode_sum(self.quantizer.integers_of(session.aggregate), len(session.included), table)
         self.schedule.observe(decoded.clipping)
@@ -331,6 +333,7 @@ class MaskingAggregator:
             seconds=time.perf_counter() - start,
             clipping=decoded.clipping,
             refused=models.refused,
+            withheld=encoded.withheld,
         )
 
     def _skip_reason(self, exc: ThresholdError, stages: Mapping[int, DropoutStage], ordered: list[int]) -> str:

@@ -42,6 +42,7 @@ from fl_core.aggregators.base import (
     check_round,
     skipped,
     uploaders,
+    with_withheld,
 )
 from fl_core.aggregators.binding import ModelCheck, check_models, check_run_id
 from fl_core.aggregators.clipping import ClipPolicy, ClipSchedule, clip_policy
@@ -300,11 +301,12 @@ class PaillierAggregator:
                 f"paillier: a segment of {longest} coordinates exceeds the packing slot's bound "
                 f"{config.max_weight * config.qmax}; split it or raise max_samples_per_client"
             )
-        encodings = self.quantizer.encode_all_integers(updates, rng, table)
+        encoded = self.quantizer.encode_round(updates, stages, rng, table, ring=False)  # withholds, at UPLOAD
         ids = sorted(u.client_id for u in updates)
         self._assign_shares(ids)
         with key_policy(self.insecure):
-            return self._session(updates, stages, encodings, ids, start, table, models)
+            result = self._session(updates, encoded.stages, encoded.encodings, ids, start, table, models)
+        return with_withheld(result, encoded.withheld)
 
     def _session(
         self,

@@ -23,6 +23,7 @@ from fl_core.aggregators.base import (
     mean_of,
     skipped,
     uploaders,
+    with_withheld,
 )
 from fl_core.aggregators.binding import check_models
 from fl_core.aggregators.clipping import ClipPolicy, ClipSchedule, clip_policy
@@ -82,7 +83,8 @@ class QuantizedPlainAggregator:
     """The secure aggregators' arithmetic without their cryptography.
 
     Encodes each uploading client's update exactly as the secure aggregators do
-    and sums the encodings in the ring in the clear. Useful as the reference for
+    (withholding, as they do, a client whose update cannot be encoded) and sums the
+    encodings in the ring in the clear. Useful as the reference for
     exactness and to measure what quantization alone costs in accuracy.
     """
 
@@ -115,12 +117,15 @@ class QuantizedPlainAggregator:
             return skipped(models.skipped_reason, 0.0, time.perf_counter() - start)
         stages = models.stages(stages)
         table = self.quantizer.check_table(self.schedule.table(updates[0].vector.shape[0], segments))
-        encodings = self.quantizer.encode_all(updates, rng, table)
-        sent = uploaders(updates, stages)
+        coded = self.quantizer.encode_round(updates, stages, rng, table)  # withholds what it cannot encode
+        encodings, sent = coded.encodings, uploaders(updates, coded.stages)
         encoded = self.quantizer.encoded_length(updates[0].vector.shape[0], table)
         bytes_per_client = float(self.quantizer.config.ring.packed_size(encoded))
         if not sent:
-            return skipped("no client uploaded its update", 0.0, time.perf_counter() - start, models.refused)
+            return with_withheld(
+                skipped("no client uploaded its update", 0.0, time.perf_counter() - start, models.refused),
+                coded.withheld,
+            )
         total = self.quantizer.ring_sum([encodings[u.client_id] for u in sent])
         decoded = self.quantizer.decode_sum(self.quantizer.integers_of(total), len(sent), table)
         self.schedule.observe(decoded.clipping)
@@ -131,4 +136,5 @@ class QuantizedPlainAggregator:
             seconds=time.perf_counter() - start,
             clipping=decoded.clipping,
             refused=models.refused,
+            withheld=coded.withheld,
         )

@@ -12,11 +12,18 @@ segment (S = 1). No wrap: every coordinate of ``e_k`` is at most ``max_weight *
 qmax`` (checked by :class:`~secagg.encoding.QuantizationConfig`) or, for a count,
 at most its segment's length, and :meth:`WeightedQuantizer.check_table` refuses a
 table whose longest segment times ``num_clients`` could wrap the ring.
+
+One client costs only itself: :meth:`WeightedQuantizer.encode_round` (what the aggregators call)
+withholds a client whose update cannot be encoded (more samples than the public bound, an
+integer segment value that is fractional or beyond +-qmax): it goes silent at ``UPLOAD`` (or
+its earlier stage), a stand-in of zeros keeps the round's shape (never sent, never summed), and
+the round names it with the reason. A refusal that holds for every client (the table, the
+ring) is still raised, before anything is encoded.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -28,6 +35,7 @@ from fl_core.aggregators.base import (
     DEFAULT_CLIP,
     DEFAULT_MAX_SAMPLES_PER_CLIENT,
     ClientUpdate,
+    DropoutStage,
     FloatVector,
     client_rounding_rng,
 )
@@ -38,7 +46,7 @@ from secagg.errors import ConfigurationError, OverflowDetectedError
 from secagg.ring import RingVector
 from secagg.segments import ClippingReport, SegmentTable, clipping_report, quantize_segments
 
-__all__ = ["RING_OPTIONS", "DecodedSum", "WeightedQuantizer", "resolve_ring_bits"]
+__all__ = ["RING_OPTIONS", "DecodedSum", "EncodedRound", "WeightedQuantizer", "resolve_ring_bits"]
 
 RING_OPTIONS = ("word", "smallest")
 """Named ring choices: ``"word"`` (Z_(2^32) or Z_(2^64), the default) and ``"smallest"``
@@ -65,6 +73,22 @@ class DecodedSum:
     mean: FloatVector
     clipping: ClippingReport
     weight_total: int
+
+
+@dataclass(frozen=True)
+class EncodedRound:
+    """A round's encodings (:meth:`WeightedQuantizer.encode_round`).
+
+    Attributes:
+        encodings: client id -> its encoding (ring or int64); a withheld client's is a stand-in
+            of zeros, never sent.
+        stages: the round's dropouts with every withheld client silent at ``UPLOAD`` at the latest.
+        withheld: (client id, reason) of the clients whose update could not be encoded.
+    """
+
+    encodings: dict[int, Any]
+    stages: dict[int, DropoutStage]
+    withheld: tuple[tuple[int, str], ...]
 
 
 @dataclass(frozen=True)
@@ -185,7 +209,8 @@ class WeightedQuantizer:
         """Ring encodings of ``updates`` keyed by client id.
 
         Draws exactly one number from ``rng`` (the round seed) and gives each
-        client its own rounding generator (:func:`client_rounding_rng`).
+        client its own rounding generator (:func:`client_rounding_rng`). Raises if any
+        client cannot be encoded; aggregators call :meth:`encode_round`, which withholds it.
         """
         round_seed = self.round_seed(rng)
         return {u.client_id: self.encode(u, client_rounding_rng(round_seed, u.client_id), table) for u in updates}
@@ -198,6 +223,41 @@ class WeightedQuantizer:
         return {
             u.client_id: self.encode_integers(u, client_rounding_rng(round_seed, u.client_id), table) for u in updates
         }
+
+    def check_layout(self, vector_length: int, table: SegmentTable | None = None) -> None:
+        """What must hold for every client of a round before any is encoded (ConfigurationError
+        otherwise): here the table's (:meth:`check_table`)."""
+        self.check_table(self.flat_table(vector_length) if table is None else table)
+
+    def encode_round(
+        self,
+        updates: Sequence[ClientUpdate],
+        stages: Mapping[int, DropoutStage],
+        rng: np.random.Generator,
+        table: SegmentTable | None = None,
+        *,
+        ring: bool = True,
+    ) -> EncodedRound:
+        """Every client's encoding (ring, or signed int64 with ``ring=False``), as :meth:`encode_all`
+        draws it, except that a client whose update cannot be encoded (a ConfigurationError of
+        :meth:`encode_integers`) is withheld (see the module docstring) instead of ending the round
+        for everyone. :meth:`check_layout` is checked first: a refusal for everyone stays one."""
+        round_seed = self.round_seed(rng)
+        length = updates[0].vector.shape[0]
+        self.check_layout(length, table)
+        silent = dict(stages)
+        encodings: dict[int, Any] = {}
+        withheld: list[tuple[int, str]] = []
+        for update in updates:
+            client = update.client_id
+            try:
+                integers = self.encode_integers(update, client_rounding_rng(round_seed, client), table)
+            except ConfigurationError as exc:
+                withheld.append((client, str(exc).removeprefix(f"client {client}: ")))
+                silent[client] = min(silent.get(client, DropoutStage.UPLOAD), DropoutStage.UPLOAD)
+                integers = np.zeros(self.encoded_length(length, table), dtype=np.int64)
+            encodings[client] = to_ring(integers, self.config) if ring else integers
+        return EncodedRound(encodings, silent, tuple(withheld))
 
     @staticmethod
     def round_seed(rng: np.random.Generator) -> int:

@@ -43,6 +43,7 @@ from secagg.errors import ConfigurationError, OverflowDetectedError
 __all__ = [
     "MIN_SCALE_LOG2",
     "ROUNDING_SHARE",
+    "check_contribution",
     "dp_quantization",
     "dp_scale",
     "noise_room",
@@ -125,6 +126,33 @@ def dp_quantization(
     return plan, quantization, tail
 
 
+def check_contribution(
+    plan: NoisePlan, quantization: QuantizationConfig, contribution: npt.NDArray[np.float64]
+) -> npt.NDArray[np.float64]:
+    """``contribution`` as float64 if :func:`noised_encoding` accepts it (``plan.dimension`` finite
+    coordinates within the range less the room for its own noise, at the plan's scale);
+    ConfigurationError otherwise. Depends on the contribution only, not on any noise."""
+    vector = np.asarray(contribution, dtype=np.float64)
+    if vector.ndim != 1 or vector.shape[0] != plan.dimension:
+        raise ConfigurationError(f"a DP contribution has {plan.dimension} coordinates, got shape {vector.shape}")
+    if not np.all(np.isfinite(vector)):
+        raise ConfigurationError("a DP contribution must be finite")
+    scale = quantization.scale
+    if scale != plan.scale:
+        raise ConfigurationError(f"quantization scale {scale} differs from the noise plan's {plan.scale}")
+    scaled = vector * scale
+    # The range leaves room for this hospital's own noise: a coordinate within qmax - room is
+    # pushed past qmax (refused below, which the server sees) only by noise beyond its 2^-64 tail,
+    # whatever the coordinate; nearer qmax that refusal would be likely and depend on the data.
+    accepted = quantization.qmax - noise_room(plan)
+    if float(np.max(np.abs(scaled))) > accepted:
+        raise ConfigurationError(
+            f"a DP contribution coordinate exceeds the range {accepted / scale:g}: DP mode never clips "
+            "coordinates (the clipped count would leak); clip per example and respect max_samples_per_client"
+        )
+    return vector
+
+
 def noised_encoding(
     plan: NoisePlan,
     quantization: QuantizationConfig,
@@ -144,24 +172,8 @@ def noised_encoding(
     drives the stochastic rounding (need not be secret); ``source`` the noise (None: the OS
     CSPRNG; a seeded source only in tests).
     """
-    vector = np.asarray(contribution, dtype=np.float64)
-    if vector.ndim != 1 or vector.shape[0] != plan.dimension:
-        raise ConfigurationError(f"a DP contribution has {plan.dimension} coordinates, got shape {vector.shape}")
-    if not np.all(np.isfinite(vector)):
-        raise ConfigurationError("a DP contribution must be finite")
-    scale = quantization.scale
-    if scale != plan.scale:
-        raise ConfigurationError(f"quantization scale {scale} differs from the noise plan's {plan.scale}")
-    scaled = vector * scale
-    # The range leaves room for this hospital's own noise: a coordinate within qmax - room is
-    # pushed past qmax (refused below, which the server sees) only by noise beyond its 2^-64 tail,
-    # whatever the coordinate; nearer qmax that refusal would be likely and depend on the data.
-    accepted = quantization.qmax - noise_room(plan)
-    if float(np.max(np.abs(scaled))) > accepted:
-        raise ConfigurationError(
-            f"a DP contribution coordinate exceeds the range {accepted / scale:g}: DP mode never clips "
-            "coordinates (the clipped count would leak); clip per example and respect max_samples_per_client"
-        )
+    vector = check_contribution(plan, quantization, contribution)
+    scaled = vector * quantization.scale
     floor = np.floor(scaled)
     rounded = (floor + (rounding_rng.random(vector.shape[0]) < scaled - floor)).astype(np.int64)
     noise = sample_discrete_gaussian(plan.variance, plan.dimension, source)

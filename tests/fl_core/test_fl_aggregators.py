@@ -210,10 +210,14 @@ def test_client_ids_and_their_order_do_not_matter() -> None:
 
 
 def test_sample_count_above_the_public_bound_is_refused() -> None:
+    # The client's own refusal: it is withheld (tests/fl_core/test_fl_encode_withhold.py), the others go on.
     updates = make_updates(sizes=(10, 20, 5000))
     aggregator = make_aggregator("plain-quantized", num_clients=3, max_samples_per_client=4096)
+    result = aggregator.aggregate(updates, rng=np.random.default_rng(0))
+    assert result.withheld == ((2, "5000 samples exceeds the declared bound max_samples_per_client=4096"),)
+    assert result.included == frozenset({0, 1})
     with pytest.raises(ConfigurationError, match="client 2: 5000 samples exceeds"):
-        aggregator.aggregate(updates, rng=np.random.default_rng(0))
+        aggregator.quantizer.encode_integers(updates[2], np.random.default_rng(0))
 
 
 def test_quantization_that_could_overflow_is_refused_for_the_client_count() -> None:

@@ -172,15 +172,18 @@ def test_noised_encoding_refuses_a_coordinate_its_own_noise_could_push_past_the_
 
 
 def test_a_hospital_with_more_patients_than_the_public_bound_is_refused_before_the_round() -> None:
-    # Its clipped sum may leave [-R, R]: the range refusal would then depend on its data.
+    # Its clipped sum may leave [-R, R]: the range refusal would then depend on its data. It is
+    # withheld on its public count before the round (tests/fl_core/test_fl_encode_withhold.py):
+    # here 4 others remain, h = 4, so the round is released without it and charged once.
     aggregator = _dp_aggregator()
     updates = _updates()
     updates[2] = dataclasses.replace(updates[2], num_samples=101)  # max_samples_per_client = 100
-    with pytest.raises(ConfigurationError, match="max_samples_per_client"):
-        aggregator.aggregate(updates, {}, rng=RNG(0))
-    assert aggregator.accountant.num_releases == 0
+    result = aggregator.aggregate(updates, {}, rng=RNG(0))
+    ((client, reason),) = result.withheld
+    assert client == 3 and "101 patients exceeds max_samples_per_client = 100" in reason
+    assert result.included == frozenset({1, 2, 4, 5}) and aggregator.accountant.num_releases == 1
     updates[2] = dataclasses.replace(updates[2], num_samples=100)
-    assert aggregator.aggregate(updates, {}, rng=RNG(0)).mean is not None
+    assert aggregator.aggregate(updates, {}, rng=RNG(0)).included == frozenset({1, 2, 3, 4, 5})
 
 
 def test_the_range_covers_every_hospital_sum_so_no_coordinate_is_ever_clipped() -> None:

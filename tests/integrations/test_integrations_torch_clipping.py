@@ -98,16 +98,20 @@ def test_batchnorm_without_discovery_the_adaptive_clip_warns_then_converges() ->
 
 
 def test_an_integer_buffer_beyond_its_bound_is_refused_not_clipped() -> None:
+    # Hospital 3 is withheld (its counter is refused, never clipped); the others' mean is the round without it.
     global_state, locals_, counts = _batchnorm_states()
     locals_[3]["num_batches_tracked"] = torch.tensor(40_000)  # beyond 2^15 - 1 at the default 16 bits
-    with pytest.raises(ConfigurationError, match=r"client 3: integer segment 'num_batches_tracked'"):
-        aggregate_models(
-            global_state,
-            locals_,
-            make_aggregator("plain-quantized", num_clients=HOSPITALS),
-            num_samples=counts,
-            rng=np.random.default_rng(0),
-        )
+    outcome = aggregate_models(
+        global_state,
+        locals_,
+        make_aggregator("plain-quantized", num_clients=HOSPITALS),
+        num_samples=counts,
+        rng=np.random.default_rng(0),
+    )
+    ((client, reason),) = outcome.result.withheld
+    assert client == 3 and "integer segment 'num_batches_tracked'" in reason and "refused rather than clipped" in reason
+    assert outcome.result.included == frozenset(range(HOSPITALS)) - {3}
+    assert outcome.state_dict is not None and int(outcome.state_dict["num_batches_tracked"]) == 20
 
 
 def test_layout_segments_refuse_a_clip_for_an_integer_or_unknown_tensor() -> None:
