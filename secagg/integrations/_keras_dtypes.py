@@ -6,7 +6,8 @@ narrow formats of ``ml_dtypes`` (bfloat16, float8/6/4, int4, complex32, ...).
 float64, checked against ``ml_dtypes.finfo`` for the narrow formats),
 :data:`COMPLEX` (two entries per element), :data:`INTEGER` or :data:`BOOL`
 (exact integer segments); any other dtype is refused with a
-:class:`~secagg.errors.ConfigurationError` naming the weight. ``ml_dtypes`` is
+:class:`~secagg.errors.ConfigurationError` naming the weight. :func:`to_float64` and
+:func:`from_float64` convert a weight's values to the vector's entries and back. ``ml_dtypes`` is
 optional: without it only numpy's dtypes are known.
 """
 
@@ -17,12 +18,29 @@ import warnings
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 
 from secagg.errors import ConfigurationError
+from secagg.integrations._layout import ArraySpec, check_cast
 
-__all__ = ["BOOL", "COMPLEX", "INTEGER", "REAL", "dtype_kind", "float_info", "integer_bounds", "resolve_dtype"]
+__all__ = [
+    "BOOL",
+    "COMPLEX",
+    "EXACT_INTEGER_LIMIT",
+    "INTEGER",
+    "REAL",
+    "dtype_kind",
+    "float_info",
+    "from_float64",
+    "integer_bounds",
+    "resolve_dtype",
+    "to_float64",
+]
 
 REAL, COMPLEX, INTEGER, BOOL = "real", "complex", "integer", "bool"
+
+EXACT_INTEGER_LIMIT = 1 << 53
+"""Largest integer magnitude a float64 holds exactly; larger integer weights are refused."""
 
 
 def _ml_dtypes() -> Any | None:
@@ -115,3 +133,54 @@ def dtype_kind(dtype: np.dtype[Any], who: str) -> str:
     raise ConfigurationError(
         f"weight {who!r}: dtype {dtype.name} cannot be aggregated (floating, complex, bool or integer weights only)"
     )
+
+
+def to_float64(flat: npt.NDArray[Any], kind: str, name: str) -> npt.NDArray[np.float64]:
+    """``flat`` (of kind ``kind``) as float64 entries, complex as (real, imaginary) pairs; integers
+    beyond 2^53 in magnitude refused (ConfigurationError naming the weight)."""
+    if kind == COMPLEX:
+        values = flat.astype(np.complex128)  # exact: each part is a float64
+        pairs = np.empty((flat.shape[0], 2), dtype=np.float64)
+        pairs[:, 0], pairs[:, 1] = values.real, values.imag
+        return pairs.reshape(-1)
+    # Compare as Python ints: a float64 conversion would round 2^53 + 1 down.
+    if kind == INTEGER and flat.size and max(int(flat.max()), -int(flat.min())) > EXACT_INTEGER_LIMIT:
+        raise ConfigurationError(f"weight {name!r}: integers beyond 2^53 in magnitude do not fit a float64 exactly")
+    with np.errstate(invalid="ignore"):  # NaNs of the narrow formats stay NaNs
+        return flat.astype(np.float64)
+
+
+def from_float64(piece: npt.NDArray[np.float64], dtype: np.dtype[Any], kind: str, spec: ArraySpec) -> npt.NDArray[Any]:
+    """``piece`` back in ``dtype`` by the rules of :mod:`secagg.integrations.keras` (rounding; a value
+    the dtype cannot hold refused with a ConfigurationError naming the weight)."""
+    if kind == REAL:
+        with np.errstate(over="ignore", invalid="ignore"):  # check_cast refuses what overflowed
+            real: npt.NDArray[Any] = piece.astype(dtype)
+            back = real.astype(np.float64)
+        if dtype != np.float64:
+            check_cast(spec, piece, back, *float_info(dtype))
+        return real
+    if kind == COMPLEX:
+        # Real and imaginary parts set separately: arithmetic like 1j * inf would make NaNs.
+        pairs: npt.NDArray[Any] = np.empty(piece.shape[0] // 2, dtype=np.complex128)
+        pairs.real, pairs.imag = piece[0::2], piece[1::2]
+        with np.errstate(over="ignore", invalid="ignore"):
+            complex_: npt.NDArray[Any] = pairs.astype(dtype)
+            wide = complex_.astype(np.complex128)
+        if dtype != np.complex128:
+            check_cast(spec, piece, np.stack([wide.real, wide.imag], axis=-1).reshape(-1), *float_info(dtype))
+        return complex_
+    if kind == BOOL:
+        if not np.isfinite(piece).all():  # NaN would read as "nonzero": True
+            raise ConfigurationError(f"weight {spec.name!r}: a value for a bool weight is not finite")
+        flags: npt.NDArray[np.bool_] = np.rint(piece) != 0
+        return flags
+    integers = np.rint(piece)
+    bounds = integer_bounds(dtype)
+    assert bounds is not None  # dtype_kind said INTEGER
+    # Bounds compared as Python ints: as a float64, int64's max 2^63 - 1 is 2^63, which would wrap.
+    if integers.size and (
+        not np.isfinite(integers).all() or int(integers.min()) < bounds[0] or int(integers.max()) > bounds[1]
+    ):
+        raise ConfigurationError(f"weight {spec.name!r}: values fall outside the range of {spec.dtype}")
+    return integers.astype(dtype)

@@ -2,8 +2,11 @@
 
 :func:`aggregate_flat_models` is the body of both adapters' ``aggregate_models``:
 it flattens the models with the adapter's own function, refuses a local model
-whose layout differs from the global one's, and hands the flat vectors to
-:func:`aggregate_updates`: the updates (local minus global), then, when
+whose layout differs from the global one's, builds each hospital's update (local
+minus the model it trained from, declaring that model's digest:
+:mod:`secagg.integrations._model_binding`) and hands them to
+:func:`aggregate_updates` with the global model's digest, so a hospital that
+trained from another model is refused in every round of the call; then, when
 the caller gave no clip and discovery is on, one secure range-discovery round
 (:mod:`secagg.ranges`) through the same aggregator, then the aggregation with
 the discovered clip table. The discovery round is an ordinary round of the
@@ -24,6 +27,7 @@ import numpy.typing as npt
 from secagg._validate import require_instance, require_int, require_mapping, require_sequence
 from secagg.errors import ConfigurationError
 from secagg.integrations._layout import FlatLayout
+from secagg.integrations._model_binding import declared_update, layout_digest
 from secagg.ranges import RangeDiscovery
 from secagg.segments import SegmentTable
 
@@ -80,6 +84,8 @@ def discover_clips(
     segments: SegmentTable,
     dropouts: Mapping[int, DropoutStage] | None = None,
     discovery: RangeDiscovery | None = None,
+    *,
+    model_digest: bytes | None = None,
 ) -> tuple[dict[str, float], AggregationResult] | None:
     """One secure range-discovery round: the clip of every float segment, and the round's result.
 
@@ -88,7 +94,8 @@ def discover_clips(
     residuals) is left to the model's own round. Returns None for an aggregator that does not
     quantize (nothing to clip). The
     result's ``mean`` is the histogram sum divided by the contributors; if the round
-    was skipped, the clips are empty.
+    was skipped, the clips are empty. Each histogram declares its update's model digest and the
+    round binds ``model_digest``, so a hospital refused for another model adds no histogram.
     """
     bits = _bits(aggregator)
     if bits is None:
@@ -100,9 +107,12 @@ def discover_clips(
     discovery = discovery or RangeDiscovery()
     client_update = importlib.import_module("fl_core.aggregators.base").ClientUpdate
     table = discovery.table(segments, bits)
-    histograms = [client_update(u.client_id, discovery.encode(u.vector, segments, bits), 1) for u in updates]
+    histograms = [
+        client_update(u.client_id, discovery.encode(u.vector, segments, bits), 1, model_digest=u.model_digest)
+        for u in updates
+    ]
     result = aggregator.aggregate(
-        histograms, dropouts, rng=np.random.default_rng(DISCOVERY_RNG_SEED), segments=table
+        histograms, dropouts, rng=np.random.default_rng(DISCOVERY_RNG_SEED), segments=table, model_digest=model_digest
     )
     if result.mean is None:
         return {}, result
@@ -113,16 +123,16 @@ def discover_clips(
 
 def aggregate_updates(
     aggregator: Aggregator,
-    base: npt.NDArray[np.float64],
-    vectors: Sequence[tuple[int, npt.NDArray[np.float64], int]],
+    updates: Sequence[ClientUpdate],
     segments: SegmentTable,
     *,
     rng: np.random.Generator,
     dropouts: Mapping[int, DropoutStage] | None,
     clips: Mapping[str, float] | None,
     discovery: RangeDiscovery | bool | None,
+    model_digest: bytes,
 ) -> tuple[AggregationResult, AggregationResult | None]:
-    """The adapters' FedAvg round over ``(client, flat local model, num_samples)`` triples.
+    """The adapters' FedAvg round over the hospitals' updates, bound to the global model's ``model_digest``.
 
     ``discovery``: ``None`` (default) discovers the clips securely when ``clips`` is
     not given; ``False`` never (the aggregator's own clip); ``True`` or a
@@ -130,11 +140,6 @@ def aggregate_updates(
     ``clips`` leaves open. A skipped discovery round skips the aggregation too.
     Returns the aggregation's result and the discovery round's (None if none ran).
     """
-    fl_base = importlib.import_module("fl_core.aggregators.base")
-    updates = [
-        fl_base.ClientUpdate(client, vector - base, require_int(f"client {client}: num_samples", count, 1))
-        for client, vector, count in vectors
-    ]
     if discovery is None:
         discovery = not clips
     if not isinstance(discovery, bool | RangeDiscovery):
@@ -142,14 +147,16 @@ def aggregate_updates(
     found = None
     if discovery is not False and RangeDiscovery.open_segments(segments):
         found = discover_clips(
-            aggregator, updates, segments, dropouts, discovery if isinstance(discovery, RangeDiscovery) else None
-        )
+            aggregator, updates, segments, dropouts, discovery if isinstance(discovery, RangeDiscovery) else None,
+            model_digest=model_digest,
+        )  # fmt: skip
         if found is not None:
             discovered, outcome = found
             if outcome.mean is None:
                 return outcome, outcome
             segments = segments.with_clips(discovered)
-    return aggregator.aggregate(updates, dropouts, rng=rng, segments=segments), None if found is None else found[1]
+    result = aggregator.aggregate(updates, dropouts, rng=rng, segments=segments, model_digest=model_digest)
+    return result, None if found is None else found[1]
 
 
 def aggregate_flat_models(
@@ -164,35 +171,45 @@ def aggregate_flat_models(
     dropouts: Mapping[int, DropoutStage] | None,
     clips: Mapping[str, float] | None,
     discovery: RangeDiscovery | bool | None,
+    trained_from: Mapping[int, Model] | None = None,
 ) -> tuple[npt.NDArray[np.float64], Layout, AggregationResult, AggregationResult | None]:
     """FedAvg of models through ``aggregator`` once ``flatten`` turns each into a flat vector and its layout.
 
     A local model whose layout differs from the global model's in any field (a name,
     so an order, a shape, a dtype, the count) is refused (ConfigurationError naming
     the client and the first differing array); a sample count that is not an
-    integer (numpy's included) is refused, never truncated. Returns the global vector,
+    integer (numpy's included) is refused, never truncated. Client k's update is its model
+    minus the one it trained from (``trained_from[k]``, by default ``global_model``) and declares
+    that model's digest; the rounds bind the global model's digest, so a hospital that trained
+    from another model is refused (``result.refused``) and the round goes on without it. Returns the global vector,
     its layout, the aggregation's result and the discovery round's
     (:func:`aggregate_updates`).
     """
     require_instance("rng", rng, np.random.Generator)
-    for name, mapping in (("dropouts", dropouts), ("clips", clips)):
+    for name, mapping in (("dropouts", dropouts), ("clips", clips), ("trained_from", trained_from)):
         if mapping is not None:
             require_mapping(name, mapping)
     ids = client_ids_of(local_models, client_ids, num_samples)
+    outside = sorted(set(trained_from or {}) - set(ids), key=repr)
+    if outside:
+        raise ConfigurationError(f"trained_from names client {outside[0]!r}, which is not in the round")
     base, layout = flatten(global_model)
-    vectors = []
+    updates = []
     for client, model, count in zip(ids, list(local_models), list(num_samples), strict=True):
-        vector, local_layout = flatten(model)
-        difference = local_layout.first_difference(layout, elsewhere="in the global model")
+        local = flatten(model)
+        difference = local[1].first_difference(layout, elsewhere="in the global model")
         if difference is not None:
             raise ConfigurationError(
                 f"client {client}: model {layout.NOUN}s differ from the global model's (names, shapes or dtypes): "
                 f"{difference}"
             )
-        vectors.append((client, vector, count))
+        given = trained_from is not None and client in trained_from
+        received = flatten(trained_from[client]) if trained_from is not None and given else (base, layout)
+        updates.append(declared_update(client, received, local, require_int(f"client {client}: num_samples", count, 1)))
     result, found = aggregate_updates(
-        aggregator, base, vectors, layout.segments(clips), rng=rng, dropouts=dropouts, clips=clips, discovery=discovery
-    )
+        aggregator, updates, layout.segments(clips), rng=rng, dropouts=dropouts, clips=clips, discovery=discovery,
+        model_digest=layout_digest(base, layout),
+    )  # fmt: skip
     return base, layout, result, found
 
 

@@ -18,6 +18,10 @@ between the two, the same way :mod:`secagg.integrations.torch` does for PyTorch:
   :class:`fl_core.aggregators.Aggregator` interface (``plain``,
   ``plain-quantized``, ``secagg``, ``secagg+``, ``paillier``), returned as a new
   list of weights for ``set_weights``.
+- :func:`model_digest` / :func:`hospital_update`: the digest of a model (its weight names,
+  shapes, dtypes and values) and a hospital's update built from the model it received and
+  the one it trained, declaring the received model's digest; the aggregation binds the
+  global model's digest and refuses a hospital that trained from another (``result.refused``).
 
 Exactness: every value of float16, float32 and float64 and of the narrow float
 formats Keras uses through ``ml_dtypes`` (bfloat16, the float8, float6 and
@@ -65,20 +69,21 @@ from secagg.integrations._extras import require
 from secagg.integrations._keras_dtypes import (
     BOOL,
     COMPLEX,
+    EXACT_INTEGER_LIMIT,
     INTEGER,
-    REAL,
     dtype_kind,
-    float_info,
-    integer_bounds,
+    from_float64,
     resolve_dtype,
+    to_float64,
 )
 from secagg.integrations._keras_names import weight_names
-from secagg.integrations._layout import ArraySpec, FlatLayout, check_cast, require_layout
+from secagg.integrations._layout import ArraySpec, FlatLayout, require_layout
+from secagg.integrations._model_binding import declared_update, layout_digest
 from secagg.integrations._ranges import aggregate_flat_models, new_global
 from secagg.ranges import RangeDiscovery
 
 if TYPE_CHECKING:
-    from fl_core.aggregators.base import AggregationResult, Aggregator, DropoutStage
+    from fl_core.aggregators.base import AggregationResult, Aggregator, ClientUpdate, DropoutStage
 
 __all__ = [
     "EXACT_INTEGER_LIMIT",
@@ -88,16 +93,14 @@ __all__ = [
     "aggregate_models",
     "flatten_model",
     "flatten_weights",
+    "hospital_update",
     "load_into_model",
+    "model_digest",
     "named_weights",
     "unflatten_weights",
 ]
 
 FloatVector = npt.NDArray[np.float64]
-
-EXACT_INTEGER_LIMIT = 1 << 53
-"""Largest integer magnitude a float64 holds exactly; larger integer weights are refused."""
-
 
 def _keras() -> Any:
     return require("keras", "keras")
@@ -151,7 +154,7 @@ def _flatten_named(named: Sequence[tuple[str, Any]]) -> tuple[FloatVector, Weigh
             raise ConfigurationError(f"weight {name!r} is a masked array: fill it (np.ma.filled) or drop the mask")
         values = np.asarray(array)
         kind = dtype_kind(values.dtype, name)
-        flat = _to_float64(values.reshape(-1), kind, name)
+        flat = to_float64(values.reshape(-1), kind, name)
         spec = WeightSpec(name, tuple(int(d) for d in values.shape), values.dtype.name, offset, int(flat.shape[0]))
         specs.append(spec)
         pieces.append(flat)
@@ -159,19 +162,6 @@ def _flatten_named(named: Sequence[tuple[str, Any]]) -> tuple[FloatVector, Weigh
     layout = WeightsLayout(tuple(specs))
     vector: FloatVector = np.concatenate(pieces) if pieces else np.zeros(0, dtype=np.float64)
     return vector, layout
-
-
-def _to_float64(flat: npt.NDArray[Any], kind: str, name: str) -> FloatVector:
-    if kind == COMPLEX:
-        values = flat.astype(np.complex128)  # exact: each part is a float64
-        pairs = np.empty((flat.shape[0], 2), dtype=np.float64)
-        pairs[:, 0], pairs[:, 1] = values.real, values.imag
-        return pairs.reshape(-1)
-    # Compare as Python ints: a float64 conversion would round 2^53 + 1 down.
-    if kind == INTEGER and flat.size and max(int(flat.max()), -int(flat.min())) > EXACT_INTEGER_LIMIT:
-        raise ConfigurationError(f"weight {name!r}: integers beyond 2^53 in magnitude do not fit a float64 exactly")
-    with np.errstate(invalid="ignore"):  # NaNs of the narrow formats stay NaNs
-        return flat.astype(np.float64)
 
 
 def flatten_weights(
@@ -214,42 +204,8 @@ def unflatten_weights(vector: npt.ArrayLike, layout: WeightsLayout) -> list[npt.
     for spec in layout.specs:
         dtype = resolve_dtype(spec.dtype, spec.name)
         piece = values[spec.offset : spec.offset + spec.length]
-        out.append(_from_float64(piece, dtype, dtype_kind(dtype, spec.name), spec).reshape(spec.shape))
+        out.append(from_float64(piece, dtype, dtype_kind(dtype, spec.name), spec).reshape(spec.shape))
     return out
-
-
-def _from_float64(piece: FloatVector, dtype: np.dtype[Any], kind: str, spec: ArraySpec) -> npt.NDArray[Any]:
-    if kind == REAL:
-        with np.errstate(over="ignore", invalid="ignore"):  # check_cast refuses what overflowed
-            real: npt.NDArray[Any] = piece.astype(dtype)
-            back = real.astype(np.float64)
-        if dtype != np.float64:
-            check_cast(spec, piece, back, *float_info(dtype))
-        return real
-    if kind == COMPLEX:
-        # Real and imaginary parts set separately: arithmetic like 1j * inf would make NaNs.
-        pairs: npt.NDArray[Any] = np.empty(piece.shape[0] // 2, dtype=np.complex128)
-        pairs.real, pairs.imag = piece[0::2], piece[1::2]
-        with np.errstate(over="ignore", invalid="ignore"):
-            complex_: npt.NDArray[Any] = pairs.astype(dtype)
-            wide = complex_.astype(np.complex128)
-        if dtype != np.complex128:
-            check_cast(spec, piece, np.stack([wide.real, wide.imag], axis=-1).reshape(-1), *float_info(dtype))
-        return complex_
-    if kind == BOOL:
-        if not np.isfinite(piece).all():  # NaN would read as "nonzero": True
-            raise ConfigurationError(f"weight {spec.name!r}: a value for a bool weight is not finite")
-        flags: npt.NDArray[np.bool_] = np.rint(piece) != 0
-        return flags
-    integers = np.rint(piece)
-    bounds = integer_bounds(dtype)
-    assert bounds is not None  # dtype_kind said INTEGER
-    # Bounds compared as Python ints: as a float64, int64's max 2^63 - 1 is 2^63, which would wrap.
-    if integers.size and (
-        not np.isfinite(integers).all() or int(integers.min()) < bounds[0] or int(integers.max()) > bounds[1]
-    ):
-        raise ConfigurationError(f"weight {spec.name!r}: values fall outside the range of {spec.dtype}")
-    return integers.astype(dtype)
 
 
 def _model_variables(model: Any, trainable_only: bool) -> list[Any]:
@@ -317,6 +273,33 @@ def load_into_model(model: Any, vector: npt.ArrayLike, layout: WeightsLayout, *,
         target.assign(array)
 
 
+def _flatten_any(model: Any, trainable_only: bool) -> tuple[FloatVector, WeightsLayout]:
+    """A Keras model or layer (:func:`flatten_model`), or a list or mapping of arrays (:func:`flatten_weights`)."""
+    if isinstance(model, np.ndarray | Sequence | Mapping):
+        return flatten_weights(model)  # a list or mapping of arrays, or refused there
+    return flatten_model(model, trainable_only=trainable_only)
+
+
+def model_digest(model: Any, *, trainable_only: bool = False) -> bytes:
+    """The 32-byte digest of a Keras model's weights (or of a weight list or mapping): every
+    weight's name (its variable path, :func:`flatten_model`; a list's positions), dtype and
+    shape, in order, and its values. The digest of the global model a round hands out;
+    :func:`aggregate_models` binds it."""
+    return layout_digest(*_flatten_any(model, trainable_only))
+
+
+def hospital_update(
+    client_id: int, received: Any, local: Any, *, num_samples: int, trainable_only: bool = False
+) -> ClientUpdate:
+    """A hospital's update for an fl_core aggregator: ``local`` (the model it trained) minus
+    ``received`` (the global model it trained from), weighted by ``num_samples``, declaring
+    ``model_digest(received)``. Aggregated with ``model_digest=model_digest(global_model)``, an
+    update from another model is refused with its reason (``result.refused``). ConfigurationError
+    naming the client if the two models' layouts differ (names, order, shapes, dtypes)."""
+    flat = [_flatten_any(model, trainable_only) for model in (received, local)]
+    return declared_update(client_id, flat[0], flat[1], num_samples)
+
+
 @dataclass(frozen=True)
 class ModelAggregation:
     """What :func:`aggregate_models` returns.
@@ -358,6 +341,7 @@ def aggregate_models(
     trainable_only: bool = False,
     clips: Mapping[str, float] | None = None,
     discovery: RangeDiscovery | bool | None = None,
+    trained_from: Mapping[int, Any] | None = None,
 ) -> ModelAggregation:
     """FedAvg of Keras models through ``aggregator``: global + weighted mean of (local - global).
 
@@ -377,15 +361,16 @@ def aggregate_models(
     Ranges are per weight, as in :func:`secagg.integrations.torch.aggregate_models`:
     ``clips`` (by weight name) fixes a weight's clip; without it one secure
     range-discovery round picks each weight's clip (``discovery=False``: the aggregator's).
+    The round is bound to ``global_model`` as in the PyTorch adapter: every update declares the
+    digest of the model it was trained from (``trained_from[k]``, client id -> the weights
+    hospital k received, else ``global_model``), the aggregation passes
+    ``model_digest(global_model)``, and a hospital that trained from another model is refused
+    (``result.refused``) while the round goes on (skipped, with the reason, if too few remain).
     """
-    def flatten(model: Any) -> tuple[FloatVector, WeightsLayout]:
-        if isinstance(model, np.ndarray | Sequence | Mapping):
-            return flatten_weights(model)  # a list or mapping of arrays, or refused there
-        return flatten_model(model, trainable_only=trainable_only)
-
     base, layout, result, found = aggregate_flat_models(
-        flatten, global_model, local_models, aggregator, num_samples=num_samples, rng=rng, client_ids=client_ids,
-        dropouts=dropouts, clips=clips, discovery=discovery,
+        lambda model: _flatten_any(model, trainable_only), global_model, local_models, aggregator,
+        num_samples=num_samples, rng=rng, client_ids=client_ids, dropouts=dropouts, clips=clips, discovery=discovery,
+        trained_from=trained_from,
     )
     weights = None if result.mean is None else unflatten_weights(new_global(base, result.mean, layout), layout)
     return ModelAggregation(result, weights, layout, trainable_only, found)

@@ -12,6 +12,11 @@ various shapes and dtypes. This module converts between the two:
   global) of several models through any aggregator with the
   :class:`fl_core.aggregators.Aggregator` interface (``plain``, ``secagg``,
   ``secagg+``, ``paillier``), returned as a new state dict.
+- :func:`model_digest` / :func:`hospital_update`: the digest of a model (its state-dict
+  keys, shapes, dtypes and values) and a hospital's update built from the model it
+  received and the one it trained, declaring the received model's digest; the
+  aggregation binds the global model's digest and refuses a hospital that trained from
+  another (``result.refused``).
 
 Exactness: every value of every floating dtype PyTorch supports on CPU
 (float64, float32, float16, bfloat16, the float8 formats and the packed
@@ -41,6 +46,7 @@ from secagg.errors import ConfigurationError
 from secagg.integrations._extras import require
 from secagg.integrations._layout import ArraySpec, require_layout
 from secagg.integrations._layout import FlatLayout as _FlatLayout
+from secagg.integrations._model_binding import declared_update, layout_digest
 from secagg.integrations._ranges import aggregate_flat_models, new_global
 from secagg.integrations._torch_dtypes import (
     EXACT_INTEGER_LIMIT,
@@ -56,7 +62,7 @@ if TYPE_CHECKING:
     from torch import Tensor
     from torch.nn import Module
 
-    from fl_core.aggregators.base import AggregationResult, Aggregator, DropoutStage
+    from fl_core.aggregators.base import AggregationResult, Aggregator, ClientUpdate, DropoutStage
 
 __all__ = [
     "EXACT_INTEGER_LIMIT",
@@ -66,13 +72,13 @@ __all__ = [
     "aggregate_models",
     "flatten_model",
     "flatten_state_dict",
+    "hospital_update",
     "load_into_model",
+    "model_digest",
     "unflatten_state_dict",
 ]
 
 FloatVector = npt.NDArray[np.float64]
-
-
 
 
 def _torch() -> Any:
@@ -224,6 +230,35 @@ def load_into_model(model: Module, vector: npt.ArrayLike, layout: FlatLayout) ->
             targets[name].copy_(tensor)
 
 
+def _tensors_of(model: Module | Mapping[str, Tensor], buffers: bool) -> Mapping[str, Tensor]:
+    return model if isinstance(model, Mapping) else _model_tensors(model, buffers)
+
+
+def model_digest(model: Module | Mapping[str, Tensor], *, buffers: bool = False) -> bytes:
+    """The 32-byte digest of a module's tensors (parameters, buffers too if ``buffers``) or of a
+    state dict: every tensor's key, dtype and shape, in order, and its values
+    (:func:`secagg.integrations._model_binding.layout_digest` of :func:`flatten_state_dict`).
+    The digest of the global model a round hands out; :func:`aggregate_models` binds it."""
+    return layout_digest(*flatten_state_dict(_tensors_of(model, buffers)))
+
+
+def hospital_update(
+    client_id: int,
+    received: Module | Mapping[str, Tensor],
+    local: Module | Mapping[str, Tensor],
+    *,
+    num_samples: int,
+    buffers: bool = False,
+) -> ClientUpdate:
+    """A hospital's update for an fl_core aggregator: ``local`` (the model it trained) minus
+    ``received`` (the global model it trained from), weighted by ``num_samples``, declaring
+    ``model_digest(received)``. Aggregated with ``model_digest=model_digest(global_model)``, an
+    update from another model is refused with its reason (``result.refused``). ConfigurationError
+    naming the client if the two models' tensors differ (names, order, shapes, dtypes)."""
+    flat = [flatten_state_dict(_tensors_of(model, buffers)) for model in (received, local)]
+    return declared_update(client_id, flat[0], flat[1], num_samples)
+
+
 @dataclass(frozen=True)
 class ModelAggregation:
     """What :func:`aggregate_models` returns.
@@ -262,6 +297,7 @@ def aggregate_models(
     buffers: bool = False,
     clips: Mapping[str, float] | None = None,
     discovery: RangeDiscovery | bool | None = None,
+    trained_from: Mapping[int, Module | Mapping[str, Tensor]] | None = None,
 ) -> ModelAggregation:
     """FedAvg of torch models through ``aggregator``: global + weighted mean of (local - global).
 
@@ -286,13 +322,19 @@ def aggregate_models(
     ``clips`` leaves open. Integer
     buffers (``num_batches_tracked``) are exact integer segments: their update must
     be a whole number within ``+-(2^(bits-1) - 1)``, or the round is refused.
-    """
-    def tensors_of(model: Module | Mapping[str, Tensor]) -> Mapping[str, Tensor]:
-        return model if isinstance(model, Mapping) else _model_tensors(model, buffers)
 
+    The round is bound to ``global_model``: every update declares the digest of the model its
+    hospital trained from (:func:`hospital_update`), ``trained_from[k]`` if given (client id ->
+    module or state dict: the copy hospital k received, stale or substituted), else
+    ``global_model``, and the aggregation (range discovery included) passes
+    ``model_digest(global_model)``: a hospital that trained from another model is refused, with
+    its reason in ``result.refused``, and the round goes on without it (or is skipped, with the
+    reason, if too few remain).
+    """
     base, layout, result, found = aggregate_flat_models(
-        lambda model: flatten_state_dict(tensors_of(model)), global_model, local_models, aggregator,
+        lambda model: flatten_state_dict(_tensors_of(model, buffers)), global_model, local_models, aggregator,
         num_samples=num_samples, rng=rng, client_ids=client_ids, dropouts=dropouts, clips=clips, discovery=discovery,
+        trained_from=trained_from,
     )
     state = None if result.mean is None else unflatten_state_dict(new_global(base, result.mean, layout), layout)
     return ModelAggregation(result=result, state_dict=state, layout=layout, discovery=found)

@@ -13,7 +13,12 @@ A DP round for a PyTorch model, the same as fl_core's (:mod:`fl_core.dp_training
    ``q * sum`` of their declared sizes, :func:`fl_core.dp_training.public_denominator`; a
    hospital that dropped out adds no patient and is not counted).
 
-:func:`run_dp_round` does the three for a list of hospitals.
+:func:`run_dp_round` does the three for a list of hospitals. The round is bound to the global
+model: each hospital's update (:func:`dp_update`) declares the digest of the model its
+contribution was computed at (:func:`secagg.integrations.torch.model_digest`, buffers
+included), and the aggregator is given the global model's; a hospital that computed at another
+model (a stale copy) is refused before the round is charged, so it is neither counted among the
+contributors nor in the denominator.
 
 **Why torch.func and not Opacus.** Per-sample gradients come from ``torch.func``
 (``functional_call`` + ``vmap`` + ``grad``), which ships with PyTorch (>= 2.0): no extra
@@ -37,21 +42,21 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import numpy.typing as npt
 
-from secagg._validate import require_finite, require_int
+from secagg._validate import require_finite, require_int, require_mapping
 from secagg.errors import ConfigurationError
 from secagg.integrations._extras import require
 from secagg.integrations._layout import check_cast
 from secagg.integrations._torch_dtypes import top_of_range
-from secagg.integrations.torch import TensorSpec
+from secagg.integrations.torch import TensorSpec, model_digest
 
 if TYPE_CHECKING:
     from torch import Tensor
     from torch.nn import Module
 
-    from fl_core.aggregators.base import AggregationResult, Aggregator, DropoutStage
+    from fl_core.aggregators.base import AggregationResult, Aggregator, ClientUpdate, DropoutStage
     from secagg.dp import DPConfig
 
-__all__ = ["apply_dp_step", "clipped_gradient_sum", "dp_contribution", "poisson_mask", "run_dp_round"]
+__all__ = ["apply_dp_step", "clipped_gradient_sum", "dp_contribution", "dp_update", "poisson_mask", "run_dp_round"]
 
 FloatVector = npt.NDArray[np.float64]
 LossFn = Callable[["Tensor", "Tensor"], "Tensor"]
@@ -143,6 +148,26 @@ def dp_contribution(
     return clipped_gradient_sum(model, loss_fn, inputs[mask], targets[mask], dp.l2_clip)
 
 
+def dp_update(
+    client_id: int,
+    model: Module,
+    loss_fn: LossFn,
+    inputs: Tensor,
+    targets: Tensor,
+    dp: DPConfig,
+    rng: np.random.Generator,
+) -> ClientUpdate:
+    """A hospital's update for a DP aggregator: :func:`dp_contribution` at ``model`` (the global
+    model it received), weighted by its batch size (at least 1), declaring ``model_digest(model,
+    buffers=True)``; aggregated with the global model's digest, an update computed at another
+    model is refused (``result.refused``)."""
+    from fl_core.aggregators.base import ClientUpdate  # noqa: PLC0415 (fl_core is optional here)
+
+    contribution = dp_contribution(model, loss_fn, inputs, targets, dp, rng)
+    digest = model_digest(model, buffers=True)
+    return ClientUpdate(client_id, contribution, max(1, int(inputs.shape[0])), model_digest=digest)
+
+
 def apply_dp_step(model: Module, noised_sum: FloatVector, denominator: float, learning_rate: float) -> None:
     """``w <- w - learning_rate * noised_sum / denominator`` on the trainable parameters, in place.
 
@@ -191,6 +216,7 @@ def run_dp_round(
     declared_sizes: Mapping[int, int] | None = None,
     rng: np.random.Generator,
     dropouts: Mapping[int, DropoutStage] | None = None,
+    trained_from: Mapping[int, Module] | None = None,
 ) -> AggregationResult:
     """One DP round over ``hospitals`` (``(id, inputs, targets)`` each) through a DP aggregator.
 
@@ -204,9 +230,14 @@ def run_dp_round(
     the released sum includes (:func:`fl_core.dp_training.public_denominator`), so a hospital
     that drops out is not counted; or ``denominator``, a fixed number the caller computed
     (right only when every hospital is in the sum).
+
+    The round binds ``model``'s digest (buffers included): every hospital's update declares the
+    digest of the model it computed at (:func:`dp_update`), ``trained_from[id]`` if given (the
+    copy that hospital holds, e.g. a stale one), else ``model``. A hospital that computed at
+    another model is refused with its reason (``result.refused``) before the round is charged:
+    it is not a contributor, and not counted in the denominator.
     """
-    from fl_core.aggregators.base import ClientUpdate  # noqa: PLC0415 (fl_core is optional here)
-    from fl_core.dp import DPAggregator  # noqa: PLC0415
+    from fl_core.dp import DPAggregator  # noqa: PLC0415 (fl_core is optional here)
     from fl_core.dp_training import public_denominator  # noqa: PLC0415
 
     if not isinstance(aggregator, DPAggregator):
@@ -218,11 +249,15 @@ def run_dp_round(
         if missing:
             raise ConfigurationError(f"declared_sizes has no size for hospitals {missing}")
         sizes = {client: require_int("declared size", size, 0) for client, size in declared_sizes.items()}
+    given = {} if trained_from is None else dict(require_mapping("trained_from", trained_from))
+    outside = sorted(set(given) - {client for client, _, _ in hospitals}, key=repr)
+    if outside:
+        raise ConfigurationError(f"trained_from names hospital {outside[0]!r}, which is not in the round")
     updates = [
-        ClientUpdate(client, dp_contribution(model, loss_fn, x, y, aggregator.config, rng), max(1, int(x.shape[0])))
+        dp_update(client, given.get(client, model), loss_fn, x, y, aggregator.config, rng)
         for client, x, y in hospitals
     ]
-    result = aggregator.aggregate(updates, dropouts, rng=rng)
+    result = aggregator.aggregate(updates, dropouts, rng=rng, model_digest=model_digest(model, buffers=True))
     if result.mean is not None:
         if declared_sizes is not None:
             # Dropped hospitals add no patient: count the included ones only (fl_core.dp_training).

@@ -562,7 +562,9 @@ def test_a_new_float64_global_that_overflows_to_infinity_is_refused() -> None:
     class ReturnsHugeMean:
         name = "fixed"
 
-        def aggregate(self, updates: Any, dropouts: Any = None, *, rng: Any, segments: Any = None) -> Any:
+        def aggregate(
+            self, updates: Any, dropouts: Any = None, *, rng: Any, segments: Any = None, model_digest: Any = None
+        ) -> Any:
             length = updates[0].vector.shape[0]
             return AggregationResult(np.full(length, 1e308), frozenset(u.client_id for u in updates), 0.0, 0.0)
 
@@ -572,6 +574,25 @@ def test_a_new_float64_global_that_overflows_to_infinity_is_refused() -> None:
             [np.full(2, 1.5e308)], [[np.full(2, 1.6e308)]] * 3, ReturnsHugeMean(), num_samples=[1] * 3,
             rng=np.random.default_rng(0),
         )
+
+
+def test_a_hospital_that_trained_from_stale_weights_is_refused_and_the_round_goes_on() -> None:
+    # Prepare: hospital 1 trained from last round's weights, the others from this round's
+    stale = [np.zeros((2, 3), np.float32), np.zeros(3, np.float32)]
+    global_weights = [w + np.float32(0.5) for w in stale]
+    locals_ = [[w + np.float32(step) for w in start] for step, start in ((0.1, global_weights), (0.2, stale))]
+    locals_.append([w + np.float32(0.3) for w in global_weights])
+    # Execute
+    outcome = aggregate_models(
+        global_weights, locals_, make_aggregator("secagg", num_clients=3), num_samples=[4, 4, 4],
+        rng=np.random.default_rng(0), trained_from={1: stale},
+    )  # fmt: skip
+    # Assert: refused with its reason, in the discovery round too (was summed in: -0.3 per coordinate)
+    assert outcome.result.included == {0, 2} and [c for c, _ in outcome.result.refused] == [1]
+    assert "trained from another model" in outcome.result.refused[0][1]
+    assert outcome.discovery is not None and [c for c, _ in outcome.discovery.refused] == [1]
+    assert outcome.weights is not None
+    np.testing.assert_allclose(outcome.weights[0], 0.7, atol=1e-4)
 
 
 @pytest.mark.parametrize("name", ["float32", "float16", *[n for n in ml_float_dtypes() if n != "float64"]])

@@ -27,7 +27,9 @@ from secagg.integrations.keras import (  # noqa: E402
     aggregate_models,
     flatten_model,
     flatten_weights,
+    hospital_update,
     load_into_model,
+    model_digest,
     named_weights,
 )
 
@@ -236,3 +238,19 @@ def test_named_weights_travel_with_their_names_and_load_only_where_the_names_agr
     assert all(np.array_equal(a, b) for a, b in zip(source.get_weights(), same.get_weights(), strict=True))
     with pytest.raises(ConfigurationError, match="the model holds 'right/kernel' there"):
         load_into_model(swapped, *flatten_weights(sent))
+
+
+def test_the_model_digest_binds_the_weight_names_and_each_update_declares_the_model_it_came_from() -> None:
+    # Prepare: the same values under the other names (the towers swapped), and a stale copy
+    global_model, swapped, stale = tower(("left", "right")), tower(("right", "left")), tower(("left", "right"))
+    swapped.set_weights(global_model.get_weights())
+    stale.set_weights([w - np.float32(1) for w in global_model.get_weights()])
+    digest = model_digest(global_model)
+    # Execute
+    trained = {name: w + np.float32(0.5) for name, w in named_weights(stale).items()}
+    update = hospital_update(3, stale, trained, num_samples=2)
+    # Assert: the names are bound (a weight list, named by position, is another layout)
+    assert model_digest(named_weights(global_model)) == digest
+    assert model_digest(swapped) != digest and model_digest(global_model.get_weights()) != digest
+    assert update.client_id == 3 and update.model_digest == model_digest(stale) != digest
+    np.testing.assert_allclose(update.vector, 0.5)

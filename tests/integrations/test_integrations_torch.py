@@ -510,7 +510,9 @@ class _ReturnsMean:
     def __init__(self, mean: float) -> None:
         self.mean = mean
 
-    def aggregate(self, updates: Any, dropouts: Any = None, *, rng: Any, segments: Any = None) -> Any:
+    def aggregate(
+        self, updates: Any, dropouts: Any = None, *, rng: Any, segments: Any = None, model_digest: Any = None
+    ) -> Any:
         from fl_core.aggregators.base import AggregationResult  # noqa: PLC0415
 
         length = updates[0].vector.shape[0]

@@ -1,0 +1,78 @@
+"""What binds the PyTorch and Keras adapters' rounds to the global model they hand out.
+
+- :func:`layout_digest`: the 32-byte digest of a flat model (a vector and its
+  :class:`~secagg.integrations._layout.FlatLayout`): every array's name (a state-dict key, a
+  Keras variable path, a weight list's position), dtype and shape, then the values, so two
+  models differ in their digest exactly when their layouts or their values differ (a NaN
+  counts as one value, whatever its payload bits).
+- :func:`declared_update`: a hospital's :class:`~fl_core.aggregators.base.ClientUpdate` built
+  from the flat model it received and the flat model it trained from it: local minus received,
+  declaring the received model's digest. The aggregation passes the digest of the global model
+  the server handed out (``Aggregator.aggregate(..., model_digest=...)``), so a hospital that
+  trained from another model (a stale copy, a substituted one) is refused with its reason in
+  ``result.refused`` and the round goes on without it
+  (:func:`fl_core.aggregators.binding.check_models`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib
+from typing import TYPE_CHECKING
+
+import numpy as np
+import numpy.typing as npt
+
+from secagg.errors import ConfigurationError
+from secagg.integrations._layout import FlatLayout, require_layout
+
+if TYPE_CHECKING:
+    from fl_core.aggregators.base import ClientUpdate
+
+__all__ = ["FlatModel", "declared_update", "layout_digest"]
+
+FlatModel = tuple[npt.NDArray[np.float64], FlatLayout]
+"""A model as the adapters flatten it: its float64 vector and its layout."""
+
+_DOMAIN = b"secagg/v1/adapter-model"
+
+
+def _field(data: bytes) -> bytes:
+    return len(data).to_bytes(4, "big") + data
+
+
+def layout_digest(vector: npt.NDArray[np.float64], layout: FlatLayout) -> bytes:
+    """SHA-256 of the layout (the adapter's noun, then each array's name, dtype and shape) and the
+    vector's little-endian float64 values (NaNs made one value); ConfigurationError if the vector
+    does not fit the layout."""
+    require_layout(layout)
+    if not isinstance(vector, np.ndarray) or vector.ndim != 1 or vector.shape[0] != layout.size:
+        raise ConfigurationError(f"a model vector must have the layout's {layout.size} entries")
+    digest = hashlib.sha256(_DOMAIN + _field(layout.NOUN.encode()) + len(layout.specs).to_bytes(4, "big"))
+    for spec in layout.specs:
+        digest.update(_field(spec.name.encode()) + _field(spec.dtype.encode()) + len(spec.shape).to_bytes(4, "big"))
+        digest.update(b"".join(dim.to_bytes(8, "big") for dim in spec.shape))
+    values = np.ascontiguousarray(vector, dtype="<f8")
+    nan = np.isnan(values)
+    if nan.any():
+        values = np.where(nan, np.nan, values).astype("<f8")
+    digest.update(values.tobytes())
+    return digest.digest()
+
+
+def declared_update(client: int, received: FlatModel, local: FlatModel, num_samples: int) -> ClientUpdate:
+    """Client ``client``'s update: ``local`` minus ``received``, weighted by ``num_samples``,
+    declaring the digest of ``received`` (the model it trained from).
+
+    ConfigurationError naming the client if the two layouts differ (a name, so an order, a
+    shape, a dtype, the count) or for a sample count that is not an integer >= 1."""
+    (base, layout), (vector, local_layout) = received, local
+    difference = local_layout.first_difference(layout, elsewhere="in the model it trained from")
+    if difference is not None:
+        raise ConfigurationError(
+            f"client {client}: model {layout.NOUN}s differ from those of the model it trained from (names, shapes "
+            f"or dtypes): {difference}"
+        )
+    client_update = importlib.import_module("fl_core.aggregators.base").ClientUpdate
+    update: ClientUpdate = client_update(client, vector - base, num_samples, model_digest=layout_digest(base, layout))
+    return update
