@@ -11,7 +11,8 @@ partial decryptions (with proofs) of that one aggregate. The server learns
 nothing else.
 
 Hospitals get key-share indices 1..n in the order they are first seen (ascending
-client id within a round), and keep them. Dropout stages: JOIN, SETUP and UPLOAD
+client id within a round), and keep them
+(:mod:`fl_core.aggregators.paillier_hospitals`). Dropout stages: JOIN, SETUP and UPLOAD
 mean no upload and no partial decryption; FINALIZE means the update is
 uploaded, but the hospital does not decrypt. A round is skipped, with the reason,
 if fewer than ``min_contributors`` hospitals upload or fewer than t of the
@@ -46,6 +47,7 @@ from fl_core.aggregators.base import (
 )
 from fl_core.aggregators.binding import ModelCheck, check_models, check_run_id
 from fl_core.aggregators.clipping import ClipPolicy, ClipSchedule, clip_policy
+from fl_core.aggregators.paillier_hospitals import SimulatedHospitals
 from fl_core.aggregators.paillier_layout import (
     LIMB_BITS,
     ciphertext_bytes,
@@ -66,7 +68,6 @@ from secagg.paillier import (
     DEFAULT_KEY_BITS,
     Client,
     DecryptingParty,
-    Encryptor,
     Obfuscation,
     Server,
     SessionParameters,
@@ -78,7 +79,6 @@ from secagg.paillier.keys import MAX_KEY_BITS, key_policy
 from secagg.paillier.parameters import check_declared_colluders, check_decryption_majority
 from secagg.paillier.protocol import paillier_guarantee
 from secagg.primitives.randomness import RandomBytes, system_random
-from secagg.primitives.signing import SigningKey
 from secagg.segments import SegmentTable
 
 __all__ = [
@@ -213,36 +213,13 @@ class PaillierAggregator:
         self.material = key_material
         self.value_bits = value_bits(quantizer.config)
         self.layout, self.split = packing_layout(quantizer.config, num_parties, public.key.key_bits)
-        self._share_index: dict[int, int] = {}
-        self._encryptors: dict[int, Encryptor] = {}
-        self._identities: dict[int, SigningKey] = {}
+        self.hospitals = SimulatedHospitals(key_material, self.obfuscation, self.random_bytes, self.workers)
         self._rounds = 0
 
     @property
     def name(self) -> str:
         """``"paillier"``."""
         return "paillier"
-
-    def _assign_shares(self, client_ids: Sequence[int]) -> None:
-        for client in sorted(client_ids):
-            if client not in self._share_index:
-                if len(self._share_index) == self.material.public.num_parties:
-                    raise ConfigurationError(
-                        f"client {client} is a new hospital, but all {len(self._share_index)} key shares are taken"
-                    )
-                self._share_index[client] = len(self._share_index) + 1
-
-    def _encryptor(self, client: int) -> Encryptor:
-        # One encryptor per hospital for the aggregator's lifetime: the DJN base
-        # (and its table) is made once, like obfuscators precomputed offline.
-        if client not in self._encryptors:
-            self._encryptors[client] = Encryptor(
-                self.material.public.key,
-                obfuscation=self.obfuscation,
-                random_bytes=self.random_bytes,
-                workers=self.workers,
-            )
-        return self._encryptors[client]
 
     @property
     def guarantee(self) -> Guarantee:
@@ -269,12 +246,6 @@ class PaillierAggregator:
         return hashlib.sha256(
             ROUND_LABEL + self.run_id.to_bytes(8, "big") + server_round.to_bytes(8, "big") + model_digest
         ).digest()
-
-    def _identity(self, client: int) -> SigningKey:
-        # The simulation plays every hospital: each gets its own identity key once.
-        if client not in self._identities:
-            self._identities[client] = SigningKey.generate(self.random_bytes)
-        return self._identities[client]
 
     def aggregate(
         self,
@@ -303,7 +274,7 @@ class PaillierAggregator:
             )
         encoded = self.quantizer.encode_round(updates, stages, rng, table, ring=False)  # withholds, at UPLOAD
         ids = sorted(u.client_id for u in updates)
-        self._assign_shares(ids)
+        self.hospitals.assign(ids)
         with key_policy(self.insecure):
             result = self._session(updates, encoded.stages, encoded.encodings, ids, start, table, models)
         return with_withheld(result, encoded.withheld)
@@ -326,7 +297,7 @@ class PaillierAggregator:
             vector_length=2 * length if self.split else length,
             roster=tuple(ids),
             min_contributors=min(self.min_contributors, len(ids)),
-            identity_keys=tuple(self._identity(client).public for client in ids),
+            identity_keys=tuple(self.hospitals.identity(client).public for client in ids),
             context=self.round_context(self._rounds, models.digest),
             descriptor=self.quantizer.descriptor(self._rounds, table, model_digest=models.digest, run_id=self.run_id),
         )
@@ -344,7 +315,7 @@ class PaillierAggregator:
         errors: dict[int, str] = {}
         for client in sent:
             values = split_limbs(encodings[client]) if self.split else encodings[client]
-            sender = Client(params, client, self._identity(client), encryptor=self._encryptor(client))
+            sender = Client(params, client, self.hospitals.identity(client), encryptor=self.hospitals.encryptor(client))
             data = wire.encode(sender.upload(values))
             bytes_sent += len(data)
             try:
@@ -363,7 +334,7 @@ class PaillierAggregator:
             return skip(f"paillier: {len(accepted)} uploads accepted; at least {params.min_contributors} are needed")
         # Hospitals of this round that never drop (and whose upload was accepted: a hospital refuses to
         # decrypt a sum without its own upload) decrypt, in key-share order, until t answers verify.
-        live = sorted((c for c in ids if c not in stages and c not in errors), key=self._share_index.__getitem__)
+        live = self.hospitals.in_share_order(c for c in ids if c not in stages and c not in errors)
         threshold = self.material.public.threshold
         if len(live) < threshold:
             return skip(
@@ -373,7 +344,7 @@ class PaillierAggregator:
         for client in live:
             if answered == threshold:
                 break
-            index = self._share_index[client]
+            index = self.hospitals.share_index(client)
             party = DecryptingParty(
                 params,
                 self.material.shares[index - 1],
