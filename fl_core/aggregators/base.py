@@ -373,8 +373,18 @@ def client_rounding_rng(round_seed: int, client_id: int) -> np.random.Generator:
 
 
 def mean_of(updates: Sequence[ClientUpdate]) -> FloatVector:
-    """The float weighted mean ``sum n_k u_k / sum n_k`` (the plain baseline's arithmetic)."""
+    """The float weighted mean ``sum n_k u_k / sum n_k`` (the plain baseline's arithmetic).
+
+    Finite updates have a finite mean (a convex combination), but ``n_k u_k`` can leave binary64
+    on the way: then the mean is taken as ``sum (n_k / sum n_k) u_k``, whose partial sums stay
+    within the largest update. ConfigurationError if even that is not finite (never an infinite
+    or NaN mean handed back as if it were one)."""
     weights = np.array([u.num_samples for u in updates], dtype=np.float64)
     stacked = np.stack([u.vector for u in updates])
-    mean: FloatVector = weights @ stacked / weights.sum()
+    with np.errstate(over="ignore", invalid="ignore"):
+        mean: FloatVector = weights @ stacked / weights.sum()
+        if not np.all(np.isfinite(mean)):
+            mean = (weights / weights.sum()) @ stacked
+    if not np.all(np.isfinite(mean)):
+        raise ConfigurationError("the weighted mean of the updates leaves binary64")
     return mean

@@ -62,6 +62,29 @@ def test_plain_is_the_weighted_mean_of_the_uploaders() -> None:
     np.testing.assert_allclose(result.mean, weighted_mean(updates, {0, 2, 3, 4}), rtol=1e-12)
 
 
+def test_plain_mean_of_large_finite_updates_is_finite_not_infinity() -> None:
+    # Prepare: hospital 1's finite update times its 3 patients leaves binary64 (3e308)
+    updates = [
+        ClientUpdate(0, np.full(4, 1.0), 2),
+        ClientUpdate(1, np.full(4, 1e308), 3),
+        ClientUpdate(2, np.zeros(4), 5),
+    ]
+    # Execute
+    result = make_aggregator("plain").aggregate(updates, rng=np.random.default_rng(0))
+    # Assert: the weighted mean (finite: a convex combination of finite updates), never inf
+    assert result.mean is not None and np.all(np.isfinite(result.mean))
+    np.testing.assert_allclose(result.mean, 0.2 * 1.0 + 0.3 * 1e308, rtol=1e-12)
+
+
+def test_plain_mean_keeps_its_arithmetic_for_ordinary_updates() -> None:
+    # The fallback is taken only on overflow: ordinary rounds keep sum n_k u_k / sum n_k bit for bit
+    updates = make_updates()
+    result = make_aggregator("plain").aggregate(updates, rng=np.random.default_rng(0))
+    weights = np.array([u.num_samples for u in updates], dtype=np.float64)
+    expected = weights @ np.stack([u.vector for u in updates]) / weights.sum()
+    assert result.mean is not None and np.array_equal(result.mean, expected)
+
+
 def test_quantized_mean_is_within_one_step_of_the_float_mean() -> None:
     # Prepare
     updates = make_updates()
