@@ -157,7 +157,9 @@ class PrivacyAccountant:
         """Record one released round and return the spend including it; call before releasing.
 
         Refuses, recording nothing: InsufficientNoiseError if ``num_contributors`` minus
-        ``colluders`` is below the plan's honest count; ReplayError if ``server_round`` is not
+        ``colluders`` is below the plan's honest count (``colluders`` defaults to 0, every
+        contributor counted honest: see :func:`~secagg.dp.contributors.contributor_shortfall`
+        for when that holds); ReplayError if ``server_round`` is not
         after the last recorded one; BudgetExceededError if the round would exceed the budget;
         ConfigurationError if the state file no longer holds what this accountant last wrote
         or read (another accountant charged it, or it was rolled back, replaced or removed);
