@@ -79,8 +79,9 @@ class PrivacyAccountant:
     Args:
         plan: the calibrated noise every released round carries.
         path: the state file; loaded if it exists (and must match ``plan``), created otherwise
-            (under its lock: StateLockedError if another accountant holds it). None keeps the
-            state in memory only.
+            (under its lock: StateLockedError if another accountant holds it). None (the
+            default) keeps the state in memory only, which gives the budget up across restarts:
+            a new process counts from zero releases (simulations and tests only).
     """
 
     def __init__(self, plan: NoisePlan, path: str | os.PathLike[str] | None = None) -> None:
