@@ -85,7 +85,10 @@ def _run(configs: dict[int, MaskingConfig], server_config: MaskingConfig) -> tup
     states, inbound = {}, {}
     for client, config in configs.items():
         states[client], inbound[client] = client_start(
-            config, client, context=ZERO_CONTEXT, identity=identities.get(client),
+            config,
+            client,
+            context=ZERO_CONTEXT,
+            identity=identities.get(client),
             random_bytes=InsecureDeterministicRandom(client),
         )
     server = server_start(server_config, context=ZERO_CONTEXT)
