@@ -132,12 +132,16 @@ class DPQuantizer(WeightedQuantizer):
     paillier) sums these encodings unchanged; :meth:`decode_integers` returns the noised
     *sum* in model units (not a mean) and refuses a sum of fewer than h encodings.
     ``max_patients``: the public bound on a hospital's patients its range was sized for
-    (``max_samples_per_client``); :class:`DPAggregator` refuses a hospital declaring more.
+    (``max_samples_per_client``); :class:`DPAggregator` refuses a hospital declaring more,
+    before anything is encoded. It has no default: ``max_patients=None``, by name, gives that
+    refusal up, and a hospital with more patients than the range holds is then refused (or not)
+    by its data when it encodes, which the server sees (:func:`~fl_core.dp_build.make_dp_aggregator`
+    always passes its ``max_samples_per_client``).
     """
 
     plan: NoisePlan = field(kw_only=True)
     tail_bound: int = field(kw_only=True)
-    max_patients: int | None = field(default=None, kw_only=True)
+    max_patients: int | None = field(kw_only=True)
     noise_source: RandomSource | None = field(default=None, kw_only=True, repr=False, compare=False)
 
     def descriptor(

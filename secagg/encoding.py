@@ -156,6 +156,9 @@ class QuantizationConfig:
 def quantize_to_integers(values: npt.ArrayLike, config: QuantizationConfig, rng: np.random.Generator) -> IntArray:
     """Clip, scale and stochastically round ``values`` to integers in [-qmax, qmax].
 
+    The clipped coordinates are not counted here (see :func:`quantize`; the reporting path
+    is :func:`secagg.segments.quantize_segments`).
+
     ``rng`` supplies the rounding randomness (it need not be secret; it must be
     independent of the data). Non-finite inputs are refused.
     """
@@ -183,7 +186,11 @@ def quantize_to_integers(values: npt.ArrayLike, config: QuantizationConfig, rng:
 
 
 def quantize(values: npt.ArrayLike, config: QuantizationConfig, rng: np.random.Generator) -> RingVector:
-    """Quantize ``values`` and store them in two's complement in the config's ring."""
+    """Quantize ``values`` and store them in two's complement in the config's ring.
+
+    Values beyond ``config.clip`` are clipped and not counted here: a caller that needs the
+    count (the rule is clip *and report*) uses :func:`secagg.segments.quantize_segments`,
+    which returns it per segment for the secure sum (:class:`~secagg.segments.ClippingReport`)."""
     return to_ring(quantize_to_integers(values, config, rng), config)
 
 

@@ -32,6 +32,8 @@ from secagg.primitives.signing import PUBLIC_KEY_SIZE, SigningKey
 __all__ = ["main"]
 
 PUBLIC_SUFFIX = ".pub"
+MIN_FEDERATION_KEYS = 2
+"""Fewest keys a trusted list holds: ``trust`` refuses to write, ``check`` to accept, fewer."""
 MAX_PUBLIC_KEY_FILE = 1024
 """Largest ``.pub`` file read (64 hex digits and a newline)."""
 
@@ -69,6 +71,11 @@ def _new(path: str) -> int:
 
 def _trust(out: str, arguments: list[str]) -> int:
     keys = [_key_argument(argument) for argument in arguments]
+    if len(keys) < MIN_FEDERATION_KEYS:
+        # The same floor `check` applies: never write a list the next step refuses.
+        raise ConfigurationError(
+            f"{len(keys)} key(s) given; a federation needs at least {MIN_FEDERATION_KEYS} (nothing written)"
+        )
     repeated = sorted({key.hex() for key in keys if keys.count(key) > 1})
     if repeated:
         raise ConfigurationError(f"a public key is listed twice: {', '.join(repeated)}")
@@ -87,8 +94,10 @@ def _check(trusted: str, identities: list[str]) -> int:
             if key in keys:
                 raise ConfigurationError(f"{trusted}, line {number}: the key of line {keys.index(key) + 1} again")
             keys.append(key)
-    if len(keys) < 2:
-        raise ConfigurationError(f"{trusted} lists {len(keys)} key(s); a federation needs at least 2")
+    if len(keys) < MIN_FEDERATION_KEYS:
+        raise ConfigurationError(
+            f"{trusted} lists {len(keys)} key(s); a federation needs at least {MIN_FEDERATION_KEYS}"
+        )
     for path in identities:
         public = read_identity_key(path).public
         if public not in keys:

@@ -79,8 +79,9 @@ class PrivacyAccountant:
     Args:
         plan: the calibrated noise every released round carries.
         path: the state file; loaded if it exists (and must match ``plan``), created otherwise
-            (under its lock: StateLockedError if another accountant holds it). None keeps the
-            state in memory only.
+            (under its lock: StateLockedError if another accountant holds it). None (the
+            default) keeps the state in memory only, which gives the budget up across restarts:
+            a new process counts from zero releases (simulations and tests only).
     """
 
     def __init__(self, plan: NoisePlan, path: str | os.PathLike[str] | None = None) -> None:
@@ -157,7 +158,9 @@ class PrivacyAccountant:
         """Record one released round and return the spend including it; call before releasing.
 
         Refuses, recording nothing: InsufficientNoiseError if ``num_contributors`` minus
-        ``colluders`` is below the plan's honest count; ReplayError if ``server_round`` is not
+        ``colluders`` is below the plan's honest count (``colluders`` defaults to 0, every
+        contributor counted honest: see :func:`~secagg.dp.contributors.contributor_shortfall`
+        for when that holds); ReplayError if ``server_round`` is not
         after the last recorded one; BudgetExceededError if the round would exceed the budget;
         ConfigurationError if the state file no longer holds what this accountant last wrote
         or read (another accountant charged it, or it was rolled back, replaced or removed);

@@ -19,6 +19,10 @@ def contributor_shortfall(plan: NoisePlan, num_contributors: int, colluders: int
 
     ``num_contributors`` counts the hospitals whose noised inputs are in the sum;
     ``colluders`` how many of them the configuration must assume collude with the server.
+    The default, 0, counts every contributor as honest: right only where h already leaves
+    the colluders out (h at most the floor :mod:`secagg.dp.floors` computes from the secure
+    sum's t and c, as fl_core's ``DPAggregator`` and the Flower server check); otherwise pass
+    the configuration's c (``guarantee.colluders``).
     """
     require_instance("plan", plan, NoisePlan)
     num_contributors = require_int("num_contributors", num_contributors, 0, None)

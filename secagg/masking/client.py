@@ -2,7 +2,7 @@
 
 ::
 
-    state, advertise = client_start(config, client_id)
+    state, advertise = client_start(config, client_id, context=context)
     state, shares    = client_step(state, key_roster_bytes)
     state, masked    = client_step(state, share_delivery_bytes, input_vector=x)
     state, signature = client_step(state, survivor_list_bytes, identity=key)   # active mode
@@ -87,19 +87,22 @@ def client_start(
     config: MaskingConfig,
     client_id: int,
     *,
-    context: bytes = bytes(32),
+    context: bytes | None = None,
     identity: SigningKey | None = None,
     random_bytes: RandomBytes = system_random,
 ) -> tuple[ClientState, bytes]:
     """Round 0 (AdvertiseKeys): fresh X25519 key pairs for this session only.
 
-    ``context`` (32 bytes, e.g. a hash of the global model and the training
-    round) is signed in active mode, so a server cannot show clients different
-    contexts undetected. ``identity`` is required in active mode.
+    ``context`` (32 bytes, unique to the session: e.g. drawn by the server, or a hash of
+    the global model, the training round and a fresh nonce) is signed in active mode, so
+    a server cannot show clients different contexts undetected. It has no default:
+    ConfigurationError without it (a fixed context would repeat the session id, so signed
+    keys of one session would verify in another; :data:`ZERO_CONTEXT` only by name, in
+    tests). ``identity`` is required in active mode.
     """
     require_instance("config", config, MaskingConfig)
     client_id = require_int("client id", client_id, 1, config.num_clients)
-    check_context(context)
+    context = check_context(context)
     _check_identity(config, client_id, identity)
     encryption, mask = generate_keypair(random_bytes), generate_keypair(random_bytes)
     signature = b""

@@ -90,7 +90,9 @@ class MaskingConfig:
             :class:`~secagg.descriptor.SessionDescriptor` (quantization, layout, model,
             round, training parameters); part of the record, hence of the session id
             and of what active-mode clients sign. :data:`~secagg.descriptor.NO_DESCRIPTOR`
-            for raw ring vectors.
+            (the default) for raw ring vectors: it binds no encoding, so an application that
+            quantizes and leaves it out gives up the split-setup protection for its clip, bits
+            and weights (docs/masking.md).
     """
 
     num_clients: int

@@ -30,7 +30,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from secagg._validate import require_finite
+from secagg._validate import require_finite, require_instance
 from secagg.errors import ConfigurationError
 
 __all__ = [
@@ -150,14 +150,23 @@ def _threshold_for(num_clients: int, degree: int, corrupt: float, dropout: float
 
 
 def derive_secagg_plus(
-    num_clients: int, corrupt_fraction: float, dropout_fraction: float, *, active: bool = False
+    num_clients: int, corrupt_fraction: float, dropout_fraction: float, *, active: bool | None = None
 ) -> SecAggPlusParameters:
     """The smallest even degree k < n - 1 and its threshold (see the module docstring).
 
+    ``active`` must be named: True sizes t against a lying server (active mode, the
+    library's default), False for semi-honest mode only (a lower t that active mode
+    refuses); ConfigurationError if it is left out, never a silent semi-honest sizing.
     Falls back to the complete graph (k = n - 1) when no sparse graph qualifies,
     with t = smallest safe threshold; refuses with ConfigurationError when even
     that cannot tolerate ``floor(dropout_fraction * n)`` dropouts.
     """
+    if active is None:
+        raise ConfigurationError(
+            "derive_secagg_plus needs the mode by name: active=True (against a server that lies about dropouts, "
+            "the library's default) or active=False (semi-honest: an honest-but-curious server only)"
+        )
+    active = require_instance("active", active, bool)
     _check_fractions(num_clients, corrupt_fraction, dropout_fraction, active)
     for degree in range(2, num_clients - 1, 2):
         threshold = _threshold_for(num_clients, degree, corrupt_fraction, dropout_fraction, active)

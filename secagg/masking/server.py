@@ -2,7 +2,7 @@
 
 ::
 
-    state = server_start(config)
+    state = server_start(config, context=context)
     state, rosters    = server_step(state, advertise_messages)     # {client: bytes}
     state, deliveries = server_step(state, encrypted_shares)
     state, requests   = server_step(state, masked_inputs)
@@ -51,7 +51,6 @@ from secagg.masking.server_state import (
 )
 from secagg.masking.server_unmask import collect_unmask
 from secagg.masking.session import (
-    ZERO_CONTEXT,
     advertise_payload,
     check_context,
     consistency_payload,
@@ -68,14 +67,18 @@ __all__ = ["ServerPhase", "ServerResult", "ServerState", "server_start", "server
 _PROBE_SCALAR = bytes([0x5A]) * 32  # public; any scalar exposes small-order points
 
 
-def server_start(config: MaskingConfig, *, context: bytes = ZERO_CONTEXT) -> ServerState:
+def server_start(config: MaskingConfig, *, context: bytes | None = None) -> ServerState:
     """A server waiting for round 0 (AdvertiseKeys) of the session bound to ``context``.
 
-    ``context`` must be unique per session (e.g. a hash of the run, the round,
-    the model and a fresh nonce): it fixes the session id and with it the graph.
+    ``context`` must be unique per session (e.g. ``secrets.token_bytes(32)``, or a hash of
+    the run, the round, the model and a fresh nonce): it fixes the session id and with it
+    the graph. It has no default: ConfigurationError without it (a fixed context would
+    repeat the session id, so signed keys of one session would verify in another;
+    :data:`~secagg.masking.session.ZERO_CONTEXT` only by name, in tests).
     """
     require_instance("config", config, MaskingConfig)
-    session = session_id(config, check_context(context))
+    context = check_context(context)
+    session = session_id(config, context)
     return ServerState(config=config, context=context, session=session)
 
 

@@ -48,8 +48,19 @@ def _u32(value: int) -> bytes:
     return value.to_bytes(4, "big")
 
 
-def check_context(context: bytes) -> bytes:
-    """Return ``context`` if it is 32 bytes (e.g. a hash of the model and round)."""
+MISSING_CONTEXT = (
+    "a session needs its context by name: 32 bytes unique to this session (drawn by the server, e.g. "
+    "secrets.token_bytes(32), or a hash of run, round, model and a fresh nonce) and sent to every client; a "
+    "repeated context repeats the session id, so signed keys of one session verify in another (ZERO_CONTEXT "
+    "only by name, for tests)"
+)
+
+
+def check_context(context: bytes | None) -> bytes:
+    """Return ``context`` if it is 32 bytes (e.g. a hash of the model and round); ConfigurationError
+    for None (:data:`MISSING_CONTEXT`: there is no default context)."""
+    if context is None:
+        raise ConfigurationError(MISSING_CONTEXT)
     require_bytes("round context", context)
     if len(context) != CONTEXT_SIZE:
         raise ConfigurationError(f"round context must be {CONTEXT_SIZE} bytes, got {len(context)}")

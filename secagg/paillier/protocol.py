@@ -279,9 +279,11 @@ class DecryptingParty:
         """Party of the session ``params`` with ``secret``; ``own_upload`` is the digest of
         the upload this hospital sent in the session (None if it sent none);
         ``random_bytes`` feeds the proof's commitment; ``constant_time`` selects
-        side-channel-silent exponentiation with the secret (slower). ConfigurationError (naming the
-        argument) for a wrong type or an ``own_upload`` other than a 32-byte digest; bytes-like
-        values (bytearray, memoryview) are taken as bytes."""
+        side-channel-silent exponentiation with the secret (slower; the default, False, leaves
+        timing and cache side channels on the secret open to a co-located attacker:
+        docs/paillier.md, "Other limits"). ConfigurationError (naming the argument) for a wrong
+        type or an ``own_upload`` other than a 32-byte digest; bytes-like values (bytearray,
+        memoryview) are taken as bytes."""
         require_instance("params", params, SessionParameters)
         own_upload = None if own_upload is None else require_bytes("own_upload", own_upload, DIGEST_SIZE)
         random_bytes, workers = require_random_bytes(random_bytes), require_workers(workers)

@@ -100,7 +100,10 @@ class PaillierConfig:
             declared; the computed :attr:`guarantee` states what holds (at least c when declared).
         obfuscation: TEXTBOOK (r^n) or DJN (short exponent, fixed-base table).
         constant_time: decrypting parties exponentiate with their secret using
-            GMP's side-channel-silent ``powmod_sec`` (about 1.5x slower).
+            GMP's side-channel-silent ``powmod_sec`` (about 1.5x slower). The default, False,
+            gives that up: ``powmod``'s sliding windows let an attacker co-located with a
+            decrypting party learn bits of its secret through timing or cache side channels
+            (outside the threat model, docs/threat-model.md; docs/paillier.md, "Other limits").
         allow_insecure_key_bits_for_testing: accept keys down to 128 bits. Tests only.
     """
 

@@ -198,10 +198,21 @@ def test_overflow_check_covers_the_noise() -> None:
     assert 5 * quantization.qmax + tail <= quantization.limit
     with pytest.raises(ConfigurationError, match="overflow"):
         dp_quantization(config, num_clients=5, dimension=14, max_samples_per_client=2**20, ring_bits=32)
-    quantizer = DPQuantizer(quantization, plan=plan, tail_bound=tail)
+    quantizer = DPQuantizer(quantization, plan=plan, tail_bound=tail, max_patients=100)
     beyond = np.full(14, 5 * quantization.qmax + tail + 1, dtype=np.int64)
     with pytest.raises(OverflowDetectedError):
         quantizer.decode_integers(beyond, 5)
+
+
+def test_the_patient_bound_is_named_never_left_out_by_default() -> None:
+    # Before: max_patients defaulted to None, so a DPQuantizer built without it skipped the
+    # refusal of a hospital declaring more patients than the range was sized for, and that
+    # hospital's encoding was refused (or not) by its data, which the server sees.
+    plan, quantization, tail = dp_quantization(_config(), num_clients=5, dimension=14, max_samples_per_client=100)
+    with pytest.raises(TypeError, match="max_patients"):
+        DPQuantizer(quantization, plan=plan, tail_bound=tail)  # type: ignore[call-arg]
+    assert DPQuantizer(quantization, plan=plan, tail_bound=tail, max_patients=100).max_patients == 100
+    assert DPQuantizer(quantization, plan=plan, tail_bound=tail, max_patients=None).max_patients is None
 
 
 def test_descriptor_binds_the_dp_parameters() -> None:

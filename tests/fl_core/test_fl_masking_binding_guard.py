@@ -120,7 +120,12 @@ PLAN = NoisePlan(
 def dp_quantizer(**changes: Any) -> DPQuantizer:
     """A DP encoding of :data:`PLAN` (scale 64: 16 bits over a range of 32767 / 64), with ``changes``."""
     quantization = QuantizationConfig(32767 / PLAN.scale, 16, len(HOSPITALS), 32)
-    fields: dict[str, Any] = {"plan": PLAN, "tail_bound": 1000, "noise_source": SeededRandomSource(bytes(32))}
+    fields: dict[str, Any] = {
+        "plan": PLAN,
+        "tail_bound": 1000,
+        "noise_source": SeededRandomSource(bytes(32)),
+        "max_patients": None,
+    }
     return DPQuantizer(quantization, **(fields | changes))
 
 

@@ -169,3 +169,15 @@ def test_keys_check_refuses_a_trusted_list_others_may_write(
     # Assert: refused as the nodes refuse it, not approved for use
     assert status == 2
     assert "writable by group or others" in capsys.readouterr().err
+
+
+def test_trust_refuses_a_list_that_check_would_refuse(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    # Before: `secagg keys trust out a.pub` wrote a one-key list (exit 0) that `secagg keys check`
+    # then refused ("lists 1 key(s); a federation needs at least 2"): refused only later, by another step.
+    key = tmp_path / "h.key"
+    assert run("new", str(key)) == 0
+    lonely = tmp_path / "lonely.keys"
+    # Execute / Assert
+    assert run("trust", str(lonely), str(key) + ".pub") == 2
+    assert "at least 2" in capsys.readouterr().err
+    assert not lonely.exists()

@@ -13,6 +13,7 @@ from secagg.masking import (
     ACTIVE,
     HARARY,
     SEMI_HONEST,
+    ZERO_CONTEXT,
     ClientPhase,
     MaskingConfig,
     Round,
@@ -176,9 +177,9 @@ def test_config_digest_binds_every_operative_parameter() -> None:
 def test_active_client_needs_its_own_identity_key() -> None:
     active, identities = active_setup(5, 3)
     with pytest.raises(ConfigurationError, match="identity"):
-        client_start(active, 1)
+        client_start(active, 1, context=ZERO_CONTEXT)
     with pytest.raises(ConfigurationError, match="does not match"):
-        client_start(active, 1, identity=identities[2])
+        client_start(active, 1, context=ZERO_CONTEXT, identity=identities[2])
 
 
 @pytest.mark.parametrize("client", [0, 8, -1])

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import pytest
 
-from secagg.errors import ConfigurationError
+from secagg.errors import ConfigurationError, ConfigurationTypeError
 from secagg.masking import MaskingConfig
 from secagg.masking.parameters import derive_secagg_plus, surviving_neighbour_quantile
 
@@ -41,7 +41,7 @@ ACTIVE_CASES = [
 
 @pytest.mark.parametrize(("n", "corrupt", "dropout", "degree", "threshold"), SEMI_HONEST_CASES)
 def test_semi_honest_matches_production(n: int, corrupt: float, dropout: float, degree: int, threshold: int) -> None:
-    params = derive_secagg_plus(n, corrupt, dropout)
+    params = derive_secagg_plus(n, corrupt, dropout, active=False)
 
     assert (params.degree, params.threshold) == (degree, threshold)
 
@@ -71,14 +71,14 @@ def test_small_federation_falls_back_to_the_complete_graph() -> None:
 def test_threshold_never_exceeds_thesurviving_neighbour_quantile() -> None:
     for n in range(4, 40):
         for dropout in (0.05, 0.1, 0.2, 0.3):
-            params = derive_secagg_plus(n, 0.0, dropout)
+            params = derive_secagg_plus(n, 0.0, dropout, active=False)
             if not params.complete:
                 assert params.threshold <= surviving_neighbour_quantile(n, params.degree, dropout)
 
 
 def test_complete_fallback_refuses_when_dropouts_cannot_be_tolerated() -> None:
     with pytest.raises(ConfigurationError, match=r"only \d+ clients are assumed to survive"):
-        derive_secagg_plus(3, 0.3, 0.5)
+        derive_secagg_plus(3, 0.3, 0.5, active=False)
 
 
 def test_derived_config_passes_its_own_safety_checks() -> None:
@@ -92,3 +92,13 @@ def test_derived_config_passes_its_own_safety_checks() -> None:
                 )
 
             assert (config.degree, config.threshold) == (params.degree, params.threshold)
+
+
+def test_derive_secagg_plus_refuses_an_unnamed_mode() -> None:
+    # Before: active defaulted to False, so derive_secagg_plus(1000, 0.05, 0.05) silently sized
+    # (k, t) = (30, 17) for semi-honest mode, a threshold active mode (the library's default) refuses.
+    with pytest.raises(ConfigurationError, match=r"active=True.*active=False"):
+        derive_secagg_plus(1000, 0.05, 0.05)
+    with pytest.raises(ConfigurationTypeError, match="active"):
+        derive_secagg_plus(1000, 0.05, 0.05, active="no")  # type: ignore[arg-type]
+    assert derive_secagg_plus(1000, 0.05, 0.05, active=False).threshold == 17

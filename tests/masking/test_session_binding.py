@@ -22,6 +22,7 @@ from secagg.errors import ConfigurationError, SecAggError, ThresholdError
 from secagg.masking import (
     ACTIVE,
     SEMI_HONEST,
+    ZERO_CONTEXT,
     ClientPhase,
     MaskingConfig,
     ServerPhase,
@@ -84,9 +85,13 @@ def _run(configs: dict[int, MaskingConfig], server_config: MaskingConfig) -> tup
     states, inbound = {}, {}
     for client, config in configs.items():
         states[client], inbound[client] = client_start(
-            config, client, identity=identities.get(client), random_bytes=InsecureDeterministicRandom(client)
+            config,
+            client,
+            context=ZERO_CONTEXT,
+            identity=identities.get(client),
+            random_bytes=InsecureDeterministicRandom(client),
         )
-    server = server_start(server_config)
+    server = server_start(server_config, context=ZERO_CONTEXT)
     try:
         while True:
             server, outbound = server_step(server, inbound)

@@ -111,7 +111,7 @@ def _round_zero() -> tuple[dict[int, Any], dict[int, bytes]]:
 
     def make() -> tuple[dict[int, Any], dict[int, bytes]]:
         config = _masking_config()
-        started = {c: client_start(config, c) for c in range(1, 6)}
+        started = {c: client_start(config, c, context=bytes(32)) for c in range(1, 6)}
         return {c: s for c, (s, _) in started.items()}, {c: m for c, (_, m) in started.items()}
 
     states, adverts = _cached("round0", make)
@@ -127,7 +127,7 @@ def _roster_for_client_1() -> tuple[Any, bytes]:
     from secagg.masking import server_start, server_step
 
     def make() -> bytes:
-        return server_step(server_start(_masking_config()), _advertisements())[1][1]
+        return server_step(server_start(_masking_config(), context=bytes(32)), _advertisements())[1][1]
 
     return _round_zero()[0][1], _cached("roster", make)
 
@@ -261,7 +261,7 @@ def entries() -> list[Entry]:
         Entry(
             "masking.server_step",
             masking.server_step,
-            lambda: {"state": masking.server_start(_masking_config()), "inbound": _advertisements()},
+            lambda: {"state": masking.server_start(_masking_config(), context=bytes(32)), "inbound": _advertisements()},
             objects=("state", "inbound"),
         ),
         Entry(
