@@ -271,13 +271,15 @@ class DecryptingParty:
         params: SessionParameters,
         secret: KeyShare | PrivateKey,
         *,
-        own_upload: bytes | None = None,
+        own_upload: bytes | None,
         random_bytes: RandomBytes = system_random,
         workers: Workers = IN_PROCESS,
         constant_time: bool = False,
     ) -> None:
         """Party of the session ``params`` with ``secret``; ``own_upload`` is the digest of
-        the upload this hospital sent in the session (None if it sent none);
+        the upload this hospital sent in the session, or None, by name, if it sent none (then
+        no request is checked for it: the party would decrypt a sum without its own upload), so
+        a caller cannot leave the check out by omission;
         ``random_bytes`` feeds the proof's commitment; ``constant_time`` selects
         side-channel-silent exponentiation with the secret (slower; the default, False, leaves
         timing and cache side channels on the secret open to a co-located attacker:

@@ -208,7 +208,9 @@ def paillier_world() -> PaillierWorld:
         for upload in uploads.values():
             server.receive_upload(upload)
         request = server.decryption_request(1)
-        party = DecryptingParty(params, material.shares[0], random_bytes=InsecureDeterministicRandom(9))
+        party = DecryptingParty(
+            params, material.shares[0], own_upload=None, random_bytes=InsecureDeterministicRandom(9)
+        )
         partial = party.respond(request)
         server.aggregate_ciphertexts()
         weak = {"scrypt_log_n": 10, "scrypt_r": 1, "allow_weak_kdf_for_testing": True}

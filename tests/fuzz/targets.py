@@ -319,7 +319,9 @@ def _receive_partial(data: bytes) -> None:
 
 def _party() -> DecryptingParty:
     world = corpus.paillier_world()
-    return DecryptingParty(world.params, world.material.shares[0], random_bytes=InsecureDeterministicRandom(9))
+    return DecryptingParty(
+        world.params, world.material.shares[0], own_upload=None, random_bytes=InsecureDeterministicRandom(9)
+    )
 
 
 def _respond(data: bytes) -> None:

@@ -72,7 +72,7 @@ CALLS: dict[str, tuple[Callable[[], object], str]] = {
     "Server.receive_upload": (lambda: Server(PARAMS).receive_upload(3), "upload"),  # type: ignore[arg-type]
     "Server.receive_partial": (lambda: Server(PARAMS).receive_partial("x"), "partial"),  # type: ignore[arg-type]
     "DecryptingParty.respond": (
-        lambda: DecryptingParty(PARAMS, MATERIAL.shares[0]).respond(None), "request"  # type: ignore[arg-type]
+        lambda: DecryptingParty(PARAMS, MATERIAL.shares[0], own_upload=None).respond(None), "request"  # type: ignore[arg-type]
     ),
     "DecryptingParty own_upload type": (
         lambda: DecryptingParty(PARAMS, MATERIAL.shares[0], own_upload="digest"), "own_upload"  # type: ignore[arg-type]
@@ -81,13 +81,15 @@ CALLS: dict[str, tuple[Callable[[], object], str]] = {
         lambda: DecryptingParty(PARAMS, MATERIAL.shares[0], own_upload=memoryview(bytes(31))), "own_upload"  # type: ignore[arg-type]
     ),
     "DecryptingParty random_bytes": (
-        lambda: DecryptingParty(PARAMS, MATERIAL.shares[0], random_bytes=None), "random_bytes"  # type: ignore[arg-type]
+        lambda: DecryptingParty(PARAMS, MATERIAL.shares[0], own_upload=None, random_bytes=None),  # type: ignore[arg-type]
+        "random_bytes",
     ),
     "DecryptingParty workers": (
-        lambda: DecryptingParty(PARAMS, MATERIAL.shares[0], workers=1), "workers"  # type: ignore[arg-type]
+        lambda: DecryptingParty(PARAMS, MATERIAL.shares[0], own_upload=None, workers=1), "workers"  # type: ignore[arg-type]
     ),
     "DecryptingParty constant_time": (
-        lambda: DecryptingParty(PARAMS, MATERIAL.shares[0], constant_time="no"), "constant_time"  # type: ignore[arg-type]
+        lambda: DecryptingParty(PARAMS, MATERIAL.shares[0], own_upload=None, constant_time="no"),  # type: ignore[arg-type]
+        "constant_time",
     ),
     "Encryptor random_bytes": (lambda: Encryptor(KEY, random_bytes=1), "random_bytes"),  # type: ignore[arg-type]
     "Encryptor workers": (lambda: Encryptor(KEY, workers="x"), "workers"),  # type: ignore[arg-type]
@@ -207,7 +209,7 @@ def test_messages_as_memoryviews_are_taken_as_their_bytes() -> None:
         server.receive_upload(memoryview(data))
     answers = []
     for index in (1, 2):
-        party = DecryptingParty(PARAMS, MATERIAL.shares[index - 1])
+        party = DecryptingParty(PARAMS, MATERIAL.shares[index - 1], own_upload=None)
         answers.append(party.respond(memoryview(wire.encode(server.decryption_request(index)))))
     for answer in answers:
         server.receive_partial(memoryview(wire.encode(answer)))
@@ -230,3 +232,10 @@ def test_the_paillier_aggregator_checks_its_switches_and_randomness_first(option
     quantizer = WeightedQuantizer.create(3)
     with pytest.raises(ConfigurationTypeError, match=option):
         PaillierAggregator(quantizer, key_material=MATERIAL, **{option: value})  # type: ignore[arg-type]
+
+
+def test_a_decrypting_party_must_say_which_upload_is_its_own_or_none_by_name() -> None:
+    # Leaving own_upload out would silently skip the check that a sum holds the party's upload
+    with pytest.raises(TypeError, match="own_upload"):
+        DecryptingParty(PARAMS, MATERIAL.shares[0])  # type: ignore[call-arg]
+    assert DecryptingParty(PARAMS, MATERIAL.shares[0], own_upload=None).index == 1
