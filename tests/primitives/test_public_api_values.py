@@ -599,7 +599,7 @@ def entries() -> list[Entry]:
         Entry(
             "paillier.DecryptingParty",
             _insecure(paillier.DecryptingParty),
-            lambda: {"params": _session_parameters(), "secret": _threshold_material().shares[0]},
+            lambda: {"params": _session_parameters(), "secret": _threshold_material().shares[0], "own_upload": None},
             objects=("params", "secret"),
         ),
         Entry(
