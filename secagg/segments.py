@@ -72,7 +72,8 @@ class Segment:
         length: number of coordinates (>= 1).
         clip: float segments are clipped to ``[-clip, clip]`` (positive, finite);
             ``None`` means "not chosen yet" (an aggregator fills in its clip, see
-            :meth:`SegmentTable.resolved`); always ``None`` for integer segments.
+            :meth:`SegmentTable.resolved`); always ``None`` for integer segments (a clip given
+            to one is refused).
         integer: an exact integer segment: scale 1, no clip, ``|v| <= qmax`` or refused.
     """
 
@@ -87,8 +88,9 @@ class Segment:
         object.__setattr__(self, "length", require_int(f"segment {self.name!r}: length", self.length, 1))
         if not isinstance(self.integer, bool):
             raise ConfigurationError(f"segment {self.name!r}: integer must be a bool")
-        if self.integer or self.clip is None:
-            object.__setattr__(self, "clip", None)
+        if self.integer and self.clip is not None:  # never dropped silently: the caller meant something
+            raise ConfigurationError(f"segment {self.name!r}: an integer segment is exact and takes no clip")
+        if self.clip is None:
             return
         clip = require_finite(f"segment {self.name!r}: clip", self.clip, 0.0)
         if clip <= 0:

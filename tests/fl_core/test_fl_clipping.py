@@ -162,6 +162,13 @@ def test_integer_segments_refuse_rather_than_clip() -> None:
         quantizer.encode_integers(ClientUpdate(0, np.array([1.5, 0.0]), 1), np.random.default_rng(0), table)
 
 
+def test_an_integer_segment_given_a_clip_is_refused_not_stripped_of_it() -> None:
+    # The caller meant a clip the exact segment cannot have: refused, never dropped silently
+    with pytest.raises(ConfigurationError, match="integer segment is exact and takes no clip"):
+        Segment("steps", 4, 5.0, integer=True)
+    assert Segment("steps", 4, integer=True).clip is None
+
+
 def test_the_overflow_check_covers_the_count_coordinates() -> None:
     quantizer = WeightedQuantizer.create(3, ring_bits=32)
     # 3 clients x a segment of 2^30 coordinates could wrap Z_(2^32)'s signed range

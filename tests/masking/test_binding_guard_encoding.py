@@ -119,7 +119,12 @@ SPLITS: dict[type, dict[str, Change]] = {
         "ring_bits": {"ring_bits": 64},
         "max_weight": {"max_weight": 50},
     },
-    Segment: {"name": {"name": "other"}, "length": {"length": 7}, "clip": {"clip": 0.25}, "integer": {"integer": True}},
+    Segment: {
+        "name": {"name": "other"},
+        "length": {"length": 7},
+        "clip": {"clip": 0.25},
+        "integer": {"integer": True, "clip": None},  # an exact segment takes no clip
+    },
     SegmentTable: {"segments": {"segments": (Segment("a", 3, 0.5), Segment("b", 3, 0.5))}},
     Subset: {
         "dimension": {"dimension": 101},
