@@ -125,6 +125,7 @@ def test_the_sparse_graph_floor_is_the_default_secagg_plus_guarantee() -> None:
     config = MaskingConfig.secagg_plus(101, 2, identity_keys=keys)
     # Execute / Assert: the floor is that configuration's guarantee; a lower corrupt fraction is below it
     assert config.graph == "harary" and default_colluders(config) == config.guarantee.colluders == 5
+    NodePolicy().check_colluders(config.guarantee, default_colluders(config))  # the bound: accepted
     weaker = MaskingConfig.secagg_plus(101, 2, identity_keys=keys, corrupt_fraction=0.04)
     assert weaker.guarantee.colluders == 4
     with pytest.raises(ConfigurationError, match="library default of 5"):

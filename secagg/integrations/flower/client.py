@@ -139,7 +139,8 @@ def make_secagg_mod(
 
     Args:
         policy: what this node accepts (:class:`~secagg.integrations.flower.NodePolicy`;
-            default: active mode only, at least 3 nodes and a threshold of 2),
+            default: active mode only, at least 3 nodes, a threshold of 2, and no round tolerating
+            fewer colluders than the library's default for that round, ``policy.default_colluders``),
             checked in the setup stage before anything derived from its data leaves it.
         allow_plain_train: pass training messages outside a secure round to the
             handler (their replies then leave in the clear). Off by default.

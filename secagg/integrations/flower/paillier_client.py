@@ -156,7 +156,8 @@ def make_paillier_mod(
         passphrase: its passphrase (default: node config ``key-share-passphrase-file``,
             then the environment variable ``SECAGG_KEY_SHARE_PASSPHRASE``).
         policy: what this node accepts (:class:`~secagg.integrations.flower.NodePolicy`;
-            default: at least 3 nodes and 2 contributors), checked before it trains.
+            default: at least 3 nodes and 2 contributors, and no round tolerating fewer colluders than a
+            ``default_threshold(l)``-of-l key, ``policy.paillier_default_colluders``), checked before it trains.
         allow_plain_train: pass training messages outside a secure round to the handler.
         rng: the quantization's rounding randomness (not secret); fresh OS entropy if None.
         audit: called with an :class:`AuditRecord` (int64 encoding) after each upload.
