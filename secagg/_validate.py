@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import math
 import numbers
+import os
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, SupportsIndex, TypeVar, cast
 
@@ -29,6 +30,7 @@ T = TypeVar("T")
 __all__ = [
     "check_fields",
     "is_int",
+    "require_bool",
     "require_bytes",
     "require_callable",
     "require_finite",
@@ -36,6 +38,7 @@ __all__ = [
     "require_int",
     "require_mapping",
     "require_optional_int",
+    "require_optional_path",
     "require_rng",
     "require_sequence",
 ]
@@ -56,6 +59,22 @@ def require_int(name: str, value: object, lo: int | None = None, hi: int | None 
         high = "" if hi is None else str(hi)
         raise ConfigurationError(f"{name} must be in {low}..{high}, got {_short(number)}")
     return number
+
+
+def require_bool(name: str, value: object) -> bool:
+    """``value`` if it is a real ``bool`` (``True``/``False``): not ``1``, ``"yes"`` nor ``numpy.bool_``."""
+    if not isinstance(value, bool):
+        raise ConfigurationTypeError(f"{name} must be True or False, got {_describe(value)}")
+    return value
+
+
+def require_optional_path(name: str, value: object) -> object:
+    """``value`` if it is None, a ``str`` or an ``os.PathLike`` of ``str`` (a file to read later)."""
+    if value is not None and not isinstance(value, str) and not (
+        isinstance(value, os.PathLike) and isinstance(os.fspath(value), str)
+    ):
+        raise ConfigurationTypeError(f"{name} must be a path (str or os.PathLike) or None, got {_describe(value)}")
+    return value
 
 
 def require_optional_int(name: str, value: object, lo: int | None = None, hi: int | None = None) -> int | None:

@@ -103,8 +103,9 @@ def app(node: int, audit: Audit | None = None, *, share: Path | None = None, fai
         mod = make_secagg_mod(audit=audit, rng=rng, **options)  # type: ignore[arg-type]
     else:
         key_file, trusted = identity_files(node)
+        options = {"policy": NodePolicy(min_colluders=0), **mod_options}  # the 3-of-5 key (c = 0): by name
         mod = make_paillier_mod(key_share_file=share, passphrase=PASSPHRASE, identity_key_file=key_file,  # type: ignore[arg-type]
-                                trusted_keys_file=trusted, audit=audit, rng=rng, **mod_options)  # fmt: skip
+                                trusted_keys_file=trusted, audit=audit, rng=rng, **options)  # fmt: skip
     client = ClientApp(mods=[mod])
 
     @client.train()

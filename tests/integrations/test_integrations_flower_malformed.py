@@ -256,7 +256,7 @@ def test_the_paillier_mod_answers_malformed_model_arrays_with_an_error(
     vector, layout = flatten_arrays([("arrays", k, v.numpy()) for k, v in initial_arrays().items()])
     quantization = QuantizationConfig(0.5, 16, len(PAILLIER_NODES), ring_bits=64, max_weight=4096)
     table = layout_table(layout).with_clips({"arrays/w": 0.5, "arrays/b": 0.5})
-    setup = PaillierSetup.create(1, PAILLIER_NODES, read_public_key(public_path), 2, quantization,
+    setup = PaillierSetup.create(1, PAILLIER_NODES, read_public_key(public_path), 3, quantization,
                                  encoded_length(table), "num-examples", arrays_digest(vector, layout),
                                  [node_identity_key(n).public for n in PAILLIER_NODES], segments=table.describe())
     node = PAILLIER_NODES[0]

@@ -270,12 +270,13 @@ def test_unsafe_settings_are_refused_before_anything_is_sent(tmp_path: Path) -> 
         PaillierOptions(public_key=public, bits=48, max_weight=1 << 20)
     with pytest.raises(ConfigurationError, match="above the packing limit of 48"):
         PaillierOptions(public_key=public, bits=40, max_weight=1 << 12)
-    with pytest.raises(ConfigurationError, match="at least 3 nodes"):
-        FedAvg(fraction_evaluate=0.0, min_train_nodes=1, min_available_nodes=1).start(
-            grid=PaillierGrid(few, PaillierOptions(public_key=public, trusted_keys=TRUSTED_KEYS)),
-            initial_arrays=initial_arrays(),
-            num_rounds=1,
-        )
+    # A round sampling too few nodes is skipped with the reason before anything is sent (the run goes on).
+    secure = PaillierGrid(few, PaillierOptions(public_key=public, trusted_keys=TRUSTED_KEYS))
+    FedAvg(fraction_evaluate=0.0, min_train_nodes=1, min_available_nodes=1).start(
+        grid=secure, initial_arrays=initial_arrays(), num_rounds=1,
+    )
+    (report,) = secure.reports
+    assert report.skipped_reason is not None and "at least 3 nodes" in report.skipped_reason, report.skipped_reason
     assert few.sent == []
 
 
@@ -284,7 +285,7 @@ def _small_primes() -> tuple[int, int]:
     return p, q
 
 
-def setup_for(public_fingerprint_key: object, nodes: tuple[int, ...] = NODES, min_contributors: int = 2) -> bytes:
+def setup_for(public_fingerprint_key: object, nodes: tuple[int, ...] = NODES, min_contributors: int = 3) -> bytes:
     vector, layout = flatten_arrays([("arrays", k, v.numpy()) for k, v in initial_arrays().items()])
     quantization = QuantizationConfig(0.5, 16, len(nodes), ring_bits=64, max_weight=4096)
     table = layout_table(layout).with_clips({"arrays/w": 0.5, "arrays/b": 0.5})
@@ -310,10 +311,10 @@ def test_the_node_refuses_another_key_a_low_floor_and_a_wrong_passphrase(keys: t
         return app(encrypt_message(node, setup), Context(77, node, {}, RecordDict(), {}))  # type: ignore[operator]
 
     app = make_app(node, 10, paillier=True, key_share_file=shares[0], passphrase=PASSPHRASE,
-                   policy=NodePolicy(min_contributors=3))
+                   policy=NodePolicy(min_contributors=3, min_colluders=0))  # c = 0 accepted by name
     wrong = make_app(node, 10, paillier=True, key_share_file=shares[0], passphrase="wrong")
     # Execute
-    replies = [reply(app, setup_for(other, min_contributors=3)), reply(app, setup_for(own)),
+    replies = [reply(app, setup_for(other, min_contributors=3)), reply(app, setup_for(own, min_contributors=2)),
                reply(wrong, setup_for(own))]
     # Assert
     reasons = [r.error.reason for r in replies]

@@ -82,7 +82,8 @@ def paillier_grid(
     tmp_path: Path, audit: Audit | None = None, policy: NodePolicy | None = None, **options: object
 ) -> tuple[FakeGrid, PaillierGrid]:
     public_path, shares = key_files(tmp_path / "ceremony", len(NODES), 3)
-    extra = {} if policy is None else {"policy": policy}
+    # The nodes accept the 3-of-5 key's c = 0 by name too.
+    extra = {"policy": NodePolicy(min_colluders=0) if policy is None else policy}
     grid = FakeGrid({node: app(node, share, audit, **extra) for node, share in zip(NODES, shares, strict=True)})
     # A 3-of-5 key, below the default 4-of-5: accepted by name (colluders=0: two dropouts, no colluder).
     secure = PaillierGrid(grid, PaillierOptions(public_key=read_public_key(public_path), stage_timeout=5.0,
@@ -177,7 +178,7 @@ def test_a_split_clip_table_never_yields_an_aggregate(tmp_path: Path) -> None:
 
 def test_a_node_refuses_a_clip_above_its_policy_before_training(tmp_path: Path) -> None:
     audit = Audit()
-    _, secure = paillier_grid(tmp_path, audit, policy=NodePolicy(max_clip=0.1))
+    _, secure = paillier_grid(tmp_path, audit, policy=NodePolicy(max_clip=0.1, min_colluders=0))
     run(secure)
     report = secure.reports[0]
     assert report.aggregate is None and not audit.records

@@ -63,7 +63,7 @@ def app(node: int, share: Path, audit: Audit | None, policy: NodePolicy | None) 
     mod = make_paillier_mod(
         key_share_file=share, passphrase=PASSPHRASE, identity_key_file=key_file, trusted_keys_file=trusted_file,
         audit=audit, rng=np.random.default_rng(node), noise_source=SeededRandomSource(node.to_bytes(32, "big")),
-        policy=NodePolicy() if policy is None else policy,
+        policy=NodePolicy(min_colluders=0) if policy is None else policy,  # the 3-of-5 key (c = 0): by name
     )  # fmt: skip
     client = ClientApp(mods=[mod])
 
@@ -116,7 +116,8 @@ def stages_sent(grid: FakeGrid) -> list[str]:
 def test_a_dp_round_decrypts_the_noise_the_nodes_added_and_never_the_noise_free_sum(tmp_path: Path) -> None:
     # Prepare: hospitals that require DP, within their own ceilings
     audit = Audit()
-    policy = NodePolicy(require_dp=True, max_dp_epsilon=8.0, max_dp_delta=1e-4, min_noise_multiplier=0.1)
+    policy = NodePolicy(require_dp=True, max_dp_epsilon=8.0, max_dp_delta=1e-4, min_noise_multiplier=0.1,
+                        min_colluders=0)
     grid, secure = dp_grid(tmp_path, audit, policy)
     # Execute
     final = run(secure)
@@ -257,10 +258,10 @@ def test_a_split_dp_value_fails_the_session(tmp_path: Path, rewrite: Rewrite, ma
 @pytest.mark.parametrize(
     ("policy", "match"),
     [
-        (NodePolicy(min_noise_multiplier=1e4), "noise multiplier"),
-        (NodePolicy(max_dp_epsilon=1.0), "exceeds this node's ceiling 1"),
-        (NodePolicy(max_dp_delta=1e-6), "delta 1e-05 exceeds this node's ceiling 1e-06"),
-        (NodePolicy(require_dp_state_file=True), "keeps no DP budget file (dp-state-file)"),
+        (NodePolicy(min_colluders=0, min_noise_multiplier=1e4), "noise multiplier"),
+        (NodePolicy(min_colluders=0, max_dp_epsilon=1.0), "exceeds this node's ceiling 1"),
+        (NodePolicy(min_colluders=0, max_dp_delta=1e-6), "delta 1e-05 exceeds this node's ceiling 1e-06"),
+        (NodePolicy(min_colluders=0, require_dp_state_file=True), "keeps no DP budget file (dp-state-file)"),
     ],
     ids=["noise-multiplier", "epsilon", "delta", "no-budget-file"],
 )

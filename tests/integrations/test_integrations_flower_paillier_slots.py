@@ -23,7 +23,7 @@ from flwr.serverapp.strategy import FedAvg
 from secagg import wire
 from secagg.encoding import QuantizationConfig, smallest_ring_bits
 from secagg.errors import ConfigurationError, EncodeError
-from secagg.integrations.flower import PaillierGrid, PaillierOptions, make_paillier_mod
+from secagg.integrations.flower import NodePolicy, PaillierGrid, PaillierOptions, make_paillier_mod
 from secagg.integrations.flower._records import read_stage
 from secagg.integrations.flower.clipping import check_table
 from secagg.integrations.flower.keys import read_public_key
@@ -61,7 +61,8 @@ def extreme_app(node: int, share: Path, sign: int, audit: Audit) -> ClientApp:
     ``sign * 4 clip`` (clipped to ``sign * qmax``), the integer array by ``sign * qmax``."""
     key_file, trusted_file = identity_files(node)
     mod = make_paillier_mod(key_share_file=share, passphrase=PASSPHRASE, identity_key_file=key_file,
-                            trusted_keys_file=trusted_file, audit=audit, rng=np.random.default_rng(node))
+                            trusted_keys_file=trusted_file, audit=audit, rng=np.random.default_rng(node),
+                            policy=NodePolicy(min_colluders=0))  # the 3-of-5 key (c = 0): by name
     client = ClientApp(mods=[mod])
 
     @client.train()

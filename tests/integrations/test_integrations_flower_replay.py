@@ -115,7 +115,7 @@ def encrypt_of_round(node: int, server_round: int) -> Message:
     table = layout_table(layout).with_clips({"arrays/w": 0.5, "arrays/b": 0.5})
     content = RecordDict({"arrays": initial_arrays(), "config": ConfigRecord({"server-round": server_round})})
     setup = PaillierSetup.create(
-        server_round, PAILLIER_NODES, material(4, 3).public, 2, quantization, encoded_length(table), "num-examples",
+        server_round, PAILLIER_NODES, material(4, 3).public, 3, quantization, encoded_length(table), "num-examples",
         arrays_digest(vector, layout), [node_identity_key(n).public for n in PAILLIER_NODES],
         segments=table.describe(), parameters=training_parameters(content),
     )

@@ -4,7 +4,7 @@ Masking rounds derive their threshold and graph from each round's node count and
 guarantee computed for it; Paillier rounds report the guarantee of their key for the round's
 nodes, and a round with more nodes than the key has shares (two nodes would hold one share) is
 refused with the reason before its setup is sent. A round below the fewest nodes a secure round
-needs is refused before anything is sent.
+needs is skipped with the reason before anything is sent, and the run goes on.
 """
 
 from __future__ import annotations
@@ -18,7 +18,6 @@ import pytest
 pytest.importorskip("flwr")
 
 from secagg import wire
-from secagg.errors import ConfigurationError
 from secagg.guarantee import Guarantee
 from secagg.integrations.flower import PaillierGrid, PaillierOptions, SecAggGrid, SecAggOptions
 from secagg.integrations.flower._records import read_stage
@@ -130,10 +129,10 @@ def test_every_node_refuses_a_paillier_setup_with_more_nodes_than_key_shares(
 
 
 @pytest.mark.parametrize("protocol", ["masking", "paillier"])
-def test_a_later_round_below_the_fewest_nodes_is_refused_before_anything_is_sent(
+def test_a_later_round_below_the_fewest_nodes_is_skipped_before_anything_is_sent_and_the_run_goes_on(
     protocol: str, tmp_path: Path
 ) -> None:
-    # Prepare: a round of 3 nodes, then one of 2 (a node left)
+    # Prepare: a round of 3 nodes, then one of 2 (a node left), then 3 again
     audit = Audit()
     secure: SecAggGrid | PaillierGrid
     if protocol == "masking":
@@ -145,9 +144,12 @@ def test_a_later_round_below_the_fewest_nodes_is_refused_before_anything_is_sent
         grid = paillier_federation(shares, audit)
         secure = PaillierGrid(grid, PaillierOptions(public_key=read_public_key(public_path),
                                                     trusted_keys=TRUSTED_KEYS))
-    nodes_per_round(grid, secure, (3, 2))
-    # Execute / Assert: refused, naming the count; nothing of round 2 is sent
-    with pytest.raises(ConfigurationError, match="at least 3 nodes"):
-        run(secure, rounds=2)
-    assert len(secure.reports) == 1 and secure.reports[0].skipped_reason is None
+    nodes_per_round(grid, secure, (3, 2, 3))
+    # Execute
+    run(secure, rounds=3)
+    # Assert: round 2 is skipped naming the count, nothing of it sent; rounds 1 and 3 are summed
+    first, second, third = secure.reports
+    assert first.skipped_reason is None and third.skipped_reason is None, (first.errors, third.errors)
+    assert second.skipped_reason is not None and "at least 3 nodes" in second.skipped_reason, second.skipped_reason
+    assert second.included == frozenset() and second.guarantee is None and len(second.node_ids) == 2
     assert [m for m in grid.sent if m.metadata.group_id == "2"] == []

@@ -20,7 +20,7 @@ from flwr.app import ConfigRecord, Message, RecordDict
 from flwr.serverapp.strategy import FedAvg
 
 from secagg import wire
-from secagg.integrations.flower import PaillierGrid, PaillierOptions, SecAggGrid, SecAggOptions
+from secagg.integrations.flower import NodePolicy, PaillierGrid, PaillierOptions, SecAggGrid, SecAggOptions
 from secagg.integrations.flower._records import PAYLOAD_RECORD, read_stage, stage_content
 from secagg.integrations.flower.keys import read_public_key
 from secagg.integrations.flower.protocol import ENCRYPT, MASKED_INPUT, SETUP, PaillierSetup, RoundSetup
@@ -143,7 +143,8 @@ def test_a_split_training_config_over_flower_is_refused_by_the_nodes() -> None:
 def test_a_split_clip_in_a_paillier_round_never_yields_the_targets_update(tmp_path: Path) -> None:
     # Prepare: a 2-of-5 key; the others' PaillierSetup says clip 1e300
     public_path, shares = key_files(tmp_path / "ceremony", len(NODES), 3)
-    apps = {node: make_app(node, WEIGHTS[node], paillier=True, key_share_file=share, passphrase=PASSPHRASE)
+    apps = {node: make_app(node, WEIGHTS[node], paillier=True, key_share_file=share, passphrase=PASSPHRASE,
+                           policy=NodePolicy(min_colluders=0))  # the 3-of-5 key (c = 0): by name
             for node, share in zip(NODES, shares, strict=True)}
     grid = FakeGrid(apps)
     options = PaillierOptions(public_key=read_public_key(public_path), stage_timeout=5.0, trusted_keys=TRUSTED_KEYS,

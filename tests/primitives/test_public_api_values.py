@@ -757,7 +757,7 @@ def _integration_entries() -> list[Entry]:
                          "max_clip": 1.0, "min_bits": 8},
                 ints=("min_nodes", "min_threshold", "min_colluders", "min_contributors", "min_bits"),
                 reals=("max_clip",),
-                allowed=frozenset({("max_clip", "none"), ("min_bits", "none")}),
+                allowed=frozenset({("max_clip", "none"), ("min_bits", "none"), ("min_colluders", "none")}),
             ),
             Entry(
                 "flower.round_context",

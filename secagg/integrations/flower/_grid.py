@@ -109,8 +109,10 @@ class SecureGrid(Grid):  # type: ignore[misc,unused-ignore]  # Grid is Any where
 
         Other batches are sent through the wrapped grid unchanged. ``timeout``
         is ignored for secure rounds: each stage waits its own stage timeout.
-        Raises ConfigurationError before sending anything if the batch or the
-        settings are unfit for a secure round.
+        Raises ConfigurationError before sending anything if the batch (its
+        messages or model) is unfit for a secure round; a round whose node count
+        the settings cannot serve (too few sampled, more than ``max_nodes``) is
+        skipped instead, with the reason in :attr:`reports`, and the run goes on.
         """
         batch = list(messages)
         if not batch or any(m.metadata.message_type.split(".")[0] != MessageType.TRAIN for m in batch):

@@ -15,8 +15,9 @@ from flwr.clientapp.typing import ClientAppCallable
 from flwr.common.constant import ErrorCode
 
 from secagg import wire
+from secagg._validate import require_bool, require_callable, require_instance, require_optional_path, require_rng
 from secagg.dp.sampler import RandomSource
-from secagg.errors import AuthenticationError, ConfigurationError, ProtocolError, SecAggError
+from secagg.errors import AuthenticationError, ConfigurationError, ConfigurationTypeError, ProtocolError, SecAggError
 from secagg.integrations.flower._records import (
     check_training,
     has_stage,
@@ -100,6 +101,23 @@ class NodeSettings:
     trusted_keys_file: PathLike | None
     noise_source: RandomSource | None
     dp_state_file: PathLike | None
+
+    def __post_init__(self) -> None:
+        """Check every argument of the mod factory now, so a wrong type never waits for a round."""
+        require_instance("policy", self.policy, NodePolicy)
+        require_bool("allow_plain_train", self.allow_plain_train)
+        if self.rng is not None:
+            require_rng("rng", self.rng)
+        if self.audit is not None:
+            require_callable("audit", self.audit)
+        require_callable("random_bytes", self.random_bytes)
+        for name in ("identity_key_file", "trusted_keys_file", "dp_state_file"):
+            require_optional_path(name, getattr(self, name))
+        if self.noise_source is not None and not callable(getattr(self.noise_source, "random_bytes", None)):
+            raise ConfigurationTypeError(
+                f"noise_source must have a random_bytes(n) method (secagg.dp.RandomSource) or be None, "
+                f"got {type(self.noise_source).__name__}"
+            )
 
     def rounding_rng(self) -> np.random.Generator:
         """The quantization's rounding randomness (not secret): ``rng``, else fresh OS entropy."""

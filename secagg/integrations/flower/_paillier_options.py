@@ -71,8 +71,9 @@ class PaillierOptions:
         stage_timeout: seconds to wait for the replies of one stage.
         poll_interval: seconds between two pulls of replies within a stage.
         max_nodes: if set, rounds of up to this many nodes are validated now and
-            larger rounds are refused; otherwise each round is validated before
-            anything is sent.
+            larger rounds are skipped with the reason; otherwise each round is validated before
+            anything is sent. At most the key's number of shares (every node holds its own share,
+            so a larger round is skipped anyway): a larger value is refused here.
         clipping: how each array's clip moves between rounds: ``"adaptive"`` (the
             default: toward 0.1% clipped, from the securely summed clipped counts),
             ``"fixed"`` (by name), or a ClipPolicy, as in SecAggOptions.
@@ -147,6 +148,12 @@ class PaillierOptions:
             self._check_default_threshold()
         if self.max_nodes is not None and not self.fewest_nodes <= self.max_nodes <= MAX_CLIENTS:
             raise ConfigurationError(f"max_nodes must be in {self.fewest_nodes}..{MAX_CLIENTS}, got {self.max_nodes}")
+        if self.max_nodes is not None and self.max_nodes > self.public_key.num_parties:
+            raise ConfigurationError(
+                f"max_nodes {self.max_nodes} is above the key's {self.public_key.num_parties} shares: every node holds "
+                "its own share, so no round can have more nodes than the key has shares (check_round_nodes); "
+                f"give max_nodes <= {self.public_key.num_parties}, or deal a key with more shares"
+            )
         self.layout(self.max_nodes or self.fewest_nodes)  # overflow and packing checks
 
     def _check_default_threshold(self) -> None:

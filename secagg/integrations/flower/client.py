@@ -84,7 +84,7 @@ from secagg.integrations.flower.clipping import encode_segmented, node_table, pa
 from secagg.integrations.flower.compression import check_compressed_model, check_entries, keep_residual, node_update
 from secagg.integrations.flower.dp import check_node_weight, check_unmasked_sums, node_encoding, node_plan, read_dp
 from secagg.integrations.flower.node_budget import charge_node_budget, check_node_budget, node_budget_file
-from secagg.integrations.flower.policy import NodePolicy
+from secagg.integrations.flower.policy import NodePolicy, default_colluders
 from secagg.integrations.flower.protocol import (
     DOWNLINK,
     IDENTIFY,
@@ -139,7 +139,8 @@ def make_secagg_mod(
 
     Args:
         policy: what this node accepts (:class:`~secagg.integrations.flower.NodePolicy`;
-            default: active mode only, at least 3 nodes and a threshold of 2),
+            default: active mode only, at least 3 nodes, a threshold of 2, and no round tolerating
+            fewer colluders than the library's default for that round, ``policy.default_colluders``),
             checked in the setup stage before anything derived from its data leaves it.
         allow_plain_train: pass training messages outside a secure round to the
             handler (their replies then leave in the clear). Off by default.
@@ -210,7 +211,7 @@ def _setup(
     quantization = setup.quantization
     protocol_id = setup.protocol_id(message.metadata.dst_node_id)
     guarantee = masking.guarantee
-    settings.policy.check_round(masking.num_clients, guarantee, quantization)
+    settings.policy.check_round(masking.num_clients, guarantee, quantization, default_colluders(masking))
     settings.policy.check_masking(masking.threshold, guarantee)
     plan = _check_encoding(setup, settings.policy)
     if plan is not None:

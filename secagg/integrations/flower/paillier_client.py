@@ -53,9 +53,11 @@ from flwr.app import ConfigRecord, Context, Message
 from flwr.clientapp.typing import ClientAppCallable, Mod
 
 from secagg import wire
+from secagg._validate import require_bool, require_instance, require_optional_path
 from secagg.dp.calibration import NoisePlan
 from secagg.dp.sampler import RandomSource
-from secagg.errors import ConfigurationError, ProtocolError, ReplayError
+from secagg.errors import ConfigurationError, ConfigurationTypeError, ProtocolError, ReplayError
+from secagg.integrations.flower._key_share import KEY_SHARE_FILE, PASSPHRASE_ENV, PASSPHRASE_FILE, load_node_share
 from secagg.integrations.flower._limits import (
     PAILLIER_SETUP_LIMIT,
     model_values,
@@ -70,16 +72,14 @@ from secagg.integrations.flower._node import (
     NodeIdentity,
     NodeSettings,
     check_identities,
-    config_path,
     serve_node,
     train_locally,
 )
 from secagg.integrations.flower.clipping import encode_segmented, node_table
 from secagg.integrations.flower.compression import check_compressed_model, check_entries, keep_residual, node_update
 from secagg.integrations.flower.dp import check_decrypted_sums, check_node_weight, node_encoding, node_plan
-from secagg.integrations.flower.keys import load_key_share
 from secagg.integrations.flower.node_budget import charge_node_budget, check_node_budget, node_budget_file
-from secagg.integrations.flower.policy import NodePolicy
+from secagg.integrations.flower.policy import NodePolicy, paillier_default_colluders
 from secagg.integrations.flower.protocol import (
     ENCRYPT,
     IDENTIFY,
@@ -90,7 +90,6 @@ from secagg.integrations.flower.protocol import (
 )
 from secagg.paillier import Client, DecryptingParty, KeyShare, Obfuscation, SessionParameters
 from secagg.paillier.messages import DecryptionRequest, aggregate_digest
-from secagg.paillier.storage import read_private_file
 from secagg.primitives.randomness import RandomBytes, system_random
 
 __all__ = [
@@ -107,14 +106,6 @@ STATE_KEY = "secagg.paillier.round"
 """Key of the ConfigRecord in ``context.state`` holding the current round's setup and upload digest."""
 HISTORY_KEY = "secagg.paillier.history"
 """Key of the ConfigRecord in ``context.state`` remembering uploaded sessions and decrypted aggregates."""
-KEY_SHARE_FILE = "key-share-file"
-"""Node-config key: path of this node's protected key-share file."""
-PASSPHRASE_FILE = "key-share-passphrase-file"  # noqa: S105  (a config key, not a secret)
-"""Node-config key: path of a file holding the key share's passphrase (first line)."""
-PASSPHRASE_ENV = "SECAGG_KEY_SHARE_PASSPHRASE"  # noqa: S105  (a variable name, not a secret)
-"""Environment variable holding the key share's passphrase (the last resort)."""
-MAX_PASSPHRASE_FILE = 1 << 16
-"""Largest passphrase file read (its first line is the passphrase)."""
 HISTORY_SIZE = 1024
 """How many uploads the node makes in one round at most (an honest server asks for one), and how
 many decrypted aggregates it remembers."""
@@ -132,6 +123,14 @@ class _Settings(NodeSettings):
     passphrase: str | bytes | None
     obfuscation: Obfuscation
     constant_time: bool
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        require_optional_path("key_share_file", self.key_share_file)
+        if self.passphrase is not None and not isinstance(self.passphrase, (str, bytes)):
+            raise ConfigurationTypeError(f"passphrase must be str, bytes or None, got {type(self.passphrase).__name__}")
+        require_instance("obfuscation", self.obfuscation, Obfuscation)
+        require_bool("constant_time", self.constant_time)
 
 
 def make_paillier_mod(
@@ -157,7 +156,8 @@ def make_paillier_mod(
         passphrase: its passphrase (default: node config ``key-share-passphrase-file``,
             then the environment variable ``SECAGG_KEY_SHARE_PASSPHRASE``).
         policy: what this node accepts (:class:`~secagg.integrations.flower.NodePolicy`;
-            default: at least 3 nodes and 2 contributors), checked before it trains.
+            default: at least 3 nodes and 2 contributors, and no round tolerating fewer colluders than a
+            ``default_threshold(l)``-of-l key, ``policy.paillier_default_colluders``), checked before it trains.
         allow_plain_train: pass training messages outside a secure round to the handler.
         rng: the quantization's rounding randomness (not secret); fresh OS entropy if None.
         audit: called with an :class:`AuditRecord` (int64 encoding) after each upload.
@@ -175,12 +175,9 @@ def make_paillier_mod(
             ``dp-state-file``; None: the budget lives in ``context.state``, one run),
             :mod:`~secagg.integrations.flower.node_budget`.
     """
-    policy = NodePolicy() if policy is None else policy
-    if not isinstance(policy, NodePolicy):
-        raise ConfigurationError("policy must be a NodePolicy")
     settings = _Settings(
-        policy, allow_plain_train, rng, audit, random_bytes, identity_key_file, trusted_keys_file, noise_source,
-        dp_state_file, key_share_file, passphrase, obfuscation, constant_time,
+        NodePolicy() if policy is None else policy, allow_plain_train, rng, audit, random_bytes, identity_key_file,
+        trusted_keys_file, noise_source, dp_state_file, key_share_file, passphrase, obfuscation, constant_time,
     )
 
     def paillier_mod(message: Message, context: Context, call_next: ClientAppCallable) -> Message:
@@ -193,7 +190,7 @@ def make_paillier_mod(
 def _handle(message: Message, context: Context, call_next: ClientAppCallable, settings: _Settings) -> Message:
     def handle(stage: str, payload: bytes, identity: NodeIdentity | None) -> bytes:
         assert identity is not None  # serve_node refuses (_NO_IDENTITY) a node without one
-        share = _key_share(context, settings)
+        share = load_node_share(context, settings.key_share_file, settings.passphrase)
         if stage == ENCRYPT:
             return _encrypt(message, context, call_next, payload, share, identity, settings)
         return _decrypt(message, context, payload, share, identity, settings)
@@ -220,29 +217,6 @@ def _message_limit(context: Context, max_nodes: int | None, stage: str) -> int:
     if isinstance(limit, bool) or not isinstance(limit, int):
         raise ProtocolError("no Paillier round in progress on this node")
     return limit
-
-
-def _key_share(context: Context, settings: _Settings) -> KeyShare:
-    """Load and check this node's key share (never cached in the node's state)."""
-    path = config_path(context, KEY_SHARE_FILE, settings.key_share_file)
-    if path is None:
-        raise ConfigurationError(f"no key share: set {KEY_SHARE_FILE!r} in the node config")
-    passphrase = settings.passphrase
-    if passphrase is None:
-        passphrase_path = config_path(context, PASSPHRASE_FILE, None)
-        if passphrase_path is not None:
-            # A secret: 0600, checked on the open file; a regular file (a pipe would serve one message only)
-            data = read_private_file(passphrase_path, "passphrase file", MAX_PASSPHRASE_FILE)
-            try:
-                lines = data.decode("utf-8").splitlines()
-            except UnicodeDecodeError as exc:
-                raise ConfigurationError(f"cannot read the passphrase file {passphrase_path}: {exc}") from exc
-            passphrase = lines[0] if lines else ""
-        else:
-            passphrase = os.environ.get(PASSPHRASE_ENV)
-    if not passphrase:
-        raise ConfigurationError(f"no passphrase for the key share: set {PASSPHRASE_FILE!r} or ${PASSPHRASE_ENV}")
-    return load_key_share(path, passphrase)
 
 
 def _history(context: Context) -> tuple[bytes, bytes]:
@@ -292,7 +266,8 @@ def _session(
     run_id = message.metadata.run_id
     context_bytes = round_context(run_id, setup.server_round, setup.arrays_digest)
     params = setup.session_parameters(share.public, context_bytes, run_id)
-    settings.policy.check_round(len(setup.node_ids), params.guarantee, setup.quantization)
+    default = paillier_default_colluders(parties)  # the library's default key for this many shares
+    settings.policy.check_round(len(setup.node_ids), params.guarantee, setup.quantization, default)
     settings.policy.check_paillier(setup.min_contributors)
     plan = node_plan(setup.dp, setup.quantization, len(setup.node_ids), settings.policy)
     if plan is not None:

@@ -34,8 +34,9 @@ no clip table; the report states the epsilon spent.
 
 A node that drops out before uploading is left out of the sum; one that drops
 out after uploading still counts, as long as t key-share holders answer. With
-fewer than t the round is skipped (no reply; the strategy keeps its model) and
-the reason is in :attr:`PaillierGrid.reports`.
+fewer than t, or when the strategy samples fewer nodes than a round needs (or more
+than ``max_nodes`` or the key's shares), the round is skipped (no reply; the strategy
+keeps its model; the run goes on) and the reason is in :attr:`PaillierGrid.reports`.
 """
 
 from __future__ import annotations
@@ -90,12 +91,15 @@ class PaillierGrid(SecureGrid):
         options = self.options
         batch = TrainingBatch.create(instructions, len(self.reports) + 1)
         sampled = batch.node_ids
-        options.layout(len(sampled))  # refuse before sending anything
+        dropped: dict[int, str] = {}
+        errors: dict[int, str] = {}
+        try:  # refused before sending anything; the options are validated: this round's node count is not
+            options.layout(len(sampled))
+        except ConfigurationError as exc:
+            return self._skip(batch, started, dropped, errors, str(exc))
         compression = RoundCompression.draw(batch.layout, options.sparsity, options.rotate)  # public seeds
         if self.dp is None:
             options.table(batch, len(sampled), self.schedule, compression)
-        dropped: dict[int, str] = {}
-        errors: dict[int, str] = {}
         # Stage 0: learn the identity keys of nodes not seen yet (uploads are signed with them).
         self.identify(batch, options.trusted_keys, dropped, errors)
         batch = batch.subset(node for node in sampled if node in self.identities)

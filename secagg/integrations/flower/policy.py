@@ -6,7 +6,10 @@ stage, before it trains or sends anything derived from its data, and refuses
 with the reason otherwise. The default policy is the safe one: active mode
 only (a semi-honest round does not resist a server that lies about dropouts,
 and the server is the party the protocol guards against, so the node, not the
-server, decides whether to accept it).
+server, decides whether to accept it), and no round whose computed guarantee
+tolerates fewer colluding hospitals than the library's default configuration
+for that round (:func:`default_colluders`, :func:`paillier_default_colluders`);
+``NodePolicy(min_colluders=c)`` accepts fewer by name.
 """
 
 from __future__ import annotations
@@ -17,8 +20,21 @@ from secagg._validate import require_finite
 from secagg.encoding import MAX_BITS, QuantizationConfig
 from secagg.errors import ConfigurationError
 from secagg.guarantee import Guarantee
+from secagg.masking import ACTIVE, MaskingConfig
+from secagg.masking.config_record import COMPLETE
+from secagg.masking.parameters import complete_guarantee, complete_threshold, dropout_count
+from secagg.masking.parameters import default_colluders as _complete_default
+from secagg.paillier.parameters import default_threshold, threshold_guarantee
 
-__all__ = ["DEFAULT_MAX_NODES", "MAX_COUNT", "MAX_POLICY_CLIP", "NodePolicy"]
+__all__ = [
+    "DEFAULT_MAX_NODES",
+    "MAX_COUNT",
+    "MAX_POLICY_CLIP",
+    "SPARSE_CORRUPT_FRACTION",
+    "NodePolicy",
+    "default_colluders",
+    "paillier_default_colluders",
+]
 
 
 MAX_COUNT = 1 << 16
@@ -29,6 +45,31 @@ of parties, so a setup naming more (up to the wire's 65536, a setup of megabytes
 the node names a larger ``max_nodes`` (or None: the wire's maximum)."""
 MAX_POLICY_CLIP = 1e12
 """The largest clip bound a policy can name."""
+SPARSE_CORRUPT_FRACTION = 0.05
+"""The corrupt fraction :meth:`MaskingConfig.secagg_plus` assumes by default on a Harary graph."""
+
+
+def default_colluders(masking: MaskingConfig) -> int:
+    """The colluders the library's default configuration of ``masking``'s round tolerates: the floor
+    a node's default policy puts under the round's computed guarantee.
+
+    Complete graph: the guarantee of the default threshold for the round's node count and mode
+    (:func:`~secagg.masking.parameters.complete_threshold` of
+    :func:`~secagg.masking.parameters.default_colluders`: 3 nodes c = 0, 4 nodes c = 1, 5 nodes c = 2 in
+    active mode). Harary graph (secagg+ beyond 100 nodes): ``floor(0.05 n)``, what the default corrupt
+    fraction declares."""
+    n, active = masking.num_clients, masking.mode == ACTIVE
+    if masking.graph == COMPLETE:
+        return complete_guarantee(n, complete_threshold(n, _complete_default(n, active), active), active)[0]
+    return dropout_count(n, SPARSE_CORRUPT_FRACTION)
+
+
+def paillier_default_colluders(num_parties: int) -> int:
+    """The colluders a key of ``num_parties`` shares dealt at the library's default threshold
+    (:func:`~secagg.paillier.parameters.default_threshold`) tolerates with the default
+    ``min_contributors`` (``max(2, t)``): 3 shares c = 0, 4 shares c = 1, 5 shares c = 2."""
+    threshold = default_threshold(num_parties)
+    return threshold_guarantee(num_parties, threshold, num_parties, max(2, threshold)).colluders
 
 
 def _check_int(name: str, value: object, lowest: int, highest: int = MAX_COUNT) -> None:
@@ -49,8 +90,14 @@ class NodePolicy:
             other work, and the node refuses, unread, a setup larger than an honest one of
             this many nodes.
         min_threshold: refuse masking sessions with a lower Shamir threshold.
-        min_colluders: refuse rounds whose computed guarantee protects against
-            fewer colluding hospitals (with the server) than this.
+        min_colluders: refuse rounds whose computed guarantee protects against fewer colluding
+            hospitals (with the server) than this. None (the default): the library's default for
+            the round (:func:`default_colluders` for masking: the default threshold of the round's
+            node count, mode and graph; :func:`paillier_default_colluders` for Paillier: a
+            ``default_threshold(l)``-of-l key). An int names the floor: below the default
+            (``min_colluders=0``) it accepts a setup the server weakened (a lower threshold, a
+            smaller ``min_contributors``, a key dealt below the default), giving up resistance to
+            that many colluding hospitals, as the refusal and the round's guarantee say.
         min_contributors: Paillier: refuse to decrypt sums of fewer uploads.
         max_clip: refuse a quantization clip above this (None: any).
         min_bits: refuse quantization with fewer bits per value (None: any).
@@ -72,7 +119,7 @@ class NodePolicy:
     min_nodes: int = 3
     max_nodes: int | None = DEFAULT_MAX_NODES
     min_threshold: int = 2
-    min_colluders: int = 0
+    min_colluders: int | None = None
     min_contributors: int = 2
     max_clip: float | None = None
     min_bits: int | None = None
@@ -89,7 +136,8 @@ class NodePolicy:
         if self.max_nodes is not None:
             _check_int("max_nodes", self.max_nodes, self.min_nodes)
         _check_int("min_threshold", self.min_threshold, 2)
-        _check_int("min_colluders", self.min_colluders, 0)
+        if self.min_colluders is not None:
+            _check_int("min_colluders", self.min_colluders, 0)
         _check_int("min_contributors", self.min_contributors, 2)
         if self.max_clip is not None:
             clip = require_finite("policy: max_clip", self.max_clip, 0.0, MAX_POLICY_CLIP)
@@ -123,20 +171,39 @@ class NodePolicy:
                 "would live in context.state, which a restart or a new run forgets"
             )
 
-    def check_round(self, num_nodes: int, guarantee: Guarantee, quantization: QuantizationConfig) -> None:
+    def check_round(
+        self, num_nodes: int, guarantee: Guarantee, quantization: QuantizationConfig, default: int
+    ) -> None:
         """ConfigurationError naming the rule a round of ``num_nodes`` with this guarantee and
-        quantization breaks (what every protocol shares)."""
+        quantization breaks (what every protocol shares); ``default`` is the colluders the library's
+        default configuration of the round tolerates (:meth:`check_colluders`)."""
         if num_nodes < self.min_nodes:
             raise ConfigurationError(f"policy: round of {num_nodes} nodes, this node requires {self.min_nodes}")
-        if guarantee.colluders < self.min_colluders:
-            raise ConfigurationError(
-                f"policy: the round protects against {guarantee.colluders} colluding hospitals, "
-                f"this node requires {self.min_colluders} ({guarantee})"
-            )
+        self.check_colluders(guarantee, default)
         if self.max_clip is not None and quantization.clip > self.max_clip:
             raise ConfigurationError(f"policy: clip {quantization.clip} exceeds this node's maximum {self.max_clip}")
         if self.min_bits is not None and quantization.bits < self.min_bits:
             raise ConfigurationError(f"policy: {quantization.bits} bits per value, this node requires {self.min_bits}")
+
+    def check_colluders(self, guarantee: Guarantee, default: int) -> None:
+        """ConfigurationError if the round's computed ``guarantee`` tolerates fewer colluding hospitals
+        than :attr:`min_colluders`, or (None, the default) than ``default``, the library's default
+        configuration of the round; the refusal names the opt-in by name and what it gives up."""
+        if self.min_colluders is not None:
+            if guarantee.colluders < self.min_colluders:
+                raise ConfigurationError(
+                    f"policy: the round protects against {guarantee.colluders} colluding hospitals, "
+                    f"this node requires {self.min_colluders} ({guarantee})"
+                )
+            return
+        if guarantee.colluders < default:
+            most = max(0, guarantee.colluders)
+            raise ConfigurationError(
+                f"policy: the round protects against {guarantee.colluders} colluding hospitals, below the "
+                f"library default of {default} for this round ({guarantee}); this node accepts it only by name, "
+                f"NodePolicy(min_colluders={most}), giving up resistance to {default - most} of the {default} "
+                "colluding hospitals the default resists"
+            )
 
     def check_masking(self, threshold: int, guarantee: Guarantee) -> None:
         """The masking-only rules: the mode and the threshold."""

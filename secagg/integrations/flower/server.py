@@ -27,8 +27,10 @@ sum, which it turns into the weighted mean update and returns to the strategy
 as a *single* reply carrying the new arrays (global + mean update) and the
 weight total, so FedAvg's weighted average of that one reply is the secure
 weighted average of all nodes. Per-node training metrics are not forwarded
-(they would reveal per-node information). If too few nodes remain, the round
-returns no reply and the strategy keeps its current model.
+(they would reveal per-node information). If too few nodes remain, or the
+strategy samples fewer nodes than a secure round needs (or more than ``max_nodes``),
+the round returns no reply, the strategy keeps its current model, the reason is in
+:attr:`SecAggGrid.reports` and the run goes on.
 """
 
 from __future__ import annotations
@@ -97,12 +99,18 @@ class SecAggGrid(SecureGrid):
         sampled = batch.node_ids
         # Refuse unfit settings before anything is sent; the round's public compression seeds are drawn here.
         compression = RoundCompression.draw(batch.layout, self.options.sparsity, self.options.rotate)
-        if self.dp is None:
-            quantization = self.options.quantization(len(sampled))
-            table = round_table(batch, self.options.clips, self.schedule, compression, quantization)
-            self.options.masking(len(sampled), encoded_length(table))
         dropped: dict[int, str] = {}
         errors: dict[int, str] = {}
+        if self.dp is None:
+            try:  # the options were validated at construction: what fails here is this round's node count
+                quantization = self.options.quantization(len(sampled))
+            except ConfigurationError as exc:
+                return self._skip(batch, started, dropped, errors, str(exc))
+            table = round_table(batch, self.options.clips, self.schedule, compression, quantization)
+            try:
+                self.options.masking(len(sampled), encoded_length(table))
+            except ConfigurationError as exc:
+                return self._skip(batch, started, dropped, errors, str(exc))
         if self.options.mode == ACTIVE:
             self.identify(batch, self.options.trusted_keys, dropped, errors)
             batch = batch.subset(node for node in sampled if node in self.identities)
@@ -114,12 +122,10 @@ class SecAggGrid(SecureGrid):
             if skip is not None:
                 raise ConfigurationError(skip)
         except ConfigurationError as exc:
-            # A validated setting becomes infeasible here only through nodes lost in the identify
-            # stage, a DP plan (fixed at the first round) its nodes' sums no longer hold h honest
-            # inputs for, or the budget.
-            LOGGER.warning("secure round %d skipped: %s", batch.server_round, exc)
-            self.reports.append(batch.report(started, dropped, errors, reason=str(exc), node_ids=sampled))
-            return None
+            # A validated setting becomes infeasible here only through the round's node count (too
+            # few sampled, or left after the identify stage), a DP plan (fixed at the first round)
+            # its nodes' sums no longer hold h honest inputs for, or the budget.
+            return self._skip(batch, started, dropped, errors, str(exc), sampled)
         log = LOGGER.warning if plan.masking.mode == SEMI_HONEST else LOGGER.info
         log("secure round %d (%s, n = %d, t = %d, ring Z_(2^%d)): %s", batch.server_round, plan.masking.mode,
             plan.masking.num_clients, plan.masking.threshold, plan.masking.ring_bits, plan.masking.guarantee)
@@ -159,6 +165,21 @@ class SecAggGrid(SecureGrid):
         errors.update(plan.rejections(state))
         self.forget_failed_identities(dropped, SETUP)
         return self._finish(plan, state, dropped, errors, started, sampled)
+
+    def _skip(
+        self,
+        batch: TrainingBatch,
+        started: float,
+        dropped: dict[int, str],
+        errors: dict[int, str],
+        reason: str,
+        sampled: tuple[int, ...] | None = None,
+    ) -> Message | None:
+        """Record a round refused before its configuration was fixed (no guarantee): the strategy
+        gets no reply (None) and keeps its model, and the run goes on."""
+        LOGGER.warning("secure round %d skipped: %s", batch.server_round, reason)
+        self.reports.append(batch.report(started, dropped, errors, reason=reason, node_ids=sampled or batch.node_ids))
+        return None
 
     def _finish(
         self,
