@@ -1,8 +1,9 @@
 """Shared by the PyTorch and Keras adapters: build the updates, discover the clips, aggregate.
 
 :func:`aggregate_flat_models` is the body of both adapters' ``aggregate_models``:
-it flattens the models with the adapter's own function, refuses a local model
-whose layout differs from the global one's, builds each hospital's update (local
+it flattens the models with the adapter's own function, withholds a hospital whose
+local model's layout (or that of the copy it trained from) differs from the global one's
+(it goes silent at ``UPLOAD``, named in ``result.withheld``), builds each hospital's update (local
 minus the model it trained from, declaring that model's digest:
 :mod:`secagg.integrations._model_binding`) and hands them to
 :func:`aggregate_updates` with the global model's digest, so a hospital that
@@ -175,9 +176,12 @@ def aggregate_flat_models(
 ) -> tuple[npt.NDArray[np.float64], Layout, AggregationResult, AggregationResult | None]:
     """FedAvg of models through ``aggregator`` once ``flatten`` turns each into a flat vector and its layout.
 
-    A local model whose layout differs from the global model's in any field (a name,
-    so an order, a shape, a dtype, the count) is refused (ConfigurationError naming
-    the client and the first differing array); a sample count that is not an
+    A hospital whose local model's layout differs from the global model's in any field (a name,
+    so an order, a shape, a dtype, the count), or from that of the copy it trained from, is
+    withheld: it goes silent at ``UPLOAD`` (a stand-in of zeros keeps the round's shape, never
+    sent), it is named with the first differing array in both results' ``withheld``, and the
+    others' mean is the round's without its upload (skipped, with the reason, if too few remain).
+    A global model without segments raises for everyone; a sample count that is not an
     integer (numpy's included) is refused, never truncated. Client k's update is its model
     minus the one it trained from (``trained_from[k]``, by default ``global_model``) and declares
     that model's digest; the rounds bind the global model's digest, so a hospital that trained
@@ -194,23 +198,46 @@ def aggregate_flat_models(
     if outside:
         raise ConfigurationError(f"trained_from names client {outside[0]!r}, which is not in the round")
     base, layout = flatten(global_model)
-    updates = []
+    segments, digest = layout.segments(clips), layout_digest(base, layout)
+    updates: list[ClientUpdate] = []
+    stages, withheld = dict(dropouts or {}), []
+    client_update = importlib.import_module("fl_core.aggregators.base").ClientUpdate
+    upload = importlib.import_module("fl_core.aggregators.base").DropoutStage.UPLOAD
     for client, model, count in zip(ids, list(local_models), list(num_samples), strict=True):
+        samples = require_int(f"client {client}: num_samples", count, 1)
         local = flatten(model)
-        difference = local[1].first_difference(layout, elsewhere="in the global model")
-        if difference is not None:
-            raise ConfigurationError(
-                f"client {client}: model {layout.NOUN}s differ from the global model's (names, shapes or dtypes): "
-                f"{difference}"
-            )
         given = trained_from is not None and client in trained_from
         received = flatten(trained_from[client]) if trained_from is not None and given else (base, layout)
-        updates.append(declared_update(client, received, local, require_int(f"client {client}: num_samples", count, 1)))
+        reason = _layout_refusal(local[1], layout, received[1])
+        if reason is None:
+            updates.append(declared_update(client, received, local, samples))
+            continue
+        # Its update cannot be summed with the others': withheld at UPLOAD, as fl_core withholds
+        # an update it cannot encode; a stand-in of zeros keeps the round's shape (never sent).
+        withheld.append((client, reason))
+        stages[client] = min(stages.get(client, upload), upload)
+        updates.append(client_update(client, np.zeros(layout.size), samples, model_digest=digest))
     result, found = aggregate_updates(
-        aggregator, updates, layout.segments(clips), rng=rng, dropouts=dropouts, clips=clips, discovery=discovery,
-        model_digest=layout_digest(base, layout),
+        aggregator, updates, segments, rng=rng, dropouts=stages if withheld else dropouts, clips=clips,
+        discovery=discovery, model_digest=digest,
     )  # fmt: skip
+    with_withheld = importlib.import_module("fl_core.aggregators.base").with_withheld
+    result = with_withheld(result, withheld)
+    found = None if found is None else with_withheld(found, withheld)
     return base, layout, result, found
+
+
+def _layout_refusal(local: FlatLayout, layout: FlatLayout, received: FlatLayout) -> str | None:
+    """Why a hospital's local model (or the copy it trained from) cannot join a round of the
+    global ``layout`` (the first differing array), or None if it can."""
+    for other, whose, model in (
+        (layout, "the global model's", "the global model"),
+        (received, "those of the model it trained from", "the model it trained from"),
+    ):
+        difference = local.first_difference(other, elsewhere=f"in {model}")
+        if difference is not None:
+            return f"model {layout.NOUN}s differ from {whose} (names, shapes or dtypes): {difference}"
+    return None
 
 
 def new_global(

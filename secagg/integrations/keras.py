@@ -357,7 +357,9 @@ def aggregate_models(
     aggregator's quantization rounding). With a secure aggregator the party
     running this learns only the mean; in a real deployment each hospital
     computes its own update and only the aggregation runs across machines (see
-    docs/integrations.md). Raises ConfigurationError on mismatched models.
+    docs/integrations.md). A hospital whose weights differ (names, order, shapes,
+    dtypes) from the global model's, or from those of its ``trained_from`` copy, is withheld
+    with the reason (``result.withheld``); the round goes on without its upload.
     Ranges are per weight, as in :func:`secagg.integrations.torch.aggregate_models`:
     ``clips`` (by weight name) fixes a weight's clip; without it one secure
     range-discovery round picks each weight's clip (``discovery=False``: the aggregator's).

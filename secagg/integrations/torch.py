@@ -309,7 +309,9 @@ def aggregate_models(
     aggregator's quantization rounding). With a secure aggregator the party
     running this learns only the mean; in a real deployment each hospital
     computes its own update and only the aggregation runs across machines (see
-    docs/integrations.md). Raises ConfigurationError on mismatched models.
+    docs/integrations.md). A hospital whose tensors differ (names, order, shapes,
+    dtypes) from the global model's, or from those of its ``trained_from`` copy, is withheld
+    with the reason (``result.withheld``); the round goes on without its upload.
 
     Ranges are per tensor: each tensor is its own segment (:meth:`FlatLayout.segments`)
     with its own clip and its own clipped count, reported in ``result.clipping``. The

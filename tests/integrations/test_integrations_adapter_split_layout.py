@@ -2,15 +2,16 @@
 
 A hospital whose model differs from the global one in any field of its layout
 (:class:`~secagg.integrations._layout.ArraySpec`: name, shape, dtype, offset, length) is
-refused by ``aggregate_models`` with the library's own error, before anything is encoded;
-its update never enters a sum decoded with another layout. The segment table the layout
+withheld by ``aggregate_models`` (named with the reason in ``result.withheld``) before
+anything is encoded: its update never enters a sum decoded with another layout, and the
+others' aggregate is, bit for bit, the round without it. The segment table the layout
 gives (:meth:`FlatLayout.segments`) is what the session descriptor binds (its digest), so
 every field of :class:`~secagg.segments.Segment` is shown to change the descriptor too.
 A field added later fails :func:`test_every_field_is_listed` until its binding is shown here.
 
 The Keras ``name`` is bound too (a model's variable paths, Keras's automatic names
 renumbered from zero, or a mapping's keys): a hospital whose same-shaped weights come in
-another order or under other names is refused, naming the first mismatching weight
+another order or under other names is withheld, naming the first mismatching weight
 (tests/integrations/test_integrations_keras_names.py covers models).
 """
 
@@ -29,6 +30,7 @@ os.environ.setdefault("KERAS_BACKEND", "torch")  # before Keras is imported
 pytest.importorskip("keras")
 
 from fl_core.aggregators import make_aggregator  # noqa: E402
+from fl_core.aggregators.base import DropoutStage  # noqa: E402
 from fl_core.aggregators.quantizer import WeightedQuantizer  # noqa: E402
 from secagg.errors import SecAggError  # noqa: E402
 from secagg.integrations import keras as keras_adapter  # noqa: E402
@@ -93,52 +95,120 @@ def test_every_field_is_listed() -> None:
     assert set(SEGMENT_CHANGES) == {field.name for field in dataclasses.fields(Segment)}
 
 
+def _hospital(weights: Any, k: int) -> Any:
+    """Hospital k's model: the global one moved by k + 1 (floats by (k + 1) / 8), so each hospital counts."""
+    torch_like = isinstance(weights, dict) and any(isinstance(v, torch.Tensor) for v in weights.values())
+    if torch_like:
+        return {n: t + (k + 1) if not t.is_floating_point() else t + (k + 1) / 8 for n, t in weights.items()}
+    step = lambda w: w + (k + 1) if w.dtype.kind == "i" else w + np.float32((k + 1) / 8)  # noqa: E731
+    return {n: step(w) for n, w in weights.items()} if isinstance(weights, dict) else [step(w) for w in weights]
+
+
+def _assert_withheld_alone(module: Any, global_weights: Any, locals_: list[Any], aggregator: str, noun: str) -> None:
+    """Hospital 1 (another layout) is withheld with the reason; the others' aggregate is, bit for
+    bit, the round without its upload (a valid hospital 1 dropping at UPLOAD, same rng state)."""
+    # Execute
+    outcome = module.aggregate_models(
+        global_weights, locals_, make_aggregator(aggregator, num_clients=HOSPITALS),
+        num_samples=[1] * HOSPITALS, rng=np.random.default_rng(0),
+    )  # fmt: skip
+    without = module.aggregate_models(
+        global_weights, [locals_[0], _hospital(global_weights, 1), locals_[2]],
+        make_aggregator(aggregator, num_clients=HOSPITALS), num_samples=[1] * HOSPITALS,
+        dropouts={1: DropoutStage.UPLOAD}, rng=np.random.default_rng(0),
+    )  # fmt: skip
+    # Assert
+    assert [client for client, _ in outcome.result.withheld] == [1]
+    assert outcome.result.withheld[0][1].startswith(f"model {noun}s differ from the global model's")
+    assert outcome.result.included == frozenset({0, 2}) == without.result.included
+    flatten = module.flatten_weights if noun == "weight" else module.flatten_state_dict
+    got, expected = ((o.weights if noun == "weight" else o.state_dict) for o in (outcome, without))
+    assert got is not None and expected is not None
+    assert flatten(got)[0].tobytes() == flatten(expected)[0].tobytes()
+
+
 @pytest.mark.parametrize("field", sorted(TORCH_SPLITS))
 @pytest.mark.parametrize("aggregator", ["plain", "secagg"])
-def test_a_torch_layout_field_split_between_hospitals_is_refused(field: str, aggregator: str) -> None:
+def test_a_torch_layout_field_split_between_hospitals_withholds_that_hospital(field: str, aggregator: str) -> None:
     # Prepare: hospital 1 holds the same tensors but for one field of one spec
+    # (before: ConfigurationError "client 1: model tensors differ" for everyone)
     global_state = torch_global()
-    locals_ = [torch_global() for _ in range(HOSPITALS)]
+    locals_ = [_hospital(torch_global(), k) for k in range(HOSPITALS)]
     locals_[1] = TORCH_SPLITS[field](locals_[1])
     split = torch_adapter.flatten_state_dict(locals_[1])[1]
     assert split != torch_adapter.flatten_state_dict(global_state)[1]
     # Execute / Assert
-    with pytest.raises(SecAggError, match="client 1: model tensors differ"):
-        torch_adapter.aggregate_models(
-            global_state, locals_, make_aggregator(aggregator, num_clients=HOSPITALS),
-            num_samples=[1] * HOSPITALS, rng=np.random.default_rng(0),
-        )
+    _assert_withheld_alone(torch_adapter, global_state, locals_, aggregator, "tensor")
 
 
 @pytest.mark.parametrize("field", sorted(KERAS_SPLITS))
 @pytest.mark.parametrize("aggregator", ["plain", "secagg"])
-def test_a_keras_layout_field_split_between_hospitals_is_refused(field: str, aggregator: str) -> None:
+def test_a_keras_layout_field_split_between_hospitals_withholds_that_hospital(field: str, aggregator: str) -> None:
     # Prepare: hospital 1 holds the same named weights but for one field of one spec
     global_weights = keras_named_global()
-    locals_ = [keras_named_global() for _ in range(HOSPITALS)]
+    locals_ = [_hospital(keras_named_global(), k) for k in range(HOSPITALS)]
     locals_[1] = KERAS_SPLITS[field](locals_[1])
     split = keras_adapter.flatten_weights(locals_[1])[1]
     assert split != keras_adapter.flatten_weights(global_weights)[1]
     # Execute / Assert
-    with pytest.raises(SecAggError, match="client 1: model weights differ"):
-        keras_adapter.aggregate_models(
-            global_weights, locals_, make_aggregator(aggregator, num_clients=HOSPITALS),
-            num_samples=[1] * HOSPITALS, rng=np.random.default_rng(0),
-        )
+    _assert_withheld_alone(keras_adapter, global_weights, locals_, aggregator, "weight")
 
 
 @pytest.mark.parametrize("field", sorted(KERAS_LIST_SPLITS))
 @pytest.mark.parametrize("aggregator", ["plain", "secagg"])
-def test_a_keras_weight_list_field_split_between_hospitals_is_refused(field: str, aggregator: str) -> None:
+def test_a_keras_weight_list_field_split_between_hospitals_withholds_that_hospital(field: str, aggregator: str) -> None:
     # Prepare
     global_weights = keras_global()
-    locals_ = [keras_global() for _ in range(HOSPITALS)]
+    locals_ = [_hospital(keras_global(), k) for k in range(HOSPITALS)]
     locals_[1] = KERAS_LIST_SPLITS[field](locals_[1])
     # Execute / Assert
-    with pytest.raises(SecAggError, match="client 1: model weights differ"):
-        keras_adapter.aggregate_models(
-            global_weights, locals_, make_aggregator(aggregator, num_clients=HOSPITALS),
-            num_samples=[1] * HOSPITALS, rng=np.random.default_rng(0),
+    _assert_withheld_alone(keras_adapter, global_weights, locals_, aggregator, "weight")
+
+
+@pytest.mark.parametrize("aggregator", ["plain", "secagg"])
+def test_a_hospital_that_trained_from_a_copy_of_another_layout_is_withheld(aggregator: str) -> None:
+    # Prepare: hospital 1's model has the global layout, the copy it names another
+    # (before: ConfigurationError "client 1: model tensors differ" for everyone)
+    global_state = torch_global()
+    locals_ = [_hospital(torch_global(), k) for k in range(HOSPITALS)]
+    copy = TORCH_SPLITS["dtype"](torch_global())
+    # Execute
+    outcome = torch_adapter.aggregate_models(
+        global_state, locals_, make_aggregator(aggregator, num_clients=HOSPITALS), num_samples=[1] * HOSPITALS,
+        rng=np.random.default_rng(0), trained_from={1: copy},
+    )
+    without = torch_adapter.aggregate_models(
+        global_state, locals_, make_aggregator(aggregator, num_clients=HOSPITALS), num_samples=[1] * HOSPITALS,
+        dropouts={1: DropoutStage.UPLOAD}, rng=np.random.default_rng(0),
+    )  # fmt: skip
+    # Assert
+    assert [client for client, _ in outcome.result.withheld] == [1]
+    assert "differ from those of the model it trained from" in outcome.result.withheld[0][1]
+    assert outcome.state_dict is not None and without.state_dict is not None
+    assert all(torch.equal(outcome.state_dict[n], t) for n, t in without.state_dict.items())
+
+
+def test_too_few_hospitals_left_skip_the_round_naming_the_withheld() -> None:
+    # Prepare: two of three hospitals hold another layout; secagg needs more than one
+    global_state = torch_global()
+    locals_ = [TORCH_SPLITS["length"](torch_global()), torch_global(), TORCH_SPLITS["name"](torch_global())]
+    # Execute
+    outcome = torch_adapter.aggregate_models(
+        global_state, locals_, make_aggregator("secagg", num_clients=HOSPITALS), num_samples=[1] * HOSPITALS,
+        rng=np.random.default_rng(0),
+    )
+    # Assert
+    assert outcome.state_dict is None and [client for client, _ in outcome.result.withheld] == [0, 2]
+    assert outcome.result.skipped_reason is not None
+    assert "client 0: model tensors differ" in outcome.result.skipped_reason
+
+
+def test_an_unusable_global_model_still_raises_for_everyone() -> None:
+    # Prepare: a global model without any entries has no segments
+    # Execute / Assert
+    with pytest.raises(SecAggError, match="no segments"):
+        torch_adapter.aggregate_models(
+            {}, [torch_global()], make_aggregator("plain"), num_samples=[1], rng=np.random.default_rng(0)
         )
 
 

@@ -326,16 +326,19 @@ def test_aggregate_models_through_secagg_equals_the_plain_quantized_sum_with_a_d
         assert torch.equal(target.state_dict()[name], tensor), name
 
 
-def test_aggregate_models_refuses_models_of_another_shape() -> None:
+def test_aggregate_models_withholds_a_model_of_another_shape() -> None:
     # Prepare
     global_model, locals_ = trained_copies(2)
     stranger = torch.nn.Sequential(torch.nn.Linear(4, 2)).to(torch.float64)
-    # Execute / Assert
-    with pytest.raises(ConfigurationError, match="client 1: model tensors differ"):
-        aggregate_models(
-            global_model, [locals_[0], stranger], make_aggregator("plain"), num_samples=[1, 1],
-            rng=np.random.default_rng(0),
-        )
+    # Execute
+    outcome = aggregate_models(
+        global_model, [locals_[0], stranger], make_aggregator("plain"), num_samples=[1, 1],
+        rng=np.random.default_rng(0),
+    )
+    # Assert: the stranger alone is left out, with the reason
+    assert outcome.result.included == frozenset({0})
+    assert [client for client, _ in outcome.result.withheld] == [1]
+    assert outcome.result.withheld[0][1].startswith("model tensors differ from the global model's")
 
 
 @pytest.mark.slow
