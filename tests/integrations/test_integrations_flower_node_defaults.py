@@ -143,8 +143,9 @@ def test_a_default_node_refuses_a_paillier_round_below_the_default_colluders(
         node: make_app(node, WEIGHTS[node], audit, paillier=True, key_share_file=share, passphrase=PASSPHRASE)
         for node, share in zip(NODES, shares, strict=True)
     })
+    # (the server's default refuses c = 1 too: it opts in by name, the nodes' default policy does not)
     options = PaillierOptions(public_key=read_public_key(public_path), trusted_keys=TRUSTED_KEYS,
-                              min_contributors=min_contributors)
+                              min_contributors=min_contributors, colluders=None if accepted else 1)
     secure = PaillierGrid(grid, options)
     # Execute
     run(secure)

@@ -102,3 +102,18 @@ def test_every_paillier_round_reports_and_logs_its_computed_guarantee(
     assert report.skipped_reason is None and report.included == frozenset(PAILLIER_NODES)
     assert report.guarantee == Guarantee(1, 1, lying_server=True) == options.guarantee(4)
     assert f"3-of-4 key, min_contributors 3): {report.guarantee}" in caplog.text, caplog.text
+
+
+def test_min_contributors_below_the_default_colluders_is_refused_unless_declared_by_name() -> None:
+    # Prepare: the default 4-of-5 key (c = 2); min_contributors 4 keeps c = 2, 3 gives c = 1
+    public = material(5, 4).public
+    # Execute / Assert: at the bound (c = 2 = the default) the default options accept it
+    assert PaillierOptions(public_key=public, min_contributors=4).guarantee(5).colluders == 2
+    # ... one past it (c = 1) they refuse before any round, naming both guarantees and the opt-in
+    with pytest.raises(ConfigurationError) as refusal:
+        PaillierOptions(public_key=public, min_contributors=3)
+    reason = str(refusal.value)
+    assert "up to 1 colluding" in reason and "up to 2 colluding" in reason, reason
+    assert "colluders=1" in reason, reason
+    # ... and accept it when the weaker guarantee is asked for by name
+    assert PaillierOptions(public_key=public, min_contributors=3, colluders=1).guarantee(5).colluders == 1

@@ -25,6 +25,7 @@ from secagg.integrations.flower._masking_options import DEFAULT_CLIP, DEFAULT_MA
 from secagg.integrations.flower._masking_plan import round_table
 from secagg.integrations.flower.compression import RoundCompression, check_options
 from secagg.integrations.flower.dp import check_dp_options
+from secagg.integrations.flower.policy import paillier_default_colluders
 from secagg.integrations.flower.protocol import paillier_layout
 from secagg.paillier import SlotLayout, ThresholdPublicKey
 from secagg.paillier.keys import check_key_bits
@@ -146,6 +147,7 @@ class PaillierOptions:
         check_decryption_majority(self.public_key.num_parties, self.public_key.threshold, colluders)
         if self.colluders is None:
             self._check_default_threshold()
+            self._check_default_colluders()
         if self.max_nodes is not None and not self.fewest_nodes <= self.max_nodes <= MAX_CLIENTS:
             raise ConfigurationError(f"max_nodes must be in {self.fewest_nodes}..{MAX_CLIENTS}, got {self.max_nodes}")
         if self.max_nodes is not None and self.max_nodes > self.public_key.num_parties:
@@ -172,6 +174,27 @@ class PaillierOptions:
             f"(secagg.paillier.parameters.default_threshold: {wanted}); deal a {default}-of-{parties} key, "
             f"or accept this one by name with PaillierOptions(colluders={most}), giving up resistance to "
             f"colluding hospitals: {this}"
+        )
+
+    def _check_default_colluders(self) -> None:
+        """ConfigurationError if the computed guarantee (this key, min_contributors) tolerates fewer
+        colluders than the library default for the key's shares (:func:`paillier_default_colluders`,
+        the floor a node's default policy puts under every round): refused before any round is sent,
+        naming both guarantees and the opt-in by name."""
+        parties = self.public_key.num_parties
+        default = paillier_default_colluders(parties)
+        this = self.guarantee(parties)
+        if this.colluders >= default:
+            return
+        threshold = default_threshold(parties)
+        wanted = threshold_guarantee(
+            parties, threshold, parties, max(2, threshold), key_bits=self.public_key.key.key_bits
+        )
+        raise ConfigurationError(
+            f"min_contributors {self.contributors} with a {self.public_key.threshold}-of-{parties} key tolerates "
+            f"fewer colluders than the default ({wanted}): raise min_contributors (the nodes' default policy "
+            f"refuses such a round), or accept it by name with PaillierOptions(colluders={max(0, this.colluders)}), "
+            f"giving up resistance to colluding hospitals: {this}"
         )
 
     @property
