@@ -26,7 +26,7 @@ import numpy as np
 import numpy.typing as npt
 
 from secagg._validate import require_instance, require_int, require_mapping, require_sequence
-from secagg.errors import ConfigurationError
+from secagg.errors import ConfigurationError, SecAggError
 from secagg.integrations._layout import FlatLayout
 from secagg.integrations._model_binding import declared_update, layout_digest
 from secagg.ranges import RangeDiscovery
@@ -181,6 +181,9 @@ def aggregate_flat_models(
     withheld: it goes silent at ``UPLOAD`` (a stand-in of zeros keeps the round's shape, never
     sent), it is named with the first differing array in both results' ``withheld``, and the
     others' mean is the round's without its upload (skipped, with the reason, if too few remain).
+    So is a hospital whose model (or the copy it trained from) the adapter cannot flatten, or
+    whose update is not finite (NaN or infinite weights): a library error of its own, withheld
+    with that reason.
     A global model without segments raises for everyone; a sample count that is not an
     integer (numpy's included) is refused, never truncated. Client k's update is its model
     minus the one it trained from (``trained_from[k]``, by default ``global_model``) and declares
@@ -205,13 +208,16 @@ def aggregate_flat_models(
     upload = importlib.import_module("fl_core.aggregators.base").DropoutStage.UPLOAD
     for client, model, count in zip(ids, list(local_models), list(num_samples), strict=True):
         samples = require_int(f"client {client}: num_samples", count, 1)
-        local = flatten(model)
-        given = trained_from is not None and client in trained_from
-        received = flatten(trained_from[client]) if trained_from is not None and given else (base, layout)
-        reason = _layout_refusal(local[1], layout, received[1])
-        if reason is None:
-            updates.append(declared_update(client, received, local, samples))
-            continue
+        try:  # a model that cannot be flattened, or an update that is not finite, is this hospital's alone
+            local = flatten(model)
+            given = trained_from is not None and client in trained_from
+            received = flatten(trained_from[client]) if trained_from is not None and given else (base, layout)
+            reason = _layout_refusal(local[1], layout, received[1])
+            if reason is None:
+                updates.append(declared_update(client, received, local, samples))
+                continue
+        except SecAggError as exc:
+            reason = f"its model cannot be summed: {exc}"
         # Its update cannot be summed with the others': withheld at UPLOAD, as fl_core withholds
         # an update it cannot encode; a stand-in of zeros keeps the round's shape (never sent).
         withheld.append((client, reason))

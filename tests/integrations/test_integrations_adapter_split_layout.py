@@ -321,3 +321,31 @@ def test_the_refusal_names_the_first_mismatching_tensor_or_weight() -> None:
         "torch order": "tensor 0 is 'b' here, 'a' in the global model",
     }
     assert keras_layout.first_difference(keras_adapter.flatten_weights(keras_named_global())[1]) is None
+
+
+@pytest.mark.parametrize("fault", ["nan", "not a model"])
+def test_a_hospital_whose_model_cannot_be_summed_is_withheld_and_the_others_are_exact(fault: str) -> None:
+    # Prepare: hospital 1's model holds a NaN, or is not a model at all
+    # (before: a library error out of aggregate_models, ending the round for everyone)
+    global_state = torch_global()
+    locals_: list[Any] = [_hospital(torch_global(), k) for k in range(HOSPITALS)]
+    if fault == "nan":
+        name = next(iter(locals_[1]))
+        locals_[1][name] = torch.full_like(locals_[1][name], float("nan"))
+    else:
+        locals_[1] = {"weight": "not a tensor"}
+    # Execute
+    outcome = torch_adapter.aggregate_models(
+        global_state, locals_, make_aggregator("secagg", num_clients=HOSPITALS), num_samples=[1] * HOSPITALS,
+        rng=np.random.default_rng(0),
+    )
+    without = torch_adapter.aggregate_models(
+        global_state, [_hospital(torch_global(), k) for k in range(HOSPITALS)],
+        make_aggregator("secagg", num_clients=HOSPITALS), num_samples=[1] * HOSPITALS,
+        dropouts={1: DropoutStage.UPLOAD}, rng=np.random.default_rng(0),
+    )  # fmt: skip
+    # Assert: withheld with the reason; the others' model is that of the round without its upload
+    assert [client for client, _ in outcome.result.withheld] == [1]
+    assert "its model cannot be summed" in outcome.result.withheld[0][1]
+    assert outcome.state_dict is not None and without.state_dict is not None
+    assert all(torch.equal(outcome.state_dict[n], t) for n, t in without.state_dict.items())

@@ -497,10 +497,13 @@ def test_a_masked_array_is_refused_not_flattened_with_its_hidden_values() -> Non
     # Execute / Assert
     with pytest.raises(ConfigurationError, match="masked"):
         flatten_weights([np.zeros(2), masked])
-    with pytest.raises(ConfigurationError, match="masked"):
-        aggregate_models(
-            [np.zeros(2)], [[masked]] * 3, make_aggregator("plain"), num_samples=[1] * 3, rng=np.random.default_rng(0)
-        )
+    # Each hospital sending one is withheld with the reason (one faulty party costs only itself)
+    outcome = aggregate_models(
+        [np.zeros(2)], [[masked]] * 3, make_aggregator("plain"), num_samples=[1] * 3, rng=np.random.default_rng(0)
+    )
+    assert [client for client, _ in outcome.result.withheld] == [0, 1, 2]
+    assert all("masked" in reason for _, reason in outcome.result.withheld)
+    assert outcome.result.mean is None and "masked" in (outcome.result.skipped_reason or "")
 
 
 @given(
