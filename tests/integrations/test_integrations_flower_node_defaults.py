@@ -12,8 +12,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -57,6 +58,24 @@ def masking_grid(policy: NodePolicy | None, audit: Audit) -> FakeGrid:
     })
 
 
+def assert_default_summed_or_refused_by_every_node(
+    reports: Sequence[Any], audit: Audit, accepted: bool, stage: str, *, colluders: int
+) -> None:
+    """The round at the default's bound is summed with its guarantee (c = 2); the weaker one (c =
+    ``colluders``) is refused by every node at ``stage``, each naming the default and the opt-in."""
+    (report,) = reports
+    if accepted:
+        assert report.skipped_reason is None and report.included == frozenset(NODES), report.errors
+        assert report.guarantee is not None and report.guarantee.colluders == 2
+        return
+    assert report.skipped_reason is not None and report.included == frozenset(), report.included
+    assert report.dropped == dict.fromkeys(NODES, stage), report.dropped
+    for reason in report.errors.values():
+        assert f"protects against {colluders} colluding hospitals" in reason, reason
+        assert "library default of 2" in reason and f"min_colluders={colluders}" in reason, reason
+    assert audit.records == []
+
+
 # --- 1. the node's default floor on colluders --------------------------------------------------
 
 
@@ -69,17 +88,7 @@ def test_a_default_node_refuses_a_masking_round_below_the_default_colluders(thre
     # Execute
     run(secure)
     # Assert: the default round is summed; the weaker one is refused by every node at setup, naming the opt-in
-    (report,) = secure.reports
-    if accepted:
-        assert report.skipped_reason is None and report.included == frozenset(NODES), report.errors
-        assert report.guarantee is not None and report.guarantee.colluders == 2
-        return
-    assert report.skipped_reason is not None and report.included == frozenset(), report.included
-    assert report.dropped == dict.fromkeys(NODES, SETUP), report.dropped
-    for reason in report.errors.values():
-        assert "protects against 0 colluding hospitals" in reason, reason
-        assert "library default of 2" in reason and "min_colluders=0" in reason, reason
-    assert audit.records == []
+    assert_default_summed_or_refused_by_every_node(secure.reports, audit, accepted, SETUP, colluders=0)
 
 
 def test_a_node_accepts_a_weaker_masking_round_by_name() -> None:
@@ -149,18 +158,8 @@ def test_a_default_node_refuses_a_paillier_round_below_the_default_colluders(
     secure = PaillierGrid(grid, options)
     # Execute
     run(secure)
-    # Assert
-    (report,) = secure.reports
-    if accepted:
-        assert report.skipped_reason is None and report.included == frozenset(NODES), report.errors
-        assert report.guarantee is not None and report.guarantee.colluders == 2
-        return
-    assert report.skipped_reason is not None and report.included == frozenset(), report.included
-    assert report.dropped == dict.fromkeys(NODES, ENCRYPT), report.dropped
-    for reason in report.errors.values():
-        assert "protects against 1 colluding hospitals" in reason, reason
-        assert "library default of 2" in reason and "min_colluders=1" in reason, reason
-    assert audit.records == []
+    # Assert: as for masking, refused by every node when it is asked to encrypt
+    assert_default_summed_or_refused_by_every_node(secure.reports, audit, accepted, ENCRYPT, colluders=1)
 
 
 @pytest.mark.parametrize("parties", [2, 3, 4, 5, 7, 20])
