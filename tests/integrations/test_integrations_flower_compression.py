@@ -400,7 +400,7 @@ def test_a_layer_the_model_lacks_is_refused_before_anything_is_sent() -> None:
 
 def test_rotating_a_round_that_sends_no_float_coordinate_is_refused() -> None:
     grid, secure = masking_grid(sparsity=("arrays/steps",), rotate=True)
-    with pytest.raises(ConfigurationError, match="no float coordinates to rotate"):
+    with pytest.raises(ConfigurationError, match="hold no float coordinate"):
         run(secure)
     assert grid.sent == []
 

@@ -10,18 +10,19 @@ from typing import TYPE_CHECKING
 from secagg.clipping import ClipSchedule
 from secagg.dp.calibration import NoisePlan
 from secagg.encoding import QuantizationConfig
+from secagg.errors import ConfigurationError
 from secagg.integrations.flower._round_report import TrainingBatch
 from secagg.integrations.flower.clipping import check_table, encoded_length, layout_table
-from secagg.integrations.flower.compression import RoundCompression
+from secagg.integrations.flower.compression import ROTATED, RoundCompression
 from secagg.integrations.flower.dp import DPRounds, check_unmasked_sums, dp_parameters, unmasked_sums
 from secagg.integrations.flower.protocol import RoundSetup, round_context
 from secagg.masking import ACTIVE, MaskingConfig, ServerState
-from secagg.segments import SegmentTable
+from secagg.segments import Segment, SegmentTable
 
 if TYPE_CHECKING:
     from secagg.integrations.flower._masking_options import SecAggOptions
 
-__all__ = ["MaskingPlan", "round_table"]
+__all__ = ["MaskingPlan", "bound_table", "round_table"]
 
 
 def round_table(
@@ -30,16 +31,51 @@ def round_table(
     schedule: ClipSchedule,
     compression: RoundCompression | None,
     quantization: QuantizationConfig,
+    rotate: bool,
 ) -> SegmentTable:
     """The round's clip table: one segment per array with the schedule's clips (a named starting
     clip until the schedule has moved it), as the round's compression makes it (restricted to the
-    subset; one rotated segment); ConfigurationError if its counts could overflow."""
+    subset; one rotated segment); ConfigurationError if its counts could overflow, in this round
+    or in any round a random subset of the same options (``rotate`` the option) could draw
+    (:func:`bound_table`): refused whatever this round drew, not by the luck of a later draw."""
     starting = layout_table(batch.layout, schedule.unseen(clips))
     table = schedule.table(batch.layout.size, starting)
     if compression is not None:
+        bound = bound_table(table, compression, rotate)
+        try:
+            check_table(schedule.table(bound.size, bound), quantization)
+        except ConfigurationError as exc:
+            longest = max(s.length for s in bound.segments)
+            raise ConfigurationError(
+                f"{exc} (a round's random subset can put up to {longest} values in one segment: refused "
+                "whatever this round drew; send a smaller fraction, or raise bits or max_weight)"
+                if compression.subset is not None and compression.subset.seed is not None else str(exc)
+            ) from exc
         compressed = compression.table(table)
         table = schedule.table(compressed.size, compressed)
     return check_table(table, quantization)
+
+
+def bound_table(full: SegmentTable, compression: RoundCompression | None, rotate: bool) -> SegmentTable:
+    """Segments at least as long as those of any round of these options, for the model's table
+    ``full``: with a random subset of k coordinates, whose segments change with each round's draw,
+    each array of n values as one segment of min(n, k) (all k drawn in it) and, with ``rotate``,
+    the float arrays as one :data:`ROTATED` block of min(f, k) floats (f the model's: the largest
+    padding a draw can give); otherwise the round's own table, the same every round. What a round
+    checks its counts against, so that a setting some draw would overflow is refused whatever this
+    round drew, and no later draw can end the run."""
+    if compression is None:
+        return full
+    subset = compression.subset
+    if subset is None or subset.seed is None:
+        return compression.table(full)
+    k = subset.count
+    if not rotate and compression.rotation is None:
+        return SegmentTable(tuple(Segment(s.name, min(s.length, k), s.clip, s.integer) for s in full.segments))
+    floats = sum(s.length for s in full.segments if not s.integer)
+    integers = tuple(Segment(s.name, min(s.length, k), None, True) for s in full.segments if s.integer)
+    rotated = (Segment(ROTATED, 1 << (min(floats, k) - 1).bit_length()),) if floats else ()
+    return SegmentTable((*rotated, *integers))
 
 
 @dataclass(frozen=True)
@@ -74,7 +110,7 @@ class MaskingPlan:
         table, plan = None, None
         if dp is None:
             quantization = options.quantization(len(nodes))
-            table = round_table(batch, options.clips, schedule, compression, quantization)
+            table = round_table(batch, options.clips, schedule, compression, quantization, options.rotate)
             masking = options.masking(len(nodes), encoded_length(table), keys)
             packed = b"" if compression is None else compression.parameters()
             extra = {"segments": table.describe(), "compression": packed}

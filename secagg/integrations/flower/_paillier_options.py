@@ -253,6 +253,6 @@ class PaillierOptions:
         """The round's clip table: one segment per array, the schedule's clips (a named starting
         clip until the schedule has moved it), as ``compression`` makes it; ConfigurationError if
         its counts could overflow."""
-        return round_table(batch, self.clips, schedule, compression, self.quantization(num_nodes))
+        return round_table(batch, self.clips, schedule, compression, self.quantization(num_nodes), self.rotate)
 
 

@@ -10,7 +10,10 @@ make each secure round send less, or send it in a basis that quantizes better:
   coordinates, in ascending order, so the masks (or the Paillier slots) line up.
 - **Rotation** (``rotate=True``): the randomized Walsh-Hadamard rotation of a fresh
   public per-round seed (:class:`secagg.rotation.Rotation`, one block) applied to the
-  *float* coordinates sent; the server applies the inverse to their sum.
+  *float* coordinates sent; the server applies the inverse to their sum. A round whose
+  random subset holds no float coordinate is sent without one (nothing to rotate; the
+  setup binds none); a model or named-array subset with none at all is refused
+  (:meth:`RoundCompression.draw`).
 - **Error feedback**: each node adds its residual (what it has not sent yet) to its
   update and keeps, as its new residual, the corrected update with the coordinates
   sent set to zero (:class:`secagg.sparsity.ErrorFeedback`'s rule). The residual lives in
@@ -140,8 +143,16 @@ class RoundCompression:
         random_bytes: Callable[[int], bytes] = os.urandom,
     ) -> RoundCompression | None:
         """This round's compression from fresh public seeds (None if neither option is on;
-        ``sparsity`` as :func:`check_options` returns it); ConfigurationError if a named
-        array is not in the model or nothing is left to rotate."""
+        ``sparsity`` as :func:`check_options` returns it).
+
+        ConfigurationError if a named array is not in the model, or with ``rotate`` if no round
+        could ever send a float coordinate (the model has none, or the named arrays hold none):
+        a setting that can never work, refused whatever the draw. A random subset that happens to
+        draw only integer coordinates has nothing to rotate *this* round: the round is sent
+        without a rotation (its parameters name none, so every node's session is bound to that),
+        its integer coordinates exact as in any round; the next round draws afresh. The rotation
+        only spreads the quantization error of float coordinates, so nothing is lost.
+        """
         if sparsity is None and not rotate:
             return None
         subset = None
@@ -152,9 +163,14 @@ class RoundCompression:
         rotation = None
         if rotate:
             floats = cls(layout.size, subset).float_count(layout)
-            if floats == 0:
-                raise ConfigurationError("rotate=True, but the round sends no float coordinates to rotate")
-            rotation = Rotation(random_bytes(ROTATION_SEED_SIZE), floats)
+            if floats == 0 and (not isinstance(sparsity, float) or bool(np.all(_integer_mask(layout)))):
+                raise ConfigurationError(
+                    "rotate=True, but the model's arrays sent hold no float coordinate: no round would have "
+                    "anything to rotate (the rotation applies to float arrays; integer and bool ones are sent "
+                    "exact); drop rotate=True or send float arrays"
+                )
+            if floats:  # else: this round's random subset drew only integer coordinates (docstring)
+                rotation = Rotation(random_bytes(ROTATION_SEED_SIZE), floats)
         return cls(layout.size, subset, rotation)
 
     def parameters(self) -> bytes:

@@ -106,7 +106,8 @@ class SecAggGrid(SecureGrid):
                 quantization = self.options.quantization(len(sampled))
             except ConfigurationError as exc:
                 return self._skip(batch, started, dropped, errors, str(exc))
-            table = round_table(batch, self.options.clips, self.schedule, compression, quantization)
+            table = round_table(batch, self.options.clips, self.schedule, compression, quantization,
+                                self.options.rotate)
             try:
                 self.options.masking(len(sampled), encoded_length(table))
             except ConfigurationError as exc:
