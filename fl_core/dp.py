@@ -29,18 +29,22 @@ sample count is sent: the encoding has no weight coordinate, the denominator is 
 
 **One faulty hospital costs only itself.** :class:`DPAggregator` withholds, before the round is
 charged and before anything is sent, a hospital declaring more than ``max_samples_per_client``
-patients (on its public count) or whose contribution the encoding refuses (beyond the range: never
-an honest one): it goes silent at ``UPLOAD`` (a stand-in of zeros, never sent, keeps the round's
-shape) and is named with the reason in the result's ``withheld``. The contributor check below
-counts the others only, so withholding never releases a sum with fewer than h noise shares.
+patients (on its public count), whose contribution the encoding refuses (beyond the range: never
+an honest one), or whose own noise, drawn before the charge, exceeds its room (probability below
+``d * 2^-64``, the refusal residual; its noise is never released): it goes silent at ``UPLOAD``
+(a stand-in of zeros, never sent, keeps the round's shape) and is named with the reason in the
+result's ``withheld``. The contributor checks below count the others only, so withholding never
+releases a sum with fewer than h noise shares, and a round it leaves too small is not charged.
 
 The encoding itself (:func:`noised_encoding`, :func:`dp_quantization`, :func:`dp_scale`) lives in
-:mod:`secagg.dp.encoding`, shared with the Flower adapter; this module re-exports it.
+:mod:`secagg.dp.encoding`, shared with the Flower adapter; this module re-exports it. The
+quantizer that encodes with it, :class:`DPQuantizer`, is in :mod:`fl_core.dp_quantizer`
+(re-exported here).
 
 **Overflow.** :func:`dp_quantization` sizes ``qmax`` for one hospital's clipped sum plus
 its own noise (``noise_room(plan)``, exceeded with probability below 2^-64 per coordinate,
-a residual the accounted delta includes; :func:`noised_encoding` refuses an encoding beyond
-it), so every protocol's
+a residual the accounted delta includes; :func:`noised_encoding` refuses noise beyond it), so
+every protocol's
 per-value bound (ring, Paillier slots) holds for noised encodings, and picks the ring so
 that ``n * qmax + noise_tail_bound(plan, n)`` fits; it refuses otherwise. Decoding checks
 that bound and raises OverflowDetectedError beyond it.
@@ -55,7 +59,8 @@ full roster's floor, and skips, uncharged and before anything is sent, a round w
 ``size_honest=True`` sizes h as ``min(dp.min_honest, floor)`` instead, as the Flower server does.
 
 **Too few contributors.** :class:`DPAggregator` skips a round, uncharged, before anything is sent
-when fewer than h hospitals would upload (withheld ones do not count),
+when fewer than h hospitals would upload (withheld ones do not count), or fewer than its secure
+sum releases anything from (:class:`UploadFloored`: Paillier's ``min_contributors``, masking's t),
 :meth:`DPQuantizer.encode_round` refuses (InsufficientNoiseError) a round whose withheld hospitals
 leave fewer than h uploaders, and :meth:`DPQuantizer.decode_integers` a sum of fewer than h
 encodings, so a sum with less noise than calibrated is never released. The budget is charged
@@ -65,14 +70,13 @@ refused and skipped.
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
-import numpy.typing as npt
 
 from fl_core.aggregators.base import (
     AggregationResult,
@@ -85,24 +89,14 @@ from fl_core.aggregators.base import (
     uploaders,
     with_withheld,
 )
-from fl_core.aggregators.binding import NO_MODEL, check_models
-from fl_core.aggregators.quantizer import DecodedSum, EncodedRound, WeightedQuantizer
+from fl_core.aggregators.binding import check_models
+from fl_core.dp_quantizer import DPQuantizer
 from fl_core.wrapping import WrappingAggregator
-from secagg.descriptor import SessionDescriptor
-from secagg.dp import (
-    DPConfig,
-    NoisePlan,
-    PrivacyAccountant,
-    RandomSource,
-    check_contributors,
-    contributor_shortfall,
-    noise_tail_bound,
-)
-from secagg.dp.config import DP_PARAMETER_PREFIX
-from secagg.dp.encoding import ROUNDING_SHARE, check_contribution, dp_quantization, dp_scale, noised_encoding
+from secagg.dp import DPConfig, NoisePlan, PrivacyAccountant, contributor_shortfall
+from secagg.dp.encoding import ROUNDING_SHARE, dp_quantization, dp_scale, noised_encoding
 from secagg.dp.tail import residual_clause
-from secagg.errors import BudgetExceededError, ConfigurationError, InsufficientNoiseError, OverflowDetectedError
-from secagg.segments import ClippingReport, SegmentTable
+from secagg.errors import BudgetExceededError, ConfigurationError, InsufficientNoiseError
+from secagg.segments import SegmentTable
 
 __all__ = [
     "ROUNDING_SHARE",
@@ -124,119 +118,13 @@ class HonestFloored(Protocol):
     def honest_shortfall(self, honest: int, num_clients: int, vector_length: int) -> str | None: ...
 
 
-@dataclass(frozen=True)
-class DPQuantizer(WeightedQuantizer):
-    """A :class:`WeightedQuantizer` whose encodings are noised sums (no weight coordinate).
+@runtime_checkable
+class UploadFloored(Protocol):
+    """A secure sum that releases nothing when fewer than some number of hospitals upload
+    (Paillier's ``min_contributors``, masking's threshold t): why ``uploads`` of ``num_clients``
+    are too few (None if they are not), so that such a round is skipped before it is charged."""
 
-    Any aggregator built on a WeightedQuantizer (plain-quantized, secagg, secagg+,
-    paillier) sums these encodings unchanged; :meth:`decode_integers` returns the noised
-    *sum* in model units (not a mean) and refuses a sum of fewer than h encodings.
-    ``max_patients``: the public bound on a hospital's patients its range was sized for
-    (``max_samples_per_client``); :class:`DPAggregator` refuses a hospital declaring more,
-    before anything is encoded. It has no default: ``max_patients=None``, by name, gives that
-    refusal up, and a hospital with more patients than the range holds is then refused (or not)
-    by its data when it encodes, which the server sees (:func:`~fl_core.dp_build.make_dp_aggregator`
-    always passes its ``max_samples_per_client``).
-    """
-
-    plan: NoisePlan = field(kw_only=True)
-    tail_bound: int = field(kw_only=True)
-    max_patients: int | None = field(kw_only=True)
-    noise_source: RandomSource | None = field(default=None, kw_only=True, repr=False, compare=False)
-
-    def descriptor(
-        self, server_round: int, table: SegmentTable | None = None, *, model_digest: bytes = NO_MODEL, run_id: int = 0
-    ) -> bytes:
-        """The round's descriptor digest: the encoding, the segment table (if any), every
-        ``secagg.dp.*`` parameter (epsilon, delta, rounds, l2 clip, sampling rate, h, sigma^2,
-        dimension, sensitivity), the round's model digest and run id and, as for any
-        :class:`WeightedQuantizer`, the extra ``parameters`` entries (ConfigurationError if one
-        is named like a DP parameter)."""
-        entries = self.plan.config.descriptor_parameters(self.plan)
-        shadowing = sorted(name for name, _ in self.parameters if name.startswith(DP_PARAMETER_PREFIX))
-        if shadowing:
-            raise ConfigurationError(f"a bound entry takes the DP parameter name {shadowing[0]!r}")
-        return SessionDescriptor.create(
-            self.config,
-            server_round=server_round,
-            layout_digest=bytes(32) if table is None else table.digest(),
-            model_digest=model_digest,
-            run_id=run_id,
-            parameters={**entries, **dict(self.parameters)},
-        ).digest()
-
-    def encoded_length(self, vector_length: int, table: SegmentTable | None = None) -> int:
-        """The contribution's coordinates only: no sample count and no clipped count is sent in DP mode."""
-        return vector_length
-
-    def encode_integers(
-        self, update: ClientUpdate, rng: np.random.Generator, table: SegmentTable | None = None
-    ) -> npt.NDArray[np.int64]:
-        """:func:`noised_encoding` of ``update.vector`` (``num_samples`` is not used or sent; one
-        flat range, so ``table`` must be the flat one or None)."""
-        if table is not None and len(table.segments) != 1:
-            raise ConfigurationError("DP mode encodes one flat range: per-segment clip tables are not used")
-        return noised_encoding(self.plan, self.config, update.vector, rng, self.noise_source)
-
-    def check_layout(self, vector_length: int, table: SegmentTable | None = None) -> None:
-        """ConfigurationError unless the round's vectors have the plan's dimension, in one flat range."""
-        if table is not None and len(table.segments) != 1:
-            raise ConfigurationError("DP mode encodes one flat range: per-segment clip tables are not used")
-        if vector_length != self.plan.dimension:
-            raise ConfigurationError(f"a DP contribution has {self.plan.dimension} coordinates, got {vector_length}")
-
-    def refusal(self, update: ClientUpdate) -> str | None:
-        """Why ``update`` cannot be encoded (more patients than ``max_patients``, on its public count; a
-        contribution beyond the range, :func:`secagg.dp.encoding.check_contribution`), or None. Drawn
-        from no noise: :class:`DPAggregator` asks before the round is charged."""
-        if self.max_patients is not None and update.num_samples > self.max_patients:
-            return (
-                f"{update.num_samples} patients exceeds max_samples_per_client = {self.max_patients}: its clipped "
-                "sum may leave the encoding's range"
-            )
-        try:
-            check_contribution(self.plan, self.config, update.vector)
-        except ConfigurationError as exc:
-            return str(exc)
-        return None
-
-    def encode_round(
-        self,
-        updates: Sequence[ClientUpdate],
-        stages: Mapping[int, DropoutStage],
-        rng: np.random.Generator,
-        table: SegmentTable | None = None,
-        *,
-        ring: bool = True,
-    ) -> EncodedRound:
-        """As :meth:`WeightedQuantizer.encode_round`; InsufficientNoiseError if the withheld hospitals
-        leave fewer than h uploaders (before anything is sent: never a sum with less noise than planned)."""
-        encoded = super().encode_round(updates, stages, rng, table, ring=ring)
-        if encoded.withheld:
-            check_contributors(self.plan, len(uploaders(updates, encoded.stages)))
-        return encoded
-
-    def decode_sum(self, total: npt.NDArray[Any], num_summands: int, table: SegmentTable | None = None) -> DecodedSum:
-        """The noised sum in model units (``mean`` holds the **sum**), from the integer sum of
-        ``num_summands`` encodings; the clipping report counts zero (nothing is clipped by
-        construction) and ``weight_total`` is 0 (no count is sent).
-
-        InsufficientNoiseError if ``num_summands`` is below h; OverflowDetectedError if a
-        coordinate lies beyond ``num_summands * qmax`` plus the noise tail bound."""
-        integers = np.asarray(total)
-        if integers.ndim != 1 or integers.dtype.kind not in "iu":
-            raise ConfigurationError("an encoded sum is a one-dimensional integer array")
-        check_contributors(self.plan, num_summands)
-        if num_summands > self.config.num_clients:
-            raise ConfigurationError(f"num_summands must be at most {self.config.num_clients}, got {num_summands}")
-        bound = num_summands * self.config.qmax + noise_tail_bound(self.plan, num_summands)
-        sums = integers.astype(np.int64)
-        if int(sums.min()) < -bound or int(sums.max()) > bound:
-            raise OverflowDetectedError(f"decoded DP sum exceeds {bound}, beyond what {num_summands} encodings reach")
-        noised: FloatVector = sums.astype(np.float64) / self.config.scale
-        flat = self.flat_table(sums.shape[0]) if table is None else table
-        report = ClippingReport(flat, (0,) * len(flat.segments), num_summands)
-        return DecodedSum(mean=noised, clipping=report, weight_total=0)
+    def upload_shortfall(self, uploads: int, num_clients: int, vector_length: int) -> str | None: ...
 
 
 class DPAggregator:
@@ -368,16 +256,32 @@ class DPAggregator:
         if shortfall is None and isinstance(self.inner, HonestFloored) and updates:
             # The session this round will run (its own t and c for len(updates) clients) must
             # release no sum with fewer honest noise shares than h: checked before anything is sent.
-            length = self.quantizer.encoded_length(updates[0].vector.shape[0])
-            floor = self.inner.honest_shortfall(self.plan.honest, len(updates), length)
+            encoded = self.quantizer.encoded_length(length)
+            floor = self.inner.honest_shortfall(self.plan.honest, len(updates), encoded)
             shortfall = None if floor is None else f"{len(updates)} hospitals sampled: {floor}"
+        if shortfall is not None:
+            return skip(f"dp: {shortfall}")
+        # Every hospital's noise, drawn before the charge: one beyond its room is withheld (its
+        # noise never released) and the others' encodings use the very noise drawn here.
+        drawn, beyond = self.quantizer.draw_noise(updates, stages)
+        stages.update({client: DropoutStage.UPLOAD for client, _ in beyond})
+        noisy = {client for client, _ in beyond}  # their stand-ins, zeros, are never sent
+        updates = [dataclasses.replace(u, vector=np.zeros(length)) if u.client_id in noisy else u for u in updates]
+        withheld, sent = (*withheld, *beyond), uploaders(updates, stages)
+        shortfall = contributor_shortfall(self.plan, len(sent))
+        if shortfall is None and isinstance(self.inner, UploadFloored) and updates:
+            shortfall = self.inner.upload_shortfall(len(sent), len(updates), self.quantizer.encoded_length(length))
         if shortfall is not None:
             return skip(f"dp: {shortfall}")
         try:
             self.accountant.record_round(num_contributors=len(sent))
         except (BudgetExceededError, InsufficientNoiseError) as exc:
             return skip(f"dp: {exc}")
-        result = self.inner.aggregate(updates, stages, rng=rng, model_digest=models.digest)
+        self.quantizer.drawn_noise.update(drawn)
+        try:
+            result = self.inner.aggregate(updates, stages, rng=rng, model_digest=models.digest)
+        finally:
+            self.quantizer.drawn_noise.clear()  # never reused: a noise draw goes into one encoding
         if result.mean is not None and len(result.included) < self.plan.honest:
             raise InsufficientNoiseError(f"the protocol included {len(result.included)} < h = {self.plan.honest}")
         return with_withheld(result, withheld)

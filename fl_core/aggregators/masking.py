@@ -283,6 +283,16 @@ class MaskingAggregator:
             return None
         return unmasked_shortfall(honest, self.masking_config(num_clients, vector_length))
 
+    def upload_shortfall(self, uploads: int, num_clients: int, vector_length: int) -> str | None:
+        """Why ``uploads`` are too few for a session of ``num_clients`` clients to unmask anything
+        (below its threshold t: no client's secrets can be reconstructed), or None."""
+        if num_clients < MIN_CLIENTS:
+            return None  # aggregate refuses such a round itself
+        threshold = self.masking_config(num_clients, vector_length).threshold
+        if uploads >= threshold:
+            return None
+        return f"{self.name}: {uploads} hospitals would upload, below the session's threshold t = {threshold}"
+
     def aggregate(
         self,
         updates: Sequence[ClientUpdate],

@@ -240,6 +240,11 @@ class PaillierAggregator:
         guarantee = decrypted_sums(self.material.public, num_clients, contributors)
         return decrypted_shortfall(honest, contributors, guarantee)
 
+    def upload_shortfall(self, uploads: int, num_clients: int, vector_length: int) -> str | None:
+        """Why ``uploads`` are too few for the round's sum to be decrypted (below ``min_contributors``), or None."""
+        needed = self.min_contributors
+        return None if uploads >= needed else f"paillier: {uploads} hospitals would upload; {needed} are needed"
+
     def round_context(self, server_round: int, model_digest: bytes) -> bytes:
         """The 32-byte context of round ``server_round``'s session: SHA-256 of
         ``"fl_core/paillier-round"``, the run id (u64), the round (u64) and the model digest."""

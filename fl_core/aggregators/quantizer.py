@@ -25,7 +25,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import numpy.typing as npt
@@ -107,6 +107,9 @@ class WeightedQuantizer:
 
     config: QuantizationConfig
     parameters: tuple[tuple[str, Parameter], ...] = ()
+
+    #: The errors of :meth:`encode_integers` that withhold a client in :meth:`encode_round`.
+    WITHHELD_ERRORS: ClassVar[tuple[type[Exception], ...]] = (ConfigurationError,)
 
     @classmethod
     def create(
@@ -240,8 +243,9 @@ class WeightedQuantizer:
     ) -> EncodedRound:
         """Every client's encoding (ring, or signed int64 with ``ring=False``), as :meth:`encode_all`
         draws it, except that a client whose update cannot be encoded (a ConfigurationError of
-        :meth:`encode_integers`) is withheld (see the module docstring) instead of ending the round
-        for everyone. :meth:`check_layout` is checked first: a refusal for everyone stays one."""
+        :meth:`encode_integers`, or another of :attr:`WITHHELD_ERRORS`) is withheld (see the
+        module docstring) instead of ending the round for everyone. :meth:`check_layout` is
+        checked first: a refusal for everyone stays one."""
         round_seed = self.round_seed(rng)
         length = updates[0].vector.shape[0]
         self.check_layout(length, table)
@@ -252,7 +256,7 @@ class WeightedQuantizer:
             client = update.client_id
             try:
                 integers = self.encode_integers(update, client_rounding_rng(round_seed, client), table)
-            except ConfigurationError as exc:
+            except self.WITHHELD_ERRORS as exc:
                 withheld.append((client, str(exc).removeprefix(f"client {client}: ")))
                 silent[client] = min(silent.get(client, DropoutStage.UPLOAD), DropoutStage.UPLOAD)
                 integers = np.zeros(self.encoded_length(length, table), dtype=np.int64)

@@ -16,9 +16,11 @@ sent: the encoding has no weight coordinate.
 
 **Overflow.** ``qmax`` covers one hospital's clipped sum plus its own noise (:func:`noise_room`,
 ``noise_tail_bound(plan, 1, 2^-64)``, exceeded with probability below 2^-64 per coordinate;
-:func:`noised_encoding` refuses a contribution beyond ``qmax`` less that room, and an encoding
-beyond ``qmax``: the latter only when the noise exceeds its room, whatever the data; that
-refusal's residual is in the accounted delta, :mod:`secagg.dp.tail`), so every
+:func:`noised_encoding` refuses a contribution beyond ``qmax`` less that room, and noise that
+exceeds its room (:func:`noise_overflow`: an event of the noise alone, whatever the data, so the
+encoding never leaves ``qmax``; that refusal's residual is in the accounted delta,
+:mod:`secagg.dp.tail`). A caller that must know before a round is charged draws the noise first
+(:func:`own_noise`) and hands it to :func:`noised_encoding` (fl_core's ``DPAggregator``), so every
 protocol's per-value bound (ring, Paillier slots) holds for noised encodings; the ring must hold
 ``n * qmax + noise_tail_bound(plan, n)``; refused otherwise.
 
@@ -46,8 +48,10 @@ __all__ = [
     "check_contribution",
     "dp_quantization",
     "dp_scale",
+    "noise_overflow",
     "noise_room",
     "noised_encoding",
+    "own_noise",
     "size_encoding",
 ]
 
@@ -153,31 +157,60 @@ def check_contribution(
     return vector
 
 
+def own_noise(plan: NoisePlan, source: RandomSource | None = None) -> npt.NDArray[np.int64]:
+    """One hospital's noise for one encoding: ``N_Z(0, sigma^2)^d`` from ``source`` (None: the OS
+    CSPRNG; a seeded source only in tests). Check it with :func:`noise_overflow` before use."""
+    return sample_discrete_gaussian(plan.variance, plan.dimension, source)
+
+
+def noise_overflow(plan: NoisePlan, noise: npt.NDArray[np.int64]) -> str | None:
+    """Why ``noise`` cannot go into an encoding (a coordinate beyond :func:`noise_room`: probability
+    below ``d * 2^-64`` whatever the data, the refusal residual of :mod:`secagg.dp.tail`), or None.
+    ConfigurationError if it is not ``plan.dimension`` integers."""
+    values = np.asarray(noise)
+    if values.ndim != 1 or values.shape[0] != plan.dimension or values.dtype.kind not in "iu":
+        raise ConfigurationError(f"noise must be {plan.dimension} integers, got {values.dtype} {values.shape}")
+    room, worst = noise_room(plan), int(np.max(np.abs(values.astype(np.int64))))
+    if worst <= room:
+        return None
+    return (
+        f"its own noise exceeds its room ({worst} > {room}; probability below d x 2^-64, the refusal residual "
+        "accounted in delta): its noise is never released"
+    )
+
+
 def noised_encoding(
     plan: NoisePlan,
     quantization: QuantizationConfig,
     contribution: npt.NDArray[np.float64],
     rounding_rng: np.random.Generator,
     source: RandomSource | None = None,
+    *,
+    noise: npt.NDArray[np.int64] | None = None,
 ) -> npt.NDArray[np.int64]:
     """A hospital's noised integer encoding of its float ``contribution``:
     ``round(contribution * scale) + N_Z(0, sigma^2)^d``.
 
     ``contribution`` must have ``plan.dimension`` finite coordinates within the encoding's
     range less the room for this hospital's own noise, ``(qmax - noise_room(plan)) / scale``
-    (ConfigurationError otherwise; DP mode never clips a coordinate): then the refusal below
-    happens only if the noise exceeds its room, with probability below ``d * 2^-64`` whatever
-    the contribution, a residual the plan's accounted delta includes (``plan.tail_delta``).
-    Every honest sum (``max_samples_per_client`` clipped terms) is inside it. ``rounding_rng``
-    drives the stochastic rounding (need not be secret); ``source`` the noise (None: the OS
-    CSPRNG; a seeded source only in tests).
+    (ConfigurationError otherwise; DP mode never clips a coordinate). OverflowDetectedError if
+    the noise exceeds its room (:func:`noise_overflow`), with probability below ``d * 2^-64``
+    whatever the contribution, a residual the plan's accounted delta includes
+    (``plan.tail_delta``); within its room the encoding never leaves ``qmax``. Every honest sum
+    (``max_samples_per_client`` clipped terms) is inside the range. ``rounding_rng`` drives the
+    stochastic rounding (need not be secret); ``noise``, if given, is the hospital's noise drawn
+    beforehand (:func:`own_noise`), else it is drawn from ``source`` (None: the OS CSPRNG; a
+    seeded source only in tests).
     """
     vector = check_contribution(plan, quantization, contribution)
     scaled = vector * quantization.scale
     floor = np.floor(scaled)
     rounded = (floor + (rounding_rng.random(vector.shape[0]) < scaled - floor)).astype(np.int64)
-    noise = sample_discrete_gaussian(plan.variance, plan.dimension, source)
-    encoded: npt.NDArray[np.int64] = rounded + noise
-    if int(np.max(np.abs(encoded))) > quantization.qmax:  # probability below d * 2^-64: plan.tail_delta
+    drawn = own_noise(plan, source) if noise is None else noise
+    overflow = noise_overflow(plan, drawn)
+    if overflow is not None:
+        raise OverflowDetectedError(f"a noised encoding: {overflow}")
+    encoded: npt.NDArray[np.int64] = rounded + drawn.astype(np.int64)
+    if int(np.max(np.abs(encoded))) > quantization.qmax:  # |rounded| <= qmax - room: cannot happen
         raise OverflowDetectedError("a noised encoding left the range its protocol is sized for; retry the round")
     return encoded

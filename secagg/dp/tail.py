@@ -1,11 +1,12 @@
 """The refusal residual: the delta a hospital's observable refusal of its noised encoding adds.
 
 :func:`secagg.dp.encoding.noised_encoding` refuses (and the server sees it) an encoding whose
-coordinate left ``[-qmax, qmax]``. The range leaves room for the hospital's own noise
-(``noise_tail_bound(plan, 1, REFUSAL_PROBABILITY)``), so a coordinate is pushed out only when
-that hospital's noise exceeds its tail: probability at most :data:`REFUSAL_PROBABILITY` per
-coordinate, whatever the data, but that probability still depends on the data, so the refusal
-is not free. The rule (docs/privacy.md, "The refusal residual"): let M be the mechanism
+noise exceeds the room its range keeps for it (``noise_tail_bound(plan, 1, REFUSAL_PROBABILITY)``,
+:func:`secagg.dp.encoding.noise_overflow`; within it no coordinate leaves ``[-qmax, qmax]``):
+probability at most :data:`REFUSAL_PROBABILITY` per coordinate, whatever the data. fl_core's
+``DPAggregator`` then withholds that hospital and releases the others' sum; either way the
+outcome differs from the mechanism without refusals on that event only, so the refusal is not
+free. The rule (docs/privacy.md, "The refusal residual"): let M be the mechanism
 without refusals, (epsilon, delta_M)-DP by its Renyi account, and M' the one that may refuse.
 On every input M and M' differ only on the refusal event, of probability at most
 beta = (coordinates encoded over the run) x REFUSAL_PROBABILITY (a union bound over the

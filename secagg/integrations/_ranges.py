@@ -41,6 +41,7 @@ __all__ = [
     "aggregate_updates",
     "client_ids_of",
     "discover_clips",
+    "foreign_fault",
     "new_global",
 ]
 
@@ -183,7 +184,11 @@ def aggregate_flat_models(
     others' mean is the round's without its upload (skipped, with the reason, if too few remain).
     So is a hospital whose model (or the copy it trained from) the adapter cannot flatten, or
     whose update is not finite (NaN or infinite weights): a library error of its own, withheld
-    with that reason.
+    with that reason; or whose model raises a foreign exception while it is read (a module's
+    ``named_parameters``, a state dict's lookup, a Keras layer's weights): withheld with a
+    :class:`~secagg.errors.ConfigurationError` naming the exception's type and message
+    (:func:`foreign_fault`). ``KeyboardInterrupt``, ``SystemExit`` and ``MemoryError`` still end
+    the call, and so does any failure of ``global_model`` (the caller's own object).
     A global model without segments raises for everyone; a sample count that is not an
     integer (numpy's included) is refused, never truncated. Client k's update is its model
     minus the one it trained from (``trained_from[k]``, by default ``global_model``) and declares
@@ -218,6 +223,10 @@ def aggregate_flat_models(
                 continue
         except SecAggError as exc:
             reason = f"its model cannot be summed: {exc}"
+        except MemoryError:
+            raise  # the aggregating party's own resources, not this hospital's fault
+        except Exception as exc:  # a foreign error reading this hospital's model is its alone
+            reason = f"its model cannot be summed: {foreign_fault(exc)}"
         # Its update cannot be summed with the others': withheld at UPLOAD, as fl_core withholds
         # an update it cannot encode; a stand-in of zeros keeps the round's shape (never sent).
         withheld.append((client, reason))
@@ -231,6 +240,16 @@ def aggregate_flat_models(
     result = with_withheld(result, withheld)
     found = None if found is None else with_withheld(found, withheld)
     return base, layout, result, found
+
+
+def foreign_fault(exc: Exception) -> ConfigurationError:
+    """The library's error for a foreign exception raised while reading one hospital's model
+    (its ``state_dict``, a parameter, its weights): names the exception's type and message.
+    ``KeyboardInterrupt``, ``SystemExit`` (not ``Exception``s) and ``MemoryError`` are never
+    passed here: they end the round, as they should."""
+    error = ConfigurationError(f"reading it raised {type(exc).__name__}: {exc}")
+    error.__cause__ = exc
+    return error
 
 
 def _layout_refusal(local: FlatLayout, layout: FlatLayout, received: FlatLayout) -> str | None:

@@ -43,9 +43,10 @@ import numpy as np
 import numpy.typing as npt
 
 from secagg._validate import require_finite, require_int, require_mapping
-from secagg.errors import ConfigurationError
+from secagg.errors import ConfigurationError, SecAggError
 from secagg.integrations._extras import require
 from secagg.integrations._layout import check_cast
+from secagg.integrations._ranges import foreign_fault
 from secagg.integrations._torch_dtypes import top_of_range
 from secagg.integrations.torch import TensorSpec, model_digest
 
@@ -235,8 +236,13 @@ def run_dp_round(
     digest of the model it computed at (:func:`dp_update`), ``trained_from[id]`` if given (the
     copy that hospital holds, e.g. a stale one), else ``model``. A hospital that computed at
     another model is refused with its reason (``result.refused``) before the round is charged:
-    it is not a contributor, and not counted in the denominator.
+    it is not a contributor, and not counted in the denominator. So is, withheld with the reason
+    (``result.withheld``), a hospital whose contribution cannot be computed: its copy or its data
+    raise, a library error or a foreign exception (named by type and message); a round that leaves
+    fewer than h contributors is skipped, uncharged. ``MemoryError``, ``KeyboardInterrupt`` and
+    ``SystemExit`` still end the call, and so does a ``model`` whose digest cannot be computed.
     """
+    from fl_core.aggregators.base import ClientUpdate, DropoutStage, with_withheld  # noqa: PLC0415
     from fl_core.dp import DPAggregator  # noqa: PLC0415 (fl_core is optional here)
     from fl_core.dp_training import public_denominator  # noqa: PLC0415
 
@@ -253,11 +259,26 @@ def run_dp_round(
     outside = sorted(set(given) - {client for client, _, _ in hospitals}, key=repr)
     if outside:
         raise ConfigurationError(f"trained_from names hospital {outside[0]!r}, which is not in the round")
-    updates = [
-        dp_update(client, given.get(client, model), loss_fn, x, y, aggregator.config, rng)
-        for client, x, y in hospitals
-    ]
-    result = aggregator.aggregate(updates, dropouts, rng=rng, model_digest=model_digest(model, buffers=True))
+    digest = model_digest(model, buffers=True)  # the caller's own global model: its failure raises
+    stages, withheld = dict(require_mapping("dropouts", dropouts) if dropouts is not None else {}), []
+    updates = []
+    for client, x, y in hospitals:
+        try:  # a contribution that cannot be computed (its copy or data raise) is this hospital's alone
+            updates.append(dp_update(client, given.get(client, model), loss_fn, x, y, aggregator.config, rng))
+            continue
+        except SecAggError as exc:
+            reason = f"its contribution cannot be computed: {exc}"
+        except MemoryError:
+            raise  # the aggregating party's own resources, not this hospital's fault
+        except Exception as exc:  # a foreign error from its copy or data is its alone
+            reason = f"its contribution cannot be computed: {foreign_fault(exc)}"
+        # Withheld at UPLOAD before the round is charged (DPAggregator counts the uploaders only);
+        # a stand-in of zeros keeps the round's shape and is never sent.
+        withheld.append((client, reason))
+        stages[client] = min(stages.get(client, DropoutStage.UPLOAD), DropoutStage.UPLOAD)
+        updates.append(ClientUpdate(client, np.zeros(aggregator.plan.dimension), 1, model_digest=digest))
+    result = aggregator.aggregate(updates, stages if withheld else dropouts, rng=rng, model_digest=digest)
+    result = with_withheld(result, withheld)
     if result.mean is not None:
         if declared_sizes is not None:
             # Dropped hospitals add no patient: count the included ones only (fl_core.dp_training).

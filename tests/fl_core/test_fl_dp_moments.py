@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-import fl_core.dp as fl_dp  # where the DP quantizer calls noised_encoding
+import fl_core.dp_quantizer as fl_dp  # where the DP quantizer calls noised_encoding
 import secagg.dp.encoding as dp_module  # where noised_encoding draws its noise
 from fl_core import demo
 from fl_core.aggregators.base import ClientUpdate

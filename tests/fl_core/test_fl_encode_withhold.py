@@ -263,3 +263,75 @@ def test_dp_the_inner_sum_refuses_a_round_its_withheld_hospitals_leave_under_h()
     # Execute / Assert: two withheld leave 3 < h: refused before anything is summed, never under-noised
     with pytest.raises(InsufficientNoiseError, match="not released under-noised"):
         inner.aggregate(dp_updates(two), {}, rng=np.random.default_rng(5))
+
+
+# --- Paillier under DP: a faulty hospital is neither charged for nor counted ------------------
+
+
+def dp_paillier() -> DPAggregator:
+    # 4-of-5, min_contributors 4 (the defaults for 5 hospitals): h = 2, the Paillier floor.
+    config = DPConfig(epsilon=3.0, delta=1e-5, rounds=4, l2_clip=1.0, min_honest=2)
+    with pytest.warns(UserWarning, match="NOT secure"):
+        aggregator = make_aggregator(
+            "paillier", num_clients=5, dp=config, dimension=LENGTH, max_samples_per_client=100,
+            noise_source=SeededRandomSource(bytes(32)), insecure_small_key=True,
+            key_material=threshold_material(512, 5, 4), random_bytes=InsecureDeterministicRandom(b"dp-paillier"),
+        )  # fmt: skip
+    assert isinstance(aggregator, DPAggregator)
+    return aggregator
+
+
+PAILLIER_FAULTS = {"patients": "101 patients", "range": "exceeds the range", "model": "another model"}
+
+
+def paillier_fault(fault: str) -> list[ClientUpdate]:
+    if fault == "model":
+        return [dataclasses.replace(u, model_digest=bytes([7]) * 32) if u.client_id == 3 else u for u in dp_updates()]
+    return dp_updates({3: DP_FAULTS[fault]})
+
+
+@pytest.mark.parametrize("fault", sorted(PAILLIER_FAULTS))
+def test_dp_paillier_a_faulty_hospital_is_not_counted_and_the_round_charged_once(fault: str) -> None:
+    # Prepare: hospital 3 declares 101 > 100 patients, leaves the range, or trained from another model
+    faulty, reference = dp_paillier(), dp_paillier()
+    # Execute: the round with it, and the same round in which it drops at UPLOAD
+    result = faulty.aggregate(paillier_fault(fault), {}, rng=np.random.default_rng(5), model_digest=bytes(32))
+    dropped = reference.aggregate(
+        dp_updates(), {3: DropoutStage.UPLOAD}, rng=np.random.default_rng(5), model_digest=bytes(32)
+    )
+    # Assert: released over the four others, charged once as the reference, the hospital named
+    assert result.mean is not None and dropped.mean is not None
+    assert result.included == dropped.included == frozenset({1, 2, 4, 5})
+    named = dict(result.refused if fault == "model" else result.withheld)
+    assert list(named) == [3] and PAILLIER_FAULTS[fault] in named[3]
+    if fault != "model":  # the refused one never encodes: its noise is not drawn, the others' shift
+        np.testing.assert_array_equal(result.mean, dropped.mean)
+    assert faulty.accountant.num_releases == reference.accountant.num_releases == 1
+    assert faulty.spent() == reference.spent()
+
+
+def test_dp_paillier_faults_below_its_contributors_skip_the_round_uncharged() -> None:
+    # Prepare: two of five faulty (one over max_patients, one of another model): 3 uploaders remain,
+    # below Paillier's min_contributors = 4 (h = 2 is not the binding limit here)
+    bad = [dataclasses.replace(u, model_digest=bytes([7]) * 32) if u.client_id == 4 else u for u in dp_updates()]
+    bad = [dataclasses.replace(u, num_samples=101) if u.client_id == 2 else u for u in bad]
+    aggregator = dp_paillier()
+    # Execute
+    result = aggregator.aggregate(bad, {}, rng=np.random.default_rng(5), model_digest=bytes(32))
+    # Assert: skipped with both named, nothing released, nothing charged (before: charged)
+    assert result.mean is None and result.skipped_reason is not None
+    assert [c for c, _ in result.withheld] == [2] and [c for c, _ in result.refused] == [4]
+    assert aggregator.accountant.num_releases == 0 and aggregator.spent()[0] == 0.0
+
+
+def test_dp_secagg_faults_below_its_threshold_skip_the_round_uncharged() -> None:
+    # Prepare: h = 2 of 5 (t = 4, c = 2); hospitals 2 and 4 declare more patients than the bound:
+    # 3 uploaders remain, at least h but below t, so the session could unmask nothing
+    aggregator = dp_aggregator("secagg", 2)
+    # Execute
+    bad = dp_updates({2: DP_FAULTS["patients"], 4: DP_FAULTS["patients"]})
+    result = aggregator.aggregate(bad, {}, rng=np.random.default_rng(5))
+    # Assert: skipped before the charge (before: skipped by the session, after the charge), both named
+    assert aggregator.accountant.num_releases == 0 and aggregator.spent()[0] == 0.0
+    assert result.mean is None and "below the session's threshold" in (result.skipped_reason or "")
+    assert [client for client, _ in result.withheld] == [2, 4]

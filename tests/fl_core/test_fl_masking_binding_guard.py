@@ -182,6 +182,7 @@ SPLITS: dict[str, Split] = {
     "dp.plan": dp(plan=dataclasses.replace(PLAN, variance=Fraction(5))),
     "dp.tail_bound": "the decoder's overflow bound only; no encoding depends on it (test_...)",
     "dp.noise_source": "the hospital's own noise randomness: no value to agree on",
+    "dp.drawn_noise": "the round's noise drawn before the charge (one use each): randomness, no value to agree on",
     "dp.max_patients": "a refusal before encoding; the range it sized (qmax) is bound (test_...max_patients...)",
     # aggregate(...) arguments, and the round the aggregator is at
     "updates": arguments(length=LENGTH + 1),  # the update's length; its values are the contribution itself

@@ -190,3 +190,66 @@ def test_run_dp_round_divides_by_the_included_hospitals_declared_sizes() -> None
     for wrong in ({"denominator": 1.0, "declared_sizes": sizes}, {}, {"declared_sizes": {1: 30}}):
         with pytest.raises(ConfigurationError, match=r"denominator|declared_sizes"):
             torch_dp.run_dp_round(model, hospitals, _loss, aggregator, learning_rate=1.0, rng=rng, **wrong)
+
+
+# --- one faulty hospital costs only itself ----------------------------------------------------
+
+
+class _BrokenLinear(torch.nn.Linear):  # type: ignore[misc]
+    """A hospital's copy whose parameters cannot be read (a foreign error, not the library's)."""
+
+    def named_parameters(self, *args: Any, **kwargs: Any) -> Any:
+        raise RuntimeError("CUDA error: device-side assert triggered")
+
+
+def _dp_round(trained_from: dict[int, Any], min_honest: int, dropouts: dict[int, DropoutStage] | None = None) -> Any:
+    from secagg.dp import SeededRandomSource  # noqa: PLC0415
+
+    rng = np.random.default_rng(4)
+    hospitals = [
+        (i, torch.from_numpy(rng.normal(size=(20, 4))), torch.from_numpy(rng.integers(0, 3, size=20)))
+        for i in range(1, 5)
+    ]
+    dp = DPConfig(epsilon=8.0, delta=1e-5, rounds=2, l2_clip=1.0, min_honest=min_honest)
+    aggregator = make_aggregator(
+        "plain-quantized", num_clients=4, dp=dp, dimension=15, max_samples_per_client=64,
+        noise_source=SeededRandomSource(bytes(32)),
+    )  # fmt: skip
+    model = _linear()
+    result = torch_dp.run_dp_round(
+        model, hospitals, _loss, aggregator, learning_rate=1.0, denominator=80.0, rng=rng,
+        dropouts=dropouts, trained_from=trained_from,
+    )  # fmt: skip
+    return result, aggregator, torch.cat([p.detach().reshape(-1) for p in model.parameters()]).numpy()
+
+
+def test_a_hospital_whose_copy_raises_a_foreign_error_is_withheld_before_the_charge() -> None:
+    # Prepare: hospital 2's copy of the model raises RuntimeError when its parameters are read
+    # (before: that RuntimeError ended the DP round for everyone)
+    torch.manual_seed(0)
+    broken = _BrokenLinear(4, 3).double()
+    # Execute: the round with it, and the same round in which it drops at UPLOAD
+    result, aggregator, after = _dp_round({2: broken}, 3)
+    dropped, reference, expected = _dp_round({}, 3, {2: DropoutStage.UPLOAD})
+    # Assert: released without it, bit for bit; charged once, as the reference
+    ((client, reason),) = result.withheld
+    assert client == 2 and "RuntimeError: CUDA error" in reason
+    assert result.included == dropped.included == frozenset({1, 3, 4})
+    assert result.mean is not None and dropped.mean is not None
+    np.testing.assert_array_equal(result.mean, dropped.mean)
+    np.testing.assert_array_equal(after, expected)
+    assert aggregator.spent() == reference.spent() and aggregator.accountant.num_releases == 1
+
+
+def test_hospitals_withheld_below_h_skip_the_dp_round_uncharged() -> None:
+    # Prepare: h = 3 of 4; two hospitals' copies raise: 2 contributors remain
+    torch.manual_seed(0)
+    broken = _BrokenLinear(4, 3).double()
+    # Execute
+    result, aggregator, after = _dp_round({1: broken, 3: broken}, 3)
+    # Assert: skipped with both named, nothing charged, the model untouched
+    assert result.mean is None and [client for client, _ in result.withheld] == [1, 3]
+    assert "RuntimeError" in (result.skipped_reason or "")
+    assert aggregator.accountant.num_releases == 0 and aggregator.spent()[0] == 0.0
+    torch.manual_seed(0)
+    np.testing.assert_array_equal(after, torch.cat([p.detach().reshape(-1) for p in _linear().parameters()]).numpy())
