@@ -89,7 +89,7 @@ from fl_core.aggregators.base import (
     uploaders,
     with_withheld,
 )
-from fl_core.aggregators.binding import check_models
+from fl_core.aggregators.binding import check_models, refuse_other_dp
 from fl_core.dp_quantizer import DPQuantizer
 from fl_core.wrapping import WrappingAggregator
 from secagg.dp import DPConfig, NoisePlan, PrivacyAccountant, contributor_shortfall
@@ -238,6 +238,7 @@ class DPAggregator:
         models = check_models(updates, model_digest)
         if models.skipped_reason is not None:
             return skipped(models.skipped_reason, 0.0, time.perf_counter() - start)
+        models = refuse_other_dp(updates, models, self.config.digest())  # before the charge, as models
         stages = models.stages(stages)
         self.quantizer.check_layout(updates[0].vector.shape[0])  # the round's shape: refused for everyone
         # A hospital over max_patients (its public count) or beyond the range is withheld, before the
@@ -284,7 +285,8 @@ class DPAggregator:
             self.quantizer.drawn_noise.clear()  # never reused: a noise draw goes into one encoding
         if result.mean is not None and len(result.included) < self.plan.honest:
             raise InsufficientNoiseError(f"the protocol included {len(result.included)} < h = {self.plan.honest}")
-        return with_withheld(result, withheld)
+        # The inner aggregator saw the hospitals refused for their DP configuration as JOIN dropouts.
+        return with_withheld(dataclasses.replace(result, refused=models.refused), withheld)
 
     def _screen(self, update: ClientUpdate) -> FloatVector:
         """``update``'s vector, or ConfigurationError (it is withheld) if it cannot be encoded."""

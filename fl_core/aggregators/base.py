@@ -154,12 +154,19 @@ class ClientUpdate:
             ``None`` (taken as the round's model). A client that declares another model than
             the round's is refused (:attr:`AggregationResult.refused`), and the round's is bound
             into the session.
+        dp_digest: the 32-byte :meth:`secagg.dp.DPConfig.digest` of the DP configuration a DP
+            contribution was clipped and sampled under (``secagg.integrations.torch_dp.dp_update``
+            declares it), or ``None`` (not declared). A DP aggregator
+            (:class:`fl_core.dp.DPAggregator`) refuses one declaring another configuration than its
+            own (:attr:`AggregationResult.refused`), before the round is charged: the noise is
+            sized for its clip and sampling rate only.
     """
 
     client_id: int
     vector: FloatVector
     num_samples: int
     model_digest: bytes | None = None
+    dp_digest: bytes | None = None
 
     def __post_init__(self) -> None:
         # Client ids and sample counts are u32 wherever they are encoded or bound.
@@ -176,6 +183,8 @@ class ClientUpdate:
             raise ConfigurationError(f"client {self.client_id}: update contains NaN or infinite values")
         if self.model_digest is not None:
             check_model_digest(f"client {self.client_id}: model_digest", self.model_digest)
+        if self.dp_digest is not None and (not isinstance(self.dp_digest, bytes) or len(self.dp_digest) != 32):
+            raise ConfigurationError(f"client {self.client_id}: dp_digest must be 32 bytes (a DPConfig.digest())")
 
 
 @dataclass(frozen=True)

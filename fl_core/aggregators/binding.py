@@ -14,10 +14,14 @@
   each round's session descriptor (and Paillier's round context), drawn from ``secrets`` per
   aggregator instance unless the caller names the run, so two runs (or two aggregators)
   never share a session.
+- :func:`refuse_other_dp`: a DP round also refuses the hospitals that declare another DP
+  configuration (:attr:`~fl_core.aggregators.base.ClientUpdate.dp_digest`) than the round's,
+  as it refuses another model.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import secrets
 from collections import Counter
 from collections.abc import Mapping, Sequence
@@ -43,6 +47,7 @@ __all__ = [
     "check_run_id",
     "model_digest",
     "new_run_id",
+    "refuse_other_dp",
 ]
 
 MODEL_DIGEST_SIZE = 32
@@ -140,3 +145,19 @@ def check_models(updates: Sequence[ClientUpdate], reference: bytes | None) -> Mo
         if claim != digest
     )
     return ModelCheck(digest, refused)
+
+
+def refuse_other_dp(updates: Sequence[ClientUpdate], models: ModelCheck, digest: bytes) -> ModelCheck:
+    """``models`` with every hospital that declares another DP configuration than ``digest`` (the
+    round's :meth:`secagg.dp.DPConfig.digest`) refused too, with the reason: its clip or sampling
+    rate is not the one the noise is sized for. A hospital that declares none is taken as
+    computed under the round's."""
+    reasons = dict(models.refused)
+    for update in updates:
+        if update.dp_digest is not None and update.dp_digest != digest:
+            why = (
+                f"computed under another DP configuration (digest {update.dp_digest.hex()[:16]}..., the round's "
+                f"is {digest.hex()[:16]}...): its clip or sampling rate is not the one the noise is sized for"
+            )
+            reasons[update.client_id] = f"{reasons[update.client_id]}; {why}" if update.client_id in reasons else why
+    return dataclasses.replace(models, refused=tuple(sorted(reasons.items())))

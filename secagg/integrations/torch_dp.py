@@ -160,13 +160,15 @@ def dp_update(
 ) -> ClientUpdate:
     """A hospital's update for a DP aggregator: :func:`dp_contribution` at ``model`` (the global
     model it received), weighted by its batch size (at least 1), declaring ``model_digest(model,
-    buffers=True)``; aggregated with the global model's digest, an update computed at another
-    model is refused (``result.refused``)."""
+    buffers=True)`` and ``dp.digest()``; aggregated with the global model's digest, an update
+    computed at another model, or under another DP configuration than the aggregator's (another
+    clip or sampling rate than the noise is sized for), is refused (``result.refused``)."""
     from fl_core.aggregators.base import ClientUpdate  # noqa: PLC0415 (fl_core is optional here)
 
     contribution = dp_contribution(model, loss_fn, inputs, targets, dp, rng)
     digest = model_digest(model, buffers=True)
-    return ClientUpdate(client_id, contribution, max(1, int(inputs.shape[0])), model_digest=digest)
+    samples = max(1, int(inputs.shape[0]))
+    return ClientUpdate(client_id, contribution, samples, model_digest=digest, dp_digest=dp.digest())
 
 
 def apply_dp_step(model: Module, noised_sum: FloatVector, denominator: float, learning_rate: float) -> None:

@@ -102,3 +102,28 @@ def test_the_demo_refuses_compression_with_dp_instead_of_ignoring_it(option: dic
     # coordinate anyway (the DP setup never builds the SparseAggregator): an option silently dropped.
     with pytest.raises(ConfigurationError, match="dp"):
         DemoConfig(aggregation="secagg", dp_epsilon=1.0, **option)  # type: ignore[arg-type]
+
+
+def test_a_hospital_declaring_another_dp_configuration_is_refused_and_the_round_goes_on() -> None:
+    # A contribution's clip and sampling rate are the hospital's (torch_dp.dp_update declares the
+    # DPConfig it used): one computed under a clip 100 times the declared one was summed unnoticed
+    aggregator = _dp_aggregator()
+    other = dataclasses.replace(aggregator.config, l2_clip=100.0).digest()
+    updates = [
+        ClientUpdate(h, np.full(DIMENSION, 0.01), 10, dp_digest=other if h == 1 else aggregator.config.digest())
+        for h in range(1, 6)
+    ]
+    # Execute
+    result = aggregator.aggregate(updates, rng=np.random.default_rng(0))
+    # Assert: hospital 1 refused by name, before the charge; the others' noised sum released
+    assert [client for client, _ in result.refused] == [1]
+    assert "another DP configuration" in result.refused[0][1]
+    assert result.mean is not None and result.included == frozenset(range(2, 6))
+
+
+def test_a_dp_update_declaring_none_is_taken_under_the_rounds_dp_configuration() -> None:
+    # Undeclared (None): a hand-built update is summed as before
+    aggregator = _dp_aggregator()
+    updates = [ClientUpdate(h, np.full(DIMENSION, 0.01), 10) for h in range(1, 6)]
+    result = aggregator.aggregate(updates, rng=np.random.default_rng(0))
+    assert result.refused == () and result.included == frozenset(range(1, 6))

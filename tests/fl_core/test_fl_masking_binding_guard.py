@@ -190,6 +190,8 @@ SPLITS: dict[str, Split] = {
     "update.client_id": "who the hospital is: session ids 1..m follow the ids, its identity key is bound (mode)",
     "update.vector": "the contribution itself; its length is the updates entry",
     "update.num_samples": "the contribution's weight, summed securely; its public bound is quantizer.config.max_weight",
+    "update.dp_digest": "the DP configuration a contribution was computed under: a DP aggregator refuses one "
+    "declaring another before the session (tests/fl_core/test_fl_dp_binding.py); the plan is bound (dp.plan)",
     "update.model_digest": lambda mode: (declared_round(mode, bytes(32)), declared_round(mode, bytes(range(32)))),
     "dropouts": "which hospitals drop, and when: the protocol's own business, not a setup value",
     "rng": "the rounding randomness (non-secret, per hospital): no value to agree on",

@@ -179,10 +179,23 @@ def dp_required(context: Context) -> bool:
     return context.node_config.get("require-dp") in (True, "true")
 
 
-def dp_training(context: Context) -> bool:
-    """Train DP steps: the run config's ``dp-epsilon > 0`` (the server's DP rounds) or the node's
+def training_config(message: Message) -> ConfigRecord:
+    """The message's ``config`` record: what the server's strategy sends with the model
+    (``server_app.train_config``), bound into the secure round with it. The node trains with
+    these values only, never with its run config's: the SuperLink serves each node its own run
+    config and nothing binds it, so a lying coordinator could serve every node but one
+    ``learning-rate = 0`` (their updates zero, the "aggregate" that one node's update) or one
+    node ``dp-clip = 1e6`` (its DP step unclipped)."""
+    config = message.content.config_records.get("config") if message.has_content() else None
+    if not isinstance(config, ConfigRecord):
+        raise ValueError("the train message carries no 'config' record (the server's train_config)")
+    return config
+
+
+def dp_training(config: ConfigRecord, context: Context) -> bool:
+    """Train DP steps: the bound training config's ``dp`` (the server's DP rounds) or the node's
     own ``require-dp``."""
-    return float(context.run_config.get("dp-epsilon", 0.0)) > 0.0 or dp_required(context)
+    return config.get("dp") is True or dp_required(context)
 
 
 def fault_injection_mod(message: Message, context: Context, call_next: ClientAppCallable) -> Message:
@@ -208,21 +221,22 @@ def make_client_app(mods: list[Mod]) -> ClientApp:
         """Local SGD from the global model; reports its example count as its weight."""
         data = task.local_data(int(context.node_config["partition-id"]), int(context.node_config["num-partitions"]))
         start = task.from_record(message.content["arrays"])
-        if dp_training(context):
+        config = training_config(message)  # bound into the secure round; never the run config
+        if dp_training(config, context):
             # One patient moves this update by at most dp-learning-rate * dp-clip (the server's l2_clip).
             params = task.dp_step(
                 start,
                 data,
-                learning_rate=float(context.run_config.get("dp-learning-rate", 0.02)),
-                clip=float(context.run_config.get("dp-clip", 1.0)),
+                learning_rate=float(config["dp-learning-rate"]),
+                clip=float(config["dp-clip"]),
             )
         else:
             params = task.train(
                 start,
                 data,
-                epochs=int(context.run_config.get("local-epochs", 5)),
-                batch_size=int(context.run_config.get("batch-size", 16)),
-                learning_rate=float(context.run_config.get("learning-rate", 0.1)),
+                epochs=int(config["local-epochs"]),
+                batch_size=int(config["batch-size"]),
+                learning_rate=float(config["learning-rate"]),
             )
         loss, _ = task.evaluate(params, data.features, data.labels)
         metrics = MetricRecord({"num-examples": data.num_samples, "train-loss": loss})

@@ -9,7 +9,12 @@ masking and Paillier rounds also give the server the federation's identity publi
 the ceremony's ``federation.keys`` (public): run config ``trusted-keys-file``, else
 ``$SECAGG_FLOWER_KEY_DIR/federation.keys``. With them a node whose key is on no list is
 left out at ``identify`` and the round goes on; without them such a run refuses to start
-(every node would refuse every round that node is sampled in). The server
+(every node would refuse every round that node is sampled in). Every value that shapes a
+node's update (the local SGD's epochs, batch size and learning rate; in DP runs the DP step's
+clip and learning rate) goes to the nodes in the strategy's ``train_config``
+(:func:`train_config`), which the secure round binds: a node served other values by a lying
+coordinator is in another session. The nodes never take them from their run config, which
+the SuperLink serves each node on its own and nothing binds. The server
 evaluates the global model on the held-out test set after each round and, if
 the run config names a ``result-path``, writes a JSON report of every round
 (which nodes were aggregated or dropped, the unmasked ring sum, the weight
@@ -28,7 +33,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from flwr.app import ArrayRecord, Context, MetricRecord
+from flwr.app import ArrayRecord, ConfigRecord, Context, MetricRecord
 from flwr.serverapp import Grid, ServerApp
 from flwr.serverapp.strategy import FedAvg
 
@@ -49,6 +54,9 @@ DEFAULTS: dict[str, Any] = {
     "min-nodes": 3,
     "num-partitions": 5,
     "fraction-evaluate": 0.0,
+    "local-epochs": 5,
+    "batch-size": 16,
+    "learning-rate": 0.1,
     "result-path": "",
     "dp-epsilon": 0.0,
     "dp-delta": 1e-5,
@@ -94,10 +102,27 @@ def make_server_app(overrides: Mapping[str, Any] | None = None) -> ServerApp:
             grid=secure,
             initial_arrays=initial,
             num_rounds=int(settings["num-server-rounds"]),
+            train_config=train_config(settings, dp is not None),
             evaluate_fn=report.after_round,
         )
 
     return app
+
+
+def train_config(settings: Mapping[str, Any], dp: bool) -> ConfigRecord:
+    """What every node trains with this run, sent with the model in
+    the message's ``config`` record and bound into every secure round with it: the local SGD's
+    ``local-epochs``, ``batch-size`` and ``learning-rate``, and whether the rounds are DP
+    (``dp``) with the DP step's ``dp-clip`` and ``dp-learning-rate`` (the ``l2_clip`` of
+    :func:`dp_settings` is their product)."""
+    return ConfigRecord({
+        "local-epochs": int(settings["local-epochs"]),
+        "batch-size": int(settings["batch-size"]),
+        "learning-rate": float(settings["learning-rate"]),
+        "dp": dp,
+        "dp-clip": float(settings["dp-clip"]),
+        "dp-learning-rate": float(settings["dp-learning-rate"]),
+    })
 
 
 def federation_keys(settings: Mapping[str, Any]) -> frozenset[bytes]:
