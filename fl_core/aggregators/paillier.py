@@ -59,15 +59,12 @@ from fl_core.aggregators.paillier_layout import (
     value_bits,
 )
 from fl_core.aggregators.quantizer import WeightedQuantizer
-from secagg import wire
 from secagg._validate import require_callable, require_instance, require_int
 from secagg.dp.floors import decrypted_shortfall, decrypted_sums
 from secagg.errors import ConfigurationError, SecAggError
 from secagg.guarantee import Guarantee
 from secagg.paillier import (
     DEFAULT_KEY_BITS,
-    Client,
-    DecryptingParty,
     Obfuscation,
     Server,
     SessionParameters,
@@ -315,21 +312,8 @@ class PaillierAggregator:
                 models.refused,
             )
         server = Server(params, workers=self.workers)
-        bytes_sent = 0
-        digests: dict[int, bytes] = {}
-        errors: dict[int, str] = {}
-        for client in sent:
-            values = split_limbs(encodings[client]) if self.split else encodings[client]
-            sender = Client(params, client, self.hospitals.identity(client), encryptor=self.hospitals.encryptor(client))
-            data = wire.encode(sender.upload(values))
-            bytes_sent += len(data)
-            try:
-                server.receive_upload(data)
-            except SecAggError as exc:  # one hospital's bad upload costs only itself
-                errors[client] = f"upload dropped: {exc}"
-                continue
-            assert sender.upload_digest is not None
-            digests[client] = sender.upload_digest
+        uploads = {c: split_limbs(encodings[c]) if self.split else encodings[c] for c in sent}
+        digests, errors, bytes_sent = self.hospitals.upload(params, server, uploads)
 
         def skip(reason: str) -> AggregationResult:
             return skipped(reason, bytes_sent / len(updates), time.perf_counter() - start, models.refused, errors)
@@ -345,27 +329,8 @@ class PaillierAggregator:
             return skip(
                 f"paillier: {len(live)} hospitals remain to decrypt; {threshold} partial decryptions are needed"
             )
-        answered = 0
-        for client in live:
-            if answered == threshold:
-                break
-            index = self.hospitals.share_index(client)
-            party = DecryptingParty(
-                params,
-                self.material.shares[index - 1],
-                own_upload=digests.get(client),
-                random_bytes=self.random_bytes,
-                workers=self.workers,
-                constant_time=self.constant_time,
-            )
-            try:
-                answer = wire.encode(party.respond(wire.encode(server.decryption_request(index))))
-                bytes_sent += len(answer)
-                server.receive_partial(answer)
-            except SecAggError as exc:  # a refusal or a partial decryption whose proof fails: the next one is asked
-                errors[client] = f"partial decryption dropped: {exc}"
-                continue
-            answered += 1
+        answered, answer_bytes = self.hospitals.decrypt(params, server, live, digests, errors, self.constant_time)
+        bytes_sent += answer_bytes
         if answered < threshold:
             return skip(
                 f"paillier: {answered} partial decryptions verified; {threshold} are needed (dropped: {len(errors)})"

@@ -5,14 +5,31 @@ Hospitals get key-share indices 1..n in the order they are first seen (ascending
 round), and keep them; a hospital beyond the key's n shares is refused. Each keeps one encryptor for
 the aggregator's lifetime (the DJN base and its table are made once, like obfuscators precomputed
 offline) and one identity key, drawn when it is first needed.
+
+In a round's session the hospitals upload (:meth:`SimulatedHospitals.upload`) and decrypt
+(:meth:`SimulatedHospitals.decrypt`) through the wire format, as real ones would; a message the
+server refuses costs only the hospital that sent it, named with the reason.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 
-from secagg.errors import ConfigurationError
-from secagg.paillier import Encryptor, Obfuscation, ThresholdKeyMaterial, Workers
+import numpy as np
+import numpy.typing as npt
+
+from secagg import wire
+from secagg.errors import ConfigurationError, SecAggError
+from secagg.paillier import (
+    Client,
+    DecryptingParty,
+    Encryptor,
+    Obfuscation,
+    Server,
+    SessionParameters,
+    ThresholdKeyMaterial,
+    Workers,
+)
 from secagg.primitives.randomness import RandomBytes
 from secagg.primitives.signing import SigningKey
 
@@ -67,3 +84,63 @@ class SimulatedHospitals:
         if client not in self._identities:
             self._identities[client] = SigningKey.generate(self.random_bytes)
         return self._identities[client]
+
+    def upload(
+        self, params: SessionParameters, server: Server, values: Mapping[int, npt.NDArray[np.int64]]
+    ) -> tuple[dict[int, bytes], dict[int, str], int]:
+        """Each hospital of ``values`` encrypts and signs its values, and the server receives the upload.
+
+        Returns the digests of the accepted uploads, the reason for each upload the server dropped
+        (one hospital's bad upload costs only itself) and the bytes sent.
+        """
+        digests: dict[int, bytes] = {}
+        errors: dict[int, str] = {}
+        bytes_sent = 0
+        for client, vector in values.items():
+            sender = Client(params, client, self.identity(client), encryptor=self.encryptor(client))
+            data = wire.encode(sender.upload(vector))
+            bytes_sent += len(data)
+            try:
+                server.receive_upload(data)
+            except SecAggError as exc:
+                errors[client] = f"upload dropped: {exc}"
+                continue
+            assert sender.upload_digest is not None
+            digests[client] = sender.upload_digest
+        return digests, errors, bytes_sent
+
+    def decrypt(
+        self,
+        params: SessionParameters,
+        server: Server,
+        live: Sequence[int],
+        own_uploads: Mapping[int, bytes],
+        errors: dict[int, str],
+        constant_time: bool,
+    ) -> tuple[int, int]:
+        """The ``live`` hospitals, in this order, answer the server's decryption request until
+        t partial decryptions verify; a refusal or a partial whose proof fails is recorded in
+        ``errors`` and the next hospital is asked. Returns (answers verified, bytes sent)."""
+        threshold = self.material.public.threshold
+        answered = bytes_sent = 0
+        for client in live:
+            if answered == threshold:
+                break
+            index = self.share_index(client)
+            party = DecryptingParty(
+                params,
+                self.material.shares[index - 1],
+                own_upload=own_uploads.get(client),
+                random_bytes=self.random_bytes,
+                workers=self.workers,
+                constant_time=constant_time,
+            )
+            try:
+                answer = wire.encode(party.respond(wire.encode(server.decryption_request(index))))
+                bytes_sent += len(answer)
+                server.receive_partial(answer)
+            except SecAggError as exc:
+                errors[client] = f"partial decryption dropped: {exc}"
+                continue
+            answered += 1
+        return answered, bytes_sent

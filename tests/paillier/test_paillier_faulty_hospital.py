@@ -17,7 +17,7 @@ import numpy.typing as npt
 import pytest
 
 from fl_core.aggregators import ClientUpdate, DropoutStage, WeightedQuantizer
-from fl_core.aggregators import paillier as paillier_module
+from fl_core.aggregators import paillier_hospitals as hospitals_module  # where the hospitals upload and decrypt
 from fl_core.aggregators.paillier import PaillierAggregator
 from fl_core.aggregators.plain import QuantizedPlainAggregator
 from secagg import wire
@@ -119,7 +119,7 @@ def test_a_bad_upload_is_dropped_with_its_reason_and_the_round_goes_on(
     monkeypatch: pytest.MonkeyPatch, name: str
 ) -> None:
     # Prepare: hospital 1 sends a corrupted (but self-signed, where it can) upload
-    monkeypatch.setattr(paillier_module, "Client", _faulty_clients(UPLOAD_FAULTS[name]))
+    monkeypatch.setattr(hospitals_module, "Client", _faulty_clients(UPLOAD_FAULTS[name]))
     # Execute
     result = _aggregator().aggregate(_updates(), {}, rng=np.random.default_rng(7))
     # Assert
@@ -138,7 +138,7 @@ def test_a_malformed_upload_is_dropped_and_the_round_goes_on(monkeypatch: pytest
                 return data[:-7]
             return data
 
-    monkeypatch.setattr(paillier_module, "wire", TruncatingWire)
+    monkeypatch.setattr(hospitals_module, "wire", TruncatingWire)
     # Execute
     result = _aggregator().aggregate(_updates(), {}, rng=np.random.default_rng(7))
     # Assert
@@ -155,7 +155,7 @@ def test_an_upload_replayed_from_another_round_is_dropped(monkeypatch: pytest.Mo
     def replay(client: Client, message: EncryptedVector) -> EncryptedVector:
         return recorded.setdefault("first", message)
 
-    monkeypatch.setattr(paillier_module, "Client", _faulty_clients(replay))
+    monkeypatch.setattr(hospitals_module, "Client", _faulty_clients(replay))
     aggregator = _aggregator()
     first = aggregator.aggregate(_updates(), {}, rng=np.random.default_rng(7))
     assert first.mean is not None and not first.errors
@@ -170,7 +170,7 @@ def test_a_dropped_upload_below_min_contributors_skips_the_round_with_the_reason
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     # Prepare: 4-of-5 key, min_contributors 4; hospital 4 drops, hospital 1's upload is bad
-    monkeypatch.setattr(paillier_module, "Client", _faulty_clients(UPLOAD_FAULTS["one ciphertext short"]))
+    monkeypatch.setattr(hospitals_module, "Client", _faulty_clients(UPLOAD_FAULTS["one ciphertext short"]))
     # Execute
     result = _aggregator().aggregate(_updates(), {4: DropoutStage.UPLOAD}, rng=np.random.default_rng(7))
     # Assert: skipped, not raised; the reason and the dropped hospital are reported
@@ -221,7 +221,7 @@ def test_a_bad_partial_decryption_is_dropped_and_another_hospital_decrypts(
     monkeypatch: pytest.MonkeyPatch, name: str
 ) -> None:
     # Prepare: 3-of-5; hospital 1 (share 2, asked second) answers wrongly
-    monkeypatch.setattr(paillier_module, "DecryptingParty", _faulty_parties(PARTIAL_FAULTS[name]))
+    monkeypatch.setattr(hospitals_module, "DecryptingParty", _faulty_parties(PARTIAL_FAULTS[name]))
     # Execute
     result = _aggregator(threshold=3).aggregate(_updates(), {}, rng=np.random.default_rng(7))
     # Assert: its upload is still in the (exact) sum; its answer is dropped with the reason
@@ -234,7 +234,7 @@ def test_a_bad_partial_decryption_is_dropped_and_another_hospital_decrypts(
 def test_too_many_bad_partials_skip_the_round_with_the_reason(monkeypatch: pytest.MonkeyPatch) -> None:
     # Prepare: 4-of-5; hospitals 1 and 3 (shares 2 and 4) lie: only three good answers remain
     monkeypatch.setattr(
-        paillier_module, "DecryptingParty", _faulty_parties(_shift_first_word, frozenset({2, 4}))
+        hospitals_module, "DecryptingParty", _faulty_parties(_shift_first_word, frozenset({2, 4}))
     )
     # Execute
     result = _aggregator().aggregate(_updates(), {}, rng=np.random.default_rng(7))
@@ -253,7 +253,7 @@ def test_an_upload_that_overflows_its_slots_skips_the_round_with_the_reason(monk
         words = Encryptor(client.params.public.key).encrypt(plaintexts)
         return _resigned(client, message, ciphertexts=b"".join(_word(client, int(w)) for w in words))
 
-    monkeypatch.setattr(paillier_module, "Client", _faulty_clients(overflow))
+    monkeypatch.setattr(hospitals_module, "Client", _faulty_clients(overflow))
     # Execute
     result = _aggregator().aggregate(_updates(), {}, rng=np.random.default_rng(7))
     # Assert
