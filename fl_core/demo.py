@@ -235,7 +235,7 @@ def _from_args(args: argparse.Namespace) -> DemoConfig:
         max_samples_per_client=getattr(args, "max_samples_per_client", None) or DEFAULT_MAX_SAMPLES_PER_CLIENT,
         bytes_per_parameter=getattr(args, "bytes_per_parameter", None),
         rotate=getattr(args, "rotate", False),
-        masking_mode=getattr(args, "masking_mode", "active"),
+        masking_mode=getattr(args, "masking_mode", None) or "active",
         colluders=getattr(args, "colluders", None),
     )
 

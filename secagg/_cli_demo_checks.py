@@ -19,7 +19,8 @@ def _check_dropout(args: argparse.Namespace) -> str | None:
     """A ``--dropout`` the demo's SecAgg+ cannot be sized for in the run's mode, or None."""
     if args.aggregation != "secagg+":
         return None
-    if getattr(args, "masking_mode", "active") == "active" and args.dropout >= SECAGG_PLUS_ACTIVE_DROPOUT_BELOW:
+    active = (getattr(args, "masking_mode", None) or "active") == "active"  # None: not given, the default
+    if active and args.dropout >= SECAGG_PLUS_ACTIVE_DROPOUT_BELOW:
         return (
             f"argument --dropout: --aggregation secagg+ in active mode (the default) is sized for below "
             f"{SECAGG_PLUS_ACTIVE_DROPOUT_BELOW} (a lying server must not split the hospitals into two groups "
@@ -71,8 +72,9 @@ def _check_applies(args: argparse.Namespace) -> str | None:
     """An option given for an aggregation it does not apply to, or None."""
     if args.insecure_small_key and args.aggregation != "paillier":
         return "argument --insecure-small-key: applies to --aggregation paillier only"
-    if getattr(args, "masking_mode", "active") != "active" and args.aggregation not in ("secagg", "secagg+"):
-        return "argument --masking-mode semi-honest: applies to --aggregation secagg and secagg+ only"
+    mode = getattr(args, "masking_mode", None)  # None: not given (active for secagg/secagg+)
+    if mode is not None and args.aggregation not in ("secagg", "secagg+"):
+        return f"argument --masking-mode {mode}: applies to --aggregation secagg and secagg+ only"
     # The encoding's options: plain sums floats, and DP sets its own bits, ring and clip (fl_core.dp_presets).
     given = [
         flag

@@ -178,7 +178,7 @@ def _add_demo(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> 
     demo.add_argument(
         "--masking-mode",
         choices=["active", "semi-honest"],
-        default="active",
+        default=None,  # active; None tells "not given" apart, so that naming it where it does nothing is refused
         help="secagg/secagg+ only: active (signed keys and a consistency round: private against a server that "
         "lies about dropouts; default) or semi-honest (fewer bytes and, at small n, one more dropout survived, but "
         "it does NOT resist a server that lies about dropouts: an honest-but-curious server only)",

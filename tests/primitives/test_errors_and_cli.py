@@ -141,6 +141,11 @@ def _refusal(argv: list[str], capsys: pytest.CaptureFixture[str], monkeypatch: p
          "argument --dropout: --aggregation secagg+ is sized for at most 0.85"),
         (["demo", "--masking-mode", "semi-honest", "--aggregation", "paillier"],
          "argument --masking-mode semi-honest: applies to --aggregation secagg and secagg+ only"),
+        # Naming the default explicitly is no different: active mode protects nothing in plain or Paillier.
+        (["demo", "--masking-mode", "active", "--aggregation", "plain"],
+         "argument --masking-mode active: applies to --aggregation secagg and secagg+ only"),
+        (["demo", "--masking-mode", "active", "--aggregation", "paillier"],
+         "argument --masking-mode active: applies to --aggregation secagg and secagg+ only"),
         (["demo", "--hospitals", "0"], "argument --hospitals: --aggregation secagg+ needs at least 3 hospitals"),
         (["demo", "--hospitals", "2", "--aggregation", "secagg"], "--aggregation secagg needs at least 3 hospitals"),
         (["demo", "--hospitals", "2", "--aggregation", "paillier"], "--aggregation paillier needs at least 3"),
