@@ -143,8 +143,8 @@ def _add_demo(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> 
         default=None,
         metavar="EPSILON",
         help="train with distributed differential privacy: this epsilon per patient over the run (delta "
-        "--dp-delta), noise split across the hospitals and sized to survive one colluding or dropped hospital "
-        "(default: no DP)",
+        "--dp-delta), noise split across the hospitals and sized to survive at least one colluding or dropped "
+        "hospital (over a secure sum, as many as its floor leaves: the summary says how many; default: no DP)",
     )
     demo.add_argument(
         "--dp-delta",
