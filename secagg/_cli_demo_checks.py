@@ -80,7 +80,7 @@ def _check_applies(args: argparse.Namespace) -> str | None:
         flag
         for flag, on in (
             ("--bits", args.bits is not None),
-            ("--ring-bits", args.ring_bits != "word"),
+            ("--ring-bits", args.ring_bits is not None),  # None: not given (word)
             ("--max-samples-per-client", args.max_samples_per_client is not None),
             ("--clipping", args.clipping is not None),
         )
@@ -127,7 +127,8 @@ def _check_ring(args: argparse.Namespace) -> str | None:
     bits = args.bits or 16  # fl_core.aggregators.base.DEFAULT_BITS, DEFAULT_MAX_SAMPLES_PER_CLIENT
     weight = args.max_samples_per_client or 4096
     total = args.hospitals * weight * ((1 << (bits - 1)) - 1)
-    ring = int(args.ring_bits) if args.ring_bits.isdigit() else 64
+    ring_bits = args.ring_bits or "word"
+    ring = int(ring_bits) if ring_bits.isdigit() else 64
     if total <= (1 << (ring - 1)) - 1:
         return None
     overflow = (
@@ -149,7 +150,7 @@ def _check_budget(args: argparse.Namespace, with_dp: bool) -> str | None:
         flag
         for flag, on in (
             ("--bits", args.bits is not None),
-            ("--ring-bits", args.ring_bits != "word"),
+            ("--ring-bits", args.ring_bits is not None),  # None: not given (word)
             ("--rotate", args.rotate),
             ("--dp-epsilon", with_dp),
             ("--aggregation plain", args.aggregation == "plain"),

@@ -110,7 +110,7 @@ def _add_demo(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> 
     demo.add_argument(
         "--ring-bits",
         type=_ring_choice,
-        default="word",
+        default=None,  # word; None tells "not given" apart, so that naming it where it does nothing is refused
         metavar="{word,smallest,8..64}",
         help="the updates' ring: word (Z_(2^32), or Z_(2^64) when 32 bits could overflow), smallest (the "
         "smallest Z_(2^b) that cannot overflow; masked uploads of b bits a coordinate) or b (default: word)",
