@@ -230,12 +230,12 @@ def _from_args(args: argparse.Namespace) -> DemoConfig:
         dp_delta=getattr(args, "dp_delta", None) or DEFAULT_DELTA,
         dp_scaling=getattr(args, "dp_scaling", None) or "noised-moments",
         clipping=getattr(args, "clipping", None) or "adaptive",
-        ring=getattr(args, "ring_bits", "word"),
+        ring=getattr(args, "ring_bits", None) or "word",
         bits=getattr(args, "bits", None) or DEFAULT_BITS,
         max_samples_per_client=getattr(args, "max_samples_per_client", None) or DEFAULT_MAX_SAMPLES_PER_CLIENT,
         bytes_per_parameter=getattr(args, "bytes_per_parameter", None),
         rotate=getattr(args, "rotate", False),
-        masking_mode=getattr(args, "masking_mode", "active"),
+        masking_mode=getattr(args, "masking_mode", None) or "active",
         colluders=getattr(args, "colluders", None),
     )
 

@@ -19,7 +19,8 @@ def _check_dropout(args: argparse.Namespace) -> str | None:
     """A ``--dropout`` the demo's SecAgg+ cannot be sized for in the run's mode, or None."""
     if args.aggregation != "secagg+":
         return None
-    if getattr(args, "masking_mode", "active") == "active" and args.dropout >= SECAGG_PLUS_ACTIVE_DROPOUT_BELOW:
+    active = (getattr(args, "masking_mode", None) or "active") == "active"  # None: not given, the default
+    if active and args.dropout >= SECAGG_PLUS_ACTIVE_DROPOUT_BELOW:
         return (
             f"argument --dropout: --aggregation secagg+ in active mode (the default) is sized for below "
             f"{SECAGG_PLUS_ACTIVE_DROPOUT_BELOW} (a lying server must not split the hospitals into two groups "
@@ -71,14 +72,15 @@ def _check_applies(args: argparse.Namespace) -> str | None:
     """An option given for an aggregation it does not apply to, or None."""
     if args.insecure_small_key and args.aggregation != "paillier":
         return "argument --insecure-small-key: applies to --aggregation paillier only"
-    if getattr(args, "masking_mode", "active") != "active" and args.aggregation not in ("secagg", "secagg+"):
-        return "argument --masking-mode semi-honest: applies to --aggregation secagg and secagg+ only"
+    mode = getattr(args, "masking_mode", None)  # None: not given (active for secagg/secagg+)
+    if mode is not None and args.aggregation not in ("secagg", "secagg+"):
+        return f"argument --masking-mode {mode}: applies to --aggregation secagg and secagg+ only"
     # The encoding's options: plain sums floats, and DP sets its own bits, ring and clip (fl_core.dp_presets).
     given = [
         flag
         for flag, on in (
             ("--bits", args.bits is not None),
-            ("--ring-bits", args.ring_bits != "word"),
+            ("--ring-bits", args.ring_bits is not None),  # None: not given (word)
             ("--max-samples-per-client", args.max_samples_per_client is not None),
             ("--clipping", args.clipping is not None),
         )
@@ -125,7 +127,8 @@ def _check_ring(args: argparse.Namespace) -> str | None:
     bits = args.bits or 16  # fl_core.aggregators.base.DEFAULT_BITS, DEFAULT_MAX_SAMPLES_PER_CLIENT
     weight = args.max_samples_per_client or 4096
     total = args.hospitals * weight * ((1 << (bits - 1)) - 1)
-    ring = int(args.ring_bits) if args.ring_bits.isdigit() else 64
+    ring_bits = args.ring_bits or "word"
+    ring = int(ring_bits) if ring_bits.isdigit() else 64
     if total <= (1 << (ring - 1)) - 1:
         return None
     overflow = (
@@ -147,7 +150,7 @@ def _check_budget(args: argparse.Namespace, with_dp: bool) -> str | None:
         flag
         for flag, on in (
             ("--bits", args.bits is not None),
-            ("--ring-bits", args.ring_bits != "word"),
+            ("--ring-bits", args.ring_bits is not None),  # None: not given (word)
             ("--rotate", args.rotate),
             ("--dp-epsilon", with_dp),
             ("--aggregation plain", args.aggregation == "plain"),

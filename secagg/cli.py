@@ -110,7 +110,7 @@ def _add_demo(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> 
     demo.add_argument(
         "--ring-bits",
         type=_ring_choice,
-        default="word",
+        default=None,  # word; None tells "not given" apart, so that naming it where it does nothing is refused
         metavar="{word,smallest,8..64}",
         help="the updates' ring: word (Z_(2^32), or Z_(2^64) when 32 bits could overflow), smallest (the "
         "smallest Z_(2^b) that cannot overflow; masked uploads of b bits a coordinate) or b (default: word)",
@@ -143,8 +143,8 @@ def _add_demo(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> 
         default=None,
         metavar="EPSILON",
         help="train with distributed differential privacy: this epsilon per patient over the run (delta "
-        "--dp-delta), noise split across the hospitals and sized to survive one colluding or dropped hospital "
-        "(default: no DP)",
+        "--dp-delta), noise split across the hospitals and sized to survive at least one colluding or dropped "
+        "hospital (over a secure sum, as many as its floor leaves: the summary says how many; default: no DP)",
     )
     demo.add_argument(
         "--dp-delta",
@@ -178,7 +178,7 @@ def _add_demo(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> 
     demo.add_argument(
         "--masking-mode",
         choices=["active", "semi-honest"],
-        default="active",
+        default=None,  # active; None tells "not given" apart, so that naming it where it does nothing is refused
         help="secagg/secagg+ only: active (signed keys and a consistency round: private against a server that "
         "lies about dropouts; default) or semi-honest (fewer bytes and, at small n, one more dropout survived, but "
         "it does NOT resist a server that lies about dropouts: an honest-but-curious server only)",

@@ -88,3 +88,22 @@ def test_the_testing_path_builds_only_unsafe_shapes() -> None:
     # The private helper exists to show refusals; it is not a way around the check for a usable key
     with pytest.raises(AssertionError):
         unsafe_threshold_material(256, 5, 3)
+
+
+def test_the_dealer_s_last_step_writes_nothing_when_one_passphrase_is_refused(tmp_path: Path) -> None:
+    # A refusal halfway used to leave the public key and the earlier shares on disk: files of a
+    # ceremony the dealer was told had failed, which a retry then refused to overwrite.
+    material = deal_threshold_key_from_primes(*SAFE_PRIMES[128], num_parties=3, threshold=2)
+    passphrases = ["a hospital passphrase", "too short", "a hospital passphrase"]
+    with pytest.raises(ConfigurationError, match="at least 12"):
+        write_key_files(material, tmp_path, passphrases, scrypt_log_n=15)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_the_dealer_s_last_step_writes_nothing_when_one_file_exists(tmp_path: Path) -> None:
+    material = deal_threshold_key_from_primes(*SAFE_PRIMES[128], num_parties=3, threshold=2)
+    (tmp_path / "key-share-3.bin").write_bytes(b"an earlier ceremony's share")
+    with pytest.raises(ConfigurationError, match="refusing to overwrite"):
+        write_key_files(material, tmp_path, ["a hospital passphrase"] * 3, scrypt_log_n=15)
+    assert [path.name for path in tmp_path.iterdir()] == ["key-share-3.bin"]
+    assert (tmp_path / "key-share-3.bin").read_bytes() == b"an earlier ceremony's share"

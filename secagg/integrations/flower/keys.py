@@ -35,10 +35,10 @@ from secagg.paillier.keys import KeyShare, ThresholdPublicKey
 from secagg.paillier.parameters import check_dealt_shape
 from secagg.paillier.storage import (
     DEFAULT_SCRYPT_LOG_N,
+    protect,
     read_private_file,
     unprotect,
     write_new_private_file,
-    write_protected_file,
 )
 from secagg.primitives.signing import PUBLIC_KEY_SIZE, SEED_SIZE, SigningKey
 
@@ -150,16 +150,31 @@ def write_key_files(
     ``passphrases[i - 1]``) in ``directory``; returns their paths. Deliver each share file to
     its hospital, the public key to the server and the nodes, then destroy ``material``.
     A key every session refuses (2t <= l) is not written (ConfigurationError naming the
-    least safe threshold; :func:`secagg.paillier.parameters.check_dealt_shape`)."""
+    least safe threshold; :func:`secagg.paillier.parameters.check_dealt_shape`). Every share is
+    sealed and every path checked first: a refused passphrase or an existing file leaves nothing
+    written (ConfigurationError)."""
     check_dealt_shape(material.public.num_parties, material.public.threshold)
     if len(passphrases) != len(material.shares):
         raise ConfigurationError(f"{len(material.shares)} key shares need as many passphrases")
     folder = Path(directory)
     public_path = folder / "public-key.bin"
-    write_public_key(public_path, material.public)
-    share_paths = []
-    for share, passphrase in zip(material.shares, passphrases, strict=True):
-        path = folder / f"key-share-{share.index}.bin"
-        write_protected_file(path, share, passphrase, scrypt_log_n=scrypt_log_n)
-        share_paths.append(path)
-    return public_path, share_paths
+    # Seal every share and check every path before writing: a refusal (a short passphrase, an
+    # existing file) leaves nothing on disk, no part of a ceremony the dealer was told had failed.
+    sealed = [
+        (folder / f"key-share-{share.index}.bin", protect(share, passphrase, scrypt_log_n=scrypt_log_n))
+        for share, passphrase in zip(material.shares, passphrases, strict=True)
+    ]
+    files = [(public_path, wire.encode(material.public)), *sealed]
+    for path, _ in files:
+        if os.path.lexists(path):
+            raise ConfigurationError(f"refusing to overwrite {path} (nothing written)")
+    written: list[Path] = []
+    try:
+        for path, data in files:
+            write_new_private_file(path, data)
+            written.append(path)
+    except ConfigurationError:
+        for path in written:  # only files this call created (O_EXCL)
+            path.unlink(missing_ok=True)
+        raise
+    return public_path, [path for path, _ in sealed]
