@@ -103,11 +103,18 @@ _COMBINABLE = (
     OptVariant("lr6 ema0.5", learning_rate=6.0, ema=0.5),
     _ADAM_FLOOR,
     dataclasses.replace(_ADAM_FLOOR, name=f"{_ADAM_FLOOR.name} ema0.5", ema=0.5),
+    dataclasses.replace(_ADAM_FLOOR, name="adam 0.05 b1 0 noise-corrected 0.25", noise_floor=0.25),
+    *(
+        dataclasses.replace(_ADAM_FLOOR, name=f"adam {lr:g} b1 0 noise-corrected 1", learning_rate=lr)
+        for lr in (0.03, 0.1)
+    ),
+    OptVariant("adagrad 0.3 noise-corrected 1", optimizer="adagrad", learning_rate=0.3, momentum=0.0, noise_floor=1.0),
 )
 COMBINED_WITH: dict[str, tuple[str, str]] = {  # prefix: (scaling, features)
     "two-stage": ("two-stage", "none"),
     "mean+worst": ("release", "mean+worst"),
     "two-stage mean+worst": ("two-stage", "mean+worst"),
+    "worst": ("release", "worst"),
 }
 """The recipe probe's scaling and feature changes (names as there), each combined with every server step
 of ``_COMBINABLE``: ``"two-stage adam 0.05 b1 0 noise-corrected 1 ema0.5"``, ``"mean+worst ema0.5"``, ..."""
