@@ -22,6 +22,10 @@ changes that cost no privacy, each against the recipe on the same noise
   recipe's per-example clipping on top;
 - the moments release's share of epsilon (``moments_share``; the rounds are recalibrated after it
   in the same Renyi account, as :func:`fl_core.demo_dp.dp_setup` does).
+- **combinations** (:data:`COMBINED_WITH`): the recipe probe's two-stage moments release and
+  "mean+worst" feature subset (``scaling``, ``features``; :func:`dp_recipe_probe.scaled_setup`, the
+  same noise streams) with the recipe's step, EMA 0.5, step 6 or noise-corrected Adam, for a preset
+  chosen per epsilon.
 
 ``--closed-form`` instead prints :func:`closed_forms` (non-private references for a closed-form start).
 ``--noise-free`` replaces the training's noised sum by the exact one (a diagnostic: the 20-step
@@ -41,20 +45,19 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from fl_core import demo
 from fl_core.aggregators.base import ClientUpdate
 from fl_core.data import ClientData, Federation, Standardiser
-from fl_core.demo_dp import dp_setup, noise_std
-from fl_core.dp import DPAggregator
+from fl_core.demo_dp import noise_std
 from fl_core.dp_training import public_denominator
 from fl_core.fedavg import _AGGREGATE
 from fl_core.models import FloatArray, LogisticRegression, accuracy, flatten, unflatten
 from secagg._cli_options import MAX_REPEATS, MAX_ROUNDS, MAX_SEED, _integer, _real
 
-from .dp_recipe_probe import _seeded_factory, demo_run
+from .dp_recipe_probe import demo_run, scaled_setup
 
 __all__ = [
     "CLOSED_FORMS",
+    "COMBINED_WITH",
     "OPTIMIZERS",
     "VARIANTS",
     "OptVariant",
@@ -86,7 +89,35 @@ class OptVariant:
     first_step: float = 1.0
     ema: float | None = None
     exact_newton_ridge: float | None = None
+    features: str = "none"  # as dp_recipe_probe.Variant: "mean+worst", "worst", ...
+    scaling: str = "release"  # as dp_recipe_probe.Variant: "two-stage", "exact" (leaks)
 
+
+_ADAM_FLOOR = OptVariant(
+    "adam 0.05 b1 0 noise-corrected 1", optimizer="adam", learning_rate=0.05, momentum=0.0, noise_floor=1.0
+)
+_COMBINABLE = (
+    OptVariant("recipe"),
+    OptVariant("ema0.5", ema=0.5),
+    OptVariant("lr6", learning_rate=6.0),
+    OptVariant("lr6 ema0.5", learning_rate=6.0, ema=0.5),
+    _ADAM_FLOOR,
+    dataclasses.replace(_ADAM_FLOOR, name=f"{_ADAM_FLOOR.name} ema0.5", ema=0.5),
+    dataclasses.replace(_ADAM_FLOOR, name="adam 0.05 b1 0 noise-corrected 0.25", noise_floor=0.25),
+    *(
+        dataclasses.replace(_ADAM_FLOOR, name=f"adam {lr:g} b1 0 noise-corrected 1", learning_rate=lr)
+        for lr in (0.03, 0.1)
+    ),
+    OptVariant("adagrad 0.3 noise-corrected 1", optimizer="adagrad", learning_rate=0.3, momentum=0.0, noise_floor=1.0),
+)
+COMBINED_WITH: dict[str, tuple[str, str]] = {  # prefix: (scaling, features)
+    "two-stage": ("two-stage", "none"),
+    "mean+worst": ("release", "mean+worst"),
+    "two-stage mean+worst": ("two-stage", "mean+worst"),
+    "worst": ("release", "worst"),
+}
+"""The recipe probe's scaling and feature changes (names as there), each combined with every server step
+of ``_COMBINABLE``: ``"two-stage adam 0.05 b1 0 noise-corrected 1 ema0.5"``, ``"mean+worst ema0.5"``, ..."""
 
 VARIANTS = (
     OptVariant("recipe"),
@@ -160,6 +191,13 @@ VARIANTS = (
     *(
         OptVariant(f"exact QU preconditioner (leaks) ridge {r:g} lr {lr:g}", exact_newton_ridge=r, learning_rate=lr)
         for r, lr in ((0.3, 8.0), (1.0, 4.0), (1.0, 8.0), (1.0, 16.0))
+    ),
+    *(  # combinations of the individually best changes, judged per epsilon (docs/benchmarks.md)
+        dataclasses.replace(
+            base, name=f"{prefix} {base.name}".removesuffix(" recipe"), scaling=scaling, features=features
+        )
+        for prefix, (scaling, features) in COMBINED_WITH.items()
+        for base in _COMBINABLE
     ),
     OptVariant("first step x2", first_step=2.0),
     OptVariant("first step x4", first_step=4.0),
@@ -258,16 +296,10 @@ def _clipped(federation: Federation, bound: float | None) -> Federation:
 def run(seed: int, epsilon: float, replicate: int, variant: OptVariant, rounds: int = 20,
         noise_free: bool = False) -> float:  # fmt: skip
     """Held-out accuracy after ``rounds`` steps of ``variant`` (the recipe's noise streams)."""
-    config, raw = demo_run(seed, epsilon, rounds)
-    if variant.moments_share is not None:
-        config = dataclasses.replace(config, dp_moments_share=variant.moments_share)
-    model = LogisticRegression(raw.num_features, raw.num_classes)
-    dimension = sum(int(p.size) for p in model.init(np.random.default_rng(0)))
-    federation, aggregator = dp_setup(
-        config, raw, "plain-quantized", _seeded_factory(f"{seed}|{epsilon}|{replicate}".encode()), dimension,
-        np.random.default_rng([seed, demo._STANDARDISE]),
-    )  # fmt: skip
-    assert isinstance(aggregator, DPAggregator)
+    _, model, federation, aggregator = scaled_setup(
+        seed, epsilon, replicate, rounds, variant.features, variant.scaling, variant.moments_share
+    )
+    assert isinstance(model, LogisticRegression)
     federation = _clipped(federation, variant.feature_clip)
     clip = aggregator.config.l2_clip
     denominator = public_denominator([c.num_samples for c in federation.clients], aggregator.config)

@@ -61,8 +61,8 @@ from secagg._cli_options import MAX_REPEATS, MAX_ROUNDS, MAX_SEED, _integer, _re
 from secagg.dp import DPConfig, SeededRandomSource
 
 __all__ = [
-    "AVERAGES", "TWO_STAGE", "Variant", "averaged_models", "demo_run", "local_contribution", "main", "trajectory",
-    "two_stage_setup",
+    "AVERAGES", "TWO_STAGE", "Variant", "averaged_models", "demo_run", "local_contribution", "main", "scaled_setup",
+    "trajectory", "two_stage_setup",
 ]  # fmt: skip
 
 TUNING_SEEDS = tuple(range(100, 110))
@@ -256,14 +256,19 @@ def demo_run(seed: int, epsilon: float, rounds: int) -> tuple[DemoConfig, Federa
     return config, raw
 
 
-def trajectory(
-    seed: int, epsilon: float, replicate: int, variant: Variant, rounds: int = 20
-) -> tuple[Model, list[FloatArray], Federation]:
-    """The model, its iterates (initial, then after each step) and the scaled federation."""
+def scaled_setup(
+    seed: int, epsilon: float, replicate: int, rounds: int, features: str = "none", scaling: str = "release",
+    moments_share: float | None = None,
+) -> tuple[DemoConfig, Model, Federation, DPAggregator]:  # fmt: skip
+    """The demo's configuration, model, scaled federation and training aggregator for one (seed, epsilon,
+    replicate): ``features`` (:data:`COLUMNS` or a transform) and ``scaling`` as :class:`Variant`'s, the
+    noise from that triple's seeded streams (shared by both probes, so their variants are paired)."""
     config, raw = demo_run(seed, epsilon, rounds)
-    raw, ranges = _transformed(raw, variant.features)
+    if moments_share is not None:
+        config = dataclasses.replace(config, dp_moments_share=moments_share)
+    raw, ranges = _transformed(raw, features)
     saved = PUBLIC_FEATURE_RANGES["breast-cancer"]
-    try:
+    try:  # the public ranges of the kept or transformed features, for both releases
         if ranges is not None:
             PUBLIC_FEATURE_RANGES["breast-cancer"] = ranges
         model = demo._model(config, raw)
@@ -272,16 +277,29 @@ def trajectory(
             config, raw, "plain-quantized", _seeded_factory(f"{seed}|{epsilon}|{replicate}".encode()), dimension,
             np.random.default_rng([seed, demo._STANDARDISE]),
         )  # fmt: skip
+        if scaling == "exact":  # diagnostic only: the un-noised pooled moments leak
+            federation = raw.standardised(Standardiser.fit(np.concatenate([c.features for c in raw.clients])))
+        elif scaling == "two-stage":
+            federation, aggregator = two_stage_setup(
+                config, raw, _seeded_factory(f"{seed}|{epsilon}|{replicate}|two-stage".encode()), dimension,
+                np.random.default_rng([seed, demo._STANDARDISE]),
+            )  # fmt: skip
+        elif scaling != "release":
+            raise ValueError(f"unknown scaling {scaling!r}")
     finally:
         PUBLIC_FEATURE_RANGES["breast-cancer"] = saved
-    if variant.scaling == "exact":  # diagnostic only: the un-noised pooled moments leak
-        federation = raw.standardised(Standardiser.fit(np.concatenate([c.features for c in raw.clients])))
-    elif variant.scaling == "two-stage":
-        federation, aggregator = two_stage_setup(
-            config, raw, _seeded_factory(f"{seed}|{epsilon}|{replicate}|two-stage".encode()), dimension,
-            np.random.default_rng([seed, demo._STANDARDISE]),
-        )  # fmt: skip
-    assert isinstance(aggregator, DPAggregator) and isinstance(model, LogisticRegression)
+    assert isinstance(aggregator, DPAggregator)
+    return config, model, federation, aggregator
+
+
+def trajectory(
+    seed: int, epsilon: float, replicate: int, variant: Variant, rounds: int = 20
+) -> tuple[Model, list[FloatArray], Federation]:
+    """The model, its iterates (initial, then after each step) and the scaled federation."""
+    config, model, federation, aggregator = scaled_setup(
+        seed, epsilon, replicate, rounds, variant.features, variant.scaling
+    )
+    assert isinstance(model, LogisticRegression)
     fedavg = config.fedavg()
     rate = fedavg.learning_rate if variant.learning_rate is None else variant.learning_rate
     beta = fedavg.server_momentum if variant.momentum is None else variant.momentum

@@ -166,3 +166,40 @@ def test_preconditioner_acts_on_each_logits_weights_and_bias() -> None:
     inverse = np.diag([1.0, 2.0, 3.0, 4.0])
     moved = optimizers._preconditioned(np.concatenate([weights.ravel(), bias]), inverse)
     assert moved.tolist() == [0.0, 1.0, 4.0, 6.0, 12.0, 15.0, 40.0, 80.0]
+
+
+def test_combined_variants_parse_into_their_parts() -> None:
+    """``--variants`` names of the combinations: the recipe probe's scaling / features with a server step."""
+    named = {v.name: v for v in optimizers.VARIANTS}
+    assert len(named) == len(optimizers.VARIANTS)
+    both = named["two-stage adam 0.05 b1 0 noise-corrected 1 ema0.5"]
+    assert (both.scaling, both.features, both.optimizer) == ("two-stage", "none", "adam")
+    assert (both.learning_rate, both.momentum, both.noise_floor, both.ema) == (0.05, 0.0, 1.0, 0.5)
+    worst = named["mean+worst ema0.5"]
+    assert (worst.features, worst.scaling, worst.optimizer, worst.learning_rate, worst.ema) == (
+        "mean+worst", "release", "heavy-ball", 4.0, 0.5,
+    )  # fmt: skip
+    assert dataclasses.replace(named["two-stage"], name="recipe", scaling="release") == named["recipe"]
+    mixed = named["two-stage mean+worst lr6"]
+    assert (mixed.scaling, mixed.features, mixed.learning_rate) == ("two-stage", "mean+worst", 6.0)
+    with pytest.raises(SystemExit):
+        optimizers.main(["--variants", "two-stage adam", "--seeds", "100"])
+
+
+@pytest.mark.parametrize(("name", "variant"), [("two-stage", "two-stage release"), ("mean+worst", "mean+worst")])
+def test_combined_scaling_and_features_see_the_recipe_probes_noise(name: str, variant: str) -> None:
+    """The optimiser probe's two-stage and feature-subset runs end where the recipe probe's do (same noise)."""
+    chosen = {v.name: v for v in probe.VARIANTS}[variant]
+    model, iterates, federation = probe.trajectory(101, 1.0, 1, chosen, 3)
+    template = model.init(np.random.default_rng(0))
+    expected = accuracy(model, unflatten(iterates[-1], template), federation.test_features, federation.test_labels)
+    combined = {v.name: v for v in optimizers.VARIANTS}[name]
+    assert optimizers.run(101, 1.0, 1, combined, rounds=3) == expected
+
+
+def test_two_stage_release_of_a_feature_subset_uses_its_ranges() -> None:
+    _, _, federation, aggregator = probe.scaled_setup(100, 3.0, 0, 2, "mean+worst", "two-stage")
+    assert federation.num_features == 20 and len(aggregator.plan.preceding) == 2  # means, then squares
+    assert np.all(np.isfinite(federation.test_features))
+    with pytest.raises(ValueError, match="unknown scaling"):
+        probe.scaled_setup(100, 3.0, 0, 2, scaling="pooled")
