@@ -75,6 +75,7 @@ from secagg.integrations.flower._node import (
     serve_node,
     train_locally,
 )
+from secagg.integrations.flower.bound_plan import check_dp_update
 from secagg.integrations.flower.clipping import encode_segmented, node_table
 from secagg.integrations.flower.compression import check_compressed_model, check_entries, keep_residual, node_update
 from secagg.integrations.flower.dp import check_decrypted_sums, check_node_weight, node_encoding, node_plan
@@ -309,7 +310,7 @@ def _encrypt(
         check_entries(setup.compression)
     delta, layout, weight = train_locally(
         message, context, call_next, setup.arrays_digest, setup.parameters, setup.weight_name,
-        model_values(setup.vector_length, setup.segments, setup.dp, setup.compression),
+        model_values(setup.vector_length, setup.segments, setup.dp, setup.compression), plan,
     )
     rng = settings.rounding_rng()
     keep = None
@@ -317,6 +318,7 @@ def _encrypt(
         check_node_weight(plan, setup.quantization, weight)  # its count alone, before any data-dependent refusal
         # Charged to this node's own budget before the noised upload is computed and leaves.
         charge_node_budget(context, plan, budget_file)
+        check_dp_update(plan, delta, weight)  # what weight patients can move it under the bound l2_clip
         # The noise share is added here, on the node, before encryption (exact sampler, OS CSPRNG).
         values = node_encoding(plan, setup.quantization, delta, setup.vector_length, rng, settings.noise_source)
     else:
