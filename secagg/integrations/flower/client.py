@@ -96,6 +96,7 @@ from secagg.integrations.flower.protocol import (
     RoundSetup,
     round_context,
 )
+from secagg.integrations.flower.run_binding import check_run_config
 from secagg.masking import ACTIVE, ClientPhase, ClientState, client_start, client_step
 from secagg.masking.session import session_id
 from secagg.primitives.randomness import RandomBytes, system_random
@@ -207,6 +208,7 @@ def _setup(
 ) -> bytes:
     setup = wire.decode(payload, RoundSetup)
     settings.policy.check_nodes(len(setup.node_ids))  # the node's own ceiling, before any other work
+    check_run_config(setup.parameters, context.run_config, settings.policy.require_run_config)
     # Validated again here (the server's word is not enough), and bound to every field of the setup.
     masking = setup.bound_masking_config(message.metadata.run_id)
     quantization = setup.quantization

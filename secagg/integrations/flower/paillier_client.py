@@ -89,6 +89,7 @@ from secagg.integrations.flower.protocol import (
     PaillierUpload,
     round_context,
 )
+from secagg.integrations.flower.run_binding import check_run_config
 from secagg.paillier import Client, DecryptingParty, KeyShare, Obfuscation, SessionParameters
 from secagg.paillier.messages import DecryptionRequest, aggregate_digest
 from secagg.primitives.randomness import RandomBytes, system_random
@@ -287,6 +288,7 @@ def _encrypt(
 ) -> bytes:
     setup = wire.decode(payload, PaillierSetup)
     settings.policy.check_nodes(len(setup.node_ids))  # the node's own ceiling, before any other work
+    check_run_config(setup.parameters, context.run_config, settings.policy.require_run_config)
     params, plan = _session(message, setup, share, identity, settings)
     protocol_id = setup.protocol_id(message.metadata.dst_node_id)
     uploaded, answered = _history(context)
