@@ -175,12 +175,15 @@ def node_policy(context: Context) -> NodePolicy:
     them unless it opts in by name: ``allow-semi-honest = true`` in its own node config. The
     run config (the server's) cannot opt a node in. Every node refuses DP rounds unless it keeps
     its DP budget in a file (``require_dp_state_file``): beside its identity key, or, for a node
-    without one, the ``dp-state-file`` its node config must then name."""
+    without one, the ``dp-state-file`` its node config must then name. It refuses a masking round
+    whose server binds no run config (``require_run_config``); every node refuses one that binds
+    another run config than its own."""
     allowed = context.node_config.get("allow-semi-honest")
     # A DP round is refused unless the node's budget survives restarts and runs in a file: a node
     # with an identity key keeps it beside the key (node_keys_mod); one without names dp-state-file.
+    # The server binds its run config's digest (server_app); a round binding none is refused.
     return NodePolicy(allow_semi_honest=allowed in (True, "true"), require_dp=dp_required(context),
-                      require_dp_state_file=True)
+                      require_dp_state_file=True, require_run_config=True)
 
 
 def dp_required(context: Context) -> bool:

@@ -14,8 +14,10 @@ node's update (the local SGD's epochs, batch size and learning rate; in DP runs 
 learning rate) goes to the nodes in the strategy's ``train_config``
 (:func:`train_config`), which the secure round binds: a node served other values by a lying
 coordinator is in another session. The nodes never take them from their run config, which
-the SuperLink serves each node on its own and nothing binds. The DP step's clip is not sent at
-all: each node clips at the DP plan's bound ``l2_clip`` (over the learning rate). The server
+the SuperLink serves each node on its own. The server binds its own run config's digest into
+every round (``run_config=context.run_config``), so a node served another run config refuses
+the round. The DP step's clip is not sent at all: each node clips at the DP plan's bound
+``l2_clip`` (over the learning rate). The server
 evaluates the global model on the held-out test set after each round and, if
 the run config names a ``result-path``, writes a JSON report of every round
 (which nodes were aggregated or dropped, the unmasked ring sum, the weight
@@ -91,10 +93,11 @@ def make_server_app(overrides: Mapping[str, Any] | None = None) -> ServerApp:
         if protocol == "paillier":
             public_key = read_public_key(str(settings["public-key-file"]))  # the server holds nothing secret
             secure = PaillierGrid(grid, PaillierOptions(public_key=public_key, trusted_keys=trusted,
-                                                        stage_timeout=timeout, dp=dp, dp_state_file=dp_state_file))
+                                                        stage_timeout=timeout, dp=dp, dp_state_file=dp_state_file,
+                                                        run_config=context.run_config))
         else:
             options = SecAggOptions(protocol=protocol, mode=mode, trusted_keys=trusted, stage_timeout=timeout, dp=dp,
-                                    dp_state_file=dp_state_file)
+                                    dp_state_file=dp_state_file, run_config=context.run_config)
             secure = SecAggGrid(grid, options)
         report = _Report(secure, protocol, str(settings["result-path"]), int(settings["num-partitions"]))
         initial = task.to_record(task.initial_params())
