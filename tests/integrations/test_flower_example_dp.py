@@ -94,7 +94,7 @@ def federation(keys: Path, config: dict[str, object], node_config: dict[str, obj
 def run_server(grid: FakeGrid, config: dict[str, object], tmp_path: Path) -> dict[str, object]:
     result = tmp_path / "result.json"
     server = example("server_app").make_server_app({**config, "result-path": str(result)})
-    server(grid, Context(77, 1, {}, RecordDict(), {}))  # type: ignore[arg-type]
+    server(grid, Context(77, 1, {}, RecordDict(), dict(config)))  # type: ignore[arg-type]  # the nodes' run config
     return dict(json.loads(result.read_text()))
 
 

@@ -207,7 +207,7 @@ def test_the_example_app_runs_active_rounds_with_the_ceremonys_keys(keys: Path) 
     secure = SecAggGrid(grid, options)  # active: the default
     initial = task.to_record(task.initial_params())
     server_app = example("server_app")  # the nodes train with the server's (bound) training config
-    train_config = server_app.train_config(server_app.DEFAULTS, dp=False)
+    train_config = server_app.train_config(server_app.DEFAULTS)
     # Execute
     FedAvg(fraction_evaluate=0.0, min_available_nodes=NODES).start(
         grid=secure, initial_arrays=initial, num_rounds=1, train_config=train_config

@@ -7,12 +7,15 @@ served ``learning-rate = 0`` (its update is zero, so the "aggregate" is the targ
 or the target alone ``dp-clip = 1e6`` (its DP step is not clipped to what the noise is sized
 for). The example's nodes therefore read every value that shapes their update from the
 message's ``config`` record, which the secure round binds (``RoundSetup.parameters``): a split
-of that fails the round (tests/integrations/test_integrations_flower_split_setup.py), and a
-split run config changes nothing.
+of that fails the round (tests/integrations/test_integrations_flower_split_setup.py). And the
+ServerApp binds its own run config's digest into every round (``run_config=context.run_config``):
+a node served another run config refuses the round, naming it, and the example's nodes refuse a
+round that binds none (``require_run_config``), so a split run config reaches no training.
 """
 
 from __future__ import annotations
 
+import json
 import shutil
 from collections.abc import Callable
 from pathlib import Path
@@ -91,28 +94,34 @@ def record_calls(monkeypatch: pytest.MonkeyPatch, name: str) -> list[dict[str, A
     return calls
 
 
-def run_server(grid: FakeGrid, config: dict[str, object]) -> None:
-    server = example("server_app").make_server_app(config)
-    server(grid, Context(78, 1, {}, RecordDict(), {}))  # type: ignore[arg-type]
+def run_server(grid: FakeGrid, config: dict[str, object], result: Path | None = None) -> dict[int, str]:
+    """The example's ServerApp with ``config`` as its own run config (the one it binds); the
+    errors of the first round by node (read from the result file at ``result``, if given)."""
+    server = example("server_app").make_server_app({**config, "result-path": str(result or "")})
+    server(grid, Context(78, 1, {}, RecordDict(), dict(config)))  # type: ignore[arg-type]
+    if result is None:
+        return {}
+    rounds = json.loads(result.read_text())["rounds"]
+    return {int(node): reason for node, reason in rounds[0]["errors"].items()}
 
 
-def test_a_run_config_split_of_the_learning_rate_does_not_zero_the_others_updates(
-    keys: Path, monkeypatch: pytest.MonkeyPatch
+def test_a_run_config_split_of_the_learning_rate_is_refused_by_the_nodes_served_it(
+    keys: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     # Prepare: the server's run config says learning-rate 0.1; every node but the target is served 0.0
     calls = record_calls(monkeypatch, "train")
     config = server_config(keys, **{"learning-rate": 0.1, "local-epochs": 2, "batch-size": 16})
     lie = {**config, "learning-rate": 0.0, "local-epochs": 1, "batch-size": 1}
     # Execute
-    run_server(split_federation(keys, target=config, others=lie), config)
-    # Assert: every node trained with the server's (bound) values, none with its run config's
-    assert len(calls) == NODES
+    errors = run_server(split_federation(keys, target=config, others=lie), config, tmp_path / "result.json")
+    # Assert: the nodes served another run config refuse, naming it; none trained with its run config's values
+    assert all("run config" in errors[node] for node in NODE_IDS if node != TARGET), errors
     assert all(call["learning_rate"] == 0.1 for call in calls), calls
     assert all(call["epochs"] == 2 and call["batch_size"] == 16 for call in calls), calls
 
 
 def test_a_run_config_split_of_the_dp_clip_does_not_reach_the_target(
-    keys: Path, monkeypatch: pytest.MonkeyPatch
+    keys: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     # Prepare: a DP run whose l2_clip the server sizes from dp-learning-rate * dp-clip = 0.02 * 1.0;
     # the target alone is served dp-clip 1e6 and dp-learning-rate 1.0
@@ -120,21 +129,41 @@ def test_a_run_config_split_of_the_dp_clip_does_not_reach_the_target(
     config = server_config(keys, **{"dp-epsilon": 8.0, "dp-delta": 1e-5, "dp-clip": 1.0, "dp-learning-rate": 0.02})
     lie = {**config, "dp-clip": 1e6, "dp-learning-rate": 1.0}
     # Execute
-    run_server(split_federation(keys, target=lie, others=config), config)
-    # Assert: every node's DP step was clipped and scaled as the server's plan says
-    assert len(calls) == NODES
+    errors = run_server(split_federation(keys, target=lie, others=config), config, tmp_path / "result.json")
+    # Assert: the target refuses (another run config); every other node's DP step is the plan's
+    assert "run config" in errors[TARGET], errors
+    assert len(calls) == NODES - 1
     assert all(call["clip"] == 1.0 and call["learning_rate"] == 0.02 for call in calls), calls
 
 
 def test_a_run_config_split_of_dp_off_does_not_make_the_target_train_unclipped(
-    keys: Path, monkeypatch: pytest.MonkeyPatch
+    keys: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     # Prepare: a DP run; the target alone is served dp-epsilon 0 (train plain, unclipped SGD)
     plain, dp = record_calls(monkeypatch, "train"), record_calls(monkeypatch, "dp_step")
     config = server_config(keys, **{"dp-epsilon": 8.0, "dp-delta": 1e-5, "dp-clip": 1.0, "dp-learning-rate": 0.02})
     lie = {**config, "dp-epsilon": 0.0}
     # Execute
-    run_server(split_federation(keys, target=lie, others=config), config)
-    # Assert: every node took the DP step, none trained unclipped in the DP round
+    errors = run_server(split_federation(keys, target=lie, others=config), config, tmp_path / "result.json")
+    # Assert: the target refuses; no node trained unclipped in the DP round
+    assert "run config" in errors[TARGET], errors
     assert plain == []
-    assert len(dp) == NODES
+    assert len(dp) == NODES - 1
+
+
+def test_a_server_binding_no_run_config_is_refused_by_the_example_nodes(keys: Path, tmp_path: Path) -> None:
+    # Prepare: a server whose options bind no run config (a lying server omitting it)
+    config = server_config(keys)
+    server_app = example("server_app")
+    grid = split_federation(keys, target=config, others=config)
+    options = server_app.SecAggOptions(protocol="secagg", trusted_keys=server_app.federation_keys(config),
+                                       stage_timeout=5.0)
+    secure = server_app.SecAggGrid(grid, options)
+    # Execute
+    server_app.FedAvg(fraction_evaluate=0.0, min_train_nodes=NODES, min_available_nodes=NODES).start(
+        grid=secure, initial_arrays=example("task").to_record(example("task").initial_params()), num_rounds=1,
+        train_config=server_app.train_config({**server_app.DEFAULTS, **config}))
+    # Assert: every node refuses, naming the run config; nothing aggregated
+    report = secure.reports[0]
+    assert report.aggregate is None
+    assert all("run config" in report.errors[node] for node in NODE_IDS), report.errors

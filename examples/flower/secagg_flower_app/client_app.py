@@ -39,6 +39,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 from collections.abc import Callable
 from pathlib import Path
@@ -48,7 +49,15 @@ from flwr.app import ConfigRecord, Context, Error, Message, MetricRecord, Record
 from flwr.clientapp import ClientApp
 from flwr.clientapp.typing import ClientAppCallable, Mod
 
-from secagg.integrations.flower import AuditRecord, NodePolicy, make_paillier_mod, make_secagg_mod, paillier_mod
+from secagg.dp import DPConfig
+from secagg.integrations.flower import (
+    AuditRecord,
+    NodePolicy,
+    bound_dp,
+    make_paillier_mod,
+    make_secagg_mod,
+    paillier_mod,
+)
 from secagg_flower_app import task
 
 FAULT_INJECTION_CODE = 9001
@@ -166,12 +175,15 @@ def node_policy(context: Context) -> NodePolicy:
     them unless it opts in by name: ``allow-semi-honest = true`` in its own node config. The
     run config (the server's) cannot opt a node in. Every node refuses DP rounds unless it keeps
     its DP budget in a file (``require_dp_state_file``): beside its identity key, or, for a node
-    without one, the ``dp-state-file`` its node config must then name."""
+    without one, the ``dp-state-file`` its node config must then name. It refuses a masking round
+    whose server binds no run config (``require_run_config``); every node refuses one that binds
+    another run config than its own."""
     allowed = context.node_config.get("allow-semi-honest")
     # A DP round is refused unless the node's budget survives restarts and runs in a file: a node
     # with an identity key keeps it beside the key (node_keys_mod); one without names dp-state-file.
+    # The server binds its run config's digest (server_app); a round binding none is refused.
     return NodePolicy(allow_semi_honest=allowed in (True, "true"), require_dp=dp_required(context),
-                      require_dp_state_file=True)
+                      require_dp_state_file=True, require_run_config=True)
 
 
 def dp_required(context: Context) -> bool:
@@ -184,18 +196,27 @@ def training_config(message: Message) -> ConfigRecord:
     (``server_app.train_config``), bound into the secure round with it. The node trains with
     these values only, never with its run config's: the SuperLink serves each node its own run
     config and nothing binds it, so a lying coordinator could serve every node but one
-    ``learning-rate = 0`` (their updates zero, the "aggregate" that one node's update) or one
-    node ``dp-clip = 1e6`` (its DP step unclipped)."""
+    ``learning-rate = 0`` (their updates zero, the "aggregate" that one node's update). The DP
+    step's clip and whether to take it are not among these values: they come from the DP plan
+    the round binds (:func:`dp_clip`)."""
     config = message.content.config_records.get("config") if message.has_content() else None
     if not isinstance(config, ConfigRecord):
         raise ValueError("the train message carries no 'config' record (the server's train_config)")
     return config
 
 
-def dp_training(config: ConfigRecord, context: Context) -> bool:
-    """Train DP steps: the bound training config's ``dp`` (the server's DP rounds) or the node's
-    own ``require-dp``."""
-    return config.get("dp") is True or dp_required(context)
+def dp_clip(dp: DPConfig, learning_rate: float) -> float:
+    """The per-patient gradient clip of a DP step of ``learning_rate`` under the bound plan ``dp``:
+    ``dp.l2_clip / learning_rate``, so one patient moves the update by at most the ``l2_clip``
+    the noise is calibrated for, whatever the learning rate (a value of the training config)
+    and whatever clip the training config names. The example takes full-batch steps, so it
+    refuses a plan that declares Poisson sampling (its amplification would not hold)."""
+    if not (math.isfinite(learning_rate) and learning_rate > 0.0):
+        raise ValueError(f"the DP step's learning rate must be positive and finite, got {learning_rate!r}")
+    if dp.sampling_rate is not None:
+        raise ValueError(f"the round's DP plan declares Poisson sampling at {dp.sampling_rate:g}; this app takes "
+                         "full-batch DP steps and refuses it")
+    return dp.l2_clip / learning_rate
 
 
 def fault_injection_mod(message: Message, context: Context, call_next: ClientAppCallable) -> Message:
@@ -222,14 +243,11 @@ def make_client_app(mods: list[Mod]) -> ClientApp:
         data = task.local_data(int(context.node_config["partition-id"]), int(context.node_config["num-partitions"]))
         start = task.from_record(message.content["arrays"])
         config = training_config(message)  # bound into the secure round; never the run config
-        if dp_training(config, context):
-            # One patient moves this update by at most dp-learning-rate * dp-clip (the server's l2_clip).
-            params = task.dp_step(
-                start,
-                data,
-                learning_rate=float(config["dp-learning-rate"]),
-                clip=float(config["dp-clip"]),
-            )
+        dp = bound_dp(message)  # the DP plan the round binds (None: not a DP round), never the config's word
+        if dp is not None:
+            # One patient moves this update by at most the bound l2_clip, whatever the learning rate.
+            learning_rate = float(config["dp-learning-rate"])
+            params = task.dp_step(start, data, learning_rate=learning_rate, clip=dp_clip(dp, learning_rate))
         else:
             params = task.train(
                 start,

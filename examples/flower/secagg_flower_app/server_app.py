@@ -11,10 +11,13 @@ the ceremony's ``federation.keys`` (public): run config ``trusted-keys-file``, e
 left out at ``identify`` and the round goes on; without them such a run refuses to start
 (every node would refuse every round that node is sampled in). Every value that shapes a
 node's update (the local SGD's epochs, batch size and learning rate; in DP runs the DP step's
-clip and learning rate) goes to the nodes in the strategy's ``train_config``
+learning rate) goes to the nodes in the strategy's ``train_config``
 (:func:`train_config`), which the secure round binds: a node served other values by a lying
 coordinator is in another session. The nodes never take them from their run config, which
-the SuperLink serves each node on its own and nothing binds. The server
+the SuperLink serves each node on its own. The server binds its own run config's digest into
+every round (``run_config=context.run_config``), so a node served another run config refuses
+the round. The DP step's clip is not sent at all: each node clips at the DP plan's bound
+``l2_clip`` (over the learning rate). The server
 evaluates the global model on the held-out test set after each round and, if
 the run config names a ``result-path``, writes a JSON report of every round
 (which nodes were aggregated or dropped, the unmasked ring sum, the weight
@@ -90,10 +93,11 @@ def make_server_app(overrides: Mapping[str, Any] | None = None) -> ServerApp:
         if protocol == "paillier":
             public_key = read_public_key(str(settings["public-key-file"]))  # the server holds nothing secret
             secure = PaillierGrid(grid, PaillierOptions(public_key=public_key, trusted_keys=trusted,
-                                                        stage_timeout=timeout, dp=dp, dp_state_file=dp_state_file))
+                                                        stage_timeout=timeout, dp=dp, dp_state_file=dp_state_file,
+                                                        run_config=context.run_config))
         else:
             options = SecAggOptions(protocol=protocol, mode=mode, trusted_keys=trusted, stage_timeout=timeout, dp=dp,
-                                    dp_state_file=dp_state_file)
+                                    dp_state_file=dp_state_file, run_config=context.run_config)
             secure = SecAggGrid(grid, options)
         report = _Report(secure, protocol, str(settings["result-path"]), int(settings["num-partitions"]))
         initial = task.to_record(task.initial_params())
@@ -102,25 +106,24 @@ def make_server_app(overrides: Mapping[str, Any] | None = None) -> ServerApp:
             grid=secure,
             initial_arrays=initial,
             num_rounds=int(settings["num-server-rounds"]),
-            train_config=train_config(settings, dp is not None),
+            train_config=train_config(settings),
             evaluate_fn=report.after_round,
         )
 
     return app
 
 
-def train_config(settings: Mapping[str, Any], dp: bool) -> ConfigRecord:
+def train_config(settings: Mapping[str, Any]) -> ConfigRecord:
     """What every node trains with this run, sent with the model in
     the message's ``config`` record and bound into every secure round with it: the local SGD's
-    ``local-epochs``, ``batch-size`` and ``learning-rate``, and whether the rounds are DP
-    (``dp``) with the DP step's ``dp-clip`` and ``dp-learning-rate`` (the ``l2_clip`` of
-    :func:`dp_settings` is their product)."""
+    ``local-epochs``, ``batch-size`` and ``learning-rate``, and the DP step's ``dp-learning-rate``.
+    Neither the DP clip nor whether a round is DP is among them: a node takes both from the DP
+    plan the round binds (``bound_dp``), clipping each patient's gradient at
+    ``l2_clip / dp-learning-rate`` (the ``l2_clip`` of :func:`dp_settings`)."""
     return ConfigRecord({
         "local-epochs": int(settings["local-epochs"]),
         "batch-size": int(settings["batch-size"]),
         "learning-rate": float(settings["learning-rate"]),
-        "dp": dp,
-        "dp-clip": float(settings["dp-clip"]),
         "dp-learning-rate": float(settings["dp-learning-rate"]),
     })
 

@@ -18,6 +18,8 @@ or, for packed threshold Paillier with keys from the federation's ceremony::
   masking workflow, semi-honest or active (:mod:`secagg.integrations.flower.server`).
 - :func:`secagg_mod` / :func:`make_secagg_mod` / :class:`AuditRecord`: the
   masking mod (:mod:`secagg.integrations.flower.client`).
+- :func:`bound_dp`: in a train handler behind either mod, the DP configuration the round
+  binds (its ``l2_clip`` is the clip to train with; :mod:`secagg.integrations.flower.bound_plan`).
 - :class:`PaillierGrid` / :class:`PaillierOptions` and :func:`paillier_mod` /
   :func:`make_paillier_mod`: the Paillier pair
   (:mod:`secagg.integrations.flower.paillier_server`,
@@ -42,6 +44,7 @@ from typing import TYPE_CHECKING, Any
 from secagg.integrations._extras import require
 
 if TYPE_CHECKING:
+    from secagg.integrations.flower.bound_plan import bound_dp as bound_dp
     from secagg.integrations.flower.client import STATE_KEY as STATE_KEY
     from secagg.integrations.flower.client import AuditRecord as AuditRecord
     from secagg.integrations.flower.client import make_secagg_mod as make_secagg_mod
@@ -57,6 +60,7 @@ if TYPE_CHECKING:
 
 _EXPORTS = {
     "STATE_KEY": "client",
+    "bound_dp": "bound_plan",
     "AuditRecord": "client",
     "make_secagg_mod": "client",
     "secagg_mod": "client",
@@ -79,6 +83,7 @@ __all__ = [
     "RoundReport",
     "SecAggGrid",
     "SecAggOptions",
+    "bound_dp",
     "make_paillier_mod",
     "make_secagg_mod",
     "paillier_mod",

@@ -14,11 +14,13 @@ from dataclasses import dataclass
 import numpy as np
 
 from secagg.clipping import ClipPolicy, clip_policy
+from secagg.descriptor import Parameter
 from secagg.dp.config import DPConfig
 from secagg.encoding import WORD_RINGS, QuantizationConfig, smallest_ring_bits
 from secagg.errors import ConfigurationError
 from secagg.integrations.flower.compression import check_options
 from secagg.integrations.flower.dp import check_dp_options
+from secagg.integrations.flower.run_binding import check_run_config_option
 from secagg.masking import ACTIVE, SEMI_HONEST, MaskingConfig
 from secagg.masking.config import MAX_CLIENTS
 from secagg.primitives.signing import PUBLIC_KEY_SIZE
@@ -95,6 +97,9 @@ class SecAggOptions:
             not apply (the encoding follows from the DP configuration and nothing is clipped),
             ``max_weight`` bounds a node's patients (the encoding's range).
         dp_state_file: the accountant's state file (survives a restart); None: in memory.
+        run_config: the ServerApp's ``context.run_config``: its digest is bound into every round
+            (:mod:`~secagg.integrations.flower.run_binding`), and a node served another run config
+            refuses the round. None (the default): no run config is bound.
         sparsity: send only part of each update (:mod:`~secagg.integrations.flower.compression`):
             a fraction in (0, 1] (a random subset of that share of the coordinates, drawn
             afresh each round from a public seed) or a sequence of array names
@@ -125,8 +130,10 @@ class SecAggOptions:
     dp_state_file: str | None = None
     sparsity: float | Sequence[str] | None = None
     rotate: bool = False
+    run_config: Mapping[str, Parameter] | None = None
 
     def __post_init__(self) -> None:
+        check_run_config_option(self.run_config)
         clip_policy(self.clipping)
         check_dp_options(self.dp, self.clips)
         object.__setattr__(self, "sparsity", check_options(self.sparsity, self.rotate, self.dp is not None))

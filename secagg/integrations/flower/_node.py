@@ -16,6 +16,7 @@ from flwr.common.constant import ErrorCode
 
 from secagg import wire
 from secagg._validate import require_bool, require_callable, require_instance, require_optional_path, require_rng
+from secagg.dp.calibration import NoisePlan
 from secagg.dp.sampler import RandomSource
 from secagg.errors import AuthenticationError, ConfigurationError, ConfigurationTypeError, ProtocolError, SecAggError
 from secagg.integrations.flower._records import (
@@ -27,6 +28,7 @@ from secagg.integrations.flower._records import (
     training_parameters,
     without_stage,
 )
+from secagg.integrations.flower.bound_plan import BOUND_DP_RECORD, check_no_bound_dp, with_bound_dp
 from secagg.integrations.flower.keys import read_identity_key, read_trusted_keys
 from secagg.integrations.flower.policy import NodePolicy
 from secagg.integrations.flower.protocol import (
@@ -192,7 +194,7 @@ def run_stage(
         return call_next(message, context)
     if not has_stage(message.content):
         if route.allow_plain_train:
-            return call_next(message, context)
+            return _plain_train(message, context, call_next)
         return error_reply(message, f"node {context.node_id}: refusing to train outside a secure round")
 
     def limit(stage: str) -> int:
@@ -211,6 +213,15 @@ def run_stage(
         forget(context, route.state_key)
         return failed.reply
     return Message(stage_content(stage, reply), reply_to=message)
+
+
+def _plain_train(message: Message, context: Context, call_next: ClientAppCallable) -> Message:
+    """A training message outside a secure round (``allow_plain_train``), to the handler unless
+    it carries the record only the mod writes (the bound DP configuration)."""
+    if message.has_content() and BOUND_DP_RECORD in message.content:
+        return error_reply(message, f"node {context.node_id}: a plain training message carries "
+                           f"{BOUND_DP_RECORD!r}, a record only this node's mod writes")
+    return call_next(message, context)
 
 
 def forget(context: Context, key: str) -> None:
@@ -239,6 +250,7 @@ def train_locally(
     parameters: bytes,
     weight_key: str,
     max_values: int,
+    dp: NoisePlan | None = None,
 ) -> tuple[npt.NDArray[np.float64], ArrayLayout, int]:
     """Run the app's train handler on the strategy's content; ``(local - global, layout, weight)``.
 
@@ -248,16 +260,19 @@ def train_locally(
     training configuration sent are the ones the round was set up for (``digest``, ``parameters``: both bound into
     the session); the handler sees exactly the strategy's content; its arrays
     must have the model's names and shapes and its one MetricRecord with
-    ``weight_key`` gives the weight. Raises TrainingFailedError if the handler fails.
+    ``weight_key`` gives the weight. Raises TrainingFailedError if the handler fails. In a DP
+    round (``dp``) the handler also sees the plan's DPConfig (:func:`~secagg.integrations.flower.bound_plan.bound_dp`);
+    a content that carries that record itself is refused first.
     """
     training = without_stage(message.content)
+    check_no_bound_dp(training)
     check_training(training, max_values, len(parameters))
     base, layout = flatten_arrays(model_arrays(training))
     if arrays_digest(base, layout) != digest:
         raise ProtocolError("the model sent for training is not the one the round was set up for")
     if training_parameters(training) != parameters:
         raise ProtocolError("the training configuration sent is not the one the round was set up for")
-    message.content = training
+    message.content = with_bound_dp(training, dp)  # the bound DP configuration, for the handler's clip
     reply = call_next(message, context)
     if reply.has_error():
         raise TrainingFailedError(reply)

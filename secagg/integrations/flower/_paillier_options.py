@@ -16,6 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from secagg.clipping import ClipPolicy, ClipSchedule, clip_policy
+from secagg.descriptor import Parameter
 from secagg.dp.config import DPConfig
 from secagg.encoding import QuantizationConfig
 from secagg.errors import ConfigurationError
@@ -27,6 +28,7 @@ from secagg.integrations.flower.compression import RoundCompression, check_optio
 from secagg.integrations.flower.dp import check_dp_options
 from secagg.integrations.flower.policy import paillier_default_colluders
 from secagg.integrations.flower.protocol import paillier_layout
+from secagg.integrations.flower.run_binding import check_run_config_option
 from secagg.paillier import SlotLayout, ThresholdPublicKey
 from secagg.paillier.keys import check_key_bits
 from secagg.paillier.packing import MAX_CLIENTS
@@ -88,6 +90,9 @@ class PaillierOptions:
             ``max_weight`` bounds a node's patients (the encoding's range); the noise is sized
             for h = ``min_contributors`` less the colluders the round's guarantee tolerates.
         dp_state_file: the accountant's state file (survives a restart); None: in memory.
+        run_config: the ServerApp's ``context.run_config``: its digest is bound into every round
+            (:mod:`~secagg.integrations.flower.run_binding`), and a node served another run config
+            refuses the round. None (the default): no run config is bound.
     """
 
     public_key: ThresholdPublicKey
@@ -107,8 +112,10 @@ class PaillierOptions:
     rotate: bool = False
     dp: DPConfig | None = None
     dp_state_file: str | None = None
+    run_config: Mapping[str, Parameter] | None = None
 
     def __post_init__(self) -> None:
+        check_run_config_option(self.run_config)
         clip_policy(self.clipping)
         check_dp_options(self.dp, self.clips)
         object.__setattr__(self, "sparsity", check_options(self.sparsity, self.rotate, self.dp is not None))

@@ -80,6 +80,7 @@ from secagg.integrations.flower._node import (
     serve_node,
     train_locally,
 )
+from secagg.integrations.flower.bound_plan import check_dp_update
 from secagg.integrations.flower.clipping import encode_segmented, node_table, parse_table
 from secagg.integrations.flower.compression import check_compressed_model, check_entries, keep_residual, node_update
 from secagg.integrations.flower.dp import check_node_weight, check_unmasked_sums, node_encoding, node_plan, read_dp
@@ -95,6 +96,7 @@ from secagg.integrations.flower.protocol import (
     RoundSetup,
     round_context,
 )
+from secagg.integrations.flower.run_binding import check_run_config
 from secagg.masking import ACTIVE, ClientPhase, ClientState, client_start, client_step
 from secagg.masking.session import session_id
 from secagg.primitives.randomness import RandomBytes, system_random
@@ -206,6 +208,7 @@ def _setup(
 ) -> bytes:
     setup = wire.decode(payload, RoundSetup)
     settings.policy.check_nodes(len(setup.node_ids))  # the node's own ceiling, before any other work
+    check_run_config(setup.parameters, context.run_config, settings.policy.require_run_config)
     # Validated again here (the server's word is not enough), and bound to every field of the setup.
     masking = setup.bound_masking_config(message.metadata.run_id)
     quantization = setup.quantization
@@ -337,18 +340,19 @@ def _train_and_encode(
 ) -> tuple[RingVector, Callable[[], None] | None]:
     if setup.masking.vector_length != state.config.vector_length:
         raise ProtocolError("the stored session and setup disagree on the vector length")
+    quantization = setup.quantization
+    plan = read_dp(setup.dp, quantization, len(setup.node_ids)) if setup.dp else None
     delta, layout, weight = train_locally(
         message, context, call_next, setup.arrays_digest, setup.parameters, setup.weight_name,
-        model_values(setup.masking.vector_length, setup.segments, setup.dp, setup.compression),
+        model_values(setup.masking.vector_length, setup.segments, setup.dp, setup.compression), plan,
     )
     rng = settings.rounding_rng()
-    quantization = setup.quantization
     keep = None
-    if setup.dp:
-        plan = read_dp(setup.dp, quantization, len(setup.node_ids))
+    if plan is not None:
         check_node_weight(plan, quantization, weight)  # its count alone, before any data-dependent refusal
         # Charged to this node's own budget before the noised input is computed and leaves.
         charge_node_budget(context, plan, node_budget_file(context, settings.dp_state_file))
+        check_dp_update(plan, delta, weight)  # what weight patients can move it under the bound l2_clip
         # The noise share is added here, on the node, before masking (exact sampler, OS CSPRNG).
         integers = node_encoding(plan, quantization, delta, state.config.vector_length, rng, settings.noise_source)
     else:

@@ -75,6 +75,7 @@ from secagg.integrations.flower._node import (
     serve_node,
     train_locally,
 )
+from secagg.integrations.flower.bound_plan import check_dp_update
 from secagg.integrations.flower.clipping import encode_segmented, node_table
 from secagg.integrations.flower.compression import check_compressed_model, check_entries, keep_residual, node_update
 from secagg.integrations.flower.dp import check_decrypted_sums, check_node_weight, node_encoding, node_plan
@@ -88,6 +89,7 @@ from secagg.integrations.flower.protocol import (
     PaillierUpload,
     round_context,
 )
+from secagg.integrations.flower.run_binding import check_run_config
 from secagg.paillier import Client, DecryptingParty, KeyShare, Obfuscation, SessionParameters
 from secagg.paillier.messages import DecryptionRequest, aggregate_digest
 from secagg.primitives.randomness import RandomBytes, system_random
@@ -286,6 +288,7 @@ def _encrypt(
 ) -> bytes:
     setup = wire.decode(payload, PaillierSetup)
     settings.policy.check_nodes(len(setup.node_ids))  # the node's own ceiling, before any other work
+    check_run_config(setup.parameters, context.run_config, settings.policy.require_run_config)
     params, plan = _session(message, setup, share, identity, settings)
     protocol_id = setup.protocol_id(message.metadata.dst_node_id)
     uploaded, answered = _history(context)
@@ -309,7 +312,7 @@ def _encrypt(
         check_entries(setup.compression)
     delta, layout, weight = train_locally(
         message, context, call_next, setup.arrays_digest, setup.parameters, setup.weight_name,
-        model_values(setup.vector_length, setup.segments, setup.dp, setup.compression),
+        model_values(setup.vector_length, setup.segments, setup.dp, setup.compression), plan,
     )
     rng = settings.rounding_rng()
     keep = None
@@ -317,6 +320,7 @@ def _encrypt(
         check_node_weight(plan, setup.quantization, weight)  # its count alone, before any data-dependent refusal
         # Charged to this node's own budget before the noised upload is computed and leaves.
         charge_node_budget(context, plan, budget_file)
+        check_dp_update(plan, delta, weight)  # what weight patients can move it under the bound l2_clip
         # The noise share is added here, on the node, before encryption (exact sampler, OS CSPRNG).
         values = node_encoding(plan, setup.quantization, delta, setup.vector_length, rng, settings.noise_source)
     else:

@@ -64,6 +64,7 @@ from secagg.integrations.flower.protocol import (
     PaillierUpload,
     round_context,
 )
+from secagg.integrations.flower.run_binding import bind_run_config, run_config_digest
 from secagg.paillier import Server
 from secagg.paillier.messages import PartialDecryption
 from secagg.segments import SegmentTable
@@ -89,6 +90,8 @@ class PaillierGrid(SecureGrid):
         """Run one Paillier session over the nodes ``instructions`` address (see the module docstring)."""
         started = time.perf_counter()
         options = self.options
+        if options.run_config is not None:  # bound with the training content, before anything is sent
+            bind_run_config(instructions, run_config_digest(options.run_config))
         batch = TrainingBatch.create(instructions, len(self.reports) + 1)
         sampled = batch.node_ids
         dropped: dict[int, str] = {}

@@ -113,6 +113,9 @@ class NodePolicy:
         min_noise_multiplier: refuse a DP round whose honest noise ``sqrt(h sigma^2)``
             is below this multiple of the integer sensitivity Delta2 (None: any): the
             floor on the per-node noise a hospital accepts, whatever the server declares.
+        require_run_config: refuse a round that binds no run config digest (the server's
+            ``run_config`` option; :mod:`~secagg.integrations.flower.run_binding`). A bound digest
+            other than that of the node's own ``context.run_config`` is refused whatever this says.
     """
 
     allow_semi_honest: bool = False
@@ -128,6 +131,7 @@ class NodePolicy:
     max_dp_delta: float | None = None
     min_noise_multiplier: float | None = None
     require_dp_state_file: bool = False
+    require_run_config: bool = False
 
     def __post_init__(self) -> None:
         if not isinstance(self.allow_semi_honest, bool):
@@ -145,7 +149,7 @@ class NodePolicy:
                 raise ConfigurationError(f"policy: max_clip must be positive, got {clip}")
         if self.min_bits is not None:
             _check_int("min_bits", self.min_bits, 2, MAX_BITS)
-        for flag in ("require_dp", "require_dp_state_file"):
+        for flag in ("require_dp", "require_dp_state_file", "require_run_config"):
             if not isinstance(getattr(self, flag), bool):
                 raise ConfigurationError(f"policy: {flag} must be a bool")
         for name, value, high in (("max_dp_epsilon", self.max_dp_epsilon, 1000.0),

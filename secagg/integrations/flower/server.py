@@ -66,6 +66,7 @@ from secagg.integrations.flower.clipping import decode_segmented, encoded_length
 from secagg.integrations.flower.compression import RoundCompression
 from secagg.integrations.flower.dp import DPRounds, decode_noised
 from secagg.integrations.flower.protocol import MASKED_INPUT, SETUP, stage_of_phase
+from secagg.integrations.flower.run_binding import bind_run_config, run_config_digest
 from secagg.masking import ACTIVE, SEMI_HONEST, ServerPhase, ServerState, server_start, server_step
 
 __all__ = ["DEFAULT_CLIP", "DEFAULT_MAX_WEIGHT", "MIN_NODES", "RoundReport", "SecAggGrid", "SecAggOptions"]
@@ -95,6 +96,8 @@ class SecAggGrid(SecureGrid):
         reason is in the last :class:`RoundReport`).
         """
         started = time.perf_counter()
+        if self.options.run_config is not None:  # bound with the training content, before anything is sent
+            bind_run_config(instructions, run_config_digest(self.options.run_config))
         batch = TrainingBatch.create(instructions, len(self.reports) + 1)
         sampled = batch.node_ids
         # Refuse unfit settings before anything is sent; the round's public compression seeds are drawn here.

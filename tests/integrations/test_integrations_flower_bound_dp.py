@@ -1,0 +1,177 @@
+"""The DP parameters a node's training applies are the bound ones (masking, in-process through FakeGrid).
+
+The mod hands the train handler the round's bound DP configuration (``bound_dp(message)``,
+the ``secagg.dp`` record it writes into the content the handler sees), refuses a server that
+writes that record itself, and refuses an update one patient could not have produced under
+the bound ``l2_clip`` (its L2 norm above ``weight * l2_clip``), so a training configuration
+that clips at another value never yields a noised sum sized for the bound one.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+pytest.importorskip("flwr")
+pytest.importorskip("dp_accounting")
+
+from flwr.app import Array, ArrayRecord, ConfigRecord, Context, Message, MetricRecord, RecordDict
+from flwr.clientapp import ClientApp
+
+from secagg.dp import DPConfig, SeededRandomSource
+from secagg.integrations.flower import NodePolicy, PaillierGrid, PaillierOptions, SecAggGrid, make_paillier_mod
+from secagg.integrations.flower.bound_plan import BOUND_DP_RECORD, bound_dp
+from secagg.integrations.flower.client import make_secagg_mod
+from secagg.integrations.flower.keys import read_public_key
+from secagg.segments import ClippingWarning
+
+from .flower_harness import TRUSTED_KEYS, FakeGrid, identity_files, restore_task_identity, set_task_identity
+from .paillier_keys import PASSPHRASE, key_files
+from .test_integrations_flower_clipping_dp import DP, NODES, WEIGHTS, options, per_example_clipped_delta, run
+
+TARGET = NODES[2]
+
+
+@pytest.fixture(autouse=True)
+def server_identity() -> Iterator[None]:
+    previous = set_task_identity()
+    yield
+    restore_task_identity(previous)
+
+
+def seeing_app(node: int, seen: dict[int, DPConfig | None], scale: float = 1.0, share: Path | None = None) -> ClientApp:
+    """A node whose handler records ``bound_dp(message)`` and moves by ``scale`` times a
+    per-example clipped step (``scale`` > 1: it clipped at more than the bound l2_clip); a
+    Paillier node if it holds a key ``share``."""
+    noise = SeededRandomSource(node.to_bytes(32, "big"))
+    if share is None:
+        mod = make_secagg_mod(policy=NodePolicy(allow_semi_honest=True), rng=np.random.default_rng(node),
+                              noise_source=noise)  # fmt: skip
+    else:
+        key_file, trusted_file = identity_files(node)
+        mod = make_paillier_mod(key_share_file=share, passphrase=PASSPHRASE, identity_key_file=key_file,
+                                trusted_keys_file=trusted_file, rng=np.random.default_rng(node), noise_source=noise,
+                                policy=NodePolicy(min_colluders=0))  # fmt: skip
+    client = ClientApp(mods=[mod])
+
+    @client.train()
+    def train(message: Message, context: Context) -> Message:
+        seen[node] = bound_dp(message)
+        arrays = message.content["arrays"]
+        updated = {
+            name: Array((a.numpy() + scale * per_example_clipped_delta(node, name, a.numpy())).astype(a.numpy().dtype))
+            for name, a in arrays.items()
+        }
+        metrics = MetricRecord({"num-examples": WEIGHTS[node]})
+        return Message(RecordDict({"arrays": ArrayRecord(updated), "metrics": metrics}), reply_to=message)
+
+    return client
+
+
+def test_the_train_handler_sees_the_bound_dp_configuration() -> None:
+    # Prepare
+    seen: dict[int, DPConfig | None] = {}
+    secure = SecAggGrid(FakeGrid({node: seeing_app(node, seen) for node in NODES}), options(dp=DP))
+    # Execute
+    run(secure)
+    # Assert: every handler saw the plan's DPConfig (the server's, with the h it computed)
+    assert secure.dp is not None and secure.dp.plan is not None
+    assert secure.reports[0].skipped_reason is None
+    assert set(seen) == set(NODES)
+    assert all(config == secure.dp.plan.config for config in seen.values()), seen
+    assert all(config is not None and config.l2_clip == DP.l2_clip for config in seen.values())
+
+
+def test_outside_a_dp_round_the_handler_sees_no_bound_dp_configuration() -> None:
+    seen: dict[int, DPConfig | None] = {}
+    secure = SecAggGrid(FakeGrid({node: seeing_app(node, seen) for node in NODES}), options(clipping="fixed"))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ClippingWarning)
+        run(secure)
+    assert set(seen) == set(NODES) and all(config is None for config in seen.values())
+
+
+def forged_record() -> ConfigRecord:
+    """A well-formed ``secagg.dp`` record naming l2_clip 100 times the plan's (a server's forgery)."""
+    return ConfigRecord({"epsilon": DP.epsilon, "delta": DP.delta, "rounds": DP.rounds, "l2_clip": 100 * DP.l2_clip,
+                         "min_honest": 1, "mechanism": DP.mechanism})  # fmt: skip
+
+
+class _ForgingGrid(SecAggGrid):
+    """A lying server: every node's training content carries its own ``secagg.dp`` record (l2_clip
+    100 times the plan's), the same for all, so it is bound into a consistent session."""
+
+    def send_and_receive(self, messages: Iterable[Message], *, timeout: float | None = None) -> Iterable[Message]:
+        batch = list(messages)
+        for message in batch:
+            if message.has_content() and "arrays" in message.content:
+                message.content[BOUND_DP_RECORD] = forged_record()
+        return super().send_and_receive(batch, timeout=timeout)
+
+
+def test_a_server_writing_the_bound_dp_record_itself_is_refused() -> None:
+    # Prepare
+    seen: dict[int, DPConfig | None] = {}
+    secure = _ForgingGrid(FakeGrid({node: seeing_app(node, seen) for node in NODES}), options(dp=DP))
+    # Execute
+    run(secure)
+    # Assert: no handler ran on the forged record, every node names it, nothing released
+    report = secure.reports[0]
+    assert seen == {}
+    assert report.aggregate is None and report.skipped_reason is not None
+    assert all(BOUND_DP_RECORD in report.errors[node] for node in NODES), report.errors
+
+
+def test_an_update_beyond_what_the_bound_clip_allows_is_refused_and_costs_only_its_node() -> None:
+    # Prepare: the target's handler clipped at 10 x the bound l2_clip (its update's L2 norm is
+    # beyond weight x l2_clip); the other nodes clip at the bound one
+    seen: dict[int, DPConfig | None] = {}
+    apps = {node: seeing_app(node, seen, scale=10.0 if node == TARGET else 1.0) for node in NODES}
+    secure = SecAggGrid(FakeGrid(apps), options(dp=DP))
+    # Execute
+    run(secure)
+    # Assert: the target is dropped with the reason; the round goes on with the others
+    report = secure.reports[0]
+    assert "l2_clip" in report.errors[TARGET], report.errors
+    assert TARGET not in report.included
+    assert report.skipped_reason is None and set(report.included) == set(NODES) - {TARGET}
+
+
+def test_a_paillier_node_sees_the_bound_dp_and_one_beyond_it_is_refused_alone(tmp_path: Path) -> None:
+    # Prepare: a 3-of-5 Paillier DP round; the target's handler clipped at 10 x the bound l2_clip
+    public_path, shares = key_files(tmp_path / "ceremony", len(NODES), 3)
+    seen: dict[int, DPConfig | None] = {}
+    apps = {node: seeing_app(node, seen, 10.0 if node == TARGET else 1.0, share)
+            for node, share in zip(NODES, shares, strict=True)}  # fmt: skip
+    secure = PaillierGrid(FakeGrid(apps), PaillierOptions(public_key=read_public_key(public_path), dp=DP,
+                                                          stage_timeout=5.0, trusted_keys=TRUSTED_KEYS, colluders=0))
+    # Execute
+    run(secure)  # type: ignore[arg-type]
+    # Assert: every handler saw the plan's l2_clip; the target alone is dropped, with the reason
+    report = secure.reports[0]
+    assert set(seen) == set(NODES) and all(c is not None and c.l2_clip == DP.l2_clip for c in seen.values())
+    assert "l2_clip" in report.errors[TARGET], report.errors
+    assert report.skipped_reason is None and set(report.included) == set(NODES) - {TARGET}
+
+
+def test_a_plain_training_message_carrying_the_bound_dp_record_is_refused() -> None:
+    # Prepare: a node that trains outside secure rounds (by name); the server writes the mod's record
+    seen: dict[int, DPConfig | None] = {}
+    node = NODES[0]
+    client = ClientApp(mods=[make_secagg_mod(allow_plain_train=True)])
+
+    @client.train()
+    def train(message: Message, context: Context) -> Message:
+        seen[node] = bound_dp(message)
+        return Message(RecordDict({"metrics": MetricRecord({"num-examples": 1})}), reply_to=message)
+
+    grid = FakeGrid({node: client})
+    forged = RecordDict({"config": ConfigRecord({"lr": 0.1}), BOUND_DP_RECORD: forged_record()})
+    # Execute
+    (reply,) = grid.send_and_receive([grid.create_message(forged, "train", node, "1")])
+    # Assert: refused with the reason, the handler never ran
+    assert seen == {} and reply.has_error() and BOUND_DP_RECORD in reply.error.reason
