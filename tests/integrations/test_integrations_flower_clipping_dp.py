@@ -58,14 +58,18 @@ def server_identity() -> Iterator[None]:
 def per_example_clipped_delta(node: int, name: str, array: np.ndarray) -> np.ndarray:
     """What a DP training function does (the app's job): per-example gradients of the loss
     0.5 ||theta - x_i||^2 at the global model, each clipped to L2 norm ``DP.l2_clip`` over the
-    whole model, summed, one step of learning rate 1; integer buffers unchanged."""
+    whole model, summed, one step of learning rate 1; integer buffers unchanged. Called one array
+    at a time, it clips each float array's part to ``DP.l2_clip / sqrt(k)`` for the model's k float
+    arrays, so a patient's whole gradient stays within ``DP.l2_clip``."""
     if array.dtype.kind in "iub":
         return np.zeros_like(array)
+    float_arrays = sum(a.numpy().dtype.kind == "f" for a in initial_arrays().values())
+    clip = DP.l2_clip / np.sqrt(float_arrays)
     rng = np.random.default_rng([node, len(name)])
     examples = rng.normal(size=(20, array.size))  # this node's 20 patients (this array's part)
     gradients = array.reshape(1, -1) - examples
     norms = np.linalg.norm(gradients, axis=1, keepdims=True)
-    clipped = gradients * np.minimum(1.0, DP.l2_clip / np.maximum(norms, 1e-12))
+    clipped = gradients * np.minimum(1.0, clip / np.maximum(norms, 1e-12))
     return (-clipped.sum(axis=0)).reshape(array.shape)
 
 
