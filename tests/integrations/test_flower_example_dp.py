@@ -202,21 +202,42 @@ def test_dp_settings_are_validated_before_any_round(keys: Path, tmp_path: Path) 
         run_server(federation(keys, config), config, tmp_path)
 
 
-def test_paillier_rounds_take_the_same_dp_run_config(keys: Path, tmp_path: Path) -> None:
-    # Prepare: a 3-of-4 key (each node its sealed share and a 0600 passphrase file), DP on
+def paillier_federation(
+    keys: Path, tmp_path: Path, node_config: dict[str, object] | None = None, **overrides: object
+) -> tuple[FakeGrid, dict[str, object]]:
+    """The example's four nodes with a 3-of-4 Paillier key (each node its sealed share and a 0600
+    passphrase file), DP on, and the run config that names the key."""
     ceremony = tmp_path / "ceremony"
     public_path, shares = key_files(ceremony, NODES, 3)
     passphrase = ceremony / "passphrase"
     passphrase.write_text(PASSPHRASE + "\n")
     passphrase.chmod(0o600)
-    config = run_config(**{"protocol": "paillier", "public-key-file": str(public_path), "dp-epsilon": 3.0})
+    config = run_config(**{"protocol": "paillier", "public-key-file": str(public_path), "dp-epsilon": 3.0,
+                           **overrides})
 
     def share_of(partition: int) -> dict[str, object]:
         return {"key-share-file": str(shares[partition]), "key-share-passphrase-file": str(passphrase)}
 
-    grid = federation(keys, config)
+    grid = federation(keys, config, node_config)
     for node, app in list(grid.apps.items()):
         grid.apps[node] = _with_node_config(app, share_of(NODE_IDS.index(node)))
+    return grid, config
+
+
+def test_paillier_nodes_apply_the_example_node_policy(keys: Path, tmp_path: Path) -> None:
+    # Prepare: Paillier rounds without DP; every node's own config requires DP
+    grid, config = paillier_federation(keys, tmp_path, {"require-dp": True}, **{"dp-epsilon": 0.0})
+    # Execute
+    report = run_server(grid, config, tmp_path)
+    # Assert: no aggregate; every node said why (the example gave Paillier nodes no policy before)
+    rounds = report["rounds"]
+    assert isinstance(rounds, list) and all(r["aggregate"] is None for r in rounds)
+    assert all("DP" in reason or "differential privacy" in reason for reason in rounds[0]["errors"].values())
+
+
+def test_paillier_rounds_take_the_same_dp_run_config(keys: Path, tmp_path: Path) -> None:
+    # Prepare: a 3-of-4 key, DP on
+    grid, config = paillier_federation(keys, tmp_path)
     # Execute
     report = run_server(grid, config, tmp_path)
     # Assert

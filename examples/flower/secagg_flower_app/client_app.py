@@ -56,7 +56,6 @@ from secagg.integrations.flower import (
     bound_dp,
     make_paillier_mod,
     make_secagg_mod,
-    paillier_mod,
 )
 from secagg_flower_app import task
 
@@ -163,7 +162,7 @@ def audited_secagg_mod(message: Message, context: Context, call_next: ClientAppC
     directory = context.node_config.get("audit-dir")
     audit = audit_writer(str(directory)) if directory else None
     if context.run_config.get("protocol") == "paillier":
-        mod = make_paillier_mod(audit=audit) if audit else paillier_mod
+        mod = make_paillier_mod(audit=audit, policy=node_policy(context))
     else:
         mod = make_secagg_mod(audit=audit, policy=node_policy(context))
     return mod(message, context, call_next)
