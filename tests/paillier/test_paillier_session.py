@@ -405,3 +405,20 @@ def test_session_parameters_have_no_default_context() -> None:
 
     # Assert: the caller must name the session
     assert fields["context"].default is dataclasses.MISSING
+
+
+def test_party_refuses_a_second_aggregate_that_differs_only_in_one_uploads_content(scenario: Scenario) -> None:
+    """Hospital 3 (colluding) signs a second upload in the same session; the two aggregates
+    have the same clients. The aggregate digest covers every upload's content: the second
+    aggregate is a different one, refused, not answered with the first one's partial."""
+    # Prepare
+    party = scenario.party(1)
+    first = party.respond(scenario.request((scenario.uploads[1], scenario.uploads[3])))
+    resigned = Client(scenario.params, 3, IDENTITIES[3], random_bytes=InsecureDeterministicRandom(33)).upload(
+        np.full(20, 7)
+    )
+    assert resigned.digest != scenario.uploads[3].digest
+    # Execute / Assert
+    with pytest.raises(ReplayError, match="different aggregate"):
+        party.respond(scenario.request((scenario.uploads[1], resigned)))
+    assert party.respond(scenario.request((scenario.uploads[1], scenario.uploads[3]))) == first
