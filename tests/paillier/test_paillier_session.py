@@ -422,3 +422,14 @@ def test_party_refuses_a_second_aggregate_that_differs_only_in_one_uploads_conte
     with pytest.raises(ReplayError, match="different aggregate"):
         party.respond(scenario.request((scenario.uploads[1], resigned)))
     assert party.respond(scenario.request((scenario.uploads[1], scenario.uploads[3]))) == first
+
+
+def test_a_client_signs_one_upload_per_session(scenario: Scenario) -> None:
+    """A second signed upload of one hospital in one session would let a server put one of them in
+    each of two aggregates: the client refuses to make it."""
+    client = Client(scenario.params, 2, IDENTITIES[2], random_bytes=InsecureDeterministicRandom(22))
+    first = client.upload(np.full(20, 2))
+    # Execute / Assert
+    with pytest.raises(ReplayError, match="already uploaded"):
+        client.upload(np.full(20, 2))
+    assert client.upload_digest == first.digest
