@@ -315,3 +315,12 @@ def test_secagg_imports_without_dp_accounting() -> None:
     root = Path(__file__).resolve().parents[2]
     result = subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True, text=True, check=False)
     assert result.returncode == 0, result.stderr
+
+
+def test_would_exceed_is_strict_at_the_limit(plan: NoisePlan) -> None:
+    # A round that spends exactly the limit is within it; a limit one float below is exceeded.
+    accountant = PrivacyAccountant(plan)
+    exact = plan.spent_after(1)[0]
+    assert not accountant.would_exceed(1, max_epsilon=exact)
+    assert accountant.would_exceed(1, max_epsilon=math.nextafter(exact, 0.0))
+    assert accountant.num_releases == 0  # asking changes nothing

@@ -104,3 +104,30 @@ def test_the_encoding_refuses_a_coordinate_within_the_noise_room_at_the_accounte
     beyond[0] = (quantization.qmax - noise_tail_bound(plan, 1, 2.0**-40)) / SCALE
     with pytest.raises(ConfigurationError, match="exceeds the range"):
         noised_encoding(plan, quantization, beyond, rng, SeededRandomSource(bytes(32)))
+
+
+def test_the_ring_must_hold_the_noise_tail_besides_the_clipped_sums() -> None:
+    """256 hospitals x qmax fit Z_(2^32) with 255 to spare; the sum's noise tail does not fit."""
+    config = DPConfig(epsilon=3.0, delta=1e-5, rounds=5, l2_clip=1.0, min_honest=4)
+    plan = calibrate(config, num_clients=256, scale=1024.0, dimension=31)
+    # Execute / Assert
+    with pytest.raises(ConfigurationError, match="noise tail"):
+        size_encoding(plan, num_clients=256, max_samples_per_client=4081, ring_bits=32)
+    quantization, tail = size_encoding(plan, num_clients=256, max_samples_per_client=4081, ring_bits=64)
+    assert 256 * quantization.qmax <= 2**31 - 1 < 256 * quantization.qmax + tail  # the case is the tail's
+    assert 256 * quantization.qmax + tail <= 2**63 - 1
+
+
+def test_an_encoding_at_another_scale_than_the_noise_plan_is_refused() -> None:
+    """The noise is sized for the plan's scale: an encoding at twice that scale would carry twice
+    the sensitivity under the same noise (half the noise it needs)."""
+    config = DPConfig(epsilon=3.0, delta=1e-5, rounds=5, l2_clip=1.0, min_honest=4)
+    plan = calibrate(config, num_clients=5, scale=1024.0, dimension=31)
+    doubled, _ = size_encoding(calibrate(config, num_clients=5, scale=2048.0, dimension=31), num_clients=5,
+                               max_samples_per_client=10)
+    matching, _ = size_encoding(plan, num_clients=5, max_samples_per_client=10)
+    rng = np.random.default_rng(0)
+    # Execute / Assert
+    with pytest.raises(ConfigurationError, match="differs from the noise plan"):
+        noised_encoding(plan, doubled, np.zeros(31), rng, SeededRandomSource(bytes(32)))
+    assert noised_encoding(plan, matching, np.zeros(31), rng, SeededRandomSource(bytes(32))).shape == (31,)

@@ -288,9 +288,9 @@ def test_the_mod_refuses_to_train_outside_a_secure_round() -> None:
     assert not lenient.has_error() and "arrays" in lenient.content
 
 
-def setup_for(nodes: tuple[int, ...], **masking: object) -> RoundSetup:
+def setup_for(nodes: tuple[int, ...], table_clip: float = 0.5, **masking: object) -> RoundSetup:
     vector, layout = flatten_arrays([("arrays", k, v.numpy()) for k, v in initial_arrays().items()])
-    table = layout_table(layout, {name: 0.5 for name in layout_table(layout).clips})
+    table = layout_table(layout, {name: table_clip for name in layout_table(layout).clips})
     options = {"mode": "semi-honest", **masking}
     config = MaskingConfig.secagg(num_clients=len(nodes), vector_length=encoded_length(table), **options)  # type: ignore[arg-type]
     quantization = QuantizationConfig(0.5, 16, len(nodes), max_weight=4096)
@@ -318,6 +318,34 @@ def test_the_mod_refuses_rounds_outside_its_policy(
     reply = app(train_message(node, stage_content(SETUP, encode(setup))), client_context(node))
     # Assert
     assert reply.has_error() and match in reply.error.reason
+
+
+def test_the_mod_refuses_a_range_above_its_max_clip_though_every_arrays_clip_is_within_it() -> None:
+    # Prepare: every array clipped at 0.2, the quantization range 0.5; the node accepts clips up to 0.25
+    setup = stage_content(SETUP, encode(setup_for((1, 2, 3, 4, 5), table_clip=0.2)))
+    app = make_app(1, 10, policy=NodePolicy(allow_semi_honest=True, max_clip=0.25))
+    wider = make_app(1, 10, policy=NodePolicy(allow_semi_honest=True, max_clip=0.5))
+    # Execute
+    refused = app(train_message(1, setup), client_context(1))
+    accepted = wider(train_message(1, setup), client_context(1))
+    # Assert
+    assert refused.has_error() and "policy: clip 0.5 exceeds this node's maximum 0.25" in refused.error.reason
+    assert not accepted.has_error()
+
+
+def test_the_mod_refuses_one_colluder_fewer_than_its_min_colluders() -> None:
+    # Prepare: the round's computed guarantee c; a node asking for c + 1 and one asking for c
+    setup = setup_for((1, 2, 3, 4, 5))
+    colluders = setup.bound_masking_config(RUN_ID).guarantee.colluders
+    content = stage_content(SETUP, encode(setup))
+    strict = make_app(1, 10, policy=NodePolicy(allow_semi_honest=True, min_colluders=colluders + 1))
+    exact = make_app(1, 10, policy=NodePolicy(allow_semi_honest=True, min_colluders=colluders))
+    # Execute
+    refused = strict(train_message(1, content), client_context(1))
+    accepted = exact(train_message(1, content), client_context(1))
+    # Assert
+    assert refused.has_error() and f"this node requires {colluders + 1}" in refused.error.reason
+    assert not accepted.has_error()
 
 
 def test_a_node_refuses_semi_honest_rounds_unless_its_policy_asks_for_them() -> None:

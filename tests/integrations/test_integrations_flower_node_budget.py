@@ -180,6 +180,20 @@ def test_a_refused_charge_records_nothing(plan: NoisePlan) -> None:
     assert isinstance(record, ConfigRecord) and record["released"] == 2
 
 
+def test_the_setup_check_refuses_a_contribution_past_the_budget_before_any_charge(plan: NoisePlan) -> None:
+    # The check a node runs at setup, before it trains (the charge before sending comes later)
+    context = Context(1, 7, {}, RecordDict(), {})
+    check_node_budget(context, plan, None)  # control: a fresh budget allows a contribution
+    charge_node_budget(context, plan, None)
+    check_node_budget(context, plan, None)
+    charge_node_budget(context, plan, None)
+    # Execute / Assert
+    with pytest.raises(BudgetExceededError, match="it has made 2 DP contributions under this plan"):
+        check_node_budget(context, plan, None)
+    record = context.state[BUDGET_KEY]
+    assert isinstance(record, ConfigRecord) and record["released"] == 2
+
+
 def test_a_malformed_stored_count_and_a_state_file_others_can_write_are_refused(
     tmp_path: Path, plan: NoisePlan
 ) -> None:

@@ -263,3 +263,12 @@ def test_constructors_default_to_active_mode_and_take_semi_honest_only_by_name()
     # ... and semi-honest is taken by name, its guarantee line saying what it gives up
     weaker = MaskingConfig.secagg(5, 2, mode=SEMI_HONEST)
     assert weaker.mode == SEMI_HONEST and "does NOT resist a server that lies" in str(weaker.guarantee)
+
+
+def test_a_harary_threshold_one_above_the_surviving_neighbour_quantile_is_refused() -> None:
+    # n = 40, k = 20, 5% dropouts: 18 neighbours survive with probability 1 - 2^-20/n
+    settings: dict[str, Any] = {"num_clients": 40, "vector_length": 4, "graph": "harary", "degree": 20,
+                                "mode": "semi-honest", "dropout_fraction": 0.05}
+    assert MaskingConfig(threshold=18, **settings).threshold == 18  # control: at the quantile
+    with pytest.raises(ConfigurationError, match="threshold 19 exceeds the 18 neighbours that survive"):
+        MaskingConfig(threshold=19, **settings)

@@ -682,3 +682,35 @@ def test_harary_two_lists_around_a_shrunk_mask_set() -> None:
     )
     assert unmask_responses(run.sent[victim]) == []
     assert_never_both_shares(run)
+
+
+@pytest.mark.parametrize("survivors", [(1, 2, 6), (1, 2, 3, 4, 5, 6), (0, 1, 2, 3)])
+def test_active_survivor_list_padded_with_ids_outside_the_roster(survivors: tuple[int, ...]) -> None:
+    """Active mode (no neighbour filter): a list padded with ids outside 1..n, e.g. two real
+    survivors and a ghost reaching t = 3, is refused before anything is signed."""
+    run = active_run(ClientPhase.AWAIT_SURVIVORS)
+    error = refuse(run, 1, edit(run.pending[1], SurvivorList, survivors=survivors), ProtocolError)
+    assert "outside 1..5" in str(error)
+    run.step(1, run.pending[1])  # control: the honest list is signed
+
+
+def test_harary_list_signed_by_t_minus_one_neighbours_of_the_client() -> None:
+    """Active mode, H(6, 14), t = 4: every peer signed the full list except three of client
+    1's six neighbours. At least t signers in all, every partner endorsed by at least
+    t - 1 of its neighbours, but client 1 by exactly t - 1 = 3: refused (the boundary)."""
+    config, identities = active_setup(14, 4, graph=HARARY, degree=6)
+    run = StepRun(config, identities=identities, seed=7)
+    run.run_until(ClientPhase.AWAIT_SURVIVORS)
+    silent = run.neighbours(1)[:3]
+    request = consistency_request(run, [c for c in range(1, 15) if c not in silent])
+    full = consistency_request_signatures(run, silent, request)
+    # Execute / Assert
+    error = refuse(run, 1, wire.encode(request), ThresholdError)
+    assert "signed by 3 neighbours of client 1" in str(error)
+    run.step(1, wire.encode(full))  # control: with the three signatures the list is accepted
+
+
+def consistency_request_signatures(run: StepRun, signers: tuple[int, ...], request: UnmaskRequest) -> UnmaskRequest:
+    """``request`` with the signatures of ``signers`` over its survivor list added."""
+    extra = [SignedBy(c, wire.decode(run.step(c, run.pending[c]), ConsistencySignature).signature) for c in signers]
+    return dataclasses.replace(request, signatures=tuple(sorted((*request.signatures, *extra), key=lambda s: s.client)))

@@ -362,3 +362,29 @@ def test_server_accepts_a_response_that_leaves_out_a_refused_peer() -> None:
     run.to_server(uploads)
     assert run.server.result is not None and run.server.result.included == frozenset(run.inputs)
     assert run.server.rejected == ()
+
+
+def test_masked_input_from_a_client_that_never_shared_its_keys_is_rejected() -> None:
+    """A client that dropped in ShareKeys (nobody holds its shares) later sends a
+    well-formed MaskedInput of its own, with its own id and the session's id. It is
+    not in the round: only the sender pays (rejected), the others' sum stays exact.
+    Counted, its self-mask could never be removed and it would void the session."""
+    # Prepare: client 2 withholds its EncryptedShares.
+    run = StepRun(SEMI, seed=3)
+    advance_to(run, ServerPhase.COLLECT_SHARES)
+    shares = dict(run.uploads)
+    del shares[BAD]
+    run.to_server(shares)
+    run.to_clients()
+    assert BAD not in run.uploads
+    zeros = np.zeros(SEMI.vector_length, SEMI.ring.dtype)
+    forged = MaskedInput(BAD, run.session(), PackedVector(SEMI.ring_bits, zeros))
+    # Execute
+    run.to_server({**run.uploads, BAD: wire.encode(forged)})
+    result = run.finish()
+    # Assert
+    assert [(client, reason) for client, reason in run.server.rejected if client == BAD] == [
+        (BAD, f"MaskedInput: client {BAD} is not expected in this round")
+    ]
+    assert result.included == frozenset({1, 3, 4, 5, 6})
+    assert_exact(SEMI, result.aggregate, run.inputs, {1, 3, 4, 5, 6})

@@ -18,6 +18,8 @@ from secagg.paillier.proofs import DecryptionProof, batch, batch_seed, prove, ve
 from secagg.paillier.threshold import combine_partials, partial_decrypt
 from secagg.primitives.randomness import InsecureDeterministicRandom
 
+from .helpers import SAFE_PRIMES
+
 SESSION, DIGEST = bytes(range(32)), bytes(range(32, 64))
 
 
@@ -75,3 +77,25 @@ def test_an_order_two_factor_on_a_partial_changes_neither_proof_nor_plaintext(
     # Assert
     assert verify(public, 1, SESSION + DIGEST, batched, (-batched_partial) % nsquare, proof)
     assert plaintexts == [5, 7, 9]
+
+
+def test_a_response_past_the_bound_is_refused_though_it_satisfies_the_equations(
+    material_3_of_5: ThresholdKeyMaterial,
+) -> None:
+    """The response plus a multiple of the group's exponent n * lambda(n) (known to whoever knows
+    the factors) gives the same commitments, so the challenge matches; only the bound on the
+    response's size refuses it (a party could otherwise make the server exponentiate by huge
+    numbers)."""
+    # Prepare
+    p, q = SAFE_PRIMES[256]
+    public = material_3_of_5.public
+    assert public.key.n == p * q
+    _, _, batched, batched_partial, proof = _proof(material_3_of_5)
+    exponent = public.key.n * (p - 1) * (q - 1)
+    bound = public.delta.bit_length() + public.key.nsquare.bit_length() + 8 * len(proof.challenge) + 128
+    forged = dataclasses.replace(proof, response=proof.response + (exponent << bound))
+    hat_c = pow(int(batched), 4, public.key.nsquare)
+    assert pow(hat_c, forged.response, public.key.nsquare) == pow(hat_c, proof.response, public.key.nsquare)
+    # Execute / Assert
+    assert verify(public, 1, SESSION + DIGEST, batched, batched_partial, proof)
+    assert not verify(public, 1, SESSION + DIGEST, batched, batched_partial, forged)

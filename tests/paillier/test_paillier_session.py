@@ -405,3 +405,31 @@ def test_session_parameters_have_no_default_context() -> None:
 
     # Assert: the caller must name the session
     assert fields["context"].default is dataclasses.MISSING
+
+
+def test_party_refuses_a_second_aggregate_that_differs_only_in_one_uploads_content(scenario: Scenario) -> None:
+    """Hospital 3 (colluding) signs a second upload in the same session; the two aggregates
+    have the same clients. The aggregate digest covers every upload's content: the second
+    aggregate is a different one, refused, not answered with the first one's partial."""
+    # Prepare
+    party = scenario.party(1)
+    first = party.respond(scenario.request((scenario.uploads[1], scenario.uploads[3])))
+    resigned = Client(scenario.params, 3, IDENTITIES[3], random_bytes=InsecureDeterministicRandom(33)).upload(
+        np.full(20, 7)
+    )
+    assert resigned.digest != scenario.uploads[3].digest
+    # Execute / Assert
+    with pytest.raises(ReplayError, match="different aggregate"):
+        party.respond(scenario.request((scenario.uploads[1], resigned)))
+    assert party.respond(scenario.request((scenario.uploads[1], scenario.uploads[3]))) == first
+
+
+def test_a_client_signs_one_upload_per_session(scenario: Scenario) -> None:
+    """A second signed upload of one hospital in one session would let a server put one of them in
+    each of two aggregates: the client refuses to make it."""
+    client = Client(scenario.params, 2, IDENTITIES[2], random_bytes=InsecureDeterministicRandom(22))
+    first = client.upload(np.full(20, 2))
+    # Execute / Assert
+    with pytest.raises(ReplayError, match="already uploaded"):
+        client.upload(np.full(20, 2))
+    assert client.upload_digest == first.digest

@@ -138,3 +138,38 @@ def test_the_value_range_is_bound_in_the_session_id(material_3_of_5: ThresholdKe
     assert bounded.session_id != params.session_id
     with pytest.raises(ProtocolError, match="another session"):
         Server(params).receive_upload(upload)
+
+
+def test_min_contributors_is_bound_in_the_session_id(material_3_of_5: ThresholdKeyMaterial) -> None:
+    """A server shows hospital 1 min_contributors = 4 and the share holders 2: hospital 1's upload
+    must not be accepted, or decrypted, in a sum of two (with one colluding hospital's)."""
+    # Prepare
+    params = _params(material_3_of_5)
+    strict = dataclasses.replace(params, min_contributors=4)
+    victim = Client(strict, 1, IDENTITIES[1]).upload(np.arange(LENGTH))
+    colluder = Client(params, 2, IDENTITIES[2]).upload(np.zeros(LENGTH, dtype=np.int64))
+    request = DecryptionRequest(session_id=params.session_id, recipient=3, uploads=(victim, colluder))
+    # Execute / Assert
+    with pytest.raises(ProtocolError, match="another session"):
+        Server(params).receive_upload(victim)
+    with pytest.raises(ProtocolError, match="another session"):
+        DecryptingParty(params, material_3_of_5.shares[2], own_upload=None).respond(request)
+    assert strict.session_id != params.session_id
+
+
+def test_a_signed_upload_of_an_earlier_session_relabelled_is_refused(material_3_of_5: ThresholdKeyMaterial) -> None:
+    """The server replays hospital 1's signed upload of an earlier round (another context) with
+    the session id field rewritten to this round's: the signature covers the session id."""
+    # Prepare
+    params = _params(material_3_of_5)
+    earlier = dataclasses.replace(params, context=bytes([1]) * 32)
+    old = Client(earlier, 1, IDENTITIES[1]).upload(np.arange(LENGTH))
+    relabelled = dataclasses.replace(old, session_id=params.session_id)
+    fresh = Client(params, 2, IDENTITIES[2]).upload(np.zeros(LENGTH, dtype=np.int64))
+    request = DecryptionRequest(session_id=params.session_id, recipient=2, uploads=(relabelled, fresh))
+    # Execute / Assert
+    with pytest.raises(AuthenticationError, match="client 1 carries no valid signature"):
+        Server(params).receive_upload(wire.encode(relabelled))
+    with pytest.raises(AuthenticationError, match="client 1 carries no valid signature"):
+        DecryptingParty(params, material_3_of_5.shares[1], own_upload=fresh.digest).respond(request)
+    Server(params).receive_upload(Client(params, 1, IDENTITIES[1]).upload(np.arange(LENGTH)))  # control

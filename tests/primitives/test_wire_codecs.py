@@ -37,6 +37,7 @@ from secagg.wire import (
     WireStruct,
     wire_field,
 )
+from secagg.wire_packed import PackedRingArray
 
 HEADER = wire.MAGIC + bytes([wire.VERSION])
 UNREGISTERED_TAG = 0xFFFE
@@ -551,3 +552,41 @@ def test_subclass_without_its_own_tag_is_not_registered() -> None:
 
     # Assert
     assert list(wire.message_types()) == before
+
+
+class _CountingU8(wire.Codec[int]):
+    """U8, counting how many items were decoded."""
+
+    description = "counting u8"
+
+    def __init__(self) -> None:
+        self.decoded = 0
+
+    def encode(self, value: int, out: wire.Parts) -> None:
+        U8.encode(value, out)
+
+    def decode(self, reader: wire.Reader) -> int:
+        self.decoded += 1
+        return U8.decode(reader)
+
+
+def test_a_list_count_beyond_the_input_is_refused_before_any_item_is_decoded() -> None:
+    # Prepare: a count within max_items but beyond the bytes left (each item takes at least one byte)
+    item = _CountingU8()
+    data = (1_000_000).to_bytes(4, "big") + b"\x01\x02\x03"
+    # Execute / Assert: no work proportional to the claimed count
+    with pytest.raises(DecodeError, match="exceeds the limit or the input"):
+        ListOf(item, max_items=1 << 24).decode(wire.Reader(data))
+    assert item.decoded == 0
+    # Zero-byte items: the count alone would conjure a million of them from four bytes
+    with pytest.raises(DecodeError):
+        ListOf(FixedBytes(0), max_items=1 << 24).decode(wire.Reader((1_000_000).to_bytes(4, "big")))
+
+
+def test_a_packed_ring_array_over_its_length_limit_is_refused() -> None:
+    # Prepare: five 8-bit values, every byte present, under a limit of four
+    data = bytes([8]) + (5).to_bytes(4, "big") + bytes(5)
+    assert PackedRingArray(max_length=5).decode(wire.Reader(data)).values.shape == (5,)  # control
+    # Execute / Assert
+    with pytest.raises(DecodeError, match="exceeds the limit 4"):
+        PackedRingArray(max_length=4).decode(wire.Reader(data))
