@@ -60,7 +60,7 @@ full roster's floor, and skips, uncharged and before anything is sent, a round w
 
 **Too few contributors.** :class:`DPAggregator` skips a round, uncharged, before anything is sent
 when fewer than h hospitals would upload (withheld ones do not count), or fewer than its secure
-sum releases anything from (:class:`UploadFloored`: Paillier's ``min_contributors``, masking's t),
+sum releases anything from (:class:`UploadFloored`: Paillier's ``min_contributors`` and its t, masking's t),
 :meth:`DPQuantizer.encode_round` refuses (InsufficientNoiseError) a round whose withheld hospitals
 leave fewer than h uploaders, and :meth:`DPQuantizer.decode_integers` a sum of fewer than h
 encodings, so a sum with less noise than calibrated is never released. The budget is charged
@@ -121,7 +121,7 @@ class HonestFloored(Protocol):
 @runtime_checkable
 class UploadFloored(Protocol):
     """A secure sum that releases nothing when fewer than some number of hospitals upload
-    (Paillier's ``min_contributors``, masking's threshold t): why ``uploads`` of ``num_clients``
+    (Paillier's ``min_contributors`` and its key's t, masking's threshold t): why ``uploads`` of ``num_clients``
     are too few (None if they are not), so that such a round is skipped before it is charged."""
 
     def upload_shortfall(self, uploads: int, num_clients: int, vector_length: int) -> str | None: ...

@@ -238,8 +238,10 @@ class PaillierAggregator:
         return decrypted_shortfall(honest, contributors, guarantee)
 
     def upload_shortfall(self, uploads: int, num_clients: int, vector_length: int) -> str | None:
-        """Why ``uploads`` are too few for the round's sum to be decrypted (below ``min_contributors``), or None."""
-        needed = self.min_contributors
+        """Why ``uploads`` are too few for the round's sum to be decrypted, or None: below
+        ``min_contributors``, or below t (a hospital decrypts only a sum holding its own upload, so
+        the t partial decryptions come from uploaders)."""
+        needed = max(self.min_contributors, self.material.public.threshold)
         return None if uploads >= needed else f"paillier: {uploads} hospitals would upload; {needed} are needed"
 
     def round_context(self, server_round: int, model_digest: bytes) -> bytes:
