@@ -8,19 +8,25 @@ refused, the noise beyond its room) must be skipped uncharged instead (never cha
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterator
+from collections.abc import Callable, Collection, Iterator
+from fractions import Fraction
 
 import numpy as np
+import numpy.typing as npt
 import pytest
 
-from fl_core.aggregators import ClientUpdate, make_aggregator
+from fl_core.aggregators import ClientUpdate, DropoutStage, make_aggregator
 from fl_core.dp import DPAggregator
-from secagg.dp import DPConfig, SeededRandomSource
+from secagg.dp import DPConfig, RandomSource, SeededRandomSource
+from secagg.dp import encoding as dp_encoding
 from secagg.paillier import insecure_key_sizes_for_testing
 from secagg.primitives.randomness import InsecureDeterministicRandom
 from tests.paillier.helpers import threshold_material
 
 LENGTH = 6
+HOSPITALS = (1, 2, 3, 4, 5)
+
+Sampler = Callable[[Fraction | int, int, RandomSource | None], npt.NDArray[np.int64]]
 
 @pytest.fixture(autouse=True)
 def _small_keys_allowed() -> Iterator[None]:
@@ -64,3 +70,92 @@ def test_dp_paillier_withheld_hospitals_below_its_decryption_threshold_skip_the_
     released = aggregator.aggregate(updates((1, 2, 3, 4), {2: 101}), {}, rng=np.random.default_rng(5))
     assert released.mean is not None and released.included == frozenset({1, 3, 4})
     assert aggregator.accountant.num_releases == 1
+
+
+# --- noise beyond its room: edge cases ---------------------------------------------------------
+
+
+def secagg(min_honest: int = 2) -> DPAggregator:
+    built = make_aggregator(
+        "secagg", num_clients=5, dp=config(min_honest), dimension=LENGTH, max_samples_per_client=100,
+        noise_source=SeededRandomSource(bytes(32)), random_bytes=InsecureDeterministicRandom(b"edge"),
+    )  # fmt: skip
+    assert isinstance(built, DPAggregator)
+    return built
+
+
+def overflowing(monkeypatch: pytest.MonkeyPatch, calls: Collection[int]) -> None:
+    """The real sampler, except that its draws numbered ``calls`` (0-based, one per hospital in
+    round order) get a coordinate far beyond any encoding's range."""
+    real: Sampler = dp_encoding.sample_discrete_gaussian
+    count = [0]
+
+    def sampler(variance: Fraction | int, size: int, source: RandomSource | None = None) -> npt.NDArray[np.int64]:
+        noise = real(variance, size, source)
+        if count[0] in calls:
+            noise = noise.copy()
+            noise[0] = -(2**40)
+        count[0] += 1
+        return noise
+
+    monkeypatch.setattr(dp_encoding, "sample_discrete_gaussian", sampler)
+
+
+@pytest.mark.parametrize(
+    ("own_stage", "named"),
+    [(None, True), (DropoutStage.FINALIZE, True), (DropoutStage.UPLOAD, False), (DropoutStage.JOIN, False)],
+)
+def test_the_first_hospital_beyond_its_room_is_withheld_whatever_its_own_dropout(
+    own_stage: DropoutStage | None, named: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Prepare: hospital 1 (the first draw) draws noise beyond its room and itself drops at no stage,
+    # after its upload, at UPLOAD or at JOIN; the reference round has it silent at UPLOAD (or earlier)
+    own = {} if own_stage is None else {1: own_stage}
+    reference_stages = {1: min(own_stage or DropoutStage.UPLOAD, DropoutStage.UPLOAD)}
+    reference = secagg().aggregate(updates(HOSPITALS), reference_stages, rng=np.random.default_rng(5))
+    faulty = secagg()
+    overflowing(monkeypatch, {0})
+    # Execute
+    result = faulty.aggregate(updates(HOSPITALS), own, rng=np.random.default_rng(5))
+    # Assert: bit for bit the round without it; named only if it would have sent; charged once
+    assert result.mean is not None and reference.mean is not None
+    assert result.included == reference.included == frozenset({2, 3, 4, 5})
+    np.testing.assert_array_equal(result.mean, reference.mean)
+    assert [client for client, _ in result.withheld] == ([1] if named else [])
+    assert faulty.accountant.num_releases == 1 and not faulty.quantizer.drawn_noise
+
+
+def test_every_hospital_beyond_its_room_skips_the_round_uncharged(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Prepare
+    aggregator = secagg()
+    overflowing(monkeypatch, set(range(5)))
+    # Execute
+    result = aggregator.aggregate(updates(HOSPITALS), {}, rng=np.random.default_rng(5))
+    # Assert: all named, nothing released or charged, nothing left for a later round
+    assert result.mean is None and not result.included
+    assert [client for client, _ in result.withheld] == list(HOSPITALS)
+    assert aggregator.accountant.num_releases == 0 and aggregator.spent()[0] == 0.0
+    assert not aggregator.quantizer.drawn_noise
+
+
+def test_noise_drawn_for_a_round_whose_sum_raises_is_never_reused(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Prepare: the inner secure sum raises (after the charge) in the first round
+    aggregator = secagg()
+    inner_aggregate = aggregator.inner.aggregate
+    draws: list[int] = []
+    real: Sampler = dp_encoding.sample_discrete_gaussian
+
+    def counting(variance: Fraction | int, size: int, source: RandomSource | None = None) -> npt.NDArray[np.int64]:
+        draws.append(size)
+        return real(variance, size, source)
+
+    monkeypatch.setattr(dp_encoding, "sample_discrete_gaussian", counting)
+    monkeypatch.setattr(aggregator.inner, "aggregate", lambda *a, **k: (_ for _ in ()).throw(KeyboardInterrupt()))
+    # Execute / Assert: the interrupt ends the call; the drawn noise is dropped
+    with pytest.raises(KeyboardInterrupt):
+        aggregator.aggregate(updates(HOSPITALS), {}, rng=np.random.default_rng(5))
+    assert len(draws) == 5 and not aggregator.quantizer.drawn_noise
+    # Execute / Assert: the next round draws its own five, once each, and encodes with them only
+    monkeypatch.setattr(aggregator.inner, "aggregate", inner_aggregate)
+    assert aggregator.aggregate(updates(HOSPITALS), {}, rng=np.random.default_rng(6)).mean is not None
+    assert len(draws) == 10 and not aggregator.quantizer.drawn_noise
