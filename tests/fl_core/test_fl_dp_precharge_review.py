@@ -16,9 +16,12 @@ import numpy.typing as npt
 import pytest
 
 from fl_core.aggregators import ClientUpdate, DropoutStage, make_aggregator
+from fl_core.aggregators.paillier import PaillierAggregator
+from fl_core.aggregators.quantizer import WeightedQuantizer
 from fl_core.dp import DPAggregator
 from secagg.dp import DPConfig, RandomSource, SeededRandomSource
 from secagg.dp import encoding as dp_encoding
+from secagg.errors import ConfigurationError
 from secagg.paillier import insecure_key_sizes_for_testing
 from secagg.primitives.randomness import InsecureDeterministicRandom
 from tests.paillier.helpers import threshold_material
@@ -159,3 +162,46 @@ def test_noise_drawn_for_a_round_whose_sum_raises_is_never_reused(monkeypatch: p
     monkeypatch.setattr(aggregator.inner, "aggregate", inner_aggregate)
     assert aggregator.aggregate(updates(HOSPITALS), {}, rng=np.random.default_rng(6)).mean is not None
     assert len(draws) == 10 and not aggregator.quantizer.drawn_noise
+
+
+# --- a round its secure sum refuses outright is refused before the charge -----------------------
+
+
+def test_dp_secagg_a_round_of_fewer_than_three_hospitals_is_refused_before_the_charge() -> None:
+    # Prepare: h = 2; two hospitals sampled (at least h), but a masking session needs three
+    aggregator = secagg()
+    # Execute / Assert: refused for everyone, as without DP, and not charged (before: charged, then raised)
+    with pytest.raises(ConfigurationError, match="at least 3 clients"):
+        aggregator.aggregate(updates((1, 2)), {}, rng=np.random.default_rng(5))
+    assert aggregator.accountant.num_releases == 0 and aggregator.spent()[0] == 0.0
+    assert not aggregator.quantizer.drawn_noise
+
+
+def test_dp_paillier_a_new_hospital_beyond_the_key_shares_is_refused_before_the_charge() -> None:
+    # Prepare: a 3-of-4 key whose four shares hospitals 1-4 took in the first round
+    aggregator = paillier_3_of_4(min_contributors=3)
+    assert aggregator.aggregate(updates((1, 2, 3, 4)), {}, rng=np.random.default_rng(5)).mean is not None
+    # Execute / Assert: hospital 9 is new and no key share is left: refused, and the round not
+    # charged (before: charged, then raised)
+    with pytest.raises(ConfigurationError, match="key shares are taken"):
+        aggregator.aggregate(updates((1, 2, 3, 9)), {}, rng=np.random.default_rng(6))
+    assert aggregator.accountant.num_releases == 1
+    assert not aggregator.quantizer.drawn_noise
+
+
+def test_paillier_a_refused_round_assigns_no_key_share() -> None:
+    # Prepare: a 3-of-4 key without DP; hospitals 1-3 take shares 1-3 in the first round
+    with pytest.warns(UserWarning, match="NOT secure"):
+        aggregator = PaillierAggregator(
+            WeightedQuantizer.create(4), insecure_small_key=True, key_material=threshold_material(512, 4, 3),
+            random_bytes=InsecureDeterministicRandom(b"shares"),
+        )  # fmt: skip
+    plain = [ClientUpdate(u.client_id, 0.01 * u.vector, u.num_samples) for u in updates((1, 2, 3, 4))]
+    assert aggregator.aggregate(plain[:3], {}, rng=np.random.default_rng(5)).mean is not None
+    # Execute: hospitals 8 and 9 are new, one share is left: the round is refused
+    newcomers = [ClientUpdate(c, plain[0].vector, 10) for c in (8, 9)]
+    with pytest.raises(ConfigurationError, match="client 9 is a new hospital"):
+        aggregator.aggregate([*plain[:2], *newcomers], {}, rng=np.random.default_rng(6))
+    # Assert: the refused round took no share (before: hospital 8 kept the last), so 9 can join later
+    result = aggregator.aggregate([*plain[:2], newcomers[1]], {}, rng=np.random.default_rng(7))
+    assert result.mean is not None and result.included == frozenset({1, 2, 9})
