@@ -21,7 +21,7 @@ from fl_core.aggregators.quantizer import WeightedQuantizer
 from fl_core.dp import DPAggregator
 from secagg.dp import DPConfig, RandomSource, SeededRandomSource
 from secagg.dp import encoding as dp_encoding
-from secagg.errors import ConfigurationError
+from secagg.errors import ConfigurationError, OverflowDetectedError
 from secagg.paillier import insecure_key_sizes_for_testing
 from secagg.primitives.randomness import InsecureDeterministicRandom
 from tests.paillier.helpers import threshold_material
@@ -205,3 +205,26 @@ def test_paillier_a_refused_round_assigns_no_key_share() -> None:
     # Assert: the refused round took no share (before: hospital 8 kept the last), so 9 can join later
     result = aggregator.aggregate([*plain[:2], newcomers[1]], {}, rng=np.random.default_rng(7))
     assert result.mean is not None and result.included == frozenset({1, 2, 9})
+
+
+# --- noise_overflow: exact on every integer noise it is handed ------------------------------------
+
+
+@pytest.mark.parametrize(
+    "noise",
+    [
+        np.array([-(2**63), 0, 0, 0, 0, 0], dtype=np.int64),  # np.abs(-2^63) stays -2^63
+        np.array([2**63, 0, 0, 0, 0, 0], dtype=np.uint64),  # read as int64: -2^63
+        np.array([2**64 - 1, 0, 0, 0, 0, 0], dtype=np.uint64),  # read as int64: -1, inside the room
+    ],
+    ids=["int64-min", "uint64-2^63", "uint64-max"],
+)
+def test_noise_far_beyond_its_room_is_refused_whatever_its_integer_type(noise: npt.NDArray[np.int64]) -> None:
+    # Prepare: the DP quantizer's plan; a zero contribution, whose encoding is its noise
+    quantizer = secagg().quantizer
+    # Execute / Assert: before, these passed noise_overflow (and -2^63 went into an encoding)
+    assert "exceeds its room" in (dp_encoding.noise_overflow(quantizer.plan, noise) or "")
+    with pytest.raises(OverflowDetectedError, match="exceeds its room"):
+        dp_encoding.noised_encoding(
+            quantizer.plan, quantizer.config, np.zeros(LENGTH), np.random.default_rng(0), noise=noise
+        )
