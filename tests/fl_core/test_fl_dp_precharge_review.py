@@ -228,3 +228,17 @@ def test_noise_far_beyond_its_room_is_refused_whatever_its_integer_type(noise: n
         dp_encoding.noised_encoding(
             quantizer.plan, quantizer.config, np.zeros(LENGTH), np.random.default_rng(0), noise=noise
         )
+
+
+def test_noise_beyond_the_room_leaving_at_least_h_but_below_t_skips_the_round_uncharged(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Prepare: secagg over 5 (t = 4), h = 2; hospitals 2 and 4 draw noise beyond their room
+    aggregator = secagg()
+    overflowing(monkeypatch, {1, 3})
+    # Execute
+    result = aggregator.aggregate(updates(HOSPITALS), {}, rng=np.random.default_rng(5))
+    # Assert: 3 uploaders >= h but < t: skipped before the charge, both named
+    assert result.mean is None and "below the session's threshold" in (result.skipped_reason or "")
+    assert [client for client, _ in result.withheld] == [2, 4]
+    assert aggregator.accountant.num_releases == 0 and not aggregator.quantizer.drawn_noise
