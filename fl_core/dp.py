@@ -60,10 +60,12 @@ full roster's floor, and skips, uncharged and before anything is sent, a round w
 
 **Too few contributors.** :class:`DPAggregator` skips a round, uncharged, before anything is sent
 when fewer than h hospitals would upload (withheld ones do not count), or fewer than its secure
-sum releases anything from (:class:`UploadFloored`: Paillier's ``min_contributors``, masking's t),
-:meth:`DPQuantizer.encode_round` refuses (InsufficientNoiseError) a round whose withheld hospitals
-leave fewer than h uploaders, and :meth:`DPQuantizer.decode_integers` a sum of fewer than h
-encodings, so a sum with less noise than calibrated is never released. The budget is charged
+sum releases anything from (:class:`UploadFloored`: Paillier's ``min_contributors`` and its t,
+masking's t); a session its secure sum refuses outright (:class:`SessionChecked`: masking below three
+hospitals, Paillier with a new hospital and no key share left) is refused (ConfigurationError), as
+without DP, before the charge too. :meth:`DPQuantizer.encode_round` refuses (InsufficientNoiseError)
+a round whose withheld hospitals leave fewer than h uploaders, and :meth:`DPQuantizer.decode_integers`
+a sum of fewer than h encodings, so a sum with less noise than calibrated is never released. The budget is charged
 (the accountant's ``record_round``) before the protocol runs; a round that would exceed it is
 refused and skipped.
 """
@@ -121,10 +123,19 @@ class HonestFloored(Protocol):
 @runtime_checkable
 class UploadFloored(Protocol):
     """A secure sum that releases nothing when fewer than some number of hospitals upload
-    (Paillier's ``min_contributors``, masking's threshold t): why ``uploads`` of ``num_clients``
+    (Paillier's ``min_contributors`` and its key's t, masking's threshold t): why ``uploads`` of ``num_clients``
     are too few (None if they are not), so that such a round is skipped before it is charged."""
 
     def upload_shortfall(self, uploads: int, num_clients: int, vector_length: int) -> str | None: ...
+
+
+@runtime_checkable
+class SessionChecked(Protocol):
+    """A secure sum that refuses some sessions outright, for everyone (masking: fewer than three
+    hospitals; Paillier: a new hospital when every key share is taken): ConfigurationError if it
+    refuses one over ``client_ids``, checked before the round is charged."""
+
+    def check_session(self, client_ids: Sequence[int]) -> None: ...
 
 
 class DPAggregator:
@@ -241,6 +252,8 @@ class DPAggregator:
         models = refuse_other_dp(updates, models, self.config.digest())  # before the charge, as models
         stages = models.stages(stages)
         self.quantizer.check_layout(updates[0].vector.shape[0])  # the round's shape: refused for everyone
+        if isinstance(self.inner, SessionChecked):  # a session refused outright, before the charge
+            self.inner.check_session([u.client_id for u in updates])
         # A hospital over max_patients (its public count) or beyond the range is withheld, before the
         # charge: its sum may leave [-R, R], and the contributor check below must not count it.
         length = updates[0].vector.shape[0]

@@ -283,11 +283,17 @@ class MaskingAggregator:
             return None
         return unmasked_shortfall(honest, self.masking_config(num_clients, vector_length))
 
+    def check_session(self, client_ids: Sequence[int]) -> None:
+        """ConfigurationError if a session over ``client_ids`` is refused outright (fewer than
+        :data:`MIN_CLIENTS`), for everyone: :meth:`aggregate` checks it, and a DP round before its charge."""
+        if len(client_ids) < MIN_CLIENTS:
+            raise ConfigurationError(f"a {self.name} round needs at least {MIN_CLIENTS} clients, got {len(client_ids)}")
+
     def upload_shortfall(self, uploads: int, num_clients: int, vector_length: int) -> str | None:
         """Why ``uploads`` are too few for a session of ``num_clients`` clients to unmask anything
         (below its threshold t: no client's secrets can be reconstructed), or None."""
         if num_clients < MIN_CLIENTS:
-            return None  # aggregate refuses such a round itself
+            return None  # check_session refuses such a round
         threshold = self.masking_config(num_clients, vector_length).threshold
         if uploads >= threshold:
             return None
@@ -305,8 +311,7 @@ class MaskingAggregator:
         """Run one masking session over ``updates``; see the module docstring."""
         start = time.perf_counter()
         stages = check_round(updates, dropouts, self.quantizer.config.num_clients)
-        if len(updates) < MIN_CLIENTS:
-            raise ConfigurationError(f"a {self.name} round needs at least {MIN_CLIENTS} clients, got {len(updates)}")
+        self.check_session([u.client_id for u in updates])
         models = check_models(updates, model_digest)
         if models.skipped_reason is not None:
             return skipped(f"{self.name}: {models.skipped_reason}", 0.0, time.perf_counter() - start)

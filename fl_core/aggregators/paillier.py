@@ -237,9 +237,17 @@ class PaillierAggregator:
         guarantee = decrypted_sums(self.material.public, num_clients, contributors)
         return decrypted_shortfall(honest, contributors, guarantee)
 
+    def check_session(self, client_ids: Sequence[int]) -> None:
+        """ConfigurationError if a session over ``client_ids`` is refused outright, for everyone: a
+        hospital never seen before when every key share is taken (:meth:`SimulatedHospitals.check_new`).
+        :meth:`aggregate` checks it, and a DP round before its charge."""
+        self.hospitals.check_new(client_ids)
+
     def upload_shortfall(self, uploads: int, num_clients: int, vector_length: int) -> str | None:
-        """Why ``uploads`` are too few for the round's sum to be decrypted (below ``min_contributors``), or None."""
-        needed = self.min_contributors
+        """Why ``uploads`` are too few for the round's sum to be decrypted, or None: below
+        ``min_contributors``, or below t (a hospital decrypts only a sum holding its own upload, so
+        the t partial decryptions come from uploaders)."""
+        needed = max(self.min_contributors, self.material.public.threshold)
         return None if uploads >= needed else f"paillier: {uploads} hospitals would upload; {needed} are needed"
 
     def round_context(self, server_round: int, model_digest: bytes) -> bytes:
@@ -261,6 +269,7 @@ class PaillierAggregator:
         """Run one Paillier session over ``updates``; see the module docstring."""
         start = time.perf_counter()
         stages = check_round(updates, dropouts, self.quantizer.config.num_clients)
+        self.check_session([u.client_id for u in updates])
         models = check_models(updates, model_digest)
         if models.skipped_reason is not None:
             return skipped(f"paillier: {models.skipped_reason}", 0.0, time.perf_counter() - start)

@@ -50,14 +50,22 @@ class SimulatedHospitals:
         self._encryptors: dict[int, Encryptor] = {}
         self._identities: dict[int, SigningKey] = {}
 
+    def check_new(self, client_ids: Iterable[int]) -> None:
+        """ConfigurationError if the hospitals of ``client_ids`` not seen before outnumber the key
+        shares left (naming the first, in id order, that gets none); assigns nothing."""
+        new = sorted(set(client_ids) - set(self._share_index))
+        left = self.material.public.num_parties - len(self._share_index)
+        if len(new) > left:
+            raise ConfigurationError(
+                f"client {new[left]} is a new hospital, but all {self.material.public.num_parties} key shares are taken"
+            )
+
     def assign(self, client_ids: Sequence[int]) -> None:
-        """Give each hospital of ``client_ids`` not seen before the next key-share index."""
+        """Give each hospital of ``client_ids`` not seen before the next key-share index (all or
+        none: :meth:`check_new` first)."""
+        self.check_new(client_ids)
         for client in sorted(client_ids):
             if client not in self._share_index:
-                if len(self._share_index) == self.material.public.num_parties:
-                    raise ConfigurationError(
-                        f"client {client} is a new hospital, but all {len(self._share_index)} key shares are taken"
-                    )
                 self._share_index[client] = len(self._share_index) + 1
 
     def share_index(self, client: int) -> int:

@@ -170,7 +170,9 @@ def noise_overflow(plan: NoisePlan, noise: npt.NDArray[np.int64]) -> str | None:
     values = np.asarray(noise)
     if values.ndim != 1 or values.shape[0] != plan.dimension or values.dtype.kind not in "iu":
         raise ConfigurationError(f"noise must be {plan.dimension} integers, got {values.dtype} {values.shape}")
-    room, worst = noise_room(plan), int(np.max(np.abs(values.astype(np.int64))))
+    # Python ints of the extremes, not np.abs of int64: abs(-2^63) stays -2^63 in int64, and a
+    # uint64 read as int64 wraps, so either would pass noise far beyond the room.
+    room, worst = noise_room(plan), max(abs(int(values.min())), abs(int(values.max())))
     if worst <= room:
         return None
     return (

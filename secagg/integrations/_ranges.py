@@ -246,8 +246,12 @@ def foreign_fault(exc: Exception) -> ConfigurationError:
     """The library's error for a foreign exception raised while reading one hospital's model
     (its ``state_dict``, a parameter, its weights): names the exception's type and message.
     ``KeyboardInterrupt``, ``SystemExit`` (not ``Exception``s) and ``MemoryError`` are never
-    passed here: they end the round, as they should."""
-    error = ConfigurationError(f"reading it raised {type(exc).__name__}: {exc}")
+    passed here: they end the round, as they should. A message that itself raises is not read."""
+    try:
+        message = str(exc)
+    except Exception:  # a foreign __str__ that raises must not end the round either
+        message = "(its message cannot be read)"
+    error = ConfigurationError(f"reading it raised {type(exc).__name__}: {message}")
     error.__cause__ = exc
     return error
 

@@ -185,3 +185,26 @@ def test_a_keras_model_raising_a_foreign_error_is_withheld_and_the_others_are_ex
     assert outcome.weights is not None and without.weights is not None
     got, expected = (keras_adapter.flatten_weights(o.weights)[0] for o in (outcome, without))
     assert got.tobytes() == expected.tobytes()
+
+
+class _UnprintableError(Exception):
+    """A foreign exception whose message itself cannot be read."""
+
+    def __str__(self) -> str:
+        raise RuntimeError("no message")
+
+
+class _UnprintableNet(_Net):
+    def named_parameters(self, *args: Any, **kwargs: Any) -> Iterator[tuple[str, Any]]:
+        raise _UnprintableError()
+
+
+def test_a_foreign_error_whose_message_raises_still_withholds_only_its_hospital() -> None:
+    # Prepare: hospital 1's model raises an exception whose str() raises
+    # (before: reading that message raised RuntimeError out of the round, ending it for everyone)
+    locals_ = _torch_locals()
+    locals_[1] = _UnprintableNet(0.25)
+    # Execute
+    outcome = _torch_round(locals_)
+    # Assert
+    _assert_torch_withheld_alone(outcome, "_UnprintableError")
