@@ -590,3 +590,19 @@ def test_aggregate_models_of_modules_averages_batchnorm_statistics_by_default() 
         assert torch.equal(outcome.state_dict[name], tensor), name
     assert parameters_only.state_dict is not None
     assert list(parameters_only.state_dict) == [name for name, _ in global_model.named_parameters()]
+
+
+def test_models_passed_in_the_wrong_order_are_refused_saying_which_argument_is_which() -> None:
+    """``aggregate_models(local_models, global_model, ...)`` (the hospitals' list first) was refused
+    as "local_models must be a sequence, got Sequential Sequential(...", which does not say that a
+    list of the hospitals' models is expected, nor in which order the models go."""
+    # Prepare
+    global_model = small_model()
+    local_models = [small_model() for _ in range(3)]
+    # Execute / Assert
+    expected = r"one model per hospital.*aggregate_models\(global_model, local_models"
+    with pytest.raises(ConfigurationError, match=expected):
+        aggregate_models(
+            local_models, global_model, make_aggregator("plain"),  # type: ignore[arg-type]
+            num_samples=[1, 1, 1], rng=np.random.default_rng(0),
+        )  # fmt: skip
