@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, TypeVar
 import numpy as np
 import numpy.typing as npt
 
-from secagg._validate import require_instance, require_int, require_mapping, require_sequence
+from secagg._validate import is_int, require_instance, require_int, require_mapping, require_sequence
 from secagg.errors import ConfigurationError, ConfigurationTypeError, SecAggError
 from secagg.integrations._layout import FlatLayout
 from secagg.integrations._model_binding import declared_update, layout_digest
@@ -219,6 +219,11 @@ def aggregate_flat_models(
     client_update = importlib.import_module("fl_core.aggregators.base").ClientUpdate
     upload = importlib.import_module("fl_core.aggregators.base").DropoutStage.UPLOAD
     for client, model, count in zip(ids, list(local_models), list(num_samples), strict=True):
+        if is_int(count) and int(count) == 0:
+            raise ConfigurationError(
+                f"client {client}: num_samples is 0: a hospital without samples has no weight in the mean; "
+                "leave it out of the round (its model, its count and its client id)"
+            )
         samples = require_int(f"client {client}: num_samples", count, 1)
         try:  # a model that cannot be flattened, or an update that is not finite, is this hospital's alone
             local = flatten(model)

@@ -606,3 +606,16 @@ def test_models_passed_in_the_wrong_order_are_refused_saying_which_argument_is_w
             local_models, global_model, make_aggregator("plain"),  # type: ignore[arg-type]
             num_samples=[1, 1, 1], rng=np.random.default_rng(0),
         )  # fmt: skip
+
+
+def test_a_hospital_with_no_samples_is_refused_saying_to_leave_it_out() -> None:
+    """A hospital with 0 samples has no weight in the mean; it was refused as "client 1:
+    num_samples must be in 1.., got 0", which does not say what to do with it."""
+    # Prepare
+    global_model = small_model()
+    # Execute / Assert
+    with pytest.raises(ConfigurationError, match=r"client 1: num_samples is 0.*leave it out of the round"):
+        aggregate_models(
+            global_model, [small_model() for _ in range(3)], make_aggregator("plain"),
+            num_samples=[5, 0, 5], rng=np.random.default_rng(0),
+        )  # fmt: skip
