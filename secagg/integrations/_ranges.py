@@ -25,8 +25,8 @@ from typing import TYPE_CHECKING, TypeVar
 import numpy as np
 import numpy.typing as npt
 
-from secagg._validate import require_instance, require_int, require_mapping, require_sequence
-from secagg.errors import ConfigurationError, SecAggError
+from secagg._validate import is_int, require_instance, require_int, require_mapping, require_sequence
+from secagg.errors import ConfigurationError, ConfigurationTypeError, SecAggError
 from secagg.integrations._layout import FlatLayout
 from secagg.integrations._model_binding import declared_update, layout_digest
 from secagg.ranges import RangeDiscovery
@@ -63,7 +63,14 @@ def _listed(name: str, value: object) -> list[object]:
 def client_ids_of(models: Sequence[object], client_ids: Sequence[int] | None, num_samples: Sequence[int]) -> list[int]:
     """``client_ids`` (default 0..m-1) after checking one id and one sample count per model
     (ConfigurationError for anything but sequences or one-dimensional arrays)."""
-    count, samples = len(_listed("local_models", models)), _listed("num_samples", num_samples)
+    try:
+        count = len(_listed("local_models", models))
+    except ConfigurationTypeError:
+        raise ConfigurationTypeError(
+            f"local_models must be a list or tuple with one model per hospital, got {type(models).__name__}: "
+            "the call is aggregate_models(global_model, local_models, aggregator, num_samples=..., rng=...)"
+        ) from None
+    samples = _listed("num_samples", num_samples)
     ids: list[object] = list(range(count)) if client_ids is None else _listed("client_ids", client_ids)
     if len(ids) != count or len(samples) != count:
         raise ConfigurationError(
@@ -212,6 +219,11 @@ def aggregate_flat_models(
     client_update = importlib.import_module("fl_core.aggregators.base").ClientUpdate
     upload = importlib.import_module("fl_core.aggregators.base").DropoutStage.UPLOAD
     for client, model, count in zip(ids, list(local_models), list(num_samples), strict=True):
+        if is_int(count) and int(count) == 0:
+            raise ConfigurationError(
+                f"client {client}: num_samples is 0: a hospital without samples has no weight in the mean; "
+                "leave it out of the round (its model, its count and its client id)"
+            )
         samples = require_int(f"client {client}: num_samples", count, 1)
         try:  # a model that cannot be flattened, or an update that is not finite, is this hospital's alone
             local = flatten(model)

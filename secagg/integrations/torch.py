@@ -234,8 +234,8 @@ def _tensors_of(model: Module | Mapping[str, Tensor], buffers: bool) -> Mapping[
     return model if isinstance(model, Mapping) else _model_tensors(model, buffers)
 
 
-def model_digest(model: Module | Mapping[str, Tensor], *, buffers: bool = False) -> bytes:
-    """The 32-byte digest of a module's tensors (parameters, buffers too if ``buffers``) or of a
+def model_digest(model: Module | Mapping[str, Tensor], *, buffers: bool = True) -> bytes:
+    """The 32-byte digest of a module's tensors (parameters, then buffers unless ``buffers=False``) or of a
     state dict: every tensor's key, dtype and shape, in order, and its values
     (:func:`secagg.integrations._model_binding.layout_digest` of :func:`flatten_state_dict`).
     The digest of the global model a round hands out; :func:`aggregate_models` binds it."""
@@ -248,11 +248,12 @@ def hospital_update(
     local: Module | Mapping[str, Tensor],
     *,
     num_samples: int,
-    buffers: bool = False,
+    buffers: bool = True,
 ) -> ClientUpdate:
     """A hospital's update for an fl_core aggregator: ``local`` (the model it trained) minus
     ``received`` (the global model it trained from), weighted by ``num_samples``, declaring
-    ``model_digest(received)``. Aggregated with ``model_digest=model_digest(global_model)``, an
+    ``model_digest(received)`` (buffers included unless ``buffers=False``, as in
+    :func:`model_digest` and :func:`aggregate_models`). Aggregated with ``model_digest=model_digest(global_model)``, an
     update from another model is refused with its reason (``result.refused``). ConfigurationError
     naming the client if the two models' tensors differ (names, order, shapes, dtypes)."""
     flat = [flatten_state_dict(_tensors_of(model, buffers)) for model in (received, local)]
@@ -294,7 +295,7 @@ def aggregate_models(
     rng: np.random.Generator,
     client_ids: Sequence[int] | None = None,
     dropouts: Mapping[int, DropoutStage] | None = None,
-    buffers: bool = False,
+    buffers: bool = True,
     clips: Mapping[str, float] | None = None,
     discovery: RangeDiscovery | bool | None = None,
     trained_from: Mapping[int, Module | Mapping[str, Tensor]] | None = None,
@@ -302,7 +303,10 @@ def aggregate_models(
     """FedAvg of torch models through ``aggregator``: global + weighted mean of (local - global).
 
     Each local model (a module or a state dict) must have the global model's
-    tensor names, shapes and dtypes. Client k's update is its flattened tensors
+    tensor names, shapes and dtypes. A module's tensors are its parameters, then its
+    buffers (BatchNorm's running statistics and ``num_batches_tracked``), as in its
+    state dict; ``buffers=False`` aggregates the parameters only and leaves the buffers out
+    of the result. Client k's update is its flattened tensors
     minus the global ones, weighted by ``num_samples[k]``; ``client_ids``
     (default 0..m-1) name the clients for ``dropouts`` and in
     ``result.included``. ``rng`` is the round's non-secret randomness (the

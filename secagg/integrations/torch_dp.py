@@ -83,6 +83,19 @@ def _trainable_parameters(model: Module) -> list[tuple[str, Tensor]]:
     return params
 
 
+def _refuse_batch_mixing(model: Module) -> None:
+    """ConfigurationError naming a BatchNorm layer in training mode: it normalises with the
+    batch's statistics, so no example has a gradient of its own to clip."""
+    batch_norm = _torch().nn.modules.batchnorm._BatchNorm
+    for name, module in model.named_modules():
+        if isinstance(module, batch_norm) and module.training:
+            raise ConfigurationError(
+                f"module {name!r} ({type(module).__name__}) is in training mode: it normalises with the batch's "
+                "statistics, which mixes the examples, so there is no per-example gradient to clip; "
+                "use GroupNorm or LayerNorm (docs/privacy.md, \"PyTorch\")"
+            )
+
+
 def _trainable(model: Module) -> dict[str, Tensor]:
     return {name: p.detach() for name, p in _trainable_parameters(model)}
 
@@ -109,6 +122,7 @@ def clipped_gradient_sum(
             )
     if not params:
         raise ConfigurationError("the model has no trainable parameters")
+    _refuse_batch_mixing(model)
     if inputs.shape[0] == 0:
         return np.zeros(sum(int(p.numel()) for p in params.values()))
     buffers = {name: b.detach() for name, b in model.named_buffers()}
@@ -252,6 +266,14 @@ def run_dp_round(
         raise ConfigurationError("run_dp_round needs a DP aggregator: make_aggregator(name, dp=..., dimension=...)")
     if (denominator is None) == (declared_sizes is None):
         raise ConfigurationError("run_dp_round takes exactly one of denominator and declared_sizes")
+    trainable = sum(int(p.numel()) for _, p in _trainable_parameters(model))  # refuses a non-module
+    _refuse_batch_mixing(model)  # the caller's own global model: every hospital would fail alike
+    if trainable != aggregator.plan.dimension:
+        raise ConfigurationError(
+            f"the DP aggregator was set up with dimension={aggregator.plan.dimension}, but the model has "
+            f"{trainable} trainable parameter values (those with requires_grad): "
+            f"make_aggregator(..., dimension={trainable})"
+        )
     if declared_sizes is not None:
         missing = sorted({client for client, _, _ in hospitals} - set(declared_sizes))
         if missing:

@@ -544,3 +544,78 @@ def test_any_value_within_a_narrow_range_is_rounded_as_torch_rounds_it(name: str
     # Assert: bit for bit what torch's own cast gives
     bits = {1: torch.uint8, 2: torch.int16, 4: torch.int32}[back.element_size()]
     assert torch.equal(back.view(bits), torch.from_numpy(values).to(dtype).view(bits))
+
+
+def test_aggregate_models_of_modules_averages_batchnorm_statistics_by_default() -> None:
+    """A BatchNorm model's running statistics are part of the model FedAvg hands back: modules
+    aggregate as their state dicts do (and as the Keras adapter's models do), buffers included,
+    unless ``buffers=False`` asks for the parameters only. They were silently left at the global
+    model's values (the aggregate held parameters only), so the global model evaluated with its
+    initial statistics."""
+    # Prepare: the global model and three hospitals' copies after training steps on shifted data
+    global_model = small_model()
+    local_models = []
+    for k in range(3):
+        local = small_model()
+        local.load_state_dict(global_model.state_dict())
+        local.train()
+        with torch.no_grad():
+            for _ in range(k + 1):
+                local(torch.full((8, 4), float(k + 1)) + torch.arange(4.0))
+        local_models.append(local)
+    counts = [10, 20, 30]
+    # Execute
+    outcome = aggregate_models(
+        global_model, local_models, make_aggregator("plain"), num_samples=counts, rng=np.random.default_rng(0)
+    )
+    of_states = aggregate_models(
+        global_model.state_dict(),
+        [m.state_dict() for m in local_models],
+        make_aggregator("plain"),
+        num_samples=counts,
+        rng=np.random.default_rng(0),
+    )
+    parameters_only = aggregate_models(
+        global_model, local_models, make_aggregator("plain"), num_samples=counts,
+        rng=np.random.default_rng(0), buffers=False,
+    )
+    # Assert: the running statistics are the weighted FedAvg of the hospitals', as for state dicts
+    assert outcome.state_dict is not None and of_states.state_dict is not None
+    assert set(outcome.state_dict) == set(global_model.state_dict())
+    means = [m.state_dict()["1.running_mean"].double() for m in local_models]
+    expected = sum(c * mean for c, mean in zip(counts, means, strict=True)) / 60
+    torch.testing.assert_close(outcome.state_dict["1.running_mean"].double(), expected, rtol=0, atol=1e-6)
+    assert 1 < int(outcome.state_dict["1.num_batches_tracked"]) <= 3
+    for name, tensor in of_states.state_dict.items():
+        assert torch.equal(outcome.state_dict[name], tensor), name
+    assert parameters_only.state_dict is not None
+    assert list(parameters_only.state_dict) == [name for name, _ in global_model.named_parameters()]
+
+
+def test_models_passed_in_the_wrong_order_are_refused_saying_which_argument_is_which() -> None:
+    """``aggregate_models(local_models, global_model, ...)`` (the hospitals' list first) was refused
+    as "local_models must be a sequence, got Sequential Sequential(...", which does not say that a
+    list of the hospitals' models is expected, nor in which order the models go."""
+    # Prepare
+    global_model = small_model()
+    local_models = [small_model() for _ in range(3)]
+    # Execute / Assert
+    expected = r"one model per hospital.*aggregate_models\(global_model, local_models"
+    with pytest.raises(ConfigurationError, match=expected):
+        aggregate_models(
+            local_models, global_model, make_aggregator("plain"),  # type: ignore[arg-type]
+            num_samples=[1, 1, 1], rng=np.random.default_rng(0),
+        )  # fmt: skip
+
+
+def test_a_hospital_with_no_samples_is_refused_saying_to_leave_it_out() -> None:
+    """A hospital with 0 samples has no weight in the mean; it was refused as "client 1:
+    num_samples must be in 1.., got 0", which does not say what to do with it."""
+    # Prepare
+    global_model = small_model()
+    # Execute / Assert
+    with pytest.raises(ConfigurationError, match=r"client 1: num_samples is 0.*leave it out of the round"):
+        aggregate_models(
+            global_model, [small_model() for _ in range(3)], make_aggregator("plain"),
+            num_samples=[5, 0, 5], rng=np.random.default_rng(0),
+        )  # fmt: skip

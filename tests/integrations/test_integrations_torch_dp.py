@@ -253,3 +253,62 @@ def test_hospitals_withheld_below_h_skip_the_dp_round_uncharged() -> None:
     assert aggregator.accountant.num_releases == 0 and aggregator.spent()[0] == 0.0
     torch.manual_seed(0)
     np.testing.assert_array_equal(after, torch.cat([p.detach().reshape(-1) for p in _linear().parameters()]).numpy())
+
+
+def _five_hospitals() -> list[tuple[int, object, object]]:
+    rng = np.random.default_rng(3)
+    return [
+        (h, torch.from_numpy(rng.normal(size=(12, 4))), torch.from_numpy(rng.integers(0, 2, size=12)))
+        for h in range(1, 6)
+    ]
+
+
+def _dp_aggregator(dimension: int) -> DPAggregator:
+    dp = DPConfig(epsilon=3.0, delta=1e-5, rounds=2, l2_clip=1.0, min_honest=2)
+    aggregator = make_aggregator("secagg", num_clients=5, dp=dp, dimension=dimension, max_samples_per_client=64)
+    assert isinstance(aggregator, DPAggregator)
+    return aggregator
+
+
+def test_batchnorm_in_training_mode_is_refused_saying_what_to_use_instead() -> None:
+    """BatchNorm in training mode normalises with the batch's statistics, so an example has no
+    gradient of its own. It failed inside torch.func with a RuntimeError about an in-place
+    operation on a captured tensor, and run_dp_round withheld every hospital with that message
+    and skipped every round; now the global model is refused at once, naming the layer and
+    the replacement the docs give (GroupNorm, LayerNorm)."""
+    # Prepare
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(4, 3), torch.nn.BatchNorm1d(3), torch.nn.Linear(3, 2)).double()
+    hospitals = _five_hospitals()
+    aggregator = _dp_aggregator(sum(p.numel() for p in model.parameters()))
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    # Execute / Assert: refused before anything is computed or charged
+    with pytest.raises(ConfigurationError, match=r"'1' \(BatchNorm1d\).*GroupNorm or LayerNorm"):
+        torch_dp.clipped_gradient_sum(model, _loss, hospitals[0][1], hospitals[0][2], 1.0)
+    with pytest.raises(ConfigurationError, match=r"'1' \(BatchNorm1d\).*GroupNorm or LayerNorm"):
+        torch_dp.run_dp_round(
+            model, hospitals, _loss, aggregator, learning_rate=1.0,
+            declared_sizes={h: 12 for h in range(1, 6)}, rng=np.random.default_rng(0),
+        )  # fmt: skip
+    assert aggregator.spent()[0] == 0.0
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+
+
+def test_an_aggregator_of_another_dimension_is_refused_naming_the_model_s_count() -> None:
+    """The aggregator's ``dimension`` must be the model's number of trainable values; a wrong one
+    (or one that counts a frozen parameter) was refused only as "a DP contribution has 562
+    coordinates, got 82", which does not say which number is the model's or what to pass."""
+    # Prepare: a model with 8 + 3 + 3 = 14 values, 11 of them trainable
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(4, 2), torch.nn.Linear(2, 1)).double()
+    model[1].weight.requires_grad_(False)
+    hospitals = [(h, x, y.double().reshape(-1, 1)) for h, x, y in _five_hospitals()]
+    aggregator = _dp_aggregator(13)
+
+    # Execute / Assert
+    with pytest.raises(ConfigurationError, match=r"dimension=13.*11 trainable.*dimension=11"):
+        torch_dp.run_dp_round(
+            model, hospitals, torch.nn.functional.mse_loss, aggregator, learning_rate=1.0,
+            declared_sizes={h: 12 for h in range(1, 6)}, rng=np.random.default_rng(0),
+        )  # fmt: skip
+    assert aggregator.spent()[0] == 0.0
