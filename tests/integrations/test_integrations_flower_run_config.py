@@ -153,3 +153,17 @@ def test_a_paillier_node_served_another_run_config_refuses_and_costs_only_itself
     report = secure.reports[0]
     assert "run config" in report.errors[TARGET], report.errors
     assert report.skipped_reason is None and set(report.included) == set(NODES) - {TARGET}
+
+
+@pytest.mark.parametrize(
+    "run_config",
+    [{"\ud800": 1}, {"lr": "\udcff"}, {1: 2}],
+    ids=["lone-surrogate-name", "lone-surrogate-value", "int-name"],
+)
+def test_a_run_config_that_cannot_be_encoded_is_refused_with_a_library_error(run_config: dict[object, object]) -> None:
+    # A lone surrogate has no UTF-8 encoding and a name must be a string: ConfigurationError,
+    # on the server (the options) and on a node (its own run config's digest), never a raw error
+    with pytest.raises(ConfigurationError):
+        SecAggOptions(run_config=run_config)  # type: ignore[arg-type]
+    with pytest.raises(ConfigurationError):
+        run_config_digest(run_config)  # type: ignore[arg-type]

@@ -52,8 +52,10 @@ def run_config_digest(run_config: Mapping[str, Parameter]) -> bytes:
     UTF-8 name, each as :func:`~secagg.descriptor.encode_parameters` encodes it (name, type,
     value). ConfigurationError if an entry is not a scalar (a list cannot be bound)."""
     digest = hashlib.sha256(_LABEL)
-    for name in sorted(run_config, key=lambda key: str(key).encode("utf-8")):
-        digest.update(encode_parameters({name: run_config[name]}))
+    # Each entry encoded first: a name that is not a string or not UTF-8 is refused (ConfigurationError).
+    entries = {name: encode_parameters({name: value}) for name, value in run_config.items()}
+    for name in sorted(entries, key=lambda key: key.encode("utf-8")):
+        digest.update(entries[name])
     return digest.digest()
 
 
