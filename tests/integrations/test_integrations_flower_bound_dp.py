@@ -175,3 +175,27 @@ def test_a_plain_training_message_carrying_the_bound_dp_record_is_refused() -> N
     (reply,) = grid.send_and_receive([grid.create_message(forged, "train", node, "1")])
     # Assert: refused with the reason, the handler never ran
     assert seen == {} and reply.has_error() and BOUND_DP_RECORD in reply.error.reason
+
+
+@pytest.mark.parametrize("message_type", ["evaluate", "query"])
+def test_a_message_the_mod_passes_through_carrying_the_bound_dp_record_is_refused(message_type: str) -> None:
+    # Prepare: an evaluate (or query) message, which the mod passes to the app, with the mod's record
+    seen: dict[int, DPConfig | None] = {}
+    node = NODES[0]
+    client = ClientApp(mods=[make_secagg_mod()])
+
+    def handle(message: Message, context: Context) -> Message:
+        seen[node] = bound_dp(message)
+        return Message(RecordDict({"metrics": MetricRecord({"num-examples": 1})}), reply_to=message)
+
+    client.evaluate()(handle)
+    client.query()(handle)
+    grid = FakeGrid({node: client})
+    forged = RecordDict({"config": ConfigRecord({"lr": 0.1}), BOUND_DP_RECORD: forged_record()})
+    # Execute
+    (reply,) = grid.send_and_receive([grid.create_message(forged, message_type, node, "1")])
+    # Assert: refused with the reason; no handler saw the server's record as the bound plan
+    assert seen == {} and reply.has_error() and BOUND_DP_RECORD in reply.error.reason
+    # and without the record the message passes through as before
+    (reply,) = grid.send_and_receive([grid.create_message(RecordDict(), message_type, node, "1")])
+    assert not reply.has_error() and seen == {node: None}

@@ -11,8 +11,9 @@ binds:
 - :func:`with_bound_dp`: before it calls the handler in a DP round, the mod writes the plan's
   :class:`~secagg.dp.DPConfig` into the content the handler sees, as the ConfigRecord
   :data:`BOUND_DP_RECORD` (``secagg.dp``: ``epsilon``, ``delta``, ``rounds``, ``l2_clip``,
-  ``sampling_rate`` if the plan declares one, ``min_honest``, ``mechanism``). A training
-  content that already holds that record (the server's) is refused, DP round or not;
+  ``sampling_rate`` if the plan declares one, ``min_honest``, ``mechanism``). A message that
+  already holds that record (the server's) is refused, DP round or not, secure round or not
+  (a plain training message, an evaluate or a query message: the mod's pass-through);
 - :func:`bound_dp`: what the handler calls: the bound DPConfig, or None outside a DP round.
   A handler clips each patient's contribution so that it moves the update by at most
   ``bound_dp(message).l2_clip`` (one step of learning rate ``lr``: clip each gradient at
