@@ -23,6 +23,7 @@ from flwr.app import Array, ArrayRecord, ConfigRecord, Context, Message, MetricR
 from flwr.clientapp import ClientApp
 
 from secagg.dp import DPConfig, SeededRandomSource
+from secagg.errors import ConfigurationError
 from secagg.integrations.flower import NodePolicy, PaillierGrid, PaillierOptions, SecAggGrid, make_paillier_mod
 from secagg.integrations.flower.bound_plan import BOUND_DP_RECORD, bound_dp
 from secagg.integrations.flower.client import make_secagg_mod
@@ -113,10 +114,22 @@ class _ForgingGrid(SecAggGrid):
         return super().send_and_receive(batch, timeout=timeout)
 
 
+class _ForgingTransport(FakeGrid):
+    """A lying coordinator past the SecAggGrid's checks: every training message it delivers carries
+    its own ``secagg.dp`` record (l2_clip 100 times the plan's)."""
+
+    def send_and_receive(self, messages: Iterable[Message], *, timeout: float | None = None) -> Iterable[Message]:
+        batch = list(messages)
+        for message in batch:
+            if message.has_content() and "arrays" in message.content:
+                message.content[BOUND_DP_RECORD] = forged_record()
+        return super().send_and_receive(batch, timeout=timeout)
+
+
 def test_a_server_writing_the_bound_dp_record_itself_is_refused() -> None:
     # Prepare
     seen: dict[int, DPConfig | None] = {}
-    secure = _ForgingGrid(FakeGrid({node: seeing_app(node, seen) for node in NODES}), options(dp=DP))
+    secure = SecAggGrid(_ForgingTransport({node: seeing_app(node, seen) for node in NODES}), options(dp=DP))
     # Execute
     run(secure)
     # Assert: no handler ran on the forged record, every node names it, nothing released
@@ -199,3 +212,14 @@ def test_a_message_the_mod_passes_through_carrying_the_bound_dp_record_is_refuse
     # and without the record the message passes through as before
     (reply,) = grid.send_and_receive([grid.create_message(RecordDict(), message_type, node, "1")])
     assert not reply.has_error() and seen == {node: None}
+
+
+def test_a_strategy_content_holding_the_bound_dp_record_is_refused_before_anything_is_sent() -> None:
+    # The name is the mod's (every node would refuse the round at training, after setup): an
+    # honest server's strategy that uses it is told so before anything is sent, as for secagg.run
+    seen: dict[int, DPConfig | None] = {}
+    grid = FakeGrid({node: seeing_app(node, seen) for node in NODES})
+    secure = _ForgingGrid(grid, options(dp=DP))
+    with pytest.raises(ConfigurationError, match=BOUND_DP_RECORD):
+        run(secure)
+    assert grid.sent == [] and seen == {}
