@@ -174,7 +174,7 @@ def node_policy(context: Context) -> NodePolicy:
     them unless it opts in by name: ``allow-semi-honest = true`` in its own node config. The
     run config (the server's) cannot opt a node in. Every node refuses DP rounds unless it keeps
     its DP budget in a file (``require_dp_state_file``): beside its identity key, or, for a node
-    without one, the ``dp-state-file`` its node config must then name. It refuses a masking round
+    without one, the ``dp-state-file`` its node config must then name. It refuses a round (masking or Paillier)
     whose server binds no run config (``require_run_config``); every node refuses one that binds
     another run config than its own."""
     allowed = context.node_config.get("allow-semi-honest")
