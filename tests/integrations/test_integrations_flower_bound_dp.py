@@ -223,3 +223,39 @@ def test_a_strategy_content_holding_the_bound_dp_record_is_refused_before_anythi
     with pytest.raises(ConfigurationError, match=BOUND_DP_RECORD):
         run(secure)
     assert grid.sent == [] and seen == {}
+
+
+def one_patient_app(node: int) -> ClientApp:
+    """A node of one patient whose clipped gradient moves the update by exactly the bound l2_clip
+    (its tightest honest update), the float32 weights then rounded to their dtype as any handler's are."""
+    client = ClientApp(mods=[make_secagg_mod(policy=NodePolicy(allow_semi_honest=True), rng=np.random.default_rng(node),
+                                             noise_source=SeededRandomSource(node.to_bytes(32, "big")))])  # fmt: skip
+
+    @client.train()
+    def train(message: Message, context: Context) -> Message:
+        arrays = {name: a.numpy() for name, a in message.content["arrays"].items()}
+        floats = [name for name, a in arrays.items() if a.dtype.kind == "f"]
+        direction = np.random.default_rng(node).normal(size=sum(arrays[name].size for name in floats))
+        direction *= DP.l2_clip / np.linalg.norm(direction)  # one patient, clipped at exactly l2_clip
+        updated, offset = {}, 0
+        for name, a in arrays.items():
+            step = np.zeros(a.shape)
+            if name in floats:
+                step = direction[offset : offset + a.size].reshape(a.shape)
+                offset += a.size
+            updated[name] = Array((a.astype(np.float64) + step).astype(a.dtype))
+        metrics = MetricRecord({"num-examples": 1})
+        return Message(RecordDict({"arrays": ArrayRecord(updated), "metrics": metrics}), reply_to=message)
+
+    return client
+
+
+def test_an_honest_update_at_the_bound_is_not_refused_for_its_rounding_to_float32() -> None:
+    # Prepare: every node's update is exactly weight x l2_clip in exact arithmetic; rounding the
+    # float32 weights to their dtype moves its measured norm by ~1e-8, beyond a 1e-9 tolerance
+    secure = SecAggGrid(FakeGrid({node: one_patient_app(node) for node in NODES}), options(dp=DP))
+    # Execute
+    run(secure)
+    # Assert: no honest node refused (it would have been charged for nothing)
+    report = secure.reports[0]
+    assert report.errors == {} and set(report.included) == set(NODES), report.errors

@@ -28,7 +28,7 @@ from secagg.integrations.flower._records import (
     training_parameters,
     without_stage,
 )
-from secagg.integrations.flower.bound_plan import BOUND_DP_RECORD, check_no_bound_dp, with_bound_dp
+from secagg.integrations.flower.bound_plan import BOUND_DP_RECORD, check_no_bound_dp, rounding_slack, with_bound_dp
 from secagg.integrations.flower.keys import read_identity_key, read_trusted_keys
 from secagg.integrations.flower.policy import NodePolicy
 from secagg.integrations.flower.protocol import (
@@ -253,8 +253,10 @@ def train_locally(
     weight_key: str,
     max_values: int,
     dp: NoisePlan | None = None,
-) -> tuple[npt.NDArray[np.float64], ArrayLayout, int]:
-    """Run the app's train handler on the strategy's content; ``(local - global, layout, weight)``.
+) -> tuple[npt.NDArray[np.float64], ArrayLayout, int, float]:
+    """Run the app's train handler on the strategy's content; ``(local - global, layout, weight,
+    slack)``, ``slack`` the update's :func:`~secagg.integrations.flower.bound_plan.rounding_slack`
+    in a DP round (0.0 otherwise).
 
     Checks first, before loading any array, that the content is within the honest size of a
     model of ``max_values`` values and of the bound configuration and holds no MetricRecord
@@ -282,7 +284,9 @@ def train_locally(
     shapes = [(s.record, s.name, s.shape) for s in layout.specs]
     if [(s.record, s.name, s.shape) for s in local_layout.specs] != shapes:
         raise ConfigurationError("the train handler's arrays differ from the model's (names or shapes)")
-    return local - base, layout, _weight(reply.content, weight_key)
+    delta = local - base
+    slack = 0.0 if dp is None else rounding_slack(local, delta, local_layout)
+    return delta, layout, _weight(reply.content, weight_key), slack
 
 
 def _weight(content: RecordDict, key: str) -> int:

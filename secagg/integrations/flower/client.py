@@ -343,7 +343,7 @@ def _train_and_encode(
         raise ProtocolError("the stored session and setup disagree on the vector length")
     quantization = setup.quantization
     plan = read_dp(setup.dp, quantization, len(setup.node_ids)) if setup.dp else None
-    delta, layout, weight = train_locally(
+    delta, layout, weight, slack = train_locally(
         message, context, call_next, setup.arrays_digest, setup.parameters, setup.weight_name,
         model_values(setup.masking.vector_length, setup.segments, setup.dp, setup.compression), plan,
     )
@@ -353,7 +353,7 @@ def _train_and_encode(
         check_node_weight(plan, quantization, weight)  # its count alone, before any data-dependent refusal
         # Charged to this node's own budget before the noised input is computed and leaves.
         charge_node_budget(context, plan, node_budget_file(context, settings.dp_state_file))
-        check_dp_update(plan, delta, weight)  # what weight patients can move it under the bound l2_clip
+        check_dp_update(plan, delta, weight, slack)  # what weight patients can move it under the bound l2_clip
         # The noise share is added here, on the node, before masking (exact sampler, OS CSPRNG).
         integers = node_encoding(plan, quantization, delta, state.config.vector_length, rng, settings.noise_source)
     else:
