@@ -167,3 +167,17 @@ def test_a_run_config_that_cannot_be_encoded_is_refused_with_a_library_error(run
         SecAggOptions(run_config=run_config)  # type: ignore[arg-type]
     with pytest.raises(ConfigurationError):
         run_config_digest(run_config)  # type: ignore[arg-type]
+
+
+def test_the_options_bind_the_run_config_as_it_was_given_not_later_changes_to_the_mapping(tmp_path: Path) -> None:
+    # The options are frozen and check the run config when made: a ServerApp that changes its
+    # context.run_config afterwards (a default filled in, a value made unbindable) must not
+    # change what every later round binds behind the options' back
+    public_path, _ = key_files(tmp_path / "ceremony", len(NODES), 3)
+    public = read_public_key(public_path)
+    for make in (options, lambda **extra: PaillierOptions(public_key=public, colluders=0, **extra)):
+        given = dict(RUN)
+        made = make(run_config=given)
+        given["learning-rate"] = 0.0
+        given["extra"] = [1, 2]
+        assert made.run_config is not None and run_config_digest(made.run_config) == run_config_digest(RUN)

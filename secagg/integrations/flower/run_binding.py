@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Iterable, Mapping
+from types import MappingProxyType
 from typing import TYPE_CHECKING
 
 from secagg.descriptor import Parameter, decode_parameters, encode_parameters
@@ -59,15 +60,19 @@ def run_config_digest(run_config: Mapping[str, Parameter]) -> bytes:
     return digest.digest()
 
 
-def check_run_config_option(run_config: object) -> None:
-    """The options' check: ``run_config`` None or a mapping of scalars (ConfigurationError)."""
+def check_run_config_option(run_config: object) -> Mapping[str, Parameter] | None:
+    """The options' check: ``run_config`` None or a mapping of scalars (ConfigurationError);
+    returns a read-only copy, so that what every round binds is the run config as the options
+    were given it, whatever the ServerApp later does to its own mapping."""
     if run_config is None:
-        return
+        return None
     if not isinstance(run_config, Mapping):
         raise ConfigurationError(
             f"run_config must be the ServerApp's context.run_config, got {type(run_config).__name__}"
         )
-    run_config_digest(run_config)
+    snapshot: Mapping[str, Parameter] = MappingProxyType(dict(run_config))
+    run_config_digest(snapshot)
+    return snapshot
 
 
 def bind_run_config(messages: Iterable[Message], digest: bytes) -> None:
