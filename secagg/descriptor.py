@@ -72,6 +72,14 @@ Parameter = bool | int | float | str | bytes
 _TYPE_CODES: dict[type, int] = {bool: 1, int: 2, float: 3, str: 4, bytes: 5}
 
 
+def _utf8(text: str, what: str) -> bytes:
+    """``text`` in UTF-8; ConfigurationError if it has none (a lone surrogate)."""
+    try:
+        return text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise ConfigurationError(f"{what} is not valid Unicode (it has no UTF-8 encoding): {text!r}") from exc
+
+
 def _encode_value(name: str, value: Parameter) -> bytes:
     kind = type(value)
     if kind not in _TYPE_CODES:
@@ -87,7 +95,7 @@ def _encode_value(name: str, value: Parameter) -> bytes:
             raise ConfigurationError(f"parameter {name!r}: NaN cannot be bound (it has many encodings)")
         data = struct.pack(">d", value)
     elif isinstance(value, str):
-        data = value.encode("utf-8")
+        data = _utf8(value, f"parameter {name!r}: the value")
     else:
         data = value
     return bytes((_TYPE_CODES[kind],)) + len(data).to_bytes(4, "big") + data
@@ -98,10 +106,13 @@ def encode_parameters(parameters: Mapping[str, Parameter]) -> bytes:
     ``u32 len || name || u8 type || u32 len || value`` (bool 1 byte, int 8 bytes
     signed big-endian, float IEEE-754 binary64 big-endian, str UTF-8, bytes raw)."""
     out = bytearray()
-    for name in sorted(parameters, key=lambda key: key.encode("utf-8")):
+    names: dict[str, bytes] = {}
+    for name in parameters:
         if not isinstance(name, str):
             raise ConfigurationError(f"parameter names must be strings, got {name!r}")
-        key = name.encode("utf-8")
+        names[name] = _utf8(name, "a parameter name")
+    for name in sorted(parameters, key=names.__getitem__):
+        key = names[name]
         out += len(key).to_bytes(4, "big") + key + _encode_value(name, parameters[name])
     if len(out) > MAX_PARAMETERS_BYTES:
         raise ConfigurationError(f"bound parameters take {len(out)} bytes, more than {MAX_PARAMETERS_BYTES}")

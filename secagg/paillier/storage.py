@@ -30,6 +30,7 @@ keys, a secret file that group or others may access (ConfigurationError).
 
 from __future__ import annotations
 
+import contextlib
 import os
 from dataclasses import dataclass
 from typing import ClassVar
@@ -237,7 +238,8 @@ def write_new_private_file(path: str | os.PathLike[str], data: bytes) -> None:
     """Write ``data`` to a file that must not exist yet, readable by its owner only (0600).
 
     The file is created with its final mode (no window in which others could
-    read it); an existing file is never overwritten (ConfigurationError).
+    read it); an existing file is never overwritten (ConfigurationError). A write that
+    fails (a full disk) removes the file it created and raises ConfigurationError.
     """
     path = require_path(path)
     try:
@@ -246,8 +248,13 @@ def write_new_private_file(path: str | os.PathLike[str], data: bytes) -> None:
         raise ConfigurationError(f"refusing to overwrite {path}") from exc
     except (OSError, ValueError) as exc:  # ValueError: a path holding a NUL byte
         raise ConfigurationError(f"cannot create {path!r}: {getattr(exc, 'strerror', None) or exc}") from exc
-    with os.fdopen(descriptor, "wb") as handle:
-        handle.write(data)
+    try:
+        with os.fdopen(descriptor, "wb") as handle:
+            handle.write(data)
+    except OSError as exc:  # a full disk, an I/O error: no partial file is left behind
+        with contextlib.suppress(OSError):
+            os.unlink(path)
+        raise ConfigurationError(f"cannot write {path!r}: {exc.strerror or exc}") from exc
 
 
 def read_private_file(path: str | os.PathLike[str], what: str, max_bytes: int = MAX_PROTECTED_FILE) -> bytes:

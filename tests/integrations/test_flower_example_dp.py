@@ -9,6 +9,7 @@ patient moves a node's update by at most ``learning-rate * dp-clip``, the
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
 import json
 import shutil
@@ -26,6 +27,7 @@ from flwr.app import Context, Message, RecordDict
 from flwr.clientapp import ClientApp
 from flwr.clientapp.typing import ClientAppCallable
 
+from secagg.dp import DPConfig
 from secagg.errors import ConfigurationError
 
 from .flower_example import (
@@ -306,3 +308,32 @@ def test_the_simulation_refuses_semi_honest_dp_before_starting(capsys: pytest.Ca
         simulate.main(["--semi-honest", "--dp-epsilon", "1.0"])
     assert exit_info.value.code == 2
     assert "dp-state-file" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("lie", ["no DP", "a larger epsilon", "a larger delta"])
+def test_a_server_running_other_dp_than_the_bound_run_config_declares_is_refused(
+    keys: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, lie: str
+) -> None:
+    # Prepare: every node and the ServerApp hold the same run config (dp-epsilon 8, delta 1e-5;
+    # its digest bound into every round), but a lying ServerApp runs rounds without DP, or with
+    # more epsilon or delta than that run config declares
+    config = run_config(**{"num-server-rounds": 1})
+    server_app = example("server_app")
+    honest = server_app.dp_settings
+
+    def lying(settings: dict[str, object]) -> tuple[DPConfig | None, str | None]:
+        dp, state = honest(settings)
+        assert dp is not None
+        if lie == "no DP":
+            return None, None
+        if lie == "a larger epsilon":
+            return dataclasses.replace(dp, epsilon=1.5 * dp.epsilon), state
+        return dataclasses.replace(dp, delta=10 * dp.delta), state
+
+    monkeypatch.setattr(server_app, "dp_settings", lying)
+    # Execute
+    report = run_server(federation(keys, config), config, tmp_path)
+    # Assert: no aggregate; every node said why
+    (only,) = report["rounds"]  # type: ignore[misc]
+    assert only["aggregate"] is None, only
+    assert len(only["errors"]) == NODES, only["errors"]

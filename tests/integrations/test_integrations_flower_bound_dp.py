@@ -23,6 +23,7 @@ from flwr.app import Array, ArrayRecord, ConfigRecord, Context, Message, MetricR
 from flwr.clientapp import ClientApp
 
 from secagg.dp import DPConfig, SeededRandomSource
+from secagg.errors import ConfigurationError
 from secagg.integrations.flower import NodePolicy, PaillierGrid, PaillierOptions, SecAggGrid, make_paillier_mod
 from secagg.integrations.flower.bound_plan import BOUND_DP_RECORD, bound_dp
 from secagg.integrations.flower.client import make_secagg_mod
@@ -113,10 +114,22 @@ class _ForgingGrid(SecAggGrid):
         return super().send_and_receive(batch, timeout=timeout)
 
 
+class _ForgingTransport(FakeGrid):
+    """A lying coordinator past the SecAggGrid's checks: every training message it delivers carries
+    its own ``secagg.dp`` record (l2_clip 100 times the plan's)."""
+
+    def send_and_receive(self, messages: Iterable[Message], *, timeout: float | None = None) -> Iterable[Message]:
+        batch = list(messages)
+        for message in batch:
+            if message.has_content() and "arrays" in message.content:
+                message.content[BOUND_DP_RECORD] = forged_record()
+        return super().send_and_receive(batch, timeout=timeout)
+
+
 def test_a_server_writing_the_bound_dp_record_itself_is_refused() -> None:
     # Prepare
     seen: dict[int, DPConfig | None] = {}
-    secure = _ForgingGrid(FakeGrid({node: seeing_app(node, seen) for node in NODES}), options(dp=DP))
+    secure = SecAggGrid(_ForgingTransport({node: seeing_app(node, seen) for node in NODES}), options(dp=DP))
     # Execute
     run(secure)
     # Assert: no handler ran on the forged record, every node names it, nothing released
@@ -175,3 +188,74 @@ def test_a_plain_training_message_carrying_the_bound_dp_record_is_refused() -> N
     (reply,) = grid.send_and_receive([grid.create_message(forged, "train", node, "1")])
     # Assert: refused with the reason, the handler never ran
     assert seen == {} and reply.has_error() and BOUND_DP_RECORD in reply.error.reason
+
+
+@pytest.mark.parametrize("message_type", ["evaluate", "query"])
+def test_a_message_the_mod_passes_through_carrying_the_bound_dp_record_is_refused(message_type: str) -> None:
+    # Prepare: an evaluate (or query) message, which the mod passes to the app, with the mod's record
+    seen: dict[int, DPConfig | None] = {}
+    node = NODES[0]
+    client = ClientApp(mods=[make_secagg_mod()])
+
+    def handle(message: Message, context: Context) -> Message:
+        seen[node] = bound_dp(message)
+        return Message(RecordDict({"metrics": MetricRecord({"num-examples": 1})}), reply_to=message)
+
+    client.evaluate()(handle)
+    client.query()(handle)
+    grid = FakeGrid({node: client})
+    forged = RecordDict({"config": ConfigRecord({"lr": 0.1}), BOUND_DP_RECORD: forged_record()})
+    # Execute
+    (reply,) = grid.send_and_receive([grid.create_message(forged, message_type, node, "1")])
+    # Assert: refused with the reason; no handler saw the server's record as the bound plan
+    assert seen == {} and reply.has_error() and BOUND_DP_RECORD in reply.error.reason
+    # and without the record the message passes through as before
+    (reply,) = grid.send_and_receive([grid.create_message(RecordDict(), message_type, node, "1")])
+    assert not reply.has_error() and seen == {node: None}
+
+
+def test_a_strategy_content_holding_the_bound_dp_record_is_refused_before_anything_is_sent() -> None:
+    # The name is the mod's (every node would refuse the round at training, after setup): an
+    # honest server's strategy that uses it is told so before anything is sent, as for secagg.run
+    seen: dict[int, DPConfig | None] = {}
+    grid = FakeGrid({node: seeing_app(node, seen) for node in NODES})
+    secure = _ForgingGrid(grid, options(dp=DP))
+    with pytest.raises(ConfigurationError, match=BOUND_DP_RECORD):
+        run(secure)
+    assert grid.sent == [] and seen == {}
+
+
+def one_patient_app(node: int) -> ClientApp:
+    """A node of one patient whose clipped gradient moves the update by exactly the bound l2_clip
+    (its tightest honest update), the float32 weights then rounded to their dtype as any handler's are."""
+    client = ClientApp(mods=[make_secagg_mod(policy=NodePolicy(allow_semi_honest=True), rng=np.random.default_rng(node),
+                                             noise_source=SeededRandomSource(node.to_bytes(32, "big")))])  # fmt: skip
+
+    @client.train()
+    def train(message: Message, context: Context) -> Message:
+        arrays = {name: a.numpy() for name, a in message.content["arrays"].items()}
+        floats = [name for name, a in arrays.items() if a.dtype.kind == "f"]
+        direction = np.random.default_rng(node).normal(size=sum(arrays[name].size for name in floats))
+        direction *= DP.l2_clip / np.linalg.norm(direction)  # one patient, clipped at exactly l2_clip
+        updated, offset = {}, 0
+        for name, a in arrays.items():
+            step = np.zeros(a.shape)
+            if name in floats:
+                step = direction[offset : offset + a.size].reshape(a.shape)
+                offset += a.size
+            updated[name] = Array((a.astype(np.float64) + step).astype(a.dtype))
+        metrics = MetricRecord({"num-examples": 1})
+        return Message(RecordDict({"arrays": ArrayRecord(updated), "metrics": metrics}), reply_to=message)
+
+    return client
+
+
+def test_an_honest_update_at_the_bound_is_not_refused_for_its_rounding_to_float32() -> None:
+    # Prepare: every node's update is exactly weight x l2_clip in exact arithmetic; rounding the
+    # float32 weights to their dtype moves its measured norm by ~1e-8, beyond a 1e-9 tolerance
+    secure = SecAggGrid(FakeGrid({node: one_patient_app(node) for node in NODES}), options(dp=DP))
+    # Execute
+    run(secure)
+    # Assert: no honest node refused (it would have been charged for nothing)
+    report = secure.reports[0]
+    assert report.errors == {} and set(report.included) == set(NODES), report.errors

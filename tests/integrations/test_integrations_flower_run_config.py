@@ -153,3 +153,31 @@ def test_a_paillier_node_served_another_run_config_refuses_and_costs_only_itself
     report = secure.reports[0]
     assert "run config" in report.errors[TARGET], report.errors
     assert report.skipped_reason is None and set(report.included) == set(NODES) - {TARGET}
+
+
+@pytest.mark.parametrize(
+    "run_config",
+    [{"\ud800": 1}, {"lr": "\udcff"}, {1: 2}],
+    ids=["lone-surrogate-name", "lone-surrogate-value", "int-name"],
+)
+def test_a_run_config_that_cannot_be_encoded_is_refused_with_a_library_error(run_config: dict[object, object]) -> None:
+    # A lone surrogate has no UTF-8 encoding and a name must be a string: ConfigurationError,
+    # on the server (the options) and on a node (its own run config's digest), never a raw error
+    with pytest.raises(ConfigurationError):
+        SecAggOptions(run_config=run_config)  # type: ignore[arg-type]
+    with pytest.raises(ConfigurationError):
+        run_config_digest(run_config)  # type: ignore[arg-type]
+
+
+def test_the_options_bind_the_run_config_as_it_was_given_not_later_changes_to_the_mapping(tmp_path: Path) -> None:
+    # The options are frozen and check the run config when made: a ServerApp that changes its
+    # context.run_config afterwards (a default filled in, a value made unbindable) must not
+    # change what every later round binds behind the options' back
+    public_path, _ = key_files(tmp_path / "ceremony", len(NODES), 3)
+    public = read_public_key(public_path)
+    for make in (options, lambda **extra: PaillierOptions(public_key=public, colluders=0, **extra)):
+        given = dict(RUN)
+        made = make(run_config=given)
+        given["learning-rate"] = 0.0
+        given["extra"] = [1, 2]
+        assert made.run_config is not None and run_config_digest(made.run_config) == run_config_digest(RUN)

@@ -179,3 +179,12 @@ def test_check_training_refuses_any_metric_record_unread() -> None:
     # Execute / Assert
     with pytest.raises(DecodeError, match="1 MetricRecord"):
         check_training(content, 17, bound)
+
+
+def test_two_config_entries_that_bind_under_one_name_are_refused() -> None:
+    # Bound as "record/key": {"config": {"a/b": ...}} and {"config/a": {"b": ...}} are both
+    # "config/a/b", so one content could hold both (the later one's value bound, the handler
+    # reading the other) and match a setup binding one entry; no such content is bindable
+    content = RecordDict({"config": ConfigRecord({"a/b": 1.0}), "config/a": ConfigRecord({"b": 0.0})})
+    with pytest.raises(ConfigurationError, match="config/a/b"):
+        training_parameters(content)

@@ -107,3 +107,36 @@ def test_the_dealer_s_last_step_writes_nothing_when_one_file_exists(tmp_path: Pa
         write_key_files(material, tmp_path, ["a hospital passphrase"] * 3, scrypt_log_n=15)
     assert [path.name for path in tmp_path.iterdir()] == ["key-share-3.bin"]
     assert (tmp_path / "key-share-3.bin").read_bytes() == b"an earlier ceremony's share"
+
+
+def test_the_dealer_s_last_step_writes_nothing_when_a_write_fails_halfway(tmp_path: Path) -> None:
+    # A disk that fills up while the second file is written (ENOSPC): a library error, and neither
+    # the files written before nor the partial one are left on disk.
+    import errno  # noqa: PLC0415
+    import os  # noqa: PLC0415
+
+    material = deal_threshold_key_from_primes(*SAFE_PRIMES[128], num_parties=3, threshold=2)
+    real_fdopen = os.fdopen
+    opened: list[int] = []
+
+    class _Full:
+        def __init__(self, handle: object) -> None:
+            self.handle = handle
+
+        def __enter__(self) -> _Full:
+            return self
+
+        def __exit__(self, *exc: object) -> None:
+            self.handle.close()  # type: ignore[attr-defined]
+
+        def write(self, data: bytes) -> int:
+            raise OSError(errno.ENOSPC, "No space left on device")
+
+    def fdopen(descriptor: int, mode: str = "r") -> object:
+        opened.append(descriptor)
+        handle = real_fdopen(descriptor, mode)
+        return _Full(handle) if len(opened) == 2 else handle
+
+    with mock.patch("secagg.paillier.storage.os.fdopen", fdopen), pytest.raises(ConfigurationError, match="space"):
+        write_key_files(material, tmp_path, ["a hospital passphrase"] * 3, scrypt_log_n=15)
+    assert list(tmp_path.iterdir()) == []

@@ -174,15 +174,33 @@ def node_policy(context: Context) -> NodePolicy:
     them unless it opts in by name: ``allow-semi-honest = true`` in its own node config. The
     run config (the server's) cannot opt a node in. Every node refuses DP rounds unless it keeps
     its DP budget in a file (``require_dp_state_file``): beside its identity key, or, for a node
-    without one, the ``dp-state-file`` its node config must then name. It refuses a masking round
-    whose server binds no run config (``require_run_config``); every node refuses one that binds
-    another run config than its own."""
+    without one, the ``dp-state-file`` its node config must then name. It refuses a round
+    (masking or Paillier) whose server binds no run config (``require_run_config``); every node
+    refuses one that binds another run config than its own. Since that run config is bound, a node
+    holds the server to the DP it declares (:func:`declared_dp`): with ``dp-epsilon > 0`` it refuses
+    a round without DP, or with a larger epsilon or delta than the run config's."""
     allowed = context.node_config.get("allow-semi-honest")
+    declared = declared_dp(context)
     # A DP round is refused unless the node's budget survives restarts and runs in a file: a node
     # with an identity key keeps it beside the key (node_keys_mod); one without names dp-state-file.
     # The server binds its run config's digest (server_app); a round binding none is refused.
-    return NodePolicy(allow_semi_honest=allowed in (True, "true"), require_dp=dp_required(context),
+    return NodePolicy(allow_semi_honest=allowed in (True, "true"),
+                      require_dp=dp_required(context) or declared is not None,
+                      max_dp_epsilon=None if declared is None else declared[0],
+                      max_dp_delta=None if declared is None else declared[1],
                       require_dp_state_file=True, require_run_config=True)
+
+
+def declared_dp(context: Context) -> tuple[float, float] | None:
+    """The (epsilon, delta) the run config declares (``dp-epsilon > 0``, ``dp-delta``), or None.
+    The node's run config is the one the server binds into every round (``require_run_config``),
+    so a ServerApp that declares DP there and runs rounds without it, or with more epsilon or
+    delta, is refused. A value that is not a number declares nothing (the ServerApp refuses it)."""
+    epsilon, delta = context.run_config.get("dp-epsilon"), context.run_config.get("dp-delta")
+    numbers = all(isinstance(v, int | float) and not isinstance(v, bool) for v in (epsilon, delta))
+    if not numbers or not float(epsilon) > 0.0:  # type: ignore[arg-type]
+        return None
+    return float(epsilon), float(delta)  # type: ignore[arg-type]
 
 
 def dp_required(context: Context) -> bool:

@@ -28,7 +28,7 @@ from secagg.integrations.flower._records import (
     training_parameters,
     without_stage,
 )
-from secagg.integrations.flower.bound_plan import BOUND_DP_RECORD, check_no_bound_dp, with_bound_dp
+from secagg.integrations.flower.bound_plan import BOUND_DP_RECORD, check_no_bound_dp, rounding_slack, with_bound_dp
 from secagg.integrations.flower.keys import read_identity_key, read_trusted_keys
 from secagg.integrations.flower.policy import NodePolicy
 from secagg.integrations.flower.protocol import (
@@ -182,8 +182,9 @@ def run_stage(
 ) -> Message:
     """What every secure mod does around its protocol step.
 
-    Messages other than ``train`` pass through; a ``train`` message without a
-    secure stage is refused unless ``route.allow_plain_train``; a message of a
+    Messages other than ``train`` pass through, and a ``train`` message without a secure stage
+    too if ``route.allow_plain_train`` (else it is refused), unless they carry the
+    ``secagg.dp`` record only the mod writes (refused); a message of a
     stage the mod does not serve, with records beside the stage records outside
     ``route.training``, or with a payload above ``route.limit`` is refused before
     its payload is loaded; otherwise ``handle`` runs the stage and its reply
@@ -191,10 +192,10 @@ def run_stage(
     reply and the session state is forgotten, so nothing is reused after it.
     """
     if message.metadata.message_type.split(".")[0] != MessageType.TRAIN:
-        return call_next(message, context)
+        return _passed_through(message, context, call_next)
     if not has_stage(message.content):
         if route.allow_plain_train:
-            return _plain_train(message, context, call_next)
+            return _passed_through(message, context, call_next)
         return error_reply(message, f"node {context.node_id}: refusing to train outside a secure round")
 
     def limit(stage: str) -> int:
@@ -215,12 +216,13 @@ def run_stage(
     return Message(stage_content(stage, reply), reply_to=message)
 
 
-def _plain_train(message: Message, context: Context, call_next: ClientAppCallable) -> Message:
-    """A training message outside a secure round (``allow_plain_train``), to the handler unless
-    it carries the record only the mod writes (the bound DP configuration)."""
+def _passed_through(message: Message, context: Context, call_next: ClientAppCallable) -> Message:
+    """A message outside a secure round (an evaluate or query message, a plain training one with
+    ``allow_plain_train``), to the app unless it carries the record only the mod writes (the bound
+    DP configuration): a handler's ``bound_dp`` never returns the server's word."""
     if message.has_content() and BOUND_DP_RECORD in message.content:
-        return error_reply(message, f"node {context.node_id}: a plain training message carries "
-                           f"{BOUND_DP_RECORD!r}, a record only this node's mod writes")
+        return error_reply(message, f"node {context.node_id}: a {message.metadata.message_type} message outside a "
+                           f"secure round carries {BOUND_DP_RECORD!r}, a record only this node's mod writes")
     return call_next(message, context)
 
 
@@ -251,8 +253,10 @@ def train_locally(
     weight_key: str,
     max_values: int,
     dp: NoisePlan | None = None,
-) -> tuple[npt.NDArray[np.float64], ArrayLayout, int]:
-    """Run the app's train handler on the strategy's content; ``(local - global, layout, weight)``.
+) -> tuple[npt.NDArray[np.float64], ArrayLayout, int, float]:
+    """Run the app's train handler on the strategy's content; ``(local - global, layout, weight,
+    slack)``, ``slack`` the update's :func:`~secagg.integrations.flower.bound_plan.rounding_slack`
+    in a DP round (0.0 otherwise).
 
     Checks first, before loading any array, that the content is within the honest size of a
     model of ``max_values`` values and of the bound configuration and holds no MetricRecord
@@ -280,7 +284,9 @@ def train_locally(
     shapes = [(s.record, s.name, s.shape) for s in layout.specs]
     if [(s.record, s.name, s.shape) for s in local_layout.specs] != shapes:
         raise ConfigurationError("the train handler's arrays differ from the model's (names or shapes)")
-    return local - base, layout, _weight(reply.content, weight_key)
+    delta = local - base
+    slack = 0.0 if dp is None else rounding_slack(local, delta, local_layout)
+    return delta, layout, _weight(reply.content, weight_key), slack
 
 
 def _weight(content: RecordDict, key: str) -> int:

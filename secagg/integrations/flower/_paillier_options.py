@@ -115,7 +115,7 @@ class PaillierOptions:
     run_config: Mapping[str, Parameter] | None = None
 
     def __post_init__(self) -> None:
-        check_run_config_option(self.run_config)
+        object.__setattr__(self, "run_config", check_run_config_option(self.run_config))  # a read-only copy
         clip_policy(self.clipping)
         check_dp_options(self.dp, self.clips)
         object.__setattr__(self, "sparsity", check_options(self.sparsity, self.rotate, self.dp is not None))

@@ -279,7 +279,8 @@ def check_bindable(content: RecordDict, error: type[DecodeError] | type[Configur
 def training_parameters(content: RecordDict) -> bytes:
     """:func:`secagg.descriptor.encode_parameters` of every ConfigRecord value in ``content``
     (the adapter's own records excluded), named ``"record/key"``: the training
-    configuration a secure round binds. Lists cannot be bound (ConfigurationError)."""
+    configuration a secure round binds. Lists cannot be bound, nor two entries of one name
+    (``"a"/"b/c"`` and ``"a/b"/"c"``; ConfigurationError)."""
     flat: dict[str, Parameter] = {}
     for record_key, record in content.config_records.items():
         if record_key in _OURS:
@@ -287,5 +288,8 @@ def training_parameters(content: RecordDict) -> bytes:
         for key, value in record.items():
             if isinstance(value, list):
                 raise ConfigurationError(f"config {record_key}/{key}: list values cannot be bound into a secure round")
-            flat[f"{record_key}/{key}"] = value
+            name = f"{record_key}/{key}"
+            if name in flat:  # e.g. {"a": {"b/c": ...}} and {"a/b": {"c": ...}}: one would go unbound
+                raise ConfigurationError(f"config {_cut(name)}: two config entries would be bound under this one name")
+            flat[name] = value
     return encode_parameters(flat)

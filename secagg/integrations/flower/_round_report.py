@@ -20,6 +20,7 @@ from flwr.app import Array, ArrayRecord, Message, MetricRecord, RecordDict
 from secagg.errors import ConfigurationError, DecodeError
 from secagg.guarantee import Guarantee
 from secagg.integrations.flower._records import check_bindable, model_arrays, training_parameters
+from secagg.integrations.flower.bound_plan import BOUND_DP_RECORD
 from secagg.integrations.flower.protocol import ArrayLayout, arrays_digest, flatten_arrays, unflatten_arrays
 from secagg.segments import ClippingReport
 
@@ -111,6 +112,11 @@ class TrainingBatch:
         parameters = training_parameters(template.content)
         for message in instructions:
             check_bindable(message.content, ConfigurationError)  # nothing unbound reaches a train handler
+            if BOUND_DP_RECORD in message.content:  # every node would refuse it at training, after setup
+                raise ConfigurationError(
+                    f"the strategy's training content holds a {BOUND_DP_RECORD!r} record: the name is the node "
+                    "mod's (the bound DP configuration it hands the train handler)"
+                )
         for message in instructions[1:]:
             vector, other = flatten_arrays(_strategy_arrays(message))
             if other != layout or arrays_digest(vector, other) != digest:

@@ -11,8 +11,9 @@ binds:
 - :func:`with_bound_dp`: before it calls the handler in a DP round, the mod writes the plan's
   :class:`~secagg.dp.DPConfig` into the content the handler sees, as the ConfigRecord
   :data:`BOUND_DP_RECORD` (``secagg.dp``: ``epsilon``, ``delta``, ``rounds``, ``l2_clip``,
-  ``sampling_rate`` if the plan declares one, ``min_honest``, ``mechanism``). A training
-  content that already holds that record (the server's) is refused, DP round or not;
+  ``sampling_rate`` if the plan declares one, ``min_honest``, ``mechanism``). A message that
+  already holds that record (the server's) is refused, DP round or not, secure round or not
+  (a plain training message, an evaluate or a query message: the mod's pass-through);
 - :func:`bound_dp`: what the handler calls: the bound DPConfig, or None outside a DP round.
   A handler clips each patient's contribution so that it moves the update by at most
   ``bound_dp(message).l2_clip`` (one step of learning rate ``lr``: clip each gradient at
@@ -20,8 +21,10 @@ binds:
 - :func:`check_dp_update`: after training, the mod refuses (ConfigurationError, after the
   contribution is charged: whether it trips depends on the data) an update whose L2 norm
   exceeds ``weight * l2_clip``, more than the handler's ``weight`` patients can move it under
-  the bound clip. It catches a handler clipping at another value whenever the clip binds; it
-  cannot prove the clipping (a per-patient property the mod never sees), so the handler
+  the bound clip, give or take the rounding of the handler's arrays to their float dtypes
+  (:func:`rounding_slack`: an honest float32 update at the bound is not refused for it). It
+  catches a handler clipping at another value whenever the clip binds; it cannot prove the
+  clipping (a per-patient property the mod never sees), so the handler
   must still clip at :func:`bound_dp`'s value.
 """
 
@@ -37,12 +40,23 @@ from flwr.app import ConfigRecord, Message, RecordDict
 from secagg.dp.calibration import NoisePlan
 from secagg.dp.config import DPConfig
 from secagg.errors import ConfigurationError, ProtocolError
+from secagg.integrations.flower.arrays import ArrayLayout
 
-__all__ = ["BOUND_DP_RECORD", "bound_dp", "check_dp_update", "check_no_bound_dp", "with_bound_dp"]
+__all__ = [
+    "BOUND_DP_RECORD",
+    "bound_dp",
+    "check_dp_update",
+    "check_no_bound_dp",
+    "rounding_slack",
+    "with_bound_dp",
+]
 
 BOUND_DP_RECORD = "secagg.dp"
 """The ConfigRecord the mod writes, in a DP round, into the content the train handler sees."""
 _TOLERANCE = 1e-9
+_ARITHMETIC_ULPS = 16
+"""Rounding errors a handler's arithmetic may make on each coordinate of its update, in units
+of its dtype's epsilon relative to that coordinate (the clipping, the step)."""
 _T = TypeVar("_T", int, float, str)
 
 
@@ -101,13 +115,35 @@ def _value(record: ConfigRecord, key: str, kind: type[_T]) -> _T:
     return value
 
 
-def check_dp_update(plan: NoisePlan, delta: npt.NDArray[np.float64], weight: int) -> None:
+def rounding_slack(local: npt.NDArray[np.float64], delta: npt.NDArray[np.float64], layout: ArrayLayout) -> float:
+    """How much rounding alone can add to the L2 norm of an update ``delta`` whose trained model
+    ``local`` (flattened, in ``layout``) the handler returned in its arrays' dtypes: per float
+    coordinate half a unit in the last place of its value (the final rounding to the dtype) plus
+    a few epsilons of the coordinate's update (the handler's arithmetic); integer and bool
+    coordinates are exact. Negligible in float64; in float32 about 1e-7 of the update, so an
+    honest update clipped at exactly the bound is not refused for its rounding."""
+    parts = []
+    offset = 0
+    for spec in layout.specs:
+        piece, step = local[offset : offset + spec.length], delta[offset : offset + spec.length]
+        offset += spec.length
+        dtype = np.dtype(spec.dtype)
+        if dtype.kind == "c":
+            dtype = np.dtype(dtype.type(0).real.dtype)
+        if dtype.kind == "f":
+            half_ulp = np.spacing(np.abs(piece).astype(dtype)).astype(np.float64) / 2
+            parts.append(half_ulp + _ARITHMETIC_ULPS * float(np.finfo(dtype).eps) * np.abs(step))
+    return float(np.linalg.norm(np.concatenate(parts))) if parts else 0.0
+
+
+def check_dp_update(plan: NoisePlan, delta: npt.NDArray[np.float64], weight: int, slack: float) -> None:
     """ConfigurationError if the update ``delta`` (``local - global``) has an L2 norm above
-    ``weight * l2_clip``: more than ``weight`` patients, each moving it by at most the bound
-    ``l2_clip``, can reach. Called after the contribution is charged (data-dependent)."""
+    ``weight * l2_clip`` (plus ``slack``, its :func:`rounding_slack`): more than ``weight``
+    patients, each moving it by at most the bound ``l2_clip``, can reach. Called after the
+    contribution is charged (data-dependent)."""
     norm = float(np.linalg.norm(delta))
     most = weight * plan.config.l2_clip
-    if not math.isfinite(norm) or norm > most * (1 + _TOLERANCE):
+    if not (math.isfinite(norm) and math.isfinite(slack)) or norm > most * (1 + _TOLERANCE) + slack:
         raise ConfigurationError(
             f"this node's update has L2 norm {norm:.6g}, beyond what its {weight} examples can move it under the "
             f"round's bound l2_clip = {plan.config.l2_clip:g} ({most:.6g}): its training did not clip at the bound "

@@ -45,7 +45,8 @@ the node config's ``identity-key-file``, with the federation's trusted keys in
 
 Training messages outside a secure round are refused (an error reply), so a
 node with the mod installed never sends its update in the clear unless built
-with ``allow_plain_train=True``. Evaluation and query messages pass through.
+with ``allow_plain_train=True``. Evaluation and query messages pass through
+(refused if they carry the ``secagg.dp`` record only the mod writes: :mod:`~secagg.integrations.flower.bound_plan`).
 Any protocol error makes the node answer with an error reply (the server
 treats it as a dropout) and forget the session.
 """
@@ -342,7 +343,7 @@ def _train_and_encode(
         raise ProtocolError("the stored session and setup disagree on the vector length")
     quantization = setup.quantization
     plan = read_dp(setup.dp, quantization, len(setup.node_ids)) if setup.dp else None
-    delta, layout, weight = train_locally(
+    delta, layout, weight, slack = train_locally(
         message, context, call_next, setup.arrays_digest, setup.parameters, setup.weight_name,
         model_values(setup.masking.vector_length, setup.segments, setup.dp, setup.compression), plan,
     )
@@ -352,7 +353,7 @@ def _train_and_encode(
         check_node_weight(plan, quantization, weight)  # its count alone, before any data-dependent refusal
         # Charged to this node's own budget before the noised input is computed and leaves.
         charge_node_budget(context, plan, node_budget_file(context, settings.dp_state_file))
-        check_dp_update(plan, delta, weight)  # what weight patients can move it under the bound l2_clip
+        check_dp_update(plan, delta, weight, slack)  # what weight patients can move it under the bound l2_clip
         # The noise share is added here, on the node, before masking (exact sampler, OS CSPRNG).
         integers = node_encoding(plan, quantization, delta, state.config.vector_length, rng, settings.noise_source)
     else:

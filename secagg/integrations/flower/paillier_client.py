@@ -310,7 +310,7 @@ def _encrypt(
     table = None if plan is not None else node_table(setup.segments, setup.quantization, settings.policy.max_clip)
     if setup.compression:
         check_entries(setup.compression)
-    delta, layout, weight = train_locally(
+    delta, layout, weight, slack = train_locally(
         message, context, call_next, setup.arrays_digest, setup.parameters, setup.weight_name,
         model_values(setup.vector_length, setup.segments, setup.dp, setup.compression), plan,
     )
@@ -320,7 +320,7 @@ def _encrypt(
         check_node_weight(plan, setup.quantization, weight)  # its count alone, before any data-dependent refusal
         # Charged to this node's own budget before the noised upload is computed and leaves.
         charge_node_budget(context, plan, budget_file)
-        check_dp_update(plan, delta, weight)  # what weight patients can move it under the bound l2_clip
+        check_dp_update(plan, delta, weight, slack)  # what weight patients can move it under the bound l2_clip
         # The noise share is added here, on the node, before encryption (exact sampler, OS CSPRNG).
         values = node_encoding(plan, setup.quantization, delta, setup.vector_length, rng, settings.noise_source)
     else:

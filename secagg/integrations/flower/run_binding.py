@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Iterable, Mapping
+from types import MappingProxyType
 from typing import TYPE_CHECKING
 
 from secagg.descriptor import Parameter, decode_parameters, encode_parameters
@@ -52,20 +53,26 @@ def run_config_digest(run_config: Mapping[str, Parameter]) -> bytes:
     UTF-8 name, each as :func:`~secagg.descriptor.encode_parameters` encodes it (name, type,
     value). ConfigurationError if an entry is not a scalar (a list cannot be bound)."""
     digest = hashlib.sha256(_LABEL)
-    for name in sorted(run_config, key=lambda key: str(key).encode("utf-8")):
-        digest.update(encode_parameters({name: run_config[name]}))
+    # Each entry encoded first: a name that is not a string or not UTF-8 is refused (ConfigurationError).
+    entries = {name: encode_parameters({name: value}) for name, value in run_config.items()}
+    for name in sorted(entries, key=lambda key: key.encode("utf-8")):
+        digest.update(entries[name])
     return digest.digest()
 
 
-def check_run_config_option(run_config: object) -> None:
-    """The options' check: ``run_config`` None or a mapping of scalars (ConfigurationError)."""
+def check_run_config_option(run_config: object) -> Mapping[str, Parameter] | None:
+    """The options' check: ``run_config`` None or a mapping of scalars (ConfigurationError);
+    returns a read-only copy, so that what every round binds is the run config as the options
+    were given it, whatever the ServerApp later does to its own mapping."""
     if run_config is None:
-        return
+        return None
     if not isinstance(run_config, Mapping):
         raise ConfigurationError(
             f"run_config must be the ServerApp's context.run_config, got {type(run_config).__name__}"
         )
-    run_config_digest(run_config)
+    snapshot: Mapping[str, Parameter] = MappingProxyType(dict(run_config))
+    run_config_digest(snapshot)
+    return snapshot
 
 
 def bind_run_config(messages: Iterable[Message], digest: bytes) -> None:
