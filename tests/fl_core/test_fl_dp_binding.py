@@ -144,3 +144,14 @@ def test_a_hospital_refused_for_its_model_and_its_dp_configuration_is_told_both(
     assert [client for client, _ in result.refused] == [1]
     reason = result.refused[0][1]
     assert "another DP configuration" in reason and "model" in reason.split("another DP configuration")[0], reason
+
+
+def test_noise_drawn_before_the_charge_goes_into_one_encoding_only() -> None:
+    # Mutation audit: encode_integers takes the drawn noise once (pop): read without removing it,
+    # a second encoding of the same hospital would carry the very same noise
+    quantizer = _dp_aggregator().quantizer
+    assert isinstance(quantizer, DPQuantizer)
+    update = ClientUpdate(1, np.full(DIMENSION, 0.01), 10)
+    quantizer.drawn_noise[1] = np.zeros(DIMENSION, dtype=np.int64)
+    quantizer.encode_integers(update, np.random.default_rng(0))
+    assert 1 not in quantizer.drawn_noise

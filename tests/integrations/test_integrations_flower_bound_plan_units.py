@@ -30,7 +30,7 @@ from secagg.integrations.flower.bound_plan import (
     rounding_slack,
     with_bound_dp,
 )
-from secagg.integrations.flower.run_binding import run_config_digest
+from secagg.integrations.flower.run_binding import check_run_config_option, run_config_digest
 
 from .flower_harness import restore_task_identity, set_task_identity
 
@@ -119,3 +119,10 @@ def test_the_run_config_digest_covers_every_entry_the_first_by_name_included() -
         changed = {**config, name: 2 if name == "a-first" else 0.2 if name == "learning-rate" else "y"}
         assert run_config_digest(changed) != base, name
     assert run_config_digest({k: v for k, v in config.items() if k != "a-first"}) != base
+
+
+@pytest.mark.parametrize("run_config", [[("learning-rate", 0.1)], "learning-rate"])
+def test_a_run_config_that_is_not_a_mapping_is_refused(run_config: object) -> None:
+    # A list of pairs would otherwise pass through dict() and be bound as if it were the run config
+    with pytest.raises(ConfigurationError, match="run_config must be"):
+        check_run_config_option(run_config)
