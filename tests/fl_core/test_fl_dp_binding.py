@@ -127,3 +127,31 @@ def test_a_dp_update_declaring_none_is_taken_under_the_rounds_dp_configuration()
     updates = [ClientUpdate(h, np.full(DIMENSION, 0.01), 10) for h in range(1, 6)]
     result = aggregator.aggregate(updates, rng=np.random.default_rng(0))
     assert result.refused == () and result.included == frozenset(range(1, 6))
+
+
+def test_a_hospital_refused_for_its_model_and_its_dp_configuration_is_told_both() -> None:
+    # Mutation audit: the DP refusal's reason was written over the model refusal's (one reason
+    # lost); a hospital told only one would fix it and be refused again for the other
+    aggregator = _dp_aggregator()
+    round_model, other_model = bytes(range(32)), bytes(32)
+    other_dp = dataclasses.replace(aggregator.config, l2_clip=100.0).digest()
+    updates = [
+        ClientUpdate(h, np.full(DIMENSION, 0.01), 10, model_digest=other_model if h == 1 else round_model,
+                     dp_digest=other_dp if h == 1 else aggregator.config.digest())
+        for h in range(1, 6)
+    ]  # fmt: skip
+    result = aggregator.aggregate(updates, rng=np.random.default_rng(0), model_digest=round_model)
+    assert [client for client, _ in result.refused] == [1]
+    reason = result.refused[0][1]
+    assert "another DP configuration" in reason and "model" in reason.split("another DP configuration")[0], reason
+
+
+def test_noise_drawn_before_the_charge_goes_into_one_encoding_only() -> None:
+    # Mutation audit: encode_integers takes the drawn noise once (pop): read without removing it,
+    # a second encoding of the same hospital would carry the very same noise
+    quantizer = _dp_aggregator().quantizer
+    assert isinstance(quantizer, DPQuantizer)
+    update = ClientUpdate(1, np.full(DIMENSION, 0.01), 10)
+    quantizer.drawn_noise[1] = np.zeros(DIMENSION, dtype=np.int64)
+    quantizer.encode_integers(update, np.random.default_rng(0))
+    assert 1 not in quantizer.drawn_noise

@@ -196,6 +196,18 @@ def test_one_patient_moves_a_nodes_dp_step_by_at_most_the_declared_clip() -> Non
     assert 0.0 < change <= 0.02 * 1.0 + 1e-12
 
 
+def test_the_dp_step_clip_is_the_bound_l2_clip_over_the_rate_and_a_sampled_plan_is_refused() -> None:
+    # Mutation audit: the example takes full-batch DP steps, so a bound plan declaring Poisson
+    # sampling (its amplification assumed by the noise) must be refused, not trained without it
+    client_app = example("client_app")
+    plan = DPConfig(epsilon=8.0, delta=1e-5, rounds=2, l2_clip=0.02)
+    assert client_app.dp_clip(plan, 0.02) == pytest.approx(1.0)
+    with pytest.raises(ValueError, match="Poisson sampling"):
+        client_app.dp_clip(dataclasses.replace(plan, sampling_rate=0.1), 0.02)
+    with pytest.raises(ValueError, match="learning rate"):
+        client_app.dp_clip(plan, 0.0)
+
+
 def test_dp_settings_are_validated_before_any_round(keys: Path, tmp_path: Path) -> None:
     # Prepare
     config = run_config(**{"dp-delta": 1.5})

@@ -21,7 +21,9 @@ from secagg.integrations.torch import (  # noqa: E402
     aggregate_models,
     flatten_model,
     flatten_state_dict,
+    hospital_update,
     load_into_model,
+    model_digest,
     unflatten_state_dict,
 )
 
@@ -619,3 +621,28 @@ def test_a_hospital_with_no_samples_is_refused_saying_to_leave_it_out() -> None:
             global_model, [small_model() for _ in range(3)], make_aggregator("plain"),
             num_samples=[5, 0, 5], rng=np.random.default_rng(0),
         )  # fmt: skip
+
+
+def test_model_digest_covers_a_module_s_buffers_by_default() -> None:
+    """Mutation audit: model_digest's default includes buffers, as hospital_update's and
+    aggregate_models' do; a default of parameters only would bind a round to a model whose
+    BatchNorm statistics the server could change unnoticed (and disagree with hospital_update)."""
+    model, changed = small_model(), small_model()
+    with torch.no_grad():
+        changed[1].running_mean.add_(1.0)  # type: ignore[operator]
+    assert model_digest(model) != model_digest(changed)
+    assert model_digest(model) == model_digest(model, buffers=True)
+    assert model_digest(model, buffers=False) == model_digest(changed, buffers=False)
+
+
+def test_hospital_update_covers_a_module_s_buffers_by_default() -> None:
+    """Mutation audit: hospital_update's default includes buffers (its update and its declared
+    model digest), as model_digest and aggregate_models do: else its update would not line up
+    with aggregate_models' layout and its digest would not match model_digest(global_model)."""
+    received, local = small_model(), small_model()
+    with torch.no_grad():
+        local[1].running_mean.add_(1.0)  # type: ignore[operator]
+    update = hospital_update(1, received, local, num_samples=4)
+    assert update.vector.shape[0] == flatten_model(received, buffers=True)[0].shape[0]
+    assert update.model_digest == model_digest(received)
+    assert float(np.abs(update.vector).max()) > 0.0

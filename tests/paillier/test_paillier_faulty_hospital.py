@@ -289,3 +289,21 @@ def test_the_server_refuses_each_bad_upload_and_still_accepts_the_genuine_one() 
         party = DecryptingParty(params, material.shares[index - 1], own_upload=uploads[index].digest)
         server.receive_partial(party.respond(server.decryption_request(index)))
     np.testing.assert_array_equal(server.finish(), np.full(20, 6))
+
+
+def test_the_digests_handed_to_decryption_are_those_of_accepted_uploads_only(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Mutation audit: SimulatedHospitals.upload returned a refused upload's digest as accepted (the
+    # aggregator's live list happened to leave that hospital out, so no round test saw it)
+    monkeypatch.setattr(hospitals_module, "Client", _faulty_clients(UPLOAD_FAULTS["signature that does not verify"]))
+    returned: list[tuple[dict[int, bytes], dict[int, str], int]] = []
+    upload = hospitals_module.SimulatedHospitals.upload
+
+    def spy(self: hospitals_module.SimulatedHospitals, *args: Any) -> tuple[dict[int, bytes], dict[int, str], int]:
+        returned.append(upload(self, *args))
+        return returned[-1]
+
+    monkeypatch.setattr(hospitals_module.SimulatedHospitals, "upload", spy)
+    result = _aggregator().aggregate(_updates(), {}, rng=np.random.default_rng(7))
+    ((digests, errors, _),) = returned
+    assert set(errors) == {VICTIM} and VICTIM not in digests
+    assert set(digests) == set(result.included)
