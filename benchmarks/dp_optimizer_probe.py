@@ -53,6 +53,7 @@ from fl_core.fedavg import _AGGREGATE
 from fl_core.models import FloatArray, LogisticRegression, accuracy, flatten, unflatten
 from secagg._cli_options import MAX_REPEATS, MAX_ROUNDS, MAX_SEED, _integer, _real
 
+from .dp_probe_readout import paired
 from .dp_recipe_probe import demo_run, scaled_setup
 
 __all__ = [
@@ -390,9 +391,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         print(f"epsilon {epsilon:g} ({mode}release at this epsilon): accuracy, difference to recipe "
               f"(pp, +- s.e. over {seeds} seeds)")  # fmt: skip
         for name, score in scores.items():
-            diffs = (score - scores["recipe"]).reshape(seeds, -1).mean(axis=1) * 100
-            error = statistics.stdev(diffs) / math.sqrt(seeds) if seeds > 1 else float("nan")
-            print(f"  {name:24s} {100 * score.mean():6.2f}% {diffs.mean():+5.2f} +- {error:4.2f}", flush=True)
+            print(f"  {name:24s} {paired(score, scores['recipe'], seeds)}", flush=True)
 
 
 if __name__ == "__main__":

@@ -60,13 +60,14 @@ from fl_core.public_scaling import PUBLIC_FEATURE_RANGES, public_scaler
 from secagg._cli_options import MAX_REPEATS, MAX_ROUNDS, MAX_SEED, _integer, _real
 from secagg.dp import DPConfig, SeededRandomSource
 
+from .dp_probe_readout import AVERAGES, averaged_models, paired
+
 __all__ = [
     "AVERAGES", "TWO_STAGE", "Variant", "averaged_models", "demo_run", "local_contribution", "main", "scaled_setup",
     "trajectory", "two_stage_setup",
 ]  # fmt: skip
 
 TUNING_SEEDS = tuple(range(100, 110))
-AVERAGES = ("last", "tail3", "tail5", "tail10", "ema0.5", "ema0.7", "ema0.8", "ema0.9")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -331,27 +332,6 @@ def trajectory(
     return model, iterates, federation
 
 
-def averaged_models(iterates: Sequence[FloatArray]) -> dict[str, FloatArray]:
-    """The last iterate, tail means and EMAs of the iterates after each step (:data:`AVERAGES`)."""
-    steps = list(iterates[1:])
-    out = {"last": steps[-1]}
-    for count in (3, 5, 10):
-        out[f"tail{count}"] = np.mean(steps[-count:], axis=0)
-    for beta in (0.5, 0.7, 0.8, 0.9):
-        ema = steps[0]
-        for vector in steps[1:]:
-            ema = beta * ema + (1.0 - beta) * vector
-        out[f"ema{beta}"] = ema
-    return out
-
-
-def _paired(rows: dict[str, list[float]], key: str, base: str, seeds: int) -> str:
-    """Mean accuracy of ``key`` and its paired difference to ``base`` (pp, +- s.e. over seeds)."""
-    diffs = (np.array(rows[key]) - np.array(rows[base])).reshape(seeds, -1).mean(axis=1) * 100
-    error = statistics.stdev(diffs) / math.sqrt(seeds) if seeds > 1 else float("nan")
-    return f"{100 * statistics.fmean(rows[key]):6.2f}% {diffs.mean():+5.2f} +- {error:4.2f}"
-
-
 def ceiling(seeds: Sequence[int], inverse_penalties: Sequence[float]) -> dict[float, list[float]]:
     """Held-out accuracy, per seed, of scikit-learn's LogisticRegression(C) on the pooled raw training
     data standardised exactly: the demo's centralised comparison (C = 1) and its neighbours.
@@ -401,8 +381,8 @@ def main(argv: Sequence[str] | None = None) -> None:
                         score = accuracy(model, unflatten(vector, template), fed.test_features, fed.test_labels)
                         rows.setdefault(f"{variant.name}|{average}", []).append(float(score))
         print(f"epsilon {epsilon:g}: accuracy, difference to recipe|last (pp, +- s.e. over {len(args.seeds)} seeds)")
-        for key in rows:
-            print(f"  {key:28s} {_paired(rows, key, 'recipe|last', len(args.seeds))}")
+        for key, row in rows.items():
+            print(f"  {key:28s} {paired(row, rows['recipe|last'], len(args.seeds))}")
 
 
 if __name__ == "__main__":

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import math
-import statistics
 from collections.abc import Sequence
 
 import numpy as np
@@ -32,6 +31,7 @@ from fl_core.fedavg import _TRAIN
 from fl_core.models import FloatArray, LogisticRegression, accuracy, flatten, unflatten
 from secagg._cli_options import MAX_REPEATS, MAX_ROUNDS, MAX_SEED, _integer, _real
 
+from .dp_probe_readout import paired
 from .dp_recipe_probe import _seeded_factory, demo_run  # the recipe probe's run and seeded noise streams
 
 __all__ = ["main", "schedule_weights", "scheduled_accuracy"]
@@ -95,9 +95,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         base = scores[args.powers[0]]
         print(f"epsilon {epsilon:g}: accuracy, difference to power {args.powers[0]:g} (pp, +- s.e. over seeds)")
         for power, score in scores.items():
-            diffs = (score - base).reshape(len(args.seeds), -1).mean(axis=1) * 100
-            error = statistics.stdev(diffs) / math.sqrt(len(args.seeds)) if len(args.seeds) > 1 else float("nan")
-            print(f"  power {power:+5.1f}  {100 * score.mean():6.2f}%  {diffs.mean():+5.2f} +- {error:4.2f}")
+            print(f"  power {power:+5.1f}  {paired(score, base, len(args.seeds))}")
 
 
 if __name__ == "__main__":
