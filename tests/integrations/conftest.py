@@ -1,4 +1,4 @@
-"""Fixtures shared by the Flower integration tests (``loaded``, ``paillier_keys``).
+"""Fixtures shared by the Flower integration tests (``loaded``, ``paillier_keys``, ``example_keys``).
 
 Flower is imported inside ``loaded`` only, so that the other integration tests (Keras,
 PyTorch) still collect where Flower (an optional extra) is not installed.
@@ -6,6 +6,7 @@ PyTorch) still collect where Flower (an optional extra) is not installed.
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -34,3 +35,20 @@ def loaded(monkeypatch: pytest.MonkeyPatch) -> list[int]:
 def paillier_keys(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[Path]]:
     """A 3-of-4 key: the public-key file and share files 1..4 (dealt once per test module)."""
     return key_files(tmp_path_factory.mktemp("ceremony"), 4, 3)
+
+
+@pytest.fixture(scope="module")
+def example_ceremony(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The Flower example's key ceremony, once per test module, for the module's ``NODES`` hospitals."""
+    from .flower_example import make_keys  # noqa: PLC0415  (imports Flower: only where it is used)
+
+    base = tmp_path_factory.mktemp("ceremony")
+    result = make_keys(base / "keys", request.module.NODES, base)
+    assert result.returncode == 0, result.stderr
+    return base / "keys"
+
+
+@pytest.fixture
+def example_keys(example_ceremony: Path, tmp_path: Path) -> Path:
+    """This test's copy of the ceremony's key directory (the nodes keep their DP budgets there)."""
+    return Path(shutil.copytree(example_ceremony, tmp_path / "keys"))

@@ -9,7 +9,6 @@ plan the setup binds), so one patient moves its update by at most the plan's ``l
 
 from __future__ import annotations
 
-import shutil
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -22,25 +21,17 @@ pytest.importorskip("dp_accounting")
 
 from flwr.app import ConfigRecord
 
-from .flower_example import example, example_on_path, make_keys  # noqa: F401  (autouse: the example app on the import path)
+from .flower_example import example, example_on_path  # noqa: F401  (autouse: the example app on the import path)
 from .test_flower_example_run_config import NODES, record_calls, run_server, server_config, split_federation
 
 L2_CLIP = 0.02  # the server's DPConfig: dp-learning-rate 0.02 x dp-clip 1.0
 DP_RUN = {"dp-epsilon": 8.0, "dp-delta": 1e-5, "dp-clip": 1.0, "dp-learning-rate": 0.02}
 
 
-@pytest.fixture(scope="module")
-def ceremony(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    base = tmp_path_factory.mktemp("bound-dp-ceremony")
-    result = make_keys(base / "keys", NODES, base)
-    assert result.returncode == 0, result.stderr
-    return base / "keys"
-
-
 @pytest.fixture
-def keys(ceremony: Path, tmp_path: Path) -> Path:
-    """This test's copy of the ceremony's key directory (the nodes keep their DP budgets there)."""
-    return Path(shutil.copytree(ceremony, tmp_path / "keys"))
+def keys(example_keys: Path) -> Path:
+    """This test's copy of the example's shared key ceremony (tests/integrations/conftest.py)."""
+    return example_keys
 
 
 def lying_train_config(monkeypatch: pytest.MonkeyPatch, **lie: object) -> None:

@@ -12,7 +12,6 @@ from __future__ import annotations
 import dataclasses
 import importlib.util
 import json
-import shutil
 import stat
 from pathlib import Path
 
@@ -34,7 +33,6 @@ from .flower_example import (
     EXAMPLE,
     example,
     example_on_path,  # noqa: F401  (autouse: the example app on the import path)
-    make_keys,
 )
 from .flower_harness import FakeGrid
 from .paillier_keys import PASSPHRASE, key_files
@@ -43,18 +41,10 @@ NODES = 4
 NODE_IDS = (3001, 3002, 3003, 3004)
 
 
-@pytest.fixture(scope="module")
-def ceremony(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    base = tmp_path_factory.mktemp("dp-ceremony")
-    result = make_keys(base / "keys", NODES, base)
-    assert result.returncode == 0, result.stderr
-    return base / "keys"
-
-
 @pytest.fixture
-def keys(ceremony: Path, tmp_path: Path) -> Path:
-    """This test's copy of the ceremony's key directory (the nodes keep their DP budgets there)."""
-    return Path(shutil.copytree(ceremony, tmp_path / "keys"))
+def keys(example_keys: Path) -> Path:
+    """This test's copy of the example's shared key ceremony (tests/integrations/conftest.py)."""
+    return example_keys
 
 
 def run_config(**overrides: object) -> dict[str, object]:

@@ -16,7 +16,6 @@ round that binds none (``require_run_config``), so a split run config reaches no
 from __future__ import annotations
 
 import json
-import shutil
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -33,7 +32,6 @@ from flwr.clientapp.typing import ClientAppCallable
 from .flower_example import (
     example,
     example_on_path,  # noqa: F401  (autouse: the example app on the import path)
-    make_keys,
 )
 from .flower_harness import FakeGrid
 
@@ -42,18 +40,10 @@ NODE_IDS = (4001, 4002, 4003, 4004)
 TARGET = NODE_IDS[0]
 
 
-@pytest.fixture(scope="module")
-def ceremony(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    base = tmp_path_factory.mktemp("run-config-ceremony")
-    result = make_keys(base / "keys", NODES, base)
-    assert result.returncode == 0, result.stderr
-    return base / "keys"
-
-
 @pytest.fixture
-def keys(ceremony: Path, tmp_path: Path) -> Path:
-    """This test's copy of the ceremony's key directory (the nodes keep their DP budgets there)."""
-    return Path(shutil.copytree(ceremony, tmp_path / "keys"))
+def keys(example_keys: Path) -> Path:
+    """This test's copy of the example's shared key ceremony (tests/integrations/conftest.py)."""
+    return example_keys
 
 
 def server_config(keys: Path, **overrides: object) -> dict[str, object]:
