@@ -10,24 +10,20 @@ otherwise. The overflow is forced by a sampler that moves one hospital's noise p
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection
-from fractions import Fraction
-
 import numpy as np
-import numpy.typing as npt
 import pytest
 
 from fl_core.aggregators import ClientUpdate, DropoutStage, make_aggregator
 from fl_core.dp import DPAggregator
-from secagg.dp import DPConfig, RandomSource, SeededRandomSource
+from secagg.dp import DPConfig, SeededRandomSource
 from secagg.dp import encoding as dp_encoding
 from secagg.errors import InsufficientNoiseError, OverflowDetectedError
 from secagg.primitives.randomness import InsecureDeterministicRandom
+from tests.fl_core.dp_noise import overflowing
 
 HOSPITALS = (1, 2, 3, 4, 5)
 LENGTH = 6
 
-Sampler = Callable[[Fraction | int, int, RandomSource | None], npt.NDArray[np.int64]]
 
 
 def aggregator(name: str, min_honest: int) -> DPAggregator:
@@ -44,23 +40,6 @@ def aggregator(name: str, min_honest: int) -> DPAggregator:
 def updates() -> list[ClientUpdate]:
     rng = np.random.default_rng(3)
     return [ClientUpdate(h, rng.normal(0, 1.0, LENGTH), 10 * h) for h in HOSPITALS]
-
-
-def overflowing(monkeypatch: pytest.MonkeyPatch, calls: Collection[int]) -> None:
-    """The real sampler, except that its draws numbered ``calls`` (0-based: a round draws one per
-    hospital, in order) get a coordinate far beyond any encoding's range."""
-    real: Sampler = dp_encoding.sample_discrete_gaussian
-    count = [0]
-
-    def sampler(variance: Fraction | int, size: int, source: RandomSource | None = None) -> npt.NDArray[np.int64]:
-        noise = real(variance, size, source)
-        if count[0] in calls:
-            noise = noise.copy()
-            noise[1] = 2**40
-        count[0] += 1
-        return noise
-
-    monkeypatch.setattr(dp_encoding, "sample_discrete_gaussian", sampler)
 
 
 @pytest.mark.parametrize(("name", "min_honest"), [("plain-quantized", 4), ("secagg", 2)])

@@ -8,7 +8,7 @@ refused, the noise beyond its room) must be skipped uncharged instead (never cha
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection, Iterator
+from collections.abc import Collection, Iterator
 from fractions import Fraction
 
 import numpy as np
@@ -24,12 +24,13 @@ from secagg.dp import encoding as dp_encoding
 from secagg.errors import ConfigurationError, OverflowDetectedError
 from secagg.paillier import insecure_key_sizes_for_testing
 from secagg.primitives.randomness import InsecureDeterministicRandom
+from tests.fl_core.dp_noise import Sampler
+from tests.fl_core.dp_noise import overflowing as overflowing_at
 from tests.paillier.helpers import threshold_material
 
 LENGTH = 6
 HOSPITALS = (1, 2, 3, 4, 5)
 
-Sampler = Callable[[Fraction | int, int, RandomSource | None], npt.NDArray[np.int64]]
 
 @pytest.fixture(autouse=True)
 def _small_keys_allowed() -> Iterator[None]:
@@ -88,20 +89,8 @@ def secagg(min_honest: int = 2) -> DPAggregator:
 
 
 def overflowing(monkeypatch: pytest.MonkeyPatch, calls: Collection[int]) -> None:
-    """The real sampler, except that its draws numbered ``calls`` (0-based, one per hospital in
-    round order) get a coordinate far beyond any encoding's range."""
-    real: Sampler = dp_encoding.sample_discrete_gaussian
-    count = [0]
-
-    def sampler(variance: Fraction | int, size: int, source: RandomSource | None = None) -> npt.NDArray[np.int64]:
-        noise = real(variance, size, source)
-        if count[0] in calls:
-            noise = noise.copy()
-            noise[0] = -(2**40)
-        count[0] += 1
-        return noise
-
-    monkeypatch.setattr(dp_encoding, "sample_discrete_gaussian", sampler)
+    """The draws numbered ``calls`` (one per hospital in round order) get -2^40 at coordinate 0."""
+    overflowing_at(monkeypatch, calls, coordinate=0, value=-(2**40))
 
 
 @pytest.mark.parametrize(
