@@ -337,7 +337,8 @@ def aggregate_models(
     ``True`` or a :class:`~secagg.ranges.RangeDiscovery` discovers the tensors
     ``clips`` leaves open. Integer
     buffers (``num_batches_tracked``) are exact integer segments: their update must
-    be a whole number within ``+-(2^(bits-1) - 1)``, or the round is refused.
+    be a whole number within ``+-(2^(bits-1) - 1)``, or that hospital is withheld; the new
+    global value (global + the exact weighted mean) is rounded half to even into the dtype.
 
     The round is bound to ``global_model``: every update declares the digest of the model its
     hospital trained from (:func:`hospital_update`), ``trained_from[k]`` if given (client id ->

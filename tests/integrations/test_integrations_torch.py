@@ -687,3 +687,24 @@ def test_a_module_and_its_state_dict_are_one_model_with_buffers_by_default() -> 
     assert list(mixed.state_dict) == list(global_model.state_dict())
     for name, tensor in of_states.state_dict.items():
         assert torch.equal(mixed.state_dict[name], tensor), name
+
+
+def test_an_integer_buffer_s_weighted_mean_is_rounded_half_to_even_as_documented() -> None:
+    """Pins what docs/integrations.md says of integer tensors: the weighted mean of their updates
+    is exact (integer sums), and the new global value is rounded half to even into the dtype,
+    deterministically, whatever the aggregator's rng (num_batches_tracked 3 and 4 give 4, 2 and 3
+    give 2, 1 and 2 weighted 2:1 give 1)."""
+
+    def local(count: int) -> torch.nn.Module:
+        model = torch.nn.BatchNorm1d(2)
+        model.num_batches_tracked.fill_(count)  # type: ignore[operator]
+        return model
+
+    for counts, weights, expected in (((3, 4), [1, 1], 4), ((2, 3), [1, 1], 2), ((1, 2), [2, 1], 1)):
+        for seed in (0, 1):
+            outcome = aggregate_models(
+                torch.nn.BatchNorm1d(2), [local(c) for c in counts], make_aggregator("plain-quantized", num_clients=2),
+                num_samples=weights, rng=np.random.default_rng(seed),
+            )
+            assert outcome.state_dict is not None
+            assert int(outcome.state_dict["num_batches_tracked"]) == expected, (counts, weights)
