@@ -231,12 +231,22 @@ def load_into_model(model: Module, vector: npt.ArrayLike, layout: FlatLayout) ->
 
 
 def _tensors_of(model: Module | Mapping[str, Tensor], buffers: bool) -> Mapping[str, Tensor]:
-    return model if isinstance(model, Mapping) else _model_tensors(model, buffers)
+    """A state dict as given; a module's parameters if not ``buffers``, else its state dict's
+    entries in the state dict's order (a module and its state dict are one model: one layout,
+    one digest; :func:`flatten_model` puts the buffers after the parameters instead)."""
+    if isinstance(model, Mapping):
+        return model
+    if not buffers:
+        return _model_tensors(model, buffers)
+    if not isinstance(model, _torch().nn.Module):
+        raise ConfigurationError(f"expected a torch.nn.Module or a state dict, got {type(model).__name__}")
+    state: Mapping[str, Tensor] = model.state_dict(keep_vars=True)
+    return state
 
 
 def model_digest(model: Module | Mapping[str, Tensor], *, buffers: bool = True) -> bytes:
-    """The 32-byte digest of a module's tensors (parameters, then buffers unless ``buffers=False``) or of a
-    state dict: every tensor's key, dtype and shape, in order, and its values
+    """The 32-byte digest of a module's state dict (its parameters only if ``buffers=False``) or of a
+    state dict (a module's digest is its state dict's): every tensor's key, dtype and shape, in order, and its values
     (:func:`secagg.integrations._model_binding.layout_digest` of :func:`flatten_state_dict`).
     The digest of the global model a round hands out; :func:`aggregate_models` binds it."""
     return layout_digest(*flatten_state_dict(_tensors_of(model, buffers)))
@@ -303,11 +313,11 @@ def aggregate_models(
     """FedAvg of torch models through ``aggregator``: global + weighted mean of (local - global).
 
     Each local model (a module or a state dict) must have the global model's
-    tensor names, shapes and dtypes. A module's tensors are its parameters, then its
-    buffers (BatchNorm's running statistics and ``num_batches_tracked``), as in its
-    state dict; ``buffers=False`` aggregates the parameters only and leaves the buffers out
-    of the result. Client k's update is its flattened tensors
-    minus the global ones, weighted by ``num_samples[k]``; ``client_ids``
+    tensor names, shapes and dtypes. A module's tensors are its state dict's, in its order
+    (parameters and persistent buffers: BatchNorm's running statistics and
+    ``num_batches_tracked``), so a module and its state dict mix in one round;
+    ``buffers=False`` aggregates the parameters only and leaves the buffers out of the result.
+    Client k's update is its flattened tensors minus the global ones, weighted by ``num_samples[k]``; ``client_ids``
     (default 0..m-1) name the clients for ``dropouts`` and in
     ``result.included``. ``rng`` is the round's non-secret randomness (the
     aggregator's quantization rounding). With a secure aggregator the party
@@ -327,7 +337,8 @@ def aggregate_models(
     ``True`` or a :class:`~secagg.ranges.RangeDiscovery` discovers the tensors
     ``clips`` leaves open. Integer
     buffers (``num_batches_tracked``) are exact integer segments: their update must
-    be a whole number within ``+-(2^(bits-1) - 1)``, or the round is refused.
+    be a whole number within ``+-(2^(bits-1) - 1)``, or that hospital is withheld; the new
+    global value (global + the exact weighted mean) is rounded half to even into the dtype.
 
     The round is bound to ``global_model``: every update declares the digest of the model its
     hospital trained from (:func:`hospital_update`), ``trained_from[k]`` if given (client id ->

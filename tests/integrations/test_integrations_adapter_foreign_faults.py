@@ -2,7 +2,7 @@
 
 The PyTorch and Keras adapters flatten every hospital's local model (and the copy it trained
 from) on the aggregating party. A model object that raises something other than a library error
-while it is read (a torch module whose ``named_parameters`` raises ``RuntimeError``, a state dict
+while it is read (a torch module whose ``state_dict`` or ``named_parameters`` raises ``RuntimeError``, a state dict
 whose lookup raises ``TypeError``, a Keras layer whose weights raise ``ValueError``) is that
 hospital's fault: it is withheld with a reason naming the exception's type and message, and the
 others' aggregate is, bit for bit, the round without its upload. The global model is the
@@ -44,6 +44,9 @@ class _BrokenNet(_Net):
     def named_parameters(self, *args: Any, **kwargs: Any) -> Iterator[tuple[str, Any]]:
         raise RuntimeError("CUDA error: device-side assert triggered")
 
+    def state_dict(self, *args: Any, **kwargs: Any) -> Any:  # how the adapters read a module's buffers too
+        raise RuntimeError("CUDA error: device-side assert triggered")
+
 
 class _BrokenStateDict(Mapping[str, Any]):
     """A state dict whose lookup raises (a lazily loaded checkpoint that fails)."""
@@ -67,6 +70,9 @@ class _Stop(_Net):
     error: BaseException = KeyboardInterrupt()
 
     def named_parameters(self, *args: Any, **kwargs: Any) -> Iterator[tuple[str, Any]]:
+        raise self.error
+
+    def state_dict(self, *args: Any, **kwargs: Any) -> Any:
         raise self.error
 
 
@@ -196,6 +202,9 @@ class _UnprintableError(Exception):
 
 class _UnprintableNet(_Net):
     def named_parameters(self, *args: Any, **kwargs: Any) -> Iterator[tuple[str, Any]]:
+        raise _UnprintableError()
+
+    def state_dict(self, *args: Any, **kwargs: Any) -> Any:
         raise _UnprintableError()
 
 

@@ -646,3 +646,65 @@ def test_hospital_update_covers_a_module_s_buffers_by_default() -> None:
     assert update.vector.shape[0] == flatten_model(received, buffers=True)[0].shape[0]
     assert update.model_digest == model_digest(received)
     assert float(np.abs(update.vector).max()) > 0.0
+
+
+def test_a_module_and_its_state_dict_are_one_model_with_buffers_by_default() -> None:
+    """With buffers included (the default), a module's tensors are its state dict's, in the state
+    dict's order: its digest is its state dict's, and a round mixes modules and state dicts
+    (global model, local models, ``trained_from``). A module's tensors were its parameters, then its
+    buffers, so with a BatchNorm layer before another layer the orders differed: every hospital
+    that passed a state dict to a module's round was withheld ('tensor 4 is '1.running_mean' here,
+    '2.weight' in the global model'), and a hospital_update of modules was refused by a server
+    binding model_digest(global_model.state_dict())."""
+    # Prepare: the global model and three hospitals' copies after training steps
+    global_model = small_model()
+    local_models = []
+    for k in range(3):
+        local = small_model()
+        local.load_state_dict(global_model.state_dict())
+        local.train()
+        with torch.no_grad():
+            local(torch.full((8, 4), float(k + 1)) + torch.arange(4.0))
+        local_models.append(local)
+    states = [m.state_dict() for m in local_models]
+    counts = [10, 20, 30]
+    # Execute
+    mixed = aggregate_models(
+        global_model, states, make_aggregator("plain"), num_samples=counts, rng=np.random.default_rng(0),
+        trained_from={1: global_model.state_dict()},
+    )
+    of_states = aggregate_models(
+        global_model.state_dict(), states, make_aggregator("plain"), num_samples=counts, rng=np.random.default_rng(0)
+    )
+    update = hospital_update(0, global_model, local_models[0], num_samples=10)
+    of_state_dicts = hospital_update(0, global_model.state_dict(), states[0], num_samples=10)
+    # Assert: one model, whichever form it comes in
+    assert model_digest(global_model) == model_digest(global_model.state_dict())
+    assert update.model_digest == model_digest(global_model.state_dict())
+    assert np.array_equal(update.vector, of_state_dicts.vector)
+    assert mixed.result.withheld == () and mixed.result.included == {0, 1, 2}
+    assert mixed.state_dict is not None and of_states.state_dict is not None
+    assert list(mixed.state_dict) == list(global_model.state_dict())
+    for name, tensor in of_states.state_dict.items():
+        assert torch.equal(mixed.state_dict[name], tensor), name
+
+
+def test_an_integer_buffer_s_weighted_mean_is_rounded_half_to_even_as_documented() -> None:
+    """Pins what docs/integrations.md says of integer tensors: the weighted mean of their updates
+    is exact (integer sums), and the new global value is rounded half to even into the dtype,
+    deterministically, whatever the aggregator's rng (num_batches_tracked 3 and 4 give 4, 2 and 3
+    give 2, 1 and 2 weighted 2:1 give 1)."""
+
+    def local(count: int) -> torch.nn.Module:
+        model = torch.nn.BatchNorm1d(2)
+        model.num_batches_tracked.fill_(count)  # type: ignore[operator]
+        return model
+
+    for counts, weights, expected in (((3, 4), [1, 1], 4), ((2, 3), [1, 1], 2), ((1, 2), [2, 1], 1)):
+        for seed in (0, 1):
+            outcome = aggregate_models(
+                torch.nn.BatchNorm1d(2), [local(c) for c in counts], make_aggregator("plain-quantized", num_clients=2),
+                num_samples=weights, rng=np.random.default_rng(seed),
+            )
+            assert outcome.state_dict is not None
+            assert int(outcome.state_dict["num_batches_tracked"]) == expected, (counts, weights)
