@@ -36,7 +36,6 @@ ceiling of each variant on the scaling released at that epsilon).
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import importlib
 import math
@@ -51,10 +50,9 @@ from fl_core.demo_dp import noise_std
 from fl_core.dp_training import public_denominator
 from fl_core.fedavg import _AGGREGATE
 from fl_core.models import FloatArray, LogisticRegression, accuracy, flatten, unflatten
-from secagg._cli_options import MAX_REPEATS, MAX_ROUNDS, MAX_SEED, _integer, _real
 
 from .dp_probe_readout import paired
-from .dp_recipe_probe import demo_run, scaled_setup
+from .dp_recipe_probe import demo_run, probe_parser, scaled_setup
 
 __all__ = [
     "CLOSED_FORMS",
@@ -358,12 +356,7 @@ def closed_forms(seeds: Sequence[int]) -> dict[str, list[float]]:
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--epsilon", type=_real(0, 1000, include_low=False), nargs="+", default=[1.0, 3.0])
-    parser.add_argument("--seeds", type=_integer(0, MAX_SEED), nargs="+", default=list(TUNING_SEEDS))
-    parser.add_argument("--replicates", type=_integer(1, MAX_REPEATS), default=1, help="noise streams per seed")
-    parser.add_argument("--rounds", type=_integer(1, MAX_ROUNDS), default=20)
-    parser.add_argument("--variants", nargs="+", metavar="NAME", help="only these (the recipe always runs)")
+    parser = probe_parser(__doc__.splitlines()[0])
     parser.add_argument("--noise-free", action="store_true", help="exact training sums (a diagnostic)")
     parser.add_argument("--closed-form", action="store_true", help="instead: non-private closed-form classifiers")
     args = parser.parse_args(argv)

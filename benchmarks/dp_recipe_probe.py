@@ -63,8 +63,8 @@ from secagg.dp import DPConfig, SeededRandomSource
 from .dp_probe_readout import AVERAGES, averaged_models, paired
 
 __all__ = [
-    "AVERAGES", "TWO_STAGE", "Variant", "averaged_models", "demo_run", "local_contribution", "main", "scaled_setup",
-    "trajectory", "two_stage_setup",
+    "AVERAGES", "TWO_STAGE", "Variant", "averaged_models", "demo_run", "local_contribution", "main", "probe_parser",
+    "scaled_setup", "trajectory", "two_stage_setup",
 ]  # fmt: skip
 
 TUNING_SEEDS = tuple(range(100, 110))
@@ -350,13 +350,20 @@ def ceiling(seeds: Sequence[int], inverse_penalties: Sequence[float]) -> dict[fl
     return scores
 
 
-def main(argv: Sequence[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def probe_parser(description: str) -> argparse.ArgumentParser:
+    """The DP probes' common options: epsilons, seeds (the tuning seeds by default), noise
+    streams per seed, rounds, and the variants to run beside the recipe."""
+    parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--epsilon", type=_real(0, 1000, include_low=False), nargs="+", default=[1.0, 3.0])
     parser.add_argument("--seeds", type=_integer(0, MAX_SEED), nargs="+", default=list(TUNING_SEEDS))
     parser.add_argument("--replicates", type=_integer(1, MAX_REPEATS), default=1, help="noise streams per seed")
     parser.add_argument("--rounds", type=_integer(1, MAX_ROUNDS), default=20)
     parser.add_argument("--variants", nargs="+", metavar="NAME", help="only these (the recipe always runs)")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = probe_parser(__doc__.splitlines()[0])
     parser.add_argument(
         "--ceiling", type=_real(0, 1e6, include_low=False), nargs="+", metavar="C",
         help="instead: non-private LogisticRegression(C) on the pooled data, per C (no epsilon)",
