@@ -257,6 +257,29 @@ class PaillierAggregator:
             ROUND_LABEL + self.run_id.to_bytes(8, "big") + server_round.to_bytes(8, "big") + model_digest
         ).digest()
 
+    def round_parameters(
+        self, hospitals: Sequence[int], vector_length: int, table: SegmentTable, server_round: int, model_digest: bytes
+    ) -> SessionParameters:
+        """The session parameters of round ``server_round`` over ``hospitals`` (the roster, in this
+        order) with ``vector_length``-long updates laid out by ``table``, trained from the model whose
+        digest is ``model_digest``: the key, the packing layout, the encoded length (in limbs), the
+        round's ``min_contributors``, the hospitals' identity keys, the round context
+        (:meth:`round_context`) and, as its descriptor, this quantization, the segment table with
+        every clip, the model digest, the run id, the round and the quantizer's bound entries. Its
+        session id binds everything that shapes a hospital's upload or the decoding of the sum
+        (tests/fl_core/test_fl_paillier_binding_guard.py)."""
+        length = self.quantizer.encoded_length(vector_length, table)
+        return SessionParameters(
+            public=self.material.public,
+            layout=self.layout,
+            vector_length=2 * length if self.split else length,
+            roster=tuple(hospitals),
+            min_contributors=min(self.min_contributors, len(hospitals)),
+            identity_keys=tuple(self.hospitals.identity(client).public for client in hospitals),
+            context=self.round_context(server_round, model_digest),
+            descriptor=self.quantizer.descriptor(server_round, table, model_digest=model_digest, run_id=self.run_id),
+        )
+
     def aggregate(
         self,
         updates: Sequence[ClientUpdate],
@@ -301,17 +324,7 @@ class PaillierAggregator:
         models: ModelCheck,
     ) -> AggregationResult:
         self._rounds += 1
-        length = self.quantizer.encoded_length(updates[0].vector.shape[0], table)
-        params = SessionParameters(
-            public=self.material.public,
-            layout=self.layout,
-            vector_length=2 * length if self.split else length,
-            roster=tuple(ids),
-            min_contributors=min(self.min_contributors, len(ids)),
-            identity_keys=tuple(self.hospitals.identity(client).public for client in ids),
-            context=self.round_context(self._rounds, models.digest),
-            descriptor=self.quantizer.descriptor(self._rounds, table, model_digest=models.digest, run_id=self.run_id),
-        )
+        params = self.round_parameters(ids, updates[0].vector.shape[0], table, self._rounds, models.digest)
         sent = [u.client_id for u in uploaders(updates, stages)]
         if len(sent) < self.min_contributors:
             return skipped(

@@ -62,6 +62,12 @@ def bound(wrap: Wrap, mode: str, seed: int = 0) -> MaskingConfig:
     return protocol.round_config(HOSPITALS, length, table, 1)
 
 
+def unwrapped(mode: str) -> MaskingConfig:
+    """The config a round of the masking aggregator alone binds (no rotation, no subset)."""
+    protocol = inner(mode)
+    return protocol.round_config(HOSPITALS, LENGTH, protocol.quantizer.check_table(protocol.schedule.table(LENGTH)), 1)
+
+
 def pair(
     base: Wrap,
     other: Wrap,
@@ -90,13 +96,18 @@ SPLITS: dict[str, Split] = {
     "compression.error_feedback": "what a hospital adds to its own values, not their shape (test_...)",
     "compression.option": "the option's name in error messages only (test_...)",
     "sparse.round seed": pair(sparse(fraction=0.5), sparse(fraction=0.5), seeds=(0, 1)),
+    # the wrappers themselves, on or off: one hospital rotates (or sends a subset), the others do not.
+    # The same length (32 needs no padding; a fraction of 1 sends every coordinate): only the entries differ
+    "rotated (on/off)": lambda mode: (unwrapped(mode), bound(rotated(), mode)),
+    "sparse (on/off)": lambda mode: (unwrapped(mode), bound(sparse(fraction=1.0), mode)),
 }
 
 
 def test_every_wrapper_option_is_listed() -> None:
     listed = parameter_names(RotatedAggregator.__init__, "rotated.")
     listed |= parameter_names(SparseAggregator.__init__, "sparse.") | field_names(CompressionConfig, "compression.")
-    assert_listed(listed | {"rotated.round seed", "sparse.round seed"}, SPLITS)
+    extra = {"rotated.round seed", "sparse.round seed", "rotated (on/off)", "sparse (on/off)"}
+    assert_listed(listed | extra, SPLITS)
 
 
 @pytest.mark.parametrize("mode", MODES)
