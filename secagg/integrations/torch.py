@@ -29,7 +29,11 @@ values). Integer and boolean buffers (``num_batches_tracked``, masks) are
 exact up to 2^53 in magnitude; larger values are refused.
 
 Order: tensors in the mapping's (or ``named_parameters``'s) order, each in C
-order; a packed ``float4_e2m1fn_x2`` byte gives its low nibble first. PyTorch
+order; a packed ``float4_e2m1fn_x2`` byte gives its low nibble first. A tied (shared)
+tensor (``lin2.weight = lin1.weight``), which a state dict lists under each of its names,
+is one tensor to the model functions (``flatten_model``, ``model_digest``,
+``hospital_update``, ``aggregate_models``): read once, under its first name
+(:mod:`secagg.integrations._torch_ties`); ``flatten_state_dict`` keeps every entry. PyTorch
 is imported on first use (``pip install -e '.[torch]'`` from the root of a clone).
 """
 
@@ -56,6 +60,7 @@ from secagg.integrations._torch_dtypes import (
     kind_of,
     to_float64,
 )
+from secagg.integrations._torch_ties import ties, untied
 from secagg.ranges import RangeDiscovery
 
 if TYPE_CHECKING:
@@ -190,12 +195,14 @@ def unflatten_state_dict(vector: npt.ArrayLike, layout: FlatLayout) -> dict[str,
 
 
 def _model_tensors(model: Module, buffers: bool) -> dict[str, Tensor]:
+    """Every name of a module's parameters (then buffers, if ``buffers``), a shared one under
+    each of its names (``remove_duplicate=False``)."""
     torch = _torch()
     if not isinstance(model, torch.nn.Module):
         raise ConfigurationError(f"expected a torch.nn.Module, got {type(model).__name__}")
-    tensors = dict(model.named_parameters())
+    tensors = dict(model.named_parameters(remove_duplicate=False))
     if buffers:
-        tensors.update(model.named_buffers())
+        tensors.update(model.named_buffers(remove_duplicate=False))
     for name, tensor in tensors.items():
         _refuse_lazy(torch, name, tensor)
     return tensors
@@ -203,15 +210,17 @@ def _model_tensors(model: Module, buffers: bool) -> dict[str, Tensor]:
 
 def flatten_model(model: Module, *, buffers: bool = False) -> tuple[FloatVector, FlatLayout]:
     """A module's parameters (in ``named_parameters`` order), then its buffers if
-    ``buffers``, as one float64 vector and its layout (see :func:`flatten_state_dict`)."""
-    return flatten_state_dict(_model_tensors(model, buffers))
+    ``buffers``, as one float64 vector and its layout (see :func:`flatten_state_dict`); a tied
+    (shared) tensor once, under its first name."""
+    return flatten_state_dict(untied(_model_tensors(model, buffers)))
 
 
 def load_into_model(model: Module, vector: npt.ArrayLike, layout: FlatLayout) -> None:
     """Write ``vector`` into the parameters (and buffers) of ``model`` named in ``layout``, in place.
 
-    Each tensor keeps its device and dtype. Raises ConfigurationError if the
-    module lacks a name of the layout or a shape or dtype differs.
+    Each tensor keeps its device and dtype; a tied (shared) tensor is written once. Raises
+    ConfigurationError, with the model untouched, if the module lacks a name of the layout, a shape
+    or dtype differs, or the layout gives two names of one tied tensor different values.
     """
     targets = _model_tensors(model, buffers=True)
     for spec in require_layout(layout).specs:
@@ -224,16 +233,33 @@ def load_into_model(model: Module, vector: npt.ArrayLike, layout: FlatLayout) ->
                 f"the layout {spec.dtype} {spec.shape}"
             )
     tensors = unflatten_state_dict(vector, layout)
+    values, specs = np.asarray(vector, dtype=np.float64), {spec.name: spec for spec in layout.specs}
+    written = ties({spec.name: targets[spec.name] for spec in layout.specs})
+    for name, first in written.items():
+        mine, theirs = (values[s.offset : s.offset + s.length] for s in (specs[name], specs[first]))
+        if name != first and not np.array_equal(mine, theirs, equal_nan=True):
+            raise ConfigurationError(
+                f"tensor {name!r} and tensor {first!r} are one tensor in the model (tied weights), but the layout "
+                "gives them different values: the second write would overwrite the first"
+            )
     torch = _torch()
     with torch.no_grad():
-        for name, tensor in tensors.items():
-            targets[name].copy_(tensor)
+        for name, first in written.items():
+            if name == first:
+                targets[name].copy_(tensors[name])
 
 
 def _tensors_of(model: Module | Mapping[str, Tensor], buffers: bool) -> Mapping[str, Tensor]:
-    """A state dict as given; a module's parameters if not ``buffers``, else its state dict's
-    entries in the state dict's order (a module and its state dict are one model: one layout,
-    one digest; :func:`flatten_model` puts the buffers after the parameters instead)."""
+    """A state dict as given, or a module's entries in its state dict's order (its parameters only
+    if not ``buffers``), with a tied (shared) tensor once, under its first name: a module and its
+    state dict are one model, one layout and one digest (:func:`flatten_model` puts the buffers
+    after the parameters instead)."""
+    return untied(_named(model, buffers))
+
+
+def _named(model: Module | Mapping[str, Tensor], buffers: bool) -> Mapping[str, Tensor]:
+    """Every name of a state dict, or of a module's state dict (parameters only if not
+    ``buffers``), a shared tensor under each of its names."""
     if isinstance(model, Mapping):
         return model
     if not buffers:
@@ -247,7 +273,8 @@ def _tensors_of(model: Module | Mapping[str, Tensor], buffers: bool) -> Mapping[
 def model_digest(model: Module | Mapping[str, Tensor], *, buffers: bool = True) -> bytes:
     """The 32-byte digest of a module's state dict (its parameters only if ``buffers=False``) or of a
     state dict (a module's digest is its state dict's): every tensor's key, dtype and shape, in order, and its values
-    (:func:`secagg.integrations._model_binding.layout_digest` of :func:`flatten_state_dict`).
+    (:func:`secagg.integrations._model_binding.layout_digest` of :func:`flatten_state_dict`); a tied
+    (shared) tensor once, under its first key (its other keys carry no values of their own).
     The digest of the global model a round hands out; :func:`aggregate_models` binds it."""
     return layout_digest(*flatten_state_dict(_tensors_of(model, buffers)))
 
@@ -317,6 +344,10 @@ def aggregate_models(
     (parameters and persistent buffers: BatchNorm's running statistics and
     ``num_batches_tracked``), so a module and its state dict mix in one round;
     ``buffers=False`` aggregates the parameters only and leaves the buffers out of the result.
+    A tied (shared) tensor is one tensor: read, averaged and quantized once, under its first name
+    (the layout's), and in ``state_dict`` one tensor under each of the global model's names for it;
+    a hospital whose copies of it are separate tensors (a state dict cloned apart) has one tensor
+    more than the global model and is withheld naming it.
     Client k's update is its flattened tensors minus the global ones, weighted by ``num_samples[k]``; ``client_ids``
     (default 0..m-1) name the clients for ``dropouts`` and in
     ``result.included``. ``rng`` is the round's non-secret randomness (the
@@ -353,5 +384,9 @@ def aggregate_models(
         num_samples=num_samples, rng=rng, client_ids=client_ids, dropouts=dropouts, clips=clips, discovery=discovery,
         trained_from=trained_from,
     )
-    state = None if result.mean is None else unflatten_state_dict(new_global(base, result.mean, layout), layout)
+    state = None
+    if result.mean is not None:
+        tensors = unflatten_state_dict(new_global(base, result.mean, layout), layout)
+        # A tied tensor is one tensor under each of the global model's names, as in its state dict.
+        state = {name: tensors[first] for name, first in ties(_named(global_model, buffers)).items()}
     return ModelAggregation(result=result, state_dict=state, layout=layout, discovery=found)
