@@ -39,14 +39,14 @@ is imported on first use (``pip install -e '.[torch]'`` from the root of a clone
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence, ValuesView
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 import numpy.typing as npt
 
-from secagg.errors import ConfigurationError
+from secagg.errors import ConfigurationError, ConfigurationTypeError
 from secagg.integrations._extras import require
 from secagg.integrations._layout import ArraySpec, require_layout
 from secagg.integrations._layout import FlatLayout as _FlatLayout
@@ -323,9 +323,25 @@ class ModelAggregation:
         load_into_model(model, vector, layout)
 
 
+def _hospital_models(models: Iterable[Module | Mapping[str, Tensor]]) -> Sequence[Module | Mapping[str, Tensor]]:
+    """The hospitals' models in order: a sequence (or a one-dimensional array) as given, a
+    ``torch.nn.ModuleList`` or a dict's values as a list; ConfigurationTypeError saying what to
+    pass for anything else: a set or a generator (no order to pair with ``num_samples``), a dict
+    (it iterates its keys), a Sequential (one model, whose layers are not hospitals)."""
+    if isinstance(models, _torch().nn.ModuleList | ValuesView):
+        return list(models)
+    if isinstance(models, Sequence | np.ndarray) and not isinstance(models, str | bytes):
+        return models  # type: ignore[return-value]  # checked by aggregate_flat_models
+    raise ConfigurationTypeError(
+        "local_models must hold one model per hospital, in the order of num_samples: a list, a tuple or a "
+        f"torch.nn.ModuleList (or a dict's .values()), got {type(models).__name__}: the call is "
+        "aggregate_models(global_model, local_models, aggregator, num_samples=..., rng=...)"
+    )
+
+
 def aggregate_models(
     global_model: Module | Mapping[str, Tensor],
-    local_models: Sequence[Module | Mapping[str, Tensor]],
+    local_models: Sequence[Module | Mapping[str, Tensor]] | Iterable[Module],
     aggregator: Aggregator,
     *,
     num_samples: Sequence[int],
@@ -340,7 +356,10 @@ def aggregate_models(
     """FedAvg of torch models through ``aggregator``: global + weighted mean of (local - global).
 
     Each local model (a module or a state dict) must have the global model's
-    tensor names, shapes and dtypes. A module's tensors are its state dict's, in its order
+    tensor names, shapes and dtypes; ``local_models`` is a list, a tuple, a
+    ``torch.nn.ModuleList`` or a dict's ``.values()``, one model per hospital in the order of
+    ``num_samples`` (a set, a generator, a dict or a Sequential is refused, saying so).
+    A module's tensors are its state dict's, in its order
     (parameters and persistent buffers: BatchNorm's running statistics and
     ``num_batches_tracked``), so a module and its state dict mix in one round;
     ``buffers=False`` aggregates the parameters only and leaves the buffers out of the result.
@@ -380,7 +399,8 @@ def aggregate_models(
     reason, if too few remain).
     """
     base, layout, result, found = aggregate_flat_models(
-        lambda model: flatten_state_dict(_tensors_of(model, buffers)), global_model, local_models, aggregator,
+        lambda model: flatten_state_dict(_tensors_of(model, buffers)), global_model, _hospital_models(local_models),
+        aggregator,
         num_samples=num_samples, rng=rng, client_ids=client_ids, dropouts=dropouts, clips=clips, discovery=discovery,
         trained_from=trained_from,
     )
