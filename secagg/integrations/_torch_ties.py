@@ -16,12 +16,17 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
+import numpy.typing as npt
+
+from secagg.errors import ConfigurationError
 from secagg.integrations._extras import require
+from secagg.integrations._layout import FlatLayout
 
 if TYPE_CHECKING:
     from torch import Tensor
 
-__all__ = ["ties", "untied"]
+__all__ = ["ties", "untied", "written_once"]
 
 
 def _tensor_key(torch: Any, tensor: object) -> tuple[object, ...] | None:
@@ -61,3 +66,20 @@ def _read(tensors: Mapping[str, Tensor]) -> list[tuple[str, str, Tensor]]:
         key = _tensor_key(torch, tensor)
         entries.append((name, name if key is None else first.setdefault(key, name), tensor))
     return entries
+
+
+def written_once(targets: Mapping[str, Tensor], values: npt.NDArray[np.float64], layout: FlatLayout) -> dict[str, str]:
+    """Each name of ``layout`` mapped to the first of its names that ``targets`` (a module's
+    tensors) tie together, so that a tied tensor is written once; ConfigurationError naming both if
+    the layout gives two names of one tensor different values (the second write would overwrite
+    the first)."""
+    specs = {spec.name: spec for spec in layout.specs}
+    written = ties({name: targets[name] for name in specs})
+    for name, first in written.items():
+        mine, theirs = (values[s.offset : s.offset + s.length] for s in (specs[name], specs[first]))
+        if name != first and not np.array_equal(mine, theirs, equal_nan=True):
+            raise ConfigurationError(
+                f"tensor {name!r} and tensor {first!r} are one tensor in the model (tied weights), but the layout "
+                "gives them different values: the second write would overwrite the first"
+            )
+    return written

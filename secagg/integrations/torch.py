@@ -60,7 +60,7 @@ from secagg.integrations._torch_dtypes import (
     kind_of,
     to_float64,
 )
-from secagg.integrations._torch_ties import ties, untied
+from secagg.integrations._torch_ties import ties, untied, written_once
 from secagg.ranges import RangeDiscovery
 
 if TYPE_CHECKING:
@@ -233,15 +233,7 @@ def load_into_model(model: Module, vector: npt.ArrayLike, layout: FlatLayout) ->
                 f"the layout {spec.dtype} {spec.shape}"
             )
     tensors = unflatten_state_dict(vector, layout)
-    values, specs = np.asarray(vector, dtype=np.float64), {spec.name: spec for spec in layout.specs}
-    written = ties({spec.name: targets[spec.name] for spec in layout.specs})
-    for name, first in written.items():
-        mine, theirs = (values[s.offset : s.offset + s.length] for s in (specs[name], specs[first]))
-        if name != first and not np.array_equal(mine, theirs, equal_nan=True):
-            raise ConfigurationError(
-                f"tensor {name!r} and tensor {first!r} are one tensor in the model (tied weights), but the layout "
-                "gives them different values: the second write would overwrite the first"
-            )
+    written = written_once(targets, np.asarray(vector, dtype=np.float64), layout)
     torch = _torch()
     with torch.no_grad():
         for name, first in written.items():
