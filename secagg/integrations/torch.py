@@ -29,20 +29,24 @@ values). Integer and boolean buffers (``num_batches_tracked``, masks) are
 exact up to 2^53 in magnitude; larger values are refused.
 
 Order: tensors in the mapping's (or ``named_parameters``'s) order, each in C
-order; a packed ``float4_e2m1fn_x2`` byte gives its low nibble first. PyTorch
+order; a packed ``float4_e2m1fn_x2`` byte gives its low nibble first. A tied (shared)
+tensor (``lin2.weight = lin1.weight``), which a state dict lists under each of its names,
+is one tensor to the model functions (``flatten_model``, ``model_digest``,
+``hospital_update``, ``aggregate_models``): read once, under its first name
+(:mod:`secagg.integrations._torch_ties`); ``flatten_state_dict`` keeps every entry. PyTorch
 is imported on first use (``pip install -e '.[torch]'`` from the root of a clone).
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence, ValuesView
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 import numpy.typing as npt
 
-from secagg.errors import ConfigurationError
+from secagg.errors import ConfigurationError, ConfigurationTypeError
 from secagg.integrations._extras import require
 from secagg.integrations._layout import ArraySpec, require_layout
 from secagg.integrations._layout import FlatLayout as _FlatLayout
@@ -56,6 +60,7 @@ from secagg.integrations._torch_dtypes import (
     kind_of,
     to_float64,
 )
+from secagg.integrations._torch_ties import ties, untied, written_once
 from secagg.ranges import RangeDiscovery
 
 if TYPE_CHECKING:
@@ -190,12 +195,14 @@ def unflatten_state_dict(vector: npt.ArrayLike, layout: FlatLayout) -> dict[str,
 
 
 def _model_tensors(model: Module, buffers: bool) -> dict[str, Tensor]:
+    """Every name of a module's parameters (then buffers, if ``buffers``), a shared one under
+    each of its names (``remove_duplicate=False``)."""
     torch = _torch()
     if not isinstance(model, torch.nn.Module):
         raise ConfigurationError(f"expected a torch.nn.Module, got {type(model).__name__}")
-    tensors = dict(model.named_parameters())
+    tensors = dict(model.named_parameters(remove_duplicate=False))
     if buffers:
-        tensors.update(model.named_buffers())
+        tensors.update(model.named_buffers(remove_duplicate=False))
     for name, tensor in tensors.items():
         _refuse_lazy(torch, name, tensor)
     return tensors
@@ -203,15 +210,17 @@ def _model_tensors(model: Module, buffers: bool) -> dict[str, Tensor]:
 
 def flatten_model(model: Module, *, buffers: bool = False) -> tuple[FloatVector, FlatLayout]:
     """A module's parameters (in ``named_parameters`` order), then its buffers if
-    ``buffers``, as one float64 vector and its layout (see :func:`flatten_state_dict`)."""
-    return flatten_state_dict(_model_tensors(model, buffers))
+    ``buffers``, as one float64 vector and its layout (see :func:`flatten_state_dict`); a tied
+    (shared) tensor once, under its first name."""
+    return flatten_state_dict(untied(_model_tensors(model, buffers)))
 
 
 def load_into_model(model: Module, vector: npt.ArrayLike, layout: FlatLayout) -> None:
     """Write ``vector`` into the parameters (and buffers) of ``model`` named in ``layout``, in place.
 
-    Each tensor keeps its device and dtype. Raises ConfigurationError if the
-    module lacks a name of the layout or a shape or dtype differs.
+    Each tensor keeps its device and dtype; a tied (shared) tensor is written once. Raises
+    ConfigurationError, with the model untouched, if the module lacks a name of the layout, a shape
+    or dtype differs, or the layout gives two names of one tied tensor different values.
     """
     targets = _model_tensors(model, buffers=True)
     for spec in require_layout(layout).specs:
@@ -224,16 +233,25 @@ def load_into_model(model: Module, vector: npt.ArrayLike, layout: FlatLayout) ->
                 f"the layout {spec.dtype} {spec.shape}"
             )
     tensors = unflatten_state_dict(vector, layout)
+    written = written_once(targets, np.asarray(vector, dtype=np.float64), layout)
     torch = _torch()
     with torch.no_grad():
-        for name, tensor in tensors.items():
-            targets[name].copy_(tensor)
+        for name, first in written.items():
+            if name == first:
+                targets[name].copy_(tensors[name])
 
 
 def _tensors_of(model: Module | Mapping[str, Tensor], buffers: bool) -> Mapping[str, Tensor]:
-    """A state dict as given; a module's parameters if not ``buffers``, else its state dict's
-    entries in the state dict's order (a module and its state dict are one model: one layout,
-    one digest; :func:`flatten_model` puts the buffers after the parameters instead)."""
+    """A state dict as given, or a module's entries in its state dict's order (its parameters only
+    if not ``buffers``), with a tied (shared) tensor once, under its first name: a module and its
+    state dict are one model, one layout and one digest (:func:`flatten_model` puts the buffers
+    after the parameters instead)."""
+    return untied(_named(model, buffers))
+
+
+def _named(model: Module | Mapping[str, Tensor], buffers: bool) -> Mapping[str, Tensor]:
+    """Every name of a state dict, or of a module's state dict (parameters only if not
+    ``buffers``), a shared tensor under each of its names."""
     if isinstance(model, Mapping):
         return model
     if not buffers:
@@ -247,7 +265,8 @@ def _tensors_of(model: Module | Mapping[str, Tensor], buffers: bool) -> Mapping[
 def model_digest(model: Module | Mapping[str, Tensor], *, buffers: bool = True) -> bytes:
     """The 32-byte digest of a module's state dict (its parameters only if ``buffers=False``) or of a
     state dict (a module's digest is its state dict's): every tensor's key, dtype and shape, in order, and its values
-    (:func:`secagg.integrations._model_binding.layout_digest` of :func:`flatten_state_dict`).
+    (:func:`secagg.integrations._model_binding.layout_digest` of :func:`flatten_state_dict`); a tied
+    (shared) tensor once, under its first key (its other keys carry no values of their own).
     The digest of the global model a round hands out; :func:`aggregate_models` binds it."""
     return layout_digest(*flatten_state_dict(_tensors_of(model, buffers)))
 
@@ -296,9 +315,25 @@ class ModelAggregation:
         load_into_model(model, vector, layout)
 
 
+def _hospital_models(models: Iterable[Module | Mapping[str, Tensor]]) -> Sequence[Module | Mapping[str, Tensor]]:
+    """The hospitals' models in order: a sequence (or a one-dimensional array) as given, a
+    ``torch.nn.ModuleList`` or a dict's values as a list; ConfigurationTypeError saying what to
+    pass for anything else: a set or a generator (no order to pair with ``num_samples``), a dict
+    (it iterates its keys), a Sequential (one model, whose layers are not hospitals)."""
+    if isinstance(models, _torch().nn.ModuleList | ValuesView):
+        return list(models)
+    if isinstance(models, Sequence | np.ndarray) and not isinstance(models, str | bytes):
+        return models  # type: ignore[return-value]  # checked by aggregate_flat_models
+    raise ConfigurationTypeError(
+        "local_models must hold one model per hospital, in the order of num_samples: a list, a tuple or a "
+        f"torch.nn.ModuleList (or a dict's .values()), got {type(models).__name__}: the call is "
+        "aggregate_models(global_model, local_models, aggregator, num_samples=..., rng=...)"
+    )
+
+
 def aggregate_models(
     global_model: Module | Mapping[str, Tensor],
-    local_models: Sequence[Module | Mapping[str, Tensor]],
+    local_models: Sequence[Module | Mapping[str, Tensor]] | Iterable[Module],
     aggregator: Aggregator,
     *,
     num_samples: Sequence[int],
@@ -313,10 +348,17 @@ def aggregate_models(
     """FedAvg of torch models through ``aggregator``: global + weighted mean of (local - global).
 
     Each local model (a module or a state dict) must have the global model's
-    tensor names, shapes and dtypes. A module's tensors are its state dict's, in its order
+    tensor names, shapes and dtypes; ``local_models`` is a list, a tuple, a
+    ``torch.nn.ModuleList`` or a dict's ``.values()``, one model per hospital in the order of
+    ``num_samples`` (a set, a generator, a dict or a Sequential is refused, saying so).
+    A module's tensors are its state dict's, in its order
     (parameters and persistent buffers: BatchNorm's running statistics and
     ``num_batches_tracked``), so a module and its state dict mix in one round;
     ``buffers=False`` aggregates the parameters only and leaves the buffers out of the result.
+    A tied (shared) tensor is one tensor: read, averaged and quantized once, under its first name
+    (the layout's), and in ``state_dict`` one tensor under each of the global model's names for it;
+    a hospital whose copies of it are separate tensors (a state dict cloned apart) has one tensor
+    more than the global model and is withheld naming it.
     Client k's update is its flattened tensors minus the global ones, weighted by ``num_samples[k]``; ``client_ids``
     (default 0..m-1) name the clients for ``dropouts`` and in
     ``result.included``. ``rng`` is the round's non-secret randomness (the
@@ -349,9 +391,14 @@ def aggregate_models(
     reason, if too few remain).
     """
     base, layout, result, found = aggregate_flat_models(
-        lambda model: flatten_state_dict(_tensors_of(model, buffers)), global_model, local_models, aggregator,
+        lambda model: flatten_state_dict(_tensors_of(model, buffers)), global_model, _hospital_models(local_models),
+        aggregator,
         num_samples=num_samples, rng=rng, client_ids=client_ids, dropouts=dropouts, clips=clips, discovery=discovery,
         trained_from=trained_from,
     )
-    state = None if result.mean is None else unflatten_state_dict(new_global(base, result.mean, layout), layout)
+    state = None
+    if result.mean is not None:
+        tensors = unflatten_state_dict(new_global(base, result.mean, layout), layout)
+        # A tied tensor is one tensor under each of the global model's names, as in its state dict.
+        state = {name: tensors[first] for name, first in ties(_named(global_model, buffers)).items()}
     return ModelAggregation(result=result, state_dict=state, layout=layout, discovery=found)

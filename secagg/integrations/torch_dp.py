@@ -36,6 +36,7 @@ PyTorch is imported on first use (``pip install -e '.[torch]'``).
 from __future__ import annotations
 
 import importlib
+import logging
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -46,7 +47,6 @@ from secagg._validate import require_finite, require_int, require_mapping
 from secagg.errors import ConfigurationError, SecAggError
 from secagg.integrations._extras import require
 from secagg.integrations._layout import check_cast
-from secagg.integrations._ranges import foreign_fault
 from secagg.integrations._torch_dtypes import top_of_range
 from secagg.integrations.torch import TensorSpec, model_digest
 
@@ -61,6 +61,10 @@ __all__ = ["apply_dp_step", "clipped_gradient_sum", "dp_contribution", "dp_updat
 
 FloatVector = npt.NDArray[np.float64]
 LossFn = Callable[["Tensor", "Tensor"], "Tensor"]
+
+LOGGER = logging.getLogger(__name__)
+"""Where :func:`run_dp_round` logs, at DEBUG, the full text of a foreign exception that withheld a
+hospital (the round's report names only the stage and the exception's type)."""
 
 
 def _torch() -> Any:
@@ -177,12 +181,48 @@ def dp_update(
     buffers=True)`` and ``dp.digest()``; aggregated with the global model's digest, an update
     computed at another model, or under another DP configuration than the aggregator's (another
     clip or sampling rate than the noise is sized for), is refused (``result.refused``)."""
+    return _staged_update(client_id, model, loss_fn, inputs, targets, dp, rng, [])
+
+
+_SAMPLE, _COPY, _GRADIENTS = (
+    "drawing its Poisson sample", "reading its copy of the model", "the per-sample gradient computation",
+)  # fmt: skip
+
+
+def _staged_update(
+    client_id: int,
+    model: Module,
+    loss_fn: LossFn,
+    inputs: Tensor,
+    targets: Tensor,
+    dp: DPConfig,
+    rng: np.random.Generator,
+    stage: list[str],
+) -> ClientUpdate:
+    """:func:`dp_update`, appending to ``stage`` each stage as it starts (its sample, its copy's
+    digest, its gradients), so that a failure can be named by the stage it ended."""
     from fl_core.aggregators.base import ClientUpdate  # noqa: PLC0415 (fl_core is optional here)
 
-    contribution = dp_contribution(model, loss_fn, inputs, targets, dp, rng)
+    stage.append(_SAMPLE)
+    mask = _torch().from_numpy(poisson_mask(int(inputs.shape[0]), dp.sampling_rate, rng))
+    sampled = inputs[mask], targets[mask]
+    stage.append(_COPY)
     digest = model_digest(model, buffers=True)
+    stage.append(_GRADIENTS)
+    contribution = clipped_gradient_sum(model, loss_fn, *sampled, dp.l2_clip)
     samples = max(1, int(inputs.shape[0]))
     return ClientUpdate(client_id, contribution, samples, model_digest=digest, dp_digest=dp.digest())
+
+
+def _withheld_reason(client: object, stage: list[str], exc: Exception) -> str:
+    """Why a hospital's contribution cannot be computed, in the library's words: a library error's
+    own text; for a foreign exception, the stage that failed and the exception's type only (its
+    text can carry the hospital's tensor shapes and values), the text logged at DEBUG here."""
+    if isinstance(exc, SecAggError):
+        return f"its contribution cannot be computed: {exc}"
+    where = stage[-1] if stage else "computing it"
+    LOGGER.debug("hospital %s: %s raised %s", client, where, type(exc).__name__, exc_info=exc)
+    return f"its contribution cannot be computed: {where} raised {type(exc).__name__} (its message is not reported)"
 
 
 def apply_dp_step(model: Module, noised_sum: FloatVector, denominator: float, learning_rate: float) -> None:
@@ -254,7 +294,10 @@ def run_dp_round(
     another model is refused with its reason (``result.refused``) before the round is charged:
     it is not a contributor, and not counted in the denominator. So is, withheld with the reason
     (``result.withheld``), a hospital whose contribution cannot be computed: its copy or its data
-    raise, a library error or a foreign exception (named by type and message); a round that leaves
+    raise, a library error (its text) or a foreign exception, named by the stage that failed
+    (drawing its Poisson sample, reading its copy of the model, the per-sample gradient
+    computation) and its type only: a foreign text (torch's) can carry the hospital's tensor shapes
+    and values, so it is logged at DEBUG (:data:`LOGGER`) and never reported. A round that leaves
     fewer than h contributors is skipped, uncharged. ``MemoryError``, ``KeyboardInterrupt`` and
     ``SystemExit`` still end the call, and so does a ``model`` whose digest cannot be computed.
     """
@@ -287,15 +330,15 @@ def run_dp_round(
     stages, withheld = dict(require_mapping("dropouts", dropouts) if dropouts is not None else {}), []
     updates = []
     for client, x, y in hospitals:
+        stage: list[str] = []
         try:  # a contribution that cannot be computed (its copy or data raise) is this hospital's alone
-            updates.append(dp_update(client, given.get(client, model), loss_fn, x, y, aggregator.config, rng))
+            copy = given.get(client, model)
+            updates.append(_staged_update(client, copy, loss_fn, x, y, aggregator.config, rng, stage))
             continue
-        except SecAggError as exc:
-            reason = f"its contribution cannot be computed: {exc}"
         except MemoryError:
             raise  # the aggregating party's own resources, not this hospital's fault
-        except Exception as exc:  # a foreign error from its copy or data is its alone
-            reason = f"its contribution cannot be computed: {foreign_fault(exc)}"
+        except Exception as exc:  # a library or foreign error from its copy or data is its alone
+            reason = _withheld_reason(client, stage, exc)
         # Withheld at UPLOAD before the round is charged (DPAggregator counts the uploaders only);
         # a stand-in of zeros keeps the round's shape and is never sent.
         withheld.append((client, reason))

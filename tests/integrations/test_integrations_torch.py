@@ -708,3 +708,50 @@ def test_an_integer_buffer_s_weighted_mean_is_rounded_half_to_even_as_documented
             )
             assert outcome.state_dict is not None
             assert int(outcome.state_dict["num_batches_tracked"]) == expected, (counts, weights)
+
+
+@pytest.mark.parametrize("container", ["ModuleList", "tuple", "dict values"])
+def test_hospital_models_in_a_module_list_or_a_dict_s_values_are_aggregated(container: str) -> None:
+    """A ``torch.nn.ModuleList`` of the hospitals' models, or a dict's values, is one model per
+    hospital in a stable order: aggregated as the same models in a list. A ModuleList was refused
+    as "local_models must be a list or tuple ..., got ModuleList", and so were a dict's values."""
+    # Prepare
+    torch.manual_seed(0)
+    global_model = small_model()
+    local_models = [small_model() for _ in range(3)]
+    wrapped: Any = {
+        "ModuleList": torch.nn.ModuleList(local_models),
+        "tuple": tuple(local_models),
+        "dict values": {f"hospital-{k}": m for k, m in enumerate(local_models)}.values(),
+    }[container]
+    counts = [3, 1, 2]
+    # Execute
+    outcome = aggregate_models(global_model, wrapped, make_aggregator("plain"), num_samples=counts,
+                               rng=np.random.default_rng(0))
+    listed = aggregate_models(global_model, local_models, make_aggregator("plain"), num_samples=counts,
+                              rng=np.random.default_rng(0))
+    # Assert: the round of the same models in a list
+    assert outcome.result.included == {0, 1, 2} and outcome.state_dict is not None and listed.state_dict is not None
+    for name, tensor in listed.state_dict.items():
+        assert torch.equal(outcome.state_dict[name], tensor), name
+
+
+@pytest.mark.parametrize("container", ["set", "generator", "dict", "Sequential"])
+def test_hospital_models_in_an_unordered_or_ambiguous_container_are_refused_saying_what_to_pass(
+    container: str,
+) -> None:
+    """A set or a generator has no order to pair with ``num_samples``, a dict iterates over its
+    keys, and a Sequential is itself one model: each is refused naming what to pass, never
+    iterated into models and weights that do not belong together."""
+    # Prepare
+    local_models = [small_model() for _ in range(3)]
+    wrapped: Any = {
+        "set": set(local_models),
+        "generator": (m for m in local_models),
+        "dict": dict(enumerate(local_models)),
+        "Sequential": torch.nn.Sequential(*local_models),
+    }[container]
+    # Execute / Assert
+    with pytest.raises(ConfigurationError, match=r"one model per hospital.*list, a tuple or a torch\.nn\.ModuleList"):
+        aggregate_models(small_model(), wrapped, make_aggregator("plain"), num_samples=[1, 1, 1],
+                         rng=np.random.default_rng(0))

@@ -1,0 +1,105 @@
+"""PyTorch DP: a hospital whose data makes its contribution fail is withheld in the library's words.
+
+The round's report (``result.withheld``, ``result.skipped_reason``) goes to the server and the
+coordinator. A foreign exception's text (torch's RuntimeError, a loss function's own error) can
+carry that hospital's tensor shapes and values, so the reason names the stage that failed and
+the exception's type only; the full text is logged at DEBUG on the hospital's side
+(logger ``secagg.integrations.torch_dp``).
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import numpy as np
+import pytest
+
+from fl_core.aggregators import make_aggregator
+from secagg.dp import DPConfig, SeededRandomSource
+
+torch = pytest.importorskip("torch")
+torch_dp = pytest.importorskip("secagg.integrations.torch_dp")
+
+SECRET = "patient 4711 creatinine 98.6125"
+
+
+def _loss(output: Any, target: Any) -> Any:
+    if target.dtype == torch.int32:  # hospital 2's labels: its loss fails, naming a patient's value
+        raise RuntimeError(f"label check failed for {SECRET}")
+    return torch.nn.functional.cross_entropy(output, target)
+
+
+def _round(hospitals: list[tuple[int, Any, Any]], min_honest: int = 2) -> Any:
+    dp = DPConfig(epsilon=8.0, delta=1e-5, rounds=2, l2_clip=1.0, min_honest=min_honest)
+    aggregator = make_aggregator(
+        "plain-quantized", num_clients=len(hospitals), dp=dp, dimension=15, max_samples_per_client=64,
+        noise_source=SeededRandomSource(bytes(32)),
+    )  # fmt: skip
+    torch.manual_seed(0)
+    model = torch.nn.Linear(4, 3).double()
+    return torch_dp.run_dp_round(
+        model, hospitals, _loss, aggregator, learning_rate=1.0, denominator=60.0, rng=np.random.default_rng(4)
+    )
+
+
+def _hospitals() -> list[tuple[int, Any, Any]]:
+    rng = np.random.default_rng(5)
+    return [
+        (k, torch.from_numpy(rng.normal(size=(20, 4))), torch.from_numpy(rng.integers(0, 3, size=20)))
+        for k in range(1, 5)
+    ]
+
+
+def _report(result: Any) -> str:
+    return " ".join([repr(result.withheld), str(result.skipped_reason), repr(result)])
+
+
+def test_a_foreign_error_s_text_stays_out_of_the_round_s_report(caplog: pytest.LogCaptureFixture) -> None:
+    """Before: the reason was "its contribution cannot be computed: reading it raised
+    RuntimeError: label check failed for patient 4711 creatinine 98.6125", sent to the server."""
+    # Prepare: hospital 2's loss raises with a patient's value in its message
+    hospitals = _hospitals()
+    client, inputs, targets = hospitals[1]
+    hospitals[1] = (client, inputs, targets.to(torch.int32))
+    # Execute
+    with caplog.at_level(logging.DEBUG, logger="secagg.integrations.torch_dp"):
+        result = _round(hospitals)
+    # Assert: withheld alone, the stage and the type named, the text only in the hospital's log
+    ((withheld, reason),) = result.withheld
+    assert withheld == 2 and result.included == {1, 3, 4}
+    assert "per-sample gradient computation raised RuntimeError" in reason
+    assert "4711" not in _report(result) and "98.6125" not in _report(result)
+    assert SECRET in caplog.text and "hospital 2" in caplog.text
+
+
+def test_torch_s_own_shape_text_stays_out_of_the_report_and_the_stage_is_named() -> None:
+    """Torch's messages carry the hospital's tensor shapes ('mat1 and mat2 shapes cannot be
+    multiplied (20x5 and 4x3)', 'The shape of the mask [20] ... indexed tensor [13]'): the reason
+    names the stage (its sample, its gradients) and the type. Before, both texts were the reasons."""
+    # Prepare: hospital 1 has 5 features, hospital 3 fewer labels than rows; h = 2 still met
+    hospitals = _hospitals()
+    rng = np.random.default_rng(6)
+    hospitals[0] = (1, torch.from_numpy(rng.normal(size=(20, 5))), hospitals[0][2])
+    hospitals[2] = (3, hospitals[2][1], hospitals[2][2][:13])
+    # Execute
+    result = _round(hospitals)
+    # Assert
+    reasons = dict(result.withheld)
+    assert sorted(reasons) == [1, 3] and result.included == {2, 4}
+    assert "per-sample gradient computation raised RuntimeError" in reasons[1]
+    assert "Poisson sample raised IndexError" in reasons[3]
+    report = _report(result)
+    assert "20x5" not in report and "4x3" not in report and "[13]" not in report and "13" not in reasons[3]
+
+
+def test_a_library_error_keeps_its_own_words() -> None:
+    """A library error is the library's own wording (no data in it): kept as the reason, as before."""
+    # Prepare: hospital 4's inputs are NaN: its gradients are refused by the library
+    hospitals = _hospitals()
+    hospitals[3] = (4, torch.ones(20, 4, dtype=torch.float64) * float("nan"), hospitals[3][2])
+    # Execute
+    result = _round(hospitals)
+    # Assert
+    ((withheld, reason),) = result.withheld
+    assert withheld == 4 and "a per-sample gradient is NaN or infinite" in reason

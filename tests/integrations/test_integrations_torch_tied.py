@@ -1,0 +1,152 @@
+"""PyTorch adapter: a model with tied (shared) weights is one tensor per shared weight.
+
+``lin2.weight = lin1.weight`` (an embedding tied to an output layer) makes one tensor that
+``named_parameters`` lists once and ``state_dict`` lists under both names. The adapter reads
+each distinct tensor once, under its first name, whatever the form (module or state dict) and
+the buffer mode, so a module and its state dict are one model (one layout, one digest); the
+aggregated shared weight is one tensor, written back once, and equals plain FedAvg.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from fl_core.aggregators import make_aggregator  # noqa: E402
+from secagg.errors import ConfigurationError  # noqa: E402
+from secagg.integrations.torch import (  # noqa: E402
+    aggregate_models,
+    flatten_state_dict,
+    hospital_update,
+    load_into_model,
+    model_digest,
+)
+
+
+class _Tied(torch.nn.Module):  # type: ignore[misc]
+    """Two layers sharing one weight, with a BatchNorm between them when ``norm``."""
+
+    def __init__(self, norm: bool = False) -> None:
+        super().__init__()
+        self.lin1 = torch.nn.Linear(3, 3)
+        self.norm = torch.nn.BatchNorm1d(3) if norm else torch.nn.Identity()
+        self.lin2 = torch.nn.Linear(3, 3)
+        self.lin2.weight = self.lin1.weight
+
+    def forward(self, x: Any) -> Any:
+        return self.lin2(self.norm(self.lin1(x)))
+
+
+def _copy(model: _Tied, step: float, norm: bool = False) -> _Tied:
+    copy = _Tied(norm)
+    copy.load_state_dict(model.state_dict())
+    with torch.no_grad():
+        copy.lin1.weight.add_(step)
+        copy.lin2.bias.sub_(step)
+    return copy
+
+
+@pytest.mark.parametrize("buffers", [True, False])
+def test_a_tied_module_and_its_state_dict_are_one_model(buffers: bool) -> None:
+    """With ``buffers=False`` a module's shared weight was read once (``named_parameters``) and its
+    state dict's twice: two layouts and two digests for one model, so a hospital passing a state
+    dict to a module's round was withheld and a server binding the state dict's digest refused
+    every hospital_update of modules."""
+    # Prepare
+    torch.manual_seed(0)
+    received = _Tied()
+    local = _copy(received, 0.5)
+    # Execute
+    of_module = hospital_update(0, received, local, num_samples=3, buffers=buffers)
+    of_state = hospital_update(0, received.state_dict(), local.state_dict(), num_samples=3, buffers=buffers)
+    # Assert: one digest, one update; the shared weight once
+    assert model_digest(received, buffers=buffers) == model_digest(received.state_dict(), buffers=buffers)
+    assert of_module.model_digest == of_state.model_digest == model_digest(received, buffers=buffers)
+    assert np.array_equal(of_module.vector, of_state.vector)
+    assert of_module.vector.shape[0] == 9 + 3 + 3
+
+
+@pytest.mark.parametrize("buffers", [True, False])
+@pytest.mark.parametrize("aggregator", ["plain", "plain-quantized"])
+def test_the_shared_weight_is_averaged_once_and_written_back_once(buffers: bool, aggregator: str) -> None:
+    """The aggregate of tied models is plain FedAvg, the shared weight one tensor under both of
+    its names, and loading it keeps the tie. Before, with buffers the aggregate listed the shared
+    weight twice (each copy quantized and rounded on its own, so the two could differ) and could
+    not be loaded back into the model ("the model has no parameter or buffer named
+    'lin2.weight'"); without buffers, hospitals passing state dicts were withheld."""
+    # Prepare: hospitals pass modules and state dicts, some with a BatchNorm's statistics
+    torch.manual_seed(1)
+    norm = buffers
+    global_model = _Tied(norm)
+    locals_ = [_copy(global_model, 0.25 * (k + 1), norm) for k in range(3)]
+    counts = [1, 2, 3]
+    given = [locals_[0], locals_[1].state_dict(), locals_[2]]
+    # Execute
+    outcome = aggregate_models(
+        global_model, given, make_aggregator(aggregator, num_clients=3), num_samples=counts,
+        rng=np.random.default_rng(0), buffers=buffers,
+    )  # fmt: skip
+    # Assert: every hospital summed; the shared weight once in the layout, one tensor in the result
+    assert outcome.result.withheld == () and outcome.result.included == {0, 1, 2}
+    assert "lin2.weight" not in outcome.layout.names and "lin1.weight" in outcome.layout.names
+    state = outcome.state_dict
+    assert state is not None
+    assert state["lin2.weight"] is state["lin1.weight"]
+    expected_names = list(global_model.state_dict()) if buffers else [
+        name for name, _ in global_model.named_parameters(remove_duplicate=False)
+    ]
+    assert list(state) == expected_names
+    fedavg = sum(c * m.lin1.weight.detach().double() for c, m in zip(counts, locals_, strict=True)) / 6
+    torch.testing.assert_close(state["lin1.weight"].double(), fedavg, rtol=0, atol=1e-3)
+    # the aggregate loads into a tied model, the tie kept, and a strict load_state_dict takes it
+    target = _Tied(norm)
+    outcome.load_into(target)
+    assert target.lin2.weight is target.lin1.weight
+    assert torch.equal(target.lin1.weight.detach(), state["lin1.weight"])
+    fresh = _Tied(norm)
+    fresh.load_state_dict(state)
+    assert torch.equal(fresh.lin2.weight.detach(), state["lin1.weight"])
+
+
+def test_a_state_dict_whose_tied_copies_were_untied_is_withheld_naming_the_tensor() -> None:
+    """A state dict whose shared weight was cloned into two tensors (``{k: v.clone()}``) is another
+    model: two weights that may differ. It is withheld naming the extra tensor, never summed into
+    the shared one. Before, with buffers, it was summed as if it were the tied model."""
+    # Prepare
+    torch.manual_seed(2)
+    global_model = _Tied()
+    untied = {name: tensor.clone() for name, tensor in _copy(global_model, 0.5).state_dict().items()}
+    # Execute
+    outcome = aggregate_models(
+        global_model, [_copy(global_model, 0.1), untied, _copy(global_model, 0.3)], make_aggregator("plain"),
+        num_samples=[1, 1, 1], rng=np.random.default_rng(0), discovery=False,
+    )  # fmt: skip
+    # Assert
+    ((client, reason),) = outcome.result.withheld
+    assert client == 1 and "'lin2.weight'" in reason
+    assert outcome.result.included == {0, 2}
+
+
+def test_loading_two_values_into_one_shared_weight_is_refused() -> None:
+    """A layout that gives both names of a shared weight different values cannot be written into
+    a tied model: the second write would silently overwrite the first. Refused, naming both,
+    with the model untouched (before: 'the model has no parameter or buffer named
+    'lin2.weight'', which says nothing of the tie; with equal values the load goes through)."""
+    # Prepare
+    torch.manual_seed(3)
+    model = _Tied()
+    before = model.lin1.weight.detach().clone()
+    state = {name: tensor.clone() for name, tensor in model.state_dict().items()}
+    equal_vector, layout = flatten_state_dict(state)
+    state["lin2.weight"] += 1.0
+    vector, layout = flatten_state_dict(state)
+    # Execute / Assert
+    with pytest.raises(ConfigurationError, match=r"'lin2.weight'.*'lin1.weight'.*(same|one) tensor"):
+        load_into_model(model, vector, layout)
+    assert torch.equal(model.lin1.weight.detach(), before)
+    load_into_model(model, equal_vector, layout)
+    assert model.lin2.weight is model.lin1.weight and torch.equal(model.lin1.weight.detach(), before)
