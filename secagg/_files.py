@@ -15,6 +15,8 @@ and authorized-keys files: another user's file, whatever its mode, is theirs to 
 and to rewrite. Symbolic links are followed unless
 ``follow_symlinks`` is false: the checks apply to the file actually opened, whatever link
 led to it (deployments such as Kubernetes secret volumes deliver key files through links).
+A path that is not a ``str`` or an ``os.PathLike`` of ``str`` (an ``int``, which ``os.open``
+would take for an open file descriptor; bytes) is a :class:`~secagg.errors.ConfigurationTypeError`.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from __future__ import annotations
 import os
 import stat
 
-from secagg.errors import ConfigurationError, SecAggError
+from secagg.errors import ConfigurationError, ConfigurationTypeError, SecAggError
 
 __all__ = ["PRIVATE", "WRITABLE_BY_OWNER_ONLY", "read_regular_file", "write_regular_file"]
 
@@ -50,7 +52,7 @@ def read_regular_file(
     :data:`WRITABLE_BY_OWNER_ONLY`; checked on POSIX), ``advice`` what to do about them.
     FileNotFoundError is passed through as a ConfigurationError whose cause it is.
     """
-    name = _shown(path)
+    name = _shown(_checked_path(path, what))
     flags = os.O_RDONLY | _NEVER_WAIT | (0 if follow_symlinks else getattr(os, "O_NOFOLLOW", 0))
     try:
         descriptor = os.open(path, flags)
@@ -67,6 +69,14 @@ def read_regular_file(
     if len(data) > max_bytes:
         raise too_large(f"the {what} {name} is larger than {max_bytes} bytes")
     return data
+
+
+def _checked_path(path: object, what: str) -> str | os.PathLike[str]:
+    """``path`` if it names a file as a ``str`` or an ``os.PathLike`` of ``str`` (an ``int`` would be
+    opened as a file descriptor; bytes are no configured path); ConfigurationTypeError otherwise."""
+    if isinstance(path, (str, os.PathLike)) and isinstance(os.fspath(path), str):
+        return path
+    raise ConfigurationTypeError(f"the {what}'s path must be a str or os.PathLike file path, got {type(path).__name__}")
 
 
 def _shown(path: str | os.PathLike[str]) -> str:

@@ -122,7 +122,13 @@ class ProtectedSecret(wire.Message):
 
 
 def _passphrase_bytes(passphrase: str | bytes) -> bytes:
-    raw = passphrase.encode("utf-8") if isinstance(passphrase, str) else passphrase
+    try:
+        raw = passphrase.encode("utf-8") if isinstance(passphrase, str) else passphrase
+    except UnicodeEncodeError as exc:  # e.g. an environment variable holding a byte that is not UTF-8
+        raise ConfigurationError(
+            "the passphrase is not valid Unicode (a lone surrogate, as decoding bytes that are not UTF-8 "
+            "leaves); give it as bytes or in UTF-8"
+        ) from exc
     if not isinstance(raw, bytes) or not raw:
         raise ConfigurationError("passphrase must be a non-empty str or bytes")
     return raw

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import importlib
 import json
+import os
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from secagg._files import read_regular_file, write_regular_file
-from secagg.errors import DecodeError, SecAggError
+from secagg.errors import ConfigurationTypeError, DecodeError, SecAggError
 from secagg.vectors import (
     _bad_sessions,
     _bindings,
@@ -102,15 +103,37 @@ def load_vectors(name: str, directory: Path | str | None = None) -> Json:
     """The parsed vector file ``name`` (e.g. ``"prg.json"``) from ``directory``
     (default: the committed vectors). ConfigurationError if it is not a regular file of
     at most MAX_FILE_BYTES, DecodeError if it is not JSON."""
-    return _load(Path(directory or DATA_DIR) / name)
+    folder = DATA_DIR if directory is None or directory == "" else directory
+    if not isinstance(folder, (str, os.PathLike)) or not isinstance(os.fspath(folder), str):
+        raise ConfigurationTypeError(
+            f"the vector folder must be a str or os.PathLike path, got {type(folder).__name__}"
+        )
+    if not isinstance(name, str):
+        raise ConfigurationTypeError(f"the vector file name must be a str, got {type(name).__name__}")
+    return _load(Path(folder) / name)
+
+
+def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """An object of the file, refused if it repeats a name (Python keeps the last, another reader may not)."""
+    out: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in out:
+            raise DecodeError(f"it repeats the name {key[:40]!r} in one object")
+        out[key] = value
+    return out
+
+
+def _no_constant(name: str) -> None:
+    raise DecodeError(f"it holds {name}, which is not JSON (non-finite floats are the strings \"NaN\", ...)")
 
 
 def _load(path: Path) -> Json:
-    """The JSON in the vector file ``path``: a regular file of at most MAX_FILE_BYTES, opened without blocking."""
+    """The JSON in the vector file ``path``: a regular file of at most MAX_FILE_BYTES, opened without
+    blocking, strict JSON (no repeated name in an object, no NaN or Infinity)."""
     data = read_regular_file(path, "vector file", MAX_FILE_BYTES)
     try:
-        document: Json = json.loads(data)
-    except (ValueError, RecursionError) as exc:  # UnicodeDecodeError is a ValueError; RecursionError: nesting
+        document: Json = json.loads(data, object_pairs_hook=_no_duplicates, parse_constant=_no_constant)
+    except (ValueError, RecursionError, DecodeError) as exc:  # UnicodeDecodeError is a ValueError; nesting
         raise DecodeError(f"the vector file {path} is not JSON: {exc}") from exc
     return document
 

@@ -1,0 +1,157 @@
+"""Untrusted files and records other than wire messages: key files, passphrases, vector files,
+the accountant's state file, the model tensors a hospital passes. Whatever they hold, they raise
+only the library's errors (secagg/errors.py), and a write that fails leaves the previous file
+whole (no lost data)."""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from secagg import wire
+from secagg.errors import ConfigurationError, ConfigurationTypeError, DecodeError, SecAggError
+from secagg.integrations import keras as keras_adapter
+from secagg.integrations import torch as torch_adapter
+from secagg.integrations.flower.keys import read_identity_key, read_public_key, read_trusted_keys
+from secagg.keys_command import main as keys_main
+from secagg.paillier.storage import ProtectedSecret, protect, unprotect
+from secagg.vectors import load_vectors
+from tests.integrations.paillier_keys import material
+
+torch = pytest.importorskip("torch")
+
+LONE_SURROGATE = "\udcff"  # what os.environ and os.fsdecode make of a byte that is not UTF-8
+KEY_HEX = "ab" * 32
+
+
+def _private(path: Path, data: bytes) -> Path:
+    path.write_bytes(data)
+    path.chmod(0o600)
+    return path
+
+
+# --- model tensors a hospital passes ---------------------------------------------------------------
+
+NAME_READERS: dict[str, Callable[[str], object]] = {
+    "torch flatten": lambda name: torch_adapter.flatten_state_dict({name: torch.zeros(2)}),
+    "torch digest": lambda name: torch_adapter.model_digest({name: torch.zeros(2)}),
+    "torch update": lambda name: torch_adapter.hospital_update(
+        1, {name: torch.zeros(2)}, {name: torch.ones(2)}, num_samples=3
+    ),
+    "keras flatten": lambda name: keras_adapter.flatten_weights({name: np.zeros(2)}),
+    "keras digest": lambda name: keras_adapter.model_digest({name: np.zeros(2)}),
+}
+
+
+@pytest.mark.parametrize("reader", NAME_READERS)
+def test_a_tensor_name_that_is_not_unicode_is_refused_with_the_librarys_error(reader: str) -> None:
+    # Prepare: a state dict / weight mapping whose key holds a lone surrogate (a name decoded
+    # from bytes with surrogateescape): the model digest hashes names as UTF-8, which has no code for it
+
+    # Execute / Assert
+    with pytest.raises(ConfigurationError, match="not valid Unicode"):
+        NAME_READERS[reader](f"layer{LONE_SURROGATE}.weight")
+
+
+# --- passphrases ---------------------------------------------------------------------------------
+
+
+def test_a_passphrase_that_is_not_unicode_is_refused_with_the_librarys_error() -> None:
+    # Prepare: a well-formed sealed header (cheapest scrypt cost), so that unprotecting reaches the
+    # key derivation; a passphrase from an environment variable holding a byte that is not UTF-8
+    header = wire.encode(ProtectedSecret(10, 1, 1, bytes(16), bytes(44)))
+    passphrase = "correct horse battery" + LONE_SURROGATE
+
+    # Execute / Assert: reading and sealing alike
+    with pytest.raises(ConfigurationError, match="not valid Unicode"):
+        unprotect(header, passphrase)
+    with pytest.raises(ConfigurationError, match="not valid Unicode"):
+        protect(material(3, 2).shares[0], passphrase, scrypt_log_n=10, allow_weak_kdf_for_testing=True)
+
+
+# --- key files -----------------------------------------------------------------------------------
+
+PATH_READERS: dict[str, Callable[[object], object]] = {
+    "identity key": read_identity_key,  # type: ignore[dict-item]
+    "trusted keys": read_trusted_keys,  # type: ignore[dict-item]
+    "public key": read_public_key,  # type: ignore[dict-item]
+    "vector folder": lambda folder: load_vectors("prg.json", folder),  # type: ignore[arg-type]
+}
+
+
+@pytest.mark.parametrize("path", [3, ["federation.keys"], b"federation.keys"], ids=["int", "list", "bytes"])
+@pytest.mark.parametrize("reader", PATH_READERS)
+def test_a_path_of_the_wrong_type_is_refused_with_the_librarys_error(reader: str, path: object) -> None:
+    # Prepare: a configuration that gives a number, a list or bytes where a file path belongs
+    # (an int would otherwise be read as an open file descriptor)
+
+    # Execute / Assert
+    with pytest.raises(ConfigurationTypeError, match="path"):
+        PATH_READERS[reader](path)
+
+
+NON_CANONICAL_KEYS = {
+    "inner spaces": " ".join(KEY_HEX[i : i + 2] for i in range(0, 64, 2)),
+    "inner tab": KEY_HEX[:32] + "\t" + KEY_HEX[32:],
+    "non-ASCII digits": "\u0661" * 64,
+}
+
+
+@pytest.mark.parametrize("text", NON_CANONICAL_KEYS.values(), ids=list(NON_CANONICAL_KEYS))
+def test_a_key_that_is_not_64_hex_digits_is_refused(text: str, tmp_path: Path) -> None:
+    # Prepare: the formats are 64 hex digits a line; bytes.fromhex also reads "ab ab ab ...",
+    # so a line another reader would refuse names a key here
+    identity = _private(tmp_path / "hospital.key", text.encode("utf-8") + b"\n")
+    trusted = _private(tmp_path / "federation.keys", ("cd" * 32 + "\n" + text + "\n").encode("utf-8"))
+    public = _private(tmp_path / "other.key.pub", text.encode("utf-8") + b"\n")
+
+    # Execute / Assert
+    with pytest.raises(DecodeError, match="hex"):
+        read_identity_key(identity)
+    with pytest.raises(DecodeError, match="line 2"):
+        read_trusted_keys(trusted)
+    with pytest.raises(ConfigurationError, match="public key in hex"):
+        keys_main(argparse.Namespace(action="trust", out=str(tmp_path / "out.keys"), keys=["cd" * 32, str(public)]))
+    assert not (tmp_path / "out.keys").exists()
+
+
+@settings(max_examples=40)
+@given(st.binary(max_size=160))
+def test_any_bytes_in_a_key_file_give_a_key_or_the_librarys_error(
+    tmp_path_factory: pytest.TempPathFactory, data: bytes
+) -> None:
+    # Prepare: arbitrary bytes, owner-only
+    folder = tmp_path_factory.mktemp("keys")
+    path = _private(folder / "any.key", data)
+
+    # Execute / Assert: each reader returns or raises a SecAggError, nothing else
+    for reader in (read_identity_key, read_trusted_keys):
+        with contextlib.suppress(SecAggError):
+            reader(path)
+
+
+# --- vector files --------------------------------------------------------------------------------
+
+STRICT_JSON = {
+    "duplicate key": b'{"schema": "a.json", "schema": "b.json"}',
+    "NaN": b'{"numberOfTests": NaN}',
+    "Infinity": b'{"numberOfTests": -Infinity}',
+}
+
+
+@pytest.mark.parametrize("content", STRICT_JSON.values(), ids=list(STRICT_JSON))
+def test_a_vector_file_that_is_not_strict_json_is_refused(content: bytes, tmp_path: Path) -> None:
+    # Prepare: JSON that Python's parser reads one way (the last duplicate wins; NaN is not JSON)
+    # and a strict reader of another implementation refuses or reads another way
+    (tmp_path / "prg.json").write_bytes(content)
+
+    # Execute / Assert
+    with pytest.raises(DecodeError, match=r"prg\.json"):
+        load_vectors("prg.json", tmp_path)
