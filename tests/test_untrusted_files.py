@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import errno
+import os
 from collections.abc import Callable
 from pathlib import Path
 
@@ -16,13 +18,14 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from secagg import wire
+from secagg.dp import DPConfig, NoisePlan, PrivacyAccountant, calibrate
 from secagg.errors import ConfigurationError, ConfigurationTypeError, DecodeError, SecAggError
 from secagg.integrations import keras as keras_adapter
 from secagg.integrations import torch as torch_adapter
 from secagg.integrations.flower.keys import read_identity_key, read_public_key, read_trusted_keys
 from secagg.keys_command import main as keys_main
 from secagg.paillier.storage import ProtectedSecret, protect, unprotect
-from secagg.vectors import load_vectors
+from secagg.vectors import SUITES, generate_directory, load_vectors
 from tests.integrations.paillier_keys import material
 
 torch = pytest.importorskip("torch")
@@ -155,3 +158,69 @@ def test_a_vector_file_that_is_not_strict_json_is_refused(content: bytes, tmp_pa
     # Execute / Assert
     with pytest.raises(DecodeError, match=r"prg\.json"):
         load_vectors("prg.json", tmp_path)
+
+
+PRG_SUITE = [suite for suite in SUITES if suite.filename == "prg.json"]
+
+
+def _failing(real: Callable[..., object], error: int) -> Callable[..., object]:
+    def fail(*args: object, **kwargs: object) -> object:
+        raise OSError(error, os.strerror(error))
+
+    return fail
+
+
+@pytest.mark.parametrize("call", ["write", "replace", "fsync"])
+def test_an_interrupted_vector_write_leaves_the_previous_file_whole(
+    call: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Prepare: a generated prg.json, then a second generation whose write fails (a full disk,
+    # a failing rename or sync)
+    generate_directory(tmp_path, PRG_SUITE)
+    target = tmp_path / "prg.json"
+    before = target.read_bytes()
+    target.write_bytes(before.replace(b'"numberOfTests"', b'"numberOfTests" '))  # distinguishable
+    previous = target.read_bytes()
+    monkeypatch.setattr(os, call, _failing(getattr(os, call), errno.ENOSPC))
+
+    # Execute
+    with pytest.raises(ConfigurationError, match=r"prg\.json"):
+        generate_directory(tmp_path, PRG_SUITE)
+    monkeypatch.undo()
+
+    # Assert: the previous file is intact and still loads; no temporary file is left
+    assert target.read_bytes() == previous
+    load_vectors("prg.json", tmp_path)
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["prg.json"]
+
+
+# --- the accountant's state file -----------------------------------------------------------------
+
+CONFIG = DPConfig(epsilon=3.0, delta=1e-5, rounds=5, l2_clip=1.0, min_honest=4)
+
+
+@pytest.fixture(scope="module")
+def plan() -> NoisePlan:
+    return calibrate(CONFIG, num_clients=5, scale=1024.0, dimension=31)
+
+
+@pytest.mark.parametrize("call", ["fchmod", "fsync", "replace"])
+def test_an_interrupted_state_write_leaves_the_previous_count_whole(
+    call: str, plan: NoisePlan, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Prepare: a state file recording one released round; the next charge's write fails
+    path = tmp_path / "budget.json"
+    PrivacyAccountant(plan, path).record_round(1)
+    previous = path.read_bytes()
+    accountant = PrivacyAccountant(plan, path)
+    monkeypatch.setattr(os, call, _failing(getattr(os, call), errno.EIO))
+
+    # Execute
+    with pytest.raises(ConfigurationError, match=r"budget\.json"):
+        accountant.record_round(2)
+    monkeypatch.undo()
+
+    # Assert: the file still records one round, and a restarted accountant reads it
+    assert path.read_bytes() == previous
+    assert PrivacyAccountant(plan, path).num_releases == 1
+    assert not [p.name for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
