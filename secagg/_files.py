@@ -31,7 +31,7 @@ import tempfile
 
 from secagg.errors import ConfigurationError, ConfigurationTypeError, SecAggError
 
-__all__ = ["PRIVATE", "WRITABLE_BY_OWNER_ONLY", "read_regular_file", "write_regular_file"]
+__all__ = ["PRIVATE", "WRITABLE_BY_OWNER_ONLY", "read_regular_file", "sync_folder", "write_regular_file"]
 
 PRIVATE = stat.S_IRWXG | stat.S_IRWXO
 """Forbidden mode bits of a secret: group and others may not access it at all (0600)."""
@@ -154,7 +154,7 @@ def write_regular_file(path: str | os.PathLike[str], what: str, data: bytes) -> 
         if isinstance(exc, OSError):
             raise ConfigurationError(f"cannot write the {what} {name}: {exc.strerror or exc}") from exc
         raise
-    _sync_folder(folder)
+    sync_folder(folder)
 
 
 def _existing_mode(path: str | os.PathLike[str], what: str) -> int:
@@ -172,8 +172,9 @@ def _existing_mode(path: str | os.PathLike[str], what: str) -> int:
     return stat.S_IMODE(info.st_mode)
 
 
-def _sync_folder(folder: str) -> None:
-    """Make a rename in ``folder`` durable (best effort: some file systems cannot sync a folder)."""
+def sync_folder(folder: str | os.PathLike[str]) -> None:
+    """Make a file created or renamed in ``folder`` durable (best effort: some file systems cannot
+    sync a folder)."""
     with contextlib.suppress(OSError):
         descriptor = os.open(folder, os.O_RDONLY)
         try:

@@ -9,6 +9,7 @@ import argparse
 import contextlib
 import errno
 import os
+import stat
 from collections.abc import Callable
 from pathlib import Path
 
@@ -22,9 +23,10 @@ from secagg.dp import DPConfig, NoisePlan, PrivacyAccountant, calibrate
 from secagg.errors import ConfigurationError, ConfigurationTypeError, DecodeError, SecAggError
 from secagg.integrations import keras as keras_adapter
 from secagg.integrations import torch as torch_adapter
-from secagg.integrations.flower.keys import read_identity_key, read_public_key, read_trusted_keys
+from secagg.integrations.flower.keys import read_identity_key, read_public_key, read_trusted_keys, write_identity_key
 from secagg.keys_command import main as keys_main
 from secagg.paillier.storage import ProtectedSecret, protect, unprotect
+from secagg.primitives.signing import SigningKey
 from secagg.vectors import SUITES, generate_directory, load_vectors
 from tests.integrations.paillier_keys import material
 
@@ -224,3 +226,45 @@ def test_an_interrupted_state_write_leaves_the_previous_count_whole(
     assert path.read_bytes() == previous
     assert PrivacyAccountant(plan, path).num_releases == 1
     assert not [p.name for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
+
+
+# --- new secret files: durable before the call returns -------------------------------------------
+
+
+def _recording_fsync(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Record what each os.fsync synced: "file" or "folder"."""
+    synced: list[str] = []
+    real = os.fsync
+
+    def fsync(descriptor: int) -> None:
+        synced.append("folder" if stat.S_ISDIR(os.fstat(descriptor).st_mode) else "file")
+        real(descriptor)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    return synced
+
+
+def test_a_new_key_file_is_synced_with_its_folder_before_the_call_returns(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Prepare: the dealer destroys the key material once write_key_files returns; a crash after
+    # that must not leave an empty or missing share file, so file and folder are synced first
+    synced = _recording_fsync(monkeypatch)
+
+    # Execute
+    write_identity_key(tmp_path / "hospital.key", SigningKey.generate())
+
+    # Assert
+    assert synced == ["file", "folder"]
+
+
+def test_a_failing_sync_of_a_new_key_file_is_reported_and_leaves_no_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Prepare: the disk cannot make the file durable (an I/O error on fsync)
+    monkeypatch.setattr(os, "fsync", _failing(os.fsync, errno.EIO))
+
+    # Execute / Assert: refused, and no half-durable key file is left to be trusted later
+    with pytest.raises(ConfigurationError, match=r"hospital\.key"):
+        write_identity_key(tmp_path / "hospital.key", SigningKey.generate())
+    assert list(tmp_path.iterdir()) == []
