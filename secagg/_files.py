@@ -159,7 +159,7 @@ def write_regular_file(path: str | os.PathLike[str], what: str, data: bytes) -> 
 
 def _existing_mode(path: str | os.PathLike[str], what: str) -> int:
     """The permission bits of the regular file at ``path``, 0644 if there is none; ConfigurationError
-    if a link, pipe, device or folder is there."""
+    if a link, pipe, device or folder is there, or a file this process may not write."""
     try:
         info = os.lstat(path)
     except FileNotFoundError:
@@ -169,6 +169,8 @@ def _existing_mode(path: str | os.PathLike[str], what: str) -> int:
             f"cannot write the {what} {_shown(path)}: it is not a regular file (a link, pipe, device or folder is "
             "never written through or replaced; remove it)"
         )
+    if not os.access(path, os.W_OK):  # what opening it for writing refused before it was replaced
+        raise ConfigurationError(f"cannot write the {what} {_shown(path)}: permission denied (it is read-only)")
     return stat.S_IMODE(info.st_mode)
 
 

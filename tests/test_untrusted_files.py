@@ -196,6 +196,23 @@ def test_an_interrupted_vector_write_leaves_the_previous_file_whole(
     assert sorted(path.name for path in tmp_path.iterdir()) == ["prg.json"]
 
 
+def test_a_previous_vector_file_this_process_may_not_write_is_left_alone(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Prepare: a generated prg.json that the user may no longer write (os.access says so, as for a
+    # read-only file of another user): replacing it by a rename would bypass its permissions
+    generate_directory(tmp_path, PRG_SUITE)
+    target = tmp_path / "prg.json"
+    target.write_bytes(b"{}")
+    real_access = os.access
+    monkeypatch.setattr(os, "access", lambda path, mode, **kw: mode != os.W_OK and real_access(path, mode, **kw))
+
+    # Execute / Assert
+    with pytest.raises(ConfigurationError, match="permission denied"):
+        generate_directory(tmp_path, PRG_SUITE)
+    assert target.read_bytes() == b"{}"
+
+
 # --- the accountant's state file -----------------------------------------------------------------
 
 CONFIG = DPConfig(epsilon=3.0, delta=1e-5, rounds=5, l2_clip=1.0, min_honest=4)
