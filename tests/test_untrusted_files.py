@@ -27,7 +27,7 @@ from secagg.integrations.flower.keys import read_identity_key, read_public_key, 
 from secagg.keys_command import main as keys_main
 from secagg.paillier.storage import ProtectedSecret, protect, unprotect
 from secagg.primitives.signing import SigningKey
-from secagg.vectors import SUITES, generate_directory, load_vectors
+from secagg.vectors import SUITES, generate_directory, load_vectors, verify_directory
 from tests.integrations.paillier_keys import material
 
 torch = pytest.importorskip("torch")
@@ -100,6 +100,17 @@ def test_a_path_of_the_wrong_type_is_refused_with_the_librarys_error(reader: str
     # Execute / Assert
     with pytest.raises(ConfigurationTypeError, match="path"):
         PATH_READERS[reader](path)
+
+
+def test_a_vector_folder_that_cannot_be_listed_or_of_the_wrong_type_is_refused(tmp_path: Path) -> None:
+    # Prepare: a folder name longer than the system allows (listing it fails with ENAMETOOLONG),
+    # and a number where the folder belongs
+
+    # Execute / Assert
+    with pytest.raises(ConfigurationError, match="cannot list the vector folder"):
+        verify_directory(tmp_path / ("x" * 300))
+    with pytest.raises(ConfigurationTypeError, match="vector folder"):
+        verify_directory(3)  # type: ignore[arg-type]
 
 
 NON_CANONICAL_KEYS = {

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from secagg._files import read_regular_file, write_regular_file
-from secagg.errors import ConfigurationTypeError, DecodeError, SecAggError
+from secagg.errors import ConfigurationError, ConfigurationTypeError, DecodeError, SecAggError
 from secagg.vectors import (
     _bad_sessions,
     _bindings,
@@ -103,14 +103,20 @@ def load_vectors(name: str, directory: Path | str | None = None) -> Json:
     """The parsed vector file ``name`` (e.g. ``"prg.json"``) from ``directory``
     (default: the committed vectors). ConfigurationError if it is not a regular file of
     at most MAX_FILE_BYTES, DecodeError if it is not JSON."""
+    if not isinstance(name, str):
+        raise ConfigurationTypeError(f"the vector file name must be a str, got {type(name).__name__}")
+    return _load(_folder(directory) / name)
+
+
+def _folder(directory: object) -> Path:
+    """The vector folder ``directory`` names (None or "": the committed vectors); ConfigurationTypeError
+    unless it is a str or an os.PathLike of str."""
     folder = DATA_DIR if directory is None or directory == "" else directory
     if not isinstance(folder, (str, os.PathLike)) or not isinstance(os.fspath(folder), str):
         raise ConfigurationTypeError(
             f"the vector folder must be a str or os.PathLike path, got {type(folder).__name__}"
         )
-    if not isinstance(name, str):
-        raise ConfigurationTypeError(f"the vector file name must be a str, got {type(name).__name__}")
-    return _load(Path(folder) / name)
+    return Path(folder)
 
 
 def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
@@ -247,11 +253,16 @@ def verify_directory(directory: Path | str | None = None) -> list[FileReport]:
     """Verify every ``*.json`` file in ``directory`` (default: the committed vectors).
 
     A vector file this library knows that is missing from the folder is reported
-    as a failed file.
+    as a failed file. ConfigurationError if the folder cannot be listed (a name too long,
+    an I/O error), ConfigurationTypeError if ``directory`` is not a path.
     """
-    folder = Path(directory or DATA_DIR)
+    folder = _folder(directory)
+    try:
+        paths = sorted(folder.glob("*.json"))
+    except OSError as exc:  # a name too long, an I/O error
+        raise ConfigurationError(f"cannot list the vector folder {folder}: {exc.strerror or exc}") from exc
     reports = []
-    for path in sorted(folder.glob("*.json")):
+    for path in paths:
         try:
             document = _load(path)
         except SecAggError as exc:
