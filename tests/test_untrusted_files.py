@@ -138,6 +138,20 @@ def test_a_key_that_is_not_64_hex_digits_is_refused(text: str, tmp_path: Path) -
     assert not (tmp_path / "out.keys").exists()
 
 
+@pytest.mark.parametrize("separator", ["\x0b", "\x0c", "\x1c", "\x1d", "\x1e"])
+def test_only_a_newline_ends_a_line_of_the_trusted_keys_file(separator: str, tmp_path: Path) -> None:
+    # Prepare: two keys separated by an ASCII control that str.splitlines() also splits on (a
+    # vertical tab, form feed, file/group/record separator): a reader splitting on newlines sees one
+    # malformed line where this one saw two trusted keys
+    trusted = _private(tmp_path / "federation.keys", f"{KEY_HEX}{separator}{'cd' * 32}\n".encode("ascii"))
+
+    # Execute / Assert: the node's reader and `secagg keys check` alike
+    with pytest.raises(DecodeError, match="line 1"):
+        read_trusted_keys(trusted)
+    with pytest.raises(ConfigurationError, match="line 1"):
+        keys_main(argparse.Namespace(action="check", trusted=str(trusted), identity=[]))
+
+
 @settings(max_examples=40)
 @given(st.binary(max_size=160))
 def test_any_bytes_in_a_key_file_give_a_key_or_the_librarys_error(

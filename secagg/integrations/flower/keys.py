@@ -114,7 +114,11 @@ def write_trusted_keys(path: PathLike, keys: Iterable[bytes]) -> None:
 
 def read_trusted_lines(path: PathLike) -> list[str]:
     """The lines of the trusted-keys file ``path`` (checked as :func:`read_trusted_keys` reads it)."""
-    return _read(path, "trusted-keys file", MAX_TRUSTED_KEYS_FILE).decode("ascii", errors="replace").splitlines()
+    text = _read(path, "trusted-keys file", MAX_TRUSTED_KEYS_FILE).decode("ascii", errors="replace")
+    # Lines end at "\n" alone ("\r" before it is stripped with the blanks): str.splitlines() also splits
+    # at ASCII controls (form feed, file separator, ...), where a reader of lines sees one malformed line.
+    lines = text.split("\n")
+    return lines[:-1] if lines[-1] == "" else lines
 
 
 def read_trusted_keys(path: PathLike) -> frozenset[bytes]:
