@@ -15,16 +15,23 @@ and authorized-keys files: another user's file, whatever its mode, is theirs to 
 and to rewrite. Symbolic links are followed unless
 ``follow_symlinks`` is false: the checks apply to the file actually opened, whatever link
 led to it (deployments such as Kubernetes secret volumes deliver key files through links).
+A path that is not a ``str`` or an ``os.PathLike`` of ``str`` (an ``int``, which ``os.open``
+would take for an open file descriptor; bytes) is a :class:`~secagg.errors.ConfigurationTypeError`.
+
+:func:`write_regular_file` replaces a file atomically (a temporary file in the same folder,
+synced, renamed over it): a write that fails leaves the previous file whole.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import stat
+import tempfile
 
-from secagg.errors import ConfigurationError, SecAggError
+from secagg.errors import ConfigurationError, ConfigurationTypeError, SecAggError
 
-__all__ = ["PRIVATE", "WRITABLE_BY_OWNER_ONLY", "read_regular_file", "write_regular_file"]
+__all__ = ["PRIVATE", "WRITABLE_BY_OWNER_ONLY", "read_regular_file", "sync_folder", "write_regular_file"]
 
 PRIVATE = stat.S_IRWXG | stat.S_IRWXO
 """Forbidden mode bits of a secret: group and others may not access it at all (0600)."""
@@ -50,7 +57,7 @@ def read_regular_file(
     :data:`WRITABLE_BY_OWNER_ONLY`; checked on POSIX), ``advice`` what to do about them.
     FileNotFoundError is passed through as a ConfigurationError whose cause it is.
     """
-    name = _shown(path)
+    name = _shown(_checked_path(path, what))
     flags = os.O_RDONLY | _NEVER_WAIT | (0 if follow_symlinks else getattr(os, "O_NOFOLLOW", 0))
     try:
         descriptor = os.open(path, flags)
@@ -67,6 +74,14 @@ def read_regular_file(
     if len(data) > max_bytes:
         raise too_large(f"the {what} {name} is larger than {max_bytes} bytes")
     return data
+
+
+def _checked_path(path: object, what: str) -> str | os.PathLike[str]:
+    """``path`` if it names a file as a ``str`` or an ``os.PathLike`` of ``str`` (an ``int`` would be
+    opened as a file descriptor; bytes are no configured path); ConfigurationTypeError otherwise."""
+    if isinstance(path, (str, os.PathLike)) and isinstance(os.fspath(path), str):
+        return path
+    raise ConfigurationTypeError(f"the {what}'s path must be a str or os.PathLike file path, got {type(path).__name__}")
 
 
 def _shown(path: str | os.PathLike[str]) -> str:
@@ -105,30 +120,66 @@ def _read_at_most(descriptor: int, limit: int) -> bytes:
 
 
 def write_regular_file(path: str | os.PathLike[str], what: str, data: bytes) -> None:
-    """Create or overwrite the regular file ``path`` with ``data`` (mode 0644 when created).
+    """Create or replace the regular file ``path`` with ``data``, atomically: a failed write
+    (a full disk) leaves the previous file whole.
 
-    Never through a symbolic link (``O_NOFOLLOW``: a link planted in a shared folder would
-    redirect the write to the user's own files) and never into a named pipe or device
-    (``O_NONBLOCK``, then the descriptor's type): ConfigurationError naming the file.
+    ``data`` goes to a temporary file in the same folder, which is synced and then renamed over
+    ``path`` (``os.replace``), the folder synced last; the file keeps the previous one's permission
+    bits, or has mode 0644 when created. A symbolic link, named pipe, device or folder at ``path``
+    is refused, never written through nor replaced (a link planted in a shared folder would
+    redirect a write to the user's own files): ConfigurationError naming the file, as for any
+    failure, after which no temporary file is left.
     """
+    path = _checked_path(path, what)
     name = _shown(path)
-    flags = os.O_WRONLY | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0) | _NEVER_WAIT
     try:
-        descriptor = os.open(path, flags, 0o644)
-    except (OSError, ValueError) as exc:  # ELOOP: a symbolic link; ENXIO: a pipe nobody reads
+        mode = _existing_mode(path, what)
+        folder = os.path.dirname(os.fspath(path)) or os.curdir
+        descriptor, temporary = tempfile.mkstemp(prefix=f".{os.path.basename(os.fspath(path))}.", dir=folder)
+    except (OSError, ValueError) as exc:  # ValueError: a path holding a NUL byte
+        raise ConfigurationError(f"cannot write the {what} {name}: {getattr(exc, 'strerror', None) or exc}") from exc
+    try:
+        try:
+            os.fchmod(descriptor, mode)
+            view = memoryview(data)
+            while view:
+                view = view[os.write(descriptor, view) :]
+            os.fsync(descriptor)
+        finally:
+            os.close(descriptor)
+        os.replace(temporary, path)
+    except BaseException as exc:
+        with contextlib.suppress(OSError):
+            os.unlink(temporary)
+        if isinstance(exc, OSError):
+            raise ConfigurationError(f"cannot write the {what} {name}: {exc.strerror or exc}") from exc
+        raise
+    sync_folder(folder)
+
+
+def _existing_mode(path: str | os.PathLike[str], what: str) -> int:
+    """The permission bits of the regular file at ``path``, 0644 if there is none; ConfigurationError
+    if a link, pipe, device or folder is there, or a file this process may not write."""
+    try:
+        info = os.lstat(path)
+    except FileNotFoundError:
+        return 0o644
+    if not stat.S_ISREG(info.st_mode):
         raise ConfigurationError(
-            f"cannot write the {what} {name}: {getattr(exc, 'strerror', None) or exc} (a link, pipe or device "
-            "is never written through; remove it)"
-        ) from exc
-    try:
-        if not stat.S_ISREG(os.fstat(descriptor).st_mode):
-            raise ConfigurationError(f"cannot write the {what} {name}: not a regular file (a pipe or device)")
-        os.set_blocking(descriptor, True)
-        os.ftruncate(descriptor, 0)
-        view = memoryview(data)
-        while view:
-            view = view[os.write(descriptor, view) :]
-    except OSError as exc:
-        raise ConfigurationError(f"cannot write the {what} {name}: {exc.strerror or exc}") from exc
-    finally:
-        os.close(descriptor)
+            f"cannot write the {what} {_shown(path)}: it is not a regular file (a link, pipe, device or folder is "
+            "never written through or replaced; remove it)"
+        )
+    if not os.access(path, os.W_OK):  # what opening it for writing refused before it was replaced
+        raise ConfigurationError(f"cannot write the {what} {_shown(path)}: permission denied (it is read-only)")
+    return stat.S_IMODE(info.st_mode)
+
+
+def sync_folder(folder: str | os.PathLike[str]) -> None:
+    """Make a file created or renamed in ``folder`` durable (best effort: some file systems cannot
+    sync a folder)."""
+    with contextlib.suppress(OSError):
+        descriptor = os.open(folder, os.O_RDONLY)
+        try:
+            os.fsync(descriptor)
+        finally:
+            os.close(descriptor)

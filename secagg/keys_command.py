@@ -22,6 +22,7 @@ import os
 from secagg._files import read_regular_file
 from secagg.errors import ConfigurationError
 from secagg.integrations.flower.keys import (
+    hex_key,
     read_identity_key,
     read_trusted_lines,
     write_identity_key,
@@ -39,10 +40,7 @@ MAX_PUBLIC_KEY_FILE = 1024
 
 
 def _public_key(text: str, where: str) -> bytes:
-    try:
-        key = bytes.fromhex(text.strip())
-    except ValueError:
-        key = b""
+    key = hex_key(text.strip()) or b""
     if len(key) != PUBLIC_KEY_SIZE:
         raise ConfigurationError(f"{where}: not a {PUBLIC_KEY_SIZE}-byte public key in hex")
     return key

@@ -56,6 +56,14 @@ class ArraySpec:
         noun = self.NOUN
         if not isinstance(self.name, str):
             raise ConfigurationError(f"{noun} name must be a string, got {self.name!r}")
+        if not self.name.isascii():  # the model digest hashes names as UTF-8, which has no lone surrogate
+            try:
+                self.name.encode("utf-8")
+            except UnicodeEncodeError as exc:
+                raise ConfigurationError(
+                    f"{noun} name {self.name!r} is not valid Unicode (a lone surrogate, as decoding bytes that "
+                    "are not UTF-8 leaves): the model digest names each tensor in UTF-8; rename it"
+                ) from exc
         if any(isinstance(d, bool) or not isinstance(d, int) or d < 0 for d in self.shape):
             raise ConfigurationError(f"{noun} {self.name!r}: shape must be non-negative ints, got {self.shape}")
         if self.offset < 0:

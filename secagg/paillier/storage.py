@@ -38,7 +38,7 @@ from typing import ClassVar
 from cryptography.hazmat.primitives.kdf.scrypt import Scrypt
 
 from secagg import wire
-from secagg._files import PRIVATE, read_regular_file
+from secagg._files import PRIVATE, read_regular_file, sync_folder
 from secagg.errors import ConfigurationError, DecodeError
 from secagg.paillier._arguments import require_flag, require_path, require_random_bytes
 from secagg.paillier.key_checks import check_loaded_key
@@ -122,7 +122,13 @@ class ProtectedSecret(wire.Message):
 
 
 def _passphrase_bytes(passphrase: str | bytes) -> bytes:
-    raw = passphrase.encode("utf-8") if isinstance(passphrase, str) else passphrase
+    try:
+        raw = passphrase.encode("utf-8") if isinstance(passphrase, str) else passphrase
+    except UnicodeEncodeError as exc:  # e.g. an environment variable holding a byte that is not UTF-8
+        raise ConfigurationError(
+            "the passphrase is not valid Unicode (a lone surrogate, as decoding bytes that are not UTF-8 "
+            "leaves); give it as bytes or in UTF-8"
+        ) from exc
     if not isinstance(raw, bytes) or not raw:
         raise ConfigurationError("passphrase must be a non-empty str or bytes")
     return raw
@@ -238,8 +244,10 @@ def write_new_private_file(path: str | os.PathLike[str], data: bytes) -> None:
     """Write ``data`` to a file that must not exist yet, readable by its owner only (0600).
 
     The file is created with its final mode (no window in which others could
-    read it); an existing file is never overwritten (ConfigurationError). A write that
-    fails (a full disk) removes the file it created and raises ConfigurationError.
+    read it); an existing file is never overwritten (ConfigurationError). The file and
+    its folder are synced before it returns, so a crash after it returned cannot lose
+    the file. A write or sync that fails (a full disk, an I/O error) removes the file it
+    created and raises ConfigurationError.
     """
     path = require_path(path)
     try:
@@ -251,10 +259,13 @@ def write_new_private_file(path: str | os.PathLike[str], data: bytes) -> None:
     try:
         with os.fdopen(descriptor, "wb") as handle:
             handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())  # durable before the caller (a dealer) destroys the key material
     except OSError as exc:  # a full disk, an I/O error: no partial file is left behind
         with contextlib.suppress(OSError):
             os.unlink(path)
         raise ConfigurationError(f"cannot write {path!r}: {exc.strerror or exc}") from exc
+    sync_folder(os.path.dirname(os.fspath(path)) or os.curdir)  # the new name durable too
 
 
 def read_private_file(path: str | os.PathLike[str], what: str, max_bytes: int = MAX_PROTECTED_FILE) -> bytes:

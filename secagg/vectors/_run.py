@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import importlib
 import json
+import os
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from secagg._files import read_regular_file, write_regular_file
-from secagg.errors import DecodeError, SecAggError
+from secagg.errors import ConfigurationError, ConfigurationTypeError, DecodeError, SecAggError
 from secagg.vectors import (
     _bad_sessions,
     _bindings,
@@ -102,15 +103,43 @@ def load_vectors(name: str, directory: Path | str | None = None) -> Json:
     """The parsed vector file ``name`` (e.g. ``"prg.json"``) from ``directory``
     (default: the committed vectors). ConfigurationError if it is not a regular file of
     at most MAX_FILE_BYTES, DecodeError if it is not JSON."""
-    return _load(Path(directory or DATA_DIR) / name)
+    if not isinstance(name, str):
+        raise ConfigurationTypeError(f"the vector file name must be a str, got {type(name).__name__}")
+    return _load(_folder(directory) / name)
+
+
+def _folder(directory: object) -> Path:
+    """The vector folder ``directory`` names (None or "": the committed vectors); ConfigurationTypeError
+    unless it is a str or an os.PathLike of str."""
+    folder = DATA_DIR if directory is None or directory == "" else directory
+    if not isinstance(folder, (str, os.PathLike)) or not isinstance(os.fspath(folder), str):
+        raise ConfigurationTypeError(
+            f"the vector folder must be a str or os.PathLike path, got {type(folder).__name__}"
+        )
+    return Path(folder)
+
+
+def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """An object of the file, refused if it repeats a name (Python keeps the last, another reader may not)."""
+    out: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in out:
+            raise DecodeError(f"it repeats the name {key[:40]!r} in one object")
+        out[key] = value
+    return out
+
+
+def _no_constant(name: str) -> None:
+    raise DecodeError(f"it holds {name}, which is not JSON (non-finite floats are the strings \"NaN\", ...)")
 
 
 def _load(path: Path) -> Json:
-    """The JSON in the vector file ``path``: a regular file of at most MAX_FILE_BYTES, opened without blocking."""
+    """The JSON in the vector file ``path``: a regular file of at most MAX_FILE_BYTES, opened without
+    blocking, strict JSON (no repeated name in an object, no NaN or Infinity)."""
     data = read_regular_file(path, "vector file", MAX_FILE_BYTES)
     try:
-        document: Json = json.loads(data)
-    except (ValueError, RecursionError) as exc:  # UnicodeDecodeError is a ValueError; RecursionError: nesting
+        document: Json = json.loads(data, object_pairs_hook=_no_duplicates, parse_constant=_no_constant)
+    except (ValueError, RecursionError, DecodeError) as exc:  # UnicodeDecodeError is a ValueError; nesting
         raise DecodeError(f"the vector file {path} is not JSON: {exc}") from exc
     return document
 
@@ -224,11 +253,16 @@ def verify_directory(directory: Path | str | None = None) -> list[FileReport]:
     """Verify every ``*.json`` file in ``directory`` (default: the committed vectors).
 
     A vector file this library knows that is missing from the folder is reported
-    as a failed file.
+    as a failed file. ConfigurationError if the folder cannot be listed (a name too long,
+    an I/O error), ConfigurationTypeError if ``directory`` is not a path.
     """
-    folder = Path(directory or DATA_DIR)
+    folder = _folder(directory)
+    try:
+        paths = sorted(folder.glob("*.json"))
+    except OSError as exc:  # a name too long, an I/O error
+        raise ConfigurationError(f"cannot list the vector folder {folder}: {exc.strerror or exc}") from exc
     reports = []
-    for path in sorted(folder.glob("*.json")):
+    for path in paths:
         try:
             document = _load(path)
         except SecAggError as exc:

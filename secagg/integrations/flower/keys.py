@@ -62,6 +62,7 @@ MAX_TRUSTED_KEYS_FILE = 1 << 20
 MAX_PUBLIC_KEY_FILE = 1 << 21
 """Largest Paillier public-key file read (2 MiB; the largest threshold key, 8192 bits with 256
 verification keys, encodes to about 0.5 MiB)."""
+_HEX_DIGITS = frozenset("0123456789abcdefABCDEF")
 _TRUST_ADVICE = "whoever may write it decides whom this node trusts; make it writable by its owner only"
 
 
@@ -72,13 +73,22 @@ def _read(path: PathLike, what: str, max_bytes: int) -> bytes:
 
 
 def _hex_key(text: str, size: int, where: str) -> bytes:
-    try:
-        value = bytes.fromhex(text)
-    except ValueError as exc:
-        raise DecodeError(f"{where}: not a hex string") from exc
+    """The ``size``-byte key written as ``text``: exactly ``2 * size`` hex digits (``bytes.fromhex``
+    alone would also read digits separated by spaces, a line another reader refuses)."""
+    value = hex_key(text)
+    if value is None:
+        raise DecodeError(f"{where}: not a hex string (hex digits only, two per byte)")
     if len(value) != size:
         raise DecodeError(f"{where}: expected {size} bytes, got {len(value)}")
     return value
+
+
+def hex_key(text: str) -> bytes | None:
+    """The bytes ``text`` spells in hex digits alone (either case, two per byte), None if it holds
+    anything else (spaces between the digits included)."""
+    if not text.isascii() or not all(c in _HEX_DIGITS for c in text) or len(text) % 2:
+        return None
+    return bytes.fromhex(text)
 
 
 def write_identity_key(path: PathLike, identity: SigningKey) -> None:
@@ -104,7 +114,11 @@ def write_trusted_keys(path: PathLike, keys: Iterable[bytes]) -> None:
 
 def read_trusted_lines(path: PathLike) -> list[str]:
     """The lines of the trusted-keys file ``path`` (checked as :func:`read_trusted_keys` reads it)."""
-    return _read(path, "trusted-keys file", MAX_TRUSTED_KEYS_FILE).decode("ascii", errors="replace").splitlines()
+    text = _read(path, "trusted-keys file", MAX_TRUSTED_KEYS_FILE).decode("ascii", errors="replace")
+    # Lines end at "\n" alone ("\r" before it is stripped with the blanks): str.splitlines() also splits
+    # at ASCII controls (form feed, file separator, ...), where a reader of lines sees one malformed line.
+    lines = text.split("\n")
+    return lines[:-1] if lines[-1] == "" else lines
 
 
 def read_trusted_keys(path: PathLike) -> frozenset[bytes]:
