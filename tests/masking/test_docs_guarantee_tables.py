@@ -72,7 +72,7 @@ def test_the_defaults_table_covers_both_modes_and_both_graphs() -> None:
     }
 
 
-DERIVED = _table("| n | γ | δ | mode | k | t |")
+DERIVED = _table("| n | \u03b3 | \u03b4 | mode | k | t |")  # gamma, delta
 
 
 @pytest.mark.parametrize("row", DERIVED, ids=["-".join(r[:4]) for r in DERIVED])

@@ -1,0 +1,128 @@
+"""SecAgg+'s guarantee (Harary graph), attacked at its bound and one past it through real sessions.
+
+On a Harary graph a client's two secrets (self-mask seed and mask key) are Shamir-shared among
+its k neighbours with threshold t, and the configuration is sized so that fewer than t of them
+collude (``corrupt_neighbours``, t - 1 in semi-honest mode). At the small sizes below the
+declared c = floor(gamma n) equals that bound, so the attack is exact, not probabilistic:
+
+- c colluders, all placed among one victim's neighbours (the worst placement), hold c < t
+  shares of each secret: the victim's masked input stays masked;
+- c + 1 = t colluding neighbours combine their shares into both secrets, recompute every mask
+  the victim added, and read its input out of the masked vector it uploaded.
+
+The smallest sum such a session can release holds t + 1 inputs (no self-held share on a Harary
+graph; :func:`secagg.dp.floors.unmasked_sums`): t + 1 clients that are each other's neighbours
+complete exactly, and t of them (one fewer) are refused with the library's error.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from secagg import wire
+from secagg.dp.floors import masking_floor, unmasked_sums
+from secagg.errors import ConfigurationError, ThresholdError
+from secagg.masking import HARARY, SEMI_HONEST, ClientPhase, MaskingConfig, Round, run_session
+from secagg.masking.messages import MaskedInput
+from secagg.masking.session import PAIR_MASK_LABEL, SELF_MASK_LABEL, ZERO_CONTEXT, pair_mask_seeds, pair_mask_subtracts
+from secagg.primitives import prg, shamir
+from secagg.primitives.randomness import InsecureDeterministicRandom
+
+from .harness import StepRun, assert_exact, random_inputs, session_neighbours
+
+VICTIM = 1
+SIZES = [20, 40]
+"""SecAgg+ (complete_up_to=0, the defaults otherwise): n = 20 gives k = 10, t = 2, c = 1;
+n = 40 gives k = 20, t = 3, c = 2."""
+
+
+def _config(n: int) -> MaskingConfig:
+    config = MaskingConfig.secagg_plus(n, 4, complete_up_to=0, mode=SEMI_HONEST)
+    assert config.graph == HARARY and not config.self_share
+    return config
+
+
+def _unmask(run: StepRun, colluders: list[int]) -> np.ndarray | None:
+    """What ``colluders`` (with the server, which holds every upload) make of the victim's masked
+    input: its input, if their held shares reach t for both secrets; None if they are refused."""
+    config, victim = run.config, run.states[VICTIM]
+    shares: dict[str, list[shamir.Share]] = {"seed": [], "key": []}
+    for colluder in colluders:
+        for held in run.states[colluder].held:
+            if held.owner == VICTIM:
+                shares["seed"].append(shamir.Share(colluder, int.from_bytes(held.self_mask_share, "big")))
+                shares["key"].append(shamir.Share(colluder, int.from_bytes(held.mask_key_share, "big")))
+    assert len(shares["seed"]) == len(colluders)  # each colluding neighbour holds one share of each
+    try:
+        seed = shamir.combine(shares["seed"], config.threshold)
+        key = shamir.combine(shares["key"], config.threshold)
+    except ConfigurationError:
+        return None  # fewer than t shares: nothing to interpolate
+    masked = wire.decode(run.sent[VICTIM][2], MaskedInput).vector.values.astype(config.ring.dtype)
+    vector = masked.copy()
+    prg.add_expansion(vector, seed, SELF_MASK_LABEL, subtract=True)
+    peers = [(entry.client, entry.mask_key) for entry in victim.neighbours]
+    for (peer, _), pair_seed in zip(peers, pair_mask_seeds(key, peers, victim.session, VICTIM), strict=True):
+        # the victim subtracted where pair_mask_subtracts says so: undo it with the other sign
+        prg.add_expansion(vector, pair_seed, PAIR_MASK_LABEL, subtract=not pair_mask_subtracts(VICTIM, peer))
+    return vector
+
+
+@pytest.mark.parametrize("n", SIZES)
+def test_c_colluding_neighbours_see_a_masked_input_and_c_plus_one_read_it(n: int) -> None:
+    # Prepare: an honest session up to the unmasking round; every masked input is uploaded
+    config = _config(n)
+    c, t = config.guarantee.colluders, config.threshold
+    assert c == config.corrupt_neighbours == t - 1
+    run = StepRun(config, seed=n)
+    run.run_until(ClientPhase.AWAIT_UNMASK)
+    neighbours = sorted(run.neighbours(VICTIM))
+    assert len(neighbours) == config.holders
+    truth = run.inputs[VICTIM]
+    # Execute / Assert: the guarantee's c colluders, all among the victim's neighbours: refused
+    assert _unmask(run, neighbours[:c]) is None
+    # ... and read as a sharing of lower degree their shares give a vector that is not the input
+    if c:
+        for held in run.states[neighbours[0]].held:
+            if held.owner == VICTIM:
+                wrong = shamir.combine([shamir.Share(neighbours[0], int.from_bytes(held.self_mask_share, "big"))], 1)
+                assert wrong != run.states[VICTIM].self_mask_seed
+    # One past it: c + 1 = t colluding neighbours recover the victim's input exactly
+    recovered = _unmask(run, neighbours[: c + 1])
+    assert recovered is not None
+    np.testing.assert_array_equal(recovered, truth)
+
+
+def _clique(config: MaskingConfig, size: int) -> list[int]:
+    """``size`` clients that are each other's neighbours on the session's graph (consecutive
+    positions of the permuted ring: up to k / 2 + 1 of them)."""
+    neighbours = session_neighbours(config, ZERO_CONTEXT)
+    for start in range(1, config.num_clients + 1):
+        members = [start]
+        for candidate in sorted(neighbours(start)):
+            if all(candidate in neighbours(member) for member in members):
+                members.append(candidate)
+            if len(members) == size:
+                return members
+    raise AssertionError(f"no {size} mutual neighbours")
+
+
+@pytest.mark.parametrize("n", SIZES)
+def test_the_smallest_released_sum_holds_t_plus_one_inputs_and_t_are_refused(n: int) -> None:
+    # Prepare: the DP floor's m = t + 1, and t + 1 clients that are all each other's neighbours
+    config = _config(n)
+    t = config.threshold
+    sums = unmasked_sums(config)
+    assert n - sums.dropouts == t + 1 and masking_floor(config) == t + 1 - config.corrupt_neighbours >= 2
+    members = _clique(config, t + 1)
+    inputs = random_inputs(config, n)
+    # Execute / Assert: every other client drops before sharing its keys: a sum of t + 1, exact
+    dropouts = {client: Round.SHARE_KEYS for client in range(1, n + 1) if client not in members}
+    result = run_session(config, inputs, dropouts, random_bytes=InsecureDeterministicRandom(n), context=ZERO_CONTEXT)
+    assert sorted(result.included) == sorted(members)
+    assert_exact(config, result.aggregate, inputs, result.included)
+    # One fewer: t clients are below what any survivor's seed needs (t answering neighbours), refused
+    dropouts[members[-1]] = Round.SHARE_KEYS
+    with pytest.raises(ThresholdError):
+        run_session(config, inputs, dropouts, random_bytes=InsecureDeterministicRandom(n), context=ZERO_CONTEXT)
