@@ -10,6 +10,9 @@ Each default shape is attacked at its computed bound and one past it.
 
 from __future__ import annotations
 
+import re
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -18,6 +21,7 @@ from fl_core.aggregators import ClientUpdate, DropoutStage, WeightedQuantizer, m
 from fl_core.aggregators.paillier import PaillierAggregator, paillier_shape
 from fl_core.dp_build import supported_honest
 from secagg.cli import build_parser
+from secagg.cli import main as cli_main
 from secagg.errors import ConfigurationError, ThresholdError
 from secagg.masking.parameters import complete_guarantee, complete_threshold, default_colluders
 from secagg.paillier import PaillierConfig, Stage, run_session
@@ -157,3 +161,27 @@ def test_the_demo_configuration_refuses_colluders_it_cannot_hold() -> None:
         demo.DemoConfig(aggregation="secagg", colluders=1)
     with pytest.raises(ConfigurationError, match=r"colluders must be in 0\.\.3"):
         demo.DemoConfig(aggregation="paillier", hospitals=5, colluders=4)
+
+
+def _example(text: str, pattern: str) -> tuple[int, int, int, int]:
+    """The (hospitals, t, l, colluders) of the one default example ``pattern`` finds in ``text``."""
+    found = re.findall(pattern, " ".join(text.split()))
+    assert len(found) == 1, f"{pattern!r}: {found}"
+    return tuple(int(value) for value in found[0])  # type: ignore[return-value]
+
+
+def test_the_default_example_the_help_and_the_docs_print_is_the_computed_one(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    # `secagg demo --help` and docs/fedavg.md's option table spell out the --colluders default for
+    # one federation: its t-of-l key and the colluders (and dropouts) it tolerates, as computed
+    with pytest.raises(SystemExit):
+        cli_main(["demo", "--help"])
+    printed = _example(capsys.readouterr().out, r"(\d+) hospitals (\d+)-of-(\d+), (\d+) colluders tolerated")
+    docs = (Path(__file__).resolve().parents[2] / "docs" / "fedavg.md").read_text(encoding="utf-8")
+    documented = _example(docs, r"(\d+) hospitals: (\d+)-of-(\d+), (\d+) colluders, one dropout")
+    for hospitals, threshold, parties, colluders in (printed, documented):
+        config = _config(hospitals)
+        assert (parties, threshold) == (hospitals, config.decryption_threshold)
+        assert config.guarantee.colluders == colluders
+        assert config.guarantee.dropouts == 1  # "leave one dropout"
