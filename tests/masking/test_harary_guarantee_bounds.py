@@ -23,13 +23,33 @@ import pytest
 from secagg import wire
 from secagg.dp.floors import masking_floor, unmasked_sums
 from secagg.errors import ConfigurationError, ThresholdError
-from secagg.masking import HARARY, SEMI_HONEST, ClientPhase, MaskingConfig, Round, run_session
+from secagg.masking import (
+    ACTIVE,
+    HARARY,
+    SEMI_HONEST,
+    ClientPhase,
+    MaskingConfig,
+    Round,
+    client_unmask,
+    make_identities,
+    run_session,
+)
 from secagg.masking.messages import MaskedInput
-from secagg.masking.session import PAIR_MASK_LABEL, SELF_MASK_LABEL, ZERO_CONTEXT, pair_mask_seeds, pair_mask_subtracts
+from secagg.masking.session import (
+    PAIR_MASK_LABEL,
+    SELF_MASK_LABEL,
+    ZERO_CONTEXT,
+    graph_neighbours,
+    pair_mask_seeds,
+    pair_mask_subtracts,
+    session_id,
+)
 from secagg.primitives import prg, shamir
 from secagg.primitives.randomness import InsecureDeterministicRandom
+from secagg.primitives.signing import SigningKey
 
 from .harness import StepRun, assert_exact, random_inputs, session_neighbours
+from .test_session_binding import split_view_attack
 
 VICTIM = 1
 SIZES = [20, 40]
@@ -126,3 +146,60 @@ def test_the_smallest_released_sum_holds_t_plus_one_inputs_and_t_are_refused(n: 
     dropouts[members[-1]] = Round.SHARE_KEYS
     with pytest.raises(ThresholdError):
         run_session(config, inputs, dropouts, random_bytes=InsecureDeterministicRandom(n), context=ZERO_CONTEXT)
+
+
+Attack = tuple[tuple[bytes | None, bytes | None], tuple[bytes, bytes]]
+
+
+def _active(n: int) -> tuple[MaskingConfig, dict[int, SigningKey], list[int]]:
+    """Active SecAgg+ of n clients (deterministic identities), its identities and the victim's neighbours."""
+    identities, public = make_identities(n, InsecureDeterministicRandom(99))
+    config = MaskingConfig.secagg_plus(n, 4, complete_up_to=0, mode=ACTIVE, identity_keys=public)
+    assert config.graph == HARARY and not config.self_share and config.guarantee.lying_server
+    return config, identities, sorted(graph_neighbours(config, session_id(config, ZERO_CONTEXT), VICTIM))
+
+
+def _split(n: int, count: int, group_a: int, setup: tuple[MaskingConfig, dict[int, SigningKey], list[int]]) -> Attack:
+    """The lying server's split against the victim with the last ``count`` of its neighbours colluding
+    and the first ``group_a`` of the honest ones told it survived (the rest: that it dropped)."""
+    config, identities, neighbours = setup
+    colluders = frozenset(neighbours[-count:])
+    honest = [h for h in neighbours if h not in colluders]
+    return split_view_attack(n, config.threshold, colluders, frozenset(honest[:group_a]), setup=(config, identities))
+
+
+def _balanced(k: int, count: int) -> list[int]:
+    """The group sizes that split the k - count honest neighbours most evenly: closest to t on both
+    sides, so if they fail every split does (each side needs t - count honest answers)."""
+    return sorted({(k - count) // 2, (k - count + 1) // 2})
+
+
+@pytest.mark.parametrize("n", [20, 30])
+def test_a_lying_server_splitting_c_colluding_neighbours_fails_and_c_plus_one_breaks_the_counting_rule(
+    n: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Prepare: active SecAgg+ (n = 20: k = 18, t = 10; n = 30: k = 26, t = 14; c = 1 = the corrupt
+    # neighbours, and 2t > k + c). The server tells group A (and the victim) that the victim survived
+    # and its other honest neighbours that it dropped; colluders sign both lists and answer both.
+    setup = _active(n)
+    config = setup[0]
+    c, t, k = config.guarantee.colluders, config.threshold, config.holders
+    assert c == config.corrupt_neighbours and 2 * t > k + c and 2 * t <= k + c + 1
+    # Execute / Assert: with c colluding neighbours no split gives the server both secrets
+    assert all(None in _split(n, c, a, setup)[0] for a in _balanced(k, c))
+    # c + 1: still refused, by the clients' endorsement check (a list must be signed by t neighbours of
+    # every client whose shares a holder reveals), which the computed c does not count on ...
+    assert all(None in _split(n, c + 1, a, setup)[0] for a in _balanced(k, c + 1))
+    # ... without it (the rule 2t > k + c alone, which c is computed from) c + 1 recover both real secrets
+    monkeypatch.setattr(client_unmask, "_check_endorsed", lambda *_: None)
+    recovered, truth = _split(n, c + 1, _balanced(k, c + 1)[0], setup)
+    assert recovered == truth
+
+
+def test_the_endorsement_check_falls_to_more_colluding_neighbours_with_the_real_secrets() -> None:
+    # n = 20 (k = 18, t = 10, c = 1): with the endorsement check on, a search over splits found the
+    # first success at 4 colluding neighbours (7 honest told the victim survived). The computed c is
+    # conservative there, never over-claimed; and what the server then gets is the victim's real secrets.
+    setup = _active(20)
+    recovered, truth = _split(20, 4, 7, setup)
+    assert recovered == truth
