@@ -13,6 +13,13 @@ declared c = floor(gamma n) equals that bound, so the attack is exact, not proba
 The smallest sum such a session can release holds t + 1 inputs (no self-held share on a Harary
 graph; :func:`secagg.dp.floors.unmasked_sums`): t + 1 clients that are each other's neighbours
 complete exactly, and t of them (one fewer) are refused with the library's error.
+
+Active mode: a lying server that splits the victim's neighbours between "it survived" and "it
+dropped" gets nothing with c colluding neighbours and both secrets with c + 1 under the rule
+2t > k + c the guarantee is computed from; the clients' endorsement check holds c + 1 off too.
+
+Dropouts: the worst place for the guarantee's d is one client's neighbourhood, and the defaults
+leave exactly t of its k neighbours there: d dropouts complete exactly, d + 1 abort.
 """
 
 from __future__ import annotations
@@ -30,6 +37,7 @@ from secagg.masking import (
     ClientPhase,
     MaskingConfig,
     Round,
+    SessionResult,
     client_unmask,
     make_identities,
     run_session,
@@ -169,9 +177,9 @@ def _split(n: int, count: int, group_a: int, setup: tuple[MaskingConfig, dict[in
 
 
 def _balanced(k: int, count: int) -> list[int]:
-    """The group sizes that split the k - count honest neighbours most evenly: closest to t on both
-    sides, so if they fail every split does (each side needs t - count honest answers)."""
-    return sorted({(k - count) // 2, (k - count + 1) // 2})
+    """The group size that splits the k - count honest neighbours most evenly: closest to t on both
+    sides (each needs t - count honest answers; the other even split is its mirror image)."""
+    return [(k - count) // 2]
 
 
 @pytest.mark.parametrize("n", [20, 30])
@@ -203,3 +211,38 @@ def test_the_endorsement_check_falls_to_more_colluding_neighbours_with_the_real_
     setup = _active(20)
     recovered, truth = _split(20, 4, 7, setup)
     assert recovered == truth
+
+
+STAGES = [Round.ADVERTISE_KEYS, Round.SHARE_KEYS, Round.MASKED_INPUT, Round.UNMASKING]
+
+
+@pytest.mark.parametrize(("n", "mode"), [(20, SEMI_HONEST), (30, SEMI_HONEST), (20, ACTIVE)])
+def test_d_dropouts_in_one_neighbourhood_complete_exactly_and_d_plus_one_abort(n: int, mode: str) -> None:
+    # Prepare: the worst place for the guarantee's d dropouts is one client's neighbourhood: the
+    # defaults size t to the k - d neighbours that are then left (n = 20: k = 10, t = 2, d = 8 semi-honest;
+    # k = 18, t = 10 active; n = 30: k = 14, t = 2, d = 12)
+    identities, public = make_identities(n, InsecureDeterministicRandom(n)) if mode == ACTIVE else ({}, ())
+    config = MaskingConfig.secagg_plus(n, 4, complete_up_to=0, mode=mode, identity_keys=public)
+    assert config.graph == HARARY
+    d, k, t = config.guarantee.dropouts, config.holders, config.threshold
+    assert k - d == t
+    neighbours = sorted(graph_neighbours(config, session_id(config, ZERO_CONTEXT), VICTIM))
+    inputs = random_inputs(config, n)
+
+    def run(dropouts: dict[int, Round]) -> SessionResult:
+        return run_session(config, inputs, dropouts, identities=identities or None, context=ZERO_CONTEXT,
+                           random_bytes=InsecureDeterministicRandom(n))
+
+    # Execute / Assert: d of the victim's neighbours drop, at every stage in turn: the exact sum
+    spread = {client: STAGES[i % len(STAGES)] for i, client in enumerate(neighbours[:d])}
+    result = run(spread)
+    assert VICTIM in result.included
+    assert_exact(config, result.aggregate, inputs, result.included)
+    # ... and all after masking with the victim (its self-mask then needs t of them): still exact
+    late = dict.fromkeys(neighbours[:d], Round.UNMASKING)
+    result = run(late)
+    assert sorted(result.included) == list(range(1, n + 1))
+    assert_exact(config, result.aggregate, inputs, result.included)
+    # One past it: t - 1 of the victim's neighbours answer: no sum, the library's error naming it
+    with pytest.raises(ThresholdError, match=f"client {VICTIM}"):
+        run(dict.fromkeys(neighbours[: d + 1], Round.UNMASKING))
