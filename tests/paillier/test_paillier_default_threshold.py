@@ -185,3 +185,44 @@ def test_the_default_example_the_help_and_the_docs_print_is_the_computed_one(
         assert (parties, threshold) == (hospitals, config.decryption_threshold)
         assert config.guarantee.colluders == colluders
         assert config.guarantee.dropouts == 1  # "leave one dropout"
+
+
+def _docs(name: str) -> str:
+    return (Path(__file__).resolve().parents[2] / "docs" / name).read_text(encoding="utf-8")
+
+
+def test_the_default_threshold_table_in_the_docs_is_the_computed_one() -> None:
+    # docs/paillier.md, "The default threshold": per hospital count, the default t and its guarantee
+    lines = _docs("paillier.md").splitlines()
+    start = lines.index("| hospitals | default t | c (colluders) | d (dropouts) |")
+    rows = []
+    for line in lines[start + 2 :]:
+        if not line.startswith("|"):
+            break
+        rows.append([int(cell) for cell in line.strip("|").split("|")])
+    assert len(rows) >= 5
+    for hospitals, threshold, colluders, dropouts in rows:
+        config = _config(hospitals)
+        computed = [hospitals, config.decryption_threshold, config.guarantee.colluders, config.guarantee.dropouts]
+        assert [hospitals, threshold, colluders, dropouts] == computed
+
+
+def test_the_worked_paillier_examples_in_the_docs_are_the_computed_ones() -> None:
+    # The figures docs/paillier.md, docs/integrations.md and docs/privacy.md spell out in prose
+    four, five = _config(4), _config(5)
+    old = _config(5, threshold=3)  # the old default l // 2 + 1
+    pair = f"(3-of-4: c = {four.guarantee.colluders}; 4-of-5: c = {five.guarantee.colluders}"
+    assert (four.decryption_threshold, five.decryption_threshold) == (3, 4)
+    floors = [supported_honest("paillier", n) for n in (5, 10, 20)]
+    old_floors = [supported_honest("paillier", n, threshold=n // 2 + 1) for n in (5, 10, 20)]
+    survived = ["no", "one", "two", "three"][old.guarantee.dropouts]
+    expected = {
+        "paillier.md": [pair, f"(5 hospitals: 3-of-5, c = {old.guarantee.colluders}, {survived} dropouts)"],
+        "integrations.md": [pair],
+        "privacy.md": [f"as active masking: 5 hospitals {floors[0]}, 10: {floors[1]}, 20: {floors[2]} (with the old "
+                       f"default t = n // 2 + 1: {old_floors[0]}, {old_floors[1]} and {old_floors[2]})"],
+    }
+    for name, phrases in expected.items():
+        text = " ".join(_docs(name).split())
+        for phrase in phrases:
+            assert phrase in text, f"docs/{name}: {phrase!r}"
