@@ -236,3 +236,23 @@ def test_a_mod_factory_refuses_an_argument_of_the_wrong_type(factory: object, ar
     # Execute / Assert: refused at construction, naming the argument
     with pytest.raises(ConfigurationError, match=argument):
         factory(**{argument: value})  # type: ignore[operator]
+
+
+def test_the_worked_examples_in_the_integration_docs_are_the_computed_guarantees() -> None:
+    # docs/integrations.md spells out, per node count, the threshold and colluders of the default
+    # options' rounds and of a server that lowers the threshold; each figure is rebuilt here
+    default = SecAggOptions(trusted_keys=TRUSTED_KEYS)
+    rounds = {n: default.masking(n, 2) for n in (3, 4, 5)}
+    # (SecAggOptions(threshold=3) alone is refused: it is validated for a round of 3 nodes, where t = 3 > k = 2)
+    with pytest.raises(ConfigurationError, match="t = 3"):
+        SecAggOptions(trusted_keys=TRUSTED_KEYS, threshold=3)
+    lowered = SecAggOptions(trusted_keys=TRUSTED_KEYS, threshold=3, max_nodes=5).masking(5, 2)
+    text = " ".join((Path(__file__).resolve().parents[2] / "docs" / "integrations.md").read_text("utf-8").split())
+    phrases = [
+        "active: " + ", ".join(f"{n} nodes c = {rounds[n].guarantee.colluders}" for n in (3, 4, 5)) + ";",
+        "(" + "; ".join(f"{n} nodes: t = {rounds[n].threshold}, c = {rounds[n].guarantee.colluders}" for n in (4, 3))
+        + ")",
+        f"`SecAggOptions(threshold=3, max_nodes=5)` over 5 nodes: c = {lowered.guarantee.colluders})",
+    ]
+    for phrase in phrases:
+        assert phrase in text, phrase

@@ -9,6 +9,7 @@ needs is skipped with the reason before anything is sent, and the run goes on.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
@@ -19,7 +20,7 @@ pytest.importorskip("flwr")
 
 from secagg import wire
 from secagg.guarantee import Guarantee
-from secagg.integrations.flower import PaillierGrid, PaillierOptions, SecAggGrid, SecAggOptions
+from secagg.integrations.flower import NodePolicy, PaillierGrid, PaillierOptions, SecAggGrid, SecAggOptions
 from secagg.integrations.flower._records import read_stage
 from secagg.integrations.flower.keys import read_public_key
 from secagg.integrations.flower.protocol import ENCRYPT, IDENTIFY, SETUP, RoundSetup
@@ -153,3 +154,25 @@ def test_a_later_round_below_the_fewest_nodes_is_skipped_before_anything_is_sent
     assert second.skipped_reason is not None and "at least 3 nodes" in second.skipped_reason, second.skipped_reason
     assert second.included == frozenset() and second.guarantee is None and len(second.node_ids) == 2
     assert [m for m in grid.sent if m.metadata.group_id == "2"] == []
+
+
+@pytest.mark.parametrize(("mode", "level"), [("active", logging.INFO), ("semi-honest", logging.WARNING)])
+def test_every_masking_round_logs_its_computed_guarantee_and_semi_honest_warns_what_it_gives_up(
+    mode: str, level: int, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Prepare: five nodes in the named mode (semi-honest only where each node allows it by name)
+    policy = {} if mode == "active" else {"policy": NodePolicy(allow_semi_honest=True)}
+    grid = FakeGrid({node: make_app(node, WEIGHTS[node], Audit(), **identity_options(node, mode), **policy)
+                     for node in NODES})
+    options = SecAggOptions(trusted_keys=TRUSTED_KEYS) if mode == "active" else SecAggOptions(mode=mode)
+    secure = SecAggGrid(grid, options)
+    # Execute
+    with caplog.at_level(logging.INFO, logger="secagg.flower"):
+        run(secure)
+    # Assert: the round's log line is the guarantee computed for its nodes, at the mode's level
+    report = secure.reports[0]
+    assert report.skipped_reason is None and report.guarantee == options.masking(len(NODES), 2).guarantee
+    logged = [r for r in caplog.records if r.getMessage().startswith("secure round 1 (")]
+    assert len(logged) == 1 and logged[0].levelno == level
+    assert logged[0].getMessage().endswith(f"): {report.guarantee}")
+    assert ("does NOT resist a server that lies about dropouts" in logged[0].getMessage()) == (mode != "active")

@@ -101,8 +101,15 @@ def test_c_colluders_leave_two_honest_inputs_in_the_smallest_sum_and_c_plus_one_
     included = sorted(result.included)
     assert len(included) == t
     ring = config.ring
-    # c colluders among the t: the rest of the sum still mixes at least two honest inputs
-    assert len(included) - c >= 2
+    # c colluders among the t: what they can subtract leaves the sum of two honest inputs, which
+    # is neither of them (the sum is what the protocol releases; no single input is exposed)
+    honest = included[c:]
+    assert len(honest) == 2
+    left = result.aggregate.astype(np.uint64)
+    for colluder in included[:c]:
+        left = (left - inputs[colluder].astype(np.uint64)) % ring.modulus
+    assert np.array_equal(left, (inputs[honest[0]].astype(np.uint64) + inputs[honest[1]]) % ring.modulus)
+    assert not any(np.array_equal(left.astype(ring.dtype), inputs[h]) for h in honest)
     # c + 1 colluders: what is left of the sum is the one honest client's input, exactly
     victim, colluders = included[0], included[1 : c + 2]
     assert len(colluders) == c + 1 == t - 1

@@ -34,6 +34,7 @@ from secagg.masking.messages import ConsistencySignature, SignedBy, SurvivorList
 from secagg.masking.server import server_start, server_step
 from secagg.primitives.randomness import InsecureDeterministicRandom
 from secagg.primitives.shamir import Share, combine
+from secagg.primitives.signing import SigningKey
 from secagg.segments import Segment, SegmentTable
 
 from .harness import StepRun, active_setup, edit
@@ -211,7 +212,8 @@ def test_active_harary_guarantee_says_its_probability_is_over_a_graph_a_grinding
 
 
 def split_view_attack(
-    n: int, threshold: int, colluders: frozenset[int], honest_a: frozenset[int]
+    n: int, threshold: int, colluders: frozenset[int], honest_a: frozenset[int],
+    setup: tuple[MaskingConfig, dict[int, SigningKey]] | None = None,
 ) -> tuple[tuple[bytes | None, bytes | None], tuple[bytes, bytes]]:
     """A lying server against live client 1 in an active session of n clients with ``threshold``.
 
@@ -219,8 +221,11 @@ def split_view_attack(
     that it dropped; the colluders sign both survivor lists and answer both unmask requests
     (the server holds their states). Client 1 itself, told it survived, reveals its own
     self-mask seed share (the complete graph's self-held share). Returns ((recovered self-mask
-    seed, recovered mask key), each None where the server did not get t shares, (client 1's real seed and key))."""
-    config, identities = active_setup(n, threshold)
+    seed, recovered mask key), each None where the server did not get t shares, (client 1's real seed and key)).
+    ``setup`` (an active config of n clients with that threshold, and its identities) replaces the
+    complete-graph one: on a Harary graph only client 1's neighbours hold its shares, and it holds none."""
+    config, identities = setup if setup is not None else active_setup(n, threshold)
+    assert (config.num_clients, config.threshold) == (n, threshold)
     victim = 1
     run = StepRun(config, identities=identities, seed=5)
     run.run_until(ClientPhase.AWAIT_SURVIVORS)

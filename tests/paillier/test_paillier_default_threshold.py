@@ -10,6 +10,9 @@ Each default shape is attacked at its computed bound and one past it.
 
 from __future__ import annotations
 
+import re
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -18,6 +21,7 @@ from fl_core.aggregators import ClientUpdate, DropoutStage, WeightedQuantizer, m
 from fl_core.aggregators.paillier import PaillierAggregator, paillier_shape
 from fl_core.dp_build import supported_honest
 from secagg.cli import build_parser
+from secagg.cli import main as cli_main
 from secagg.errors import ConfigurationError, ThresholdError
 from secagg.masking.parameters import complete_guarantee, complete_threshold, default_colluders
 from secagg.paillier import PaillierConfig, Stage, run_session
@@ -157,3 +161,68 @@ def test_the_demo_configuration_refuses_colluders_it_cannot_hold() -> None:
         demo.DemoConfig(aggregation="secagg", colluders=1)
     with pytest.raises(ConfigurationError, match=r"colluders must be in 0\.\.3"):
         demo.DemoConfig(aggregation="paillier", hospitals=5, colluders=4)
+
+
+def _example(text: str, pattern: str) -> tuple[int, int, int, int]:
+    """The (hospitals, t, l, colluders) of the one default example ``pattern`` finds in ``text``."""
+    found = re.findall(pattern, " ".join(text.split()))
+    assert len(found) == 1, f"{pattern!r}: {found}"
+    return tuple(int(value) for value in found[0])  # type: ignore[return-value]
+
+
+def test_the_default_example_the_help_and_the_docs_print_is_the_computed_one(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    # `secagg demo --help` and docs/fedavg.md's option table spell out the --colluders default for
+    # one federation: its t-of-l key and the colluders (and dropouts) it tolerates, as computed
+    with pytest.raises(SystemExit):
+        cli_main(["demo", "--help"])
+    printed = _example(capsys.readouterr().out, r"(\d+) hospitals (\d+)-of-(\d+), (\d+) colluders tolerated")
+    docs = (Path(__file__).resolve().parents[2] / "docs" / "fedavg.md").read_text(encoding="utf-8")
+    documented = _example(docs, r"(\d+) hospitals: (\d+)-of-(\d+), (\d+) colluders, one dropout")
+    for hospitals, threshold, parties, colluders in (printed, documented):
+        config = _config(hospitals)
+        assert (parties, threshold) == (hospitals, config.decryption_threshold)
+        assert config.guarantee.colluders == colluders
+        assert config.guarantee.dropouts == 1  # "leave one dropout"
+
+
+def _docs(name: str) -> str:
+    return (Path(__file__).resolve().parents[2] / "docs" / name).read_text(encoding="utf-8")
+
+
+def test_the_default_threshold_table_in_the_docs_is_the_computed_one() -> None:
+    # docs/paillier.md, "The default threshold": per hospital count, the default t and its guarantee
+    lines = _docs("paillier.md").splitlines()
+    start = lines.index("| hospitals | default t | c (colluders) | d (dropouts) |")
+    rows = []
+    for line in lines[start + 2 :]:
+        if not line.startswith("|"):
+            break
+        rows.append([int(cell) for cell in line.strip("|").split("|")])
+    assert len(rows) >= 5
+    for hospitals, threshold, colluders, dropouts in rows:
+        config = _config(hospitals)
+        computed = [hospitals, config.decryption_threshold, config.guarantee.colluders, config.guarantee.dropouts]
+        assert [hospitals, threshold, colluders, dropouts] == computed
+
+
+def test_the_worked_paillier_examples_in_the_docs_are_the_computed_ones() -> None:
+    # The figures docs/paillier.md, docs/integrations.md and docs/privacy.md spell out in prose
+    four, five = _config(4), _config(5)
+    old = _config(5, threshold=3)  # the old default l // 2 + 1
+    pair = f"(3-of-4: c = {four.guarantee.colluders}; 4-of-5: c = {five.guarantee.colluders}"
+    assert (four.decryption_threshold, five.decryption_threshold) == (3, 4)
+    floors = [supported_honest("paillier", n) for n in (5, 10, 20)]
+    old_floors = [supported_honest("paillier", n, threshold=n // 2 + 1) for n in (5, 10, 20)]
+    survived = ["no", "one", "two", "three"][old.guarantee.dropouts]
+    expected = {
+        "paillier.md": [pair, f"(5 hospitals: 3-of-5, c = {old.guarantee.colluders}, {survived} dropouts)"],
+        "integrations.md": [pair],
+        "privacy.md": [f"as active masking: 5 hospitals {floors[0]}, 10: {floors[1]}, 20: {floors[2]} (with the old "
+                       f"default t = n // 2 + 1: {old_floors[0]}, {old_floors[1]} and {old_floors[2]})"],
+    }
+    for name, phrases in expected.items():
+        text = " ".join(_docs(name).split())
+        for phrase in phrases:
+            assert phrase in text, f"docs/{name}: {phrase!r}"

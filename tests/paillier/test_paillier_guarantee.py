@@ -239,3 +239,17 @@ def test_a_configuration_states_before_its_ceremony_the_guarantee_its_sessions_p
                                context=bytes(32))
     assert config.guarantee == params.guarantee
     assert config.guarantee.colluders >= (colluders or 0)
+
+
+def test_threshold_mode_is_the_default_and_single_key_is_taken_by_name_saying_whom_it_trusts() -> None:
+    # Safe mode by default: no party can decrypt alone, and the guarantee holds against a lying server
+    default = PaillierConfig(num_clients=4, vector_length=LENGTH, key_bits=256,
+                             allow_insecure_key_bits_for_testing=True)
+    assert default.mode is Mode.THRESHOLD and default.decryption_threshold >= 2
+    assert default.guarantee.trusted == "" and default.guarantee.lying_server
+    assert "assumes" not in str(default.guarantee)
+    # The weaker mode only by name, and its line says what it gives up: a key holder it must trust
+    single = PaillierConfig(num_clients=4, vector_length=LENGTH, key_bits=256, mode=Mode.SINGLE_KEY,
+                            allow_insecure_key_bits_for_testing=True)
+    assert single.decryption_threshold == 1 and "key holder" in single.guarantee.trusted
+    assert "does not collude with the server" in str(single.guarantee)

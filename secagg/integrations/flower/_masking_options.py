@@ -61,7 +61,9 @@ class SecAggOptions:
             reply, and of the weight total in the aggregated reply (FedAvg's
             ``weighted_by_key``).
         threshold: SecAgg only: the Shamir threshold (default: the smallest safe
-            one for the declared colluders, see ``MaskingConfig.secagg``).
+            one for the declared colluders, see ``MaskingConfig.secagg``). A fixed
+            t holds for every round, and is checked here for a round of ``max_nodes``
+            (without it, of 3 nodes, where t > 2 is refused): pass ``max_nodes`` with it.
         corrupt_fraction: assumed fraction of nodes colluding with the server
             (default: on the complete graph the most colluders, up to a third,
             that keep the dropout tolerance; 0.05 on a sparse secagg+ graph).
