@@ -206,13 +206,21 @@ def run_demo(
             getattr(
                 getattr(aggregator, "inner", aggregator),
                 "guarantee",
-                "none: the server sees every update (plain FedAvg)",
+                f"none: the server sees every update ({config.aggregation}: "
+                f"{_UNPROTECTED.get(config.aggregation, 'no secure sum')})",
             )
         ),
         privacy=privacy_line(aggregator),
         noise_std_per_step=noise_std(aggregator, federation),
         compression=summary,
     )
+
+
+_UNPROTECTED = {
+    "plain": "float updates, no secure sum",
+    "plain-quantized": "the secure sums' quantization, summed in the clear",
+}
+"""What each aggregation without a secure sum sends, for its protection line."""
 
 
 def _from_args(args: argparse.Namespace) -> DemoConfig:

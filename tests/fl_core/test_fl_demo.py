@@ -319,3 +319,14 @@ def test_an_epsilon_no_noise_can_meet_is_refused_naming_the_options(capsys: pyte
 def test_demo_config_refuses_a_seed_or_count_that_is_not_a_whole_number_in_range(options: dict[str, object]) -> None:
     with pytest.raises(ConfigurationError):
         DemoConfig(**options)  # type: ignore[arg-type]
+
+
+@needs_sklearn
+@pytest.mark.parametrize("aggregation", ["plain", "plain-quantized"])
+def test_an_unprotected_demo_names_its_own_aggregation_as_unprotected(aggregation: str) -> None:
+    # Execute: the protection line of the two aggregations with no secure sum.
+    report = run_demo(DemoConfig(aggregation=aggregation, rounds=1, hospitals=3))
+
+    # Assert: it says the server sees every update and names the aggregation that ran, not another.
+    assert report.guarantee.startswith("none: the server sees every update")
+    assert f"({aggregation}:" in report.guarantee
