@@ -22,6 +22,7 @@ refused, naming the option as the user typed it.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import time
 from collections.abc import Mapping, Sequence
@@ -38,6 +39,7 @@ from fl_core.aggregators.base import (
     FloatVector,
     check_round,
 )
+from fl_core.aggregators.binding import check_lengths, check_models, segments_authority
 from fl_core.aggregators.plain import FLOAT_SIZE
 from fl_core.wrapping import WrappingAggregator, innermost
 from secagg._validate import require_int
@@ -190,22 +192,32 @@ class SparseAggregator(WrappingAggregator):
         ``segments`` (of the full vector) become the segments of the subset: each keeps its
         name, clip and kind over the coordinates of it that are sent. A hospital whose update
         plus residual leaves binary64 is withheld (:meth:`WrappingAggregator.hand_on`); its
-        residual is kept as it was, as is that of every hospital the aggregate does not include."""
+        residual is kept as it was, as is that of every hospital the aggregate does not include.
+        The round's dimension is decided by authority (:func:`~fl_core.aggregators.binding.check_lengths`):
+        a hospital of another length is refused (a stand-in handed on, its residual untouched); one
+        of another model is handed on as a stand-in for the inner aggregator to refuse."""
         start = time.perf_counter()
         stages = check_round(updates, dropouts)
-        dimension = updates[0].vector.shape[0]
+        models = check_models(updates, model_digest)
+        dimension, screened, updates = check_lengths(updates, models, segments_authority(segments))
+        refused = {client for client, _ in screened.refused}
+        by_length = tuple(entry for entry in screened.refused if entry not in models.refused)
+        stages.update({client: DropoutStage.JOIN for client, _ in by_length})
         subset = Subset.random(rng.bytes(SEED_SIZE), dimension, count=self.count(dimension))
         self.last_subset = subset
         self.bind(PARAMETER_PREFIX, subset.descriptor_parameters())
         pending: dict[int, FloatVector] = {}
         if self.compression.error_feedback:
-            stale = sorted(c for c in (u.client_id for u in updates) if self._dimension(c) not in (None, dimension))
+            held = ((c, self._dimension(c)) for c in (u.client_id for u in updates) if c not in refused)
+            stale = sorted(c for c, residual in held if residual not in (None, dimension))
             if stale:
                 raise ConfigurationError(
                     f"clients {stale} hold residuals of another dimension than this round's {dimension} coordinates"
                 )
 
         def send(update: ClientUpdate) -> FloatVector:
+            if update.client_id in refused:  # never joins: a stand-in, its residual untouched
+                return np.zeros(subset.count)
             if not self.compression.error_feedback:
                 return subset.gather(update.vector)
             feedback = self._feedback.setdefault(update.client_id, ErrorFeedback(dimension))
@@ -220,6 +232,7 @@ class SparseAggregator(WrappingAggregator):
             result = self.inner.aggregate(
                 short, stages, rng=rng, segments=restrict(segments, subset), model_digest=model_digest
             )
+        result = dataclasses.replace(result, refused=tuple(sorted((*result.refused, *by_length))))
         if result.mean is None:
             return self.report(result, withheld, None, start)
         for client in result.included:  # only these hospitals' values are in the aggregate

@@ -91,7 +91,7 @@ from fl_core.aggregators.base import (
     uploaders,
     with_withheld,
 )
-from fl_core.aggregators.binding import check_models, refuse_other_dp
+from fl_core.aggregators.binding import check_lengths, check_models, refuse_other_dp
 from fl_core.dp_quantizer import DPQuantizer
 from fl_core.wrapping import WrappingAggregator
 from secagg.dp import DPConfig, NoisePlan, PrivacyAccountant, contributor_shortfall
@@ -240,8 +240,9 @@ class DPAggregator:
         """The noised sum of the uploaders' contributions, or a skipped round (see the class).
 
         ``segments`` must be None: DP mode encodes one flat range (no per-segment clips). Hospitals
-        that trained from another model than the round's (``model_digest``) are refused before the
-        round is charged, so the contributors counted are those that can upload."""
+        that trained from another model than the round's (``model_digest``), under another DP
+        configuration, or whose update has another length than the configured dimension are
+        refused before the round is charged, so the contributors counted are those that can upload."""
         if segments is not None:
             raise ConfigurationError("DP mode encodes one flat range: per-segment clip tables are not used")
         start = time.perf_counter()
@@ -250,13 +251,16 @@ class DPAggregator:
         if models.skipped_reason is not None:
             return skipped(models.skipped_reason, 0.0, time.perf_counter() - start)
         models = refuse_other_dp(updates, models, self.config.digest())  # before the charge, as models
+        # The configured dimension decides the round's length: a hospital of another is refused too.
+        dimension = self.plan.dimension
+        authority = (dimension, f"the DP aggregator is configured for {dimension} coordinates")
+        length, models, updates = check_lengths(updates, models, authority)
         stages = models.stages(stages)
-        self.quantizer.check_layout(updates[0].vector.shape[0])  # the round's shape: refused for everyone
+        self.quantizer.check_layout(length)  # the round's shape: refused for everyone
         if isinstance(self.inner, SessionChecked):  # a session refused outright, before the charge
             self.inner.check_session([u.client_id for u in updates])
         # A hospital over max_patients (its public count) or beyond the range is withheld, before the
         # charge: its sum may leave [-R, R], and the contributor check below must not count it.
-        length = updates[0].vector.shape[0]
         updates, stages, withheld = WrappingAggregator.hand_on(updates, stages, length, self._screen)
         sent = uploaders(updates, stages)
 

@@ -30,12 +30,14 @@ integer segment, is refused.
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Mapping, Sequence
 
 import numpy as np
 
 from fl_core.aggregators.base import AggregationResult, Aggregator, ClientUpdate, DropoutStage, check_round
+from fl_core.aggregators.binding import check_lengths, check_models
 from fl_core.wrapping import WrappingAggregator
 from secagg.errors import ConfigurationError
 from secagg.rotation import PARAMETER_PREFIX, SEED_SIZE, Rotation
@@ -74,7 +76,10 @@ class RotatedAggregator(WrappingAggregator):
         model_digest: bytes | None = None,
     ) -> AggregationResult:
         """The inner aggregator's mean of the rotated updates, rotated back. A hospital whose
-        rotation overflows binary64 is withheld (:meth:`WrappingAggregator.hand_on`)."""
+        rotation overflows binary64 is withheld (:meth:`WrappingAggregator.hand_on`). The round's
+        dimension is decided by authority (:func:`~fl_core.aggregators.binding.check_lengths`): a
+        hospital of another length is refused (a stand-in handed on); one of another model is
+        handed on as a stand-in for the inner aggregator to refuse."""
         start = time.perf_counter()
         stages = check_round(updates, dropouts)
         if segments is not None and (len(segments.segments) > 1 or segments.segments[0].integer):
@@ -82,13 +87,20 @@ class RotatedAggregator(WrappingAggregator):
                 "a rotated round is one flat float segment: the rotation mixes every coordinate, so per-tensor "
                 "ranges and exact integer segments do not apply (aggregate without rotation to keep them)"
             )
-        dimension = updates[0].vector.shape[0]
+        models = check_models(updates, model_digest)
+        dimension, screened, updates = check_lengths(updates, models)
+        refused = {client for client, _ in screened.refused}
+        by_length = tuple(entry for entry in screened.refused if entry not in models.refused)
+        stages.update({client: DropoutStage.JOIN for client, _ in by_length})
         rotation = Rotation(rng.bytes(SEED_SIZE), dimension, self.block)
         self.last_rotation = rotation
         self.bind(PARAMETER_PREFIX, rotation.descriptor_parameters())
         # A finite update of the round's length can only fail to rotate by overflowing: withheld.
         rotated, stages, withheld = self.hand_on(
-            updates, stages, rotation.padded_dimension, lambda u: rotation.forward(u.vector)
+            updates,
+            stages,
+            rotation.padded_dimension,
+            lambda u: np.zeros(rotation.padded_dimension) if u.client_id in refused else rotation.forward(u.vector),
         )
         if segments is None:
             result = self.inner.aggregate(rotated, stages, rng=rng, model_digest=model_digest)
@@ -96,5 +108,6 @@ class RotatedAggregator(WrappingAggregator):
             only = segments.segments[0]
             flat = SegmentTable((Segment(only.name, rotation.padded_dimension, only.clip),))
             result = self.inner.aggregate(rotated, stages, rng=rng, segments=flat, model_digest=model_digest)
+        result = dataclasses.replace(result, refused=tuple(sorted((*result.refused, *by_length))))
         mean = None if result.mean is None else rotation.inverse(result.mean)
         return self.report(result, withheld, mean, start)

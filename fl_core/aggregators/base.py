@@ -38,7 +38,9 @@ as the first constructor argument and protocol options as keywords
 (:func:`fl_core.aggregators.make_aggregator` calls ``Cls(quantizer, **options)``);
 in ``aggregate``, validate with :func:`check_round`, check the clients' models
 with :func:`fl_core.aggregators.binding.check_models` (the round's model digest; the
-refused clients drop at JOIN and go in ``AggregationResult.refused``), bind the round
+refused clients drop at JOIN and go in ``AggregationResult.refused``), then their lengths
+with :func:`fl_core.aggregators.binding.check_lengths` (the round's length, from an
+authority; a client of another length refused too, a stand-in in its place), bind the round
 with :meth:`WeightedQuantizer.descriptor` (``model_digest=``, and the aggregator's
 ``run_id``), encode with :meth:`WeightedQuantizer.encode_round` (it withholds, at
 ``UPLOAD``, a client whose update cannot be encoded, and returns the dropouts with them),
@@ -212,8 +214,9 @@ class AggregationResult:
             not in ``mean``, and the round went on for the others (skipped, with
             the reason, if too few remained).
         refused: (client id, reason) of the clients the aggregator refused before the
-            session (they trained from another model than the round's): each drops out
-            at ``JOIN`` and costs only itself.
+            session (they trained from another model than the round's, or under DP another
+            configuration, or sent an update of another length than the round's): each
+            drops out at ``JOIN`` and costs only itself.
         errors: client -> why a message of it was dropped (a malformed or refused
             upload, a partial decryption whose proof fails): the round went on
             without it (``paillier``), or was skipped if too few remained.
@@ -265,8 +268,13 @@ class Aggregator(Protocol):
 
     Contract of :meth:`aggregate`:
 
-    - ``updates``: every client sampled for the round, with distinct ids and
-      vectors of one common length.
+    - ``updates``: every client sampled for the round, with distinct ids. A client
+      refused for its model (or, under DP, its DP configuration) is refused for that
+      whatever its length; among the others the round's length is decided by authority
+      (:func:`fl_core.aggregators.binding.check_lengths`: a DP aggregator's dimension, the
+      ``segments`` table, the clients that declare the round's model), and a client of
+      another length is refused, with the reason, as one of another model. Lengths that
+      disagree with nothing to decide between them raise ConfigurationError for the round.
     - ``dropouts``: client id -> the stage at which it goes silent; clients not
       in the mapping complete the round. Ids must be among ``updates``.
     - ``rng``: the round's non-secret randomness (quantization rounding). Calling
@@ -282,7 +290,9 @@ class Aggregator(Protocol):
     - Returns the weighted mean ``sum n_k u_k / sum n_k`` over the included
       clients, or a skipped result (``mean=None``, with the reason) when too few
       clients remain for the protocol to finish. Never raises for a dropout
-      pattern; raises ConfigurationError for inputs that break the contract.
+      pattern nor for one client's model, DP configuration or length (refused: it costs
+      only itself); raises ConfigurationError for inputs that break the contract for the
+      round (duplicate ids, undecidable lengths, a configuration refused for everyone).
     """
 
     @property
@@ -308,9 +318,10 @@ def check_round(
 ) -> dict[int, DropoutStage]:
     """Validate one round's inputs; return the dropouts as a plain dict.
 
-    Checks: at least one update, distinct client ids, one common vector length,
-    every dropout id among the updates with a :class:`DropoutStage` value, and
-    (if given) at most ``max_clients`` updates. Raises ConfigurationError.
+    Checks: at least one update, distinct client ids, every dropout id among the updates
+    with a :class:`DropoutStage` value, and (if given) at most ``max_clients`` updates. Raises
+    ConfigurationError. Not the lengths: one hospital's length is its own fault unless nothing
+    says which length is right (:func:`fl_core.aggregators.binding.check_lengths`, after the models).
     """
     updates = require_sequence("updates", updates)
     if not updates or not all(isinstance(update, ClientUpdate) for update in updates):
@@ -320,13 +331,6 @@ def check_round(
         raise ConfigurationError(f"client ids in a round must be distinct, got {sorted(ids)}")
     if max_clients is not None and len(ids) > max_clients:
         raise ConfigurationError(f"{len(ids)} clients in the round, but the aggregator was set up for {max_clients}")
-    length = updates[0].vector.shape[0]
-    for update in updates:
-        if update.vector.shape[0] != length:
-            raise ConfigurationError(
-                f"client {update.client_id}: update has length {update.vector.shape[0]}, "
-                f"expected {length} like client {updates[0].client_id}"
-            )
     stages = dict(dropouts or {})
     for client, stage in stages.items():
         if client not in set(ids):

@@ -17,6 +17,10 @@
 - :func:`refuse_other_dp`: a DP round also refuses the hospitals that declare another DP
   configuration (:attr:`~fl_core.aggregators.base.ClientUpdate.dp_digest`) than the round's,
   as it refuses another model.
+- :func:`check_lengths`: the round's update length, decided by authority (a configured
+  dimension, the server's segment table, the hospitals that declare the round's model), never
+  by a refused hospital or by which update comes first; a hospital of another length is refused
+  as one of another model is (it built its update for another model).
 """
 
 from __future__ import annotations
@@ -33,6 +37,7 @@ import numpy as np
 from secagg._validate import require_int
 from secagg.errors import ConfigurationError
 from secagg.integrations.flower.arrays import arrays_digest, flatten_arrays
+from secagg.segments import SegmentTable
 
 if TYPE_CHECKING:
     from fl_core.aggregators.base import ClientUpdate, DropoutStage
@@ -42,12 +47,14 @@ __all__ = [
     "NO_MODEL",
     "RUN_ID_LIMIT",
     "ModelCheck",
+    "check_lengths",
     "check_model_digest",
     "check_models",
     "check_run_id",
     "model_digest",
     "new_run_id",
     "refuse_other_dp",
+    "segments_authority",
 ]
 
 MODEL_DIGEST_SIZE = 32
@@ -161,3 +168,77 @@ def refuse_other_dp(updates: Sequence[ClientUpdate], models: ModelCheck, digest:
             )
             reasons[update.client_id] = f"{reasons[update.client_id]}; {why}" if update.client_id in reasons else why
     return dataclasses.replace(models, refused=tuple(sorted(reasons.items())))
+
+
+def segments_authority(segments: SegmentTable | None) -> tuple[int, str] | None:
+    """The length the server's segment table gives a round (what :func:`check_lengths` takes as
+    ``authority``), None without a table."""
+    if segments is None:
+        return None
+    return segments.size, f"the segments cover {segments.size} coordinates"
+
+
+def _lengths(updates: Sequence[ClientUpdate]) -> str:
+    """``8 values: clients 1, 2; 11 values: client 3`` (by length, then client id)."""
+    by_length: dict[int, list[int]] = {}
+    for update in updates:
+        by_length.setdefault(update.vector.shape[0], []).append(update.client_id)
+    return "; ".join(
+        f"{length} values: client{'s' if len(ids) > 1 else ''} {', '.join(map(str, sorted(ids)))}"
+        for length, ids in sorted(by_length.items())
+    )
+
+
+def check_lengths(
+    updates: Sequence[ClientUpdate], models: ModelCheck, authority: tuple[int, str] | None = None
+) -> tuple[int, ModelCheck, list[ClientUpdate]]:
+    """The round's update length, ``models`` with every hospital of another length refused too,
+    and ``updates`` with a stand-in of zeros of that length for every refused hospital of another
+    length (it never joins: the stand-in keeps the round's shape, is never encoded for a sum nor sent).
+
+    A hospital ``models`` refuses already (another model, another DP configuration) keeps its own
+    reason whatever its length, and its length decides nothing. The round's length is, first found:
+    ``authority`` (a length and what says so: a DP aggregator's configured dimension, the server's
+    segment table, :func:`segments_authority`); the one length of the hospitals that declare the
+    round's model (:attr:`ClientUpdate.model_digest`); the one length of the hospitals left. A hospital
+    of another length is refused with the reason (it built its update for another model). Raises
+    ConfigurationError, for the round, when nothing decides (the lengths disagree and no authority
+    says which is right; or no hospital left has the authority's length): naming every length and
+    its hospitals, blaming none."""
+    already = dict(models.refused)
+    rest = [u for u in updates if u.client_id not in already]
+    declaring = [u for u in rest if models.skipped_reason is None and u.model_digest == models.digest]
+    length: int | None = None
+    said = ""
+    if authority is not None:
+        length, said = authority
+        if rest and all(u.vector.shape[0] != length for u in rest):
+            raise ConfigurationError(f"{said}, but no hospital's update has that length ({_lengths(rest)})")
+    else:
+        for group, whose in ((declaring, "the hospitals that declare the round's model"), (rest, "the hospitals")):
+            if not group:
+                continue
+            if len({u.vector.shape[0] for u in group}) > 1:
+                raise ConfigurationError(
+                    f"{whose} send updates of different lengths ({_lengths(group)}) and nothing says which is "
+                    "the model's: have every hospital declare the model it trained from (ClientUpdate.model_digest) "
+                    "and pass aggregate(model_digest=...), or give the round's segment table"
+                )
+            length = group[0].vector.shape[0]
+            said = (
+                f"the round's model has {length} (as the hospitals that declare it send)"
+                if group is declaring
+                else f"the round's updates have {length}"
+            )
+            break
+    if length is None:  # every hospital is refused already: the first one's length shapes the stand-ins
+        length = updates[0].vector.shape[0]
+    reasons = dict(already)
+    for update in rest:
+        if update.vector.shape[0] != length:
+            reasons[update.client_id] = f"its update has {update.vector.shape[0]} values, but {said}"
+    refused = dataclasses.replace(models, refused=tuple(sorted(reasons.items())))
+    shaped = [
+        dataclasses.replace(u, vector=np.zeros(length)) if u.vector.shape[0] != length else u for u in updates
+    ]
+    return length, refused, shaped

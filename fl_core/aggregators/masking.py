@@ -51,7 +51,7 @@ from fl_core.aggregators.base import (
     skipped,
     with_withheld,
 )
-from fl_core.aggregators.binding import NO_MODEL, check_models, check_run_id
+from fl_core.aggregators.binding import NO_MODEL, check_lengths, check_models, check_run_id, segments_authority
 from fl_core.aggregators.clipping import ClipPolicy, ClipSchedule, clip_policy
 from fl_core.aggregators.quantizer import WeightedQuantizer
 from secagg._validate import require_instance
@@ -315,14 +315,15 @@ class MaskingAggregator:
         models = check_models(updates, model_digest)
         if models.skipped_reason is not None:
             return skipped(f"{self.name}: {models.skipped_reason}", 0.0, time.perf_counter() - start)
+        length, models, updates = check_lengths(updates, models, segments_authority(segments))
         stages = models.stages(stages)
-        table = self.quantizer.check_table(self.schedule.table(updates[0].vector.shape[0], segments))
+        table = self.quantizer.check_table(self.schedule.table(length, segments))
         encoded = self.quantizer.encode_round(updates, stages, rng, table)  # withholds what it cannot encode
         encodings, stages = encoded.encodings, encoded.stages
         ordered = sorted(u.client_id for u in updates)
         session_id = {client: index for index, client in enumerate(ordered, start=1)}
         self._rounds += 1
-        config = self.round_config(ordered, updates[0].vector.shape[0], table, self._rounds, models.digest)
+        config = self.round_config(ordered, length, table, self._rounds, models.digest)
         _, identities = self.session_identities(ordered)
         try:
             session = run_session(

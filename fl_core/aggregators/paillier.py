@@ -45,7 +45,7 @@ from fl_core.aggregators.base import (
     uploaders,
     with_withheld,
 )
-from fl_core.aggregators.binding import ModelCheck, check_models, check_run_id
+from fl_core.aggregators.binding import ModelCheck, check_lengths, check_models, check_run_id, segments_authority
 from fl_core.aggregators.clipping import ClipPolicy, ClipSchedule, clip_policy
 from fl_core.aggregators.paillier_hospitals import SimulatedHospitals
 from fl_core.aggregators.paillier_layout import (
@@ -296,8 +296,9 @@ class PaillierAggregator:
         models = check_models(updates, model_digest)
         if models.skipped_reason is not None:
             return skipped(f"paillier: {models.skipped_reason}", 0.0, time.perf_counter() - start)
+        length, models, updates = check_lengths(updates, models, segments_authority(segments))
         stages = models.stages(stages)
-        table = self.quantizer.check_table(self.schedule.table(updates[0].vector.shape[0], segments))
+        table = self.quantizer.check_table(self.schedule.table(length, segments))
         config = self.quantizer.config
         longest = max(s.length for s in table.segments)
         if longest > config.max_weight * config.qmax:
@@ -310,7 +311,7 @@ class PaillierAggregator:
         ids = sorted(u.client_id for u in updates)
         self.hospitals.assign(ids)
         with key_policy(self.insecure):
-            result = self._session(updates, encoded.stages, encoded.encodings, ids, start, table, models)
+            result = self._session(updates, encoded.stages, encoded.encodings, ids, start, table, models, length)
         return with_withheld(result, encoded.withheld)
 
     def _session(
@@ -322,9 +323,10 @@ class PaillierAggregator:
         start: float,
         table: SegmentTable,
         models: ModelCheck,
+        length: int,
     ) -> AggregationResult:
         self._rounds += 1
-        params = self.round_parameters(ids, updates[0].vector.shape[0], table, self._rounds, models.digest)
+        params = self.round_parameters(ids, length, table, self._rounds, models.digest)
         sent = [u.client_id for u in uploaders(updates, stages)]
         if len(sent) < self.min_contributors:
             return skipped(

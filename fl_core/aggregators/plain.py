@@ -25,7 +25,7 @@ from fl_core.aggregators.base import (
     uploaders,
     with_withheld,
 )
-from fl_core.aggregators.binding import check_models
+from fl_core.aggregators.binding import check_lengths, check_models, segments_authority
 from fl_core.aggregators.clipping import ClipPolicy, ClipSchedule, clip_policy
 from fl_core.aggregators.quantizer import WeightedQuantizer
 from secagg.segments import SegmentTable
@@ -59,15 +59,17 @@ class PlainAggregator:
     ) -> AggregationResult:
         """``sum n_k u_k / sum n_k`` over the uploading clients, in float64 (nothing is clipped).
         ``rng`` and ``segments`` are unused; clients that trained from another model than the
-        round's (``model_digest``) are refused as the secure aggregators refuse them."""
+        round's (``model_digest``), or sent another length than the round's, are refused as the
+        secure aggregators refuse them (:func:`~fl_core.aggregators.binding.check_lengths`)."""
         start = time.perf_counter()
         stages = check_round(updates, dropouts)
         models = check_models(updates, model_digest)
         if models.skipped_reason is not None:
             return skipped(models.skipped_reason, 0.0, time.perf_counter() - start)
+        length, models, updates = check_lengths(updates, models)
         sent = uploaders(updates, models.stages(stages))
         # Each uploader sends its float vector and its count; nobody else sends anything.
-        bytes_per_client = float(FLOAT_SIZE * (updates[0].vector.shape[0] + 1))
+        bytes_per_client = float(FLOAT_SIZE * (length + 1))
         if not sent:
             return skipped("no client uploaded its update", 0.0, time.perf_counter() - start, models.refused)
         return AggregationResult(
@@ -109,17 +111,19 @@ class QuantizedPlainAggregator:
         model_digest: bytes | None = None,
     ) -> AggregationResult:
         """Decoded ring sum of the uploading clients' weighted encodings (clients that trained
-        from another model than the round's refused, as the secure aggregators refuse them)."""
+        from another model than the round's, or sent another length, refused as the secure
+        aggregators refuse them)."""
         start = time.perf_counter()
         stages = check_round(updates, dropouts, self.quantizer.config.num_clients)
         models = check_models(updates, model_digest)
         if models.skipped_reason is not None:
             return skipped(models.skipped_reason, 0.0, time.perf_counter() - start)
+        length, models, updates = check_lengths(updates, models, segments_authority(segments))
         stages = models.stages(stages)
-        table = self.quantizer.check_table(self.schedule.table(updates[0].vector.shape[0], segments))
+        table = self.quantizer.check_table(self.schedule.table(length, segments))
         coded = self.quantizer.encode_round(updates, stages, rng, table)  # withholds what it cannot encode
         encodings, sent = coded.encodings, uploaders(updates, coded.stages)
-        encoded = self.quantizer.encoded_length(updates[0].vector.shape[0], table)
+        encoded = self.quantizer.encoded_length(length, table)
         bytes_per_client = float(self.quantizer.config.ring.packed_size(encoded))
         if not sent:
             return with_withheld(

@@ -245,9 +245,11 @@ class WeightedQuantizer:
         draws it, except that a client whose update cannot be encoded (a ConfigurationError of
         :meth:`encode_integers`, or another of :attr:`WITHHELD_ERRORS`) is withheld (see the
         module docstring) instead of ending the round for everyone. :meth:`check_layout` is
-        checked first: a refusal for everyone stays one."""
+        checked first: a refusal for everyone stays one. The round's length is the table's (the
+        first update's without one); a client of another length is withheld too (aggregators
+        refuse one before, :func:`fl_core.aggregators.binding.check_lengths`)."""
         round_seed = self.round_seed(rng)
-        length = updates[0].vector.shape[0]
+        length = updates[0].vector.shape[0] if table is None else table.size
         self.check_layout(length, table)
         silent = dict(stages)
         encodings: dict[int, Any] = {}
@@ -255,6 +257,8 @@ class WeightedQuantizer:
         for update in updates:
             client = update.client_id
             try:
+                if update.vector.shape[0] != length:
+                    raise ConfigurationError(f"its update has {update.vector.shape[0]} values, the round's {length}")
                 integers = self.encode_integers(update, client_rounding_rng(round_seed, client), table)
             except self.WITHHELD_ERRORS as exc:
                 withheld.append((client, str(exc).removeprefix(f"client {client}: ")))

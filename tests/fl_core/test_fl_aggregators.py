@@ -20,6 +20,7 @@ from fl_core.aggregators import (
     make_aggregator,
 )
 from fl_core.aggregators.base import check_round
+from fl_core.aggregators.binding import check_lengths, check_models
 from fl_core.aggregators.masking import MASKING_MODES
 from secagg.errors import ConfigurationError, OverflowDetectedError
 from secagg.primitives.randomness import InsecureDeterministicRandom
@@ -294,8 +295,11 @@ def test_round_inputs_are_validated() -> None:
         check_round([updates[0], updates[0]], None)
     with pytest.raises(ConfigurationError, match="not in the round"):
         check_round(updates, {9: DropoutStage.JOIN})
-    with pytest.raises(ConfigurationError, match="client 1: update has length 3"):
-        check_round([updates[0], ClientUpdate(1, np.zeros(3), 2)], None)
+    # Lengths are not the round's inputs' fault until nothing decides between them (after the models).
+    mixed = [updates[0], ClientUpdate(1, np.zeros(3), 2)]
+    assert check_round(mixed, None) == {}
+    with pytest.raises(ConfigurationError, match="different lengths"):
+        check_lengths(mixed, check_models(mixed, None))
     with pytest.raises(ConfigurationError, match="set up for 1"):
         check_round(updates, None, max_clients=1)
     with pytest.raises(ConfigurationError, match="at least 3 clients"):

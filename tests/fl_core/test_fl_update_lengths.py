@@ -1,0 +1,214 @@
+"""An update of another length costs only its hospital, and the length is decided by authority.
+
+A hospital refused for its model (another ``model_digest``) or its DP configuration (another
+``dp_digest``) is refused for that reason whatever its length: its length never decides the
+round's. The round's length is what an authority says (a DP aggregator's configured dimension,
+the segment table the server gives, the hospitals that declare the round's model); a hospital of
+another length is refused with the reason (``AggregationResult.refused``, at ``JOIN``) and the
+others' mean is bit for bit the round's without it. Lengths that still disagree with nothing to
+say which is right raise ConfigurationError for the round, blaming neither side.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Collection, Iterator, Mapping
+from typing import Any
+
+import numpy as np
+import pytest
+
+from fl_core.aggregators import AggregationResult, Aggregator, ClientUpdate, DropoutStage, make_aggregator
+from fl_core.aggregators.binding import model_digest
+from fl_core.aggregators.paillier import PaillierAggregator
+from fl_core.aggregators.quantizer import WeightedQuantizer
+from fl_core.compression import CompressionConfig, SparseAggregator
+from fl_core.dp import DPAggregator
+from fl_core.rotated import RotatedAggregator
+from secagg.dp import DPConfig, SeededRandomSource
+from secagg.errors import ConfigurationError
+from secagg.paillier import insecure_key_sizes_for_testing
+from secagg.primitives.randomness import InsecureDeterministicRandom
+from secagg.segments import Segment, SegmentTable
+from tests.paillier.helpers import threshold_material
+
+HOSPITALS = (1, 2, 3, 4, 5)
+LENGTH = 8
+OTHER = 11  # e.g. a PyTorch hospital that built its update with buffers=False, or with them
+ROUND_MODEL = model_digest([np.linspace(-1.0, 1.0, LENGTH)])
+STALE_MODEL = model_digest([np.linspace(-1.0, 1.0, OTHER)])
+
+
+def secure(name: str) -> Aggregator:
+    return make_aggregator(name, num_clients=len(HOSPITALS), random_bytes=InsecureDeterministicRandom(b"length"))
+
+
+def paillier() -> Aggregator:
+    quantizer = WeightedQuantizer.create(len(HOSPITALS))
+    with pytest.warns(UserWarning, match="NOT secure"):
+        return PaillierAggregator(quantizer, insecure_small_key=True, key_material=threshold_material(256, 5, 4))
+
+
+AGGREGATORS: dict[str, Callable[[], Aggregator]] = {
+    "plain": lambda: make_aggregator("plain"),
+    "plain-quantized": lambda: make_aggregator("plain-quantized", num_clients=len(HOSPITALS)),
+    "secagg": lambda: secure("secagg"),
+    "secagg+": lambda: secure("secagg+"),
+    "paillier": paillier,
+    "rotated(secagg)": lambda: RotatedAggregator(secure("secagg")),
+    "sparse(secagg)": lambda: SparseAggregator(secure("secagg"), CompressionConfig(fraction=0.5)),
+    "sparse(plain)": lambda: SparseAggregator(make_aggregator("plain"), CompressionConfig(fraction=0.5)),
+}
+
+
+@pytest.fixture(autouse=True)
+def _small_keys_allowed() -> Iterator[None]:
+    with insecure_key_sizes_for_testing():
+        yield
+
+
+def updates(
+    lengths: Mapping[int, int] | None = None,
+    digests: Mapping[int, bytes | None] | None = None,
+    without: Collection[int] = (),
+) -> list[ClientUpdate]:
+    """Every hospital's update (``LENGTH`` long unless ``lengths`` says), declaring the model
+    ``digests`` gives it (none by default)."""
+    vectors = {h: np.random.default_rng([11, h]).uniform(-0.1, 0.1, (lengths or {}).get(h, LENGTH)) for h in HOSPITALS}
+    return [
+        ClientUpdate(h, vectors[h], 10 + h, model_digest=(digests or {}).get(h)) for h in HOSPITALS if h not in without
+    ]
+
+
+def same_round(name: str, faulty: list[ClientUpdate], honest: list[ClientUpdate], **options: Any) -> tuple[
+    AggregationResult, AggregationResult
+]:  # fmt: skip
+    """The round with the faulty hospital and the same round (same rng state) without it."""
+    result = AGGREGATORS[name]().aggregate(faulty, rng=np.random.default_rng(5), **options)
+    alone = AGGREGATORS[name]().aggregate(honest, rng=np.random.default_rng(5), **options)
+    return result, alone
+
+
+def assert_without(result: AggregationResult, alone: AggregationResult, hospital: int) -> None:
+    assert result.mean is not None and alone.mean is not None
+    assert result.included == alone.included == frozenset(HOSPITALS) - {hospital}
+    np.testing.assert_array_equal(result.mean, alone.mean)
+    assert result.withheld == ()
+
+
+@pytest.mark.filterwarnings("ignore:paillier. insecure_small_key")
+@pytest.mark.parametrize("hospital", [1, 3])
+@pytest.mark.parametrize("name", sorted(AGGREGATORS))
+def test_a_hospital_of_another_model_is_refused_for_it_whatever_its_length(name: str, hospital: int) -> None:
+    # Prepare: the hospital trained from another (longer) model and says so; the others declare nothing
+    faulty = updates({hospital: OTHER}, {hospital: STALE_MODEL})
+    # Execute
+    result, alone = same_round(name, faulty, updates(without={hospital}), model_digest=ROUND_MODEL)
+    # Assert: refused for its model (not its length); the others' mean is the round's without it
+    assert_without(result, alone, hospital)
+    ((client, reason),) = result.refused
+    assert client == hospital and "another model" in reason and STALE_MODEL.hex()[:16] in reason
+
+
+@pytest.mark.filterwarnings("ignore:paillier. insecure_small_key")
+@pytest.mark.parametrize("hospital", [1, 3])
+@pytest.mark.parametrize("name", sorted(AGGREGATORS))
+def test_a_hospital_of_another_length_than_the_declared_models_is_refused_with_the_reason(
+    name: str, hospital: int
+) -> None:
+    # Prepare: the others declare the round's model; the faulty hospital declares none and sends 11 values
+    declared = {h: ROUND_MODEL for h in HOSPITALS if h != hospital}
+    faulty = updates({hospital: OTHER}, declared)
+    # Execute
+    result, alone = same_round(name, faulty, updates(digests=declared, without={hospital}), model_digest=ROUND_MODEL)
+    # Assert: refused for its length, by the declaring hospitals' authority; the others go on exactly
+    assert_without(result, alone, hospital)
+    ((client, reason),) = result.refused
+    assert client == hospital and f"{OTHER} values" in reason and f"the round's model has {LENGTH}" in reason
+
+
+@pytest.mark.filterwarnings("ignore:paillier. insecure_small_key")
+@pytest.mark.parametrize("name", ["plain-quantized", "secagg", "secagg+", "paillier", "sparse(secagg)"])
+def test_the_servers_segment_table_decides_the_length(name: str) -> None:
+    # Prepare: nobody declares a model; the server's segment table covers LENGTH coordinates
+    table = SegmentTable((Segment("weights", LENGTH - 2), Segment("bias", 2)))
+    faulty = updates({1: OTHER})
+    # Execute
+    result, alone = same_round(name, faulty, updates(without={1}), segments=table)
+    # Assert: hospital 1 (first, so the old code took its length as the round's) is refused, named
+    assert_without(result, alone, 1)
+    ((client, reason),) = result.refused
+    assert client == 1 and f"{OTHER} values" in reason and f"the segments cover {LENGTH}" in reason
+
+
+@pytest.mark.filterwarnings("ignore:paillier. insecure_small_key")
+@pytest.mark.parametrize("hospital", [1, 3])
+@pytest.mark.parametrize("name", sorted(AGGREGATORS))
+def test_lengths_nothing_decides_raise_without_blaming_one_side(name: str, hospital: int) -> None:
+    # Prepare: nobody declares a model, no table: 11 values from one hospital, 8 from the others
+    faulty = updates({hospital: OTHER})
+    # Execute / Assert: undecidable, for the round; the message names both lengths and what to pass
+    with pytest.raises(ConfigurationError) as caught:
+        AGGREGATORS[name]().aggregate(faulty, rng=np.random.default_rng(5))
+    message = str(caught.value)
+    assert "like client" not in message and "expected" not in message
+    assert f"{LENGTH} values" in message and f"{OTHER} values" in message and "model_digest" in message
+
+
+# --- DP: the configured dimension decides ------------------------------------------------------
+
+
+def dp_aggregator(name: str) -> DPAggregator:
+    config = DPConfig(epsilon=3.0, delta=1e-5, rounds=4, l2_clip=1.0, min_honest=2)
+    options = {"random_bytes": InsecureDeterministicRandom(b"dp")} if name.startswith("secagg") else {}
+    aggregator = make_aggregator(
+        name, num_clients=5, dp=config, dimension=LENGTH, max_samples_per_client=100,
+        noise_source=SeededRandomSource(bytes(32)), **options,
+    )  # fmt: skip
+    assert isinstance(aggregator, DPAggregator)
+    return aggregator
+
+
+@pytest.mark.parametrize("hospital", [1, 3])
+@pytest.mark.parametrize("name", ["plain-quantized", "secagg"])
+def test_dp_a_hospital_of_another_dimension_is_refused_and_the_round_charged_once(name: str, hospital: int) -> None:
+    # Prepare: nobody declares a model; the DP aggregator is configured for LENGTH coordinates
+    faulty, reference = dp_aggregator(name), dp_aggregator(name)
+    # Execute: the round with it, and the same round (same noise draws) in which it never joins
+    result = faulty.aggregate(updates({hospital: OTHER}), rng=np.random.default_rng(5))
+    dropped = reference.aggregate(updates(), {hospital: DropoutStage.JOIN}, rng=np.random.default_rng(5))
+    # Assert: refused with the reason, released without it bit for bit, charged once
+    assert result.mean is not None and dropped.mean is not None
+    assert result.included == dropped.included == frozenset(HOSPITALS) - {hospital}
+    np.testing.assert_array_equal(result.mean, dropped.mean)
+    ((client, reason),) = result.refused
+    assert client == hospital and f"{OTHER} values" in reason and f"configured for {LENGTH}" in reason
+    assert faulty.accountant.num_releases == reference.accountant.num_releases == 1
+
+
+def test_dp_a_hospital_of_another_dp_configuration_is_refused_for_it_whatever_its_length() -> None:
+    # Prepare: hospital 1 computed under another DP configuration, with another dimension
+    faulty, reference = dp_aggregator("plain-quantized"), dp_aggregator("plain-quantized")
+    bad = [
+        ClientUpdate(u.client_id, u.vector, u.num_samples, dp_digest=bytes([9]) * 32) if u.client_id == 1 else u
+        for u in updates({1: OTHER})
+    ]
+    # Execute
+    result = faulty.aggregate(bad, rng=np.random.default_rng(5))
+    dropped = reference.aggregate(updates(), {1: DropoutStage.JOIN}, rng=np.random.default_rng(5))
+    # Assert: refused for its DP configuration only
+    assert result.mean is not None and dropped.mean is not None
+    np.testing.assert_array_equal(result.mean, dropped.mean)
+    ((client, reason),) = result.refused
+    assert client == 1 and "another DP configuration" in reason and "values" not in reason
+
+
+def test_the_encoding_withholds_an_update_of_another_length_than_the_rounds() -> None:
+    # Prepare: a direct caller of encode_round (no table: the first update's length is the round's)
+    quantizer = WeightedQuantizer.create(len(HOSPITALS))
+    round_updates = updates({3: OTHER})
+    # Execute
+    encoded = quantizer.encode_round(round_updates, {}, np.random.default_rng(5))
+    # Assert: hospital 3 is withheld (silent at UPLOAD, a stand-in of the round's shape), never encoded as sent
+    assert encoded.withheld == ((3, f"its update has {OTHER} values, the round's {LENGTH}"),)
+    assert encoded.stages == {3: DropoutStage.UPLOAD}
+    assert {len(encoding) for encoding in encoded.encodings.values()} == {quantizer.encoded_length(LENGTH)}
