@@ -36,18 +36,14 @@ client identically, which is what makes a secure run bit-identical to
 Writing a new aggregator (e.g. Paillier): take a :class:`WeightedQuantizer`
 as the first constructor argument and protocol options as keywords
 (:func:`fl_core.aggregators.make_aggregator` calls ``Cls(quantizer, **options)``);
-in ``aggregate``, validate with :func:`check_round`, check the clients' models
-with :func:`fl_core.aggregators.binding.check_models` (the round's model digest; the
-refused clients drop at JOIN and go in ``AggregationResult.refused``), then their lengths
-with :func:`fl_core.aggregators.binding.check_lengths` (the round's length, from an
-authority; a client of another length refused too, a stand-in in its place), bind the round
-with :meth:`WeightedQuantizer.descriptor` (``model_digest=``, and the aggregator's
-``run_id``), encode with :meth:`WeightedQuantizer.encode_round` (it withholds, at
-``UPLOAD``, a client whose update cannot be encoded, and returns the dropouts with them),
-take the uploaders from :func:`uploaders`, sum securely, decode with
-:meth:`WeightedQuantizer.decode` (or :meth:`WeightedQuantizer.decode_integers`), return
-:func:`skipped` with the reason if too few clients remain, and pass the result through
-:func:`with_withheld`.
+in ``aggregate``, validate with :func:`check_round`, then check the clients' models and
+lengths (:func:`~fl_core.aggregators.binding.check_models`, then
+:func:`~fl_core.aggregators.binding.check_lengths`: the refused drop at JOIN and go in
+``AggregationResult.refused``), bind the round with :meth:`WeightedQuantizer.descriptor`
+(``model_digest=``, the ``run_id``), encode with :meth:`WeightedQuantizer.encode_round` (it
+withholds at ``UPLOAD`` a client whose update cannot be encoded), sum the :func:`uploaders`
+securely, decode (:meth:`WeightedQuantizer.decode`), return :func:`skipped` with the reason
+if too few clients remain, and pass the result through :func:`with_withheld`.
 """
 
 from __future__ import annotations
