@@ -123,3 +123,32 @@ def test_a_paillier_node_s_training_error_text_stays_on_the_node(
     report = secure.reports[0]
     assert report.included == frozenset(NODES) - {FAILING}
     _assert_reported_by_type_only(report, caplog)
+
+
+def _raising_app(error: BaseException, policy: NodePolicy) -> ClientApp:
+    app = ClientApp(mods=[make_secagg_mod(rng=np.random.default_rng(FAILING), policy=policy)])
+
+    @app.train()
+    def train(message: Message, context: Context) -> Message:
+        raise error
+
+    return app
+
+
+@pytest.mark.parametrize("error", [MemoryError("out of memory"), KeyboardInterrupt()])
+def test_a_memory_error_or_an_interrupt_in_training_is_not_turned_into_the_mod_s_reply(error: BaseException) -> None:
+    # Prepare: node 42's training runs out of memory, or is interrupted
+    policy = NodePolicy(allow_semi_honest=True, min_colluders=0)
+    apps = {node: make_app(node, 10, policy=policy) for node in NODES if node != FAILING}
+    apps[FAILING] = _raising_app(error, policy)
+    secure = SecAggGrid(FakeGrid(apps), SecAggOptions(mode="semi-honest", protocol="secagg", threshold=2,
+                                                      **FAST_TIMEOUT))  # fmt: skip
+    strategy = FedAvg(fraction_evaluate=0.0, min_train_nodes=3, min_available_nodes=3)
+    # Execute / Assert: it leaves the mod (the in-process grid stands in for Flower's runtime,
+    # which replies for an Exception and lets a KeyboardInterrupt end the process)
+    if isinstance(error, KeyboardInterrupt):
+        with pytest.raises(KeyboardInterrupt):
+            strategy.start(grid=secure, initial_arrays=initial_arrays(), num_rounds=1)
+        return
+    strategy.start(grid=secure, initial_arrays=initial_arrays(), num_rounds=1)
+    assert secure.reports[0].errors[FAILING] == "MemoryError('out of memory')"
