@@ -19,6 +19,7 @@ names the buckets); the server learns the federation-wide histogram only.
 from __future__ import annotations
 
 import importlib
+import logging
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, TypeVar
 
@@ -27,6 +28,7 @@ import numpy.typing as npt
 
 from secagg._validate import is_int, require_instance, require_int, require_mapping, require_sequence
 from secagg.errors import ConfigurationError, ConfigurationTypeError, SecAggError
+from secagg.integrations._foreign import foreign_reason
 from secagg.integrations._layout import FlatLayout
 from secagg.integrations._model_binding import declared_update, layout_digest
 from secagg.ranges import RangeDiscovery
@@ -41,7 +43,6 @@ __all__ = [
     "aggregate_updates",
     "client_ids_of",
     "discover_clips",
-    "foreign_fault",
     "new_global",
 ]
 
@@ -181,6 +182,7 @@ def aggregate_flat_models(
     clips: Mapping[str, float] | None,
     discovery: RangeDiscovery | bool | None,
     trained_from: Mapping[int, Model] | None = None,
+    logger: logging.Logger,
 ) -> tuple[npt.NDArray[np.float64], Layout, AggregationResult, AggregationResult | None]:
     """FedAvg of models through ``aggregator`` once ``flatten`` turns each into a flat vector and its layout.
 
@@ -192,10 +194,13 @@ def aggregate_flat_models(
     So is a hospital whose model (or the copy it trained from) the adapter cannot flatten, or
     whose update is not finite (NaN or infinite weights): a library error of its own, withheld
     with that reason; or whose model raises a foreign exception while it is read (a module's
-    ``named_parameters``, a state dict's lookup, a Keras layer's weights): withheld with a
-    :class:`~secagg.errors.ConfigurationError` naming the exception's type and message
-    (:func:`foreign_fault`). ``KeyboardInterrupt``, ``SystemExit`` and ``MemoryError`` still end
-    the call, and so does any failure of ``global_model`` (the caller's own object).
+    ``named_parameters``, a state dict's lookup, a Keras layer's weights): withheld naming the
+    exception's type only, "reading it raised RuntimeError (its message is not reported)": the
+    round's report goes to the server, and a foreign text can carry the hospital's shapes and
+    values, so it is logged at DEBUG on ``logger`` (the adapter's) instead
+    (:func:`~secagg.integrations._foreign.foreign_reason`). ``KeyboardInterrupt``, ``SystemExit``
+    and ``MemoryError`` still end the call, and so does any failure of ``global_model`` (the
+    caller's own object).
     A global model without segments raises for everyone; a sample count that is not an
     integer (numpy's included) is refused, never truncated. Client k's update is its model
     minus the one it trained from (``trained_from[k]``, by default ``global_model``) and declares
@@ -238,7 +243,7 @@ def aggregate_flat_models(
         except MemoryError:
             raise  # the aggregating party's own resources, not this hospital's fault
         except Exception as exc:  # a foreign error reading this hospital's model is its alone
-            reason = f"its model cannot be summed: {foreign_fault(exc)}"
+            reason = f"its model cannot be summed: {foreign_reason('reading it', exc, logger=logger, hospital=client)}"
         # Its update cannot be summed with the others': withheld at UPLOAD, as fl_core withholds
         # an update it cannot encode; a stand-in of zeros keeps the round's shape (never sent).
         withheld.append((client, reason))
@@ -252,20 +257,6 @@ def aggregate_flat_models(
     result = with_withheld(result, withheld)
     found = None if found is None else with_withheld(found, withheld)
     return base, layout, result, found
-
-
-def foreign_fault(exc: Exception) -> ConfigurationError:
-    """The library's error for a foreign exception raised while reading one hospital's model
-    (its ``state_dict``, a parameter, its weights): names the exception's type and message.
-    ``KeyboardInterrupt``, ``SystemExit`` (not ``Exception``s) and ``MemoryError`` are never
-    passed here: they end the round, as they should. A message that itself raises is not read."""
-    try:
-        message = str(exc)
-    except Exception:  # a foreign __str__ that raises must not end the round either
-        message = "(its message cannot be read)"
-    error = ConfigurationError(f"reading it raised {type(exc).__name__}: {message}")
-    error.__cause__ = exc
-    return error
 
 
 def _layout_refusal(local: FlatLayout, layout: FlatLayout, received: FlatLayout) -> str | None:

@@ -57,6 +57,7 @@ Keras 3 with the torch backend: ``KERAS_BACKEND=torch``.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -101,6 +102,11 @@ __all__ = [
 ]
 
 FloatVector = npt.NDArray[np.float64]
+
+LOGGER = logging.getLogger(__name__)
+"""Where :func:`aggregate_models` logs, at DEBUG, the full text of a foreign exception that withheld a
+hospital (the round's report names only the exception's type)."""
+
 
 def _keras() -> Any:
     return require("keras", "keras")
@@ -372,7 +378,7 @@ def aggregate_models(
     base, layout, result, found = aggregate_flat_models(
         lambda model: _flatten_any(model, trainable_only), global_model, local_models, aggregator,
         num_samples=num_samples, rng=rng, client_ids=client_ids, dropouts=dropouts, clips=clips, discovery=discovery,
-        trained_from=trained_from,
+        trained_from=trained_from, logger=LOGGER,
     )
     weights = None if result.mean is None else unflatten_weights(new_global(base, result.mean, layout), layout)
     return ModelAggregation(result, weights, layout, trainable_only, found)

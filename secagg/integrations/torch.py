@@ -39,6 +39,7 @@ is imported on first use (``pip install -e '.[torch]'`` from the root of a clone
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable, Mapping, Sequence, ValuesView
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -84,6 +85,10 @@ __all__ = [
 ]
 
 FloatVector = npt.NDArray[np.float64]
+
+LOGGER = logging.getLogger(__name__)
+"""Where :func:`aggregate_models` logs, at DEBUG, the full text of a foreign exception that withheld a
+hospital (the round's report names only the exception's type)."""
 
 
 def _torch() -> Any:
@@ -394,7 +399,7 @@ def aggregate_models(
         lambda model: flatten_state_dict(_tensors_of(model, buffers)), global_model, _hospital_models(local_models),
         aggregator,
         num_samples=num_samples, rng=rng, client_ids=client_ids, dropouts=dropouts, clips=clips, discovery=discovery,
-        trained_from=trained_from,
+        trained_from=trained_from, logger=LOGGER,
     )
     state = None
     if result.mean is not None:

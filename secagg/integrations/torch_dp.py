@@ -46,6 +46,7 @@ import numpy.typing as npt
 from secagg._validate import require_finite, require_int, require_mapping
 from secagg.errors import ConfigurationError, SecAggError
 from secagg.integrations._extras import require
+from secagg.integrations._foreign import foreign_reason
 from secagg.integrations._layout import check_cast
 from secagg.integrations._torch_dtypes import top_of_range
 from secagg.integrations.torch import TensorSpec, model_digest
@@ -217,12 +218,12 @@ def _staged_update(
 def _withheld_reason(client: object, stage: list[str], exc: Exception) -> str:
     """Why a hospital's contribution cannot be computed, in the library's words: a library error's
     own text; for a foreign exception, the stage that failed and the exception's type only (its
-    text can carry the hospital's tensor shapes and values), the text logged at DEBUG here."""
+    text can carry the hospital's tensor shapes and values), the text logged at DEBUG on :data:`LOGGER`
+    (:func:`~secagg.integrations._foreign.foreign_reason`)."""
     if isinstance(exc, SecAggError):
         return f"its contribution cannot be computed: {exc}"
     where = stage[-1] if stage else "computing it"
-    LOGGER.debug("hospital %s: %s raised %s", client, where, type(exc).__name__, exc_info=exc)
-    return f"its contribution cannot be computed: {where} raised {type(exc).__name__} (its message is not reported)"
+    return f"its contribution cannot be computed: {foreign_reason(where, exc, logger=LOGGER, hospital=client)}"
 
 
 def apply_dp_step(model: Module, noised_sum: FloatVector, denominator: float, learning_rate: float) -> None:

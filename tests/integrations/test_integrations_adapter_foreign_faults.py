@@ -4,7 +4,8 @@ The PyTorch and Keras adapters flatten every hospital's local model (and the cop
 from) on the aggregating party. A model object that raises something other than a library error
 while it is read (a torch module whose ``state_dict`` or ``named_parameters`` raises ``RuntimeError``, a state dict
 whose lookup raises ``TypeError``, a Keras layer whose weights raise ``ValueError``) is that
-hospital's fault: it is withheld with a reason naming the exception's type and message, and the
+hospital's fault: it is withheld with a reason naming the exception's type (its text stays on the
+aggregating party's DEBUG log: tests/integrations/test_integrations_adapter_foreign_text.py), and the
 others' aggregate is, bit for bit, the round without its upload. The global model is the
 caller's own object: its failure still raises. ``KeyboardInterrupt``, ``SystemExit`` and
 ``MemoryError`` are never turned into a withheld hospital.
@@ -101,8 +102,8 @@ def _assert_torch_withheld_alone(outcome: Any, kind: str) -> None:
 @pytest.mark.parametrize(
     ("broken", "kind"),
     [
-        (lambda: _BrokenNet(0.25), "RuntimeError: CUDA error"),
-        (lambda: _BrokenStateDict(["a", "b"]), "TypeError: cannot load 'a'"),
+        (lambda: _BrokenNet(0.25), "raised RuntimeError (its message is not reported)"),
+        (lambda: _BrokenStateDict(["a", "b"]), "raised TypeError (its message is not reported)"),
     ],
 )
 def test_a_torch_model_raising_a_foreign_error_is_withheld_and_the_others_are_exact(broken: Any, kind: str) -> None:
@@ -121,7 +122,7 @@ def test_a_trained_from_copy_raising_a_foreign_error_withholds_only_that_hospita
     # Execute
     outcome = _torch_round(_torch_locals(), trained_from={1: _BrokenNet()})
     # Assert
-    _assert_torch_withheld_alone(outcome, "RuntimeError: CUDA error")
+    _assert_torch_withheld_alone(outcome, "raised RuntimeError (its message is not reported)")
 
 
 def test_a_round_left_too_small_by_foreign_errors_is_skipped_with_the_reasons() -> None:
@@ -132,7 +133,7 @@ def test_a_round_left_too_small_by_foreign_errors_is_skipped_with_the_reasons() 
     # Assert
     assert outcome.state_dict is None and [client for client, _ in outcome.result.withheld] == [0, 2]
     assert outcome.result.skipped_reason is not None
-    assert "RuntimeError: CUDA error" in outcome.result.skipped_reason
+    assert "raised RuntimeError (its message is not reported)" in outcome.result.skipped_reason
 
 
 def test_a_global_model_raising_a_foreign_error_still_raises_for_everyone() -> None:
@@ -187,7 +188,7 @@ def test_a_keras_model_raising_a_foreign_error_is_withheld_and_the_others_are_ex
     without = _keras_round(_keras_locals(), dropouts={1: DropoutStage.UPLOAD})
     # Assert
     assert [client for client, _ in outcome.result.withheld] == [1]
-    assert "ValueError: weights are not built on this device" in outcome.result.withheld[0][1]
+    assert "raised ValueError (its message is not reported)" in outcome.result.withheld[0][1]
     assert outcome.weights is not None and without.weights is not None
     got, expected = (keras_adapter.flatten_weights(o.weights)[0] for o in (outcome, without))
     assert got.tobytes() == expected.tobytes()
@@ -216,4 +217,4 @@ def test_a_foreign_error_whose_message_raises_still_withholds_only_its_hospital(
     # Execute
     outcome = _torch_round(locals_)
     # Assert
-    _assert_torch_withheld_alone(outcome, "_UnprintableError")
+    _assert_torch_withheld_alone(outcome, "raised _UnprintableError (its message is not reported)")

@@ -3,6 +3,7 @@ the node's weight, key files, audit records."""
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -19,6 +20,7 @@ from secagg._validate import require_bool, require_callable, require_instance, r
 from secagg.dp.calibration import NoisePlan
 from secagg.dp.sampler import RandomSource
 from secagg.errors import AuthenticationError, ConfigurationError, ConfigurationTypeError, ProtocolError, SecAggError
+from secagg.integrations._foreign import foreign_reason
 from secagg.integrations.flower._records import (
     check_training,
     has_stage,
@@ -61,6 +63,10 @@ __all__ = [
     "serve_node",
     "train_locally",
 ]
+
+LOGGER = logging.getLogger("secagg.flower")
+"""Where a node logs, at DEBUG, the full text of a foreign exception its train handler raised (the
+error reply it sends names only the exception's type)."""
 
 
 @dataclass(frozen=True)
@@ -264,7 +270,10 @@ def train_locally(
     training configuration sent are the ones the round was set up for (``digest``, ``parameters``: both bound into
     the session); the handler sees exactly the strategy's content; its arrays
     must have the model's names and shapes and its one MetricRecord with
-    ``weight_key`` gives the weight. Raises TrainingFailedError if the handler fails. In a DP
+    ``weight_key`` gives the weight. Raises TrainingFailedError if the handler fails: its own error
+    reply, or, for a foreign exception it raises, the mod's, naming the exception's type only (its
+    text, which can carry the hospital's shapes and values, is logged at DEBUG on :data:`LOGGER`,
+    never sent). In a DP
     round (``dp``) the handler also sees the plan's DPConfig (:func:`~secagg.integrations.flower.bound_plan.bound_dp`);
     a content that carries that record itself is refused first.
     """
@@ -277,7 +286,15 @@ def train_locally(
     if training_parameters(training) != parameters:
         raise ProtocolError("the training configuration sent is not the one the round was set up for")
     message.content = with_bound_dp(training, dp)  # the bound DP configuration, for the handler's clip
-    reply = call_next(message, context)
+    try:
+        reply = call_next(message, context)
+    except SecAggError:
+        raise  # the library's own words (a mod further down the chain): refused as any refusal
+    except MemoryError:
+        raise  # this node's own resources: not a reason to send
+    except Exception as exc:  # the hospital's training: its text (shapes, values) stays on this node
+        reason = foreign_reason("the train handler", exc, logger=LOGGER, hospital=context.node_id)
+        raise TrainingFailedError(error_reply(message, f"node {context.node_id}: {reason}")) from exc
     if reply.has_error():
         raise TrainingFailedError(reply)
     local, local_layout = flatten_arrays(model_arrays(reply.content))
