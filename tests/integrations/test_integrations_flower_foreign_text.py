@@ -3,8 +3,9 @@
 The node's error reply goes to the server, into the round's report (``errors``). Before, the
 handler's exception left the mod and Flower's runtime replied with its text
 ("<class 'RuntimeError'>:<'...'>"), which can carry the hospital's tensor shapes and values. The
-mod now replies with the exception's type only and logs the text at DEBUG on the node
-(logger ``secagg.flower``), as the PyTorch and Keras adapters do for a hospital they withhold.
+mod now replies with the exception's type only and logs the text, with its traceback, at ERROR on
+the node (logger ``secagg.flower``): the node's operator sees its own training crash, as Flower
+showed it before, and nothing of it leaves the node.
 """
 
 from __future__ import annotations
@@ -89,7 +90,7 @@ def test_a_secagg_node_s_training_error_text_stays_on_the_node(caplog: pytest.Lo
                                                       **FAST_TIMEOUT))  # fmt: skip
     strategy = FedAvg(fraction_evaluate=0.0, min_train_nodes=3, min_available_nodes=3)
     # Execute
-    with caplog.at_level(logging.DEBUG, logger="secagg.flower"):
+    with caplog.at_level(logging.ERROR, logger="secagg.flower"):
         strategy.start(grid=secure, initial_arrays=initial_arrays(), num_rounds=1)
     # Assert: the others' round went on; the node's reason names the type only
     report = secure.reports[0]
@@ -117,7 +118,7 @@ def test_a_paillier_node_s_training_error_text_stays_on_the_node(
     secure = PaillierGrid(FakeGrid(apps), options)
     strategy = FedAvg(fraction_evaluate=0.0, min_train_nodes=2, min_available_nodes=2)
     # Execute
-    with caplog.at_level(logging.DEBUG, logger="secagg.flower"):
+    with caplog.at_level(logging.ERROR, logger="secagg.flower"):
         strategy.start(grid=secure, initial_arrays=initial_arrays(), num_rounds=1)
     # Assert
     report = secure.reports[0]

@@ -293,7 +293,7 @@ def train_locally(
     except MemoryError:
         raise  # this node's own resources: not a reason to send
     except Exception as exc:  # the hospital's training: its text (shapes, values) stays on this node
-        reason = foreign_reason("the train handler", exc, logger=LOGGER, hospital=context.node_id)
+        reason = foreign_reason("the train handler", exc, logger=LOGGER, hospital=context.node_id, level=logging.ERROR)
         raise TrainingFailedError(error_reply(message, f"node {context.node_id}: {reason}")) from exc
     if reply.has_error():
         raise TrainingFailedError(reply)
