@@ -61,6 +61,7 @@ from secagg.integrations._torch_dtypes import (
     kind_of,
     to_float64,
 )
+from secagg.integrations._torch_tensors import model_tensors, named, refuse_lazy, tensors_of
 from secagg.integrations._torch_ties import ties, untied, written_once
 from secagg.ranges import RangeDiscovery
 
@@ -137,7 +138,7 @@ def flatten_state_dict(tensors: Mapping[str, Tensor]) -> tuple[FloatVector, Flat
     for name, tensor in tensors.items():
         if not isinstance(tensor, torch.Tensor):
             raise ConfigurationError(f"entry {name!r} is a {type(tensor).__name__}, not a torch.Tensor")
-        _refuse_lazy(torch, name, tensor)
+        refuse_lazy(torch, name, tensor)
         if tensor.layout != torch.strided or tensor.is_meta or tensor.is_nested:
             raise ConfigurationError(f"tensor {name!r}: only dense tensors with data are supported (to_dense() it)")
         name_of_dtype = dtype_name(tensor.dtype)
@@ -154,15 +155,6 @@ def flatten_state_dict(tensors: Mapping[str, Tensor]) -> tuple[FloatVector, Flat
         return np.zeros(0, dtype=np.float64), layout
     vector: FloatVector = torch.cat(pieces).numpy()
     return vector, layout
-
-
-def _refuse_lazy(torch: Any, name: str, tensor: Any) -> None:
-    """ConfigurationError for a lazy module's parameter or buffer before its first forward pass
-    (every torch call on it raises torch's own ValueError)."""
-    if torch.nn.parameter.is_lazy(tensor):
-        raise ConfigurationError(
-            f"tensor {name!r} is uninitialized (a lazy module's): run one forward pass before flattening or loading"
-        )
 
 
 def unflatten_state_dict(vector: npt.ArrayLike, layout: FlatLayout) -> dict[str, Tensor]:
@@ -199,25 +191,11 @@ def unflatten_state_dict(vector: npt.ArrayLike, layout: FlatLayout) -> dict[str,
     return out
 
 
-def _model_tensors(model: Module, buffers: bool) -> dict[str, Tensor]:
-    """Every name of a module's parameters (then buffers, if ``buffers``), a shared one under
-    each of its names (``remove_duplicate=False``)."""
-    torch = _torch()
-    if not isinstance(model, torch.nn.Module):
-        raise ConfigurationError(f"expected a torch.nn.Module, got {type(model).__name__}")
-    tensors = dict(model.named_parameters(remove_duplicate=False))
-    if buffers:
-        tensors.update(model.named_buffers(remove_duplicate=False))
-    for name, tensor in tensors.items():
-        _refuse_lazy(torch, name, tensor)
-    return tensors
-
-
 def flatten_model(model: Module, *, buffers: bool = False) -> tuple[FloatVector, FlatLayout]:
     """A module's parameters (in ``named_parameters`` order), then its buffers if
     ``buffers``, as one float64 vector and its layout (see :func:`flatten_state_dict`); a tied
     (shared) tensor once, under its first name."""
-    return flatten_state_dict(untied(_model_tensors(model, buffers)))
+    return flatten_state_dict(untied(model_tensors(model, buffers)))
 
 
 def load_into_model(model: Module, vector: npt.ArrayLike, layout: FlatLayout) -> None:
@@ -227,7 +205,7 @@ def load_into_model(model: Module, vector: npt.ArrayLike, layout: FlatLayout) ->
     ConfigurationError, with the model untouched, if the module lacks a name of the layout, a shape
     or dtype differs, or the layout gives two names of one tied tensor different values.
     """
-    targets = _model_tensors(model, buffers=True)
+    targets = model_tensors(model, buffers=True)
     for spec in require_layout(layout).specs:
         target = targets.get(spec.name)
         if target is None:
@@ -246,34 +224,13 @@ def load_into_model(model: Module, vector: npt.ArrayLike, layout: FlatLayout) ->
                 targets[name].copy_(tensors[name])
 
 
-def _tensors_of(model: Module | Mapping[str, Tensor], buffers: bool) -> Mapping[str, Tensor]:
-    """A state dict as given, or a module's entries in its state dict's order (its parameters only
-    if not ``buffers``), with a tied (shared) tensor once, under its first name: a module and its
-    state dict are one model, one layout and one digest (:func:`flatten_model` puts the buffers
-    after the parameters instead)."""
-    return untied(_named(model, buffers))
-
-
-def _named(model: Module | Mapping[str, Tensor], buffers: bool) -> Mapping[str, Tensor]:
-    """Every name of a state dict, or of a module's state dict (parameters only if not
-    ``buffers``), a shared tensor under each of its names."""
-    if isinstance(model, Mapping):
-        return model
-    if not buffers:
-        return _model_tensors(model, buffers)
-    if not isinstance(model, _torch().nn.Module):
-        raise ConfigurationError(f"expected a torch.nn.Module or a state dict, got {type(model).__name__}")
-    state: Mapping[str, Tensor] = model.state_dict(keep_vars=True)
-    return state
-
-
 def model_digest(model: Module | Mapping[str, Tensor], *, buffers: bool = True) -> bytes:
     """The 32-byte digest of a module's state dict (its parameters only if ``buffers=False``) or of a
     state dict (a module's digest is its state dict's): every tensor's key, dtype and shape, in order, and its values
     (:func:`secagg.integrations._model_binding.layout_digest` of :func:`flatten_state_dict`); a tied
     (shared) tensor once, under its first key (its other keys carry no values of their own).
     The digest of the global model a round hands out; :func:`aggregate_models` binds it."""
-    return layout_digest(*flatten_state_dict(_tensors_of(model, buffers)))
+    return layout_digest(*flatten_state_dict(tensors_of(model, buffers)))
 
 
 def hospital_update(
@@ -290,7 +247,7 @@ def hospital_update(
     :func:`model_digest` and :func:`aggregate_models`). Aggregated with ``model_digest=model_digest(global_model)``, an
     update from another model is refused with its reason (``result.refused``). ConfigurationError
     naming the client if the two models' tensors differ (names, order, shapes, dtypes)."""
-    flat = [flatten_state_dict(_tensors_of(model, buffers)) for model in (received, local)]
+    flat = [flatten_state_dict(tensors_of(model, buffers)) for model in (received, local)]
     return declared_update(client_id, flat[0], flat[1], num_samples)
 
 
@@ -396,7 +353,7 @@ def aggregate_models(
     reason, if too few remain).
     """
     base, layout, result, found = aggregate_flat_models(
-        lambda model: flatten_state_dict(_tensors_of(model, buffers)), global_model, _hospital_models(local_models),
+        lambda model: flatten_state_dict(tensors_of(model, buffers)), global_model, _hospital_models(local_models),
         aggregator,
         num_samples=num_samples, rng=rng, client_ids=client_ids, dropouts=dropouts, clips=clips, discovery=discovery,
         trained_from=trained_from, logger=LOGGER,
@@ -405,5 +362,5 @@ def aggregate_models(
     if result.mean is not None:
         tensors = unflatten_state_dict(new_global(base, result.mean, layout), layout)
         # A tied tensor is one tensor under each of the global model's names, as in its state dict.
-        state = {name: tensors[first] for name, first in ties(_named(global_model, buffers)).items()}
+        state = {name: tensors[first] for name, first in ties(named(global_model, buffers)).items()}
     return ModelAggregation(result=result, state_dict=state, layout=layout, discovery=found)
