@@ -102,16 +102,21 @@ def forged_record() -> ConfigRecord:
                          "min_honest": 1, "mechanism": DP.mechanism})  # fmt: skip
 
 
+def with_forged_records(messages: Iterable[Message]) -> list[Message]:
+    """``messages``, every training one (content with ``arrays``) now carrying :func:`forged_record`."""
+    batch = list(messages)
+    for message in batch:
+        if message.has_content() and "arrays" in message.content:
+            message.content[BOUND_DP_RECORD] = forged_record()
+    return batch
+
+
 class _ForgingGrid(SecAggGrid):
     """A lying server: every node's training content carries its own ``secagg.dp`` record (l2_clip
     100 times the plan's), the same for all, so it is bound into a consistent session."""
 
     def send_and_receive(self, messages: Iterable[Message], *, timeout: float | None = None) -> Iterable[Message]:
-        batch = list(messages)
-        for message in batch:
-            if message.has_content() and "arrays" in message.content:
-                message.content[BOUND_DP_RECORD] = forged_record()
-        return super().send_and_receive(batch, timeout=timeout)
+        return super().send_and_receive(with_forged_records(messages), timeout=timeout)
 
 
 class _ForgingTransport(FakeGrid):
@@ -119,11 +124,7 @@ class _ForgingTransport(FakeGrid):
     its own ``secagg.dp`` record (l2_clip 100 times the plan's)."""
 
     def send_and_receive(self, messages: Iterable[Message], *, timeout: float | None = None) -> Iterable[Message]:
-        batch = list(messages)
-        for message in batch:
-            if message.has_content() and "arrays" in message.content:
-                message.content[BOUND_DP_RECORD] = forged_record()
-        return super().send_and_receive(batch, timeout=timeout)
+        return super().send_and_receive(with_forged_records(messages), timeout=timeout)
 
 
 def test_a_server_writing_the_bound_dp_record_itself_is_refused() -> None:
