@@ -10,7 +10,7 @@ that clips at another value never yields a noised sum sized for the bound one.
 from __future__ import annotations
 
 import warnings
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from pathlib import Path
 
 import numpy as np
@@ -30,18 +30,14 @@ from secagg.integrations.flower.client import make_secagg_mod
 from secagg.integrations.flower.keys import read_public_key
 from secagg.segments import ClippingWarning
 
-from .flower_harness import TRUSTED_KEYS, FakeGrid, identity_files, restore_task_identity, set_task_identity
+from .flower_harness import TRUSTED_KEYS, FakeGrid, identity_files
 from .paillier_keys import PASSPHRASE, key_files
 from .test_integrations_flower_clipping_dp import DP, NODES, WEIGHTS, options, per_example_clipped_delta, run
 
 TARGET = NODES[2]
 
 
-@pytest.fixture(autouse=True)
-def server_identity() -> Iterator[None]:
-    previous = set_task_identity()
-    yield
-    restore_task_identity(previous)
+pytestmark = pytest.mark.usefixtures("server_identity")
 
 
 def seeing_app(node: int, seen: dict[int, DPConfig | None], scale: float = 1.0, share: Path | None = None) -> ClientApp:
