@@ -25,6 +25,10 @@ For every (key bits, clients, dim, obfuscation) the run:
    ciphertexts (``floor_encrypt_s``), and the plain numpy sum (``plain_sum_s``).
 
 JSON: ``{"suite", "command", "machine", "notes", "results": [{"params", "metrics"}]}``.
+
+This module is the command line and the ceremony timing; steps 2 to 6 are
+:func:`secagg.paillier.benchmark_session.run_config` (re-exported here), the
+references of step 6 are in :mod:`secagg.paillier.benchmark_references`.
 """
 
 from __future__ import annotations
@@ -33,7 +37,6 @@ import argparse
 import json
 import os
 import platform
-import secrets
 import statistics
 import sys
 import time
@@ -43,196 +46,36 @@ import gmpy2
 import numpy as np
 import phe
 
-from secagg import wire
 from secagg._cli_bench import paillier_problem
 from secagg._cli_options import MAX_DIM, MAX_HOSPITALS_BENCH, MAX_REPEATS, MAX_SEED, MIN_PAILLIER_KEY_BITS, _integer
 from secagg.errors import ConfigurationError, SecAggError
 from secagg.paillier._compute import Workers
-from secagg.paillier.ceremony import (
-    ThresholdKeyMaterial,
-    deal_threshold_key,
-    deal_threshold_key_from_primes,
-    generate_safe_primes,
+from secagg.paillier.benchmark_references import (
+    FLOOR_SAMPLES,
+    SIGNED_UPLOADS,
+    measure_floor,
+    measure_naive_phe,
+    measure_signing,
 )
+from secagg.paillier.benchmark_session import NOTES, run_config
+from secagg.paillier.ceremony import deal_threshold_key, deal_threshold_key_from_primes, generate_safe_primes
 from secagg.paillier.encryption import Obfuscation
-from secagg.paillier.keys import PublicKey, ThresholdPublicKey
-from secagg.paillier.messages import EncryptedVector, upload_payload
-from secagg.paillier.packing import SlotLayout
 from secagg.paillier.parameters import check_dealt_shape, default_threshold
-from secagg.paillier.protocol import Client, DecryptingParty, Server, SessionParameters
-from secagg.primitives.signing import SigningKey, verify
 
-__all__ = ["build_parser", "main", "measure_ceremony", "measure_floor", "measure_naive_phe", "run_config"]
+__all__ = [
+    "FLOOR_SAMPLES",
+    "NOTES",
+    "SIGNED_UPLOADS",
+    "build_parser",
+    "main",
+    "measure_ceremony",
+    "measure_floor",
+    "measure_naive_phe",
+    "measure_signing",
+    "run_config",
+]
 
-FLOOR_SAMPLES = 50
 DEFAULT_NAIVE_SAMPLE = 50
-NOTES = {
-    "sign_upload_s": "one client: SHA-256 of its ciphertexts + one Ed25519 signature (median of 5)",
-    "verify_100_uploads_s": "one party verifying 100 signed uploads of this size, each from its own hospital "
-    "(hashing included; median of 5)",
-    "sign_over_encrypt": "sign_upload_s / encrypt_s: what signing adds to a client's upload",
-    "verify_100_over_partial_decrypt": "verify_100_uploads_s / partial_decrypt_s (of this run's n uploads): "
-    "what checking 100 signatures costs against the decryption it guards",
-    "encrypt_s": "wall time per client (mean): pack + encrypt (incl. obfuscators and DJN table) + wire encode",
-    "aggregate_s": "server: check every upload (Z*_(n^2)) and multiply them; each party repeats this inside "
-    "partial_decrypt_s as its binding check",
-    "partial_decrypt_s": "per decrypting party (mean over the t parties used): check uploads, recompute the sum, "
-    "c^(2 Delta s_i) for every aggregate ciphertext",
-    "partial_decrypt_s_includes": "the batched zero-knowledge proof of correct decryption (one per party)",
-    "decrypt_s": "server: check t partial decryptions and verify their proofs, combine, unpack, overflow checks",
-    "naive_phe_encrypt_s": "phe PaillierPublicKey.encrypt (one EncryptedNumber per value) timed on "
-    "naive_phe_sample values and scaled linearly to dim",
-    "floor_encrypt_s": "num_ciphertexts x median time of one gmpy2.powmod(r, n, n^2) on one core, same run",
-    "ciphertext_bytes_per_value": "bytes of one client's EncryptedVector wire message / dim",
-    "max_party_s": "largest wall time of any single party in its role (client, server, decrypting party)",
-}
-
-
-def measure_floor(key: PublicKey, samples: int = FLOOR_SAMPLES) -> float:
-    """Median seconds of one full-size ``powmod(r, n, n^2)`` with r uniform below n."""
-    n = gmpy2.mpz(key.n)
-    nsquare = n * n
-    times = []
-    for _ in range(samples):
-        r = gmpy2.mpz(secrets.randbelow(key.n - 1) + 1)
-        started = time.perf_counter()
-        gmpy2.powmod(r, n, nsquare)
-        times.append(time.perf_counter() - started)
-    return statistics.median(times)
-
-
-def measure_naive_phe(key: PublicKey, values: np.ndarray[Any, Any]) -> float:
-    """Seconds per value of phe's ``encrypt`` (EncodedNumber + obfuscation) over ``values``."""
-    phe_key = key.phe
-    started = time.perf_counter()
-    for value in values.tolist():
-        phe_key.encrypt(int(value))
-    return (time.perf_counter() - started) / max(len(values), 1)
-
-
-def run_config(
-    material: ThresholdKeyMaterial,
-    *,
-    clients: int,
-    dim: int,
-    value_bits: int,
-    obfuscation: Obfuscation,
-    workers: Workers,
-    naive_sample: int,
-    rng: np.random.Generator,
-) -> dict[str, Any]:
-    """Run one session with timings; returns the ``metrics`` dict."""
-    public: ThresholdPublicKey = material.public
-    key = public.key
-    layout = SlotLayout(value_bits, clients, key.key_bits)
-    identities = {k: SigningKey.generate() for k in range(1, clients + 1)}
-    params = SessionParameters(
-        public=public, layout=layout, vector_length=dim, roster=tuple(range(1, clients + 1)),
-        min_contributors=min(clients, max(2, public.threshold)),
-        identity_keys=tuple(identities[k].public for k in range(1, clients + 1)), context=secrets.token_bytes(32),
-    )
-    low, high = layout.value_min, layout.value_max
-    inputs = {k: rng.integers(low, high, size=dim, endpoint=True, dtype=np.int64) for k in range(1, clients + 1)}
-
-    encrypt_times, uploads, digests = [], {}, {}
-    for k, vector in inputs.items():
-        started = time.perf_counter()
-        client = Client(params, k, identities[k], obfuscation=obfuscation, workers=workers)
-        uploads[k] = wire.encode(client.upload(vector))
-        encrypt_times.append(time.perf_counter() - started)
-        digests[k] = client.upload_digest
-
-    server = Server(params, workers=workers)
-    started = time.perf_counter()
-    for data in uploads.values():
-        server.receive_upload(data)
-    server.aggregate_ciphertexts()
-    aggregate_s = time.perf_counter() - started
-
-    partial_times, answers, request_bytes = [], [], 0
-    for party in range(1, public.threshold + 1):
-        request = wire.encode(server.decryption_request(party))
-        request_bytes = len(request)
-        started = time.perf_counter()
-        decryptor = DecryptingParty(params, material.shares[party - 1], own_upload=digests[party], workers=workers)
-        answers.append(wire.encode(decryptor.respond(request)))
-        partial_times.append(time.perf_counter() - started)
-
-    started = time.perf_counter()
-    for answer in answers:
-        server.receive_partial(answer)
-    aggregate = server.finish()
-    decrypt_s = time.perf_counter() - started
-
-    started = time.perf_counter()
-    plain = np.sum(np.stack(list(inputs.values())), axis=0)
-    plain_sum_s = time.perf_counter() - started
-
-    signing = measure_signing(wire.decode(uploads[1], EncryptedVector).ciphertexts, params.session_id)
-    sample = inputs[1][: min(dim, naive_sample)]
-    naive_per_value = measure_naive_phe(key, sample)
-    floor_one = measure_floor(key)
-    encrypt_s = statistics.fmean(encrypt_times)
-    partial_s = statistics.fmean(partial_times)
-    upload_bytes = len(uploads[1])
-    return {
-        "encrypt_s": encrypt_s,
-        "encrypt_max_s": max(encrypt_times),
-        "aggregate_s": aggregate_s,
-        "partial_decrypt_s": partial_s,
-        "partial_decrypt_max_s": max(partial_times),
-        "decrypt_s": decrypt_s,
-        "naive_phe_encrypt_s": naive_per_value * dim,
-        "naive_phe_sample": len(sample),
-        "naive_phe_scaled": True,
-        "floor_encrypt_s": floor_one * params.num_ciphertexts,
-        "floor_powmod_s": floor_one,
-        "plain_sum_s": plain_sum_s,
-        "num_ciphertexts": params.num_ciphertexts,
-        "slots_per_ciphertext": layout.slots_per_plaintext,
-        "slot_bits": layout.width,
-        "ciphertext_bytes_per_value": upload_bytes / dim,
-        "upload_bytes": upload_bytes,
-        "request_bytes_per_party": request_bytes,
-        "partial_bytes_per_party": len(answers[0]),
-        "exact": bool(np.array_equal(aggregate, plain)),
-        "max_party_s": max(*encrypt_times, aggregate_s, *partial_times, decrypt_s),
-        "ratio_naive_over_encrypt": naive_per_value * dim / encrypt_s,
-        "ratio_encrypt_over_floor": encrypt_s / (floor_one * params.num_ciphertexts),
-        **signing,
-        "sign_over_encrypt": signing["sign_upload_s"] / encrypt_s,
-        "verify_100_over_partial_decrypt": signing["verify_100_uploads_s"] / partial_s,
-    }
-
-
-SIGNED_UPLOADS = 100
-
-
-def measure_signing(ciphertexts: bytes, session: bytes) -> dict[str, float]:
-    """What signed uploads cost: one client signing an upload of these ciphertexts
-    (hash + Ed25519), and one party verifying :data:`SIGNED_UPLOADS` uploads of this size,
-    each from its own enrolled hospital (median of 5 runs each)."""
-    keys = [SigningKey.generate() for _ in range(SIGNED_UPLOADS)]
-    length = len(ciphertexts)
-    payloads = [upload_payload(session, k + 1, length, ciphertexts) for k in range(SIGNED_UPLOADS)]
-    signatures = [key.sign(payload) for key, payload in zip(keys, payloads, strict=True)]
-
-    def sign_one() -> None:
-        keys[0].sign(upload_payload(session, 1, length, ciphertexts))
-
-    def verify_all() -> None:
-        for key, signature, client in zip(keys, signatures, range(1, SIGNED_UPLOADS + 1), strict=True):
-            verify(key.public, signature, upload_payload(session, client, length, ciphertexts))
-
-    def median_of_5(operation: Any) -> float:
-        runs = []
-        for _ in range(5):
-            started = time.perf_counter()
-            operation()
-            runs.append(time.perf_counter() - started)
-        return statistics.median(runs)
-
-    return {"sign_upload_s": median_of_5(sign_one), "verify_100_uploads_s": median_of_5(verify_all)}
 
 
 def _machine() -> dict[str, Any]:

@@ -1,4 +1,5 @@
-"""A sampler whose chosen draws leave their room: the DP tests' one seam for a noise overflow."""
+"""The fl_core DP tests' shared pieces: a sampler whose chosen draws leave their room (the one
+seam for a noise overflow), and the five-hospital DP aggregator they run."""
 
 from __future__ import annotations
 
@@ -9,8 +10,11 @@ import numpy as np
 import numpy.typing as npt
 import pytest
 
-from secagg.dp import RandomSource
+from fl_core.aggregators import make_aggregator
+from fl_core.dp import DPAggregator
+from secagg.dp import DPConfig, RandomSource, SeededRandomSource
 from secagg.dp import encoding as dp_encoding
+from secagg.primitives.randomness import InsecureDeterministicRandom
 
 Sampler = Callable[[Fraction | int, int, RandomSource | None], npt.NDArray[np.int64]]
 
@@ -32,3 +36,16 @@ def overflowing(
         return noise
 
     monkeypatch.setattr(dp_encoding, "sample_discrete_gaussian", sampler)
+
+
+def dp_aggregator(name: str, min_honest: int, *, dimension: int, label: bytes) -> DPAggregator:
+    """aggregator ``name`` under DP (epsilon 3, delta 1e-5, 4 rounds, l2_clip 1, ``min_honest``) for
+    5 hospitals of at most 100 samples; its noise seeded, a secagg one's randomness from ``label``."""
+    config = DPConfig(epsilon=3.0, delta=1e-5, rounds=4, l2_clip=1.0, min_honest=min_honest)
+    options = {"random_bytes": InsecureDeterministicRandom(label)} if name.startswith("secagg") else {}
+    built = make_aggregator(
+        name, num_clients=5, dp=config, dimension=dimension, max_samples_per_client=100,
+        noise_source=SeededRandomSource(bytes(32)), **options,
+    )  # fmt: skip
+    assert isinstance(built, DPAggregator)
+    return built

@@ -13,13 +13,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from fl_core.aggregators import ClientUpdate, DropoutStage, make_aggregator
+from fl_core.aggregators import ClientUpdate, DropoutStage
 from fl_core.dp import DPAggregator
-from secagg.dp import DPConfig, SeededRandomSource
 from secagg.dp import encoding as dp_encoding
 from secagg.errors import InsufficientNoiseError, OverflowDetectedError
-from secagg.primitives.randomness import InsecureDeterministicRandom
-from tests.fl_core.dp_noise import overflowing
+from tests.fl_core.dp_noise import dp_aggregator, overflowing
 
 HOSPITALS = (1, 2, 3, 4, 5)
 LENGTH = 6
@@ -27,14 +25,7 @@ LENGTH = 6
 
 
 def aggregator(name: str, min_honest: int) -> DPAggregator:
-    config = DPConfig(epsilon=3.0, delta=1e-5, rounds=4, l2_clip=1.0, min_honest=min_honest)
-    options = {"random_bytes": InsecureDeterministicRandom(b"room")} if name.startswith("secagg") else {}
-    built = make_aggregator(
-        name, num_clients=5, dp=config, dimension=LENGTH, max_samples_per_client=100,
-        noise_source=SeededRandomSource(bytes(32)), **options,
-    )  # fmt: skip
-    assert isinstance(built, DPAggregator)
-    return built
+    return dp_aggregator(name, min_honest, dimension=LENGTH, label=b"room")
 
 
 def updates() -> list[ClientUpdate]:

@@ -33,6 +33,7 @@ from secagg.errors import ConfigurationError, InsufficientNoiseError
 from secagg.paillier import insecure_key_sizes_for_testing
 from secagg.primitives.randomness import InsecureDeterministicRandom
 from secagg.segments import Segment, SegmentTable
+from tests.fl_core import dp_noise
 from tests.paillier.helpers import threshold_material
 
 HOSPITALS = (1, 2, 3, 4, 5)
@@ -184,14 +185,7 @@ def test_fedavg_goes_on_without_a_hospital_above_the_sample_bound_exactly(federa
 
 
 def dp_aggregator(name: str, min_honest: int) -> DPAggregator:
-    config = DPConfig(epsilon=3.0, delta=1e-5, rounds=4, l2_clip=1.0, min_honest=min_honest)
-    options = {"random_bytes": InsecureDeterministicRandom(b"dp")} if name.startswith("secagg") else {}
-    aggregator = make_aggregator(
-        name, num_clients=5, dp=config, dimension=LENGTH, max_samples_per_client=100,
-        noise_source=SeededRandomSource(bytes(32)), **options,
-    )  # fmt: skip
-    assert isinstance(aggregator, DPAggregator)
-    return aggregator
+    return dp_noise.dp_aggregator(name, min_honest, dimension=LENGTH, label=b"dp")
 
 
 def dp_updates(bad: Mapping[int, tuple[Vector | None, int | None]] | None = None) -> list[ClientUpdate]:

@@ -1,18 +1,31 @@
-"""Fixtures shared by the Flower integration tests (``loaded``, ``paillier_keys``, ``example_keys``).
+"""Fixtures shared by the Flower integration tests (``loaded``, ``paillier_keys``, ``example_keys``,
+``server_identity``).
 
-Flower is imported inside ``loaded`` only, so that the other integration tests (Keras,
-PyTorch) still collect where Flower (an optional extra) is not installed.
+Flower is imported inside the fixtures that use it only, so that the other integration tests
+(Keras, PyTorch) still collect where Flower (an optional extra) is not installed.
 """
 
 from __future__ import annotations
 
 import shutil
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from .paillier_keys import key_files
+
+
+@pytest.fixture
+def server_identity() -> Iterator[None]:
+    """Messages are created as in a ServerApp process (Flower's task identity set for the test,
+    then restored). The Flower test modules use it with ``pytest.mark.usefixtures``."""
+    from .flower_harness import restore_task_identity, set_task_identity  # noqa: PLC0415  (imports Flower)
+
+    previous = set_task_identity()
+    yield
+    restore_task_identity(previous)
 
 
 @pytest.fixture

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import contextlib
 import io
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -38,8 +37,6 @@ from .flower_harness import (
     identity_files,
     initial_arrays,
     node_identity_key,
-    restore_task_identity,
-    set_task_identity,
 )
 from .paillier_keys import PASSPHRASE, key_files
 
@@ -49,11 +46,7 @@ FUZZ = settings(suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_to
                                        HealthCheck.function_scoped_fixture])
 
 
-@pytest.fixture(autouse=True)
-def server_identity() -> Iterator[None]:
-    previous = set_task_identity()
-    yield
-    restore_task_identity(previous)
+pytestmark = pytest.mark.usefixtures("server_identity")
 
 
 # --- bytes that look more or less like a .npy array ------------------------------------------

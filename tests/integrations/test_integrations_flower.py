@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterator
 
 import numpy as np
 import pytest
@@ -47,18 +46,10 @@ from .flower_harness import (
     FakeGrid,
     initial_arrays,
     make_app,
-    restore_task_identity,
-    set_task_identity,
     transported,
 )
 
-
-@pytest.fixture(autouse=True)
-def server_identity() -> Iterator[None]:
-    """Messages are created as in a ServerApp process."""
-    previous = set_task_identity()
-    yield
-    restore_task_identity(previous)
+pytestmark = pytest.mark.usefixtures("server_identity")
 
 
 NODES = (1_000_000_007, 2**63 + 11, 42, 9_999_999_999, 2**64 - 1)  # 64-bit Flower node ids

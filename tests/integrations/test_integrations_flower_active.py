@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -24,7 +23,7 @@ from secagg.masking import ACTIVE
 from secagg.primitives.randomness import InsecureDeterministicRandom
 from secagg.primitives.signing import SigningKey
 
-from .flower_harness import Audit, FakeGrid, initial_arrays, make_app, restore_task_identity, set_task_identity
+from .flower_harness import Audit, FakeGrid, initial_arrays, make_app
 from .paillier_keys import identity_files
 from .test_integrations_flower import setup_for
 
@@ -32,11 +31,7 @@ NODES = (1_000_000_007, 2**63 + 11, 42, 9_999_999_999, 2**64 - 1)
 WEIGHTS = dict(zip(NODES, (30, 55, 12, 80, 41), strict=True))
 
 
-@pytest.fixture(autouse=True)
-def server_identity() -> Iterator[None]:
-    previous = set_task_identity()
-    yield
-    restore_task_identity(previous)
+pytestmark = pytest.mark.usefixtures("server_identity")
 
 
 def active_apps(paths: list[Path], trusted: Path, audit: Audit | None = None) -> dict[int, object]:

@@ -10,7 +10,7 @@ that clips at another value never yields a noised sum sized for the bound one.
 from __future__ import annotations
 
 import warnings
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from pathlib import Path
 
 import numpy as np
@@ -30,18 +30,14 @@ from secagg.integrations.flower.client import make_secagg_mod
 from secagg.integrations.flower.keys import read_public_key
 from secagg.segments import ClippingWarning
 
-from .flower_harness import TRUSTED_KEYS, FakeGrid, identity_files, restore_task_identity, set_task_identity
+from .flower_harness import TRUSTED_KEYS, FakeGrid, identity_files
 from .paillier_keys import PASSPHRASE, key_files
 from .test_integrations_flower_clipping_dp import DP, NODES, WEIGHTS, options, per_example_clipped_delta, run
 
 TARGET = NODES[2]
 
 
-@pytest.fixture(autouse=True)
-def server_identity() -> Iterator[None]:
-    previous = set_task_identity()
-    yield
-    restore_task_identity(previous)
+pytestmark = pytest.mark.usefixtures("server_identity")
 
 
 def seeing_app(node: int, seen: dict[int, DPConfig | None], scale: float = 1.0, share: Path | None = None) -> ClientApp:
@@ -102,16 +98,21 @@ def forged_record() -> ConfigRecord:
                          "min_honest": 1, "mechanism": DP.mechanism})  # fmt: skip
 
 
+def with_forged_records(messages: Iterable[Message]) -> list[Message]:
+    """``messages``, every training one (content with ``arrays``) now carrying :func:`forged_record`."""
+    batch = list(messages)
+    for message in batch:
+        if message.has_content() and "arrays" in message.content:
+            message.content[BOUND_DP_RECORD] = forged_record()
+    return batch
+
+
 class _ForgingGrid(SecAggGrid):
     """A lying server: every node's training content carries its own ``secagg.dp`` record (l2_clip
     100 times the plan's), the same for all, so it is bound into a consistent session."""
 
     def send_and_receive(self, messages: Iterable[Message], *, timeout: float | None = None) -> Iterable[Message]:
-        batch = list(messages)
-        for message in batch:
-            if message.has_content() and "arrays" in message.content:
-                message.content[BOUND_DP_RECORD] = forged_record()
-        return super().send_and_receive(batch, timeout=timeout)
+        return super().send_and_receive(with_forged_records(messages), timeout=timeout)
 
 
 class _ForgingTransport(FakeGrid):
@@ -119,11 +120,7 @@ class _ForgingTransport(FakeGrid):
     its own ``secagg.dp`` record (l2_clip 100 times the plan's)."""
 
     def send_and_receive(self, messages: Iterable[Message], *, timeout: float | None = None) -> Iterable[Message]:
-        batch = list(messages)
-        for message in batch:
-            if message.has_content() and "arrays" in message.content:
-                message.content[BOUND_DP_RECORD] = forged_record()
-        return super().send_and_receive(batch, timeout=timeout)
+        return super().send_and_receive(with_forged_records(messages), timeout=timeout)
 
 
 def test_a_server_writing_the_bound_dp_record_itself_is_refused() -> None:

@@ -9,8 +9,6 @@ arithmetic, and refuses a non-finite slack; the run-config digest covers its fir
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import numpy as np
 import pytest
 
@@ -32,17 +30,11 @@ from secagg.integrations.flower.bound_plan import (
 )
 from secagg.integrations.flower.run_binding import check_run_config_option, run_config_digest
 
-from .flower_harness import restore_task_identity, set_task_identity
-
 DP = DPConfig(epsilon=2.0, delta=1e-5, rounds=2, l2_clip=1.0, min_honest=3)
 FLOAT32_EPS = float(np.finfo(np.float32).eps)
 
 
-@pytest.fixture(autouse=True)
-def server_identity() -> Iterator[None]:
-    previous = set_task_identity()
-    yield
-    restore_task_identity(previous)
+pytestmark = pytest.mark.usefixtures("server_identity")
 
 
 def plan_of(config: DPConfig) -> NoisePlan:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -39,7 +39,7 @@ from secagg.integrations.flower.dp import decode_noised
 from secagg.integrations.flower.protocol import SETUP, RoundSetup, flatten_arrays
 from secagg.segments import ClippingWarning, Segment
 
-from .flower_harness import Audit, FakeGrid, initial_arrays, restore_task_identity, set_task_identity
+from .flower_harness import Audit, FakeGrid, initial_arrays
 from .test_integrations_flower_split_setup import TARGET, _replace_payload, lying_server
 
 NODES = (1_000_000_007, 2**63 + 11, 42, 9_999_999_999, 2**64 - 1)
@@ -48,11 +48,7 @@ DP = DPConfig(epsilon=2.0, delta=1e-5, rounds=2, l2_clip=1.0)
 Delta = Callable[[int, str, np.ndarray], np.ndarray]
 
 
-@pytest.fixture(autouse=True)
-def server_identity() -> Iterator[None]:
-    previous = set_task_identity()
-    yield
-    restore_task_identity(previous)
+pytestmark = pytest.mark.usefixtures("server_identity")
 
 
 def per_example_clipped_delta(node: int, name: str, array: np.ndarray) -> np.ndarray:

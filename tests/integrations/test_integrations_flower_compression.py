@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -55,7 +54,7 @@ from secagg.integrations.flower.keys import read_public_key
 from secagg.integrations.flower.protocol import ENCRYPT, SETUP, PaillierSetup, RoundSetup, flatten_arrays
 from secagg.ring import RingVector
 
-from .flower_harness import TRUSTED_KEYS, Audit, FakeGrid, identity_files, restore_task_identity, set_task_identity
+from .flower_harness import TRUSTED_KEYS, Audit, FakeGrid, identity_files
 from .paillier_keys import PASSPHRASE, key_files
 from .test_integrations_flower_split_setup import _replace_payload, lying_server
 
@@ -67,11 +66,7 @@ CLIP = 2.0
 has averaged it into a float array), so nothing is clipped."""
 
 
-@pytest.fixture(autouse=True)
-def server_identity() -> Iterator[None]:
-    previous = set_task_identity()
-    yield
-    restore_task_identity(previous)
+pytestmark = pytest.mark.usefixtures("server_identity")
 
 
 def model() -> ArrayRecord:

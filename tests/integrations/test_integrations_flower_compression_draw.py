@@ -11,7 +11,7 @@ table whose counts some draw could overflow (checked at the longest segment any 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -37,8 +37,6 @@ from .flower_harness import (
     FakeGrid,
     initial_arrays,
     make_app,
-    restore_task_identity,
-    set_task_identity,
 )
 from .paillier_keys import PASSPHRASE, key_files
 from .test_integrations_flower_compression import NODES, masking_grid, paillier_grid, setups
@@ -48,11 +46,7 @@ STEPS = 16
 FRACTION = 0.05  # 17 coordinates: k = 1
 
 
-@pytest.fixture(autouse=True)
-def server_identity() -> Iterator[None]:
-    previous = set_task_identity()
-    yield
-    restore_task_identity(previous)
+pytestmark = pytest.mark.usefixtures("server_identity")
 
 
 def model() -> ArrayRecord:

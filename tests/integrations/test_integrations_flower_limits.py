@@ -13,7 +13,7 @@ that no oversized payload was loaded anywhere.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -50,8 +50,6 @@ from .flower_harness import (
     FakeGrid,
     identity_files,
     initial_arrays,
-    restore_task_identity,
-    set_task_identity,
     stage_of,
     transported,
 )
@@ -73,11 +71,7 @@ HUGE_SETUP = 16 << 20
 """A setup payload beyond any honest setup (65536 nodes, every parameter field full)."""
 
 
-@pytest.fixture(autouse=True)
-def server_identity() -> Iterator[None]:
-    previous = set_task_identity()
-    yield
-    restore_task_identity(previous)
+pytestmark = pytest.mark.usefixtures("server_identity")
 
 
 def padded(stage: str) -> Callable[[RecordDict], RecordDict]:

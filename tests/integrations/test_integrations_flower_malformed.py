@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import io
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -64,8 +64,6 @@ from .flower_harness import (
     initial_arrays,
     make_app,
     node_identity_key,
-    restore_task_identity,
-    set_task_identity,
     transported,
 )
 from .paillier_keys import PASSPHRASE
@@ -76,11 +74,7 @@ PAILLIER_NODES = NODES[:4]
 FAULTY = 42
 
 
-@pytest.fixture(autouse=True)
-def server_identity() -> Iterator[None]:
-    previous = set_task_identity()
-    yield
-    restore_task_identity(previous)
+pytestmark = pytest.mark.usefixtures("server_identity")
 
 
 # --- malformed records -------------------------------------------------------------------

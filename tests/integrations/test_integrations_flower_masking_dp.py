@@ -10,7 +10,6 @@ mode; a lying server's setup one step weaker fails it, through the Flower harnes
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterator
 from fractions import Fraction
 from pathlib import Path
 
@@ -45,7 +44,7 @@ from secagg.integrations.flower.dp import (
 from secagg.integrations.flower.protocol import SETUP, RoundSetup, flatten_arrays
 from secagg.masking import ACTIVE, COMPLETE, HARARY, SEMI_HONEST, MaskingConfig
 
-from .flower_harness import RUN_ID, Audit, FakeGrid, initial_arrays, restore_task_identity, set_task_identity
+from .flower_harness import RUN_ID, Audit, FakeGrid, initial_arrays
 from .paillier_keys import identity_files, trusted_keys
 from .test_integrations_flower_clipping_dp import DP, NODES, dp_grid, per_example_clipped_delta, run
 from .test_integrations_flower_split_setup import TARGET, _replace_payload, lying_server
@@ -54,11 +53,7 @@ GENEROUS = Fraction(2**56)
 """A sigma^2 that buys any of these tests' epsilon (the h check never reads it)."""
 
 
-@pytest.fixture(autouse=True)
-def server_identity() -> Iterator[None]:
-    previous = set_task_identity()
-    yield
-    restore_task_identity(previous)
+pytestmark = pytest.mark.usefixtures("server_identity")
 
 
 def _batch(num_nodes: int) -> TrainingBatch:

@@ -15,7 +15,7 @@ import dataclasses
 import importlib
 import json
 import stat
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -34,7 +34,7 @@ from secagg.integrations.flower.dp import DPRounds
 from secagg.integrations.flower.node_budget import BUDGET_KEY, charge_node_budget, check_node_budget
 
 from . import test_integrations_flower_paillier_dp as paillier_dp
-from .flower_harness import Audit, FakeGrid, initial_arrays, restore_task_identity, set_task_identity
+from .flower_harness import Audit, FakeGrid, initial_arrays
 from .test_integrations_flower_clipping_dp import DP, NODES, dp_grid, options
 
 Secure = SecAggGrid | PaillierGrid
@@ -42,11 +42,7 @@ REFUSED = "privacy budget"
 """What a node's refusal of a contribution past its budget says."""
 
 
-@pytest.fixture(autouse=True)
-def server_identity() -> Iterator[None]:
-    previous = set_task_identity()
-    yield
-    restore_task_identity(previous)
+pytestmark = pytest.mark.usefixtures("server_identity")
 
 
 @pytest.fixture(autouse=True)

@@ -12,7 +12,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -36,18 +36,13 @@ from secagg.integrations.flower.protocol import ENCRYPT, SETUP
 from secagg.masking import MaskingConfig
 from secagg.paillier.parameters import default_threshold, threshold_guarantee
 
-from .flower_harness import TRUSTED_KEYS, Audit, FakeGrid, make_app, restore_task_identity, set_task_identity
+from .flower_harness import TRUSTED_KEYS, Audit, FakeGrid, make_app
 from .paillier_keys import PASSPHRASE, key_files
 from .test_integrations_flower_limits import run
 from .test_integrations_flower_malformed import NODES, WEIGHTS, identity_options
 from .test_integrations_flower_round_nodes import nodes_per_round
 
-
-@pytest.fixture(autouse=True)
-def server_identity() -> Iterator[None]:
-    previous = set_task_identity()
-    yield
-    restore_task_identity(previous)
+pytestmark = pytest.mark.usefixtures("server_identity")
 
 
 def masking_grid(policy: NodePolicy | None, audit: Audit) -> FakeGrid:

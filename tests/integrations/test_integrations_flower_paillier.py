@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import dataclasses
 import os
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -56,8 +55,6 @@ from .flower_harness import (
     initial_arrays,
     make_app,
     node_identity_key,
-    restore_task_identity,
-    set_task_identity,
 )
 from .paillier_keys import P_1024, PASSPHRASE, Q_1024, key_files, material, unsafe_material
 
@@ -66,11 +63,7 @@ WEIGHTS = dict(zip(NODES, (30, 55, 12, 80), strict=True))
 FAST_TIMEOUT = {"stage_timeout": 0.3, "poll_interval": 0.05}
 
 
-@pytest.fixture(autouse=True)
-def server_identity() -> Iterator[None]:
-    previous = set_task_identity()
-    yield
-    restore_task_identity(previous)
+pytestmark = pytest.mark.usefixtures("server_identity")
 
 
 @pytest.fixture

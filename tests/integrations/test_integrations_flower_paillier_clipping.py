@@ -11,7 +11,6 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import warnings
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -38,8 +37,6 @@ from .flower_harness import (
     FakeGrid,
     identity_files,
     initial_arrays,
-    restore_task_identity,
-    set_task_identity,
 )
 from .paillier_keys import PASSPHRASE, key_files
 from .test_integrations_flower_split_setup import TARGET, _replace_payload, lying_server
@@ -48,11 +45,7 @@ NODES = (1_000_000_007, 2**63 + 11, 42, 9_999_999_999, 2**64 - 1)
 WEIGHTS = dict(zip(NODES, (30, 55, 12, 80, 41), strict=True))
 
 
-@pytest.fixture(autouse=True)
-def server_identity() -> Iterator[None]:
-    previous = set_task_identity()
-    yield
-    restore_task_identity(previous)
+pytestmark = pytest.mark.usefixtures("server_identity")
 
 
 def big_w(name: str, array: np.ndarray) -> np.ndarray:

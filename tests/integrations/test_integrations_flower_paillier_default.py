@@ -10,7 +10,6 @@ accepts a lower one and the computed guarantee, reported with every round, says 
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -23,17 +22,12 @@ from secagg.integrations.flower import PaillierGrid, PaillierOptions
 from secagg.integrations.flower.keys import read_public_key
 from secagg.paillier.parameters import default_threshold
 
-from .flower_harness import TRUSTED_KEYS, Audit, FakeGrid, restore_task_identity, set_task_identity
+from .flower_harness import TRUSTED_KEYS, Audit, FakeGrid
 from .paillier_keys import key_files, material
 from .test_integrations_flower_limits import run
 from .test_integrations_flower_malformed import PAILLIER_NODES, paillier_apps
 
-
-@pytest.fixture(autouse=True)
-def server_identity() -> Iterator[None]:
-    previous = set_task_identity()
-    yield
-    restore_task_identity(previous)
+pytestmark = pytest.mark.usefixtures("server_identity")
 
 
 @pytest.mark.parametrize("parties", [3, 4, 5, 7])

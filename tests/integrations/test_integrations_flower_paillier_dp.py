@@ -10,7 +10,7 @@ fixed primes (tests/integrations/paillier_keys.py), as the other Paillier tests.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -39,8 +39,6 @@ from .flower_harness import (
     FakeGrid,
     identity_files,
     initial_arrays,
-    restore_task_identity,
-    set_task_identity,
 )
 from .paillier_keys import PASSPHRASE, key_files
 from .test_integrations_flower_clipping_dp import DP, per_example_clipped_delta
@@ -50,11 +48,7 @@ NODES = (1_000_000_007, 2**63 + 11, 42, 9_999_999_999, 2**64 - 1)
 Rewrite = Callable[[Message], None]
 
 
-@pytest.fixture(autouse=True)
-def server_identity() -> Iterator[None]:
-    previous = set_task_identity()
-    yield
-    restore_task_identity(previous)
+pytestmark = pytest.mark.usefixtures("server_identity")
 
 
 def app(node: int, share: Path, audit: Audit | None, policy: NodePolicy | None) -> ClientApp:

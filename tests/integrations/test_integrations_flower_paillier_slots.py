@@ -8,7 +8,6 @@ refused. Real 2048-bit threshold keys (tests/integrations/paillier_keys.py).
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -38,8 +37,6 @@ from .flower_harness import (
     identity_files,
     initial_arrays,
     node_identity_key,
-    restore_task_identity,
-    set_task_identity,
 )
 from .paillier_keys import PASSPHRASE, key_files, material
 
@@ -49,11 +46,7 @@ QMAX = (1 << (BITS - 1)) - 1
 B = W * QMAX
 
 
-@pytest.fixture(autouse=True)
-def server_identity() -> Iterator[None]:
-    previous = set_task_identity()
-    yield
-    restore_task_identity(previous)
+pytestmark = pytest.mark.usefixtures("server_identity")
 
 
 def extreme_app(node: int, share: Path, sign: int, audit: Audit) -> ClientApp:

@@ -9,7 +9,6 @@ node is the round's dropout with the reason, and the others' sum is exact.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -43,8 +42,6 @@ from .flower_harness import (
     FakeGrid,
     identity_files,
     make_app,
-    restore_task_identity,
-    set_task_identity,
     transported,
 )
 from .paillier_keys import PASSPHRASE
@@ -57,12 +54,7 @@ from .test_integrations_flower_malformed import (
     assert_exact_masking_sum,
 )
 
-
-@pytest.fixture(autouse=True)
-def server_identity() -> Iterator[None]:
-    previous = set_task_identity()
-    yield
-    restore_task_identity(previous)
+pytestmark = pytest.mark.usefixtures("server_identity")
 
 
 def test_the_policy_validates_max_nodes() -> None:

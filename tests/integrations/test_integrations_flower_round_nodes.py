@@ -10,7 +10,7 @@ needs is skipped with the reason before anything is sent, and the run goes on.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -25,17 +25,12 @@ from secagg.integrations.flower._records import read_stage
 from secagg.integrations.flower.keys import read_public_key
 from secagg.integrations.flower.protocol import ENCRYPT, IDENTIFY, SETUP, RoundSetup
 
-from .flower_harness import TRUSTED_KEYS, Audit, FakeGrid, make_app, restore_task_identity, set_task_identity, stage_of
+from .flower_harness import TRUSTED_KEYS, Audit, FakeGrid, make_app, stage_of
 from .paillier_keys import PASSPHRASE, key_files
 from .test_integrations_flower_limits import run
 from .test_integrations_flower_malformed import NODES, WEIGHTS, assert_exact_masking_sum, identity_options
 
-
-@pytest.fixture(autouse=True)
-def server_identity() -> Iterator[None]:
-    previous = set_task_identity()
-    yield
-    restore_task_identity(previous)
+pytestmark = pytest.mark.usefixtures("server_identity")
 
 
 def nodes_per_round(grid: FakeGrid, secure: SecAggGrid | PaillierGrid, counts: Sequence[int]) -> None:

@@ -11,7 +11,7 @@ says ``require_run_config`` refuses a round that binds none. The node config is 
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from pathlib import Path
 
 import pytest
@@ -27,7 +27,7 @@ from secagg.integrations.flower import NodePolicy, PaillierGrid, PaillierOptions
 from secagg.integrations.flower.keys import read_public_key
 from secagg.integrations.flower.run_binding import RUN_CONFIG_RECORD, run_config_digest
 
-from .flower_harness import TRUSTED_KEYS, FakeGrid, initial_arrays, make_app, restore_task_identity, set_task_identity
+from .flower_harness import TRUSTED_KEYS, FakeGrid, initial_arrays, make_app
 from .paillier_keys import PASSPHRASE, key_files
 
 NODES = (1_000_000_007, 2**63 + 11, 42, 9_999_999_999, 2**64 - 1)
@@ -35,11 +35,7 @@ TARGET = NODES[2]
 RUN = {"num-server-rounds": 3, "learning-rate": 0.1, "protocol": "secagg", "local-epochs": 2, "dp": False}
 
 
-@pytest.fixture(autouse=True)
-def server_identity() -> Iterator[None]:
-    previous = set_task_identity()
-    yield
-    restore_task_identity(previous)
+pytestmark = pytest.mark.usefixtures("server_identity")
 
 
 def served(app: ClientApp, run_config: dict[str, object], node_config: dict[str, object] | None = None) -> ClientApp:

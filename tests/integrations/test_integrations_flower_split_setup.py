@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import struct
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -31,8 +31,6 @@ from .flower_harness import (
     FakeGrid,
     initial_arrays,
     make_app,
-    restore_task_identity,
-    set_task_identity,
 )
 from .paillier_keys import PASSPHRASE, key_files
 
@@ -42,11 +40,7 @@ TARGET = NODES[0]
 Rewrite = Callable[[Message], None]
 
 
-@pytest.fixture(autouse=True)
-def server_identity() -> Iterator[None]:
-    previous = set_task_identity()
-    yield
-    restore_task_identity(previous)
+pytestmark = pytest.mark.usefixtures("server_identity")
 
 
 def _huge_clip() -> int:

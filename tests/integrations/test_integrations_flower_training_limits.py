@@ -14,7 +14,7 @@ entries no larger than the bound parameters. A larger content is refused with an
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -25,7 +25,7 @@ from secagg.errors import ConfigurationError, DecodeError
 from secagg.integrations.flower._records import check_training, training_parameters
 from secagg.integrations.flower.protocol import ENCRYPT, MASKED_INPUT
 
-from .flower_harness import initial_arrays, restore_task_identity, set_task_identity
+from .flower_harness import initial_arrays
 from .test_integrations_flower_limits import PAD, change_downlink, paillier_round, run
 from .test_integrations_flower_malformed import (
     FAULTY,
@@ -37,12 +37,7 @@ from .test_integrations_flower_malformed import (
     raw_array,
 )
 
-
-@pytest.fixture(autouse=True)
-def server_identity() -> Iterator[None]:
-    previous = set_task_identity()
-    yield
-    restore_task_identity(previous)
+pytestmark = pytest.mark.usefixtures("server_identity")
 
 
 def _arrays(content: RecordDict, change: Callable[[dict[str, Array]], None]) -> RecordDict:

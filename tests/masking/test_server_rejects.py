@@ -45,6 +45,17 @@ def advance_to(run: StepRun, phase: ServerPhase) -> None:
         run.to_clients()
 
 
+def dropped_at(phase: ServerPhase) -> StepRun:
+    """A semi-honest run in which client BAD sends nothing for server ``phase`` (the others go on)."""
+    run = StepRun(SEMI, seed=3)
+    advance_to(run, phase)
+    uploads = dict(run.uploads)
+    del uploads[BAD]
+    run.to_server(uploads)
+    run.to_clients()
+    return run
+
+
 def other_session(run: StepRun, data: bytes) -> bytes:
     message = wire.decode_any(data)
     return wire.encode(dataclasses.replace(message, session_id=flip_bit(message.session_id, 7)))  # type: ignore[attr-defined]
@@ -239,12 +250,7 @@ def test_message_from_a_client_not_in_the_round(phase: ServerPhase) -> None:
 
 def test_dropped_client_speaking_again_is_rejected() -> None:
     # Prepare: client 2 drops at MaskedInput, then sends an UnmaskResponse anyway.
-    run = StepRun(SEMI, seed=3)
-    advance_to(run, ServerPhase.COLLECT_MASKED)
-    masked = dict(run.uploads)
-    del masked[BAD]
-    run.to_server(masked)
-    run.to_clients()
+    run = dropped_at(ServerPhase.COLLECT_MASKED)
     uploads = {**run.uploads, BAD: run.uploads[1]}
     # Execute
     run.to_server(uploads)
@@ -370,12 +376,7 @@ def test_masked_input_from_a_client_that_never_shared_its_keys_is_rejected() -> 
     not in the round: only the sender pays (rejected), the others' sum stays exact.
     Counted, its self-mask could never be removed and it would void the session."""
     # Prepare: client 2 withholds its EncryptedShares.
-    run = StepRun(SEMI, seed=3)
-    advance_to(run, ServerPhase.COLLECT_SHARES)
-    shares = dict(run.uploads)
-    del shares[BAD]
-    run.to_server(shares)
-    run.to_clients()
+    run = dropped_at(ServerPhase.COLLECT_SHARES)
     assert BAD not in run.uploads
     zeros = np.zeros(SEMI.vector_length, SEMI.ring.dtype)
     forged = MaskedInput(BAD, run.session(), PackedVector(SEMI.ring_bits, zeros))
