@@ -27,6 +27,7 @@ from typing import Any
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
 from secagg._cli_options import MAX_DIM, MAX_REPEATS, _integer, _output_file
+from secagg._outputs import write_output
 from secagg.dp import SeededRandomSource, SystemRandomSource, sample_discrete_gaussian
 
 __all__ = ["DEFAULT_SIGMA_SQUARED", "sampler_throughput"]
@@ -129,8 +130,7 @@ def main() -> None:
         )
     print(f"PRG floor: AES-128-CTR keystream {rows[0]['metrics']['prg_bytes_per_s'] / 2**30:.2f} GiB per CPU second")
     if args.json:
-        with open(args.json, "w", encoding="utf-8") as handle:
-            json.dump(rows, handle, indent=2)
+        write_output(args.json, "benchmark report", json.dumps(rows, indent=2).encode("utf-8"))
 
 
 if __name__ == "__main__":

@@ -8,10 +8,13 @@ which finds a one-parameter sweep in a suite's rows, so custom grids plot too.
 from __future__ import annotations
 
 import importlib
+import io
 from collections import defaultdict
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
+
+from secagg._outputs import write_output
 
 from .common import format_value
 from .report import Row
@@ -57,8 +60,10 @@ def save(figure: Any, out: Path, name: str, title: str) -> str:
     """Title, lay out and write ``figure`` as ``out/name``, then close it; returns ``name``."""
     figure.suptitle(title, fontsize=11)
     figure.tight_layout()
-    figure.savefig(out / name, dpi=DPI, bbox_inches="tight")  # keeps legends placed outside the axes
+    image = io.BytesIO()
+    figure.savefig(image, format="png", dpi=DPI, bbox_inches="tight")  # keeps legends placed outside the axes
     pyplot().close(figure)
+    write_output(out / name, "benchmark plot", image.getvalue())  # atomically, as the reports
     return name
 
 

@@ -26,6 +26,8 @@ import os
 import numpy as np
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
+from secagg._cli_options import _output_file
+from secagg._outputs import write_output
 from secagg.masking.benchmark import median_seconds
 from secagg.primitives import prg
 from secagg.ring import RING32, RING64
@@ -35,7 +37,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--mib", type=int, default=64, help="keystream per measurement (MiB)")
     parser.add_argument("--repeats", type=int, default=7)
-    parser.add_argument("--json", metavar="PATH")
+    parser.add_argument("--json", metavar="PATH", type=_output_file)
     args = parser.parse_args()
     nbytes = args.mib << 20
     zeros = bytes(nbytes)
@@ -77,9 +79,8 @@ def main() -> None:
         ratio = results[reference] / seconds
         print(f"{name[:-2]:<22} {gib / seconds:>8.2f}  {reference[:-2]:<12} {ratio:>6.2f}")
     if args.json:
-        with open(args.json, "w", encoding="utf-8") as handle:
-            report = {"bytes": nbytes, "machine_cpus": os.cpu_count(), "numpy": np.__version__, **results}
-            json.dump(report, handle, indent=2)
+        report = {"bytes": nbytes, "machine_cpus": os.cpu_count(), "numpy": np.__version__, **results}
+        write_output(args.json, "benchmark report", json.dumps(report, indent=2).encode("utf-8"))
 
 
 if __name__ == "__main__":

@@ -12,6 +12,7 @@ import csv
 import importlib
 import importlib.resources
 import importlib.util
+import io
 import json
 import math
 import os
@@ -26,6 +27,7 @@ import gmpy2
 from cryptography.hazmat.backends.openssl.backend import backend as openssl_backend
 
 from secagg._install import install_hint
+from secagg._outputs import write_output
 from secagg.errors import ConfigurationError
 from secagg.masking.benchmark import machine as masking_machine
 
@@ -141,8 +143,10 @@ class SuiteReport:
         return cleaned
 
     def write_json(self, path: Path) -> None:
-        """Write :meth:`to_json` to ``path``."""
-        path.write_text(json.dumps(self.to_json(), indent=2, allow_nan=False) + "\n", encoding="utf-8")
+        """Write :meth:`to_json` to ``path``, atomically (:func:`secagg._outputs.write_output`: a failed
+        write leaves the previous file whole and raises ConfigurationError naming it)."""
+        document = json.dumps(self.to_json(), indent=2, allow_nan=False) + "\n"
+        write_output(path, "benchmark report", document.encode("utf-8"))
 
     def write_csv(self, path: Path) -> None:
         """One line per result: the params, then the metrics (a metric that shares
@@ -150,14 +154,15 @@ class SuiteReport:
         param_keys = _ordered_keys(row["params"] for row in self.results)
         metric_keys = _ordered_keys(row["metrics"] for row in self.results)
         headers = param_keys + [f"metric:{k}" if k in param_keys else k for k in metric_keys]
-        with path.open("w", encoding="utf-8", newline="") as handle:
-            writer = csv.writer(handle)
-            writer.writerow(headers)
-            for row in self.results:
-                writer.writerow(
-                    [_csv_cell(row["params"].get(k)) for k in param_keys]
-                    + [_csv_cell(row["metrics"].get(k)) for k in metric_keys]
-                )
+        handle = io.StringIO(newline="")
+        writer = csv.writer(handle)
+        writer.writerow(headers)
+        for row in self.results:
+            writer.writerow(
+                [_csv_cell(row["params"].get(k)) for k in param_keys]
+                + [_csv_cell(row["metrics"].get(k)) for k in metric_keys]
+            )
+        write_output(path, "benchmark CSV", handle.getvalue().encode("utf-8"))  # atomically, as write_json
 
 
 def _ordered_keys(mappings: Any) -> list[str]:

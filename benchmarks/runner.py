@@ -20,6 +20,7 @@ or a suite of ``all`` failed (the others still run); Ctrl-C propagates
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
 import importlib.util
 import json
@@ -30,6 +31,8 @@ from pathlib import Path
 from typing import IO
 
 from secagg._install import install_hint
+from secagg._outputs import STDOUT, atomic_target, output_problem
+from secagg.errors import ConfigurationError, SecAggError
 
 from . import SUITES, plots
 from .common import RunContext, format_value
@@ -71,21 +74,41 @@ class PartialResults:
         self.suite = suite
         self.path = path
         self.rows = 0
+        self.failed = False
         self._file: IO[str] | None = None
 
     def keep(self, row: Row) -> None:
-        """Record one measured row."""
+        """Record one measured row. A file that cannot be written (a full disk) is given up with one
+        warning: the run goes on, its report is still written at the end."""
         self.rows += 1
-        if self.path is None:
+        if self.path is None or self.failed:
             return
-        if self._file is None:
-            self._file = self.path.open("w", encoding="utf-8")
-        self._file.write(json.dumps({"suite": self.suite, **_finite_tree(row)}, allow_nan=False) + "\n")
-        self._file.flush()
+        line = json.dumps({"suite": self.suite, **_finite_tree(row)}, allow_nan=False) + "\n"
+        try:
+            if self._file is None:
+                self._file = self.path.open("w", encoding="utf-8")
+            self._file.write(line)
+            self._file.flush()
+        except OSError as exc:
+            self.failed = True
+            self.close()
+            print(
+                f"secagg bench {self.suite}: cannot keep results in {self.path}: {exc.strerror or exc}; the run "
+                "goes on (its report is written at the end, each result is printed as it comes)",
+                file=sys.stderr,
+            )
+
+    def kept(self) -> str:
+        """Where the rows measured so far are, for a message."""
+        count = f"{self.rows} result{'s' if self.rows != 1 else ''}"
+        if self.path is None or self.failed or self.rows == 0:
+            return f"the {count} measured {'is' if self.rows == 1 else 'are'} printed above"
+        return f"the {count} measured {'is' if self.rows == 1 else 'are'} kept in {self.path}"
 
     def close(self) -> None:
         if self._file is not None:
-            self._file.close()
+            with contextlib.suppress(OSError):  # its rows were flushed one by one
+                self._file.close()
             self._file = None
 
     def discard(self) -> None:
@@ -100,7 +123,7 @@ class PartialResults:
         if self.rows == 0:
             return f"secagg bench {self.suite}: interrupted before the first result"
         count = f"{self.rows} result{'s' if self.rows != 1 else ''}"
-        if self.path is None:
+        if self.path is None or self.failed:
             return f"secagg bench {self.suite}: interrupted after {count} (printed above; --out DIR keeps a file)"
         return f"secagg bench {self.suite}: interrupted; the {count} measured so far are in {self.path}"
 
@@ -110,9 +133,31 @@ def partial_path(suite: str, args: argparse.Namespace) -> Path | None:
     ``PATH.partial.jsonl`` with ``--json PATH`` only, or nowhere."""
     if getattr(args, "out", None):
         return Path(args.out) / f"{suite}.partial.jsonl"
-    if getattr(args, "json", None):
+    if getattr(args, "json", None) and atomic_target(args.json) is not None:  # not beside /dev/stdout, a pipe
         return Path(f"{args.json}.partial.jsonl")
     return None
+
+
+def check_outputs(suites: Sequence[str], args: argparse.Namespace) -> None:
+    """Before any suite runs: every file the run will write at a known name (``DIR/SUITE.json``,
+    ``.csv``, ``.partial.jsonl``, ``DIR/summary.md``; ``PATH.partial.jsonl``) can be written
+    (not a folder, not read-only); ConfigurationError naming the first that cannot."""
+    out = Path(args.out) if getattr(args, "out", None) else None
+    paths: list[tuple[str, Path]] = []
+    for suite in suites:
+        if out is not None:
+            paths += [("benchmark report", out / f"{suite}.json"), ("benchmark CSV", out / f"{suite}.csv")]
+        partial = partial_path(suite, args)
+        if partial is not None:
+            paths.append(("file of partial results", partial))
+    if out is not None:
+        paths.append(("benchmark summary", out / "summary.md"))
+    for what, path in paths:
+        if not path.parent.exists():
+            continue  # the --out folder, created when the run starts (checked while parsing)
+        problem = output_problem(path)
+        if problem is not None:
+            raise ConfigurationError(f"cannot write the {what} {path}: {problem}")
 
 
 def run_suite(suite: str, args: argparse.Namespace, partial: PartialResults | None = None) -> SuiteReport:
@@ -162,8 +207,12 @@ def main(args: argparse.Namespace) -> int:
     suites = list(SUITES) if args.suite == "all" else [args.suite]
     out = Path(args.out) if getattr(args, "out", None) else None
     created = out is not None and not out.exists()
+    check_outputs(suites, args)
     if out is not None:
-        out.mkdir(parents=True, exist_ok=True)  # checked while parsing: it can be created
+        try:
+            out.mkdir(parents=True, exist_ok=True)  # checked while parsing: it can be created
+        except OSError as exc:
+            raise ConfigurationError(f"cannot create the folder {out}: {exc.strerror or exc}") from exc
     status = 0
     began = time.perf_counter()
     written = 0
@@ -185,11 +234,16 @@ def main(args: argparse.Namespace) -> int:
             print(f"secagg bench {suite}: failed: {type(exc).__name__}: {exc}", file=sys.stderr)
             status = EXIT_FAILED
             continue
-        if out is not None:
-            report = _write(report, out)
-        if getattr(args, "json", None):
-            report.write_json(Path(args.json))
-            print(f"wrote {args.json}")
+        try:
+            if out is not None:
+                report = _write(report, out)
+            if getattr(args, "json", None):
+                report.write_json(Path(args.json))
+                if args.json != STDOUT:
+                    print(f"wrote {args.json}")
+        except SecAggError as exc:  # a full disk: say where the measured rows are (a --json path was
+            partial.close()  # checked while parsing, DIR's files by check_outputs)
+            raise ConfigurationError(f"{exc}; {partial.kept()}") from exc
         partial.discard()
         written += 1
         errors = _check(report)

@@ -12,6 +12,8 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from secagg._outputs import write_output
+
 from . import SUITES
 from .common import format_value
 from .report import SCHEMA_ID, Column
@@ -32,9 +34,9 @@ def load_reports(folder: Path) -> list[dict[str, Any]]:
 
 
 def write_summary(folder: Path) -> Path:
-    """Write ``folder/summary.md`` from the reports in ``folder``; returns its path."""
+    """Write ``folder/summary.md`` from the reports in ``folder``, atomically; returns its path."""
     path = folder / "summary.md"
-    path.write_text(markdown(load_reports(folder)), encoding="utf-8")
+    write_output(path, "benchmark summary", markdown(load_reports(folder)).encode("utf-8"))
     return path
 
 

@@ -41,7 +41,6 @@ import sys
 import time
 import warnings
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -73,6 +72,7 @@ from fl_core.demo_prepare import SPLIT, STANDARDISE, Prepared, model_for, prepar
 from fl_core.dp_presets import DEFAULT_DELTA
 from fl_core.fedavg import FedAvgResult, RoundRecord, run_fedavg
 from secagg._install import install_hint
+from secagg._outputs import STDOUT, write_output
 from secagg.errors import ConfigurationError
 from secagg.segments import ClippingWarning
 
@@ -83,8 +83,8 @@ EXIT_MISSING_EXTRA = 2
 
 _model, _SPLIT, _STANDARDISE = model_for, SPLIT, STANDARDISE  # their names before fl_core.demo_prepare (benchmarks)
 
-EXIT_CANNOT_WRITE = 1
-"""Exit code when the run finished but ``--json`` could not be written."""
+EXIT_CANNOT_WRITE = 2
+"""Exit code when the run finished but ``--json`` could not be written (a ConfigurationError)."""
 
 
 def _aggregator(name: str, config: DemoConfig, **quantization: Any) -> Aggregator:
@@ -327,13 +327,21 @@ def main(args: argparse.Namespace) -> int:
     for line in summary_lines(report):
         print(line)
     if args.json:
-        try:
-            Path(args.json).write_text(json.dumps(report.to_json(), indent=2) + "\n", encoding="utf-8")
-        except OSError as exc:
-            print(f"secagg demo: cannot write {args.json}: {exc.strerror}", file=sys.stderr)
-            return EXIT_CANNOT_WRITE
-        print(f"  results written to {args.json}")
+        _write_json(args.json, json.dumps(report.to_json(), indent=2) + "\n")
     return 0
+
+
+def _write_json(path: str, document: str) -> None:
+    """Write the run's JSON to ``path`` atomically (:func:`secagg._outputs.write_output`); if that
+    fails, print it on stdout instead, so that the run's results are not lost, and raise the
+    ConfigurationError naming the path (``secagg`` prints it on one line, exit code 2)."""
+    try:
+        write_output(path, "demo's JSON results", document.encode("utf-8"))
+    except ConfigurationError as exc:
+        print(document, end="")
+        raise ConfigurationError(f"{exc} (the JSON results were printed on stdout instead)") from exc
+    if path != STDOUT:
+        print(f"  results written to {path}")
 
 
 if __name__ == "__main__":

@@ -11,11 +11,12 @@ from __future__ import annotations
 import argparse
 import importlib
 import math
-import os
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import cast
+
+from secagg._outputs import output_problem
 
 Handler = Callable[[argparse.Namespace], int]
 Check = Callable[[argparse.Namespace], str | None]
@@ -112,22 +113,17 @@ def _existing_ancestor(path: Path) -> Path:
 
 
 def _output_file(text: str) -> str:
-    """An argparse ``type``: a file path that can be written now (``--json PATH``)."""
-    path = Path(text)
+    """An argparse ``type``: a file path that can be written now (``--json PATH``): a regular file is
+    replaced atomically through a temporary file in its folder, so that folder must take a new file;
+    ``/dev/stdout``, a named pipe or a device only needs to be writable (:mod:`secagg._outputs`)."""
     try:
-        if path.is_dir():
+        if Path(text).is_dir():
             raise argparse.ArgumentTypeError(f"{text} is a directory")
-        if path.exists():
-            if not os.access(path, os.W_OK):
-                raise argparse.ArgumentTypeError(f"cannot write {text}: permission denied")
-        elif not path.parent.exists():
-            raise argparse.ArgumentTypeError(f"cannot write {text}: folder {path.parent} does not exist")
-        elif not path.parent.is_dir():
-            raise argparse.ArgumentTypeError(f"cannot write {text}: {path.parent} is not a directory")
-        else:
-            _probe(path.parent)
-    except OSError as exc:
-        raise argparse.ArgumentTypeError(f"cannot write {text}: {exc.strerror or exc}") from None
+        problem = output_problem(text, probe=lambda folder: _probe(Path(folder)))
+    except (OSError, ValueError) as exc:  # ValueError: a path holding a NUL byte
+        raise argparse.ArgumentTypeError(f"cannot write {text}: {getattr(exc, 'strerror', None) or exc}") from None
+    if problem is not None:
+        raise argparse.ArgumentTypeError(f"cannot write {text}: {problem}")
     return text
 
 

@@ -30,6 +30,7 @@ from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
 import secagg
 from secagg import wire
+from secagg._outputs import write_output
 from secagg.descriptor import NO_DESCRIPTOR, SessionDescriptor
 from secagg.encoding import QuantizationConfig
 from secagg.errors import ConfigurationError
@@ -270,7 +271,6 @@ def main(args: argparse.Namespace) -> int:
                     )
     report = {"suite": "masking", "machine": machine(), "results": results}
     if args.json:
-        with open(args.json, "w", encoding="utf-8") as handle:
-            json.dump(report, handle, indent=2)
+        write_output(args.json, "benchmark report", json.dumps(report, indent=2).encode("utf-8"))
         print(f"wrote {args.json}")
     return 0 if all(row["metrics"]["exact"] for row in results) else 1

@@ -47,7 +47,16 @@ import numpy as np
 import phe
 
 from secagg._cli_bench import paillier_problem
-from secagg._cli_options import MAX_DIM, MAX_HOSPITALS_BENCH, MAX_REPEATS, MAX_SEED, MIN_PAILLIER_KEY_BITS, _integer
+from secagg._cli_options import (
+    MAX_DIM,
+    MAX_HOSPITALS_BENCH,
+    MAX_REPEATS,
+    MAX_SEED,
+    MIN_PAILLIER_KEY_BITS,
+    _integer,
+    _output_file,
+)
+from secagg._outputs import write_output
 from secagg.errors import ConfigurationError, SecAggError
 from secagg.paillier._compute import Workers
 from secagg.paillier.benchmark_references import (
@@ -124,7 +133,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--ceremony-repeats", type=_integer(0, MAX_REPEATS), default=0, metavar="N",
                         help="also time the full key ceremony N times per key size")
     parser.add_argument("--ceremony-only", action="store_true", help="time the key ceremony only")
-    parser.add_argument("--json", metavar="PATH", help="write the results as JSON")
+    parser.add_argument("--json", metavar="PATH", type=_output_file, help="write the results as JSON")
     return parser
 
 
@@ -200,9 +209,7 @@ def main(args: argparse.Namespace) -> int:
         "results": results,
     }
     if option["json"]:
-        with open(option["json"], "w", encoding="utf-8") as handle:
-            json.dump(report, handle, indent=2)
-            handle.write("\n")
+        write_output(option["json"], "benchmark report", (json.dumps(report, indent=2) + "\n").encode("utf-8"))
     return 0
 
 
