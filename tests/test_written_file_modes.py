@@ -1,0 +1,53 @@
+"""A file the library creates with ``write_regular_file`` (demo and bench outputs, test vectors)
+gets the mode the user's umask gives a new file, as ``open(path, "w")`` would: a hospital that
+runs with umask 077 does not find its reports readable by every local user. A file it replaces
+keeps its own mode."""
+
+from __future__ import annotations
+
+import os
+import stat
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from secagg._files import write_regular_file
+
+pytestmark = pytest.mark.skipif(os.name != "posix", reason="POSIX permission bits")
+
+
+@pytest.fixture
+def umask() -> Iterator[None]:
+    previous = os.umask(0o022)
+    os.umask(previous)
+    yield
+    os.umask(previous)
+
+
+@pytest.mark.usefixtures("umask")
+@pytest.mark.parametrize(("mask", "expected"), [(0o077, 0o600), (0o027, 0o640), (0o022, 0o644), (0o002, 0o664)])
+def test_a_new_file_gets_the_mode_the_umask_gives(tmp_path: Path, mask: int, expected: int) -> None:
+    # Prepare
+    os.umask(mask)
+    path = tmp_path / "run.json"
+    # Execute
+    write_regular_file(path, "report", b"{}")
+    # Assert
+    assert stat.S_IMODE(path.stat().st_mode) == expected
+    assert path.read_bytes() == b"{}"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["run.json"]  # no temporary file left
+
+
+@pytest.mark.usefixtures("umask")
+def test_a_replaced_file_keeps_its_own_mode_whatever_the_umask(tmp_path: Path) -> None:
+    # Prepare: an existing report, 0640, under a umask that would give a new file 0600
+    path = tmp_path / "run.json"
+    path.write_bytes(b"old")
+    path.chmod(0o640)
+    os.umask(0o077)
+    # Execute
+    write_regular_file(path, "report", b"new")
+    # Assert
+    assert stat.S_IMODE(path.stat().st_mode) == 0o640
+    assert path.read_bytes() == b"new"
