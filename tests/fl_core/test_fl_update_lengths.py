@@ -212,3 +212,37 @@ def test_the_encoding_withholds_an_update_of_another_length_than_the_rounds() ->
     assert encoded.withheld == ((3, f"its update has {OTHER} values, the round's {LENGTH}"),)
     assert encoded.stages == {3: DropoutStage.UPLOAD}
     assert {len(encoding) for encoding in encoded.encodings.values()} == {quantizer.encoded_length(LENGTH)}
+
+
+# --- a hospital's own declaration gives its length no authority over the others ----------------
+
+
+@pytest.mark.filterwarnings("ignore:paillier. insecure_small_key")
+@pytest.mark.parametrize("hospital", [1, 3])
+@pytest.mark.parametrize("name", sorted(AGGREGATORS))
+def test_a_hospital_declaring_the_rounds_model_with_another_length_costs_only_itself(name: str, hospital: int) -> None:
+    # Prepare: every hospital declares the round's model (as run_fedavg's do); the faulty one (the digest is
+    # no secret: the server sent it the model) declares it too but sends 11 values
+    declared = dict.fromkeys(HOSPITALS, ROUND_MODEL)
+    faulty = updates({hospital: OTHER}, declared)
+    # Execute
+    result, alone = same_round(name, faulty, updates(digests=declared, without={hospital}), model_digest=ROUND_MODEL)
+    # Assert: refused for its length (more than half of the declaring hospitals send LENGTH); the others go on
+    assert_without(result, alone, hospital)
+    ((client, reason),) = result.refused
+    assert client == hospital and f"{OTHER} values" in reason and f"the round's model has {LENGTH}" in reason
+
+
+@pytest.mark.filterwarnings("ignore:paillier. insecure_small_key")
+@pytest.mark.parametrize("hospital", [1, 3])
+@pytest.mark.parametrize("name", sorted(AGGREGATORS))
+def test_a_lone_declaring_hospital_does_not_get_the_others_refused(name: str, hospital: int) -> None:
+    # Prepare: only the faulty hospital declares the round's model, with 11 values; the 4 others declare
+    # nothing (taken as trained from the round's model) and send LENGTH
+    faulty = updates({hospital: OTHER}, {hospital: ROUND_MODEL})
+    # Execute / Assert: its length is not the round's because it alone says so: nothing decides, for the round,
+    # and no other hospital is refused (the old code refused the 4 others; plain released its update alone)
+    with pytest.raises(ConfigurationError) as caught:
+        AGGREGATORS[name]().aggregate(faulty, rng=np.random.default_rng(5), model_digest=ROUND_MODEL)
+    message = str(caught.value)
+    assert f"{LENGTH} values" in message and f"{OTHER} values" in message and "model_digest" in message
