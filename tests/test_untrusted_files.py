@@ -173,6 +173,7 @@ STRICT_JSON = {
     "duplicate key": b'{"schema": "a.json", "schema": "b.json"}',
     "NaN": b'{"numberOfTests": NaN}',
     "Infinity": b'{"numberOfTests": -Infinity}',
+    "a number beyond binary64": b'{"numberOfTests": 1, "tests": [{"x": 1e999}]}',  # Python reads inf, silently
 }
 
 
