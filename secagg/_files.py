@@ -25,7 +25,9 @@ synced, renamed over it): a write that fails leaves the previous file whole.
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
+import secrets
 import stat
 import tempfile
 
@@ -125,8 +127,9 @@ def write_regular_file(path: str | os.PathLike[str], what: str, data: bytes) -> 
 
     ``data`` goes to a temporary file in the same folder, which is synced and then renamed over
     ``path`` (``os.replace``), the folder synced last; the file keeps the previous one's permission
-    bits, or has mode 0644 when created. A symbolic link, named pipe, device or folder at ``path``
-    is refused, never written through nor replaced (a link planted in a shared folder would
+    bits, or has mode 0666 less the umask when created (as ``open`` gives a new file). A symbolic
+    link, named pipe, device or folder at ``path`` is refused, never written through nor replaced (a
+    link planted in a shared folder would
     redirect a write to the user's own files): ConfigurationError naming the file, as for any
     failure, after which no temporary file is left.
     """
@@ -135,12 +138,13 @@ def write_regular_file(path: str | os.PathLike[str], what: str, data: bytes) -> 
     try:
         mode = _existing_mode(path, what)
         folder = os.path.dirname(os.fspath(path)) or os.curdir
-        descriptor, temporary = tempfile.mkstemp(prefix=f".{os.path.basename(os.fspath(path))}.", dir=folder)
+        descriptor, temporary = _new_temporary(folder, os.path.basename(os.fspath(path)))
     except (OSError, ValueError) as exc:  # ValueError: a path holding a NUL byte
         raise ConfigurationError(f"cannot write the {what} {name}: {getattr(exc, 'strerror', None) or exc}") from exc
     try:
         try:
-            os.fchmod(descriptor, mode)
+            if mode is not None:  # a new file has the umask's mode, as open() gives it
+                os.fchmod(descriptor, mode)
             view = memoryview(data)
             while view:
                 view = view[os.write(descriptor, view) :]
@@ -157,13 +161,26 @@ def write_regular_file(path: str | os.PathLike[str], what: str, data: bytes) -> 
     sync_folder(folder)
 
 
-def _existing_mode(path: str | os.PathLike[str], what: str) -> int:
-    """The permission bits of the regular file at ``path``, 0644 if there is none; ConfigurationError
+def _new_temporary(folder: str, base: str) -> tuple[int, str]:
+    """A new file of an unpredictable name beside ``base`` in ``folder`` (``O_EXCL``, never through a
+    link), open for writing, created with mode 0666 less the umask as any new file; its descriptor and path."""
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
+    for _ in range(tempfile.TMP_MAX):
+        temporary = os.path.join(folder, f".{base}.{secrets.token_hex(8)}")
+        try:
+            return os.open(temporary, flags, 0o666), temporary
+        except FileExistsError:
+            continue
+    raise FileExistsError(errno.EEXIST, f"no unused temporary name in {folder}")
+
+
+def _existing_mode(path: str | os.PathLike[str], what: str) -> int | None:
+    """The permission bits of the regular file at ``path``, None if there is none; ConfigurationError
     if a link, pipe, device or folder is there, or a file this process may not write."""
     try:
         info = os.lstat(path)
     except FileNotFoundError:
-        return 0o644
+        return None
     if not stat.S_ISREG(info.st_mode):
         raise ConfigurationError(
             f"cannot write the {what} {_shown(path)}: it is not a regular file (a link, pipe, device or folder is "

@@ -311,3 +311,21 @@ def test_a_failing_sync_of_a_new_key_file_is_reported_and_leaves_no_file(
     with pytest.raises(ConfigurationError, match=r"hospital\.key"):
         write_identity_key(tmp_path / "hospital.key", SigningKey.generate())
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_new_vector_file_follows_the_umask_as_any_new_file(tmp_path: Path) -> None:
+    # Prepare: a user whose umask keeps new files private (077): a new file is 0600, as open() makes it
+    # (the atomic writer gave every new file 0644, group- and world-readable whatever the umask)
+    previous = os.umask(0o077)
+    try:
+        # Execute
+        generate_directory(tmp_path, PRG_SUITE)
+    finally:
+        os.umask(previous)
+
+    # Assert: 0666 less the umask, no temporary left; a replaced file keeps its own mode
+    assert stat.S_IMODE((tmp_path / "prg.json").stat().st_mode) == 0o600
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["prg.json"]
+    (tmp_path / "prg.json").chmod(0o640)
+    generate_directory(tmp_path, PRG_SUITE)
+    assert stat.S_IMODE((tmp_path / "prg.json").stat().st_mode) == 0o640
