@@ -246,3 +246,27 @@ def test_a_lone_declaring_hospital_does_not_get_the_others_refused(name: str, ho
         AGGREGATORS[name]().aggregate(faulty, rng=np.random.default_rng(5), model_digest=ROUND_MODEL)
     message = str(caught.value)
     assert f"{LENGTH} values" in message and f"{OTHER} values" in message and "model_digest" in message
+
+
+def test_the_servers_one_segment_table_decides_a_rotated_rounds_length() -> None:
+    # Prepare: a rotated round takes one flat float segment; the server's covers LENGTH coordinates and
+    # nobody declares a model; hospital 1 (first) sends 11 values
+    table = SegmentTable((Segment("weights", LENGTH),))
+    faulty = updates({1: OTHER})
+    # Execute: the table is the authority, as for every other aggregator (the rotated wrapper ignored it
+    # and raised for the round: nothing decided between 8 and 11)
+    result, alone = same_round("rotated(secagg)", faulty, updates(without={1}), segments=table)
+    # Assert: hospital 1 is refused, named, the others' mean is the round's without it
+    assert_without(result, alone, 1)
+    ((client, reason),) = result.refused
+    assert client == 1 and f"{OTHER} values" in reason and f"the segments cover {LENGTH}" in reason
+
+
+def test_a_rotated_round_whose_hospitals_all_miss_the_tables_length_is_refused() -> None:
+    # Prepare: every hospital sends 11 values, the server's one-segment table covers LENGTH
+    table = SegmentTable((Segment("weights", LENGTH),))
+    # Execute / Assert: refused for the round (the wrapper rotated 11 values under an 8-value table)
+    with pytest.raises(ConfigurationError, match=f"the segments cover {LENGTH}"):
+        AGGREGATORS["rotated(secagg)"]().aggregate(
+            updates(dict.fromkeys(HOSPITALS, OTHER)), rng=np.random.default_rng(5), segments=table
+        )
