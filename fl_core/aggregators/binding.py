@@ -193,8 +193,9 @@ def check_lengths(
     updates: Sequence[ClientUpdate], models: ModelCheck, authority: tuple[int, str] | None = None
 ) -> tuple[int, ModelCheck, list[ClientUpdate]]:
     """The round's update length, ``models`` with every hospital of another length refused too,
-    and ``updates`` with a stand-in of zeros of that length for every refused hospital of another
-    length (it never joins: the stand-in keeps the round's shape, is never encoded for a sum nor sent).
+    and ``updates`` with a stand-in for every refused hospital (zeros of that length, one sample, its
+    declared digests kept): it never joins, so the stand-in keeps the round's shape, is never encoded
+    for a sum nor sent, and what the hospital would have sent is never a second reason (withheld).
 
     A hospital ``models`` refuses already (another model, another DP configuration) keeps its own
     reason whatever its length, and its length decides nothing. The round's length is, first found:
@@ -246,7 +247,10 @@ def check_lengths(
         if update.vector.shape[0] != length:
             reasons[update.client_id] = f"its update has {update.vector.shape[0]} values, but {said}"
     refused = dataclasses.replace(models, refused=tuple(sorted(reasons.items())))
+    # A refused hospital never joins: its stand-in (zeros, one sample, its declarations kept) is what the
+    # round encodes for it, so what it would have sent (its samples beyond the bound) is never a second reason.
     shaped = [
-        dataclasses.replace(u, vector=np.zeros(length)) if u.vector.shape[0] != length else u for u in updates
+        dataclasses.replace(u, vector=np.zeros(length), num_samples=1) if u.client_id in reasons else u
+        for u in updates
     ]
     return length, refused, shaped

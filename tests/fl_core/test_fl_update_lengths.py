@@ -270,3 +270,39 @@ def test_a_rotated_round_whose_hospitals_all_miss_the_tables_length_is_refused()
         AGGREGATORS["rotated(secagg)"]().aggregate(
             updates(dict.fromkeys(HOSPITALS, OTHER)), rng=np.random.default_rng(5), segments=table
         )
+
+
+# --- a refused hospital is reported once: its update is never encoded ---------------------------
+
+
+@pytest.mark.filterwarnings("ignore:paillier. insecure_small_key")
+@pytest.mark.parametrize("why", ["model", "length"])
+@pytest.mark.parametrize("name", sorted(AGGREGATORS))
+def test_a_refused_hospital_is_not_also_withheld_for_what_it_would_have_sent(name: str, why: str) -> None:
+    # Prepare: hospital 3 is refused (another model, or another length) and also declares more samples
+    # than the public bound: its update never joins, so the bound is never its reason
+    declared = dict.fromkeys(HOSPITALS, ROUND_MODEL) | ({3: STALE_MODEL} if why == "model" else {})
+    faulty = [
+        ClientUpdate(u.client_id, u.vector, 10**9, model_digest=u.model_digest) if u.client_id == 3 else u
+        for u in updates({3: OTHER} if why == "length" else {}, declared)
+    ]
+    # Execute
+    result, alone = same_round(name, faulty, updates(digests=declared, without={3}), model_digest=ROUND_MODEL)
+    # Assert: refused once, with its one reason; not withheld (the old code encoded its update and
+    # withheld it as well, "1000000000 samples exceeds the declared bound")
+    assert_without(result, alone, 3)
+    assert [client for client, _ in result.refused] == [3]
+
+
+@pytest.mark.parametrize("name", ["plain-quantized", "secagg"])
+def test_dp_a_refused_hospital_is_not_also_withheld(name: str) -> None:
+    # Prepare: hospital 3 sends another dimension and more samples than max_samples_per_client
+    faulty, reference = dp_aggregator(name), dp_aggregator(name)
+    bad = [ClientUpdate(u.client_id, u.vector, 10**9) if u.client_id == 3 else u for u in updates({3: OTHER})]
+    # Execute
+    result = faulty.aggregate(bad, rng=np.random.default_rng(5))
+    dropped = reference.aggregate(updates(), {3: DropoutStage.JOIN}, rng=np.random.default_rng(5))
+    # Assert: refused for its length only, the release is the round's without it
+    assert result.mean is not None and dropped.mean is not None
+    np.testing.assert_array_equal(result.mean, dropped.mean)
+    assert [client for client, _ in result.refused] == [3] and result.withheld == ()
