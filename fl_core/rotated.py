@@ -37,7 +37,7 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 
 from fl_core.aggregators.base import AggregationResult, Aggregator, ClientUpdate, DropoutStage, check_round
-from fl_core.aggregators.binding import check_lengths, check_models
+from fl_core.aggregators.binding import check_lengths, check_models, segments_authority
 from fl_core.wrapping import WrappingAggregator
 from secagg.errors import ConfigurationError
 from secagg.rotation import PARAMETER_PREFIX, SEED_SIZE, Rotation
@@ -88,7 +88,7 @@ class RotatedAggregator(WrappingAggregator):
                 "ranges and exact integer segments do not apply (aggregate without rotation to keep them)"
             )
         models = check_models(updates, model_digest)
-        dimension, screened, updates = check_lengths(updates, models)
+        dimension, screened, updates = check_lengths(updates, models, segments_authority(segments))
         refused = {client for client, _ in screened.refused}
         by_length = tuple(entry for entry in screened.refused if entry not in models.refused)
         stages.update({client: DropoutStage.JOIN for client, _ in by_length})

@@ -29,6 +29,7 @@ import errno
 import os
 import secrets
 import stat
+import tempfile
 
 from secagg.errors import ConfigurationError, ConfigurationTypeError, SecAggError
 
@@ -126,9 +127,9 @@ def write_regular_file(path: str | os.PathLike[str], what: str, data: bytes) -> 
 
     ``data`` goes to a temporary file in the same folder, which is synced and then renamed over
     ``path`` (``os.replace``), the folder synced last; the file keeps the previous one's permission
-    bits, or, when created, has the mode the process's umask gives a new file (0644 under umask
-    022, 0600 under 077), as ``open(path, "w")`` would. A symbolic link, named pipe, device or folder at ``path``
-    is refused, never written through nor replaced (a link planted in a shared folder would
+    bits, or has mode 0666 less the umask when created (as ``open`` gives a new file). A symbolic
+    link, named pipe, device or folder at ``path`` is refused, never written through nor replaced (a
+    link planted in a shared folder would
     redirect a write to the user's own files): ConfigurationError naming the file, as for any
     failure, after which no temporary file is left.
     """
@@ -142,7 +143,7 @@ def write_regular_file(path: str | os.PathLike[str], what: str, data: bytes) -> 
         raise ConfigurationError(f"cannot write the {what} {name}: {getattr(exc, 'strerror', None) or exc}") from exc
     try:
         try:
-            if mode is not None:  # a replaced file keeps its mode; a new one has the umask's
+            if mode is not None:  # a new file has the umask's mode, as open() gives it
                 os.fchmod(descriptor, mode)
             view = memoryview(data)
             while view:
@@ -160,20 +161,17 @@ def write_regular_file(path: str | os.PathLike[str], what: str, data: bytes) -> 
     sync_folder(folder)
 
 
-def _new_temporary(folder: str, name: str) -> tuple[int, str]:
-    """A new file ``folder/.name.<random>.tmp`` opened for writing, created with mode 0666 less the
-    umask (``tempfile.mkstemp`` would make it 0600 whatever the umask); never an existing file."""
-    for _ in range(_TEMPORARY_ATTEMPTS):
-        temporary = os.path.join(folder, f".{name}.{secrets.token_hex(8)}.tmp")
+def _new_temporary(folder: str, base: str) -> tuple[int, str]:
+    """A new file of an unpredictable name beside ``base`` in ``folder`` (``O_EXCL``, never through a
+    link), open for writing, created with mode 0666 less the umask as any new file; its descriptor and path."""
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
+    for _ in range(tempfile.TMP_MAX):
+        temporary = os.path.join(folder, f".{base}.{secrets.token_hex(8)}")
         try:
-            return os.open(temporary, _CREATE_FLAGS, 0o666), temporary
+            return os.open(temporary, flags, 0o666), temporary
         except FileExistsError:
             continue
-    raise FileExistsError(errno.EEXIST, "no free temporary name", folder)
-
-
-_TEMPORARY_ATTEMPTS = 100
-_CREATE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
+    raise FileExistsError(errno.EEXIST, f"no unused temporary name in {folder}")
 
 
 def _existing_mode(path: str | os.PathLike[str], what: str) -> int | None:

@@ -28,7 +28,7 @@ from secagg.keys_command import main as keys_main
 from secagg.paillier.storage import ProtectedSecret, protect, unprotect
 from secagg.primitives.signing import SigningKey
 from secagg.vectors import SUITES, generate_directory, load_vectors, verify_directory
-from tests.integrations.paillier_keys import material
+from tests.integrations.paillier_keys import key_files, material
 
 torch = pytest.importorskip("torch")
 
@@ -173,6 +173,7 @@ STRICT_JSON = {
     "duplicate key": b'{"schema": "a.json", "schema": "b.json"}',
     "NaN": b'{"numberOfTests": NaN}',
     "Infinity": b'{"numberOfTests": -Infinity}',
+    "a number beyond binary64": b'{"numberOfTests": 1, "tests": [{"x": 1e999}]}',  # Python reads inf, silently
 }
 
 
@@ -310,3 +311,59 @@ def test_a_failing_sync_of_a_new_key_file_is_reported_and_leaves_no_file(
     with pytest.raises(ConfigurationError, match=r"hospital\.key"):
         write_identity_key(tmp_path / "hospital.key", SigningKey.generate())
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_key_write_interrupted_by_the_user_leaves_no_partial_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Prepare: Ctrl-C while the key file is synced (only an OSError removed the file: a truncated key
+    # file was left behind, and every later write of that key is refused as an overwrite)
+    def interrupted(descriptor: int) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(os, "fsync", interrupted)
+
+    # Execute / Assert: the interrupt ends the call, and no key file is left
+    with pytest.raises(KeyboardInterrupt):
+        write_identity_key(tmp_path / "hospital.key", SigningKey.generate())
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_key_ceremony_interrupted_by_the_user_leaves_nothing_on_disk(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Prepare: Ctrl-C while the second file (the first share) is synced: the public key written before
+    # it was left behind (only a ConfigurationError removed the files written), part of a ceremony
+    real, files = os.fsync, []
+
+    def interrupted(descriptor: int) -> None:
+        if stat.S_ISREG(os.fstat(descriptor).st_mode):
+            files.append(descriptor)
+            if len(files) == 2:
+                raise KeyboardInterrupt
+        real(descriptor)
+
+    monkeypatch.setattr(os, "fsync", interrupted)
+
+    # Execute / Assert: the interrupt ends the call, and no file of the ceremony is left
+    with pytest.raises(KeyboardInterrupt):
+        key_files(tmp_path, 3, 2)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_new_vector_file_follows_the_umask_as_any_new_file(tmp_path: Path) -> None:
+    # Prepare: a user whose umask keeps new files private (077): a new file is 0600, as open() makes it
+    # (the atomic writer gave every new file 0644, group- and world-readable whatever the umask)
+    previous = os.umask(0o077)
+    try:
+        # Execute
+        generate_directory(tmp_path, PRG_SUITE)
+    finally:
+        os.umask(previous)
+
+    # Assert: 0666 less the umask, no temporary left; a replaced file keeps its own mode
+    assert stat.S_IMODE((tmp_path / "prg.json").stat().st_mode) == 0o600
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["prg.json"]
+    (tmp_path / "prg.json").chmod(0o640)
+    generate_directory(tmp_path, PRG_SUITE)
+    assert stat.S_IMODE((tmp_path / "prg.json").stat().st_mode) == 0o640

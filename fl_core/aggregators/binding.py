@@ -193,18 +193,21 @@ def check_lengths(
     updates: Sequence[ClientUpdate], models: ModelCheck, authority: tuple[int, str] | None = None
 ) -> tuple[int, ModelCheck, list[ClientUpdate]]:
     """The round's update length, ``models`` with every hospital of another length refused too,
-    and ``updates`` with a stand-in of zeros of that length for every refused hospital of another
-    length (it never joins: the stand-in keeps the round's shape, is never encoded for a sum nor sent).
+    and ``updates`` with a stand-in for every refused hospital (zeros of that length, one sample, its
+    declared digests kept): it never joins, so the stand-in keeps the round's shape, is never encoded
+    for a sum nor sent, and what the hospital would have sent is never a second reason (withheld).
 
     A hospital ``models`` refuses already (another model, another DP configuration) keeps its own
     reason whatever its length, and its length decides nothing. The round's length is, first found:
     ``authority`` (a length and what says so: a DP aggregator's configured dimension, the server's
-    segment table, :func:`segments_authority`); the one length of the hospitals that declare the
-    round's model (:attr:`ClientUpdate.model_digest`); the one length of the hospitals left. A hospital
-    of another length is refused with the reason (it built its update for another model). Raises
-    ConfigurationError, for the round, when nothing decides (the lengths disagree and no authority
-    says which is right; or no hospital left has the authority's length): naming every length and
-    its hospitals, blaming none."""
+    segment table, :func:`segments_authority`); the length more than half of the hospitals that declare
+    the round's model (:attr:`ClientUpdate.model_digest`) send, if no more of the hospitals left send
+    another (a declaration is a hospital's own word: one hospital declaring the round's digest with
+    another length is refused, and a lone declarer cannot get the others refused); the one length of
+    the hospitals left. A hospital of another length is refused with the reason (it built its update
+    for another model). Raises ConfigurationError, for the round, when nothing decides (the lengths
+    disagree and none of these says which is right; or no hospital left has the authority's length):
+    naming every length and its hospitals, blaming none."""
     already = dict(models.refused)
     rest = [u for u in updates if u.client_id not in already]
     declaring = [u for u in rest if models.skipped_reason is None and u.model_digest == models.digest]
@@ -218,13 +221,19 @@ def check_lengths(
         for group, whose in ((declaring, "the hospitals that declare the round's model"), (rest, "the hospitals")):
             if not group:
                 continue
-            if len({u.vector.shape[0] for u in group}) > 1:
+            # A declaration is the hospital's own word (the digest is no secret): the declaring hospitals'
+            # length decides only when more than half of them send it and no more of the hospitals left send
+            # another (a lone declarer cannot outvote the others); without declarations, only when all agree.
+            length, count = Counter(u.vector.shape[0] for u in group).most_common(1)[0]
+            others = sum(u.vector.shape[0] != length for u in rest)
+            split = 2 * count <= len(group) if group is declaring else others > 0
+            if split or others > len(rest) - others:
                 raise ConfigurationError(
-                    f"{whose} send updates of different lengths ({_lengths(group)}) and nothing says which is "
-                    "the model's: have every hospital declare the model it trained from (ClientUpdate.model_digest) "
-                    "and pass aggregate(model_digest=...), or give the round's segment table"
+                    f"{whose if split else 'the hospitals'} send updates of different lengths "
+                    f"({_lengths(group if split else rest)}) and nothing says which is the model's: have every "
+                    "hospital declare the model it trained from (ClientUpdate.model_digest) and pass "
+                    "aggregate(model_digest=...), or give the round's segment table"
                 )
-            length = group[0].vector.shape[0]
             said = (
                 f"the round's model has {length} (as the hospitals that declare it send)"
                 if group is declaring
@@ -238,7 +247,10 @@ def check_lengths(
         if update.vector.shape[0] != length:
             reasons[update.client_id] = f"its update has {update.vector.shape[0]} values, but {said}"
     refused = dataclasses.replace(models, refused=tuple(sorted(reasons.items())))
+    # A refused hospital never joins: its stand-in (zeros, one sample, its declarations kept) is what the
+    # round encodes for it, so what it would have sent (its samples beyond the bound) is never a second reason.
     shaped = [
-        dataclasses.replace(u, vector=np.zeros(length)) if u.vector.shape[0] != length else u for u in updates
+        dataclasses.replace(u, vector=np.zeros(length), num_samples=1) if u.client_id in reasons else u
+        for u in updates
     ]
     return length, refused, shaped

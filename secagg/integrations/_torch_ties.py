@@ -68,13 +68,63 @@ def _read(tensors: Mapping[str, Tensor]) -> list[tuple[str, str, Tensor]]:
     return entries
 
 
+def _memory(torch: Any, tensor: Tensor) -> tuple[str, int, int, int] | None:
+    """The device, the storage and the byte span [start, end) an entry's elements lie in, or None
+    for an entry never shared (as :func:`_tensor_key`)."""
+    if _tensor_key(torch, tensor) is None:
+        return None
+    size = tensor.element_size()
+    offset = int(tensor.storage_offset())
+    last = offset + sum((int(n) - 1) * int(stride) for n, stride in zip(tensor.shape, tensor.stride(), strict=True))
+    return str(tensor.device), tensor.untyped_storage().data_ptr(), offset * size, (last + 1) * size
+
+
+def _bytes(tensor: Tensor) -> npt.NDArray[np.int64]:
+    """The storage bytes an entry's elements occupy."""
+    positions = np.array([int(tensor.storage_offset())], dtype=np.int64)
+    for n, stride in zip(tensor.shape, tensor.stride(), strict=True):
+        positions = (positions[:, None] + np.arange(n, dtype=np.int64) * stride).ravel()
+    size = tensor.element_size()
+    return np.unique((positions[:, None] * size + np.arange(size, dtype=np.int64)).ravel())
+
+
+def _overlap(tensor: Tensor, span: int, other: Tensor, other_span: int) -> bool:
+    """Whether two entries whose byte spans overlap hold a byte in common: yes if each fills its span
+    (the usual case, decided without listing bytes), else listed."""
+    if tensor.numel() * tensor.element_size() == span and other.numel() * other.element_size() == other_span:
+        return True
+    return bool(np.intersect1d(_bytes(tensor), _bytes(other)).size)
+
+
+def _refuse_aliases(tensors: Mapping[str, Tensor]) -> None:
+    """ConfigurationError naming both if two distinct tensors (not one tied tensor) share memory: a
+    view of another dtype, offset, shape or strides. Averaged apart, the second write would change
+    what the first holds (an int32 average of a float's bits is no float average)."""
+    torch = require("torch", "torch")
+    by_storage: dict[tuple[str, int], list[tuple[str, int, int, Tensor]]] = {}
+    for name, tensor in tensors.items():
+        memory = _memory(torch, tensor)
+        if memory is None:
+            continue
+        device, storage, start, end = memory
+        for other, start2, end2, tensor2 in by_storage.get((device, storage), []):
+            if start < end2 and start2 < end and _overlap(tensor, end - start, tensor2, end2 - start2):
+                raise ConfigurationError(
+                    f"tensor {name!r} and tensor {other!r} share memory in the model but are not one tensor (another "
+                    "dtype, offset, shape or strides): writing one would overwrite the other; give the model one "
+                    "tensor per memory, or tie them as one parameter"
+                )
+        by_storage.setdefault((device, storage), []).append((name, start, end, tensor))
+
+
 def written_once(targets: Mapping[str, Tensor], values: npt.NDArray[np.float64], layout: FlatLayout) -> dict[str, str]:
     """Each name of ``layout`` mapped to the first of its names that ``targets`` (a module's
     tensors) tie together, so that a tied tensor is written once; ConfigurationError naming both if
     the layout gives two names of one tensor different values (the second write would overwrite
-    the first)."""
+    the first), or two of its tensors share memory without being one tensor (:func:`_refuse_aliases`)."""
     specs = {spec.name: spec for spec in layout.specs}
     written = ties({name: targets[name] for name in specs})
+    _refuse_aliases({name: targets[name] for name, first in written.items() if name == first})
     for name, first in written.items():
         mine, theirs = (values[s.offset : s.offset + s.length] for s in (specs[name], specs[first]))
         if name != first and not np.array_equal(mine, theirs, equal_nan=True):

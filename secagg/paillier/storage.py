@@ -247,7 +247,7 @@ def write_new_private_file(path: str | os.PathLike[str], data: bytes) -> None:
     read it); an existing file is never overwritten (ConfigurationError). The file and
     its folder are synced before it returns, so a crash after it returned cannot lose
     the file. A write or sync that fails (a full disk, an I/O error) removes the file it
-    created and raises ConfigurationError.
+    created and raises ConfigurationError; one interrupted (KeyboardInterrupt) removes it too.
     """
     path = require_path(path)
     try:
@@ -261,10 +261,12 @@ def write_new_private_file(path: str | os.PathLike[str], data: bytes) -> None:
             handle.write(data)
             handle.flush()
             os.fsync(handle.fileno())  # durable before the caller (a dealer) destroys the key material
-    except OSError as exc:  # a full disk, an I/O error: no partial file is left behind
+    except BaseException as exc:  # a full disk, an I/O error, an interrupt: no partial file is left behind
         with contextlib.suppress(OSError):
             os.unlink(path)
-        raise ConfigurationError(f"cannot write {path!r}: {exc.strerror or exc}") from exc
+        if isinstance(exc, OSError):
+            raise ConfigurationError(f"cannot write {path!r}: {exc.strerror or exc}") from exc
+        raise
     sync_folder(os.path.dirname(os.fspath(path)) or os.curdir)  # the new name durable too
 
 

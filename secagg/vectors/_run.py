@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib
 import json
+import math
 import os
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -133,12 +134,23 @@ def _no_constant(name: str) -> None:
     raise DecodeError(f"it holds {name}, which is not JSON (non-finite floats are the strings \"NaN\", ...)")
 
 
+def _finite(text: str) -> float:
+    """A JSON number as a float, refused if binary64 cannot hold it (``1e999``: Python reads an
+    infinity, silently, where the format has none)."""
+    value = float(text)
+    if not math.isfinite(value):
+        raise DecodeError(f"it holds the number {text[:40]}, beyond binary64")
+    return value
+
+
 def _load(path: Path) -> Json:
     """The JSON in the vector file ``path``: a regular file of at most MAX_FILE_BYTES, opened without
-    blocking, strict JSON (no repeated name in an object, no NaN or Infinity)."""
+    blocking, strict JSON (no repeated name in an object, no NaN or Infinity, no number beyond binary64)."""
     data = read_regular_file(path, "vector file", MAX_FILE_BYTES)
     try:
-        document: Json = json.loads(data, object_pairs_hook=_no_duplicates, parse_constant=_no_constant)
+        document: Json = json.loads(
+            data, object_pairs_hook=_no_duplicates, parse_constant=_no_constant, parse_float=_finite
+        )
     except (ValueError, RecursionError, DecodeError) as exc:  # UnicodeDecodeError is a ValueError; nesting
         raise DecodeError(f"the vector file {path} is not JSON: {exc}") from exc
     return document

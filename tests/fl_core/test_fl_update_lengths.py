@@ -212,3 +212,97 @@ def test_the_encoding_withholds_an_update_of_another_length_than_the_rounds() ->
     assert encoded.withheld == ((3, f"its update has {OTHER} values, the round's {LENGTH}"),)
     assert encoded.stages == {3: DropoutStage.UPLOAD}
     assert {len(encoding) for encoding in encoded.encodings.values()} == {quantizer.encoded_length(LENGTH)}
+
+
+# --- a hospital's own declaration gives its length no authority over the others ----------------
+
+
+@pytest.mark.filterwarnings("ignore:paillier. insecure_small_key")
+@pytest.mark.parametrize("hospital", [1, 3])
+@pytest.mark.parametrize("name", sorted(AGGREGATORS))
+def test_a_hospital_declaring_the_rounds_model_with_another_length_costs_only_itself(name: str, hospital: int) -> None:
+    # Prepare: every hospital declares the round's model (as run_fedavg's do); the faulty one (the digest is
+    # no secret: the server sent it the model) declares it too but sends 11 values
+    declared = dict.fromkeys(HOSPITALS, ROUND_MODEL)
+    faulty = updates({hospital: OTHER}, declared)
+    # Execute
+    result, alone = same_round(name, faulty, updates(digests=declared, without={hospital}), model_digest=ROUND_MODEL)
+    # Assert: refused for its length (more than half of the declaring hospitals send LENGTH); the others go on
+    assert_without(result, alone, hospital)
+    ((client, reason),) = result.refused
+    assert client == hospital and f"{OTHER} values" in reason and f"the round's model has {LENGTH}" in reason
+
+
+@pytest.mark.filterwarnings("ignore:paillier. insecure_small_key")
+@pytest.mark.parametrize("hospital", [1, 3])
+@pytest.mark.parametrize("name", sorted(AGGREGATORS))
+def test_a_lone_declaring_hospital_does_not_get_the_others_refused(name: str, hospital: int) -> None:
+    # Prepare: only the faulty hospital declares the round's model, with 11 values; the 4 others declare
+    # nothing (taken as trained from the round's model) and send LENGTH
+    faulty = updates({hospital: OTHER}, {hospital: ROUND_MODEL})
+    # Execute / Assert: its length is not the round's because it alone says so: nothing decides, for the round,
+    # and no other hospital is refused (the old code refused the 4 others; plain released its update alone)
+    with pytest.raises(ConfigurationError) as caught:
+        AGGREGATORS[name]().aggregate(faulty, rng=np.random.default_rng(5), model_digest=ROUND_MODEL)
+    message = str(caught.value)
+    assert f"{LENGTH} values" in message and f"{OTHER} values" in message and "model_digest" in message
+
+
+def test_the_servers_one_segment_table_decides_a_rotated_rounds_length() -> None:
+    # Prepare: a rotated round takes one flat float segment; the server's covers LENGTH coordinates and
+    # nobody declares a model; hospital 1 (first) sends 11 values
+    table = SegmentTable((Segment("weights", LENGTH),))
+    faulty = updates({1: OTHER})
+    # Execute: the table is the authority, as for every other aggregator (the rotated wrapper ignored it
+    # and raised for the round: nothing decided between 8 and 11)
+    result, alone = same_round("rotated(secagg)", faulty, updates(without={1}), segments=table)
+    # Assert: hospital 1 is refused, named, the others' mean is the round's without it
+    assert_without(result, alone, 1)
+    ((client, reason),) = result.refused
+    assert client == 1 and f"{OTHER} values" in reason and f"the segments cover {LENGTH}" in reason
+
+
+def test_a_rotated_round_whose_hospitals_all_miss_the_tables_length_is_refused() -> None:
+    # Prepare: every hospital sends 11 values, the server's one-segment table covers LENGTH
+    table = SegmentTable((Segment("weights", LENGTH),))
+    # Execute / Assert: refused for the round (the wrapper rotated 11 values under an 8-value table)
+    with pytest.raises(ConfigurationError, match=f"the segments cover {LENGTH}"):
+        AGGREGATORS["rotated(secagg)"]().aggregate(
+            updates(dict.fromkeys(HOSPITALS, OTHER)), rng=np.random.default_rng(5), segments=table
+        )
+
+
+# --- a refused hospital is reported once: its update is never encoded ---------------------------
+
+
+@pytest.mark.filterwarnings("ignore:paillier. insecure_small_key")
+@pytest.mark.parametrize("why", ["model", "length"])
+@pytest.mark.parametrize("name", sorted(AGGREGATORS))
+def test_a_refused_hospital_is_not_also_withheld_for_what_it_would_have_sent(name: str, why: str) -> None:
+    # Prepare: hospital 3 is refused (another model, or another length) and also declares more samples
+    # than the public bound: its update never joins, so the bound is never its reason
+    declared = dict.fromkeys(HOSPITALS, ROUND_MODEL) | ({3: STALE_MODEL} if why == "model" else {})
+    faulty = [
+        ClientUpdate(u.client_id, u.vector, 10**9, model_digest=u.model_digest) if u.client_id == 3 else u
+        for u in updates({3: OTHER} if why == "length" else {}, declared)
+    ]
+    # Execute
+    result, alone = same_round(name, faulty, updates(digests=declared, without={3}), model_digest=ROUND_MODEL)
+    # Assert: refused once, with its one reason; not withheld (the old code encoded its update and
+    # withheld it as well, "1000000000 samples exceeds the declared bound")
+    assert_without(result, alone, 3)
+    assert [client for client, _ in result.refused] == [3]
+
+
+@pytest.mark.parametrize("name", ["plain-quantized", "secagg"])
+def test_dp_a_refused_hospital_is_not_also_withheld(name: str) -> None:
+    # Prepare: hospital 3 sends another dimension and more samples than max_samples_per_client
+    faulty, reference = dp_aggregator(name), dp_aggregator(name)
+    bad = [ClientUpdate(u.client_id, u.vector, 10**9) if u.client_id == 3 else u for u in updates({3: OTHER})]
+    # Execute
+    result = faulty.aggregate(bad, rng=np.random.default_rng(5))
+    dropped = reference.aggregate(updates(), {3: DropoutStage.JOIN}, rng=np.random.default_rng(5))
+    # Assert: refused for its length only, the release is the round's without it
+    assert result.mean is not None and dropped.mean is not None
+    np.testing.assert_array_equal(result.mean, dropped.mean)
+    assert [client for client, _ in result.refused] == [3] and result.withheld == ()

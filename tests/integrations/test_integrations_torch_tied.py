@@ -150,3 +150,43 @@ def test_loading_two_values_into_one_shared_weight_is_refused() -> None:
     assert torch.equal(model.lin1.weight.detach(), before)
     load_into_model(model, equal_vector, layout)
     assert model.lin2.weight is model.lin1.weight and torch.equal(model.lin1.weight.detach(), before)
+
+
+class _Aliased(torch.nn.Module):  # type: ignore[misc]
+    """A parameter and a buffer over the same memory viewed another way (another dtype, or transposed):
+    two tensors, not one, whose writes overwrite each other."""
+
+    def __init__(self, how: str) -> None:
+        super().__init__()
+        self.w = torch.nn.Parameter(torch.randn(2, 2))
+        alias = self.w.data.view(torch.int32) if how == "dtype" else self.w.data.t()
+        self.register_buffer("alias", alias)
+
+
+@pytest.mark.parametrize("how", ["dtype", "transposed"])
+def test_loading_into_two_tensors_over_one_memory_is_refused(how: str) -> None:
+    """Two entries over overlapping memory that are not one tensor (a buffer that is the parameter's
+    bits as int32, or its transpose) are averaged apart; writing both back leaves the memory holding
+    the second write, which the first entry then reads: an int32 average of float bits is no float
+    average (a weight of -1e37 where the mean is -0.09). Refused, naming both, model untouched."""
+    # Prepare: two hospitals that moved w apart, aggregated
+    torch.manual_seed(4)
+    global_model = _Aliased(how)
+    hospitals = []
+    for k in range(2):
+        local = _Aliased(how)
+        local.load_state_dict(global_model.state_dict())
+        with torch.no_grad():
+            local.w.add_(0.1 + 0.2 * k)
+        hospitals.append(local)
+    outcome = aggregate_models(
+        global_model, hospitals, make_aggregator("plain"), num_samples=[1, 1], rng=np.random.default_rng(0),
+        discovery=False,
+    )  # fmt: skip
+    target = _Aliased(how)
+    target.load_state_dict(global_model.state_dict())
+    before = target.w.detach().clone()
+    # Execute / Assert
+    with pytest.raises(ConfigurationError, match=r"'alias'.*'w'.*memory"):
+        outcome.load_into(target)
+    assert torch.equal(target.w.detach(), before)

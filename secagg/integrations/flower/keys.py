@@ -166,7 +166,7 @@ def write_key_files(
     A key every session refuses (2t <= l) is not written (ConfigurationError naming the
     least safe threshold; :func:`secagg.paillier.parameters.check_dealt_shape`). Every share is
     sealed and every path checked first: a refused passphrase or an existing file leaves nothing
-    written (ConfigurationError)."""
+    written (ConfigurationError), and so does a write that fails or is interrupted midway."""
     check_dealt_shape(material.public.num_parties, material.public.threshold)
     if len(passphrases) != len(material.shares):
         raise ConfigurationError(f"{len(material.shares)} key shares need as many passphrases")
@@ -187,7 +187,7 @@ def write_key_files(
         for path, data in files:
             write_new_private_file(path, data)
             written.append(path)
-    except ConfigurationError:
+    except BaseException:  # a failed write, or an interrupt: no part of the ceremony is left
         for path in written:  # only files this call created (O_EXCL)
             path.unlink(missing_ok=True)
         raise
