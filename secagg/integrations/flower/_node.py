@@ -1,11 +1,11 @@
 """What the masking and Paillier mods share: settings, stage dispatch, error replies, local training,
-the node's weight, key files, audit records."""
+the node's weight, audit records (the node's identity and key files: :mod:`._node_identity`)."""
 
 from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -15,12 +15,20 @@ from flwr.app import Context, Error, Message, MessageType, RecordDict
 from flwr.clientapp.typing import ClientAppCallable
 from flwr.common.constant import ErrorCode
 
-from secagg import wire
 from secagg._validate import require_bool, require_callable, require_instance, require_optional_path, require_rng
 from secagg.dp.calibration import NoisePlan
 from secagg.dp.sampler import RandomSource
-from secagg.errors import AuthenticationError, ConfigurationError, ConfigurationTypeError, ProtocolError, SecAggError
+from secagg.errors import ConfigurationError, ConfigurationTypeError, ProtocolError, SecAggError
 from secagg.integrations._foreign import foreign_reason
+from secagg.integrations.flower._node_identity import (
+    IDENTITY_KEY_FILE,
+    TRUSTED_KEYS_FILE,
+    NodeIdentity,
+    announce_identity,
+    check_identities,
+    config_path,
+    node_identity,
+)
 from secagg.integrations.flower._records import (
     check_training,
     has_stage,
@@ -31,17 +39,14 @@ from secagg.integrations.flower._records import (
     without_stage,
 )
 from secagg.integrations.flower.bound_plan import BOUND_DP_RECORD, check_no_bound_dp, rounding_slack, with_bound_dp
-from secagg.integrations.flower.keys import read_identity_key, read_trusted_keys
 from secagg.integrations.flower.policy import NodePolicy
 from secagg.integrations.flower.protocol import (
     IDENTIFY,
     ArrayLayout,
-    IdentityAnnouncement,
     arrays_digest,
     flatten_arrays,
 )
 from secagg.primitives.randomness import RandomBytes
-from secagg.primitives.signing import SigningKey
 
 __all__ = [
     "IDENTITY_KEY_FILE",
@@ -238,16 +243,6 @@ def forget(context: Context, key: str) -> None:
         del context.state[key]
 
 
-def config_path(context: Context, key: str, explicit: str | os.PathLike[str] | None) -> str | None:
-    """``explicit`` if given, else the node-config value under ``key`` (None if neither)."""
-    if explicit is not None:
-        return os.fspath(explicit)
-    value = context.node_config.get(key)
-    if value is None or value == "":
-        return None
-    if not isinstance(value, str):
-        raise ConfigurationError(f"node config {key!r} must be a path string, got {value!r}")
-    return value
 
 
 def train_locally(
@@ -317,57 +312,6 @@ def _weight(content: RecordDict, key: str) -> int:
     if isinstance(value, bool) or not isinstance(value, int):
         raise ConfigurationError(f"{key!r} must be an integer count, got {value!r}")
     return value
-
-
-IDENTITY_KEY_FILE = "identity-key-file"
-"""Node-config key: path of this node's Ed25519 identity key file."""
-TRUSTED_KEYS_FILE = "trusted-keys-file"
-"""Node-config key: path of the federation's trusted identity public keys."""
-
-
-@dataclass(frozen=True)
-class NodeIdentity:
-    """This node's identity key and the federation's keys it trusts."""
-
-    key: SigningKey
-    trusted: frozenset[bytes]
-
-
-def node_identity(
-    context: Context, key_file: str | os.PathLike[str] | None, trusted_file: str | os.PathLike[str] | None
-) -> NodeIdentity | None:
-    """The node's identity and trusted keys (explicit paths, else the node config), or None if it has none."""
-    key_path = config_path(context, IDENTITY_KEY_FILE, key_file)
-    if key_path is None:
-        return None
-    trusted_path = config_path(context, TRUSTED_KEYS_FILE, trusted_file)
-    if trusted_path is None:
-        raise ConfigurationError(f"an identity key needs the federation's trusted keys ({TRUSTED_KEYS_FILE})")
-    return NodeIdentity(read_identity_key(key_path), read_trusted_keys(trusted_path))
-
-
-def announce_identity(message: Message, identity: NodeIdentity | None) -> bytes:
-    """The ``identify`` stage: this node's signed :class:`IdentityAnnouncement`."""
-    if identity is None:
-        raise ConfigurationError("asked for an identity key, but this node has none")
-    announcement = IdentityAnnouncement.create(identity.key, message.metadata.run_id, message.metadata.dst_node_id)
-    return wire.encode(announcement)
-
-
-def check_identities(
-    keys: Sequence[bytes], node_ids: Sequence[int], protocol_id: int, identity: NodeIdentity
-) -> None:
-    """Every key of the round trusted, none twice, this node's own key at its own protocol id."""
-    for client, key in enumerate(keys, start=1):
-        if key not in identity.trusted:
-            raise AuthenticationError(
-                f"the identity key of protocol client {client} (node {node_ids[client - 1]}) "
-                "is not on the federation's trusted list"
-            )
-    if len(set(keys)) != len(keys):
-        raise AuthenticationError("the round's identity keys name one key for two nodes")
-    if keys[protocol_id - 1] != identity.key.public:
-        raise AuthenticationError(f"the round puts another identity key at this node's protocol id {protocol_id}")
 
 
 NodeStageHandler = Callable[[str, bytes, NodeIdentity | None], bytes]
