@@ -150,3 +150,49 @@ def test_loading_two_values_into_one_shared_weight_is_refused() -> None:
     assert torch.equal(model.lin1.weight.detach(), before)
     load_into_model(model, equal_vector, layout)
     assert model.lin2.weight is model.lin1.weight and torch.equal(model.lin1.weight.detach(), before)
+
+
+def test_loading_nan_into_both_names_of_a_shared_weight_is_one_value() -> None:
+    """Equal values are compared NaN for NaN: a shared weight holding a NaN (written the same
+    under both names) is loaded, not refused as two different values."""
+    # Prepare
+    torch.manual_seed(4)
+    model = _Tied()
+    state = {name: tensor.clone() for name, tensor in model.state_dict().items()}
+    for name in ("lin1.weight", "lin2.weight"):
+        state[name][0, 0] = float("nan")
+    vector, layout = flatten_state_dict(state)
+    # Execute
+    load_into_model(model, vector, layout)
+    # Assert
+    assert model.lin2.weight is model.lin1.weight and torch.isnan(model.lin1.weight[0, 0])
+
+
+def _views() -> dict[str, tuple[Any, Any]]:
+    """Pairs of entries over one storage that differ in exactly one thing torch views them by."""
+    line, square = torch.arange(8.0), torch.zeros(2, 2)
+    single, complex_ = torch.zeros(4), torch.zeros(3, dtype=torch.complex64)
+    return {
+        "offset": (line[0:4], line[4:8]),
+        "shape": (line[0:4], line[0:2]),
+        "strides": (square, square.t()),
+        "dtype": (single, single.view(torch.int32)),
+        "conjugation": (complex_, complex_.conj()),
+        "negation": (complex_, torch._neg_view(complex_)),
+        "empty": (torch.zeros(0), torch.zeros(0)),
+        "meta": (torch.empty(3, device="meta"), torch.empty(3, device="meta")),
+    }
+
+
+@pytest.mark.parametrize("difference", sorted(_views()))
+def test_two_entries_are_tied_only_if_they_view_the_same_elements_the_same_way(difference: str) -> None:
+    """Two entries are one tensor only when every way torch views the storage agrees: a slice at
+    another offset, a transpose, a dtype view, a lazily conjugated or negated view, two empty or
+    two meta tensors (no data, one address) are two tensors; the same view twice is one."""
+    from secagg.integrations._torch_ties import ties  # noqa: PLC0415 (the tie rule itself)
+
+    first, second = _views()[difference]
+    # Execute / Assert
+    assert ties({"a": first, "b": second}) == {"a": "a", "b": "b"}
+    if difference not in ("empty", "meta"):
+        assert ties({"a": first, "b": first.view(first.shape)}) == {"a": "a", "b": "a"}
