@@ -383,3 +383,11 @@ def test_a_replaced_file_is_synced_with_its_folder(tmp_path: Path, monkeypatch: 
 
     # Assert: the data before the rename, the folder (the new name) after it
     assert synced == ["file", "folder"]
+
+
+def test_a_vector_file_name_that_is_not_a_str_is_refused_and_an_empty_folder_is_the_committed_one() -> None:
+    # Prepare / Execute / Assert: a number where the file name belongs is the library's type error
+    with pytest.raises(ConfigurationTypeError, match="vector file name"):
+        load_vectors(3)  # type: ignore[arg-type]
+    # and an empty folder name means the committed vectors, as None does (not the working folder)
+    assert load_vectors("prg.json", "") == load_vectors("prg.json")

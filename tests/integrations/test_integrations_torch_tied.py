@@ -20,6 +20,7 @@ from fl_core.aggregators import make_aggregator  # noqa: E402
 from secagg.errors import ConfigurationError  # noqa: E402
 from secagg.integrations.torch import (  # noqa: E402
     aggregate_models,
+    flatten_model,
     flatten_state_dict,
     hospital_update,
     load_into_model,
@@ -196,3 +197,38 @@ def test_two_entries_are_tied_only_if_they_view_the_same_elements_the_same_way(d
     assert ties({"a": first, "b": second}) == {"a": "a", "b": "b"}
     if difference not in ("empty", "meta"):
         assert ties({"a": first, "b": first.view(first.shape)}) == {"a": "a", "b": "a"}
+
+
+def test_flatten_model_reads_a_tied_weight_once_under_its_first_name() -> None:
+    # Prepare
+    model = _Tied()
+    # Execute
+    _, layout = flatten_model(model, buffers=True)
+    # Assert: lin2.weight is lin1.weight: one entry, under the first name
+    assert [spec.name for spec in layout.specs] == ["lin1.weight", "lin1.bias", "lin2.bias"]
+
+
+class _SharedBuffer(torch.nn.Module):  # type: ignore[misc]
+    """Two layers sharing one buffer (a running statistic kept once)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.first, self.second = torch.nn.Linear(2, 2), torch.nn.Linear(2, 2)
+        shared = torch.zeros(2)
+        self.first.register_buffer("scale", shared)
+        self.second.register_buffer("scale", shared)
+
+
+def test_a_state_dict_of_a_model_with_a_shared_buffer_loads_back_into_it() -> None:
+    """The state dict lists the shared buffer under both names: both are the model's, one tensor
+    written once (before remove_duplicate=False, the second name was not found in the model)."""
+    # Prepare
+    model = _SharedBuffer()
+    state = {name: tensor.clone() for name, tensor in model.state_dict().items()}
+    state["first.scale"] += 2.0
+    state["second.scale"] += 2.0
+    vector, layout = flatten_state_dict(state)
+    # Execute
+    load_into_model(model, vector, layout)
+    # Assert
+    assert model.first.scale is model.second.scale and torch.equal(model.first.scale, torch.full((2,), 2.0))
