@@ -375,14 +375,42 @@ def test_an_interrupt_during_a_write_leaves_the_previous_file_and_no_temporary_o
 
 
 def test_a_replaced_file_is_synced_with_its_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    # Prepare
-    synced = _recording_fsync(monkeypatch)
+    # Prepare: record the size of each file synced and which folder is
+    synced: list[tuple[str, int]] = []
+    real = os.fsync
+
+    def fsync(descriptor: int) -> None:
+        info = os.fstat(descriptor)
+        synced.append(("folder", info.st_ino) if stat.S_ISDIR(info.st_mode) else ("file", info.st_size))
+        real(descriptor)
+
+    monkeypatch.setattr(os, "fsync", fsync)
 
     # Execute
     write_regular_file(tmp_path / "prg.json", "vector file", b"{}")
 
-    # Assert: the data before the rename, the folder (the new name) after it
-    assert synced == ["file", "folder"]
+    # Assert: the data (2 bytes) before the rename, then the file's own folder (the new name)
+    assert synced == [("file", 2), ("folder", tmp_path.stat().st_ino)]
+
+
+def test_a_new_key_file_holds_its_data_when_it_is_synced(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Prepare: record the size of each file when it is synced
+    sizes: list[int] = []
+    real = os.fsync
+
+    def fsync(descriptor: int) -> None:
+        info = os.fstat(descriptor)
+        if stat.S_ISREG(info.st_mode):
+            sizes.append(info.st_size)
+        real(descriptor)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+
+    # Execute
+    write_identity_key(tmp_path / "hospital.key", SigningKey.generate())
+
+    # Assert: what was synced is the whole key file (flushed first), not the empty file
+    assert sizes == [(tmp_path / "hospital.key").stat().st_size] and sizes[0] > 0
 
 
 def test_a_vector_file_name_that_is_not_a_str_is_refused_and_an_empty_folder_is_the_committed_one() -> None:

@@ -152,6 +152,8 @@ def test_lengths_nothing_decides_raise_without_blaming_one_side(name: str, hospi
     message = str(caught.value)
     assert "like client" not in message and "expected" not in message
     assert f"{LENGTH} values" in message and f"{OTHER} values" in message and "model_digest" in message
+    others = ", ".join(str(h) for h in HOSPITALS if h != hospital)
+    assert f"({LENGTH} values: clients {others}; {OTHER} values: client {hospital})" in message  # by length
 
 
 # --- DP: the configured dimension decides ------------------------------------------------------

@@ -232,3 +232,26 @@ def test_a_state_dict_of_a_model_with_a_shared_buffer_loads_back_into_it() -> No
     load_into_model(model, vector, layout)
     # Assert
     assert model.first.scale is model.second.scale and torch.equal(model.first.scale, torch.full((2,), 2.0))
+
+
+class _NoStorage(torch.Tensor):  # type: ignore[misc]
+    """A tensor subclass that has no storage to show (its untyped_storage raises)."""
+
+    def untyped_storage(self) -> Any:
+        raise NotImplementedError("no storage here")
+
+
+def test_a_tensor_without_a_storage_or_a_nested_tensor_is_never_tied_and_gets_the_librarys_answer() -> None:
+    """The tie rule reads each entry's storage: an entry that has none (a subclass whose storage
+    raises NotImplementedError, a nested tensor, whose shape raises) shares nothing, and a state
+    dict holding one gets its digest or the library's error, never the foreign exception."""
+    from secagg.integrations._torch_ties import ties  # noqa: PLC0415 (the tie rule itself)
+
+    # Prepare
+    first, second = torch.zeros(2).as_subclass(_NoStorage), torch.zeros(2).as_subclass(_NoStorage)
+    nested = torch.nested.nested_tensor([torch.zeros(2), torch.zeros(3)])
+    # Execute / Assert
+    assert ties({"a": first, "b": second}) == {"a": "a", "b": "b"}
+    assert model_digest({"a": first, "b": second}) == model_digest({"a": torch.zeros(2), "b": torch.zeros(2)})
+    with pytest.raises(ConfigurationError, match="only dense tensors with data"):
+        model_digest({"nested": nested})
