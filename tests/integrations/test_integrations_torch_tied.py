@@ -241,6 +241,7 @@ class _NoStorage(torch.Tensor):  # type: ignore[misc]
         raise NotImplementedError("no storage here")
 
 
+@pytest.mark.filterwarnings("ignore:The PyTorch API of nested tensors")  # the strided layout on purpose
 def test_a_tensor_without_a_storage_or_a_nested_tensor_is_never_tied_and_gets_the_librarys_answer() -> None:
     """The tie rule reads each entry's storage: an entry that has none (a subclass whose storage
     raises NotImplementedError, a nested tensor, whose shape raises) shares nothing, and a state
