@@ -419,3 +419,17 @@ def test_a_vector_file_name_that_is_not_a_str_is_refused_and_an_empty_folder_is_
         load_vectors(3)  # type: ignore[arg-type]
     # and an empty folder name means the committed vectors, as None does (not the working folder)
     assert load_vectors("prg.json", "") == load_vectors("prg.json")
+
+
+@pytest.mark.parametrize("path", [3, b"prg.json", _BytesPath()], ids=["int", "bytes", "bytes PathLike"])
+def test_a_write_to_a_path_of_the_wrong_type_is_refused_with_the_librarys_error(path: object) -> None:
+    # Execute / Assert: an int would be taken for an open file descriptor
+    with pytest.raises(ConfigurationTypeError, match="path"):
+        write_regular_file(path, "vector file", b"{}")  # type: ignore[arg-type]
+
+
+def test_a_write_to_a_path_holding_a_nul_byte_is_refused_with_the_librarys_error(tmp_path: Path) -> None:
+    # Execute / Assert: no system call takes a NUL byte (Python raises ValueError); shown visibly
+    with pytest.raises(ConfigurationError, match=r"cannot write the vector file .*a\\0b"):
+        write_regular_file(f"{tmp_path}/a\0b", "vector file", b"{}")
+    assert list(tmp_path.iterdir()) == []
