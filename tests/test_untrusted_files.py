@@ -19,6 +19,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from secagg import wire
+from secagg._files import write_regular_file
 from secagg.dp import DPConfig, NoisePlan, PrivacyAccountant, calibrate
 from secagg.errors import ConfigurationError, ConfigurationTypeError, DecodeError, SecAggError
 from secagg.integrations import keras as keras_adapter
@@ -91,7 +92,16 @@ PATH_READERS: dict[str, Callable[[object], object]] = {
 }
 
 
-@pytest.mark.parametrize("path", [3, ["federation.keys"], b"federation.keys"], ids=["int", "list", "bytes"])
+class _BytesPath:
+    """An os.PathLike whose path is bytes (no configured path is)."""
+
+    def __fspath__(self) -> bytes:
+        return b"federation.keys"
+
+
+@pytest.mark.parametrize(
+    "path", [3, ["federation.keys"], b"federation.keys", _BytesPath()], ids=["int", "list", "bytes", "bytes PathLike"]
+)
 @pytest.mark.parametrize("reader", PATH_READERS)
 def test_a_path_of_the_wrong_type_is_refused_with_the_librarys_error(reader: str, path: object) -> None:
     # Prepare: a configuration that gives a number, a list or bytes where a file path belongs
@@ -115,6 +125,7 @@ def test_a_vector_folder_that_cannot_be_listed_or_of_the_wrong_type_is_refused(t
 
 NON_CANONICAL_KEYS = {
     "inner spaces": " ".join(KEY_HEX[i : i + 2] for i in range(0, 64, 2)),
+    "two inner spaces": f"{KEY_HEX[:2]} {KEY_HEX[2:4]} {KEY_HEX[4:]}",  # an even length, as two digits a byte
     "inner tab": KEY_HEX[:32] + "\t" + KEY_HEX[32:],
     "non-ASCII digits": "\u0661" * 64,
 }
@@ -367,3 +378,119 @@ def test_a_new_vector_file_follows_the_umask_as_any_new_file(tmp_path: Path) -> 
     (tmp_path / "prg.json").chmod(0o640)
     generate_directory(tmp_path, PRG_SUITE)
     assert stat.S_IMODE((tmp_path / "prg.json").stat().st_mode) == 0o640
+
+
+# --- write_regular_file: what replaces a file keeps its place ----------------------------------------
+
+
+def test_a_link_where_a_regular_file_is_written_is_refused_and_left_alone(tmp_path: Path) -> None:
+    # Prepare: a symbolic link planted where the file goes, pointing at one of the user's files
+    target = tmp_path / "users_own.txt"
+    target.write_bytes(b"mine")
+    link = tmp_path / "prg.json"
+    link.symlink_to(target)
+
+    # Execute / Assert: refused; neither the link nor its target is replaced or written
+    with pytest.raises(ConfigurationError, match="not a regular file"):
+        write_regular_file(link, "vector file", b"{}")
+    assert link.is_symlink() and target.read_bytes() == b"mine"
+
+
+def test_a_written_file_keeps_the_previous_files_permissions_and_a_new_one_has_the_umasks(tmp_path: Path) -> None:
+    # Prepare: an existing file the user made owner-only; the common umask 022
+    kept = tmp_path / "kept.json"
+    kept.write_bytes(b"{}")
+    kept.chmod(0o600)
+    previous = os.umask(0o022)
+
+    # Execute
+    try:
+        write_regular_file(kept, "vector file", b"[]")
+        write_regular_file(tmp_path / "new.json", "vector file", b"[]")
+    finally:
+        os.umask(previous)
+
+    # Assert: the replacement keeps 0600; a new file is 0644 under umask 022 (not a temporary file's 0600)
+    assert stat.S_IMODE(kept.stat().st_mode) == 0o600 and kept.read_bytes() == b"[]"
+    assert stat.S_IMODE((tmp_path / "new.json").stat().st_mode) == 0o644
+
+
+def test_an_interrupt_during_a_write_leaves_the_previous_file_and_no_temporary_one(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Prepare: the write is interrupted (Ctrl-C) halfway
+    target = tmp_path / "prg.json"
+    target.write_bytes(b"previous")
+
+    def interrupted(descriptor: int, data: object) -> int:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(os, "write", interrupted)
+
+    # Execute / Assert: the interrupt ends the call; nothing of the write is left behind
+    with pytest.raises(KeyboardInterrupt):
+        write_regular_file(target, "vector file", b"next")
+    monkeypatch.undo()
+    assert target.read_bytes() == b"previous"
+    assert [path.name for path in tmp_path.iterdir()] == ["prg.json"]
+
+
+def test_a_replaced_file_is_synced_with_its_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Prepare: record the size of each file synced and which folder is
+    synced: list[tuple[str, int]] = []
+    real = os.fsync
+
+    def fsync(descriptor: int) -> None:
+        info = os.fstat(descriptor)
+        synced.append(("folder", info.st_ino) if stat.S_ISDIR(info.st_mode) else ("file", info.st_size))
+        real(descriptor)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+
+    # Execute
+    write_regular_file(tmp_path / "prg.json", "vector file", b"{}")
+
+    # Assert: the data (2 bytes) before the rename, then the file's own folder (the new name)
+    assert synced == [("file", 2), ("folder", tmp_path.stat().st_ino)]
+
+
+def test_a_new_key_file_holds_its_data_when_it_is_synced(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Prepare: record the size of each file when it is synced
+    sizes: list[int] = []
+    real = os.fsync
+
+    def fsync(descriptor: int) -> None:
+        info = os.fstat(descriptor)
+        if stat.S_ISREG(info.st_mode):
+            sizes.append(info.st_size)
+        real(descriptor)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+
+    # Execute
+    write_identity_key(tmp_path / "hospital.key", SigningKey.generate())
+
+    # Assert: what was synced is the whole key file (flushed first), not the empty file
+    assert sizes == [(tmp_path / "hospital.key").stat().st_size] and sizes[0] > 0
+
+
+def test_a_vector_file_name_that_is_not_a_str_is_refused_and_an_empty_folder_is_the_committed_one() -> None:
+    # Prepare / Execute / Assert: a number where the file name belongs is the library's type error
+    with pytest.raises(ConfigurationTypeError, match="vector file name"):
+        load_vectors(3)  # type: ignore[arg-type]
+    # and an empty folder name means the committed vectors, as None does (not the working folder)
+    assert load_vectors("prg.json", "") == load_vectors("prg.json")
+
+
+@pytest.mark.parametrize("path", [3, b"prg.json", _BytesPath()], ids=["int", "bytes", "bytes PathLike"])
+def test_a_write_to_a_path_of_the_wrong_type_is_refused_with_the_librarys_error(path: object) -> None:
+    # Execute / Assert: an int would be taken for an open file descriptor
+    with pytest.raises(ConfigurationTypeError, match="path"):
+        write_regular_file(path, "vector file", b"{}")  # type: ignore[arg-type]
+
+
+def test_a_write_to_a_path_holding_a_nul_byte_is_refused_with_the_librarys_error(tmp_path: Path) -> None:
+    # Execute / Assert: no system call takes a NUL byte (Python raises ValueError); shown visibly
+    with pytest.raises(ConfigurationError, match=r"cannot write the vector file .*a\\0b"):
+        write_regular_file(f"{tmp_path}/a\0b", "vector file", b"{}")
+    assert list(tmp_path.iterdir()) == []

@@ -330,3 +330,6 @@ def test_an_unprotected_demo_names_its_own_aggregation_as_unprotected(aggregatio
     # Assert: it says the server sees every update and names the aggregation that ran, not another.
     assert report.guarantee.startswith("none: the server sees every update")
     assert f"({aggregation}:" in report.guarantee
+    # and what that aggregation sends in the clear: its float updates, or the secure sums' quantization
+    sends = {"plain": "float updates, no secure sum", "plain-quantized": "the secure sums' quantization"}
+    assert sends[aggregation] in report.guarantee

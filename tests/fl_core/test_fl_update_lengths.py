@@ -152,6 +152,8 @@ def test_lengths_nothing_decides_raise_without_blaming_one_side(name: str, hospi
     message = str(caught.value)
     assert "like client" not in message and "expected" not in message
     assert f"{LENGTH} values" in message and f"{OTHER} values" in message and "model_digest" in message
+    others = ", ".join(str(h) for h in HOSPITALS if h != hospital)
+    assert f"({LENGTH} values: clients {others}; {OTHER} values: client {hospital})" in message  # by length
 
 
 # --- DP: the configured dimension decides ------------------------------------------------------
@@ -272,6 +274,21 @@ def test_a_rotated_round_whose_hospitals_all_miss_the_tables_length_is_refused()
         )
 
 
+# --- Edges of the authority (mutation audit: each test fails on one mutant of check_lengths) -----
+
+
+@pytest.mark.filterwarnings("ignore:paillier. insecure_small_key")
+@pytest.mark.parametrize("name", ["plain-quantized", "secagg", "sparse(secagg)"])
+def test_a_segment_table_no_hospital_matches_raises_for_the_round(name: str) -> None:
+    # Prepare: the server's table covers LENGTH coordinates; every hospital sends OTHER values
+    table = SegmentTable((Segment("weights", LENGTH),))
+    # Execute / Assert: refused for the round (the server's table or every hospital is wrong), naming both
+    with pytest.raises(ConfigurationError, match=f"cover {LENGTH} coordinates, but no hospital's update has that"):
+        AGGREGATORS[name]().aggregate(
+            updates(dict.fromkeys(HOSPITALS, OTHER)), rng=np.random.default_rng(5), segments=table
+        )
+
+
 # --- a refused hospital is reported once: its update is never encoded ---------------------------
 
 
@@ -306,3 +323,85 @@ def test_dp_a_refused_hospital_is_not_also_withheld(name: str) -> None:
     assert result.mean is not None and dropped.mean is not None
     np.testing.assert_array_equal(result.mean, dropped.mean)
     assert [client for client, _ in result.refused] == [3] and result.withheld == ()
+
+
+def test_a_dp_dimension_no_hospital_matches_raises_for_the_round() -> None:
+    # Prepare: the DP aggregator is configured for LENGTH coordinates; every hospital sends OTHER
+    aggregator = dp_aggregator("plain-quantized")
+    # Execute / Assert: refused for the round before any charge
+    with pytest.raises(ConfigurationError, match=f"configured for {LENGTH} coordinates, but no hospital's"):
+        aggregator.aggregate(updates(dict.fromkeys(HOSPITALS, OTHER)), rng=np.random.default_rng(5))
+    assert aggregator.accountant.num_releases == 0
+
+
+@pytest.mark.filterwarnings("ignore:paillier. insecure_small_key")
+@pytest.mark.parametrize("name", ["plain-quantized", "secagg", "sparse(secagg)"])
+def test_every_hospital_refused_for_its_model_is_no_length_error_under_a_table(name: str) -> None:
+    # Prepare: every hospital trained from another model (and sends its length); the table is the round's
+    table = SegmentTable((Segment("weights", LENGTH),))
+    stale = updates(dict.fromkeys(HOSPITALS, OTHER), dict.fromkeys(HOSPITALS, STALE_MODEL))
+    # Execute
+    result = AGGREGATORS[name]().aggregate(
+        stale, rng=np.random.default_rng(5), segments=table, model_digest=ROUND_MODEL
+    )
+    # Assert: each refused for its model alone; the round is skipped, not raised for a length nobody left sends
+    assert result.mean is None
+    assert [client for client, _ in result.refused] == list(HOSPITALS)
+    assert all("another model" in reason and "values" not in reason for _, reason in result.refused)
+
+
+def test_a_rotated_round_never_rotates_a_refused_hospitals_update() -> None:
+    # Prepare: hospital 1 trained from another model and sends values whose rotation overflows binary64
+    huge = [
+        ClientUpdate(1, np.full(LENGTH, 1e308), 11, model_digest=STALE_MODEL) if u.client_id == 1 else u
+        for u in updates()
+    ]
+    # Execute
+    result, alone = same_round("rotated(secagg)", huge, updates(without={1}), model_digest=ROUND_MODEL)
+    # Assert: refused for its model only (a stand-in handed on), never withheld for an overflow of its values
+    assert_without(result, alone, 1)
+    ((client, reason),) = result.refused
+    assert client == 1 and "another model" in reason
+
+
+def sparse_with_feedback() -> SparseAggregator:
+    return SparseAggregator(make_aggregator("plain"), CompressionConfig(fraction=0.5, error_feedback=True))
+
+
+def test_a_refused_hospitals_old_residual_of_another_dimension_does_not_stop_the_round() -> None:
+    # Prepare: hospital 1 alone ran a round at OTHER coordinates (its residual has OTHER); it comes back
+    # still on that model while the others declare the round's (LENGTH)
+    aggregator = sparse_with_feedback()
+    aggregator.aggregate(updates(dict.fromkeys(HOSPITALS, OTHER), without={2, 3, 4, 5}), rng=np.random.default_rng(4))
+    declared = {h: ROUND_MODEL for h in HOSPITALS if h != 1} | {1: STALE_MODEL}
+    # Execute
+    result = aggregator.aggregate(
+        updates({1: OTHER}, declared), rng=np.random.default_rng(5), model_digest=ROUND_MODEL
+    )
+    # Assert: hospital 1 is refused for its model; its old residual is no reason to stop the others' round
+    assert result.mean is not None and result.included == frozenset(HOSPITALS) - {1}
+    ((client, reason),) = result.refused
+    assert client == 1 and "another model" in reason
+
+
+def test_a_refused_hospital_gets_no_residual_from_the_round() -> None:
+    # Prepare: hospital 1 is refused for its model in a round at LENGTH coordinates
+    aggregator = sparse_with_feedback()
+    declared = {h: ROUND_MODEL for h in HOSPITALS if h != 1} | {1: STALE_MODEL}
+    aggregator.aggregate(updates(digests=declared), rng=np.random.default_rng(5), model_digest=ROUND_MODEL)
+    # Execute: it then rounds alone with a new hospital at OTHER coordinates (its first residual)
+    later = [ClientUpdate(h, np.full(OTHER, 0.01 * h), 10) for h in (1, 6)]
+    result = aggregator.aggregate(later, rng=np.random.default_rng(6))
+    # Assert: nothing of the round it was refused in was kept for it: no residual of LENGTH to refuse
+    assert result.mean is not None and result.included == frozenset({1, 6})
+
+
+def test_the_encoding_with_a_table_takes_the_tables_length_not_the_first_updates() -> None:
+    # Prepare: a direct caller of encode_round with the round's table; hospital 1 (first) sends OTHER values
+    quantizer = WeightedQuantizer.create(len(HOSPITALS))
+    table = quantizer.check_table(SegmentTable((Segment("weights", LENGTH, clip=1.0),)))
+    # Execute
+    encoded = quantizer.encode_round(updates({1: OTHER}), {}, np.random.default_rng(5), table)
+    # Assert: hospital 1 is withheld, the others encoded at the table's length
+    assert encoded.withheld == ((1, f"its update has {OTHER} values, the round's {LENGTH}"),)
+    assert {len(encoding) for encoding in encoded.encodings.values()} == {quantizer.encoded_length(LENGTH, table)}

@@ -23,6 +23,7 @@ from flwr.app import Context, Message
 from flwr.clientapp import ClientApp
 from flwr.serverapp.strategy import FedAvg
 
+from secagg.errors import ConfigurationError
 from secagg.integrations.flower import (
     NodePolicy,
     PaillierGrid,
@@ -153,3 +154,20 @@ def test_a_memory_error_or_an_interrupt_in_training_is_not_turned_into_the_mod_s
         return
     strategy.start(grid=secure, initial_arrays=initial_arrays(), num_rounds=1)
     assert secure.reports[0].errors[FAILING] == "MemoryError('out of memory')"
+
+
+def test_a_library_error_in_training_keeps_its_own_words() -> None:
+    # Prepare: node 42's training raises the library's own error (a mod further down the chain refusing)
+    policy = NodePolicy(allow_semi_honest=True, min_colluders=0)
+    apps = {node: make_app(node, 10, policy=policy) for node in NODES if node != FAILING}
+    apps[FAILING] = _raising_app(ConfigurationError("the library's own words, no data"), policy)
+    secure = SecAggGrid(FakeGrid(apps), SecAggOptions(mode="semi-honest", protocol="secagg", threshold=2,
+                                                      **FAST_TIMEOUT))  # fmt: skip
+    strategy = FedAvg(fraction_evaluate=0.0, min_train_nodes=3, min_available_nodes=3)
+    # Execute
+    strategy.start(grid=secure, initial_arrays=initial_arrays(), num_rounds=1)
+    # Assert: its text is reported as it stands (not replaced by its type), the others' round went on
+    report = secure.reports[0]
+    assert "the library's own words, no data" in report.errors[FAILING]
+    assert NOT_REPORTED not in report.errors[FAILING]
+    assert report.included == frozenset(NODES) - {FAILING}

@@ -736,7 +736,7 @@ def test_hospital_models_in_a_module_list_or_a_dict_s_values_are_aggregated(cont
         assert torch.equal(outcome.state_dict[name], tensor), name
 
 
-@pytest.mark.parametrize("container", ["set", "generator", "dict", "Sequential"])
+@pytest.mark.parametrize("container", ["set", "generator", "dict", "Sequential", "str"])
 def test_hospital_models_in_an_unordered_or_ambiguous_container_are_refused_saying_what_to_pass(
     container: str,
 ) -> None:
@@ -750,6 +750,7 @@ def test_hospital_models_in_an_unordered_or_ambiguous_container_are_refused_sayi
         "generator": (m for m in local_models),
         "dict": dict(enumerate(local_models)),
         "Sequential": torch.nn.Sequential(*local_models),
+        "str": "abc",  # a sequence of three one-letter strings, not of models
     }[container]
     # Execute / Assert
     with pytest.raises(ConfigurationError, match=r"one model per hospital.*list, a tuple or a torch\.nn\.ModuleList"):

@@ -103,3 +103,51 @@ def test_a_library_error_keeps_its_own_words() -> None:
     # Assert
     ((withheld, reason),) = result.withheld
     assert withheld == 4 and "a per-sample gradient is NaN or infinite" in reason
+
+
+class _UnreadableCopy(torch.nn.Linear):  # type: ignore[misc]
+    """A hospital's copy of the model whose state dict cannot be read (a broken checkpoint)."""
+
+    def state_dict(self, *args: Any, **kwargs: Any) -> Any:
+        raise KeyError(f"checkpoint entry for {SECRET}")
+
+
+def test_a_copy_that_cannot_be_read_is_named_by_that_stage() -> None:
+    # Prepare: hospital 3 trained from a copy whose state dict raises
+    torch.manual_seed(0)
+    model = torch.nn.Linear(4, 3).double()
+    copy = _UnreadableCopy(4, 3).double()
+    dp = DPConfig(epsilon=8.0, delta=1e-5, rounds=2, l2_clip=1.0, min_honest=2)
+    aggregator = make_aggregator(
+        "plain-quantized", num_clients=4, dp=dp, dimension=15, max_samples_per_client=64,
+        noise_source=SeededRandomSource(bytes(32)),
+    )  # fmt: skip
+    # Execute
+    result = torch_dp.run_dp_round(
+        model, _hospitals(), _loss, aggregator, learning_rate=1.0, denominator=60.0,
+        rng=np.random.default_rng(4), trained_from={3: copy},
+    )  # fmt: skip
+    # Assert: withheld naming the stage that failed (reading its copy), not the one before it
+    ((withheld, reason),) = result.withheld
+    assert withheld == 3 and "reading its copy of the model raised KeyError" in reason
+    assert "4711" not in _report(result)
+
+
+def _out_of_memory(output: Any, target: Any) -> Any:
+    raise MemoryError("out of memory")
+
+
+def test_a_memory_error_ends_the_round_and_withholds_nobody() -> None:
+    # Prepare: the aggregating party runs out of memory computing a hospital's contribution
+    hospitals = _hospitals()
+    dp = DPConfig(epsilon=8.0, delta=1e-5, rounds=2, l2_clip=1.0, min_honest=2)
+    aggregator = make_aggregator(
+        "plain-quantized", num_clients=4, dp=dp, dimension=15, max_samples_per_client=64,
+        noise_source=SeededRandomSource(bytes(32)),
+    )  # fmt: skip
+    # Execute / Assert: its own resources, not a hospital's fault: the MemoryError leaves the round
+    with pytest.raises(MemoryError):
+        torch_dp.run_dp_round(
+            torch.nn.Linear(4, 3).double(), hospitals, _out_of_memory, aggregator, learning_rate=1.0,
+            denominator=60.0, rng=np.random.default_rng(4),
+        )  # fmt: skip

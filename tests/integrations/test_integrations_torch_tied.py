@@ -20,6 +20,7 @@ from fl_core.aggregators import make_aggregator  # noqa: E402
 from secagg.errors import ConfigurationError  # noqa: E402
 from secagg.integrations.torch import (  # noqa: E402
     aggregate_models,
+    flatten_model,
     flatten_state_dict,
     hospital_update,
     load_into_model,
@@ -190,3 +191,108 @@ def test_loading_into_two_tensors_over_one_memory_is_refused(how: str) -> None:
     with pytest.raises(ConfigurationError, match=r"'alias'.*'w'.*memory"):
         outcome.load_into(target)
     assert torch.equal(target.w.detach(), before)
+
+
+def test_loading_nan_into_both_names_of_a_shared_weight_is_one_value() -> None:
+    """Equal values are compared NaN for NaN: a shared weight holding a NaN (written the same
+    under both names) is loaded, not refused as two different values."""
+    # Prepare
+    torch.manual_seed(4)
+    model = _Tied()
+    state = {name: tensor.clone() for name, tensor in model.state_dict().items()}
+    for name in ("lin1.weight", "lin2.weight"):
+        state[name][0, 0] = float("nan")
+    vector, layout = flatten_state_dict(state)
+    # Execute
+    load_into_model(model, vector, layout)
+    # Assert
+    assert model.lin2.weight is model.lin1.weight and torch.isnan(model.lin1.weight[0, 0])
+
+
+def _views() -> dict[str, tuple[Any, Any]]:
+    """Pairs of entries over one storage that differ in exactly one thing torch views them by."""
+    line, square = torch.arange(8.0), torch.zeros(2, 2)
+    single, complex_ = torch.zeros(4), torch.zeros(3, dtype=torch.complex64)
+    return {
+        "offset": (line[0:4], line[4:8]),
+        "shape": (line[0:4], line[0:2]),
+        "strides": (square, square.t()),
+        "dtype": (single, single.view(torch.int32)),
+        "conjugation": (complex_, complex_.conj()),
+        "negation": (complex_, torch._neg_view(complex_)),
+        "empty": (torch.zeros(0), torch.zeros(0)),
+        "meta": (torch.empty(3, device="meta"), torch.empty(3, device="meta")),
+    }
+
+
+@pytest.mark.parametrize("difference", sorted(_views()))
+def test_two_entries_are_tied_only_if_they_view_the_same_elements_the_same_way(difference: str) -> None:
+    """Two entries are one tensor only when every way torch views the storage agrees: a slice at
+    another offset, a transpose, a dtype view, a lazily conjugated or negated view, two empty or
+    two meta tensors (no data, one address) are two tensors; the same view twice is one."""
+    from secagg.integrations._torch_ties import ties  # noqa: PLC0415 (the tie rule itself)
+
+    first, second = _views()[difference]
+    # Execute / Assert
+    assert ties({"a": first, "b": second}) == {"a": "a", "b": "b"}
+    if difference not in ("empty", "meta"):
+        assert ties({"a": first, "b": first.view(first.shape)}) == {"a": "a", "b": "a"}
+
+
+def test_flatten_model_reads_a_tied_weight_once_under_its_first_name() -> None:
+    # Prepare
+    model = _Tied()
+    # Execute
+    _, layout = flatten_model(model, buffers=True)
+    # Assert: lin2.weight is lin1.weight: one entry, under the first name
+    assert [spec.name for spec in layout.specs] == ["lin1.weight", "lin1.bias", "lin2.bias"]
+
+
+class _SharedBuffer(torch.nn.Module):  # type: ignore[misc]
+    """Two layers sharing one buffer (a running statistic kept once)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.first, self.second = torch.nn.Linear(2, 2), torch.nn.Linear(2, 2)
+        shared = torch.zeros(2)
+        self.first.register_buffer("scale", shared)
+        self.second.register_buffer("scale", shared)
+
+
+def test_a_state_dict_of_a_model_with_a_shared_buffer_loads_back_into_it() -> None:
+    """The state dict lists the shared buffer under both names: both are the model's, one tensor
+    written once (before remove_duplicate=False, the second name was not found in the model)."""
+    # Prepare
+    model = _SharedBuffer()
+    state = {name: tensor.clone() for name, tensor in model.state_dict().items()}
+    state["first.scale"] += 2.0
+    state["second.scale"] += 2.0
+    vector, layout = flatten_state_dict(state)
+    # Execute
+    load_into_model(model, vector, layout)
+    # Assert
+    assert model.first.scale is model.second.scale and torch.equal(model.first.scale, torch.full((2,), 2.0))
+
+
+class _NoStorage(torch.Tensor):  # type: ignore[misc]
+    """A tensor subclass that has no storage to show (its untyped_storage raises)."""
+
+    def untyped_storage(self) -> Any:
+        raise NotImplementedError("no storage here")
+
+
+@pytest.mark.filterwarnings("ignore:The PyTorch API of nested tensors")  # the strided layout on purpose
+def test_a_tensor_without_a_storage_or_a_nested_tensor_is_never_tied_and_gets_the_librarys_answer() -> None:
+    """The tie rule reads each entry's storage: an entry that has none (a subclass whose storage
+    raises NotImplementedError, a nested tensor, whose shape raises) shares nothing, and a state
+    dict holding one gets its digest or the library's error, never the foreign exception."""
+    from secagg.integrations._torch_ties import ties  # noqa: PLC0415 (the tie rule itself)
+
+    # Prepare
+    first, second = torch.zeros(2).as_subclass(_NoStorage), torch.zeros(2).as_subclass(_NoStorage)
+    nested = torch.nested.nested_tensor([torch.zeros(2), torch.zeros(3)])
+    # Execute / Assert
+    assert ties({"a": first, "b": second}) == {"a": "a", "b": "b"}
+    assert model_digest({"a": first, "b": second}) == model_digest({"a": torch.zeros(2), "b": torch.zeros(2)})
+    with pytest.raises(ConfigurationError, match="only dense tensors with data"):
+        model_digest({"nested": nested})

@@ -122,3 +122,15 @@ def test_weighted_slots_are_one_bit_above_the_ring_and_exact_at_the_extremes() -
     assert secure.mean is not None and reference.mean is not None
     np.testing.assert_array_equal(secure.mean, reference.mean)
     np.testing.assert_array_equal(secure.mean, signs * 0.5)
+
+
+@pytest.mark.filterwarnings("ignore:paillier. insecure_small_key")
+def test_a_round_of_fewer_hospitals_than_min_contributors_is_skipped_with_the_reason() -> None:
+    # Prepare: a 4-of-5 key (min_contributors 4); only three hospitals take part in this round
+    paillier, _ = _aggregators(WeightedQuantizer.create(5), key_bits=256, threshold=4)
+    assert isinstance(paillier, PaillierAggregator) and paillier.min_contributors == 4
+    # Execute: the session's roster is the three (round_parameters caps min_contributors at the roster)
+    result = paillier.aggregate(_updates(sizes=(30, 5, 120), length=6), rng=np.random.default_rng(1))
+    # Assert: skipped for the round with why, not refused as a malformed session of 3 needing 4
+    assert result.mean is None
+    assert result.skipped_reason == "paillier: 3 hospitals uploaded; at least 4 are needed"
