@@ -39,7 +39,7 @@ from cryptography.hazmat.primitives.kdf.scrypt import Scrypt
 
 from secagg import wire
 from secagg._files import PRIVATE, read_regular_file, sync_folder
-from secagg.errors import ConfigurationError, DecodeError
+from secagg.errors import AuthenticationError, ConfigurationError, DecodeError
 from secagg.paillier._arguments import require_flag, require_path, require_random_bytes
 from secagg.paillier.key_checks import check_loaded_key
 from secagg.paillier.keys import KeyShare, PrivateKey
@@ -282,6 +282,20 @@ def read_private_file(path: str | os.PathLike[str], what: str, max_bytes: int = 
 def read_protected_file(path: str | os.PathLike[str], passphrase: str | bytes) -> Secret:
     """Read and :func:`unprotect` a file written by :func:`write_protected_file`.
 
-    ConfigurationError if group or others may access the file (see :func:`read_private_file`).
+    ConfigurationError if group or others may access the file (see :func:`read_private_file`);
+    AuthenticationError naming the file for a wrong passphrase (or an altered file).
     """
-    return unprotect(read_private_file(path, "protected key file"), passphrase)
+    return unprotect_file(path, passphrase, "protected key file")
+
+
+def unprotect_file(path: str | os.PathLike[str], passphrase: str | bytes, kind: str) -> Secret:
+    """:func:`unprotect` the private file ``path``; a passphrase that does not open it raises
+    AuthenticationError naming the file (``kind``) and the likely cause, a wrong passphrase."""
+    data = read_private_file(path, kind)
+    try:
+        return unprotect(data, passphrase)
+    except AuthenticationError:
+        raise AuthenticationError(
+            f"cannot open the {kind} {os.fspath(path)}: wrong passphrase (or the file was altered); "
+            "give the passphrase it was sealed under"
+        ) from None

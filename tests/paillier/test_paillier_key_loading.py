@@ -17,10 +17,10 @@ import gmpy2
 import pytest
 
 from secagg import wire
-from secagg.errors import DecodeError, SecAggError
+from secagg.errors import AuthenticationError, DecodeError, SecAggError
 from secagg.integrations.flower.keys import load_key_share, read_public_key, write_public_key
 from secagg.paillier import PublicKey, ThresholdPublicKey
-from secagg.paillier.storage import protect, unprotect, write_protected_file
+from secagg.paillier.storage import protect, read_protected_file, unprotect, write_protected_file
 
 from .helpers import single_material, threshold_material, unsafe_threshold_material
 
@@ -163,3 +163,18 @@ def test_an_even_or_square_modulus_is_refused_at_load(n_of: str, message: str) -
     with pytest.raises(DecodeError, match=message):
         wire.decode(_forged(public, n=int(n), verification_base=4, verification_keys=[16, 64, 256]),
                     ThresholdPublicKey)
+
+
+@pytest.mark.parametrize("reader", ["load_key_share", "read_protected_file"])
+def test_a_wrong_passphrase_is_named_with_the_file(tmp_path: Path, reader: str) -> None:
+    # Prepare: a sealed 3-of-4 share, opened with another passphrase (a hospital's commonest mistake)
+    share = threshold_material(256, 4, 3).shares[0]
+    path = tmp_path / "key-share-1.bin"
+    write_protected_file(path, share, PASSPHRASE, scrypt_log_n=10, allow_weak_kdf_for_testing=True)
+    load = {"load_key_share": load_key_share, "read_protected_file": read_protected_file}[reader]
+    # Execute / Assert: the library's AuthenticationError, naming the file and the likely cause
+    with pytest.raises(AuthenticationError, match=r"key-share-1\.bin.*wrong passphrase") as refusal:
+        load(path, "another passphrase")
+    assert "sealed box failed authentication" not in str(refusal.value)
+    # Control: the right passphrase opens it
+    assert load(path, PASSPHRASE) == share

@@ -37,7 +37,7 @@ from secagg.paillier.storage import (
     DEFAULT_SCRYPT_LOG_N,
     protect,
     read_private_file,
-    unprotect,
+    unprotect_file,
     write_new_private_file,
 )
 from secagg.primitives.signing import PUBLIC_KEY_SIZE, SEED_SIZE, SigningKey
@@ -146,8 +146,9 @@ def read_public_key(path: PathLike) -> ThresholdPublicKey:
 
 
 def load_key_share(path: PathLike, passphrase: str | bytes) -> KeyShare:
-    """The key share sealed in ``path``; AuthenticationError for a wrong passphrase or altered file."""
-    secret = unprotect(read_private_file(path, "key-share file"), passphrase)
+    """The key share sealed in ``path``; AuthenticationError naming the file for a wrong passphrase
+    (or an altered file)."""
+    secret = unprotect_file(path, passphrase, "key-share file")
     if not isinstance(secret, KeyShare):
         raise ConfigurationError(f"{path} holds a single-key private key, not a threshold key share")
     return secret
