@@ -323,6 +323,10 @@ IDENTITY_KEY_FILE = "identity-key-file"
 """Node-config key: path of this node's Ed25519 identity key file."""
 TRUSTED_KEYS_FILE = "trusted-keys-file"
 """Node-config key: path of the federation's trusted identity public keys."""
+_SET_KEY_FILES = (
+    f"set {IDENTITY_KEY_FILE!r} and {TRUSTED_KEYS_FILE!r} in the node config (its own key from `secagg keys new`, "
+    "the federation's list from `secagg keys trust`)"
+)
 
 
 @dataclass(frozen=True)
@@ -342,14 +346,14 @@ def node_identity(
         return None
     trusted_path = config_path(context, TRUSTED_KEYS_FILE, trusted_file)
     if trusted_path is None:
-        raise ConfigurationError(f"an identity key needs the federation's trusted keys ({TRUSTED_KEYS_FILE})")
+        raise ConfigurationError(f"an identity key needs the federation's trusted keys: {_SET_KEY_FILES}")
     return NodeIdentity(read_identity_key(key_path), read_trusted_keys(trusted_path))
 
 
 def announce_identity(message: Message, identity: NodeIdentity | None) -> bytes:
     """The ``identify`` stage: this node's signed :class:`IdentityAnnouncement`."""
     if identity is None:
-        raise ConfigurationError("asked for an identity key, but this node has none")
+        raise ConfigurationError(f"asked for an identity key, but this node has none: {_SET_KEY_FILES}")
     announcement = IdentityAnnouncement.create(identity.key, message.metadata.run_id, message.metadata.dst_node_id)
     return wire.encode(announcement)
 
