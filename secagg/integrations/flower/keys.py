@@ -35,6 +35,7 @@ from secagg.paillier.keys import KeyShare, ThresholdPublicKey
 from secagg.paillier.parameters import check_dealt_shape
 from secagg.paillier.storage import (
     DEFAULT_SCRYPT_LOG_N,
+    file_holds,
     protect,
     read_private_file,
     unprotect_file,
@@ -141,7 +142,11 @@ def write_public_key(path: PathLike, public: ThresholdPublicKey) -> None:
 def read_public_key(path: PathLike) -> ThresholdPublicKey:
     """The threshold public key in ``path`` (validated: key size policy, parameters, and 2t > l:
     :mod:`secagg.paillier.key_checks`; DecodeError otherwise)."""
-    public = wire.decode(_read(path, "public-key file", MAX_PUBLIC_KEY_FILE), ThresholdPublicKey)
+    data = _read(path, "public-key file", MAX_PUBLIC_KEY_FILE)
+    try:
+        public = wire.decode(data, ThresholdPublicKey)
+    except DecodeError as exc:
+        raise DecodeError(f"the public-key file {path}{file_holds(data, ThresholdPublicKey)}: {exc}") from exc
     return check_loaded_key(public, f"public-key file {path}")
 
 
