@@ -323,3 +323,8 @@ class DPRounds:
     def spent(self) -> float:
         """Epsilon spent so far (0.0 before the first round)."""
         return 0.0 if self.accountant is None else self.accountant.spent()[0]
+
+    def reported(self) -> float | None:
+        """A skipped round's report: the epsilon spent so far (a round charged, then skipped, counts),
+        None before the accountant is opened."""
+        return None if self.accountant is None else self.spent()
