@@ -99,7 +99,10 @@ def _check(trusted: str, identities: list[str]) -> int:
     for path in identities:
         public = read_identity_key(path).public
         if public not in keys:
-            raise ConfigurationError(f"the public key of {path} ({public.hex()}) is not in {trusted}")
+            raise ConfigurationError(
+                f"the public key of {path} ({public.hex()}) is not in {trusted}: send {path}.pub to whoever builds "
+                "the federation's list, out of band, and use the list `secagg keys trust` rebuilds with it"
+            )
     print(f"{trusted}: {len(keys)} distinct hospital keys" + (", your identity is listed" if identities else ""))
     return 0
 

@@ -62,7 +62,9 @@ def test_trust_and_check_refuse_duplicates_strangers_and_loose_files(
     capsys.readouterr()
     # The stranger's identity is not on the list
     assert run("check", str(federation), "--identity", str(keys[3])) == 2
-    assert "is not in" in capsys.readouterr().err
+    refusal = capsys.readouterr().err
+    assert "is not in" in refusal
+    assert f"send {keys[3]}.pub" in refusal and "secagg keys trust" in refusal, refusal  # what to do about it
     # A hand-edited list with a repeated line is refused, naming the line
     edited = tmp_path / "edited.keys"
     lines = federation.read_text().splitlines()
