@@ -257,9 +257,8 @@ def write_new_private_file(path: str | os.PathLike[str], data: bytes) -> None:
     except (OSError, ValueError) as exc:  # ValueError: a path holding a NUL byte
         missing = f" (its folder {os.path.dirname(os.fspath(path))} does not exist)" if isinstance(
             exc, FileNotFoundError) else ""  # fmt: skip
-        raise ConfigurationError(
-            f"cannot create {os.fspath(path)}: {getattr(exc, 'strerror', None) or exc}{missing}"
-        ) from exc
+        shown = os.fsdecode(path).replace("\0", "\\0")  # a NUL byte, which no system call takes, made visible
+        raise ConfigurationError(f"cannot create {shown}: {getattr(exc, 'strerror', None) or exc}{missing}") from exc
     try:
         with os.fdopen(descriptor, "wb") as handle:
             handle.write(data)

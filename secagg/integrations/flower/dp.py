@@ -307,8 +307,9 @@ class DPRounds:
         except (BudgetExceededError, InsufficientNoiseError) as exc:
             return f"dp: {exc}"
         except ReplayError:  # a restarted server: the new run counts its rounds from 1 again
+            where = "the accountant" if self.state_file is None else f"the accountant's state file {self.state_file}"
             return (
-                f"dp: the accountant's state file {self.state_file} last charged round {accountant.last_round} "
+                f"dp: {where} last charged round {accountant.last_round} "
                 f"(an earlier run, or this one before a restart): round {server_round} is not charged again; "
                 f"this run's rounds after {accountant.last_round} go on within the same budget"
             )
