@@ -17,6 +17,7 @@ trusted list, which the server does not control. The steps:
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 
 from secagg._files import read_regular_file
@@ -53,6 +54,24 @@ def _key_argument(argument: str) -> bytes:
     return _public_key(argument, f"argument {argument!r}")
 
 
+def _refuse_identity_file(argument: str, key: bytes, keys: list[bytes]) -> None:
+    """Refuse an identity key file given where its public key belongs (same format: 64 hex digits),
+    which would copy the hospital's private seed into the public list: its seed's public key is the
+    one in its ``.pub`` beside it, or one of the other keys given."""
+    if not os.path.lexists(argument):
+        return
+    derived = SigningKey.generate(lambda size: key).public
+    beside, listed = argument + PUBLIC_SUFFIX, None
+    if os.path.isfile(beside):
+        with contextlib.suppress(ConfigurationError):  # an unreadable .pub beside it: judged by the list alone
+            listed = _key_argument(beside)
+    if derived in keys or derived == listed:
+        raise ConfigurationError(
+            f"{argument} is an identity (private) key, not a public key: give {beside} instead "
+            "(a seed in the federation's list would hand it to every party; nothing written)"
+        )
+
+
 def _new(path: str) -> int:
     identity = SigningKey.generate()
     write_identity_key(path, identity)
@@ -69,6 +88,8 @@ def _new(path: str) -> int:
 
 def _trust(out: str, arguments: list[str]) -> int:
     keys = [_key_argument(argument) for argument in arguments]
+    for argument, key in zip(arguments, keys, strict=True):
+        _refuse_identity_file(argument, key, keys)
     if len(keys) < MIN_FEDERATION_KEYS:
         # The same floor `check` applies: never write a list the next step refuses.
         raise ConfigurationError(

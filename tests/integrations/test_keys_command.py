@@ -183,3 +183,22 @@ def test_trust_refuses_a_list_that_check_would_refuse(tmp_path: Path, capsys: py
     assert run("trust", str(lonely), str(key) + ".pub") == 2
     assert "at least 2" in capsys.readouterr().err
     assert not lonely.exists()
+
+
+def test_trust_refuses_an_identity_key_given_for_its_public_key(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Prepare: two hospitals; the list builder types b.key (the private seed) for b.key.pub
+    a, b = tmp_path / "a.key", tmp_path / "b.key"
+    assert run("new", str(a)) == 0 and run("new", str(b)) == 0
+    capsys.readouterr()
+    seed = b.read_text().strip()
+    # Execute: the private file beside its .pub, and beside the other public keys it belongs to
+    beside_pub = run("trust", str(tmp_path / "one.keys"), f"{a}.pub", str(b))
+    beside_list = run("trust", str(tmp_path / "two.keys"), f"{a}.pub", f"{b}.pub", str(b))
+    refusals = capsys.readouterr().err
+    # Assert: refused, nothing written, no seed in a public list; the message says which file to give
+    assert (beside_pub, beside_list) == (2, 2)
+    assert not (tmp_path / "one.keys").exists() and not (tmp_path / "two.keys").exists()
+    assert f"{b} is an identity (private) key" in refusals and f"{b}.pub" in refusals, refusals
+    assert seed not in refusals
