@@ -118,7 +118,11 @@ def _check(trusted: str, identities: list[str]) -> int:
             f"{trusted} lists {len(keys)} key(s); a federation needs at least {MIN_FEDERATION_KEYS}"
         )
     for path in identities:
-        public = read_identity_key(path).public
+        identity = read_identity_key(path)
+        public = identity.public
+        if identity.seed in keys:  # a .pub given for the identity: the same format, 64 hex digits
+            own = path[: -len(PUBLIC_SUFFIX)] if path.endswith(PUBLIC_SUFFIX) else "its identity file"
+            raise ConfigurationError(f"{path} holds a public key on the list, not an identity key: give {own}")
         if public not in keys:
             raise ConfigurationError(
                 f"the public key of {path} ({public.hex()}) is not in {trusted}: send {path}.pub to whoever builds "

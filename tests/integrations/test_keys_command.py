@@ -202,3 +202,18 @@ def test_trust_refuses_an_identity_key_given_for_its_public_key(
     assert not (tmp_path / "one.keys").exists() and not (tmp_path / "two.keys").exists()
     assert f"{b} is an identity (private) key" in refusals and f"{b}.pub" in refusals, refusals
     assert seed not in refusals
+
+
+def test_check_names_a_public_key_given_as_the_identity(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    # Prepare: a list of two; the hospital passes its .pub (owner-only, as under umask 077) for --identity
+    a, b = tmp_path / "a.key", tmp_path / "b.key"
+    assert run("new", str(a)) == 0 and run("new", str(b)) == 0
+    assert run("trust", str(tmp_path / "federation.keys"), f"{a}.pub", f"{b}.pub") == 0
+    os.chmod(f"{a}.pub", 0o600)
+    capsys.readouterr()
+    # Execute
+    code = run("check", str(tmp_path / "federation.keys"), "--identity", f"{a}.pub")
+    # Assert: refused, saying the file is a public key on the list and which file to give
+    refusal = capsys.readouterr().err
+    assert code == 2
+    assert f"{a}.pub holds a public key on the list" in refusal and f"give {a}" in refusal, refusal
