@@ -31,7 +31,7 @@ from secagg.integrations.flower._records import (
     without_stage,
 )
 from secagg.integrations.flower.bound_plan import BOUND_DP_RECORD, check_no_bound_dp, rounding_slack, with_bound_dp
-from secagg.integrations.flower.keys import read_identity_key, read_trusted_keys
+from secagg.integrations.flower.keys import read_node_identity
 from secagg.integrations.flower.policy import NodePolicy
 from secagg.integrations.flower.protocol import (
     IDENTIFY,
@@ -323,10 +323,8 @@ IDENTITY_KEY_FILE = "identity-key-file"
 """Node-config key: path of this node's Ed25519 identity key file."""
 TRUSTED_KEYS_FILE = "trusted-keys-file"
 """Node-config key: path of the federation's trusted identity public keys."""
-_SET_KEY_FILES = (
-    f"set {IDENTITY_KEY_FILE!r} and {TRUSTED_KEYS_FILE!r} in the node config (its own key from `secagg keys new`, "
-    "the federation's list from `secagg keys trust`)"
-)
+_SET_KEY_FILES = (f"set {IDENTITY_KEY_FILE!r} and {TRUSTED_KEYS_FILE!r} in the node config (its own key from "
+                  "`secagg keys new`, the federation's list from `secagg keys trust`)")
 
 
 @dataclass(frozen=True)
@@ -347,7 +345,7 @@ def node_identity(
     trusted_path = config_path(context, TRUSTED_KEYS_FILE, trusted_file)
     if trusted_path is None:
         raise ConfigurationError(f"an identity key needs the federation's trusted keys: {_SET_KEY_FILES}")
-    return NodeIdentity(read_identity_key(key_path), read_trusted_keys(trusted_path))
+    return NodeIdentity(*read_node_identity(key_path, trusted_path))
 
 
 def announce_identity(message: Message, identity: NodeIdentity | None) -> bytes:

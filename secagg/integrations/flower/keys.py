@@ -46,6 +46,7 @@ from secagg.primitives.signing import PUBLIC_KEY_SIZE, SEED_SIZE, SigningKey
 __all__ = [
     "load_key_share",
     "read_identity_key",
+    "read_node_identity",
     "read_public_key",
     "read_trusted_keys",
     "write_identity_key",
@@ -103,6 +104,16 @@ def read_identity_key(path: PathLike) -> SigningKey:
     text = read_private_file(path, "identity key file", MAX_IDENTITY_KEY_FILE).decode("ascii", errors="replace").strip()
     seed = _hex_key(text, SEED_SIZE, f"identity key file {path}")
     return SigningKey.generate(lambda size: seed)  # the public key derived from the stored seed
+
+
+def read_node_identity(key_path: PathLike, trusted_path: PathLike) -> tuple[SigningKey, frozenset[bytes]]:
+    """A node's identity key and trusted list; ConfigurationError if the identity file holds a public
+    key on the list (a ``.pub`` named in its place: the same format, and its "seed" is public)."""
+    key, trusted = read_identity_key(key_path), read_trusted_keys(trusted_path)
+    if key.seed in trusted:
+        raise ConfigurationError(f"identity-key-file {key_path} holds a public key on the trusted list, not an "
+                                 "identity key: name the identity file (from `secagg keys new`), not its .pub")
+    return key, trusted
 
 
 def write_trusted_keys(path: PathLike, keys: Iterable[bytes]) -> None:
