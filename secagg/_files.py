@@ -82,6 +82,8 @@ def _checked_path(path: object, what: str) -> str | os.PathLike[str]:
     """``path`` if it names a file as a ``str`` or an ``os.PathLike`` of ``str`` (an ``int`` would be
     opened as a file descriptor; bytes are no configured path); ConfigurationTypeError otherwise."""
     if isinstance(path, (str, os.PathLike)) and isinstance(os.fspath(path), str):
+        if os.fspath(path) == "":  # e.g. a config's default `key-file = ""` passed on as it stands
+            raise ConfigurationError(f"no {what} given (an empty path): set the path of the {what}")
         return path
     raise ConfigurationTypeError(f"the {what}'s path must be a str or os.PathLike file path, got {type(path).__name__}")
 

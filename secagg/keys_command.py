@@ -17,6 +17,7 @@ trusted list, which the server does not control. The steps:
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 
 from secagg._files import read_regular_file
@@ -53,6 +54,24 @@ def _key_argument(argument: str) -> bytes:
     return _public_key(argument, f"argument {argument!r}")
 
 
+def _refuse_identity_file(argument: str, key: bytes, keys: list[bytes]) -> None:
+    """Refuse an identity key file given where its public key belongs (same format: 64 hex digits),
+    which would copy the hospital's private seed into the public list: its seed's public key is the
+    one in its ``.pub`` beside it, or one of the other keys given."""
+    if not os.path.lexists(argument):
+        return
+    derived = SigningKey.generate(lambda size: key).public
+    beside, listed = argument + PUBLIC_SUFFIX, None
+    if os.path.isfile(beside):
+        with contextlib.suppress(ConfigurationError):  # an unreadable .pub beside it: judged by the list alone
+            listed = _key_argument(beside)
+    if derived in keys or derived == listed:
+        raise ConfigurationError(
+            f"{argument} is an identity (private) key, not a public key: give {beside} instead "
+            "(a seed in the federation's list would hand it to every party; nothing written)"
+        )
+
+
 def _new(path: str) -> int:
     identity = SigningKey.generate()
     write_identity_key(path, identity)
@@ -69,6 +88,8 @@ def _new(path: str) -> int:
 
 def _trust(out: str, arguments: list[str]) -> int:
     keys = [_key_argument(argument) for argument in arguments]
+    for argument, key in zip(arguments, keys, strict=True):
+        _refuse_identity_file(argument, key, keys)
     if len(keys) < MIN_FEDERATION_KEYS:
         # The same floor `check` applies: never write a list the next step refuses.
         raise ConfigurationError(
@@ -97,9 +118,16 @@ def _check(trusted: str, identities: list[str]) -> int:
             f"{trusted} lists {len(keys)} key(s); a federation needs at least {MIN_FEDERATION_KEYS}"
         )
     for path in identities:
-        public = read_identity_key(path).public
+        identity = read_identity_key(path)
+        public = identity.public
+        if identity.seed in keys:  # a .pub given for the identity: the same format, 64 hex digits
+            own = path[: -len(PUBLIC_SUFFIX)] if path.endswith(PUBLIC_SUFFIX) else "its identity file"
+            raise ConfigurationError(f"{path} holds a public key on the list, not an identity key: give {own}")
         if public not in keys:
-            raise ConfigurationError(f"the public key of {path} ({public.hex()}) is not in {trusted}")
+            raise ConfigurationError(
+                f"the public key of {path} ({public.hex()}) is not in {trusted}: send {path}.pub to whoever builds "
+                "the federation's list, out of band, and use the list `secagg keys trust` rebuilds with it"
+            )
     print(f"{trusted}: {len(keys)} distinct hospital keys" + (", your identity is listed" if identities else ""))
     return 0
 

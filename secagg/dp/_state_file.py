@@ -171,7 +171,12 @@ def _open_lock(lock: Path, path: Path, flags: int) -> int:
             "another accountant holds it, or a process that crashed left it: remove it once no accountant runs "
             "on this file; nothing was read or written"
         ) from exc
-    except OSError as exc:  # ELOOP: a symlink; EISDIR: a folder; ENOENT: no such folder
+    except FileNotFoundError as exc:  # ENOENT under O_CREAT: a folder on the path is missing
+        raise ConfigurationError(
+            f"cannot create the accountant's state file {path}: its folder {path.parent} does not exist; "
+            "create it, or give a path in an existing folder; nothing was read or written"
+        ) from exc
+    except OSError as exc:  # ELOOP: a symlink; EISDIR: a folder
         raise ConfigurationError(
             f"cannot use the lock file {lock} of the accountant's state file {path}: {exc.strerror or exc} "
             "(a link, folder, pipe or device is never used as a lock; remove it)"

@@ -16,6 +16,15 @@ def require(module: str, extra: str) -> ModuleType:
     try:
         return importlib.import_module(module)
     except ImportError as exc:
+        missing = exc.name if isinstance(exc, ModuleNotFoundError) else None
+        root = missing.split(".", maxsplit=1)[0] if missing else None
+        if root is not None and root != module.split(".", maxsplit=1)[0]:
+            # The extra is installed, but something it imports is not (Keras's backend, e.g. torch).
+            backend = " (the Keras backend KERAS_BACKEND names)" if module == "keras" else ""
+            raise ConfigurationError(
+                f"the optional package {module!r} is installed but cannot be imported: it needs {root!r}"
+                f"{backend}, which is missing ({exc}); install {root!r} in this environment"
+            ) from exc
         raise ConfigurationError(
             f"this secagg integration needs the optional package {module!r}: {install_hint(extra)}"
         ) from exc

@@ -39,10 +39,10 @@ from cryptography.hazmat.primitives.kdf.scrypt import Scrypt
 
 from secagg import wire
 from secagg._files import PRIVATE, read_regular_file, sync_folder
-from secagg.errors import ConfigurationError, DecodeError
+from secagg.errors import AuthenticationError, ConfigurationError, DecodeError, SecAggError
 from secagg.paillier._arguments import require_flag, require_path, require_random_bytes
 from secagg.paillier.key_checks import check_loaded_key
-from secagg.paillier.keys import KeyShare, PrivateKey
+from secagg.paillier.keys import KeyShare, PrivateKey, ThresholdPublicKey
 from secagg.primitives import aead
 from secagg.primitives.randomness import RandomBytes, system_random
 from secagg.wire import U8, FixedBytes, VarBytes, wire_field
@@ -255,7 +255,10 @@ def write_new_private_file(path: str | os.PathLike[str], data: bytes) -> None:
     except FileExistsError as exc:
         raise ConfigurationError(f"refusing to overwrite {path}") from exc
     except (OSError, ValueError) as exc:  # ValueError: a path holding a NUL byte
-        raise ConfigurationError(f"cannot create {path!r}: {getattr(exc, 'strerror', None) or exc}") from exc
+        missing = f" (its folder {os.path.dirname(os.fspath(path))} does not exist)" if isinstance(
+            exc, FileNotFoundError) else ""  # fmt: skip
+        shown = os.fsdecode(path).replace("\0", "\\0")  # a NUL byte, which no system call takes, made visible
+        raise ConfigurationError(f"cannot create {shown}: {getattr(exc, 'strerror', None) or exc}{missing}") from exc
     try:
         with os.fdopen(descriptor, "wb") as handle:
             handle.write(data)
@@ -284,6 +287,33 @@ def read_private_file(path: str | os.PathLike[str], what: str, max_bytes: int = 
 def read_protected_file(path: str | os.PathLike[str], passphrase: str | bytes) -> Secret:
     """Read and :func:`unprotect` a file written by :func:`write_protected_file`.
 
-    ConfigurationError if group or others may access the file (see :func:`read_private_file`).
+    ConfigurationError if group or others may access the file (see :func:`read_private_file`);
+    AuthenticationError naming the file for a wrong passphrase (or an altered file).
     """
-    return unprotect(read_private_file(path, "protected key file"), passphrase)
+    return unprotect_file(path, passphrase, "protected key file")
+
+
+def unprotect_file(path: str | os.PathLike[str], passphrase: str | bytes, kind: str) -> Secret:
+    """:func:`unprotect` the private file ``path``; a passphrase that does not open it raises
+    AuthenticationError naming the file (``kind``) and the likely cause, a wrong passphrase."""
+    data = read_private_file(path, kind)
+    try:
+        return unprotect(data, passphrase)
+    except DecodeError as exc:
+        raise DecodeError(f"the {kind} {os.fspath(path)}{file_holds(data, ProtectedSecret)}: {exc}") from exc
+    except AuthenticationError:
+        raise AuthenticationError(
+            f"cannot open the {kind} {os.fspath(path)}: wrong passphrase (or the file was altered); "
+            "give the passphrase it was sealed under"
+        ) from None
+
+
+def file_holds(data: bytes, expected: type[wire.Message]) -> str:
+    """What a key file that is not an ``expected`` holds, for refusals (a public-key file and a
+    key-share file given in each other's place): ", which holds ...", or "" if it holds neither."""
+    with contextlib.suppress(SecAggError):
+        found = type(wire.decode_any(data))
+        if found is not expected and found in (ProtectedSecret, ThresholdPublicKey):
+            return (", which holds a sealed key share or private key (a key-share file)" if found is ProtectedSecret
+                    else ", which holds the federation's public key (a public-key file)")  # fmt: skip
+    return ""

@@ -324,3 +324,27 @@ def test_would_exceed_is_strict_at_the_limit(plan: NoisePlan) -> None:
     assert not accountant.would_exceed(1, max_epsilon=exact)
     assert accountant.would_exceed(1, max_epsilon=math.nextafter(exact, 0.0))
     assert accountant.num_releases == 0  # asking changes nothing
+
+
+def test_a_file_for_another_budget_or_plan_names_the_file_and_what_to_do(plan: NoisePlan, tmp_path: Path) -> None:
+    # Prepare: a state file charged under one budget; a restart under another budget, then another plan
+    path = tmp_path / "budget.json"
+    PrivacyAccountant(plan, path).record_round()
+    other = calibrate(dataclasses.replace(CONFIG, epsilon=4.0), num_clients=5, scale=1024.0, dimension=31)
+    lowered = dataclasses.replace(plan, variance=plan.variance / 2)
+    for changed in (other, lowered):
+        # Execute / Assert: the refusal names the file and both ways on (its budget, or a new file)
+        with pytest.raises(ConfigurationError) as refusal:
+            PrivacyAccountant(changed, path)
+        assert str(path) in str(refusal.value)
+        assert "new state file" in str(refusal.value)
+
+
+def test_a_state_file_in_a_missing_folder_is_refused_naming_the_folder(plan: NoisePlan, tmp_path: Path) -> None:
+    # Prepare: a path whose folder does not exist (a typo in dp_state_file)
+    path = tmp_path / "no-such-folder" / "budget.json"
+    # Execute / Assert: the refusal says the folder is missing, not to remove a lock that is not there
+    with pytest.raises(ConfigurationError, match="no-such-folder") as refusal:
+        PrivacyAccountant(plan, path)
+    assert "does not exist" in str(refusal.value) and "remove it" not in str(refusal.value)
+    assert not path.parent.exists()

@@ -161,3 +161,47 @@ def test_active_options_are_validated() -> None:
         SecAggOptions(mode="semi-honest", trusted_keys=frozenset({bytes(32)}))
     with pytest.raises(ConfigurationError, match="unsafe in active mode"):
         SecAggOptions(protocol="secagg", mode=ACTIVE, threshold=2, max_nodes=5)
+
+
+@pytest.mark.parametrize("missing", ["both", "trusted"])
+def test_a_node_without_its_key_files_is_left_out_saying_what_to_set(tmp_path: Path, missing: str) -> None:
+    # Prepare: four nodes with their identities; the fifth has no key files (or no trusted list)
+    paths, trusted, publics = identity_files(tmp_path, len(NODES))
+    apps = active_apps(paths, trusted)
+    lacking = NODES[-1]
+    files = {} if missing == "both" else {"identity_key_file": paths[-1]}
+    apps[lacking] = make_app(lacking, WEIGHTS[lacking], **files)  # type: ignore[arg-type]
+    grid = FakeGrid(apps)
+    secure = SecAggGrid(grid, SecAggOptions(mode=ACTIVE, trusted_keys=frozenset(publics)))
+    # Execute
+    FedAvg(fraction_evaluate=0.0, min_train_nodes=3, min_available_nodes=3).start(
+        grid=secure, initial_arrays=initial_arrays(), num_rounds=1
+    )
+    # Assert: the others aggregate; the node's reason names the node-config keys to set
+    report = secure.reports[0]
+    assert report.included == frozenset(NODES[:-1])
+    reason = report.errors[lacking]
+    assert "'trusted-keys-file'" in reason and "node config" in reason, reason
+    if missing == "both":
+        assert "'identity-key-file'" in reason and "secagg keys new" in reason, reason
+
+
+def test_a_node_given_a_public_key_as_its_identity_is_left_out_saying_so(tmp_path: Path) -> None:
+    # Prepare: the fifth node's identity-key-file names a file holding its public key (an owner-only .pub)
+    paths, trusted, publics = identity_files(tmp_path, len(NODES))
+    apps = active_apps(paths, trusted)
+    lacking = NODES[-1]
+    public_file = tmp_path / "identity-4.key.pub"
+    public_file.write_text(publics[-1].hex() + "\n")
+    public_file.chmod(0o600)
+    apps[lacking] = make_app(lacking, WEIGHTS[lacking], identity_key_file=public_file, trusted_keys_file=trusted)
+    grid = FakeGrid(apps)
+    secure = SecAggGrid(grid, SecAggOptions(mode=ACTIVE, trusted_keys=frozenset(publics)))
+    # Execute
+    FedAvg(fraction_evaluate=0.0, min_train_nodes=3, min_available_nodes=3).start(
+        grid=secure, initial_arrays=initial_arrays(), num_rounds=1
+    )
+    # Assert: the others aggregate; the node's own reason says its identity file holds a listed public key
+    report = secure.reports[0]
+    assert report.included == frozenset(NODES[:-1])
+    assert "holds a public key on the trusted list" in report.errors[lacking], report.errors[lacking]

@@ -292,3 +292,16 @@ def test_dp_options_are_validated_before_any_round(tmp_path: Path) -> None:
         PaillierOptions(public_key=public, dp={"epsilon": 1.0})  # type: ignore[arg-type]
 
 
+
+
+def test_a_round_skipped_after_its_charge_reports_the_epsilon_it_spent(tmp_path: Path) -> None:
+    # Prepare: a 4-of-5 key with min_contributors 4; two nodes time out at encrypt, after the charge
+    grid, secure = dp_grid(tmp_path, threshold=4, min_contributors=4)
+    grid.silent.update((node, ENCRYPT) for node in NODES[3:])
+    # Execute
+    run(secure)
+    # Assert: nothing decrypted, but the report says what the charge spent
+    report = secure.reports[0]
+    assert report.aggregate is None and report.skipped_reason is not None
+    assert secure.dp is not None and secure.dp.accountant is not None and secure.dp.accountant.num_releases == 1
+    assert report.epsilon_spent is not None and report.epsilon_spent == secure.dp.accountant.spent()[0] > 0

@@ -90,3 +90,25 @@ def test_a_missing_extra_names_the_install_line() -> None:
         "from the root of a secagg clone (secagg is not on the package index)",
         "protocol and keys import without flwr",
     ]
+
+
+def test_an_installed_extra_missing_its_own_dependency_names_that_dependency() -> None:
+    # Prepare: Keras is installed, but the backend it is told to use (torch) is not
+    code = (
+        "import os, sys\n"
+        "os.environ['KERAS_BACKEND'] = 'torch'\n"
+        "sys.modules['torch'] = None\n"
+        "from secagg.errors import ConfigurationError\n"
+        "import secagg.integrations.keras as keras_adapter\n"
+        "try:\n"
+        "    keras_adapter.flatten_model(object())\n"
+        "except ConfigurationError as exc:\n"
+        "    print(exc)\n"
+    )
+    # Execute
+    result = run_python(code)
+    # Assert: the message names torch, the package actually missing, not keras, which is installed
+    assert result.returncode == 0, result.stderr
+    message = result.stdout.strip()
+    assert "'keras' is installed" in message and "'torch'" in message, message
+    assert "needs the optional package 'keras'" not in message

@@ -99,3 +99,21 @@ def test_a_key_file_owned_by_another_user_is_refused(
     if not reader.startswith("keys"):
         assert isinstance(outcome, ConfigurationError), repr(outcome)
     assert "belongs to user 65534" in message and str(link) in message
+
+
+PATH_READERS: dict[str, Callable[[str], object]] = {
+    "identity key": read_identity_key,
+    "trusted keys": read_trusted_keys,
+    "public key": read_public_key,
+    "key share": lambda path: load_key_share(path, "passphrase"),
+    "protected file": lambda path: read_protected_file(path, "passphrase"),
+}
+
+
+@pytest.mark.parametrize("reader", PATH_READERS)
+def test_an_empty_path_is_refused_as_no_file_given(reader: str) -> None:
+    # Prepare: an empty path, e.g. a run config's default `public-key-file = ""` passed on as it stands
+    # Execute / Assert: refused as a path never set, not as a file that does not exist
+    with pytest.raises(ConfigurationError, match="empty path") as refusal:
+        PATH_READERS[reader]("")
+    assert "No such file" not in str(refusal.value)

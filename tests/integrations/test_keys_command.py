@@ -62,7 +62,9 @@ def test_trust_and_check_refuse_duplicates_strangers_and_loose_files(
     capsys.readouterr()
     # The stranger's identity is not on the list
     assert run("check", str(federation), "--identity", str(keys[3])) == 2
-    assert "is not in" in capsys.readouterr().err
+    refusal = capsys.readouterr().err
+    assert "is not in" in refusal
+    assert f"send {keys[3]}.pub" in refusal and "secagg keys trust" in refusal, refusal  # what to do about it
     # A hand-edited list with a repeated line is refused, naming the line
     edited = tmp_path / "edited.keys"
     lines = federation.read_text().splitlines()
@@ -181,3 +183,37 @@ def test_trust_refuses_a_list_that_check_would_refuse(tmp_path: Path, capsys: py
     assert run("trust", str(lonely), str(key) + ".pub") == 2
     assert "at least 2" in capsys.readouterr().err
     assert not lonely.exists()
+
+
+def test_trust_refuses_an_identity_key_given_for_its_public_key(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Prepare: two hospitals; the list builder types b.key (the private seed) for b.key.pub
+    a, b = tmp_path / "a.key", tmp_path / "b.key"
+    assert run("new", str(a)) == 0 and run("new", str(b)) == 0
+    capsys.readouterr()
+    seed = b.read_text().strip()
+    # Execute: the private file beside its .pub, and beside the other public keys it belongs to
+    beside_pub = run("trust", str(tmp_path / "one.keys"), f"{a}.pub", str(b))
+    beside_list = run("trust", str(tmp_path / "two.keys"), f"{a}.pub", f"{b}.pub", str(b))
+    refusals = capsys.readouterr().err
+    # Assert: refused, nothing written, no seed in a public list; the message says which file to give
+    assert (beside_pub, beside_list) == (2, 2)
+    assert not (tmp_path / "one.keys").exists() and not (tmp_path / "two.keys").exists()
+    assert f"{b} is an identity (private) key" in refusals and f"{b}.pub" in refusals, refusals
+    assert seed not in refusals
+
+
+def test_check_names_a_public_key_given_as_the_identity(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    # Prepare: a list of two; the hospital passes its .pub (owner-only, as under umask 077) for --identity
+    a, b = tmp_path / "a.key", tmp_path / "b.key"
+    assert run("new", str(a)) == 0 and run("new", str(b)) == 0
+    assert run("trust", str(tmp_path / "federation.keys"), f"{a}.pub", f"{b}.pub") == 0
+    os.chmod(f"{a}.pub", 0o600)
+    capsys.readouterr()
+    # Execute
+    code = run("check", str(tmp_path / "federation.keys"), "--identity", f"{a}.pub")
+    # Assert: refused, saying the file is a public key on the list and which file to give
+    refusal = capsys.readouterr().err
+    assert code == 2
+    assert f"{a}.pub holds a public key on the list" in refusal and f"give {a}" in refusal, refusal

@@ -17,10 +17,10 @@ import gmpy2
 import pytest
 
 from secagg import wire
-from secagg.errors import DecodeError, SecAggError
-from secagg.integrations.flower.keys import load_key_share, read_public_key, write_public_key
+from secagg.errors import AuthenticationError, ConfigurationError, DecodeError, SecAggError
+from secagg.integrations.flower.keys import load_key_share, read_public_key, write_key_files, write_public_key
 from secagg.paillier import PublicKey, ThresholdPublicKey
-from secagg.paillier.storage import protect, unprotect, write_protected_file
+from secagg.paillier.storage import protect, read_protected_file, unprotect, write_protected_file
 
 from .helpers import single_material, threshold_material, unsafe_threshold_material
 
@@ -163,3 +163,38 @@ def test_an_even_or_square_modulus_is_refused_at_load(n_of: str, message: str) -
     with pytest.raises(DecodeError, match=message):
         wire.decode(_forged(public, n=int(n), verification_base=4, verification_keys=[16, 64, 256]),
                     ThresholdPublicKey)
+
+
+@pytest.mark.parametrize("reader", ["load_key_share", "read_protected_file"])
+def test_a_wrong_passphrase_is_named_with_the_file(tmp_path: Path, reader: str) -> None:
+    # Prepare: a sealed 3-of-4 share, opened with another passphrase (a hospital's commonest mistake)
+    share = threshold_material(256, 4, 3).shares[0]
+    path = tmp_path / "key-share-1.bin"
+    write_protected_file(path, share, PASSPHRASE, scrypt_log_n=10, allow_weak_kdf_for_testing=True)
+    load = {"load_key_share": load_key_share, "read_protected_file": read_protected_file}[reader]
+    # Execute / Assert: the library's AuthenticationError, naming the file and the likely cause
+    with pytest.raises(AuthenticationError, match=r"key-share-1\.bin.*wrong passphrase") as refusal:
+        load(path, "another passphrase")
+    assert "sealed box failed authentication" not in str(refusal.value)
+    # Control: the right passphrase opens it
+    assert load(path, PASSPHRASE) == share
+
+
+def test_swapped_public_key_and_key_share_files_are_refused_naming_the_file(tmp_path: Path) -> None:
+    # Prepare: a dealer's output; the node's operator swaps the two paths
+    material = threshold_material(256, 4, 3)
+    public_path = _write(tmp_path, wire.encode(material.public))
+    share_path = tmp_path / "key-share-1.bin"
+    write_protected_file(share_path, material.shares[0], PASSPHRASE, scrypt_log_n=10, allow_weak_kdf_for_testing=True)
+    # Execute / Assert: each refusal names the file given and what it holds instead
+    with pytest.raises(DecodeError, match=r"key-share-1\.bin.*sealed key"):
+        read_public_key(share_path)
+    with pytest.raises(DecodeError, match=r"public-key\.bin.*public key"):
+        load_key_share(public_path, PASSPHRASE)
+
+
+def test_key_files_written_into_a_missing_folder_are_refused_naming_the_folder(tmp_path: Path) -> None:
+    folder = tmp_path / "no-such-folder"
+    with pytest.raises(ConfigurationError, match=r"no-such-folder.*does not exist") as refusal:
+        write_key_files(threshold_material(256, 4, 3), folder, [PASSPHRASE] * 4, scrypt_log_n=15)
+    assert "PosixPath" not in str(refusal.value)

@@ -11,7 +11,7 @@ from flwr.app import Context, Message
 
 from secagg import wire
 from secagg.errors import AuthenticationError, ConfigurationError
-from secagg.integrations.flower.keys import read_identity_key, read_trusted_keys
+from secagg.integrations.flower.keys import read_node_identity
 from secagg.integrations.flower.protocol import IdentityAnnouncement
 from secagg.primitives.signing import SigningKey
 
@@ -42,6 +42,8 @@ IDENTITY_KEY_FILE = "identity-key-file"
 """Node-config key: path of this node's Ed25519 identity key file."""
 TRUSTED_KEYS_FILE = "trusted-keys-file"
 """Node-config key: path of the federation's trusted identity public keys."""
+_SET_KEY_FILES = (f"set {IDENTITY_KEY_FILE!r} and {TRUSTED_KEYS_FILE!r} in the node config (its own key from "
+                  "`secagg keys new`, the federation's list from `secagg keys trust`)")
 
 
 @dataclass(frozen=True)
@@ -61,14 +63,14 @@ def node_identity(
         return None
     trusted_path = config_path(context, TRUSTED_KEYS_FILE, trusted_file)
     if trusted_path is None:
-        raise ConfigurationError(f"an identity key needs the federation's trusted keys ({TRUSTED_KEYS_FILE})")
-    return NodeIdentity(read_identity_key(key_path), read_trusted_keys(trusted_path))
+        raise ConfigurationError(f"an identity key needs the federation's trusted keys: {_SET_KEY_FILES}")
+    return NodeIdentity(*read_node_identity(key_path, trusted_path))
 
 
 def announce_identity(message: Message, identity: NodeIdentity | None) -> bytes:
     """The ``identify`` stage: this node's signed :class:`IdentityAnnouncement`."""
     if identity is None:
-        raise ConfigurationError("asked for an identity key, but this node has none")
+        raise ConfigurationError(f"asked for an identity key, but this node has none: {_SET_KEY_FILES}")
     announcement = IdentityAnnouncement.create(identity.key, message.metadata.run_id, message.metadata.dst_node_id)
     return wire.encode(announcement)
 

@@ -54,7 +54,9 @@ class RoundReport:
         clipping: the securely summed clipped counts per array with the round's clips
             (:class:`~secagg.segments.ClippingReport`; None in a DP round, where nothing
             is clipped, or when skipped).
-        epsilon_spent: in a DP round, the epsilon spent per patient after charging it.
+        epsilon_spent: in a DP round, the epsilon spent per patient after charging it; a skipped
+            DP round gives the spend so far (a round charged, then skipped, counts: its charge is
+            not refunded), None if it was skipped before the accountant was opened.
         guarantee: what the round's configuration guarantees, computed for its actual nodes
             (colluders tolerated with a lying server, dropouts survived); None if the round was
             refused before its configuration was fixed.

@@ -66,6 +66,7 @@ from secagg.errors import (
     InsufficientNoiseError,
     OverflowDetectedError,
     ProtocolError,
+    ReplayError,
 )
 from secagg.guarantee import Guarantee
 from secagg.integrations.flower.policy import NodePolicy
@@ -305,6 +306,13 @@ class DPRounds:
             spent = accountant.record_round(server_round, num_contributors=num_nodes)
         except (BudgetExceededError, InsufficientNoiseError) as exc:
             return f"dp: {exc}"
+        except ReplayError:  # a restarted server: the new run counts its rounds from 1 again
+            where = "the accountant" if self.state_file is None else f"the accountant's state file {self.state_file}"
+            return (
+                f"dp: {where} last charged round {accountant.last_round} "
+                f"(an earlier run, or this one before a restart): round {server_round} is not charged again; "
+                f"this run's rounds after {accountant.last_round} go on within the same budget"
+            )
         except ConfigurationError as exc:  # e.g. the state file changed under the accountant: nothing is released
             return f"dp: the accountant refused to charge the round: {exc}"
         LOGGER.info(
@@ -316,3 +324,8 @@ class DPRounds:
     def spent(self) -> float:
         """Epsilon spent so far (0.0 before the first round)."""
         return 0.0 if self.accountant is None else self.accountant.spent()[0]
+
+    def reported(self) -> float | None:
+        """A skipped round's report: the epsilon spent so far (a round charged, then skipped, counts),
+        None before the accountant is opened."""
+        return None if self.accountant is None else self.spent()

@@ -35,9 +35,10 @@ from secagg.paillier.keys import KeyShare, ThresholdPublicKey
 from secagg.paillier.parameters import check_dealt_shape
 from secagg.paillier.storage import (
     DEFAULT_SCRYPT_LOG_N,
+    file_holds,
     protect,
     read_private_file,
-    unprotect,
+    unprotect_file,
     write_new_private_file,
 )
 from secagg.primitives.signing import PUBLIC_KEY_SIZE, SEED_SIZE, SigningKey
@@ -45,6 +46,7 @@ from secagg.primitives.signing import PUBLIC_KEY_SIZE, SEED_SIZE, SigningKey
 __all__ = [
     "load_key_share",
     "read_identity_key",
+    "read_node_identity",
     "read_public_key",
     "read_trusted_keys",
     "write_identity_key",
@@ -104,6 +106,16 @@ def read_identity_key(path: PathLike) -> SigningKey:
     return SigningKey.generate(lambda size: seed)  # the public key derived from the stored seed
 
 
+def read_node_identity(key_path: PathLike, trusted_path: PathLike) -> tuple[SigningKey, frozenset[bytes]]:
+    """A node's identity key and trusted list; ConfigurationError if the identity file holds a public
+    key on the list (a ``.pub`` named in its place: the same format, and its "seed" is public)."""
+    key, trusted = read_identity_key(key_path), read_trusted_keys(trusted_path)
+    if key.seed in trusted:
+        raise ConfigurationError(f"identity-key-file {key_path} holds a public key on the trusted list, not an "
+                                 "identity key: name the identity file (from `secagg keys new`), not its .pub")
+    return key, trusted
+
+
 def write_trusted_keys(path: PathLike, keys: Iterable[bytes]) -> None:
     """Write the federation's trusted identity public keys, one hex line each, to a new file."""
     lines = [key.hex() for key in keys]
@@ -141,13 +153,18 @@ def write_public_key(path: PathLike, public: ThresholdPublicKey) -> None:
 def read_public_key(path: PathLike) -> ThresholdPublicKey:
     """The threshold public key in ``path`` (validated: key size policy, parameters, and 2t > l:
     :mod:`secagg.paillier.key_checks`; DecodeError otherwise)."""
-    public = wire.decode(_read(path, "public-key file", MAX_PUBLIC_KEY_FILE), ThresholdPublicKey)
+    data = _read(path, "public-key file", MAX_PUBLIC_KEY_FILE)
+    try:
+        public = wire.decode(data, ThresholdPublicKey)
+    except DecodeError as exc:
+        raise DecodeError(f"the public-key file {path}{file_holds(data, ThresholdPublicKey)}: {exc}") from exc
     return check_loaded_key(public, f"public-key file {path}")
 
 
 def load_key_share(path: PathLike, passphrase: str | bytes) -> KeyShare:
-    """The key share sealed in ``path``; AuthenticationError for a wrong passphrase or altered file."""
-    secret = unprotect(read_private_file(path, "key-share file"), passphrase)
+    """The key share sealed in ``path``; AuthenticationError naming the file for a wrong passphrase
+    (or an altered file)."""
+    secret = unprotect_file(path, passphrase, "key-share file")
     if not isinstance(secret, KeyShare):
         raise ConfigurationError(f"{path} holds a single-key private key, not a threshold key share")
     return secret

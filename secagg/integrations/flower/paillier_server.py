@@ -261,5 +261,6 @@ class PaillierGrid(SecureGrid):
     ) -> Message | None:
         """Record a skipped round; the strategy gets no reply (None) and keeps its model."""
         LOGGER.warning("paillier round %d skipped: %s", batch.server_round, reason)
-        self.reports.append(batch.report(started, dropped, errors, reason=reason, guarantee=guarantee))
+        self.reports.append(batch.report(started, dropped, errors, reason=reason, guarantee=guarantee,
+                                         epsilon_spent=self.dp.reported() if self.dp is not None else None))
         return None

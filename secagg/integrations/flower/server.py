@@ -164,7 +164,8 @@ class SecAggGrid(SecureGrid):
             errors.update(plan.rejections(state))
             self.forget_failed_identities(dropped, SETUP)
             self.reports.append(batch.report(started, dropped, errors, reason=reason, node_ids=sampled,
-                                             guarantee=plan.masking.guarantee))
+                                             guarantee=plan.masking.guarantee,
+                                             epsilon_spent=self.dp.reported() if self.dp is not None else None))
             return None
         errors.update(plan.rejections(state))
         self.forget_failed_identities(dropped, SETUP)
@@ -182,7 +183,8 @@ class SecAggGrid(SecureGrid):
         """Record a round refused before its configuration was fixed (no guarantee): the strategy
         gets no reply (None) and keeps its model, and the run goes on."""
         LOGGER.warning("secure round %d skipped: %s", batch.server_round, reason)
-        self.reports.append(batch.report(started, dropped, errors, reason=reason, node_ids=sampled or batch.node_ids))
+        self.reports.append(batch.report(started, dropped, errors, reason=reason, node_ids=sampled or batch.node_ids,
+                                         epsilon_spent=self.dp.reported() if self.dp is not None else None))
         return None
 
     def _finish(
@@ -213,7 +215,8 @@ class SecAggGrid(SecureGrid):
             reason = str(exc) if isinstance(exc, InsufficientNoiseError) else f"the unmasked sum is impossible: {exc}"
             LOGGER.warning("secure round %d skipped: %s", batch.server_round, reason)
             self.reports.append(batch.report(started, dropped, errors, reason=reason, node_ids=sampled,
-                                             guarantee=plan.masking.guarantee))
+                                             guarantee=plan.masking.guarantee,
+                                             epsilon_spent=self.dp.reported() if self.dp is not None else None))
             return None
         if plan.dp is not None:
             assert self.dp is not None
