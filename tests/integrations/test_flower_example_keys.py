@@ -252,3 +252,15 @@ def test_the_server_prints_why_nodes_without_keys_sat_out_a_skipped_round(
     assert secure.reports[0].aggregate is None
     assert "round 1 skipped" in printed
     assert printed.count("no identity key: set identity-key-file") == len(node_ids)
+
+
+def test_the_shipped_run_config_declares_every_key_the_server_app_reads_with_its_default() -> None:
+    # Prepare: Flower refuses `--run-config KEY=...` for a key pyproject.toml does not declare, so a
+    # setting the ServerApp reads (DEFAULTS) but the app does not declare cannot be changed by `flwr run`
+    import tomllib  # noqa: PLC0415
+
+    shipped = tomllib.loads((EXAMPLE / "pyproject.toml").read_text())["tool"]["flwr"]["app"]["config"]
+    defaults = example("server_app").DEFAULTS
+    # Assert: the same keys, the same values
+    assert sorted(shipped) == sorted(defaults)
+    assert {key: shipped[key] for key in defaults} == defaults
