@@ -7,13 +7,15 @@ itself must come out the same. This module computes a representative set of them
 process and in subprocesses started with other such state, and compares the hex digests (JSON
 on stdout, no pickle):
 
-- core (two subprocesses, ``PYTHONHASHSEED`` 0 and 12345, ``LC_ALL=C``, other time zones):
+- core (two subprocesses, ``PYTHONHASHSEED`` 0 and 12345, locales C and C.UTF-8, other time zones):
   masking config digest, session id and SecAgg+ neighbour table; session descriptor with
   training parameters; DPConfig digest and a calibrated NoisePlan's digest; fl_core's
   model digest and the quantizer's descriptor; Flower run-config digest, training parameters,
   arrays digest, round context, a round's compression (subset, rotation, segment table); and the
   committed test vectors of the wire encodings, derivations, Paillier session ids and Flower
   messages, verified in the subprocess against their committed bytes;
+- a Flower training content serialized (protobuf) in a subprocess and read here: the node's
+  training parameters and arrays digest are those the serializing process bound;
 - adapters (one subprocess, ``PYTHONHASHSEED`` 12345, other modules imported first and other
   models built first): the PyTorch adapter's layout and model digests, the Keras adapter's
   weight names and model digests (skipped where an extra is missing).
@@ -24,6 +26,7 @@ the JSON; the tests start it so.
 
 from __future__ import annotations
 
+import functools
 import importlib
 import importlib.util
 import json
@@ -142,13 +145,30 @@ def _flower() -> Digests:
         "compressed table": draw.table(layout_table(layout, {"model/w": 0.5, "head/b": 1.0})).digest().hex(),
     }
     if _available("flwr"):
-        from flwr.app import ConfigRecord, RecordDict  # noqa: PLC0415
+        from flwr.common.serde import recorddict_to_proto  # noqa: PLC0415
 
-        from secagg.integrations.flower._records import training_parameters  # noqa: PLC0415
-
-        content = RecordDict({"train": ConfigRecord({"lr": 0.1, "epochs": 2}), "extra": ConfigRecord({"tag": "x"})})
-        out["training parameters"] = training_parameters(content).hex()
+        content = _training_content()
+        out["training content"] = recorddict_to_proto(content).SerializeToString().hex()
+        out["training digests"] = _content_digests(content)
     return out
+
+
+def _training_content() -> Any:
+    """A ServerApp's training content: the model's arrays and the training configuration."""
+    from flwr.app import Array, ArrayRecord, ConfigRecord, RecordDict  # noqa: PLC0415
+
+    model = ArrayRecord({"w": Array(np.linspace(-1, 1, 6, dtype=np.float32).reshape(2, 3)),
+                         "steps": Array(np.array([4, -5], dtype=np.int64))})
+    train = ConfigRecord({"lr": 0.1, "epochs": 2, "offset": -3, "name": "é", "flag": True, "tag": b"\x00"})
+    return RecordDict({"model": model, "train": train, "extra": ConfigRecord({"zeta": 1.5})})
+
+
+def _content_digests(content: Any) -> list[str]:
+    """What a node binds of a training content: its training parameters and its arrays digest."""
+    from secagg.integrations.flower._records import model_arrays, training_parameters  # noqa: PLC0415
+    from secagg.integrations.flower.arrays import arrays_digest, flatten_arrays  # noqa: PLC0415
+
+    return [training_parameters(content).hex(), arrays_digest(*flatten_arrays(model_arrays(content))).hex()]
 
 
 def _vectors() -> Digests:
@@ -284,24 +304,45 @@ def _differences(here: Digests, there: Digests) -> list[str]:
     return [key for key in sorted(set(here) | set(there)) if here.get(key) != there.get(key)]
 
 
-@pytest.mark.parametrize(
-    "env",
-    [
-        {"PYTHONHASHSEED": "0", "LC_ALL": "C", "TZ": "UTC"},
-        {"PYTHONHASHSEED": "12345", "LC_ALL": "C.UTF-8", "TZ": "Pacific/Chatham"},
-    ],
-    ids=["hashseed-0", "hashseed-12345"],
-)
-def test_core_digests_agree_across_processes(env: dict[str, str]) -> None:
+CORE_ENVIRONMENTS = {
+    "0": {"PYTHONHASHSEED": "0", "LC_ALL": "C", "TZ": "UTC"},
+    "12345": {"PYTHONHASHSEED": "12345", "LC_ALL": "C.UTF-8", "TZ": "Pacific/Chatham"},
+}
+
+
+@functools.cache
+def _core_in_subprocess(hash_seed: str) -> Digests:
+    """:func:`core_digests` in a fresh process (one launch per hash seed for the whole module)."""
+    return _in_subprocess("core", CORE_ENVIRONMENTS[hash_seed])
+
+
+@pytest.mark.parametrize("hash_seed", sorted(CORE_ENVIRONMENTS))
+def test_core_digests_agree_across_processes(hash_seed: str) -> None:
     # Prepare: this process's digests (its own hash seed, whatever the tests before imported)
     here = core_digests()
     # Execute: the same computations in a fresh process with another hash seed, locale, time zone
-    there = _in_subprocess("core", env)
+    there = _core_in_subprocess(hash_seed)
     # Assert: byte for byte, and the committed vectors verify there too
     assert _differences(here, there) == []
     for name in VECTOR_FILES:
         passed, failures = there[f"vectors {name}"]
         assert failures == [] and passed > 0, (name, failures)
+
+
+def test_a_training_content_serialized_in_another_process_binds_the_same_here() -> None:
+    if not _available("flwr"):
+        pytest.skip("the Flower extra is not installed")
+    from flwr.common.serde import recorddict_from_proto  # noqa: PLC0415
+    from flwr.proto.recorddict_pb2 import RecordDict as RecordDictProto  # noqa: PLC0415
+
+    # Prepare: a ServerApp process serializes its training content (and binds its digests)
+    there = _core_in_subprocess("12345")
+    proto = RecordDictProto()
+    proto.ParseFromString(bytes.fromhex(there["training content"]))
+    # Execute: this process, a node, reads the content and computes what it binds
+    received = _content_digests(recorddict_from_proto(proto))
+    # Assert: the node binds what the server bound
+    assert received == there["training digests"] == _content_digests(_training_content())
 
 
 def test_adapter_digests_agree_across_processes() -> None:
