@@ -26,6 +26,7 @@ the JSON; the tests start it so.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import importlib
 import importlib.util
@@ -112,8 +113,9 @@ def _fl_core() -> Digests:
     weights = [np.arange(12, dtype=np.float32).reshape(3, 4) / 3, np.array([1, -2, 3], dtype=np.int64), np.zeros(0)]
     digest = model_digest(weights)
     table = SegmentTable((Segment("w", 12, 0.5), Segment("counts", 3, None, True)))
-    quantizer = WeightedQuantizer.create(8, clip=0.25, bits=12)
-    quantizer = type(quantizer)(quantizer.config, (("secagg.sparsity.count", 5), ("a", 1.5)))
+    quantizer = dataclasses.replace(
+        WeightedQuantizer.create(8, clip=0.25, bits=12), parameters=(("secagg.sparsity.count", 5), ("a", 1.5))
+    )
     return {
         "fl_core model": digest.hex(),
         "fl_core descriptor": quantizer.descriptor(4, table, model_digest=digest, run_id=1 << 63).hex(),
