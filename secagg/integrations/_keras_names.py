@@ -10,7 +10,9 @@ process, or after another model in a second process, gets other paths.
 
 The rule (:func:`stable_paths`): the model's own name is dropped from the front of
 every path; then, scope by scope from the left, a path component of the automatic form
-(a layer class's snake-case name, or ``variable``, alone or followed by ``_<digits>``)
+(a layer class's snake-case name, or ``variable``, alone or followed by ``_<digits>``;
+or such a name after ``forward_`` or ``backward_``, the names ``Bidirectional`` gives its
+two copies of the layer it wraps: ``forward_lstm_4``, whose form is ``forward_lstm``)
 is renumbered from zero in weight order among the automatic components of that form
 in the same (renumbered) scope: the first is ``dense``, the next ``dense_1``, as a
 fresh process would name them. Every other component (an explicit name such as
@@ -31,6 +33,8 @@ from secagg.errors import ConfigurationError
 __all__ = ["automatic_prefixes", "snake_case", "stable_paths", "weight_names"]
 
 _NUMBERED = re.compile(r"(.+)_([0-9]+)")
+_BIDIRECTIONAL_COPIES = ("forward_", "backward_")
+"""Keras's ``Bidirectional`` names its two copies of the wrapped layer so: ``forward_lstm_4``."""
 
 
 def snake_case(name: str) -> str:
@@ -47,11 +51,24 @@ def automatic_prefixes(model: Any, variables: Iterable[Any]) -> frozenset[str]:
     return frozenset({"variable", *(snake_case(name) for name in classes)})
 
 
-def _automatic_form(component: str, prefixes: frozenset[str]) -> str | None:
+def _plain_form(component: str, prefixes: frozenset[str]) -> str | None:
     if component in prefixes:
         return component
     numbered = _NUMBERED.fullmatch(component)
     return numbered.group(1) if numbered and numbered.group(1) in prefixes else None
+
+
+def _automatic_form(component: str, prefixes: frozenset[str]) -> str | None:
+    """The automatic form ``component`` has (``dense`` for ``dense_3``, ``forward_lstm`` for
+    ``forward_lstm_2``), or None for a name given explicitly."""
+    form = _plain_form(component, prefixes)
+    if form is not None:
+        return form
+    for copy in _BIDIRECTIONAL_COPIES:
+        if component.startswith(copy):
+            wrapped = _plain_form(component.removeprefix(copy), prefixes)
+            return None if wrapped is None else copy + wrapped
+    return None
 
 
 def stable_paths(model_name: str, paths: Sequence[str], prefixes: frozenset[str]) -> list[str]:

@@ -24,6 +24,7 @@ keras = pytest.importorskip("keras")
 
 from fl_core.aggregators import make_aggregator  # noqa: E402
 from secagg.errors import ConfigurationError  # noqa: E402
+from secagg.integrations._keras_names import stable_paths  # noqa: E402
 from secagg.integrations.keras import (  # noqa: E402
     aggregate_models,
     flatten_model,
@@ -105,6 +106,51 @@ def test_automatic_names_of_nested_models_and_of_variables_are_renumbered_per_sc
         "sequential/dense/kernel", "sequential/dense/bias", "dense/kernel", "dense/bias", "scale/variable",
         "scale/variable_1",
     )  # fmt: skip
+
+
+def test_the_layers_a_bidirectional_wrapper_names_after_an_automatic_name_are_renumbered() -> None:
+    # Prepare: Bidirectional names its copies "forward_" / "backward_" + the wrapped layer's name, so
+    # the second instance's are forward_lstm_1 and backward_lstm_1 (another process: any number);
+    # an explicit backward layer keeps its own (automatic) name, an explicitly named layer its name
+    def recurrent() -> Any:
+        inputs = keras.Input((3, 2))
+        x = keras.layers.Bidirectional(keras.layers.LSTM(2, return_sequences=True))(inputs)
+        backward = keras.layers.GRU(1, return_sequences=True, go_backwards=True)
+        x = keras.layers.Bidirectional(keras.layers.GRU(1, return_sequences=True), backward_layer=backward)(x)
+        return keras.Model(inputs, keras.layers.Bidirectional(keras.layers.SimpleRNN(1, name="encoder"))(x))
+
+    first, second = recurrent(), recurrent()
+    assert first.layers[1].forward_layer.name != second.layers[1].forward_layer.name
+    # Execute
+    names = [flatten_model(model)[1].names for model in (first, second)]
+    # Assert: the names a fresh process gives
+    assert names[0] == names[1]
+    assert [name.removesuffix("/kernel") for name in names[0] if name.endswith("/kernel")] == [
+        "bidirectional/forward_lstm/lstm_cell", "bidirectional/backward_lstm/lstm_cell",
+        "bidirectional_1/forward_gru/gru_cell", "bidirectional_1/gru/gru_cell",
+        "bidirectional_2/forward_encoder/simple_rnn_cell", "bidirectional_2/backward_encoder/simple_rnn_cell",
+    ]  # fmt: skip
+
+
+def test_stable_paths_renumber_a_bidirectional_copy_of_an_automatic_name_and_keep_other_prefixed_names() -> None:
+    # Prepare: paths as Keras gives them after other models were built in the process
+    paths = [
+        "functional_7/bidirectional_4/forward_lstm_9/lstm_cell/kernel",
+        "functional_7/bidirectional_4/backward_lstm_9/lstm_cell/kernel",
+        "functional_7/bidirectional_5/forward_lstm_12/lstm_cell/kernel",
+        "functional_7/bidirectional_5/backward_lstm_12/lstm_cell/kernel",
+        "functional_7/forward_pass/kernel",
+        "functional_7/forward_lstm_x/kernel",
+    ]
+    prefixes = frozenset({"functional", "bidirectional", "lstm", "lstm_cell", "variable"})
+    # Execute
+    stable = stable_paths("functional_7", paths, prefixes)
+    # Assert: as in a fresh process; "forward_pass" and "forward_lstm_x" are not automatic names
+    assert stable == [
+        "bidirectional/forward_lstm/lstm_cell/kernel", "bidirectional/backward_lstm/lstm_cell/kernel",
+        "bidirectional_1/forward_lstm/lstm_cell/kernel", "bidirectional_1/backward_lstm/lstm_cell/kernel",
+        "forward_pass/kernel", "forward_lstm_x/kernel",
+    ]  # fmt: skip
 
 
 def test_explicit_layer_names_are_kept_as_given() -> None:
