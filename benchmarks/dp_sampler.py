@@ -27,7 +27,7 @@ from typing import Any
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
 from secagg._cli_options import MAX_DIM, MAX_REPEATS, _integer, _output_file
-from secagg._outputs import write_output
+from secagg._outputs import run_tool, write_results
 from secagg.dp import SeededRandomSource, SystemRandomSource, sample_discrete_gaussian
 
 __all__ = ["DEFAULT_SIGMA_SQUARED", "sampler_throughput"]
@@ -130,8 +130,8 @@ def main() -> None:
         )
     print(f"PRG floor: AES-128-CTR keystream {rows[0]['metrics']['prg_bytes_per_s'] / 2**30:.2f} GiB per CPU second")
     if args.json:
-        write_output(args.json, "benchmark report", json.dumps(rows, indent=2).encode("utf-8"))
+        write_results(args.json, "benchmark report", json.dumps(rows, indent=2) + "\n")  # or on stdout
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(run_tool("dp_sampler", main))  # a failed write: one line, exit code 2

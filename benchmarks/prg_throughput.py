@@ -27,7 +27,7 @@ import numpy as np
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
 from secagg._cli_options import _output_file
-from secagg._outputs import write_output
+from secagg._outputs import run_tool, write_results
 from secagg.masking.benchmark import median_seconds
 from secagg.primitives import prg
 from secagg.ring import RING32, RING64
@@ -80,8 +80,8 @@ def main() -> None:
         print(f"{name[:-2]:<22} {gib / seconds:>8.2f}  {reference[:-2]:<12} {ratio:>6.2f}")
     if args.json:
         report = {"bytes": nbytes, "machine_cpus": os.cpu_count(), "numpy": np.__version__, **results}
-        write_output(args.json, "benchmark report", json.dumps(report, indent=2).encode("utf-8"))
+        write_results(args.json, "benchmark report", json.dumps(report, indent=2) + "\n")  # or on stdout
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(run_tool("prg_throughput", main))  # a failed write: one line, exit code 2

@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import IO
 
 from secagg._install import install_hint
-from secagg._outputs import STDOUT, atomic_target, output_problem
+from secagg._outputs import atomic_target, output_problem, standard_stream
 from secagg.errors import ConfigurationError, SecAggError
 
 from . import SUITES, plots
@@ -202,6 +202,15 @@ def _print_targets(report: SuiteReport) -> None:
         print(line)
 
 
+def _summary_after_interrupt(out: Path) -> None:
+    """On Ctrl-C, the summary of the suites that finished; a failed write is one line on stderr, so
+    that the interrupt, not the write, ends the command (exit code 130)."""
+    try:
+        print(f"wrote {write_summary(out)} (the suites that finished)", file=sys.stderr)
+    except SecAggError as exc:
+        print(f"secagg bench: {exc} (the reports of the suites that finished are in {out})", file=sys.stderr)
+
+
 def main(args: argparse.Namespace) -> int:
     """Entry point of ``secagg bench``: see the module docstring."""
     suites = list(SUITES) if args.suite == "all" else [args.suite]
@@ -223,7 +232,7 @@ def main(args: argparse.Namespace) -> int:
         except KeyboardInterrupt:
             print(("\n" if on_terminal() else "") + partial.interrupted(), file=sys.stderr)  # past the ^C
             if out is not None and written:
-                print(f"wrote {write_summary(out)} (the suites that finished)", file=sys.stderr)
+                _summary_after_interrupt(out)
             elif created and out is not None and not any(out.iterdir()):
                 out.rmdir()  # nothing measured: leave no empty folder behind
             raise
@@ -239,7 +248,7 @@ def main(args: argparse.Namespace) -> int:
                 report = _write(report, out)
             if getattr(args, "json", None):
                 report.write_json(Path(args.json))
-                if args.json != STDOUT:
+                if standard_stream(args.json) is None:
                     print(f"wrote {args.json}")
         except SecAggError as exc:  # a full disk: say where the measured rows are (a --json path was
             partial.close()  # checked while parsing, DIR's files by check_outputs)

@@ -72,7 +72,7 @@ from fl_core.demo_prepare import SPLIT, STANDARDISE, Prepared, model_for, prepar
 from fl_core.dp_presets import DEFAULT_DELTA
 from fl_core.fedavg import FedAvgResult, RoundRecord, run_fedavg
 from secagg._install import install_hint
-from secagg._outputs import STDOUT, write_output
+from secagg._outputs import standard_stream, write_output
 from secagg.errors import ConfigurationError
 from secagg.segments import ClippingWarning
 
@@ -340,7 +340,7 @@ def _write_json(path: str, document: str) -> None:
     except ConfigurationError as exc:
         print(document, end="")
         raise ConfigurationError(f"{exc} (the JSON results were printed on stdout instead)") from exc
-    if path != STDOUT:
+    if standard_stream(path) is None:  # not /dev/stdout, /dev/stderr
         print(f"  results written to {path}")
 
 

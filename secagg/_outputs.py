@@ -4,12 +4,17 @@
 :func:`secagg._files.write_regular_file`: a temporary file in the same folder, synced, renamed over
 the old one; a failed write (a full disk, permission denied) leaves the previous file whole and
 raises :class:`~secagg.errors.ConfigurationError` naming the path. A symbolic link is followed: the
-file it names is replaced, the link kept. ``/dev/stdout`` is the process's own standard output (in
-order after what was printed, and a redirection to a file is appended to, never truncated); another
-special file (a named pipe, ``/dev/null``, a link into ``/dev`` or ``/proc``) is written in place,
-as a shell redirection would.
+file it names is replaced, the link kept. ``/dev/stdout`` and ``/dev/fd/1`` are the process's own
+standard output, ``/dev/stderr`` and ``/dev/fd/2`` its standard error (:data:`STREAMS`): written
+through ``sys.stdout`` / ``sys.stderr``, in order after what was printed, and a redirection to a
+file is appended to, never truncated nor replaced; another special file (a named pipe,
+``/dev/null``, a link into ``/dev`` or ``/proc``) is written in place, as a shell redirection would.
 
 :func:`output_problem` is the same decision made before a run: what would stop the write, or None.
+:func:`check_output` raises it. :func:`write_results` is :func:`write_output` for a tool's results:
+if the write fails they are printed on stdout instead, not lost; :func:`run_tool` runs a
+``python -m`` tool's ``main`` so that such a failure (any library error) ends it with one line on
+stderr and exit code 2, as ``secagg`` does.
 """
 
 from __future__ import annotations
@@ -19,16 +24,44 @@ import stat
 import sys
 import tempfile
 from collections.abc import Callable
+from typing import TextIO
 
 from secagg._files import write_regular_file
-from secagg.errors import ConfigurationError
+from secagg.errors import ConfigurationError, SecAggError
 
-__all__ = ["STDOUT", "atomic_target", "output_problem", "probe_folder", "write_output"]
+__all__ = [
+    "EXIT_ERROR",
+    "STDOUT",
+    "STREAMS",
+    "atomic_target",
+    "check_output",
+    "output_problem",
+    "probe_folder",
+    "run_tool",
+    "standard_stream",
+    "write_output",
+    "write_results",
+]
 
 STDOUT = "/dev/stdout"
 """The path that means the process's standard output."""
 
+STREAMS = {"/dev/stdout": "stdout", "/dev/fd/1": "stdout", "/dev/stderr": "stderr", "/dev/fd/2": "stderr"}
+"""The paths written through the process's own ``sys.stdout`` / ``sys.stderr``: exactly these
+names (another name of the same file, such as ``/proc/self/fd/1``, is a symbolic link like any
+other: followed to what it names)."""
+
 _SPECIAL_TREES = ("/dev/", "/proc/")
+
+EXIT_ERROR = 2
+"""Exit code of a ``python -m`` tool ended by a library error (:func:`run_tool`), as ``secagg``'s."""
+
+
+def standard_stream(path: str | os.PathLike[str]) -> TextIO | None:
+    """``sys.stdout`` or ``sys.stderr`` if ``path`` names it (:data:`STREAMS`), else None."""
+    name = STREAMS.get(os.fspath(path))
+    stream: TextIO | None = None if name is None else getattr(sys, name)
+    return stream
 
 
 def atomic_target(path: str | os.PathLike[str]) -> str | None:
@@ -36,7 +69,7 @@ def atomic_target(path: str | os.PathLike[str]) -> str | None:
     names), or None for a special file written in place (a pipe, a device, a link into /dev or /proc).
     A folder is returned too: :func:`write_regular_file` refuses it by name."""
     text = os.fspath(path)
-    if text == STDOUT:
+    if text in STREAMS:
         return None
     try:
         linked = stat.S_ISLNK(os.lstat(text).st_mode)
@@ -67,7 +100,7 @@ def output_problem(
     text = os.fspath(path)
     target = atomic_target(text)
     if target is None:
-        return None if text == STDOUT or os.access(text, os.W_OK) else "permission denied"
+        return None if text in STREAMS or os.access(text, os.W_OK) else "permission denied"
     if os.path.isdir(target):
         return "it is not a regular file (a folder is never written through or replaced; remove it)"
     if os.path.lexists(target) and not os.access(target, os.W_OK):
@@ -92,10 +125,11 @@ def write_output(path: str | os.PathLike[str], what: str, data: bytes) -> None:
     """Write ``data`` to ``path`` (``what`` names it in errors, e.g. "benchmark report"): see the
     module docstring. ConfigurationError naming the path if the write fails."""
     text = os.fspath(path)
-    if text == STDOUT:
-        sys.stdout.flush()
-        sys.stdout.write(data.decode("utf-8"))
-        sys.stdout.flush()
+    stream = standard_stream(text)
+    if stream is not None:
+        sys.stdout.flush()  # what was printed comes first, also when both streams go to one file
+        stream.write(data.decode("utf-8"))
+        stream.flush()
         return
     target = atomic_target(text)
     if target is not None:
@@ -106,3 +140,36 @@ def write_output(path: str | os.PathLike[str], what: str, data: bytes) -> None:
             handle.write(data)
     except OSError as exc:
         raise ConfigurationError(f"cannot write the {what} {text}: {exc.strerror or exc}") from exc
+
+
+def check_output(path: str | os.PathLike[str], what: str) -> None:
+    """Before a run: ConfigurationError naming ``path`` if it could not be written now
+    (:func:`output_problem`)."""
+    problem = output_problem(path)
+    if problem is not None:
+        raise ConfigurationError(f"cannot write the {what} {os.fspath(path)}: {problem}")
+
+
+def write_results(path: str | os.PathLike[str], what: str, document: str) -> None:
+    """:func:`write_output` of ``document`` (a tool's results, e.g. its JSON report); if the write
+    fails, ``document`` is printed on stdout instead, so that the results are not lost, and the
+    ConfigurationError naming the path is raised, saying so."""
+    try:
+        write_output(path, what, document.encode("utf-8"))
+    except ConfigurationError as exc:
+        sys.stdout.write(document if document.endswith("\n") else document + "\n")
+        sys.stdout.flush()
+        raise ConfigurationError(f"{exc} (the {what} was printed on stdout instead)") from exc
+
+
+def run_tool(prog: str, main: Callable[[], int | None]) -> int:
+    """Run a ``python -m`` tool's ``main`` (it parses the command line itself); its exit code (None
+    is 0). A library error (a ``--json`` that cannot be written, see :func:`write_results`) ends the
+    tool with one line on stderr, ``PROG: error: ...``, and :data:`EXIT_ERROR`, not a traceback."""
+    try:
+        code = main()
+    except SecAggError as exc:
+        sys.stdout.flush()
+        print(f"{prog}: error: {exc}", file=sys.stderr)
+        return EXIT_ERROR
+    return code or 0

@@ -30,7 +30,7 @@ from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
 import secagg
 from secagg import wire
-from secagg._outputs import write_output
+from secagg._outputs import check_output, standard_stream, write_results
 from secagg.descriptor import NO_DESCRIPTOR, SessionDescriptor
 from secagg.encoding import QuantizationConfig
 from secagg.errors import ConfigurationError
@@ -248,7 +248,11 @@ def machine() -> dict[str, Any]:
 
 
 def main(args: argparse.Namespace) -> int:
-    """Entry point of ``secagg bench masking``."""
+    """Run the grid ``args`` describes (clients, dim, graph, dropout: lists; repeats; json: a path or
+    None); print a table; write the JSON report (checked before anything is measured; if the write
+    fails, printed on stdout instead and ConfigurationError naming the path)."""
+    if args.json:
+        check_output(args.json, "benchmark report")
     results = []
     header = f"{'n':>5} {'d':>9} {'graph':>8} {'k':>4} {'t':>4} {'drop':>5} {'client s':>9} {'x floor':>7} "
     header += f"{'server s':>9} {'x floor':>7} {'upload/f32':>10} {'b':>3} {'B/param':>7} exact"
@@ -271,6 +275,7 @@ def main(args: argparse.Namespace) -> int:
                     )
     report = {"suite": "masking", "machine": machine(), "results": results}
     if args.json:
-        write_output(args.json, "benchmark report", json.dumps(report, indent=2).encode("utf-8"))
-        print(f"wrote {args.json}")
+        write_results(args.json, "benchmark report", json.dumps(report, indent=2) + "\n")  # or on stdout
+        if standard_stream(args.json) is None:
+            print(f"wrote {args.json}")
     return 0 if all(row["metrics"]["exact"] for row in results) else 1

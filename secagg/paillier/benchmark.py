@@ -56,8 +56,8 @@ from secagg._cli_options import (
     _integer,
     _output_file,
 )
-from secagg._outputs import write_output
-from secagg.errors import ConfigurationError, SecAggError
+from secagg._outputs import run_tool, write_results
+from secagg.errors import ConfigurationError
 from secagg.paillier._compute import Workers
 from secagg.paillier.benchmark_references import (
     FLOOR_SAMPLES,
@@ -209,7 +209,7 @@ def main(args: argparse.Namespace) -> int:
         "results": results,
     }
     if option["json"]:
-        write_output(option["json"], "benchmark report", (json.dumps(report, indent=2) + "\n").encode("utf-8"))
+        write_results(option["json"], "benchmark report", json.dumps(report, indent=2) + "\n")  # or on stdout
     return 0
 
 
@@ -239,11 +239,7 @@ def _run_from_command_line() -> int:
     problem = paillier_problem(args.key_bits, args.clients, args.threshold)  # an odd key, 2t <= l, ...
     if problem is not None:
         parser.error(problem)  # a usage error naming the option, as argparse's (exit 2)
-    try:
-        return main(args)
-    except SecAggError as exc:
-        print(f"secagg.paillier.benchmark: error: {exc}", file=sys.stderr)
-        return 2
+    return run_tool("secagg.paillier.benchmark", lambda: main(args))  # a failed write: one line, exit code 2
 
 
 if __name__ == "__main__":
