@@ -14,7 +14,8 @@ for rows in (120, 45, 300, 80):
     hospitals.append((x, x @ true_w + true_b + 0.1 * rng.normal(size=(rows, 1))))
 
 params = [np.zeros((3, 1)), np.zeros(1)]  # your model: here linear regression; any arrays work
-aggregator = make_aggregator("secagg+", num_clients=len(hospitals))  # or "secagg", "paillier", "plain"
+# clip: the starting clip (adaptive), above round 1's largest update coordinate (0.8); 0.5 would clip, biasing the mean
+aggregator = make_aggregator("secagg+", num_clients=len(hospitals), clip=2.0)  # or "secagg", "paillier", "plain"
 
 
 def train_locally(params: list[np.ndarray], x: np.ndarray, y: np.ndarray) -> list[np.ndarray]:

@@ -199,6 +199,8 @@ class SparseAggregator(WrappingAggregator):
         start = time.perf_counter()
         stages = check_round(updates, dropouts)
         models = check_models(updates, model_digest)
+        if models.skipped_reason is not None:  # no model is the round's: skipped as the bare round is
+            return self.unmodelled(updates, stages, rng=rng, segments=segments, start=start)
         dimension, screened, updates = check_lengths(updates, models, segments_authority(segments))
         refused = {client for client, _ in screened.refused}
         by_length = tuple(entry for entry in screened.refused if entry not in models.refused)

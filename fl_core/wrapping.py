@@ -36,6 +36,7 @@ from fl_core.aggregators.base import (
 )
 from secagg.descriptor import Parameter
 from secagg.errors import ConfigurationError
+from secagg.segments import SegmentTable
 
 __all__ = ["Withheld", "WrappingAggregator", "innermost"]
 
@@ -130,6 +131,25 @@ class WrappingAggregator:
                 stages[update.client_id] = min(stages.get(update.client_id, DropoutStage.UPLOAD), DropoutStage.UPLOAD)
                 handed.append(replace(update, vector=np.zeros(length)))
         return handed, stages, tuple(withheld)
+
+    def unmodelled(
+        self,
+        updates: Sequence[ClientUpdate],
+        dropouts: Mapping[int, DropoutStage],
+        *,
+        rng: np.random.Generator,
+        segments: SegmentTable | None,
+        start: float,
+    ) -> AggregationResult:
+        """The round when no model is the round's (:attr:`~fl_core.aggregators.binding.ModelCheck.skipped_reason`):
+        handed to the inner aggregator as it came (nothing transformed, nothing bound, no residual
+        touched), which skips it as the bare round is skipped, with the same reason, whatever the
+        updates' lengths (they would otherwise raise for the round)."""
+        if segments is None:  # (an Aggregator's segments are optional)
+            result = self.inner.aggregate(updates, dropouts, rng=rng, model_digest=None)
+        else:
+            result = self.inner.aggregate(updates, dropouts, rng=rng, segments=segments, model_digest=None)
+        return replace(result, seconds=time.perf_counter() - start)
 
     @staticmethod
     def report(

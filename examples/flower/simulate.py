@@ -10,8 +10,11 @@ partition, so the key directory reaches the nodes through their environment,
 run config's ``trusted-keys-file``, so a node whose key is on no list costs only itself.
 ``--semi-honest`` runs without keys instead, named on both sides: such rounds do
 not resist a server that lies about dropouts, which with colluding hospitals can
-learn one hospital's update. Exits 1 if a round produced no aggregate (each
-node's reason is printed). ``--dp-epsilon 3`` makes every round a distributed-DP
+learn one hospital's update. After the run it prints a summary (rounds
+aggregated, skipped with the round's and each node's reason, not run) and exits
+0 if every round aggregated, 1 (EXIT_ROUND_SKIPPED) if a round was skipped, 3
+(EXIT_RUN_INCOMPLETE) if the simulation ended before reporting every round, 2 for a
+refused command line. ``--dp-epsilon 3`` makes every round a distributed-DP
 round (the run config's ``dp-epsilon``); in active mode only: a node without keys
 keeps no durable DP budget (``dp-state-file``), so ``--semi-honest`` refuses it.
 """
@@ -24,6 +27,7 @@ import os
 import sys
 import tempfile
 from pathlib import Path
+from typing import Any
 
 from flwr.simulation import run_simulation
 from secagg_flower_app import client_app  # importable: this script's directory is on sys.path
@@ -32,6 +36,27 @@ from secagg_flower_app.server_app import make_server_app
 from secagg.integrations.flower import NodePolicy, make_secagg_mod
 
 EXAMPLE = Path(__file__).resolve().parent
+EXIT_OK = 0
+"""Every round asked for produced an aggregate."""
+EXIT_ROUND_SKIPPED = 1
+"""A round was skipped (no aggregate): the summary gives its reason and each node's."""
+EXIT_RUN_INCOMPLETE = 3
+"""The simulation ended before reporting every round (Flower's log says why); takes precedence over 1."""
+
+
+def summarize(rounds: list[dict[str, Any]], asked: int, report: Path) -> tuple[list[str], int]:
+    """The lines printed after the run and its exit code, from the ServerApp's JSON ``rounds``."""
+    skipped = [r for r in rounds if r.get("aggregate") is None]
+    missing = max(0, asked - len(rounds))
+    lines = [f"{asked} rounds asked: {len(rounds) - len(skipped)} aggregated, {len(skipped)} skipped, "
+             f"{missing} not run; report in {report}"]
+    for r in skipped:
+        lines.append(f"round {r.get('round')} skipped: {r.get('skipped_reason') or 'no aggregate (no reason given)'}")
+        lines.extend(f"  node {node}: {reason}" for node, reason in sorted(dict(r.get("errors") or {}).items()))
+    if missing:
+        lines.append(f"rounds {len(rounds) + 1}-{asked} not run: the simulation ended before reporting them "
+                     "(see Flower's log above)")
+    return lines, EXIT_RUN_INCOMPLETE if missing else EXIT_ROUND_SKIPPED if skipped else EXIT_OK
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -84,8 +109,9 @@ def main(argv: list[str] | None = None) -> int:
                         "init_args": {"num_cpus": args.cpus, "include_dashboard": False}},
     )
     rounds = json.loads(result.read_text())["rounds"] if result.is_file() else []
-    print(f"{len(rounds)} rounds, report in {result}")
-    return 0 if len(rounds) == args.rounds and all(r["aggregate"] is not None for r in rounds) else 1
+    lines, code = summarize(rounds, args.rounds, result)
+    print("\n".join(lines))
+    return code
 
 
 if __name__ == "__main__":

@@ -222,3 +222,30 @@ def test_without_posix_locks_the_state_file_still_counts_every_contribution(
     charge_node_budget(Context(1, 8, {}, RecordDict(), {}), plan, path)
     with pytest.raises(BudgetExceededError, match="it has made 2 DP contributions"):
         charge_node_budget(Context(1, 9, {}, RecordDict(), {}), plan, path)
+
+
+def test_a_refusal_past_the_budget_names_the_state_file_and_what_a_new_budget_takes(
+    tmp_path: Path, plan: NoisePlan
+) -> None:
+    # Prepare: a node whose budget file holds the plan's two contributions
+    path = tmp_path / "hospital-0.dp-budget.json"
+    charge_node_budget(Context(1, 7, {}, RecordDict(), {}), plan, str(path))
+    charge_node_budget(Context(1, 8, {}, RecordDict(), {}), plan, str(path))
+    # Execute / Assert: the setup check and the charge both refuse the third, naming the file, and
+    # say what a new budget is: a new state file and the hospital's new privacy decision
+    for refuse in (check_node_budget, charge_node_budget):
+        with pytest.raises(BudgetExceededError) as info:
+            refuse(Context(1, 9, {}, RecordDict(), {}), plan, str(path))
+        message = str(info.value)
+        assert f"(dp-state-file {path})" in message, message
+        assert "a new budget is a new state file" in message, message
+        assert "a new privacy decision of the hospital, never the server's" in message, message
+    assert json.loads(path.read_text())["released"] == 2
+
+
+def test_a_refusal_past_a_budget_without_a_file_says_where_it_is_kept(plan: NoisePlan) -> None:
+    context = Context(1, 7, {}, RecordDict(), {})
+    charge_node_budget(context, plan, None)
+    charge_node_budget(context, plan, None)
+    with pytest.raises(BudgetExceededError, match=r"\(this run's context.state, no dp-state-file\)"):
+        check_node_budget(context, plan, None)

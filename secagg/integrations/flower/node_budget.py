@@ -94,14 +94,24 @@ def _bound(accountant: PrivacyAccountant, state: Mapping[str, object], where: st
         ) from exc
 
 
-def _refusal(accountant: PrivacyAccountant) -> BudgetExceededError:
+def _refusal(accountant: PrivacyAccountant, path: str | None) -> BudgetExceededError:
+    """The refusal of a contribution past the budget, naming where the budget is kept and, for a
+    state file, what a new budget takes (docs/privacy.md, "Flower", Node)."""
     config = accountant.config
     after = accountant.plan.spent_after(accountant.num_releases + 1)[0]
-    return BudgetExceededError(
-        f"this node's privacy budget: it has made {accountant.num_releases} DP contributions under this plan "
-        f"(declared: {config.rounds} rounds, epsilon = {config.epsilon:g} at delta = {config.delta:g}); one more "
-        f"would spend epsilon = {after:.6g}: refused"
+    where = "this run's context.state, no dp-state-file" if path is None else f"{DP_STATE_FILE} {path}"
+    message = (
+        f"this node's privacy budget ({where}): it has made {accountant.num_releases} DP contributions under "
+        f"this plan (declared: {config.rounds} rounds, epsilon = {config.epsilon:g} at delta = {config.delta:g}); "
+        f"one more would spend epsilon = {after:.6g}: refused"
     )
+    if path is not None:
+        message += (
+            f". The file is this hospital's budget for its data under this plan, and it is spent: a new budget "
+            f"is a new state file (another {DP_STATE_FILE}, or this one moved aside and kept: what it records "
+            f"stays spent) and a new privacy decision of the hospital, never the server's"
+        )
+    return BudgetExceededError(message)
 
 
 def check_node_budget(context: Context, plan: NoisePlan, path: str | None) -> None:
@@ -109,7 +119,7 @@ def check_node_budget(context: Context, plan: NoisePlan, path: str | None) -> No
     (ConfigurationError) or whose contribution would exceed it (BudgetExceededError). Changes nothing."""
     accountant = _open(context, plan, path)
     if accountant.would_exceed(1):
-        raise _refusal(accountant)
+        raise _refusal(accountant, path)
 
 
 def charge_node_budget(context: Context, plan: NoisePlan, path: str | None) -> None:
@@ -119,7 +129,7 @@ def charge_node_budget(context: Context, plan: NoisePlan, path: str | None) -> N
     with _locked(path):
         accountant = _open(context, plan, path)
         if accountant.would_exceed(1):
-            raise _refusal(accountant)
+            raise _refusal(accountant, path)
         accountant.record_round()
     if path is None:
         digest, released = plan.config.digest(plan), accountant.num_releases
