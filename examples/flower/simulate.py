@@ -101,6 +101,7 @@ def main(argv: list[str] | None = None) -> int:
         app = client_app.make_client_app([make_secagg_mod(policy=policy)])
     else:
         app = client_app.app  # the example's ClientApp as deployed: keys from the key directory
+    before = _version(result)  # an earlier run's report there is not this run's
     run_simulation(
         server_app=make_server_app(run_config),
         client_app=app,
@@ -108,10 +109,21 @@ def main(argv: list[str] | None = None) -> int:
         backend_config={"client_resources": {"num_cpus": 1, "num_gpus": 0.0},
                         "init_args": {"num_cpus": args.cpus, "include_dashboard": False}},
     )
-    rounds = json.loads(result.read_text())["rounds"] if result.is_file() else []
+    written = result.is_file() and _version(result) != before
+    rounds = json.loads(result.read_text())["rounds"] if written else []
     lines, code = summarize(rounds, args.rounds, result)
     print("\n".join(lines))
     return code
+
+
+def _version(path: Path) -> tuple[int, int, int] | None:
+    """Which file is at ``path`` (inode, modification time, size), or None: a report this run
+    wrote (replaced or rewritten) differs from the one there before."""
+    try:
+        info = path.stat()
+    except FileNotFoundError:
+        return None
+    return info.st_ino, info.st_mtime_ns, info.st_size
 
 
 if __name__ == "__main__":

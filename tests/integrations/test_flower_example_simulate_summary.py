@@ -110,3 +110,16 @@ def test_a_run_whose_every_round_aggregated_exits_0(
     assert code == simulate.EXIT_OK == 0
     assert "2 rounds asked: 2 aggregated, 0 skipped, 0 not run" in out
     assert "skipped:" not in out and "not run:" not in out
+
+
+def test_an_earlier_runs_report_at_the_result_path_is_not_summarized_as_this_runs(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Prepare: an earlier run's report, every round aggregated, at the path this run will write
+    (tmp_path / "report.json").write_text(json.dumps({"initial": {}, "rounds": [aggregated(1), aggregated(2)]}))
+    # Execute: this run ends before writing any report
+    simulate, code = run(monkeypatch, None, 2, tmp_path)
+    # Assert: nothing of this run was reported, so nothing is counted as aggregated
+    out = capsys.readouterr().out
+    assert code == simulate.EXIT_RUN_INCOMPLETE
+    assert "2 rounds asked: 0 aggregated, 0 skipped, 2 not run" in out
