@@ -22,7 +22,6 @@ refused, naming the option as the user typed it.
 
 from __future__ import annotations
 
-import dataclasses
 import math
 import time
 from collections.abc import Mapping, Sequence
@@ -39,9 +38,9 @@ from fl_core.aggregators.base import (
     FloatVector,
     check_round,
 )
-from fl_core.aggregators.binding import check_lengths, check_models, segments_authority
+from fl_core.aggregators.binding import check_models
 from fl_core.aggregators.plain import FLOAT_SIZE
-from fl_core.wrapping import WrappingAggregator, innermost
+from fl_core.wrapping import Screened, WrappingAggregator, innermost
 from secagg._validate import require_int
 from secagg.errors import ConfigurationError
 from secagg.segments import SegmentTable
@@ -201,10 +200,9 @@ class SparseAggregator(WrappingAggregator):
         models = check_models(updates, model_digest)
         if models.skipped_reason is not None:  # no model is the round's: skipped as the bare round is
             return self.unmodelled(updates, stages, rng=rng, segments=segments, start=start)
-        dimension, screened, updates = check_lengths(updates, models, segments_authority(segments))
-        refused = {client for client, _ in screened.refused}
-        by_length = tuple(entry for entry in screened.refused if entry not in models.refused)
-        stages.update({client: DropoutStage.JOIN for client, _ in by_length})
+        screened = Screened.of(updates, models, segments)
+        dimension, updates, refused = screened.dimension, screened.updates, screened.refused
+        stages = screened.stages(stages)
         subset = Subset.random(rng.bytes(SEED_SIZE), dimension, count=self.count(dimension))
         self.last_subset = subset
         self.bind(PARAMETER_PREFIX, subset.descriptor_parameters())
@@ -234,7 +232,7 @@ class SparseAggregator(WrappingAggregator):
             result = self.inner.aggregate(
                 short, stages, rng=rng, segments=restrict(segments, subset), model_digest=model_digest
             )
-        result = dataclasses.replace(result, refused=tuple(sorted((*result.refused, *by_length))))
+        result = screened.reported(result)
         if result.mean is None:
             return self.report(result, withheld, None, start)
         for client in result.included:  # only these hospitals' values are in the aggregate

@@ -30,15 +30,14 @@ integer segment, is refused.
 
 from __future__ import annotations
 
-import dataclasses
 import time
 from collections.abc import Mapping, Sequence
 
 import numpy as np
 
 from fl_core.aggregators.base import AggregationResult, Aggregator, ClientUpdate, DropoutStage, check_round
-from fl_core.aggregators.binding import check_lengths, check_models, segments_authority
-from fl_core.wrapping import WrappingAggregator
+from fl_core.aggregators.binding import check_models
+from fl_core.wrapping import Screened, WrappingAggregator
 from secagg.errors import ConfigurationError
 from secagg.rotation import PARAMETER_PREFIX, SEED_SIZE, Rotation
 from secagg.segments import Segment, SegmentTable
@@ -90,10 +89,9 @@ class RotatedAggregator(WrappingAggregator):
         models = check_models(updates, model_digest)
         if models.skipped_reason is not None:  # no model is the round's: skipped as the bare round is
             return self.unmodelled(updates, stages, rng=rng, segments=segments, start=start)
-        dimension, screened, updates = check_lengths(updates, models, segments_authority(segments))
-        refused = {client for client, _ in screened.refused}
-        by_length = tuple(entry for entry in screened.refused if entry not in models.refused)
-        stages.update({client: DropoutStage.JOIN for client, _ in by_length})
+        screened = Screened.of(updates, models, segments)
+        dimension, updates, refused = screened.dimension, screened.updates, screened.refused
+        stages = screened.stages(stages)
         rotation = Rotation(rng.bytes(SEED_SIZE), dimension, self.block)
         self.last_rotation = rotation
         self.bind(PARAMETER_PREFIX, rotation.descriptor_parameters())
@@ -110,6 +108,6 @@ class RotatedAggregator(WrappingAggregator):
             only = segments.segments[0]
             flat = SegmentTable((Segment(only.name, rotation.padded_dimension, only.clip),))
             result = self.inner.aggregate(rotated, stages, rng=rng, segments=flat, model_digest=model_digest)
-        result = dataclasses.replace(result, refused=tuple(sorted((*result.refused, *by_length))))
+        result = screened.reported(result)
         mean = None if result.mean is None else rotation.inverse(result.mean)
         return self.report(result, withheld, mean, start)

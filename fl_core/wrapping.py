@@ -21,7 +21,7 @@ from __future__ import annotations
 import importlib
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from typing import Any, ClassVar
 
 import numpy as np
@@ -34,14 +34,49 @@ from fl_core.aggregators.base import (
     FloatVector,
     with_withheld,
 )
+from fl_core.aggregators.binding import ModelCheck, check_lengths, segments_authority
 from secagg.descriptor import Parameter
 from secagg.errors import ConfigurationError
 from secagg.segments import SegmentTable
 
-__all__ = ["Withheld", "WrappingAggregator", "innermost"]
+__all__ = ["Screened", "Withheld", "WrappingAggregator", "innermost"]
 
 Withheld = tuple[tuple[int, str], ...]
 """(client id, reason) of the hospitals a round withholds."""
+
+
+@dataclass(frozen=True)
+class Screened:
+    """A wrapped round's hospitals after the length check (:func:`~fl_core.aggregators.binding.check_lengths`).
+
+    Attributes:
+        dimension: the round's update length, decided by authority.
+        updates: the updates, a stand-in (zeros of ``dimension``) for every refused hospital.
+        refused: every refused hospital (another model or another length): never transformed,
+            its residual untouched.
+        by_length: (client id, reason) of those refused for their length alone, which the inner
+            aggregator (handed stand-ins) cannot see: they join its result's ``refused``.
+    """
+
+    dimension: int
+    updates: list[ClientUpdate]
+    refused: frozenset[int]
+    by_length: Withheld
+
+    @classmethod
+    def of(cls, updates: Sequence[ClientUpdate], models: ModelCheck, segments: SegmentTable | None) -> Screened:
+        """The round's hospitals screened for their length (the server's ``segments`` an authority)."""
+        dimension, screened, shaped = check_lengths(updates, models, segments_authority(segments))
+        by_length = tuple(entry for entry in screened.refused if entry not in models.refused)
+        return cls(dimension, shaped, frozenset(client for client, _ in screened.refused), by_length)
+
+    def stages(self, stages: Mapping[int, DropoutStage]) -> dict[int, DropoutStage]:
+        """``stages`` with every hospital refused for its length dropping at ``JOIN``."""
+        return {**stages, **{client: DropoutStage.JOIN for client, _ in self.by_length}}
+
+    def reported(self, result: AggregationResult) -> AggregationResult:
+        """The inner ``result`` with the hospitals refused for their length in its ``refused``."""
+        return replace(result, refused=tuple(sorted((*result.refused, *self.by_length))))
 
 
 class WrappingAggregator:

@@ -15,20 +15,9 @@ from secagg_bench import runner
 
 from secagg import cli
 from secagg.paillier import benchmark as paillier_tool
+from tests.disk_full import disk_full_at
 
 QUICK = ["bench", "masking", "--clients", "5", "--dim", "64", "--graph", "complete", "--no-progress"]
-
-
-def _disk_full_at(monkeypatch: pytest.MonkeyPatch, name: str) -> None:
-    """os.replace onto a file called ``name`` fails as on a full disk (the last step of an atomic write)."""
-    real = os.replace
-
-    def replace(source: str, target: str) -> None:
-        if os.path.basename(os.fspath(target)) == name:
-            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
-        real(source, target)
-
-    monkeypatch.setattr(os, "replace", replace)
 
 
 def _no_run(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -44,7 +33,7 @@ def test_a_failed_report_write_keeps_the_previous_report_and_the_measured_rows(
     # Prepare: an earlier run's report, and a disk that fills up when this run's is written.
     report = tmp_path / "masking.json"
     report.write_text('{"previous": true}\n', encoding="utf-8")
-    _disk_full_at(monkeypatch, "masking.json")
+    disk_full_at(monkeypatch, "masking.json")
 
     # Execute
     code = cli.main([*QUICK, "--out", str(tmp_path)])

@@ -8,7 +8,6 @@ streams; a Ctrl-C stays a Ctrl-C when the summary written on the way out fails.
 from __future__ import annotations
 
 import argparse
-import errno
 import json
 import os
 import runpy
@@ -24,21 +23,10 @@ from secagg_bench import runner
 from secagg import cli
 from secagg.errors import ConfigurationError
 from secagg.masking import benchmark as masking_tool
+from tests.disk_full import disk_full_at
 
 QUICK = ["bench", "masking", "--clients", "5", "--dim", "64", "--graph", "complete", "--no-progress"]
 ROOT = Path(__file__).resolve().parents[2]
-
-
-def _disk_full_at(monkeypatch: pytest.MonkeyPatch, name: str) -> None:
-    """os.replace onto a file called ``name`` fails as on a full disk (the last step of an atomic write)."""
-    real = os.replace
-
-    def replace(source: str, target: str) -> None:
-        if os.path.basename(os.fspath(target)) == name:
-            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
-        real(source, target)
-
-    monkeypatch.setattr(os, "replace", replace)
 
 
 def _json_after_table(out: str) -> Any:
@@ -68,7 +56,7 @@ def test_a_tool_whose_json_write_fails_prints_one_line_and_its_results(
     # when this run's is written.
     report = tmp_path / "r.json"
     report.write_text('{"previous": true}\n', encoding="utf-8")
-    _disk_full_at(monkeypatch, "r.json")
+    disk_full_at(monkeypatch, "r.json")
     monkeypatch.setattr(sys, "argv", [module, *argv, "--json", str(report)])
 
     # Execute: the module as ``python -m`` runs it.
@@ -110,7 +98,7 @@ def test_the_masking_tool_prints_its_results_when_the_write_fails(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # Prepare
-    _disk_full_at(monkeypatch, "m.json")
+    disk_full_at(monkeypatch, "m.json")
 
     # Execute
     with pytest.raises(ConfigurationError, match=r"No space left on device.*printed on stdout instead"):
@@ -169,7 +157,7 @@ def test_ctrl_c_wins_over_a_summary_that_cannot_be_written(
 
     monkeypatch.setattr(runner, "SUITES", ("masking", "paillier"))
     monkeypatch.setattr(runner, "run_suite", run_suite)
-    _disk_full_at(monkeypatch, "summary.md")
+    disk_full_at(monkeypatch, "summary.md")
     capsys.readouterr()
 
     # Execute

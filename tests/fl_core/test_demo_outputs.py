@@ -13,22 +13,11 @@ import pytest
 
 from secagg import _cli_options
 from secagg.cli import main as cli_main
+from tests.disk_full import disk_full_at
 
 pytestmark = pytest.mark.skipif(importlib.util.find_spec("sklearn") is None, reason="needs the examples extra")
 
 QUICK = ["demo", "--aggregation", "plain", "--hospitals", "3", "--rounds", "1", "--no-progress"]
-
-
-def _disk_full_at(monkeypatch: pytest.MonkeyPatch, name: str) -> None:
-    """os.replace onto a file called ``name`` fails as on a full disk (the last step of an atomic write)."""
-    real = os.replace
-
-    def replace(source: str, target: str) -> None:
-        if os.path.basename(os.fspath(target)) == name:
-            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
-        real(source, target)
-
-    monkeypatch.setattr(os, "replace", replace)
 
 
 def test_a_failed_json_write_keeps_the_previous_file_and_prints_the_results(
@@ -37,7 +26,7 @@ def test_a_failed_json_write_keeps_the_previous_file_and_prints_the_results(
     # Prepare: the results of an earlier run, and a disk that fills up when this run's are written.
     target = tmp_path / "run.json"
     target.write_text('{"previous": true}\n', encoding="utf-8")
-    _disk_full_at(monkeypatch, "run.json")
+    disk_full_at(monkeypatch, "run.json")
 
     # Execute
     code = cli_main([*QUICK, "--json", str(target)])
