@@ -54,10 +54,11 @@ def _key_argument(argument: str) -> bytes:
     return _public_key(argument, f"argument {argument!r}")
 
 
-def _refuse_identity_file(argument: str, key: bytes, keys: list[bytes]) -> None:
+def _refuse_identity_file(argument: str, key: bytes, keys: list[bytes], arguments: list[str]) -> None:
     """Refuse an identity key file given where its public key belongs (same format: 64 hex digits),
     which would copy the hospital's private seed into the public list: its seed's public key is the
-    one in its ``.pub`` beside it, or one of the other keys given."""
+    one in its ``.pub`` beside it, or one of the other keys given. Another given key made from this
+    one as a seed (its own .pub, or a key anyone can derive from a public key) is named."""
     if not os.path.lexists(argument):
         return
     derived = SigningKey.generate(lambda size: key).public
@@ -65,10 +66,17 @@ def _refuse_identity_file(argument: str, key: bytes, keys: list[bytes]) -> None:
     if os.path.isfile(beside):
         with contextlib.suppress(ConfigurationError):  # an unreadable .pub beside it: judged by the list alone
             listed = _key_argument(beside)
-    if derived in keys or derived == listed:
+    other = arguments[keys.index(derived)] if derived in keys else None
+    if derived == listed or other == beside:
         raise ConfigurationError(
             f"{argument} is an identity (private) key, not a public key: give {beside} instead "
             "(a seed in the federation's list would hand it to every party; nothing written)"
+        )
+    if other is not None:  # which of the two is wrong cannot be told from the keys: neither is listed
+        raise ConfigurationError(
+            f"the key in {other} is the public key of the value in {argument} taken as a seed: either {argument} "
+            f"is an identity (private) key, whose public key ({other}) belongs on the list in its place, or the "
+            f"key in {other} was made from a public key, and anyone can sign as it; nothing written"
         )
 
 
@@ -89,7 +97,7 @@ def _new(path: str) -> int:
 def _trust(out: str, arguments: list[str]) -> int:
     keys = [_key_argument(argument) for argument in arguments]
     for argument, key in zip(arguments, keys, strict=True):
-        _refuse_identity_file(argument, key, keys)
+        _refuse_identity_file(argument, key, keys, arguments)
     if len(keys) < MIN_FEDERATION_KEYS:
         # The same floor `check` applies: never write a list the next step refuses.
         raise ConfigurationError(

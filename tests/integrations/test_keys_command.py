@@ -204,6 +204,30 @@ def test_trust_refuses_an_identity_key_given_for_its_public_key(
     assert seed not in refusals
 
 
+def test_trust_names_a_key_made_from_another_hospitals_public_key(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Prepare: hospital a's genuine key pair; another party sends c.pub, a key whose seed is a's
+    # public key (anyone can derive it, so anyone can sign as c). a's .pub is then the "seed" of a
+    # listed key, as an identity file given for its .pub would be.
+    a = tmp_path / "a.key"
+    assert run("new", str(a)) == 0
+    capsys.readouterr()
+    public_a = bytes.fromhex(Path(f"{a}.pub").read_text().strip())
+    made = SigningKey.generate(lambda size: public_a).public
+    c = tmp_path / "c.pub"
+    c.write_text(made.hex() + "\n")
+    # Execute
+    code = run("trust", str(tmp_path / "federation.keys"), f"{a}.pub", str(c))
+    refusal = capsys.readouterr().err
+    # Assert: refused, nothing written; the message names c.pub, whose key anyone can sign as, and
+    # does not declare a's genuine public key a private key to be replaced by a.key.pub.pub
+    assert code == 2
+    assert not (tmp_path / "federation.keys").exists()
+    assert str(c) in refusal and "anyone can sign as it" in refusal, refusal
+    assert f"give {a}.pub.pub" not in refusal, refusal
+
+
 def test_check_names_a_public_key_given_as_the_identity(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     # Prepare: a list of two; the hospital passes its .pub (owner-only, as under umask 077) for --identity
     a, b = tmp_path / "a.key", tmp_path / "b.key"
