@@ -24,6 +24,7 @@ from secagg._files import read_regular_file
 from secagg.errors import ConfigurationError
 from secagg.integrations.flower.keys import (
     hex_key,
+    holds_listed_key,
     read_identity_key,
     read_trusted_lines,
     write_identity_key,
@@ -126,11 +127,17 @@ def _check(trusted: str, identities: list[str]) -> int:
             f"{trusted} lists {len(keys)} key(s); a federation needs at least {MIN_FEDERATION_KEYS}"
         )
     for path in identities:
-        identity = read_identity_key(path)
+        own = path[: -len(PUBLIC_SUFFIX)] if path.endswith(PUBLIC_SUFFIX) else "its identity file"
+        listed = ConfigurationError(f"{path} holds a public key on the list, not an identity key: give {own}")
+        try:
+            identity = read_identity_key(path)
+        except ConfigurationError:  # e.g. others may read it, as a .pub: say it is a .pub, not "chmod 600 it"
+            if holds_listed_key(path, frozenset(keys)):
+                raise listed from None
+            raise
         public = identity.public
         if identity.seed in keys:  # a .pub given for the identity: the same format, 64 hex digits
-            own = path[: -len(PUBLIC_SUFFIX)] if path.endswith(PUBLIC_SUFFIX) else "its identity file"
-            raise ConfigurationError(f"{path} holds a public key on the list, not an identity key: give {own}")
+            raise listed
         if public not in keys:
             raise ConfigurationError(
                 f"the public key of {path} ({public.hex()}) is not in {trusted}: send {path}.pub to whoever builds "

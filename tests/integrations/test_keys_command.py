@@ -16,6 +16,7 @@ from secagg.cli import main
 from secagg.errors import ConfigurationError
 from secagg.integrations.flower.keys import (
     read_identity_key,
+    read_node_identity,
     read_public_key,
     read_trusted_keys,
     write_identity_key,
@@ -226,6 +227,29 @@ def test_trust_names_a_key_made_from_another_hospitals_public_key(
     assert not (tmp_path / "federation.keys").exists()
     assert str(c) in refusal and "anyone can sign as it" in refusal, refusal
     assert f"give {a}.pub.pub" not in refusal, refusal
+
+
+def test_a_public_key_given_as_the_identity_is_named_also_when_others_may_read_it(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Prepare: a list of two; a.key.pub as `secagg keys new` leaves it under umask 022 (0644), given
+    # for the identity to `keys check` and to a node (read_node_identity)
+    a, b = tmp_path / "a.key", tmp_path / "b.key"
+    assert run("new", str(a)) == 0 and run("new", str(b)) == 0
+    assert run("trust", str(tmp_path / "federation.keys"), f"{a}.pub", f"{b}.pub") == 0
+    os.chmod(f"{a}.pub", 0o644)
+    capsys.readouterr()
+    # Execute
+    code = run("check", str(tmp_path / "federation.keys"), "--identity", f"{a}.pub")
+    refusal = capsys.readouterr().err
+    with pytest.raises(ConfigurationError) as node:
+        read_node_identity(f"{a}.pub", tmp_path / "federation.keys")
+    # Assert: both say it is a listed public key, not "chmod 600 it" (a public key needs no secrecy,
+    # and the advice only led to the next refusal)
+    assert code == 2
+    assert f"{a}.pub holds a public key on the list" in refusal and "chmod" not in refusal, refusal
+    assert "holds a public key on the trusted list" in str(node.value), node.value
+    assert "chmod" not in str(node.value), node.value
 
 
 def test_check_names_a_public_key_given_as_the_identity(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
