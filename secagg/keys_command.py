@@ -55,19 +55,26 @@ def _key_argument(argument: str) -> bytes:
     return _public_key(argument, f"argument {argument!r}")
 
 
-def _refuse_identity_file(argument: str, key: bytes, keys: list[bytes], arguments: list[str]) -> None:
-    """Refuse an identity key file given where its public key belongs (same format: 64 hex digits),
-    which would copy the hospital's private seed into the public list: its seed's public key is the
-    one in its ``.pub`` beside it, or one of the other keys given. Another given key made from this
-    one as a seed (its own .pub, or a key anyone can derive from a public key) is named."""
-    if not os.path.lexists(argument):
-        return
+def _refuse_identity_file(argument: str, key: bytes, keys: list[bytes], arguments: list[str], number: int) -> None:
+    """Refuse an identity key file (or its seed typed in hex, argument ``number``) given where its
+    public key belongs (same format: 64 hex digits), which would copy the hospital's private seed
+    into the public list: its seed's public key is the one in its ``.pub`` beside it, or one of the
+    other keys given. Another given key made from this one as a seed (its own .pub, or a key anyone
+    can derive from a public key) is named."""
     derived = SigningKey.generate(lambda size: key).public
+    other = arguments[keys.index(derived)] if derived in keys else None
+    if not os.path.lexists(argument):
+        if other is not None:  # named by its position: what was typed may be a seed, never echoed
+            raise ConfigurationError(
+                f"argument {number}, a key typed in hex, is the seed of the key in {other}: either it is an identity "
+                f"(private) key, whose public key ({other}) belongs on the list in its place, or the key in {other} "
+                "was made from a public key, and anyone can sign as it; nothing written"
+            )
+        return
     beside, listed = argument + PUBLIC_SUFFIX, None
     if os.path.isfile(beside):
         with contextlib.suppress(ConfigurationError):  # an unreadable .pub beside it: judged by the list alone
             listed = _key_argument(beside)
-    other = arguments[keys.index(derived)] if derived in keys else None
     if derived == listed or other == beside:
         raise ConfigurationError(
             f"{argument} is an identity (private) key, not a public key: give {beside} instead "
@@ -97,8 +104,8 @@ def _new(path: str) -> int:
 
 def _trust(out: str, arguments: list[str]) -> int:
     keys = [_key_argument(argument) for argument in arguments]
-    for argument, key in zip(arguments, keys, strict=True):
-        _refuse_identity_file(argument, key, keys, arguments)
+    for number, (argument, key) in enumerate(zip(arguments, keys, strict=True), start=1):
+        _refuse_identity_file(argument, key, keys, arguments, number)
     if len(keys) < MIN_FEDERATION_KEYS:
         # The same floor `check` applies: never write a list the next step refuses.
         raise ConfigurationError(

@@ -205,6 +205,25 @@ def test_trust_refuses_an_identity_key_given_for_its_public_key(
     assert seed not in refusals
 
 
+def test_trust_refuses_a_seed_typed_beside_its_own_public_key(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Prepare: two hospitals; the list builder pastes b's seed (the content of b.key) as a hex
+    # argument instead of a file, beside b.key.pub
+    a, b = tmp_path / "a.key", tmp_path / "b.key"
+    assert run("new", str(a)) == 0 and run("new", str(b)) == 0
+    capsys.readouterr()
+    seed = b.read_text().strip()
+    # Execute
+    code = run("trust", str(tmp_path / "federation.keys"), f"{a}.pub", f"{b}.pub", seed)
+    refusal = capsys.readouterr().err
+    # Assert: refused as a file would be, nothing written, and the seed not echoed
+    assert code == 2
+    assert not (tmp_path / "federation.keys").exists()
+    assert "argument 3" in refusal and f"{b}.pub" in refusal, refusal
+    assert seed not in refusal
+
+
 def test_trust_names_a_key_made_from_another_hospitals_public_key(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
