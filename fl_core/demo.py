@@ -338,6 +338,8 @@ def _write_json(path: str, document: str) -> None:
     try:
         write_output(path, "demo's JSON results", document.encode("utf-8"))
     except ConfigurationError as exc:
+        if sys.stdout is None:  # closed (`>&-`): print would drop them silently
+            raise ConfigurationError(f"{exc} (nor could they be printed on stdout, which is closed: lost)") from exc
         print(document, end="")
         raise ConfigurationError(f"{exc} (the JSON results were printed on stdout instead)") from exc
     if standard_stream(path) is None:  # not /dev/stdout, /dev/stderr

@@ -140,7 +140,10 @@ def write_regular_file(path: str | os.PathLike[str], what: str, data: bytes) -> 
     try:
         mode = _existing_mode(path, what)
         folder = os.path.dirname(os.fspath(path)) or os.curdir
-        descriptor, temporary = _new_temporary(folder, os.path.basename(os.fspath(path)))
+        # Created no more open than the file it replaces (0666 less the umask for a new one): the mode
+        # is set exactly below, but a descriptor opened in between would outlive a narrower chmod.
+        base = os.path.basename(os.fspath(path))
+        descriptor, temporary = _new_temporary(folder, base, 0o666 if mode is None else mode)
     except (OSError, ValueError) as exc:  # ValueError: a path holding a NUL byte
         raise ConfigurationError(f"cannot write the {what} {name}: {getattr(exc, 'strerror', None) or exc}") from exc
     try:
@@ -163,14 +166,14 @@ def write_regular_file(path: str | os.PathLike[str], what: str, data: bytes) -> 
     sync_folder(folder)
 
 
-def _new_temporary(folder: str, base: str) -> tuple[int, str]:
+def _new_temporary(folder: str, base: str, mode: int = 0o666) -> tuple[int, str]:
     """A new file of an unpredictable name beside ``base`` in ``folder`` (``O_EXCL``, never through a
-    link), open for writing, created with mode 0666 less the umask as any new file; its descriptor and path."""
+    link), open for writing, created with ``mode`` less the umask (0666: as any new file); its descriptor and path."""
     flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
     for _ in range(tempfile.TMP_MAX):
         temporary = os.path.join(folder, f".{base}.{secrets.token_hex(8)}")
         try:
-            return os.open(temporary, flags, 0o666), temporary
+            return os.open(temporary, flags, mode), temporary
         except FileExistsError:
             continue
     raise FileExistsError(errno.EEXIST, f"no unused temporary name in {folder}")

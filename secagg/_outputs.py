@@ -19,6 +19,7 @@ stderr and exit code 2, as ``secagg`` does.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import stat
 import sys
@@ -30,6 +31,7 @@ from secagg._files import write_regular_file
 from secagg.errors import ConfigurationError, SecAggError
 
 __all__ = [
+    "EXIT_BROKEN_PIPE",
     "EXIT_ERROR",
     "STDOUT",
     "STREAMS",
@@ -55,6 +57,9 @@ _SPECIAL_TREES = ("/dev/", "/proc/")
 
 EXIT_ERROR = 2
 """Exit code of a ``python -m`` tool ended by a library error (:func:`run_tool`), as ``secagg``'s."""
+EXIT_BROKEN_PIPE = 141
+"""Exit code of a ``python -m`` tool whose stdout's reader went away (``| head``; 128 + SIGPIPE, as
+``secagg``'s), while it printed its table or its report to ``/dev/stdout``."""
 
 
 def standard_stream(path: str | os.PathLike[str]) -> TextIO | None:
@@ -98,9 +103,11 @@ def output_problem(
     """Why ``path`` could not be written now (e.g. "permission denied"), or None; ``probe`` creates
     a scratch file in the folder that would take the temporary file."""
     text = os.fspath(path)
+    if text in STREAMS:
+        return None if getattr(sys, STREAMS[text]) is not None else _closed(text)
     target = atomic_target(text)
     if target is None:
-        return None if text in STREAMS or os.access(text, os.W_OK) else "permission denied"
+        return None if os.access(text, os.W_OK) else "permission denied"
     if os.path.isdir(target):
         return "it is not a regular file (a folder is never written through or replaced; remove it)"
     if os.path.lexists(target) and not os.access(target, os.W_OK):
@@ -121,15 +128,33 @@ def _folder_problem(folder: str, probe: Callable[[str], None]) -> str | None:
     return None
 
 
+def _closed(text: str) -> str:
+    """Why a standard stream's path cannot be written when the process has no such stream."""
+    return f"the process's standard {'output' if STREAMS[text] == 'stdout' else 'error'} is closed"
+
+
 def write_output(path: str | os.PathLike[str], what: str, data: bytes) -> None:
     """Write ``data`` to ``path`` (``what`` names it in errors, e.g. "benchmark report"): see the
-    module docstring. ConfigurationError naming the path if the write fails."""
+    module docstring. ConfigurationError naming the path if the write fails (also a standard
+    stream that is closed: never written through its path, whose descriptor another file may hold
+    by then); BrokenPipeError if stdout's reader went away, which the tools end on quietly."""
     text = os.fspath(path)
-    stream = standard_stream(text)
-    if stream is not None:
-        sys.stdout.flush()  # what was printed comes first, also when both streams go to one file
-        stream.write(data.decode("utf-8"))
-        stream.flush()
+    if text in STREAMS:
+        stream = standard_stream(text)
+        if stream is None:
+            raise ConfigurationError(f"cannot write the {what} {text}: {_closed(text)}")
+        try:
+            if sys.stdout is not None and stream is not sys.stdout:
+                with contextlib.suppress(OSError):  # what was printed comes first, when both go to one file
+                    sys.stdout.flush()
+            stream.write(data.decode("utf-8"))
+            stream.flush()
+        except BrokenPipeError:
+            if stream is sys.stdout:  # stdout's reader went away (`| head`): the tools stop quietly (141)
+                raise
+            raise ConfigurationError(f"cannot write the {what} {text}: its reader went away (broken pipe)") from None
+        except OSError as exc:
+            raise ConfigurationError(f"cannot write the {what} {text}: {exc.strerror or exc}") from exc
         return
     target = atomic_target(text)
     if target is not None:
@@ -157,19 +182,38 @@ def write_results(path: str | os.PathLike[str], what: str, document: str) -> Non
     try:
         write_output(path, what, document.encode("utf-8"))
     except ConfigurationError as exc:
-        sys.stdout.write(document if document.endswith("\n") else document + "\n")
-        sys.stdout.flush()
+        try:
+            write_output(STDOUT, what, (document if document.endswith("\n") else f"{document}\n").encode("utf-8"))
+        except ConfigurationError as again:  # stdout closed, or its pipe broken, too
+            raise ConfigurationError(f"{exc} (nor could it be printed on stdout instead: {again})") from exc
         raise ConfigurationError(f"{exc} (the {what} was printed on stdout instead)") from exc
 
 
 def run_tool(prog: str, main: Callable[[], int | None]) -> int:
     """Run a ``python -m`` tool's ``main`` (it parses the command line itself); its exit code (None
     is 0). A library error (a ``--json`` that cannot be written, see :func:`write_results`) ends the
-    tool with one line on stderr, ``PROG: error: ...``, and :data:`EXIT_ERROR`, not a traceback."""
+    tool with one line on stderr, ``PROG: error: ...``, and :data:`EXIT_ERROR`, not a traceback; a
+    broken pipe on stdout while it prints, quietly with :data:`EXIT_BROKEN_PIPE`."""
     try:
         code = main()
     except SecAggError as exc:
-        sys.stdout.flush()
+        _flush_or_drop_stdout()
         print(f"{prog}: error: {exc}", file=sys.stderr)
         return EXIT_ERROR
+    except BrokenPipeError:  # the tool's own output (its table) met a pipe whose reader went away
+        _flush_or_drop_stdout()
+        return EXIT_BROKEN_PIPE
     return code or 0
+
+
+def _flush_or_drop_stdout() -> None:
+    """Flush stdout; if its pipe broke, point it at /dev/null so that the interpreter's final flush
+    cannot fail again (an "Exception ignored" and exit code 120), as ``secagg`` does."""
+    if sys.stdout is None:
+        return
+    try:
+        sys.stdout.flush()
+    except OSError:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)

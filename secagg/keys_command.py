@@ -24,6 +24,7 @@ from secagg._files import read_regular_file
 from secagg.errors import ConfigurationError
 from secagg.integrations.flower.keys import (
     hex_key,
+    holds_listed_key,
     read_identity_key,
     read_trusted_lines,
     write_identity_key,
@@ -54,21 +55,36 @@ def _key_argument(argument: str) -> bytes:
     return _public_key(argument, f"argument {argument!r}")
 
 
-def _refuse_identity_file(argument: str, key: bytes, keys: list[bytes]) -> None:
-    """Refuse an identity key file given where its public key belongs (same format: 64 hex digits),
-    which would copy the hospital's private seed into the public list: its seed's public key is the
-    one in its ``.pub`` beside it, or one of the other keys given."""
-    if not os.path.lexists(argument):
-        return
+def _refuse_identity_file(argument: str, key: bytes, keys: list[bytes], arguments: list[str], number: int) -> None:
+    """Refuse an identity key file (or its seed typed in hex, argument ``number``) given where its
+    public key belongs (same format: 64 hex digits), which would copy the hospital's private seed
+    into the public list: its seed's public key is the one in its ``.pub`` beside it, or one of the
+    other keys given. Another given key made from this one as a seed (its own .pub, or a key anyone
+    can derive from a public key) is named."""
     derived = SigningKey.generate(lambda size: key).public
+    other = arguments[keys.index(derived)] if derived in keys else None
+    if not os.path.lexists(argument):
+        if other is not None:  # named by its position: what was typed may be a seed, never echoed
+            raise ConfigurationError(
+                f"argument {number}, a key typed in hex, is the seed of the key in {other}: either it is an identity "
+                f"(private) key, whose public key ({other}) belongs on the list in its place, or the key in {other} "
+                "was made from a public key, and anyone can sign as it; nothing written"
+            )
+        return
     beside, listed = argument + PUBLIC_SUFFIX, None
     if os.path.isfile(beside):
         with contextlib.suppress(ConfigurationError):  # an unreadable .pub beside it: judged by the list alone
             listed = _key_argument(beside)
-    if derived in keys or derived == listed:
+    if derived == listed or other == beside:
         raise ConfigurationError(
             f"{argument} is an identity (private) key, not a public key: give {beside} instead "
             "(a seed in the federation's list would hand it to every party; nothing written)"
+        )
+    if other is not None:  # which of the two is wrong cannot be told from the keys: neither is listed
+        raise ConfigurationError(
+            f"the key in {other} is the public key of the value in {argument} taken as a seed: either {argument} "
+            f"is an identity (private) key, whose public key ({other}) belongs on the list in its place, or the "
+            f"key in {other} was made from a public key, and anyone can sign as it; nothing written"
         )
 
 
@@ -88,8 +104,8 @@ def _new(path: str) -> int:
 
 def _trust(out: str, arguments: list[str]) -> int:
     keys = [_key_argument(argument) for argument in arguments]
-    for argument, key in zip(arguments, keys, strict=True):
-        _refuse_identity_file(argument, key, keys)
+    for number, (argument, key) in enumerate(zip(arguments, keys, strict=True), start=1):
+        _refuse_identity_file(argument, key, keys, arguments, number)
     if len(keys) < MIN_FEDERATION_KEYS:
         # The same floor `check` applies: never write a list the next step refuses.
         raise ConfigurationError(
@@ -118,11 +134,17 @@ def _check(trusted: str, identities: list[str]) -> int:
             f"{trusted} lists {len(keys)} key(s); a federation needs at least {MIN_FEDERATION_KEYS}"
         )
     for path in identities:
-        identity = read_identity_key(path)
+        own = path[: -len(PUBLIC_SUFFIX)] if path.endswith(PUBLIC_SUFFIX) else "its identity file"
+        listed = ConfigurationError(f"{path} holds a public key on the list, not an identity key: give {own}")
+        try:
+            identity = read_identity_key(path)
+        except ConfigurationError:  # e.g. others may read it, as a .pub: say it is a .pub, not "chmod 600 it"
+            if holds_listed_key(path, frozenset(keys)):
+                raise listed from None
+            raise
         public = identity.public
         if identity.seed in keys:  # a .pub given for the identity: the same format, 64 hex digits
-            own = path[: -len(PUBLIC_SUFFIX)] if path.endswith(PUBLIC_SUFFIX) else "its identity file"
-            raise ConfigurationError(f"{path} holds a public key on the list, not an identity key: give {own}")
+            raise listed
         if public not in keys:
             raise ConfigurationError(
                 f"the public key of {path} ({public.hex()}) is not in {trusted}: send {path}.pub to whoever builds "

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+import secagg._files as files
 from secagg._files import write_regular_file
 
 pytestmark = pytest.mark.skipif(os.name != "posix", reason="POSIX permission bits")
@@ -50,4 +51,32 @@ def test_a_replaced_file_keeps_its_own_mode_whatever_the_umask(tmp_path: Path) -
     write_regular_file(path, "report", b"new")
     # Assert
     assert stat.S_IMODE(path.stat().st_mode) == 0o640
+    assert path.read_bytes() == b"new"
+
+
+@pytest.mark.usefixtures("umask")
+def test_the_temporary_file_is_never_more_open_than_the_file_it_replaces(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Prepare: a private report (0600) in a folder others may list, under the common umask 022 (a
+    # new file 0644); the mode of the temporary file is recorded as it is created, before the data.
+    path = tmp_path / "run.json"
+    path.write_bytes(b"old")
+    path.chmod(0o600)
+    os.umask(0o022)
+    created: list[int] = []
+    new_temporary = files._new_temporary
+
+    def recording(folder: str, base: str, *mode: int) -> tuple[int, str]:
+        descriptor, temporary = new_temporary(folder, base, *mode)
+        created.append(stat.S_IMODE(os.fstat(descriptor).st_mode))
+        return descriptor, temporary
+
+    monkeypatch.setattr(files, "_new_temporary", recording)
+    # Execute
+    write_regular_file(path, "report", b"new")
+    # Assert: another local user could not open the temporary file (and read the data written to
+    # it through that descriptor later) in the moment before its mode is set
+    assert created == [0o600]
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
     assert path.read_bytes() == b"new"

@@ -20,6 +20,7 @@ from typing import Any
 import pytest
 from secagg_bench import runner
 
+from secagg import _outputs as outputs
 from secagg import cli
 from secagg.errors import ConfigurationError
 from secagg.masking import benchmark as masking_tool
@@ -173,3 +174,79 @@ def test_ctrl_c_wins_over_a_summary_that_cannot_be_written(
     lines = [line for line in err.splitlines() if str(summary) in line]
     assert len(lines) == 1 and "No space left on device" in lines[0]
     assert (tmp_path / "masking.json").is_file() and not summary.exists()
+
+
+_TOOL = (
+    "import sys\n"
+    "from secagg._outputs import run_tool, write_results\n"
+    "def main():\n"
+    "    print('table')\n"
+    "    write_results({path!r}, 'report', '{{}}\\n')\n"
+    "    return 0\n"
+    "raise SystemExit(run_tool('tool', main))\n"
+)
+
+
+@pytest.mark.parametrize(("path", "closed"), [("/dev/stdout", 1), ("/dev/fd/1", 1), ("/dev/stderr", 2)])
+def test_a_standard_stream_that_is_closed_is_a_failed_write_not_a_traceback(path: str, closed: int) -> None:
+    # Prepare: a tool whose --json names a standard stream the shell closed (``>&-``, ``2>&-``);
+    # Python then has no sys.stdout (or sys.stderr), and the descriptor may be reused by any file
+    # opened later, which a write through the path would truncate.
+    program = _TOOL.format(path=path)
+
+    # Execute
+    done = subprocess.run(
+        ["sh", "-c", f'exec "$0" -c "$1" {closed}>&-', sys.executable, program],
+        cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+
+    # Assert: the library's one line (on the stream still open) and exit code 2, never a traceback
+    assert done.returncode == 2, (done.stdout, done.stderr)
+    said = done.stderr if closed == 1 else done.stdout
+    assert "Traceback" not in said
+    assert f"tool: error: cannot write the report {path}: " in said
+    assert "closed" in said
+
+
+@pytest.mark.parametrize("printed", [False, True])
+def test_a_broken_pipe_on_stdout_ends_the_tool_quietly(printed: bool) -> None:
+    # Prepare: ``tool --json /dev/stdout | head -c 0``: stdout is a pipe whose reader is gone, met
+    # by the report or by the tool's own table before it
+    program = _TOOL.format(path="/dev/stdout")
+    if not printed:
+        program = program.replace("    print('table')\n", "")
+    read, write = os.pipe()
+    os.close(read)
+
+    # Execute
+    try:
+        done = subprocess.run(
+            [sys.executable, "-c", program],
+            cwd=ROOT,
+            env={**os.environ, "PYTHONPATH": str(ROOT), "PYTHONUNBUFFERED": "1"},  # the table meets the pipe first
+            stdout=write,
+            stderr=subprocess.PIPE,
+            text=True,
+            check=False,
+        )
+    finally:
+        os.close(write)
+
+    # Assert: quietly with 141 (128 + SIGPIPE), as ``secagg`` piped into ``head``: no traceback,
+    # no "Exception ignored" from the interpreter's last flush
+    assert done.returncode == 141, done.stderr
+    assert done.stderr == ""
+
+
+def test_a_closed_standard_stream_is_found_before_the_run() -> None:
+    # Prepare / Execute / Assert: check_output (options checked before anything is measured)
+    # says a closed stdout cannot take the report
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(sys, "stdout", None)
+        problem = outputs.output_problem("/dev/stdout")
+    assert problem is not None
+    assert "closed" in problem

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import errno
+import importlib
 import importlib.util
 import json
 import os
+import sys
 import threading
 from pathlib import Path
 
@@ -13,6 +15,7 @@ import pytest
 
 from secagg import _cli_options
 from secagg.cli import main as cli_main
+from secagg.errors import ConfigurationError
 from tests.disk_full import disk_full_at
 
 pytestmark = pytest.mark.skipif(importlib.util.find_spec("sklearn") is None, reason="needs the examples extra")
@@ -119,3 +122,17 @@ def test_an_existing_file_in_a_folder_that_takes_no_new_file_is_refused_up_front
     err = capsys.readouterr().err
     assert f"argument --json: cannot write {target}: Permission denied" in err
     assert target.read_text(encoding="utf-8") == "old\n"
+
+
+def test_json_to_a_closed_stdout_does_not_claim_it_was_printed(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Prepare: `secagg demo --json /dev/stdout >&-`: Python has no sys.stdout
+    demo = importlib.import_module("fl_core.demo")
+    monkeypatch.setattr(sys, "stdout", None)
+    # Execute
+    with pytest.raises(ConfigurationError) as refused:
+        demo._write_json("/dev/stdout", "{}\n")
+    # Assert: the write failed, and the message does not say the results went to stdout instead
+    message = str(refused.value)
+    assert "cannot write the demo's JSON results /dev/stdout" in message, message
+    assert "printed on stdout instead" not in message, message
+    assert "lost" in message, message

@@ -16,6 +16,7 @@ from secagg.cli import main
 from secagg.errors import ConfigurationError
 from secagg.integrations.flower.keys import (
     read_identity_key,
+    read_node_identity,
     read_public_key,
     read_trusted_keys,
     write_identity_key,
@@ -202,6 +203,72 @@ def test_trust_refuses_an_identity_key_given_for_its_public_key(
     assert not (tmp_path / "one.keys").exists() and not (tmp_path / "two.keys").exists()
     assert f"{b} is an identity (private) key" in refusals and f"{b}.pub" in refusals, refusals
     assert seed not in refusals
+
+
+def test_trust_refuses_a_seed_typed_beside_its_own_public_key(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Prepare: two hospitals; the list builder pastes b's seed (the content of b.key) as a hex
+    # argument instead of a file, beside b.key.pub
+    a, b = tmp_path / "a.key", tmp_path / "b.key"
+    assert run("new", str(a)) == 0 and run("new", str(b)) == 0
+    capsys.readouterr()
+    seed = b.read_text().strip()
+    # Execute
+    code = run("trust", str(tmp_path / "federation.keys"), f"{a}.pub", f"{b}.pub", seed)
+    refusal = capsys.readouterr().err
+    # Assert: refused as a file would be, nothing written, and the seed not echoed
+    assert code == 2
+    assert not (tmp_path / "federation.keys").exists()
+    assert "argument 3" in refusal and f"{b}.pub" in refusal, refusal
+    assert seed not in refusal
+
+
+def test_trust_names_a_key_made_from_another_hospitals_public_key(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Prepare: hospital a's genuine key pair; another party sends c.pub, a key whose seed is a's
+    # public key (anyone can derive it, so anyone can sign as c). a's .pub is then the "seed" of a
+    # listed key, as an identity file given for its .pub would be.
+    a = tmp_path / "a.key"
+    assert run("new", str(a)) == 0
+    capsys.readouterr()
+    public_a = bytes.fromhex(Path(f"{a}.pub").read_text().strip())
+    made = SigningKey.generate(lambda size: public_a).public
+    c = tmp_path / "c.pub"
+    c.write_text(made.hex() + "\n")
+    # Execute
+    code = run("trust", str(tmp_path / "federation.keys"), f"{a}.pub", str(c))
+    refusal = capsys.readouterr().err
+    # Assert: refused, nothing written; the message names c.pub, whose key anyone can sign as, and
+    # does not declare a's genuine public key a private key to be replaced by a.key.pub.pub
+    assert code == 2
+    assert not (tmp_path / "federation.keys").exists()
+    assert str(c) in refusal and "anyone can sign as it" in refusal, refusal
+    assert f"give {a}.pub.pub" not in refusal, refusal
+
+
+def test_a_public_key_given_as_the_identity_is_named_also_when_others_may_read_it(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Prepare: a list of two; a.key.pub as `secagg keys new` leaves it under umask 022 (0644), given
+    # for the identity to `keys check` and to a node (read_node_identity)
+    a, b = tmp_path / "a.key", tmp_path / "b.key"
+    assert run("new", str(a)) == 0 and run("new", str(b)) == 0
+    assert run("trust", str(tmp_path / "federation.keys"), f"{a}.pub", f"{b}.pub") == 0
+    os.chmod(f"{a}.pub", 0o644)
+    capsys.readouterr()
+    # Execute
+    code = run("check", str(tmp_path / "federation.keys"), "--identity", f"{a}.pub")
+    refusal = capsys.readouterr().err
+    with pytest.raises(ConfigurationError) as node:
+        read_node_identity(f"{a}.pub", tmp_path / "federation.keys")
+    # Assert: both say it is a listed public key, not "chmod 600 it" (a public key needs no secrecy,
+    # and the advice only led to the next refusal)
+    assert code == 2
+    assert f"{a}.pub holds a public key on the list" in refusal and "chmod" not in refusal, refusal
+    assert "holds a public key on the trusted list" in str(node.value), node.value
+    assert "chmod" not in str(node.value), node.value
 
 
 def test_check_names_a_public_key_given_as_the_identity(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

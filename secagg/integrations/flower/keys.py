@@ -44,6 +44,7 @@ from secagg.paillier.storage import (
 from secagg.primitives.signing import PUBLIC_KEY_SIZE, SEED_SIZE, SigningKey
 
 __all__ = [
+    "holds_listed_key",
     "load_key_share",
     "read_identity_key",
     "read_node_identity",
@@ -106,13 +107,35 @@ def read_identity_key(path: PathLike) -> SigningKey:
     return SigningKey.generate(lambda size: seed)  # the public key derived from the stored seed
 
 
+def holds_listed_key(path: PathLike, trusted: frozenset[bytes]) -> bool:
+    """Whether the file at ``path`` holds one of the ``trusted`` public keys (a ``.pub`` given for an
+    identity file), read whatever its mode (a public key needs no secrecy); False if it cannot be read."""
+    try:
+        text = read_regular_file(path, "identity key file", MAX_IDENTITY_KEY_FILE).decode("ascii", errors="replace")
+    except ConfigurationError:
+        return False
+    return hex_key(text.strip()) in trusted
+
+
 def read_node_identity(key_path: PathLike, trusted_path: PathLike) -> tuple[SigningKey, frozenset[bytes]]:
     """A node's identity key and trusted list; ConfigurationError if the identity file holds a public
-    key on the list (a ``.pub`` named in its place: the same format, and its "seed" is public)."""
-    key, trusted = read_identity_key(key_path), read_trusted_keys(trusted_path)
+    key on the list (a ``.pub`` named in its place: the same format, and its "seed" is public),
+    also when others may read it, as a ``.pub`` usually is (not the advice to chmod it)."""
+    listed = ConfigurationError(f"identity-key-file {key_path} holds a public key on the trusted list, not an "
+                                "identity key: name the identity file (from `secagg keys new`), not its .pub")
+    try:
+        key = read_identity_key(key_path)
+    except ConfigurationError:
+        try:
+            public = holds_listed_key(key_path, read_trusted_keys(trusted_path))
+        except ConfigurationError:  # the trusted list's own errors come after this one's
+            public = False
+        if public:
+            raise listed from None
+        raise
+    trusted = read_trusted_keys(trusted_path)
     if key.seed in trusted:
-        raise ConfigurationError(f"identity-key-file {key_path} holds a public key on the trusted list, not an "
-                                 "identity key: name the identity file (from `secagg keys new`), not its .pub")
+        raise listed
     return key, trusted
 
 
