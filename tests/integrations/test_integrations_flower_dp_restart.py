@@ -5,7 +5,6 @@ the later rounds are charged within the same budget."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -16,15 +15,9 @@ pytest.importorskip("dp_accounting")
 from secagg.integrations.flower import SecAggGrid
 from secagg.integrations.flower.protocol import SETUP
 
-from .flower_harness import restore_task_identity, set_task_identity
 from .test_integrations_flower_clipping_dp import DP, NODES, dp_grid, options, run
 
-
-@pytest.fixture(autouse=True)
-def server_identity() -> Iterator[None]:
-    previous = set_task_identity()
-    yield
-    restore_task_identity(previous)
+pytestmark = pytest.mark.usefixtures("server_identity")
 
 
 def _server(state: Path) -> SecAggGrid:

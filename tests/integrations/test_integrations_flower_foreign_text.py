@@ -11,7 +11,6 @@ showed it before, and nothing of it leaves the node.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -42,8 +41,6 @@ from .flower_harness import (
     identity_files,
     initial_arrays,
     make_app,
-    restore_task_identity,
-    set_task_identity,
 )
 from .paillier_keys import PASSPHRASE, key_files
 
@@ -54,12 +51,7 @@ FAST_TIMEOUT = {"stage_timeout": 0.3, "poll_interval": 0.05}
 NOT_REPORTED = "(its message is not reported)"
 
 
-@pytest.fixture(autouse=True)
-def server_identity() -> Iterator[None]:
-    """Messages are created as in a ServerApp process."""
-    previous = set_task_identity()
-    yield
-    restore_task_identity(previous)
+pytestmark = pytest.mark.usefixtures("server_identity")
 
 
 def _leaky_app(mod: object) -> ClientApp:
