@@ -311,3 +311,19 @@ def test_command_verify_of_a_folder_that_is_not_there_is_a_usage_error(
     assert exit_info.value.code == 2
     assert "file missing" not in captured.out
     assert f"{target} is not a folder" in captured.err
+
+
+def test_command_verify_of_a_folder_without_vector_files_says_so_once(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Prepare: the parent of the vector folder, say, holding no *.json file itself
+    (tmp_path / "data").mkdir()
+
+    # Execute
+    status = main(["vectors", "verify", str(tmp_path)])
+
+    # Assert: one line naming the folder (exit 1), not one "file missing" failure per vector file
+    captured = capsys.readouterr()
+    assert status == 1
+    assert "file missing" not in captured.out
+    assert f"no vector files (*.json) in {tmp_path}" in captured.err
