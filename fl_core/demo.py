@@ -33,6 +33,7 @@ This module is the driver and the command line; the rest lives one concept per m
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import importlib
 import importlib.util
 import json
@@ -70,7 +71,7 @@ from fl_core.demo_output import HEADER, LEGEND, LogWriter, keygen_line, progress
 from fl_core.demo_output import KEYGEN_SECONDS as KEYGEN_SECONDS  # noqa: PLC0414
 from fl_core.demo_prepare import SPLIT, STANDARDISE, Prepared, model_for, prepare_demo, protocol_options
 from fl_core.dp_presets import DEFAULT_DELTA
-from fl_core.fedavg import FedAvgResult, RoundRecord, run_fedavg
+from fl_core.fedavg import FedAvgConfig, FedAvgResult, RoundRecord, run_fedavg
 from secagg._install import install_hint
 from secagg._outputs import standard_stream, write_output
 from secagg.errors import ConfigurationError
@@ -129,6 +130,12 @@ def _setup(
     return federation.standardised(standardiser), updates
 
 
+def _comparison_fedavg(config: DemoConfig) -> FedAvgConfig:
+    """The run's FedAvg hyper-parameters for a comparison without DP: the server optimiser (DP
+    rounds only, which run_fedavg refuses elsewhere) back at its plain step, nothing else changed."""
+    return dataclasses.replace(config.fedavg(), server_optimizer="sgd", server_momentum=0.0)
+
+
 def _centralized(config: DemoConfig, federation: Federation) -> tuple[float, str]:
     """Accuracy of a scikit-learn model trained on the pooled raw data, standardised centrally."""
     features, labels = federation.pooled()
@@ -182,7 +189,7 @@ def run_demo(
             plain_federation, plain_aggregator = _setup(config, raw, "plain")
             plain = run_fedavg(
                 model, plain_federation.clients, plain_aggregator, plain_federation.test_features,
-                plain_federation.test_labels, config.fedavg(),
+                plain_federation.test_labels, _comparison_fedavg(config),
             )  # fmt: skip
         centralized, centralized_name = _centralized(config, raw)
         if summary is not None:
@@ -192,7 +199,7 @@ def run_demo(
             full_federation, full_aggregator = _setup(config, raw, full_name)
             summary["uncompressed_accuracy"] = run_fedavg(
                 model, full_federation.clients, full_aggregator, full_federation.test_features,
-                full_federation.test_labels, config.fedavg(),
+                full_federation.test_labels, _comparison_fedavg(config),
             ).final_accuracy  # fmt: skip
     return DemoReport(
         config=config,

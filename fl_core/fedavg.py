@@ -315,6 +315,12 @@ def run_fedavg(
     dp = aggregator if isinstance(aggregator, DPAggregator) else None
     if dp is not None and not callable(getattr(model, "clipped_gradient_sum", None)):
         raise ConfigurationError("DP training needs a model with clipped_gradient_sum (fl_core.models.DPModel)")
+    if dp is None and (config.server_optimizer != "sgd" or config.server_momentum != 0.0):
+        raise ConfigurationError(
+            f"server_optimizer={config.server_optimizer!r}, server_momentum={config.server_momentum}: the server "
+            "optimiser applies to DP rounds only (a DPAggregator, whose mean is a noised gradient); without DP the "
+            "mean update is added as it is, so leave them at 'sgd' and 0"
+        )
     server = ServerOptimizer(config.server_optimizer, config.learning_rate, config.server_momentum)
     for t in range(1, config.rounds + 1):
         # 1-2: who takes part, and who will drop out (and when).

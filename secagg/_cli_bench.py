@@ -31,7 +31,7 @@ _BENCH_SUITES = {
     "dropouts": "default configurations under dropouts: one at any round (n <= 10), 10%% of n per stage (larger n)",
     "dp": "distributed DP: accuracy against epsilon (mean and spread over seeds) and exact sampler throughput",
     "compression": "bytes per parameter of the protected update and in total, and accuracy, against quantization "
-    "bits and shared-seed sparsity; the rotation against masking (issue 16's targets)",
+    "bits, shared-seed sparsity and byte budgets; the rotation against masking",
     "all": "every suite, one summary (what CI runs with --quick)",
 }
 

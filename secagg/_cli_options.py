@@ -140,6 +140,17 @@ def _output_dir(text: str) -> str:
     return text
 
 
+def _input_dir(text: str) -> str:
+    """An argparse ``type``: a folder that exists (``secagg vectors verify DIR``), so a mistyped path is one
+    usage error rather than every file of the folder reported missing."""
+    if not Path(text).is_dir():
+        raise argparse.ArgumentTypeError(
+            f"{text} is not a folder: give the folder holding the *.json vector files, "
+            "or nothing for the committed vectors"
+        )
+    return text
+
+
 def _lazy(module: str, function: str = "main") -> Handler:
     """A handler that imports ``module`` only when the subcommand runs."""
 

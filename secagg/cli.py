@@ -46,6 +46,7 @@ from secagg._cli_options import (  # noqa: F401 (re-exported: the limits are par
     SECAGG_PLUS_MAX_DROPOUT,
     Check,
     Handler,
+    _input_dir,
     _integer,
     _lazy,
     _output_dir,
@@ -200,7 +201,7 @@ def _add_vectors(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
     vectors = commands.add_parser("vectors", help="verify or regenerate the committed test vectors")
     actions = vectors.add_subparsers(dest="action", metavar="ACTION", required=True)
     verify = actions.add_parser("verify", help="run the implementation against every vector file")
-    verify.add_argument("directory", nargs="?", help="vector folder (default: the committed vectors)")
+    verify.add_argument("directory", nargs="?", type=_input_dir, help="vector folder (default: the committed vectors)")
     verify.set_defaults(handler=_lazy("secagg.vectors.command", "verify"))
     generate = actions.add_parser("generate", help="regenerate every vector file from deterministic randomness")
     generate.add_argument("directory", type=_output_dir, help="folder to write the vector files into")

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from secagg._validate import require_instance, require_int, require_mapping
-from secagg.errors import ConfigurationError, SecAggError
+from secagg.errors import ConfigurationError, ConfigurationTypeError, SecAggError
 from secagg.masking.client import ClientState, client_start, client_step
 from secagg.masking.config import ACTIVE, MAX_CLIENTS, MaskingConfig
 from secagg.masking.messages import Round
@@ -108,6 +108,13 @@ def run_session(
     dropouts = dict(require_mapping("dropouts", {} if dropouts is None else dropouts))
     if context is not None:
         check_context(context)
+    for client, stage in dropouts.items():
+        if not isinstance(client, int) or isinstance(client, bool) or not 1 <= client <= config.num_clients:
+            raise ConfigurationError(f"dropouts name client {client!r}, not in 1..{config.num_clients}")
+        if not isinstance(stage, Round):
+            raise ConfigurationTypeError(
+                f"dropouts: client {client}'s stage must be a Round (e.g. Round.MASKED_INPUT), got {stage!r}"
+            )
     if set(inputs) != set(range(1, config.num_clients + 1)):
         raise ConfigurationError(f"inputs must be given for client ids 1..{config.num_clients}")
     for client, vector in inputs.items():

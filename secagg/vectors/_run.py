@@ -6,7 +6,7 @@ import importlib
 import json
 import math
 import os
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -173,11 +173,30 @@ def _schema_errors(document: Json) -> tuple[str, list[str]]:
     if Path(name).name != name or name.startswith(".") or not (SCHEMA_DIR / name).is_file():
         return "missing", [f"no schema named {name!r} in {SCHEMA_DIR}"]
     validator = jsonschema.Draft202012Validator(load_schema(name))
-    errors = [
-        f"schema: {'/'.join(str(p) for p in error.absolute_path)}: {error.message}"[:300]
-        for error in validator.iter_errors(document)
-    ]
+    errors = []
+    for error in validator.iter_errors(document):
+        reason = _reason(error, jsonschema.exceptions.best_match)
+        errors.append(f"schema: {'/'.join(str(p) for p in reason.absolute_path)}: {reason.message}"[:300])
     return ("ok" if not errors else "FAILED"), errors[:10]
+
+
+def _reason(error: Any, best_match: Callable[[list[Any]], Any]) -> Any:
+    """The error under a ``oneOf`` of group types that says where and why: the group's own branch.
+
+    The validator's message for a group that matches no branch is the whole group's value, with
+    the reason lost; each branch for another group type fails on its ``type`` constant, so the
+    branch that does not is the group's own, and its most relevant error is the reason.
+    """
+    while error.context:
+        branches: dict[object, list[Any]] = {}
+        for sub in error.context:
+            branches.setdefault(sub.relative_schema_path[0], []).append(sub)
+        own = [
+            subs for subs in branches.values()
+            if not any(sub.validator == "const" and list(sub.relative_path) == ["type"] for sub in subs)
+        ]
+        error = best_match(own[0] if len(own) == 1 else list(error.context))
+    return error
 
 
 def _nesting_errors(document: object) -> list[str]:

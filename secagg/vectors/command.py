@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 from secagg.vectors._run import DATA_DIR, generate_directory, verify_directory
 
@@ -17,10 +18,17 @@ def verify(args: argparse.Namespace) -> int:
     ``N passed, M failed`` line.
     """
     directory = args.directory or DATA_DIR
-    reports = verify_directory(directory)
-    if not reports:
-        print(f"no vector files in {directory}", file=sys.stderr)
+    try:
+        empty = not any(Path(directory).glob("*.json"))
+    except OSError:  # a folder that cannot be listed: verify_directory says why
+        empty = False
+    if empty:  # a wrong folder: one line, not every file "missing"
+        print(
+            f"secagg vectors verify: no vector files (*.json) in {directory}: give the folder that holds them",
+            file=sys.stderr,
+        )
         return 1
+    reports = verify_directory(directory)
     for report in reports:
         print(report.line())
         for failure in report.failures:

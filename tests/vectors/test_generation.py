@@ -291,3 +291,39 @@ def test_command_generate_into_a_file_is_a_usage_error(tmp_path: Path, capsys: p
     # Assert: argparse's one-line usage error, no traceback
     assert exit_info.value.code == 2
     assert "is not a directory" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("kind", ["missing", "file"])
+def test_command_verify_of_a_folder_that_is_not_there_is_a_usage_error(
+    kind: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Prepare: a mistyped folder, or a path naming one vector file instead of its folder
+    target = tmp_path / "my-vectors"
+    if kind == "file":
+        target.write_text("{}")
+
+    # Execute
+    with pytest.raises(SystemExit) as exit_info:
+        main(["vectors", "verify", str(target)])
+
+    # Assert: one usage error naming the path (exit 2), not one "file missing" failure per vector file
+    captured = capsys.readouterr()
+    assert exit_info.value.code == 2
+    assert "file missing" not in captured.out
+    assert f"{target} is not a folder" in captured.err
+
+
+def test_command_verify_of_a_folder_without_vector_files_says_so_once(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Prepare: the parent of the vector folder, say, holding no *.json file itself
+    (tmp_path / "data").mkdir()
+
+    # Execute
+    status = main(["vectors", "verify", str(tmp_path)])
+
+    # Assert: one line naming the folder (exit 1), not one "file missing" failure per vector file
+    captured = capsys.readouterr()
+    assert status == 1
+    assert "file missing" not in captured.out
+    assert f"no vector files (*.json) in {tmp_path}" in captured.err
