@@ -33,6 +33,8 @@ def equal(what: str, got: Any, expected: Any) -> None:
 
 def expect_error(test: Json, action: Callable[[], Any], step: str = "") -> None:
     """Require that ``action`` raises exactly the ``secagg.errors`` class ``test["error"]``."""
+    if "error" not in test:
+        raise VectorError("an invalid test needs its 'error': the name of the secagg.errors class it expects")
     expected = str(test["error"])
     if not isinstance(getattr(errors, expected, None), type):
         raise VectorError(f"unknown error class {expected!r} in the vector")

@@ -39,3 +39,16 @@ def test_an_unexpected_field_is_named_with_its_path(name: str) -> None:
 def test_a_value_of_the_wrong_type_is_named_with_its_path() -> None:
     (line,) = _schema_failures("aead.json", "wrong type")
     assert line == "schema: testGroups/0/tests/0/comment: 7 is not of type 'string'"
+
+
+def test_an_invalid_test_without_its_error_field_says_what_is_missing() -> None:
+    # Prepare: an "invalid" test of signatures.json with its "error" (the expected secagg.errors class) removed
+    document = copy.deepcopy(load_vectors("signatures.json"))
+    test = next(t for g in document["testGroups"] for t in g["tests"] if t.get("result") == "invalid" and "error" in t)
+    del test["error"]
+    # Execute
+    report = verify_document("signatures.json", document)
+    # Assert: the test's failure names the missing field in the library's words (it was "KeyError: 'error'")
+    (line,) = [f for f in report.failures if f.startswith(f"tcId {test['tcId']} ")]
+    assert "KeyError" not in line
+    assert "'error'" in line and "secagg.errors" in line
