@@ -48,7 +48,7 @@ class Guarantee:
 
     def __str__(self) -> str:
         server = "a lying server" if self.lying_server else "an honest-but-curious server"
-        privacy = f"private against {server} plus up to {self.colluders} colluding clients"
+        privacy = f"private against {server} plus up to {_count(self.colluders, 'colluding client')}"
         if self.privacy_failure_bits and self.lying_server:
             # The probability is over the random graph, which a lying server could grind for by
             # trying session contexts offline (docs/threat-model.md, "The Harary permutation").
@@ -58,7 +58,7 @@ class Guarantee:
             )
         elif self.privacy_failure_bits:
             privacy += f" (except with probability < 2^-{self.privacy_failure_bits})"
-        completion = f"completes with up to {self.dropouts} dropouts"
+        completion = f"completes with up to {_count(self.dropouts, 'dropout')}"
         if self.completion_failure_bits:
             completion += f" (except with probability < 2^-{self.completion_failure_bits})"
         line = f"{privacy}; {completion}"
@@ -69,3 +69,8 @@ class Guarantee:
         if self.insecure:
             line = f"NOT SECURE ({self.insecure}); otherwise {line}"
         return line
+
+
+def _count(number: int, noun: str) -> str:
+    """``"1 dropout"``, ``"2 dropouts"``, ``"0 dropouts"``."""
+    return f"{number} {noun}" if number == 1 else f"{number} {noun}s"

@@ -128,7 +128,7 @@ def dropout_report(state: ServerState, round_name: str, present: frozenset[int])
 def _tolerance(config: MaskingConfig) -> str:
     guarantee = config.guarantee
     note = f"This configuration (n = {config.num_clients}, t = {config.threshold}) completes with up to "
-    note += f"{guarantee.dropouts} dropouts"
+    note += f"{guarantee.dropouts} dropout{'' if guarantee.dropouts == 1 else 's'}"
     if guarantee.dropouts == 0:
         note += (
             f": each client's secrets are shared among its {config.holders} neighbours and "

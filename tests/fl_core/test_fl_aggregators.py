@@ -200,7 +200,7 @@ def test_three_hospitals_skip_a_round_with_two_dropouts_and_say_who_and_why(name
     assert result.skipped_reason.startswith(
         f"{name} (active mode): round skipped, clients that dropped: 2 at setup, 3 at finalize;"
     )
-    assert "completes with up to 1 dropouts" in result.skipped_reason
+    assert "completes with up to 1 dropout" in result.skipped_reason
 
 
 @pytest.mark.parametrize("name", SECURE)

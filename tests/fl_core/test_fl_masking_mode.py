@@ -48,7 +48,8 @@ def test_the_default_mode_is_active_and_its_guarantee_names_a_lying_server(name:
     assert guarantee.lying_server
     colluders, dropouts = GUARANTEES["active"][num_clients]
     assert str(guarantee) == (
-        f"{LYING} plus up to {colluders} colluding clients; completes with up to {dropouts} dropouts"
+        f"{LYING} plus up to {colluders} colluding client{'s' * (colluders != 1)}; "
+        f"completes with up to {dropouts} dropout{'s' * (dropouts != 1)}"
     )
     config = aggregator.masking_config(num_clients, 1)
     assert config.mode == "active" and len(config.identity_keys) == num_clients
@@ -63,8 +64,9 @@ def test_semi_honest_is_opt_in_by_name_and_says_what_it_gives_up(name: str, num_
     assert not guarantee.lying_server
     colluders, dropouts = GUARANTEES["semi-honest"][num_clients]
     assert str(guarantee) == (
-        f"private against an honest-but-curious server plus up to {colluders} colluding clients; "
-        f"completes with up to {dropouts} dropouts; {NOT_RESISTANT}"
+        f"private against an honest-but-curious server plus up to {colluders} "
+        f"colluding client{'s' * (colluders != 1)}; "
+        f"completes with up to {dropouts} dropout{'s' * (dropouts != 1)}; {NOT_RESISTANT}"
     )
     assert aggregator.masking_config(num_clients, 1).identity_keys == ()
 
@@ -136,7 +138,7 @@ def test_two_dropouts_of_five_skip_an_active_round_and_the_reason_says_so(mode: 
         return
     assert result.mean is None and result.skipped_reason is not None
     assert result.skipped_reason.startswith("secagg (active mode): round skipped, clients that dropped: 1 at join")
-    assert "(n = 5, t = 4) completes with up to 1 dropouts" in result.skipped_reason
+    assert "(n = 5, t = 4) completes with up to 1 dropout" in result.skipped_reason
 
 
 def test_dp_aggregators_run_the_masking_session_in_active_mode_by_default() -> None:
@@ -158,7 +160,7 @@ def test_the_demo_prints_the_active_protection_line_by_default(
     printed = capsys.readouterr().out
     assert (
         "  protection: private against a lying server plus up to 2 colluding clients; "
-        "completes with up to 1 dropouts\n"
+        "completes with up to 1 dropout\n"
     ) in printed
     assert "semi-honest" not in printed
     report = json.loads(out.read_text(encoding="utf-8"))
@@ -173,7 +175,7 @@ def test_the_demo_runs_semi_honest_only_when_asked_and_says_what_it_gives_up(
     assert cli_main(["demo", "--rounds", "1", "--no-progress", "--masking-mode", "semi-honest"]) == 0
     printed = capsys.readouterr().out
     assert (
-        "  protection: private against an honest-but-curious server plus up to 1 colluding clients; "
+        "  protection: private against an honest-but-curious server plus up to 1 colluding client; "
         f"completes with up to 2 dropouts; {NOT_RESISTANT}\n"
     ) in printed
 

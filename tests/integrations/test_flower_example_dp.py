@@ -251,7 +251,7 @@ def test_paillier_rounds_take_the_same_dp_run_config(keys: Path, tmp_path: Path)
     assert 0.0 < rounds[0]["epsilon_spent"] < rounds[1]["epsilon_spent"] <= 3.0
     # the 3-of-4 key is the default threshold for 4 shares: one colluder, one dropout, reported per round
     assert [r["guarantee"] for r in rounds] == [
-        "private against a lying server plus up to 1 colluding clients; completes with up to 1 dropouts"
+        "private against a lying server plus up to 1 colluding client; completes with up to 1 dropout"
     ] * 2
 
 

@@ -84,7 +84,7 @@ def test_three_hospitals_survive_one_dropout_and_a_second_abort_names_both(mode:
             assert {int(x) for x in re.findall(r"\d+", dropped)} == {first, second}
             if stage:
                 assert f"{first} at {stage}" in message
-            assert "completes with up to 1 dropouts" in message
+            assert "completes with up to 1 dropout" in message
 
 
 def ten_percent_schedule(config: MaskingConfig, rng: np.random.Generator) -> dict[int, Round]:

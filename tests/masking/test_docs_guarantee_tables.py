@@ -61,7 +61,7 @@ def test_the_defaults_table_is_the_computed_guarantee(row: list[str]) -> None:
         _figure(guarantee.dropouts, guarantee.completion_failure_bits),
     ]  # fmt: skip
     assert row == computed
-    for figure in (f"{guarantee.colluders} colluding", f"{guarantee.dropouts} dropouts"):
+    for figure in (f"{guarantee.colluders} colluding", f"{guarantee.dropouts} dropout"):
         assert figure in str(guarantee)
     if guarantee.privacy_failure_bits:
         assert f"2^-{guarantee.privacy_failure_bits}" in str(guarantee)
