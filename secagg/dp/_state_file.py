@@ -22,16 +22,15 @@ from __future__ import annotations
 
 import contextlib
 import importlib
-import json
 import os
 import stat
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
-from typing import Any
 
 from secagg._files import WRITABLE_BY_OWNER_ONLY, read_regular_file
+from secagg._strict_json import strict_loads
 from secagg.errors import ConfigurationError, DecodeError, StateLockedError
 
 __all__ = ["MAX_STATE_BYTES", "STATE_MODE", "lock_path", "locked", "read_state", "write_atomic"]
@@ -52,19 +51,6 @@ def _import_fcntl() -> ModuleType | None:
 _FCNTL = _import_fcntl()
 
 
-def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for key, value in pairs:
-        if key in out:
-            raise DecodeError(f"accountant state repeats the field {key!r}")
-        out[key] = value
-    return out
-
-
-def _no_constant(name: str) -> None:
-    raise DecodeError(f"accountant state holds the non-JSON constant {name}")
-
-
 def read_state(path: Path) -> dict[str, object] | None:
     """The parsed state file, None if it does not exist."""
     try:
@@ -82,8 +68,8 @@ def read_state(path: Path) -> dict[str, object] | None:
             return None
         raise
     try:
-        state = json.loads(data.decode("utf-8"), object_pairs_hook=_no_duplicates, parse_constant=_no_constant)
-    except (UnicodeDecodeError, ValueError, RecursionError) as exc:
+        state = strict_loads(data.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError, RecursionError, DecodeError) as exc:
         raise DecodeError(f"the accountant's state file {path} is not valid JSON: {exc}") from exc
     if not isinstance(state, dict):
         raise DecodeError(f"the accountant's state file {path} must hold a JSON object")

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import importlib
 import json
-import math
 import os
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -12,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from secagg._files import read_regular_file, write_regular_file
+from secagg._strict_json import strict_loads
 from secagg.errors import ConfigurationError, ConfigurationTypeError, DecodeError, SecAggError
 from secagg.vectors import (
     _bad_sessions,
@@ -120,37 +120,12 @@ def _folder(directory: object) -> Path:
     return Path(folder)
 
 
-def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    """An object of the file, refused if it repeats a name (Python keeps the last, another reader may not)."""
-    out: dict[str, Any] = {}
-    for key, value in pairs:
-        if key in out:
-            raise DecodeError(f"it repeats the name {key[:40]!r} in one object")
-        out[key] = value
-    return out
-
-
-def _no_constant(name: str) -> None:
-    raise DecodeError(f"it holds {name}, which is not JSON (non-finite floats are the strings \"NaN\", ...)")
-
-
-def _finite(text: str) -> float:
-    """A JSON number as a float, refused if binary64 cannot hold it (``1e999``: Python reads an
-    infinity, silently, where the format has none)."""
-    value = float(text)
-    if not math.isfinite(value):
-        raise DecodeError(f"it holds the number {text[:40]}, beyond binary64")
-    return value
-
-
 def _load(path: Path) -> Json:
     """The JSON in the vector file ``path``: a regular file of at most MAX_FILE_BYTES, opened without
     blocking, strict JSON (no repeated name in an object, no NaN or Infinity, no number beyond binary64)."""
     data = read_regular_file(path, "vector file", MAX_FILE_BYTES)
     try:
-        document: Json = json.loads(
-            data, object_pairs_hook=_no_duplicates, parse_constant=_no_constant, parse_float=_finite
-        )
+        document: Json = strict_loads(data)
     except (ValueError, RecursionError, DecodeError) as exc:  # UnicodeDecodeError is a ValueError; nesting
         raise DecodeError(f"the vector file {path} is not JSON: {exc}") from exc
     return document

@@ -229,11 +229,13 @@ def test_malformed_state_raises_library_errors(plan: NoisePlan, tmp_path: Path, 
         b"null",
         b'{"released": NaN}',
         b'{"a": 1, "a": 2}',
+        b'{"released": 1e999}',
         b"[" * 100_000,
         b" " * (1 << 17),
     ],
 )
 def test_corrupted_state_file_raises_decode_error(plan: NoisePlan, tmp_path: Path, content: bytes) -> None:
+    # strict JSON, as the vector files: no repeated name, no NaN, no number beyond binary64 (1e999)
     path = tmp_path / "budget.json"
     path.write_bytes(content)
     path.chmod(0o600)
