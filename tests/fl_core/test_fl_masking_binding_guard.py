@@ -25,14 +25,12 @@ from fl_core.aggregators.masking import MaskingAggregator
 from fl_core.aggregators.quantizer import WeightedQuantizer
 from fl_core.dp import DPQuantizer
 from secagg.clipping import AdaptiveClip, ClipPolicy, FixedClip
-from secagg.dp import DPConfig
-from secagg.dp.calibration import NoisePlan
-from secagg.dp.sampler import SeededRandomSource
 from secagg.encoding import QuantizationConfig
 from secagg.errors import ConfigurationError
 from secagg.masking import ACTIVE, COMPLETE, HARARY, SEMI_HONEST, MaskingConfig
 from secagg.primitives.randomness import InsecureDeterministicRandom
 from secagg.segments import ClippingReport, Segment, SegmentTable
+from tests.fl_core.dp_guard_plan import HOSPITALS, LENGTH, PLAN, dp_quantizer
 from tests.masking.binding_guard import (
     Split,
     assert_listed,
@@ -43,8 +41,6 @@ from tests.masking.binding_guard import (
 )
 
 MODES = (SEMI_HONEST, ACTIVE)
-HOSPITALS = (1, 2, 3, 4, 5)
-LENGTH = 6
 QUANTIZATION = QuantizationConfig(0.5, 16, len(HOSPITALS), 32, max_weight=100)
 RUN_ID = 7
 """The run every guard aggregator is in (the default, one drawn from ``secrets``, differs per aggregator)."""
@@ -110,23 +106,6 @@ def declared_round(mode: str, digest: bytes) -> MaskingConfig:
 
 def arguments(**changes: Any) -> Callable[[str], tuple[MaskingConfig, MaskingConfig]]:
     return lambda mode: (round_config(aggregator(mode)), round_config(aggregator(mode), **changes))
-
-
-PLAN = NoisePlan(
-    DPConfig(epsilon=1.0, delta=1e-6, rounds=10, l2_clip=1.0), Fraction(9, 2), len(HOSPITALS), LENGTH, 64.0
-)
-
-
-def dp_quantizer(**changes: Any) -> DPQuantizer:
-    """A DP encoding of :data:`PLAN` (scale 64: 16 bits over a range of 32767 / 64), with ``changes``."""
-    quantization = QuantizationConfig(32767 / PLAN.scale, 16, len(HOSPITALS), 32)
-    fields: dict[str, Any] = {
-        "plan": PLAN,
-        "tail_bound": 1000,
-        "noise_source": SeededRandomSource(bytes(32)),
-        "max_patients": None,
-    }
-    return DPQuantizer(quantization, **(fields | changes))
 
 
 def dp(**changes: Any) -> Callable[[str], tuple[MaskingConfig, MaskingConfig]]:

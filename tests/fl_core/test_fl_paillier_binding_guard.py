@@ -26,9 +26,6 @@ from fl_core.aggregators.quantizer import WeightedQuantizer
 from fl_core.dp import DPQuantizer
 from secagg import wire
 from secagg.clipping import AdaptiveClip, ClipPolicy, FixedClip
-from secagg.dp import DPConfig
-from secagg.dp.calibration import NoisePlan
-from secagg.dp.sampler import SeededRandomSource
 from secagg.encoding import QuantizationConfig
 from secagg.errors import SecAggError
 from secagg.paillier import (
@@ -42,13 +39,12 @@ from secagg.paillier import (
 )
 from secagg.primitives.randomness import InsecureDeterministicRandom
 from secagg.segments import ClippingReport, Segment, SegmentTable
+from tests.fl_core.dp_guard_plan import HOSPITALS, LENGTH, PLAN, dp_quantizer
 from tests.masking.binding_guard import assert_listed, field_names, parameter_names
 from tests.paillier.helpers import SAFE_PRIMES, threshold_material
 
 pytestmark = pytest.mark.filterwarnings("ignore:paillier. insecure_small_key")
 
-HOSPITALS = (1, 2, 3, 4, 5)
-LENGTH = 6
 TARGET = 1
 """The hospital that holds the other value in every split."""
 QUANTIZATION = QuantizationConfig(0.5, 16, len(HOSPITALS), 32, max_weight=100)
@@ -147,23 +143,6 @@ def next_round_clip(*policies: str | ClipPolicy) -> Callable[[], Pair]:
         return rounds[0][0], rounds[0][1], rounds[1][1]
 
     return split
-
-
-PLAN = NoisePlan(
-    DPConfig(epsilon=1.0, delta=1e-6, rounds=10, l2_clip=1.0), Fraction(9, 2), len(HOSPITALS), LENGTH, 64.0
-)
-
-
-def dp_quantizer(**changes: Any) -> DPQuantizer:
-    """A DP encoding of :data:`PLAN` (scale 64: 16 bits over a range of 32767 / 64), with ``changes``."""
-    quantization = QuantizationConfig(32767 / PLAN.scale, 16, len(HOSPITALS), 32)
-    fields: dict[str, Any] = {
-        "plan": PLAN,
-        "tail_bound": 1000,
-        "noise_source": SeededRandomSource(bytes(32)),
-        "max_patients": None,
-    }
-    return DPQuantizer(quantization, **(fields | changes))
 
 
 def another_dealing() -> ThresholdKeyMaterial:

@@ -548,6 +548,21 @@ def test_any_value_within_a_narrow_range_is_rounded_as_torch_rounds_it(name: str
     assert torch.equal(back.view(bits), torch.from_numpy(values).to(dtype).view(bits))
 
 
+def batchnorm_trained_copies(global_model: Any, steps: tuple[int, ...]) -> list[Any]:
+    """Copies of ``global_model``, copy k after ``steps[k]`` forward passes in training mode on
+    data shifted by k + 1 (BatchNorm's running statistics move, the parameters do not)."""
+    copies = []
+    for k, count in enumerate(steps):
+        local = small_model()
+        local.load_state_dict(global_model.state_dict())
+        local.train()
+        with torch.no_grad():
+            for _ in range(count):
+                local(torch.full((8, 4), float(k + 1)) + torch.arange(4.0))
+        copies.append(local)
+    return copies
+
+
 def test_aggregate_models_of_modules_averages_batchnorm_statistics_by_default() -> None:
     """A BatchNorm model's running statistics are part of the model FedAvg hands back: modules
     aggregate as their state dicts do (and as the Keras adapter's models do), buffers included,
@@ -556,15 +571,7 @@ def test_aggregate_models_of_modules_averages_batchnorm_statistics_by_default() 
     initial statistics."""
     # Prepare: the global model and three hospitals' copies after training steps on shifted data
     global_model = small_model()
-    local_models = []
-    for k in range(3):
-        local = small_model()
-        local.load_state_dict(global_model.state_dict())
-        local.train()
-        with torch.no_grad():
-            for _ in range(k + 1):
-                local(torch.full((8, 4), float(k + 1)) + torch.arange(4.0))
-        local_models.append(local)
+    local_models = batchnorm_trained_copies(global_model, steps=(1, 2, 3))
     counts = [10, 20, 30]
     # Execute
     outcome = aggregate_models(
@@ -658,14 +665,7 @@ def test_a_module_and_its_state_dict_are_one_model_with_buffers_by_default() -> 
     binding model_digest(global_model.state_dict())."""
     # Prepare: the global model and three hospitals' copies after training steps
     global_model = small_model()
-    local_models = []
-    for k in range(3):
-        local = small_model()
-        local.load_state_dict(global_model.state_dict())
-        local.train()
-        with torch.no_grad():
-            local(torch.full((8, 4), float(k + 1)) + torch.arange(4.0))
-        local_models.append(local)
+    local_models = batchnorm_trained_copies(global_model, steps=(1, 1, 1))
     states = [m.state_dict() for m in local_models]
     counts = [10, 20, 30]
     # Execute

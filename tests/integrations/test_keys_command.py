@@ -31,6 +31,13 @@ def run(*args: str) -> int:
     return main(["keys", *args])
 
 
+def two_hospitals(folder: Path) -> tuple[Path, Path]:
+    """Identity keys ``a.key`` and ``b.key`` (each with its ``.pub``) made in ``folder``."""
+    a, b = folder / "a.key", folder / "b.key"
+    assert run("new", str(a)) == 0 and run("new", str(b)) == 0
+    return a, b
+
+
 def test_new_identity_is_owner_only_and_never_overwritten(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     # Prepare / Execute
     path = tmp_path / "hospital.key"
@@ -190,8 +197,7 @@ def test_trust_refuses_an_identity_key_given_for_its_public_key(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     # Prepare: two hospitals; the list builder types b.key (the private seed) for b.key.pub
-    a, b = tmp_path / "a.key", tmp_path / "b.key"
-    assert run("new", str(a)) == 0 and run("new", str(b)) == 0
+    a, b = two_hospitals(tmp_path)
     capsys.readouterr()
     seed = b.read_text().strip()
     # Execute: the private file beside its .pub, and beside the other public keys it belongs to
@@ -210,8 +216,7 @@ def test_trust_refuses_a_seed_typed_beside_its_own_public_key(
 ) -> None:
     # Prepare: two hospitals; the list builder pastes b's seed (the content of b.key) as a hex
     # argument instead of a file, beside b.key.pub
-    a, b = tmp_path / "a.key", tmp_path / "b.key"
-    assert run("new", str(a)) == 0 and run("new", str(b)) == 0
+    a, b = two_hospitals(tmp_path)
     capsys.readouterr()
     seed = b.read_text().strip()
     # Execute
@@ -253,8 +258,7 @@ def test_a_public_key_given_as_the_identity_is_named_also_when_others_may_read_i
 ) -> None:
     # Prepare: a list of two; a.key.pub as `secagg keys new` leaves it under umask 022 (0644), given
     # for the identity to `keys check` and to a node (read_node_identity)
-    a, b = tmp_path / "a.key", tmp_path / "b.key"
-    assert run("new", str(a)) == 0 and run("new", str(b)) == 0
+    a, b = two_hospitals(tmp_path)
     assert run("trust", str(tmp_path / "federation.keys"), f"{a}.pub", f"{b}.pub") == 0
     os.chmod(f"{a}.pub", 0o644)
     capsys.readouterr()
@@ -273,8 +277,7 @@ def test_a_public_key_given_as_the_identity_is_named_also_when_others_may_read_i
 
 def test_check_names_a_public_key_given_as_the_identity(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     # Prepare: a list of two; the hospital passes its .pub (owner-only, as under umask 077) for --identity
-    a, b = tmp_path / "a.key", tmp_path / "b.key"
-    assert run("new", str(a)) == 0 and run("new", str(b)) == 0
+    a, b = two_hospitals(tmp_path)
     assert run("trust", str(tmp_path / "federation.keys"), f"{a}.pub", f"{b}.pub") == 0
     os.chmod(f"{a}.pub", 0o600)
     capsys.readouterr()
