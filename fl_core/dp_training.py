@@ -4,7 +4,7 @@ One DP round is one noised gradient step (DP-FedSGD with distributed noise):
 
 - each hospital includes each of its patients independently with probability q
   (``DPConfig.sampling_rate``; every patient when it is None) — Poisson sampling, what
-  the accountant's ``PoissonSampledDpEvent`` assumes;
+  the accountant's amplification bound assumes (:mod:`secagg.dp.subsampling`);
 - it sums the sampled patients' loss gradients at the **global** model, each clipped to
   L2 norm ``l2_clip`` (:func:`dp_contribution`; vectorised, no loop over patients);
 - the server steps ``w <- w - learning_rate * noised_sum / B`` with a **public** denominator

@@ -46,17 +46,14 @@ datasets, and Renyi divergence is jointly quasi-convex (van Erven, Harremoes
 ``Delta2 = l2_clip * scale + sqrt(d)``. Coordinate clipping (a projection) and a
 rotation (an isometry) do not increase it.
 
-**Subsampling (an assumption, not a theorem).** With ``sampling_rate = q`` a
-round is accounted as ``PoissonSampledDpEvent(q, GaussianDpEvent(z))`` with
-z = 1 / (Delta2/(sqrt(h) sigma) + tau sqrt(d)): the continuous Gaussian whose
-zCDP parameter equals the third bound above. This assumes (a) every patient is
-included in each round independently with probability q (Poisson sampling at
-the patient level, add/remove-one neighbours, as in DP-SGD), and (b) that the
-subsampled sum of discrete Gaussians is no less private than the subsampled
-continuous Gaussian of that zCDP parameter. (b) is the paper's approximation
-(its total variance matches and tau is negligible), not a proved bound:
-amplification depends on the whole privacy-loss distribution, and dp-accounting
-offers no subsampling bound for a general zCDP event.
+**Subsampling (a proved bound).** With ``sampling_rate = q`` (every patient included in
+each round independently with probability q: Poisson sampling at the patient level,
+add/remove-one neighbours, as in DP-SGD) a round is accounted by the amplification bound
+that holds for any mechanism (Zhu, Wang, ICML 2019, Theorem 6) applied to the pointwise
+smaller of the two zCDP curves above, at integer Renyi orders
+(:mod:`secagg.dp.subsampling`). It is looser than the exact figure for a subsampled
+continuous Gaussian (which this module used to assume for the discrete sum, unproved), so a
+sampled plan carries more noise than that assumption asked for, never less than it needs.
 """
 
 from __future__ import annotations
@@ -242,8 +239,7 @@ def _meets(
 
 
 def _search(config: DPConfig, sensitivity: float, dimension: int, preceding: Preceding = (), *, delta: float) -> float:
-    """A variance that meets ``config``, within a factor 1 + 1e-7 (1e-4 when subsampled) of the
-    smallest (or MIN_VARIANCE)."""
+    """A variance that meets ``config``, within a factor 1 + 1e-7 of the smallest (or MIN_VARIANCE)."""
     if _meets(config, float(MIN_VARIANCE), sensitivity, dimension, preceding, delta=delta):
         return float(MIN_VARIANCE)
     lo = float(MIN_VARIANCE)
@@ -260,10 +256,7 @@ def _search(config: DPConfig, sensitivity: float, dimension: int, preceding: Pre
             lo, hi = hi, hi * 2.0
             if hi > float(MAX_VARIANCE):
                 raise ConfigurationError(f"no noise variance up to 2^60 meets {config}")
-    # Each subsampled evaluation costs ~0.1 s in dp-accounting: stop there at 1e-4 (ample for
-    # the 1e-3 the tests require), elsewhere at 1e-7.
-    tolerance = 1e-7 if config.sampling_rate is None else 1e-4
-    while hi / lo > 1.0 + tolerance:
+    while hi / lo > 1.0 + 1e-7:
         mid = math.sqrt(lo * hi)
         if _meets(config, mid, sensitivity, dimension, preceding, delta=delta):
             hi = mid

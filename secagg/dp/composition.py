@@ -1,11 +1,13 @@
 """The per-aggregate privacy events of the distributed discrete Gaussian, and their composition.
 
-:mod:`secagg.dp.calibration` states the bound (Kairouz, Liu, Steinke, Proposition 14) and
-the subsampling assumption; this module turns a release (its configuration, per-client
-variance, integer sensitivity and dimension) into dp-accounting events and composes a run:
-releases made before a plan's rounds (``preceding``, e.g. the demo's noised
-feature-moments release), then the rounds, in one ``RdpAccountant`` per combination of
-valid events (every combination is a valid account; report the smallest epsilon).
+:mod:`secagg.dp.calibration` states the bound (Kairouz, Liu, Steinke, Proposition 14);
+this module turns a release (its configuration, per-client variance, integer sensitivity and
+dimension) into dp-accounting events and composes a run: releases made before a plan's rounds
+(``preceding``, e.g. the demo's noised feature-moments release), then the rounds, in one
+``RdpAccountant`` per combination of valid events (every combination is a valid account;
+report the smallest epsilon). When any release is Poisson-subsampled, its amplification is the
+bound :mod:`secagg.dp.subsampling` proves for any mechanism, and the run is composed as Renyi
+curves (:class:`RenyiAccount`) instead.
 """
 
 from __future__ import annotations
@@ -13,22 +15,27 @@ from __future__ import annotations
 import itertools
 import logging
 import math
+from dataclasses import dataclass
 from fractions import Fraction
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
+from numpy.typing import NDArray
+
 from secagg.dp._backend import dp_accounting
 from secagg.dp.config import DPConfig
+from secagg.dp.subsampling import ORDERS, subsampled_rdp
 
 if TYPE_CHECKING:
     from secagg.dp.calibration import NoisePlan
 
 __all__ = [
     "Preceding",
+    "RenyiAccount",
     "composed_accountants",
     "ddg_tau",
     "ddg_zcdp_events",
     "epsilon_after",
-    "round_events",
 ]
 
 
@@ -49,26 +56,58 @@ def ddg_zcdp_events(variance: Fraction | float, summands: int, sensitivity: floa
     return events
 
 
-def round_events(config: DPConfig, variance: Fraction | float, sensitivity: float, dimension: int) -> list[Any]:
+def _is_sampled(config: DPConfig) -> bool:
+    return config.sampling_rate is not None
+
+
+def _zcdp_pairs(
+    variance: Fraction | float, summands: int, sensitivity: float, dimension: int
+) -> list[tuple[float, float]]:
+    """(rho, xi) of each event of :func:`ddg_zcdp_events`: the release is (xi + rho * alpha)-RDP."""
+    events = ddg_zcdp_events(variance, summands, sensitivity, dimension)
+    return [(float(event.rho), float(event.xi)) for event in events]
+
+
+def _release_events(
+    config: DPConfig, variance: Fraction | float, sensitivity: float, dimension: int, count: int
+) -> list[Any]:
+    """Each valid per-aggregate event of an unsampled release, composed ``count`` times."""
     dpa = dp_accounting()
+    events = ddg_zcdp_events(variance, config.honest, sensitivity, dimension)
+    return [dpa.SelfComposedDpEvent(event, count) for event in events]
+
+
+def _release_curves(
+    config: DPConfig, variance: Fraction | float, sensitivity: float, dimension: int, count: int
+) -> list[NDArray[np.float64]]:
+    """Each valid Renyi curve, at :data:`~secagg.dp.subsampling.ORDERS`, of ``count`` aggregates of
+    one release: one per zCDP bound unsampled, the proved amplification of both when sampled."""
+    pairs = _zcdp_pairs(variance, config.honest, sensitivity, dimension)
     if config.sampling_rate is None:
-        return ddg_zcdp_events(variance, config.honest, sensitivity, dimension)
-    scaled = sensitivity / math.sqrt(config.honest * float(variance))
-    tau = ddg_tau(variance, config.honest)
-    gaussian = dpa.GaussianDpEvent(noise_multiplier=1.0 / (scaled + tau * math.sqrt(dimension)))
-    return [dpa.PoissonSampledDpEvent(config.sampling_rate, gaussian)]
+        orders = np.asarray(ORDERS, dtype=np.float64)
+        return [count * (xi + rho * orders) for rho, xi in pairs]
+    rhos, xis = zip(*pairs, strict=True)
+    return [count * subsampled_rdp(rhos, xis, config.sampling_rate)]
+
+
+@dataclass(frozen=True)
+class RenyiAccount:
+    """A composed Renyi curve, read as dp-accounting's ``RdpAccountant`` is: its ``get_epsilon`` /
+    ``get_delta`` use that library's conversion (``compute_epsilon``, ``compute_delta``) at these
+    orders. Used when any release is subsampled (:mod:`secagg.dp.subsampling`)."""
+
+    orders: tuple[float, ...]
+    rdp: tuple[float, ...]
+
+    def get_epsilon(self, target_delta: float) -> float:
+        return float(dp_accounting().rdp.rdp_privacy_accountant.compute_epsilon(self.orders, self.rdp, target_delta)[0])
+
+    def get_delta(self, target_epsilon: float) -> float:
+        return float(dp_accounting().rdp.rdp_privacy_accountant.compute_delta(self.orders, self.rdp, target_epsilon)[0])
 
 
 Preceding = tuple[tuple["NoisePlan", int], ...]
 """Releases made before a plan's rounds, composed with them: (plan, number of aggregates released)."""
-
-
-def _composed_events(
-    config: DPConfig, variance: Fraction | float, sensitivity: float, dimension: int, count: int
-) -> list[Any]:
-    """Each valid per-aggregate event of one release, composed ``count`` times."""
-    dpa = dp_accounting()
-    return [dpa.SelfComposedDpEvent(event, count) for event in round_events(config, variance, sensitivity, dimension)]
 
 
 def composed_accountants(
@@ -79,15 +118,25 @@ def composed_accountants(
     rounds: int,
     preceding: Preceding = (),
 ) -> list[Any]:
-    """dp-accounting ``RdpAccountant``\\ s of the ``preceding`` releases followed by ``rounds`` rounds.
+    """Accounts of the ``preceding`` releases followed by ``rounds`` rounds.
 
     Every release has one or two valid per-aggregate events (module docstring); each
-    combination of one event per release is a valid account, so there is one accountant
-    per combination (at most four in practice) and any of them bounds the spend."""
-    dpa = dp_accounting()
-    choices = [_composed_events(p.config, p.variance, p.sensitivity, p.dimension, count) for p, count in preceding]
+    combination of one event per release is a valid account, so there is one account
+    per combination (at most four in practice) and any of them bounds the spend. Without
+    subsampling they are dp-accounting ``RdpAccountant``\\ s; when any release is subsampled,
+    :class:`RenyiAccount`\\ s (the amplification is proved at integer orders only)."""
+    releases: list[tuple[DPConfig, Fraction | float, float, int, int]] = [
+        (p.config, p.variance, p.sensitivity, p.dimension, count) for p, count in preceding
+    ]
     if rounds > 0:
-        choices.append(_composed_events(config, variance, sensitivity, dimension, rounds))
+        releases.append((config, variance, sensitivity, dimension, rounds))
+    if any(_is_sampled(release[0]) for release in releases):
+        curves = [_release_curves(*release) for release in releases]
+        return [
+            RenyiAccount(ORDERS, tuple(float(v) for v in np.sum(combination, axis=0)))
+            for combination in itertools.product(*curves)
+        ]
+    dpa = dp_accounting()
     accountants = []
     # dp-accounting logs (through absl) every fractional RDP order it drops as not converged;
     # dropping an order only loosens the bound, so the warnings are noise here.
@@ -95,7 +144,7 @@ def composed_accountants(
     level = absl.level
     absl.setLevel(logging.ERROR)
     try:
-        for combination in itertools.product(*choices):
+        for combination in itertools.product(*(_release_events(*release) for release in releases)):
             accountant = dpa.rdp.RdpAccountant()
             for event in combination:
                 accountant.compose(event)

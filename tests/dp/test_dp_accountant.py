@@ -18,8 +18,10 @@ from pathlib import Path
 
 import dp_accounting
 import pytest
+from dp_accounting.rdp import rdp_privacy_accountant
 
 from secagg.dp import DPConfig, NoisePlan, PrivacyAccountant, calibrate
+from secagg.dp.subsampling import ORDERS
 from secagg.errors import (
     BudgetExceededError,
     ConfigurationError,
@@ -28,6 +30,7 @@ from secagg.errors import (
     ReplayError,
     SecAggError,
 )
+from tests.dp import zhu_wang
 
 CONFIG = DPConfig(epsilon=3.0, delta=1e-5, rounds=5, l2_clip=1.0, min_honest=4)
 
@@ -71,14 +74,16 @@ def test_spent_with_the_tau_term_and_with_sampling_matches_dp_accounting_compute
     tau_plan = NoisePlan(config=config, variance=Fraction(3, 4), num_clients=3, dimension=100, scale=1.0)
     tau = 10 * sum(math.exp(-2 * math.pi**2 * 0.75 * k / (k + 1)) for k in (1, 2))
     scaled = (0.01 + 10.0) / math.sqrt(3 * 0.75)
-    # Sampled (q = 0.1): the Poisson-subsampled Gaussian of the pure-zCDP bound.
+    # Sampled (q = 0.1): Zhu and Wang's bound on both zCDP curves (tests/dp/zhu_wang.py).
     sampled = dataclasses.replace(CONFIG, sampling_rate=0.1)
     sampled_plan = NoisePlan(config=sampled, variance=Fraction(1 << 19), num_clients=5, dimension=31, scale=1024.0)
-    multiplier = math.sqrt(4 * float(sampled_plan.variance)) / (1024.0 + math.sqrt(31))
+    sampled_tau = 10 * sum(math.exp(-2 * math.pi**2 * (1 << 19) * k / (k + 1)) for k in (1, 2, 3))
+    sampled_scaled = (1024.0 + math.sqrt(31)) / math.sqrt(4 * (1 << 19))
+    pairs = [(sampled_scaled**2 / 2, sampled_tau * 31), ((sampled_scaled + sampled_tau * math.sqrt(31)) ** 2 / 2, 0.0)]
     cases = [
         (tau_plan, [dp_accounting.ZCDpEvent(rho=scaled**2 / 2, xi=tau * 100),
                     dp_accounting.ZCDpEvent(rho=(scaled + tau * 10.0) ** 2 / 2)]),
-        (sampled_plan, [dp_accounting.PoissonSampledDpEvent(0.1, dp_accounting.GaussianDpEvent(multiplier))]),
+        (sampled_plan, []),
     ]  # fmt: skip
     for plan, events in cases:
         accountant = PrivacyAccountant(plan)
@@ -91,6 +96,9 @@ def test_spent_with_the_tau_term_and_with_sampling_matches_dp_accounting_compute
             reference = dp_accounting.rdp.RdpAccountant()
             reference.compose(event, 3)
             references.append(reference.get_epsilon(delta))
+        if not events:
+            curve = [3 * zhu_wang.rdp(pairs, 0.1, order) for order in ORDERS]
+            references.append(rdp_privacy_accountant.compute_epsilon(ORDERS, curve, delta)[0])
         mechanism = min(float(a.get_epsilon(delta)) for a in plan.composed_accountants(3))
         assert tau > 0 and mechanism == pytest.approx(min(references), rel=1e-6)
         if plan is sampled_plan:  # within its budget: the accountant reports it at delta - residual
