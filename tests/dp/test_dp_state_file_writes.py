@@ -116,3 +116,19 @@ def test_a_folder_that_cannot_be_synced_fails_the_charge(
     with pytest.raises(ConfigurationError, match="accountant's state file"):
         accountant.record_round(1)
     assert accountant.num_releases == 0
+
+
+def test_a_state_file_this_process_may_not_write_is_left_alone_and_the_round_refused(
+    plan: NoisePlan, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Prepare: a record the user may no longer write (os.access says so, as for a read-only file, or
+    # one an operator froze): replacing it by a rename would bypass its permissions
+    path = tmp_path / "budget.json"
+    accountant = PrivacyAccountant(plan, path)
+    before = path.read_bytes()
+    real_access = os.access
+    monkeypatch.setattr(os, "access", lambda target, mode, **kw: mode != os.W_OK and real_access(target, mode, **kw))
+    # Execute / Assert
+    with pytest.raises(ConfigurationError, match="permission denied"):
+        accountant.record_round(1)
+    assert path.read_bytes() == before and accountant.num_releases == 0
