@@ -49,6 +49,7 @@ from secagg import bitpack
 from secagg import rotation as rotation_module
 from secagg._cli_options import MAX_CLIENTS, MAX_DIM, MAX_REPEATS, _integer, _real
 from secagg._install import install_hint
+from secagg._outputs import run_tool
 from secagg.encoding import QuantizationConfig, quantize
 from secagg.errors import ConfigurationError
 from secagg.masking.benchmark import harary_config
@@ -365,5 +366,5 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-if __name__ == "__main__":
-    raise SystemExit(main())
+if __name__ == "__main__":  # a library error or Ctrl-C: one line, exit code 2 or 130
+    raise SystemExit(run_tool("compression", main))

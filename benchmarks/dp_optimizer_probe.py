@@ -50,6 +50,7 @@ from fl_core.demo_dp import noise_std
 from fl_core.dp_training import public_denominator
 from fl_core.fedavg import _AGGREGATE
 from fl_core.models import FloatArray, LogisticRegression, accuracy, flatten, unflatten
+from secagg._outputs import run_tool
 
 from .dp_probe_readout import paired
 from .dp_recipe_probe import demo_run, probe_parser, scaled_setup
@@ -387,5 +388,5 @@ def main(argv: Sequence[str] | None = None) -> None:
             print(f"  {name:24s} {paired(score, scores['recipe'], seeds)}", flush=True)
 
 
-if __name__ == "__main__":
-    main()
+if __name__ == "__main__":  # a library error or Ctrl-C: one line, exit code 2 or 130
+    raise SystemExit(run_tool("dp_optimizer_probe", main))

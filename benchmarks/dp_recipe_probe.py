@@ -58,6 +58,7 @@ from fl_core.fedavg import _AGGREGATE, _INIT, _SAMPLE, _TRAIN, _sample_clients
 from fl_core.models import FloatArray, LogisticRegression, Model, accuracy, flatten, unflatten
 from fl_core.public_scaling import PUBLIC_FEATURE_RANGES, public_scaler
 from secagg._cli_options import MAX_REPEATS, MAX_ROUNDS, MAX_SEED, _integer, _real
+from secagg._outputs import run_tool
 from secagg.dp import DPConfig, SeededRandomSource
 
 from .dp_probe_readout import AVERAGES, averaged_models, paired
@@ -392,5 +393,5 @@ def main(argv: Sequence[str] | None = None) -> None:
             print(f"  {key:28s} {paired(row, rows['recipe|last'], len(args.seeds))}")
 
 
-if __name__ == "__main__":
-    main()
+if __name__ == "__main__":  # a library error or Ctrl-C: one line, exit code 2 or 130
+    raise SystemExit(run_tool("dp_recipe_probe", main))

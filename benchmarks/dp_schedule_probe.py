@@ -30,6 +30,7 @@ from fl_core.dp_training import dp_contribution, public_denominator
 from fl_core.fedavg import _TRAIN
 from fl_core.models import FloatArray, LogisticRegression, accuracy, flatten, unflatten
 from secagg._cli_options import MAX_REPEATS, MAX_ROUNDS, MAX_SEED, _integer, _real
+from secagg._outputs import run_tool
 
 from .dp_probe_readout import paired
 from .dp_recipe_probe import _seeded_factory, demo_run  # the recipe probe's run and seeded noise streams
@@ -98,5 +99,5 @@ def main(argv: Sequence[str] | None = None) -> None:
             print(f"  power {power:+5.1f}  {paired(score, base, len(args.seeds))}")
 
 
-if __name__ == "__main__":
-    main()
+if __name__ == "__main__":  # a library error or Ctrl-C: one line, exit code 2 or 130
+    raise SystemExit(run_tool("dp_schedule_probe", main))

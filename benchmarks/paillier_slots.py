@@ -12,6 +12,7 @@ from the layouts alone (no key, no encryption)::
 
 from __future__ import annotations
 
+from secagg._outputs import run_tool
 from secagg.encoding import smallest_ring_bits
 from secagg.paillier.packing import SlotLayout
 
@@ -52,5 +53,5 @@ def main() -> None:
     print("\n".join(table()))
 
 
-if __name__ == "__main__":
-    main()
+if __name__ == "__main__":  # a library error or Ctrl-C: one line, exit code 2 or 130
+    raise SystemExit(run_tool("paillier_slots", main))

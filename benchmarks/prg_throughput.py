@@ -84,4 +84,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    raise SystemExit(run_tool("prg_throughput", main))  # a failed write: one line, exit code 2
+    raise SystemExit(run_tool("prg_throughput", main))  # a failed write or Ctrl-C: one line, exit code 2 or 130

@@ -83,7 +83,8 @@ def summary_lines(report: DemoReport) -> list[str]:
         lines.insert(3, f"  differential privacy: {report.privacy}")
     if report.plain_fedavg_accuracy is not None and name != "plain":
         gap = 100 * (report.final_accuracy - report.plain_fedavg_accuracy)
-        lines.append(f"  {'plain FedAvg (float)':<34} accuracy {report.plain_fedavg_accuracy:7.2%}  ({gap:+.2f} pp)")
+        label = "plain FedAvg (float)" if config.dp_epsilon is None else "plain FedAvg (float, no DP)"
+        lines.append(f"  {label:<34} accuracy {report.plain_fedavg_accuracy:7.2%}  ({gap:+.2f} pp)")
     if report.centralized_accuracy is not None:
         gap = 100 * (report.final_accuracy - report.centralized_accuracy)
         lines.append(

@@ -21,9 +21,6 @@ from secagg._outputs import output_problem
 Handler = Callable[[argparse.Namespace], int]
 Check = Callable[[argparse.Namespace], str | None]
 
-EXIT_INTERRUPTED = 130
-"""Exit status after Ctrl-C (128 + SIGINT, what shells report)."""
-
 EXIT_BROKEN_PIPE = 141
 """Exit status when stdout was closed early (128 + SIGPIPE, what ``yes | head -1`` reports for ``yes``)."""
 

@@ -19,7 +19,8 @@ A path that is not a ``str`` or an ``os.PathLike`` of ``str`` (an ``int``, which
 would take for an open file descriptor; bytes) is a :class:`~secagg.errors.ConfigurationTypeError`.
 
 :func:`write_regular_file` replaces a file atomically (a temporary file in the same folder,
-synced, renamed over it): a write that fails leaves the previous file whole.
+synced, renamed over it): a write that fails leaves the previous file whole. It is the library's
+one atomic writer: command-line outputs, vector files and the DP accountant's state file.
 """
 
 from __future__ import annotations
@@ -123,13 +124,20 @@ def _read_at_most(descriptor: int, limit: int) -> bytes:
     return b"".join(chunks)
 
 
-def write_regular_file(path: str | os.PathLike[str], what: str, data: bytes) -> None:
+def write_regular_file(
+    path: str | os.PathLike[str], what: str, data: bytes, *, mode: int | None = None, must_sync_folder: bool = False
+) -> None:
     """Create or replace the regular file ``path`` with ``data``, atomically: a failed write
     (a full disk) leaves the previous file whole.
 
     ``data`` goes to a temporary file in the same folder, which is synced and then renamed over
     ``path`` (``os.replace``), the folder synced last; the file keeps the previous one's permission
-    bits, or has mode 0666 less the umask when created (as ``open`` gives a new file). A symbolic
+    bits, or has mode 0666 less the umask when created (as ``open`` gives a new file). ``mode``
+    gives it exactly those permission bits instead, whatever the umask or the previous file's mode
+    (the temporary file is created with them: never more open). The folder sync is best effort
+    (some file systems cannot sync a folder) unless ``must_sync_folder``: then its failure is a
+    ConfigurationError too (raised after the rename: the new file is in place but may not survive
+    a crash), for a record whose rollback by a crash matters (the DP accountant's). A symbolic
     link, named pipe, device or folder at ``path`` is refused, never written through nor replaced (a
     link planted in a shared folder would
     redirect a write to the user's own files): ConfigurationError naming the file, as for any
@@ -138,7 +146,8 @@ def write_regular_file(path: str | os.PathLike[str], what: str, data: bytes) -> 
     path = _checked_path(path, what)
     name = _shown(path)
     try:
-        mode = _existing_mode(path, what)
+        previous = _existing_mode(path, what)
+        mode = previous if mode is None else mode
         folder = os.path.dirname(os.fspath(path)) or os.curdir
         # Created no more open than the file it replaces (0666 less the umask for a new one): the mode
         # is set exactly below, but a descriptor opened in between would outlive a narrower chmod.
@@ -163,7 +172,16 @@ def write_regular_file(path: str | os.PathLike[str], what: str, data: bytes) -> 
         if isinstance(exc, OSError):
             raise ConfigurationError(f"cannot write the {what} {name}: {exc.strerror or exc}") from exc
         raise
-    sync_folder(folder)
+    if not must_sync_folder:
+        sync_folder(folder)
+        return
+    try:
+        _sync(folder)
+    except OSError as exc:
+        raise ConfigurationError(
+            f"cannot write the {what} {name}: its folder {_shown(folder)} cannot be synced ({exc.strerror or exc}); "
+            "the new file is in place but may not survive a crash"
+        ) from exc
 
 
 def _new_temporary(folder: str, base: str, mode: int = 0o666) -> tuple[int, str]:
@@ -200,8 +218,12 @@ def sync_folder(folder: str | os.PathLike[str]) -> None:
     """Make a file created or renamed in ``folder`` durable (best effort: some file systems cannot
     sync a folder)."""
     with contextlib.suppress(OSError):
-        descriptor = os.open(folder, os.O_RDONLY)
-        try:
-            os.fsync(descriptor)
-        finally:
-            os.close(descriptor)
+        _sync(folder)
+
+
+def _sync(folder: str | os.PathLike[str]) -> None:
+    descriptor = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(descriptor)
+    finally:
+        os.close(descriptor)

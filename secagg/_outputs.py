@@ -14,7 +14,7 @@ file is appended to, never truncated nor replaced; another special file (a named
 :func:`check_output` raises it. :func:`write_results` is :func:`write_output` for a tool's results:
 if the write fails they are printed on stdout instead, not lost; :func:`run_tool` runs a
 ``python -m`` tool's ``main`` so that such a failure (any library error) ends it with one line on
-stderr and exit code 2, as ``secagg`` does.
+stderr and exit code 2, and a Ctrl-C with one line and exit code 130, as ``secagg`` does.
 """
 
 from __future__ import annotations
@@ -33,6 +33,7 @@ from secagg.errors import ConfigurationError, SecAggError
 __all__ = [
     "EXIT_BROKEN_PIPE",
     "EXIT_ERROR",
+    "EXIT_INTERRUPTED",
     "STDOUT",
     "STREAMS",
     "atomic_target",
@@ -57,6 +58,8 @@ _SPECIAL_TREES = ("/dev/", "/proc/")
 
 EXIT_ERROR = 2
 """Exit code of a ``python -m`` tool ended by a library error (:func:`run_tool`), as ``secagg``'s."""
+EXIT_INTERRUPTED = 130
+"""Exit status after Ctrl-C (128 + SIGINT, what shells report): ``secagg``'s and a ``python -m`` tool's."""
 EXIT_BROKEN_PIPE = 141
 """Exit code of a ``python -m`` tool whose stdout's reader went away (``| head``; 128 + SIGPIPE, as
 ``secagg``'s), while it printed its table or its report to ``/dev/stdout``."""
@@ -193,13 +196,19 @@ def run_tool(prog: str, main: Callable[[], int | None]) -> int:
     """Run a ``python -m`` tool's ``main`` (it parses the command line itself); its exit code (None
     is 0). A library error (a ``--json`` that cannot be written, see :func:`write_results`) ends the
     tool with one line on stderr, ``PROG: error: ...``, and :data:`EXIT_ERROR`, not a traceback; a
-    broken pipe on stdout while it prints, quietly with :data:`EXIT_BROKEN_PIPE`."""
+    Ctrl-C with ``PROG: interrupted`` and :data:`EXIT_INTERRUPTED`, as ``secagg``; a broken pipe on
+    stdout while it prints, quietly with :data:`EXIT_BROKEN_PIPE`."""
     try:
         code = main()
     except SecAggError as exc:
         _flush_or_drop_stdout()
         print(f"{prog}: error: {exc}", file=sys.stderr)
         return EXIT_ERROR
+    except KeyboardInterrupt:
+        _flush_or_drop_stdout()
+        isatty = getattr(sys.stderr, "isatty", None)  # on a terminal the line starts after the echoed ^C
+        print(f"{chr(10) if isatty is not None and isatty() else ''}{prog}: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
     except BrokenPipeError:  # the tool's own output (its table) met a pipe whose reader went away
         _flush_or_drop_stdout()
         return EXIT_BROKEN_PIPE

@@ -33,7 +33,6 @@ from secagg._cli_bench import _add_bench
 from secagg._cli_demo_checks import check_demo as _check_demo
 from secagg._cli_options import (  # noqa: F401 (re-exported: the limits are part of the command line's contract)
     EXIT_BROKEN_PIPE,
-    EXIT_INTERRUPTED,
     MAX_CLIENTS,
     MAX_DIM,
     MAX_HOSPITALS,
@@ -53,6 +52,7 @@ from secagg._cli_options import (  # noqa: F401 (re-exported: the limits are par
     _output_file,
     _real,
 )
+from secagg._outputs import EXIT_INTERRUPTED
 
 __all__ = ["build_parser", "main"]
 

@@ -14,6 +14,7 @@ import pytest
 
 import secagg._files as files
 from secagg._files import write_regular_file
+from secagg.errors import ConfigurationError
 
 pytestmark = pytest.mark.skipif(os.name != "posix", reason="POSIX permission bits")
 
@@ -80,3 +81,49 @@ def test_the_temporary_file_is_never_more_open_than_the_file_it_replaces(
     assert created == [0o600]
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
     assert path.read_bytes() == b"new"
+
+
+@pytest.mark.usefixtures("umask")
+def test_a_given_mode_is_the_files_whatever_the_previous_mode_and_the_temporary_is_never_more_open(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Prepare: a file others may read, replaced under umask 022 by a writer asked for 0600 (a budget record)
+    path = tmp_path / "budget.json"
+    path.write_bytes(b"old")
+    path.chmod(0o644)
+    os.umask(0o022)
+    created: list[int] = []
+    new_temporary = files._new_temporary
+
+    def recording(folder: str, base: str, *mode: int) -> tuple[int, str]:
+        descriptor, temporary = new_temporary(folder, base, *mode)
+        created.append(stat.S_IMODE(os.fstat(descriptor).st_mode))
+        return descriptor, temporary
+
+    monkeypatch.setattr(files, "_new_temporary", recording)
+    # Execute: the replacement, then a new file
+    write_regular_file(path, "state file", b"new", mode=0o600)
+    write_regular_file(tmp_path / "new.json", "state file", b"{}", mode=0o600)
+    # Assert
+    assert created == [0o600, 0o600]
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600 and path.read_bytes() == b"new"
+    assert stat.S_IMODE((tmp_path / "new.json").stat().st_mode) == 0o600
+
+
+def test_a_folder_sync_failure_is_skipped_unless_the_sync_is_required(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Prepare: a file system on which a folder cannot be synced
+    real = os.fsync
+
+    def fsync(descriptor: int) -> None:
+        if stat.S_ISDIR(os.fstat(descriptor).st_mode):
+            raise OSError(22, "Invalid argument")
+        real(descriptor)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    # Execute / Assert: an output is written (best effort); a required sync's failure names the folder
+    write_regular_file(tmp_path / "run.json", "report", b"{}")
+    with pytest.raises(ConfigurationError, match="cannot be synced"):
+        write_regular_file(tmp_path / "budget.json", "state file", b"{}", must_sync_folder=True)
+    assert (tmp_path / "run.json").read_bytes() == b"{}" and (tmp_path / "budget.json").read_bytes() == b"{}"

@@ -3,8 +3,13 @@
 - :func:`read_state` reads the file through :func:`secagg._files.read_regular_file` (a regular
   file of at most 64 KiB, not a symlink, owned by this user or root, writable by its owner only)
   and parses strict JSON (no duplicate key, no NaN): :class:`~secagg.errors.DecodeError` otherwise.
-- :func:`write_atomic` never leaves a half-written file: a temporary file created 0600 in the
-  same directory, written, fsync'd, ``os.replace``'d over the file, the directory fsync'd.
+- :func:`write_state` writes it through the library's one atomic writer,
+  :func:`secagg._files.write_regular_file`, and never leaves a half-written file: a temporary
+  file created 0600 in the same folder, written, fsync'd, ``os.replace``'d over the file, the
+  folder fsync'd. The file is 0600 whatever the umask or the previous file's mode; a folder that
+  cannot be synced is a ConfigurationError (the charge is refused: a record a crash could roll
+  back would let released rounds be spent again); a link, pipe or folder at the path is refused,
+  never replaced.
 - :func:`locked` holds the file's lock across a read-check-write, so two accountants (two
   objects, two processes) never both charge from one count. On POSIX it is ``fcntl.flock`` of
   the lock file ``.<name>.lock`` next to the state file (the state file itself is replaced on
@@ -24,16 +29,15 @@ import contextlib
 import importlib
 import os
 import stat
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
 
-from secagg._files import WRITABLE_BY_OWNER_ONLY, read_regular_file
+from secagg._files import WRITABLE_BY_OWNER_ONLY, read_regular_file, write_regular_file
 from secagg._strict_json import strict_loads
 from secagg.errors import ConfigurationError, DecodeError, StateLockedError
 
-__all__ = ["MAX_STATE_BYTES", "STATE_MODE", "lock_path", "locked", "read_state", "write_atomic"]
+__all__ = ["MAX_STATE_BYTES", "STATE_MODE", "lock_path", "locked", "read_state", "write_state"]
 
 MAX_STATE_BYTES = 1 << 16
 STATE_MODE = 0o600
@@ -76,26 +80,10 @@ def read_state(path: Path) -> dict[str, object] | None:
     return state
 
 
-def write_atomic(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` atomically with mode 0600 (temp file, fsync, replace, fsync dir)."""
-    directory = path.parent if str(path.parent) else Path(".")
-    fd, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=directory)
-    try:
-        os.fchmod(fd, STATE_MODE)
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(temporary, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(temporary)
-        raise
-    dir_fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
+def write_state(path: Path, data: bytes) -> None:
+    """Replace the state file ``path`` with ``data`` through the library's atomic writer, mode 0600,
+    its folder synced or ConfigurationError (module docstring)."""
+    write_regular_file(path, "accountant's state file", data, mode=STATE_MODE, must_sync_folder=True)
 
 
 def lock_path(path: Path) -> Path:

@@ -39,7 +39,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from secagg._validate import require_finite, require_instance, require_int
-from secagg.dp._state_file import MAX_STATE_BYTES, STATE_MODE, locked, read_state, write_atomic
+from secagg.dp._state_file import MAX_STATE_BYTES, STATE_MODE, locked, read_state, write_state
 from secagg.dp.calibration import NoisePlan
 from secagg.dp.config import MAX_ROUNDS, DPConfig
 from secagg.dp.contributors import check_contributors
@@ -267,10 +267,7 @@ class PrivacyAccountant:
     def _save(self, state: dict[str, object]) -> None:
         assert self._path is not None
         data = json.dumps(state, sort_keys=True, indent=1, allow_nan=False).encode("utf-8") + b"\n"
-        try:
-            write_atomic(self._path, data)
-        except OSError as exc:
-            raise ConfigurationError(f"cannot write the accountant's state file {self._path}: {exc}") from exc
+        write_state(self._path, data)  # ConfigurationError if it cannot be written and synced
 
 
 def _probability(name: str, value: object) -> float:

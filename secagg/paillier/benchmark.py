@@ -239,8 +239,8 @@ def _run_from_command_line() -> int:
     problem = paillier_problem(args.key_bits, args.clients, args.threshold)  # an odd key, 2t <= l, ...
     if problem is not None:
         parser.error(problem)  # a usage error naming the option, as argparse's (exit 2)
-    return run_tool("secagg.paillier.benchmark", lambda: main(args))  # a failed write: one line, exit code 2
+    return main(args)
 
 
-if __name__ == "__main__":
-    raise SystemExit(_run_from_command_line())
+if __name__ == "__main__":  # a failed write or Ctrl-C: one line, exit code 2 or 130
+    raise SystemExit(run_tool("secagg.paillier.benchmark", _run_from_command_line))
