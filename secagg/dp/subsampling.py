@@ -23,7 +23,8 @@ Here eps is the distributed discrete Gaussian's curve: the smaller of its two zC
 each order (:func:`secagg.dp.composition.ddg_zcdp_events`; each is valid at every order, so
 their pointwise minimum is too). The bound is evaluated in log space at the integer orders of
 :data:`ORDERS` (the theorem says nothing of fractional ones, where the unsampled curve is kept),
-and rounded up by a relative 1e-12.
+and rounded up: nextafter(value x (1 + 1e-12), +inf), as the refusal residual is (so a bound that
+underflows, about q^2 below 1e-308, is reported as the smallest double, never as 0).
 """
 
 from __future__ import annotations
@@ -84,7 +85,7 @@ def subsampled_rdp(
     """The RDP of one release on a Poisson sample of rate ``q`` at each of ``orders``, of a mechanism
     that is (xi_k + rho_k alpha)-RDP at every order alpha for each pair (rho_k, xi_k): at an integer
     order the module docstring's bound if smaller than the unsampled curve, at a fractional one the
-    unsampled curve; rounded up."""
+    unsampled curve; rounded up (module docstring)."""
     if not 0.0 < q <= 1.0 or not rhos or len(rhos) != len(xis):
         raise ConfigurationError("subsampled_rdp needs 0 < q <= 1 and one xi per rho")
     top = math.floor(max(orders))
@@ -99,4 +100,5 @@ def subsampled_rdp(
         if alpha == int(alpha):
             unsampled = min(unsampled, _amplified(curve, log_factorials, q, int(alpha)))
         out[index] = unsampled
-    return out * _ROUND_UP
+    rounded: NDArray[np.float64] = np.nextafter(out * _ROUND_UP, np.inf)
+    return rounded
