@@ -41,6 +41,7 @@ import numpy.typing as npt
 from fl_core.data import ClientData
 from fl_core.models import DPModel, FloatArray, Params, flatten
 from secagg.dp import DPConfig, RandomSource, SystemRandomSource
+from secagg.dp.subsampling import inclusion_threshold
 from secagg.errors import ConfigurationError
 
 __all__ = ["dp_contribution", "poisson_sample", "public_denominator", "sampling_rng"]
@@ -59,12 +60,13 @@ def sampling_rng(source: RandomSource | None) -> np.random.Generator:
 
 
 def poisson_sample(num_rows: int, rate: float | None, rng: np.random.Generator) -> npt.NDArray[np.bool_]:
-    """Which rows take part: each independently with probability ``rate`` (all if None)."""
+    """Which rows take part: each independently with probability ``rate`` (all if None), or a hair
+    below it where ``rate`` is no multiple of 2^-53 (:func:`secagg.dp.subsampling.inclusion_threshold`)."""
     if rate is None or rate >= 1.0:
         return np.ones(num_rows, dtype=bool)
     if not 0.0 < rate < 1.0:
         raise ConfigurationError(f"sampling rate must be in (0, 1], got {rate}")
-    mask: npt.NDArray[np.bool_] = rng.random(num_rows) < rate
+    mask: npt.NDArray[np.bool_] = rng.random(num_rows) < inclusion_threshold(rate)  # at most rate, exactly
     return mask
 
 
