@@ -19,6 +19,11 @@ for every integer alpha >= 2 (tight up to log(3) / (alpha - 1) and a factor 1 + 
 paper says). Subsampling never hurts (a mixture over the sampled sets, and the Renyi divergence
 is jointly quasi-convex), so the account takes ``min(eps'(alpha), eps(alpha))``.
 
+The theorem's neighbours are add/remove-one and its RDP is symmetric (the divergence both ways
+between the sampled outputs on a dataset and on it plus one patient; the factor 3 is what the
+direction from the smaller dataset's output costs), so it needs the mechanism's RDP both ways: the
+distributed discrete Gaussian's bounds hold for every ordered pair of sums within Delta2.
+
 Here eps is the distributed discrete Gaussian's curve: the smaller of its two zCDP bounds at
 each order (:func:`secagg.dp.composition.ddg_zcdp_events`; each is valid at every order, so
 their pointwise minimum is too). The bound is evaluated in log space at the integer orders of
