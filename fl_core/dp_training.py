@@ -5,6 +5,9 @@ One DP round is one noised gradient step (DP-FedSGD with distributed noise):
 - each hospital includes each of its patients independently with probability q
   (``DPConfig.sampling_rate``; every patient when it is None) — Poisson sampling, what
   the accountant's amplification bound assumes (:mod:`secagg.dp.subsampling`);
+- the sample is a secret of the hospital, as its noise is: the amplification bound holds only
+  if nobody else knows who was sampled, so the simulation draws it from the DP noise source
+  (:func:`sampling_rng`: the OS CSPRNG unless a test seeds it), never from the run's seed;
 - it sums the sampled patients' loss gradients at the **global** model, each clipped to
   L2 norm ``l2_clip`` (:func:`dp_contribution`; vectorised, no loop over patients);
 - the server steps ``w <- w - learning_rate * noised_sum / B`` with a **public** denominator
@@ -37,19 +40,33 @@ import numpy.typing as npt
 
 from fl_core.data import ClientData
 from fl_core.models import DPModel, FloatArray, Params, flatten
-from secagg.dp import DPConfig
+from secagg.dp import DPConfig, RandomSource, SystemRandomSource
+from secagg.dp.subsampling import inclusion_threshold
 from secagg.errors import ConfigurationError
 
-__all__ = ["dp_contribution", "poisson_sample", "public_denominator"]
+__all__ = ["dp_contribution", "poisson_sample", "public_denominator", "sampling_rng"]
+
+_SEED_BYTES = 32
+
+
+def sampling_rng(source: RandomSource | None) -> np.random.Generator:
+    """A hospital's Poisson-sampling randomness: a numpy Generator seeded with 256 bits of
+    ``source`` (the DP noise source; :class:`~secagg.dp.SystemRandomSource`, the OS CSPRNG, when
+    None), so that the sample is as secret as the noise and as reproducible (a seeded source)."""
+    data = (SystemRandomSource() if source is None else source).random_bytes(_SEED_BYTES)
+    if not isinstance(data, (bytes, bytearray)) or len(data) != _SEED_BYTES:
+        raise ConfigurationError(f"the noise source returned no {_SEED_BYTES} bytes for the Poisson sample's seed")
+    return np.random.default_rng(int.from_bytes(data, "little"))
 
 
 def poisson_sample(num_rows: int, rate: float | None, rng: np.random.Generator) -> npt.NDArray[np.bool_]:
-    """Which rows take part: each independently with probability ``rate`` (all if None)."""
+    """Which rows take part: each independently with probability ``rate`` (all if None), or a hair
+    below it where ``rate`` is no multiple of 2^-53 (:func:`secagg.dp.subsampling.inclusion_threshold`)."""
     if rate is None or rate >= 1.0:
         return np.ones(num_rows, dtype=bool)
     if not 0.0 < rate < 1.0:
         raise ConfigurationError(f"sampling rate must be in (0, 1], got {rate}")
-    mask: npt.NDArray[np.bool_] = rng.random(num_rows) < rate
+    mask: npt.NDArray[np.bool_] = rng.random(num_rows) < inclusion_threshold(rate)  # at most rate, exactly
     return mask
 
 

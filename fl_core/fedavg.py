@@ -19,7 +19,10 @@ less than ``tolerance`` (relative) for ``patience`` completed rounds in a row.
 
 Every random choice comes from a numpy Generator derived from (seed, purpose,
 round, client), so two runs with the same seed and different aggregators see the
-same samples, dropouts and minibatches: only the aggregation differs.
+same samples, dropouts and minibatches: only the aggregation differs. The exceptions
+are a DP round's secrets, its noise and its Poisson sample of patients, drawn from
+the DP aggregator's noise source (the OS CSPRNG unless seeded): the amplification by
+sampling holds only if nobody but the hospital knows who was sampled.
 """
 
 from __future__ import annotations
@@ -35,7 +38,7 @@ from fl_core.aggregators.base import AggregationResult, Aggregator, ClientUpdate
 from fl_core.aggregators.binding import model_digest
 from fl_core.data import ClientData
 from fl_core.dp import DPAggregator
-from fl_core.dp_training import dp_contribution, public_denominator
+from fl_core.dp_training import dp_contribution, public_denominator, sampling_rng
 from fl_core.models import DPModel, FloatArray, IntArray, Model, Params, accuracy, flatten, unflatten
 from fl_core.server_opt import ServerOptimizer
 from secagg._validate import require_int
@@ -234,6 +237,8 @@ def _round_updates(
         received = model_digest(params)  # the client's own digest of the global model it trained from
         rng = np.random.default_rng([config.seed, _TRAIN, t, client.client_id])
         if dp is not None:
+            if dp.config.sampling_rate is not None:  # the sample is a secret, as the noise is (dp_training)
+                rng = sampling_rng(dp.quantizer.noise_source)
             vector = dp_contribution(cast(DPModel, model), params, client, dp.config, rng)
         else:
             vector = _local_update(model, params, client, config, rng)

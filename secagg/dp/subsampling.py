@@ -19,11 +19,17 @@ for every integer alpha >= 2 (tight up to log(3) / (alpha - 1) and a factor 1 + 
 paper says). Subsampling never hurts (a mixture over the sampled sets, and the Renyi divergence
 is jointly quasi-convex), so the account takes ``min(eps'(alpha), eps(alpha))``.
 
+The theorem's neighbours are add/remove-one and its RDP is symmetric (the divergence both ways
+between the sampled outputs on a dataset and on it plus one patient; the factor 3 is what the
+direction from the smaller dataset's output costs), so it needs the mechanism's RDP both ways: the
+distributed discrete Gaussian's bounds hold for every ordered pair of sums within Delta2.
+
 Here eps is the distributed discrete Gaussian's curve: the smaller of its two zCDP bounds at
 each order (:func:`secagg.dp.composition.ddg_zcdp_events`; each is valid at every order, so
 their pointwise minimum is too). The bound is evaluated in log space at the integer orders of
 :data:`ORDERS` (the theorem says nothing of fractional ones, where the unsampled curve is kept),
-and rounded up by a relative 1e-12.
+and rounded up: nextafter(value x (1 + 1e-12), +inf), as the refusal residual is (so a bound that
+underflows, about q^2 below 1e-308, is reported as the smallest double, never as 0).
 """
 
 from __future__ import annotations
@@ -36,13 +42,24 @@ from numpy.typing import NDArray
 
 from secagg.errors import ConfigurationError
 
-__all__ = ["ORDERS", "subsampled_rdp"]
+__all__ = ["ORDERS", "inclusion_threshold", "subsampled_rdp"]
 
 _FRACTIONAL = {1.0 + x / 10.0 for x in range(1, 100) if x % 10}
 ORDERS: tuple[float, ...] = tuple(sorted(_FRACTIONAL | {*range(2, 129), 160, 192, 256, 384, 512, 768, 1024}))
 """The Renyi orders a subsampled account is kept at: dp-accounting's fractional orders 1.1..10.9
 (where only the unsampled curve holds) and the integers 2..128, then up to 1024."""
 _ROUND_UP = 1.0 + 1e-12
+
+
+def inclusion_threshold(q: float) -> float:
+    """What a sampler compares numpy's uniforms with to include a row with probability at most q.
+
+    ``Generator.random`` draws k / 2^53 with k uniform below 2^53, so ``random() < q`` would hold
+    with probability ceil(q 2^53) / 2^53, above q whenever q 2^53 is not an integer (every q below
+    1/2 but the multiples of 2^-53). Compared with floor(q 2^53) / 2^53 it holds with exactly that
+    probability, at most q; a sample thinner than accounted is covered (the thinning is part of the
+    mechanism, whose curve it does not raise)."""
+    return math.floor(q * 2.0**53) * 2.0**-53
 
 
 def _log_expm1(x: float) -> float:
@@ -84,7 +101,7 @@ def subsampled_rdp(
     """The RDP of one release on a Poisson sample of rate ``q`` at each of ``orders``, of a mechanism
     that is (xi_k + rho_k alpha)-RDP at every order alpha for each pair (rho_k, xi_k): at an integer
     order the module docstring's bound if smaller than the unsampled curve, at a fractional one the
-    unsampled curve; rounded up."""
+    unsampled curve; rounded up (module docstring)."""
     if not 0.0 < q <= 1.0 or not rhos or len(rhos) != len(xis):
         raise ConfigurationError("subsampled_rdp needs 0 < q <= 1 and one xi per rho")
     top = math.floor(max(orders))
@@ -99,4 +116,5 @@ def subsampled_rdp(
         if alpha == int(alpha):
             unsampled = min(unsampled, _amplified(curve, log_factorials, q, int(alpha)))
         out[index] = unsampled
-    return out * _ROUND_UP
+    rounded: NDArray[np.float64] = np.nextafter(out * _ROUND_UP, np.inf)
+    return rounded

@@ -44,6 +44,7 @@ import numpy as np
 import numpy.typing as npt
 
 from secagg._validate import require_finite, require_int, require_mapping
+from secagg.dp.subsampling import inclusion_threshold
 from secagg.errors import ConfigurationError, SecAggError
 from secagg.integrations._extras import require
 from secagg.integrations._foreign import foreign_reason
@@ -148,7 +149,10 @@ def clipped_gradient_sum(
 
 def poisson_mask(num_rows: int, rate: float | None, rng: np.random.Generator) -> npt.NDArray[np.bool_]:
     """Each row independently with probability ``rate`` (every row if None or 1); ConfigurationError
-    for a rate outside (0, 1] (a rate above 1 is refused, not read as 1)."""
+    for a rate outside (0, 1] (a rate above 1 is refused, not read as 1). The probability is
+    ``rate`` or a hair below it, never above (:func:`secagg.dp.subsampling.inclusion_threshold`).
+    ``rng`` must be one nobody but the hospital can predict: the amplification bound is for a
+    secret sample (docs/privacy.md)."""
     num_rows = require_int("num_rows", num_rows, 0)
     if rate is None:
         return np.ones(num_rows, dtype=bool)
@@ -156,7 +160,7 @@ def poisson_mask(num_rows: int, rate: float | None, rng: np.random.Generator) ->
         raise ConfigurationError(f"sampling rate must be in (0, 1], got {rate}")
     if rate == 1.0:
         return np.ones(num_rows, dtype=bool)
-    mask: npt.NDArray[np.bool_] = rng.random(num_rows) < rate
+    mask: npt.NDArray[np.bool_] = rng.random(num_rows) < inclusion_threshold(rate)  # at most rate, exactly
     return mask
 
 
@@ -281,7 +285,9 @@ def run_dp_round(
     Every hospital's contribution is computed at the current (global) ``model``; the
     aggregator noises and sums them; the model takes the step if the round was released
     (a round refused by the budget, or with fewer than h contributors, leaves it unchanged).
-    ``rng`` drives the simulation's sampling and rounding (a hospital's own in deployment).
+    ``rng`` drives the simulation's sampling and rounding (a hospital's own in deployment, one
+    nobody else can predict: the amplification by sampling holds only for a secret sample, e.g.
+    an unseeded ``np.random.default_rng()``, which numpy seeds from the OS; docs/privacy.md).
 
     The step divides by a public denominator, given as exactly one of: ``declared_sizes``
     (hospital id -> declared number of patients, public): ``q * sum`` over the hospitals

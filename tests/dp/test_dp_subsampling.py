@@ -8,6 +8,7 @@ import itertools
 import math
 
 import dp_accounting
+import mpmath
 import numpy as np
 import pytest
 from dp_accounting.rdp import rdp_privacy_accountant as rdp_module
@@ -133,3 +134,41 @@ def test_dp_accounting_has_no_subsampling_bound_for_a_zcdp_event() -> None:
     accountant = dp_accounting.rdp.RdpAccountant()
     event = dp_accounting.PoissonSampledDpEvent(0.1, dp_accounting.ZCDpEvent(0.1))
     assert not accountant.supports(event)
+
+
+def test_rounds_up_where_the_amplified_bound_underflows() -> None:
+    # At q = 1e-200 the bound is about q^2 e^eps(2) / 2 ~ 1e-400, below the smallest double: the
+    # account must not report 0 (an underestimate), but the smallest double above it.
+    integers = [2, 3, 10, 128, 1024]
+    ours = subsampled_rdp([1e-3], [0.0], 1e-200, integers)
+    with mpmath.workdps(1000):  # 1 + 1e-400 needs 400 digits to differ from 1
+        exact = [zhu_wang.amplified([(1e-3, 0.0)], 1e-200, order) for order in integers]
+    assert all(0 < value < 1e-300 for value in exact)
+    assert all(mine >= value for mine, value in zip(ours, exact, strict=True))
+
+
+@settings(max_examples=12, deadline=None)
+@given(
+    log_rho=st.floats(-6.0, 1.7),
+    xi=st.floats(0.0, 1.0),
+    log_q=st.floats(-9.0, 0.0),
+    near_one=st.booleans(),
+)
+def test_tiny_and_near_one_rates_and_high_orders_stay_finite_and_above_the_theorem(
+    log_rho: float, xi: float, log_q: float, near_one: bool
+) -> None:
+    # The rates the first property test leaves out (q down to 1e-9, and 1 - q down to 1e-9) and
+    # curves up to rho = 50 (e^((l - 1) eps(l)) far beyond a double at l = 1024): every value is
+    # finite, non-negative, and no smaller than the theorem at 50 digits.
+    rho, q = 10.0**log_rho, 10.0**log_q
+    if near_one:
+        q = 1.0 - q if q < 1.0 else q
+    pairs = [(rho, xi), (rho * 1.5, 0.0)]
+    ours = subsampled_rdp([rho, rho * 1.5], [xi, 0.0], q)
+    assert np.all(np.isfinite(ours)) and np.all(ours >= 0)
+    for order, mine in zip(ORDERS, ours, strict=True):
+        reference = zhu_wang.curve(pairs, order)
+        if order == int(order) and q < 1.0:
+            reference = min(reference, zhu_wang.amplified(pairs, q, int(order)))
+        assert mine >= reference
+        assert mine <= reference * (1 + 2e-12) + 1e-320
