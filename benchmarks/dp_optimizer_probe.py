@@ -67,6 +67,7 @@ __all__ = [
     "contribution",
     "run",
     "server_step",
+    "trained",
 ]
 
 TUNING_SEEDS = tuple(range(100, 110))
@@ -314,7 +315,14 @@ def _clipped(federation: Federation, bound: float | None) -> Federation:
 
 def run(seed: int, epsilon: float, replicate: int, variant: OptVariant, rounds: int = 20,
         noise_free: bool = False) -> float:  # fmt: skip
-    """Held-out accuracy after ``rounds`` rounds of ``variant`` (the recipe's noise streams).
+    """Held-out accuracy after ``rounds`` rounds of ``variant`` (the recipe's noise streams)."""
+    model, params, federation = trained(seed, epsilon, replicate, variant, rounds, noise_free)
+    return accuracy(model, params, federation.test_features, federation.test_labels)
+
+
+def trained(seed: int, epsilon: float, replicate: int, variant: OptVariant, rounds: int = 20,
+            noise_free: bool = False) -> tuple[LogisticRegression, list[FloatArray], Federation]:  # fmt: skip
+    """The model, its parameters after ``rounds`` rounds of ``variant`` and the (clipped) federation.
 
     ``variant.releases`` = K: each round makes K releases, the noise calibrated for ``rounds * K`` of them
     after the moments release (:func:`fl_core.demo_dp.dp_setup` with ``rounds * K`` rounds); the training
@@ -355,7 +363,7 @@ def run(seed: int, epsilon: float, replicate: int, variant: OptVariant, rounds: 
         params = unflatten(moved, params)
     if average is not None:
         params = unflatten(average, params)
-    return accuracy(model, params, federation.test_features, federation.test_labels)
+    return model, params, federation
 
 
 CLOSED_FORMS = ("ridge", "lda", "gaussian-nb")

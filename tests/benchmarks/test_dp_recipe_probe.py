@@ -222,7 +222,11 @@ def test_releases_per_round_recalibrate_for_every_release() -> None:
     two = named["2 releases/round"]
     assert (two.releases, two.learning_rate, two.momentum) == (2, 4.0, 0.5)
     # two releases per round over 3 rounds are the recipe's loop over 6 rounds (same plan, same noise)
-    assert optimizers.run(100, epsilon, 0, two, rounds=rounds) == optimizers.run(100, epsilon, 0, named["recipe"], 6)
-    assert optimizers.run(100, epsilon, 0, dataclasses.replace(two, releases=1), rounds=rounds) == optimizers.run(
-        100, epsilon, 0, named["recipe"], rounds
-    )
+    final = {
+        (k, r): flatten(optimizers.trained(100, epsilon, 0, dataclasses.replace(two, releases=k), rounds=r)[1])
+        for k, r in ((2, rounds), (1, 2 * rounds), (1, rounds))
+    }
+    assert np.array_equal(final[2, rounds], final[1, 2 * rounds])
+    assert not np.allclose(final[1, rounds], final[1, 2 * rounds])
+    recipe_final = flatten(optimizers.trained(100, epsilon, 0, named["recipe"], rounds)[1])
+    assert np.array_equal(recipe_final, final[1, rounds])  # one release per round is the recipe, bit for bit
