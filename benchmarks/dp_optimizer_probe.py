@@ -22,6 +22,8 @@ changes that cost no privacy, each against the recipe on the same noise
   recipe's per-example clipping on top;
 - the moments release's share of epsilon (``moments_share``; the rounds are recalibrated after it
   in the same Renyi account, as :func:`fl_core.demo_dp.dp_setup` does).
+- **several releases per round** (``releases`` K): K secure sums of the full-batch clipped gradient per
+  round, the server stepping after each, the noise calibrated for ``rounds * K`` releases (:func:`run`);
 - **combinations** (:data:`COMBINED_WITH`): the recipe probe's two-stage moments release and
   "mean+worst" feature subset (``scaling``, ``features``; :func:`dp_recipe_probe.scaled_setup`, the
   same noise streams) with the recipe's step, EMA 0.5, step 6 or noise-corrected Adam, for a preset
@@ -66,6 +68,7 @@ __all__ = [
     "contribution",
     "run",
     "server_step",
+    "trained",
 ]
 
 TUNING_SEEDS = tuple(range(100, 110))
@@ -91,6 +94,19 @@ class OptVariant:
     exact_newton_ridge: float | None = None
     features: str = "none"  # as dp_recipe_probe.Variant: "mean+worst", "worst", ...
     scaling: str = "release"  # as dp_recipe_probe.Variant: "two-stage", "exact" (leaks)
+    releases: int = 1  # noised releases (secure sums) per FL round, the server stepping after each
+
+
+def _release_steps(k: int) -> tuple[tuple[str, float, float, float | None], ...]:
+    """(name suffix, step, momentum, EMA) tried with ``k`` releases per round: the recipe's step, its
+    ``1 / sqrt(k)`` and ``1 / k`` shares, the ``1 / k`` step with momentum ``1 - 1 / (2 k)`` (the recipe's
+    step per unit of smoothed gradient, 4 / (1 - 0.5)), and EMAs of the iterates."""
+    root, share = 4.0 / math.sqrt(k), 4.0 / k
+    return (
+        ("", 4.0, 0.5, None), (f" lr {root:.3g}", root, 0.5, None), (f" lr {share:.3g}", share, 0.5, None),
+        (f" lr {share:.3g} m{1.0 - share / 8.0:.3g}", share, 1.0 - share / 8.0, None), (" ema0.5", 4.0, 0.5, 0.5),
+        (f" lr {root:.3g} ema{1.0 - 0.5 / k:.3g}", root, 0.5, 1.0 - 0.5 / k),
+    )  # fmt: skip
 
 
 _ADAM_FLOOR = OptVariant(
@@ -204,6 +220,11 @@ VARIANTS = (
     OptVariant("moments 0.1", moments_share=0.1),
     OptVariant("moments 0.05", moments_share=0.05),
     OptVariant("moments 0.3", moments_share=0.3),
+    *(  # several releases per round: rounds x K releases, the noise calibrated for all of them
+        OptVariant(f"{k} releases/round{suffix}", learning_rate=lr, momentum=m, ema=ema, releases=k)
+        for k in (2, 3, 5, 10)
+        for suffix, lr, m, ema in _release_steps(k)
+    ),
 )
 
 
@@ -295,9 +316,21 @@ def _clipped(federation: Federation, bound: float | None) -> Federation:
 
 def run(seed: int, epsilon: float, replicate: int, variant: OptVariant, rounds: int = 20,
         noise_free: bool = False) -> float:  # fmt: skip
-    """Held-out accuracy after ``rounds`` steps of ``variant`` (the recipe's noise streams)."""
+    """Held-out accuracy after ``rounds`` rounds of ``variant`` (the recipe's noise streams)."""
+    model, params, federation = trained(seed, epsilon, replicate, variant, rounds, noise_free)
+    return accuracy(model, params, federation.test_features, federation.test_labels)
+
+
+def trained(seed: int, epsilon: float, replicate: int, variant: OptVariant, rounds: int = 20,
+            noise_free: bool = False) -> tuple[LogisticRegression, list[FloatArray], Federation]:  # fmt: skip
+    """The model, its parameters after ``rounds`` rounds of ``variant`` and the (clipped) federation.
+
+    ``variant.releases`` = K: each round makes K releases, the noise calibrated for ``rounds * K`` of them
+    after the moments release (:func:`fl_core.demo_dp.dp_setup` with ``rounds * K`` rounds); the training
+    noise then has another variance, so only the moments release is paired with the recipe's."""
+    steps = rounds * variant.releases
     _, model, federation, aggregator = scaled_setup(
-        seed, epsilon, replicate, rounds, variant.features, variant.scaling, variant.moments_share
+        seed, epsilon, replicate, steps, variant.features, variant.scaling, variant.moments_share
     )
     assert isinstance(model, LogisticRegression)
     federation = _clipped(federation, variant.feature_clip)
@@ -310,7 +343,7 @@ def run(seed: int, epsilon: float, replicate: int, variant: OptVariant, rounds: 
     inverse = (
         None if variant.exact_newton_ridge is None else _quadratic_bound_inverse(federation, variant.exact_newton_ridge)
     )
-    for step in range(1, rounds + 1):
+    for step in range(1, steps + 1):
         contributions = [contribution(model, params, c, clip, variant) for c in federation.clients]
         if noise_free:
             total = np.sum(contributions, axis=0)
@@ -331,7 +364,7 @@ def run(seed: int, epsilon: float, replicate: int, variant: OptVariant, rounds: 
         params = unflatten(moved, params)
     if average is not None:
         params = unflatten(average, params)
-    return accuracy(model, params, federation.test_features, federation.test_labels)
+    return model, params, federation
 
 
 CLOSED_FORMS = ("ridge", "lda", "gaussian-nb")

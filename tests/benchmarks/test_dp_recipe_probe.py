@@ -19,6 +19,7 @@ from fl_core.dp_training import dp_contribution
 from fl_core.fedavg import run_fedavg
 from fl_core.models import LogisticRegression, accuracy, flatten, unflatten
 from fl_core.server_opt import ServerOptimizer
+from secagg.dp import calibrate
 
 pytest.importorskip("dp_accounting")
 
@@ -203,3 +204,29 @@ def test_two_stage_release_of_a_feature_subset_uses_its_ranges() -> None:
     assert np.all(np.isfinite(federation.test_features))
     with pytest.raises(ValueError, match="unknown scaling"):
         probe.scaled_setup(100, 3.0, 0, 2, scaling="pooled")
+
+
+def test_releases_per_round_recalibrate_for_every_release() -> None:
+    """K releases per round: the training's noise is calibrated for rounds x K releases after the recipe's
+    moments release, in one Renyi account, and spends the same epsilon; the run makes rounds x K steps."""
+    rounds, epsilon = 3, 1.0
+    recipe = probe.scaled_setup(100, epsilon, 0, rounds)[3].plan
+    twice = probe.scaled_setup(100, epsilon, 0, 2 * rounds)[3].plan
+    assert (recipe.config.rounds, twice.config.rounds) == (rounds, 2 * rounds)
+    assert twice.preceding == recipe.preceding and len(twice.preceding) == 1  # the same moments release
+    assert calibrate(twice.config, num_clients=5, scale=twice.scale, dimension=twice.dimension,
+                     preceding=twice.preceding) == twice  # fmt: skip
+    assert twice.spent_after(2 * rounds)[0] <= epsilon < twice.spent_after(2 * rounds + 1)[0]
+    assert twice.variance / twice.scale**2 > 1.5 * recipe.variance / recipe.scale**2  # about twice the noise variance
+    named = {v.name: v for v in optimizers.VARIANTS}
+    two = named["2 releases/round"]
+    assert (two.releases, two.learning_rate, two.momentum) == (2, 4.0, 0.5)
+    # two releases per round over 3 rounds are the recipe's loop over 6 rounds (same plan, same noise)
+    final = {
+        (k, r): flatten(optimizers.trained(100, epsilon, 0, dataclasses.replace(two, releases=k), rounds=r)[1])
+        for k, r in ((2, rounds), (1, 2 * rounds), (1, rounds))
+    }
+    assert np.array_equal(final[2, rounds], final[1, 2 * rounds])
+    assert not np.allclose(final[1, rounds], final[1, 2 * rounds])
+    recipe_final = flatten(optimizers.trained(100, epsilon, 0, named["recipe"], rounds)[1])
+    assert np.array_equal(recipe_final, final[1, rounds])  # one release per round is the recipe, bit for bit
