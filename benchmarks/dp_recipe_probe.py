@@ -54,7 +54,7 @@ from fl_core.dp import DPAggregator
 from fl_core.dp_moments import _scaled
 from fl_core.dp_presets import default_min_honest, dp_config
 from fl_core.dp_training import dp_contribution, public_denominator
-from fl_core.fedavg import _AGGREGATE, _INIT, _SAMPLE, _TRAIN, _sample_clients
+from fl_core.fedavg import _AGGREGATE, _INIT, _SAMPLE, _sample_clients
 from fl_core.models import FloatArray, LogisticRegression, Model, accuracy, flatten, unflatten
 from fl_core.public_scaling import PUBLIC_FEATURE_RANGES, public_scaler
 from secagg._cli_options import MAX_REPEATS, MAX_ROUNDS, MAX_SEED, _integer, _real
@@ -314,9 +314,7 @@ def trajectory(
         updates = [
             ClientUpdate(
                 c.client_id,
-                dp_contribution(
-                    model, params, c, aggregator.config, np.random.default_rng([seed, _TRAIN, step, c.client_id])
-                )
+                dp_contribution(model, params, c, aggregator.config, aggregator.quantizer.noise_source)
                 if variant.local_steps == 1
                 else local_contribution(model, params, c, aggregator.config.l2_clip, variant.local_steps, step_size),
                 c.num_samples,

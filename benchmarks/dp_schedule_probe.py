@@ -27,7 +27,6 @@ from fl_core import demo
 from fl_core.demo_dp import dp_setup, noise_std
 from fl_core.dp import DPAggregator
 from fl_core.dp_training import dp_contribution, public_denominator
-from fl_core.fedavg import _TRAIN
 from fl_core.models import FloatArray, LogisticRegression, accuracy, flatten, unflatten
 from secagg._cli_options import MAX_REPEATS, MAX_ROUNDS, MAX_SEED, _integer, _real
 from secagg._outputs import run_tool
@@ -66,7 +65,7 @@ def scheduled_accuracy(seed: int, epsilon: float, replicate: int, power: float, 
     params, velocity = model.init(np.random.default_rng(0)), None
     for step in range(1, rounds + 1):
         total = sum(
-            dp_contribution(model, params, c, dp, np.random.default_rng([seed, _TRAIN, step, c.client_id]))
+            dp_contribution(model, params, c, dp, aggregator.quantizer.noise_source)  # a sample's secret source
             for c in federation.clients
         )
         gradient = np.asarray(total) / denominator

@@ -6,8 +6,9 @@ One DP round is one noised gradient step (DP-FedSGD with distributed noise):
   (``DPConfig.sampling_rate``; every patient when it is None) — Poisson sampling, what
   the accountant's amplification bound assumes (:mod:`secagg.dp.subsampling`);
 - the sample is a secret of the hospital, as its noise is: the amplification bound holds only
-  if nobody else knows who was sampled, so the simulation draws it from the DP noise source
-  (:func:`sampling_rng`: the OS CSPRNG unless a test seeds it), never from the run's seed;
+  if nobody else knows who was sampled, so it is read from a :class:`~secagg.dp.RandomSource`
+  (:func:`secagg.dp.poisson_mask`; the simulation passes the DP noise source: the OS CSPRNG
+  unless a test seeds it), never from a numpy Generator nor the run's seed;
 - it sums the sampled patients' loss gradients at the **global** model, each clipped to
   L2 norm ``l2_clip`` (:func:`dp_contribution`; vectorised, no loop over patients);
 - the server steps ``w <- w - learning_rate * noised_sum / B`` with a **public** denominator
@@ -36,50 +37,26 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
-import numpy.typing as npt
 
 from fl_core.data import ClientData
 from fl_core.models import DPModel, FloatArray, Params, flatten
-from secagg.dp import DPConfig, RandomSource, SystemRandomSource
-from secagg.dp.subsampling import inclusion_threshold
+from secagg.dp import DPConfig, RandomSource, poisson_mask
 from secagg.errors import ConfigurationError
 
-__all__ = ["dp_contribution", "poisson_sample", "public_denominator", "sampling_rng"]
-
-_SEED_BYTES = 32
-
-
-def sampling_rng(source: RandomSource | None) -> np.random.Generator:
-    """A hospital's Poisson-sampling randomness: a numpy Generator seeded with 256 bits of
-    ``source`` (the DP noise source; :class:`~secagg.dp.SystemRandomSource`, the OS CSPRNG, when
-    None), so that the sample is as secret as the noise and as reproducible (a seeded source)."""
-    data = (SystemRandomSource() if source is None else source).random_bytes(_SEED_BYTES)
-    if not isinstance(data, (bytes, bytearray)) or len(data) != _SEED_BYTES:
-        raise ConfigurationError(f"the noise source returned no {_SEED_BYTES} bytes for the Poisson sample's seed")
-    return np.random.default_rng(int.from_bytes(data, "little"))
-
-
-def poisson_sample(num_rows: int, rate: float | None, rng: np.random.Generator) -> npt.NDArray[np.bool_]:
-    """Which rows take part: each independently with probability ``rate`` (all if None), or a hair
-    below it where ``rate`` is no multiple of 2^-53 (:func:`secagg.dp.subsampling.inclusion_threshold`)."""
-    if rate is None or rate >= 1.0:
-        return np.ones(num_rows, dtype=bool)
-    if not 0.0 < rate < 1.0:
-        raise ConfigurationError(f"sampling rate must be in (0, 1], got {rate}")
-    mask: npt.NDArray[np.bool_] = rng.random(num_rows) < inclusion_threshold(rate)  # at most rate, exactly
-    return mask
+__all__ = ["dp_contribution", "public_denominator"]
 
 
 def dp_contribution(
-    model: DPModel, params: Params, data: ClientData, dp: DPConfig, rng: np.random.Generator
+    model: DPModel, params: Params, data: ClientData, dp: DPConfig, source: RandomSource | None = None
 ) -> FloatArray:
     """A hospital's float contribution to a DP round: the sum over its Poisson-sampled
     patients of their gradients at ``params``, each clipped to ``dp.l2_clip`` (flattened).
 
-    One patient changes it by at most ``dp.l2_clip`` in L2 (added or removed). ``rng`` is
-    the hospital's private sampling randomness.
+    One patient changes it by at most ``dp.l2_clip`` in L2 (added or removed). ``source`` is
+    the hospital's secret sampling randomness (:func:`secagg.dp.poisson_mask`; the OS CSPRNG
+    when None; a numpy Generator is refused).
     """
-    mask = poisson_sample(data.num_samples, dp.sampling_rate, rng)
+    mask = poisson_mask(data.num_samples, dp.sampling_rate, source)
     if not mask.any():
         return np.zeros(sum(int(p.size) for p in params))
     return flatten(model.clipped_gradient_sum(params, data.features[mask], data.labels[mask], dp.l2_clip))

@@ -38,7 +38,7 @@ from fl_core.aggregators.base import AggregationResult, Aggregator, ClientUpdate
 from fl_core.aggregators.binding import model_digest
 from fl_core.data import ClientData
 from fl_core.dp import DPAggregator
-from fl_core.dp_training import dp_contribution, public_denominator, sampling_rng
+from fl_core.dp_training import dp_contribution, public_denominator
 from fl_core.models import DPModel, FloatArray, IntArray, Model, Params, accuracy, flatten, unflatten
 from fl_core.server_opt import ServerOptimizer
 from secagg._validate import require_int
@@ -235,12 +235,10 @@ def _round_updates(
     expected = flatten(params)
     for client in sampled:
         received = model_digest(params)  # the client's own digest of the global model it trained from
-        rng = np.random.default_rng([config.seed, _TRAIN, t, client.client_id])
-        if dp is not None:
-            if dp.config.sampling_rate is not None:  # the sample is a secret, as the noise is (dp_training)
-                rng = sampling_rng(dp.quantizer.noise_source)
-            vector = dp_contribution(cast(DPModel, model), params, client, dp.config, rng)
+        if dp is not None:  # the sample is a secret, as the noise is: drawn from the noise source (dp_training)
+            vector = dp_contribution(cast(DPModel, model), params, client, dp.config, dp.quantizer.noise_source)
         else:
+            rng = np.random.default_rng([config.seed, _TRAIN, t, client.client_id])
             vector = _local_update(model, params, client, config, rng)
         problem = _malformed(vector, expected.shape[0])
         if problem is not None:

@@ -7,8 +7,9 @@ bound into the session descriptor), the noise calibration
 (:func:`calibrate` -> :class:`NoisePlan`, distributed discrete Gaussian of
 Kairouz, Liu, Steinke 2021), the budget accountant
 (:class:`PrivacyAccountant`, persisted, refusing a round that would exceed the
-budget) and the exact integer sampler (:func:`sample_discrete_gaussian`,
-docs/spec.md section 19). Calibration and accounting need the optional ``dp``
+budget), the exact integer sampler (:func:`sample_discrete_gaussian`,
+docs/spec.md section 19) and the secret Poisson sample of patients
+(:func:`poisson_mask`). Calibration and accounting need the optional ``dp``
 extra (``dp-accounting``), imported lazily; docs/privacy.md explains the guarantee.
 """
 
@@ -18,6 +19,7 @@ from secagg.dp.accountant import PrivacyAccountant, PrivacySpent
 from secagg.dp.calibration import NoisePlan, Preceding, calibrate, noise_tail_bound
 from secagg.dp.config import MECHANISM_DDG, DPConfig
 from secagg.dp.contributors import check_contributors, contributor_shortfall
+from secagg.dp.poisson import poisson_mask
 from secagg.dp.sampler import (
     RandomSource,
     SeededRandomSource,
@@ -42,6 +44,7 @@ __all__ = [
     "contributor_shortfall",
     "discrete_gaussian_pmf",
     "noise_tail_bound",
+    "poisson_mask",
     "sample_discrete_gaussian",
     "sample_discrete_laplace",
 ]

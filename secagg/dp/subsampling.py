@@ -17,7 +17,8 @@ with
 
 for every integer alpha >= 2 (tight up to log(3) / (alpha - 1) and a factor 1 + O(q), the
 paper says). Subsampling never hurts (a mixture over the sampled sets, and the Renyi divergence
-is jointly quasi-convex), so the account takes ``min(eps'(alpha), eps(alpha))``.
+is jointly quasi-convex), so the account takes ``min(eps'(alpha), eps(alpha))``. The sample the
+bound is about is drawn by :func:`secagg.dp.poisson_mask`: secret, at a rate of at most q.
 
 The theorem's neighbours are add/remove-one and its RDP is symmetric (the divergence both ways
 between the sampled outputs on a dataset and on it plus one patient; the factor 3 is what the
@@ -42,24 +43,13 @@ from numpy.typing import NDArray
 
 from secagg.errors import ConfigurationError
 
-__all__ = ["ORDERS", "inclusion_threshold", "subsampled_rdp"]
+__all__ = ["ORDERS", "subsampled_rdp"]
 
 _FRACTIONAL = {1.0 + x / 10.0 for x in range(1, 100) if x % 10}
 ORDERS: tuple[float, ...] = tuple(sorted(_FRACTIONAL | {*range(2, 129), 160, 192, 256, 384, 512, 768, 1024}))
 """The Renyi orders a subsampled account is kept at: dp-accounting's fractional orders 1.1..10.9
 (where only the unsampled curve holds) and the integers 2..128, then up to 1024."""
 _ROUND_UP = 1.0 + 1e-12
-
-
-def inclusion_threshold(q: float) -> float:
-    """What a sampler compares numpy's uniforms with to include a row with probability at most q.
-
-    ``Generator.random`` draws k / 2^53 with k uniform below 2^53, so ``random() < q`` would hold
-    with probability ceil(q 2^53) / 2^53, above q whenever q 2^53 is not an integer (every q below
-    1/2 but the multiples of 2^-53). Compared with floor(q 2^53) / 2^53 it holds with exactly that
-    probability, at most q; a sample thinner than accounted is covered (the thinning is part of the
-    mechanism, whose curve it does not raise)."""
-    return math.floor(q * 2.0**53) * 2.0**-53
 
 
 def _log_expm1(x: float) -> float:

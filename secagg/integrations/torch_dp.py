@@ -2,7 +2,8 @@
 
 A DP round for a PyTorch model, the same as fl_core's (:mod:`fl_core.dp_training`):
 
-1. each hospital Poisson-samples its patients (:func:`poisson_mask`) and computes
+1. each hospital Poisson-samples its patients (:func:`secagg.dp.poisson_mask`, from a secret
+   :class:`~secagg.dp.RandomSource`: the OS CSPRNG unless a test seeds one) and computes
    :func:`clipped_gradient_sum`: every sampled patient's loss gradient at the global
    model, clipped to L2 norm ``l2_clip`` over all trainable parameters, summed;
 2. the float sum goes to a DP aggregator (``make_aggregator(name, dp=DPConfig(...),
@@ -44,7 +45,7 @@ import numpy as np
 import numpy.typing as npt
 
 from secagg._validate import require_finite, require_int, require_mapping
-from secagg.dp.subsampling import inclusion_threshold
+from secagg.dp.poisson import poisson_mask
 from secagg.errors import ConfigurationError, SecAggError
 from secagg.integrations._extras import require
 from secagg.integrations._foreign import foreign_reason
@@ -57,9 +58,9 @@ if TYPE_CHECKING:
     from torch.nn import Module
 
     from fl_core.aggregators.base import AggregationResult, Aggregator, ClientUpdate, DropoutStage
-    from secagg.dp import DPConfig
+    from secagg.dp import DPConfig, RandomSource
 
-__all__ = ["apply_dp_step", "clipped_gradient_sum", "dp_contribution", "dp_update", "poisson_mask", "run_dp_round"]
+__all__ = ["apply_dp_step", "clipped_gradient_sum", "dp_contribution", "dp_update", "run_dp_round"]
 
 FloatVector = npt.NDArray[np.float64]
 LossFn = Callable[["Tensor", "Tensor"], "Tensor"]
@@ -147,28 +148,13 @@ def clipped_gradient_sum(
     return summed
 
 
-def poisson_mask(num_rows: int, rate: float | None, rng: np.random.Generator) -> npt.NDArray[np.bool_]:
-    """Each row independently with probability ``rate`` (every row if None or 1); ConfigurationError
-    for a rate outside (0, 1] (a rate above 1 is refused, not read as 1). The probability is
-    ``rate`` or a hair below it, never above (:func:`secagg.dp.subsampling.inclusion_threshold`).
-    ``rng`` must be one nobody but the hospital can predict: the amplification bound is for a
-    secret sample (docs/privacy.md)."""
-    num_rows = require_int("num_rows", num_rows, 0)
-    if rate is None:
-        return np.ones(num_rows, dtype=bool)
-    if not 0.0 < require_finite("sampling rate", rate) <= 1.0:
-        raise ConfigurationError(f"sampling rate must be in (0, 1], got {rate}")
-    if rate == 1.0:
-        return np.ones(num_rows, dtype=bool)
-    mask: npt.NDArray[np.bool_] = rng.random(num_rows) < inclusion_threshold(rate)  # at most rate, exactly
-    return mask
-
-
 def dp_contribution(
-    model: Module, loss_fn: LossFn, inputs: Tensor, targets: Tensor, dp: DPConfig, rng: np.random.Generator
+    model: Module, loss_fn: LossFn, inputs: Tensor, targets: Tensor, dp: DPConfig, source: RandomSource | None = None
 ) -> FloatVector:
-    """A hospital's float contribution: the clipped gradient sum over its Poisson sample."""
-    mask = _torch().from_numpy(poisson_mask(int(inputs.shape[0]), dp.sampling_rate, rng))
+    """A hospital's float contribution: the clipped gradient sum over its Poisson sample, drawn from
+    ``source`` (:func:`secagg.dp.poisson_mask`: the OS CSPRNG when None; a numpy Generator is refused,
+    the amplification bound being for a sample nobody but the hospital can predict)."""
+    mask = _torch().from_numpy(poisson_mask(int(inputs.shape[0]), dp.sampling_rate, source))
     return clipped_gradient_sum(model, loss_fn, inputs[mask], targets[mask], dp.l2_clip)
 
 
@@ -179,14 +165,15 @@ def dp_update(
     inputs: Tensor,
     targets: Tensor,
     dp: DPConfig,
-    rng: np.random.Generator,
+    source: RandomSource | None = None,
 ) -> ClientUpdate:
     """A hospital's update for a DP aggregator: :func:`dp_contribution` at ``model`` (the global
-    model it received), weighted by its batch size (at least 1), declaring ``model_digest(model,
-    buffers=True)`` and ``dp.digest()``; aggregated with the global model's digest, an update
-    computed at another model, or under another DP configuration than the aggregator's (another
-    clip or sampling rate than the noise is sized for), is refused (``result.refused``)."""
-    return _staged_update(client_id, model, loss_fn, inputs, targets, dp, rng, [])
+    model it received; its Poisson sample from ``source``, the OS CSPRNG when None), weighted by its
+    batch size (at least 1), declaring ``model_digest(model, buffers=True)`` and ``dp.digest()``;
+    aggregated with the global model's digest, an update computed at another model, or under another
+    DP configuration than the aggregator's (another clip or sampling rate than the noise is sized
+    for), is refused (``result.refused``)."""
+    return _staged_update(client_id, model, loss_fn, inputs, targets, dp, source, [])
 
 
 _SAMPLE, _COPY, _GRADIENTS = (
@@ -201,7 +188,7 @@ def _staged_update(
     inputs: Tensor,
     targets: Tensor,
     dp: DPConfig,
-    rng: np.random.Generator,
+    source: RandomSource | None,
     stage: list[str],
 ) -> ClientUpdate:
     """:func:`dp_update`, appending to ``stage`` each stage as it starts (its sample, its copy's
@@ -209,7 +196,7 @@ def _staged_update(
     from fl_core.aggregators.base import ClientUpdate  # noqa: PLC0415 (fl_core is optional here)
 
     stage.append(_SAMPLE)
-    mask = _torch().from_numpy(poisson_mask(int(inputs.shape[0]), dp.sampling_rate, rng))
+    mask = _torch().from_numpy(poisson_mask(int(inputs.shape[0]), dp.sampling_rate, source))
     sampled = inputs[mask], targets[mask]
     stage.append(_COPY)
     digest = model_digest(model, buffers=True)
@@ -285,9 +272,10 @@ def run_dp_round(
     Every hospital's contribution is computed at the current (global) ``model``; the
     aggregator noises and sums them; the model takes the step if the round was released
     (a round refused by the budget, or with fewer than h contributors, leaves it unchanged).
-    ``rng`` drives the simulation's sampling and rounding (a hospital's own in deployment, one
-    nobody else can predict: the amplification by sampling holds only for a secret sample, e.g.
-    an unseeded ``np.random.default_rng()``, which numpy seeds from the OS; docs/privacy.md).
+    Each hospital's Poisson sample is drawn from the DP aggregator's noise source
+    (``make_aggregator(..., noise_source=...)``: the OS CSPRNG unless a test seeds one), a secret
+    as the noise is: the amplification by sampling holds only for a sample nobody but the hospital
+    can predict (docs/privacy.md). ``rng`` drives the aggregator's stochastic rounding only.
 
     The step divides by a public denominator, given as exactly one of: ``declared_sizes``
     (hospital id -> declared number of patients, public): ``q * sum`` over the hospitals
@@ -340,7 +328,8 @@ def run_dp_round(
         stage: list[str] = []
         try:  # a contribution that cannot be computed (its copy or data raise) is this hospital's alone
             copy = given.get(client, model)
-            updates.append(_staged_update(client, copy, loss_fn, x, y, aggregator.config, rng, stage))
+            source = aggregator.quantizer.noise_source  # the sample is a secret, as the noise is
+            updates.append(_staged_update(client, copy, loss_fn, x, y, aggregator.config, source, stage))
             continue
         except MemoryError:
             raise  # the aggregating party's own resources, not this hospital's fault

@@ -67,7 +67,8 @@ def test_one_local_step_is_the_recipe_contribution() -> None:
     params = [np.full_like(p, 0.01) for p in model.init(np.random.default_rng(0))]
     dp = dp_config("breast-cancer", 1.0, rounds=1, hospitals=5)
     one = probe.local_contribution(model, params, client, dp.l2_clip, 1, 0.5)
-    assert np.array_equal(one, dp_contribution(model, params, client, dp, np.random.default_rng(0)))
+    assert dp.sampling_rate is None  # every patient: the sample draws nothing from its source
+    assert np.array_equal(one, dp_contribution(model, params, client, dp))
     many = probe.local_contribution(model, params, client, dp.l2_clip, 8, 0.05)
     assert not np.allclose(many, one)
     # each step's clipped sum is at most num_samples * clip in L2, and so is their mean

@@ -14,10 +14,10 @@ from fl_core.aggregators import make_aggregator
 from fl_core.aggregators.base import AggregationResult, ClientUpdate, DropoutStage, client_rounding_rng
 from fl_core.data import ClientData
 from fl_core.dp import DPAggregator, DPQuantizer, dp_quantization, noised_encoding
-from fl_core.dp_training import dp_contribution, poisson_sample, public_denominator
+from fl_core.dp_training import dp_contribution, public_denominator
 from fl_core.fedavg import FedAvgConfig, run_fedavg
 from fl_core.models import MLP, LogisticRegression, flatten
-from secagg.dp import DPConfig, SeededRandomSource
+from secagg.dp import DPConfig, SeededRandomSource, poisson_mask
 from secagg.dp.encoding import noise_room
 from secagg.errors import ConfigurationError, InsufficientNoiseError, OverflowDetectedError
 from secagg.masking import run_session
@@ -90,13 +90,13 @@ def test_per_example_gradients_refuse_an_l2_penalty() -> None:
 
 
 def test_poisson_sampling_rate_and_public_denominator(federation: Federation) -> None:
-    mask = poisson_sample(100_000, 0.3, RNG(0))
+    mask = poisson_mask(100_000, 0.3, SeededRandomSource(bytes(32)))
     assert abs(mask.mean() - 0.3) < 0.01
-    assert poisson_sample(5, None, RNG(0)).all()
+    assert poisson_mask(5, None).all()
     assert public_denominator([10, 30], _config(sampling_rate=0.5)) == 20.0
     clients, _, _ = federation
     model = LogisticRegression(6)
-    contribution = dp_contribution(model, model.init(RNG(0)), clients[0], _config(), RNG(0))
+    contribution = dp_contribution(model, model.init(RNG(0)), clients[0], _config())
     assert contribution.shape == (14,)
 
 

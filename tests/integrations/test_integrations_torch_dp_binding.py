@@ -19,7 +19,7 @@ import pytest
 from fl_core.aggregators import make_aggregator
 from fl_core.aggregators.base import ClientUpdate
 from fl_core.dp import DPAggregator
-from secagg.dp import DPConfig
+from secagg.dp import DPConfig, SeededRandomSource
 from secagg.errors import ConfigurationError
 
 torch = pytest.importorskip("torch")
@@ -47,11 +47,12 @@ def _setup() -> tuple[object, DPAggregator, dict[int, tuple[object, object]]]:
 def _round(other: DPConfig) -> tuple[object, tuple[tuple[int, str], ...], float]:
     """Hospital 1 computes under ``other``, the others under the aggregator's configuration."""
     model, aggregator, data = _setup()
-    rng = np.random.default_rng(4)
+    sample = SeededRandomSource(bytes(32))
     updates = [
-        torch_dp.dp_update(h, model, _loss, *data[h], other if h == 1 else aggregator.config, rng) for h in HOSPITALS
+        torch_dp.dp_update(h, model, _loss, *data[h], other if h == 1 else aggregator.config, sample) for h in HOSPITALS
     ]
-    result = aggregator.aggregate(updates, rng=rng, model_digest=torch_dp.model_digest(model, buffers=True))
+    digest = torch_dp.model_digest(model, buffers=True)
+    result = aggregator.aggregate(updates, rng=np.random.default_rng(4), model_digest=digest)
     return result, result.refused, aggregator.spent()[0]
 
 
