@@ -22,7 +22,7 @@ import numpy as np
 import numpy.typing as npt
 
 from secagg._validate import require_finite, require_int
-from secagg.dp.sampler import RandomSource, _Reader
+from secagg.dp.sampler import MAX_SAMPLES, RandomSource, _Reader
 from secagg.errors import ConfigurationError, ConfigurationTypeError
 
 __all__ = ["INCLUSION_BITS", "inclusion_bound", "poisson_mask"]
@@ -43,11 +43,12 @@ def poisson_mask(num_rows: int, rate: float | None, source: RandomSource | None 
     at most ``rate`` (module docstring); every row, drawing nothing, if ``rate`` is None or 1.
 
     ``source``: the hospital's secret randomness (default: the OS CSPRNG); 8 bytes a row. Raises
-    ConfigurationError for a rate outside (0, 1] (a rate above 1 is refused, not read as 1), for a
-    source without ``random_bytes(n)`` (a numpy Generator included), or one that returns another
-    number of bytes than asked.
+    ConfigurationError for ``num_rows`` outside 0..MAX_SAMPLES (2^28, the noise samplers' bound: at
+    most 2 GiB asked of the source), for a rate outside (0, 1] (a rate above 1 is refused, not read
+    as 1), for a source without ``random_bytes(n)`` (a numpy Generator included), or one that returns
+    another number of bytes than asked. docs/spec.md, section 19.6, states the rule.
     """
-    num_rows = require_int("num_rows", num_rows, 0)
+    num_rows = require_int("num_rows", num_rows, 0, MAX_SAMPLES)
     q = None if rate is None else require_finite("sampling rate", rate)
     if q is not None and not 0.0 < q <= 1.0:
         raise ConfigurationError(f"sampling rate must be in (0, 1], got {rate}")

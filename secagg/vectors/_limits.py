@@ -115,6 +115,7 @@ LIMITS: Mapping[str, Mapping[str, tuple[Size, int]]] = {
     "DpSamplerStreamTest": {"size": (_integer, MAX_STREAM_BYTES)},
     "DiscreteGaussianTest": {"size": (_integer, MAX_SAMPLES)},
     "DiscreteLaplaceTest": {"size": (_integer, MAX_SAMPLES)},
+    "PoissonSampleTest": {"size": (_integer, MAX_ELEMENTS), "offset": (_integer, MAX_STREAM_BYTES)},
     "PaillierUnpackTest": {"length": (_integer, MAX_ELEMENTS)},
     "PaillierEncryptionTest": {"n": (_hex_bytes, MAX_MODULUS_BYTES), "plaintexts": (_count, MAX_CIPHERTEXTS)},
     "PaillierAdditionTest": {"n": (_hex_bytes, MAX_MODULUS_BYTES), "vectors": (_count_all, MAX_CIPHERTEXTS)},

@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 
 from secagg.dp import poisson_mask
+from secagg.dp.sampler import MAX_SAMPLES
 from secagg.errors import ConfigurationError
 
 LOW_BITS = (1 << 11) - 1
@@ -81,3 +82,24 @@ def test_a_numpy_generator_or_other_object_is_refused_as_a_source(source: object
 def test_a_rate_outside_0_1_is_refused(rate: object) -> None:
     with pytest.raises(ConfigurationError):
         poisson_mask(3, rate, Words([0, 0, 0]))  # type: ignore[arg-type]
+
+
+class Unasked:
+    """A source that must not be read: it records the request and refuses it."""
+
+    def __init__(self) -> None:
+        self.asked: list[int] = []
+
+    def random_bytes(self, n: int) -> bytes:
+        self.asked.append(n)
+        raise AssertionError(f"asked for {n} bytes")
+
+
+@pytest.mark.parametrize("rate", [0.5, None, 1.0])
+def test_more_rows_than_the_samplers_bound_are_refused_before_any_draw(rate: float | None) -> None:
+    # Without the bound, 2^28 + 1 rows asked the source for 2 GiB (or built a 256 MiB mask).
+    source = Unasked()
+    with pytest.raises(ConfigurationError, match="num_rows"):
+        poisson_mask(MAX_SAMPLES + 1, rate, source)
+    assert source.asked == []
+

@@ -46,6 +46,8 @@ OVERSIZED = [
     ("masking_client.json", "MaskingClientTest", "test", "vectorLength", HUGE),
     ("dp_sampler.json", "DpSamplerStreamTest", "test", "size", 1 << 30),
     ("dp_sampler.json", "DiscreteGaussianTest", "test", "size", 1 << 28),
+    ("dp_sampler.json", "PoissonSampleTest", "test", "size", 1 << 28),
+    ("dp_sampler.json", "PoissonSampleTest", "test", "offset", 1 << 34),
     ("paillier_packing.json", "PaillierUnpackTest", "test", "length", HUGE),
     ("paillier_session.json", "PaillierSessionTest", "group", "vectorLength", HUGE),
     ("paillier_encryption.json", "PaillierEncryptionTest", "group", "n", "ff" * 1024),
