@@ -127,3 +127,15 @@ def test_a_folder_sync_failure_is_skipped_unless_the_sync_is_required(
     with pytest.raises(ConfigurationError, match="cannot be synced"):
         write_regular_file(tmp_path / "budget.json", "state file", b"{}", must_sync_folder=True)
     assert (tmp_path / "run.json").read_bytes() == b"{}" and (tmp_path / "budget.json").read_bytes() == b"{}"
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self/fd"), reason="Linux's list of open descriptors")
+@pytest.mark.parametrize("must_sync_folder", [False, True])
+def test_a_write_leaves_no_descriptor_open(tmp_path: Path, must_sync_folder: bool) -> None:
+    # Prepare: a long-running process (a Flower server) writes its state file once per round
+    before = len(os.listdir("/proc/self/fd"))
+    # Execute
+    for _ in range(3):
+        write_regular_file(tmp_path / "budget.json", "state file", b"{}", mode=0o600, must_sync_folder=must_sync_folder)
+    # Assert: neither the temporary file's descriptor nor the folder's (opened to sync it) is left open
+    assert len(os.listdir("/proc/self/fd")) == before

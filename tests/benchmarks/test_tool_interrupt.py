@@ -94,3 +94,37 @@ def test_on_a_terminal_the_line_starts_after_the_echoed_ctrl_c(monkeypatch: pyte
     # Assert
     assert code == EXIT_INTERRUPTED == 130
     assert stderr.getvalue() == ("\n" if terminal else "") + "tool: interrupted\n"
+
+
+def test_ctrl_c_after_a_table_for_a_pipe_whose_reader_is_gone_is_still_one_line_and_130() -> None:
+    # Prepare: ``tool | head -c 0``, then Ctrl-C: the tool's table waits in stdout's buffer for a pipe
+    # whose reader went away, and would fail the interpreter's last flush ("Exception ignored", 120)
+    program = (
+        "from secagg._outputs import run_tool\n"
+        "def main():\n"
+        "    print('table')\n"
+        "    raise KeyboardInterrupt\n"
+        "raise SystemExit(run_tool('tool', main))\n"
+    )
+    read, write = os.pipe()
+    os.close(read)
+    buffered = {name: value for name, value in os.environ.items() if name != "PYTHONUNBUFFERED"}
+
+    # Execute
+    try:
+        done = subprocess.run(
+            [sys.executable, "-c", program],
+            cwd=ROOT,
+            env={**buffered, "PYTHONPATH": str(ROOT)},  # stdout buffered, as for a pipe by default
+            stdout=write,
+            stderr=subprocess.PIPE,
+            text=True,
+            check=False,
+            timeout=120,
+        )
+    finally:
+        os.close(write)
+
+    # Assert: the interrupt's line and exit code, nothing from the interpreter's last flush
+    assert done.returncode == EXIT_INTERRUPTED, done.stderr
+    assert done.stderr == "tool: interrupted\n"

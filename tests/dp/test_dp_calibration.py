@@ -182,3 +182,15 @@ def test_rounds_after_a_preceding_release_against_dp_accounting() -> None:
     # 0.1% less noise than calibrated no longer meets the budget: the rounds get all that is left.
     lowered = dataclasses.replace(plan, variance=plan.variance * Fraction(999, 1000))
     assert lowered.spent_after(20)[0] > 3.0
+
+
+def test_where_the_tau_term_matters_the_plan_is_calibrated_to_the_better_bound() -> None:
+    # Two hospitals, one coordinate, a tiny clip and epsilon 8: a variance near 1/4, where tau ~0.8
+    # and Proposition 14's two bounds differ by half (8.0 and 12.5); the smaller one is the account.
+    config = DPConfig(epsilon=8.0, delta=1e-5, rounds=1, l2_clip=0.01, min_honest=2)
+    plan = calibrate(config, num_clients=2, scale=1.0, dimension=1)
+    assert plan.tau > 0.5
+    spent = reference_epsilon(config, float(plan.variance), 1.0, 1, 1, 2)
+    assert spent <= 8.0
+    assert plan.spent_after(1)[0] == pytest.approx(spent, rel=1e-9)
+    assert reference_epsilon(config, float(plan.variance) * (1 - 1e-5), 1.0, 1, 1, 2) > 8.0
