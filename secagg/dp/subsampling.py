@@ -29,12 +29,17 @@ Here eps is the distributed discrete Gaussian's curve: the smaller of its two zC
 each order (:func:`secagg.dp.composition.ddg_zcdp_events`; each is valid at every order, so
 their pointwise minimum is too). The bound is evaluated in log space at the integer orders of
 :data:`ORDERS` (the theorem says nothing of fractional ones, where the unsampled curve is kept),
-and rounded up: nextafter(value x (1 + 1e-12), +inf), as the refusal residual is (so a bound that
-underflows, about q^2 below 1e-308, is reported as the smallest double, never as 0).
+and rounded up: nextafter(value x (1 + 1e-9), +inf) (so a bound that underflows, about q^2 below
+1e-308, is reported as the smallest double, never as 0), except where the unsampled curve is exactly
+0 (a release that reveals nothing). The margin covers the float error: every log-space term is a
+sum of a few products of magnitude at most about 10^5 (l log q, (l - 1) eps(l), log C(alpha, l),
+each binomial taken from the exact integer), so its absolute error is below 1e-10, and an absolute
+error d in log S moves log1p(S), hence eps', by a relative d at most.
 """
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Sequence
 
@@ -49,7 +54,7 @@ _FRACTIONAL = {1.0 + x / 10.0 for x in range(1, 100) if x % 10}
 ORDERS: tuple[float, ...] = tuple(sorted(_FRACTIONAL | {*range(2, 129), 160, 192, 256, 384, 512, 768, 1024}))
 """The Renyi orders a subsampled account is kept at: dp-accounting's fractional orders 1.1..10.9
 (where only the unsampled curve holds) and the integers 2..128, then up to 1024."""
-_ROUND_UP = 1.0 + 1e-12
+_ROUND_UP = 1.0 + 1e-9
 
 
 def _log_expm1(x: float) -> float:
@@ -59,9 +64,16 @@ def _log_expm1(x: float) -> float:
     return math.log(math.expm1(x)) if x < 1.0 else x + math.log1p(-math.exp(-x))
 
 
-def _amplified(curve: NDArray[np.float64], log_factorials: NDArray[np.float64], q: float, alpha: int) -> float:
-    """eps'(alpha) of the module docstring; ``curve[l]`` is eps(l) for l = 0..alpha (0 and 1 unused),
-    ``log_factorials[k]`` is log k! for k = 0..alpha at least.
+@functools.cache
+def _log_binomials(alpha: int) -> NDArray[np.float64]:
+    """log C(alpha, l) for l = 2..alpha, each the logarithm of the exact integer (read-only, cached)."""
+    values = np.array([math.log(math.comb(alpha, ell)) for ell in range(2, alpha + 1)], dtype=np.float64)
+    values.flags.writeable = False
+    return values
+
+
+def _amplified(curve: NDArray[np.float64], q: float, alpha: int) -> float:
+    """eps'(alpha) of the module docstring; ``curve[l]`` is eps(l) for l = 0..alpha (0 and 1 unused).
 
     The sum inside the logarithm is 1 + S with S small when q is: summed as written, S would
     drown in the rounding of 1. Since the first term is the binomial law's l = 0 and l = 1 terms,
@@ -76,8 +88,7 @@ def _amplified(curve: NDArray[np.float64], log_factorials: NDArray[np.float64], 
         excess = np.empty_like(exponents)
         excess[0] = _log_expm1(float(exponents[0]))
         excess[1:] = exponents[1:] + np.log(3.0 - np.exp(-exponents[1:]))  # log(3 e^x - 1), x >= 0
-    log_binomials = log_factorials[alpha] - log_factorials[2 : alpha + 1] - log_factorials[alpha - 2 :: -1][: alpha - 1]
-    logs = log_binomials + ell * math.log(q) + (alpha - ell) * math.log1p(-q) + excess
+    logs = _log_binomials(alpha) + ell * math.log(q) + (alpha - ell) * math.log1p(-q) + excess
     top = float(np.max(logs))
     if top == -math.inf:
         return 0.0
@@ -97,14 +108,15 @@ def subsampled_rdp(
     top = math.floor(max(orders))
     ell = np.arange(top + 1, dtype=np.float64)
     curve = np.min([xi + rho * ell for rho, xi in zip(rhos, xis, strict=True)], axis=0)
-    log_factorials = np.cumsum(np.log(np.maximum(ell, 1.0)))
     out = np.empty(len(orders), dtype=np.float64)
+    revealing = np.empty(len(orders), dtype=bool)  # the unsampled curve is above 0 there
     for index, alpha in enumerate(orders):
         if not alpha > 1.0:
             raise ConfigurationError(f"subsampled_rdp takes orders > 1, got {alpha}")
         unsampled = min(xi + rho * alpha for rho, xi in zip(rhos, xis, strict=True))
-        if alpha == int(alpha):
-            unsampled = min(unsampled, _amplified(curve, log_factorials, q, int(alpha)))
+        revealing[index] = unsampled > 0.0
+        if alpha == int(alpha) and unsampled > 0.0:
+            unsampled = min(unsampled, _amplified(curve, q, int(alpha)))
         out[index] = unsampled
-    rounded: NDArray[np.float64] = np.nextafter(out * _ROUND_UP, np.inf)
+    rounded: NDArray[np.float64] = np.where(revealing, np.nextafter(out * _ROUND_UP, np.inf), 0.0)
     return rounded
