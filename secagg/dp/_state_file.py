@@ -8,8 +8,9 @@
   file created 0600 in the same folder, written, fsync'd, ``os.replace``'d over the file, the
   folder fsync'd. The file is 0600 whatever the umask or the previous file's mode; a folder that
   cannot be synced is a ConfigurationError (the charge is refused: a record a crash could roll
-  back would let released rounds be spent again); a link, pipe or folder at the path is refused,
-  never replaced.
+  back would let released rounds be spent again; raised after the rename, so the accountant
+  counts the round as the file does, an over-count); a link, pipe or folder at the path is
+  refused, never replaced.
 - :func:`locked` holds the file's lock across a read-check-write, so two accountants (two
   objects, two processes) never both charge from one count. On POSIX it is ``fcntl.flock`` of
   the lock file ``.<name>.lock`` next to the state file (the state file itself is replaced on

@@ -43,7 +43,7 @@ from secagg.dp._state_file import MAX_STATE_BYTES, STATE_MODE, locked, read_stat
 from secagg.dp.calibration import NoisePlan
 from secagg.dp.config import MAX_ROUNDS, DPConfig
 from secagg.dp.contributors import check_contributors
-from secagg.errors import BudgetExceededError, ConfigurationError, DecodeError, ReplayError
+from secagg.errors import BudgetExceededError, ConfigurationError, DecodeError, ReplayError, SecAggError
 
 __all__ = [
     "MAX_STATE_BYTES",
@@ -170,7 +170,9 @@ class PrivacyAccountant:
         for when that holds); ReplayError if ``server_round`` is not
         after the last recorded one; BudgetExceededError if the round would exceed the budget;
         ConfigurationError if the state file no longer holds what this accountant last wrote
-        or read (another accountant charged it, or it was rolled back, replaced or removed);
+        or read (another accountant charged it, or it was rolled back, replaced or removed), or
+        cannot be written; if it was replaced but its folder could not be synced, the round is
+        refused yet counted, as the file now records it (an over-count: do not release it);
         StateLockedError if another accountant holds the file's lock (it is held here from the
         re-read to the write, so no two accountants charge from one count); DecodeError if the
         file no longer parses (it is left as it is).
@@ -197,11 +199,30 @@ class PrivacyAccountant:
         if server_round is not None:
             state["last_round"] = server_round
         if self._path is not None:
-            self._save(state)
+            try:
+                self._save(state)
+            except ConfigurationError as exc:
+                if not self._file_holds(state):
+                    raise  # the previous record is whole: nothing is counted
+                # Replaced, only its folder not synced: the file counts the round, so does this
+                # accountant (an over-count; else every later charge would see a changed file).
+                self._released, self._last_round = self._parse(state)
+                raise ConfigurationError(
+                    f"{exc}. Round {self._released} is counted as released, as the file records it (an "
+                    "over-count): do not release it"
+                ) from exc
         self._released += 1
         if server_round is not None:
             self._last_round = server_round
         return self.get_privacy_spent()
+
+    def _file_holds(self, state: Mapping[str, object]) -> bool:
+        """Whether the state file now records ``state``'s count and last round (after a failed save)."""
+        assert self._path is not None
+        with contextlib.suppress(SecAggError):
+            on_disk = read_state(self._path)
+            return on_disk is not None and self._parse(on_disk) == self._parse(state)
+        return False
 
     def _check_file_unchanged(self) -> None:
         """ConfigurationError if the state file differs from this accountant's state (count, last round, plan).
