@@ -39,7 +39,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from secagg._validate import require_finite, require_instance, require_int
-from secagg.dp._state_file import MAX_STATE_BYTES, STATE_MODE, locked, read_state, write_state
+from secagg.dp._state_file import MAX_STATE_BYTES, STATE_MODE, locked, read_state, sync_state_folder, write_state
 from secagg.dp.calibration import NoisePlan
 from secagg.dp.config import MAX_ROUNDS, DPConfig
 from secagg.dp.contributors import check_contributors
@@ -89,6 +89,7 @@ class PrivacyAccountant:
         self._path = None if path is None else Path(path)
         self._released = 0
         self._last_round: int | None = None
+        self._unsynced = False  # the last record is in place, its folder not synced (see _record)
         if self._path is not None:
             state = read_state(self._path)  # written by atomic replace: read whole, no lock needed
             if state is None:
@@ -172,7 +173,8 @@ class PrivacyAccountant:
         ConfigurationError if the state file no longer holds what this accountant last wrote
         or read (another accountant charged it, or it was rolled back, replaced or removed), or
         cannot be written; if it was replaced but its folder could not be synced, the round is
-        refused yet counted, as the file now records it (an over-count: do not release it);
+        refused yet counted, as the file now records it (an over-count: do not release it), and
+        each later round refused, nothing written, until that folder syncs;
         StateLockedError if another accountant holds the file's lock (it is held here from the
         re-read to the write, so no two accountants charge from one count); DecodeError if the
         file no longer parses (it is left as it is).
@@ -182,6 +184,10 @@ class PrivacyAccountant:
 
     def _record(self, server_round: int | None, num_contributors: int | None, colluders: int) -> PrivacySpent:
         self._check_file_unchanged()
+        if self._unsynced:  # refused, writing nothing, until the last record's folder syncs
+            assert self._path is not None
+            sync_state_folder(self._path)
+            self._unsynced = False
         if num_contributors is not None:
             check_contributors(self._plan, num_contributors, colluders)
         if server_round is not None:
@@ -207,6 +213,7 @@ class PrivacyAccountant:
                 # Replaced, only its folder not synced: the file counts the round, so does this
                 # accountant (an over-count; else every later charge would see a changed file).
                 self._released, self._last_round = self._parse(state)
+                self._unsynced = True  # a file system that never syncs a folder burns no further round
                 raise ConfigurationError(
                     f"{exc}. Round {self._released} is counted as released, as the file records it (an "
                     "over-count): do not release it"

@@ -157,3 +157,25 @@ def test_a_state_file_this_process_may_not_write_is_left_alone_and_the_round_ref
     with pytest.raises(ConfigurationError, match="permission denied"):
         accountant.record_round(1)
     assert path.read_bytes() == before and accountant.num_releases == 0
+
+
+def test_while_the_folder_cannot_be_synced_no_further_round_is_charged(
+    plan: NoisePlan, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Prepare: a folder that can never be synced (a file system without folder sync): the first
+    # charge's record is in place, counted; a server going on round after round must not burn
+    # its budget for rounds it never releases
+    path = tmp_path / "budget.json"
+    accountant = PrivacyAccountant(plan, path)
+    with monkeypatch.context() as patch:
+        _folders_cannot_be_synced(patch)
+        with pytest.raises(ConfigurationError, match="Round 1 is counted"):
+            accountant.record_round(1)
+        # Execute / Assert: refused before anything is written, saying nothing was charged
+        for server_round in (2, 3):
+            with pytest.raises(ConfigurationError, match=r"cannot be synced.*nothing is charged"):
+                accountant.record_round(server_round)
+        assert accountant.num_releases == 1 and PrivacyAccountant(plan, path).num_releases == 1
+    # Once the folder syncs again, the next round is charged
+    assert accountant.record_round(4).num_releases == 2
+    assert PrivacyAccountant(plan, path).num_releases == 2
