@@ -214,9 +214,12 @@ def _existing_mode(path: str | os.PathLike[str], what: str) -> int | None:
     return stat.S_IMODE(info.st_mode)
 
 
-def sync_folder(folder: str | os.PathLike[str]) -> None:
+def sync_folder(folder: str | os.PathLike[str], *, must: bool = False) -> None:
     """Make a file created or renamed in ``folder`` durable (best effort: some file systems cannot
-    sync a folder)."""
+    sync a folder; with ``must``, the OSError of a sync that fails is raised)."""
+    if must:
+        _sync(folder)
+        return
     with contextlib.suppress(OSError):
         _sync(folder)
 

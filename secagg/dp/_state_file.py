@@ -8,8 +8,9 @@
   file created 0600 in the same folder, written, fsync'd, ``os.replace``'d over the file, the
   folder fsync'd. The file is 0600 whatever the umask or the previous file's mode; a folder that
   cannot be synced is a ConfigurationError (the charge is refused: a record a crash could roll
-  back would let released rounds be spent again); a link, pipe or folder at the path is refused,
-  never replaced.
+  back would let released rounds be spent again; raised after the rename, so the accountant
+  counts the round as the file does, an over-count); a link, pipe or folder at the path is
+  refused, never replaced.
 - :func:`locked` holds the file's lock across a read-check-write, so two accountants (two
   objects, two processes) never both charge from one count. On POSIX it is ``fcntl.flock`` of
   the lock file ``.<name>.lock`` next to the state file (the state file itself is replaced on
@@ -33,11 +34,11 @@ from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
 
-from secagg._files import WRITABLE_BY_OWNER_ONLY, read_regular_file, write_regular_file
+from secagg._files import WRITABLE_BY_OWNER_ONLY, read_regular_file, sync_folder, write_regular_file
 from secagg._strict_json import strict_loads
 from secagg.errors import ConfigurationError, DecodeError, StateLockedError
 
-__all__ = ["MAX_STATE_BYTES", "STATE_MODE", "lock_path", "locked", "read_state", "write_state"]
+__all__ = ["MAX_STATE_BYTES", "STATE_MODE", "lock_path", "locked", "read_state", "sync_state_folder", "write_state"]
 
 MAX_STATE_BYTES = 1 << 16
 STATE_MODE = 0o600
@@ -84,6 +85,18 @@ def write_state(path: Path, data: bytes) -> None:
     """Replace the state file ``path`` with ``data`` through the library's atomic writer, mode 0600,
     its folder synced or ConfigurationError (module docstring)."""
     write_regular_file(path, "accountant's state file", data, mode=STATE_MODE, must_sync_folder=True)
+
+
+def sync_state_folder(path: Path) -> None:
+    """Sync the state file's folder (what a write whose folder sync failed left undone), or
+    ConfigurationError: the next charge is refused before anything is written."""
+    try:
+        sync_folder(path.parent, must=True)
+    except OSError as exc:
+        raise ConfigurationError(
+            f"the accountant's state file {path}: its folder {path.parent} still cannot be synced "
+            f"({exc.strerror or exc}); the round is refused, nothing is charged"
+        ) from exc
 
 
 def lock_path(path: Path) -> Path:

@@ -39,11 +39,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from secagg._validate import require_finite, require_instance, require_int
-from secagg.dp._state_file import MAX_STATE_BYTES, STATE_MODE, locked, read_state, write_state
+from secagg.dp._state_file import MAX_STATE_BYTES, STATE_MODE, locked, read_state, sync_state_folder, write_state
 from secagg.dp.calibration import NoisePlan
 from secagg.dp.config import MAX_ROUNDS, DPConfig
 from secagg.dp.contributors import check_contributors
-from secagg.errors import BudgetExceededError, ConfigurationError, DecodeError, ReplayError
+from secagg.errors import BudgetExceededError, ConfigurationError, DecodeError, ReplayError, SecAggError
 
 __all__ = [
     "MAX_STATE_BYTES",
@@ -89,6 +89,7 @@ class PrivacyAccountant:
         self._path = None if path is None else Path(path)
         self._released = 0
         self._last_round: int | None = None
+        self._unsynced = False  # the last record is in place, its folder not synced (see _record)
         if self._path is not None:
             state = read_state(self._path)  # written by atomic replace: read whole, no lock needed
             if state is None:
@@ -170,7 +171,10 @@ class PrivacyAccountant:
         for when that holds); ReplayError if ``server_round`` is not
         after the last recorded one; BudgetExceededError if the round would exceed the budget;
         ConfigurationError if the state file no longer holds what this accountant last wrote
-        or read (another accountant charged it, or it was rolled back, replaced or removed);
+        or read (another accountant charged it, or it was rolled back, replaced or removed), or
+        cannot be written; if it was replaced but its folder could not be synced, the round is
+        refused yet counted, as the file now records it (an over-count: do not release it), and
+        each later round refused, nothing written, until that folder syncs;
         StateLockedError if another accountant holds the file's lock (it is held here from the
         re-read to the write, so no two accountants charge from one count); DecodeError if the
         file no longer parses (it is left as it is).
@@ -180,6 +184,10 @@ class PrivacyAccountant:
 
     def _record(self, server_round: int | None, num_contributors: int | None, colluders: int) -> PrivacySpent:
         self._check_file_unchanged()
+        if self._unsynced:  # refused, writing nothing, until the last record's folder syncs
+            assert self._path is not None
+            sync_state_folder(self._path)
+            self._unsynced = False
         if num_contributors is not None:
             check_contributors(self._plan, num_contributors, colluders)
         if server_round is not None:
@@ -197,11 +205,31 @@ class PrivacyAccountant:
         if server_round is not None:
             state["last_round"] = server_round
         if self._path is not None:
-            self._save(state)
+            try:
+                self._save(state)
+            except ConfigurationError as exc:
+                if not self._file_holds(state):
+                    raise  # the previous record is whole: nothing is counted
+                # Replaced, only its folder not synced: the file counts the round, so does this
+                # accountant (an over-count; else every later charge would see a changed file).
+                self._released, self._last_round = self._parse(state)
+                self._unsynced = True  # a file system that never syncs a folder burns no further round
+                raise ConfigurationError(
+                    f"{exc}. Round {self._released} is counted as released, as the file records it (an "
+                    "over-count): do not release it"
+                ) from exc
         self._released += 1
         if server_round is not None:
             self._last_round = server_round
         return self.get_privacy_spent()
+
+    def _file_holds(self, state: Mapping[str, object]) -> bool:
+        """Whether the state file now records ``state``'s count and last round (after a failed save)."""
+        assert self._path is not None
+        with contextlib.suppress(SecAggError):
+            on_disk = read_state(self._path)
+            return on_disk is not None and self._parse(on_disk) == self._parse(state)
+        return False
 
     def _check_file_unchanged(self) -> None:
         """ConfigurationError if the state file differs from this accountant's state (count, last round, plan).

@@ -46,6 +46,7 @@ import numpy.typing as npt
 
 from secagg._validate import require_finite, require_int, require_mapping
 from secagg.dp.poisson import poisson_mask
+from secagg.dp.sampler import MAX_SAMPLES
 from secagg.errors import ConfigurationError, SecAggError
 from secagg.integrations._extras import require
 from secagg.integrations._foreign import foreign_reason
@@ -179,6 +180,9 @@ def dp_update(
 _SAMPLE, _COPY, _GRADIENTS = (
     "drawing its Poisson sample", "reading its copy of the model", "the per-sample gradient computation",
 )  # fmt: skip
+_SOURCE = "reading the sample's random source"
+"""The stage in which only the random source can fail (its rows counted and checked before): in
+:func:`run_dp_round` the aggregator's noise source, the caller's own, so its failure is raised."""
 
 
 def _staged_update(
@@ -196,7 +200,11 @@ def _staged_update(
     from fl_core.aggregators.base import ClientUpdate  # noqa: PLC0415 (fl_core is optional here)
 
     stage.append(_SAMPLE)
-    mask = _torch().from_numpy(poisson_mask(int(inputs.shape[0]), dp.sampling_rate, source))
+    rows = require_int("num_rows", int(inputs.shape[0]), 0, MAX_SAMPLES)  # the hospital's data
+    stage.append(_SOURCE)
+    drawn = poisson_mask(rows, dp.sampling_rate, source)
+    stage.append(_SAMPLE)
+    mask = _torch().from_numpy(drawn)
     sampled = inputs[mask], targets[mask]
     stage.append(_COPY)
     digest = model_digest(model, buffers=True)
@@ -294,7 +302,9 @@ def run_dp_round(
     computation) and its type only: a foreign text (torch's) can carry the hospital's tensor shapes
     and values, so it is logged at DEBUG (:data:`LOGGER`) and never reported. A round that leaves
     fewer than h contributors is skipped, uncharged. ``MemoryError``, ``KeyboardInterrupt`` and
-    ``SystemExit`` still end the call, and so does a ``model`` whose digest cannot be computed.
+    ``SystemExit`` still end the call, and so do a ``model`` whose digest cannot be computed and a
+    noise source that fails while a sample is drawn from it (the caller's own, as when it draws the
+    noise: a source returning fewer bytes than asked is a ConfigurationError).
     """
     from fl_core.aggregators.base import ClientUpdate, DropoutStage, with_withheld  # noqa: PLC0415
     from fl_core.dp import DPAggregator  # noqa: PLC0415 (fl_core is optional here)
@@ -334,6 +344,8 @@ def run_dp_round(
         except MemoryError:
             raise  # the aggregating party's own resources, not this hospital's fault
         except Exception as exc:  # a library or foreign error from its copy or data is its alone
+            if stage[-1:] == [_SOURCE]:
+                raise  # the noise source every sample and the noise are drawn from: the caller's own
             reason = _withheld_reason(client, stage, exc)
         # Withheld at UPLOAD before the round is charged (DPAggregator counts the uploaders only);
         # a stand-in of zeros keeps the round's shape and is never sent.

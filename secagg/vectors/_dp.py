@@ -10,6 +10,7 @@ stream bytes are read and discarded before the call.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from fractions import Fraction
 from typing import Any
@@ -252,8 +253,11 @@ def check_laplace(group: Json, test: Json) -> None:
 def _binary64(text: str) -> float:
     """The rate ``text`` ("p" or "p/q") as the binary64 value it must equal exactly."""
     value = _parse(text)
-    rate = float(value)
-    if Fraction(rate) != value:
+    try:
+        rate = float(value)
+    except OverflowError:  # beyond binary64's range
+        rate = math.nan
+    if not math.isfinite(rate) or Fraction(rate) != value:
         raise VectorError(f"rate {text} is not a binary64 value")
     return rate
 

@@ -97,13 +97,8 @@ def test_a_full_disk_leaves_the_previous_record_whole_and_the_round_unrecorded(
     assert sorted(p.name for p in tmp_path.iterdir()) == [".budget.json.lock", "budget.json"]
 
 
-def test_a_folder_that_cannot_be_synced_fails_the_charge(
-    plan: NoisePlan, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    # Prepare: syncing a folder fails (an I/O error): the new record's name may not survive a crash,
-    # and a count rolled back by a crash would let released rounds be spent again
-    path = tmp_path / "budget.json"
-    accountant = PrivacyAccountant(plan, path)
+def _folders_cannot_be_synced(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Syncing a folder fails (an I/O error); syncing a file still works."""
     real = os.fsync
 
     def fsync(descriptor: int) -> None:
@@ -112,10 +107,40 @@ def test_a_folder_that_cannot_be_synced_fails_the_charge(
         real(descriptor)
 
     monkeypatch.setattr(os, "fsync", fsync)
-    # Execute / Assert: the round is refused (its release must not rest on a record that may vanish)
-    with pytest.raises(ConfigurationError, match="accountant's state file"):
+
+
+def test_a_folder_that_cannot_be_synced_fails_the_charge_and_counts_the_round_as_the_file_does(
+    plan: NoisePlan, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Prepare: syncing a folder fails: the new record's name may not survive a crash, and a count
+    # rolled back by a crash would let released rounds be spent again. The record was already
+    # renamed into place when the sync fails, so the file holds the round.
+    path = tmp_path / "budget.json"
+    accountant = PrivacyAccountant(plan, path)
+    _folders_cannot_be_synced(monkeypatch)
+    # Execute / Assert: the round is refused (its release must not rest on a record that may vanish),
+    # and the accountant counts it as its file does (an over-count, never fewer than the file says)
+    with pytest.raises(ConfigurationError, match=r"cannot be synced.*Round 1 is counted as released"):
         accountant.record_round(1)
-    assert accountant.num_releases == 0
+    assert (accountant.num_releases, accountant.last_round) == (1, 1)
+    assert PrivacyAccountant(plan, path).num_releases == 1
+
+
+def test_after_a_failed_folder_sync_the_accountant_goes_on_once_the_folder_syncs_again(
+    plan: NoisePlan, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Prepare: one charge whose folder sync failed (a transient I/O error), then the sync works again
+    path = tmp_path / "budget.json"
+    accountant = PrivacyAccountant(plan, path)
+    with monkeypatch.context() as patch:
+        _folders_cannot_be_synced(patch)
+        with pytest.raises(ConfigurationError, match="cannot be synced"):
+            accountant.record_round(1)
+    # Execute: the next round (not refused as if another accountant had charged the file)
+    spent = accountant.record_round(2)
+    # Assert: both rounds counted, in memory and on disk
+    assert spent.num_releases == 2 and accountant.last_round == 2
+    assert PrivacyAccountant(plan, path).num_releases == 2
 
 
 def test_a_state_file_this_process_may_not_write_is_left_alone_and_the_round_refused(
@@ -132,3 +157,25 @@ def test_a_state_file_this_process_may_not_write_is_left_alone_and_the_round_ref
     with pytest.raises(ConfigurationError, match="permission denied"):
         accountant.record_round(1)
     assert path.read_bytes() == before and accountant.num_releases == 0
+
+
+def test_while_the_folder_cannot_be_synced_no_further_round_is_charged(
+    plan: NoisePlan, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Prepare: a folder that can never be synced (a file system without folder sync): the first
+    # charge's record is in place, counted; a server going on round after round must not burn
+    # its budget for rounds it never releases
+    path = tmp_path / "budget.json"
+    accountant = PrivacyAccountant(plan, path)
+    with monkeypatch.context() as patch:
+        _folders_cannot_be_synced(patch)
+        with pytest.raises(ConfigurationError, match="Round 1 is counted"):
+            accountant.record_round(1)
+        # Execute / Assert: refused before anything is written, saying nothing was charged
+        for server_round in (2, 3):
+            with pytest.raises(ConfigurationError, match=r"cannot be synced.*nothing is charged"):
+                accountant.record_round(server_round)
+        assert accountant.num_releases == 1 and PrivacyAccountant(plan, path).num_releases == 1
+    # Once the folder syncs again, the next round is charged
+    assert accountant.record_round(4).num_releases == 2
+    assert PrivacyAccountant(plan, path).num_releases == 2

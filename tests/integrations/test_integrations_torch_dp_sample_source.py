@@ -100,3 +100,52 @@ def test_run_dp_round_samples_from_the_aggregators_noise_source(monkeypatch: pyt
     assert len(first) == 200 and len(sources) == 5
     assert first == _round_samples(SEED, 1, monkeypatch)[0]  # the rng no longer determines it
     assert first != _round_samples(OTHER, 0, monkeypatch)[0]  # the noise source does (equal w.p. 2^-200)
+
+
+class _Broken:
+    """A noise source that returns fewer bytes than asked (a misconfigured stand-in)."""
+
+    def random_bytes(self, n: int) -> bytes:
+        return bytes(n // 2)
+
+
+@pytest.mark.parametrize("rate", [0.5, None])
+def test_a_failing_noise_source_ends_the_round_as_the_callers_error_sampled_or_not(rate: float | None) -> None:
+    # Prepare: the aggregator's noise source is the caller's own, shared by every hospital's sample
+    # and by the noise: its failure is no hospital's, whether it fails drawing a sample or the noise
+    dp = DPConfig(epsilon=8.0, delta=1e-5, rounds=4, l2_clip=1.0, min_honest=2, sampling_rate=rate)
+    aggregator = make_aggregator(
+        "plain-quantized", num_clients=5, dp=dp, dimension=10, max_samples_per_client=64, noise_source=_Broken()
+    )
+    assert isinstance(aggregator, DPAggregator)
+    hospitals = [(h, *_data(h)) for h in range(1, 6)]
+    # Execute / Assert: raised, not every hospital withheld and the round skipped; nothing charged
+    with pytest.raises(ConfigurationError, match="random source returned"):
+        torch_dp.run_dp_round(
+            _model(), hospitals, _loss, aggregator, learning_rate=1.0, denominator=100.0,
+            rng=np.random.default_rng(0),
+        )  # fmt: skip
+    assert aggregator.accountant.num_releases == 0
+
+
+def test_a_hospital_whose_data_has_no_rows_count_is_still_withheld_alone() -> None:
+    # Prepare: one hospital's inputs cannot say how many rows they hold (its data's fault, not the source's)
+    class NoShape:
+        @property
+        def shape(self) -> tuple[int, ...]:
+            raise RuntimeError("no shape")
+
+    aggregator = make_aggregator(
+        "plain-quantized", num_clients=5, dp=DP, dimension=10, max_samples_per_client=64,
+        noise_source=SeededRandomSource(SEED),
+    )  # fmt: skip
+    hospitals: list[tuple[int, Any, Any]] = [(h, *_data(h)) for h in range(1, 6)]
+    hospitals[0] = (1, NoShape(), hospitals[0][2])
+    # Execute
+    result = torch_dp.run_dp_round(
+        _model(), hospitals, _loss, aggregator, learning_rate=1.0, denominator=100.0, rng=np.random.default_rng(0)
+    )
+    # Assert: that hospital alone withheld, named by its stage; the others' round released
+    assert [client for client, _ in result.withheld] == [1]
+    assert "drawing its Poisson sample raised RuntimeError" in result.withheld[0][1]
+    assert result.mean is not None

@@ -86,6 +86,20 @@ def test_an_oversized_declared_size_fails_its_test_before_any_work(
     assert elapsed < 5
 
 
+@pytest.mark.parametrize("rate", ["1" + "0" * 400, "-" + "1" + "0" * 400, "1/3"])
+def test_a_poisson_rate_that_is_no_binary64_value_fails_its_test_by_name(rate: str) -> None:
+    # Prepare: a rate beyond binary64's range (float() of it overflows) or between two doubles
+    document = _one_test_file("dp_sampler.json", "PoissonSampleTest", "test", "rate", rate)
+
+    # Execute
+    report = verify_document("dp_sampler.json", document, schema=False)
+
+    # Assert: the verifier's own finding, not a foreign exception's
+    assert report.passed == 0
+    assert len(report.failures) == 1, report.failures
+    assert "VectorError: rate" in report.failures[0] and "is not a binary64 value" in report.failures[0]
+
+
 def test_the_committed_vectors_stay_within_the_limits() -> None:
     # Execute
     reports = verify_directory()
