@@ -105,6 +105,10 @@ def subsampled_rdp(
     unsampled curve; rounded up (module docstring)."""
     if not 0.0 < q <= 1.0 or not rhos or len(rhos) != len(xis):
         raise ConfigurationError("subsampled_rdp needs 0 < q <= 1 and one xi per rho")
+    if not all(0.0 <= value < math.inf for value in (*rhos, *xis)):
+        raise ConfigurationError(f"subsampled_rdp needs finite, non-negative rho and xi, got {rhos} and {xis}")
+    if not all(1.0 < alpha < math.inf for alpha in orders):
+        raise ConfigurationError(f"subsampled_rdp takes finite orders > 1, got {list(orders)}")
     top = math.floor(max(orders))
     ell = np.arange(top + 1, dtype=np.float64)
     curve = np.min([xi + rho * ell for rho, xi in zip(rhos, xis, strict=True)], axis=0)

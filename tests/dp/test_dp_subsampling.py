@@ -126,6 +126,13 @@ def test_unsampled_preceding_release_and_sampled_rounds_compose_in_one_account()
         ([0.1], [], 0.5, ORDERS),
         ([], [], 0.5, ORDERS),
         ([0.1], [0.0], 0.5, (1.0,)),
+        ([0.1], [0.0], 0.5, (2, math.inf)),
+        ([0.1], [0.0], 0.5, (2, math.nan)),
+        ([math.nan], [0.0], 0.5, ORDERS),
+        ([0.1], [math.inf], 0.5, ORDERS),
+        ([-0.1], [0.0], 0.5, ORDERS),
+        ([0.1], [-1.0], 0.5, ORDERS),
+        ([0.1], [0.0], math.nan, ORDERS),
     ],
 )
 def test_refuses_what_the_theorem_does_not_cover(
