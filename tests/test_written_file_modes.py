@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import os
 import stat
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -19,12 +18,19 @@ from secagg.errors import ConfigurationError
 pytestmark = pytest.mark.skipif(os.name != "posix", reason="POSIX permission bits")
 
 
-@pytest.fixture
-def umask() -> Iterator[None]:
-    previous = os.umask(0o022)
-    os.umask(previous)
-    yield
-    os.umask(previous)
+def _record_temporary_modes(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """The permission bits of every temporary file the writer creates, recorded as it is created
+    (before any data is written to it)."""
+    created: list[int] = []
+    new_temporary = files._new_temporary
+
+    def recording(folder: str, base: str, *mode: int) -> tuple[int, str]:
+        descriptor, temporary = new_temporary(folder, base, *mode)
+        created.append(stat.S_IMODE(os.fstat(descriptor).st_mode))
+        return descriptor, temporary
+
+    monkeypatch.setattr(files, "_new_temporary", recording)
+    return created
 
 
 @pytest.mark.usefixtures("umask")
@@ -65,15 +71,7 @@ def test_the_temporary_file_is_never_more_open_than_the_file_it_replaces(
     path.write_bytes(b"old")
     path.chmod(0o600)
     os.umask(0o022)
-    created: list[int] = []
-    new_temporary = files._new_temporary
-
-    def recording(folder: str, base: str, *mode: int) -> tuple[int, str]:
-        descriptor, temporary = new_temporary(folder, base, *mode)
-        created.append(stat.S_IMODE(os.fstat(descriptor).st_mode))
-        return descriptor, temporary
-
-    monkeypatch.setattr(files, "_new_temporary", recording)
+    created = _record_temporary_modes(monkeypatch)
     # Execute
     write_regular_file(path, "report", b"new")
     # Assert: another local user could not open the temporary file (and read the data written to
@@ -92,15 +90,7 @@ def test_a_given_mode_is_the_files_whatever_the_previous_mode_and_the_temporary_
     path.write_bytes(b"old")
     path.chmod(0o644)
     os.umask(0o022)
-    created: list[int] = []
-    new_temporary = files._new_temporary
-
-    def recording(folder: str, base: str, *mode: int) -> tuple[int, str]:
-        descriptor, temporary = new_temporary(folder, base, *mode)
-        created.append(stat.S_IMODE(os.fstat(descriptor).st_mode))
-        return descriptor, temporary
-
-    monkeypatch.setattr(files, "_new_temporary", recording)
+    created = _record_temporary_modes(monkeypatch)
     # Execute: the replacement, then a new file
     write_regular_file(path, "state file", b"new", mode=0o600)
     write_regular_file(tmp_path / "new.json", "state file", b"{}", mode=0o600)

@@ -9,7 +9,6 @@ from __future__ import annotations
 import errno
 import os
 import stat
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -27,14 +26,6 @@ CONFIG = DPConfig(epsilon=3.0, delta=1e-5, rounds=5, l2_clip=1.0, min_honest=4)
 @pytest.fixture(scope="module")
 def plan() -> NoisePlan:
     return calibrate(CONFIG, num_clients=5, scale=1024.0, dimension=31)
-
-
-@pytest.fixture
-def umask() -> Iterator[None]:
-    previous = os.umask(0o022)
-    os.umask(previous)
-    yield
-    os.umask(previous)
 
 
 @pytest.mark.usefixtures("umask")
