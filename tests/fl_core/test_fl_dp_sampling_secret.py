@@ -11,7 +11,6 @@ directly by ``secagg.dp.poisson_mask`` (no numpy Generator in between: PCG64 is 
 from __future__ import annotations
 
 import numpy as np
-import numpy.typing as npt
 import pytest
 
 from fl_core import dp_training
@@ -20,8 +19,9 @@ from fl_core.data import ClientData
 from fl_core.dp import DPAggregator
 from fl_core.fedavg import FedAvgConfig, run_fedavg
 from fl_core.models import LogisticRegression
-from secagg.dp import DPConfig, RandomSource, SeededRandomSource, poisson_mask
+from secagg.dp import DPConfig, SeededRandomSource, poisson_mask
 from secagg.errors import ConfigurationError
+from tests.dp.poisson_recorder import record_poisson_masks
 
 Federation = tuple[list[ClientData], np.ndarray, np.ndarray]
 DP = DPConfig(epsilon=3.0, delta=1e-5, rounds=2, l2_clip=1.0, min_honest=3, sampling_rate=0.5)
@@ -33,16 +33,7 @@ def _samples(
     """Every Poisson mask one two-round run (FedAvg ``seed``) draws, concatenated; the sources they
     were drawn from; the aggregator."""
     clients, test_x, test_y = federation
-    drawn: list[npt.NDArray[np.bool_]] = []
-    sources: list[object] = []
-
-    def record(num_rows: int, rate: float | None, source: RandomSource | None = None) -> npt.NDArray[np.bool_]:
-        mask = poisson_mask(num_rows, rate, source)
-        drawn.append(mask)
-        sources.append(source)
-        return mask
-
-    monkeypatch.setattr(dp_training, "poisson_mask", record)
+    drawn, sources = record_poisson_masks(monkeypatch, dp_training)
     aggregator = make_aggregator(
         "plain-quantized", num_clients=5, dp=DP, dimension=14, max_samples_per_client=100,
         noise_source=SeededRandomSource(noise_seed),

@@ -13,13 +13,13 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-import numpy.typing as npt
 import pytest
 
 from fl_core.aggregators import make_aggregator
 from fl_core.dp import DPAggregator
-from secagg.dp import DPConfig, RandomSource, SeededRandomSource, poisson_mask
+from secagg.dp import DPConfig, SeededRandomSource, poisson_mask
 from secagg.errors import ConfigurationError
+from tests.dp.poisson_recorder import record_poisson_masks
 
 torch = pytest.importorskip("torch")
 torch_dp = pytest.importorskip("secagg.integrations.torch_dp")
@@ -70,16 +70,7 @@ def _round_samples(
     noise_seed: bytes, rng_seed: int, monkeypatch: pytest.MonkeyPatch
 ) -> tuple[list[bool], list[object]]:
     """The Poisson masks one run_dp_round draws (5 hospitals), and the sources it drew them from."""
-    drawn: list[npt.NDArray[np.bool_]] = []
-    sources: list[object] = []
-
-    def record(num_rows: int, rate: float | None, source: RandomSource | None = None) -> npt.NDArray[np.bool_]:
-        mask = poisson_mask(num_rows, rate, source)
-        drawn.append(mask)
-        sources.append(source)
-        return mask
-
-    monkeypatch.setattr(torch_dp, "poisson_mask", record)
+    drawn, sources = record_poisson_masks(monkeypatch, torch_dp)
     noise = SeededRandomSource(noise_seed)
     aggregator = make_aggregator(
         "plain-quantized", num_clients=5, dp=DP, dimension=10, max_samples_per_client=64, noise_source=noise
