@@ -214,9 +214,10 @@ class PrivacyAccountant:
                 # accountant (an over-count; else every later charge would see a changed file).
                 self._released, self._last_round = self._parse(state)
                 self._unsynced = True  # a file system that never syncs a folder burns no further round
+                counted = f"Round {server_round}" if server_round is not None else f"Release {self._released}"
                 raise ConfigurationError(
-                    f"{exc}. Round {self._released} is counted as released, as the file records it (an "
-                    "over-count): do not release it"
+                    f"{exc}. {counted} is counted as released, as the file records it (an over-count): do not "
+                    "release it"
                 ) from exc
         self._released += 1
         if server_round is not None:

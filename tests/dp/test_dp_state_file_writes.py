@@ -117,6 +117,19 @@ def test_a_folder_that_cannot_be_synced_fails_the_charge_and_counts_the_round_as
     assert PrivacyAccountant(plan, path).num_releases == 1
 
 
+def test_the_refusal_names_the_server_round_it_counted_not_the_number_of_releases(
+    plan: NoisePlan, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Prepare: a run whose first charged round is round 7 (earlier rounds skipped), its folder unsyncable
+    path = tmp_path / "budget.json"
+    accountant = PrivacyAccountant(plan, path)
+    _folders_cannot_be_synced(monkeypatch)
+    # Execute / Assert: the operator is told which server round not to release (round 7, the first release)
+    with pytest.raises(ConfigurationError, match=r"Round 7 is counted as released"):
+        accountant.record_round(7)
+    assert (accountant.num_releases, accountant.last_round) == (1, 7)
+
+
 def test_after_a_failed_folder_sync_the_accountant_goes_on_once_the_folder_syncs_again(
     plan: NoisePlan, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
