@@ -31,6 +31,7 @@ from secagg.descriptor import SessionDescriptor
 from secagg.dp import NoisePlan, RandomSource, check_contributors, noise_tail_bound
 from secagg.dp.config import DP_PARAMETER_PREFIX
 from secagg.dp.encoding import check_contribution, noise_overflow, noised_encoding, own_noise
+from secagg.dp.poisson import poisson_mask
 from secagg.errors import ConfigurationError, OverflowDetectedError
 from secagg.segments import ClippingReport, SegmentTable
 
@@ -61,6 +62,11 @@ class DPQuantizer(WeightedQuantizer):
     )
     """Client id -> the noise drawn for its next encoding before the round was charged
     (:meth:`draw_noise`); :meth:`encode_integers` takes it (once) instead of drawing. Empty between rounds."""
+
+    def __post_init__(self) -> None:
+        # The noise and every Poisson sample come from noise_source: a numpy Generator (predictable) or
+        # an object without random_bytes(n) is refused here, at setup, by the samples' own check.
+        poisson_mask(0, None, self.noise_source)
 
     #: A hospital whose encoding raises one of these is withheld (its noise beyond its room included).
     WITHHELD_ERRORS: ClassVar[tuple[type[Exception], ...]] = (ConfigurationError, OverflowDetectedError)

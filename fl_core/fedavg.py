@@ -370,7 +370,11 @@ def run_fedavg(
         if on_round is not None:
             on_round(record)
         if dp is not None and dp.exhausted:
-            LOGGER.warning("privacy budget exhausted after %d rounds: training stops", t - 1)
+            # The accountant's count: this call's t - 1 would leave out rounds an earlier run released
+            # and count skipped rounds, which spent nothing.
+            LOGGER.warning(
+                "privacy budget exhausted after %d released rounds: training stops", dp.accountant.num_releases
+            )
             break
         # Convergence looks only at rounds that changed the model.
         if result.mean is not None and config.tolerance > 0:

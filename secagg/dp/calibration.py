@@ -87,7 +87,8 @@ __all__ = [
 MIN_VARIANCE = Fraction(1, 4)
 """The smallest per-client variance calibration returns (sigma >= 1/2)."""
 VARIANCE_BITS = 20
-"""The calibrated variance is rounded up to this many significant bits (relative step < 1e-6)."""
+"""The calibrated variance is rounded up to a multiple of 2^-VARIANCE_BITS of its leading power of two:
+VARIANCE_BITS + 1 significant bits (relative step < 1e-6)."""
 MAX_VARIANCE = Fraction(1 << 60)
 MAX_DIMENSION = 1 << 40
 TAIL_PROBABILITY = 2.0**-40
@@ -277,7 +278,7 @@ def calibrate(
     """The smallest per-client variance that meets ``config``'s budget over its planned rounds.
 
     Binary search on sigma^2 (the spent epsilon decreases as sigma^2 grows), then the
-    result is rounded up to 20 significant bits as an exact Fraction and checked again:
+    result is rounded up to 21 significant bits as an exact Fraction and checked again:
     ``calibrate(...).spent_after(config.rounds)[0] <= config.epsilon`` (refusal residual
     included, below). Never below
     :data:`MIN_VARIANCE`. ConfigurationError if no variance up to 2^60 suffices.

@@ -95,6 +95,20 @@ def test_figures_against_dp_accounting_breast_cancer_setting() -> None:
     assert plan.spent_after(21)[0] > 3.0
 
 
+@pytest.mark.parametrize("rate", [None, 0.1])
+def test_the_calibrated_variance_has_21_significant_bits_as_documented(rate: float | None) -> None:
+    # docs/privacy.md: sigma^2 is rounded up to a multiple of 2^(e - 20), 2^e <= sigma^2 < 2^(e + 1):
+    # 21 significant bits (the leading one and 20 after it), a relative step of 2^-20 < 1e-6
+    config = DPConfig(epsilon=3.0, delta=1e-5, rounds=20, l2_clip=1.0, min_honest=4, sampling_rate=rate)
+    variance = calibrate(config, num_clients=5, scale=1024.0, dimension=31).variance
+    e = math.floor(math.log2(variance))
+    assert Fraction(2) ** e <= variance < Fraction(2) ** (e + 1)
+    steps = variance / Fraction(2) ** (e - 20)
+    assert steps.denominator == 1 and 2**20 <= steps.numerator < 2**21
+    if rate is not None:
+        assert variance == Fraction(2077081, 4) and steps.numerator % 2 == 1  # 519,270.25: all 21 bits used
+
+
 def test_tau_term_matches_the_paper_and_counts_h_summands() -> None:
     variance = Fraction(1, 2)
     expected = 10 * sum(math.exp(-2 * math.pi**2 * 0.5 * k / (k + 1)) for k in range(1, 4))

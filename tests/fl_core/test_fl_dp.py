@@ -275,6 +275,23 @@ def test_round_beyond_the_budget_is_refused_and_training_stops(federation: Feder
     assert result.rounds[-1].epsilon_spent == spent[-1]
 
 
+def test_the_stop_names_the_rounds_the_budget_released_not_this_calls_rounds(
+    federation: Federation, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Prepare: a 3-round budget spent by a first run
+    clients, test_x, test_y = federation
+    aggregator = make_aggregator(
+        "plain-quantized", num_clients=5, dp=_config(rounds=3), dimension=14, max_samples_per_client=100
+    )
+    run_fedavg(LogisticRegression(6), clients, aggregator, test_x, test_y, FedAvgConfig(rounds=3, seed=0))
+    # Execute: a second run on the same aggregator (the budget it holds is spent)
+    with caplog.at_level("WARNING", logger=fedavg.LOGGER.name):
+        result = run_fedavg(LogisticRegression(6), clients, aggregator, test_x, test_y, FedAvgConfig(rounds=2, seed=0))
+    # Assert: its first round is refused, and the stop names the 3 released rounds, not "0 rounds"
+    assert len(result.rounds) == 1 and "privacy budget" in (result.rounds[0].skipped_reason or "")
+    assert "privacy budget exhausted after 3 released rounds" in caplog.text
+
+
 def test_dp_training_learns_on_a_separable_problem(federation: Federation) -> None:
     clients, test_x, test_y = federation
     aggregator = make_aggregator(

@@ -95,3 +95,15 @@ def test_a_contribution_sums_the_rows_its_source_samples(federation: Federation)
 def test_a_contribution_refuses_a_numpy_generator_for_its_sample(federation: Federation) -> None:
     with pytest.raises(ConfigurationError, match="random_bytes"):
         _contribution(federation, np.random.default_rng(0))
+
+
+@pytest.mark.parametrize("source", [np.random.default_rng(0), np.random.RandomState(0), 7])
+def test_a_dp_aggregator_refuses_a_noise_source_that_is_no_random_source_when_built(source: object) -> None:
+    # The noise and every Poisson sample are drawn from it: a numpy Generator (predictable, and the
+    # sample would follow from its seed) or an object without random_bytes is refused at setup,
+    # not at the first round
+    with pytest.raises(ConfigurationError, match="random_bytes"):
+        make_aggregator(
+            "plain-quantized", num_clients=5, dp=DP, dimension=14, max_samples_per_client=100,
+            noise_source=source,  # type: ignore[arg-type]
+        )  # fmt: skip
