@@ -100,34 +100,24 @@ def _folders_cannot_be_synced(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(os, "fsync", fsync)
 
 
+@pytest.mark.parametrize("server_round", [1, 7])
 def test_a_folder_that_cannot_be_synced_fails_the_charge_and_counts_the_round_as_the_file_does(
-    plan: NoisePlan, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    plan: NoisePlan, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, server_round: int
 ) -> None:
     # Prepare: syncing a folder fails: the new record's name may not survive a crash, and a count
     # rolled back by a crash would let released rounds be spent again. The record was already
-    # renamed into place when the sync fails, so the file holds the round.
+    # renamed into place when the sync fails, so the file holds the round. The first charged
+    # round is round 1, or round 7 (earlier rounds skipped).
     path = tmp_path / "budget.json"
     accountant = PrivacyAccountant(plan, path)
     _folders_cannot_be_synced(monkeypatch)
     # Execute / Assert: the round is refused (its release must not rest on a record that may vanish),
+    # named by its server round (the one the operator must not release, not the number of releases),
     # and the accountant counts it as its file does (an over-count, never fewer than the file says)
-    with pytest.raises(ConfigurationError, match=r"cannot be synced.*Round 1 is counted as released"):
-        accountant.record_round(1)
-    assert (accountant.num_releases, accountant.last_round) == (1, 1)
+    with pytest.raises(ConfigurationError, match=rf"cannot be synced.*Round {server_round} is counted as released"):
+        accountant.record_round(server_round)
+    assert (accountant.num_releases, accountant.last_round) == (1, server_round)
     assert PrivacyAccountant(plan, path).num_releases == 1
-
-
-def test_the_refusal_names_the_server_round_it_counted_not_the_number_of_releases(
-    plan: NoisePlan, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    # Prepare: a run whose first charged round is round 7 (earlier rounds skipped), its folder unsyncable
-    path = tmp_path / "budget.json"
-    accountant = PrivacyAccountant(plan, path)
-    _folders_cannot_be_synced(monkeypatch)
-    # Execute / Assert: the operator is told which server round not to release (round 7, the first release)
-    with pytest.raises(ConfigurationError, match=r"Round 7 is counted as released"):
-        accountant.record_round(7)
-    assert (accountant.num_releases, accountant.last_round) == (1, 7)
 
 
 def test_after_a_failed_folder_sync_the_accountant_goes_on_once_the_folder_syncs_again(
