@@ -56,18 +56,6 @@ def ddg_zcdp_events(variance: Fraction | float, summands: int, sensitivity: floa
     return events
 
 
-def _is_sampled(config: DPConfig) -> bool:
-    return config.sampling_rate is not None
-
-
-def _zcdp_pairs(
-    variance: Fraction | float, summands: int, sensitivity: float, dimension: int
-) -> list[tuple[float, float]]:
-    """(rho, xi) of each event of :func:`ddg_zcdp_events`: the release is (xi + rho * alpha)-RDP."""
-    events = ddg_zcdp_events(variance, summands, sensitivity, dimension)
-    return [(float(event.rho), float(event.xi)) for event in events]
-
-
 def _release_events(
     config: DPConfig, variance: Fraction | float, sensitivity: float, dimension: int, count: int
 ) -> list[Any]:
@@ -82,7 +70,8 @@ def _release_curves(
 ) -> list[NDArray[np.float64]]:
     """Each valid Renyi curve, at :data:`~secagg.dp.subsampling.ORDERS`, of ``count`` aggregates of
     one release: one per zCDP bound unsampled, the proved amplification of both when sampled."""
-    pairs = _zcdp_pairs(variance, config.honest, sensitivity, dimension)
+    events = ddg_zcdp_events(variance, config.honest, sensitivity, dimension)
+    pairs = [(float(event.rho), float(event.xi)) for event in events]  # (xi + rho * alpha)-RDP each
     if config.sampling_rate is None:
         orders = np.asarray(ORDERS, dtype=np.float64)
         return [count * (xi + rho * orders) for rho, xi in pairs]
@@ -130,7 +119,7 @@ def composed_accountants(
     ]
     if rounds > 0:
         releases.append((config, variance, sensitivity, dimension, rounds))
-    if any(_is_sampled(release[0]) for release in releases):
+    if any(release[0].sampling_rate is not None for release in releases):
         curves = [_release_curves(*release) for release in releases]
         return [
             RenyiAccount(ORDERS, tuple(float(v) for v in np.sum(combination, axis=0)))
