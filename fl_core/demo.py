@@ -73,6 +73,7 @@ from fl_core.demo_output import KEYGEN_SECONDS as KEYGEN_SECONDS  # noqa: PLC041
 from fl_core.demo_prepare import SPLIT, STANDARDISE, Prepared, model_for, prepare_demo, protocol_options
 from fl_core.dp_presets import DEFAULT_DELTA
 from fl_core.fedavg import FedAvgConfig, FedAvgResult, RoundRecord, run_fedavg
+from fl_core.scaling_binding import bind_scaling
 from secagg._install import install_hint
 from secagg._outputs import standard_stream, write_output
 from secagg.errors import ConfigurationError
@@ -128,6 +129,7 @@ def _setup(
             max_samples_per_client=config.max_samples_per_client, clipping=config.clipping,
         ), config, choice, compression,
     )  # fmt: skip
+    bind_scaling(updates, "pooled-moments", standardiser)  # every round's hospitals train at these units
     return federation.standardised(standardiser), updates
 
 
