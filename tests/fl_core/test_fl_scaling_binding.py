@@ -9,12 +9,15 @@ data dictionary's), or another scaler, sends as many values under the same proto
 quantization parameters: unbound, its contribution was summed with the others' in other units.
 These tests split the scaling between hospital 1 and the others and assert that the session
 refuses hospital 1 at setup (tests/masking/split_session.py), and that the same round under one
-scaling includes everyone.
+scaling includes everyone. The release's own settings (:func:`~fl_core.dp_moments.moments_dp_config`'s
+arguments: its epsilon share, delta, feature count, h and clip share) are split too: each reaches
+the DP plan the release binds.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import inspect
 from collections.abc import Iterator
 from typing import Any
 
@@ -63,10 +66,15 @@ def _clients() -> list[ClientData]:
     ]
 
 
-def _release_config() -> tuple[MaskingConfig, dict[int, Any]]:
+MOMENTS = {"epsilon": 1.0, "delta": 1e-5, "num_features": FEATURES, "min_honest": 2, "clip_share": 1.0}
+"""The moments release's settings (:func:`moments_dp_config`'s arguments)."""
+
+
+def _release_config(**settings: Any) -> tuple[MaskingConfig, dict[int, Any]]:
     """The masking config the moments release binds, over the five hospitals, in one named run
-    (every hospital's identity keys from one deterministic source, as the same hospitals would hold)."""
-    dp = moments_dp_config(1.0, 1e-5, FEATURES, 2)
+    (every hospital's identity keys from one deterministic source, as the same hospitals would hold),
+    under :data:`MOMENTS` with ``settings`` changed."""
+    dp = moments_dp_config(**{**MOMENTS, **settings})
     aggregator = make_dp_aggregator(
         "secagg", dp, num_clients=len(HOSPITALS), dimension=2 * FEATURES, max_samples_per_client=64,
         mode=ACTIVE, run_id=7, random_bytes=InsecureDeterministicRandom(b"hospitals"),
@@ -91,6 +99,24 @@ def test_a_hospital_scaling_its_moments_with_other_public_ranges_is_refused(requ
     assert other.digest() != base.digest(), "the moments release does not bind the public ranges"
     assert_split_fails(split_session(base, other, signing_keys=keys), base)
     assert_honest_completes(base, signing_keys=keys)
+
+
+OTHER_MOMENTS = {"epsilon": 2.0, "delta": 1e-6, "num_features": FEATURES - 1, "min_honest": 1, "clip_share": 0.6}
+
+
+def test_every_moments_setting_has_another_value_to_split() -> None:
+    assert set(inspect.signature(moments_dp_config).parameters) == set(MOMENTS) == set(OTHER_MOMENTS)
+
+
+@pytest.mark.parametrize("setting", sorted(OTHER_MOMENTS))
+def test_a_hospital_under_another_moments_setting_is_refused(setting: str) -> None:
+    # Prepare: the release the others bind, and the one a hospital with one other setting binds
+    # (the demo's dp_moments_share is the release's epsilon; its moments_clip_share the clip_share)
+    base, keys = _release_config()
+    other, _ = _release_config(**{setting: OTHER_MOMENTS[setting]})
+    # Execute / Assert
+    assert other.digest() != base.digest()
+    assert_split_fails(split_session(base, other, signing_keys=keys), base)
 
 
 SETUPS = {
