@@ -51,6 +51,7 @@ from fl_core.aggregators import make_aggregator
 from fl_core.aggregators.base import DEFAULT_BITS, DEFAULT_MAX_SAMPLES_PER_CLIENT, Aggregator
 from fl_core.budget import BudgetChoice
 from fl_core.compression import CompressionConfig
+from fl_core.contribution_binding import bind_scaling
 from fl_core.data import (
     FEATURE_BOUNDS,
     Federation,
@@ -73,7 +74,6 @@ from fl_core.demo_output import KEYGEN_SECONDS as KEYGEN_SECONDS  # noqa: PLC041
 from fl_core.demo_prepare import SPLIT, STANDARDISE, Prepared, model_for, prepare_demo, protocol_options
 from fl_core.dp_presets import DEFAULT_DELTA
 from fl_core.fedavg import FedAvgConfig, FedAvgResult, RoundRecord, run_fedavg
-from fl_core.scaling_binding import bind_scaling
 from secagg._install import install_hint
 from secagg._outputs import standard_stream, write_output
 from secagg.errors import ConfigurationError

@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from fl_core.aggregators.base import Aggregator
+from fl_core.contribution_binding import bind_scaling
 from fl_core.data import Federation
 from fl_core.demo_config import DemoConfig
 from fl_core.dp import DPAggregator
@@ -24,7 +25,6 @@ from fl_core.dp_moments import MomentsChargedAggregator, moments_dp_config, rele
 from fl_core.dp_presets import DP_TRAINING, default_min_honest, dp_config
 from fl_core.dp_training import public_denominator
 from fl_core.public_scaling import public_scaler
-from fl_core.scaling_binding import bind_scaling
 from secagg.dp import DPConfig, NoisePlan, Preceding
 from secagg.dp.encoding import dp_quantization
 from secagg.errors import ConfigurationError

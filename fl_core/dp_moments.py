@@ -35,11 +35,11 @@ from dataclasses import dataclass
 import numpy as np
 
 from fl_core.aggregators.base import Aggregator, ClientUpdate
+from fl_core.contribution_binding import bind_scaling
 from fl_core.data import ClientData, Standardiser
 from fl_core.dp import DPAggregator
 from fl_core.models import FloatArray
 from fl_core.public_scaling import public_scaler
-from fl_core.scaling_binding import bind_scaling
 from secagg.dp import DPConfig, NoisePlan
 from secagg.errors import ConfigurationError
 
@@ -114,7 +114,7 @@ def release_moments(
     """Run the release through ``aggregator`` (a :class:`DPAggregator` built on
     :func:`moments_dp_config`) and derive the :class:`Standardiser` in raw feature units.
 
-    The release binds the public ranges its sums are scaled by (:func:`fl_core.scaling_binding.bind_scaling`,
+    The release binds the public ranges its sums are scaled by (:func:`fl_core.contribution_binding.bind_scaling`,
     ``"public-ranges"``): a hospital holding another version of them is refused at the session's
     first step, never summed in other units."""
     if not isinstance(aggregator, DPAggregator):

@@ -177,7 +177,7 @@ SCALER = Standardiser(np.array([1.0, 2.0]), np.array([0.5, 4.0]))
 
 
 def test_an_unknown_scaling_kind_or_a_scaler_that_is_none_is_refused() -> None:
-    from fl_core.scaling_binding import scaling_parameters  # noqa: PLC0415 (the module this test checks)
+    from fl_core.contribution_binding import scaling_parameters  # noqa: PLC0415 (the module this test checks)
 
     with pytest.raises(ConfigurationError, match="scaling kind must be one of"):
         scaling_parameters("raw", SCALER)
@@ -186,7 +186,7 @@ def test_an_unknown_scaling_kind_or_a_scaler_that_is_none_is_refused() -> None:
 
 
 def test_the_scaling_survives_a_wrappers_own_binding_and_a_dp_aggregator_keeps_one_quantizer() -> None:
-    from fl_core.scaling_binding import SCALING_PREFIX, bind_scaling  # noqa: PLC0415
+    from fl_core.contribution_binding import SCALING_PREFIX, bind_scaling  # noqa: PLC0415
 
     # Prepare: a rotation around secagg, and a DP aggregator over secagg
     rotated = RotatedAggregator(make_aggregator("secagg", num_clients=5, clipping="fixed"))
