@@ -120,8 +120,9 @@ def release_moments(
     if not isinstance(aggregator, DPAggregator):
         raise ConfigurationError("the moments release must go through a DPAggregator (noised)")
     clip = aggregator.config.l2_clip  # the bound sensitivity: one patient moves the sums by at most this
-    public = public_scaler(dataset, clients[0].features.shape[1] if clients else 0)
-    bind_scaling(aggregator, "public-ranges", public)  # the units every hospital's sums are in
+    # The units every hospital's sums are in, for the release's features (half its configured dimension).
+    public = public_scaler(dataset, aggregator.plan.dimension // 2)
+    bind_scaling(aggregator, "public-ranges", public)
     updates = [
         ClientUpdate(c.client_id, moments_contribution(dataset, c.features, clip), c.num_samples) for c in clients
     ]
