@@ -51,6 +51,7 @@ from fl_core.aggregators import make_aggregator
 from fl_core.aggregators.base import DEFAULT_BITS, DEFAULT_MAX_SAMPLES_PER_CLIENT, Aggregator
 from fl_core.budget import BudgetChoice
 from fl_core.compression import CompressionConfig
+from fl_core.contribution_binding import bind_scaling
 from fl_core.data import (
     FEATURE_BOUNDS,
     Federation,
@@ -128,6 +129,7 @@ def _setup(
             max_samples_per_client=config.max_samples_per_client, clipping=config.clipping,
         ), config, choice, compression,
     )  # fmt: skip
+    bind_scaling(updates, "pooled-moments", standardiser)  # every round's hospitals train at these units
     return federation.standardised(standardiser), updates
 
 

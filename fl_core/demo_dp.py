@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from fl_core.aggregators.base import Aggregator
+from fl_core.contribution_binding import bind_scaling
 from fl_core.data import Federation
 from fl_core.demo_config import DemoConfig
 from fl_core.dp import DPAggregator
@@ -101,7 +102,9 @@ def dp_setup(
             name, config, dp=dp, dimension=dimension, max_samples_per_client=config.max_samples_per_client,
             size_honest=True,
         )  # fmt: skip
-        return federation.standardised(public_scaler(config.dataset, federation.num_features)), updates
+        scaler = public_scaler(config.dataset, federation.num_features)
+        bind_scaling(updates, "public-ranges", scaler)  # every round's hospitals train at these units
+        return federation.standardised(scaler), updates
     moments_dp = moments_dp_config(
         config.dp_moments_share * config.dp_epsilon, config.dp_delta, federation.num_features,
         default_min_honest(config.hospitals), DP_TRAINING[config.dataset].moments_clip_share,
@@ -125,6 +128,7 @@ def dp_setup(
     if not isinstance(training, DPAggregator):
         raise ConfigurationError("DP training needs a DPAggregator")
     updates = MomentsChargedAggregator(training, release)
+    bind_scaling(updates, "noised-moments", release.standardiser)  # every round's hospitals train at these units
     return federation.standardised(release.standardiser), updates
 
 

@@ -35,6 +35,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from fl_core.aggregators.base import Aggregator, ClientUpdate
+from fl_core.contribution_binding import bind_scaling
 from fl_core.data import ClientData, Standardiser
 from fl_core.dp import DPAggregator
 from fl_core.models import FloatArray
@@ -111,10 +112,17 @@ def release_moments(
     dataset: str, clients: Sequence[ClientData], aggregator: Aggregator, share: float, rng: np.random.Generator
 ) -> MomentsRelease:
     """Run the release through ``aggregator`` (a :class:`DPAggregator` built on
-    :func:`moments_dp_config`) and derive the :class:`Standardiser` in raw feature units."""
+    :func:`moments_dp_config`) and derive the :class:`Standardiser` in raw feature units.
+
+    The release binds the public ranges its sums are scaled by (:func:`fl_core.contribution_binding.bind_scaling`,
+    ``"public-ranges"``): a hospital holding another version of them is refused at the session's
+    first step, never summed in other units."""
     if not isinstance(aggregator, DPAggregator):
         raise ConfigurationError("the moments release must go through a DPAggregator (noised)")
     clip = aggregator.config.l2_clip  # the bound sensitivity: one patient moves the sums by at most this
+    # The units every hospital's sums are in, for the release's features (half its configured dimension).
+    public = public_scaler(dataset, aggregator.plan.dimension // 2)
+    bind_scaling(aggregator, "public-ranges", public)
     updates = [
         ClientUpdate(c.client_id, moments_contribution(dataset, c.features, clip), c.num_samples) for c in clients
     ]
@@ -127,7 +135,6 @@ def release_moments(
     mean, mean_square = np.split(sums / total, 2)
     mean = np.clip(mean, -1.0, 1.0)
     variance = np.clip(mean_square - mean * mean, VARIANCE_FLOOR, 1.0)
-    public = public_scaler(dataset, mean.shape[0])
     standardiser = Standardiser(public.mean + public.std * mean, public.std * np.sqrt(variance))
     return MomentsRelease(aggregator, standardiser, share)
 

@@ -9,7 +9,9 @@ Each round t = 1..R:
    declares the digest of the w it received (:func:`fl_core.aggregators.model_digest`);
 4. the aggregator returns the sample-weighted mean of the updates that made it
    (for the secure aggregators the server learns nothing else), binding the digest of
-   w into the session and refusing a client that declares another model;
+   w into the session and refusing a client that declares another model; without DP
+   every session binds the local training too (E, B and the learning rate,
+   :func:`fl_core.contribution_binding.training_parameters`), so a client that trained otherwise is refused;
 5. the server sets w <- w + mean, or keeps w if the round was skipped (too few
    clients left for the protocol: the reason is logged);
 6. the global model is evaluated on the held-out test set.
@@ -35,7 +37,8 @@ from typing import cast
 import numpy as np
 
 from fl_core.aggregators.base import AggregationResult, Aggregator, ClientUpdate, DropoutStage
-from fl_core.aggregators.binding import model_digest
+from fl_core.aggregators.binding import bind_entries, model_digest
+from fl_core.contribution_binding import TRAINING_PREFIX, training_parameters
 from fl_core.data import ClientData
 from fl_core.dp import DPAggregator
 from fl_core.dp_training import dp_contribution, public_denominator
@@ -325,6 +328,8 @@ def run_fedavg(
             "mean update is added as it is, so leave them at 'sgd' and 0"
         )
     server = ServerOptimizer(config.server_optimizer, config.learning_rate, config.server_momentum)
+    if dp is None:  # every hospital's update is its local training's: bound, as the Flower adapter binds it
+        bind_entries(aggregator, TRAINING_PREFIX, training_parameters(config))
     for t in range(1, config.rounds + 1):
         # 1-2: who takes part, and who will drop out (and when).
         sampled = _sample_clients(clients, config.client_fraction, np.random.default_rng([seed, _SAMPLE, t]))

@@ -17,6 +17,10 @@
 - :func:`refuse_other_dp`: a DP round also refuses the hospitals that declare another DP
   configuration (:attr:`~fl_core.aggregators.base.ClientUpdate.dp_digest`) than the round's,
   as it refuses another model.
+- :func:`bind_entries`: bind named values that shape every hospital's contribution (the feature
+  scaling, :mod:`fl_core.contribution_binding`; the local training, :func:`fl_core.fedavg.run_fedavg`)
+  into the session descriptor of every later round of an aggregator, on every layer that holds its
+  quantizer.
 - :func:`check_lengths`: the round's update length, decided by authority (a configured
   dimension, the server's segment table, the hospitals that declare the round's model), never
   by a refused hospital or by which update comes first; a hospital of another length is refused
@@ -35,6 +39,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from secagg._validate import require_int
+from secagg.descriptor import Parameter
 from secagg.errors import ConfigurationError
 from secagg.integrations.flower.arrays import arrays_digest, flatten_arrays
 from secagg.segments import SegmentTable
@@ -47,6 +52,7 @@ __all__ = [
     "NO_MODEL",
     "RUN_ID_LIMIT",
     "ModelCheck",
+    "bind_entries",
     "check_lengths",
     "check_model_digest",
     "check_models",
@@ -168,6 +174,26 @@ def refuse_other_dp(updates: Sequence[ClientUpdate], models: ModelCheck, digest:
             )
             reasons[update.client_id] = f"{reasons[update.client_id]}; {why}" if update.client_id in reasons else why
     return dataclasses.replace(models, refused=tuple(sorted(reasons.items())))
+
+
+def bind_entries(aggregator: object, prefix: str, entries: Mapping[str, Parameter]) -> None:
+    """Bind ``entries`` into every round ``aggregator`` runs from now on: its quantizer's entries
+    under ``prefix`` are replaced by them (every name must start with ``prefix``), in place, on every
+    layer that holds that quantizer (a DP aggregator and the protocol under it, a wrapper and the
+    aggregator it wraps), so they stay one quantizer. Nothing is bound without a quantizer (``plain``:
+    there is no session). Call it before the rounds (the quantizer is replaced)."""
+    if any(not name.startswith(prefix) for name in entries):
+        raise ConfigurationError(f"every bound entry's name must start with {prefix!r}, got {sorted(entries)}")
+    quantizer = getattr(aggregator, "quantizer", None)
+    if quantizer is None:
+        return
+    kept = tuple((name, value) for name, value in quantizer.parameters if not name.startswith(prefix))
+    bound = dataclasses.replace(quantizer, parameters=kept + tuple(sorted(entries.items())))
+    layer: object = aggregator
+    while layer is not None:
+        if getattr(layer, "quantizer", None) is quantizer:
+            setattr(layer, "quantizer", bound)  # noqa: B010 (any layer: a DP aggregator, a wrapper, the protocol)
+        layer = getattr(layer, "inner", None)
 
 
 def segments_authority(segments: SegmentTable | None) -> tuple[int, str] | None:

@@ -16,9 +16,11 @@ A DP round for a PyTorch model, the same as fl_core's (:mod:`fl_core.dp_training
 
 :func:`run_dp_round` does the three for a list of hospitals. The round is bound to the global
 model: each hospital's update (:func:`dp_update`) declares the digest of the model its
-contribution was computed at (:func:`secagg.integrations.torch.model_digest`, buffers
-included), and the aggregator is given the global model's; a hospital that computed at another
-model (a stale copy) is refused before the round is charged, so it is neither counted among the
+contribution was computed at (:func:`dp_model_digest`: the model's
+:func:`secagg.integrations.torch.model_digest`, buffers included, and the names of its trainable
+parameters, which lay the contribution out), and the aggregator is given the global model's; a
+hospital that computed at another model (a stale copy, or one that trains another set of
+parameters) is refused before the round is charged, so it is neither counted among the
 contributors nor in the denominator.
 
 **Why torch.func and not Opacus.** Per-sample gradients come from ``torch.func``
@@ -36,6 +38,7 @@ PyTorch is imported on first use (``pip install -e '.[torch]'``).
 
 from __future__ import annotations
 
+import hashlib
 import importlib
 import logging
 from collections.abc import Callable, Mapping, Sequence
@@ -61,7 +64,14 @@ if TYPE_CHECKING:
     from fl_core.aggregators.base import AggregationResult, Aggregator, ClientUpdate, DropoutStage
     from secagg.dp import DPConfig, RandomSource
 
-__all__ = ["apply_dp_step", "clipped_gradient_sum", "dp_contribution", "dp_update", "run_dp_round"]
+__all__ = [
+    "apply_dp_step",
+    "clipped_gradient_sum",
+    "dp_contribution",
+    "dp_model_digest",
+    "dp_update",
+    "run_dp_round",
+]
 
 FloatVector = npt.NDArray[np.float64]
 LossFn = Callable[["Tensor", "Tensor"], "Tensor"]
@@ -89,6 +99,25 @@ def _trainable_parameters(model: Module) -> list[tuple[str, Tensor]]:
                 "parameters only (complex gradients have no single L2 clip here)"
             )
     return params
+
+
+_DP_MODEL_DOMAIN = b"secagg/v1/torch-dp-model"
+
+
+def dp_model_digest(model: Module) -> bytes:
+    """The 32-byte digest a DP round binds for ``model``: SHA-256 of a domain label,
+    :func:`~secagg.integrations.torch.model_digest` (``buffers=True``: every state-dict tensor's
+    key, dtype, shape and values) and the names of the trainable parameters (``requires_grad``), in
+    ``named_parameters`` order. A DP contribution is the clipped gradient sum over those parameters
+    only, back to back, and a state dict does not say which they are: a copy that trains another set
+    of the same total size (a frozen layer swapped) has the same state-dict digest, so without the
+    names its gradients would be summed into another parameter's coordinates. ConfigurationError
+    for a non-module or a trainable parameter that is not real floating point."""
+    names = [name.encode() for name, _ in _trainable_parameters(model)]
+    digest = hashlib.sha256(_DP_MODEL_DOMAIN + model_digest(model, buffers=True) + len(names).to_bytes(4, "big"))
+    for name in names:
+        digest.update(len(name).to_bytes(4, "big") + name)
+    return digest.digest()
 
 
 def _refuse_batch_mixing(model: Module) -> None:
@@ -170,8 +199,9 @@ def dp_update(
 ) -> ClientUpdate:
     """A hospital's update for a DP aggregator: :func:`dp_contribution` at ``model`` (the global
     model it received; its Poisson sample from ``source``, the OS CSPRNG when None), weighted by its
-    batch size (at least 1), declaring ``model_digest(model, buffers=True)`` and ``dp.digest()``;
-    aggregated with the global model's digest, an update computed at another model, or under another
+    batch size (at least 1), declaring :func:`dp_model_digest` of ``model`` and ``dp.digest()``;
+    aggregated with the global model's ``dp_model_digest``, an update computed at another model (or
+    one training another set of parameters), or under another
     DP configuration than the aggregator's (another clip or sampling rate than the noise is sized
     for), is refused (``result.refused``)."""
     return _staged_update(client_id, model, loss_fn, inputs, targets, dp, source, [])
@@ -207,7 +237,7 @@ def _staged_update(
     mask = _torch().from_numpy(drawn)
     sampled = inputs[mask], targets[mask]
     stage.append(_COPY)
-    digest = model_digest(model, buffers=True)
+    digest = dp_model_digest(model)
     stage.append(_GRADIENTS)
     contribution = clipped_gradient_sum(model, loss_fn, *sampled, dp.l2_clip)
     samples = max(1, int(inputs.shape[0]))
@@ -291,9 +321,10 @@ def run_dp_round(
     that drops out is not counted; or ``denominator``, a fixed number the caller computed
     (right only when every hospital is in the sum).
 
-    The round binds ``model``'s digest (buffers included): every hospital's update declares the
-    digest of the model it computed at (:func:`dp_update`), ``trained_from[id]`` if given (the
-    copy that hospital holds, e.g. a stale one), else ``model``. A hospital that computed at
+    The round binds ``model``'s :func:`dp_model_digest` (buffers and the trainable parameters'
+    names included): every hospital's update declares the digest of the model it computed at
+    (:func:`dp_update`), ``trained_from[id]`` if given (the copy that hospital holds, e.g. a stale
+    one, or one whose trainable parameters are others), else ``model``. A hospital that computed at
     another model is refused with its reason (``result.refused``) before the round is charged:
     it is not a contributor, and not counted in the denominator. So is, withheld with the reason
     (``result.withheld``), a hospital whose contribution cannot be computed: its copy or its data
@@ -331,7 +362,7 @@ def run_dp_round(
     outside = sorted(set(given) - {client for client, _, _ in hospitals}, key=repr)
     if outside:
         raise ConfigurationError(f"trained_from names hospital {outside[0]!r}, which is not in the round")
-    digest = model_digest(model, buffers=True)  # the caller's own global model: its failure raises
+    digest = dp_model_digest(model)  # the caller's own global model: its failure raises
     stages, withheld = dict(require_mapping("dropouts", dropouts) if dropouts is not None else {}), []
     updates = []
     for client, x, y in hospitals:

@@ -24,6 +24,7 @@ from secagg.errors import ConfigurationError
 
 torch = pytest.importorskip("torch")
 torch_dp = pytest.importorskip("secagg.integrations.torch_dp")
+torch_adapter = pytest.importorskip("secagg.integrations.torch")
 
 HOSPITALS = (1, 2, 3, 4, 5)
 DP = DPConfig(epsilon=8.0, delta=1e-5, rounds=4, l2_clip=1.0, min_honest=2)
@@ -51,7 +52,7 @@ def _round(other: DPConfig) -> tuple[object, tuple[tuple[int, str], ...], float]
     updates = [
         torch_dp.dp_update(h, model, _loss, *data[h], other if h == 1 else aggregator.config, sample) for h in HOSPITALS
     ]
-    digest = torch_dp.model_digest(model, buffers=True)
+    digest = torch_dp.dp_model_digest(model)
     result = aggregator.aggregate(updates, rng=np.random.default_rng(4), model_digest=digest)
     return result, result.refused, aggregator.spent()[0]
 
@@ -81,3 +82,81 @@ def test_hospitals_under_the_aggregators_dp_configuration_are_all_included() -> 
 def test_a_malformed_dp_digest_is_refused_at_construction() -> None:
     with pytest.raises(ConfigurationError, match="dp_digest"):
         ClientUpdate(1, np.zeros(3), 1, dp_digest=b"short")
+
+
+# Every DPConfig field shapes a DP contribution or its noise: a hospital holding another value of
+# any one of them is refused by name. Introspected, so a field added later is split here too.
+OTHER_VALUES = {
+    "epsilon": 4.0,
+    "delta": 1e-6,
+    "rounds": 5,
+    "l2_clip": 100.0,
+    "sampling_rate": 0.5,
+    "min_honest": 3,
+}
+
+
+def test_every_dp_configuration_field_has_another_value_to_split() -> None:
+    # mechanism has one value so far (MECHANISMS): nothing to split it with
+    assert {f.name for f in dataclasses.fields(DPConfig)} == set(OTHER_VALUES) | {"mechanism"}
+
+
+@pytest.mark.parametrize("field", sorted(OTHER_VALUES))
+def test_a_split_of_any_dp_configuration_field_refuses_the_hospital_that_holds_it(field: str) -> None:
+    # Execute: hospital 1 computes under the configuration with only ``field`` changed
+    result, refused, _ = _round(dataclasses.replace(DP, **{field: OTHER_VALUES[field]}))
+    # Assert: hospital 1 alone is refused, with the reason; the round goes on for the others
+    assert [client for client, _ in refused] == [1], refused
+    assert "another DP configuration" in refused[0][1]
+    assert result.mean is not None and result.included == frozenset(HOSPITALS[1:])
+
+
+# Which parameters are trainable (requires_grad) lays out a DP contribution: the clipped gradient
+# sum covers the trainable parameters only, in named_parameters order. A state dict has no
+# requires_grad, so a hospital whose copy trains another set of parameters of the same total size
+# (its fine-tuning code froze the other layer) sent the same length under the same model digest,
+# and its gradients were summed into another layer's coordinates.
+
+
+def _two_layers(frozen: int) -> object:
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(2, 2), torch.nn.Linear(2, 2)).double()
+    for parameter in model[frozen].parameters():
+        parameter.requires_grad_(False)
+    return model
+
+
+def _trainable_split_round(other: object) -> object:
+    model = _two_layers(frozen=0)  # layer 1 trains: 6 values
+    aggregator = make_aggregator(
+        "secagg", num_clients=5, dp=DP, dimension=6, max_samples_per_client=64,
+        noise_source=SeededRandomSource(bytes(32)),
+    )  # fmt: skip
+    rng = np.random.default_rng(3)
+    hospitals = [
+        (h, torch.from_numpy(rng.normal(size=(20, 2))), torch.from_numpy(rng.normal(size=(20, 2)))) for h in HOSPITALS
+    ]
+    return torch_dp.run_dp_round(
+        model, hospitals, torch.nn.functional.mse_loss, aggregator, learning_rate=0.1,
+        declared_sizes=dict.fromkeys(HOSPITALS, 20), rng=np.random.default_rng(0), trained_from={1: other},
+    )  # fmt: skip
+
+
+def test_a_hospital_training_another_set_of_parameters_is_refused_not_summed_into_other_coordinates() -> None:
+    # Prepare: hospital 1's copy has the same values (the same state-dict digest), but trains layer 0
+    # (6 values) instead of layer 1
+    other = _two_layers(frozen=1)
+    assert torch_adapter.model_digest(other) == torch_adapter.model_digest(_two_layers(frozen=0))
+    assert torch_dp.dp_model_digest(other) != torch_dp.dp_model_digest(_two_layers(frozen=0))
+    # Execute
+    result = _trainable_split_round(other)
+    # Assert: hospital 1 alone is refused, with the reason; the round goes on without its gradients
+    assert [client for client, _ in result.refused] == [1], result.refused
+    assert "another model" in result.refused[0][1]
+    assert result.mean is not None and result.included == frozenset(HOSPITALS[1:])
+
+
+def test_hospitals_training_the_global_models_parameters_are_all_included() -> None:
+    # The control: hospital 1's copy trains the same layer
+    result = _trainable_split_round(_two_layers(frozen=0))
+    assert result.refused == () and result.included == frozenset(HOSPITALS)

@@ -1,0 +1,94 @@
+"""What binds a round to how every hospital computed its contribution: its feature scaling and
+its local training.
+
+**Feature scaling.** A hospital's contribution depends on how it scaled its features: the noised
+moments release (:func:`fl_core.dp_moments.release_moments`) sums ``(sum u, sum u^2)`` with ``u``
+the features mapped by the declared public ranges (:func:`fl_core.public_scaling.public_scaler`),
+and the server maps the released sums back with the same ranges; every training round sums updates
+(or clipped gradients) computed at features standardised with the run's scaler (the pooled moments,
+the noised release, or the public ranges alone). A hospital holding another scaler (another version
+of the data dictionary's ranges) sends as many values under the same protocol, DP and quantization
+parameters, in other units. :func:`bind_scaling` binds the scaler into the session descriptor of
+every round of an aggregator, so such a hospital is refused at the session's first step
+(tests/fl_core/test_fl_scaling_binding.py). The entries (:func:`scaling_parameters`):
+``fl_core.scaling.kind`` (how the scaler was made: ``"public-ranges"``, ``"noised-moments"`` or
+``"pooled-moments"``) and ``fl_core.scaling.digest``, the SHA-256 of the scaler's per-feature centre
+and scale (little-endian float64). Both are public: the ranges are declared, and the moments are
+what the server released or summed already.
+
+**Local training.** Without DP a hospital's update is its model after ``local_epochs`` epochs of
+minibatch SGD (``batch_size``, ``learning_rate``) minus the global model, so
+:func:`fl_core.fedavg.run_fedavg` binds the three (:func:`training_parameters`, entries
+``fl_core.training.*``), as the Flower adapter binds its training parameters
+(tests/fl_core/test_fl_fedavg_training_binding.py). A DP round is one clipped gradient step at the
+global model: no local training, nothing to bind here (its DP configuration is bound).
+
+Both bind with :func:`fl_core.aggregators.binding.bind_entries`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from fl_core.aggregators.base import Aggregator
+from fl_core.aggregators.binding import bind_entries
+from fl_core.data import Standardiser
+from secagg.descriptor import Parameter
+from secagg.errors import ConfigurationError
+
+if TYPE_CHECKING:
+    from fl_core.fedavg import FedAvgConfig
+
+__all__ = [
+    "SCALING_KINDS",
+    "SCALING_PREFIX",
+    "TRAINING_PREFIX",
+    "bind_scaling",
+    "scaling_parameters",
+    "training_parameters",
+]
+
+SCALING_PREFIX = "fl_core.scaling."
+"""The prefix of the descriptor entries :func:`bind_scaling` binds."""
+
+SCALING_KINDS = ("public-ranges", "noised-moments", "pooled-moments")
+"""How a scaler is made: the declared public ranges alone, the noised moments release
+(:mod:`fl_core.dp_moments`), the securely pooled moments (:func:`fl_core.data.federated_standardiser`)."""
+
+TRAINING_PREFIX = "fl_core.training."
+"""The prefix of the local-training entries a FedAvg run binds (:func:`training_parameters`)."""
+
+_DOMAIN = b"secagg/v1/fl-scaling"
+
+
+def scaling_parameters(kind: str, standardiser: Standardiser) -> dict[str, Parameter]:
+    """The descriptor entries of the scaler ``standardiser`` made as ``kind`` (one of
+    :data:`SCALING_KINDS`): the kind and the digest of its centre and scale, feature count included."""
+    if kind not in SCALING_KINDS:
+        raise ConfigurationError(f"scaling kind must be one of {', '.join(SCALING_KINDS)}, got {kind!r}")
+    if not isinstance(standardiser, Standardiser):
+        raise ConfigurationError(f"expected a Standardiser, got {type(standardiser).__name__}")
+    centre = np.ascontiguousarray(standardiser.mean, dtype="<f8")
+    scale = np.ascontiguousarray(standardiser.std, dtype="<f8")
+    digest = hashlib.sha256(_DOMAIN + centre.shape[0].to_bytes(8, "big") + centre.tobytes() + scale.tobytes())
+    return {SCALING_PREFIX + "kind": kind, SCALING_PREFIX + "digest": digest.digest()}
+
+
+def bind_scaling(aggregator: Aggregator, kind: str, standardiser: Standardiser) -> None:
+    """Bind the scaler into every round ``aggregator`` runs from now on
+    (:func:`~fl_core.aggregators.binding.bind_entries` of :func:`scaling_parameters`: on every layer
+    that holds its quantizer; nothing without one). Call it before the rounds."""
+    bind_entries(aggregator, SCALING_PREFIX, scaling_parameters(kind, standardiser))
+
+
+def training_parameters(config: FedAvgConfig) -> dict[str, Parameter]:
+    """The descriptor entries of the local training every hospital runs without DP: its epochs, batch
+    size and learning rate (they shape its update); :func:`fl_core.fedavg.run_fedavg` binds them."""
+    return {
+        TRAINING_PREFIX + "local_epochs": config.local_epochs,
+        TRAINING_PREFIX + "batch_size": config.batch_size,
+        TRAINING_PREFIX + "learning_rate": float(config.learning_rate),
+    }
