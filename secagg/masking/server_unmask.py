@@ -87,9 +87,11 @@ def collect_unmask(state: ServerState, inbound: Mapping[int, bytes]) -> tuple[Se
                 mask_key = state.roster[owner].mask_key
                 private = _recover(config, shares, owner, "mask key", public_key_of, mask_key, liars)
                 _remove_pair_masks(state, total, owner, private, peers)
-    except ThresholdError as exc:
-        report = dropout_report(state, "Unmasking", frozenset(answered))
-        raise ThresholdError(f"{exc}; session aborted. {report}") from None
+    except (ThresholdError, AuthenticationError) as exc:
+        # Too few shares, or no t of them match the commitment (a holder lied with no spare
+        # holder to outvote it): the session ends here, and the report is the error's message.
+        report = dropout_report(state, "Unmasking", frozenset(answered), rejected)
+        raise type(exc)(f"{exc}; session aborted. {report}") from None
     rejected += [(liar, "UnmaskResponse: a revealed share lies off its secret's polynomial") for liar in sorted(liars)]
     result = ServerResult(aggregate=config.ring.reduce(total), included=survivors)
     new_state = replace(state, phase=ServerPhase.DONE, result=result, rejected=state.rejected + tuple(rejected))
