@@ -11,10 +11,11 @@ with its masked input its input: a double request answered after the fact.
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from secagg import wire
 from secagg.errors import SecAggError
-from secagg.masking import ClientPhase, Round
+from secagg.masking import HARARY, ClientPhase, MaskingConfig, Round
 from secagg.masking.messages import MaskedInput, ShareBundle, ShareDelivery
 from secagg.masking.session import (
     PAIR_MASK_LABEL,
@@ -26,10 +27,11 @@ from secagg.masking.session import (
 from secagg.primitives import aead, prg, shamir
 from secagg.primitives.key_agreement import KEY_SIZE
 
-from .harness import StepRun
+from .harness import StepRun, active_setup
 from .test_lying_server import SEMI
 
 VICTIM = 1
+HARARY_SEMI = MaskingConfig(num_clients=8, threshold=3, vector_length=4, graph=HARARY, degree=4, mode="semi-honest")
 
 
 def _open_with_final_state(run: StepRun, deliveries: dict[int, bytes], holder: int) -> ShareBundle | None:
@@ -46,15 +48,23 @@ def _open_with_final_state(run: StepRun, deliveries: dict[int, bytes], holder: i
         return None
 
 
-def test_finished_states_and_the_relayed_boxes_do_not_give_a_survivors_input() -> None:
-    # Prepare: n = 5, t = 3, semi-honest (the active mode's states are the same); an honest session
-    run = StepRun(SEMI, seed=4)
+def _run(setup: str) -> StepRun:
+    if setup == "active":
+        config, identities = active_setup(5, 3)
+        return StepRun(config, identities=identities, seed=4)
+    return StepRun(HARARY_SEMI if setup == "harary" else SEMI, seed=4)
+
+
+@pytest.mark.parametrize("setup", ["semi-honest", "active", "harary"])
+def test_finished_states_and_the_relayed_boxes_do_not_give_a_survivors_input(setup: str) -> None:
+    # Prepare: n = 5, t = 3 (complete graph, both modes) or n = 8, k = 4, t = 3 (Harary); an honest session
+    run = _run(setup)
+    config = run.config
     run.run_until(ClientPhase.AWAIT_SHARES)
     deliveries = dict(run.pending)  # the ShareDelivery each client got: the server keeps them
     run.finish()
-    masked = wire.decode(run.sent[VICTIM][2], MaskedInput).vector.values.astype(SEMI.ring.dtype)
-    holders = [2, 3, 4]
-    assert len(holders) == SEMI.threshold
+    masked = wire.decode(run.sent[VICTIM][2], MaskedInput).vector.values.astype(config.ring.dtype)
+    holders = list(run.neighbours(VICTIM))[: config.threshold]
 
     # Execute: the server obtains the finished states of t holders of the victim's shares
     assert all(run.states[h].phase == ClientPhase.DONE for h in holders)
@@ -62,9 +72,10 @@ def test_finished_states_and_the_relayed_boxes_do_not_give_a_survivors_input() -
 
     # Assert: no box opens (before: all t did, and gave the victim's input, as below)
     opened = [(h, b) for h, b in zip(holders, bundles, strict=True) if b is not None]
-    if len(opened) >= SEMI.threshold:
-        seed = shamir.combine([shamir.Share(h, int.from_bytes(b.self_mask_share, "big")) for h, b in opened], 3)
-        key = shamir.combine([shamir.Share(h, int.from_bytes(b.mask_key_share, "big")) for h, b in opened], 3)
+    if len(opened) >= config.threshold:
+        t = config.threshold
+        seed = shamir.combine([shamir.Share(h, int.from_bytes(b.self_mask_share, "big")) for h, b in opened], t)
+        key = shamir.combine([shamir.Share(h, int.from_bytes(b.mask_key_share, "big")) for h, b in opened], t)
         vector = masked.copy()
         prg.add_expansion(vector, seed, SELF_MASK_LABEL, subtract=True)
         peers = [(p, run.server.roster[p].mask_key) for p in run.neighbours(VICTIM)]
