@@ -4,7 +4,7 @@ Before it reveals anything the client checks the survivor set it is shown (at
 least t clients, itself among them, only known clients) and, in active mode, that
 it is the set it signed, with t valid consistency signatures. It then reveals
 exactly one share per peer it holds: the self-mask share of a survivor, the mask
-key share of a dropped client; and forgets every secret.
+key share of a dropped client; and forgets every secret (both private keys too).
 """
 
 from __future__ import annotations
@@ -94,9 +94,12 @@ def unmask(state: ClientState, config: MaskingConfig, request: UnmaskRequest) ->
         self_mask.append(ShareEntry(state.client, state.own_seed_share))
         self_mask.sort(key=lambda entry: entry.owner)
     response = UnmaskResponse(state.client, state.session, tuple(self_mask), tuple(mask_key))
-    # Forget every secret: nothing more may be revealed in this session.
+    # Forget every secret: nothing more may be revealed in this session. The encryption key
+    # too: with it and the share boxes the server relayed (and may keep), a leaked final state
+    # would open both shares of every peer, the pair this response never reveals together.
     done = replace(
-        state, phase=ClientPhase.DONE, held=(), self_mask_seed=b"", own_seed_share=b"", mask_private=bytes(KEY_SIZE)
+        state, phase=ClientPhase.DONE, held=(), self_mask_seed=b"", own_seed_share=b"",
+        mask_private=bytes(KEY_SIZE), encryption_private=bytes(KEY_SIZE),
     )
     return done, wire.encode(response)
 

@@ -150,7 +150,8 @@ class MaskingConfig:
     @property
     def corrupt_neighbours(self) -> int:
         """Corrupt clients a neighbourhood may hold: ceil(gamma * n) on the complete
-        graph; on a Harary graph the count exceeded with probability below 2^-41/n
+        graph; on a Harary graph the count a uniformly random client's neighbourhood exceeds with
+        probability below 2^-41/n, so all n exceed it with probability below 2^-41
         (:func:`~secagg.masking.parameters.corrupt_neighbour_bound`)."""
         if self.graph == COMPLETE:
             return corrupt_count(self.num_clients, self.corrupt_fraction)

@@ -19,8 +19,12 @@ an assumed corrupt fraction gamma and dropout fraction delta, it scans even k =
    which the clamp to 2 can break for tiny n; the two agree everywhere else,
    including every case of production's own test suite.)
 
-So, per client, P[at least t corrupt neighbours] < 2^-41/n (the secrets stay
-hidden) and P[fewer than t surviving neighbours] < 2^-20/n (recovery succeeds).
+So, for a client chosen uniformly at random, P[at least t corrupt neighbours] <
+2^-41/n (the secrets stay hidden) and P[fewer than t surviving neighbours] <
+2^-20/n (recovery succeeds). A given honest client's neighbours are drawn from
+the other n - 1 clients (Hypergeometric(n - 1, A, k)), which can exceed 2^-41/n
+slightly; the union over clients that the session's 2^-40 and 2^-20 rest on is
+exactly n times the uniform-client probability, so it holds.
 If no such k < n - 1 exists, SecAgg on the complete graph is used (as production
 does) with the smallest safe threshold, provided it tolerates the assumed dropouts.
 """

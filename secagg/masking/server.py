@@ -130,7 +130,7 @@ def _collect_keys(state: ServerState, inbound: Mapping[int, bytes]) -> tuple[Ser
             rejected.append((client, f"AdvertiseKeys: {exc}"))
             continue
         roster[client] = RosterEntry(client, message.encryption_key, message.mask_key, message.signature)
-    require_remaining(state, len(roster), "AdvertiseKeys", roster, _clients_needed(config))
+    require_remaining(state, len(roster), "AdvertiseKeys", roster, _clients_needed(config), rejected)
     graph = neighbour_table(config, state.session)
     outbound = {
         client: wire.encode(KeyRoster(client, tuple(roster[v] for v in graph[client] if v in roster)))
@@ -163,7 +163,7 @@ def _collect_shares(state: ServerState, inbound: Mapping[int, bytes]) -> tuple[S
         boxes[client] = {box.peer: box.sealed for box in message.boxes}
         commitments[client] = message.self_mask_commitment
     shared = frozenset(boxes)
-    require_remaining(state, len(shared), "ShareKeys", shared, _clients_needed(state.config))
+    require_remaining(state, len(shared), "ShareKeys", shared, _clients_needed(state.config), rejected)
     outbound: dict[int, bytes] = {}
     delivered: dict[int, tuple[int, ...]] = {}
     for recipient in sorted(shared):
@@ -196,7 +196,7 @@ def _collect_masked(state: ServerState, inbound: Mapping[int, bytes]) -> tuple[S
             continue
         np.add(total, vector, out=total)
         survivors.append(client)
-    require_remaining(state, len(survivors), "MaskedInputCollection", survivors)
+    require_remaining(state, len(survivors), "MaskedInputCollection", survivors, rejected=rejected)
     ids = tuple(survivors)
     if config.mode == ACTIVE:
         outbound = {c: wire.encode(SurvivorList(c, state.session, ids)) for c in ids}
@@ -226,7 +226,7 @@ def _collect_consistency(state: ServerState, inbound: Mapping[int, bytes]) -> tu
             rejected.append((client, f"ConsistencySignature: {exc}"))
             continue
         signers.append(SignedBy(client, message.signature))
-    require_remaining(state, len(signers), "ConsistencyCheck", (s.client for s in signers))
+    require_remaining(state, len(signers), "ConsistencyCheck", (s.client for s in signers), rejected=rejected)
     signed = tuple(signers)
     outbound = {
         s.client: wire.encode(UnmaskRequest(s.client, state.session, state.survivors, signed)) for s in signed

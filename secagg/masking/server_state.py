@@ -10,7 +10,7 @@ naming who was lost at which round.
 from __future__ import annotations
 
 import enum
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from secagg import wire
@@ -83,23 +83,34 @@ def accept_messages(
 
 
 def require_remaining(
-    state: ServerState, remaining: int, round_name: str, present: Iterable[int], needed: int | None = None
+    state: ServerState,
+    remaining: int,
+    round_name: str,
+    present: Iterable[int],
+    needed: int | None = None,
+    rejected: Sequence[tuple[int, str]] = (),
 ) -> None:
-    """ThresholdError (with the dropout report) if fewer than ``needed`` (default t) clients remain."""
+    """ThresholdError (with the dropout report) if fewer than ``needed`` (default t) clients remain;
+    ``rejected`` are this step's rejections, which the report names with their reasons."""
     needed = state.config.threshold if needed is None else needed
     if remaining < needed:
         raise ThresholdError(
             f"server: only {remaining} clients remain after {round_name}, fewer than {needed}; session aborted. "
-            f"{dropout_report(state, round_name, frozenset(present))}"
+            f"{dropout_report(state, round_name, frozenset(present), rejected)}"
         )
 
 
 _STAGES = ("AdvertiseKeys", "ShareKeys", "MaskedInputCollection", "ConsistencyCheck", "Unmasking")
 
 
-def dropout_report(state: ServerState, round_name: str, present: frozenset[int]) -> str:
-    """Which clients dropped (went silent or were rejected) at which round, and what the
-    configuration tolerates: the part of an abort message that names who was lost."""
+def dropout_report(
+    state: ServerState, round_name: str, present: frozenset[int], rejected: Sequence[tuple[int, str]] = ()
+) -> str:
+    """Which clients dropped (went silent or were rejected) at which round, what the
+    configuration tolerates and, last, which of them the server rejected and why (the first
+    reason recorded for each, from ``state.rejected`` and this step's ``rejected``): the part of
+    an abort message that names who was lost. An aborting step returns no state, so this is the
+    only place its rejections are reported."""
     config = state.config
     everyone = frozenset(range(1, config.num_clients + 1))
     signers = frozenset(s.client for s in state.signers)
@@ -122,7 +133,18 @@ def dropout_report(state: ServerState, round_name: str, present: frozenset[int])
             break
         before = now
     dropped = "; ".join(lost) if lost else "none"
-    return f"Clients that dropped: {dropped}. {_tolerance(config)}"
+    return f"Clients that dropped: {dropped}. {_tolerance(config)}{_rejections((*state.rejected, *rejected))}"
+
+
+def _rejections(rejected: Sequence[tuple[int, str]]) -> str:
+    """`` Rejected: client 2 (MaskedInput: ...); client 4 (...).``, each client once (its first
+    reason), in increasing id; "" if none was rejected."""
+    first: dict[int, str] = {}
+    for client, reason in rejected:
+        first.setdefault(client, reason)
+    if not first:
+        return ""
+    return " Rejected: " + "; ".join(f"client {client} ({first[client]})" for client in sorted(first)) + "."
 
 
 def _tolerance(config: MaskingConfig) -> str:

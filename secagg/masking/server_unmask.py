@@ -73,7 +73,7 @@ def collect_unmask(state: ServerState, inbound: Mapping[int, bytes]) -> tuple[Se
                 collected.setdefault(entry.owner, []).append(shamir.Share(client, value))
     assert state.masked_sum is not None
     total = np.array(state.masked_sum, copy=True)
-    liars: set[int] = set()
+    liars: dict[int, list[tuple[int, str]]] = {}  # holder -> the (owner, secret) its shares lie off
     try:
         for owner in state.survivors:
             shares = self_mask_shares.get(owner, [])
@@ -87,10 +87,12 @@ def collect_unmask(state: ServerState, inbound: Mapping[int, bytes]) -> tuple[Se
                 mask_key = state.roster[owner].mask_key
                 private = _recover(config, shares, owner, "mask key", public_key_of, mask_key, liars)
                 _remove_pair_masks(state, total, owner, private, peers)
-    except ThresholdError as exc:
-        report = dropout_report(state, "Unmasking", frozenset(answered))
-        raise ThresholdError(f"{exc}; session aborted. {report}") from None
-    rejected += [(liar, "UnmaskResponse: a revealed share lies off its secret's polynomial") for liar in sorted(liars)]
+    except (ThresholdError, AuthenticationError) as exc:
+        # Too few shares, or no t of them match the commitment (a holder lied with no spare
+        # holder to outvote it): the session ends here, and the report is the error's message.
+        report = dropout_report(state, "Unmasking", frozenset(answered), rejected)
+        raise type(exc)(f"{exc}; session aborted. {report}") from None
+    rejected += [(liar, _liar_reason(liar, liars[liar])) for liar in sorted(liars)]
     result = ServerResult(aggregate=config.ring.reduce(total), included=survivors)
     new_state = replace(state, phase=ServerPhase.DONE, result=result, rejected=state.rejected + tuple(rejected))
     return new_state, {}
@@ -103,7 +105,7 @@ def _recover(
     what: str,
     derive: Callable[[bytes], bytes],
     expected: bytes,
-    liars: set[int],
+    liars: dict[int, list[tuple[int, str]]],
 ) -> bytes:
     """Reconstruct ``owner``'s secret from t of ``shares``; accept it only if
     ``derive(secret) == expected`` (its commitment, or its public key).
@@ -111,7 +113,7 @@ def _recover(
     The first t shares by index are tried first (the honest case costs one
     interpolation). If they fail, each leave-one-out subset is tried, so one lying
     holder among at least t + 1 is outvoted; holders whose share lies off the
-    recovered polynomial are added to ``liars``.
+    recovered polynomial are added to ``liars``, with ``owner`` and ``what``.
     """
     t = config.threshold
     if len(shares) < t:
@@ -128,7 +130,9 @@ def _recover(
             continue
         if derive(secret) == expected:
             if attempt:  # only after a failure: name the holders whose shares lie off the polynomial
-                liars.update(s.index for s in ordered if shamir.interpolate(basis, s.index) != s.value)
+                for share in ordered:
+                    if shamir.interpolate(basis, share.index) != share.value:
+                        liars.setdefault(share.index, []).append((owner, what))
             return secret
     raise AuthenticationError(
         f"server: no {t} of the {len(ordered)} shares of client {owner}'s {what} reconstruct the committed value"
@@ -142,3 +146,21 @@ def _remove_pair_masks(state: ServerState, total: RingVector, owner: int, privat
     for peer, seed in zip(peers, seeds, strict=True):
         # The survivor added its mask if it has the smaller id; remove it with the opposite sign.
         prg.add_expansion(total, seed, PAIR_MASK_LABEL, subtract=not pair_mask_subtracts(peer, owner))
+
+
+def _liar_reason(holder: int, secrets: list[tuple[int, str]]) -> str:
+    """The record of a holder whose revealed share lies off a secret's polynomial. It names the
+    secret's owner too: without verifiable secret sharing a wrong share the holder revealed and a
+    wrong share the owner dealt it (its bundle authenticates) look the same to the server."""
+    owner, what = secrets[0]
+    reason = f"UnmaskResponse: a revealed share lies off its secret's polynomial: client {holder}'s share of "
+    if len(secrets) == 1:
+        return (
+            f"{reason}client {owner}'s {what}; client {holder} revealed"
+            f" a wrong share, or client {owner} dealt it one"
+        )
+    owners = ", ".join(str(o) for o in sorted({o for o, _ in secrets}))
+    return (
+        f"{reason}client {owner}'s {what} and {len(secrets) - 1} more; client {holder} revealed wrong shares, "
+        f"or their owners (clients {owners}) dealt them"
+    )
