@@ -5,6 +5,8 @@ presented for another client, session or vector, is refused."""
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from secagg.paillier import Encryptor, Obfuscation
 from secagg.paillier.keys import ThresholdPublicKey
@@ -82,3 +84,14 @@ def test_a_proof_is_refused_for_anything_else(other: str) -> None:
         proof = proof + proof[:width]
     # Act / Assert
     assert not verify_knowledge(public, seed, ciphertexts, proof)
+
+
+@settings(max_examples=60, deadline=None)
+@given(proof=st.binary(max_size=4 * 64) | st.binary(min_size=3 * 64, max_size=3 * 64))
+def test_arbitrary_proof_bytes_are_refused_without_an_exception(proof: bytes) -> None:
+    # Prepare: an honest vector, and bytes in place of its proof: any length, or
+    # exactly three 64-byte words
+    public = _public()
+    ciphertexts, words, _ = _proven(Obfuscation.TEXTBOOK, 0)
+    # Act / Assert: refused (False), never an exception
+    assert not verify_knowledge(public, knowledge_seed(SESSION, 2, 5, words), ciphertexts, proof)
