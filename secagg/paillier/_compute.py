@@ -42,6 +42,7 @@ __all__ = [
     "ciphertext_width",
     "combine_chunk",
     "djn_exponent_bytes",
+    "djn_exponents",
     "djn_obfuscators",
     "encrypt_with_obfuscators",
     "fixed_base_table",
@@ -50,6 +51,7 @@ __all__ = [
     "power_chunk",
     "product_chunk",
     "textbook_obfuscators",
+    "textbook_roots",
 ]
 
 CHUNK = 32
@@ -112,13 +114,27 @@ def textbook_obfuscators(task: tuple[int, bytes, int, int]) -> bytes:
     n = gmpy2.mpz(n_int)
     nsquare = n * n
     width = (n_int.bit_length() + 7) // 8
-    draw = width + RANDOMNESS_MARGIN_BYTES
-    raw = _chunk_randomness(seed, chunk_index, draw * count)
-    out = []
-    for i in range(count):
-        r = gmpy2.mpz(int.from_bytes(raw[i * draw : (i + 1) * draw], "big")) % (n - 1) + 1
-        out.append(gmpy2.powmod(r, n, nsquare))
+    out = [gmpy2.powmod(r, n, nsquare) for r in textbook_roots(n_int, seed, chunk_index, count)]
     return ints_to_blob(out, 2 * width)
+
+
+def textbook_roots(n_int: int, seed: bytes, chunk_index: int, count: int) -> list[Any]:
+    """The r of each of the ``count`` obfuscators ``r^n`` that :func:`textbook_obfuscators` makes
+    from the same ``(n, seed, chunk_index, count)``: the encryptor's witness for its proof of
+    plaintext knowledge (secret)."""
+    n = gmpy2.mpz(n_int)
+    draw = (n_int.bit_length() + 7) // 8 + RANDOMNESS_MARGIN_BYTES
+    raw = _chunk_randomness(seed, chunk_index, draw * count)
+    return [gmpy2.mpz(int.from_bytes(raw[i * draw : (i + 1) * draw], "big")) % (n - 1) + 1 for i in range(count)]
+
+
+def djn_exponents(n_int: int, seed: bytes, chunk_index: int, count: int) -> list[int]:
+    """The short exponent alpha of each of the ``count`` obfuscators ``h_s^alpha`` that
+    :func:`djn_obfuscators` makes from the same seed and chunk (the table reads alpha one byte
+    at a time, least significant first): the encryptor's witness (secret)."""
+    size = djn_exponent_bytes(n_int)
+    raw = _chunk_randomness(seed, chunk_index, size * count)
+    return [int.from_bytes(raw[i * size : (i + 1) * size], "little") for i in range(count)]
 
 
 def djn_exponent_bytes(n: int) -> int:

@@ -34,8 +34,10 @@ NOTES = {
     "sign_over_encrypt": "sign_upload_s / encrypt_s: what signing adds to a client's upload",
     "verify_100_over_partial_decrypt": "verify_100_uploads_s / partial_decrypt_s (of this run's n uploads): "
     "what checking 100 signatures costs against the decryption it guards",
-    "encrypt_s": "wall time per client (mean): pack + encrypt (incl. obfuscators and DJN table) + wire encode",
-    "aggregate_s": "server: check every upload (Z*_(n^2)) and multiply them; each party repeats this inside "
+    "encrypt_s": "wall time per client (mean): pack + encrypt (incl. obfuscators and DJN table) + proof of "
+    "plaintext knowledge + wire encode",
+    "aggregate_s": "server: check every upload (Z*_(n^2), proof of plaintext knowledge) and multiply them; each "
+    "party repeats this inside "
     "partial_decrypt_s as its binding check",
     "partial_decrypt_s": "per decrypting party (mean over the t parties used): check uploads, recompute the sum, "
     "c^(2 Delta s_i) for every aggregate ciphertext",

@@ -21,12 +21,15 @@ cost of encryption; two ways are offered (:class:`Obfuscation`):
 
 Obfuscators do not depend on the plaintext, so they can be made ahead of the
 round (:meth:`Encryptor.precompute`); each one is used once and then dropped.
+The encryptor keeps the root of each (r, or DJN's alpha) until it is used:
+:meth:`Encryptor.encrypt_with_witness` hands them out with the ciphertexts for the
+upload's proof of plaintext knowledge (:mod:`secagg.paillier.plaintext_proofs`).
 """
 
 from __future__ import annotations
 
 import enum
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import gmpy2
@@ -41,16 +44,18 @@ from secagg.paillier._compute import (
     Workers,
     blob_to_ints,
     chunked,
+    djn_exponents,
     djn_obfuscators,
     encrypt_with_obfuscators,
     ints_to_blob,
     product_chunk,
     textbook_obfuscators,
+    textbook_roots,
 )
 from secagg.paillier.keys import PublicKey
 from secagg.primitives.randomness import RandomBytes, system_random
 
-__all__ = ["Encryptor", "Obfuscation", "add_ciphertext_vectors"]
+__all__ = ["EncryptionWitness", "Encryptor", "Obfuscation", "add_ciphertext_vectors"]
 
 SEED_SIZE = 32
 
@@ -93,38 +98,51 @@ class Encryptor:
         self.workers = require_workers(workers)
         self._random_bytes = require_random_bytes(random_bytes)
         self._pool: list[Any] = []
+        self._witnesses: list[Any] = []  # r of each pooled obfuscator r^n (DJN: its alpha)
         self._base = 0
+        self._root = 0  # DJN: y = -x^2 mod n, so h_s = y^n and h_s^alpha = (y^alpha)^n
         if obfuscation is Obfuscation.DJN:
             n = key.n
             draw = key.plaintext_bytes + RANDOMNESS_MARGIN_BYTES
             x = 0
             while x == 0 or gmpy2.gcd(x, n) != 1:
                 x = int.from_bytes(random_bytes(draw), "big") % n
-            self._base = int(gmpy2.powmod(n - x * x % n, n, key.nsquare))
+            self._root = n - x * x % n
+            self._base = int(gmpy2.powmod(self._root, n, key.nsquare))
 
     @property
     def precomputed(self) -> int:
         """Obfuscators made ahead of time and not used yet."""
         return len(self._pool)
 
-    def _make(self, count: int) -> list[Any]:
+    def _make(self, count: int) -> tuple[list[Any], list[Any]]:
+        """``count`` fresh obfuscators and their witnesses (r, or DJN's alpha), in one order."""
         seed = self._random_bytes(SEED_SIZE)
         n = self.key.n
         sizes = [stop - start for start, stop in chunked(count)]
+        witness = djn_exponents if self.obfuscation is Obfuscation.DJN else textbook_roots
+        witnesses = [value for i, size in enumerate(sizes) for value in witness(n, seed, i, size)]
         if self.obfuscation is Obfuscation.DJN:
             blobs = self.workers.map(djn_obfuscators, [(n, self._base, seed, i, size) for i, size in enumerate(sizes)])
         else:
             blobs = self.workers.map(textbook_obfuscators, [(n, seed, i, size) for i, size in enumerate(sizes)])
-        return blob_to_ints(b"".join(blobs), self.key.ciphertext_bytes)
+        return blob_to_ints(b"".join(blobs), self.key.ciphertext_bytes), witnesses
 
     def precompute(self, count: int) -> None:
         """Make ``count`` more obfuscators now (offline, before the round's data exist);
         at most :data:`MAX_OBFUSCATORS` per call."""
         count = require_int("obfuscator count", count, 0, MAX_OBFUSCATORS)
-        self._pool.extend(self._make(count))
+        obfuscators, witnesses = self._make(count)
+        self._pool.extend(obfuscators)
+        self._witnesses.extend(witnesses)
 
     def encrypt(self, plaintexts: Sequence[int]) -> list[Any]:
         """Ciphertexts of ``plaintexts`` (each in [0, n)); uses precomputed obfuscators first."""
+        return self.encrypt_with_witness(plaintexts)[0]
+
+    def encrypt_with_witness(self, plaintexts: Sequence[int]) -> tuple[list[Any], EncryptionWitness]:
+        """:meth:`encrypt`, with what proves knowledge of the plaintexts
+        (:mod:`secagg.paillier.plaintext_proofs`): secret, for this upload's proof only."""
         n = self.key.n
         plaintexts = require_sequence("plaintexts", plaintexts)
         for position, plaintext in enumerate(plaintexts):
@@ -134,9 +152,38 @@ class Encryptor:
                 raise EncodeError(f"plaintext {position} is outside [0, n)")
         count = len(plaintexts)
         used, self._pool = self._pool[:count], self._pool[count:]
+        witnesses, self._witnesses = self._witnesses[:count], self._witnesses[count:]
         if len(used) < count:
-            used.extend(self._make(count - len(used)))
-        return encrypt_with_obfuscators(n, plaintexts, used)
+            obfuscators, more = self._make(count - len(used))
+            used.extend(obfuscators)
+            witnesses.extend(more)
+        witness = EncryptionWitness(self.key, list(plaintexts), witnesses, self._root)
+        return encrypt_with_obfuscators(n, plaintexts, used), witness
+
+
+class EncryptionWitness:
+    """The plaintexts of a ciphertext vector and the roots of their obfuscators (secret).
+
+    Each ciphertext is ``g^(m_j) * r_j^n mod n^2``; with textbook obfuscators ``roots`` holds
+    the r_j, with DJN the short exponents alpha_j and ``djn_root`` y, r_j = y^(alpha_j) mod n.
+    """
+
+    def __init__(self, key: PublicKey, plaintexts: list[Any], roots: list[Any], djn_root: int) -> None:
+        self.key = key
+        self.plaintexts = plaintexts
+        self._roots = roots
+        self._djn_root = djn_root
+
+    def opening(self, weights: Sequence[int], weighted_roots: Callable[[Sequence[Any]], Any]) -> tuple[int, int]:
+        """(M, R) with ``prod c_j^(w_j) = g^M R^n mod n^2`` for integer ``weights`` w_j:
+        M = sum w_j m_j mod n and R = prod r_j^(w_j) mod n. ``weighted_roots`` computes the
+        textbook product from the roots (a multi-exponentiation); DJN needs one power of y."""
+        n = self.key.n
+        message = sum(int(w) * int(m) for w, m in zip(weights, self.plaintexts, strict=True)) % n
+        if self._djn_root:
+            exponent = sum(int(w) * int(a) for w, a in zip(weights, self._roots, strict=True))
+            return message, int(gmpy2.powmod(self._djn_root, exponent, n))
+        return message, int(weighted_roots(self._roots)) % n
 
 
 def add_ciphertext_vectors(

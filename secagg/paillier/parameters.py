@@ -28,6 +28,7 @@ from secagg.masking.parameters import default_dropout_target
 from secagg.paillier.keys import MIN_KEY_BITS, ThresholdPublicKey
 from secagg.paillier.messages import SESSION_ID_SIZE, EncryptedVector
 from secagg.paillier.packing import MAX_VALUES, SlotLayout
+from secagg.paillier.plaintext_proofs import PROOF_WORDS, knowledge_seed, verify_knowledge
 from secagg.primitives.signing import PUBLIC_KEY_SIZE
 from secagg.primitives.signing import verify as verify_signature
 
@@ -170,7 +171,13 @@ class SessionParameters:
 
     @property
     def upload_data_bytes(self) -> int:
-        """Bytes of ciphertext data in one upload."""
+        """Bytes of ciphertext data in one upload: its ciphertexts and the
+        :data:`~secagg.paillier.plaintext_proofs.PROOF_WORDS` words of its proof of plaintext knowledge."""
+        return (self.num_ciphertexts + PROOF_WORDS) * self.public.key.ciphertext_bytes
+
+    @property
+    def aggregate_data_bytes(self) -> int:
+        """Bytes of one ciphertext vector without a proof (the aggregate, a partial decryption)."""
         return self.num_ciphertexts * self.public.key.ciphertext_bytes
 
 
@@ -298,7 +305,9 @@ def threshold_guarantee(
 
 
 def check_upload(params: SessionParameters, upload: EncryptedVector, who: str) -> list[Any]:
-    """The ciphertexts of ``upload`` after every session check; ProtocolError/DecodeError naming ``who``."""
+    """The ciphertexts of ``upload`` after every session check; ProtocolError/DecodeError naming ``who``,
+    AuthenticationError for a missing signature or proof of plaintext knowledge
+    (:mod:`secagg.paillier.plaintext_proofs`)."""
     if not isinstance(upload, EncryptedVector):
         raise ProtocolError(f"{who}: expected an EncryptedVector, got {type(upload).__name__}")
     if upload.session_id != params.session_id:
@@ -320,6 +329,15 @@ def check_upload(params: SessionParameters, upload: EncryptedVector, who: str) -
         raise AuthenticationError(
             f"{who}: upload in the name of client {upload.client} carries no valid signature of its identity key"
         ) from exc
-    return params.public.key.parse_ciphertexts(upload.ciphertexts, f"{who}: upload of client {upload.client}")
+    split = params.aggregate_data_bytes
+    words, proof = upload.ciphertexts[:split], upload.ciphertexts[split:]
+    ciphertexts = params.public.key.parse_ciphertexts(words, f"{who}: upload of client {upload.client}")
+    seed = knowledge_seed(params.session_id, upload.client, upload.length, words)
+    if not verify_knowledge(params.public, seed, ciphertexts, proof):
+        raise AuthenticationError(
+            f"{who}: upload of client {upload.client} carries no valid proof of knowledge of its plaintexts "
+            "(a vector made from others' uploads is refused)"
+        )
+    return ciphertexts
 
 

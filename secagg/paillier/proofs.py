@@ -56,6 +56,7 @@ __all__ = [
     "DecryptionProof",
     "batch",
     "batch_seed",
+    "batch_weights",
     "prove",
     "verify",
 ]
@@ -105,6 +106,12 @@ def batch_seed(session_id: bytes, aggregate_digest: bytes, party: int, partial_d
 def _weights(seed: bytes, count: int) -> bytes:
     size = count * WEIGHT_BYTES
     return prg.expand(seed, WEIGHT_PRG_LABEL, (size + 7) // 8, RING64).tobytes()[:size]
+
+
+def batch_weights(seed: bytes, count: int) -> list[int]:
+    """The ``count`` 128-bit weights :func:`batch` expands from ``seed``, as integers."""
+    weights = _weights(seed, count)
+    return [int.from_bytes(weights[i : i + WEIGHT_BYTES], "big") for i in range(0, len(weights), WEIGHT_BYTES)]
 
 
 def batch(

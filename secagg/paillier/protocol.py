@@ -18,8 +18,10 @@ that (a) carry this session's id, (b) come from distinct clients of the
 session's roster, each signed with that client's enrolled Ed25519 identity key
 (:func:`~secagg.paillier.messages.upload_payload`), (c) are at least
 ``min_contributors`` in number, (d) have the session's vector length and
-ciphertext count, each ciphertext in Z*_(n^2), and (e) include its own upload
-unchanged if it uploaded one. It recomputes the
+ciphertext count, each ciphertext in Z*_(n^2), (e) include its own upload
+unchanged if it uploaded one, and (f) each prove that their sender knows their
+plaintexts (:mod:`secagg.paillier.plaintext_proofs`: no upload made from others'
+uploads, which could cancel all but one hospital's). It recomputes the
 product itself instead of trusting a sum sent by the server. A second request
 for a different aggregate in the same session is refused (ReplayError): two
 answered aggregates differing in one upload would reveal that upload.
@@ -67,6 +69,7 @@ from secagg.paillier.messages import (
 )
 from secagg.paillier.packing import pack, unpack
 from secagg.paillier.parameters import SessionParameters, check_upload, paillier_guarantee
+from secagg.paillier.plaintext_proofs import knowledge_seed, prove_knowledge
 from secagg.paillier.proofs import batch, batch_seed, prove, verify
 from secagg.paillier.threshold import combine_partials, partial_decrypt, single_key_partial_decrypt
 from secagg.primitives.randomness import RandomBytes, system_random
@@ -111,6 +114,7 @@ class Client:
         self.identity = identity
         self.params = params
         self.client_id = client_id
+        self._random_bytes = random_bytes
         self.encryptor = encryptor if encryptor is not None else Encryptor(
             params.public.key, obfuscation=obfuscation, random_bytes=random_bytes, workers=workers
         )
@@ -130,9 +134,13 @@ class Client:
             )
         if self.upload_digest is not None:
             raise ReplayError(f"client {self.client_id} already uploaded in this session")
-        ciphertexts = self.encryptor.encrypt(pack(array, self.params.layout))
-        data = b"".join(int(c).to_bytes(self.params.public.key.ciphertext_bytes, "big") for c in ciphertexts)
+        ciphertexts, witness = self.encryptor.encrypt_with_witness(pack(array, self.params.layout))
+        words = b"".join(int(c).to_bytes(self.params.public.key.ciphertext_bytes, "big") for c in ciphertexts)
         session, length = self.params.session_id, self.params.vector_length
+        seed = knowledge_seed(session, self.client_id, length, words)
+        data = words + prove_knowledge(
+            self.params.public, seed, ciphertexts, witness, self._random_bytes, self.encryptor.workers
+        )
         message = EncryptedVector(
             session_id=session,
             client=self.client_id,
@@ -226,8 +234,8 @@ class Server:
         if message.party in self._partials:
             raise ReplayError(f"server: party {message.party} answered twice")
         who = f"server: partial decryption from party {message.party}"
-        if len(message.values) != self.params.upload_data_bytes:
-            raise DecodeError(f"{who} has {len(message.values)} bytes, expected {self.params.upload_data_bytes}")
+        if len(message.values) != self.params.aggregate_data_bytes:
+            raise DecodeError(f"{who} has {len(message.values)} bytes, expected {self.params.aggregate_data_bytes}")
         values = self.params.public.key.parse_ciphertexts(message.values, who)
         aggregate = self.aggregate_ciphertexts()
         seed = batch_seed(self.params.session_id, self._digest, message.party, message.values)

@@ -15,7 +15,10 @@ from secagg.paillier import (
     insecure_key_sizes_for_testing,
     single_key_from_primes,
 )
+from secagg.paillier.encryption import Encryptor
 from secagg.paillier.messages import EncryptedVector, upload_payload
+from secagg.paillier.parameters import SessionParameters
+from secagg.paillier.plaintext_proofs import knowledge_seed, prove_knowledge
 from secagg.primitives.randomness import InsecureDeterministicRandom
 from secagg.primitives.signing import SigningKey
 
@@ -83,3 +86,14 @@ def signed_upload(session_id: bytes, client: int, length: int, ciphertexts: byte
     (tests that forge contents check the refusal that follows authentication)."""
     payload = upload_payload(session_id, client, length, ciphertexts)
     return EncryptedVector(session_id, client, length, ciphertexts, IDENTITIES[client].sign(payload))
+
+
+def proven_data(params: SessionParameters, client: int, plaintexts: list[int]) -> bytes:
+    """The ciphertext data of an upload of ``plaintexts`` (packed or not: the sender's own making) by
+    ``client``, with its valid proof of plaintext knowledge: what a hospital that bypasses packing
+    can send (tests of what the checks after the proof catch)."""
+    ciphertexts, witness = Encryptor(params.public.key).encrypt_with_witness(plaintexts)
+    width = params.public.key.ciphertext_bytes
+    words = b"".join(int(c).to_bytes(width, "big") for c in ciphertexts)
+    seed = knowledge_seed(params.session_id, client, params.vector_length, words)
+    return words + prove_knowledge(params.public, seed, ciphertexts, witness)

@@ -27,7 +27,6 @@ from secagg.paillier import (
     DecryptingParty,
     DecryptionRequest,
     EncryptedVector,
-    Encryptor,
     PartialDecryption,
     Server,
     SessionParameters,
@@ -36,7 +35,7 @@ from secagg.paillier import (
 from secagg.paillier.messages import upload_payload
 from secagg.primitives.randomness import InsecureDeterministicRandom
 
-from .helpers import IDENTITIES, identity_keys, threshold_material
+from .helpers import IDENTITIES, identity_keys, proven_data, threshold_material
 
 pytestmark = pytest.mark.filterwarnings("ignore:paillier. insecure_small_key")
 
@@ -250,8 +249,7 @@ def test_an_upload_that_overflows_its_slots_skips_the_round_with_the_reason(monk
     def overflow(client: Client, message: EncryptedVector) -> EncryptedVector:
         layout = client.params.layout
         plaintexts = [1 << (layout.width - 1)] + [0] * (client.params.num_ciphertexts - 1)
-        words = Encryptor(client.params.public.key).encrypt(plaintexts)
-        return _resigned(client, message, ciphertexts=b"".join(_word(client, int(w)) for w in words))
+        return _resigned(client, message, ciphertexts=proven_data(client.params, client.client_id, plaintexts))
 
     monkeypatch.setattr(hospitals_module, "Client", _faulty_clients(overflow))
     # Execute

@@ -24,7 +24,6 @@ from secagg.paillier import (
     DecryptingParty,
     DecryptionRequest,
     EncryptedVector,
-    Encryptor,
     Mode,
     Obfuscation,
     PaillierConfig,
@@ -39,7 +38,7 @@ from secagg.paillier import (
 from secagg.paillier import session as session_module
 from secagg.primitives.randomness import InsecureDeterministicRandom
 
-from .helpers import IDENTITIES, identity_keys, signed_upload, single_material, threshold_material
+from .helpers import IDENTITIES, identity_keys, proven_data, signed_upload, single_material, threshold_material
 
 
 def _inputs(config: PaillierConfig, seed: int) -> dict[int, np.ndarray]:
@@ -383,11 +382,9 @@ def test_a_forced_overflow_in_an_encrypted_upload_is_detected_after_decryption(s
         server.receive_upload(scenario.uploads[k])
     layout = params.layout
     plaintexts = [(1 << (layout.width - 1)) + 5] + [0] * (params.num_ciphertexts - 1)
-    ciphertexts = Encryptor(params.public.key).encrypt(plaintexts)
-    width = params.public.key.ciphertext_bytes
     forged = signed_upload(
         session_id=params.session_id, client=3, length=params.vector_length,
-        ciphertexts=b"".join(int(c).to_bytes(width, "big") for c in ciphertexts),
+        ciphertexts=proven_data(params, 3, plaintexts),  # it knows its plaintexts: its proof is valid
     )
     server.receive_upload(forged)
     # Execute

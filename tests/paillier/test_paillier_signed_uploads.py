@@ -18,7 +18,6 @@ from secagg.errors import AuthenticationError, ConfigurationError, ProtocolError
 from secagg.paillier import (
     Client,
     DecryptingParty,
-    Encryptor,
     PaillierConfig,
     Server,
     SessionParameters,
@@ -30,7 +29,7 @@ from secagg.paillier.messages import DecryptionRequest, EncryptedVector, upload_
 from secagg.primitives.randomness import InsecureDeterministicRandom
 from secagg.primitives.signing import SigningKey
 
-from .helpers import IDENTITIES, identity_keys
+from .helpers import IDENTITIES, identity_keys, proven_data
 
 LENGTH = 8
 
@@ -45,9 +44,7 @@ def _params(material: ThresholdKeyMaterial) -> SessionParameters:
 
 def _zeros_as(params: SessionParameters, client: int, signer: SigningKey) -> EncryptedVector:
     """The server's forgery: an encryption of zeros in ``client``'s name, signed by ``signer``."""
-    width = params.public.key.ciphertext_bytes
-    words = Encryptor(params.public.key).encrypt([0] * params.num_ciphertexts)
-    data = b"".join(int(c).to_bytes(width, "big") for c in words)
+    data = proven_data(params, client, [0] * params.num_ciphertexts)  # the server knows its zeros: it can prove them
     payload = upload_payload(params.session_id, client, LENGTH, data)
     return EncryptedVector(params.session_id, client, LENGTH, data, signer.sign(payload))
 
