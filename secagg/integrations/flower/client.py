@@ -23,6 +23,9 @@ every message before the app's handlers:
   setup of a round before the latest it took part in, and a 1025th session in
   one round. The latest round and its session ids (public values) are kept in
   ``context.state`` under ``HISTORY_KEY``;
+- every stage after ``setup`` must come in messages of the setup's type (``train.<action>``
+  picks the app's train handler; a type other than plain ``train`` is bound into the setup's
+  descriptor, so a node sent another type than the others is in another session);
 - ``share-keys``, ``consistency-check``, ``unmask``: one step of the masking
   protocol (:func:`secagg.masking.client_step`); the protocol state between
   stages lives in ``context.state`` (it holds private keys and never leaves
@@ -211,7 +214,7 @@ def _setup(
     settings.policy.check_nodes(len(setup.node_ids))  # the node's own ceiling, before any other work
     check_run_config(setup.parameters, context.run_config, settings.policy.require_run_config)
     # Validated again here (the server's word is not enough), and bound to every field of the setup.
-    masking = setup.bound_masking_config(message.metadata.run_id)
+    masking = setup.bound_masking_config(message.metadata.run_id, message.metadata.message_type)
     quantization = setup.quantization
     protocol_id = setup.protocol_id(message.metadata.dst_node_id)
     guarantee = masking.guarantee
@@ -247,7 +250,7 @@ def _setup(
         identity=None if identity is None else identity.key,
         random_bytes=settings.random_bytes,
     )
-    _save(context, payload, state)
+    _save(context, payload, state, message.metadata.message_type)
     context.state[HISTORY_KEY] = ConfigRecord({"round": setup.server_round, "started": started + session})
     return advertise
 
@@ -290,17 +293,24 @@ def _check_encoding(setup: RoundSetup, policy: NodePolicy) -> NoisePlan | None:
     return plan
 
 
-def _save(context: Context, setup: bytes, state: ClientState) -> None:
-    context.state[STATE_KEY] = ConfigRecord({"setup": setup, "client": state.to_bytes()})
+def _save(context: Context, setup: bytes, state: ClientState, message_type: str) -> None:
+    context.state[STATE_KEY] = ConfigRecord({"setup": setup, "client": state.to_bytes(), "type": message_type})
 
 
-def _load(context: Context) -> tuple[bytes, RoundSetup, ClientState]:
+def _load(context: Context, message_type: str) -> tuple[bytes, RoundSetup, ClientState]:
+    """The stored session; ProtocolError if there is none, or if ``message_type`` (this stage's
+    message's) is not its setup's: the type picks the train handler and the setup binds it."""
     record = context.state.get(STATE_KEY)
     if not isinstance(record, ConfigRecord):
         raise ProtocolError("no secure round in progress on this node")
-    setup_bytes, state_bytes = record.get("setup"), record.get("client")
-    if not isinstance(setup_bytes, bytes) or not isinstance(state_bytes, bytes):
+    setup_bytes, state_bytes, bound = record.get("setup"), record.get("client"), record.get("type")
+    if not isinstance(setup_bytes, bytes) or not isinstance(state_bytes, bytes) or not isinstance(bound, str):
         raise ProtocolError("the stored secure-round state is incomplete")
+    if message_type != bound:
+        raise ProtocolError(
+            f"a {message_type!r} message in a session set up by {bound!r} messages: the message type picks the "
+            "train handler, and the setup binds it"
+        )
     return setup_bytes, wire.decode(setup_bytes, RoundSetup), ClientState.from_bytes(state_bytes)
 
 
@@ -313,7 +323,7 @@ def _step(
     settings: NodeSettings,
     identity: NodeIdentity | None,
 ) -> bytes:
-    setup_bytes, setup, state = _load(context)
+    setup_bytes, setup, state = _load(context, message.metadata.message_type)
     inbound = wire.decode_any(payload)
     if not isinstance(inbound, DOWNLINK[stage]):
         raise ProtocolError(f"stage {stage!r} carries a {type(inbound).__name__}")
@@ -327,7 +337,7 @@ def _step(
     if state.phase == ClientPhase.DONE:
         forget(context, STATE_KEY)
     else:
-        _save(context, setup_bytes, state)
+        _save(context, setup_bytes, state, message.metadata.message_type)
     return reply
 
 
