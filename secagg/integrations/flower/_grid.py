@@ -143,7 +143,12 @@ class SecureGrid(Grid):  # type: ignore[misc,unused-ignore]  # Grid is Any where
         errors: dict[int, str],
     ) -> None:
         """Ask nodes whose identity key is unknown to announce it; keep the valid, trusted, distinct ones
-        in :attr:`identities`. The nodes check every key against their own trusted list anyway."""
+        in :attr:`identities`. The nodes check every key against their own trusted list anyway.
+
+        A key another node of this round holds costs the newcomer its round (``dropped`` at
+        ``identify``, the reason in ``errors``); a key whose earlier holder is not in this round
+        moves to the node that just proved holding it for this run and its id (a hospital back
+        under another node id after a restart), so the old id's entry is forgotten."""
         unknown = {node: b"" for node in batch.node_ids if node not in self.identities}
         if not unknown:
             return
@@ -160,12 +165,18 @@ class SecureGrid(Grid):  # type: ignore[misc,unused-ignore]  # Grid is Any where
                         "the server's trusted_keys): left out; add its public key to the federation's list if it "
                         "belongs to the federation"
                     )
-                if key in self.identities.values():
-                    raise ConfigurationError(f"node {node} announced an identity key another node already holds")
+                holders = [other for other, known in self.identities.items() if known == key]
+                if any(other in batch.node_ids for other in holders):
+                    raise ConfigurationError(
+                        f"node {node} announced an identity key another node of this round already holds"
+                    )
             except SecAggError as exc:
                 errors[node] = str(exc)
                 dropped[node] = IDENTIFY
                 continue
+            for other in holders:  # gone from this round: the hospital is back under another node id
+                LOGGER.info("identity key %s moved from node %d to node %d", key.hex()[:16], other, node)
+                del self.identities[other]
             self.identities[node] = key
 
     def forget_failed_identities(self, dropped: Mapping[int, str], setup_stage: str) -> None:
