@@ -87,7 +87,14 @@ from secagg.integrations.flower._node import (
 from secagg.integrations.flower.bound_plan import check_dp_update
 from secagg.integrations.flower.clipping import encode_segmented, node_table, parse_table
 from secagg.integrations.flower.compression import check_compressed_model, check_entries, keep_residual, node_update
-from secagg.integrations.flower.dp import check_node_weight, check_unmasked_sums, node_encoding, node_plan, read_dp
+from secagg.integrations.flower.dp import (
+    check_dimension,
+    check_node_weight,
+    check_unmasked_sums,
+    node_encoding,
+    node_plan,
+    read_dp,
+)
 from secagg.integrations.flower.node_budget import charge_node_budget, check_node_budget, node_budget_file
 from secagg.integrations.flower.policy import NodePolicy, default_colluders
 from secagg.integrations.flower.protocol import (
@@ -222,6 +229,7 @@ def _setup(
     settings.policy.check_masking(masking.threshold, guarantee)
     plan = _check_encoding(setup, settings.policy)
     if plan is not None:
+        check_dimension(plan, masking.vector_length)  # else no contribution could ever be encoded
         # Every sum the server can unmask must hold the h honest noise shares the plan is sized for.
         check_unmasked_sums(plan, masking)
         # ... and this node's own budget must allow one more contribution under this plan.
@@ -360,6 +368,7 @@ def _train_and_encode(
     rng = settings.rounding_rng()
     keep = None
     if plan is not None:
+        check_dimension(plan, state.config.vector_length, delta.shape[0])  # the model's shape, before the charge
         check_node_weight(plan, quantization, weight)  # its count alone, before any data-dependent refusal
         # Charged to this node's own budget before the noised input is computed and leaves.
         charge_node_budget(context, plan, node_budget_file(context, settings.dp_state_file))
