@@ -2,7 +2,8 @@
 
 - A node's default policy refuses a setup whose computed guarantee tolerates fewer colluding
   hospitals than the library's default configuration for that round (masking: the default
-  threshold of the round's mode and graph at its node count; Paillier: ``default_threshold``
+  threshold of the round's mode at its node count, on the complete graph up to 100 nodes whatever
+  graph the setup names, secagg+'s Harary default beyond; Paillier: ``default_threshold``
   of the key's shares); ``NodePolicy(min_colluders=c)`` accepts fewer by name.
 - A round sampling more nodes than ``max_nodes`` is skipped with the reason, and the run goes on
   (fewer than a secure round needs: tests/integrations/test_integrations_flower_round_nodes.py).
