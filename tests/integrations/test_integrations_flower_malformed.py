@@ -32,6 +32,7 @@ from secagg.integrations.flower import (
     make_paillier_mod,
     make_secagg_mod,
 )
+from secagg.integrations.flower._grid import MAX_REASON_CHARS
 from secagg.integrations.flower._paillier_setup import PaillierUpload
 from secagg.integrations.flower._records import (
     PAYLOAD_RECORD,
@@ -629,3 +630,40 @@ def test_an_error_reply_without_a_reason_is_reported_with_its_code() -> None:
     assert report.errors[FAULTY] == f"error reply with no reason (code {ErrorCode.CLIENT_APP_RAISED_EXCEPTION})"
     assert report.included == frozenset(NODES) - {FAULTY}
     assert_exact_masking_sum(report, audit)
+
+
+REASON_CHARS = MAX_REASON_CHARS  # 1000: the most characters of a node's own error reason a report keeps
+
+
+@pytest.mark.parametrize("length", [REASON_CHARS, REASON_CHARS + 1, 1 << 20])
+def test_a_hostile_error_reason_is_reported_escaped_and_cut_and_the_round_goes_on(
+    length: int, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A node's error reason is its own text: a forged log line after a newline, a right-to-left
+    override, a megabyte. The report and the log keep it on one line, escaped, at most REASON_CHARS
+    characters of it (the bound kept whole, one past cut), and the round goes on without that node."""
+    grid, secure, audit = masking_round()
+    forged = "x\nINFO secagg.flower: secure round 1: 5 of 5 nodes aggregated\u202e"
+    reason = (forged + "y" * length)[:length]
+    change_pulls(grid, lambda reply: [error_from(grid, reply, reason)] if replied(reply, FAULTY, SHARE_KEYS)
+                 else [reply])
+    strategy = FedAvg(fraction_evaluate=0.0, min_train_nodes=3, min_available_nodes=3)
+    # Execute
+    with caplog.at_level("INFO", logger="secagg.flower"):
+        strategy.start(grid=secure, initial_arrays=initial_arrays(), num_rounds=1)
+    # Assert: the node is a dropout with its reason, escaped (one printable line), whole up to the
+    # bound and cut past it, saying how long it was; the others are summed exactly
+    report = secure.reports[0]
+    assert report.dropped == {FAULTY: SHARE_KEYS}
+    kept = report.errors[FAULTY]
+    assert kept.isprintable() and "\n" not in kept and "\u202e" not in kept, kept[:200]
+    assert kept.startswith("x\\nINFO secagg.flower: secure round 1"), kept[:200]
+    escaped = reason.replace("\n", "\\n").replace("\u202e", "\\u202e")
+    if length <= REASON_CHARS:
+        assert kept == escaped
+    else:
+        assert kept.startswith(escaped[:REASON_CHARS - 20]) and len(kept) < REASON_CHARS + 80, len(kept)
+        assert f"(cut: {length} characters)" in kept, kept[-80:]
+    assert report.included == frozenset(NODES) - {FAULTY}
+    assert_exact_masking_sum(report, audit)
+    assert all("\n" not in record.getMessage() for record in caplog.records)

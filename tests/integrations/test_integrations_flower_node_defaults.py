@@ -2,7 +2,8 @@
 
 - A node's default policy refuses a setup whose computed guarantee tolerates fewer colluding
   hospitals than the library's default configuration for that round (masking: the default
-  threshold of the round's mode and graph at its node count; Paillier: ``default_threshold``
+  threshold of the round's mode at its node count, on the complete graph up to 100 nodes whatever
+  graph the setup names, secagg+'s Harary default beyond; Paillier: ``default_threshold``
   of the key's shares); ``NodePolicy(min_colluders=c)`` accepts fewer by name.
 - A round sampling more nodes than ``max_nodes`` is skipped with the reason, and the run goes on
   (fewer than a secure round needs: tests/integrations/test_integrations_flower_round_nodes.py).
@@ -134,6 +135,71 @@ def test_the_sparse_graph_floor_is_the_default_secagg_plus_guarantee() -> None:
     assert weaker.guarantee.colluders == 4
     with pytest.raises(ConfigurationError, match="library default of 5"):
         NodePolicy().check_colluders(weaker.guarantee, default_colluders(weaker))
+
+
+def sparse_graph_options(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A lying server: its rounds of 5 nodes run on a Harary graph of degree 4 and threshold 3 (c = 0
+    at the default corrupt fraction), which the library's default never picks at 100 nodes or fewer
+    (the complete graph there: c = 2 at 5 nodes)."""
+    honest = SecAggOptions.masking
+
+    def masking(self: SecAggOptions, num_nodes: int, vector_length: int, identity_keys: tuple[bytes, ...] = (),
+                ring_bits: int | None = None) -> MaskingConfig:
+        config = honest(self, num_nodes, vector_length, identity_keys, ring_bits)
+        return MaskingConfig(num_clients=num_nodes, threshold=3, vector_length=vector_length, graph="harary",
+                             degree=4, ring_bits=config.ring_bits, identity_keys=config.identity_keys,
+                             corrupt_fraction=0.05)
+
+    monkeypatch.setattr(SecAggOptions, "masking", masking)
+
+
+@pytest.mark.parametrize(("policy", "accepted"), [(None, False), (NodePolicy(min_colluders=0), True)])
+def test_a_default_node_refuses_a_sparse_graph_where_the_default_is_the_complete_graph(
+    monkeypatch: pytest.MonkeyPatch, policy: NodePolicy | None, accepted: bool
+) -> None:
+    # Prepare: a server that runs its 5-node rounds on a Harary graph (c = 0, not the default's c = 2)
+    sparse_graph_options(monkeypatch)
+    audit = Audit()
+    grid = masking_grid(policy, audit)
+    secure = SecAggGrid(grid, SecAggOptions(trusted_keys=TRUSTED_KEYS, protocol="secagg+"))
+    # Execute
+    run(secure)
+    # Assert: refused by every default node at setup, naming the complete graph's default and the opt-in;
+    # summed with c = 0 for nodes that accept it by name (the round itself works)
+    (report,) = secure.reports
+    if accepted:
+        assert report.skipped_reason is None and report.included == frozenset(NODES), report.errors
+        assert report.guarantee is not None and report.guarantee.colluders == 0
+        return
+    assert report.dropped == dict.fromkeys(NODES, SETUP), report.dropped
+    for reason in report.errors.values():
+        assert "protects against 0 colluding hospitals" in reason, reason
+        assert "library default of 2" in reason and "min_colluders=0" in reason, reason
+    assert audit.records == []
+
+
+@pytest.mark.parametrize(("num_nodes", "complete"), [(5, True), (20, True), (100, True), (101, False)])
+def test_a_sparse_graph_is_held_to_the_complete_graphs_floor_up_to_100_nodes(num_nodes: int, complete: bool) -> None:
+    # Prepare: secagg+'s Harary configuration at every n (complete_up_to=0), and the default one
+    from secagg.integrations.flower.policy import default_colluders  # noqa: PLC0415
+
+    keys = tuple(i.to_bytes(32, "big") for i in range(1, num_nodes + 1))
+    sparse = (MaskingConfig(num_clients=5, threshold=3, vector_length=2, graph="harary", degree=4,
+                            identity_keys=keys, corrupt_fraction=0.05) if num_nodes == 5
+              else MaskingConfig.secagg_plus(num_nodes, 2, identity_keys=keys, complete_up_to=0))
+    default = MaskingConfig.secagg_plus(num_nodes, 2, identity_keys=keys)
+    # Execute
+    floor = default_colluders(sparse)
+    # Assert: up to 100 nodes (the bound) the floor is the complete graph's default, which a Harary
+    # graph there falls below; at 101 (one past) the default itself is that Harary graph, its c the floor
+    assert sparse.graph == "harary" and default.graph == ("complete" if complete else "harary")
+    assert floor == default.guarantee.colluders == default_colluders(default)
+    if complete:
+        assert sparse.guarantee.colluders < floor
+        with pytest.raises(ConfigurationError, match=f"library default of {floor}"):
+            NodePolicy().check_colluders(sparse.guarantee, floor)
+    else:
+        NodePolicy().check_colluders(sparse.guarantee, floor)
 
 
 @pytest.mark.parametrize(("min_contributors", "accepted"), [(4, True), (3, False)])

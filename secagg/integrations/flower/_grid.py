@@ -30,9 +30,21 @@ from secagg.integrations.flower._records import read_stage, stage_content
 from secagg.integrations.flower._round_report import RoundReport, TrainingBatch, aggregated_reply
 from secagg.integrations.flower.protocol import IDENTIFY, IdentityAnnouncement
 
-__all__ = ["LOGGER", "RoundReport", "SecureGrid", "TrainingBatch", "aggregated_reply", "require_trusted_keys"]
+__all__ = [
+    "LOGGER",
+    "MAX_REASON_CHARS",
+    "RoundReport",
+    "SecureGrid",
+    "TrainingBatch",
+    "aggregated_reply",
+    "reported_reason",
+    "require_trusted_keys",
+]
 
 LOGGER = logging.getLogger("secagg.flower")
+MAX_REASON_CHARS = 1000
+"""The most characters of a node's own error reason a round's report and log keep (the library's
+refusals are a few hundred): a longer one is cut, saying how long it was."""
 
 
 def require_trusted_keys(trusted_keys: frozenset[bytes] | None, options: str) -> None:
@@ -131,7 +143,12 @@ class SecureGrid(Grid):  # type: ignore[misc,unused-ignore]  # Grid is Any where
         errors: dict[int, str],
     ) -> None:
         """Ask nodes whose identity key is unknown to announce it; keep the valid, trusted, distinct ones
-        in :attr:`identities`. The nodes check every key against their own trusted list anyway."""
+        in :attr:`identities`. The nodes check every key against their own trusted list anyway.
+
+        A key another node of this round holds costs the newcomer its round (``dropped`` at
+        ``identify``, the reason in ``errors``); a key whose earlier holder is not in this round
+        moves to the node that just proved holding it for this run and its id (a hospital back
+        under another node id after a restart), so the old id's entry is forgotten."""
         unknown = {node: b"" for node in batch.node_ids if node not in self.identities}
         if not unknown:
             return
@@ -148,12 +165,18 @@ class SecureGrid(Grid):  # type: ignore[misc,unused-ignore]  # Grid is Any where
                         "the server's trusted_keys): left out; add its public key to the federation's list if it "
                         "belongs to the federation"
                     )
-                if key in self.identities.values():
-                    raise ConfigurationError(f"node {node} announced an identity key another node already holds")
+                holders = [other for other, known in self.identities.items() if known == key]
+                if any(other in batch.node_ids for other in holders):
+                    raise ConfigurationError(
+                        f"node {node} announced an identity key another node of this round already holds"
+                    )
             except SecAggError as exc:
                 errors[node] = str(exc)
                 dropped[node] = IDENTIFY
                 continue
+            for other in holders:  # gone from this round: the hospital is back under another node id
+                LOGGER.info("identity key %s moved from node %d to node %d", key.hex()[:16], other, node)
+                del self.identities[other]
             self.identities[node] = key
 
     def forget_failed_identities(self, dropped: Mapping[int, str], setup_stage: str) -> None:
@@ -240,6 +263,17 @@ class SecureGrid(Grid):  # type: ignore[misc,unused-ignore]  # Grid is Any where
         return replies
 
 
+def reported_reason(reason: str | None) -> str:
+    """A node's error reason as a report and the log keep it: its text, not the library's, so its
+    characters that are not printable (a newline that would forge a log line, a right-to-left
+    override) escaped (``\\n``, ``\\u202e``), and at most :data:`MAX_REASON_CHARS` of them, a longer one
+    cut and followed by its length."""
+    text = "" if not isinstance(reason, str) else reason
+    kept = "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii")
+                   for c in text[:MAX_REASON_CHARS])
+    return kept if len(text) <= MAX_REASON_CHARS else f"{kept}... (cut: {len(text)} characters)"
+
+
 def _payload(stage: str, replies: list[Message], limit: int) -> bytes:
     """The payload of a node's one reply in ``stage``; DecodeError (or ProtocolError) naming why
     there is none: more than one reply, an error reply, a malformed reply (records beside the stage
@@ -248,7 +282,8 @@ def _payload(stage: str, replies: list[Message], limit: int) -> bytes:
         raise ProtocolError(f"more than one reply ({len(replies)}) to its {stage!r} request")
     reply = replies[0]
     if reply.has_error():
-        raise ProtocolError(reply.error.reason or f"error reply with no reason (code {reply.error.code})")
+        reason = reported_reason(reply.error.reason)  # the node's own text: escaped and cut
+        raise ProtocolError(reason or f"error reply with no reason (code {reply.error.code})")
     reply_stage, payload = read_stage(reply.content, lambda _: limit, alone=lambda _: True)
     if reply_stage != stage:
         raise ProtocolError(f"replied for stage {reply_stage!r} in stage {stage!r}")

@@ -124,7 +124,7 @@ class MaskingPlan:
             extra = {"dp": dp_parameters(plan)}
         setup = RoundSetup.create(
             batch.server_round, nodes, masking, quantization, options.weight_key, batch.digest, run_id,
-            batch.parameters, **extra,
+            batch.parameters, message_type=batch.message_type, **extra,
         )
         return cls(
             table=table,
@@ -132,7 +132,7 @@ class MaskingPlan:
             compression=compression,
             batch=batch,
             quantization=quantization,
-            masking=setup.bound_masking_config(run_id),
+            masking=setup.bound_masking_config(run_id, batch.message_type),
             setup=setup,
             context=round_context(run_id, batch.server_round, batch.digest),
             protocol_ids={node: index for index, node in enumerate(nodes, start=1)},

@@ -4,6 +4,8 @@
 - :func:`round_descriptor` and :func:`merged_parameters`: the round's
   :class:`~secagg.descriptor.SessionDescriptor` (quantization, weight key, run,
   round, layout or segment-table digest, training, DP and compression parameters);
+- :func:`message_type_parameters`: the round's message type (``train.<action>`` picks the node's
+  train handler), bound into the descriptor's parameters unless it is plain ``train``;
 - :func:`check_round_fields` and :func:`protocol_id_of`: the node-id and
   weight-key checks both setups make, and the node id -> protocol id mapping;
 - :func:`float_bits` / :func:`bits_float`: the clip as IEEE-754 float64 bits on the wire.
@@ -33,6 +35,7 @@ __all__ = [
     "check_round_fields",
     "float_bits",
     "merged_parameters",
+    "message_type_parameters",
     "protocol_id_of",
     "round_context",
     "round_descriptor",
@@ -40,6 +43,10 @@ __all__ = [
 
 MAX_KEY_BYTES = 256
 ROUND_LABEL = b"secagg/v1/flower-round"
+TRAIN = "train"
+"""The plain training message type (Flower's default train handler), which binds nothing more."""
+MESSAGE_TYPE_PARAMETER = "secagg.flower.message-type"
+"""The descriptor parameter naming a round's message type when it is not plain ``train``."""
 
 
 def float_bits(value: float) -> int:
@@ -74,6 +81,16 @@ def merged_parameters(parameters: bytes, *extras: bytes) -> bytes:
             raise ConfigurationError(f"a training parameter has a {sorted(set(merged) & set(extra))[0]!r} name")
         merged.update(extra)
     return encode_parameters(merged)
+
+
+def message_type_parameters(message_type: str) -> bytes:
+    """The round's message type as bound parameters: empty for plain ``train`` (so such rounds bind
+    exactly what they did before), else ``{MESSAGE_TYPE_PARAMETER: message_type}``. Flower runs a
+    ``train.<action>`` message through the app's ``<action>`` train handler, so the type shapes
+    the contribution: nodes sent different types are in different sessions."""
+    if not isinstance(message_type, str):
+        raise ConfigurationError(f"a message type must be a string, got {type(message_type).__name__}")
+    return b"" if message_type == TRAIN else encode_parameters({MESSAGE_TYPE_PARAMETER: message_type})
 
 
 def protocol_id_of(node_ids: tuple[int, ...], node_id: int) -> int:

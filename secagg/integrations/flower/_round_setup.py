@@ -20,10 +20,12 @@ from secagg.encoding import QuantizationConfig
 from secagg.errors import ConfigurationError
 from secagg.integrations.flower._round_binding import (
     MAX_KEY_BYTES,
+    TRAIN,
     bits_float,
     check_round_fields,
     float_bits,
     merged_parameters,
+    message_type_parameters,
     protocol_id_of,
     round_descriptor,
 )
@@ -105,9 +107,11 @@ class RoundSetup(wire.Message):
         segments: bytes = b"",
         dp: bytes = b"",
         compression: bytes = b"",
+        message_type: str = TRAIN,
     ) -> RoundSetup:
         """The setup message for ``node_ids`` (sorted here) and validated configurations;
-        ``masking`` gets this round's descriptor digest (:meth:`descriptor`)."""
+        ``masking`` gets this round's descriptor digest (:meth:`descriptor`) for its messages'
+        ``message_type``."""
         if quantization.ring_bits != masking.ring_bits or quantization.num_clients != masking.num_clients:
             raise ConfigurationError("quantization and masking must agree on the ring and the number of clients")
         unbound = cls(
@@ -124,24 +128,29 @@ class RoundSetup(wire.Message):
             dp=dp,
             compression=compression,
         )
-        bound = dataclasses.replace(masking, descriptor=unbound.descriptor(run_id).digest())
+        bound = dataclasses.replace(masking, descriptor=unbound.descriptor(run_id, message_type).digest())
         return dataclasses.replace(unbound, masking=bound.record())
 
-    def descriptor(self, run_id: int) -> SessionDescriptor:
+    def descriptor(self, run_id: int, message_type: str = TRAIN) -> SessionDescriptor:
         """The round's session descriptor: quantization, weight key, run, round, the segment
         table's digest as layout digest (the arrays digest in a DP round), the arrays digest
-        as model digest, and the training parameters with the DP and compression parameters."""
+        as model digest, and the training parameters with the DP and compression parameters and,
+        unless it is plain ``train``, the messages' ``message_type`` (it picks the train handler:
+        :func:`~secagg.integrations.flower._round_binding.message_type_parameters`)."""
+        parameters = merged_parameters(self.parameters, self.dp, self.compression,
+                                       message_type_parameters(message_type))
         return round_descriptor(self.quantization, self.weight_name, self.arrays_digest, run_id, self.server_round,
-                           merged_parameters(self.parameters, self.dp, self.compression), self.segments)
+                                parameters, self.segments)
 
-    def bound_masking_config(self, run_id: int) -> MaskingConfig:
-        """:attr:`masking_config` after checking that its record binds this setup's descriptor.
+    def bound_masking_config(self, run_id: int, message_type: str = TRAIN) -> MaskingConfig:
+        """:attr:`masking_config` after checking that its record binds this setup's descriptor,
+        for messages of ``message_type`` (what this node was sent).
 
         ConfigurationError if the record names another descriptor digest: the
         server's fields and the session it set up disagree.
         """
         masking = self.masking_config
-        if masking.descriptor != self.descriptor(run_id).digest():
+        if masking.descriptor != self.descriptor(run_id, message_type).digest():
             raise ConfigurationError("the round setup's masking record binds another setup than the one sent")
         return masking
 

@@ -23,6 +23,9 @@ every message before the app's handlers:
   setup of a round before the latest it took part in, and a 1025th session in
   one round. The latest round and its session ids (public values) are kept in
   ``context.state`` under ``HISTORY_KEY``;
+- every stage after ``setup`` must come in messages of the setup's type (``train.<action>``
+  picks the app's train handler; a type other than plain ``train`` is bound into the setup's
+  descriptor, so a node sent another type than the others is in another session);
 - ``share-keys``, ``consistency-check``, ``unmask``: one step of the masking
   protocol (:func:`secagg.masking.client_step`); the protocol state between
   stages lives in ``context.state`` (it holds private keys and never leaves
@@ -84,7 +87,14 @@ from secagg.integrations.flower._node import (
 from secagg.integrations.flower.bound_plan import check_dp_update
 from secagg.integrations.flower.clipping import encode_segmented, node_table, parse_table
 from secagg.integrations.flower.compression import check_compressed_model, check_entries, keep_residual, node_update
-from secagg.integrations.flower.dp import check_node_weight, check_unmasked_sums, node_encoding, node_plan, read_dp
+from secagg.integrations.flower.dp import (
+    check_dimension,
+    check_node_weight,
+    check_unmasked_sums,
+    node_encoding,
+    node_plan,
+    read_dp,
+)
 from secagg.integrations.flower.node_budget import charge_node_budget, check_node_budget, node_budget_file
 from secagg.integrations.flower.policy import NodePolicy, default_colluders
 from secagg.integrations.flower.protocol import (
@@ -211,7 +221,7 @@ def _setup(
     settings.policy.check_nodes(len(setup.node_ids))  # the node's own ceiling, before any other work
     check_run_config(setup.parameters, context.run_config, settings.policy.require_run_config)
     # Validated again here (the server's word is not enough), and bound to every field of the setup.
-    masking = setup.bound_masking_config(message.metadata.run_id)
+    masking = setup.bound_masking_config(message.metadata.run_id, message.metadata.message_type)
     quantization = setup.quantization
     protocol_id = setup.protocol_id(message.metadata.dst_node_id)
     guarantee = masking.guarantee
@@ -219,6 +229,7 @@ def _setup(
     settings.policy.check_masking(masking.threshold, guarantee)
     plan = _check_encoding(setup, settings.policy)
     if plan is not None:
+        check_dimension(plan, masking.vector_length)  # else no contribution could ever be encoded
         # Every sum the server can unmask must hold the h honest noise shares the plan is sized for.
         check_unmasked_sums(plan, masking)
         # ... and this node's own budget must allow one more contribution under this plan.
@@ -247,7 +258,7 @@ def _setup(
         identity=None if identity is None else identity.key,
         random_bytes=settings.random_bytes,
     )
-    _save(context, payload, state)
+    _save(context, payload, state, message.metadata.message_type)
     context.state[HISTORY_KEY] = ConfigRecord({"round": setup.server_round, "started": started + session})
     return advertise
 
@@ -290,17 +301,24 @@ def _check_encoding(setup: RoundSetup, policy: NodePolicy) -> NoisePlan | None:
     return plan
 
 
-def _save(context: Context, setup: bytes, state: ClientState) -> None:
-    context.state[STATE_KEY] = ConfigRecord({"setup": setup, "client": state.to_bytes()})
+def _save(context: Context, setup: bytes, state: ClientState, message_type: str) -> None:
+    context.state[STATE_KEY] = ConfigRecord({"setup": setup, "client": state.to_bytes(), "type": message_type})
 
 
-def _load(context: Context) -> tuple[bytes, RoundSetup, ClientState]:
+def _load(context: Context, message_type: str) -> tuple[bytes, RoundSetup, ClientState]:
+    """The stored session; ProtocolError if there is none, or if ``message_type`` (this stage's
+    message's) is not its setup's: the type picks the train handler and the setup binds it."""
     record = context.state.get(STATE_KEY)
     if not isinstance(record, ConfigRecord):
         raise ProtocolError("no secure round in progress on this node")
-    setup_bytes, state_bytes = record.get("setup"), record.get("client")
-    if not isinstance(setup_bytes, bytes) or not isinstance(state_bytes, bytes):
+    setup_bytes, state_bytes, bound = record.get("setup"), record.get("client"), record.get("type")
+    if not isinstance(setup_bytes, bytes) or not isinstance(state_bytes, bytes) or not isinstance(bound, str):
         raise ProtocolError("the stored secure-round state is incomplete")
+    if message_type != bound:
+        raise ProtocolError(
+            f"a {message_type!r} message in a session set up by {bound!r} messages: the message type picks the "
+            "train handler, and the setup binds it"
+        )
     return setup_bytes, wire.decode(setup_bytes, RoundSetup), ClientState.from_bytes(state_bytes)
 
 
@@ -313,7 +331,7 @@ def _step(
     settings: NodeSettings,
     identity: NodeIdentity | None,
 ) -> bytes:
-    setup_bytes, setup, state = _load(context)
+    setup_bytes, setup, state = _load(context, message.metadata.message_type)
     inbound = wire.decode_any(payload)
     if not isinstance(inbound, DOWNLINK[stage]):
         raise ProtocolError(f"stage {stage!r} carries a {type(inbound).__name__}")
@@ -327,7 +345,7 @@ def _step(
     if state.phase == ClientPhase.DONE:
         forget(context, STATE_KEY)
     else:
-        _save(context, setup_bytes, state)
+        _save(context, setup_bytes, state, message.metadata.message_type)
     return reply
 
 
@@ -350,6 +368,7 @@ def _train_and_encode(
     rng = settings.rounding_rng()
     keep = None
     if plan is not None:
+        check_dimension(plan, state.config.vector_length, delta.shape[0])  # the model's shape, before the charge
         check_node_weight(plan, quantization, weight)  # its count alone, before any data-dependent refusal
         # Charged to this node's own budget before the noised input is computed and leaves.
         charge_node_budget(context, plan, node_budget_file(context, settings.dp_state_file))

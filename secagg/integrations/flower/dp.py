@@ -74,6 +74,7 @@ from secagg.integrations.flower.policy import NodePolicy
 __all__ = [
     "DPRounds",
     "check_decrypted_sums",
+    "check_dimension",
     "check_dp_options",
     "check_dp_policy",
     "check_unmasked_sums",
@@ -205,6 +206,18 @@ def node_encoding(
             f"the model has {delta.shape[0]}"
         )
     return noised_encoding(plan, quantization, delta, rng, source)
+
+
+def check_dimension(plan: NoisePlan, vector_length: int, values: int | None = None) -> None:
+    """ConfigurationError unless the plan's dimension is the session's ``vector_length`` (at setup)
+    and, if given, the model's ``values`` (at training): checked before anything is charged, so a
+    setup whose noised contribution could never be encoded costs the node no budget."""
+    if plan.dimension != vector_length or values not in (None, plan.dimension):
+        model = "" if values is None else f", the model {values} values"
+        raise ConfigurationError(
+            f"the DP plan is for dimension {plan.dimension}, the session's vector length is {vector_length}{model}: "
+            "refused before anything is charged"
+        )
 
 
 def check_node_weight(plan: NoisePlan, quantization: QuantizationConfig, weight: int) -> None:

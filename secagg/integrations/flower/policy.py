@@ -22,7 +22,12 @@ from secagg.errors import ConfigurationError
 from secagg.guarantee import Guarantee
 from secagg.masking import ACTIVE, MaskingConfig
 from secagg.masking.config_record import COMPLETE
-from secagg.masking.parameters import complete_guarantee, complete_threshold, dropout_count
+from secagg.masking.parameters import (
+    COMPLETE_GRAPH_MAX_CLIENTS,
+    complete_guarantee,
+    complete_threshold,
+    dropout_count,
+)
 from secagg.masking.parameters import default_colluders as _complete_default
 from secagg.paillier.parameters import default_threshold, threshold_guarantee
 
@@ -53,13 +58,16 @@ def default_colluders(masking: MaskingConfig) -> int:
     """The colluders the library's default configuration of ``masking``'s round tolerates: the floor
     a node's default policy puts under the round's computed guarantee.
 
-    Complete graph: the guarantee of the default threshold for the round's node count and mode
-    (:func:`~secagg.masking.parameters.complete_threshold` of
+    Complete graph, and any graph of at most 100 nodes
+    (:data:`~secagg.masking.parameters.COMPLETE_GRAPH_MAX_CLIENTS`, up to which the library's
+    default, secagg+ included, is the complete graph): the guarantee of the default threshold for
+    the round's node count and mode (:func:`~secagg.masking.parameters.complete_threshold` of
     :func:`~secagg.masking.parameters.default_colluders`: 3 nodes c = 0, 4 nodes c = 1, 5 nodes c = 2 in
-    active mode). Harary graph (secagg+ beyond 100 nodes): ``floor(0.05 n)``, what the default corrupt
-    fraction declares."""
+    active mode). A server that puts so small a round on a Harary graph (c = ``floor(0.05 n)``: 0 at
+    5 nodes) is below that default like one that lowers the threshold. Harary graph beyond 100 nodes
+    (secagg+'s default there): ``floor(0.05 n)``, what the default corrupt fraction declares."""
     n, active = masking.num_clients, masking.mode == ACTIVE
-    if masking.graph == COMPLETE:
+    if masking.graph == COMPLETE or n <= COMPLETE_GRAPH_MAX_CLIENTS:
         return complete_guarantee(n, complete_threshold(n, _complete_default(n, active), active), active)[0]
     return dropout_count(n, SPARSE_CORRUPT_FRACTION)
 
@@ -93,7 +101,8 @@ class NodePolicy:
         min_colluders: refuse rounds whose computed guarantee protects against fewer colluding
             hospitals (with the server) than this. None (the default): the library's default for
             the round (:func:`default_colluders` for masking: the default threshold of the round's
-            node count, mode and graph; :func:`paillier_default_colluders` for Paillier: a
+            node count and mode, on the complete graph up to 100 nodes whatever graph the server
+            names, and secagg+'s Harary default beyond; :func:`paillier_default_colluders` for Paillier: a
             ``default_threshold(l)``-of-l key). An int names the floor: below the default
             (``min_colluders=0``) it accepts a setup the server weakened (a lower threshold, a
             smaller ``min_contributors``, a key dealt below the default), giving up resistance to
