@@ -40,6 +40,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import math
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -115,8 +116,9 @@ def model_parameters(model: Any) -> dict[str, Parameter]:
     module and qualified name) and ``fl_core.model.<field>`` for every dataclass field (its settings:
     ``l2``, ``hidden``, ...); :func:`fl_core.fedavg.run_fedavg` binds them. ConfigurationError for a
     model whose class is no dataclass of its own (a plain class, or an undecorated subclass, could
-    hold settings no field names) or for a field whose value is no bool, int, float, str or bytes
-    (numpy scalars are taken as their Python value)."""
+    hold settings no field names) or for a field whose value is not exactly a bool, int, float, str or
+    bytes (numpy scalars are taken as their Python value; a subclass such as an IntEnum is refused), or
+    is NaN."""
     kind = type(model)
     if "__dataclass_fields__" not in vars(kind):
         raise ConfigurationError(
@@ -129,10 +131,14 @@ def model_parameters(model: Any) -> dict[str, Parameter]:
         value = getattr(model, field.name)
         if isinstance(value, np.generic):
             value = value.item()
-        if not isinstance(value, bool | int | float | str | bytes):
+        if type(value) not in (bool, int, float, str, bytes):  # exactly: a subclass has no encoding of its own
             raise ConfigurationError(
                 f"model {kind.__qualname__}: field {field.name!r} holds a {type(value).__qualname__}, which cannot "
                 "be bound (a model's settings must be bool, int, float, str or bytes)"
+            )
+        if isinstance(value, float) and math.isnan(value):
+            raise ConfigurationError(
+                f"model {kind.__qualname__}: field {field.name!r} is NaN, which cannot be bound (it has many encodings)"
             )
         entries[MODEL_PREFIX + field.name] = value
     return entries

@@ -15,6 +15,7 @@ fails here until it has another value to split with (and it is bound by then: th
 from __future__ import annotations
 
 import dataclasses
+import enum
 from typing import Any
 
 import numpy as np
@@ -153,9 +154,26 @@ class _Opaque:
         return np.full((x.shape[0], 2), 0.5)
 
 
+class _Depth(enum.IntEnum):
+    SHALLOW = 1
+
+
+@dataclasses.dataclass(frozen=True)
+class _Odd(_Nested):
+    """A model whose scalar field has no exact encoding: an int subclass, or NaN (many encodings)."""
+
+    settings: Any = None
+
+
 @pytest.mark.parametrize(
     ("model", "match"),
-    [(_Nested(), r"field 'settings'.*_Settings"), (_Opaque(0.1), r"_Opaque.*dataclass")],
+    [
+        (_Nested(), r"field 'settings'.*_Settings"),
+        (_Opaque(0.1), r"_Opaque.*dataclass"),
+        (_Odd(_Depth.SHALLOW), r"field 'settings'.*_Depth"),
+        (_Odd(float("nan")), r"field 'settings'.*NaN"),
+    ],
+    ids=["nested", "no-dataclass", "int-subclass", "nan"],
 )
 def test_a_model_whose_settings_cannot_be_bound_is_refused_before_any_round(model: Any, match: str) -> None:
     aggregator = MaskingAggregator(WeightedQuantizer.create(len(HOSPITALS)), run_id=7)
