@@ -23,13 +23,25 @@ minibatch SGD (``batch_size``, ``learning_rate``) minus the global model, so
 (tests/fl_core/test_fl_fedavg_training_binding.py). A DP round is one clipped gradient step at the
 global model: no local training, nothing to bind here (its DP configuration is bound).
 
-Both bind with :func:`fl_core.aggregators.binding.bind_entries`.
+**The model.** A hospital's update (or, with DP, its clipped gradient sum) is computed by the model
+it runs, and a model's settings shape it beyond its parameters' shapes: a
+:class:`~fl_core.models.LogisticRegression` with another ``l2`` trains another update from the same
+global model, of the same length, under the same model digest. :func:`fl_core.fedavg.run_fedavg`
+binds the model's kind and every one of its dataclass fields (:func:`model_parameters`, entries
+``fl_core.model.*``), read with :func:`dataclasses.fields`, so a field added later is bound without
+a change here (tests/fl_core/test_fl_fedavg_model_binding.py). A model that is no dataclass of its
+own (its settings would not be visible), or whose field holds no scalar a descriptor can bind, is
+refused before the first round.
+
+All bind with :func:`fl_core.aggregators.binding.bind_entries`.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
-from typing import TYPE_CHECKING
+import math
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -43,10 +55,12 @@ if TYPE_CHECKING:
     from fl_core.fedavg import FedAvgConfig
 
 __all__ = [
+    "MODEL_PREFIX",
     "SCALING_KINDS",
     "SCALING_PREFIX",
     "TRAINING_PREFIX",
     "bind_scaling",
+    "model_parameters",
     "scaling_parameters",
     "training_parameters",
 ]
@@ -60,6 +74,9 @@ SCALING_KINDS = ("public-ranges", "noised-moments", "pooled-moments")
 
 TRAINING_PREFIX = "fl_core.training."
 """The prefix of the local-training entries a FedAvg run binds (:func:`training_parameters`)."""
+
+MODEL_PREFIX = "fl_core.model."
+"""The prefix of the model entries a FedAvg run binds (:func:`model_parameters`)."""
 
 _DOMAIN = b"secagg/v1/fl-scaling"
 
@@ -92,3 +109,36 @@ def training_parameters(config: FedAvgConfig) -> dict[str, Parameter]:
         TRAINING_PREFIX + "batch_size": config.batch_size,
         TRAINING_PREFIX + "learning_rate": float(config.learning_rate),
     }
+
+
+def model_parameters(model: Any) -> dict[str, Parameter]:
+    """The descriptor entries of the model every hospital runs: ``fl_core.model.kind`` (its class's
+    module and qualified name) and ``fl_core.model.<field>`` for every dataclass field (its settings:
+    ``l2``, ``hidden``, ...); :func:`fl_core.fedavg.run_fedavg` binds them. ConfigurationError for a
+    model whose class is no dataclass of its own (a plain class, or an undecorated subclass, could
+    hold settings no field names) or for a field whose value is not exactly a bool, int, float, str or
+    bytes (numpy scalars are taken as their Python value; a subclass such as an IntEnum is refused), or
+    is NaN."""
+    kind = type(model)
+    if "__dataclass_fields__" not in vars(kind):
+        raise ConfigurationError(
+            f"model {kind.__qualname__} is no dataclass: a model's settings shape every hospital's update and "
+            "are bound from its dataclass fields (fl_core.contribution_binding.model_parameters); declare it "
+            "with @dataclass(frozen=True) and its settings as fields"
+        )
+    entries: dict[str, Parameter] = {MODEL_PREFIX + "kind": f"{kind.__module__}.{kind.__qualname__}"}
+    for field in dataclasses.fields(model):
+        value = getattr(model, field.name)
+        if isinstance(value, np.generic):
+            value = value.item()
+        if type(value) not in (bool, int, float, str, bytes):  # exactly: a subclass has no encoding of its own
+            raise ConfigurationError(
+                f"model {kind.__qualname__}: field {field.name!r} holds a {type(value).__qualname__}, which cannot "
+                "be bound (a model's settings must be bool, int, float, str or bytes)"
+            )
+        if isinstance(value, float) and math.isnan(value):
+            raise ConfigurationError(
+                f"model {kind.__qualname__}: field {field.name!r} is NaN, which cannot be bound (it has many encodings)"
+            )
+        entries[MODEL_PREFIX + field.name] = value
+    return entries

@@ -11,7 +11,9 @@ Each round t = 1..R:
    (for the secure aggregators the server learns nothing else), binding the digest of
    w into the session and refusing a client that declares another model; without DP
    every session binds the local training too (E, B and the learning rate,
-   :func:`fl_core.contribution_binding.training_parameters`), so a client that trained otherwise is refused;
+   :func:`fl_core.contribution_binding.training_parameters`), and every session, DP or not, binds the
+   model's kind and settings (:func:`fl_core.contribution_binding.model_parameters`), so a client that
+   trained otherwise, or ran another model, is refused;
 5. the server sets w <- w + mean, or keeps w if the round was skipped (too few
    clients left for the protocol: the reason is logged);
 6. the global model is evaluated on the held-out test set.
@@ -38,7 +40,7 @@ import numpy as np
 
 from fl_core.aggregators.base import AggregationResult, Aggregator, ClientUpdate, DropoutStage
 from fl_core.aggregators.binding import bind_entries, model_digest
-from fl_core.contribution_binding import TRAINING_PREFIX, training_parameters
+from fl_core.contribution_binding import MODEL_PREFIX, TRAINING_PREFIX, model_parameters, training_parameters
 from fl_core.data import ClientData
 from fl_core.dp import DPAggregator
 from fl_core.dp_training import dp_contribution, public_denominator
@@ -312,6 +314,8 @@ def run_fedavg(
     """
     if not clients or len({c.client_id for c in clients}) != len(clients):
         raise ConfigurationError("FedAvg needs at least one client, with distinct ids")
+    # The model's kind and settings shape every hospital's update (DP or not): bound, or the model refused.
+    model_entries = model_parameters(model)
     seed = config.seed
     params = initial_params if initial_params is not None else model.init(np.random.default_rng([seed, _INIT]))
     initial_accuracy, initial_loss = _evaluate(model, params, test_features, test_labels)
@@ -328,6 +332,7 @@ def run_fedavg(
             "mean update is added as it is, so leave them at 'sgd' and 0"
         )
     server = ServerOptimizer(config.server_optimizer, config.learning_rate, config.server_momentum)
+    bind_entries(aggregator, MODEL_PREFIX, model_entries)
     if dp is None:  # every hospital's update is its local training's: bound, as the Flower adapter binds it
         bind_entries(aggregator, TRAINING_PREFIX, training_parameters(config))
     for t in range(1, config.rounds + 1):

@@ -3,7 +3,10 @@
 A :class:`Model` knows its initial parameters, its mean loss and gradient on a
 batch, and its class probabilities. FedAvg never looks inside: it moves
 parameters around as one flat vector (:func:`flatten`, :func:`unflatten`).
-Any object with these three methods can be trained by :func:`fl_core.fedavg.run_fedavg`.
+Any frozen dataclass with these three methods can be trained by :func:`fl_core.fedavg.run_fedavg`:
+its kind and its fields (its settings, which shape every hospital's update) are bound into every
+round (:func:`fl_core.contribution_binding.model_parameters`), so a model is a dataclass whose
+settings are scalar fields (a model that is no dataclass of its own is refused).
 
 Both models here end in a softmax over ``num_classes`` and minimise the mean
 cross-entropy plus ``l2 / 2 * ||weights||^2`` (biases are not penalised).
@@ -43,7 +46,7 @@ Params = list[FloatArray]
 
 
 class Model(Protocol):
-    """What FedAvg needs from a model."""
+    """What FedAvg needs from a model (a frozen dataclass: its fields are bound, module docstring)."""
 
     def init(self, rng: np.random.Generator) -> Params:
         """Fresh parameters (``rng`` for random initialisation)."""

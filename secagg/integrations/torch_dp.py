@@ -17,11 +17,12 @@ A DP round for a PyTorch model, the same as fl_core's (:mod:`fl_core.dp_training
 :func:`run_dp_round` does the three for a list of hospitals. The round is bound to the global
 model: each hospital's update (:func:`dp_update`) declares the digest of the model its
 contribution was computed at (:func:`dp_model_digest`: the model's
-:func:`secagg.integrations.torch.model_digest`, buffers included, and the names of its trainable
-parameters, which lay the contribution out), and the aggregator is given the global model's; a
-hospital that computed at another model (a stale copy, or one that trains another set of
-parameters) is refused before the round is charged, so it is neither counted among the
-contributors nor in the denominator.
+:func:`secagg.integrations.torch.model_digest`, buffers included, the names of its trainable
+parameters, which lay the contribution out, every module's class, settings (``extra_repr``) and
+training mode, which shape its forward pass, and the loss's declared name, ``loss_name=``, when
+given), and the aggregator is given the global model's; a hospital that computed at another model
+(a stale copy, one that trains another set of parameters, one in another mode) is refused before
+the round is charged, so it is neither counted among the contributors nor in the denominator.
 
 **Why torch.func and not Opacus.** Per-sample gradients come from ``torch.func``
 (``functional_call`` + ``vmap`` + ``grad``), which ships with PyTorch (>= 2.0): no extra
@@ -38,7 +39,6 @@ PyTorch is imported on first use (``pip install -e '.[torch]'``).
 
 from __future__ import annotations
 
-import hashlib
 import importlib
 import logging
 from collections.abc import Callable, Mapping, Sequence
@@ -54,8 +54,9 @@ from secagg.errors import ConfigurationError, SecAggError
 from secagg.integrations._extras import require
 from secagg.integrations._foreign import foreign_reason
 from secagg.integrations._layout import check_cast
+from secagg.integrations._torch_dp_model import _trainable_parameters, dp_model_digest
 from secagg.integrations._torch_dtypes import top_of_range
-from secagg.integrations.torch import TensorSpec, model_digest
+from secagg.integrations.torch import TensorSpec
 
 if TYPE_CHECKING:
     from torch import Tensor
@@ -84,40 +85,6 @@ hospital (the round's report names only the stage and the exception's type)."""
 def _torch() -> Any:
     require("torch", "torch")
     return importlib.import_module("torch")
-
-
-def _trainable_parameters(model: Module) -> list[tuple[str, Tensor]]:
-    """The trainable parameters in ``named_parameters`` order; ConfigurationError for a
-    non-real one (a complex gradient cast to float64 would lose its imaginary part)."""
-    if not isinstance(model, _torch().nn.Module):
-        raise ConfigurationError(f"expected a torch.nn.Module, got {type(model).__name__}")
-    params: list[tuple[str, Tensor]] = [(name, p) for name, p in model.named_parameters() if p.requires_grad]
-    for name, p in params:
-        if not p.dtype.is_floating_point:
-            raise ConfigurationError(
-                f"parameter {name!r} is {str(p.dtype).removeprefix('torch.')}: DP training takes real floating "
-                "parameters only (complex gradients have no single L2 clip here)"
-            )
-    return params
-
-
-_DP_MODEL_DOMAIN = b"secagg/v1/torch-dp-model"
-
-
-def dp_model_digest(model: Module) -> bytes:
-    """The 32-byte digest a DP round binds for ``model``: SHA-256 of a domain label,
-    :func:`~secagg.integrations.torch.model_digest` (``buffers=True``: every state-dict tensor's
-    key, dtype, shape and values) and the names of the trainable parameters (``requires_grad``), in
-    ``named_parameters`` order. A DP contribution is the clipped gradient sum over those parameters
-    only, back to back, and a state dict does not say which they are: a copy that trains another set
-    of the same total size (a frozen layer swapped) has the same state-dict digest, so without the
-    names its gradients would be summed into another parameter's coordinates. ConfigurationError
-    for a non-module or a trainable parameter that is not real floating point."""
-    names = [name.encode() for name, _ in _trainable_parameters(model)]
-    digest = hashlib.sha256(_DP_MODEL_DOMAIN + model_digest(model, buffers=True) + len(names).to_bytes(4, "big"))
-    for name in names:
-        digest.update(len(name).to_bytes(4, "big") + name)
-    return digest.digest()
 
 
 def _refuse_batch_mixing(model: Module) -> None:
@@ -196,15 +163,18 @@ def dp_update(
     targets: Tensor,
     dp: DPConfig,
     source: RandomSource | None = None,
+    *,
+    loss_name: str | None = None,
 ) -> ClientUpdate:
     """A hospital's update for a DP aggregator: :func:`dp_contribution` at ``model`` (the global
     model it received; its Poisson sample from ``source``, the OS CSPRNG when None), weighted by its
-    batch size (at least 1), declaring :func:`dp_model_digest` of ``model`` and ``dp.digest()``;
-    aggregated with the global model's ``dp_model_digest``, an update computed at another model (or
-    one training another set of parameters), or under another
-    DP configuration than the aggregator's (another clip or sampling rate than the noise is sized
-    for), is refused (``result.refused``)."""
-    return _staged_update(client_id, model, loss_fn, inputs, targets, dp, source, [])
+    batch size (at least 1), declaring :func:`dp_model_digest` of ``model`` (with ``loss_name``, the
+    name the round declares for ``loss_fn``, if given) and ``dp.digest()``; aggregated with the
+    global model's ``dp_model_digest`` (with the round's ``loss_name``), an update computed at
+    another model (or one training another set of parameters, in another mode, or declaring another
+    loss), or under another DP configuration than the aggregator's (another clip or sampling rate
+    than the noise is sized for), is refused (``result.refused``)."""
+    return _staged_update(client_id, model, loss_fn, inputs, targets, dp, source, [], loss_name)
 
 
 _SAMPLE, _COPY, _GRADIENTS = (
@@ -224,6 +194,7 @@ def _staged_update(
     dp: DPConfig,
     source: RandomSource | None,
     stage: list[str],
+    loss_name: str | None = None,
 ) -> ClientUpdate:
     """:func:`dp_update`, appending to ``stage`` each stage as it starts (its sample, its copy's
     digest, its gradients), so that a failure can be named by the stage it ended."""
@@ -237,7 +208,7 @@ def _staged_update(
     mask = _torch().from_numpy(drawn)
     sampled = inputs[mask], targets[mask]
     stage.append(_COPY)
-    digest = dp_model_digest(model)
+    digest = dp_model_digest(model, loss_name=loss_name)
     stage.append(_GRADIENTS)
     contribution = clipped_gradient_sum(model, loss_fn, *sampled, dp.l2_clip)
     samples = max(1, int(inputs.shape[0]))
@@ -304,6 +275,7 @@ def run_dp_round(
     rng: np.random.Generator,
     dropouts: Mapping[int, DropoutStage] | None = None,
     trained_from: Mapping[int, Module] | None = None,
+    loss_name: str | None = None,
 ) -> AggregationResult:
     """One DP round over ``hospitals`` (``(id, inputs, targets)`` each) through a DP aggregator.
 
@@ -321,8 +293,9 @@ def run_dp_round(
     that drops out is not counted; or ``denominator``, a fixed number the caller computed
     (right only when every hospital is in the sum).
 
-    The round binds ``model``'s :func:`dp_model_digest` (buffers and the trainable parameters'
-    names included): every hospital's update declares the digest of the model it computed at
+    The round binds ``model``'s :func:`dp_model_digest` (buffers, the trainable parameters' names,
+    every module's class, settings and mode, and ``loss_name`` when given, the name declared for
+    ``loss_fn``): every hospital's update declares the digest of the model it computed at
     (:func:`dp_update`), ``trained_from[id]`` if given (the copy that hospital holds, e.g. a stale
     one, or one whose trainable parameters are others), else ``model``. A hospital that computed at
     another model is refused with its reason (``result.refused``) before the round is charged:
@@ -362,7 +335,7 @@ def run_dp_round(
     outside = sorted(set(given) - {client for client, _, _ in hospitals}, key=repr)
     if outside:
         raise ConfigurationError(f"trained_from names hospital {outside[0]!r}, which is not in the round")
-    digest = dp_model_digest(model)  # the caller's own global model: its failure raises
+    digest = dp_model_digest(model, loss_name=loss_name)  # the caller's own global model: its failure raises
     stages, withheld = dict(require_mapping("dropouts", dropouts) if dropouts is not None else {}), []
     updates = []
     for client, x, y in hospitals:
@@ -370,7 +343,7 @@ def run_dp_round(
         try:  # a contribution that cannot be computed (its copy or data raise) is this hospital's alone
             copy = given.get(client, model)
             source = aggregator.quantizer.noise_source  # the sample is a secret, as the noise is
-            updates.append(_staged_update(client, copy, loss_fn, x, y, aggregator.config, source, stage))
+            updates.append(_staged_update(client, copy, loss_fn, x, y, aggregator.config, source, stage, loss_name))
             continue
         except MemoryError:
             raise  # the aggregating party's own resources, not this hospital's fault

@@ -12,6 +12,7 @@ charged, and the round goes on for the others.
 from __future__ import annotations
 
 import dataclasses
+from typing import Any
 
 import numpy as np
 import pytest
@@ -160,3 +161,103 @@ def test_hospitals_training_the_global_models_parameters_are_all_included() -> N
     # The control: hospital 1's copy trains the same layer
     result = _trainable_split_round(_two_layers(frozen=0))
     assert result.refused == () and result.included == frozenset(HOSPITALS)
+
+
+# What the forward pass does lays out nothing but shapes every gradient: which modules are in
+# training mode (a module's forward may differ by mode), which modules the model is made of (an
+# activation has no parameters) and their settings (a LeakyReLU's slope). A state dict holds none
+# of them, so a hospital whose copy differs only there sent as many values under the same digest.
+
+
+class _TrainingScale(torch.nn.Module):
+    """Doubles its input in training mode only (as a model with a training-only branch would)."""
+
+    def forward(self, x: object) -> object:
+        return x * 2.0 if self.training else x
+
+
+def _forward_model(activation: object = None, *, training: bool = True) -> object:
+    torch.manual_seed(0)
+    layers = [torch.nn.Linear(2, 2), _TrainingScale(), activation or torch.nn.Tanh(), torch.nn.Linear(2, 2)]
+    model = torch.nn.Sequential(*layers).double()
+    return model.train(training)
+
+
+def _forward_split_round(other: object, *, loss_names: tuple[str | None, str | None] = (None, None)) -> object:
+    """A round of hospitals computing at :func:`_forward_model`, hospital 1 at ``other``; the server
+    binds ``loss_names[0]``, hospital 1 declares ``loss_names[1]`` (the others the server's)."""
+    model = _forward_model()
+    aggregator = make_aggregator(
+        "secagg", num_clients=5, dp=DP, dimension=12, max_samples_per_client=64,
+        noise_source=SeededRandomSource(bytes(32)),
+    )  # fmt: skip
+    rng = np.random.default_rng(3)
+    sample = SeededRandomSource(bytes(32))
+    server_loss, hospital_loss = loss_names
+    updates = [
+        torch_dp.dp_update(
+            h, other if h == 1 else model, torch.nn.functional.mse_loss, torch.from_numpy(rng.normal(size=(20, 2))),
+            torch.from_numpy(rng.normal(size=(20, 2))), DP, sample, loss_name=hospital_loss if h == 1 else server_loss,
+        )
+        for h in HOSPITALS
+    ]
+    digest = torch_dp.dp_model_digest(model, loss_name=server_loss)
+    return aggregator.aggregate(updates, rng=np.random.default_rng(0), model_digest=digest)
+
+
+def _scale_in_eval() -> object:
+    """The global model with its training-only module in eval mode, every other in training mode."""
+    model = _forward_model()
+    model[1].eval()
+    return model
+
+
+@pytest.mark.parametrize(
+    "other",
+    [
+        pytest.param(lambda: _forward_model(training=False), id="eval-mode"),
+        pytest.param(_scale_in_eval, id="one-module-in-eval-mode"),
+        pytest.param(lambda: _forward_model(torch.nn.ReLU()), id="another-activation"),
+        pytest.param(lambda: _forward_model(torch.nn.LeakyReLU(0.2)), id="another-activation-setting"),
+    ],
+)
+def test_a_hospital_whose_forward_pass_differs_is_refused_not_summed(other: Any) -> None:
+    # Prepare: hospital 1's copy has the global model's state dict and trainable parameters
+    copy = other()
+    assert torch_adapter.model_digest(copy) == torch_adapter.model_digest(_forward_model())
+    if isinstance(copy[2], torch.nn.LeakyReLU):  # the control for the setting: the default slope is another copy
+        assert torch_dp.dp_model_digest(copy) != torch_dp.dp_model_digest(_forward_model(torch.nn.LeakyReLU()))
+    # Execute
+    result = _forward_split_round(copy)
+    # Assert: hospital 1 alone is refused, with the reason; the round goes on without its gradients
+    assert [client for client, _ in result.refused] == [1], result.refused
+    assert "another model" in result.refused[0][1]
+    assert result.mean is not None and result.included == frozenset(HOSPITALS[1:])
+
+
+def test_hospitals_whose_forward_pass_is_the_global_models_are_all_included() -> None:
+    # The control: a separate copy built alike, in the same mode
+    result = _forward_split_round(_forward_model())
+    assert result.refused == () and result.included == frozenset(HOSPITALS)
+
+
+@pytest.mark.parametrize(
+    "loss_names", [("mse", "huber"), ("mse", None), (None, "mse")], ids=["another", "undeclared", "unbound"]
+)
+def test_a_hospital_declaring_another_loss_than_the_round_binds_is_refused(
+    loss_names: tuple[str | None, str | None],
+) -> None:
+    result = _forward_split_round(_forward_model(), loss_names=loss_names)
+    assert [client for client, _ in result.refused] == [1], result.refused
+    assert result.mean is not None and result.included == frozenset(HOSPITALS[1:])
+
+
+def test_hospitals_declaring_the_rounds_loss_are_all_included() -> None:
+    result = _forward_split_round(_forward_model(), loss_names=("mse", "mse"))
+    assert result.refused == () and result.included == frozenset(HOSPITALS)
+
+
+@pytest.mark.parametrize("name", ["", "\ud800", b"mse", 3])
+def test_a_loss_name_that_is_no_nonempty_text_is_refused(name: Any) -> None:
+    with pytest.raises(ConfigurationError, match="loss_name"):
+        torch_dp.dp_model_digest(_forward_model(), loss_name=name)
