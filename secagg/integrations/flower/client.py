@@ -225,7 +225,8 @@ def _setup(
     quantization = setup.quantization
     protocol_id = setup.protocol_id(message.metadata.dst_node_id)
     guarantee = masking.guarantee
-    settings.policy.check_round(masking.num_clients, guarantee, quantization, default_colluders(masking))
+    settings.policy.check_round(masking.num_clients, guarantee, quantization, default_colluders(masking),
+                               dp=bool(setup.dp))
     settings.policy.check_masking(masking.threshold, guarantee)
     plan = _check_encoding(setup, settings.policy)
     if plan is not None:

@@ -269,7 +269,7 @@ def _session(
     context_bytes = round_context(run_id, setup.server_round, setup.arrays_digest)
     params = setup.session_parameters(share.public, context_bytes, run_id)
     default = paillier_default_colluders(parties)  # the library's default key for this many shares
-    settings.policy.check_round(len(setup.node_ids), params.guarantee, setup.quantization, default)
+    settings.policy.check_round(len(setup.node_ids), params.guarantee, setup.quantization, default, dp=bool(setup.dp))
     settings.policy.check_paillier(setup.min_contributors)
     plan = node_plan(setup.dp, setup.quantization, len(setup.node_ids), settings.policy)
     if plan is not None:
