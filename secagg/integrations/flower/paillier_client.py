@@ -22,7 +22,8 @@ node and is never stored in ``context.state``.
   In a compressed round it encodes its residual plus update on the round's subset
   (rotated if asked) and keeps the rest (:mod:`~secagg.integrations.flower.compression`).
   In a DP round (the setup's ``dp``, :mod:`~secagg.integrations.flower.dp`) it checks the
-  noise plan against the declared epsilon and its policy's DP floors, and that the round's
+  noise plan against the declared epsilon and its policy's DP floors, its dimension against
+  the setup's vector length (and, after training, the model's size, before the charge), and that the round's
   smallest decrypted sum holds h honest uploads, and that its own budget allows one more
   contribution under that plan (:mod:`~secagg.integrations.flower.node_budget`: charged after
   training, before the upload leaves), then encrypts ``round(delta * scale)`` plus its
@@ -82,7 +83,13 @@ from secagg.integrations.flower._round_binding import check_message_type
 from secagg.integrations.flower.bound_plan import check_dp_update
 from secagg.integrations.flower.clipping import encode_segmented, node_table
 from secagg.integrations.flower.compression import check_compressed_model, check_entries, keep_residual, node_update
-from secagg.integrations.flower.dp import check_decrypted_sums, check_node_weight, node_encoding, node_plan
+from secagg.integrations.flower.dp import (
+    check_decrypted_sums,
+    check_dimension,
+    check_node_weight,
+    node_encoding,
+    node_plan,
+)
 from secagg.integrations.flower.node_budget import charge_node_budget, check_node_budget, node_budget_file
 from secagg.integrations.flower.policy import NodePolicy, paillier_default_colluders
 from secagg.integrations.flower.protocol import (
@@ -277,6 +284,7 @@ def _session(
     settings.policy.check_paillier(setup.min_contributors)
     plan = node_plan(setup.dp, setup.quantization, len(setup.node_ids), settings.policy)
     if plan is not None:
+        check_dimension(plan, setup.vector_length)  # else no upload could ever be encoded
         check_decrypted_sums(plan, setup.min_contributors, params.guarantee)
     return params, plan
 
@@ -321,6 +329,7 @@ def _encrypt(
     rng = settings.rounding_rng()
     keep = None
     if plan is not None:
+        check_dimension(plan, setup.vector_length, delta.shape[0])  # the model's shape, before the charge
         check_node_weight(plan, setup.quantization, weight)  # its count alone, before any data-dependent refusal
         # Charged to this node's own budget before the noised upload is computed and leaves.
         charge_node_budget(context, plan, budget_file)
