@@ -128,17 +128,29 @@ class SimulatedHospitals:
     ) -> tuple[int, int]:
         """The ``live`` hospitals, in this order, answer the server's decryption request until
         t partial decryptions verify; a refusal or a partial whose proof fails is recorded in
-        ``errors`` and the next hospital is asked. Returns (answers verified, bytes sent)."""
+        ``errors`` and the next hospital is asked. Returns (answers verified, bytes sent).
+
+        Each hospital checks that the sum holds its own upload, whose digest ``own_uploads`` names;
+        one missing from ``own_uploads`` has no accepted upload of its own and refuses to decrypt
+        (recorded in ``errors``), as a real node without an upload in the session refuses: the
+        check is never turned off for it."""
         threshold = self.material.public.threshold
         answered = bytes_sent = 0
         for client in live:
             if answered == threshold:
                 break
+            own = own_uploads.get(client)
+            if own is None:
+                errors[client] = (
+                    "partial decryption refused: the hospital has no accepted upload of its own in this session, "
+                    "and decrypts only a sum holding its own upload"
+                )
+                continue
             index = self.share_index(client)
             party = DecryptingParty(
                 params,
                 self.material.shares[index - 1],
-                own_upload=own_uploads.get(client),
+                own_upload=own,
                 random_bytes=self.random_bytes,
                 workers=self.workers,
                 constant_time=constant_time,

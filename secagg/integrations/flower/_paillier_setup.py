@@ -21,10 +21,12 @@ from secagg.encoding import QuantizationConfig
 from secagg.errors import ConfigurationError
 from secagg.integrations.flower._round_binding import (
     MAX_KEY_BYTES,
+    TRAIN,
     bits_float,
     check_round_fields,
     float_bits,
     merged_parameters,
+    message_type_parameters,
     protocol_id_of,
     round_descriptor,
 )
@@ -90,7 +92,9 @@ class PaillierSetup(wire.Message):
             least the plan's h.
 
     Every field enters the session id (:meth:`session_parameters`, through the round's
-    :class:`~secagg.descriptor.SessionDescriptor`; the table's digest is its layout digest).
+    :class:`~secagg.descriptor.SessionDescriptor`; the table's digest is its layout digest), and so
+    does the messages' type unless it is plain ``train`` (it is not a field: each party takes it
+    from the messages, the server from its batch, a node from the message it was sent).
     """
 
     TAG: ClassVar[int] = 0x0702
@@ -189,14 +193,22 @@ class PaillierSetup(wire.Message):
         quantization); ConfigurationError if sums could carry between slots."""
         return paillier_layout(self.quantization, len(self.node_ids), key_bits)
 
-    def descriptor(self, run_id: int) -> SessionDescriptor:
-        """The round's session descriptor (as :meth:`RoundSetup.descriptor`, DP parameters included)."""
+    def descriptor(self, run_id: int, message_type: str = TRAIN) -> SessionDescriptor:
+        """The round's session descriptor (as :meth:`RoundSetup.descriptor`, DP parameters included,
+        and, unless it is plain ``train``, the messages' ``message_type``, which picks the train
+        handler: :func:`~secagg.integrations.flower._round_binding.message_type_parameters`)."""
+        parameters = merged_parameters(self.parameters, self.dp, self.compression,
+                                       message_type_parameters(message_type))
         return round_descriptor(self.quantization, self.weight_name, self.arrays_digest, run_id, self.server_round,
-                           merged_parameters(self.parameters, self.dp, self.compression), self.segments)
+                                parameters, self.segments)
 
-    def session_parameters(self, public: ThresholdPublicKey, context: bytes, run_id: int) -> SessionParameters:
+    def session_parameters(
+        self, public: ThresholdPublicKey, context: bytes, run_id: int, message_type: str = TRAIN
+    ) -> SessionParameters:
         """The Paillier session every party derives: roster 1..n with the setup's identity
-        keys, this layout, ``context`` and the round's descriptor digest.
+        keys, this layout, ``context`` and the round's descriptor digest for messages of
+        ``message_type`` (the server's batch's; a node's, the type of the message it was sent: a
+        node sent another type than the server's is in another session).
 
         ConfigurationError if ``public`` is not the key the round was set up for,
         or the layout or quantization is unsafe.
@@ -211,7 +223,7 @@ class PaillierSetup(wire.Message):
             min_contributors=self.min_contributors,
             identity_keys=self.identity_keys,
             context=context,
-            descriptor=self.descriptor(run_id).digest(),
+            descriptor=self.descriptor(run_id, message_type).digest(),
         )
 
     def protocol_id(self, node_id: int) -> int:

@@ -5,7 +5,9 @@
   :class:`~secagg.descriptor.SessionDescriptor` (quantization, weight key, run,
   round, layout or segment-table digest, training, DP and compression parameters);
 - :func:`message_type_parameters`: the round's message type (``train.<action>`` picks the node's
-  train handler), bound into the descriptor's parameters unless it is plain ``train``;
+  train handler), bound into the descriptor's parameters unless it is plain ``train``, and
+  :func:`check_message_type`: a node's refusal of a later stage sent in messages of another type
+  than its setup's (masking and Paillier nodes alike);
 - :func:`check_round_fields` and :func:`protocol_id_of`: the node-id and
   weight-key checks both setups make, and the node id -> protocol id mapping;
 - :func:`float_bits` / :func:`bits_float`: the clip as IEEE-754 float64 bits on the wire.
@@ -25,13 +27,14 @@ import numpy as np
 from secagg._validate import require_bytes, require_int
 from secagg.descriptor import SessionDescriptor, decode_parameters, encode_parameters
 from secagg.encoding import QuantizationConfig
-from secagg.errors import ConfigurationError
+from secagg.errors import ConfigurationError, ProtocolError
 from secagg.segments import SEGMENTS_LABEL
 
 __all__ = [
     "MAX_KEY_BYTES",
     "ROUND_LABEL",
     "bits_float",
+    "check_message_type",
     "check_round_fields",
     "float_bits",
     "merged_parameters",
@@ -91,6 +94,17 @@ def message_type_parameters(message_type: str) -> bytes:
     if not isinstance(message_type, str):
         raise ConfigurationError(f"a message type must be a string, got {type(message_type).__name__}")
     return b"" if message_type == TRAIN else encode_parameters({MESSAGE_TYPE_PARAMETER: message_type})
+
+
+def check_message_type(message_type: str, bound: str) -> None:
+    """ProtocolError unless ``message_type`` (a later stage's message's) is ``bound``, the type of
+    the messages that set up the node's session: the type picks the train handler, and the setup
+    binds it (:func:`message_type_parameters`)."""
+    if message_type != bound:
+        raise ProtocolError(
+            f"a {message_type!r} message in a session set up by {bound!r} messages: the message type picks the "
+            "train handler, and the setup binds it"
+        )
 
 
 def protocol_id_of(node_ids: tuple[int, ...], node_id: int) -> int:

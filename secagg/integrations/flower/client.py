@@ -84,6 +84,7 @@ from secagg.integrations.flower._node import (
     serve_node,
     train_locally,
 )
+from secagg.integrations.flower._round_binding import check_message_type
 from secagg.integrations.flower.bound_plan import check_dp_update
 from secagg.integrations.flower.clipping import encode_segmented, node_table, parse_table
 from secagg.integrations.flower.compression import check_compressed_model, check_entries, keep_residual, node_update
@@ -225,7 +226,8 @@ def _setup(
     quantization = setup.quantization
     protocol_id = setup.protocol_id(message.metadata.dst_node_id)
     guarantee = masking.guarantee
-    settings.policy.check_round(masking.num_clients, guarantee, quantization, default_colluders(masking))
+    settings.policy.check_round(masking.num_clients, guarantee, quantization, default_colluders(masking),
+                               dp=bool(setup.dp))
     settings.policy.check_masking(masking.threshold, guarantee)
     plan = _check_encoding(setup, settings.policy)
     if plan is not None:
@@ -314,11 +316,7 @@ def _load(context: Context, message_type: str) -> tuple[bytes, RoundSetup, Clien
     setup_bytes, state_bytes, bound = record.get("setup"), record.get("client"), record.get("type")
     if not isinstance(setup_bytes, bytes) or not isinstance(state_bytes, bytes) or not isinstance(bound, str):
         raise ProtocolError("the stored secure-round state is incomplete")
-    if message_type != bound:
-        raise ProtocolError(
-            f"a {message_type!r} message in a session set up by {bound!r} messages: the message type picks the "
-            "train handler, and the setup binds it"
-        )
+    check_message_type(message_type, bound)
     return setup_bytes, wire.decode(setup_bytes, RoundSetup), ClientState.from_bytes(state_bytes)
 
 

@@ -168,6 +168,7 @@ def check_dp_policy(policy: NodePolicy, plan: NoisePlan | None) -> None:
             raise ConfigurationError("policy: this node requires differential privacy; the round has none")
         return
     config = plan.config
+    policy.check_dp_clip(config.l2_clip)
     if policy.max_dp_epsilon is not None and config.epsilon > policy.max_dp_epsilon:
         raise ConfigurationError(
             f"policy: epsilon {config.epsilon:g} exceeds this node's ceiling {policy.max_dp_epsilon:g}"

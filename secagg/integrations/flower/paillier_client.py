@@ -22,7 +22,8 @@ node and is never stored in ``context.state``.
   In a compressed round it encodes its residual plus update on the round's subset
   (rotated if asked) and keeps the rest (:mod:`~secagg.integrations.flower.compression`).
   In a DP round (the setup's ``dp``, :mod:`~secagg.integrations.flower.dp`) it checks the
-  noise plan against the declared epsilon and its policy's DP floors, and that the round's
+  noise plan against the declared epsilon and its policy's DP floors, its dimension against
+  the setup's vector length (and, after training, the model's size, before the charge), and that the round's
   smallest decrypted sum holds h honest uploads, and that its own budget allows one more
   contribution under that plan (:mod:`~secagg.integrations.flower.node_budget`: charged after
   training, before the upload leaves), then encrypts ``round(delta * scale)`` plus its
@@ -30,7 +31,10 @@ node and is never stored in ``context.state``.
 - ``decrypt``: answers a ``DecryptionRequest`` for the session it uploaded to
   under every binding rule of :class:`secagg.paillier.DecryptingParty` (its
   own upload unchanged in the sum, at least ``min_contributors`` uploads,
-  one aggregate per session), with a proof of correct decryption.
+  one aggregate per session), with a proof of correct decryption; a request sent in messages of
+  another type than its ``encrypt`` message's is refused (``train.<action>`` picks the app's
+  train handler: a type other than plain ``train`` is bound into the session, and each node
+  derives the session from the type of the message it was sent).
 
 The sessions a node uploaded to and the aggregates it decrypted are
 remembered in ``context.state`` (public values only), so a second upload or a
@@ -75,10 +79,17 @@ from secagg.integrations.flower._node import (
     serve_node,
     train_locally,
 )
+from secagg.integrations.flower._round_binding import check_message_type
 from secagg.integrations.flower.bound_plan import check_dp_update
 from secagg.integrations.flower.clipping import encode_segmented, node_table
 from secagg.integrations.flower.compression import check_compressed_model, check_entries, keep_residual, node_update
-from secagg.integrations.flower.dp import check_decrypted_sums, check_node_weight, node_encoding, node_plan
+from secagg.integrations.flower.dp import (
+    check_decrypted_sums,
+    check_dimension,
+    check_node_weight,
+    node_encoding,
+    node_plan,
+)
 from secagg.integrations.flower.node_budget import charge_node_budget, check_node_budget, node_budget_file
 from secagg.integrations.flower.policy import NodePolicy, paillier_default_colluders
 from secagg.integrations.flower.protocol import (
@@ -267,12 +278,13 @@ def _session(
     check_identities(setup.identity_keys, setup.node_ids, setup.protocol_id(message.metadata.dst_node_id), identity)
     run_id = message.metadata.run_id
     context_bytes = round_context(run_id, setup.server_round, setup.arrays_digest)
-    params = setup.session_parameters(share.public, context_bytes, run_id)
+    params = setup.session_parameters(share.public, context_bytes, run_id, message.metadata.message_type)
     default = paillier_default_colluders(parties)  # the library's default key for this many shares
-    settings.policy.check_round(len(setup.node_ids), params.guarantee, setup.quantization, default)
+    settings.policy.check_round(len(setup.node_ids), params.guarantee, setup.quantization, default, dp=bool(setup.dp))
     settings.policy.check_paillier(setup.min_contributors)
     plan = node_plan(setup.dp, setup.quantization, len(setup.node_ids), settings.policy)
     if plan is not None:
+        check_dimension(plan, setup.vector_length)  # else no upload could ever be encoded
         check_decrypted_sums(plan, setup.min_contributors, params.guarantee)
     return params, plan
 
@@ -317,6 +329,7 @@ def _encrypt(
     rng = settings.rounding_rng()
     keep = None
     if plan is not None:
+        check_dimension(plan, setup.vector_length, delta.shape[0])  # the model's shape, before the charge
         check_node_weight(plan, setup.quantization, weight)  # its count alone, before any data-dependent refusal
         # Charged to this node's own budget before the noised upload is computed and leaves.
         charge_node_budget(context, plan, budget_file)
@@ -338,7 +351,7 @@ def _encrypt(
         keep_residual(context.state, layout, keep)  # the upload leaves with this reply
     _remember(context, uploaded + params.session_id, answered, setup.server_round)
     context.state[STATE_KEY] = ConfigRecord({
-        "setup": payload, "upload": client.upload_digest,
+        "setup": payload, "upload": client.upload_digest, "type": message.metadata.message_type,
         _REQUEST_LIMIT: paillier_request_limit(len(setup.node_ids), params.upload_data_bytes),
     })
     settings.record(message, setup.server_round, protocol_id, weight, values)
@@ -351,9 +364,10 @@ def _decrypt(
     record = context.state.get(STATE_KEY)
     if not isinstance(record, ConfigRecord):
         raise ProtocolError("no Paillier round in progress on this node")
-    setup_bytes, own_upload = record.get("setup"), record.get("upload")
-    if not isinstance(setup_bytes, bytes) or not isinstance(own_upload, bytes):
+    setup_bytes, own_upload, bound = record.get("setup"), record.get("upload"), record.get("type")
+    if not isinstance(setup_bytes, bytes) or not isinstance(own_upload, bytes) or not isinstance(bound, str):
         raise ProtocolError("the stored Paillier round is incomplete")
+    check_message_type(message.metadata.message_type, bound)  # the type its upload's session binds
     params, _ = _session(message, wire.decode(setup_bytes, PaillierSetup), share, identity, settings)
     request = wire.decode(payload, DecryptionRequest)
     if request.session_id != params.session_id:

@@ -115,7 +115,7 @@ class PaillierGrid(SecureGrid):
             return self._skip(batch, started, dropped, errors, str(exc))
         run_id = self.run.run_id
         context = round_context(run_id, batch.server_round, batch.digest)
-        server = Server(setup.session_parameters(options.public_key, context, run_id))
+        server = Server(setup.session_parameters(options.public_key, context, run_id, batch.message_type))
         guarantee = server.params.guarantee  # computed for this round's nodes
         LOGGER.info("paillier round %d (n = %d, %d-of-%d key, min_contributors %d): %s", batch.server_round,
                     len(nodes), options.public_key.threshold, options.public_key.num_parties,

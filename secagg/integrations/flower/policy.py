@@ -108,7 +108,12 @@ class NodePolicy:
             smaller ``min_contributors``, a key dealt below the default), giving up resistance to
             that many colluding hospitals, as the refusal and the round's guarantee say.
         min_contributors: Paillier: refuse to decrypt sums of fewer uploads.
-        max_clip: refuse a quantization clip above this (None: any).
+        max_clip: refuse a clip above this (None: any). Without DP: the quantization's clip (the
+            encoding range) and every array's clip, what one hospital's update can move a
+            coordinate by. In a DP round: the plan's per-patient L2 clip ``l2_clip`` (the
+            sensitivity the noise is calibrated to); the round's encoding range there is that
+            clip times the round's ``max_weight`` plus room for the noise, far wider, and is
+            held by the range and overflow checks, not by this cap.
         min_bits: refuse quantization with fewer bits per value (None: any).
         require_dp: refuse a round without distributed differential privacy.
         max_dp_epsilon: refuse a DP round whose declared epsilon (per patient, whole run)
@@ -185,18 +190,29 @@ class NodePolicy:
             )
 
     def check_round(
-        self, num_nodes: int, guarantee: Guarantee, quantization: QuantizationConfig, default: int
+        self, num_nodes: int, guarantee: Guarantee, quantization: QuantizationConfig, default: int, *,
+        dp: bool = False,
     ) -> None:
         """ConfigurationError naming the rule a round of ``num_nodes`` with this guarantee and
         quantization breaks (what every protocol shares); ``default`` is the colluders the library's
-        default configuration of the round tolerates (:meth:`check_colluders`)."""
+        default configuration of the round tolerates (:meth:`check_colluders`). ``dp``: the round is
+        a DP round, whose quantization clip is its encoding range, not a clip: :attr:`max_clip`
+        bounds its plan's ``l2_clip`` instead (:meth:`check_dp_clip`, when the plan is read)."""
         if num_nodes < self.min_nodes:
             raise ConfigurationError(f"policy: round of {num_nodes} nodes, this node requires {self.min_nodes}")
         self.check_colluders(guarantee, default)
-        if self.max_clip is not None and quantization.clip > self.max_clip:
+        if not dp and self.max_clip is not None and quantization.clip > self.max_clip:
             raise ConfigurationError(f"policy: clip {quantization.clip} exceeds this node's maximum {self.max_clip}")
         if self.min_bits is not None and quantization.bits < self.min_bits:
             raise ConfigurationError(f"policy: {quantization.bits} bits per value, this node requires {self.min_bits}")
+
+    def check_dp_clip(self, l2_clip: float) -> None:
+        """ConfigurationError if a DP round's per-patient L2 clip ``l2_clip`` is above :attr:`max_clip`."""
+        if self.max_clip is not None and l2_clip > self.max_clip:
+            raise ConfigurationError(
+                f"policy: the DP round's per-patient l2_clip {l2_clip:g} exceeds this node's maximum "
+                f"{self.max_clip:g} (max_clip)"
+            )
 
     def check_colluders(self, guarantee: Guarantee, default: int) -> None:
         """ConfigurationError if the round's computed ``guarantee`` tolerates fewer colluding hospitals

@@ -1,0 +1,137 @@
+"""The message type of a Paillier round's messages is bound: it picks the node's train handler.
+
+Flower routes a ``train.<action>`` message to the ClientApp's ``@app.train("<action>")`` handler,
+so the message type shapes a node's upload as much as its training config does. A lying
+coordinator that sent one node its ``encrypt`` message as ``train.zero`` (a handler that sends
+back the model unchanged, or any other the app registers) and the rest as ``train`` got that
+node's upload, from another handler, summed with the others' unseen. Now:
+
+- a round whose messages are not plain ``train`` binds their type into its descriptor (the
+  session id), as a masking round does; a node sent another type than the server's uploads into
+  another session, which the server refuses (the node cannot tell before it trains: the setup
+  names no type on the wire), and no honest key-share holder decrypts a sum holding it;
+- a node refuses a ``decrypt`` message whose type is not its ``encrypt`` message's;
+- an honest round of any one action runs as before.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from pathlib import Path
+
+import numpy as np
+import pytest
+from flwr.app import ConfigRecord, Context, Message, MetricRecord, RecordDict
+from flwr.clientapp import ClientApp
+
+from secagg.integrations.flower import PaillierGrid, PaillierOptions
+from secagg.integrations.flower.keys import read_public_key
+from secagg.integrations.flower.protocol import DECRYPT, ENCRYPT
+
+from .flower_harness import TRUSTED_KEYS, Audit, FakeGrid, initial_arrays, stage_of
+from .test_integrations_flower_paillier import NODES, WEIGHTS, keys, paillier_apps
+
+pytestmark = pytest.mark.usefixtures("server_identity")
+
+__all__ = ["keys"]  # the fixture, used by name
+
+ZERO = "train.zero"
+FAULTY = 42
+
+
+def with_zero_action(app: ClientApp, ran: list[int], node: int) -> ClientApp:
+    """``app`` with a second train handler, ``train.zero``: the model back unchanged (a zero update)."""
+
+    @app.train("zero")
+    def zero(message: Message, context: Context) -> Message:
+        ran.append(node)
+        metrics = MetricRecord({"num-examples": WEIGHTS[node]})
+        return Message(RecordDict({"arrays": message.content["arrays"], "metrics": metrics}), reply_to=message)
+
+    return app
+
+
+def two_action_grid(keys: tuple[Path, list[Path]], ran: list[int]) -> tuple[FakeGrid, PaillierGrid, Audit]:
+    public_path, shares = keys
+    audit = Audit()
+    apps = {node: with_zero_action(app, ran, node) for node, app in paillier_apps(shares, audit).items()}  # type: ignore[arg-type]
+    grid = FakeGrid(apps)
+    secure = PaillierGrid(grid, PaillierOptions(trusted_keys=TRUSTED_KEYS, public_key=read_public_key(public_path)))
+    return grid, secure, audit
+
+
+def retype(grid: FakeGrid, lie: Callable[[Message], bool]) -> None:
+    """A lying coordinator: each message ``lie`` picks goes out as ``train.zero``."""
+    original = grid.push_messages
+
+    def push(messages: Iterable[Message]) -> Iterable[str]:
+        batch = list(messages)
+        for message in batch:
+            if lie(message):
+                message.metadata.__dict__["_message_type"] = ZERO
+        return original(batch)
+
+    grid.push_messages = push  # type: ignore[method-assign]
+
+
+def instructions(message_type: str) -> list[Message]:
+    content = RecordDict({"arrays": initial_arrays(), "config": ConfigRecord({"server-round": 1})})
+    return [Message(content, dst_node_id=node, message_type=message_type, group_id="1") for node in NODES]
+
+
+def assert_exact_sum(report: object, audit: Audit, included: Iterable[int]) -> None:
+    encodings = audit.of_round(report.server_round)  # type: ignore[attr-defined]
+    plain = np.sum([encodings[node].encoded for node in included], axis=0)
+    assert np.array_equal(report.aggregate, plain)  # type: ignore[attr-defined]
+
+
+def test_an_upload_made_under_another_train_action_than_the_rounds_is_never_summed(
+    keys: tuple[Path, list[Path]],
+) -> None:
+    # Prepare: every node has a second train handler; the coordinator sends node 42's encrypt
+    # message as train.zero, the others' as train
+    ran: list[int] = []
+    grid, secure, audit = two_action_grid(keys, ran)
+    retype(grid, lambda m: m.metadata.dst_node_id == FAULTY and stage_of(m) == ENCRYPT)
+    # Execute
+    reply = secure.secure_round(instructions("train"))
+    # Assert: node 42's upload is in another session and dropped at encrypt; the other three are
+    # summed exactly (a 3-of-4 key: they decrypt it) and node 42's zero update is not in the sum
+    (report,) = secure.reports
+    assert reply is not None and report.skipped_reason is None, report.errors
+    assert report.dropped == {FAULTY: ENCRYPT}, report.dropped
+    assert "another session" in report.errors[FAULTY], report.errors[FAULTY]
+    assert report.included == frozenset(NODES) - {FAULTY}
+    assert_exact_sum(report, audit, sorted(report.included))
+
+
+def test_a_decrypt_message_of_another_type_than_the_nodes_encrypt_is_refused(keys: tuple[Path, list[Path]]) -> None:
+    # Prepare: the coordinator sends node 42's decrypt message (only) as train.zero
+    ran: list[int] = []
+    grid, secure, audit = two_action_grid(keys, ran)
+    retype(grid, lambda m: m.metadata.dst_node_id == FAULTY and stage_of(m) == DECRYPT)
+    # Execute
+    reply = secure.secure_round(instructions("train"))
+    # Assert: node 42 refuses to decrypt, naming the type; its upload still counts and the other
+    # three key-share holders decrypt the sum of all four
+    (report,) = secure.reports
+    assert reply is not None and report.skipped_reason is None, report.errors
+    assert report.dropped == {FAULTY: DECRYPT}, report.dropped
+    assert "message type" in report.errors[FAULTY], report.errors[FAULTY]
+    assert report.included == frozenset(NODES) and ran == []
+    assert_exact_sum(report, audit, NODES)
+
+
+def test_an_honest_paillier_round_of_one_action_runs_that_handler_on_every_node(
+    keys: tuple[Path, list[Path]],
+) -> None:
+    # Prepare: the strategy's messages are all train.zero
+    ran: list[int] = []
+    _, secure, _ = two_action_grid(keys, ran)
+    # Execute
+    reply = secure.secure_round(instructions(ZERO))
+    # Assert: every node ran train.zero and is summed
+    (report,) = secure.reports
+    assert reply is not None and report.skipped_reason is None, report.errors
+    assert report.included == frozenset(NODES) and sorted(ran) == sorted(NODES)
+    assert report.weight_total == sum(WEIGHTS.values())
