@@ -30,8 +30,8 @@ global model, of the same length, under the same model digest. :func:`fl_core.fe
 binds the model's kind and every one of its dataclass fields (:func:`model_parameters`, entries
 ``fl_core.model.*``), read with :func:`dataclasses.fields`, so a field added later is bound without
 a change here (tests/fl_core/test_fl_fedavg_model_binding.py). A model that is no dataclass of its
-own (its settings would not be visible), or whose field holds no scalar a descriptor can bind, is
-refused before the first round.
+own (its settings would not be visible), or whose field holds no scalar a descriptor can bind, or
+has a field named ``kind`` (its entry would replace the class's), is refused before the first round.
 
 All bind with :func:`fl_core.aggregators.binding.bind_entries`.
 """
@@ -118,7 +118,7 @@ def model_parameters(model: Any) -> dict[str, Parameter]:
     model whose class is no dataclass of its own (a plain class, or an undecorated subclass, could
     hold settings no field names) or for a field whose value is not exactly a bool, int, float, str or
     bytes (numpy scalars are taken as their Python value; a subclass such as an IntEnum is refused), or
-    is NaN."""
+    is NaN, or for a field named ``kind`` (its entry is the one that names the class)."""
     kind = type(model)
     if "__dataclass_fields__" not in vars(kind):
         raise ConfigurationError(
@@ -139,6 +139,11 @@ def model_parameters(model: Any) -> dict[str, Parameter]:
         if isinstance(value, float) and math.isnan(value):
             raise ConfigurationError(
                 f"model {kind.__qualname__}: field {field.name!r} is NaN, which cannot be bound (it has many encodings)"
+            )
+        if MODEL_PREFIX + field.name in entries:  # "kind": its entry would replace the model's class
+            raise ConfigurationError(
+                f"model {kind.__qualname__}: field {field.name!r} would be bound under the entry that names the "
+                "model's class (two classes alike in their fields would bind alike): rename the field"
             )
         entries[MODEL_PREFIX + field.name] = value
     return entries

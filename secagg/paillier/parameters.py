@@ -26,7 +26,7 @@ from secagg.errors import (
 from secagg.guarantee import Guarantee
 from secagg.masking.parameters import default_dropout_target
 from secagg.paillier.keys import MIN_KEY_BITS, ThresholdPublicKey
-from secagg.paillier.messages import SESSION_ID_SIZE, EncryptedVector
+from secagg.paillier.messages import MAX_CIPHERTEXT_DATA, SESSION_ID_SIZE, EncryptedVector
 from secagg.paillier.packing import MAX_VALUES, SlotLayout
 from secagg.paillier.plaintext_proofs import PROOF_WORDS, knowledge_seed, verify_knowledge
 from secagg.primitives.signing import PUBLIC_KEY_SIZE
@@ -125,8 +125,19 @@ class SessionParameters:
             )
         if len(set(keys)) != len(keys):
             raise ConfigurationError("identity_keys must be distinct: one enrolled hospital per roster client")
+        self._check_upload_size()
         object.__setattr__(self, "roster", roster)
         object.__setattr__(self, "identity_keys", keys)
+
+    def _check_upload_size(self) -> None:
+        """ConfigurationError if an upload (its ciphertexts and proof words) would not fit the wire's
+        ciphertext field: refused when the session is made, not after every hospital encrypted."""
+        if self.upload_data_bytes > MAX_CIPHERTEXT_DATA:
+            raise ConfigurationError(
+                f"an upload of {self.vector_length} values takes {self.upload_data_bytes} bytes "
+                f"({self.num_ciphertexts} ciphertexts and {PROOF_WORDS} proof words), more than the "
+                f"{MAX_CIPHERTEXT_DATA} the wire carries: split the vector"
+            )
 
     def identity_key(self, client: int) -> bytes:
         """The enrolled identity key of roster client ``client``."""

@@ -46,6 +46,15 @@ SESSION_NOTES = {
     "Unsorted": "A request whose uploads are not in client order: accepted; the digest sorts them.",
     "BoundedRange": "The same session with the layout's value_bound 127 (values in [-127, 127], offset 127): "
     "another session id, since the id binds the layout's offset and value_max.",
+    "CopiedProof": "Client 2's ciphertext words followed by client 1's proof of plaintext knowledge, signed by "
+    "client 2: the proof's weights and challenge bind the client and its words (step: server, "
+    "AuthenticationError).",
+    "CancellingUpload": "Client 3 uploads its ciphertexts divided by client 2's (Enc(m_3 - m_2): the sum of the "
+    "three would be client 1's update plus m_3), signed, with its own proof for its honest vector; the "
+    "decrypting party refuses it (step: party, AuthenticationError).",
+    "ProofOutOfRange": "Client 2's upload with z1 (or z2) of its proof raised by n, re-signed: the verification "
+    "equation still holds (g has order n; (z2 + n)^n = z2^n mod n^2), only the range checks 0 <= z1 < n, "
+    "0 < z2 < n refuse it (step: server, AuthenticationError).",
 }
 SESSION_ROSTER = (1, 2, 3)
 
@@ -127,7 +136,8 @@ def generate_paillier_session() -> Json:
              test_case("client 3's upload signed by client 2", ["PartyWrongSigner"], "invalid", step="party",
                        uploads=[enc[1], wire.encode(dataclasses.replace(
                            uploads[3], signature=identities[2].sign(uploads[3].payload))).hex()],
-                       ownUpload=enc[1], error="AuthenticationError")]
+                       ownUpload=enc[1], error="AuthenticationError"),
+             *_proof_cases(params, uploads, identities, enc)]
     group["tests"] = tests
     bounded = _bounded_session(group, identities)
     return vector_file(
@@ -140,6 +150,39 @@ def generate_paillier_session() -> Json:
         notes=SESSION_NOTES,
         groups=[group, bounded],
     )
+
+
+def _resigned(upload: EncryptedVector, data: bytes, identity: SigningKey) -> str:
+    """``upload`` with ciphertext data ``data``, signed by ``identity``, encoded in hex."""
+    payload = upload_payload(upload.session_id, upload.client, upload.length, data)
+    return wire.encode(dataclasses.replace(upload, ciphertexts=data, signature=identity.sign(payload))).hex()
+
+
+def _proof_cases(params: SessionParameters, uploads: dict[int, EncryptedVector],
+                 identities: dict[int, SigningKey], enc: dict[int, str]) -> list[Json]:
+    """Uploads whose signature verifies but whose proof of plaintext knowledge does not (spec 13.9)."""
+    key = params.public.key
+    split, width = params.aggregate_data_bytes, key.ciphertext_bytes
+    words = {c: uploads[c].ciphertexts[:split] for c in SESSION_ROSTER}
+    proofs = {c: uploads[c].ciphertexts[split:] for c in SESSION_ROSTER}
+    copied = _resigned(uploads[2], words[2] + proofs[1], identities[2])
+    own, other = (key.parse_ciphertexts(words[c], "vector") for c in (3, 2))
+    quotient = b"".join((int(c) * pow(int(d), -1, key.nsquare) % key.nsquare).to_bytes(width, "big")
+                        for c, d in zip(own, other, strict=True))
+    cancelling = _resigned(uploads[3], quotient + proofs[3], identities[3])
+    raised = {}
+    for position, name in ((1, "z1"), (2, "z2")):
+        proof = bytearray(proofs[2])
+        value = int.from_bytes(proof[position * width : (position + 1) * width], "big") + key.n
+        proof[position * width : (position + 1) * width] = value.to_bytes(width, "big")
+        raised[name] = _resigned(uploads[2], words[2] + bytes(proof), identities[2])
+    return [test_case("client 2's words with client 1's proof, signed by client 2", ["CopiedProof"], "invalid",
+                      step="server", uploads=[enc[1], copied], error="AuthenticationError"),
+            test_case("client 3 cancels client 2's upload (its own proof, signed)", ["CancellingUpload"], "invalid",
+                      step="party", uploads=[enc[1], enc[2], cancelling], ownUpload=enc[1],
+                      error="AuthenticationError"),
+            *(test_case(f"client 2's proof with {name} + n, re-signed", ["ProofOutOfRange"], "invalid",
+                        step="server", uploads=[raised[name]], error="AuthenticationError") for name in raised)]
 
 
 def _bounded_session(base: Json, identities: dict[int, SigningKey]) -> Json:

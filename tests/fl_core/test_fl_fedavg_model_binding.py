@@ -176,6 +176,30 @@ class _Odd(_Nested):
     settings: Any = None
 
 
+@dataclasses.dataclass(frozen=True)
+class _Kinded(_Odd):
+    """A model with a field named ``kind``: its entry, ``fl_core.model.kind``, is the one that names
+    the model's class, so binding it would replace the class (two classes alike in their fields
+    would bind alike): refused."""
+
+    kind: str = "relu"
+
+
+@dataclasses.dataclass(frozen=True)
+class _OtherKinded(_Kinded):
+    """Another class with the same fields as :class:`_Kinded` (another forward pass, say)."""
+
+
+def test_a_field_named_kind_cannot_replace_the_models_class() -> None:
+    # Prepare: two classes alike in their fields, told apart only by the class entry
+    one, other = _Kinded(settings=1), _OtherKinded(settings=1)
+    # Execute / Assert: neither can be bound (on the old code both bound the same entries, the
+    # class entry replaced by the field's value)
+    for model in (one, other):
+        with pytest.raises(ConfigurationError, match=r"field 'kind'.*class"):
+            model_parameters(model)
+
+
 @pytest.mark.parametrize(
     ("model", "match"),
     [
@@ -183,8 +207,9 @@ class _Odd(_Nested):
         (_Opaque(0.1), r"_Opaque.*dataclass"),
         (_Odd(_Depth.SHALLOW), r"field 'settings'.*_Depth"),
         (_Odd(float("nan")), r"field 'settings'.*NaN"),
+        (_Kinded(settings=1), r"field 'kind'.*class"),
     ],
-    ids=["nested", "no-dataclass", "int-subclass", "nan"],
+    ids=["nested", "no-dataclass", "int-subclass", "nan", "field-named-kind"],
 )
 def test_a_model_whose_settings_cannot_be_bound_is_refused_before_any_round(model: Any, match: str) -> None:
     aggregator = MaskingAggregator(WeightedQuantizer.create(len(HOSPITALS)), run_id=7)

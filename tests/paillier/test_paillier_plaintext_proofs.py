@@ -10,7 +10,14 @@ from hypothesis import strategies as st
 
 from secagg.paillier import Encryptor, Obfuscation
 from secagg.paillier.keys import ThresholdPublicKey
-from secagg.paillier.plaintext_proofs import PROOF_WORDS, knowledge_seed, prove_knowledge, verify_knowledge
+from secagg.paillier.plaintext_proofs import (
+    PROOF_WORDS,
+    _challenge,
+    knowledge_seed,
+    prove_knowledge,
+    verify_knowledge,
+)
+from secagg.paillier.proofs import batch
 from secagg.primitives.randomness import InsecureDeterministicRandom
 
 from .helpers import threshold_material
@@ -95,3 +102,23 @@ def test_arbitrary_proof_bytes_are_refused_without_an_exception(proof: bytes) ->
     ciphertexts, words, _ = _proven(Obfuscation.TEXTBOOK, 0)
     # Act / Assert: refused (False), never an exception
     assert not verify_knowledge(public, knowledge_seed(SESSION, 2, 5, words), ciphertexts, proof)
+
+
+@pytest.mark.parametrize("word", ["z1", "z2"])
+def test_a_response_raised_by_n_is_refused_though_its_equation_holds(word: str) -> None:
+    # Prepare: z1 + n (g has order n mod n^2) or z2 + n ((z2 + n)^n = z2^n mod n^2) satisfies
+    # g^z1 z2^n = a C^e as the honest proof does; only the range checks 0 <= z1 < n, 0 < z2 < n
+    # (spec 13.9) refuse it
+    public = _public()
+    ciphertexts, words, proof = _proven(Obfuscation.TEXTBOOK, 0)
+    width, n, nsquare = public.key.ciphertext_bytes, public.key.n, public.key.nsquare
+    position = ("a", "z1", "z2").index(word)
+    value = int.from_bytes(proof[position * width : (position + 1) * width], "big") + n
+    raised = proof[: position * width] + value.to_bytes(width, "big") + proof[(position + 1) * width :]
+    commitment, z1, z2 = (int.from_bytes(raised[i : i + width], "big") for i in range(0, len(raised), width))
+    seed = knowledge_seed(SESSION, 2, 5, words)
+    batched = batch(public, ciphertexts, seed)
+    e = _challenge(seed, n, batched, commitment)
+    assert (1 + z1 * n) * pow(z2, n, nsquare) % nsquare == commitment * pow(int(batched), e, nsquare) % nsquare
+    # Act / Assert
+    assert not verify_knowledge(public, seed, ciphertexts, raised)
