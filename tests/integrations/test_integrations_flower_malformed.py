@@ -32,7 +32,7 @@ from secagg.integrations.flower import (
     make_paillier_mod,
     make_secagg_mod,
 )
-from secagg.integrations.flower._grid import MAX_REASON_CHARS
+from secagg.integrations.flower._grid import MAX_REASON_CHARS, reported_reason
 from secagg.integrations.flower._paillier_setup import PaillierUpload
 from secagg.integrations.flower._records import (
     PAYLOAD_RECORD,
@@ -635,13 +635,16 @@ def test_an_error_reply_without_a_reason_is_reported_with_its_code() -> None:
 REASON_CHARS = MAX_REASON_CHARS  # 1000: the most characters of a node's own error reason a report keeps
 
 
-@pytest.mark.parametrize("length", [REASON_CHARS, REASON_CHARS + 1, 1 << 20])
+# The forged prefix escapes to 6 more characters ("\\n" and "\\u202e"): REASON_CHARS - 6 characters
+# escape to exactly the bound, one more goes past it.
+@pytest.mark.parametrize("length", [REASON_CHARS - 6, REASON_CHARS - 5, 1 << 20])
 def test_a_hostile_error_reason_is_reported_escaped_and_cut_and_the_round_goes_on(
     length: int, caplog: pytest.LogCaptureFixture
 ) -> None:
     """A node's error reason is its own text: a forged log line after a newline, a right-to-left
     override, a megabyte. The report and the log keep it on one line, escaped, at most REASON_CHARS
-    characters of it (the bound kept whole, one past cut), and the round goes on without that node."""
+    characters of the escaped text (the bound kept whole, one past cut), and the round goes on
+    without that node."""
     grid, secure, audit = masking_round()
     forged = "x\nINFO secagg.flower: secure round 1: 5 of 5 nodes aggregated\u202e"
     reason = (forged + "y" * length)[:length]
@@ -659,7 +662,7 @@ def test_a_hostile_error_reason_is_reported_escaped_and_cut_and_the_round_goes_o
     assert kept.isprintable() and "\n" not in kept and "\u202e" not in kept, kept[:200]
     assert kept.startswith("x\\nINFO secagg.flower: secure round 1"), kept[:200]
     escaped = reason.replace("\n", "\\n").replace("\u202e", "\\u202e")
-    if length <= REASON_CHARS:
+    if len(escaped) <= REASON_CHARS:
         assert kept == escaped
     else:
         assert kept.startswith(escaped[:REASON_CHARS - 20]) and len(kept) < REASON_CHARS + 80, len(kept)
@@ -667,3 +670,16 @@ def test_a_hostile_error_reason_is_reported_escaped_and_cut_and_the_round_goes_o
     assert report.included == frozenset(NODES) - {FAULTY}
     assert_exact_masking_sum(report, audit)
     assert all("\n" not in record.getMessage() for record in caplog.records)
+
+
+@pytest.mark.parametrize("char", ["\x00", "\u202e", "\U0010ffff"])
+def test_an_error_reason_of_escaped_characters_is_cut_at_the_bound_after_escaping(char: str) -> None:
+    """Escaping lengthens a character up to tenfold (``\\U0010ffff``): the bound applies to the text
+    the report keeps, so a reason of REASON_CHARS unprintable characters cannot grow it tenfold."""
+    # Execute
+    kept = reported_reason(char * REASON_CHARS)
+    # Assert: cut within the bound (no escape split), saying how long the node's text was
+    assert len(kept) < REASON_CHARS + 40, len(kept)
+    body = kept.split("... (cut: ")[0]
+    assert len(body) <= REASON_CHARS and body == char.encode("unicode_escape").decode("ascii") * (len(body) // len(char.encode("unicode_escape")))
+    assert kept.endswith(f"(cut: {REASON_CHARS} characters)"), kept[-60:]

@@ -266,12 +266,19 @@ class SecureGrid(Grid):  # type: ignore[misc,unused-ignore]  # Grid is Any where
 def reported_reason(reason: str | None) -> str:
     """A node's error reason as a report and the log keep it: its text, not the library's, so its
     characters that are not printable (a newline that would forge a log line, a right-to-left
-    override) escaped (``\\n``, ``\\u202e``), and at most :data:`MAX_REASON_CHARS` of them, a longer one
-    cut and followed by its length."""
+    override) escaped (``\\n``, ``\\u202e``), and at most :data:`MAX_REASON_CHARS` characters of the
+    escaped text (an escape lengthens a character up to tenfold, so the bound is taken after it; no
+    escape is split), a longer one cut and followed by the node's text's length."""
     text = "" if not isinstance(reason, str) else reason
-    kept = "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii")
-                   for c in text[:MAX_REASON_CHARS])
-    return kept if len(text) <= MAX_REASON_CHARS else f"{kept}... (cut: {len(text)} characters)"
+    pieces: list[str] = []
+    size = 0
+    for char in text[: MAX_REASON_CHARS + 1]:  # past the bound: no more can be kept
+        piece = char if char.isprintable() else char.encode("unicode_escape").decode("ascii")
+        if size + len(piece) > MAX_REASON_CHARS:
+            return f"{''.join(pieces)}... (cut: {len(text)} characters)"
+        pieces.append(piece)
+        size += len(piece)
+    return "".join(pieces)
 
 
 def _payload(stage: str, replies: list[Message], limit: int) -> bytes:

@@ -48,7 +48,7 @@ class RoundReport:
         seconds: wall-clock time of the round.
         skipped_reason: why no aggregate was produced, or None.
         errors: node -> the reason it gave (error replies, its own or the SuperLink's for it, whose
-            text is escaped to one printable line and cut at 1000 characters, ``MAX_REASON_CHARS``;
+            text is escaped to one printable line and cut at 1000 escaped characters, ``MAX_REASON_CHARS``;
             malformed or rejected replies; more than one reply to one request); a key off the
             server's list is given in hex; a node refusing a key it does not trust names the
             node whose key it is.
