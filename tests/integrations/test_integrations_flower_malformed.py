@@ -681,5 +681,6 @@ def test_an_error_reason_of_escaped_characters_is_cut_at_the_bound_after_escapin
     # Assert: cut within the bound (no escape split), saying how long the node's text was
     assert len(kept) < REASON_CHARS + 40, len(kept)
     body = kept.split("... (cut: ")[0]
-    assert len(body) <= REASON_CHARS and body == char.encode("unicode_escape").decode("ascii") * (len(body) // len(char.encode("unicode_escape")))
+    escape = char.encode("unicode_escape").decode("ascii")
+    assert len(body) <= REASON_CHARS and body == escape * (len(body) // len(escape))
     assert kept.endswith(f"(cut: {REASON_CHARS} characters)"), kept[-60:]
