@@ -297,7 +297,10 @@ def verify_directory(directory: Path | str | None = None) -> list[FileReport]:
 def generate_directory(directory: Path | str, suites: Iterable[Suite] = SUITES) -> list[tuple[str, int]]:
     """Write every vector file into ``directory``; return (file name, number of tests) pairs."""
     folder = Path(directory)
-    folder.mkdir(parents=True, exist_ok=True)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:  # a dangling link, a file in the way, a read-only parent
+        raise ConfigurationError(f"cannot create the vector folder {folder}: {exc.strerror or exc}") from exc
     written = []
     for suite in suites:
         document: dict[str, Any] = suite.generate()

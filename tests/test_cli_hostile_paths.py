@@ -1,0 +1,102 @@
+"""The ``secagg`` command line given paths a hospital's IT (or an attacker preparing a folder)
+may hand it: an empty path, a dangling symbolic link, a stale ``.pub``, a closed or full stdout.
+
+Each is refused with one line and a nonzero exit status, never a traceback, and never taken
+for another path than the one given (an empty ``DIR`` is no "current folder").
+"""
+
+from __future__ import annotations
+
+import importlib
+from pathlib import Path
+
+import pytest
+
+from secagg import cli
+from secagg.errors import ConfigurationError
+from secagg.vectors import generate_directory
+
+
+def _main(argv: list[str]) -> int:
+    try:
+        return cli.main(argv)
+    except SystemExit as exited:  # argparse's usage errors
+        return int(exited.code or 0)
+
+
+def _no_work(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Fail if a subcommand's work starts (its module is imported lazily by its handler)."""
+    real_import = importlib.import_module
+
+    def guarded(name: str, *args: object) -> object:
+        if name in ("fl_core.demo", "secagg_bench.runner", "secagg.vectors.command"):
+            raise AssertionError(f"{name} imported: the path was not checked up front")
+        return real_import(name, *args)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(importlib, "import_module", guarded)
+
+
+# --- an empty path is no folder (an unset shell variable: `--out "$DIR"`) ----------------------
+
+
+@pytest.mark.parametrize(
+    ("argv", "option"),
+    [
+        (["vectors", "verify", ""], "argument directory"),
+        (["vectors", "generate", ""], "argument directory"),
+        (["bench", "masking", "--out", ""], "argument --out"),
+        (["demo", "--json", ""], "argument --json"),
+    ],
+)
+def test_an_empty_folder_path_is_a_usage_error_not_the_current_or_committed_folder(
+    argv: list[str], option: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Prepare: run where a folder's files would land if "" were taken for "."
+    monkeypatch.chdir(tmp_path)
+    _no_work(monkeypatch)
+
+    # Execute
+    code = _main(argv)
+    err = capsys.readouterr().err
+
+    # Assert: refused by name before any work; nothing written into the current folder
+    assert code == 2, err
+    assert f"{option}: an empty path" in err
+    assert "Traceback" not in err
+    assert list(tmp_path.iterdir()) == []
+
+
+# --- a dangling symbolic link where a folder is to be created ----------------------------------
+
+
+@pytest.mark.parametrize("below", [False, True])
+@pytest.mark.parametrize("command", [["vectors", "generate"], ["bench", "masking", "--out"]])
+def test_a_dangling_link_where_a_folder_goes_is_refused_up_front(
+    command: list[str], below: bool, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    # Prepare: a link to nothing, as the folder itself or as its parent (mkdir cannot create either)
+    link = tmp_path / "out"
+    link.symlink_to(tmp_path / "missing" / "target")
+    folder = link / "sub" if below else link
+    _no_work(monkeypatch)
+
+    # Execute
+    code = _main([*command, str(folder)])
+    err = capsys.readouterr().err
+
+    # Assert: one usage line naming the link; nothing created, no traceback
+    assert code == 2, err
+    assert f"{link} is a symbolic link to nothing" in err
+    assert "Traceback" not in err
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["out"]
+
+
+def test_generate_directory_reports_a_folder_it_cannot_create_with_the_librarys_error(tmp_path: Path) -> None:
+    # Prepare: the library call (no command-line check before it), into a dangling link
+    link = tmp_path / "out"
+    link.symlink_to(tmp_path / "missing")
+
+    # Execute / Assert: ConfigurationError naming the folder, not FileExistsError
+    with pytest.raises(ConfigurationError, match="cannot create the vector folder"):
+        generate_directory(link, suites=())
