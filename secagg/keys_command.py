@@ -89,14 +89,30 @@ def _refuse_identity_file(argument: str, key: bytes, keys: list[bytes], argument
 
 
 def _new(path: str) -> int:
+    """Both files or neither: an identity is never left beside a ``.pub`` that is not its own (a stale
+    one from an earlier key, which the hospital would then send to the federation)."""
+    public_path = path + PUBLIC_SUFFIX
+    if os.path.lexists(path):  # as write_identity_key would say, before the .pub is looked at
+        raise ConfigurationError(f"refusing to overwrite {path}")
+    if os.path.lexists(public_path):
+        raise ConfigurationError(
+            f"{public_path} already exists (the public key of an earlier identity?): move it away or choose "
+            "another path; nothing written"
+        )
     identity = SigningKey.generate()
     write_identity_key(path, identity)
-    public_path = path + PUBLIC_SUFFIX
+    created = []
     try:
         with open(public_path, "x", encoding="ascii") as out:
+            created.append(public_path)
             out.write(identity.public.hex() + "\n")
-    except OSError as exc:
-        raise ConfigurationError(f"wrote {path}, but cannot create {public_path}: {exc.strerror or exc}") from exc
+    except BaseException as exc:  # also an interrupt: what this call created goes, nothing else
+        for name in [*created, path]:
+            with contextlib.suppress(OSError):
+                os.unlink(name)
+        if isinstance(exc, OSError):
+            raise ConfigurationError(f"cannot create {public_path}: {exc.strerror or exc}; nothing written") from exc
+        raise
     print(f"identity key: {path} (mode 0600; keep it on this hospital's node only)")
     print(f"public key:   {identity.public.hex()} (also in {public_path}; send it to the federation)")
     return 0

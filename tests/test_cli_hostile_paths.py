@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from secagg import cli
+from secagg import cli, keys_command
 from secagg.errors import ConfigurationError
 from secagg.vectors import generate_directory
 
@@ -100,3 +100,56 @@ def test_generate_directory_reports_a_folder_it_cannot_create_with_the_librarys_
     # Execute / Assert: ConfigurationError naming the folder, not FileExistsError
     with pytest.raises(ConfigurationError, match="cannot create the vector folder"):
         generate_directory(link, suites=())
+
+
+# --- keys new: a stale .pub never ends up beside a new identity --------------------------------
+
+
+@pytest.mark.parametrize("stale", ["file", "folder", "link"])
+def test_keys_new_refuses_a_stale_pub_and_writes_nothing(
+    stale: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Prepare: an older public key left where the new one's .pub goes (or a folder, or a link)
+    key = tmp_path / "hospital.key"
+    pub = tmp_path / "hospital.key.pub"
+    if stale == "file":
+        pub.write_text("ab" * 32 + "\n", encoding="ascii")
+    elif stale == "folder":
+        pub.mkdir()
+    else:
+        pub.symlink_to(tmp_path / "elsewhere.pub")
+
+    # Execute
+    code = _main(["keys", "new", str(key)])
+    err = capsys.readouterr().err
+
+    # Assert: refused before the identity is written; the old .pub untouched
+    assert code == 2, err
+    assert f"{pub} already exists" in err and "nothing written" in err
+    assert not key.exists()
+    if stale == "file":
+        assert pub.read_text(encoding="ascii") == "ab" * 32 + "\n"
+
+
+def test_keys_new_removes_the_identity_when_its_pub_cannot_be_written(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Prepare: the .pub appears between the check and its creation (a race, a full disk alike)
+    key = tmp_path / "hospital.key"
+    real_write = keys_command.write_identity_key
+
+    def then_pub_appears(path: str, identity: object) -> None:
+        real_write(path, identity)  # type: ignore[arg-type]
+        Path(f"{path}.pub").write_text("planted\n", encoding="ascii")
+
+    monkeypatch.setattr(keys_command, "write_identity_key", then_pub_appears)
+
+    # Execute
+    code = _main(["keys", "new", str(key)])
+    err = capsys.readouterr().err
+
+    # Assert: no identity without its own public key beside it
+    assert code == 2, err
+    assert "nothing written" in err
+    assert not key.exists()
+    assert (tmp_path / "hospital.key.pub").read_text(encoding="ascii") == "planted\n"
