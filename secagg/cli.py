@@ -15,18 +15,23 @@ where the output will go (:func:`_output_file`, :func:`_output_dir`), and what
 depends on several options by the subcommand's ``check`` (e.g. the fewest
 hospitals each ``--aggregation`` needs). Errors name the option as typed.
 
-Exit status: 0 on success, 1 when the work failed, 2 for a usage or
-configuration error, 130 on Ctrl-C (one line, no traceback) and 141 when stdout
+Exit status: 0 on success, 1 when the work ran and failed (a failing vector, a
+failed suite of ``bench all``), 2 for a usage error or any library error (a
+refused file, an output that cannot be written, stdout on a full disk: one
+line, no traceback), 130 on Ctrl-C (one line, no traceback) and 141 when stdout
 is a pipe closed early (``secagg ... | head -1``), as the shell reports a
-command killed by SIGPIPE.
+command killed by SIGPIPE. With stdout closed (``>&-``) a command does its work
+and what it prints is discarded, except ``keys public``, whose printing is its work.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import sys
 from collections.abc import Sequence
+from typing import Any, TextIO, cast
 
 import secagg
 from secagg._cli_bench import _add_bench
@@ -258,6 +263,58 @@ def _usage_error(args: argparse.Namespace, message: str) -> int:
     return 2
 
 
+class _StdoutWriteError(secagg.ConfigurationError):
+    """What a command printed could not be written to the standard output (a full disk)."""
+
+
+def _library_error(exc: secagg.SecAggError) -> int:
+    """Print the library error ``exc`` as one line on stderr; the exit status of a refusal."""
+    if isinstance(exc, _StdoutWriteError):
+        _drop_stdout()
+    print(f"secagg: error: {exc}", file=sys.stderr)
+    return 2
+
+
+class _GuardedStdout:
+    """``sys.stdout`` while a command runs: a write or flush that fails (stdout on a full disk, an
+    I/O error) raises the library's ConfigurationError naming the standard output, one line and
+    exit status 2 as any failed output, instead of an OSError traceback. A broken pipe stays a
+    BrokenPipeError (exit status 141); everything else is the stream's own."""
+
+    def __init__(self, stream: TextIO) -> None:
+        self._stream = stream
+
+    def write(self, text: str) -> int:
+        try:
+            return self._stream.write(text)
+        except BrokenPipeError:
+            raise
+        except OSError as exc:
+            raise _StdoutWriteError(f"cannot write to the standard output: {exc.strerror or exc}") from exc
+
+    def flush(self) -> None:
+        try:
+            self._stream.flush()
+        except BrokenPipeError:
+            raise
+        except OSError as exc:
+            raise _StdoutWriteError(f"cannot write to the standard output: {exc.strerror or exc}") from exc
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._stream, name)
+
+
+def _drop_stdout() -> None:
+    """Point stdout's descriptor at /dev/null, so that the interpreter's final flush of what could
+    not be written cannot fail again ("Exception ignored" and exit code 120); nothing if it has none."""
+    with contextlib.suppress(OSError, ValueError, AttributeError):  # a stream without a descriptor
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        try:
+            os.dup2(devnull, sys.stdout.fileno())
+        finally:
+            os.close(devnull)
+
+
 def _quiet_broken_pipe() -> int:
     """After stdout's reader went away: point stdout at /dev/null so the interpreter's
     final flush cannot fail again (the pattern of the Python docs, "Note on SIGPIPE")."""
@@ -269,6 +326,16 @@ def _quiet_broken_pipe() -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the process exit code (see the module docstring)."""
+    stdout = sys.stdout
+    if stdout is not None:
+        sys.stdout = cast(TextIO, _GuardedStdout(stdout))
+    try:
+        return _main(argv)
+    finally:
+        sys.stdout = stdout
+
+
+def _main(argv: Sequence[str] | None) -> int:
     parser = build_parser()
     args: argparse.Namespace | None = None
     try:
@@ -283,11 +350,15 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _usage_error(args, problem)
         try:
             code = handler(args)
+        except _StdoutWriteError:
+            raise
         except secagg.SecAggError as exc:
-            print(f"secagg: error: {exc}", file=sys.stderr)
-            code = 2
-        sys.stdout.flush()  # inside the try: a closed pipe surfaces here, not at interpreter exit
+            code = _library_error(exc)
+        if sys.stdout is not None:  # None: closed (`>&-`); what is printed is discarded, as asked
+            sys.stdout.flush()  # inside the try: a closed pipe surfaces here, not at interpreter exit
         return code
+    except _StdoutWriteError as exc:  # also while argparse prints --help or --version
+        return _library_error(exc)
     except KeyboardInterrupt:
         after_echo = "" if getattr(args, "suite", None) else "\n"  # the bench runner already ended the ^C line
         isatty = getattr(sys.stderr, "isatty", None)

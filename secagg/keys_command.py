@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
+import sys
 
 from secagg._files import read_regular_file
 from secagg.errors import ConfigurationError
@@ -175,7 +176,10 @@ def main(args: argparse.Namespace) -> int:
     if args.action == "new":
         return _new(args.path)
     if args.action == "public":
-        print(read_identity_key(args.path).public.hex())
+        public = read_identity_key(args.path).public.hex()
+        if sys.stdout is None:  # closed (`>&-`): printing the key is this action's whole work
+            raise ConfigurationError("cannot write to the standard output: it is closed")
+        print(public)
         return 0
     if args.action == "trust":
         return _trust(args.out, args.keys)

@@ -8,12 +8,14 @@ for another path than the one given (an empty ``DIR`` is no "current folder").
 from __future__ import annotations
 
 import importlib
+import sys
 from pathlib import Path
 
 import pytest
 
 from secagg import cli, keys_command
 from secagg.errors import ConfigurationError
+from secagg.integrations.flower.keys import read_identity_key
 from secagg.vectors import generate_directory
 
 
@@ -153,3 +155,68 @@ def test_keys_new_removes_the_identity_when_its_pub_cannot_be_written(
     assert "nothing written" in err
     assert not key.exists()
     assert (tmp_path / "hospital.key.pub").read_text(encoding="ascii") == "planted\n"
+
+
+# --- stdout closed (`>&-`) or failing (a full disk) --------------------------------------------
+
+
+def test_keys_public_with_stdout_closed_is_an_error_not_a_traceback(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Prepare: an identity; stdout closed as `secagg keys public KEY >&-` leaves it (sys.stdout None)
+    key = tmp_path / "hospital.key"
+    assert _main(["keys", "new", str(key)]) == 0
+    capsys.readouterr()
+    monkeypatch.setattr(sys, "stdout", None)
+
+    # Execute
+    code = cli.main(["keys", "public", str(key)])
+    err = capsys.readouterr().err
+
+    # Assert: the key it exists to print was not printed: said so, nonzero
+    assert code == 2, err
+    assert err == "secagg: error: cannot write to the standard output: it is closed\n"
+
+
+def test_a_command_whose_stdout_closed_still_does_its_work(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Prepare
+    monkeypatch.setattr(sys, "stdout", None)
+    key = tmp_path / "hospital.key"
+
+    # Execute: the files are the work; what it prints is lost, as the user asked
+    code = cli.main(["keys", "new", str(key)])
+
+    # Assert
+    assert code == 0, capsys.readouterr().err
+    assert read_identity_key(key).public.hex() == (tmp_path / "hospital.key.pub").read_text().strip()
+
+
+class _FullDisk:
+    """A stdout on a full disk (`> /dev/full`): every write fails with ENOSPC."""
+
+    def write(self, text: str) -> int:
+        raise OSError(28, "No space left on device")
+
+    def flush(self) -> None:
+        raise OSError(28, "No space left on device")
+
+
+@pytest.mark.parametrize("argv", [["keys", "public", "KEY"], ["--help"], ["--version"]])
+def test_stdout_on_a_full_disk_is_one_line_and_exit_2(
+    argv: list[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Prepare: what a command prints, and what argparse prints for it
+    key = tmp_path / "hospital.key"
+    assert _main(["keys", "new", str(key)]) == 0
+    capsys.readouterr()
+    monkeypatch.setattr(sys, "stdout", _FullDisk())
+
+    # Execute
+    code = cli.main([str(key) if arg == "KEY" else arg for arg in argv])
+    err = capsys.readouterr().err
+
+    # Assert
+    assert code == 2, err
+    assert err == "secagg: error: cannot write to the standard output: No space left on device\n"
