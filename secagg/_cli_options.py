@@ -138,8 +138,12 @@ def _output_dir(text: str) -> str:
     if text == "":  # Path("") is the current folder: never what an empty argument meant
         raise argparse.ArgumentTypeError(_EMPTY_PATH)
     path = Path(text)
-    ancestor = _existing_ancestor(text, path)
-    if not ancestor.is_dir():
+    try:
+        ancestor = _existing_ancestor(text, path)
+        folder = ancestor.is_dir()
+    except OSError as exc:  # a name longer than the file system takes, a loop of links
+        raise argparse.ArgumentTypeError(f"cannot create {text}: {exc.strerror or exc}") from None
+    if not folder:
         raise argparse.ArgumentTypeError(f"cannot create {text}: {ancestor} is not a directory")
     try:
         _probe(ancestor)
@@ -154,7 +158,11 @@ def _input_dir(text: str) -> str:
     taken for the committed vectors (what leaving the argument out means)."""
     if text == "":
         raise argparse.ArgumentTypeError(_EMPTY_PATH)
-    if not Path(text).is_dir():
+    try:
+        folder = Path(text).is_dir()
+    except OSError as exc:  # a name longer than the file system takes, a loop of links
+        raise argparse.ArgumentTypeError(f"cannot use {text}: {exc.strerror or exc}") from None
+    if not folder:
         raise argparse.ArgumentTypeError(
             f"{text} is not a folder: give the folder holding the *.json vector files, "
             "or nothing for the committed vectors"

@@ -220,3 +220,36 @@ def test_stdout_on_a_full_disk_is_one_line_and_exit_2(
     # Assert
     assert code == 2, err
     assert err == "secagg: error: cannot write to the standard output: No space left on device\n"
+
+
+# --- a folder name longer than the file system takes -------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("argv", "option"),
+    [
+        (["vectors", "verify"], "argument directory"),
+        (["vectors", "generate"], "argument directory"),
+        (["bench", "masking", "--out"], "argument --out"),
+        (["bench", "masking", "--out", "sub"], "argument --out"),
+    ],
+)
+def test_a_folder_name_too_long_is_a_usage_error_not_a_traceback(
+    argv: list[str], option: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Prepare: a name past NAME_MAX (255 bytes on the usual file systems), as the folder or its parent
+    monkeypatch.chdir(tmp_path)
+    _no_work(monkeypatch)
+    name = "a" * 300
+    path = f"{name}/{argv[-1]}" if argv[-1] == "sub" else name
+    argv = [*argv[:-1], path] if argv[-1] == "sub" else [*argv, path]
+
+    # Execute
+    code = _main(argv)
+    err = capsys.readouterr().err
+
+    # Assert: the option named, the system's reason given; nothing created
+    assert code == 2, err
+    assert f"{option}: " in err and "File name too long" in err
+    assert "Traceback" not in err
+    assert list(tmp_path.iterdir()) == []
