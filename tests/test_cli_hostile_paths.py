@@ -157,6 +157,39 @@ def test_keys_new_removes_the_identity_when_its_pub_cannot_be_written(
     assert (tmp_path / "hospital.key.pub").read_text(encoding="ascii") == "planted\n"
 
 
+class _FullDiskFile:
+    """A file created on a full disk: opened (so it exists), every write fails with ENOSPC."""
+
+    def __init__(self, path: str) -> None:
+        Path(path).touch()
+
+    def __enter__(self) -> _FullDiskFile:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+    def write(self, text: str) -> int:
+        raise OSError(28, "No space left on device")
+
+
+def test_keys_new_on_a_full_disk_leaves_neither_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Prepare: the identity fits, its .pub is created but cannot be written
+    key = tmp_path / "hospital.key"
+    monkeypatch.setattr(keys_command, "open", lambda path, *args, **kwargs: _FullDiskFile(path), raising=False)
+
+    # Execute
+    code = _main(["keys", "new", str(key)])
+    err = capsys.readouterr().err
+
+    # Assert: one line, and no identity left without its public key (nor an empty .pub)
+    assert code == 2, err
+    assert "No space left on device; nothing written" in err
+    assert list(tmp_path.iterdir()) == []
+
+
 # --- stdout closed (`>&-`) or failing (a full disk) --------------------------------------------
 
 
