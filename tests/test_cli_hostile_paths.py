@@ -286,3 +286,24 @@ def test_a_folder_name_too_long_is_a_usage_error_not_a_traceback(
     assert f"{option}: " in err and "File name too long" in err
     assert "Traceback" not in err
     assert list(tmp_path.iterdir()) == []
+
+
+# --- a --json path that is a loop of links ------------------------------------------------------
+
+
+def test_a_json_path_that_is_a_loop_of_links_is_refused_for_what_it_is(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Prepare: two links naming each other (no file can be written through them)
+    (tmp_path / "a.json").symlink_to(tmp_path / "b.json")
+    (tmp_path / "b.json").symlink_to(tmp_path / "a.json")
+    _no_work(monkeypatch)
+
+    # Execute
+    code = _main(["demo", "--json", str(tmp_path / "a.json")])
+    err = capsys.readouterr().err
+
+    # Assert: the reason, not "permission denied (it is read-only)"
+    assert code == 2, err
+    assert "Too many levels of symbolic links" in err
+    assert "read-only" not in err
