@@ -307,3 +307,54 @@ def test_a_json_path_that_is_a_loop_of_links_is_refused_for_what_it_is(
     assert code == 2, err
     assert "Too many levels of symbolic links" in err
     assert "read-only" not in err
+
+
+# --- bench --out DIR: the user's own files in DIR are neither replaced nor read as reports ------
+
+
+@pytest.mark.parametrize(
+    ("files", "refused"),
+    [
+        ({"summary.md": "# Ward rota\n\nmy notes\n"}, "summary.md"),  # replaced by the run's summary
+        ({"dp.json": "{not json"}, "dp.json"),  # read into the summary: a traceback after the run
+        ({"dp.json": '{"patients": 3}'}, "dp.json"),
+        ({"dropouts.json": '{"patients": 3}'}, "dropouts.json"),  # replaced by the run's report
+        ({"dropouts.csv": "ward,beds\n"}, "dropouts.csv"),  # replaced, with no report of the suite beside it
+        ({"summary.md": "x" * (1 << 20)}, "summary.md"),
+    ],
+)
+def test_bench_out_refuses_a_folder_holding_files_it_did_not_write(
+    files: dict[str, str], refused: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    # Prepare: the user's folder, holding a file where the run writes or reads one of its own
+    for name, text in files.items():
+        (tmp_path / name).write_text(text, encoding="utf-8")
+    _no_work(monkeypatch)
+
+    # Execute
+    code = _main(["bench", "dropouts", "--out", str(tmp_path)])
+    err = capsys.readouterr().err
+
+    # Assert: refused by name before any work; the user's files as they were
+    assert code == 2, err
+    assert f"argument --out: {tmp_path / refused} was not written by secagg bench" in err
+    assert "Traceback" not in err
+    for name, text in files.items():
+        assert (tmp_path / name).read_text(encoding="utf-8") == text
+
+
+def test_bench_out_takes_a_folder_of_earlier_runs_and_of_unrelated_files(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Prepare: an earlier run into the folder (the smallest grid: about a second), and a file of the
+    # user's the run never touches
+    quick = ["bench", "dropouts", "--clients", "3", "--dim", "1", "--no-progress", "--out", str(tmp_path)]
+    (tmp_path / "notes.txt").write_text("kept\n", encoding="utf-8")
+    assert _main(quick) == 0, capsys.readouterr().err
+    assert {"summary.md", "dropouts.json", "dropouts.csv"} <= {path.name for path in tmp_path.iterdir()}
+    args = cli.build_parser().parse_args(quick)
+
+    # Execute / Assert: nothing to refuse (a second run supersedes the first), the user's file kept
+    assert args.check(args) is None
+    assert (tmp_path / "notes.txt").read_text(encoding="utf-8") == "kept\n"
