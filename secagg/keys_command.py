@@ -21,7 +21,7 @@ import contextlib
 import os
 import sys
 
-from secagg._files import read_regular_file
+from secagg._files import WRITABLE_BY_OWNER_ONLY, read_regular_file
 from secagg.errors import ConfigurationError
 from secagg.integrations.flower.keys import (
     hex_key,
@@ -40,6 +40,9 @@ MIN_FEDERATION_KEYS = 2
 """Fewest keys a trusted list holds: ``trust`` refuses to write, ``check`` to accept, fewer."""
 MAX_PUBLIC_KEY_FILE = 1024
 """Largest ``.pub`` file read (64 hex digits and a newline)."""
+_PUB_ADVICE = (
+    "whoever may rewrite it decides whom the federation trusts; make it writable by its owner only (chmod 644)"
+)
 
 
 def _public_key(text: str, where: str) -> bytes:
@@ -50,10 +53,21 @@ def _public_key(text: str, where: str) -> bytes:
 
 
 def _key_argument(argument: str) -> bytes:
+    """The public key named by ``argument``: a ``.pub`` file (refused if group or others may write
+    it, or if another user owns it: whoever may rewrite it decides whom the federation trusts, as
+    for the trusted-keys file it goes into) or the key in hex."""
     if os.path.lexists(argument):
-        text = read_regular_file(argument, "public-key file", MAX_PUBLIC_KEY_FILE).decode("ascii", errors="replace")
-        return _public_key(text, argument)
+        data = read_regular_file(
+            argument, "public-key file", MAX_PUBLIC_KEY_FILE, forbidden_mode=WRITABLE_BY_OWNER_ONLY, advice=_PUB_ADVICE
+        )
+        return _public_key(data.decode("ascii", errors="replace"), argument)
     return _public_key(argument, f"argument {argument!r}")
+
+
+def _public_file(path: str, flags: int) -> int:
+    """``open``'s opener for a new ``.pub``: readable by all, writable by its owner only (0644, or less
+    under the umask), whatever the umask grants the group (a ``.pub`` others may rewrite is refused)."""
+    return os.open(path, flags | getattr(os, "O_NOFOLLOW", 0), 0o644)
 
 
 def _refuse_identity_file(argument: str, key: bytes, keys: list[bytes], arguments: list[str], number: int) -> None:
@@ -104,7 +118,7 @@ def _new(path: str) -> int:
     write_identity_key(path, identity)
     created = []
     try:
-        with open(public_path, "x", encoding="ascii") as out:
+        with open(public_path, "x", encoding="ascii", opener=_public_file) as out:
             created.append(public_path)
             out.write(identity.public.hex() + "\n")
     except BaseException as exc:  # also an interrupt: what this call created goes, nothing else

@@ -8,6 +8,8 @@ for another path than the one given (an empty ``DIR`` is no "current folder").
 from __future__ import annotations
 
 import importlib
+import os
+import stat
 import sys
 from pathlib import Path
 
@@ -358,3 +360,42 @@ def test_bench_out_takes_a_folder_of_earlier_runs_and_of_unrelated_files(
     # Execute / Assert: nothing to refuse (a second run supersedes the first), the user's file kept
     assert args.check(args) is None
     assert (tmp_path / "notes.txt").read_text(encoding="utf-8") == "kept\n"
+
+
+# --- keys trust: a .pub others may rewrite decides whom the federation trusts ------------------
+
+
+@pytest.mark.parametrize("mode", [0o664, 0o646, 0o666])
+def test_keys_trust_refuses_a_pub_others_may_write(
+    mode: int, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Prepare: two hospitals' public keys, one of which group or others may rewrite (their own key
+    # swapped in before the list is built would be trusted by every node)
+    a, b = tmp_path / "a.key", tmp_path / "b.key"
+    assert _main(["keys", "new", str(a)]) == 0 and _main(["keys", "new", str(b)]) == 0
+    Path(f"{b}.pub").chmod(mode)
+    capsys.readouterr()
+    out = tmp_path / "federation.keys"
+
+    # Execute
+    code = _main(["keys", "trust", str(out), f"{a}.pub", f"{b}.pub"])
+    err = capsys.readouterr().err
+
+    # Assert: refused as the nodes refuse such a trusted list; nothing written
+    assert code == 2, err
+    assert f"{b}.pub is writable by group or others" in err
+    assert not out.exists()
+
+
+def test_keys_new_writes_a_pub_others_may_read_but_not_write_whatever_the_umask(tmp_path: Path) -> None:
+    # Prepare: a umask that leaves new files group-writable (user private groups: 002)
+    old = os.umask(0o002)
+    try:
+        # Execute
+        assert _main(["keys", "new", str(tmp_path / "a.key")]) == 0
+    finally:
+        os.umask(old)
+
+    # Assert: the .pub is public (0644), and `keys trust` takes it
+    assert stat.S_IMODE((tmp_path / "a.key.pub").stat().st_mode) == 0o644
+    assert stat.S_IMODE((tmp_path / "a.key").stat().st_mode) == 0o600
