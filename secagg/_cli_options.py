@@ -152,6 +152,14 @@ def _output_dir(text: str) -> str:
     return text
 
 
+def _new_file(text: str) -> str:
+    """An argparse ``type``: the path of a file a subcommand creates (``secagg keys new PATH``), refused
+    empty (an unset variable); the rest (it exists, its folder does not) is for the writer to say."""
+    if text == "":
+        raise argparse.ArgumentTypeError("an empty path (an unset variable?): name the file to create")
+    return text
+
+
 def _input_dir(text: str) -> str:
     """An argparse ``type``: a folder that exists (``secagg vectors verify DIR``), so a mistyped path is one
     usage error rather than every file of the folder reported missing; an empty path is refused, not

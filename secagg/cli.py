@@ -53,6 +53,7 @@ from secagg._cli_options import (  # noqa: F401 (re-exported: the limits are par
     _input_dir,
     _integer,
     _lazy,
+    _new_file,
     _output_dir,
     _output_file,
     _real,
@@ -222,11 +223,11 @@ def _add_keys(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> 
     )
     actions = keys.add_subparsers(dest="action", metavar="ACTION", required=True)
     new = actions.add_parser("new", help="create a hospital's Ed25519 identity (0600, never overwritten)")
-    new.add_argument("path", help="the identity key file to create; its public key goes to PATH.pub")
+    new.add_argument("path", type=_new_file, help="the identity key file to create; its public key goes to PATH.pub")
     public = actions.add_parser("public", help="print the public key of an identity key file")
     public.add_argument("path")
     trust = actions.add_parser("trust", help="build the federation's trusted-keys file from public keys")
-    trust.add_argument("out", help="the trusted-keys file to create (never overwritten)")
+    trust.add_argument("out", type=_new_file, help="the trusted-keys file to create (never overwritten)")
     trust.add_argument("keys", nargs="+", metavar="KEY", help="a public key in hex, or a .pub file holding one")
     check = actions.add_parser("check", help="check a trusted-keys file (and that your identity is on it)")
     check.add_argument("trusted", help="the trusted-keys file")

@@ -50,6 +50,8 @@ def _no_work(monkeypatch: pytest.MonkeyPatch) -> None:
         (["vectors", "generate", ""], "argument directory"),
         (["bench", "masking", "--out", ""], "argument --out"),
         (["demo", "--json", ""], "argument --json"),
+        (["keys", "new", ""], "argument path"),
+        (["keys", "trust", "", "ab" * 32, "cd" * 32], "argument out"),
     ],
 )
 def test_an_empty_folder_path_is_a_usage_error_not_the_current_or_committed_folder(
