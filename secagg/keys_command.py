@@ -21,7 +21,7 @@ import contextlib
 import os
 import sys
 
-from secagg._files import WRITABLE_BY_OWNER_ONLY, read_regular_file
+from secagg._files import WRITABLE_BY_OWNER_ONLY, read_regular_file, sync_folder
 from secagg.errors import ConfigurationError
 from secagg.integrations.flower.keys import (
     hex_key,
@@ -121,6 +121,8 @@ def _new(path: str) -> int:
         with open(public_path, "x", encoding="ascii", opener=_public_file) as out:
             created.append(public_path)
             out.write(identity.public.hex() + "\n")
+            out.flush()
+            os.fsync(out.fileno())  # durable, as the identity is: a crash must not leave an empty .pub
     except BaseException as exc:  # also an interrupt: what this call created goes, nothing else
         for name in [*created, path]:
             with contextlib.suppress(OSError):
@@ -128,6 +130,7 @@ def _new(path: str) -> int:
         if isinstance(exc, OSError):
             raise ConfigurationError(f"cannot create {public_path}: {exc.strerror or exc}; nothing written") from exc
         raise
+    sync_folder(os.path.dirname(path) or os.curdir)  # the .pub's name durable too (best effort)
     print(f"identity key: {path} (mode 0600; keep it on this hospital's node only)")
     print(f"public key:   {identity.public.hex()} (also in {public_path}; send it to the federation)")
     return 0

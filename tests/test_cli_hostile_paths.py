@@ -176,6 +176,12 @@ class _FullDiskFile:
     def write(self, text: str) -> int:
         raise OSError(28, "No space left on device")
 
+    def flush(self) -> None:
+        return None
+
+    def fileno(self) -> int:
+        raise AssertionError("synced after a write that failed")
+
 
 def test_keys_new_on_a_full_disk_leaves_neither_file(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
@@ -192,6 +198,31 @@ def test_keys_new_on_a_full_disk_leaves_neither_file(
     assert code == 2, err
     assert "No space left on device; nothing written" in err
     assert list(tmp_path.iterdir()) == []
+
+
+def test_keys_new_makes_both_files_durable_before_it_returns(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Prepare: record what each fsync synced (a crash after the command returned must not leave an
+    # empty .pub beside a durable identity: the hospital sends the .pub)
+    synced: list[str] = []
+    real = os.fsync
+
+    def fsync(descriptor: int) -> None:
+        synced.append(os.readlink(f"/proc/self/fd/{descriptor}"))
+        real(descriptor)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    key = tmp_path / "hospital.key"
+
+    # Execute
+    assert _main(["keys", "new", str(key)]) == 0, capsys.readouterr().err
+
+    # Assert: the identity, the .pub, then their folder, last
+    assert synced[0] == str(key) and str(tmp_path) in synced[1:]
+    assert f"{key}.pub" in synced
+    assert synced[-1] == str(tmp_path)
+    assert synced.index(f"{key}.pub") < len(synced) - 1
 
 
 # --- stdout closed (`>&-`) or failing (a full disk) --------------------------------------------
