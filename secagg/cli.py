@@ -279,15 +279,21 @@ def _library_error(exc: secagg.SecAggError) -> int:
 class _GuardedStdout:
     """``sys.stdout`` while a command runs: a write or flush that fails (stdout on a full disk, an
     I/O error) raises the library's ConfigurationError naming the standard output, one line and
-    exit status 2 as any failed output, instead of an OSError traceback. A broken pipe stays a
-    BrokenPipeError (exit status 141); everything else is the stream's own."""
+    exit status 2 as any failed output, instead of an OSError traceback; text its encoding cannot
+    show (a file name that is not UTF-8, PYTHONIOENCODING=ascii) is written with backslash escapes,
+    as stderr writes it. A broken pipe stays a BrokenPipeError (exit status 141); everything else is
+    the stream's own."""
 
     def __init__(self, stream: TextIO) -> None:
         self._stream = stream
 
     def write(self, text: str) -> int:
         try:
-            return self._stream.write(text)
+            try:
+                return self._stream.write(text)
+            except UnicodeEncodeError:  # a path stdout's encoding cannot show: escaped, as stderr shows it
+                encoding = getattr(self._stream, "encoding", None) or "utf-8"
+                return self._stream.write(text.encode(encoding, "backslashreplace").decode(encoding))
         except BrokenPipeError:
             raise
         except OSError as exc:

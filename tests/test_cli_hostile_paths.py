@@ -8,6 +8,7 @@ for another path than the one given (an empty ``DIR`` is no "current folder").
 from __future__ import annotations
 
 import importlib
+import io
 import os
 import stat
 import sys
@@ -432,3 +433,29 @@ def test_keys_new_writes_a_pub_others_may_read_but_not_write_whatever_the_umask(
     # Assert: the .pub is public (0644), and `keys trust` takes it
     assert stat.S_IMODE((tmp_path / "a.key.pub").stat().st_mode) == 0o644
     assert stat.S_IMODE((tmp_path / "a.key").stat().st_mode) == 0o600
+
+
+# --- a path stdout's encoding cannot show -------------------------------------------------------
+
+
+@pytest.mark.parametrize(("encoding", "name", "shown"), [("ascii", "caf\u00e9", "caf\\xe9"),
+                                                        ("utf-8", "x\udcff", "x\\udcff")])
+def test_a_path_stdout_cannot_encode_is_printed_escaped_not_a_traceback(
+    encoding: str, name: str, shown: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    # Prepare: a strict stdout (PYTHONIOENCODING=ascii, or utf-8 with a file name that is not UTF-8,
+    # which Python holds as a lone surrogate)
+    buffer = io.BytesIO()
+    stdout = io.TextIOWrapper(buffer, encoding=encoding, errors="strict")
+    monkeypatch.setattr(sys, "stdout", stdout)
+    key = os.path.join(str(tmp_path), name)
+
+    # Execute
+    code = cli.main(["keys", "new", key])
+    stdout.flush()
+
+    # Assert: the work done and said, the name escaped as stderr escapes it
+    assert code == 0, capsys.readouterr().err
+    assert os.path.exists(key) and os.path.exists(key + ".pub")
+    assert shown in buffer.getvalue().decode(encoding)
