@@ -27,11 +27,10 @@ and what it prints is discarded, except ``keys public``, whose printing is its w
 from __future__ import annotations
 
 import argparse
-import contextlib
 import os
 import sys
 from collections.abc import Sequence
-from typing import Any, TextIO, cast
+from typing import TextIO, cast
 
 import secagg
 from secagg._cli_bench import _add_bench
@@ -58,6 +57,7 @@ from secagg._cli_options import (  # noqa: F401 (re-exported: the limits are par
     _output_file,
     _real,
 )
+from secagg._cli_stdout import GuardedStdout, StdoutWriteError, drop_stdout
 from secagg._outputs import EXIT_INTERRUPTED
 
 __all__ = ["build_parser", "main"]
@@ -264,62 +264,12 @@ def _usage_error(args: argparse.Namespace, message: str) -> int:
     return 2
 
 
-class _StdoutWriteError(secagg.ConfigurationError):
-    """What a command printed could not be written to the standard output (a full disk)."""
-
-
 def _library_error(exc: secagg.SecAggError) -> int:
     """Print the library error ``exc`` as one line on stderr; the exit status of a refusal."""
-    if isinstance(exc, _StdoutWriteError):
-        _drop_stdout()
+    if isinstance(exc, StdoutWriteError):
+        drop_stdout()
     print(f"secagg: error: {exc}", file=sys.stderr)
     return 2
-
-
-class _GuardedStdout:
-    """``sys.stdout`` while a command runs: a write or flush that fails (stdout on a full disk, an
-    I/O error) raises the library's ConfigurationError naming the standard output, one line and
-    exit status 2 as any failed output, instead of an OSError traceback; text its encoding cannot
-    show (a file name that is not UTF-8, PYTHONIOENCODING=ascii) is written with backslash escapes,
-    as stderr writes it. A broken pipe stays a BrokenPipeError (exit status 141); everything else is
-    the stream's own."""
-
-    def __init__(self, stream: TextIO) -> None:
-        self._stream = stream
-
-    def write(self, text: str) -> int:
-        try:
-            try:
-                return self._stream.write(text)
-            except UnicodeEncodeError:  # a path stdout's encoding cannot show: escaped, as stderr shows it
-                encoding = getattr(self._stream, "encoding", None) or "utf-8"
-                return self._stream.write(text.encode(encoding, "backslashreplace").decode(encoding))
-        except BrokenPipeError:
-            raise
-        except OSError as exc:
-            raise _StdoutWriteError(f"cannot write to the standard output: {exc.strerror or exc}") from exc
-
-    def flush(self) -> None:
-        try:
-            self._stream.flush()
-        except BrokenPipeError:
-            raise
-        except OSError as exc:
-            raise _StdoutWriteError(f"cannot write to the standard output: {exc.strerror or exc}") from exc
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._stream, name)
-
-
-def _drop_stdout() -> None:
-    """Point stdout's descriptor at /dev/null, so that the interpreter's final flush of what could
-    not be written cannot fail again ("Exception ignored" and exit code 120); nothing if it has none."""
-    with contextlib.suppress(OSError, ValueError, AttributeError):  # a stream without a descriptor
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        try:
-            os.dup2(devnull, sys.stdout.fileno())
-        finally:
-            os.close(devnull)
 
 
 def _quiet_broken_pipe() -> int:
@@ -335,7 +285,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the process exit code (see the module docstring)."""
     stdout = sys.stdout
     if stdout is not None:
-        sys.stdout = cast(TextIO, _GuardedStdout(stdout))
+        sys.stdout = cast(TextIO, GuardedStdout(stdout))
     try:
         return _main(argv)
     finally:
@@ -357,14 +307,14 @@ def _main(argv: Sequence[str] | None) -> int:
             return _usage_error(args, problem)
         try:
             code = handler(args)
-        except _StdoutWriteError:
+        except StdoutWriteError:
             raise
         except secagg.SecAggError as exc:
             code = _library_error(exc)
         if sys.stdout is not None:  # None: closed (`>&-`); what is printed is discarded, as asked
             sys.stdout.flush()  # inside the try: a closed pipe surfaces here, not at interpreter exit
         return code
-    except _StdoutWriteError as exc:  # also while argparse prints --help or --version
+    except StdoutWriteError as exc:  # also while argparse prints --help or --version
         return _library_error(exc)
     except KeyboardInterrupt:
         after_echo = "" if getattr(args, "suite", None) else "\n"  # the bench runner already ended the ^C line
