@@ -305,11 +305,14 @@ def test_bench_out_refuses_a_folder_holding_files_it_did_not_write(
     # Execute
     code = _main(["bench", "dropouts", "--out", str(tmp_path)])
     err = capsys.readouterr().err
+    every = _main(["bench", "all", "--quick", "--out", str(tmp_path)])  # every suite's names
+    err_every = capsys.readouterr().err
 
     # Assert: refused by name before any work; the user's files as they were
     assert code == 2, err
     assert f"argument --out: {tmp_path / refused} was not written by secagg bench" in err
     assert "Traceback" not in err
+    assert every == 2 and f"argument --out: {tmp_path / refused} was not written by secagg bench" in err_every
     for name, text in files.items():
         assert (tmp_path / name).read_text(encoding="utf-8") == text
 
