@@ -6,6 +6,7 @@ import argparse
 import importlib
 from collections.abc import Sequence
 
+from secagg._cli_bench_out import out_problem
 from secagg._cli_options import (
     MAX_CLIENTS,
     MAX_DIM,
@@ -166,7 +167,7 @@ def _add_bench(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     _add_dp_bench(parsers["dp"])
     for name, parser in parsers.items():
         _bench_common(parser, json_option=name != "all")
-        parser.set_defaults(command_parser=parser, check=None if name == "all" else _check_bench)
+        parser.set_defaults(command_parser=parser, check=_check_bench_all if name == "all" else _check_bench)
 
 
 def _add_dp_bench(dp: argparse.ArgumentParser) -> None:
@@ -218,9 +219,19 @@ def _add_compression_bench(compression: argparse.ArgumentParser) -> None:
     )
 
 
+def _check_bench_all(args: argparse.Namespace) -> str | None:
+    """``bench all``: a ``--out`` folder holding a file it did not write (:mod:`secagg._cli_bench_out`)."""
+    suites: Sequence[str] = importlib.import_module("secagg_bench").SUITES
+    return out_problem(getattr(args, "out", None), suites)
+
+
 def _check_bench(args: argparse.Namespace) -> str | None:
     """What the suite's grid cannot run (the preset's axes with the options given), before any
-    work: the key size's parity here, the rest in :mod:`secagg_bench.checks` on the grid itself."""
+    work: a ``--out`` folder holding a file the run did not write (:mod:`secagg._cli_bench_out`),
+    the key size's parity here, the rest in :mod:`secagg_bench.checks` on the grid itself."""
+    problem = out_problem(getattr(args, "out", None), [args.suite])
+    if problem is not None:
+        return problem
     problem = paillier_problem(getattr(args, "key_bits", None) or (), (), None)
     if problem is not None:
         return problem

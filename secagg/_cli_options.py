@@ -102,10 +102,17 @@ def _probe(directory: Path) -> None:
         pass
 
 
-def _existing_ancestor(path: Path) -> Path:
+_EMPTY_PATH = 'an empty path (an unset variable?): name the folder, "." for the current one'
+
+
+def _existing_ancestor(text: str, path: Path) -> Path:
+    """The nearest of ``path`` and its parents that exists; ArgumentTypeError if one of them is a
+    symbolic link to nothing (``mkdir`` could neither create it nor go through it)."""
     for candidate in (path, *path.parents):
         if candidate.exists():
             return candidate
+        if candidate.is_symlink():
+            raise argparse.ArgumentTypeError(f"cannot create {text}: {candidate} is a symbolic link to nothing")
     return Path(".")
 
 
@@ -113,6 +120,8 @@ def _output_file(text: str) -> str:
     """An argparse ``type``: a file path that can be written now (``--json PATH``): a regular file is
     replaced atomically through a temporary file in its folder, so that folder must take a new file;
     ``/dev/stdout``, a named pipe or a device only needs to be writable (:mod:`secagg._outputs`)."""
+    if text == "":
+        raise argparse.ArgumentTypeError("an empty path (an unset variable?): name the file")
     try:
         if Path(text).is_dir():
             raise argparse.ArgumentTypeError(f"{text} is a directory")
@@ -126,9 +135,15 @@ def _output_file(text: str) -> str:
 
 def _output_dir(text: str) -> str:
     """An argparse ``type``: a folder that exists and takes new files, or that can be created (``--out DIR``)."""
+    if text == "":  # Path("") is the current folder: never what an empty argument meant
+        raise argparse.ArgumentTypeError(_EMPTY_PATH)
     path = Path(text)
-    ancestor = _existing_ancestor(path)
-    if not ancestor.is_dir():
+    try:
+        ancestor = _existing_ancestor(text, path)
+        folder = ancestor.is_dir()
+    except OSError as exc:  # a name longer than the file system takes, a loop of links
+        raise argparse.ArgumentTypeError(f"cannot create {text}: {exc.strerror or exc}") from None
+    if not folder:
         raise argparse.ArgumentTypeError(f"cannot create {text}: {ancestor} is not a directory")
     try:
         _probe(ancestor)
@@ -137,10 +152,25 @@ def _output_dir(text: str) -> str:
     return text
 
 
+def _new_file(text: str) -> str:
+    """An argparse ``type``: the path of a file a subcommand creates (``secagg keys new PATH``), refused
+    empty (an unset variable); the rest (it exists, its folder does not) is for the writer to say."""
+    if text == "":
+        raise argparse.ArgumentTypeError("an empty path (an unset variable?): name the file to create")
+    return text
+
+
 def _input_dir(text: str) -> str:
     """An argparse ``type``: a folder that exists (``secagg vectors verify DIR``), so a mistyped path is one
-    usage error rather than every file of the folder reported missing."""
-    if not Path(text).is_dir():
+    usage error rather than every file of the folder reported missing; an empty path is refused, not
+    taken for the committed vectors (what leaving the argument out means)."""
+    if text == "":
+        raise argparse.ArgumentTypeError(_EMPTY_PATH)
+    try:
+        folder = Path(text).is_dir()
+    except OSError as exc:  # a name longer than the file system takes, a loop of links
+        raise argparse.ArgumentTypeError(f"cannot use {text}: {exc.strerror or exc}") from None
+    if not folder:
         raise argparse.ArgumentTypeError(
             f"{text} is not a folder: give the folder holding the *.json vector files, "
             "or nothing for the committed vectors"

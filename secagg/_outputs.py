@@ -113,6 +113,13 @@ def output_problem(
         return None if os.access(text, os.W_OK) else "permission denied"
     if os.path.isdir(target):
         return "it is not a regular file (a folder is never written through or replaced; remove it)"
+    if os.path.lexists(target):
+        try:
+            os.stat(target)
+        except FileNotFoundError:
+            pass  # a link to a file not there yet: the write creates it
+        except OSError as exc:  # a loop of links: no file behind it to write
+            return str(exc.strerror or exc)
     if os.path.lexists(target) and not os.access(target, os.W_OK):
         return "permission denied (it is read-only)"
     return _folder_problem(os.path.dirname(target) or os.curdir, probe)

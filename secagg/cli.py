@@ -15,10 +15,13 @@ where the output will go (:func:`_output_file`, :func:`_output_dir`), and what
 depends on several options by the subcommand's ``check`` (e.g. the fewest
 hospitals each ``--aggregation`` needs). Errors name the option as typed.
 
-Exit status: 0 on success, 1 when the work failed, 2 for a usage or
-configuration error, 130 on Ctrl-C (one line, no traceback) and 141 when stdout
+Exit status: 0 on success, 1 when the work ran and failed (a failing vector, a
+failed suite of ``bench all``), 2 for a usage error or any library error (a
+refused file, an output that cannot be written, stdout on a full disk: one
+line, no traceback), 130 on Ctrl-C (one line, no traceback) and 141 when stdout
 is a pipe closed early (``secagg ... | head -1``), as the shell reports a
-command killed by SIGPIPE.
+command killed by SIGPIPE. With stdout closed (``>&-``) a command does its work
+and what it prints is discarded, except ``keys public``, whose printing is its work.
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ import argparse
 import os
 import sys
 from collections.abc import Sequence
+from typing import TextIO, cast
 
 import secagg
 from secagg._cli_bench import _add_bench
@@ -48,10 +52,12 @@ from secagg._cli_options import (  # noqa: F401 (re-exported: the limits are par
     _input_dir,
     _integer,
     _lazy,
+    _new_file,
     _output_dir,
     _output_file,
     _real,
 )
+from secagg._cli_stdout import GuardedStdout, StdoutWriteError, drop_stdout
 from secagg._outputs import EXIT_INTERRUPTED
 
 __all__ = ["build_parser", "main"]
@@ -217,11 +223,11 @@ def _add_keys(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> 
     )
     actions = keys.add_subparsers(dest="action", metavar="ACTION", required=True)
     new = actions.add_parser("new", help="create a hospital's Ed25519 identity (0600, never overwritten)")
-    new.add_argument("path", help="the identity key file to create; its public key goes to PATH.pub")
+    new.add_argument("path", type=_new_file, help="the identity key file to create; its public key goes to PATH.pub")
     public = actions.add_parser("public", help="print the public key of an identity key file")
     public.add_argument("path")
     trust = actions.add_parser("trust", help="build the federation's trusted-keys file from public keys")
-    trust.add_argument("out", help="the trusted-keys file to create (never overwritten)")
+    trust.add_argument("out", type=_new_file, help="the trusted-keys file to create (never overwritten)")
     trust.add_argument("keys", nargs="+", metavar="KEY", help="a public key in hex, or a .pub file holding one")
     check = actions.add_parser("check", help="check a trusted-keys file (and that your identity is on it)")
     check.add_argument("trusted", help="the trusted-keys file")
@@ -258,6 +264,14 @@ def _usage_error(args: argparse.Namespace, message: str) -> int:
     return 2
 
 
+def _library_error(exc: secagg.SecAggError) -> int:
+    """Print the library error ``exc`` as one line on stderr; the exit status of a refusal."""
+    if isinstance(exc, StdoutWriteError):
+        drop_stdout()
+    print(f"secagg: error: {exc}", file=sys.stderr)
+    return 2
+
+
 def _quiet_broken_pipe() -> int:
     """After stdout's reader went away: point stdout at /dev/null so the interpreter's
     final flush cannot fail again (the pattern of the Python docs, "Note on SIGPIPE")."""
@@ -269,6 +283,16 @@ def _quiet_broken_pipe() -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the process exit code (see the module docstring)."""
+    stdout = sys.stdout
+    if stdout is not None:
+        sys.stdout = cast(TextIO, GuardedStdout(stdout))
+    try:
+        return _main(argv)
+    finally:
+        sys.stdout = stdout
+
+
+def _main(argv: Sequence[str] | None) -> int:
     parser = build_parser()
     args: argparse.Namespace | None = None
     try:
@@ -283,11 +307,15 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _usage_error(args, problem)
         try:
             code = handler(args)
+        except StdoutWriteError:
+            raise
         except secagg.SecAggError as exc:
-            print(f"secagg: error: {exc}", file=sys.stderr)
-            code = 2
-        sys.stdout.flush()  # inside the try: a closed pipe surfaces here, not at interpreter exit
+            code = _library_error(exc)
+        if sys.stdout is not None:  # None: closed (`>&-`); what is printed is discarded, as asked
+            sys.stdout.flush()  # inside the try: a closed pipe surfaces here, not at interpreter exit
         return code
+    except StdoutWriteError as exc:  # also while argparse prints --help or --version
+        return _library_error(exc)
     except KeyboardInterrupt:
         after_echo = "" if getattr(args, "suite", None) else "\n"  # the bench runner already ended the ^C line
         isatty = getattr(sys.stderr, "isatty", None)

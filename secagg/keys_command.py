@@ -19,8 +19,9 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
+import sys
 
-from secagg._files import read_regular_file
+from secagg._files import WRITABLE_BY_OWNER_ONLY, read_regular_file, sync_folder
 from secagg.errors import ConfigurationError
 from secagg.integrations.flower.keys import (
     hex_key,
@@ -39,6 +40,9 @@ MIN_FEDERATION_KEYS = 2
 """Fewest keys a trusted list holds: ``trust`` refuses to write, ``check`` to accept, fewer."""
 MAX_PUBLIC_KEY_FILE = 1024
 """Largest ``.pub`` file read (64 hex digits and a newline)."""
+_PUB_ADVICE = (
+    "whoever may rewrite it decides whom the federation trusts; make it writable by its owner only (chmod 644)"
+)
 
 
 def _public_key(text: str, where: str) -> bytes:
@@ -49,10 +53,21 @@ def _public_key(text: str, where: str) -> bytes:
 
 
 def _key_argument(argument: str) -> bytes:
+    """The public key named by ``argument``: a ``.pub`` file (refused if group or others may write
+    it, or if another user owns it: whoever may rewrite it decides whom the federation trusts, as
+    for the trusted-keys file it goes into) or the key in hex."""
     if os.path.lexists(argument):
-        text = read_regular_file(argument, "public-key file", MAX_PUBLIC_KEY_FILE).decode("ascii", errors="replace")
-        return _public_key(text, argument)
+        data = read_regular_file(
+            argument, "public-key file", MAX_PUBLIC_KEY_FILE, forbidden_mode=WRITABLE_BY_OWNER_ONLY, advice=_PUB_ADVICE
+        )
+        return _public_key(data.decode("ascii", errors="replace"), argument)
     return _public_key(argument, f"argument {argument!r}")
+
+
+def _public_file(path: str, flags: int) -> int:
+    """``open``'s opener for a new ``.pub``: readable by all, writable by its owner only (0644, or less
+    under the umask), whatever the umask grants the group (a ``.pub`` others may rewrite is refused)."""
+    return os.open(path, flags | getattr(os, "O_NOFOLLOW", 0), 0o644)
 
 
 def _refuse_identity_file(argument: str, key: bytes, keys: list[bytes], arguments: list[str], number: int) -> None:
@@ -89,14 +104,33 @@ def _refuse_identity_file(argument: str, key: bytes, keys: list[bytes], argument
 
 
 def _new(path: str) -> int:
+    """Both files or neither: an identity is never left beside a ``.pub`` that is not its own (a stale
+    one from an earlier key, which the hospital would then send to the federation)."""
+    public_path = path + PUBLIC_SUFFIX
+    if os.path.lexists(path):  # as write_identity_key would say, before the .pub is looked at
+        raise ConfigurationError(f"refusing to overwrite {path}")
+    if os.path.lexists(public_path):
+        raise ConfigurationError(
+            f"{public_path} already exists (the public key of an earlier identity?): move it away or choose "
+            "another path; nothing written"
+        )
     identity = SigningKey.generate()
     write_identity_key(path, identity)
-    public_path = path + PUBLIC_SUFFIX
+    created = []
     try:
-        with open(public_path, "x", encoding="ascii") as out:
+        with open(public_path, "x", encoding="ascii", opener=_public_file) as out:
+            created.append(public_path)
             out.write(identity.public.hex() + "\n")
-    except OSError as exc:
-        raise ConfigurationError(f"wrote {path}, but cannot create {public_path}: {exc.strerror or exc}") from exc
+            out.flush()
+            os.fsync(out.fileno())  # durable, as the identity is: a crash must not leave an empty .pub
+    except BaseException as exc:  # also an interrupt: what this call created goes, nothing else
+        for name in [*created, path]:
+            with contextlib.suppress(OSError):
+                os.unlink(name)
+        if isinstance(exc, OSError):
+            raise ConfigurationError(f"cannot create {public_path}: {exc.strerror or exc}; nothing written") from exc
+        raise
+    sync_folder(os.path.dirname(path) or os.curdir)  # the .pub's name durable too (best effort)
     print(f"identity key: {path} (mode 0600; keep it on this hospital's node only)")
     print(f"public key:   {identity.public.hex()} (also in {public_path}; send it to the federation)")
     return 0
@@ -159,7 +193,10 @@ def main(args: argparse.Namespace) -> int:
     if args.action == "new":
         return _new(args.path)
     if args.action == "public":
-        print(read_identity_key(args.path).public.hex())
+        public = read_identity_key(args.path).public.hex()
+        if sys.stdout is None:  # closed (`>&-`): printing the key is this action's whole work
+            raise ConfigurationError("cannot write to the standard output: it is closed")
+        print(public)
         return 0
     if args.action == "trust":
         return _trust(args.out, args.keys)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import importlib
 import json
 import os
@@ -138,6 +139,12 @@ def load_schema(name: str) -> Json:
     return schema
 
 
+@functools.cache
+def _schema_names() -> frozenset[str]:
+    """The names of the JSON Schemas shipped (``*.json`` in :data:`SCHEMA_DIR`)."""
+    return frozenset(path.name for path in SCHEMA_DIR.glob("*.json") if path.is_file())
+
+
 def _schema_errors(document: Json) -> tuple[str, list[str]]:
     # jsonschema is optional (the test extra installs it): without it the semantic checks still run.
     try:
@@ -145,8 +152,11 @@ def _schema_errors(document: Json) -> tuple[str, list[str]]:
     except ImportError:
         return "skipped (jsonschema is not installed)", []
     name = str(document.get("schema", ""))
-    if Path(name).name != name or name.startswith(".") or not (SCHEMA_DIR / name).is_file():
-        return "missing", [f"no schema named {name!r} in {SCHEMA_DIR}"]
+    # Looked up among the schemas shipped, never on the file system: the name is the untrusted
+    # file's, and one longer than a file name may be would raise OSError from a lookup.
+    if name not in _schema_names():
+        shown = name if len(name) <= 80 else f"{name[:80]}... ({len(name)} characters)"
+        return "missing", [f"no schema named {shown!r} in {SCHEMA_DIR}"]
     validator = jsonschema.Draft202012Validator(load_schema(name))
     errors = []
     for error in validator.iter_errors(document):
@@ -287,7 +297,10 @@ def verify_directory(directory: Path | str | None = None) -> list[FileReport]:
 def generate_directory(directory: Path | str, suites: Iterable[Suite] = SUITES) -> list[tuple[str, int]]:
     """Write every vector file into ``directory``; return (file name, number of tests) pairs."""
     folder = Path(directory)
-    folder.mkdir(parents=True, exist_ok=True)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:  # a dangling link, a file in the way, a read-only parent
+        raise ConfigurationError(f"cannot create the vector folder {folder}: {exc.strerror or exc}") from exc
     written = []
     for suite in suites:
         document: dict[str, Any] = suite.generate()

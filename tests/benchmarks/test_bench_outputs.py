@@ -30,9 +30,12 @@ def _no_run(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_a_failed_report_write_keeps_the_previous_report_and_the_measured_rows(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # Prepare: an earlier run's report, and a disk that fills up when this run's is written.
+    # Prepare: an earlier run's report (a file secagg bench did not write is refused before the
+    # run: tests/test_cli_hostile_paths.py), and a disk that fills up when this run's is written.
     report = tmp_path / "masking.json"
-    report.write_text('{"previous": true}\n', encoding="utf-8")
+    assert cli.main([*QUICK, "--out", str(tmp_path)]) == 0, capsys.readouterr().err
+    capsys.readouterr()
+    previous = report.read_text(encoding="utf-8")
     disk_full_at(monkeypatch, "masking.json")
 
     # Execute
@@ -46,7 +49,7 @@ def test_a_failed_report_write_keeps_the_previous_report_and_the_measured_rows(
     assert f"secagg: error: cannot write the benchmark report {report}: No space left on device" in err
     assert f"the 1 result measured is kept in {partial}" in err
     assert err.endswith("\n") and err.count("secagg: error:") == 1
-    assert report.read_text(encoding="utf-8") == '{"previous": true}\n'
+    assert report.read_text(encoding="utf-8") == previous
     rows = [json.loads(line) for line in partial.read_text(encoding="utf-8").splitlines()]
     assert [row["params"]["dim"] for row in rows] == [64]
     assert not [p.name for p in tmp_path.iterdir() if p.name.startswith(".")]  # no temporary file left

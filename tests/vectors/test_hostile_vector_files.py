@@ -225,3 +225,20 @@ def test_the_committed_files_stay_far_inside_the_work_budget() -> None:
 
     # Assert
     assert max(costs.values()) <= MAX_FILE_WORK / 3, costs
+
+
+@pytest.mark.parametrize("schema", ["a" * 5000, "x" * 300 + ".json", "prg_test_schema.json/", 7, None])
+def test_a_schema_name_no_file_system_takes_fails_the_file_by_name(schema: object) -> None:
+    # Prepare: a file naming a schema no file system can look up (longer than a file name may be),
+    # or not a name at all; the name is the file's, so it is untrusted
+    document = load_vectors("ring.json")
+    document["schema"] = schema
+
+    # Execute
+    report = verify_document("ring.json", document)
+
+    # Assert: the file fails, named and shortened, instead of an OSError escaping the verifier
+    pytest.importorskip("jsonschema")
+    assert report.schema == "missing"
+    assert report.failures[0].startswith("no schema named ")
+    assert len(report.failures[0]) < 300
