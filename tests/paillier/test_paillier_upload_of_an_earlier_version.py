@@ -2,10 +2,10 @@
 is refused saying so.
 
 Since uploads carry the proof's three words, an upload of the earlier format (the ciphertexts
-alone) is refused for its size; the refusal said only "has 1280 bytes of ciphertexts, expected
-1664", which leaves an operator of a federation upgraded in part to find out why. At exactly the
-size of the ciphertexts alone it now names the missing proof and the earlier version; one word off
-that size keeps the plain size refusal."""
+alone) is refused for its size; the refusal said only "has 64 bytes of ciphertexts, expected 256"
+(a 256-bit test key, one ciphertext), which leaves the operator of a federation upgraded in part to
+find out why. At exactly the size of the ciphertexts alone it now names the missing proof and the
+earlier version; one word off that size keeps the plain size refusal."""
 
 from __future__ import annotations
 
