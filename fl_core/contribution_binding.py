@@ -121,10 +121,15 @@ def model_parameters(model: Any) -> dict[str, Parameter]:
     is NaN, or for a field named ``kind`` (its entry is the one that names the class)."""
     kind = type(model)
     if "__dataclass_fields__" not in vars(kind):
+        parent = next((base for base in kind.__mro__[1:] if "__dataclass_fields__" in vars(base)), None)
+        inherited = (
+            f" of its own: it inherits {parent.__qualname__}'s fields, but a setting it adds would not be one; "
+            f"decorate {kind.__qualname__} itself" if parent is not None else "; declare it"
+        )
         raise ConfigurationError(
-            f"model {kind.__qualname__} is no dataclass: a model's settings shape every hospital's update and "
-            "are bound from its dataclass fields (fl_core.contribution_binding.model_parameters); declare it "
-            "with @dataclass(frozen=True) and its settings as fields"
+            f"model {kind.__qualname__} is no dataclass{inherited} with @dataclass(frozen=True) and its settings "
+            "as fields (a model's settings shape every hospital's update and are bound from its dataclass "
+            "fields: fl_core.contribution_binding.model_parameters)"
         )
     entries: dict[str, Parameter] = {MODEL_PREFIX + "kind": f"{kind.__module__}.{kind.__qualname__}"}
     for field in dataclasses.fields(model):
@@ -134,7 +139,8 @@ def model_parameters(model: Any) -> dict[str, Parameter]:
         if type(value) not in (bool, int, float, str, bytes):  # exactly: a subclass has no encoding of its own
             raise ConfigurationError(
                 f"model {kind.__qualname__}: field {field.name!r} holds a {type(value).__qualname__}, which cannot "
-                "be bound (a model's settings must be bool, int, float, str or bytes)"
+                "be bound (a model's settings must be bool, int, float, str or bytes: hold a tuple, an optional "
+                "or an array setting as scalars, one field per value, or as its text in a str)"
             )
         if isinstance(value, float) and math.isnan(value):
             raise ConfigurationError(

@@ -89,9 +89,19 @@ def _torch() -> Any:
 
 def _refuse_batch_mixing(model: Module) -> None:
     """ConfigurationError naming a BatchNorm layer in training mode: it normalises with the
-    batch's statistics, so no example has a gradient of its own to clip."""
-    batch_norm = _torch().nn.modules.batchnorm._BatchNorm
+    batch's statistics, so no example has a gradient of its own to clip; or a dropout module of
+    p > 0 in training mode: ``torch.func.vmap`` refuses its random draw (every hospital's gradient
+    computation would raise)."""
+    torch = _torch()
+    batch_norm = torch.nn.modules.batchnorm._BatchNorm
     for name, module in model.named_modules():
+        if isinstance(module, torch.nn.modules.dropout._DropoutNd) and module.training and module.p > 0:
+            raise ConfigurationError(
+                f"module {name!r} ({type(module).__name__}) is in training mode: per-sample gradients "
+                "(torch.func.vmap) take no random draw, so no hospital's gradient could be computed; "
+                "put the model in eval mode (model.eval()) for DP rounds, on every side "
+                "(docs/privacy.md, \"PyTorch\")"
+            )
         if isinstance(module, batch_norm) and module.training:
             raise ConfigurationError(
                 f"module {name!r} ({type(module).__name__}) is in training mode: it normalises with the batch's "

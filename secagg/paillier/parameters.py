@@ -330,9 +330,12 @@ def check_upload(params: SessionParameters, upload: EncryptedVector, who: str) -
             f"{who}: upload of client {upload.client} has {upload.length} values, expected {params.vector_length}"
         )
     if len(upload.ciphertexts) != params.upload_data_bytes:
+        proofless = len(upload.ciphertexts) == params.aggregate_data_bytes
         raise DecodeError(
             f"{who}: upload of client {upload.client} has {len(upload.ciphertexts)} bytes of ciphertexts, "
             f"expected {params.upload_data_bytes}"
+            + (" (its ciphertexts with no proof of plaintext knowledge: a sender of an earlier version, "
+               "before uploads carried one? upgrade every party)" if proofless else "")
         )
     try:
         verify_signature(params.identity_key(upload.client), upload.signature, upload.payload)

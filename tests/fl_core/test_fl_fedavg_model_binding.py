@@ -216,3 +216,32 @@ def test_a_model_whose_settings_cannot_be_bound_is_refused_before_any_round(mode
     with pytest.raises(ConfigurationError, match=match):
         run_fedavg(model, _clients(3), aggregator, np.zeros((4, 3)), np.zeros(4, dtype=np.int64), CONFIG)
     assert aggregator.quantizer.parameters == ()
+
+
+class _Subclassed(LogisticRegression):
+    """A hospital's LogisticRegression with one method overridden and no decorator of its own: a
+    dataclass by inheritance, refused (settings it added would not be fields)."""
+
+
+@dataclasses.dataclass(frozen=True)
+class _TupleSetting(_Nested):
+    """A model whose setting is a tuple of layer sizes, a common way to write one."""
+
+    settings: Any = (8, 4)
+
+
+@pytest.mark.parametrize(
+    ("model", "match"),
+    [
+        (_Subclassed(3), r"_Subclassed is no dataclass of its own: it inherits LogisticRegression's.*"
+                         r"decorate _Subclassed itself with @dataclass\(frozen=True\)"),
+        (_TupleSetting(), r"field 'settings' holds a tuple.*one field per value"),
+    ],
+    ids=["undecorated-subclass", "tuple-setting"],
+)
+def test_the_refusal_says_how_to_declare_the_model(model: Any, match: str) -> None:
+    """The refusal says what to change: an undecorated subclass of a dataclass was told it is "no
+    dataclass" (``dataclasses.is_dataclass`` says it is), and a tuple setting only that it "cannot
+    be bound"."""
+    with pytest.raises(ConfigurationError, match=match):
+        model_parameters(model)

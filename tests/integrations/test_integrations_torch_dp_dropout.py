@@ -1,0 +1,85 @@
+"""PyTorch DP: a dropout module in training mode is refused up front, naming it and what to do.
+
+Per-sample gradients come from ``torch.func.vmap``, which refuses a random operation: a model with
+``Dropout(p > 0)`` in training mode (the mode a freshly built module is in, and the one the docs
+tell the server to share with its hospitals) failed inside every hospital's gradient computation,
+so ``run_dp_round`` withheld every hospital as "the per-sample gradient computation raised
+RuntimeError (its message is not reported)" and skipped every round, leaving the integrator
+nothing to act on (torch's text is logged at DEBUG only)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from fl_core.aggregators import make_aggregator
+from fl_core.dp import DPAggregator
+from secagg.dp import DPConfig
+from secagg.errors import ConfigurationError
+
+torch = pytest.importorskip("torch")
+torch_dp = pytest.importorskip("secagg.integrations.torch_dp")
+
+
+def _loss(output: object, target: object) -> object:
+    return torch.nn.functional.cross_entropy(output, target)
+
+
+def _hospitals() -> list[tuple[int, object, object]]:
+    rng = np.random.default_rng(3)
+    return [
+        (h, torch.from_numpy(rng.normal(size=(12, 4))), torch.from_numpy(rng.integers(0, 2, size=12)))
+        for h in range(1, 6)
+    ]
+
+
+def _model(dropout: object) -> object:
+    torch.manual_seed(0)
+    return torch.nn.Sequential(torch.nn.Linear(4, 3), dropout, torch.nn.Linear(3, 2)).double()
+
+
+def _aggregator() -> DPAggregator:
+    dp = DPConfig(epsilon=3.0, delta=1e-5, rounds=2, l2_clip=1.0, min_honest=2)
+    aggregator = make_aggregator("secagg", num_clients=5, dp=dp, dimension=23, max_samples_per_client=64)
+    assert isinstance(aggregator, DPAggregator)
+    return aggregator
+
+
+@pytest.mark.parametrize("dropout", ["Dropout", "AlphaDropout", "Dropout1d"])
+def test_dropout_in_training_mode_is_refused_naming_the_module_and_model_eval(dropout: str) -> None:
+    # Prepare: a model in training mode with a dropout module of p = 0.1
+    model = _model(getattr(torch.nn, dropout)(0.1))
+    hospitals = _hospitals()
+    aggregator = _aggregator()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    refusal = rf"module '1' \({dropout}\) is in training mode.*model\.eval\(\)"
+
+    # Execute / Assert: refused before anything is computed or charged, the model untouched
+    with pytest.raises(ConfigurationError, match=refusal):
+        torch_dp.clipped_gradient_sum(model, _loss, hospitals[0][1], hospitals[0][2], 1.0)
+    with pytest.raises(ConfigurationError, match=refusal):
+        torch_dp.run_dp_round(
+            model, hospitals, _loss, aggregator, learning_rate=1.0,
+            declared_sizes={h: 12 for h in range(1, 6)}, rng=np.random.default_rng(0),
+        )  # fmt: skip
+    assert aggregator.spent()[0] == 0.0
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+
+
+@pytest.mark.parametrize("mode", ["eval", "p=0"])
+def test_dropout_that_draws_nothing_still_trains(mode: str) -> None:
+    """At the bound: a dropout in eval mode, or of p = 0, draws no randomness and is computed."""
+    # Prepare
+    model = _model(torch.nn.Dropout(0.1 if mode == "eval" else 0.0))
+    if mode == "eval":
+        model.eval()
+    aggregator = _aggregator()
+
+    # Execute
+    result = torch_dp.run_dp_round(
+        model, _hospitals(), _loss, aggregator, learning_rate=1.0,
+        declared_sizes={h: 12 for h in range(1, 6)}, rng=np.random.default_rng(0),
+    )  # fmt: skip
+
+    # Assert: every hospital contributed, none withheld
+    assert result.included == {1, 2, 3, 4, 5} and result.withheld == ()
