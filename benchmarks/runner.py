@@ -176,7 +176,10 @@ def run_suite(suite: str, args: argparse.Namespace, partial: PartialResults | No
 
 
 def _write(report: SuiteReport, out: Path) -> SuiteReport:
-    """Plots, CSV and JSON of ``report`` into ``out``; returns the report with its plot names."""
+    """Plots, JSON and CSV of ``report`` into ``out``; returns the report with its plot names. The
+    report goes before its CSV: a write that fails (a full disk) never leaves a new CSV without its
+    report, which a re-run's ``--out`` check would take for the user's file
+    (:mod:`secagg._cli_bench_out`); the plots carry their own mark."""
     out.mkdir(parents=True, exist_ok=True)
     names: list[str] = []
     if plots.available():
@@ -184,8 +187,8 @@ def _write(report: SuiteReport, out: Path) -> SuiteReport:
     else:
         print(f"{report.suite}: matplotlib is not installed ({install_hint('bench')}): no plots", file=sys.stderr)
     report = SuiteReport(**{**report.__dict__, "plots": tuple(names)})
-    report.write_csv(out / f"{report.suite}.csv")
     report.write_json(out / f"{report.suite}.json")
+    report.write_csv(out / f"{report.suite}.csv")
     return report
 
 

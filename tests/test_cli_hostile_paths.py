@@ -291,6 +291,8 @@ def test_a_json_path_that_is_a_loop_of_links_is_refused_for_what_it_is(
         ({"dropouts.json": '{"patients": 3}'}, "dropouts.json"),  # replaced by the run's report
         ({"dropouts.csv": "ward,beds\n"}, "dropouts.csv"),  # replaced, with no report of the suite beside it
         ({"summary.md": "x" * (1 << 20)}, "summary.md"),
+        ({"dropouts_completion.png": "my ward chart"}, "dropouts_completion.png"),  # replaced by the run's plot
+        ({"dropouts.partial.jsonl": "ward,beds\n"}, "dropouts.partial.jsonl"),  # truncated, then removed
     ],
 )
 def test_bench_out_refuses_a_folder_holding_files_it_did_not_write(
