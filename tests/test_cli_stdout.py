@@ -10,8 +10,10 @@ import sys
 from pathlib import Path
 
 import pytest
+from secagg_bench import runner
 
 from secagg import cli
+from secagg._cli_stdout import StdoutWriteError
 from secagg.integrations.flower.keys import read_identity_key
 
 
@@ -111,3 +113,36 @@ def test_a_path_stdout_cannot_encode_is_printed_escaped_not_a_traceback(
     assert code == 0, capsys.readouterr().err
     assert os.path.exists(key) and os.path.exists(key + ".pub")
     assert shown in buffer.getvalue().decode(encoding)
+
+
+# --- bench all: stdout failing is the command's end, not each suite's failure -----------------
+
+
+@pytest.mark.parametrize("broken_pipe", [True, False])
+def test_bench_all_ends_at_a_failing_stdout_instead_of_failing_every_suite(
+    broken_pipe: bool, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Prepare: the first suite's first row printed on stdout meets a pipe closed early
+    # (`secagg bench all | head -1`) or a full disk
+    ran: list[str] = []
+
+    def run_suite(suite: str, args: object, partial: object = None) -> object:
+        ran.append(suite)
+        if broken_pipe:
+            raise BrokenPipeError(32, "Broken pipe")
+        raise StdoutWriteError("cannot write to the standard output: No space left on device")
+
+    monkeypatch.setattr(runner, "run_suite", run_suite)
+    monkeypatch.setattr(cli, "_quiet_broken_pipe", lambda: cli.EXIT_BROKEN_PIPE)  # the test's stdout kept
+
+    # Execute
+    code = _main(["bench", "all", "--quick", "--no-progress"])
+    err = capsys.readouterr().err
+
+    # Assert: the command ends there, as the README says (141, or 2 with one line); no other suite
+    # runs to meet the same stdout, none is reported failed for it
+    assert ran == ["masking"], err
+    assert code == (cli.EXIT_BROKEN_PIPE if broken_pipe else 2), err
+    assert "failed" not in err
+    full = "secagg: error: cannot write to the standard output: No space left on device\n"
+    assert err == ("" if broken_pipe else full)
