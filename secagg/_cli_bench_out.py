@@ -9,8 +9,8 @@ did not write: a summary that does not start as its summaries do, a ``.json`` th
 of its schema (strict JSON, checked against the report schema when ``jsonschema`` is installed), a
 ``.csv`` of a suite run now with no report of that suite beside it, a plot of a suite run now that
 neither carries the PNG ``Software`` mark its plots carry nor is listed by that suite's report, a
-partial-results file whose first line is not a row of that suite. Other files in DIR are never
-touched. A folder, link to a folder or special file at those names is the runner's to refuse
+partial-results file that does not start as that suite's rows do (an empty one is taken). Other
+files in DIR are never touched. A folder, link to a folder or special file at those names is the runner's to refuse
 (:func:`secagg_bench.runner.check_outputs`).
 """
 
@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
+import json
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -78,7 +79,7 @@ def _suite_problem(folder: Path, suite: str, listed: dict[str, frozenset[str]], 
             return _refusal(plot, f"no {PLOT_SOFTWARE!r} mark, and no report {suite}.json listing it")
     partial = folder / f"{suite}.partial.jsonl"
     if partial.is_file() and not _partial_rows(partial, suite):
-        return _refusal(partial, f"its first line is not a result row of suite {suite!r}")
+        return _refusal(partial, f"it does not start as a row of suite {suite!r} does")
     return None
 
 
@@ -136,10 +137,12 @@ def _marked_plot(path: Path) -> bool:
 
 
 def _partial_rows(path: Path, suite: str) -> bool:
-    """Whether the file ``path`` starts as ``suite``'s partial results do: a JSON object naming the suite."""
+    """Whether the file ``path`` starts as ``suite``'s partial results do (each row is
+    ``{"suite": SUITE, ...}`` on a line), or is empty: a run that met a full disk may have left it
+    so, and truncating an empty file loses nothing."""
+    start = b'{"suite": ' + json.dumps(suite).encode("ascii")
     try:
-        first = read_regular_file(path, "file of partial results", MAX_REPORT_BYTES).split(b"\n", 1)[0]
-        row = strict_loads(first)
-    except (SecAggError, ValueError, RecursionError):
+        head = read_regular_file(path, "file of partial results", MAX_REPORT_BYTES)[: len(start)]
+    except SecAggError:
         return False
-    return isinstance(row, dict) and row.get("suite") == suite
+    return start.startswith(head)  # a first row cut short (or none) is a prefix

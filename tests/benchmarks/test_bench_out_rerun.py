@@ -38,9 +38,17 @@ def test_a_rerun_after_a_first_report_write_that_failed_is_taken(
     assert json.loads((out / "dropouts.json").read_text(encoding="utf-8"))["suite"] == "dropouts"
 
 
-def test_an_interrupted_runs_partial_results_do_not_refuse_the_rerun(tmp_path: Path) -> None:
-    # Prepare: the rows an interrupted run kept (one JSON object a line, each naming its suite)
-    (tmp_path / "dropouts.partial.jsonl").write_text('{"suite": "dropouts", "params": {}}\n', encoding="utf-8")
+@pytest.mark.parametrize(
+    "text",
+    [
+        '{"suite": "dropouts", "params": {}}\n',  # the rows an interrupted run kept, one JSON object a line
+        '{"suite": "dropouts", "par',  # its first row cut by a full disk (the run went on without the file)
+        "",  # created, its first row never written
+    ],
+)
+def test_an_earlier_runs_partial_results_do_not_refuse_the_rerun(text: str, tmp_path: Path) -> None:
+    # Prepare
+    (tmp_path / "dropouts.partial.jsonl").write_text(text, encoding="utf-8")
 
     # Execute / Assert: the re-run supersedes them
     assert out_problem(str(tmp_path), ["dropouts"]) is None
