@@ -30,7 +30,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import IO
 
-from secagg._cli_stdout import StdoutWriteError
+from secagg._cli_stdout import StdoutBrokenPipeError, StdoutWriteError
 from secagg._install import install_hint
 from secagg._outputs import atomic_target, output_problem, standard_stream
 from secagg.errors import ConfigurationError, SecAggError
@@ -240,7 +240,7 @@ def main(args: argparse.Namespace) -> int:
             elif created and out is not None and not any(out.iterdir()):
                 out.rmdir()  # nothing measured: leave no empty folder behind
             raise
-        except (BrokenPipeError, StdoutWriteError):
+        except (StdoutBrokenPipeError, StdoutWriteError):
             partial.close()  # stdout failed (`| head`, a full disk): the command ends (141 or 2), not the suite
             raise
         except Exception as exc:
