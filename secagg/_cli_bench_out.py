@@ -10,7 +10,9 @@ of its schema (strict JSON, checked against the report schema when ``jsonschema`
 ``.csv`` of a suite run now with no report of that suite beside it, a plot of a suite run now that
 neither carries the PNG ``Software`` mark its plots carry nor is listed by that suite's report, a
 partial-results file that does not start as that suite's rows do (an empty one is taken). Other
-files in DIR are never touched. A folder, link to a folder or special file at those names is the runner's to refuse
+files in DIR are never touched. :func:`json_partial_problem` makes the same check of
+``PATH.partial.jsonl``, where the rows go with ``--json PATH`` and no ``--out``. A folder, link to
+a folder or special file at those names is the runner's to refuse
 (:func:`secagg_bench.runner.check_outputs`).
 """
 
@@ -23,10 +25,11 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from secagg._files import read_regular_file
+from secagg._outputs import atomic_target
 from secagg._strict_json import strict_loads
 from secagg.errors import SecAggError
 
-__all__ = ["PLOT_SOFTWARE", "SUMMARY_START", "out_problem"]
+__all__ = ["PLOT_SOFTWARE", "SUMMARY_START", "json_partial_problem", "out_problem"]
 
 SUMMARY_START = b"# secagg benchmarks\n"
 """How every ``summary.md`` ``secagg bench`` writes starts (:func:`secagg_bench.summary.markdown`)."""
@@ -88,6 +91,21 @@ def _refusal(path: Path, reason: str) -> str:
         f"argument --out: {path} was not written by secagg bench ({reason}); the run would replace or read it: "
         "give a new or empty folder, or move the file"
     )
+
+
+def json_partial_problem(json_path: str | None, out: str | None, suite: str) -> str | None:
+    """Why ``--json json_path`` (without ``--out``) would truncate, then remove, a file ``secagg bench`` did
+    not write: ``JSON_PATH.partial.jsonl``, where ``suite``'s rows go as they come, holding a file that does
+    not start as those rows do (an empty one is taken); None if it would not."""
+    if out or not json_path or atomic_target(json_path) is None:  # --out DIR takes the rows; none beside a pipe
+        return None
+    partial = Path(f"{json_path}.partial.jsonl")
+    if partial.is_file() and not _partial_rows(partial, suite):
+        return (
+            f"argument --json: {partial} was not written by secagg bench (it does not start as a row of suite "
+            f"{suite!r} does); the run would write its rows there, then remove it: move the file"
+        )
+    return None
 
 
 def _starts_as_a_summary(path: Path) -> bool:
