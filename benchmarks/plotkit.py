@@ -3,6 +3,11 @@
 Figure size and resolution, the graph names and colours, a figure with one or
 two panels, bar labels with units, saving a titled figure, and :func:`sweep`,
 which finds a one-parameter sweep in a suite's rows, so custom grids plot too.
+
+Every plot a suite writes has a name declared in :data:`PLOT_NAMES` (:func:`save` refuses
+another) and carries :data:`PLOT_SOFTWARE` as its PNG ``Software`` text: ``secagg bench --out
+DIR`` replaces a file at one of those names only if it carries that mark or the suite's report
+beside it lists it (:mod:`secagg._cli_bench_out`), never a picture of the user's.
 """
 
 from __future__ import annotations
@@ -14,6 +19,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from secagg._cli_bench_out import PLOT_SOFTWARE
 from secagg._outputs import write_output
 
 from .common import format_value
@@ -23,6 +29,8 @@ __all__ = [
     "DPI",
     "GRAPH_COLOURS",
     "GRAPH_LABELS",
+    "PLOT_NAMES",
+    "PLOT_SOFTWARE",
     "WIDE",
     "label_bars",
     "new_figure",
@@ -36,6 +44,17 @@ DPI = 100
 WIDE = (10.0, 4.2)
 GRAPH_LABELS = {"complete": "SecAgg (complete graph)", "harary": "SecAgg+ (Harary graph)"}
 GRAPH_COLOURS = {"complete": "tab:red", "harary": "tab:blue"}
+PLOT_NAMES: dict[str, tuple[str, ...]] = {
+    "masking": ("masking_time_vs_dim.png", "masking_time_vs_dropout.png"),
+    "scaling": ("scaling_loglog.png", "scaling_server_bytes.png"),
+    "paillier": ("paillier_time_vs_dim.png", "paillier_time_vs_key_bits.png", "paillier_time_vs_clients.png"),
+    "fedavg": ("fedavg_rounds.png",),
+    "peers": ("peers_comparison.png",),
+    "dropouts": ("dropouts_completion.png",),
+    "dp": ("dp_accuracy.png",),
+    "compression": ("compression_bytes_accuracy.png",),
+}
+"""Every file name a suite's plots may have in ``--out DIR``: what a run may replace there."""
 
 
 def pyplot() -> Any:
@@ -57,11 +76,16 @@ def label_bars(ax: Any, bars: Any, unit: str) -> None:
 
 
 def save(figure: Any, out: Path, name: str, title: str) -> str:
-    """Title, lay out and write ``figure`` as ``out/name``, then close it; returns ``name``."""
+    """Title, lay out and write ``figure`` as ``out/name``, then close it; returns ``name``.
+    ValueError if ``name`` is not in :data:`PLOT_NAMES` (``--out``'s check would not know it)."""
+    if not any(name in names for names in PLOT_NAMES.values()):
+        raise ValueError(f"plot name {name!r} is not declared in PLOT_NAMES")
     figure.suptitle(title, fontsize=11)
     figure.tight_layout()
     image = io.BytesIO()
-    figure.savefig(image, format="png", dpi=DPI, bbox_inches="tight")  # keeps legends placed outside the axes
+    figure.savefig(  # bbox "tight" keeps legends placed outside the axes
+        image, format="png", dpi=DPI, bbox_inches="tight", metadata={"Software": PLOT_SOFTWARE}
+    )
     pyplot().close(figure)
     write_output(out / name, "benchmark plot", image.getvalue())  # atomically, as the reports
     return name

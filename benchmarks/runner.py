@@ -30,6 +30,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import IO
 
+from secagg._cli_stdout import StdoutBrokenPipeError, StdoutWriteError
 from secagg._install import install_hint
 from secagg._outputs import atomic_target, output_problem, standard_stream
 from secagg.errors import ConfigurationError, SecAggError
@@ -176,7 +177,10 @@ def run_suite(suite: str, args: argparse.Namespace, partial: PartialResults | No
 
 
 def _write(report: SuiteReport, out: Path) -> SuiteReport:
-    """Plots, CSV and JSON of ``report`` into ``out``; returns the report with its plot names."""
+    """Plots, JSON and CSV of ``report`` into ``out``; returns the report with its plot names. The
+    report goes before its CSV: a write that fails (a full disk) never leaves a new CSV without its
+    report, which a re-run's ``--out`` check would take for the user's file
+    (:mod:`secagg._cli_bench_out`); the plots carry their own mark."""
     out.mkdir(parents=True, exist_ok=True)
     names: list[str] = []
     if plots.available():
@@ -184,8 +188,8 @@ def _write(report: SuiteReport, out: Path) -> SuiteReport:
     else:
         print(f"{report.suite}: matplotlib is not installed ({install_hint('bench')}): no plots", file=sys.stderr)
     report = SuiteReport(**{**report.__dict__, "plots": tuple(names)})
-    report.write_csv(out / f"{report.suite}.csv")
     report.write_json(out / f"{report.suite}.json")
+    report.write_csv(out / f"{report.suite}.csv")
     return report
 
 
@@ -235,6 +239,9 @@ def main(args: argparse.Namespace) -> int:
                 _summary_after_interrupt(out)
             elif created and out is not None and not any(out.iterdir()):
                 out.rmdir()  # nothing measured: leave no empty folder behind
+            raise
+        except (StdoutBrokenPipeError, StdoutWriteError):
+            partial.close()  # stdout failed (`| head`, a full disk): the command ends (141 or 2), not the suite
             raise
         except Exception as exc:
             partial.close()  # in ``all``, one failing suite must not hide the others

@@ -6,7 +6,7 @@ import argparse
 import importlib
 from collections.abc import Sequence
 
-from secagg._cli_bench_out import out_problem
+from secagg._cli_bench_out import json_partial_problem, out_problem
 from secagg._cli_options import (
     MAX_CLIENTS,
     MAX_DIM,
@@ -229,7 +229,9 @@ def _check_bench(args: argparse.Namespace) -> str | None:
     """What the suite's grid cannot run (the preset's axes with the options given), before any
     work: a ``--out`` folder holding a file the run did not write (:mod:`secagg._cli_bench_out`),
     the key size's parity here, the rest in :mod:`secagg_bench.checks` on the grid itself."""
-    problem = out_problem(getattr(args, "out", None), [args.suite])
+    problem = out_problem(getattr(args, "out", None), [args.suite]) or json_partial_problem(
+        getattr(args, "json", None), getattr(args, "out", None), args.suite
+    )
     if problem is not None:
         return problem
     problem = paillier_problem(getattr(args, "key_bits", None) or (), (), None)

@@ -2,9 +2,12 @@
 
 :class:`GuardedStdout` stands in for ``sys.stdout`` while a command runs: a write or flush that
 fails (stdout on a full disk, an I/O error) raises :class:`StdoutWriteError`, the library's
-ConfigurationError naming the standard output, instead of an OSError traceback; text the stream's
-encoding cannot show is written with backslash escapes, as stderr writes it. :func:`drop_stdout`
-then points stdout's descriptor at /dev/null, so that the interpreter's final flush cannot fail again.
+ConfigurationError naming the standard output, instead of an OSError traceback; one whose reader
+went away (``secagg ... | head -1``) raises :class:`StdoutBrokenPipeError`, the BrokenPipeError
+``secagg`` ends on quietly (exit 141): another broken pipe (one of the work's own) is its failure,
+never taken for stdout's. Text the stream's encoding cannot show is written with backslash
+escapes, as stderr writes it. :func:`drop_stdout` then points stdout's descriptor at /dev/null, so
+that the interpreter's final flush cannot fail again.
 """
 
 from __future__ import annotations
@@ -16,11 +19,15 @@ from typing import Any, TextIO
 
 from secagg.errors import ConfigurationError
 
-__all__ = ["GuardedStdout", "StdoutWriteError", "drop_stdout"]
+__all__ = ["GuardedStdout", "StdoutBrokenPipeError", "StdoutWriteError", "drop_stdout"]
 
 
 class StdoutWriteError(ConfigurationError):
     """What a command printed could not be written to the standard output (a full disk)."""
+
+
+class StdoutBrokenPipeError(BrokenPipeError):
+    """The standard output's reader went away (``| head -1``): what ``secagg`` ends on with exit 141."""
 
 
 class GuardedStdout:
@@ -28,8 +35,8 @@ class GuardedStdout:
     I/O error) raises the library's ConfigurationError naming the standard output, one line and
     exit status 2 as any failed output, instead of an OSError traceback; text its encoding cannot
     show (a file name that is not UTF-8, PYTHONIOENCODING=ascii) is written with backslash escapes,
-    as stderr writes it. A broken pipe stays a BrokenPipeError (exit status 141); everything else is
-    the stream's own."""
+    as stderr writes it. A broken pipe is a :class:`StdoutBrokenPipeError` (a BrokenPipeError: exit
+    status 141); everything else is the stream's own."""
 
     def __init__(self, stream: TextIO) -> None:
         self._stream = stream
@@ -41,16 +48,16 @@ class GuardedStdout:
             except UnicodeEncodeError:  # a path stdout's encoding cannot show: escaped, as stderr shows it
                 encoding = getattr(self._stream, "encoding", None) or "utf-8"
                 return self._stream.write(text.encode(encoding, "backslashreplace").decode(encoding))
-        except BrokenPipeError:
-            raise
+        except BrokenPipeError as exc:
+            raise StdoutBrokenPipeError(exc.errno, exc.strerror) from exc
         except OSError as exc:
             raise StdoutWriteError(f"cannot write to the standard output: {exc.strerror or exc}") from exc
 
     def flush(self) -> None:
         try:
             self._stream.flush()
-        except BrokenPipeError:
-            raise
+        except BrokenPipeError as exc:
+            raise StdoutBrokenPipeError(exc.errno, exc.strerror) from exc
         except OSError as exc:
             raise StdoutWriteError(f"cannot write to the standard output: {exc.strerror or exc}") from exc
 

@@ -20,7 +20,8 @@ failed suite of ``bench all``), 2 for a usage error or any library error (a
 refused file, an output that cannot be written, stdout on a full disk: one
 line, no traceback), 130 on Ctrl-C (one line, no traceback) and 141 when stdout
 is a pipe closed early (``secagg ... | head -1``), as the shell reports a
-command killed by SIGPIPE. With stdout closed (``>&-``) a command does its work
+command killed by SIGPIPE (stdout's own broken pipe only: one of the work's own
+pipes is a failure of the work, with its traceback). With stdout closed (``>&-``) a command does its work
 and what it prints is discarded, except ``keys public``, whose printing is its work.
 """
 
@@ -57,7 +58,7 @@ from secagg._cli_options import (  # noqa: F401 (re-exported: the limits are par
     _output_file,
     _real,
 )
-from secagg._cli_stdout import GuardedStdout, StdoutWriteError, drop_stdout
+from secagg._cli_stdout import GuardedStdout, StdoutBrokenPipeError, StdoutWriteError, drop_stdout
 from secagg._outputs import EXIT_INTERRUPTED
 
 __all__ = ["build_parser", "main"]
@@ -321,7 +322,7 @@ def _main(argv: Sequence[str] | None) -> int:
         isatty = getattr(sys.stderr, "isatty", None)
         print(f"{after_echo if isatty is not None and isatty() else ''}secagg: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
-    except BrokenPipeError:
+    except StdoutBrokenPipeError:  # stdout's own (another broken pipe is the work's failure: a traceback)
         return _quiet_broken_pipe()
 
 

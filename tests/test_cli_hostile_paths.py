@@ -291,6 +291,8 @@ def test_a_json_path_that_is_a_loop_of_links_is_refused_for_what_it_is(
         ({"dropouts.json": '{"patients": 3}'}, "dropouts.json"),  # replaced by the run's report
         ({"dropouts.csv": "ward,beds\n"}, "dropouts.csv"),  # replaced, with no report of the suite beside it
         ({"summary.md": "x" * (1 << 20)}, "summary.md"),
+        ({"dropouts_completion.png": "my ward chart"}, "dropouts_completion.png"),  # replaced by the run's plot
+        ({"dropouts.partial.jsonl": "ward,beds\n"}, "dropouts.partial.jsonl"),  # truncated, then removed
     ],
 )
 def test_bench_out_refuses_a_folder_holding_files_it_did_not_write(
@@ -370,3 +372,22 @@ def test_keys_new_writes_a_pub_others_may_read_but_not_write_whatever_the_umask(
     # Assert: the .pub is public (0644), and `keys trust` takes it
     assert stat.S_IMODE((tmp_path / "a.key.pub").stat().st_mode) == 0o644
     assert stat.S_IMODE((tmp_path / "a.key").stat().st_mode) == 0o600
+
+
+def test_bench_json_refuses_a_partial_results_path_holding_a_file_it_did_not_write(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Prepare: with --json PATH (no --out) the rows go to PATH.partial.jsonl as they come (the file
+    # truncated first, removed at the end); the user's own file is there
+    partial = tmp_path / "results.json.partial.jsonl"
+    partial.write_text("ward,beds\n", encoding="utf-8")
+    _no_work(monkeypatch)
+
+    # Execute
+    code = _main(["bench", "dropouts", "--json", str(tmp_path / "results.json")])
+    err = capsys.readouterr().err
+
+    # Assert: refused by name before any work; the user's file as it was
+    assert code == 2, err
+    assert f"argument --json: {partial} was not written by secagg bench" in err
+    assert partial.read_text(encoding="utf-8") == "ward,beds\n"

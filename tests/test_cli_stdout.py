@@ -10,8 +10,9 @@ import sys
 from pathlib import Path
 
 import pytest
+from secagg_bench import runner
 
-from secagg import cli
+from secagg import cli, keys_command
 from secagg.integrations.flower.keys import read_identity_key
 
 
@@ -111,3 +112,70 @@ def test_a_path_stdout_cannot_encode_is_printed_escaped_not_a_traceback(
     assert code == 0, capsys.readouterr().err
     assert os.path.exists(key) and os.path.exists(key + ".pub")
     assert shown in buffer.getvalue().decode(encoding)
+
+
+# --- bench all: stdout failing is the command's end, not each suite's failure -----------------
+
+
+class _ClosedPipe(_FullDisk):
+    """A stdout piped into a reader that went away (`| head -1`): every write fails with EPIPE."""
+
+    def write(self, text: str) -> int:
+        raise BrokenPipeError(32, "Broken pipe")
+
+    def flush(self) -> None:
+        raise BrokenPipeError(32, "Broken pipe")
+
+
+@pytest.mark.parametrize("stdout", [_ClosedPipe(), _FullDisk()])
+def test_bench_all_ends_at_a_failing_stdout_instead_of_failing_every_suite(
+    stdout: _FullDisk, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Prepare: the first suite's first row printed on stdout meets a pipe closed early
+    # (`secagg bench all | head -1`) or a full disk
+    ran: list[str] = []
+
+    def run_suite(suite: str, args: object, partial: object = None) -> object:
+        ran.append(suite)
+        print(f"{suite}  mode=active  n=3", flush=True)  # as each row is printed when it comes
+        raise AssertionError("the row was printed")
+
+    monkeypatch.setattr(runner, "run_suite", run_suite)
+    monkeypatch.setattr(cli, "_quiet_broken_pipe", lambda: cli.EXIT_BROKEN_PIPE)  # the test's stdout kept
+    monkeypatch.setattr(sys, "stdout", stdout)
+
+    # Execute
+    code = _main(["bench", "all", "--quick", "--no-progress"])
+    err = capsys.readouterr().err
+
+    # Assert: the command ends there, as the README says (141, or 2 with one line); no other suite
+    # runs to meet the same stdout, none is reported failed for it
+    assert ran == ["masking"], err
+    closed = isinstance(stdout, _ClosedPipe)
+    assert code == (cli.EXIT_BROKEN_PIPE if closed else 2), err
+    assert "failed" not in err
+    full = "secagg: error: cannot write to the standard output: No space left on device\n"
+    assert err == ("" if closed else full)
+
+
+def test_a_broken_pipe_that_is_not_stdouts_is_not_taken_for_a_reader_gone_from_stdout(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Prepare: the command's work writes to a pipe of its own whose reader went away (a worker
+    # process that died): its failure, not `secagg ... | head` closing stdout
+    def work(args: object) -> int:
+        read, write = os.pipe()
+        os.close(read)
+        try:
+            os.write(write, b"x")
+        finally:
+            os.close(write)
+        return 0
+
+    monkeypatch.setattr(keys_command, "main", work)
+    monkeypatch.setattr(cli, "_quiet_broken_pipe", lambda: cli.EXIT_BROKEN_PIPE)  # the test's stdout kept
+
+    # Execute / Assert: the error surfaces (a traceback, exit 1, as any unexpected error), never
+    # exit 141 with nothing said
+    with pytest.raises(BrokenPipeError):
+        cli.main(["keys", "public", "KEY"])
