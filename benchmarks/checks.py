@@ -25,11 +25,14 @@ from secagg.errors import ConfigurationError
 from secagg.masking.benchmark import sized_threshold
 
 from .common import resolve
+from .memory import memory_problem, points
 
 __all__ = ["check", "most_dropouts"]
 
 MAX_CLIENTS = 1 << 16  # secagg.masking.config.MAX_CLIENTS, the --clients ceiling
 MAX_EPSILON = 1000.0  # --epsilon's ceiling (secagg._cli_bench)
+MEMORY_CHECKED = ("masking", "scaling", "peers", "dropouts")
+"""The suites whose sessions' memory is estimated before any work (``--max-memory``)."""
 
 Point = tuple[int, str, float]
 """(n, graph, dropout rate) of one masking session the suite would run."""
@@ -39,11 +42,14 @@ def check(suite: str, given: Mapping[str, Any], mode: str) -> str | None:
     """The first problem of ``suite``'s grid with the options ``given`` (parsed, None where not
     given) on the preset ``mode``, as a usage message naming the option; None if it can run."""
     checker = _CHECKS.get(suite)
-    if checker is None:
+    if checker is None and suite not in MEMORY_CHECKED:
         return None
     module = importlib.import_module(f"{__package__}.{suite}")
     overrides = {name: given.get(name) for name in module.OPTIONS}
-    return checker(module, overrides, mode)
+    problem = checker(module, overrides, mode) if checker is not None else None
+    if problem is None and suite in MEMORY_CHECKED:  # the largest session fits (secagg_bench.memory)
+        problem = memory_problem(points(suite, module, overrides, mode), given.get("max_memory"))
+    return problem
 
 
 def _feasible(n: int, graph: str, rate: float) -> tuple[int | None, bool]:

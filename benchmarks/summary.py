@@ -7,7 +7,7 @@ into the same folder add up to one summary.
 from __future__ import annotations
 
 import importlib
-import json
+import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -16,21 +16,18 @@ from secagg._outputs import write_output
 
 from . import SUITES
 from .common import format_value
-from .report import SCHEMA_ID, Column
+from .report import Column
+from .report_read import read_report
 
 __all__ = ["load_reports", "markdown", "write_summary"]
 
 
 def load_reports(folder: Path) -> list[dict[str, Any]]:
-    """The reports of this schema in ``folder``, in suite order."""
-    documents = []
-    for suite in SUITES:
-        path = folder / f"{suite}.json"
-        if path.is_file():
-            document = json.loads(path.read_text(encoding="utf-8"))
-            if document.get("schema") == SCHEMA_ID:
-                documents.append(document)
-    return documents
+    """The reports in ``folder``, in suite order: whatever is at a ``SUITE.json`` name must be a
+    report of that suite in this schema (:func:`secagg_bench.report_read.read_report`: the library's
+    DecodeError or ConfigurationError, one line naming the file, otherwise)."""
+    paths = [(suite, folder / f"{suite}.json") for suite in SUITES]
+    return [read_report(path, suite) for suite, path in paths if os.path.lexists(path)]
 
 
 def write_summary(folder: Path) -> Path:

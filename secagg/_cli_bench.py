@@ -23,6 +23,9 @@ from secagg._cli_options import (
     _real,
 )
 
+MAX_MEMORY_GIB = float(1 << 20)
+"""``--max-memory``'s ceiling (1 PiB in GiB): a limit, not a size anything allocates."""
+
 _BENCH_SUITES = {
     "masking": "pairwise masking: client and server time vs d, dropout and graph, against the PRG floor",
     "paillier": "packed threshold Paillier vs d, key size and n, against phe and the powmod floor",
@@ -165,6 +168,14 @@ def _add_bench(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     peers.add_argument("--repeats", type=repeats, help="repetitions of each component, median taken (default: 3)")
     peers.add_argument("--paillier-dim", type=dim, help="vector length of the phe comparison (default: 10000)")
     _add_dp_bench(parsers["dp"])
+    for name in ("masking", "scaling", "peers", "dropouts"):  # secagg_bench.checks.MEMORY_CHECKED
+        parsers[name].add_argument(
+            "--max-memory",
+            metavar="GIB",
+            type=_real(0, MAX_MEMORY_GIB, include_low=False),
+            help="refuse, before any work, a grid whose largest session is estimated to need more memory than "
+            "GIB (default: this machine's physical memory; docs/benchmarks.md, \"Memory\")",
+        )
     for name, parser in parsers.items():
         _bench_common(parser, json_option=name != "all")
         parser.set_defaults(command_parser=parser, check=_check_bench_all if name == "all" else _check_bench)

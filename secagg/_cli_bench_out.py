@@ -5,14 +5,16 @@ names :data:`secagg_bench.plotkit.PLOT_NAMES` declares) and ``DIR/summary.md`` (
 supersedes the first), writes its rows as they come to ``DIR/SUITE.partial.jsonl`` (truncated first,
 removed at the end) and reads every ``DIR/SUITE.json`` back into the summary. Before any work,
 :func:`out_problem` refuses a DIR holding, at one of those names, a regular file ``secagg bench``
-did not write: a summary that does not start as its summaries do, a ``.json`` that is not a report
-of its schema (strict JSON, checked against the report schema when ``jsonschema`` is installed), a
-``.csv`` of a suite run now with no report of that suite beside it, a plot of a suite run now that
+did not write: a summary that does not start as its summaries do, a ``.json`` the summary's own
+reader refuses (:func:`secagg_bench.report_read.read_report`: a link, a folder or pipe at the name of
+a suite not run now, huge, not strict JSON, another schema or suite, a field of the wrong type) or
+that does not match the report schema when ``jsonschema`` is installed, a ``.csv`` of a suite run now
+with no report of that suite beside it, a plot of a suite run now that
 neither carries the PNG ``Software`` mark its plots carry nor is listed by that suite's report, a
 partial-results file that does not start as that suite's rows do (an empty one is taken). Other
 files in DIR are never touched. :func:`json_partial_problem` makes the same check of
-``PATH.partial.jsonl``, where the rows go with ``--json PATH`` and no ``--out``. A folder, link to
-a folder or special file at those names is the runner's to refuse
+``PATH.partial.jsonl``, where the rows go with ``--json PATH`` and no ``--out``. A folder or special
+file at the names of a suite run now is the runner's to refuse
 (:func:`secagg_bench.runner.check_outputs`).
 """
 
@@ -21,12 +23,12 @@ from __future__ import annotations
 import importlib
 import importlib.util
 import json
+import os
 from collections.abc import Sequence
 from pathlib import Path
 
 from secagg._files import read_regular_file
 from secagg._outputs import atomic_target
-from secagg._strict_json import strict_loads
 from secagg.errors import SecAggError
 
 __all__ = ["PLOT_SOFTWARE", "SUMMARY_START", "json_partial_problem", "out_problem"]
@@ -57,11 +59,12 @@ def out_problem(out: str | None, suites: Sequence[str]) -> str | None:
     listed: dict[str, frozenset[str]] = {}  # each report's plots, by suite
     for suite in package.SUITES:  # every report in the folder goes into the summary
         report = folder / f"{suite}.json"
-        if report.is_file():
-            plots, reason = _read_report(report, schema_id)
-            if reason is not None:
-                return _refusal(report, reason)
-            listed[suite] = plots
+        if not os.path.lexists(report) or (suite in suites and not report.is_file() and not report.is_symlink()):
+            continue  # a folder or special file at a name the run writes: check_outputs says so
+        plots, reason = _read_report(report, suite, schema_id)
+        if reason is not None:
+            return _refusal(report, reason)
+        listed[suite] = plots
     names: dict[str, tuple[str, ...]] = importlib.import_module("secagg_bench.plotkit").PLOT_NAMES
     for suite in suites:
         problem = _suite_problem(folder, suite, listed, names.get(suite, ()))
@@ -116,18 +119,15 @@ def _starts_as_a_summary(path: Path) -> bool:
     return start == SUMMARY_START
 
 
-def _read_report(path: Path, schema_id: str) -> tuple[frozenset[str], str | None]:
-    """The plots the report ``path`` lists and None, or why it is no report of ``schema_id``."""
+def _read_report(path: Path, suite: str, schema_id: str) -> tuple[frozenset[str], str | None]:
+    """The plots the report ``path`` of ``suite`` lists and None, or why it is no report of ``suite`` in
+    ``schema_id`` the summary can read: the summary's own reader
+    (:func:`secagg_bench.report_read.read_report`), then the schema."""
     try:
-        document = strict_loads(read_regular_file(path, "benchmark report", MAX_REPORT_BYTES))
+        document = importlib.import_module("secagg_bench.report_read").read_report(path, suite)
     except SecAggError as exc:
-        return frozenset(), str(exc)[:200]
-    except (ValueError, RecursionError) as exc:  # not JSON (UnicodeDecodeError is a ValueError), too deep
-        return frozenset(), f"not JSON: {str(exc)[:120]}"
-    if not isinstance(document, dict) or document.get("schema") != schema_id:
-        return frozenset(), f"not a report of schema {schema_id}"
-    names = document.get("plots")
-    plots = frozenset(name for name in names if isinstance(name, str)) if isinstance(names, list) else frozenset()
+        return frozenset(), str(exc)[:300]
+    plots = frozenset(document.get("plots") or ())  # the reader checked: a list of bare file names
     if importlib.util.find_spec("jsonschema") is None:
         return plots, None  # as the summary reads it: by its schema id
     errors: list[str] = importlib.import_module("secagg_bench.report").validate(document)

@@ -34,7 +34,14 @@ import tempfile
 
 from secagg.errors import ConfigurationError, ConfigurationTypeError, SecAggError
 
-__all__ = ["PRIVATE", "WRITABLE_BY_OWNER_ONLY", "read_regular_file", "sync_folder", "write_regular_file"]
+__all__ = [
+    "PRIVATE",
+    "WRITABLE_BY_OWNER_ONLY",
+    "check_folders",
+    "read_regular_file",
+    "sync_folder",
+    "write_regular_file",
+]
 
 PRIVATE = stat.S_IRWXG | stat.S_IRWXO
 """Forbidden mode bits of a secret: group and others may not access it at all (0600)."""
@@ -68,6 +75,8 @@ def read_regular_file(
         raise ConfigurationError(f"cannot read the {what} {name}: {getattr(exc, 'strerror', None) or exc}") from exc
     try:
         _check_opened(descriptor, name, what, max_bytes, forbidden_mode, advice, too_large)
+        if forbidden_mode:
+            check_folders(path, what)
         os.set_blocking(descriptor, True)
         data = _read_at_most(descriptor, max_bytes + 1)
     except OSError as exc:
@@ -111,6 +120,81 @@ def _check_opened(
         )
     if info.st_size > max_bytes:
         raise too_large(f"the {what} {name} is larger than {max_bytes} bytes ({info.st_size} bytes)")
+
+
+_MAX_LINKS = 40  # as Linux's MAXSYMLINKS: more links followed in one lookup is a loop (ELOOP)
+
+
+def check_folders(path: str | os.PathLike[str], what: str) -> None:
+    """Refuse (ConfigurationError naming the folder and the fix) a file whose path goes through a
+    folder that someone else may change, as ssh's StrictModes does for ``authorized_keys``: whoever
+    may write a folder on the path can rename the file (or a folder under it) away and put their own
+    in its place, whatever the file's own mode. Checked on POSIX for every folder the lookup of
+    ``path`` goes through, from ``/`` down, links followed as ``open`` follows them (the folder
+    holding a link and the folders of its target alike):
+
+    - a folder must belong to this process's user or to root;
+    - group and others may not write it, unless it is sticky (``/tmp``'s mode 1777): there only an
+      entry's owner may rename or remove it, so the entry met in it (a folder, a link, the file)
+      must itself belong to the user or to root.
+    """
+    if os.name != "posix":
+        return
+    euid, name, hops = os.geteuid(), _shown(path), 0
+    text = os.fspath(path)
+    pending = list(reversed(text.split("/")))
+    current = "/" if text.startswith("/") else os.getcwd()  # getcwd: the folder's real path
+    if not text.startswith("/"):  # the working folder's own chain comes first
+        pending.extend(reversed(current.split("/")))
+        current = "/"
+    folder = os.stat(current)
+    _check_folder(current, folder, euid, name, what)
+    while pending:
+        part = pending.pop()
+        if part in ("", "."):
+            continue
+        if part == "..":  # ``current`` is a real path (links resolved): its parent is the lookup's
+            current = os.path.dirname(current)
+            folder = os.stat(current)
+            continue
+        entry = os.path.join(current, part)
+        info = os.lstat(entry)
+        if folder.st_mode & stat.S_ISVTX and folder.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
+            _check_owner(entry, info, euid, name, what, "it is in a sticky folder others may write, where ")
+        if stat.S_ISLNK(info.st_mode):
+            hops += 1
+            if hops > _MAX_LINKS:
+                raise ConfigurationError(f"cannot read the {what} {name}: too many levels of symbolic links")
+            target = os.readlink(entry)
+            pending.extend(reversed(target.split("/")))
+            if target.startswith("/"):
+                current, folder = "/", os.stat("/")
+            continue
+        if not pending or not stat.S_ISDIR(info.st_mode):
+            return  # the file itself: its mode and owner are checked on the opened descriptor
+        current, folder = entry, info
+        _check_folder(current, folder, euid, name, what)
+
+
+def _check_folder(folder: str, info: os.stat_result, euid: int, name: str, what: str) -> None:
+    _check_owner(folder, info, euid, name, what, "")
+    mode = stat.S_IMODE(info.st_mode)
+    if mode & (stat.S_IWGRP | stat.S_IWOTH) and not mode & stat.S_ISVTX:
+        raise ConfigurationError(
+            f"the {what} {name} is in the folder {_shown(folder)} (mode {mode:04o}), which group or others may "
+            f"write: they could put another file in its place; make the folder writable by its owner only: "
+            f"chmod go-w {_shown(folder)}"
+        )
+
+
+def _check_owner(entry: str, info: os.stat_result, euid: int, name: str, what: str, where: str) -> None:
+    if info.st_uid not in (euid, 0):
+        kind = "folder" if stat.S_ISDIR(info.st_mode) else "link" if stat.S_ISLNK(info.st_mode) else "entry"
+        raise ConfigurationError(
+            f"the {what} {name} is reached through the {kind} {_shown(entry)}, which belongs to user {info.st_uid}, "
+            f"not to this process's user ({euid}) or root: {where}its owner can put another file in its place; "
+            f"chown it to the user that runs secagg (or to root)"
+        )
 
 
 def _read_at_most(descriptor: int, limit: int) -> bytes:
