@@ -11,7 +11,8 @@ d = 10^6); and each client's keys, shares and messages for every neighbour (meas
 KiB per client and neighbour, complete graph at n = 100 and 200, Harary at n = 400). The masking,
 scaling, peers and dropouts suites run such sessions (peers: ours; its Flower and phe comparisons
 are not estimated); a grid whose largest session exceeds the limit (this machine's physical
-memory, or ``--max-memory GIB``) is a usage error naming the option and what fits.
+memory, or the container's memory limit where smaller, or ``--max-memory GIB``) is a usage error
+naming the option and what fits.
 """
 
 from __future__ import annotations
@@ -31,7 +32,9 @@ from .common import resolve
 __all__ = [
     "BASE_BYTES",
     "BYTES_PER_NEIGHBOUR",
+    "CGROUP_LIMIT_FILES",
     "WORDS_PER_COORDINATE",
+    "container_bytes",
     "machine_bytes",
     "memory_problem",
     "session_bytes",
@@ -55,12 +58,30 @@ def session_bytes(clients: int, dim: int, degree: int, word_bytes: int) -> int:
     return BASE_BYTES + WORDS_PER_COORDINATE * word_bytes * clients * dim + BYTES_PER_NEIGHBOUR * clients * (degree + 1)
 
 
+CGROUP_LIMIT_FILES = ("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory/memory.limit_in_bytes")
+"""Where a container's memory limit is read (cgroup v2, then v1), as seen from inside it."""
+
+
 def machine_bytes() -> int:
     """This machine's physical memory in bytes (:data:`FALLBACK_BYTES` if it cannot be read)."""
     try:
         return int(os.sysconf("SC_PHYS_PAGES")) * int(os.sysconf("SC_PAGE_SIZE"))
     except (AttributeError, ValueError, OSError):
         return FALLBACK_BYTES
+
+
+def container_bytes() -> int | None:
+    """The memory limit of the container (cgroup) this process runs in, in bytes; None if there is
+    none or it cannot be read ("max", cgroup v1's near-2^63 "unlimited", no such file)."""
+    for path in CGROUP_LIMIT_FILES:
+        try:
+            with open(path, encoding="ascii") as handle:
+                text = handle.read(64).strip()
+        except (OSError, ValueError):
+            continue
+        if text.isdigit() and 0 < int(text) < 1 << 60:
+            return int(text)
+    return None
 
 
 @functools.lru_cache(maxsize=256)
@@ -109,9 +130,14 @@ def points(suite: str, module: Any, overrides: Mapping[str, Any], mode: str) -> 
 
 def memory_problem(sessions: Iterable[Point], limit_gib: float | None) -> str | None:
     """The first session of ``sessions`` whose estimate exceeds the limit (``limit_gib`` GiB, or
-    this machine's memory), as a usage message naming the option to lower; None if all fit."""
-    limit = machine_bytes() if limit_gib is None else int(limit_gib * (1 << 30))
-    source = "of this machine's memory" if limit_gib is None else "given by --max-memory"
+    this machine's memory, or its container's limit where smaller), as a usage message naming the
+    option to lower; None if all fit."""
+    limit, source = machine_bytes(), "of this machine's memory"
+    contained = container_bytes() if limit_gib is None else None
+    if contained is not None and contained < limit:
+        limit, source = contained, "this process's container may use (its cgroup's memory limit)"
+    if limit_gib is not None:
+        limit, source = int(limit_gib * (1 << 30)), "given by --max-memory"
     for clients, dim, graph, rate, bits in dict.fromkeys(sessions):
         shape = _shape(clients, graph, rate, bits)
         if shape is None:

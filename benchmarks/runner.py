@@ -37,6 +37,7 @@ from secagg.errors import ConfigurationError, SecAggError
 
 from . import SUITES, plots
 from .common import RunContext, format_value
+from .plotkit import PLOT_NAMES
 from .progress import on_terminal
 from .report import Row, SuiteReport, _finite_tree, validate
 from .summary import targets_table, write_summary
@@ -141,13 +142,15 @@ def partial_path(suite: str, args: argparse.Namespace) -> Path | None:
 
 def check_outputs(suites: Sequence[str], args: argparse.Namespace) -> None:
     """Before any suite runs: every file the run will write at a known name (``DIR/SUITE.json``,
-    ``.csv``, ``.partial.jsonl``, ``DIR/summary.md``; ``PATH.partial.jsonl``) can be written
-    (not a folder, not read-only); ConfigurationError naming the first that cannot."""
+    ``.csv``, ``.partial.jsonl``, the suite's plots (:data:`~secagg_bench.plotkit.PLOT_NAMES`),
+    ``DIR/summary.md``; ``PATH.partial.jsonl``) can be written (not a folder, not read-only);
+    ConfigurationError naming the first that cannot."""
     out = Path(args.out) if getattr(args, "out", None) else None
     paths: list[tuple[str, Path]] = []
     for suite in suites:
         if out is not None:
             paths += [("benchmark report", out / f"{suite}.json"), ("benchmark CSV", out / f"{suite}.csv")]
+            paths += [("benchmark plot", out / name) for name in PLOT_NAMES.get(suite, ())]  # written last
         partial = partial_path(suite, args)
         if partial is not None:
             paths.append(("file of partial results", partial))

@@ -174,7 +174,8 @@ def _add_bench(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
             metavar="GIB",
             type=_real(0, MAX_MEMORY_GIB, include_low=False),
             help="refuse, before any work, a grid whose largest session is estimated to need more memory than "
-            "GIB (default: this machine's physical memory; docs/benchmarks.md, \"Memory\")",
+            "GIB (default: this machine's physical memory, or its container's memory limit where smaller; "
+            "docs/benchmarks.md, \"Memory\")",
         )
     for name, parser in parsers.items():
         _bench_common(parser, json_option=name != "all")

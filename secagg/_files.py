@@ -237,6 +237,8 @@ def write_regular_file(
         # is set exactly below, but a descriptor opened in between would outlive a narrower chmod.
         base = os.path.basename(os.fspath(path))
         descriptor, temporary = _new_temporary(folder, base, 0o666 if mode is None else mode)
+    except ConfigurationError:  # _existing_mode's refusal names the file already (it is a ValueError too)
+        raise
     except (OSError, ValueError) as exc:  # ValueError: a path holding a NUL byte
         raise ConfigurationError(f"cannot write the {what} {name}: {getattr(exc, 'strerror', None) or exc}") from exc
     try:

@@ -390,9 +390,11 @@ def test_a_link_where_a_regular_file_is_written_is_refused_and_left_alone(tmp_pa
     link = tmp_path / "prg.json"
     link.symlink_to(target)
 
-    # Execute / Assert: refused; neither the link nor its target is replaced or written
-    with pytest.raises(ConfigurationError, match="not a regular file"):
+    # Execute / Assert: refused, in one sentence naming the file once; neither the link nor its target
+    # is replaced or written
+    with pytest.raises(ConfigurationError, match="not a regular file") as refusal:
         write_regular_file(link, "vector file", b"{}")
+    assert str(refusal.value).count("cannot write the vector file") == 1, refusal.value
     assert link.is_symlink() and target.read_bytes() == b"mine"
 
 

@@ -90,12 +90,23 @@ def _torch() -> Any:
 def _refuse_batch_mixing(model: Module) -> None:
     """ConfigurationError naming a BatchNorm layer in training mode: it normalises with the
     batch's statistics, so no example has a gradient of its own to clip; or a dropout module of
-    p > 0 in training mode: ``torch.func.vmap`` refuses its random draw (every hospital's gradient
-    computation would raise)."""
+    p > 0 (or a MultiheadAttention of dropout > 0) in training mode: ``torch.func.vmap`` refuses
+    its random draw (every hospital's gradient computation would raise); or an RReLU, in either
+    mode: vmap has no rule for its kernel."""
     torch = _torch()
     batch_norm = torch.nn.modules.batchnorm._BatchNorm
     for name, module in model.named_modules():
-        if isinstance(module, torch.nn.modules.dropout._DropoutNd) and module.training and module.p > 0:
+        if isinstance(module, torch.nn.RReLU):
+            slope = (module.lower + module.upper) / 2  # what RReLU computes in eval mode
+            raise ConfigurationError(
+                f"module {name!r} (RReLU) cannot be computed per example: torch.func.vmap has no rule for it, in "
+                f"training or eval mode; in eval mode it is LeakyReLU(negative_slope={slope}): use that "
+                "(docs/privacy.md, \"PyTorch\")"
+            )
+        dropout = module.p if isinstance(module, torch.nn.modules.dropout._DropoutNd) else None
+        if isinstance(module, torch.nn.MultiheadAttention):
+            dropout = module.dropout  # a float setting of its own, drawn inside its forward
+        if dropout is not None and module.training and dropout > 0:
             raise ConfigurationError(
                 f"module {name!r} ({type(module).__name__}) is in training mode: per-sample gradients "
                 "(torch.func.vmap) take no random draw, so no hospital's gradient could be computed; "

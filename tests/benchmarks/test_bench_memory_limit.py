@@ -6,7 +6,11 @@ Nothing here runs a session: the refusal path must not even import the runner.""
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 import pytest
+from secagg_bench import memory
 
 from secagg import cli
 from secagg.masking.benchmark import harary_config
@@ -89,3 +93,32 @@ def test_max_memory_out_of_range_is_a_usage_error(
     err = _refusal(["bench", "masking", "--max-memory", value], capsys, monkeypatch)
     assert "argument --max-memory" in err
 
+
+
+@pytest.mark.parametrize(
+    ("text", "refused"), [("2147483648\n", True), ("max\n", False), ("9223372036854771712\n", False)]
+)
+def test_the_default_limit_is_the_containers_memory_limit_when_smaller(
+    text: str, refused: bool, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A container (docker --memory, a Kubernetes limit, a CI runner) may use less than the machine's
+    physical memory, which is all SC_PHYS_PAGES reports: a grid sized to the host was killed for
+    memory in the container instead of refused. Unlimited ("max", or cgroup v1's huge value) leaves
+    the physical memory as the limit."""
+    # Prepare: a 2 GiB cgroup limit (or none), 16 GiB of physical memory, a session needing about 12 GiB
+    limit = tmp_path / "memory.max"
+    limit.write_text(text, encoding="ascii")
+    monkeypatch.setattr(memory, "CGROUP_LIMIT_FILES", (str(tmp_path / "absent"), str(limit)), raising=False)
+    real_sysconf = os.sysconf
+    pages = {"SC_PHYS_PAGES": 4 << 20, "SC_PAGE_SIZE": 4096}  # 16 GiB
+    monkeypatch.setattr(os, "sysconf", lambda name: pages[name] if name in pages else real_sysconf(name))
+    argv = ["bench", "masking", "--clients", "100", "--graph", "harary", "--dropout", "0.1", "--dim", "10000000"]
+
+    # Execute
+    problem = _check(argv)
+
+    # Assert: refused against the container's 2 GiB, saying which limit; accepted on the host's 16 GiB
+    if refused:
+        assert problem is not None and "more than the 2 GiB" in problem and "container" in problem, problem
+    else:
+        assert problem is None, problem

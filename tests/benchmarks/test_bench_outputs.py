@@ -55,11 +55,18 @@ def test_a_failed_report_write_keeps_the_previous_report_and_the_measured_rows(
     assert not [p.name for p in tmp_path.iterdir() if p.name.startswith(".")]  # no temporary file left
 
 
-@pytest.mark.parametrize("name", ["masking.json", "masking.csv", "summary.md", "masking.partial.jsonl"])
+@pytest.mark.parametrize(
+    "name",
+    [
+        "masking.json", "masking.csv", "summary.md", "masking.partial.jsonl",
+        "masking_time_vs_dim.png", "masking_time_vs_dropout.png",
+    ],
+)
 def test_an_output_that_is_a_folder_is_refused_before_the_run(
     name: str, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # Prepare: a folder where the run would write a file, and a suite that must not run.
+    # Prepare: a folder where the run would write a file (its plots too: refused only after all the
+    # work before), and a suite that must not run.
     (tmp_path / name).mkdir()
     _no_run(monkeypatch)
 

@@ -83,3 +83,68 @@ def test_dropout_that_draws_nothing_still_trains(mode: str) -> None:
 
     # Assert: every hospital contributed, none withheld
     assert result.included == {1, 2, 3, 4, 5} and result.withheld == ()
+
+
+
+class _Attention(torch.nn.Module):  # type: ignore[misc]
+    """One self-attention layer over a sequence of one token, then a linear head."""
+
+    def __init__(self, dropout: float) -> None:
+        super().__init__()
+        self.attention = torch.nn.MultiheadAttention(4, 2, dropout=dropout, batch_first=True)
+        self.head = torch.nn.Linear(4, 2)
+
+    def forward(self, x: object) -> object:
+        tokens = x.reshape(x.shape[0], 1, 4)  # type: ignore[attr-defined]
+        attended, _ = self.attention(tokens, tokens, tokens)
+        return self.head(attended.reshape(x.shape[0], 4))  # type: ignore[attr-defined]
+
+
+def _attention(p: float) -> object:
+    torch.manual_seed(0)
+    return _Attention(p).double()
+
+
+def test_attention_with_dropout_in_training_mode_is_refused() -> None:
+    """MultiheadAttention's own dropout (a float setting, not a Dropout module) failed every
+    hospital's computation as a Dropout module did, withheld as 'raised RuntimeError'."""
+    # Prepare
+    model = _attention(0.1)
+    inputs, targets = _hospitals()[0][1:]
+
+    # Execute / Assert: refused up front, naming the module and model.eval()
+    refusal = r"module 'attention' \(MultiheadAttention\) is in training mode.*model\.eval\(\)"
+    with pytest.raises(ConfigurationError, match=refusal):
+        torch_dp.clipped_gradient_sum(model, _loss, inputs, targets, 1.0)
+
+
+@pytest.mark.parametrize("mode", ["eval", "dropout=0"])
+def test_attention_that_draws_nothing_is_computed(mode: str) -> None:
+    """At the bound: attention with dropout 0.1 in eval mode, or with dropout 0 in training mode."""
+    # Prepare
+    model = _attention(0.1 if mode == "eval" else 0.0)
+    if mode == "eval":
+        model.eval()  # type: ignore[attr-defined]
+    inputs, targets = _hospitals()[0][1:]
+
+    # Execute
+    total = torch_dp.clipped_gradient_sum(model, _loss, inputs, targets, 1.0)
+
+    # Assert: a finite sum of gradients each clipped to 1
+    assert np.isfinite(total).all() and np.linalg.norm(total) <= len(inputs) + 1e-9
+
+
+@pytest.mark.parametrize("mode", ["train", "eval"])
+def test_rrelu_is_refused_in_either_mode_naming_leaky_relu(mode: str) -> None:
+    """vmap has no rule for RReLU's kernel (aten::rrelu_with_noise) in either mode: every hospital's
+    computation failed, withheld as 'raised RuntimeError'. In eval mode RReLU is LeakyReLU with the
+    mean slope, which vmap computes."""
+    # Prepare
+    model = _model(torch.nn.RReLU(0.1, 0.3))
+    if mode == "eval":
+        model.eval()  # type: ignore[attr-defined]
+    inputs, targets = _hospitals()[0][1:]
+
+    # Execute / Assert
+    with pytest.raises(ConfigurationError, match=r"module '1' \(RReLU\).*LeakyReLU\(negative_slope=0\.2\)"):
+        torch_dp.clipped_gradient_sum(model, _loss, inputs, targets, 1.0)

@@ -206,3 +206,27 @@ def test_the_dp_accountants_state_file_in_a_folder_others_may_write_is_refused(t
     # Execute / Assert
     with pytest.raises(ConfigurationError, match=f"chmod go-w {folder}$"):
         read_state(path)
+
+
+@pytest.mark.parametrize(("mode", "refused"), [(0o775, True), (0o777, True), (0o755, False), (0o1777, False)])
+def test_keys_new_refuses_a_folder_every_reader_would_refuse_before_writing(
+    mode: int, refused: bool, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Prepare: a key folder made under a umask of 002 (0775), or anyone's (0777): the identity written
+    # there would be refused by the node that loads it; at the bound, 0755 and sticky 1777
+    folder = tmp_path / "keys"
+    folder.mkdir()
+    folder.chmod(mode)
+    key = folder / "hospital.key"
+
+    # Execute
+    status = main(["keys", "new", str(key)])
+    err = capsys.readouterr().err
+
+    # Assert: refused up front naming the folder and the fix, nothing written; or made as before
+    if refused:
+        assert status == 2 and f"(mode {mode:04o})" in err and f"chmod go-w {folder}" in err, err
+        assert list(folder.iterdir()) == []
+    else:
+        assert status == 0, err
+        read_identity_key(key)
