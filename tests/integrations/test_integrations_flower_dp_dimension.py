@@ -11,6 +11,9 @@ that many values before anything is charged.
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
+from typing import Any
+
 import pytest
 
 pytest.importorskip("flwr")
@@ -28,18 +31,29 @@ from .test_integrations_flower_node_budget import dp_round
 pytestmark = pytest.mark.usefixtures("server_identity")
 
 
-@pytest.mark.parametrize("extra", [0, 1])
-def test_a_dp_plan_for_another_dimension_is_refused_at_setup_before_any_charge(
-    monkeypatch: pytest.MonkeyPatch, extra: int
-) -> None:
-    # Prepare: the server calibrates its plan for the model's d values (0: honest, the bound) or
-    # for d + 1 (a lie, one past), and sets up the masking session for d
+def plan_for_more_values(monkeypatch: pytest.MonkeyPatch, extra: int) -> None:
+    """The server calibrates every DP plan for ``extra`` more values than the model has."""
     honest = DPRounds.plan_round
 
     def plan_round(self: DPRounds, num_nodes: int, dimension: int, *rest: object) -> object:
         return honest(self, num_nodes, dimension + extra, *rest)  # type: ignore[arg-type]
 
     monkeypatch.setattr(DPRounds, "plan_round", plan_round)
+
+
+def assert_nothing_sent_or_charged(audit: Audit, states: Mapping[int, Any], nodes: Iterable[int]) -> None:
+    """No node's contribution reached the sum and none of ``nodes`` charged its budget."""
+    assert audit.records == []
+    assert all(BUDGET_KEY not in states[node] for node in nodes)
+
+
+@pytest.mark.parametrize("extra", [0, 1])
+def test_a_dp_plan_for_another_dimension_is_refused_at_setup_before_any_charge(
+    monkeypatch: pytest.MonkeyPatch, extra: int
+) -> None:
+    # Prepare: the server calibrates its plan for the model's d values (0: honest, the bound) or
+    # for d + 1 (a lie, one past), and sets up the masking session for d
+    plan_for_more_values(monkeypatch, extra)
     audit = Audit()
     grid, _ = dp_grid(audit)
     secure = SecAggGrid(grid, options(dp=DP))
@@ -53,8 +67,7 @@ def test_a_dp_plan_for_another_dimension_is_refused_at_setup_before_any_charge(
     assert report.dropped == dict.fromkeys(NODES, SETUP), report.dropped
     for reason in report.errors.values():
         assert "dimension" in reason and "vector length" in reason, reason
-    assert audit.records == []
-    assert all(BUDGET_KEY not in grid.states[node] for node in NODES)
+    assert_nothing_sent_or_charged(audit, grid.states, NODES)
 
 
 def test_a_model_of_another_size_than_the_dp_plan_is_refused_before_any_charge(
@@ -62,15 +75,12 @@ def test_a_model_of_another_size_than_the_dp_plan_is_refused_before_any_charge(
 ) -> None:
     # Prepare: the server sets up the plan and the masking session for d + 1 values (they agree,
     # so the setup passes) and sends the model of d values, whose digest the setup binds
-    honest_plan, honest_masking = DPRounds.plan_round, SecAggOptions.masking
-
-    def plan_round(self: DPRounds, num_nodes: int, dimension: int, *rest: object) -> object:
-        return honest_plan(self, num_nodes, dimension + 1, *rest)  # type: ignore[arg-type]
+    plan_for_more_values(monkeypatch, 1)
+    honest_masking = SecAggOptions.masking
 
     def masking(self: SecAggOptions, num_nodes: int, vector_length: int, *rest: object, **named: object) -> object:
         return honest_masking(self, num_nodes, vector_length + 1, *rest, **named)  # type: ignore[arg-type]
 
-    monkeypatch.setattr(DPRounds, "plan_round", plan_round)
     monkeypatch.setattr(SecAggOptions, "masking", masking)
     audit = Audit()
     grid, _ = dp_grid(audit)
@@ -81,5 +91,4 @@ def test_a_model_of_another_size_than_the_dp_plan_is_refused_before_any_charge(
     assert report.dropped == dict.fromkeys(NODES, MASKED_INPUT), report.dropped
     for reason in report.errors.values():
         assert "the model 17 values" in reason and "before anything is charged" in reason, reason
-    assert audit.records == []
-    assert all(BUDGET_KEY not in grid.states[node] for node in NODES)
+    assert_nothing_sent_or_charged(audit, grid.states, NODES)

@@ -19,11 +19,10 @@ import pytest
 pytest.importorskip("flwr")
 pytest.importorskip("dp_accounting")
 
-from secagg.integrations.flower.dp import DPRounds
-from secagg.integrations.flower.node_budget import BUDGET_KEY
 from secagg.integrations.flower.protocol import ENCRYPT, PaillierSetup
 
 from .flower_harness import Audit
+from .test_integrations_flower_dp_dimension import assert_nothing_sent_or_charged, plan_for_more_values
 from .test_integrations_flower_node_budget import dp_round
 from .test_integrations_flower_paillier_dp import NODES, dp_grid
 
@@ -36,12 +35,7 @@ def test_a_dp_plan_for_another_dimension_is_refused_before_training_or_any_charg
 ) -> None:
     # Prepare: the server calibrates its plan for the model's d values (0: honest, the bound) or
     # for d + 1 (a lie, one past), and sets up the Paillier session for d
-    honest = DPRounds.plan_round
-
-    def plan_round(self: DPRounds, num_nodes: int, dimension: int, *rest: object) -> object:
-        return honest(self, num_nodes, dimension + extra, *rest)  # type: ignore[arg-type]
-
-    monkeypatch.setattr(DPRounds, "plan_round", plan_round)
+    plan_for_more_values(monkeypatch, extra)
     audit = Audit()
     grid, secure = dp_grid(tmp_path, audit)
     # Execute
@@ -54,8 +48,7 @@ def test_a_dp_plan_for_another_dimension_is_refused_before_training_or_any_charg
     assert report.dropped == dict.fromkeys(NODES, ENCRYPT), report.dropped
     for reason in report.errors.values():
         assert "dimension" in reason and "vector length" in reason and "the model" not in reason, reason
-    assert audit.records == []
-    assert all(BUDGET_KEY not in grid.states[node] for node in NODES)
+    assert_nothing_sent_or_charged(audit, grid.states, NODES)
 
 
 def test_a_model_of_another_size_than_the_dp_plan_is_refused_before_any_charge(
@@ -63,17 +56,14 @@ def test_a_model_of_another_size_than_the_dp_plan_is_refused_before_any_charge(
 ) -> None:
     # Prepare: the server sets up the plan and the session for d + 1 values (they agree, so the
     # setup passes) and sends the model of d values, whose digest the setup binds
-    honest_plan, honest_create = DPRounds.plan_round, PaillierSetup.create
-
-    def plan_round(self: DPRounds, num_nodes: int, dimension: int, *rest: object) -> object:
-        return honest_plan(self, num_nodes, dimension + 1, *rest)  # type: ignore[arg-type]
+    plan_for_more_values(monkeypatch, 1)
+    honest_create = PaillierSetup.create
 
     def create(*args: object, **named: object) -> PaillierSetup:
         fields = list(args)
         fields[5] = int(fields[5]) + 1  # type: ignore[call-overload]  # vector_length
         return honest_create(*fields, **named)  # type: ignore[arg-type]
 
-    monkeypatch.setattr(DPRounds, "plan_round", plan_round)
     monkeypatch.setattr(PaillierSetup, "create", create)
     audit = Audit()
     grid, secure = dp_grid(tmp_path, audit)
@@ -83,5 +73,4 @@ def test_a_model_of_another_size_than_the_dp_plan_is_refused_before_any_charge(
     assert report.dropped == dict.fromkeys(NODES, ENCRYPT), report.dropped
     for reason in report.errors.values():
         assert "the model 17 values" in reason and "before anything is charged" in reason, reason
-    assert audit.records == []
-    assert all(BUDGET_KEY not in grid.states[node] for node in NODES)
+    assert_nothing_sent_or_charged(audit, grid.states, NODES)
