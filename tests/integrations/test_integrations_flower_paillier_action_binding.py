@@ -16,7 +16,7 @@ node's upload, from another handler, summed with the others' unseen. Now:
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from pathlib import Path
 
 import numpy as np
@@ -29,13 +29,13 @@ from secagg.integrations.flower.keys import read_public_key
 from secagg.integrations.flower.protocol import DECRYPT, ENCRYPT
 
 from .flower_harness import TRUSTED_KEYS, Audit, FakeGrid, initial_arrays, stage_of
+from .test_integrations_flower_action_binding import ZERO, retype
 from .test_integrations_flower_paillier import NODES, WEIGHTS, keys, paillier_apps
 
 pytestmark = pytest.mark.usefixtures("server_identity")
 
 __all__ = ["keys"]  # the fixture, used by name
 
-ZERO = "train.zero"
 FAULTY = 42
 
 
@@ -58,20 +58,6 @@ def two_action_grid(keys: tuple[Path, list[Path]], ran: list[int]) -> tuple[Fake
     grid = FakeGrid(apps)
     secure = PaillierGrid(grid, PaillierOptions(trusted_keys=TRUSTED_KEYS, public_key=read_public_key(public_path)))
     return grid, secure, audit
-
-
-def retype(grid: FakeGrid, lie: Callable[[Message], bool]) -> None:
-    """A lying coordinator: each message ``lie`` picks goes out as ``train.zero``."""
-    original = grid.push_messages
-
-    def push(messages: Iterable[Message]) -> Iterable[str]:
-        batch = list(messages)
-        for message in batch:
-            if lie(message):
-                message.metadata.__dict__["_message_type"] = ZERO
-        return original(batch)
-
-    grid.push_messages = push  # type: ignore[method-assign]
 
 
 def instructions(message_type: str) -> list[Message]:
