@@ -25,14 +25,13 @@ from fl_core.aggregators import make_aggregator
 from fl_core.aggregators.masking import MaskingAggregator
 from fl_core.aggregators.quantizer import WeightedQuantizer
 from fl_core.contribution_binding import MODEL_PREFIX, model_parameters
-from fl_core.data import ClientData
 from fl_core.dp import DPAggregator
 from fl_core.fedavg import FedAvgConfig, run_fedavg
 from fl_core.models import MLP, FloatArray, IntArray, LogisticRegression, Params
 from secagg.dp import DPConfig
 from secagg.errors import ConfigurationError
-from secagg.masking import ACTIVE, MaskingConfig
-from secagg.primitives.randomness import InsecureDeterministicRandom
+from secagg.masking import MaskingConfig
+from tests.fl_core.fedavg_runs import bound_round, fedavg_clients
 from tests.masking.split_session import assert_honest_completes, assert_split_fails, split_session
 
 HOSPITALS = (1, 2, 3, 4, 5)
@@ -62,27 +61,8 @@ def test_every_model_field_has_a_split(kind: str) -> None:
     assert {f.name for f in dataclasses.fields(model)} == set(others)
 
 
-def _clients(features: int) -> list[ClientData]:
-    rng = np.random.default_rng(0)
-    return [ClientData(h, rng.normal(size=(16, features)), rng.integers(0, 2, size=16)) for h in HOSPITALS]
-
-
 def _bound(model: Any) -> tuple[MaskingConfig, dict[int, Any]]:
-    """Round 1's bound config of a FedAvg run of ``model``, in one named run (identity keys from
-    one deterministic source, as the same hospitals would hold)."""
-    aggregator = MaskingAggregator(
-        WeightedQuantizer.create(len(HOSPITALS), max_samples_per_client=64), mode=ACTIVE, clipping="fixed",
-        run_id=7, random_bytes=InsecureDeterministicRandom(b"hospitals"),
-    )  # fmt: skip
-    bound: list[MaskingConfig] = []
-    round_config = aggregator.round_config
-    aggregator.round_config = lambda *a, **k: bound.append(round_config(*a, **k)) or bound[-1]  # type: ignore[method-assign]
-    rng = np.random.default_rng(1)
-    features = model.num_features
-    run_fedavg(model, _clients(features), aggregator, rng.normal(size=(8, features)), rng.integers(0, 2, 8), CONFIG)
-    keys = aggregator.session_identities(HOSPITALS)[1]
-    assert len(bound) == 1 and keys is not None
-    return bound[0], keys
+    return bound_round(model, CONFIG)
 
 
 @pytest.mark.parametrize(
@@ -123,7 +103,7 @@ def test_a_dp_run_binds_the_model_too() -> None:
     assert isinstance(aggregator, DPAggregator)
     model = MLP(3, 2, hidden=4)
     rng = np.random.default_rng(1)
-    run_fedavg(model, _clients(3), aggregator, rng.normal(size=(8, 3)), rng.integers(0, 2, 8), CONFIG)
+    run_fedavg(model, fedavg_clients(3), aggregator, rng.normal(size=(8, 3)), rng.integers(0, 2, 8), CONFIG)
     bound = {name: value for name, value in aggregator.quantizer.parameters if name.startswith(MODEL_PREFIX)}
     assert bound == model_parameters(model)
 
@@ -214,7 +194,7 @@ def test_a_field_named_kind_cannot_replace_the_models_class() -> None:
 def test_a_model_whose_settings_cannot_be_bound_is_refused_before_any_round(model: Any, match: str) -> None:
     aggregator = MaskingAggregator(WeightedQuantizer.create(len(HOSPITALS)), run_id=7)
     with pytest.raises(ConfigurationError, match=match):
-        run_fedavg(model, _clients(3), aggregator, np.zeros((4, 3)), np.zeros(4, dtype=np.int64), CONFIG)
+        run_fedavg(model, fedavg_clients(3), aggregator, np.zeros((4, 3)), np.zeros(4, dtype=np.int64), CONFIG)
     assert aggregator.quantizer.parameters == ()
 
 

@@ -15,17 +15,15 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
-import numpy as np
 import pytest
 
 from fl_core.aggregators.masking import MaskingAggregator
 from fl_core.aggregators.quantizer import WeightedQuantizer
-from fl_core.data import ClientData
-from fl_core.fedavg import FedAvgConfig, run_fedavg
+from fl_core.fedavg import FedAvgConfig
 from fl_core.models import LogisticRegression
 from secagg.errors import ConfigurationError
-from secagg.masking import ACTIVE, MaskingConfig
-from secagg.primitives.randomness import InsecureDeterministicRandom
+from secagg.masking import MaskingConfig
+from tests.fl_core.fedavg_runs import bound_round
 from tests.masking.split_session import assert_honest_completes, assert_split_fails, split_session
 
 HOSPITALS = (1, 2, 3, 4, 5)
@@ -51,26 +49,8 @@ def test_every_fedavg_field_is_bound_or_the_servers_own() -> None:
     assert fields == set(LOCAL) | set(SERVER)
 
 
-def _clients() -> list[ClientData]:
-    rng = np.random.default_rng(0)
-    return [ClientData(h, rng.normal(size=(16, 3)), rng.integers(0, 2, size=16)) for h in HOSPITALS]
-
-
 def _bound(config: FedAvgConfig) -> tuple[MaskingConfig, dict[int, Any]]:
-    """Round 1's bound config of a FedAvg run under ``config``, in one named run (identity keys
-    from one deterministic source, as the same hospitals would hold)."""
-    aggregator = MaskingAggregator(
-        WeightedQuantizer.create(len(HOSPITALS), max_samples_per_client=64), mode=ACTIVE, clipping="fixed",
-        run_id=7, random_bytes=InsecureDeterministicRandom(b"hospitals"),
-    )  # fmt: skip
-    bound: list[MaskingConfig] = []
-    round_config = aggregator.round_config
-    aggregator.round_config = lambda *a, **k: bound.append(round_config(*a, **k)) or bound[-1]  # type: ignore[method-assign]
-    rng = np.random.default_rng(1)
-    run_fedavg(LogisticRegression(3, 2), _clients(), aggregator, rng.normal(size=(8, 3)), rng.integers(0, 2, 8), config)
-    keys = aggregator.session_identities(HOSPITALS)[1]
-    assert len(bound) == 1 and keys is not None
-    return bound[0], keys
+    return bound_round(LogisticRegression(3, 2), config)
 
 
 @pytest.mark.parametrize("field", sorted(LOCAL))
