@@ -20,6 +20,10 @@ changes that cost no privacy, each against the recipe on the same noise
   ``sqrt(2 (B^2 + 1))`` (two logits, one bias), scaled by ``clip / sqrt(2 (B^2 + 1))`` so the
   sensitivity stays the recipe's clip and the same aggregator noises it; ``grad_clip`` keeps the
   recipe's per-example clipping on top;
+- a **start** (``warm_start`` alpha) from alpha times the diagonal linear-discriminant model of the
+  **exact** pooled class-wise means and within-class variances of the released scaling's features
+  (:func:`lda_start`): a diagnostic that leaks, an upper bound for a start from class-wise sums, which
+  the moments release could carry at its own sensitivity (each patient adds to one class's sums);
 - the moments release's share of epsilon (``moments_share``; the rounds are recalibrated after it
   in the same Renyi account, as :func:`fl_core.demo_dp.dp_setup` does).
 - **several releases per round** (``releases`` K): K secure sums of the full-batch clipped gradient per
@@ -67,6 +71,7 @@ __all__ = [
     "clip_rows",
     "closed_forms",
     "contribution",
+    "lda_start",
     "run",
     "server_step",
     "trained",
@@ -153,6 +158,19 @@ def _preconditioned(gradient: FloatArray, inverse: FloatArray) -> FloatArray:
     return flat
 
 
+def lda_start(federation: Federation, alpha: float) -> list[FloatArray]:
+    """``alpha`` times the diagonal LDA model of the pooled training patients (``w = (m1 - m0) / v``,
+    ``b = -w . (m1 + m0) / 2 + log(n1 / n0)``, ``v`` the mean of the two within-class variances), as the
+    two logits ``[-w / 2, w / 2]``: the exact class-wise moments **leak** (a diagnostic only)."""
+    features = np.concatenate([c.features for c in federation.clients])
+    labels = np.concatenate([c.labels for c in federation.clients])
+    ones, zeros = features[labels == 1], features[labels == 0]
+    variance = 0.5 * (ones.var(axis=0) + zeros.var(axis=0)) + 1e-3
+    weights = (ones.mean(axis=0) - zeros.mean(axis=0)) / variance
+    bias = -weights @ (ones.mean(axis=0) + zeros.mean(axis=0)) / 2.0 + math.log(len(ones) / len(zeros))
+    return [alpha * np.stack([-weights / 2.0, weights / 2.0], axis=1), alpha * np.array([-bias / 2.0, bias / 2.0])]
+
+
 def _clipped(federation: Federation, bound: float | None) -> Federation:
     if bound is None:
         return federation
@@ -184,7 +202,8 @@ def trained(seed: int, epsilon: float, replicate: int, variant: OptVariant, roun
     denominator = public_denominator([c.num_samples for c in federation.clients], aggregator.config)
     per_step = noise_std(aggregator, federation)
     assert per_step is not None
-    params, state = model.init(np.random.default_rng(0)), _State((per_step * clip) ** 2)
+    start = None if variant.warm_start is None else lda_start(federation, variant.warm_start)
+    params, state = start or model.init(np.random.default_rng(0)), _State((per_step * clip) ** 2)
     average: FloatArray | None = None  # EMA of the iterates after each step (post-processing)
     inverse = (
         None if variant.exact_newton_ridge is None else _quadratic_bound_inverse(federation, variant.exact_newton_ridge)

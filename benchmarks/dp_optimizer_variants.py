@@ -35,6 +35,7 @@ class OptVariant:
     features: str = "none"  # as dp_recipe_probe.Variant: "mean+worst", "worst", ...
     scaling: str = "release"  # as dp_recipe_probe.Variant: "two-stage", "exact" (leaks)
     releases: int = 1  # noised releases (secure sums) per FL round, the server stepping after each
+    warm_start: float | None = None  # alpha: start from alpha x the exact diagonal-LDA model (leaks)
 
 
 def _release_steps(k: int) -> tuple[tuple[str, float, float, float | None], ...]:
@@ -77,6 +78,7 @@ of ``_COMBINABLE``: ``"two-stage adam 0.05 b1 0 noise-corrected 1 ema0.5"``, ``"
 
 VARIANTS = (
     OptVariant("recipe"),
+    *(OptVariant(f"exact LDA start (leaks) {alpha:g}", warm_start=alpha) for alpha in (0.1, 0.15, 0.25, 0.5)),
     OptVariant("nesterov", optimizer="nesterov"),
     OptVariant("nesterov lr3", optimizer="nesterov", learning_rate=3.0),
     OptVariant("nesterov m0.7 lr3", optimizer="nesterov", learning_rate=3.0, momentum=0.7),

@@ -231,3 +231,22 @@ def test_releases_per_round_recalibrate_for_every_release() -> None:
     assert not np.allclose(final[1, rounds], final[1, 2 * rounds])
     recipe_final = flatten(optimizers.trained(100, epsilon, 0, named["recipe"], rounds)[1])
     assert np.array_equal(recipe_final, final[1, rounds])  # one release per round is the recipe, bit for bit
+
+
+def test_lda_start_is_the_discriminant_of_the_class_moments() -> None:
+    """Two well-separated classes: the start classifies them; its logits are the closed form scaled by alpha."""
+    rng = np.random.default_rng(0)
+    features = np.vstack([rng.normal(-1.0, 0.3, (40, 3)), rng.normal(1.0, 0.3, (60, 3))])
+    labels = np.repeat([0, 1], [40, 60])
+    _, raw = probe.demo_run(100, 1.0, 1)
+    federation = dataclasses.replace(raw, clients=(ClientData(0, features, labels),))
+    half, full = optimizers.lda_start(federation, 0.5), optimizers.lda_start(federation, 1.0)
+    model = LogisticRegression(3, 2)
+    assert accuracy(model, full, features, labels) == 1.0
+    np.testing.assert_allclose(flatten(half), 0.5 * flatten(full))
+    weights = full[0][:, 1] - full[0][:, 0]
+    variance = 0.5 * (features[:40].var(axis=0) + features[40:].var(axis=0)) + 1e-3
+    np.testing.assert_allclose(weights, (features[40:].mean(axis=0) - features[:40].mean(axis=0)) / variance)
+    assert full[1][1] - full[1][0] == pytest.approx(
+        -weights @ (features[40:].mean(axis=0) + features[:40].mean(axis=0)) / 2 + np.log(60 / 40)
+    )
