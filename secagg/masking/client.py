@@ -71,7 +71,7 @@ from secagg.primitives.randomness import RandomBytes, system_random
 from secagg.primitives.signing import SigningKey, verify
 from secagg.ring import PackedVector, RingVector
 
-__all__ = ["ClientPhase", "ClientState", "HeldShares", "client_start", "client_step"]
+__all__ = ["ClientPhase", "ClientState", "HeldShares", "check_share_delivery", "client_start", "client_step"]
 
 
 _EXPECTED: dict[ClientPhase, type[wire.Message]] = {
@@ -259,14 +259,28 @@ def _verify_roster_signatures(state: ClientState, config: MaskingConfig, entries
 # --- Round 2: MaskedInputCollection -----------------------------------------------------
 
 
-def _masked_input(
-    state: ClientState, config: MaskingConfig, delivery: ShareDelivery, input_vector: RingVector
-) -> tuple[ClientState, bytes]:
+def check_share_delivery(state: ClientState, inbound: bytes) -> None:
+    """Every check of the masked-input step that needs no input vector, changing nothing.
+
+    Raises what :func:`client_step` would raise for the ShareDelivery ``inbound`` (ProtocolError,
+    ReplayError, ThresholdError, DecodeError): the round, recipient and session, the number of
+    boxes, every sender a roster neighbour, and at least the threshold of boxes that open. A
+    transport runs it before it computes the input, so a delivery the step would refuse costs
+    nothing that computing the input costs (training; in a DP round, the node's privacy budget).
+    """
+    require_instance("client state", state, ClientState)
+    message = wire.decode_any(inbound)
+    _check_round(state, ClientPhase(state.phase), message)
+    if not isinstance(message, ShareDelivery):
+        raise ProtocolError(f"client {state.client}: expected ShareDelivery, got {type(message).__name__}")
+    _open_delivery(state, state.masking_config, message)
+
+
+def _open_delivery(
+    state: ClientState, config: MaskingConfig, delivery: ShareDelivery
+) -> tuple[list[RosterEntry], list[HeldShares], list[int]]:
+    """The delivered senders (roster entries), the shares kept and the senders refused."""
     who = f"client {state.client}"
-    try:
-        config.ring.check(input_vector, config.vector_length)
-    except ConfigurationError as exc:
-        raise ConfigurationError(f"{who}: input vector: {exc}") from exc
     neighbours = {entry.client: entry for entry in state.neighbours}
     own = int(config.self_share)
     if len(delivery.boxes) + own < config.threshold:
@@ -296,6 +310,17 @@ def _masked_input(
             f"{who}: only {len(held)} share boxes opened (refused: clients {', '.join(map(str, refused))}), "
             f"fewer than the threshold {config.threshold}"
         )
+    return senders, held, refused
+
+
+def _masked_input(
+    state: ClientState, config: MaskingConfig, delivery: ShareDelivery, input_vector: RingVector
+) -> tuple[ClientState, bytes]:
+    try:
+        config.ring.check(input_vector, config.vector_length)
+    except ConfigurationError as exc:
+        raise ConfigurationError(f"client {state.client}: input vector: {exc}") from exc
+    senders, held, refused = _open_delivery(state, config, delivery)
     # The self-mask is expanded straight into the output and the input added to
     # it: one pass over d fewer than copying the input first. The pairwise masks are
     # those of every delivered sender, refused ones included: they come from the

@@ -53,6 +53,9 @@ class SessionResult:
         bytes_sent: total bytes by direction: ``"client_upload"``, ``"client_download"``.
         client_errors: clients that aborted, with the error each raised.
         server_rejected: messages the server rejected, with the reason.
+        share_refusals: ``(receiver, sender)``: the receiver's unmask response left out the
+            sender's share, i.e. it says it refused the sender's share box (its claim, unproven:
+            :func:`~secagg.masking.server_state.refusal_reason`); the receiver stays included.
         client_mask_s: per client, seconds spent in the masked-input step
             (opening shares, expanding and adding every mask, encoding).
         server_unmask_s: server seconds from the masked inputs to the aggregate:
@@ -66,6 +69,7 @@ class SessionResult:
     bytes_sent: Mapping[str, int]
     client_errors: Mapping[int, SecAggError]
     server_rejected: tuple[tuple[int, str], ...]
+    share_refusals: tuple[tuple[int, int], ...] = ()
     client_mask_s: Mapping[int, float] = field(default_factory=dict)
     server_unmask_s: float = 0.0
 
@@ -156,6 +160,7 @@ def run_session(
         bytes_sent=dict(run.bytes_sent),
         client_errors=dict(run.errors),
         server_rejected=server.rejected,
+        share_refusals=server.refusals,
         client_mask_s=dict(run.mask_seconds),
         server_unmask_s=server_s,
     )

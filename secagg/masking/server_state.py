@@ -19,7 +19,15 @@ from secagg.masking.config import ACTIVE, MaskingConfig
 from secagg.masking.messages import RosterEntry, SignedBy
 from secagg.ring import RingVector
 
-__all__ = ["ServerPhase", "ServerResult", "ServerState", "accept_messages", "dropout_report", "require_remaining"]
+__all__ = [
+    "ServerPhase",
+    "ServerResult",
+    "ServerState",
+    "accept_messages",
+    "dropout_report",
+    "refusal_reason",
+    "require_remaining",
+]
 
 
 class ServerPhase(enum.IntEnum):
@@ -58,6 +66,10 @@ class ServerState:
     survivors: tuple[int, ...] = ()
     signers: tuple[SignedBy, ...] = ()
     rejected: tuple[tuple[int, str], ...] = ()
+    # (receiver, sender): the receiver's unmask response left out a sender whose box it was
+    # delivered, i.e. it says it refused that box in round 2 (spec 12.8). Its claim, not a
+    # rejection: the receiver stays in. Increasing receiver, then sender.
+    refusals: tuple[tuple[int, int], ...] = ()
     result: ServerResult | None = None
 
 
@@ -107,8 +119,9 @@ def dropout_report(
     state: ServerState, round_name: str, present: frozenset[int], rejected: Sequence[tuple[int, str]] = ()
 ) -> str:
     """Which clients dropped (went silent or were rejected) at which round, what the
-    configuration tolerates and, last, which of them the server rejected and why (the first
-    reason recorded for each, from ``state.rejected`` and this step's ``rejected``): the part of
+    configuration tolerates, which of them the server rejected and why (the first
+    reason recorded for each, from ``state.rejected`` and this step's ``rejected``) and, last, the
+    share boxes responders say they refused (``state.refusals``, their claims): the part of
     an abort message that names who was lost. An aborting step returns no state, so this is the
     only place its rejections are reported."""
     config = state.config
@@ -133,7 +146,18 @@ def dropout_report(
             break
         before = now
     dropped = "; ".join(lost) if lost else "none"
-    return f"Clients that dropped: {dropped}. {_tolerance(config)}{_rejections((*state.rejected, *rejected))}"
+    claims = "; ".join(refusal_reason(receiver, sender) for receiver, sender in state.refusals)
+    claims = f" Share boxes refused: {claims}." if claims else ""
+    return f"Clients that dropped: {dropped}. {_tolerance(config)}{_rejections((*state.rejected, *rejected))}{claims}"
+
+
+def refusal_reason(receiver: int, sender: int, party: str = "client") -> str:
+    """What the server knows of one omission in round 4: ``receiver``'s word, never a proven fact."""
+    return (
+        f"{party} {receiver} says it refused {party} {sender}'s share box (sealed in ShareKeys; it did not open or "
+        f"held no well-formed bundle, so {party} {receiver} revealed no share of {party} {sender}); unproven: "
+        f"{party} {sender} sealed a bad box, the relay altered it, or {party} {receiver} withheld the share"
+    )
 
 
 def _rejections(rejected: Sequence[tuple[int, str]]) -> str:

@@ -46,6 +46,7 @@ def collect_unmask(state: ServerState, inbound: Mapping[int, bytes]) -> tuple[Se
     self_mask_shares: dict[int, list[shamir.Share]] = {}
     key_shares: dict[int, list[shamir.Share]] = {}
     answered = set()
+    refusals: list[tuple[int, int]] = []
     for client, message in accepted.items():
         assert isinstance(message, UnmaskResponse)
         held = state.delivered[client] + ((client,) if config.self_share else ())
@@ -58,6 +59,9 @@ def collect_unmask(state: ServerState, inbound: Mapping[int, bytes]) -> tuple[Se
             rejected.append((client, "UnmaskResponse: shares do not match the survivor set"))
             continue
         answered.add(client)
+        # A delivered sender in neither list: the responder says it refused that box (round 2).
+        shown = {e.owner for e in (*message.self_mask_shares, *message.mask_key_shares)}
+        refusals += [(client, sender) for sender in state.delivered[client] if sender not in shown]
         # A share value >= p is discarded alone (its holder recorded): the holder's
         # other shares still count, so one bad share cannot void a whole response.
         for what, entries, collected in (
@@ -71,6 +75,7 @@ def collect_unmask(state: ServerState, inbound: Mapping[int, bytes]) -> tuple[Se
                                              f"{what} is >= p (not a field element); that share is discarded"))
                     continue
                 collected.setdefault(entry.owner, []).append(shamir.Share(client, value))
+    state = replace(state, refusals=state.refusals + tuple(refusals))
     assert state.masked_sum is not None
     total = np.array(state.masked_sum, copy=True)
     liars: dict[int, list[tuple[int, str]]] = {}  # holder -> the (owner, secret) its shares lie off

@@ -198,6 +198,8 @@ def outcome_json(config: MaskingConfig, outcome: Outcome) -> Json:
                if state.refused]
     if refused:  # only sessions in which some box was refused carry the key
         out["refusedBoxes"] = refused
+    if server is not None and server.refusals:  # the server's records of them (round 4 omissions)
+        out["serverRefusals"] = [{"client": c, "peer": p} for c, p in server.refusals]
     if outcome.abort is not None:
         out["abort"] = {"round": ROUND_NAMES[outcome.abort[0]], "error": outcome.abort[1]}
     elif server is not None and server.result is not None:

@@ -56,7 +56,8 @@ SESSION_NOTES = {
     "Active": "Active mode: signed keys, ConsistencyCheck round, signed survivor list.",
     "Harary": "SecAgg+: a Harary graph of degree k < n - 1 on the session's permutation.",
     "ForgedShare": "A share box or a revealed share was altered: the recipient refuses that sender for "
-    "itself (listed in 'refusedBoxes'), keeps masking with it and reveals nothing for it, or aborts with "
+    "itself (listed in 'refusedBoxes'; the server's records of the omissions in 'serverRefusals'), keeps "
+    "masking with it and reveals nothing for it, or aborts with "
     "ThresholdError when fewer than t boxes open; the server checks every recovered secret (seed against "
     "its commitment, mask key against its public key), outvotes one liar among t + 1 holders and rejects it, "
     "or aborts with AuthenticationError when no t shares reconstruct the committed value.",
@@ -68,7 +69,8 @@ SESSION_NOTES = {
     "at the client; the server rejects the sender).",
     "GarbageBox": "A malicious peer sends a share box that does not open: each recipient refuses that peer "
     "for itself (listed in 'refusedBoxes'), keeps masking with it and reveals nothing for it; the session "
-    "completes while t holders of the peer's shares remain, else the server cannot unmask the peer "
+    "completes while t holders of the peer's shares remain (the server records each omission as the "
+    "recipient's refusal claim, listed in 'serverRefusals'), else the server cannot unmask the peer "
     "(ThresholdError naming it) and no honest client aborts.",
     "Replay": "A message of a finished round is delivered again: ReplayError.",
     "BadSurvivorList": "An unmask request whose survivor list omits the recipient (ProtocolError) or has "
@@ -77,7 +79,8 @@ SESSION_NOTES = {
     "SmallOrderKey": "A client advertises a small-order X25519 key: the server rejects it at AdvertiseKeys "
     "(every exchange with it would be all zero).",
     "BadShareValue": "A share value >= p (no field element): a malicious peer seals it in an authentic bundle "
-    "and the recipient refuses that peer for itself (listed in 'refusedBoxes') and goes on; in an unmask "
+    "and the recipient refuses that peer for itself (listed in 'refusedBoxes', and the server's record of "
+    "its omission in 'serverRefusals') and goes on; in an unmask "
     "response the server discards "
     "that one share and rejects its sender, but keeps the sender's other shares.",
 }
@@ -206,7 +209,7 @@ def check_session(group: Json, test: Json) -> None:
         source.finish()
     got = outcome_json(config, outcome)
     for key in ("rounds", "clientErrors", "serverRejected", "sessionId", "neighbours", "maskedInputs",
-                "refusedBoxes", "abort", "included", "aggregate"):
+                "refusedBoxes", "serverRefusals", "abort", "included", "aggregate"):
         if key == "rounds":
             _compare_rounds(got["rounds"], test["rounds"])
         else:

@@ -17,6 +17,7 @@ from secagg.integrations.flower.compression import ROTATED, RoundCompression
 from secagg.integrations.flower.dp import DPRounds, check_unmasked_sums, dp_parameters, unmasked_sums
 from secagg.integrations.flower.protocol import RoundSetup, round_context
 from secagg.masking import ACTIVE, MaskingConfig, ServerState
+from secagg.masking.server_state import refusal_reason
 from secagg.segments import Segment, SegmentTable
 
 if TYPE_CHECKING:
@@ -141,3 +142,11 @@ class MaskingPlan:
     def rejections(self, state: ServerState) -> dict[int, str]:
         """Messages the protocol rejected (malformed or inconsistent), by node."""
         return {self.batch.node_ids[client - 1]: reason for client, reason in state.rejected}
+
+    def refusals(self, state: ServerState) -> dict[tuple[int, int], str]:
+        """The share boxes nodes say they refused, (receiving node, sending node) -> why (their claims)."""
+        nodes = self.batch.node_ids
+        return {
+            (nodes[receiver - 1], nodes[sender - 1]): refusal_reason(nodes[receiver - 1], nodes[sender - 1], "node")
+            for receiver, sender in state.refusals
+        }

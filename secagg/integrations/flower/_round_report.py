@@ -61,6 +61,12 @@ class RoundReport:
         guarantee: what the round's configuration guarantees, computed for its actual nodes
             (colluders tolerated with a lying server, dropouts survived); None if the round was
             refused before its configuration was fixed.
+        share_refusals: masking: ``(receiving node, sending node)`` -> why, for each share box the
+            receiving node says it refused (its unmask reply left out a sender whose box it was
+            relayed: the box did not open or held no well-formed bundle). The receiving node's
+            claim, unproven (a bad box, one the relay altered, or a withheld share look alike to
+            the server); the node stays in (docs/spec.md 12.8, round 4). Empty in an aborted round,
+            whose ``skipped_reason`` names them.
     """
 
     server_round: int
@@ -75,6 +81,7 @@ class RoundReport:
     clipping: ClippingReport | None = None
     epsilon_spent: float | None = None
     guarantee: Guarantee | None = None
+    share_refusals: Mapping[tuple[int, int], str] = field(default_factory=dict)
 
     @property
     def clipped_fraction(self) -> float:
@@ -162,6 +169,7 @@ class TrainingBatch:
         clipping: ClippingReport | None = None,
         epsilon_spent: float | None = None,
         guarantee: Guarantee | None = None,
+        share_refusals: Mapping[tuple[int, int], str] | None = None,
     ) -> RoundReport:
         """The round's :class:`RoundReport`."""
         return RoundReport(
@@ -177,6 +185,7 @@ class TrainingBatch:
             clipping=clipping,
             epsilon_spent=epsilon_spent,
             guarantee=guarantee,
+            share_refusals=dict(share_refusals or {}),
         )
 
 

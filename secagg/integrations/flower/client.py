@@ -31,8 +31,10 @@ every message before the app's handlers:
   stages lives in ``context.state`` (it holds private keys and never leaves
   the node);
 - ``masked-input``: checks, before loading it, that the training content is within
-  the honest size the setup binds, and that the model it is asked to train is the one the
-  round was set up for, runs the app's train handler on the strategy's
+  the honest size the setup binds, then the share delivery (every check of the protocol step
+  that needs no input, :func:`secagg.masking.client.check_share_delivery`: a delivery the
+  step would refuse costs no training and no DP charge), and that the model it is asked to
+  train is the one the round was set up for, runs the app's train handler on the strategy's
   content, and answers with its update ``local - global``, quantized, weighted
   by the example count the handler reported, and masked (in a DP round: noised, after charging
   the contribution to this node's own budget). Nothing of the
@@ -110,6 +112,7 @@ from secagg.integrations.flower.protocol import (
 )
 from secagg.integrations.flower.run_binding import check_run_config
 from secagg.masking import ACTIVE, ClientPhase, ClientState, client_start, client_step
+from secagg.masking.client import check_share_delivery
 from secagg.masking.session import session_id
 from secagg.primitives.randomness import RandomBytes, system_random
 from secagg.ring import RingVector
@@ -335,6 +338,8 @@ def _step(
         raise ProtocolError(f"stage {stage!r} carries a {type(inbound).__name__}")
     vector, keep = None, None
     if stage == MASKED_INPUT:
+        # The delivery's own checks first: one the step would refuse costs no training and no charge.
+        check_share_delivery(state, payload)
         vector, keep = _train_and_encode(message, context, call_next, setup, state, settings)
     key = None if identity is None else identity.key
     state, reply = client_step(state, payload, input_vector=vector, identity=key, random_bytes=settings.random_bytes)

@@ -200,6 +200,9 @@ class SecAggGrid(SecureGrid):
         result = state.result
         batch = plan.batch
         included = [batch.node_ids[client - 1] for client in result.included]
+        refusals = plan.refusals(state)
+        for reason in refusals.values():
+            LOGGER.warning("secure round %d: %s", batch.server_round, reason)
         integers = from_ring(plan.quantization.ring.check(result.aggregate), plan.quantization)
         clipping, epsilon = None, None
         try:
@@ -215,7 +218,7 @@ class SecAggGrid(SecureGrid):
             reason = str(exc) if isinstance(exc, InsufficientNoiseError) else f"the unmasked sum is impossible: {exc}"
             LOGGER.warning("secure round %d skipped: %s", batch.server_round, reason)
             self.reports.append(batch.report(started, dropped, errors, reason=reason, node_ids=sampled,
-                                             guarantee=plan.masking.guarantee,
+                                             guarantee=plan.masking.guarantee, share_refusals=refusals,
                                              epsilon_spent=self.dp.reported() if self.dp is not None else None))
             return None
         if plan.dp is not None:
@@ -229,6 +232,7 @@ class SecAggGrid(SecureGrid):
         report = batch.report(
             started, dropped, errors, aggregate=result.aggregate, included=included, weight_total=weight_total,
             node_ids=sampled, clipping=clipping, epsilon_spent=epsilon, guarantee=plan.masking.guarantee,
+            share_refusals=refusals,
         )
         self.reports.append(report)
         LOGGER.info(
