@@ -5,7 +5,7 @@ The split-setup tests (test_integrations_flower_split_setup.py, ..._clipping_dp.
 training configuration, the clip table, a DP value and the compression. This file pins the
 rule for *every* field of :class:`RoundSetup` and :class:`PaillierSetup`, including those no
 end-to-end test splits (bits, max weight, weight key, model digest, round, masking record,
-min_contributors, vector length, identity keys): a node given the field changed either
+min_contributors, vector length, identity keys, message type): a node given the field changed either
 refuses the setup (the library's own error) or derives another session id, so it never
 meets the others' masks or uploads. A field added later fails :func:`test_every_field_is_listed`
 until its binding is shown here.
@@ -68,6 +68,7 @@ PAILLIER_ONLY: dict[str, Any] = {
     "min_contributors": 4,
     "vector_length": LENGTH + 1,
     "identity_keys": (*IDENTITY_KEYS[:-1], bytes([9]) * 32),
+    "message_type": b"train.zero",
 }
 EXEMPT = {"node_ids"}
 
