@@ -41,13 +41,14 @@ from secagg.paillier.keys import (
 )
 from secagg.paillier.messages import DecryptionRequest, EncryptedVector, PartialDecryption
 from secagg.paillier.packing import SlotLayout, pack, unpack
-from secagg.paillier.protocol import Client, DecryptingParty, Server, SessionParameters
+from secagg.paillier.protocol import NO_OWN_UPLOAD, Client, DecryptingParty, NoOwnUpload, Server, SessionParameters
 from secagg.paillier.session import Mode, PaillierConfig, PaillierResult, Stage, run_session
 from secagg.paillier.storage import protect, read_protected_file, unprotect, write_protected_file
 
 __all__ = [
     "DEFAULT_KEY_BITS",
     "MIN_KEY_BITS",
+    "NO_OWN_UPLOAD",
     "Client",
     "DecryptingParty",
     "DecryptionRequest",
@@ -55,6 +56,7 @@ __all__ = [
     "Encryptor",
     "KeyShare",
     "Mode",
+    "NoOwnUpload",
     "Obfuscation",
     "PaillierConfig",
     "PaillierResult",

@@ -81,6 +81,7 @@ def run_config(
         client = Client(params, k, identities[k], obfuscation=obfuscation, workers=workers)
         uploads[k] = wire.encode(client.upload(vector))
         encrypt_times.append(time.perf_counter() - started)
+        assert client.upload_digest is not None  # set by upload()
         digests[k] = client.upload_digest
 
     server = Server(params, workers=workers)

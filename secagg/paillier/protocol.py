@@ -39,6 +39,7 @@ uploads made under different setups never meet in one aggregate.
 
 from __future__ import annotations
 
+import enum
 from typing import Any, TypeVar
 
 import numpy as np
@@ -75,7 +76,9 @@ from secagg.paillier.threshold import combine_partials, partial_decrypt, single_
 from secagg.primitives.randomness import RandomBytes, system_random
 from secagg.primitives.signing import SigningKey
 
-__all__ = ["Client", "DecryptingParty", "Server", "SessionParameters", "paillier_guarantee"]
+__all__ = [
+    "NO_OWN_UPLOAD", "Client", "DecryptingParty", "NoOwnUpload", "Server", "SessionParameters", "paillier_guarantee",
+]
 
 IntArray = npt.NDArray[np.int64]
 M = TypeVar("M", bound=wire.Message)
@@ -267,6 +270,18 @@ class Server:
         return unpack(plaintexts, self.params.layout, self.params.vector_length, len(self._uploads))
 
 
+class NoOwnUpload(enum.Enum):
+    """The type of :data:`NO_OWN_UPLOAD`, its one value."""
+
+    NO_OWN_UPLOAD = "no own upload"
+
+
+NO_OWN_UPLOAD = NoOwnUpload.NO_OWN_UPLOAD
+"""``DecryptingParty(own_upload=NO_OWN_UPLOAD)``: the party sent no upload in the session (a
+single-key holder, a key-share holder with no data). It gives up binding rule (e): the party
+decrypts any sum of at least ``min_contributors`` uploads, with no check that its own is in it."""
+
+
 class DecryptingParty:
     """A hospital holding a key share (or, in single-key mode, the key holder).
 
@@ -279,15 +294,16 @@ class DecryptingParty:
         params: SessionParameters,
         secret: KeyShare | PrivateKey,
         *,
-        own_upload: bytes | None,
+        own_upload: bytes | NoOwnUpload,
         random_bytes: RandomBytes = system_random,
         workers: Workers = IN_PROCESS,
         constant_time: bool = False,
     ) -> None:
         """Party of the session ``params`` with ``secret``; ``own_upload`` is the digest of
-        the upload this hospital sent in the session, or None, by name, if it sent none (then
-        no request is checked for it: the party would decrypt a sum without its own upload), so
-        a caller cannot leave the check out by omission;
+        the upload this hospital sent in the session, or :data:`NO_OWN_UPLOAD`, by name, if it
+        sent none (then no request is checked for it: the party would decrypt a sum without its
+        own upload), so a caller cannot leave the check out by omission, nor by a None (a
+        digest looked up with ``.get`` and missing: ConfigurationTypeError);
         ``random_bytes`` feeds the proof's commitment; ``constant_time`` selects
         side-channel-silent exponentiation with the secret (slower; the default, False, leaves
         timing and cache side channels on the secret open to a co-located attacker:
@@ -295,7 +311,12 @@ class DecryptingParty:
         type or an ``own_upload`` other than a 32-byte digest; bytes-like values (bytearray,
         memoryview) are taken as bytes."""
         require_instance("params", params, SessionParameters)
-        own_upload = None if own_upload is None else require_bytes("own_upload", own_upload, DIGEST_SIZE)
+        if own_upload is None:
+            raise ConfigurationTypeError(
+                "own_upload must be the 32-byte digest of this party's upload, or NO_OWN_UPLOAD, by name, if it sent "
+                "none: None would turn off the check that a sum holds its own upload"
+            )
+        own = None if own_upload is NO_OWN_UPLOAD else require_bytes("own_upload", own_upload, DIGEST_SIZE)
         random_bytes, workers = require_random_bytes(random_bytes), require_workers(workers)
         constant_time = require_flag("constant_time", constant_time)
         if isinstance(secret, KeyShare):
@@ -311,7 +332,7 @@ class DecryptingParty:
         self._random_bytes = random_bytes
         self._constant_time = constant_time
         self._secret = secret
-        self._own_upload = own_upload
+        self._own_upload = own
         self._answer: PartialDecryption | None = None
 
     def respond(self, request: DecryptionRequest | bytes) -> PartialDecryption:

@@ -46,7 +46,7 @@ from secagg.paillier.parameters import (
     default_threshold,
     threshold_guarantee,
 )
-from secagg.paillier.protocol import Client, DecryptingParty, Server, SessionParameters
+from secagg.paillier.protocol import NO_OWN_UPLOAD, Client, DecryptingParty, Server, SessionParameters
 from secagg.primitives.randomness import RandomBytes, system_random
 from secagg.primitives.signing import SigningKey
 
@@ -362,7 +362,8 @@ def run_session(
             secret: KeyShare | PrivateKey = (
                 material.private if isinstance(material, SingleKeyMaterial) else material.shares[party - 1]
             )
-            own = digests.get(party) if config.mode is Mode.THRESHOLD else None
+            # Every live hospital uploaded (one that dropped is skipped above); the single key holder sent none.
+            own = digests[party] if config.mode is Mode.THRESHOLD else NO_OWN_UPLOAD
             decryptor = DecryptingParty(
                 params, secret, own_upload=own, random_bytes=random_bytes, workers=workers,
                 constant_time=config.constant_time,

@@ -50,7 +50,9 @@ __all__ = ["SUITES"]
 NOTES = {
     **LAYOUT_NOTES,
     **{key: WIRE_NOTES[key] for key in ("SemiHonest", "Active", "Truncated", "TrailingData", "NotSorted")},
-    "BadUtf8": "A weight key that is not UTF-8 (DecodeError).",
+    "BadUtf8": "A weight key or message type that is not UTF-8 (DecodeError).",
+    "MessageType": "A PaillierSetup naming its round's message type other than plain train (message_type, "
+    "UTF-8; section 15.1), or one whose message type is not UTF-8.",
     "BadCount": "A count that contradicts another field (DecodeError).",
     "DP": "A distributed-DP round: secagg.dp.* parameters in dp, no segment table, no weight (docs/spec.md 15.7).",
     "SegmentsWithDp": "Both a segment table and DP parameters: a DP round clips nothing (DecodeError).",
@@ -131,16 +133,23 @@ def _wire_groups() -> list[Json]:
                                                             + semi_body[4 + len(ids_body):])),
     ])]
     encoded = wire.encode(paillier)
+    type_bytes = 4 + len(paillier.message_type)  # the last field
     suffix = (32 + 4 + 32 * len(paillier.identity_keys) + 4 + len(paillier.parameters) + 4 + len(paillier.segments)
-              + 4 + len(paillier.compression) + 4 + len(paillier.dp))
+              + 4 + len(paillier.compression) + 4 + len(paillier.dp) + type_bytes)
     bad_key = encoded[:-suffix - 4 - 12] + _u32(12) + b"num-\xffxamples" + encoded[-suffix:]
+    bad_type = encoded[:-type_bytes] + _u32(10) + b"train.\xffro"
     paillier_body = wire.encode(paillier)[5:]
     head = 4 + len(ids_body) + 32
     dp_setup = _paillier_dp(paillier)
-    both = wire.encode(paillier)[:-4] + _u32(len(dp_setup.dp)) + dp_setup.dp  # segments and dp
+    both = (encoded[:-type_bytes - 4] + _u32(len(dp_setup.dp)) + dp_setup.dp  # segments and dp
+            + encoded[-type_bytes:])
+    action = dataclasses.replace(paillier, message_type=b"train.zero")
     groups.append(wire_group(PaillierSetup, [("Paillier round of 5 nodes", [], paillier),
-                                             ("DP Paillier round of 5 nodes", ["DP"], dp_setup)], [
+                                             ("DP Paillier round of 5 nodes", ["DP"], dp_setup),
+                                             ("Paillier round of 5 nodes, train.zero messages", ["MessageType"],
+                                              action)], [
         ("weight key not UTF-8", ["BadUtf8"], bad_key),
+        ("message type not UTF-8", ["BadUtf8", "MessageType"], bad_type),
         ("min_contributors 6 of 5 nodes", ["BadCount"], envelope(PaillierSetup.TAG, paillier_body[:head] + _u32(6)
                                                                   + paillier_body[head + 4:])),
         ("a segment table and DP parameters", ["DP", "SegmentsWithDp"], both),

@@ -4,12 +4,13 @@ Flower routes a ``train.<action>`` message to the ClientApp's ``@app.train("<act
 so the message type shapes a node's upload as much as its training config does. A lying
 coordinator that sent one node its ``encrypt`` message as ``train.zero`` (a handler that sends
 back the model unchanged, or any other the app registers) and the rest as ``train`` got that
-node's upload, from another handler, summed with the others' unseen. Now:
+node's upload, from another handler, summed with the others' unseen. Later, the type entered
+the session id, so that upload was dropped, but only after the node had trained (and, in a DP
+round, charged its own budget): the setup named no type. Now:
 
-- a round whose messages are not plain ``train`` binds their type into its descriptor (the
-  session id), as a masking round does; a node sent another type than the server's uploads into
-  another session, which the server refuses (the node cannot tell before it trains: the setup
-  names no type on the wire), and no honest key-share holder decrypts a sum holding it;
+- the ``PaillierSetup`` names the round's message type (``message_type``, bound into its
+  descriptor, the session id, unless it is plain ``train``), and a node sent the setup in a
+  message of another type refuses it before it trains or charges anything;
 - a node refuses a ``decrypt`` message whose type is not its ``encrypt`` message's;
 - an honest round of any one action runs as before.
 """
@@ -71,22 +72,24 @@ def assert_exact_sum(report: object, audit: Audit, included: Iterable[int]) -> N
     assert np.array_equal(report.aggregate, plain)  # type: ignore[attr-defined]
 
 
-def test_an_upload_made_under_another_train_action_than_the_rounds_is_never_summed(
+def test_a_setup_sent_as_another_train_action_than_the_rounds_is_refused_before_training(
     keys: tuple[Path, list[Path]],
 ) -> None:
     # Prepare: every node has a second train handler; the coordinator sends node 42's encrypt
-    # message as train.zero, the others' as train
+    # message as train.zero, the others' as train (the round's type, which the setup names)
     ran: list[int] = []
     grid, secure, audit = two_action_grid(keys, ran)
     retype(grid, lambda m: m.metadata.dst_node_id == FAULTY and stage_of(m) == ENCRYPT)
     # Execute
     reply = secure.secure_round(instructions("train"))
-    # Assert: node 42's upload is in another session and dropped at encrypt; the other three are
-    # summed exactly (a 3-of-4 key: they decrypt it) and node 42's zero update is not in the sum
+    # Assert: node 42 refuses the setup at encrypt, naming both types, before it trains (its
+    # train.zero handler never ran) or uploads; the other three are summed exactly
     (report,) = secure.reports
     assert reply is not None and report.skipped_reason is None, report.errors
     assert report.dropped == {FAULTY: ENCRYPT}, report.dropped
-    assert "another session" in report.errors[FAULTY], report.errors[FAULTY]
+    reason = report.errors[FAULTY]
+    assert "message type" in reason and "'train.zero'" in reason and "'train'" in reason, reason
+    assert ran == [] and FAULTY not in audit.of_round(report.server_round)
     assert report.included == frozenset(NODES) - {FAULTY}
     assert_exact_sum(report, audit, sorted(report.included))
 

@@ -5,7 +5,7 @@ The split-setup tests (test_integrations_flower_split_setup.py, ..._clipping_dp.
 training configuration, the clip table, a DP value and the compression. This file pins the
 rule for *every* field of :class:`RoundSetup` and :class:`PaillierSetup`, including those no
 end-to-end test splits (bits, max weight, weight key, model digest, round, masking record,
-min_contributors, vector length, identity keys): a node given the field changed either
+min_contributors, vector length, identity keys, message type): a node given the field changed either
 refuses the setup (the library's own error) or derives another session id, so it never
 meets the others' masks or uploads. A field added later fails :func:`test_every_field_is_listed`
 until its binding is shown here.
@@ -24,11 +24,12 @@ from typing import Any
 
 import pytest
 
+from secagg import wire
 from secagg.descriptor import encode_parameters
 from secagg.dp import DPConfig
 from secagg.encoding import QuantizationConfig
-from secagg.errors import SecAggError
-from secagg.integrations.flower._round_binding import float_bits, round_context
+from secagg.errors import ConfigurationError, ProtocolError, SecAggError
+from secagg.integrations.flower._round_binding import MAX_TYPE_BYTES, float_bits, round_context
 from secagg.integrations.flower.protocol import PaillierSetup, RoundSetup
 from secagg.masking import MaskingConfig
 from secagg.masking.session import session_id
@@ -68,6 +69,7 @@ PAILLIER_ONLY: dict[str, Any] = {
     "min_contributors": 4,
     "vector_length": LENGTH + 1,
     "identity_keys": (*IDENTITY_KEYS[:-1], bytes([9]) * 32),
+    "message_type": b"train.zero",
 }
 EXEMPT = {"node_ids"}
 
@@ -145,3 +147,26 @@ def test_the_honest_setups_derive_their_sessions() -> None:
     for field in ("", "dp"):
         assert _masking_session(_round_setup(field), rebind=False) == _masking_session(_round_setup(field), rebind=True)
         assert _paillier_session(_paillier_setup(field)) == _paillier_session(_paillier_setup(field))
+
+
+@pytest.mark.parametrize("length", [MAX_TYPE_BYTES, MAX_TYPE_BYTES + 1])
+def test_a_paillier_setup_names_a_message_type_of_at_most_256_bytes(length: int) -> None:
+    # At the bound the setup is built and decodes to the same type; one past it is refused with
+    # the library's own error (the server skips such a round), never cut short on the wire
+    message_type = "train." + "a" * (length - len("train."))
+
+    def create() -> PaillierSetup:
+        return PaillierSetup.create(
+            3, NODES, material(N, 3).public, 3, QUANTIZATION, LENGTH, "num-examples", DIGEST, IDENTITY_KEYS,
+            TRAINING, TABLE, message_type=message_type,
+        )  # fmt: skip
+
+    if length > MAX_TYPE_BYTES:
+        with pytest.raises(ConfigurationError, match="message type is at most 256 bytes"):
+            create()
+        return
+    decoded = wire.decode(wire.encode(create()), PaillierSetup)
+    assert decoded.type_name == message_type
+    decoded.check_message_type(message_type)
+    with pytest.raises(ProtocolError, match="message type"):
+        decoded.check_message_type("train")

@@ -16,6 +16,7 @@ from fl_core.aggregators.paillier import PaillierAggregator
 from secagg import wire
 from secagg.errors import ConfigurationError, ConfigurationTypeError
 from secagg.paillier import (
+    NO_OWN_UPLOAD,
     Client,
     DecryptingParty,
     DecryptionRequest,
@@ -72,7 +73,7 @@ CALLS: dict[str, tuple[Callable[[], object], str]] = {
     "Server.receive_upload": (lambda: Server(PARAMS).receive_upload(3), "upload"),  # type: ignore[arg-type]
     "Server.receive_partial": (lambda: Server(PARAMS).receive_partial("x"), "partial"),  # type: ignore[arg-type]
     "DecryptingParty.respond": (
-        lambda: DecryptingParty(PARAMS, MATERIAL.shares[0], own_upload=None).respond(None), "request"  # type: ignore[arg-type]
+        lambda: DecryptingParty(PARAMS, MATERIAL.shares[0], own_upload=NO_OWN_UPLOAD).respond(None), "request"  # type: ignore[arg-type]
     ),
     "DecryptingParty own_upload type": (
         lambda: DecryptingParty(PARAMS, MATERIAL.shares[0], own_upload="digest"), "own_upload"  # type: ignore[arg-type]
@@ -81,14 +82,14 @@ CALLS: dict[str, tuple[Callable[[], object], str]] = {
         lambda: DecryptingParty(PARAMS, MATERIAL.shares[0], own_upload=memoryview(bytes(31))), "own_upload"  # type: ignore[arg-type]
     ),
     "DecryptingParty random_bytes": (
-        lambda: DecryptingParty(PARAMS, MATERIAL.shares[0], own_upload=None, random_bytes=None),  # type: ignore[arg-type]
+        lambda: DecryptingParty(PARAMS, MATERIAL.shares[0], own_upload=NO_OWN_UPLOAD, random_bytes=None),  # type: ignore[arg-type]
         "random_bytes",
     ),
     "DecryptingParty workers": (
-        lambda: DecryptingParty(PARAMS, MATERIAL.shares[0], own_upload=None, workers=1), "workers"  # type: ignore[arg-type]
+        lambda: DecryptingParty(PARAMS, MATERIAL.shares[0], own_upload=NO_OWN_UPLOAD, workers=1), "workers"  # type: ignore[arg-type]
     ),
     "DecryptingParty constant_time": (
-        lambda: DecryptingParty(PARAMS, MATERIAL.shares[0], own_upload=None, constant_time="no"),  # type: ignore[arg-type]
+        lambda: DecryptingParty(PARAMS, MATERIAL.shares[0], own_upload=NO_OWN_UPLOAD, constant_time="no"),  # type: ignore[arg-type]
         "constant_time",
     ),
     "Encryptor random_bytes": (lambda: Encryptor(KEY, random_bytes=1), "random_bytes"),  # type: ignore[arg-type]
@@ -209,7 +210,7 @@ def test_messages_as_memoryviews_are_taken_as_their_bytes() -> None:
         server.receive_upload(memoryview(data))
     answers = []
     for index in (1, 2):
-        party = DecryptingParty(PARAMS, MATERIAL.shares[index - 1], own_upload=None)
+        party = DecryptingParty(PARAMS, MATERIAL.shares[index - 1], own_upload=NO_OWN_UPLOAD)
         answers.append(party.respond(memoryview(wire.encode(server.decryption_request(index)))))
     for answer in answers:
         server.receive_partial(memoryview(wire.encode(answer)))
@@ -235,7 +236,16 @@ def test_the_paillier_aggregator_checks_its_switches_and_randomness_first(option
 
 
 def test_a_decrypting_party_must_say_which_upload_is_its_own_or_none_by_name() -> None:
-    # Leaving own_upload out would silently skip the check that a sum holds the party's upload
+    # Leaving own_upload out would silently skip the check that a sum holds the party's upload;
+    # a party that sent none says so by name
     with pytest.raises(TypeError, match="own_upload"):
         DecryptingParty(PARAMS, MATERIAL.shares[0])  # type: ignore[call-arg]
-    assert DecryptingParty(PARAMS, MATERIAL.shares[0], own_upload=None).index == 1
+    assert DecryptingParty(PARAMS, MATERIAL.shares[0], own_upload=NO_OWN_UPLOAD).index == 1
+
+
+def test_none_as_own_upload_is_refused_it_would_turn_the_own_upload_check_off() -> None:
+    # None (e.g. digests.get(party) for a party missing from a mapping) used to be taken as "sent
+    # none" and turned off the check that the sum holds the party's upload: such a party decrypted
+    # any sum of min_contributors uploads, its own left out
+    with pytest.raises(ConfigurationTypeError, match="own_upload"):
+        DecryptingParty(PARAMS, MATERIAL.shares[0], own_upload=None)  # type: ignore[arg-type]

@@ -20,6 +20,7 @@ import pytest
 from secagg import wire
 from secagg.errors import ProtocolError, SecAggError
 from secagg.paillier import (
+    NO_OWN_UPLOAD,
     Client,
     DecryptingParty,
     Obfuscation,
@@ -136,7 +137,7 @@ def run(server_params: SessionParameters, params_of: dict[int, SessionParameters
         params = params_of.get(party, server_params)
         try:
             secret = shares[party - 1]
-            decryptor = DecryptingParty(params, secret, own_upload=digests.get(party))
+            decryptor = DecryptingParty(params, secret, own_upload=digests.get(party, NO_OWN_UPLOAD))
             server.receive_partial(wire.encode(decryptor.respond(wire.encode(server.decryption_request(party)))))
             answered += 1
         except SecAggError as exc:

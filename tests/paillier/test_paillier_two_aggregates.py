@@ -16,6 +16,7 @@ import pytest
 
 from secagg.errors import ConfigurationError, SecAggError
 from secagg.paillier import (
+    NO_OWN_UPLOAD,
     Client,
     DecryptingParty,
     PaillierConfig,
@@ -74,7 +75,8 @@ def _difference_attack(
     }
 
     def party(k: int) -> DecryptingParty:
-        return DecryptingParty(params, material.shares[k - 1], own_upload=uploads[k].digest if k in uploads else None)
+        own = uploads[k].digest if k in uploads else NO_OWN_UPLOAD
+        return DecryptingParty(params, material.shares[k - 1], own_upload=own)
 
     extra = () if colluder is None else (colluder,)
     with_1 = _decrypt(params, {k: party(k) for k in (*first, *extra)}, tuple(uploads[k] for k in (1, 2, 3, 4)))

@@ -599,7 +599,10 @@ def entries() -> list[Entry]:
         Entry(
             "paillier.DecryptingParty",
             _insecure(paillier.DecryptingParty),
-            lambda: {"params": _session_parameters(), "secret": _threshold_material().shares[0], "own_upload": None},
+            lambda: {
+                "params": _session_parameters(), "secret": _threshold_material().shares[0],
+                "own_upload": paillier.NO_OWN_UPLOAD,
+            },
             objects=("params", "secret"),
         ),
         Entry(

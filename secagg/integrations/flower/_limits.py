@@ -28,7 +28,7 @@ from collections.abc import Mapping
 from secagg.bitpack import packed_size
 from secagg.descriptor import DESCRIPTOR_DIGEST_SIZE, MAX_PARAMETERS_BYTES
 from secagg.errors import DecodeError
-from secagg.integrations.flower._round_binding import MAX_KEY_BYTES
+from secagg.integrations.flower._round_binding import MAX_KEY_BYTES, MAX_TYPE_BYTES
 from secagg.integrations.flower._round_setup import MAX_NODES
 from secagg.integrations.flower.clipping import parse_table
 from secagg.integrations.flower.compression import check_entries
@@ -100,7 +100,7 @@ def paillier_setup_limit(num_nodes: int) -> int:
     n = min(num_nodes, MAX_PAILLIER_NODES)
     return (
         HEADER_SIZE + _U32 + _LENGTH + _U64 * n + _ID + 2 * _U32 + _U64 + 1 + _U32
-        + _LENGTH + MAX_KEY_BYTES + _ID + _LENGTH + PUBLIC_KEY_SIZE * n + _PARAMETERS
+        + _LENGTH + MAX_KEY_BYTES + _ID + _LENGTH + PUBLIC_KEY_SIZE * n + _PARAMETERS + _LENGTH + MAX_TYPE_BYTES
     )
 
 

@@ -21,8 +21,10 @@ from secagg.encoding import QuantizationConfig
 from secagg.errors import ConfigurationError
 from secagg.integrations.flower._round_binding import (
     MAX_KEY_BYTES,
+    MAX_TYPE_BYTES,
     TRAIN,
     bits_float,
+    check_message_type,
     check_round_fields,
     float_bits,
     merged_parameters,
@@ -90,11 +92,13 @@ class PaillierSetup(wire.Message):
         dp: a DP round's ``secagg.dp.*`` parameters, as in :class:`RoundSetup` (empty without
             DP); ``min_contributors`` less the colluders of the round's guarantee is then at
             least the plan's h.
+        message_type: the Flower message type of the round's messages (UTF-8; the server's
+            batch's): ``train.<action>`` picks the node's train handler. A node sent the setup in
+            a message of another type refuses it before it trains (:meth:`check_message_type`).
 
     Every field enters the session id (:meth:`session_parameters`, through the round's
-    :class:`~secagg.descriptor.SessionDescriptor`; the table's digest is its layout digest), and so
-    does the messages' type unless it is plain ``train`` (it is not a field: each party takes it
-    from the messages, the server from its batch, a node from the message it was sent).
+    :class:`~secagg.descriptor.SessionDescriptor`; the table's digest is its layout digest; the
+    message type unless it is plain ``train``).
     """
 
     TAG: ClassVar[int] = 0x0702
@@ -113,9 +117,16 @@ class PaillierSetup(wire.Message):
     segments: bytes = wire_field(VarBytes(MAX_PARAMETERS_BYTES), default=b"")
     compression: bytes = wire_field(VarBytes(MAX_PARAMETERS_BYTES), default=b"")
     dp: bytes = wire_field(VarBytes(MAX_PARAMETERS_BYTES), default=b"")
+    message_type: bytes = wire_field(VarBytes(MAX_TYPE_BYTES), default=TRAIN.encode())
 
     def __post_init__(self) -> None:
         check_round_fields("paillier setup", self.node_ids, self.weight_key)
+        if not isinstance(self.message_type, bytes) or len(self.message_type) > MAX_TYPE_BYTES:
+            raise ConfigurationError(f"paillier setup: the message type is at most {MAX_TYPE_BYTES} bytes")
+        try:
+            self.message_type.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise ConfigurationError("paillier setup: the message type is not UTF-8") from exc
         if self.dp and (self.segments or self.compression):
             raise ConfigurationError(
                 "paillier setup: a DP round has no segment table (nothing is clipped) and no compression"
@@ -147,10 +158,14 @@ class PaillierSetup(wire.Message):
         segments: bytes = b"",
         compression: bytes = b"",
         dp: bytes = b"",
+        *,
+        message_type: str = TRAIN,
     ) -> PaillierSetup:
         """The setup message for ``node_ids`` and their ``identity_keys`` (in the same
-        order; sorted here by node id) and the clip table ``segments`` or the DP parameters
-        ``dp``; ConfigurationError if unsafe."""
+        order; sorted here by node id), the clip table ``segments`` or the DP parameters
+        ``dp``, for messages of ``message_type``; ConfigurationError if unsafe."""
+        if not isinstance(message_type, str):
+            raise ConfigurationError(f"a message type must be a string, got {type(message_type).__name__}")
         keys = dict(zip(node_ids, identity_keys, strict=True))
         setup = cls(
             server_round=server_round,
@@ -168,6 +183,7 @@ class PaillierSetup(wire.Message):
             segments=segments,
             compression=compression,
             dp=dp,
+            message_type=message_type.encode("utf-8"),
         )
         setup.session_parameters(public, bytes(32), 0)  # every check the nodes will make
         return setup
@@ -188,27 +204,34 @@ class PaillierSetup(wire.Message):
         """The weight key as a string."""
         return self.weight_key.decode("utf-8")
 
+    @property
+    def type_name(self) -> str:
+        """The round's message type as a string."""
+        return self.message_type.decode("utf-8")
+
+    def check_message_type(self, message_type: str) -> None:
+        """ProtocolError unless ``message_type``, the type of the message a node was sent this
+        setup in, is the round's: the type picks the train handler, so a node checks it before it
+        trains (an upload made under another type is in another session and could only be dropped)."""
+        check_message_type(message_type, self.type_name)
+
     def layout(self, key_bits: int) -> SlotLayout:
         """The packing layout for this round's nodes (:func:`paillier_layout` of the setup's
         quantization); ConfigurationError if sums could carry between slots."""
         return paillier_layout(self.quantization, len(self.node_ids), key_bits)
 
-    def descriptor(self, run_id: int, message_type: str = TRAIN) -> SessionDescriptor:
+    def descriptor(self, run_id: int) -> SessionDescriptor:
         """The round's session descriptor (as :meth:`RoundSetup.descriptor`, DP parameters included,
-        and, unless it is plain ``train``, the messages' ``message_type``, which picks the train
+        and, unless it is plain ``train``, the round's :attr:`message_type`, which picks the train
         handler: :func:`~secagg.integrations.flower._round_binding.message_type_parameters`)."""
         parameters = merged_parameters(self.parameters, self.dp, self.compression,
-                                       message_type_parameters(message_type))
+                                       message_type_parameters(self.type_name))
         return round_descriptor(self.quantization, self.weight_name, self.arrays_digest, run_id, self.server_round,
                                 parameters, self.segments)
 
-    def session_parameters(
-        self, public: ThresholdPublicKey, context: bytes, run_id: int, message_type: str = TRAIN
-    ) -> SessionParameters:
+    def session_parameters(self, public: ThresholdPublicKey, context: bytes, run_id: int) -> SessionParameters:
         """The Paillier session every party derives: roster 1..n with the setup's identity
-        keys, this layout, ``context`` and the round's descriptor digest for messages of
-        ``message_type`` (the server's batch's; a node's, the type of the message it was sent: a
-        node sent another type than the server's is in another session).
+        keys, this layout, ``context`` and the round's descriptor digest (its message type included).
 
         ConfigurationError if ``public`` is not the key the round was set up for,
         or the layout or quantization is unsafe.
@@ -223,7 +246,7 @@ class PaillierSetup(wire.Message):
             min_contributors=self.min_contributors,
             identity_keys=self.identity_keys,
             context=context,
-            descriptor=self.descriptor(run_id, message_type).digest(),
+            descriptor=self.descriptor(run_id).digest(),
         )
 
     def protocol_id(self, node_id: int) -> int:

@@ -7,7 +7,8 @@
 - :func:`message_type_parameters`: the round's message type (``train.<action>`` picks the node's
   train handler), bound into the descriptor's parameters unless it is plain ``train``, and
   :func:`check_message_type`: a node's refusal of a later stage sent in messages of another type
-  than its setup's (masking and Paillier nodes alike);
+  than its setup's (masking and Paillier nodes alike), and of a Paillier setup sent in a message
+  of another type than the one it names;
 - :func:`check_round_fields` and :func:`protocol_id_of`: the node-id and
   weight-key checks both setups make, and the node id -> protocol id mapping;
 - :func:`float_bits` / :func:`bits_float`: the clip as IEEE-754 float64 bits on the wire.
@@ -32,6 +33,7 @@ from secagg.segments import SEGMENTS_LABEL
 
 __all__ = [
     "MAX_KEY_BYTES",
+    "MAX_TYPE_BYTES",
     "ROUND_LABEL",
     "bits_float",
     "check_message_type",
@@ -45,6 +47,8 @@ __all__ = [
 ]
 
 MAX_KEY_BYTES = 256
+MAX_TYPE_BYTES = 256
+"""The longest message type a :class:`~secagg.integrations.flower.protocol.PaillierSetup` names (UTF-8 bytes)."""
 ROUND_LABEL = b"secagg/v1/flower-round"
 TRAIN = "train"
 """The plain training message type (Flower's default train handler), which binds nothing more."""
@@ -97,12 +101,12 @@ def message_type_parameters(message_type: str) -> bytes:
 
 
 def check_message_type(message_type: str, bound: str) -> None:
-    """ProtocolError unless ``message_type`` (a later stage's message's) is ``bound``, the type of
-    the messages that set up the node's session: the type picks the train handler, and the setup
-    binds it (:func:`message_type_parameters`)."""
+    """ProtocolError unless ``message_type`` (a later stage's message's, or a Paillier setup's) is
+    ``bound``, the type of the messages the node's session is set up for: the type picks the train
+    handler, and the setup binds it (:func:`message_type_parameters`)."""
     if message_type != bound:
         raise ProtocolError(
-            f"a {message_type!r} message in a session set up by {bound!r} messages: the message type picks the "
+            f"a {message_type!r} message in a session set up for {bound!r} messages: the message type picks the "
             "train handler, and the setup binds it"
         )
 

@@ -13,7 +13,8 @@ node and is never stored in ``context.state``.
 - ``encrypt``: checks the :class:`~secagg.integrations.flower.protocol.PaillierSetup`
   against the node's own key (the server cannot substitute a key it can
   decrypt), the round's identity keys against its trusted list, and the
-  round against its own :class:`~secagg.integrations.flower.NodePolicy`, the
+  round against its own :class:`~secagg.integrations.flower.NodePolicy`, the message type it
+  was sent against the round's (the setup names it; ``train.<action>`` picks the train handler), the
   quantization and packing against overflow, and the model against the
   setup's digest, and the clip table (one segment per array; no clip above the
   policy's ``max_clip``); runs the app's train handler; packs and encrypts
@@ -33,8 +34,7 @@ node and is never stored in ``context.state``.
   own upload unchanged in the sum, at least ``min_contributors`` uploads,
   one aggregate per session), with a proof of correct decryption; a request sent in messages of
   another type than its ``encrypt`` message's is refused (``train.<action>`` picks the app's
-  train handler: a type other than plain ``train`` is bound into the session, and each node
-  derives the session from the type of the message it was sent).
+  train handler: a type other than plain ``train`` is bound into the session).
 
 The sessions a node uploaded to and the aggregates it decrypted are
 remembered in ``context.state`` (public values only), so a second upload or a
@@ -278,7 +278,7 @@ def _session(
     check_identities(setup.identity_keys, setup.node_ids, setup.protocol_id(message.metadata.dst_node_id), identity)
     run_id = message.metadata.run_id
     context_bytes = round_context(run_id, setup.server_round, setup.arrays_digest)
-    params = setup.session_parameters(share.public, context_bytes, run_id, message.metadata.message_type)
+    params = setup.session_parameters(share.public, context_bytes, run_id)
     default = paillier_default_colluders(parties)  # the library's default key for this many shares
     settings.policy.check_round(len(setup.node_ids), params.guarantee, setup.quantization, default, dp=bool(setup.dp))
     settings.policy.check_paillier(setup.min_contributors)
@@ -300,6 +300,7 @@ def _encrypt(
 ) -> bytes:
     setup = wire.decode(payload, PaillierSetup)
     settings.policy.check_nodes(len(setup.node_ids))  # the node's own ceiling, before any other work
+    setup.check_message_type(message.metadata.message_type)  # it picks the train handler: before training
     check_run_config(setup.parameters, context.run_config, settings.policy.require_run_config)
     params, plan = _session(message, setup, share, identity, settings)
     protocol_id = setup.protocol_id(message.metadata.dst_node_id)

@@ -115,7 +115,7 @@ class PaillierGrid(SecureGrid):
             return self._skip(batch, started, dropped, errors, str(exc))
         run_id = self.run.run_id
         context = round_context(run_id, batch.server_round, batch.digest)
-        server = Server(setup.session_parameters(options.public_key, context, run_id, batch.message_type))
+        server = Server(setup.session_parameters(options.public_key, context, run_id))
         guarantee = server.params.guarantee  # computed for this round's nodes
         LOGGER.info("paillier round %d (n = %d, %d-of-%d key, min_contributors %d): %s", batch.server_round,
                     len(nodes), options.public_key.threshold, options.public_key.num_parties,
@@ -166,7 +166,7 @@ class PaillierGrid(SecureGrid):
             setup = PaillierSetup.create(
                 batch.server_round, nodes, options.public_key, options.contributors, options.quantization(len(nodes)),
                 encoded_length(table), options.weight_key, batch.digest, keys, batch.parameters, table.describe(),
-                b"" if compression is None else compression.parameters(),
+                b"" if compression is None else compression.parameters(), message_type=batch.message_type,
             )
             return setup, table, None
         plan, quantization = self.dp.plan_round(
@@ -176,6 +176,7 @@ class PaillierGrid(SecureGrid):
         setup = PaillierSetup.create(
             batch.server_round, nodes, options.public_key, options.contributors, quantization,
             batch.layout.size, options.weight_key, batch.digest, keys, batch.parameters, dp=dp_parameters(plan),
+            message_type=batch.message_type,
         )
         skip = self.dp.charge(batch.server_round, len(nodes))
         if skip is not None:
