@@ -89,8 +89,10 @@ def scaling_parameters(kind: str, standardiser: Standardiser) -> dict[str, Param
         raise ConfigurationError(f"scaling kind must be one of {', '.join(SCALING_KINDS)}, got {kind!r}")
     if not isinstance(standardiser, Standardiser):
         raise ConfigurationError(f"expected a Standardiser, got {type(standardiser).__name__}")
-    centre = np.ascontiguousarray(standardiser.mean, dtype="<f8")
-    scale = np.ascontiguousarray(standardiser.std, dtype="<f8")
+    # + 0.0 makes -0.0 0.0: a centre or scale of either zero scales every feature to the same values
+    # (a zero's sign at most), so two hospitals whose pooled centre came out as -0.0 and 0.0 bind alike.
+    centre = np.ascontiguousarray(np.asarray(standardiser.mean, dtype=np.float64) + 0.0, dtype="<f8")
+    scale = np.ascontiguousarray(np.asarray(standardiser.std, dtype=np.float64) + 0.0, dtype="<f8")
     digest = hashlib.sha256(_DOMAIN + centre.shape[0].to_bytes(8, "big") + centre.tobytes() + scale.tobytes())
     return {SCALING_PREFIX + "kind": kind, SCALING_PREFIX + "digest": digest.digest()}
 
