@@ -30,7 +30,8 @@ global model, of the same length, under the same model digest. :func:`fl_core.fe
 binds the model's kind and every one of its dataclass fields (:func:`model_parameters`, entries
 ``fl_core.model.*``), read with :func:`dataclasses.fields`, so a field added later is bound without
 a change here (tests/fl_core/test_fl_fedavg_model_binding.py). A model that is no dataclass of its
-own (its settings would not be visible), or whose field holds no scalar a descriptor can bind, or
+own (its settings would not be visible), or is a mutable one (its settings are bound once, before
+the first round: one changed afterwards would train unbound), or whose field holds no scalar a descriptor can bind, or
 has a field named ``kind`` (its entry would replace the class's), is refused before the first round.
 
 All bind with :func:`fl_core.aggregators.binding.bind_entries`.
@@ -88,8 +89,10 @@ def scaling_parameters(kind: str, standardiser: Standardiser) -> dict[str, Param
         raise ConfigurationError(f"scaling kind must be one of {', '.join(SCALING_KINDS)}, got {kind!r}")
     if not isinstance(standardiser, Standardiser):
         raise ConfigurationError(f"expected a Standardiser, got {type(standardiser).__name__}")
-    centre = np.ascontiguousarray(standardiser.mean, dtype="<f8")
-    scale = np.ascontiguousarray(standardiser.std, dtype="<f8")
+    # + 0.0 makes -0.0 0.0: a centre or scale of either zero scales every feature to the same values
+    # (a zero's sign at most), so two hospitals whose pooled centre came out as -0.0 and 0.0 bind alike.
+    centre = np.ascontiguousarray(np.asarray(standardiser.mean, dtype=np.float64) + 0.0, dtype="<f8")
+    scale = np.ascontiguousarray(np.asarray(standardiser.std, dtype=np.float64) + 0.0, dtype="<f8")
     digest = hashlib.sha256(_DOMAIN + centre.shape[0].to_bytes(8, "big") + centre.tobytes() + scale.tobytes())
     return {SCALING_PREFIX + "kind": kind, SCALING_PREFIX + "digest": digest.digest()}
 
@@ -116,7 +119,8 @@ def model_parameters(model: Any) -> dict[str, Parameter]:
     module and qualified name) and ``fl_core.model.<field>`` for every dataclass field (its settings:
     ``l2``, ``hidden``, ...); :func:`fl_core.fedavg.run_fedavg` binds them. ConfigurationError for a
     model whose class is no dataclass of its own (a plain class, or an undecorated subclass, could
-    hold settings no field names) or for a field whose value is not exactly a bool, int, float, str or
+    hold settings no field names) or is not frozen (a setting changed after the binding would train
+    unbound), or for a field whose value is not exactly a bool, int, float, str or
     bytes (numpy scalars are taken as their Python value; a subclass such as an IntEnum is refused), or
     is NaN, or for a field named ``kind`` (its entry is the one that names the class)."""
     kind = type(model)
@@ -130,6 +134,12 @@ def model_parameters(model: Any) -> dict[str, Parameter]:
             f"model {kind.__qualname__} is no dataclass{inherited} with @dataclass(frozen=True) and its settings "
             "as fields (a model's settings shape every hospital's update and are bound from its dataclass "
             "fields: fl_core.contribution_binding.model_parameters)"
+        )
+    if not kind.__dataclass_params__.frozen:
+        raise ConfigurationError(
+            f"model {kind.__qualname__} is a mutable dataclass: its settings are bound once, before the first round, "
+            "and a change after that (model.l2 = ..., between rounds) would train with settings the session does not "
+            "bind; declare it with @dataclass(frozen=True) (a change is then a new model, dataclasses.replace)"
         )
     entries: dict[str, Parameter] = {MODEL_PREFIX + "kind": f"{kind.__module__}.{kind.__qualname__}"}
     for field in dataclasses.fields(model):

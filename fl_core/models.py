@@ -9,7 +9,8 @@ round (:func:`fl_core.contribution_binding.model_parameters`), so a model is a d
 settings are scalar fields (a model that is no dataclass of its own is refused).
 
 Both models here end in a softmax over ``num_classes`` and minimise the mean
-cross-entropy plus ``l2 / 2 * ||weights||^2`` (biases are not penalised).
+cross-entropy plus ``l2 / 2 * ||weights||^2`` (biases are not penalised). Each holds its ``l2`` as
+a float with ``-0.0`` made ``0.0``, so that a zero computed another way binds as the same setting.
 """
 
 from __future__ import annotations
@@ -154,6 +155,15 @@ def _check_sizes(num_features: int, num_classes: int, l2: float) -> None:
         raise ConfigurationError(f"l2 must be a non-negative number, got {l2}")
 
 
+def _canonical_l2(model: LogisticRegression | MLP) -> None:
+    """Hold ``model.l2`` as a Python float, ``-0.0`` as ``0.0`` (``+ 0.0``): it is bound into every
+    round (:func:`fl_core.contribution_binding.model_parameters`, by its IEEE-754 bits and type), and
+    an ``l2`` of ``-0.0``, ``0`` or ``np.float64(0)`` trains exactly as ``0.0`` (the penalty and its
+    gradient are multiplied by it; a zero's sign never survives the quantization), so hospitals
+    holding one or the other must not be refused from each other's session."""
+    object.__setattr__(model, "l2", float(model.l2) + 0.0)
+
+
 @dataclass(frozen=True)
 class LogisticRegression:
     """Multinomial logistic regression: ``softmax(x W + b)``.
@@ -169,6 +179,7 @@ class LogisticRegression:
 
     def __post_init__(self) -> None:
         _check_sizes(self.num_features, self.num_classes, self.l2)
+        _canonical_l2(self)
 
     def init(self, rng: np.random.Generator) -> Params:
         """Zero weights and biases (``rng`` unused)."""
@@ -221,6 +232,7 @@ class MLP:
 
     def __post_init__(self) -> None:
         _check_sizes(self.num_features, self.num_classes, self.l2)
+        _canonical_l2(self)
         if self.hidden < 1:
             raise ConfigurationError(f"hidden must be at least 1, got {self.hidden}")
 

@@ -225,3 +225,43 @@ def test_the_refusal_says_how_to_declare_the_model(model: Any, match: str) -> No
     be bound"."""
     with pytest.raises(ConfigurationError, match=match):
         model_parameters(model)
+
+
+@dataclasses.dataclass
+class _Mutable:
+    """A model declared as a plain (mutable) dataclass: its fields are bound before the first round,
+    but user code (or a callback between rounds) can change them afterwards, so what trains is no
+    longer what was bound."""
+
+    num_features: int = 3
+    l2: float = 0.0
+
+    def init(self, rng: np.random.Generator) -> Params:
+        return [np.zeros((self.num_features, 2)), np.zeros(2)]
+
+    def loss_and_grad(self, params: Params, x: FloatArray, y: IntArray) -> tuple[float, Params]:
+        return 0.0, [self.l2 * params[0], np.zeros(2)]
+
+    def predict_proba(self, params: Params, x: FloatArray) -> FloatArray:
+        return np.full((x.shape[0], 2), 0.5)
+
+
+def test_a_mutable_model_dataclass_is_refused_before_any_round() -> None:
+    """A non-frozen model could be changed after its settings were bound (``model.l2 = 0.5`` in an
+    ``on_round`` callback): the session would then vouch for settings no hospital trains with. It is
+    refused before any round, naming the fix."""
+    model = _Mutable()
+    with pytest.raises(ConfigurationError, match=r"_Mutable is a mutable dataclass.*@dataclass\(frozen=True\)"):
+        model_parameters(model)
+    aggregator = MaskingAggregator(WeightedQuantizer.create(len(HOSPITALS)), run_id=7)
+    with pytest.raises(ConfigurationError, match=r"frozen=True"):
+        run_fedavg(model, fedavg_clients(3), aggregator, np.zeros((4, 3)), np.zeros(4, dtype=np.int64), CONFIG)
+    assert aggregator.quantizer.parameters == ()
+
+
+@pytest.mark.parametrize("kind", sorted(MODELS))
+def test_every_fl_core_model_is_frozen(kind: str) -> None:
+    model, others = MODELS[kind]
+    field = sorted(others)[0]
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        setattr(model, field, others[field])

@@ -80,6 +80,13 @@ def paillier_default_colluders(num_parties: int) -> int:
     return threshold_guarantee(num_parties, threshold, num_parties, max(2, threshold)).colluders
 
 
+def _show(value: float) -> str:
+    """``value`` short (``%g``) when that is exact, else every digit: a refusal at one past a bound
+    must not read "1 exceeds this node's maximum 1"."""
+    short = f"{value:g}"
+    return short if float(short) == value else repr(float(value))
+
+
 def _check_int(name: str, value: object, lowest: int, highest: int = MAX_COUNT) -> None:
     if isinstance(value, bool) or not isinstance(value, int) or not lowest <= value <= highest:
         raise ConfigurationError(f"policy: {name} must be an int in {lowest}..{highest}, got {value!r}")
@@ -108,12 +115,18 @@ class NodePolicy:
             smaller ``min_contributors``, a key dealt below the default), giving up resistance to
             that many colluding hospitals, as the refusal and the round's guarantee say.
         min_contributors: Paillier: refuse to decrypt sums of fewer uploads.
-        max_clip: refuse a clip above this (None: any). Without DP: the quantization's clip (the
-            encoding range) and every array's clip, what one hospital's update can move a
-            coordinate by. In a DP round: the plan's per-patient L2 clip ``l2_clip`` (the
-            sensitivity the noise is calibrated to); the round's encoding range there is that
-            clip times the round's ``max_weight`` plus room for the noise, far wider, and is
-            held by the range and overflow checks, not by this cap.
+        max_clip: rounds without DP: refuse a clip above this, per coordinate (None: any): the
+            quantization's clip (the encoding range) and every array's clip, what one hospital's
+            update can move a coordinate by. It never bounds a DP round (:attr:`max_l2_clip` does).
+        max_l2_clip: DP rounds: refuse a plan whose per-patient L2 clip ``l2_clip`` (the
+            sensitivity the noise is calibrated to, an L2 norm over the whole update) is above
+            this (None: any). A DP round's quantization clip is its encoding range, that clip
+            times the round's ``max_weight`` plus room for the noise, held by the range and
+            overflow checks; no limit here bounds it. It never bounds a round without DP.
+            The two limits are in two units, so a node that names one and not the other refuses
+            the rounds the other would bound, naming the field to set: a policy with only
+            ``max_clip`` refuses DP rounds, one with only ``max_l2_clip`` rounds without DP (a
+            node that bounds neither accepts any clip; ``require_dp`` refuses rounds without DP).
         min_bits: refuse quantization with fewer bits per value (None: any).
         require_dp: refuse a round without distributed differential privacy.
         max_dp_epsilon: refuse a DP round whose declared epsilon (per patient, whole run)
@@ -139,6 +152,7 @@ class NodePolicy:
     min_colluders: int | None = None
     min_contributors: int = 2
     max_clip: float | None = None
+    max_l2_clip: float | None = None
     min_bits: int | None = None
     require_dp: bool = False
     max_dp_epsilon: float | None = None
@@ -157,10 +171,9 @@ class NodePolicy:
         if self.min_colluders is not None:
             _check_int("min_colluders", self.min_colluders, 0)
         _check_int("min_contributors", self.min_contributors, 2)
-        if self.max_clip is not None:
-            clip = require_finite("policy: max_clip", self.max_clip, 0.0, MAX_POLICY_CLIP)
-            if clip <= 0:
-                raise ConfigurationError(f"policy: max_clip must be positive, got {clip}")
+        for name, limit in (("max_clip", self.max_clip), ("max_l2_clip", self.max_l2_clip)):
+            if limit is not None and require_finite(f"policy: {name}", limit, 0.0, MAX_POLICY_CLIP) <= 0:
+                raise ConfigurationError(f"policy: {name} must be positive, got {limit}")
         if self.min_bits is not None:
             _check_int("min_bits", self.min_bits, 2, MAX_BITS)
         for flag in ("require_dp", "require_dp_state_file", "require_run_config"):
@@ -196,22 +209,38 @@ class NodePolicy:
         """ConfigurationError naming the rule a round of ``num_nodes`` with this guarantee and
         quantization breaks (what every protocol shares); ``default`` is the colluders the library's
         default configuration of the round tolerates (:meth:`check_colluders`). ``dp``: the round is
-        a DP round, whose quantization clip is its encoding range, not a clip: :attr:`max_clip`
-        bounds its plan's ``l2_clip`` instead (:meth:`check_dp_clip`, when the plan is read)."""
+        a DP round, whose quantization clip is its encoding range, not a clip: :attr:`max_l2_clip`
+        bounds its plan's ``l2_clip`` instead (:meth:`check_dp_clip`, when the plan is read), and
+        :attr:`max_clip` does not apply. Without DP the quantization's clip is bounded by
+        :attr:`max_clip`, and a node that names only :attr:`max_l2_clip` refuses the round."""
         if num_nodes < self.min_nodes:
             raise ConfigurationError(f"policy: round of {num_nodes} nodes, this node requires {self.min_nodes}")
         self.check_colluders(guarantee, default)
+        if not dp and self.max_clip is None and self.max_l2_clip is not None:
+            raise ConfigurationError(
+                f"policy: a round without DP (clip {_show(quantization.clip)} per coordinate), but this node names "
+                f"no max_clip: its max_l2_clip {_show(self.max_l2_clip)} bounds DP rounds only (a per-patient L2 "
+                "norm, not a clip per coordinate); name NodePolicy(max_clip=...) to accept rounds without DP"
+            )
         if not dp and self.max_clip is not None and quantization.clip > self.max_clip:
             raise ConfigurationError(f"policy: clip {quantization.clip} exceeds this node's maximum {self.max_clip}")
         if self.min_bits is not None and quantization.bits < self.min_bits:
             raise ConfigurationError(f"policy: {quantization.bits} bits per value, this node requires {self.min_bits}")
 
     def check_dp_clip(self, l2_clip: float) -> None:
-        """ConfigurationError if a DP round's per-patient L2 clip ``l2_clip`` is above :attr:`max_clip`."""
-        if self.max_clip is not None and l2_clip > self.max_clip:
+        """ConfigurationError if a DP round's per-patient L2 clip ``l2_clip`` is above
+        :attr:`max_l2_clip`, or if the node names only :attr:`max_clip` (a limit per coordinate,
+        for rounds without DP: it is not read as an L2 bound, nor dropped without a word)."""
+        if self.max_l2_clip is None and self.max_clip is not None:
             raise ConfigurationError(
-                f"policy: the DP round's per-patient l2_clip {l2_clip:g} exceeds this node's maximum "
-                f"{self.max_clip:g} (max_clip)"
+                f"policy: a DP round (per-patient l2_clip {_show(l2_clip)}), but this node names no max_l2_clip: "
+                f"its max_clip {_show(self.max_clip)} bounds rounds without DP only (a clip per coordinate, not a "
+                "per-patient L2 norm); name NodePolicy(max_l2_clip=...) to accept DP rounds"
+            )
+        if self.max_l2_clip is not None and l2_clip > self.max_l2_clip:
+            raise ConfigurationError(
+                f"policy: the DP round's per-patient l2_clip {_show(l2_clip)} exceeds this node's maximum "
+                f"{_show(self.max_l2_clip)} (max_l2_clip)"
             )
 
     def check_colluders(self, guarantee: Guarantee, default: int) -> None:
