@@ -87,10 +87,14 @@ class WrappingAggregator:
     """
 
     KIND: ClassVar[str] = "wrapped"
+    inner: Aggregator
 
     def __init__(self, inner: Aggregator) -> None:
-        if isinstance(inner, type(self)):
-            raise ConfigurationError(f"an aggregator is {self.KIND} once")
+        below: Aggregator = inner
+        while isinstance(below, WrappingAggregator):  # anywhere under it: each binds under one prefix,
+            if isinstance(below, type(self)):  # the innermost last, so the outer draw would be unbound
+                raise ConfigurationError(f"an aggregator is {self.KIND} once")
+            below = below.inner
         dp_quantizer = importlib.import_module("fl_core.dp").DPQuantizer  # lazily: fl_core.dp imports this module
         if isinstance(getattr(inner, "quantizer", None), dp_quantizer):
             # Refused as the Flower adapter (compression.check_options) and the demo refuse it.
