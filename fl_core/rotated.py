@@ -37,6 +37,7 @@ import numpy as np
 
 from fl_core.aggregators.base import AggregationResult, Aggregator, ClientUpdate, DropoutStage, check_round
 from fl_core.aggregators.binding import check_models
+from fl_core.compression import SparseAggregator
 from fl_core.wrapping import Screened, WrappingAggregator
 from secagg.errors import ConfigurationError
 from secagg.rotation import PARAMETER_PREFIX, SEED_SIZE, Rotation
@@ -58,6 +59,16 @@ class RotatedAggregator(WrappingAggregator):
 
     def __init__(self, inner: Aggregator, *, block: int | None = None) -> None:
         super().__init__(inner)
+        below: Aggregator = inner
+        while isinstance(below, WrappingAggregator):
+            if isinstance(below, SparseAggregator) and below.compression.error_feedback:
+                raise ConfigurationError(
+                    "partial updates with error feedback cannot sit under a rotation: each hospital's residual "
+                    "would be kept in one round's rotated basis and added in the next round's, another one "
+                    "(delivering other values than those held back); put the rotation inside: "
+                    "SparseAggregator(RotatedAggregator(inner), ...)"
+                )
+            below = below.inner
         self.block = block
         self.last_rotation: Rotation | None = None
 
