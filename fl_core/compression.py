@@ -41,7 +41,7 @@ from fl_core.aggregators.base import (
 from fl_core.aggregators.binding import check_models
 from fl_core.aggregators.plain import FLOAT_SIZE
 from fl_core.wrapping import Screened, WrappingAggregator, innermost
-from secagg._validate import require_int
+from secagg._validate import require_bool, require_int
 from secagg.errors import ConfigurationError
 from secagg.segments import Segment, SegmentTable
 from secagg.sparsity import PARAMETER_PREFIX, SEED_SIZE, ErrorFeedback, Subset, count_for_fraction, restrict
@@ -77,6 +77,7 @@ class CompressionConfig:
             raise ConfigurationError(
                 "compression takes one of a fraction, a number of coordinates or a bytes_per_parameter budget"
             )
+        require_bool("CompressionConfig.error_feedback", self.error_feedback)  # "false" is truthy
         if self.coordinates is not None:
             require_int("compression coordinates", self.coordinates, 1)
         if self.fraction is not None:
