@@ -247,16 +247,21 @@ class SparseAggregator(WrappingAggregator):
         """The round's table check at the longest segments any draw of ``count`` coordinates can give
         (each segment holding min(its length, count)), so a setting some draw would overflow is refused
         whatever this round drew, never by an unlucky later draw mid-run (as over Flower: spec 15.8).
-        The protocol's own check (:meth:`PaillierAggregator.check_table` adds the packing slot's bound),
-        else its quantizer's; nothing to check without a quantizer or for one segment (every draw
-        gives it ``count`` coordinates, which the inner aggregator checks)."""
-        protocol, quantizer = innermost(self.inner), self.quantizer
-        schedule = getattr(protocol, "schedule", None)
-        if quantizer is None or schedule is None or len(segments.segments) == 1:
+        The wrappers under it check the table's shape (a rotation takes one float segment), then the
+        protocol its counts (:meth:`PaillierAggregator.check_table` adds the packing slot's bound to
+        the quantizer's); nothing to check for one segment or one coordinate (every draw gives the
+        same shape, which the inner aggregator checks)."""
+        if len(segments.segments) == 1 or count == 1:
             return
         longest = SegmentTable(
             tuple(Segment(s.name, min(s.length, count), s.clip, s.integer) for s in segments.segments)
         )
+        if isinstance(self.inner, WrappingAggregator):  # a rotation under it takes one float segment only
+            self.inner.check_segments(longest)
+        protocol, quantizer = innermost(self.inner), self.quantizer
+        schedule = getattr(protocol, "schedule", None)
+        if quantizer is None or schedule is None:
+            return
         check = getattr(protocol, "check_table", quantizer.check_table)
         try:
             check(schedule.table(longest.size, longest))

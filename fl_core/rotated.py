@@ -72,6 +72,14 @@ class RotatedAggregator(WrappingAggregator):
         self.block = block
         self.last_rotation: Rotation | None = None
 
+    def check_segments(self, segments: SegmentTable) -> None:
+        """ConfigurationError unless ``segments`` is one float segment: the rotation mixes every coordinate."""
+        if len(segments.segments) > 1 or segments.segments[0].integer:
+            raise ConfigurationError(
+                "a rotated round is one flat float segment: the rotation mixes every coordinate, so per-tensor "
+                "ranges and exact integer segments do not apply (aggregate without rotation to keep them)"
+            )
+
     def own_length(self, length: int) -> int:
         """The rotation's padded dimension for ``length``-long updates (what is quantized and sent)."""
         return Rotation(bytes(SEED_SIZE), length, self.block).padded_dimension
@@ -92,11 +100,8 @@ class RotatedAggregator(WrappingAggregator):
         handed on as a stand-in for the inner aggregator to refuse."""
         start = time.perf_counter()
         stages = check_round(updates, dropouts)
-        if segments is not None and (len(segments.segments) > 1 or segments.segments[0].integer):
-            raise ConfigurationError(
-                "a rotated round is one flat float segment: the rotation mixes every coordinate, so per-tensor "
-                "ranges and exact integer segments do not apply (aggregate without rotation to keep them)"
-            )
+        if segments is not None:
+            self.check_segments(segments)
         models = check_models(updates, model_digest)
         if models.skipped_reason is not None:  # no model is the round's: skipped as the bare round is
             return self.unmodelled(updates, stages, rng=rng, segments=segments, start=start)

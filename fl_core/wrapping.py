@@ -133,6 +133,12 @@ class WrappingAggregator:
         inner, handed_on = self.inner, self.own_length(length)
         return inner.sent_length(handed_on) if isinstance(inner, WrappingAggregator) else handed_on
 
+    def check_segments(self, segments: SegmentTable) -> None:
+        """ConfigurationError if no round of this wrapper can take a table of ``segments``' shape: here
+        what the wrappers under it say (:class:`~fl_core.rotated.RotatedAggregator` takes one float segment)."""
+        if isinstance(self.inner, WrappingAggregator):
+            self.inner.check_segments(segments)
+
     def bind(self, prefix: str, entries: Mapping[str, Parameter]) -> None:
         """Replace the quantizer's bound entries under ``prefix`` by ``entries`` (others are kept).
 

@@ -13,6 +13,7 @@ import pytest
 
 from fl_core.aggregators import ClientUpdate, make_aggregator
 from fl_core.compression import CompressionConfig, SparseAggregator
+from fl_core.rotated import RotatedAggregator
 from secagg.errors import ConfigurationError
 from secagg.segments import ClippingWarning, Segment, SegmentTable
 
@@ -64,3 +65,28 @@ def test_a_paillier_slot_some_draw_would_overflow_is_refused_whatever_the_round_
     for seed in range(3):
         with pytest.raises(ConfigurationError, match="whatever this round drew"):
             aggregator.aggregate(updates, rng=np.random.default_rng(seed), segments=table)
+
+
+def test_per_tensor_segments_under_a_rotation_are_refused_whatever_the_round_drew() -> None:
+    # Prepare: a rotated round is one flat float segment; 2 of 60 coordinates over two tensors fall in
+    # one tensor in about half the draws, whose restricted table is then one segment and ran
+    inner = make_aggregator("plain-quantized", num_clients=5)
+    aggregator = SparseAggregator(RotatedAggregator(inner), CompressionConfig(coordinates=2))
+    table = SegmentTable((Segment("a", 30, 1.0), Segment("b", 30, 1.0)))
+    updates = [ClientUpdate(h, np.full(60, 0.01 * h), 10) for h in HOSPITALS]
+    # Execute / Assert: every round refused, the draws inside one tensor included
+    for seed in range(8):
+        with pytest.raises(ConfigurationError, match="flat float segment"):
+            aggregator.aggregate(updates, rng=np.random.default_rng(seed), segments=table)
+        assert aggregator.last_subset is None
+
+
+def test_one_coordinate_a_round_under_a_rotation_runs_every_round() -> None:
+    # Prepare: every draw of one coordinate is one segment, whatever the tensors
+    inner = make_aggregator("plain-quantized", num_clients=5)
+    aggregator = SparseAggregator(RotatedAggregator(inner), CompressionConfig(coordinates=1))
+    table = SegmentTable((Segment("a", 30, 1.0), Segment("b", 30, 1.0)))
+    updates = [ClientUpdate(h, np.full(60, 0.01 * h), 10) for h in HOSPITALS]
+    # Execute / Assert
+    for seed in range(4):
+        assert aggregator.aggregate(updates, rng=np.random.default_rng(seed), segments=table).mean is not None
