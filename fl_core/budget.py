@@ -21,7 +21,10 @@ four values that shape a contribution, by one deterministic rule:
    the largest shared subset of coordinates that fits (:mod:`fl_core.compression`:
    a public seeded subset per round, error feedback), rounded down to whole rotation
    blocks of :func:`subset_block` (no padding; at most an eighth fewer coordinates, for
-   blocks as large as possible).
+   blocks as large as possible). With Paillier the segment sent must also fit the packing
+   slot's bound (its clipped count is packed as a value: at most ``max_samples_per_client *
+   qmax`` coordinates, 520,192 at 8 bits and 4,096 samples), which caps the subset of a
+   model from about half a million parameters.
 4. If not even one coordinate fits at 8 bits: ConfigurationError naming the option.
 
 Why the floor at 8 bits: at 8 bits one quantization step is clip / 127; below it the
@@ -259,12 +262,16 @@ def choose(
         encoded = WeightedQuantizer.create(
             num_clients, bits=bits, ring_bits=ring_bits, max_samples_per_client=max_samples_per_client
         ).encoded_length
+        # Paillier: a segment's clipped count must also fit the packing slot (max_weight * qmax values).
+        longest = max_samples_per_client * ((1 << (bits - 1)) - 1) if aggregation == "paillier" else None
         full = cost(encoded(_sent(dimension, block)))
-        if full <= allowed or bits == MIN_BITS:
+        fits = full <= allowed and (longest is None or _sent(dimension, block) <= longest)
+        if fits or bits == MIN_BITS:
             break
     count = dimension
-    if full > allowed:
-        count, block = _largest_count(lambda sent: cost(encoded(sent)), allowed, dimension, rotate)
+    if not fits:
+        most = dimension if longest is None else min(dimension, longest)
+        count, block = _largest_count(lambda sent: cost(encoded(sent)), allowed, most, rotate)
     if count == 0:
         smallest = cost(encoded(1))
         raise ConfigurationError(

@@ -41,9 +41,9 @@ from fl_core.aggregators.base import (
 from fl_core.aggregators.binding import check_models
 from fl_core.aggregators.plain import FLOAT_SIZE
 from fl_core.wrapping import Screened, WrappingAggregator, innermost
-from secagg._validate import require_int
+from secagg._validate import require_bool, require_int
 from secagg.errors import ConfigurationError
-from secagg.segments import SegmentTable
+from secagg.segments import Segment, SegmentTable
 from secagg.sparsity import PARAMETER_PREFIX, SEED_SIZE, ErrorFeedback, Subset, count_for_fraction, restrict
 
 __all__ = ["CompressionConfig", "SparseAggregator", "protected_update_bytes", "restrict"]
@@ -77,6 +77,7 @@ class CompressionConfig:
             raise ConfigurationError(
                 "compression takes one of a fraction, a number of coordinates or a bytes_per_parameter budget"
             )
+        require_bool("CompressionConfig.error_feedback", self.error_feedback)  # "false" is truthy
         if self.coordinates is not None:
             require_int("compression coordinates", self.coordinates, 1)
         if self.fraction is not None:
@@ -203,6 +204,8 @@ class SparseAggregator(WrappingAggregator):
         screened = Screened.of(updates, models, segments)
         dimension, updates, refused = screened.dimension, screened.updates, screened.refused
         stages = screened.stages(stages)
+        if segments is not None:
+            self._check_every_draw(segments, self.count(dimension))
         subset = Subset.random(rng.bytes(SEED_SIZE), dimension, count=self.count(dimension))
         self.last_subset = subset
         self.bind(PARAMETER_PREFIX, subset.descriptor_parameters())
@@ -239,6 +242,35 @@ class SparseAggregator(WrappingAggregator):
             if client in pending:
                 self._feedback[client].commit(pending[client])
         return self.report(result, withheld, subset.scatter(result.mean), start)
+
+    def _check_every_draw(self, segments: SegmentTable, count: int) -> None:
+        """The round's table check at the longest segments any draw of ``count`` coordinates can give
+        (each segment holding min(its length, count)), so a setting some draw would overflow is refused
+        whatever this round drew, never by an unlucky later draw mid-run (as over Flower: spec 15.8).
+        The wrappers under it check the table's shape (a rotation takes one float segment), then the
+        protocol its counts (:meth:`PaillierAggregator.check_table` adds the packing slot's bound to
+        the quantizer's); nothing to check for one segment or one coordinate (every draw gives the
+        same shape, which the inner aggregator checks)."""
+        if len(segments.segments) == 1 or count == 1:
+            return
+        longest = SegmentTable(
+            tuple(Segment(s.name, min(s.length, count), s.clip, s.integer) for s in segments.segments)
+        )
+        if isinstance(self.inner, WrappingAggregator):  # a rotation under it takes one float segment only
+            self.inner.check_segments(longest)
+        protocol, quantizer = innermost(self.inner), self.quantizer
+        schedule = getattr(protocol, "schedule", None)
+        if quantizer is None or schedule is None:
+            return
+        check = getattr(protocol, "check_table", quantizer.check_table)
+        try:
+            check(schedule.table(longest.size, longest))
+        except ConfigurationError as exc:
+            most = max(s.length for s in longest.segments)
+            raise ConfigurationError(
+                f"{exc} (a round's subset of {count} coordinates can put up to {most} in one segment: refused "
+                "whatever this round drew; send fewer coordinates, or widen the ring or the bits)"
+            ) from exc
 
     def _dimension(self, client_id: int) -> int | None:
         """The dimension of hospital ``client_id``'s residual, None before its first round."""

@@ -37,6 +37,7 @@ import numpy as np
 
 from fl_core.aggregators.base import AggregationResult, Aggregator, ClientUpdate, DropoutStage, check_round
 from fl_core.aggregators.binding import check_models
+from fl_core.compression import SparseAggregator
 from fl_core.wrapping import Screened, WrappingAggregator
 from secagg.errors import ConfigurationError
 from secagg.rotation import PARAMETER_PREFIX, SEED_SIZE, Rotation
@@ -58,8 +59,26 @@ class RotatedAggregator(WrappingAggregator):
 
     def __init__(self, inner: Aggregator, *, block: int | None = None) -> None:
         super().__init__(inner)
+        below: Aggregator = inner
+        while isinstance(below, WrappingAggregator):
+            if isinstance(below, SparseAggregator) and below.compression.error_feedback:
+                raise ConfigurationError(
+                    "partial updates with error feedback cannot sit under a rotation: each hospital's residual "
+                    "would be kept in one round's rotated basis and added in the next round's, another one "
+                    "(delivering other values than those held back); put the rotation inside: "
+                    "SparseAggregator(RotatedAggregator(inner), ...)"
+                )
+            below = below.inner
         self.block = block
         self.last_rotation: Rotation | None = None
+
+    def check_segments(self, segments: SegmentTable) -> None:
+        """ConfigurationError unless ``segments`` is one float segment: the rotation mixes every coordinate."""
+        if len(segments.segments) > 1 or segments.segments[0].integer:
+            raise ConfigurationError(
+                "a rotated round is one flat float segment: the rotation mixes every coordinate, so per-tensor "
+                "ranges and exact integer segments do not apply (aggregate without rotation to keep them)"
+            )
 
     def own_length(self, length: int) -> int:
         """The rotation's padded dimension for ``length``-long updates (what is quantized and sent)."""
@@ -81,11 +100,8 @@ class RotatedAggregator(WrappingAggregator):
         handed on as a stand-in for the inner aggregator to refuse."""
         start = time.perf_counter()
         stages = check_round(updates, dropouts)
-        if segments is not None and (len(segments.segments) > 1 or segments.segments[0].integer):
-            raise ConfigurationError(
-                "a rotated round is one flat float segment: the rotation mixes every coordinate, so per-tensor "
-                "ranges and exact integer segments do not apply (aggregate without rotation to keep them)"
-            )
+        if segments is not None:
+            self.check_segments(segments)
         models = check_models(updates, model_digest)
         if models.skipped_reason is not None:  # no model is the round's: skipped as the bare round is
             return self.unmodelled(updates, stages, rng=rng, segments=segments, start=start)

@@ -87,10 +87,14 @@ class WrappingAggregator:
     """
 
     KIND: ClassVar[str] = "wrapped"
+    inner: Aggregator
 
     def __init__(self, inner: Aggregator) -> None:
-        if isinstance(inner, type(self)):
-            raise ConfigurationError(f"an aggregator is {self.KIND} once")
+        below: Aggregator = inner
+        while isinstance(below, WrappingAggregator):  # anywhere under it: each binds under one prefix,
+            if isinstance(below, type(self)):  # the innermost last, so the outer draw would be unbound
+                raise ConfigurationError(f"an aggregator is {self.KIND} once")
+            below = below.inner
         dp_quantizer = importlib.import_module("fl_core.dp").DPQuantizer  # lazily: fl_core.dp imports this module
         if isinstance(getattr(inner, "quantizer", None), dp_quantizer):
             # Refused as the Flower adapter (compression.check_options) and the demo refuse it.
@@ -128,6 +132,12 @@ class WrappingAggregator:
         """How many coordinates the aggregator under every wrapper quantizes for ``length``-long inputs."""
         inner, handed_on = self.inner, self.own_length(length)
         return inner.sent_length(handed_on) if isinstance(inner, WrappingAggregator) else handed_on
+
+    def check_segments(self, segments: SegmentTable) -> None:
+        """ConfigurationError if no round of this wrapper can take a table of ``segments``' shape: here
+        what the wrappers under it say (:class:`~fl_core.rotated.RotatedAggregator` takes one float segment)."""
+        if isinstance(self.inner, WrappingAggregator):
+            self.inner.check_segments(segments)
 
     def bind(self, prefix: str, entries: Mapping[str, Parameter]) -> None:
         """Replace the quantizer's bound entries under ``prefix`` by ``entries`` (others are kept).

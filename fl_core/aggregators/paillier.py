@@ -257,6 +257,19 @@ class PaillierAggregator:
             ROUND_LABEL + self.run_id.to_bytes(8, "big") + server_round.to_bytes(8, "big") + model_digest
         ).digest()
 
+    def check_table(self, table: SegmentTable) -> SegmentTable:
+        """``table`` if it can encode: the quantizer's check (no clipped count wraps the ring) and no
+        segment longer than the packing slot's bound ``max_weight * qmax`` (a clipped count must fit
+        the slot); ConfigurationError otherwise."""
+        table, config = self.quantizer.check_table(table), self.quantizer.config
+        longest = max(s.length for s in table.segments)
+        if longest > config.max_weight * config.qmax:
+            raise ConfigurationError(
+                f"paillier: a segment of {longest} coordinates exceeds the packing slot's bound "
+                f"{config.max_weight * config.qmax}; split it or raise max_samples_per_client"
+            )
+        return table
+
     def round_parameters(
         self, hospitals: Sequence[int], vector_length: int, table: SegmentTable, server_round: int, model_digest: bytes
     ) -> SessionParameters:
@@ -298,15 +311,7 @@ class PaillierAggregator:
             return skipped(f"paillier: {models.skipped_reason}", 0.0, time.perf_counter() - start)
         length, models, updates = check_lengths(updates, models, segments_authority(segments))
         stages = models.stages(stages)
-        table = self.quantizer.check_table(self.schedule.table(length, segments))
-        config = self.quantizer.config
-        longest = max(s.length for s in table.segments)
-        if longest > config.max_weight * config.qmax:
-            # A clipped count must fit the packing slot sized for max_weight * qmax.
-            raise ConfigurationError(
-                f"paillier: a segment of {longest} coordinates exceeds the packing slot's bound "
-                f"{config.max_weight * config.qmax}; split it or raise max_samples_per_client"
-            )
+        table = self.check_table(self.schedule.table(length, segments))
         encoded = self.quantizer.encode_round(updates, stages, rng, table, ring=False)  # withholds, at UPLOAD
         ids = sorted(u.client_id for u in updates)
         self.hospitals.assign(ids)

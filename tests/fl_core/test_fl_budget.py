@@ -19,6 +19,7 @@ from fl_core.budget import (
 )
 from fl_core.compression import SparseAggregator, protected_update_bytes
 from fl_core.rotated import RotatedAggregator
+from fl_core.wrapping import innermost
 from secagg.encoding import smallest_ring_bits
 from secagg.errors import ConfigurationError
 from secagg.masking import ACTIVE, SEMI_HONEST
@@ -200,3 +201,20 @@ def test_the_chosen_ring_holds_the_clipped_count_of_the_segment_sent(budget: flo
     assert quantizer.check_table(table) is table  # type: ignore[union-attr]
     assert 5 * sent <= (1 << (choice.ring_bits - 1)) - 1
     assert choice.protected_bytes <= budget * dimension
+
+
+
+@pytest.mark.parametrize("budget", [3.5, 4.0, 6.0, 1.0])
+def test_a_paillier_budget_sends_no_segment_past_the_packing_slots_bound(budget: float) -> None:
+    # Prepare: a million parameters at 8 bits: a clipped count must also fit the Paillier packing slot,
+    # max_samples_per_client * qmax = 4096 * 127 = 520,192 coordinates, which every round checks
+    pytest.importorskip("gmpy2")
+    aggregator, choice = budget_aggregator("paillier", budget, 1_000_000, num_clients=5, insecure_small_key=True)
+    sent = choice.count if choice.block is None else -(-choice.count // choice.block) * choice.block
+    protocol = innermost(aggregator)
+
+    # Execute / Assert: the round's table passes the round's check (every round refused it before), within budget
+    table = protocol.quantizer.flat_table(sent)  # type: ignore[attr-defined]
+    assert protocol.check_table(table) is table  # type: ignore[attr-defined]
+    assert sent <= 4096 * ((1 << (choice.bits - 1)) - 1)
+    assert choice.protected_bytes <= budget * 1_000_000

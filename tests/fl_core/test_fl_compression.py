@@ -163,3 +163,10 @@ def test_a_residual_handed_out_is_a_copy_the_caller_cannot_change_the_state_thro
     # Assert: the hospital's state is unchanged
     again = sparse.residual(3)
     assert again is not None and np.array_equal(again, kept)
+
+
+@pytest.mark.parametrize("flag", ["false", "no", 0, 1, np.bool_(False)])
+def test_error_feedback_takes_a_bool_only(flag: object) -> None:
+    # "false" is truthy: it turned error feedback on, silently. Refused, as every flag of the library is
+    with pytest.raises(ConfigurationError, match="error_feedback must be True or False"):
+        CompressionConfig(fraction=0.5, error_feedback=flag)  # type: ignore[arg-type]

@@ -23,6 +23,7 @@ from fl_core.aggregators.quantizer import WeightedQuantizer
 from fl_core.compression import CompressionConfig, SparseAggregator
 from fl_core.rotated import RotatedAggregator
 from secagg.encoding import QuantizationConfig
+from secagg.errors import ConfigurationError
 from secagg.masking import ACTIVE, SEMI_HONEST, MaskingConfig
 from secagg.primitives.randomness import InsecureDeterministicRandom
 from tests.masking.binding_guard import (
@@ -123,3 +124,22 @@ def test_error_feedback_and_the_option_name_shape_no_agreed_value() -> None:
     configs = [bound(sparse(fraction=0.5, error_feedback=flag), ACTIVE) for flag in (True, False)]
     configs += [bound(sparse(fraction=0.5, option="--bytes-per-parameter"), ACTIVE)]
     assert configs[0] == configs[1] == configs[2]
+
+
+@pytest.mark.parametrize(
+    "wrap",
+    [
+        # (the inner one without a residual: one with it cannot sit under a rotation at all, test_fl_rotation.py)
+        lambda agg: SparseAggregator(
+            RotatedAggregator(sparse(fraction=0.5, error_feedback=False)(agg)), CompressionConfig(fraction=0.5)
+        ),
+        lambda agg: RotatedAggregator(SparseAggregator(rotated()(agg), CompressionConfig(fraction=0.5))),
+    ],
+    ids=["sparse-rotated-sparse", "rotated-sparse-rotated"],
+)
+def test_a_wrapper_of_a_kind_already_under_it_is_refused(wrap: Wrap) -> None:
+    # Both wrappers of one kind bind the round's entries under the same prefix, the inner one last, so
+    # the outer one's subset or rotation (what every hospital sends first) would be bound by nothing:
+    # a hospital given another outer seed would be summed with the others. Refused, as an adjacent pair is
+    with pytest.raises(ConfigurationError, match="once"):
+        wrap(inner(ACTIVE))

@@ -274,6 +274,38 @@ def test_the_residual_is_kept_across_rounds_added_later_and_kept_by_a_node_that_
         np.testing.assert_allclose(sent[float_sent], corrected[s2.indices][float_sent], atol=scale_step)
 
 
+@pytest.mark.parametrize(("protocol", "options"), [("masking", {}), ("masking", {"rotate": True}), ("paillier", {})],
+                         ids=["masking", "masking-rotated", "paillier"])  # fmt: skip
+def test_a_round_that_sends_every_coordinate_spends_the_stored_residual(
+    protocol: str, options: dict[str, object], tmp_path: Path
+) -> None:
+    # Prepare: every node holds a residual an earlier round left (a run whose server sent subsets
+    # before); this round has no subset, so each node's contribution holds its update plus all of it
+    audit = Audit()
+    grid, secure = masking_grid(audit, **options) if protocol == "masking" else paillier_grid(tmp_path, audit)
+    _, arrays_layout = layout()
+    held = np.where(np.arange(SIZE) % 2 == 0, 0.0, 0.01)
+    held[-1] = 1.0  # the step counter's: a whole number, as an integer array's residual is
+    for node in NODES:
+        state = RecordDict()
+        keep_residual(state, arrays_layout, held)
+        grid.states[node] = state
+    # Execute
+    run(secure)
+    # Assert: every node sent, and none keeps the residual it sent (it would be added, and sent, again
+    # in every later round)
+    assert secure.reports[0].included == frozenset(NODES)
+    assert all(RESIDUAL_KEY not in grid.states[node] for node in NODES)
+    if not options:  # ... and did send it: its float coordinates are update plus residual, within a step
+        setup = setups(grid, SETUP if protocol == "masking" else ENCRYPT)[1]
+        quantization, step = setup.quantization, CLIP / setup.quantization.qmax
+        for node in NODES:
+            encoded = audit.of_round(1)[node].encoded
+            values = from_ring(encoded, quantization) if protocol == "masking" else np.asarray(encoded)
+            sent = values[:16].astype(np.float64) / (WEIGHTS[node] / step)
+            np.testing.assert_allclose(sent, (full_delta(node) + held)[:16], atol=step)
+
+
 # --- a split between nodes fails the round ---------------------------------------------------
 
 

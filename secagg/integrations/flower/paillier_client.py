@@ -342,14 +342,15 @@ def _encrypt(
         update = node_update(setup.compression, delta, layout, context.state)
         check_compressed_model(table, layout, update.compression, setup.vector_length)
         values = encode_segmented(update.values, weight, table, setup.quantization, rng)
-        keep = update.residual
+        # Stored once the upload is made; None (everything sent, the residual with it) removes it
+        keep = partial(keep_residual, context.state, layout, update.residual)
     client = Client(
         params, protocol_id, identity.key, obfuscation=settings.obfuscation, random_bytes=settings.random_bytes
     )
     upload = client.upload(values)
     assert client.upload_digest is not None  # set by upload()
     if keep is not None:
-        keep_residual(context.state, layout, keep)  # the upload leaves with this reply
+        keep()  # the upload leaves with this reply
     _remember(context, uploaded + params.session_id, answered, setup.server_round)
     context.state[STATE_KEY] = ConfigRecord({
         "setup": payload, "upload": client.upload_digest, "type": message.metadata.message_type,
