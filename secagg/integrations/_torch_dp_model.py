@@ -165,10 +165,10 @@ def dp_model_digest(model: Module, *, loss_name: str | None = None) -> bytes:
     ``extra_repr`` that is no str, a tensor attribute or non-persistent buffer the adapter cannot
     flatten (:func:`~secagg.integrations.torch.flatten_state_dict`), or a ``loss_name`` that is no
     non-empty text."""
-    names = [name.encode() for name, _ in _trainable_parameters(model)]
+    names = [_text("a parameter name", name) for name, _ in _trainable_parameters(model)]  # length-prefixed
     digest = hashlib.sha256(_DP_MODEL_DOMAIN + model_digest(model, buffers=True) + len(names).to_bytes(4, "big"))
     for name in names:
-        digest.update(len(name).to_bytes(4, "big") + name)
+        digest.update(name)
     modules = list(model.named_modules())
     digest.update(len(modules).to_bytes(4, "big"))
     torch = _torch()
