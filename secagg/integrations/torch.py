@@ -203,7 +203,8 @@ def load_into_model(model: Module, vector: npt.ArrayLike, layout: FlatLayout) ->
 
     Each tensor keeps its device and dtype; a tied (shared) tensor is written once. Raises
     ConfigurationError, with the model untouched, if the module lacks a name of the layout, a shape
-    or dtype differs, or the layout gives two names of one tied tensor different values.
+    or dtype differs, the layout gives two names of one tied tensor different values, or a tensor
+    to write shares memory with another or between its own elements (an expanded view).
     """
     targets = model_tensors(model, buffers=True)
     for spec in require_layout(layout).specs:
