@@ -43,7 +43,8 @@ exact integer segments (an update that is not a whole number within
 ``+-(2^(bits-1) - 1)`` is refused, never clipped). An
 aggregate is converted back to each weight's dtype by numpy's rounding for
 floats (ml_dtypes' for the narrow formats), half to even for integers (refused
-if out of the dtype's range) and nonzero for bool (refused if not finite). A
+if out of the dtype's range) and for bool (refused if not finite or outside 0
+and 1). A
 value a floating dtype cannot hold is refused, never turned into an infinity, a
 NaN or the dtype's largest value: beyond its range (more than half a unit in the
 last place past the largest finite value), an infinity or NaN the format has no

@@ -163,8 +163,9 @@ def unflatten_state_dict(vector: npt.ArrayLike, layout: FlatLayout) -> dict[str,
     Inverse of :func:`flatten_state_dict`, bit for bit on its output. A vector
     that did not come from flattening (an aggregate) is converted with
     PyTorch's rounding for floating dtypes, rounded half to even for integers
-    (refused if out of the dtype's range), nonzero for bool (refused if not finite), and rounded to
-    the nearest E2M1 value (ties to even) for ``float4_e2m1fn_x2``. A value a
+    (refused if out of the dtype's range) and for bool (refused if not finite or
+    outside 0 and 1), and rounded to the nearest E2M1 value (ties to even) for
+    ``float4_e2m1fn_x2``. A value a
     floating dtype cannot hold is refused with a ConfigurationError, never
     turned into an infinity, a NaN or the dtype's largest value: beyond the
     range (more than half a unit in the last place past the largest finite

@@ -367,6 +367,22 @@ def test_a_non_finite_aggregate_is_refused_for_a_bool_tensor(bad: float) -> None
         unflatten_state_dict(np.array([bad, 0.0]), layout)
 
 
+@pytest.mark.parametrize("bad", [7.0, -1.0, 1.5, -0.5 - 2**-40])
+def test_an_aggregate_a_bool_tensor_cannot_hold_is_refused_not_made_true(bad: float) -> None:
+    # Prepare: every weighted mean of bools lies in [0, 1]; a value rounding to neither is no bool
+    layout = flatten_state_dict({"mask": torch.zeros(2, dtype=torch.bool)})[1]
+    # Execute / Assert: refused, as for an integer tensor, not read as "nonzero" (True)
+    with pytest.raises(ConfigurationError, match="outside the range of bool"):
+        unflatten_state_dict(np.array([bad, 0.0]), layout)
+
+
+def test_an_aggregate_within_a_bool_tensor_s_range_is_rounded_half_to_even() -> None:
+    # The control: a weighted mean of bools rounds to the nearest, a half to False
+    layout = flatten_state_dict({"mask": torch.zeros(5, dtype=torch.bool)})[1]
+    got = unflatten_state_dict(np.array([-0.5, 0.4, 0.5, 0.6, 1.4]), layout)["mask"]
+    assert got.tolist() == [False, False, False, True, True]
+
+
 @pytest.mark.parametrize("name", list(COMPLEX))
 def test_a_lazily_conjugated_complex_tensor_flattens_to_its_conjugate(name: str) -> None:
     # Prepare: conj() only sets a bit; view_as_real refuses such a tensor with a raw RuntimeError
