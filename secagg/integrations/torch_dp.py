@@ -126,6 +126,21 @@ def _trainable(model: Module) -> dict[str, Tensor]:
     return {name: p.detach() for name, p in _trainable_parameters(model)}
 
 
+def _require_batch(torch: Any, inputs: object, targets: object) -> int:
+    """The batch size of ``inputs`` and ``targets``; ConfigurationError unless both are tensors with a
+    batch dimension of one size (one target per example)."""
+    for name, tensor in (("inputs", inputs), ("targets", targets)):
+        if not isinstance(tensor, torch.Tensor) or tensor.ndim == 0:
+            raise ConfigurationError(
+                f"{name} must be a torch.Tensor with a batch dimension, got {type(tensor).__name__}"
+            )
+    rows = int(inputs.shape[0])  # type: ignore[attr-defined]
+    if rows != int(targets.shape[0]):  # type: ignore[attr-defined]
+        # No counts in the text: it can be a withheld hospital's reason, and its row count is its own.
+        raise ConfigurationError("inputs and targets have different batch sizes: one target per example")
+    return rows
+
+
 def clipped_gradient_sum(
     model: Module, loss_fn: LossFn, inputs: Tensor, targets: Tensor, l2_clip: float
 ) -> FloatVector:
@@ -141,11 +156,7 @@ def clipped_gradient_sum(
     torch = _torch()
     func = importlib.import_module("torch.func")
     params = _trainable(model)
-    for name, tensor in (("inputs", inputs), ("targets", targets)):
-        if not isinstance(tensor, torch.Tensor) or tensor.ndim == 0:
-            raise ConfigurationError(
-                f"{name} must be a torch.Tensor with a batch dimension, got {type(tensor).__name__}"
-            )
+    _require_batch(torch, inputs, targets)
     if not params:
         raise ConfigurationError("the model has no trainable parameters")
     _refuse_batch_mixing(model)
@@ -173,7 +184,8 @@ def dp_contribution(
     """A hospital's float contribution: the clipped gradient sum over its Poisson sample, drawn from
     ``source`` (:func:`secagg.dp.poisson_mask`: the OS CSPRNG when None; a numpy Generator is refused,
     the amplification bound being for a sample nobody but the hospital can predict)."""
-    mask = _torch().from_numpy(poisson_mask(int(inputs.shape[0]), dp.sampling_rate, source))
+    torch = _torch()
+    mask = torch.from_numpy(poisson_mask(_require_batch(torch, inputs, targets), dp.sampling_rate, source))
     return clipped_gradient_sum(model, loss_fn, inputs[mask], targets[mask], dp.l2_clip)
 
 
@@ -223,7 +235,7 @@ def _staged_update(
     from fl_core.aggregators.base import ClientUpdate  # noqa: PLC0415 (fl_core is optional here)
 
     stage.append(_SAMPLE)
-    rows = require_int("num_rows", int(inputs.shape[0]), 0, MAX_SAMPLES)  # the hospital's data
+    rows = require_int("num_rows", _require_batch(_torch(), inputs, targets), 0, MAX_SAMPLES)  # the hospital's data
     stage.append(_SOURCE)
     drawn = poisson_mask(rows, dp.sampling_rate, source)
     stage.append(_SAMPLE)

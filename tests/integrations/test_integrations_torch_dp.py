@@ -143,6 +143,9 @@ def test_a_complex_parameter_is_refused_not_stripped_of_its_imaginary_part() -> 
         torch_dp.apply_dp_step(model, np.zeros(4), 1.0, 1.0)
 
 
+_DP_ALL_ROWS = DPConfig(epsilon=8.0, delta=1e-5, rounds=2, l2_clip=1.0, min_honest=2, sampling_rate=1.0)
+
+
 def _bad_dp_calls() -> dict[str, Any]:
     model = _linear()
     inputs, targets = torch.randn(4, 4, dtype=torch.float64), torch.tensor([0, 1, 2, 0])
@@ -155,6 +158,10 @@ def _bad_dp_calls() -> dict[str, Any]:
         "rate a string": lambda: poisson_mask(3, "x"),
         "rate above 1": lambda: poisson_mask(3, 2.0),  # was every row, silently
         "apply to None": lambda: torch_dp.apply_dp_step(None, np.zeros(15), 1.0, 1.0),
+        # one target fewer than inputs: vmap's ValueError, or the sample mask's IndexError
+        "targets short, sum": lambda: torch_dp.clipped_gradient_sum(model, _loss, inputs, targets[:3], 1.0),
+        "targets short, update": lambda: torch_dp.dp_update(1, model, _loss, inputs, targets[:3], _DP_ALL_ROWS),
+        "targets long, update": lambda: torch_dp.dp_update(1, model, _loss, inputs[:3], targets, _DP_ALL_ROWS),
     }
 
 
