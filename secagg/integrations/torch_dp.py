@@ -260,11 +260,30 @@ def _withheld_reason(client: object, stage: list[str], exc: Exception) -> str:
     return f"its contribution cannot be computed: {foreign_reason(where, exc, logger=LOGGER, hospital=client)}"
 
 
+def _positive_denominator(denominator: object) -> float:
+    """``denominator`` as a positive finite float; ConfigurationError otherwise (before any division)."""
+    value = require_finite("denominator", denominator, 0.0)
+    if not value > 0:
+        raise ConfigurationError(f"the denominator must be positive, got {denominator}")
+    return value
+
+
+def _check_step(learning_rate: object, denominator: object, declared_sizes: object) -> None:
+    """:func:`run_dp_round`'s step arguments, checked before the round is charged (a refusal after it
+    would spend a round's budget for nothing): a finite learning rate and exactly one of a positive
+    finite denominator and ``declared_sizes``."""
+    if (denominator is None) == (declared_sizes is None):
+        raise ConfigurationError("run_dp_round takes exactly one of denominator and declared_sizes")
+    require_finite("learning_rate", learning_rate)
+    if denominator is not None:
+        _positive_denominator(denominator)
+
+
 def apply_dp_step(model: Module, noised_sum: FloatVector, denominator: float, learning_rate: float) -> None:
     """``w <- w - learning_rate * noised_sum / denominator`` on the trainable parameters, in place.
 
-    Raises ConfigurationError, with every parameter untouched, for a non-finite learning rate,
-    denominator or sum, a sum of another length, or a step a parameter's dtype cannot hold
+    Raises ConfigurationError, with every parameter untouched, for a non-finite learning rate or sum, a
+    denominator that is not a positive finite number, a sum of another length, or a step a parameter's dtype cannot hold
     (a finite weight would become an infinity, a NaN or its dtype's largest value)."""
     torch = _torch()
     params = _trainable_parameters(model)
@@ -275,9 +294,7 @@ def apply_dp_step(model: Module, noised_sum: FloatVector, denominator: float, le
         raise ConfigurationError(f"the noised sum has shape {noised_sum.shape}, the model {total} parameters")
     if not np.isfinite(noised_sum).all():
         raise ConfigurationError("the noised sum contains NaN or infinite values")
-    factor = require_finite("learning_rate", learning_rate) / require_finite("denominator", denominator, 0.0)
-    if not denominator > 0:
-        raise ConfigurationError(f"the denominator must be positive, got {denominator}")
+    factor = require_finite("learning_rate", learning_rate) / _positive_denominator(denominator)
     step = torch.from_numpy(noised_sum.astype(np.float64) * factor)
     updated = []
     offset = 0
@@ -325,7 +342,9 @@ def run_dp_round(
     (hospital id -> declared number of patients, public): ``q * sum`` over the hospitals
     the released sum includes (:func:`fl_core.dp_training.public_denominator`), so a hospital
     that drops out is not counted; or ``denominator``, a fixed number the caller computed
-    (right only when every hospital is in the sum).
+    (right only when every hospital is in the sum). A learning rate that is not finite, or a
+    denominator that is not a positive finite number, is refused (ConfigurationError) before any
+    contribution is computed and before the round is charged.
 
     The round binds ``model``'s :func:`dp_model_digest` (buffers, the trainable parameters' names,
     every module's class, settings and mode, and ``loss_name`` when given, the name declared for
@@ -350,8 +369,7 @@ def run_dp_round(
 
     if not isinstance(aggregator, DPAggregator):
         raise ConfigurationError("run_dp_round needs a DP aggregator: make_aggregator(name, dp=..., dimension=...)")
-    if (denominator is None) == (declared_sizes is None):
-        raise ConfigurationError("run_dp_round takes exactly one of denominator and declared_sizes")
+    _check_step(learning_rate, denominator, declared_sizes)
     trainable = sum(int(p.numel()) for _, p in _trainable_parameters(model))  # refuses a non-module
     _refuse_batch_mixing(model)  # the caller's own global model: every hospital would fail alike
     if trainable != aggregator.plan.dimension:
