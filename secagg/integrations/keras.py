@@ -79,7 +79,7 @@ from secagg.integrations._keras_dtypes import (
     to_float64,
 )
 from secagg.integrations._keras_names import weight_names
-from secagg.integrations._layout import ArraySpec, FlatLayout, require_layout
+from secagg.integrations._layout import ArraySpec, FlatLayout, float_vector, require_layout
 from secagg.integrations._model_binding import declared_update, layout_digest
 from secagg.integrations._ranges import aggregate_flat_models, new_global
 from secagg.ranges import RangeDiscovery
@@ -201,12 +201,7 @@ def unflatten_weights(vector: npt.ArrayLike, layout: WeightsLayout) -> list[npt.
     rounding rules in the module docstring.
     """
     require_layout(layout)
-    values = np.asarray(vector)
-    if values.ndim != 1 or values.dtype.kind != "f":
-        raise ConfigurationError(f"expected a one-dimensional float vector, got {values.dtype} of shape {values.shape}")
-    if values.shape[0] != layout.size:
-        raise ConfigurationError(f"vector has {values.shape[0]} entries, the layout needs {layout.size}")
-    values = values.astype(np.float64, copy=False)
+    values = float_vector(vector, layout)
     out: list[npt.NDArray[Any]] = []
     for spec in layout.specs:
         dtype = resolve_dtype(spec.dtype, spec.name)

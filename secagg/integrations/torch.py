@@ -49,7 +49,7 @@ import numpy.typing as npt
 
 from secagg.errors import ConfigurationError, ConfigurationTypeError
 from secagg.integrations._extras import require
-from secagg.integrations._layout import ArraySpec, require_layout
+from secagg.integrations._layout import ArraySpec, float_vector, require_layout
 from secagg.integrations._layout import FlatLayout as _FlatLayout
 from secagg.integrations._model_binding import declared_update, layout_digest
 from secagg.integrations._ranges import aggregate_flat_models, new_global
@@ -174,12 +174,7 @@ def unflatten_state_dict(vector: npt.ArrayLike, layout: FlatLayout) -> dict[str,
     """
     torch = _torch()
     require_layout(layout)
-    values = np.asarray(vector)
-    if values.ndim != 1 or values.dtype.kind != "f":
-        raise ConfigurationError(f"expected a one-dimensional float vector, got {values.dtype} of shape {values.shape}")
-    if values.shape[0] != layout.size:
-        raise ConfigurationError(f"vector has {values.shape[0]} entries, the layout needs {layout.size}")
-    values = values.astype(np.float64, copy=False)
+    values = float_vector(vector, layout)
     out: dict[str, Tensor] = {}
     for spec in layout.specs:
         dtype = getattr(torch, spec.dtype, None)
@@ -218,7 +213,7 @@ def load_into_model(model: Module, vector: npt.ArrayLike, layout: FlatLayout) ->
                 f"the layout {spec.dtype} {spec.shape}"
             )
     tensors = unflatten_state_dict(vector, layout)
-    written = written_once(targets, np.asarray(vector, dtype=np.float64), layout)
+    written = written_once(targets, float_vector(vector, layout), layout)
     torch = _torch()
     with torch.no_grad():
         for name, first in written.items():
