@@ -29,6 +29,12 @@ if TYPE_CHECKING:
 __all__ = ["dp_model_digest"]
 
 _DP_MODEL_DOMAIN = b"secagg/v1/torch-dp-model"
+_HOOKS = (
+    "_forward_pre_hooks", "_forward_pre_hooks_with_kwargs", "_forward_hooks", "_forward_hooks_with_kwargs",
+    "_forward_hooks_always_called", "_backward_pre_hooks", "_backward_hooks",
+)  # fmt: skip
+"""A module's hook tables (and, prefixed ``_global``, torch's process-wide ones): each run in the forward
+or backward pass, in registration order."""
 _MAX_DEPTH = 8
 """How deep :func:`_value` follows nested lists, tuples and dicts; deeper values are bound by type."""
 
@@ -113,15 +119,29 @@ def _value(torch: Any, what: str, value: object, depth: int = 0) -> bytes:
     return b"O" + _text(what, f"{kind.__module__}.{kind.__qualname__}")
 
 
+def _hooks(torch: Any, what: str, tables: dict[str, Any], prefix: str = "") -> bytes:
+    """The hooks of ``tables`` (a module's ``vars``, or torch's module namespace with ``prefix``
+    ``"_global"``), table by table in registration order, each by :func:`_value` (a function by its
+    qualified name, an object by its type); the tables' keys are handle counters, not bound."""
+    out = []
+    for table in _HOOKS:
+        hooks = tables.get(prefix + table) or {}
+        encoded = (_value(torch, f"{what}: a hook", hook) for hook in hooks.values())
+        out.append(len(hooks).to_bytes(4, "big") + b"".join(encoded))
+    return b"".join(out)
+
+
 def _module_state(torch: Any, name: str, module: Module, machinery: frozenset[str]) -> bytes:
     """What ``module`` holds outside the state dict that its forward pass may read: every plain
     attribute (``vars(module)`` beyond a bare ``torch.nn.Module``'s own, by name) by :func:`_value`,
-    and its non-persistent buffers (in the module's ``_buffers`` only, not in the state dict)."""
+    its forward and backward hooks (:func:`_hooks`) and its non-persistent buffers (in the module's
+    ``_buffers`` only, not in the state dict)."""
     attributes = sorted((pair for pair in vars(module).items() if pair[0] not in machinery), key=lambda pair: pair[0])
     out = [len(attributes).to_bytes(4, "big")]
     for key, item in attributes:
         what = f"module {name!r}: attribute {key!r}"
         out.append(_text(what, key) + _value(torch, what, item))
+    out.append(_hooks(torch, f"module {name!r}", vars(module)))
     hidden: set[str] = getattr(module, "_non_persistent_buffers_set", set())
     buffers = {key: b for key, b in module.named_buffers(recurse=False) if key in hidden}
     try:
@@ -153,9 +173,10 @@ def dp_model_digest(model: Module, *, loss_name: str | None = None) -> bytes:
     module's plain attributes (``vars(module)`` beyond a bare ``torch.nn.Module``'s own) are bound by
     name and value (:func:`_value`: numbers, text, dtypes, tensors and numpy arrays by their values,
     lists, tuples and dicts of them, a function or class by its qualified name, another object by its
-    type only), and its non-persistent buffers by name, dtype, shape and values. Not bound: the code of
-    a module's ``forward`` (and of a function it holds), and what an object attribute holds beyond
-    its type (docs/integrations.md).
+    type only), its non-persistent buffers by name, dtype, shape and values, and its forward and backward
+    hooks (and torch's global ones), which run inside the forward pass, in order, by the same rule. Not
+    bound: the code of a module's ``forward`` (and of a function or hook it holds), and what an object
+    attribute or hook holds beyond its type (docs/integrations.md).
 
     A loss function is code and has no digest: ``loss_name`` is the name the round declares for it
     (``"cross_entropy"``), bound when given, so a hospital declaring another name (or none, when the
@@ -178,6 +199,7 @@ def dp_model_digest(model: Module, *, loss_name: str | None = None) -> bytes:
         digest.update(_text("a module name", name) + _text("a module class", f"{kind.__module__}.{kind.__qualname__}"))
         digest.update(_text(f"module {name!r}: extra_repr()", module.extra_repr()) + bytes((bool(module.training),)))
         digest.update(_module_state(torch, name, module, machinery))
+    digest.update(_hooks(torch, "torch's global module hooks", vars(torch.nn.modules.module), "_global"))
     if loss_name is None:
         digest.update(b"\x00")
     elif loss_name == "":

@@ -140,3 +140,60 @@ def test_two_instances_of_a_builtin_module_have_one_digest(make: Callable[[], An
     first, second = _built(make), _built(make)
     second.load_state_dict(first.state_dict())
     assert torch_dp.dp_model_digest(first) == torch_dp.dp_model_digest(second)
+
+
+# A hook runs inside the forward pass (functional_call runs a module's hooks): one that changes an
+# output, left on one hospital's copy, changes every per-sample gradient at the same tensors.
+
+
+def _halve_output(module: Any, inputs: Any, output: Any) -> Any:
+    return output * 0.5
+
+
+def _scale_input(module: Any, inputs: Any) -> Any:
+    return (inputs[0] * 3.0,)
+
+
+def _hooked(forward: Any = None, pre: Any = None) -> Callable[[], Any]:
+    def make() -> Any:
+        model = _Scaled()
+        if forward is not None:
+            model.linear.register_forward_hook(forward)
+        if pre is not None:
+            model.linear.register_forward_pre_hook(pre)
+        return model
+
+    return make
+
+
+@pytest.mark.parametrize(
+    ("make", "other"),
+    [
+        pytest.param(_Scaled, _hooked(forward=_halve_output), id="a-forward-hook-on-one-copy"),
+        pytest.param(_Scaled, _hooked(pre=_scale_input), id="a-forward-pre-hook-on-one-copy"),
+        pytest.param(_hooked(forward=_halve_output), _hooked(pre=_scale_input), id="another-hook"),
+    ],
+)
+def test_a_hospital_whose_copy_runs_other_hooks_is_refused_not_summed(make: Any, other: Any) -> None:
+    result = _split_round(make, other)
+    assert [client for client, _ in result.refused] == [1], result.refused
+    assert result.mean is not None and result.included == frozenset(HOSPITALS[1:])
+
+
+def test_hospitals_whose_copies_run_the_same_hooks_are_all_included() -> None:
+    # The control: the hook registered on every copy, the global model's included
+    make = _hooked(forward=_halve_output, pre=_scale_input)
+    result = _split_round(make, make)
+    assert result.refused == () and result.included == frozenset(HOSPITALS)
+
+
+def test_a_global_module_hook_is_bound_while_registered() -> None:
+    # torch's process-wide hooks run in every module's forward pass, so in a hospital's process too
+    model = _built(_Scaled)
+    before = torch_dp.dp_model_digest(model)
+    handle = torch.nn.modules.module.register_module_forward_hook(_halve_output)
+    try:
+        hooked = torch_dp.dp_model_digest(model)
+    finally:
+        handle.remove()
+    assert hooked != before and torch_dp.dp_model_digest(model) == before
