@@ -102,12 +102,16 @@ def _scalar(torch: Any, what: str, value: object) -> bytes | None:
 
 
 def _value(torch: Any, what: str, value: object, depth: int = 0) -> bytes:
-    """``value`` (a module's plain attribute) as tagged bytes: :func:`_scalar`'s, a list, tuple or dict
-    of those (:data:`_MAX_DEPTH` deep), a function or class by its qualified name (its code is not
-    bound), anything else by its type."""
+    """``value`` (a module's plain attribute) as tagged bytes: :func:`_scalar`'s, a module that is not
+    a submodule (a layer kept in a plain list) by its class and its state dict's
+    :func:`~secagg.integrations.torch.model_digest`, a list, tuple or dict of those (:data:`_MAX_DEPTH`
+    deep), a function or class by its qualified name (its code is not bound), anything else by its type."""
     encoded = _scalar(torch, what, value)
     if encoded is not None:
         return encoded
+    if isinstance(value, torch.nn.Module):  # not a submodule (a layer in a plain list): its class and state
+        kind = type(value)
+        return b"W" + _text(what, f"{kind.__module__}.{kind.__qualname__}") + model_digest(value, buffers=True)
     if depth < _MAX_DEPTH and isinstance(value, list | tuple | dict):
         items = [part for pair in value.items() for part in pair] if isinstance(value, dict) else list(value)
         tag = b"M" if isinstance(value, dict) else b"L" if isinstance(value, list) else b"U"
@@ -171,8 +175,9 @@ def dp_model_digest(model: Module, *, loss_name: str | None = None) -> bytes:
     same shapes for any number of heads; a ``TransformerEncoderLayer``'s ``norm_first`` and
     ``activation``), nor is a non-persistent buffer (a mask, a scale) in the state dict. So every
     module's plain attributes (``vars(module)`` beyond a bare ``torch.nn.Module``'s own) are bound by
-    name and value (:func:`_value`: numbers, text, dtypes, tensors and numpy arrays by their values,
-    lists, tuples and dicts of them, a function or class by its qualified name, another object by its
+    name and value (:func:`_value`: numbers, text, dtypes, tensors and numpy arrays by their values, a
+    module that is not a submodule by its class and state dict, lists, tuples and dicts of them, a
+    function or class by its qualified name, another object by its
     type only), its non-persistent buffers by name, dtype, shape and values, and its forward and backward
     hooks (and torch's global ones), which run inside the forward pass, in order, by the same rule. Not
     bound: the code of a module's ``forward`` (and of a function or hook it holds), and what an object

@@ -170,7 +170,9 @@ def clipped_gradient_sum(
         return loss
 
     per_sample = func.vmap(func.grad(loss_of_one), in_dims=(None, 0, 0))(params, inputs, targets)
-    flat = torch.cat([per_sample[name].reshape(inputs.shape[0], -1) for name in params], dim=1).to(torch.float64)
+    flat = torch.cat([per_sample[name].reshape(inputs.shape[0], -1) for name in params], dim=1)
+    # detach: a tensor outside the parameters that requires grad (a plain attribute) leaves its history here
+    flat = flat.detach().to(torch.float64)
     if not bool(torch.isfinite(flat).all()):
         raise ConfigurationError("a per-sample gradient is NaN or infinite (check the inputs and the loss)")
     factors = torch.clamp(l2_clip / flat.norm(dim=1).clamp_min(torch.finfo(torch.float64).tiny), max=1.0)

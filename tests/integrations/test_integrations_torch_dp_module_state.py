@@ -97,6 +97,22 @@ def _split_round(make: Callable[[], Any], other: Callable[[], Any]) -> Any:
     return aggregator.aggregate(updates, rng=np.random.default_rng(0), model_digest=torch_dp.dp_model_digest(model))
 
 
+class _Unregistered(torch.nn.Module):
+    """A layer kept in a plain list (a common slip for ModuleList): not a submodule, so neither in the
+    state dict nor trained, but run in the forward pass with the values it holds."""
+
+    def __init__(self, shift: float = 0.0) -> None:
+        super().__init__()
+        self.linear = torch.nn.Linear(WIDTH, WIDTH)
+        self.extra = [torch.nn.Linear(WIDTH, WIDTH).double()]
+        with torch.no_grad():
+            self.extra[0].weight.fill_(0.1)
+            self.extra[0].bias.fill_(shift)
+
+    def forward(self, x: Any) -> Any:
+        return self.extra[0](self.linear(x)).mean(dim=1)
+
+
 SPLITS = {
     "attention-heads": (_Attend, lambda: _Attend(heads=2)),
     "encoder-norm-first": (_Encode, lambda: _Encode(norm_first=True)),
@@ -104,6 +120,7 @@ SPLITS = {
     "non-persistent-buffer": (_Scaled, lambda: _Scaled(buffer=100.0)),
     "plain-tensor-attribute": (_Scaled, lambda: _Scaled(tensor=100.0)),
     "plain-float-attribute": (_Scaled, lambda: _Scaled(factor=100.0)),
+    "unregistered-layer": (_Unregistered, lambda: _Unregistered(shift=1.0)),
 }
 
 
@@ -117,7 +134,9 @@ def test_a_hospital_whose_module_state_outside_the_state_dict_differs_is_refused
     assert result.mean is not None and result.included == frozenset(HOSPITALS[1:])
 
 
-@pytest.mark.parametrize("make", [_Attend, _Encode, _Scaled], ids=["attention", "encoder", "scaled"])
+@pytest.mark.parametrize(
+    "make", [_Attend, _Encode, _Scaled, _Unregistered], ids=["attention", "encoder", "scaled", "unregistered"]
+)
 def test_hospitals_whose_copies_are_built_alike_are_all_included(make: Callable[[], Any]) -> None:
     # The control: a separate instance built by the same code, loaded with the global state dict
     result = _split_round(make, make)
@@ -197,3 +216,22 @@ def test_a_global_module_hook_is_bound_while_registered() -> None:
     finally:
         handle.remove()
     assert hooked != before and torch_dp.dp_model_digest(model) == before
+
+
+def test_a_model_holding_a_tensor_that_requires_grad_outside_its_parameters_is_summed() -> None:
+    """Such a tensor (a plain attribute, a layer kept in a plain list) is a constant of the
+    per-sample gradients, but the gradients carried its autograd history and the library's own
+    ``.numpy()`` raised torch's RuntimeError in every hospital; the sum is the one without it."""
+    # Prepare: the same model twice, its plain tensor requiring grad or not
+    torch.manual_seed(0)
+    plain = _Scaled().double()
+    tracked = _Scaled().double()
+    tracked.load_state_dict(plain.state_dict())
+    tracked.mask = plain.mask.clone().requires_grad_(True)
+    rng = np.random.default_rng(5)
+    inputs, targets = torch.from_numpy(rng.normal(size=(6, 3, WIDTH))), torch.from_numpy(rng.normal(size=(6, WIDTH)))
+    # Execute
+    summed = torch_dp.clipped_gradient_sum(tracked, torch.nn.functional.mse_loss, inputs, targets, 1.0)
+    # Assert
+    expected = torch_dp.clipped_gradient_sum(plain, torch.nn.functional.mse_loss, inputs, targets, 1.0)
+    np.testing.assert_array_equal(summed, expected)
