@@ -93,9 +93,11 @@ def _refuse_batch_mixing(model: Module) -> None:
     batch's statistics, so no example has a gradient of its own to clip; or a dropout module of
     p > 0 (or a MultiheadAttention of dropout > 0) in training mode: ``torch.func.vmap`` refuses
     its random draw (every hospital's gradient computation would raise); or an RReLU, in either
-    mode: vmap has no rule for its kernel."""
+    mode: vmap has no rule for its kernel; or an InstanceNorm tracking running statistics in
+    training mode: vmap refuses its in-place update of them."""
     torch = _torch()
     batch_norm = torch.nn.modules.batchnorm._BatchNorm
+    instance_norm = torch.nn.modules.instancenorm._InstanceNorm
     for name, module in model.named_modules():
         if isinstance(module, torch.nn.RReLU):
             slope = (module.lower + module.upper) / 2  # what RReLU computes in eval mode
@@ -119,6 +121,13 @@ def _refuse_batch_mixing(model: Module) -> None:
                 f"module {name!r} ({type(module).__name__}) is in training mode: it normalises with the batch's "
                 "statistics, which mixes the examples, so there is no per-example gradient to clip; "
                 "use GroupNorm or LayerNorm (docs/privacy.md, \"PyTorch\")"
+            )
+        if isinstance(module, instance_norm) and module.training and module.track_running_stats:
+            raise ConfigurationError(
+                f"module {name!r} ({type(module).__name__}) tracks running statistics in training mode: it updates "
+                "them in place from the batch, which per-sample gradients (torch.func.vmap) cannot; build it with "
+                "track_running_stats=False, or put the model in eval mode (model.eval()) on every side "
+                "(docs/privacy.md, \"PyTorch\")"
             )
 
 

@@ -301,6 +301,43 @@ def test_batchnorm_in_training_mode_is_refused_saying_what_to_use_instead() -> N
     assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
 
 
+def _instance_norm(track: bool) -> object:
+    torch.manual_seed(0)
+    norm = torch.nn.InstanceNorm1d(3, affine=True, track_running_stats=track)
+    return torch.nn.Sequential(torch.nn.Unflatten(1, (1, 4)), torch.nn.Conv1d(1, 3, 2), norm, torch.nn.Flatten(),
+                               torch.nn.Linear(9, 3)).double()  # fmt: skip
+
+
+def test_instance_norm_tracking_running_statistics_in_training_mode_is_refused_saying_what_to_do() -> None:
+    """InstanceNorm normalises each example alone, but with ``track_running_stats`` in training mode
+    it updates its running statistics in place, which vmap refuses: every hospital failed with
+    torch's RuntimeError ("Batch norm got a batched tensor ..."), withheld, every round skipped."""
+    # Prepare
+    model = _instance_norm(track=True)
+    hospitals = _five_hospitals()
+    aggregator = _dp_aggregator(sum(p.numel() for p in model.parameters()))
+    # Execute / Assert: refused before anything is computed or charged, naming the layer and the fix
+    with pytest.raises(ConfigurationError, match=r"'2' \(InstanceNorm1d\).*track_running_stats=False"):
+        torch_dp.clipped_gradient_sum(model, _loss, hospitals[0][1], hospitals[0][2], 1.0)
+    with pytest.raises(ConfigurationError, match=r"'2' \(InstanceNorm1d\).*track_running_stats=False"):
+        torch_dp.run_dp_round(
+            model, hospitals, _loss, aggregator, learning_rate=1.0,
+            declared_sizes={h: 12 for h in range(1, 6)}, rng=np.random.default_rng(0),
+        )  # fmt: skip
+    assert aggregator.spent()[0] == 0.0
+
+
+@pytest.mark.parametrize("setting", ["untracked", "eval"])
+def test_instance_norm_without_running_statistics_to_update_is_computed(setting: str) -> None:
+    # The control: no running statistics, or in eval mode (they are read, not updated)
+    model = _instance_norm(track=setting == "eval")
+    if setting == "eval":
+        model.eval()
+    hospitals = _five_hospitals()
+    summed = torch_dp.clipped_gradient_sum(model, _loss, hospitals[0][1], hospitals[0][2], 1.0)
+    assert summed.shape == (sum(p.numel() for p in model.parameters()),) and np.isfinite(summed).all()
+
+
 def test_an_aggregator_of_another_dimension_is_refused_naming_the_model_s_count() -> None:
     """The aggregator's ``dimension`` must be the model's number of trainable values; a wrong one
     (or one that counts a frozen parameter) was refused only as "a DP contribution has 562
