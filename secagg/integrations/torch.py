@@ -178,8 +178,12 @@ def unflatten_state_dict(vector: npt.ArrayLike, layout: FlatLayout) -> dict[str,
     out: dict[str, Tensor] = {}
     for spec in layout.specs:
         dtype = getattr(torch, spec.dtype, None)
-        if not isinstance(dtype, torch.dtype):
-            raise ConfigurationError(f"tensor {spec.name!r}: unknown dtype {spec.dtype}")
+        # The dtype's own name only: an alias ("cfloat" for complex64) would size the entries otherwise.
+        if not isinstance(dtype, torch.dtype) or dtype_name(dtype) != spec.dtype:
+            raise ConfigurationError(
+                f"tensor {spec.name!r}: unknown dtype {spec.dtype} (a layout names a dtype as flattening does: "
+                "float16, complex64, ...)"
+            )
         piece = values[spec.offset : spec.offset + spec.length]
         out[spec.name] = from_float64(torch, piece, dtype, kind_of(spec.dtype, dtype, spec.name), spec).reshape(
             spec.shape

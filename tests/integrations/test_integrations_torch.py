@@ -231,6 +231,18 @@ def test_load_into_model_writes_in_place_keeping_dtype(dtype: torch.dtype) -> No
         assert torch.equal(a, b), name
 
 
+@pytest.mark.parametrize(("alias", "entries"), [("cfloat", 2), ("chalf", 2), ("cdouble", 2), ("half", 2)])
+def test_a_layout_naming_a_dtype_by_a_torch_alias_is_refused_with_a_library_error(alias: str, entries: int) -> None:
+    # Prepare: a layout made elsewhere (a server's) naming torch.complex64 "cfloat": the entry count
+    # was read from the name ("complex..."), the conversion from the dtype, and the two disagreed
+    from secagg.integrations.torch import FlatLayout, TensorSpec  # noqa: PLC0415
+
+    layout = FlatLayout((TensorSpec("a", (2,), alias, 0, entries),))
+    # Execute / Assert: refused (a KeyError or torch's RuntimeError before), the names flatten gives only
+    with pytest.raises(ConfigurationError, match="dtype"):
+        unflatten_state_dict(np.zeros(entries), layout)
+
+
 def test_bad_inputs_raise_configuration_errors() -> None:
     # Prepare
     vector, layout = flatten_model(small_model())
