@@ -51,7 +51,7 @@ import numpy.typing as npt
 from secagg._validate import require_finite, require_int, require_mapping
 from secagg.dp.poisson import poisson_mask
 from secagg.dp.sampler import MAX_SAMPLES
-from secagg.errors import ConfigurationError, SecAggError
+from secagg.errors import ConfigurationError, ConfigurationTypeError, SecAggError
 from secagg.integrations._extras import require
 from secagg.integrations._foreign import foreign_reason
 from secagg.integrations._layout import check_cast
@@ -279,6 +279,25 @@ def _positive_denominator(denominator: object) -> float:
     return value
 
 
+def _hospital_triples(hospitals: object) -> list[tuple[int, Tensor, Tensor]]:
+    """``hospitals`` as a list of ``(id, inputs, targets)``; ConfigurationTypeError saying what to pass
+    for anything else (the caller's own argument: raised for everyone, before anything is computed)."""
+    if not isinstance(hospitals, Sequence) or isinstance(hospitals, str | bytes):
+        raise ConfigurationTypeError(
+            f"hospitals must be a list of (id, inputs, targets), one per hospital, got {type(hospitals).__name__}"
+        )
+    triples = []
+    for entry in hospitals:
+        if not isinstance(entry, Sequence) or isinstance(entry, str | bytes) or len(entry) != 3:
+            raise ConfigurationTypeError(
+                f"each hospital must be an (id, inputs, targets) triple, got a {type(entry).__name__}"
+                + (f" of {len(entry)} items" if isinstance(entry, Sequence) else "")
+            )
+        client, inputs, targets = entry
+        triples.append((client, inputs, targets))
+    return triples
+
+
 def _check_step(learning_rate: object, denominator: object, declared_sizes: object) -> None:
     """:func:`run_dp_round`'s step arguments, checked before the round is charged (a refusal after it
     would spend a round's budget for nothing): a finite learning rate and exactly one of a positive
@@ -381,6 +400,7 @@ def run_dp_round(
     if not isinstance(aggregator, DPAggregator):
         raise ConfigurationError("run_dp_round needs a DP aggregator: make_aggregator(name, dp=..., dimension=...)")
     _check_step(learning_rate, denominator, declared_sizes)
+    hospitals = _hospital_triples(hospitals)
     trainable = sum(int(p.numel()) for _, p in _trainable_parameters(model))  # refuses a non-module
     _refuse_batch_mixing(model)  # the caller's own global model: every hospital would fail alike
     if trainable != aggregator.plan.dimension:

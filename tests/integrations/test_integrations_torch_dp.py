@@ -162,7 +162,18 @@ def _bad_dp_calls() -> dict[str, Any]:
         "targets short, sum": lambda: torch_dp.clipped_gradient_sum(model, _loss, inputs, targets[:3], 1.0),
         "targets short, update": lambda: torch_dp.dp_update(1, model, _loss, inputs, targets[:3], _DP_ALL_ROWS),
         "targets long, update": lambda: torch_dp.dp_update(1, model, _loss, inputs[:3], targets, _DP_ALL_ROWS),
+        # hospitals not a sequence of (id, inputs, targets): TypeError or ValueError from unpacking
+        "hospitals None": lambda: _dp_round_of(model, None),
+        "hospitals a set": lambda: _dp_round_of(model, {1, 2}),
+        "a hospital of two items": lambda: _dp_round_of(model, [(1, inputs, targets), (2, inputs)]),
     }
+
+
+def _dp_round_of(model: object, hospitals: Any) -> object:
+    aggregator = make_aggregator("plain-quantized", num_clients=3, dp=_DP_ALL_ROWS, dimension=15)
+    return torch_dp.run_dp_round(
+        model, hospitals, _loss, aggregator, learning_rate=0.1, denominator=1.0, rng=np.random.default_rng(0)
+    )
 
 
 @pytest.mark.parametrize("case", sorted(_bad_dp_calls()))
