@@ -135,6 +135,14 @@ def _trainable(model: Module) -> dict[str, Tensor]:
     return {name: p.detach() for name, p in _trainable_parameters(model)}
 
 
+def _require_loss(loss_fn: object) -> None:
+    """ConfigurationTypeError for a loss that is not callable (vmap would raise Python's TypeError)."""
+    if not callable(loss_fn):
+        raise ConfigurationTypeError(
+            f"loss_fn must be a function of (output, target) returning a scalar, got {type(loss_fn).__name__}"
+        )
+
+
 def _require_batch(torch: Any, inputs: object, targets: object) -> int:
     """The batch size of ``inputs`` and ``targets``; ConfigurationError unless both are tensors with a
     batch dimension of one size (one target per example)."""
@@ -162,6 +170,7 @@ def clipped_gradient_sum(
     """
     if require_finite("l2_clip", l2_clip) <= 0:
         raise ConfigurationError(f"l2_clip must be a positive number, got {l2_clip}")
+    _require_loss(loss_fn)
     torch = _torch()
     func = importlib.import_module("torch.func")
     params = _trainable(model)
@@ -401,6 +410,7 @@ def run_dp_round(
         raise ConfigurationError("run_dp_round needs a DP aggregator: make_aggregator(name, dp=..., dimension=...)")
     _check_step(learning_rate, denominator, declared_sizes)
     hospitals = _hospital_triples(hospitals)
+    _require_loss(loss_fn)  # the caller's own: not callable, every hospital would be withheld alike
     trainable = sum(int(p.numel()) for _, p in _trainable_parameters(model))  # refuses a non-module
     _refuse_batch_mixing(model)  # the caller's own global model: every hospital would fail alike
     if trainable != aggregator.plan.dimension:

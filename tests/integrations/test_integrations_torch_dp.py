@@ -166,13 +166,16 @@ def _bad_dp_calls() -> dict[str, Any]:
         "hospitals None": lambda: _dp_round_of(model, None),
         "hospitals a set": lambda: _dp_round_of(model, {1, 2}),
         "a hospital of two items": lambda: _dp_round_of(model, [(1, inputs, targets), (2, inputs)]),
+        # a loss that is not callable: TypeError inside vmap (in a round, every hospital withheld)
+        "loss None, sum": lambda: torch_dp.clipped_gradient_sum(model, None, inputs, targets, 1.0),
+        "loss None, round": lambda: _dp_round_of(model, [(h, inputs, targets) for h in (1, 2, 3)], loss=None),
     }
 
 
-def _dp_round_of(model: object, hospitals: Any) -> object:
+def _dp_round_of(model: object, hospitals: Any, loss: Any = _loss) -> object:
     aggregator = make_aggregator("plain-quantized", num_clients=3, dp=_DP_ALL_ROWS, dimension=15)
     return torch_dp.run_dp_round(
-        model, hospitals, _loss, aggregator, learning_rate=0.1, denominator=1.0, rng=np.random.default_rng(0)
+        model, hospitals, loss, aggregator, learning_rate=0.1, denominator=1.0, rng=np.random.default_rng(0)
     )
 
 
