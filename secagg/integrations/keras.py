@@ -79,6 +79,7 @@ from secagg.integrations._keras_dtypes import (
     to_float64,
 )
 from secagg.integrations._keras_names import weight_names
+from secagg.integrations._keras_torch import refuse_torch_buffers
 from secagg.integrations._layout import ArraySpec, FlatLayout, float_vector, require_layout
 from secagg.integrations._model_binding import declared_update, layout_digest
 from secagg.integrations._ranges import aggregate_flat_models, new_global
@@ -214,6 +215,7 @@ def _model_variables(model: Any, trainable_only: bool) -> list[Any]:
     keras = _keras()
     if not isinstance(model, keras.layers.Layer):
         raise ConfigurationError(f"expected a Keras model or layer, got {type(model).__name__}")
+    refuse_torch_buffers(keras, model)
     return list(model.trainable_weights if trainable_only else model.weights)
 
 
