@@ -161,7 +161,8 @@ def dp_model_digest(model: Module, *, loss_name: str | None = None) -> bytes:
     key, dtype, shape and values), the names of the trainable parameters (``requires_grad``), in
     ``named_parameters`` order, every module of the forward pass (``named_modules`` order: its name,
     its class's module and qualified name, its ``extra_repr()``, whether it is in training mode,
-    its plain attributes and its non-persistent buffers), and ``loss_name`` when given.
+    its plain attributes, hooks and non-persistent buffers), torch's global module hooks, and
+    ``loss_name`` when given.
 
     A DP contribution is the clipped gradient sum over the trainable parameters only, back to back,
     and a state dict does not say which they are: a copy that trains another set of the same total
@@ -177,11 +178,11 @@ def dp_model_digest(model: Module, *, loss_name: str | None = None) -> bytes:
     module's plain attributes (``vars(module)`` beyond a bare ``torch.nn.Module``'s own) are bound by
     name and value (:func:`_value`: numbers, text, dtypes, tensors and numpy arrays by their values, a
     module that is not a submodule by its class and state dict, lists, tuples and dicts of them, a
-    function or class by its qualified name, another object by its
-    type only), its non-persistent buffers by name, dtype, shape and values, and its forward and backward
-    hooks (and torch's global ones), which run inside the forward pass, in order, by the same rule. Not
-    bound: the code of a module's ``forward`` (and of a function or hook it holds), and what an object
-    attribute or hook holds beyond its type (docs/integrations.md).
+    function or class by its qualified name, another object by its type only), its non-persistent
+    buffers by name, dtype, shape and values, and its forward and backward hooks (and torch's global
+    ones), which run inside the forward pass, in order, by the same rule. Not bound: the code of a
+    module's ``forward`` (and of a function or hook it holds), and what an object attribute or hook
+    holds beyond its type (docs/integrations.md).
 
     A loss function is code and has no digest: ``loss_name`` is the name the round declares for it
     (``"cross_entropy"``), bound when given, so a hospital declaring another name (or none, when the
