@@ -19,7 +19,7 @@ model: each hospital's update (:func:`dp_update`) declares the digest of the mod
 contribution was computed at (:func:`dp_model_digest`: the model's
 :func:`secagg.integrations.torch.model_digest`, buffers included, the names of its trainable
 parameters, which lay the contribution out, every module's class, settings (``extra_repr`` and its
-plain attributes), non-persistent buffers and training mode, which shape its forward pass, and the
+plain attributes), non-persistent buffers, hooks and training mode, which shape its forward pass, and the
 loss's declared name, ``loss_name=``, when
 given), and the aggregator is given the global model's; a hospital that computed at another model
 (a stale copy, one that trains another set of parameters, one in another mode) is refused before
