@@ -307,6 +307,24 @@ def _hospital_triples(hospitals: object) -> list[tuple[int, Tensor, Tensor]]:
     return triples
 
 
+def _declared_sizes(hospitals: Sequence[tuple[int, Tensor, Tensor]], declared: Mapping[int, int]) -> dict[int, int]:
+    """The declared sizes, each an integer >= 0, with one >= 1 for every hospital of the round
+    (ConfigurationError otherwise, before the round is charged): a hospital declaring 0 patients
+    could leave the released sum's denominator, q times the included hospitals' sizes, at 0."""
+    in_round = [client for client, _, _ in hospitals]
+    missing = sorted(set(in_round) - set(declared))
+    if missing:
+        raise ConfigurationError(f"declared_sizes has no size for hospitals {missing}")
+    sizes = {client: require_int("declared size", size, 0) for client, size in declared.items()}
+    empty = [client for client in in_round if sizes[client] == 0]
+    if empty:
+        raise ConfigurationError(
+            f"hospital {empty[0]!r} has a declared size of 0: a hospital without patients adds only noise to the "
+            "sum and could leave the step's denominator at 0; leave it out of the round"
+        )
+    return sizes
+
+
 def _check_step(learning_rate: object, denominator: object, declared_sizes: object) -> None:
     """:func:`run_dp_round`'s step arguments, checked before the round is charged (a refusal after it
     would spend a round's budget for nothing): a finite learning rate and exactly one of a positive
@@ -381,9 +399,10 @@ def run_dp_round(
     (hospital id -> declared number of patients, public): ``q * sum`` over the hospitals
     the released sum includes (:func:`fl_core.dp_training.public_denominator`), so a hospital
     that drops out is not counted; or ``denominator``, a fixed number the caller computed
-    (right only when every hospital is in the sum). A learning rate that is not finite, or a
-    denominator that is not a positive finite number, is refused (ConfigurationError) before any
-    contribution is computed and before the round is charged.
+    (right only when every hospital is in the sum). A learning rate that is not finite, a
+    denominator that is not a positive finite number, or a declared size of 0 for a hospital of the
+    round, is refused (ConfigurationError) before any contribution is computed and before the round
+    is charged.
 
     The round binds ``model``'s :func:`dp_model_digest` (buffers, the trainable parameters' names,
     every module's class, settings and mode, and ``loss_name`` when given, the name declared for
@@ -420,10 +439,7 @@ def run_dp_round(
             f"make_aggregator(..., dimension={trainable})"
         )
     if declared_sizes is not None:
-        missing = sorted({client for client, _, _ in hospitals} - set(declared_sizes))
-        if missing:
-            raise ConfigurationError(f"declared_sizes has no size for hospitals {missing}")
-        sizes = {client: require_int("declared size", size, 0) for client, size in declared_sizes.items()}
+        sizes = _declared_sizes(hospitals, declared_sizes)
     given = {} if trained_from is None else dict(require_mapping("trained_from", trained_from))
     outside = sorted(set(given) - {client for client, _, _ in hospitals}, key=repr)
     if outside:

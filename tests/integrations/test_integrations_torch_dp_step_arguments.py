@@ -52,6 +52,9 @@ BAD_STEPS = {
     "denominator zero": {"learning_rate": 0.1, "denominator": 0.0},
     "denominator negative": {"learning_rate": 0.1, "denominator": -5.0},
     "denominator NaN": {"learning_rate": 0.1, "denominator": float("nan")},
+    # every denominator of q * (declared sizes of those included) would be 0 (refused after the charge before)
+    "declared sizes zero": {"learning_rate": 0.1, "declared_sizes": {1: 0, 2: 0, 3: 0}},
+    "one declared size zero": {"learning_rate": 0.1, "declared_sizes": {1: 0, 2: 20, 3: 20}},
 }
 
 
@@ -63,7 +66,7 @@ def test_a_step_that_cannot_be_taken_is_refused_before_the_round_is_charged(case
     monkeypatch.setattr(torch_dp, "clipped_gradient_sum", lambda *a: computed.append(a) or original(*a))
     aggregator = _aggregator()
     # Execute / Assert: the library's error, nothing computed, nothing charged
-    with pytest.raises(ConfigurationError, match=r"learning_rate|denominator"):
+    with pytest.raises(ConfigurationError, match=r"learning_rate|denominator|declared size"):
         _round(aggregator, **BAD_STEPS[case])
     assert computed == []
     assert aggregator.spent() == _aggregator().spent()  # as before any round
