@@ -214,7 +214,29 @@ def _torch() -> Digests:
         "torch model": model_digest(model).hex(),
         "torch parameters": model_digest(model, buffers=False).hex(),
         "torch vector": float(vector.sum()).hex(),
+        "torch dp model": _torch_dp_digest(),
     }
+
+
+def _torch_dp_digest() -> str:
+    """``dp_model_digest`` of a model whose modules hold settings outside ``extra_repr`` (attention
+    heads, an activation function), a non-persistent buffer, plain attributes and a hook."""
+    import torch  # noqa: PLC0415
+
+    from secagg.integrations.torch_dp import dp_model_digest  # noqa: PLC0415
+
+    # torch's own classes only: a class's module is bound, and this one's is __main__ in the subprocess
+    model = torch.nn.Sequential(
+        torch.nn.TransformerEncoderLayer(4, 2, 8, dropout=0.0, activation="gelu", batch_first=True),
+        torch.nn.MultiheadAttention(4, 2),
+    )
+    model.register_buffer("scale", torch.full((4,), 0.5), persistent=False)
+    model.settings = {"slope": 0.1, "sizes": (3, 4), "name": "dp", "dtype": torch.bfloat16}
+    with torch.no_grad():
+        for index, tensor in enumerate(model.state_dict().values()):
+            tensor.copy_(torch.arange(tensor.numel(), dtype=torch.float64).reshape(tensor.shape) / 7 - index)
+    model[0].linear1.register_forward_pre_hook(torch.nn.functional.gelu)  # bound by name, never run here
+    return dp_model_digest(model, loss_name="cross_entropy").hex()
 
 
 def _keras_model(keras: Any) -> Any:

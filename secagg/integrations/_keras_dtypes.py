@@ -173,7 +173,10 @@ def from_float64(piece: npt.NDArray[np.float64], dtype: np.dtype[Any], kind: str
     if kind == BOOL:
         if not np.isfinite(piece).all():  # NaN would read as "nonzero": True
             raise ConfigurationError(f"weight {spec.name!r}: a value for a bool weight is not finite")
-        flags: npt.NDArray[np.bool_] = np.rint(piece) != 0
+        rounded = np.rint(piece)
+        if rounded.size and (rounded.min() < 0 or rounded.max() > 1):  # a bool holds 0 and 1 only: never "nonzero"
+            raise ConfigurationError(f"weight {spec.name!r}: values fall outside the range of bool (0 and 1)")
+        flags: npt.NDArray[np.bool_] = rounded != 0
         return flags
     integers = np.rint(piece)
     bounds = integer_bounds(dtype)

@@ -29,7 +29,7 @@ import numpy.typing as npt
 from secagg.errors import ConfigurationError
 from secagg.segments import Segment, SegmentTable
 
-__all__ = ["ArraySpec", "FlatLayout", "check_cast", "require_layout"]
+__all__ = ["ArraySpec", "FlatLayout", "check_cast", "float_vector", "require_layout"]
 
 
 @dataclass(frozen=True)
@@ -177,6 +177,27 @@ def check_cast(
             f"{spec.NOUN} {spec.name!r}: {float(wanted[index])!r} does not fit {spec.dtype} (largest finite "
             f"{largest:g}); it would become {float(got[index])!r}"
         )
+
+
+def float_vector(vector: object, layout: FlatLayout) -> npt.NDArray[np.float64]:
+    """``vector`` as a one-dimensional float64 array of ``layout.size`` entries; ConfigurationError for
+    anything else, and for an object numpy cannot read (a tensor that requires grad, one on another
+    device): its own error is not the library's."""
+    try:
+        values = np.asarray(vector)
+    except MemoryError:
+        raise  # this party's own resources, not the vector's fault
+    except Exception as exc:  # any foreign error reading an untrusted vector is refused in the library's words
+        raise ConfigurationError(
+            f"expected a one-dimensional float vector, got a {type(vector).__name__} numpy cannot read "
+            "(detach a tensor and move it to the CPU first)"
+        ) from exc
+    if values.ndim != 1 or values.dtype.kind != "f":
+        raise ConfigurationError(f"expected a one-dimensional float vector, got {values.dtype} of shape {values.shape}")
+    if values.shape[0] != layout.size:
+        raise ConfigurationError(f"vector has {values.shape[0]} entries, the layout needs {layout.size}")
+    converted: npt.NDArray[np.float64] = values.astype(np.float64, copy=False)
+    return converted
 
 
 def require_layout(layout: object) -> FlatLayout:

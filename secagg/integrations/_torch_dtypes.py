@@ -96,7 +96,10 @@ def from_float64(torch: Any, piece: FloatVector, dtype: Any, kind: str, spec: Ar
     if kind == BOOL:
         if not np.isfinite(piece).all():  # NaN would read as "nonzero": True
             raise ConfigurationError(f"tensor {spec.name!r}: a value for a bool tensor is not finite")
-        return torch.from_numpy(np.rint(piece) != 0)
+        flags = np.rint(piece)
+        if flags.size and (flags.min() < 0 or flags.max() > 1):  # a bool holds 0 and 1 only: never "nonzero"
+            raise ConfigurationError(f"tensor {spec.name!r}: values fall outside the range of bool (0 and 1)")
+        return torch.from_numpy(flags != 0)
     integers = np.rint(piece)
     info = np.iinfo(np.dtype(spec.dtype))
     # Bounds compared as Python ints: as a float64, int64's max 2^63 - 1 is 2^63, which would wrap.

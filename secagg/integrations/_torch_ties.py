@@ -117,13 +117,44 @@ def _refuse_aliases(tensors: Mapping[str, Tensor]) -> None:
         by_storage.setdefault((device, storage), []).append((name, start, end, tensor))
 
 
+def _overlaps_itself(tensor: Tensor) -> bool:
+    """Whether two elements of ``tensor`` lie at one memory location (``expand``, a stride 0, strides
+    that overlap): decided from the strides when each dimension (by increasing stride) steps past all
+    that the smaller ones reach, the usual case; else from the elements' positions, listed."""
+    reach = 0
+    for stride, size in sorted((int(st), int(n)) for n, st in zip(tensor.shape, tensor.stride(), strict=True) if n > 1):
+        if stride <= reach:
+            break
+        reach += (size - 1) * stride
+    else:
+        return False
+    positions = np.zeros(1, dtype=np.int64)
+    for size, stride in zip(tensor.shape, tensor.stride(), strict=True):
+        positions = (positions[:, None] + np.arange(int(size), dtype=np.int64) * int(stride)).ravel()
+    return bool(np.unique(positions).size < positions.size)
+
+
+def _refuse_self_overlap(torch: Any, tensors: Mapping[str, Tensor]) -> None:
+    """ConfigurationError naming a tensor two of whose elements share one memory location: writing an
+    aggregate into it fails (torch's RuntimeError) or, for strides torch cannot check, leaves each
+    location holding the last value written to it."""
+    for name, tensor in tensors.items():
+        if _tensor_key(torch, tensor) is not None and _overlaps_itself(tensor):
+            raise ConfigurationError(
+                f"tensor {name!r}: its elements share memory (an expanded or overlapping view), so a vector cannot "
+                "be written into it; give the model a tensor of its own (.clone() it)"
+            )
+
+
 def written_once(targets: Mapping[str, Tensor], values: npt.NDArray[np.float64], layout: FlatLayout) -> dict[str, str]:
     """Each name of ``layout`` mapped to the first of its names that ``targets`` (a module's
     tensors) tie together, so that a tied tensor is written once; ConfigurationError naming both if
     the layout gives two names of one tensor different values (the second write would overwrite
-    the first), or two of its tensors share memory without being one tensor (:func:`_refuse_aliases`)."""
+    the first), two of its tensors share memory without being one tensor (:func:`_refuse_aliases`),
+    or two elements of one tensor share memory (:func:`_refuse_self_overlap`)."""
     specs = {spec.name: spec for spec in layout.specs}
     written = ties({name: targets[name] for name in specs})
+    _refuse_self_overlap(require("torch", "torch"), {name: targets[name] for name in specs})
     _refuse_aliases({name: targets[name] for name, first in written.items() if name == first})
     for name, first in written.items():
         mine, theirs = (values[s.offset : s.offset + s.length] for s in (specs[name], specs[first]))

@@ -43,7 +43,8 @@ exact integer segments (an update that is not a whole number within
 ``+-(2^(bits-1) - 1)`` is refused, never clipped). An
 aggregate is converted back to each weight's dtype by numpy's rounding for
 floats (ml_dtypes' for the narrow formats), half to even for integers (refused
-if out of the dtype's range) and nonzero for bool (refused if not finite). A
+if out of the dtype's range) and for bool (refused if not finite or outside 0
+and 1). A
 value a floating dtype cannot hold is refused, never turned into an infinity, a
 NaN or the dtype's largest value: beyond its range (more than half a unit in the
 last place past the largest finite value), an infinity or NaN the format has no
@@ -78,7 +79,8 @@ from secagg.integrations._keras_dtypes import (
     to_float64,
 )
 from secagg.integrations._keras_names import weight_names
-from secagg.integrations._layout import ArraySpec, FlatLayout, require_layout
+from secagg.integrations._keras_torch import refuse_torch_buffers
+from secagg.integrations._layout import ArraySpec, FlatLayout, float_vector, require_layout
 from secagg.integrations._model_binding import declared_update, layout_digest
 from secagg.integrations._ranges import aggregate_flat_models, new_global
 from secagg.ranges import RangeDiscovery
@@ -200,12 +202,7 @@ def unflatten_weights(vector: npt.ArrayLike, layout: WeightsLayout) -> list[npt.
     rounding rules in the module docstring.
     """
     require_layout(layout)
-    values = np.asarray(vector)
-    if values.ndim != 1 or values.dtype.kind != "f":
-        raise ConfigurationError(f"expected a one-dimensional float vector, got {values.dtype} of shape {values.shape}")
-    if values.shape[0] != layout.size:
-        raise ConfigurationError(f"vector has {values.shape[0]} entries, the layout needs {layout.size}")
-    values = values.astype(np.float64, copy=False)
+    values = float_vector(vector, layout)
     out: list[npt.NDArray[Any]] = []
     for spec in layout.specs:
         dtype = resolve_dtype(spec.dtype, spec.name)
@@ -218,6 +215,7 @@ def _model_variables(model: Any, trainable_only: bool) -> list[Any]:
     keras = _keras()
     if not isinstance(model, keras.layers.Layer):
         raise ConfigurationError(f"expected a Keras model or layer, got {type(model).__name__}")
+    refuse_torch_buffers(keras, model)
     return list(model.trainable_weights if trainable_only else model.weights)
 
 

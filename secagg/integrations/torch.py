@@ -49,7 +49,7 @@ import numpy.typing as npt
 
 from secagg.errors import ConfigurationError, ConfigurationTypeError
 from secagg.integrations._extras import require
-from secagg.integrations._layout import ArraySpec, require_layout
+from secagg.integrations._layout import ArraySpec, float_vector, require_layout
 from secagg.integrations._layout import FlatLayout as _FlatLayout
 from secagg.integrations._model_binding import declared_update, layout_digest
 from secagg.integrations._ranges import aggregate_flat_models, new_global
@@ -163,8 +163,9 @@ def unflatten_state_dict(vector: npt.ArrayLike, layout: FlatLayout) -> dict[str,
     Inverse of :func:`flatten_state_dict`, bit for bit on its output. A vector
     that did not come from flattening (an aggregate) is converted with
     PyTorch's rounding for floating dtypes, rounded half to even for integers
-    (refused if out of the dtype's range), nonzero for bool (refused if not finite), and rounded to
-    the nearest E2M1 value (ties to even) for ``float4_e2m1fn_x2``. A value a
+    (refused if out of the dtype's range) and for bool (refused if not finite or
+    outside 0 and 1), and rounded to the nearest E2M1 value (ties to even) for
+    ``float4_e2m1fn_x2``. A value a
     floating dtype cannot hold is refused with a ConfigurationError, never
     turned into an infinity, a NaN or the dtype's largest value: beyond the
     range (more than half a unit in the last place past the largest finite
@@ -173,17 +174,16 @@ def unflatten_state_dict(vector: npt.ArrayLike, layout: FlatLayout) -> dict[str,
     """
     torch = _torch()
     require_layout(layout)
-    values = np.asarray(vector)
-    if values.ndim != 1 or values.dtype.kind != "f":
-        raise ConfigurationError(f"expected a one-dimensional float vector, got {values.dtype} of shape {values.shape}")
-    if values.shape[0] != layout.size:
-        raise ConfigurationError(f"vector has {values.shape[0]} entries, the layout needs {layout.size}")
-    values = values.astype(np.float64, copy=False)
+    values = float_vector(vector, layout)
     out: dict[str, Tensor] = {}
     for spec in layout.specs:
         dtype = getattr(torch, spec.dtype, None)
-        if not isinstance(dtype, torch.dtype):
-            raise ConfigurationError(f"tensor {spec.name!r}: unknown dtype {spec.dtype}")
+        # The dtype's own name only: an alias ("cfloat" for complex64) would size the entries otherwise.
+        if not isinstance(dtype, torch.dtype) or dtype_name(dtype) != spec.dtype:
+            raise ConfigurationError(
+                f"tensor {spec.name!r}: unknown dtype {spec.dtype} (a layout names a dtype as flattening does: "
+                "float16, complex64, ...)"
+            )
         piece = values[spec.offset : spec.offset + spec.length]
         out[spec.name] = from_float64(torch, piece, dtype, kind_of(spec.dtype, dtype, spec.name), spec).reshape(
             spec.shape
@@ -203,7 +203,8 @@ def load_into_model(model: Module, vector: npt.ArrayLike, layout: FlatLayout) ->
 
     Each tensor keeps its device and dtype; a tied (shared) tensor is written once. Raises
     ConfigurationError, with the model untouched, if the module lacks a name of the layout, a shape
-    or dtype differs, or the layout gives two names of one tied tensor different values.
+    or dtype differs, the layout gives two names of one tied tensor different values, or a tensor
+    to write shares memory with another or between its own elements (an expanded view).
     """
     targets = model_tensors(model, buffers=True)
     for spec in require_layout(layout).specs:
@@ -216,7 +217,7 @@ def load_into_model(model: Module, vector: npt.ArrayLike, layout: FlatLayout) ->
                 f"the layout {spec.dtype} {spec.shape}"
             )
     tensors = unflatten_state_dict(vector, layout)
-    written = written_once(targets, np.asarray(vector, dtype=np.float64), layout)
+    written = written_once(targets, float_vector(vector, layout), layout)
     torch = _torch()
     with torch.no_grad():
         for name, first in written.items():

@@ -18,8 +18,9 @@ A DP round for a PyTorch model, the same as fl_core's (:mod:`fl_core.dp_training
 model: each hospital's update (:func:`dp_update`) declares the digest of the model its
 contribution was computed at (:func:`dp_model_digest`: the model's
 :func:`secagg.integrations.torch.model_digest`, buffers included, the names of its trainable
-parameters, which lay the contribution out, every module's class, settings (``extra_repr``) and
-training mode, which shape its forward pass, and the loss's declared name, ``loss_name=``, when
+parameters, which lay the contribution out, every module's class, settings (``extra_repr`` and its
+plain attributes), non-persistent buffers, hooks and training mode, which shape its forward pass, and the
+loss's declared name, ``loss_name=``, when
 given), and the aggregator is given the global model's; a hospital that computed at another model
 (a stale copy, one that trains another set of parameters, one in another mode) is refused before
 the round is charged, so it is neither counted among the contributors nor in the denominator.
@@ -50,7 +51,7 @@ import numpy.typing as npt
 from secagg._validate import require_finite, require_int, require_mapping
 from secagg.dp.poisson import poisson_mask
 from secagg.dp.sampler import MAX_SAMPLES
-from secagg.errors import ConfigurationError, SecAggError
+from secagg.errors import ConfigurationError, ConfigurationTypeError, SecAggError
 from secagg.integrations._extras import require
 from secagg.integrations._foreign import foreign_reason
 from secagg.integrations._layout import check_cast
@@ -92,9 +93,11 @@ def _refuse_batch_mixing(model: Module) -> None:
     batch's statistics, so no example has a gradient of its own to clip; or a dropout module of
     p > 0 (or a MultiheadAttention of dropout > 0) in training mode: ``torch.func.vmap`` refuses
     its random draw (every hospital's gradient computation would raise); or an RReLU, in either
-    mode: vmap has no rule for its kernel."""
+    mode: vmap has no rule for its kernel; or an InstanceNorm tracking running statistics in
+    training mode: vmap refuses its in-place update of them."""
     torch = _torch()
     batch_norm = torch.nn.modules.batchnorm._BatchNorm
+    instance_norm = torch.nn.modules.instancenorm._InstanceNorm
     for name, module in model.named_modules():
         if isinstance(module, torch.nn.RReLU):
             slope = (module.lower + module.upper) / 2  # what RReLU computes in eval mode
@@ -119,10 +122,40 @@ def _refuse_batch_mixing(model: Module) -> None:
                 "statistics, which mixes the examples, so there is no per-example gradient to clip; "
                 "use GroupNorm or LayerNorm (docs/privacy.md, \"PyTorch\")"
             )
+        if isinstance(module, instance_norm) and module.training and module.track_running_stats:
+            raise ConfigurationError(
+                f"module {name!r} ({type(module).__name__}) tracks running statistics in training mode: it updates "
+                "them in place from the batch, which per-sample gradients (torch.func.vmap) cannot; build it with "
+                "track_running_stats=False, or put the model in eval mode (model.eval()) on every side "
+                "(docs/privacy.md, \"PyTorch\")"
+            )
 
 
 def _trainable(model: Module) -> dict[str, Tensor]:
     return {name: p.detach() for name, p in _trainable_parameters(model)}
+
+
+def _require_loss(loss_fn: object) -> None:
+    """ConfigurationTypeError for a loss that is not callable (vmap would raise Python's TypeError)."""
+    if not callable(loss_fn):
+        raise ConfigurationTypeError(
+            f"loss_fn must be a function of (output, target) returning a scalar, got {type(loss_fn).__name__}"
+        )
+
+
+def _require_batch(torch: Any, inputs: object, targets: object) -> int:
+    """The batch size of ``inputs`` and ``targets``; ConfigurationError unless both are tensors with a
+    batch dimension of one size (one target per example)."""
+    for name, tensor in (("inputs", inputs), ("targets", targets)):
+        if not isinstance(tensor, torch.Tensor) or tensor.ndim == 0:
+            raise ConfigurationError(
+                f"{name} must be a torch.Tensor with a batch dimension, got {type(tensor).__name__}"
+            )
+    rows = int(inputs.shape[0])  # type: ignore[attr-defined]
+    if rows != int(targets.shape[0]):  # type: ignore[attr-defined]
+        # No counts in the text: it can be a withheld hospital's reason, and its row count is its own.
+        raise ConfigurationError("inputs and targets have different batch sizes: one target per example")
+    return rows
 
 
 def clipped_gradient_sum(
@@ -137,14 +170,11 @@ def clipped_gradient_sum(
     """
     if require_finite("l2_clip", l2_clip) <= 0:
         raise ConfigurationError(f"l2_clip must be a positive number, got {l2_clip}")
+    _require_loss(loss_fn)
     torch = _torch()
     func = importlib.import_module("torch.func")
     params = _trainable(model)
-    for name, tensor in (("inputs", inputs), ("targets", targets)):
-        if not isinstance(tensor, torch.Tensor) or tensor.ndim == 0:
-            raise ConfigurationError(
-                f"{name} must be a torch.Tensor with a batch dimension, got {type(tensor).__name__}"
-            )
+    _require_batch(torch, inputs, targets)
     if not params:
         raise ConfigurationError("the model has no trainable parameters")
     _refuse_batch_mixing(model)
@@ -158,7 +188,9 @@ def clipped_gradient_sum(
         return loss
 
     per_sample = func.vmap(func.grad(loss_of_one), in_dims=(None, 0, 0))(params, inputs, targets)
-    flat = torch.cat([per_sample[name].reshape(inputs.shape[0], -1) for name in params], dim=1).to(torch.float64)
+    flat = torch.cat([per_sample[name].reshape(inputs.shape[0], -1) for name in params], dim=1)
+    # detach: a tensor outside the parameters that requires grad (a plain attribute) leaves its history here
+    flat = flat.detach().to(torch.float64)
     if not bool(torch.isfinite(flat).all()):
         raise ConfigurationError("a per-sample gradient is NaN or infinite (check the inputs and the loss)")
     factors = torch.clamp(l2_clip / flat.norm(dim=1).clamp_min(torch.finfo(torch.float64).tiny), max=1.0)
@@ -172,7 +204,8 @@ def dp_contribution(
     """A hospital's float contribution: the clipped gradient sum over its Poisson sample, drawn from
     ``source`` (:func:`secagg.dp.poisson_mask`: the OS CSPRNG when None; a numpy Generator is refused,
     the amplification bound being for a sample nobody but the hospital can predict)."""
-    mask = _torch().from_numpy(poisson_mask(int(inputs.shape[0]), dp.sampling_rate, source))
+    torch = _torch()
+    mask = torch.from_numpy(poisson_mask(_require_batch(torch, inputs, targets), dp.sampling_rate, source))
     return clipped_gradient_sum(model, loss_fn, inputs[mask], targets[mask], dp.l2_clip)
 
 
@@ -222,7 +255,7 @@ def _staged_update(
     from fl_core.aggregators.base import ClientUpdate  # noqa: PLC0415 (fl_core is optional here)
 
     stage.append(_SAMPLE)
-    rows = require_int("num_rows", int(inputs.shape[0]), 0, MAX_SAMPLES)  # the hospital's data
+    rows = require_int("num_rows", _require_batch(_torch(), inputs, targets), 0, MAX_SAMPLES)  # the hospital's data
     stage.append(_SOURCE)
     drawn = poisson_mask(rows, dp.sampling_rate, source)
     stage.append(_SAMPLE)
@@ -247,11 +280,67 @@ def _withheld_reason(client: object, stage: list[str], exc: Exception) -> str:
     return f"its contribution cannot be computed: {foreign_reason(where, exc, logger=LOGGER, hospital=client)}"
 
 
+def _positive_denominator(denominator: object) -> float:
+    """``denominator`` as a positive finite float; ConfigurationError otherwise (before any division)."""
+    value = require_finite("denominator", denominator, 0.0)
+    if not value > 0:
+        raise ConfigurationError(f"the denominator must be positive, got {denominator}")
+    return value
+
+
+def _hospital_triples(hospitals: object) -> list[tuple[int, Tensor, Tensor]]:
+    """``hospitals`` as a list of ``(id, inputs, targets)``; ConfigurationTypeError saying what to pass
+    for anything else (the caller's own argument: raised for everyone, before anything is computed)."""
+    if not isinstance(hospitals, Sequence) or isinstance(hospitals, str | bytes):
+        raise ConfigurationTypeError(
+            f"hospitals must be a list of (id, inputs, targets), one per hospital, got {type(hospitals).__name__}"
+        )
+    triples = []
+    for entry in hospitals:
+        if not isinstance(entry, Sequence) or isinstance(entry, str | bytes) or len(entry) != 3:
+            raise ConfigurationTypeError(
+                f"each hospital must be an (id, inputs, targets) triple, got a {type(entry).__name__}"
+                + (f" of {len(entry)} items" if isinstance(entry, Sequence) else "")
+            )
+        client, inputs, targets = entry
+        triples.append((client, inputs, targets))
+    return triples
+
+
+def _declared_sizes(hospitals: Sequence[tuple[int, Tensor, Tensor]], declared: Mapping[int, int]) -> dict[int, int]:
+    """The declared sizes, each an integer >= 0, with one >= 1 for every hospital of the round
+    (ConfigurationError otherwise, before the round is charged): a hospital declaring 0 patients
+    could leave the released sum's denominator, q times the included hospitals' sizes, at 0."""
+    in_round = [client for client, _, _ in hospitals]
+    missing = sorted(set(in_round) - set(declared))
+    if missing:
+        raise ConfigurationError(f"declared_sizes has no size for hospitals {missing}")
+    sizes = {client: require_int("declared size", size, 0) for client, size in declared.items()}
+    empty = [client for client in in_round if sizes[client] == 0]
+    if empty:
+        raise ConfigurationError(
+            f"hospital {empty[0]!r} has a declared size of 0: a hospital without patients adds only noise to the "
+            "sum and could leave the step's denominator at 0; leave it out of the round"
+        )
+    return sizes
+
+
+def _check_step(learning_rate: object, denominator: object, declared_sizes: object) -> None:
+    """:func:`run_dp_round`'s step arguments, checked before the round is charged (a refusal after it
+    would spend a round's budget for nothing): a finite learning rate and exactly one of a positive
+    finite denominator and ``declared_sizes``."""
+    if (denominator is None) == (declared_sizes is None):
+        raise ConfigurationError("run_dp_round takes exactly one of denominator and declared_sizes")
+    require_finite("learning_rate", learning_rate)
+    if denominator is not None:
+        _positive_denominator(denominator)
+
+
 def apply_dp_step(model: Module, noised_sum: FloatVector, denominator: float, learning_rate: float) -> None:
     """``w <- w - learning_rate * noised_sum / denominator`` on the trainable parameters, in place.
 
-    Raises ConfigurationError, with every parameter untouched, for a non-finite learning rate,
-    denominator or sum, a sum of another length, or a step a parameter's dtype cannot hold
+    Raises ConfigurationError, with every parameter untouched, for a non-finite learning rate or sum, a
+    denominator that is not a positive finite number, a sum of another length, or a step a parameter's dtype cannot hold
     (a finite weight would become an infinity, a NaN or its dtype's largest value)."""
     torch = _torch()
     params = _trainable_parameters(model)
@@ -262,9 +351,7 @@ def apply_dp_step(model: Module, noised_sum: FloatVector, denominator: float, le
         raise ConfigurationError(f"the noised sum has shape {noised_sum.shape}, the model {total} parameters")
     if not np.isfinite(noised_sum).all():
         raise ConfigurationError("the noised sum contains NaN or infinite values")
-    factor = require_finite("learning_rate", learning_rate) / require_finite("denominator", denominator, 0.0)
-    if not denominator > 0:
-        raise ConfigurationError(f"the denominator must be positive, got {denominator}")
+    factor = require_finite("learning_rate", learning_rate) / _positive_denominator(denominator)
     step = torch.from_numpy(noised_sum.astype(np.float64) * factor)
     updated = []
     offset = 0
@@ -312,7 +399,10 @@ def run_dp_round(
     (hospital id -> declared number of patients, public): ``q * sum`` over the hospitals
     the released sum includes (:func:`fl_core.dp_training.public_denominator`), so a hospital
     that drops out is not counted; or ``denominator``, a fixed number the caller computed
-    (right only when every hospital is in the sum).
+    (right only when every hospital is in the sum). A learning rate that is not finite, a
+    denominator that is not a positive finite number, or a declared size of 0 for a hospital of the
+    round, is refused (ConfigurationError) before any contribution is computed and before the round
+    is charged.
 
     The round binds ``model``'s :func:`dp_model_digest` (buffers, the trainable parameters' names,
     every module's class, settings and mode, and ``loss_name`` when given, the name declared for
@@ -337,8 +427,9 @@ def run_dp_round(
 
     if not isinstance(aggregator, DPAggregator):
         raise ConfigurationError("run_dp_round needs a DP aggregator: make_aggregator(name, dp=..., dimension=...)")
-    if (denominator is None) == (declared_sizes is None):
-        raise ConfigurationError("run_dp_round takes exactly one of denominator and declared_sizes")
+    _check_step(learning_rate, denominator, declared_sizes)
+    hospitals = _hospital_triples(hospitals)
+    _require_loss(loss_fn)  # the caller's own: not callable, every hospital would be withheld alike
     trainable = sum(int(p.numel()) for _, p in _trainable_parameters(model))  # refuses a non-module
     _refuse_batch_mixing(model)  # the caller's own global model: every hospital would fail alike
     if trainable != aggregator.plan.dimension:
@@ -348,10 +439,7 @@ def run_dp_round(
             f"make_aggregator(..., dimension={trainable})"
         )
     if declared_sizes is not None:
-        missing = sorted({client for client, _, _ in hospitals} - set(declared_sizes))
-        if missing:
-            raise ConfigurationError(f"declared_sizes has no size for hospitals {missing}")
-        sizes = {client: require_int("declared size", size, 0) for client, size in declared_sizes.items()}
+        sizes = _declared_sizes(hospitals, declared_sizes)
     given = {} if trained_from is None else dict(require_mapping("trained_from", trained_from))
     outside = sorted(set(given) - {client for client, _, _ in hospitals}, key=repr)
     if outside:

@@ -270,11 +270,27 @@ def test_numpy_arrays_of_sample_counts_and_client_ids_are_accepted(adapter: str)
     assert outcome.result.included == frozenset({4, 5, 6})
 
 
+class _Unreadable:
+    """A vector-like object numpy cannot read (its ``__array__`` raises a foreign error)."""
+
+    def __array__(self, *args: object, **kwargs: object) -> object:
+        raise RuntimeError("device-side assert")
+
+
 def _malformed_calls() -> dict[str, Callable[[], object]]:
     vector, _ = torch_adapter.flatten_state_dict({"a": torch.zeros(2)})
     weights_vector, _ = keras_adapter.flatten_weights([np.zeros(2)])
     module = torch.nn.Linear(2, 1)
+    module_layout = torch_adapter.flatten_model(module)[1]
+    weights_layout = keras_adapter.flatten_weights([np.zeros(2)])[1]
+    grad = torch.zeros(3, dtype=torch.float64, requires_grad=True)  # numpy() refuses a tensor that requires grad
     return {
+        # a vector numpy cannot read raised torch's RuntimeError (or the object's own error)
+        "torch unflatten_state_dict(grad)": lambda: torch_adapter.unflatten_state_dict(grad[:2], vector_layout()),
+        "torch load_into_model(grad)": lambda: torch_adapter.load_into_model(module, grad, module_layout),
+        "torch load_into_model(other)": lambda: torch_adapter.load_into_model(module, _Unreadable(), module_layout),
+        "keras unflatten_weights(grad tensor)": lambda: keras_adapter.unflatten_weights(grad[:2], weights_layout),
+        "keras unflatten_weights(unreadable)": lambda: keras_adapter.unflatten_weights(_Unreadable(), weights_layout),
         "torch flatten_state_dict(None)": lambda: torch_adapter.flatten_state_dict(None),  # type: ignore[arg-type]
         "torch flatten_state_dict(list)": lambda: torch_adapter.flatten_state_dict([torch.zeros(2)]),  # type: ignore[arg-type]
         "torch unflatten_state_dict(layout None)": lambda: torch_adapter.unflatten_state_dict(vector, None),  # type: ignore[arg-type]
@@ -284,6 +300,10 @@ def _malformed_calls() -> dict[str, Callable[[], object]]:
             keras_model(), weights_vector, None  # type: ignore[arg-type]
         ),
     }
+
+
+def vector_layout() -> Any:
+    return torch_adapter.flatten_state_dict({"a": torch.zeros(2)})[1]
 
 
 def keras_model() -> Any:

@@ -420,6 +420,22 @@ def test_a_non_finite_aggregate_is_refused_for_a_bool_weight(bad: float) -> None
         unflatten_weights(np.array([bad, 0.0]), layout)
 
 
+@pytest.mark.parametrize("bad", [7.0, -1.0, 1.5, -0.5 - 2**-40])
+def test_an_aggregate_a_bool_weight_cannot_hold_is_refused_not_made_true(bad: float) -> None:
+    # Prepare: every weighted mean of bools lies in [0, 1]; a value rounding to neither is no bool
+    _, layout = flatten_weights([np.zeros(2, dtype=bool)])
+    # Execute / Assert: refused, as for an integer weight, not read as "nonzero" (True)
+    with pytest.raises(ConfigurationError, match="outside the range of bool"):
+        unflatten_weights(np.array([bad, 0.0]), layout)
+
+
+def test_an_aggregate_within_a_bool_weight_s_range_is_rounded_half_to_even() -> None:
+    # The control: a weighted mean of bools rounds to the nearest, a half to False
+    _, layout = flatten_weights([np.zeros(5, dtype=bool)])
+    got = unflatten_weights(np.array([-0.5, 0.4, 0.5, 0.6, 1.4]), layout)[0]
+    assert got.tolist() == [False, False, False, True, True]
+
+
 def finfo_of(dtype: np.dtype[Any]) -> Any:
     return np.finfo(dtype) if dtype.kind in "fc" else ml_dtypes.finfo(dtype)
 

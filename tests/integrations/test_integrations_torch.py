@@ -231,6 +231,18 @@ def test_load_into_model_writes_in_place_keeping_dtype(dtype: torch.dtype) -> No
         assert torch.equal(a, b), name
 
 
+@pytest.mark.parametrize(("alias", "entries"), [("cfloat", 2), ("chalf", 2), ("cdouble", 2), ("half", 2)])
+def test_a_layout_naming_a_dtype_by_a_torch_alias_is_refused_with_a_library_error(alias: str, entries: int) -> None:
+    # Prepare: a layout made elsewhere (a server's) naming torch.complex64 "cfloat": the entry count
+    # was read from the name ("complex..."), the conversion from the dtype, and the two disagreed
+    from secagg.integrations.torch import FlatLayout, TensorSpec  # noqa: PLC0415
+
+    layout = FlatLayout((TensorSpec("a", (2,), alias, 0, entries),))
+    # Execute / Assert: refused (a KeyError or torch's RuntimeError before), the names flatten gives only
+    with pytest.raises(ConfigurationError, match="dtype"):
+        unflatten_state_dict(np.zeros(entries), layout)
+
+
 def test_bad_inputs_raise_configuration_errors() -> None:
     # Prepare
     vector, layout = flatten_model(small_model())
@@ -365,6 +377,22 @@ def test_a_non_finite_aggregate_is_refused_for_a_bool_tensor(bad: float) -> None
     # Execute / Assert: refused, not read as "nonzero" (True)
     with pytest.raises(ConfigurationError, match="not finite"):
         unflatten_state_dict(np.array([bad, 0.0]), layout)
+
+
+@pytest.mark.parametrize("bad", [7.0, -1.0, 1.5, -0.5 - 2**-40])
+def test_an_aggregate_a_bool_tensor_cannot_hold_is_refused_not_made_true(bad: float) -> None:
+    # Prepare: every weighted mean of bools lies in [0, 1]; a value rounding to neither is no bool
+    layout = flatten_state_dict({"mask": torch.zeros(2, dtype=torch.bool)})[1]
+    # Execute / Assert: refused, as for an integer tensor, not read as "nonzero" (True)
+    with pytest.raises(ConfigurationError, match="outside the range of bool"):
+        unflatten_state_dict(np.array([bad, 0.0]), layout)
+
+
+def test_an_aggregate_within_a_bool_tensor_s_range_is_rounded_half_to_even() -> None:
+    # The control: a weighted mean of bools rounds to the nearest, a half to False
+    layout = flatten_state_dict({"mask": torch.zeros(5, dtype=torch.bool)})[1]
+    got = unflatten_state_dict(np.array([-0.5, 0.4, 0.5, 0.6, 1.4]), layout)["mask"]
+    assert got.tolist() == [False, False, False, True, True]
 
 
 @pytest.mark.parametrize("name", list(COMPLEX))

@@ -143,6 +143,9 @@ def test_a_complex_parameter_is_refused_not_stripped_of_its_imaginary_part() -> 
         torch_dp.apply_dp_step(model, np.zeros(4), 1.0, 1.0)
 
 
+_DP_ALL_ROWS = DPConfig(epsilon=8.0, delta=1e-5, rounds=2, l2_clip=1.0, min_honest=2, sampling_rate=1.0)
+
+
 def _bad_dp_calls() -> dict[str, Any]:
     model = _linear()
     inputs, targets = torch.randn(4, 4, dtype=torch.float64), torch.tensor([0, 1, 2, 0])
@@ -155,7 +158,25 @@ def _bad_dp_calls() -> dict[str, Any]:
         "rate a string": lambda: poisson_mask(3, "x"),
         "rate above 1": lambda: poisson_mask(3, 2.0),  # was every row, silently
         "apply to None": lambda: torch_dp.apply_dp_step(None, np.zeros(15), 1.0, 1.0),
+        # one target fewer than inputs: vmap's ValueError, or the sample mask's IndexError
+        "targets short, sum": lambda: torch_dp.clipped_gradient_sum(model, _loss, inputs, targets[:3], 1.0),
+        "targets short, update": lambda: torch_dp.dp_update(1, model, _loss, inputs, targets[:3], _DP_ALL_ROWS),
+        "targets long, update": lambda: torch_dp.dp_update(1, model, _loss, inputs[:3], targets, _DP_ALL_ROWS),
+        # hospitals not a sequence of (id, inputs, targets): TypeError or ValueError from unpacking
+        "hospitals None": lambda: _dp_round_of(model, None),
+        "hospitals a set": lambda: _dp_round_of(model, {1, 2}),
+        "a hospital of two items": lambda: _dp_round_of(model, [(1, inputs, targets), (2, inputs)]),
+        # a loss that is not callable: TypeError inside vmap (in a round, every hospital withheld)
+        "loss None, sum": lambda: torch_dp.clipped_gradient_sum(model, None, inputs, targets, 1.0),
+        "loss None, round": lambda: _dp_round_of(model, [(h, inputs, targets) for h in (1, 2, 3)], loss=None),
     }
+
+
+def _dp_round_of(model: object, hospitals: Any, loss: Any = _loss) -> object:
+    aggregator = make_aggregator("plain-quantized", num_clients=3, dp=_DP_ALL_ROWS, dimension=15)
+    return torch_dp.run_dp_round(
+        model, hospitals, loss, aggregator, learning_rate=0.1, denominator=1.0, rng=np.random.default_rng(0)
+    )
 
 
 @pytest.mark.parametrize("case", sorted(_bad_dp_calls()))
@@ -292,6 +313,43 @@ def test_batchnorm_in_training_mode_is_refused_saying_what_to_use_instead() -> N
         )  # fmt: skip
     assert aggregator.spent()[0] == 0.0
     assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+
+
+def _instance_norm(track: bool) -> object:
+    torch.manual_seed(0)
+    norm = torch.nn.InstanceNorm1d(3, affine=True, track_running_stats=track)
+    return torch.nn.Sequential(torch.nn.Unflatten(1, (1, 4)), torch.nn.Conv1d(1, 3, 2), norm, torch.nn.Flatten(),
+                               torch.nn.Linear(9, 3)).double()  # fmt: skip
+
+
+def test_instance_norm_tracking_running_statistics_in_training_mode_is_refused_saying_what_to_do() -> None:
+    """InstanceNorm normalises each example alone, but with ``track_running_stats`` in training mode
+    it updates its running statistics in place, which vmap refuses: every hospital failed with
+    torch's RuntimeError ("Batch norm got a batched tensor ..."), withheld, every round skipped."""
+    # Prepare
+    model = _instance_norm(track=True)
+    hospitals = _five_hospitals()
+    aggregator = _dp_aggregator(sum(p.numel() for p in model.parameters()))
+    # Execute / Assert: refused before anything is computed or charged, naming the layer and the fix
+    with pytest.raises(ConfigurationError, match=r"'2' \(InstanceNorm1d\).*track_running_stats=False"):
+        torch_dp.clipped_gradient_sum(model, _loss, hospitals[0][1], hospitals[0][2], 1.0)
+    with pytest.raises(ConfigurationError, match=r"'2' \(InstanceNorm1d\).*track_running_stats=False"):
+        torch_dp.run_dp_round(
+            model, hospitals, _loss, aggregator, learning_rate=1.0,
+            declared_sizes={h: 12 for h in range(1, 6)}, rng=np.random.default_rng(0),
+        )  # fmt: skip
+    assert aggregator.spent()[0] == 0.0
+
+
+@pytest.mark.parametrize("setting", ["untracked", "eval"])
+def test_instance_norm_without_running_statistics_to_update_is_computed(setting: str) -> None:
+    # The control: no running statistics, or in eval mode (they are read, not updated)
+    model = _instance_norm(track=setting == "eval")
+    if setting == "eval":
+        model.eval()
+    hospitals = _five_hospitals()
+    summed = torch_dp.clipped_gradient_sum(model, _loss, hospitals[0][1], hospitals[0][2], 1.0)
+    assert summed.shape == (sum(p.numel() for p in model.parameters()),) and np.isfinite(summed).all()
 
 
 def test_an_aggregator_of_another_dimension_is_refused_naming_the_model_s_count() -> None:

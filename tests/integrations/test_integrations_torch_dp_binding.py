@@ -261,3 +261,11 @@ def test_hospitals_declaring_the_rounds_loss_are_all_included() -> None:
 def test_a_loss_name_that_is_no_nonempty_text_is_refused(name: Any) -> None:
     with pytest.raises(ConfigurationError, match="loss_name"):
         torch_dp.dp_model_digest(_forward_model(), loss_name=name)
+
+
+def test_a_parameter_name_utf8_cannot_encode_is_refused_with_a_library_error() -> None:
+    # A lone surrogate (bytes that were not UTF-8, decoded) has no UTF-8 form to digest
+    model = torch.nn.Module()
+    model.register_parameter("\ud800", torch.nn.Parameter(torch.zeros(2, dtype=torch.float64)))
+    with pytest.raises(ConfigurationError, match="Unicode"):
+        torch_dp.dp_model_digest(model)

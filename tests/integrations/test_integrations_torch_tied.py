@@ -296,3 +296,40 @@ def test_a_tensor_without_a_storage_or_a_nested_tensor_is_never_tied_and_gets_th
     assert model_digest({"a": first, "b": second}) == model_digest({"a": torch.zeros(2), "b": torch.zeros(2)})
     with pytest.raises(ConfigurationError, match="only dense tensors with data"):
         model_digest({"nested": nested})
+
+
+class _Expanded(torch.nn.Module):  # type: ignore[misc]
+    """A linear layer, then a buffer whose elements share one memory location (``expand``, or a
+    stride-0 or overlapping view): torch refuses any write into it."""
+
+    def __init__(self, how: str) -> None:
+        super().__init__()
+        self.lin = torch.nn.Linear(2, 2)
+        base = torch.zeros(4)
+        view = base[:1].expand(4) if how == "expand" else base.as_strided((2, 3), (1, 1))
+        self.register_buffer("shared", view)
+
+
+@pytest.mark.parametrize("how", ["expand", "overlapping-strides"])
+def test_loading_into_a_tensor_whose_elements_share_memory_is_refused_with_the_model_untouched(how: str) -> None:
+    """Such a tensor flattens (each element an entry), but no vector can be written into it: the
+    load must be refused with the library's error naming it, before any other tensor is written,
+    not end in torch's RuntimeError after the layer's weight was overwritten."""
+    # Prepare
+    model = _Expanded(how)
+    vector, layout = flatten_model(model, buffers=True)
+    before = model.lin.weight.detach().clone()
+    # Execute / Assert
+    with pytest.raises(ConfigurationError, match=r"'shared'.*share"):
+        load_into_model(model, vector + 1.0, layout)
+    assert torch.equal(model.lin.weight.detach(), before)
+
+
+def test_a_strided_view_whose_elements_do_not_share_memory_loads() -> None:
+    # The control: a transposed and a sliced buffer are written back as given
+    model = torch.nn.Module()
+    model.register_buffer("transposed", torch.zeros(3, 2).t())
+    model.register_buffer("sliced", torch.zeros(8)[::2])
+    vector, layout = flatten_model(model, buffers=True)
+    load_into_model(model, vector + 2.0, layout)
+    assert bool((model.transposed == 2.0).all()) and bool((model.sliced == 2.0).all())
