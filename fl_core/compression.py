@@ -172,6 +172,10 @@ class SparseAggregator(WrappingAggregator):
         """Protected update bytes per hospital per round, divided by ``dimension``."""
         return protected_update_bytes(self.inner, self.count(dimension)) / dimension
 
+    def keeps_residuals(self) -> bool:
+        """True with error feedback (each hospital's residual is kept under its client id)."""
+        return self.compression.error_feedback or super().keeps_residuals()
+
     def residual(self, client_id: int) -> np.ndarray[Any, np.dtype[np.float64]] | None:
         """A copy of hospital ``client_id``'s residual (its own state; for tests and inspection: a
         caller cannot change the state through it)."""
