@@ -63,7 +63,7 @@ from secagg.integrations.flower.arrays import ArrayLayout
 from secagg.integrations.flower.clipping import encoded_length, layout_table, segment_name
 from secagg.rotation import PARAMETER_PREFIX as ROTATION_PREFIX
 from secagg.rotation import SEED_SIZE as ROTATION_SEED_SIZE
-from secagg.rotation import Rotation
+from secagg.rotation import Rotation, largest_block
 from secagg.segments import Segment, SegmentTable
 from secagg.sparsity import PARAMETER_PREFIX as SPARSITY_PREFIX
 from secagg.sparsity import SEED_SIZE as SUBSET_SEED_SIZE
@@ -221,7 +221,7 @@ class RoundCompression:
             raise ProtocolError(
                 f"the rotation is for {rotation.dimension} values; this model sends {compression.float_count(layout)}"
             )
-        if rotation is not None and rotation.block_size > Rotation(rotation.seed, rotation.dimension).block_size:
+        if rotation is not None and rotation.block_size > largest_block(rotation.dimension):
             raise ProtocolError(  # only padding: D up to 2^32 zeros rotated, encoded and masked
                 f"the rotation's block {rotation.block_size} exceeds one block of {rotation.dimension} values"
             )
