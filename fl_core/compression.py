@@ -11,6 +11,12 @@ The inner aggregator sums the shorter vectors as it sums any vector; the server
 scatters the mean back to full length (zeros elsewhere). A hospital keeps its new
 residual only when its contribution is in the round's aggregate; the residuals are
 per hospital and never leave it (in this simulation: never reach the aggregator).
+They cover the float segments only: an exact integer segment (an adapter's
+``num_batches_tracked``) holds whole numbers within ``+-qmax`` or the hospital is
+withheld, and a backlog of its unsent changes (a counter rising by 50 a round) would
+soon pass ``qmax`` and have every hospital withheld whenever a round draws it, for good.
+An integer coordinate not sent keeps the global value that round; each round sends its
+own change.
 
 :class:`CompressionConfig` says how many coordinates to send: a ``fraction``, or a
 ``bytes_per_parameter`` budget for the *protected update* (the masked vector or the
@@ -172,6 +178,10 @@ class SparseAggregator(WrappingAggregator):
         """Protected update bytes per hospital per round, divided by ``dimension``."""
         return protected_update_bytes(self.inner, self.count(dimension)) / dimension
 
+    def keeps_residuals(self) -> bool:
+        """True with error feedback (each hospital's residual is kept under its client id)."""
+        return self.compression.error_feedback or super().keeps_residuals()
+
     def residual(self, client_id: int) -> np.ndarray[Any, np.dtype[np.float64]] | None:
         """A copy of hospital ``client_id``'s residual (its own state; for tests and inspection: a
         caller cannot change the state through it)."""
@@ -210,6 +220,7 @@ class SparseAggregator(WrappingAggregator):
         self.last_subset = subset
         self.bind(PARAMETER_PREFIX, subset.descriptor_parameters())
         pending: dict[int, FloatVector] = {}
+        integer = _integer_coordinates(segments)
         if self.compression.error_feedback:
             held = ((c, self._dimension(c)) for c in (u.client_id for u in updates) if c not in refused)
             stale = sorted(c for c, residual in held if residual not in (None, dimension))
@@ -224,8 +235,13 @@ class SparseAggregator(WrappingAggregator):
             if not self.compression.error_feedback:
                 return subset.gather(update.vector)
             feedback = self._feedback.setdefault(update.client_id, ErrorFeedback(dimension))
+            if integer is not None:  # none for exact integer segments (module docstring), nor one kept as float
+                feedback.residual[integer] = 0.0
             # Refused (ConfigurationError) if the update plus the residual leaves binary64: withheld.
-            sent, pending[update.client_id] = feedback.prepare(update.vector, subset)
+            sent, kept = feedback.prepare(update.vector, subset)
+            if integer is not None:
+                kept[integer] = 0.0
+            pending[update.client_id] = kept
             return sent
 
         short, stages, withheld = self.hand_on(updates, stages, subset.count, send)
@@ -276,3 +292,13 @@ class SparseAggregator(WrappingAggregator):
         """The dimension of hospital ``client_id``'s residual, None before its first round."""
         feedback = self._feedback.get(client_id)
         return None if feedback is None else feedback.dimension
+
+
+def _integer_coordinates(segments: SegmentTable | None) -> np.ndarray[Any, np.dtype[np.bool_]] | None:
+    """True at the coordinates of ``segments``' exact integer segments; None if it has none."""
+    if segments is None or not any(s.integer for s in segments.segments):
+        return None
+    mask = np.zeros(segments.size, dtype=np.bool_)
+    for segment, part in segments.slices():
+        mask[part] = segment.integer
+    return mask

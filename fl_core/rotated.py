@@ -40,7 +40,7 @@ from fl_core.aggregators.binding import check_models
 from fl_core.compression import SparseAggregator
 from fl_core.wrapping import Screened, WrappingAggregator
 from secagg.errors import ConfigurationError
-from secagg.rotation import PARAMETER_PREFIX, SEED_SIZE, Rotation
+from secagg.rotation import PARAMETER_PREFIX, SEED_SIZE, Rotation, largest_block
 from secagg.segments import Segment, SegmentTable
 
 __all__ = ["RotatedAggregator"]
@@ -49,7 +49,9 @@ __all__ = ["RotatedAggregator"]
 class RotatedAggregator(WrappingAggregator):
     """``inner`` summing each round's updates in a public random rotation (module docstring).
 
-    ``block`` is the rotation's block size (None: one block, the next power of two).
+    ``block`` is the rotation's block size (None: one block, the next power of two): a power of
+    two in 1..2^32 (else refused here), and at most one block of the values rotated (else each
+    round, and :meth:`own_length`, refuses it: :meth:`rotation`).
     ``name``, ``guarantee`` and ``quantizer`` are the inner aggregator's
     (:class:`~fl_core.wrapping.WrappingAggregator`); ``last_rotation`` is the rotation of
     the latest round (public).
@@ -69,8 +71,21 @@ class RotatedAggregator(WrappingAggregator):
                     "SparseAggregator(RotatedAggregator(inner), ...)"
                 )
             below = below.inner
+        if block is not None:  # a power of two in 1..2^32, or refused now rather than at the first round
+            Rotation(bytes(SEED_SIZE), 1, block)
         self.block = block
         self.last_rotation: Rotation | None = None
+
+    def rotation(self, seed: bytes, dimension: int) -> Rotation:
+        """The rotation of ``seed`` for ``dimension`` values in this aggregator's blocks;
+        ConfigurationError if the block exceeds one block of them (:func:`~secagg.rotation.largest_block`):
+        it would add only padding (``block=2**30`` pads a 64-value model's updates to 8 GiB each)."""
+        if self.block is not None and self.block > largest_block(dimension):
+            raise ConfigurationError(
+                f"rotation block {self.block} exceeds one block ({largest_block(dimension)}) of the {dimension} "
+                "values rotated: a larger block adds only padding; give a block of at most that, or None (one block)"
+            )
+        return Rotation(seed, dimension, self.block)
 
     def check_segments(self, segments: SegmentTable) -> None:
         """ConfigurationError unless ``segments`` is one float segment: the rotation mixes every coordinate."""
@@ -82,7 +97,7 @@ class RotatedAggregator(WrappingAggregator):
 
     def own_length(self, length: int) -> int:
         """The rotation's padded dimension for ``length``-long updates (what is quantized and sent)."""
-        return Rotation(bytes(SEED_SIZE), length, self.block).padded_dimension
+        return self.rotation(bytes(SEED_SIZE), length).padded_dimension
 
     def aggregate(
         self,
@@ -108,7 +123,7 @@ class RotatedAggregator(WrappingAggregator):
         screened = Screened.of(updates, models, segments)
         dimension, updates, refused = screened.dimension, screened.updates, screened.refused
         stages = screened.stages(stages)
-        rotation = Rotation(rng.bytes(SEED_SIZE), dimension, self.block)
+        rotation = self.rotation(rng.bytes(SEED_SIZE), dimension)
         self.last_rotation = rotation
         self.bind(PARAMETER_PREFIX, rotation.descriptor_parameters())
         # A finite update of the round's length can only fail to rotate by overflowing: withheld.

@@ -39,7 +39,7 @@ from secagg.descriptor import Parameter
 from secagg.errors import ConfigurationError
 from secagg.segments import SegmentTable
 
-__all__ = ["Screened", "Withheld", "WrappingAggregator", "innermost"]
+__all__ = ["Screened", "Withheld", "WrappingAggregator", "innermost", "keeps_residuals"]
 
 Withheld = tuple[tuple[int, str], ...]
 """(client id, reason) of the hospitals a round withholds."""
@@ -124,6 +124,11 @@ class WrappingAggregator:
     def quantizer(self, value: Any) -> None:
         self.inner.quantizer = value  # type: ignore[attr-defined]
 
+    def keeps_residuals(self) -> bool:
+        """Whether this wrapper, or one under it, keeps state per hospital between rounds (an
+        error-feedback residual under each client id): here what the wrappers under it say."""
+        return isinstance(self.inner, WrappingAggregator) and self.inner.keeps_residuals()
+
     def own_length(self, length: int) -> int:
         """The length of the vectors this wrapper hands on for ``length``-long inputs (the same here)."""
         return length
@@ -204,6 +209,14 @@ class WrappingAggregator:
         added (and named in a skipped round's reason) and the seconds since ``start``."""
         named = with_withheld(result, withheld)
         return replace(named, mean=mean, seconds=time.perf_counter() - start)
+
+
+def keeps_residuals(aggregator: Aggregator) -> bool:
+    """Whether ``aggregator`` keeps state per hospital between rounds under each client id (a
+    :class:`~fl_core.compression.SparseAggregator` with error feedback, at any depth): its callers
+    must give every hospital the same client id in every round, or one hospital's residual is
+    added to another's update."""
+    return isinstance(aggregator, WrappingAggregator) and aggregator.keeps_residuals()
 
 
 def innermost(aggregator: Aggregator) -> Aggregator:

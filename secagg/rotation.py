@@ -86,6 +86,7 @@ __all__ = [
     "SIGN_LABEL",
     "Rotation",
     "backend",
+    "largest_block",
 ]
 
 PARAMETER_PREFIX = "secagg.rotation."
@@ -142,6 +143,16 @@ def _kernel() -> ModuleType | None:
 
 def _next_power_of_two(value: int) -> int:
     return 1 << max(0, (value - 1).bit_length())
+
+
+def largest_block(dimension: int) -> int:
+    """The largest block of use for ``dimension`` values: one block, the next power of two >= ``dimension``.
+
+    :class:`Rotation` takes any power of two up to :data:`MAX_BLOCK`, but a larger block than
+    this adds only padding (up to 2^32 zeros rotated, encoded and masked for a small model); the
+    Flower node (from the server's setup) and :class:`fl_core.rotated.RotatedAggregator` (from its
+    caller) refuse a block above it."""
+    return _next_power_of_two(dimension)
 
 
 @dataclass(frozen=True)

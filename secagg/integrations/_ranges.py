@@ -201,6 +201,9 @@ def aggregate_flat_models(
     (:func:`~secagg.integrations._foreign.foreign_reason`). ``KeyboardInterrupt``, ``SystemExit``
     and ``MemoryError`` still end the call, and so does any failure of ``global_model`` (the
     caller's own object).
+    ``client_ids=None`` (0..m-1 in the call's order) is refused with an aggregator that keeps
+    per-hospital residuals (:func:`fl_core.wrapping.keeps_residuals`): those ids would follow the
+    list's order, not the hospitals, across calls.
     A global model without segments raises for everyone; a sample count that is not an
     integer (numpy's included) is refused, never truncated. Client k's update is its model
     minus the one it trained from (``trained_from[k]``, by default ``global_model``) and declares
@@ -213,6 +216,13 @@ def aggregate_flat_models(
     for name, mapping in (("dropouts", dropouts), ("clips", clips), ("trained_from", trained_from)):
         if mapping is not None:
             require_mapping(name, mapping)
+    if client_ids is None and importlib.import_module("fl_core.wrapping").keeps_residuals(aggregator):
+        raise ConfigurationError(
+            "this aggregator keeps each hospital's error-feedback residual under its client id, and the default "
+            "ids (0..m-1 in this call's order) change when a hospital drops out or the order changes: one "
+            "hospital's residual would be added to another's update; pass client_ids, the same id for the same "
+            "hospital in every call"
+        )
     ids = client_ids_of(local_models, client_ids, num_samples)
     outside = sorted(set(trained_from or {}) - set(ids), key=repr)
     if outside:

@@ -286,11 +286,13 @@ def test_range_discovery_goes_around_a_sparse_wrapper_and_leaves_its_residuals_a
 
     discovering, reference = sparse(), sparse()
     # Execute: discovery (the default), then the same round with the discovered clips given
-    outcome = aggregate_models(global_state, locals_, discovering, num_samples=counts, rng=np.random.default_rng(1))
+    outcome = aggregate_models(global_state, locals_, discovering, num_samples=counts, rng=np.random.default_rng(1),
+                               client_ids=[0, 1, 2])  # fmt: skip  # residuals are kept per id: stable ids
     assert outcome.result.clipping is not None and outcome.discovery is not None
     clips = {"w": outcome.result.clipping.table.clips["w"]}
     expected = aggregate_models(
-        global_state, locals_, reference, num_samples=counts, rng=np.random.default_rng(1), clips=clips
+        global_state, locals_, reference, num_samples=counts, rng=np.random.default_rng(1), clips=clips,
+        client_ids=[0, 1, 2],
     )
     # Assert: the same round and the same residuals as without a discovery round
     assert outcome.state_dict is not None and expected.state_dict is not None

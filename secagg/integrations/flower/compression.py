@@ -18,7 +18,12 @@ make each secure round send less, or send it in a basis that quantizes better:
   update and keeps, as its new residual, the corrected update with the coordinates
   sent set to zero (:class:`secagg.sparsity.ErrorFeedback`'s rule). The residual lives in
   the node's ``context.state`` under :data:`RESIDUAL_KEY`, survives across rounds, and
-  never leaves the node.
+  never leaves the node. It covers the float arrays only: an integer or bool array is an
+  exact segment (a whole number within ``+-qmax`` or the round is refused), and a backlog
+  of its unsent changes (a step counter rising by 50 a round, left out of a few random
+  subsets) would soon exceed ``qmax`` and have the node refuse every round that draws it,
+  for good. An integer coordinate not sent this round stays at the global value, as every
+  coordinate does without error feedback; each round sends its own change, exact.
 
 :class:`RoundCompression` is one round's choice. Its :meth:`~RoundCompression.parameters`
 (the ``secagg.sparsity.*`` and ``secagg.rotation.*`` entries) travel in the setup's
@@ -26,9 +31,10 @@ make each secure round send less, or send it in a basis that quantizes better:
 another seed, fraction, layer set or rotation is in another session.
 
 A node's contribution is built in this order (docs/spec.md, section 15.8): ``c = delta
-+ residual``; ``v = c[S]`` (all of ``c`` without a subset); with the rotation, ``v``
-becomes ``(R v_float, v_integer)``: the rotated float coordinates (padded length D), then
-the integer ones unchanged; then the segmented encoding ``(w q(v), counts, w)``.
++ residual`` (the residual zero at integer coordinates); ``v = c[S]`` (all of ``c``
+without a subset); with the rotation, ``v`` becomes ``(R v_float, v_integer)``: the
+rotated float coordinates (padded length D), then the integer ones unchanged; then the
+segmented encoding ``(w q(v), counts, w)``.
 
 Segments (clip tables and clipped counts): the round's table is the model's table
 (one segment per array) restricted to the subset (:func:`secagg.sparsity.restrict`: each
@@ -57,7 +63,7 @@ from secagg.integrations.flower.arrays import ArrayLayout
 from secagg.integrations.flower.clipping import encoded_length, layout_table, segment_name
 from secagg.rotation import PARAMETER_PREFIX as ROTATION_PREFIX
 from secagg.rotation import SEED_SIZE as ROTATION_SEED_SIZE
-from secagg.rotation import Rotation
+from secagg.rotation import Rotation, largest_block
 from secagg.segments import Segment, SegmentTable
 from secagg.sparsity import PARAMETER_PREFIX as SPARSITY_PREFIX
 from secagg.sparsity import SEED_SIZE as SUBSET_SEED_SIZE
@@ -215,7 +221,7 @@ class RoundCompression:
             raise ProtocolError(
                 f"the rotation is for {rotation.dimension} values; this model sends {compression.float_count(layout)}"
             )
-        if rotation is not None and rotation.block_size > Rotation(rotation.seed, rotation.dimension).block_size:
+        if rotation is not None and rotation.block_size > largest_block(rotation.dimension):
             raise ProtocolError(  # only padding: D up to 2^32 zeros rotated, encoded and masked
                 f"the rotation's block {rotation.block_size} exceeds one block of {rotation.dimension} values"
             )
@@ -370,13 +376,18 @@ class NodeUpdate:
 def node_update(data: bytes, delta: FloatVector, layout: ArrayLayout, state: RecordDict) -> NodeUpdate:
     """The node's values to encode for the setup's ``compression`` bytes ``data``: its update plus
     its stored residual, compressed; the new residual is that sum with the coordinates sent zeroed
-    (None when everything was sent). Without compression and residual: ``delta`` itself.
+    (None when everything was sent), and zero at the coordinates of integer and bool arrays, whose
+    stored residual is not added either (module docstring). Without compression and residual:
+    ``delta`` itself.
 
     ConfigurationError if the update plus the residual holds a NaN or an infinity (an overflow of
     the sum included): refused whole, as an uncompressed update is, before any of it is kept (an
     unsent one would otherwise sit in the residual and be refused in every round that sends it)."""
     compression = RoundCompression.read(data, layout)
     residual = stored_residual(state, layout)
+    integer = _integer_mask(layout)
+    if residual is not None:  # one kept by an older node, or while the array was float: not added
+        residual = np.where(integer, 0.0, residual)
     with np.errstate(over="ignore", invalid="ignore"):
         corrected = delta if residual is None else delta + residual
     if not np.all(np.isfinite(corrected)):
@@ -387,4 +398,5 @@ def node_update(data: bytes, delta: FloatVector, layout: ArrayLayout, state: Rec
     if compression.subset is not None:
         kept = corrected.copy()
         kept[compression.subset.indices] = 0.0
+        kept[integer] = 0.0  # no residual for integer arrays (module docstring)
     return NodeUpdate(compression.compress(corrected, layout), compression, kept)
