@@ -324,7 +324,9 @@ def aggregate_models(
     more than the global model and is withheld naming it.
     Client k's update is its flattened tensors minus the global ones, weighted by ``num_samples[k]``; ``client_ids``
     (default 0..m-1) name the clients for ``dropouts`` and in
-    ``result.included``. ``rng`` is the round's non-secret randomness (the
+    ``result.included``; an aggregator that keeps per-hospital residuals (error
+    feedback) needs stable ``client_ids`` and refuses the default, which would hand a
+    dropped hospital's residual to the next one. ``rng`` is the round's non-secret randomness (the
     aggregator's quantization rounding). With a secure aggregator the party
     running this learns only the mean; in a real deployment each hospital
     computes its own update and only the aggregation runs across machines (see
