@@ -32,7 +32,9 @@ back as plain tensors we clip and sum ourselves. Opacus would bring its own opti
 noise and accountant; here the noise must be integer, split across hospitals and added
 inside the secure sum, and the budget kept by :class:`secagg.dp.PrivacyAccountant`, so
 only its per-sample gradient part would be used, and that is what ``torch.func`` gives.
-Limits: layers that mix examples in a batch (BatchNorm in training mode) have no
+Each example is mapped over its own (expanded, not copied) view of the parameters, so recurrent
+layers (LSTM, GRU, RNN and their cells), whose backward pass accumulates a parameter's gradient in
+place, work too. Limits: layers that mix examples in a batch (BatchNorm in training mode) have no
 per-sample gradient; use GroupNorm/LayerNorm, as with Opacus.
 
 PyTorch is imported on first use (``pip install -e '.[torch]'``).
@@ -187,7 +189,14 @@ def clipped_gradient_sum(
         loss: Tensor = loss_fn(output, y.unsqueeze(0))
         return loss
 
-    per_sample = func.vmap(func.grad(loss_of_one), in_dims=(None, 0, 0))(params, inputs, targets)
+    # Each example gets its own view of the parameters (expanded: no copy), not one shared unbatched
+    # tensor: the backward pass of torch's recurrent kernels (GRU, RNN, the cells, a float64 LSTM)
+    # accumulates a parameter's gradient in place into a tensor of the parameter's shape, which vmap
+    # cannot do with one gradient per example (torch's "output with shape [1, 4] doesn't match the
+    # broadcast shape [5, 1, 4]").
+    rows = int(inputs.shape[0])
+    own = {name: p.unsqueeze(0).expand(rows, *p.shape) for name, p in params.items()}
+    per_sample = func.vmap(func.grad(loss_of_one), in_dims=(0, 0, 0))(own, inputs, targets)
     flat = torch.cat([per_sample[name].reshape(inputs.shape[0], -1) for name in params], dim=1)
     # detach: a tensor outside the parameters that requires grad (a plain attribute) leaves its history here
     flat = flat.detach().to(torch.float64)
