@@ -59,6 +59,8 @@ from secagg.integrations._foreign import foreign_reason
 from secagg.integrations._layout import check_cast
 from secagg.integrations._torch_dp_model import _trainable_parameters, dp_model_digest
 from secagg.integrations._torch_dtypes import top_of_range
+from secagg.integrations._torch_tensors import write_into
+from secagg.integrations._torch_ties import refuse_shared_memory
 from secagg.integrations.torch import TensorSpec
 
 if TYPE_CHECKING:
@@ -349,10 +351,14 @@ def apply_dp_step(model: Module, noised_sum: FloatVector, denominator: float, le
     """``w <- w - learning_rate * noised_sum / denominator`` on the trainable parameters, in place.
 
     Raises ConfigurationError, with every parameter untouched, for a non-finite learning rate or sum, a
-    denominator that is not a positive finite number, a sum of another length, or a step a parameter's dtype cannot hold
-    (a finite weight would become an infinity, a NaN or its dtype's largest value)."""
+    denominator that is not a positive finite number, a sum of another length, a step a parameter's dtype cannot hold
+    (a finite weight would become an infinity, a NaN or its dtype's largest value), or a parameter whose
+    elements share memory (an expanded view) or that shares memory with another (as
+    :func:`~secagg.integrations.torch.load_into_model`). An inference parameter (a model built under
+    ``torch.inference_mode()``) is written inside inference mode, the only place torch allows it."""
     torch = _torch()
     params = _trainable_parameters(model)
+    refuse_shared_memory(dict(params))  # before any write: torch would refuse one partway, or write one over another
     total = sum(int(p.numel()) for _, p in params)
     if not isinstance(noised_sum, np.ndarray) or noised_sum.dtype.kind != "f":
         raise ConfigurationError(f"the noised sum must be a float numpy array, got {type(noised_sum).__name__}")
@@ -377,7 +383,7 @@ def apply_dp_step(model: Module, noised_sum: FloatVector, denominator: float, le
             updated.append((p, new))
             offset += p.numel()
         for p, new in updated:
-            p.copy_(new)
+            write_into(torch, p, new)
 
 
 def run_dp_round(
