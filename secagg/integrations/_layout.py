@@ -83,6 +83,16 @@ class ArraySpec:
         return self.dtype == "bool" or self.dtype.startswith(("int", "uint"))
 
 
+_SHOWN = 80
+"""How many characters of an untrusted name's repr a message shows."""
+
+
+def _shown(name: object) -> str:
+    """``repr(name)`` (control characters escaped), cut to :data:`_SHOWN` characters."""
+    text = repr(name)
+    return text if len(text) <= _SHOWN else text[: _SHOWN - 3] + "..."
+
+
 @dataclass(frozen=True)
 class FlatLayout:
     """The named arrays of a flat vector, back to back from index 0.
@@ -95,9 +105,15 @@ class FlatLayout:
     specs: tuple[ArraySpec, ...]
 
     def __post_init__(self) -> None:
-        names = [spec.name for spec in self.specs]
-        if len(set(names)) != len(names):
-            raise ConfigurationError(f"{self.NOUN} names in a layout must be unique")
+        seen: set[str] = set()
+        for spec in self.specs:
+            if spec.name in seen:
+                # A hospital's name is untrusted: escaped (repr) and cut, so a report stays readable and short.
+                raise ConfigurationError(
+                    f"{self.NOUN} names in a layout must be unique: {_shown(spec.name)} appears twice "
+                    f"(give the {self.NOUN}s distinct names)"
+                )
+            seen.add(spec.name)
         offset = 0
         for spec in self.specs:
             if spec.offset != offset:

@@ -19,7 +19,7 @@ if TYPE_CHECKING:
     from torch import Tensor
     from torch.nn import Module
 
-__all__ = ["model_tensors", "named", "refuse_lazy", "tensors_of"]
+__all__ = ["model_tensors", "named", "refuse_lazy", "tensors_of", "write_into"]
 
 
 def _torch() -> Any:
@@ -68,3 +68,14 @@ def named(model: Module | Mapping[str, Tensor], buffers: bool) -> Mapping[str, T
         raise ConfigurationError(f"expected a torch.nn.Module or a state dict, got {type(model).__name__}")
     state: Mapping[str, Tensor] = model.state_dict(keep_vars=True)
     return state
+
+
+def write_into(torch: Any, target: Tensor, value: Tensor) -> None:
+    """``target.copy_(value)`` (under ``torch.no_grad()``), inside ``torch.inference_mode()`` for an
+    inference tensor (a model built under inference mode holds them): torch refuses an in-place write
+    into one anywhere else, and allows it there."""
+    if target.is_inference():
+        with torch.inference_mode():
+            target.copy_(value)
+    else:
+        target.copy_(value)

@@ -26,7 +26,7 @@ from secagg.integrations._layout import FlatLayout
 if TYPE_CHECKING:
     from torch import Tensor
 
-__all__ = ["ties", "untied", "written_once"]
+__all__ = ["refuse_shared_memory", "ties", "untied", "written_once"]
 
 
 def _tensor_key(torch: Any, tensor: object) -> tuple[object, ...] | None:
@@ -146,6 +146,14 @@ def _refuse_self_overlap(torch: Any, tensors: Mapping[str, Tensor]) -> None:
             )
 
 
+def refuse_shared_memory(tensors: Mapping[str, Tensor]) -> None:
+    """ConfigurationError naming a tensor of ``tensors`` (distinct tensors, each once) two of whose
+    elements share one memory location (:func:`_refuse_self_overlap`), or two of them that share memory
+    (:func:`_refuse_aliases`): no value can be written into them in turn. Run before the first write."""
+    _refuse_self_overlap(require("torch", "torch"), tensors)
+    _refuse_aliases(tensors)
+
+
 def written_once(targets: Mapping[str, Tensor], values: npt.NDArray[np.float64], layout: FlatLayout) -> dict[str, str]:
     """Each name of ``layout`` mapped to the first of its names that ``targets`` (a module's
     tensors) tie together, so that a tied tensor is written once; ConfigurationError naming both if
@@ -154,8 +162,7 @@ def written_once(targets: Mapping[str, Tensor], values: npt.NDArray[np.float64],
     or two elements of one tensor share memory (:func:`_refuse_self_overlap`)."""
     specs = {spec.name: spec for spec in layout.specs}
     written = ties({name: targets[name] for name in specs})
-    _refuse_self_overlap(require("torch", "torch"), {name: targets[name] for name in specs})
-    _refuse_aliases({name: targets[name] for name, first in written.items() if name == first})
+    refuse_shared_memory({name: targets[name] for name, first in written.items() if name == first})
     for name, first in written.items():
         mine, theirs = (values[s.offset : s.offset + s.length] for s in (specs[name], specs[first]))
         if name != first and not np.array_equal(mine, theirs, equal_nan=True):

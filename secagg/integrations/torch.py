@@ -61,7 +61,7 @@ from secagg.integrations._torch_dtypes import (
     kind_of,
     to_float64,
 )
-from secagg.integrations._torch_tensors import model_tensors, named, refuse_lazy, tensors_of
+from secagg.integrations._torch_tensors import model_tensors, named, refuse_lazy, tensors_of, write_into
 from secagg.integrations._torch_ties import ties, untied, written_once
 from secagg.ranges import RangeDiscovery
 
@@ -204,7 +204,9 @@ def load_into_model(model: Module, vector: npt.ArrayLike, layout: FlatLayout) ->
     Each tensor keeps its device and dtype; a tied (shared) tensor is written once. Raises
     ConfigurationError, with the model untouched, if the module lacks a name of the layout, a shape
     or dtype differs, the layout gives two names of one tied tensor different values, or a tensor
-    to write shares memory with another or between its own elements (an expanded view).
+    to write shares memory with another or between its own elements (an expanded view). An inference
+    tensor (a model built under ``torch.inference_mode()``) is written inside inference mode, the only
+    place torch allows it.
     """
     targets = model_tensors(model, buffers=True)
     for spec in require_layout(layout).specs:
@@ -222,7 +224,7 @@ def load_into_model(model: Module, vector: npt.ArrayLike, layout: FlatLayout) ->
     with torch.no_grad():
         for name, first in written.items():
             if name == first:
-                targets[name].copy_(tensors[name])
+                write_into(torch, targets[name], tensors[name])
 
 
 def model_digest(model: Module | Mapping[str, Tensor], *, buffers: bool = True) -> bytes:

@@ -32,7 +32,9 @@ back as plain tensors we clip and sum ourselves. Opacus would bring its own opti
 noise and accountant; here the noise must be integer, split across hospitals and added
 inside the secure sum, and the budget kept by :class:`secagg.dp.PrivacyAccountant`, so
 only its per-sample gradient part would be used, and that is what ``torch.func`` gives.
-Limits: layers that mix examples in a batch (BatchNorm in training mode) have no
+Each example is mapped over its own (expanded, not copied) view of the parameters, so recurrent
+layers (LSTM, GRU, RNN and their cells), whose backward pass accumulates a parameter's gradient in
+place, work too. Limits: layers that mix examples in a batch (BatchNorm in training mode) have no
 per-sample gradient; use GroupNorm/LayerNorm, as with Opacus.
 
 PyTorch is imported on first use (``pip install -e '.[torch]'``).
@@ -57,6 +59,8 @@ from secagg.integrations._foreign import foreign_reason
 from secagg.integrations._layout import check_cast
 from secagg.integrations._torch_dp_model import _trainable_parameters, dp_model_digest
 from secagg.integrations._torch_dtypes import top_of_range
+from secagg.integrations._torch_tensors import write_into
+from secagg.integrations._torch_ties import refuse_shared_memory
 from secagg.integrations.torch import TensorSpec
 
 if TYPE_CHECKING:
@@ -187,7 +191,14 @@ def clipped_gradient_sum(
         loss: Tensor = loss_fn(output, y.unsqueeze(0))
         return loss
 
-    per_sample = func.vmap(func.grad(loss_of_one), in_dims=(None, 0, 0))(params, inputs, targets)
+    # Each example gets its own view of the parameters (expanded: no copy), not one shared unbatched
+    # tensor: the backward pass of torch's recurrent kernels (GRU, RNN, the cells, a float64 LSTM)
+    # accumulates a parameter's gradient in place into a tensor of the parameter's shape, which vmap
+    # cannot do with one gradient per example (torch's "output with shape [1, 4] doesn't match the
+    # broadcast shape [5, 1, 4]").
+    rows = int(inputs.shape[0])
+    own = {name: p.unsqueeze(0).expand(rows, *p.shape) for name, p in params.items()}
+    per_sample = func.vmap(func.grad(loss_of_one), in_dims=(0, 0, 0))(own, inputs, targets)
     flat = torch.cat([per_sample[name].reshape(inputs.shape[0], -1) for name in params], dim=1)
     # detach: a tensor outside the parameters that requires grad (a plain attribute) leaves its history here
     flat = flat.detach().to(torch.float64)
@@ -340,10 +351,14 @@ def apply_dp_step(model: Module, noised_sum: FloatVector, denominator: float, le
     """``w <- w - learning_rate * noised_sum / denominator`` on the trainable parameters, in place.
 
     Raises ConfigurationError, with every parameter untouched, for a non-finite learning rate or sum, a
-    denominator that is not a positive finite number, a sum of another length, or a step a parameter's dtype cannot hold
-    (a finite weight would become an infinity, a NaN or its dtype's largest value)."""
+    denominator that is not a positive finite number, a sum of another length, a step a parameter's dtype cannot hold
+    (a finite weight would become an infinity, a NaN or its dtype's largest value), or a parameter whose
+    elements share memory (an expanded view) or that shares memory with another (as
+    :func:`~secagg.integrations.torch.load_into_model`). An inference parameter (a model built under
+    ``torch.inference_mode()``) is written inside inference mode, the only place torch allows it."""
     torch = _torch()
     params = _trainable_parameters(model)
+    refuse_shared_memory(dict(params))  # before any write: torch would refuse one partway, or write one over another
     total = sum(int(p.numel()) for _, p in params)
     if not isinstance(noised_sum, np.ndarray) or noised_sum.dtype.kind != "f":
         raise ConfigurationError(f"the noised sum must be a float numpy array, got {type(noised_sum).__name__}")
@@ -368,7 +383,7 @@ def apply_dp_step(model: Module, noised_sum: FloatVector, denominator: float, le
             updated.append((p, new))
             offset += p.numel()
         for p, new in updated:
-            p.copy_(new)
+            write_into(torch, p, new)
 
 
 def run_dp_round(

@@ -307,3 +307,39 @@ def test_the_model_digest_binds_the_weight_names_and_each_update_declares_the_mo
     assert model_digest(swapped) != digest and model_digest(global_model.get_weights()) != digest
     assert update.client_id == 3 and update.model_digest == model_digest(stale) != digest
     np.testing.assert_allclose(update.vector, 0.5)
+
+
+class _Twins(keras.layers.Layer):  # type: ignore[misc]
+    """A layer with two weights of one name (Keras lets a layer name two weights alike): one path twice."""
+
+    def __init__(self, weight_name: str, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.weight_name = weight_name
+
+    def build(self, input_shape: Any) -> None:
+        self.first = self.add_weight(shape=(2,), name=self.weight_name)
+        self.second = self.add_weight(shape=(3,), name=self.weight_name)
+
+    def call(self, inputs: Any) -> Any:
+        return inputs
+
+
+def test_weights_with_one_path_are_refused_naming_it() -> None:
+    # Prepare
+    model = keras.Sequential([keras.Input((2,)), _Twins("w", name="twins")])
+    # Execute / Assert: which path is not unique, not only that one is not
+    with pytest.raises(ConfigurationError, match=r"'twins/w'"):
+        flatten_model(model)
+
+
+def test_a_hostile_duplicate_path_is_named_escaped_and_cut() -> None:
+    # Prepare: a path with a newline, a terminal escape and 300 characters more
+    model = keras.Sequential([keras.Input((2,)), _Twins("w\n\x1b[31m" + "x" * 300, name="twins")])
+    # Execute
+    with pytest.raises(ConfigurationError) as caught:
+        flatten_model(model)
+    # Assert: its start shown escaped, no control character and not the whole name
+    text = str(caught.value)
+    assert r"'twins/w\n\x1b[31mxxx" in text
+    assert "\n" not in text and "\x1b" not in text
+    assert len(text) < 200
