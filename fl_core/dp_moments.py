@@ -143,11 +143,21 @@ class MomentsChargedAggregator(DPAggregator):
     """The training :class:`DPAggregator`, whose plan composes the moments release before its rounds.
 
     Rounds are charged and refused by the training accountant, whose budget is the whole
-    run's and whose account already holds the release; :meth:`guarantee` states the total."""
+    run's and whose account already holds the release; :meth:`guarantee` states the total.
+    ConfigurationError unless the training plan composes exactly the releases the moments
+    aggregator made (its accountant's ``num_releases``): a second release, a retry with fresh
+    noise, would otherwise be left out of the account."""
 
     def __init__(self, training: DPAggregator, release: MomentsRelease) -> None:
-        if training.plan.preceding != ((release.aggregator.plan, 1),):
+        made = release.aggregator.accountant.num_releases
+        preceding = training.plan.preceding
+        if len(preceding) != 1 or preceding[0][0] != release.aggregator.plan:
             raise ConfigurationError("the training plan must be calibrated after the moments release (preceding)")
+        if preceding[0][1] != made:  # each release is charged: a retry released the moments again
+            raise ConfigurationError(
+                f"the moments aggregator released {made} aggregates, but the training plan composes "
+                f"{preceding[0][1]}: calibrate the training after every release made (preceding)"
+            )
         super().__init__(training.inner, training.quantizer, training.accountant)
         self.release = release
 

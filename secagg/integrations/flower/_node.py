@@ -119,6 +119,12 @@ class NodeSettings:
         """Check every argument of the mod factory now, so a wrong type never waits for a round."""
         require_instance("policy", self.policy, NodePolicy)
         require_bool("allow_plain_train", self.allow_plain_train)
+        if self.allow_plain_train and self.policy.require_dp:
+            # A plain training reply is the node's update in the clear: a release no accountant charges.
+            raise ConfigurationError(
+                "policy require_dp=True refuses every round without differential privacy, but allow_plain_train=True "
+                "would send this node's un-noised update for any training message outside a secure round: choose one"
+            )
         if self.rng is not None:
             require_rng("rng", self.rng)
         if self.audit is not None:

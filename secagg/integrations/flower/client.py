@@ -160,7 +160,8 @@ def make_secagg_mod(
             fewer colluders than the library's default for that round, ``policy.default_colluders``),
             checked in the setup stage before anything derived from its data leaves it.
         allow_plain_train: pass training messages outside a secure round to the
-            handler (their replies then leave in the clear). Off by default.
+            handler (their replies then leave in the clear). Off by default; refused
+            (ConfigurationError) with ``policy.require_dp``.
         rng: the quantization's rounding randomness (not secret); fresh OS
             entropy per round if None.
         audit: called with an :class:`AuditRecord` after each masked update

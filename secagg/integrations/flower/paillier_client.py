@@ -171,7 +171,8 @@ def make_paillier_mod(
         policy: what this node accepts (:class:`~secagg.integrations.flower.NodePolicy`;
             default: at least 3 nodes and 2 contributors, and no round tolerating fewer colluders than a
             ``default_threshold(l)``-of-l key, ``policy.paillier_default_colluders``), checked before it trains.
-        allow_plain_train: pass training messages outside a secure round to the handler.
+        allow_plain_train: pass training messages outside a secure round to the handler (their
+            replies then leave in the clear); refused (ConfigurationError) with ``policy.require_dp``.
         rng: the quantization's rounding randomness (not secret); fresh OS entropy if None.
         audit: called with an :class:`AuditRecord` (int64 encoding) after each upload.
         random_bytes: the source of every secret (encryption randomness, proof commitments).

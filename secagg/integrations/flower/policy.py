@@ -128,7 +128,9 @@ class NodePolicy:
             ``max_clip`` refuses DP rounds, one with only ``max_l2_clip`` rounds without DP (a
             node that bounds neither accepts any clip; ``require_dp`` refuses rounds without DP).
         min_bits: refuse quantization with fewer bits per value (None: any).
-        require_dp: refuse a round without distributed differential privacy.
+        require_dp: refuse a round without distributed differential privacy (and, with it, a
+            mod built with ``allow_plain_train=True`` is refused: a plain training reply is the
+            node's update in the clear).
         max_dp_epsilon: refuse a DP round whose declared epsilon (per patient, whole run)
             is above this ceiling (None: any). The node also recomputes the epsilon the
             round's noise buys and refuses a setup whose noise does not buy the declared one.
