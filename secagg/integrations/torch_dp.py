@@ -42,23 +42,29 @@ PyTorch is imported on first use (``pip install -e '.[torch]'``).
 
 from __future__ import annotations
 
-import importlib
 import logging
-from collections.abc import Callable, Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
-import numpy.typing as npt
 
 from secagg._validate import require_finite, require_int, require_mapping
 from secagg.dp.poisson import poisson_mask
 from secagg.dp.sampler import MAX_SAMPLES
 from secagg.errors import ConfigurationError, ConfigurationTypeError, SecAggError
-from secagg.integrations._extras import require
 from secagg.integrations._foreign import foreign_reason
 from secagg.integrations._layout import check_cast
 from secagg.integrations._torch_dp_model import _trainable_parameters, dp_model_digest
 from secagg.integrations._torch_dtypes import top_of_range
+from secagg.integrations._torch_per_example import (
+    FloatVector,
+    LossFn,
+    clipped_gradient_sum,
+    refuse_batch_mixing,
+    require_batch,
+    require_loss,
+    torch_module,
+)
 from secagg.integrations._torch_tensors import write_into
 from secagg.integrations._torch_ties import refuse_shared_memory
 from secagg.integrations.torch import TensorSpec
@@ -79,134 +85,9 @@ __all__ = [
     "run_dp_round",
 ]
 
-FloatVector = npt.NDArray[np.float64]
-LossFn = Callable[["Tensor", "Tensor"], "Tensor"]
-
 LOGGER = logging.getLogger(__name__)
 """Where :func:`run_dp_round` logs, at DEBUG, the full text of a foreign exception that withheld a
 hospital (the round's report names only the stage and the exception's type)."""
-
-
-def _torch() -> Any:
-    require("torch", "torch")
-    return importlib.import_module("torch")
-
-
-def _refuse_batch_mixing(model: Module) -> None:
-    """ConfigurationError naming a BatchNorm layer in training mode: it normalises with the
-    batch's statistics, so no example has a gradient of its own to clip; or a dropout module of
-    p > 0 (or a MultiheadAttention of dropout > 0) in training mode: ``torch.func.vmap`` refuses
-    its random draw (every hospital's gradient computation would raise); or an RReLU, in either
-    mode: vmap has no rule for its kernel; or an InstanceNorm tracking running statistics in
-    training mode: vmap refuses its in-place update of them."""
-    torch = _torch()
-    batch_norm = torch.nn.modules.batchnorm._BatchNorm
-    instance_norm = torch.nn.modules.instancenorm._InstanceNorm
-    for name, module in model.named_modules():
-        if isinstance(module, torch.nn.RReLU):
-            slope = (module.lower + module.upper) / 2  # what RReLU computes in eval mode
-            raise ConfigurationError(
-                f"module {name!r} (RReLU) cannot be computed per example: torch.func.vmap has no rule for it, in "
-                f"training or eval mode; in eval mode it is LeakyReLU(negative_slope={slope}): use that "
-                "(docs/privacy.md, \"PyTorch\")"
-            )
-        dropout = module.p if isinstance(module, torch.nn.modules.dropout._DropoutNd) else None
-        if isinstance(module, torch.nn.MultiheadAttention):
-            dropout = module.dropout  # a float setting of its own, drawn inside its forward
-        if dropout is not None and module.training and dropout > 0:
-            raise ConfigurationError(
-                f"module {name!r} ({type(module).__name__}) is in training mode: per-sample gradients "
-                "(torch.func.vmap) take no random draw, so no hospital's gradient could be computed; "
-                "put the model in eval mode (model.eval()) for DP rounds, on every side "
-                "(docs/privacy.md, \"PyTorch\")"
-            )
-        if isinstance(module, batch_norm) and module.training:
-            raise ConfigurationError(
-                f"module {name!r} ({type(module).__name__}) is in training mode: it normalises with the batch's "
-                "statistics, which mixes the examples, so there is no per-example gradient to clip; "
-                "use GroupNorm or LayerNorm (docs/privacy.md, \"PyTorch\")"
-            )
-        if isinstance(module, instance_norm) and module.training and module.track_running_stats:
-            raise ConfigurationError(
-                f"module {name!r} ({type(module).__name__}) tracks running statistics in training mode: it updates "
-                "them in place from the batch, which per-sample gradients (torch.func.vmap) cannot; build it with "
-                "track_running_stats=False, or put the model in eval mode (model.eval()) on every side "
-                "(docs/privacy.md, \"PyTorch\")"
-            )
-
-
-def _trainable(model: Module) -> dict[str, Tensor]:
-    return {name: p.detach() for name, p in _trainable_parameters(model)}
-
-
-def _require_loss(loss_fn: object) -> None:
-    """ConfigurationTypeError for a loss that is not callable (vmap would raise Python's TypeError)."""
-    if not callable(loss_fn):
-        raise ConfigurationTypeError(
-            f"loss_fn must be a function of (output, target) returning a scalar, got {type(loss_fn).__name__}"
-        )
-
-
-def _require_batch(torch: Any, inputs: object, targets: object) -> int:
-    """The batch size of ``inputs`` and ``targets``; ConfigurationError unless both are tensors with a
-    batch dimension of one size (one target per example)."""
-    for name, tensor in (("inputs", inputs), ("targets", targets)):
-        if not isinstance(tensor, torch.Tensor) or tensor.ndim == 0:
-            raise ConfigurationError(
-                f"{name} must be a torch.Tensor with a batch dimension, got {type(tensor).__name__}"
-            )
-    rows = int(inputs.shape[0])  # type: ignore[attr-defined]
-    if rows != int(targets.shape[0]):  # type: ignore[attr-defined]
-        # No counts in the text: it can be a withheld hospital's reason, and its row count is its own.
-        raise ConfigurationError("inputs and targets have different batch sizes: one target per example")
-    return rows
-
-
-def clipped_gradient_sum(
-    model: Module, loss_fn: LossFn, inputs: Tensor, targets: Tensor, l2_clip: float
-) -> FloatVector:
-    """``sum_i min(1, l2_clip / ||g_i||) g_i`` over the batch as one float64 vector.
-
-    g_i is example i's gradient of ``loss_fn(model(x_i), y_i)`` over the trainable
-    parameters (in ``named_parameters`` order, each flattened), computed for the whole
-    batch at once with ``torch.func.vmap(grad(...))``: no Python loop over examples.
-    ``loss_fn`` gets a batch of one and must return a scalar.
-    """
-    if require_finite("l2_clip", l2_clip) <= 0:
-        raise ConfigurationError(f"l2_clip must be a positive number, got {l2_clip}")
-    _require_loss(loss_fn)
-    torch = _torch()
-    func = importlib.import_module("torch.func")
-    params = _trainable(model)
-    _require_batch(torch, inputs, targets)
-    if not params:
-        raise ConfigurationError("the model has no trainable parameters")
-    _refuse_batch_mixing(model)
-    if inputs.shape[0] == 0:
-        return np.zeros(sum(int(p.numel()) for p in params.values()))
-    buffers = {name: b.detach() for name, b in model.named_buffers()}
-
-    def loss_of_one(parameters: Mapping[str, Tensor], x: Tensor, y: Tensor) -> Tensor:
-        output = func.functional_call(model, (dict(parameters), buffers), (x.unsqueeze(0),))
-        loss: Tensor = loss_fn(output, y.unsqueeze(0))
-        return loss
-
-    # Each example gets its own view of the parameters (expanded: no copy), not one shared unbatched
-    # tensor: the backward pass of torch's recurrent kernels (GRU, RNN, the cells, a float64 LSTM)
-    # accumulates a parameter's gradient in place into a tensor of the parameter's shape, which vmap
-    # cannot do with one gradient per example (torch's "output with shape [1, 4] doesn't match the
-    # broadcast shape [5, 1, 4]").
-    rows = int(inputs.shape[0])
-    own = {name: p.unsqueeze(0).expand(rows, *p.shape) for name, p in params.items()}
-    per_sample = func.vmap(func.grad(loss_of_one), in_dims=(0, 0, 0))(own, inputs, targets)
-    flat = torch.cat([per_sample[name].reshape(inputs.shape[0], -1) for name in params], dim=1)
-    # detach: a tensor outside the parameters that requires grad (a plain attribute) leaves its history here
-    flat = flat.detach().to(torch.float64)
-    if not bool(torch.isfinite(flat).all()):
-        raise ConfigurationError("a per-sample gradient is NaN or infinite (check the inputs and the loss)")
-    factors = torch.clamp(l2_clip / flat.norm(dim=1).clamp_min(torch.finfo(torch.float64).tiny), max=1.0)
-    summed: FloatVector = (flat * factors[:, None]).sum(dim=0).numpy()
-    return summed
 
 
 def dp_contribution(
@@ -215,8 +96,8 @@ def dp_contribution(
     """A hospital's float contribution: the clipped gradient sum over its Poisson sample, drawn from
     ``source`` (:func:`secagg.dp.poisson_mask`: the OS CSPRNG when None; a numpy Generator is refused,
     the amplification bound being for a sample nobody but the hospital can predict)."""
-    torch = _torch()
-    mask = torch.from_numpy(poisson_mask(_require_batch(torch, inputs, targets), dp.sampling_rate, source))
+    torch = torch_module()
+    mask = torch.from_numpy(poisson_mask(require_batch(torch, inputs, targets), dp.sampling_rate, source))
     return clipped_gradient_sum(model, loss_fn, inputs[mask], targets[mask], dp.l2_clip)
 
 
@@ -266,11 +147,11 @@ def _staged_update(
     from fl_core.aggregators.base import ClientUpdate  # noqa: PLC0415 (fl_core is optional here)
 
     stage.append(_SAMPLE)
-    rows = require_int("num_rows", _require_batch(_torch(), inputs, targets), 0, MAX_SAMPLES)  # the hospital's data
+    rows = require_int("num_rows", require_batch(torch_module(), inputs, targets), 0, MAX_SAMPLES)  # its data
     stage.append(_SOURCE)
     drawn = poisson_mask(rows, dp.sampling_rate, source)
     stage.append(_SAMPLE)
-    mask = _torch().from_numpy(drawn)
+    mask = torch_module().from_numpy(drawn)
     sampled = inputs[mask], targets[mask]
     stage.append(_COPY)
     digest = dp_model_digest(model, loss_name=loss_name)
@@ -356,7 +237,7 @@ def apply_dp_step(model: Module, noised_sum: FloatVector, denominator: float, le
     elements share memory (an expanded view) or that shares memory with another (as
     :func:`~secagg.integrations.torch.load_into_model`). An inference parameter (a model built under
     ``torch.inference_mode()``) is written inside inference mode, the only place torch allows it."""
-    torch = _torch()
+    torch = torch_module()
     params = _trainable_parameters(model)
     refuse_shared_memory(dict(params))  # before any write: torch would refuse one partway, or write one over another
     total = sum(int(p.numel()) for _, p in params)
@@ -444,9 +325,9 @@ def run_dp_round(
         raise ConfigurationError("run_dp_round needs a DP aggregator: make_aggregator(name, dp=..., dimension=...)")
     _check_step(learning_rate, denominator, declared_sizes)
     hospitals = _hospital_triples(hospitals)
-    _require_loss(loss_fn)  # the caller's own: not callable, every hospital would be withheld alike
+    require_loss(loss_fn)  # the caller's own: not callable, every hospital would be withheld alike
     trainable = sum(int(p.numel()) for _, p in _trainable_parameters(model))  # refuses a non-module
-    _refuse_batch_mixing(model)  # the caller's own global model: every hospital would fail alike
+    refuse_batch_mixing(model)  # the caller's own global model: every hospital would fail alike
     if trainable != aggregator.plan.dimension:
         raise ConfigurationError(
             f"the DP aggregator was set up with dimension={aggregator.plan.dimension}, but the model has "

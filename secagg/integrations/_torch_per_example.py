@@ -1,0 +1,160 @@
+"""Per-example clipped gradients of a PyTorch model by ``torch.func`` (:func:`clipped_gradient_sum`).
+
+Split from :mod:`secagg.integrations.torch_dp`, which re-exports :func:`clipped_gradient_sum`:
+the checks of what can be computed per example (layers that mix a batch's examples, random draws
+inside the forward pass), of the loss and the batch, and the ``vmap(grad(...))`` computation.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import numpy.typing as npt
+
+from secagg._validate import require_finite
+from secagg.errors import ConfigurationError, ConfigurationTypeError
+from secagg.integrations._extras import require
+from secagg.integrations._torch_dp_model import _trainable_parameters
+
+if TYPE_CHECKING:
+    from torch import Tensor
+    from torch.nn import Module
+
+__all__ = [
+    "FloatVector",
+    "LossFn",
+    "clipped_gradient_sum",
+    "refuse_batch_mixing",
+    "require_batch",
+    "require_loss",
+    "torch_module",
+]
+
+FloatVector = npt.NDArray[np.float64]
+LossFn = Callable[["Tensor", "Tensor"], "Tensor"]
+
+
+def torch_module() -> Any:
+    """The ``torch`` module, imported on first use (ConfigurationError naming the extra if missing)."""
+    require("torch", "torch")
+    return importlib.import_module("torch")
+
+
+def refuse_batch_mixing(model: Module) -> None:
+    """ConfigurationError naming a BatchNorm layer in training mode: it normalises with the
+    batch's statistics, so no example has a gradient of its own to clip; or a dropout module of
+    p > 0 (or a MultiheadAttention of dropout > 0) in training mode: ``torch.func.vmap`` refuses
+    its random draw (every hospital's gradient computation would raise); or an RReLU, in either
+    mode: vmap has no rule for its kernel; or an InstanceNorm tracking running statistics in
+    training mode: vmap refuses its in-place update of them."""
+    torch = torch_module()
+    batch_norm = torch.nn.modules.batchnorm._BatchNorm
+    instance_norm = torch.nn.modules.instancenorm._InstanceNorm
+    for name, module in model.named_modules():
+        if isinstance(module, torch.nn.RReLU):
+            slope = (module.lower + module.upper) / 2  # what RReLU computes in eval mode
+            raise ConfigurationError(
+                f"module {name!r} (RReLU) cannot be computed per example: torch.func.vmap has no rule for it, in "
+                f"training or eval mode; in eval mode it is LeakyReLU(negative_slope={slope}): use that "
+                "(docs/privacy.md, \"PyTorch\")"
+            )
+        dropout = module.p if isinstance(module, torch.nn.modules.dropout._DropoutNd) else None
+        if isinstance(module, torch.nn.MultiheadAttention):
+            dropout = module.dropout  # a float setting of its own, drawn inside its forward
+        if dropout is not None and module.training and dropout > 0:
+            raise ConfigurationError(
+                f"module {name!r} ({type(module).__name__}) is in training mode: per-sample gradients "
+                "(torch.func.vmap) take no random draw, so no hospital's gradient could be computed; "
+                "put the model in eval mode (model.eval()) for DP rounds, on every side "
+                "(docs/privacy.md, \"PyTorch\")"
+            )
+        if isinstance(module, batch_norm) and module.training:
+            raise ConfigurationError(
+                f"module {name!r} ({type(module).__name__}) is in training mode: it normalises with the batch's "
+                "statistics, which mixes the examples, so there is no per-example gradient to clip; "
+                "use GroupNorm or LayerNorm (docs/privacy.md, \"PyTorch\")"
+            )
+        if isinstance(module, instance_norm) and module.training and module.track_running_stats:
+            raise ConfigurationError(
+                f"module {name!r} ({type(module).__name__}) tracks running statistics in training mode: it updates "
+                "them in place from the batch, which per-sample gradients (torch.func.vmap) cannot; build it with "
+                "track_running_stats=False, or put the model in eval mode (model.eval()) on every side "
+                "(docs/privacy.md, \"PyTorch\")"
+            )
+
+
+def _trainable(model: Module) -> dict[str, Tensor]:
+    return {name: p.detach() for name, p in _trainable_parameters(model)}
+
+
+def require_loss(loss_fn: object) -> None:
+    """ConfigurationTypeError for a loss that is not callable (vmap would raise Python's TypeError)."""
+    if not callable(loss_fn):
+        raise ConfigurationTypeError(
+            f"loss_fn must be a function of (output, target) returning a scalar, got {type(loss_fn).__name__}"
+        )
+
+
+def require_batch(torch: Any, inputs: object, targets: object) -> int:
+    """The batch size of ``inputs`` and ``targets``; ConfigurationError unless both are tensors with a
+    batch dimension of one size (one target per example)."""
+    for name, tensor in (("inputs", inputs), ("targets", targets)):
+        if not isinstance(tensor, torch.Tensor) or tensor.ndim == 0:
+            raise ConfigurationError(
+                f"{name} must be a torch.Tensor with a batch dimension, got {type(tensor).__name__}"
+            )
+    rows = int(inputs.shape[0])  # type: ignore[attr-defined]
+    if rows != int(targets.shape[0]):  # type: ignore[attr-defined]
+        # No counts in the text: it can be a withheld hospital's reason, and its row count is its own.
+        raise ConfigurationError("inputs and targets have different batch sizes: one target per example")
+    return rows
+
+
+def clipped_gradient_sum(
+    model: Module, loss_fn: LossFn, inputs: Tensor, targets: Tensor, l2_clip: float
+) -> FloatVector:
+    """``sum_i min(1, l2_clip / ||g_i||) g_i`` over the batch as one float64 vector.
+
+    g_i is example i's gradient of ``loss_fn(model(x_i), y_i)`` over the trainable
+    parameters (in ``named_parameters`` order, each flattened), computed for the whole
+    batch at once with ``torch.func.vmap(grad(...))``: no Python loop over examples.
+    ``loss_fn`` gets a batch of one and must return a scalar.
+    """
+    if require_finite("l2_clip", l2_clip) <= 0:
+        raise ConfigurationError(f"l2_clip must be a positive number, got {l2_clip}")
+    require_loss(loss_fn)
+    torch = torch_module()
+    func = importlib.import_module("torch.func")
+    params = _trainable(model)
+    require_batch(torch, inputs, targets)
+    if not params:
+        raise ConfigurationError("the model has no trainable parameters")
+    refuse_batch_mixing(model)
+    if inputs.shape[0] == 0:
+        return np.zeros(sum(int(p.numel()) for p in params.values()))
+    buffers = {name: b.detach() for name, b in model.named_buffers()}
+
+    def loss_of_one(parameters: Mapping[str, Tensor], x: Tensor, y: Tensor) -> Tensor:
+        output = func.functional_call(model, (dict(parameters), buffers), (x.unsqueeze(0),))
+        loss: Tensor = loss_fn(output, y.unsqueeze(0))
+        return loss
+
+    # Each example gets its own view of the parameters (expanded: no copy), not one shared unbatched
+    # tensor: the backward pass of torch's recurrent kernels (GRU, RNN, the cells, a float64 LSTM)
+    # accumulates a parameter's gradient in place into a tensor of the parameter's shape, which vmap
+    # cannot do with one gradient per example (torch's "output with shape [1, 4] doesn't match the
+    # broadcast shape [5, 1, 4]").
+    rows = int(inputs.shape[0])
+    own = {name: p.unsqueeze(0).expand(rows, *p.shape) for name, p in params.items()}
+    per_sample = func.vmap(func.grad(loss_of_one), in_dims=(0, 0, 0))(own, inputs, targets)
+    flat = torch.cat([per_sample[name].reshape(inputs.shape[0], -1) for name in params], dim=1)
+    # detach: a tensor outside the parameters that requires grad (a plain attribute) leaves its history here
+    flat = flat.detach().to(torch.float64)
+    if not bool(torch.isfinite(flat).all()):
+        raise ConfigurationError("a per-sample gradient is NaN or infinite (check the inputs and the loss)")
+    factors = torch.clamp(l2_clip / flat.norm(dim=1).clamp_min(torch.finfo(torch.float64).tiny), max=1.0)
+    summed: FloatVector = (flat * factors[:, None]).sum(dim=0).numpy()
+    return summed
