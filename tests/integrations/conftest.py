@@ -50,15 +50,27 @@ def paillier_keys(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[
     return key_files(tmp_path_factory.mktemp("ceremony"), 4, 3)
 
 
+@pytest.fixture(scope="session")
+def example_ceremonies() -> dict[int, Path]:
+    """The key directories of the example's ceremonies run so far, by number of hospitals."""
+    return {}
+
+
 @pytest.fixture(scope="module")
-def example_ceremony(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The Flower example's key ceremony, once per test module, for the module's ``NODES`` hospitals."""
+def example_ceremony(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory, example_ceremonies: dict[int, Path]
+) -> Path:
+    """The Flower example's key ceremony for the module's ``NODES`` hospitals, run once per session
+    for each number of hospitals: no test writes to it (each gets its own copy, ``example_keys``)."""
     from .flower_example import make_keys  # noqa: PLC0415  (imports Flower: only where it is used)
 
-    base = tmp_path_factory.mktemp("ceremony")
-    result = make_keys(base / "keys", request.module.NODES, base)
-    assert result.returncode == 0, result.stderr
-    return base / "keys"
+    nodes = int(request.module.NODES)
+    if nodes not in example_ceremonies:
+        base = tmp_path_factory.mktemp("ceremony")
+        result = make_keys(base / "keys", nodes, base)
+        assert result.returncode == 0, result.stderr
+        example_ceremonies[nodes] = base / "keys"
+    return example_ceremonies[nodes]
 
 
 @pytest.fixture

@@ -3,7 +3,9 @@ command line prints what the issue promises."""
 
 from __future__ import annotations
 
+import contextlib
 import copy
+import io
 import json
 import re
 import sys
@@ -17,16 +19,25 @@ import secagg.masking
 import secagg.paillier  # noqa: F401  (registers the Paillier message types)
 from secagg import wire
 from secagg.cli import main
-from secagg.vectors import DATA_DIR, SCHEMA_DIR, SUITES, generate_directory, load_schema, load_vectors, verify_document
+from secagg.vectors import DATA_DIR, SCHEMA_DIR, SUITES, load_schema, load_vectors, verify_document
 
 SPEC = Path(__file__).resolve().parents[2] / "docs" / "spec.md"
 
 
 @pytest.fixture(scope="module")
-def generated(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    directory = tmp_path_factory.mktemp("vectors")
-    generate_directory(directory)
-    return directory
+def generation(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, int, str]:
+    """``secagg vectors generate`` into a folder it creates, once per module (generating every file
+    takes seconds): the folder, the exit status and what it printed."""
+    directory = tmp_path_factory.mktemp("vectors") / "out"
+    printed = io.StringIO()
+    with contextlib.redirect_stdout(printed):
+        status = main(["vectors", "generate", str(directory)])
+    return directory, status, printed.getvalue()
+
+
+@pytest.fixture(scope="module")
+def generated(generation: tuple[Path, int, str]) -> Path:
+    return generation[0]
 
 
 def test_generation_equals_the_committed_files_byte_for_byte(generated: Path) -> None:
@@ -226,14 +237,14 @@ def test_command_verify_fails_on_a_corrupted_folder(generated: Path, tmp_path: P
     assert "hkdf.json" in out
 
 
-def test_command_generate_writes_every_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    # Execute
-    status = main(["vectors", "generate", str(tmp_path / "out")])
+def test_command_generate_writes_every_file(generation: tuple[Path, int, str]) -> None:
+    # Execute: the module's one run of `secagg vectors generate` (the folder did not exist before)
+    directory, status, printed = generation
 
     # Assert
     assert status == 0
-    assert sorted(p.name for p in (tmp_path / "out").glob("*.json")) == sorted(s.filename for s in SUITES)
-    assert len(capsys.readouterr().out.strip().splitlines()) == len(SUITES)
+    assert sorted(p.name for p in directory.glob("*.json")) == sorted(s.filename for s in SUITES)
+    assert len(printed.strip().splitlines()) == len(SUITES)
 
 
 def test_verify_without_jsonschema_still_checks_and_says_so(monkeypatch: pytest.MonkeyPatch) -> None:
