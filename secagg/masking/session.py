@@ -159,11 +159,19 @@ def graph_neighbours(config: MaskingConfig, session: bytes, client: int) -> tupl
     n = config.num_clients
     if config.graph == COMPLETE:
         return tuple(i for i in range(1, n + 1) if i != client)
-    permutation = HararyPermutation(n, session)
+    return _harary_neighbours(n, config.degree, session, client)
+
+
+@lru_cache(maxsize=4096)
+def _harary_neighbours(num_clients: int, degree: int, session: bytes, client: int) -> tuple[int, ...]:
+    """:func:`graph_neighbours` on a Harary graph. Cached: in a round every client checks the
+    neighbours of each share owner it endorses, so a simulation of n clients asks for the same n
+    answers n times each (a pure function of public values)."""
+    permutation = HararyPermutation(num_clients, session)
     position = permutation.position(client - 1)
-    half = config.degree // 2
+    half = degree // 2
     offsets = [j for j in range(-half, half + 1) if j != 0]
-    return tuple(sorted(permutation.at((position + j) % n) + 1 for j in offsets))
+    return tuple(sorted(permutation.at((position + j) % num_clients) + 1 for j in offsets))
 
 
 @lru_cache(maxsize=8)
