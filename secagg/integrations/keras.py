@@ -202,7 +202,9 @@ def unflatten_weights(vector: npt.ArrayLike, layout: WeightsLayout) -> list[npt.
     Inverse of :func:`flatten_weights` (and :func:`flatten_model`), bit for bit
     on its output; the list goes straight into ``model.set_weights``. A vector
     that did not come from flattening (an aggregate) is converted with the
-    rounding rules in the module docstring.
+    rounding rules in the module docstring. ConfigurationError for a ``vector`` numpy cannot read
+    as one float array of the layout's size (a tensor that requires grad or is on another device:
+    detach it and move it to the CPU).
     """
     require_layout(layout)
     values = float_vector(vector, layout)
