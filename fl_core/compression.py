@@ -66,7 +66,11 @@ class CompressionConfig:
         bytes_per_parameter: the budget of the protected update per hospital per
             round, divided by the model's parameter count (the uncompressed 32-bit
             ring costs 4 (d + 1) / d); None with a fraction.
-        error_feedback: keep what was not sent and add it to the next update (default).
+        error_feedback: keep what was not sent and add it to the next update (default; True or
+            False only, ConfigurationTypeError otherwise). The residual is kept per client id, so
+            every round must give a hospital the same id (the PyTorch and Keras
+            ``aggregate_models`` refuse their default ids: :func:`fl_core.wrapping.keeps_residuals`);
+            exact integer segments keep none (module docstring).
         option: the option's name in error messages, as the user typed it
             (``--bytes-per-parameter`` on the command line).
     """

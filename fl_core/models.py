@@ -5,8 +5,9 @@ batch, and its class probabilities. FedAvg never looks inside: it moves
 parameters around as one flat vector (:func:`flatten`, :func:`unflatten`).
 Any frozen dataclass with these three methods can be trained by :func:`fl_core.fedavg.run_fedavg`:
 its kind and its fields (its settings, which shape every hospital's update) are bound into every
-round (:func:`fl_core.contribution_binding.model_parameters`), so a model is a dataclass whose
-settings are scalar fields (a model that is no dataclass of its own is refused).
+round (:func:`fl_core.contribution_binding.model_parameters`), so a model is a frozen dataclass
+whose settings are scalar fields (a model that is no dataclass of its own, or a mutable one, is
+refused).
 
 Both models here end in a softmax over ``num_classes`` and minimise the mean
 cross-entropy plus ``l2 / 2 * ||weights||^2`` (biases are not penalised). Each holds its ``l2`` as

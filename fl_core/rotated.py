@@ -51,7 +51,11 @@ class RotatedAggregator(WrappingAggregator):
 
     ``block`` is the rotation's block size (None: one block, the next power of two): a power of
     two in 1..2^32 (else refused here), and at most one block of the values rotated (else each
-    round, and :meth:`own_length`, refuses it: :meth:`rotation`).
+    round, and :meth:`own_length`, refuses it: :meth:`rotation`). A rotation applies once: an
+    ``inner`` holding a :class:`RotatedAggregator` at any depth is refused, and so is one holding a
+    :class:`~fl_core.compression.SparseAggregator` with error feedback (its residuals would be kept
+    in one round's rotated basis and added in another's: wrap the other way,
+    ``SparseAggregator(RotatedAggregator(inner), ...)``).
     ``name``, ``guarantee`` and ``quantizer`` are the inner aggregator's
     (:class:`~fl_core.wrapping.WrappingAggregator`); ``last_rotation`` is the rotation of
     the latest round (public).

@@ -83,7 +83,10 @@ class WrappingAggregator:
     """The shared part of an aggregator that wraps ``inner``.
 
     Subclasses set :attr:`KIND` (a participle: "an aggregator is {KIND} once") and call
-    :meth:`bind` with their round's descriptor entries before the inner aggregator runs.
+    :meth:`bind` with their round's descriptor entries before the inner aggregator runs. A wrapper
+    whose ``inner`` holds one of its own class at any depth (another wrapper between them or not)
+    is refused (ConfigurationError): both would bind under one prefix, the innermost last, so the
+    outer round's draw would be bound by nothing; so is an ``inner`` whose quantizer is a DP one.
     """
 
     KIND: ClassVar[str] = "wrapped"

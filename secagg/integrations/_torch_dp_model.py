@@ -188,9 +188,10 @@ def dp_model_digest(model: Module, *, loss_name: str | None = None) -> bytes:
     (``"cross_entropy"``), bound when given, so a hospital declaring another name (or none, when the
     round names one) is refused; that the name matches the function is the integrator's to keep.
 
-    ConfigurationError for a non-module, a trainable parameter that is not real floating point, an
-    ``extra_repr`` that is no str, a tensor attribute or non-persistent buffer the adapter cannot
-    flatten (:func:`~secagg.integrations.torch.flatten_state_dict`), or a ``loss_name`` that is no
+    ConfigurationError for a non-module, a trainable parameter that is not real floating point or
+    whose name UTF-8 cannot encode (a lone surrogate), an ``extra_repr`` that is no str, a tensor
+    attribute or non-persistent buffer the adapter cannot flatten
+    (:func:`~secagg.integrations.torch.flatten_state_dict`), or a ``loss_name`` that is no
     non-empty text."""
     names = [_text("a parameter name", name) for name, _ in _trainable_parameters(model)]  # length-prefixed
     digest = hashlib.sha256(_DP_MODEL_DOMAIN + model_digest(model, buffers=True) + len(names).to_bytes(4, "big"))

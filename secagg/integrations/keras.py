@@ -33,7 +33,10 @@ per element, real then imaginary. Integer and boolean weights (counters, masks, 
 kernels) are exact up to 2^53 in magnitude; larger values are refused, as are
 dtypes a float64 cannot hold (``longdouble``, strings, objects), with a
 :class:`~secagg.errors.ConfigurationError` naming the weight. These dtype rules are in
-:mod:`secagg.integrations._keras_dtypes`.
+:mod:`secagg.integrations._keras_dtypes`. A model with a ``keras.layers.TorchModuleWrapper``
+(torch backend) whose PyTorch module has buffers is refused by every function that reads a
+model's weights, naming the layer: the buffers are no Keras weights, so they would be summed
+and bound by nobody (:mod:`secagg.integrations._keras_torch`; use the PyTorch adapter).
 
 Clipping and rounding are the aggregator's, per weight, exactly as for the
 PyTorch adapter: each weight is its own segment (:meth:`WeightsLayout.segments`)
@@ -199,7 +202,9 @@ def unflatten_weights(vector: npt.ArrayLike, layout: WeightsLayout) -> list[npt.
     Inverse of :func:`flatten_weights` (and :func:`flatten_model`), bit for bit
     on its output; the list goes straight into ``model.set_weights``. A vector
     that did not come from flattening (an aggregate) is converted with the
-    rounding rules in the module docstring.
+    rounding rules in the module docstring. ConfigurationError for a ``vector`` numpy cannot read
+    as one float array of the layout's size (a tensor that requires grad or is on another device:
+    detach it and move it to the CPU).
     """
     require_layout(layout)
     values = float_vector(vector, layout)

@@ -170,7 +170,10 @@ def unflatten_state_dict(vector: npt.ArrayLike, layout: FlatLayout) -> dict[str,
     turned into an infinity, a NaN or the dtype's largest value: beyond the
     range (more than half a unit in the last place past the largest finite
     value; 6 for E2M1, 448 for float8_e4m3fn, 65504 for float16), an infinity
-    or NaN the format has no code for, a negative value for an unsigned format.
+    or NaN the format has no code for, a negative value for an unsigned format. ConfigurationError
+    too for a ``vector`` numpy cannot read as one float array of the layout's size (a tensor that
+    requires grad or is on another device: detach it and move it to the CPU) and for a layout that
+    names a dtype by a torch alias (``cfloat``, ``half``) rather than as flattening does.
     """
     torch = _torch()
     require_layout(layout)
@@ -273,7 +276,8 @@ class ModelAggregation:
     discovery: AggregationResult | None = None
 
     def load_into(self, model: Module) -> None:
-        """Write the new global tensors into ``model`` in place; ConfigurationError if skipped."""
+        """Write the new global tensors into ``model`` in place (:func:`load_into_model`, whose
+        refusals leave the model untouched); ConfigurationError if skipped."""
         if self.state_dict is None:
             raise ConfigurationError(f"the round was skipped: {self.result.skipped_reason}")
         vector, layout = flatten_state_dict(self.state_dict)

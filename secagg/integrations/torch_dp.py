@@ -35,7 +35,10 @@ only its per-sample gradient part would be used, and that is what ``torch.func``
 Each example is mapped over its own (expanded, not copied) view of the parameters, so recurrent
 layers (LSTM, GRU, RNN and their cells), whose backward pass accumulates a parameter's gradient in
 place, work too. Limits: layers that mix examples in a batch (BatchNorm in training mode) have no
-per-sample gradient; use GroupNorm/LayerNorm, as with Opacus.
+per-sample gradient; use GroupNorm/LayerNorm, as with Opacus. Nor can ``vmap`` update running
+statistics in place (an InstanceNorm with ``track_running_stats=True`` in training mode) or draw
+randomness (a dropout of p > 0 in training mode, an RReLU): such a model is refused up front
+(docs/privacy.md, "PyTorch").
 
 PyTorch is imported on first use (``pip install -e '.[torch]'``).
 """
@@ -298,11 +301,15 @@ def run_dp_round(
     (right only when every hospital is in the sum). A learning rate that is not finite, a
     denominator that is not a positive finite number, or a declared size of 0 for a hospital of the
     round, is refused (ConfigurationError) before any contribution is computed and before the round
-    is charged.
+    is charged; so are ``hospitals`` that are not a list of ``(id, inputs, targets)`` triples and a
+    ``loss_fn`` that is not callable (ConfigurationTypeError), and a ``model`` with a layer
+    per-sample gradients cannot go through (BatchNorm, an InstanceNorm tracking running statistics
+    or a dropout of p > 0, in training mode; an RReLU: ConfigurationError naming it).
 
     The round binds ``model``'s :func:`dp_model_digest` (buffers, the trainable parameters' names,
-    every module's class, settings and mode, and ``loss_name`` when given, the name declared for
-    ``loss_fn``): every hospital's update declares the digest of the model it computed at
+    every module's class, settings (``extra_repr`` and plain attributes), non-persistent buffers,
+    hooks and mode, torch's global module hooks, and ``loss_name`` when given, the name declared
+    for ``loss_fn``): every hospital's update declares the digest of the model it computed at
     (:func:`dp_update`), ``trained_from[id]`` if given (the copy that hospital holds, e.g. a stale
     one, or one whose trainable parameters are others), else ``model``. A hospital that computed at
     another model is refused with its reason (``result.refused``) before the round is charged:

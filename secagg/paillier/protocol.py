@@ -19,7 +19,8 @@ session's roster, each signed with that client's enrolled Ed25519 identity key
 (:func:`~secagg.paillier.messages.upload_payload`), (c) are at least
 ``min_contributors`` in number, (d) have the session's vector length and
 ciphertext count, each ciphertext in Z*_(n^2), (e) include its own upload
-unchanged if it uploaded one, and (f) each prove that their sender knows their
+unchanged if it uploaded one (a party that sent none passes :data:`NO_OWN_UPLOAD` by name, never
+None, and gives up this rule), and (f) each prove that their sender knows their
 plaintexts (:mod:`secagg.paillier.plaintext_proofs`: no upload made from others'
 uploads, which could cancel all but one hospital's). It recomputes the
 product itself instead of trusting a sum sent by the server. A second request

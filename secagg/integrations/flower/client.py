@@ -50,7 +50,8 @@ the node config's ``identity-key-file``, with the federation's trusted keys in
 
 Training messages outside a secure round are refused (an error reply), so a
 node with the mod installed never sends its update in the clear unless built
-with ``allow_plain_train=True``. Evaluation and query messages pass through
+with ``allow_plain_train=True`` (refused with ``NodePolicy(require_dp=True)``). Evaluation and
+query messages pass through
 (refused if they carry the ``secagg.dp`` record only the mod writes: :mod:`~secagg.integrations.flower.bound_plan`).
 Any protocol error makes the node answer with an error reply (the server
 treats it as a dropout) and forget the session.

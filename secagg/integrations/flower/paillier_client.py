@@ -43,7 +43,8 @@ processes Flower starts per message. Only the latest round's uploads are kept:
 an upload for an earlier round is refused, and so is a 1025th upload in one
 round (refused rather than an older session forgotten, so no flood of rounds or
 uploads makes the node upload twice in one session). Training messages
-outside a secure round are refused unless ``allow_plain_train`` is set.
+outside a secure round are refused unless ``allow_plain_train`` is set (refused with
+``NodePolicy(require_dp=True)``).
 """
 
 from __future__ import annotations
