@@ -28,7 +28,7 @@ from secagg import wire
 from secagg.descriptor import encode_parameters
 from secagg.dp import DPConfig
 from secagg.encoding import QuantizationConfig
-from secagg.errors import ConfigurationError, ProtocolError, SecAggError
+from secagg.errors import ConfigurationError, ConfigurationTypeError, ProtocolError, SecAggError
 from secagg.integrations.flower._round_binding import MAX_TYPE_BYTES, float_bits, round_context
 from secagg.integrations.flower.protocol import PaillierSetup, RoundSetup
 from secagg.masking import MaskingConfig
@@ -170,3 +170,13 @@ def test_a_paillier_setup_names_a_message_type_of_at_most_256_bytes(length: int)
     decoded.check_message_type(message_type)
     with pytest.raises(ProtocolError, match="message type"):
         decoded.check_message_type("train")
+
+
+@pytest.mark.parametrize("message_type", [5, b"train", None])
+def test_a_paillier_setup_refuses_a_message_type_that_is_not_a_string_as_a_type_error(message_type: Any) -> None:
+    # A wrong type is the library's ConfigurationTypeError, as every other argument's
+    with pytest.raises(ConfigurationTypeError, match="message type must be a string"):
+        PaillierSetup.create(
+            3, NODES, material(N, 3).public, 3, QUANTIZATION, LENGTH, "num-examples", DIGEST, IDENTITY_KEYS,
+            TRAINING, TABLE, message_type=message_type,
+        )  # fmt: skip

@@ -18,7 +18,7 @@ from typing import ClassVar
 from secagg import wire
 from secagg.descriptor import MAX_PARAMETERS_BYTES, SessionDescriptor
 from secagg.encoding import QuantizationConfig
-from secagg.errors import ConfigurationError
+from secagg.errors import ConfigurationError, ConfigurationTypeError
 from secagg.integrations.flower._round_binding import (
     MAX_KEY_BYTES,
     MAX_TYPE_BYTES,
@@ -165,7 +165,7 @@ class PaillierSetup(wire.Message):
         order; sorted here by node id), the clip table ``segments`` or the DP parameters
         ``dp``, for messages of ``message_type``; ConfigurationError if unsafe."""
         if not isinstance(message_type, str):
-            raise ConfigurationError(f"a message type must be a string, got {type(message_type).__name__}")
+            raise ConfigurationTypeError(f"a message type must be a string, got {type(message_type).__name__}")
         keys = dict(zip(node_ids, identity_keys, strict=True))
         setup = cls(
             server_round=server_round,
