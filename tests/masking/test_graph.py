@@ -106,3 +106,15 @@ def test_a_clients_neighbours_cost_does_not_grow_with_n(monkeypatch: pytest.Monk
 def test_session_id_of_the_wrong_size_is_refused() -> None:
     with pytest.raises(ConfigurationError, match="32 bytes"):
         HararyPermutation(10, bytes(16))
+
+
+@pytest.mark.parametrize("kind", [bytearray, lambda data: memoryview(bytearray(data))], ids=["bytearray", "memoryview"])
+def test_a_bytes_like_session_id_gives_the_neighbours_of_its_bytes(kind: object) -> None:
+    # Prepare: a Harary graph; since 293c8f2 its neighbours are cached by session id, and a
+    # bytearray or writable memoryview (no hash) raised a TypeError/ValueError, as no other graph did
+    config = MaskingConfig(num_clients=9, threshold=3, vector_length=7, graph=HARARY, degree=4, mode="semi-honest")
+    session = session_id(config, bytes(32))
+    assert callable(kind)
+    # Execute / Assert: the same neighbours as for the bytes, for every client
+    for client in range(1, 10):
+        assert graph_neighbours(config, kind(session), client) == graph_neighbours(config, session, client)
