@@ -152,6 +152,10 @@ def accuracy(model: Model, params: Params, x: FloatArray, y: IntArray) -> float:
 def _check_sizes(num_features: int, num_classes: int, l2: float) -> None:
     if num_features < 1 or num_classes < 2:
         raise ConfigurationError(f"need >= 1 feature and >= 2 classes, got {num_features} and {num_classes}")
+    # A real number only: a bool (held as 1.0 or 0.0, unsaid), an array or a str is refused here,
+    # not by numpy's TypeError in the check below or in float(l2) (_canonical_l2).
+    if isinstance(l2, (bool, np.bool_)) or not isinstance(l2, (int, float, np.integer, np.floating)):
+        raise ConfigurationError(f"l2 must be a real number (int or float), got {type(l2).__name__}")
     if not (np.isfinite(l2) and l2 >= 0):
         raise ConfigurationError(f"l2 must be a non-negative number, got {l2}")
 

@@ -159,7 +159,7 @@ def graph_neighbours(config: MaskingConfig, session: bytes, client: int) -> tupl
     n = config.num_clients
     if config.graph == COMPLETE:
         return tuple(i for i in range(1, n + 1) if i != client)
-    return _harary_neighbours(n, config.degree, session, client)
+    return _harary_neighbours(n, config.degree, bytes(session), client)  # a cache key: bytes-like as bytes
 
 
 @lru_cache(maxsize=4096)

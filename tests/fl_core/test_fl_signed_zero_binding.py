@@ -27,6 +27,7 @@ from fl_core.contribution_binding import model_parameters, scaling_parameters
 from fl_core.data import Standardiser
 from fl_core.fedavg import FedAvgConfig, run_fedavg
 from fl_core.models import MLP, FloatArray, IntArray, LogisticRegression, Params
+from secagg.errors import ConfigurationError
 from tests.fl_core.fedavg_runs import bound_round, fedavg_clients
 from tests.masking.split_session import assert_split_fails, split_session
 
@@ -114,3 +115,24 @@ def test_a_scaler_centred_at_the_smallest_offset_is_still_another_scaler() -> No
     ours = Standardiser(np.array([0.0, 1.5]), np.array([1.0, 2.0]))
     theirs = Standardiser(np.array([SMALLEST, 1.5]), np.array([1.0, 2.0]))
     assert scaling_parameters("pooled-moments", theirs) != scaling_parameters("pooled-moments", ours)
+
+
+@pytest.mark.parametrize(
+    "l2", [np.array([0.5]), np.array([0.0, 1.0]), "0", None, True, np.bool_(False)],
+    ids=["one-element-array", "array", "str", "None", "True", "numpy-bool"],
+)
+@pytest.mark.parametrize("kind", ["LogisticRegression", "MLP"])
+def test_an_l2_that_is_no_real_number_is_refused_with_a_configuration_error(kind: str, l2: Any) -> None:
+    # Prepare: the model's l2 is held as float(l2) + 0.0 since 9fd0832, so a one-element array
+    # raised numpy's TypeError at construction and True was held as the setting 1.0, unsaid
+    build = {"LogisticRegression": lambda: LogisticRegression(3, 2, l2=l2), "MLP": lambda: MLP(3, 2, hidden=4, l2=l2)}
+    # Execute / Assert: refused by the library's own error, naming l2
+    with pytest.raises(ConfigurationError, match="l2"):
+        build[kind]()
+
+
+@pytest.mark.parametrize("l2", [0, np.float32(0.25), np.int64(2), 0.5], ids=["int", "float32", "int64", "float"])
+def test_an_l2_that_is_a_real_number_is_held_as_its_float(l2: Any) -> None:
+    # Control: Python and numpy reals are taken, as their float value
+    assert LogisticRegression(3, 2, l2=l2).l2 == float(l2)
+    assert type(MLP(3, 2, hidden=4, l2=l2).l2) is float

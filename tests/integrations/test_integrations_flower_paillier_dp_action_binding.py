@@ -6,13 +6,18 @@ before the upload leaves). The round's message type enters the session id, so an
 lying coordinator had made under another handler (its ``encrypt`` message retyped
 ``train.zero``) was dropped by the server: the node had trained and was charged for an upload
 that could only be dropped. The ``PaillierSetup`` now names the round's message type, and the
-node compares it with the type of the message it was sent first.
+node compares it with the type of the message it was sent first. The field is the coordinator's
+word: one that names the other type in the setup too still gets the node charged (the limit
+docs/integrations.md states, pinned by the last test).
 """
 
 from __future__ import annotations
 
+import dataclasses
+from collections.abc import Iterable
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 pytest.importorskip("flwr")
@@ -20,8 +25,10 @@ pytest.importorskip("dp_accounting")
 
 from flwr.app import Array, ArrayRecord, Context, Message, MetricRecord, RecordDict
 
+from secagg import wire
+from secagg.integrations.flower._records import PAYLOAD_RECORD, read_stage
 from secagg.integrations.flower.node_budget import BUDGET_KEY
-from secagg.integrations.flower.protocol import ENCRYPT
+from secagg.integrations.flower.protocol import ENCRYPT, PaillierSetup
 
 from .flower_harness import Audit, stage_of
 from .test_integrations_flower_action_binding import ZERO, retype
@@ -61,3 +68,44 @@ def test_a_dp_setup_sent_as_another_train_action_is_refused_before_training_or_a
     assert ran == [] and BUDGET_KEY not in grid.states[FAULTY]
     assert FAULTY not in audit.of_round(1)
     assert report.skipped_reason is None and report.included == frozenset(NODES) - {FAULTY}, report.errors
+
+
+def test_the_limit_a_coordinator_naming_the_other_type_in_the_setup_too_gets_the_node_charged(
+    tmp_path: Path,
+) -> None:
+    # Prepare: as above, but the lying coordinator also names train.zero in the setup it sends
+    # node 42 (PaillierSetup.message_type is its word, like every setup field). docs/integrations.md
+    # states this limit: a Paillier round has no stage before training where nodes compare setups.
+    audit = Audit()
+    grid, secure = dp_grid(tmp_path, audit)
+    ran: list[int] = []
+
+    @grid.apps[FAULTY].train("zero")
+    def zero(message: Message, context: Context) -> Message:
+        ran.append(FAULTY)
+        arrays = message.content["arrays"]
+        updated = {name: Array((a.numpy() + per_example_clipped_delta(FAULTY, name, a.numpy())).astype(a.numpy().dtype))
+                   for name, a in arrays.items()}  # fmt: skip
+        return Message(RecordDict({"arrays": ArrayRecord(updated), "metrics": MetricRecord({"num-examples": 20})}),
+                       reply_to=message)
+
+    original = grid.push_messages
+
+    def push(messages: Iterable[Message]) -> Iterable[str]:
+        batch = list(messages)
+        for message in batch:
+            if message.metadata.dst_node_id == FAULTY and stage_of(message) == ENCRYPT:
+                message.metadata.__dict__["_message_type"] = ZERO
+                setup = wire.decode(read_stage(message.content)[1], PaillierSetup)
+                lied = wire.encode(dataclasses.replace(setup, message_type=ZERO.encode()))
+                message.content[PAYLOAD_RECORD] = ArrayRecord({"payload": Array(np.frombuffer(lied, dtype=np.uint8))})
+        return original(batch)
+
+    grid.push_messages = push  # type: ignore[method-assign]
+    # Execute
+    report = dp_round(secure, 1)
+    # Assert: node 42 ran the other handler and was charged; its upload, in another session, was
+    # dropped by the server, and the four others are decrypted without it
+    assert ran == [FAULTY] and BUDGET_KEY in grid.states[FAULTY]
+    assert report.dropped == {FAULTY: ENCRYPT} and "another session" in report.errors[FAULTY], report.errors
+    assert report.skipped_reason is None and report.included == frozenset(NODES) - {FAULTY}
