@@ -35,17 +35,27 @@ from secagg.primitives import prg, shamir
 from secagg.primitives.key_agreement import public_key_of
 from secagg.ring import RingVector
 
-__all__ = ["collect_unmask"]
+__all__ = ["collect_unmask", "unmask_refusals"]
 
 
-def collect_unmask(state: ServerState, inbound: Mapping[int, bytes]) -> tuple[ServerState, dict[int, bytes]]:
+def unmask_refusals(state: ServerState, inbound: Mapping[int, bytes]) -> tuple[tuple[int, int], ...]:
+    """The ``(receiver, sender)`` share boxes the responses in ``inbound`` say were refused, as
+    :func:`collect_unmask` records them in ``state.refusals`` (``state`` collects the unmask
+    responses). For the report of a session that aborted at Unmasking: an aborting step returns
+    no state, and its error message names these in protocol ids only."""
+    return tuple(_responses(state, inbound)[2])
+
+
+def _responses(
+    state: ServerState, inbound: Mapping[int, bytes]
+) -> tuple[dict[int, UnmaskResponse], list[tuple[int, str]], list[tuple[int, int]]]:
+    """The acceptable unmask responses, the rejected ones with why, and the share boxes the
+    accepted ones say were refused ``(receiver, sender)``."""
     config = state.config
     responders = frozenset(s.client for s in state.signers) if config.mode == ACTIVE else frozenset(state.survivors)
     accepted, rejected = accept_messages(state, inbound, UnmaskResponse, responders)
     survivors = frozenset(state.survivors)
-    self_mask_shares: dict[int, list[shamir.Share]] = {}
-    key_shares: dict[int, list[shamir.Share]] = {}
-    answered = set()
+    answers: dict[int, UnmaskResponse] = {}
     refusals: list[tuple[int, int]] = []
     for client, message in accepted.items():
         assert isinstance(message, UnmaskResponse)
@@ -58,10 +68,21 @@ def collect_unmask(state: ServerState, inbound: Mapping[int, bytes]) -> tuple[Se
         } <= {v for v in held if v not in survivors}:
             rejected.append((client, "UnmaskResponse: shares do not match the survivor set"))
             continue
-        answered.add(client)
+        answers[client] = message
         # A delivered sender in neither list: the responder says it refused that box (round 2).
         shown = {e.owner for e in (*message.self_mask_shares, *message.mask_key_shares)}
         refusals += [(client, sender) for sender in state.delivered[client] if sender not in shown]
+    return answers, rejected, refusals
+
+
+def collect_unmask(state: ServerState, inbound: Mapping[int, bytes]) -> tuple[ServerState, dict[int, bytes]]:
+    config = state.config
+    accepted, rejected, refusals = _responses(state, inbound)
+    survivors = frozenset(state.survivors)
+    self_mask_shares: dict[int, list[shamir.Share]] = {}
+    key_shares: dict[int, list[shamir.Share]] = {}
+    answered = set(accepted)
+    for client, message in accepted.items():
         # A share value >= p is discarded alone (its holder recorded): the holder's
         # other shares still count, so one bad share cannot void a whole response.
         for what, entries, collected in (

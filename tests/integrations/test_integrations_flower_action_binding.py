@@ -92,10 +92,38 @@ def test_a_node_sent_another_train_action_than_the_rounds_refuses_it(stage: str,
     (report,) = secure.reports
     assert reply is not None and report.skipped_reason is None, report.skipped_reason
     assert report.dropped == {FAULTY: stage}, report.dropped
-    expected = "binds another setup" if stage == SETUP else "message type"
+    expected = "a 'train.zero' message in a session set up for 'train' messages"
     assert expected in report.errors[FAULTY], report.errors[FAULTY]
     assert ran == []
     assert report.included == frozenset(NODES) - {FAULTY}
+    assert_exact_masking_sum(report, audit)
+
+
+def test_a_node_sent_plain_train_for_a_round_of_another_action_names_the_type_it_was_sent() -> None:
+    # Prepare: the strategy's messages are all train.zero; the coordinator sends node 42's setup as
+    # plain train. The setup names no type on the wire (its descriptor digest binds it), so the node
+    # cannot tell which one it binds, only that it is not this message's, nor plain train's.
+    ran: list[int] = []
+    grid, audit = two_action_grid(ran)
+    secure = SecAggGrid(grid, SecAggOptions(mode="semi-honest"))
+    original = grid.push_messages
+
+    def push(messages: Iterable[Message]) -> Iterable[str]:
+        batch = list(messages)
+        for message in batch:
+            if message.metadata.dst_node_id == FAULTY and stage_of(message) == SETUP:
+                message.metadata.__dict__["_message_type"] = "train"
+        return original(batch)
+
+    grid.push_messages = push  # type: ignore[method-assign]
+    # Execute
+    reply = secure.secure_round(instructions(ZERO))
+    # Assert: node 42 refuses the setup, naming the type it was sent; the others sum exactly
+    (report,) = secure.reports
+    assert reply is not None and report.skipped_reason is None, report.skipped_reason
+    assert report.dropped == {FAULTY: SETUP}, report.dropped
+    assert "binds another setup than the one sent in this 'train' message" in report.errors[FAULTY], report.errors
+    assert FAULTY not in ran
     assert_exact_masking_sum(report, audit)
 
 

@@ -1,9 +1,11 @@
-"""A node's refusal of a relayed share box is in the round's report when the round completes.
+"""A node's refusal of a relayed share box is in the round's report, whether the round completes or aborts.
 
 The server relays one corrupted share box to one node. The node refuses that sender's box for
 itself and goes on (docs/spec.md 12.8), so the round completes with every node. Before, the
 report then said nothing of the refusal. Now ``RoundReport.share_refusals`` names the pair
-(receiving node, sending node) with the reason, as the receiving node's claim, unproven.
+(receiving node, sending node) with the reason, as the receiving node's claim, unproven. A round
+that aborts at ``unmask`` reported the refusals only inside ``skipped_reason``, in protocol ids;
+its ``share_refusals`` now names them by node as in a completed round.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from flwr.serverapp.strategy import FedAvg
 
 from secagg import wire
 from secagg.integrations.flower._records import read_stage
-from secagg.integrations.flower.protocol import MASKED_INPUT
+from secagg.integrations.flower.protocol import MASKED_INPUT, UNMASK
 from secagg.masking.messages import SealedBox, ShareDelivery
 
 from .flower_harness import FakeGrid, initial_arrays
@@ -78,3 +80,27 @@ def test_an_honest_round_reports_no_refusal() -> None:
         grid=secure, initial_arrays=initial_arrays(), num_rounds=1
     )
     assert secure.reports[0].share_refusals == {}
+
+
+@pytest.mark.parametrize("mode", ["semi-honest", "active"])
+def test_a_refused_share_box_is_named_by_node_in_the_report_of_an_aborted_round(mode: str) -> None:
+    # Prepare: the server corrupts the sender's box to node 42 (FAULTY), and two other nodes go
+    # silent at unmask: the sender's self-mask seed then has fewer shares than the threshold
+    sender = 9_999_999_999
+    silent = [node for node in NODES if node not in (FAULTY, sender)][:2]
+    grid, secure, _ = masking_round(mode)
+    grid.silent.update((node, UNMASK) for node in silent)
+    corrupt_one_box(grid, FAULTY, sender)
+    strategy = FedAvg(fraction_evaluate=0.0, min_train_nodes=3, min_available_nodes=3)
+
+    # Execute
+    strategy.start(grid=secure, initial_arrays=initial_arrays(), num_rounds=1)
+
+    # Assert: the round is skipped; its report names 42's claim about the sender by node id
+    report = secure.reports[0]
+    assert report.skipped_reason is not None and "says it refused" in report.skipped_reason, report.skipped_reason
+    assert report.dropped == dict.fromkeys(silent, UNMASK), report.dropped
+    assert list(report.share_refusals) == [(FAULTY, sender)], report.share_refusals
+    reason = report.share_refusals[(FAULTY, sender)]
+    assert f"node {FAULTY} says it refused node {sender}'s share box" in reason, reason
+    assert "unproven" in reason, reason

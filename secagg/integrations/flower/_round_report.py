@@ -65,8 +65,8 @@ class RoundReport:
             receiving node says it refused (its unmask reply left out a sender whose box it was
             relayed: the box did not open or held no well-formed bundle). The receiving node's
             claim, unproven (a bad box, one the relay altered, or a withheld share look alike to
-            the server); the node stays in (docs/spec.md 12.8, round 4). Empty in an aborted round,
-            whose ``skipped_reason`` names them.
+            the server); the node stays in (docs/spec.md 12.8, round 4). A round aborted at
+            ``unmask`` names them here too (its ``skipped_reason`` names them by protocol id).
     """
 
     server_round: int

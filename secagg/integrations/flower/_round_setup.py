@@ -22,6 +22,7 @@ from secagg.integrations.flower._round_binding import (
     MAX_KEY_BYTES,
     TRAIN,
     bits_float,
+    check_message_type,
     check_round_fields,
     float_bits,
     merged_parameters,
@@ -147,11 +148,20 @@ class RoundSetup(wire.Message):
         for messages of ``message_type`` (what this node was sent).
 
         ConfigurationError if the record names another descriptor digest: the
-        server's fields and the session it set up disagree.
+        server's fields and the session it set up disagree. ProtocolError, naming both types, if
+        it binds this setup for plain ``train`` messages and this one is of another type
+        (:func:`~secagg.integrations.flower._round_binding.check_message_type`). The setup names
+        no type on the wire (its digest binds it), so a record bound to another ``train.<action>``
+        is refused as another setup, naming only the type this message has.
         """
         masking = self.masking_config
         if masking.descriptor != self.descriptor(run_id, message_type).digest():
-            raise ConfigurationError("the round setup's masking record binds another setup than the one sent")
+            if message_type != TRAIN and masking.descriptor == self.descriptor(run_id, TRAIN).digest():
+                check_message_type(message_type, TRAIN)
+            raise ConfigurationError(
+                "the round setup's masking record binds another setup than the one sent in this "
+                f"{message_type!r} message"
+            )
         return masking
 
     @property

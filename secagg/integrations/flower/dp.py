@@ -19,7 +19,9 @@ With ``SecAggOptions(dp=DPConfig(...))`` every masking round is a DP round, and 
   Harary graph, less the colluders among them; on the complete graph that is the guarantee's
   ``n - c - d``), which every node checks (:func:`check_unmasked_sums`) at setup, before it
   trains or sends anything; the server skips a later round (the plan is fixed at the first)
-  whose configuration fails that check. In a Paillier round h is the honest uploads in the smallest sum a
+  whose configuration fails that check, or that has more nodes than the first (the
+  plan's refusal residual counts n x d noised coordinates a round: :meth:`DPRounds.charge`).
+  In a Paillier round h is the honest uploads in the smallest sum a
   key-share holder decrypts: ``min_contributors`` less the colluders c the round's
   guarantee tolerates (:func:`decrypted_sums`), which every node checks
   (:func:`check_decrypted_sums`) before it encrypts. These four functions are
@@ -265,6 +267,17 @@ def decode_noised(
     return mean, num_summands
 
 
+def _uncounted_nodes(plan: NoisePlan, num_nodes: int) -> str | None:
+    """Why a round of ``num_nodes`` nodes cannot be charged under ``plan``, or None: its refusal
+    residual counts the noised coordinates of ``plan.num_clients`` nodes a round."""
+    if num_nodes <= plan.num_clients:
+        return None
+    return (
+        f"a round of {num_nodes} nodes, but the DP plan was fixed at the first DP round for {plan.num_clients}: "
+        f"its refusal residual counts the noised coordinates of at most {plan.num_clients} nodes a round; not charged"
+    )
+
+
 class DPRounds:
     """The server's DP state across rounds: the plan (fixed at the first DP round) and the accountant."""
 
@@ -307,13 +320,15 @@ class DPRounds:
 
     def charge(self, server_round: int, num_nodes: int) -> str | None:
         """Charge one round with ``num_nodes`` contributors to the budget (before anything is sent);
-        the reason to skip it instead, or None."""
+        the reason to skip it instead, or None. A round with more nodes than the plan was fixed
+        for is refused: the plan's refusal residual counts ``plan.num_clients x d`` noised
+        coordinates a round (:meth:`NoisePlan.tail_coordinates`), fewer than such a round encodes."""
         accountant = self.accountant
         assert accountant is not None  # plan_round ran first
         if self.exhausted or accountant.would_exceed(1):
             self.exhausted = True
             return f"dp: privacy budget: one more round would exceed epsilon = {self.config.epsilon:g}; refused"
-        shortfall = contributor_shortfall(accountant.plan, num_nodes)
+        shortfall = _uncounted_nodes(accountant.plan, num_nodes) or contributor_shortfall(accountant.plan, num_nodes)
         if shortfall is not None:
             return f"dp: {shortfall}"
         try:

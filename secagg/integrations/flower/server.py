@@ -35,6 +35,7 @@ the round returns no reply, the strategy keeps its current model, the reason is 
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Mapping
 
@@ -68,6 +69,7 @@ from secagg.integrations.flower.dp import DPRounds, decode_noised
 from secagg.integrations.flower.protocol import MASKED_INPUT, SETUP, stage_of_phase
 from secagg.integrations.flower.run_binding import bind_run_config, run_config_digest
 from secagg.masking import ACTIVE, SEMI_HONEST, ServerPhase, ServerState, server_start, server_step
+from secagg.masking.server_unmask import unmask_refusals
 
 __all__ = ["DEFAULT_CLIP", "DEFAULT_MAX_WEIGHT", "MIN_NODES", "RoundReport", "SecAggGrid", "SecAggOptions"]
 
@@ -135,6 +137,7 @@ class SecAggGrid(SecureGrid):
             plan.masking.num_clients, plan.masking.threshold, plan.masking.ring_bits, plan.masking.guarantee)
         state = server_start(plan.masking, context=plan.context)
         outbound = {client: wire.encode(plan.setup) for client in range(1, len(batch.node_ids) + 1)}
+        inbound: dict[int, bytes] = {}
         try:
             while state.phase != ServerPhase.DONE:
                 stage = stage_of_phase(state.phase)
@@ -159,17 +162,37 @@ class SecAggGrid(SecureGrid):
             # AuthenticationError: a fault of one node the server can only see at Unmasking (a wrong
             # self-mask commitment, spec 12.9 "Limits"); the round cannot be unmasked, so it is
             # skipped with the reason naming that node, like a round below the threshold.
-            reason = _skip_reason(exc, dropped, batch.node_ids)
-            LOGGER.warning("secure round %d skipped: %s", batch.server_round, reason)
-            errors.update(plan.rejections(state))
-            self.forget_failed_identities(dropped, SETUP)
-            self.reports.append(batch.report(started, dropped, errors, reason=reason, node_ids=sampled,
-                                             guarantee=plan.masking.guarantee,
-                                             epsilon_spent=self.dp.reported() if self.dp is not None else None))
+            self._abort(plan, state, inbound, exc, dropped, errors, started, sampled)
             return None
         errors.update(plan.rejections(state))
         self.forget_failed_identities(dropped, SETUP)
         return self._finish(plan, state, dropped, errors, started, sampled)
+
+    def _abort(
+        self,
+        plan: MaskingPlan,
+        state: ServerState,
+        inbound: Mapping[int, bytes],
+        exc: SecAggError,
+        dropped: dict[int, str],
+        errors: dict[int, str],
+        started: float,
+        sampled: tuple[int, ...],
+    ) -> None:
+        """Record a session that aborted in the step that took ``inbound`` from ``state`` (the
+        state before it: an aborting step returns none): the strategy gets no reply."""
+        batch = plan.batch
+        reason = _skip_reason(exc, dropped, batch.node_ids)
+        LOGGER.warning("secure round %d skipped: %s", batch.server_round, reason)
+        errors.update(plan.rejections(state))
+        # The share boxes the aborting step's responses say were refused (its reason names them
+        # by protocol id) are read from them again, to be reported by node as in _finish.
+        if state.phase == ServerPhase.COLLECT_UNMASK:
+            state = dataclasses.replace(state, refusals=state.refusals + unmask_refusals(state, inbound))
+        self.forget_failed_identities(dropped, SETUP)
+        self.reports.append(batch.report(started, dropped, errors, reason=reason, node_ids=sampled,
+                                         guarantee=plan.masking.guarantee, share_refusals=plan.refusals(state),
+                                         epsilon_spent=self.dp.reported() if self.dp is not None else None))
 
     def _skip(
         self,
