@@ -48,12 +48,14 @@ def unmask_refusals(state: ServerState, inbound: Mapping[int, bytes]) -> tuple[t
 
 def _responses(
     state: ServerState, inbound: Mapping[int, bytes]
-) -> tuple[dict[int, UnmaskResponse], list[tuple[int, str]], list[tuple[int, int]]]:
-    """The acceptable unmask responses, the rejected ones with why, and the share boxes the
-    accepted ones say were refused ``(receiver, sender)``."""
+) -> tuple[dict[int, UnmaskResponse], list[tuple[int, str]], list[tuple[int, int]], int]:
+    """The acceptable unmask responses, the rejected ones with why, the share boxes the
+    accepted ones say were refused ``(receiver, sender)``, and where in the rejections the
+    per-responder checks' records begin (after the envelope checks')."""
     config = state.config
     responders = frozenset(s.client for s in state.signers) if config.mode == ACTIVE else frozenset(state.survivors)
     accepted, rejected = accept_messages(state, inbound, UnmaskResponse, responders)
+    checked = len(rejected)
     survivors = frozenset(state.survivors)
     answers: dict[int, UnmaskResponse] = {}
     refusals: list[tuple[int, int]] = []
@@ -72,12 +74,12 @@ def _responses(
         # A delivered sender in neither list: the responder says it refused that box (round 2).
         shown = {e.owner for e in (*message.self_mask_shares, *message.mask_key_shares)}
         refusals += [(client, sender) for sender in state.delivered[client] if sender not in shown]
-    return answers, rejected, refusals
+    return answers, rejected, refusals, checked
 
 
 def collect_unmask(state: ServerState, inbound: Mapping[int, bytes]) -> tuple[ServerState, dict[int, bytes]]:
     config = state.config
-    accepted, rejected, refusals = _responses(state, inbound)
+    accepted, rejected, refusals, checked = _responses(state, inbound)
     survivors = frozenset(state.survivors)
     self_mask_shares: dict[int, list[shamir.Share]] = {}
     key_shares: dict[int, list[shamir.Share]] = {}
@@ -96,6 +98,10 @@ def collect_unmask(state: ServerState, inbound: Mapping[int, bytes]) -> tuple[Se
                                              f"{what} is >= p (not a field element); that share is discarded"))
                     continue
                 collected.setdefault(entry.owner, []).append(shamir.Share(client, value))
+    # Spec 12.8: the checks run per accepted responder in increasing id, so one responder's
+    # mismatch and another's discarded shares interleave by responder id (a stable sort keeps
+    # one responder's records in order); accept_messages' rejections come first.
+    rejected[checked:] = sorted(rejected[checked:], key=lambda record: record[0])
     state = replace(state, refusals=state.refusals + tuple(refusals))
     assert state.masked_sum is not None
     total = np.array(state.masked_sum, copy=True)

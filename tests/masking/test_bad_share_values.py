@@ -117,3 +117,32 @@ def test_server_discards_one_bad_share_and_keeps_the_rest_of_the_response() -> N
     ((sender, reason),) = run.server.rejected
     assert sender == 1
     assert "client 1's share of client 4's mask key" in reason and "discarded" in reason
+
+
+def test_server_records_a_mismatch_and_a_bad_share_in_responder_order() -> None:
+    """Spec 12.8: the checks run per accepted responder in increasing id, so client 1's
+    discarded share is recorded before client 2's mismatched response, not after it."""
+    # Prepare
+    config = MaskingConfig(num_clients=5, threshold=2, vector_length=6, mode="semi-honest")
+    run = StepRun(config, seed=7)
+    while run.server.phase != ServerPhase.COLLECT_MASKED:
+        run.to_server()
+        run.to_clients()
+    del run.uploads[5]  # client 5 drops before MaskedInput
+    run.to_server()
+    run.to_clients()
+    uploads = dict(run.uploads)
+    first = wire.decode(uploads[1], UnmaskResponse)
+    uploads[1] = wire.encode(dataclasses.replace(first, mask_key_shares=(ShareEntry(5, P_BYTES),)))
+    second = wire.decode(uploads[2], UnmaskResponse)  # a dropped client's share as a survivor's seed share
+    uploads[2] = wire.encode(
+        dataclasses.replace(second, self_mask_shares=(ShareEntry(5, b"\x00" * 33),), mask_key_shares=())
+    )
+    # Execute
+    run.to_server(uploads)
+    # Assert
+    assert run.server.result is not None
+    assert run.server.result.included == {1, 2, 3, 4}
+    assert [sender for sender, _ in run.server.rejected] == [1, 2]
+    assert "discarded" in run.server.rejected[0][1]
+    assert "do not match the survivor set" in run.server.rejected[1][1]
