@@ -16,6 +16,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Iterable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -41,11 +42,9 @@ pytestmark = pytest.mark.usefixtures("server_identity")
 FAULTY = 42
 
 
-def test_a_dp_setup_sent_as_another_train_action_is_refused_before_training_or_any_charge(tmp_path: Path) -> None:
-    # Prepare: node 42 has a second train handler (train.zero, the same DP training), and the
-    # coordinator sends its encrypt message as train.zero, the others' as train
-    audit = Audit()
-    grid, secure = dp_grid(tmp_path, audit)
+def second_dp_handler(grid: Any) -> list[int]:
+    """Give node 42 a second train handler, ``train.zero`` (the same DP training); the list it
+    returns records each time that handler runs."""
     ran: list[int] = []
 
     @grid.apps[FAULTY].train("zero")
@@ -56,6 +55,16 @@ def test_a_dp_setup_sent_as_another_train_action_is_refused_before_training_or_a
                    for name, a in arrays.items()}  # fmt: skip
         metrics = MetricRecord({"num-examples": 20})
         return Message(RecordDict({"arrays": ArrayRecord(updated), "metrics": metrics}), reply_to=message)
+
+    return ran
+
+
+def test_a_dp_setup_sent_as_another_train_action_is_refused_before_training_or_any_charge(tmp_path: Path) -> None:
+    # Prepare: node 42 has a second train handler (train.zero, the same DP training), and the
+    # coordinator sends its encrypt message as train.zero, the others' as train
+    audit = Audit()
+    grid, secure = dp_grid(tmp_path, audit)
+    ran = second_dp_handler(grid)
 
     retype(grid, lambda m: m.metadata.dst_node_id == FAULTY and stage_of(m) == ENCRYPT)
     # Execute
@@ -78,16 +87,7 @@ def test_the_limit_a_coordinator_naming_the_other_type_in_the_setup_too_gets_the
     # states this limit: a Paillier round has no stage before training where nodes compare setups.
     audit = Audit()
     grid, secure = dp_grid(tmp_path, audit)
-    ran: list[int] = []
-
-    @grid.apps[FAULTY].train("zero")
-    def zero(message: Message, context: Context) -> Message:
-        ran.append(FAULTY)
-        arrays = message.content["arrays"]
-        updated = {name: Array((a.numpy() + per_example_clipped_delta(FAULTY, name, a.numpy())).astype(a.numpy().dtype))
-                   for name, a in arrays.items()}  # fmt: skip
-        return Message(RecordDict({"arrays": ArrayRecord(updated), "metrics": MetricRecord({"num-examples": 20})}),
-                       reply_to=message)
+    ran = second_dp_handler(grid)
 
     original = grid.push_messages
 

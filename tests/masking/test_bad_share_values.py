@@ -90,6 +90,19 @@ def test_stored_client_state_holding_a_share_value_at_or_above_p_does_not_parse(
         HeldShares(held.owner, held.mask_key_share, TOP_BYTES)
 
 
+def unmask_responses(config: MaskingConfig, dropped: int) -> StepRun:
+    """A seeded session run until the clients' unmask responses are in ``run.uploads``, client
+    ``dropped`` having dropped before MaskedInput."""
+    run = StepRun(config, seed=7)
+    while run.server.phase != ServerPhase.COLLECT_MASKED:
+        run.to_server()
+        run.to_clients()
+    del run.uploads[dropped]
+    run.to_server()
+    run.to_clients()
+    return run
+
+
 def test_server_discards_one_bad_share_and_keeps_the_rest_of_the_response() -> None:
     """n = 4, t = 2, client 4 drops before MaskedInput. Client 2's self-mask seed is
     held by clients 1 and 3 only: if the server set client 1's whole response aside
@@ -97,13 +110,7 @@ def test_server_discards_one_bad_share_and_keeps_the_rest_of_the_response() -> N
     Discarding only the bad share, it recovers every secret: 4's key from 2 and 3."""
     # Prepare
     config = MaskingConfig(num_clients=4, threshold=2, vector_length=6, mode="semi-honest")
-    run = StepRun(config, seed=7)
-    while run.server.phase != ServerPhase.COLLECT_MASKED:
-        run.to_server()
-        run.to_clients()
-    del run.uploads[4]  # client 4 drops before MaskedInput
-    run.to_server()
-    run.to_clients()
+    run = unmask_responses(config, dropped=4)
     response = wire.decode(run.uploads[1], UnmaskResponse)
     assert [entry.owner for entry in response.mask_key_shares] == [4]
     uploads = dict(run.uploads)
@@ -124,13 +131,7 @@ def test_server_records_a_mismatch_and_a_bad_share_in_responder_order() -> None:
     discarded share is recorded before client 2's mismatched response, not after it."""
     # Prepare
     config = MaskingConfig(num_clients=5, threshold=2, vector_length=6, mode="semi-honest")
-    run = StepRun(config, seed=7)
-    while run.server.phase != ServerPhase.COLLECT_MASKED:
-        run.to_server()
-        run.to_clients()
-    del run.uploads[5]  # client 5 drops before MaskedInput
-    run.to_server()
-    run.to_clients()
+    run = unmask_responses(config, dropped=5)
     uploads = dict(run.uploads)
     first = wire.decode(uploads[1], UnmaskResponse)
     uploads[1] = wire.encode(dataclasses.replace(first, mask_key_shares=(ShareEntry(5, P_BYTES),)))
