@@ -86,6 +86,19 @@ def refuse_batch_mixing(model: Module) -> None:
             )
 
 
+def _restore_flat_weights(torch: Any, model: Module) -> None:
+    """Point every recurrent layer's own list of its weights back at its parameters.
+
+    ``functional_call`` swaps each parameter for vmap's per-example tensor and back, but an RNN, LSTM
+    or GRU also keeps the tensors it last ran with in a plain list (``_flat_weights``), which the swap
+    back does not reach: left as it is, the caller's layer holds vmap's escaped tensors, and reading
+    the model (:func:`~secagg.integrations._torch_dp_model.dp_model_digest`, the next hospital's or
+    round's) raises torch's RuntimeError."""
+    for module in model.modules():
+        if isinstance(module, torch.nn.RNNBase):
+            module._init_flat_weights()  # torch's own: what __init__ and __setstate__ call
+
+
 def _trainable(model: Module) -> dict[str, Tensor]:
     return {name: p.detach() for name, p in _trainable_parameters(model)}
 
@@ -149,7 +162,10 @@ def clipped_gradient_sum(
     # broadcast shape [5, 1, 4]").
     rows = int(inputs.shape[0])
     own = {name: p.unsqueeze(0).expand(rows, *p.shape) for name, p in params.items()}
-    per_sample = func.vmap(func.grad(loss_of_one), in_dims=(0, 0, 0))(own, inputs, targets)
+    try:
+        per_sample = func.vmap(func.grad(loss_of_one), in_dims=(0, 0, 0))(own, inputs, targets)
+    finally:
+        _restore_flat_weights(torch, model)
     flat = torch.cat([per_sample[name].reshape(inputs.shape[0], -1) for name in params], dim=1)
     # detach: a tensor outside the parameters that requires grad (a plain attribute) leaves its history here
     flat = flat.detach().to(torch.float64)
