@@ -98,6 +98,12 @@ def _scalar(torch: Any, what: str, value: object) -> bytes | None:
             encoded = b"T" + layout_digest(*flatten_state_dict({"": value}))
         except ConfigurationError as exc:
             raise ConfigurationError(f"{what}: {exc}") from None
+        except RuntimeError as exc:  # torch's own, e.g. a tensor kept from inside torch.func's vmap
+            raise ConfigurationError(
+                f"{what}: torch cannot read this tensor (it raised {type(exc).__name__}); a tensor the forward "
+                "pass keeps from inside the per-sample gradients (torch.func.vmap) is one: keep no tensor "
+                "computed in forward as a module attribute"
+            ) from None
     return encoded
 
 

@@ -235,3 +235,32 @@ def test_a_model_holding_a_tensor_that_requires_grad_outside_its_parameters_is_s
     # Assert
     expected = torch_dp.clipped_gradient_sum(plain, torch.nn.functional.mse_loss, inputs, targets, 1.0)
     np.testing.assert_array_equal(summed, expected)
+
+
+class _KeepsItsOutput(torch.nn.Module):  # type: ignore[misc]
+    """A Linear layer that keeps its last output as a plain attribute (for a plot, say)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.linear, self.last = torch.nn.Linear(WIDTH, 2), None
+
+    def forward(self, x: Any) -> Any:
+        self.last = self.linear(x)
+        return self.last
+
+
+def test_a_tensor_attribute_torch_cannot_read_is_refused_with_a_library_error() -> None:
+    """After the per-sample gradients such a module holds a tensor from inside torch.func's vmap,
+    which torch cannot read: dp_model_digest raised torch's RuntimeError ("your tensor may have
+    escaped from inside a function being vmapped"), not the ConfigurationError its docstring names
+    for a tensor attribute it cannot flatten."""
+    from secagg.errors import ConfigurationError  # noqa: PLC0415
+
+    # Prepare
+    torch.manual_seed(0)
+    model = _KeepsItsOutput()
+    inputs, targets = torch.randn(3, WIDTH), torch.tensor([0, 1, 1])
+    torch_dp.clipped_gradient_sum(model, torch.nn.functional.cross_entropy, inputs, targets, 1.0)
+    # Execute / Assert
+    with pytest.raises(ConfigurationError, match=r"module '': attribute 'last'.*cannot read"):
+        torch_dp.dp_model_digest(model)
