@@ -264,3 +264,38 @@ def test_a_tensor_attribute_torch_cannot_read_is_refused_with_a_library_error() 
     # Execute / Assert
     with pytest.raises(ConfigurationError, match=r"module '': attribute 'last'.*cannot read"):
         torch_dp.dp_model_digest(model)
+
+
+class _Graph(torch.nn.Module):  # type: ignore[misc]
+    """Mean of a Linear layer's output over a graph's neighbours: the adjacency a sparse attribute."""
+
+    def __init__(self, edges: list[tuple[int, int]], layout: Any = None) -> None:
+        super().__init__()
+        index = torch.tensor(edges).T
+        adjacency = torch.sparse_coo_tensor(index, torch.ones(len(edges)), (3, 3))
+        self.adjacency = adjacency if layout is None else adjacency.to_sparse_csr()
+        self.linear = torch.nn.Linear(WIDTH, 2)
+
+    def forward(self, x: Any) -> Any:
+        return self.linear(torch.stack([torch.sparse.mm(self.adjacency, one) for one in x]).mean(1))
+
+
+def test_a_sparse_tensor_attribute_is_bound_by_its_values_not_refused() -> None:
+    """A graph model keeps its adjacency as a sparse tensor; its per-sample gradients are computed,
+    but dp_model_digest refused the model ("only dense tensors with data are supported"), so no DP
+    round could run with it."""
+    edges = [(0, 1), (1, 2), (2, 0)]
+    # Prepare / Execute
+    torch.manual_seed(0)
+    model = _Graph(edges)
+    torch.manual_seed(0)
+    same = _Graph(list(reversed(edges)))  # another order of the same entries
+    torch.manual_seed(0)
+    other = _Graph([(0, 1), (1, 2), (2, 1)])
+    torch.manual_seed(0)
+    compressed = _Graph(edges, torch.sparse_csr)
+    # Assert: one digest for one adjacency, another for another adjacency or layout
+    digest = torch_dp.dp_model_digest(model)
+    assert torch_dp.dp_model_digest(same) == digest
+    assert torch_dp.dp_model_digest(other) != digest
+    assert torch_dp.dp_model_digest(compressed) not in {digest, torch_dp.dp_model_digest(other)}
