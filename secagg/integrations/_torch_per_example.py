@@ -86,17 +86,34 @@ def refuse_batch_mixing(model: Module) -> None:
             )
 
 
-def _restore_flat_weights(torch: Any, model: Module) -> None:
-    """Point every recurrent layer's own list of its weights back at its parameters.
+_Saved = list[tuple[dict[str, Any], dict[str, tuple[Any, list[Any] | None]]]]
 
-    ``functional_call`` swaps each parameter for vmap's per-example tensor and back, but an RNN, LSTM
-    or GRU also keeps the tensors it last ran with in a plain list (``_flat_weights``), which the swap
-    back does not reach: left as it is, the caller's layer holds vmap's escaped tensors, and reading
-    the model (:func:`~secagg.integrations._torch_dp_model.dp_model_digest`, the next hospital's or
-    round's) raises torch's RuntimeError."""
-    for module in model.modules():
-        if isinstance(module, torch.nn.RNNBase):
-            module._init_flat_weights()  # torch's own: what __init__ and __setstate__ call
+
+def _plain_attributes(model: Module) -> _Saved:
+    """Each module's attribute dict, and each attribute in it (a list's items too: an RNN updates
+    its list of weights in place), for :func:`_restore`."""
+    return [
+        (state, {key: (item, list(item) if type(item) is list else None) for key, item in state.items()})
+        for state in (vars(module) for module in model.modules())
+    ]
+
+
+def _restore(saved: _Saved) -> None:
+    """Put back every module's plain attributes as :func:`_plain_attributes` saw them.
+
+    The forward pass runs inside ``torch.func.vmap``, and a module that sets a plain attribute while
+    it runs (an RNN's list of its weights, an old-style ``weight_norm`` or ``spectral_norm``'s
+    ``weight``, a module keeping its last output) would keep a tensor from inside vmap, which torch
+    cannot read: the next :func:`~secagg.integrations._torch_dp_model.dp_model_digest` of the model
+    (the next hospital's, the next round's) would refuse it. ``functional_call`` restores the
+    parameters and buffers themselves."""
+    for state, before in saved:
+        for key in [key for key in state if key not in before]:
+            del state[key]
+        for key, (item, items) in before.items():
+            if items is not None:
+                item[:] = items  # the same list object, its items as they were
+            state[key] = item
 
 
 def _trainable(model: Module) -> dict[str, Tensor]:
@@ -162,10 +179,11 @@ def clipped_gradient_sum(
     # broadcast shape [5, 1, 4]").
     rows = int(inputs.shape[0])
     own = {name: p.unsqueeze(0).expand(rows, *p.shape) for name, p in params.items()}
+    saved = _plain_attributes(model)
     try:
         per_sample = func.vmap(func.grad(loss_of_one), in_dims=(0, 0, 0))(own, inputs, targets)
     finally:
-        _restore_flat_weights(torch, model)
+        _restore(saved)
     flat = torch.cat([per_sample[name].reshape(inputs.shape[0], -1) for name in params], dim=1)
     # detach: a tensor outside the parameters that requires grad (a plain attribute) leaves its history here
     flat = flat.detach().to(torch.float64)

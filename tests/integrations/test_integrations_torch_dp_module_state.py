@@ -250,21 +250,44 @@ class _KeepsItsOutput(torch.nn.Module):  # type: ignore[misc]
 
 
 def test_a_tensor_attribute_torch_cannot_read_is_refused_with_a_library_error() -> None:
-    """After the per-sample gradients such a module holds a tensor from inside torch.func's vmap,
-    which torch cannot read: dp_model_digest raised torch's RuntimeError ("your tensor may have
-    escaped from inside a function being vmapped"), not the ConfigurationError its docstring names
-    for a tensor attribute it cannot flatten."""
+    """A tensor kept from inside torch.func's vmap cannot be read: dp_model_digest raised torch's
+    RuntimeError ("your tensor may have escaped from inside a function being vmapped"), not the
+    ConfigurationError its docstring names for a tensor attribute it cannot flatten."""
     from secagg.errors import ConfigurationError  # noqa: PLC0415
 
-    # Prepare
-    torch.manual_seed(0)
-    model = _KeepsItsOutput()
-    inputs, targets = torch.randn(3, WIDTH), torch.tensor([0, 1, 1])
-    torch_dp.clipped_gradient_sum(model, torch.nn.functional.cross_entropy, inputs, targets, 1.0)
+    # Prepare: a module holding a tensor that escaped a vmap
+    kept: list[Any] = []
+    torch.func.vmap(lambda row: kept.append(row) or row)(torch.randn(3, WIDTH))
+    model = torch.nn.Linear(WIDTH, 2)
+    model.last = kept[0]
     # Execute / Assert
     with pytest.raises(ConfigurationError, match=r"module '': attribute 'last'.*cannot read"):
         torch_dp.dp_model_digest(model)
 
+
+# clipped_gradient_sum runs the caller's model inside torch.func's vmap: a module that sets a plain
+# attribute while it runs (an old-style weight_norm or spectral_norm sets its `weight`, a module
+# keeps its last output) was left holding a tensor from inside vmap, which torch cannot read, so the
+# next dp_model_digest of the model (the next hospital's in run_dp_round, or the next round's) was
+# refused and every hospital but the first withheld.
+_SETS_ATTRIBUTES: dict[str, Callable[[], Any]] = {
+    "weight_norm (old style)": lambda: torch.nn.utils.weight_norm(torch.nn.Linear(WIDTH, 2)),
+    "spectral_norm (old style)": lambda: torch.nn.utils.spectral_norm(torch.nn.Linear(WIDTH, 2)).eval(),
+    "keeps its last output": _KeepsItsOutput,
+}
+
+
+@pytest.mark.parametrize("name", sorted(_SETS_ATTRIBUTES))
+def test_the_per_sample_gradients_leave_the_model_s_attributes_as_they_were(name: str) -> None:
+    # Prepare
+    torch.manual_seed(0)
+    model = _SETS_ATTRIBUTES[name]()
+    before = torch_dp.dp_model_digest(model)
+    inputs, targets = torch.randn(3, WIDTH), torch.tensor([0, 1, 1])
+    # Execute
+    torch_dp.clipped_gradient_sum(model, torch.nn.functional.cross_entropy, inputs, targets, 1.0)
+    # Assert
+    assert torch_dp.dp_model_digest(model) == before
 
 class _Graph(torch.nn.Module):  # type: ignore[misc]
     """Mean of a Linear layer's output over a graph's neighbours: the adjacency a sparse attribute."""
