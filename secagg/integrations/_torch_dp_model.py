@@ -83,7 +83,9 @@ def _scalar(torch: Any, what: str, value: object) -> bytes | None:
     if value is None or isinstance(value, bool):
         encoded = b"N" if value is None else b"B" + bytes((value,))
     elif isinstance(value, int | float | complex):
-        encoded = b"R" + _text(what, f"{type(value).__name__}:{value.hex() if isinstance(value, float) else value!r}")
+        # hex, not decimal: Python refuses decimal text for an integer of more than 4300 digits
+        text = value.hex() if isinstance(value, float) else hex(value) if isinstance(value, int) else repr(value)
+        encoded = b"R" + _text(what, f"{type(value).__name__}:{text}")
     elif isinstance(value, str):
         encoded = b"S" + _text(what, value)
     elif isinstance(value, bytes):

@@ -322,3 +322,14 @@ def test_a_sparse_tensor_attribute_is_bound_by_its_values_not_refused() -> None:
     assert torch_dp.dp_model_digest(same) == digest
     assert torch_dp.dp_model_digest(other) != digest
     assert torch_dp.dp_model_digest(compressed) not in {digest, torch_dp.dp_model_digest(other)}
+
+
+def test_an_integer_attribute_of_any_size_is_bound() -> None:
+    """An integer beyond Python's 4300-digit limit for decimal text (a key's modulus, say) raised
+    Python's ValueError from dp_model_digest: it is bound by its value like any other."""
+    # Prepare
+    model, other = torch.nn.Linear(WIDTH, 2), torch.nn.Linear(WIDTH, 2)
+    other.load_state_dict(model.state_dict())
+    model.modulus, other.modulus = 10**5000, 10**5000 + 1
+    # Execute / Assert
+    assert torch_dp.dp_model_digest(model) != torch_dp.dp_model_digest(other)
