@@ -49,7 +49,9 @@ def refuse_batch_mixing(model: Module) -> None:
     p > 0 (or a MultiheadAttention of dropout > 0) in training mode: ``torch.func.vmap`` refuses
     its random draw (every hospital's gradient computation would raise); or an RReLU, in either
     mode: vmap has no rule for its kernel; or an InstanceNorm tracking running statistics in
-    training mode: vmap refuses its in-place update of them."""
+    training mode: vmap refuses its in-place update of them; or an Embedding or EmbeddingBag with
+    ``max_norm``, in either mode: it rescales the looked-up rows of its weight in place, so the
+    computation would rewrite the model it is computed at."""
     torch = torch_module()
     batch_norm = torch.nn.modules.batchnorm._BatchNorm
     instance_norm = torch.nn.modules.instancenorm._InstanceNorm
@@ -76,6 +78,12 @@ def refuse_batch_mixing(model: Module) -> None:
                 f"module {name!r} ({type(module).__name__}) is in training mode: it normalises with the batch's "
                 "statistics, which mixes the examples, so there is no per-example gradient to clip; "
                 "use GroupNorm or LayerNorm (docs/privacy.md, \"PyTorch\")"
+            )
+        if isinstance(module, torch.nn.Embedding | torch.nn.EmbeddingBag) and module.max_norm is not None:
+            raise ConfigurationError(
+                f"module {name!r} ({type(module).__name__}) has max_norm={module.max_norm}: it rescales the rows it "
+                "looks up in place, inside its forward pass, so computing the per-sample gradients would rewrite "
+                "the model they are computed at; build it with max_norm=None (docs/privacy.md, \"PyTorch\")"
             )
         if isinstance(module, instance_norm) and module.training and module.track_running_stats:
             raise ConfigurationError(
