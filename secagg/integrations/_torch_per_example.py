@@ -124,6 +124,19 @@ def _restore(saved: _Saved) -> None:
             state[key] = item
 
 
+def _put_back(torch: Any, params: Mapping[str, Tensor], values: Mapping[str, Tensor]) -> list[str]:
+    """The names of the parameters whose values differ from ``values`` (a NaN equal to a NaN), each
+    written back to its value there."""
+    written = []
+    with torch.no_grad():
+        for name, tensor in params.items():
+            value = values[name]
+            if not bool((tensor.eq(value) | (tensor.isnan() & value.isnan())).all()):
+                tensor.copy_(value)
+                written.append(name)
+    return written
+
+
 def _trainable(model: Module) -> dict[str, Tensor]:
     return {name: p.detach() for name, p in _trainable_parameters(model)}
 
@@ -187,11 +200,18 @@ def clipped_gradient_sum(
     # broadcast shape [5, 1, 4]").
     rows = int(inputs.shape[0])
     own = {name: p.unsqueeze(0).expand(rows, *p.shape) for name, p in params.items()}
-    saved = _plain_attributes(model)
+    saved, values = _plain_attributes(model), {name: p.clone() for name, p in params.items()}
     try:
         per_sample = func.vmap(func.grad(loss_of_one), in_dims=(0, 0, 0))(own, inputs, targets)
     finally:
         _restore(saved)
+        written = _put_back(torch, params, values)
+    if written:
+        raise ConfigurationError(
+            f"the forward pass wrote into parameter {written[0]!r} (an in-place update inside forward: a clamp, a "
+            "renormalisation): its gradients would not be at the model given; it was put back as it was. Keep "
+            "forward free of writes into the parameters"
+        )
     flat = torch.cat([per_sample[name].reshape(inputs.shape[0], -1) for name in params], dim=1)
     # detach: a tensor outside the parameters that requires grad (a plain attribute) leaves its history here
     flat = flat.detach().to(torch.float64)

@@ -407,3 +407,30 @@ def test_an_embedding_with_max_norm_is_refused_before_it_rewrites_the_model(kind
         )  # fmt: skip
     assert aggregator.spent()[0] == 0.0
     assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+
+
+class _ClampsItsWeight(torch.nn.Module):  # type: ignore[misc]
+    """A Linear layer whose forward clamps its weight in place (a constraint kept by hand)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.linear = torch.nn.Linear(4, 3)
+
+    def forward(self, x: Any) -> Any:
+        with torch.no_grad():
+            self.linear.weight.clamp_(-0.1, 0.1)
+        return self.linear(x)
+
+
+def test_a_forward_pass_that_writes_into_a_parameter_is_refused_and_the_parameter_put_back() -> None:
+    """The gradients were computed at the values the forward pass wrote, not at the model given, and
+    the caller's model (the global one, in run_dp_round) kept the write, silently."""
+    # Prepare
+    torch.manual_seed(0)
+    model = _ClampsItsWeight()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    inputs, targets = torch.randn(3, 4), torch.tensor([0, 1, 2])
+    # Execute / Assert
+    with pytest.raises(ConfigurationError, match=r"wrote into parameter 'linear.weight'"):
+        torch_dp.clipped_gradient_sum(model, _loss, inputs, targets, 1.0)
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
