@@ -76,13 +76,16 @@ def _blob(data: bytes) -> bytes:
 
 def _scalar(torch: Any, what: str, value: object) -> bytes | None:
     """``value`` as tagged bytes if it is None, a bool, a number, a str, bytes, a torch dtype, a tensor
-    (its dtype, shape and values: :func:`~secagg.integrations._model_binding.layout_digest`) or a
-    numpy scalar or array (its dtype, shape and bytes); None for anything else."""
+    (its dtype, shape and values: :func:`~secagg.integrations._model_binding.layout_digest`; a sparse
+    one by :func:`_tensor`) or a numpy scalar or array (its dtype, shape and bytes); None for anything
+    else."""
     encoded: bytes | None = None
     if value is None or isinstance(value, bool):
         encoded = b"N" if value is None else b"B" + bytes((value,))
     elif isinstance(value, int | float | complex):
-        encoded = b"R" + _text(what, f"{type(value).__name__}:{value.hex() if isinstance(value, float) else value!r}")
+        # hex, not decimal: Python refuses decimal text for an integer of more than 4300 digits
+        text = value.hex() if isinstance(value, float) else hex(value) if isinstance(value, int) else repr(value)
+        encoded = b"R" + _text(what, f"{type(value).__name__}:{text}")
     elif isinstance(value, str):
         encoded = b"S" + _text(what, value)
     elif isinstance(value, bytes):
@@ -95,10 +98,28 @@ def _scalar(torch: Any, what: str, value: object) -> bytes | None:
         encoded = b"D" + _text(what, str(value))
     elif isinstance(value, torch.Tensor):
         try:
-            encoded = b"T" + layout_digest(*flatten_state_dict({"": value}))
+            encoded = _tensor(torch, what, value)
         except ConfigurationError as exc:
             raise ConfigurationError(f"{what}: {exc}") from None
+        except RuntimeError as exc:  # torch's own, e.g. a tensor kept from inside torch.func's vmap
+            raise ConfigurationError(
+                f"{what}: torch cannot read this tensor (it raised {type(exc).__name__}), e.g. one the forward "
+                "pass kept from inside the per-sample gradients (torch.func.vmap): keep no tensor computed in "
+                "forward as a module attribute"
+            ) from None
     return encoded
+
+
+def _tensor(torch: Any, what: str, tensor: Tensor) -> bytes:
+    """A dense tensor by its dtype, shape and values; a sparse one (a graph's adjacency) by its layout
+    and shape, then the indices and values of its coalesced COO form (not made dense: that can be
+    far larger)."""
+    sparse = (torch.sparse_coo, torch.sparse_csr, torch.sparse_csc, torch.sparse_bsr, torch.sparse_bsc)
+    if tensor.layout not in sparse or tensor.is_meta:  # flatten_state_dict refuses what it cannot read
+        return b"T" + layout_digest(*flatten_state_dict({"": tensor}))
+    coo = torch.Tensor.to_sparse_coo(tensor.detach()).coalesce()
+    parts = flatten_state_dict({"indices": coo.indices(), "values": coo.values()})
+    return b"P" + _text(what, f"{tensor.layout}:{tuple(tensor.shape)}") + layout_digest(*parts)
 
 
 def _value(torch: Any, what: str, value: object, depth: int = 0) -> bytes:
@@ -176,8 +197,8 @@ def dp_model_digest(model: Module, *, loss_name: str | None = None) -> bytes:
     same shapes for any number of heads; a ``TransformerEncoderLayer``'s ``norm_first`` and
     ``activation``), nor is a non-persistent buffer (a mask, a scale) in the state dict. So every
     module's plain attributes (``vars(module)`` beyond a bare ``torch.nn.Module``'s own) are bound by
-    name and value (:func:`_value`: numbers, text, dtypes, tensors and numpy arrays by their values, a
-    module that is not a submodule by its class and state dict, lists, tuples and dicts of them, a
+    name and value (:func:`_value`: numbers, text, dtypes, tensors (a sparse one too) and numpy arrays
+    by their values, a module that is not a submodule by its class and state dict, lists, tuples and dicts of them, a
     function or class by its qualified name, another object by its type only), its non-persistent
     buffers by name, dtype, shape and values, and its forward and backward hooks (and torch's global
     ones), which run inside the forward pass, in order, by the same rule. Not bound: the code of a

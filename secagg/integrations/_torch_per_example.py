@@ -49,7 +49,9 @@ def refuse_batch_mixing(model: Module) -> None:
     p > 0 (or a MultiheadAttention of dropout > 0) in training mode: ``torch.func.vmap`` refuses
     its random draw (every hospital's gradient computation would raise); or an RReLU, in either
     mode: vmap has no rule for its kernel; or an InstanceNorm tracking running statistics in
-    training mode: vmap refuses its in-place update of them."""
+    training mode: vmap refuses its in-place update of them; or an Embedding or EmbeddingBag with
+    ``max_norm``, in either mode: it rescales the looked-up rows of its weight in place, so the
+    computation would rewrite the model it is computed at."""
     torch = torch_module()
     batch_norm = torch.nn.modules.batchnorm._BatchNorm
     instance_norm = torch.nn.modules.instancenorm._InstanceNorm
@@ -77,6 +79,12 @@ def refuse_batch_mixing(model: Module) -> None:
                 "statistics, which mixes the examples, so there is no per-example gradient to clip; "
                 "use GroupNorm or LayerNorm (docs/privacy.md, \"PyTorch\")"
             )
+        if isinstance(module, torch.nn.Embedding | torch.nn.EmbeddingBag) and module.max_norm is not None:
+            raise ConfigurationError(
+                f"module {name!r} ({type(module).__name__}) has max_norm={module.max_norm}: it rescales the rows it "
+                "looks up in place, inside its forward pass, so computing the per-sample gradients would rewrite "
+                "the model they are computed at; build it with max_norm=None (docs/privacy.md, \"PyTorch\")"
+            )
         if isinstance(module, instance_norm) and module.training and module.track_running_stats:
             raise ConfigurationError(
                 f"module {name!r} ({type(module).__name__}) tracks running statistics in training mode: it updates "
@@ -84,6 +92,49 @@ def refuse_batch_mixing(model: Module) -> None:
                 "track_running_stats=False, or put the model in eval mode (model.eval()) on every side "
                 "(docs/privacy.md, \"PyTorch\")"
             )
+
+
+_Saved = list[tuple[dict[str, Any], dict[str, tuple[Any, list[Any] | None]]]]
+
+
+def _plain_attributes(model: Module) -> _Saved:
+    """Each module's attribute dict, and each attribute in it (a list's items too: an RNN updates
+    its list of weights in place), for :func:`_restore`."""
+    return [
+        (state, {key: (item, list(item) if type(item) is list else None) for key, item in state.items()})
+        for state in (vars(module) for module in model.modules())
+    ]
+
+
+def _restore(saved: _Saved) -> None:
+    """Put back every module's plain attributes as :func:`_plain_attributes` saw them.
+
+    The forward pass runs inside ``torch.func.vmap``, and a module that sets a plain attribute while
+    it runs (an RNN's list of its weights, an old-style ``weight_norm`` or ``spectral_norm``'s
+    ``weight``, a module keeping its last output) would keep a tensor from inside vmap, which torch
+    cannot read: the next :func:`~secagg.integrations._torch_dp_model.dp_model_digest` of the model
+    (the next hospital's, the next round's) would refuse it. ``functional_call`` restores the
+    parameters and buffers themselves."""
+    for state, before in saved:
+        for key in [key for key in state if key not in before]:
+            del state[key]
+        for key, (item, items) in before.items():
+            if items is not None:
+                item[:] = items  # the same list object, its items as they were
+            state[key] = item
+
+
+def _put_back(torch: Any, params: Mapping[str, Tensor], values: Mapping[str, Tensor]) -> list[str]:
+    """The names of the parameters whose values differ from ``values`` (a NaN equal to a NaN), each
+    written back to its value there."""
+    written = []
+    with torch.no_grad():
+        for name, tensor in params.items():
+            value = values[name]
+            if not bool((tensor.eq(value) | (tensor.isnan() & value.isnan())).all()):
+                tensor.copy_(value)
+                written.append(name)
+    return written
 
 
 def _trainable(model: Module) -> dict[str, Tensor]:
@@ -149,7 +200,18 @@ def clipped_gradient_sum(
     # broadcast shape [5, 1, 4]").
     rows = int(inputs.shape[0])
     own = {name: p.unsqueeze(0).expand(rows, *p.shape) for name, p in params.items()}
-    per_sample = func.vmap(func.grad(loss_of_one), in_dims=(0, 0, 0))(own, inputs, targets)
+    saved, values = _plain_attributes(model), {name: p.clone() for name, p in params.items()}
+    try:
+        per_sample = func.vmap(func.grad(loss_of_one), in_dims=(0, 0, 0))(own, inputs, targets)
+    finally:
+        _restore(saved)
+        written = _put_back(torch, params, values)
+    if written:
+        raise ConfigurationError(
+            f"the forward pass wrote into parameter {written[0]!r} (an in-place update inside forward: a clamp, a "
+            "renormalisation): its gradients would not be at the model given; it was put back as it was. Keep "
+            "forward free of writes into the parameters"
+        )
     flat = torch.cat([per_sample[name].reshape(inputs.shape[0], -1) for name in params], dim=1)
     # detach: a tensor outside the parameters that requires grad (a plain attribute) leaves its history here
     flat = flat.detach().to(torch.float64)

@@ -370,3 +370,67 @@ def test_an_aggregator_of_another_dimension_is_refused_naming_the_model_s_count(
             declared_sizes={h: 12 for h in range(1, 6)}, rng=np.random.default_rng(0),
         )  # fmt: skip
     assert aggregator.spent()[0] == 0.0
+
+
+class _Bag(torch.nn.Module):  # type: ignore[misc]
+    """Four words per example, embedded and averaged, then a Linear layer."""
+
+    def __init__(self, embedding: Any) -> None:
+        super().__init__()
+        self.embedding, self.linear = embedding, torch.nn.Linear(4, 3)
+
+    def forward(self, words: Any) -> Any:
+        out = self.embedding(words)
+        return self.linear(out if out.ndim == 2 else out.mean(1))
+
+
+@pytest.mark.parametrize("kind", ["Embedding", "EmbeddingBag"])
+def test_an_embedding_with_max_norm_is_refused_before_it_rewrites_the_model(kind: str) -> None:
+    """An embedding with ``max_norm`` rescales the rows it looks up in place, inside its forward: since
+    the parameters were mapped per example (expanded views of the parameters' memory) vmap let it, so
+    the first hospital's computation rewrote the global model, and every later hospital was refused
+    as "trained from another model" (a bag of 4 words: a round with none included)."""
+    # Prepare
+    torch.manual_seed(0)
+    model = _Bag(getattr(torch.nn, kind)(10, 4, max_norm=1.0)).eval()
+    words, labels = torch.randint(0, 10, (5, 4)), torch.randint(0, 3, (5,))
+    hospitals = [(h, words, labels) for h in range(1, 6)]
+    aggregator = _dp_aggregator(sum(p.numel() for p in model.parameters()))
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    # Execute / Assert: refused before anything is computed or charged, naming the layer and the fix
+    with pytest.raises(ConfigurationError, match=rf"'embedding' \({kind}\).*max_norm=None"):
+        torch_dp.clipped_gradient_sum(model, _loss, words, labels, 1.0)
+    with pytest.raises(ConfigurationError, match=rf"'embedding' \({kind}\).*max_norm=None"):
+        torch_dp.run_dp_round(
+            model, hospitals, _loss, aggregator, learning_rate=1.0,
+            declared_sizes={h: 12 for h in range(1, 6)}, rng=np.random.default_rng(0),
+        )  # fmt: skip
+    assert aggregator.spent()[0] == 0.0
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+
+
+class _ClampsItsWeight(torch.nn.Module):  # type: ignore[misc]
+    """A Linear layer whose forward clamps its weight in place (a constraint kept by hand)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.linear = torch.nn.Linear(4, 3)
+
+    def forward(self, x: Any) -> Any:
+        with torch.no_grad():
+            self.linear.weight.clamp_(-0.1, 0.1)
+        return self.linear(x)
+
+
+def test_a_forward_pass_that_writes_into_a_parameter_is_refused_and_the_parameter_put_back() -> None:
+    """The gradients were computed at the values the forward pass wrote, not at the model given, and
+    the caller's model (the global one, in run_dp_round) kept the write, silently."""
+    # Prepare
+    torch.manual_seed(0)
+    model = _ClampsItsWeight()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    inputs, targets = torch.randn(3, 4), torch.tensor([0, 1, 2])
+    # Execute / Assert
+    with pytest.raises(ConfigurationError, match=r"wrote into parameter 'linear.weight'"):
+        torch_dp.clipped_gradient_sum(model, _loss, inputs, targets, 1.0)
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())

@@ -235,3 +235,101 @@ def test_a_model_holding_a_tensor_that_requires_grad_outside_its_parameters_is_s
     # Assert
     expected = torch_dp.clipped_gradient_sum(plain, torch.nn.functional.mse_loss, inputs, targets, 1.0)
     np.testing.assert_array_equal(summed, expected)
+
+
+class _KeepsItsOutput(torch.nn.Module):  # type: ignore[misc]
+    """A Linear layer that keeps its last output as a plain attribute (for a plot, say)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.linear, self.last = torch.nn.Linear(WIDTH, 2), None
+
+    def forward(self, x: Any) -> Any:
+        self.last = self.linear(x)
+        return self.last
+
+
+def test_a_tensor_attribute_torch_cannot_read_is_refused_with_a_library_error() -> None:
+    """A tensor kept from inside torch.func's vmap cannot be read: dp_model_digest raised torch's
+    RuntimeError ("your tensor may have escaped from inside a function being vmapped"), not the
+    ConfigurationError its docstring names for a tensor attribute it cannot flatten."""
+    from secagg.errors import ConfigurationError  # noqa: PLC0415
+
+    # Prepare: a module holding a tensor that escaped a vmap
+    kept: list[Any] = []
+    torch.func.vmap(lambda row: kept.append(row) or row)(torch.randn(3, WIDTH))
+    model = torch.nn.Linear(WIDTH, 2)
+    model.last = kept[0]
+    # Execute / Assert
+    with pytest.raises(ConfigurationError, match=r"module '': attribute 'last'.*cannot read"):
+        torch_dp.dp_model_digest(model)
+
+
+# clipped_gradient_sum runs the caller's model inside torch.func's vmap: a module that sets a plain
+# attribute while it runs (an old-style weight_norm or spectral_norm sets its `weight`, a module
+# keeps its last output) was left holding a tensor from inside vmap, which torch cannot read, so the
+# next dp_model_digest of the model (the next hospital's in run_dp_round, or the next round's) was
+# refused and every hospital but the first withheld.
+_SETS_ATTRIBUTES: dict[str, Callable[[], Any]] = {
+    "weight_norm (old style)": lambda: torch.nn.utils.weight_norm(torch.nn.Linear(WIDTH, 2)),
+    "spectral_norm (old style)": lambda: torch.nn.utils.spectral_norm(torch.nn.Linear(WIDTH, 2)).eval(),
+    "keeps its last output": _KeepsItsOutput,
+}
+
+
+@pytest.mark.parametrize("name", sorted(_SETS_ATTRIBUTES))
+def test_the_per_sample_gradients_leave_the_model_s_attributes_as_they_were(name: str) -> None:
+    # Prepare
+    torch.manual_seed(0)
+    model = _SETS_ATTRIBUTES[name]()
+    before = torch_dp.dp_model_digest(model)
+    inputs, targets = torch.randn(3, WIDTH), torch.tensor([0, 1, 1])
+    # Execute
+    torch_dp.clipped_gradient_sum(model, torch.nn.functional.cross_entropy, inputs, targets, 1.0)
+    # Assert
+    assert torch_dp.dp_model_digest(model) == before
+
+class _Graph(torch.nn.Module):  # type: ignore[misc]
+    """Mean of a Linear layer's output over a graph's neighbours: the adjacency a sparse attribute."""
+
+    def __init__(self, edges: list[tuple[int, int]], layout: Any = None) -> None:
+        super().__init__()
+        index = torch.tensor(edges).T
+        adjacency = torch.sparse_coo_tensor(index, torch.ones(len(edges)), (3, 3))
+        self.adjacency = adjacency if layout is None else adjacency.to_sparse_csr()
+        self.linear = torch.nn.Linear(WIDTH, 2)
+
+    def forward(self, x: Any) -> Any:
+        return self.linear(torch.stack([torch.sparse.mm(self.adjacency, one) for one in x]).mean(1))
+
+
+def test_a_sparse_tensor_attribute_is_bound_by_its_values_not_refused() -> None:
+    """A graph model keeps its adjacency as a sparse tensor; its per-sample gradients are computed,
+    but dp_model_digest refused the model ("only dense tensors with data are supported"), so no DP
+    round could run with it."""
+    edges = [(0, 1), (1, 2), (2, 0)]
+    # Prepare / Execute
+    torch.manual_seed(0)
+    model = _Graph(edges)
+    torch.manual_seed(0)
+    same = _Graph(list(reversed(edges)))  # another order of the same entries
+    torch.manual_seed(0)
+    other = _Graph([(0, 1), (1, 2), (2, 1)])
+    torch.manual_seed(0)
+    compressed = _Graph(edges, torch.sparse_csr)
+    # Assert: one digest for one adjacency, another for another adjacency or layout
+    digest = torch_dp.dp_model_digest(model)
+    assert torch_dp.dp_model_digest(same) == digest
+    assert torch_dp.dp_model_digest(other) != digest
+    assert torch_dp.dp_model_digest(compressed) not in {digest, torch_dp.dp_model_digest(other)}
+
+
+def test_an_integer_attribute_of_any_size_is_bound() -> None:
+    """An integer beyond Python's 4300-digit limit for decimal text (a key's modulus, say) raised
+    Python's ValueError from dp_model_digest: it is bound by its value like any other."""
+    # Prepare
+    model, other = torch.nn.Linear(WIDTH, 2), torch.nn.Linear(WIDTH, 2)
+    other.load_state_dict(model.state_dict())
+    model.modulus, other.modulus = 10**5000, 10**5000 + 1
+    # Execute / Assert
+    assert torch_dp.dp_model_digest(model) != torch_dp.dp_model_digest(other)

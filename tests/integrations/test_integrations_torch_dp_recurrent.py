@@ -91,3 +91,43 @@ def test_a_linear_model_keeps_its_gradients() -> None:
     inputs, targets = torch.randn(BATCH, 3, dtype=torch.float64), torch.randn(BATCH, 1, dtype=torch.float64)
     got = torch_dp.clipped_gradient_sum(model, _loss, inputs, targets, 0.05)
     np.testing.assert_allclose(got, _one_at_a_time(model, inputs, targets, 0.05), rtol=1e-12, atol=1e-14)
+
+
+# --- the model a hospital computed at is left as it was ----------------------------------------
+# torch.func.functional_call swaps each parameter for vmap's per-example tensor and back, but a
+# recurrent layer keeps its own list of its weights (_flat_weights, a plain attribute) that the swap
+# back does not reach: clipped_gradient_sum left the caller's layer holding vmap's escaped tensors,
+# so the next dp_model_digest of the same model (the next hospital's in run_dp_round, or the next
+# round's) raised torch's RuntimeError "your tensor may have escaped from inside a function being
+# vmapped": run_dp_round withheld every hospital but the first, then raised.
+
+
+@pytest.mark.parametrize("name", list(LAYERS))
+def test_the_model_s_digest_is_the_same_after_its_gradients_are_computed(name: str) -> None:
+    # Prepare
+    model, inputs, targets = _model_and_batch(name, torch.float32)
+    before = torch_dp.dp_model_digest(model)
+    # Execute
+    torch_dp.clipped_gradient_sum(model, _loss, inputs, targets, 1.0)
+    # Assert: the model reads as it did
+    assert torch_dp.dp_model_digest(model) == before
+
+
+def test_a_recurrent_model_trains_for_rounds_with_every_hospital_included() -> None:
+    from fl_core.aggregators import make_aggregator  # noqa: PLC0415
+    from secagg.dp import DPConfig  # noqa: PLC0415
+
+    # Prepare: a GRU model shared by three hospitals (run_dp_round computes each at the global model)
+    model, _, _ = _model_and_batch("GRU", torch.float32)
+    dimension = sum(int(p.numel()) for p in model.parameters())
+    dp = DPConfig(epsilon=8.0, delta=1e-5, rounds=2, l2_clip=1.0, min_honest=2, sampling_rate=1.0)
+    aggregator = make_aggregator("plain-quantized", num_clients=3, dp=dp, dimension=dimension)
+    rng = np.random.default_rng(0)
+    hospitals = [(i, torch.randn(4, 2, 3), torch.randn(4, 1)) for i in (1, 2, 3)]
+    for _ in range(2):
+        # Execute
+        result = torch_dp.run_dp_round(
+            model, hospitals, _loss, aggregator, learning_rate=0.1, denominator=12.0, rng=rng
+        )
+        # Assert: no hospital withheld, the round released
+        assert result.withheld == () and result.included == frozenset({1, 2, 3}) and result.mean is not None
