@@ -88,7 +88,7 @@ def test_a_refused_share_box_is_named_by_node_in_the_report_of_an_aborted_round(
     # silent at unmask: the sender's self-mask seed then has fewer shares than the threshold
     sender = 9_999_999_999
     silent = [node for node in NODES if node not in (FAULTY, sender)][:2]
-    grid, secure, _ = masking_round(mode)
+    grid, secure, _ = masking_round(mode, stage_timeout=0.3, poll_interval=0.05)  # silent nodes: no long wait
     grid.silent.update((node, UNMASK) for node in silent)
     corrupt_one_box(grid, FAULTY, sender)
     strategy = FedAvg(fraction_evaluate=0.0, min_train_nodes=3, min_available_nodes=3)
