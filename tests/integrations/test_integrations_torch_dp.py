@@ -17,6 +17,8 @@ from secagg.errors import ConfigurationError
 torch = pytest.importorskip("torch")
 torch_dp = pytest.importorskip("secagg.integrations.torch_dp")
 
+from .torch_dp_checks import assert_refused_before_any_charge, five_hospitals  # noqa: E402
+
 
 def _loss(output: object, target: object) -> object:
     return torch.nn.functional.cross_entropy(output, target)
@@ -276,13 +278,6 @@ def test_hospitals_withheld_below_h_skip_the_dp_round_uncharged() -> None:
     np.testing.assert_array_equal(after, torch.cat([p.detach().reshape(-1) for p in _linear().parameters()]).numpy())
 
 
-def _five_hospitals() -> list[tuple[int, object, object]]:
-    rng = np.random.default_rng(3)
-    return [
-        (h, torch.from_numpy(rng.normal(size=(12, 4))), torch.from_numpy(rng.integers(0, 2, size=12)))
-        for h in range(1, 6)
-    ]
-
 
 def _dp_aggregator(dimension: int) -> DPAggregator:
     dp = DPConfig(epsilon=3.0, delta=1e-5, rounds=2, l2_clip=1.0, min_honest=2)
@@ -300,19 +295,12 @@ def test_batchnorm_in_training_mode_is_refused_saying_what_to_use_instead() -> N
     # Prepare
     torch.manual_seed(0)
     model = torch.nn.Sequential(torch.nn.Linear(4, 3), torch.nn.BatchNorm1d(3), torch.nn.Linear(3, 2)).double()
-    hospitals = _five_hospitals()
+    hospitals = five_hospitals()
     aggregator = _dp_aggregator(sum(p.numel() for p in model.parameters()))
-    before = {k: v.clone() for k, v in model.state_dict().items()}
     # Execute / Assert: refused before anything is computed or charged
-    with pytest.raises(ConfigurationError, match=r"'1' \(BatchNorm1d\).*GroupNorm or LayerNorm"):
-        torch_dp.clipped_gradient_sum(model, _loss, hospitals[0][1], hospitals[0][2], 1.0)
-    with pytest.raises(ConfigurationError, match=r"'1' \(BatchNorm1d\).*GroupNorm or LayerNorm"):
-        torch_dp.run_dp_round(
-            model, hospitals, _loss, aggregator, learning_rate=1.0,
-            declared_sizes={h: 12 for h in range(1, 6)}, rng=np.random.default_rng(0),
-        )  # fmt: skip
-    assert aggregator.spent()[0] == 0.0
-    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+    assert_refused_before_any_charge(
+        model, hospitals, _loss, aggregator, r"'1' \(BatchNorm1d\).*GroupNorm or LayerNorm"
+    )
 
 
 def _instance_norm(track: bool) -> object:
@@ -328,17 +316,12 @@ def test_instance_norm_tracking_running_statistics_in_training_mode_is_refused_s
     torch's RuntimeError ("Batch norm got a batched tensor ..."), withheld, every round skipped."""
     # Prepare
     model = _instance_norm(track=True)
-    hospitals = _five_hospitals()
+    hospitals = five_hospitals()
     aggregator = _dp_aggregator(sum(p.numel() for p in model.parameters()))
     # Execute / Assert: refused before anything is computed or charged, naming the layer and the fix
-    with pytest.raises(ConfigurationError, match=r"'2' \(InstanceNorm1d\).*track_running_stats=False"):
-        torch_dp.clipped_gradient_sum(model, _loss, hospitals[0][1], hospitals[0][2], 1.0)
-    with pytest.raises(ConfigurationError, match=r"'2' \(InstanceNorm1d\).*track_running_stats=False"):
-        torch_dp.run_dp_round(
-            model, hospitals, _loss, aggregator, learning_rate=1.0,
-            declared_sizes={h: 12 for h in range(1, 6)}, rng=np.random.default_rng(0),
-        )  # fmt: skip
-    assert aggregator.spent()[0] == 0.0
+    assert_refused_before_any_charge(
+        model, hospitals, _loss, aggregator, r"'2' \(InstanceNorm1d\).*track_running_stats=False"
+    )
 
 
 @pytest.mark.parametrize("setting", ["untracked", "eval"])
@@ -347,7 +330,7 @@ def test_instance_norm_without_running_statistics_to_update_is_computed(setting:
     model = _instance_norm(track=setting == "eval")
     if setting == "eval":
         model.eval()
-    hospitals = _five_hospitals()
+    hospitals = five_hospitals()
     summed = torch_dp.clipped_gradient_sum(model, _loss, hospitals[0][1], hospitals[0][2], 1.0)
     assert summed.shape == (sum(p.numel() for p in model.parameters()),) and np.isfinite(summed).all()
 
@@ -360,7 +343,7 @@ def test_an_aggregator_of_another_dimension_is_refused_naming_the_model_s_count(
     torch.manual_seed(0)
     model = torch.nn.Sequential(torch.nn.Linear(4, 2), torch.nn.Linear(2, 1)).double()
     model[1].weight.requires_grad_(False)
-    hospitals = [(h, x, y.double().reshape(-1, 1)) for h, x, y in _five_hospitals()]
+    hospitals = [(h, x, y.double().reshape(-1, 1)) for h, x, y in five_hospitals()]
     aggregator = _dp_aggregator(13)
 
     # Execute / Assert
@@ -396,17 +379,10 @@ def test_an_embedding_with_max_norm_is_refused_before_it_rewrites_the_model(kind
     words, labels = torch.randint(0, 10, (5, 4)), torch.randint(0, 3, (5,))
     hospitals = [(h, words, labels) for h in range(1, 6)]
     aggregator = _dp_aggregator(sum(p.numel() for p in model.parameters()))
-    before = {k: v.clone() for k, v in model.state_dict().items()}
     # Execute / Assert: refused before anything is computed or charged, naming the layer and the fix
-    with pytest.raises(ConfigurationError, match=rf"'embedding' \({kind}\).*max_norm=None"):
-        torch_dp.clipped_gradient_sum(model, _loss, words, labels, 1.0)
-    with pytest.raises(ConfigurationError, match=rf"'embedding' \({kind}\).*max_norm=None"):
-        torch_dp.run_dp_round(
-            model, hospitals, _loss, aggregator, learning_rate=1.0,
-            declared_sizes={h: 12 for h in range(1, 6)}, rng=np.random.default_rng(0),
-        )  # fmt: skip
-    assert aggregator.spent()[0] == 0.0
-    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+    assert_refused_before_any_charge(
+        model, hospitals, _loss, aggregator, rf"'embedding' \({kind}\).*max_norm=None"
+    )
 
 
 class _ClampsItsWeight(torch.nn.Module):  # type: ignore[misc]

@@ -20,17 +20,12 @@ from secagg.errors import ConfigurationError
 torch = pytest.importorskip("torch")
 torch_dp = pytest.importorskip("secagg.integrations.torch_dp")
 
+from .torch_dp_checks import assert_refused_before_any_charge, five_hospitals  # noqa: E402
+
 
 def _loss(output: object, target: object) -> object:
     return torch.nn.functional.cross_entropy(output, target)
 
-
-def _hospitals() -> list[tuple[int, object, object]]:
-    rng = np.random.default_rng(3)
-    return [
-        (h, torch.from_numpy(rng.normal(size=(12, 4))), torch.from_numpy(rng.integers(0, 2, size=12)))
-        for h in range(1, 6)
-    ]
 
 
 def _model(dropout: object) -> object:
@@ -49,21 +44,12 @@ def _aggregator() -> DPAggregator:
 def test_dropout_in_training_mode_is_refused_naming_the_module_and_model_eval(dropout: str) -> None:
     # Prepare: a model in training mode with a dropout module of p = 0.1
     model = _model(getattr(torch.nn, dropout)(0.1))
-    hospitals = _hospitals()
+    hospitals = five_hospitals()
     aggregator = _aggregator()
-    before = {k: v.clone() for k, v in model.state_dict().items()}
     refusal = rf"module '1' \({dropout}\) is in training mode.*model\.eval\(\)"
 
     # Execute / Assert: refused before anything is computed or charged, the model untouched
-    with pytest.raises(ConfigurationError, match=refusal):
-        torch_dp.clipped_gradient_sum(model, _loss, hospitals[0][1], hospitals[0][2], 1.0)
-    with pytest.raises(ConfigurationError, match=refusal):
-        torch_dp.run_dp_round(
-            model, hospitals, _loss, aggregator, learning_rate=1.0,
-            declared_sizes={h: 12 for h in range(1, 6)}, rng=np.random.default_rng(0),
-        )  # fmt: skip
-    assert aggregator.spent()[0] == 0.0
-    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+    assert_refused_before_any_charge(model, hospitals, _loss, aggregator, refusal)
 
 
 @pytest.mark.parametrize("mode", ["eval", "p=0"])
@@ -77,7 +63,7 @@ def test_dropout_that_draws_nothing_still_trains(mode: str) -> None:
 
     # Execute
     result = torch_dp.run_dp_round(
-        model, _hospitals(), _loss, aggregator, learning_rate=1.0,
+        model, five_hospitals(), _loss, aggregator, learning_rate=1.0,
         declared_sizes={h: 12 for h in range(1, 6)}, rng=np.random.default_rng(0),
     )  # fmt: skip
 
@@ -110,7 +96,7 @@ def test_attention_with_dropout_in_training_mode_is_refused() -> None:
     hospital's computation as a Dropout module did, withheld as 'raised RuntimeError'."""
     # Prepare
     model = _attention(0.1)
-    inputs, targets = _hospitals()[0][1:]
+    inputs, targets = five_hospitals()[0][1:]
 
     # Execute / Assert: refused up front, naming the module and model.eval()
     refusal = r"module 'attention' \(MultiheadAttention\) is in training mode.*model\.eval\(\)"
@@ -125,7 +111,7 @@ def test_attention_that_draws_nothing_is_computed(mode: str) -> None:
     model = _attention(0.1 if mode == "eval" else 0.0)
     if mode == "eval":
         model.eval()  # type: ignore[attr-defined]
-    inputs, targets = _hospitals()[0][1:]
+    inputs, targets = five_hospitals()[0][1:]
 
     # Execute
     total = torch_dp.clipped_gradient_sum(model, _loss, inputs, targets, 1.0)
@@ -143,7 +129,7 @@ def test_rrelu_is_refused_in_either_mode_naming_leaky_relu(mode: str) -> None:
     model = _model(torch.nn.RReLU(0.1, 0.3))
     if mode == "eval":
         model.eval()  # type: ignore[attr-defined]
-    inputs, targets = _hospitals()[0][1:]
+    inputs, targets = five_hospitals()[0][1:]
 
     # Execute / Assert
     with pytest.raises(ConfigurationError, match=r"module '1' \(RReLU\).*LeakyReLU\(negative_slope=0\.2\)"):

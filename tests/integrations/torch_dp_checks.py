@@ -1,0 +1,40 @@
+"""Shared by the PyTorch DP tests: five hospitals' data, and the check that a model is refused
+before anything is computed, charged or written."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pytest
+
+from secagg.errors import ConfigurationError
+
+torch = pytest.importorskip("torch")
+torch_dp = pytest.importorskip("secagg.integrations.torch_dp")
+
+
+def five_hospitals() -> list[tuple[int, Any, Any]]:
+    """Hospitals 1..5, each 12 examples of 4 float64 features and a 0/1 label (seeded)."""
+    rng = np.random.default_rng(3)
+    return [
+        (h, torch.from_numpy(rng.normal(size=(12, 4))), torch.from_numpy(rng.integers(0, 2, size=12)))
+        for h in range(1, 6)
+    ]
+
+
+def assert_refused_before_any_charge(
+    model: Any, hospitals: list[tuple[int, Any, Any]], loss: Any, aggregator: Any, refusal: str
+) -> None:
+    """``clipped_gradient_sum`` on the first hospital and ``run_dp_round`` on all of them both raise
+    ConfigurationError matching ``refusal``; nothing is charged and the model's state is unchanged."""
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    with pytest.raises(ConfigurationError, match=refusal):
+        torch_dp.clipped_gradient_sum(model, loss, hospitals[0][1], hospitals[0][2], 1.0)
+    with pytest.raises(ConfigurationError, match=refusal):
+        torch_dp.run_dp_round(
+            model, hospitals, loss, aggregator, learning_rate=1.0,
+            declared_sizes={h: 12 for h in range(1, 6)}, rng=np.random.default_rng(0),
+        )  # fmt: skip
+    assert aggregator.spent()[0] == 0.0
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
