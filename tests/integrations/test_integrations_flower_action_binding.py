@@ -31,13 +31,14 @@ pytestmark = pytest.mark.usefixtures("server_identity")
 ZERO = "train.zero"
 
 
-def with_zero_action(app: ClientApp, ran: list[int], node: int) -> ClientApp:
-    """``app`` with a second train handler, ``train.zero``: the model back unchanged (a zero update)."""
+def with_zero_action(app: ClientApp, ran: list[int], node: int, weight: int) -> ClientApp:
+    """``app`` with a second train handler, ``train.zero``: the model back unchanged (a zero update)
+    of ``weight`` examples; each call appends ``node`` to ``ran``."""
 
     @app.train("zero")
     def zero(message: Message, context: Context) -> Message:
         ran.append(node)
-        metrics = MetricRecord({"num-examples": WEIGHTS[node]})
+        metrics = MetricRecord({"num-examples": weight})
         return Message(RecordDict({"arrays": message.content["arrays"], "metrics": metrics}), reply_to=message)
 
     return app
@@ -45,7 +46,7 @@ def with_zero_action(app: ClientApp, ran: list[int], node: int) -> ClientApp:
 
 def two_action_grid(ran: list[int]) -> tuple[FakeGrid, Audit]:
     audit = Audit()
-    apps = {node: with_zero_action(make_app(node, WEIGHTS[node], audit), ran, node) for node in NODES}
+    apps = {node: with_zero_action(make_app(node, WEIGHTS[node], audit), ran, node, WEIGHTS[node]) for node in NODES}
     return FakeGrid(apps), audit
 
 

@@ -22,15 +22,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from flwr.app import ConfigRecord, Context, Message, MetricRecord, RecordDict
-from flwr.clientapp import ClientApp
+from flwr.app import ConfigRecord, Message, RecordDict
 
 from secagg.integrations.flower import PaillierGrid, PaillierOptions
 from secagg.integrations.flower.keys import read_public_key
 from secagg.integrations.flower.protocol import DECRYPT, ENCRYPT
 
 from .flower_harness import TRUSTED_KEYS, Audit, FakeGrid, initial_arrays, stage_of
-from .test_integrations_flower_action_binding import ZERO, retype
+from .test_integrations_flower_action_binding import ZERO, retype, with_zero_action
 from .test_integrations_flower_paillier import NODES, WEIGHTS, keys, paillier_apps
 
 pytestmark = pytest.mark.usefixtures("server_identity")
@@ -40,22 +39,11 @@ __all__ = ["keys"]  # the fixture, used by name
 FAULTY = 42
 
 
-def with_zero_action(app: ClientApp, ran: list[int], node: int) -> ClientApp:
-    """``app`` with a second train handler, ``train.zero``: the model back unchanged (a zero update)."""
-
-    @app.train("zero")
-    def zero(message: Message, context: Context) -> Message:
-        ran.append(node)
-        metrics = MetricRecord({"num-examples": WEIGHTS[node]})
-        return Message(RecordDict({"arrays": message.content["arrays"], "metrics": metrics}), reply_to=message)
-
-    return app
-
 
 def two_action_grid(keys: tuple[Path, list[Path]], ran: list[int]) -> tuple[FakeGrid, PaillierGrid, Audit]:
     public_path, shares = keys
     audit = Audit()
-    apps = {node: with_zero_action(app, ran, node) for node, app in paillier_apps(shares, audit).items()}  # type: ignore[arg-type]
+    apps = {node: with_zero_action(app, ran, node, WEIGHTS[node]) for node, app in paillier_apps(shares, audit).items()}  # type: ignore[arg-type]
     grid = FakeGrid(apps)
     secure = PaillierGrid(grid, PaillierOptions(trusted_keys=TRUSTED_KEYS, public_key=read_public_key(public_path)))
     return grid, secure, audit
