@@ -72,6 +72,7 @@ COMBINED_WITH: dict[str, tuple[str, str]] = {  # prefix: (scaling, features)
     "mean+worst": ("release", "mean+worst"),
     "two-stage mean+worst": ("two-stage", "mean+worst"),
     "worst": ("release", "worst"),
+    "exact scaling (leaks)": ("exact", "none"),
 }
 """The recipe probe's scaling and feature changes (names as there), each combined with every server step
 of ``_COMBINABLE``: ``"two-stage adam 0.05 b1 0 noise-corrected 1 ema0.5"``, ``"mean+worst ema0.5"``, ..."""
