@@ -1,9 +1,11 @@
 """The Keras adapter's guard for PyTorch modules wrapped in a Keras model (torch backend).
 
 ``keras.layers.TorchModuleWrapper`` tracks the wrapped module's parameters as Keras weights, but
-not its buffers: a wrapped ``BatchNorm1d``'s running statistics are in none of ``model.weights``.
-Flattened, such a model would leave them out of the sum and out of the model digest (every
-hospital keeping its own, the new global model its initial ones), so it is refused
+nothing else in its state dict: not its buffers (a wrapped ``BatchNorm1d``'s running statistics are
+in none of ``model.weights``), and not its extra state (what a module's ``get_extra_state`` returns,
+any Python object, saved in the state dict under ``_extra_state``). Flattened, such a model would
+leave them out of the sum and out of the model digest (every hospital keeping its own, the new
+global model its initial ones), so it is refused, naming which of the two it has
 (tests/integrations/test_integrations_keras_torch_wrapper.py).
 """
 
@@ -13,24 +15,36 @@ from typing import Any
 
 from secagg.errors import ConfigurationError
 
-__all__ = ["refuse_torch_buffers"]
+__all__ = ["refuse_torch_state"]
 
 
-def refuse_torch_buffers(keras: Any, model: Any) -> None:
+def refuse_torch_state(keras: Any, model: Any) -> None:
     """ConfigurationError naming a ``TorchModuleWrapper`` layer of ``model`` whose PyTorch module has
-    buffers in its state dict (a BatchNorm's running statistics), which would be summed and bound by
-    nobody; nothing on a backend without the wrapper."""
+    state-dict entries that are not its parameters, which would be summed and bound by nobody: buffers
+    (a BatchNorm's running statistics; the PyTorch adapter sums and binds them), or extra state (from
+    ``get_extra_state``: not a tensor, so nothing can sum it, and the PyTorch adapter's digests refuse
+    it too); nothing on a backend without the wrapper."""
     wrapper: Any = getattr(keras.layers, "TorchModuleWrapper", None)
     if wrapper is None:
         return
     for layer in model._flatten_layers(include_self=True, recursive=True):
         if not isinstance(layer, wrapper):
             continue
-        parameters = {name for name, _ in layer.module.named_parameters(remove_duplicate=False)}
-        buffers = [name for name in layer.module.state_dict(keep_vars=True) if name not in parameters]
+        module = layer.module
+        parameters = {name for name, _ in module.named_parameters(remove_duplicate=False)}
+        known = {name for name, _ in module.named_buffers(remove_duplicate=False)}
+        state = [name for name in module.state_dict(keep_vars=True) if name not in parameters]
+        buffers = [name for name in state if name in known]
         if buffers:
             raise ConfigurationError(
                 f"layer {layer.name!r} wraps a PyTorch module whose buffers ({buffers[0]!r}, ...) are not Keras "
                 "weights: they would be left out of the sum and the model digest; aggregate it with "
                 "secagg.integrations.torch"
+            )
+        if state:
+            raise ConfigurationError(
+                f"layer {layer.name!r} wraps a PyTorch module with extra state ({state[0]!r}, from its "
+                "get_extra_state): it is no Keras weight and no tensor, so it would be neither summed nor bound "
+                "into the model digest (every hospital keeping its own, the new global model its initial one); "
+                "drop get_extra_state from the module and give every hospital that state alike, outside the model"
             )

@@ -18,6 +18,7 @@ from secagg._validate import require_finite
 from secagg.errors import ConfigurationError, ConfigurationTypeError
 from secagg.integrations._extras import require
 from secagg.integrations._torch_dp_model import _trainable_parameters
+from secagg.integrations._torch_one_example import check_one_example, per_sample_failure, refuse_without_values
 
 if TYPE_CHECKING:
     from torch import Tensor
@@ -173,6 +174,16 @@ def clipped_gradient_sum(
     parameters (in ``named_parameters`` order, each flattened), computed for the whole
     batch at once with ``torch.func.vmap(grad(...))``: no Python loop over examples.
     ``loss_fn`` gets a batch of one and must return a scalar.
+
+    Refused with a ConfigurationError before anything is computed: a model on the meta device (no
+    values); before the vmap, the model and the loss run on the batch's first example
+    (:func:`~secagg.integrations._torch_one_example.check_one_example`): inputs the forward pass
+    cannot take (another width than the first layer's, integer features for a float model) or
+    targets the loss cannot take (another dtype or shape) are refused naming which failed and the
+    example's shapes and dtypes, torch's error chained; a loss returning anything but a scalar
+    float tensor (``reduction='none'``) naming what it returned. A foreign error only the vmap over
+    the batch meets (a label out of range at a later row) is a ConfigurationError chained from it.
+    The model's parameters, buffers and attributes are as they were after every refusal.
     """
     if require_finite("l2_clip", l2_clip) <= 0:
         raise ConfigurationError(f"l2_clip must be a positive number, got {l2_clip}")
@@ -184,6 +195,7 @@ def clipped_gradient_sum(
     if not params:
         raise ConfigurationError("the model has no trainable parameters")
     refuse_batch_mixing(model)
+    refuse_without_values(model)
     if inputs.shape[0] == 0:
         return np.zeros(sum(int(p.numel()) for p in params.values()))
     buffers = {name: b.detach() for name, b in model.named_buffers()}
@@ -202,7 +214,14 @@ def clipped_gradient_sum(
     own = {name: p.unsqueeze(0).expand(rows, *p.shape) for name, p in params.items()}
     saved, values = _plain_attributes(model), {name: p.clone() for name, p in params.items()}
     try:
-        per_sample = func.vmap(func.grad(loss_of_one), in_dims=(0, 0, 0))(own, inputs, targets)
+        check_one_example(torch, func, model, loss_fn, params, buffers, inputs, targets)
+        try:
+            per_sample = func.vmap(func.grad(loss_of_one), in_dims=(0, 0, 0))(own, inputs, targets)
+        except Exception as exc:
+            failure = per_sample_failure(exc)
+            if failure is None:
+                raise  # the library's own error, or the computing party's MemoryError
+            raise failure from exc
     finally:
         _restore(saved)
         written = _put_back(torch, params, values)

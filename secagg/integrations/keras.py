@@ -34,9 +34,10 @@ kernels) are exact up to 2^53 in magnitude; larger values are refused, as are
 dtypes a float64 cannot hold (``longdouble``, strings, objects), with a
 :class:`~secagg.errors.ConfigurationError` naming the weight. These dtype rules are in
 :mod:`secagg.integrations._keras_dtypes`. A model with a ``keras.layers.TorchModuleWrapper``
-(torch backend) whose PyTorch module has buffers is refused by every function that reads a
-model's weights, naming the layer: the buffers are no Keras weights, so they would be summed
-and bound by nobody (:mod:`secagg.integrations._keras_torch`; use the PyTorch adapter).
+(torch backend) whose PyTorch module has buffers or extra state (``get_extra_state``) is refused
+by every function that reads a model's weights, naming the layer and which of the two: neither is a
+Keras weight, so they would be summed and bound by nobody (:mod:`secagg.integrations._keras_torch`;
+for buffers, use the PyTorch adapter; extra state, no tensor, no adapter sums).
 
 Clipping and rounding are the aggregator's, per weight, exactly as for the
 PyTorch adapter: each weight is its own segment (:meth:`WeightsLayout.segments`)
@@ -82,7 +83,7 @@ from secagg.integrations._keras_dtypes import (
     to_float64,
 )
 from secagg.integrations._keras_names import weight_names
-from secagg.integrations._keras_torch import refuse_torch_buffers
+from secagg.integrations._keras_torch import refuse_torch_state
 from secagg.integrations._layout import ArraySpec, FlatLayout, float_vector, require_layout
 from secagg.integrations._model_binding import declared_update, layout_digest
 from secagg.integrations._ranges import aggregate_flat_models, new_global
@@ -220,7 +221,7 @@ def _model_variables(model: Any, trainable_only: bool) -> list[Any]:
     keras = _keras()
     if not isinstance(model, keras.layers.Layer):
         raise ConfigurationError(f"expected a Keras model or layer, got {type(model).__name__}")
-    refuse_torch_buffers(keras, model)
+    refuse_torch_state(keras, model)
     return list(model.trainable_weights if trainable_only else model.weights)
 
 

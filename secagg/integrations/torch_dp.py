@@ -59,6 +59,7 @@ from secagg.integrations._foreign import foreign_reason
 from secagg.integrations._layout import check_cast
 from secagg.integrations._torch_dp_model import _trainable_parameters, dp_model_digest
 from secagg.integrations._torch_dtypes import top_of_range
+from secagg.integrations._torch_one_example import LossNotScalarError, refuse_without_values
 from secagg.integrations._torch_per_example import (
     FloatVector,
     LossFn,
@@ -157,6 +158,7 @@ def _staged_update(
     mask = torch_module().from_numpy(drawn)
     sampled = inputs[mask], targets[mask]
     stage.append(_COPY)
+    refuse_without_values(model)  # a copy on the meta device: its digest cannot be read either
     digest = dp_model_digest(model, loss_name=loss_name)
     stage.append(_GRADIENTS)
     contribution = clipped_gradient_sum(model, loss_fn, *sampled, dp.l2_clip)
@@ -166,10 +168,15 @@ def _staged_update(
 
 def _withheld_reason(client: object, stage: list[str], exc: Exception) -> str:
     """Why a hospital's contribution cannot be computed, in the library's words: a library error's
-    own text; for a foreign exception, the stage that failed and the exception's type only (its
-    text can carry the hospital's tensor shapes and values), the text logged at DEBUG on :data:`LOGGER`
+    own text (a refusal of its data by the model or the loss names the example's shapes and dtypes,
+    never torch's text: the torch error it is chained from is logged at DEBUG on :data:`LOGGER`); for a
+    foreign exception, the stage that failed and the exception's type only (its text can carry the
+    hospital's tensor shapes and values), the text logged at DEBUG on :data:`LOGGER`
     (:func:`~secagg.integrations._foreign.foreign_reason`)."""
     if isinstance(exc, SecAggError):
+        cause = exc.__cause__
+        if cause is not None and not isinstance(cause, SecAggError):
+            LOGGER.debug("hospital %s: %s", client, exc, exc_info=cause)
         return f"its contribution cannot be computed: {exc}"
     where = stage[-1] if stage else "computing it"
     return f"its contribution cannot be computed: {foreign_reason(where, exc, logger=LOGGER, hospital=client)}"
@@ -304,7 +311,9 @@ def run_dp_round(
     is charged; so are ``hospitals`` that are not a list of ``(id, inputs, targets)`` triples and a
     ``loss_fn`` that is not callable (ConfigurationTypeError), and a ``model`` with a layer
     per-sample gradients cannot go through (BatchNorm, an InstanceNorm tracking running statistics
-    or a dropout of p > 0, in training mode; an RReLU: ConfigurationError naming it).
+    or a dropout of p > 0, in training mode; an RReLU: ConfigurationError naming it), a ``model`` on
+    the meta device, and a ``loss_fn`` that returns no scalar float tensor on a batch of one (found at
+    the first hospital computed: every hospital would be withheld alike).
 
     The round binds ``model``'s :func:`dp_model_digest` (buffers, the trainable parameters' names,
     every module's class, settings (``extra_repr`` and plain attributes), non-persistent buffers,
@@ -315,7 +324,9 @@ def run_dp_round(
     another model is refused with its reason (``result.refused``) before the round is charged:
     it is not a contributor, and not counted in the denominator. So is, withheld with the reason
     (``result.withheld``), a hospital whose contribution cannot be computed: its copy or its data
-    raise, a library error (its text) or a foreign exception, named by the stage that failed
+    raise, a library error (its text: inputs or targets the model or the loss cannot take, found on the
+    first example before the per-sample computation, are one naming the example's shapes and dtypes,
+    :func:`clipped_gradient_sum`) or a foreign exception, named by the stage that failed
     (drawing its Poisson sample, reading its copy of the model, the per-sample gradient
     computation) and its type only: a foreign text (torch's) can carry the hospital's tensor shapes
     and values, so it is logged at DEBUG (:data:`LOGGER`) and never reported. A round that leaves
@@ -347,6 +358,7 @@ def run_dp_round(
     outside = sorted(set(given) - {client for client, _, _ in hospitals}, key=repr)
     if outside:
         raise ConfigurationError(f"trained_from names hospital {outside[0]!r}, which is not in the round")
+    refuse_without_values(model)  # the caller's own global model on the meta device: nothing to compute at
     digest = dp_model_digest(model, loss_name=loss_name)  # the caller's own global model: its failure raises
     stages, withheld = dict(require_mapping("dropouts", dropouts) if dropouts is not None else {}), []
     updates = []
@@ -359,6 +371,8 @@ def run_dp_round(
             continue
         except MemoryError:
             raise  # the aggregating party's own resources, not this hospital's fault
+        except LossNotScalarError:
+            raise  # the caller's own loss_fn returned no scalar: every hospital would be withheld alike
         except Exception as exc:  # a library or foreign error from its copy or data is its alone
             if stage[-1:] == [_SOURCE]:
                 raise  # the noise source every sample and the noise are drawn from: the caller's own

@@ -51,3 +51,23 @@ def test_a_wrapped_module_without_buffers_is_flattened() -> None:
     # The control: a wrapped Linear has parameters only, all of them Keras weights
     vector, layout = flatten_model(_wrapped(torch.nn.Linear(3, 2)))
     assert vector.shape == (8,) and len(layout.specs) == 2
+
+
+class _WithExtraState(torch.nn.Linear):  # type: ignore[misc]
+    """A module with parameters only, and extra state in its state dict (a version, a tokenizer)."""
+
+    def get_extra_state(self) -> Any:
+        return {"version": 2}
+
+    def set_extra_state(self, state: Any) -> None:
+        pass
+
+
+def test_a_wrapped_module_with_extra_state_is_refused_naming_extra_state_not_buffers() -> None:
+    """The module has no buffers: its state dict's '_extra_state' entry is what Keras does not track.
+    Before: refused saying "whose buffers ('_extra_state', ...) are not Keras weights"."""
+    model = _wrapped(_WithExtraState(3, 2))
+    for call in (lambda: flatten_model(model), lambda: model_digest(model)):
+        with pytest.raises(ConfigurationError, match=r"'wrapped'.*extra state.*get_extra_state") as refused:
+            call()
+        assert "buffer" not in str(refused.value)

@@ -57,7 +57,9 @@ def _report(result: Any) -> str:
 
 def test_a_foreign_error_s_text_stays_out_of_the_round_s_report(caplog: pytest.LogCaptureFixture) -> None:
     """Before: the reason was "its contribution cannot be computed: reading it raised
-    RuntimeError: label check failed for patient 4711 creatinine 98.6125", sent to the server."""
+    RuntimeError: label check failed for patient 4711 creatinine 98.6125", sent to the server.
+    The loss now fails on the first example, before the per-sample computation: the library's
+    refusal names the loss and the target's dtype, torch's error chained and logged, not reported."""
     # Prepare: hospital 2's loss raises with a patient's value in its message
     hospitals = _hospitals()
     client, inputs, targets = hospitals[1]
@@ -68,7 +70,7 @@ def test_a_foreign_error_s_text_stays_out_of_the_round_s_report(caplog: pytest.L
     # Assert: withheld alone, the stage and the type named, the text only in the hospital's log
     ((withheld, reason),) = result.withheld
     assert withheld == 2 and result.included == {1, 3, 4}
-    assert "per-sample gradient computation raised RuntimeError" in reason
+    assert "loss_fn raised RuntimeError on the batch's first example" in reason and "torch.int32" in reason
     assert "4711" not in _report(result) and "98.6125" not in _report(result)
     assert SECRET in caplog.text and "hospital 2" in caplog.text
 
@@ -77,7 +79,8 @@ def test_torch_s_own_shape_text_stays_out_of_the_report_and_the_stage_is_named()
     """Torch's messages carry the hospital's tensor shapes ('mat1 and mat2 shapes cannot be
     multiplied (20x5 and 4x3)', 'The shape of the mask [20] ... indexed tensor [13]'): the reason
     names the stage (its sample, its gradients) and the type. Before, both texts were the reasons.
-    Fewer labels than rows is now the library's own refusal, whose words name no count."""
+    Fewer labels than rows is now the library's own refusal, whose words name no count; so is a
+    width the model cannot take, naming one example's shape (no row count) and the layer."""
     # Prepare: hospital 1 has 5 features, hospital 3 fewer labels than rows; h = 2 still met
     hospitals = _hospitals()
     rng = np.random.default_rng(6)
@@ -88,7 +91,8 @@ def test_torch_s_own_shape_text_stays_out_of_the_report_and_the_stage_is_named()
     # Assert
     reasons = dict(result.withheld)
     assert sorted(reasons) == [1, 3] and result.included == {2, 4}
-    assert "per-sample gradient computation raised RuntimeError" in reasons[1]
+    assert "forward pass raised RuntimeError" in reasons[1] and "shape (1, 5)" in reasons[1]
+    assert "in_features=4" in reasons[1] and "(its message is not reported)" not in reasons[1]
     assert "different batch sizes" in reasons[3]  # the library's words (torch's IndexError before)
     report = _report(result)
     assert "20x5" not in report and "4x3" not in report and "[13]" not in report and "13" not in reasons[3]
