@@ -339,3 +339,34 @@ def test_a_server_running_other_dp_than_the_bound_run_config_declares_is_refused
     (only,) = report["rounds"]  # type: ignore[misc]
     assert only["aggregate"] is None, only
     assert len(only["errors"]) == NODES, only["errors"]
+
+
+
+def evaluate(grid: FakeGrid) -> Message:
+    """The first node's reply to an evaluate message carrying the example's initial model."""
+    task = example("task")
+    content = RecordDict({"arrays": task.to_record(task.initial_params())})
+    (reply,) = grid.send_and_receive([grid.create_message(content, "evaluate", NODE_IDS[0], "1")])
+    return reply
+
+
+@pytest.mark.parametrize(("dp_epsilon", "node_config"), [(8.0, {}), (0.0, {"require-dp": True})])
+def test_a_node_holding_the_server_to_dp_refuses_federated_evaluation(
+    keys: Path, dp_epsilon: float, node_config: dict[str, object]
+) -> None:
+    # Prepare: the example's nodes under a run config declaring DP, or insisting on it themselves
+    grid = federation(keys, run_config(**{"dp-epsilon": dp_epsilon}), node_config)
+    # Execute: the server asks for the node's metrics on a model it chose
+    reply = evaluate(grid)
+    # Assert: refused, naming the rule and the opt-in (the node's evaluate handler never answers)
+    assert reply.has_error() and not reply.has_content()
+    assert "require_dp" in reply.error.reason and "allow_plain_evaluate" in reply.error.reason, reply.error.reason
+
+
+def test_a_node_without_dp_answers_federated_evaluation(keys: Path) -> None:
+    # Prepare: no DP declared, none required
+    grid = federation(keys, run_config(**{"dp-epsilon": 0.0}))
+    # Execute
+    reply = evaluate(grid)
+    # Assert: the node's metrics, as before
+    assert not reply.has_error() and 0.0 <= reply.content["metrics"]["accuracy"] <= 1.0

@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from types import MappingProxyType
 from typing import Any
 
 import numpy as np
@@ -50,6 +51,7 @@ from secagg.primitives.randomness import RandomBytes
 
 __all__ = [
     "IDENTITY_KEY_FILE",
+    "PLAIN_REPLY_FLAGS",
     "TRUSTED_KEYS_FILE",
     "AuditRecord",
     "ModRoute",
@@ -98,6 +100,12 @@ class AuditRecord:
 
 Audit = Callable[[AuditRecord], None]
 
+PLAIN_REPLY_FLAGS: Mapping[str, str] = MappingProxyType(
+    {MessageType.EVALUATE: "allow_plain_evaluate", MessageType.QUERY: "allow_plain_query"}
+)
+"""The mod argument that opts a node whose policy requires DP in to answering messages of each
+category outside a secure round (:meth:`NodeSettings.plain_refusal`)."""
+
 PathLike = str | os.PathLike[str]
 
 
@@ -107,6 +115,8 @@ class NodeSettings:
 
     policy: NodePolicy
     allow_plain_train: bool
+    allow_plain_evaluate: bool
+    allow_plain_query: bool
     rng: np.random.Generator | None
     audit: Audit | None
     random_bytes: RandomBytes
@@ -118,7 +128,8 @@ class NodeSettings:
     def __post_init__(self) -> None:
         """Check every argument of the mod factory now, so a wrong type never waits for a round."""
         require_instance("policy", self.policy, NodePolicy)
-        require_bool("allow_plain_train", self.allow_plain_train)
+        for flag in ("allow_plain_train", *PLAIN_REPLY_FLAGS.values()):
+            require_bool(flag, getattr(self, flag))
         if self.allow_plain_train and self.policy.require_dp:
             # A plain training reply is the node's update in the clear: a release no accountant charges.
             raise ConfigurationError(
@@ -137,6 +148,29 @@ class NodeSettings:
                 f"noise_source must have a random_bytes(n) method (secagg.dp.RandomSource) or be None, "
                 f"got {type(self.noise_source).__name__}"
             )
+
+    def plain_refusal(self, category: str) -> str | None:
+        """Why this node refuses a message of ``category`` (``train``, ``evaluate``, ``query``)
+        outside a secure round; None: the app answers it.
+
+        A plain training message is refused unless ``allow_plain_train``. Under
+        ``policy.require_dp`` every other message is refused too, unless its category's opt-in
+        (:data:`PLAIN_REPLY_FLAGS`) is set: its reply (say, the loss and accuracy on this node's
+        patients of a model the server chose, which can single out one patient) would leave
+        un-noised and charged to no budget. Without ``require_dp`` they go to the app, as the
+        node promised no DP.
+        """
+        if category == MessageType.TRAIN:
+            return None if self.allow_plain_train else "refusing to train outside a secure round"
+        flag = PLAIN_REPLY_FLAGS.get(category)
+        if not self.policy.require_dp or (flag is not None and getattr(self, flag)):
+            return None
+        opt_in = "" if flag is None else f"; the mod's {flag}=True opts in to answering them anyway"
+        return (
+            f"policy require_dp=True refuses to answer {category} messages outside a secure round: their replies, "
+            f"computed on this node's patients from a model the server chose, would leave un-noised and "
+            f"uncharged{opt_in}"
+        )
 
     def rounding_rng(self) -> np.random.Generator:
         """The quantization's rounding randomness (not secret): ``rng``, else fresh OS entropy."""
@@ -183,13 +217,15 @@ class ModRoute:
     ``limit(stage)``: the most payload bytes an honest server message of that stage has
     (:mod:`~secagg.integrations.flower._limits`; it may raise a SecAggError, e.g. with no round
     in progress); ``training``: the stages whose messages also carry the strategy's content
-    (any other message holds the stage records alone).
+    (any other message holds the stage records alone); ``plain_refusal(category)``: why a
+    message of that category outside a secure round is refused, None if it goes to the app
+    (:meth:`NodeSettings.plain_refusal`).
     """
 
     name: str
     stages: frozenset[str]
     state_key: str
-    allow_plain_train: bool
+    plain_refusal: Callable[[str], str | None]
     limit: Callable[[str], int]
     training: frozenset[str]
 
@@ -199,21 +235,22 @@ def run_stage(
 ) -> Message:
     """What every secure mod does around its protocol step.
 
-    Messages other than ``train`` pass through, and a ``train`` message without a secure stage
-    too if ``route.allow_plain_train`` (else it is refused), unless they carry the
-    ``secagg.dp`` record only the mod writes (refused); a message of a
+    Messages other than ``train``, and a ``train`` message without a secure stage, pass through
+    unless ``route.plain_refusal`` refuses their category (a plain ``train`` message without
+    ``allow_plain_train``; under ``require_dp`` an ``evaluate`` or ``query`` message without its
+    opt-in) or they carry the ``secagg.dp`` record only the mod writes (refused); a message of a
     stage the mod does not serve, with records beside the stage records outside
     ``route.training``, or with a payload above ``route.limit`` is refused before
     its payload is loaded; otherwise ``handle`` runs the stage and its reply
     payload goes back in the stage's records. A refusal (any SecAggError) or a failed training becomes an error
     reply and the session state is forgotten, so nothing is reused after it.
     """
-    if message.metadata.message_type.split(".")[0] != MessageType.TRAIN:
+    category = message.metadata.message_type.split(".")[0]
+    if category != MessageType.TRAIN or not has_stage(message.content):
+        refusal = route.plain_refusal(category)
+        if refusal is not None:  # the app's handler never runs
+            return error_reply(message, f"node {context.node_id}: {refusal}")
         return _passed_through(message, context, call_next)
-    if not has_stage(message.content):
-        if route.allow_plain_train:
-            return _passed_through(message, context, call_next)
-        return error_reply(message, f"node {context.node_id}: refusing to train outside a secure round")
 
     def limit(stage: str) -> int:
         if stage not in route.stages:
@@ -234,9 +271,10 @@ def run_stage(
 
 
 def _passed_through(message: Message, context: Context, call_next: ClientAppCallable) -> Message:
-    """A message outside a secure round (an evaluate or query message, a plain training one with
-    ``allow_plain_train``), to the app unless it carries the record only the mod writes (the bound
-    DP configuration): a handler's ``bound_dp`` never returns the server's word."""
+    """A message outside a secure round (an evaluate or query message, under ``require_dp`` only
+    with its opt-in; a plain training one with ``allow_plain_train``), to the app unless it carries
+    the record only the mod writes (the bound DP configuration): a handler's ``bound_dp`` never
+    returns the server's word."""
     if message.has_content() and BOUND_DP_RECORD in message.content:
         return error_reply(message, f"node {context.node_id}: a {message.metadata.message_type} message outside a "
                            f"secure round carries {BOUND_DP_RECORD!r}, a record only this node's mod writes")

@@ -51,8 +51,9 @@ the node config's ``identity-key-file``, with the federation's trusted keys in
 Training messages outside a secure round are refused (an error reply), so a
 node with the mod installed never sends its update in the clear unless built
 with ``allow_plain_train=True`` (refused with ``NodePolicy(require_dp=True)``). Evaluation and
-query messages pass through
-(refused if they carry the ``secagg.dp`` record only the mod writes: :mod:`~secagg.integrations.flower.bound_plan`).
+query messages pass through (under ``require_dp`` only with ``allow_plain_evaluate`` /
+``allow_plain_query``), refused if they carry the ``secagg.dp`` record only the mod writes
+(:mod:`~secagg.integrations.flower.bound_plan`).
 Any protocol error makes the node answer with an error reply (the server
 treats it as a dropout) and forget the session.
 """
@@ -145,6 +146,8 @@ def make_secagg_mod(
     *,
     policy: NodePolicy | None = None,
     allow_plain_train: bool = False,
+    allow_plain_evaluate: bool = False,
+    allow_plain_query: bool = False,
     rng: np.random.Generator | None = None,
     audit: Audit | None = None,
     random_bytes: RandomBytes = system_random,
@@ -163,6 +166,11 @@ def make_secagg_mod(
         allow_plain_train: pass training messages outside a secure round to the
             handler (their replies then leave in the clear). Off by default; refused
             (ConfigurationError) with ``policy.require_dp``.
+        allow_plain_evaluate: with ``policy.require_dp``, still answer evaluate messages (never in
+            a secure round) through the app. It gives up: this node's metrics on its patients, for a
+            model the server chooses (one crafted to single out a patient), leave un-noised and
+            uncharged. Off: refused (an error reply naming it). Without ``require_dp`` they pass anyway.
+        allow_plain_query: the same for query messages (the query handler's reply).
         rng: the quantization's rounding randomness (not secret); fresh OS
             entropy per round if None.
         audit: called with an :class:`AuditRecord` after each masked update
@@ -183,8 +191,8 @@ def make_secagg_mod(
     if not isinstance(policy, NodePolicy) or policy.min_nodes < 3:
         raise ConfigurationError("policy must be a NodePolicy with min_nodes >= 3 (a masking session needs 3)")
     settings = NodeSettings(
-        policy, allow_plain_train, rng, audit, random_bytes, identity_key_file, trusted_keys_file, noise_source,
-        dp_state_file,
+        policy, allow_plain_train, allow_plain_evaluate, allow_plain_query, rng, audit, random_bytes, identity_key_file,
+        trusted_keys_file, noise_source, dp_state_file,
     )
 
     def secagg_mod(message: Message, context: Context, call_next: ClientAppCallable) -> Message:
@@ -201,7 +209,7 @@ def _handle(message: Message, context: Context, call_next: ClientAppCallable, se
         return _step(message, context, call_next, stage, payload, settings, identity)
 
     route = ModRoute(
-        "secagg_mod", frozenset(MASKING_STAGES), STATE_KEY, settings.allow_plain_train,
+        "secagg_mod", frozenset(MASKING_STAGES), STATE_KEY, settings.plain_refusal,
         partial(_message_limit, context, settings.policy.max_nodes), frozenset((MASKED_INPUT,)),
     )
     return serve_node(message, context, call_next, route, settings, handle)

@@ -44,7 +44,8 @@ an upload for an earlier round is refused, and so is a 1025th upload in one
 round (refused rather than an older session forgotten, so no flood of rounds or
 uploads makes the node upload twice in one session). Training messages
 outside a secure round are refused unless ``allow_plain_train`` is set (refused with
-``NodePolicy(require_dp=True)``).
+``NodePolicy(require_dp=True)``); evaluation and query messages, under ``require_dp``, unless
+``allow_plain_evaluate`` / ``allow_plain_query`` is set.
 """
 
 from __future__ import annotations
@@ -153,6 +154,8 @@ def make_paillier_mod(
     passphrase: str | bytes | None = None,
     policy: NodePolicy | None = None,
     allow_plain_train: bool = False,
+    allow_plain_evaluate: bool = False,
+    allow_plain_query: bool = False,
     rng: np.random.Generator | None = None,
     audit: Audit | None = None,
     random_bytes: RandomBytes = system_random,
@@ -174,6 +177,11 @@ def make_paillier_mod(
             ``default_threshold(l)``-of-l key, ``policy.paillier_default_colluders``), checked before it trains.
         allow_plain_train: pass training messages outside a secure round to the handler (their
             replies then leave in the clear); refused (ConfigurationError) with ``policy.require_dp``.
+        allow_plain_evaluate: with ``policy.require_dp``, still answer evaluate messages (never in
+            a secure round) through the app. It gives up: this node's metrics on its patients, for a
+            model the server chooses (one crafted to single out a patient), leave un-noised and
+            uncharged. Off: refused (an error reply naming it). Without ``require_dp`` they pass anyway.
+        allow_plain_query: the same for query messages (the query handler's reply).
         rng: the quantization's rounding randomness (not secret); fresh OS entropy if None.
         audit: called with an :class:`AuditRecord` (int64 encoding) after each upload.
         random_bytes: the source of every secret (encryption randomness, proof commitments).
@@ -191,8 +199,9 @@ def make_paillier_mod(
             :mod:`~secagg.integrations.flower.node_budget`.
     """
     settings = _Settings(
-        NodePolicy() if policy is None else policy, allow_plain_train, rng, audit, random_bytes, identity_key_file,
-        trusted_keys_file, noise_source, dp_state_file, key_share_file, passphrase, obfuscation, constant_time,
+        NodePolicy() if policy is None else policy, allow_plain_train, allow_plain_evaluate, allow_plain_query, rng,
+        audit, random_bytes, identity_key_file, trusted_keys_file, noise_source, dp_state_file, key_share_file,
+        passphrase, obfuscation, constant_time,
     )
 
     def paillier_mod(message: Message, context: Context, call_next: ClientAppCallable) -> Message:
@@ -212,7 +221,7 @@ def _handle(message: Message, context: Context, call_next: ClientAppCallable, se
 
     stages = frozenset((IDENTIFY, *PAILLIER_STAGES))
     route = ModRoute(
-        "paillier_mod", stages, STATE_KEY, settings.allow_plain_train,
+        "paillier_mod", stages, STATE_KEY, settings.plain_refusal,
         partial(_message_limit, context, settings.policy.max_nodes),
         frozenset((ENCRYPT,)),
     )

@@ -130,7 +130,9 @@ class NodePolicy:
         min_bits: refuse quantization with fewer bits per value (None: any).
         require_dp: refuse a round without distributed differential privacy (and, with it, a
             mod built with ``allow_plain_train=True`` is refused: a plain training reply is the
-            node's update in the clear).
+            node's update in the clear; the mods refuse evaluate and query messages too, their
+            replies un-noised and uncharged, unless built with ``allow_plain_evaluate`` /
+            ``allow_plain_query``).
         max_dp_epsilon: refuse a DP round whose declared epsilon (per patient, whole run)
             is above this ceiling (None: any). The node also recomputes the epsilon the
             round's noise buys and refuses a setup whose noise does not buy the declared one.
