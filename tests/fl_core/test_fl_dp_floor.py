@@ -1,6 +1,8 @@
 """The honest floor in fl_core (secagg.dp.floors, the rule Flower's nodes check): a DP plan whose
 h exceeds what the secure sum's configuration guarantees is refused, a round whose session has a
-lower floor is skipped uncharged, and the demo sizes h = min(n - 1, floor)."""
+lower floor is skipped uncharged, and the demo sizes h = min(n - 1, floor). At the floor, a round
+with the guarantee's d dropouts holds exactly h honest contributions in the worst case and is released;
+one more dropout is skipped, never released under-noised."""
 
 from __future__ import annotations
 
@@ -10,7 +12,7 @@ import numpy as np
 import pytest
 
 from fl_core.aggregators import make_aggregator
-from fl_core.aggregators.base import ClientUpdate
+from fl_core.aggregators.base import ClientUpdate, DropoutStage
 from fl_core.dp import DPAggregator
 from fl_core.dp_build import supported_honest
 from secagg.cli import main as cli_main
@@ -122,3 +124,43 @@ def test_the_moved_dp_names_are_still_importable_from_their_old_modules() -> Non
     assert old_supported_honest is fl_core.dp_build.supported_honest
     assert check_contributors is secagg.dp.contributors.check_contributors
     assert contributor_shortfall is secagg.dp.contributors.contributor_shortfall
+
+
+# --- the floor at the guarantee's dropouts and one past them ---------------------------------------------
+
+SECURE = [("secagg", {}), ("secagg+", {}), ("paillier", {"insecure_small_key": True, "key_bits": 512})]
+
+
+@pytest.mark.filterwarnings("ignore:paillier. insecure_small_key")
+@pytest.mark.parametrize("n", [5, 6, 7])
+@pytest.mark.parametrize(("name", "options"), SECURE, ids=[name for name, _ in SECURE])
+def test_a_round_at_the_guarantees_dropouts_holds_exactly_h_honest_and_one_more_dropout_is_skipped(
+    name: str, options: dict[str, object], n: int
+) -> None:
+    # Prepare: h sized at the floor (as the Flower server and the demo do); the full round's guarantee
+    aggregator = make_aggregator(name, num_clients=n, dp=_dp(n), dimension=6, size_honest=True, **options)
+    assert isinstance(aggregator, DPAggregator)
+    guarantee = aggregator.inner.guarantee
+    h, c, d = aggregator.plan.honest, guarantee.colluders, guarantee.dropouts
+    assert h == aggregator.floor
+    # Execute / Assert: d hospitals drop before uploading: released (and charged); the sum holds n - d
+    # uploads, c of them possibly colluders': exactly h honest noise shares, no more, in the worst case
+    dropouts = {client: (DropoutStage.JOIN, DropoutStage.UPLOAD)[client % 2] for client in range(1, d + 1)}
+    result = aggregator.aggregate(_updates(range(1, n + 1)), dropouts, rng=np.random.default_rng(0))
+    assert result.mean is not None, result.skipped_reason
+    assert sorted(result.included) == list(range(d + 1, n + 1))
+    assert len(result.included) - c == h
+    assert aggregator.accountant.num_releases == 1
+    # One more dropout: h - 1 honest in the worst case: skipped before anything is sent, not charged
+    dropouts[d + 1] = DropoutStage.UPLOAD
+    result = aggregator.aggregate(_updates(range(1, n + 1)), dropouts, rng=np.random.default_rng(0))
+    assert result.mean is None and result.skipped_reason
+    assert aggregator.accountant.num_releases == 1
+    # After uploading: d drop before the last step: every upload counts, released; d + 1 abort the
+    # session with no sum (charged: fl_core.dp charges the budget before the protocol runs)
+    late = dict.fromkeys(range(1, d + 1), DropoutStage.FINALIZE)
+    result = aggregator.aggregate(_updates(range(1, n + 1)), late, rng=np.random.default_rng(0))
+    assert result.mean is not None and sorted(result.included) == list(range(1, n + 1))
+    late[d + 1] = DropoutStage.FINALIZE
+    result = aggregator.aggregate(_updates(range(1, n + 1)), late, rng=np.random.default_rng(0))
+    assert result.mean is None and not result.included

@@ -64,6 +64,31 @@ def test_masking_rounds_are_planned_for_each_rounds_nodes_and_report_its_guarant
         assert_exact_masking_sum(report, audit)
 
 
+@pytest.mark.parametrize("mode", ["active", "semi-honest"])
+def test_the_server_logs_each_masking_rounds_computed_guarantee_where_operators_see_it(
+    mode: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Prepare: 4 then 3 nodes; the log is where a Flower operator reads what a round protects against
+    grid = FakeGrid({node: make_app(node, WEIGHTS[node], **identity_options(node, mode)) for node in NODES})
+    options = SecAggOptions(trusted_keys=TRUSTED_KEYS) if mode == "active" else SecAggOptions(mode="semi-honest")
+    secure = SecAggGrid(grid, options)
+    nodes_per_round(grid, secure, (4, 3))
+    # Execute
+    with caplog.at_level(logging.INFO, logger="secagg.flower"):
+        run(secure, rounds=2)
+    # Assert: each round's line carries the guarantee computed for its own node count, the one it reports;
+    # a semi-honest round's at WARNING, saying it does not resist a lying server
+    level = logging.INFO if mode == "active" else logging.WARNING
+    for report, count in zip(secure.reports, (4, 3), strict=True):
+        config = options.masking(count, 2)
+        assert report.skipped_reason is None and report.guarantee == config.guarantee
+        line = f"secure round {report.server_round} ({mode}, n = {count}, t = {config.threshold}, ring Z_(2^"
+        records = [r for r in caplog.records if r.getMessage().startswith(line)]
+        assert len(records) == 1, caplog.text
+        assert records[0].getMessage().endswith(f"): {report.guarantee}") and records[0].levelno == level
+        assert ("does NOT resist a server that lies" in records[0].getMessage()) == (mode == "semi-honest")
+
+
 def paillier_federation(shares: list[Path], audit: Audit) -> FakeGrid:
     """The five test nodes under a 4-share key: the fifth holds a copy of the first node's share."""
     holders = [*shares, shares[0]]

@@ -7,7 +7,10 @@ For every n in 3..9, both modes and every threshold the configuration accepts, t
   that never advertise end the session with ThresholdError, never a wrong sum;
 - the smallest sum the server can release holds t inputs; with c colluders among them at least
   two are honest, with c + 1 = t - 1 (semi-honest, and active where that is the binding bound)
-  the colluders subtract their own inputs and hold the last one's input.
+  the colluders subtract their own inputs and hold the last one's input;
+- active mode, every threshold of 4..8 clients where the lying-server split bounds c (2t - n - 1):
+  with c colluders no split of a client's holders gives the server both its secrets, with c + 1
+  one does, through the protocol.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from secagg.masking import ACTIVE, SEMI_HONEST, MaskingConfig, Round, SessionRes
 from secagg.primitives.randomness import InsecureDeterministicRandom
 
 from .harness import assert_exact, random_inputs
+from .test_session_binding import split_view_attack
 
 LENGTH = 5
 ROUNDS = [Round.ADVERTISE_KEYS, Round.SHARE_KEYS, Round.MASKED_INPUT, Round.UNMASKING]
@@ -117,3 +121,32 @@ def test_c_colluders_leave_two_honest_inputs_in_the_smallest_sum_and_c_plus_one_
     for colluder in colluders:
         residue = (residue - inputs[colluder].astype(np.uint64)) % ring.modulus
     assert np.array_equal(residue.astype(ring.dtype), inputs[victim])
+
+
+SPLIT_SHAPES = [(n, t) for n in range(4, 9) for t in range(n // 2 + 1, n) if 2 * t - n - 1 <= t - 2]
+"""Every accepted active shape of 4..8 clients whose c the lying-server split bounds (alone or tied
+with the sum size): c = 2t - n - 1."""
+
+
+@pytest.mark.parametrize(("n", "t"), SPLIT_SHAPES)
+def test_a_lying_server_splits_nothing_with_c_colluders_and_both_secrets_with_c_plus_one_at_every_threshold(
+    n: int, t: int
+) -> None:
+    # Prepare: the computed c of an explicit active threshold (the defaults are tests/masking/test_session_binding.py's)
+    config = _config(n, t, ACTIVE)
+    assert config is not None
+    c = config.guarantee.colluders
+    assert c == 2 * t - n - 1 >= 0
+
+    def splits(count: int) -> list[tuple[tuple[bytes | None, bytes | None], tuple[bytes, bytes]]]:
+        """The server's split of client 1's honest holders at every group size, the last ``count`` colluding."""
+        colluders = frozenset(range(n - count + 1, n + 1))
+        honest = [h for h in range(2, n + 1) if h not in colluders]
+        return [split_view_attack(n, t, colluders, frozenset(honest[:a])) for a in range(len(honest) + 1)]
+
+    # Execute / Assert: c colluders: no split gives the server both of client 1's secrets
+    assert all(None in recovered for recovered, _ in splits(c))
+    # One past it: some split does, and they are client 1's real self-mask seed and mask key
+    won = [(recovered, truth) for recovered, truth in splits(c + 1) if None not in recovered]
+    assert won, f"n = {n}, t = {t}: c = {c} is not tight"
+    assert all(recovered == truth for recovered, truth in won)
