@@ -105,7 +105,11 @@ def run_session(
     its round-r message. ``context`` (32 bytes) binds the session; by default
     the server draws a fresh one from ``random_bytes``, so every session has its
     own session id and graph. Raises ThresholdError if fewer than the threshold
-    remain; the server then has learned nothing beyond what it already held.
+    remain (AuthenticationError if no t shares of a secret reconstruct it); the server
+    then has learned nothing beyond what it already held. The error's message is a
+    short summary; :func:`~secagg.masking.abort_report` of it gives the structured
+    record (:class:`~secagg.masking.AbortReport`: who went missing at which round,
+    ``server_rejected`` and ``share_refusals`` as this result would hold them).
     """
     require_instance("config", config, MaskingConfig)
     require_mapping("inputs", inputs)

@@ -5,7 +5,8 @@ itself and goes on (docs/spec.md 12.8), so the round completes with every node. 
 report then said nothing of the refusal. Now ``RoundReport.share_refusals`` names the pair
 (receiving node, sending node) with the reason, as the receiving node's claim, unproven. A round
 that aborts at ``unmask`` reported the refusals only inside ``skipped_reason``, in protocol ids;
-its ``share_refusals`` now names them by node as in a completed round.
+its ``share_refusals`` now names them by node as in a completed round, and ``skipped_reason`` only
+counts them (and names the pairs in protocol ids) instead of repeating each claim's sentence.
 """
 
 from __future__ import annotations
@@ -98,7 +99,8 @@ def test_a_refused_share_box_is_named_by_node_in_the_report_of_an_aborted_round(
 
     # Assert: the round is skipped; its report names 42's claim about the sender by node id
     report = secure.reports[0]
-    assert report.skipped_reason is not None and "says it refused" in report.skipped_reason, report.skipped_reason
+    assert report.skipped_reason is not None and "1 share-box refusal claim (see share_refusals)" in report.skipped_reason
+    assert "says it refused" not in report.skipped_reason, report.skipped_reason  # the sentence is in share_refusals
     assert report.dropped == dict.fromkeys(silent, UNMASK), report.dropped
     assert list(report.share_refusals) == [(FAULTY, sender)], report.share_refusals
     reason = report.share_refusals[(FAULTY, sender)]
