@@ -99,7 +99,8 @@ def test_a_refused_share_box_is_named_by_node_in_the_report_of_an_aborted_round(
 
     # Assert: the round is skipped; its report names 42's claim about the sender by node id
     report = secure.reports[0]
-    assert report.skipped_reason is not None and "1 share-box refusal claim (see share_refusals)" in report.skipped_reason
+    assert report.skipped_reason is not None
+    assert "1 share-box refusal claim (see share_refusals)" in report.skipped_reason, report.skipped_reason
     assert "says it refused" not in report.skipped_reason, report.skipped_reason  # the sentence is in share_refusals
     assert report.dropped == dict.fromkeys(silent, UNMASK), report.dropped
     assert list(report.share_refusals) == [(FAULTY, sender)], report.share_refusals
