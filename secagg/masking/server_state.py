@@ -29,6 +29,7 @@ __all__ = [
     "abort_report",
     "aborted",
     "accept_messages",
+    "attach_report",
     "dropout_report",
     "refusal_reason",
     "require_remaining",
@@ -118,12 +119,16 @@ class AbortReport:
             ``server_rejected`` holds them (a client rejected again keeps every record).
         share_refusals: ``(receiver, sender)``: the share boxes receivers say they refused
             (:func:`refusal_reason`; their claims, unproven), with the aborting Unmasking step's.
+        client_errors: clients that aborted, with the error each raised: filled by the in-memory
+            driver (:func:`~secagg.masking.run_session`), which runs the clients; empty from
+            :func:`~secagg.masking.server_step`, whose server sees such a client only as silent.
     """
 
     round_name: str
     dropped: Mapping[int, str]
     server_rejected: tuple[tuple[int, str], ...]
     share_refusals: tuple[tuple[int, int], ...] = ()
+    client_errors: Mapping[int, SecAggError] = field(default_factory=dict)
 
 
 _REPORT_ATTRIBUTE = "secagg_abort_report"
@@ -134,6 +139,11 @@ def abort_report(error: BaseException) -> AbortReport | None:
     ThresholdError or AuthenticationError it raised), or None for any other error."""
     report = vars(error).get(_REPORT_ATTRIBUTE)
     return report if isinstance(report, AbortReport) else None
+
+
+def attach_report(error: SecAggError, report: AbortReport) -> None:
+    """Attach ``report`` to ``error`` (replacing any): what :func:`abort_report` returns."""
+    vars(error)[_REPORT_ATTRIBUTE] = report
 
 
 def aborted(
@@ -155,7 +165,7 @@ def aborted(
         share_refusals=(*state.refusals, *refusals),
     )
     summary = type(error)(f"{error}; session aborted. {dropout_report(state.config, report)}")
-    vars(summary)[_REPORT_ATTRIBUTE] = report
+    attach_report(summary, report)
     return summary
 
 

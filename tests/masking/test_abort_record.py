@@ -189,3 +189,26 @@ def test_the_message_names_at_most_ten_rejected_clients_and_counts_the_rest() ->
     assert "Rejected: 12 clients (3 at AdvertiseKeys, " in message, message
     assert "12 at AdvertiseKeys and 2 more)" in message, message
     assert "13 at AdvertiseKeys" not in message.partition("Rejected: ")[2], message
+
+
+def test_a_client_that_aborted_itself_is_in_the_record_as_a_completed_session_has_it() -> None:
+    # Prepare: the relay gives client 2 a share delivery of another session (2 refuses it and
+    # aborts) and client 3 goes silent at MaskedInput: n = 3, t = 2, 1 remains
+    def tamper(round_: Round, direction: str, client: int, data: bytes) -> bytes:
+        if (round_, direction, client) != (Round.MASKED_INPUT, "down", 2):
+            return data
+        delivery = wire.decode(data, ShareDelivery)
+        return wire.encode(dataclasses.replace(delivery, session_id=bytes(32)))
+
+    completed = _session(SEMI_HONEST, 3, tamper)  # without the dropout: 2's error is in client_errors
+    assert set(completed.client_errors) == {2}
+
+    # Act
+    with pytest.raises(ThresholdError) as caught:
+        _session(SEMI_HONEST, 3, tamper, {3: Round.MASKED_INPUT})
+
+    # Assert: the driver's record of 2's own abort, as the completed session's
+    report = _report(caught.value)
+    assert set(report.client_errors) == {2}, report
+    assert str(report.client_errors[2]) == str(completed.client_errors[2])
+    assert dict(report.dropped) == {2: "MaskedInputCollection", 3: "MaskedInputCollection"}
