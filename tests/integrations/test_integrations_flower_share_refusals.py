@@ -54,7 +54,9 @@ def corrupt_one_box(grid: FakeGrid, receiver: int, sender: int) -> None:
 
 
 @pytest.mark.parametrize("mode", ["semi-honest", "active"])
-def test_a_refused_share_box_is_named_in_the_report_of_a_completed_round(mode: str) -> None:
+def test_a_refused_share_box_is_named_in_the_report_of_a_completed_round(
+    mode: str, caplog: pytest.LogCaptureFixture
+) -> None:
     # Prepare: the server corrupts node 9_999_999_999's box to node 42 (FAULTY)
     sender = 9_999_999_999
     grid, secure, audit = masking_round(mode)
@@ -73,6 +75,10 @@ def test_a_refused_share_box_is_named_in_the_report_of_a_completed_round(mode: s
     reason = report.share_refusals[(FAULTY, sender)]
     assert f"node {FAULTY} says it refused node {sender}'s share box" in reason, reason
     assert "unproven" in reason, reason
+    # The log has one line for the round's claims, with the pair, not the claim's sentence
+    lines = [r.getMessage() for r in caplog.records if "refusal claim" in r.getMessage()]
+    assert len(lines) == 1 and f"1 share-box refusal claim ({FAULTY} of {sender}:" in lines[0], lines
+    assert "says it refused" not in lines[0], lines
 
 
 def test_an_honest_round_reports_no_refusal() -> None:

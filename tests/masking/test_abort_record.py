@@ -31,6 +31,7 @@ from secagg.masking import (
 )
 from secagg.masking.driver import Tamper
 from secagg.masking.messages import SealedBox, ShareDelivery, ShareEntry, UnmaskResponse
+from secagg.masking.server_state import SUMMARY_IDS
 from secagg.masking.session import ZERO_CONTEXT
 from secagg.primitives import shamir
 from secagg.primitives.randomness import InsecureDeterministicRandom
@@ -173,22 +174,24 @@ def test_the_refusal_claims_of_an_aborting_unmask_step_are_recorded_and_only_cou
     assert "3 claims (2 of 1, 3 of 1, 4 of 1)" in message, message
 
 
-def test_the_message_names_at_most_ten_rejected_clients_and_counts_the_rest() -> None:
-    # Prepare / Act: n = 14, t = 6 (semi-honest default); twelve clients send a truncated
-    # AdvertiseKeys: 2 remain
+@pytest.mark.parametrize("rejected", [SUMMARY_IDS, SUMMARY_IDS + 1])
+def test_the_message_names_at_most_ten_rejected_clients_and_counts_the_rest(rejected: int) -> None:
+    # Prepare / Act: n = 14, t = 6 (semi-honest default); the last `rejected` clients (10 or 11)
+    # send a truncated AdvertiseKeys: 4 or 3 remain
+    hostile = range(15 - rejected, 15)
+
     def tamper(round_: Round, direction: str, client: int, data: bytes) -> bytes:
-        return data[:-3] if (round_, direction) == (Round.ADVERTISE_KEYS, "up") and client > 2 else data
+        return data[:-3] if (round_, direction) == (Round.ADVERTISE_KEYS, "up") and client in hostile else data
 
     with pytest.raises(ThresholdError) as caught:
         _session(SEMI_HONEST, 14, tamper)
 
-    # Assert: every rejection in the record; the message names ten and counts two more
+    # Assert: every rejection in the record; the message names ten, then counts the rest
     report = _report(caught.value)
-    assert [client for client, _ in report.server_rejected] == list(range(3, 15))
-    message = str(caught.value)
-    assert "Rejected: 12 clients (3 at AdvertiseKeys, " in message, message
-    assert "12 at AdvertiseKeys and 2 more)" in message, message
-    assert "13 at AdvertiseKeys" not in message.partition("Rejected: ")[2], message
+    assert [client for client, _ in report.server_rejected] == list(hostile)
+    named = ", ".join(f"{client} at AdvertiseKeys" for client in list(hostile)[:SUMMARY_IDS])
+    more = "" if rejected == SUMMARY_IDS else " and 1 more"
+    assert f"Rejected: {rejected} clients ({named}{more}); " in str(caught.value), str(caught.value)
 
 
 def test_a_client_that_aborted_itself_is_in_the_record_as_a_completed_session_has_it() -> None:
