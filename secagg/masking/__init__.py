@@ -6,7 +6,8 @@ nothing else, even when clients drop out at any round.
 - :class:`MaskingConfig` — validated parameters (``MaskingConfig.secagg`` for the
   complete graph, ``MaskingConfig.secagg_plus`` for the sparse Harary graph).
 - :func:`run_session` — the in-memory driver: every round, every message through
-  the wire format, with dropouts.
+  the wire format, with dropouts; a session that aborts raises an error whose
+  :func:`abort_report` (an :class:`AbortReport`) records who was lost and why.
 - :func:`client_start` / :func:`client_step` and :func:`server_start` /
   :func:`server_step` — the pure state machines a transport (Flower, your own)
   drives message by message.
@@ -19,6 +20,7 @@ from secagg.masking.config import ACTIVE, COMPLETE, HARARY, SEMI_HONEST, Masking
 from secagg.masking.driver import SessionResult, Tamper, TranscriptEntry, make_identities, run_session
 from secagg.masking.messages import Round
 from secagg.masking.server import ServerPhase, ServerResult, ServerState, server_start, server_step
+from secagg.masking.server_state import AbortReport, abort_report
 from secagg.masking.session import ZERO_CONTEXT
 
 __all__ = [
@@ -27,6 +29,7 @@ __all__ = [
     "HARARY",
     "SEMI_HONEST",
     "ZERO_CONTEXT",
+    "AbortReport",
     "ClientPhase",
     "ClientState",
     "MaskingConfig",
@@ -37,6 +40,7 @@ __all__ = [
     "SessionResult",
     "Tamper",
     "TranscriptEntry",
+    "abort_report",
     "client_start",
     "client_step",
     "make_identities",

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -20,6 +20,7 @@ from secagg.masking.client import ClientState, client_start, client_step
 from secagg.masking.config import ACTIVE, MAX_CLIENTS, MaskingConfig
 from secagg.masking.messages import Round
 from secagg.masking.server import ServerResult, server_start, server_step
+from secagg.masking.server_state import abort_report, attach_report
 from secagg.masking.session import CONTEXT_SIZE, check_context
 from secagg.primitives.randomness import RandomBytes, system_random
 from secagg.primitives.signing import SigningKey
@@ -105,7 +106,12 @@ def run_session(
     its round-r message. ``context`` (32 bytes) binds the session; by default
     the server draws a fresh one from ``random_bytes``, so every session has its
     own session id and graph. Raises ThresholdError if fewer than the threshold
-    remain; the server then has learned nothing beyond what it already held.
+    remain (AuthenticationError if no t shares of a secret reconstruct it); the server
+    then has learned nothing beyond what it already held. The error's message is a
+    short summary; :func:`~secagg.masking.abort_report` of it gives the structured
+    record (:class:`~secagg.masking.AbortReport`: who went missing at which round,
+    ``server_rejected``, ``share_refusals`` and ``client_errors`` as this result
+    would hold them).
     """
     require_instance("config", config, MaskingConfig)
     require_mapping("inputs", inputs)
@@ -130,7 +136,17 @@ def run_session(
         raise ConfigurationError("active mode needs the clients' identity keys")
     run = _Run(config, dropouts, identities or {}, random_bytes, record_transcript, tamper)
     context = random_bytes(CONTEXT_SIZE) if context is None else context
+    try:
+        return _run_session(config, inputs, context, run)
+    except SecAggError as exc:
+        report = abort_report(exc)
+        if report is not None:  # the server aborted: its report gains the clients' own aborts
+            attach_report(exc, replace(report, client_errors=dict(run.errors)))
+        raise
 
+
+def _run_session(config: MaskingConfig, inputs: Mapping[int, RingVector], context: bytes, run: _Run) -> SessionResult:
+    """:func:`run_session`'s rounds, its arguments checked."""
     # Round 0, AdvertiseKeys: each client makes fresh key pairs and sends the public halves.
     uploads = run.start_clients(context)
     # The server relays each client its neighbours' keys; each client

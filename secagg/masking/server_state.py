@@ -3,8 +3,10 @@
 :class:`ServerState` is everything the server knows between rounds (never a
 client's secret); :func:`accept_messages` decodes one round's messages and
 rejects, as dropouts, those that are not acceptable; :func:`require_remaining`
-aborts a session that fell below the threshold with a :func:`dropout_report`
-naming who was lost at which round.
+aborts a session that fell below the threshold (:func:`aborted`): its error
+carries an :class:`AbortReport` (:func:`abort_report`) with who was lost at
+which round, every rejection and every refusal claim, and its message ends with
+the short :func:`dropout_report`.
 """
 
 from __future__ import annotations
@@ -20,13 +22,18 @@ from secagg.masking.messages import RosterEntry, SignedBy
 from secagg.ring import RingVector
 
 __all__ = [
+    "AbortReport",
     "ServerPhase",
     "ServerResult",
     "ServerState",
+    "abort_report",
+    "aborted",
     "accept_messages",
+    "attach_report",
     "dropout_report",
     "refusal_reason",
     "require_remaining",
+    "summary_list",
 ]
 
 
@@ -94,6 +101,74 @@ def accept_messages(
     return accepted, rejected
 
 
+@dataclass(frozen=True)
+class AbortReport:
+    """The structured report of a session that aborted: the error's message is its short summary.
+
+    An aborting step returns no state, so the error carries this record
+    (:func:`abort_report`), with the fields a completed session's
+    :class:`~secagg.masking.SessionResult` fills for the same events.
+
+    Attributes:
+        round_name: the round whose step aborted (``AdvertiseKeys``, ``ShareKeys``,
+            ``MaskedInputCollection``, ``ConsistencyCheck`` or ``Unmasking``).
+        dropped: client -> the round it went missing in (silent, or its message rejected), for
+            every client that did not get past the aborting round.
+        server_rejected: every message the server rejected, with the reason: the earlier steps'
+            records and then the aborting step's, exactly as a completed session's
+            ``server_rejected`` holds them (a client rejected again keeps every record).
+        share_refusals: ``(receiver, sender)``: the share boxes receivers say they refused
+            (:func:`refusal_reason`; their claims, unproven), with the aborting Unmasking step's.
+        client_errors: clients that aborted, with the error each raised: filled by the in-memory
+            driver (:func:`~secagg.masking.run_session`), which runs the clients; empty from
+            :func:`~secagg.masking.server_step`, whose server sees such a client only as silent.
+    """
+
+    round_name: str
+    dropped: Mapping[int, str]
+    server_rejected: tuple[tuple[int, str], ...]
+    share_refusals: tuple[tuple[int, int], ...] = ()
+    client_errors: Mapping[int, SecAggError] = field(default_factory=dict)
+
+
+_REPORT_ATTRIBUTE = "secagg_abort_report"
+
+
+def abort_report(error: BaseException) -> AbortReport | None:
+    """The :class:`AbortReport` a masking server's aborting step attached to ``error`` (the
+    ThresholdError or AuthenticationError it raised), or None for any other error."""
+    report = vars(error).get(_REPORT_ATTRIBUTE)
+    return report if isinstance(report, AbortReport) else None
+
+
+def attach_report(error: SecAggError, report: AbortReport) -> None:
+    """Attach ``report`` to ``error`` (replacing any): what :func:`abort_report` returns."""
+    vars(error)[_REPORT_ATTRIBUTE] = report
+
+
+def aborted(
+    error: SecAggError,
+    state: ServerState,
+    round_name: str,
+    present: frozenset[int],
+    rejected: Sequence[tuple[int, str]] = (),
+    refusals: Sequence[tuple[int, int]] = (),
+) -> SecAggError:
+    """``error`` (the rule that failed) with the summary of :func:`dropout_report` appended to its
+    message and its :class:`AbortReport` attached: ``state`` is the state before the aborting step
+    of ``round_name``, ``present`` who is still in after it, ``rejected`` and ``refusals`` its own
+    records. The error keeps its type (ThresholdError or AuthenticationError)."""
+    report = AbortReport(
+        round_name=round_name,
+        dropped=_lost(state, round_name, present),
+        server_rejected=(*state.rejected, *rejected),
+        share_refusals=(*state.refusals, *refusals),
+    )
+    summary = type(error)(f"{error}; session aborted. {dropout_report(state.config, report)}")
+    attach_report(summary, report)
+    return summary
+
+
 def require_remaining(
     state: ServerState,
     remaining: int,
@@ -102,53 +177,89 @@ def require_remaining(
     needed: int | None = None,
     rejected: Sequence[tuple[int, str]] = (),
 ) -> None:
-    """ThresholdError (with the dropout report) if fewer than ``needed`` (default t) clients remain;
-    ``rejected`` are this step's rejections, which the report names with their reasons."""
+    """ThresholdError (with the dropout report, :func:`aborted`) if fewer than ``needed`` (default t)
+    clients remain; ``rejected`` are this step's rejections, which its :class:`AbortReport` records."""
     needed = state.config.threshold if needed is None else needed
     if remaining < needed:
-        raise ThresholdError(
-            f"server: only {remaining} clients remain after {round_name}, fewer than {needed}; session aborted. "
-            f"{dropout_report(state, round_name, frozenset(present), rejected)}"
-        )
+        error = ThresholdError(f"server: only {remaining} clients remain after {round_name}, fewer than {needed}")
+        raise aborted(error, state, round_name, frozenset(present), rejected)
 
 
 _STAGES = ("AdvertiseKeys", "ShareKeys", "MaskedInputCollection", "ConsistencyCheck", "Unmasking")
+SUMMARY_IDS = 10
+"""The most clients (and refusal claims) an abort's message names; it counts the rest, which its
+:class:`AbortReport` holds."""
 
 
-def dropout_report(
-    state: ServerState, round_name: str, present: frozenset[int], rejected: Sequence[tuple[int, str]] = ()
-) -> str:
-    """Which clients dropped (went silent or were rejected) at which round, what the
-    configuration tolerates, which of them the server rejected and why (the first
-    reason recorded for each, from ``state.rejected`` and this step's ``rejected``) and, last, the
-    share boxes responders say they refused (``state.refusals``, their claims): the part of
-    an abort message that names who was lost. An aborting step returns no state, so this is the
-    only place its rejections are reported."""
+def _lost(state: ServerState, round_name: str, present: frozenset[int]) -> dict[int, str]:
+    """Client -> the round it went missing in (went silent or was rejected), as far as the session
+    got (``present``: who is still in after ``round_name``)."""
     config = state.config
-    everyone = frozenset(range(1, config.num_clients + 1))
     signers = frozenset(s.client for s in state.signers)
-    # Who was still in after each round, as far as the session got (present: after round_name).
     after = {
         "AdvertiseKeys": frozenset(state.roster),
         "ShareKeys": state.shared,
         "MaskedInputCollection": frozenset(state.survivors),
         "ConsistencyCheck": signers,
     }
-    before, lost = everyone, []
+    before: frozenset[int] = frozenset(range(1, config.num_clients + 1))
+    lost: dict[int, str] = {}
     for stage in _STAGES:
         if config.mode != ACTIVE and stage == "ConsistencyCheck":
             continue
         now = present if stage == round_name else after.get(stage, frozenset())
-        gone = sorted(before - now)
-        if gone:
-            lost.append(f"{', '.join(map(str, gone))} at {stage}")
+        lost.update(dict.fromkeys(sorted(before - now), stage))
         if stage == round_name:
             break
         before = now
+    return lost
+
+
+def dropout_report(config: MaskingConfig, report: AbortReport) -> str:
+    """The summary an abort's message ends with: which clients dropped (went silent or were
+    rejected) at which round, what the configuration tolerates, how many clients the server
+    rejected (each named once, with the message it rejected, up to :data:`SUMMARY_IDS`) and how
+    many share boxes responders say they refused (the pairs ``receiver of sender``, up to
+    :data:`SUMMARY_IDS`). Ids and counts only: the reasons and the claims are in ``report``."""
+    stages: dict[str, list[int]] = {}
+    for client, stage in report.dropped.items():
+        stages.setdefault(stage, []).append(client)
+    lost = [f"{', '.join(map(str, sorted(stages[s])))} at {s}" for s in _STAGES if s in stages]
     dropped = "; ".join(lost) if lost else "none"
-    claims = "; ".join(refusal_reason(receiver, sender) for receiver, sender in state.refusals)
-    claims = f" Share boxes refused: {claims}." if claims else ""
-    return f"Clients that dropped: {dropped}. {_tolerance(config)}{_rejections((*state.rejected, *rejected))}{claims}"
+    return f"Clients that dropped: {dropped}. {_tolerance(config)}{_rejections(report)}{_claims(report)}"
+
+
+def summary_list(items: Sequence[str]) -> str:
+    """Up to :data:`SUMMARY_IDS` of ``items``, comma-separated, then how many more (``"... and 2 more"``)."""
+    shown = ", ".join(items[:SUMMARY_IDS])
+    return shown if len(items) <= SUMMARY_IDS else f"{shown} and {len(items) - SUMMARY_IDS} more"
+
+
+def _rejections(report: AbortReport) -> str:
+    """`` Rejected: 2 clients (2 at MaskedInput, 4 at AdvertiseKeys; ...).``: each rejected client
+    once (with the message of its first record), in increasing id; "" if none was rejected."""
+    first: dict[int, str] = {}
+    for client, reason in report.server_rejected:
+        first.setdefault(client, reason.partition(":")[0])
+    if not first:
+        return ""
+    count = f"{len(first)} client{'' if len(first) == 1 else 's'}"
+    named = summary_list([f"{client} at {first[client]}" for client in sorted(first)])
+    return f" Rejected: {count} ({named}); the reasons are in the abort's report (server_rejected)."
+
+
+def _claims(report: AbortReport) -> str:
+    """`` Share boxes refused: 2 claims (2 of 1, 3 of 1): ...``, up to :data:`SUMMARY_IDS` pairs in
+    the order recorded; "" if no responder claimed one."""
+    claims = report.share_refusals
+    if not claims:
+        return ""
+    count = f"{len(claims)} claim{'' if len(claims) == 1 else 's'}"
+    named = summary_list([f"{receiver} of {sender}" for receiver, sender in claims])
+    return (
+        f" Share boxes refused: {count} ({named}): receiver of sender, each the receiver's word, unproven; "
+        "the claims are in the abort's report (share_refusals)."
+    )
 
 
 def refusal_reason(receiver: int, sender: int, party: str = "client") -> str:
@@ -158,17 +269,6 @@ def refusal_reason(receiver: int, sender: int, party: str = "client") -> str:
         f"held no well-formed bundle, so {party} {receiver} revealed no share of {party} {sender}); unproven: "
         f"{party} {sender} sealed a bad box, the relay altered it, or {party} {receiver} withheld the share"
     )
-
-
-def _rejections(rejected: Sequence[tuple[int, str]]) -> str:
-    """`` Rejected: client 2 (MaskedInput: ...); client 4 (...).``, each client once (its first
-    reason), in increasing id; "" if none was rejected."""
-    first: dict[int, str] = {}
-    for client, reason in rejected:
-        first.setdefault(client, reason)
-    if not first:
-        return ""
-    return " Rejected: " + "; ".join(f"client {client} ({first[client]})" for client in sorted(first)) + "."
 
 
 def _tolerance(config: MaskingConfig) -> str:

@@ -21,8 +21,8 @@ from secagg.masking.server_state import (
     ServerPhase,
     ServerResult,
     ServerState,
+    aborted,
     accept_messages,
-    dropout_report,
 )
 from secagg.masking.session import (
     PAIR_MASK_LABEL,
@@ -35,15 +35,7 @@ from secagg.primitives import prg, shamir
 from secagg.primitives.key_agreement import public_key_of
 from secagg.ring import RingVector
 
-__all__ = ["collect_unmask", "unmask_refusals"]
-
-
-def unmask_refusals(state: ServerState, inbound: Mapping[int, bytes]) -> tuple[tuple[int, int], ...]:
-    """The ``(receiver, sender)`` share boxes the responses in ``inbound`` say were refused, as
-    :func:`collect_unmask` records them in ``state.refusals`` (``state`` collects the unmask
-    responses). For the report of a session that aborted at Unmasking: an aborting step returns
-    no state, and its error message names these in protocol ids only."""
-    return tuple(_responses(state, inbound)[2])
+__all__ = ["collect_unmask"]
 
 
 def _responses(
@@ -102,7 +94,6 @@ def collect_unmask(state: ServerState, inbound: Mapping[int, bytes]) -> tuple[Se
     # mismatch and another's discarded shares interleave by responder id (a stable sort keeps
     # one responder's records in order); accept_messages' rejections come first.
     rejected[checked:] = sorted(rejected[checked:], key=lambda record: record[0])
-    state = replace(state, refusals=state.refusals + tuple(refusals))
     assert state.masked_sum is not None
     total = np.array(state.masked_sum, copy=True)
     liars: dict[int, list[tuple[int, str]]] = {}  # holder -> the (owner, secret) its shares lie off
@@ -121,12 +112,14 @@ def collect_unmask(state: ServerState, inbound: Mapping[int, bytes]) -> tuple[Se
                 _remove_pair_masks(state, total, owner, private, peers)
     except (ThresholdError, AuthenticationError) as exc:
         # Too few shares, or no t of them match the commitment (a holder lied with no spare
-        # holder to outvote it): the session ends here, and the report is the error's message.
-        report = dropout_report(state, "Unmasking", frozenset(answered), rejected)
-        raise type(exc)(f"{exc}; session aborted. {report}") from None
+        # holder to outvote it): the session ends here; the error carries the step's records.
+        raise aborted(exc, state, "Unmasking", frozenset(answered), rejected, refusals) from None
     rejected += [(liar, _liar_reason(liar, liars[liar])) for liar in sorted(liars)]
     result = ServerResult(aggregate=config.ring.reduce(total), included=survivors)
-    new_state = replace(state, phase=ServerPhase.DONE, result=result, rejected=state.rejected + tuple(rejected))
+    new_state = replace(
+        state, phase=ServerPhase.DONE, result=result, rejected=state.rejected + tuple(rejected),
+        refusals=state.refusals + tuple(refusals),
+    )
     return new_state, {}
 
 

@@ -5,7 +5,8 @@ itself and goes on (docs/spec.md 12.8), so the round completes with every node. 
 report then said nothing of the refusal. Now ``RoundReport.share_refusals`` names the pair
 (receiving node, sending node) with the reason, as the receiving node's claim, unproven. A round
 that aborts at ``unmask`` reported the refusals only inside ``skipped_reason``, in protocol ids;
-its ``share_refusals`` now names them by node as in a completed round.
+its ``share_refusals`` now names them by node as in a completed round, and ``skipped_reason`` only
+counts them (and names the pairs in protocol ids) instead of repeating each claim's sentence.
 """
 
 from __future__ import annotations
@@ -53,7 +54,9 @@ def corrupt_one_box(grid: FakeGrid, receiver: int, sender: int) -> None:
 
 
 @pytest.mark.parametrize("mode", ["semi-honest", "active"])
-def test_a_refused_share_box_is_named_in_the_report_of_a_completed_round(mode: str) -> None:
+def test_a_refused_share_box_is_named_in_the_report_of_a_completed_round(
+    mode: str, caplog: pytest.LogCaptureFixture
+) -> None:
     # Prepare: the server corrupts node 9_999_999_999's box to node 42 (FAULTY)
     sender = 9_999_999_999
     grid, secure, audit = masking_round(mode)
@@ -72,6 +75,10 @@ def test_a_refused_share_box_is_named_in_the_report_of_a_completed_round(mode: s
     reason = report.share_refusals[(FAULTY, sender)]
     assert f"node {FAULTY} says it refused node {sender}'s share box" in reason, reason
     assert "unproven" in reason, reason
+    # The log has one line for the round's claims, with the pair, not the claim's sentence
+    lines = [r.getMessage() for r in caplog.records if "refusal claim" in r.getMessage()]
+    assert len(lines) == 1 and f"1 share-box refusal claim ({FAULTY} of {sender}:" in lines[0], lines
+    assert "says it refused" not in lines[0], lines
 
 
 def test_an_honest_round_reports_no_refusal() -> None:
@@ -98,7 +105,9 @@ def test_a_refused_share_box_is_named_by_node_in_the_report_of_an_aborted_round(
 
     # Assert: the round is skipped; its report names 42's claim about the sender by node id
     report = secure.reports[0]
-    assert report.skipped_reason is not None and "says it refused" in report.skipped_reason, report.skipped_reason
+    assert report.skipped_reason is not None
+    assert "1 share-box refusal claim (see share_refusals)" in report.skipped_reason, report.skipped_reason
+    assert "says it refused" not in report.skipped_reason, report.skipped_reason  # the sentence is in share_refusals
     assert report.dropped == dict.fromkeys(silent, UNMASK), report.dropped
     assert list(report.share_refusals) == [(FAULTY, sender)], report.share_refusals
     reason = report.share_refusals[(FAULTY, sender)]

@@ -18,7 +18,7 @@ import pytest
 
 from secagg import wire
 from secagg.errors import ThresholdError
-from secagg.masking import ACTIVE, SEMI_HONEST, MaskingConfig, Round, make_identities, run_session
+from secagg.masking import ACTIVE, SEMI_HONEST, MaskingConfig, Round, abort_report, make_identities, run_session
 from secagg.masking.driver import SessionResult, Tamper
 from secagg.masking.messages import SealedBox, ShareDelivery, UnmaskResponse
 from secagg.masking.session import ZERO_CONTEXT
@@ -96,8 +96,10 @@ def test_an_abort_at_unmasking_names_the_refusal_claims_that_cost_shares() -> No
         run_session(config, inputs, {3: Round.UNMASKING}, context=ZERO_CONTEXT,
                     random_bytes=InsecureDeterministicRandom(3), tamper=_corrupt_box(receiver=2, sender=1))
 
-    # Assert: the abort's report names 2's claim about 1 beside the dropout
+    # Assert: the abort's message counts 2's claim about 1 beside the dropout; its report records it
     message = str(caught.value)
     assert "client 1" in message and "3 at Unmasking" in message
-    assert "client 2 says it refused client 1's share box" in message, message
-    assert "unproven" in message.partition("client 2 says")[2], message
+    assert "Share boxes refused: 1 claim (2 of 1)" in message, message
+    assert "unproven" in message.partition("Share boxes refused")[2], message
+    report = abort_report(caught.value)
+    assert report is not None and report.share_refusals == ((2, 1),), report

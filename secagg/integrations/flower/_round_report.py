@@ -66,7 +66,12 @@ class RoundReport:
             relayed: the box did not open or held no well-formed bundle). The receiving node's
             claim, unproven (a bad box, one the relay altered, or a withheld share look alike to
             the server); the node stays in (docs/spec.md 12.8, round 4). A round aborted at
-            ``unmask`` names them here too (its ``skipped_reason`` names them by protocol id).
+            ``unmask`` names them here too (its ``skipped_reason`` only counts them).
+
+    A masking round that aborts fills ``dropped``, ``errors`` and ``share_refusals`` as a completed
+    round does, the aborting stage's rejections included (the protocol's error carries them:
+    :func:`~secagg.masking.abort_report`); its ``skipped_reason`` is a short summary that points
+    to these fields rather than repeating each reason.
     """
 
     server_round: int

@@ -69,7 +69,7 @@ from secagg.integrations.flower.dp import DPRounds, decode_noised
 from secagg.integrations.flower.protocol import MASKED_INPUT, SETUP, stage_of_phase
 from secagg.integrations.flower.run_binding import bind_run_config, run_config_digest
 from secagg.masking import ACTIVE, SEMI_HONEST, ServerPhase, ServerState, server_start, server_step
-from secagg.masking.server_unmask import unmask_refusals
+from secagg.masking.server_state import abort_report, summary_list
 
 __all__ = ["DEFAULT_CLIP", "DEFAULT_MAX_WEIGHT", "MIN_NODES", "RoundReport", "SecAggGrid", "SecAggOptions"]
 
@@ -162,7 +162,7 @@ class SecAggGrid(SecureGrid):
             # AuthenticationError: a fault of one node the server can only see at Unmasking (a wrong
             # self-mask commitment, spec 12.9 "Limits"); the round cannot be unmasked, so it is
             # skipped with the reason naming that node, like a round below the threshold.
-            self._abort(plan, state, inbound, exc, dropped, errors, started, sampled)
+            self._abort(plan, state, stage, exc, dropped, errors, started, sampled)
             return None
         errors.update(plan.rejections(state))
         self.forget_failed_identities(dropped, SETUP)
@@ -172,26 +172,32 @@ class SecAggGrid(SecureGrid):
         self,
         plan: MaskingPlan,
         state: ServerState,
-        inbound: Mapping[int, bytes],
+        stage: str,
         exc: SecAggError,
         dropped: dict[int, str],
         errors: dict[int, str],
         started: float,
         sampled: tuple[int, ...],
     ) -> None:
-        """Record a session that aborted in the step that took ``inbound`` from ``state`` (the
-        state before it: an aborting step returns none): the strategy gets no reply."""
+        """Record a session that aborted in ``stage``'s step from ``state`` (the state before it: an
+        aborting step returns none): the strategy gets no reply. The step's own records come with
+        its error (:func:`~secagg.masking.abort_report`): its rejected nodes become dropouts of
+        ``stage`` with the protocol's reasons, and its refusal claims are reported, as in a
+        completed round (:meth:`secure_round`, :meth:`_finish`)."""
         batch = plan.batch
-        reason = _skip_reason(exc, dropped, batch.node_ids)
-        LOGGER.warning("secure round %d skipped: %s", batch.server_round, reason)
+        report = abort_report(exc)
+        if report is not None:
+            for client, _ in report.server_rejected[len(state.rejected):]:
+                dropped.setdefault(batch.node_ids[client - 1], stage)
+            state = dataclasses.replace(state, rejected=report.server_rejected, refusals=report.share_refusals)
         errors.update(plan.rejections(state))
-        # The share boxes the aborting step's responses say were refused (its reason names them
-        # by protocol id) are read from them again, to be reported by node as in _finish.
-        if state.phase == ServerPhase.COLLECT_UNMASK:
-            state = dataclasses.replace(state, refusals=state.refusals + unmask_refusals(state, inbound))
+        refusals = plan.refusals(state)
+        rejected = len({client for client, _ in state.rejected})
+        reason = _skip_reason(exc, dropped, batch.node_ids, rejected, len(refusals))
+        LOGGER.warning("secure round %d skipped: %s", batch.server_round, reason)
         self.forget_failed_identities(dropped, SETUP)
         self.reports.append(batch.report(started, dropped, errors, reason=reason, node_ids=sampled,
-                                         guarantee=plan.masking.guarantee, share_refusals=plan.refusals(state),
+                                         guarantee=plan.masking.guarantee, share_refusals=refusals,
                                          epsilon_spent=self.dp.reported() if self.dp is not None else None))
 
     def _skip(
@@ -224,8 +230,8 @@ class SecAggGrid(SecureGrid):
         batch = plan.batch
         included = [batch.node_ids[client - 1] for client in result.included]
         refusals = plan.refusals(state)
-        for reason in refusals.values():
-            LOGGER.warning("secure round %d: %s", batch.server_round, reason)
+        if refusals:  # one line for all of them: each claim's sentence is in the report
+            LOGGER.warning("secure round %d: %s", batch.server_round, _claims_summary(refusals))
         integers = from_ring(plan.quantization.ring.check(result.aggregate), plan.quantization)
         clipping, epsilon = None, None
         try:
@@ -267,11 +273,29 @@ class SecAggGrid(SecureGrid):
         return aggregated_reply(batch, mean, self.options.weight_key, weight_total)
 
 
-def _skip_reason(exc: SecAggError, dropped: Mapping[int, str], node_ids: tuple[int, ...]) -> str:
-    """Why a round was skipped: the nodes that dropped (by node id, with their stage), then
-    the protocol's message, whose client ids are protocol ids (spelled out)."""
+def _skip_reason(
+    exc: SecAggError, dropped: Mapping[int, str], node_ids: tuple[int, ...], rejected: int = 0, claims: int = 0
+) -> str:
+    """Why a round was skipped: the nodes that dropped (by node id, with their stage), how many
+    the protocol rejected and how many share-box refusal claims the round holds (both in the
+    report's structured fields), then the protocol's short message, whose client ids are protocol
+    ids (spelled out)."""
     lost = ", ".join(f"{node} at {stage}" for node, stage in sorted(dropped.items()))
+    notes = f"; {rejected} rejected by the protocol (see dropped and errors)" if rejected else ""
+    if claims:
+        notes += f"; {claims} share-box refusal claim{'' if claims == 1 else 's'} (see share_refusals)"
     return (
-        f"round skipped, nodes that dropped: {lost or 'none'}; protocol: {exc} "
+        f"round skipped, nodes that dropped: {lost or 'none'}{notes}; protocol: {exc} "
         f"(protocol ids 1..{len(node_ids)} are nodes {list(node_ids)})"
+    )
+
+
+def _claims_summary(refusals: Mapping[tuple[int, int], str]) -> str:
+    """One log line for a round's refusal claims: how many, and up to
+    :data:`~secagg.masking.server_state.SUMMARY_IDS` pairs (receiving node of sending node)."""
+    pairs = [f"{receiver} of {sender}" for receiver, sender in refusals]
+    shown = summary_list(pairs)
+    return (
+        f"{len(pairs)} share-box refusal claim{'' if len(pairs) == 1 else 's'} ({shown}: receiving node of sending "
+        "node, each the receiving node's word, unproven; see the report's share_refusals)"
     )
