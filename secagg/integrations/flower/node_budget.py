@@ -18,7 +18,10 @@ declared rounds) would pass each time. So each node counts its own contributions
 - **What identifies the budget**: the plan, as the setup binds it (its DP digest: epsilon, delta,
   rounds, l2 clip, sampling rate, h, sigma^2 exactly, dimension, sensitivity). The node's first
   DP contribution binds its budget to that plan; a setup under any other plan is refused, never
-  accounted afresh, so a server cannot reset the count by alternating plans.
+  accounted afresh, so a server cannot reset the count by alternating plans. The digest leaves
+  out the round's node count n, with which the node rebuilds each round's plan: the budget
+  records the largest n it was charged under and accounts each contribution at least at it
+  (the refusal residual counts rounds x n x d coordinates: an over-count, never an under-count).
 - **Where it lives**: without a state file, in ``context.state`` (:data:`BUDGET_KEY`: the plan's
   digest and the count), which belongs to one Flower run: a new run or a node restart opens a new
   budget. With a state file (the mod's ``dp_state_file`` or the node config's
@@ -32,14 +35,16 @@ declared rounds) would pass each time. So each node counts its own contributions
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import importlib
 import os
 from collections.abc import Iterator, Mapping
 from pathlib import Path
+from typing import TypeGuard
 
 from flwr.app import ConfigRecord, Context
 
-from secagg.dp.accountant import PrivacyAccountant, read_state
+from secagg.dp.accountant import MAX_NUM_CLIENTS, PrivacyAccountant, read_state, recorded_num_clients
 from secagg.dp.calibration import NoisePlan
 from secagg.errors import BudgetExceededError, ConfigurationError, ProtocolError
 from secagg.integrations.flower._node import config_path
@@ -50,7 +55,8 @@ DP_STATE_FILE = "dp-state-file"
 """Node-config key: path of this node's DP budget state file (the accountant's format, 0600)."""
 BUDGET_KEY = "secagg.dp.budget"
 """Key of the ConfigRecord in ``context.state`` holding the node's budget when it has no state file:
-the digest of the plan it is bound to and the number of contributions charged."""
+the digest of the plan it is bound to, the number of contributions charged and the largest node count
+they were charged under."""
 
 PathLike = str | os.PathLike[str]
 
@@ -61,26 +67,43 @@ def node_budget_file(context: Context, explicit: PathLike | None) -> str | None:
 
 
 def _open(context: Context, plan: NoisePlan, path: str | None) -> PrivacyAccountant:
-    """The node's accountant on ``plan``: its state file's, else ``context.state``'s; ConfigurationError
-    if the budget is bound to another plan."""
-    accountant = PrivacyAccountant(plan)
+    """The node's accountant on ``plan``, accounted at the largest node count its budget was charged
+    under (:func:`_at_least`): its state file's, else ``context.state``'s; ConfigurationError if the
+    budget is bound to another plan."""
     if path is not None:
         state = read_state(Path(path))  # the file's own checks (0600, owner, no symlink, strict JSON)
         if state is not None:
-            _bound(accountant, state, f"{DP_STATE_FILE} {path}")
+            plan = _at_least(plan, recorded_num_clients(state))
+            _bound(PrivacyAccountant(plan), state, f"{DP_STATE_FILE} {path}")
         return PrivacyAccountant(plan, path)
     record = context.state.get(BUDGET_KEY)
     if record is None:
-        return accountant
+        return PrivacyAccountant(plan)
     if not isinstance(record, ConfigRecord):
         raise ProtocolError("the stored DP budget is malformed")
-    digest, released = record.get("plan"), record.get("released")
-    if not isinstance(digest, bytes) or not isinstance(released, int) or isinstance(released, bool) or released < 0:
+    digest, released, count = record.get("plan"), record.get("released"), record.get("num_clients")
+    if not isinstance(digest, bytes) or not _is_count(released, 0) or not _is_count(count, 1):
         raise ProtocolError("the stored DP budget is malformed")
+    accountant = PrivacyAccountant(_at_least(plan, count))  # count: checked above
     state = accountant.state_dict()
-    state["plan_digest"], state["released"] = digest.hex(), released
+    state["plan_digest"], state["released"], state["num_clients"] = digest.hex(), released, count
     _bound(accountant, state, "this run's")
     return accountant
+
+
+def _is_count(value: object, least: int) -> TypeGuard[int]:
+    return type(value) is int and least <= value <= MAX_NUM_CLIENTS
+
+
+def _at_least(plan: NoisePlan, recorded: int) -> NoisePlan:
+    """``plan`` accounted for the node count its budget recorded, if larger than the round's: a
+    node rebuilds each round's plan with that round's count, which the DP digest leaves out, and
+    the refusal residual counts rounds x n x d coordinates, so a round with fewer nodes than an
+    earlier one must not account the earlier contributions at its smaller count (an over-count
+    instead)."""
+    if recorded > plan.num_clients:
+        return dataclasses.replace(plan, num_clients=recorded)
+    return plan
 
 
 def _bound(accountant: PrivacyAccountant, state: Mapping[str, object], where: str) -> None:
@@ -133,7 +156,8 @@ def charge_node_budget(context: Context, plan: NoisePlan, path: str | None) -> N
         accountant.record_round()
     if path is None:
         digest, released = plan.config.digest(plan), accountant.num_releases
-        context.state[BUDGET_KEY] = ConfigRecord({"plan": digest, "released": released})
+        count = accountant.plan.num_clients
+        context.state[BUDGET_KEY] = ConfigRecord({"plan": digest, "released": released, "num_clients": count})
 
 
 @contextlib.contextmanager
