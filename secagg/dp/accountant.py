@@ -30,6 +30,8 @@ count n (``num_clients``, version 2), which the plan digest leaves out but the
 refusal residual counts: a plan for fewer nodes than the file records is refused
 naming both counts (it would under-count the released rounds), one for as many
 or more takes it over (an over-count).
+It also records its holder, if any (``holder``: a Flower node's identity public
+key), and is refused to another holder.
 """
 
 from __future__ import annotations
@@ -66,9 +68,11 @@ STATE_VERSION = 2
 ACCOUNTING_METHOD = "rdp"
 MAX_SERVER_ROUND = (1 << 32) - 1
 MAX_NUM_CLIENTS = (1 << 32) - 1
+MAX_HOLDER_BYTES = 64
 _STATE_KEYS = frozenset(
-    {"format", "version", "accounting_method", "budget", "plan_digest", "num_clients", "released", "last_round"}
-)
+    {"format", "version", "accounting_method", "budget", "plan_digest", "num_clients", "holder", "released",
+     "last_round"}
+)  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -91,10 +95,19 @@ class PrivacyAccountant:
             (under its lock: StateLockedError if another accountant holds it). None (the
             default) keeps the state in memory only, which gives the budget up across restarts:
             a new process counts from zero releases (simulations and tests only).
+        holder: who the budget belongs to, 1 to 64 bytes (a Flower node: its identity public
+            key), recorded in the file: a file recorded for another holder, or for one when this
+            accountant has none, is refused (ConfigurationError naming both); a file with no
+            holder is taken over, its count going on, and records this one at its next write.
+            An accident guard (a file copied or swapped between hospitals), not an
+            authentication: the file is not signed.
     """
 
-    def __init__(self, plan: NoisePlan, path: str | os.PathLike[str] | None = None) -> None:
+    def __init__(
+        self, plan: NoisePlan, path: str | os.PathLike[str] | None = None, *, holder: bytes | None = None
+    ) -> None:
         self._plan = require_instance("plan", plan, NoisePlan)
+        self._holder = None if holder is None else _holder_bytes(holder)
         self._path = None if path is None else Path(path)
         self._released = 0
         self._last_round: int | None = None
@@ -107,6 +120,10 @@ class PrivacyAccountant:
                     if state is None:
                         self._save(self.state_dict())
             if state is not None:
+                try:  # another holder's file: refused before anything else, with its own way on
+                    self._check_holder(state.get("holder"))
+                except (ConfigurationError, DecodeError) as exc:
+                    raise type(exc)(f"the accountant's state file {self._path}: {exc}") from exc
                 try:
                     self.load_state_dict(state)
                 except ConfigurationError as exc:  # another budget or plan: say whose file, and the ways on
@@ -274,6 +291,7 @@ class PrivacyAccountant:
             "budget": {"epsilon": self.config.epsilon, "delta": self.config.delta},
             "plan_digest": self.config.digest(self._plan).hex(),
             "num_clients": self._plan.num_clients,
+            "holder": None if self._holder is None else self._holder.hex(),
             "released": self._released,
             "last_round": self._last_round,
         }
@@ -291,7 +309,7 @@ class PrivacyAccountant:
                 f"accountant state is {STATE_FORMAT} version 1, which does not record the node count its plan was "
                 f'fixed for; refused, nothing written. To go on with it, add "num_clients": N (the node count of the '
                 f"first DP round charged to it: the server's log line \"sized for h = ... honest of N nodes\") and "
-                f'set "version": {STATE_VERSION}; or start a new budget with a new state file'
+                f'"holder": null, and set "version": {STATE_VERSION}; or start a new budget with a new state file'
             )
         if not isinstance(state, Mapping) or set(state) != _STATE_KEYS:
             raise DecodeError(f"accountant state must have exactly the fields {sorted(_STATE_KEYS)}")
@@ -322,9 +340,25 @@ class PrivacyAccountant:
                 f"{self._plan.num_clients}: its refusal residual would count the released rounds as rounds of "
                 f"{self._plan.num_clients} nodes (an under-count); a plan for {count} nodes or more goes on with it"
             )
+        self._check_holder(state["holder"])
         released = _state_int("released", state["released"], MAX_ROUNDS)
         last = state["last_round"]
         return released, None if last is None else _state_int("last_round", last, MAX_SERVER_ROUND)
+
+    def _check_holder(self, recorded: object) -> None:
+        """DecodeError if ``recorded`` is no holder; ConfigurationError if it is another one's."""
+        if recorded is None:
+            return  # no holder yet: taken over
+        valid = isinstance(recorded, str) and 2 <= len(recorded) <= 2 * MAX_HOLDER_BYTES and len(recorded) % 2 == 0
+        if not valid or any(c not in "0123456789abcdef" for c in str(recorded)):
+            raise DecodeError(f"accountant state holder must be null or 2 to {2 * MAX_HOLDER_BYTES} lowercase hex")
+        mine = "no holder" if self._holder is None else f"holder {self._holder.hex()[:16]}..."
+        if self._holder is None or recorded != self._holder.hex():
+            raise ConfigurationError(
+                f"it belongs to holder {str(recorded)[:16]}..., this accountant has {mine}: a budget file is one "
+                "holder's (one hospital's) and is never charged by another; nothing was read into the count or "
+                "written. Give each holder its own file"
+            )
 
     def _save(self, state: dict[str, object]) -> None:
         assert self._path is not None
@@ -344,6 +378,12 @@ def recorded_num_clients(state: Mapping[str, object] | None) -> int:
     none or a malformed one (the accountant's strict reading then refuses it)."""
     count = None if state is None else state.get("num_clients")
     return count if type(count) is int and 1 <= count <= MAX_NUM_CLIENTS else 0
+
+
+def _holder_bytes(holder: object) -> bytes:
+    if type(holder) is not bytes or not 1 <= len(holder) <= MAX_HOLDER_BYTES:
+        raise ConfigurationError(f"holder must be 1 to {MAX_HOLDER_BYTES} bytes, got {type(holder).__name__}")
+    return holder
 
 
 def _is_int(value: object, expected: int) -> bool:

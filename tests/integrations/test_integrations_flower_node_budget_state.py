@@ -24,8 +24,15 @@ from flwr.app import ConfigRecord, Context, RecordDict
 
 from secagg.dp import DPConfig, PrivacyAccountant, calibrate
 from secagg.dp.calibration import NoisePlan
-from secagg.errors import BudgetExceededError, ProtocolError
+from secagg.errors import BudgetExceededError, ConfigurationError, ProtocolError
 from secagg.integrations.flower.node_budget import BUDGET_KEY, charge_node_budget, check_node_budget
+
+from . import test_integrations_flower_paillier_dp as paillier_dp
+from .flower_harness import node_identity_key
+from .test_integrations_flower_clipping_dp import NODES
+from .test_integrations_flower_node_budget import dp_round
+
+pytestmark = pytest.mark.usefixtures("server_identity")
 
 CONFIG = DPConfig(epsilon=2.0, delta=1e-5, rounds=3, l2_clip=1.0, min_honest=2)
 
@@ -79,3 +86,42 @@ def test_a_malformed_stored_node_count_is_refused(plans: dict[int, NoisePlan], c
     context.state[BUDGET_KEY] = ConfigRecord({**record, "num_clients": count})  # type: ignore[dict-item]
     with pytest.raises(ProtocolError, match="malformed"):
         check_node_budget(context, plans[5], None)
+
+
+# --- The budget file is one hospital's: bound to the node's identity key -------------------------
+
+
+def test_a_node_refuses_another_nodes_budget_file_naming_both_identity_keys(
+    tmp_path: Path, plans: dict[int, NoisePlan]
+) -> None:
+    # Prepare: node A's file, charged once under A's identity key
+    alice, bob = node_identity_key(NODES[0]).public, node_identity_key(NODES[1]).public
+    path = tmp_path / "hospital-a.dp-budget.json"
+    charge_node_budget(_context(), plans[5], str(path), holder=alice)
+    before = path.read_bytes()
+    # Execute / Assert: node B (another key), and a node without one, refuse it at setup and at the charge
+    for holder, named in ((bob, bob.hex()[:16]), (None, "no identity key")):
+        for refuse in (check_node_budget, charge_node_budget):
+            with pytest.raises(ConfigurationError) as refusal:
+                refuse(_context(), plans[5], str(path), holder=holder)
+            message = str(refusal.value)
+            assert alice.hex()[:16] in message and named in message and str(path) in message, message
+    assert path.read_bytes() == before
+
+
+def test_swapped_budget_files_are_refused_by_both_nodes_and_left_unchanged(tmp_path: Path) -> None:
+    # Prepare: a Paillier DP federation (every node has an identity key), one file per node, round 1
+    grid, secure = paillier_dp.dp_grid(tmp_path)
+    files = {node: tmp_path / f"budget-{i}.json" for i, node in enumerate(paillier_dp.NODES)}
+    grid.node_configs.update({node: {"dp-state-file": str(path)} for node, path in files.items()})
+    first = dp_round(secure, 1)
+    assert first.skipped_reason is None and first.included == frozenset(paillier_dp.NODES), first.errors
+    # Execute: an operator swaps the files of the first two nodes
+    a, b = paillier_dp.NODES[:2]
+    grid.node_configs[a], grid.node_configs[b] = grid.node_configs[b], grid.node_configs[a]
+    before = {node: path.read_bytes() for node, path in files.items()}
+    report = dp_round(secure, 2)
+    # Assert: both refuse, naming the identity key, and neither file is charged
+    for node in (a, b):
+        assert "identity key" in report.errors.get(node, ""), report.errors
+    assert files[a].read_bytes() == before[a] and files[b].read_bytes() == before[b]

@@ -30,6 +30,12 @@ declared rounds) would pass each time. So each node counts its own contributions
   by others, a symlink, or another plan's file refused), whatever the run. The file is then the
   hospital's budget for its data: one plan, across runs and restarts, until the hospital's
   operator starts a new file (a new budget is its decision, never the server's).
+- **Whose it is**: a node with an identity key (active masking, Paillier) binds its state file
+  to its identity public key (the accountant's ``holder``, :func:`budget_holder`) and refuses a
+  file bound to another key, naming both: a file copied or swapped between hospitals would
+  charge one hospital's contributions to another's budget. A semi-honest masking node has no
+  identity key: its file binds no holder, and the first node with a key to charge it takes it
+  over. An accident guard, not an authentication (the file is not signed).
 """
 
 from __future__ import annotations
@@ -48,8 +54,16 @@ from secagg.dp.accountant import MAX_NUM_CLIENTS, PrivacyAccountant, read_state,
 from secagg.dp.calibration import NoisePlan
 from secagg.errors import BudgetExceededError, ConfigurationError, ProtocolError
 from secagg.integrations.flower._node import config_path
+from secagg.integrations.flower._node_identity import NodeIdentity
 
-__all__ = ["BUDGET_KEY", "DP_STATE_FILE", "charge_node_budget", "check_node_budget", "node_budget_file"]
+__all__ = [
+    "BUDGET_KEY",
+    "DP_STATE_FILE",
+    "budget_holder",
+    "charge_node_budget",
+    "check_node_budget",
+    "node_budget_file",
+]
 
 DP_STATE_FILE = "dp-state-file"
 """Node-config key: path of this node's DP budget state file (the accountant's format, 0600)."""
@@ -66,16 +80,23 @@ def node_budget_file(context: Context, explicit: PathLike | None) -> str | None:
     return config_path(context, DP_STATE_FILE, explicit)
 
 
-def _open(context: Context, plan: NoisePlan, path: str | None) -> PrivacyAccountant:
+def budget_holder(identity: NodeIdentity | None) -> bytes | None:
+    """Whom this node's budget file is bound to: its identity public key (None without one: a
+    semi-honest masking node, whose file binds no holder)."""
+    return None if identity is None else identity.key.public
+
+
+def _open(context: Context, plan: NoisePlan, path: str | None, holder: bytes | None) -> PrivacyAccountant:
     """The node's accountant on ``plan``, accounted at the largest node count its budget was charged
-    under (:func:`_at_least`): its state file's, else ``context.state``'s; ConfigurationError if the
-    budget is bound to another plan."""
+    under (:func:`_at_least`): its state file's (bound to ``holder``, :func:`_check_holder`), else
+    ``context.state``'s; ConfigurationError if the budget is another node's or bound to another plan."""
     if path is not None:
         state = read_state(Path(path))  # the file's own checks (0600, owner, no symlink, strict JSON)
         if state is not None:
+            _check_holder(state.get("holder"), holder, path)
             plan = _at_least(plan, recorded_num_clients(state))
-            _bound(PrivacyAccountant(plan), state, f"{DP_STATE_FILE} {path}")
-        return PrivacyAccountant(plan, path)
+            _bound(PrivacyAccountant(plan, holder=holder), state, f"{DP_STATE_FILE} {path}")
+        return PrivacyAccountant(plan, path, holder=holder)
     record = context.state.get(BUDGET_KEY)
     if record is None:
         return PrivacyAccountant(plan)
@@ -89,6 +110,20 @@ def _open(context: Context, plan: NoisePlan, path: str | None) -> PrivacyAccount
     state["plan_digest"], state["released"], state["num_clients"] = digest.hex(), released, count
     _bound(accountant, state, "this run's")
     return accountant
+
+
+def _check_holder(recorded: object, holder: bytes | None, path: str) -> None:
+    """ConfigurationError if the file names another identity key than this node's ``holder`` (a file
+    with none is taken over; a malformed one is left to the accountant's strict reading)."""
+    if not isinstance(recorded, str) or (holder is not None and recorded == holder.hex()):
+        return
+    mine = "has no identity key" if holder is None else f"has identity key {holder.hex()[:16]}..."
+    raise ConfigurationError(
+        f"{DP_STATE_FILE} {path} is another node's budget: it is bound to identity key {recorded[:16]}..., this "
+        f"node {mine}. Each hospital keeps its own budget file: give this node its own {DP_STATE_FILE} (a file "
+        "copied or swapped between nodes would charge one hospital's contributions to another's budget); "
+        "nothing was charged"
+    )
 
 
 def _is_count(value: object, least: int) -> TypeGuard[int]:
@@ -137,20 +172,23 @@ def _refusal(accountant: PrivacyAccountant, path: str | None) -> BudgetExceededE
     return BudgetExceededError(message)
 
 
-def check_node_budget(context: Context, plan: NoisePlan, path: str | None) -> None:
-    """At setup, before training: refuse a setup under another plan than the budget's
-    (ConfigurationError) or whose contribution would exceed it (BudgetExceededError). Changes nothing."""
-    accountant = _open(context, plan, path)
+def check_node_budget(context: Context, plan: NoisePlan, path: str | None, *, holder: bytes | None = None) -> None:
+    """At setup, before training: refuse a setup under another plan than the budget's, or a state
+    file bound to another identity key than ``holder`` (this node's identity public key, None
+    without one): ConfigurationError; or whose contribution would exceed the budget
+    (BudgetExceededError). Changes nothing."""
+    accountant = _open(context, plan, path, holder)
     if accountant.would_exceed(1):
         raise _refusal(accountant, path)
 
 
-def charge_node_budget(context: Context, plan: NoisePlan, path: str | None) -> None:
+def charge_node_budget(context: Context, plan: NoisePlan, path: str | None, *, holder: bytes | None = None) -> None:
     """Charge one contribution under ``plan``, before it leaves the node (the state file is written
     first, under an exclusive lock of its directory: two processes of one node never both read the
-    old count); refused as :func:`check_node_budget` refuses, recording nothing then."""
+    old count, and records ``holder``); refused as :func:`check_node_budget` refuses, recording
+    nothing then."""
     with _locked(path):
-        accountant = _open(context, plan, path)
+        accountant = _open(context, plan, path, holder)
         if accountant.would_exceed(1):
             raise _refusal(accountant, path)
         accountant.record_round()
