@@ -15,6 +15,7 @@ corrupted or locked file skips the round with the reason, never raises out of th
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -23,10 +24,11 @@ import pytest
 pytest.importorskip("flwr")
 pytest.importorskip("dp_accounting")
 
-from secagg.dp import DPConfig
+from secagg.dp import DPConfig, NoisePlan
 from secagg.dp._state_file import locked
 from secagg.errors import ConfigurationError, StateLockedError
 from secagg.integrations.flower import SecAggGrid
+from secagg.integrations.flower import dp as flower_dp
 from secagg.integrations.flower.dp import DPRounds
 from secagg.masking import SEMI_HONEST, MaskingConfig
 
@@ -63,6 +65,46 @@ def test_a_restarted_server_with_fewer_nodes_goes_on_under_the_plan_its_file_was
     assert restarted.plan == first.plan and restarted.plan is not None and restarted.plan.num_clients == 5
     assert restarted.charge(2, 3) is None
     assert json.loads(path.read_text())["num_clients"] == 5
+
+
+def test_a_restarted_server_with_more_nodes_and_the_same_noise_goes_on_over_counted(tmp_path: Path) -> None:
+    # Prepare: round 1 charged under a plan fixed for 3 nodes
+    path = tmp_path / "accountant.json"
+    first = _charged(path, nodes=3)
+    # Execute: the server restarts with 5 nodes; the noise calibrated for 5 is the same (one digest)
+    restarted = DPRounds(CONFIG, path)
+    _plan_round(restarted, 5)
+    # Assert: the plan for 5 takes the file over; its spend bounds the 3-node plan's from above
+    assert first.plan is not None and restarted.plan is not None and restarted.plan.num_clients == 5
+    assert restarted.plan.variance == first.plan.variance
+    assert restarted.charge(2, 5) is None and json.loads(path.read_text())["num_clients"] == 5
+    assert restarted.spent() >= first.plan.epsilon_at(CONFIG.delta, 2)
+
+
+def test_a_restarted_server_with_more_nodes_and_other_noise_goes_on_under_the_files_plan(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Prepare: round 1 charged under a plan fixed for 3 nodes; for 5 nodes the calibration gives
+    # another sigma^2 (a larger residual can move it past the 21-bit rounding: another digest)
+    path = tmp_path / "accountant.json"
+    first = _charged(path, nodes=3)
+    real = flower_dp.calibrated
+
+    def calibrated(config: DPConfig, num_clients: int, scale: float, dimension: int) -> NoisePlan:
+        plan = real(config, num_clients, scale, dimension)
+        return plan if num_clients <= 3 else dataclasses.replace(plan, variance=plan.variance * 2)
+
+    monkeypatch.setattr(flower_dp, "calibrated", calibrated)
+    # Execute: the server restarts; its first DP round has 5 nodes
+    restarted = DPRounds(CONFIG, path)
+    _plan_round(restarted, 5)
+    # Assert: it goes on under the file's plan (not refused as "another plan"); a round of 5 nodes
+    # is skipped naming both counts, a round of 3 is charged
+    assert restarted.plan == first.plan
+    reason = restarted.charge(2, 5)
+    assert reason is not None and "5 nodes" in reason and "for 3" in reason, reason
+    assert restarted.charge(3, 3) is None
+    assert restarted.accountant is not None and restarted.accountant.num_releases == 2
 
 
 def _truncated(path: Path) -> bytes:

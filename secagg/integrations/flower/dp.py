@@ -7,10 +7,10 @@ With ``SecAggOptions(dp=DPConfig(...))`` every masking round is a DP round, and 
   calibrates the distributed discrete Gaussian for the round's n nodes and
   h, the honest contributions in the smallest sum the round can release (below;
   ``DPConfig.min_honest`` if lower), and the model's dimension, and opens the
-  accountant (state file ``dp_state_file``, optional; a restarted server calibrates for at
-  least the node count the file records, so it goes on under the plan the file was charged
-  for; a file that cannot be read or is locked skips the round, naming it, nothing
-  charged). Every round: a round with fewer
+  accountant (state file ``dp_state_file``, optional; a restarted server goes on under the
+  plan the file was charged for, fixed for at least the node count the file records,
+  :mod:`~secagg.integrations.flower._dp_state`; a file that cannot be read or is locked
+  skips the round, naming it, nothing charged). Every round: a round with fewer
   than h nodes is skipped; a round that would exceed the budget is refused (skipped, and
   every later one too); otherwise the round is charged to the accountant *before* the
   session runs and the spent epsilon is logged. The DP parameters
@@ -51,13 +51,12 @@ import logging
 import math
 import os
 from fractions import Fraction
-from pathlib import Path
 
 import numpy as np
 import numpy.typing as npt
 
 from secagg.descriptor import Parameter, decode_parameters, encode_parameters
-from secagg.dp.accountant import PrivacyAccountant, PrivacySpent, read_state, recorded_num_clients
+from secagg.dp.accountant import PrivacyAccountant, PrivacySpent
 from secagg.dp.calibration import NoisePlan, noise_tail_bound
 from secagg.dp.config import DPConfig
 from secagg.dp.contributors import check_contributors, contributor_shortfall
@@ -75,6 +74,7 @@ from secagg.errors import (
     ReplayError,
 )
 from secagg.guarantee import Guarantee
+from secagg.integrations.flower._dp_state import recorded_plan, unreadable
 from secagg.integrations.flower.policy import NodePolicy
 
 __all__ = [
@@ -304,19 +304,21 @@ class DPRounds:
         """The plan and encoding of a round of ``num_nodes`` nodes (calibrating at the first one).
 
         ConfigurationError if the model's dimension changed, the encoding could overflow, or the
-        state file cannot be read (its reason names it, :meth:`_unreadable`) or is locked.
+        state file cannot be read (its reason names it, :func:`unreadable`) or is locked.
         """
         plan = self.plan
         if plan is None:
             config = dataclasses.replace(self.config, min_honest=honest_count(num_nodes, guarantee, self.config))
-            # A restarted server goes on under the plan its state file was charged for: fixed for
-            # the file's node count, not fewer (a plan for fewer would under-count its rounds).
-            fixed_for = max(num_nodes, self._recorded_nodes())
-            plan = calibrated(config, fixed_for, dp_scale(config.l2_clip, dimension), dimension)
+            # A restarted server goes on under the plan its state file was charged for (_dp_state).
+            recorded, digest = recorded_plan(self.state_file)
+            scale = dp_scale(config.l2_clip, dimension)
+            plan = calibrated(config, max(num_nodes, recorded), scale, dimension)
+            if num_nodes > recorded > 0 and config.digest(plan).hex() != digest:
+                plan = calibrated(config, recorded, scale, dimension)  # rounds of more nodes: skipped (charge)
             try:
                 self.accountant = PrivacyAccountant(plan, self.state_file)
             except DecodeError as exc:
-                raise ConfigurationError(self._unreadable(exc)) from exc
+                raise ConfigurationError(unreadable(self.state_file, exc)) from exc
             LOGGER.info(
                 "dp: (%g, %g) per patient over %d rounds; sigma^2 = %.6g per node, sized for h = %d honest of %d "
                 "nodes (noise multiplier %.3g)", plan.config.epsilon, plan.config.delta, plan.config.rounds,
@@ -367,26 +369,7 @@ class DPRounds:
         except ConfigurationError as exc:  # e.g. the state file changed under the accountant, or is locked
             return f"dp: the accountant refused to charge the round: {exc}"
         except DecodeError as exc:  # it no longer parses: left as it is, nothing charged
-            return self._unreadable(exc)
-
-    def _recorded_nodes(self) -> int:
-        """The node count the state file's plan was fixed for (0 without a file or a readable count;
-        the accountant then reads the file strictly). ConfigurationError if it cannot be read."""
-        if self.state_file is None:
-            return 0
-        try:
-            return recorded_num_clients(read_state(Path(self.state_file)))
-        except DecodeError as exc:
-            raise ConfigurationError(self._unreadable(exc)) from exc
-
-    def _unreadable(self, exc: DecodeError) -> str:
-        """Why a round is skipped when the state file no longer parses, and what the operator does."""
-        return (
-            f"dp: the server's DP state file {self.state_file} cannot be read ({exc}); nothing is charged or "
-            "released, and the file is left as it is. Restore it from its backup (the rounds it recorded stay "
-            "spent); removing it would start a new budget, a decision for whoever answers for the patients' "
-            "privacy, never a repair. Every DP round is skipped until the file reads again"
-        )
+            return unreadable(self.state_file, exc)
 
     def spent(self) -> float:
         """Epsilon spent so far (0.0 before the first round)."""
