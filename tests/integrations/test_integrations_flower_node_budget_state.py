@@ -109,19 +109,21 @@ def test_a_node_refuses_another_nodes_budget_file_naming_both_identity_keys(
     assert path.read_bytes() == before
 
 
-def test_swapped_budget_files_are_refused_by_both_nodes_and_left_unchanged(tmp_path: Path) -> None:
-    # Prepare: a Paillier DP federation (every node has an identity key), one file per node, round 1
+def test_swapped_budget_files_are_refused_by_both_nodes_and_left_unchanged(
+    tmp_path: Path, plans: dict[int, NoisePlan]
+) -> None:
+    # Prepare: a Paillier DP federation (every node has an identity key); an operator swapped the
+    # budget files of its first two nodes, each bound to the other's identity key (by a charge)
     grid, secure = paillier_dp.dp_grid(tmp_path)
-    files = {node: tmp_path / f"budget-{i}.json" for i, node in enumerate(paillier_dp.NODES)}
-    grid.node_configs.update({node: {"dp-state-file": str(path)} for node, path in files.items()})
-    first = dp_round(secure, 1)
-    assert first.skipped_reason is None and first.included == frozenset(paillier_dp.NODES), first.errors
-    # Execute: an operator swaps the files of the first two nodes
     a, b = paillier_dp.NODES[:2]
-    grid.node_configs[a], grid.node_configs[b] = grid.node_configs[b], grid.node_configs[a]
+    files = {a: tmp_path / "budget-b.json", b: tmp_path / "budget-a.json"}
+    for node, owner in ((a, b), (b, a)):
+        charge_node_budget(_context(), plans[5], str(files[node]), holder=node_identity_key(owner).public)
+        grid.node_configs[node] = {"dp-state-file": str(files[node])}
     before = {node: path.read_bytes() for node, path in files.items()}
-    report = dp_round(secure, 2)
-    # Assert: both refuse, naming the identity key, and neither file is charged
+    # Execute
+    report = dp_round(secure, 1)
+    # Assert: both refuse at setup, naming the identity key, and neither file is charged
     for node in (a, b):
-        assert "identity key" in report.errors.get(node, ""), report.errors
-    assert files[a].read_bytes() == before[a] and files[b].read_bytes() == before[b]
+        assert "another node's budget" in report.errors.get(node, ""), report.errors
+        assert files[node].read_bytes() == before[node]
