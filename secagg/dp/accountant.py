@@ -308,8 +308,9 @@ class PrivacyAccountant:
             raise DecodeError(
                 f"accountant state is {STATE_FORMAT} version 1, which does not record the node count its plan was "
                 f'fixed for; refused, nothing written. To go on with it, add "num_clients": N (the node count of the '
-                f"first DP round charged to it: the server's log line \"sized for h = ... honest of N nodes\") and "
-                f'"holder": null, and set "version": {STATE_VERSION}; or start a new budget with a new state file'
+                f"first DP round charged to it, which the Flower server logs: \"sized for h = ... honest of N nodes\"; "
+                f"a node's own file may take the federation's size, an over-count) and \"holder\": null, and set "
+                f'"version": {STATE_VERSION}; or start a new budget with a new state file'
             )
         if not isinstance(state, Mapping) or set(state) != _STATE_KEYS:
             raise DecodeError(f"accountant state must have exactly the fields {sorted(_STATE_KEYS)}")

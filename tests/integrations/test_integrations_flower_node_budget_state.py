@@ -24,7 +24,7 @@ from flwr.app import ConfigRecord, Context, RecordDict
 
 from secagg.dp import DPConfig, PrivacyAccountant, calibrate
 from secagg.dp.calibration import NoisePlan
-from secagg.errors import BudgetExceededError, ConfigurationError, ProtocolError
+from secagg.errors import BudgetExceededError, ConfigurationError, DecodeError, ProtocolError
 from secagg.integrations.flower.node_budget import BUDGET_KEY, charge_node_budget, check_node_budget
 
 from . import test_integrations_flower_paillier_dp as paillier_dp
@@ -127,3 +127,23 @@ def test_swapped_budget_files_are_refused_by_both_nodes_and_left_unchanged(
     for node in (a, b):
         assert "another node's budget" in report.errors.get(node, ""), report.errors
         assert files[node].read_bytes() == before[node]
+
+
+def test_a_malformed_or_version_1_node_file_is_refused_naming_the_file(
+    tmp_path: Path, plans: dict[int, NoisePlan]
+) -> None:
+    # Prepare: a node's file, then rewritten in the previous format, then with a malformed holder
+    holder = node_identity_key(NODES[0]).public
+    path = tmp_path / "budget.json"
+    charge_node_budget(_context(), plans[5], str(path), holder=holder)
+    state = json.loads(path.read_text())
+    old = {k: v for k, v in state.items() if k not in ("num_clients", "holder")} | {"version": 1}
+    for content, named in ((old, "version 1"), (state | {"holder": holder.hex().upper()}, "holder")):
+        path.write_text(json.dumps(content))
+        before = path.read_bytes()
+        # Execute / Assert: a library error naming the file (and not "another node's budget")
+        with pytest.raises(DecodeError) as refusal:
+            check_node_budget(_context(), plans[5], str(path), holder=holder)
+        message = str(refusal.value)
+        assert str(path) in message and named in message and "another node" not in message, message
+        assert path.read_bytes() == before

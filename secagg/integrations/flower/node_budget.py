@@ -52,7 +52,7 @@ from flwr.app import ConfigRecord, Context
 
 from secagg.dp.accountant import MAX_NUM_CLIENTS, PrivacyAccountant, read_state, recorded_num_clients
 from secagg.dp.calibration import NoisePlan
-from secagg.errors import BudgetExceededError, ConfigurationError, ProtocolError
+from secagg.errors import BudgetExceededError, ConfigurationError, DecodeError, ProtocolError
 from secagg.integrations.flower._node import config_path
 from secagg.integrations.flower._node_identity import NodeIdentity
 
@@ -115,7 +115,7 @@ def _open(context: Context, plan: NoisePlan, path: str | None, holder: bytes | N
 def _check_holder(recorded: object, holder: bytes | None, path: str) -> None:
     """ConfigurationError if the file names another identity key than this node's ``holder`` (a file
     with none is taken over; a malformed one is left to the accountant's strict reading)."""
-    if not isinstance(recorded, str) or (holder is not None and recorded == holder.hex()):
+    if not isinstance(recorded, str) or not _is_hex(recorded) or (holder is not None and recorded == holder.hex()):
         return
     mine = "has no identity key" if holder is None else f"has identity key {holder.hex()[:16]}..."
     raise ConfigurationError(
@@ -124,6 +124,10 @@ def _check_holder(recorded: object, holder: bytes | None, path: str) -> None:
         "copied or swapped between nodes would charge one hospital's contributions to another's budget); "
         "nothing was charged"
     )
+
+
+def _is_hex(text: str) -> bool:
+    return bool(text) and all(c in "0123456789abcdef" for c in text)
 
 
 def _is_count(value: object, least: int) -> TypeGuard[int]:
@@ -142,9 +146,12 @@ def _at_least(plan: NoisePlan, recorded: int) -> NoisePlan:
 
 
 def _bound(accountant: PrivacyAccountant, state: Mapping[str, object], where: str) -> None:
-    """Load ``state`` into ``accountant``; ConfigurationError naming the rule if it is another plan's."""
+    """Load ``state`` into ``accountant``; ConfigurationError naming the rule if it is another plan's,
+    DecodeError naming where the budget is kept if it is malformed."""
     try:
         accountant.load_state_dict(state)
+    except DecodeError as exc:
+        raise DecodeError(f"this node's privacy budget ({where}): {exc}") from exc
     except ConfigurationError as exc:
         raise ConfigurationError(
             f"this node's privacy budget ({where}) is bound to another DP plan, the one it first contributed "
