@@ -23,9 +23,15 @@ file"): written atomically (temporary file, fsync, ``os.replace``, fsync of the
 directory) with mode 0600, under an exclusive lock held across each
 read-check-write (:mod:`secagg.dp._state_file`; another holder:
 :class:`~secagg.errors.StateLockedError`), and read back strictly: anything
-other than the exact schema raises :class:`~secagg.errors.DecodeError`, a budget
-or plan that differs from the accountant's raises
-:class:`~secagg.errors.ConfigurationError`.
+other than the exact schema raises :class:`~secagg.errors.DecodeError` naming
+the file, a budget or plan that differs from the accountant's raises
+:class:`~secagg.errors.ConfigurationError`. The file records the plan's node
+count n (``num_clients``, version 2), which the plan digest leaves out but the
+refusal residual counts: a plan for fewer nodes than the file records is refused
+naming both counts (it would under-count the released rounds), one for as many
+or more takes it over (an over-count).
+It also records its holder, if any (``holder``: a Flower node's identity public
+key), and is refused to another holder.
 """
 
 from __future__ import annotations
@@ -46,6 +52,7 @@ from secagg.dp.contributors import check_contributors
 from secagg.errors import BudgetExceededError, ConfigurationError, DecodeError, ReplayError, SecAggError
 
 __all__ = [
+    "MAX_NUM_CLIENTS",
     "MAX_STATE_BYTES",
     "STATE_FORMAT",
     "STATE_MODE",
@@ -53,13 +60,19 @@ __all__ = [
     "PrivacyAccountant",
     "PrivacySpent",
     "read_state",
+    "recorded_num_clients",
 ]
 
 STATE_FORMAT = "secagg/dp-accountant"
-STATE_VERSION = 1
+STATE_VERSION = 2
 ACCOUNTING_METHOD = "rdp"
 MAX_SERVER_ROUND = (1 << 32) - 1
-_STATE_KEYS = frozenset({"format", "version", "accounting_method", "budget", "plan_digest", "released", "last_round"})
+MAX_NUM_CLIENTS = (1 << 32) - 1
+MAX_HOLDER_BYTES = 64
+_STATE_KEYS = frozenset(
+    {"format", "version", "accounting_method", "budget", "plan_digest", "num_clients", "holder", "released",
+     "last_round"}
+)  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -82,10 +95,19 @@ class PrivacyAccountant:
             (under its lock: StateLockedError if another accountant holds it). None (the
             default) keeps the state in memory only, which gives the budget up across restarts:
             a new process counts from zero releases (simulations and tests only).
+        holder: who the budget belongs to, 1 to 64 bytes (a Flower node: its identity public
+            key), recorded in the file: a file recorded for another holder, or for one when this
+            accountant has none, is refused (ConfigurationError naming both); a file with no
+            holder is taken over, its count going on, and records this one at its next write.
+            An accident guard (a file copied or swapped between hospitals), not an
+            authentication: the file is not signed.
     """
 
-    def __init__(self, plan: NoisePlan, path: str | os.PathLike[str] | None = None) -> None:
+    def __init__(
+        self, plan: NoisePlan, path: str | os.PathLike[str] | None = None, *, holder: bytes | None = None
+    ) -> None:
         self._plan = require_instance("plan", plan, NoisePlan)
+        self._holder = None if holder is None else _holder_bytes(holder)
         self._path = None if path is None else Path(path)
         self._released = 0
         self._last_round: int | None = None
@@ -98,6 +120,10 @@ class PrivacyAccountant:
                     if state is None:
                         self._save(self.state_dict())
             if state is not None:
+                try:  # another holder's file: refused before anything else, with its own way on
+                    self._check_holder(state.get("holder"))
+                except (ConfigurationError, DecodeError) as exc:
+                    raise type(exc)(f"the accountant's state file {self._path}: {exc}") from exc
                 try:
                     self.load_state_dict(state)
                 except ConfigurationError as exc:  # another budget or plan: say whose file, and the ways on
@@ -106,6 +132,8 @@ class PrivacyAccountant:
                         "plan: configure the one it holds to go on with it, or start a new budget with a new "
                         "state file (a decision for whoever answers for the patients' privacy)"
                     ) from exc
+                except DecodeError as exc:  # malformed: say whose file
+                    raise DecodeError(f"the accountant's state file {self._path}: {exc}") from exc
 
     @property
     def config(self) -> DPConfig:
@@ -244,7 +272,11 @@ class PrivacyAccountant:
         state = read_state(self._path)
         if state is None:
             raise ConfigurationError(f"the accountant's state file {self._path} changed under it: it was removed")
-        if self._parse(state) != (self._released, self._last_round):  # parsed strictly: 1.0 is not 1
+        try:
+            recorded = self._parse(state)
+        except DecodeError as exc:
+            raise DecodeError(f"the accountant's state file {self._path}: {exc}") from exc
+        if recorded != (self._released, self._last_round):  # parsed strictly: 1.0 is not 1
             raise ConfigurationError(
                 f"the accountant's state file {self._path} changed under it (another accountant charged it, or it "
                 f"was rolled back or replaced): it no longer records {self._released} released rounds; refused"
@@ -258,17 +290,28 @@ class PrivacyAccountant:
             "accounting_method": ACCOUNTING_METHOD,
             "budget": {"epsilon": self.config.epsilon, "delta": self.config.delta},
             "plan_digest": self.config.digest(self._plan).hex(),
+            "num_clients": self._plan.num_clients,
+            "holder": None if self._holder is None else self._holder.hex(),
             "released": self._released,
             "last_round": self._last_round,
         }
 
     def load_state_dict(self, state: Mapping[str, object]) -> None:
         """Restore :meth:`state_dict` output: DecodeError if malformed, ConfigurationError if it
-        belongs to another budget or plan."""
+        belongs to another budget or plan, or to a plan fixed for more nodes than this one's
+        (``num_clients``: a plan for as many or more takes it over, over-counting)."""
         self._released, self._last_round = self._parse(state)
 
     def _parse(self, state: Mapping[str, object]) -> tuple[int, int | None]:
         """(released, last round) of ``state``, checked as :meth:`load_state_dict` documents."""
+        if isinstance(state, Mapping) and state.get("format") == STATE_FORMAT and _is_int(state.get("version"), 1):
+            raise DecodeError(
+                f"accountant state is {STATE_FORMAT} version 1, which does not record the node count its plan was "
+                f'fixed for; refused, nothing written. To go on with it, add "num_clients": N (the node count of the '
+                f"first DP round charged to it, which the Flower server logs: \"sized for h = ... honest of N nodes\"; "
+                f"a node's own file may take the federation's size, an over-count) and \"holder\": null, and set "
+                f'"version": {STATE_VERSION}; or start a new budget with a new state file'
+            )
         if not isinstance(state, Mapping) or set(state) != _STATE_KEYS:
             raise DecodeError(f"accountant state must have exactly the fields {sorted(_STATE_KEYS)}")
         if state["format"] != STATE_FORMAT or type(state["version"]) is not int or state["version"] != STATE_VERSION:
@@ -289,9 +332,34 @@ class PrivacyAccountant:
             raise DecodeError("accountant state plan_digest must be 64 lowercase hex digits")
         if digest != self.config.digest(self._plan).hex():
             raise ConfigurationError("the state file was written for another DP configuration or noise plan")
+        count = state["num_clients"]
+        if type(count) is not int or not 1 <= count <= MAX_NUM_CLIENTS:
+            raise DecodeError(f"accountant state num_clients must be an integer in 1..{MAX_NUM_CLIENTS}")
+        if count > self._plan.num_clients:
+            raise ConfigurationError(
+                f"the state file was charged under a plan fixed for {count} nodes, this accountant's plan is for "
+                f"{self._plan.num_clients}: its refusal residual would count the released rounds as rounds of "
+                f"{self._plan.num_clients} nodes (an under-count); a plan for {count} nodes or more goes on with it"
+            )
+        self._check_holder(state["holder"])
         released = _state_int("released", state["released"], MAX_ROUNDS)
         last = state["last_round"]
         return released, None if last is None else _state_int("last_round", last, MAX_SERVER_ROUND)
+
+    def _check_holder(self, recorded: object) -> None:
+        """DecodeError if ``recorded`` is no holder; ConfigurationError if it is another one's."""
+        if recorded is None:
+            return  # no holder yet: taken over
+        valid = isinstance(recorded, str) and 2 <= len(recorded) <= 2 * MAX_HOLDER_BYTES and len(recorded) % 2 == 0
+        if not valid or any(c not in "0123456789abcdef" for c in str(recorded)):
+            raise DecodeError(f"accountant state holder must be null or 2 to {2 * MAX_HOLDER_BYTES} lowercase hex")
+        mine = "no holder" if self._holder is None else f"holder {self._holder.hex()[:16]}..."
+        if self._holder is None or recorded != self._holder.hex():
+            raise ConfigurationError(
+                f"it belongs to holder {str(recorded)[:16]}..., this accountant has {mine}: a budget file is one "
+                "holder's (one hospital's) and is never charged by another; nothing was read into the count or "
+                "written. Give each holder its own file"
+            )
 
     def _save(self, state: dict[str, object]) -> None:
         assert self._path is not None
@@ -304,6 +372,23 @@ def _probability(name: str, value: object) -> float:
     if not 0.0 < number < 1.0:
         raise ConfigurationError(f"{name} must be in (0, 1), got {number}")
     return number
+
+
+def recorded_num_clients(state: Mapping[str, object] | None) -> int:
+    """The node count the plan of ``state`` (a state file's content) was fixed for; 0 if it records
+    none or a malformed one (the accountant's strict reading then refuses it)."""
+    count = None if state is None else state.get("num_clients")
+    return count if type(count) is int and 1 <= count <= MAX_NUM_CLIENTS else 0
+
+
+def _holder_bytes(holder: object) -> bytes:
+    if type(holder) is not bytes or not 1 <= len(holder) <= MAX_HOLDER_BYTES:
+        raise ConfigurationError(f"holder must be 1 to {MAX_HOLDER_BYTES} bytes, got {type(holder).__name__}")
+    return holder
+
+
+def _is_int(value: object, expected: int) -> bool:
+    return type(value) is int and value == expected
 
 
 def _state_float(name: str, value: object) -> float:

@@ -198,7 +198,7 @@ def _mutations(plan: NoisePlan) -> list[tuple[str, object]]:
         ("missing field", {k: v for k, v in state.items() if k != "released"}),
         ("extra field", {**state, "spent": 0.0}),
         ("format", changed("format", "flwr")),
-        ("version", changed("version", 2)),
+        ("version", changed("version", 3)),
         ("version bool", changed("version", True)),
         ("method", changed("accounting_method", "pld")),
         ("budget not an object", changed("budget", [3.0, 1e-5])),

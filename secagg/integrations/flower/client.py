@@ -100,7 +100,12 @@ from secagg.integrations.flower.dp import (
     node_plan,
     read_dp,
 )
-from secagg.integrations.flower.node_budget import charge_node_budget, check_node_budget, node_budget_file
+from secagg.integrations.flower.node_budget import (
+    budget_holder,
+    charge_node_budget,
+    check_node_budget,
+    node_budget_file,
+)
 from secagg.integrations.flower.policy import NodePolicy, default_colluders
 from secagg.integrations.flower.protocol import (
     DOWNLINK,
@@ -250,7 +255,7 @@ def _setup(
         # ... and this node's own budget must allow one more contribution under this plan.
         budget_file = node_budget_file(context, settings.dp_state_file)
         settings.policy.check_dp_state_file(budget_file)
-        check_node_budget(context, plan, budget_file)
+        check_node_budget(context, plan, budget_file, holder=budget_holder(identity))
     if masking.mode == ACTIVE:
         if identity is None:
             raise ConfigurationError("an active-mode round, but this node has no identity key")
@@ -350,7 +355,7 @@ def _step(
     if stage == MASKED_INPUT:
         # The delivery's own checks first: one the step would refuse costs no training and no charge.
         check_share_delivery(state, payload)
-        vector, keep = _train_and_encode(message, context, call_next, setup, state, settings)
+        vector, keep = _train_and_encode(message, context, call_next, setup, state, settings, identity)
     key = None if identity is None else identity.key
     state, reply = client_step(state, payload, input_vector=vector, identity=key, random_bytes=settings.random_bytes)
     if keep is not None:
@@ -369,6 +374,7 @@ def _train_and_encode(
     setup: RoundSetup,
     state: ClientState,
     settings: NodeSettings,
+    identity: NodeIdentity | None,
 ) -> tuple[RingVector, Callable[[], None] | None]:
     if setup.masking.vector_length != state.config.vector_length:
         raise ProtocolError("the stored session and setup disagree on the vector length")
@@ -384,7 +390,8 @@ def _train_and_encode(
         check_dimension(plan, state.config.vector_length, delta.shape[0])  # the model's shape, before the charge
         check_node_weight(plan, quantization, weight)  # its count alone, before any data-dependent refusal
         # Charged to this node's own budget before the noised input is computed and leaves.
-        charge_node_budget(context, plan, node_budget_file(context, settings.dp_state_file))
+        budget_file = node_budget_file(context, settings.dp_state_file)
+        charge_node_budget(context, plan, budget_file, holder=budget_holder(identity))
         check_dp_update(plan, delta, weight, slack)  # what weight patients can move it under the bound l2_clip
         # The noise share is added here, on the node, before masking (exact sampler, OS CSPRNG).
         integers = node_encoding(plan, quantization, delta, state.config.vector_length, rng, settings.noise_source)

@@ -7,7 +7,10 @@ With ``SecAggOptions(dp=DPConfig(...))`` every masking round is a DP round, and 
   calibrates the distributed discrete Gaussian for the round's n nodes and
   h, the honest contributions in the smallest sum the round can release (below;
   ``DPConfig.min_honest`` if lower), and the model's dimension, and opens the
-  accountant (state file ``dp_state_file``, optional). Every round: a round with fewer
+  accountant (state file ``dp_state_file``, optional; a restarted server goes on under the
+  plan the file was charged for, fixed for at least the node count the file records,
+  :mod:`~secagg.integrations.flower._dp_state`; a file that cannot be read or is locked
+  skips the round, naming it, nothing charged). Every round: a round with fewer
   than h nodes is skipped; a round that would exceed the budget is refused (skipped, and
   every later one too); otherwise the round is charged to the accountant *before* the
   session runs and the spent epsilon is logged. The DP parameters
@@ -53,7 +56,7 @@ import numpy as np
 import numpy.typing as npt
 
 from secagg.descriptor import Parameter, decode_parameters, encode_parameters
-from secagg.dp.accountant import PrivacyAccountant
+from secagg.dp.accountant import PrivacyAccountant, PrivacySpent
 from secagg.dp.calibration import NoisePlan, noise_tail_bound
 from secagg.dp.config import DPConfig
 from secagg.dp.contributors import check_contributors, contributor_shortfall
@@ -71,6 +74,7 @@ from secagg.errors import (
     ReplayError,
 )
 from secagg.guarantee import Guarantee
+from secagg.integrations.flower._dp_state import recorded_plan, unreadable
 from secagg.integrations.flower.policy import NodePolicy
 
 __all__ = [
@@ -299,17 +303,26 @@ class DPRounds:
     ) -> tuple[NoisePlan, QuantizationConfig]:
         """The plan and encoding of a round of ``num_nodes`` nodes (calibrating at the first one).
 
-        ConfigurationError if the model's dimension changed or the encoding could overflow.
+        ConfigurationError if the model's dimension changed, the encoding could overflow, or the
+        state file cannot be read (its reason names it, :func:`unreadable`) or is locked.
         """
         plan = self.plan
         if plan is None:
             config = dataclasses.replace(self.config, min_honest=honest_count(num_nodes, guarantee, self.config))
-            plan = calibrated(config, num_nodes, dp_scale(config.l2_clip, dimension), dimension)
-            self.accountant = PrivacyAccountant(plan, self.state_file)
+            # A restarted server goes on under the plan its state file was charged for (_dp_state).
+            recorded, digest = recorded_plan(self.state_file)
+            scale = dp_scale(config.l2_clip, dimension)
+            plan = calibrated(config, max(num_nodes, recorded), scale, dimension)
+            if num_nodes > recorded > 0 and config.digest(plan).hex() != digest:
+                plan = calibrated(config, recorded, scale, dimension)  # rounds of more nodes: skipped (charge)
+            try:
+                self.accountant = PrivacyAccountant(plan, self.state_file)
+            except DecodeError as exc:
+                raise ConfigurationError(unreadable(self.state_file, exc)) from exc
             LOGGER.info(
                 "dp: (%g, %g) per patient over %d rounds; sigma^2 = %.6g per node, sized for h = %d honest of %d "
                 "nodes (noise multiplier %.3g)", plan.config.epsilon, plan.config.delta, plan.config.rounds,
-                float(plan.variance), plan.honest, num_nodes, noise_multiplier(plan),
+                float(plan.variance), plan.honest, plan.num_clients, noise_multiplier(plan),
             )  # fmt: skip
         if plan.dimension != dimension:
             raise ConfigurationError(f"the model has {dimension} values, the DP plan is for {plan.dimension}")
@@ -331,8 +344,19 @@ class DPRounds:
         shortfall = _uncounted_nodes(accountant.plan, num_nodes) or contributor_shortfall(accountant.plan, num_nodes)
         if shortfall is not None:
             return f"dp: {shortfall}"
+        spent = self._record(accountant, server_round, num_nodes)
+        if isinstance(spent, str):
+            return spent
+        LOGGER.info(
+            "dp: round %d charged; spent epsilon = %.4g of %g at delta = %g (%d rounds released)",
+            server_round, spent.epsilon, self.config.epsilon, spent.delta, spent.num_releases,
+        )  # fmt: skip
+        return None
+
+    def _record(self, accountant: PrivacyAccountant, server_round: int, num_nodes: int) -> PrivacySpent | str:
+        """The accountant's charge of the round, or the reason it refused it (nothing charged)."""
         try:
-            spent = accountant.record_round(server_round, num_contributors=num_nodes)
+            return accountant.record_round(server_round, num_contributors=num_nodes)
         except (BudgetExceededError, InsufficientNoiseError) as exc:
             return f"dp: {exc}"
         except ReplayError:  # a restarted server: the new run counts its rounds from 1 again
@@ -342,13 +366,10 @@ class DPRounds:
                 f"(an earlier run, or this one before a restart): round {server_round} is not charged again; "
                 f"this run's rounds after {accountant.last_round} go on within the same budget"
             )
-        except ConfigurationError as exc:  # e.g. the state file changed under the accountant: nothing is released
+        except ConfigurationError as exc:  # e.g. the state file changed under the accountant, or is locked
             return f"dp: the accountant refused to charge the round: {exc}"
-        LOGGER.info(
-            "dp: round %d charged; spent epsilon = %.4g of %g at delta = %g (%d rounds released)",
-            server_round, spent.epsilon, self.config.epsilon, spent.delta, spent.num_releases,
-        )  # fmt: skip
-        return None
+        except DecodeError as exc:  # it no longer parses: left as it is, nothing charged
+            return unreadable(self.state_file, exc)
 
     def spent(self) -> float:
         """Epsilon spent so far (0.0 before the first round)."""

@@ -18,7 +18,10 @@ declared rounds) would pass each time. So each node counts its own contributions
 - **What identifies the budget**: the plan, as the setup binds it (its DP digest: epsilon, delta,
   rounds, l2 clip, sampling rate, h, sigma^2 exactly, dimension, sensitivity). The node's first
   DP contribution binds its budget to that plan; a setup under any other plan is refused, never
-  accounted afresh, so a server cannot reset the count by alternating plans.
+  accounted afresh, so a server cannot reset the count by alternating plans. The digest leaves
+  out the round's node count n, with which the node rebuilds each round's plan: the budget
+  records the largest n it was charged under and accounts each contribution at least at it
+  (the refusal residual counts rounds x n x d coordinates: an over-count, never an under-count).
 - **Where it lives**: without a state file, in ``context.state`` (:data:`BUDGET_KEY`: the plan's
   digest and the count), which belongs to one Flower run: a new run or a node restart opens a new
   budget. With a state file (the mod's ``dp_state_file`` or the node config's
@@ -27,30 +30,47 @@ declared rounds) would pass each time. So each node counts its own contributions
   by others, a symlink, or another plan's file refused), whatever the run. The file is then the
   hospital's budget for its data: one plan, across runs and restarts, until the hospital's
   operator starts a new file (a new budget is its decision, never the server's).
+- **Whose it is**: a node with an identity key (active masking, Paillier) binds its state file
+  to its identity public key (the accountant's ``holder``, :func:`budget_holder`) and refuses a
+  file bound to another key, naming both: a file copied or swapped between hospitals would
+  charge one hospital's contributions to another's budget. A semi-honest masking node has no
+  identity key: its file binds no holder, and the first node with a key to charge it takes it
+  over. An accident guard, not an authentication (the file is not signed).
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import importlib
 import os
 from collections.abc import Iterator, Mapping
 from pathlib import Path
+from typing import TypeGuard
 
 from flwr.app import ConfigRecord, Context
 
-from secagg.dp.accountant import PrivacyAccountant, read_state
+from secagg.dp.accountant import MAX_NUM_CLIENTS, PrivacyAccountant, read_state, recorded_num_clients
 from secagg.dp.calibration import NoisePlan
-from secagg.errors import BudgetExceededError, ConfigurationError, ProtocolError
+from secagg.errors import BudgetExceededError, ConfigurationError, DecodeError, ProtocolError
 from secagg.integrations.flower._node import config_path
+from secagg.integrations.flower._node_identity import NodeIdentity
 
-__all__ = ["BUDGET_KEY", "DP_STATE_FILE", "charge_node_budget", "check_node_budget", "node_budget_file"]
+__all__ = [
+    "BUDGET_KEY",
+    "DP_STATE_FILE",
+    "budget_holder",
+    "charge_node_budget",
+    "check_node_budget",
+    "node_budget_file",
+]
 
 DP_STATE_FILE = "dp-state-file"
 """Node-config key: path of this node's DP budget state file (the accountant's format, 0600)."""
 BUDGET_KEY = "secagg.dp.budget"
 """Key of the ConfigRecord in ``context.state`` holding the node's budget when it has no state file:
-the digest of the plan it is bound to and the number of contributions charged."""
+the digest of the plan it is bound to, the number of contributions charged and the largest node count
+they were charged under."""
 
 PathLike = str | os.PathLike[str]
 
@@ -60,33 +80,78 @@ def node_budget_file(context: Context, explicit: PathLike | None) -> str | None:
     return config_path(context, DP_STATE_FILE, explicit)
 
 
-def _open(context: Context, plan: NoisePlan, path: str | None) -> PrivacyAccountant:
-    """The node's accountant on ``plan``: its state file's, else ``context.state``'s; ConfigurationError
-    if the budget is bound to another plan."""
-    accountant = PrivacyAccountant(plan)
+def budget_holder(identity: NodeIdentity | None) -> bytes | None:
+    """Whom this node's budget file is bound to: its identity public key (None without one: a
+    semi-honest masking node, whose file binds no holder)."""
+    return None if identity is None else identity.key.public
+
+
+def _open(context: Context, plan: NoisePlan, path: str | None, holder: bytes | None) -> PrivacyAccountant:
+    """The node's accountant on ``plan``, accounted at the largest node count its budget was charged
+    under (:func:`_at_least`): its state file's (bound to ``holder``, :func:`_check_holder`), else
+    ``context.state``'s; ConfigurationError if the budget is another node's or bound to another plan."""
     if path is not None:
         state = read_state(Path(path))  # the file's own checks (0600, owner, no symlink, strict JSON)
         if state is not None:
-            _bound(accountant, state, f"{DP_STATE_FILE} {path}")
-        return PrivacyAccountant(plan, path)
+            _check_holder(state.get("holder"), holder, path)
+            plan = _at_least(plan, recorded_num_clients(state))
+            _bound(PrivacyAccountant(plan, holder=holder), state, f"{DP_STATE_FILE} {path}")
+        return PrivacyAccountant(plan, path, holder=holder)
     record = context.state.get(BUDGET_KEY)
     if record is None:
-        return accountant
+        return PrivacyAccountant(plan)
     if not isinstance(record, ConfigRecord):
         raise ProtocolError("the stored DP budget is malformed")
-    digest, released = record.get("plan"), record.get("released")
-    if not isinstance(digest, bytes) or not isinstance(released, int) or isinstance(released, bool) or released < 0:
+    digest, released, count = record.get("plan"), record.get("released"), record.get("num_clients")
+    if not isinstance(digest, bytes) or not _is_count(released, 0) or not _is_count(count, 1):
         raise ProtocolError("the stored DP budget is malformed")
+    accountant = PrivacyAccountant(_at_least(plan, count))  # count: checked above
     state = accountant.state_dict()
-    state["plan_digest"], state["released"] = digest.hex(), released
+    state["plan_digest"], state["released"], state["num_clients"] = digest.hex(), released, count
     _bound(accountant, state, "this run's")
     return accountant
 
 
+def _check_holder(recorded: object, holder: bytes | None, path: str) -> None:
+    """ConfigurationError if the file names another identity key than this node's ``holder`` (a file
+    with none is taken over; a malformed one is left to the accountant's strict reading)."""
+    if not isinstance(recorded, str) or not _is_hex(recorded) or (holder is not None and recorded == holder.hex()):
+        return
+    mine = "has no identity key" if holder is None else f"has identity key {holder.hex()[:16]}..."
+    raise ConfigurationError(
+        f"{DP_STATE_FILE} {path} is another node's budget: it is bound to identity key {recorded[:16]}..., this "
+        f"node {mine}. Each hospital keeps its own budget file: give this node its own {DP_STATE_FILE} (a file "
+        "copied or swapped between nodes would charge one hospital's contributions to another's budget); "
+        "nothing was charged"
+    )
+
+
+def _is_hex(text: str) -> bool:
+    return bool(text) and all(c in "0123456789abcdef" for c in text)
+
+
+def _is_count(value: object, least: int) -> TypeGuard[int]:
+    return type(value) is int and least <= value <= MAX_NUM_CLIENTS
+
+
+def _at_least(plan: NoisePlan, recorded: int) -> NoisePlan:
+    """``plan`` accounted for the node count its budget recorded, if larger than the round's: a
+    node rebuilds each round's plan with that round's count, which the DP digest leaves out, and
+    the refusal residual counts rounds x n x d coordinates, so a round with fewer nodes than an
+    earlier one must not account the earlier contributions at its smaller count (an over-count
+    instead)."""
+    if recorded > plan.num_clients:
+        return dataclasses.replace(plan, num_clients=recorded)
+    return plan
+
+
 def _bound(accountant: PrivacyAccountant, state: Mapping[str, object], where: str) -> None:
-    """Load ``state`` into ``accountant``; ConfigurationError naming the rule if it is another plan's."""
+    """Load ``state`` into ``accountant``; ConfigurationError naming the rule if it is another plan's,
+    DecodeError naming where the budget is kept if it is malformed."""
     try:
         accountant.load_state_dict(state)
+    except DecodeError as exc:
+        raise DecodeError(f"this node's privacy budget ({where}): {exc}") from exc
     except ConfigurationError as exc:
         raise ConfigurationError(
             f"this node's privacy budget ({where}) is bound to another DP plan, the one it first contributed "
@@ -114,26 +179,30 @@ def _refusal(accountant: PrivacyAccountant, path: str | None) -> BudgetExceededE
     return BudgetExceededError(message)
 
 
-def check_node_budget(context: Context, plan: NoisePlan, path: str | None) -> None:
-    """At setup, before training: refuse a setup under another plan than the budget's
-    (ConfigurationError) or whose contribution would exceed it (BudgetExceededError). Changes nothing."""
-    accountant = _open(context, plan, path)
+def check_node_budget(context: Context, plan: NoisePlan, path: str | None, *, holder: bytes | None = None) -> None:
+    """At setup, before training: refuse a setup under another plan than the budget's, or a state
+    file bound to another identity key than ``holder`` (this node's identity public key, None
+    without one): ConfigurationError; or whose contribution would exceed the budget
+    (BudgetExceededError). Changes nothing."""
+    accountant = _open(context, plan, path, holder)
     if accountant.would_exceed(1):
         raise _refusal(accountant, path)
 
 
-def charge_node_budget(context: Context, plan: NoisePlan, path: str | None) -> None:
+def charge_node_budget(context: Context, plan: NoisePlan, path: str | None, *, holder: bytes | None = None) -> None:
     """Charge one contribution under ``plan``, before it leaves the node (the state file is written
     first, under an exclusive lock of its directory: two processes of one node never both read the
-    old count); refused as :func:`check_node_budget` refuses, recording nothing then."""
+    old count, and records ``holder``); refused as :func:`check_node_budget` refuses, recording
+    nothing then."""
     with _locked(path):
-        accountant = _open(context, plan, path)
+        accountant = _open(context, plan, path, holder)
         if accountant.would_exceed(1):
             raise _refusal(accountant, path)
         accountant.record_round()
     if path is None:
         digest, released = plan.config.digest(plan), accountant.num_releases
-        context.state[BUDGET_KEY] = ConfigRecord({"plan": digest, "released": released})
+        count = accountant.plan.num_clients
+        context.state[BUDGET_KEY] = ConfigRecord({"plan": digest, "released": released, "num_clients": count})
 
 
 @contextlib.contextmanager

@@ -92,7 +92,12 @@ from secagg.integrations.flower.dp import (
     node_encoding,
     node_plan,
 )
-from secagg.integrations.flower.node_budget import charge_node_budget, check_node_budget, node_budget_file
+from secagg.integrations.flower.node_budget import (
+    budget_holder,
+    charge_node_budget,
+    check_node_budget,
+    node_budget_file,
+)
 from secagg.integrations.flower.policy import NodePolicy, paillier_default_colluders
 from secagg.integrations.flower.protocol import (
     ENCRYPT,
@@ -330,7 +335,7 @@ def _encrypt(
     budget_file = node_budget_file(context, settings.dp_state_file)
     if plan is not None:
         settings.policy.check_dp_state_file(budget_file)
-        check_node_budget(context, plan, budget_file)  # this node's own budget, before it trains
+        check_node_budget(context, plan, budget_file, holder=budget_holder(identity))  # before it trains
     table = None if plan is not None else node_table(setup.segments, setup.quantization, settings.policy.max_clip)
     if setup.compression:
         check_entries(setup.compression)
@@ -344,7 +349,7 @@ def _encrypt(
         check_dimension(plan, setup.vector_length, delta.shape[0])  # the model's shape, before the charge
         check_node_weight(plan, setup.quantization, weight)  # its count alone, before any data-dependent refusal
         # Charged to this node's own budget before the noised upload is computed and leaves.
-        charge_node_budget(context, plan, budget_file)
+        charge_node_budget(context, plan, budget_file, holder=budget_holder(identity))
         check_dp_update(plan, delta, weight, slack)  # what weight patients can move it under the bound l2_clip
         # The noise share is added here, on the node, before encryption (exact sampler, OS CSPRNG).
         values = node_encoding(plan, setup.quantization, delta, setup.vector_length, rng, settings.noise_source)
