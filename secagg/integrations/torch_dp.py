@@ -54,9 +54,15 @@ import numpy as np
 from secagg._validate import require_finite, require_int, require_mapping
 from secagg.dp.poisson import poisson_mask
 from secagg.dp.sampler import MAX_SAMPLES
-from secagg.errors import ConfigurationError, ConfigurationTypeError, SecAggError
+from secagg.errors import ConfigurationError, SecAggError
 from secagg.integrations._foreign import foreign_reason
 from secagg.integrations._layout import check_cast
+from secagg.integrations._torch_dp_arguments import (
+    check_step,
+    declared_sizes_of,
+    hospital_triples,
+    positive_denominator,
+)
 from secagg.integrations._torch_dp_model import _trainable_parameters, dp_model_digest
 from secagg.integrations._torch_dtypes import top_of_range
 from secagg.integrations._torch_one_example import LossNotScalarError, refuse_without_values
@@ -182,62 +188,6 @@ def _withheld_reason(client: object, stage: list[str], exc: Exception) -> str:
     return f"its contribution cannot be computed: {foreign_reason(where, exc, logger=LOGGER, hospital=client)}"
 
 
-def _positive_denominator(denominator: object) -> float:
-    """``denominator`` as a positive finite float; ConfigurationError otherwise (before any division)."""
-    value = require_finite("denominator", denominator, 0.0)
-    if not value > 0:
-        raise ConfigurationError(f"the denominator must be positive, got {denominator}")
-    return value
-
-
-def _hospital_triples(hospitals: object) -> list[tuple[int, Tensor, Tensor]]:
-    """``hospitals`` as a list of ``(id, inputs, targets)``; ConfigurationTypeError saying what to pass
-    for anything else (the caller's own argument: raised for everyone, before anything is computed)."""
-    if not isinstance(hospitals, Sequence) or isinstance(hospitals, str | bytes):
-        raise ConfigurationTypeError(
-            f"hospitals must be a list of (id, inputs, targets), one per hospital, got {type(hospitals).__name__}"
-        )
-    triples = []
-    for entry in hospitals:
-        if not isinstance(entry, Sequence) or isinstance(entry, str | bytes) or len(entry) != 3:
-            raise ConfigurationTypeError(
-                f"each hospital must be an (id, inputs, targets) triple, got a {type(entry).__name__}"
-                + (f" of {len(entry)} items" if isinstance(entry, Sequence) else "")
-            )
-        client, inputs, targets = entry
-        triples.append((client, inputs, targets))
-    return triples
-
-
-def _declared_sizes(hospitals: Sequence[tuple[int, Tensor, Tensor]], declared: Mapping[int, int]) -> dict[int, int]:
-    """The declared sizes, each an integer >= 0, with one >= 1 for every hospital of the round
-    (ConfigurationError otherwise, before the round is charged): a hospital declaring 0 patients
-    could leave the released sum's denominator, q times the included hospitals' sizes, at 0."""
-    in_round = [client for client, _, _ in hospitals]
-    missing = sorted(set(in_round) - set(declared))
-    if missing:
-        raise ConfigurationError(f"declared_sizes has no size for hospitals {missing}")
-    sizes = {client: require_int("declared size", size, 0) for client, size in declared.items()}
-    empty = [client for client in in_round if sizes[client] == 0]
-    if empty:
-        raise ConfigurationError(
-            f"hospital {empty[0]!r} has a declared size of 0: a hospital without patients adds only noise to the "
-            "sum and could leave the step's denominator at 0; leave it out of the round"
-        )
-    return sizes
-
-
-def _check_step(learning_rate: object, denominator: object, declared_sizes: object) -> None:
-    """:func:`run_dp_round`'s step arguments, checked before the round is charged (a refusal after it
-    would spend a round's budget for nothing): a finite learning rate and exactly one of a positive
-    finite denominator and ``declared_sizes``."""
-    if (denominator is None) == (declared_sizes is None):
-        raise ConfigurationError("run_dp_round takes exactly one of denominator and declared_sizes")
-    require_finite("learning_rate", learning_rate)
-    if denominator is not None:
-        _positive_denominator(denominator)
-
-
 def apply_dp_step(model: Module, noised_sum: FloatVector, denominator: float, learning_rate: float) -> None:
     """``w <- w - learning_rate * noised_sum / denominator`` on the trainable parameters, in place.
 
@@ -257,7 +207,7 @@ def apply_dp_step(model: Module, noised_sum: FloatVector, denominator: float, le
         raise ConfigurationError(f"the noised sum has shape {noised_sum.shape}, the model {total} parameters")
     if not np.isfinite(noised_sum).all():
         raise ConfigurationError("the noised sum contains NaN or infinite values")
-    factor = require_finite("learning_rate", learning_rate) / _positive_denominator(denominator)
+    factor = require_finite("learning_rate", learning_rate) / positive_denominator(denominator)
     step = torch.from_numpy(noised_sum.astype(np.float64) * factor)
     updated = []
     offset = 0
@@ -341,8 +291,8 @@ def run_dp_round(
 
     if not isinstance(aggregator, DPAggregator):
         raise ConfigurationError("run_dp_round needs a DP aggregator: make_aggregator(name, dp=..., dimension=...)")
-    _check_step(learning_rate, denominator, declared_sizes)
-    hospitals = _hospital_triples(hospitals)
+    check_step(learning_rate, denominator, declared_sizes)
+    hospitals = hospital_triples(hospitals)
     require_loss(loss_fn)  # the caller's own: not callable, every hospital would be withheld alike
     trainable = sum(int(p.numel()) for _, p in _trainable_parameters(model))  # refuses a non-module
     refuse_batch_mixing(model)  # the caller's own global model: every hospital would fail alike
@@ -353,7 +303,7 @@ def run_dp_round(
             f"make_aggregator(..., dimension={trainable})"
         )
     if declared_sizes is not None:
-        sizes = _declared_sizes(hospitals, declared_sizes)
+        sizes = declared_sizes_of(hospitals, declared_sizes)
     given = {} if trained_from is None else dict(require_mapping("trained_from", trained_from))
     outside = sorted(set(given) - {client for client, _, _ in hospitals}, key=repr)
     if outside:
