@@ -38,9 +38,11 @@ _LONGEST_LAYER = 160
 
 
 class LossNotScalarError(ConfigurationError):
-    """``loss_fn`` returned something other than a scalar float tensor on a batch of one: the
-    caller's loss, not a hospital's data, so :func:`~secagg.integrations.torch_dp.run_dp_round`
-    raises it for the round (every hospital would be withheld alike) instead of withholding one."""
+    """``loss_fn`` returned something other than a scalar float tensor on a batch of one. Usually
+    the caller's loss (``reduction='none'``), but what it returns can depend on a hospital's data
+    or copy (complex features through a model that keeps its input's dtype), so
+    :func:`~secagg.integrations.torch_dp.run_dp_round` withholds such a hospital and raises this
+    for the round, uncharged, only when no hospital's loss returned a scalar."""
 
 
 def refuse_without_values(model: Module) -> None:

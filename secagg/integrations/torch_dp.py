@@ -84,6 +84,7 @@ if TYPE_CHECKING:
     from torch.nn import Module
 
     from fl_core.aggregators.base import AggregationResult, Aggregator, ClientUpdate, DropoutStage
+    from fl_core.dp import DPAggregator
     from secagg.dp import DPConfig, RandomSource
 
 __all__ = [
@@ -130,7 +131,7 @@ def dp_update(
     another model (or one training another set of parameters, in another mode, or declaring another
     loss), or under another DP configuration than the aggregator's (another clip or sampling rate
     than the noise is sized for), is refused (``result.refused``)."""
-    return _staged_update(client_id, model, loss_fn, inputs, targets, dp, source, [], loss_name)
+    return _staged_update(client_id, model, loss_fn, inputs, targets, dp, source, [], loss_name)[0]
 
 
 _SAMPLE, _COPY, _GRADIENTS = (
@@ -151,9 +152,10 @@ def _staged_update(
     source: RandomSource | None,
     stage: list[str],
     loss_name: str | None = None,
-) -> ClientUpdate:
+) -> tuple[ClientUpdate, int]:
     """:func:`dp_update`, appending to ``stage`` each stage as it starts (its sample, its copy's
-    digest, its gradients), so that a failure can be named by the stage it ended."""
+    digest, its gradients), so that a failure can be named by the stage it ended; with the number
+    of rows sampled (0: the loss never ran)."""
     from fl_core.aggregators.base import ClientUpdate  # noqa: PLC0415 (fl_core is optional here)
 
     stage.append(_SAMPLE)
@@ -169,7 +171,8 @@ def _staged_update(
     stage.append(_GRADIENTS)
     contribution = clipped_gradient_sum(model, loss_fn, *sampled, dp.l2_clip)
     samples = max(1, int(inputs.shape[0]))
-    return ClientUpdate(client_id, contribution, samples, model_digest=digest, dp_digest=dp.digest())
+    update = ClientUpdate(client_id, contribution, samples, model_digest=digest, dp_digest=dp.digest())
+    return update, int(sampled[0].shape[0])
 
 
 def _withheld_reason(client: object, stage: list[str], exc: Exception) -> str:
@@ -227,6 +230,49 @@ def apply_dp_step(model: Module, noised_sum: FloatVector, denominator: float, le
             write_into(torch, p, new)
 
 
+def _contributions(
+    hospitals: Sequence[tuple[int, Tensor, Tensor]],
+    model: Module,
+    given: Mapping[int, Module],
+    loss_fn: LossFn,
+    aggregator: DPAggregator,
+    loss_name: str | None,
+    digest: bytes,
+) -> tuple[list[ClientUpdate], list[tuple[int, str]]]:
+    """:func:`run_dp_round`'s contributions, one per hospital (a stand-in of zeros, never sent, for
+    each withheld one), and the withheld hospitals with their reasons.
+
+    Raises what is the caller's own: a MemoryError, a failure of the noise source, and a
+    :class:`LossNotScalarError` when the loss returned a scalar at no hospital (a hospital whose
+    data or copy alone makes it return none is withheld, as any other of its failures)."""
+    from fl_core.aggregators.base import ClientUpdate  # noqa: PLC0415 (fl_core is optional here)
+
+    updates, withheld, not_scalar = [], [], []
+    scalar_seen = False  # some hospital's loss returned a scalar: one returning none is that hospital's
+    for client, x, y in hospitals:
+        stage: list[str] = []
+        try:  # a contribution that cannot be computed (its copy or data raise) is this hospital's alone
+            copy = given.get(client, model)
+            source = aggregator.quantizer.noise_source  # the sample is a secret, as the noise is
+            update, sampled = _staged_update(client, copy, loss_fn, x, y, aggregator.config, source, stage, loss_name)
+            updates.append(update)
+            scalar_seen = scalar_seen or sampled > 0
+            continue
+        except MemoryError:
+            raise  # the aggregating party's own resources, not this hospital's fault
+        except Exception as exc:  # a library or foreign error from its copy or data is its alone
+            if stage[-1:] == [_SOURCE]:
+                raise  # the noise source every sample and the noise are drawn from: the caller's own
+            if isinstance(exc, LossNotScalarError):
+                not_scalar.append(exc)  # its data's or copy's, unless no hospital's loss returns a scalar
+            reason = _withheld_reason(client, stage, exc)
+        withheld.append((client, reason))
+        updates.append(ClientUpdate(client, np.zeros(aggregator.plan.dimension), 1, model_digest=digest))
+    if not_scalar and not scalar_seen:
+        raise not_scalar[0]  # the caller's own loss_fn: it returned a scalar at no hospital
+    return updates, withheld
+
+
 def run_dp_round(
     model: Module,
     hospitals: Sequence[tuple[int, Tensor, Tensor]],
@@ -262,8 +308,11 @@ def run_dp_round(
     ``loss_fn`` that is not callable (ConfigurationTypeError), and a ``model`` with a layer
     per-sample gradients cannot go through (BatchNorm, an InstanceNorm tracking running statistics
     or a dropout of p > 0, in training mode; an RReLU: ConfigurationError naming it), a ``model`` on
-    the meta device, and a ``loss_fn`` that returns no scalar float tensor on a batch of one (found at
-    the first hospital computed: every hospital would be withheld alike).
+    the meta device, and a ``loss_fn`` that returns no scalar float tensor on a batch of one at every
+    hospital it runs for (:class:`LossNotScalarError`, raised after the contributions are computed, the
+    round uncharged). What the loss returns can depend on a hospital's data or copy (complex features
+    through a model that keeps its input's dtype), so while it returns a scalar at some hospital, a
+    hospital at which it returns none is withheld with that reason, as for any failure of its own.
 
     The round binds ``model``'s :func:`dp_model_digest` (buffers, the trainable parameters' names,
     every module's class, settings (``extra_repr`` and plain attributes), non-persistent buffers,
@@ -285,7 +334,7 @@ def run_dp_round(
     noise source that fails while a sample is drawn from it (the caller's own, as when it draws the
     noise: a source returning fewer bytes than asked is a ConfigurationError).
     """
-    from fl_core.aggregators.base import ClientUpdate, DropoutStage, with_withheld  # noqa: PLC0415
+    from fl_core.aggregators.base import DropoutStage, with_withheld  # noqa: PLC0415
     from fl_core.dp import DPAggregator  # noqa: PLC0415 (fl_core is optional here)
     from fl_core.dp_training import public_denominator  # noqa: PLC0415
 
@@ -310,28 +359,10 @@ def run_dp_round(
         raise ConfigurationError(f"trained_from names hospital {outside[0]!r}, which is not in the round")
     refuse_without_values(model)  # the caller's own global model on the meta device: nothing to compute at
     digest = dp_model_digest(model, loss_name=loss_name)  # the caller's own global model: its failure raises
-    stages, withheld = dict(require_mapping("dropouts", dropouts) if dropouts is not None else {}), []
-    updates = []
-    for client, x, y in hospitals:
-        stage: list[str] = []
-        try:  # a contribution that cannot be computed (its copy or data raise) is this hospital's alone
-            copy = given.get(client, model)
-            source = aggregator.quantizer.noise_source  # the sample is a secret, as the noise is
-            updates.append(_staged_update(client, copy, loss_fn, x, y, aggregator.config, source, stage, loss_name))
-            continue
-        except MemoryError:
-            raise  # the aggregating party's own resources, not this hospital's fault
-        except LossNotScalarError:
-            raise  # the caller's own loss_fn returned no scalar: every hospital would be withheld alike
-        except Exception as exc:  # a library or foreign error from its copy or data is its alone
-            if stage[-1:] == [_SOURCE]:
-                raise  # the noise source every sample and the noise are drawn from: the caller's own
-            reason = _withheld_reason(client, stage, exc)
-        # Withheld at UPLOAD before the round is charged (DPAggregator counts the uploaders only);
-        # a stand-in of zeros keeps the round's shape and is never sent.
-        withheld.append((client, reason))
+    stages = dict(require_mapping("dropouts", dropouts) if dropouts is not None else {})
+    updates, withheld = _contributions(hospitals, model, given, loss_fn, aggregator, loss_name, digest)
+    for client, _ in withheld:  # withheld at UPLOAD before the round is charged (DPAggregator counts uploaders)
         stages[client] = min(stages.get(client, DropoutStage.UPLOAD), DropoutStage.UPLOAD)
-        updates.append(ClientUpdate(client, np.zeros(aggregator.plan.dimension), 1, model_digest=digest))
     result = aggregator.aggregate(updates, stages if withheld else dropouts, rng=rng, model_digest=digest)
     result = with_withheld(result, withheld)
     if result.mean is not None:
