@@ -6,9 +6,11 @@ batch's first example.
 Embedding takes integer features, a Linear float ones of its width, a custom forward anything), and
 what a loss takes is the loss's: a list of special cases (the first Linear's ``in_features``, a float
 dtype for the inputs) would refuse good models and miss every other mistake. So the model and the
-loss run once on the first example, outside ``torch.func.vmap`` and on copies of the parameters and
-buffers (the model keeps its values), and a failure there is re-raised as a ConfigurationError naming
-which of the two failed and on what: the example's shapes and dtypes, the model's parameters' dtypes
+loss run once on the first example, outside ``torch.func.vmap`` and on copies of the example, the
+parameters and the buffers (the model keeps its values, and the per-sample computation after it reads
+the example as it was, even when the forward pass writes into its input; the model's forward hooks
+run once more), and a failure there is re-raised as a ConfigurationError naming which of the two
+failed and on what: the example's shapes and dtypes, the model's parameters' dtypes
 and devices and its first layer; torch's error is chained (``raise ... from``), so the caller's
 traceback shows it, but the library's text never carries it: in :func:`~secagg.integrations.torch_dp.run_dp_round`
 the text is a withheld hospital's reason, reported to the server, and torch's text can carry the
@@ -36,9 +38,11 @@ _LONGEST_LAYER = 160
 
 
 class LossNotScalarError(ConfigurationError):
-    """``loss_fn`` returned something other than a scalar float tensor on a batch of one: the
-    caller's loss, not a hospital's data, so :func:`~secagg.integrations.torch_dp.run_dp_round`
-    raises it for the round (every hospital would be withheld alike) instead of withholding one."""
+    """``loss_fn`` returned something other than a scalar float tensor on a batch of one. Usually
+    the caller's loss (``reduction='none'``), but what it returns can depend on a hospital's data
+    or copy (complex features through a model that keeps its input's dtype), so
+    :func:`~secagg.integrations.torch_dp.run_dp_round` withholds such a hospital and raises this
+    for the round, uncharged, only when no hospital's loss returned a scalar."""
 
 
 def refuse_without_values(model: Module) -> None:
@@ -107,7 +111,9 @@ def check_one_example(
     Raises ConfigurationError, chained from the foreign error, when the forward pass or the loss
     fails (naming which, with the example's shapes and dtypes and the model's side), and
     :class:`LossNotScalarError` when the loss returns anything but a 0-dimensional float tensor."""
-    x, y = inputs[:1], targets[:1]
+    # Copies, not views: a forward pass (or loss) that writes into its input in place would otherwise
+    # write into the first example before the per-sample computation reads it.
+    x, y = inputs[:1].clone(), targets[:1].clone()
     copies = ({n: p.clone() for n, p in params.items()}, {n: b.clone() for n, b in buffers.items()})
     try:
         output = func.functional_call(model, copies, (x,))

@@ -34,7 +34,7 @@ kernels) are exact up to 2^53 in magnitude; larger values are refused, as are
 dtypes a float64 cannot hold (``longdouble``, strings, objects), with a
 :class:`~secagg.errors.ConfigurationError` naming the weight. These dtype rules are in
 :mod:`secagg.integrations._keras_dtypes`. A model with a ``keras.layers.TorchModuleWrapper``
-(torch backend) whose PyTorch module has buffers or extra state (``get_extra_state``) is refused
+(torch backend) whose PyTorch module has buffers (persistent or not) or extra state (``get_extra_state``) is refused
 by every function that reads a model's weights, naming the layer and which of the two: neither is a
 Keras weight, so they would be summed and bound by nobody (:mod:`secagg.integrations._keras_torch`;
 for buffers, use the PyTorch adapter; extra state, no tensor, no adapter sums).

@@ -54,9 +54,15 @@ import numpy as np
 from secagg._validate import require_finite, require_int, require_mapping
 from secagg.dp.poisson import poisson_mask
 from secagg.dp.sampler import MAX_SAMPLES
-from secagg.errors import ConfigurationError, ConfigurationTypeError, SecAggError
+from secagg.errors import ConfigurationError, SecAggError
 from secagg.integrations._foreign import foreign_reason
 from secagg.integrations._layout import check_cast
+from secagg.integrations._torch_dp_arguments import (
+    check_step,
+    declared_sizes_of,
+    hospital_triples,
+    positive_denominator,
+)
 from secagg.integrations._torch_dp_model import _trainable_parameters, dp_model_digest
 from secagg.integrations._torch_dtypes import top_of_range
 from secagg.integrations._torch_one_example import LossNotScalarError, refuse_without_values
@@ -78,6 +84,7 @@ if TYPE_CHECKING:
     from torch.nn import Module
 
     from fl_core.aggregators.base import AggregationResult, Aggregator, ClientUpdate, DropoutStage
+    from fl_core.dp import DPAggregator
     from secagg.dp import DPConfig, RandomSource
 
 __all__ = [
@@ -124,7 +131,7 @@ def dp_update(
     another model (or one training another set of parameters, in another mode, or declaring another
     loss), or under another DP configuration than the aggregator's (another clip or sampling rate
     than the noise is sized for), is refused (``result.refused``)."""
-    return _staged_update(client_id, model, loss_fn, inputs, targets, dp, source, [], loss_name)
+    return _staged_update(client_id, model, loss_fn, inputs, targets, dp, source, [], loss_name)[0]
 
 
 _SAMPLE, _COPY, _GRADIENTS = (
@@ -145,9 +152,10 @@ def _staged_update(
     source: RandomSource | None,
     stage: list[str],
     loss_name: str | None = None,
-) -> ClientUpdate:
+) -> tuple[ClientUpdate, int]:
     """:func:`dp_update`, appending to ``stage`` each stage as it starts (its sample, its copy's
-    digest, its gradients), so that a failure can be named by the stage it ended."""
+    digest, its gradients), so that a failure can be named by the stage it ended; with the number
+    of rows sampled (0: the loss never ran)."""
     from fl_core.aggregators.base import ClientUpdate  # noqa: PLC0415 (fl_core is optional here)
 
     stage.append(_SAMPLE)
@@ -163,7 +171,8 @@ def _staged_update(
     stage.append(_GRADIENTS)
     contribution = clipped_gradient_sum(model, loss_fn, *sampled, dp.l2_clip)
     samples = max(1, int(inputs.shape[0]))
-    return ClientUpdate(client_id, contribution, samples, model_digest=digest, dp_digest=dp.digest())
+    update = ClientUpdate(client_id, contribution, samples, model_digest=digest, dp_digest=dp.digest())
+    return update, int(sampled[0].shape[0])
 
 
 def _withheld_reason(client: object, stage: list[str], exc: Exception) -> str:
@@ -180,62 +189,6 @@ def _withheld_reason(client: object, stage: list[str], exc: Exception) -> str:
         return f"its contribution cannot be computed: {exc}"
     where = stage[-1] if stage else "computing it"
     return f"its contribution cannot be computed: {foreign_reason(where, exc, logger=LOGGER, hospital=client)}"
-
-
-def _positive_denominator(denominator: object) -> float:
-    """``denominator`` as a positive finite float; ConfigurationError otherwise (before any division)."""
-    value = require_finite("denominator", denominator, 0.0)
-    if not value > 0:
-        raise ConfigurationError(f"the denominator must be positive, got {denominator}")
-    return value
-
-
-def _hospital_triples(hospitals: object) -> list[tuple[int, Tensor, Tensor]]:
-    """``hospitals`` as a list of ``(id, inputs, targets)``; ConfigurationTypeError saying what to pass
-    for anything else (the caller's own argument: raised for everyone, before anything is computed)."""
-    if not isinstance(hospitals, Sequence) or isinstance(hospitals, str | bytes):
-        raise ConfigurationTypeError(
-            f"hospitals must be a list of (id, inputs, targets), one per hospital, got {type(hospitals).__name__}"
-        )
-    triples = []
-    for entry in hospitals:
-        if not isinstance(entry, Sequence) or isinstance(entry, str | bytes) or len(entry) != 3:
-            raise ConfigurationTypeError(
-                f"each hospital must be an (id, inputs, targets) triple, got a {type(entry).__name__}"
-                + (f" of {len(entry)} items" if isinstance(entry, Sequence) else "")
-            )
-        client, inputs, targets = entry
-        triples.append((client, inputs, targets))
-    return triples
-
-
-def _declared_sizes(hospitals: Sequence[tuple[int, Tensor, Tensor]], declared: Mapping[int, int]) -> dict[int, int]:
-    """The declared sizes, each an integer >= 0, with one >= 1 for every hospital of the round
-    (ConfigurationError otherwise, before the round is charged): a hospital declaring 0 patients
-    could leave the released sum's denominator, q times the included hospitals' sizes, at 0."""
-    in_round = [client for client, _, _ in hospitals]
-    missing = sorted(set(in_round) - set(declared))
-    if missing:
-        raise ConfigurationError(f"declared_sizes has no size for hospitals {missing}")
-    sizes = {client: require_int("declared size", size, 0) for client, size in declared.items()}
-    empty = [client for client in in_round if sizes[client] == 0]
-    if empty:
-        raise ConfigurationError(
-            f"hospital {empty[0]!r} has a declared size of 0: a hospital without patients adds only noise to the "
-            "sum and could leave the step's denominator at 0; leave it out of the round"
-        )
-    return sizes
-
-
-def _check_step(learning_rate: object, denominator: object, declared_sizes: object) -> None:
-    """:func:`run_dp_round`'s step arguments, checked before the round is charged (a refusal after it
-    would spend a round's budget for nothing): a finite learning rate and exactly one of a positive
-    finite denominator and ``declared_sizes``."""
-    if (denominator is None) == (declared_sizes is None):
-        raise ConfigurationError("run_dp_round takes exactly one of denominator and declared_sizes")
-    require_finite("learning_rate", learning_rate)
-    if denominator is not None:
-        _positive_denominator(denominator)
 
 
 def apply_dp_step(model: Module, noised_sum: FloatVector, denominator: float, learning_rate: float) -> None:
@@ -257,7 +210,7 @@ def apply_dp_step(model: Module, noised_sum: FloatVector, denominator: float, le
         raise ConfigurationError(f"the noised sum has shape {noised_sum.shape}, the model {total} parameters")
     if not np.isfinite(noised_sum).all():
         raise ConfigurationError("the noised sum contains NaN or infinite values")
-    factor = require_finite("learning_rate", learning_rate) / _positive_denominator(denominator)
+    factor = require_finite("learning_rate", learning_rate) / positive_denominator(denominator)
     step = torch.from_numpy(noised_sum.astype(np.float64) * factor)
     updated = []
     offset = 0
@@ -275,6 +228,49 @@ def apply_dp_step(model: Module, noised_sum: FloatVector, denominator: float, le
             offset += p.numel()
         for p, new in updated:
             write_into(torch, p, new)
+
+
+def _contributions(
+    hospitals: Sequence[tuple[int, Tensor, Tensor]],
+    model: Module,
+    given: Mapping[int, Module],
+    loss_fn: LossFn,
+    aggregator: DPAggregator,
+    loss_name: str | None,
+    digest: bytes,
+) -> tuple[list[ClientUpdate], list[tuple[int, str]]]:
+    """:func:`run_dp_round`'s contributions, one per hospital (a stand-in of zeros, never sent, for
+    each withheld one), and the withheld hospitals with their reasons.
+
+    Raises what is the caller's own: a MemoryError, a failure of the noise source, and a
+    :class:`LossNotScalarError` when the loss returned a scalar at no hospital (a hospital whose
+    data or copy alone makes it return none is withheld, as any other of its failures)."""
+    from fl_core.aggregators.base import ClientUpdate  # noqa: PLC0415 (fl_core is optional here)
+
+    updates, withheld, not_scalar = [], [], []
+    scalar_seen = False  # some hospital's loss returned a scalar: one returning none is that hospital's
+    for client, x, y in hospitals:
+        stage: list[str] = []
+        try:  # a contribution that cannot be computed (its copy or data raise) is this hospital's alone
+            copy = given.get(client, model)
+            source = aggregator.quantizer.noise_source  # the sample is a secret, as the noise is
+            update, sampled = _staged_update(client, copy, loss_fn, x, y, aggregator.config, source, stage, loss_name)
+            updates.append(update)
+            scalar_seen = scalar_seen or sampled > 0
+            continue
+        except MemoryError:
+            raise  # the aggregating party's own resources, not this hospital's fault
+        except Exception as exc:  # a library or foreign error from its copy or data is its alone
+            if stage[-1:] == [_SOURCE]:
+                raise  # the noise source every sample and the noise are drawn from: the caller's own
+            if isinstance(exc, LossNotScalarError):
+                not_scalar.append(exc)  # its data's or copy's, unless no hospital's loss returns a scalar
+            reason = _withheld_reason(client, stage, exc)
+        withheld.append((client, reason))
+        updates.append(ClientUpdate(client, np.zeros(aggregator.plan.dimension), 1, model_digest=digest))
+    if not_scalar and not scalar_seen:
+        raise not_scalar[0]  # the caller's own loss_fn: it returned a scalar at no hospital
+    return updates, withheld
 
 
 def run_dp_round(
@@ -312,8 +308,11 @@ def run_dp_round(
     ``loss_fn`` that is not callable (ConfigurationTypeError), and a ``model`` with a layer
     per-sample gradients cannot go through (BatchNorm, an InstanceNorm tracking running statistics
     or a dropout of p > 0, in training mode; an RReLU: ConfigurationError naming it), a ``model`` on
-    the meta device, and a ``loss_fn`` that returns no scalar float tensor on a batch of one (found at
-    the first hospital computed: every hospital would be withheld alike).
+    the meta device, and a ``loss_fn`` that returns no scalar float tensor on a batch of one at every
+    hospital it runs for (:class:`LossNotScalarError`, raised after the contributions are computed, the
+    round uncharged). What the loss returns can depend on a hospital's data or copy (complex features
+    through a model that keeps its input's dtype), so while it returns a scalar at some hospital, a
+    hospital at which it returns none is withheld with that reason, as for any failure of its own.
 
     The round binds ``model``'s :func:`dp_model_digest` (buffers, the trainable parameters' names,
     every module's class, settings (``extra_repr`` and plain attributes), non-persistent buffers,
@@ -335,14 +334,14 @@ def run_dp_round(
     noise source that fails while a sample is drawn from it (the caller's own, as when it draws the
     noise: a source returning fewer bytes than asked is a ConfigurationError).
     """
-    from fl_core.aggregators.base import ClientUpdate, DropoutStage, with_withheld  # noqa: PLC0415
+    from fl_core.aggregators.base import DropoutStage, with_withheld  # noqa: PLC0415
     from fl_core.dp import DPAggregator  # noqa: PLC0415 (fl_core is optional here)
     from fl_core.dp_training import public_denominator  # noqa: PLC0415
 
     if not isinstance(aggregator, DPAggregator):
         raise ConfigurationError("run_dp_round needs a DP aggregator: make_aggregator(name, dp=..., dimension=...)")
-    _check_step(learning_rate, denominator, declared_sizes)
-    hospitals = _hospital_triples(hospitals)
+    check_step(learning_rate, denominator, declared_sizes)
+    hospitals = hospital_triples(hospitals)
     require_loss(loss_fn)  # the caller's own: not callable, every hospital would be withheld alike
     trainable = sum(int(p.numel()) for _, p in _trainable_parameters(model))  # refuses a non-module
     refuse_batch_mixing(model)  # the caller's own global model: every hospital would fail alike
@@ -353,35 +352,17 @@ def run_dp_round(
             f"make_aggregator(..., dimension={trainable})"
         )
     if declared_sizes is not None:
-        sizes = _declared_sizes(hospitals, declared_sizes)
+        sizes = declared_sizes_of(hospitals, declared_sizes)
     given = {} if trained_from is None else dict(require_mapping("trained_from", trained_from))
     outside = sorted(set(given) - {client for client, _, _ in hospitals}, key=repr)
     if outside:
         raise ConfigurationError(f"trained_from names hospital {outside[0]!r}, which is not in the round")
     refuse_without_values(model)  # the caller's own global model on the meta device: nothing to compute at
     digest = dp_model_digest(model, loss_name=loss_name)  # the caller's own global model: its failure raises
-    stages, withheld = dict(require_mapping("dropouts", dropouts) if dropouts is not None else {}), []
-    updates = []
-    for client, x, y in hospitals:
-        stage: list[str] = []
-        try:  # a contribution that cannot be computed (its copy or data raise) is this hospital's alone
-            copy = given.get(client, model)
-            source = aggregator.quantizer.noise_source  # the sample is a secret, as the noise is
-            updates.append(_staged_update(client, copy, loss_fn, x, y, aggregator.config, source, stage, loss_name))
-            continue
-        except MemoryError:
-            raise  # the aggregating party's own resources, not this hospital's fault
-        except LossNotScalarError:
-            raise  # the caller's own loss_fn returned no scalar: every hospital would be withheld alike
-        except Exception as exc:  # a library or foreign error from its copy or data is its alone
-            if stage[-1:] == [_SOURCE]:
-                raise  # the noise source every sample and the noise are drawn from: the caller's own
-            reason = _withheld_reason(client, stage, exc)
-        # Withheld at UPLOAD before the round is charged (DPAggregator counts the uploaders only);
-        # a stand-in of zeros keeps the round's shape and is never sent.
-        withheld.append((client, reason))
+    stages = dict(require_mapping("dropouts", dropouts) if dropouts is not None else {})
+    updates, withheld = _contributions(hospitals, model, given, loss_fn, aggregator, loss_name, digest)
+    for client, _ in withheld:  # withheld at UPLOAD before the round is charged (DPAggregator counts uploaders)
         stages[client] = min(stages.get(client, DropoutStage.UPLOAD), DropoutStage.UPLOAD)
-        updates.append(ClientUpdate(client, np.zeros(aggregator.plan.dimension), 1, model_digest=digest))
     result = aggregator.aggregate(updates, stages if withheld else dropouts, rng=rng, model_digest=digest)
     result = with_withheld(result, withheld)
     if result.mean is not None:

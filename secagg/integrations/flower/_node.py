@@ -157,19 +157,27 @@ class NodeSettings:
         ``policy.require_dp`` every other message is refused too, unless its category's opt-in
         (:data:`PLAIN_REPLY_FLAGS`) is set: its reply (say, the loss and accuracy on this node's
         patients of a model the server chose, which can single out one patient) would leave
-        un-noised and charged to no budget. Without ``require_dp`` they go to the app, as the
-        node promised no DP.
+        un-noised and charged to no budget. A category without an opt-in (Flower's legacy
+        ``get_parameters``, whose reply is the client's model as it holds it, and
+        ``get_properties``) is always refused under ``require_dp``. Without ``require_dp`` they go
+        to the app, as the node promised no DP.
         """
         if category == MessageType.TRAIN:
             return None if self.allow_plain_train else "refusing to train outside a secure round"
         flag = PLAIN_REPLY_FLAGS.get(category)
         if not self.policy.require_dp or (flag is not None and getattr(self, flag)):
             return None
-        opt_in = "" if flag is None else f"; the mod's {flag}=True opts in to answering them anyway"
+        if flag is None:  # Flower's legacy get_parameters / get_properties (a client_fn app), or another
+            return (
+                f"policy require_dp=True refuses to answer {category} messages outside a secure round: their "
+                "replies (a legacy client's parameters, its model as it holds it, or its properties) would leave "
+                "un-noised and uncharged, and no mod argument opts in to them (only evaluate and query messages "
+                "have one); give the strategy its initial parameters on the server"
+            )
         return (
             f"policy require_dp=True refuses to answer {category} messages outside a secure round: their replies, "
             f"computed on this node's patients from a model the server chose, would leave un-noised and "
-            f"uncharged{opt_in}"
+            f"uncharged; the mod's {flag}=True opts in to answering them anyway"
         )
 
     def rounding_rng(self) -> np.random.Generator:
