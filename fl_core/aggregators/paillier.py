@@ -27,6 +27,7 @@ layout, limbs, default t and min_contributors, honest floor) is in
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import time
 import warnings
@@ -220,8 +221,15 @@ class PaillierAggregator:
 
     @property
     def guarantee(self) -> Guarantee:
-        """What a full round (every hospital uploads) guarantees, computed from t and min_contributors."""
-        return paillier_guarantee(self.material.public, self.material.public.num_parties, self.min_contributors)
+        """What a full round (every hospital uploads) guarantees; a smaller round's: :meth:`round_guarantee`."""
+        return self.round_guarantee(self.material.public.num_parties)
+
+    def round_guarantee(self, num_clients: int) -> Guarantee:
+        """A round of ``num_clients`` hospitals' guarantee: its session's (``min_contributors`` capped at n,
+        :attr:`secagg.paillier.SessionParameters.guarantee`). A round that releases a sum has ``min_contributors``
+        uploads, so c is the full roster's; d is smaller. ConfigurationError beyond the key shares."""
+        num_clients = require_int("num_clients", num_clients, 1, self.material.public.num_parties)
+        return paillier_guarantee(self.material.public, num_clients, min(self.min_contributors, num_clients))
 
     def honest_floor(self, num_clients: int, vector_length: int) -> int:
         """The largest h a round of ``num_clients`` hospitals supports: its ``min_contributors`` less
@@ -345,7 +353,8 @@ class PaillierAggregator:
         digests, errors, bytes_sent = self.hospitals.upload(params, server, uploads)
 
         def skip(reason: str) -> AggregationResult:
-            return skipped(reason, bytes_sent / len(updates), time.perf_counter() - start, models.refused, errors)
+            result = skipped(reason, bytes_sent / len(updates), time.perf_counter() - start, models.refused, errors)
+            return dataclasses.replace(result, guarantee=params.guarantee)
 
         accepted = sorted(server.included)
         if len(accepted) < params.min_contributors:
@@ -379,6 +388,7 @@ class PaillierAggregator:
             clipping=decoded.clipping,
             refused=models.refused,
             errors=errors,
+            guarantee=params.guarantee,
         )
 
     def close(self) -> None:
