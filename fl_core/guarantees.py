@@ -15,11 +15,16 @@ assumed from the full roster's:
   weakest it recorded (:attr:`fl_core.fedavg.FedAvgResult.guarantee`, :func:`weakest`);
 - :func:`sampled_guarantee` states it before a run, from the count FedAvg samples.
 
+A Paillier round's d is at most n - t, since only its own hospitals decrypt its sum
+(:func:`fl_core.aggregators.paillier_layout.round_guarantee`), and a round too small ever to be
+decrypted has no guarantee (``round_guarantee`` refuses it; :func:`fl_core.fedavg.run_fedavg` refuses a
+``client_fraction`` whose rounds are that small before any training, as masking's below three clients).
+
 Dropouts before the protocol (a hospital silent from the first message, or refused for its model)
 do not make a round's session smaller: they are its dropouts, counted against the guarantee's d.
 No declared floor is applied here: a fraction of colluders (masking's ``corrupt_fraction``) scales
 with n by construction, and Paillier's declared ``colluders`` bounds every round that releases a sum
-(a round runs only with ``min_contributors`` uploads, which with t fixes c, :func:`round_guarantee`).
+(a round releases a sum only with ``min_contributors`` uploads, which with t fixes its c).
 """
 
 from __future__ import annotations

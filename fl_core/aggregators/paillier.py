@@ -55,6 +55,7 @@ from fl_core.aggregators.paillier_layout import (
     join_limbs,
     packing_layout,
     paillier_shape,
+    round_guarantee,
     split_limbs,
     supported_honest,
     value_bits,
@@ -75,7 +76,6 @@ from secagg.paillier import (
 )
 from secagg.paillier.keys import MAX_KEY_BITS, key_policy
 from secagg.paillier.parameters import check_declared_colluders, check_decryption_majority
-from secagg.paillier.protocol import paillier_guarantee
 from secagg.primitives.randomness import RandomBytes, system_random
 from secagg.segments import SegmentTable
 
@@ -225,11 +225,11 @@ class PaillierAggregator:
         return self.round_guarantee(self.material.public.num_parties)
 
     def round_guarantee(self, num_clients: int) -> Guarantee:
-        """A round of ``num_clients`` hospitals' guarantee: its session's (``min_contributors`` capped at n,
-        :attr:`secagg.paillier.SessionParameters.guarantee`). A round that releases a sum has ``min_contributors``
-        uploads, so c is the full roster's; d is smaller. ConfigurationError beyond the key shares."""
-        num_clients = require_int("num_clients", num_clients, 1, self.material.public.num_parties)
-        return paillier_guarantee(self.material.public, num_clients, min(self.min_contributors, num_clients))
+        """A round of ``num_clients`` hospitals' guarantee (:func:`~.paillier_layout.round_guarantee`)."""
+        public = self.material.public
+        num_clients = require_int("num_clients", num_clients, 1, public.num_parties)
+        return round_guarantee(public.num_parties, public.threshold, self.min_contributors, num_clients,
+                               public.key.key_bits)  # fmt: skip
 
     def honest_floor(self, num_clients: int, vector_length: int) -> int:
         """The largest h a round of ``num_clients`` hospitals supports: its ``min_contributors`` less
@@ -352,9 +352,13 @@ class PaillierAggregator:
         uploads = {c: split_limbs(encodings[c]) if self.split else encodings[c] for c in sent}
         digests, errors, bytes_sent = self.hospitals.upload(params, server, uploads)
 
+        # The session's guarantee; none for a round too small ever to decrypt (it is skipped below).
+        completes = len(ids) >= max(self.min_contributors, self.material.public.threshold)
+        guarantee = self.round_guarantee(len(ids)) if completes else None
+
         def skip(reason: str) -> AggregationResult:
             result = skipped(reason, bytes_sent / len(updates), time.perf_counter() - start, models.refused, errors)
-            return dataclasses.replace(result, guarantee=params.guarantee)
+            return dataclasses.replace(result, guarantee=guarantee)
 
         accepted = sorted(server.included)
         if len(accepted) < params.min_contributors:
@@ -388,7 +392,7 @@ class PaillierAggregator:
             clipping=decoded.clipping,
             refused=models.refused,
             errors=errors,
-            guarantee=params.guarantee,
+            guarantee=guarantee,
         )
 
     def close(self) -> None:

@@ -205,3 +205,50 @@ def test_torch_aggregate_models_over_a_subset_states_the_subsets_session() -> No
     )  # fmt: skip
     assert outcome.result.mean is not None and len(outcome.result.included) == 5
     assert outcome.result.guarantee == _protocol("complete", 6, "active") != aggregator.guarantee  # type: ignore[attr-defined]
+
+
+def _paillier_3_of_5() -> Any:
+    """5 hospitals, a 3-of-5 key and min_contributors 2: fewer uploads than t are enough to be summed,
+    but only t of the round's own hospitals decrypt it."""
+    with pytest.warns(UserWarning, match="NOT secure"):
+        return make_aggregator(
+            "paillier", num_clients=5, insecure_small_key=True, key_bits=512, threshold=3, min_contributors=2,
+            random_bytes=InsecureDeterministicRandom(8),
+        )  # fmt: skip
+
+
+def test_a_paillier_round_of_fewer_hospitals_states_the_dropouts_it_survives() -> None:
+    # A round of 4 of the 5 share holders: t = 3 of those 4 must decrypt, so it survives 1 dropout (not
+    # l - t = 2); a round of 3 survives none. The stated d is attacked at the bound and one past it.
+    aggregator = _paillier_3_of_5()
+    assert aggregator.guarantee.dropouts == 2  # the full roster: 5 - 3
+    assert [aggregator.round_guarantee(n).dropouts for n in (3, 4, 5)] == [0, 1, 2]
+    updates = [ClientUpdate(k, np.full(3, 0.01 * k), 10) for k in (1, 2, 3, 4)]
+    at_bound = aggregator.aggregate(updates, {4: DropoutStage.JOIN}, rng=np.random.default_rng(0))
+    assert at_bound.mean is not None and at_bound.guarantee == aggregator.round_guarantee(4)
+    past = aggregator.aggregate(updates, {3: DropoutStage.JOIN, 4: DropoutStage.JOIN}, rng=np.random.default_rng(0))
+    assert past.mean is None and "3 partial decryptions are needed" in (past.skipped_reason or "")
+    three = aggregator.aggregate(updates[:3], {3: DropoutStage.JOIN}, rng=np.random.default_rng(0))
+    assert three.mean is None and aggregator.round_guarantee(3).dropouts == 0
+
+
+def test_a_paillier_sampling_rate_whose_rounds_never_decrypt_is_refused_before_training() -> None:
+    # C = 0.4 of 5: rounds of 2, fewer than the t = 3 hospitals that must decrypt: no round could
+    # release a sum (the old code skipped every one).
+    aggregator = _paillier_3_of_5()
+    with pytest.raises(ConfigurationError, match=r"round of 2 hospitals never completes.*t = 3"):
+        aggregator.round_guarantee(2)
+    clients, test_x, test_y = synthetic_clients()
+    config = FedAvgConfig(rounds=1, client_fraction=0.4, seed=1)
+    with pytest.raises(ConfigurationError, match="round of 2 hospitals never completes"):
+        run_fedavg(LogisticRegression(6), clients, aggregator, test_x, test_y, config)
+
+
+def test_a_paillier_round_too_small_to_decrypt_is_skipped_stating_no_guarantee() -> None:
+    # 2 hospitals meet min_contributors 2 and upload, but t = 3 must decrypt: skipped, and no guarantee
+    # is stated for a session that could never release a sum (nor does computing one raise).
+    aggregator = _paillier_3_of_5()
+    updates = [ClientUpdate(k, np.full(3, 0.01 * k), 10) for k in (1, 2)]
+    result = aggregator.aggregate(updates, {}, rng=np.random.default_rng(0))
+    assert result.mean is None and "3 partial decryptions are needed" in (result.skipped_reason or "")
+    assert result.guarantee is None
