@@ -35,7 +35,7 @@ def _protocol(graph: str, num_clients: int, mode: str) -> Guarantee:
     return session_config(graph, num_clients, 1, mode=mode, identity_keys=keys).guarantee
 
 
-def _run(name: str, fraction: float, rounds: int = 2, **options: object) -> tuple[MaskingAggregator, FedAvgResult]:
+def _run(name: str, fraction: float, rounds: int = 2, **options: Any) -> tuple[MaskingAggregator, FedAvgResult]:
     clients, test_x, test_y = synthetic_clients(EIGHT)
     aggregator = make_aggregator(name, num_clients=8, random_bytes=InsecureDeterministicRandom(3), **options)
     assert isinstance(aggregator, MaskingAggregator)
@@ -252,3 +252,23 @@ def test_a_paillier_round_too_small_to_decrypt_is_skipped_stating_no_guarantee()
     result = aggregator.aggregate(updates, {}, rng=np.random.default_rng(0))
     assert result.mean is None and "3 partial decryptions are needed" in (result.skipped_reason or "")
     assert result.guarantee is None
+
+
+def test_the_demo_json_carries_each_rounds_guarantee_and_the_weakest() -> None:
+    # A report over two rounds whose sessions guaranteed differently: each round's entry names its own,
+    # the top-level line the weakest (what the summary's "protection:" prints).
+    from fl_core.demo_config import DemoConfig, DemoReport  # noqa: PLC0415
+    from fl_core.fedavg import RoundRecord  # noqa: PLC0415
+
+    six, eight = _protocol("complete", 6, "active"), _protocol("complete", 8, "active")
+    common = {"accuracy": 0.5, "loss": 0.7, "aggregation_s": 0.0, "bytes_per_client": 1.0, "dropouts": ()}
+    records = tuple(
+        RoundRecord(round=t, sampled=(1, 2, 3), included=(1, 2, 3), guarantee=g, **common)  # type: ignore[arg-type]
+        for t, g in ((1, eight), (2, six), (3, None))
+    )
+    result = FedAvgResult(params=[], rounds=records, initial_accuracy=0.5, initial_loss=0.7, converged=False)
+    assert result.guarantee == six
+    report = DemoReport(DemoConfig(hospitals=8), result, None, None, None, "", 0.0, guarantee=str(result.guarantee))
+    document = report.to_json()
+    assert [r["guarantee"] for r in document["rounds"]] == [str(eight), str(six), None]
+    assert document["guarantee"] == str(six)
