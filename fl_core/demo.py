@@ -217,17 +217,26 @@ def run_demo(
         centralized_accuracy=centralized,
         centralized_model=centralized_name,
         seconds=time.perf_counter() - started,
-        guarantee=str(
-            getattr(
-                getattr(aggregator, "inner", aggregator),
-                "guarantee",
-                f"none: the server sees every update ({config.aggregation}: "
-                f"{_UNPROTECTED.get(config.aggregation, 'no secure sum')})",
-            )
-        ),
+        guarantee=_protection(result, aggregator, config),
         privacy=privacy_line(aggregator),
         noise_std_per_step=noise_std(aggregator, federation),
         compression=summary,
+    )
+
+
+def _protection(result: FedAvgResult, aggregator: Aggregator, config: DemoConfig) -> str:
+    """The report's protection line: the weakest guarantee the rounds' sessions computed, each for its
+    own hospitals (:attr:`FedAvgResult.guarantee`); if no round ran a session, the aggregator's full
+    round's; without a secure sum, what the server sees."""
+    if result.guarantee is not None:
+        return str(result.guarantee)
+    return str(
+        getattr(
+            getattr(aggregator, "inner", aggregator),
+            "guarantee",
+            f"none: the server sees every update ({config.aggregation}: "
+            f"{_UNPROTECTED.get(config.aggregation, 'no secure sum')})",
+        )
     )
 
 

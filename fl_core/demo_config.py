@@ -293,6 +293,7 @@ class DemoReport:
                     "rejected": [{"client": c, "reason": why} for c, why in r.rejected],
                     "skipped_reason": r.skipped_reason,
                     "epsilon_spent": r.epsilon_spent,
+                    "guarantee": None if r.guarantee is None else str(r.guarantee),
                 }
                 for r in self.result.rounds
             ],

@@ -44,10 +44,12 @@ from fl_core.contribution_binding import MODEL_PREFIX, TRAINING_PREFIX, model_pa
 from fl_core.data import ClientData
 from fl_core.dp import DPAggregator
 from fl_core.dp_training import dp_contribution, public_denominator
+from fl_core.guarantees import sampled_count, state_guarantee, weakest
 from fl_core.models import DPModel, FloatArray, IntArray, Model, Params, accuracy, flatten, unflatten
 from fl_core.server_opt import ServerOptimizer
 from secagg._validate import require_int
 from secagg.errors import ConfigurationError
+from secagg.guarantee import Guarantee
 
 __all__ = ["FedAvgConfig", "FedAvgResult", "RoundRecord", "local_sgd", "run_fedavg"]
 
@@ -138,6 +140,8 @@ class RoundRecord:
             (:attr:`AggregationResult.refused`: trained from another model), listed at ``JOIN``; and
             the messages the aggregator dropped (:attr:`AggregationResult.errors`: e.g. a Paillier upload
             or partial decryption that failed its checks), with the reason saying which.
+        guarantee: the round's session's, computed for the clients it ran with (can be weaker than the
+            full roster's: :mod:`fl_core.guarantees`); None if no session ran.
     """
 
     round: int
@@ -153,6 +157,7 @@ class RoundRecord:
     delta: float | None = None
     clipped_fraction: float = 0.0
     rejected: tuple[tuple[int, str], ...] = ()
+    guarantee: Guarantee | None = None
 
 
 @dataclass(frozen=True)
@@ -173,6 +178,12 @@ class FedAvgResult:
     def final_accuracy(self) -> float:
         """Test accuracy of the final global model."""
         return self.rounds[-1].accuracy if self.rounds else self.initial_accuracy
+
+    @property
+    def guarantee(self) -> Guarantee | None:
+        """The weakest guarantee of the rounds' sessions (:func:`fl_core.guarantees.weakest`): what held
+        in every round that ran one, not the full roster's; None if none did."""
+        return weakest(r.guarantee for r in self.rounds)
 
 
 def local_sgd(
@@ -198,7 +209,7 @@ def local_sgd(
 
 
 def _sample_clients(clients: Sequence[ClientData], fraction: float, rng: np.random.Generator) -> list[ClientData]:
-    count = max(1, int(np.ceil(fraction * len(clients))))
+    count = sampled_count(len(clients), fraction)
     chosen = np.sort(rng.choice(len(clients), size=count, replace=False))
     return [clients[int(i)] for i in chosen]
 
@@ -311,6 +322,8 @@ def run_fedavg(
     (the included hospitals' declared sizes, :func:`fl_core.dp_training.public_denominator`;
     :mod:`fl_core.server_opt`; post-processing: no privacy cost). Training
     stops when the budget refuses a round; every record carries the epsilon spent.
+    Each record's guarantee is its session's, for the ``ceil(C * K)`` sampled (:mod:`fl_core.guarantees`,
+    checked before any training); :attr:`FedAvgResult.guarantee` is the weakest.
     """
     if not clients or len({c.client_id for c in clients}) != len(clients):
         raise ConfigurationError("FedAvg needs at least one client, with distinct ids")
@@ -333,6 +346,7 @@ def run_fedavg(
         )
     server = ServerOptimizer(config.server_optimizer, config.learning_rate, config.server_momentum)
     bind_entries(aggregator, MODEL_PREFIX, model_entries)
+    state_guarantee(aggregator, len(clients), config.client_fraction)  # before any training: refused, or stated
     if dp is None:  # every hospital's update is its local training's: bound, as the Flower adapter binds it
         bind_entries(aggregator, TRAINING_PREFIX, training_parameters(config))
     for t in range(1, config.rounds + 1):
@@ -375,6 +389,7 @@ def run_fedavg(
             delta=None if dp is None else dp.config.delta,
             clipped_fraction=result.clipped_fraction,
             rejected=tuple(rejected),
+            guarantee=result.guarantee,
         )
         records.append(record)
         if on_round is not None:

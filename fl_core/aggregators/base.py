@@ -60,6 +60,7 @@ import numpy.typing as npt
 from fl_core.aggregators.binding import check_model_digest
 from secagg._validate import require_int, require_sequence
 from secagg.errors import ConfigurationError
+from secagg.guarantee import Guarantee
 from secagg.segments import ClippingReport, SegmentTable
 
 __all__ = [
@@ -216,6 +217,9 @@ class AggregationResult:
         errors: client -> why a message of it was dropped (a malformed or refused
             upload, a partial decryption whose proof fails): the round went on
             without it (``paillier``), or was skipped if too few remained.
+        guarantee: what the round's session guarantees, computed for the n clients it ran with
+            (weaker than the full roster's for some n: :mod:`fl_core.guarantees`), also if it
+            aborted; ``None`` if no session ran (``plain``, a round skipped before it).
     """
 
     mean: FloatVector | None
@@ -227,6 +231,7 @@ class AggregationResult:
     withheld: tuple[tuple[int, str], ...] = ()
     refused: tuple[tuple[int, str], ...] = ()
     errors: Mapping[int, str] = field(default_factory=dict)
+    guarantee: Guarantee | None = None
 
     def __post_init__(self) -> None:
         if (self.mean is None) == (self.skipped_reason is None):

@@ -18,7 +18,9 @@ threshold and the dropouts the configuration survives, which follow the mode).
 Each session's descriptor binds the round's model digest and the aggregator's run
 id (:mod:`fl_core.aggregators.binding`): a client that declares another model than
 the round's is refused before the session, as a ``JOIN`` dropout with the reason in
-``AggregationResult.refused``; two aggregators never share a session.
+``AggregationResult.refused``; two aggregators never share a session. Each result states its
+session's guarantee, computed for the round's n (:meth:`MaskingAggregator.round_guarantee`): fewer
+clients than the full roster can tolerate fewer colluders or dropouts (:mod:`fl_core.guarantees`).
 
 Mode: ``"active"`` by default, so a server that lies (about who dropped, or by
 sending different clients different views) learns no more than the sum: every
@@ -54,7 +56,7 @@ from fl_core.aggregators.base import (
 from fl_core.aggregators.binding import NO_MODEL, check_lengths, check_models, check_run_id, segments_authority
 from fl_core.aggregators.clipping import ClipPolicy, ClipSchedule, clip_policy
 from fl_core.aggregators.quantizer import WeightedQuantizer
-from secagg._validate import require_instance
+from secagg._validate import require_instance, require_int
 from secagg.dp.floors import masking_floor, unmasked_shortfall
 from secagg.errors import ConfigurationError, ThresholdError
 from secagg.guarantee import Guarantee
@@ -211,8 +213,18 @@ class MaskingAggregator:
 
     @property
     def guarantee(self) -> Guarantee:
-        """What a full round (every client) guarantees, computed from its parameters."""
-        return self.masking_config(self.quantizer.config.num_clients, 1).guarantee
+        """What a full round (every client) guarantees, computed from its parameters. A round of
+        fewer clients runs its own session, whose guarantee can be weaker (:meth:`round_guarantee`)."""
+        return self.round_guarantee(self.quantizer.config.num_clients)
+
+    def round_guarantee(self, num_clients: int) -> Guarantee:
+        """What a round of ``num_clients`` clients guarantees: its session's, computed for that n
+        (the threshold and c the mode picks for it; 6 clients in active mode tolerate 1 colluder, 8
+        tolerate 3). ConfigurationError for a count no round runs with (below :data:`MIN_CLIENTS`,
+        above the quantizer's ``num_clients``)."""
+        num_clients = require_int("num_clients", num_clients, 1, self.quantizer.config.num_clients)
+        self.check_session(range(num_clients))
+        return self.masking_config(num_clients, 1).guarantee
 
     @property
     def name(self) -> str:
@@ -338,7 +350,10 @@ class MaskingAggregator:
             # The session aborted; the server learnt nothing. Bytes of the aborted
             # session are not reported by the driver, so none are counted.
             reason = self._skip_reason(exc, stages, ordered)
-            return with_withheld(skipped(reason, 0.0, time.perf_counter() - start, models.refused), encoded.withheld)
+            aborted = dataclasses.replace(
+                skipped(reason, 0.0, time.perf_counter() - start, models.refused), guarantee=config.guarantee
+            )
+            return with_withheld(aborted, encoded.withheld)
         included = frozenset(ordered[index - 1] for index in session.included)
         decoded = self.quantizer.decode_sum(self.quantizer.integers_of(session.aggregate), len(session.included), table)
         self.schedule.observe(decoded.clipping)
@@ -350,6 +365,7 @@ class MaskingAggregator:
             clipping=decoded.clipping,
             refused=models.refused,
             withheld=encoded.withheld,
+            guarantee=config.guarantee,
         )
 
     def _skip_reason(self, exc: ThresholdError, stages: Mapping[int, DropoutStage], ordered: list[int]) -> str:

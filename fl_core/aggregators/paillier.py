@@ -27,6 +27,7 @@ layout, limbs, default t and min_contributors, honest floor) is in
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import time
 import warnings
@@ -54,6 +55,7 @@ from fl_core.aggregators.paillier_layout import (
     join_limbs,
     packing_layout,
     paillier_shape,
+    round_guarantee,
     split_limbs,
     supported_honest,
     value_bits,
@@ -74,7 +76,6 @@ from secagg.paillier import (
 )
 from secagg.paillier.keys import MAX_KEY_BITS, key_policy
 from secagg.paillier.parameters import check_declared_colluders, check_decryption_majority
-from secagg.paillier.protocol import paillier_guarantee
 from secagg.primitives.randomness import RandomBytes, system_random
 from secagg.segments import SegmentTable
 
@@ -220,8 +221,15 @@ class PaillierAggregator:
 
     @property
     def guarantee(self) -> Guarantee:
-        """What a full round (every hospital uploads) guarantees, computed from t and min_contributors."""
-        return paillier_guarantee(self.material.public, self.material.public.num_parties, self.min_contributors)
+        """What a full round (every hospital uploads) guarantees; a smaller round's: :meth:`round_guarantee`."""
+        return self.round_guarantee(self.material.public.num_parties)
+
+    def round_guarantee(self, num_clients: int) -> Guarantee:
+        """A round of ``num_clients`` hospitals' guarantee (:func:`~.paillier_layout.round_guarantee`)."""
+        public = self.material.public
+        num_clients = require_int("num_clients", num_clients, 1, public.num_parties)
+        return round_guarantee(public.num_parties, public.threshold, self.min_contributors, num_clients,
+                               public.key.key_bits)  # fmt: skip
 
     def honest_floor(self, num_clients: int, vector_length: int) -> int:
         """The largest h a round of ``num_clients`` hospitals supports: its ``min_contributors`` less
@@ -344,8 +352,13 @@ class PaillierAggregator:
         uploads = {c: split_limbs(encodings[c]) if self.split else encodings[c] for c in sent}
         digests, errors, bytes_sent = self.hospitals.upload(params, server, uploads)
 
+        # The session's guarantee; none for a round too small ever to decrypt (it is skipped below).
+        completes = len(ids) >= max(self.min_contributors, self.material.public.threshold)
+        guarantee = self.round_guarantee(len(ids)) if completes else None
+
         def skip(reason: str) -> AggregationResult:
-            return skipped(reason, bytes_sent / len(updates), time.perf_counter() - start, models.refused, errors)
+            result = skipped(reason, bytes_sent / len(updates), time.perf_counter() - start, models.refused, errors)
+            return dataclasses.replace(result, guarantee=guarantee)
 
         accepted = sorted(server.included)
         if len(accepted) < params.min_contributors:
@@ -379,6 +392,7 @@ class PaillierAggregator:
             clipping=decoded.clipping,
             refused=models.refused,
             errors=errors,
+            guarantee=guarantee,
         )
 
     def close(self) -> None:

@@ -2,6 +2,7 @@
 
 - its key's shape: t and ``min_contributors`` with the defaults filled in
   (:func:`paillier_shape`), and the honest floor of a full round (:func:`supported_honest`);
+- the guarantee of a round of any n of its hospitals (:func:`round_guarantee`);
 - its packing: the slot layout of the weighted values (:func:`packing_layout`), the split of
   values too wide for one slot into :data:`LIMB_BITS`-bit limbs (:func:`split_limbs`,
   :func:`join_limbs`) and the size of one ciphertext on the wire (:func:`ciphertext_bytes`).
@@ -12,15 +13,18 @@ the key ceremony; the aggregator uses the same functions after it.
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import numpy.typing as npt
 
 from secagg.dp.floors import decryption_floor
 from secagg.encoding import QuantizationConfig
-from secagg.errors import OverflowDetectedError
+from secagg.errors import ConfigurationError, OverflowDetectedError
+from secagg.guarantee import Guarantee
 from secagg.paillier import SlotLayout
 from secagg.paillier.packing import MAX_SLOT_BITS, MAX_VALUE_BITS, minimal_slot_bits
-from secagg.paillier.parameters import default_contributors, default_threshold
+from secagg.paillier.parameters import default_contributors, default_threshold, threshold_guarantee
 
 __all__ = [
     "LIMB_BITS",
@@ -28,6 +32,7 @@ __all__ = [
     "join_limbs",
     "packing_layout",
     "paillier_shape",
+    "round_guarantee",
     "split_limbs",
     "supported_honest",
     "value_bits",
@@ -106,3 +111,22 @@ def supported_honest(
     ceremony: ``min_contributors - c``."""
     t, contributors = paillier_shape(num_parties, threshold, min_contributors, colluders)
     return decryption_floor(num_parties, t, num_parties, contributors)
+
+
+def round_guarantee(
+    num_parties: int, threshold: int, min_contributors: int, num_clients: int, key_bits: int | None = None
+) -> Guarantee:
+    """What a round of ``num_clients`` of the ``num_parties`` hospitals (a t-of-l key, ``threshold`` t)
+    guarantees: its session's (:func:`secagg.paillier.parameters.threshold_guarantee`, as
+    :attr:`secagg.paillier.SessionParameters.guarantee` computes it, ``min_contributors`` capped at n),
+    its d at most n - t: only the round's own hospitals decrypt its sum (a hospital decrypts only a sum
+    holding its own upload), not the l - t the key alone allows. c is the full roster's: a released sum
+    has ``min_contributors`` uploads. ConfigurationError for a round too small ever to be decrypted."""
+    if num_clients < max(min_contributors, threshold):
+        raise ConfigurationError(
+            f"a paillier round of {num_clients} hospitals never completes: {min_contributors} uploads "
+            f"(min_contributors) and t = {threshold} partial decryptions from its hospitals are needed"
+        )
+    contributors = min(min_contributors, num_clients)
+    guarantee = threshold_guarantee(num_parties, threshold, num_clients, contributors, key_bits=key_bits)
+    return replace(guarantee, dropouts=min(guarantee.dropouts, num_clients - threshold))
