@@ -8,11 +8,12 @@ pairs, new masks, so nothing links two rounds. The server learns the ring sum
 
 Client ids of the session are 1..m, assigned to the round's clients in
 ascending order of their own ids (the identity when the clients are 1..m, as
-in the demo; otherwise a skipped round's reason spells out the mapping). Dropout stages map onto protocol rounds as in
+in the demo; otherwise a skipped round's reason spells out the mapping, up to ten ids). Dropout stages map onto
+protocol rounds as in
 :class:`~fl_core.aggregators.base.DropoutStage`. If fewer clients than the
 threshold remain, the session aborts with ThresholdError and the round is
 returned as skipped; the reason names the aggregation and its mode, the clients
-that dropped (and at which stage), then gives the protocol's message (with the
+that dropped (and at which stage; up to ten, then how many more), then gives the protocol's message (with the
 threshold and the dropouts the configuration survives, which follow the mode).
 
 Each session's descriptor binds the round's model digest and the aggregator's run
@@ -61,6 +62,7 @@ from secagg.dp.floors import masking_floor, unmasked_shortfall
 from secagg.errors import ConfigurationError, ThresholdError
 from secagg.guarantee import Guarantee
 from secagg.masking import ACTIVE, COMPLETE, HARARY, SEMI_HONEST, MaskingConfig, Round, run_session
+from secagg.masking.server_state import summary_list
 from secagg.primitives.randomness import RandomBytes, system_random
 from secagg.primitives.signing import PUBLIC_KEY_SIZE, SigningKey
 from secagg.segments import SegmentTable
@@ -369,11 +371,12 @@ class MaskingAggregator:
         )
 
     def _skip_reason(self, exc: ThresholdError, stages: Mapping[int, DropoutStage], ordered: list[int]) -> str:
-        """Why the round was skipped: the mode, the clients that dropped (their own ids), the protocol's message."""
-        dropped = ", ".join(f"{client} at {stage.name.lower()}" for client, stage in sorted(stages.items()))
+        """Why the round was skipped: the mode, the clients that dropped (their own ids), the protocol's message;
+        each list names up to :data:`~secagg.masking.server_state.SUMMARY_IDS` entries, then counts the rest."""
+        dropped = summary_list([f"{client} at {stage.name.lower()}" for client, stage in sorted(stages.items())])
         reason = (
             f"{self.name} ({self.mode} mode): round skipped, clients that dropped: {dropped or 'none'}; protocol: {exc}"
         )
         if ordered != list(range(1, len(ordered) + 1)):
-            reason += f" (protocol ids 1..{len(ordered)} are clients {ordered})"
+            reason += f" (protocol ids 1..{len(ordered)} are clients [{summary_list([str(c) for c in ordered])}])"
         return reason

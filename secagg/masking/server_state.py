@@ -187,8 +187,8 @@ def require_remaining(
 
 _STAGES = ("AdvertiseKeys", "ShareKeys", "MaskedInputCollection", "ConsistencyCheck", "Unmasking")
 SUMMARY_IDS = 10
-"""The most clients (and refusal claims) an abort's message names; it counts the rest, which its
-:class:`AbortReport` holds."""
+"""The most clients an abort's message names in one list (those dropped at one round, those
+rejected) and the most refusal claims it names; it counts the rest, which its :class:`AbortReport` holds."""
 
 
 def _lost(state: ServerState, round_name: str, present: frozenset[int]) -> dict[int, str]:
@@ -217,14 +217,15 @@ def _lost(state: ServerState, round_name: str, present: frozenset[int]) -> dict[
 
 def dropout_report(config: MaskingConfig, report: AbortReport) -> str:
     """The summary an abort's message ends with: which clients dropped (went silent or were
-    rejected) at which round, what the configuration tolerates, how many clients the server
-    rejected (each named once, with the message it rejected, up to :data:`SUMMARY_IDS`) and how
-    many share boxes responders say they refused (the pairs ``receiver of sender``, up to
-    :data:`SUMMARY_IDS`). Ids and counts only: the reasons and the claims are in ``report``."""
+    rejected) at which round (up to :data:`SUMMARY_IDS` per round), what the configuration
+    tolerates, how many clients the server rejected (each named once, with the message it
+    rejected, up to :data:`SUMMARY_IDS`) and how many share boxes responders say they refused
+    (the pairs ``receiver of sender``, up to :data:`SUMMARY_IDS`). Ids and counts only: the
+    reasons and the claims are in ``report``."""
     stages: dict[str, list[int]] = {}
     for client, stage in report.dropped.items():
         stages.setdefault(stage, []).append(client)
-    lost = [f"{', '.join(map(str, sorted(stages[s])))} at {s}" for s in _STAGES if s in stages]
+    lost = [f"{summary_list([str(c) for c in sorted(stages[s])])} at {s}" for s in _STAGES if s in stages]
     dropped = "; ".join(lost) if lost else "none"
     return f"Clients that dropped: {dropped}. {_tolerance(config)}{_rejections(report)}{_claims(report)}"
 

@@ -113,6 +113,9 @@ def collect_unmask(state: ServerState, inbound: Mapping[int, bytes]) -> tuple[Se
     except (ThresholdError, AuthenticationError) as exc:
         # Too few shares, or no t of them match the commitment (a holder lied with no spare
         # holder to outvote it): the session ends here; the error carries the step's records.
+        # The holders already found lying (a secret recovered before this one) are recorded as a
+        # completed session records them.
+        rejected += [(liar, _liar_reason(liar, liars[liar])) for liar in sorted(liars)]
         raise aborted(exc, state, "Unmasking", frozenset(answered), rejected, refusals) from None
     rejected += [(liar, _liar_reason(liar, liars[liar])) for liar in sorted(liars)]
     result = ServerResult(aggregate=config.ring.reduce(total), included=survivors)

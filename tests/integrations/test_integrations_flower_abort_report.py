@@ -17,8 +17,11 @@ pytest.importorskip("flwr")
 
 from flwr.serverapp.strategy import FedAvg
 
+from secagg.errors import ThresholdError
 from secagg.integrations.flower._records import stage_content
 from secagg.integrations.flower.protocol import CONSISTENCY_CHECK, MASKED_INPUT, SETUP, SHARE_KEYS, UNMASK
+from secagg.integrations.flower.server import _skip_reason
+from secagg.masking.server_state import SUMMARY_IDS
 
 from .flower_harness import initial_arrays
 from .test_integrations_flower_malformed import FAULTY, NODES, masking_round, replace_reply
@@ -82,3 +85,20 @@ def test_a_reply_rejected_before_the_aborting_stage_keeps_its_stage_and_reason()
     assert report.skipped_reason is not None
     assert report.dropped == {FAULTY: SHARE_KEYS, **dict.fromkeys(silent, MASKED_INPUT)}, report.dropped
     assert set(report.errors) == {FAULTY} and report.errors[FAULTY].startswith("EncryptedShares: "), report.errors
+
+
+@pytest.mark.parametrize("lost", [SUMMARY_IDS, SUMMARY_IDS + 1])
+def test_the_skip_reason_names_at_most_ten_dropped_nodes_and_ten_protocol_ids(lost: int) -> None:
+    # Prepare: a round of lost + 3 nodes (ids 100, 101, ...), the first `lost` (10 or 11) silent at setup
+    node_ids = tuple(range(100, 100 + lost + 3))
+    dropped = dict.fromkeys(node_ids[:lost], SETUP)
+
+    # Execute
+    reason = _skip_reason(ThresholdError("server: only 3 clients remain"), dropped, node_ids)
+
+    # Assert: ten named in each list, then the rest counted (the report's fields hold them all)
+    named = ", ".join(f"{node} at {SETUP}" for node in node_ids[:SUMMARY_IDS])
+    more = "" if lost == SUMMARY_IDS else " and 1 more"
+    assert f"nodes that dropped: {named}{more};" in reason, reason
+    ids = ", ".join(map(str, node_ids[:SUMMARY_IDS]))
+    assert f"(protocol ids 1..{len(node_ids)} are nodes [{ids} and {len(node_ids) - SUMMARY_IDS} more])" in reason

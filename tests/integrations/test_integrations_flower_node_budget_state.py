@@ -147,3 +147,22 @@ def test_a_malformed_or_version_1_node_file_is_refused_naming_the_file(
         message = str(refusal.value)
         assert str(path) in message and named in message and "another node" not in message, message
         assert path.read_bytes() == before
+
+
+@pytest.mark.parametrize("content", [b"{not json", b"[]", b'{"format": "secagg/dp-accountant", "version": 2}'])
+def test_an_unreadable_node_file_is_refused_naming_the_file_and_the_way_on(
+    tmp_path: Path, plans: dict[int, NoisePlan], content: bytes
+) -> None:
+    # Prepare: a node's budget file, then corrupted (not JSON, not an object, fields missing)
+    holder = node_identity_key(NODES[0]).public
+    path = tmp_path / "budget.json"
+    charge_node_budget(_context(), plans[5], str(path), holder=holder)
+    path.write_bytes(content)
+    # Execute / Assert: at setup and at the charge, a library error naming the file and what the
+    # operator does (as the server's unreadable file does); the file is left as it is
+    for refuse in (check_node_budget, charge_node_budget):
+        with pytest.raises(DecodeError) as refusal:
+            refuse(_context(), plans[5], str(path), holder=holder)
+        message = str(refusal.value)
+        assert str(path) in message and "backup" in message and "new budget" in message, message
+        assert path.read_bytes() == content

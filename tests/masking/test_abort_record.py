@@ -215,3 +215,58 @@ def test_a_client_that_aborted_itself_is_in_the_record_as_a_completed_session_ha
     assert set(report.client_errors) == {2}, report
     assert str(report.client_errors[2]) == str(completed.client_errors[2])
     assert dict(report.dropped) == {2: "MaskedInputCollection", 3: "MaskedInputCollection"}
+
+
+def _lie_about(holder: int, owner: int) -> Tamper:
+    """``holder`` reveals a wrong share of ``owner``'s self-mask seed at Unmasking."""
+
+    def tamper(round_: Round, direction: str, client: int, data: bytes) -> bytes:
+        if (round_, direction, client) != (Round.UNMASKING, "up", holder):
+            return data
+        response = wire.decode(data, UnmaskResponse)
+        lie = tuple(
+            ShareEntry(e.owner, ((int.from_bytes(e.share, "big") + 1) % shamir.PRIME).to_bytes(len(e.share), "big"))
+            if e.owner == owner else e
+            for e in response.self_mask_shares
+        )
+        return wire.encode(dataclasses.replace(response, self_mask_shares=lie))
+
+    return tamper
+
+
+def test_a_liar_outvoted_before_an_unmask_step_aborts_is_recorded_as_a_completed_session_records_it() -> None:
+    # Prepare: n = 5, t = 3. Client 2 reveals a wrong share of client 1's seed (5 shares: outvoted,
+    # 2 recorded as a liar): that is the record a completed session holds
+    completed = _session(SEMI_HONEST, 5, _lie_about(2, 1))
+    assert [client for client, _ in completed.server_rejected] == [2]
+    lie, corrupt = _lie_about(2, 1), _corrupt_boxes(3, (1, 2, 4))
+
+    def both(round_: Round, direction: str, client: int, data: bytes) -> bytes:
+        return corrupt(round_, direction, client, lie(round_, direction, client, data))
+
+    # Act: the same, and the relay corrupts client 3's boxes to 1, 2 and 4: after client 1's seed is
+    # recovered (2 outvoted), client 3's has 2 shares < t and the session aborts
+    with pytest.raises(ThresholdError) as caught:
+        _session(SEMI_HONEST, 5, both)
+
+    # Assert: the liar the step found before it aborted is in the record, as the completed session's
+    report = _report(caught.value)
+    assert report.server_rejected == completed.server_rejected, report
+    assert report.share_refusals == ((1, 3), (2, 3), (4, 3))
+    assert "Rejected: 1 client (2 at UnmaskResponse)" in str(caught.value), str(caught.value)
+
+
+@pytest.mark.parametrize("silent", [SUMMARY_IDS, SUMMARY_IDS + 1])
+def test_the_message_names_at_most_ten_dropped_clients_per_round_and_counts_the_rest(silent: int) -> None:
+    # Prepare / Act: n = 14, t = 6 (semi-honest default); the last `silent` clients (10 or 11) never
+    # advertise keys: 4 or 3 remain
+    gone = list(range(15 - silent, 15))
+    with pytest.raises(ThresholdError) as caught:
+        _session(SEMI_HONEST, 14, lambda r, d, c, data: data, dict.fromkeys(gone, Round.ADVERTISE_KEYS))
+
+    # Assert: every one in the record; the message names ten per round, then counts the rest
+    report = _report(caught.value)
+    assert dict(report.dropped) == dict.fromkeys(gone, "AdvertiseKeys")
+    more = "" if silent == SUMMARY_IDS else " and 1 more"
+    named = ", ".join(map(str, gone[:SUMMARY_IDS]))
+    assert f"Clients that dropped: {named}{more} at AdvertiseKeys." in str(caught.value), str(caught.value)

@@ -33,7 +33,9 @@ class RoundReport:
 
     Attributes:
         server_round: the strategy's round number.
-        node_ids: the sampled nodes, sorted (protocol id = position + 1).
+        node_ids: the sampled nodes, sorted. A masking round's protocol id k is the k-th of them
+            that reached the setup (in active mode, not dropped at ``identify``); a skipped round's
+            reason spells out at most ten of that mapping.
         included: nodes whose update is in the aggregate.
         dropped: node -> the stage in which it went missing (timeout, error reply, more than
             one reply to one request, or a reply the protocol rejected). ``identify``: also a

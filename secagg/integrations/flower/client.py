@@ -74,7 +74,8 @@ from secagg.dp.calibration import NoisePlan
 from secagg.dp.sampler import RandomSource
 from secagg.encoding import to_ring
 from secagg.errors import ConfigurationError, ProtocolError, ReplayError
-from secagg.integrations.flower._limits import masking_message_limit, model_values
+from secagg.integrations.flower._limits import model_values
+from secagg.integrations.flower._masking_session import STATE_KEY, load_session, message_limit, save_session
 from secagg.integrations.flower._node import (
     IDENTITY_KEY_FILE,
     TRUSTED_KEYS_FILE,
@@ -88,7 +89,6 @@ from secagg.integrations.flower._node import (
     serve_node,
     train_locally,
 )
-from secagg.integrations.flower._round_binding import check_message_type
 from secagg.integrations.flower.bound_plan import check_dp_update
 from secagg.integrations.flower.clipping import encode_segmented, node_table, parse_table
 from secagg.integrations.flower.compression import check_compressed_model, check_entries, keep_residual, node_update
@@ -109,10 +109,8 @@ from secagg.integrations.flower.node_budget import (
 from secagg.integrations.flower.policy import NodePolicy, default_colluders
 from secagg.integrations.flower.protocol import (
     DOWNLINK,
-    IDENTIFY,
     MASKED_INPUT,
     MASKING_STAGES,
-    MAX_NODES,
     SETUP,
     RoundSetup,
     round_context,
@@ -135,8 +133,6 @@ __all__ = [
 ]
 
 LOGGER = logging.getLogger("secagg.flower")
-STATE_KEY = "secagg.state"
-"""Key of the ConfigRecord in ``context.state`` holding the round setup and the protocol state."""
 HISTORY_KEY = "secagg.history"
 """Key of the ConfigRecord in ``context.state`` remembering the latest round this node started a
 masking session in, and the session ids it started in that round."""
@@ -215,22 +211,9 @@ def _handle(message: Message, context: Context, call_next: ClientAppCallable, se
 
     route = ModRoute(
         "secagg_mod", frozenset(MASKING_STAGES), STATE_KEY, settings.plain_refusal,
-        partial(_message_limit, context, settings.policy.max_nodes), frozenset((MASKED_INPUT,)),
+        partial(message_limit, context, settings.policy.max_nodes), frozenset((MASKED_INPUT,)),
     )
     return serve_node(message, context, call_next, route, settings, handle)
-
-
-def _message_limit(context: Context, max_nodes: int | None, stage: str) -> int:
-    """The most payload bytes an honest server message of ``stage`` has: a setup's for any round
-    of up to the policy's ``max_nodes`` (the node knows none yet), later ones' for the round of
-    the stored setup."""
-    if stage in (IDENTIFY, SETUP):
-        return masking_message_limit(stage, MAX_NODES if max_nodes is None else max_nodes)
-    record = context.state.get(STATE_KEY)
-    setup = record.get("setup") if isinstance(record, ConfigRecord) else None
-    if not isinstance(setup, bytes):
-        raise ProtocolError("no secure round in progress on this node")
-    return masking_message_limit(stage, wire.decode(setup, RoundSetup).masking.num_clients)
 
 
 def _setup(
@@ -278,7 +261,7 @@ def _setup(
         identity=None if identity is None else identity.key,
         random_bytes=settings.random_bytes,
     )
-    _save(context, payload, state, message.metadata.message_type)
+    save_session(context, payload, state, message.metadata.message_type)
     context.state[HISTORY_KEY] = ConfigRecord({"round": setup.server_round, "started": started + session})
     return advertise
 
@@ -321,23 +304,6 @@ def _check_encoding(setup: RoundSetup, policy: NodePolicy) -> NoisePlan | None:
     return plan
 
 
-def _save(context: Context, setup: bytes, state: ClientState, message_type: str) -> None:
-    context.state[STATE_KEY] = ConfigRecord({"setup": setup, "client": state.to_bytes(), "type": message_type})
-
-
-def _load(context: Context, message_type: str) -> tuple[bytes, RoundSetup, ClientState]:
-    """The stored session; ProtocolError if there is none, or if ``message_type`` (this stage's
-    message's) is not its setup's: the type picks the train handler and the setup binds it."""
-    record = context.state.get(STATE_KEY)
-    if not isinstance(record, ConfigRecord):
-        raise ProtocolError("no secure round in progress on this node")
-    setup_bytes, state_bytes, bound = record.get("setup"), record.get("client"), record.get("type")
-    if not isinstance(setup_bytes, bytes) or not isinstance(state_bytes, bytes) or not isinstance(bound, str):
-        raise ProtocolError("the stored secure-round state is incomplete")
-    check_message_type(message_type, bound)
-    return setup_bytes, wire.decode(setup_bytes, RoundSetup), ClientState.from_bytes(state_bytes)
-
-
 def _step(
     message: Message,
     context: Context,
@@ -347,7 +313,7 @@ def _step(
     settings: NodeSettings,
     identity: NodeIdentity | None,
 ) -> bytes:
-    setup_bytes, setup, state = _load(context, message.metadata.message_type)
+    setup_bytes, setup, state = load_session(context, message.metadata.message_type)
     inbound = wire.decode_any(payload)
     if not isinstance(inbound, DOWNLINK[stage]):
         raise ProtocolError(f"stage {stage!r} carries a {type(inbound).__name__}")
@@ -363,7 +329,7 @@ def _step(
     if state.phase == ClientPhase.DONE:
         forget(context, STATE_KEY)
     else:
-        _save(context, setup_bytes, state, message.metadata.message_type)
+        save_session(context, setup_bytes, state, message.metadata.message_type)
     return reply
 
 

@@ -91,11 +91,17 @@ def _open(context: Context, plan: NoisePlan, path: str | None, holder: bytes | N
     under (:func:`_at_least`): its state file's (bound to ``holder``, :func:`_check_holder`), else
     ``context.state``'s; ConfigurationError if the budget is another node's or bound to another plan."""
     if path is not None:
-        state = read_state(Path(path))  # the file's own checks (0600, owner, no symlink, strict JSON)
+        try:
+            state = read_state(Path(path))  # the file's own checks (0600, owner, no symlink, strict JSON)
+        except DecodeError as exc:
+            raise DecodeError(_unreadable(str(exc))) from exc
         if state is not None:
             _check_holder(state.get("holder"), holder, path)
             plan = _at_least(plan, recorded_num_clients(state))
-            _bound(PrivacyAccountant(plan, holder=holder), state, f"{DP_STATE_FILE} {path}")
+            try:
+                _bound(PrivacyAccountant(plan, holder=holder), state, f"{DP_STATE_FILE} {path}")
+            except DecodeError as exc:  # a version 1 file's refusal says its own way on
+                raise (exc if state.get("version") == 1 else DecodeError(_unreadable(str(exc)))) from exc
         return PrivacyAccountant(plan, path, holder=holder)
     record = context.state.get(BUDGET_KEY)
     if record is None:
@@ -110,6 +116,17 @@ def _open(context: Context, plan: NoisePlan, path: str | None, holder: bytes | N
     state["plan_digest"], state["released"], state["num_clients"] = digest.hex(), released, count
     _bound(accountant, state, "this run's")
     return accountant
+
+
+def _unreadable(reason: str) -> str:
+    """A budget file that no longer reads (``reason`` names it): what the node's operator does, as
+    for the server's state file (a new budget is never a repair)."""
+    return (
+        f"{reason}; nothing was charged, the file is left as it is and this node refuses every DP round until "
+        "it reads again. Restore it from its backup (the contributions it recorded stay spent); removing it "
+        "would start a new budget for this hospital's data, a decision for whoever answers for the patients' "
+        "privacy, never a repair"
+    )
 
 
 def _check_holder(recorded: object, holder: bytes | None, path: str) -> None:

@@ -51,7 +51,6 @@ outside a secure round are refused unless ``allow_plain_train`` is set (refused 
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
 from functools import partial
 
 import numpy as np
@@ -59,10 +58,9 @@ from flwr.app import ConfigRecord, Context, Message
 from flwr.clientapp.typing import ClientAppCallable, Mod
 
 from secagg import wire
-from secagg._validate import require_bool, require_instance, require_optional_path
 from secagg.dp.calibration import NoisePlan
 from secagg.dp.sampler import RandomSource
-from secagg.errors import ConfigurationError, ConfigurationTypeError, ProtocolError, ReplayError
+from secagg.errors import ConfigurationError, ProtocolError, ReplayError
 from secagg.integrations.flower._key_share import KEY_SHARE_FILE, PASSPHRASE_ENV, PASSPHRASE_FILE, load_node_share
 from secagg.integrations.flower._limits import (
     PAILLIER_SETUP_LIMIT,
@@ -76,11 +74,11 @@ from secagg.integrations.flower._node import (
     Audit,
     ModRoute,
     NodeIdentity,
-    NodeSettings,
     check_identities,
     serve_node,
     train_locally,
 )
+from secagg.integrations.flower._paillier_settings import PaillierSettings
 from secagg.integrations.flower._round_binding import check_message_type
 from secagg.integrations.flower.bound_plan import check_dp_update
 from secagg.integrations.flower.clipping import encode_segmented, node_table
@@ -137,22 +135,6 @@ _NO_IDENTITY = f"Paillier uploads are signed: this node needs {IDENTITY_KEY_FILE
 PathLike = str | os.PathLike[str]
 
 
-@dataclass(frozen=True)
-class _Settings(NodeSettings):
-    key_share_file: PathLike | None
-    passphrase: str | bytes | None
-    obfuscation: Obfuscation
-    constant_time: bool
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        require_optional_path("key_share_file", self.key_share_file)
-        if self.passphrase is not None and not isinstance(self.passphrase, (str, bytes)):
-            raise ConfigurationTypeError(f"passphrase must be str, bytes or None, got {type(self.passphrase).__name__}")
-        require_instance("obfuscation", self.obfuscation, Obfuscation)
-        require_bool("constant_time", self.constant_time)
-
-
 def make_paillier_mod(
     *,
     key_share_file: PathLike | None = None,
@@ -203,7 +185,7 @@ def make_paillier_mod(
             ``dp-state-file``; None: the budget lives in ``context.state``, one run),
             :mod:`~secagg.integrations.flower.node_budget`.
     """
-    settings = _Settings(
+    settings = PaillierSettings(
         NodePolicy() if policy is None else policy, allow_plain_train, allow_plain_evaluate, allow_plain_query, rng,
         audit, random_bytes, identity_key_file, trusted_keys_file, noise_source, dp_state_file, key_share_file,
         passphrase, obfuscation, constant_time,
@@ -216,7 +198,7 @@ def make_paillier_mod(
     return paillier_mod
 
 
-def _handle(message: Message, context: Context, call_next: ClientAppCallable, settings: _Settings) -> Message:
+def _handle(message: Message, context: Context, call_next: ClientAppCallable, settings: PaillierSettings) -> Message:
     def handle(stage: str, payload: bytes, identity: NodeIdentity | None) -> bytes:
         assert identity is not None  # serve_node refuses (_NO_IDENTITY) a node without one
         share = load_node_share(context, settings.key_share_file, settings.passphrase)
@@ -282,7 +264,7 @@ def _entries(data: bytes, size: int) -> list[bytes]:
 
 
 def _session(
-    message: Message, setup: PaillierSetup, share: KeyShare, identity: NodeIdentity, settings: _Settings
+    message: Message, setup: PaillierSetup, share: KeyShare, identity: NodeIdentity, settings: PaillierSettings
 ) -> tuple[SessionParameters, NoisePlan | None]:
     """The session this node derives for ``setup`` under its own key, and the round's DP plan
     (None without DP); ConfigurationError if unfit, AuthenticationError if a node's identity
@@ -312,7 +294,7 @@ def _encrypt(
     payload: bytes,
     share: KeyShare,
     identity: NodeIdentity,
-    settings: _Settings,
+    settings: PaillierSettings,
 ) -> bytes:
     setup = wire.decode(payload, PaillierSetup)
     settings.policy.check_nodes(len(setup.node_ids))  # the node's own ceiling, before any other work
@@ -377,7 +359,12 @@ def _encrypt(
 
 
 def _decrypt(
-    message: Message, context: Context, payload: bytes, share: KeyShare, identity: NodeIdentity, settings: _Settings
+    message: Message,
+    context: Context,
+    payload: bytes,
+    share: KeyShare,
+    identity: NodeIdentity,
+    settings: PaillierSettings,
 ) -> bytes:
     record = context.state.get(STATE_KEY)
     if not isinstance(record, ConfigRecord):

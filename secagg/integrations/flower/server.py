@@ -279,14 +279,15 @@ def _skip_reason(
     """Why a round was skipped: the nodes that dropped (by node id, with their stage), how many
     the protocol rejected and how many share-box refusal claims the round holds (both in the
     report's structured fields), then the protocol's short message, whose client ids are protocol
-    ids (spelled out)."""
-    lost = ", ".join(f"{node} at {stage}" for node, stage in sorted(dropped.items()))
+    ids (spelled out). Each list names up to :data:`~secagg.masking.server_state.SUMMARY_IDS`
+    entries, then counts the rest (the report's ``dropped`` holds every node)."""
+    lost = summary_list([f"{node} at {stage}" for node, stage in sorted(dropped.items())])
     notes = f"; {rejected} rejected by the protocol (see dropped and errors)" if rejected else ""
     if claims:
         notes += f"; {claims} share-box refusal claim{'' if claims == 1 else 's'} (see share_refusals)"
     return (
         f"round skipped, nodes that dropped: {lost or 'none'}{notes}; protocol: {exc} "
-        f"(protocol ids 1..{len(node_ids)} are nodes {list(node_ids)})"
+        f"(protocol ids 1..{len(node_ids)} are nodes [{summary_list([str(node) for node in node_ids])}])"
     )
 
 
