@@ -51,7 +51,7 @@ from secagg.errors import ConfigurationError, ConfigurationTypeError
 from secagg.integrations._extras import require
 from secagg.integrations._layout import ArraySpec, float_vector, require_layout
 from secagg.integrations._layout import FlatLayout as _FlatLayout
-from secagg.integrations._model_binding import declared_update, layout_digest
+from secagg.integrations._model_binding import FlatModel, bound_digest, declared_update
 from secagg.integrations._ranges import aggregate_flat_models, new_global
 from secagg.integrations._torch_dtypes import (
     EXACT_INTEGER_LIMIT,
@@ -61,7 +61,15 @@ from secagg.integrations._torch_dtypes import (
     kind_of,
     to_float64,
 )
-from secagg.integrations._torch_tensors import model_tensors, named, refuse_lazy, tensors_of, write_into
+from secagg.integrations._torch_tensors import (
+    hidden_buffers,
+    model_tensors,
+    named,
+    refuse_entry,
+    refuse_extra_state,
+    tensors_of,
+    write_into,
+)
 from secagg.integrations._torch_ties import ties, untied, written_once
 from secagg.ranges import RangeDiscovery
 
@@ -136,11 +144,7 @@ def flatten_state_dict(tensors: Mapping[str, Tensor]) -> tuple[FloatVector, Flat
     pieces: list[Any] = []
     offset = 0
     for name, tensor in tensors.items():
-        if not isinstance(tensor, torch.Tensor):
-            raise ConfigurationError(f"entry {name!r} is a {type(tensor).__name__}, not a torch.Tensor")
-        refuse_lazy(torch, name, tensor)
-        if tensor.layout != torch.strided or tensor.is_meta or tensor.is_nested:
-            raise ConfigurationError(f"tensor {name!r}: only dense tensors with data are supported (to_dense() it)")
+        refuse_entry(torch, name, tensor)
         name_of_dtype = dtype_name(tensor.dtype)
         kind = kind_of(name_of_dtype, tensor.dtype, name)
         # resolve_conj/resolve_neg: a lazy conj() or negation is a bit view_as_real refuses.
@@ -198,7 +202,9 @@ def flatten_model(model: Module, *, buffers: bool = False) -> tuple[FloatVector,
     """A module's parameters (in ``named_parameters`` order), then its buffers if
     ``buffers``, as one float64 vector and its layout (see :func:`flatten_state_dict`); a tied
     (shared) tensor once, under its first name."""
-    return flatten_state_dict(untied(model_tensors(model, buffers)))
+    tensors = model_tensors(model, buffers)
+    refuse_extra_state(model)
+    return flatten_state_dict(untied(tensors))
 
 
 def load_into_model(model: Module, vector: npt.ArrayLike, layout: FlatLayout) -> None:
@@ -236,7 +242,15 @@ def model_digest(model: Module | Mapping[str, Tensor], *, buffers: bool = True) 
     (:func:`secagg.integrations._model_binding.layout_digest` of :func:`flatten_state_dict`); a tied
     (shared) tensor once, under its first key (its other keys carry no values of their own).
     The digest of the global model a round hands out; :func:`aggregate_models` binds it."""
-    return layout_digest(*flatten_state_dict(tensors_of(model, buffers)))
+    return bound_digest(flatten_state_dict(tensors_of(model, buffers)), _hidden(model))
+
+
+def _hidden(model: Module | Mapping[str, Tensor]) -> FlatModel:
+    """A module's non-persistent buffers flattened (:func:`hidden_buffers`; empty for a state dict)."""
+    try:
+        return flatten_state_dict(hidden_buffers(model))
+    except ConfigurationError as exc:
+        raise ConfigurationError(f"a non-persistent buffer: {exc}") from None
 
 
 def hospital_update(
@@ -254,7 +268,7 @@ def hospital_update(
     update from another model is refused with its reason (``result.refused``). ConfigurationError
     naming the client if the two models' tensors differ (names, order, shapes, dtypes)."""
     flat = [flatten_state_dict(tensors_of(model, buffers)) for model in (received, local)]
-    return declared_update(client_id, flat[0], flat[1], num_samples)
+    return declared_update(client_id, flat[0], flat[1], num_samples, hidden=(_hidden(received), _hidden(local)))
 
 
 @dataclass(frozen=True)
@@ -365,7 +379,7 @@ def aggregate_models(
         lambda model: flatten_state_dict(tensors_of(model, buffers)), global_model, _hospital_models(local_models),
         aggregator,
         num_samples=num_samples, rng=rng, client_ids=client_ids, dropouts=dropouts, clips=clips, discovery=discovery,
-        trained_from=trained_from, logger=LOGGER,
+        trained_from=trained_from, logger=LOGGER, hidden=_hidden,
     )
     state = None
     if result.mean is not None:
