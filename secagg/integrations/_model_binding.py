@@ -5,6 +5,11 @@
   Keras variable path, a weight list's position), dtype and shape, then the values, so two
   models differ in their digest exactly when their layouts or their values differ (a NaN
   counts as one value, whatever its payload bits).
+- :func:`bound_digest`: :func:`layout_digest`, extended by what a PyTorch module holds outside
+  its state dict that its forward pass reads: its non-persistent buffers (a mask, a scale; not
+  summed, so bound: two hospitals whose models differ only there must not share a digest). A model
+  without any (a state dict, a Keras model, most modules) keeps its :func:`layout_digest`, so a
+  module and its state dict are one digest exactly when the state dict holds all the module's values.
 - :func:`declared_update`: a hospital's :class:`~fl_core.aggregators.base.ClientUpdate` built
   from the flat model it received and the flat model it trained from it: local minus received,
   declaring the received model's digest. The aggregation passes the digest of the global model
@@ -29,12 +34,13 @@ from secagg.integrations._layout import FlatLayout, require_layout
 if TYPE_CHECKING:
     from fl_core.aggregators.base import ClientUpdate
 
-__all__ = ["FlatModel", "declared_update", "layout_digest"]
+__all__ = ["FlatModel", "bound_digest", "declared_update", "hidden_difference", "layout_digest"]
 
 FlatModel = tuple[npt.NDArray[np.float64], FlatLayout]
 """A model as the adapters flatten it: its float64 vector and its layout."""
 
 _DOMAIN = b"secagg/v1/adapter-model"
+_HIDDEN_DOMAIN = b"secagg/v1/adapter-model-hidden"
 
 
 def _field(data: bytes) -> bytes:
@@ -60,12 +66,56 @@ def layout_digest(vector: npt.NDArray[np.float64], layout: FlatLayout) -> bytes:
     return digest.digest()
 
 
-def declared_update(client: int, received: FlatModel, local: FlatModel, num_samples: int) -> ClientUpdate:
+def bound_digest(model: FlatModel, hidden: FlatModel | None = None) -> bytes:
+    """The digest a round binds for ``model``: its :func:`layout_digest` if ``hidden`` (the values the
+    model holds outside its flat vector: a PyTorch module's non-persistent buffers) is None or empty,
+    else SHA-256 of a domain label, that digest and ``hidden``'s :func:`layout_digest` (names,
+    dtypes, shapes, values)."""
+    digest = layout_digest(*model)
+    if hidden is None or not hidden[1].specs:
+        return digest
+    return hashlib.sha256(_HIDDEN_DOMAIN + digest + layout_digest(*hidden)).digest()
+
+
+def hidden_difference(local: FlatModel | None, received: FlatModel | None) -> str | None:
+    """Why a hospital's local model cannot be summed with the model it trained from although their
+    layouts agree: the first PyTorch non-persistent buffer (by name, dtype, shape or value) that
+    differs between them (never trained nor summed, so the two must hold the same), or None."""
+    if local is None or received is None:  # None: no hidden values (a Keras model's, a state dict's)
+        other = local if received is None else received
+        if other is None or not other[1].specs:
+            return None
+        return "its model's non-persistent buffers differ from those of the model it trained from: one has none"
+    (values, layout), (theirs, their_layout) = local, received
+    difference = layout.first_difference(their_layout, elsewhere="in the model it trained from")
+    if difference is not None:
+        return f"its model's non-persistent buffers differ from those of the model it trained from: {difference}"
+    for spec in layout.specs:
+        part = slice(spec.offset, spec.offset + spec.length)
+        if not np.array_equal(values[part], theirs[part], equal_nan=True):
+            return (
+                f"its model's non-persistent buffer {spec.name!r} holds other values than in the model it trained "
+                "from: such a buffer (in no state dict) is neither trained nor summed, so every hospital's model "
+                "must hold the global model's"
+            )
+    return None
+
+
+def declared_update(
+    client: int,
+    received: FlatModel,
+    local: FlatModel,
+    num_samples: int,
+    *,
+    hidden: tuple[FlatModel | None, FlatModel | None] = (None, None),
+) -> ClientUpdate:
     """Client ``client``'s update: ``local`` minus ``received``, weighted by ``num_samples``,
-    declaring the digest of ``received`` (the model it trained from).
+    declaring the :func:`bound_digest` of ``received`` (the model it trained from) with
+    ``hidden[0]``, the values it holds outside its vector (``hidden[1]``: the local model's).
 
     ConfigurationError naming the client if the two layouts differ (a name, so an order, a
-    shape, a dtype, the count) or for a sample count that is not an integer >= 1."""
+    shape, a dtype, the count), if their hidden values differ (:func:`hidden_difference`) or for
+    a sample count that is not an integer >= 1."""
     (base, layout), (vector, local_layout) = received, local
     difference = local_layout.first_difference(layout, elsewhere="in the model it trained from")
     if difference is not None:
@@ -73,6 +123,10 @@ def declared_update(client: int, received: FlatModel, local: FlatModel, num_samp
             f"client {client}: model {layout.NOUN}s differ from those of the model it trained from (names, shapes "
             f"or dtypes): {difference}"
         )
+    hidden_reason = hidden_difference(hidden[1], hidden[0])
+    if hidden_reason is not None:
+        raise ConfigurationError(f"client {client}: {hidden_reason}")
     client_update = importlib.import_module("fl_core.aggregators.base").ClientUpdate
-    update: ClientUpdate = client_update(client, vector - base, num_samples, model_digest=layout_digest(base, layout))
+    digest = bound_digest(received, hidden[0])
+    update: ClientUpdate = client_update(client, vector - base, num_samples, model_digest=digest)
     return update

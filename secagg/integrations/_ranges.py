@@ -30,7 +30,7 @@ from secagg._validate import is_int, require_instance, require_int, require_mapp
 from secagg.errors import ConfigurationError, ConfigurationTypeError, SecAggError
 from secagg.integrations._foreign import foreign_reason
 from secagg.integrations._layout import FlatLayout
-from secagg.integrations._model_binding import declared_update, layout_digest
+from secagg.integrations._model_binding import FlatModel, bound_digest, declared_update, hidden_difference
 from secagg.ranges import RangeDiscovery
 from secagg.segments import SegmentTable
 
@@ -183,6 +183,7 @@ def aggregate_flat_models(
     discovery: RangeDiscovery | bool | None,
     trained_from: Mapping[int, Model] | None = None,
     logger: logging.Logger,
+    hidden: Callable[[Model], FlatModel | None] | None = None,
 ) -> tuple[npt.NDArray[np.float64], Layout, AggregationResult, AggregationResult | None]:
     """FedAvg of models through ``aggregator`` once ``flatten`` turns each into a flat vector and its layout.
 
@@ -208,7 +209,11 @@ def aggregate_flat_models(
     integer (numpy's included) is refused, never truncated. Client k's update is its model
     minus the one it trained from (``trained_from[k]``, by default ``global_model``) and declares
     that model's digest; the rounds bind the global model's digest, so a hospital that trained
-    from another model is refused (``result.refused``) and the round goes on without it. Returns the global vector,
+    from another model is refused (``result.refused``) and the round goes on without it.
+    ``hidden`` (the PyTorch adapter's) gives what a model holds outside its vector (a module's
+    non-persistent buffers), bound into every digest (:func:`~secagg.integrations._model_binding.bound_digest`);
+    a hospital whose local model holds other such values than the copy it trained from is withheld
+    naming the first (:func:`~secagg.integrations._model_binding.hidden_difference`). Returns the global vector,
     its layout, the aggregation's result and the discovery round's
     (:func:`aggregate_updates`).
     """
@@ -227,8 +232,11 @@ def aggregate_flat_models(
     outside = sorted(set(trained_from or {}) - set(ids), key=repr)
     if outside:
         raise ConfigurationError(f"trained_from names client {outside[0]!r}, which is not in the round")
+    def hidden_of(model: Model) -> FlatModel | None:
+        return None if hidden is None else hidden(model)
+
     base, layout = flatten(global_model)
-    segments, digest = layout.segments(clips), layout_digest(base, layout)
+    segments, digest = layout.segments(clips), bound_digest((base, layout), hidden_of(global_model))
     updates: list[ClientUpdate] = []
     stages, withheld = dict(dropouts or {}), []
     client_update = importlib.import_module("fl_core.aggregators.base").ClientUpdate
@@ -243,10 +251,12 @@ def aggregate_flat_models(
         try:  # a model that cannot be flattened, or an update that is not finite, is this hospital's alone
             local = flatten(model)
             given = trained_from is not None and client in trained_from
-            received = flatten(trained_from[client]) if trained_from is not None and given else (base, layout)
-            reason = _layout_refusal(local[1], layout, received[1])
+            source = trained_from[client] if trained_from is not None and given else global_model
+            received = flatten(source) if given else (base, layout)
+            pair = (hidden_of(source), hidden_of(model))
+            reason = _layout_refusal(local[1], layout, received[1]) or hidden_difference(pair[1], pair[0])
             if reason is None:
-                updates.append(declared_update(client, received, local, samples))
+                updates.append(declared_update(client, received, local, samples, hidden=pair))
                 continue
         except SecAggError as exc:
             reason = f"its model cannot be summed: {exc}"

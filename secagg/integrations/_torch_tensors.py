@@ -1,9 +1,12 @@
 """Which tensors a PyTorch model contributes, by name and in which order.
 
 A module contributes its parameters (then its buffers when asked), a state dict its entries as
-given; a lazy module's uninitialised tensor is refused before torch's own error; a tied (shared)
-tensor is read once, under its first name (:mod:`secagg.integrations._torch_ties`), so a module
-and its state dict are one model, one layout and one digest.
+given; a lazy module's uninitialised tensor is refused before torch's own error, and so is an entry
+the adapter cannot read (:func:`refuse_entry`: no tensor, on the meta device, not dense); a tied
+(shared) tensor is read once, under its first name (:mod:`secagg.integrations._torch_ties`), so a
+module and its state dict are one model and one layout. What a module holds outside its state dict
+is bound or refused, never skipped: its non-persistent buffers (:func:`hidden_buffers`) are bound
+into its model digest, its extra state (``get_extra_state``) is refused (:func:`refuse_extra_state`).
 """
 
 from __future__ import annotations
@@ -19,7 +22,16 @@ if TYPE_CHECKING:
     from torch import Tensor
     from torch.nn import Module
 
-__all__ = ["model_tensors", "named", "refuse_lazy", "tensors_of", "write_into"]
+__all__ = [
+    "hidden_buffers",
+    "model_tensors",
+    "named",
+    "refuse_entry",
+    "refuse_extra_state",
+    "refuse_lazy",
+    "tensors_of",
+    "write_into",
+]
 
 
 def _torch() -> Any:
@@ -33,6 +45,62 @@ def refuse_lazy(torch: Any, name: str, tensor: Any) -> None:
         raise ConfigurationError(
             f"tensor {name!r} is uninitialized (a lazy module's): run one forward pass before flattening or loading"
         )
+
+
+_EXTRA_STATE = "_extra_state"
+"""The suffix of a module's extra state in its state dict (torch's ``EXTRA_STATE_KEY_SUFFIX``)."""
+
+
+def refuse_entry(torch: Any, name: str, tensor: object) -> None:
+    """ConfigurationError for a state-dict entry the adapter cannot flatten: no tensor (a module's
+    extra state named as such), a lazy module's uninitialised tensor (:func:`refuse_lazy`), a tensor
+    on the meta device (a shape and no values), or one that is not dense (sparse, nested)."""
+    if not isinstance(tensor, torch.Tensor):
+        if isinstance(name, str) and name.endswith(_EXTRA_STATE):
+            raise ConfigurationError(
+                f"entry {name!r} is a module's extra state (get_extra_state), a {type(tensor).__name__}: no "
+                "tensor, so the adapter can neither sum it nor bind it; leave it out of the state dict"
+            )
+        raise ConfigurationError(f"entry {name!r} is a {type(tensor).__name__}, not a torch.Tensor")
+    refuse_lazy(torch, name, tensor)
+    if tensor.is_meta:
+        raise ConfigurationError(
+            f"tensor {name!r} is on the meta device: it has a shape but no values; materialize the model "
+            "(model.to_empty(device='cpu'), then load_state_dict with its real values) before flattening"
+        )
+    if tensor.layout != torch.strided or tensor.is_nested:
+        what = "nested" if tensor.is_nested else f"of layout {str(tensor.layout).removeprefix('torch.')}"
+        raise ConfigurationError(f"tensor {name!r} is {what}: only dense tensors are supported (to_dense() it)")
+
+
+def refuse_extra_state(model: Module) -> None:
+    """ConfigurationError naming the first module of ``model`` (``named_modules`` order) with extra
+    state (its class overrides ``get_extra_state``, as torch's ``state_dict`` checks): any Python
+    object, not a tensor, so the adapter can neither sum it nor bind it, and a hospital's would
+    otherwise be left out without a word (every hospital keeping its own, the new global model its
+    initial one)."""
+    base = _torch().nn.Module.get_extra_state
+    for name, module in model.named_modules():
+        if getattr(type(module), "get_extra_state", base) is not base:
+            raise ConfigurationError(
+                f"module {name!r} has extra state (get_extra_state): it is no tensor, so the adapter can neither "
+                "sum it nor bind it into the model digest; drop get_extra_state from the module and give every "
+                "hospital that state alike, outside the model, or keep it in a (persistent) buffer"
+            )
+
+
+def hidden_buffers(model: object) -> dict[str, Tensor]:
+    """A module's non-persistent buffers (``register_buffer(..., persistent=False)``: in no state
+    dict), by their full names in ``named_modules`` order; none for a state dict or anything else."""
+    if not isinstance(model, _torch().nn.Module):
+        return {}
+    hidden: dict[str, Tensor] = {}
+    for prefix, module in model.named_modules():
+        names: set[str] = getattr(module, "_non_persistent_buffers_set", set())
+        for key, buffer in module.named_buffers(recurse=False):
+            if key in names:
+                hidden[f"{prefix}.{key}" if prefix else key] = buffer
+    return hidden
 
 
 def model_tensors(model: Module, buffers: bool) -> dict[str, Tensor]:
@@ -62,6 +130,8 @@ def named(model: Module | Mapping[str, Tensor], buffers: bool) -> Mapping[str, T
     ``buffers``), a shared tensor under each of its names."""
     if isinstance(model, Mapping):
         return model
+    if isinstance(model, _torch().nn.Module):
+        refuse_extra_state(model)
     if not buffers:
         return model_tensors(model, buffers)
     if not isinstance(model, _torch().nn.Module):

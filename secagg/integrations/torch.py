@@ -13,10 +13,15 @@ various shapes and dtypes. This module converts between the two:
   :class:`fl_core.aggregators.Aggregator` interface (``plain``, ``secagg``,
   ``secagg+``, ``paillier``), returned as a new state dict.
 - :func:`model_digest` / :func:`hospital_update`: the digest of a model (its state-dict
-  keys, shapes, dtypes and values) and a hospital's update built from the model it
-  received and the one it trained, declaring the received model's digest; the
-  aggregation binds the global model's digest and refuses a hospital that trained from
-  another (``result.refused``).
+  keys, shapes, dtypes and values, and a module's non-persistent buffers) and a hospital's
+  update built from the model it received and the one it trained, declaring the received
+  model's digest; the aggregation binds the global model's digest and refuses a hospital that
+  trained from another (``result.refused``).
+
+What a module holds outside its state dict is bound or refused, never skipped
+(:mod:`secagg.integrations._torch_tensors`; docs/integrations.md, "What a module holds outside
+its state dict"): non-persistent buffers bound, extra state refused; plain attributes are its
+code's settings, left to the integrator as the training is (``dp_model_digest`` binds them).
 
 Exactness: every value of every floating dtype PyTorch supports on CPU
 (float64, float32, float16, bfloat16, the float8 formats and the packed
@@ -51,7 +56,7 @@ from secagg.errors import ConfigurationError, ConfigurationTypeError
 from secagg.integrations._extras import require
 from secagg.integrations._layout import ArraySpec, float_vector, require_layout
 from secagg.integrations._layout import FlatLayout as _FlatLayout
-from secagg.integrations._model_binding import declared_update, layout_digest
+from secagg.integrations._model_binding import FlatModel, bound_digest, declared_update
 from secagg.integrations._ranges import aggregate_flat_models, new_global
 from secagg.integrations._torch_dtypes import (
     EXACT_INTEGER_LIMIT,
@@ -61,7 +66,15 @@ from secagg.integrations._torch_dtypes import (
     kind_of,
     to_float64,
 )
-from secagg.integrations._torch_tensors import model_tensors, named, refuse_lazy, tensors_of, write_into
+from secagg.integrations._torch_tensors import (
+    hidden_buffers,
+    model_tensors,
+    named,
+    refuse_entry,
+    refuse_extra_state,
+    tensors_of,
+    write_into,
+)
 from secagg.integrations._torch_ties import ties, untied, written_once
 from secagg.ranges import RangeDiscovery
 
@@ -136,11 +149,7 @@ def flatten_state_dict(tensors: Mapping[str, Tensor]) -> tuple[FloatVector, Flat
     pieces: list[Any] = []
     offset = 0
     for name, tensor in tensors.items():
-        if not isinstance(tensor, torch.Tensor):
-            raise ConfigurationError(f"entry {name!r} is a {type(tensor).__name__}, not a torch.Tensor")
-        refuse_lazy(torch, name, tensor)
-        if tensor.layout != torch.strided or tensor.is_meta or tensor.is_nested:
-            raise ConfigurationError(f"tensor {name!r}: only dense tensors with data are supported (to_dense() it)")
+        refuse_entry(torch, name, tensor)
         name_of_dtype = dtype_name(tensor.dtype)
         kind = kind_of(name_of_dtype, tensor.dtype, name)
         # resolve_conj/resolve_neg: a lazy conj() or negation is a bit view_as_real refuses.
@@ -196,9 +205,13 @@ def unflatten_state_dict(vector: npt.ArrayLike, layout: FlatLayout) -> dict[str,
 
 def flatten_model(model: Module, *, buffers: bool = False) -> tuple[FloatVector, FlatLayout]:
     """A module's parameters (in ``named_parameters`` order), then its buffers if
-    ``buffers``, as one float64 vector and its layout (see :func:`flatten_state_dict`); a tied
-    (shared) tensor once, under its first name."""
-    return flatten_state_dict(untied(model_tensors(model, buffers)))
+    ``buffers`` (non-persistent ones too), as one float64 vector and its layout (see
+    :func:`flatten_state_dict`); a tied (shared) tensor once, under its first name.
+    ConfigurationError for a module with extra state (``get_extra_state``: no tensor, never
+    silently left out), in either mode."""
+    tensors = model_tensors(model, buffers)
+    refuse_extra_state(model)
+    return flatten_state_dict(untied(tensors))
 
 
 def load_into_model(model: Module, vector: npt.ArrayLike, layout: FlatLayout) -> None:
@@ -235,8 +248,21 @@ def model_digest(model: Module | Mapping[str, Tensor], *, buffers: bool = True) 
     state dict (a module's digest is its state dict's): every tensor's key, dtype and shape, in order, and its values
     (:func:`secagg.integrations._model_binding.layout_digest` of :func:`flatten_state_dict`); a tied
     (shared) tensor once, under its first key (its other keys carry no values of their own).
+    A module's non-persistent buffers (in no state dict; with ``buffers=False`` too) are bound after
+    them, by full name, dtype, shape and values
+    (:func:`~secagg.integrations._model_binding.bound_digest`): a module without any has its state
+    dict's digest, one with some another. ConfigurationError for a module with extra state
+    (``get_extra_state``) and for a tensor without values (the meta device).
     The digest of the global model a round hands out; :func:`aggregate_models` binds it."""
-    return layout_digest(*flatten_state_dict(tensors_of(model, buffers)))
+    return bound_digest(flatten_state_dict(tensors_of(model, buffers)), _hidden(model))
+
+
+def _hidden(model: Module | Mapping[str, Tensor]) -> FlatModel:
+    """A module's non-persistent buffers flattened (:func:`hidden_buffers`; empty for a state dict)."""
+    try:
+        return flatten_state_dict(hidden_buffers(model))
+    except ConfigurationError as exc:
+        raise ConfigurationError(f"a non-persistent buffer: {exc}") from None
 
 
 def hospital_update(
@@ -252,9 +278,10 @@ def hospital_update(
     ``model_digest(received)`` (buffers included unless ``buffers=False``, as in
     :func:`model_digest` and :func:`aggregate_models`). Aggregated with ``model_digest=model_digest(global_model)``, an
     update from another model is refused with its reason (``result.refused``). ConfigurationError
-    naming the client if the two models' tensors differ (names, order, shapes, dtypes)."""
+    naming the client if the two models' tensors differ (names, order, shapes, dtypes), or if their
+    non-persistent buffers do (names, dtypes, shapes or values: never trained nor summed)."""
     flat = [flatten_state_dict(tensors_of(model, buffers)) for model in (received, local)]
-    return declared_update(client_id, flat[0], flat[1], num_samples)
+    return declared_update(client_id, flat[0], flat[1], num_samples, hidden=(_hidden(received), _hidden(local)))
 
 
 @dataclass(frozen=True)
@@ -338,7 +365,10 @@ def aggregate_models(
     computes its own update and only the aggregation runs across machines (see
     docs/integrations.md). A hospital whose tensors differ (names, order, shapes,
     dtypes) from the global model's, or from those of its ``trained_from`` copy, is withheld
-    with the reason (``result.withheld``); the round goes on without its upload.
+    with the reason (``result.withheld``); the round goes on without its upload. So is one whose
+    model holds other non-persistent buffers than the copy it trained from (named), or has extra
+    state (``get_extra_state``, refused: no tensor); the global model's non-persistent buffers are
+    bound into the round's digest (:func:`model_digest`).
 
     Ranges are per tensor: each tensor is its own segment (:meth:`FlatLayout.segments`)
     with its own clip and its own clipped count, reported in ``result.clipping``. The
@@ -365,7 +395,7 @@ def aggregate_models(
         lambda model: flatten_state_dict(tensors_of(model, buffers)), global_model, _hospital_models(local_models),
         aggregator,
         num_samples=num_samples, rng=rng, client_ids=client_ids, dropouts=dropouts, clips=clips, discovery=discovery,
-        trained_from=trained_from, logger=LOGGER,
+        trained_from=trained_from, logger=LOGGER, hidden=_hidden,
     )
     state = None
     if result.mean is not None:

@@ -75,11 +75,11 @@ def _built(make: Callable[[], Any]) -> Any:
 
 def _split_round(make: Callable[[], Any], other: Callable[[], Any]) -> Any:
     """A DP round at ``make()``'s model; hospital 1 computes at ``other()`` given the global model's
-    state dict (so its plain model digest is the global model's)."""
+    state dict (so its state dict's digest is the global model's)."""
     model = _built(make)
     copy = _built(other)
     copy.load_state_dict(model.state_dict())
-    assert torch_adapter.model_digest(copy) == torch_adapter.model_digest(model)
+    assert torch_adapter.model_digest(copy.state_dict()) == torch_adapter.model_digest(model.state_dict())
     dimension = sum(p.numel() for p in model.parameters() if p.requires_grad)
     aggregator = make_aggregator(
         "plain-quantized", num_clients=len(HOSPITALS), dp=DP, dimension=dimension, max_samples_per_client=64,
