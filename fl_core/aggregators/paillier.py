@@ -339,22 +339,23 @@ class PaillierAggregator:
         length: int,
     ) -> AggregationResult:
         self._rounds += 1
-        params = self.round_parameters(ids, length, table, self._rounds, models.digest)
         sent = [u.client_id for u in uploaders(updates, stages)]
+        threshold = self.material.public.threshold
         if len(sent) < self.min_contributors:
-            return skipped(
-                f"paillier: {len(sent)} hospitals uploaded; at least {self.min_contributors} are needed",
-                0.0,
-                time.perf_counter() - start,
-                models.refused,
-            )
+            reason = f"paillier: {len(sent)} hospitals uploaded; at least {self.min_contributors} are needed"
+        elif len(ids) < threshold:  # no session: its hospitals never decrypt (SessionParameters refuses it)
+            reason = (f"paillier: a round of {len(ids)} hospitals never decrypts: t = {threshold} partial "
+                      "decryptions are needed")
+        else:
+            reason = ""
+        if reason:
+            return skipped(reason, 0.0, time.perf_counter() - start, models.refused)
+        params = self.round_parameters(ids, length, table, self._rounds, models.digest)
         server = Server(params, workers=self.workers)
         uploads = {c: split_limbs(encodings[c]) if self.split else encodings[c] for c in sent}
         digests, errors, bytes_sent = self.hospitals.upload(params, server, uploads)
 
-        # The session's guarantee; none for a round too small ever to decrypt (it is skipped below).
-        completes = len(ids) >= max(self.min_contributors, self.material.public.threshold)
-        guarantee = self.round_guarantee(len(ids)) if completes else None
+        guarantee = params.guarantee  # the session's, computed by the protocol for this round's hospitals
 
         def skip(reason: str) -> AggregationResult:
             result = skipped(reason, bytes_sent / len(updates), time.perf_counter() - start, models.refused, errors)

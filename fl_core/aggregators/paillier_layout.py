@@ -13,8 +13,6 @@ the key ceremony; the aggregator uses the same functions after it.
 
 from __future__ import annotations
 
-from dataclasses import replace
-
 import numpy as np
 import numpy.typing as npt
 
@@ -117,16 +115,14 @@ def round_guarantee(
     num_parties: int, threshold: int, min_contributors: int, num_clients: int, key_bits: int | None = None
 ) -> Guarantee:
     """What a round of ``num_clients`` of the ``num_parties`` hospitals (a t-of-l key, ``threshold`` t)
-    guarantees: its session's (:func:`secagg.paillier.parameters.threshold_guarantee`, as
-    :attr:`secagg.paillier.SessionParameters.guarantee` computes it, ``min_contributors`` capped at n),
-    its d at most n - t: only the round's own hospitals decrypt its sum (a hospital decrypts only a sum
-    holding its own upload), not the l - t the key alone allows. c is the full roster's: a released sum
-    has ``min_contributors`` uploads. ConfigurationError for a round too small ever to be decrypted."""
+    guarantees: its session's, as :attr:`secagg.paillier.SessionParameters.guarantee` computes it
+    (:func:`secagg.paillier.parameters.threshold_guarantee`: d at most n - t, since only the round's
+    own hospitals decrypt its sum). c is the full roster's: a released sum has ``min_contributors``
+    uploads. ConfigurationError for a round too small ever to be decrypted (fewer hospitals than
+    ``min_contributors`` or t)."""
     if num_clients < max(min_contributors, threshold):
         raise ConfigurationError(
             f"a paillier round of {num_clients} hospitals never completes: {min_contributors} uploads "
             f"(min_contributors) and t = {threshold} partial decryptions from its hospitals are needed"
         )
-    contributors = min(min_contributors, num_clients)
-    guarantee = threshold_guarantee(num_parties, threshold, num_clients, contributors, key_bits=key_bits)
-    return replace(guarantee, dropouts=min(guarantee.dropouts, num_clients - threshold))
+    return threshold_guarantee(num_parties, threshold, num_clients, min_contributors, key_bits=key_bits)
