@@ -15,8 +15,9 @@ assumed from the full roster's:
   weakest it recorded (:attr:`fl_core.fedavg.FedAvgResult.guarantee`, :func:`weakest`);
 - :func:`sampled_guarantee` states it before a run, from the count FedAvg samples.
 
-A Paillier round's d is at most n - t, since only its own hospitals decrypt its sum
-(:func:`fl_core.aggregators.paillier_layout.round_guarantee`), and a round too small ever to be
+A Paillier round's d is at most n - t, since only its own hospitals decrypt its sum (computed by
+the protocol, :func:`secagg.paillier.parameters.threshold_guarantee`, which
+:func:`fl_core.aggregators.paillier_layout.round_guarantee` calls), and a round too small ever to be
 decrypted has no guarantee (``round_guarantee`` refuses it; :func:`fl_core.fedavg.run_fedavg` refuses a
 ``client_fraction`` whose rounds are that small before any training, as masking's below three clients).
 

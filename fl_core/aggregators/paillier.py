@@ -51,6 +51,7 @@ from fl_core.aggregators.clipping import ClipPolicy, ClipSchedule, clip_policy
 from fl_core.aggregators.paillier_hospitals import SimulatedHospitals
 from fl_core.aggregators.paillier_layout import (
     LIMB_BITS,
+    checked_shape,
     ciphertext_bytes,
     join_limbs,
     packing_layout,
@@ -75,7 +76,6 @@ from secagg.paillier import (
     deal_threshold_key,
 )
 from secagg.paillier.keys import MAX_KEY_BITS, key_policy
-from secagg.paillier.parameters import check_declared_colluders, check_decryption_majority
 from secagg.primitives.randomness import RandomBytes, system_random
 from secagg.segments import SegmentTable
 
@@ -156,12 +156,9 @@ class PaillierAggregator:
         if num_parties < 2:
             raise ConfigurationError(f"paillier aggregation needs at least 2 hospitals, got num_clients={num_parties}")
         # Checked first, before any key or worker process exists; None means "the default".
-        if threshold is not None:
-            threshold = require_int("threshold", threshold, 2, num_parties)
-        if min_contributors is not None:
-            min_contributors = require_int("min_contributors", min_contributors, 2, num_parties)
-        if colluders is not None:
-            colluders = require_int("colluders", colluders, 0, num_parties - 2)
+        self.threshold, self.min_contributors, self.colluders = checked_shape(
+            num_parties, threshold, min_contributors, colluders
+        )
         self.constant_time = require_instance("constant_time", constant_time, bool)
         self.random_bytes = require_callable("random_bytes", random_bytes)
         self.quantizer = quantizer
@@ -179,19 +176,6 @@ class PaillierAggregator:
         except ValueError as exc:
             raise ConfigurationError(f"obfuscation must be 'textbook' or 'djn', got {obfuscation!r}") from exc
         self.workers = Workers(workers)
-        self.threshold, self.min_contributors = paillier_shape(num_parties, threshold, min_contributors, colluders)
-        if not 2 <= self.threshold <= num_parties:
-            raise ConfigurationError(
-                f"threshold must be in 2..{num_parties} (with t = 1 one hospital decrypts alone), got {self.threshold}"
-            )
-        if not 2 <= self.min_contributors <= num_parties:
-            raise ConfigurationError(
-                f"min_contributors must be in 2..{num_parties} (one upload would be decrypted alone), "
-                f"got {self.min_contributors}"
-            )
-        check_decryption_majority(num_parties, self.threshold)
-        check_declared_colluders(num_parties, self.threshold, self.min_contributors, colluders or 0)
-        self.colluders = colluders
         with key_policy(self.insecure):
             if key_material is None:
                 key_material = deal_threshold_key(
@@ -339,22 +323,23 @@ class PaillierAggregator:
         length: int,
     ) -> AggregationResult:
         self._rounds += 1
-        params = self.round_parameters(ids, length, table, self._rounds, models.digest)
         sent = [u.client_id for u in uploaders(updates, stages)]
+        threshold = self.material.public.threshold
         if len(sent) < self.min_contributors:
-            return skipped(
-                f"paillier: {len(sent)} hospitals uploaded; at least {self.min_contributors} are needed",
-                0.0,
-                time.perf_counter() - start,
-                models.refused,
-            )
+            reason = f"paillier: {len(sent)} hospitals uploaded; at least {self.min_contributors} are needed"
+        elif len(ids) < threshold:  # no session: its hospitals never decrypt (SessionParameters refuses it)
+            reason = (f"paillier: a round of {len(ids)} hospitals never decrypts: t = {threshold} partial "
+                      "decryptions are needed")
+        else:
+            reason = ""
+        if reason:
+            return skipped(reason, 0.0, time.perf_counter() - start, models.refused)
+        params = self.round_parameters(ids, length, table, self._rounds, models.digest)
         server = Server(params, workers=self.workers)
         uploads = {c: split_limbs(encodings[c]) if self.split else encodings[c] for c in sent}
         digests, errors, bytes_sent = self.hospitals.upload(params, server, uploads)
 
-        # The session's guarantee; none for a round too small ever to decrypt (it is skipped below).
-        completes = len(ids) >= max(self.min_contributors, self.material.public.threshold)
-        guarantee = self.round_guarantee(len(ids)) if completes else None
+        guarantee = params.guarantee  # the session's, computed by the protocol for this round's hospitals
 
         def skip(reason: str) -> AggregationResult:
             result = skipped(reason, bytes_sent / len(updates), time.perf_counter() - start, models.refused, errors)

@@ -1,7 +1,8 @@
 """What a :class:`~fl_core.aggregators.paillier.PaillierAggregator` is sized by before its key exists.
 
 - its key's shape: t and ``min_contributors`` with the defaults filled in
-  (:func:`paillier_shape`), and the honest floor of a full round (:func:`supported_honest`);
+  (:func:`paillier_shape`; its options checked, :func:`checked_shape`), and the honest floor of
+  a full round (:func:`supported_honest`);
 - the guarantee of a round of any n of its hospitals (:func:`round_guarantee`);
 - its packing: the slot layout of the weighted values (:func:`packing_layout`), the split of
   values too wide for one slot into :data:`LIMB_BITS`-bit limbs (:func:`split_limbs`,
@@ -13,21 +14,27 @@ the key ceremony; the aggregator uses the same functions after it.
 
 from __future__ import annotations
 
-from dataclasses import replace
-
 import numpy as np
 import numpy.typing as npt
 
+from secagg._validate import require_int
 from secagg.dp.floors import decryption_floor
 from secagg.encoding import QuantizationConfig
 from secagg.errors import ConfigurationError, OverflowDetectedError
 from secagg.guarantee import Guarantee
 from secagg.paillier import SlotLayout
 from secagg.paillier.packing import MAX_SLOT_BITS, MAX_VALUE_BITS, minimal_slot_bits
-from secagg.paillier.parameters import default_contributors, default_threshold, threshold_guarantee
+from secagg.paillier.parameters import (
+    check_declared_colluders,
+    check_decryption_majority,
+    default_contributors,
+    default_threshold,
+    threshold_guarantee,
+)
 
 __all__ = [
     "LIMB_BITS",
+    "checked_shape",
     "ciphertext_bytes",
     "join_limbs",
     "packing_layout",
@@ -98,6 +105,32 @@ def paillier_shape(
     return t, contributors
 
 
+def checked_shape(
+    num_parties: int, threshold: object, min_contributors: object, colluders: object
+) -> tuple[int, int, int | None]:
+    """:func:`paillier_shape` of a :class:`~fl_core.aggregators.paillier.PaillierAggregator`'s options,
+    checked (ConfigurationError naming the option): t and ``min_contributors`` in 2..``num_parties``,
+    ``colluders`` in 0..``num_parties - 2`` (None: the default), ``2t > l``
+    (:func:`secagg.paillier.parameters.check_decryption_majority`) and the declared colluders'
+    rules (:func:`secagg.paillier.parameters.check_declared_colluders`). Returns (t, min_contributors,
+    colluders as an int or None)."""
+    t = None if threshold is None else require_int("threshold", threshold, 2, num_parties)
+    m = None if min_contributors is None else require_int("min_contributors", min_contributors, 2, num_parties)
+    c = None if colluders is None else require_int("colluders", colluders, 0, num_parties - 2)
+    t, m = paillier_shape(num_parties, t, m, c)
+    if not 2 <= t <= num_parties:
+        raise ConfigurationError(
+            f"threshold must be in 2..{num_parties} (with t = 1 one hospital decrypts alone), got {t}"
+        )
+    if not 2 <= m <= num_parties:
+        raise ConfigurationError(
+            f"min_contributors must be in 2..{num_parties} (one upload would be decrypted alone), got {m}"
+        )
+    check_decryption_majority(num_parties, t)
+    check_declared_colluders(num_parties, t, m, c or 0)
+    return t, m, c
+
+
 def supported_honest(
     num_parties: int,
     *,
@@ -117,16 +150,14 @@ def round_guarantee(
     num_parties: int, threshold: int, min_contributors: int, num_clients: int, key_bits: int | None = None
 ) -> Guarantee:
     """What a round of ``num_clients`` of the ``num_parties`` hospitals (a t-of-l key, ``threshold`` t)
-    guarantees: its session's (:func:`secagg.paillier.parameters.threshold_guarantee`, as
-    :attr:`secagg.paillier.SessionParameters.guarantee` computes it, ``min_contributors`` capped at n),
-    its d at most n - t: only the round's own hospitals decrypt its sum (a hospital decrypts only a sum
-    holding its own upload), not the l - t the key alone allows. c is the full roster's: a released sum
-    has ``min_contributors`` uploads. ConfigurationError for a round too small ever to be decrypted."""
+    guarantees: its session's, as :attr:`secagg.paillier.SessionParameters.guarantee` computes it
+    (:func:`secagg.paillier.parameters.threshold_guarantee`: d at most n - t, since only the round's
+    own hospitals decrypt its sum). c is the full roster's: a released sum has ``min_contributors``
+    uploads. ConfigurationError for a round too small ever to be decrypted (fewer hospitals than
+    ``min_contributors`` or t)."""
     if num_clients < max(min_contributors, threshold):
         raise ConfigurationError(
             f"a paillier round of {num_clients} hospitals never completes: {min_contributors} uploads "
             f"(min_contributors) and t = {threshold} partial decryptions from its hospitals are needed"
         )
-    contributors = min(min_contributors, num_clients)
-    guarantee = threshold_guarantee(num_parties, threshold, num_clients, contributors, key_bits=key_bits)
-    return replace(guarantee, dropouts=min(guarantee.dropouts, num_clients - threshold))
+    return threshold_guarantee(num_parties, threshold, num_clients, min_contributors, key_bits=key_bits)

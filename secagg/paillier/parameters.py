@@ -126,6 +126,7 @@ class SessionParameters:
         if len(set(keys)) != len(keys):
             raise ConfigurationError("identity_keys must be distinct: one enrolled hospital per roster client")
         self._check_upload_size()
+        self._check_roster_decrypts(len(roster))
         object.__setattr__(self, "roster", roster)
         object.__setattr__(self, "identity_keys", keys)
 
@@ -137,6 +138,17 @@ class SessionParameters:
                 f"an upload of {self.vector_length} values takes {self.upload_data_bytes} bytes "
                 f"({self.num_ciphertexts} ciphertexts and {PROOF_WORDS} proof words), more than the "
                 f"{MAX_CIPHERTEXT_DATA} the wire carries: split the vector"
+            )
+
+    def _check_roster_decrypts(self, size: int) -> None:
+        """ConfigurationError if a threshold key's session of ``size`` hospitals never decrypts: only
+        the roster's hospitals decrypt its sum (each checks that it holds its own upload), fewer than t."""
+        public = self.public
+        if public.num_parties > 1 and size < public.threshold:
+            raise ConfigurationError(
+                f"a roster of {size} hospitals never completes under a {public.threshold}-of-{public.num_parties} "
+                f"key: only its own hospitals decrypt its sum (each checks that it holds its own upload), and "
+                f"t = {public.threshold} partial decryptions are needed"
             )
 
     def identity_key(self, client: int) -> bytes:
@@ -283,8 +295,9 @@ def check_dealt_shape(num_parties: int, threshold: int) -> None:
 def paillier_guarantee(public: ThresholdPublicKey, num_clients: int, min_contributors: int) -> Guarantee:
     """Private against a lying server plus c = min(t - 1, min_contributors - 2, 2t - l - 1) colluding
     hospitals (min_contributors - 2 in single-key mode, whose key holder must not collude);
-    completes while at least min_contributors of ``num_clients`` upload and t share holders decrypt.
-    On a key below :data:`~secagg.paillier.keys.MIN_KEY_BITS` (tests, demos) the line starts with
+    completes while at least min_contributors of ``num_clients`` upload and t share holders among
+    them decrypt: d = min(n - min_contributors, min(n, l) - t) (:func:`threshold_guarantee`). On a
+    key below :data:`~secagg.paillier.keys.MIN_KEY_BITS` (tests, demos) the line starts with
     "NOT SECURE"."""
     return threshold_guarantee(
         public.num_parties, public.threshold, num_clients, min_contributors, key_bits=public.key.key_bits
@@ -301,12 +314,27 @@ def threshold_guarantee(
     c is bounded three ways: t - 1 (fewer than t shares decrypt nothing), min_contributors - 2 (a
     sum of that many uploads still holds two honest ones) and 2t - l - 1 (the largest c with
     2t > l + c, so two disjoint groups of holders cannot both decrypt,
-    :func:`check_decryption_majority`); negative only for a key :class:`SessionParameters` refuses."""
+    :func:`check_decryption_majority`); negative only for a key :class:`SessionParameters` refuses.
+
+    d is bounded by the uploads (``num_clients - min_contributors``) and, for a threshold key, by who
+    decrypts: ``min(num_clients, num_parties) - t``. A share holder decrypts only a sum that holds its
+    own upload (:mod:`secagg.paillier.protocol`, binding rule (e)), so the session's decrypting
+    parties are its own hospitals, one share each: a session of n < l hospitals survives n - t
+    dropouts, not the l - t the key alone allows. (A share holder outside the roster that passes
+    ``NO_OWN_UPLOAD`` could answer too; no driver asks one, and d does not count on it.)
+    ConfigurationError for a threshold session of fewer than t hospitals: its hospitals never
+    decrypt its sum, so it has no guarantee."""
     colluders = min_contributors - 2
     dropouts = num_clients - min_contributors
     if num_parties > 1:
+        if num_clients < threshold:
+            raise ConfigurationError(
+                f"a Paillier session of {num_clients} hospitals never completes under a {threshold}-of-"
+                f"{num_parties} key: only its own hospitals decrypt its sum, and t = {threshold} partial "
+                "decryptions are needed"
+            )
         colluders = min(colluders, threshold - 1, 2 * threshold - num_parties - 1)
-        dropouts = min(dropouts, num_parties - threshold)
+        dropouts = min(dropouts, min(num_clients, num_parties) - threshold)
         guarantee = Guarantee(colluders, dropouts, lying_server=True)
     else:
         guarantee = Guarantee(colluders, dropouts, lying_server=True, trusted=SINGLE_KEY_HOLDER)

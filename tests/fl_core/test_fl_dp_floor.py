@@ -161,6 +161,8 @@ def test_a_round_at_the_guarantees_dropouts_holds_exactly_h_honest_and_one_more_
     late = dict.fromkeys(range(1, d + 1), DropoutStage.FINALIZE)
     result = aggregator.aggregate(_updates(range(1, n + 1)), late, rng=np.random.default_rng(0))
     assert result.mean is not None and sorted(result.included) == list(range(1, n + 1))
+    assert aggregator.accountant.num_releases == 2
     late[d + 1] = DropoutStage.FINALIZE
     result = aggregator.aggregate(_updates(range(1, n + 1)), late, rng=np.random.default_rng(0))
     assert result.mean is None and not result.included
+    assert aggregator.accountant.num_releases == 3  # the aborted round is charged: its noise shares were sent

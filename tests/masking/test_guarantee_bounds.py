@@ -123,9 +123,16 @@ def test_c_colluders_leave_two_honest_inputs_in_the_smallest_sum_and_c_plus_one_
     assert np.array_equal(residue.astype(ring.dtype), inputs[victim])
 
 
-SPLIT_SHAPES = [(n, t) for n in range(4, 9) for t in range(n // 2 + 1, n) if 2 * t - n - 1 <= t - 2]
-"""Every accepted active shape of 4..8 clients whose c the lying-server split bounds (alone or tied
-with the sum size): c = 2t - n - 1."""
+SPLIT_SHAPES = [(n, t) for n in range(4, 9) for t in range(n // 2 + 1, n)]
+"""Every accepted active shape of 4..8 clients (2t > n, t < n: checked by
+:func:`test_split_shapes_are_every_accepted_active_shape`).
+The lying-server split bounds c at each of them: 2t - n - 1 <= t - 2 holds for every t < n (a tie with
+the sum size at t = n - 1), so c = 2t - n - 1 with no shape left out."""
+
+
+def test_split_shapes_are_every_accepted_active_shape() -> None:
+    accepted = [(n, t) for n in range(4, 9) for t in range(2, n + 1) if _config(n, t, ACTIVE) is not None]
+    assert accepted == SPLIT_SHAPES
 
 
 @pytest.mark.parametrize(("n", "t"), SPLIT_SHAPES)

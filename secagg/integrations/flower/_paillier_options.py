@@ -64,8 +64,9 @@ class PaillierOptions:
             decrypt two sums that differ in one upload) and min_contributors >= c + 2; declaring
             fewer than the default's (``colluders=0`` for a 3-of-5 key) accepts a lower threshold
             and gives up resistance to colluding hospitals for dropouts (3-of-5: c = 0, two
-            dropouts), as the computed guarantee (:meth:`guarantee`) logged and reported with
-            every round says.
+            dropouts in a round of all five; a round of n nodes survives at most n - t, since only
+            its nodes decrypt), as the computed guarantee (:meth:`guarantee`) logged and reported
+            with every round says.
         trusted_keys: the federation's identity public keys (the key ceremony's public
             trusted-keys file, ``read_trusted_keys``); a node announcing another key is left
             out at ``identify`` (every node checks the round's keys against its own trusted list
