@@ -67,6 +67,7 @@ from fl_core.aggregators.defaults import (
 from secagg._validate import require_int, require_sequence
 from secagg.errors import ConfigurationError
 from secagg.guarantee import Guarantee
+from secagg.masking.server_state import SUMMARY_IDS
 from secagg.segments import ClippingReport, SegmentTable
 
 __all__ = [
@@ -349,12 +350,15 @@ def skipped(
 def with_withheld(result: AggregationResult, withheld: Sequence[tuple[int, str]]) -> AggregationResult:
     """``result`` with the clients ``withheld`` (client id, reason) added to its ``withheld`` (a client
     it names already keeps one entry, both reasons joined), and named in its skipped reason (when it
-    was skipped)."""
+    was skipped): up to :data:`~secagg.masking.server_state.SUMMARY_IDS` with their reasons, then how
+    many more (the reason stays short however many clients there are; ``withheld`` keeps them all)."""
     if not withheld:
         return result
     reason = result.skipped_reason
     if reason is not None:
-        named = "; ".join(f"client {client}: {why}" for client, why in withheld)
+        named = "; ".join(f"client {client}: {why}" for client, why in withheld[:SUMMARY_IDS])
+        if len(withheld) > SUMMARY_IDS:
+            named += f"; and {len(withheld) - SUMMARY_IDS} more (every reason is in withheld)"
         reason = f"{reason}; withheld (update not encodable): {named}"
     reasons = dict(result.withheld)
     for client, why in withheld:

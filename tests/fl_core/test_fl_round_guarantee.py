@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 from typing import Any
 
 import numpy as np
@@ -205,6 +206,29 @@ def test_torch_aggregate_models_over_a_subset_states_the_subsets_session() -> No
     )  # fmt: skip
     assert outcome.result.mean is not None and len(outcome.result.included) == 5
     assert outcome.result.guarantee == _protocol("complete", 6, "active") != aggregator.guarantee  # type: ignore[attr-defined]
+
+
+def test_keras_aggregate_models_over_a_subset_states_the_subsets_session(monkeypatch: pytest.MonkeyPatch) -> None:
+    # As the PyTorch adapter: 6 Keras models of an aggregator's 8 hospitals, one silent from the first
+    # message. The outcome's result states the session of 6 (t = 4, c = 1), not the roster of 8 (t = 6, c = 3).
+    monkeypatch.setenv("KERAS_BACKEND", os.environ.get("KERAS_BACKEND", "torch"))  # before Keras is imported
+    keras = pytest.importorskip("keras")
+    from secagg.integrations.keras import aggregate_models  # noqa: PLC0415
+
+    def dense(seed: int) -> Any:
+        keras.utils.set_random_seed(seed)
+        return keras.Sequential([keras.Input((3,)), keras.layers.Dense(1)])
+
+    global_model, local = dense(0), [dense(k) for k in range(1, 7)]
+    aggregator = make_aggregator("secagg", num_clients=8, random_bytes=InsecureDeterministicRandom(7))
+    outcome = aggregate_models(
+        global_model, local, aggregator, num_samples=[10] * 6, rng=np.random.default_rng(0),
+        client_ids=[1, 2, 3, 4, 5, 6], dropouts={4: DropoutStage.JOIN},
+    )  # fmt: skip
+    assert outcome.result.mean is not None and outcome.result.included == frozenset({1, 2, 3, 5, 6})
+    expected = _protocol("complete", 6, "active")
+    assert (expected.colluders, aggregator.guarantee.colluders) == (1, 3)  # type: ignore[attr-defined]
+    assert outcome.result.guarantee == expected != aggregator.guarantee  # type: ignore[attr-defined]
 
 
 def _paillier_3_of_5() -> Any:

@@ -10,7 +10,7 @@ from flwr.app import ConfigRecord, Context
 from secagg import wire
 from secagg.errors import ProtocolError
 from secagg.integrations.flower._limits import masking_message_limit
-from secagg.integrations.flower._round_binding import check_message_type
+from secagg.integrations.flower._records import stored_round
 from secagg.integrations.flower.protocol import IDENTIFY, MAX_NODES, SETUP, RoundSetup
 from secagg.masking import ClientState
 
@@ -41,11 +41,5 @@ def save_session(context: Context, setup: bytes, state: ClientState, message_typ
 def load_session(context: Context, message_type: str) -> tuple[bytes, RoundSetup, ClientState]:
     """The stored session; ProtocolError if there is none, or if ``message_type`` (this stage's
     message's) is not its setup's: the type picks the train handler and the setup binds it."""
-    record = context.state.get(STATE_KEY)
-    if not isinstance(record, ConfigRecord):
-        raise ProtocolError("no secure round in progress on this node")
-    setup_bytes, state_bytes, bound = record.get("setup"), record.get("client"), record.get("type")
-    if not isinstance(setup_bytes, bytes) or not isinstance(state_bytes, bytes) or not isinstance(bound, str):
-        raise ProtocolError("the stored secure-round state is incomplete")
-    check_message_type(message_type, bound)
+    setup_bytes, state_bytes = stored_round(context, STATE_KEY, "client", message_type, "secure round")
     return setup_bytes, wire.decode(setup_bytes, RoundSetup), ClientState.from_bytes(state_bytes)

@@ -27,18 +27,19 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
-from flwr.app import Array, ArrayRecord, ConfigRecord, RecordDict
+from flwr.app import Array, ArrayRecord, ConfigRecord, Context, RecordDict
 from flwr.common.constant import SType
 from numpy.lib import format as npy_format
 
 from secagg.descriptor import Parameter, encode_parameters
-from secagg.errors import ConfigurationError, DecodeError
+from secagg.errors import ConfigurationError, DecodeError, ProtocolError
 from secagg.integrations.flower._limits import (
     MAX_EMPTY_ARRAYS,
     NPY_HEADER_LIMIT,
     VALUE_BYTES,
     config_lower_bound,
 )
+from secagg.integrations.flower._round_binding import check_message_type
 from secagg.integrations.flower.protocol import STAGES
 
 __all__ = [
@@ -50,6 +51,7 @@ __all__ = [
     "model_arrays",
     "read_stage",
     "stage_content",
+    "stored_round",
     "without_stage",
 ]
 
@@ -293,3 +295,18 @@ def training_parameters(content: RecordDict) -> bytes:
                 raise ConfigurationError(f"config {_cut(name)}: two config entries would be bound under this one name")
             flat[name] = value
     return encode_parameters(flat)
+
+
+def stored_round(context: Context, key: str, field: str, message_type: str, what: str) -> tuple[bytes, bytes]:
+    """The setup bytes and the ``field`` bytes of the round a node keeps in ``context.state[key]``
+    (with the setup's message type, ``"type"``), read back at a later stage; ProtocolError if there
+    is none ("no <what> in progress"), a field is missing, or ``message_type`` (this stage's
+    message's) is not the setup's (:func:`~secagg.integrations.flower._round_binding.check_message_type`)."""
+    record = context.state.get(key)
+    if not isinstance(record, ConfigRecord):
+        raise ProtocolError(f"no {what} in progress on this node")
+    setup, kept, bound = record.get("setup"), record.get(field), record.get("type")
+    if not isinstance(setup, bytes) or not isinstance(kept, bytes) or not isinstance(bound, str):
+        raise ProtocolError(f"the stored {what} is incomplete")
+    check_message_type(message_type, bound)
+    return setup, kept

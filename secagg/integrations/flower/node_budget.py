@@ -44,6 +44,7 @@ import contextlib
 import dataclasses
 import importlib
 import os
+import time
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import TypeGuard
@@ -52,13 +53,15 @@ from flwr.app import ConfigRecord, Context
 
 from secagg.dp.accountant import MAX_NUM_CLIENTS, PrivacyAccountant, read_state, recorded_num_clients
 from secagg.dp.calibration import NoisePlan
-from secagg.errors import BudgetExceededError, ConfigurationError, DecodeError, ProtocolError
+from secagg.errors import BudgetExceededError, ConfigurationError, DecodeError, ProtocolError, StateLockedError
 from secagg.integrations.flower._node import config_path
 from secagg.integrations.flower._node_identity import NodeIdentity
 
 __all__ = [
     "BUDGET_KEY",
     "DP_STATE_FILE",
+    "LOCK_ATTEMPTS",
+    "LOCK_PAUSE_S",
     "budget_holder",
     "charge_node_budget",
     "check_node_budget",
@@ -72,7 +75,15 @@ BUDGET_KEY = "secagg.dp.budget"
 the digest of the plan it is bound to, the number of contributions charged and the largest node count
 they were charged under."""
 
+LOCK_ATTEMPTS = 50
+"""How many times a charge tries its state file's lock (never blocking) before it is refused."""
+LOCK_PAUSE_S = 0.1
+"""Seconds between two attempts: a charge waits at most about five seconds for another process of
+the node (a charge holds the lock for a read and an fsync'd write), never until the server's timeout."""
+
 PathLike = str | os.PathLike[str]
+
+_pause = time.sleep  # between lock attempts (a test records the pauses instead)
 
 
 def node_budget_file(context: Context, explicit: PathLike | None) -> str | None:
@@ -225,7 +236,9 @@ def charge_node_budget(context: Context, plan: NoisePlan, path: str | None, *, h
 @contextlib.contextmanager
 def _locked(path: str | None) -> Iterator[None]:
     """An exclusive ``flock`` of the state file's directory (the file itself is replaced on every
-    write, so its own lock would not serialise); nothing without a file."""
+    write, so its own lock would not serialise); nothing without a file. Never waited for without
+    bound: tried without blocking up to :data:`LOCK_ATTEMPTS` times, :data:`LOCK_PAUSE_S` apart, then
+    StateLockedError naming the file (another process holds it; nothing charged)."""
     if path is None:
         yield
         return
@@ -240,7 +253,19 @@ def _locked(path: str | None) -> Iterator[None]:
     except OSError as exc:
         raise ConfigurationError(f"cannot open the directory of {DP_STATE_FILE} {path}: {exc}") from exc
     try:
-        fcntl.flock(descriptor, fcntl.LOCK_EX)
+        for attempt in range(1, LOCK_ATTEMPTS + 1):
+            try:
+                fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError as exc:
+                if attempt == LOCK_ATTEMPTS:
+                    raise StateLockedError(
+                        f"{DP_STATE_FILE} {path} is in use: another process holds the lock of its directory "
+                        f"{directory} (another process of this node charging it, or one stuck doing so) after "
+                        f"{LOCK_ATTEMPTS} attempts over {LOCK_ATTEMPTS * LOCK_PAUSE_S:g} s; this contribution is "
+                        "refused and nothing was charged. Retry once the other process is done"
+                    ) from exc
+                _pause(LOCK_PAUSE_S)
         yield
     finally:
         os.close(descriptor)  # releases the lock

@@ -79,7 +79,7 @@ from secagg.integrations.flower._node import (
     train_locally,
 )
 from secagg.integrations.flower._paillier_settings import PaillierSettings
-from secagg.integrations.flower._round_binding import check_message_type
+from secagg.integrations.flower._records import stored_round
 from secagg.integrations.flower.bound_plan import check_dp_update
 from secagg.integrations.flower.clipping import encode_segmented, node_table
 from secagg.integrations.flower.compression import check_compressed_model, check_entries, keep_residual, node_update
@@ -366,13 +366,8 @@ def _decrypt(
     identity: NodeIdentity,
     settings: PaillierSettings,
 ) -> bytes:
-    record = context.state.get(STATE_KEY)
-    if not isinstance(record, ConfigRecord):
-        raise ProtocolError("no Paillier round in progress on this node")
-    setup_bytes, own_upload, bound = record.get("setup"), record.get("upload"), record.get("type")
-    if not isinstance(setup_bytes, bytes) or not isinstance(own_upload, bytes) or not isinstance(bound, str):
-        raise ProtocolError("the stored Paillier round is incomplete")
-    check_message_type(message.metadata.message_type, bound)  # the type its upload's session binds
+    message_type = message.metadata.message_type  # must be the type its upload's session binds
+    setup_bytes, own_upload = stored_round(context, STATE_KEY, "upload", message_type, "Paillier round")
     params, _ = _session(message, wire.decode(setup_bytes, PaillierSetup), share, identity, settings)
     request = wire.decode(payload, DecryptionRequest)
     if request.session_id != params.session_id:
