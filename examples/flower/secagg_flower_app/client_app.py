@@ -23,8 +23,9 @@ own DP budget (the contributions it made under the run's plan) in
 ``dp-state-file`` if its node config names one, else beside its identity key
 (``hospital-<partition-id>.dp-budget.json``, 0600), so a restarted node does not
 forget what it spent; deleting the file starts a new budget, the hospital's
-decision. A node without an identity key has no such place: it refuses DP rounds
-unless its node config names ``dp-state-file`` (its budget would otherwise live in
+decision. The file records the node's identity public key: another node's file is refused.
+A node without an identity key has no such place: it refuses DP rounds unless its
+node config names ``dp-state-file`` (its budget would otherwise live in
 ``context.state``, which a restart or a new run forgets, letting a server collect
 the budget again). Two optional node-config keys serve demonstrations and tests:
 
@@ -178,7 +179,9 @@ def node_policy(context: Context) -> NodePolicy:
     (masking or Paillier) whose server binds no run config (``require_run_config``); every node
     refuses one that binds another run config than its own. Since that run config is bound, a node
     holds the server to the DP it declares (:func:`declared_dp`): with ``dp-epsilon > 0`` it refuses
-    a round without DP, or with a larger epsilon or delta than the run config's."""
+    a round without DP, or with a larger epsilon or delta than the run config's. A node whose policy
+    requires DP also refuses evaluate and query messages (the mods' default: their replies would
+    leave un-noised), so a DP run keeps ``fraction-evaluate = 0.0``."""
     allowed = context.node_config.get("allow-semi-honest")
     declared = declared_dp(context)
     # A DP round is refused unless the node's budget survives restarts and runs in a file: a node

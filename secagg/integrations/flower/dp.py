@@ -22,8 +22,10 @@ With ``SecAggOptions(dp=DPConfig(...))`` every masking round is a DP round, and 
   Harary graph, less the colluders among them; on the complete graph that is the guarantee's
   ``n - c - d``), which every node checks (:func:`check_unmasked_sums`) at setup, before it
   trains or sends anything; the server skips a later round (the plan is fixed at the first)
-  whose configuration fails that check, or that has more nodes than the first (the
-  plan's refusal residual counts n x d noised coordinates a round: :meth:`DPRounds.charge`).
+  whose configuration fails that check, or that has more nodes than the plan was fixed for
+  (the first round's n; a restarted server's, at least the n its state file records:
+  :mod:`~secagg.integrations.flower._dp_state`), since the plan's refusal residual counts
+  n x d noised coordinates a round (:meth:`DPRounds.charge`).
   In a Paillier round h is the honest uploads in the smallest sum a
   key-share holder decrypts: ``min_contributors`` less the colluders c the round's
   guarantee tolerates (:func:`decrypted_sums`), which every node checks

@@ -132,7 +132,8 @@ class NodePolicy:
             mod built with ``allow_plain_train=True`` is refused: a plain training reply is the
             node's update in the clear; the mods refuse evaluate and query messages too, their
             replies un-noised and uncharged, unless built with ``allow_plain_evaluate`` /
-            ``allow_plain_query``).
+            ``allow_plain_query``, and Flower's legacy ``get_parameters`` / ``get_properties``
+            messages, with no opt-in).
         max_dp_epsilon: refuse a DP round whose declared epsilon (per patient, whole run)
             is above this ceiling (None: any). The node also recomputes the epsilon the
             round's noise buys and refuses a setup whose noise does not buy the declared one.

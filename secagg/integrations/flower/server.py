@@ -3,8 +3,9 @@
 :class:`SecAggGrid` wraps the Grid a ServerApp receives. Hand it to any
 strategy (``FedAvg().start(grid=SecAggGrid(grid, SecAggOptions(trusted_keys=federation)), ...)``,
 ``federation`` the federation's identity public keys: active mode needs them): evaluation and other
-messages pass through unchanged, and each batch of *training* messages becomes
-one masking session (:mod:`secagg.masking`) over the sampled nodes:
+messages pass through unchanged (a node whose policy requires DP refuses evaluate and query
+messages unless its mod opts in: :mod:`~secagg.integrations.flower.client`), and each batch of
+*training* messages becomes one masking session (:mod:`secagg.masking`) over the sampled nodes:
 
 0. (active mode, nodes whose identity key the server has not seen yet)
    ``identify``: each such node answers with its signed Ed25519 identity
