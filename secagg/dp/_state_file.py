@@ -38,11 +38,27 @@ from secagg._files import WRITABLE_BY_OWNER_ONLY, read_regular_file, sync_folder
 from secagg._strict_json import strict_loads
 from secagg.errors import ConfigurationError, DecodeError, StateLockedError
 
-__all__ = ["MAX_STATE_BYTES", "STATE_MODE", "lock_path", "locked", "read_state", "sync_state_folder", "write_state"]
+__all__ = [
+    "MAX_STATE_BYTES",
+    "STATE_MODE",
+    "OutdatedStateError",
+    "lock_path",
+    "locked",
+    "read_state",
+    "sync_state_folder",
+    "write_state",
+]
 
 MAX_STATE_BYTES = 1 << 16
 STATE_MODE = 0o600
 _NO_FOLLOW = getattr(os, "O_NOFOLLOW", 0)
+
+
+class OutdatedStateError(DecodeError):
+    """A state file of an earlier format version: well formed, not corrupted; its message says how to
+    update it (or to start a new budget), so a caller must not advise restoring it from a backup."""
+
+
 _NEVER_WAIT = getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOCTTY", 0) | getattr(os, "O_CLOEXEC", 0)
 
 

@@ -45,7 +45,15 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from secagg._validate import require_finite, require_instance, require_int
-from secagg.dp._state_file import MAX_STATE_BYTES, STATE_MODE, locked, read_state, sync_state_folder, write_state
+from secagg.dp._state_file import (
+    MAX_STATE_BYTES,
+    STATE_MODE,
+    OutdatedStateError,
+    locked,
+    read_state,
+    sync_state_folder,
+    write_state,
+)
 from secagg.dp.calibration import NoisePlan
 from secagg.dp.config import MAX_ROUNDS, DPConfig
 from secagg.dp.contributors import check_contributors
@@ -57,6 +65,7 @@ __all__ = [
     "STATE_FORMAT",
     "STATE_MODE",
     "STATE_VERSION",
+    "OutdatedStateError",
     "PrivacyAccountant",
     "PrivacySpent",
     "read_state",
@@ -65,6 +74,7 @@ __all__ = [
 
 STATE_FORMAT = "secagg/dp-accountant"
 STATE_VERSION = 2
+
 ACCOUNTING_METHOD = "rdp"
 MAX_SERVER_ROUND = (1 << 32) - 1
 MAX_NUM_CLIENTS = (1 << 32) - 1
@@ -132,8 +142,8 @@ class PrivacyAccountant:
                         "plan: configure the one it holds to go on with it, or start a new budget with a new "
                         "state file (a decision for whoever answers for the patients' privacy)"
                     ) from exc
-                except DecodeError as exc:  # malformed: say whose file
-                    raise DecodeError(f"the accountant's state file {self._path}: {exc}") from exc
+                except DecodeError as exc:  # malformed or outdated: say whose file
+                    raise type(exc)(f"the accountant's state file {self._path}: {exc}") from exc
 
     @property
     def config(self) -> DPConfig:
@@ -275,7 +285,7 @@ class PrivacyAccountant:
         try:
             recorded = self._parse(state)
         except DecodeError as exc:
-            raise DecodeError(f"the accountant's state file {self._path}: {exc}") from exc
+            raise type(exc)(f"the accountant's state file {self._path}: {exc}") from exc
         if recorded != (self._released, self._last_round):  # parsed strictly: 1.0 is not 1
             raise ConfigurationError(
                 f"the accountant's state file {self._path} changed under it (another accountant charged it, or it "
@@ -305,7 +315,7 @@ class PrivacyAccountant:
     def _parse(self, state: Mapping[str, object]) -> tuple[int, int | None]:
         """(released, last round) of ``state``, checked as :meth:`load_state_dict` documents."""
         if isinstance(state, Mapping) and state.get("format") == STATE_FORMAT and _is_int(state.get("version"), 1):
-            raise DecodeError(
+            raise OutdatedStateError(
                 f"accountant state is {STATE_FORMAT} version 1, which does not record the node count its plan was "
                 f'fixed for; refused, nothing written. To go on with it, add "num_clients": N (the node count of the '
                 f"first DP round charged to it, which the Flower server logs: \"sized for h = ... honest of N nodes\"; "

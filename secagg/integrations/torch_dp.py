@@ -88,6 +88,7 @@ if TYPE_CHECKING:
     from secagg.dp import DPConfig, RandomSource
 
 __all__ = [
+    "LossNotScalarError",
     "apply_dp_step",
     "clipped_gradient_sum",
     "dp_contribution",

@@ -191,3 +191,30 @@ def test_a_flower_server_over_a_garbage_state_file_skips_the_round_and_goes_on(t
     assert report.aggregate is None and report.skipped_reason is not None
     assert str(path) in report.skipped_reason, report.skipped_reason
     assert path.read_bytes() == b"\x00garbage"
+
+
+def _version_1(path: Path) -> bytes:
+    state = json.loads(path.read_bytes())
+    return json.dumps({k: v for k, v in state.items() if k not in ("num_clients", "holder")} | {"version": 1}).encode()
+
+
+@pytest.mark.parametrize("when", ["at the plan", "at the charge"])
+def test_a_version_1_state_file_skips_the_round_saying_how_to_update_it_not_to_restore_a_backup(
+    tmp_path: Path, when: str
+) -> None:
+    # Prepare: a file of the previous format (no node count), at a restart or under a running server
+    path = tmp_path / "accountant.json"
+    rounds = _charged(path)
+    path.write_bytes(_version_1(path))
+    before = path.read_bytes()
+    # Execute
+    if when == "at the plan":
+        with pytest.raises(ConfigurationError) as refusal:
+            _plan_round(DPRounds(CONFIG, path), 5)
+        reason: str | None = str(refusal.value)
+    else:
+        reason = rounds.charge(2, 5)
+    # Assert: the reason names the file and the update, and does not call it corrupted
+    assert reason is not None and str(path) in reason and "version 1" in reason and '"num_clients"' in reason, reason
+    assert "backup" not in reason and "cannot be read" not in reason, reason
+    assert "nothing is charged" in reason and path.read_bytes() == before

@@ -96,6 +96,14 @@ def test_a_loss_that_does_not_return_a_scalar_is_refused_naming_what_it_returned
     )
 
 
+def test_the_loss_refusal_can_be_caught_by_its_public_name() -> None:
+    """It was defined only in a private module: callers could catch it only as ConfigurationError."""
+    assert issubclass(torch_dp.LossNotScalarError, ConfigurationError)
+    assert "LossNotScalarError" in torch_dp.__all__
+    with pytest.raises(torch_dp.LossNotScalarError):
+        torch_dp.clipped_gradient_sum(_model(), lambda out, y: out.sum(dim=1), *five_hospitals()[0][1:], 1.0)
+
+
 # --- a hospital's data the model or loss cannot take: its own refusal, in the library's words ----
 
 

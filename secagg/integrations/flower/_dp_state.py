@@ -15,7 +15,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from secagg.dp.accountant import read_state, recorded_num_clients
+from secagg.dp.accountant import OutdatedStateError, read_state, recorded_num_clients
 from secagg.errors import ConfigurationError, DecodeError
 
 __all__ = ["recorded_plan", "unreadable"]
@@ -37,7 +37,14 @@ def recorded_plan(state_file: str | os.PathLike[str] | None) -> tuple[int, objec
 
 
 def unreadable(state_file: str | os.PathLike[str] | None, exc: DecodeError) -> str:
-    """Why a round is skipped when the state file no longer parses, and what the operator does."""
+    """Why a round is skipped when the state file no longer parses, and what the operator does: an
+    outdated file (:class:`~secagg.dp.accountant.OutdatedStateError`) is updated as its refusal says,
+    a corrupted one restored from its backup."""
+    if isinstance(exc, OutdatedStateError):
+        return (
+            f"dp: the server's DP state file {state_file} is of an earlier format ({exc}); nothing is charged or "
+            "released, and the file is left as it is. Every DP round is skipped until it is updated as said"
+        )
     return (
         f"dp: the server's DP state file {state_file} cannot be read ({exc}); nothing is charged or released, and "
         "the file is left as it is. Restore it from its backup (the rounds it recorded stay spent); removing it "

@@ -51,7 +51,13 @@ from typing import TypeGuard
 
 from flwr.app import ConfigRecord, Context
 
-from secagg.dp.accountant import MAX_NUM_CLIENTS, PrivacyAccountant, read_state, recorded_num_clients
+from secagg.dp.accountant import (
+    MAX_NUM_CLIENTS,
+    OutdatedStateError,
+    PrivacyAccountant,
+    read_state,
+    recorded_num_clients,
+)
 from secagg.dp.calibration import NoisePlan
 from secagg.errors import BudgetExceededError, ConfigurationError, DecodeError, ProtocolError, StateLockedError
 from secagg.integrations.flower._node import config_path
@@ -111,8 +117,10 @@ def _open(context: Context, plan: NoisePlan, path: str | None, holder: bytes | N
             plan = _at_least(plan, recorded_num_clients(state))
             try:
                 _bound(PrivacyAccountant(plan, holder=holder), state, f"{DP_STATE_FILE} {path}")
-            except DecodeError as exc:  # a version 1 file's refusal says its own way on
-                raise (exc if state.get("version") == 1 else DecodeError(_unreadable(str(exc)))) from exc
+            except OutdatedStateError:  # an earlier format's refusal says its own way on
+                raise
+            except DecodeError as exc:
+                raise DecodeError(_unreadable(str(exc))) from exc
         return PrivacyAccountant(plan, path, holder=holder)
     record = context.state.get(BUDGET_KEY)
     if record is None:
