@@ -76,7 +76,7 @@ class QuantizationConfig:
     """How floats become ring elements, and for how many summands.
 
     Attributes:
-        clip: values are clipped to ``[-clip, clip]`` (``clip > 0``).
+        clip: values are clipped to ``[-clip, clip]`` (``clip > 0``, and ``qmax / clip`` finite).
         bits: bits per quantized value including the sign (2..ring_bits - 1).
         num_clients: the largest number of encodings that will be summed.
         ring_bits: the ring Z_(2^ring_bits), any of 8..64 (default 32; a narrow ring
@@ -100,6 +100,12 @@ class QuantizationConfig:
         if not 2 <= self.bits <= MAX_BITS:
             # Quantization runs in float64: beyond 53 bits the clip bound itself is inexact.
             raise ConfigurationError(f"bits must be in 2..{MAX_BITS} (float64 precision), got {self.bits}")
+        if not np.isfinite(self.qmax / self.clip):
+            # 0 * inf is NaN: a zero would not quantize to an integer at all.
+            raise ConfigurationError(
+                f"clip {self.clip!r} is too small for bits={self.bits}: "
+                f"its scale {self.qmax} / clip is not a finite float64"
+            )
         if self.num_clients < 1 or self.max_weight < 1:
             raise ConfigurationError("num_clients and max_weight must be at least 1")
         if self.num_clients * self.max_weight * self.qmax > self.limit:

@@ -26,6 +26,7 @@ covers the counts too.
 from __future__ import annotations
 
 import hashlib
+import math
 import struct
 import warnings
 from collections.abc import Iterator, Mapping, Sequence
@@ -44,6 +45,7 @@ __all__ = [
     "ClippingWarning",
     "Segment",
     "SegmentTable",
+    "check_scales",
     "clipping_report",
     "quantize_segments",
 ]
@@ -170,6 +172,22 @@ class SegmentTable:
         return hashlib.sha256(SEGMENTS_LABEL + self.describe()).digest()
 
 
+def check_scales(table: SegmentTable, bits: int) -> SegmentTable:
+    """``table`` if every float segment's scale ``qmax / clip`` is a finite binary64
+    (``qmax = 2^(bits-1) - 1``); ConfigurationError otherwise. Below that bound (a clip under
+    about ``qmax / 1.8e308``) a zero coordinate would scale to ``0 * inf = NaN``, never a
+    quantized integer: such a clip is refused, never encoded."""
+    bits = require_int("bits", bits, 2, 53)
+    qmax = (1 << (bits - 1)) - 1
+    for segment in table.segments:
+        if segment.clip is not None and not math.isfinite(qmax / segment.clip):
+            raise ConfigurationError(
+                f"segment {segment.name!r}: clip {segment.clip!r} is too small for bits={bits}: its scale "
+                f"{qmax} / clip is not a finite float64"
+            )
+    return table
+
+
 def quantize_segments(
     values: npt.ArrayLike, table: SegmentTable, bits: int, rng: np.random.Generator
 ) -> tuple[IntArray, tuple[int, ...]]:
@@ -193,6 +211,7 @@ def quantize_segments(
         raise ConfigurationError("cannot quantize NaN or infinite values")
     if not table.resolved:
         raise ConfigurationError("every float segment needs a clip before it can be quantized")
+    check_scales(table, bits)
     uniforms = rng.random(x.shape[0])
     out: IntArray = np.empty(x.shape[0], dtype=np.int64)
     counts: list[int] = []
