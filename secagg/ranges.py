@@ -118,8 +118,17 @@ class RangeDiscovery:
     def table(self, segments: SegmentTable, bits: int) -> SegmentTable:
         """The discovery round's segment table: an integer header (each hospital
         contributes 1) then one integer segment per open float segment of ``segments``
-        (:meth:`open_segments`), same name, ``buckets * digits`` long."""
+        (:meth:`open_segments`), same name, ``buckets * digits`` long. ConfigurationError, before
+        any round runs, if the smallest clip ``2^min_exponent`` has no finite scale at ``bits``
+        (:func:`secagg.segments.check_scales`: the aggregation would be refused after the
+        histogram was revealed)."""
         bits = require_int("bits", bits, 2, 53)
+        qmax = (1 << (bits - 1)) - 1
+        if not math.isfinite(qmax / math.ldexp(1.0, self.min_exponent)):
+            raise ConfigurationError(
+                f"min_exponent {self.min_exponent} is too small for bits={bits}: the clip 2^{self.min_exponent} "
+                f"has no finite scale {qmax} / clip"
+            )
         parts = [Segment(self.header(bits), 1, integer=True)]
         parts += [
             Segment(s.name, self.buckets * self.digits(s.length, bits), integer=True)

@@ -1,0 +1,84 @@
+"""Range discovery's exact rules (secagg.ranges), as properties over hostile-looking values.
+
+- The digits of every hospital's histogram sum, then recombine, to the plain sum of the
+  histograms, bucket for bucket, whatever the values (zeros of either sign, subnormals,
+  exact powers of two, values beyond the top bucket, infinities).
+- With the default coverage, the discovered clip clips nothing below ``2^max_exponent``:
+  quantized under it every such coordinate has a clipped count of 0 and lies within one
+  step of its value.
+- Every clip a discovery can pick has a finite scale at the round's bits, or the discovery
+  round is refused before it runs (a round whose histogram would be revealed for an
+  aggregation that must then be refused).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from secagg.errors import ConfigurationError
+from secagg.ranges import RangeDiscovery
+from secagg.segments import Segment, SegmentTable, check_scales, quantize_segments
+
+TABLE = SegmentTable((Segment("w", 6), Segment("steps", 2, integer=True), Segment("b", 3)))
+FLOAT_PARTS = (("w", slice(0, 6)), ("b", slice(8, 11)))
+
+special = st.sampled_from([0.0, -0.0, 5e-324, -2.2250738585072014e-308, 2.0**-24, -(2.0**-25), 1.0, 2.0**40, -np.inf])
+finite = st.floats(allow_nan=False, allow_infinity=False, width=64)
+coordinate = st.one_of(special, finite, finite.map(lambda x: math.ldexp(1.0, int(x) % 120 - 60) if x else 0.0))
+
+
+def _vector(draw: st.DrawFn, values: st.SearchStrategy[float]) -> np.ndarray:
+    floats = draw(st.lists(values, min_size=9, max_size=9))
+    return np.array([*floats[:6], 1.0, -1.0, *floats[6:]], dtype=np.float64)
+
+
+@settings(max_examples=60, deadline=None)
+@given(data=st.data(), hospitals=st.integers(1, 5), bits=st.sampled_from([2, 3, 8, 16, 32, 53]))
+def test_summed_digits_recombine_to_the_plain_histogram_sum(data: st.DataObject, hospitals: int, bits: int) -> None:
+    discovery = RangeDiscovery()
+    vectors = [_vector(data.draw, coordinate) for _ in range(hospitals)]
+    encodings = [discovery.encode(v, TABLE, bits) for v in vectors]
+    qmax = (1 << (bits - 1)) - 1
+    assert all(float(e.max()) <= qmax and float(e.min()) >= 0 for e in encodings)  # every digit fits a coordinate
+    summed = discovery.decode(np.sum(encodings, axis=0), TABLE, bits, hospitals)
+    for name, part in FLOAT_PARTS:
+        plain = sum(discovery.histogram(v[part]) for v in vectors)
+        assert summed[name].tolist() == plain.tolist()
+
+
+@settings(max_examples=60, deadline=None)
+@given(data=st.data(), hospitals=st.integers(1, 4), bits=st.sampled_from([2, 8, 16, 53]))
+def test_the_discovered_clip_clips_nothing_below_the_top_bucket(data: st.DataObject, hospitals: int, bits: int) -> None:
+    discovery = RangeDiscovery()
+    below_top = st.floats(-(2.0**40), 2.0**40, exclude_min=True, exclude_max=True, allow_nan=False)
+    values = st.one_of(below_top, special.filter(lambda x: abs(x) < 2.0**40))
+    vectors = [_vector(data.draw, values) for _ in range(hospitals)]
+    total = np.sum([discovery.encode(v, TABLE, bits) for v in vectors], axis=0)
+    summed = discovery.decode(total, TABLE, bits, hospitals)
+    table = TABLE.with_clips(discovery.clips(summed))
+    qmax = (1 << (bits - 1)) - 1
+    for index, vector in enumerate(vectors):
+        integers, counts = quantize_segments(vector, table, bits, np.random.default_rng(index))
+        assert counts == (0, 0, 0)
+        for name, part in FLOAT_PARTS:
+            clip = table.clips[name]
+            assert clip is not None and all(abs(x) < clip for x in vector[part])
+            step = clip / qmax
+            assert np.all(np.abs(integers[part] * step - vector[part]) <= step)
+
+
+@pytest.mark.parametrize("bits", [32, 40, 53])  # from about 26 bits the bound is above -1000
+def test_a_discovery_whose_smallest_clip_has_no_finite_scale_is_refused_before_it_runs(bits: int) -> None:
+    qmax = (1 << (bits - 1)) - 1
+    # The lowest min_exponent whose clip 2^min_exponent still has a finite scale, and one below it
+    lowest = next(e for e in range(-1074, 0) if math.isfinite(qmax / math.ldexp(1.0, e)))
+    at_bound = RangeDiscovery(min_exponent=lowest)
+    check_scales(SegmentTable((Segment("w", 1, math.ldexp(1.0, lowest)),)), bits)
+    assert at_bound.table(TABLE, bits).size > 1
+    with pytest.raises(ConfigurationError, match="min_exponent"):
+        RangeDiscovery(min_exponent=lowest - 1).table(TABLE, bits)
