@@ -40,6 +40,7 @@ from secagg.errors import ConfigurationError
 
 __all__ = [
     "CLIPPING_WARNING_LEVEL",
+    "MAX_SEGMENT_LENGTH",
     "MAX_SEGMENT_NAME_BYTES",
     "ClippingReport",
     "ClippingWarning",
@@ -54,6 +55,8 @@ CLIPPING_WARNING_LEVEL = 0.01
 """A :class:`ClippingWarning` is issued when more than 1% of one
 segment's coordinates (summed over the clients of an aggregate) were clipped."""
 MAX_SEGMENT_NAME_BYTES = 1024
+MAX_SEGMENT_LENGTH = (1 << 64) - 1
+"""A segment's length travels as a u64 (:meth:`SegmentTable.describe`)."""
 SEGMENTS_LABEL = b"secagg/v1/segments"
 IntArray = npt.NDArray[np.int64]
 
@@ -71,7 +74,7 @@ class Segment:
 
     Attributes:
         name: the tensor's name (unique in its table; at most 1024 UTF-8 bytes).
-        length: number of coordinates (>= 1).
+        length: number of coordinates (1..2^64 - 1: a u64 in :meth:`SegmentTable.describe`).
         clip: float segments are clipped to ``[-clip, clip]`` (positive, finite);
             ``None`` means "not chosen yet" (an aggregator fills in its clip, see
             :meth:`SegmentTable.resolved`); always ``None`` for integer segments (a clip given
@@ -87,7 +90,9 @@ class Segment:
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or len(self.name.encode("utf-8")) > MAX_SEGMENT_NAME_BYTES:
             raise ConfigurationError(f"segment name must be a string of at most {MAX_SEGMENT_NAME_BYTES} bytes")
-        object.__setattr__(self, "length", require_int(f"segment {self.name!r}: length", self.length, 1))
+        # u64 in the table's canonical bytes (describe): refused here, not by int.to_bytes there.
+        length = require_int(f"segment {self.name!r}: length", self.length, 1, MAX_SEGMENT_LENGTH)
+        object.__setattr__(self, "length", length)
         if not isinstance(self.integer, bool):
             raise ConfigurationError(f"segment {self.name!r}: integer must be a bool")
         if self.integer and self.clip is not None:  # never dropped silently: the caller meant something
