@@ -158,7 +158,9 @@ class RangeDiscovery:
         self, total: npt.ArrayLike, segments: SegmentTable, bits: int, contributors: int
     ) -> dict[str, IntArray]:
         """The summed histogram of each open float segment from the exact sum of ``contributors``
-        encodings; OverflowDetectedError if the header or a histogram is impossible."""
+        encodings; OverflowDetectedError if the header or a histogram is impossible,
+        ConfigurationError unless ``contributors >= 1`` (a sum of none would pass as the smallest clips)."""
+        contributors = require_int("contributors", contributors, 1)
         sums = np.rint(np.asarray(total, dtype=np.float64)).astype(np.int64)
         if sums.shape[0] != self.table(segments, bits).size:
             raise ConfigurationError(f"expected {self.table(segments, bits).size} summed entries, got {sums.shape[0]}")
@@ -177,8 +179,19 @@ class RangeDiscovery:
         return out
 
     def clip(self, counts: npt.ArrayLike) -> float:
-        """The smallest power-of-two clip that covers :attr:`coverage` of the counted coordinates."""
-        histogram = np.asarray(counts, dtype=np.int64)
+        """The smallest power-of-two clip that covers :attr:`coverage` of the counted coordinates.
+
+        ConfigurationError unless ``counts`` is a histogram of this discovery: :attr:`buckets`
+        counts, none negative, not all zero (a clip read from anything else would be arbitrary)."""
+        try:
+            histogram = np.asarray(counts, dtype=np.int64)
+        except (TypeError, ValueError, OverflowError) as exc:
+            raise ConfigurationError(f"a range histogram holds {self.buckets} integer counts: {exc}") from exc
+        if histogram.shape != (self.buckets,) or int(histogram.min()) < 0 or not histogram.any():
+            raise ConfigurationError(
+                f"a range histogram has {self.buckets} counts, none negative and not all zero; got "
+                f"{histogram.size} counts summing to {int(histogram.sum())}"
+            )
         total = int(histogram.sum())
         need = total - math.floor((1.0 - self.coverage) * total)
         index = int(np.searchsorted(np.cumsum(histogram), need, side="left"))

@@ -82,3 +82,27 @@ def test_a_discovery_whose_smallest_clip_has_no_finite_scale_is_refused_before_i
     assert at_bound.table(TABLE, bits).size > 1
     with pytest.raises(ConfigurationError, match="min_exponent"):
         RangeDiscovery(min_exponent=lowest - 1).table(TABLE, bits)
+
+
+def test_a_sum_of_no_contributions_is_refused_not_read_as_the_smallest_clips() -> None:
+    # Zero contributors "sum" to zeros, which passed both checks (header 0, counts summing to 0)
+    # and gave every segment the smallest clip 2^min_exponent: everything clipped next round.
+    discovery = RangeDiscovery()
+    with pytest.raises(ConfigurationError, match="contributors"):
+        discovery.decode(np.zeros(discovery.table(TABLE, 16).size), TABLE, 16, 0)
+    with pytest.raises(ConfigurationError, match="contributors"):
+        discovery.decode(discovery.encode(np.zeros(11), TABLE, 16), TABLE, 16, True)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    "counts",
+    [
+        [0] * RangeDiscovery().buckets,  # nothing counted: no clip covers "all" of nothing
+        [5] * (RangeDiscovery().buckets - 1),  # another discovery's bucket count
+        [5, -1] + [0] * (RangeDiscovery().buckets - 2),  # a negative count
+    ],
+    ids=["empty", "wrong-length", "negative"],
+)
+def test_a_histogram_no_discovery_sums_to_is_refused_by_clip(counts: list[int]) -> None:
+    with pytest.raises(ConfigurationError, match="histogram"):
+        RangeDiscovery().clip(counts)
