@@ -29,6 +29,7 @@ from secagg.ring import NARROW_MAX_BITS, NARROW_MIN_BITS, NarrowRing, RingVector
 
 __all__ = [
     "MAX_BITS",
+    "MAX_WEIGHT",
     "RING_CHOICES",
     "WORD_RINGS",
     "QuantizationConfig",
@@ -41,6 +42,8 @@ __all__ = [
 ]
 
 MAX_BITS = 53
+MAX_WEIGHT = (1 << 32) - 1
+"""The largest ``max_weight``: the session descriptor (and a Flower RoundSetup) binds it as a u32."""
 RING_CHOICES = tuple(range(NARROW_MIN_BITS, NARROW_MAX_BITS + 1))
 """The rings a federation's encodings can live in: Z_(2^b) for every b in 8..64,
 smallest (cheapest on the wire: b bits per coordinate, bit-packed) first."""
@@ -83,7 +86,7 @@ class QuantizationConfig:
             travels bit-packed, ``ring_bits`` bits per coordinate).
         max_weight: the largest integer weight a client multiplies its encoding
             by before summing (1 for a plain sum; the sample-count bound for a
-            weighted mean).
+            weighted mean); at most :data:`MAX_WEIGHT` (2^32 - 1).
     """
 
     clip: float
@@ -108,6 +111,11 @@ class QuantizationConfig:
             )
         if self.num_clients < 1 or self.max_weight < 1:
             raise ConfigurationError("num_clients and max_weight must be at least 1")
+        if self.max_weight > MAX_WEIGHT:
+            raise ConfigurationError(
+                f"max_weight must be at most {MAX_WEIGHT} (2^32 - 1: the session descriptor binds it as a u32), "
+                f"got {self.max_weight}"
+            )
         if self.num_clients * self.max_weight * self.qmax > self.limit:
             raise ConfigurationError(self._overflow_message())
 
