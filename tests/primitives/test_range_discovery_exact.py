@@ -106,3 +106,26 @@ def test_a_sum_of_no_contributions_is_refused_not_read_as_the_smallest_clips() -
 def test_a_histogram_no_discovery_sums_to_is_refused_by_clip(counts: list[int]) -> None:
     with pytest.raises(ConfigurationError, match="histogram"):
         RangeDiscovery().clip(counts)
+
+
+@settings(max_examples=80, deadline=None)
+@given(
+    data=st.data(),
+    exponent=st.integers(-60, 60),
+    bits=st.integers(2, 53),
+)
+def test_under_a_power_of_two_clip_the_clipped_count_is_exactly_the_values_beyond_it(
+    data: st.DataObject, exponent: int, bits: int
+) -> None:
+    # Discovered clips are powers of two: their scale qmax * 2^-e is exact, so |x| * scale > qmax
+    # (the count's rule, in binary64) holds exactly when |x| > clip, the neighbours of the clip included.
+    clip = math.ldexp(1.0, exponent)
+    edges = [clip, -clip, float(np.nextafter(clip, np.inf)), float(np.nextafter(-clip, -np.inf)),
+             float(np.nextafter(clip, 0.0)), 0.0, -0.0, 5e-324]  # fmt: skip
+    scaled = st.floats(-4.0, 4.0, allow_nan=False).map(lambda x: x * clip)
+    values = np.array(edges + data.draw(st.lists(st.one_of(scaled, finite), min_size=1, max_size=20)))
+    table = SegmentTable((Segment("w", values.shape[0], clip),))
+    integers, counts = quantize_segments(values, table, bits, np.random.default_rng(0))
+    assert counts == (int(np.count_nonzero(np.abs(values) > clip)),)
+    qmax = (1 << (bits - 1)) - 1
+    assert np.array_equal(integers[np.abs(values) >= clip], qmax * np.sign(values[np.abs(values) >= clip]))
