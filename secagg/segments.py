@@ -88,7 +88,13 @@ class Segment:
     integer: bool = False
 
     def __post_init__(self) -> None:
-        if not isinstance(self.name, str) or len(self.name.encode("utf-8")) > MAX_SEGMENT_NAME_BYTES:
+        if not isinstance(self.name, str):
+            raise ConfigurationError(f"segment name must be a string of at most {MAX_SEGMENT_NAME_BYTES} bytes")
+        try:
+            encoded = self.name.encode("utf-8")
+        except UnicodeEncodeError as exc:  # a lone surrogate: the table could not be described
+            raise ConfigurationError(f"segment name {self.name!r} has no UTF-8 encoding") from exc
+        if len(encoded) > MAX_SEGMENT_NAME_BYTES:
             raise ConfigurationError(f"segment name must be a string of at most {MAX_SEGMENT_NAME_BYTES} bytes")
         # u64 in the table's canonical bytes (describe): refused here, not by int.to_bytes there.
         length = require_int(f"segment {self.name!r}: length", self.length, 1, MAX_SEGMENT_LENGTH)
