@@ -20,7 +20,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from secagg.errors import ConfigurationError
+from secagg.errors import ConfigurationError, OverflowDetectedError
 from secagg.ranges import RangeDiscovery
 from secagg.segments import Segment, SegmentTable, check_scales, quantize_segments
 
@@ -129,3 +129,37 @@ def test_under_a_power_of_two_clip_the_clipped_count_is_exactly_the_values_beyon
     assert counts == (int(np.count_nonzero(np.abs(values) > clip)),)
     qmax = (1 << (bits - 1)) - 1
     assert np.array_equal(integers[np.abs(values) >= clip], qmax * np.sign(values[np.abs(values) >= clip]))
+
+
+@pytest.mark.parametrize("bits", [1.5, 0, 1, 54, 100, True])
+def test_range_discovery_refuses_bits_outside_2_to_53_with_the_librarys_error(bits: object) -> None:
+    discovery = RangeDiscovery()
+    with pytest.raises(ConfigurationError, match="bits"):
+        discovery.encode(np.zeros(11), TABLE, bits)  # type: ignore[arg-type]
+    with pytest.raises(ConfigurationError, match="bits"):
+        discovery.digits(11, bits)  # type: ignore[arg-type]
+    with pytest.raises(ConfigurationError, match="bits"):
+        discovery.table(TABLE, bits)  # type: ignore[arg-type]
+
+
+def test_range_discovery_refuses_a_segment_table_or_values_of_the_wrong_kind() -> None:
+    discovery = RangeDiscovery()
+    with pytest.raises(ConfigurationError, match="segments"):
+        discovery.encode(np.zeros(11), "w", 16)  # type: ignore[arg-type]
+    with pytest.raises(ConfigurationError, match="segments"):
+        discovery.table([Segment("w", 3)], 16)  # type: ignore[arg-type]
+    with pytest.raises(ConfigurationError, match="histogram"):
+        discovery.histogram(["a", "b"])
+
+
+@pytest.mark.parametrize("bad", [math.nan, math.inf, 2.0**53 + 2, -(2.0**60)])
+def test_a_histogram_sum_that_is_no_exact_integer_is_detected_not_cast(bad: float) -> None:
+    # NaN and inf were cast to int64's minimum (a RuntimeWarning) and beyond 2^53 a binary64 is
+    # not every integer: such a sum is refused as impossible before any count is read from it.
+    discovery = RangeDiscovery()
+    total = 2 * discovery.encode(np.zeros(11), TABLE, 16)
+    total[3] = bad
+    with pytest.raises(OverflowDetectedError, match="exact integer"):
+        discovery.decode(total, TABLE, 16, 2)
+    with pytest.raises(ConfigurationError, match="summed entries"):
+        discovery.decode(total[:-1], TABLE, 16, 2)
