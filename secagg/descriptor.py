@@ -228,7 +228,9 @@ class SessionDescriptor(wire.Message):
         for name, value, bound in (("run_id", run_id, 1 << 64), ("server_round", server_round, 1 << 32)):
             if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < bound:
                 raise ConfigurationError(f"{name} must be an int in 0..{bound - 1}, got {value!r}")
-        key = weight_key.encode("utf-8")
+        if not isinstance(weight_key, str):
+            raise ConfigurationError(f"weight_key must be a str, got {type(weight_key).__name__}")
+        key = _utf8(weight_key, "weight_key")
         if len(key) > MAX_WEIGHT_KEY_BYTES:
             raise ConfigurationError(f"weight_key takes more than {MAX_WEIGHT_KEY_BYTES} bytes")
         q = quantization

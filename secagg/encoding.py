@@ -29,6 +29,7 @@ from secagg.ring import NARROW_MAX_BITS, NARROW_MIN_BITS, NarrowRing, RingVector
 
 __all__ = [
     "MAX_BITS",
+    "MAX_WEIGHT",
     "RING_CHOICES",
     "WORD_RINGS",
     "QuantizationConfig",
@@ -41,6 +42,8 @@ __all__ = [
 ]
 
 MAX_BITS = 53
+MAX_WEIGHT = (1 << 32) - 1
+"""The largest ``max_weight``: the session descriptor (and a Flower RoundSetup) binds it as a u32."""
 RING_CHOICES = tuple(range(NARROW_MIN_BITS, NARROW_MAX_BITS + 1))
 """The rings a federation's encodings can live in: Z_(2^b) for every b in 8..64,
 smallest (cheapest on the wire: b bits per coordinate, bit-packed) first."""
@@ -76,14 +79,14 @@ class QuantizationConfig:
     """How floats become ring elements, and for how many summands.
 
     Attributes:
-        clip: values are clipped to ``[-clip, clip]`` (``clip > 0``).
+        clip: values are clipped to ``[-clip, clip]`` (``clip > 0``, and ``qmax / clip`` finite).
         bits: bits per quantized value including the sign (2..ring_bits - 1).
         num_clients: the largest number of encodings that will be summed.
         ring_bits: the ring Z_(2^ring_bits), any of 8..64 (default 32; a narrow ring
             travels bit-packed, ``ring_bits`` bits per coordinate).
         max_weight: the largest integer weight a client multiplies its encoding
             by before summing (1 for a plain sum; the sample-count bound for a
-            weighted mean).
+            weighted mean); at most :data:`MAX_WEIGHT` (2^32 - 1).
     """
 
     clip: float
@@ -100,8 +103,19 @@ class QuantizationConfig:
         if not 2 <= self.bits <= MAX_BITS:
             # Quantization runs in float64: beyond 53 bits the clip bound itself is inexact.
             raise ConfigurationError(f"bits must be in 2..{MAX_BITS} (float64 precision), got {self.bits}")
+        if not np.isfinite(self.qmax / self.clip):
+            # 0 * inf is NaN: a zero would not quantize to an integer at all.
+            raise ConfigurationError(
+                f"clip {self.clip!r} is too small for bits={self.bits}: "
+                f"its scale {self.qmax} / clip is not a finite float64"
+            )
         if self.num_clients < 1 or self.max_weight < 1:
             raise ConfigurationError("num_clients and max_weight must be at least 1")
+        if self.max_weight > MAX_WEIGHT:
+            raise ConfigurationError(
+                f"max_weight must be at most {MAX_WEIGHT} (2^32 - 1: the session descriptor binds it as a u32), "
+                f"got {self.max_weight}"
+            )
         if self.num_clients * self.max_weight * self.qmax > self.limit:
             raise ConfigurationError(self._overflow_message())
 

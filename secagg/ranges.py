@@ -37,7 +37,7 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
-from secagg._validate import require_finite, require_int
+from secagg._validate import require_finite, require_instance, require_int
 from secagg.errors import ConfigurationError, OverflowDetectedError
 from secagg.segments import Segment, SegmentTable
 
@@ -91,7 +91,9 @@ class RangeDiscovery:
 
     @staticmethod
     def digits(length: int, bits: int) -> int:
-        """Base-``2^(bits-1)`` digits needed for a count up to ``length``."""
+        """Base-``2^(bits-1)`` digits needed for a count up to ``length`` (``bits`` in 2..53)."""
+        length = require_int("length", length, 0)
+        bits = require_int("bits", bits, 2, 53)
         return max(1, math.ceil((length + 1).bit_length() / (bits - 1)))
 
     def header(self, bits: int) -> str:
@@ -100,7 +102,10 @@ class RangeDiscovery:
 
     def histogram(self, values: npt.ArrayLike) -> IntArray:
         """Count of ``values`` per bucket (length :attr:`buckets`); ConfigurationError on NaN."""
-        x = np.abs(np.asarray(values, dtype=np.float64).ravel())
+        try:
+            x = np.abs(np.asarray(values, dtype=np.float64).ravel())
+        except (TypeError, ValueError) as exc:
+            raise ConfigurationError(f"cannot histogram non-numeric values: {exc}") from exc
         if np.isnan(x).any():
             raise ConfigurationError("cannot histogram NaN values")
         _, exponent = np.frexp(x)  # x in [2^(e-1), 2^e); 0 and inf give e = 0
@@ -113,13 +118,23 @@ class RangeDiscovery:
     @staticmethod
     def open_segments(segments: SegmentTable) -> tuple[Segment, ...]:
         """The segments whose clip is discovered: float segments that name no clip."""
+        require_instance("segments", segments, SegmentTable)
         return tuple(s for s in segments.segments if not s.integer and s.clip is None)
 
     def table(self, segments: SegmentTable, bits: int) -> SegmentTable:
         """The discovery round's segment table: an integer header (each hospital
         contributes 1) then one integer segment per open float segment of ``segments``
-        (:meth:`open_segments`), same name, ``buckets * digits`` long."""
+        (:meth:`open_segments`), same name, ``buckets * digits`` long. ConfigurationError, before
+        any round runs, if the smallest clip ``2^min_exponent`` has no finite scale at ``bits``
+        (:func:`secagg.segments.check_scales`: the aggregation would be refused after the
+        histogram was revealed)."""
         bits = require_int("bits", bits, 2, 53)
+        qmax = (1 << (bits - 1)) - 1
+        if not math.isfinite(qmax / math.ldexp(1.0, self.min_exponent)):
+            raise ConfigurationError(
+                f"min_exponent {self.min_exponent} is too small for bits={bits}: the clip 2^{self.min_exponent} "
+                f"has no finite scale {qmax} / clip"
+            )
         parts = [Segment(self.header(bits), 1, integer=True)]
         parts += [
             Segment(s.name, self.buckets * self.digits(s.length, bits), integer=True)
@@ -132,7 +147,12 @@ class RangeDiscovery:
     def encode(self, vector: npt.ArrayLike, segments: SegmentTable, bits: int) -> FloatVector:
         """One hospital's contribution: 1, then each open float segment's histogram as digits
         (bucket-major, least significant digit first), as float64 whole numbers."""
-        x = np.asarray(vector, dtype=np.float64).ravel()
+        require_instance("segments", segments, SegmentTable)
+        bits = require_int("bits", bits, 2, 53)
+        try:
+            x = np.asarray(vector, dtype=np.float64).ravel()
+        except (TypeError, ValueError) as exc:
+            raise ConfigurationError(f"cannot histogram non-numeric values: {exc}") from exc
         if x.shape[0] != segments.size:
             raise ConfigurationError(f"vector has {x.shape[0]} coordinates, the segment table {segments.size}")
         base = 1 << (bits - 1)
@@ -149,10 +169,20 @@ class RangeDiscovery:
         self, total: npt.ArrayLike, segments: SegmentTable, bits: int, contributors: int
     ) -> dict[str, IntArray]:
         """The summed histogram of each open float segment from the exact sum of ``contributors``
-        encodings; OverflowDetectedError if the header or a histogram is impossible."""
-        sums = np.rint(np.asarray(total, dtype=np.float64)).astype(np.int64)
-        if sums.shape[0] != self.table(segments, bits).size:
-            raise ConfigurationError(f"expected {self.table(segments, bits).size} summed entries, got {sums.shape[0]}")
+        encodings; OverflowDetectedError if the header or a histogram is impossible,
+        ConfigurationError unless ``contributors >= 1`` (a sum of none would pass as the smallest clips)."""
+        contributors = require_int("contributors", contributors, 1)
+        expected = self.table(segments, bits).size
+        try:
+            summed = np.asarray(total, dtype=np.float64)
+        except (TypeError, ValueError) as exc:
+            raise ConfigurationError(f"a range histogram sum holds {expected} numbers: {exc}") from exc
+        if summed.shape != (expected,):
+            raise ConfigurationError(f"expected {expected} summed entries, got shape {summed.shape}")
+        if not np.isfinite(summed).all() or np.abs(summed).max() > 2.0**53:
+            # beyond 2^53 a binary64 is no longer every integer: never read as an exact count
+            raise OverflowDetectedError("a range histogram sum holds a value that is not an exact integer count")
+        sums = np.rint(summed).astype(np.int64)
         if int(sums[0]) != contributors:
             raise OverflowDetectedError(f"range histogram header sums to {int(sums[0])}, not {contributors}")
         base, offset, out = 1 << (bits - 1), 1, {}
@@ -168,8 +198,19 @@ class RangeDiscovery:
         return out
 
     def clip(self, counts: npt.ArrayLike) -> float:
-        """The smallest power-of-two clip that covers :attr:`coverage` of the counted coordinates."""
-        histogram = np.asarray(counts, dtype=np.int64)
+        """The smallest power-of-two clip that covers :attr:`coverage` of the counted coordinates.
+
+        ConfigurationError unless ``counts`` is a histogram of this discovery: :attr:`buckets`
+        counts, none negative, not all zero (a clip read from anything else would be arbitrary)."""
+        try:
+            histogram = np.asarray(counts, dtype=np.int64)
+        except (TypeError, ValueError, OverflowError) as exc:
+            raise ConfigurationError(f"a range histogram holds {self.buckets} integer counts: {exc}") from exc
+        if histogram.shape != (self.buckets,) or int(histogram.min()) < 0 or not histogram.any():
+            raise ConfigurationError(
+                f"a range histogram has {self.buckets} counts, none negative and not all zero; got "
+                f"{histogram.size} counts summing to {int(histogram.sum())}"
+            )
         total = int(histogram.sum())
         need = total - math.floor((1.0 - self.coverage) * total)
         index = int(np.searchsorted(np.cumsum(histogram), need, side="left"))

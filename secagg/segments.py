@@ -26,6 +26,7 @@ covers the counts too.
 from __future__ import annotations
 
 import hashlib
+import math
 import struct
 import warnings
 from collections.abc import Iterator, Mapping, Sequence
@@ -39,11 +40,13 @@ from secagg.errors import ConfigurationError
 
 __all__ = [
     "CLIPPING_WARNING_LEVEL",
+    "MAX_SEGMENT_LENGTH",
     "MAX_SEGMENT_NAME_BYTES",
     "ClippingReport",
     "ClippingWarning",
     "Segment",
     "SegmentTable",
+    "check_scales",
     "clipping_report",
     "quantize_segments",
 ]
@@ -52,6 +55,8 @@ CLIPPING_WARNING_LEVEL = 0.01
 """A :class:`ClippingWarning` is issued when more than 1% of one
 segment's coordinates (summed over the clients of an aggregate) were clipped."""
 MAX_SEGMENT_NAME_BYTES = 1024
+MAX_SEGMENT_LENGTH = (1 << 64) - 1
+"""A segment's length travels as a u64 (:meth:`SegmentTable.describe`)."""
 SEGMENTS_LABEL = b"secagg/v1/segments"
 IntArray = npt.NDArray[np.int64]
 
@@ -69,7 +74,7 @@ class Segment:
 
     Attributes:
         name: the tensor's name (unique in its table; at most 1024 UTF-8 bytes).
-        length: number of coordinates (>= 1).
+        length: number of coordinates (1..2^64 - 1: a u64 in :meth:`SegmentTable.describe`).
         clip: float segments are clipped to ``[-clip, clip]`` (positive, finite);
             ``None`` means "not chosen yet" (an aggregator fills in its clip, see
             :meth:`SegmentTable.resolved`); always ``None`` for integer segments (a clip given
@@ -83,9 +88,17 @@ class Segment:
     integer: bool = False
 
     def __post_init__(self) -> None:
-        if not isinstance(self.name, str) or len(self.name.encode("utf-8")) > MAX_SEGMENT_NAME_BYTES:
+        if not isinstance(self.name, str):
             raise ConfigurationError(f"segment name must be a string of at most {MAX_SEGMENT_NAME_BYTES} bytes")
-        object.__setattr__(self, "length", require_int(f"segment {self.name!r}: length", self.length, 1))
+        try:
+            encoded = self.name.encode("utf-8")
+        except UnicodeEncodeError as exc:  # a lone surrogate: the table could not be described
+            raise ConfigurationError(f"segment name {self.name!r} has no UTF-8 encoding") from exc
+        if len(encoded) > MAX_SEGMENT_NAME_BYTES:
+            raise ConfigurationError(f"segment name must be a string of at most {MAX_SEGMENT_NAME_BYTES} bytes")
+        # u64 in the table's canonical bytes (describe): refused here, not by int.to_bytes there.
+        length = require_int(f"segment {self.name!r}: length", self.length, 1, MAX_SEGMENT_LENGTH)
+        object.__setattr__(self, "length", length)
         if not isinstance(self.integer, bool):
             raise ConfigurationError(f"segment {self.name!r}: integer must be a bool")
         if self.integer and self.clip is not None:  # never dropped silently: the caller meant something
@@ -170,6 +183,22 @@ class SegmentTable:
         return hashlib.sha256(SEGMENTS_LABEL + self.describe()).digest()
 
 
+def check_scales(table: SegmentTable, bits: int) -> SegmentTable:
+    """``table`` if every float segment's scale ``qmax / clip`` is a finite binary64
+    (``qmax = 2^(bits-1) - 1``); ConfigurationError otherwise. Below that bound (a clip under
+    about ``qmax / 1.8e308``) a zero coordinate would scale to ``0 * inf = NaN``, never a
+    quantized integer: such a clip is refused, never encoded."""
+    bits = require_int("bits", bits, 2, 53)
+    qmax = (1 << (bits - 1)) - 1
+    for segment in table.segments:
+        if segment.clip is not None and not math.isfinite(qmax / segment.clip):
+            raise ConfigurationError(
+                f"segment {segment.name!r}: clip {segment.clip!r} is too small for bits={bits}: its scale "
+                f"{qmax} / clip is not a finite float64"
+            )
+    return table
+
+
 def quantize_segments(
     values: npt.ArrayLike, table: SegmentTable, bits: int, rng: np.random.Generator
 ) -> tuple[IntArray, tuple[int, ...]]:
@@ -193,6 +222,7 @@ def quantize_segments(
         raise ConfigurationError("cannot quantize NaN or infinite values")
     if not table.resolved:
         raise ConfigurationError("every float segment needs a clip before it can be quantized")
+    check_scales(table, bits)
     uniforms = rng.random(x.shape[0])
     out: IntArray = np.empty(x.shape[0], dtype=np.int64)
     counts: list[int] = []

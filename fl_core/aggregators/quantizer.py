@@ -44,7 +44,7 @@ from secagg.descriptor import Parameter, SessionDescriptor
 from secagg.encoding import WORD_RINGS, QuantizationConfig, from_ring, smallest_ring_bits, to_ring
 from secagg.errors import ConfigurationError, OverflowDetectedError
 from secagg.ring import RingVector
-from secagg.segments import ClippingReport, SegmentTable, clipping_report, quantize_segments
+from secagg.segments import ClippingReport, SegmentTable, check_scales, clipping_report, quantize_segments
 
 __all__ = ["RING_OPTIONS", "DecodedSum", "EncodedRound", "WeightedQuantizer", "resolve_ring_bits"]
 
@@ -143,7 +143,8 @@ class WeightedQuantizer:
 
     def check_table(self, table: SegmentTable) -> SegmentTable:
         """``table`` if its clipped counts cannot wrap the ring for ``num_clients`` clients
-        (``num_clients * longest segment <= 2^(ring-1) - 1``); ConfigurationError otherwise."""
+        (``num_clients * longest segment <= 2^(ring-1) - 1``), every float segment has a clip
+        and every clip's scale is finite (:func:`secagg.segments.check_scales`); ConfigurationError otherwise."""
         longest = max(s.length for s in table.segments)
         if self.config.num_clients * longest > self.config.limit:
             raise ConfigurationError(
@@ -153,7 +154,7 @@ class WeightedQuantizer:
             )
         if not table.resolved:
             raise ConfigurationError("every float segment needs a clip before encoding")
-        return table
+        return check_scales(table, self.config.bits)
 
     def descriptor(
         self, server_round: int, table: SegmentTable | None = None, *, model_digest: bytes = NO_MODEL, run_id: int = 0

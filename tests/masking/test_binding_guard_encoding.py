@@ -5,7 +5,8 @@ two clients fails the masking session for the client that holds the other value.
 The classes: :class:`~secagg.descriptor.SessionDescriptor` itself, the quantization
 (:class:`~secagg.encoding.QuantizationConfig`), the segment layout
 (:class:`~secagg.segments.Segment`, :class:`~secagg.segments.SegmentTable`), the sparsity
-subset (:class:`~secagg.sparsity.Subset`), the rotation (:class:`~secagg.rotation.Rotation`)
+subset (:class:`~secagg.sparsity.Subset`), the rotation (:class:`~secagg.rotation.Rotation`),
+the range-discovery round (:class:`~secagg.ranges.RangeDiscovery`, through its round's table)
 and the DP parameters (:class:`~secagg.dp.DPConfig`, :class:`~secagg.dp.NoisePlan`). For each
 class, :data:`TO_DESCRIPTOR` builds the descriptor digest as the library does and
 :data:`SPLITS` gives every field (introspected: a new field fails
@@ -32,6 +33,7 @@ from secagg.dp.sampler import SeededRandomSource
 from secagg.encoding import QuantizationConfig, quantize
 from secagg.errors import ConfigurationError
 from secagg.masking import ACTIVE, SEMI_HONEST, MaskingConfig
+from secagg.ranges import RangeDiscovery
 from secagg.rotation import Rotation
 from secagg.segments import Segment, SegmentTable
 from secagg.sparsity import Subset
@@ -44,6 +46,8 @@ N = 4
 QUANTIZATION = QuantizationConfig(0.5, 16, N, 32, max_weight=100)
 SEED = bytes(range(32))
 LAYOUT = [("a", 5), ("b", 5), ("c", 90)]
+OPEN_TABLE = SegmentTable((Segment("a", 6), Segment("steps", 1, integer=True), Segment("b", 3)))
+"""A model's table whose float segments name no clip: what a range-discovery round histograms."""
 
 
 def _bits(value: float) -> int:
@@ -73,6 +77,7 @@ TO_DESCRIPTOR: dict[type, Callable[[Any], bytes]] = {
     Rotation: lambda r: _descriptor(**r.descriptor_parameters()),
     DPConfig: lambda c: _descriptor(**c.descriptor_parameters()),
     NoisePlan: lambda p: _descriptor(**p.config.descriptor_parameters(p)),
+    RangeDiscovery: lambda r: _table_descriptor(r.table(OPEN_TABLE, QUANTIZATION.bits)),
 }
 
 BASES: dict[type, Any] = {
@@ -92,6 +97,7 @@ BASES: dict[type, Any] = {
     Rotation: Rotation(SEED, 6),
     DPConfig: DP,
     NoisePlan: PLAN,
+    RangeDiscovery: RangeDiscovery(),
 }
 LAYER_SUBSET = Subset.from_layers(LAYOUT, ["a"])
 
@@ -154,6 +160,14 @@ SPLITS: dict[type, dict[str, Change]] = {
         "dimension": {"dimension": 7},
         "scale": {"scale": 128.0},
         "preceding": {"preceding": ((PLAN, 1),)},
+    },
+    RangeDiscovery: {
+        # Shifted buckets, as many as the base's (so the round's segment lengths are the same):
+        # only the header segment's name binds where the boundaries lie.
+        "min_exponent": {"min_exponent": -23, "max_exponent": 41},
+        "max_exponent": {"max_exponent": 39, "min_exponent": -25},
+        "coverage": "the server's choice of the next round's clips (bound there, as clips); no histogram "
+        "depends on it (test_range_coverage_shapes_no_histogram)",
     },
 }
 
@@ -237,6 +251,14 @@ def test_a_noise_plans_num_clients_shapes_no_contribution() -> None:
         for plan in (PLAN, dataclasses.replace(PLAN, num_clients=N + 1))
     ]
     np.testing.assert_array_equal(*encodings)
+
+
+def test_range_coverage_shapes_no_histogram() -> None:
+    values = np.array([0.0, -0.0, 1e-30, 0.3, -2.0, 1e13, 7.0, 0.5, -1e-8, 4.0])
+    full, half = RangeDiscovery(), RangeDiscovery(coverage=0.5)
+    encodings = [r.encode(values, OPEN_TABLE, QUANTIZATION.bits) for r in (full, half)]
+    np.testing.assert_array_equal(*encodings)
+    assert TO_DESCRIPTOR[RangeDiscovery](full) == TO_DESCRIPTOR[RangeDiscovery](half)
 
 
 def test_a_seeded_subset_with_other_indices_is_refused() -> None:

@@ -28,7 +28,14 @@ import numpy.typing as npt
 from secagg.encoding import IntArray, QuantizationConfig
 from secagg.errors import ConfigurationError, DecodeError, OverflowDetectedError, ProtocolError
 from secagg.integrations.flower.protocol import ArrayLayout
-from secagg.segments import ClippingReport, Segment, SegmentTable, clipping_report, quantize_segments
+from secagg.segments import (
+    ClippingReport,
+    Segment,
+    SegmentTable,
+    check_scales,
+    clipping_report,
+    quantize_segments,
+)
 
 __all__ = [
     "check_model",
@@ -74,7 +81,8 @@ def encoded_length(table: SegmentTable) -> int:
 def check_table(table: SegmentTable, config: QuantizationConfig) -> SegmentTable:
     """``table`` if it can encode under ``config``: every float segment clipped, and no count
     can wrap the sum (``num_clients * longest segment``) or exceed a packed value
-    (``longest <= max_weight * qmax``); ConfigurationError otherwise."""
+    (``longest <= max_weight * qmax``), and every clip's scale is finite
+    (:func:`secagg.segments.check_scales`); ConfigurationError otherwise."""
     if not table.resolved:
         raise ConfigurationError("every float array needs a clip")
     longest = max(s.length for s in table.segments)
@@ -83,7 +91,7 @@ def check_table(table: SegmentTable, config: QuantizationConfig) -> SegmentTable
             f"clipped counts of an array of {longest} values could overflow the encoding "
             f"({config.num_clients} nodes, Z_(2^{config.ring_bits})): split the array or use ring_bits=64"
         )
-    return table
+    return check_scales(table, config.bits)
 
 
 def node_table(data: bytes, config: QuantizationConfig, max_clip: float | None) -> SegmentTable:
