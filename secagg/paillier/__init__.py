@@ -31,6 +31,7 @@ from secagg.paillier.ceremony import (
 )
 from secagg.paillier.encryption import Encryptor, Obfuscation, add_ciphertext_vectors
 from secagg.paillier.keys import (
+    DEFAULT_CONSTANT_TIME,
     DEFAULT_KEY_BITS,
     MIN_KEY_BITS,
     KeyShare,
@@ -46,6 +47,7 @@ from secagg.paillier.session import Mode, PaillierConfig, PaillierResult, Stage,
 from secagg.paillier.storage import protect, read_protected_file, unprotect, write_protected_file
 
 __all__ = [
+    "DEFAULT_CONSTANT_TIME",
     "DEFAULT_KEY_BITS",
     "MIN_KEY_BITS",
     "NO_OWN_UPLOAD",

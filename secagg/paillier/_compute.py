@@ -209,7 +209,7 @@ def power_chunk(task: tuple[int, int, bytes, bool]) -> bytes:
     Task: ``(modulus, exponent, blob, constant_time)`` with ``modulus = n^2``; words
     are :func:`ciphertext_width` bytes. ``constant_time`` selects GMP's
     ``mpz_powm_sec`` (timing and cache access independent of the exponent; about
-    1.5x slower).
+    1.4x slower at 2048 bits; the default, :data:`secagg.paillier.keys.DEFAULT_CONSTANT_TIME`).
     """
     modulus_int, exponent_int, blob, constant_time = task
     modulus = gmpy2.mpz(modulus_int)

@@ -227,7 +227,7 @@ def _deal_shares(p: int, q: int, num_parties: int, threshold: int, random_bytes:
     nsquare = n * n
     delta = math.factorial(num_parties)
     v = _random_unit_square(n, random_bytes)
-    public = _public(n, threshold, num_parties, v, [gmpy2.powmod(v, delta * s, nsquare) for s in secrets_])
+    public = _public(n, threshold, num_parties, v, [gmpy2.powmod_sec(v, delta * s, nsquare) for s in secrets_])
     shares = tuple(KeyShare(public, index, secret) for index, secret in enumerate(secrets_, start=1))
     return ThresholdKeyMaterial(public=public, shares=shares)
 
@@ -288,5 +288,5 @@ def single_key_from_primes(
         check_key_bits(n.bit_length())
         d = single_key_exponent(p, q)
         v = _random_unit_square(n, random_bytes)
-        public = _public(n, 1, 1, v, [gmpy2.powmod(v, d, n * n)])
+        public = _public(n, 1, 1, v, [gmpy2.powmod_sec(v, d, n * n)])
         return SingleKeyMaterial(public=public, private=PrivateKey(public, p, q))

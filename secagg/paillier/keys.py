@@ -45,6 +45,7 @@ from secagg.paillier.key_checks import check_modulus_factors, check_verification
 from secagg.wire import U16, BigUInt, ListOf, Struct, wire_field
 
 __all__ = [
+    "DEFAULT_CONSTANT_TIME",
     "DEFAULT_KEY_BITS",
     "INSECURE_MIN_KEY_BITS",
     "MAX_KEY_BITS",
@@ -65,6 +66,17 @@ MIN_KEY_BITS = 2048
 
 DEFAULT_KEY_BITS = 3072
 """Modulus size the ceremony generates by default (about 128-bit security)."""
+
+DEFAULT_CONSTANT_TIME = True
+"""Whether a party exponentiates with its secret (a key share, d, a proof nonce) by GMP's
+side-channel-silent ``mpz_powm_sec`` (``gmpy2.powmod_sec``): the default of every
+``constant_time`` option (``partial_decrypt``, ``single_key_partial_decrypt``, ``proofs.prove``,
+``DecryptingParty``, ``PaillierConfig``, fl_core's ``PaillierAggregator``, the Flower
+``make_paillier_mod``). ``constant_time=False`` opts out, by name: gmpy2's ``powmod`` (and phe's
+CRT decryption) use sliding windows, so an attacker co-located with a decrypting party could learn
+bits of its secret through timing or cache side channels. Cost at 2048 bits (docs/paillier.md,
+"Other limits"): a share's partial decryption about 1.4x, a small session about 1.15x, the
+single key holder's about 9x (c^(2d) instead of phe's CRT decryption)."""
 
 MAX_KEY_BITS = 8192
 """Largest modulus the wire format carries."""
@@ -312,7 +324,10 @@ class KeyShare(wire.Message):
         expected = self.public.verification_key(self.index)
         if not _is_int(self.secret) or not 0 < self.secret < self.public.key.nsquare:
             raise ConfigurationError(f"key share of party {self.index}: secret out of range")
-        check = gmpy2.powmod(self.public.verification_base, self.public.delta * self.secret, self.public.key.nsquare)
+        # Raised with the secret on every load: side-channel silent whatever a party's option says.
+        check = gmpy2.powmod_sec(
+            self.public.verification_base, self.public.delta * self.secret, self.public.key.nsquare
+        )
         if check != expected:
             raise AuthenticationError(f"key share of party {self.index} does not match its verification key")
 
@@ -353,7 +368,7 @@ class PrivateKey(wire.Message):
             raise ConfigurationError("private key factors must be ints with 1 < p < q")
         if self.p * self.q != self.public.key.n:
             raise AuthenticationError("private key factors do not multiply to the public modulus")
-        check = gmpy2.powmod(self.public.verification_base, self.exponent_d, self.public.key.nsquare)
+        check = gmpy2.powmod_sec(self.public.verification_base, self.exponent_d, self.public.key.nsquare)
         if check != self.public.verification_keys[0]:
             raise AuthenticationError("private key does not match its verification key")
 

@@ -44,7 +44,7 @@ import gmpy2
 
 from secagg.errors import ConfigurationError
 from secagg.paillier._compute import IN_PROCESS, Workers, chunked, ints_to_blob, multiexp_chunk
-from secagg.paillier.keys import MAX_SQUARE_BYTES, ThresholdPublicKey
+from secagg.paillier.keys import DEFAULT_CONSTANT_TIME, MAX_SQUARE_BYTES, ThresholdPublicKey
 from secagg.primitives import prg
 from secagg.primitives.randomness import RandomBytes, system_random
 from secagg.ring import RING64
@@ -153,13 +153,15 @@ def prove(
     batched: Any,
     random_bytes: RandomBytes = system_random,
     *,
-    constant_time: bool = False,
+    constant_time: bool = DEFAULT_CONSTANT_TIME,
 ) -> DecryptionProof:
     """Proof that party ``party`` raised the batched aggregate ``batched`` (C) to ``2 * secret``.
 
     ``secret`` is x = Delta * s_i (for the single key: d); ``context`` is
-    session id || aggregate digest. ``constant_time`` uses GMP's
-    side-channel-silent exponentiation for the powers of x and of the nonce r.
+    session id || aggregate digest. By default (``constant_time``,
+    :data:`~secagg.paillier.keys.DEFAULT_CONSTANT_TIME`) the powers of x and of the nonce r use
+    GMP's side-channel-silent exponentiation; ``constant_time=False`` the sliding window (timing
+    and cache side channels on x and r).
     """
     nsquare = gmpy2.mpz(public.key.nsquare)
     power = gmpy2.powmod_sec if constant_time else gmpy2.powmod

@@ -7,6 +7,11 @@ Keys this small are accepted only inside ``insecure_key_sizes_for_testing()``.
 
 from __future__ import annotations
 
+from typing import Any
+
+import gmpy2
+import pytest
+
 from secagg.paillier import (
     SingleKeyMaterial,
     ThresholdKeyMaterial,
@@ -97,3 +102,41 @@ def proven_data(params: SessionParameters, client: int, plaintexts: list[int]) -
     words = b"".join(int(c).to_bytes(width, "big") for c in ciphertexts)
     seed = knowledge_seed(params.session_id, client, params.vector_length, words)
     return words + prove_knowledge(params.public, seed, ciphertexts, witness)
+
+
+class Exponentiations:
+    """Every exponent gmpy2's ``powmod`` (sliding window) and ``powmod_sec`` (GMP's
+    side-channel-silent exponentiation) are called with while installed (``monkeypatch``):
+    which one a decrypting party raises its secret with."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.sliding: list[int] = []
+        self.silent: list[int] = []
+        sliding, silent = gmpy2.powmod, gmpy2.powmod_sec
+
+        def spy_sliding(base: Any, exponent: Any, modulus: Any) -> Any:
+            self.sliding.append(int(exponent))
+            return sliding(base, exponent, modulus)
+
+        def spy_silent(base: Any, exponent: Any, modulus: Any) -> Any:
+            self.silent.append(int(exponent))
+            return silent(base, exponent, modulus)
+
+        monkeypatch.setattr(gmpy2, "powmod", spy_sliding)
+        monkeypatch.setattr(gmpy2, "powmod_sec", spy_silent)
+
+    def assert_silent(self, *secrets: int) -> None:
+        """Each secret exponent went through ``powmod_sec`` and none through ``powmod``."""
+        for secret in secrets:
+            assert secret in self.silent, "a secret exponent was never raised in constant time"
+            assert secret not in self.sliding, "a secret exponent went through the sliding window"
+
+    def assert_sliding(self, *secrets: int) -> None:
+        """Each secret exponent went through ``powmod`` and none through ``powmod_sec`` (the opt-out)."""
+        for secret in secrets:
+            assert secret in self.sliding, "a secret exponent was never raised by the sliding window"
+            assert secret not in self.silent, "a secret exponent was raised in constant time"
+
+    def assert_sliding_only(self) -> None:
+        """Nothing went through ``powmod_sec`` (the opt-out)."""
+        assert self.silent == [], f"{len(self.silent)} constant-time exponentiations"

@@ -346,16 +346,17 @@ def test_a_proof_made_with_another_share_fails(scenario: Scenario) -> None:
 
 
 def test_constant_time_party_answers_identically_and_proves(scenario: Scenario) -> None:
-    # Prepare: two parties with the same share and proof randomness, one constant time
+    # Prepare: two parties with the same share and proof randomness, one constant time (the
+    # default), one opted out
     request = scenario.server.decryption_request(1)
     own = scenario.uploads[1].digest
     fast = DecryptingParty(
+        scenario.params, scenario.material.shares[0], own_upload=own, random_bytes=InsecureDeterministicRandom(5),
+        constant_time=False,
+    )  # fmt: skip
+    silent = DecryptingParty(
         scenario.params, scenario.material.shares[0], own_upload=own, random_bytes=InsecureDeterministicRandom(5)
     )
-    silent = DecryptingParty(
-        scenario.params, scenario.material.shares[0], own_upload=own, random_bytes=InsecureDeterministicRandom(5),
-        constant_time=True,
-    )  # fmt: skip
     # Execute
     answer = silent.respond(request)
     # Assert

@@ -106,7 +106,14 @@ from secagg.integrations.flower.protocol import (
     round_context,
 )
 from secagg.integrations.flower.run_binding import check_run_config
-from secagg.paillier import Client, DecryptingParty, KeyShare, Obfuscation, SessionParameters
+from secagg.paillier import (
+    DEFAULT_CONSTANT_TIME,
+    Client,
+    DecryptingParty,
+    KeyShare,
+    Obfuscation,
+    SessionParameters,
+)
 from secagg.paillier.messages import DecryptionRequest, aggregate_digest
 from secagg.primitives.randomness import RandomBytes, system_random
 
@@ -147,7 +154,7 @@ def make_paillier_mod(
     audit: Audit | None = None,
     random_bytes: RandomBytes = system_random,
     obfuscation: Obfuscation = Obfuscation.TEXTBOOK,
-    constant_time: bool = False,
+    constant_time: bool = DEFAULT_CONSTANT_TIME,
     identity_key_file: PathLike | None = None,
     trusted_keys_file: PathLike | None = None,
     noise_source: RandomSource | None = None,
@@ -173,7 +180,10 @@ def make_paillier_mod(
         audit: called with an :class:`AuditRecord` (int64 encoding) after each upload.
         random_bytes: the source of every secret (encryption randomness, proof commitments).
         obfuscation: TEXTBOOK (r^n) or DJN encryption randomness.
-        constant_time: exponentiate with the key share in constant time (slower).
+        constant_time: exponentiate with the key share by GMP's side-channel-silent ``powmod_sec``
+            (the default, :data:`secagg.paillier.DEFAULT_CONSTANT_TIME`). ``constant_time=False``
+            opts out (about 1.4x faster partial decryptions at 2048 bits) and gives up that
+            protection: timing and cache side channels on the node's share (docs/paillier.md).
         identity_key_file: this node's Ed25519 identity key, which signs its uploads
             (default: node config ``identity-key-file``; required).
         trusted_keys_file: the federation's trusted identity keys (default: node
