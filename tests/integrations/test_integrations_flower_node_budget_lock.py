@@ -15,6 +15,7 @@ the pauses are recorded, never slept, and a blocking ``flock`` fails the test in
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 from collections.abc import Callable
@@ -154,3 +155,22 @@ def test_a_pause_that_cannot_be_called_is_refused_before_anything_is_charged(tmp
     with pytest.raises(ConfigurationTypeError, match="pause must be callable"):
         charge_node_budget(context(), plan, str(path), pause=0.1)  # type: ignore[arg-type]
     assert not path.exists()
+
+
+def test_a_directory_the_system_cannot_lock_is_refused_with_the_librarys_error_nothing_charged(
+    tmp_path: Path, plan: NoisePlan, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Prepare: a file system without flock support (NFS without a lock daemon: ENOLCK). The node's mod
+    # turns only the library's errors into an error reply; a raw OSError escaped it.
+    path = tmp_path / "hospital-0.dp-budget.json"
+
+    def flock(descriptor: int, operation: int) -> None:
+        raise OSError(errno.ENOLCK, os.strerror(errno.ENOLCK))
+
+    monkeypatch.setattr(fcntl, "flock", flock)
+    before = open_descriptors()
+    # Execute / Assert: refused, naming the file and the cause; the directory descriptor is closed
+    with pytest.raises(ConfigurationError, match=r"cannot lock the directory of dp-state-file .*No locks available"):
+        charge_node_budget(context(), plan, str(path), pause=Pauses())
+    assert open_descriptors() == before
+    assert not path.exists()  # nothing charged

@@ -254,7 +254,8 @@ def _locked(path: str | None, pause: Callable[[float], object]) -> Iterator[None
     """An exclusive ``flock`` of the state file's directory (the file itself is replaced on every
     write, so its own lock would not serialise); nothing without a file. Never waited for without
     bound: tried without blocking up to :data:`LOCK_ATTEMPTS` times, ``pause(LOCK_PAUSE_S)`` between two, then
-    StateLockedError naming the file (another process holds it; nothing charged)."""
+    StateLockedError naming the file (another process holds it; nothing charged); ConfigurationError if
+    the file system cannot lock it at all (``flock`` fails otherwise, e.g. ENOLCK)."""
     if path is None:
         yield
         return
@@ -278,10 +279,15 @@ def _locked(path: str | None, pause: Callable[[float], object]) -> Iterator[None
                     raise StateLockedError(
                         f"{DP_STATE_FILE} {path} is in use: another process holds the lock of its directory "
                         f"{directory} (another process of this node charging it, or one stuck doing so) after "
-                        f"{LOCK_ATTEMPTS} attempts over {LOCK_ATTEMPTS * LOCK_PAUSE_S:g} s; this contribution is "
+                        f"{LOCK_ATTEMPTS} attempts over {(LOCK_ATTEMPTS - 1) * LOCK_PAUSE_S:g} s; this contribution is "
                         "refused and nothing was charged. Retry once the other process is done"
                     ) from exc
                 pause(LOCK_PAUSE_S)
+            except OSError as exc:  # no lock on this file system (ENOLCK, ...): the library's error, nothing charged
+                raise ConfigurationError(
+                    f"cannot lock the directory of {DP_STATE_FILE} {path} ({directory}): {exc}; nothing was charged. "
+                    "Keep the file on a local file system that supports flock"
+                ) from exc
         yield
     finally:
         os.close(descriptor)  # releases the lock
