@@ -201,11 +201,24 @@ class RangeDiscovery:
         """The smallest power-of-two clip that covers :attr:`coverage` of the counted coordinates.
 
         ConfigurationError unless ``counts`` is a histogram of this discovery: :attr:`buckets`
-        counts, none negative, not all zero (a clip read from anything else would be arbitrary)."""
+        counts, none negative, not all zero, each a whole number (ints, or floats that are exact
+        whole numbers of at most 2^53: never truncated or cast; a clip read from anything else would
+        be arbitrary)."""
         try:
-            histogram = np.asarray(counts, dtype=np.int64)
+            raw = np.asarray(counts)
         except (TypeError, ValueError, OverflowError) as exc:
             raise ConfigurationError(f"a range histogram holds {self.buckets} integer counts: {exc}") from exc
+        if raw.dtype.kind == "f":
+            whole = bool(np.isfinite(raw).all()) and bool((np.abs(raw) <= 2.0**53).all())
+            whole = whole and bool((raw == np.floor(raw)).all())
+        else:
+            whole = raw.dtype.kind == "i" or (raw.dtype.kind == "u" and (raw.size == 0 or int(raw.max()) < 1 << 63))
+        if not whole:
+            raise ConfigurationError(
+                f"a range histogram holds {self.buckets} whole counts; got values of dtype {raw.dtype} "
+                "that are not all whole numbers (never truncated or cast)"
+            )
+        histogram = raw.astype(np.int64)
         if histogram.shape != (self.buckets,) or int(histogram.min()) < 0 or not histogram.any():
             raise ConfigurationError(
                 f"a range histogram has {self.buckets} counts, none negative and not all zero; got "

@@ -228,7 +228,11 @@ class PaillierAggregator:
     def honest_shortfall(self, honest: int, num_clients: int, vector_length: int) -> str | None:
         """Why a round of ``num_clients`` hospitals lets a key-share holder decrypt a sum with fewer
         than ``honest`` honest uploads (:func:`secagg.dp.floors.decrypted_shortfall`: the round's
-        ``min_contributors``, as its session sets it, less the colluders its guarantee tolerates), or None."""
+        ``min_contributors``, as its session sets it, less the colluders its guarantee tolerates), or None.
+        None for a round of fewer hospitals than t: it never decrypts, so it releases no sum, and
+        :meth:`upload_shortfall` skips it before anything is charged (as :meth:`aggregate` skips it)."""
+        if num_clients < self.material.public.threshold:
+            return None
         contributors = min(self.min_contributors, num_clients)
         guarantee = decrypted_sums(self.material.public, num_clients, contributors)
         return decrypted_shortfall(honest, contributors, guarantee)

@@ -93,6 +93,25 @@ def test_round_whose_session_has_a_lower_floor_is_skipped_uncharged() -> None:
     assert result.mean is not None and aggregator.accountant.num_releases == 1
 
 
+@pytest.mark.filterwarnings("ignore:paillier. insecure_small_key")
+def test_a_paillier_round_of_fewer_hospitals_than_t_is_skipped_uncharged_under_dp_as_without() -> None:
+    # 5 hospitals, a 4-of-5 key, h = 2: a round handed 3 of them never decrypts (only its own
+    # hospitals decrypt its sum). Without DP it is skipped with the reason; under DP it is skipped
+    # too, before the charge, never raised from the honest-floor check of a session that never runs.
+    options = {"insecure_small_key": True, "key_bits": 512}
+    plain = make_aggregator("paillier", num_clients=5, **options)
+    result = plain.aggregate(_updates(range(1, 4)), {}, rng=np.random.default_rng(0))
+    assert result.mean is None and "at least 4 are needed" in (result.skipped_reason or "")
+    aggregator = make_aggregator("paillier", num_clients=5, dp=_dp(2), dimension=6, **options)
+    assert isinstance(aggregator, DPAggregator) and aggregator.plan.honest == 2
+    result = aggregator.aggregate(_updates(range(1, 4)), {}, rng=np.random.default_rng(0))
+    assert result.mean is None and "3 hospitals would upload; 4 are needed" in (result.skipped_reason or "")
+    assert aggregator.accountant.num_releases == 0 and aggregator.spent()[0] == 0.0
+    # t hospitals (the bound): the round runs and is released
+    result = aggregator.aggregate(_updates(range(1, 5)), {}, rng=np.random.default_rng(0))
+    assert result.mean is not None and aggregator.accountant.num_releases == 1
+
+
 @pytest.mark.parametrize(("name", "honest"), [("secagg+", 2), ("secagg", 2), ("plain-quantized", 4)])
 def test_size_honest_caps_h_at_the_floor(name: str, honest: int) -> None:
     aggregator = make_aggregator(name, num_clients=5, dp=_dp(4), dimension=6, size_honest=True)

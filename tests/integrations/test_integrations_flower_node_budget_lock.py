@@ -15,6 +15,7 @@ the pauses are recorded, never slept, and a blocking ``flock`` fails the test in
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 from collections.abc import Callable
@@ -31,7 +32,7 @@ from flwr.app import Context, RecordDict  # noqa: E402
 import secagg.integrations.flower.node_budget as node_budget  # noqa: E402
 from secagg.dp import DPConfig, calibrate  # noqa: E402
 from secagg.dp.calibration import NoisePlan  # noqa: E402
-from secagg.errors import ConfigurationError, StateLockedError  # noqa: E402
+from secagg.errors import ConfigurationError, ConfigurationTypeError, StateLockedError  # noqa: E402
 from secagg.integrations.flower.node_budget import charge_node_budget, check_node_budget  # noqa: E402
 
 
@@ -81,32 +82,40 @@ class HeldLock:
             self.descriptor = None
 
 
-def record_pauses(monkeypatch: pytest.MonkeyPatch, then: Callable[[int], None] = lambda _: None) -> list[float]:
-    """The node's pauses between attempts, recorded and never slept; ``then(n)`` runs at the n-th."""
-    pauses: list[float] = []
+class Pauses:
+    """The node's pauses between attempts, handed to the charge (``pause=``): recorded, never slept,
+    no global patched; ``then(n)`` runs at the n-th."""
 
-    def pause(seconds: float) -> None:
-        pauses.append(seconds)
-        then(len(pauses))
+    def __init__(self, then: Callable[[int], None] = lambda _: None) -> None:
+        self.seconds: list[float] = []
+        self.then = then
 
-    monkeypatch.setattr(node_budget, "_pause", pause, raising=False)
-    return pauses
+    def __call__(self, seconds: float) -> None:
+        self.seconds.append(seconds)
+        self.then(len(self.seconds))
+
+
+def open_descriptors() -> int:
+    return len(os.listdir("/proc/self/fd" if os.path.isdir("/proc/self/fd") else "/dev/fd"))
 
 
 @pytest.mark.usefixtures("never_block")
 def test_a_budget_file_another_process_holds_refuses_the_contribution_promptly_nothing_charged(
-    tmp_path: Path, plan: NoisePlan, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, plan: NoisePlan
 ) -> None:
     # Prepare: the node charged once; another process now holds the lock and never lets go
     path = tmp_path / "hospital-0.dp-budget.json"
     charge_node_budget(context(), plan, str(path))
     held = HeldLock(tmp_path)
-    pauses = record_pauses(monkeypatch)
+    pauses = Pauses()
     try:
-        # Execute / Assert: the setup check needs no lock; the charge is refused, naming the file
+        # Execute / Assert: the setup check needs no lock; the charge is refused, naming the file,
+        # and closes the directory it opened for the lock (no descriptor left per refused charge)
         check_node_budget(context(), plan, str(path))
+        before = open_descriptors()
         with pytest.raises(StateLockedError) as info:
-            charge_node_budget(context(), plan, str(path))
+            charge_node_budget(context(), plan, str(path), pause=pauses)
+        assert open_descriptors() == before
     finally:
         held.release()
     message = str(info.value)
@@ -115,8 +124,8 @@ def test_a_budget_file_another_process_holds_refuses_the_contribution_promptly_n
     assert "nothing was charged" in message, message
     assert released(path) == 1  # nothing charged
     # A bounded wait: every attempt but the last followed by one pause, none slept here
-    assert len(pauses) == node_budget.LOCK_ATTEMPTS - 1
-    assert all(seconds == node_budget.LOCK_PAUSE_S for seconds in pauses)
+    assert len(pauses.seconds) == node_budget.LOCK_ATTEMPTS - 1
+    assert all(seconds == node_budget.LOCK_PAUSE_S for seconds in pauses.seconds)
     assert node_budget.LOCK_ATTEMPTS * node_budget.LOCK_PAUSE_S <= 10.0  # short, against a server's timeout
     # Released: the next contribution is charged
     charge_node_budget(context(), plan, str(path))
@@ -124,20 +133,44 @@ def test_a_budget_file_another_process_holds_refuses_the_contribution_promptly_n
 
 
 @pytest.mark.usefixtures("never_block")
-def test_a_lock_released_by_the_last_attempt_is_charged_once(
-    tmp_path: Path, plan: NoisePlan, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_a_lock_released_by_the_last_attempt_is_charged_once(tmp_path: Path, plan: NoisePlan) -> None:
     # Prepare: the other process lets go during the last pause (the bound: one pause later is refused,
     # as above)
     path = tmp_path / "hospital-0.dp-budget.json"
     held = HeldLock(tmp_path)
     last = node_budget.LOCK_ATTEMPTS - 1
-    pauses = record_pauses(monkeypatch, lambda n: held.release() if n == last else None)
+    pauses = Pauses(lambda n: held.release() if n == last else None)
     # Execute
     try:
-        charge_node_budget(context(), plan, str(path))
+        charge_node_budget(context(), plan, str(path), pause=pauses)
     finally:
         held.release()
     # Assert: charged once, at the last attempt
-    assert len(pauses) == last
+    assert len(pauses.seconds) == last
     assert released(path) == 1
+
+
+def test_a_pause_that_cannot_be_called_is_refused_before_anything_is_charged(tmp_path: Path, plan: NoisePlan) -> None:
+    path = tmp_path / "hospital-0.dp-budget.json"
+    with pytest.raises(ConfigurationTypeError, match="pause must be callable"):
+        charge_node_budget(context(), plan, str(path), pause=0.1)  # type: ignore[arg-type]
+    assert not path.exists()
+
+
+def test_a_directory_the_system_cannot_lock_is_refused_with_the_librarys_error_nothing_charged(
+    tmp_path: Path, plan: NoisePlan, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Prepare: a file system without flock support (NFS without a lock daemon: ENOLCK). The node's mod
+    # turns only the library's errors into an error reply; a raw OSError escaped it.
+    path = tmp_path / "hospital-0.dp-budget.json"
+
+    def flock(descriptor: int, operation: int) -> None:
+        raise OSError(errno.ENOLCK, os.strerror(errno.ENOLCK))
+
+    monkeypatch.setattr(fcntl, "flock", flock)
+    before = open_descriptors()
+    # Execute / Assert: refused, naming the file and the cause; the directory descriptor is closed
+    with pytest.raises(ConfigurationError, match=r"cannot lock the directory of dp-state-file .*No locks available"):
+        charge_node_budget(context(), plan, str(path), pause=Pauses())
+    assert open_descriptors() == before
+    assert not path.exists()  # nothing charged

@@ -14,6 +14,7 @@
 from __future__ import annotations
 
 import math
+import warnings
 
 import numpy as np
 import pytest
@@ -106,6 +107,29 @@ def test_a_sum_of_no_contributions_is_refused_not_read_as_the_smallest_clips() -
 def test_a_histogram_no_discovery_sums_to_is_refused_by_clip(counts: list[int]) -> None:
     with pytest.raises(ConfigurationError, match="histogram"):
         RangeDiscovery().clip(counts)
+
+
+BUCKETS = RangeDiscovery().buckets
+
+
+@pytest.mark.parametrize(
+    "counts",
+    [
+        [1.5] * BUCKETS,  # read as 1 each: a clip from counts nobody summed
+        [0.4] * BUCKETS,  # read as 0 each
+        np.array([1e30] + [0.0] * (BUCKETS - 1)),  # no int64: cast to its minimum with a RuntimeWarning
+        [True] * BUCKETS,  # flags, not counts
+    ],
+    ids=["fraction", "below-one", "beyond-int64", "bool"],
+)
+def test_a_histogram_of_counts_that_are_not_whole_numbers_is_refused_by_clip_never_truncated(counts: object) -> None:
+    # Exact or refused: the clip is read from whole counts as decode gives them, never from a cast.
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with pytest.raises(ConfigurationError, match="histogram"):
+            RangeDiscovery().clip(counts)  # type: ignore[arg-type]
+    # The bound: whole counts, as integers or as exact whole floats, give the clip they count
+    assert RangeDiscovery().clip([1] * BUCKETS) == RangeDiscovery().clip([1.0] * BUCKETS) == 2.0**40
 
 
 @settings(max_examples=80, deadline=None)

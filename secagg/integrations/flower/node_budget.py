@@ -45,12 +45,13 @@ import dataclasses
 import importlib
 import os
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import TypeGuard
 
 from flwr.app import ConfigRecord, Context
 
+from secagg._validate import require_callable
 from secagg.dp.accountant import (
     MAX_NUM_CLIENTS,
     OutdatedStateError,
@@ -88,8 +89,6 @@ LOCK_PAUSE_S = 0.1
 the node (a charge holds the lock for a read and an fsync'd write), never until the server's timeout."""
 
 PathLike = str | os.PathLike[str]
-
-_pause = time.sleep  # between lock attempts (a test records the pauses instead)
 
 
 def node_budget_file(context: Context, explicit: PathLike | None) -> str | None:
@@ -225,12 +224,21 @@ def check_node_budget(context: Context, plan: NoisePlan, path: str | None, *, ho
         raise _refusal(accountant, path)
 
 
-def charge_node_budget(context: Context, plan: NoisePlan, path: str | None, *, holder: bytes | None = None) -> None:
+def charge_node_budget(
+    context: Context,
+    plan: NoisePlan,
+    path: str | None,
+    *,
+    holder: bytes | None = None,
+    pause: Callable[[float], object] = time.sleep,
+) -> None:
     """Charge one contribution under ``plan``, before it leaves the node (the state file is written
     first, under an exclusive lock of its directory: two processes of one node never both read the
     old count, and records ``holder``); refused as :func:`check_node_budget` refuses, recording
-    nothing then."""
-    with _locked(path):
+    nothing then. ``pause(seconds)`` waits between two attempts at a lock another process holds
+    (:func:`time.sleep`; a test hands in one that records instead of sleeping)."""
+    pause = require_callable("pause", pause)
+    with _locked(path, pause):
         accountant = _open(context, plan, path, holder)
         if accountant.would_exceed(1):
             raise _refusal(accountant, path)
@@ -242,11 +250,12 @@ def charge_node_budget(context: Context, plan: NoisePlan, path: str | None, *, h
 
 
 @contextlib.contextmanager
-def _locked(path: str | None) -> Iterator[None]:
+def _locked(path: str | None, pause: Callable[[float], object]) -> Iterator[None]:
     """An exclusive ``flock`` of the state file's directory (the file itself is replaced on every
     write, so its own lock would not serialise); nothing without a file. Never waited for without
-    bound: tried without blocking up to :data:`LOCK_ATTEMPTS` times, :data:`LOCK_PAUSE_S` apart, then
-    StateLockedError naming the file (another process holds it; nothing charged)."""
+    bound: tried without blocking up to :data:`LOCK_ATTEMPTS` times, ``pause(LOCK_PAUSE_S)`` between two, then
+    StateLockedError naming the file (another process holds it; nothing charged); ConfigurationError if
+    the file system cannot lock it at all (``flock`` fails otherwise, e.g. ENOLCK)."""
     if path is None:
         yield
         return
@@ -270,10 +279,15 @@ def _locked(path: str | None) -> Iterator[None]:
                     raise StateLockedError(
                         f"{DP_STATE_FILE} {path} is in use: another process holds the lock of its directory "
                         f"{directory} (another process of this node charging it, or one stuck doing so) after "
-                        f"{LOCK_ATTEMPTS} attempts over {LOCK_ATTEMPTS * LOCK_PAUSE_S:g} s; this contribution is "
+                        f"{LOCK_ATTEMPTS} attempts over {(LOCK_ATTEMPTS - 1) * LOCK_PAUSE_S:g} s; this contribution is "
                         "refused and nothing was charged. Retry once the other process is done"
                     ) from exc
-                _pause(LOCK_PAUSE_S)
+                pause(LOCK_PAUSE_S)
+            except OSError as exc:  # no lock on this file system (ENOLCK, ...): the library's error, nothing charged
+                raise ConfigurationError(
+                    f"cannot lock the directory of {DP_STATE_FILE} {path} ({directory}): {exc}; nothing was charged. "
+                    "Keep the file on a local file system that supports flock"
+                ) from exc
         yield
     finally:
         os.close(descriptor)  # releases the lock
