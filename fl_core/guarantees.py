@@ -34,6 +34,7 @@ import logging
 import math
 from collections.abc import Iterable
 from dataclasses import replace
+from fractions import Fraction
 from typing import Protocol, runtime_checkable
 
 from secagg._validate import require_int
@@ -72,9 +73,11 @@ def round_guarantee(aggregator: object, num_clients: int) -> Guarantee | None:
 
 def sampled_count(num_clients: int, fraction: float) -> int:
     """How many of ``num_clients`` clients a FedAvg round samples at ``client_fraction`` ``fraction``:
-    ``max(1, ceil(fraction * num_clients))``, every round."""
+    ``max(1, ceil(fraction * num_clients))``, every round, with ``fraction`` read as the decimal it
+    prints as (``repr``): the float product would make C = 0.14 of 50 clients 7.000000000000001,
+    so 8 clients, one more than asked for."""
     require_int("num_clients", num_clients, 1)
-    return max(1, math.ceil(fraction * num_clients))
+    return max(1, math.ceil(Fraction(repr(float(fraction))) * num_clients))
 
 
 def sampled_guarantee(aggregator: object, num_clients: int, fraction: float) -> Guarantee | None:

@@ -112,6 +112,17 @@ def test_sampled_count_is_the_count_fedavg_samples(clients: int, fraction: float
     assert sampled_count(clients, fraction) == count == max(1, math.ceil(fraction * clients))
 
 
+@pytest.mark.parametrize(
+    ("clients", "fraction", "count"), [(50, 0.14, 7), (100, 0.07, 7), (25, 0.28, 7), (25, 0.56, 14), (3, 0.1, 1)]
+)
+def test_sampled_count_reads_the_fraction_as_the_decimal_it_prints_as(
+    clients: int, fraction: float, count: int
+) -> None:
+    """C = 0.14 of 50 hospitals is 7, though the float product 0.14 * 50 is 7.000000000000001 (ceil: 8):
+    one more hospital than the user asked for, in every round, and a guarantee computed for 8."""
+    assert sampled_count(clients, fraction) == count
+
+
 def test_a_sampling_rate_no_session_can_run_is_refused_before_any_training(monkeypatch: pytest.MonkeyPatch) -> None:
     # 8 hospitals at C = 0.25: rounds of 2, below the 3 a masking session needs. Refused up front (the old
     # code trained round 1 first, then raised from the aggregator).
