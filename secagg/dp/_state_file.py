@@ -143,8 +143,19 @@ def locked(path: Path) -> Iterator[None]:
                 f"the accountant's state file {path} is in use: another accountant holds its lock {lock} "
                 f"({_holder(os.pread(descriptor, 32, 0))}); nothing was read or written, retry once it is done"
             ) from exc
-        os.ftruncate(descriptor, 0)
-        os.pwrite(descriptor, f"{os.getpid()}\n".encode(), 0)  # whom a refused accountant names
+        except OSError as exc:  # no lock support here (NFS without a lock daemon: ENOLCK), ...
+            raise ConfigurationError(
+                f"the accountant's state file {path} cannot be locked ({lock}: {exc.strerror or exc}); nothing was "
+                "read or written: keep the state file on a local file system"
+            ) from exc
+        try:
+            os.ftruncate(descriptor, 0)
+            os.pwrite(descriptor, f"{os.getpid()}\n".encode(), 0)  # whom a refused accountant names
+        except OSError as exc:
+            raise ConfigurationError(
+                f"the lock file {lock} of the accountant's state file {path} cannot be written "
+                f"({exc.strerror or exc}); nothing was read or written"
+            ) from exc
         yield
     finally:
         os.close(descriptor)  # releases the flock

@@ -8,11 +8,13 @@ No test waits on a clock."""
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import stat
 import subprocess
 import sys
+import types
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -247,3 +249,25 @@ def test_a_state_file_damaged_during_the_run_is_refused_and_never_overwritten(
     with pytest.raises(DecodeError):
         PrivacyAccountant(plan, path)
     assert path.read_text() == damaged
+
+
+def test_a_state_file_the_system_cannot_lock_is_refused_with_the_librarys_error_nothing_written(
+    plan: NoisePlan, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Prepare: one charge on file, then a file system without flock support (NFS without a lock
+    # daemon: ENOLCK). A raw OSError escaped the accountant, past the node's mod and the server.
+    path = tmp_path / "accountant.json"
+    accountant = PrivacyAccountant(plan, path)
+    accountant.record_round(1)
+    before = path.read_bytes()
+
+    def flock(descriptor: int, operation: int) -> None:
+        raise OSError(errno.ENOLCK, os.strerror(errno.ENOLCK))
+
+    assert state_file._FCNTL is not None
+    fake = types.SimpleNamespace(flock=flock, LOCK_EX=state_file._FCNTL.LOCK_EX, LOCK_NB=state_file._FCNTL.LOCK_NB)
+    monkeypatch.setattr(state_file, "_FCNTL", fake)
+    # Execute / Assert: the library's error naming the file and the cause; the file unchanged
+    with pytest.raises(ConfigurationError, match=r"accountant\.json.*cannot be locked.*No locks available"):
+        accountant.record_round(2)
+    assert path.read_bytes() == before
