@@ -33,8 +33,9 @@ from secagg.masking import (
     server_start,
     server_step,
 )
-from secagg.masking.messages import UnmaskResponse
+from secagg.masking.messages import ShareEntry, UnmaskResponse
 from secagg.masking.session import graph_neighbours, session_id
+from secagg.primitives import shamir
 from secagg.primitives.randomness import InsecureDeterministicRandom
 from secagg.primitives.signing import SigningKey
 
@@ -100,6 +101,25 @@ def flip_bit(data: bytes, index: int, bit: int = 0) -> bytes:
     out = bytearray(data)
     out[index] ^= 1 << bit
     return bytes(out)
+
+
+def truncate_4_and_lie_about_1s_seed(round_: Round, direction: str, client: int, data: bytes) -> bytes:
+    """A tamper hook for a session of 4 with t = 3: at Unmasking client 4's response is truncated
+    (rejected) and client 2 reveals a wrong share of client 1's self-mask seed, which is then left
+    with exactly t shares, no t of which reconstruct its commitment (AuthenticationError)."""
+    if (round_, direction) != (Round.UNMASKING, "up"):
+        return data
+    if client == 4:
+        return data[:-3]
+    if client == 2:
+        response = wire.decode(data, UnmaskResponse)
+        lie = tuple(
+            ShareEntry(e.owner, ((int.from_bytes(e.share, "big") + 1) % shamir.PRIME).to_bytes(len(e.share), "big"))
+            if e.owner == 1 else e
+            for e in response.self_mask_shares
+        )
+        return wire.encode(dataclasses.replace(response, self_mask_shares=lie))
+    return data
 
 
 def revealed(messages: Iterable[bytes]) -> tuple[set[int], set[int]]:

@@ -36,7 +36,7 @@ from secagg.masking.session import ZERO_CONTEXT
 from secagg.primitives import shamir
 from secagg.primitives.randomness import InsecureDeterministicRandom
 
-from .harness import flip_bit
+from .harness import flip_bit, truncate_4_and_lie_about_1s_seed
 
 EXPECTED = {
     Round.ADVERTISE_KEYS: "AdvertiseKeys: ",
@@ -118,20 +118,7 @@ def test_a_rejection_of_an_earlier_round_stays_in_the_record_when_a_later_round_
 def test_an_unrecoverable_secret_records_the_rejections_of_that_step() -> None:
     # Prepare: n = 4, t = 3. At Unmasking client 4's response is truncated (rejected) and client 2
     # reveals a wrong share of client 1's self-mask seed, which then has exactly t shares
-    def tamper(round_: Round, direction: str, client: int, data: bytes) -> bytes:
-        if (round_, direction) != (Round.UNMASKING, "up"):
-            return data
-        if client == 4:
-            return data[:-3]
-        if client == 2:
-            response = wire.decode(data, UnmaskResponse)
-            lie = tuple(
-                ShareEntry(e.owner, ((int.from_bytes(e.share, "big") + 1) % shamir.PRIME).to_bytes(len(e.share), "big"))
-                if e.owner == 1 else e
-                for e in response.self_mask_shares
-            )
-            return wire.encode(dataclasses.replace(response, self_mask_shares=lie))
-        return data
+    tamper = truncate_4_and_lie_about_1s_seed
 
     # Act
     with pytest.raises(AuthenticationError) as caught:

@@ -12,18 +12,15 @@ MaskedInput)``), and the reasons, this step's and earlier ones, are in the error
 
 from __future__ import annotations
 
-import dataclasses
-
 import numpy as np
 import pytest
 
-from secagg import wire
 from secagg.errors import AuthenticationError, ThresholdError
 from secagg.masking import ACTIVE, SEMI_HONEST, MaskingConfig, Round, abort_report, make_identities, run_session
-from secagg.masking.messages import ShareEntry, UnmaskResponse
 from secagg.masking.session import ZERO_CONTEXT
-from secagg.primitives import shamir
 from secagg.primitives.randomness import InsecureDeterministicRandom
+
+from .harness import truncate_4_and_lie_about_1s_seed
 
 # The message type the server expects in each round: the rejection reason starts with it.
 EXPECTED = {
@@ -87,20 +84,7 @@ def test_an_unrecoverable_secret_names_the_clients_rejected_in_that_step() -> No
     assert config.threshold == 3
     inputs = {c: np.full(4, c, dtype=config.ring.dtype) for c in range(1, 5)}
 
-    def tamper(round_: Round, direction: str, client: int, data: bytes) -> bytes:
-        if (round_, direction) != (Round.UNMASKING, "up"):
-            return data
-        if client == 4:
-            return data[:-3]
-        if client == 2:
-            response = wire.decode(data, UnmaskResponse)
-            lie = tuple(
-                ShareEntry(e.owner, ((int.from_bytes(e.share, "big") + 1) % shamir.PRIME).to_bytes(len(e.share), "big"))
-                if e.owner == 1 else e
-                for e in response.self_mask_shares
-            )
-            return wire.encode(dataclasses.replace(response, self_mask_shares=lie))
-        return data
+    tamper = truncate_4_and_lie_about_1s_seed
 
     # Act
     with pytest.raises(AuthenticationError) as caught:
