@@ -1,0 +1,100 @@
+"""Keras adapter: what a model holds besides the weights it sends is bound, and a model without
+weights yet is refused.
+
+With ``trainable_only=True`` only the trainable weights are summed, but the non-trainable ones
+(a frozen backbone's kernels, batch-norm statistics) shape every hospital's training: the round
+binds them through the global model's digest, as the PyTorch adapter binds every parameter. A
+hospital that trained from a copy whose frozen weights differ is refused; one whose batch-norm
+statistics moved during its own training is not (only the model it trained from is bound).
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import numpy as np
+import pytest
+
+os.environ.setdefault("KERAS_BACKEND", "torch")  # before Keras is imported
+keras = pytest.importorskip("keras")
+
+from fl_core.aggregators import make_aggregator  # noqa: E402
+from secagg.integrations.keras import aggregate_models, hospital_update, model_digest  # noqa: E402
+
+HOSPITALS = 3
+
+
+def frozen_backbone(shift: float = 0.0) -> Any:
+    """A frozen Dense backbone (its kernel moved by ``shift``) under a trainable head."""
+    model = keras.Sequential(
+        [keras.Input((3,)), keras.layers.Dense(3, name="backbone"), keras.layers.Dense(2, name="head")]
+    )
+    model.set_weights([np.full(w.shape, 0.5 + shift * (i == 0), w.dtype) for i, w in enumerate(model.get_weights())])
+    model.layers[0].trainable = False
+    return model
+
+
+def trained(model: Any, step: float) -> Any:
+    """A copy of ``model`` whose trainable weights moved by ``step``."""
+    copy = frozen_backbone()
+    copy.set_weights(model.get_weights())
+    for variable in copy.trainable_weights:
+        variable.assign(variable + step)
+    return copy
+
+
+def test_a_hospital_that_trained_from_another_frozen_backbone_is_refused_under_trainable_only() -> None:
+    # Prepare: hospital 1 trained its head on top of another backbone (a stale or substituted
+    # frozen layer); its head's update came from other features, yet only heads are summed
+    global_model, other = frozen_backbone(), frozen_backbone(shift=1.0)
+    locals_ = [trained(global_model, 0.1), trained(other, 0.2), trained(global_model, 0.3)]
+    # Execute
+    outcome = aggregate_models(
+        global_model, locals_, make_aggregator("secagg", num_clients=HOSPITALS), num_samples=[1] * HOSPITALS,
+        rng=np.random.default_rng(0), trainable_only=True, trained_from={1: other},
+    )  # fmt: skip
+    # Assert: refused with its reason, the round goes on (before: summed in)
+    assert [client for client, _ in outcome.result.refused] == [1]
+    assert "trained from another model" in outcome.result.refused[0][1]
+    assert outcome.result.included == {0, 2} and outcome.weights is not None
+
+
+def test_the_trainable_only_digest_binds_the_non_trainable_weights() -> None:
+    # Prepare: two models that differ only in their frozen backbone
+    first, second = frozen_backbone(), frozen_backbone(shift=1.0)
+    # Execute
+    digests = [model_digest(model, trainable_only=True) for model in (first, second)]
+    update = hospital_update(0, second, trained(second, 0.5), num_samples=1, trainable_only=True)
+    # Assert: the digests differ, and an update declares its source's (before: one digest for both)
+    assert digests[0] != digests[1]
+    assert update.model_digest == digests[1]
+    assert model_digest(first, trainable_only=True) != model_digest(first)  # another layout, another digest
+    np.testing.assert_allclose(update.vector, 0.5)
+
+
+def batch_norm() -> Any:
+    return keras.Sequential(
+        [keras.Input((3,)), keras.layers.Dense(3, name="dense"), keras.layers.BatchNormalization(name="norm")]
+    )
+
+
+def test_batch_norm_statistics_that_moved_in_training_do_not_withhold_a_hospital_under_trainable_only() -> None:
+    # Prepare: every hospital's moving statistics moved during its training (not summed, not compared)
+    global_model = batch_norm()
+    locals_ = []
+    for k in range(HOSPITALS):
+        local = batch_norm()
+        local.set_weights(global_model.get_weights())
+        local.get_layer("norm").moving_mean.assign(np.full(3, float(k + 1), np.float32))
+        local.get_layer("dense").kernel.assign(local.get_layer("dense").kernel + 0.25)
+        locals_.append(local)
+    # Execute
+    outcome = aggregate_models(
+        global_model, locals_, make_aggregator("plain"), num_samples=[1] * HOSPITALS,
+        rng=np.random.default_rng(0), trainable_only=True,
+    )  # fmt: skip
+    # Assert: every hospital included, the trainable weights only in the result
+    assert outcome.result.included == set(range(HOSPITALS)) and not outcome.result.withheld
+    assert outcome.weights is not None and len(outcome.weights) == 4
+    np.testing.assert_allclose(outcome.weights[0], global_model.get_layer("dense").kernel.numpy() + 0.25, rtol=1e-6)
