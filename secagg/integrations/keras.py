@@ -84,7 +84,7 @@ from secagg.integrations._keras_dtypes import (
 )
 from secagg.integrations._keras_names import weight_names
 from secagg.integrations._keras_torch import refuse_torch_state
-from secagg.integrations._layout import ArraySpec, FlatLayout, float_vector, require_layout
+from secagg.integrations._layout import ArraySpec, FlatLayout, _shown, float_vector, require_layout
 from secagg.integrations._model_binding import FlatModel, bound_digest, declared_update
 from secagg.integrations._ranges import aggregate_flat_models, new_global
 from secagg.ranges import RangeDiscovery
@@ -222,7 +222,16 @@ def _model_variables(model: Any, trainable_only: bool) -> list[Any]:
     if not isinstance(model, keras.layers.Layer):
         raise ConfigurationError(f"expected a Keras model or layer, got {type(model).__name__}")
     refuse_torch_state(keras, model)
-    return list(model.trainable_weights if trainable_only else model.weights)
+    variables = list(model.trainable_weights if trainable_only else model.weights)
+    layers = model._flatten_layers(include_self=True, recursive=True)  # the model first
+    unbuilt = [layer for layer in layers if not layer.built][-1:]  # the innermost: the one to call
+    if unbuilt:
+        raise ConfigurationError(
+            f"layer {_shown(unbuilt[0].name)} is not built: Keras creates its weights at its first call, so the "
+            "model has only some of them; call the model once on an input (or start a Sequential with "
+            "keras.Input) before reading its weights, and leave out a layer it never calls"
+        )
+    return variables
 
 
 def flatten_model(model: Any, *, trainable_only: bool = False) -> tuple[FloatVector, WeightsLayout]:

@@ -20,7 +20,16 @@ os.environ.setdefault("KERAS_BACKEND", "torch")  # before Keras is imported
 keras = pytest.importorskip("keras")
 
 from fl_core.aggregators import make_aggregator  # noqa: E402
-from secagg.integrations.keras import aggregate_models, hospital_update, model_digest  # noqa: E402
+from secagg.errors import ConfigurationError  # noqa: E402
+from secagg.integrations.keras import (  # noqa: E402
+    aggregate_models,
+    flatten_model,
+    flatten_weights,
+    hospital_update,
+    load_into_model,
+    model_digest,
+    named_weights,
+)
 
 HOSPITALS = 3
 
@@ -98,3 +107,57 @@ def test_batch_norm_statistics_that_moved_in_training_do_not_withhold_a_hospital
     assert outcome.result.included == set(range(HOSPITALS)) and not outcome.result.withheld
     assert outcome.weights is not None and len(outcome.weights) == 4
     np.testing.assert_allclose(outcome.weights[0], global_model.get_layer("dense").kernel.numpy() + 0.25, rtol=1e-6)
+
+
+class _Branching(keras.Model):  # type: ignore[misc]
+    """A subclassed model whose second layer is created with it but called only on request."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.first = keras.layers.Dense(2, name="first")
+        self.extra = keras.layers.Dense(2, name="extra")
+
+    def call(self, inputs: Any, use_extra: bool = False) -> Any:
+        return self.extra(self.first(inputs)) if use_extra else self.first(inputs)
+
+
+def unbuilt() -> dict[str, Any]:
+    """Models some of whose weights do not exist yet (Keras creates a layer's weights at its first call)."""
+    partly = _Branching()
+    partly(np.zeros((1, 2), np.float32))
+    return {"sequential": keras.Sequential([keras.layers.Dense(3, name="dense")]), "subclassed": partly}
+
+
+@pytest.mark.filterwarnings("ignore:`build\\(\\)` was called on layer:UserWarning")  # Keras's, on _Branching
+@pytest.mark.parametrize("which, layer", [("sequential", "dense"), ("subclassed", "extra")])
+@pytest.mark.parametrize(
+    "read",
+    [
+        flatten_model,
+        model_digest,
+        named_weights,
+        lambda model: hospital_update(0, model, model, num_samples=1),
+        lambda model: load_into_model(model, np.zeros(0), flatten_weights({})[1]),
+    ],
+    ids=["flatten_model", "model_digest", "named_weights", "hospital_update", "load_into_model"],
+)
+def test_a_model_with_a_layer_not_built_is_refused_naming_the_layer(which: str, layer: str, read: Any) -> None:
+    # Prepare: the model (or one of its layers) was never called, so it has fewer weights than it will
+    model = unbuilt()[which]
+    # Execute / Assert (before: flattened as the weights that happen to exist, none for the Sequential)
+    with pytest.raises(ConfigurationError, match=rf"layer '{layer}' is not built"):
+        read(model)
+
+
+def test_a_hospital_whose_model_is_not_built_is_withheld_saying_so() -> None:
+    # Prepare: hospital 1 hands in its model before ever calling it
+    global_model = batch_norm()
+    locals_ = [batch_norm(), keras.Sequential([keras.layers.Dense(3, name="dense")]), batch_norm()]
+    # Execute
+    outcome = aggregate_models(
+        global_model, locals_, make_aggregator("plain"), num_samples=[1] * HOSPITALS, rng=np.random.default_rng(0)
+    )
+    # Assert: withheld with the reason, the others aggregated (before: "0 weights here, 6 in the global model")
+    assert [client for client, _ in outcome.result.withheld] == [1]
+    assert "layer 'dense' is not built" in outcome.result.withheld[0][1]
+    assert outcome.result.included == {0, 2}
