@@ -222,6 +222,11 @@ def aggregate_flat_models(
     (:func:`aggregate_updates`).
     """
     require_instance("rng", rng, np.random.Generator)
+    if not callable(getattr(aggregator, "aggregate", None)):  # e.g. its name, "plain"
+        raise ConfigurationTypeError(
+            f"aggregator must be an fl_core aggregator (fl_core.aggregators.make_aggregator(...)), got "
+            f"{type(aggregator).__name__}"
+        )
     for name, mapping in (("dropouts", dropouts), ("clips", clips), ("trained_from", trained_from)):
         if mapping is not None:
             require_mapping(name, mapping)

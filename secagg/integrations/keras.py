@@ -70,6 +70,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import numpy as np
 import numpy.typing as npt
 
+from secagg._validate import require_bool
 from secagg.errors import ConfigurationError
 from secagg.integrations._extras import require
 from secagg.integrations._keras_dtypes import (
@@ -82,9 +83,9 @@ from secagg.integrations._keras_dtypes import (
     resolve_dtype,
     to_float64,
 )
+from secagg.integrations._keras_model import model_variables, named_arrays, unsent_variables
 from secagg.integrations._keras_names import weight_names
-from secagg.integrations._keras_torch import refuse_torch_state
-from secagg.integrations._layout import ArraySpec, FlatLayout, _shown, float_vector, require_layout
+from secagg.integrations._layout import ArraySpec, FlatLayout, float_vector, require_layout
 from secagg.integrations._model_binding import FlatModel, bound_digest, declared_update
 from secagg.integrations._ranges import aggregate_flat_models, new_global
 from secagg.ranges import RangeDiscovery
@@ -218,20 +219,7 @@ def unflatten_weights(vector: npt.ArrayLike, layout: WeightsLayout) -> list[npt.
 
 
 def _model_variables(model: Any, trainable_only: bool) -> list[Any]:
-    keras = _keras()
-    if not isinstance(model, keras.layers.Layer):
-        raise ConfigurationError(f"expected a Keras model or layer, got {type(model).__name__}")
-    refuse_torch_state(keras, model)
-    variables = list(model.trainable_weights if trainable_only else model.weights)
-    layers = model._flatten_layers(include_self=True, recursive=True)  # the model first
-    unbuilt = [layer for layer in layers if not layer.built][-1:]  # the innermost: the one to call
-    if unbuilt:
-        raise ConfigurationError(
-            f"layer {_shown(unbuilt[0].name)} is not built: Keras creates its weights at its first call, so the "
-            "model has only some of them; call the model once on an input (or start a Sequential with "
-            "keras.Input) before reading its weights, and leave out a layer it never calls"
-        )
-    return variables
+    return model_variables(_keras(), model, trainable_only)
 
 
 def flatten_model(model: Any, *, trainable_only: bool = False) -> tuple[FloatVector, WeightsLayout]:
@@ -251,9 +239,7 @@ def flatten_model(model: Any, *, trainable_only: bool = False) -> tuple[FloatVec
 
 
 def _flatten_variables(model: Any, variables: Sequence[Any]) -> tuple[FloatVector, WeightsLayout]:
-    keras = _keras()
-    arrays = [np.asarray(keras.ops.convert_to_numpy(v)) for v in variables]
-    return _flatten_named(list(zip(weight_names(model, variables), arrays, strict=True)))
+    return _flatten_named(named_arrays(_keras(), model, variables))
 
 
 def _frozen(model: Any, trainable_only: bool) -> FlatModel | None:
@@ -263,8 +249,7 @@ def _frozen(model: Any, trainable_only: bool) -> FlatModel | None:
     otherwise, and for a weight list or mapping (every array is sent)."""
     if not trainable_only or isinstance(model, np.ndarray | Sequence | Mapping):
         return None
-    sent = {id(v) for v in _model_variables(model, True)}
-    return _flatten_variables(model, [v for v in _model_variables(model, False) if id(v) not in sent])
+    return _flatten_variables(model, unsent_variables(_keras(), model))
 
 
 def named_weights(model: Any, *, trainable_only: bool = False) -> dict[str, npt.NDArray[Any]]:
@@ -308,6 +293,7 @@ def load_into_model(model: Any, vector: npt.ArrayLike, layout: WeightsLayout, *,
 
 def _flatten_any(model: Any, trainable_only: bool) -> tuple[FloatVector, WeightsLayout]:
     """A Keras model or layer (:func:`flatten_model`), or a list or mapping of arrays (:func:`flatten_weights`)."""
+    require_bool("trainable_only", trainable_only)
     if isinstance(model, np.ndarray | Sequence | Mapping):
         return flatten_weights(model)  # a list or mapping of arrays, or refused there
     return flatten_model(model, trainable_only=trainable_only)

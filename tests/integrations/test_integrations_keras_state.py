@@ -10,6 +10,7 @@ statistics moved during its own training is not (only the model it trained from 
 
 from __future__ import annotations
 
+import importlib
 import os
 from typing import Any
 
@@ -18,9 +19,10 @@ import pytest
 
 os.environ.setdefault("KERAS_BACKEND", "torch")  # before Keras is imported
 keras = pytest.importorskip("keras")
+torch = pytest.importorskip("torch")
 
 from fl_core.aggregators import make_aggregator  # noqa: E402
-from secagg.errors import ConfigurationError  # noqa: E402
+from secagg.errors import ConfigurationError, ConfigurationTypeError  # noqa: E402
 from secagg.integrations.keras import (  # noqa: E402
     aggregate_models,
     flatten_model,
@@ -161,3 +163,38 @@ def test_a_hospital_whose_model_is_not_built_is_withheld_saying_so() -> None:
     assert [client for client, _ in outcome.result.withheld] == [1]
     assert "layer 'dense' is not built" in outcome.result.withheld[0][1]
     assert outcome.result.included == {0, 2}
+
+
+@pytest.mark.parametrize(
+    "call",
+    [
+        lambda model, flag: flatten_model(model, trainable_only=flag),
+        lambda model, flag: model_digest(model, trainable_only=flag),
+        lambda model, flag: named_weights(model, trainable_only=flag),
+        lambda model, flag: hospital_update(0, model, model, num_samples=1, trainable_only=flag),
+        lambda model, flag: load_into_model(model, *flatten_model(model), trainable_only=flag),
+        lambda model, flag: aggregate_models(
+            model, [model], make_aggregator("plain"), num_samples=[1], rng=np.random.default_rng(0),
+            trainable_only=flag,
+        ),
+    ],
+    ids=["flatten_model", "model_digest", "named_weights", "hospital_update", "load_into_model", "aggregate_models"],
+)
+@pytest.mark.parametrize("flag", ["no", 1, None])
+def test_a_trainable_only_that_is_not_a_bool_is_refused_not_read_as_true_or_false(call: Any, flag: Any) -> None:
+    # Prepare: "no" is truthy, None falsy: either would silently pick a layout
+    model = batch_norm()
+    # Execute / Assert (before: "no" sent the trainable weights only, 1 too, None all of them)
+    with pytest.raises(ConfigurationTypeError, match="trainable_only must be True or False"):
+        call(model, flag)
+
+
+@pytest.mark.parametrize("adapter", ["keras", "torch"])
+@pytest.mark.parametrize("aggregator", ["plain", None, object()], ids=["a name", "None", "an object"])
+def test_an_aggregator_that_is_not_one_is_refused_with_the_library_s_error(adapter: str, aggregator: Any) -> None:
+    # Prepare: the aggregator's name where the aggregator belongs (make_aggregator("plain") meant)
+    module = importlib.import_module(f"secagg.integrations.{adapter}")
+    model: Any = batch_norm() if adapter == "keras" else {"w": torch.zeros(2)}
+    # Execute / Assert (before: AttributeError: 'str' object has no attribute 'aggregate')
+    with pytest.raises(ConfigurationTypeError, match=r"aggregator must be .*make_aggregator"):
+        module.aggregate_models(model, [model, model], aggregator, num_samples=[1, 1], rng=np.random.default_rng(0))
