@@ -3,12 +3,13 @@
 :func:`model_variables` gives a model's weights (all of them, or the trainable ones) after
 refusing, with a :class:`~secagg.errors.ConfigurationError`, what its weights would not tell
 whole: anything but a Keras layer or model; a wrapped PyTorch module with state that is no Keras
-weight (:mod:`secagg.integrations._keras_torch`); and a layer not built yet (Keras creates a
-layer's weights at its first call, so such a model holds only some of them: a Sequential
-without ``keras.Input`` never called holds none). :func:`unsent_variables` gives the weights
-``trainable_only`` leaves out of the sum (a frozen layer's kernels, batch-norm statistics),
-which the adapter binds instead; :func:`named_arrays` pairs variables with their stable names
-(:mod:`secagg.integrations._keras_names`) and their values.
+weight (:mod:`secagg.integrations._keras_torch`); and a layer not built yet whose class has a
+``build`` of its own (Keras creates a layer's weights at its first call, so such a model holds
+only some of them: a Sequential without ``keras.Input`` never called holds none; a layer without
+its own ``build``, such as ``Flatten`` or ``Rescaling``, creates none and is let through).
+:func:`unsent_variables` gives the weights ``trainable_only`` leaves out of the sum (a frozen
+layer's kernels, batch-norm statistics), which the adapter binds instead; :func:`named_arrays`
+pairs variables with their stable names (:mod:`secagg.integrations._keras_names`) and values.
 """
 
 from __future__ import annotations
@@ -37,7 +38,10 @@ def model_variables(keras: Any, model: Any, trainable_only: bool) -> list[Any]:
     refuse_torch_state(keras, model)
     variables = list(model.trainable_weights if trainable_only else model.weights)
     layers = model._flatten_layers(include_self=True, recursive=True)  # the model first
-    unbuilt = [layer for layer in layers if not layer.built][-1:]  # the innermost: the one to call
+    # Only a layer with a build of its own can create weights when built: one without (Flatten,
+    # Rescaling, a training-only augmentation left unbuilt by an inference call) has none to miss.
+    default = keras.layers.Layer.build
+    unbuilt = [layer for layer in layers if not layer.built and type(layer).build is not default][-1:]
     if unbuilt:
         raise ConfigurationError(
             f"layer {_shown(unbuilt[0].name)} is not built: Keras creates its weights at its first call, so the "

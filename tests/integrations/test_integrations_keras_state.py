@@ -151,6 +151,31 @@ def test_a_model_with_a_layer_not_built_is_refused_naming_the_layer(which: str, 
         read(model)
 
 
+class _Augmented(keras.Model):  # type: ignore[misc]
+    """A subclassed model whose weightless augmentation layers run in training only."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.scale = keras.layers.Rescaling(2.0, name="scale")
+        self.flatten = keras.layers.Flatten(name="flatten")
+        self.dense = keras.layers.Dense(2, name="dense")
+
+    def call(self, inputs: Any, training: bool = False) -> Any:
+        return self.dense(self.flatten(self.scale(inputs)) if training else inputs)
+
+
+def test_a_weightless_layer_not_built_yet_does_not_refuse_the_model() -> None:
+    # Prepare: the server builds the global model by one inference call; the training-only
+    # layers (no build of their own: no weights, ever) stay unbuilt
+    model = _Augmented()
+    model(np.zeros((1, 2), np.float32))
+    assert not model.scale.built and not model.flatten.built
+    # Execute
+    vector, layout = flatten_model(model)
+    # Assert: every weight the model will ever have (before the narrowing: refused naming 'flatten')
+    assert layout.names == ("dense/kernel", "dense/bias") and vector.shape == (6,)
+
+
 def test_a_hospital_whose_model_is_not_built_is_withheld_saying_so() -> None:
     # Prepare: hospital 1 hands in its model before ever calling it
     global_model = batch_norm()
