@@ -193,7 +193,7 @@ def flatten_weights(
         if not all(isinstance(name, str) for name in weights):
             raise ConfigurationError("weight names must be strings")
         return _flatten_named(list(weights.items()))
-    if isinstance(weights, np.ndarray) or not isinstance(weights, Sequence):
+    if isinstance(weights, np.ndarray | str | bytes) or not isinstance(weights, Sequence):  # a str's items: str
         raise ConfigurationError(f"expected a list of numpy arrays or a mapping of names, got {type(weights).__name__}")
     return _flatten_named([(str(index), array) for index, array in enumerate(weights)])
 

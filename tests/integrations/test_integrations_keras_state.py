@@ -223,3 +223,11 @@ def test_an_aggregator_that_is_not_one_is_refused_with_the_library_s_error(adapt
     # Execute / Assert (before: AttributeError: 'str' object has no attribute 'aggregate')
     with pytest.raises(ConfigurationTypeError, match=r"aggregator must be .*make_aggregator"):
         module.aggregate_models(model, [model, model], aggregator, num_samples=[1, 1], rng=np.random.default_rng(0))
+
+
+@pytest.mark.parametrize("text", ["abc", b"abc"], ids=["str", "bytes"])
+def test_a_string_is_refused_as_a_string_not_read_as_a_list_of_weights(text: Any) -> None:
+    # Execute / Assert (before: "weight '0' is a str, not a numpy array": its characters read as weights)
+    for call in (flatten_weights, model_digest):
+        with pytest.raises(ConfigurationError, match=f"expected a list of numpy arrays .*got {type(text).__name__}"):
+            call(text)
