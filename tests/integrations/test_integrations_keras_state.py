@@ -164,6 +164,7 @@ class _Augmented(keras.Model):  # type: ignore[misc]
         return self.dense(self.flatten(self.scale(inputs)) if training else inputs)
 
 
+@pytest.mark.filterwarnings("ignore:`build\\(\\)` was called on layer:UserWarning")  # Keras's, on _Augmented
 def test_a_weightless_layer_not_built_yet_does_not_refuse_the_model() -> None:
     # Prepare: the server builds the global model by one inference call; the training-only
     # layers (no build of their own: no weights, ever) stay unbuilt
