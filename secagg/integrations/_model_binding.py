@@ -10,6 +10,10 @@
   summed, so bound: two hospitals whose models differ only there must not share a digest). A model
   without any (a state dict, a Keras model, most modules) keeps its :func:`layout_digest`, so a
   module and its state dict are one digest exactly when the state dict holds all the module's values.
+  Its ``frozen`` values are those a model holds outside its vector that shape training but may
+  change in it, so they are bound in the model a hospital trained from and never compared with its
+  local model's: a Keras model's non-trainable weights when only the trainable ones are summed (a
+  frozen backbone's kernels, batch-norm statistics).
 - :func:`declared_update`: a hospital's :class:`~fl_core.aggregators.base.ClientUpdate` built
   from the flat model it received and the flat model it trained from it: local minus received,
   declaring the received model's digest. The aggregation passes the digest of the global model
@@ -41,6 +45,7 @@ FlatModel = tuple[npt.NDArray[np.float64], FlatLayout]
 
 _DOMAIN = b"secagg/v1/adapter-model"
 _HIDDEN_DOMAIN = b"secagg/v1/adapter-model-hidden"
+_FROZEN_DOMAIN = b"secagg/v1/adapter-model-frozen"
 
 
 def _field(data: bytes) -> bytes:
@@ -66,15 +71,19 @@ def layout_digest(vector: npt.NDArray[np.float64], layout: FlatLayout) -> bytes:
     return digest.digest()
 
 
-def bound_digest(model: FlatModel, hidden: FlatModel | None = None) -> bytes:
+def bound_digest(model: FlatModel, hidden: FlatModel | None = None, frozen: FlatModel | None = None) -> bytes:
     """The digest a round binds for ``model``: its :func:`layout_digest` if ``hidden`` (the values the
     model holds outside its flat vector: a PyTorch module's non-persistent buffers) is None or empty,
     else SHA-256 of a domain label, that digest and ``hidden``'s :func:`layout_digest` (names,
-    dtypes, shapes, values)."""
+    dtypes, shapes, values); then, if ``frozen`` (a Keras model's non-trainable weights when only the
+    trainable ones are summed) is neither None nor empty, SHA-256 of another label, that digest and
+    ``frozen``'s :func:`layout_digest`."""
     digest = layout_digest(*model)
-    if hidden is None or not hidden[1].specs:
-        return digest
-    return hashlib.sha256(_HIDDEN_DOMAIN + digest + layout_digest(*hidden)).digest()
+    if hidden is not None and hidden[1].specs:
+        digest = hashlib.sha256(_HIDDEN_DOMAIN + digest + layout_digest(*hidden)).digest()
+    if frozen is not None and frozen[1].specs:
+        digest = hashlib.sha256(_FROZEN_DOMAIN + digest + layout_digest(*frozen)).digest()
+    return digest
 
 
 def hidden_difference(local: FlatModel | None, received: FlatModel | None) -> str | None:
@@ -108,10 +117,12 @@ def declared_update(
     num_samples: int,
     *,
     hidden: tuple[FlatModel | None, FlatModel | None] = (None, None),
+    frozen: FlatModel | None = None,
 ) -> ClientUpdate:
     """Client ``client``'s update: ``local`` minus ``received``, weighted by ``num_samples``,
     declaring the :func:`bound_digest` of ``received`` (the model it trained from) with
-    ``hidden[0]``, the values it holds outside its vector (``hidden[1]``: the local model's).
+    ``hidden[0]``, the values it holds outside its vector (``hidden[1]``: the local model's), and
+    ``frozen``, the received model's values bound but not summed nor compared with the local model's.
 
     ConfigurationError naming the client if the two layouts differ (a name, so an order, a
     shape, a dtype, the count), if their hidden values differ (:func:`hidden_difference`) or for
@@ -127,6 +138,6 @@ def declared_update(
     if hidden_reason is not None:
         raise ConfigurationError(f"client {client}: {hidden_reason}")
     client_update = importlib.import_module("fl_core.aggregators.base").ClientUpdate
-    digest = bound_digest(received, hidden[0])
+    digest = bound_digest(received, hidden[0], frozen)
     update: ClientUpdate = client_update(client, vector - base, num_samples, model_digest=digest)
     return update

@@ -184,6 +184,7 @@ def aggregate_flat_models(
     trained_from: Mapping[int, Model] | None = None,
     logger: logging.Logger,
     hidden: Callable[[Model], FlatModel | None] | None = None,
+    frozen: Callable[[Model], FlatModel | None] | None = None,
 ) -> tuple[npt.NDArray[np.float64], Layout, AggregationResult, AggregationResult | None]:
     """FedAvg of models through ``aggregator`` once ``flatten`` turns each into a flat vector and its layout.
 
@@ -213,11 +214,19 @@ def aggregate_flat_models(
     ``hidden`` (the PyTorch adapter's) gives what a model holds outside its vector (a module's
     non-persistent buffers), bound into every digest (:func:`~secagg.integrations._model_binding.bound_digest`);
     a hospital whose local model holds other such values than the copy it trained from is withheld
-    naming the first (:func:`~secagg.integrations._model_binding.hidden_difference`). Returns the global vector,
+    naming the first (:func:`~secagg.integrations._model_binding.hidden_difference`). ``frozen`` (the
+    Keras adapter's, under ``trainable_only``) gives what a model holds outside its vector that shapes
+    training but may change in it (its non-trainable weights): bound into the global model's digest and
+    into that of the model each hospital trained from, never compared with the local model's. Returns the global vector,
     its layout, the aggregation's result and the discovery round's
     (:func:`aggregate_updates`).
     """
     require_instance("rng", rng, np.random.Generator)
+    if not callable(getattr(aggregator, "aggregate", None)):  # e.g. its name, "plain"
+        raise ConfigurationTypeError(
+            f"aggregator must be an fl_core aggregator (fl_core.aggregators.make_aggregator(...)), got "
+            f"{type(aggregator).__name__}"
+        )
     for name, mapping in (("dropouts", dropouts), ("clips", clips), ("trained_from", trained_from)):
         if mapping is not None:
             require_mapping(name, mapping)
@@ -235,8 +244,13 @@ def aggregate_flat_models(
     def hidden_of(model: Model) -> FlatModel | None:
         return None if hidden is None else hidden(model)
 
+    def frozen_of(model: Model) -> FlatModel | None:
+        return None if frozen is None else frozen(model)
+
     base, layout = flatten(global_model)
-    segments, digest = layout.segments(clips), bound_digest((base, layout), hidden_of(global_model))
+    global_frozen = frozen_of(global_model)
+    segments = layout.segments(clips)
+    digest = bound_digest((base, layout), hidden_of(global_model), global_frozen)
     updates: list[ClientUpdate] = []
     stages, withheld = dict(dropouts or {}), []
     client_update = importlib.import_module("fl_core.aggregators.base").ClientUpdate
@@ -256,7 +270,8 @@ def aggregate_flat_models(
             pair = (hidden_of(source), hidden_of(model))
             reason = _layout_refusal(local[1], layout, received[1]) or hidden_difference(pair[1], pair[0])
             if reason is None:
-                updates.append(declared_update(client, received, local, samples, hidden=pair))
+                source_frozen = frozen_of(source) if given else global_frozen
+                updates.append(declared_update(client, received, local, samples, hidden=pair, frozen=source_frozen))
                 continue
         except SecAggError as exc:
             reason = f"its model cannot be summed: {exc}"

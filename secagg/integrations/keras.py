@@ -70,6 +70,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import numpy as np
 import numpy.typing as npt
 
+from secagg._validate import require_bool
 from secagg.errors import ConfigurationError
 from secagg.integrations._extras import require
 from secagg.integrations._keras_dtypes import (
@@ -82,10 +83,10 @@ from secagg.integrations._keras_dtypes import (
     resolve_dtype,
     to_float64,
 )
+from secagg.integrations._keras_model import model_variables, named_arrays, unsent_variables
 from secagg.integrations._keras_names import weight_names
-from secagg.integrations._keras_torch import refuse_torch_state
 from secagg.integrations._layout import ArraySpec, FlatLayout, float_vector, require_layout
-from secagg.integrations._model_binding import declared_update, layout_digest
+from secagg.integrations._model_binding import FlatModel, bound_digest, declared_update
 from secagg.integrations._ranges import aggregate_flat_models, new_global
 from secagg.ranges import RangeDiscovery
 
@@ -192,7 +193,7 @@ def flatten_weights(
         if not all(isinstance(name, str) for name in weights):
             raise ConfigurationError("weight names must be strings")
         return _flatten_named(list(weights.items()))
-    if isinstance(weights, np.ndarray) or not isinstance(weights, Sequence):
+    if isinstance(weights, np.ndarray | str | bytes) or not isinstance(weights, Sequence):  # a str's items: str
         raise ConfigurationError(f"expected a list of numpy arrays or a mapping of names, got {type(weights).__name__}")
     return _flatten_named([(str(index), array) for index, array in enumerate(weights)])
 
@@ -218,11 +219,7 @@ def unflatten_weights(vector: npt.ArrayLike, layout: WeightsLayout) -> list[npt.
 
 
 def _model_variables(model: Any, trainable_only: bool) -> list[Any]:
-    keras = _keras()
-    if not isinstance(model, keras.layers.Layer):
-        raise ConfigurationError(f"expected a Keras model or layer, got {type(model).__name__}")
-    refuse_torch_state(keras, model)
-    return list(model.trainable_weights if trainable_only else model.weights)
+    return model_variables(_keras(), model, trainable_only)
 
 
 def flatten_model(model: Any, *, trainable_only: bool = False) -> tuple[FloatVector, WeightsLayout]:
@@ -238,10 +235,21 @@ def flatten_model(model: Any, *, trainable_only: bool = False) -> tuple[FloatVec
     agree; explicit layer names are kept (:mod:`secagg.integrations._keras_names`).
     See :func:`flatten_weights` for the dtypes.
     """
-    keras = _keras()
-    variables = _model_variables(model, trainable_only)
-    arrays = [np.asarray(keras.ops.convert_to_numpy(v)) for v in variables]
-    return _flatten_named(list(zip(weight_names(model, variables), arrays, strict=True)))
+    return _flatten_variables(model, _model_variables(model, trainable_only))
+
+
+def _flatten_variables(model: Any, variables: Sequence[Any]) -> tuple[FloatVector, WeightsLayout]:
+    return _flatten_named(named_arrays(_keras(), model, variables))
+
+
+def _frozen(model: Any, trainable_only: bool) -> FlatModel | None:
+    """With ``trainable_only``, a Keras model's non-trainable weights (a frozen layer's kernels,
+    batch-norm statistics; by their :func:`flatten_model` names), which shape training without being
+    summed, so a round binds them into the digest of the model a hospital trained from; None
+    otherwise, and for a weight list or mapping (every array is sent)."""
+    if not trainable_only or isinstance(model, np.ndarray | Sequence | Mapping):
+        return None
+    return _flatten_variables(model, unsent_variables(_keras(), model))
 
 
 def named_weights(model: Any, *, trainable_only: bool = False) -> dict[str, npt.NDArray[Any]]:
@@ -285,6 +293,7 @@ def load_into_model(model: Any, vector: npt.ArrayLike, layout: WeightsLayout, *,
 
 def _flatten_any(model: Any, trainable_only: bool) -> tuple[FloatVector, WeightsLayout]:
     """A Keras model or layer (:func:`flatten_model`), or a list or mapping of arrays (:func:`flatten_weights`)."""
+    require_bool("trainable_only", trainable_only)
     if isinstance(model, np.ndarray | Sequence | Mapping):
         return flatten_weights(model)  # a list or mapping of arrays, or refused there
     return flatten_model(model, trainable_only=trainable_only)
@@ -294,8 +303,10 @@ def model_digest(model: Any, *, trainable_only: bool = False) -> bytes:
     """The 32-byte digest of a Keras model's weights (or of a weight list or mapping): every
     weight's name (its variable path, :func:`flatten_model`; a list's positions), dtype and
     shape, in order, and its values. The digest of the global model a round hands out;
-    :func:`aggregate_models` binds it."""
-    return layout_digest(*_flatten_any(model, trainable_only))
+    :func:`aggregate_models` binds it. With ``trainable_only`` the non-trainable weights, not summed,
+    are bound after the trainable ones (names, dtypes, shapes, values): they shape every hospital's
+    training (a frozen backbone), so two models that differ only there have two digests."""
+    return bound_digest(_flatten_any(model, trainable_only), frozen=_frozen(model, trainable_only))
 
 
 def hospital_update(
@@ -305,9 +316,11 @@ def hospital_update(
     ``received`` (the global model it trained from), weighted by ``num_samples``, declaring
     ``model_digest(received)``. Aggregated with ``model_digest=model_digest(global_model)``, an
     update from another model is refused with its reason (``result.refused``). ConfigurationError
-    naming the client if the two models' layouts differ (names, order, shapes, dtypes)."""
+    naming the client if the two models' layouts differ (names, order, shapes, dtypes). With
+    ``trainable_only`` the declared digest binds ``received``'s non-trainable weights too
+    (:func:`model_digest`); ``local``'s may differ (batch-norm statistics move in training)."""
     flat = [_flatten_any(model, trainable_only) for model in (received, local)]
-    return declared_update(client_id, flat[0], flat[1], num_samples)
+    return declared_update(client_id, flat[0], flat[1], num_samples, frozen=_frozen(received, trainable_only))
 
 
 @dataclass(frozen=True)
@@ -380,11 +393,15 @@ def aggregate_models(
     hospital k received, else ``global_model``), the aggregation passes
     ``model_digest(global_model)``, and a hospital that trained from another model is refused
     (``result.refused``) while the round goes on (skipped, with the reason, if too few remain).
+    With ``trainable_only`` only the trainable weights are summed, but the digests bind the
+    non-trainable ones of the global model and of each ``trained_from`` copy (:func:`model_digest`):
+    a hospital that trained on top of another frozen layer is refused; its own batch-norm
+    statistics, moved in training, are not compared.
     """
     base, layout, result, found = aggregate_flat_models(
         lambda model: _flatten_any(model, trainable_only), global_model, local_models, aggregator,
         num_samples=num_samples, rng=rng, client_ids=client_ids, dropouts=dropouts, clips=clips, discovery=discovery,
-        trained_from=trained_from, logger=LOGGER,
+        trained_from=trained_from, logger=LOGGER, frozen=lambda model: _frozen(model, trainable_only),
     )
     weights = None if result.mean is None else unflatten_weights(new_global(base, result.mean, layout), layout)
     return ModelAggregation(result, weights, layout, trainable_only, found)
