@@ -3,13 +3,16 @@
 :class:`FakeGrid` delivers each message to a node's ClientApp in this process,
 passing instructions, replies and the node's ``context.state`` through
 Flower's own object serialisation, as a deployment does between processes.
-``node_configs[node]`` adds to that node's node config (e.g. a state file).
+``node_configs[node]`` adds to that node's node config (e.g. a state file); with
+``dp_state_dir`` every node's config names its own ``dp-state-file`` there (a DP round's
+default policy requires one), unless ``node_configs`` names another.
 Fault injection: ``silent[(node, stage)]`` makes a node give no reply in that
 stage (a timeout); ``failing[(node, stage)]`` makes its train handler fail.
 """
 
 from __future__ import annotations
 
+import json
 import tempfile
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -30,6 +33,7 @@ from flwr.supercore.task_identity import TaskIdentity
 from secagg.integrations.flower import AuditRecord, NodePolicy, make_paillier_mod, make_secagg_mod
 from secagg.integrations.flower._records import STAGE_RECORD
 from secagg.integrations.flower.keys import write_identity_key, write_trusted_keys
+from secagg.integrations.flower.node_budget import BUDGET_KEY
 from secagg.primitives.randomness import InsecureDeterministicRandom
 from secagg.primitives.signing import SigningKey
 
@@ -71,6 +75,7 @@ class FakeGrid(Grid):
     states: dict[int, RecordDict] = field(default_factory=dict)
     replies: dict[str, Message] = field(default_factory=dict)
     node_configs: dict[int, dict[str, str]] = field(default_factory=dict)
+    dp_state_dir: Path | None = None
 
     def set_run(self, run: Run) -> None:
         """Unused: the run is fixed."""
@@ -100,6 +105,14 @@ class FakeGrid(Grid):
     def pull_messages(self, message_ids: Iterable[str]) -> Iterable[Message]:
         return [self.replies.pop(i) for i in list(message_ids) if i in self.replies]
 
+    def budget_file(self, node: int) -> Path | None:
+        """Node ``node``'s DP budget file under :attr:`dp_state_dir` (None without one)."""
+        return None if self.dp_state_dir is None else self.dp_state_dir / f"node-{node}.dp-budget.json"
+
+    def budget_config(self, node: int) -> dict[str, str]:
+        path = self.budget_file(node)
+        return {} if path is None else {"dp-state-file": str(path)}
+
     def send_and_receive(self, messages: Iterable[Message], *, timeout: float | None = None) -> Iterable[Message]:
         replies = []
         for message in messages:
@@ -109,7 +122,7 @@ class FakeGrid(Grid):
                 continue
             # The node's state survives between messages only as records, as in a deployment.
             state = recorddict_from_proto(recorddict_to_proto(self.states.get(node, RecordDict())))
-            node_config = {"partition-id": node % 100, **self.node_configs.get(node, {})}
+            node_config = {"partition-id": node % 100, **self.budget_config(node), **self.node_configs.get(node, {})}
             context = Context(RUN_ID, node, node_config, state, {})
             arrived = transported(message)
             arrived.metadata.__dict__["_message_id"] = message.metadata.message_id  # the SuperLink's job
@@ -121,6 +134,16 @@ class FakeGrid(Grid):
             self.states[node] = context.state
             replies.append(transported(reply))
         return replies
+
+
+def budget_charged(grid: FakeGrid, node: int) -> bool:
+    """Whether ``node`` charged its DP budget: its state file (node config's ``dp-state-file``)
+    records a release, or, without one, its ``context.state`` holds a budget."""
+    named = grid.node_configs.get(node, {}).get("dp-state-file")
+    path = Path(named) if named else grid.budget_file(node)
+    if path is None:
+        return BUDGET_KEY in grid.states.get(node, {})
+    return path.exists() and int(json.loads(path.read_text())["released"]) > 0
 
 
 @dataclass

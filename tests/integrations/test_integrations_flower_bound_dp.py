@@ -69,10 +69,11 @@ def seeing_app(node: int, seen: dict[int, DPConfig | None], scale: float = 1.0, 
     return client
 
 
-def test_the_train_handler_sees_the_bound_dp_configuration() -> None:
+def test_the_train_handler_sees_the_bound_dp_configuration(tmp_path: Path) -> None:
     # Prepare
     seen: dict[int, DPConfig | None] = {}
-    secure = SecAggGrid(FakeGrid({node: seeing_app(node, seen) for node in NODES}), options(dp=DP))
+    grid = FakeGrid({node: seeing_app(node, seen) for node in NODES}, dp_state_dir=tmp_path)
+    secure = SecAggGrid(grid, options(dp=DP))
     # Execute
     run(secure)
     # Assert: every handler saw the plan's DPConfig (the server's, with the h it computed)
@@ -123,10 +124,11 @@ class _ForgingTransport(FakeGrid):
         return super().send_and_receive(with_forged_records(messages), timeout=timeout)
 
 
-def test_a_server_writing_the_bound_dp_record_itself_is_refused() -> None:
+def test_a_server_writing_the_bound_dp_record_itself_is_refused(tmp_path: Path) -> None:
     # Prepare
     seen: dict[int, DPConfig | None] = {}
-    secure = SecAggGrid(_ForgingTransport({node: seeing_app(node, seen) for node in NODES}), options(dp=DP))
+    transport = _ForgingTransport({node: seeing_app(node, seen) for node in NODES}, dp_state_dir=tmp_path)
+    secure = SecAggGrid(transport, options(dp=DP))
     # Execute
     run(secure)
     # Assert: no handler ran on the forged record, every node names it, nothing released
@@ -136,12 +138,12 @@ def test_a_server_writing_the_bound_dp_record_itself_is_refused() -> None:
     assert all(BOUND_DP_RECORD in report.errors[node] for node in NODES), report.errors
 
 
-def test_an_update_beyond_what_the_bound_clip_allows_is_refused_and_costs_only_its_node() -> None:
+def test_an_update_beyond_what_the_bound_clip_allows_is_refused_and_costs_only_its_node(tmp_path: Path) -> None:
     # Prepare: the target's handler clipped at 10 x the bound l2_clip (its update's L2 norm is
     # beyond weight x l2_clip); the other nodes clip at the bound one
     seen: dict[int, DPConfig | None] = {}
     apps = {node: seeing_app(node, seen, scale=10.0 if node == TARGET else 1.0) for node in NODES}
-    secure = SecAggGrid(FakeGrid(apps), options(dp=DP))
+    secure = SecAggGrid(FakeGrid(apps, dp_state_dir=tmp_path), options(dp=DP))
     # Execute
     run(secure)
     # Assert: the target is dropped with the reason; the round goes on with the others
@@ -157,8 +159,9 @@ def test_a_paillier_node_sees_the_bound_dp_and_one_beyond_it_is_refused_alone(tm
     seen: dict[int, DPConfig | None] = {}
     apps = {node: seeing_app(node, seen, 10.0 if node == TARGET else 1.0, share)
             for node, share in zip(NODES, shares, strict=True)}  # fmt: skip
-    secure = PaillierGrid(FakeGrid(apps), PaillierOptions(public_key=read_public_key(public_path), dp=DP,
-                                                          stage_timeout=5.0, trusted_keys=TRUSTED_KEYS, colluders=0))
+    grid = FakeGrid(apps, dp_state_dir=tmp_path)
+    secure = PaillierGrid(grid, PaillierOptions(public_key=read_public_key(public_path), dp=DP, stage_timeout=5.0,
+                                                trusted_keys=TRUSTED_KEYS, colluders=0))
     # Execute
     run(secure)  # type: ignore[arg-type]
     # Assert: every handler saw the plan's l2_clip; the target alone is dropped, with the reason
@@ -247,10 +250,11 @@ def one_patient_app(node: int) -> ClientApp:
     return client
 
 
-def test_an_honest_update_at_the_bound_is_not_refused_for_its_rounding_to_float32() -> None:
+def test_an_honest_update_at_the_bound_is_not_refused_for_its_rounding_to_float32(tmp_path: Path) -> None:
     # Prepare: every node's update is exactly weight x l2_clip in exact arithmetic; rounding the
     # float32 weights to their dtype moves its measured norm by ~1e-8, beyond a 1e-9 tolerance
-    secure = SecAggGrid(FakeGrid({node: one_patient_app(node) for node in NODES}), options(dp=DP))
+    grid = FakeGrid({node: one_patient_app(node) for node in NODES}, dp_state_dir=tmp_path)
+    secure = SecAggGrid(grid, options(dp=DP))
     # Execute
     run(secure)
     # Assert: no honest node refused (it would have been charged for nothing)

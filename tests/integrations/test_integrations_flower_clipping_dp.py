@@ -168,18 +168,20 @@ def test_a_split_clip_table_never_yields_a_mixed_aggregate(rebind: bool) -> None
         assert all("binds another setup" in report.errors[node] for node in NODES if node != TARGET)
 
 
-def dp_grid(audit: Audit | None = None, **mod_options: object) -> tuple[FakeGrid, dict[int, ClientApp]]:
+def dp_grid(budgets: Path, audit: Audit | None = None, **mod_options: object) -> tuple[FakeGrid, dict[int, ClientApp]]:
+    """The five DP nodes, each keeping its DP budget in its own file under ``budgets`` (the
+    default policy takes part in DP rounds only so)."""
     apps = {
         node: app(node, per_example_clipped_delta, audit, noise_source=SeededRandomSource(node.to_bytes(32, "big")),
                   **mod_options)
         for node in NODES
     }  # fmt: skip
-    return FakeGrid(apps), apps
+    return FakeGrid(apps, dp_state_dir=budgets), apps
 
 
-def test_a_dp_round_aggregates_noise_the_nodes_added_and_never_the_noise_free_sum() -> None:
+def test_a_dp_round_aggregates_noise_the_nodes_added_and_never_the_noise_free_sum(tmp_path: Path) -> None:
     audit = Audit()
-    grid, _ = dp_grid(audit)
+    grid, _ = dp_grid(tmp_path, audit)
     secure = SecAggGrid(grid, options(dp=DP))
     run(secure)
     report = secure.reports[0]
@@ -225,8 +227,8 @@ def _split_dp(rebind: bool) -> Callable[[Message], None]:
 
 
 @pytest.mark.parametrize("rebind", [False, True], ids=["record-left", "record-rebound"])
-def test_a_split_dp_value_never_yields_a_mixed_aggregate(rebind: bool) -> None:
-    grid, _ = dp_grid()
+def test_a_split_dp_value_never_yields_a_mixed_aggregate(tmp_path: Path, rebind: bool) -> None:
+    grid, _ = dp_grid(tmp_path)
     secure = SecAggGrid(grid, options(dp=DP))
     lying_server(grid, _split_dp(rebind))
     run(secure)
@@ -248,10 +250,10 @@ def test_a_split_dp_value_never_yields_a_mixed_aggregate(rebind: bool) -> None:
     ],
 )
 def test_the_node_policy_refuses_under_noised_or_noise_free_setups(
-    policy: NodePolicy, dp: DPConfig | None, match: str
+    tmp_path: Path, policy: NodePolicy, dp: DPConfig | None, match: str
 ) -> None:
     if dp is not None:
-        grid, _ = dp_grid(policy=policy)
+        grid, _ = dp_grid(tmp_path, policy=policy)
     else:
         grid = FakeGrid({node: app(node, big_w, policy=policy) for node in NODES})
     secure = SecAggGrid(grid, options(dp=dp))
@@ -265,7 +267,7 @@ def test_the_node_policy_refuses_under_noised_or_noise_free_setups(
 
 def test_a_round_over_the_budget_is_refused_and_the_spend_survives_in_the_state_file(tmp_path) -> None:  # type: ignore[no-untyped-def]
     state = tmp_path / "accountant.json"
-    grid, _ = dp_grid()
+    grid, _ = dp_grid(tmp_path)
     one_round = dataclasses.replace(DP, rounds=1)
     secure = SecAggGrid(grid, options(dp=one_round, dp_state_file=str(state)))
     run(secure, rounds=2)
@@ -276,8 +278,8 @@ def test_a_round_over_the_budget_is_refused_and_the_spend_survives_in_the_state_
     assert state.exists()
 
 
-def test_a_noised_sum_of_fewer_than_h_contributions_is_refused() -> None:
-    grid, _ = dp_grid()
+def test_a_noised_sum_of_fewer_than_h_contributions_is_refused(tmp_path: Path) -> None:
+    grid, _ = dp_grid(tmp_path)
     secure = SecAggGrid(grid, options(dp=DP))
     run(secure)
     assert secure.dp is not None and secure.dp.plan is not None
@@ -307,10 +309,10 @@ def test_a_named_starting_clip_is_used_for_that_array() -> None:
                                atol=1e-3)  # fmt: skip
 
 
-def test_a_node_declaring_more_examples_than_the_dp_range_holds_is_refused_on_its_count() -> None:
+def test_a_node_declaring_more_examples_than_the_dp_range_holds_is_refused_on_its_count(tmp_path: Path) -> None:
     # Prepare: a range sized for 12 examples a node; three nodes report 41 to 80 (their deltas,
     # 20 clipped examples each, would fit: only the public count says the range cannot hold them)
-    grid, _ = dp_grid()
+    grid, _ = dp_grid(tmp_path)
     secure = SecAggGrid(grid, options(dp=DP, max_weight=12))
 
     # Execute
@@ -344,9 +346,9 @@ def test_an_accountant_that_refuses_to_charge_skips_the_round_with_its_reason(tm
     assert reason is not None and "accountant refused" in reason, reason
 
 
-def test_the_node_count_check_holds_at_its_bound_and_refuses_one_past_it() -> None:
+def test_the_node_count_check_holds_at_its_bound_and_refuses_one_past_it(tmp_path: Path) -> None:
     # Prepare: the encoding a server sizes for 12 examples a node (masking and Paillier nodes share the check)
-    grid, _ = dp_grid()
+    grid, _ = dp_grid(tmp_path)
     secure = SecAggGrid(grid, options(dp=DP, max_weight=12))
     run(secure)
     assert secure.dp is not None and secure.dp.plan is not None

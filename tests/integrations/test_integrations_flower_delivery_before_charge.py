@@ -77,7 +77,7 @@ def test_a_bad_share_delivery_is_refused_before_the_node_charges_its_budget(tmp_
     # Prepare: TARGET keeps its budget in a state file; the server lies in its delivery to TARGET
     # ("none": the honest control, whose contribution is charged)
     audit = Audit()
-    grid, _ = dp_grid(audit)
+    grid, _ = dp_grid(tmp_path, audit)
     state_file = tmp_path / "dp-state.json"
     grid.node_configs[TARGET] = {DP_STATE_FILE: str(state_file)}
     lying_delivery(grid, LIES[lie])

@@ -11,8 +11,8 @@ that many values before anything is charged.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
-from typing import Any
+from collections.abc import Iterable
+from pathlib import Path
 
 import pytest
 
@@ -21,10 +21,9 @@ pytest.importorskip("dp_accounting")
 
 from secagg.integrations.flower import SecAggGrid, SecAggOptions
 from secagg.integrations.flower.dp import DPRounds
-from secagg.integrations.flower.node_budget import BUDGET_KEY
 from secagg.integrations.flower.protocol import MASKED_INPUT, SETUP
 
-from .flower_harness import Audit
+from .flower_harness import Audit, FakeGrid, budget_charged
 from .test_integrations_flower_clipping_dp import DP, NODES, dp_grid, options
 from .test_integrations_flower_node_budget import dp_round
 
@@ -41,21 +40,21 @@ def plan_for_more_values(monkeypatch: pytest.MonkeyPatch, extra: int) -> None:
     monkeypatch.setattr(DPRounds, "plan_round", plan_round)
 
 
-def assert_nothing_sent_or_charged(audit: Audit, states: Mapping[int, Any], nodes: Iterable[int]) -> None:
-    """No node's contribution reached the sum and none of ``nodes`` charged its budget."""
+def assert_nothing_sent_or_charged(audit: Audit, grid: FakeGrid, nodes: Iterable[int]) -> None:
+    """No node's contribution reached the sum and none of ``nodes`` charged its budget (its state file)."""
     assert audit.records == []
-    assert all(BUDGET_KEY not in states[node] for node in nodes)
+    assert all(not budget_charged(grid, node) for node in nodes)
 
 
 @pytest.mark.parametrize("extra", [0, 1])
 def test_a_dp_plan_for_another_dimension_is_refused_at_setup_before_any_charge(
-    monkeypatch: pytest.MonkeyPatch, extra: int
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, extra: int
 ) -> None:
     # Prepare: the server calibrates its plan for the model's d values (0: honest, the bound) or
     # for d + 1 (a lie, one past), and sets up the masking session for d
     plan_for_more_values(monkeypatch, extra)
     audit = Audit()
-    grid, _ = dp_grid(audit)
+    grid, _ = dp_grid(tmp_path, audit)
     secure = SecAggGrid(grid, options(dp=DP))
     # Execute
     report = dp_round(secure, 1)
@@ -67,11 +66,11 @@ def test_a_dp_plan_for_another_dimension_is_refused_at_setup_before_any_charge(
     assert report.dropped == dict.fromkeys(NODES, SETUP), report.dropped
     for reason in report.errors.values():
         assert "dimension" in reason and "vector length" in reason, reason
-    assert_nothing_sent_or_charged(audit, grid.states, NODES)
+    assert_nothing_sent_or_charged(audit, grid, NODES)
 
 
 def test_a_model_of_another_size_than_the_dp_plan_is_refused_before_any_charge(
-    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     # Prepare: the server sets up the plan and the masking session for d + 1 values (they agree,
     # so the setup passes) and sends the model of d values, whose digest the setup binds
@@ -83,7 +82,7 @@ def test_a_model_of_another_size_than_the_dp_plan_is_refused_before_any_charge(
 
     monkeypatch.setattr(SecAggOptions, "masking", masking)
     audit = Audit()
-    grid, _ = dp_grid(audit)
+    grid, _ = dp_grid(tmp_path, audit)
     secure = SecAggGrid(grid, options(dp=DP))
     # Execute
     report = dp_round(secure, 1)
@@ -91,4 +90,4 @@ def test_a_model_of_another_size_than_the_dp_plan_is_refused_before_any_charge(
     assert report.dropped == dict.fromkeys(NODES, MASKED_INPUT), report.dropped
     for reason in report.errors.values():
         assert "the model 17 values" in reason and "before anything is charged" in reason, reason
-    assert_nothing_sent_or_charged(audit, grid.states, NODES)
+    assert_nothing_sent_or_charged(audit, grid, NODES)

@@ -20,19 +20,19 @@ from .test_integrations_flower_clipping_dp import DP, NODES, dp_grid, options, r
 pytestmark = pytest.mark.usefixtures("server_identity")
 
 
-def _server(state: Path) -> SecAggGrid:
-    grid, _ = dp_grid()
+def _server(tmp_path: Path, state: Path) -> SecAggGrid:
+    grid, _ = dp_grid(tmp_path)
     return SecAggGrid(grid, options(dp=DP, dp_state_file=str(state)))
 
 
 def test_a_restarted_dp_server_skips_the_rounds_its_file_charged_and_goes_on(tmp_path: Path) -> None:
     # Prepare: a first run charges round 1 of the 2-round budget to the state file
     state = tmp_path / "accountant.json"
-    first = _server(state)
+    first = _server(tmp_path, state)
     run(first, rounds=1)
     assert first.reports[0].skipped_reason is None
     # Execute: the server restarts (a new run: its rounds count from 1 again) over the same file
-    restarted = _server(state)
+    restarted = _server(tmp_path, state)
     run(restarted, rounds=2)
     # Assert: round 1 is not charged again but skipped, naming the file's round; round 2 is charged
     again, second = restarted.reports
@@ -47,9 +47,9 @@ def test_a_restarted_dp_server_skips_the_rounds_its_file_charged_and_goes_on(tmp
 def test_a_restarted_dp_server_past_its_budget_skips_every_round(tmp_path: Path) -> None:
     # Prepare: the whole 2-round budget spent by a first run
     state = tmp_path / "accountant.json"
-    run(_server(state), rounds=2)
+    run(_server(tmp_path, state), rounds=2)
     # Execute: a restarted run of three rounds
-    restarted = _server(state)
+    restarted = _server(tmp_path, state)
     run(restarted, rounds=3)
     # Assert: nothing is released, every round says why, the count is unchanged
     assert [r.aggregate for r in restarted.reports] == [None, None, None]
@@ -60,7 +60,7 @@ def test_a_restarted_dp_server_past_its_budget_skips_every_round(tmp_path: Path)
 
 def test_a_round_skipped_after_its_charge_reports_the_epsilon_it_spent(tmp_path: Path) -> None:
     # Prepare: three of five nodes never answer the setup, after the server charged the round
-    grid, _ = dp_grid()
+    grid, _ = dp_grid(tmp_path)
     grid.silent.update((node, SETUP) for node in NODES[2:])
     secure = SecAggGrid(grid, options(dp=DP, dp_state_file=str(tmp_path / "accountant.json")))
     # Execute

@@ -182,7 +182,7 @@ def test_a_flower_server_over_a_garbage_state_file_skips_the_round_and_goes_on(t
     path = tmp_path / "accountant.json"
     path.write_bytes(b"\x00garbage")
     path.chmod(0o600)
-    grid, _ = dp_grid()
+    grid, _ = dp_grid(tmp_path)
     secure = SecAggGrid(grid, options(dp=DP, dp_state_file=str(path)))
     # Execute
     run(secure, rounds=1)

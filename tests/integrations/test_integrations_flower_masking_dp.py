@@ -149,13 +149,13 @@ def _refusals(report_errors: dict[int, str], h: int) -> bool:
     return all(f"fewer than the h = {h} honest ones" in report_errors.get(node, "") for node in NODES if node != TARGET)
 
 
-def test_a_semi_honest_node_refuses_a_plan_sized_for_more_honest_inputs_than_a_sum_holds() -> None:
+def test_a_semi_honest_node_refuses_a_plan_sized_for_more_honest_inputs_than_a_sum_holds(tmp_path: Path) -> None:
     # Prepare: five semi-honest nodes, t = 3 and c = 1, so a sum may hold 3 inputs, 2 of them honest
     # (h = 2). A lying server tells every node but the target that the noise is sized for h = 3
     # (each adds sigma^2 = total / 3, correctly calibrated, the record rebound), while the masking
     # configuration still unmasks sums of 3 inputs: 2 honest noise shares, under-noised.
     audit = Audit()
-    grid, _ = dp_grid(audit)
+    grid, _ = dp_grid(tmp_path, audit)
     secure = SecAggGrid(grid, SecAggOptions(mode=SEMI_HONEST, protocol="secagg", stage_timeout=5.0, dp=DP))
     lied: dict[bytes, RoundSetup] = {}
 
@@ -223,7 +223,7 @@ def test_an_active_node_refuses_a_threshold_whose_smallest_sum_holds_fewer_than_
     # but the target t = 5 (a valid configuration, the record rebound): c = min(3, 3) = 3, so a sum
     # of 5 inputs may hold 3 colluders' and only 2 honest noise shares.
     audit = Audit()
-    grid = FakeGrid(_six_apps(tmp_path, audit))
+    grid = FakeGrid(_six_apps(tmp_path, audit), dp_state_dir=tmp_path)
     options = SecAggOptions(mode=ACTIVE, protocol="secagg", stage_timeout=5.0, dp=DP, trusted_keys=trusted_keys(6))
     secure = SecAggGrid(grid, options)
 
@@ -254,7 +254,7 @@ def test_an_active_node_refuses_a_threshold_whose_smallest_sum_holds_fewer_than_
 def test_the_server_built_active_round_passes_every_node_and_completes(tmp_path: Path) -> None:
     # Prepare: the same six active nodes and the server's own setup (h = 3), no lie
     audit = Audit()
-    grid = FakeGrid(_six_apps(tmp_path, audit))
+    grid = FakeGrid(_six_apps(tmp_path, audit), dp_state_dir=tmp_path)
     options = SecAggOptions(mode=ACTIVE, protocol="secagg", stage_timeout=5.0, dp=DP, trusted_keys=trusted_keys(6))
     secure = SecAggGrid(grid, options)
     # Execute
@@ -270,7 +270,7 @@ def test_the_server_skips_a_later_round_whose_nodes_would_refuse_its_plan(tmp_pa
     # after it, and a round of five active nodes unmasks sums of t = 4 inputs, c = 2 of them
     # colluders': 2 < 3
     audit = Audit()
-    grid = FakeGrid(_six_apps(tmp_path, audit))
+    grid = FakeGrid(_six_apps(tmp_path, audit), dp_state_dir=tmp_path)
     options = SecAggOptions(mode=ACTIVE, protocol="secagg", stage_timeout=5.0, dp=DP, trusted_keys=trusted_keys(6))
     secure = SecAggGrid(grid, options)
     grid.get_node_ids = lambda: [n for n in sorted(grid.apps) if not secure.reports or n != SIX[-1]]  # type: ignore[method-assign]

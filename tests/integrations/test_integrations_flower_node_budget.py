@@ -28,7 +28,7 @@ from flwr.app import ConfigRecord, Context, MessageType, RecordDict
 from secagg.dp import DPConfig, calibrate
 from secagg.dp.calibration import NoisePlan
 from secagg.errors import BudgetExceededError, ConfigurationError, ProtocolError
-from secagg.integrations.flower import PaillierGrid, SecAggGrid
+from secagg.integrations.flower import NodePolicy, PaillierGrid, SecAggGrid
 from secagg.integrations.flower._grid import RoundReport
 from secagg.integrations.flower.dp import DPRounds
 from secagg.integrations.flower.node_budget import BUDGET_KEY, charge_node_budget, check_node_budget
@@ -68,7 +68,7 @@ Federation = Callable[[Path, Audit, DPConfig], tuple[FakeGrid, Secure, tuple[int
 
 
 def masking(tmp_path: Path, audit: Audit, dp: DPConfig = DP) -> tuple[FakeGrid, Secure, tuple[int, ...]]:
-    grid, _ = dp_grid(audit)
+    grid, _ = dp_grid(tmp_path, audit)
     return grid, SecAggGrid(grid, options(dp=dp)), NODES
 
 
@@ -140,11 +140,15 @@ def test_a_restarted_node_with_a_state_file_still_refuses_past_the_budget(
 def test_alternating_between_two_plans_never_resets_the_count(tmp_path: Path, state_file: bool) -> None:
     # Prepare: one federation, two servers on it with different plans (another epsilon and rounds)
     audit = Audit()
-    grid, plan_a, nodes = masking(tmp_path, audit, DP)
-    plan_b = SecAggGrid(grid, options(dp=dataclasses.replace(DP, epsilon=4.0, rounds=4)))
     if state_file:
+        grid, plan_a, nodes = masking(tmp_path, audit, DP)
         files = {node: str(tmp_path / f"budget-{i}.json") for i, node in enumerate(nodes)}
         grid.node_configs.update({node: {"dp-state-file": path} for node, path in files.items()})
+    else:  # the budget in context.state: no state file, the named opt-out
+        grid, _ = dp_grid(tmp_path, audit, policy=NodePolicy(allow_semi_honest=True, require_dp_state_file=False))
+        grid.dp_state_dir = None
+        plan_a, nodes = SecAggGrid(grid, options(dp=DP)), NODES
+    plan_b = SecAggGrid(grid, options(dp=dataclasses.replace(DP, epsilon=4.0, rounds=4)))
     # Execute: A, B, A, A, B in rounds 1..5
     reports = [dp_round(secure, r) for r, secure in enumerate((plan_a, plan_b, plan_a, plan_a, plan_b), start=1)]
     # Assert: the plan the node first contributed under binds its budget: B is refused, and A's

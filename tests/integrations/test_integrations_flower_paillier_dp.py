@@ -79,11 +79,16 @@ def dp_grid(
     audit: Audit | None = None,
     policy: NodePolicy | None = None,
     threshold: int = 3,
+    *,
+    state_files: bool = True,
     **options: object,
 ) -> tuple[FakeGrid, PaillierGrid]:
-    """Five nodes holding the shares of a ``threshold``-of-5 key; a PaillierGrid with ``dp=DP`` by default."""
+    """Five nodes holding the shares of a ``threshold``-of-5 key; a PaillierGrid with ``dp=DP`` by default.
+    With ``state_files`` (the default) each node keeps its DP budget in its own file under ``tmp_path``
+    (the default policy takes part in DP rounds only so); without, its config names none."""
     public_path, shares = key_files(tmp_path / "ceremony", len(NODES), threshold)
-    grid = FakeGrid({node: app(node, share, audit, policy) for node, share in zip(NODES, shares, strict=True)})
+    grid = FakeGrid({node: app(node, share, audit, policy) for node, share in zip(NODES, shares, strict=True)},
+                    dp_state_dir=tmp_path if state_files else None)
     # colluders=0: a 3-of-5 key is below the default 4-of-5, accepted by name (no colluder, two dropouts).
     settings: dict[str, object] = {"dp": DP, "stage_timeout": 5.0, "trusted_keys": TRUSTED_KEYS, "colluders": 0,
                                    **options}
@@ -255,7 +260,7 @@ def test_a_split_dp_value_fails_the_session(tmp_path: Path, rewrite: Rewrite, ma
         (NodePolicy(min_colluders=0, min_noise_multiplier=1e4), "noise multiplier"),
         (NodePolicy(min_colluders=0, max_dp_epsilon=1.0), "exceeds this node's ceiling 1"),
         (NodePolicy(min_colluders=0, max_dp_delta=1e-6), "delta 1e-05 exceeds this node's ceiling 1e-06"),
-        (NodePolicy(min_colluders=0, require_dp_state_file=True), "keeps no DP budget file (dp-state-file)"),
+        (NodePolicy(min_colluders=0), "keeps no DP budget file (dp-state-file)"),  # and no state file (below)
     ],
     ids=["noise-multiplier", "epsilon", "delta", "no-budget-file"],
 )
@@ -263,7 +268,7 @@ def test_the_node_policy_refuses_an_under_noised_setup_before_training(
     tmp_path: Path, policy: NodePolicy, match: str
 ) -> None:
     audit = Audit()
-    grid, secure = dp_grid(tmp_path, audit, policy)
+    grid, secure = dp_grid(tmp_path, audit, policy, state_files="dp-state-file" not in match)
     run(secure)
     report = secure.reports[0]
     assert report.aggregate is None and not audit.records and DECRYPT not in stages_sent(grid)

@@ -28,10 +28,9 @@ from flwr.app import Array, ArrayRecord, Context, Message, MetricRecord, RecordD
 
 from secagg import wire
 from secagg.integrations.flower._records import PAYLOAD_RECORD, read_stage
-from secagg.integrations.flower.node_budget import BUDGET_KEY
 from secagg.integrations.flower.protocol import ENCRYPT, PaillierSetup
 
-from .flower_harness import Audit, stage_of
+from .flower_harness import Audit, budget_charged, stage_of
 from .test_integrations_flower_action_binding import ZERO, retype
 from .test_integrations_flower_clipping_dp import per_example_clipped_delta
 from .test_integrations_flower_node_budget import dp_round
@@ -74,7 +73,7 @@ def test_a_dp_setup_sent_as_another_train_action_is_refused_before_training_or_a
     assert report.dropped == {FAULTY: ENCRYPT}, report.dropped
     reason = report.errors[FAULTY]
     assert "message type" in reason and f"{ZERO!r}" in reason and "'train'" in reason, reason
-    assert ran == [] and BUDGET_KEY not in grid.states[FAULTY]
+    assert ran == [] and not budget_charged(grid, FAULTY)
     assert FAULTY not in audit.of_round(1)
     assert report.skipped_reason is None and report.included == frozenset(NODES) - {FAULTY}, report.errors
 
@@ -106,6 +105,6 @@ def test_the_limit_a_coordinator_naming_the_other_type_in_the_setup_too_gets_the
     report = dp_round(secure, 1)
     # Assert: node 42 ran the other handler and was charged; its upload, in another session, was
     # dropped by the server, and the four others are decrypted without it
-    assert ran == [FAULTY] and BUDGET_KEY in grid.states[FAULTY]
+    assert ran == [FAULTY] and budget_charged(grid, FAULTY)
     assert report.dropped == {FAULTY: ENCRYPT} and "another session" in report.errors[FAULTY], report.errors
     assert report.skipped_reason is None and report.included == frozenset(NODES) - {FAULTY}

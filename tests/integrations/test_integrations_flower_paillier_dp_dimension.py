@@ -48,7 +48,7 @@ def test_a_dp_plan_for_another_dimension_is_refused_before_training_or_any_charg
     assert report.dropped == dict.fromkeys(NODES, ENCRYPT), report.dropped
     for reason in report.errors.values():
         assert "dimension" in reason and "vector length" in reason and "the model" not in reason, reason
-    assert_nothing_sent_or_charged(audit, grid.states, NODES)
+    assert_nothing_sent_or_charged(audit, grid, NODES)
 
 
 def test_a_model_of_another_size_than_the_dp_plan_is_refused_before_any_charge(
@@ -73,4 +73,4 @@ def test_a_model_of_another_size_than_the_dp_plan_is_refused_before_any_charge(
     assert report.dropped == dict.fromkeys(NODES, ENCRYPT), report.dropped
     for reason in report.errors.values():
         assert "the model 17 values" in reason and "before anything is charged" in reason, reason
-    assert_nothing_sent_or_charged(audit, grid.states, NODES)
+    assert_nothing_sent_or_charged(audit, grid, NODES)

@@ -41,17 +41,19 @@ from .test_integrations_flower_paillier_dp import dp_grid as paillier_dp_grid
 pytestmark = pytest.mark.usefixtures("server_identity")
 
 
-def _dp_round(policy: NodePolicy, audit: Audit) -> RoundReport:
-    grid, _ = dp_grid(audit, policy=policy)
+def _dp_round(tmp_path: Path, policy: NodePolicy, audit: Audit) -> RoundReport:
+    grid, _ = dp_grid(tmp_path, audit, policy=policy)
     return dp_round(SecAggGrid(grid, options(dp=DP)), 1)
 
 
 @pytest.mark.parametrize("max_l2_clip", [DP.l2_clip, DP.l2_clip * 4, math.nextafter(DP.l2_clip, 0.0), DP.l2_clip / 2])
-def test_max_l2_clip_bounds_a_dp_rounds_per_patient_l2_clip_not_its_encoding_range(max_l2_clip: float) -> None:
+def test_max_l2_clip_bounds_a_dp_rounds_per_patient_l2_clip_not_its_encoding_range(
+    tmp_path: Path, max_l2_clip: float
+) -> None:
     # Prepare: every node caps the L2 clip at l2_clip (the bound), above it, one float below it, or at half of it
     audit = Audit()
     # Execute
-    report = _dp_round(NodePolicy(allow_semi_honest=True, max_l2_clip=max_l2_clip), audit)
+    report = _dp_round(tmp_path, NodePolicy(allow_semi_honest=True, max_l2_clip=max_l2_clip), audit)
     # Assert: at or above the plan's l2_clip every node takes part (the encoding range, far wider,
     # is not what the cap bounds); below it every node refuses at setup, naming the field
     if max_l2_clip >= DP.l2_clip:
@@ -63,12 +65,12 @@ def test_max_l2_clip_bounds_a_dp_rounds_per_patient_l2_clip_not_its_encoding_ran
     assert audit.records == []
 
 
-def test_a_policys_per_coordinate_max_clip_is_not_read_as_a_dp_rounds_l2_bound() -> None:
+def test_a_policys_per_coordinate_max_clip_is_not_read_as_a_dp_rounds_l2_bound(tmp_path: Path) -> None:
     # Prepare: a policy written for rounds without DP ("no coordinate past 4"), and the DP round's
     # per-patient L2 clip below it: the old code read 4 as an L2 bound and took part
     audit = Audit()
     # Execute
-    report = _dp_round(NodePolicy(allow_semi_honest=True, max_clip=DP.l2_clip * 4), audit)
+    report = _dp_round(tmp_path, NodePolicy(allow_semi_honest=True, max_clip=DP.l2_clip * 4), audit)
     # Assert: every node refuses at setup, before it trains, naming the field that bounds DP rounds
     assert report.dropped == dict.fromkeys(NODES, SETUP), report.dropped
     for reason in report.errors.values():
@@ -76,11 +78,11 @@ def test_a_policys_per_coordinate_max_clip_is_not_read_as_a_dp_rounds_l2_bound()
     assert audit.records == []
 
 
-def test_a_dp_round_is_bounded_by_max_l2_clip_whatever_max_clip_says() -> None:
+def test_a_dp_round_is_bounded_by_max_l2_clip_whatever_max_clip_says(tmp_path: Path) -> None:
     # Prepare: a per-coordinate limit far below the DP round's l2_clip, and the L2 limit at it
     policy = NodePolicy(allow_semi_honest=True, max_clip=DP.l2_clip / 100, max_l2_clip=DP.l2_clip)
     # Execute
-    report = _dp_round(policy, Audit())
+    report = _dp_round(tmp_path, policy, Audit())
     # Assert: every node takes part (the per-coordinate limit is not an L2 bound)
     assert report.skipped_reason is None and report.included == frozenset(NODES), report.errors
 

@@ -22,12 +22,16 @@ declared rounds) would pass each time. So each node counts its own contributions
   out the round's node count n, with which the node rebuilds each round's plan: the budget
   records the largest n it was charged under and accounts each contribution at least at it
   (the refusal residual counts rounds x n x d coordinates: an over-count, never an under-count).
-- **Where it lives**: without a state file, in ``context.state`` (:data:`BUDGET_KEY`: the plan's
-  digest and the count), which belongs to one Flower run: a new run or a node restart opens a new
-  budget. With a state file (the mod's ``dp_state_file`` or the node config's
-  ``dp-state-file``) the budget is the file's: the accountant's own format, written atomically
-  with mode 0600 before the contribution leaves, read back strictly (another user's, a writable
-  by others, a symlink, or another plan's file refused), whatever the run. The file is then the
+- **Where it lives**: in a state file, or the node takes no part in DP rounds: its default policy
+  (:attr:`~secagg.integrations.flower.policy.NodePolicy.require_dp_state_file`) refuses a DP setup
+  without one before it trains. Only a node that opts out by name
+  (``NodePolicy(require_dp_state_file=False)``) keeps it in ``context.state`` (:data:`BUDGET_KEY`: the
+  plan's digest and the count), which belongs to one Flower run: a new run or a node restart opens
+  a new budget, so a server that starts a new run collects the whole epsilon again. With a state
+  file (the mod's ``dp_state_file`` or the node config's ``dp-state-file``) the budget is the
+  file's: the accountant's own format, written atomically with mode 0600 before the contribution
+  leaves, read back strictly (another user's, a writable by others, a symlink, or another plan's
+  file refused), whatever the run. The file is then the
   hospital's budget for its data: one plan, across runs and restarts, until the hospital's
   operator starts a new file (a new budget is its decision, never the server's).
 - **Whose it is**: a node with an identity key (active masking, Paillier) binds its state file

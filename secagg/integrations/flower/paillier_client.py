@@ -192,7 +192,8 @@ def make_paillier_mod(
         noise_source: the randomness of this node's DP noise share; None (the default, and
             the only choice outside tests): the OS CSPRNG (:class:`secagg.dp.SystemRandomSource`).
         dp_state_file: this node's DP budget state file (default: the node config's
-            ``dp-state-file``; None: the budget lives in ``context.state``, one run),
+            ``dp-state-file``; neither: the default policy refuses DP rounds, and one with
+            ``require_dp_state_file=False`` keeps the budget in ``context.state``, one run's),
             :mod:`~secagg.integrations.flower.node_budget`.
     """
     settings = PaillierSettings(

@@ -9,7 +9,10 @@ and the server is the party the protocol guards against, so the node, not the
 server, decides whether to accept it), and no round whose computed guarantee
 tolerates fewer colluding hospitals than the library's default configuration
 for that round (:func:`default_colluders`, :func:`paillier_default_colluders`);
-``NodePolicy(min_colluders=c)`` accepts fewer by name.
+``NodePolicy(min_colluders=c)`` accepts fewer by name. A node takes part in a DP
+round only if it keeps its DP budget in a state file (``dp-state-file``), which a new
+run does not reset; ``NodePolicy(require_dp_state_file=False)`` accepts a budget per
+run by name.
 """
 
 from __future__ import annotations
@@ -139,9 +142,14 @@ class NodePolicy:
             round's noise buys and refuses a setup whose noise does not buy the declared one.
         max_dp_delta: refuse a DP round whose delta is above this (None: any).
         require_dp_state_file: refuse a DP round unless this node keeps its own DP budget in a
-            state file (the mod's ``dp_state_file`` or the node config's ``dp-state-file``): without
-            one the budget lives in ``context.state``, which a restart or a new run forgets, so a
-            server could collect the budget again (default off: the library's one-run budget).
+            state file (the mod's ``dp_state_file`` or the node config's ``dp-state-file``), at
+            setup, before it trains or charges anything (on by default, for every DP round
+            whatever :attr:`require_dp` says; rounds without DP are unaffected). Without one the
+            budget lives in ``context.state``, which a restart or a new run forgets.
+            ``NodePolicy(require_dp_state_file=False)`` opts out by name and gives up a budget
+            across runs: the node's budget is then one run's, which a server resets by starting
+            a new run (or a node restart does), and so can collect the hospital's whole epsilon
+            again, run after run.
         min_noise_multiplier: refuse a DP round whose honest noise ``sqrt(h sigma^2)``
             is below this multiple of the integer sensitivity Delta2 (None: any): the
             floor on the per-node noise a hospital accepts, whatever the server declares.
@@ -163,7 +171,7 @@ class NodePolicy:
     max_dp_epsilon: float | None = None
     max_dp_delta: float | None = None
     min_noise_multiplier: float | None = None
-    require_dp_state_file: bool = False
+    require_dp_state_file: bool = True
     require_run_config: bool = False
 
     def __post_init__(self) -> None:
@@ -204,7 +212,10 @@ class NodePolicy:
         if self.require_dp_state_file and path is None:
             raise ConfigurationError(
                 "policy: a DP round, but this node keeps no DP budget file (dp-state-file): its budget "
-                "would live in context.state, which a restart or a new run forgets"
+                "would live in context.state, which a restart or a new run forgets, so a server could "
+                "collect its budget again by starting a new run; set the node config's dp-state-file "
+                "(or the mod's dp_state_file), or opt out by name, NodePolicy(require_dp_state_file=False), "
+                "for a budget per run"
             )
 
     def check_round(
