@@ -45,7 +45,7 @@ from fl_core.data import ClientData
 from fl_core.dp import DPAggregator
 from fl_core.dp_training import dp_contribution, public_denominator
 from fl_core.fedavg_records import FedAvgResult, RoundRecord
-from fl_core.guarantees import sampled_count, state_guarantee
+from fl_core.guarantees import client_fraction, sampled_count, state_guarantee
 from fl_core.models import DPModel, FloatArray, IntArray, Model, Params, accuracy, flatten, unflatten
 from fl_core.server_opt import ServerOptimizer
 from secagg._validate import require_int
@@ -103,8 +103,7 @@ class FedAvgConfig:
         require_int("seed", self.seed, 0)  # numpy seeds are non-negative
         if not (np.isfinite(self.learning_rate) and self.learning_rate > 0):
             raise ConfigurationError(f"learning_rate must be positive, got {self.learning_rate}")
-        if not 0.0 < self.client_fraction <= 1.0:
-            raise ConfigurationError(f"client_fraction must be in (0, 1], got {self.client_fraction}")
+        client_fraction(self.client_fraction)  # a number in (0, 1], or refused
         if not 0.0 <= self.dropout < 1.0:
             raise ConfigurationError(f"dropout must be in [0, 1), got {self.dropout}")
         ServerOptimizer(self.server_optimizer, self.learning_rate, self.server_momentum)  # validates

@@ -32,16 +32,25 @@ from __future__ import annotations
 
 import logging
 import math
+import numbers
 from collections.abc import Iterable
 from dataclasses import replace
+from decimal import Decimal
 from fractions import Fraction
 from typing import Protocol, runtime_checkable
 
 from secagg._validate import require_int
-from secagg.errors import ConfigurationError
+from secagg.errors import ConfigurationError, ConfigurationTypeError
 from secagg.guarantee import Guarantee
 
-__all__ = ["RoundGuaranteed", "round_guarantee", "sampled_count", "sampled_guarantee", "state_guarantee", "weakest"]
+__all__ = [
+    "RoundGuaranteed",
+    "client_fraction",
+    "round_guarantee",
+    "sampled_count", "sampled_guarantee",
+    "state_guarantee",
+    "weakest",
+]
 
 LOGGER = logging.getLogger("fl_core.guarantees")
 
@@ -71,13 +80,29 @@ def round_guarantee(aggregator: object, num_clients: int) -> Guarantee | None:
     raise ConfigurationError(f"more than {_MAX_WRAPPERS} aggregators wrapped one in another")
 
 
+def client_fraction(fraction: object) -> Fraction:
+    """``fraction``, a ``client_fraction`` C in (0, 1], exactly as it prints (``str``): a float or
+    numpy float as its shortest decimal (``np.float32(0.14)`` as 0.14, not 0.14000000596...), a
+    ``Fraction`` or ``Decimal`` as itself. ConfigurationTypeError for anything but a real number
+    (a string, None, a bool), ConfigurationError for one outside (0, 1] (NaN included)."""
+    if isinstance(fraction, bool) or not isinstance(fraction, numbers.Real | Decimal):
+        raise ConfigurationTypeError(f"client_fraction must be a number in (0, 1], got {type(fraction).__name__}")
+    try:
+        value = Fraction(str(fraction))
+    except (ValueError, ZeroDivisionError):  # nan, inf
+        value = None
+    if value is None or not 0 < value <= 1:
+        raise ConfigurationError(f"client_fraction must be in (0, 1], got {fraction}")
+    return value
+
+
 def sampled_count(num_clients: int, fraction: float) -> int:
     """How many of ``num_clients`` clients a FedAvg round samples at ``client_fraction`` ``fraction``:
-    ``max(1, ceil(fraction * num_clients))``, every round, with ``fraction`` read as the decimal it
-    prints as (``repr``): the float product would make C = 0.14 of 50 clients 7.000000000000001,
-    so 8 clients, one more than asked for."""
+    ``max(1, ceil(fraction * num_clients))``, every round, with ``fraction`` read exactly as it
+    prints (:func:`client_fraction`): the float product would make C = 0.14 of 50 clients
+    7.000000000000001, so 8 clients, one more than asked for."""
     require_int("num_clients", num_clients, 1)
-    return max(1, math.ceil(Fraction(repr(float(fraction))) * num_clients))
+    return max(1, math.ceil(client_fraction(fraction) * num_clients))
 
 
 def sampled_guarantee(aggregator: object, num_clients: int, fraction: float) -> Guarantee | None:

@@ -7,6 +7,8 @@ from __future__ import annotations
 import logging
 import math
 import os
+from decimal import Decimal
+from fractions import Fraction
 from typing import Any
 
 import numpy as np
@@ -20,7 +22,7 @@ from fl_core.fedavg import FedAvgConfig, FedAvgResult, run_fedavg
 from fl_core.guarantees import round_guarantee, sampled_count, sampled_guarantee, weakest
 from fl_core.models import LogisticRegression
 from secagg.dp import DPConfig, SeededRandomSource
-from secagg.errors import ConfigurationError
+from secagg.errors import ConfigurationError, ConfigurationTypeError
 from secagg.guarantee import Guarantee
 from secagg.paillier.parameters import paillier_guarantee
 from secagg.primitives.randomness import InsecureDeterministicRandom
@@ -307,3 +309,38 @@ def test_the_demo_json_carries_each_rounds_guarantee_and_the_weakest() -> None:
     document = report.to_json()
     assert [r["guarantee"] for r in document["rounds"]] == [str(eight), str(six), None]
     assert document["guarantee"] == str(six)
+
+
+@pytest.mark.parametrize(
+    ("clients", "fraction", "count"),
+    [
+        (6, Fraction(5, 6), 5),  # exactly 5/6 of 6; its float prints as 0.8333333333333334 (6 before)
+        (50, np.float32(0.14), 7),  # prints as 0.14 (8 before: read as 0.14000000596...)
+        (50, np.float64(0.14), 7),
+        (50, Decimal("0.14"), 7),
+        (10, 1e-20, 1),
+        (10, 1, 10),
+    ],
+    ids=["Fraction", "float32", "float64", "Decimal", "tiny", "int"],
+)
+def test_sampled_count_reads_any_number_as_it_prints(clients: int, fraction: Any, count: int) -> None:
+    assert sampled_count(clients, fraction) == count
+
+
+@pytest.mark.parametrize(
+    ("fraction", "error"),
+    [
+        ("0.5", ConfigurationTypeError),  # a string (sampled_count parsed it; FedAvgConfig raised TypeError)
+        (None, ConfigurationTypeError),
+        (True, ConfigurationTypeError),  # a bool is no fraction (read as 1.0 before)
+        (float("nan"), ConfigurationError),  # sampled_count raised a bare ValueError
+        (2.0, ConfigurationError),  # sampled_count returned 20 of 10 clients
+        (0.0, ConfigurationError),
+    ],
+    ids=["str", "None", "bool", "nan", "above 1", "zero"],
+)
+def test_a_client_fraction_that_is_not_one_is_refused_with_the_library_s_error(fraction: Any, error: type) -> None:
+    with pytest.raises(error, match="client_fraction"):
+        sampled_count(10, fraction)
+    with pytest.raises(error, match="client_fraction"):
+        FedAvgConfig(client_fraction=fraction)

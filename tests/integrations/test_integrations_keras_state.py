@@ -232,3 +232,27 @@ def test_a_string_is_refused_as_a_string_not_read_as_a_list_of_weights(text: Any
     for call in (flatten_weights, model_digest):
         with pytest.raises(ConfigurationError, match=f"expected a list of numpy arrays .*got {type(text).__name__}"):
             call(text)
+
+
+def test_under_trainable_only_a_hospital_trains_from_the_global_model_s_statistics_every_round() -> None:
+    # Prepare: round 2 of a trainable_only run. Hospitals 0 and 2 start from the whole global model
+    # (the server sends its non-trainable weights too); hospital 1 loaded only the summed weights
+    # into the model it kept, whose batch-norm statistics moved in round 1. Keras's fine-tuning
+    # runs batch norm in inference mode (training=False), where those statistics shape the update.
+    global_model = batch_norm()
+    received = []
+    for k in range(HOSPITALS):
+        model = batch_norm()
+        model.set_weights(global_model.get_weights())
+        if k == 1:
+            model.get_layer("norm").moving_mean.assign(np.full(3, 2.0, np.float32))
+        received.append(model)
+    # Execute
+    outcome = aggregate_models(
+        global_model, received, make_aggregator("plain"), num_samples=[1] * HOSPITALS,
+        rng=np.random.default_rng(0), trainable_only=True, trained_from=dict(enumerate(received)),
+    )  # fmt: skip
+    # Assert: the two that trained from the global model are summed, the other refused with its reason
+    assert outcome.result.included == {0, 2}
+    assert [client for client, _ in outcome.result.refused] == [1]
+    assert "trained from another model" in outcome.result.refused[0][1]
