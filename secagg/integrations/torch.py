@@ -52,6 +52,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import numpy as np
 import numpy.typing as npt
 
+from secagg._validate import require_bool
 from secagg.errors import ConfigurationError, ConfigurationTypeError
 from secagg.integrations._extras import require
 from secagg.integrations._layout import ArraySpec, float_vector, require_layout
@@ -209,7 +210,7 @@ def flatten_model(model: Module, *, buffers: bool = False) -> tuple[FloatVector,
     :func:`flatten_state_dict`); a tied (shared) tensor once, under its first name.
     ConfigurationError for a module with extra state (``get_extra_state``: no tensor, never
     silently left out), in either mode."""
-    tensors = model_tensors(model, buffers)
+    tensors = model_tensors(model, require_bool("buffers", buffers))
     refuse_extra_state(model)
     return flatten_state_dict(untied(tensors))
 
@@ -254,7 +255,7 @@ def model_digest(model: Module | Mapping[str, Tensor], *, buffers: bool = True) 
     dict's digest, one with some another. ConfigurationError for a module with extra state
     (``get_extra_state``) and for a tensor without values (the meta device).
     The digest of the global model a round hands out; :func:`aggregate_models` binds it."""
-    return bound_digest(flatten_state_dict(tensors_of(model, buffers)), _hidden(model))
+    return bound_digest(flatten_state_dict(tensors_of(model, require_bool("buffers", buffers))), _hidden(model))
 
 
 def _hidden(model: Module | Mapping[str, Tensor]) -> FlatModel:
@@ -280,6 +281,7 @@ def hospital_update(
     update from another model is refused with its reason (``result.refused``). ConfigurationError
     naming the client if the two models' tensors differ (names, order, shapes, dtypes), or if their
     non-persistent buffers do (names, dtypes, shapes or values: never trained nor summed)."""
+    require_bool("buffers", buffers)
     flat = [flatten_state_dict(tensors_of(model, buffers)) for model in (received, local)]
     return declared_update(client_id, flat[0], flat[1], num_samples, hidden=(_hidden(received), _hidden(local)))
 
@@ -391,6 +393,7 @@ def aggregate_models(
     its reason in ``result.refused``, and the round goes on without it (or is skipped, with the
     reason, if too few remain).
     """
+    require_bool("buffers", buffers)
     base, layout, result, found = aggregate_flat_models(
         lambda model: flatten_state_dict(tensors_of(model, buffers)), global_model, _hospital_models(local_models),
         aggregator,

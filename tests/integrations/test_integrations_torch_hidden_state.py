@@ -25,7 +25,7 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from fl_core.aggregators import make_aggregator  # noqa: E402
-from secagg.errors import ConfigurationError  # noqa: E402
+from secagg.errors import ConfigurationError, ConfigurationTypeError  # noqa: E402
 from secagg.integrations import torch as adapter  # noqa: E402
 
 
@@ -160,3 +160,23 @@ def test_a_model_on_the_meta_device_is_refused_saying_it_has_no_values(read: Any
     with pytest.raises(ConfigurationError, match=r"'weight' is on the meta device.*load_state_dict") as refusal:
         read(model)
     assert "to_dense" not in str(refusal.value)
+
+
+ENTRY_POINTS = {
+    "flatten_model": lambda model, value: adapter.flatten_model(model, buffers=value),
+    "model_digest": lambda model, value: adapter.model_digest(model, buffers=value),
+    "hospital_update": lambda model, value: adapter.hospital_update(0, model, model, num_samples=1, buffers=value),
+    "aggregate_models": lambda model, value: adapter.aggregate_models(
+        model, [model, model], make_aggregator("plain", num_clients=2), num_samples=[1, 1],
+        rng=np.random.default_rng(0), buffers=value,
+    ),
+}
+
+
+@pytest.mark.parametrize("entry", sorted(ENTRY_POINTS))
+@pytest.mark.parametrize("value", ["no", 0, None, np.True_])
+def test_buffers_must_be_a_bool_in_every_entry_point(entry: str, value: Any) -> None:
+    """``buffers="no"`` was read as true (and 0 or None as false) by truthiness, so a typo chose
+    what the round sums and binds; it is the library's type error, as ``trainable_only`` is in Keras."""
+    with pytest.raises(ConfigurationTypeError, match="buffers must be True or False"):
+        ENTRY_POINTS[entry](torch.nn.Linear(2, 1), value)
