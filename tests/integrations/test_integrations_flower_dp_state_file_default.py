@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -60,6 +61,17 @@ def _refusal_names_the_fix_and_the_opt_out(reason: str) -> None:
     assert "new run" in reason, reason
 
 
+def _refused_by_every_node(secure: Any, grid: Any, trained: list[Any], audit: Any) -> None:
+    """Every node refused the setup, naming the fix and the opt-out; nothing trained, charged or sent."""
+    (report,) = secure.reports
+    assert report.aggregate is None
+    assert set(report.errors) == set(NODES), report.errors
+    for reason in report.errors.values():
+        _refusal_names_the_fix_and_the_opt_out(reason)
+    assert not trained and not audit.records
+    assert all(BUDGET_KEY not in grid.states[node] for node in NODES)
+
+
 def test_the_default_policy_requires_a_dp_state_file() -> None:
     assert NodePolicy().require_dp_state_file is True
     assert NodePolicy(require_dp=False).require_dp_state_file is True
@@ -77,13 +89,7 @@ def test_a_masking_node_without_a_state_file_refuses_a_dp_round_before_training_
     # Execute
     run(secure)
     # Assert: refused at setup by every node, naming the fix and the opt-out; nothing trained, charged, sent
-    (report,) = secure.reports
-    assert report.aggregate is None
-    assert set(report.errors) == set(NODES), report.errors
-    for reason in report.errors.values():
-        _refusal_names_the_fix_and_the_opt_out(reason)
-    assert not trained and not audit.records
-    assert all(BUDGET_KEY not in grid.states[node] for node in NODES)
+    _refused_by_every_node(secure, grid, trained, audit)
 
 
 def test_a_masking_node_with_a_state_file_takes_part_in_a_dp_round(tmp_path: Path) -> None:
@@ -150,13 +156,7 @@ def test_a_paillier_node_without_a_state_file_refuses_a_dp_round_before_training
     # Execute
     paillier_dp.run(secure)
     # Assert
-    (report,) = secure.reports
-    assert report.aggregate is None
-    assert set(report.errors) == set(NODES), report.errors
-    for reason in report.errors.values():
-        _refusal_names_the_fix_and_the_opt_out(reason)
-    assert not paillier_trained and not audit.records
-    assert all(BUDGET_KEY not in grid.states[node] for node in NODES)
+    _refused_by_every_node(secure, grid, paillier_trained, audit)
     assert paillier_dp.DECRYPT not in paillier_dp.stages_sent(grid)
 
 
