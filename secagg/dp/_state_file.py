@@ -141,7 +141,7 @@ def locked(path: Path) -> Iterator[None]:
         except BlockingIOError as exc:
             raise StateLockedError(
                 f"the accountant's state file {path} is in use: another accountant holds its lock {lock} "
-                f"({_holder(os.pread(descriptor, 32, 0))}); nothing was read or written, retry once it is done"
+                f"({_holder(_recorded_holder(descriptor))}); nothing was read or written, retry once it is done"
             ) from exc
         except OSError as exc:  # no lock support here (NFS without a lock daemon: ENOLCK), ...
             raise ConfigurationError(
@@ -205,6 +205,15 @@ def _peek(lock: Path) -> bytes:
         finally:
             os.close(descriptor)
     return b""
+
+
+def _recorded_holder(descriptor: int) -> bytes:
+    """The lock file's first bytes (the holder's pid), or none if they cannot be read: who holds it
+    is only a hint in the refusal, never a reason to raise something else."""
+    try:
+        return os.pread(descriptor, 32, 0)
+    except OSError:
+        return b""
 
 
 def _holder(recorded: bytes) -> str:

@@ -271,3 +271,22 @@ def test_a_state_file_the_system_cannot_lock_is_refused_with_the_librarys_error_
     with pytest.raises(ConfigurationError, match=r"accountant\.json.*cannot be locked.*No locks available"):
         accountant.record_round(2)
     assert path.read_bytes() == before
+
+
+def test_a_held_lock_whose_holder_cannot_be_read_is_still_the_locked_refusal(
+    plan: NoisePlan, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Prepare: the lock held, and the lock file's recorded holder unreadable (an I/O error): the
+    # refusal read it with os.pread inside its own error handler, so a bare OSError escaped instead
+    path = tmp_path / "accountant.json"
+    accountant = PrivacyAccountant(plan, path)
+
+    def pread(descriptor: int, length: int, offset: int) -> bytes:
+        raise OSError(errno.EIO, os.strerror(errno.EIO))
+
+    # Execute / Assert
+    with state_file.locked(path):
+        monkeypatch.setattr(os, "pread", pread)
+        with pytest.raises(StateLockedError, match="its holder is unknown"):
+            accountant.record_round(1)
+    assert accountant.num_releases == 0
