@@ -23,6 +23,7 @@ pytest.importorskip("flwr")
 pytest.importorskip("dp_accounting")
 
 from secagg.dp import SeededRandomSource
+from secagg.errors import ConfigurationError
 from secagg.integrations.flower import NodePolicy, SecAggGrid
 from secagg.integrations.flower.node_budget import BUDGET_KEY
 
@@ -184,3 +185,10 @@ def test_a_paillier_node_that_opts_out_by_name_keeps_its_budget_in_context_state
     (report,) = secure.reports
     assert report.aggregate is not None and not report.errors, report.errors
     assert all(BUDGET_KEY in grid.states[node] for node in NODES)
+
+
+@pytest.mark.parametrize("value", ["false", "no", 0, 1, None], ids=["str-false", "str-no", "zero", "one", "none"])
+def test_the_policy_refuses_a_require_dp_state_file_that_is_not_a_bool(value: object) -> None:
+    # A 0 or None read by truthiness would turn the default refusal off without naming the opt-out.
+    with pytest.raises(ConfigurationError, match="require_dp_state_file must be a bool"):
+        NodePolicy(require_dp_state_file=value)  # type: ignore[arg-type]
