@@ -225,6 +225,7 @@ def _setup(
     check_run_config(setup.parameters, context.run_config, settings.policy.require_run_config)
     # Validated again here (the server's word is not enough), and bound to every field of the setup.
     masking = setup.bound_masking_config(message.metadata.run_id, message.metadata.message_type)
+    settings.policy.check_train_message_type(message.metadata.message_type)  # the setup binds it; before training
     quantization = setup.quantization
     protocol_id = setup.protocol_id(message.metadata.dst_node_id)
     guarantee = masking.guarantee
