@@ -25,7 +25,8 @@ every message before the app's handlers:
   ``context.state`` under ``HISTORY_KEY``;
 - every stage after ``setup`` must come in messages of the setup's type (``train.<action>``
   picks the app's train handler; a type other than plain ``train`` is bound into the setup's
-  descriptor, so a node sent another type than the others is in another session);
+  descriptor, so a node sent another type than the others is in another session), one of its
+  policy's ``train_message_types`` (plain ``train`` by default; checked at setup);
 - ``share-keys``, ``consistency-check``, ``unmask``: one step of the masking
   protocol (:func:`secagg.masking.client_step`); the protocol state between
   stages lives in ``context.state`` (it holds private keys and never leaves
