@@ -280,7 +280,8 @@ class NoOwnUpload(enum.Enum):
 NO_OWN_UPLOAD = NoOwnUpload.NO_OWN_UPLOAD
 """``DecryptingParty(own_upload=NO_OWN_UPLOAD)``: the party sent no upload in the session (a
 single-key holder, a key-share holder with no data). It gives up binding rule (e): the party
-decrypts any sum of at least ``min_contributors`` uploads, with no check that its own is in it."""
+decrypts any sum of at least ``min_contributors`` uploads, with no check that its own is in it. The stated
+c still holds: one aggregate per session, 2t > l + c over all l shares, min_contributors >= c + 2 (docs/paillier.md)."""
 
 
 class DecryptingParty:

@@ -20,7 +20,7 @@ import pytest
 from flwr.app import ConfigRecord, Context, Message, MetricRecord, RecordDict
 from flwr.clientapp import ClientApp
 
-from secagg.integrations.flower import SecAggGrid, SecAggOptions
+from secagg.integrations.flower import NodePolicy, SecAggGrid, SecAggOptions
 from secagg.integrations.flower.protocol import MASKED_INPUT, SETUP
 
 from .flower_harness import Audit, FakeGrid, initial_arrays, make_app, stage_of
@@ -44,9 +44,14 @@ def with_zero_action(app: ClientApp, ran: list[int], node: int, weight: int) -> 
     return app
 
 
-def two_action_grid(ran: list[int]) -> tuple[FakeGrid, Audit]:
+BOTH = NodePolicy(allow_semi_honest=True, train_message_types=("train", ZERO))
+"""Nodes that train for both types, train.zero by name (the binding tests: the node would run either)."""
+
+
+def two_action_grid(ran: list[int], policy: NodePolicy = BOTH) -> tuple[FakeGrid, Audit]:
     audit = Audit()
-    apps = {node: with_zero_action(make_app(node, WEIGHTS[node], audit), ran, node, WEIGHTS[node]) for node in NODES}
+    apps = {node: with_zero_action(make_app(node, WEIGHTS[node], audit, policy=policy), ran, node, WEIGHTS[node])
+            for node in NODES}  # fmt: skip
     return FakeGrid(apps), audit
 
 
@@ -140,3 +145,19 @@ def test_an_honest_round_of_one_action_runs_that_handler_on_every_node() -> None
     assert reply is not None and report.skipped_reason is None, report.errors
     assert report.included == frozenset(NODES) and sorted(ran) == sorted(NODES)
     assert report.weight_total == sum(WEIGHTS.values())
+
+
+def test_a_round_of_another_train_action_is_refused_at_setup_by_the_default_policy() -> None:
+    # Prepare: every node registers train.zero too, but its policy names only plain train (the
+    # default); the coordinator sends the whole round as train.zero, its setup bound to it
+    ran: list[int] = []
+    grid, _ = two_action_grid(ran, NodePolicy(allow_semi_honest=True))
+    secure = SecAggGrid(grid, SecAggOptions(mode="semi-honest"))
+    # Execute
+    reply = secure.secure_round(instructions(ZERO))
+    # Assert: every node refuses at setup, naming its policy field and the type; no handler ran
+    (report,) = secure.reports
+    assert reply is None and report.skipped_reason is not None
+    assert report.dropped == dict.fromkeys(NODES, SETUP), report.dropped
+    assert all("train_message_types" in report.errors[n] and f"{ZERO!r}" in report.errors[n] for n in NODES)
+    assert ran == []

@@ -24,7 +24,7 @@ import numpy as np
 import pytest
 from flwr.app import ConfigRecord, Message, RecordDict
 
-from secagg.integrations.flower import PaillierGrid, PaillierOptions
+from secagg.integrations.flower import NodePolicy, PaillierGrid, PaillierOptions
 from secagg.integrations.flower.keys import read_public_key
 from secagg.integrations.flower.protocol import DECRYPT, ENCRYPT
 
@@ -38,12 +38,18 @@ __all__ = ["keys"]  # the fixture, used by name
 
 FAULTY = 42
 
+BOTH = NodePolicy(train_message_types=("train", ZERO))
+"""Nodes that train for both types, train.zero by name (the binding tests: the node would run either)."""
 
 
-def two_action_grid(keys: tuple[Path, list[Path]], ran: list[int]) -> tuple[FakeGrid, PaillierGrid, Audit]:
+
+def two_action_grid(
+    keys: tuple[Path, list[Path]], ran: list[int], policy: NodePolicy = BOTH
+) -> tuple[FakeGrid, PaillierGrid, Audit]:
     public_path, shares = keys
     audit = Audit()
-    apps = {node: with_zero_action(app, ran, node, WEIGHTS[node]) for node, app in paillier_apps(shares, audit).items()}  # type: ignore[arg-type]
+    apps = {node: with_zero_action(app, ran, node, WEIGHTS[node])  # type: ignore[arg-type]
+            for node, app in paillier_apps(shares, audit, policy=policy).items()}  # fmt: skip
     grid = FakeGrid(apps)
     secure = PaillierGrid(grid, PaillierOptions(trusted_keys=TRUSTED_KEYS, public_key=read_public_key(public_path)))
     return grid, secure, audit
@@ -112,3 +118,20 @@ def test_an_honest_paillier_round_of_one_action_runs_that_handler_on_every_node(
     assert reply is not None and report.skipped_reason is None, report.errors
     assert report.included == frozenset(NODES) and sorted(ran) == sorted(NODES)
     assert report.weight_total == sum(WEIGHTS.values())
+
+
+def test_a_paillier_round_of_another_train_action_is_refused_by_the_default_policy(
+    keys: tuple[Path, list[Path]],
+) -> None:
+    # Prepare: every node registers train.zero too, but its policy names only plain train (the
+    # default); the coordinator sends the round as train.zero, its setup naming train.zero
+    ran: list[int] = []
+    _, secure, audit = two_action_grid(keys, ran, NodePolicy())
+    # Execute
+    reply = secure.secure_round(instructions(ZERO))
+    # Assert: every node refuses at encrypt, naming its policy field and the type, before training
+    (report,) = secure.reports
+    assert reply is None and report.skipped_reason is not None
+    assert report.dropped == dict.fromkeys(NODES, ENCRYPT), report.dropped
+    assert all("train_message_types" in report.errors[n] and f"{ZERO!r}" in report.errors[n] for n in NODES)
+    assert ran == [] and not audit.of_round(report.server_round)

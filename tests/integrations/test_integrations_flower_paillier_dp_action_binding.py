@@ -7,8 +7,10 @@ lying coordinator had made under another handler (its ``encrypt`` message retype
 ``train.zero``) was dropped by the server: the node had trained and was charged for an upload
 that could only be dropped. The ``PaillierSetup`` now names the round's message type, and the
 node compares it with the type of the message it was sent first. The field is the coordinator's
-word: one that names the other type in the setup too still gets the node charged (the limit
-docs/integrations.md states, pinned by the last test).
+word: one that named the other type in the setup too got the node charged. Now the node's own
+``NodePolicy.train_message_types`` (default: plain ``train`` only) names the types it trains for,
+checked before it trains or charges anything; a node that accepts another type by name is back to
+that limit for it (docs/integrations.md; the last test).
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ pytest.importorskip("dp_accounting")
 from flwr.app import Array, ArrayRecord, Context, Message, MetricRecord, RecordDict
 
 from secagg import wire
+from secagg.integrations.flower import NodePolicy
 from secagg.integrations.flower._records import PAYLOAD_RECORD, read_stage
 from secagg.integrations.flower.protocol import ENCRYPT, PaillierSetup
 
@@ -78,16 +81,9 @@ def test_a_dp_setup_sent_as_another_train_action_is_refused_before_training_or_a
     assert report.skipped_reason is None and report.included == frozenset(NODES) - {FAULTY}, report.errors
 
 
-def test_the_limit_a_coordinator_naming_the_other_type_in_the_setup_too_gets_the_node_charged(
-    tmp_path: Path,
-) -> None:
-    # Prepare: as above, but the lying coordinator also names train.zero in the setup it sends
-    # node 42 (PaillierSetup.message_type is its word, like every setup field). docs/integrations.md
-    # states this limit: a Paillier round has no stage before training where nodes compare setups.
-    audit = Audit()
-    grid, secure = dp_grid(tmp_path, audit)
-    ran = second_dp_handler(grid)
-
+def lie_in_the_setup_too(grid: Any) -> None:
+    """A lying coordinator: node 42's encrypt message goes out as train.zero, and the setup in it
+    names train.zero too (PaillierSetup.message_type is its word, like every setup field)."""
     original = grid.push_messages
 
     def push(messages: Iterable[Message]) -> Iterable[str]:
@@ -100,7 +96,41 @@ def test_the_limit_a_coordinator_naming_the_other_type_in_the_setup_too_gets_the
                 message.content[PAYLOAD_RECORD] = ArrayRecord({"payload": Array(np.frombuffer(lied, dtype=np.uint8))})
         return original(batch)
 
-    grid.push_messages = push  # type: ignore[method-assign]
+    grid.push_messages = push
+
+
+def test_a_coordinator_naming_another_type_in_the_setup_too_is_refused_by_the_default_policy(
+    tmp_path: Path,
+) -> None:
+    # Prepare: node 42 has a second train handler (train.zero); the lying coordinator sends its
+    # encrypt message as train.zero with a setup naming train.zero. Its policy is the default one
+    # for train types: plain train only.
+    audit = Audit()
+    grid, secure = dp_grid(tmp_path, audit)
+    ran = second_dp_handler(grid)
+    lie_in_the_setup_too(grid)
+    # Execute
+    report = dp_round(secure, 1)
+    # Assert: node 42 refuses at encrypt, naming its policy field, before it trains or charges its
+    # budget; the four others are decrypted
+    assert report.dropped == {FAULTY: ENCRYPT}, report.dropped
+    reason = report.errors[FAULTY]
+    assert "train_message_types" in reason and f"{ZERO!r}" in reason, reason
+    assert ran == [] and not budget_charged(grid, FAULTY)
+    assert FAULTY not in audit.of_round(1)
+    assert report.skipped_reason is None and report.included == frozenset(NODES) - {FAULTY}, report.errors
+
+
+def test_the_limit_a_node_that_accepts_the_other_type_by_name_is_charged_when_the_setup_names_it(
+    tmp_path: Path,
+) -> None:
+    # Prepare: as above, but every node's policy accepts train.zero by name. docs/integrations.md
+    # states this limit: a Paillier round has no stage before training where nodes compare setups.
+    audit = Audit()
+    policy = NodePolicy(min_colluders=0, train_message_types=("train", ZERO))
+    grid, secure = dp_grid(tmp_path, audit, policy)
+    ran = second_dp_handler(grid)
+    lie_in_the_setup_too(grid)
     # Execute
     report = dp_round(secure, 1)
     # Assert: node 42 ran the other handler and was charged; its upload, in another session, was

@@ -25,7 +25,8 @@ every message before the app's handlers:
   ``context.state`` under ``HISTORY_KEY``;
 - every stage after ``setup`` must come in messages of the setup's type (``train.<action>``
   picks the app's train handler; a type other than plain ``train`` is bound into the setup's
-  descriptor, so a node sent another type than the others is in another session);
+  descriptor, so a node sent another type than the others is in another session), one of its
+  policy's ``train_message_types`` (plain ``train`` by default; checked at setup);
 - ``share-keys``, ``consistency-check``, ``unmask``: one step of the masking
   protocol (:func:`secagg.masking.client_step`); the protocol state between
   stages lives in ``context.state`` (it holds private keys and never leaves
@@ -225,6 +226,7 @@ def _setup(
     check_run_config(setup.parameters, context.run_config, settings.policy.require_run_config)
     # Validated again here (the server's word is not enough), and bound to every field of the setup.
     masking = setup.bound_masking_config(message.metadata.run_id, message.metadata.message_type)
+    settings.policy.check_train_message_type(message.metadata.message_type)  # the setup binds it; before training
     quantization = setup.quantization
     protocol_id = setup.protocol_id(message.metadata.dst_node_id)
     guarantee = masking.guarantee

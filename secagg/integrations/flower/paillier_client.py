@@ -14,7 +14,8 @@ node and is never stored in ``context.state``.
   against the node's own key (the server cannot substitute a key it can
   decrypt), the round's identity keys against its trusted list, and the
   round against its own :class:`~secagg.integrations.flower.NodePolicy`, the message type it
-  was sent against the round's (the setup names it; ``train.<action>`` picks the train handler), the
+  was sent against the round's (the setup names it; ``train.<action>`` picks the train handler) and
+  against the types the policy trains for (``train_message_types``: plain ``train`` by default), the
   quantization and packing against overflow, and the model against the
   setup's digest, and the clip table (one segment per array; no clip above the
   policy's ``max_clip``); runs the app's train handler; packs and encrypts
@@ -310,6 +311,7 @@ def _encrypt(
     setup = wire.decode(payload, PaillierSetup)
     settings.policy.check_nodes(len(setup.node_ids))  # the node's own ceiling, before any other work
     setup.check_message_type(message.metadata.message_type)  # it picks the train handler: before training
+    settings.policy.check_train_message_type(setup.type_name)  # the types this node trains for, before training
     check_run_config(setup.parameters, context.run_config, settings.policy.require_run_config)
     params, plan = _session(message, setup, share, identity, settings)
     protocol_id = setup.protocol_id(message.metadata.dst_node_id)

@@ -23,6 +23,7 @@ from secagg._validate import require_finite
 from secagg.encoding import MAX_BITS, QuantizationConfig
 from secagg.errors import ConfigurationError
 from secagg.guarantee import Guarantee
+from secagg.integrations.flower._round_binding import TRAIN
 from secagg.masking import ACTIVE, MaskingConfig
 from secagg.masking.config_record import COMPLETE
 from secagg.masking.parameters import (
@@ -156,6 +157,14 @@ class NodePolicy:
         require_run_config: refuse a round that binds no run config digest (the server's
             ``run_config`` option; :mod:`~secagg.integrations.flower.run_binding`). A bound digest
             other than that of the node's own ``context.run_config`` is refused whatever this says.
+        train_message_types: the Flower message types this node takes part in secure rounds of
+            (default: plain ``"train"`` only). A ``train.<action>`` message runs the app's
+            ``@app.train("<action>")`` handler, so the type picks how the node trains; a round of
+            another type is refused at setup (:meth:`check_train_message_type`), before the node
+            trains or charges its DP budget, whatever the setup says (a lying coordinator names the
+            type in the setup too). Other types are accepted by name, e.g.
+            ``NodePolicy(train_message_types=("train", "train.finetune"))``; each is ``"train"`` or
+            ``"train.<action>"``.
     """
 
     allow_semi_honest: bool = False
@@ -173,6 +182,7 @@ class NodePolicy:
     min_noise_multiplier: float | None = None
     require_dp_state_file: bool = True
     require_run_config: bool = False
+    train_message_types: tuple[str, ...] = ("train",)
 
     def __post_init__(self) -> None:
         if not isinstance(self.allow_semi_honest, bool):
@@ -197,6 +207,15 @@ class NodePolicy:
                                   ("min_noise_multiplier", self.min_noise_multiplier, 1e6)):  # fmt: skip
             if value is not None and not require_finite(f"policy: {name}", value, 0.0, high) > 0.0:
                 raise ConfigurationError(f"policy: {name} must be positive, got {value}")
+        types = self.train_message_types
+        if not isinstance(types, tuple) or not types or any(
+            not isinstance(t, str) or not (t == TRAIN or (t.startswith(TRAIN + ".") and len(t) > len(TRAIN) + 1))
+            for t in types
+        ):
+            raise ConfigurationError(
+                f"policy: train_message_types must be a non-empty tuple of 'train' or 'train.<action>' strings, "
+                f"got {types!r}"
+            )
 
     def check_nodes(self, num_nodes: int) -> None:
         """ConfigurationError if a round of ``num_nodes`` nodes is above :attr:`max_nodes` (checked
@@ -204,6 +223,18 @@ class NodePolicy:
         if self.max_nodes is not None and num_nodes > self.max_nodes:
             raise ConfigurationError(
                 f"policy: round of {num_nodes} nodes, this node accepts at most {self.max_nodes} (max_nodes)"
+            )
+
+    def check_train_message_type(self, message_type: str) -> None:
+        """ConfigurationError unless ``message_type``, the type of the message a secure round's setup
+        came in (the setup binds it), is one of :attr:`train_message_types`: checked at setup, before
+        the node trains or charges anything."""
+        if message_type not in self.train_message_types:
+            raise ConfigurationError(
+                f"policy: a secure round of {message_type!r} messages, but this node trains only for "
+                f"{', '.join(map(repr, self.train_message_types))} (train_message_types): the message type picks "
+                "the app's train handler, and the setup naming it is the server's word; accept it by name, "
+                f"NodePolicy(train_message_types=({', '.join(map(repr, (*self.train_message_types, message_type)))}))"
             )
 
     def check_dp_state_file(self, path: str | None) -> None:
