@@ -8,7 +8,7 @@ between the two, the same way :mod:`secagg.integrations.torch` does for PyTorch:
 - :func:`flatten_weights` / :func:`unflatten_weights`: a list of numpy arrays
   (what ``get_weights`` returns; named by position) or a mapping of names to
   arrays to one float64 vector plus a :class:`WeightsLayout` (names, shapes,
-  dtypes, offsets), and back.
+  dtypes, offsets), and back (:mod:`secagg.integrations._keras_weights`).
 - :func:`flatten_model` / :func:`load_into_model`: the same for a Keras layer or
   model (all its weights or the trainable ones), each weight named by its
   variable path (:mod:`secagg.integrations._keras_names`: Keras's automatic
@@ -22,6 +22,9 @@ between the two, the same way :mod:`secagg.integrations.torch` does for PyTorch:
   shapes, dtypes and values) and a hospital's update built from the model it received and
   the one it trained, declaring the received model's digest; the aggregation binds the
   global model's digest and refuses a hospital that trained from another (``result.refused``).
+- ``local_weights`` (with ``trainable_only=True``): the non-trainable weights each hospital keeps
+  as its own (FedBN's batch-norm statistics), left out of the binding, their names bound instead
+  (:mod:`secagg.integrations._keras_local`; :func:`model_digest` says what it gives up).
 
 Exactness: every value of float16, float32 and float64 and of the narrow float
 formats Keras uses through ``ml_dtypes`` (bfloat16, the float8, float6 and
