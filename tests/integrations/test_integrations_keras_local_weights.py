@@ -227,12 +227,9 @@ def test_no_local_weights_is_the_default(call: Any) -> None:
     call(model, [])
 
 
-def test_the_names_are_bound_not_only_the_values_they_leave_out() -> None:
-    # Prepare: a hospital whose "norm" is a LayerNormalization (the same trainable weights, no
-    # statistics) against a server whose every non-trainable weight is local: the two bind the same
-    # weights and values, and differ only in which weights are kept local
-    server = fedbn()
-    layer_norm = keras.Sequential(
+def layer_norm() -> Any:
+    """fedbn() with a LayerNormalization for "norm": the same trainable weights, no statistics."""
+    model = keras.Sequential(
         [
             keras.Input((3,)),
             keras.layers.Dense(3, name="dense"),
@@ -240,7 +237,31 @@ def test_the_names_are_bound_not_only_the_values_they_leave_out() -> None:
             keras.layers.Dense(2, name="head"),
         ]
     )
-    layer_norm.set_weights([np.full(w.shape, 0.5, w.dtype) for w in layer_norm.get_weights()])
+    model.set_weights([np.full(w.shape, 0.5, w.dtype) for w in model.get_weights()])
+    return model
+
+
+def test_the_names_are_bound_not_only_the_values_they_leave_out() -> None:
+    # Prepare: a hospital whose "norm" holds no statistics against a server whose every
+    # non-trainable weight is local: the two bind the same weights and values, and differ only in
+    # which weights are kept local
+    server = fedbn()
     # Execute / Assert: another digest (with the names left out of bound_digest: one digest)
-    shared = model_digest(layer_norm, trainable_only=True)
+    shared = model_digest(layer_norm(), trainable_only=True)
     assert shared != model_digest(server, trainable_only=True, local_weights=LOCAL)
+
+
+def test_a_hospital_whose_model_lacks_a_named_weight_costs_only_itself() -> None:
+    # Prepare: hospital 1 trained from a model without the named statistics (its layouts agree)
+    global_model = fedbn()
+    received = [with_own_statistics(global_model, 1.0), layer_norm(), with_own_statistics(global_model, 3.0)]
+    locals_ = [trained(received[0], 0.25), layer_norm(), trained(received[2], 0.75)]
+    # Execute
+    outcome = aggregate_models(
+        global_model, locals_, make_aggregator("plain"), num_samples=[1] * HOSPITALS, rng=np.random.default_rng(0),
+        trainable_only=True, local_weights=LOCAL, trained_from=dict(enumerate(received)),
+    )  # fmt: skip
+    # Assert: withheld with the reason, the round goes on with the others
+    assert [client for client, _ in outcome.result.withheld] == [1]
+    assert "'norm/moving_mean' is no weight of the model" in dict(outcome.result.withheld)[1]
+    assert outcome.result.included == {0, 2} and outcome.weights is not None
