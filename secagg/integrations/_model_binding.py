@@ -13,7 +13,9 @@
   Its ``frozen`` values are those a model holds outside its vector that shape training but may
   change in it, so they are bound in the model a hospital trained from and never compared with its
   local model's: a Keras model's non-trainable weights when only the trainable ones are summed (a
-  frozen backbone's kernels, batch-norm statistics).
+  frozen backbone's kernels, batch-norm statistics). Its ``local`` names are the non-trainable
+  weights each hospital keeps as its own (the Keras adapter's ``local_weights``): left out of
+  ``frozen`` and bound by name, so a hospital that keeps another set declares another digest.
 - :func:`declared_update`: a hospital's :class:`~fl_core.aggregators.base.ClientUpdate` built
   from the flat model it received and the flat model it trained from it: local minus received,
   declaring the received model's digest. The aggregation passes the digest of the global model
@@ -46,6 +48,7 @@ FlatModel = tuple[npt.NDArray[np.float64], FlatLayout]
 _DOMAIN = b"secagg/v1/adapter-model"
 _HIDDEN_DOMAIN = b"secagg/v1/adapter-model-hidden"
 _FROZEN_DOMAIN = b"secagg/v1/adapter-model-frozen"
+_LOCAL_DOMAIN = b"secagg/v1/adapter-model-local"
 
 
 def _field(data: bytes) -> bytes:
@@ -71,18 +74,25 @@ def layout_digest(vector: npt.NDArray[np.float64], layout: FlatLayout) -> bytes:
     return digest.digest()
 
 
-def bound_digest(model: FlatModel, hidden: FlatModel | None = None, frozen: FlatModel | None = None) -> bytes:
+def bound_digest(
+    model: FlatModel, hidden: FlatModel | None = None, frozen: FlatModel | None = None, local: tuple[str, ...] = ()
+) -> bytes:
     """The digest a round binds for ``model``: its :func:`layout_digest` if ``hidden`` (the values the
     model holds outside its flat vector: a PyTorch module's non-persistent buffers) is None or empty,
     else SHA-256 of a domain label, that digest and ``hidden``'s :func:`layout_digest` (names,
     dtypes, shapes, values); then, if ``frozen`` (a Keras model's non-trainable weights when only the
     trainable ones are summed) is neither None nor empty, SHA-256 of another label, that digest and
-    ``frozen``'s :func:`layout_digest`."""
+    ``frozen``'s :func:`layout_digest`; then, if ``local`` (the names of the non-trainable weights
+    each hospital keeps as its own, left out of ``frozen``) is not empty, SHA-256 of a third label,
+    that digest, the count and each name (length-prefixed, in the given order: the caller sorts)."""
     digest = layout_digest(*model)
     if hidden is not None and hidden[1].specs:
         digest = hashlib.sha256(_HIDDEN_DOMAIN + digest + layout_digest(*hidden)).digest()
     if frozen is not None and frozen[1].specs:
         digest = hashlib.sha256(_FROZEN_DOMAIN + digest + layout_digest(*frozen)).digest()
+    if local:
+        names = b"".join(_field(name.encode()) for name in local)
+        digest = hashlib.sha256(_LOCAL_DOMAIN + digest + len(local).to_bytes(4, "big") + names).digest()
     return digest
 
 
@@ -118,11 +128,13 @@ def declared_update(
     *,
     hidden: tuple[FlatModel | None, FlatModel | None] = (None, None),
     frozen: FlatModel | None = None,
+    local_names: tuple[str, ...] = (),
 ) -> ClientUpdate:
     """Client ``client``'s update: ``local`` minus ``received``, weighted by ``num_samples``,
     declaring the :func:`bound_digest` of ``received`` (the model it trained from) with
     ``hidden[0]``, the values it holds outside its vector (``hidden[1]``: the local model's), and
-    ``frozen``, the received model's values bound but not summed nor compared with the local model's.
+    ``frozen``, the received model's values bound but not summed nor compared with the local model's,
+    and ``local_names``, the names of the weights kept out of ``frozen`` as each hospital's own.
 
     ConfigurationError naming the client if the two layouts differ (a name, so an order, a
     shape, a dtype, the count), if their hidden values differ (:func:`hidden_difference`) or for
@@ -138,6 +150,6 @@ def declared_update(
     if hidden_reason is not None:
         raise ConfigurationError(f"client {client}: {hidden_reason}")
     client_update = importlib.import_module("fl_core.aggregators.base").ClientUpdate
-    digest = bound_digest(received, hidden[0], frozen)
+    digest = bound_digest(received, hidden[0], frozen, local_names)
     update: ClientUpdate = client_update(client, vector - base, num_samples, model_digest=digest)
     return update

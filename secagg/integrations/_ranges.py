@@ -185,6 +185,7 @@ def aggregate_flat_models(
     logger: logging.Logger,
     hidden: Callable[[Model], FlatModel | None] | None = None,
     frozen: Callable[[Model], FlatModel | None] | None = None,
+    local: tuple[str, ...] = (),
 ) -> tuple[npt.NDArray[np.float64], Layout, AggregationResult, AggregationResult | None]:
     """FedAvg of models through ``aggregator`` once ``flatten`` turns each into a flat vector and its layout.
 
@@ -217,7 +218,9 @@ def aggregate_flat_models(
     naming the first (:func:`~secagg.integrations._model_binding.hidden_difference`). ``frozen`` (the
     Keras adapter's, under ``trainable_only``) gives what a model holds outside its vector that shapes
     training but may change in it (its non-trainable weights): bound into the global model's digest and
-    into that of the model each hospital trained from, never compared with the local model's. Returns the global vector,
+    into that of the model each hospital trained from, never compared with the local model's; ``local``
+    (the Keras adapter's ``local_weights``) names the non-trainable weights ``frozen`` leaves out as each
+    hospital's own, bound by name into every digest. Returns the global vector,
     its layout, the aggregation's result and the discovery round's
     (:func:`aggregate_updates`).
     """
@@ -250,7 +253,7 @@ def aggregate_flat_models(
     base, layout = flatten(global_model)
     global_frozen = frozen_of(global_model)
     segments = layout.segments(clips)
-    digest = bound_digest((base, layout), hidden_of(global_model), global_frozen)
+    digest = bound_digest((base, layout), hidden_of(global_model), global_frozen, local)
     updates: list[ClientUpdate] = []
     stages, withheld = dict(dropouts or {}), []
     client_update = importlib.import_module("fl_core.aggregators.base").ClientUpdate
@@ -263,15 +266,17 @@ def aggregate_flat_models(
             )
         samples = require_int(f"client {client}: num_samples", count, 1)
         try:  # a model that cannot be flattened, or an update that is not finite, is this hospital's alone
-            local = flatten(model)
+            mine = flatten(model)
             given = trained_from is not None and client in trained_from
             source = trained_from[client] if trained_from is not None and given else global_model
             received = flatten(source) if given else (base, layout)
             pair = (hidden_of(source), hidden_of(model))
-            reason = _layout_refusal(local[1], layout, received[1]) or hidden_difference(pair[1], pair[0])
+            reason = _layout_refusal(mine[1], layout, received[1]) or hidden_difference(pair[1], pair[0])
             if reason is None:
                 source_frozen = frozen_of(source) if given else global_frozen
-                updates.append(declared_update(client, received, local, samples, hidden=pair, frozen=source_frozen))
+                updates.append(declared_update(
+                    client, received, mine, samples, hidden=pair, frozen=source_frozen, local_names=local
+                ))  # fmt: skip
                 continue
         except SecAggError as exc:
             reason = f"its model cannot be summed: {exc}"

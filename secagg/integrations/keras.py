@@ -8,7 +8,7 @@ between the two, the same way :mod:`secagg.integrations.torch` does for PyTorch:
 - :func:`flatten_weights` / :func:`unflatten_weights`: a list of numpy arrays
   (what ``get_weights`` returns; named by position) or a mapping of names to
   arrays to one float64 vector plus a :class:`WeightsLayout` (names, shapes,
-  dtypes, offsets), and back.
+  dtypes, offsets), and back (:mod:`secagg.integrations._keras_weights`).
 - :func:`flatten_model` / :func:`load_into_model`: the same for a Keras layer or
   model (all its weights or the trainable ones), each weight named by its
   variable path (:mod:`secagg.integrations._keras_names`: Keras's automatic
@@ -22,6 +22,9 @@ between the two, the same way :mod:`secagg.integrations.torch` does for PyTorch:
   shapes, dtypes and values) and a hospital's update built from the model it received and
   the one it trained, declaring the received model's digest; the aggregation binds the
   global model's digest and refuses a hospital that trained from another (``result.refused``).
+- ``local_weights`` (with ``trainable_only=True``): the non-trainable weights each hospital keeps
+  as its own (FedBN's batch-norm statistics), left out of the binding, their names bound instead
+  (:mod:`secagg.integrations._keras_local`; :func:`model_digest` says what it gives up).
 
 Exactness: every value of float16, float32 and float64 and of the narrow float
 formats Keras uses through ``ml_dtypes`` (bfloat16, the float8, float6 and
@@ -65,7 +68,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import numpy.typing as npt
@@ -73,19 +76,18 @@ import numpy.typing as npt
 from secagg._validate import require_bool
 from secagg.errors import ConfigurationError
 from secagg.integrations._extras import require
-from secagg.integrations._keras_dtypes import (
-    BOOL,
-    COMPLEX,
-    EXACT_INTEGER_LIMIT,
-    INTEGER,
-    dtype_kind,
-    from_float64,
-    resolve_dtype,
-    to_float64,
-)
-from secagg.integrations._keras_model import model_variables, named_arrays, unsent_variables
+from secagg.integrations._keras_dtypes import EXACT_INTEGER_LIMIT
+from secagg.integrations._keras_local import bound_variables, local_names
+from secagg.integrations._keras_model import model_variables, named_arrays
 from secagg.integrations._keras_names import weight_names
-from secagg.integrations._layout import ArraySpec, FlatLayout, float_vector, require_layout
+from secagg.integrations._keras_weights import (
+    WeightsLayout,
+    WeightSpec,
+    flatten_named,
+    flatten_weights,
+    unflatten_weights,
+)
+from secagg.integrations._layout import require_layout
 from secagg.integrations._model_binding import FlatModel, bound_digest, declared_update
 from secagg.integrations._ranges import aggregate_flat_models, new_global
 from secagg.ranges import RangeDiscovery
@@ -119,105 +121,6 @@ def _keras() -> Any:
     return require("keras", "keras")
 
 
-@dataclass(frozen=True)
-class WeightSpec(ArraySpec):
-    """Where one named weight sits in a flat vector (see :class:`~secagg.integrations._layout.ArraySpec`).
-
-    ``name`` is the weight's Keras variable path (``"dense/kernel"``, automatic names
-    renumbered: :mod:`secagg.integrations._keras_names`) for a model, its key for a
-    mapping, its index in the list (``"0"``, ``"1"``, ...) for a weight list; ``dtype`` its
-    numpy dtype name, e.g. ``"float32"`` or ``"bfloat16"``; ``length`` the element
-    count, twice that for complex.
-    """
-
-    NOUN: ClassVar[str] = "weight"
-
-    def entries_per_element(self) -> int:
-        """2 for complex dtypes, else 1 (ConfigurationError for a dtype that cannot be aggregated)."""
-        return 2 if dtype_kind(resolve_dtype(self.dtype, self.name), self.name) == COMPLEX else 1
-
-    @property
-    def integer(self) -> bool:
-        """True for integer (numpy's or ml_dtypes' int4, ...) and boolean dtypes: exact integer segments."""
-        return dtype_kind(resolve_dtype(self.dtype, self.name), self.name) in (INTEGER, BOOL)
-
-
-@dataclass(frozen=True)
-class WeightsLayout(FlatLayout):
-    """The named weights of a flat vector, back to back from index 0 (see
-    :class:`~secagg.integrations._layout.FlatLayout`; :meth:`segments` gives one
-    segment per weight, integer weights exact)."""
-
-    NOUN: ClassVar[str] = "weight"
-
-    @property
-    def positional(self) -> bool:
-        """True if the weights are named by position only (``"0"``, ``"1"``, ...: a weight list's layout)."""
-        return self.names == tuple(str(index) for index in range(len(self.specs)))
-
-
-def _flatten_named(named: Sequence[tuple[str, Any]]) -> tuple[FloatVector, WeightsLayout]:
-    specs: list[WeightSpec] = []
-    pieces: list[FloatVector] = []
-    offset = 0
-    for name, array in named:
-        if not isinstance(array, np.ndarray | np.generic):
-            raise ConfigurationError(f"weight {name!r} is a {type(array).__name__}, not a numpy array")
-        if isinstance(array, np.ma.MaskedArray):  # np.asarray would keep the masked entries' hidden values
-            raise ConfigurationError(f"weight {name!r} is a masked array: fill it (np.ma.filled) or drop the mask")
-        values = np.asarray(array)
-        kind = dtype_kind(values.dtype, name)
-        flat = to_float64(values.reshape(-1), kind, name)
-        spec = WeightSpec(name, tuple(int(d) for d in values.shape), values.dtype.name, offset, int(flat.shape[0]))
-        specs.append(spec)
-        pieces.append(flat)
-        offset += spec.length
-    layout = WeightsLayout(tuple(specs))
-    vector: FloatVector = np.concatenate(pieces) if pieces else np.zeros(0, dtype=np.float64)
-    return vector, layout
-
-
-def flatten_weights(
-    weights: Sequence[Any] | Mapping[str, Any] | npt.NDArray[Any],
-) -> tuple[FloatVector, WeightsLayout]:
-    """The arrays of ``weights`` in one float64 vector, and the layout.
-
-    ``weights`` is a list (e.g. ``model.get_weights()``; the layout names its arrays
-    by position, ``"0"``, ``"1"``, ...) or a mapping of weight names to arrays (the
-    layout keeps the names, which are then bound like a model's variable paths).
-    Each array in C order, in list (mapping) order. Raises ConfigurationError for a
-    name that is not a string, a dtype that cannot be aggregated, an integer beyond
-    2^53 in magnitude or a masked array (its masked entries would travel as weights).
-    """
-    if isinstance(weights, Mapping):
-        if not all(isinstance(name, str) for name in weights):
-            raise ConfigurationError("weight names must be strings")
-        return _flatten_named(list(weights.items()))
-    if isinstance(weights, np.ndarray | str | bytes) or not isinstance(weights, Sequence):  # a str's items: str
-        raise ConfigurationError(f"expected a list of numpy arrays or a mapping of names, got {type(weights).__name__}")
-    return _flatten_named([(str(index), array) for index, array in enumerate(weights)])
-
-
-def unflatten_weights(vector: npt.ArrayLike, layout: WeightsLayout) -> list[npt.NDArray[Any]]:
-    """New numpy arrays shaped and typed as ``layout`` describes, from ``vector``, in layout order.
-
-    Inverse of :func:`flatten_weights` (and :func:`flatten_model`), bit for bit
-    on its output; the list goes straight into ``model.set_weights``. A vector
-    that did not come from flattening (an aggregate) is converted with the
-    rounding rules in the module docstring. ConfigurationError for a ``vector`` numpy cannot read
-    as one float array of the layout's size (a tensor that requires grad or is on another device:
-    detach it and move it to the CPU).
-    """
-    require_layout(layout)
-    values = float_vector(vector, layout)
-    out: list[npt.NDArray[Any]] = []
-    for spec in layout.specs:
-        dtype = resolve_dtype(spec.dtype, spec.name)
-        piece = values[spec.offset : spec.offset + spec.length]
-        out.append(from_float64(piece, dtype, dtype_kind(dtype, spec.name), spec).reshape(spec.shape))
-    return out
-
-
 def _model_variables(model: Any, trainable_only: bool) -> list[Any]:
     return model_variables(_keras(), model, trainable_only)
 
@@ -239,17 +142,24 @@ def flatten_model(model: Any, *, trainable_only: bool = False) -> tuple[FloatVec
 
 
 def _flatten_variables(model: Any, variables: Sequence[Any]) -> tuple[FloatVector, WeightsLayout]:
-    return _flatten_named(named_arrays(_keras(), model, variables))
+    return flatten_named(named_arrays(_keras(), model, variables))
 
 
-def _frozen(model: Any, trainable_only: bool) -> FlatModel | None:
+def _frozen(model: Any, trainable_only: bool, local: tuple[str, ...] = ()) -> FlatModel | None:
     """With ``trainable_only``, a Keras model's non-trainable weights (a frozen layer's kernels,
-    batch-norm statistics; by their :func:`flatten_model` names), which shape training without being
-    summed, so a round binds them into the digest of the model a hospital trained from; None
-    otherwise, and for a weight list or mapping (every array is sent)."""
-    if not trainable_only or isinstance(model, np.ndarray | Sequence | Mapping):
+    batch-norm statistics; by their :func:`flatten_model` names) but the ``local`` ones, which shape
+    training without being summed, so a round binds them into the digest of the model a hospital
+    trained from; None otherwise, and for a weight list or mapping (every array is sent; ``local``
+    is refused there: it names a model's weights)."""
+    if isinstance(model, np.ndarray | Sequence | Mapping):
+        if local:
+            raise ConfigurationError(
+                "local_weights names a Keras model's weights; a weight list or mapping holds only what is summed"
+            )
         return None
-    return _flatten_variables(model, unsent_variables(_keras(), model))
+    if not trainable_only:
+        return None
+    return _flatten_variables(model, bound_variables(_keras(), model, local))
 
 
 def named_weights(model: Any, *, trainable_only: bool = False) -> dict[str, npt.NDArray[Any]]:
@@ -299,18 +209,36 @@ def _flatten_any(model: Any, trainable_only: bool) -> tuple[FloatVector, Weights
     return flatten_model(model, trainable_only=trainable_only)
 
 
-def model_digest(model: Any, *, trainable_only: bool = False) -> bytes:
+def model_digest(model: Any, *, trainable_only: bool = False, local_weights: Sequence[str] = ()) -> bytes:
     """The 32-byte digest of a Keras model's weights (or of a weight list or mapping): every
     weight's name (its variable path, :func:`flatten_model`; a list's positions), dtype and
     shape, in order, and its values. The digest of the global model a round hands out;
     :func:`aggregate_models` binds it. With ``trainable_only`` the non-trainable weights, not summed,
     are bound after the trainable ones (names, dtypes, shapes, values): they shape every hospital's
-    training (a frozen backbone), so two models that differ only there have two digests."""
-    return bound_digest(_flatten_any(model, trainable_only), frozen=_frozen(model, trainable_only))
+    training (a frozen backbone), so two models that differ only there have two digests.
+
+    ``local_weights`` (default none; only with ``trainable_only=True``, only for a model) names
+    non-trainable weights each hospital keeps as its own, e.g. FedBN's batch-norm statistics
+    (``"norm/moving_mean"``, ``"norm/moving_variance"``: :func:`flatten_model`'s names): their values
+    are left out of the digest, their names (sorted) bound into it, so a hospital that keeps another
+    set is refused. Names, not a switch such as "every batch norm's statistics": a frozen
+    backbone's own batch norm stays bound unless named, and a name that is no non-trainable weight of
+    the model (a typo, a trainable weight, which is summed), a duplicate or a non-``str`` is refused
+    (ConfigurationError). What it gives up: those statistics are never aggregated, each hospital's
+    stay on its machine, the global model's are the server's initial ones (meaningless for any
+    hospital's data), and each hospital evaluates with its own."""
+    local = local_names(local_weights, trainable_only)
+    return bound_digest(_flatten_any(model, trainable_only), frozen=_frozen(model, trainable_only, local), local=local)
 
 
 def hospital_update(
-    client_id: int, received: Any, local: Any, *, num_samples: int, trainable_only: bool = False
+    client_id: int,
+    received: Any,
+    local: Any,
+    *,
+    num_samples: int,
+    trainable_only: bool = False,
+    local_weights: Sequence[str] = (),
 ) -> ClientUpdate:
     """A hospital's update for an fl_core aggregator: ``local`` (the model it trained) minus
     ``received`` (the global model it trained from), weighted by ``num_samples``, declaring
@@ -318,9 +246,15 @@ def hospital_update(
     update from another model is refused with its reason (``result.refused``). ConfigurationError
     naming the client if the two models' layouts differ (names, order, shapes, dtypes). With
     ``trainable_only`` the declared digest binds ``received``'s non-trainable weights too
-    (:func:`model_digest`); ``local``'s may differ (batch-norm statistics move in training)."""
+    (:func:`model_digest`); ``local``'s may differ (batch-norm statistics move in training).
+    ``local_weights`` (:func:`model_digest`) leaves the named ones out of that binding: the hospital
+    trains from the global trainable weights loaded into its own model, its statistics kept; the
+    server passes the same names to :func:`model_digest`, or this hospital is refused."""
+    names = local_names(local_weights, trainable_only)
     flat = [_flatten_any(model, trainable_only) for model in (received, local)]
-    return declared_update(client_id, flat[0], flat[1], num_samples, frozen=_frozen(received, trainable_only))
+    frozen = _frozen(received, trainable_only, names)
+    _frozen(local, trainable_only, names)  # the same names must be the trained model's non-trainable weights
+    return declared_update(client_id, flat[0], flat[1], num_samples, frozen=frozen, local_names=names)
 
 
 @dataclass(frozen=True)
@@ -348,7 +282,7 @@ class ModelAggregation:
         :func:`load_into_model`); ConfigurationError if the round was skipped."""
         if self.weights is None:
             raise ConfigurationError(f"the round was skipped: {self.result.skipped_reason}")
-        vector, _ = _flatten_named(list(zip(self.layout.names, self.weights, strict=True)))
+        vector, _ = flatten_named(list(zip(self.layout.names, self.weights, strict=True)))
         load_into_model(model, vector, self.layout, trainable_only=self.trainable_only)
 
 
@@ -365,6 +299,7 @@ def aggregate_models(
     clips: Mapping[str, float] | None = None,
     discovery: RangeDiscovery | bool | None = None,
     trained_from: Mapping[int, Any] | None = None,
+    local_weights: Sequence[str] = (),
 ) -> ModelAggregation:
     """FedAvg of Keras models through ``aggregator``: global + weighted mean of (local - global).
 
@@ -396,12 +331,17 @@ def aggregate_models(
     With ``trainable_only`` only the trainable weights are summed, but the digests bind the
     non-trainable ones of the global model and of each ``trained_from`` copy (:func:`model_digest`):
     a hospital that trained on top of another frozen layer is refused; its own batch-norm
-    statistics, moved in training, are not compared.
+    statistics, moved in training, are not compared. ``local_weights`` (:func:`model_digest`: names
+    of non-trainable weights every hospital keeps as its own, FedBN-style) leaves those out of the
+    binding too, so a ``trained_from`` copy may hold its own statistics there; :meth:`ModelAggregation.load_into`
+    writes only the summed weights, so they stay each hospital's.
     """
+    local = local_names(local_weights, trainable_only)
     base, layout, result, found = aggregate_flat_models(
         lambda model: _flatten_any(model, trainable_only), global_model, local_models, aggregator,
         num_samples=num_samples, rng=rng, client_ids=client_ids, dropouts=dropouts, clips=clips, discovery=discovery,
-        trained_from=trained_from, logger=LOGGER, frozen=lambda model: _frozen(model, trainable_only),
+        trained_from=trained_from, logger=LOGGER, frozen=lambda model: _frozen(model, trainable_only, local),
+        local=local,
     )
     weights = None if result.mean is None else unflatten_weights(new_global(base, result.mean, layout), layout)
     return ModelAggregation(result, weights, layout, trainable_only, found)
