@@ -340,11 +340,11 @@ class PrivacyAccountant:
         digest = state["plan_digest"]
         if not isinstance(digest, str) or len(digest) != 64 or any(c not in "0123456789abcdef" for c in digest):
             raise DecodeError("accountant state plan_digest must be 64 lowercase hex digits")
-        if digest != self.config.digest(self._plan).hex():
-            raise ConfigurationError("the state file was written for another DP configuration or noise plan")
         count = state["num_clients"]
         if type(count) is not int or not 1 <= count <= MAX_NUM_CLIENTS:
             raise DecodeError(f"accountant state num_clients must be an integer in 1..{MAX_NUM_CLIENTS}")
+        if digest != self.config.digest(self._plan).hex():
+            raise ConfigurationError(_another_plan(self._plan, digest, count))
         if count > self._plan.num_clients:
             raise ConfigurationError(
                 f"the state file was charged under a plan fixed for {count} nodes, this accountant's plan is for "
@@ -375,6 +375,26 @@ class PrivacyAccountant:
         assert self._path is not None
         data = json.dumps(state, sort_keys=True, indent=1, allow_nan=False).encode("utf-8") + b"\n"
         write_state(self._path, data)  # ConfigurationError if it cannot be written and synced
+
+
+def _another_plan(plan: NoisePlan, digest: str, count: int) -> str:
+    """The refusal of a state file charged under another plan: what the file records of it (its
+    digest, its node count) beside this plan's parts the digest covers."""
+    config = plan.config
+    mine = config.digest(plan).hex()
+    counts = (
+        f"num_clients = {count}, as this plan's"
+        if count == plan.num_clients
+        else f"num_clients = {count}; this plan's num_clients = {plan.num_clients}"
+    )
+    return (
+        f"the state file was written for another DP configuration or noise plan: it records plan digest "
+        f"{digest[:16]}... ({counts}), this plan's digest is {mine[:16]}... (h = {plan.honest} honest, "
+        f"sigma^2 = {float(plan.variance):.6g} per node, rounds = {config.rounds}, l2_clip = {config.l2_clip:g}, "
+        f"sampling_rate = {config.sampling_rate}, dimension = {plan.dimension}, sensitivity = {plan.sensitivity}, "
+        f"{len(plan.preceding)} preceding releases); the file records these only as the digest, so which of "
+        "them differs is not in it"
+    )
 
 
 def _probability(name: str, value: object) -> float:
