@@ -10,6 +10,7 @@ import importlib
 import importlib.util
 import logging
 import sys
+from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
@@ -23,6 +24,7 @@ __all__ = [
     "HEADER",
     "KEYGEN_SECONDS",
     "LEGEND",
+    "MAX_REASON_GROUPS",
     "PP_LEGEND",
     "LogWriter",
     "Progress",
@@ -31,6 +33,7 @@ __all__ = [
     "progress",
     "row",
     "summary_lines",
+    "withheld_note",
 ]
 
 KEYGEN_SECONDS = {1024: 0.5, 2048: 4.0, 3072: 15.0}
@@ -46,6 +49,10 @@ LEGEND = (
 
 PP_LEGEND = "pp = percentage points, this run minus the comparison: negative means this run is less accurate"
 
+MAX_REASON_GROUPS = 5
+"""The most withheld reasons a round's line prints (each once, with its count of hospitals); the
+round's record keeps every (hospital, reason)."""
+
 HEADER = f"{'round':>5}  {'accuracy':>8}  {'loss':>7}  {'agg s':>7}  {'bytes/hosp':>10}  {'in/sampled':>10}  notes"
 
 
@@ -56,7 +63,7 @@ def row(record: RoundRecord) -> str:
     if record.dropouts:
         notes.append("dropped " + ", ".join(f"{c}@{stage.lower()}" for c, stage in record.dropouts))
     if record.rejected:
-        notes.append("withheld " + ", ".join(f"{c} ({reason})" for c, reason in record.rejected))
+        notes.append(withheld_note(record.rejected))
     if record.skipped_reason is not None:
         notes.append("SKIPPED, model unchanged")
     included = f"{len(record.included)}/{len(record.sampled)}"
@@ -65,6 +72,27 @@ def row(record: RoundRecord) -> str:
         f"{record.round:>5}  {record.accuracy:>8.2%}  {record.loss:>7.4f}  {record.aggregation_s:>7.3f}  "
         f"{sent:>10}  {included:>10}  {'; '.join(notes)}"
     ).rstrip()
+
+
+def withheld_note(rejected: tuple[tuple[int, str], ...]) -> str:
+    """A round's withheld hospitals in a line of bounded length: each reason once with how many
+    hospitals gave it (the most frequent first; a reason of one hospital names it), at most
+    :data:`MAX_REASON_GROUPS` reasons, then how many more reasons and hospitals."""
+    counts = Counter(reason for _, reason in rejected)
+    first = {reason: client for client, reason in reversed(rejected)}  # the first hospital giving each
+    groups = sorted(counts.items(), key=lambda item: -item[1])  # stable: ties in order of appearance
+    shown = [
+        f"hospital {first[reason]}: {reason}" if count == 1 else f"{count} hospitals: {reason}"
+        for reason, count in groups[:MAX_REASON_GROUPS]
+    ]
+    rest = groups[MAX_REASON_GROUPS:]
+    if rest:
+        hospitals = sum(count for _, count in rest)
+        shown.append(
+            f"and {len(rest)} more reason{'s' if len(rest) > 1 else ''} "
+            f"({hospitals} hospital{'s' if hospitals > 1 else ''})"
+        )
+    return "withheld " + "; ".join(shown)
 
 
 def summary_lines(report: DemoReport) -> list[str]:

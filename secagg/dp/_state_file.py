@@ -27,6 +27,7 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import importlib
 import os
 import stat
@@ -42,6 +43,7 @@ __all__ = [
     "MAX_STATE_BYTES",
     "STATE_MODE",
     "OutdatedStateError",
+    "folder_problem",
     "lock_path",
     "locked",
     "read_state",
@@ -87,6 +89,11 @@ def read_state(path: Path) -> dict[str, object] | None:
     except ConfigurationError as exc:
         if isinstance(exc.__cause__, FileNotFoundError):
             return None
+        if isinstance(exc.__cause__, NotADirectoryError):  # a file where a folder of the path should be
+            raise ConfigurationError(
+                f"cannot read the accountant's state file {path}: {folder_problem(path, exc.__cause__)}; nothing was "
+                "read or written"
+            ) from exc
         raise
     try:
         state = strict_loads(data.decode("utf-8"))
@@ -185,16 +192,51 @@ def _open_lock(lock: Path, path: Path, flags: int) -> int:
             "another accountant holds it, or a process that crashed left it: remove it once no accountant runs "
             "on this file; nothing was read or written"
         ) from exc
-    except FileNotFoundError as exc:  # ENOENT under O_CREAT: a folder on the path is missing
-        raise ConfigurationError(
-            f"cannot create the accountant's state file {path}: its folder {path.parent} does not exist; "
-            "create it, or give a path in an existing folder; nothing was read or written"
-        ) from exc
-    except OSError as exc:  # ELOOP: a symlink; EISDIR: a folder
+    except OSError as exc:
+        if isinstance(exc, FileNotFoundError) or exc.errno in _FOLDER_ERRORS:  # the folder cannot take the lock
+            raise ConfigurationError(
+                f"cannot create the accountant's state file {path}: {folder_problem(path, exc)}; nothing was read "
+                "or written"
+            ) from exc
+        # ELOOP: a symlink; EISDIR: a folder
         raise ConfigurationError(
             f"cannot use the lock file {lock} of the accountant's state file {path}: {exc.strerror or exc} "
             "(a link, folder, pipe or device is never used as a lock; remove it)"
         ) from exc
+
+
+_FOLDER_ERRORS = frozenset({errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOTDIR})
+"""Errors of creating a file that are its folder's doing, not the lock file's (ENOENT too)."""
+
+
+def folder_problem(path: Path, exc: OSError) -> str:
+    """Why the folder of the state file ``path`` cannot hold it, in true words, after creating or
+    opening a file there failed with ``exc``: a folder on the path missing, a file where a folder
+    should be, a folder this user may not write, or one that exists and still refuses new files (a
+    read-only or pseudo file system such as /proc, whose ENOENT is no missing folder)."""
+    reason = exc.strerror or str(exc)
+    for folder in reversed((path.parent, *path.parent.parents)):  # from the root down: the first that fails
+        try:
+            info = os.stat(folder)
+        except FileNotFoundError:
+            return f"its folder {folder} does not exist; create it, or give a path in an existing folder"
+        except OSError as error:
+            return f"its folder {folder} cannot be reached ({error.strerror or error}); give a path in a usable folder"
+        if not stat.S_ISDIR(info.st_mode):
+            return (
+                f"{folder} is not a folder (a regular file or other non-folder stands where the path needs one); "
+                "give a path in a folder"
+            )
+    folder = path.parent
+    if not os.access(folder, os.W_OK | os.X_OK):
+        return (
+            f"its folder {folder} exists but cannot hold the file: it is not writable by this user ({reason}); "
+            "give a path in a folder this user may write, or let it write this one"
+        )
+    return (
+        f"its folder {folder} exists but cannot hold the file ({reason}: a read-only or pseudo file system, such as "
+        "/proc, takes no new files); give a path in a folder on a local, writable file system"
+    )
 
 
 def _peek(lock: Path) -> bytes:

@@ -31,14 +31,14 @@ refusal residual counts: a plan for fewer nodes than the file records is refused
 naming both counts (it would under-count the released rounds), one for as many
 or more takes it over (an over-count).
 It also records its holder, if any (``holder``: a Flower node's identity public
-key), and is refused to another holder.
+key), and is refused to another holder. The schema and its strict reading are
+:mod:`secagg.dp._state_schema`'s (its names re-exported here).
 """
 
 from __future__ import annotations
 
 import contextlib
 import json
-import math
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -53,6 +53,17 @@ from secagg.dp._state_file import (
     read_state,
     sync_state_folder,
     write_state,
+)
+from secagg.dp._state_schema import (
+    ACCOUNTING_METHOD,
+    MAX_NUM_CLIENTS,
+    MAX_SERVER_ROUND,
+    STATE_FORMAT,
+    STATE_VERSION,
+    check_holder,
+    holder_bytes,
+    parse_state,
+    recorded_num_clients,
 )
 from secagg.dp.calibration import NoisePlan
 from secagg.dp.config import MAX_ROUNDS, DPConfig
@@ -71,18 +82,6 @@ __all__ = [
     "read_state",
     "recorded_num_clients",
 ]
-
-STATE_FORMAT = "secagg/dp-accountant"
-STATE_VERSION = 2
-
-ACCOUNTING_METHOD = "rdp"
-MAX_SERVER_ROUND = (1 << 32) - 1
-MAX_NUM_CLIENTS = (1 << 32) - 1
-MAX_HOLDER_BYTES = 64
-_STATE_KEYS = frozenset(
-    {"format", "version", "accounting_method", "budget", "plan_digest", "num_clients", "holder", "released",
-     "last_round"}
-)  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -117,7 +116,7 @@ class PrivacyAccountant:
         self, plan: NoisePlan, path: str | os.PathLike[str] | None = None, *, holder: bytes | None = None
     ) -> None:
         self._plan = require_instance("plan", plan, NoisePlan)
-        self._holder = None if holder is None else _holder_bytes(holder)
+        self._holder = None if holder is None else holder_bytes(holder)
         self._path = None if path is None else Path(path)
         self._released = 0
         self._last_round: int | None = None
@@ -314,62 +313,11 @@ class PrivacyAccountant:
 
     def _parse(self, state: Mapping[str, object]) -> tuple[int, int | None]:
         """(released, last round) of ``state``, checked as :meth:`load_state_dict` documents."""
-        if isinstance(state, Mapping) and state.get("format") == STATE_FORMAT and _is_int(state.get("version"), 1):
-            raise OutdatedStateError(
-                f"accountant state is {STATE_FORMAT} version 1, which does not record the node count its plan was "
-                f'fixed for; refused, nothing written. To go on with it, add "num_clients": N (the node count of the '
-                f"first DP round charged to it, which the Flower server logs: \"sized for h = ... honest of N nodes\"; "
-                f"a node's own file may take the federation's size, an over-count) and \"holder\": null, and set "
-                f'"version": {STATE_VERSION}; or start a new budget with a new state file'
-            )
-        if not isinstance(state, Mapping) or set(state) != _STATE_KEYS:
-            raise DecodeError(f"accountant state must have exactly the fields {sorted(_STATE_KEYS)}")
-        if state["format"] != STATE_FORMAT or type(state["version"]) is not int or state["version"] != STATE_VERSION:
-            raise DecodeError(f"accountant state is not {STATE_FORMAT} version {STATE_VERSION}")
-        if state["accounting_method"] != ACCOUNTING_METHOD:
-            raise DecodeError(f"accountant state uses accounting method {state['accounting_method']!r}, not 'rdp'")
-        budget = state["budget"]
-        if not isinstance(budget, Mapping) or set(budget) != {"epsilon", "delta"}:
-            raise DecodeError("accountant state budget must have exactly the fields epsilon, delta")
-        epsilon, delta = (_state_float(f"budget.{k}", budget[k]) for k in ("epsilon", "delta"))
-        if (epsilon, delta) != self.budget:
-            raise ConfigurationError(
-                f"the state file's budget (epsilon = {epsilon!r}, delta = {delta!r}) differs from the "
-                f"configured (epsilon = {self.config.epsilon!r}, delta = {self.config.delta!r})"
-            )
-        digest = state["plan_digest"]
-        if not isinstance(digest, str) or len(digest) != 64 or any(c not in "0123456789abcdef" for c in digest):
-            raise DecodeError("accountant state plan_digest must be 64 lowercase hex digits")
-        if digest != self.config.digest(self._plan).hex():
-            raise ConfigurationError("the state file was written for another DP configuration or noise plan")
-        count = state["num_clients"]
-        if type(count) is not int or not 1 <= count <= MAX_NUM_CLIENTS:
-            raise DecodeError(f"accountant state num_clients must be an integer in 1..{MAX_NUM_CLIENTS}")
-        if count > self._plan.num_clients:
-            raise ConfigurationError(
-                f"the state file was charged under a plan fixed for {count} nodes, this accountant's plan is for "
-                f"{self._plan.num_clients}: its refusal residual would count the released rounds as rounds of "
-                f"{self._plan.num_clients} nodes (an under-count); a plan for {count} nodes or more goes on with it"
-            )
-        self._check_holder(state["holder"])
-        released = _state_int("released", state["released"], MAX_ROUNDS)
-        last = state["last_round"]
-        return released, None if last is None else _state_int("last_round", last, MAX_SERVER_ROUND)
+        return parse_state(state, self._plan, self._holder)
 
     def _check_holder(self, recorded: object) -> None:
         """DecodeError if ``recorded`` is no holder; ConfigurationError if it is another one's."""
-        if recorded is None:
-            return  # no holder yet: taken over
-        valid = isinstance(recorded, str) and 2 <= len(recorded) <= 2 * MAX_HOLDER_BYTES and len(recorded) % 2 == 0
-        if not valid or any(c not in "0123456789abcdef" for c in str(recorded)):
-            raise DecodeError(f"accountant state holder must be null or 2 to {2 * MAX_HOLDER_BYTES} lowercase hex")
-        mine = "no holder" if self._holder is None else f"holder {self._holder.hex()[:16]}..."
-        if self._holder is None or recorded != self._holder.hex():
-            raise ConfigurationError(
-                f"it belongs to holder {str(recorded)[:16]}..., this accountant has {mine}: a budget file is one "
-                "holder's (one hospital's) and is never charged by another; nothing was read into the count or "
-                "written. Give each holder its own file"
-            )
+        check_holder(recorded, self._holder)
 
     def _save(self, state: dict[str, object]) -> None:
         assert self._path is not None
@@ -382,32 +330,3 @@ def _probability(name: str, value: object) -> float:
     if not 0.0 < number < 1.0:
         raise ConfigurationError(f"{name} must be in (0, 1), got {number}")
     return number
-
-
-def recorded_num_clients(state: Mapping[str, object] | None) -> int:
-    """The node count the plan of ``state`` (a state file's content) was fixed for; 0 if it records
-    none or a malformed one (the accountant's strict reading then refuses it)."""
-    count = None if state is None else state.get("num_clients")
-    return count if type(count) is int and 1 <= count <= MAX_NUM_CLIENTS else 0
-
-
-def _holder_bytes(holder: object) -> bytes:
-    if type(holder) is not bytes or not 1 <= len(holder) <= MAX_HOLDER_BYTES:
-        raise ConfigurationError(f"holder must be 1 to {MAX_HOLDER_BYTES} bytes, got {type(holder).__name__}")
-    return holder
-
-
-def _is_int(value: object, expected: int) -> bool:
-    return type(value) is int and value == expected
-
-
-def _state_float(name: str, value: object) -> float:
-    if type(value) is not float or not math.isfinite(value):
-        raise DecodeError(f"accountant state {name} must be a finite float, got {type(value).__name__}")
-    return value
-
-
-def _state_int(name: str, value: object, hi: int) -> int:
-    if type(value) is not int or not 0 <= value <= hi:
-        raise DecodeError(f"accountant state {name} must be an integer in 0..{hi}")
-    return value

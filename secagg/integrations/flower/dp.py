@@ -76,7 +76,7 @@ from secagg.errors import (
     ReplayError,
 )
 from secagg.guarantee import Guarantee
-from secagg.integrations.flower._dp_state import recorded_plan, unreadable
+from secagg.integrations.flower._dp_state import another_plan, recorded_plan, unreadable
 from secagg.integrations.flower.policy import NodePolicy
 
 __all__ = [
@@ -315,12 +315,19 @@ class DPRounds:
             recorded, digest = recorded_plan(self.state_file)
             scale = dp_scale(config.l2_clip, dimension)
             plan = calibrated(config, max(num_nodes, recorded), scale, dimension)
-            if num_nodes > recorded > 0 and config.digest(plan).hex() != digest:
+            if num_nodes > recorded >= config.honest and config.digest(plan).hex() != digest:
                 plan = calibrated(config, recorded, scale, dimension)  # rounds of more nodes: skipped (charge)
             try:
                 self.accountant = PrivacyAccountant(plan, self.state_file)
             except DecodeError as exc:
                 raise ConfigurationError(unreadable(self.state_file, exc)) from exc
+            except ConfigurationError as exc:  # another plan's file: name the h and node counts that differ
+                differs = config.digest(plan).hex() != digest and another_plan(
+                    config, recorded, digest, num_nodes, scale, dimension
+                )
+                if not differs:
+                    raise
+                raise ConfigurationError(f"{exc}. {differs}") from exc
             LOGGER.info(
                 "dp: (%g, %g) per patient over %d rounds; sigma^2 = %.6g per node, sized for h = %d honest of %d "
                 "nodes (noise multiplier %.3g)", plan.config.epsilon, plan.config.delta, plan.config.rounds,

@@ -1,0 +1,107 @@
+"""A state file whose folder cannot hold it is refused with true words.
+
+The lock file is created first, next to the state file, and every failure to create it was
+told as "its folder does not exist" (ENOENT: a missing folder, but also /proc, which exists
+and refuses new files) or as a lock "link, folder, pipe or device" to remove (EACCES: a folder
+this user cannot write; ENOTDIR: a regular file where the folder should be). Each is now named
+as what it is, with the path, and nothing is created.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("dp_accounting")
+
+from secagg.dp import DPConfig, NoisePlan, PrivacyAccountant, calibrate
+from secagg.errors import ConfigurationError
+
+CONFIG = DPConfig(epsilon=3.0, delta=1e-5, rounds=5, l2_clip=1.0, min_honest=4)
+
+
+@pytest.fixture(scope="module")
+def plan() -> NoisePlan:
+    return calibrate(CONFIG, num_clients=5, scale=1024.0, dimension=31)
+
+
+def _refusal(plan: NoisePlan, path: Path) -> str:
+    with pytest.raises(ConfigurationError) as refusal:
+        PrivacyAccountant(plan, path)
+    return str(refusal.value)
+
+
+@pytest.mark.skipif(not hasattr(os, "geteuid") or os.geteuid() == 0, reason="root writes a read-only folder")
+def test_a_read_only_folder_is_named_as_not_writable(plan: NoisePlan, tmp_path: Path) -> None:
+    # Prepare: an existing folder this user may not write
+    folder = tmp_path / "read-only"
+    folder.mkdir()
+    folder.chmod(stat.S_IRUSR | stat.S_IXUSR)
+    try:
+        # Execute
+        message = _refusal(plan, folder / "budget.json")
+        # Assert: the folder is named as existing but not writable, never as missing or as a lock to remove
+        assert str(folder) in message and "not writable" in message, message
+        assert "does not exist" not in message and "remove it" not in message, message
+        assert list(folder.iterdir()) == []
+    finally:
+        folder.chmod(stat.S_IRWXU)
+
+
+def test_a_regular_file_where_the_folder_should_be_is_named_as_such(plan: NoisePlan, tmp_path: Path) -> None:
+    # Prepare: the state file's "folder" is a regular file
+    parent = tmp_path / "notes.txt"
+    parent.write_bytes(b"not a folder")
+    # Execute
+    message = _refusal(plan, parent / "budget.json")
+    # Assert: named as a file, not a folder; never as missing or as a lock to remove; left as it is
+    assert str(parent) in message and "not a folder" in message, message
+    assert "does not exist" not in message and "remove it" not in message, message
+    assert parent.read_bytes() == b"not a folder"
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self"), reason="no /proc pseudo file system here")
+def test_a_folder_on_a_pseudo_file_system_is_named_as_unable_to_hold_files(plan: NoisePlan) -> None:
+    # Prepare: /proc exists, and refuses new files (ENOENT under O_CREAT)
+    path = Path("/proc") / "secagg-budget.json"
+    # Execute
+    message = _refusal(plan, path)
+    # Assert: the folder exists, and is named as one that cannot hold the file
+    assert "/proc" in message and "cannot hold" in message, message
+    assert "does not exist" not in message, message
+
+
+def test_a_missing_folder_is_still_named_as_missing(plan: NoisePlan, tmp_path: Path) -> None:
+    # Control: the one case whose words were true keeps them
+    message = _refusal(plan, tmp_path / "no-such-folder" / "budget.json")
+    assert "no-such-folder" in message and "does not exist" in message, message
+
+
+def test_a_folder_refusing_new_files_for_this_user_is_named_as_not_writable(
+    plan: NoisePlan, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Prepare: the read-only folder as a non-root user meets it (root writes through modes, so the
+    # system calls answer as they would: EACCES on creating the lock, no write access to the folder)
+    folder = tmp_path / "read-only"
+    folder.mkdir()
+    real_open, real_access = os.open, os.access
+
+    def refusing_open(path: object, flags: int, *args: int, **kwargs: object) -> int:
+        if os.fspath(path).startswith(str(folder)) and flags & os.O_CREAT:  # type: ignore[call-overload]
+            raise PermissionError(13, "Permission denied", os.fspath(path))  # type: ignore[call-overload]
+        return real_open(path, flags, *args, **kwargs)  # type: ignore[arg-type]
+
+    def access(path: object, mode: int, **kwargs: object) -> bool:
+        return False if os.fspath(path) == str(folder) else real_access(path, mode, **kwargs)  # type: ignore
+
+    monkeypatch.setattr(os, "open", refusing_open)
+    monkeypatch.setattr(os, "access", access)
+    # Execute
+    message = _refusal(plan, folder / "budget.json")
+    # Assert
+    assert str(folder) in message and "not writable" in message, message
+    assert "does not exist" not in message and "remove it" not in message, message
+    assert list(folder.iterdir()) == []
