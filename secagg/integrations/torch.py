@@ -69,10 +69,9 @@ from secagg.integrations._torch_dtypes import (
 )
 from secagg.integrations._torch_tensors import (
     hidden_buffers,
-    model_tensors,
     named,
+    readable_tensors,
     refuse_entry,
-    refuse_extra_state,
     tensors_of,
     write_into,
 )
@@ -210,22 +209,21 @@ def flatten_model(model: Module, *, buffers: bool = False) -> tuple[FloatVector,
     :func:`flatten_state_dict`); a tied (shared) tensor once, under its first name.
     ConfigurationError for a module with extra state (``get_extra_state``: no tensor, never
     silently left out), in either mode."""
-    tensors = model_tensors(model, require_bool("buffers", buffers))
-    refuse_extra_state(model)
-    return flatten_state_dict(untied(tensors))
+    return flatten_state_dict(untied(readable_tensors(model, require_bool("buffers", buffers))))
 
 
 def load_into_model(model: Module, vector: npt.ArrayLike, layout: FlatLayout) -> None:
     """Write ``vector`` into the parameters (and buffers) of ``model`` named in ``layout``, in place.
 
     Each tensor keeps its device and dtype; a tied (shared) tensor is written once. Raises
-    ConfigurationError, with the model untouched, if the module lacks a name of the layout, a shape
+    ConfigurationError, with the model untouched, for a module :func:`flatten_model` refuses to read
+    (extra state, a tensor on the meta device: the same check), if the module lacks a name of the layout, a shape
     or dtype differs, the layout gives two names of one tied tensor different values, or a tensor
     to write shares memory with another or between its own elements (an expanded view). An inference
     tensor (a model built under ``torch.inference_mode()``) is written inside inference mode, the only
     place torch allows it.
     """
-    targets = model_tensors(model, buffers=True)
+    targets = readable_tensors(model, buffers=True)
     for spec in require_layout(layout).specs:
         target = targets.get(spec.name)
         if target is None:
@@ -306,9 +304,20 @@ class ModelAggregation:
 
     def load_into(self, model: Module) -> None:
         """Write the new global tensors into ``model`` in place (:func:`load_into_model`, whose
-        refusals leave the model untouched); ConfigurationError if skipped."""
+        refusals leave the model untouched); ConfigurationError if skipped, and, with the model
+        untouched, if ``model`` holds a tensor the round did not aggregate (a parameter, or a buffer
+        of a round that summed buffers: it would keep its old value in the new global model)."""
         if self.state_dict is None:
             raise ConfigurationError(f"the round was skipped: {self.result.skipped_reason}")
+        names = {spec.name for spec in self.layout.specs}
+        readable_tensors(model, buffers=True)  # a module the adapter cannot read, refused as load_into_model does
+        if names != set(tensors_of(model, False)):  # not a parameters-only round: every tensor is the round's
+            extra = [name for name in tensors_of(model, True) if name not in names]
+            if extra:
+                raise ConfigurationError(
+                    f"tensor {extra[0]!r} of the model is not in the round's layout: the round did not aggregate it, "
+                    "so it would keep its old value in the new global model; load into the model the round aggregated"
+                )
         vector, layout = flatten_state_dict(self.state_dict)
         load_into_model(model, vector, layout)
 
