@@ -328,7 +328,7 @@ def run_dp_round(
     it is not a contributor, and not counted in the denominator. So is, withheld with the reason
     (``result.withheld``), a hospital whose contribution cannot be computed: its copy or its data
     raise, a library error (its text: inputs or targets the model or the loss cannot take, found on the
-    first example before the per-sample computation, are one naming the example's shapes and dtypes,
+    first example when the per-sample computation fails, are one naming the example's shapes and dtypes,
     :func:`clipped_gradient_sum`) or a foreign exception, named by the stage that failed
     (drawing its Poisson sample, reading its copy of the model, the per-sample gradient
     computation) and its type only: a foreign text (torch's) can carry the hospital's tensor shapes
