@@ -1,23 +1,24 @@
-"""What :func:`~secagg.integrations._torch_per_example.clipped_gradient_sum` checks before its
-per-example computation: a model with values to compute at, then the model and the loss run on the
-batch's first example.
+"""What :func:`~secagg.integrations._torch_per_example.clipped_gradient_sum` checks around its
+per-example computation: a model with values to compute at (before it), the loss's value (inside it),
+and, when it fails, the model and the loss run on the batch's first example to name the failure.
 
 **One dry run, not a check per mistake.** What a model takes is its forward pass's to say (an
 Embedding takes integer features, a Linear float ones of its width, a custom forward anything), and
 what a loss takes is the loss's: a list of special cases (the first Linear's ``in_features``, a float
-dtype for the inputs) would refuse good models and miss every other mistake. So the model and the
-loss run once on the first example, outside ``torch.func.vmap`` and on copies of the example, the
-parameters and the buffers (the model keeps its values, and the per-sample computation after it reads
-the example as it was, even when the forward pass writes into its input; the model's forward hooks
-run once more), and a failure there is re-raised as a ConfigurationError naming which of the two
-failed and on what: the example's shapes and dtypes, the model's parameters' dtypes
+dtype for the inputs) would refuse good models and miss every other mistake. So when the per-sample computation raises a
+foreign error, the model and the loss run once on the first example (copied before that computation
+ran), outside ``torch.func.vmap`` and on copies of the parameters and the buffers (the model keeps its
+values; its forward hooks run once more, on that failure path only: a computation that succeeds runs
+no dry run and copies no parameter for one), and a failure there is re-raised as a ConfigurationError
+naming which of the two failed and on what: the example's shapes and dtypes, the model's parameters' dtypes
 and devices and its first layer; torch's error is chained (``raise ... from``), so the caller's
 traceback shows it, but the library's text never carries it: in :func:`~secagg.integrations.torch_dp.run_dp_round`
 the text is a withheld hospital's reason, reported to the server, and torch's text can carry the
 hospital's values. A loss that returns anything but a scalar float tensor is refused naming what it
-returned (:class:`LossNotScalarError`). A failure only the vmap over the whole batch meets (a label out of
-the loss's range at a later row, an operation vmap cannot batch) is re-raised the same way
-(:func:`per_sample_failure`).
+returned (:class:`LossNotScalarError`, :func:`require_scalar_loss`: checked inside the per-sample
+computation too, where ``grad`` of an integer loss would give zero gradients without a word). A failure
+the first example does not meet (a label out of the loss's range at a later row, an operation vmap
+cannot batch) is re-raised the same way (:func:`per_sample_failure`).
 """
 
 from __future__ import annotations
@@ -31,7 +32,9 @@ if TYPE_CHECKING:
     from torch import Tensor
     from torch.nn import Module
 
-__all__ = ["LossNotScalarError", "check_one_example", "per_sample_failure", "refuse_without_values"]
+__all__ = [
+    "LossNotScalarError", "check_one_example", "per_sample_failure", "refuse_without_values", "require_scalar_loss",
+]
 
 _LONGEST_LAYER = 160
 """The most characters of the first layer's description a refusal quotes."""
@@ -135,6 +138,13 @@ def check_one_example(
             f"{_described(output)}, a target of {_described(y)}): check the targets' shape, dtype and values "
             "against the loss's; its error is chained"
         ) from exc
+    require_scalar_loss(torch, loss)
+
+
+def require_scalar_loss(torch: Any, loss: object) -> None:
+    """:class:`LossNotScalarError` naming what ``loss`` is unless it is a 0-dimensional float tensor: what
+    the loss returned on a batch of one, in the dry run or inside the per-sample computation (where
+    ``torch.func.grad`` of an integer tensor gives zero gradients without a word)."""
     if not isinstance(loss, torch.Tensor):
         returned = f"a {type(loss).__name__}"
     elif loss.ndim != 0:

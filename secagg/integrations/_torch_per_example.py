@@ -18,7 +18,12 @@ from secagg._validate import require_finite
 from secagg.errors import ConfigurationError, ConfigurationTypeError
 from secagg.integrations._extras import require
 from secagg.integrations._torch_dp_model import _trainable_parameters
-from secagg.integrations._torch_one_example import check_one_example, per_sample_failure, refuse_without_values
+from secagg.integrations._torch_one_example import (
+    check_one_example,
+    per_sample_failure,
+    refuse_without_values,
+    require_scalar_loss,
+)
 
 if TYPE_CHECKING:
     from torch import Tensor
@@ -176,13 +181,15 @@ def clipped_gradient_sum(
     ``loss_fn`` gets a batch of one and must return a scalar.
 
     Refused with a ConfigurationError before anything is computed: a model on the meta device (no
-    values); before the vmap, the model and the loss run on the batch's first example
-    (:func:`~secagg.integrations._torch_one_example.check_one_example`): inputs the forward pass
-    cannot take (another width than the first layer's, integer features for a float model) or
-    targets the loss cannot take (another dtype or shape) are refused naming which failed and the
-    example's shapes and dtypes, torch's error chained; a loss returning anything but a scalar
-    float tensor (``reduction='none'``) naming what it returned. A foreign error only the vmap over
-    the batch meets (a label out of range at a later row) is a ConfigurationError chained from it.
+    values). When the vmap raises a foreign error, the model and the loss run once on the batch's
+    first example (:func:`~secagg.integrations._torch_one_example.check_one_example`, on copies, the
+    model put back as it was) to name it: inputs the forward pass cannot take (another width than
+    the first layer's, integer features for a float model) or targets the loss cannot take (another
+    dtype or shape) are refused naming which failed and the example's shapes and dtypes, torch's
+    error chained; a loss returning anything but a scalar float tensor (``reduction='none'``)
+    naming what it returned. A foreign error the first example does not meet (a label out of range
+    at a later row) is a ConfigurationError chained from the vmap's. A computation that succeeds
+    runs no dry run: no copy of the parameters for it, forward hooks run by the vmap only.
     The model's parameters, buffers and attributes are as they were after every refusal.
     """
     if require_finite("l2_clip", l2_clip) <= 0:
@@ -203,6 +210,7 @@ def clipped_gradient_sum(
     def loss_of_one(parameters: Mapping[str, Tensor], x: Tensor, y: Tensor) -> Tensor:
         output = func.functional_call(model, (dict(parameters), buffers), (x.unsqueeze(0),))
         loss: Tensor = loss_fn(output, y.unsqueeze(0))
+        require_scalar_loss(torch, loss)  # grad of an integer loss gives zero gradients without a word
         return loss
 
     # Each example gets its own view of the parameters (expanded: no copy), not one shared unbatched
@@ -213,18 +221,24 @@ def clipped_gradient_sum(
     rows = int(inputs.shape[0])
     own = {name: p.unsqueeze(0).expand(rows, *p.shape) for name, p in params.items()}
     saved, values = _plain_attributes(model), {name: p.clone() for name, p in params.items()}
+    # The first example as it was (one row, copied): the forward pass inside vmap may write into its input.
+    first = inputs[:1].clone(), targets[:1].clone()
+    failure: tuple[ConfigurationError, Exception] | None = None
     try:
-        check_one_example(torch, func, model, loss_fn, params, buffers, inputs, targets)
-        try:
-            per_sample = func.vmap(func.grad(loss_of_one), in_dims=(0, 0, 0))(own, inputs, targets)
-        except Exception as exc:
-            failure = per_sample_failure(exc)
-            if failure is None:
-                raise  # the library's own error, or the computing party's MemoryError
-            raise failure from exc
+        per_sample = func.vmap(func.grad(loss_of_one), in_dims=(0, 0, 0))(own, inputs, targets)
+    except Exception as exc:
+        refusal = per_sample_failure(exc)
+        if refusal is None:
+            raise  # the library's own error, or the computing party's MemoryError
+        failure = refusal, exc
     finally:
         _restore(saved)
         written = _put_back(torch, params, values)
+    if failure is not None:
+        # Only now the dry run (on copies of the first example, the parameters and the buffers, the model
+        # put back as it was): it names a failure of the forward pass or of the loss on the first example.
+        check_one_example(torch, func, model, loss_fn, params, buffers, *first)
+        raise failure[0] from failure[1]
     if written:
         raise ConfigurationError(
             f"the forward pass wrote into parameter {written[0]!r} (an in-place update inside forward: a clamp, a "

@@ -26,6 +26,7 @@ __all__ = [
     "hidden_buffers",
     "model_tensors",
     "named",
+    "readable_tensors",
     "refuse_entry",
     "refuse_extra_state",
     "refuse_lazy",
@@ -114,6 +115,21 @@ def model_tensors(model: Module, buffers: bool) -> dict[str, Tensor]:
         tensors.update(model.named_buffers(remove_duplicate=False))
     for name, tensor in tensors.items():
         refuse_lazy(torch, name, tensor)
+    return tensors
+
+
+def readable_tensors(model: Module, buffers: bool) -> dict[str, Tensor]:
+    """:func:`model_tensors` of a module the adapter can read, and so write: ConfigurationError for
+    extra state (:func:`refuse_extra_state`) and for a tensor :func:`refuse_entry` refuses (on the meta
+    device, not dense). The one check of both sides: :func:`~secagg.integrations.torch.flatten_model`
+    reads through it, and every write-back (``load_into_model``, ``ModelAggregation.load_into``,
+    ``torch_dp.apply_dp_step``) runs it before its first write, so a module the adapter would not read
+    is never half written (a write into a meta tensor is a no-op torch does not report)."""
+    tensors = model_tensors(model, buffers)
+    refuse_extra_state(model)
+    torch = _torch()
+    for name, tensor in tensors.items():
+        refuse_entry(torch, name, tensor)
     return tensors
 
 

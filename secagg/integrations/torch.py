@@ -40,6 +40,9 @@ is one tensor to the model functions (``flatten_model``, ``model_digest``,
 ``hospital_update``, ``aggregate_models``): read once, under its first name
 (:mod:`secagg.integrations._torch_ties`); ``flatten_state_dict`` keeps every entry. PyTorch
 is imported on first use (``pip install -e '.[torch]'`` from the root of a clone).
+
+The flat conversion (:class:`TensorSpec`, :class:`FlatLayout`, the flatten and load functions) lives
+in :mod:`secagg.integrations._torch_flat` and is re-exported here; this module binds and aggregates.
 """
 
 from __future__ import annotations
@@ -47,36 +50,26 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable, Mapping, Sequence, ValuesView
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import numpy.typing as npt
 
 from secagg._validate import require_bool
 from secagg.errors import ConfigurationError, ConfigurationTypeError
 from secagg.integrations._extras import require
-from secagg.integrations._layout import ArraySpec, float_vector, require_layout
-from secagg.integrations._layout import FlatLayout as _FlatLayout
 from secagg.integrations._model_binding import FlatModel, bound_digest, declared_update
 from secagg.integrations._ranges import aggregate_flat_models, new_global
-from secagg.integrations._torch_dtypes import (
-    EXACT_INTEGER_LIMIT,
-    FLOAT4_DTYPE,
-    dtype_name,
-    from_float64,
-    kind_of,
-    to_float64,
+from secagg.integrations._torch_dtypes import EXACT_INTEGER_LIMIT
+from secagg.integrations._torch_flat import (
+    FlatLayout,
+    TensorSpec,
+    flatten_model,
+    flatten_state_dict,
+    load_into_model,
+    unflatten_state_dict,
 )
-from secagg.integrations._torch_tensors import (
-    hidden_buffers,
-    model_tensors,
-    named,
-    refuse_entry,
-    refuse_extra_state,
-    tensors_of,
-    write_into,
-)
-from secagg.integrations._torch_ties import ties, untied, written_once
+from secagg.integrations._torch_tensors import hidden_buffers, named, readable_tensors, tensors_of
+from secagg.integrations._torch_ties import ties
 from secagg.ranges import RangeDiscovery
 
 if TYPE_CHECKING:
@@ -99,8 +92,6 @@ __all__ = [
     "unflatten_state_dict",
 ]
 
-FloatVector = npt.NDArray[np.float64]
-
 LOGGER = logging.getLogger(__name__)
 """Where :func:`aggregate_models` logs, at DEBUG, the full text of a foreign exception that withheld a
 hospital (the round's report names only the exception's type)."""
@@ -108,140 +99,6 @@ hospital (the round's report names only the exception's type)."""
 
 def _torch() -> Any:
     return require("torch", "torch")
-
-
-@dataclass(frozen=True)
-class TensorSpec(ArraySpec):
-    """Where one named tensor sits in a flat vector (see :class:`~secagg.integrations._layout.ArraySpec`).
-
-    ``dtype`` is the PyTorch dtype name without the ``torch.`` prefix, e.g.
-    ``"bfloat16"``; ``length`` is numel, or 2 * numel for complex and
-    ``float4_e2m1fn_x2`` (two values per element).
-    """
-
-    NOUN: ClassVar[str] = "tensor"
-
-    def entries_per_element(self) -> int:
-        """2 for complex dtypes and ``float4_e2m1fn_x2``, else 1."""
-        return 2 if self.dtype == FLOAT4_DTYPE or self.dtype.startswith("complex") else 1
-
-
-@dataclass(frozen=True)
-class FlatLayout(_FlatLayout):
-    """The named tensors of a flat vector, back to back from index 0 (see
-    :class:`~secagg.integrations._layout.FlatLayout`; :meth:`segments` gives one
-    segment per tensor, integer buffers exact)."""
-
-    NOUN: ClassVar[str] = "tensor"
-
-
-def flatten_state_dict(tensors: Mapping[str, Tensor]) -> tuple[FloatVector, FlatLayout]:
-    """All tensors of ``tensors`` in one float64 vector, and the layout to undo it.
-
-    Works for any mapping of names to tensors (``model.state_dict()``, an
-    optimizer-free snapshot, a dict you built); tensors may live on any device
-    and require grad. Raises ConfigurationError for an unsupported dtype or an
-    integer beyond 2^53 in magnitude.
-    """
-    torch = _torch()
-    if not isinstance(tensors, Mapping):
-        raise ConfigurationError(f"expected a mapping of names to tensors (a state dict), got {type(tensors).__name__}")
-    specs: list[TensorSpec] = []
-    pieces: list[Any] = []
-    offset = 0
-    for name, tensor in tensors.items():
-        refuse_entry(torch, name, tensor)
-        name_of_dtype = dtype_name(tensor.dtype)
-        kind = kind_of(name_of_dtype, tensor.dtype, name)
-        # resolve_conj/resolve_neg: a lazy conj() or negation is a bit view_as_real refuses.
-        dense = tensor.detach().to("cpu").resolve_conj().resolve_neg()
-        flat = to_float64(torch, dense.reshape(-1), kind, name)
-        spec = TensorSpec(name, tuple(int(d) for d in tensor.shape), name_of_dtype, offset, int(flat.shape[0]))
-        specs.append(spec)
-        pieces.append(flat)
-        offset += spec.length
-    layout = FlatLayout(tuple(specs))
-    if not pieces:
-        return np.zeros(0, dtype=np.float64), layout
-    vector: FloatVector = torch.cat(pieces).numpy()
-    return vector, layout
-
-
-def unflatten_state_dict(vector: npt.ArrayLike, layout: FlatLayout) -> dict[str, Tensor]:
-    """New CPU tensors named and shaped as ``layout`` describes, from ``vector``.
-
-    Inverse of :func:`flatten_state_dict`, bit for bit on its output. A vector
-    that did not come from flattening (an aggregate) is converted with
-    PyTorch's rounding for floating dtypes, rounded half to even for integers
-    (refused if out of the dtype's range) and for bool (refused if not finite or
-    outside 0 and 1), and rounded to the nearest E2M1 value (ties to even) for
-    ``float4_e2m1fn_x2``. A value a
-    floating dtype cannot hold is refused with a ConfigurationError, never
-    turned into an infinity, a NaN or the dtype's largest value: beyond the
-    range (more than half a unit in the last place past the largest finite
-    value; 6 for E2M1, 448 for float8_e4m3fn, 65504 for float16), an infinity
-    or NaN the format has no code for, a negative value for an unsigned format. ConfigurationError
-    too for a ``vector`` numpy cannot read as one float array of the layout's size (a tensor that
-    requires grad or is on another device: detach it and move it to the CPU) and for a layout that
-    names a dtype by a torch alias (``cfloat``, ``half``) rather than as flattening does.
-    """
-    torch = _torch()
-    require_layout(layout)
-    values = float_vector(vector, layout)
-    out: dict[str, Tensor] = {}
-    for spec in layout.specs:
-        dtype = getattr(torch, spec.dtype, None)
-        # The dtype's own name only: an alias ("cfloat" for complex64) would size the entries otherwise.
-        if not isinstance(dtype, torch.dtype) or dtype_name(dtype) != spec.dtype:
-            raise ConfigurationError(
-                f"tensor {spec.name!r}: unknown dtype {spec.dtype} (a layout names a dtype as flattening does: "
-                "float16, complex64, ...)"
-            )
-        piece = values[spec.offset : spec.offset + spec.length]
-        out[spec.name] = from_float64(torch, piece, dtype, kind_of(spec.dtype, dtype, spec.name), spec).reshape(
-            spec.shape
-        )
-    return out
-
-
-def flatten_model(model: Module, *, buffers: bool = False) -> tuple[FloatVector, FlatLayout]:
-    """A module's parameters (in ``named_parameters`` order), then its buffers if
-    ``buffers`` (non-persistent ones too), as one float64 vector and its layout (see
-    :func:`flatten_state_dict`); a tied (shared) tensor once, under its first name.
-    ConfigurationError for a module with extra state (``get_extra_state``: no tensor, never
-    silently left out), in either mode."""
-    tensors = model_tensors(model, require_bool("buffers", buffers))
-    refuse_extra_state(model)
-    return flatten_state_dict(untied(tensors))
-
-
-def load_into_model(model: Module, vector: npt.ArrayLike, layout: FlatLayout) -> None:
-    """Write ``vector`` into the parameters (and buffers) of ``model`` named in ``layout``, in place.
-
-    Each tensor keeps its device and dtype; a tied (shared) tensor is written once. Raises
-    ConfigurationError, with the model untouched, if the module lacks a name of the layout, a shape
-    or dtype differs, the layout gives two names of one tied tensor different values, or a tensor
-    to write shares memory with another or between its own elements (an expanded view). An inference
-    tensor (a model built under ``torch.inference_mode()``) is written inside inference mode, the only
-    place torch allows it.
-    """
-    targets = model_tensors(model, buffers=True)
-    for spec in require_layout(layout).specs:
-        target = targets.get(spec.name)
-        if target is None:
-            raise ConfigurationError(f"the model has no parameter or buffer named {spec.name!r}")
-        if tuple(target.shape) != spec.shape or dtype_name(target.dtype) != spec.dtype:
-            raise ConfigurationError(
-                f"tensor {spec.name!r}: the model holds {dtype_name(target.dtype)} {tuple(target.shape)}, "
-                f"the layout {spec.dtype} {spec.shape}"
-            )
-    tensors = unflatten_state_dict(vector, layout)
-    written = written_once(targets, float_vector(vector, layout), layout)
-    torch = _torch()
-    with torch.no_grad():
-        for name, first in written.items():
-            if name == first:
-                write_into(torch, targets[name], tensors[name])
 
 
 def model_digest(model: Module | Mapping[str, Tensor], *, buffers: bool = True) -> bytes:
@@ -306,9 +163,20 @@ class ModelAggregation:
 
     def load_into(self, model: Module) -> None:
         """Write the new global tensors into ``model`` in place (:func:`load_into_model`, whose
-        refusals leave the model untouched); ConfigurationError if skipped."""
+        refusals leave the model untouched); ConfigurationError if skipped, and, with the model
+        untouched, if ``model`` holds a tensor the round did not aggregate (a parameter, or a buffer
+        of a round that summed buffers: it would keep its old value in the new global model)."""
         if self.state_dict is None:
             raise ConfigurationError(f"the round was skipped: {self.result.skipped_reason}")
+        names = {spec.name for spec in self.layout.specs}
+        readable_tensors(model, buffers=True)  # a module the adapter cannot read, refused as load_into_model does
+        if names != set(tensors_of(model, False)):  # not a parameters-only round: every tensor is the round's
+            extra = [name for name in tensors_of(model, True) if name not in names]
+            if extra:
+                raise ConfigurationError(
+                    f"tensor {extra[0]!r} of the model is not in the round's layout: the round did not aggregate it, "
+                    "so it would keep its old value in the new global model; load into the model the round aggregated"
+                )
         vector, layout = flatten_state_dict(self.state_dict)
         load_into_model(model, vector, layout)
 

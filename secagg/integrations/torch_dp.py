@@ -75,7 +75,7 @@ from secagg.integrations._torch_per_example import (
     require_loss,
     torch_module,
 )
-from secagg.integrations._torch_tensors import write_into
+from secagg.integrations._torch_tensors import readable_tensors, write_into
 from secagg.integrations._torch_ties import refuse_shared_memory
 from secagg.integrations.torch import TensorSpec
 
@@ -195,13 +195,16 @@ def _withheld_reason(client: object, stage: list[str], exc: Exception) -> str:
 def apply_dp_step(model: Module, noised_sum: FloatVector, denominator: float, learning_rate: float) -> None:
     """``w <- w - learning_rate * noised_sum / denominator`` on the trainable parameters, in place.
 
-    Raises ConfigurationError, with every parameter untouched, for a non-finite learning rate or sum, a
+    Raises ConfigurationError, with every parameter untouched, for a module the model digest refuses to
+    read (extra state, a tensor on the meta device: :func:`~secagg.integrations.torch.load_into_model`'s
+    check), a non-finite learning rate or sum, a
     denominator that is not a positive finite number, a sum of another length, a step a parameter's dtype cannot hold
     (a finite weight would become an infinity, a NaN or its dtype's largest value), or a parameter whose
     elements share memory (an expanded view) or that shares memory with another (as
     :func:`~secagg.integrations.torch.load_into_model`). An inference parameter (a model built under
     ``torch.inference_mode()``) is written inside inference mode, the only place torch allows it."""
     torch = torch_module()
+    readable_tensors(model, buffers=True)  # what the digest refuses to read (extra state, meta tensors): never written
     params = _trainable_parameters(model)
     refuse_shared_memory(dict(params))  # before any write: torch would refuse one partway, or write one over another
     total = sum(int(p.numel()) for _, p in params)
@@ -325,7 +328,7 @@ def run_dp_round(
     it is not a contributor, and not counted in the denominator. So is, withheld with the reason
     (``result.withheld``), a hospital whose contribution cannot be computed: its copy or its data
     raise, a library error (its text: inputs or targets the model or the loss cannot take, found on the
-    first example before the per-sample computation, are one naming the example's shapes and dtypes,
+    first example when the per-sample computation fails, are one naming the example's shapes and dtypes,
     :func:`clipped_gradient_sum`) or a foreign exception, named by the stage that failed
     (drawing its Poisson sample, reading its copy of the model, the per-sample gradient
     computation) and its type only: a foreign text (torch's) can carry the hospital's tensor shapes

@@ -148,3 +148,33 @@ def test_a_loss_that_returns_no_scalar_anywhere_still_ends_the_round_before_any_
             declared_sizes={h: 12 for h in range(1, 6)}, rng=np.random.default_rng(0),
         )  # fmt: skip
     assert aggregator.spent()[0] == 0.0 and torch.equal(model.w.detach(), before)
+
+
+def test_a_computation_that_succeeds_runs_the_forward_hooks_once_and_no_dry_run() -> None:
+    """Before: the dry run ran the model once more on copies of the first example, the parameters
+    and the buffers, before the per-sample computation: its forward hooks ran twice per hospital
+    (a hook counting calls saw 2) and each hospital held one more copy of the parameters. The dry
+    run now runs only to name a failure of the per-sample computation."""
+    # Prepare: a model whose forward hook counts its calls
+    calls: list[int] = []
+    model = _Doubled(False)
+    model.register_forward_hook(lambda module, args, output: calls.append(1))
+    inputs, targets = five_hospitals()[0][1:]
+    # Execute
+    torch_dp.clipped_gradient_sum(model, F.cross_entropy, inputs, targets, 1.0)
+    # Assert: one forward pass, the per-sample computation's (vmap runs the hook once for the batch)
+    assert len(calls) == 1
+
+
+def test_a_failure_of_the_per_sample_computation_is_still_named_by_the_first_example() -> None:
+    """The dry run, now run only after the per-sample computation failed, still names which of the
+    model and the loss failed on the first example, with the model put back as it was."""
+    # Prepare: 7 features for a model of 4
+    model = _Doubled(False)
+    before = {name: p.detach().clone() for name, p in model.named_parameters()}
+    inputs, targets = five_hospitals()[0][1:]
+    wide = torch.cat([inputs, inputs[:, :3]], dim=1)
+    # Execute / Assert
+    with pytest.raises(ConfigurationError, match=r"forward pass raised RuntimeError on the batch's first example"):
+        torch_dp.clipped_gradient_sum(model, F.cross_entropy, wide, targets, 1.0)
+    assert all(torch.equal(p.detach(), before[name]) for name, p in model.named_parameters())
