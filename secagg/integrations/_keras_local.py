@@ -1,5 +1,5 @@
-"""The Keras adapter's ``local_weights``: the non-trainable weights each hospital keeps as its own
-under ``trainable_only=True`` (FedBN-style batch-norm statistics, Li et al., ICLR 2021).
+"""The Keras adapter's ``local_weights``: the batch-norm statistics each hospital keeps as its own
+under ``trainable_only=True`` (FedBN-style, Li et al., ICLR 2021).
 
 Under ``trainable_only`` the non-trainable weights are not summed but the model a hospital trained
 from is bound with them (:func:`unsent_variables`), so a hospital that kept its own batch-norm
@@ -7,9 +7,10 @@ statistics declares another model than the server's and is refused. ``local_weig
 weights left out of that binding too, and nothing else: :func:`local_names` checks the option
 itself (a list or tuple of distinct ``str``, and ``trainable_only=True``: a trainable weight is
 summed and cannot be kept local this way), :func:`bound_variables` checks it against a model
-(each name one of the model's non-trainable weights, by its
-:func:`~secagg.integrations.keras.flatten_model` name) and returns the non-trainable weights that
-stay bound. The names themselves are bound into every digest
+(each name one weight of the model, by its :func:`~secagg.integrations.keras.flatten_model` name,
+and that weight a ``BatchNormalization`` layer's ``moving_mean`` or ``moving_variance``: a frozen
+layer's kernel, or any other non-trainable weight, cannot leave the binding this way) and returns
+the non-trainable weights that stay bound. The names themselves are bound into every digest
 (:func:`~secagg.integrations._model_binding.bound_digest`), sorted, so a hospital that keeps
 another set than the server is refused whatever its values.
 """
@@ -51,14 +52,33 @@ def local_names(local_weights: object, trainable_only: object) -> tuple[str, ...
     return tuple(sorted(seen))
 
 
+def _statistics(keras: Any, model: Any) -> set[int]:
+    """The ids of the moving statistics (``moving_mean``, ``moving_variance``) of every
+    ``keras.layers.BatchNormalization`` in ``model``, the model itself included."""
+    found: set[int] = set()
+    for layer in model._flatten_layers(include_self=True, recursive=True):  # Keras 3's own walk
+        if isinstance(layer, keras.layers.BatchNormalization):
+            found.update((id(layer.moving_mean), id(layer.moving_variance)))
+    return found
+
+
 def bound_variables(keras: Any, model: Any, local: tuple[str, ...]) -> list[Any]:
     """The non-trainable weights of ``model`` that ``trainable_only`` binds (not sums): all of them but
-    those named in ``local``; ConfigurationError for a name that is trainable or no weight of the model."""
+    those named in ``local``; ConfigurationError for a name that matches several of the model's weights,
+    is trainable, is no weight of the model, or is no batch-norm statistic."""
     unsent = unsent_variables(keras, model)
     names = weight_names(model, unsent)
     if local:
+        everything = weight_names(model, model_variables(keras, model, False))
         trainable = set(weight_names(model, model_variables(keras, model, True)))
+        statistics = _statistics(keras, model)
         for name in local:
+            count = everything.count(name)
+            if count > 1:
+                raise ConfigurationError(
+                    f"local_weights: {_shown(name)} names {count} weights of the model (layers of nested models "
+                    "that share a name): a name must pick one weight; give the layers distinct names"
+                )
             if name in trainable:
                 raise ConfigurationError(
                     f"local_weights: {_shown(name)} is trainable: trainable weights are summed, and none can be "
@@ -68,5 +88,11 @@ def bound_variables(keras: Any, model: Any, local: tuple[str, ...]) -> list[Any]
                 shown = ", ".join(_shown(other) for other in names[:8]) or "none"
                 raise ConfigurationError(
                     f"local_weights: {_shown(name)} is no weight of the model (its non-trainable weights: {shown})"
+                )
+            if id(unsent[names.index(name)]) not in statistics:
+                raise ConfigurationError(
+                    f"local_weights: {_shown(name)} is no batch-norm statistic (a BatchNormalization layer's "
+                    "moving_mean or moving_variance): any other non-trainable weight (a frozen layer's kernel, "
+                    "a frozen batch norm's scale or shift) shapes every hospital's training and stays bound"
                 )
     return [variable for variable, name in zip(unsent, names, strict=True) if name not in local]

@@ -22,8 +22,8 @@ between the two, the same way :mod:`secagg.integrations.torch` does for PyTorch:
   shapes, dtypes and values) and a hospital's update built from the model it received and
   the one it trained, declaring the received model's digest; the aggregation binds the
   global model's digest and refuses a hospital that trained from another (``result.refused``).
-- ``local_weights`` (with ``trainable_only=True``): the non-trainable weights each hospital keeps
-  as its own (FedBN's batch-norm statistics), left out of the binding, their names bound instead
+- ``local_weights`` (with ``trainable_only=True``): the batch-norm statistics (``moving_mean``,
+  ``moving_variance``) each hospital keeps as its own (FedBN), left out of the binding, their names bound instead
   (:mod:`secagg.integrations._keras_local`; :func:`model_digest` says what it gives up).
 
 Exactness: every value of float16, float32 and float64 and of the narrow float
@@ -218,15 +218,17 @@ def model_digest(model: Any, *, trainable_only: bool = False, local_weights: Seq
     training (a frozen backbone), so two models that differ only there have two digests.
 
     ``local_weights`` (default none; only with ``trainable_only=True``, only for a model) names
-    non-trainable weights each hospital keeps as its own, e.g. FedBN's batch-norm statistics
-    (``"norm/moving_mean"``, ``"norm/moving_variance"``: :func:`flatten_model`'s names): their values
-    are left out of the digest, their names (sorted) bound into it, so a hospital that keeps another
-    set is refused. Names, not a switch such as "every batch norm's statistics": a frozen
-    backbone's own batch norm stays bound unless named, and a name that is no non-trainable weight of
-    the model (a typo, a trainable weight, which is summed), a duplicate or a non-``str`` is refused
-    (ConfigurationError). What it gives up: those statistics are never aggregated, each hospital's
-    stay on its machine, the global model's are the server's initial ones (meaningless for any
-    hospital's data), and each hospital evaluates with its own."""
+    the batch-norm statistics each hospital keeps as its own, FedBN-style (``"norm/moving_mean"``,
+    ``"norm/moving_variance"``: :func:`flatten_model`'s names): their values are left out of the
+    digest, their names (sorted) bound into it, so a hospital that keeps another set is refused.
+    Names, not a switch such as "every batch norm's statistics": a frozen backbone's own batch norm
+    stays bound unless named, and a name that is no non-trainable weight of the model (a typo, a
+    trainable weight, which is summed), a non-trainable weight that is no ``BatchNormalization``'s
+    ``moving_mean`` or ``moving_variance`` (a frozen kernel stays bound), a name that matches two
+    weights, a duplicate or a non-``str`` is refused (ConfigurationError). What it gives up: those
+    statistics are never aggregated, each hospital's stay on its machine, the global model's are
+    the server's initial ones (meaningless for any hospital's data), and each hospital evaluates
+    with its own."""
     local = local_names(local_weights, trainable_only)
     return bound_digest(_flatten_any(model, trainable_only), frozen=_frozen(model, trainable_only, local), local=local)
 
@@ -332,7 +334,7 @@ def aggregate_models(
     non-trainable ones of the global model and of each ``trained_from`` copy (:func:`model_digest`):
     a hospital that trained on top of another frozen layer is refused; its own batch-norm
     statistics, moved in training, are not compared. ``local_weights`` (:func:`model_digest`: names
-    of non-trainable weights every hospital keeps as its own, FedBN-style) leaves those out of the
+    of batch-norm statistics every hospital keeps as its own, FedBN-style) leaves those out of the
     binding too, so a ``trained_from`` copy may hold its own statistics there; :meth:`ModelAggregation.load_into`
     writes only the summed weights, so they stay each hospital's.
     """

@@ -3,7 +3,8 @@ batch-norm statistics) under ``trainable_only=True``.
 
 Named weights are left out of the received-model binding (they are already out of the sum) and
 nothing else is; the set of names is bound into the digest, so a hospital that disagrees with the
-server about it is refused. Names that are not the model's non-trainable weights are refused.
+server about it is refused. Names that are not the model's batch-norm statistics (one weight each)
+are refused.
 """
 
 from __future__ import annotations
@@ -265,3 +266,94 @@ def test_a_hospital_whose_model_lacks_a_named_weight_costs_only_itself() -> None
     assert [client for client, _ in outcome.result.withheld] == [1]
     assert "'norm/moving_mean' is no weight of the model" in dict(outcome.result.withheld)[1]
     assert outcome.result.included == {0, 2} and outcome.weights is not None
+
+
+@CALLS
+@pytest.mark.parametrize(
+    ("frozen", "names"),
+    [("dense", ["dense/kernel"]), ("dense", ["dense/bias", *LOCAL]), ("norm", ["norm/gamma"]), ("norm", ["norm/beta"])],
+    ids=["frozen-kernel", "frozen-bias-with-statistics", "frozen-norm-scale", "frozen-norm-shift"],
+)
+def test_a_non_trainable_weight_that_is_no_batch_norm_statistic_cannot_be_kept_local(
+    call: Any, frozen: str, names: list[str]
+) -> None:
+    # Prepare: a frozen layer's weights are non-trainable; kept local, a frozen backbone would leave
+    # the binding (a server's instructions could name it), so only batch-norm statistics can be
+    model = fedbn()
+    model.get_layer(frozen).trainable = False
+    # Execute / Assert
+    with pytest.raises(ConfigurationError, match=f"'{frozen}/[a-z]+' is no batch-norm statistic"):
+        call(model, names)
+
+
+def twin_norms() -> Any:
+    """Two nested functional models, each with a statistics-only BatchNormalization named "norm":
+    both layers' statistics get the same flatten_model names."""
+
+    def block(name: str) -> Any:
+        inputs = keras.Input((3,))
+        dense = keras.layers.Dense(3, name=f"dense_{name}")(inputs)
+        norm = keras.layers.BatchNormalization(name="norm", center=False, scale=False)
+        return keras.Model(inputs, norm(dense), name=name)
+
+    inputs = keras.Input((3,))
+    return keras.Model(inputs, keras.layers.Dense(2, name="head")(block("right")(block("left")(inputs))))
+
+
+@CALLS
+def test_a_local_name_that_matches_two_weights_is_refused(call: Any) -> None:
+    # Prepare: one name, two weights: neither would be bound, and a hospital could not tell which it keeps
+    model = twin_norms()
+    # Execute / Assert
+    with pytest.raises(ConfigurationError, match="'norm/moving_mean' names 2 weights of the model"):
+        call(model, list(LOCAL))
+
+
+def two_norms() -> Any:
+    """fedbn() with a second BatchNormalization ("backbone_norm") before the first Dense."""
+    model = keras.Sequential(
+        [
+            keras.Input((3,)),
+            keras.layers.BatchNormalization(name="backbone_norm"),
+            keras.layers.Dense(3, name="dense"),
+            keras.layers.BatchNormalization(name="norm"),
+            keras.layers.Dense(2, name="head"),
+        ]
+    )
+    model.set_weights([np.full(w.shape, 0.5, w.dtype) for w in model.get_weights()])
+    return model
+
+
+def test_a_server_that_names_more_weights_local_than_the_hospital_fails_that_hospital() -> None:
+    # Prepare: the hospital keeps "norm"'s statistics and binds "backbone_norm"'s; a server that
+    # declares both local (to leave "backbone_norm" unchecked) binds another set of names
+    global_model = two_norms()
+    hospital = hospital_update(
+        0, global_model, global_model, num_samples=1, trainable_only=True, local_weights=LOCAL
+    )
+    wider = [*LOCAL, "backbone_norm/moving_mean", "backbone_norm/moving_variance"]
+    # Execute
+    result = make_aggregator("plain").aggregate(
+        [hospital], rng=np.random.default_rng(0),
+        model_digest=model_digest(global_model, trainable_only=True, local_weights=wider),
+    )  # fmt: skip
+    # Assert: the hospital's own set decides what it binds; the server's other set refuses it
+    assert [client for client, _ in result.refused] == [0]
+    assert hospital.model_digest == model_digest(global_model, trainable_only=True, local_weights=LOCAL)
+
+
+def test_automatic_names_of_the_statistics_do_not_depend_on_what_the_process_built_before() -> None:
+    # Prepare: batch-norm layers without names, one model built before: Keras numbers the second
+    # model's layer batch_normalization_1; the digest (names bound) must be a fresh process's
+    def unnamed() -> Any:
+        model = keras.Sequential([keras.Input((3,)), keras.layers.BatchNormalization(), keras.layers.Dense(2)])
+        model.set_weights([np.full(w.shape, 0.5, w.dtype) for w in model.get_weights()])
+        return model
+
+    first, second = unnamed(), unnamed()
+    names = ["batch_normalization/moving_mean", "batch_normalization/moving_variance"]
+    # Execute / Assert
+    assert second.layers[0].moving_mean.path != first.layers[0].moving_mean.path
+    assert model_digest(second, trainable_only=True, local_weights=names) == model_digest(
+        first, trainable_only=True, local_weights=names
+    )
