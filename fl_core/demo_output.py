@@ -10,7 +10,6 @@ import importlib
 import importlib.util
 import logging
 import sys
-from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
@@ -76,10 +75,14 @@ def row(record: RoundRecord) -> str:
 
 def withheld_note(rejected: tuple[tuple[int, str], ...]) -> str:
     """A round's withheld hospitals in a line of bounded length: each reason once with how many
-    hospitals gave it (the most frequent first; a reason of one hospital names it), at most
-    :data:`MAX_REASON_GROUPS` reasons, then how many more reasons and hospitals."""
-    counts = Counter(reason for _, reason in rejected)
-    first = {reason: client for client, reason in reversed(rejected)}  # the first hospital giving each
+    hospitals gave it (the most frequent first, ties in order of appearance; a reason of one
+    hospital names it), at most :data:`MAX_REASON_GROUPS` reasons, then how many more reasons and
+    hospitals. A hospital is counted once per reason, and once among the more."""
+    givers: dict[str, dict[int, None]] = {}  # each reason's hospitals, once each, in order of appearance
+    for client, reason in rejected:
+        givers.setdefault(reason, {})[client] = None
+    first = {reason: next(iter(clients)) for reason, clients in givers.items()}
+    counts = {reason: len(clients) for reason, clients in givers.items()}
     groups = sorted(counts.items(), key=lambda item: -item[1])  # stable: ties in order of appearance
     shown = [
         f"hospital {first[reason]}: {reason}" if count == 1 else f"{count} hospitals: {reason}"
@@ -87,7 +90,7 @@ def withheld_note(rejected: tuple[tuple[int, str], ...]) -> str:
     ]
     rest = groups[MAX_REASON_GROUPS:]
     if rest:
-        hospitals = sum(count for _, count in rest)
+        hospitals = len({client for reason, _ in rest for client in givers[reason]})
         shown.append(
             f"and {len(rest)} more reason{'s' if len(rest) > 1 else ''} "
             f"({hospitals} hospital{'s' if hospitals > 1 else ''})"

@@ -193,10 +193,16 @@ def _open_lock(lock: Path, path: Path, flags: int) -> int:
             "on this file; nothing was read or written"
         ) from exc
     except OSError as exc:
-        if isinstance(exc, FileNotFoundError) or exc.errno in _FOLDER_ERRORS:  # the folder cannot take the lock
+        if not _exists(lock):  # no lock file: its folder cannot take one (missing, full, read-only, ...)
             raise ConfigurationError(
                 f"cannot create the accountant's state file {path}: {folder_problem(path, exc)}; nothing was read "
                 "or written"
+            ) from exc
+        if exc.errno in (errno.EACCES, errno.EPERM):  # a lock file of another user, or of another mode
+            raise ConfigurationError(
+                f"cannot use the lock file {lock} of the accountant's state file {path}: it exists and this user "
+                f"may not open it ({exc.strerror or exc}); run the accountant as the user whose lock it is, or "
+                "remove it once no accountant runs on this file; nothing was read or written"
             ) from exc
         # ELOOP: a symlink; EISDIR: a folder
         raise ConfigurationError(
@@ -205,20 +211,38 @@ def _open_lock(lock: Path, path: Path, flags: int) -> int:
         ) from exc
 
 
-_FOLDER_ERRORS = frozenset({errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOTDIR})
-"""Errors of creating a file that are its folder's doing, not the lock file's (ENOENT too)."""
+def _exists(lock: Path) -> bool:
+    """Whether anything (a file, a link, even a dangling one) stands at ``lock``."""
+    try:
+        os.lstat(lock)
+    except OSError:
+        return False
+    return True
+
+
+_FULL = frozenset(code for code in (errno.ENOSPC, getattr(errno, "EDQUOT", None)) if code is not None)
 
 
 def folder_problem(path: Path, exc: OSError) -> str:
     """Why the folder of the state file ``path`` cannot hold it, in true words, after creating or
-    opening a file there failed with ``exc``: a folder on the path missing, a file where a folder
-    should be, a folder this user may not write, or one that exists and still refuses new files (a
-    read-only or pseudo file system such as /proc, whose ENOENT is no missing folder)."""
-    reason = exc.strerror or str(exc)
+    opening a file there failed with ``exc``: a folder on the path missing (or a symlink to a missing
+    one), a file where a folder should be, a lock file name too long for the file system, a full or
+    read-only file system, a folder this user may not write, or one that exists and still refuses
+    new files (a pseudo file system such as /proc, whose ENOENT is no missing folder)."""
+    return _unusable_folder(path) or _refusing_folder(path, exc)
+
+
+def _unusable_folder(path: Path) -> str | None:
+    """Why a folder on the path of ``path`` is none to use (missing, unreachable, not a folder), or None."""
     for folder in reversed((path.parent, *path.parent.parents)):  # from the root down: the first that fails
         try:
             info = os.stat(folder)
         except FileNotFoundError:
+            if os.path.islink(folder):
+                return (
+                    f"its folder {folder} is a symlink to {os.readlink(folder)}, which does not exist; create it, "
+                    "or give a path in an existing folder"
+                )
             return f"its folder {folder} does not exist; create it, or give a path in an existing folder"
         except OSError as error:
             return f"its folder {folder} cannot be reached ({error.strerror or error}); give a path in a usable folder"
@@ -227,15 +251,36 @@ def folder_problem(path: Path, exc: OSError) -> str:
                 f"{folder} is not a folder (a regular file or other non-folder stands where the path needs one); "
                 "give a path in a folder"
             )
-    folder = path.parent
+    return None
+
+
+def _refusing_folder(path: Path, exc: OSError) -> str:
+    """Why the existing folder of ``path`` took no new file, failing with ``exc``."""
+    reason, folder = exc.strerror or str(exc), path.parent
+    if exc.errno == errno.ENAMETOOLONG:
+        return (
+            f"the name of its lock file (.<name>.lock, {len(lock_path(path).name)} characters) is too long for the "
+            f"file system of its folder {folder} ({reason}); give the state file a shorter name"
+        )
+    if exc.errno in _FULL:
+        return (
+            f"its folder {folder} exists but its file system is full, or this user's quota on it is used up "
+            f"({reason}); free space there, or give a path on another file system"
+        )
+    if exc.errno == errno.EROFS:
+        return (
+            f"its folder {folder} exists but is on a read-only file system ({reason}), which no user may write; "
+            "give a path in a folder on a writable file system"
+        )
     if not os.access(folder, os.W_OK | os.X_OK):
         return (
             f"its folder {folder} exists but cannot hold the file: it is not writable by this user ({reason}); "
             "give a path in a folder this user may write, or let it write this one"
         )
     return (
-        f"its folder {folder} exists but cannot hold the file ({reason}: a read-only or pseudo file system, such as "
-        "/proc, takes no new files); give a path in a folder on a local, writable file system"
+        f"its folder {folder} exists but cannot hold the file ({reason}: a pseudo file system such as /proc, or a "
+        "policy beyond the file modes, takes no new files there); give a path in a folder on a local, writable "
+        "file system"
     )
 
 

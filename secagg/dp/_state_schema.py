@@ -27,6 +27,7 @@ __all__ = [
     "MAX_SERVER_ROUND",
     "STATE_FORMAT",
     "STATE_VERSION",
+    "AnotherPlanError",
     "another_plan",
     "check_holder",
     "holder_bytes",
@@ -45,6 +46,11 @@ _STATE_KEYS = frozenset(
     {"format", "version", "accounting_method", "budget", "plan_digest", "num_clients", "holder", "released",
      "last_round"}
 )  # fmt: skip
+
+
+class AnotherPlanError(ConfigurationError):
+    """A state file charged under another plan (its digest differs, its budget is the same): a caller
+    that knows the configuration may name what differs (the Flower server's h, ``another_plan``)."""
 
 
 def parse_state(state: Mapping[str, object], plan: NoisePlan, holder: bytes | None) -> tuple[int, int | None]:
@@ -81,7 +87,7 @@ def parse_state(state: Mapping[str, object], plan: NoisePlan, holder: bytes | No
     if type(count) is not int or not 1 <= count <= MAX_NUM_CLIENTS:
         raise DecodeError(f"accountant state num_clients must be an integer in 1..{MAX_NUM_CLIENTS}")
     if digest != config.digest(plan).hex():
-        raise ConfigurationError(another_plan(plan, digest, count))
+        raise AnotherPlanError(another_plan(plan, digest, count))
     if count > plan.num_clients:
         raise ConfigurationError(
             f"the state file was charged under a plan fixed for {count} nodes, this accountant's plan is for "

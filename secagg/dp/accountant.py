@@ -136,7 +136,7 @@ class PrivacyAccountant:
                 try:
                     self.load_state_dict(state)
                 except ConfigurationError as exc:  # another budget or plan: say whose file, and the ways on
-                    raise ConfigurationError(
+                    raise type(exc)(
                         f"the accountant's state file {self._path}: {exc}. A state file keeps one budget under one "
                         "plan: configure the one it holds to go on with it, or start a new budget with a new "
                         "state file (a decision for whoever answers for the patients' privacy)"

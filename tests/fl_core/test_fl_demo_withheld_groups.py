@@ -56,3 +56,16 @@ def test_the_cap_itself_prints_every_group_and_no_more_reasons() -> None:
     past = tuple((client, f"reason {client}") for client in range(MAX_REASON_GROUPS + 1))
     assert "more reason" not in withheld_note(at_cap)
     assert withheld_note(past).endswith("and 1 more reason (1 hospital)"), withheld_note(past)
+
+
+def test_a_hospital_listed_twice_for_a_reason_is_counted_once() -> None:
+    # Prepare: hospital 4 is in the record twice with one reason (withheld, then named by the
+    # aggregator's errors too), hospital 5 once
+    rejected = ((4, "NaN values"), (4, "NaN values"), (5, "too long"))
+    # Execute
+    note = withheld_note(rejected)
+    # Assert: how many hospitals gave each reason, not how many entries: one names its hospital
+    assert note == "withheld hospital 4: NaN values; hospital 5: too long", note
+    # ... and the reasons past the cap count their hospitals once, one giving two of them
+    past = (*((client, f"reason {client}") for client in range(MAX_REASON_GROUPS)), (9, "last"), (9, "other"))
+    assert withheld_note(past).endswith("and 2 more reasons (1 hospital)"), withheld_note(past)

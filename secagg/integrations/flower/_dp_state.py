@@ -30,7 +30,9 @@ from secagg.errors import ConfigurationError, DecodeError
 __all__ = ["MAX_HONEST_SEARCHED", "another_plan", "recorded_plan", "unreadable"]
 
 MAX_HONEST_SEARCHED = 128
-"""The largest h :func:`another_plan` tries (a calibration each, a few milliseconds)."""
+"""The largest h :func:`another_plan` tries: a calibration each (tens of milliseconds; with a
+sampling rate, whose RDP is the subsampled mechanism's, up to a few tenths of a second), on a
+refusal only. A bound, not the file's node count: the file may record up to 2^32 - 1 nodes."""
 
 
 def recorded_plan(state_file: str | os.PathLike[str] | None) -> tuple[int, object]:
@@ -78,7 +80,8 @@ def another_plan(
         return None
     mine = config.honest
     found = None
-    for honest in range(1, min(recorded, MAX_HONEST_SEARCHED) + 1):
+    searched = min(recorded, MAX_HONEST_SEARCHED)
+    for honest in range(1, searched + 1):
         candidate = dataclasses.replace(config, min_honest=honest)
         try:
             plan = calibrate(candidate, num_clients=recorded, scale=scale, dimension=dimension)
@@ -89,12 +92,18 @@ def another_plan(
             break
     here = f"this server's first DP round has {num_nodes} nodes, whose smallest released sum holds h = {mine} honest"
     if found is None:
+        untried = (
+            ""
+            if searched == recorded
+            else f"; h = {searched + 1}..{recorded} were not tried (a calibration each), and the file's h may be one "
+            "of them"
+        )
+        cause = "it was" if searched == recorded else "else it was"
         return (
-            f"No honest count h = 1..{min(recorded, MAX_HONEST_SEARCHED)} gives the file's plan under this "
-            f"configuration at the file's {recorded} nodes ({here}): it was charged under another configuration "
-            "(the declared rounds, the l2 clip, the sampling rate, the model's dimension), which the file records "
-            "only as its plan's digest; configure the one it was charged under, or start a new budget with a new "
-            "state file"
+            f"No honest count h = 1..{searched} gives the file's plan under this configuration at the file's "
+            f"{recorded} nodes ({here}){untried}: {cause} charged under another configuration (the declared "
+            "rounds, the l2 clip, the sampling rate, the model's dimension), which the file records only as its "
+            "plan's digest; configure the one it was charged under, or start a new budget with a new state file"
         )
     if found < mine:
         return (

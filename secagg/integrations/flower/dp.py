@@ -58,6 +58,7 @@ import numpy as np
 import numpy.typing as npt
 
 from secagg.descriptor import Parameter, decode_parameters, encode_parameters
+from secagg.dp._state_schema import AnotherPlanError
 from secagg.dp.accountant import PrivacyAccountant, PrivacySpent
 from secagg.dp.calibration import NoisePlan, noise_tail_bound
 from secagg.dp.config import DPConfig
@@ -321,11 +322,9 @@ class DPRounds:
                 self.accountant = PrivacyAccountant(plan, self.state_file)
             except DecodeError as exc:
                 raise ConfigurationError(unreadable(self.state_file, exc)) from exc
-            except ConfigurationError as exc:  # another plan's file: name the h and node counts that differ
-                differs = config.digest(plan).hex() != digest and another_plan(
-                    config, recorded, digest, num_nodes, scale, dimension
-                )
-                if not differs:
+            except AnotherPlanError as exc:  # another plan's file (not its budget's): name the h and counts
+                differs = another_plan(config, recorded, digest, num_nodes, scale, dimension)
+                if differs is None:
                     raise
                 raise ConfigurationError(f"{exc}. {differs}") from exc
             LOGGER.info(
