@@ -75,8 +75,8 @@ side-channel-silent ``mpz_powm_sec`` (``gmpy2.powmod_sec``): the default of ever
 ``make_paillier_mod``). ``constant_time=False`` opts out, by name: gmpy2's ``powmod`` (and phe's
 CRT decryption) use sliding windows, so an attacker co-located with a decrypting party could learn
 bits of its secret through timing or cache side channels. Cost at 2048 bits (docs/paillier.md,
-"Other limits"): a share's partial decryption about 1.4x, a small session about 1.15x, the
-single key holder's about 9x (c^(2d) instead of phe's CRT decryption)."""
+"Constant-time exponentiation (the default)"): a share's partial decryption about 1.4x, a small
+session about 1.15x, the single key holder's about 1.15x (CRT decryption either way)."""
 
 MAX_KEY_BITS = 8192
 """Largest modulus the wire format carries."""

@@ -52,6 +52,7 @@ _INTERRUPTED_AT = (
         ("benchmarks.dp_optimizer_probe", "parse_args", "dp_optimizer_probe"),
         ("benchmarks.dp_schedule_probe", "parse_args", "dp_schedule_probe"),
         ("benchmarks.paillier_slots", "print", "paillier_slots"),
+        ("benchmarks.paillier_decrypt", "parse_args", "paillier_decrypt"),
         ("secagg", "parse_args", "secagg"),  # the command line itself, as `python -m secagg` and
         ("fl_core.demo", "parse_args", "secagg"),  # `python -m fl_core.demo` run it
     ],

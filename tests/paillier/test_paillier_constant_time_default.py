@@ -66,11 +66,12 @@ def test_partial_decryption_with_the_single_key(
     powers = Exponentiations(monkeypatch)
     # Execute
     single_key_partial_decrypt(single_256.private, ciphertexts, **options)
-    # Assert: c^(2d) in constant time by default; the opt-out is phe's CRT decryption
+    # Assert: CRT decryption in constant time by default (c^(p-1) mod p^2, c^(q-1) mod q^2);
+    # the opt-out is phe's CRT decryption
     if options:
         powers.assert_sliding_only()
     else:
-        powers.assert_silent(2 * single_256.private.exponent_d)
+        powers.assert_silent(single_256.private.p - 1, single_256.private.q - 1)
 
 
 @pytest.mark.parametrize("options", OPT_OUT)
@@ -130,7 +131,7 @@ def test_a_session(options: dict[str, bool], single: bool, monkeypatch: pytest.M
         powers.assert_sliding_only()
     elif single:
         assert isinstance(material, SingleKeyMaterial)
-        powers.assert_silent(2 * material.private.exponent_d, material.private.proof_secret)
+        powers.assert_silent(material.private.p - 1, material.private.q - 1, material.private.proof_secret)
     else:
         assert isinstance(material, ThresholdKeyMaterial)
         used = [s for s in material.shares if s.exponent in powers.silent]
