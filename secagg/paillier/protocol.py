@@ -281,14 +281,16 @@ NO_OWN_UPLOAD = NoOwnUpload.NO_OWN_UPLOAD
 """``DecryptingParty(own_upload=NO_OWN_UPLOAD)``: the party sent no upload in the session (a
 single-key holder, a key-share holder with no data). It gives up binding rule (e): the party
 decrypts any sum of at least ``min_contributors`` uploads, with no check that its own is in it. The stated
-c still holds: one aggregate per session, 2t > l + c over all l shares, min_contributors >= c + 2 (docs/paillier.md)."""
+c still holds: one aggregate per session, 2t > l + c over all l shares, min_contributors >= c + 2 (docs/paillier.md),
+while its caller keeps that one answer across restarts (no upload record fails it closed)."""
 
 
 class DecryptingParty:
     """A hospital holding a key share (or, in single-key mode, the key holder).
 
     Answers :class:`DecryptionRequest` messages under the binding rules of the
-    module docstring; keeps which aggregate it answered in this session.
+    module docstring; keeps which aggregate it answered in this session, in this object
+    only: one built again for the session has forgotten it (docs/paillier.md).
     """
 
     def __init__(

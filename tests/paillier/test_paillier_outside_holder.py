@@ -12,11 +12,16 @@ beyond the stated guarantee, for two reasons the holder needs no roster for:
 
 One colluder past the guarantee (c = min_contributors - 1), the same search finds the leak, and the
 outside holder is what makes it: the tests run it with and without that holder.
+
+The first reason is the holder's memory of its one answer, which ``DecryptingParty`` keeps in the
+object only: the last test pins that limit (an outside holder rebuilt for a second request leaks an
+update at the stated c; kept for the session, it refuses).
 """
 
 from __future__ import annotations
 
 import itertools
+from typing import Any
 
 import numpy as np
 import pytest
@@ -140,3 +145,47 @@ def test_one_colluder_past_the_guarantee_the_outside_holder_leaks_an_update() ->
         partials[holder] = PARAMS.public.key.parse_ciphertexts(partial.values, "test")
     total = unpack(combine_partials(PARAMS.public, partials), PARAMS.layout, LENGTH, 3)
     assert np.array_equal(total - INPUTS[3] - INPUTS[4], INPUTS[victim])
+
+
+def test_the_limit_an_outside_holder_that_forgets_its_answer_leaks_an_update_at_the_stated_c() -> None:
+    """Premise (1) is the holder's memory: ``DecryptingParty`` keeps its one answer in the object.
+    An outside holder rebuilt for a second request (restarted, or a service that builds a party per
+    request) answers twice, and has no upload record to fail closed on. Over a 5-of-7 key with a
+    6-hospital roster and min_contributors 4 (c = 2, bound by 2t - l - 1), colluders 5 and 6 and
+    the forgetful holder 7 are three answers to each of two sums that differ in hospital 1's upload;
+    two honest hospitals complete each. The same holder kept for the session refuses the second."""
+    material = threshold_material(256, 7, 5)
+    roster = (1, 2, 3, 4, 5, 6)
+    params = SessionParameters(
+        public=material.public, layout=SlotLayout(16, len(roster), 256), vector_length=LENGTH, roster=roster,
+        min_contributors=4, identity_keys=identity_keys(roster), context=bytes(32),
+    )
+    assert params.guarantee.colluders == 2  # min(t - 1, min_contributors - 2, 2t - l - 1) = min(4, 2, 2)
+    inputs = {k: np.arange(LENGTH, dtype=np.int64) * (k + 3) - 7 * k for k in roster}
+    uploads = {
+        k: Client(params, k, IDENTITIES[k], random_bytes=InsecureDeterministicRandom(50 + k)).upload(inputs[k])
+        for k in roster
+    }
+
+    def party(holder: int) -> DecryptingParty:
+        honest = holder in (1, 2, 3, 4)  # 5 and 6 collude; 7 holds a share, no upload
+        own = uploads[holder].digest if honest else NO_OWN_UPLOAD
+        return DecryptingParty(params, material.shares[holder - 1], own_upload=own)
+
+    def answer(holder: DecryptingParty, subset: tuple[int, ...]) -> list[Any]:
+        request = DecryptionRequest(params.session_id, holder.index, tuple(uploads[k] for k in subset))
+        return params.public.key.parse_ciphertexts(holder.respond(request).values, "test")
+
+    every, without_victim = roster, (2, 3, 4, 5, 6)
+    outside = party(7)
+    first = {h: answer(party(h), every) for h in (1, 2, 5, 6)} | {7: answer(outside, every)}
+    # Kept for the session, holder 7 refuses the second sum: it is then 3, 4, 5, 6, one short of t.
+    with pytest.raises(ReplayError, match="already answered a different aggregate"):
+        answer(outside, without_victim)
+    # Rebuilt (the memory lost), it answers again: the second sum reaches t.
+    second = {h: answer(party(h), without_victim) for h in (3, 4, 5, 6, 7)}
+    sums = [
+        unpack(combine_partials(params.public, partials), params.layout, LENGTH, len(subset))
+        for partials, subset in ((first, every), (second, without_victim))
+    ]
+    assert np.array_equal(sums[0] - sums[1], inputs[1])  # hospital 1's update, at the stated c

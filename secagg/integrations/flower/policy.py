@@ -96,6 +96,15 @@ def _check_int(name: str, value: object, lowest: int, highest: int = MAX_COUNT) 
         raise ConfigurationError(f"policy: {name} must be an int in {lowest}..{highest}, got {value!r}")
 
 
+def _is_train_type(name: object) -> bool:
+    """Whether ``name`` is a train message type Flower sends: ``train`` or ``train.<action>``, the
+    action a Python identifier (``flwr.app.metadata.validate_message_type``)."""
+    if not isinstance(name, str):
+        return False
+    category, dot, action = name.partition(".")
+    return category == TRAIN and (not dot or action.isidentifier())
+
+
 @dataclass(frozen=True)
 class NodePolicy:
     """What a node accepts.
@@ -164,7 +173,8 @@ class NodePolicy:
             trains or charges its DP budget, whatever the setup says (a lying coordinator names the
             type in the setup too). Other types are accepted by name, e.g.
             ``NodePolicy(train_message_types=("train", "train.finetune"))``; each is ``"train"`` or
-            ``"train.<action>"``.
+            ``"train.<action>"`` with a Python identifier for action (the only train types Flower
+            sends), named once.
     """
 
     allow_semi_honest: bool = False
@@ -208,14 +218,14 @@ class NodePolicy:
             if value is not None and not require_finite(f"policy: {name}", value, 0.0, high) > 0.0:
                 raise ConfigurationError(f"policy: {name} must be positive, got {value}")
         types = self.train_message_types
-        if not isinstance(types, tuple) or not types or any(
-            not isinstance(t, str) or not (t == TRAIN or (t.startswith(TRAIN + ".") and len(t) > len(TRAIN) + 1))
-            for t in types
-        ):
+        if not isinstance(types, tuple) or not types or not all(map(_is_train_type, types)):
             raise ConfigurationError(
                 f"policy: train_message_types must be a non-empty tuple of 'train' or 'train.<action>' strings, "
-                f"got {types!r}"
+                f"the action a Python identifier (the only train types Flower sends), got {types!r}"
             )
+        if len(set(types)) != len(types):
+            twice = next(t for t in types if types.count(t) > 1)
+            raise ConfigurationError(f"policy: train_message_types names {twice!r} twice, got {types!r}")
 
     def check_nodes(self, num_nodes: int) -> None:
         """ConfigurationError if a round of ``num_nodes`` nodes is above :attr:`max_nodes` (checked
