@@ -220,27 +220,27 @@ def power_chunk(task: tuple[int, int, bytes, bool]) -> bytes:
     return ints_to_blob((power(c, exponent, modulus) for c in blob_to_ints(blob, width)), width)
 
 
-def crt_decrypt_chunk(task: tuple[int, int, bytes]) -> bytes:
+def crt_decrypt_chunk(task: tuple[int, int, int, int, int, bytes]) -> bytes:
     """``1 + 2*M*n mod n^2`` (= c^(2d)) per word of a blob, M by CRT decryption in constant time.
 
-    Task: ``(p, q, blob)`` with n = p*q, p and q distinct odd primes; words are
-    :func:`ciphertext_width` bytes, each a unit of Z*_(n^2) (not checked here). As in phe's
-    decryption: ``m_p = L_p(c^(p-1) mod p^2) * h_p mod p`` with ``L_p(x) = (x - 1) / p`` and
-    ``h_p = L_p(g^(p-1) mod p^2)^-1 = ((p-1) q)^-1 mod p`` for g = n + 1 (likewise for q),
-    then ``M = m_p + ((m_q - m_p) p^-1 mod q) p``. The two exponentiations, the only steps
-    that walk the secret bits, use GMP's ``mpz_powm_sec`` (its requirements, exponent > 0 and
-    odd modulus, hold: p - 1 >= 2, p^2 odd); it also reduces c mod p^2 itself. The
-    recombination (a division by p and q, a few products) is GMP's ordinary arithmetic.
-    About 7.5x cheaper than ``c^(2d) mod n^2`` by ``powmod_sec`` at 2048 bits (measured,
-    docs/paillier.md): half-size moduli, exponents
-    of a quarter the length.
+    Task: ``(p, q, h_p, h_q, p_inverse, blob)`` with n = p*q, p and q distinct odd primes,
+    ``h_p = ((p-1) q)^-1 mod p``, ``h_q = ((q-1) p)^-1 mod q``, ``p_inverse = p^-1 mod q``
+    (derived once per call, in constant time, by the caller); words are :func:`ciphertext_width`
+    bytes, each a unit of Z*_(n^2) (not checked here). As in phe's decryption:
+    ``m_p = L_p(c^(p-1) mod p^2) * h_p mod p`` with ``L_p(x) = (x - 1) / p`` (h_p is
+    ``L_p(g^(p-1) mod p^2)^-1`` for g = n + 1; likewise for q), then
+    ``M = m_p + ((m_q - m_p) p^-1 mod q) p``. The two exponentiations, the only steps that walk
+    the secret bits, use GMP's ``mpz_powm_sec`` (its requirements, exponent > 0 and odd modulus,
+    hold: p - 1 >= 2, p^2 odd); it also reduces c mod p^2 itself. The recombination (a division
+    by p and q, a few products mod p and q) is GMP's ordinary arithmetic. About 7.4x cheaper
+    than ``c^(2d) mod n^2`` by ``powmod_sec`` at 2048 bits (measured, docs/paillier.md):
+    half-size moduli, exponents of a quarter the length.
     """
-    p_int, q_int, blob = task
-    p, q = gmpy2.mpz(p_int), gmpy2.mpz(q_int)
+    p_int, q_int, h_p, h_q, p_inverse_int, blob = task
+    p, q, p_inverse = gmpy2.mpz(p_int), gmpy2.mpz(q_int), gmpy2.mpz(p_inverse_int)
     n = p * q
     nsquare = n * n
-    halves = [(p, p * p, p - 1, gmpy2.invert((p - 1) * q, p)), (q, q * q, q - 1, gmpy2.invert((q - 1) * p, q))]
-    p_inverse = gmpy2.invert(p, q)
+    halves = [(p, p * p, p - 1, gmpy2.mpz(h_p)), (q, q * q, q - 1, gmpy2.mpz(h_q))]
     out = []
     for c in blob_to_ints(blob, ciphertext_width(int(nsquare))):
         m_p, m_q = (

@@ -311,7 +311,7 @@ class DecryptingParty:
         ``random_bytes`` feeds the proof's commitment; ``constant_time`` (default
         :data:`~secagg.paillier.keys.DEFAULT_CONSTANT_TIME`, True) exponentiates with the secret
         by GMP's side-channel-silent ``powmod_sec``; ``constant_time=False`` opts out (faster:
-        about 1.4x for a share's partial decryption at 2048 bits, 9x for the single key) and gives
+        about 1.4x for a share's partial decryption at 2048 bits, 1.15x for the single key) and gives
         up that protection: timing and cache side channels on the secret are open to a co-located
         attacker (docs/paillier.md, "Other limits"). ConfigurationError (naming the argument) for a wrong
         type or an ``own_upload`` other than a 32-byte digest; bytes-like values (bytearray,

@@ -110,7 +110,7 @@ class PaillierConfig:
             side-channel-silent ``powmod_sec`` (the default,
             :data:`~secagg.paillier.keys.DEFAULT_CONSTANT_TIME`). ``constant_time=False`` opts out
             (a share's partial decryption about 1.4x faster at 2048 bits, the single key's about
-            9x) and gives that up: ``powmod``'s sliding windows (and phe's CRT decryption) let an
+            1.15x) and gives that up: ``powmod``'s sliding windows (and phe's CRT decryption) let an
             attacker co-located with a decrypting party learn bits of its secret through timing or
             cache side channels (docs/threat-model.md; docs/paillier.md, "Other limits").
         allow_insecure_key_bits_for_testing: accept keys down to 128 bits. Tests only.
