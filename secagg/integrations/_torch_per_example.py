@@ -197,8 +197,11 @@ def clipped_gradient_sum(
     the first layer's, integer features for a float model) or targets the loss cannot take (another
     dtype or shape) are refused naming which failed and the example's shapes and dtypes, torch's
     error chained; a loss returning anything but a scalar float tensor (``reduction='none'``)
-    naming what it returned. A foreign error the first example does not meet (a label out of range
-    at a later row) is a ConfigurationError chained from the vmap's. A computation that succeeds
+    naming what it returned, or one that does not depend on the trainable parameters (a detached
+    output). A foreign error the first example does not meet (a label out of range at a later row, a
+    token id outside an embedding's table: every parameter outside a recurrent layer is one tensor
+    shared by the examples, where torch's embedding checks every index) is a ConfigurationError
+    chained from the vmap's. A computation that succeeds
     runs no dry run: no copy of the parameters for it, forward hooks run by the vmap only.
     The model's parameters, buffers and attributes are as they were after every refusal.
     """
