@@ -33,7 +33,12 @@ if TYPE_CHECKING:
     from torch.nn import Module
 
 __all__ = [
-    "LossNotScalarError", "check_one_example", "per_sample_failure", "refuse_without_values", "require_scalar_loss",
+    "LossNotScalarError",
+    "check_one_example",
+    "per_sample_failure",
+    "refuse_without_values",
+    "require_loss_of_parameters",
+    "require_scalar_loss",
 ]
 
 _LONGEST_LAYER = 160
@@ -41,7 +46,8 @@ _LONGEST_LAYER = 160
 
 
 class LossNotScalarError(ConfigurationError):
-    """``loss_fn`` returned something other than a scalar float tensor on a batch of one. Usually
+    """``loss_fn`` returned something other than a scalar float tensor on a batch of one, or one that
+    does not depend on the trainable parameters (:func:`require_loss_of_parameters`). Usually
     the caller's loss (``reduction='none'``), but what it returns can depend on a hospital's data
     or copy (complex features through a model that keeps its input's dtype), so
     :func:`~secagg.integrations.torch_dp.run_dp_round` withholds such a hospital and raises this
@@ -157,6 +163,19 @@ def require_scalar_loss(torch: Any, loss: object) -> None:
         f"loss_fn returned {returned} on a batch of one example; it must return a scalar, a 0-dimensional "
         "float tensor, to be differentiated per example (a mean or a sum: reduction='mean' or 'sum', not 'none')"
     )
+
+
+def require_loss_of_parameters(loss: Tensor) -> None:
+    """:class:`LossNotScalarError` unless ``loss`` (a scalar float tensor, inside the per-sample
+    computation's ``torch.func.grad``) depends on the trainable parameters: ``grad`` of a loss computed
+    from a detached output (``output.detach()``, ``output.data``) or of a constant is zero for every
+    parameter, without a word, and the example would be summed as a zero gradient."""
+    if not loss.requires_grad:
+        raise LossNotScalarError(
+            "loss_fn returned a scalar that does not depend on the model's trainable parameters (computed from a "
+            "detached output, output.detach() or output.data, or a constant): its gradient would be zero for "
+            "every example; compute the loss from the model's output as it is"
+        )
 
 
 def per_sample_failure(exc: Exception) -> ConfigurationError | None:

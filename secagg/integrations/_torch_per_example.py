@@ -22,6 +22,7 @@ from secagg.integrations._torch_one_example import (
     check_one_example,
     per_sample_failure,
     refuse_without_values,
+    require_loss_of_parameters,
     require_scalar_loss,
 )
 
@@ -143,6 +144,15 @@ def _put_back(torch: Any, params: Mapping[str, Tensor], values: Mapping[str, Ten
     return written
 
 
+def _shared_parameters(torch: Any, model: Module, params: Mapping[str, Tensor]) -> set[str]:
+    """The names in ``params`` that :func:`clipped_gradient_sum` gives vmap unbatched, one tensor for
+    every example: all but a recurrent layer's (``RNNBase``, ``RNNCellBase``; by identity, so a
+    parameter tied to one stays expanded)."""
+    recurrent = (torch.nn.RNNBase, torch.nn.RNNCellBase)
+    held = {id(p) for m in model.modules() if isinstance(m, recurrent) for p in m.parameters()}
+    return {name for name, p in model.named_parameters() if id(p) not in held and name in params}
+
+
 def _trainable(model: Module) -> dict[str, Tensor]:
     return {name: p.detach() for name, p in _trainable_parameters(model)}
 
@@ -187,8 +197,11 @@ def clipped_gradient_sum(
     the first layer's, integer features for a float model) or targets the loss cannot take (another
     dtype or shape) are refused naming which failed and the example's shapes and dtypes, torch's
     error chained; a loss returning anything but a scalar float tensor (``reduction='none'``)
-    naming what it returned. A foreign error the first example does not meet (a label out of range
-    at a later row) is a ConfigurationError chained from the vmap's. A computation that succeeds
+    naming what it returned, or one that does not depend on the trainable parameters (a detached
+    output). A foreign error the first example does not meet (a label out of range at a later row, a
+    token id outside an embedding's table: every parameter outside a recurrent layer is one tensor
+    shared by the examples, where torch's embedding checks every index) is a ConfigurationError
+    chained from the vmap's. A computation that succeeds
     runs no dry run: no copy of the parameters for it, forward hooks run by the vmap only.
     The model's parameters, buffers and attributes are as they were after every refusal.
     """
@@ -211,21 +224,28 @@ def clipped_gradient_sum(
         output = func.functional_call(model, (dict(parameters), buffers), (x.unsqueeze(0),))
         loss: Tensor = loss_fn(output, y.unsqueeze(0))
         require_scalar_loss(torch, loss)  # grad of an integer loss gives zero gradients without a word
+        require_loss_of_parameters(loss)  # so does grad of a loss of a detached output
         return loss
 
-    # Each example gets its own view of the parameters (expanded: no copy), not one shared unbatched
-    # tensor: the backward pass of torch's recurrent kernels (GRU, RNN, the cells, a float64 LSTM)
-    # accumulates a parameter's gradient in place into a tensor of the parameter's shape, which vmap
-    # cannot do with one gradient per example (torch's "output with shape [1, 4] doesn't match the
-    # broadcast shape [5, 1, 4]").
-    rows = int(inputs.shape[0])
-    own = {name: p.unsqueeze(0).expand(rows, *p.shape) for name, p in params.items()}
+    # A recurrent layer's parameters: each example gets its own view of them (expanded: no copy), not
+    # one shared unbatched tensor: the backward pass of torch's recurrent kernels (GRU, RNN, the cells,
+    # a float64 LSTM) accumulates a parameter's gradient in place into a tensor of the parameter's
+    # shape, which vmap cannot do with one gradient per example (torch's "output with shape [1, 4]
+    # doesn't match the broadcast shape [5, 1, 4]"). Every other parameter is shared, unbatched
+    # (torch's own per-sample-gradient recipe): torch's embedding rule for a batched weight flattens the
+    # views into one table and offsets each example's indices without checking them, so an index
+    # outside the vocabulary (or negative) read a row of ANOTHER example's view, its gradient landing
+    # in that example's, without a word; on one shared table torch's embedding checks every index (an
+    # IndexError, refused below).
+    rows, shared = int(inputs.shape[0]), _shared_parameters(torch, model, params)
+    own = {name: p if name in shared else p.unsqueeze(0).expand(rows, *p.shape) for name, p in params.items()}
+    dims = {name: None if name in shared else 0 for name in params}
     saved, values = _plain_attributes(model), {name: p.clone() for name, p in params.items()}
     # The first example as it was (one row, copied): the forward pass inside vmap may write into its input.
     first = inputs[:1].clone(), targets[:1].clone()
     failure: tuple[ConfigurationError, Exception] | None = None
     try:
-        per_sample = func.vmap(func.grad(loss_of_one), in_dims=(0, 0, 0))(own, inputs, targets)
+        per_sample = func.vmap(func.grad(loss_of_one), in_dims=(dims, 0, 0))(own, inputs, targets)
     except Exception as exc:
         refusal = per_sample_failure(exc)
         if refusal is None:

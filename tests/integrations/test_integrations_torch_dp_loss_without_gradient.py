@@ -1,0 +1,65 @@
+"""PyTorch DP: a loss that does not depend on the trainable parameters is refused, not summed as zeros.
+
+``torch.func.grad`` of a loss computed from a detached output (``output.detach()``, a loss written
+on ``output.data``) is zero for every parameter, without a word: every example's clipped gradient
+was 0, so a hospital contributed nothing but still counted in the round's denominator, and a round
+of such hospitals released noise around a zero update. It is the same silence as an integer loss's
+(refused as :class:`LossNotScalarError`); now the per-sample computation refuses a loss that does not
+depend on the model's trainable parameters the same way, so ``run_dp_round`` raises it for the round,
+uncharged, when it is the caller's loss, and withholds a hospital whose copy alone makes it so.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pytest
+
+from fl_core.aggregators import make_aggregator
+from fl_core.dp import DPAggregator
+from secagg.dp import DPConfig, SeededRandomSource
+
+torch = pytest.importorskip("torch")
+torch_dp = pytest.importorskip("secagg.integrations.torch_dp")
+
+from .torch_dp_checks import assert_refused_before_any_charge, five_hospitals  # noqa: E402
+
+F = torch.nn.functional
+
+
+def _model() -> Any:
+    torch.manual_seed(0)
+    return torch.nn.Linear(4, 3).double()
+
+
+def _aggregator() -> DPAggregator:
+    dp = DPConfig(epsilon=8.0, delta=1e-5, rounds=2, l2_clip=1.0, min_honest=2)
+    aggregator = make_aggregator(
+        "plain-quantized", num_clients=5, dp=dp, dimension=15, max_samples_per_client=64,
+        noise_source=SeededRandomSource(bytes(32)),
+    )  # fmt: skip
+    assert isinstance(aggregator, DPAggregator)
+    return aggregator
+
+
+DETACHED = {
+    "output.detach()": lambda o, t: F.cross_entropy(o.detach(), t),
+    "a constant": lambda o, t: torch.tensor(0.5, dtype=torch.float64),
+}
+
+
+@pytest.mark.parametrize("case", sorted(DETACHED))
+def test_a_loss_that_does_not_depend_on_the_parameters_is_refused(case: str) -> None:
+    """Before: clipped_gradient_sum returned zeros, run_dp_round included every hospital and
+    charged the round for a zero update."""
+    assert_refused_before_any_charge(
+        _model(), five_hospitals(), DETACHED[case], _aggregator(), r"does not depend on the model's trainable"
+    )
+
+
+def test_a_loss_that_depends_on_the_parameters_keeps_its_gradients() -> None:
+    """The check refuses nothing else: the clipped sum of a plain cross-entropy is not zero."""
+    inputs, targets = five_hospitals()[0][1:]
+    summed = torch_dp.clipped_gradient_sum(_model(), F.cross_entropy, inputs, targets, 1.0)
+    assert np.abs(summed).max() > 0
