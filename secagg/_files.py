@@ -280,18 +280,15 @@ def write_regular_file(
 
 
 def write_new_file(path: str | os.PathLike[str], what: str, data: bytes) -> None:
-    """Create the file ``path`` holding ``data``, readable by its owner only (0600 less the umask);
-    ``what`` names it in errors ("key file"). ConfigurationError, nothing written, if anything is at
-    ``path`` already (a file, a link: never overwritten nor followed) or if a folder on its path is
-    one every reader refuses (:func:`check_folders`: another user's, or one that group or others may
-    write and is not sticky).
+    """Create the file ``path`` holding ``data``, mode 0600 whatever the umask (``what`` names it in
+    errors). ConfigurationError, nothing written, if anything is at ``path`` (a file, a link: never
+    overwritten nor followed) or a folder on its path is one every reader refuses (:func:`check_folders`).
 
-    ``data`` goes to a new 0600 temporary file beside ``path`` (``O_EXCL``, never through a link),
-    synced, then hard-linked to ``path`` (which fails if anything took the name meanwhile) and the
-    folder synced: ``path`` appears only holding the whole, synced data, so a crash never leaves an
-    empty or partial key under its name. On a file system without hard links the file is created at
-    ``path`` itself (``O_EXCL``, mode 0600) and synced. A write or sync that fails (a full disk, an I/O
-    error), or an interrupt, removes what this call created.
+    ``data`` goes to a new temporary file beside ``path`` (``O_EXCL``, created 0600 less the umask),
+    synced, then hard-linked to ``path`` (failing if anything took the name meanwhile), the folder
+    synced: ``path`` appears only holding the whole, synced data, so a crash never leaves an empty or
+    partial key under its name. Without hard links (the file system's) the file is created at ``path``
+    (``O_EXCL``) and synced. A failed write or sync, or an interrupt, removes what this call created.
     """
     path = _checked_path(path, what)
     name, text = _shown(path), os.fspath(path)
@@ -342,8 +339,11 @@ _NO_HARD_LINKS = frozenset(
 
 
 def _write_synced(descriptor: int, data: bytes) -> None:
-    """Write ``data`` to the new file open as ``descriptor``, sync it and close it."""
+    """Give the new file open as ``descriptor`` mode 0600 exactly (it was created 0600 less the umask:
+    never more open, but a umask taking the owner's read bit would leave a key its owner cannot read
+    back), write ``data`` to it, sync it and close it."""
     with os.fdopen(descriptor, "wb") as handle:
+        os.fchmod(descriptor, 0o600)
         handle.write(data)
         handle.flush()
         os.fsync(handle.fileno())

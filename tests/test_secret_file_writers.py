@@ -167,3 +167,25 @@ def test_a_key_is_written_where_hard_links_are_not_supported(tmp_path: Path, mon
     assert path.read_bytes() == identity.seed.hex().encode("ascii") + b"\n"
     assert path.stat().st_mode & 0o777 == 0o600
     assert [entry.name for entry in tmp_path.iterdir()] == ["hospital.key"]
+
+
+@pytest.mark.parametrize("mask", [0o022, 0o077, 0o277, 0o477, 0o777])
+@pytest.mark.parametrize("hard_links", [True, False], ids=["linked", "in place"])
+def test_a_secret_file_is_exactly_0600_whatever_the_umask(
+    mask: int, hard_links: bool, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Prepare: a umask that also takes the owner's own read or write bit (0o277, 0o477): the file
+    # was created 0400 or 0200 (0600 less the umask), a key its owner could not read back once the
+    # dealer had destroyed the material; never more than 0600 either way
+    if not hard_links:
+        monkeypatch.setattr(os, "link", lambda *args, **kwargs: (_ for _ in ()).throw(PermissionError(1, "no")))
+    path = tmp_path / "hospital.key"
+    previous = os.umask(mask)
+    try:
+        # Execute
+        write_identity_key(path, SigningKey.generate())
+    finally:
+        os.umask(previous)
+
+    # Assert
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
