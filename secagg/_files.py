@@ -279,12 +279,12 @@ def write_regular_file(
         ) from exc
 
 
-def write_new_file(path: str | os.PathLike[str], what: str, data: bytes) -> None:
-    """Create the file ``path`` holding ``data``, mode 0600 whatever the umask (``what`` names it in
-    errors). ConfigurationError, nothing written, if anything is at ``path`` (a file, a link: never
+def write_new_file(path: str | os.PathLike[str], what: str, data: bytes, *, mode: int = 0o600) -> None:
+    """Create the file ``path`` holding ``data``, ``mode`` (0600: a secret) whatever the umask (``what``
+    names it in errors). ConfigurationError, nothing written, if anything is at ``path`` (a file, a link: never
     overwritten nor followed) or a folder on its path is one every reader refuses (:func:`check_folders`).
 
-    ``data`` goes to a new temporary file beside ``path`` (``O_EXCL``, created 0600 less the umask),
+    ``data`` goes to a new temporary file beside ``path`` (``O_EXCL``, created ``mode`` less the umask),
     synced, then hard-linked to ``path`` (failing if anything took the name meanwhile), the folder
     synced: ``path`` appears only holding the whole, synced data, so a crash never leaves an empty or
     partial key under its name. Without hard links (the file system's) the file is created at ``path``
@@ -298,7 +298,7 @@ def write_new_file(path: str | os.PathLike[str], what: str, data: bytes) -> None
             raise ConfigurationError(f"refusing to overwrite {name}")
         with contextlib.suppress(FileNotFoundError):  # the file is not there yet (nor, maybe, its folder)
             check_folders(path, what)
-        descriptor, temporary = _new_temporary(folder, os.path.basename(text), 0o600)
+        descriptor, temporary = _new_temporary(folder, os.path.basename(text), mode)
     except ConfigurationError:
         raise
     except (OSError, ValueError) as exc:  # ValueError: a path holding a NUL byte
@@ -306,16 +306,16 @@ def write_new_file(path: str | os.PathLike[str], what: str, data: bytes) -> None
         raise ConfigurationError(f"cannot create {name}: {getattr(exc, 'strerror', None) or exc}{missing}") from exc
     created = [temporary]
     try:
-        _write_synced(descriptor, data)
+        _write_synced(descriptor, data, mode)
         try:
-            os.link(temporary, text, follow_symlinks=False)  # fails if anything took the name meanwhile
+            os.link(temporary, text)  # fails if anything took the name meanwhile
         except OSError as exc:
             if isinstance(exc, FileExistsError) or exc.errno not in _NO_HARD_LINKS:
                 raise
             # A file system without hard links: the file is created at its name (O_EXCL), then written.
-            descriptor = os.open(text, _NEW_FILE_FLAGS, 0o600)
+            descriptor = os.open(text, _NEW_FILE_FLAGS, mode)
             created.append(text)
-            _write_synced(descriptor, data)
+            _write_synced(descriptor, data, mode)
         else:
             created.append(text)
         with contextlib.suppress(OSError):
@@ -338,12 +338,13 @@ _NO_HARD_LINKS = frozenset(
 )
 
 
-def _write_synced(descriptor: int, data: bytes) -> None:
-    """Give the new file open as ``descriptor`` mode 0600 exactly (it was created 0600 less the umask:
+def _write_synced(descriptor: int, data: bytes, mode: int) -> None:
+    """Give the new file open as ``descriptor`` ``mode`` exactly (it was created so less the umask:
     never more open, but a umask taking the owner's read bit would leave a key its owner cannot read
     back), write ``data`` to it, sync it and close it."""
     with os.fdopen(descriptor, "wb") as handle:
-        os.fchmod(descriptor, 0o600)
+        if hasattr(os, "fchmod"):  # not on Windows before Python 3.13 (where no mode is checked)
+            os.fchmod(descriptor, mode)
         handle.write(data)
         handle.flush()
         os.fsync(handle.fileno())
