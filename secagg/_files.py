@@ -355,7 +355,8 @@ def _new_temporary(folder: str, base: str, mode: int = 0o666) -> tuple[int, str]
     link), open for writing, created with ``mode`` less the umask (0666: as any new file); its descriptor and path."""
     flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
     for _ in range(tempfile.TMP_MAX):
-        temporary = os.path.join(folder, f".{base}.{secrets.token_hex(8)}")
+        # The name's first 48 characters: a name near the file system's limit (255 bytes) leaves room
+        temporary = os.path.join(folder, f".{base[:48]}.{secrets.token_hex(8)}")
         try:
             return os.open(temporary, flags, mode), temporary
         except FileExistsError:

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from secagg._files import write_regular_file
 from secagg.errors import ConfigurationError
 from secagg.integrations.flower.keys import write_identity_key, write_trusted_keys
 from secagg.keys_command import main as keys_main
@@ -189,3 +190,20 @@ def test_a_secret_file_is_exactly_0600_whatever_the_umask(
 
     # Assert
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
+
+
+@pytest.mark.parametrize("writer", ["key file", "replaced file"])
+def test_a_file_of_the_longest_name_the_folder_takes_is_written(writer: str, tmp_path: Path) -> None:
+    # Prepare: a name of 250 bytes (the limit is 255 on most file systems): the temporary file beside
+    # it must not need a longer one (it was named "." + the name + ".<16 hex digits>")
+    path = tmp_path / ("k" * 246 + ".key")
+
+    # Execute
+    if writer == "key file":
+        write_identity_key(path, SigningKey.generate())
+    else:
+        write_regular_file(path, "vector file", b"{}\n")
+
+    # Assert
+    assert path.read_bytes()
+    assert [entry.name for entry in tmp_path.iterdir()] == [path.name]
