@@ -207,3 +207,22 @@ def test_a_file_of_the_longest_name_the_folder_takes_is_written(writer: str, tmp
     # Assert
     assert path.read_bytes()
     assert [entry.name for entry in tmp_path.iterdir()] == [path.name]
+
+
+@pytest.mark.parametrize("target", ["dangling", "existing"])
+def test_a_link_planted_at_a_keys_name_is_neither_followed_nor_replaced(target: str, tmp_path: Path) -> None:
+    # Prepare: a link at the key's name, to nothing (the write would create the file it names,
+    # wherever that is) or to a file of the user's (the write would overwrite it)
+    elsewhere = tmp_path / "elsewhere"
+    if target == "existing":
+        elsewhere.write_bytes(b"the user's own file\n")
+    path = tmp_path / "hospital.key"
+    path.symlink_to(elsewhere)
+
+    # Execute / Assert: refused; the link and what it names untouched, no temporary left
+    with pytest.raises(ConfigurationError, match="refusing to overwrite"):
+        write_identity_key(path, SigningKey.generate())
+    assert path.is_symlink() and os.readlink(path) == str(elsewhere)
+    assert elsewhere.read_bytes() == b"the user's own file\n" if target == "existing" else not elsewhere.exists()
+    expected = {path.name, elsewhere.name} if target == "existing" else {path.name}
+    assert {entry.name for entry in tmp_path.iterdir()} == expected
