@@ -21,7 +21,7 @@ import contextlib
 import os
 import sys
 
-from secagg._files import WRITABLE_BY_OWNER_ONLY, check_folders, read_regular_file, sync_folder
+from secagg._files import WRITABLE_BY_OWNER_ONLY, read_regular_file, sync_folder
 from secagg.errors import ConfigurationError
 from secagg.integrations.flower.keys import (
     hex_key,
@@ -114,10 +114,8 @@ def _new(path: str) -> int:
             f"{public_path} already exists (the public key of an earlier identity?): move it away or choose "
             "another path; nothing written"
         )
-    with contextlib.suppress(OSError):  # the file is not there yet (nor, maybe, its folder: the write says so)
-        check_folders(path, "identity key file")  # a folder every reader of the key would refuse: nothing written
     identity = SigningKey.generate()
-    write_identity_key(path, identity)
+    write_identity_key(path, identity)  # refuses a folder every reader of the key would refuse: nothing written
     created = []
     try:
         with open(public_path, "x", encoding="ascii", opener=_public_file) as out:

@@ -218,8 +218,9 @@ def test_keys_new_makes_both_files_durable_before_it_returns(
     # Execute
     assert _main(["keys", "new", str(key)]) == 0, capsys.readouterr().err
 
-    # Assert: the identity, the .pub, then their folder, last
-    assert synced[0] == str(key) and str(tmp_path) in synced[1:]
+    # Assert: the identity (its data synced under a temporary name, before it gets its own), the
+    # .pub, then their folder, last
+    assert synced[0].startswith(f"{tmp_path}/.hospital.key.") and str(tmp_path) in synced[1:]
     assert f"{key}.pub" in synced
     assert synced[-1] == str(tmp_path)
     assert synced.index(f"{key}.pub") < len(synced) - 1

@@ -23,8 +23,8 @@ memory is 128 * r * N bytes and its work grows with p as well), so a hostile
 file cannot exhaust memory or time (DecodeError). A wrong passphrase or any
 altered byte raises AuthenticationError.
 
-Files. :func:`write_new_private_file` creates a secret file with mode 0600 and
-never overwrites; :func:`read_private_file` refuses, as ssh does for private
+Files. :func:`write_new_private_file` creates a secret file with mode 0600, into
+a folder its readers accept, and never overwrites; :func:`read_private_file` refuses, as ssh does for private
 keys, a secret file that group or others may access (ConfigurationError).
 """
 
@@ -38,7 +38,7 @@ from typing import ClassVar
 from cryptography.hazmat.primitives.kdf.scrypt import Scrypt
 
 from secagg import wire
-from secagg._files import PRIVATE, read_regular_file, sync_folder
+from secagg._files import PRIVATE, read_regular_file, write_new_file
 from secagg.errors import AuthenticationError, ConfigurationError, DecodeError, SecAggError
 from secagg.paillier._arguments import require_flag, require_path, require_random_bytes
 from secagg.paillier.key_checks import check_loaded_key
@@ -243,34 +243,17 @@ def write_protected_file(
 def write_new_private_file(path: str | os.PathLike[str], data: bytes) -> None:
     """Write ``data`` to a file that must not exist yet, readable by its owner only (0600).
 
-    The file is created with its final mode (no window in which others could
-    read it); an existing file is never overwritten (ConfigurationError). The file and
-    its folder are synced before it returns, so a crash after it returned cannot lose
-    the file. A write or sync that fails (a full disk, an I/O error) removes the file it
-    created and raises ConfigurationError; one interrupted (KeyboardInterrupt) removes it too.
+    The file is created with its final mode (no window in which others could read it) in the
+    same folder, synced, and only then given its name, which never replaces an existing file or
+    link (ConfigurationError): a crash leaves no empty or partial key under that name. A folder on
+    its path that another user owns, or that group or others may write (not sticky), is refused
+    before anything is written (ConfigurationError naming it), as every reader refuses it. The
+    folder is synced before it returns, so a crash after it returned cannot lose the file. A write
+    or sync that fails (a full disk, an I/O error) removes what it created and raises
+    ConfigurationError; one interrupted (KeyboardInterrupt) removes it too
+    (:func:`secagg._files.write_new_file`).
     """
-    path = require_path(path)
-    try:
-        descriptor = os.open(os.fspath(path), os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError as exc:
-        raise ConfigurationError(f"refusing to overwrite {path}") from exc
-    except (OSError, ValueError) as exc:  # ValueError: a path holding a NUL byte
-        missing = f" (its folder {os.path.dirname(os.fspath(path))} does not exist)" if isinstance(
-            exc, FileNotFoundError) else ""  # fmt: skip
-        shown = os.fsdecode(path).replace("\0", "\\0")  # a NUL byte, which no system call takes, made visible
-        raise ConfigurationError(f"cannot create {shown}: {getattr(exc, 'strerror', None) or exc}{missing}") from exc
-    try:
-        with os.fdopen(descriptor, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())  # durable before the caller (a dealer) destroys the key material
-    except BaseException as exc:  # a full disk, an I/O error, an interrupt: no partial file is left behind
-        with contextlib.suppress(OSError):
-            os.unlink(path)
-        if isinstance(exc, OSError):
-            raise ConfigurationError(f"cannot write {path!r}: {exc.strerror or exc}") from exc
-        raise
-    sync_folder(os.path.dirname(os.fspath(path)) or os.curdir)  # the new name durable too
+    write_new_file(require_path(path), "key file", data)
 
 
 def read_private_file(path: str | os.PathLike[str], what: str, max_bytes: int = MAX_PROTECTED_FILE) -> bytes:

@@ -43,8 +43,11 @@ def load_node_share(context: Context, key_share_file: PathLike | None, passphras
             data = read_private_file(passphrase_path, "passphrase file", MAX_PASSPHRASE_FILE)
             try:
                 lines = data.decode("utf-8").splitlines()
-            except UnicodeDecodeError as exc:
-                raise ConfigurationError(f"cannot read the passphrase file {passphrase_path}: {exc}") from exc
+            except UnicodeDecodeError:  # the decoder's message holds a byte of the secret and its position
+                raise ConfigurationError(
+                    f"cannot read the passphrase file {passphrase_path}: it is not UTF-8 text; save the passphrase "
+                    "in UTF-8"
+                ) from None
             passphrase = lines[0] if lines else ""
         else:
             passphrase = os.environ.get(PASSPHRASE_ENV)
