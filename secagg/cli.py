@@ -80,8 +80,8 @@ def _add_demo(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> 
         "--hospitals",
         type=_integer(maximum=MAX_HOSPITALS),
         default=5,
-        help=f"number of hospitals: at least 3 for the secure aggregations, 1 for plain, at most {MAX_HOSPITALS} "
-        "(default: 5)",
+        help=f"number of hospitals: at least 3 for the secure aggregations, 1 for plain and plain-quantized, "
+        f"at most {MAX_HOSPITALS} (default: 5)",
     )
     demo.add_argument(
         "--rounds", type=_integer(1, MAX_ROUNDS), default=20, help=f"FedAvg rounds, 1..{MAX_ROUNDS:,} (default: 20)"

@@ -62,3 +62,14 @@ def test_a_demo_refusal_names_its_own_reason(
     line = err.strip().splitlines()[-1]
     assert line.startswith("secagg demo: error: "), err
     assert expected in line and unexpected not in line, line
+
+
+def test_demo_help_of_hospitals_names_every_aggregation_that_takes_one(capsys: pytest.CaptureFixture[str]) -> None:
+    # plain-quantized runs with one hospital as plain does (fl_core.demo_config.MIN_HOSPITALS)
+    assert _main(["demo", "--aggregation", "plain-quantized", "--hospitals", "0"]) == 2
+    assert "needs at least 1 hospital" in capsys.readouterr().err
+    code = _main(["demo", "--help"])
+    out = " ".join(capsys.readouterr().out.split())
+    assert code == 0
+    hospitals = out.split("options:", 1)[1].split("--hospitals HOSPITALS", 1)[1].split(" --rounds ", 1)[0]
+    assert "1 for plain and plain-quantized" in hospitals, hospitals
