@@ -110,9 +110,15 @@ def check_demo(args: argparse.Namespace) -> str | None:
     problem = _check_dropout(args) or _check_applies(args) or _check_partition(args) or _check_colluders(args)
     with_dp = getattr(args, "dp_epsilon", None) is not None
     if problem is None and with_dp and args.aggregation == "plain":
-        problem = "argument --dp-epsilon: the noise is added to the integer encoding; use an aggregation but plain"
-    if problem is None and getattr(args, "rotate", False) and (with_dp or args.aggregation == "plain"):
-        problem = "argument --rotate: applies to the quantized secure aggregations, and not with --dp-epsilon"
+        problem = (
+            "argument --dp-epsilon: the noise is added to the integer encoding; use an aggregation other than plain"
+        )
+    if problem is None and getattr(args, "rotate", False) and args.aggregation == "plain":
+        problem = "argument --rotate: applies to the quantized aggregations, not --aggregation plain (it sums floats)"
+    if problem is None and getattr(args, "rotate", False) and with_dp:
+        problem = (
+            "argument --rotate: not with --dp-epsilon (a rotation would change the DP sensitivity's rounding term)"
+        )
     if problem is None:
         problem = _check_budget(args, with_dp)
     if problem is None and not (with_dp or args.aggregation == "plain" or args.bytes_per_parameter is not None):

@@ -80,14 +80,25 @@ def _add_demo(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> 
         "--hospitals",
         type=_integer(maximum=MAX_HOSPITALS),
         default=5,
-        help=f"number of hospitals: at least 3 for the secure aggregations, 1 for plain, at most {MAX_HOSPITALS} "
-        "(default: 5)",
+        help=f"number of hospitals: at least 3 for the secure aggregations, 1 for plain and plain-quantized, "
+        f"at most {MAX_HOSPITALS} (default: 5)",
     )
     demo.add_argument(
         "--rounds", type=_integer(1, MAX_ROUNDS), default=20, help=f"FedAvg rounds, 1..{MAX_ROUNDS:,} (default: 20)"
     )
-    demo.add_argument("--dataset", choices=["breast-cancer", "digits"], default="breast-cancer")
-    demo.add_argument("--partition", choices=["iid", "dirichlet"], default="dirichlet")
+    demo.add_argument(
+        "--dataset",
+        choices=["breast-cancer", "digits"],
+        default="breast-cancer",
+        help="scikit-learn data set: breast-cancer (2 classes) or digits (10 classes) (default: breast-cancer)",
+    )
+    demo.add_argument(
+        "--partition",
+        choices=["iid", "dirichlet"],
+        default="dirichlet",
+        help="how the rows are split across hospitals: iid (shuffled, near-equal parts) or dirichlet (label "
+        "skew, --alpha) (default: dirichlet)",
+    )
     demo.add_argument(
         "--alpha",
         type=_real(0, 1e6, include_low=False),
@@ -226,7 +237,7 @@ def _add_keys(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> 
     new = actions.add_parser("new", help="create a hospital's Ed25519 identity (0600, never overwritten)")
     new.add_argument("path", type=_new_file, help="the identity key file to create; its public key goes to PATH.pub")
     public = actions.add_parser("public", help="print the public key of an identity key file")
-    public.add_argument("path")
+    public.add_argument("path", help="the identity key file (made by secagg keys new)")
     trust = actions.add_parser("trust", help="build the federation's trusted-keys file from public keys")
     trust.add_argument("out", type=_new_file, help="the trusted-keys file to create (never overwritten)")
     trust.add_argument("keys", nargs="+", metavar="KEY", help="a public key in hex, or a .pub file holding one")

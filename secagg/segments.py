@@ -310,7 +310,8 @@ def clipping_report(
         warnings.warn(
             f"{report.clipped} of {report.coordinates} coordinates clipped ({report.fraction:.2%}); "
             f"above {warn_level:.0%} in {len(over)} segment(s): {worst}. The mean is biased toward zero; "
-            "raise the clip or use the adaptive clip",
+            "raise the clip: a fixed clip's value, or an adaptive clip's starting value (it moves toward "
+            "its target from the next round on)",
             ClippingWarning,
             stacklevel=3,
         )

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
+import inspect
 from typing import Any
 
 from fl_core.aggregators.base import (
@@ -126,7 +127,10 @@ def make_aggregator(
     if name in ("secagg", "secagg+"):
         unknown = sorted(set(options) - set(_MASKING_OPTIONS))
         if unknown:
-            raise ConfigurationError(f"aggregation {name!r} does not take {unknown}; it takes {list(_MASKING_OPTIONS)}")
+            raise ConfigurationError(
+                f"aggregation {name!r} does not take {unknown}; it takes {[*_QUANTIZATION_OPTIONS, 'clipping']} "
+                f"(quantization) and {list(_MASKING_OPTIONS)} (protocol)"
+            )
         graph = "complete" if name == "secagg" else "harary"
         return MaskingAggregator(quantizer, graph=graph, clipping=clipping, **options)
     return _paillier(quantizer, {**options, "clipping": clipping})
@@ -139,5 +143,16 @@ def _paillier(quantizer: WeightedQuantizer, options: dict[str, Any]) -> Aggregat
             "aggregation 'paillier' is not available in this build (fl_core.aggregators.paillier is missing)"
         )
     module = importlib.import_module("fl_core.aggregators.paillier")
+    protocol = [
+        parameter.name
+        for parameter in inspect.signature(module.PaillierAggregator).parameters.values()
+        if parameter.kind is inspect.Parameter.KEYWORD_ONLY and parameter.name != "clipping"
+    ]
+    unknown = sorted(set(options) - {*protocol, "clipping"})
+    if unknown:  # refused here, with every option named, before the constructor deals a key
+        raise ConfigurationError(
+            f"aggregation 'paillier' does not take {unknown}; it takes {[*_QUANTIZATION_OPTIONS, 'clipping']} "
+            f"(quantization) and {protocol} (protocol)"
+        )
     aggregator: Aggregator = module.PaillierAggregator(quantizer, **options)
     return aggregator

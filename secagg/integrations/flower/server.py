@@ -121,6 +121,11 @@ class SecAggGrid(SecureGrid):
         if self.options.mode == ACTIVE:
             self.identify(batch, self.options.trusted_keys, dropped, errors)
             batch = batch.subset(node for node in sampled if node in self.identities)
+            if len(batch.node_ids) < MIN_NODES:  # said so, not as the quantization's refusal of 0 summands
+                return self._skip(batch, started, dropped, errors, (
+                    f"{len(batch.node_ids)} of {len(sampled)} nodes left after identify, fewer than a masking "
+                    f"session needs (at least {MIN_NODES}); each node's reason is in the report's errors"
+                ), sampled)
         try:
             plan = MaskingPlan.create(
                 batch, self.options, self.run.run_id, self.identities, self.schedule, self.dp, compression
