@@ -5,7 +5,7 @@ A hostile hospital's MaskedInput may declare another ring width than the session
 (four times the session's vector length): unpacking it would allocate a uint32 word
 per byte sent, where an honest masked input in Z_(2^32) is a view of the message. The
 server reads the declared width and count from the message's fixed prefix and refuses
-a mismatch first (spec section 12, "MaskedInput"): the hostile message costs only its
+a mismatch first (spec 12.8, round 2): the hostile message costs only its
 sender, with the same reason as before, and nothing of its size is allocated.
 """
 
