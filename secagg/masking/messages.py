@@ -14,12 +14,12 @@ import itertools
 from dataclasses import dataclass
 from typing import ClassVar
 
-from secagg import wire
+from secagg import bitpack, wire
 from secagg.errors import DecodeError
 from secagg.primitives import shamir
 from secagg.primitives.key_agreement import KEY_SIZE
 from secagg.primitives.signing import SIGNATURE_SIZE
-from secagg.ring import PackedVector
+from secagg.ring import NARROW_MAX_BITS, NARROW_MIN_BITS, PackedVector
 from secagg.wire import U32, FixedBytes, ListOf, Struct, VarBytes, wire_field
 from secagg.wire_packed import PackedRingArray
 
@@ -31,6 +31,7 @@ __all__ = [
     "EncryptedShares",
     "KeyRoster",
     "MaskedInput",
+    "MaskedInputHeader",
     "RosterEntry",
     "Round",
     "SealedBox",
@@ -41,6 +42,7 @@ __all__ = [
     "SurvivorList",
     "UnmaskRequest",
     "UnmaskResponse",
+    "masked_input_header",
 ]
 
 SESSION_ID_SIZE = 32
@@ -191,6 +193,38 @@ class MaskedInput(wire.Message):
     sender: int = wire_field(U32)
     session_id: bytes = wire_field(FixedBytes(SESSION_ID_SIZE))
     vector: PackedVector = wire_field(PackedRingArray())
+
+
+@dataclass(frozen=True)
+class MaskedInputHeader:
+    """A well-formed MaskedInput's fields but its vector's values (what :func:`masked_input_header` reads)."""
+
+    sender: int
+    session_id: bytes
+    bits: int
+    length: int
+
+
+def masked_input_header(data: bytes) -> MaskedInputHeader | None:
+    """The sender, session id, ring width and value count of the MaskedInput ``data``, read without
+    unpacking its vector: None unless ``data`` is bytes passing every check its decoding makes (envelope,
+    width in 8..64, count limit, exactly the packed size, zero padding bits; none other can fail),
+    so a receiver refuses a vector of the wrong shape before it allocates anything of its size."""
+    prefix = wire.MAGIC + bytes((wire.VERSION,)) + MaskedInput.TAG.to_bytes(2, "big")
+    at = len(prefix) + 4 + SESSION_ID_SIZE  # the vector's u8 width, then its u32 count, then the body
+    if not isinstance(data, bytes) or len(data) < at + 5 or data[: len(prefix)] != prefix:
+        return None
+    bits, length = data[at], int.from_bytes(data[at + 1 : at + 5], "big")
+    codec = MaskedInput.wire_fields()[-1][1]
+    assert isinstance(codec, PackedRingArray)
+    if not NARROW_MIN_BITS <= bits <= NARROW_MAX_BITS or length > codec.max_length:
+        return None
+    size = bitpack.packed_size(length, bits)
+    spare = 8 * size - length * bits
+    if len(data) != at + 5 + size or (spare and data[-1] >> (8 - spare)):
+        return None
+    sender = int.from_bytes(data[len(prefix) : len(prefix) + 4], "big")
+    return MaskedInputHeader(sender, data[len(prefix) + 4 : at], bits, length)
 
 
 # --- Round 3: ConsistencyCheck (active mode) ---------------------------------------

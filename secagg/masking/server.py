@@ -35,12 +35,14 @@ from secagg.masking.messages import (
     EncryptedShares,
     KeyRoster,
     MaskedInput,
+    MaskedInputHeader,
     RosterEntry,
     SealedBox,
     ShareDelivery,
     SignedBy,
     SurvivorList,
     UnmaskRequest,
+    masked_input_header,
 )
 from secagg.masking.server_state import (
     ServerPhase,
@@ -184,17 +186,26 @@ def _collect_shares(state: ServerState, inbound: Mapping[int, bytes]) -> tuple[S
 
 def _collect_masked(state: ServerState, inbound: Mapping[int, bytes]) -> tuple[ServerState, dict[int, bytes]]:
     config = state.config
-    accepted, rejected = accept_messages(state, inbound, MaskedInput, state.shared)
+    shape = (config.ring_bits, config.vector_length)
+
+    def decode(data: bytes) -> MaskedInput | MaskedInputHeader:
+        # A vector of another width or length is refused unread (12.8): unpacking a narrow width
+        # declaring as many values as its bytes hold would cost up to a word per byte sent.
+        header = masked_input_header(data)
+        if header is not None and (header.bits, header.length) != shape:
+            return header
+        return wire.decode(data, MaskedInput)
+
+    accepted, rejected = accept_messages(state, inbound, MaskedInput, state.shared, decode)
     total = config.ring.zeros(config.vector_length)
     survivors = []
     for client, message in accepted.items():
-        assert isinstance(message, MaskedInput)
-        vector = message.vector.values
-        if message.vector.bits != config.ring_bits or vector.shape[0] != config.vector_length:
+        assert isinstance(message, (MaskedInput, MaskedInputHeader))
+        if not isinstance(message, MaskedInput) or (message.vector.bits, len(message.vector)) != shape:
             expected = f"{config.vector_length} elements of Z_(2^{config.ring_bits})"
             rejected.append((client, f"MaskedInput: expected {expected}"))
             continue
-        np.add(total, vector, out=total)
+        np.add(total, message.vector.values, out=total)
         survivors.append(client)
     require_remaining(state, len(survivors), "MaskedInputCollection", survivors, rejected=rejected)
     ids = tuple(survivors)

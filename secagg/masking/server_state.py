@@ -12,7 +12,7 @@ the short :func:`dropout_report`.
 from __future__ import annotations
 
 import enum
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from secagg import wire
@@ -81,16 +81,22 @@ class ServerState:
 
 
 def accept_messages(
-    state: ServerState, inbound: Mapping[int, bytes], expected: type[wire.Message], allowed: frozenset[int]
-) -> tuple[dict[int, wire.Message], list[tuple[int, str]]]:
-    """Decode each sender's message; reject (as a dropout) what is not acceptable."""
-    accepted: dict[int, wire.Message] = {}
+    state: ServerState,
+    inbound: Mapping[int, bytes],
+    expected: type[wire.Message],
+    allowed: frozenset[int],
+    decode: Callable[[bytes], object] | None = None,
+) -> tuple[dict[int, object], list[tuple[int, str]]]:
+    """Decode each sender's message; reject (as a dropout) what is not acceptable. ``decode``
+    (default: as an ``expected`` message; DecodeError if it is not one) may give a well-formed
+    message's fields without its bulk (:func:`~secagg.masking.messages.masked_input_header`)."""
+    accepted: dict[int, object] = {}
     rejected: list[tuple[int, str]] = []
     for sender, data in sorted(inbound.items()):
         try:
             if sender not in allowed:
                 raise ProtocolError(f"client {sender} is not expected in this round")
-            message = wire.decode(data, expected)
+            message = wire.decode(data, expected) if decode is None else decode(data)
             if getattr(message, "sender", None) != sender:
                 raise ProtocolError(f"message claims sender {getattr(message, 'sender', None)}")
             if getattr(message, "session_id", state.session) != state.session:
