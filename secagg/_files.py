@@ -130,7 +130,7 @@ def _check_opened(
 _MAX_LINKS = 40  # as Linux's MAXSYMLINKS: more links followed in one lookup is a loop (ELOOP)
 
 
-def check_folders(path: str | os.PathLike[str], what: str) -> None:
+def check_folders(path: str | os.PathLike[str], what: str, *, shown: str | None = None) -> None:
     """Refuse (ConfigurationError naming the folder and the fix) a file whose path goes through a
     folder that someone else may change, as ssh's StrictModes does for ``authorized_keys``: whoever
     may write a folder on the path can rename the file (or a folder under it) away and put their own
@@ -142,10 +142,12 @@ def check_folders(path: str | os.PathLike[str], what: str) -> None:
     - group and others may not write it, unless it is sticky (``/tmp``'s mode 1777): there only an
       entry's owner may rename or remove it, so the entry met in it (a folder, a link, the file)
       must itself belong to the user or to root.
+
+    ``shown``: the name the errors give the file (``path`` by default).
     """
     if os.name != "posix":
         return
-    euid, name, hops = os.geteuid(), _shown(path), 0
+    euid, name, hops = os.geteuid(), _shown(path) if shown is None else shown, 0
     text = os.fspath(path)
     pending = list(reversed(text.split("/")))
     current = "/" if text.startswith("/") else os.getcwd()  # getcwd: the folder's real path
