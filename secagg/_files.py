@@ -22,10 +22,7 @@ would take for an open file descriptor; bytes) is a :class:`~secagg.errors.Confi
 synced, renamed over it): a write that fails leaves the previous file whole. It is the library's
 one atomic writer: command-line outputs, vector files and the DP accountant's state file.
 
-:func:`write_new_file` creates a file that must not exist yet (key shares, private keys, identity
-keys, passphrase files, the ceremony's public files beside them): mode 0600 from its creation, into
-a folder every reader would accept (:func:`check_folders`), its data synced before its name exists,
-never over an existing file or link.
+Key files, which must not exist yet, are created by :func:`secagg._new_files.write_new_file`.
 
 On a system that is not POSIX (Windows) no mode, owner or folder is checked, reading or writing:
 there a key file is as private as the folder's access-control list makes it.
@@ -48,7 +45,6 @@ __all__ = [
     "check_folders",
     "read_regular_file",
     "sync_folder",
-    "write_new_file",
     "write_regular_file",
 ]
 
@@ -134,7 +130,7 @@ def _check_opened(
 _MAX_LINKS = 40  # as Linux's MAXSYMLINKS: more links followed in one lookup is a loop (ELOOP)
 
 
-def check_folders(path: str | os.PathLike[str], what: str) -> None:
+def check_folders(path: str | os.PathLike[str], what: str, *, shown: str | None = None) -> None:
     """Refuse (ConfigurationError naming the folder and the fix) a file whose path goes through a
     folder that someone else may change, as ssh's StrictModes does for ``authorized_keys``: whoever
     may write a folder on the path can rename the file (or a folder under it) away and put their own
@@ -146,10 +142,12 @@ def check_folders(path: str | os.PathLike[str], what: str) -> None:
     - group and others may not write it, unless it is sticky (``/tmp``'s mode 1777): there only an
       entry's owner may rename or remove it, so the entry met in it (a folder, a link, the file)
       must itself belong to the user or to root.
+
+    ``shown``: the name the errors give the file (``path`` by default).
     """
     if os.name != "posix":
         return
-    euid, name, hops = os.geteuid(), _shown(path), 0
+    euid, name, hops = os.geteuid(), _shown(path) if shown is None else shown, 0
     text = os.fspath(path)
     pending = list(reversed(text.split("/")))
     current = "/" if text.startswith("/") else os.getcwd()  # getcwd: the folder's real path
@@ -277,77 +275,6 @@ def write_regular_file(
             f"cannot write the {what} {name}: its folder {_shown(folder)} cannot be synced ({exc.strerror or exc}); "
             "the new file is in place but may not survive a crash"
         ) from exc
-
-
-def write_new_file(path: str | os.PathLike[str], what: str, data: bytes, *, mode: int = 0o600) -> None:
-    """Create the file ``path`` holding ``data``, ``mode`` (0600: a secret) whatever the umask (``what``
-    names it in errors). ConfigurationError, nothing written, if anything is at ``path`` (a file, a link: never
-    overwritten nor followed) or a folder on its path is one every reader refuses (:func:`check_folders`).
-
-    ``data`` goes to a new temporary file beside ``path`` (``O_EXCL``, created ``mode`` less the umask),
-    synced, then hard-linked to ``path`` (failing if anything took the name meanwhile), the folder
-    synced: ``path`` appears only holding the whole, synced data, so a crash never leaves an empty or
-    partial key under its name. Without hard links (the file system's) the file is created at ``path``
-    (``O_EXCL``) and synced. A failed write or sync, or an interrupt, removes what this call created.
-    """
-    path = _checked_path(path, what)
-    name, text = _shown(path), os.fspath(path)
-    folder = os.path.dirname(text) or os.curdir
-    try:
-        if os.path.lexists(text):
-            raise ConfigurationError(f"refusing to overwrite {name}")
-        with contextlib.suppress(FileNotFoundError):  # the file is not there yet (nor, maybe, its folder)
-            check_folders(path, what)
-        descriptor, temporary = _new_temporary(folder, os.path.basename(text), mode)
-    except ConfigurationError:
-        raise
-    except (OSError, ValueError) as exc:  # ValueError: a path holding a NUL byte
-        missing = f" (its folder {_shown(folder)} does not exist)" if isinstance(exc, FileNotFoundError) else ""
-        raise ConfigurationError(f"cannot create {name}: {getattr(exc, 'strerror', None) or exc}{missing}") from exc
-    created = [temporary]
-    try:
-        _write_synced(descriptor, data, mode)
-        try:
-            os.link(temporary, text)  # fails if anything took the name meanwhile
-        except OSError as exc:
-            if isinstance(exc, FileExistsError) or exc.errno not in _NO_HARD_LINKS:
-                raise
-            # A file system without hard links: the file is created at its name (O_EXCL), then written.
-            descriptor = os.open(text, _NEW_FILE_FLAGS, mode)
-            created.append(text)
-            _write_synced(descriptor, data, mode)
-        else:
-            created.append(text)
-        with contextlib.suppress(OSError):
-            os.unlink(temporary)
-    except BaseException as exc:  # a full disk, an I/O error, an interrupt: no partial file is left behind
-        for leftover in created:
-            with contextlib.suppress(OSError):
-                os.unlink(leftover)
-        if isinstance(exc, FileExistsError):
-            raise ConfigurationError(f"refusing to overwrite {name}") from None
-        if isinstance(exc, OSError):
-            raise ConfigurationError(f"cannot write {name}: {exc.strerror or exc}") from exc
-        raise
-    sync_folder(folder)  # the new name durable too
-
-
-_NEW_FILE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
-_NO_HARD_LINKS = frozenset(
-    getattr(errno, name) for name in ("EPERM", "ENOTSUP", "EOPNOTSUPP", "EXDEV", "EMLINK") if hasattr(errno, name)
-)
-
-
-def _write_synced(descriptor: int, data: bytes, mode: int) -> None:
-    """Give the new file open as ``descriptor`` ``mode`` exactly (it was created so less the umask:
-    never more open, but a umask taking the owner's read bit would leave a key its owner cannot read
-    back), write ``data`` to it, sync it and close it."""
-    with os.fdopen(descriptor, "wb") as handle:
-        if hasattr(os, "fchmod"):  # not on Windows before Python 3.13 (where no mode is checked)
-            os.fchmod(descriptor, mode)
-        handle.write(data)
-        handle.flush()
-        os.fsync(handle.fileno())
 
 
 def _new_temporary(folder: str, base: str, mode: int = 0o666) -> tuple[int, str]:

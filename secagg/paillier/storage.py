@@ -38,7 +38,8 @@ from typing import ClassVar
 from cryptography.hazmat.primitives.kdf.scrypt import Scrypt
 
 from secagg import wire
-from secagg._files import PRIVATE, read_regular_file, write_new_file
+from secagg._files import PRIVATE, read_regular_file
+from secagg._new_files import write_new_file
 from secagg.errors import AuthenticationError, ConfigurationError, DecodeError, SecAggError
 from secagg.paillier._arguments import require_flag, require_path, require_random_bytes
 from secagg.paillier.key_checks import check_loaded_key
@@ -251,7 +252,7 @@ def write_new_private_file(path: str | os.PathLike[str], data: bytes) -> None:
     folder is synced before it returns, so a crash after it returned cannot lose the file. A write
     or sync that fails (a full disk, an I/O error) removes what it created and raises
     ConfigurationError; one interrupted (KeyboardInterrupt) removes it too
-    (:func:`secagg._files.write_new_file`).
+    (:func:`secagg._new_files.write_new_file`).
     """
     write_new_file(require_path(path), "key file", data)
 
