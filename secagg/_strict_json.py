@@ -1,9 +1,9 @@
 """Strict JSON for the files the library reads back (test vectors, the DP accountant's state).
 
 Python's ``json`` keeps the last of a repeated name in an object (another reader may keep the
-first or refuse), accepts ``NaN`` and ``Infinity``, which are not JSON, and reads ``1e999`` as an
-infinity, silently. :func:`strict_loads` refuses all three with :class:`~secagg.errors.DecodeError`,
-so two readers of one file never see two different documents.
+first or refuse), accepts ``NaN`` and ``Infinity``, which are not JSON, reads ``1e999`` as an
+infinity and ``1e-400`` as 0.0, silently. :func:`strict_loads` refuses all four with
+:class:`~secagg.errors.DecodeError`, so two readers of one file never see two different documents.
 
 It also refuses an integer of more than :data:`MAX_INT_DIGITS` digits before converting it: Python
 converts d decimal digits in time superlinear in d, and only the process-wide
@@ -28,9 +28,9 @@ accountant's state is at most 2^32 - 1), its sign aside."""
 
 def strict_loads(data: bytes | str) -> Any:
     """The JSON value in ``data``; DecodeError (saying why) for a repeated name in an object, a
-    non-JSON constant, a number beyond binary64 or an integer of more than :data:`MAX_INT_DIGITS`
-    digits; ``json``'s own ValueError (UnicodeDecodeError included) or RecursionError for text that
-    is not JSON, for the caller to word."""
+    non-JSON constant, a number beyond binary64 (or nonzero that would read as 0) or an integer of
+    more than :data:`MAX_INT_DIGITS` digits; ``json``'s own ValueError (UnicodeDecodeError included)
+    or RecursionError for text that is not JSON, for the caller to word."""
     return json.loads(
         data, object_pairs_hook=_no_duplicates, parse_constant=_no_constant, parse_float=_finite, parse_int=_short_int
     )
@@ -53,6 +53,8 @@ def _finite(text: str) -> float:
     value = float(text)
     if not math.isfinite(value):
         raise DecodeError(f"it holds the number {text[:40]}, beyond binary64")
+    if value == 0.0 and any(digit in "123456789" for digit in text.partition("e")[0].partition("E")[0]):
+        raise DecodeError(f"it holds the number {text[:40]}, nonzero but below binary64 (it would read as 0)")
     return value
 
 

@@ -311,7 +311,8 @@ def clipping_report(
             f"{report.clipped} of {report.coordinates} coordinates clipped ({report.fraction:.2%}); "
             f"above {warn_level:.0%} in {len(over)} segment(s): {worst}. The mean is biased toward zero; "
             "raise the clip: a fixed clip's value, or an adaptive clip's starting value (it moves toward "
-            "its target from the next round on)",
+            f"its target from the next round on); an adaptive clip whose target is above {warn_level:.0%} "
+            "clips that much every round by design: lower its target",
             ClippingWarning,
             stacklevel=3,
         )

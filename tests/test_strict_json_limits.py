@@ -53,3 +53,16 @@ def test_a_vector_file_of_one_long_number_is_refused_with_the_librarys_error(tmp
     # Execute / Assert
     with pytest.raises(DecodeError, match=r"prg\.json.*200000 digits"):
         load_vectors("prg.json", tmp_path)
+
+
+@pytest.mark.parametrize("text", ["1e-400", "-2.5e-330", "0.000001e-320", "1" + "0" * 10 + "e-340"])
+def test_a_nonzero_number_below_binary64_is_refused_not_read_as_zero(text: str) -> None:
+    # Prepare / Execute / Assert: as 1e999 is not read as an infinity, 1e-400 is not read as 0.0
+    with pytest.raises(DecodeError, match="below binary64"):
+        strict_loads(f'{{"x": {text}}}')
+
+
+@pytest.mark.parametrize("text", ["0.0", "-0.0", "0e-400", "0.000e5", "5e-324", "2.2250738585072014e-308"])
+def test_zero_and_the_smallest_binary64_numbers_are_read(text: str) -> None:
+    # Prepare / Execute / Assert: a zero in any form, and the least subnormal, are numbers of binary64
+    assert strict_loads(f"[{text}]") == [float(text)]

@@ -205,11 +205,14 @@ class MaskedInputHeader:
     length: int
 
 
-def masked_input_header(data: bytes) -> MaskedInputHeader | None:
+def masked_input_header(data: bytes | bytearray | memoryview) -> MaskedInputHeader | None:
     """The sender, session id, ring width and value count of the MaskedInput ``data``, read without
-    unpacking its vector: None unless ``data`` is bytes passing every check its decoding makes (envelope,
-    width in 8..64, count limit, exactly the packed size, zero padding bits; none other can fail),
-    so a receiver refuses a vector of the wrong shape before it allocates anything of its size."""
+    unpacking its vector: None unless ``data`` is bytes-like (bytes, bytearray, memoryview: what
+    :func:`secagg.wire.decode` takes) passing every check its decoding makes (envelope, width in
+    8..64, count limit, exactly the packed size, zero padding bits; none other can fail), so a
+    receiver refuses a vector of the wrong shape before it allocates anything of its size."""
+    if isinstance(data, (bytearray, memoryview)):
+        data = bytes(data)  # as the decoder copies it: the size sent, not the size declared
     prefix = wire.MAGIC + bytes((wire.VERSION,)) + MaskedInput.TAG.to_bytes(2, "big")
     at = len(prefix) + 4 + SESSION_ID_SIZE  # the vector's u8 width, then its u32 count, then the body
     if not isinstance(data, bytes) or len(data) < at + 5 or data[: len(prefix)] != prefix:

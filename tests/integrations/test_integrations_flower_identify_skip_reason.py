@@ -46,3 +46,30 @@ def test_a_round_too_few_nodes_survive_identify_names_identify_not_the_quantizat
     assert "max_weight" not in reason, reason
     assert f"{with_keys} of {len(NODES)} nodes left after identify" in reason, reason
     assert "at least 3" in reason and "errors" in reason, reason
+
+
+def test_a_round_nodes_left_silently_at_identify_points_where_each_is_recorded() -> None:
+    # Prepare: active masking; two keyed nodes, one node without keys (an error reply) and two that
+    # never answer identify (a timeout: dropped, with no reason to record in errors)
+    keyed, silent = NODES[:2], NODES[3:]
+    grid = FakeGrid(
+        {node: make_app(node, WEIGHTS[node], **identity_options(node, "active" if node in keyed else "none"))
+         for node in NODES},
+        silent={(node, "identify") for node in silent},
+    )
+    secure = SecAggGrid(grid, SecAggOptions(trusted_keys=TRUSTED_KEYS, stage_timeout=0.3, poll_interval=0.05))
+
+    # Execute
+    run(secure, rounds=1)
+
+    # Verify: skipped; all three left out dropped at identify, only the one that replied with a reason
+    (report,) = secure.reports
+    assert report.aggregate is None
+    left_out = {node for node, stage in report.dropped.items() if stage == "identify"}
+    assert left_out == set(NODES[2:])
+    assert set(report.errors) == {NODES[2]}
+    reason = report.skipped_reason or ""
+    assert "2 of 5 nodes left after identify" in reason, reason
+    # the reason does not promise a reason in errors for every node: it names dropped for the silent ones
+    assert "each node's reason is in the report's errors" not in reason, reason
+    assert "dropped" in reason, reason

@@ -75,6 +75,33 @@ def test_a_masked_input_of_another_width_is_refused_unread(
     assert_exact(config, result.aggregate, run.inputs, [c for c in run.inputs if c != BAD])
 
 
+@pytest.mark.parametrize("container", [bytearray, memoryview])
+def test_a_masked_input_of_another_width_in_another_bytes_like_is_refused_unread(
+    monkeypatch: pytest.MonkeyPatch, container: type[bytearray] | type[memoryview]
+) -> None:
+    # Prepare: the decoder takes a bytearray or memoryview as it takes bytes; so must the header
+    config = MaskingConfig(num_clients=5, threshold=3, vector_length=40, ring_bits=12, mode="semi-honest")
+    run = StepRun(config, seed=14)
+    while run.server.phase != ServerPhase.COLLECT_MASKED:
+        run.to_server()
+        run.to_clients()
+    uploads: dict[int, Any] = dict(run.uploads)
+    uploads[BAD] = container(_widened(uploads[BAD], 8))
+    unpacked: list[tuple[int, int]] = []
+    original = bitpack.unpack
+
+    def recording(data: bytes, length: int, bits: int) -> npt.NDArray[Any]:
+        unpacked.append((length, bits))
+        return original(data, length, bits)
+
+    monkeypatch.setattr(bitpack, "unpack", recording)
+    # Execute
+    run.to_server(uploads)
+    # Assert: refused for its shape, its 8-bit vector (four times the values) never unpacked
+    assert all(bits == 12 for _, bits in unpacked), unpacked
+    assert dict(run.server.rejected)[BAD] == "MaskedInput: expected 40 elements of Z_(2^12)"
+
+
 def test_a_truncated_prefix_is_left_to_the_decoder() -> None:
     # Prepare: a masked input cut inside its session id, before its vector's width and count
     config = MaskingConfig(num_clients=5, threshold=3, vector_length=4, mode="semi-honest")
@@ -121,6 +148,69 @@ def test_the_header_is_read_exactly_when_the_message_decodes(
     if header is not None and message is not None:
         assert (header.sender, header.session_id) == (message.sender, message.session_id)
         assert (header.bits, header.length) == (message.vector.bits, len(message.vector))
+
+
+_PREFIX = wire.MAGIC + bytes((wire.VERSION,)) + MaskedInput.TAG.to_bytes(2, "big")
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    envelope=st.just(_PREFIX) | st.sampled_from([_PREFIX[:-1] + b"\x06", b"SB\x01\x01\x05", _PREFIX[:4] + b"\x02"]),
+    sender=st.binary(min_size=4, max_size=4),
+    bits=st.sampled_from([0, 7, 8, 12, 32, 63, 64, 65, 255]) | st.integers(0, 255),
+    count=st.integers(0, 40) | st.sampled_from([1 << 30, (1 << 30) + 1, (1 << 32) - 1]),
+    body=st.binary(max_size=330),
+    fit=st.sampled_from([0, -1, 1, None]),
+    cut=st.none() | st.integers(0, 400),
+    container=st.sampled_from([bytes, bytearray, memoryview]),
+)
+def test_the_header_is_read_exactly_when_any_bytes_decode(
+    envelope: bytes,
+    sender: bytes,
+    bits: int,
+    count: int,
+    body: bytes,
+    fit: int | None,
+    cut: int | None,
+    container: type[bytes] | type[bytearray] | type[memoryview],
+) -> None:
+    # Prepare: arbitrary width, count and body after any envelope; the body of the size the width and
+    # count declare (``fit`` 0: padding bits as drawn), a byte short or over, or as drawn; cut anywhere,
+    # in any bytes-like type
+    if fit is not None and 1 <= bits <= 64 and count <= 40:
+        size = max(0, bitpack.packed_size(count, bits) + fit)
+        body = (body * (size // max(1, len(body)) + 1))[:size] if body else bytes(size)
+    data = envelope + sender + bytes(range(32)) + bytes((bits,)) + count.to_bytes(4, "big") + body
+    if cut is not None:
+        data = data[:cut]
+    # Execute
+    header = masked_input_header(container(data))  # type: ignore[arg-type]
+    try:
+        message = wire.decode(container(data), MaskedInput)  # type: ignore[arg-type]
+    except SecAggError:
+        message = None
+    # Assert
+    assert (header is None) == (message is None), (len(data), bits, count)
+    if header is not None and message is not None:
+        assert (header.sender, header.session_id) == (message.sender, message.session_id)
+        assert (header.bits, header.length) == (message.vector.bits, len(message.vector))
+
+
+@settings(max_examples=200, deadline=None)
+@given(bits=st.integers(1, 64), count=st.integers(0, 40), pad=st.just(0) | st.integers(0, 255))
+def test_a_body_of_the_declared_size_decodes_unless_its_padding_is_set(bits: int, count: int, pad: int) -> None:
+    # Prepare: a body of exactly the size the width (in range or not) and count declare, its last byte arbitrary
+    size = bitpack.packed_size(count, bits)
+    body = bytes(max(0, size - 1)) + (bytes((pad,)) if size else b"")
+    data = _PREFIX + bytes(4) + bytes(32) + bytes((bits,)) + count.to_bytes(4, "big") + body
+    # Execute
+    header = masked_input_header(data)
+    try:
+        message = wire.decode(data, MaskedInput)
+    except SecAggError:
+        message = None
+    # Assert
+    assert (header is None) == (message is None), (bits, count, pad)
 
 
 def test_a_misshaped_input_failing_an_acceptance_check_is_refused_for_that_check_first() -> None:

@@ -124,7 +124,8 @@ class SecAggGrid(SecureGrid):
             if len(batch.node_ids) < MIN_NODES:  # said so, not as the quantization's refusal of 0 summands
                 return self._skip(batch, started, dropped, errors, (
                     f"{len(batch.node_ids)} of {len(sampled)} nodes left after identify, fewer than a masking "
-                    f"session needs (at least {MIN_NODES}); each node's reason is in the report's errors"
+                    f"session needs (at least {MIN_NODES}); the report's dropped names each node left out at "
+                    "identify, its errors the reason of each that replied"
                 ), sampled)
         try:
             plan = MaskingPlan.create(
