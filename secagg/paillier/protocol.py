@@ -40,29 +40,25 @@ uploads made under different setups never meet in one aggregate.
 
 from __future__ import annotations
 
-import enum
-from typing import Any, TypeVar
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
-from secagg import wire
-from secagg._validate import require_bytes, require_instance, require_int
+from secagg._validate import require_instance, require_int
 from secagg.errors import (
     AuthenticationError,
     ConfigurationError,
-    ConfigurationTypeError,
     DecodeError,
     ProtocolError,
     ReplayError,
     ThresholdError,
 )
-from secagg.paillier._arguments import require_flag, require_random_bytes, require_workers
+from secagg.paillier._arguments import require_message, require_random_bytes, require_workers
 from secagg.paillier._compute import IN_PROCESS, Workers
+from secagg.paillier._decrypting_party import NO_OWN_UPLOAD, DecryptingParty, NoOwnUpload
 from secagg.paillier.encryption import Encryptor, Obfuscation, add_ciphertext_vectors
-from secagg.paillier.keys import DEFAULT_CONSTANT_TIME, KeyShare, PrivateKey
 from secagg.paillier.messages import (
-    DIGEST_SIZE,
     DecryptionRequest,
     EncryptedVector,
     PartialDecryption,
@@ -72,8 +68,8 @@ from secagg.paillier.messages import (
 from secagg.paillier.packing import pack, unpack
 from secagg.paillier.parameters import SessionParameters, check_upload, paillier_guarantee
 from secagg.paillier.plaintext_proofs import knowledge_seed, prove_knowledge
-from secagg.paillier.proofs import batch, batch_seed, prove, verify
-from secagg.paillier.threshold import combine_partials, partial_decrypt, single_key_partial_decrypt
+from secagg.paillier.proofs import batch, batch_seed, verify
+from secagg.paillier.threshold import combine_partials
 from secagg.primitives.randomness import RandomBytes, system_random
 from secagg.primitives.signing import SigningKey
 
@@ -82,7 +78,6 @@ __all__ = [
 ]
 
 IntArray = npt.NDArray[np.int64]
-M = TypeVar("M", bound=wire.Message)
 
 
 class Client:
@@ -189,7 +184,7 @@ class Server:
         session, client, length; after closing), ReplayError (second upload), DecodeError,
         AuthenticationError (no valid signature of the client), ConfigurationTypeError (neither
         bytes nor an EncryptedVector). A refused upload leaves no trace: the caller drops it."""
-        message = _message("upload", upload, EncryptedVector)
+        message = require_message("upload", upload, EncryptedVector)
         if self.closed:
             raise ProtocolError(f"server: upload of client {message.client} arrived after closing")
         ciphertexts = check_upload(self.params, message, "server")
@@ -226,7 +221,7 @@ class Server:
         ConfigurationTypeError (neither bytes nor a PartialDecryption). A refused answer leaves
         no trace: another party's can still be received.
         """
-        message = _message("partial", partial, PartialDecryption)
+        message = require_message("partial", partial, PartialDecryption)
         if self._digest is None:
             raise ProtocolError(f"server: partial decryption from party {message.party} before any request")
         if message.session_id != self.params.session_id:
@@ -269,134 +264,3 @@ class Server:
         self._close()
         plaintexts = combine_partials(self.params.public, self._partials, self.workers)
         return unpack(plaintexts, self.params.layout, self.params.vector_length, len(self._uploads))
-
-
-class NoOwnUpload(enum.Enum):
-    """The type of :data:`NO_OWN_UPLOAD`, its one value."""
-
-    NO_OWN_UPLOAD = "no own upload"
-
-
-NO_OWN_UPLOAD = NoOwnUpload.NO_OWN_UPLOAD
-"""``DecryptingParty(own_upload=NO_OWN_UPLOAD)``: the party sent no upload in the session (a
-single-key holder, a key-share holder with no data). It gives up binding rule (e): the party
-decrypts any sum of at least ``min_contributors`` uploads, with no check that its own is in it. The stated
-c still holds: one aggregate per session, 2t > l + c over all l shares, min_contributors >= c + 2 (docs/paillier.md),
-while its caller keeps that one answer across restarts (no upload record fails it closed)."""
-
-
-class DecryptingParty:
-    """A hospital holding a key share (or, in single-key mode, the key holder).
-
-    Answers :class:`DecryptionRequest` messages under the binding rules of the
-    module docstring; keeps which aggregate it answered in this session, in this object
-    only: one built again for the session has forgotten it (docs/paillier.md).
-    """
-
-    def __init__(
-        self,
-        params: SessionParameters,
-        secret: KeyShare | PrivateKey,
-        *,
-        own_upload: bytes | NoOwnUpload,
-        random_bytes: RandomBytes = system_random,
-        workers: Workers = IN_PROCESS,
-        constant_time: bool = DEFAULT_CONSTANT_TIME,
-    ) -> None:
-        """Party of the session ``params`` with ``secret``; ``own_upload`` is the digest of
-        the upload this hospital sent in the session, or :data:`NO_OWN_UPLOAD`, by name, if it
-        sent none (then no request is checked for it: the party would decrypt a sum without its
-        own upload), so a caller cannot leave the check out by omission, nor by a None (a
-        digest looked up with ``.get`` and missing: ConfigurationTypeError);
-        ``random_bytes`` feeds the proof's commitment; ``constant_time`` (default
-        :data:`~secagg.paillier.keys.DEFAULT_CONSTANT_TIME`, True) exponentiates with the secret
-        by GMP's side-channel-silent ``powmod_sec``; ``constant_time=False`` opts out (faster:
-        about 1.4x for a share's partial decryption at 2048 bits, 1.15x for the single key) and gives
-        up that protection: timing and cache side channels on the secret are open to a co-located
-        attacker (docs/paillier.md, "Other limits"). ConfigurationError (naming the argument) for a wrong
-        type or an ``own_upload`` other than a 32-byte digest; bytes-like values (bytearray,
-        memoryview) are taken as bytes."""
-        require_instance("params", params, SessionParameters)
-        if own_upload is None:
-            raise ConfigurationTypeError(
-                "own_upload must be the 32-byte digest of this party's upload, or NO_OWN_UPLOAD, by name, if it sent "
-                "none: None would turn off the check that a sum holds its own upload"
-            )
-        own = None if own_upload is NO_OWN_UPLOAD else require_bytes("own_upload", own_upload, DIGEST_SIZE)
-        random_bytes, workers = require_random_bytes(random_bytes), require_workers(workers)
-        constant_time = require_flag("constant_time", constant_time)
-        if isinstance(secret, KeyShare):
-            self.index = secret.index
-        elif isinstance(secret, PrivateKey):
-            self.index = 1
-        else:
-            raise ConfigurationTypeError(f"secret must be a KeyShare or a PrivateKey, got {type(secret).__name__}")
-        if secret.public != params.public:
-            raise ConfigurationError(f"party {self.index}: its key material is for another key")
-        self.params = params
-        self.workers = workers
-        self._random_bytes = random_bytes
-        self._constant_time = constant_time
-        self._secret = secret
-        self._own_upload = own
-        self._answer: PartialDecryption | None = None
-
-    def respond(self, request: DecryptionRequest | bytes) -> PartialDecryption:
-        """The partial decryption of the request's aggregate, after every binding check.
-
-        Raises ProtocolError (wrong session or recipient, upload from outside the
-        roster or another session, too few uploads, own upload missing or
-        altered), ReplayError (duplicate upload, or a second different aggregate
-        in this session), DecodeError (malformed upload), ConfigurationTypeError
-        (neither bytes nor a DecryptionRequest).
-        """
-        message = _message("request", request, DecryptionRequest)
-        who = f"party {self.index}"
-        if message.session_id != self.params.session_id:
-            raise ProtocolError(f"{who}: decryption request belongs to another session")
-        if message.recipient != self.index:
-            raise ProtocolError(f"{who}: decryption request is addressed to party {message.recipient}")
-        clients = [upload.client for upload in message.uploads]
-        if len(set(clients)) != len(clients):
-            raise ReplayError(f"{who}: decryption request repeats an upload of client(s) {sorted(clients)}")
-        if len(clients) < self.params.min_contributors:
-            raise ProtocolError(
-                f"{who}: refusing to decrypt a sum of {len(clients)} uploads; "
-                f"at least {self.params.min_contributors} are required"
-            )
-        if self._own_upload is not None and self._own_upload not in {u.digest for u in message.uploads}:
-            raise ProtocolError(f"{who}: its own upload is missing from, or altered in, the aggregate")
-        digest = aggregate_digest(self.params.session_id, message.uploads)
-        if self._answer is not None:
-            if self._answer.aggregate_digest == digest:
-                return self._answer
-            raise ReplayError(f"{who}: already answered a different aggregate in this session")
-        vectors = [check_upload(self.params, upload, who) for upload in message.uploads]
-        aggregate = add_ciphertext_vectors(self.params.public.key, vectors, self.workers)
-        if isinstance(self._secret, KeyShare):
-            values = partial_decrypt(self._secret, aggregate, self.workers, constant_time=self._constant_time)
-        else:
-            values = single_key_partial_decrypt(
-                self._secret, aggregate, self.workers, constant_time=self._constant_time
-            )
-        width = self.params.public.key.ciphertext_bytes
-        data = b"".join(int(v).to_bytes(width, "big") for v in values)
-        public = self.params.public
-        batched = batch(public, aggregate, batch_seed(self.params.session_id, digest, self.index, data), self.workers)
-        proof = prove(
-            public, self.index, self._secret.proof_secret, self.params.session_id + digest, batched,
-            self._random_bytes, constant_time=self._constant_time,
-        )
-        self._answer = PartialDecryption(
-            session_id=self.params.session_id, party=self.index, aggregate_digest=digest, values=data, proof=proof
-        )
-        return self._answer
-
-
-
-def _message(name: str, value: object, kind: type[M]) -> M:
-    """``value`` if it is a ``kind`` message, else its decoding if it is bytes-like (untrusted:
-    DecodeError if malformed); ConfigurationTypeError naming ``name`` for anything else."""
-    if isinstance(value, (bytes, bytearray, memoryview)):
-        return wire.decode(bytes(value), kind)
-    return require_instance(name, value, kind)

@@ -17,7 +17,8 @@ pytest.importorskip("flwr")
 from flwr.app import ConfigRecord, Context, Message, MessageType, RecordDict
 
 from secagg.encoding import QuantizationConfig
-from secagg.integrations.flower import NodePolicy, paillier_client
+from secagg.integrations.flower import NodePolicy
+from secagg.integrations.flower import _paillier_history as paillier_history
 from secagg.integrations.flower import client as client_module
 from secagg.integrations.flower._records import stage_content, training_parameters
 from secagg.integrations.flower.clipping import encoded_length, layout_table
@@ -101,9 +102,9 @@ def test_a_round_flooded_with_setups_is_refused_once_the_node_cannot_remember_mo
     assert replayed.has_error()
 
 
-def encrypt_of_round(node: int, server_round: int) -> Message:
+def encrypt_of_round(node: int, server_round: int, max_weight: int = 4096) -> Message:
     vector, layout = flatten_arrays([("arrays", k, v.numpy()) for k, v in initial_arrays().items()])
-    quantization = QuantizationConfig(0.5, 16, len(PAILLIER_NODES), ring_bits=64, max_weight=4096)
+    quantization = QuantizationConfig(0.5, 16, len(PAILLIER_NODES), ring_bits=64, max_weight=max_weight)
     table = layout_table(layout).with_clips({"arrays/w": 0.5, "arrays/b": 0.5})
     content = RecordDict({"arrays": initial_arrays(), "config": ConfigRecord({"server-round": server_round})})
     setup = PaillierSetup.create(
@@ -118,7 +119,7 @@ def test_a_paillier_node_never_uploads_twice_in_a_session_however_many_rounds_fo
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # Prepare: a Paillier node that remembers 2 sessions; rounds 1 to 4, then round 1's encrypt again
-    monkeypatch.setattr(paillier_client, "HISTORY_SIZE", 2)
+    monkeypatch.setattr(paillier_history, "HISTORY_SIZE", 2)
     _, shares = key_files(tmp_path / "ceremony", 4, 3)
     node = PAILLIER_NODES[0]
     app = make_app(node, 10, paillier=True, key_share_file=shares[0], passphrase=PASSPHRASE)
@@ -129,3 +130,21 @@ def test_a_paillier_node_never_uploads_twice_in_a_session_however_many_rounds_fo
     # Assert: the later rounds never evict round 1: its second upload is refused
     assert not any(reply.has_error() for reply in rounds)
     assert again.has_error() and "round 4" in again.error.reason
+
+
+def test_a_round_flooded_with_paillier_setups_is_refused_once_the_node_cannot_remember_more(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Prepare: a Paillier node that makes 2 uploads in a round at most; three setups of one round, distinct sessions
+    monkeypatch.setattr(paillier_history, "HISTORY_SIZE", 2)
+    _, shares = key_files(tmp_path / "ceremony", 4, 3)
+    node = PAILLIER_NODES[0]
+    app = make_app(node, 10, paillier=True, key_share_file=shares[0], passphrase=PASSPHRASE)
+    context = Context(RUN_ID, node, {}, RecordDict(), {})
+    # Execute
+    replies = [app(encrypt_of_round(node, 3, max_weight), context) for max_weight in (4096, 2048, 1024)]
+    again = app(encrypt_of_round(node, 3), context)
+    # Assert: two sessions of the round are uploaded to, the third refused (never by forgetting one)
+    assert [reply.has_error() for reply in replies] == [False, False, True]
+    assert "refuses more uploads in round 3: it made 2" in replies[2].error.reason
+    assert again.has_error() and "already uploaded its update in this session" in again.error.reason

@@ -18,12 +18,13 @@ make each secure round send less, or send it in a basis that quantizes better:
   update and keeps, as its new residual, the corrected update with the coordinates
   sent set to zero (:class:`secagg.sparsity.ErrorFeedback`'s rule). The residual lives in
   the node's ``context.state`` under :data:`RESIDUAL_KEY`, survives across rounds, and
-  never leaves the node. It covers the float arrays only: an integer or bool array is an
-  exact segment (a whole number within ``+-qmax`` or the round is refused), and a backlog
-  of its unsent changes (a step counter rising by 50 a round, left out of a few random
-  subsets) would soon exceed ``qmax`` and have the node refuse every round that draws it,
-  for good. An integer coordinate not sent this round stays at the global value, as every
-  coordinate does without error feedback; each round sends its own change, exact.
+  never leaves the node (:mod:`~secagg.integrations.flower._residual` keeps it). It covers
+  the float arrays only: an integer or bool array is an exact segment (a whole number
+  within ``+-qmax`` or the round is refused), and a backlog of its unsent changes (a step
+  counter rising by 50 a round, left out of a few random subsets) would soon exceed
+  ``qmax`` and have the node refuse every round that draws it, for good. An integer
+  coordinate not sent this round stays at the global value, as every coordinate does
+  without error feedback; each round sends its own change, exact.
 
 :class:`RoundCompression` is one round's choice. Its :meth:`~RoundCompression.parameters`
 (the ``secagg.sparsity.*`` and ``secagg.rotation.*`` entries) travel in the setup's
@@ -46,19 +47,17 @@ segments become one segment named :data:`ROTATED` of length D with its own clip
 
 from __future__ import annotations
 
-import dataclasses
-import hashlib
-import logging
 import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
-from flwr.app import ConfigRecord, RecordDict
+from flwr.app import RecordDict
 
 from secagg.descriptor import Parameter, decode_parameters, encode_parameters
 from secagg.errors import ConfigurationError, DecodeError, ProtocolError
+from secagg.integrations.flower._residual import RESIDUAL_KEY, keep_residual, stored_residual
 from secagg.integrations.flower.arrays import ArrayLayout
 from secagg.integrations.flower.clipping import encoded_length, layout_table, segment_name
 from secagg.rotation import PARAMETER_PREFIX as ROTATION_PREFIX
@@ -81,12 +80,8 @@ __all__ = [
     "stored_residual",
 ]
 
-LOGGER = logging.getLogger("secagg.flower")
 ROTATED = "rotated"
 """Name of the one float segment of a rotated round (array segments always hold a ``/``)."""
-RESIDUAL_KEY = "secagg.residual"
-"""Key of the ConfigRecord in ``context.state`` holding the node's error-feedback residual."""
-RESIDUAL_LABEL = b"secagg/v1/flower-residual"
 
 FloatVector = npt.NDArray[np.float64]
 Sparsity = float | tuple[str, ...] | None
@@ -321,47 +316,6 @@ def check_compressed_model(
         raise ProtocolError("the round's clip table does not describe this model's arrays as compressed")
     if encoded_length(table) != vector_length:
         raise ProtocolError(f"the session is for {vector_length} values, the clip table gives {encoded_length(table)}")
-
-
-def _layout_digest(layout: ArrayLayout) -> bytes:
-    """The arrays' records, names and shapes (not their dtypes: a strategy may average an integer
-    array into floats between rounds, and the residual is float64 either way)."""
-    shapes = ArrayLayout(tuple(dataclasses.replace(spec, dtype="<f8") for spec in layout.specs))
-    return hashlib.sha256(RESIDUAL_LABEL + shapes.describe()).digest()
-
-
-def stored_residual(state: RecordDict, layout: ArrayLayout) -> FloatVector | None:
-    """The node's residual for a model of ``layout`` (None if it has none, or one of another
-    model's layout or holding a NaN or an infinity, which is dropped with a warning);
-    ProtocolError if the record is malformed."""
-    record = state.get(RESIDUAL_KEY)
-    if record is None:
-        return None
-    if not isinstance(record, ConfigRecord):
-        raise ProtocolError("the stored residual is not a ConfigRecord")
-    digest, data = record.get("layout"), record.get("residual")
-    if not isinstance(digest, bytes) or not isinstance(data, bytes):
-        raise ProtocolError("the stored residual is incomplete")
-    if digest != _layout_digest(layout):
-        LOGGER.warning("the stored residual is for another model's arrays; starting from zero")
-        return None
-    if len(data) != 8 * layout.size:
-        raise ProtocolError(f"the stored residual holds {len(data)} bytes, not {8 * layout.size}")
-    residual: FloatVector = np.frombuffer(data, dtype="<f8").astype(np.float64)
-    if not np.all(np.isfinite(residual)):  # stored before node_update refused one, or edited
-        LOGGER.warning("the stored residual holds NaN or infinite values; starting from zero")
-        return None
-    return residual
-
-
-def keep_residual(state: RecordDict, layout: ArrayLayout, residual: FloatVector | None) -> None:
-    """Store ``residual`` as the node's (dropped when None or all zero)."""
-    if residual is None or not np.any(residual):
-        if RESIDUAL_KEY in state:
-            del state[RESIDUAL_KEY]
-        return
-    data = np.ascontiguousarray(residual, dtype="<f8").tobytes()
-    state[RESIDUAL_KEY] = ConfigRecord({"layout": _layout_digest(layout), "residual": data})
 
 
 @dataclass(frozen=True)

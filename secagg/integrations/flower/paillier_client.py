@@ -40,7 +40,8 @@ node and is never stored in ``context.state``.
 The sessions a node uploaded to and the aggregates it decrypted are
 remembered in ``context.state`` (public values only), so a second upload or a
 second, different aggregate in one session is refused even across the fresh
-processes Flower starts per message. Only the latest round's uploads are kept:
+processes Flower starts per message
+(:mod:`~secagg.integrations.flower._paillier_history`). Only the latest round's uploads are kept:
 an upload for an earlier round is refused, and so is a 1025th upload in one
 round (refused rather than an older session forgotten, so no flood of rounds or
 uploads makes the node upload twice in one session). Training messages
@@ -61,7 +62,7 @@ from flwr.clientapp.typing import ClientAppCallable, Mod
 from secagg import wire
 from secagg.dp.calibration import NoisePlan
 from secagg.dp.sampler import RandomSource
-from secagg.errors import ConfigurationError, ProtocolError, ReplayError
+from secagg.errors import ConfigurationError, ProtocolError
 from secagg.integrations.flower._key_share import KEY_SHARE_FILE, PASSPHRASE_ENV, PASSPHRASE_FILE, load_node_share
 from secagg.integrations.flower._limits import (
     PAILLIER_SETUP_LIMIT,
@@ -78,6 +79,13 @@ from secagg.integrations.flower._node import (
     check_identities,
     serve_node,
     train_locally,
+)
+from secagg.integrations.flower._paillier_history import (
+    HISTORY_KEY,
+    check_answer,
+    check_upload,
+    remember_answer,
+    remember_upload,
 )
 from secagg.integrations.flower._paillier_settings import PaillierSettings
 from secagg.integrations.flower._records import stored_round
@@ -130,12 +138,6 @@ __all__ = [
 
 STATE_KEY = "secagg.paillier.round"
 """Key of the ConfigRecord in ``context.state`` holding the current round's setup and upload digest."""
-HISTORY_KEY = "secagg.paillier.history"
-"""Key of the ConfigRecord in ``context.state`` remembering uploaded sessions and decrypted aggregates."""
-HISTORY_SIZE = 1024
-"""How many uploads the node makes in one round at most (an honest server asks for one), and how
-many decrypted aggregates it remembers."""
-_ID = 32
 _REQUEST_LIMIT = "request-limit"
 """Key, in the round's state, of the most bytes an honest decryption request of the round has."""
 _NO_IDENTITY = f"Paillier uploads are signed: this node needs {IDENTITY_KEY_FILE!r} and {TRUSTED_KEYS_FILE!r}"
@@ -242,39 +244,6 @@ def _message_limit(context: Context, max_nodes: int | None, stage: str) -> int:
     return limit
 
 
-def _history(context: Context) -> tuple[bytes, bytes]:
-    """(uploaded session ids, answered session id || aggregate digest entries), concatenated."""
-    record = context.state.get(HISTORY_KEY)
-    if not isinstance(record, ConfigRecord):
-        return b"", b""
-    uploaded, answered = record.get("uploaded", b""), record.get("answered", b"")
-    if not isinstance(uploaded, bytes) or not isinstance(answered, bytes):
-        raise ProtocolError("the stored Paillier history is malformed")
-    return uploaded, answered
-
-
-def _remember(context: Context, uploaded: bytes, answered: bytes, latest: int | None = None) -> None:
-    """Store the history; ``uploaded`` holds the sessions of round ``latest`` only (never trimmed:
-    a 1025th upload in one round is refused instead), so no flood of uploads evicts one."""
-    latest = _latest_round(context) if latest is None else latest
-    context.state[HISTORY_KEY] = ConfigRecord(
-        {"round": latest, "uploaded": uploaded, "answered": answered[-HISTORY_SIZE * 2 * _ID :]}
-    )
-
-
-def _latest_round(context: Context) -> int:
-    """The latest round this node uploaded in (0: none yet); ``context.state`` belongs to one run."""
-    record = context.state.get(HISTORY_KEY)
-    latest = record.get("round", 0) if isinstance(record, ConfigRecord) else 0
-    if not isinstance(latest, int) or isinstance(latest, bool):
-        raise ProtocolError("the stored Paillier history is malformed")
-    return latest
-
-
-def _entries(data: bytes, size: int) -> list[bytes]:
-    return [data[i : i + size] for i in range(0, len(data), size)]
-
-
 def _session(
     message: Message, setup: PaillierSetup, share: KeyShare, identity: NodeIdentity, settings: PaillierSettings
 ) -> tuple[SessionParameters, NoisePlan | None]:
@@ -315,18 +284,7 @@ def _encrypt(
     check_run_config(setup.parameters, context.run_config, settings.policy.require_run_config)
     params, plan = _session(message, setup, share, identity, settings)
     protocol_id = setup.protocol_id(message.metadata.dst_node_id)
-    uploaded, answered = _history(context)
-    latest = _latest_round(context)
-    if setup.server_round < latest:
-        # Its sessions are forgotten (below), so an earlier round is refused as a whole.
-        raise ReplayError(f"this node already uploaded in round {latest}; an upload for round {setup.server_round} "
-                          "(an earlier round) is refused")
-    if setup.server_round > latest:
-        uploaded = b""
-    if params.session_id in _entries(uploaded, _ID):
-        raise ReplayError("this node already uploaded its update in this session")
-    if len(uploaded) >= HISTORY_SIZE * _ID:
-        raise ReplayError(f"this node refuses more uploads in round {setup.server_round}: it made {HISTORY_SIZE}")
+    history = check_upload(context, setup.server_round, params.session_id)
     budget_file = node_budget_file(context, settings.dp_state_file)
     if plan is not None:
         settings.policy.check_dp_state_file(budget_file)
@@ -362,7 +320,7 @@ def _encrypt(
     assert client.upload_digest is not None  # set by upload()
     if keep is not None:
         keep()  # the upload leaves with this reply
-    _remember(context, uploaded + params.session_id, answered, setup.server_round)
+    remember_upload(context, history, setup.server_round, params.session_id)
     context.state[STATE_KEY] = ConfigRecord({
         "setup": payload, "upload": client.upload_digest, "type": message.metadata.message_type,
         _REQUEST_LIMIT: paillier_request_limit(len(setup.node_ids), params.upload_data_bytes),
@@ -386,17 +344,13 @@ def _decrypt(
     if request.session_id != params.session_id:
         raise ProtocolError("the decryption request belongs to another session than this node's round")
     digest = aggregate_digest(params.session_id, request.uploads)
-    uploaded, answered = _history(context)
-    for entry in _entries(answered, 2 * _ID):
-        if entry[:_ID] == params.session_id and entry[_ID:] != digest:
-            raise ReplayError("this node already decrypted a different aggregate in this session")
+    check_answer(context, params.session_id, digest)
     party = DecryptingParty(
         params, share, own_upload=own_upload, random_bytes=settings.random_bytes,
         constant_time=settings.constant_time,
     )
     partial = party.respond(request)
-    if params.session_id + digest not in _entries(answered, 2 * _ID):
-        _remember(context, uploaded, answered + params.session_id + digest)
+    remember_answer(context, params.session_id, digest)
     return wire.encode(partial)
 
 
