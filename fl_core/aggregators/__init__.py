@@ -36,6 +36,7 @@ from fl_core.aggregators.clipping import CLIPPING_NAMES, AdaptiveClip, ClipPolic
 from fl_core.aggregators.masking import MaskingAggregator
 from fl_core.aggregators.plain import PlainAggregator, QuantizedPlainAggregator
 from fl_core.aggregators.quantizer import WeightedQuantizer
+from secagg._validate import require_instance, require_optional_int
 from secagg.errors import ConfigurationError
 
 __all__ = [
@@ -96,8 +97,12 @@ def make_aggregator(
     protocol's (``clip`` and ``bits`` are derived from the DP configuration).
 
     Raises ConfigurationError for an unknown name or option, a quantization that
-    could overflow for ``num_clients``, or an aggregator that is not available.
+    could overflow for ``num_clients``, or an aggregator that is not available;
+    ConfigurationTypeError for a wrong-typed argument (``num_clients="4"``, a bool).
     """
+    require_instance("name", name, str)
+    num_clients = require_optional_int("num_clients", num_clients)
+    dimension = require_optional_int("dimension", dimension)
     if dp is not None:
         if num_clients is None or dimension is None:
             raise ConfigurationError("a DP aggregator needs num_clients and dimension (the model's parameter count)")
