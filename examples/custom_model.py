@@ -15,7 +15,8 @@ for rows in (120, 45, 300, 80):
 
 params = [np.zeros((3, 1)), np.zeros(1)]  # your model: here linear regression; any arrays work
 # clip: the starting clip (adaptive), above round 1's largest update coordinate (0.8); 0.5 would clip, biasing the mean
-aggregator = make_aggregator("secagg+", num_clients=len(hospitals), clip=2.0)  # or "secagg", "paillier", "plain"
+aggregator = make_aggregator("secagg+", num_clients=len(hospitals), clip=2.0)  # or "secagg", "paillier"
+# ("plain" takes no clip: it clips nothing, so make_aggregator("plain") alone)
 
 
 def train_locally(params: list[np.ndarray], x: np.ndarray, y: np.ndarray) -> list[np.ndarray]:

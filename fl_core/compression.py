@@ -211,7 +211,7 @@ class SparseAggregator(WrappingAggregator):
         a hospital of another length is refused (a stand-in handed on, its residual untouched); one
         of another model is handed on as a stand-in for the inner aggregator to refuse."""
         start = time.perf_counter()
-        stages = check_round(updates, dropouts)
+        stages = check_round(updates, dropouts, rng=rng)
         models = check_models(updates, model_digest)
         if models.skipped_reason is not None:  # no model is the round's: skipped as the bare round is
             return self.unmodelled(updates, stages, rng=rng, segments=segments, start=start)

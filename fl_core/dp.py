@@ -246,7 +246,7 @@ class DPAggregator:
         if segments is not None:
             raise ConfigurationError("DP mode encodes one flat range: per-segment clip tables are not used")
         start = time.perf_counter()
-        stages = check_round(updates, dropouts, self.quantizer.config.num_clients)
+        stages = check_round(updates, dropouts, self.quantizer.config.num_clients, rng=rng)
         models = check_models(updates, model_digest)
         if models.skipped_reason is not None:
             return skipped(models.skipped_reason, 0.0, time.perf_counter() - start)

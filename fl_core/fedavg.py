@@ -48,8 +48,8 @@ from fl_core.fedavg_records import FedAvgResult, RoundRecord
 from fl_core.guarantees import client_fraction, sampled_count, state_guarantee
 from fl_core.models import DPModel, FloatArray, IntArray, Model, Params, accuracy, flatten, unflatten
 from fl_core.server_opt import ServerOptimizer
-from secagg._validate import require_int
-from secagg.errors import ConfigurationError
+from secagg._validate import require_finite, require_instance, require_int, require_sequence
+from secagg.errors import ConfigurationError, ConfigurationTypeError
 
 __all__ = ["FedAvgConfig", "FedAvgResult", "RoundRecord", "local_sgd", "run_fedavg"]
 
@@ -101,6 +101,8 @@ class FedAvgConfig:
         if self.rounds < 1 or self.local_epochs < 1 or self.batch_size < 1 or self.patience < 1:
             raise ConfigurationError("rounds, local_epochs, batch_size and patience must be at least 1")
         require_int("seed", self.seed, 0)  # numpy seeds are non-negative
+        for name in ("learning_rate", "dropout", "tolerance", "server_momentum"):  # ranges below
+            require_finite(name, getattr(self, name))
         if not (np.isfinite(self.learning_rate) and self.learning_rate > 0):
             raise ConfigurationError(f"learning_rate must be positive, got {self.learning_rate}")
         client_fraction(self.client_fraction)  # a number in (0, 1], or refused
@@ -225,6 +227,20 @@ def _record_left_out(
         rejected.append((client, reason))
         LOGGER.warning("round %d: hospital %d: %s", t, client, reason)
 
+def _check_arguments(clients: object, aggregator: object, config: object) -> None:
+    """ConfigurationTypeError for a wrong-typed argument of :func:`run_fedavg`; ConfigurationError for
+    no clients, or two with one id."""
+    require_instance("config", config, FedAvgConfig)
+    if not isinstance(aggregator, Aggregator):  # a Protocol: require_instance takes concrete classes only
+        raise ConfigurationTypeError(
+            f"aggregator must be an fl_core Aggregator (make_aggregator(...)), got {type(aggregator).__name__}"
+        )
+    given = require_sequence("clients", clients)
+    clients = [require_instance(f"clients[{i}]", client, ClientData) for i, client in enumerate(given)]
+    if not clients or len({c.client_id for c in clients}) != len(clients):
+        raise ConfigurationError("FedAvg needs at least one client, with distinct ids")
+
+
 def run_fedavg(
     model: Model,
     clients: Sequence[ClientData],
@@ -250,8 +266,7 @@ def run_fedavg(
     Each record's guarantee is its session's, for the ``ceil(C * K)`` sampled (:mod:`fl_core.guarantees`,
     checked before any training); :attr:`FedAvgResult.guarantee` is the weakest.
     """
-    if not clients or len({c.client_id for c in clients}) != len(clients):
-        raise ConfigurationError("FedAvg needs at least one client, with distinct ids")
+    _check_arguments(clients, aggregator, config)
     # The model's kind and settings shape every hospital's update (DP or not): bound, or the model refused.
     model_entries = model_parameters(model)
     seed = config.seed

@@ -23,6 +23,7 @@ from typing import Protocol
 import numpy as np
 import numpy.typing as npt
 
+from secagg._validate import require_int
 from secagg.errors import ConfigurationError
 
 __all__ = [
@@ -150,6 +151,8 @@ def accuracy(model: Model, params: Params, x: FloatArray, y: IntArray) -> float:
 
 
 def _check_sizes(num_features: int, num_classes: int, l2: float) -> None:
+    require_int("num_features", num_features)
+    require_int("num_classes", num_classes)
     if num_features < 1 or num_classes < 2:
         raise ConfigurationError(f"need >= 1 feature and >= 2 classes, got {num_features} and {num_classes}")
     # A real number only: a bool (held as 1.0 or 0.0, unsaid), an array or a str is refused here,
@@ -238,7 +241,7 @@ class MLP:
     def __post_init__(self) -> None:
         _check_sizes(self.num_features, self.num_classes, self.l2)
         _canonical_l2(self)
-        if self.hidden < 1:
+        if require_int("hidden", self.hidden) < 1:
             raise ConfigurationError(f"hidden must be at least 1, got {self.hidden}")
 
     def init(self, rng: np.random.Generator) -> Params:

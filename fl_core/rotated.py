@@ -118,7 +118,7 @@ class RotatedAggregator(WrappingAggregator):
         hospital of another length is refused (a stand-in handed on); one of another model is
         handed on as a stand-in for the inner aggregator to refuse."""
         start = time.perf_counter()
-        stages = check_round(updates, dropouts)
+        stages = check_round(updates, dropouts, rng=rng)
         if segments is not None:
             self.check_segments(segments)
         models = check_models(updates, model_digest)

@@ -36,7 +36,7 @@ from fl_core.aggregators.base import (
 )
 from fl_core.aggregators.binding import ModelCheck, check_lengths, segments_authority
 from secagg.descriptor import Parameter
-from secagg.errors import ConfigurationError
+from secagg.errors import ConfigurationError, ConfigurationTypeError
 from secagg.segments import SegmentTable
 
 __all__ = ["Screened", "Withheld", "WrappingAggregator", "innermost", "keeps_residuals"]
@@ -93,6 +93,10 @@ class WrappingAggregator:
     inner: Aggregator
 
     def __init__(self, inner: Aggregator) -> None:
+        if not isinstance(inner, Aggregator):  # a Protocol: require_instance takes concrete classes only
+            raise ConfigurationTypeError(
+                f"inner must be an fl_core Aggregator (make_aggregator(...)), got {type(inner).__name__}"
+            )
         below: Aggregator = inner
         while isinstance(below, WrappingAggregator):  # anywhere under it: each binds under one prefix,
             if isinstance(below, type(self)):  # the innermost last, so the outer draw would be unbound

@@ -21,7 +21,8 @@ import contextlib
 import os
 import sys
 
-from secagg._files import WRITABLE_BY_OWNER_ONLY, read_regular_file, sync_folder
+from secagg._files import WRITABLE_BY_OWNER_ONLY, read_regular_file
+from secagg._new_files import write_new_file
 from secagg.errors import ConfigurationError
 from secagg.integrations.flower.keys import (
     hex_key,
@@ -62,12 +63,6 @@ def _key_argument(argument: str) -> bytes:
         )
         return _public_key(data.decode("ascii", errors="replace"), argument)
     return _public_key(argument, f"argument {argument!r}")
-
-
-def _public_file(path: str, flags: int) -> int:
-    """``open``'s opener for a new ``.pub``: readable by all, writable by its owner only (0644, or less
-    under the umask), whatever the umask grants the group (a ``.pub`` others may rewrite is refused)."""
-    return os.open(path, flags | getattr(os, "O_NOFOLLOW", 0), 0o644)
 
 
 def _refuse_identity_file(argument: str, key: bytes, keys: list[bytes], arguments: list[str], number: int) -> None:
@@ -116,21 +111,14 @@ def _new(path: str) -> int:
         )
     identity = SigningKey.generate()
     write_identity_key(path, identity)  # refuses a folder every reader of the key would refuse: nothing written
-    created = []
-    try:
-        with open(public_path, "x", encoding="ascii", opener=_public_file) as out:
-            created.append(public_path)
-            out.write(identity.public.hex() + "\n")
-            out.flush()
-            os.fsync(out.fileno())  # durable, as the identity is: a crash must not leave an empty .pub
-    except BaseException as exc:  # also an interrupt: what this call created goes, nothing else
-        for name in [*created, path]:
-            with contextlib.suppress(OSError):
-                os.unlink(name)
-        if isinstance(exc, OSError):
-            raise ConfigurationError(f"cannot create {public_path}: {exc.strerror or exc}; nothing written") from exc
+    try:  # synced under a temporary name, then linked to its own: a crash never leaves an empty or partial .pub
+        write_new_file(public_path, "public-key file", identity.public.hex().encode("ascii") + b"\n", mode=0o644)
+    except BaseException as exc:  # also an interrupt: the identity goes too (write_new_file leaves nothing)
+        with contextlib.suppress(OSError):
+            os.unlink(path)
+        if isinstance(exc, ConfigurationError):
+            raise ConfigurationError(f"{exc}; nothing written") from exc
         raise
-    sync_folder(os.path.dirname(path) or os.curdir)  # the .pub's name durable too (best effort)
     print(f"identity key: {path} (mode 0600; keep it on this hospital's node only)")
     print(f"public key:   {identity.public.hex()} (also in {public_path}; send it to the federation)")
     return 0

@@ -13,10 +13,11 @@ import importlib
 import os
 import stat
 from pathlib import Path
+from typing import BinaryIO
 
 import pytest
 
-from secagg import cli, keys_command
+from secagg import _new_files, cli, keys_command
 from secagg.errors import ConfigurationError
 from secagg.vectors import generate_directory
 
@@ -161,40 +162,26 @@ def test_keys_new_removes_the_identity_when_its_pub_cannot_be_written(
     assert (tmp_path / "hospital.key.pub").read_text(encoding="ascii") == "planted\n"
 
 
-class _FullDiskFile:
-    """A file created on a full disk: opened (so it exists), every write fails with ENOSPC."""
-
-    def __init__(self, path: str) -> None:
-        Path(path).touch()
-
-    def __enter__(self) -> _FullDiskFile:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        return None
-
-    def write(self, text: str) -> int:
-        raise OSError(28, "No space left on device")
-
-    def flush(self) -> None:
-        return None
-
-    def fileno(self) -> int:
-        raise AssertionError("synced after a write that failed")
-
-
 def test_keys_new_on_a_full_disk_leaves_neither_file(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    # Prepare: the identity fits, its .pub is created but cannot be written
+    # Prepare: the identity fits, the .pub's data cannot be written (its temporary file is created)
     key = tmp_path / "hospital.key"
-    monkeypatch.setattr(keys_command, "open", lambda path, *args, **kwargs: _FullDiskFile(path), raising=False)
+    real_write = _new_files._write_synced
+
+    def full_disk(handle: BinaryIO, descriptor: int, data: bytes, mode: int) -> None:
+        if mode == 0o644:  # the .pub (the identity is 0600)
+            raise OSError(28, "No space left on device")
+        real_write(handle, descriptor, data, mode)
+
+    monkeypatch.setattr(_new_files, "_write_synced", full_disk)
 
     # Execute
     code = _main(["keys", "new", str(key)])
     err = capsys.readouterr().err
 
-    # Assert: one line, and no identity left without its public key (nor an empty .pub)
+    # Assert: one line, and no identity left without its public key (nor an empty .pub, nor its
+    # temporary file)
     assert code == 2, err
     assert "No space left on device; nothing written" in err
     assert list(tmp_path.iterdir()) == []
@@ -218,12 +205,39 @@ def test_keys_new_makes_both_files_durable_before_it_returns(
     # Execute
     assert _main(["keys", "new", str(key)]) == 0, capsys.readouterr().err
 
-    # Assert: the identity (its data synced under a temporary name, before it gets its own), the
-    # .pub, then their folder, last
+    # Assert: the identity, then the .pub (each's data synced under a temporary name, before it
+    # gets its own), then their folder, last
     assert synced[0].startswith(f"{tmp_path}/.hospital.key.") and str(tmp_path) in synced[1:]
-    assert f"{key}.pub" in synced
+    pub = [index for index, name in enumerate(synced) if name.startswith(f"{tmp_path}/.hospital.key.pub.")]
+    assert len(pub) == 1 and 0 < pub[0] < len(synced) - 1
     assert synced[-1] == str(tmp_path)
-    assert synced.index(f"{key}.pub") < len(synced) - 1
+
+
+def test_keys_new_never_gives_the_pub_its_name_before_its_data_is_synced(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Prepare: at every fsync of the public key's data, note whether the .pub's final name exists
+    # already (a crash before that sync would leave an empty or partial .pub under its name, which
+    # the hospital sends to the federation)
+    key = tmp_path / "hospital.key"
+    pub = tmp_path / "hospital.key.pub"
+    named_before_synced: list[bool] = []
+    real = os.fsync
+
+    def fsync(descriptor: int) -> None:
+        info = os.fstat(descriptor)
+        if stat.S_ISREG(info.st_mode) and info.st_mode & 0o044:  # the .pub's data (the identity is 0600)
+            named_before_synced.append(os.path.lexists(pub))
+        real(descriptor)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+
+    # Execute
+    assert _main(["keys", "new", str(key)]) == 0, capsys.readouterr().err
+
+    # Assert: the public key's data was synced once, before the .pub had its name; the .pub whole
+    assert named_before_synced == [False]
+    assert len(pub.read_text(encoding="ascii")) == 65
 
 
 # --- a folder name longer than the file system takes -------------------------------------------

@@ -36,6 +36,7 @@ from fl_core.aggregators.clipping import CLIPPING_NAMES, AdaptiveClip, ClipPolic
 from fl_core.aggregators.masking import MaskingAggregator
 from fl_core.aggregators.plain import PlainAggregator, QuantizedPlainAggregator
 from fl_core.aggregators.quantizer import WeightedQuantizer
+from secagg._validate import require_instance, require_optional_int
 from secagg.errors import ConfigurationError
 
 __all__ = [
@@ -74,7 +75,8 @@ def make_aggregator(
 
     ``num_clients`` is the most clients one round will sum; every aggregator but
     ``plain`` needs it, to check that the quantization cannot overflow.
-    Quantization options (all but ``plain``): ``clip``, ``bits``, ``ring_bits``,
+    Quantization options (all but ``plain``, which refuses them: it clips and quantizes
+    nothing, so they would have no effect): ``clip``, ``bits``, ``ring_bits``,
     ``max_samples_per_client`` (defaults in :mod:`fl_core.aggregators.base`), and
     ``clipping``: ``"adaptive"`` (the default: each segment's clip follows the
     securely summed clipped fraction, ``clip`` is its starting value), ``"fixed"``
@@ -95,8 +97,12 @@ def make_aggregator(
     protocol's (``clip`` and ``bits`` are derived from the DP configuration).
 
     Raises ConfigurationError for an unknown name or option, a quantization that
-    could overflow for ``num_clients``, or an aggregator that is not available.
+    could overflow for ``num_clients``, or an aggregator that is not available;
+    ConfigurationTypeError for a wrong-typed argument (``num_clients="4"``, a bool).
     """
+    require_instance("name", name, str)
+    num_clients = require_optional_int("num_clients", num_clients)
+    dimension = require_optional_int("dimension", dimension)
     if dp is not None:
         if num_clients is None or dimension is None:
             raise ConfigurationError("a DP aggregator needs num_clients and dimension (the model's parameter count)")
@@ -111,12 +117,10 @@ def make_aggregator(
         raise ConfigurationError("dimension is only used with dp")
     if name not in AGGREGATOR_NAMES:
         raise ConfigurationError(f"unknown aggregation {name!r}; choose one of {', '.join(AGGREGATOR_NAMES)}")
+    if name == "plain":
+        return _plain(options)
     quantization = {key: options.pop(key) for key in _QUANTIZATION_OPTIONS if key in options}
     clipping = options.pop("clipping", "adaptive")
-    if name == "plain":
-        if options:
-            raise ConfigurationError(f"aggregation 'plain' takes no options, got {sorted(options)}")
-        return PlainAggregator()
     if num_clients is None:
         raise ConfigurationError(f"aggregation {name!r} needs num_clients to validate its quantization")
     quantizer = WeightedQuantizer.create(num_clients, **quantization)
@@ -134,6 +138,21 @@ def make_aggregator(
         graph = "complete" if name == "secagg" else "harary"
         return MaskingAggregator(quantizer, graph=graph, clipping=clipping, **options)
     return _paillier(quantizer, {**options, "clipping": clipping})
+
+
+def _plain(options: dict[str, Any]) -> Aggregator:
+    """The plain aggregator; ConfigurationError for any option, a quantization option (which it would
+    ignore: it sums the float updates as they are) named as having no effect."""
+    ignored = [key for key in (*_QUANTIZATION_OPTIONS, "clipping") if key in options]
+    if ignored:
+        raise ConfigurationError(
+            f"aggregation 'plain' does not take {', '.join(ignored)}: it averages the float updates as they are "
+            "(nothing is clipped, quantized or summed in a ring), so it would have no effect; use 'plain-quantized' "
+            "for the secure aggregators' encoding in the clear"
+        )
+    if options:
+        raise ConfigurationError(f"aggregation 'plain' takes no options, got {sorted(options)}")
+    return PlainAggregator()
 
 
 def _paillier(quantizer: WeightedQuantizer, options: dict[str, Any]) -> Aggregator:

@@ -57,7 +57,7 @@ from fl_core.aggregators.base import (
 from fl_core.aggregators.binding import NO_MODEL, check_lengths, check_models, check_run_id, segments_authority
 from fl_core.aggregators.clipping import ClipPolicy, ClipSchedule, clip_policy
 from fl_core.aggregators.quantizer import WeightedQuantizer
-from secagg._validate import require_instance, require_int
+from secagg._validate import require_callable, require_instance, require_int
 from secagg.dp.floors import masking_floor, unmasked_shortfall
 from secagg.errors import ConfigurationError, ThresholdError
 from secagg.guarantee import Guarantee
@@ -201,7 +201,7 @@ class MaskingAggregator:
         self.corrupt_fraction = corrupt_fraction
         self.dropout_fraction = dropout_fraction
         self.dropout_per_round = dropout_per_round
-        self.random_bytes = random_bytes
+        self.random_bytes = require_callable("random_bytes", random_bytes)
         self.mode = mode
         self._configs: dict[tuple[int, int], MaskingConfig] = {}
         self._identities: dict[int, SigningKey] = {}
@@ -324,7 +324,7 @@ class MaskingAggregator:
     ) -> AggregationResult:
         """Run one masking session over ``updates``; see the module docstring."""
         start = time.perf_counter()
-        stages = check_round(updates, dropouts, self.quantizer.config.num_clients)
+        stages = check_round(updates, dropouts, self.quantizer.config.num_clients, rng=rng)
         self.check_session([u.client_id for u in updates])
         models = check_models(updates, model_digest)
         if models.skipped_reason is not None:

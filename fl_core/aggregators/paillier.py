@@ -304,7 +304,7 @@ class PaillierAggregator:
     ) -> AggregationResult:
         """Run one Paillier session over ``updates``; see the module docstring."""
         start = time.perf_counter()
-        stages = check_round(updates, dropouts, self.quantizer.config.num_clients)
+        stages = check_round(updates, dropouts, self.quantizer.config.num_clients, rng=rng)
         self.check_session([u.client_id for u in updates])
         models = check_models(updates, model_digest)
         if models.skipped_reason is not None:

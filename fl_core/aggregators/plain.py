@@ -28,6 +28,7 @@ from fl_core.aggregators.base import (
 from fl_core.aggregators.binding import check_lengths, check_models, segments_authority
 from fl_core.aggregators.clipping import ClipPolicy, ClipSchedule, clip_policy
 from fl_core.aggregators.quantizer import WeightedQuantizer
+from secagg._validate import require_instance
 from secagg.segments import SegmentTable
 
 __all__ = ["FLOAT_SIZE", "PlainAggregator", "QuantizedPlainAggregator"]
@@ -62,7 +63,7 @@ class PlainAggregator:
         round's (``model_digest``), or sent another length than the round's, are refused as the
         secure aggregators refuse them (:func:`~fl_core.aggregators.binding.check_lengths`)."""
         start = time.perf_counter()
-        stages = check_round(updates, dropouts)
+        stages = check_round(updates, dropouts, rng=rng)
         models = check_models(updates, model_digest)
         if models.skipped_reason is not None:
             return skipped(models.skipped_reason, 0.0, time.perf_counter() - start)
@@ -93,7 +94,7 @@ class QuantizedPlainAggregator:
     def __init__(self, quantizer: WeightedQuantizer, *, clipping: str | ClipPolicy = "adaptive") -> None:
         """``quantizer`` fixes the starting clip, bits, ring and the bounds on clients and samples;
         ``clipping`` how each segment's clip moves between rounds (:mod:`fl_core.aggregators.clipping`)."""
-        self.quantizer = quantizer
+        self.quantizer = require_instance("quantizer", quantizer, WeightedQuantizer)
         self.schedule = ClipSchedule(clip_policy(clipping), quantizer.config.clip)
 
     @property
@@ -114,7 +115,7 @@ class QuantizedPlainAggregator:
         from another model than the round's, or sent another length, refused as the secure
         aggregators refuse them)."""
         start = time.perf_counter()
-        stages = check_round(updates, dropouts, self.quantizer.config.num_clients)
+        stages = check_round(updates, dropouts, self.quantizer.config.num_clients, rng=rng)
         models = check_models(updates, model_digest)
         if models.skipped_reason is not None:
             return skipped(models.skipped_reason, 0.0, time.perf_counter() - start)

@@ -40,6 +40,7 @@ from fl_core.aggregators.base import (
     client_rounding_rng,
 )
 from fl_core.aggregators.binding import NO_MODEL
+from secagg._validate import require_int
 from secagg.descriptor import Parameter, SessionDescriptor
 from secagg.encoding import WORD_RINGS, QuantizationConfig, from_ring, smallest_ring_bits, to_ring
 from secagg.errors import ConfigurationError, OverflowDetectedError
@@ -128,7 +129,11 @@ class WeightedQuantizer:
         smaller word ring that cannot overflow for this federation: Z_(2^32) up to 16 clients
         at the default bounds, Z_(2^64) beyond; ``"smallest"`` picks the smallest b in 8..64
         the overflow rule allows (:func:`secagg.encoding.smallest_ring_bits`). :attr:`config`
-        says which was chosen. A narrow ring also bounds the segments (see :meth:`check_table`)."""
+        says which was chosen. A narrow ring also bounds the segments (see :meth:`check_table`).
+        ConfigurationTypeError for a count that is no integer (a ``str``, a ``bool``)."""
+        num_clients = require_int("num_clients", num_clients)
+        bits = require_int("bits", bits)
+        max_samples_per_client = require_int("max_samples_per_client", max_samples_per_client)
         ring_bits = resolve_ring_bits(ring_bits, bits, num_clients, max_samples_per_client)
         return cls(QuantizationConfig(clip, bits, num_clients, ring_bits, max_weight=max_samples_per_client))
 

@@ -89,10 +89,17 @@ def read_state(path: Path) -> dict[str, object] | None:
     except ConfigurationError as exc:
         if isinstance(exc.__cause__, FileNotFoundError):
             return None
-        if isinstance(exc.__cause__, NotADirectoryError):  # a file where a folder of the path should be
+        cause = exc.__cause__
+        # A file where a folder of the path should be (ENOTDIR), or a folder that is a loop of links
+        # (ELOOP, which is also what a state file that is itself a link gives: then no folder is named).
+        problem = None
+        if isinstance(cause, NotADirectoryError):
+            problem = folder_problem(path, cause)
+        elif isinstance(cause, OSError) and cause.errno == errno.ELOOP:
+            problem = _unusable_folder(path)
+        if problem is not None:
             raise ConfigurationError(
-                f"cannot read the accountant's state file {path}: {folder_problem(path, exc.__cause__)}; nothing was "
-                "read or written"
+                f"cannot read the accountant's state file {path}: {problem}; nothing was read or written"
             ) from exc
         raise
     try:
@@ -245,6 +252,11 @@ def _unusable_folder(path: Path) -> str | None:
                 )
             return f"its folder {folder} does not exist; create it, or give a path in an existing folder"
         except OSError as error:
+            if error.errno == errno.ELOOP:
+                return (
+                    f"its folder {folder} is a loop of symbolic links ({error.strerror or error}: it never "
+                    "resolves to a folder); point the link at a folder, or give a path in an existing folder"
+                )
             return f"its folder {folder} cannot be reached ({error.strerror or error}); give a path in a usable folder"
         if not stat.S_ISDIR(info.st_mode):
             return (

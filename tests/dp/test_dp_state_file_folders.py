@@ -18,6 +18,7 @@ import pytest
 pytest.importorskip("dp_accounting")
 
 from secagg.dp import DPConfig, NoisePlan, PrivacyAccountant, calibrate
+from secagg.dp._state_file import locked
 from secagg.errors import ConfigurationError
 
 CONFIG = DPConfig(epsilon=3.0, delta=1e-5, rounds=5, l2_clip=1.0, min_honest=4)
@@ -105,3 +106,28 @@ def test_a_folder_refusing_new_files_for_this_user_is_named_as_not_writable(
     assert str(folder) in message and "not writable" in message, message
     assert "does not exist" not in message and "remove it" not in message, message
     assert list(folder.iterdir()) == []
+
+
+def test_a_folder_that_is_a_loop_of_symlinks_is_named_as_such_when_read(plan: NoisePlan, tmp_path: Path) -> None:
+    # Prepare: the state file's folder is a loop of symbolic links (a -> b -> a)
+    folder, other = tmp_path / "a", tmp_path / "b"
+    folder.symlink_to(other)
+    other.symlink_to(folder)
+    # Execute: refused where the state file is read (before any lock file is tried)
+    message = _refusal(plan, folder / "budget.json")
+    # Assert: the folder named, and what it is; not the bare system error on the state file alone
+    assert f"its folder {folder} is a loop of symbolic links" in message, message
+    assert "nothing was read or written" in message, message
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a", "b"]
+
+
+def test_a_state_file_folder_loop_is_named_as_such_when_a_lock_is_created(tmp_path: Path) -> None:
+    # Prepare: the same loop, met by the write side (the lock file, created first)
+    folder, other = tmp_path / "a", tmp_path / "b"
+    folder.symlink_to(other)
+    other.symlink_to(folder)
+    # Execute
+    with pytest.raises(ConfigurationError) as refusal, locked(folder / "budget.json"):
+        pass
+    # Assert: the same words as the read side
+    assert f"its folder {folder} is a loop of symbolic links" in str(refusal.value), refusal.value

@@ -288,20 +288,20 @@ def test_paillier_reports_that_it_is_unavailable() -> None:
 
 
 def test_round_inputs_are_validated() -> None:
-    updates = make_updates(sizes=(3, 4))
+    updates, rng = make_updates(sizes=(3, 4)), np.random.default_rng(0)
     with pytest.raises(ConfigurationError, match="at least one"):
-        check_round([], None)
+        check_round([], None, rng=rng)
     with pytest.raises(ConfigurationError, match="distinct"):
-        check_round([updates[0], updates[0]], None)
+        check_round([updates[0], updates[0]], None, rng=rng)
     with pytest.raises(ConfigurationError, match="not in the round"):
-        check_round(updates, {9: DropoutStage.JOIN})
+        check_round(updates, {9: DropoutStage.JOIN}, rng=rng)
     # Lengths are not the round's inputs' fault until nothing decides between them (after the models).
     mixed = [updates[0], ClientUpdate(1, np.zeros(3), 2)]
-    assert check_round(mixed, None) == {}
+    assert check_round(mixed, None, rng=rng) == {}
     with pytest.raises(ConfigurationError, match="different lengths"):
         check_lengths(mixed, check_models(mixed, None))
     with pytest.raises(ConfigurationError, match="set up for 1"):
-        check_round(updates, None, max_clients=1)
+        check_round(updates, None, max_clients=1, rng=rng)
     with pytest.raises(ConfigurationError, match="at least 3 clients"):
         secure("secagg").aggregate(updates, rng=np.random.default_rng(0))
 

@@ -22,3 +22,27 @@ def test_a_misspelt_option_is_a_configuration_error_listing_every_option_taken(n
     assert f"aggregation {name!r} does not take ['clipp']" in message, message
     for option in ("clip", "bits", "ring_bits", "max_samples_per_client", "clipping", "run_id"):
         assert f"'{option}'" in message, (option, message)
+
+
+@pytest.mark.parametrize(
+    ("option", "value"),
+    [("clip", 2.0), ("bits", 8), ("ring_bits", 64), ("max_samples_per_client", 100), ("clipping", "fixed")],
+)
+def test_plain_refuses_a_quantization_option_it_would_ignore(option: str, value: object) -> None:
+    # Execute: plain sums the float updates as they are; a clip, bits, ring or clipping rule for it
+    # would have no effect, so it is refused (the demo refuses the equivalent flags), never hidden
+    with pytest.raises(ConfigurationError) as refused:
+        make_aggregator("plain", num_clients=4, **{option: value})
+
+    # Verify: the option named, why it has no effect, and where it has one
+    message = str(refused.value)
+    assert f"aggregation 'plain' does not take {option}" in message, message
+    assert "no effect" in message and "plain-quantized" in message, message
+
+
+def test_plain_still_takes_no_options_and_builds_without_any() -> None:
+    # Execute / Verify: the bare plain aggregator is built; a protocol option is refused as before
+    assert make_aggregator("plain").name == "plain"
+    assert make_aggregator("plain", num_clients=4).name == "plain"
+    with pytest.raises(ConfigurationError, match="takes no options"):
+        make_aggregator("plain", random_bytes=None)

@@ -37,6 +37,7 @@ __all__ = [
     "SecureGrid",
     "TrainingBatch",
     "aggregated_reply",
+    "identify_shortfall",
     "reported_reason",
     "require_trusted_keys",
 ]
@@ -261,6 +262,17 @@ class SecureGrid(Grid):  # type: ignore[misc,unused-ignore]  # Grid is Any where
                 break
             time.sleep(min(self._poll_interval, max(0.0, deadline - time.monotonic())))
         return replies
+
+
+def identify_shortfall(left: int, sampled: int, session: str, least: int) -> str:
+    """The reason a round is skipped when only ``left`` of its ``sampled`` nodes survive ``identify``,
+    fewer than a ``session`` (``"masking"``, ``"Paillier"``) needs (``least``): said in these words by
+    every grid, not as the setup's refusal of the nodes left (which names neither nodes nor identify)."""
+    return (
+        f"{left} of {sampled} nodes left after identify, fewer than a {session} session needs "
+        f"(at least {least}); the report's dropped names each node left out at identify, its errors "
+        "the reason of each that replied"
+    )
 
 
 def reported_reason(reason: str | None) -> str:

@@ -51,7 +51,14 @@ from secagg.clipping import ClipSchedule, clip_policy
 from secagg.dp.calibration import NoisePlan
 from secagg.errors import ConfigurationError, ProtocolError, SecAggError
 from secagg.guarantee import Guarantee
-from secagg.integrations.flower._grid import LOGGER, SecureGrid, TrainingBatch, aggregated_reply, require_trusted_keys
+from secagg.integrations.flower._grid import (
+    LOGGER,
+    SecureGrid,
+    TrainingBatch,
+    aggregated_reply,
+    identify_shortfall,
+    require_trusted_keys,
+)
 from secagg.integrations.flower._limits import paillier_reply_limit
 from secagg.integrations.flower._paillier_options import MIN_NODES, PaillierOptions
 from secagg.integrations.flower.clipping import decode_segmented, encoded_length
@@ -107,6 +114,9 @@ class PaillierGrid(SecureGrid):
         self.identify(batch, options.trusted_keys, dropped, errors)
         batch = batch.subset(node for node in sampled if node in self.identities)
         nodes = batch.node_ids
+        if len(nodes) < options.fewest_nodes:  # said so, not as the setup's refusal of the nodes left
+            reason = identify_shortfall(len(nodes), len(sampled), "Paillier", options.fewest_nodes)
+            return self._skip(batch, started, dropped, errors, reason)
         try:
             options.check_round_nodes(len(nodes))
             options.layout(len(nodes))

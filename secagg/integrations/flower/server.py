@@ -59,6 +59,7 @@ from secagg.integrations.flower._grid import (
     SecureGrid,
     TrainingBatch,
     aggregated_reply,
+    identify_shortfall,
     require_trusted_keys,
 )
 from secagg.integrations.flower._limits import masking_reply_limit
@@ -122,11 +123,8 @@ class SecAggGrid(SecureGrid):
             self.identify(batch, self.options.trusted_keys, dropped, errors)
             batch = batch.subset(node for node in sampled if node in self.identities)
             if len(batch.node_ids) < MIN_NODES:  # said so, not as the quantization's refusal of 0 summands
-                return self._skip(batch, started, dropped, errors, (
-                    f"{len(batch.node_ids)} of {len(sampled)} nodes left after identify, fewer than a masking "
-                    f"session needs (at least {MIN_NODES}); the report's dropped names each node left out at "
-                    "identify, its errors the reason of each that replied"
-                ), sampled)
+                reason = identify_shortfall(len(batch.node_ids), len(sampled), "masking", MIN_NODES)
+                return self._skip(batch, started, dropped, errors, reason, sampled)
         try:
             plan = MaskingPlan.create(
                 batch, self.options, self.run.run_id, self.identities, self.schedule, self.dp, compression
