@@ -167,11 +167,8 @@ class DemoConfig:
             _check_sparsity(self)
         if self.bytes_per_parameter is not None:
             _check_budget(self)
-        if self.rotate and (self.dp_epsilon is not None or self.aggregation == "plain"):
-            raise ConfigurationError(
-                "--rotate applies to the quantized secure aggregations without --dp-epsilon (a rotation would "
-                "change the DP sensitivity's rounding term; docs/privacy.md)"
-            )
+        if self.rotate:
+            _check_rotate(self)
         if self.aggregation not in DEMO_AGGREGATIONS:
             raise ConfigurationError(f"aggregation must be one of {', '.join(DEMO_AGGREGATIONS)}")
         if self.dataset not in DATASETS:
@@ -299,6 +296,19 @@ class DemoReport:
             ],
             "configuration": self.config.as_dict(),
         }
+
+
+def _check_rotate(config: DemoConfig) -> None:
+    """ConfigurationError naming why ``rotate`` does not apply, as the command line's check does."""
+    if config.aggregation == "plain":
+        raise ConfigurationError(
+            "--rotate applies to the quantized aggregations, not --aggregation plain (it sums floats)"
+        )
+    if config.dp_epsilon is not None:
+        raise ConfigurationError(
+            "--rotate: not with --dp-epsilon (a rotation would change the DP sensitivity's rounding term; "
+            "docs/privacy.md)"
+        )
 
 
 def _check_sparsity(config: DemoConfig) -> None:

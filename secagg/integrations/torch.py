@@ -1,7 +1,8 @@
 """PyTorch adapter: models and state dicts as one float64 vector, and secure FedAvg of models.
 
 Secure aggregation sums vectors; a PyTorch model is a set of named tensors of
-various shapes and dtypes. This module converts between the two:
+various shapes and dtypes. This module converts between the two (the flat conversion is in
+:mod:`secagg.integrations._torch_flat`, re-exported here):
 
 - :func:`flatten_state_dict` / :func:`unflatten_state_dict`: any mapping of
   names to tensors (a ``state_dict``) to one float64 numpy vector plus a

@@ -246,10 +246,12 @@ def write_new_private_file(path: str | os.PathLike[str], data: bytes) -> None:
 
     The file is created with its final mode (no window in which others could read it) in the
     same folder, synced, and only then given its name, which never replaces an existing file or
-    link (ConfigurationError): a crash leaves no empty or partial key under that name. A folder on
-    its path that another user owns, or that group or others may write (not sticky), is refused
-    before anything is written (ConfigurationError naming it), as every reader refuses it. The
-    folder is synced before it returns, so a crash after it returned cannot lose the file. A write
+    link (ConfigurationError): a crash leaves no empty or partial key under that name (except on a
+    file system without hard links, where the file is created at its name and then written). A
+    folder on its path that another user owns, or that group or others may write (not sticky), is
+    refused before anything is written (ConfigurationError naming it), as every reader refuses it.
+    The folder is synced before it returns (best effort: some file systems cannot sync a folder), so
+    a crash after it returned does not lose the file where the folder's sync succeeded. A write
     or sync that fails (a full disk, an I/O error) removes what it created and raises
     ConfigurationError; one interrupted (KeyboardInterrupt) removes it too
     (:func:`secagg._new_files.write_new_file`).
