@@ -64,7 +64,7 @@ from fl_core.aggregators.defaults import (
     DEFAULT_MAX_SAMPLES_PER_CLIENT,
     DEFAULT_RING_BITS,
 )
-from secagg._validate import require_int, require_mapping, require_rng, require_sequence
+from secagg._validate import require_instance, require_int, require_mapping, require_sequence
 from secagg.errors import ConfigurationError
 from secagg.guarantee import Guarantee
 from secagg.masking.server_state import SUMMARY_IDS
@@ -310,13 +310,14 @@ def check_round(
     """Validate one round's inputs; return the dropouts as a plain dict.
 
     Checks: ``rng`` a numpy Generator (ConfigurationTypeError, also where the aggregator draws
-    nothing from it: a wrong argument is refused, not ignored), ``dropouts`` a mapping or None,
+    nothing from it: a wrong argument, a legacy ``RandomState`` too, is refused alike by every
+    aggregator, not ignored by one), ``dropouts`` a mapping or None,
     at least one update, distinct client ids, every dropout id among the updates
     with a :class:`DropoutStage` value, and (if given) at most ``max_clients`` updates. Raises
     ConfigurationError. Not the lengths: one hospital's length is its own fault unless nothing
     says which length is right (:func:`fl_core.aggregators.binding.check_lengths`, after the models).
     """
-    require_rng("rng", rng)
+    require_instance("rng", rng, np.random.Generator)  # what every aggregator but plain draws round seeds from
     if dropouts is not None:
         require_mapping("dropouts", dropouts)
     updates = require_sequence("updates", updates)
