@@ -101,15 +101,15 @@ class FedAvgConfig:
         if self.rounds < 1 or self.local_epochs < 1 or self.batch_size < 1 or self.patience < 1:
             raise ConfigurationError("rounds, local_epochs, batch_size and patience must be at least 1")
         require_int("seed", self.seed, 0)  # numpy seeds are non-negative
-        for name in ("learning_rate", "dropout", "tolerance", "server_momentum"):  # ranges below
-            require_finite(name, getattr(self, name))
-        if not (np.isfinite(self.learning_rate) and self.learning_rate > 0):
+        for name in ("learning_rate", "dropout", "tolerance", "server_momentum"):  # ranges below; held as floats
+            object.__setattr__(self, name, require_finite(name, getattr(self, name)))  # (a Fraction too)
+        if not self.learning_rate > 0:
             raise ConfigurationError(f"learning_rate must be positive, got {self.learning_rate}")
         client_fraction(self.client_fraction)  # a number in (0, 1], or refused
         if not 0.0 <= self.dropout < 1.0:
             raise ConfigurationError(f"dropout must be in [0, 1), got {self.dropout}")
         ServerOptimizer(self.server_optimizer, self.learning_rate, self.server_momentum)  # validates
-        if not (np.isfinite(self.tolerance) and self.tolerance >= 0):
+        if not self.tolerance >= 0:
             raise ConfigurationError(f"tolerance must be non-negative, got {self.tolerance}")
 
 

@@ -109,6 +109,7 @@ def make_aggregator(
         if "clip" in options or "bits" in options:
             raise ConfigurationError("with dp, clip and bits follow from the DP configuration; do not give them")
         dp_module = importlib.import_module("fl_core.dp_build")
+        _check_dp_options(name, options, dp_module.make_dp_aggregator)
         aggregator: Aggregator = dp_module.make_dp_aggregator(
             name, dp, num_clients=num_clients, dimension=dimension, **options
         )
@@ -162,11 +163,7 @@ def _paillier(quantizer: WeightedQuantizer, options: dict[str, Any]) -> Aggregat
             "aggregation 'paillier' is not available in this build (fl_core.aggregators.paillier is missing)"
         )
     module = importlib.import_module("fl_core.aggregators.paillier")
-    protocol = [
-        parameter.name
-        for parameter in inspect.signature(module.PaillierAggregator).parameters.values()
-        if parameter.kind is inspect.Parameter.KEYWORD_ONLY and parameter.name != "clipping"
-    ]
+    protocol = _keywords(module.PaillierAggregator, "clipping")
     unknown = sorted(set(options) - {*protocol, "clipping"})
     if unknown:  # refused here, with every option named, before the constructor deals a key
         raise ConfigurationError(
@@ -175,3 +172,31 @@ def _paillier(quantizer: WeightedQuantizer, options: dict[str, Any]) -> Aggregat
         )
     aggregator: Aggregator = module.PaillierAggregator(quantizer, **options)
     return aggregator
+
+
+def _keywords(function: Any, *left_out: str) -> list[str]:
+    """The keyword-only parameters of ``function`` (a constructor: the options it takes), in order."""
+    return [
+        parameter.name
+        for parameter in inspect.signature(function).parameters.values()
+        if parameter.kind is inspect.Parameter.KEYWORD_ONLY and parameter.name not in left_out
+    ]
+
+
+def _check_dp_options(name: str, options: dict[str, Any], make_dp_aggregator: Any) -> None:
+    """ConfigurationError naming the options a DP aggregator ``name`` does not take, as without DP (they
+    would reach the protocol's constructor, whose TypeError named neither the DP options nor the
+    protocol's), before any key exists. Other names are left to :func:`fl_core.dp_build.make_dp_aggregator`."""
+    if name in ("secagg", "secagg+"):
+        protocol = list(_MASKING_OPTIONS)
+    elif name == "paillier" and importlib.util.find_spec("fl_core.aggregators.paillier") is not None:
+        protocol = _keywords(importlib.import_module("fl_core.aggregators.paillier").PaillierAggregator, "clipping")
+    else:
+        return
+    encoding = [*_keywords(make_dp_aggregator, "num_clients", "dimension"), "clipping"]
+    unknown = sorted(set(options) - {*encoding, *protocol})
+    if unknown:
+        raise ConfigurationError(
+            f"aggregation {name!r} does not take {unknown}; with dp it takes {encoding} (DP and encoding) "
+            f"and {protocol} (protocol)"
+        )

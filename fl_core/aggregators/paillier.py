@@ -22,7 +22,9 @@ Values wider than one packing slot allows (the 64-bit-ring encodings used for
 the feature moments) are split into 32-bit limbs that are summed separately and
 recombined exactly. What the aggregator is sized by before its key exists (slot
 layout, limbs, default t and min_contributors, honest floor) is in
-:mod:`fl_core.aggregators.paillier_layout`, re-exported here.
+:mod:`fl_core.aggregators.paillier_layout`, re-exported here; its key (size, the
+``insecure_small_key`` warning, the ceremony or reused material) in
+:mod:`fl_core.aggregators.paillier_key`.
 """
 
 from __future__ import annotations
@@ -30,7 +32,6 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import time
-import warnings
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -49,6 +50,7 @@ from fl_core.aggregators.base import (
 from fl_core.aggregators.binding import ModelCheck, check_lengths, check_models, check_run_id, segments_authority
 from fl_core.aggregators.clipping import ClipPolicy, ClipSchedule, clip_policy
 from fl_core.aggregators.paillier_hospitals import SimulatedHospitals
+from fl_core.aggregators.paillier_key import DEFAULT_KEY_BITS, INSECURE_KEY_BITS, aggregator_key, key_size
 from fl_core.aggregators.paillier_layout import (
     LIMB_BITS,
     checked_shape,
@@ -68,19 +70,18 @@ from secagg.errors import ConfigurationError, SecAggError
 from secagg.guarantee import Guarantee
 from secagg.paillier import (
     DEFAULT_CONSTANT_TIME,
-    DEFAULT_KEY_BITS,
     Obfuscation,
     Server,
     SessionParameters,
     ThresholdKeyMaterial,
     Workers,
-    deal_threshold_key,
 )
-from secagg.paillier.keys import MAX_KEY_BITS, key_policy
+from secagg.paillier.keys import key_policy
 from secagg.primitives.randomness import RandomBytes, system_random
 from secagg.segments import SegmentTable
 
 __all__ = [
+    "DEFAULT_KEY_BITS",
     "INSECURE_KEY_BITS",
     "LIMB_BITS",
     "PaillierAggregator",
@@ -92,8 +93,6 @@ __all__ = [
 ]
 
 ROUND_LABEL = b"fl_core/paillier-round"  # of a round's session context (PaillierAggregator.round_context)
-INSECURE_KEY_BITS = 1024
-"""Key size of ``insecure_small_key`` (the demo's ``--insecure-small-key``): fast, NOT secure."""
 
 IntArray = npt.NDArray[np.int64]
 
@@ -167,39 +166,19 @@ class PaillierAggregator:
         self.random_bytes = require_callable("random_bytes", random_bytes)
         self.quantizer = quantizer
         self.insecure = require_instance("insecure_small_key", insecure_small_key, bool)
-        bits = key_bits if key_bits is not None else (INSECURE_KEY_BITS if self.insecure else DEFAULT_KEY_BITS)
-        bits = require_int("key_bits", bits, 1, MAX_KEY_BITS)  # the key policy's floor is checked at dealing
-        if self.insecure:
-            warnings.warn(
-                f"paillier: insecure_small_key uses a {bits}-bit key; it is NOT secure (demos and tests only)",
-                UserWarning,
-                stacklevel=2,
-            )
+        bits = key_size(key_bits, self.insecure)  # warns with insecure_small_key
         try:
             self.obfuscation = Obfuscation(obfuscation)
         except ValueError as exc:
             raise ConfigurationError(f"obfuscation must be 'textbook' or 'djn', got {obfuscation!r}") from exc
         self.workers = Workers(workers)
-        with key_policy(self.insecure):
-            if key_material is None:
-                key_material = deal_threshold_key(
-                    bits,
-                    num_parties=num_parties,
-                    threshold=self.threshold,
-                    random_bytes=random_bytes,
-                    workers=self.workers,
-                    insecure_for_testing=self.insecure,
-                )
-            public = key_material.public
-            if (public.num_parties, public.threshold) != (num_parties, self.threshold):
-                raise ConfigurationError(
-                    f"key material is {public.threshold}-of-{public.num_parties}, "
-                    f"the aggregator needs {self.threshold}-of-{num_parties}"
-                )
-        self.material = key_material
+        self.material = aggregator_key(
+            bits, num_parties, self.threshold, insecure=self.insecure, key_material=key_material,
+            random_bytes=random_bytes, workers=self.workers,
+        )  # fmt: skip
         self.value_bits = value_bits(quantizer.config)
-        self.layout, self.split = packing_layout(quantizer.config, num_parties, public.key.key_bits)
-        self.hospitals = SimulatedHospitals(key_material, self.obfuscation, self.random_bytes, self.workers)
+        self.layout, self.split = packing_layout(quantizer.config, num_parties, self.material.public.key.key_bits)
+        self.hospitals = SimulatedHospitals(self.material, self.obfuscation, self.random_bytes, self.workers)
         self._rounds = 0
 
     @property

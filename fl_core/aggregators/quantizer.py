@@ -40,10 +40,10 @@ from fl_core.aggregators.base import (
     client_rounding_rng,
 )
 from fl_core.aggregators.binding import NO_MODEL
-from secagg._validate import require_int
+from secagg._validate import is_int, require_int
 from secagg.descriptor import Parameter, SessionDescriptor
 from secagg.encoding import WORD_RINGS, QuantizationConfig, from_ring, smallest_ring_bits, to_ring
-from secagg.errors import ConfigurationError, OverflowDetectedError
+from secagg.errors import ConfigurationError, ConfigurationTypeError, OverflowDetectedError
 from secagg.ring import RingVector
 from secagg.segments import ClippingReport, SegmentTable, check_scales, clipping_report, quantize_segments
 
@@ -56,15 +56,17 @@ RING_OPTIONS = ("word", "smallest")
 
 def resolve_ring_bits(ring_bits: int | str | None, bits: int, num_clients: int, max_weight: int) -> int:
     """The ring width a ``ring_bits`` option names: an int as given, ``None`` or ``"word"`` the
-    smaller word ring that fits, ``"smallest"`` the smallest b in 8..64 that fits.
-    ConfigurationError for anything else (the range is QuantizationConfig's check)."""
+    smaller word ring that fits, ``"smallest"`` the smallest b in 8..64 that fits (a numpy integer
+    is an int). ConfigurationError for another name, ConfigurationTypeError for another type (a
+    ``bool``, a ``float``); the range is QuantizationConfig's check."""
     if ring_bits is None or ring_bits == "word":
         return smallest_ring_bits(bits, num_clients, max_weight, WORD_RINGS)
     if ring_bits == "smallest":
         return smallest_ring_bits(bits, num_clients, max_weight)
-    if isinstance(ring_bits, int) and not isinstance(ring_bits, bool):
-        return ring_bits
-    raise ConfigurationError(f"ring_bits must be an int in 8..64, 'word' or 'smallest', got {ring_bits!r}")
+    if is_int(ring_bits):
+        return int(ring_bits)
+    error = ConfigurationError if isinstance(ring_bits, str) else ConfigurationTypeError
+    raise error(f"ring_bits must be an int in 8..64, 'word' or 'smallest', got {ring_bits!r}")
 
 
 @dataclass(frozen=True)

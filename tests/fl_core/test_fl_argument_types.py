@@ -11,6 +11,7 @@ naming it, through the shared checks of :mod:`secagg._validate`; a bool is no in
 from __future__ import annotations
 
 from collections.abc import Callable
+from fractions import Fraction
 
 import numpy as np
 import pytest
@@ -95,3 +96,54 @@ def test_right_typed_arguments_still_build_and_aggregate() -> None:
     aggregator = make_aggregator("plain-quantized", num_clients=np.int64(4))
     assert aggregator.aggregate(UPDATES, {}, rng=np.random.default_rng(0)).mean is not None
     assert make_aggregator("plain").aggregate(UPDATES, rng=np.random.default_rng(0)).mean is not None
+
+
+def test_a_numpy_integer_ring_is_an_integer_as_every_other_count_is() -> None:
+    # Execute: ring_bits from a numpy computation (np.int64), as num_clients and bits already are
+    aggregator = make_aggregator("plain-quantized", num_clients=np.int64(4), bits=np.int32(16), ring_bits=np.int64(64))
+
+    # Verify: the ring as asked, held as a plain int
+    ring_bits = aggregator.quantizer.config.ring_bits  # type: ignore[attr-defined]
+    assert ring_bits == 64 and type(ring_bits) is int
+
+
+@pytest.mark.parametrize("ring_bits", [True, 64.0, b"64"])
+def test_a_ring_that_is_no_integer_nor_a_ring_name_is_the_librarys_type_error(ring_bits: object) -> None:
+    # Execute / Verify: a bool, a float or bytes for ring_bits is a wrong type, named
+    with pytest.raises(ConfigurationTypeError, match="ring_bits"):
+        make_aggregator("plain-quantized", num_clients=4, ring_bits=ring_bits)
+
+
+@pytest.mark.parametrize("name", ["plain", "plain-quantized", "secagg"])
+def test_a_legacy_random_state_is_refused_alike_by_every_aggregator(name: str) -> None:
+    # Prepare: a legacy RandomState, not the numpy Generator the aggregators draw round seeds from
+    options: dict[str, object] = {} if name == "plain" else {"num_clients": 4}
+    if name == "secagg":
+        options["random_bytes"] = InsecureDeterministicRandom(1)
+    aggregator = make_aggregator(name, **options)  # type: ignore[arg-type]
+
+    # Execute / Verify: the library's type error naming rng, from plain as from the secure ones
+    # (interchangeable: plain must not accept what secagg would refuse), never an AttributeError
+    with pytest.raises(ConfigurationTypeError, match="rng"):
+        aggregator.aggregate(UPDATES, rng=np.random.RandomState(0))  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("name", ["learning_rate", "dropout", "tolerance", "server_momentum"])
+def test_fedavg_config_takes_any_real_number_and_holds_it_as_a_float(name: str) -> None:
+    # Execute: a Fraction and a numpy float are real numbers (client_fraction already took them)
+    for value in (Fraction(1, 10), np.float64(0.1)):
+        config = FedAvgConfig(**{name: value})  # type: ignore[arg-type]
+
+        # Verify: held as the float it equals (local SGD multiplies arrays by it)
+        held = getattr(config, name)
+        assert held == 0.1 and type(held) is float, (name, value, held)
+
+
+def test_a_fraction_learning_rate_trains_as_its_float_does() -> None:
+    # Execute: one round with learning_rate 1/10, and with 0.1
+    exact = _fedavg(config=FedAvgConfig(rounds=1, learning_rate=Fraction(1, 10)))
+    rounded = _fedavg(config=FedAvgConfig(rounds=1, learning_rate=0.1))
+
+    # Verify: the same model, in float parameters (not an object array of Fractions)
+    for mine, theirs in zip(exact.params, rounded.params, strict=True):  # type: ignore[attr-defined]
+        assert mine.dtype == np.float64 and np.array_equal(mine, theirs)

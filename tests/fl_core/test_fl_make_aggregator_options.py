@@ -8,6 +8,7 @@ from __future__ import annotations
 import pytest
 
 from fl_core.aggregators import make_aggregator
+from secagg.dp import DPConfig
 from secagg.errors import ConfigurationError
 
 
@@ -46,3 +47,22 @@ def test_plain_still_takes_no_options_and_builds_without_any() -> None:
     assert make_aggregator("plain", num_clients=4).name == "plain"
     with pytest.raises(ConfigurationError, match="takes no options"):
         make_aggregator("plain", random_bytes=None)
+
+
+@pytest.mark.parametrize(
+    ("name", "option"),
+    [("secagg", "colluders"), ("secagg+", "clipp"), ("paillier", "mode"), ("paillier", "clipp")],
+)
+def test_with_dp_an_option_the_aggregation_does_not_take_is_refused_as_without(name: str, option: str) -> None:
+    # Prepare: a DP aggregator's options go to the same constructors as without DP
+    dp = DPConfig(epsilon=1.0, delta=1e-5, rounds=2, l2_clip=1.0, min_honest=2)
+
+    # Execute: another protocol's option (or a misspelt one), refused before any key exists
+    with pytest.raises(ConfigurationError) as refused:
+        make_aggregator(name, num_clients=5, dimension=3, dp=dp, **{option: 1})
+
+    # Verify: the library's error naming the option and what the aggregation takes, never
+    # Python's TypeError from the constructor
+    message = str(refused.value)
+    assert f"aggregation {name!r} does not take [{option!r}]" in message, message
+    assert "noise_source" in message and "ring_bits" in message, message
