@@ -19,22 +19,16 @@ import pytest
 
 pytest.importorskip("dp_accounting")
 
-from secagg.dp import DPConfig, NoisePlan, PrivacyAccountant, calibrate
+from secagg.dp import NoisePlan
 from secagg.dp._state_file import lock_path
-from secagg.errors import ConfigurationError
 
-CONFIG = DPConfig(epsilon=3.0, delta=1e-5, rounds=5, l2_clip=1.0, min_honest=4)
+from .state_file_refusal import refusal as _refusal
+from .state_file_refusal import small_plan
 
 
 @pytest.fixture(scope="module")
 def plan() -> NoisePlan:
-    return calibrate(CONFIG, num_clients=5, scale=1024.0, dimension=31)
-
-
-def _refusal(plan: NoisePlan, path: Path) -> str:
-    with pytest.raises(ConfigurationError) as refusal:
-        PrivacyAccountant(plan, path)
-    return str(refusal.value)
+    return small_plan()
 
 
 def _creating_fails(monkeypatch: pytest.MonkeyPatch, folder: Path, code: int) -> None:
