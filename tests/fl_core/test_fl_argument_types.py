@@ -107,7 +107,7 @@ def test_a_numpy_integer_ring_is_an_integer_as_every_other_count_is() -> None:
     assert ring_bits == 64 and type(ring_bits) is int
 
 
-@pytest.mark.parametrize("ring_bits", [True, 64.0, b"64"])
+@pytest.mark.parametrize("ring_bits", [True, 64.0, b"64", np.array([64, 32])])
 def test_a_ring_that_is_no_integer_nor_a_ring_name_is_the_librarys_type_error(ring_bits: object) -> None:
     # Execute / Verify: a bool, a float or bytes for ring_bits is a wrong type, named
     with pytest.raises(ConfigurationTypeError, match="ring_bits"):
