@@ -93,7 +93,8 @@ def size_encoding(
 
     Range ``clip >= max_samples_per_client * l2_clip``, scale exactly ``plan.scale``; the
     ring (``ring_bits`` or the smallest of 32, 64 that fits) must hold
-    ``num_clients * qmax + noise_tail_bound(plan, num_clients)``; ConfigurationError otherwise.
+    ``num_clients * qmax + noise_tail_bound(plan, num_clients)``; ConfigurationError otherwise,
+    and for a ``ring_bits`` outside 8..64 (ConfigurationTypeError for one that is no integer).
     """
     if ring_bits is not None:  # not a bool read as a 1-bit ring, nor a width the loop below misnames
         ring_bits = require_int("ring_bits", ring_bits, 8, 64)
