@@ -33,7 +33,7 @@ def make_dp_aggregator(
     num_clients: int,
     dimension: int,
     max_samples_per_client: int = DEFAULT_MAX_SAMPLES_PER_CLIENT,
-    ring_bits: int | None = None,
+    ring_bits: int | str | None = None,
     accountant_path: str | None = None,
     noise_source: RandomSource | None = None,
     preceding: Preceding = (),
@@ -67,7 +67,7 @@ def make_dp_aggregator(
             dp = dataclasses.replace(dp, min_honest=floor)
     plan, quantization, tail = dp_quantization(
         dp, num_clients=num_clients, dimension=dimension, max_samples_per_client=max_samples_per_client,
-        ring_bits=ring_bits, preceding=preceding,
+        ring_bits=_dp_ring(ring_bits), preceding=preceding,
     )  # fmt: skip
     quantizer = DPQuantizer(
         quantization, plan=plan, tail_bound=tail, noise_source=noise_source, max_patients=max_samples_per_client
@@ -86,6 +86,20 @@ def make_dp_aggregator(
     else:
         raise ConfigurationError(f"unknown aggregation {name!r}")
     return DPAggregator(inner, quantizer, PrivacyAccountant(plan, accountant_path))
+
+
+def _dp_ring(ring_bits: int | str | None) -> int | None:
+    """``ring_bits`` for the DP encoding: ``"word"`` is the default (None, the smaller word ring that
+    fits), as without dp; another name is a ConfigurationError (the width's type and range are
+    :func:`secagg.dp.encoding.size_encoding`'s check)."""
+    if not isinstance(ring_bits, str):
+        return ring_bits
+    if ring_bits != "word":
+        raise ConfigurationError(
+            f"with dp, ring_bits takes an int in 8..64 or 'word' (the smaller word ring that fits, the "
+            f"default), got {ring_bits!r}"
+        )
+    return None
 
 
 def supported_honest(name: str, num_clients: int, **protocol_options: Any) -> int | None:

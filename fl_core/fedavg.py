@@ -101,8 +101,12 @@ class FedAvgConfig:
         if self.rounds < 1 or self.local_epochs < 1 or self.batch_size < 1 or self.patience < 1:
             raise ConfigurationError("rounds, local_epochs, batch_size and patience must be at least 1")
         require_int("seed", self.seed, 0)  # numpy seeds are non-negative
-        for name in ("learning_rate", "dropout", "tolerance", "server_momentum"):  # ranges below; held as floats
-            object.__setattr__(self, name, require_finite(name, getattr(self, name)))  # (a Fraction too)
+        given = {name: getattr(self, name) for name in ("learning_rate", "dropout", "tolerance", "server_momentum")}
+        for name, value in given.items():  # ranges below; held as floats
+            object.__setattr__(self, name, require_finite(name, value))  # (a Fraction too)
+        for name in ("dropout", "tolerance", "server_momentum"):  # a negative Fraction may round to -0.0
+            if given[name] < 0:
+                raise ConfigurationError(f"{name} must be non-negative, got {given[name]}")
         if not self.learning_rate > 0:
             raise ConfigurationError(f"learning_rate must be positive, got {self.learning_rate}")
         client_fraction(self.client_fraction)  # a number in (0, 1], or refused

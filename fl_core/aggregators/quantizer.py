@@ -59,9 +59,9 @@ def resolve_ring_bits(ring_bits: int | str | None, bits: int, num_clients: int, 
     smaller word ring that fits, ``"smallest"`` the smallest b in 8..64 that fits (a numpy integer
     is an int). ConfigurationError for another name, ConfigurationTypeError for another type (a
     ``bool``, a ``float``); the range is QuantizationConfig's check."""
-    if ring_bits is None or ring_bits == "word":
-        return smallest_ring_bits(bits, num_clients, max_weight, WORD_RINGS)
-    if ring_bits == "smallest":
+    if ring_bits is None or (isinstance(ring_bits, str) and ring_bits == "word"):  # (an array compares
+        return smallest_ring_bits(bits, num_clients, max_weight, WORD_RINGS)  # element-wise: names first)
+    if isinstance(ring_bits, str) and ring_bits == "smallest":
         return smallest_ring_bits(bits, num_clients, max_weight)
     if is_int(ring_bits):
         return int(ring_bits)

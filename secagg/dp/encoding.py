@@ -35,6 +35,7 @@ import math
 import numpy as np
 import numpy.typing as npt
 
+from secagg._validate import require_int
 from secagg.dp.calibration import NoisePlan, Preceding, calibrate, noise_tail_bound
 from secagg.dp.config import DPConfig
 from secagg.dp.sampler import RandomSource, sample_discrete_gaussian
@@ -92,8 +93,11 @@ def size_encoding(
 
     Range ``clip >= max_samples_per_client * l2_clip``, scale exactly ``plan.scale``; the
     ring (``ring_bits`` or the smallest of 32, 64 that fits) must hold
-    ``num_clients * qmax + noise_tail_bound(plan, num_clients)``; ConfigurationError otherwise.
+    ``num_clients * qmax + noise_tail_bound(plan, num_clients)``; ConfigurationError otherwise,
+    and for a ``ring_bits`` outside 8..64 (ConfigurationTypeError for one that is no integer).
     """
+    if ring_bits is not None:  # not a bool read as a 1-bit ring, nor a width the loop below misnames
+        ring_bits = require_int("ring_bits", ring_bits, 8, 64)
     scale, l2_clip = plan.scale, plan.config.l2_clip
     # One hospital's encoding: its clipped sum plus its own noise (tail 2^-64 per coordinate),
     # so every protocol's per-value bound (ring, Paillier slots) holds for noised encodings too.

@@ -21,7 +21,7 @@ from fl_core.aggregators import QuantizedPlainAggregator, WeightedQuantizer
 from fl_core.compression import CompressionConfig, SparseAggregator
 from fl_core.data import ClientData
 from fl_core.rotated import RotatedAggregator
-from secagg.errors import ConfigurationTypeError
+from secagg.errors import ConfigurationError, ConfigurationTypeError
 from secagg.primitives.randomness import InsecureDeterministicRandom
 
 UPDATES = [ClientUpdate(client, np.zeros(3), 1) for client in range(3)]
@@ -107,7 +107,7 @@ def test_a_numpy_integer_ring_is_an_integer_as_every_other_count_is() -> None:
     assert ring_bits == 64 and type(ring_bits) is int
 
 
-@pytest.mark.parametrize("ring_bits", [True, 64.0, b"64"])
+@pytest.mark.parametrize("ring_bits", [True, 64.0, b"64", np.array([64, 32])])
 def test_a_ring_that_is_no_integer_nor_a_ring_name_is_the_librarys_type_error(ring_bits: object) -> None:
     # Execute / Verify: a bool, a float or bytes for ring_bits is a wrong type, named
     with pytest.raises(ConfigurationTypeError, match="ring_bits"):
@@ -147,3 +147,24 @@ def test_a_fraction_learning_rate_trains_as_its_float_does() -> None:
     # Verify: the same model, in float parameters (not an object array of Fractions)
     for mine, theirs in zip(exact.params, rounded.params, strict=True):  # type: ignore[attr-defined]
         assert mine.dtype == np.float64 and np.array_equal(mine, theirs)
+
+
+@pytest.mark.parametrize("name", ["dropout", "tolerance", "server_momentum"])
+def test_a_negative_fraction_that_rounds_to_zero_is_refused_not_held_as_zero(name: str) -> None:
+    # Prepare: a negative real whose nearest float is -0.0 (its range starts at 0, inclusive)
+    below = Fraction(-1, 10**400)
+
+    # Execute / Verify: refused for the value given, not held as the zero it rounds to
+    with pytest.raises(ConfigurationError, match=name):
+        FedAvgConfig(**{name: below})  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [("learning_rate", Fraction(1, 10**400)), ("learning_rate", 10**400), ("dropout", Fraction(10**400 - 1, 10**400))],
+)
+def test_a_real_whose_float_leaves_the_range_is_refused(name: str, value: object) -> None:
+    # Execute / Verify: a positive learning rate that underflows to 0.0 or overflows the float range,
+    # a dropout below 1 that rounds to 1.0: refused, never run as another value
+    with pytest.raises(ConfigurationError, match=name):
+        FedAvgConfig(**{name: value})  # type: ignore[arg-type]

@@ -5,11 +5,12 @@ Python's TypeError from the aggregator's constructor)."""
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
 from fl_core.aggregators import make_aggregator
 from secagg.dp import DPConfig
-from secagg.errors import ConfigurationError
+from secagg.errors import ConfigurationError, ConfigurationTypeError
 
 
 @pytest.mark.parametrize("name", ["secagg", "secagg+", "paillier"])
@@ -66,3 +67,35 @@ def test_with_dp_an_option_the_aggregation_does_not_take_is_refused_as_without(n
     message = str(refused.value)
     assert f"aggregation {name!r} does not take [{option!r}]" in message, message
     assert "noise_source" in message and "ring_bits" in message, message
+
+
+@pytest.mark.parametrize("ring_bits", [True, 64.0, np.array([64, 32])])
+def test_with_dp_a_ring_that_is_no_integer_is_the_librarys_type_error(ring_bits: object) -> None:
+    # Prepare: the DP encoding sizes its ring from ring_bits, as the quantizer does without DP
+    dp = DPConfig(epsilon=1.0, delta=1e-5, rounds=2, l2_clip=1.0, min_honest=2)
+
+    # Execute / Verify: a bool, a float or an array is a wrong type, named, as
+    # without dp; never Python's TypeError/ValueError from the sizing, nor True read as a 1-bit ring
+    with pytest.raises(ConfigurationTypeError, match="ring_bits"):
+        make_aggregator("plain-quantized", num_clients=4, dimension=3, dp=dp, ring_bits=ring_bits)
+
+
+@pytest.mark.parametrize("ring_bits", [4, 65])
+def test_with_dp_a_ring_width_outside_8_to_64_is_refused_as_such(ring_bits: int) -> None:
+    # Execute / Verify: named as the width out of range, not as an encoding that could overflow
+    dp = DPConfig(epsilon=1.0, delta=1e-5, rounds=2, l2_clip=1.0, min_honest=2)
+    with pytest.raises(ConfigurationError, match=r"ring_bits must be in 8\.\.64"):
+        make_aggregator("plain-quantized", num_clients=4, dimension=3, dp=dp, ring_bits=ring_bits)
+
+
+def test_with_dp_the_ring_names_word_and_smallest_are_taken_or_refused_by_name() -> None:
+    # Prepare: "word" is the default without dp too (the smaller word ring that fits)
+    dp = DPConfig(epsilon=1.0, delta=1e-5, rounds=2, l2_clip=1.0, min_honest=2)
+    word = make_aggregator("plain-quantized", num_clients=4, dimension=3, dp=dp, ring_bits="word")
+    default = make_aggregator("plain-quantized", num_clients=4, dimension=3, dp=dp)
+
+    # Verify: "word" is the default ring; "smallest" is a ConfigurationError saying what dp takes
+    assert word.inner.quantizer.config == default.inner.quantizer.config  # type: ignore[attr-defined]
+    for name in ("smallest", "64"):
+        with pytest.raises(ConfigurationError, match="with dp, ring_bits takes"):
+            make_aggregator("plain-quantized", num_clients=4, dimension=3, dp=dp, ring_bits=name)
