@@ -28,6 +28,8 @@ from fl_core.aggregators import make_aggregator  # noqa: E402
 from secagg.errors import ConfigurationError, ConfigurationTypeError  # noqa: E402
 from secagg.integrations import torch as adapter  # noqa: E402
 
+from .torch_modules import WithExtraState as _WithExtraState  # noqa: E402
+
 
 class _Scaled(torch.nn.Module):  # type: ignore[misc]
     """A Linear(3, 2) whose output is multiplied by a non-persistent buffer (in no state dict)."""
@@ -40,20 +42,6 @@ class _Scaled(torch.nn.Module):  # type: ignore[misc]
 
     def forward(self, x: Any) -> Any:
         return self.linear(x) * self.scale
-
-
-class _WithExtraState(torch.nn.Linear):  # type: ignore[misc]
-    """A Linear(3, 2) with extra state (a dict in its state dict, not a tensor)."""
-
-    def __init__(self) -> None:
-        super().__init__(3, 2)
-        self.threshold = 0.5
-
-    def get_extra_state(self) -> Any:
-        return {"threshold": self.threshold}
-
-    def set_extra_state(self, state: Any) -> None:
-        self.threshold = state["threshold"]
 
 
 def _trained(model: Any, step: float) -> Any:

@@ -25,19 +25,7 @@ torch_dp = pytest.importorskip("secagg.integrations.torch_dp")
 from fl_core.aggregators import make_aggregator  # noqa: E402
 from secagg.integrations import torch as adapter  # noqa: E402
 
-
-class _WithExtraState(torch.nn.Linear):  # type: ignore[misc]
-    """A Linear(3, 2) with extra state (a dict in its state dict, not a tensor)."""
-
-    def __init__(self) -> None:
-        super().__init__(3, 2)
-        self.threshold = 0.5
-
-    def get_extra_state(self) -> Any:
-        return {"threshold": self.threshold}
-
-    def set_extra_state(self, state: Any) -> None:
-        self.threshold = state["threshold"]
+from .torch_modules import WithExtraState as _WithExtraState  # noqa: E402
 
 
 def _extra_state_model() -> Any:

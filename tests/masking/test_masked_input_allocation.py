@@ -41,6 +41,19 @@ def _widened(data: bytes, bits: int) -> bytes:
     return wire.encode(MaskedInput(message.sender, message.session_id, PackedVector(bits, values)))
 
 
+def _record_unpacks(monkeypatch: pytest.MonkeyPatch) -> list[tuple[int, int]]:
+    """From now on, every ``bitpack.unpack`` call's (length, bits), in order, in the returned list."""
+    unpacked: list[tuple[int, int]] = []
+    original = bitpack.unpack
+
+    def recording(data: bytes, length: int, bits: int) -> npt.NDArray[Any]:
+        unpacked.append((length, bits))
+        return original(data, length, bits)
+
+    monkeypatch.setattr(bitpack, "unpack", recording)
+    return unpacked
+
+
 @pytest.mark.parametrize(("ring_bits", "declared"), [(32, 8), (12, 8), (64, 9)])
 def test_a_masked_input_of_another_width_is_refused_unread(
     monkeypatch: pytest.MonkeyPatch, ring_bits: int, declared: int
@@ -53,14 +66,7 @@ def test_a_masked_input_of_another_width_is_refused_unread(
         run.to_clients()
     uploads = dict(run.uploads)
     uploads[BAD] = _widened(uploads[BAD], declared)
-    unpacked: list[tuple[int, int]] = []
-    original = bitpack.unpack
-
-    def recording(data: bytes, length: int, bits: int) -> npt.NDArray[Any]:
-        unpacked.append((length, bits))
-        return original(data, length, bits)
-
-    monkeypatch.setattr(bitpack, "unpack", recording)
+    unpacked = _record_unpacks(monkeypatch)
     # Execute
     run.to_server(uploads)
     # Assert: refused with the shape the session expects, its vector never unpacked
@@ -87,14 +93,7 @@ def test_a_masked_input_of_another_width_in_another_bytes_like_is_refused_unread
         run.to_clients()
     uploads: dict[int, Any] = dict(run.uploads)
     uploads[BAD] = container(_widened(uploads[BAD], 8))
-    unpacked: list[tuple[int, int]] = []
-    original = bitpack.unpack
-
-    def recording(data: bytes, length: int, bits: int) -> npt.NDArray[Any]:
-        unpacked.append((length, bits))
-        return original(data, length, bits)
-
-    monkeypatch.setattr(bitpack, "unpack", recording)
+    unpacked = _record_unpacks(monkeypatch)
     # Execute
     run.to_server(uploads)
     # Assert: refused for its shape, its 8-bit vector (four times the values) never unpacked
