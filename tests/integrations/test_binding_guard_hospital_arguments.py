@@ -155,6 +155,7 @@ def _dp_split(option: str) -> Callable[[bool], Round]:
     return split
 
 
+WHO = "who the hospital is: a round's ids are distinct (check_round), no value to agree on"
 SERVER_SIDE = "the server's counterpart of the hospital_update option of that name: split there"
 RANDOMNESS = "the hospital's own randomness (rounding or sampling, secret or not): no value to agree on"
 ITS_DATA = "the hospital's own data or trained model: the contribution itself (its layout is bound: model_digest)"
@@ -164,7 +165,7 @@ IN_PROCESS = (
 )
 SPLITS: dict[str, Callable[[bool], Round] | str] = {
     # PyTorch adapter
-    "torch.hospital_update.client_id": "who the hospital is: the round's ids, refused if repeated",
+    "torch.hospital_update.client_id": WHO,
     "torch.hospital_update.received": "the model it trained from: its digest is declared and checked "
     "(tests/integrations/test_integrations_torch_model_binding.py)",
     "torch.hospital_update.local": ITS_DATA,
@@ -173,7 +174,7 @@ SPLITS: dict[str, Callable[[bool], Round] | str] = {
     "torch.model_digest.model": "the global model: bound (tests/integrations/test_integrations_torch_model_binding.py)",
     "torch.model_digest.buffers": SERVER_SIDE,
     # Keras adapter
-    "keras.hospital_update.client_id": "who the hospital is: the round's ids, refused if repeated",
+    "keras.hospital_update.client_id": WHO,
     "keras.hospital_update.received": "the model it trained from: its digest is declared and checked",
     "keras.hospital_update.local": ITS_DATA,
     "keras.hospital_update.num_samples": "its weight, summed securely; its public bound (max_weight) is bound",
@@ -184,7 +185,7 @@ SPLITS: dict[str, Callable[[bool], Round] | str] = {
     "keras.model_digest.trainable_only": SERVER_SIDE,
     "keras.model_digest.local_weights": SERVER_SIDE,
     # PyTorch DP
-    "torch_dp.dp_update.client_id": "who the hospital is: the round's ids, refused if repeated",
+    "torch_dp.dp_update.client_id": WHO,
     "torch_dp.dp_update.model": "the global model: dp_model_digest, declared and checked "
     "(tests/integrations/test_integrations_torch_dp_binding.py)",
     "torch_dp.dp_update.loss_fn": "a callable has no value to hash: bound by the name the round declares (loss_name)",
