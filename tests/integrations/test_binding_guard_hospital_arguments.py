@@ -50,8 +50,10 @@ DP = DPConfig(epsilon=8.0, delta=1e-5, rounds=4, l2_clip=1.0, min_honest=2)
 FUNCTIONS: dict[str, Callable[..., Any]] = {
     "torch.hospital_update": torch_adapter.hospital_update,
     "torch.model_digest": torch_adapter.model_digest,
+    "torch.aggregate_models": torch_adapter.aggregate_models,
     "keras.hospital_update": keras_adapter.hospital_update,
     "keras.model_digest": keras_adapter.model_digest,
+    "keras.aggregate_models": keras_adapter.aggregate_models,
     "torch_dp.dp_update": torch_dp.dp_update,
     "torch_dp.dp_contribution": torch_dp.dp_contribution,
     "torch_dp.dp_model_digest": torch_dp.dp_model_digest,
@@ -66,7 +68,8 @@ FUNCTIONS: dict[str, Callable[..., Any]] = {
     "segments.quantize_segments": segments.quantize_segments,
     "dp.noised_encoding": noised_encoding,
 }
-"""The public functions a hospital calls to build (or declare) what it sends."""
+"""The public functions a hospital calls to build (or declare) what it sends, and the adapters'
+``aggregate_models``, which build every hospital's update of a round under one set of options."""
 
 
 # --- the splits: each returns the round's updates (hospital 1 under the other value when
@@ -220,6 +223,26 @@ SPLITS: dict[str, Callable[[bool], Round] | str] = {
     "fl_core.local_sgd.learning_rate": IN_PROCESS + " (bound: tests/fl_core/test_fl_fedavg_training_binding.py)",
     "fl_core.local_sgd.rng": RANDOMNESS,
 }
+# The adapters' aggregate_models: one call builds every hospital's update under the same options
+# and binds the global model's digest; a hospital's own value of an option is hospital_update's.
+ONE_VALUE = "one value for every hospital of the call and the digest it binds; a hospital's own is hospital_update's"
+for _adapter, _options in (("torch", ("buffers",)), ("keras", ("trainable_only", "local_weights"))):
+    SPLITS |= {
+        f"{_adapter}.aggregate_models.global_model": "the round's model: its digest is bound (model_digest)",
+        f"{_adapter}.aggregate_models.local_models": ITS_DATA,
+        f"{_adapter}.aggregate_models.aggregator": "the protocol: its options split in "
+        "tests/fl_core/test_fl_*binding_guard.py",
+        f"{_adapter}.aggregate_models.num_samples": "the hospitals' weights, summed securely; their bound is bound",
+        f"{_adapter}.aggregate_models.rng": RANDOMNESS,
+        f"{_adapter}.aggregate_models.client_ids": WHO,
+        f"{_adapter}.aggregate_models.dropouts": "which hospitals drop, and when: the protocol's own business",
+        f"{_adapter}.aggregate_models.clips": "the per-tensor clips: the round's segment table, bound "
+        "(tests/masking/test_binding_guard_encoding.py)",
+        f"{_adapter}.aggregate_models.discovery": "the range-discovery round: RangeDiscovery's fields split in "
+        "tests/masking/test_binding_guard_encoding.py; the clips it finds are bound as clips",
+        f"{_adapter}.aggregate_models.trained_from": "the copy each hospital trained from: its digest is declared "
+        "and checked (the adapters' model binding tests)",
+    } | {f"{_adapter}.aggregate_models.{option}": ONE_VALUE for option in _options}
 # The encoding helpers: every value that shapes an encoding is a field of the dataclass they take,
 # each split by tests/masking/test_binding_guard_encoding.py (and the configs' own guards).
 QUANTIZATION = "every field of QuantizationConfig: split in tests/masking/test_binding_guard_encoding.py"
