@@ -7,7 +7,11 @@ most ``max_bytes`` whose mode grants group and others nothing forbidden, then re
 most ``max_bytes + 1`` bytes from that same descriptor. A named pipe, a directory or a
 device (``/dev/zero``, ``/dev/stdin``) is refused, as is a file that grows past the limit
 while it is read. Every refusal is a :class:`~secagg.errors.ConfigurationError` naming
-the file (or ``too_large`` for the size, where an oversized file is a content error).
+the file (or ``too_large`` for the size, where an oversized file is a content error) and
+what stands there instead (:mod:`secagg._file_kinds`: a pipe, folder, device or socket, a
+loop of symbolic links, a link to nothing, a link where none is followed), not the system's
+bare words. A secret (``forbidden_mode`` taking group and others' read bits) with a second
+name (a hard link) is read with a :class:`SecretFileLinkWarning`.
 
 A file with a ``forbidden_mode`` (a secret, or a file whose content decides whom to
 trust) must also belong to the process's user or to root, as ssh requires of its key
@@ -37,11 +41,13 @@ import secrets
 import stat
 import tempfile
 
+from secagg._file_kinds import SecretFileLinkWarning, not_a_file, unopenable, warn_second_names
 from secagg.errors import ConfigurationError, ConfigurationTypeError, SecAggError
 
 __all__ = [
     "PRIVATE",
     "WRITABLE_BY_OWNER_ONLY",
+    "SecretFileLinkWarning",
     "check_folders",
     "read_regular_file",
     "sync_folder",
@@ -77,6 +83,9 @@ def read_regular_file(
     try:
         descriptor = os.open(path, flags)
     except (OSError, ValueError) as exc:  # ValueError: a path holding a NUL byte
+        described = unopenable(path, exc, follow_symlinks) if isinstance(exc, OSError) else None
+        if described is not None:
+            raise ConfigurationError(f"the {what} {name} {described}") from exc
         raise ConfigurationError(f"cannot read the {what} {name}: {getattr(exc, 'strerror', None) or exc}") from exc
     try:
         _check_opened(descriptor, name, what, max_bytes, forbidden_mode, advice, too_large)
@@ -113,7 +122,7 @@ def _check_opened(
 ) -> None:
     info = os.fstat(descriptor)
     if not stat.S_ISREG(info.st_mode):
-        raise ConfigurationError(f"the {what} {name} is not a regular file (a pipe, folder or device); give a file")
+        raise ConfigurationError(f"the {what} {name} {not_a_file(info.st_mode)}")
     mode, secret = stat.S_IMODE(info.st_mode), bool(forbidden & (stat.S_IRGRP | stat.S_IROTH))
     if os.name == "posix" and mode & forbidden:
         access = "accessible to" if secret else "writable by"
@@ -125,6 +134,8 @@ def _check_opened(
         )
     if info.st_size > max_bytes:
         raise too_large(f"the {what} {name} is larger than {max_bytes} bytes ({info.st_size} bytes)")
+    if secret and info.st_nlink > 1:
+        warn_second_names(name, what, info.st_nlink)
 
 
 _MAX_LINKS = 40  # as Linux's MAXSYMLINKS: more links followed in one lookup is a loop (ELOOP)

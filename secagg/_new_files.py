@@ -19,13 +19,23 @@ from secagg.errors import ConfigurationError
 __all__ = ["write_new_file"]
 
 _NEW_FILE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
-# What link() fails with on a file system without hard links: EPERM (Linux's FAT, some network
-# file systems), ENOTSUP/EOPNOTSUPP, ENOSYS (a FUSE file system that does not implement link, as
-# sshfs without its server's hard-link extension), EMLINK (a file system of one link per file).
-# Not EEXIST: the name taken meanwhile, refused. Any other failure is the write's.
+# What link() fails with on a file system without hard links: EPERM (Linux's vfat and exfat, which
+# have no link operation: Linux's link(2), "EPERM The filesystem containing oldpath and newpath does
+# not support the creation of hard links"; VMware's HGFS and VirtualBox's vboxsf shared folders:
+# vmware/open-vm-tools#675, rbenv/ruby-build#264), ENOTSUP/EOPNOTSUPP (exFAT on macOS, errno 45:
+# s3fs-fuse/s3fs-fuse#1633; Docker Desktop's osxfs: docker/for-mac#5036; OpenBSD's link(2): "The file
+# system containing the file named by name1 does not support links"), ENOSYS (a FUSE file system that
+# does not implement link, as sshfs without its server's hard-link extension), EMLINK (a file system
+# of one link per file: Plan 9's APE link() always fails so), EXDEV (the two names are in one folder:
+# a file system that calls them two devices has no usable link), EINVAL (Interix/SFU's link(2): "the
+# file resides on a device that does not support the link(2) operation", its FAT volumes). Falling
+# back is safe whatever the cause: the file is then created at its name with O_EXCL, never through a
+# link, and a real failure fails that too. Not EEXIST: the name taken meanwhile, refused. Not EIO
+# (Docker Desktop's gRPC-FUSE on FAT, docker/for-mac#5036): a failing disk's too. Any other failure is
+# the write's.
 _NO_HARD_LINKS = frozenset(
     getattr(errno, name)
-    for name in ("EPERM", "ENOTSUP", "EOPNOTSUPP", "ENOSYS", "EXDEV", "EMLINK")
+    for name in ("EPERM", "ENOTSUP", "EOPNOTSUPP", "ENOSYS", "EXDEV", "EMLINK", "EINVAL")
     if hasattr(errno, name)
 )
 

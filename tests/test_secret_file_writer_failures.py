@@ -45,13 +45,15 @@ def _entries(folder: Path) -> list[str]:
 # --- a file system without hard links ------------------------------------------------------------
 
 
-@pytest.mark.parametrize("code", ["EPERM", "EOPNOTSUPP", "ENOSYS"])
+@pytest.mark.parametrize("code", ["EPERM", "EOPNOTSUPP", "ENOSYS", "EMLINK", "EXDEV", "EINVAL"])
 def test_a_key_is_written_where_the_file_system_has_no_hard_links(
     code: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # Prepare: link() failing as file systems without hard links fail it: EPERM (FAT), EOPNOTSUPP,
     # ENOSYS (a FUSE file system that does not implement link, as sshfs without the server's
-    # hard-link extension: "Function not implemented"), where the key was written before
+    # hard-link extension: "Function not implemented"), EMLINK (one link per file), EXDEV, EINVAL (a
+    # file system that documents link() on "a device that does not support" it so), where the key was
+    # written before
     def no_link(*args: object, **kwargs: object) -> None:
         raise OSError(getattr(errno, code), os.strerror(getattr(errno, code)))
 

@@ -38,7 +38,7 @@ from typing import ClassVar
 from cryptography.hazmat.primitives.kdf.scrypt import Scrypt
 
 from secagg import wire
-from secagg._files import PRIVATE, read_regular_file
+from secagg._files import PRIVATE, SecretFileLinkWarning, read_regular_file
 from secagg._new_files import write_new_file
 from secagg.errors import AuthenticationError, ConfigurationError, DecodeError, SecAggError
 from secagg.paillier._arguments import require_flag, require_path, require_random_bytes
@@ -55,6 +55,7 @@ __all__ = [
     "MIN_WRITE_SCRYPT_LOG_N",
     "MIN_WRITE_SCRYPT_R",
     "ProtectedSecret",
+    "SecretFileLinkWarning",
     "protect",
     "read_private_file",
     "read_protected_file",

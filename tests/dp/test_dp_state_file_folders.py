@@ -17,7 +17,7 @@ import pytest
 
 pytest.importorskip("dp_accounting")
 
-from secagg.dp import NoisePlan
+from secagg.dp import NoisePlan, PrivacyAccountant
 from secagg.dp._state_file import locked
 from secagg.errors import ConfigurationError
 
@@ -126,3 +126,34 @@ def test_a_state_file_folder_loop_is_named_as_such_when_a_lock_is_created(tmp_pa
         pass
     # Assert: the same words as the read side
     assert f"its folder {folder} is a loop of symbolic links" in str(refusal.value), refusal.value
+
+
+def test_a_state_file_that_is_a_loop_of_symlinks_is_named_as_such(plan: NoisePlan, tmp_path: Path) -> None:
+    # Prepare: the state file's path is itself one of two links naming each other
+    path, other = tmp_path / "budget.json", tmp_path / "other.json"
+    path.symlink_to(other)
+    other.symlink_to(path)
+    # Execute
+    message = _refusal(plan, path)
+    # Assert: the file named as a loop of links, which is never followed for the state file, in place of
+    # the system's bare "Too many levels of symbolic links"; nothing created
+    assert f"{path} is a symbolic link (a loop of symbolic links)" in message, message
+    assert "never followed" in message and "Too many levels" not in message, message
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["budget.json", "other.json"]
+
+
+@pytest.mark.parametrize("dangling", [False, True], ids=["to a file", "dangling"])
+def test_a_state_file_that_is_a_symlink_is_named_as_a_link_never_followed(
+    dangling: bool, plan: NoisePlan, tmp_path: Path
+) -> None:
+    # Prepare: a link where the state file belongs, to a state file or to nothing (O_NOFOLLOW: ELOOP either way)
+    target = tmp_path / "real.json"
+    if not dangling:
+        PrivacyAccountant(plan, target)
+    path = tmp_path / "budget.json"
+    path.symlink_to(target)
+    # Execute
+    message = _refusal(plan, path)
+    # Assert: named as a link to its target, not as "too many levels of symbolic links"
+    assert f"{path} is a symbolic link (to {target})" in message and "never followed" in message, message
+    assert "Too many levels" not in message and "loop" not in message, message

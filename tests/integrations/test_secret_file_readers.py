@@ -4,6 +4,10 @@ file raises only the library's errors."""
 
 from __future__ import annotations
 
+import os
+import socket
+import warnings
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -11,8 +15,17 @@ from flwr.app import Context, RecordDict
 
 from secagg.errors import ConfigurationError, SecAggError
 from secagg.integrations.flower._key_share import load_node_share
-from secagg.integrations.flower.keys import load_key_share
-from secagg.paillier.storage import protect, write_new_private_file
+from secagg.integrations.flower.keys import (
+    load_key_share,
+    read_identity_key,
+    read_public_key,
+    read_trusted_keys,
+    write_identity_key,
+    write_public_key,
+    write_trusted_keys,
+)
+from secagg.paillier.storage import SecretFileLinkWarning, protect, write_new_private_file
+from secagg.primitives.signing import SigningKey
 from tests.integrations.paillier_keys import PASSPHRASE, material
 
 
@@ -53,3 +66,169 @@ def test_a_truncated_or_altered_key_share_file_raises_only_the_librarys_errors(t
         write_new_private_file(path, data)
         with pytest.raises(SecAggError):
             load_key_share(path, PASSPHRASE)
+
+
+# --- what stands at a key file's path instead of a file: each named for what it is ---------------
+
+READERS: dict[str, Callable[[Path], object]] = {
+    "identity key": read_identity_key,
+    "trusted keys": read_trusted_keys,
+    "public key": read_public_key,
+    "key share": lambda path: load_key_share(path, PASSPHRASE),
+    "passphrase": lambda path: load_node_share(_node_context(path.parent / "share.bin", path), None, None),
+}
+
+
+def _reader_refusal(reader: str, path: Path) -> str:
+    with pytest.raises(ConfigurationError) as refusal:
+        READERS[reader](path)
+    assert not isinstance(refusal.value.__cause__, ConfigurationError)
+    return str(refusal.value)
+
+
+@pytest.mark.parametrize("reader", sorted(READERS))
+def test_a_key_file_that_is_a_loop_of_symbolic_links_is_named_as_such(reader: str, tmp_path: Path) -> None:
+    # Prepare: the key file's path is one of two links naming each other (open() fails with ELOOP)
+    path, other = tmp_path / "hospital.key", tmp_path / "other.key"
+    path.symlink_to(other)
+    other.symlink_to(path)
+    # Execute
+    message = _reader_refusal(reader, path)
+    # Assert: the file named, and what it is (not the system's bare "Too many levels of symbolic links")
+    assert f"{path} is a loop of symbolic links" in message, message
+
+
+@pytest.mark.parametrize("reader", sorted(READERS))
+def test_a_key_file_in_a_folder_that_is_a_loop_of_symbolic_links_names_the_folder(reader: str, tmp_path: Path) -> None:
+    # Prepare: the key file's folder is a loop of links
+    folder, other = tmp_path / "keys", tmp_path / "other"
+    folder.symlink_to(other)
+    other.symlink_to(folder)
+    # Execute
+    message = _reader_refusal(reader, folder / "hospital.key")
+    # Assert: the folder named as the loop, in the words the state file's reader uses for it
+    assert f"its folder {folder} is a loop of symbolic links" in message, message
+
+
+@pytest.mark.parametrize("reader", sorted(READERS))
+def test_a_key_file_that_is_a_dangling_symbolic_link_names_its_missing_target(reader: str, tmp_path: Path) -> None:
+    # Prepare: a link to a file that is not there (a secret volume not mounted yet, a moved key)
+    path, target = tmp_path / "hospital.key", tmp_path / "mounted" / "hospital.key"
+    path.symlink_to(target)
+    # Execute
+    message = _reader_refusal(reader, path)
+    # Assert: the link and its target named (not the bare "No such file or directory" for a path that exists)
+    assert f"{path} is a symbolic link to {target}, which does not exist" in message, message
+
+
+def _socket(path: Path) -> None:
+    server = socket.socket(socket.AF_UNIX)
+    server.bind(str(path))
+    server.close()  # the socket file stays
+
+
+@pytest.mark.skipif(os.name != "posix", reason="named pipes and sockets are POSIX files")
+@pytest.mark.parametrize("reader", sorted(READERS))
+@pytest.mark.parametrize(
+    ("make", "kind"),
+    [(os.mkfifo, "a named pipe"), (os.mkdir, "a folder"), (_socket, "a socket")],
+    ids=["fifo", "folder", "socket"],
+)
+def test_a_pipe_folder_or_socket_in_place_of_a_key_file_is_named_for_what_it_is(
+    reader: str, make: Callable[[Path], None], kind: str, tmp_path: Path
+) -> None:
+    # Prepare: no writer on the pipe (a blocking open would wait for one forever)
+    path = tmp_path / "hospital.key"
+    make(path)
+    # Execute: returns at once
+    message = _reader_refusal(reader, path)
+    # Assert: named, not a regular file, and which kind of thing it is
+    assert f"{path} is not a regular file: it is {kind}" in message, message
+
+
+@pytest.mark.skipif(not os.path.exists("/dev/null"), reason="no /dev/null device here")
+@pytest.mark.parametrize("reader", ["identity key", "trusted keys", "public key", "key share"])
+def test_a_device_in_place_of_a_key_file_is_named_for_what_it_is(reader: str) -> None:
+    message = _reader_refusal(reader, Path("/dev/null"))
+    assert "/dev/null is not a regular file: it is a device" in message, message
+
+
+# --- a secret file with a second name (hard link): warned, still read; public files never ---------
+
+SECRET_READERS = ["identity key", "key share", "passphrase"]
+
+
+def _written(reader: str, path: Path) -> None:
+    """The file ``reader`` reads, written at ``path`` as the library writes it (0600, a new file)."""
+    if reader == "identity key":
+        write_identity_key(path, SigningKey.generate())
+    elif reader == "key share":
+        write_new_private_file(
+            path, protect(material(3, 2).shares[0], PASSPHRASE, scrypt_log_n=10, allow_weak_kdf_for_testing=True)
+        )
+    elif reader == "passphrase":
+        write_new_private_file(path, PASSPHRASE.encode() + b"\n")
+        write_new_private_file(
+            path.parent / "share.bin",
+            protect(material(3, 2).shares[0], PASSPHRASE, scrypt_log_n=10, allow_weak_kdf_for_testing=True),
+        )
+    elif reader == "trusted keys":
+        write_trusted_keys(path, [b"\1" * 32, b"\2" * 32])
+    else:
+        write_public_key(path, material(3, 2).public)
+
+
+@pytest.mark.skipif(not hasattr(os, "link"), reason="no hard links here")
+@pytest.mark.parametrize("reader", SECRET_READERS)
+def test_a_secret_file_with_a_second_hard_link_is_read_with_a_warning_naming_it(reader: str, tmp_path: Path) -> None:
+    # Prepare: the secret, and a second name for it in another folder (a copy left in a shared folder,
+    # the temporary name of an interrupted write)
+    path = tmp_path / "hospital.key"
+    _written(reader, path)
+    (tmp_path / "elsewhere").mkdir()
+    os.link(path, tmp_path / "elsewhere" / "copy")
+
+    # Execute
+    with pytest.warns(SecretFileLinkWarning) as warned:
+        READERS[reader](path)
+
+    # Assert: one warning, naming the file, its number of names and how to find the others
+    assert len(warned) == 1
+    message = str(warned[0].message)
+    assert f"{path} has 2 names (hard links)" in message and f"-samefile {path}" in message, message
+
+
+@pytest.mark.skipif(not hasattr(os, "link"), reason="no hard links here")
+@pytest.mark.parametrize("reader", ["trusted keys", "public key"])
+def test_a_public_file_with_a_second_hard_link_is_read_without_a_warning(reader: str, tmp_path: Path) -> None:
+    # Prepare: a public (integrity-sensitive, not secret) file with a second name
+    path = tmp_path / "federation.keys"
+    _written(reader, path)
+    os.link(path, tmp_path / "copy")
+    # Execute / Assert: no warning (a second name of a public file reveals nothing)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", SecretFileLinkWarning)
+        READERS[reader](path)
+
+
+@pytest.mark.parametrize("reader", SECRET_READERS)
+def test_a_secret_file_with_one_name_is_read_without_a_warning(reader: str, tmp_path: Path) -> None:
+    # Control: the file as the library writes it (its temporary name removed) has one name
+    path = tmp_path / "hospital.key"
+    _written(reader, path)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", SecretFileLinkWarning)
+        READERS[reader](path)
+
+
+@pytest.mark.skipif(not hasattr(os, "link"), reason="no hard links here")
+def test_a_secret_file_with_a_second_hard_link_is_refused_where_the_warning_is_an_error(tmp_path: Path) -> None:
+    # Prepare: the documented way to refuse such a file
+    path = tmp_path / "hospital.key"
+    _written("identity key", path)
+    os.link(path, tmp_path / "copy")
+    # Execute / Assert: the read raises the warning instead of returning the key
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", SecretFileLinkWarning)
+        with pytest.raises(SecretFileLinkWarning, match="has 2 names"):
+            read_identity_key(path)

@@ -1,0 +1,134 @@
+"""What stands at a path a checked reader could not use, in words (:mod:`secagg._files`'s refusals).
+
+A reader whose ``open`` fails, or opens something other than a regular file, names what it met
+instead of passing the system's words on alone ("Too many levels of symbolic links" for a file that
+is a loop of links, or that is a link where none is followed; "No such file or directory" for a link
+that exists but leads nowhere; "No such device or address" for a socket):
+
+- a symbolic link where none is followed (the DP accountant's state file), with its target, or
+  as a loop of links;
+- a loop of symbolic links, the file itself or a folder on its path (named);
+- a dangling link, with the target that does not exist;
+- a named pipe, folder, device or socket, by its kind.
+
+:class:`SecretFileLinkWarning` is the warning a reader of a *secret* issues for a file with more
+than one name (hard links): see :func:`warn_second_names`.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import stat
+import warnings
+from pathlib import Path
+
+__all__ = ["SecretFileLinkWarning", "not_a_file", "unopenable", "warn_second_names"]
+
+
+class SecretFileLinkWarning(UserWarning):
+    """A secret file (a key, a key share, a passphrase) read has another name (a hard link) elsewhere.
+
+    Issued with :func:`warnings.warn`, the file read all the same: every name of a file is the same
+    file, with this one's owner and mode (checked), so no other user may read the secret through
+    another name; but deleting this name leaves the secret on disk under the others. Make it an
+    error with ``warnings.simplefilter("error", SecretFileLinkWarning)`` to refuse such a file (the
+    read then raises it before any byte of the file is read).
+    """
+
+
+def warn_second_names(name: str, what: str, links: int) -> None:
+    """Warn (:class:`SecretFileLinkWarning`) that the secret file ``name`` has ``links`` names."""
+    warnings.warn(
+        f"the {what} {name} has {links} names (hard links): the secret is also on disk under another name "
+        f"(a copy left in a shared or backed-up folder, the temporary name of an interrupted write), which "
+        f"deleting {name} does not delete; find the others with `find <its file system's mount point> -xdev "
+        f"-samefile {name}` and remove those not meant to be there",
+        SecretFileLinkWarning,
+        stacklevel=4,
+    )
+
+
+def not_a_file(mode: int) -> str:
+    """The words for a file of ``mode`` that is not a regular file, after its name."""
+    if stat.S_ISDIR(mode):
+        kind = "a folder"
+    elif stat.S_ISFIFO(mode):
+        kind = "a named pipe"
+    elif stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
+        kind = "a device"
+    elif stat.S_ISSOCK(mode):
+        kind = "a socket"
+    else:
+        kind = "neither a file nor a folder"
+    return f"is not a regular file: it is {kind}; give a file"
+
+
+def unopenable(path: str | os.PathLike[str], exc: OSError, follow_symlinks: bool) -> str | None:
+    """Why ``open`` of ``path`` failed with ``exc``, after the file's name, when what stands there is
+    the reason (a link: a loop, dangling, or never followed; a folder on the path that is a loop of
+    links; a socket), else None (the system's words say it: a missing file, a permission)."""
+    try:
+        info = os.lstat(path)
+    except OSError as error:
+        folder = _looping_folder(Path(os.fspath(path))) if error.errno == errno.ELOOP else None
+        if folder is None:
+            return None
+        return (
+            f"cannot be read: its folder {_shown(folder)} is a loop of symbolic links (it never resolves to a "
+            "folder); point the link at a folder, or give a path in an existing folder"
+        )
+    try:
+        if stat.S_ISLNK(info.st_mode):
+            return _link(path, exc, follow_symlinks)
+        return _other(info.st_mode, exc)
+    except OSError:  # changed meanwhile: the system's words
+        return None
+
+
+def _other(mode: int, exc: OSError) -> str | None:
+    """The words for what ``open`` met that is not a regular file (a socket: open's ENXIO), or None."""
+    if exc.errno == errno.ENXIO or not stat.S_ISREG(mode):
+        return not_a_file(mode)
+    return None
+
+
+def _link(path: str | os.PathLike[str], exc: OSError, follow_symlinks: bool) -> str | None:
+    target = _shown(os.readlink(path))
+    loops = _loops(path)
+    if not follow_symlinks:
+        shown = "a loop of symbolic links" if loops else f"to {target}"
+        return (
+            f"is a symbolic link ({shown}), which is never followed for this file (a link in its place could send "
+            "its reads and writes to another file); put the file itself at this path"
+        )
+    if loops:
+        return (
+            f"is a loop of symbolic links (it leads to {target}, and never to a file); point the link at the file, "
+            "or give the file's own path"
+        )
+    if isinstance(exc, FileNotFoundError):
+        return f"is a symbolic link to {target}, which does not exist; create the file there, or point the link at it"
+    return _other(os.stat(path).st_mode, exc)
+
+
+def _loops(path: str | os.PathLike[str]) -> bool:
+    try:
+        os.stat(path)
+    except OSError as error:
+        return error.errno == errno.ELOOP
+    return False
+
+
+def _looping_folder(path: Path) -> Path | None:
+    """The first folder on the path of ``path`` (from the root down) that is a loop of links, or None."""
+    for folder in reversed((path.parent, *path.parent.parents)):
+        try:
+            os.stat(folder)
+        except OSError as error:
+            return folder if error.errno == errno.ELOOP else None
+    return None
+
+
+def _shown(path: str | os.PathLike[str]) -> str:
+    return os.fsdecode(path).replace("\0", "\\0")
