@@ -7,6 +7,7 @@ inside the forward pass), of the loss and the batch, and the ``vmap(grad(...))``
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
@@ -18,6 +19,7 @@ from secagg._validate import require_finite
 from secagg.errors import ConfigurationError, ConfigurationTypeError
 from secagg.integrations._extras import require
 from secagg.integrations._torch_dp_model import _trainable_parameters
+from secagg.integrations._torch_lookups import checked_lookups
 from secagg.integrations._torch_one_example import (
     check_one_example,
     per_sample_failure,
@@ -200,7 +202,8 @@ def clipped_gradient_sum(
     naming what it returned, or one that does not depend on the trainable parameters (a detached
     output). A foreign error the first example does not meet (a label out of range at a later row, a
     token id outside an embedding's table: every parameter outside a recurrent layer is one tensor
-    shared by the examples, where torch's embedding checks every index) is a ConfigurationError
+    shared by the examples, where torch's embedding checks every index; a lookup into a recurrent
+    layer's parameter is checked by :func:`~secagg.integrations._torch_lookups.checked_lookups`) is a ConfigurationError
     chained from the vmap's. A computation that succeeds
     runs no dry run: no copy of the parameters for it, forward hooks run by the vmap only.
     The model's parameters, buffers and attributes are as they were after every refusal.
@@ -236,7 +239,9 @@ def clipped_gradient_sum(
     # views into one table and offsets each example's indices without checking them, so an index
     # outside the vocabulary (or negative) read a row of ANOTHER example's view, its gradient landing
     # in that example's, without a word; on one shared table torch's embedding checks every index (an
-    # IndexError, refused below).
+    # IndexError, refused below). An embedding lookup INTO a recurrent layer's parameter (a table tied to
+    # an LSTM's input weights, F.embedding on one in a custom forward) would meet that rule still: with
+    # a recurrent layer, every lookup's indices are checked against the table first (checked_lookups).
     rows, shared = int(inputs.shape[0]), _shared_parameters(torch, model, params)
     own = {name: p if name in shared else p.unsqueeze(0).expand(rows, *p.shape) for name, p in params.items()}
     dims = {name: None if name in shared else 0 for name in params}
@@ -245,7 +250,8 @@ def clipped_gradient_sum(
     first = inputs[:1].clone(), targets[:1].clone()
     failure: tuple[ConfigurationError, Exception] | None = None
     try:
-        per_sample = func.vmap(func.grad(loss_of_one), in_dims=(dims, 0, 0))(own, inputs, targets)
+        with checked_lookups(torch) if len(shared) < len(params) else contextlib.nullcontext():
+            per_sample = func.vmap(func.grad(loss_of_one), in_dims=(dims, 0, 0))(own, inputs, targets)
     except Exception as exc:
         refusal = per_sample_failure(exc)
         if refusal is None:
