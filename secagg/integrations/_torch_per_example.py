@@ -245,6 +245,11 @@ def clipped_gradient_sum(
     rows, shared = int(inputs.shape[0]), _shared_parameters(torch, model, params)
     own = {name: p if name in shared else p.unsqueeze(0).expand(rows, *p.shape) for name, p in params.items()}
     dims = {name: None if name in shared else 0 for name in params}
+    # One copy of the trainable parameters per call, kept on purpose: `own` is the parameters' own memory
+    # (detached and expanded views), so a forward pass that writes into a parameter in place writes into
+    # the caller's model. Only a copy taken before finds such a write (a `.data` write outside torch.func
+    # moves no version counter) and puts the parameter back, after the computation and after the dry run
+    # below; it is one model's size, against the batch's per-example gradients (rows times that) below.
     saved, values = _plain_attributes(model), {name: p.clone() for name, p in params.items()}
     # The first example as it was (one row, copied): the forward pass inside vmap may write into its input.
     first = inputs[:1].clone(), targets[:1].clone()
@@ -263,7 +268,11 @@ def clipped_gradient_sum(
     if failure is not None:
         # Only now the dry run (on copies of the first example, the parameters and the buffers, the model
         # put back as it was): it names a failure of the forward pass or of the loss on the first example.
-        check_one_example(torch, func, model, loss_fn, params, buffers, *first)
+        try:
+            check_one_example(torch, func, model, loss_fn, params, buffers, *first)
+        finally:  # outside torch.func, a forward pass can write through a reference it kept to a parameter
+            _restore(saved)
+            _put_back(torch, params, values)
         raise failure[0] from failure[1]
     if written:
         raise ConfigurationError(
@@ -271,7 +280,14 @@ def clipped_gradient_sum(
             "renormalisation): its gradients would not be at the model given; it was put back as it was. Keep "
             "forward free of writes into the parameters"
         )
-    flat = torch.cat([per_sample[name].reshape(inputs.shape[0], -1) for name in params], dim=1)
+    return _clipped_sum(torch, [per_sample[name].reshape(rows, -1) for name in params], l2_clip)
+
+
+def _clipped_sum(torch: Any, per_sample: list[Tensor], l2_clip: float) -> FloatVector:
+    """``sum_i min(1, l2_clip / ||g_i||) g_i`` of the rows g_i of the parameters' per-example gradients
+    (each ``rows x values``, in parameter order) side by side, in float64; ConfigurationError for a
+    NaN or infinite one."""
+    flat = torch.cat(per_sample, dim=1)
     # detach: a tensor outside the parameters that requires grad (a plain attribute) leaves its history here
     flat = flat.detach().to(torch.float64)
     if not bool(torch.isfinite(flat).all()):
