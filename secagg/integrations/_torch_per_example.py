@@ -7,6 +7,7 @@ inside the forward pass), of the loss and the batch, and the ``vmap(grad(...))``
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
@@ -18,6 +19,7 @@ from secagg._validate import require_finite
 from secagg.errors import ConfigurationError, ConfigurationTypeError
 from secagg.integrations._extras import require
 from secagg.integrations._torch_dp_model import _trainable_parameters
+from secagg.integrations._torch_lookups import checked_lookups
 from secagg.integrations._torch_one_example import (
     check_one_example,
     per_sample_failure,
@@ -200,7 +202,8 @@ def clipped_gradient_sum(
     naming what it returned, or one that does not depend on the trainable parameters (a detached
     output). A foreign error the first example does not meet (a label out of range at a later row, a
     token id outside an embedding's table: every parameter outside a recurrent layer is one tensor
-    shared by the examples, where torch's embedding checks every index) is a ConfigurationError
+    shared by the examples, where torch's embedding checks every index; a lookup into a recurrent
+    layer's parameter is checked by :func:`~secagg.integrations._torch_lookups.checked_lookups`) is a ConfigurationError
     chained from the vmap's. A computation that succeeds
     runs no dry run: no copy of the parameters for it, forward hooks run by the vmap only.
     The model's parameters, buffers and attributes are as they were after every refusal.
@@ -224,7 +227,7 @@ def clipped_gradient_sum(
         output = func.functional_call(model, (dict(parameters), buffers), (x.unsqueeze(0),))
         loss: Tensor = loss_fn(output, y.unsqueeze(0))
         require_scalar_loss(torch, loss)  # grad of an integer loss gives zero gradients without a word
-        require_loss_of_parameters(loss)  # so does grad of a loss of a detached output
+        require_loss_of_parameters(loss, parameters.values())  # so does grad of a loss of a detached output
         return loss
 
     # A recurrent layer's parameters: each example gets its own view of them (expanded: no copy), not
@@ -236,16 +239,24 @@ def clipped_gradient_sum(
     # views into one table and offsets each example's indices without checking them, so an index
     # outside the vocabulary (or negative) read a row of ANOTHER example's view, its gradient landing
     # in that example's, without a word; on one shared table torch's embedding checks every index (an
-    # IndexError, refused below).
+    # IndexError, refused below). An embedding lookup INTO a recurrent layer's parameter (a table tied to
+    # an LSTM's input weights, F.embedding on one in a custom forward) would meet that rule still: with
+    # a recurrent layer, every lookup's indices are checked against the table first (checked_lookups).
     rows, shared = int(inputs.shape[0]), _shared_parameters(torch, model, params)
     own = {name: p if name in shared else p.unsqueeze(0).expand(rows, *p.shape) for name, p in params.items()}
     dims = {name: None if name in shared else 0 for name in params}
+    # One copy of the trainable parameters per call, kept on purpose: `own` is the parameters' own memory
+    # (detached and expanded views), so a forward pass that writes into a parameter in place writes into
+    # the caller's model. Only a copy taken before finds such a write (a `.data` write outside torch.func
+    # moves no version counter) and puts the parameter back, after the computation and after the dry run
+    # below; it is one model's size, against the batch's per-example gradients (rows times that) below.
     saved, values = _plain_attributes(model), {name: p.clone() for name, p in params.items()}
     # The first example as it was (one row, copied): the forward pass inside vmap may write into its input.
     first = inputs[:1].clone(), targets[:1].clone()
     failure: tuple[ConfigurationError, Exception] | None = None
     try:
-        per_sample = func.vmap(func.grad(loss_of_one), in_dims=(dims, 0, 0))(own, inputs, targets)
+        with checked_lookups(torch) if len(shared) < len(params) else contextlib.nullcontext():
+            per_sample = func.vmap(func.grad(loss_of_one), in_dims=(dims, 0, 0))(own, inputs, targets)
     except Exception as exc:
         refusal = per_sample_failure(exc)
         if refusal is None:
@@ -257,7 +268,11 @@ def clipped_gradient_sum(
     if failure is not None:
         # Only now the dry run (on copies of the first example, the parameters and the buffers, the model
         # put back as it was): it names a failure of the forward pass or of the loss on the first example.
-        check_one_example(torch, func, model, loss_fn, params, buffers, *first)
+        try:
+            check_one_example(torch, func, model, loss_fn, params, buffers, *first)
+        finally:  # outside torch.func, a forward pass can write through a reference it kept to a parameter
+            _restore(saved)
+            _put_back(torch, params, values)
         raise failure[0] from failure[1]
     if written:
         raise ConfigurationError(
@@ -265,7 +280,14 @@ def clipped_gradient_sum(
             "renormalisation): its gradients would not be at the model given; it was put back as it was. Keep "
             "forward free of writes into the parameters"
         )
-    flat = torch.cat([per_sample[name].reshape(inputs.shape[0], -1) for name in params], dim=1)
+    return _clipped_sum(torch, [per_sample[name].reshape(rows, -1) for name in params], l2_clip)
+
+
+def _clipped_sum(torch: Any, per_sample: list[Tensor], l2_clip: float) -> FloatVector:
+    """``sum_i min(1, l2_clip / ||g_i||) g_i`` of the rows g_i of the parameters' per-example gradients
+    (each ``rows x values``, in parameter order) side by side, in float64; ConfigurationError for a
+    NaN or infinite one."""
+    flat = torch.cat(per_sample, dim=1)
     # detach: a tensor outside the parameters that requires grad (a plain attribute) leaves its history here
     flat = flat.detach().to(torch.float64)
     if not bool(torch.isfinite(flat).all()):

@@ -73,6 +73,9 @@ def test_a_model_on_the_meta_device_is_refused_before_anything_runs() -> None:
     assert_refused_before_any_charge(model, five_hospitals(), _loss, _aggregator(), r"meta device.*load_state_dict")
 
 
+_BATCH_LABELS = five_hospitals()[0][2]  # 12 labels: what a loss closing over the batch would read
+
+
 def _vector_loss(output: Any, target: Any) -> Any:
     return (output**2).sum(dim=1)  # one value per example: shape (batch,)
 
@@ -83,6 +86,12 @@ NOT_A_SCALAR = {
     "a (1, 1) tensor": (lambda o, t: F.cross_entropy(o, t).reshape(1, 1), r"a tensor of shape \(1, 1\)"),
     "a Python float": (lambda o, t: 0.5, r"a float"),
     "an integer tensor": (lambda o, t: t.sum(), r"a torch\.int64 tensor"),
+    # Shapes that reach past the example: the loss broadcast over a tensor of the whole batch's size
+    # (here its labels), or over nothing; each is refused naming its shape, as the odd (1,) and (1, 1) are.
+    "a (batch,) tensor broadcast from outside the example": (
+        lambda o, t: F.cross_entropy(o, t) * _BATCH_LABELS.double(), r"a tensor of shape \(12,\)"
+    ),
+    "an empty tensor": (lambda o, t: F.cross_entropy(o, t) * torch.ones(0), r"a tensor of shape \(0,\)"),
 }
 
 

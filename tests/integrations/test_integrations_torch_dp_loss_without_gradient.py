@@ -46,7 +46,10 @@ def _aggregator() -> DPAggregator:
 DETACHED = {
     "output.detach()": lambda o, t: F.cross_entropy(o.detach(), t),
     "a constant": lambda o, t: torch.tensor(0.5, dtype=torch.float64),
+    # requires_grad, but a leaf of its own: grad of it with respect to the model's parameters is zero
+    "a parameter of the loss's own": lambda o, t: _OWN,
 }
+_OWN = torch.nn.Parameter(torch.tensor(0.5, dtype=torch.float64))
 
 
 @pytest.mark.parametrize("case", sorted(DETACHED))
@@ -63,3 +66,21 @@ def test_a_loss_that_depends_on_the_parameters_keeps_its_gradients() -> None:
     inputs, targets = five_hospitals()[0][1:]
     summed = torch_dp.clipped_gradient_sum(_model(), F.cross_entropy, inputs, targets, 1.0)
     assert np.abs(summed).max() > 0
+
+
+class _Scale(torch.nn.Module):  # type: ignore[misc]
+    """A model whose output is its own 0-d parameter, as it is (a leaf, no operation on it)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.scale = torch.nn.Parameter(torch.tensor(0.5, dtype=torch.float64))
+
+    def forward(self, x: Any) -> Any:
+        return self.scale
+
+
+def test_a_loss_that_is_a_trainable_parameter_itself_keeps_its_gradient() -> None:
+    """The leaf check refuses no loss that is one of the model's own parameters: its gradient is one."""
+    inputs, targets = five_hospitals()[0][1:]
+    summed = torch_dp.clipped_gradient_sum(_Scale(), lambda o, t: o, inputs, targets, 1e6)
+    np.testing.assert_array_equal(summed, [12.0])

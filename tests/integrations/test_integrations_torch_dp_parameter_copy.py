@@ -1,0 +1,53 @@
+"""PyTorch DP: why ``clipped_gradient_sum`` keeps one copy of the parameters per call, and what it
+puts back with it.
+
+The per-sample computation reads the parameters' own memory (detached, expanded views: no copy),
+so a forward pass that writes into a parameter in place writes into the caller's model; the copy
+taken before is what finds the write (a value comparison: a ``.data`` write made outside torch.func
+moves no version counter) and puts the parameter back (test_integrations_torch_dp.py, "writes into
+a parameter": it fails with the copy removed). The dry run on the first example, which names a
+failure, ran the same forward pass again after the put-back: a write it made through a reference
+the module kept to its own parameter (``.data``, which torch.func refuses inside the computation but
+not outside it) stayed in the caller's model after the refusal. It is put back too now.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from secagg.errors import ConfigurationError
+
+torch = pytest.importorskip("torch")
+torch_dp = pytest.importorskip("secagg.integrations.torch_dp")
+
+F = torch.nn.functional
+
+
+class _KeepsItsWeight(torch.nn.Module):  # type: ignore[misc]
+    """A Linear layer whose forward clamps its weight through a reference kept at construction."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.linear = torch.nn.Linear(4, 3)
+        self.kept = (self.linear.weight,)  # a plain attribute: functional_call does not swap it
+
+    def forward(self, x: Any) -> Any:
+        self.kept[0].data.clamp_(-0.1, 0.1)
+        return self.linear(x)
+
+
+def test_a_write_the_dry_run_makes_into_the_model_is_put_back_after_the_refusal() -> None:
+    """Before: refused (torch.func refused the write inside the computation), but the dry run that
+    followed clamped the caller's weight, and it stayed clamped."""
+    # Prepare
+    model = _KeepsItsWeight()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    assert float(before["linear.weight"].abs().max()) > 0.1  # the clamp would change it
+    # Execute / Assert: refused, the model as it was
+    with pytest.raises(ConfigurationError):
+        torch_dp.clipped_gradient_sum(model, F.cross_entropy, torch.randn(3, 4), torch.tensor([0, 1, 2]), 1.0)
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+    assert model.kept[0] is model.linear.weight  # the module's own attribute kept

@@ -1,0 +1,117 @@
+"""PyTorch DP: a token id looked up next to, or inside, a recurrent layer is checked for every example.
+
+:func:`clipped_gradient_sum` gives vmap every parameter outside a recurrent layer unbatched (one
+table for all examples, where torch's embedding checks every index), but a recurrent layer's
+parameters batched: each example its own expanded view. An embedding lookup INTO such a parameter
+(an Embedding whose weight is tied to an LSTM's input weights, or ``F.embedding`` on the LSTM's
+weight in a custom forward) went through torch's batching rule for a batched weight, which flattens
+the views into one table and offsets each example's indices without checking them: an index past
+the table (or a negative one) at a later row read a row of ANOTHER example's view, its gradient
+landing in that example's, and the clipped sum came back without a word (so one example could move
+the sum by more than the clip). Now every embedding lookup in a model with a recurrent layer is
+checked against the table first (a read with torch's ``index_select``, which checks every index per
+example); an Embedding of its own next to an LSTM, even nested in one custom module with it, was
+and stays unbatched and checked by torch's embedding (pinned here too).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pytest
+
+from secagg.errors import ConfigurationError
+
+torch = pytest.importorskip("torch")
+torch_dp = pytest.importorskip("secagg.integrations.torch_dp")
+
+F = torch.nn.functional
+HIDDEN, FEATURES = 2, 3
+TABLE = 4 * HIDDEN  # the rows of an LSTM's input weights (4 gates), the vocabulary of a tied table
+
+
+class _Encoder(torch.nn.Module):  # type: ignore[misc]
+    """An Embedding and an LSTM in one custom module; the table its own, tied to the LSTM's input
+    weights, or the LSTM's input weights looked up by ``F.embedding`` (no Embedding module)."""
+
+    def __init__(self, lookup: str) -> None:
+        super().__init__()
+        self.lookup = lookup
+        self.embedding = torch.nn.Embedding(TABLE, FEATURES)
+        self.lstm = torch.nn.LSTM(FEATURES, HIDDEN, batch_first=True)
+        if lookup == "tied":
+            self.embedding.weight = self.lstm.weight_ih_l0
+
+    def forward(self, x: Any) -> Any:
+        functional = self.lookup == "functional"
+        embedded = F.embedding(x, self.lstm.weight_ih_l0) if functional else self.embedding(x)
+        return self.lstm(embedded)[0][:, -1]
+
+
+class _Text(torch.nn.Module):  # type: ignore[misc]
+    def __init__(self, lookup: str) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.encoder, self.score = _Encoder(lookup), torch.nn.Linear(HIDDEN, 2)
+        self.double()
+
+    def forward(self, x: Any) -> Any:
+        return self.score(self.encoder(x))
+
+
+LOOKUPS = ["own table", "tied", "functional"]
+
+
+def _tokens(rows: int = 6) -> tuple[Any, Any]:
+    rng = np.random.default_rng(5)
+    x = torch.from_numpy(rng.integers(0, TABLE, size=(rows, 3)))
+    return x, torch.from_numpy(rng.integers(0, 2, size=rows))
+
+
+OUTSIDE = {
+    "past the table, a middle row": (3, TABLE),
+    "far past the table, a middle row": (3, TABLE + 5),
+    "negative, a middle row": (3, -1),
+    "past the table, the first row": (0, TABLE),
+}
+
+
+@pytest.mark.parametrize("lookup", LOOKUPS)
+@pytest.mark.parametrize("case", sorted(OUTSIDE))
+def test_an_index_outside_the_table_is_refused_next_to_or_inside_a_recurrent_layer(case: str, lookup: str) -> None:
+    """Before: for the tied table and ``F.embedding`` on the LSTM's weight, the middle-row cases
+    returned a clipped sum (another example's row read); the own table was refused already."""
+    # Prepare: one token of one row outside the table of 8
+    row, index = OUTSIDE[case]
+    model, (x, y) = _Text(lookup), _tokens()
+    x[row, 1] = index
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    # Execute / Assert: a library error, torch's chained; the model as it was
+    with pytest.raises(ConfigurationError) as refused:
+        torch_dp.clipped_gradient_sum(model, F.cross_entropy, x, y, 1.0)
+    assert refused.value.__cause__ is not None
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+
+
+def _looped(model: Any, x: Any, y: Any, clip: float) -> Any:
+    """The clipped sum by plain autograd, one example at a time."""
+    total = np.zeros(sum(p.numel() for p in model.parameters()))
+    for i in range(x.shape[0]):
+        model.zero_grad()
+        F.cross_entropy(model(x[i : i + 1]), y[i : i + 1]).backward()
+        grads = [torch.zeros_like(p) if p.grad is None else p.grad for p in model.parameters()]  # an unused table
+        g = torch.cat([grad.reshape(-1) for grad in grads]).numpy()
+        total += g * min(1.0, clip / float(np.linalg.norm(g)))
+    return total
+
+
+@pytest.mark.parametrize("lookup", LOOKUPS)
+def test_in_range_tokens_keep_each_example_s_own_gradient(lookup: str) -> None:
+    """The check changes no gradient: the clipped sum (a clip that binds) equals one-at-a-time autograd."""
+    # Prepare
+    x, y = _tokens()
+    # Execute
+    summed = torch_dp.clipped_gradient_sum(_Text(lookup), F.cross_entropy, x, y, 0.05)
+    # Assert
+    np.testing.assert_allclose(summed, _looped(_Text(lookup), x, y, 0.05), rtol=1e-10, atol=1e-12)
