@@ -36,7 +36,7 @@ from fl_core.aggregators.clipping import CLIPPING_NAMES, AdaptiveClip, ClipPolic
 from fl_core.aggregators.masking import MaskingAggregator
 from fl_core.aggregators.plain import PlainAggregator, QuantizedPlainAggregator
 from fl_core.aggregators.quantizer import WeightedQuantizer
-from secagg._validate import require_instance, require_optional_int
+from secagg._validate import require_instance, require_int, require_optional_int
 from secagg.errors import ConfigurationError
 
 __all__ = [
@@ -74,7 +74,9 @@ def make_aggregator(
     """Build the aggregator called ``name`` (one of :data:`AGGREGATOR_NAMES`).
 
     ``num_clients`` is the most clients one round will sum; every aggregator but
-    ``plain`` needs it, to check that the quantization cannot overflow.
+    ``plain`` needs it, to check that the quantization cannot overflow. ``plain`` takes it
+    too, with the same meaning: a round of more updates is refused (ConfigurationError), as
+    every other aggregator refuses it; without it plain takes any number.
     Quantization options (all but ``plain``, which refuses them: it clips and quantizes
     nothing, so they would have no effect): ``clip``, ``bits``, ``ring_bits``,
     ``max_samples_per_client`` (defaults in :mod:`fl_core.aggregators.base`), and
@@ -119,7 +121,7 @@ def make_aggregator(
     if name not in AGGREGATOR_NAMES:
         raise ConfigurationError(f"unknown aggregation {name!r}; choose one of {', '.join(AGGREGATOR_NAMES)}")
     if name == "plain":
-        return _plain(options)
+        return _plain(options, num_clients)
     quantization = {key: options.pop(key) for key in _QUANTIZATION_OPTIONS if key in options}
     clipping = options.pop("clipping", "adaptive")
     if num_clients is None:
@@ -141,9 +143,12 @@ def make_aggregator(
     return _paillier(quantizer, {**options, "clipping": clipping})
 
 
-def _plain(options: dict[str, Any]) -> Aggregator:
-    """The plain aggregator; ConfigurationError for any option, a quantization option (which it would
+def _plain(options: dict[str, Any], num_clients: int | None) -> Aggregator:
+    """The plain aggregator, bounding a round to ``num_clients`` updates as the others do (at least
+    1; None: no bound); ConfigurationError for any option, a quantization option (which it would
     ignore: it sums the float updates as they are) named as having no effect."""
+    if num_clients is not None:
+        require_int("num_clients", num_clients, 1)
     ignored = [key for key in (*_QUANTIZATION_OPTIONS, "clipping") if key in options]
     if ignored:
         raise ConfigurationError(
@@ -153,7 +158,7 @@ def _plain(options: dict[str, Any]) -> Aggregator:
         )
     if options:
         raise ConfigurationError(f"aggregation 'plain' takes no options, got {sorted(options)}")
-    return PlainAggregator()
+    return PlainAggregator(max_clients=num_clients)
 
 
 def _paillier(quantizer: WeightedQuantizer, options: dict[str, Any]) -> Aggregator:
