@@ -10,12 +10,12 @@ every released sum) that aggregation supports (:mod:`secagg.dp.floors`). Apart f
 from __future__ import annotations
 
 import dataclasses
-import importlib
 from typing import Any
 
 from fl_core.aggregators.base import DEFAULT_MAX_SAMPLES_PER_CLIENT, Aggregator
 from fl_core.aggregators.masking import MaskingAggregator
 from fl_core.aggregators.masking import supported_honest as masking_supported_honest
+from fl_core.aggregators.paillier_import import paillier_module
 from fl_core.aggregators.plain import QuantizedPlainAggregator
 from fl_core.dp import DPAggregator, DPQuantizer
 from secagg.dp import DPConfig, Preceding, PrivacyAccountant, RandomSource
@@ -81,7 +81,7 @@ def make_dp_aggregator(
         graph = COMPLETE if name == "secagg" else HARARY
         inner = MaskingAggregator(quantizer, graph=graph, clipping="fixed", **protocol_options)
     elif name == "paillier":
-        module = importlib.import_module("fl_core.aggregators.paillier")
+        module = paillier_module()
         inner = module.PaillierAggregator(quantizer, clipping="fixed", **protocol_options)
     else:
         raise ConfigurationError(f"unknown aggregation {name!r}")
@@ -113,7 +113,7 @@ def supported_honest(name: str, num_clients: int, **protocol_options: Any) -> in
             graph, num_clients, **{k: protocol_options[k] for k in keys if k in protocol_options}
         )
     if name == "paillier":
-        module = importlib.import_module("fl_core.aggregators.paillier")
+        module = paillier_module()
         paillier_keys = ("threshold", "min_contributors", "colluders")
         floor: int = module.supported_honest(
             num_clients, **{k: protocol_options[k] for k in paillier_keys if k in protocol_options}

@@ -17,7 +17,6 @@ name                 what the server learns / how
 from __future__ import annotations
 
 import importlib
-import importlib.util
 import inspect
 from typing import Any
 
@@ -34,6 +33,7 @@ from fl_core.aggregators.base import (
 from fl_core.aggregators.binding import model_digest
 from fl_core.aggregators.clipping import CLIPPING_NAMES, AdaptiveClip, ClipPolicy, FixedClip
 from fl_core.aggregators.masking import MaskingAggregator
+from fl_core.aggregators.paillier_import import paillier_module
 from fl_core.aggregators.plain import PlainAggregator, QuantizedPlainAggregator
 from fl_core.aggregators.quantizer import WeightedQuantizer
 from secagg._validate import require_instance, require_int, require_optional_int
@@ -162,12 +162,8 @@ def _plain(options: dict[str, Any], num_clients: int | None) -> Aggregator:
 
 
 def _paillier(quantizer: WeightedQuantizer, options: dict[str, Any]) -> Aggregator:
-    """Import the Paillier aggregator lazily (it pulls in phe and gmpy2)."""
-    if importlib.util.find_spec("fl_core.aggregators.paillier") is None:
-        raise ConfigurationError(
-            "aggregation 'paillier' is not available in this build (fl_core.aggregators.paillier is missing)"
-        )
-    module = importlib.import_module("fl_core.aggregators.paillier")
+    """Import the Paillier aggregator lazily (it pulls in phe and gmpy2: :func:`paillier_module`)."""
+    module = paillier_module()
     protocol = _keywords(module.PaillierAggregator, "clipping")
     unknown = sorted(set(options) - {*protocol, "clipping"})
     if unknown:  # refused here, with every option named, before the constructor deals a key
@@ -194,8 +190,8 @@ def _check_dp_options(name: str, options: dict[str, Any], make_dp_aggregator: An
     protocol's), before any key exists. Other names are left to :func:`fl_core.dp_build.make_dp_aggregator`."""
     if name in ("secagg", "secagg+"):
         protocol = list(_MASKING_OPTIONS)
-    elif name == "paillier" and importlib.util.find_spec("fl_core.aggregators.paillier") is not None:
-        protocol = _keywords(importlib.import_module("fl_core.aggregators.paillier").PaillierAggregator, "clipping")
+    elif name == "paillier":
+        protocol = _keywords(paillier_module().PaillierAggregator, "clipping")
     else:
         return
     encoding = [*_keywords(make_dp_aggregator, "num_clients", "dimension"), "clipping"]
