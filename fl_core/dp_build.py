@@ -88,18 +88,19 @@ def make_dp_aggregator(
     return DPAggregator(inner, quantizer, PrivacyAccountant(plan, accountant_path))
 
 
-def _dp_ring(ring_bits: int | str | None) -> int | None:
+def _dp_ring(ring_bits: int | str | None) -> int | str | None:
     """``ring_bits`` for the DP encoding: ``"word"`` is the default (None, the smaller word ring that
-    fits), as without dp; another name is a ConfigurationError (the width's type and range are
-    :func:`secagg.dp.encoding.size_encoding`'s check)."""
+    fits), as without dp; ``"smallest"`` the smallest b in 8..64 that holds the noised sum
+    (:func:`secagg.dp.encoding.size_encoding`, whose check also covers the width's type and
+    range); another name is a ConfigurationError."""
     if not isinstance(ring_bits, str):
         return ring_bits
-    if ring_bits != "word":
+    if ring_bits not in ("word", "smallest"):
         raise ConfigurationError(
-            f"with dp, ring_bits takes an int in 8..64 or 'word' (the smaller word ring that fits, the "
-            f"default), got {ring_bits!r}"
+            f"with dp, ring_bits takes an int in 8..64, 'word' (the smaller word ring that holds the noised sum, "
+            f"the default) or 'smallest' (the smallest b in 8..64 that holds it), got {ring_bits!r}"
         )
-    return None
+    return None if ring_bits == "word" else ring_bits
 
 
 def supported_honest(name: str, num_clients: int, **protocol_options: Any) -> int | None:
