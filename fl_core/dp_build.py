@@ -10,12 +10,12 @@ every released sum) that aggregation supports (:mod:`secagg.dp.floors`). Apart f
 from __future__ import annotations
 
 import dataclasses
-import importlib
 from typing import Any
 
 from fl_core.aggregators.base import DEFAULT_MAX_SAMPLES_PER_CLIENT, Aggregator
 from fl_core.aggregators.masking import MaskingAggregator
 from fl_core.aggregators.masking import supported_honest as masking_supported_honest
+from fl_core.aggregators.paillier_import import paillier_module
 from fl_core.aggregators.plain import QuantizedPlainAggregator
 from fl_core.dp import DPAggregator, DPQuantizer
 from secagg.dp import DPConfig, Preceding, PrivacyAccountant, RandomSource
@@ -81,25 +81,26 @@ def make_dp_aggregator(
         graph = COMPLETE if name == "secagg" else HARARY
         inner = MaskingAggregator(quantizer, graph=graph, clipping="fixed", **protocol_options)
     elif name == "paillier":
-        module = importlib.import_module("fl_core.aggregators.paillier")
+        module = paillier_module()
         inner = module.PaillierAggregator(quantizer, clipping="fixed", **protocol_options)
     else:
         raise ConfigurationError(f"unknown aggregation {name!r}")
     return DPAggregator(inner, quantizer, PrivacyAccountant(plan, accountant_path))
 
 
-def _dp_ring(ring_bits: int | str | None) -> int | None:
+def _dp_ring(ring_bits: int | str | None) -> int | str | None:
     """``ring_bits`` for the DP encoding: ``"word"`` is the default (None, the smaller word ring that
-    fits), as without dp; another name is a ConfigurationError (the width's type and range are
-    :func:`secagg.dp.encoding.size_encoding`'s check)."""
+    fits), as without dp; ``"smallest"`` the smallest b in 8..64 that holds the noised sum
+    (:func:`secagg.dp.encoding.size_encoding`, whose check also covers the width's type and
+    range); another name is a ConfigurationError."""
     if not isinstance(ring_bits, str):
         return ring_bits
-    if ring_bits != "word":
+    if ring_bits not in ("word", "smallest"):
         raise ConfigurationError(
-            f"with dp, ring_bits takes an int in 8..64 or 'word' (the smaller word ring that fits, the "
-            f"default), got {ring_bits!r}"
+            f"with dp, ring_bits takes an int in 8..64, 'word' (the smaller word ring that holds the noised sum, "
+            f"the default) or 'smallest' (the smallest b in 8..64 that holds it), got {ring_bits!r}"
         )
-    return None
+    return None if ring_bits == "word" else ring_bits
 
 
 def supported_honest(name: str, num_clients: int, **protocol_options: Any) -> int | None:
@@ -113,7 +114,7 @@ def supported_honest(name: str, num_clients: int, **protocol_options: Any) -> in
             graph, num_clients, **{k: protocol_options[k] for k in keys if k in protocol_options}
         )
     if name == "paillier":
-        module = importlib.import_module("fl_core.aggregators.paillier")
+        module = paillier_module()
         paillier_keys = ("threshold", "min_contributors", "colluders")
         floor: int = module.supported_honest(
             num_clients, **{k: protocol_options[k] for k in paillier_keys if k in protocol_options}

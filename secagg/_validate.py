@@ -113,11 +113,20 @@ def require_bytes(name: str, value: object, size: int | None = None, *, max_size
     return data
 
 
-def require_rng(name: str, value: object) -> object:
-    """``value`` if it is a ``numpy.random.Generator`` or has its ``random(size)`` method
-    (test vectors replay recorded uniforms through such an object)."""
-    if not callable(getattr(value, "random", None)):
-        raise ConfigurationTypeError(f"{name} must be a numpy.random.Generator, got {_describe(value)}")
+def require_rng(name: str, value: object) -> np.random.Generator:
+    """``value`` if it is a ``numpy.random.Generator`` (a subclass too: the test vectors replay
+    recorded uniforms through one).
+
+    The one check of every ``rng`` the library takes (quantization's rounding, fl_core's
+    aggregators, the Flower nodes): a legacy ``numpy.random.RandomState``, or any other object
+    with a ``random`` method, is refused alike, never taken by one entry point and refused by
+    another. Such an ``rng`` is never a secret's source: masks, keys, noise and Poisson samples
+    come from ``secrets``/``os.urandom`` (or an injected ``random_bytes``/noise source).
+    """
+    if not isinstance(value, np.random.Generator):
+        raise ConfigurationTypeError(
+            f"{name} must be a numpy.random.Generator (numpy.random.default_rng()), got {_describe(value)}"
+        )
     return value
 
 

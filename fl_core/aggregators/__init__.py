@@ -17,7 +17,6 @@ name                 what the server learns / how
 from __future__ import annotations
 
 import importlib
-import importlib.util
 import inspect
 from typing import Any
 
@@ -34,9 +33,10 @@ from fl_core.aggregators.base import (
 from fl_core.aggregators.binding import model_digest
 from fl_core.aggregators.clipping import CLIPPING_NAMES, AdaptiveClip, ClipPolicy, FixedClip
 from fl_core.aggregators.masking import MaskingAggregator
+from fl_core.aggregators.paillier_import import paillier_module
 from fl_core.aggregators.plain import PlainAggregator, QuantizedPlainAggregator
 from fl_core.aggregators.quantizer import WeightedQuantizer
-from secagg._validate import require_instance, require_optional_int
+from secagg._validate import require_instance, require_int, require_optional_int
 from secagg.errors import ConfigurationError
 
 __all__ = [
@@ -74,7 +74,9 @@ def make_aggregator(
     """Build the aggregator called ``name`` (one of :data:`AGGREGATOR_NAMES`).
 
     ``num_clients`` is the most clients one round will sum; every aggregator but
-    ``plain`` needs it, to check that the quantization cannot overflow.
+    ``plain`` needs it, to check that the quantization cannot overflow. ``plain`` takes it
+    too, with the same meaning: a round of more updates is refused (ConfigurationError), as
+    every other aggregator refuses it; without it plain takes any number.
     Quantization options (all but ``plain``, which refuses them: it clips and quantizes
     nothing, so they would have no effect): ``clip``, ``bits``, ``ring_bits``,
     ``max_samples_per_client`` (defaults in :mod:`fl_core.aggregators.base`), and
@@ -119,7 +121,7 @@ def make_aggregator(
     if name not in AGGREGATOR_NAMES:
         raise ConfigurationError(f"unknown aggregation {name!r}; choose one of {', '.join(AGGREGATOR_NAMES)}")
     if name == "plain":
-        return _plain(options)
+        return _plain(options, num_clients)
     quantization = {key: options.pop(key) for key in _QUANTIZATION_OPTIONS if key in options}
     clipping = options.pop("clipping", "adaptive")
     if num_clients is None:
@@ -141,9 +143,12 @@ def make_aggregator(
     return _paillier(quantizer, {**options, "clipping": clipping})
 
 
-def _plain(options: dict[str, Any]) -> Aggregator:
-    """The plain aggregator; ConfigurationError for any option, a quantization option (which it would
+def _plain(options: dict[str, Any], num_clients: int | None) -> Aggregator:
+    """The plain aggregator, bounding a round to ``num_clients`` updates as the others do (at least
+    1; None: no bound); ConfigurationError for any option, a quantization option (which it would
     ignore: it sums the float updates as they are) named as having no effect."""
+    if num_clients is not None:
+        require_int("num_clients", num_clients, 1)
     ignored = [key for key in (*_QUANTIZATION_OPTIONS, "clipping") if key in options]
     if ignored:
         raise ConfigurationError(
@@ -153,16 +158,12 @@ def _plain(options: dict[str, Any]) -> Aggregator:
         )
     if options:
         raise ConfigurationError(f"aggregation 'plain' takes no options, got {sorted(options)}")
-    return PlainAggregator()
+    return PlainAggregator(max_clients=num_clients)
 
 
 def _paillier(quantizer: WeightedQuantizer, options: dict[str, Any]) -> Aggregator:
-    """Import the Paillier aggregator lazily (it pulls in phe and gmpy2)."""
-    if importlib.util.find_spec("fl_core.aggregators.paillier") is None:
-        raise ConfigurationError(
-            "aggregation 'paillier' is not available in this build (fl_core.aggregators.paillier is missing)"
-        )
-    module = importlib.import_module("fl_core.aggregators.paillier")
+    """Import the Paillier aggregator lazily (it pulls in phe and gmpy2: :func:`paillier_module`)."""
+    module = paillier_module()
     protocol = _keywords(module.PaillierAggregator, "clipping")
     unknown = sorted(set(options) - {*protocol, "clipping"})
     if unknown:  # refused here, with every option named, before the constructor deals a key
@@ -189,8 +190,8 @@ def _check_dp_options(name: str, options: dict[str, Any], make_dp_aggregator: An
     protocol's), before any key exists. Other names are left to :func:`fl_core.dp_build.make_dp_aggregator`."""
     if name in ("secagg", "secagg+"):
         protocol = list(_MASKING_OPTIONS)
-    elif name == "paillier" and importlib.util.find_spec("fl_core.aggregators.paillier") is not None:
-        protocol = _keywords(importlib.import_module("fl_core.aggregators.paillier").PaillierAggregator, "clipping")
+    elif name == "paillier":
+        protocol = _keywords(paillier_module().PaillierAggregator, "clipping")
     else:
         return
     encoding = [*_keywords(make_dp_aggregator, "num_clients", "dimension"), "clipping"]

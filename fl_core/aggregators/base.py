@@ -63,7 +63,7 @@ from fl_core.aggregators.defaults import (
     DEFAULT_RING_BITS,
 )
 from fl_core.aggregators.round_io import MAX_U32, AggregationResult, ClientUpdate, DropoutStage, FloatVector
-from secagg._validate import require_instance, require_mapping, require_sequence
+from secagg._validate import require_mapping, require_rng, require_sequence
 from secagg.errors import ConfigurationError
 from secagg.masking.server_state import SUMMARY_IDS
 from secagg.segments import SegmentTable
@@ -157,7 +157,7 @@ def check_round(
     ConfigurationError. Not the lengths: one hospital's length is its own fault unless nothing
     says which length is right (:func:`fl_core.aggregators.binding.check_lengths`, after the models).
     """
-    require_instance("rng", rng, np.random.Generator)  # what every aggregator but plain draws round seeds from
+    require_rng("rng", rng)  # what every aggregator but plain draws round seeds from
     if dropouts is not None:
         require_mapping("dropouts", dropouts)
     updates = require_sequence("updates", updates)

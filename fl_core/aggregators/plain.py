@@ -28,7 +28,7 @@ from fl_core.aggregators.base import (
 from fl_core.aggregators.binding import check_lengths, check_models, segments_authority
 from fl_core.aggregators.clipping import ClipPolicy, ClipSchedule, clip_policy
 from fl_core.aggregators.quantizer import WeightedQuantizer
-from secagg._validate import require_instance
+from secagg._validate import require_instance, require_int
 from secagg.segments import SegmentTable
 
 __all__ = ["FLOAT_SIZE", "PlainAggregator", "QuantizedPlainAggregator"]
@@ -43,6 +43,11 @@ class PlainAggregator:
     Every client that does not drop before uploading is included; there is no
     threshold, so a round is skipped only if nobody uploads.
     """
+
+    def __init__(self, *, max_clients: int | None = None) -> None:
+        """``max_clients``: the most clients one round may sum (``make_aggregator``'s
+        ``num_clients``), refused beyond as every other aggregator refuses it; None: no bound."""
+        self.max_clients = None if max_clients is None else require_int("max_clients", max_clients, 1)
 
     @property
     def name(self) -> str:
@@ -61,9 +66,10 @@ class PlainAggregator:
         """``sum n_k u_k / sum n_k`` over the uploading clients, in float64 (nothing is clipped).
         ``rng`` and ``segments`` are unused; clients that trained from another model than the
         round's (``model_digest``), or sent another length than the round's, are refused as the
-        secure aggregators refuse them (:func:`~fl_core.aggregators.binding.check_lengths`)."""
+        secure aggregators refuse them (:func:`~fl_core.aggregators.binding.check_lengths`). More
+        updates than ``max_clients`` is a ConfigurationError, in the other aggregators' words."""
         start = time.perf_counter()
-        stages = check_round(updates, dropouts, rng=rng)
+        stages = check_round(updates, dropouts, self.max_clients, rng=rng)
         models = check_models(updates, model_digest)
         if models.skipped_reason is not None:
             return skipped(models.skipped_reason, 0.0, time.perf_counter() - start)

@@ -87,17 +87,26 @@ def calibrated(
 
 
 def size_encoding(
-    plan: NoisePlan, *, num_clients: int, max_samples_per_client: int, ring_bits: int | None = None
+    plan: NoisePlan, *, num_clients: int, max_samples_per_client: int, ring_bits: int | str | None = None
 ) -> tuple[QuantizationConfig, int]:
     """The encoding of ``plan``'s noised contributions for ``num_clients`` summands: ``(quantization, tail_bound)``.
 
     Range ``clip >= max_samples_per_client * l2_clip``, scale exactly ``plan.scale``; the
-    ring (``ring_bits`` or the smallest of 32, 64 that fits) must hold
-    ``num_clients * qmax + noise_tail_bound(plan, num_clients)``; ConfigurationError otherwise,
-    and for a ``ring_bits`` outside 8..64 (ConfigurationTypeError for one that is no integer).
+    ring (``ring_bits``; None or ``"word"``: the smallest of 32, 64 that fits; ``"smallest"``:
+    the smallest b in 8..64 that fits) must hold ``num_clients * qmax + noise_tail_bound(plan, num_clients)``
+    (the noised sum, at the tail's stated probability); ConfigurationError otherwise, and for a
+    ``ring_bits`` outside 8..64 or another name (ConfigurationTypeError for one that is no
+    integer nor string).
     """
-    if ring_bits is not None:  # not a bool read as a 1-bit ring, nor a width the loop below misnames
-        ring_bits = require_int("ring_bits", ring_bits, 8, 64)
+    candidates: tuple[int, ...] = WORD_RINGS
+    if isinstance(ring_bits, str):  # names first: an array compared with a string is no bool
+        if ring_bits not in ("word", "smallest"):
+            raise ConfigurationError(
+                f"ring_bits takes an int in 8..64, 'word' (None, the default) or 'smallest', got {ring_bits!r}"
+            )
+        candidates = WORD_RINGS if ring_bits == "word" else tuple(range(8, 65))
+    elif ring_bits is not None:  # not a bool read as a 1-bit ring, nor a width the loop below misnames
+        candidates = (require_int("ring_bits", ring_bits, 8, 64),)
     scale, l2_clip = plan.scale, plan.config.l2_clip
     # One hospital's encoding: its clipped sum plus its own noise (tail 2^-64 per coordinate),
     # so every protocol's per-value bound (ring, Paillier slots) holds for noised encodings too.
@@ -105,13 +114,13 @@ def size_encoding(
     bits = reach.bit_length() + 1  # qmax = 2^(bits-1) - 1 >= reach
     qmax = (1 << (bits - 1)) - 1
     tail = noise_tail_bound(plan, num_clients)
-    for candidate in WORD_RINGS if ring_bits is None else (ring_bits,):
+    for candidate in candidates:
         if num_clients * qmax + tail <= (1 << (candidate - 1)) - 1 and bits <= candidate - 1:
             return QuantizationConfig(qmax / scale, bits, num_clients, candidate, max_weight=1), tail
     raise ConfigurationError(
         f"DP encoding could overflow: {num_clients} hospitals x {qmax} (range {max_samples_per_client} samples x "
         f"clip {l2_clip} at scale {scale:g}) + noise tail {tail} does not fit "
-        f"Z_(2^{ring_bits or WORD_RINGS[-1]}); lower max_samples_per_client or l2_clip"
+        f"Z_(2^{candidates[-1]}); lower max_samples_per_client or l2_clip"
     )
 
 
@@ -121,7 +130,7 @@ def dp_quantization(
     num_clients: int,
     dimension: int,
     max_samples_per_client: int,
-    ring_bits: int | None = None,
+    ring_bits: int | str | None = None,
     preceding: Preceding = (),
 ) -> tuple[NoisePlan, QuantizationConfig, int]:
     """Calibrate the noise (scale :func:`dp_scale`; composed after ``preceding`` releases) and

@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, TypeVar
 import numpy as np
 import numpy.typing as npt
 
-from secagg._validate import is_int, require_instance, require_int, require_mapping, require_sequence
+from secagg._validate import is_int, require_int, require_mapping, require_rng, require_sequence
 from secagg.errors import ConfigurationError, ConfigurationTypeError, SecAggError
 from secagg.integrations._foreign import foreign_reason
 from secagg.integrations._layout import FlatLayout
@@ -224,7 +224,7 @@ def aggregate_flat_models(
     its layout, the aggregation's result and the discovery round's
     (:func:`aggregate_updates`).
     """
-    require_instance("rng", rng, np.random.Generator)
+    require_rng("rng", rng)
     if not callable(getattr(aggregator, "aggregate", None)):  # e.g. its name, "plain"
         raise ConfigurationTypeError(
             f"aggregator must be an fl_core aggregator (fl_core.aggregators.make_aggregator(...)), got "

@@ -88,14 +88,17 @@ def test_with_dp_a_ring_width_outside_8_to_64_is_refused_as_such(ring_bits: int)
         make_aggregator("plain-quantized", num_clients=4, dimension=3, dp=dp, ring_bits=ring_bits)
 
 
-def test_with_dp_the_ring_names_word_and_smallest_are_taken_or_refused_by_name() -> None:
+def test_with_dp_the_ring_names_word_and_smallest_are_taken_and_another_refused_by_name() -> None:
     # Prepare: "word" is the default without dp too (the smaller word ring that fits)
     dp = DPConfig(epsilon=1.0, delta=1e-5, rounds=2, l2_clip=1.0, min_honest=2)
     word = make_aggregator("plain-quantized", num_clients=4, dimension=3, dp=dp, ring_bits="word")
     default = make_aggregator("plain-quantized", num_clients=4, dimension=3, dp=dp)
 
-    # Verify: "word" is the default ring; "smallest" is a ConfigurationError saying what dp takes
+    # Verify: "word" is the default ring; "smallest" is taken (tests/fl_core/test_fl_dp_smallest_ring.py);
+    # another name is a ConfigurationError saying what dp takes
     assert word.inner.quantizer.config == default.inner.quantizer.config  # type: ignore[attr-defined]
-    for name in ("smallest", "64"):
+    smallest = make_aggregator("plain-quantized", num_clients=4, dimension=3, dp=dp, ring_bits="smallest")
+    assert smallest.inner.quantizer.config.ring_bits < word.inner.quantizer.config.ring_bits  # type: ignore[attr-defined]
+    for name in ("narrowest", "64"):
         with pytest.raises(ConfigurationError, match="with dp, ring_bits takes"):
             make_aggregator("plain-quantized", num_clients=4, dimension=3, dp=dp, ring_bits=name)

@@ -1,0 +1,79 @@
+"""``make_aggregator("paillier", ...)`` when the Paillier arithmetic cannot be imported (gmpy2 or phe
+missing or broken, a wheel that failed to build): the library's ConfigurationError naming the
+package and how to install it, with ``dp=`` as without. Both raised Python's bare
+ModuleNotFoundError from deep in the import (with ``dp=`` even where the module itself was
+missing from the build, which without ``dp=`` was already the library's error)."""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable
+from types import ModuleType
+from typing import Any
+
+import pytest
+
+from fl_core.aggregators import make_aggregator
+from secagg.dp import DPConfig
+from secagg.errors import ConfigurationError
+
+DP = DPConfig(epsilon=1.0, delta=1e-5, rounds=2, l2_clip=1.0, min_honest=2)
+BUILDS: dict[str, dict[str, Any]] = {
+    "without dp": {},
+    "with dp": {"dp": DP, "dimension": 3},
+    "with dp, sized honest": {"dp": DP, "dimension": 3, "size_honest": True},
+}
+
+
+def _failing_import(monkeypatch: pytest.MonkeyPatch, missing: str) -> None:
+    """Importing fl_core.aggregators.paillier fails as it does when ``missing`` does not import."""
+    real: Callable[..., ModuleType] = importlib.import_module
+
+    def import_module(name: str, package: str | None = None) -> ModuleType:
+        if name == "fl_core.aggregators.paillier":
+            raise ModuleNotFoundError(f"No module named {missing!r}", name=missing)
+        return real(name, package)
+
+    monkeypatch.setattr(importlib, "import_module", import_module)
+
+
+@pytest.mark.parametrize("build", sorted(BUILDS))
+@pytest.mark.parametrize("missing", ["gmpy2", "phe"])
+def test_a_missing_paillier_dependency_is_the_librarys_error_naming_it(
+    monkeypatch: pytest.MonkeyPatch, build: str, missing: str
+) -> None:
+    # Prepare
+    _failing_import(monkeypatch, missing)
+
+    # Execute: with dp= as without, refused before any key or accountant exists
+    with pytest.raises(ConfigurationError) as refused:
+        make_aggregator("paillier", num_clients=5, **BUILDS[build])
+
+    # Verify: the package named, and how to install it (secagg is installed from a clone)
+    message = str(refused.value)
+    assert f"aggregation 'paillier' needs {missing!r}" in message, message
+    assert "pip install -e ." in message, message
+
+
+@pytest.mark.parametrize("build", sorted(BUILDS))
+def test_the_paillier_module_missing_from_the_build_is_refused_alike(
+    monkeypatch: pytest.MonkeyPatch, build: str
+) -> None:
+    # Prepare: a build without fl_core.aggregators.paillier
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, package=None: None)
+    _failing_import(monkeypatch, "fl_core.aggregators.paillier")
+
+    # Execute / Verify: the message the non-DP path gave already
+    with pytest.raises(ConfigurationError, match="aggregation 'paillier' is not available in this build"):
+        make_aggregator("paillier", num_clients=5, **BUILDS[build])
+
+
+def test_an_import_error_inside_the_library_is_not_passed_off_as_a_missing_dependency(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Prepare: a module of the library itself fails to import (a bug, not an install to fix)
+    _failing_import(monkeypatch, "secagg.paillier.nonexistent")
+
+    # Execute / Verify: Python's own error, unchanged
+    with pytest.raises(ModuleNotFoundError, match=r"secagg\.paillier\.nonexistent"):
+        make_aggregator("paillier", num_clients=5)
