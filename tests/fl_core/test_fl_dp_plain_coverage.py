@@ -41,3 +41,14 @@ def test_over_a_secure_sum_the_line_keeps_the_server(name: str) -> None:
     text = _aggregator(name, 2).guarantee()
     assert "holds with up to 3 hospitals colluding with the server or dropped out" in text
     assert "no secure sum" not in text
+
+
+def test_the_demo_prints_it_next_to_protection_none(capsys: pytest.CaptureFixture[str]) -> None:
+    pytest.importorskip("sklearn")
+    from secagg.cli import main as cli_main  # noqa: PLC0415
+
+    argv = ["demo", "--aggregation", "plain-quantized", "--dp-epsilon", "3", "--rounds", "1", "--no-progress"]
+    assert cli_main(argv) == 0
+    printed = capsys.readouterr().out
+    assert "protection: none: the server sees every update" in printed
+    assert "not the server" in printed and "colluding with the server" not in printed
