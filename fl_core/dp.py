@@ -93,6 +93,7 @@ from fl_core.aggregators.base import (
 )
 from fl_core.aggregators.binding import check_lengths, check_models, refuse_other_dp
 from fl_core.dp_quantizer import DPQuantizer
+from fl_core.guarantees import RoundGuaranteed
 from fl_core.wrapping import WrappingAggregator
 from secagg.dp import DPConfig, NoisePlan, PrivacyAccountant, contributor_shortfall
 from secagg.dp.encoding import ROUNDING_SHARE, dp_quantization, dp_scale, noised_encoding
@@ -214,8 +215,18 @@ class DPAggregator:
         return f"patients Poisson-sampled at rate {rate:g} per round"
 
     def coverage_clause(self) -> str:
-        """How the noise is split and how many colluding or dropped hospitals it tolerates."""
+        """How the noise is split and how many colluding or dropped hospitals it tolerates; over an
+        aggregator without a secure sum (``plain-quantized``), that the server reads each hospital's
+        encoding, one noise share, so the statement does not hold against it."""
         tolerated = self.plan.num_clients - self.plan.honest
+        if not isinstance(self.inner, RoundGuaranteed):  # no wrapper inside (refused above): the inner itself
+            return (
+                f"noise split across {self.plan.num_clients} hospitals, sized for {self.plan.honest} honest ones; "
+                f"no secure sum: the server reads each hospital's encoding, 1 of the {self.plan.honest} noise "
+                "shares the epsilon is computed for, so this holds against whoever sees only the aggregates "
+                f"(the models), not the server, with up to {tolerated} hospital{'s' if tolerated != 1 else ''} "
+                "colluding with them or dropped out (together)"
+            )
         floor = (
             ""
             if self.floor is None

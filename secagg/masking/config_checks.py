@@ -2,18 +2,26 @@
 
 Each rule takes a :class:`~secagg.masking.config.MaskingConfig` whose fields are
 already in range and raises :class:`~secagg.errors.ConfigurationError` with a
-message that says what would be safe: the degree of a Harary graph, the threshold
+message that says what would be safe: the degree of a Harary graph (its shape and the
+connectivity of its honest survivors), the threshold
 against colluders and a lying server, the dropouts the threshold tolerates, and
 the identity keys of active mode.
 """
 
 from __future__ import annotations
 
+import math
 from typing import TYPE_CHECKING
 
 from secagg.errors import ConfigurationError
 from secagg.masking.config_record import ACTIVE, COMPLETE, HARARY, SEMI_HONEST
-from secagg.masking.parameters import dropout_count, surviving_neighbour_quantile
+from secagg.masking.parameters import (
+    CONNECTIVITY_LOG_BOUND,
+    SECURITY_PARAMETER,
+    disconnection_log_probability,
+    dropout_count,
+    surviving_neighbour_quantile,
+)
 from secagg.primitives.signing import PUBLIC_KEY_SIZE
 
 if TYPE_CHECKING:
@@ -23,10 +31,24 @@ __all__ = ["check_degree", "check_dropouts", "check_identities", "check_threshol
 
 
 def check_degree(config: MaskingConfig) -> None:
-    """A Harary graph's degree is even and in 2..n-1."""
+    """A Harary graph's degree is even, in 2..n-1, and dense enough that the declared bad nodes
+    (``floor(gamma n) + floor(delta n)``) disconnect its honest survivors with probability below
+    2^-41, the connectivity term the printed 2^-40 rests on (spec 12.6, step 2.1): a sparser graph
+    would let the server read the sum of each part it falls into, more than the one sum."""
     k, n = config.degree, config.num_clients
-    if config.graph == HARARY and not (2 <= k <= n - 1 and k % 2 == 0):
+    if config.graph != HARARY:
+        return
+    if not (2 <= k <= n - 1 and k % 2 == 0):
         raise ConfigurationError(f"harary degree must be even and in 2..n-1 = {n - 1}, got {k}")
+    log_probability = disconnection_log_probability(n, k, config.corrupt_fraction, config.dropout_fraction)
+    if log_probability >= CONNECTIVITY_LOG_BOUND:
+        bad = dropout_count(n, config.corrupt_fraction) + dropout_count(n, config.dropout_fraction)
+        raise ConfigurationError(
+            f"harary degree {k} is too sparse for its privacy bound: {bad} bad clients (floor(gamma n) colluding + "
+            f"floor(delta n) dropped) disconnect its honest survivors with probability up to "
+            f"2^{log_probability / math.log(2):.1f}, not below 2^-{SECURITY_PARAMETER + 1}, so the server could read "
+            "the sum of each part; use a larger degree (MaskingConfig.secagg_plus derives one)"
+        )
 
 
 def check_threshold(config: MaskingConfig) -> None:

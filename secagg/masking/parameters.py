@@ -39,6 +39,7 @@ from secagg.errors import ConfigurationError
 
 __all__ = [
     "COMPLETE_GRAPH_MAX_CLIENTS",
+    "CONNECTIVITY_LOG_BOUND",
     "CORRECTNESS_PARAMETER",
     "DEFAULT_DROPOUT_FRACTION_PER_ROUND",
     "DROPOUT_STAGES",
@@ -52,6 +53,7 @@ __all__ = [
     "default_colluders",
     "default_dropout_target",
     "derive_secagg_plus",
+    "disconnection_log_probability",
     "dropout_count",
     "planned_dropouts",
     "surviving_neighbour_quantile",
@@ -135,10 +137,28 @@ def _disconnection_log_probability(num_clients: int, degree: int, bad: int) -> f
     )
 
 
+CONNECTIVITY_LOG_BOUND = -(SECURITY_PARAMETER + 1) * math.log(2)
+"""ln 2^-41: the natural log :func:`disconnection_log_probability` must stay below."""
+
+
+def disconnection_log_probability(
+    num_clients: int, degree: int, corrupt_fraction: float, dropout_fraction: float
+) -> float:
+    """The natural log of the union bound on the probability that ``floor(gamma n) + floor(delta n)``
+    bad nodes disconnect the honest survivors of a randomly permuted Harary graph of degree k (step 1
+    of the module docstring; -inf if k exceeds the bad nodes, or if k = n - 1, which no cut
+    disconnects). The derivation and :class:`~secagg.masking.config.MaskingConfig` both require it
+    below :data:`CONNECTIVITY_LOG_BOUND`: the connectivity term of the printed 2^-40."""
+    n, k = num_clients, degree
+    if k >= n - 1:
+        return -math.inf
+    bad = math.floor((corrupt_fraction + _SMALL) * n) + math.floor((dropout_fraction + _SMALL) * n)
+    return _disconnection_log_probability(n, k, bad)
+
+
 def _threshold_for(num_clients: int, degree: int, corrupt: float, dropout: float, active: bool) -> int | None:
     n, k = num_clients, degree
-    bad = math.floor((corrupt + _SMALL) * n) + math.floor((dropout + _SMALL) * n)
-    if _disconnection_log_probability(n, k, bad) >= -(SECURITY_PARAMETER + 1) * math.log(2):
+    if disconnection_log_probability(n, k, corrupt, dropout) >= CONNECTIVITY_LOG_BOUND:
         return None
     t1 = corrupt_neighbour_bound(n, k, corrupt)
     if active:

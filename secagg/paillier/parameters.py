@@ -323,9 +323,15 @@ def threshold_guarantee(
     dropouts, not the l - t the key alone allows. (A share holder outside the roster that passes
     ``NO_OWN_UPLOAD`` could answer too; no driver asks one, and d does not count on it.)
     ConfigurationError for a threshold session of fewer than t hospitals: its hospitals never
-    decrypt its sum, so it has no guarantee."""
+    decrypt its sum, so it has no guarantee; likewise, in either mode, for a session of fewer
+    hospitals than ``min_contributors`` (no sum is ever decrypted; d would be negative)."""
     colluders = min_contributors - 2
     dropouts = num_clients - min_contributors
+    if dropouts < 0:
+        raise ConfigurationError(
+            f"a Paillier session of {num_clients} hospitals never completes: its sum is decrypted only with "
+            f"{min_contributors} uploads (min_contributors)"
+        )
     if num_parties > 1:
         if num_clients < threshold:
             raise ConfigurationError(

@@ -148,6 +148,16 @@ def generate_config() -> Json:
                   MaskingConfig(num_clients=5, threshold=3, vector_length=8, ring_bits=bits, mode="semi-honest"))
     tests.append(test_case("ring Z_(2^65)", ["BadParameter"], "invalid", **{**base, "ringBits": 65},
                            error="ConfigurationError"))
+    # The connectivity term (spec 12.1): last, so that the earlier tcIds are unchanged.
+    add_valid("SecAgg+, n = 200, 10% dropouts, degree 16 (disconnection bound 2^-50.8)", ["Harary"],
+              MaskingConfig(num_clients=200, threshold=2, vector_length=8, graph="harary", degree=16,
+                            dropout_fraction=0.1, mode="semi-honest"))
+    tests.append(test_case(
+        "Harary degree 14 for n = 200 with 10% dropouts (disconnection bound 2^-40.6, not below 2^-41)",
+        ["BadParameter"], "invalid",
+        **{**base, "numClients": 200, "graph": "harary", "degree": 14, "threshold": 2, "dropoutFraction": 0.1},
+        error="ConfigurationError",
+    ))
     return vector_file(
         algorithm="secagg-masking-config",
         schema="masking_config_test_schema.json",

@@ -1,0 +1,60 @@
+"""A Harary configuration's printed privacy bound rests on its connectivity term: checked at setup.
+
+On a Harary graph the guarantee line says "except with probability < 2^-40"; docs/masking.md and
+spec 12.6 rest that number on three terms, the first being that the honest survivors stay connected
+(a union bound over ``floor(gamma n) + floor(delta n)`` bad nodes, below 2^-41). Pair masks cancel
+only along edges, so a graph the bad nodes cut in two lets the server read the sum of each part,
+more than the one sum the session releases. :func:`~secagg.masking.parameters.derive_secagg_plus`
+picks the first degree whose term is below 2^-41; a configuration built directly, or rebuilt from a
+record a (lying) server proposes, must meet the same term or be refused, never print a 2^-40 that
+was not computed.
+
+n = 200, no colluders declared, 10% dropouts (B = 20 bad nodes): degree 16 (the derived one) has
+the term at 2^-50.8 and is accepted with the printed bound; degree 14, one even degree below it, has
+it at 2^-40.6 (above 2^-41: B one smaller, or the bound 2^-40, would pass it) and is refused.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+
+from secagg.errors import ConfigurationError
+from secagg.masking import HARARY, SEMI_HONEST, MaskingConfig
+from secagg.masking.parameters import SECURITY_PARAMETER, derive_secagg_plus
+
+N, GAMMA, DELTA = 200, 0.0, 0.1
+DERIVED = derive_secagg_plus(N, GAMMA, DELTA, active=False)
+
+
+def _config(degree: int) -> MaskingConfig:
+    return MaskingConfig(
+        num_clients=N, threshold=2, vector_length=1, graph=HARARY, degree=degree, mode=SEMI_HONEST,
+        corrupt_fraction=GAMMA, dropout_fraction=DELTA,
+    )  # fmt: skip
+
+
+def test_the_derived_degree_is_accepted_with_the_printed_bound() -> None:
+    # At the bound: the degree the derivation picks (its connectivity term below 2^-41)
+    assert (DERIVED.degree, DERIVED.threshold, DERIVED.complete) == (16, 2, False)
+    config = _config(DERIVED.degree)
+    assert config.guarantee.privacy_failure_bits == SECURITY_PARAMETER
+    assert config.guarantee.dropouts == 20
+    assert "2^-40" in str(config.guarantee)
+
+
+def test_one_degree_below_the_connectivity_bound_is_refused_not_printed_at_2_to_the_minus_40() -> None:
+    # One past it: degree 14 meets t > corrupt neighbours and t <= the surviving-neighbour quantile,
+    # but 20 bad nodes disconnect its honest survivors with probability above 2^-41
+    with pytest.raises(ConfigurationError, match=r"degree 14 .*disconnect.*2\^-41"):
+        _config(DERIVED.degree - 2)
+
+
+def test_a_record_a_server_proposes_with_a_sparser_graph_is_refused() -> None:
+    # A lying server sends the derived configuration's record with the degree lowered by one step:
+    # a node rebuilding it must refuse it, not accept and print the 2^-40 the record does not have
+    record = _config(DERIVED.degree).record()
+    assert MaskingConfig.from_record(record) == _config(DERIVED.degree)
+    with pytest.raises(ConfigurationError, match="disconnect"):
+        MaskingConfig.from_record(dataclasses.replace(record, degree=DERIVED.degree - 2))
