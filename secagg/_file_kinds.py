@@ -11,8 +11,12 @@ that exists but leads nowhere; "No such device or address" for a socket):
 - a dangling link, with the target that does not exist;
 - a named pipe, folder, device or socket, by its kind.
 
-:class:`SecretFileLinkWarning` is the warning a reader of a *secret* issues for a file with more
-than one name (hard links): see :func:`warn_second_names`.
+:class:`~secagg.errors.SecretFileLinkWarning` is the warning a reader of a *secret* issues for a
+file with more than one name (hard links): see :func:`warn_second_names`.
+
+A link's target is shown with its unprintable characters escaped (``\\x1b``, ``\\n``, ``\\u202e``, a
+byte that is not UTF-8 as ``\\udcff``): whoever made the link chose it (another user, in a sticky
+folder such as ``/tmp``), and the message reaches a terminal, a log and, from a node, the server.
 """
 
 from __future__ import annotations
@@ -20,21 +24,13 @@ from __future__ import annotations
 import errno
 import os
 import stat
+import sys
 import warnings
 from pathlib import Path
 
+from secagg.errors import SecretFileLinkWarning
+
 __all__ = ["SecretFileLinkWarning", "not_a_file", "unopenable", "warn_second_names"]
-
-
-class SecretFileLinkWarning(UserWarning):
-    """A secret file (a key, a key share, a passphrase) read has another name (a hard link) elsewhere.
-
-    Issued with :func:`warnings.warn`, the file read all the same: every name of a file is the same
-    file, with this one's owner and mode (checked), so no other user may read the secret through
-    another name; but deleting this name leaves the secret on disk under the others. Make it an
-    error with ``warnings.simplefilter("error", SecretFileLinkWarning)`` to refuse such a file (the
-    read then raises it before any byte of the file is read).
-    """
 
 
 def warn_second_names(name: str, what: str, links: int) -> None:
@@ -45,8 +41,21 @@ def warn_second_names(name: str, what: str, links: int) -> None:
         f"deleting {name} does not delete; find the others with `find <its file system's mount point> -xdev "
         f"-samefile {name}` and remove those not meant to be there",
         SecretFileLinkWarning,
-        stacklevel=4,
+        stacklevel=_callers_level(),
     )
+
+
+_PACKAGE = os.path.dirname(__file__) + os.sep
+
+
+def _callers_level() -> int:
+    """The ``stacklevel`` that attributes a warning issued by the function calling this one to the
+    first caller outside secagg (as Python 3.12's ``skip_file_prefixes``): the code that asked for
+    the read, not a line of the library's, the same for every reader."""
+    level, frame = 1, sys._getframe(1)
+    while frame.f_back is not None and frame.f_code.co_filename.startswith(_PACKAGE):
+        level, frame = level + 1, frame.f_back
+    return level
 
 
 def not_a_file(mode: int) -> str:
@@ -94,7 +103,7 @@ def _other(mode: int, exc: OSError) -> str | None:
 
 
 def _link(path: str | os.PathLike[str], exc: OSError, follow_symlinks: bool) -> str | None:
-    target = _shown(os.readlink(path))
+    target = _escaped(os.readlink(path))
     loops = _loops(path)
     if not follow_symlinks:
         shown = "a loop of symbolic links" if loops else f"to {target}"
@@ -132,3 +141,9 @@ def _looping_folder(path: Path) -> Path | None:
 
 def _shown(path: str | os.PathLike[str]) -> str:
     return os.fsdecode(path).replace("\0", "\\0")
+
+
+def _escaped(text: str) -> str:
+    """``text`` (a link's target) with each character that is not printable escaped: a control
+    character, a line break, a bidirectional override, a surrogate standing for a byte that is not UTF-8."""
+    return "".join(char if char.isprintable() else char.encode("unicode_escape").decode("ascii") for char in text)

@@ -157,3 +157,14 @@ def test_a_state_file_that_is_a_symlink_is_named_as_a_link_never_followed(
     # Assert: named as a link to its target, not as "too many levels of symbolic links"
     assert f"{path} is a symbolic link (to {target})" in message and "never followed" in message, message
     assert "Too many levels" not in message and "loop" not in message, message
+
+
+def test_a_state_file_links_target_is_shown_escaped(plan: NoisePlan, tmp_path: Path) -> None:
+    # Prepare: a link where the state file belongs, to a name holding a terminal escape and a newline
+    path = tmp_path / "budget.json"
+    os.symlink("real\x1b[2J\nbudget.json", path)
+    # Execute
+    message = _refusal(plan, path)
+    # Assert: the target shown with its control characters escaped
+    assert f"{path} is a symbolic link (to real\\x1b[2J\\nbudget.json)" in message, message
+    assert "\x1b" not in message and "\n" not in message, repr(message)
