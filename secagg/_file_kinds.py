@@ -90,16 +90,15 @@ def unopenable(path: str | os.PathLike[str], exc: OSError, follow_symlinks: bool
     try:
         if stat.S_ISLNK(info.st_mode):
             return _link(path, exc, follow_symlinks)
-        return _other(info.st_mode, exc)
+        return _other(info.st_mode)
     except OSError:  # changed meanwhile: the system's words
         return None
 
 
-def _other(mode: int, exc: OSError) -> str | None:
-    """The words for what ``open`` met that is not a regular file (a socket: open's ENXIO), or None."""
-    if exc.errno == errno.ENXIO or not stat.S_ISREG(mode):
-        return not_a_file(mode)
-    return None
+def _other(mode: int) -> str | None:
+    """The words for what ``open`` met that is not a regular file (a socket: open's ENXIO), or None (a
+    regular file: the system's words say why it could not be opened, whatever its error)."""
+    return None if stat.S_ISREG(mode) else not_a_file(mode)
 
 
 def _link(path: str | os.PathLike[str], exc: OSError, follow_symlinks: bool) -> str | None:
@@ -118,7 +117,7 @@ def _link(path: str | os.PathLike[str], exc: OSError, follow_symlinks: bool) -> 
         )
     if isinstance(exc, FileNotFoundError):
         return f"is a symbolic link to {target}, which does not exist; create the file there, or point the link at it"
-    return _other(os.stat(path).st_mode, exc)
+    return _other(os.stat(path).st_mode)
 
 
 def _loops(path: str | os.PathLike[str]) -> bool:

@@ -4,6 +4,7 @@ file raises only the library's errors."""
 
 from __future__ import annotations
 
+import errno
 import os
 import socket
 import warnings
@@ -305,3 +306,26 @@ def test_a_looping_links_target_is_shown_escaped(tmp_path: Path) -> None:
     message = _reader_refusal("identity key", path)
     # Assert
     assert "is a loop of symbolic links (it leads to hospital.key\\n," in message, message
+
+
+def test_a_regular_file_whose_open_failed_is_not_called_something_else(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Prepare: open() fails with ENXIO ("No such device or address", a socket's error) though a regular
+    # file stands at the path when it is looked at (a socket replaced meanwhile, a FUSE file system's
+    # error); os.open fails so for this path only
+    path = tmp_path / "hospital.key"
+    write_identity_key(path, SigningKey.generate())
+    real_open = os.open
+
+    def failing_open(name: object, *args: int) -> int:
+        if os.fspath(name) == str(path):  # type: ignore[call-overload]
+            raise OSError(errno.ENXIO, os.strerror(errno.ENXIO), str(path))
+        return real_open(name, *args)  # type: ignore[call-overload]
+
+    monkeypatch.setattr(os, "open", failing_open)
+    # Execute
+    message = _reader_refusal("identity key", path)
+    # Assert: the system's words, not "is not a regular file: it is neither a file nor a folder" for a
+    # regular file
+    assert "not a regular file" not in message and "No such device or address" in message, message
