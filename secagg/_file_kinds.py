@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import errno
 import os
+import shlex
 import stat
 import sys
 import warnings
@@ -39,7 +40,7 @@ def warn_second_names(name: str, what: str, links: int) -> None:
         f"the {what} {name} has {links} names (hard links): the secret is also on disk under another name "
         f"(a copy left in a shared or backed-up folder, the temporary name of an interrupted write), which "
         f"deleting {name} does not delete; find the others with `find <its file system's mount point> -xdev "
-        f"-samefile {name}` and remove those not meant to be there",
+        f"-samefile {shlex.quote(name)}` and remove those not meant to be there",
         SecretFileLinkWarning,
         stacklevel=_callers_level(),
     )

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import errno
 import os
+import shlex
 import socket
 import warnings
 from collections.abc import Callable
@@ -329,3 +330,18 @@ def test_a_regular_file_whose_open_failed_is_not_called_something_else(
     # Assert: the system's words, not "is not a regular file: it is neither a file nor a folder" for a
     # regular file
     assert "not a regular file" not in message and "No such device or address" in message, message
+
+
+@pytest.mark.skipif(not hasattr(os, "link"), reason="no hard links here")
+def test_the_second_name_warnings_find_command_quotes_the_path(tmp_path: Path) -> None:
+    # Prepare: a secret in a folder whose name holds a space and a shell metacharacter, with a second name
+    folder = tmp_path / "hospital keys;x"
+    folder.mkdir()
+    path = folder / "identity key"
+    _written("identity key", path)
+    os.link(path, tmp_path / "copy")
+    # Execute
+    with pytest.warns(SecretFileLinkWarning) as warned:
+        read_identity_key(path)
+    # Assert: the command given to find the other names runs as printed (the path one shell word)
+    assert f"-samefile {shlex.quote(str(path))}`" in str(warned[0].message), warned[0].message
