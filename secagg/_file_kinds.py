@@ -5,8 +5,8 @@ instead of passing the system's words on alone ("Too many levels of symbolic lin
 is a loop of links, or that is a link where none is followed; "No such file or directory" for a link
 that exists but leads nowhere; "No such device or address" for a socket):
 
-- a symbolic link where none is followed (the DP accountant's state file), with its target, or
-  as a loop of links;
+- a symbolic link where none is followed (the DP accountant's state file), with its target (read
+  with ``readlink``, never looked through: not even ``stat`` follows it);
 - a loop of symbolic links, the file itself or a folder on its path (named);
 - a dangling link, with the target that does not exist;
 - a named pipe, folder, device or socket, by its kind.
@@ -104,14 +104,12 @@ def _other(mode: int) -> str | None:
 
 def _link(path: str | os.PathLike[str], exc: OSError, follow_symlinks: bool) -> str | None:
     target = _escaped(os.readlink(path))
-    loops = _loops(path)
-    if not follow_symlinks:
-        shown = "a loop of symbolic links" if loops else f"to {target}"
+    if not follow_symlinks:  # the link only read, never looked through (a loop is a link to its target too)
         return (
-            f"is a symbolic link ({shown}), which is never followed for this file (a link in its place could send "
+            f"is a symbolic link (to {target}), which is never followed for this file (a link in its place could send "
             "its reads and writes to another file); put the file itself at this path"
         )
-    if loops:
+    if _loops(path):
         return (
             f"is a loop of symbolic links (it leads to {target}, and never to a file); point the link at the file, "
             "or give the file's own path"
