@@ -5,36 +5,33 @@ instead of passing the system's words on alone ("Too many levels of symbolic lin
 is a loop of links, or that is a link where none is followed; "No such file or directory" for a link
 that exists but leads nowhere; "No such device or address" for a socket):
 
-- a symbolic link where none is followed (the DP accountant's state file), with its target, or
-  as a loop of links;
+- a symbolic link where none is followed (the DP accountant's state file), with its target (read
+  with ``readlink``, never looked through: not even ``stat`` follows it);
 - a loop of symbolic links, the file itself or a folder on its path (named);
 - a dangling link, with the target that does not exist;
 - a named pipe, folder, device or socket, by its kind.
 
-:class:`SecretFileLinkWarning` is the warning a reader of a *secret* issues for a file with more
-than one name (hard links): see :func:`warn_second_names`.
+:class:`~secagg.errors.SecretFileLinkWarning` is the warning a reader of a *secret* issues for a
+file with more than one name (hard links): see :func:`warn_second_names`.
+
+A link's target is shown with its unprintable characters escaped (``\\x1b``, ``\\n``, ``\\u202e``, a
+byte that is not UTF-8 as ``\\udcff``): whoever made the link chose it (another user, in a sticky
+folder such as ``/tmp``), and the message reaches a terminal, a log and, from a node, the server.
 """
 
 from __future__ import annotations
 
 import errno
 import os
+import shlex
 import stat
+import sys
 import warnings
 from pathlib import Path
 
+from secagg.errors import SecretFileLinkWarning
+
 __all__ = ["SecretFileLinkWarning", "not_a_file", "unopenable", "warn_second_names"]
-
-
-class SecretFileLinkWarning(UserWarning):
-    """A secret file (a key, a key share, a passphrase) read has another name (a hard link) elsewhere.
-
-    Issued with :func:`warnings.warn`, the file read all the same: every name of a file is the same
-    file, with this one's owner and mode (checked), so no other user may read the secret through
-    another name; but deleting this name leaves the secret on disk under the others. Make it an
-    error with ``warnings.simplefilter("error", SecretFileLinkWarning)`` to refuse such a file (the
-    read then raises it before any byte of the file is read).
-    """
 
 
 def warn_second_names(name: str, what: str, links: int) -> None:
@@ -43,10 +40,23 @@ def warn_second_names(name: str, what: str, links: int) -> None:
         f"the {what} {name} has {links} names (hard links): the secret is also on disk under another name "
         f"(a copy left in a shared or backed-up folder, the temporary name of an interrupted write), which "
         f"deleting {name} does not delete; find the others with `find <its file system's mount point> -xdev "
-        f"-samefile {name}` and remove those not meant to be there",
+        f"-samefile {shlex.quote(name)}` and remove those not meant to be there",
         SecretFileLinkWarning,
-        stacklevel=4,
+        stacklevel=_callers_level(),
     )
+
+
+_PACKAGE = os.path.dirname(__file__) + os.sep
+
+
+def _callers_level() -> int:
+    """The ``stacklevel`` that attributes a warning issued by the function calling this one to the
+    first caller outside secagg (as Python 3.12's ``skip_file_prefixes``): the code that asked for
+    the read, not a line of the library's, the same for every reader."""
+    level, frame = 1, sys._getframe(1)
+    while frame.f_back is not None and frame.f_code.co_filename.startswith(_PACKAGE):
+        level, frame = level + 1, frame.f_back
+    return level
 
 
 def not_a_file(mode: int) -> str:
@@ -81,35 +91,32 @@ def unopenable(path: str | os.PathLike[str], exc: OSError, follow_symlinks: bool
     try:
         if stat.S_ISLNK(info.st_mode):
             return _link(path, exc, follow_symlinks)
-        return _other(info.st_mode, exc)
+        return _other(info.st_mode)
     except OSError:  # changed meanwhile: the system's words
         return None
 
 
-def _other(mode: int, exc: OSError) -> str | None:
-    """The words for what ``open`` met that is not a regular file (a socket: open's ENXIO), or None."""
-    if exc.errno == errno.ENXIO or not stat.S_ISREG(mode):
-        return not_a_file(mode)
-    return None
+def _other(mode: int) -> str | None:
+    """The words for what ``open`` met that is not a regular file (a socket: open's ENXIO), or None (a
+    regular file: the system's words say why it could not be opened, whatever its error)."""
+    return None if stat.S_ISREG(mode) else not_a_file(mode)
 
 
 def _link(path: str | os.PathLike[str], exc: OSError, follow_symlinks: bool) -> str | None:
-    target = _shown(os.readlink(path))
-    loops = _loops(path)
-    if not follow_symlinks:
-        shown = "a loop of symbolic links" if loops else f"to {target}"
+    target = _escaped(os.readlink(path))
+    if not follow_symlinks:  # the link only read, never looked through (a loop is a link to its target too)
         return (
-            f"is a symbolic link ({shown}), which is never followed for this file (a link in its place could send "
+            f"is a symbolic link (to {target}), which is never followed for this file (a link in its place could send "
             "its reads and writes to another file); put the file itself at this path"
         )
-    if loops:
+    if _loops(path):
         return (
             f"is a loop of symbolic links (it leads to {target}, and never to a file); point the link at the file, "
             "or give the file's own path"
         )
     if isinstance(exc, FileNotFoundError):
         return f"is a symbolic link to {target}, which does not exist; create the file there, or point the link at it"
-    return _other(os.stat(path).st_mode, exc)
+    return _other(os.stat(path).st_mode)
 
 
 def _loops(path: str | os.PathLike[str]) -> bool:
@@ -132,3 +139,9 @@ def _looping_folder(path: Path) -> Path | None:
 
 def _shown(path: str | os.PathLike[str]) -> str:
     return os.fsdecode(path).replace("\0", "\\0")
+
+
+def _escaped(text: str) -> str:
+    """``text`` (a link's target) with each character that is not printable escaped: a control
+    character, a line break, a bidirectional override, a surrogate standing for a byte that is not UTF-8."""
+    return "".join(char if char.isprintable() else char.encode("unicode_escape").decode("ascii") for char in text)

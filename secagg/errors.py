@@ -11,7 +11,9 @@ Hierarchy (every class is a :class:`SecAggError`)::
     SecAggError
     ├── ConfigurationError (also ValueError): a bad or unsafe argument or setting
     │   ├── ConfigurationTypeError (also TypeError): an argument of the wrong type
-    │   └── StateLockedError: a state file is in use by another process (its lock is held)
+    │   ├── StateLockedError: a state file is in use by another process (its lock is held)
+    │   └── SecretFileLinkWarning (also UserWarning): a secret file with a second name (a
+    │       warning, issued with :func:`warnings.warn`; a refusal where it is made an error)
     ├── EncodeError, DecodeError, AuthenticationError, OverflowDetectedError
     ├── BudgetExceededError: a release would exceed the declared privacy budget
     └── ProtocolError
@@ -38,6 +40,7 @@ __all__ = [
     "ProtocolError",
     "ReplayError",
     "SecAggError",
+    "SecretFileLinkWarning",
     "StateLockedError",
     "ThresholdError",
     "UnsafeRequestError",
@@ -68,6 +71,20 @@ class StateLockedError(ConfigurationError):
     another live one, holds its lock, or (on platforms without ``fcntl``) its lock file exists.
     Nothing was read or written; retry once the other is done (a leftover lock file: remove it
     once no accountant runs on the file)."""
+
+
+class SecretFileLinkWarning(ConfigurationError, UserWarning):  # noqa: N818  (a warning first, named as one)
+    """A secret file read (an identity key, a key share, a protected private key, a passphrase file)
+    has another name (a hard link) elsewhere.
+
+    Issued with :func:`warnings.warn`, the file read all the same: every name of a file is the same
+    file, with this one's owner and mode (checked), so no other user may read the secret through
+    another name; but deleting this name leaves the secret on disk under the others. Made an error
+    (``warnings.simplefilter("error", SecretFileLinkWarning)``), the read raises it before any byte
+    of the file is read: then it is the library's refusal, a :class:`ConfigurationError`, which every
+    caller handles as one (a node's handler drops the round and replies with the reason). Also
+    exported by :mod:`secagg.paillier.storage`.
+    """
 
 
 class EncodeError(SecAggError):

@@ -128,16 +128,16 @@ def test_a_state_file_folder_loop_is_named_as_such_when_a_lock_is_created(tmp_pa
     assert f"its folder {folder} is a loop of symbolic links" in str(refusal.value), refusal.value
 
 
-def test_a_state_file_that_is_a_loop_of_symlinks_is_named_as_such(plan: NoisePlan, tmp_path: Path) -> None:
+def test_a_state_file_that_is_a_loop_of_symlinks_is_named_as_a_link(plan: NoisePlan, tmp_path: Path) -> None:
     # Prepare: the state file's path is itself one of two links naming each other
     path, other = tmp_path / "budget.json", tmp_path / "other.json"
     path.symlink_to(other)
     other.symlink_to(path)
     # Execute
     message = _refusal(plan, path)
-    # Assert: the file named as a loop of links, which is never followed for the state file, in place of
-    # the system's bare "Too many levels of symbolic links"; nothing created
-    assert f"{path} is a symbolic link (a loop of symbolic links)" in message, message
+    # Assert: the file named as a link to its target, which is never followed for the state file (not even
+    # to tell a loop), in place of the system's bare "Too many levels of symbolic links"; nothing created
+    assert f"{path} is a symbolic link (to {other})" in message, message
     assert "never followed" in message and "Too many levels" not in message, message
     assert sorted(p.name for p in tmp_path.iterdir()) == ["budget.json", "other.json"]
 
@@ -157,3 +157,43 @@ def test_a_state_file_that_is_a_symlink_is_named_as_a_link_never_followed(
     # Assert: named as a link to its target, not as "too many levels of symbolic links"
     assert f"{path} is a symbolic link (to {target})" in message and "never followed" in message, message
     assert "Too many levels" not in message and "loop" not in message, message
+
+
+def test_a_state_file_links_target_is_shown_escaped(plan: NoisePlan, tmp_path: Path) -> None:
+    # Prepare: a link where the state file belongs, to a name holding a terminal escape and a newline
+    path = tmp_path / "budget.json"
+    os.symlink("real\x1b[2J\nbudget.json", path)
+    # Execute
+    message = _refusal(plan, path)
+    # Assert: the target shown with its control characters escaped
+    assert f"{path} is a symbolic link (to real\\x1b[2J\\nbudget.json)" in message, message
+    assert "\x1b" not in message and "\n" not in message, repr(message)
+
+
+@pytest.mark.parametrize("loop", [False, True], ids=["to a file", "a loop"])
+def test_a_link_in_the_state_files_place_is_never_followed_not_even_to_describe_it(
+    loop: bool, plan: NoisePlan, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Prepare: a link where the state file belongs (to a state file, or one of two links naming each
+    # other); every os.stat that follows links through the state file's own path recorded
+    path, target = tmp_path / "budget.json", tmp_path / "real.json"
+    if loop:
+        target.symlink_to(path)
+    else:
+        PrivacyAccountant(plan, target)
+    path.symlink_to(target)
+    followed: list[str] = []
+    real_stat = os.stat
+
+    def recording_stat(name: object, *args: object, **kwargs: object) -> os.stat_result:
+        if kwargs.get("follow_symlinks", True) and os.fspath(name) == str(path):  # type: ignore[call-overload]
+            followed.append(str(name))
+        return real_stat(name, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(os, "stat", recording_stat)
+    # Execute
+    message = _refusal(plan, path)
+    # Assert: refused, naming the link and its target, without looking through it (a link another user
+    # planted could lead to a hung network mount or an automount point): the link is only read
+    assert f"{path} is a symbolic link (to {target})" in message and "never followed" in message, message
+    assert followed == []

@@ -4,7 +4,9 @@ file raises only the library's errors."""
 
 from __future__ import annotations
 
+import errno
 import os
+import shlex
 import socket
 import warnings
 from collections.abc import Callable
@@ -13,6 +15,8 @@ from pathlib import Path
 import pytest
 from flwr.app import Context, RecordDict
 
+import secagg
+import secagg.errors
 from secagg.errors import ConfigurationError, SecAggError
 from secagg.integrations.flower._key_share import load_node_share
 from secagg.integrations.flower.keys import (
@@ -232,3 +236,112 @@ def test_a_secret_file_with_a_second_hard_link_is_refused_where_the_warning_is_a
         warnings.simplefilter("error", SecretFileLinkWarning)
         with pytest.raises(SecretFileLinkWarning, match="has 2 names"):
             read_identity_key(path)
+
+
+@pytest.mark.skipif(not hasattr(os, "link"), reason="no hard links here")
+@pytest.mark.parametrize("reader", SECRET_READERS)
+def test_the_second_name_warning_points_at_the_callers_line_not_the_librarys(reader: str, tmp_path: Path) -> None:
+    # Prepare: a secret with a second name
+    path = tmp_path / "hospital.key"
+    _written(reader, path)
+    os.link(path, tmp_path / "copy")
+    # Execute
+    with pytest.warns(SecretFileLinkWarning) as warned:
+        READERS[reader](path)
+    # Assert: the warning is attributed to the code that asked for the read (here this file), as a
+    # warning about a caller's input is, not to a line inside secagg (the same line for every reader)
+    assert [Path(w.filename) for w in warned] == [Path(__file__)], [w.filename for w in warned]
+
+
+@pytest.mark.skipif(not hasattr(os, "link"), reason="no hard links here")
+@pytest.mark.parametrize("reader", SECRET_READERS)
+def test_a_second_name_made_an_error_is_the_librarys_configuration_error(reader: str, tmp_path: Path) -> None:
+    # Prepare: a secret with a second name, the warning made an error as the docs say
+    path = tmp_path / "hospital.key"
+    _written(reader, path)
+    os.link(path, tmp_path / "copy")
+    # Execute / Assert: a refusal every caller handles as one (a node's handler catches SecAggError to
+    # drop the round's state and reply with the reason), not a bare UserWarning escaping the library
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", SecretFileLinkWarning)
+        with pytest.raises(ConfigurationError, match="has 2 names"):
+            READERS[reader](path)
+
+
+def test_the_second_name_warning_is_exported_with_the_librarys_errors() -> None:
+    # Where a user looks for what the library raises (and secagg's top level, which re-exports them);
+    # secagg.paillier.storage keeps exporting it
+    assert secagg.errors.SecretFileLinkWarning is SecretFileLinkWarning
+    assert secagg.SecretFileLinkWarning is SecretFileLinkWarning
+    assert "SecretFileLinkWarning" in secagg.errors.__all__ and "SecretFileLinkWarning" in secagg.__all__
+    assert issubclass(SecretFileLinkWarning, UserWarning) and issubclass(SecretFileLinkWarning, SecAggError)
+
+
+# --- a link's target in a message: another user's bytes, escaped ------------------------------------
+
+_HOSTILE_TARGET = "missing\x1b]0;pwned\x07\n[secagg] round 3 ok\u202e\udcff"
+
+
+@pytest.mark.parametrize("reader", sorted(READERS))
+def test_a_dangling_links_target_is_shown_with_its_unprintable_characters_escaped(reader: str, tmp_path: Path) -> None:
+    # Prepare: a link to nothing whose target (chosen by whoever made the link: another user, in a
+    # sticky folder such as /tmp) holds a terminal escape, a newline forging a log line, a right-to-left
+    # override and a byte that is not UTF-8
+    path = tmp_path / "hospital.key"
+    os.symlink(_HOSTILE_TARGET, path)
+    # Execute
+    message = _reader_refusal(reader, path)
+    # Assert: named as a dangling link, its target escaped: no control character reaches a terminal or
+    # a log, and the message encodes as UTF-8 (a node's error reply is a protobuf string)
+    assert f"{path} is a symbolic link to missing\\x1b]0;pwned\\x07\\n[secagg] round 3 ok\\u202e\\udcff" in message
+    assert all(char.isprintable() for char in message), repr(message)
+    message.encode("utf-8")
+
+
+def test_a_looping_links_target_is_shown_escaped(tmp_path: Path) -> None:
+    # Prepare: a link to itself through a name holding a newline
+    path = tmp_path / "hospital.key"
+    os.symlink("hospital.key\n", tmp_path / "hospital.key\n")
+    os.symlink("hospital.key\n", path)
+    # Execute
+    message = _reader_refusal("identity key", path)
+    # Assert
+    assert "is a loop of symbolic links (it leads to hospital.key\\n," in message, message
+
+
+def test_a_regular_file_whose_open_failed_is_not_called_something_else(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Prepare: open() fails with ENXIO ("No such device or address", a socket's error) though a regular
+    # file stands at the path when it is looked at (a socket replaced meanwhile, a FUSE file system's
+    # error); os.open fails so for this path only
+    path = tmp_path / "hospital.key"
+    write_identity_key(path, SigningKey.generate())
+    real_open = os.open
+
+    def failing_open(name: object, *args: int) -> int:
+        if os.fspath(name) == str(path):  # type: ignore[call-overload]
+            raise OSError(errno.ENXIO, os.strerror(errno.ENXIO), str(path))
+        return real_open(name, *args)  # type: ignore[call-overload]
+
+    monkeypatch.setattr(os, "open", failing_open)
+    # Execute
+    message = _reader_refusal("identity key", path)
+    # Assert: the system's words, not "is not a regular file: it is neither a file nor a folder" for a
+    # regular file
+    assert "not a regular file" not in message and "No such device or address" in message, message
+
+
+@pytest.mark.skipif(not hasattr(os, "link"), reason="no hard links here")
+def test_the_second_name_warnings_find_command_quotes_the_path(tmp_path: Path) -> None:
+    # Prepare: a secret in a folder whose name holds a space and a shell metacharacter, with a second name
+    folder = tmp_path / "hospital keys;x"
+    folder.mkdir()
+    path = folder / "identity key"
+    _written("identity key", path)
+    os.link(path, tmp_path / "copy")
+    # Execute
+    with pytest.warns(SecretFileLinkWarning) as warned:
+        read_identity_key(path)
+    # Assert: the command given to find the other names runs as printed (the path one shell word)
+    assert f"-samefile {shlex.quote(str(path))}`" in str(warned[0].message), warned[0].message

@@ -22,7 +22,7 @@ def test_every_error_subclasses_secagg_error() -> None:
     # Assert
     assert non_subclasses == []
     assert issubclass(errors.SecAggError, Exception)
-    assert len(classes) == 14
+    assert len(classes) == 15
 
 
 def test_configuration_errors_are_also_value_and_type_errors() -> None:
