@@ -18,6 +18,7 @@ from secagg._validate import require_bytes, require_instance
 from secagg.errors import ConfigurationError, ConfigurationTypeError, ProtocolError, ReplayError
 from secagg.paillier._arguments import require_flag, require_message, require_random_bytes, require_workers
 from secagg.paillier._compute import IN_PROCESS, Workers
+from secagg.paillier.answer_journal import AnswerJournal
 from secagg.paillier.encryption import add_ciphertext_vectors
 from secagg.paillier.keys import DEFAULT_CONSTANT_TIME, KeyShare, PrivateKey
 from secagg.paillier.messages import DIGEST_SIZE, DecryptionRequest, PartialDecryption, aggregate_digest
@@ -40,15 +41,17 @@ NO_OWN_UPLOAD = NoOwnUpload.NO_OWN_UPLOAD
 single-key holder, a key-share holder with no data). It gives up binding rule (e): the party
 decrypts any sum of at least ``min_contributors`` uploads, with no check that its own is in it. The stated
 c still holds: one aggregate per session, 2t > l + c over all l shares, min_contributors >= c + 2 (docs/paillier.md),
-while its caller keeps that one answer across restarts (no upload record fails it closed)."""
+while that one answer is kept across restarts (no upload record fails it closed): give such a party
+an :class:`~secagg.paillier.answer_journal.AnswerJournal`."""
 
 
 class DecryptingParty:
     """A hospital holding a key share (or, in single-key mode, the key holder).
 
     Answers :class:`DecryptionRequest` messages under the binding rules of
-    :mod:`secagg.paillier.protocol`; keeps which aggregate it answered in this session, in this object
-    only: one built again for the session has forgotten it (docs/paillier.md).
+    :mod:`secagg.paillier.protocol`; keeps which aggregate it answered in this session in this object,
+    and, given a ``journal``, on disk: without one, a party built again for the session has forgotten
+    it (docs/paillier.md, "The answer journal").
     """
 
     def __init__(
@@ -60,6 +63,7 @@ class DecryptingParty:
         random_bytes: RandomBytes = system_random,
         workers: Workers = IN_PROCESS,
         constant_time: bool = DEFAULT_CONSTANT_TIME,
+        journal: AnswerJournal | None = None,
     ) -> None:
         """Party of the session ``params`` with ``secret``; ``own_upload`` is the digest of
         the upload this hospital sent in the session, or :data:`NO_OWN_UPLOAD`, by name, if it
@@ -71,7 +75,11 @@ class DecryptingParty:
         by GMP's side-channel-silent ``powmod_sec``; ``constant_time=False`` opts out (faster:
         about 1.4x for a share's partial decryption at 2048 bits, 1.15x for the single key) and gives
         up that protection: timing and cache side channels on the secret are open to a co-located
-        attacker (docs/paillier.md, "Other limits"). ConfigurationError (naming the argument) for a wrong
+        attacker (docs/paillier.md, "Other limits"). ``journal``: an
+        :class:`~secagg.paillier.answer_journal.AnswerJournal` where the party records the aggregate it
+        answers in the session (synced before the answer is returned) and finds the one it answered
+        before a restart; without one (None, the default) the answer is kept in this object only.
+        ConfigurationError (naming the argument) for a wrong
         type or an ``own_upload`` other than a 32-byte digest; bytes-like values (bytearray,
         memoryview) are taken as bytes."""
         require_instance("params", params, SessionParameters)
@@ -83,6 +91,8 @@ class DecryptingParty:
         own = None if own_upload is NO_OWN_UPLOAD else require_bytes("own_upload", own_upload, DIGEST_SIZE)
         random_bytes, workers = require_random_bytes(random_bytes), require_workers(workers)
         constant_time = require_flag("constant_time", constant_time)
+        if journal is not None:
+            require_instance("journal", journal, AnswerJournal)
         if isinstance(secret, KeyShare):
             self.index = secret.index
         elif isinstance(secret, PrivateKey):
@@ -98,6 +108,7 @@ class DecryptingParty:
         self._secret = secret
         self._own_upload = own
         self._answer: PartialDecryption | None = None
+        self.journal = journal
 
     def respond(self, request: DecryptionRequest | bytes) -> PartialDecryption:
         """The partial decryption of the request's aggregate, after every binding check.
@@ -105,8 +116,10 @@ class DecryptingParty:
         Raises ProtocolError (wrong session or recipient, upload from outside the
         roster or another session, too few uploads, own upload missing or
         altered), ReplayError (duplicate upload, or a second different aggregate
-        in this session), DecodeError (malformed upload), ConfigurationTypeError
-        (neither bytes nor a DecryptionRequest).
+        in this session, in this object or in its journal), DecodeError (malformed upload, or a
+        journal entry it cannot trust), ConfigurationTypeError (neither bytes nor a
+        DecryptionRequest), ConfigurationError (a journal entry or folder it cannot trust or write:
+        nothing is answered).
         """
         message = require_message("request", request, DecryptionRequest)
         who = f"party {self.index}"
@@ -129,7 +142,15 @@ class DecryptingParty:
             if self._answer.aggregate_digest == digest:
                 return self._answer
             raise ReplayError(f"{who}: already answered a different aggregate in this session")
+        if self.journal is not None:  # refused before any work: another aggregate is recorded
+            recorded = self.journal.answered(self.params.session_id, self.index)
+            if recorded is not None and recorded != digest:
+                raise ReplayError(
+                    f"{who}: already answered a different aggregate in this session (its answer journal records it)"
+                )
         vectors = [check_upload(self.params, upload, who) for upload in message.uploads]
+        if self.journal is not None:  # written and synced before anything of the answer exists
+            self.journal.record(self.params.session_id, self.index, digest)
         aggregate = add_ciphertext_vectors(self.params.public.key, vectors, self.workers)
         if isinstance(self._secret, KeyShare):
             values = partial_decrypt(self._secret, aggregate, self.workers, constant_time=self._constant_time)

@@ -101,6 +101,8 @@ CLIENT_ARGUMENTS: dict[str, str] = {
     "secret": "the party's own key share; the key it belongs to is bound (public)",
     "own_upload": "the party's own upload digest, checked against the request",
     "constant_time": "how the party exponentiates: the same partial decryption (test_paillier_session.py)",
+    "journal": "where the party records its one answer per session: local, shapes no answer "
+    "(test_paillier_answer_journal.py: the same sum gets the same partial decryption)",
 }
 
 

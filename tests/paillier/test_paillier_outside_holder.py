@@ -15,7 +15,8 @@ outside holder is what makes it: the tests run it with and without that holder.
 
 The first reason is the holder's memory of its one answer, which ``DecryptingParty`` keeps in the
 object only: the last test pins that limit (an outside holder rebuilt for a second request leaks an
-update at the stated c; kept for the session, it refuses).
+update at the stated c; kept for the session, it refuses; rebuilt on its answer journal, it refuses too:
+test_paillier_answer_journal.py).
 """
 
 from __future__ import annotations
