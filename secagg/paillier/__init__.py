@@ -21,7 +21,7 @@ Start with :func:`run_session` (the narrated in-memory driver) and
 from __future__ import annotations
 
 from secagg.paillier._compute import Workers
-from secagg.paillier.answer_journal import AnswerJournal
+from secagg.paillier.answer_journal import IN_MEMORY_ONLY, AnswerJournal, InMemoryOnly
 from secagg.paillier.ceremony import (
     SingleKeyMaterial,
     ThresholdKeyMaterial,
@@ -51,6 +51,7 @@ from secagg.paillier.storage import protect, read_protected_file, unprotect, wri
 __all__ = [
     "DEFAULT_CONSTANT_TIME",
     "DEFAULT_KEY_BITS",
+    "IN_MEMORY_ONLY",
     "MIN_KEY_BITS",
     "NO_OWN_UPLOAD",
     "AnswerJournal",
@@ -59,6 +60,7 @@ __all__ = [
     "DecryptionRequest",
     "EncryptedVector",
     "Encryptor",
+    "InMemoryOnly",
     "KeyShare",
     "Mode",
     "NoOwnUpload",

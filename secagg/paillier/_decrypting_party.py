@@ -18,7 +18,7 @@ from secagg._validate import require_bytes, require_instance
 from secagg.errors import ConfigurationError, ConfigurationTypeError, ProtocolError, ReplayError
 from secagg.paillier._arguments import require_flag, require_message, require_random_bytes, require_workers
 from secagg.paillier._compute import IN_PROCESS, Workers
-from secagg.paillier.answer_journal import AnswerJournal
+from secagg.paillier.answer_journal import IN_MEMORY_ONLY, AnswerJournal, InMemoryOnly
 from secagg.paillier.encryption import add_ciphertext_vectors
 from secagg.paillier.keys import DEFAULT_CONSTANT_TIME, KeyShare, PrivateKey
 from secagg.paillier.messages import DIGEST_SIZE, DecryptionRequest, PartialDecryption, aggregate_digest
@@ -41,8 +41,10 @@ NO_OWN_UPLOAD = NoOwnUpload.NO_OWN_UPLOAD
 single-key holder, a key-share holder with no data). It gives up binding rule (e): the party
 decrypts any sum of at least ``min_contributors`` uploads, with no check that its own is in it. The stated
 c still holds: one aggregate per session, 2t > l + c over all l shares, min_contributors >= c + 2 (docs/paillier.md),
-while that one answer is kept across restarts (no upload record fails it closed): give such a party
-an :class:`~secagg.paillier.answer_journal.AnswerJournal`."""
+while that one answer is kept across restarts (no upload record fails it closed): such a party takes
+``journal=AnswerJournal(folder)`` (:class:`~secagg.paillier.answer_journal.AnswerJournal`), or
+``journal=IN_MEMORY_ONLY`` by name (:data:`~secagg.paillier.answer_journal.IN_MEMORY_ONLY`: this object is the
+only party built for its key share in the session); without either it is refused."""
 
 
 class DecryptingParty:
@@ -63,7 +65,7 @@ class DecryptingParty:
         random_bytes: RandomBytes = system_random,
         workers: Workers = IN_PROCESS,
         constant_time: bool = DEFAULT_CONSTANT_TIME,
-        journal: AnswerJournal | None = None,
+        journal: AnswerJournal | InMemoryOnly | None = None,
     ) -> None:
         """Party of the session ``params`` with ``secret``; ``own_upload`` is the digest of
         the upload this hospital sent in the session, or :data:`NO_OWN_UPLOAD`, by name, if it
@@ -78,8 +80,11 @@ class DecryptingParty:
         attacker (docs/paillier.md, "Other limits"). ``journal``: an
         :class:`~secagg.paillier.answer_journal.AnswerJournal` where the party records the aggregate it
         answers in the session (synced before the answer is returned) and finds the one it answered
-        before a restart; without one (None, the default) the answer is kept in this object only.
-        ConfigurationError (naming the argument) for a wrong
+        before a restart. A party that names its own upload may leave it out (None, the default: the answer
+        is kept in this object only, and a restart without its upload record answers nothing); one with
+        :data:`NO_OWN_UPLOAD` must give a journal, or :data:`~secagg.paillier.answer_journal.IN_MEMORY_ONLY`
+        by name (the answer kept in this object only: one built again for the session answers a second
+        aggregate), else ConfigurationError. ConfigurationError (naming the argument) for a wrong
         type or an ``own_upload`` other than a 32-byte digest; bytes-like values (bytearray,
         memoryview) are taken as bytes."""
         require_instance("params", params, SessionParameters)
@@ -91,7 +96,7 @@ class DecryptingParty:
         own = None if own_upload is NO_OWN_UPLOAD else require_bytes("own_upload", own_upload, DIGEST_SIZE)
         random_bytes, workers = require_random_bytes(random_bytes), require_workers(workers)
         constant_time = require_flag("constant_time", constant_time)
-        if journal is not None:
+        if journal is not None and journal is not IN_MEMORY_ONLY:
             require_instance("journal", journal, AnswerJournal)
         if isinstance(secret, KeyShare):
             self.index = secret.index
@@ -101,6 +106,14 @@ class DecryptingParty:
             raise ConfigurationTypeError(f"secret must be a KeyShare or a PrivateKey, got {type(secret).__name__}")
         if secret.public != params.public:
             raise ConfigurationError(f"party {self.index}: its key material is for another key")
+        if journal is None and own is None:
+            raise ConfigurationError(
+                f"party {self.index} sent no upload (NO_OWN_UPLOAD), so no upload record fails it closed after a "
+                "restart: its one answer per session must be kept on disk, journal=AnswerJournal(folder); or pass "
+                "journal=IN_MEMORY_ONLY, by name, if this object is the only party ever built for this key share in "
+                "the session (one built again would answer a second aggregate: docs/paillier.md, "
+                '"The answer journal")'
+            )
         self.params = params
         self.workers = workers
         self._random_bytes = random_bytes
@@ -108,7 +121,7 @@ class DecryptingParty:
         self._secret = secret
         self._own_upload = own
         self._answer: PartialDecryption | None = None
-        self.journal = journal
+        self.journal = None if journal is IN_MEMORY_ONLY else journal
 
     def respond(self, request: DecryptionRequest | bytes) -> PartialDecryption:
         """The partial decryption of the request's aggregate, after every binding check.

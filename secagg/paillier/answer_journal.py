@@ -25,6 +25,7 @@ that may still be asked (docs/paillier.md, "A share holder outside the roster").
 
 from __future__ import annotations
 
+import enum
 import hashlib
 import os
 import stat
@@ -35,7 +36,7 @@ from secagg._validate import require_bytes, require_int
 from secagg.errors import ConfigurationError, ConfigurationTypeError, DecodeError, ReplayError
 from secagg.paillier.messages import DIGEST_SIZE, SESSION_ID_SIZE
 
-__all__ = ["ENTRY_SIZE", "AnswerJournal"]
+__all__ = ["ENTRY_SIZE", "IN_MEMORY_ONLY", "AnswerJournal", "InMemoryOnly"]
 
 _LABEL = b"secagg/v1/paillier-answer-journal\n"
 _PARTY_SIZE = 4
@@ -43,6 +44,22 @@ _BODY_SIZE = len(_LABEL) + SESSION_ID_SIZE + _PARTY_SIZE + DIGEST_SIZE
 ENTRY_SIZE = _BODY_SIZE + hashlib.sha256().digest_size
 """The exact size of a journal entry, in bytes: label, session id, u32 party, digest, checksum."""
 _WHAT = "answer journal entry"
+
+
+class InMemoryOnly(enum.Enum):
+    """The type of :data:`IN_MEMORY_ONLY`, its one value."""
+
+    IN_MEMORY_ONLY = "in memory only"
+
+
+IN_MEMORY_ONLY = InMemoryOnly.IN_MEMORY_ONLY
+"""``DecryptingParty(..., journal=IN_MEMORY_ONLY)``: the party keeps its one answer per session in the
+object only, by name. A party that sent no upload (``own_upload=NO_OWN_UPLOAD``) must pass it or an
+:class:`AnswerJournal`: it gives up the answer's survival of a restart, so the caller promises that this
+object is the only party ever built for this key share (or key) in the session (as ``run_session``'s
+single key holder, built once for its one in-memory session). A party built again for the session
+answers a second aggregate: for an outside share holder c is one less, for the single key holder the
+server alone decrypts two sums that differ in one upload (docs/paillier.md, "The answer journal")."""
 
 
 class AnswerJournal:
@@ -115,7 +132,8 @@ class AnswerJournal:
 
     def record(self, session_id: bytes, party: int, digest: bytes) -> None:
         """Record that ``party`` answers the aggregate ``digest`` in the session, durably (the entry
-        and its folder synced) before returning; nothing to do if it is already recorded.
+        and its folder synced) before returning; if it is already recorded, the folder is synced again
+        (whoever wrote it may have died, or still be running, before syncing it).
         ReplayError if another digest is recorded for them (by this process or any other);
         ConfigurationError if the entry cannot be written and synced (the answer must not leave)."""
         session_id, party = _checked(session_id, party)
@@ -132,19 +150,21 @@ class AnswerJournal:
                 if recorded is None:
                     raise
             else:
-                try:
-                    _files.sync_folder(self.folder, must=True)
-                except OSError as exc:
-                    raise ConfigurationError(
-                        f"the answer journal folder {_files._shown(self.folder)} cannot be synced "
-                        f"({exc.strerror or exc}): the entry may not survive a crash, so nothing is answered"
-                    ) from exc
-                return
+                recorded = digest
         if recorded != digest:
             raise ReplayError(
                 f"party {party}: already answered a different aggregate in this session "
                 f"(the answer journal {_files._shown(self.folder)} records it)"
             )
+        # Synced on every path, the entry found too: its writer (a process that died, or one racing this
+        # one) may not have synced the folder yet, and a crash must not drop an entry whose answer left.
+        try:
+            _files.sync_folder(self.folder, must=True)
+        except OSError as exc:
+            raise ConfigurationError(
+                f"the answer journal folder {_files._shown(self.folder)} cannot be synced "
+                f"({exc.strerror or exc}): the entry may not survive a crash, so nothing is answered"
+            ) from exc
 
 
 def _checked(session_id: bytes, party: int) -> tuple[bytes, int]:

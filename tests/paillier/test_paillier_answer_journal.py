@@ -21,6 +21,7 @@ import pytest
 
 from secagg.errors import ConfigurationError, ConfigurationTypeError, DecodeError, ReplayError, SecAggError
 from secagg.paillier import (
+    IN_MEMORY_ONLY,
     NO_OWN_UPLOAD,
     AnswerJournal,
     Client,
@@ -63,9 +64,7 @@ def _party(holder: int, journal: AnswerJournal | None = None) -> DecryptingParty
     honest = holder in (1, 2, 3, 4)  # 5 and 6 collude; 7 holds a share, no upload
     own = UPLOADS[holder].digest if honest else NO_OWN_UPLOAD
     share = threshold_material(256, 7, 5).shares[holder - 1]
-    if journal is None:
-        return DecryptingParty(PARAMS, share, own_upload=own)
-    return DecryptingParty(PARAMS, share, own_upload=own, journal=journal)
+    return DecryptingParty(PARAMS, share, own_upload=own, journal=IN_MEMORY_ONLY if journal is None else journal)
 
 
 def _request(holder: int, subset: tuple[int, ...]) -> DecryptionRequest:

@@ -20,6 +20,7 @@ import pytest
 from secagg import wire
 from secagg.errors import ProtocolError, SecAggError
 from secagg.paillier import (
+    IN_MEMORY_ONLY,
     NO_OWN_UPLOAD,
     Client,
     DecryptingParty,
@@ -139,7 +140,8 @@ def run(server_params: SessionParameters, params_of: dict[int, SessionParameters
         params = params_of.get(party, server_params)
         try:
             secret = shares[party - 1]
-            decryptor = DecryptingParty(params, secret, own_upload=digests.get(party, NO_OWN_UPLOAD))
+            own = digests.get(party, NO_OWN_UPLOAD)
+            decryptor = DecryptingParty(params, secret, own_upload=own, journal=IN_MEMORY_ONLY)
             server.receive_partial(wire.encode(decryptor.respond(wire.encode(server.decryption_request(party)))))
             answered += 1
         except SecAggError as exc:
