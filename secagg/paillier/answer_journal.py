@@ -8,10 +8,11 @@ builds one per request) refuses any other aggregate of that session
 (:class:`~secagg.errors.ReplayError`) while answering the same one again (an idempotent retry).
 
 One file per (session, party), ``<session id in hex>.<party>.answer``, written once and never
-replaced: created mode 0600 by the library's checked writer of new files
-(:func:`secagg._new_files.write_new_file`: ``O_EXCL``, never through a link, synced before its name
-exists, into a folder every reader accepts), then the folder synced (a failure is a
-ConfigurationError: the answer does not leave). An entry is read back through
+replaced: created mode 0600 as the key-file writer creates a key (:func:`_write_entry`: ``O_EXCL``,
+never through a link, synced before its name exists, into a folder every reader accepts) but, unlike a
+key, never removed once under its name, even by a write that then fails (another process may have
+read it and answered); then the folder synced, also when the entry was found already written (a
+failure is a ConfigurationError: the answer does not leave). An entry is read back through
 :func:`secagg._files.read_regular_file` (a regular file, not a link, of this user or root, 0600, its
 folders writable by their owner only, read bounded to its fixed size) and parsed strictly: a fixed
 label, the session id, the party, the digest and a SHA-256 checksum of them, all of a fixed length.
@@ -25,13 +26,15 @@ that may still be asked (docs/paillier.md, "A share holder outside the roster").
 
 from __future__ import annotations
 
+import contextlib
 import enum
+import errno
 import hashlib
 import os
 import stat
 
 from secagg import _files
-from secagg._new_files import write_new_file
+from secagg._new_files import _NEW_FILE_FLAGS, _NO_HARD_LINKS
 from secagg._validate import require_bytes, require_int
 from secagg.errors import ConfigurationError, ConfigurationTypeError, DecodeError, ReplayError
 from secagg.paillier.messages import DIGEST_SIZE, SESSION_ID_SIZE
@@ -44,6 +47,7 @@ _BODY_SIZE = len(_LABEL) + SESSION_ID_SIZE + _PARTY_SIZE + DIGEST_SIZE
 ENTRY_SIZE = _BODY_SIZE + hashlib.sha256().digest_size
 """The exact size of a journal entry, in bytes: label, session id, u32 party, digest, checksum."""
 _WHAT = "answer journal entry"
+_MODE = 0o600
 
 
 class InMemoryOnly(enum.Enum):
@@ -141,16 +145,23 @@ class AnswerJournal:
         recorded = self.answered(session_id, party)
         if recorded is None:
             path = self.path(session_id, party)
+            self._check_folder()
             try:
-                write_new_file(path, _WHAT, _entry(session_id, party, digest))
-            except ConfigurationError:
-                if not os.path.lexists(path):
-                    raise
+                _write_entry(path, _entry(session_id, party, digest))
+                recorded = digest
+            except FileExistsError:
                 recorded = self.answered(session_id, party)  # another process wrote it meanwhile
                 if recorded is None:
-                    raise
-            else:
-                recorded = digest
+                    raise ConfigurationError(
+                        f"the {_WHAT} {_files._shown(path)} appeared and vanished during the write: find out who "
+                        "removes entries; nothing is answered"
+                    ) from None
+            except (OSError, ConfigurationError) as exc:
+                raise ConfigurationError(
+                    f"cannot write the {_WHAT} {_files._shown(path)}: {getattr(exc, 'strerror', None) or exc}; "
+                    "nothing is answered (an entry left under its name, if any, is kept: it answers nothing for its "
+                    "session until an operator looks at it)"
+                ) from exc
         if recorded != digest:
             raise ReplayError(
                 f"party {party}: already answered a different aggregate in this session "
@@ -165,6 +176,48 @@ class AnswerJournal:
                 f"the answer journal folder {_files._shown(self.folder)} cannot be synced "
                 f"({exc.strerror or exc}): the entry may not survive a crash, so nothing is answered"
             ) from exc
+
+
+def _write_entry(path: str, data: bytes) -> None:
+    """Create the entry ``path`` holding ``data``, 0600 and synced, as the key-file writer creates a key
+    (:func:`secagg._new_files.write_new_file`: a temporary file beside it, ``O_EXCL``, never through a
+    link, its folders checked again once it exists, synced, then hard-linked to ``path``; without hard
+    links, ``path`` created ``O_EXCL`` and then written and synced). FileExistsError if anything is
+    at ``path``. Unlike a key, an entry once under its name is never removed, even if this call then
+    fails: another process may have read it and answered, and a removed entry would let a second
+    aggregate be answered; one left truncated fails its session closed. A temporary name left behind
+    (its removal failed, or a crash) holds no secret and is never read."""
+    if os.path.lexists(path):
+        raise FileExistsError(errno.EEXIST, "exists", path)
+    descriptor, temporary = _files._new_temporary(os.path.dirname(path), os.path.basename(path), _MODE)
+    try:
+        try:
+            _files.check_folders(temporary, _WHAT, shown=_files._shown(path))
+            _write_synced(descriptor, data)
+        finally:
+            os.close(descriptor)
+        try:
+            os.link(temporary, path)  # FileExistsError if anything took the name meanwhile
+        except OSError as exc:
+            if isinstance(exc, FileExistsError) or exc.errno not in _NO_HARD_LINKS:
+                raise
+            descriptor = os.open(path, _NEW_FILE_FLAGS, _MODE)  # no hard links: created, then written
+            try:
+                _write_synced(descriptor, data)
+            finally:
+                os.close(descriptor)
+    finally:
+        with contextlib.suppress(OSError):
+            os.unlink(temporary)
+
+
+def _write_synced(descriptor: int, data: bytes) -> None:
+    if hasattr(os, "fchmod"):  # exactly 0600 whatever the umask (not on Windows before Python 3.13)
+        os.fchmod(descriptor, _MODE)
+    view = memoryview(data)
+    while view:
+        view = view[os.write(descriptor, view) :]
+    os.fsync(descriptor)
 
 
 def _checked(session_id: bytes, party: int) -> tuple[bytes, int]:
