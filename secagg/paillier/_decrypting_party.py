@@ -13,6 +13,7 @@ answers at most one aggregate per session, with a proof of correct decryption
 from __future__ import annotations
 
 import enum
+import threading
 
 from secagg._validate import require_bytes, require_instance
 from secagg.errors import ConfigurationError, ConfigurationTypeError, ProtocolError, ReplayError
@@ -121,21 +122,33 @@ class DecryptingParty:
         self._secret = secret
         self._own_upload = own
         self._answer: PartialDecryption | None = None
+        self._busy = threading.Lock()  # one request at a time: the answer is checked before the work, set after it
         self.journal = None if journal is IN_MEMORY_ONLY else journal
 
     def respond(self, request: DecryptionRequest | bytes) -> PartialDecryption:
         """The partial decryption of the request's aggregate, after every binding check.
 
+        One request at a time: one that arrives (from another thread) while this object answers
+        another is refused, never waited on nor answered alongside it.
+
         Raises ProtocolError (wrong session or recipient, upload from outside the
         roster or another session, too few uploads, own upload missing or
-        altered), ReplayError (duplicate upload, or a second different aggregate
-        in this session, in this object or in its journal), DecodeError (malformed upload, or a
-        journal entry it cannot trust), ConfigurationTypeError (neither bytes nor a
+        altered, another request being answered by this object), ReplayError (duplicate upload, or
+        a second different aggregate in this session, in this object or in its journal), DecodeError
+        (malformed upload, or a journal entry it cannot trust), ConfigurationTypeError (neither bytes nor a
         DecryptionRequest), ConfigurationError (a journal entry or folder it cannot trust or write:
         nothing is answered).
         """
         message = require_message("request", request, DecryptionRequest)
         who = f"party {self.index}"
+        if not self._busy.acquire(blocking=False):  # never waited on: two at once could answer two aggregates
+            raise ProtocolError(f"{who}: another request is being answered by this party; send this one again after it")
+        try:
+            return self._respond(message, who)
+        finally:
+            self._busy.release()
+
+    def _respond(self, message: DecryptionRequest, who: str) -> PartialDecryption:
         if message.session_id != self.params.session_id:
             raise ProtocolError(f"{who}: decryption request belongs to another session")
         if message.recipient != self.index:
