@@ -26,6 +26,7 @@ from secagg.integrations.flower.keys import (
     write_trusted_keys,
 )
 from secagg.keys_command import main as keys_main
+from secagg.paillier.answer_journal import AnswerJournal
 from secagg.paillier.storage import (
     read_private_file,
     read_protected_file,
@@ -273,6 +274,12 @@ def _raw(folder: Path) -> None:
     assert read_private_file(folder / "passphrase", "passphrase file") == b"hospital passphrase\n"
 
 
+def _journal(folder: Path) -> None:
+    journal, session = AnswerJournal(folder), bytes(range(32))
+    journal.record(session, 3, b"\x07" * 32)
+    assert AnswerJournal(folder).answered(session, 3) == b"\x07" * 32
+
+
 ROUND_TRIPS: dict[str, Callable[[Path], None]] = {
     "identity key": _identity,
     "secagg keys new": _keys_new,
@@ -281,6 +288,7 @@ ROUND_TRIPS: dict[str, Callable[[Path], None]] = {
     "public key": _public,
     "sealed key share": _sealed,
     "raw private file": _raw,
+    "answer journal entry": _journal,
 }
 
 

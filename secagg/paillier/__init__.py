@@ -11,7 +11,8 @@ uses the same API.
 
 Start with :func:`run_session` (the narrated in-memory driver) and
 :class:`PaillierConfig`; the roles are :class:`Client`, :class:`Server` and
-:class:`DecryptingParty`; keys come from the ceremony
+:class:`DecryptingParty` (its one answer per session kept across restarts by an
+:class:`AnswerJournal`); keys come from the ceremony
 (:func:`deal_threshold_key`, :func:`deal_single_key`) and are stored with
 :func:`protect`. ``secagg.paillier._compute`` holds the raw big-integer kernels
 (no checks there). Design, threat model and figures: docs/paillier.md.
@@ -20,6 +21,7 @@ Start with :func:`run_session` (the narrated in-memory driver) and
 from __future__ import annotations
 
 from secagg.paillier._compute import Workers
+from secagg.paillier.answer_journal import IN_MEMORY_ONLY, AnswerJournal, InMemoryOnly
 from secagg.paillier.ceremony import (
     SingleKeyMaterial,
     ThresholdKeyMaterial,
@@ -49,13 +51,16 @@ from secagg.paillier.storage import protect, read_protected_file, unprotect, wri
 __all__ = [
     "DEFAULT_CONSTANT_TIME",
     "DEFAULT_KEY_BITS",
+    "IN_MEMORY_ONLY",
     "MIN_KEY_BITS",
     "NO_OWN_UPLOAD",
+    "AnswerJournal",
     "Client",
     "DecryptingParty",
     "DecryptionRequest",
     "EncryptedVector",
     "Encryptor",
+    "InMemoryOnly",
     "KeyShare",
     "Mode",
     "NoOwnUpload",

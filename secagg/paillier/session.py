@@ -31,6 +31,7 @@ from secagg.errors import ConfigurationError, ConfigurationTypeError, ThresholdE
 from secagg.guarantee import Guarantee
 from secagg.paillier._arguments import require_flag, require_random_bytes, require_workers
 from secagg.paillier._compute import IN_PROCESS, Workers
+from secagg.paillier.answer_journal import IN_MEMORY_ONLY
 from secagg.paillier.ceremony import (
     SingleKeyMaterial,
     ThresholdKeyMaterial,
@@ -373,9 +374,11 @@ def run_session(
             )
             # Every live hospital uploaded (one that dropped is skipped above); the single key holder sent none.
             own = digests[party] if config.mode is Mode.THRESHOLD else NO_OWN_UPLOAD
+            # Built once per party for this one in-memory session, whose server is this driver: nothing
+            # asks it again after it is gone, so its answer is kept in the object only, by name.
             decryptor = DecryptingParty(
                 params, secret, own_upload=own, random_bytes=random_bytes, workers=workers,
-                constant_time=config.constant_time,
+                constant_time=config.constant_time, journal=IN_MEMORY_ONLY,
             )
             answer = wire.encode(decryptor.respond(request))
             seconds["partial_decrypt"] += time.perf_counter() - started

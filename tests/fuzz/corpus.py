@@ -41,6 +41,7 @@ from secagg.masking import (
 )
 from secagg.masking.messages import ShareBundle
 from secagg.paillier import (
+    IN_MEMORY_ONLY,
     NO_OWN_UPLOAD,
     Client,
     DecryptingParty,
@@ -210,7 +211,8 @@ def paillier_world() -> PaillierWorld:
             server.receive_upload(upload)
         request = server.decryption_request(1)
         party = DecryptingParty(
-            params, material.shares[0], own_upload=NO_OWN_UPLOAD, random_bytes=InsecureDeterministicRandom(9)
+            params, material.shares[0], own_upload=NO_OWN_UPLOAD, random_bytes=InsecureDeterministicRandom(9),
+            journal=IN_MEMORY_ONLY,
         )
         partial = party.respond(request)
         server.aggregate_ciphertexts()

@@ -54,7 +54,14 @@ from secagg.integrations.flower.keys import load_key_share, read_identity_key, r
 from secagg.integrations.flower.protocol import IdentityAnnouncement, PaillierSetup, RoundSetup
 from secagg.masking import ClientPhase, ServerPhase, client_step, server_step
 from secagg.masking.client import ClientState
-from secagg.paillier import NO_OWN_UPLOAD, DecryptingParty, Server, insecure_key_sizes_for_testing, unprotect
+from secagg.paillier import (
+    IN_MEMORY_ONLY,
+    NO_OWN_UPLOAD,
+    DecryptingParty,
+    Server,
+    insecure_key_sizes_for_testing,
+    unprotect,
+)
 from secagg.paillier.keys import KeyShare, PrivateKey, PublicKey, ThresholdPublicKey
 from secagg.paillier.messages import DecryptionRequest, EncryptedVector
 from secagg.paillier.storage import ProtectedSecret, _derive
@@ -323,7 +330,8 @@ def _receive_partial(data: bytes) -> None:
 def _party() -> DecryptingParty:
     world = corpus.paillier_world()
     return DecryptingParty(
-        world.params, world.material.shares[0], own_upload=NO_OWN_UPLOAD, random_bytes=InsecureDeterministicRandom(9)
+        world.params, world.material.shares[0], own_upload=NO_OWN_UPLOAD, random_bytes=InsecureDeterministicRandom(9),
+        journal=IN_MEMORY_ONLY,
     )
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -16,6 +17,7 @@ from fl_core.aggregators.paillier import PaillierAggregator
 from secagg import wire
 from secagg.errors import ConfigurationError, ConfigurationTypeError
 from secagg.paillier import (
+    IN_MEMORY_ONLY,
     NO_OWN_UPLOAD,
     Client,
     DecryptingParty,
@@ -46,6 +48,7 @@ PARAMS = SessionParameters(
     public=MATERIAL.public, layout=SlotLayout(16, 3, 256), vector_length=5, roster=(1, 2, 3),
     min_contributors=2, identity_keys=identity_keys((1, 2, 3)), context=bytes(32),
 )
+NO_UPLOAD: dict[str, Any] = {"own_upload": NO_OWN_UPLOAD, "journal": IN_MEMORY_ONLY}  # a party that sent none
 KEY = MATERIAL.public.key
 P, Q = SAFE_PRIMES[256]
 PASSPHRASE = "a long enough passphrase"
@@ -73,7 +76,7 @@ CALLS: dict[str, tuple[Callable[[], object], str]] = {
     "Server.receive_upload": (lambda: Server(PARAMS).receive_upload(3), "upload"),  # type: ignore[arg-type]
     "Server.receive_partial": (lambda: Server(PARAMS).receive_partial("x"), "partial"),  # type: ignore[arg-type]
     "DecryptingParty.respond": (
-        lambda: DecryptingParty(PARAMS, MATERIAL.shares[0], own_upload=NO_OWN_UPLOAD).respond(None), "request"  # type: ignore[arg-type]
+        lambda: DecryptingParty(PARAMS, MATERIAL.shares[0], **NO_UPLOAD).respond(None), "request"  # type: ignore[arg-type]
     ),
     "DecryptingParty own_upload type": (
         lambda: DecryptingParty(PARAMS, MATERIAL.shares[0], own_upload="digest"), "own_upload"  # type: ignore[arg-type]
@@ -82,14 +85,14 @@ CALLS: dict[str, tuple[Callable[[], object], str]] = {
         lambda: DecryptingParty(PARAMS, MATERIAL.shares[0], own_upload=memoryview(bytes(31))), "own_upload"  # type: ignore[arg-type]
     ),
     "DecryptingParty random_bytes": (
-        lambda: DecryptingParty(PARAMS, MATERIAL.shares[0], own_upload=NO_OWN_UPLOAD, random_bytes=None),  # type: ignore[arg-type]
+        lambda: DecryptingParty(PARAMS, MATERIAL.shares[0], random_bytes=None, **NO_UPLOAD),  # type: ignore[arg-type]
         "random_bytes",
     ),
     "DecryptingParty workers": (
-        lambda: DecryptingParty(PARAMS, MATERIAL.shares[0], own_upload=NO_OWN_UPLOAD, workers=1), "workers"  # type: ignore[arg-type]
+        lambda: DecryptingParty(PARAMS, MATERIAL.shares[0], workers=1, **NO_UPLOAD), "workers"  # type: ignore[arg-type]
     ),
     "DecryptingParty constant_time": (
-        lambda: DecryptingParty(PARAMS, MATERIAL.shares[0], own_upload=NO_OWN_UPLOAD, constant_time="no"),  # type: ignore[arg-type]
+        lambda: DecryptingParty(PARAMS, MATERIAL.shares[0], constant_time="no", **NO_UPLOAD),  # type: ignore[arg-type]
         "constant_time",
     ),
     "Encryptor random_bytes": (lambda: Encryptor(KEY, random_bytes=1), "random_bytes"),  # type: ignore[arg-type]
@@ -210,7 +213,7 @@ def test_messages_as_memoryviews_are_taken_as_their_bytes() -> None:
         server.receive_upload(memoryview(data))
     answers = []
     for index in (1, 2):
-        party = DecryptingParty(PARAMS, MATERIAL.shares[index - 1], own_upload=NO_OWN_UPLOAD)
+        party = DecryptingParty(PARAMS, MATERIAL.shares[index - 1], own_upload=NO_OWN_UPLOAD, journal=IN_MEMORY_ONLY)
         answers.append(party.respond(memoryview(wire.encode(server.decryption_request(index)))))
     for answer in answers:
         server.receive_partial(memoryview(wire.encode(answer)))
@@ -240,7 +243,7 @@ def test_a_decrypting_party_must_say_which_upload_is_its_own_or_none_by_name() -
     # a party that sent none says so by name
     with pytest.raises(TypeError, match="own_upload"):
         DecryptingParty(PARAMS, MATERIAL.shares[0])  # type: ignore[call-arg]
-    assert DecryptingParty(PARAMS, MATERIAL.shares[0], own_upload=NO_OWN_UPLOAD).index == 1
+    assert DecryptingParty(PARAMS, MATERIAL.shares[0], own_upload=NO_OWN_UPLOAD, journal=IN_MEMORY_ONLY).index == 1
 
 
 def test_none_as_own_upload_is_refused_it_would_turn_the_own_upload_check_off() -> None:

@@ -13,6 +13,7 @@ import pytest
 from secagg import wire
 from secagg.errors import AuthenticationError, ConfigurationError, DecodeError, ProtocolError, SecAggError
 from secagg.paillier import (
+    IN_MEMORY_ONLY,
     NO_OWN_UPLOAD,
     Client,
     DecryptingParty,
@@ -52,7 +53,8 @@ def _messages(material: ThresholdKeyMaterial) -> list[wire.Message]:
     upload = Client(params, 1, IDENTITIES[1], random_bytes=InsecureDeterministicRandom(1)).upload(np.arange(12))
     other = Client(params, 2, IDENTITIES[2], random_bytes=InsecureDeterministicRandom(2)).upload(-np.arange(12))
     request = DecryptionRequest(session_id=params.session_id, recipient=1, uploads=(upload, other))
-    answer = DecryptingParty(params, material.shares[0], own_upload=NO_OWN_UPLOAD).respond(request)
+    party = DecryptingParty(params, material.shares[0], own_upload=NO_OWN_UPLOAD, journal=IN_MEMORY_ONLY)
+    answer = party.respond(request)
     single = single_material(256)
     return [
         material.public.key, material.public, material.shares[0], single.private, upload, request, answer,
@@ -120,7 +122,7 @@ def test_a_request_holding_an_upload_of_a_client_id_beyond_u32_raises_only_libra
     # Prepare
     params = _params(material_3_of_5)
     _, _, _, _, upload, request, _ = _messages(material_3_of_5)
-    party = DecryptingParty(params, material_3_of_5.shares[0], own_upload=NO_OWN_UPLOAD)
+    party = DecryptingParty(params, material_3_of_5.shares[0], own_upload=NO_OWN_UPLOAD, journal=IN_MEMORY_ONLY)
     # Execute / Assert
     with pytest.raises(SecAggError):
         forged = dataclasses.replace(upload, client=1 << 32)
@@ -174,7 +176,9 @@ def test_ciphertexts_outside_the_unit_group_are_refused(material_3_of_5: Thresho
     other = Client(params, 2, IDENTITIES[2]).upload(np.arange(12))
     request = DecryptionRequest(session_id=params.session_id, recipient=2, uploads=(forged, other))
     with pytest.raises(DecodeError, match="ciphertext 0"):
-        DecryptingParty(params, material_3_of_5.shares[1], own_upload=NO_OWN_UPLOAD).respond(request)
+        DecryptingParty(
+            params, material_3_of_5.shares[1], own_upload=NO_OWN_UPLOAD, journal=IN_MEMORY_ONLY
+        ).respond(request)
 
 
 def test_partial_decryption_outside_the_unit_group_is_refused(material_3_of_5: ThresholdKeyMaterial) -> None:
@@ -182,7 +186,7 @@ def test_partial_decryption_outside_the_unit_group_is_refused(material_3_of_5: T
     server = Server(params)
     for k in (1, 2):
         server.receive_upload(Client(params, k, IDENTITIES[k]).upload(np.arange(12)))
-    party = DecryptingParty(params, material_3_of_5.shares[0], own_upload=NO_OWN_UPLOAD)
+    party = DecryptingParty(params, material_3_of_5.shares[0], own_upload=NO_OWN_UPLOAD, journal=IN_MEMORY_ONLY)
     answer = party.respond(server.decryption_request(1))
     width = material_3_of_5.public.key.ciphertext_bytes
     forged = dataclasses.replace(answer, values=bytes(width) + answer.values[width:])
@@ -199,7 +203,9 @@ def test_upload_under_another_key_is_refused(material_3_of_5: ThresholdKeyMateri
     with pytest.raises(ProtocolError, match="another session"):
         Server(params).receive_upload(upload)
     with pytest.raises(ConfigurationError, match="another key"):
-        DecryptingParty(params, threshold_material(256, 3, 2).shares[0], own_upload=NO_OWN_UPLOAD)
+        DecryptingParty(
+            params, threshold_material(256, 3, 2).shares[0], own_upload=NO_OWN_UPLOAD, journal=IN_MEMORY_ONLY
+        )
 
 
 def test_upload_with_the_wrong_number_of_ciphertexts_is_refused(material_3_of_5: ThresholdKeyMaterial) -> None:

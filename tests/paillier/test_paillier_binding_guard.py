@@ -20,6 +20,7 @@ import pytest
 from secagg import wire
 from secagg.errors import ProtocolError, SecAggError
 from secagg.paillier import (
+    IN_MEMORY_ONLY,
     NO_OWN_UPLOAD,
     Client,
     DecryptingParty,
@@ -101,6 +102,8 @@ CLIENT_ARGUMENTS: dict[str, str] = {
     "secret": "the party's own key share; the key it belongs to is bound (public)",
     "own_upload": "the party's own upload digest, checked against the request",
     "constant_time": "how the party exponentiates: the same partial decryption (test_paillier_session.py)",
+    "journal": "where the party records its one answer per session: local, shapes no answer "
+    "(test_paillier_answer_journal.py: the same sum gets the same partial decryption)",
 }
 
 
@@ -137,7 +140,8 @@ def run(server_params: SessionParameters, params_of: dict[int, SessionParameters
         params = params_of.get(party, server_params)
         try:
             secret = shares[party - 1]
-            decryptor = DecryptingParty(params, secret, own_upload=digests.get(party, NO_OWN_UPLOAD))
+            own = digests.get(party, NO_OWN_UPLOAD)
+            decryptor = DecryptingParty(params, secret, own_upload=own, journal=IN_MEMORY_ONLY)
             server.receive_partial(wire.encode(decryptor.respond(wire.encode(server.decryption_request(party)))))
             answered += 1
         except SecAggError as exc:

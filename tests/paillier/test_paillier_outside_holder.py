@@ -15,7 +15,8 @@ outside holder is what makes it: the tests run it with and without that holder.
 
 The first reason is the holder's memory of its one answer, which ``DecryptingParty`` keeps in the
 object only: the last test pins that limit (an outside holder rebuilt for a second request leaks an
-update at the stated c; kept for the session, it refuses).
+update at the stated c; kept for the session, it refuses; rebuilt on its answer journal, it refuses too:
+test_paillier_answer_journal.py).
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ import numpy as np
 import pytest
 
 from secagg.errors import ProtocolError, ReplayError, SecAggError
-from secagg.paillier import NO_OWN_UPLOAD, Client, DecryptingParty, SessionParameters, SlotLayout
+from secagg.paillier import IN_MEMORY_ONLY, NO_OWN_UPLOAD, Client, DecryptingParty, SessionParameters, SlotLayout
 from secagg.paillier.messages import DecryptionRequest, EncryptedVector
 from secagg.paillier.packing import unpack
 from secagg.paillier.threshold import combine_partials
@@ -64,7 +65,8 @@ PARAMS, UPLOADS = _session()
 def _party(holder: int) -> DecryptingParty:
     """A fresh honest party: a roster hospital checks for its own upload, the outside holder cannot."""
     own = UPLOADS[holder].digest if holder in UPLOADS else NO_OWN_UPLOAD
-    return DecryptingParty(PARAMS, threshold_material(256, len(HOLDERS), THRESHOLD).shares[holder - 1], own_upload=own)
+    share = threshold_material(256, len(HOLDERS), THRESHOLD).shares[holder - 1]
+    return DecryptingParty(PARAMS, share, own_upload=own, journal=IN_MEMORY_ONLY)
 
 
 def _request(holder: int, subset: tuple[int, ...]) -> DecryptionRequest:
@@ -139,7 +141,8 @@ def test_one_colluder_past_the_guarantee_the_outside_holder_leaks_an_update() ->
     partials = {}
     for holder in (1, 3, 4, OUTSIDE):
         answer = _party(holder) if holder not in colluders else DecryptingParty(
-            PARAMS, threshold_material(256, len(HOLDERS), THRESHOLD).shares[holder - 1], own_upload=NO_OWN_UPLOAD
+            PARAMS, threshold_material(256, len(HOLDERS), THRESHOLD).shares[holder - 1], own_upload=NO_OWN_UPLOAD,
+            journal=IN_MEMORY_ONLY,
         )
         partial = answer.respond(_request(holder, (1, 3, 4)))
         partials[holder] = PARAMS.public.key.parse_ciphertexts(partial.values, "test")
@@ -170,7 +173,7 @@ def test_the_limit_an_outside_holder_that_forgets_its_answer_leaks_an_update_at_
     def party(holder: int) -> DecryptingParty:
         honest = holder in (1, 2, 3, 4)  # 5 and 6 collude; 7 holds a share, no upload
         own = uploads[holder].digest if honest else NO_OWN_UPLOAD
-        return DecryptingParty(params, material.shares[holder - 1], own_upload=own)
+        return DecryptingParty(params, material.shares[holder - 1], own_upload=own, journal=IN_MEMORY_ONLY)
 
     def answer(holder: DecryptingParty, subset: tuple[int, ...]) -> list[Any]:
         request = DecryptionRequest(params.session_id, holder.index, tuple(uploads[k] for k in subset))

@@ -16,6 +16,7 @@ from fl_core.aggregators import make_aggregator
 from secagg import wire
 from secagg.errors import AuthenticationError, ConfigurationError, ProtocolError
 from secagg.paillier import (
+    IN_MEMORY_ONLY,
     NO_OWN_UPLOAD,
     Client,
     DecryptingParty,
@@ -60,7 +61,7 @@ def test_a_forged_upload_in_an_absent_hospitals_name_is_refused(
     forged = _zeros_as(params, 4, SigningKey.generate(InsecureDeterministicRandom(b"server")))
     request = DecryptionRequest(session_id=params.session_id, recipient=holder, uploads=(victim, forged))
     own = victim.digest if holder == 1 else NO_OWN_UPLOAD
-    party = DecryptingParty(params, material_3_of_5.shares[holder - 1], own_upload=own)
+    party = DecryptingParty(params, material_3_of_5.shares[holder - 1], own_upload=own, journal=IN_MEMORY_ONLY)
     # Execute / Assert: no share holder answers, so no colluder can complete the decryption
     with pytest.raises(AuthenticationError, match="client 4 carries no valid signature"):
         party.respond(request)
@@ -151,7 +152,9 @@ def test_min_contributors_is_bound_in_the_session_id(material_3_of_5: ThresholdK
     with pytest.raises(ProtocolError, match="another session"):
         Server(params).receive_upload(victim)
     with pytest.raises(ProtocolError, match="another session"):
-        DecryptingParty(params, material_3_of_5.shares[2], own_upload=NO_OWN_UPLOAD).respond(request)
+        DecryptingParty(
+            params, material_3_of_5.shares[2], own_upload=NO_OWN_UPLOAD, journal=IN_MEMORY_ONLY
+        ).respond(request)
     assert strict.session_id != params.session_id
 
 

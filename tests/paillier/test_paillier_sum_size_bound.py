@@ -23,7 +23,15 @@ import numpy as np
 import pytest
 
 from secagg.errors import ProtocolError
-from secagg.paillier import NO_OWN_UPLOAD, Client, DecryptingParty, Server, SessionParameters, SlotLayout
+from secagg.paillier import (
+    IN_MEMORY_ONLY,
+    NO_OWN_UPLOAD,
+    Client,
+    DecryptingParty,
+    Server,
+    SessionParameters,
+    SlotLayout,
+)
 from secagg.paillier.ceremony import SingleKeyMaterial, ThresholdKeyMaterial
 from secagg.paillier.messages import DecryptionRequest, EncryptedVector
 from secagg.primitives.randomness import InsecureDeterministicRandom
@@ -57,7 +65,7 @@ def _uploads(params: SessionParameters, inputs: dict[int, np.ndarray]) -> dict[i
 def _party(material: Material, params: SessionParameters, k: int, upload: EncryptedVector) -> DecryptingParty:
     """Hospital k's decrypting party (threshold), or the single key holder (which sent no upload)."""
     if isinstance(material, SingleKeyMaterial):
-        return DecryptingParty(params, material.private, own_upload=NO_OWN_UPLOAD)
+        return DecryptingParty(params, material.private, own_upload=NO_OWN_UPLOAD, journal=IN_MEMORY_ONLY)
     return DecryptingParty(params, material.shares[k - 1], own_upload=upload.digest)
 
 

@@ -16,6 +16,7 @@ import pytest
 
 from secagg.errors import ConfigurationError, SecAggError
 from secagg.paillier import (
+    IN_MEMORY_ONLY,
     NO_OWN_UPLOAD,
     Client,
     DecryptingParty,
@@ -76,7 +77,7 @@ def _difference_attack(
 
     def party(k: int) -> DecryptingParty:
         own = uploads[k].digest if k in uploads else NO_OWN_UPLOAD
-        return DecryptingParty(params, material.shares[k - 1], own_upload=own)
+        return DecryptingParty(params, material.shares[k - 1], own_upload=own, journal=IN_MEMORY_ONLY)
 
     extra = () if colluder is None else (colluder,)
     with_1 = _decrypt(params, {k: party(k) for k in (*first, *extra)}, tuple(uploads[k] for k in (1, 2, 3, 4)))

@@ -601,7 +601,7 @@ def entries() -> list[Entry]:
             _insecure(paillier.DecryptingParty),
             lambda: {
                 "params": _session_parameters(), "secret": _threshold_material().shares[0],
-                "own_upload": paillier.NO_OWN_UPLOAD,
+                "own_upload": paillier.NO_OWN_UPLOAD, "journal": paillier.IN_MEMORY_ONLY,
             },
             objects=("params", "secret"),
         ),
