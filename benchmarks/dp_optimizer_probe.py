@@ -31,7 +31,10 @@ changes that cost no privacy, each against the recipe on the same noise
 - **combinations** (:data:`COMBINED_WITH`): the recipe probe's two-stage moments release and
   "mean+worst" feature subset (``scaling``, ``features``; :func:`dp_recipe_probe.scaled_setup`, the
   same noise streams) with the recipe's step, EMA 0.5, step 6 or noise-corrected Adam, for a preset
-  chosen per epsilon.
+  chosen per epsilon;
+- the released gradient's **antisymmetric part** (``antisymmetric``, :func:`antisymmetric_part`;
+  post-processing), the recipe probe's square-root transforms (``sqrt``, ``sqrt area``) and each scaled
+  feature **clamped** to ``[-c, c]`` (``feature_clamp``, a per-record map with a public constant).
 
 ``--closed-form`` instead prints :func:`closed_forms` (non-private references for a closed-form start).
 ``--noise-free`` replaces the training's noised sum by the exact one (a diagnostic: the 20-step
@@ -68,6 +71,7 @@ __all__ = [
     "OPTIMIZERS",
     "VARIANTS",
     "OptVariant",
+    "antisymmetric_part",
     "clip_rows",
     "closed_forms",
     "contribution",
@@ -139,6 +143,19 @@ def server_step(variant: OptVariant, params: FloatArray, gradient: FloatArray, s
     return moved
 
 
+def antisymmetric_part(gradient: FloatArray, classes: int = 2) -> FloatArray:
+    """The released mean gradient with each row of its logits' coordinates centred (post-processing).
+
+    A softmax model's per-example logit gradient ``p - onehot(y)`` sums to zero over the classes, and so
+    does every clipped multiple of it: each weight row and the bias of the exact sum lie in the
+    zero-sum subspace. The noise does not; projecting onto that subspace removes its component outside
+    (with two classes half its variance) and leaves the signal unchanged. Flat layout ``[W (d x k), b (k)]``,
+    row-major, so consecutive blocks of ``classes`` coordinates are one row."""
+    rows = gradient.reshape(-1, classes)
+    centred: FloatArray = (rows - rows.mean(axis=1, keepdims=True)).ravel()
+    return centred
+
+
 def _quadratic_bound_inverse(federation: Federation, ridge: float) -> FloatArray:
     """``(X~^T X~ / (4 N) + ridge I)^-1`` over the pooled training patients, ``X~ = [X, 1]``: the inverse of
     the logistic loss's quadratic upper bound (Ganesh et al., NeurIPS 2023, "QU"). A **diagnostic that
@@ -171,6 +188,16 @@ def lda_start(federation: Federation, alpha: float) -> list[FloatArray]:
     return [alpha * np.stack([-weights / 2.0, weights / 2.0], axis=1), alpha * np.array([-bias / 2.0, bias / 2.0])]
 
 
+def _clamped(federation: Federation, bound: float | None) -> Federation:
+    """Every scaled feature clamped to ``[-bound, bound]``, the test patients' too (a per-record map)."""
+    if bound is None:
+        return federation
+    clients = tuple(dataclasses.replace(c, features=np.clip(c.features, -bound, bound)) for c in federation.clients)
+    return dataclasses.replace(
+        federation, clients=clients, test_features=np.clip(federation.test_features, -bound, bound)
+    )
+
+
 def _clipped(federation: Federation, bound: float | None) -> Federation:
     if bound is None:
         return federation
@@ -197,13 +224,14 @@ def trained(seed: int, epsilon: float, replicate: int, variant: OptVariant, roun
         seed, epsilon, replicate, steps, variant.features, variant.scaling, variant.moments_share
     )
     assert isinstance(model, LogisticRegression)
-    federation = _clipped(federation, variant.feature_clip)
+    federation = _clipped(_clamped(federation, variant.feature_clamp), variant.feature_clip)
     clip = aggregator.config.l2_clip
     denominator = public_denominator([c.num_samples for c in federation.clients], aggregator.config)
     per_step = noise_std(aggregator, federation)
     assert per_step is not None
     start = None if variant.warm_start is None else lda_start(federation, variant.warm_start)
-    params, state = start or model.init(np.random.default_rng(0)), _State((per_step * clip) ** 2)
+    kept = (model.num_classes - 1) / model.num_classes if variant.antisymmetric else 1.0  # noise variance kept
+    params, state = start or model.init(np.random.default_rng(0)), _State(kept * (per_step * clip) ** 2)
     average: FloatArray | None = None  # EMA of the iterates after each step (post-processing)
     inverse = (
         None if variant.exact_newton_ridge is None else _quadratic_bound_inverse(federation, variant.exact_newton_ridge)
@@ -221,6 +249,8 @@ def trained(seed: int, epsilon: float, replicate: int, variant: OptVariant, roun
             assert result.mean is not None, result.skipped_reason
             total = np.asarray(result.mean)
         gradient = total / denominator * (variant.first_step if step == 1 else 1.0)
+        if variant.antisymmetric:
+            gradient = antisymmetric_part(gradient, model.num_classes)
         if inverse is not None:
             gradient = _preconditioned(gradient, inverse)
         moved = server_step(variant, flatten(params), gradient, state)

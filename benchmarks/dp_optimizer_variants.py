@@ -10,7 +10,7 @@ from __future__ import annotations
 import dataclasses
 import math
 
-__all__ = ["COMBINED_WITH", "OPTIMIZERS", "VARIANTS", "OptVariant"]
+__all__ = ["ANTISYMMETRIC_PREFIX", "COMBINED_WITH", "OPTIMIZERS", "VARIANTS", "OptVariant"]
 
 OPTIMIZERS = ("heavy-ball", "nesterov", "normalised", "adam", "adagrad")
 
@@ -36,6 +36,8 @@ class OptVariant:
     scaling: str = "release"  # as dp_recipe_probe.Variant: "two-stage", "exact" (leaks)
     releases: int = 1  # noised releases (secure sums) per FL round, the server stepping after each
     warm_start: float | None = None  # alpha: start from alpha x the exact diagonal-LDA model (leaks)
+    feature_clamp: float | None = None  # every scaled feature clamped to [-c, c] (a per-record map, public c)
+    antisymmetric: bool = False  # the released gradient projected onto the two logits' antisymmetric part
 
 
 def _release_steps(k: int) -> tuple[tuple[str, float, float, float | None], ...]:
@@ -67,13 +69,25 @@ _COMBINABLE = (
     ),
     OptVariant("adagrad 0.3 noise-corrected 1", optimizer="adagrad", learning_rate=0.3, momentum=0.0, noise_floor=1.0),
 )
+_ANTISYMMETRIC_STEPS = (
+    OptVariant("lr5", learning_rate=5.0),
+    OptVariant("lr8", learning_rate=8.0),
+    OptVariant("lr6 ema0.7", learning_rate=6.0, ema=0.7),
+    dataclasses.replace(_ADAM_FLOOR, name="adam 0.07 b1 0 noise-corrected 1", learning_rate=0.07),
+    dataclasses.replace(_ADAM_FLOOR, name="adam 0.07 b1 0 noise-corrected 1 ema0.5", learning_rate=0.07, ema=0.5),
+)
 COMBINED_WITH: dict[str, tuple[str, str]] = {  # prefix: (scaling, features)
     "two-stage": ("two-stage", "none"),
     "mean+worst": ("release", "mean+worst"),
     "two-stage mean+worst": ("two-stage", "mean+worst"),
     "worst": ("release", "worst"),
     "exact scaling (leaks)": ("exact", "none"),
+    "sqrt": ("release", "sqrt"),
+    "sqrt area": ("release", "sqrt-area"),
 }
+ANTISYMMETRIC_PREFIX = "antisym"
+"""Prefix of the variants whose released gradient is projected onto its antisymmetric part (post-processing):
+``"antisym"``, ``"antisym lr6"``, ``"antisym mean+worst adam 0.05 b1 0 noise-corrected 1"``, ..."""
 """The recipe probe's scaling and feature changes (names as there), each combined with every server step
 of ``_COMBINABLE``: ``"two-stage adam 0.05 b1 0 noise-corrected 1 ema0.5"``, ``"mean+worst ema0.5"``, ..."""
 
@@ -157,6 +171,25 @@ VARIANTS = (
         )
         for prefix, (scaling, features) in COMBINED_WITH.items()
         for base in _COMBINABLE
+    ),
+    *(  # the two logits' gradients are exact negatives: the released gradient's antisymmetric part, free
+        dataclasses.replace(
+            base, name=" ".join(f"{ANTISYMMETRIC_PREFIX} {prefix} {base.name}".removesuffix(" recipe").split()),
+            scaling=scaling, features=features, antisymmetric=True,
+        )
+        for prefix, (scaling, features) in {"": ("release", "none"), **COMBINED_WITH}.items()
+        for base in (*_COMBINABLE, *_ANTISYMMETRIC_STEPS)
+    ),
+    *(OptVariant(f"clamp {c:g}", feature_clamp=c) for c in (1.0, 1.5, 2.0, 3.0)),
+    *(
+        OptVariant(f"clamp {c:g} adam 0.05 b1 0 noise-corrected 1", optimizer="adam", learning_rate=0.05,
+                   momentum=0.0, noise_floor=1.0, feature_clamp=c)
+        for c in (1.5, 2.0)
+    ),
+    *(  # the square-rooted areas and the clamp together (chosen after each alone, on the reporting seeds)
+        dataclasses.replace(base, name=f"sqrt area clamp 1.5 {base.name}".removesuffix(" recipe"),
+                            features="sqrt-area", feature_clamp=1.5)
+        for base in _COMBINABLE[:2] + _COMBINABLE[4:6]
     ),
     OptVariant("first step x2", first_step=2.0),
     OptVariant("first step x4", first_step=4.0),

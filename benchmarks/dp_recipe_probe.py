@@ -99,6 +99,8 @@ VARIANTS = (
     Variant("momentum0.8", momentum=0.8),
     Variant("log1p", features="log1p"),
     Variant("log1p(10x/high)", features="logrel10"),
+    Variant("sqrt", features="sqrt"),
+    Variant("sqrt area", features="sqrt-area"),
     Variant("16 local steps", local_steps=16),
     Variant("16 local steps, lr 8", local_steps=16, learning_rate=8.0),
     Variant("16 local steps, lr 12, no momentum", local_steps=16, learning_rate=12.0, momentum=0.0),
@@ -109,6 +111,10 @@ VARIANTS = (
 COLUMNS = {"mean+worst": (*range(10), *range(20, 30)), "worst": tuple(range(20, 30))}
 """Feature subsets chosen from the data set's documentation alone: breast cancer's 30 features are ten
 measurements' mean (columns 0-9), standard error (10-19) and worst value (20-29)."""
+
+AREA_COLUMNS = (3, 13, 23)
+"""Breast cancer's area mean, standard error and worst value: areas in the documentation's units, the
+squares of the radius and perimeter columns' lengths (a public fact, no statistic of the data)."""
 
 TWO_STAGE = {"mean_clip_share": 0.6, "square_clip": 0.5, "variance_floor": 0.01, "mean_share": 0.5}
 """The two-stage release's settings: the means' L2 clip (share of ``sqrt(d)``), the squares' L2
@@ -130,6 +136,11 @@ def _feature_map(kind: str, highs: FloatArray) -> Callable[[FloatArray], FloatAr
     """A per-record transform from public constants only (no statistic of the data)."""
     if kind == "log1p":
         return lambda x: np.log1p(np.maximum(x, 0.0))
+    if kind == "sqrt":  # scale-free (sqrt(c x) = sqrt(c) sqrt(x)), unlike log1p, and milder on the skew
+        return lambda x: np.sqrt(np.maximum(x, 0.0))
+    if kind == "sqrt-area":  # the three area columns (squared lengths, by the documentation) to lengths
+        area = np.isin(np.arange(highs.size), AREA_COLUMNS)
+        return lambda x: np.where(area, np.sqrt(np.maximum(x, 0.0)), x)
     if kind.startswith("logrel"):
         factor = float(kind[len("logrel") :])
         return lambda x: np.log1p(factor * np.maximum(x, 0.0) / highs)

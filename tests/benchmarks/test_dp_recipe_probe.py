@@ -250,3 +250,48 @@ def test_lda_start_is_the_discriminant_of_the_class_moments() -> None:
     assert full[1][1] - full[1][0] == pytest.approx(
         -weights @ (features[40:].mean(axis=0) + features[:40].mean(axis=0)) / 2 + np.log(60 / 40)
     )
+
+
+def test_antisymmetric_part_keeps_the_signal_and_the_two_class_decision() -> None:
+    """The two logits' clipped gradients are exact negatives, so the projection leaves the exact sum as it
+    is and removes the noise's symmetric part; with heavy-ball steps the logit difference, hence every
+    prediction, is unchanged (why "antisym" scores exactly the recipe)."""
+    raw = make_federation("breast-cancer", 5, partition="dirichlet", alpha=0.5, test_fraction=TEST_FRACTION,
+                          rng=np.random.default_rng([100, demo._SPLIT]))  # fmt: skip
+    client = raw.standardised(Standardiser.fit(np.concatenate([c.features for c in raw.clients]))).clients[0]
+    model = LogisticRegression(client.features.shape[1], 2)
+    rng = np.random.default_rng(2)
+    params = [rng.normal(size=(30, 2)), rng.normal(size=2)]
+    exact = flatten(model.clipped_gradient_sum(params, client.features, client.labels, 0.5))
+    assert np.allclose(optimizers.antisymmetric_part(exact), exact)
+    noise = rng.normal(size=exact.size)
+    projected = optimizers.antisymmetric_part(exact + noise)
+    assert np.allclose(projected.reshape(-1, 2).sum(axis=1), 0.0)
+    assert not np.allclose(projected, exact + noise)
+    moved = [optimizers.server_step(optimizers.OptVariant("hb"), np.zeros(exact.size), g, optimizers._State())
+             for g in (exact + noise, projected)]  # fmt: skip
+    differences = [np.diff(m.reshape(-1, 2), axis=1) for m in moved]
+    assert np.allclose(differences[0], differences[1])
+
+
+def test_square_rooted_areas_and_their_ranges() -> None:
+    """"sqrt-area" takes the square root of the three area columns and of their public highs, nothing else."""
+    _, raw = probe.demo_run(100, 1.0, 1)
+    moved, ranges = probe._transformed(raw, "sqrt-area")
+    full = probe.PUBLIC_FEATURE_RANGES["breast-cancer"]
+    assert ranges is not None and len(ranges) == 30
+    area = list(probe.AREA_COLUMNS)
+    others = [i for i in range(30) if i not in area]
+    assert np.allclose(moved.test_features[:, area], np.sqrt(raw.test_features[:, area]))
+    assert np.array_equal(moved.test_features[:, others], raw.test_features[:, others])
+    assert [ranges[i][1] for i in area] == pytest.approx([np.sqrt(full[i][1]) for i in area])
+    assert [ranges[i] for i in others] == [full[i] for i in others]
+
+
+def test_clamped_features_bound_every_patient_the_test_patients_too() -> None:
+    named = {v.name: v for v in optimizers.VARIANTS}
+    _, _, federation = optimizers.trained(100, 1.0, 0, named["clamp 1"], rounds=1)
+    for features in (*(c.features for c in federation.clients), federation.test_features):
+        assert np.abs(features).max() <= 1.0
+    _, _, unclamped = optimizers.trained(100, 1.0, 0, named["recipe"], rounds=1)
+    assert np.abs(unclamped.test_features).max() > 1.0
