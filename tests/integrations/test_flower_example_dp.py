@@ -239,6 +239,7 @@ def test_paillier_nodes_apply_the_example_node_policy(keys: Path, tmp_path: Path
     assert all("DP" in reason or "differential privacy" in reason for reason in rounds[0]["errors"].values())
 
 
+@pytest.mark.slow  # a heavy Flower round: CI runs it in the slow suite, beside the default suite
 def test_paillier_rounds_take_the_same_dp_run_config(keys: Path, tmp_path: Path) -> None:
     # Prepare: a 3-of-4 key, DP on
     grid, config = paillier_federation(keys, tmp_path)

@@ -153,6 +153,7 @@ def test_an_update_beyond_what_the_bound_clip_allows_is_refused_and_costs_only_i
     assert report.skipped_reason is None and set(report.included) == set(NODES) - {TARGET}
 
 
+@pytest.mark.slow  # a heavy Flower round: CI runs it in the slow suite, beside the default suite
 def test_a_paillier_node_sees_the_bound_dp_and_one_beyond_it_is_refused_alone(tmp_path: Path) -> None:
     # Prepare: a 3-of-5 Paillier DP round; the target's handler clipped at 10 x the bound l2_clip
     public_path, shares = key_files(tmp_path / "ceremony", len(NODES), 3)

@@ -166,6 +166,7 @@ def residual_of(grid: FakeGrid, node: int) -> np.ndarray:
 # --- exactness, masking and Paillier --------------------------------------------------------
 
 
+@pytest.mark.slow  # a heavy Flower round: CI runs it in the slow suite, beside the default suite
 @pytest.mark.parametrize(("sparsity", "rotate"), [(0.5, False), (None, True), (0.5, True), (("arrays/b",), False)],
                          ids=["half", "rotated", "half-rotated", "layer-b"])  # fmt: skip
 def test_a_compressed_masking_round_sums_exactly_the_compressed_encodings(sparsity: object, rotate: bool) -> None:
@@ -209,6 +210,7 @@ def test_a_compressed_masking_round_sums_exactly_the_compressed_encodings(sparsi
         assert got[-1] == 6  # the integer step counter stays exact, rotated round or not
 
 
+@pytest.mark.slow  # a heavy Flower round: CI runs it in the slow suite, beside the default suite
 def test_a_compressed_paillier_round_decrypts_exactly_the_compressed_encodings(tmp_path: Path) -> None:
     # Prepare: half the coordinates, rotated
     audit = Audit()

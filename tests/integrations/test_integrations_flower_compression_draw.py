@@ -152,6 +152,7 @@ def test_a_masking_round_whose_subset_draws_only_integers_runs_unrotated_and_the
     assert steps[index] == index + 1
 
 
+@pytest.mark.slow  # a heavy Flower round: CI runs it in the slow suite, beside the default suite
 def test_a_paillier_round_whose_subset_draws_only_integers_runs_unrotated(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

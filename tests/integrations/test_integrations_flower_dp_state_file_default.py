@@ -161,6 +161,7 @@ def test_a_paillier_node_without_a_state_file_refuses_a_dp_round_before_training
     assert paillier_dp.DECRYPT not in paillier_dp.stages_sent(grid)
 
 
+@pytest.mark.slow  # a heavy Flower round: CI runs it in the slow suite, beside the default suite
 def test_a_paillier_node_with_a_node_config_state_file_takes_part(tmp_path: Path, paillier_trained: list[int]) -> None:
     # Prepare: each node's config names its dp-state-file
     grid, secure = paillier_dp.dp_grid(tmp_path, None, NodePolicy(min_colluders=0), state_files=False)
@@ -176,6 +177,7 @@ def test_a_paillier_node_with_a_node_config_state_file_takes_part(tmp_path: Path
     assert all(BUDGET_KEY not in grid.states[node] for node in NODES)
 
 
+@pytest.mark.slow  # a heavy Flower round: CI runs it in the slow suite, beside the default suite
 def test_a_paillier_node_that_opts_out_by_name_keeps_its_budget_in_context_state(
     tmp_path: Path, paillier_trained: list[int]
 ) -> None:

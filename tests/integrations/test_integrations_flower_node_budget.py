@@ -77,7 +77,10 @@ def paillier(tmp_path: Path, audit: Audit, dp: DPConfig = DP) -> tuple[FakeGrid,
     return grid, secure, paillier_dp.NODES
 
 
-PROTOCOLS = pytest.mark.parametrize("federation", [masking, paillier], ids=["masking", "paillier"])
+# The Paillier rounds are heavy: CI runs them in the slow suite, beside the default suite.
+PROTOCOLS = pytest.mark.parametrize(
+    "federation", [masking, pytest.param(paillier, marks=pytest.mark.slow)], ids=["masking", "paillier"]
+)
 
 
 def contributed(report: RoundReport, nodes: tuple[int, ...]) -> bool:

@@ -94,6 +94,7 @@ def expected_after(
     return {s.name: np.asarray(a * 1.0) for s, a in zip(layout.specs, arrays, strict=True)}
 
 
+@pytest.mark.slow  # a heavy Flower round: CI runs it in the slow suite, beside the default suite
 def test_paillier_rounds_equal_the_plain_quantized_sum(keys: tuple[Path, list[Path]]) -> None:
     # Prepare: four nodes, each with its own sealed key share; the server has the public key only
     public_path, shares = keys

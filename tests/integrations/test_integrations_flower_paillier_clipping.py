@@ -121,6 +121,7 @@ def test_the_clipped_fraction_is_reported_with_a_warning_and_integer_arrays_are_
     assert weight_total == sum(WEIGHTS.values()) and mean[-1] == 3.0
 
 
+@pytest.mark.slow  # a heavy Flower round: CI runs it in the slow suite, beside the default suite
 def test_the_adaptive_clip_is_the_default_and_follows_the_encrypted_counts(tmp_path: Path) -> None:
     # Prepare: default options (adaptive), w clipped every round at first
     _, secure = paillier_grid(tmp_path)

@@ -99,6 +99,7 @@ def lie_in_the_setup_too(grid: Any) -> None:
     grid.push_messages = push
 
 
+@pytest.mark.slow  # a heavy Flower round: CI runs it in the slow suite, beside the default suite
 def test_a_coordinator_naming_another_type_in_the_setup_too_is_refused_by_the_default_policy(
     tmp_path: Path,
 ) -> None:
@@ -121,6 +122,7 @@ def test_a_coordinator_naming_another_type_in_the_setup_too_is_refused_by_the_de
     assert report.skipped_reason is None and report.included == frozenset(NODES) - {FAULTY}, report.errors
 
 
+@pytest.mark.slow  # a heavy Flower round: CI runs it in the slow suite, beside the default suite
 def test_the_limit_a_node_that_accepts_the_other_type_by_name_is_charged_when_the_setup_names_it(
     tmp_path: Path,
 ) -> None:

@@ -29,6 +29,7 @@ from .test_integrations_flower_paillier_dp import NODES, dp_grid
 pytestmark = pytest.mark.usefixtures("server_identity")
 
 
+@pytest.mark.slow  # a heavy Flower round: CI runs it in the slow suite, beside the default suite
 @pytest.mark.parametrize("extra", [0, 1])
 def test_a_dp_plan_for_another_dimension_is_refused_before_training_or_any_charge(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path, extra: int

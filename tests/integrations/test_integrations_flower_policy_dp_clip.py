@@ -113,6 +113,7 @@ def test_max_l2_clip_must_be_a_positive_finite_number(value: object) -> None:
         NodePolicy(max_l2_clip=value)  # type: ignore[arg-type]
 
 
+@pytest.mark.slow  # a heavy Flower round: CI runs it in the slow suite, beside the default suite
 @pytest.mark.parametrize("max_l2_clip", [DP.l2_clip, DP.l2_clip / 2])
 def test_a_paillier_nodes_max_l2_clip_bounds_the_dp_rounds_l2_clip(tmp_path: Path, max_l2_clip: float) -> None:
     # Prepare: Paillier nodes (3-of-5 key, accepted by name) capping the L2 clip at l2_clip or half of it

@@ -109,6 +109,7 @@ def paillier_rounds(tmp_path: Path, counts: Sequence[int]) -> tuple[FakeGrid, Pa
     return grid, secure, audit
 
 
+@pytest.mark.slow  # a heavy Flower round: CI runs it in the slow suite, beside the default suite
 def test_paillier_rounds_report_the_guarantee_computed_for_their_nodes(tmp_path: Path) -> None:
     # Prepare / Execute: a 3-of-4 key; a round of 4 nodes, then of 3 (a node left)
     _, secure, audit = paillier_rounds(tmp_path, (4, 3))
