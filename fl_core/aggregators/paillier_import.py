@@ -1,7 +1,8 @@
 """The Paillier aggregator's module, imported only when asked for (it pulls in gmpy2 and phe).
 
 One loader for every path that needs it (``make_aggregator("paillier", ...)`` with ``dp=`` and
-without, and the DP floor of :func:`fl_core.dp_build.supported_honest`), so each reports a build
+without, the DP floor of :func:`fl_core.dp_build.supported_honest`, the byte budget of
+:mod:`fl_core.budget` and the demo's Paillier lines), so each reports a build
 without it, or a dependency that does not import, with the same ConfigurationError.
 """
 

@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 
+from fl_core import budget
 from fl_core.aggregators import make_aggregator
 from secagg.dp import DPConfig
 from secagg.errors import ConfigurationError
@@ -150,3 +151,26 @@ def test_a_missing_module_that_is_neither_gmpy2_nor_phe_is_not_called_one_of_the
     assert "aggregation 'paillier' needs 'gmpy2_support'" in message, message
     assert "it is one of secagg's own dependencies" not in message, message
     assert "pip install -e ." in message, message
+
+
+OTHER_PATHS: dict[str, Callable[[], object]] = {
+    # fl_core.budget's public entry points reach the Paillier module before make_aggregator does
+    "budget_aggregator": lambda: budget.budget_aggregator("paillier", 8.0, 100, num_clients=5),
+    "choose": lambda: budget.choose(8.0, 100, aggregation="paillier", num_clients=5, key_bits=2048),
+    "protected_bytes": lambda: budget.protected_bytes(
+        "paillier", 16, 64, num_clients=5, max_samples_per_client=8, key_bits=2048
+    ),
+}
+
+
+@pytest.mark.parametrize("path", sorted(OTHER_PATHS))
+@pytest.mark.parametrize("missing", ["gmpy2", "phe"])
+def test_the_byte_budget_with_a_paillier_dependency_missing_is_the_librarys_error(
+    monkeypatch: pytest.MonkeyPatch, path: str, missing: str
+) -> None:
+    # Prepare
+    _failing_import(monkeypatch, missing)
+
+    # Execute / Verify: the loader's ConfigurationError, not Python's bare ModuleNotFoundError
+    with pytest.raises(ConfigurationError, match=f"aggregation 'paillier' needs {missing!r}"):
+        OTHER_PATHS[path]()
