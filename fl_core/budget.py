@@ -47,7 +47,6 @@ is refused). ``plain`` protects nothing and takes no budget.
 
 from __future__ import annotations
 
-import importlib
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -55,6 +54,7 @@ from typing import Any
 
 from fl_core.aggregators import make_aggregator
 from fl_core.aggregators.base import DEFAULT_BITS, DEFAULT_CLIP, DEFAULT_MAX_SAMPLES_PER_CLIENT, Aggregator
+from fl_core.aggregators.paillier_import import paillier_module
 from fl_core.aggregators.quantizer import WeightedQuantizer
 from fl_core.compression import CompressionConfig, SparseAggregator
 from fl_core.rotated import RotatedAggregator
@@ -128,7 +128,7 @@ def protected_bytes(
     module docstring); ``key_bits`` is used by Paillier only."""
     if aggregation != "paillier":
         return lambda values: -(-ring_bits * values // 8)
-    paillier = importlib.import_module("fl_core.aggregators.paillier")  # gmpy2: only for Paillier
+    paillier = paillier_module()  # gmpy2, phe: only for Paillier (the library's error if missing)
     config = QuantizationConfig(DEFAULT_CLIP, bits, num_clients, ring_bits, max_weight=max_samples_per_client)
     layout, split = paillier.packing_layout(config, num_clients, key_bits)
     width = int(paillier.ciphertext_bytes(key_bits))
@@ -329,7 +329,7 @@ def budget_aggregator(
         raise ConfigurationError(f"{option} picks bits and ring_bits; do not give {', '.join(given)}")
     key_bits = 0
     if name == "paillier":
-        paillier = importlib.import_module("fl_core.aggregators.paillier")
+        paillier = paillier_module()  # gmpy2, phe: only for Paillier (the library's error if missing)
         default = paillier.INSECURE_KEY_BITS if options.get("insecure_small_key") else paillier.DEFAULT_KEY_BITS
         key_bits = int(options.get("key_bits") or default)
     choice = choose(

@@ -13,13 +13,13 @@ secure run).
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from fl_core.aggregators.base import Aggregator
+from fl_core.aggregators.paillier_import import paillier_module
 from fl_core.aggregators.plain import FLOAT_SIZE
 from fl_core.budget import BudgetChoice, choose, protected_bytes
 from fl_core.compression import CompressionConfig, SparseAggregator, protected_update_bytes
@@ -37,7 +37,7 @@ ENCODING_COUNTS = 2
 def _key_bits(config: DemoConfig) -> int:
     if config.aggregation != "paillier":
         return 0
-    paillier = importlib.import_module("fl_core.aggregators.paillier")  # gmpy2: only for Paillier
+    paillier = paillier_module()  # gmpy2, phe: only for Paillier (the library's error if missing)
     return int(paillier.INSECURE_KEY_BITS if config.insecure_small_key else paillier.DEFAULT_KEY_BITS)
 
 

@@ -15,6 +15,7 @@ from contextlib import contextmanager
 
 import numpy as np
 
+from fl_core.aggregators.paillier_import import paillier_module
 from fl_core.demo_compression import compression_lines
 from fl_core.demo_config import DemoConfig, DemoReport
 from fl_core.fedavg import RoundRecord
@@ -184,7 +185,7 @@ def progress(rounds: int, bar_wanted: bool) -> Iterator[Progress]:
 
 def keygen_line(config: DemoConfig) -> str:
     """What the Paillier key ceremonies are about to do, and roughly how long they take."""
-    paillier = importlib.import_module("fl_core.aggregators.paillier")  # needs gmpy2: only for paillier runs
+    paillier = paillier_module()  # gmpy2, phe: only for Paillier (the library's error if missing)
     bits = int(paillier.INSECURE_KEY_BITS if config.insecure_small_key else paillier.DEFAULT_KEY_BITS)
     seconds = 2 * KEYGEN_SECONDS.get(bits, KEYGEN_SECONDS[3072] * (bits / 3072) ** 4)
     return (

@@ -1,7 +1,8 @@
 """The Paillier aggregator's module, imported only when asked for (it pulls in gmpy2 and phe).
 
 One loader for every path that needs it (``make_aggregator("paillier", ...)`` with ``dp=`` and
-without, and the DP floor of :func:`fl_core.dp_build.supported_honest`), so each reports a build
+without, the DP floor of :func:`fl_core.dp_build.supported_honest`, the byte budget of
+:mod:`fl_core.budget` and the demo's Paillier lines), so each reports a build
 without it, or a dependency that does not import, with the same ConfigurationError.
 """
 
@@ -18,23 +19,27 @@ __all__ = ["paillier_module"]
 
 _MODULE = "fl_core.aggregators.paillier"
 _OWN = ("fl_core", "secagg")
+_DEPENDENCIES = ("gmpy2", "phe")
 
 
 def paillier_module() -> ModuleType:
     """``fl_core.aggregators.paillier``; ConfigurationError if this build lacks it, or if a package
-    it needs (gmpy2, phe: secagg's own dependencies) is missing or does not import, naming that
-    package and how to install it. An import error inside fl_core or secagg (a bug, nothing to
-    install) propagates unchanged."""
+    it needs (gmpy2, phe: secagg's own dependencies, or a module they import) is missing or does not
+    import (a damaged compiled gmpy2 is an ImportError naming it, not a ModuleNotFoundError), naming
+    that package, the loader's own words and how to install it. An import error inside fl_core or
+    secagg (a bug, nothing to install), or one naming no module, propagates unchanged."""
     if importlib.util.find_spec(_MODULE) is None:
         raise ConfigurationError(f"aggregation 'paillier' is not available in this build ({_MODULE} is missing)")
     try:
         return importlib.import_module(_MODULE)
     except ImportError as exc:
-        missing = exc.name if isinstance(exc, ModuleNotFoundError) else None
-        root = missing.split(".", maxsplit=1)[0] if missing else None
+        # The module that failed: missing (ModuleNotFoundError) or there but not loading (a damaged
+        # compiled gmpy2, its libgmp gone, a phe without a name it needs: ImportError naming it).
+        root = exc.name.split(".", maxsplit=1)[0] if exc.name else None
         if root is None or root in _OWN:
             raise
+        what = "it is one of" if root in _DEPENDENCIES else "needed in importing"
         raise ConfigurationError(
-            f"aggregation 'paillier' needs {root!r}, which does not import ({exc}); it is one of secagg's own "
+            f"aggregation 'paillier' needs {root!r}, which does not import ({exc}); {what} secagg's own "
             f"dependencies (gmpy2, phe): {install_hint()}"
         ) from exc

@@ -35,7 +35,7 @@ import math
 import numpy as np
 import numpy.typing as npt
 
-from secagg._validate import require_int
+from secagg._validate import require_int, require_rng
 from secagg.dp.calibration import NoisePlan, Preceding, calibrate, noise_tail_bound
 from secagg.dp.config import DPConfig
 from secagg.dp.sampler import RandomSource, sample_discrete_gaussian
@@ -215,8 +215,10 @@ def noised_encoding(
     (``max_samples_per_client`` clipped terms) is inside the range. ``rounding_rng`` drives the
     stochastic rounding (need not be secret); ``noise``, if given, is the hospital's noise drawn
     beforehand (:func:`own_noise`), else it is drawn from ``source`` (None: the OS CSPRNG; a
-    seeded source only in tests).
+    seeded source only in tests). A ``rounding_rng`` that is no ``numpy.random.Generator`` (a legacy
+    ``RandomState``) is a ConfigurationTypeError before any noise is drawn, as at every ``rng``.
     """
+    require_rng("rounding_rng", rounding_rng)
     vector = check_contribution(plan, quantization, contribution)
     scaled = vector * quantization.scale
     floor = np.floor(scaled)

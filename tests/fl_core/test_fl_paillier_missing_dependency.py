@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 
+from fl_core import budget
 from fl_core.aggregators import make_aggregator
 from secagg.dp import DPConfig
 from secagg.errors import ConfigurationError
@@ -77,3 +78,99 @@ def test_an_import_error_inside_the_library_is_not_passed_off_as_a_missing_depen
     # Execute / Verify: Python's own error, unchanged
     with pytest.raises(ModuleNotFoundError, match=r"secagg\.paillier\.nonexistent"):
         make_aggregator("paillier", num_clients=5)
+
+
+def _raising_import(monkeypatch: pytest.MonkeyPatch, error: ImportError) -> None:
+    """Importing fl_core.aggregators.paillier raises ``error`` (as a dependency's loader does)."""
+    real: Callable[..., ModuleType] = importlib.import_module
+
+    def import_module(name: str, package: str | None = None) -> ModuleType:
+        if name == "fl_core.aggregators.paillier":
+            raise error
+        return real(name, package)
+
+    monkeypatch.setattr(importlib, "import_module", import_module)
+
+
+BROKEN = {
+    # what CPython raises for a gmpy2 whose compiled module is damaged or whose libgmp is gone: an
+    # ImportError naming gmpy2, not a ModuleNotFoundError (the package is there and does not load)
+    "gmpy2 does not load": (ImportError("/site-packages/gmpy2.cpython-311-x86_64-linux-gnu.so: file too short",
+                                        name="gmpy2"), "gmpy2"),
+    "gmpy2's libgmp missing": (ImportError("libgmp.so.10: cannot open shared object file: No such file or directory",
+                                           name="gmpy2"), "gmpy2"),
+    "phe from another version": (ImportError("cannot import name 'powmod' from 'phe.util'", name="phe.util"), "phe"),
+}
+
+
+@pytest.mark.parametrize("build", sorted(BUILDS))
+@pytest.mark.parametrize("case", sorted(BROKEN))
+def test_a_paillier_dependency_that_is_there_but_does_not_import_is_the_librarys_error(
+    monkeypatch: pytest.MonkeyPatch, build: str, case: str
+) -> None:
+    # Prepare: the package is installed but its import fails (docs/paillier.md: "missing or does not import")
+    error, package = BROKEN[case]
+    _raising_import(monkeypatch, error)
+
+    # Execute
+    with pytest.raises(ConfigurationError) as refused:
+        make_aggregator("paillier", num_clients=5, **BUILDS[build])
+
+    # Verify: the package named, the loader's own words kept (nothing masked), the cause chained
+    message = str(refused.value)
+    assert f"aggregation 'paillier' needs {package!r}, which does not import ({error})" in message, message
+    assert "pip install -e ." in message, message
+    assert refused.value.__cause__ is error
+
+
+def test_an_import_error_of_unknown_origin_is_not_passed_off_as_a_missing_dependency(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Prepare: an ImportError that names no module (nothing says which package to install)
+    error = ImportError("something went wrong")
+    _raising_import(monkeypatch, error)
+
+    # Execute / Verify: Python's own error, unchanged
+    with pytest.raises(ImportError, match="something went wrong") as raised:
+        make_aggregator("paillier", num_clients=5)
+    assert raised.value is error
+
+
+def test_a_missing_module_that_is_neither_gmpy2_nor_phe_is_not_called_one_of_them(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Prepare: a module one of the dependencies imports in turn is missing
+    _failing_import(monkeypatch, "gmpy2_support")
+
+    # Execute
+    with pytest.raises(ConfigurationError) as refused:
+        make_aggregator("paillier", num_clients=5)
+
+    # Verify: named as what it is, not as one of secagg's own dependencies
+    message = str(refused.value)
+    assert "aggregation 'paillier' needs 'gmpy2_support'" in message, message
+    assert "it is one of secagg's own dependencies" not in message, message
+    assert "pip install -e ." in message, message
+
+
+OTHER_PATHS: dict[str, Callable[[], object]] = {
+    # fl_core.budget's public entry points reach the Paillier module before make_aggregator does
+    "budget_aggregator": lambda: budget.budget_aggregator("paillier", 8.0, 100, num_clients=5),
+    "choose": lambda: budget.choose(8.0, 100, aggregation="paillier", num_clients=5, key_bits=2048),
+    "protected_bytes": lambda: budget.protected_bytes(
+        "paillier", 16, 64, num_clients=5, max_samples_per_client=8, key_bits=2048
+    ),
+}
+
+
+@pytest.mark.parametrize("path", sorted(OTHER_PATHS))
+@pytest.mark.parametrize("missing", ["gmpy2", "phe"])
+def test_the_byte_budget_with_a_paillier_dependency_missing_is_the_librarys_error(
+    monkeypatch: pytest.MonkeyPatch, path: str, missing: str
+) -> None:
+    # Prepare
+    _failing_import(monkeypatch, missing)
+
+    # Execute / Verify: the loader's ConfigurationError, not Python's bare ModuleNotFoundError
+    with pytest.raises(ConfigurationError, match=f"aggregation 'paillier' needs {missing!r}"):
+        OTHER_PATHS[path]()
