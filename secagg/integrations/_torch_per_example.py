@@ -155,6 +155,12 @@ def _shared_parameters(torch: Any, model: Module, params: Mapping[str, Tensor]) 
     return {name for name, p in model.named_parameters() if id(p) not in held and name in params}
 
 
+def _untrained(model: Module, params: Mapping[str, Tensor]) -> dict[str, Tensor]:
+    """The model's frozen parameters (those not in ``params``) and its buffers, detached, by name."""
+    frozen = {name: p.detach() for name, p in model.named_parameters() if name not in params}
+    return frozen | {name: b.detach() for name, b in model.named_buffers()}
+
+
 def _trainable(model: Module) -> dict[str, Tensor]:
     return {name: p.detach() for name, p in _trainable_parameters(model)}
 
@@ -268,11 +274,17 @@ def clipped_gradient_sum(
     if failure is not None:
         # Only now the dry run (on copies of the first example, the parameters and the buffers, the model
         # put back as it was): it names a failure of the forward pass or of the loss on the first example.
+        # Outside torch.func, a forward pass can write through a reference it kept to a parameter or a buffer,
+        # and into a frozen parameter (not among the copies it runs on): a running statistic updated from the
+        # first example's values. Those are copied here, on this failure path only, and put back with the rest.
+        untrained = _untrained(model, params)
+        kept = {name: tensor.clone() for name, tensor in untrained.items()}
         try:
             check_one_example(torch, func, model, loss_fn, params, buffers, *first)
-        finally:  # outside torch.func, a forward pass can write through a reference it kept to a parameter
+        finally:
             _restore(saved)
             _put_back(torch, params, values)
+            _put_back(torch, untrained, kept)
         raise failure[0] from failure[1]
     if written:
         raise ConfigurationError(
