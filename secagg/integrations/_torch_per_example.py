@@ -233,7 +233,7 @@ def clipped_gradient_sum(
         output = func.functional_call(model, (dict(parameters), buffers), (x.unsqueeze(0),))
         loss: Tensor = loss_fn(output, y.unsqueeze(0))
         require_scalar_loss(torch, loss)  # grad of an integer loss gives zero gradients without a word
-        require_loss_of_parameters(loss, parameters.values())  # so does grad of a loss of a detached output
+        require_loss_of_parameters(loss)  # so does grad of a loss of a detached output
         return loss
 
     # A recurrent layer's parameters: each example gets its own view of them (expanded: no copy), not
