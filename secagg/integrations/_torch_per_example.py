@@ -133,14 +133,21 @@ def _restore(saved: _Saved) -> None:
             state[key] = item
 
 
+def _bytes(torch: Any, tensor: Tensor) -> Tensor:
+    """``tensor``'s bytes, as one uint8 tensor (a contiguous copy of a strided tensor first)."""
+    flat: Tensor = tensor.reshape(-1).contiguous().view(torch.uint8)
+    return flat
+
+
 def _put_back(torch: Any, params: Mapping[str, Tensor], values: Mapping[str, Tensor]) -> list[str]:
-    """The names of the parameters whose values differ from ``values`` (a NaN equal to a NaN), each
-    written back to its value there."""
+    """The names of the tensors in ``params`` whose bits differ from ``values``', each written back to
+    its value there. Bits, not values: ``-0.0`` written over ``0.0`` is equal by value but another
+    model to the round's digest (and to ``1 / w``); a NaN left as it was is unchanged by its bits too."""
     written = []
     with torch.no_grad():
         for name, tensor in params.items():
             value = values[name]
-            if not bool((tensor.eq(value) | (tensor.isnan() & value.isnan())).all()):
+            if not torch.equal(_bytes(torch, tensor), _bytes(torch, value)):
                 tensor.copy_(value)
                 written.append(name)
     return written

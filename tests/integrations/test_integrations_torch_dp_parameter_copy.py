@@ -87,3 +87,43 @@ def test_a_running_statistic_the_dry_run_updates_is_put_back_after_the_refusal(s
         torch_dp.clipped_gradient_sum(model, F.cross_entropy, torch.randn(3, 4), torch.tensor([0, 1, 2]), 1.0)
     assert [k for k, v in model.state_dict().items() if not torch.equal(before[k], v)] == []
     assert model.kept[0] is model.running  # the module's own attribute kept
+
+
+def _bits(model: Any) -> dict[str, bytes]:
+    """Every parameter's and buffer's bytes: ``-0.0`` and ``0.0`` are other values to the round's digest."""
+    return {k: v.detach().cpu().numpy().tobytes() for k, v in model.state_dict().items()}
+
+
+class _FlipsZeroSigns(torch.nn.Module):  # type: ignore[misc]
+    """A Linear layer with a zero bias whose forward negates it in place: ``0.0`` becomes ``-0.0``,
+    equal by value, another model by its bits (``1 / b``, the round's digest)."""
+
+    def __init__(self, how: str) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.how, self.linear = how, torch.nn.Linear(4, 3).double()
+        torch.nn.init.zeros_(self.linear.bias)
+        self.kept = (self.linear.bias,)
+
+    def forward(self, x: Any) -> Any:
+        if self.how == "under no_grad":  # goes through the computation
+            with torch.no_grad():
+                self.linear.bias.mul_(-1.0)
+        else:  # refused inside the computation, run by the dry run
+            self.kept[0].data.mul_(-1.0)
+        return self.linear(x)
+
+
+@pytest.mark.parametrize("how", ["under no_grad", "through .data"])
+def test_a_write_of_the_other_zero_into_a_parameter_is_found_and_put_back(how: str) -> None:
+    """Before: the put-back compared values, to which -0.0 equals 0.0: under no_grad the sum was
+    returned (no 'wrote into parameter'), and either way the bias stayed -0.0, another model."""
+    # Prepare
+    model = _FlipsZeroSigns(how)
+    before = _bits(model)
+    x, y = torch.randn(3, 4, dtype=torch.float64), torch.tensor([0, 1, 2])
+    refusal = "wrote into parameter 'linear.bias'" if how == "under no_grad" else None
+    # Execute / Assert: refused, the model as it was, bit for bit
+    with pytest.raises(ConfigurationError, match=refusal):
+        torch_dp.clipped_gradient_sum(model, F.cross_entropy, x, y, 1.0)
+    assert _bits(model) == before
