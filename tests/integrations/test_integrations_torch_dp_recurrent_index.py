@@ -27,6 +27,8 @@ torch = pytest.importorskip("torch")
 torch_dp = pytest.importorskip("secagg.integrations.torch_dp")
 
 F = torch.nn.functional
+# torch's, for the bags: embedding_bag has no batching rule and vmap loops over the examples instead
+pytestmark = pytest.mark.filterwarnings("ignore:There is a performance drop because we have not yet implemented")
 HIDDEN, FEATURES = 2, 3
 TABLE = 4 * HIDDEN  # the rows of an LSTM's input weights (4 gates), the vocabulary of a tied table
 
