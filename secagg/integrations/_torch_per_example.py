@@ -103,14 +103,22 @@ def refuse_batch_mixing(model: Module) -> None:
             )
 
 
-_Saved = list[tuple[dict[str, Any], dict[str, tuple[Any, list[Any] | None]]]]
+_Saved = list[tuple[dict[str, Any], dict[str, tuple[Any, list[Any] | dict[Any, Any] | None]]]]
 
 
 def _plain_attributes(model: Module) -> _Saved:
     """Each module's attribute dict, and each attribute in it (a list's items too: an RNN updates
-    its list of weights in place), for :func:`_restore`."""
+    its list of weights in place; a dict's entries, but for torch's own dicts of the module's
+    parameters, buffers, submodules and hooks), for :func:`_restore`."""
+    machinery = frozenset(vars(torch_module().nn.Module()))  # a bare module's own: functional_call's to restore
+
+    def items(key: str, item: Any) -> list[Any] | dict[Any, Any] | None:
+        if type(item) is list:
+            return list(item)
+        return dict(item) if type(item) is dict and key not in machinery else None
+
     return [
-        (state, {key: (item, list(item) if type(item) is list else None) for key, item in state.items()})
+        (state, {key: (item, items(key, item)) for key, item in state.items()})
         for state in (vars(module) for module in model.modules())
     ]
 
@@ -120,16 +128,20 @@ def _restore(saved: _Saved) -> None:
 
     The forward pass runs inside ``torch.func.vmap``, and a module that sets a plain attribute while
     it runs (an RNN's list of its weights, an old-style ``weight_norm`` or ``spectral_norm``'s
-    ``weight``, a module keeping its last output) would keep a tensor from inside vmap, which torch
-    cannot read: the next :func:`~secagg.integrations._torch_dp_model.dp_model_digest` of the model
-    (the next hospital's, the next round's) would refuse it. ``functional_call`` restores the
-    parameters and buffers themselves."""
+    ``weight``, a module keeping its last output, as an attribute or in a list or dict it holds) would
+    keep a tensor from inside vmap, which torch cannot read: the next
+    :func:`~secagg.integrations._torch_dp_model.dp_model_digest` of the model (the next hospital's,
+    the next round's) would refuse it. ``functional_call`` restores the parameters and buffers
+    themselves."""
     for state, before in saved:
         for key in [key for key in state if key not in before]:
             del state[key]
         for key, (item, items) in before.items():
-            if items is not None:
+            if isinstance(items, list):
                 item[:] = items  # the same list object, its items as they were
+            elif isinstance(items, dict):
+                item.clear()  # the same dict object, its entries as they were
+                item.update(items)
             state[key] = item
 
 
