@@ -129,3 +129,20 @@ def test_in_range_tokens_keep_each_example_s_own_gradient(lookup: str) -> None:
     summed = torch_dp.clipped_gradient_sum(_Text(lookup), F.cross_entropy, x, y, 0.05)
     # Assert
     np.testing.assert_allclose(summed, _looped(_Text(lookup), x, y, 0.05), rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.parametrize("lookup", ["tied", "functional"])
+def test_the_check_leaves_the_clipped_sum_bit_for_bit(lookup: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The rows the check reads are discarded: the sum is the one computed without it, to the bit."""
+    import contextlib  # noqa: PLC0415
+
+    from secagg.integrations import _torch_per_example  # noqa: PLC0415
+
+    # Prepare
+    x, y = _tokens()
+    checked = torch_dp.clipped_gradient_sum(_Text(lookup), F.cross_entropy, x, y, 0.05)
+    monkeypatch.setattr(_torch_per_example, "checked_lookups", lambda torch: contextlib.nullcontext())
+    # Execute
+    unchecked = torch_dp.clipped_gradient_sum(_Text(lookup), F.cross_entropy, x, y, 0.05)
+    # Assert
+    assert checked.tobytes() == unchecked.tobytes()
