@@ -12,6 +12,10 @@ the computation runs, every ``F.embedding`` / ``torch.embedding`` first reads th
 error, re-raised by the caller as the library's); the read is discarded, so no value or gradient
 changes. Lookups into an unbatched table (every parameter outside a recurrent layer) are checked by
 torch's embedding itself; :func:`checked_lookups` is entered only for a model with a recurrent layer.
+``embedding_bag`` needs no read: torch checks each example's indices and offsets itself there. A
+TorchFunctionMode sees calls made through torch's Python functions only: a lookup that bypasses them
+(a TorchScript function, ``torch.ops.aten.embedding`` called directly, one under
+``torch._C.DisableTorchFunction``) is not checked; docs/privacy.md ("PyTorch") says so.
 """
 
 from __future__ import annotations

@@ -23,7 +23,7 @@ cannot batch) is re-raised the same way (:func:`per_sample_failure`).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from secagg.errors import ConfigurationError, SecAggError
@@ -165,19 +165,21 @@ def require_scalar_loss(torch: Any, loss: object) -> None:
     )
 
 
-def require_loss_of_parameters(loss: Tensor, parameters: Iterable[Tensor] = ()) -> None:
+def require_loss_of_parameters(loss: Tensor) -> None:
     """:class:`LossNotScalarError` unless ``loss`` (a scalar float tensor, inside the per-sample
     computation's ``torch.func.grad``) depends on the trainable parameters: ``grad`` of a loss computed
     from a detached output (``output.detach()``, ``output.data``) or of a constant is zero for every
     parameter, without a word, and the example would be summed as a zero gradient. So is ``grad`` of a
-    leaf that requires grad but is none of ``parameters`` (the ones ``grad`` differentiates by, a loss
-    that is one of them as it is being a function of them): a ``Parameter`` of the loss's own."""
-    leaf = loss.grad_fn is None and not any(loss is p for p in parameters)
-    if not loss.requires_grad or leaf:
+    tensor made outside that ``grad`` (a ``Parameter`` of the loss's own, a loss computed before and
+    closed over): it requires grad and may have a ``grad_fn``, but of no parameter ``grad`` differentiates
+    by. Inside ``grad``, an operation on such a tensor gives one that does not require grad (``grad``
+    lifts it as a constant), so the check reads ``requires_grad`` of a view of the loss, not of the loss:
+    it holds exactly for a loss that ``grad`` tracks, a function of the parameters it differentiates by."""
+    if not loss.view_as(loss).requires_grad:
         raise LossNotScalarError(
             "loss_fn returned a scalar that does not depend on the model's trainable parameters (computed from a "
-            "detached output, output.detach() or output.data, or a constant): its gradient would be zero for "
-            "every example; compute the loss from the model's output as it is"
+            "detached output, output.detach() or output.data, or a constant, or computed before): its gradient "
+            "would be zero for every example; compute the loss from the model's output as it is"
         )
 
 

@@ -103,14 +103,22 @@ def refuse_batch_mixing(model: Module) -> None:
             )
 
 
-_Saved = list[tuple[dict[str, Any], dict[str, tuple[Any, list[Any] | None]]]]
+_Saved = list[tuple[dict[str, Any], dict[str, tuple[Any, list[Any] | dict[Any, Any] | None]]]]
 
 
 def _plain_attributes(model: Module) -> _Saved:
     """Each module's attribute dict, and each attribute in it (a list's items too: an RNN updates
-    its list of weights in place), for :func:`_restore`."""
+    its list of weights in place; a dict's entries, but for torch's own dicts of the module's
+    parameters, buffers, submodules and hooks), for :func:`_restore`."""
+    machinery = frozenset(vars(torch_module().nn.Module()))  # a bare module's own: functional_call's to restore
+
+    def items(key: str, item: Any) -> list[Any] | dict[Any, Any] | None:
+        if type(item) is list:
+            return list(item)
+        return dict(item) if type(item) is dict and key not in machinery else None
+
     return [
-        (state, {key: (item, list(item) if type(item) is list else None) for key, item in state.items()})
+        (state, {key: (item, items(key, item)) for key, item in state.items()})
         for state in (vars(module) for module in model.modules())
     ]
 
@@ -120,27 +128,38 @@ def _restore(saved: _Saved) -> None:
 
     The forward pass runs inside ``torch.func.vmap``, and a module that sets a plain attribute while
     it runs (an RNN's list of its weights, an old-style ``weight_norm`` or ``spectral_norm``'s
-    ``weight``, a module keeping its last output) would keep a tensor from inside vmap, which torch
-    cannot read: the next :func:`~secagg.integrations._torch_dp_model.dp_model_digest` of the model
-    (the next hospital's, the next round's) would refuse it. ``functional_call`` restores the
-    parameters and buffers themselves."""
+    ``weight``, a module keeping its last output, as an attribute or in a list or dict it holds) would
+    keep a tensor from inside vmap, which torch cannot read: the next
+    :func:`~secagg.integrations._torch_dp_model.dp_model_digest` of the model (the next hospital's,
+    the next round's) would refuse it. ``functional_call`` restores the parameters and buffers
+    themselves."""
     for state, before in saved:
         for key in [key for key in state if key not in before]:
             del state[key]
         for key, (item, items) in before.items():
-            if items is not None:
+            if isinstance(items, list):
                 item[:] = items  # the same list object, its items as they were
+            elif isinstance(items, dict):
+                item.clear()  # the same dict object, its entries as they were
+                item.update(items)
             state[key] = item
 
 
+def _bytes(torch: Any, tensor: Tensor) -> Tensor:
+    """``tensor``'s bytes, as one uint8 tensor (a contiguous copy of a strided tensor first)."""
+    flat: Tensor = tensor.reshape(-1).contiguous().view(torch.uint8)
+    return flat
+
+
 def _put_back(torch: Any, params: Mapping[str, Tensor], values: Mapping[str, Tensor]) -> list[str]:
-    """The names of the parameters whose values differ from ``values`` (a NaN equal to a NaN), each
-    written back to its value there."""
+    """The names of the tensors in ``params`` whose bits differ from ``values``', each written back to
+    its value there. Bits, not values: ``-0.0`` written over ``0.0`` is equal by value but another
+    model to the round's digest (and to ``1 / w``); a NaN left as it was is unchanged by its bits too."""
     written = []
     with torch.no_grad():
         for name, tensor in params.items():
             value = values[name]
-            if not bool((tensor.eq(value) | (tensor.isnan() & value.isnan())).all()):
+            if not torch.equal(_bytes(torch, tensor), _bytes(torch, value)):
                 tensor.copy_(value)
                 written.append(name)
     return written
@@ -153,6 +172,12 @@ def _shared_parameters(torch: Any, model: Module, params: Mapping[str, Tensor]) 
     recurrent = (torch.nn.RNNBase, torch.nn.RNNCellBase)
     held = {id(p) for m in model.modules() if isinstance(m, recurrent) for p in m.parameters()}
     return {name for name, p in model.named_parameters() if id(p) not in held and name in params}
+
+
+def _untrained(model: Module, params: Mapping[str, Tensor]) -> dict[str, Tensor]:
+    """The model's frozen parameters (those not in ``params``) and its buffers, detached, by name."""
+    frozen = {name: p.detach() for name, p in model.named_parameters() if name not in params}
+    return frozen | {name: b.detach() for name, b in model.named_buffers()}
 
 
 def _trainable(model: Module) -> dict[str, Tensor]:
@@ -227,7 +252,7 @@ def clipped_gradient_sum(
         output = func.functional_call(model, (dict(parameters), buffers), (x.unsqueeze(0),))
         loss: Tensor = loss_fn(output, y.unsqueeze(0))
         require_scalar_loss(torch, loss)  # grad of an integer loss gives zero gradients without a word
-        require_loss_of_parameters(loss, parameters.values())  # so does grad of a loss of a detached output
+        require_loss_of_parameters(loss)  # so does grad of a loss of a detached output
         return loss
 
     # A recurrent layer's parameters: each example gets its own view of them (expanded: no copy), not
@@ -268,11 +293,17 @@ def clipped_gradient_sum(
     if failure is not None:
         # Only now the dry run (on copies of the first example, the parameters and the buffers, the model
         # put back as it was): it names a failure of the forward pass or of the loss on the first example.
+        # Outside torch.func, a forward pass can write through a reference it kept to a parameter or a buffer,
+        # and into a frozen parameter (not among the copies it runs on): a running statistic updated from the
+        # first example's values. Those are copied here, on this failure path only, and put back with the rest.
+        untrained = _untrained(model, params)
+        kept = {name: tensor.clone() for name, tensor in untrained.items()}
         try:
             check_one_example(torch, func, model, loss_fn, params, buffers, *first)
-        finally:  # outside torch.func, a forward pass can write through a reference it kept to a parameter
+        finally:
             _restore(saved)
             _put_back(torch, params, values)
+            _put_back(torch, untrained, kept)
         raise failure[0] from failure[1]
     if written:
         raise ConfigurationError(

@@ -48,8 +48,14 @@ DETACHED = {
     "a constant": lambda o, t: torch.tensor(0.5, dtype=torch.float64),
     # requires_grad, but a leaf of its own: grad of it with respect to the model's parameters is zero
     "a parameter of the loss's own": lambda o, t: _OWN,
+    # requires grad and has a grad_fn, but was computed before, outside the per-sample computation: a
+    # loss the function closes over (a cached one) is no function of the model's parameters there either
+    "a function of its own parameter, computed before": lambda o, t: _BEFORE,
+    "a cached loss of another model's output": lambda o, t: _CACHED,
 }
 _OWN = torch.nn.Parameter(torch.tensor(0.5, dtype=torch.float64))
+_BEFORE = _OWN * 1.0
+_CACHED = F.cross_entropy(torch.nn.Linear(4, 3).double()(torch.ones(1, 4, dtype=torch.float64)), torch.tensor([0]))
 
 
 @pytest.mark.parametrize("case", sorted(DETACHED))
@@ -80,7 +86,7 @@ class _Scale(torch.nn.Module):  # type: ignore[misc]
 
 
 def test_a_loss_that_is_a_trainable_parameter_itself_keeps_its_gradient() -> None:
-    """The leaf check refuses no loss that is one of the model's own parameters: its gradient is one."""
+    """The check refuses no loss that is one of the model's own parameters: its gradient is one."""
     inputs, targets = five_hospitals()[0][1:]
     summed = torch_dp.clipped_gradient_sum(_Scale(), lambda o, t: o, inputs, targets, 1e6)
     np.testing.assert_array_equal(summed, [12.0])

@@ -249,6 +249,18 @@ class _KeepsItsOutput(torch.nn.Module):  # type: ignore[misc]
         return self.last
 
 
+class _KeepsItsOutputInADict(torch.nn.Module):  # type: ignore[misc]
+    """A Linear layer that keeps its last output in a dict it holds (one entry a call, written in place)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.linear, self.outputs = torch.nn.Linear(WIDTH, 2), {}
+
+    def forward(self, x: Any) -> Any:
+        self.outputs["last"] = self.linear(x)
+        return self.outputs["last"]
+
+
 def test_a_tensor_attribute_torch_cannot_read_is_refused_with_a_library_error() -> None:
     """A tensor kept from inside torch.func's vmap cannot be read: dp_model_digest raised torch's
     RuntimeError ("your tensor may have escaped from inside a function being vmapped"), not the
@@ -274,6 +286,9 @@ _SETS_ATTRIBUTES: dict[str, Callable[[], Any]] = {
     "weight_norm (old style)": lambda: torch.nn.utils.weight_norm(torch.nn.Linear(WIDTH, 2)),
     "spectral_norm (old style)": lambda: torch.nn.utils.spectral_norm(torch.nn.Linear(WIDTH, 2)).eval(),
     "keeps its last output": _KeepsItsOutput,
+    # a dict written in place, as a list is (an RNN's list of its weights); before: the dict kept the
+    # tensor from inside vmap and the next digest was refused
+    "keeps its last output in a dict": _KeepsItsOutputInADict,
 }
 
 

@@ -27,6 +27,8 @@ torch = pytest.importorskip("torch")
 torch_dp = pytest.importorskip("secagg.integrations.torch_dp")
 
 F = torch.nn.functional
+# torch's, for the bags: embedding_bag has no batching rule and vmap loops over the examples instead
+pytestmark = pytest.mark.filterwarnings("ignore:There is a performance drop because we have not yet implemented")
 HIDDEN, FEATURES = 2, 3
 TABLE = 4 * HIDDEN  # the rows of an LSTM's input weights (4 gates), the vocabulary of a tied table
 
@@ -39,13 +41,23 @@ class _Encoder(torch.nn.Module):  # type: ignore[misc]
         super().__init__()
         self.lookup = lookup
         self.embedding = torch.nn.Embedding(TABLE, FEATURES)
+        self.bag = torch.nn.EmbeddingBag(TABLE, FEATURES, mode="sum")
         self.lstm = torch.nn.LSTM(FEATURES, HIDDEN, batch_first=True)
         if lookup == "tied":
             self.embedding.weight = self.lstm.weight_ih_l0
+        if lookup == "tied bag":
+            self.bag.weight = self.lstm.weight_ih_l0
 
     def forward(self, x: Any) -> Any:
-        functional = self.lookup == "functional"
-        embedded = F.embedding(x, self.lstm.weight_ih_l0) if functional else self.embedding(x)
+        weight, bags = self.lstm.weight_ih_l0, x.reshape(-1, 1)  # one token a bag: one row each
+        if self.lookup == "functional":
+            embedded = F.embedding(x, weight)
+        elif self.lookup == "functional bag":
+            embedded = F.embedding_bag(bags, weight, mode="sum").reshape(*x.shape, FEATURES)
+        elif self.lookup == "tied bag":
+            embedded = self.bag(bags).reshape(*x.shape, FEATURES)
+        else:
+            embedded = self.embedding(x)
         return self.lstm(embedded)[0][:, -1]
 
 
@@ -60,7 +72,9 @@ class _Text(torch.nn.Module):  # type: ignore[misc]
         return self.score(self.encoder(x))
 
 
-LOOKUPS = ["own table", "tied", "functional"]
+# The bags (an EmbeddingBag tied to the LSTM's weight, F.embedding_bag on it) are pins: torch's
+# embedding_bag checks every index of every example itself (it passed on the code before too).
+LOOKUPS = ["own table", "tied", "functional", "tied bag", "functional bag"]
 
 
 def _tokens(rows: int = 6) -> tuple[Any, Any]:
@@ -115,3 +129,20 @@ def test_in_range_tokens_keep_each_example_s_own_gradient(lookup: str) -> None:
     summed = torch_dp.clipped_gradient_sum(_Text(lookup), F.cross_entropy, x, y, 0.05)
     # Assert
     np.testing.assert_allclose(summed, _looped(_Text(lookup), x, y, 0.05), rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.parametrize("lookup", ["tied", "functional"])
+def test_the_check_leaves_the_clipped_sum_bit_for_bit(lookup: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The rows the check reads are discarded: the sum is the one computed without it, to the bit."""
+    import contextlib  # noqa: PLC0415
+
+    from secagg.integrations import _torch_per_example  # noqa: PLC0415
+
+    # Prepare
+    x, y = _tokens()
+    checked = torch_dp.clipped_gradient_sum(_Text(lookup), F.cross_entropy, x, y, 0.05)
+    monkeypatch.setattr(_torch_per_example, "checked_lookups", lambda torch: contextlib.nullcontext())
+    # Execute
+    unchecked = torch_dp.clipped_gradient_sum(_Text(lookup), F.cross_entropy, x, y, 0.05)
+    # Assert
+    assert checked.tobytes() == unchecked.tobytes()
