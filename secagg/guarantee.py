@@ -11,6 +11,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from secagg.errors import ConfigurationError
+
 __all__ = ["Guarantee"]
 
 
@@ -45,6 +47,14 @@ class Guarantee:
     completion_failure_bits: int = 0
     trusted: str = ""
     insecure: str = ""
+
+    def __post_init__(self) -> None:
+        # A negative count would print as a guarantee ("up to -1 colluding clients") while
+        # stating none: every caller computes its counts, so one below 0 is refused, not printed.
+        for name in ("colluders", "dropouts", "privacy_failure_bits", "completion_failure_bits"):
+            value = getattr(self, name)
+            if value < 0:
+                raise ConfigurationError(f"Guarantee: {name} must be >= 0, got {value}")
 
     def __str__(self) -> str:
         server = "a lying server" if self.lying_server else "an honest-but-curious server"

@@ -314,7 +314,9 @@ def threshold_guarantee(
     c is bounded three ways: t - 1 (fewer than t shares decrypt nothing), min_contributors - 2 (a
     sum of that many uploads still holds two honest ones) and 2t - l - 1 (the largest c with
     2t > l + c, so two disjoint groups of holders cannot both decrypt,
-    :func:`check_decryption_majority`); negative only for a key :class:`SessionParameters` refuses.
+    :func:`check_decryption_majority`), which a key with ``2t <= l`` cannot keep for any c >= 0:
+    ConfigurationError (as :class:`SessionParameters` refuses it; a :class:`~secagg.guarantee.Guarantee`
+    never states a negative c).
 
     d is bounded by the uploads (``num_clients - min_contributors``) and, for a threshold key, by who
     decrypts: ``min(num_clients, num_parties) - t``. A share holder decrypts only a sum that holds its
@@ -333,6 +335,7 @@ def threshold_guarantee(
             f"{min_contributors} uploads (min_contributors)"
         )
     if num_parties > 1:
+        check_decryption_majority(num_parties, threshold)
         if num_clients < threshold:
             raise ConfigurationError(
                 f"a Paillier session of {num_clients} hospitals never completes under a {threshold}-of-"

@@ -146,9 +146,12 @@ def test_computed_colluders_never_allow_two_disjoint_groups(parties: int, data: 
     # groups, each plus the c colluders must not reach t on both sides.
     threshold = data.draw(st.integers(2, parties))
     contributors = data.draw(st.integers(2, parties))
-    c = threshold_guarantee(parties, threshold, parties, contributors).colluders
     if 2 * threshold <= parties:
-        return  # refused (see test_a_key_whose_two_disjoint_groups_reach_t_is_refused)
+        # refused (see test_a_key_whose_two_disjoint_groups_reach_t_is_refused): it has no guarantee
+        with pytest.raises(ConfigurationError, match=r"need 2t > l \+ c"):
+            threshold_guarantee(parties, threshold, parties, contributors)
+        return
+    c = threshold_guarantee(parties, threshold, parties, contributors).colluders
     assert 0 <= c <= min(threshold - 1, contributors - 2)
     honest = parties - c
     assert not any(a + c >= threshold and honest - a + c >= threshold for a in range(1, honest + 1))
