@@ -50,6 +50,7 @@ _INTERRUPTED_AT = (
         ("benchmarks.prg_throughput", "parse_args", "prg_throughput"),
         ("benchmarks.dp_recipe_probe", "parse_args", "dp_recipe_probe"),
         ("benchmarks.dp_optimizer_probe", "parse_args", "dp_optimizer_probe"),
+        ("benchmarks.dp_release_probe", "parse_args", "dp_release_probe"),
         ("benchmarks.dp_schedule_probe", "parse_args", "dp_schedule_probe"),
         ("benchmarks.paillier_slots", "print", "paillier_slots"),
         ("benchmarks.paillier_decrypt", "parse_args", "paillier_decrypt"),
