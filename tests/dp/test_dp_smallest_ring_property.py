@@ -28,7 +28,7 @@ from secagg.errors import ConfigurationError
 from secagg.masking import ACTIVE, MaskingConfig
 from secagg.primitives.randomness import InsecureDeterministicRandom
 from secagg.primitives.signing import SigningKey
-from tests.masking.split_session import assert_honest_completes, assert_split_fails, split_session
+from tests.masking.split_session import assert_honest_completes, assert_split_fails, bound_config, split_session
 
 Case = tuple[DPConfig, int, int, int]
 """A DP configuration with its (n, d, samples)."""
@@ -91,14 +91,9 @@ def _bound_round(ring_bits: str) -> tuple[MaskingConfig, dict[int, SigningKey]]:
     )  # fmt: skip
     inner = aggregator.inner
     assert isinstance(inner, MaskingAggregator)
-    bound: list[MaskingConfig] = []
-    round_config = inner.round_config
-    inner.round_config = lambda *a, **k: bound.append(round_config(*a, **k)) or bound[-1]  # type: ignore[method-assign]
     updates = [ClientUpdate(i, np.random.default_rng(i).uniform(-0.1, 0.1, D), SAMPLES) for i in range(1, N + 1)]
-    aggregator.aggregate(updates, {}, rng=np.random.default_rng(0))
-    keys = inner.session_identities(tuple(range(1, N + 1)))[1]
-    assert len(bound) == 1 and keys is not None
-    return bound[0], keys
+    hospitals = tuple(range(1, N + 1))
+    return bound_config(inner, lambda: aggregator.aggregate(updates, {}, rng=np.random.default_rng(0)), hospitals)
 
 
 def test_a_hospital_that_sized_another_ring_is_refused_at_setup() -> None:

@@ -13,6 +13,7 @@ from fl_core.data import ClientData
 from fl_core.fedavg import FedAvgConfig, run_fedavg
 from secagg.masking import ACTIVE, MaskingConfig
 from secagg.primitives.randomness import InsecureDeterministicRandom
+from tests.masking.split_session import bound_config
 
 HOSPITALS = (1, 2, 3, 4, 5)
 
@@ -30,13 +31,9 @@ def bound_round(model: Any, config: FedAvgConfig) -> tuple[MaskingConfig, dict[i
         WeightedQuantizer.create(len(HOSPITALS), max_samples_per_client=64), mode=ACTIVE, clipping="fixed",
         run_id=7, random_bytes=InsecureDeterministicRandom(b"hospitals"),
     )  # fmt: skip
-    bound: list[MaskingConfig] = []
-    round_config = aggregator.round_config
-    aggregator.round_config = lambda *a, **k: bound.append(round_config(*a, **k)) or bound[-1]  # type: ignore[method-assign]
     rng = np.random.default_rng(1)
     features = model.num_features
     test_x, test_y = rng.normal(size=(8, features)), rng.integers(0, 2, 8)
-    run_fedavg(model, fedavg_clients(features), aggregator, test_x, test_y, config)
-    keys = aggregator.session_identities(HOSPITALS)[1]
-    assert len(bound) == 1 and keys is not None
-    return bound[0], keys
+    return bound_config(
+        aggregator, lambda: run_fedavg(model, fedavg_clients(features), aggregator, test_x, test_y, config), HOSPITALS
+    )

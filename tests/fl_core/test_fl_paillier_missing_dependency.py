@@ -26,16 +26,21 @@ BUILDS: dict[str, dict[str, Any]] = {
 }
 
 
-def _failing_import(monkeypatch: pytest.MonkeyPatch, missing: str) -> None:
-    """Importing fl_core.aggregators.paillier fails as it does when ``missing`` does not import."""
+def _raising_import(monkeypatch: pytest.MonkeyPatch, error: ImportError) -> None:
+    """Importing fl_core.aggregators.paillier raises ``error`` (as a dependency's loader does)."""
     real: Callable[..., ModuleType] = importlib.import_module
 
     def import_module(name: str, package: str | None = None) -> ModuleType:
         if name == "fl_core.aggregators.paillier":
-            raise ModuleNotFoundError(f"No module named {missing!r}", name=missing)
+            raise error
         return real(name, package)
 
     monkeypatch.setattr(importlib, "import_module", import_module)
+
+
+def _failing_import(monkeypatch: pytest.MonkeyPatch, missing: str) -> None:
+    """Importing fl_core.aggregators.paillier fails as it does when ``missing`` does not import."""
+    _raising_import(monkeypatch, ModuleNotFoundError(f"No module named {missing!r}", name=missing))
 
 
 @pytest.mark.parametrize("build", sorted(BUILDS))
@@ -78,18 +83,6 @@ def test_an_import_error_inside_the_library_is_not_passed_off_as_a_missing_depen
     # Execute / Verify: Python's own error, unchanged
     with pytest.raises(ModuleNotFoundError, match=r"secagg\.paillier\.nonexistent"):
         make_aggregator("paillier", num_clients=5)
-
-
-def _raising_import(monkeypatch: pytest.MonkeyPatch, error: ImportError) -> None:
-    """Importing fl_core.aggregators.paillier raises ``error`` (as a dependency's loader does)."""
-    real: Callable[..., ModuleType] = importlib.import_module
-
-    def import_module(name: str, package: str | None = None) -> ModuleType:
-        if name == "fl_core.aggregators.paillier":
-            raise error
-        return real(name, package)
-
-    monkeypatch.setattr(importlib, "import_module", import_module)
 
 
 BROKEN = {

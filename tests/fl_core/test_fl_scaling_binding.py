@@ -41,7 +41,7 @@ from fl_core.wrapping import innermost
 from secagg.errors import ConfigurationError
 from secagg.masking import ACTIVE, MaskingConfig
 from secagg.primitives.randomness import InsecureDeterministicRandom
-from tests.masking.split_session import assert_honest_completes, assert_split_fails, split_session
+from tests.masking.split_session import assert_honest_completes, assert_split_fails, bound_config, split_session
 
 HOSPITALS = (1, 2, 3, 4, 5)
 DATASET = "breast-cancer"
@@ -81,13 +81,9 @@ def _release_config(**settings: Any) -> tuple[MaskingConfig, dict[int, Any]]:
     )  # fmt: skip
     inner = aggregator.inner
     assert isinstance(inner, MaskingAggregator)
-    bound: list[MaskingConfig] = []
-    round_config = inner.round_config
-    inner.round_config = lambda *a, **k: bound.append(round_config(*a, **k)) or bound[-1]  # type: ignore[method-assign]
-    release_moments(DATASET, _clients(), aggregator, 0.2, np.random.default_rng(1))
-    keys = inner.session_identities(HOSPITALS)[1]
-    assert len(bound) == 1 and keys is not None
-    return bound[0], keys
+    return bound_config(
+        inner, lambda: release_moments(DATASET, _clients(), aggregator, 0.2, np.random.default_rng(1)), HOSPITALS
+    )
 
 
 def test_a_hospital_scaling_its_moments_with_other_public_ranges_is_refused(request: pytest.FixtureRequest) -> None:

@@ -42,6 +42,8 @@ from secagg.integrations import torch_dp  # noqa: E402
 from secagg.integrations.flower import make_paillier_mod, make_secagg_mod  # noqa: E402
 from tests.masking.binding_guard import assert_listed, parameter_names, split_cases  # noqa: E402
 
+from .torch_modules import torch_model  # noqa: E402
+
 HOSPITALS = (1, 2, 3, 4, 5)
 TARGET = 1
 """The hospital that holds the other value."""
@@ -78,16 +80,6 @@ FUNCTIONS: dict[str, Callable[..., Any]] = {
 Round = tuple[list[ClientUpdate], bytes, Any]
 
 
-def _torch_model(step: float = 0.0) -> Any:
-    """A module with buffers (BatchNorm's running statistics), its parameters moved by ``step``."""
-    torch.manual_seed(0)
-    model = torch.nn.Sequential(torch.nn.Linear(3, 2), torch.nn.BatchNorm1d(2))
-    with torch.no_grad():
-        for parameter in model.parameters():
-            parameter.add_(step)
-    return model
-
-
 def _keras_model(step: float = 0.0) -> Any:
     """Dense -> BatchNormalization (named ``norm``), every weight moved by ``step``."""
     keras.utils.set_random_seed(0)
@@ -97,10 +89,10 @@ def _keras_model(step: float = 0.0) -> Any:
 
 
 def _torch_buffers(other: bool) -> Round:
-    global_model = _torch_model()
+    global_model = torch_model()
     updates = [
         torch_adapter.hospital_update(
-            h, global_model, _torch_model(0.05 * h), num_samples=10, buffers=not (other and h == TARGET)
+            h, global_model, torch_model(0.05 * h), num_samples=10, buffers=not (other and h == TARGET)
         )
         for h in HOSPITALS
     ]

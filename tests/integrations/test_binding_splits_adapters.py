@@ -29,20 +29,12 @@ from fl_core.aggregators.base import ClientUpdate  # noqa: E402
 from secagg.integrations import keras as keras_adapter  # noqa: E402
 from secagg.integrations import torch as torch_adapter  # noqa: E402
 
+from .torch_modules import torch_model  # noqa: E402
+
 HOSPITALS = (1, 2, 3, 4, 5)
 TARGET = 1
 """The hospital that holds the other value."""
 AGGREGATORS = ("plain", "secagg")
-
-
-def torch_model(step: float = 0.0) -> Any:
-    """A model with buffers (BatchNorm's running statistics), its parameters moved by ``step``."""
-    torch.manual_seed(0)
-    model = torch.nn.Sequential(torch.nn.Linear(3, 2), torch.nn.BatchNorm1d(2))
-    with torch.no_grad():
-        for parameter in model.parameters():
-            parameter.add_(step)
-    return model
 
 
 def keras_model(step: float = 0.0) -> Any:

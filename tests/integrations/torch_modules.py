@@ -1,4 +1,5 @@
-"""Shared by the PyTorch adapter tests: small modules that hold state the adapter must refuse."""
+"""Shared by the PyTorch adapter tests: small modules that hold state the adapter must refuse, and the
+model with buffers the binding tests split ``buffers`` over."""
 
 from __future__ import annotations
 
@@ -21,3 +22,13 @@ class WithExtraState(torch.nn.Linear):  # type: ignore[misc]
 
     def set_extra_state(self, state: Any) -> None:
         self.threshold = state["threshold"]
+
+
+def torch_model(step: float = 0.0) -> Any:
+    """A model with buffers (BatchNorm's running statistics), its parameters moved by ``step``."""
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(3, 2), torch.nn.BatchNorm1d(2))
+    with torch.no_grad():
+        for parameter in model.parameters():
+            parameter.add_(step)
+    return model

@@ -12,7 +12,8 @@ either halts or completes with the exact ring sum of the others, never a wrong s
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -32,6 +33,9 @@ from secagg.masking import (
 )
 from secagg.primitives.randomness import InsecureDeterministicRandom
 from secagg.primitives.signing import SigningKey
+
+if TYPE_CHECKING:
+    from fl_core.aggregators.masking import MaskingAggregator
 
 MAX_GUARD_CLIENTS = 8
 TARGET = 1
@@ -169,3 +173,17 @@ def assert_honest_completes(base: MaskingConfig, **options: object) -> None:
     expected = base.ring.sum(list(outcome.inputs.values()), base.vector_length)
     assert outcome.aggregate is not None
     np.testing.assert_array_equal(outcome.aggregate, expected)
+
+
+def bound_config(
+    aggregator: MaskingAggregator, run_round: Callable[[], object], hospitals: Sequence[int]
+) -> tuple[MaskingConfig, dict[int, SigningKey]]:
+    """The one masking config an fl_core ``aggregator`` binds in the round ``run_round`` runs through
+    it, and the signing keys of ``hospitals`` (by session id): a real round's base for a split."""
+    bound: list[MaskingConfig] = []
+    round_config = aggregator.round_config
+    aggregator.round_config = lambda *a, **k: bound.append(round_config(*a, **k)) or bound[-1]  # type: ignore[method-assign]
+    run_round()
+    keys = aggregator.session_identities(hospitals)[1]
+    assert len(bound) == 1 and keys is not None
+    return bound[0], keys
