@@ -33,6 +33,7 @@ import numpy as np
 from fl_core.aggregators.base import Aggregator, ClientUpdate
 from fl_core.models import FloatArray, IntArray
 from secagg._install import install_hint
+from secagg._validate import require_rng
 from secagg.errors import ConfigurationError
 
 __all__ = [
@@ -151,7 +152,11 @@ def load_dataset(name: str) -> tuple[FloatArray, IntArray]:
 
 
 def train_test_split(labels: IntArray, test_fraction: float, rng: np.random.Generator) -> tuple[IntArray, IntArray]:
-    """Stratified split of row indices: ``test_fraction`` of every class goes to the test set."""
+    """Stratified split of row indices: ``test_fraction`` of every class goes to the test set.
+
+    ``rng`` is a ``numpy.random.Generator`` (ConfigurationTypeError otherwise, a legacy
+    ``RandomState`` too), as every ``rng`` of the library (the same for the partitions below)."""
+    require_rng("rng", rng)
     if not 0.0 < test_fraction < 1.0:
         raise ConfigurationError(f"test_fraction must be in (0, 1), got {test_fraction}")
     test_parts = []
@@ -165,6 +170,7 @@ def train_test_split(labels: IntArray, test_fraction: float, rng: np.random.Gene
 
 def partition_iid(num_rows: int, num_hospitals: int, rng: np.random.Generator) -> list[IntArray]:
     """Rows ``0..num_rows-1`` shuffled and dealt into ``num_hospitals`` near-equal parts."""
+    require_rng("rng", rng)
     if not 1 <= num_hospitals <= num_rows:
         raise ConfigurationError(f"cannot split {num_rows} rows across {num_hospitals} hospitals")
     return [np.sort(part) for part in np.array_split(rng.permutation(num_rows), num_hospitals)]
@@ -179,6 +185,7 @@ def partition_dirichlet(
     practice; a hospital with a handful of rows has nothing to train on).
     Raises ConfigurationError if that is impossible or keeps failing.
     """
+    require_rng("rng", rng)
     if not (np.isfinite(alpha) and alpha > 0):
         raise ConfigurationError(f"Dirichlet alpha must be positive, got {alpha}")
     if num_hospitals < 1 or num_hospitals * min_rows > labels.shape[0]:
@@ -306,8 +313,10 @@ def make_federation(
 
     ``partition`` is ``"iid"`` or ``"dirichlet"`` (label skew with ``alpha``).
     Hospital ids are ``1..num_hospitals``. Features are raw: standardise them
-    with :meth:`Federation.standardised` (e.g. by :func:`federated_standardiser`).
+    with :meth:`Federation.standardised` (e.g. by :func:`federated_standardiser`). An ``rng`` that
+    is no ``numpy.random.Generator`` is refused (ConfigurationTypeError) before the data are loaded.
     """
+    require_rng("rng", rng)
     if partition not in ("iid", "dirichlet"):
         raise ConfigurationError(f"partition must be 'iid' or 'dirichlet', got {partition!r}")
     features, labels = load_dataset(name)

@@ -51,7 +51,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from secagg._validate import require_finite, require_int, require_mapping
+from secagg._validate import require_finite, require_int, require_mapping, require_rng
 from secagg.dp.poisson import poisson_mask
 from secagg.dp.sampler import MAX_SAMPLES
 from secagg.errors import ConfigurationError, SecAggError
@@ -308,7 +308,9 @@ def run_dp_round(
     (right only when every hospital is in the sum). A learning rate that is not finite, a
     denominator that is not a positive finite number, or a declared size of 0 for a hospital of the
     round, is refused (ConfigurationError) before any contribution is computed and before the round
-    is charged; so are ``hospitals`` that are not a list of ``(id, inputs, targets)`` triples and a
+    is charged; so are an ``rng`` that is no ``numpy.random.Generator`` (a legacy ``RandomState``:
+    ConfigurationTypeError, as at every ``rng``), ``hospitals`` that are not a list of
+    ``(id, inputs, targets)`` triples and a
     ``loss_fn`` that is not callable (ConfigurationTypeError), and a ``model`` with a layer
     per-sample gradients cannot go through (BatchNorm, an InstanceNorm tracking running statistics
     or a dropout of p > 0, in training mode; an RReLU: ConfigurationError naming it), a ``model`` on
@@ -344,6 +346,7 @@ def run_dp_round(
 
     if not isinstance(aggregator, DPAggregator):
         raise ConfigurationError("run_dp_round needs a DP aggregator: make_aggregator(name, dp=..., dimension=...)")
+    require_rng("rng", rng)  # the aggregator's check, made before any sample or gradient is computed
     check_step(learning_rate, denominator, declared_sizes)
     hospitals = hospital_triples(hospitals)
     require_loss(loss_fn)  # the caller's own: not callable, every hospital would be withheld alike

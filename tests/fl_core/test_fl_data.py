@@ -7,6 +7,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from fl_core import data
 from fl_core.aggregators import make_aggregator
 from fl_core.data import (
     ClientData,
@@ -20,7 +21,7 @@ from fl_core.data import (
     partition_iid,
     train_test_split,
 )
-from secagg.errors import ConfigurationError
+from secagg.errors import ConfigurationError, ConfigurationTypeError
 
 
 def label_skew(labels: np.ndarray, parts: list[np.ndarray]) -> float:
@@ -157,3 +158,43 @@ def test_bundled_datasets_load_and_split() -> None:
 def test_moments_quantization_stays_within_float64_precision() -> None:
     options = moments_quantization(1, feature_bound=1.0, max_samples_per_client=1)
     assert options["bits"] == 53
+
+
+NOT_GENERATORS = {
+    "legacy RandomState": lambda: np.random.RandomState(0),
+    "random.Random": lambda: __import__("random").Random(0),
+}
+SPLITS = {
+    "train_test_split": lambda rng: train_test_split(np.arange(100) % 2, 0.2, rng),
+    "partition_iid": lambda rng: partition_iid(100, 4, rng),
+    "partition_dirichlet": lambda rng: partition_dirichlet(np.arange(100) % 2, 4, 0.5, rng),
+}
+NO_GENERATOR = r"^rng must be a numpy\.random\.Generator \(numpy\.random\.default_rng\(\)\), got "
+
+
+@pytest.mark.parametrize("rng", list(NOT_GENERATORS))
+@pytest.mark.parametrize("split", list(SPLITS))
+def test_a_split_refuses_an_rng_that_is_no_generator_as_every_rng_is_refused(split: str, rng: str) -> None:
+    # A legacy RandomState was taken here while every other rng of the library refuses it
+    with pytest.raises(ConfigurationTypeError, match=NO_GENERATOR):
+        SPLITS[split](NOT_GENERATORS[rng]())
+
+
+@pytest.mark.parametrize("rng", list(NOT_GENERATORS))
+def test_make_federation_refuses_an_rng_that_is_no_generator_before_loading_the_data(
+    rng: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Prepare: record every dataset load
+    loaded: list[str] = []
+    monkeypatch.setattr(data, "load_dataset", lambda name: loaded.append(name) or load_dataset(name))
+    # Execute / Assert: the shared check's error, before the data set is loaded
+    with pytest.raises(ConfigurationTypeError, match=NO_GENERATOR):
+        make_federation("breast-cancer", 3, partition="iid", rng=NOT_GENERATORS[rng]())
+    assert loaded == []
+
+
+def test_a_split_takes_a_generator() -> None:
+    # The control: the same calls with a Generator split every row
+    for split in SPLITS.values():
+        parts = split(np.random.default_rng(0))
+        assert sum(part.size for part in parts) == 100

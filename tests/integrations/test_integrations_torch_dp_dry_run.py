@@ -150,6 +150,31 @@ def test_a_loss_that_returns_no_scalar_anywhere_still_ends_the_round_before_any_
     assert aggregator.spent()[0] == 0.0 and torch.equal(model.w.detach(), before)
 
 
+def test_an_empty_batch_contributes_zeros_without_running_the_model_or_the_loss() -> None:
+    """Pins the documented behaviour (docs/privacy.md): an empty batch's exact clipped sum is the
+    zero vector, computed without the model or the loss (no forward pass on made-up data), so a loss
+    that returns no scalar is found only at a non-empty batch, where it is refused."""
+    # Prepare: a loss returning one value per example, recording its calls; a model counting its forward passes
+    calls: list[int] = []
+    forwards: list[int] = []
+    model = _Doubled(False)
+    model.register_forward_hook(lambda module, args, output: forwards.append(1))
+    inputs, targets = five_hospitals()[0][1:]
+
+    def per_example(output: Any, target: Any) -> Any:
+        calls.append(1)
+        return F.cross_entropy(output, target, reduction="none")
+
+    # Execute: an empty batch
+    total = torch_dp.clipped_gradient_sum(model, per_example, inputs[:0], targets[:0], 1.0)
+    # Assert: zeros of the model's size, neither the model nor the loss ran
+    assert total.shape == (15,) and not total.any()
+    assert calls == [] and forwards == []
+    # The same loss on a non-empty batch is refused, naming what it returned
+    with pytest.raises(ConfigurationError, match=r"loss_fn returned a tensor of shape \(1,\)"):
+        torch_dp.clipped_gradient_sum(model, per_example, inputs, targets, 1.0)
+
+
 def test_a_computation_that_succeeds_runs_the_forward_hooks_once_and_no_dry_run() -> None:
     """Before: the dry run ran the model once more on copies of the first example, the parameters
     and the buffers, before the per-sample computation: its forward hooks ran twice per hospital

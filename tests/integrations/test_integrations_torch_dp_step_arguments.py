@@ -6,6 +6,10 @@ NaN or string learning rate, or a zero or negative denominator, was refused afte
 had drawn the noise and charged the round to the budget (a zero denominator as a raw
 ZeroDivisionError): the caller's typo spent a round's epsilon and left the model unchanged. They are
 now refused with a ConfigurationError before any hospital's contribution is computed.
+
+So is an ``rng`` that is no ``numpy.random.Generator`` (a legacy ``RandomState``): it was refused
+only by the aggregator, after every hospital's Poisson sample and per-example gradients had been
+computed; it is now refused first, by the check every other ``rng`` goes through.
 """
 
 from __future__ import annotations
@@ -17,7 +21,7 @@ import pytest
 
 from fl_core.aggregators import make_aggregator
 from secagg.dp import DPConfig
-from secagg.errors import ConfigurationError
+from secagg.errors import ConfigurationError, ConfigurationTypeError
 
 torch = pytest.importorskip("torch")
 torch_dp = pytest.importorskip("secagg.integrations.torch_dp")
@@ -29,18 +33,23 @@ def _aggregator() -> Any:
     return make_aggregator("plain-quantized", num_clients=3, dp=DP, dimension=10, max_samples_per_client=64)
 
 
-def _round(aggregator: Any, **step: Any) -> Any:
+def _round(aggregator: Any, rng: Any = None, **step: Any) -> Any:
     """A three-hospital DP round of a Linear(4, 2) through ``aggregator`` with the step arguments
-    ``step``; returns the model."""
+    ``step`` and ``rng`` (a seeded Generator if None); returns the model."""
     torch.manual_seed(0)
     model = torch.nn.Linear(4, 2).double()
-    rng = np.random.default_rng(0)
+    data = np.random.default_rng(0)
     hospitals = [
-        (h, torch.from_numpy(rng.normal(size=(20, 4))), torch.from_numpy(rng.integers(0, 2, size=20)))
+        (h, torch.from_numpy(data.normal(size=(20, 4))), torch.from_numpy(data.integers(0, 2, size=20)))
         for h in (1, 2, 3)
     ]
     torch_dp.run_dp_round(
-        model, hospitals, torch.nn.functional.cross_entropy, aggregator, rng=np.random.default_rng(1), **step
+        model,
+        hospitals,
+        torch.nn.functional.cross_entropy,
+        aggregator,
+        rng=np.random.default_rng(1) if rng is None else rng,
+        **step,
     )
     return model
 
@@ -70,6 +79,33 @@ def test_a_step_that_cannot_be_taken_is_refused_before_the_round_is_charged(case
         _round(aggregator, **BAD_STEPS[case])
     assert computed == []
     assert aggregator.spent() == _aggregator().spent()  # as before any round
+
+
+BAD_RNGS = {
+    "legacy RandomState": lambda: np.random.RandomState(1),
+    "a bit generator": lambda: np.random.PCG64(1),
+    "the random module": lambda: __import__("random"),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD_RNGS))
+def test_an_rng_that_is_no_generator_is_refused_before_any_contribution_is_computed(
+    case: str, monkeypatch: Any
+) -> None:
+    # Prepare: record every contribution computed and every Poisson sample drawn
+    computed: list[object] = []
+    original = torch_dp.clipped_gradient_sum
+    monkeypatch.setattr(torch_dp, "clipped_gradient_sum", lambda *a: computed.append(a) or original(*a))
+    sampled: list[object] = []
+    original_mask = torch_dp.poisson_mask
+    monkeypatch.setattr(torch_dp, "poisson_mask", lambda *a, **k: sampled.append(a) or original_mask(*a, **k))
+    aggregator = _aggregator()
+    # Execute / Assert: the shared check's error and wording, nothing computed or sampled, nothing charged
+    with pytest.raises(ConfigurationTypeError, match=r"^rng must be a numpy\.random\.Generator"):
+        _round(aggregator, BAD_RNGS[case](), learning_rate=0.1, denominator=10.0)
+    assert computed == []
+    assert sampled == []
+    assert aggregator.spent() == _aggregator().spent()
 
 
 def test_a_step_that_can_be_taken_is_charged_and_taken() -> None:
