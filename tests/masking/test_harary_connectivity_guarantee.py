@@ -58,3 +58,22 @@ def test_a_record_a_server_proposes_with_a_sparser_graph_is_refused() -> None:
     assert MaskingConfig.from_record(record) == _config(DERIVED.degree)
     with pytest.raises(ConfigurationError, match="disconnect"):
         MaskingConfig.from_record(dataclasses.replace(record, degree=DERIVED.degree - 2))
+
+
+@pytest.mark.parametrize(("corrupt", "accepted"), [(0.0, True), (0.05, False)])
+def test_the_declared_colluders_count_among_the_bad_nodes(corrupt: float, accepted: bool) -> None:
+    # n = 101, 10% dropouts, degree 14, t = 6 (every threshold rule met): with no colluders declared
+    # B = 10 < 14 bad nodes cannot cut the graph; with 5% (floor(5.05) = 5 more, B = 15) the term is
+    # 2^-39.5, not below 2^-41 (the derivation picks 16 there), so the same degree is refused
+    def build() -> MaskingConfig:
+        return MaskingConfig(
+            num_clients=101, threshold=6, vector_length=1, graph=HARARY, degree=14, mode=SEMI_HONEST,
+            corrupt_fraction=corrupt, dropout_fraction=0.1,
+        )  # fmt: skip
+
+    assert derive_secagg_plus(101, 0.05, 0.1, active=False).degree == 16
+    if accepted:
+        assert build().guarantee.colluders == 0
+    else:
+        with pytest.raises(ConfigurationError, match=r"degree 14 .*15 bad clients.*2\^-39\.5"):
+            build()
