@@ -158,6 +158,17 @@ def generate_config() -> Json:
         **{**base, "numClients": 200, "graph": "harary", "degree": 14, "threshold": 2, "dropoutFraction": 0.1},
         error="ConfigurationError",
     ))
+    # The declared colluders count among the bad nodes (B = floor(gamma n) + floor(delta n)): last again.
+    add_valid("SecAgg+, n = 101, no colluders, 10% dropouts, degree 14 (B = 10 bad nodes < k: no cut)", ["Harary"],
+              MaskingConfig(num_clients=101, threshold=6, vector_length=8, graph="harary", degree=14,
+                            dropout_fraction=0.1, mode="semi-honest"))
+    tests.append(test_case(
+        "Harary degree 14 for n = 101 with 5% colluders and 10% dropouts (B = 15: 2^-39.5, not below 2^-41)",
+        ["BadParameter"], "invalid",
+        **{**base, "numClients": 101, "graph": "harary", "degree": 14, "threshold": 6, "corruptFraction": 0.05,
+           "dropoutFraction": 0.1},
+        error="ConfigurationError",
+    ))
     return vector_file(
         algorithm="secagg-masking-config",
         schema="masking_config_test_schema.json",

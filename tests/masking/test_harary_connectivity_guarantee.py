@@ -22,7 +22,13 @@ import pytest
 
 from secagg.errors import ConfigurationError
 from secagg.masking import HARARY, SEMI_HONEST, MaskingConfig
-from secagg.masking.parameters import SECURITY_PARAMETER, derive_secagg_plus
+from secagg.masking.parameters import (
+    CONNECTIVITY_LOG_BOUND,
+    SECURITY_PARAMETER,
+    derive_secagg_plus,
+    disconnection_log_probability,
+    planned_dropouts,
+)
 
 N, GAMMA, DELTA = 200, 0.0, 0.1
 DERIVED = derive_secagg_plus(N, GAMMA, DELTA, active=False)
@@ -58,3 +64,39 @@ def test_a_record_a_server_proposes_with_a_sparser_graph_is_refused() -> None:
     assert MaskingConfig.from_record(record) == _config(DERIVED.degree)
     with pytest.raises(ConfigurationError, match="disconnect"):
         MaskingConfig.from_record(dataclasses.replace(record, degree=DERIVED.degree - 2))
+
+
+@pytest.mark.parametrize(("corrupt", "accepted"), [(0.0, True), (0.05, False)])
+def test_the_declared_colluders_count_among_the_bad_nodes(corrupt: float, accepted: bool) -> None:
+    # n = 101, 10% dropouts, degree 14, t = 6 (every threshold rule met): with no colluders declared
+    # B = 10 < 14 bad nodes cannot cut the graph; with 5% (floor(5.05) = 5 more, B = 15) the term is
+    # 2^-39.5, not below 2^-41 (the derivation picks 16 there), so the same degree is refused
+    def build() -> MaskingConfig:
+        return MaskingConfig(
+            num_clients=101, threshold=6, vector_length=1, graph=HARARY, degree=14, mode=SEMI_HONEST,
+            corrupt_fraction=corrupt, dropout_fraction=0.1,
+        )  # fmt: skip
+
+    assert derive_secagg_plus(101, 0.05, 0.1, active=False).degree == 16
+    if accepted:
+        assert build().guarantee.colluders == 0
+    else:
+        with pytest.raises(ConfigurationError, match=r"degree 14 .*15 bad clients.*2\^-39\.5"):
+            build()
+
+
+def test_the_derived_degrees_term_lies_far_below_the_bound_a_node_checks() -> None:
+    # A node applies the rule to the degree a server derived, possibly with another lgamma (spec 12.6:
+    # CPython's differs from glibc's by up to 3 ulp). Spec 12.6 states the margin for gamma = 0.05 and
+    # the default dropouts: at least 0.055 in ln, n = 3..2000; its smallest, 0.0552, is at n = 80
+    # (semi-honest, k = 30), included here with a sample of larger n in both modes
+    margins = {}
+    for n in (80, 101, 150, 400):
+        for active in (False, True):
+            dropout = min(planned_dropouts(n), n - 1) / n
+            params = derive_secagg_plus(n, 0.05, dropout, active=active)
+            if not params.complete:
+                log_p = disconnection_log_probability(n, params.degree, 0.05, dropout)
+                margins[n, active] = CONNECTIVITY_LOG_BOUND - log_p
+    assert min(margins.values()) >= 0.055
+    assert min(margins, key=margins.__getitem__) == (80, False) and margins[80, False] < 0.056

@@ -36,3 +36,19 @@ def test_flower_states_no_guarantee_for_a_round_below_min_contributors() -> None
     assert options.guarantee(5).dropouts == 0
     with pytest.raises(ConfigurationError, match="never"):
         options.guarantee(4)
+
+
+@pytest.mark.parametrize("colluders", [None, 2])
+def test_flower_options_refuse_min_contributors_above_the_key_s_shares(colluders: int | None) -> None:
+    # Every node holds one share, so no round has more nodes than the key has shares: min_contributors
+    # above them means every round is skipped. At the bound (5 of 5 shares) the options are taken; one
+    # past it they are refused when made, whether or not the colluders are named (the named opt-in
+    # skipped the default checks that happened to catch it)
+    pytest.importorskip("flwr")
+    from secagg.integrations.flower import PaillierOptions  # noqa: PLC0415 (optional extra)
+    from tests.integrations.paillier_keys import material  # noqa: PLC0415 (a 2048-bit test key)
+
+    public = material(5, 4).public
+    assert PaillierOptions(public_key=public, min_contributors=5, colluders=colluders).fewest_nodes == 5
+    with pytest.raises(ConfigurationError, match="min_contributors 6 is above the key's 5 shares"):
+        PaillierOptions(public_key=public, min_contributors=6, colluders=colluders)

@@ -153,6 +153,7 @@ class PaillierOptions:
                 f"{colluders} colluding share holders; need t >= {colluders + 1}"
             )
         check_decryption_majority(self.public_key.num_parties, self.public_key.threshold, colluders)
+        self._check_contributors_fit()
         if self.colluders is None:
             self._check_default_threshold()
             self._check_default_colluders()
@@ -165,6 +166,18 @@ class PaillierOptions:
                 f"give max_nodes <= {self.public_key.num_parties}, or deal a key with more shares"
             )
         self.layout(self.max_nodes or self.fewest_nodes)  # overflow and packing checks
+
+    def _check_contributors_fit(self) -> None:
+        """ConfigurationError if ``min_contributors`` exceeds the key's shares: every node holds its own
+        share, so no round has that many nodes and every round would be skipped (refused whether or not
+        ``colluders`` is named, which skips the default checks)."""
+        parties = self.public_key.num_parties
+        if self.contributors > parties:
+            raise ConfigurationError(
+                f"min_contributors {self.contributors} is above the key's {parties} shares: every node holds its "
+                f"own share, so no round has that many nodes and every round would be skipped; give "
+                f"min_contributors <= {parties}"
+            )
 
     def _check_default_threshold(self) -> None:
         """ConfigurationError if the key's threshold is below the library's default for its shares,
