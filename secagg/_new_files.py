@@ -14,6 +14,7 @@ import os
 from typing import BinaryIO
 
 from secagg import _files
+from secagg._file_kinds import _shown
 from secagg.errors import ConfigurationError
 
 __all__ = ["write_new_file"]
@@ -60,7 +61,7 @@ def write_new_file(path: str | os.PathLike[str], what: str, data: bytes, *, mode
     be removed (a second name of the secret) fails the write (ConfigurationError naming it: delete it).
     """
     path = _files._checked_path(path, what)
-    name, text = _files._shown(path), os.fspath(path)
+    name, text = _shown(path), os.fspath(path)
     folder = os.path.dirname(text) or os.curdir
     try:
         if os.path.lexists(text):
@@ -71,7 +72,7 @@ def write_new_file(path: str | os.PathLike[str], what: str, data: bytes, *, mode
     except ConfigurationError:
         raise
     except (OSError, ValueError) as exc:  # ValueError: a path holding a NUL byte
-        missing = f" (its folder {_files._shown(folder)} does not exist)" if isinstance(exc, FileNotFoundError) else ""
+        missing = f" (its folder {_shown(folder)} does not exist)" if isinstance(exc, FileNotFoundError) else ""
         raise ConfigurationError(f"cannot create {name}: {getattr(exc, 'strerror', None) or exc}{missing}") from exc
     created = [temporary]
     try:
@@ -121,7 +122,7 @@ def _refusal(exc: ConfigurationError | OSError, name: str, left: list[str]) -> C
     """The ConfigurationError for ``exc``, naming what could not be removed (``left``)."""
     note = ""
     if left:
-        shown = ", ".join(_files._shown(leftover) for leftover in left)
+        shown = ", ".join(_shown(leftover) for leftover in left)
         note = f"; {shown}, written by this call, could not be removed (a copy of the secret): delete it"
     if isinstance(exc, ConfigurationError):
         return ConfigurationError(f"{exc}{note}")
