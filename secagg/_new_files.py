@@ -81,18 +81,7 @@ def write_new_file(path: str | os.PathLike[str], what: str, data: bytes, *, mode
             # one another user made since, theirs, gets no key.
             _files.check_folders(temporary, what, shown=name)
             _write_synced(handle, descriptor, data, mode)
-        try:
-            os.link(temporary, text)  # fails if anything took the name meanwhile
-        except OSError as exc:
-            if isinstance(exc, FileExistsError) or exc.errno not in _NO_HARD_LINKS:
-                raise
-            # A file system without hard links: the file is created at its name (O_EXCL), then written.
-            descriptor = os.open(text, _NEW_FILE_FLAGS, mode)
-            created.append(text)
-            with os.fdopen(descriptor, "wb") as handle:
-                _write_synced(handle, descriptor, data, mode)
-        else:
-            created.append(text)
+        _link_or_create(temporary, text, data, mode, created)
         os.unlink(temporary)  # never left as a second name of the secret: its failure fails the write
         created.remove(temporary)
     except BaseException as exc:  # a full disk, an I/O error, an interrupt: no partial file is left behind
@@ -103,6 +92,25 @@ def write_new_file(path: str | os.PathLike[str], what: str, data: bytes, *, mode
             raise _refusal(exc, name, left) from (None if isinstance(exc, FileExistsError) else exc)
         raise
     _files.sync_folder(folder)  # the new name durable too
+
+
+def _link_or_create(temporary: str, path: str, data: bytes, mode: int, created: list[str]) -> None:
+    """Give the synced temporary file holding ``data`` the name ``path``: hard-linked (FileExistsError if
+    anything took the name meanwhile) or, on a file system without hard links (link() fails with one of
+    ``_NO_HARD_LINKS``), created at ``path`` (``O_EXCL``, never through a link), then written and synced.
+    ``path`` is appended to ``created`` once it exists (the answer journal's writer passes a list it
+    never removes from)."""
+    try:
+        os.link(temporary, path)
+    except OSError as exc:
+        if isinstance(exc, FileExistsError) or exc.errno not in _NO_HARD_LINKS:
+            raise
+        descriptor = os.open(path, _NEW_FILE_FLAGS, mode)
+        created.append(path)
+        with os.fdopen(descriptor, "wb") as handle:
+            _write_synced(handle, descriptor, data, mode)
+    else:
+        created.append(path)
 
 
 def _remove(created: list[str]) -> list[str]:

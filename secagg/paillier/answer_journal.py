@@ -35,7 +35,7 @@ import stat
 
 from secagg import _files
 from secagg._file_kinds import _shown
-from secagg._new_files import _NEW_FILE_FLAGS, _NO_HARD_LINKS
+from secagg._new_files import _link_or_create, _write_synced
 from secagg._validate import require_bytes, require_int
 from secagg.errors import ConfigurationError, ConfigurationTypeError, DecodeError, ReplayError
 from secagg.paillier.messages import DIGEST_SIZE, SESSION_ID_SIZE
@@ -192,33 +192,13 @@ def _write_entry(path: str, data: bytes) -> None:
         raise FileExistsError(errno.EEXIST, "exists", path)
     descriptor, temporary = _files._new_temporary(os.path.dirname(path), os.path.basename(path), _MODE)
     try:
-        try:
+        with os.fdopen(descriptor, "wb") as handle:
             _files.check_folders(temporary, _WHAT, shown=_shown(path))
-            _write_synced(descriptor, data)
-        finally:
-            os.close(descriptor)
-        try:
-            os.link(temporary, path)  # FileExistsError if anything took the name meanwhile
-        except OSError as exc:
-            if isinstance(exc, FileExistsError) or exc.errno not in _NO_HARD_LINKS:
-                raise
-            descriptor = os.open(path, _NEW_FILE_FLAGS, _MODE)  # no hard links: created, then written
-            try:
-                _write_synced(descriptor, data)
-            finally:
-                os.close(descriptor)
+            _write_synced(handle, descriptor, data, _MODE)  # exactly 0600 whatever the umask
+        _link_or_create(temporary, path, data, _MODE, [])  # the entry, once named, is never removed
     finally:
         with contextlib.suppress(OSError):
             os.unlink(temporary)
-
-
-def _write_synced(descriptor: int, data: bytes) -> None:
-    if hasattr(os, "fchmod"):  # exactly 0600 whatever the umask (not on Windows before Python 3.13)
-        os.fchmod(descriptor, _MODE)
-    view = memoryview(data)
-    while view:
-        view = view[os.write(descriptor, view) :]
-    os.fsync(descriptor)
 
 
 def _checked(session_id: bytes, party: int) -> tuple[bytes, int]:
