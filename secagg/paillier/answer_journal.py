@@ -143,10 +143,9 @@ class AnswerJournal:
         ConfigurationError if the entry cannot be written and synced (the answer must not leave)."""
         session_id, party = _checked(session_id, party)
         digest = require_bytes("digest", digest, DIGEST_SIZE)
-        recorded = self.answered(session_id, party)
+        recorded = self.answered(session_id, party)  # None only after the folder checks passed
         if recorded is None:
             path = self.path(session_id, party)
-            self._check_folder()
             try:
                 _write_entry(path, _entry(session_id, party, digest))
                 recorded = digest
