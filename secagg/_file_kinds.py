@@ -138,6 +138,8 @@ def _looping_folder(path: Path) -> Path | None:
 
 
 def _shown(path: str | os.PathLike[str]) -> str:
+    """``path`` for an error message (a NUL byte, which no system call accepts, made visible); also
+    :mod:`secagg._files`' (which imports this module)."""
     return os.fsdecode(path).replace("\0", "\\0")
 
 

@@ -41,7 +41,7 @@ import secrets
 import stat
 import tempfile
 
-from secagg._file_kinds import SecretFileLinkWarning, not_a_file, unopenable, warn_second_names
+from secagg._file_kinds import SecretFileLinkWarning, _shown, not_a_file, unopenable, warn_second_names
 from secagg.errors import ConfigurationError, ConfigurationTypeError, SecAggError
 
 __all__ = [
@@ -110,11 +110,6 @@ def _checked_path(path: object, what: str) -> str | os.PathLike[str]:
             raise ConfigurationError(f"no {what} given (an empty path): set the path of the {what}")
         return path
     raise ConfigurationTypeError(f"the {what}'s path must be a str or os.PathLike file path, got {type(path).__name__}")
-
-
-def _shown(path: str | os.PathLike[str]) -> str:
-    """``path`` for an error message (a NUL byte, which no system call accepts, made visible)."""
-    return os.fsdecode(path).replace("\0", "\\0")
 
 
 def _check_opened(

@@ -14,6 +14,7 @@ import os
 from typing import BinaryIO
 
 from secagg import _files
+from secagg._file_kinds import _shown
 from secagg.errors import ConfigurationError
 
 __all__ = ["write_new_file"]
@@ -60,7 +61,7 @@ def write_new_file(path: str | os.PathLike[str], what: str, data: bytes, *, mode
     be removed (a second name of the secret) fails the write (ConfigurationError naming it: delete it).
     """
     path = _files._checked_path(path, what)
-    name, text = _files._shown(path), os.fspath(path)
+    name, text = _shown(path), os.fspath(path)
     folder = os.path.dirname(text) or os.curdir
     try:
         if os.path.lexists(text):
@@ -71,7 +72,7 @@ def write_new_file(path: str | os.PathLike[str], what: str, data: bytes, *, mode
     except ConfigurationError:
         raise
     except (OSError, ValueError) as exc:  # ValueError: a path holding a NUL byte
-        missing = f" (its folder {_files._shown(folder)} does not exist)" if isinstance(exc, FileNotFoundError) else ""
+        missing = f" (its folder {_shown(folder)} does not exist)" if isinstance(exc, FileNotFoundError) else ""
         raise ConfigurationError(f"cannot create {name}: {getattr(exc, 'strerror', None) or exc}{missing}") from exc
     created = [temporary]
     try:
@@ -80,18 +81,7 @@ def write_new_file(path: str | os.PathLike[str], what: str, data: bytes, *, mode
             # one another user made since, theirs, gets no key.
             _files.check_folders(temporary, what, shown=name)
             _write_synced(handle, descriptor, data, mode)
-        try:
-            os.link(temporary, text)  # fails if anything took the name meanwhile
-        except OSError as exc:
-            if isinstance(exc, FileExistsError) or exc.errno not in _NO_HARD_LINKS:
-                raise
-            # A file system without hard links: the file is created at its name (O_EXCL), then written.
-            descriptor = os.open(text, _NEW_FILE_FLAGS, mode)
-            created.append(text)
-            with os.fdopen(descriptor, "wb") as handle:
-                _write_synced(handle, descriptor, data, mode)
-        else:
-            created.append(text)
+        _link_or_create(temporary, text, data, mode, created)
         os.unlink(temporary)  # never left as a second name of the secret: its failure fails the write
         created.remove(temporary)
     except BaseException as exc:  # a full disk, an I/O error, an interrupt: no partial file is left behind
@@ -102,6 +92,25 @@ def write_new_file(path: str | os.PathLike[str], what: str, data: bytes, *, mode
             raise _refusal(exc, name, left) from (None if isinstance(exc, FileExistsError) else exc)
         raise
     _files.sync_folder(folder)  # the new name durable too
+
+
+def _link_or_create(temporary: str, path: str, data: bytes, mode: int, created: list[str]) -> None:
+    """Give the synced temporary file holding ``data`` the name ``path``: hard-linked (FileExistsError if
+    anything took the name meanwhile) or, on a file system without hard links (link() fails with one of
+    ``_NO_HARD_LINKS``), created at ``path`` (``O_EXCL``, never through a link), then written and synced.
+    ``path`` is appended to ``created`` once it exists (the answer journal's writer passes a list it
+    never removes from)."""
+    try:
+        os.link(temporary, path)
+    except OSError as exc:
+        if isinstance(exc, FileExistsError) or exc.errno not in _NO_HARD_LINKS:
+            raise
+        descriptor = os.open(path, _NEW_FILE_FLAGS, mode)
+        created.append(path)
+        with os.fdopen(descriptor, "wb") as handle:
+            _write_synced(handle, descriptor, data, mode)
+    else:
+        created.append(path)
 
 
 def _remove(created: list[str]) -> list[str]:
@@ -121,7 +130,7 @@ def _refusal(exc: ConfigurationError | OSError, name: str, left: list[str]) -> C
     """The ConfigurationError for ``exc``, naming what could not be removed (``left``)."""
     note = ""
     if left:
-        shown = ", ".join(_files._shown(leftover) for leftover in left)
+        shown = ", ".join(_shown(leftover) for leftover in left)
         note = f"; {shown}, written by this call, could not be removed (a copy of the secret): delete it"
     if isinstance(exc, ConfigurationError):
         return ConfigurationError(f"{exc}{note}")

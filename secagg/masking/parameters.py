@@ -152,8 +152,7 @@ def disconnection_log_probability(
     n, k = num_clients, degree
     if k >= n - 1:
         return -math.inf
-    bad = math.floor((corrupt_fraction + _SMALL) * n) + math.floor((dropout_fraction + _SMALL) * n)
-    return _disconnection_log_probability(n, k, bad)
+    return _disconnection_log_probability(n, k, dropout_count(n, corrupt_fraction) + dropout_count(n, dropout_fraction))
 
 
 def _threshold_for(num_clients: int, degree: int, corrupt: float, dropout: float, active: bool) -> int | None:

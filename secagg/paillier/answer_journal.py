@@ -34,7 +34,8 @@ import os
 import stat
 
 from secagg import _files
-from secagg._new_files import _NEW_FILE_FLAGS, _NO_HARD_LINKS
+from secagg._file_kinds import _shown
+from secagg._new_files import _link_or_create, _write_synced
 from secagg._validate import require_bytes, require_int
 from secagg.errors import ConfigurationError, ConfigurationTypeError, DecodeError, ReplayError
 from secagg.paillier.messages import DIGEST_SIZE, SESSION_ID_SIZE
@@ -92,7 +93,7 @@ class AnswerJournal:
 
     def _check_folder(self) -> None:
         """ConfigurationError unless the folder exists, is a folder and passes the folder checks."""
-        shown = _files._shown(self.folder)
+        shown = _shown(self.folder)
         try:
             info = os.stat(self.folder)
         except FileNotFoundError as exc:
@@ -132,7 +133,7 @@ class AnswerJournal:
                 self._check_folder()  # no entry, but only in a folder that is still there and still private
                 return None
             raise
-        return _parse(data, session_id, party, _files._shown(path))
+        return _parse(data, session_id, party, _shown(path))
 
     def record(self, session_id: bytes, party: int, digest: bytes) -> None:
         """Record that ``party`` answers the aggregate ``digest`` in the session, durably (the entry
@@ -142,10 +143,9 @@ class AnswerJournal:
         ConfigurationError if the entry cannot be written and synced (the answer must not leave)."""
         session_id, party = _checked(session_id, party)
         digest = require_bytes("digest", digest, DIGEST_SIZE)
-        recorded = self.answered(session_id, party)
+        recorded = self.answered(session_id, party)  # None only after the folder checks passed
         if recorded is None:
             path = self.path(session_id, party)
-            self._check_folder()
             try:
                 _write_entry(path, _entry(session_id, party, digest))
                 recorded = digest
@@ -153,19 +153,19 @@ class AnswerJournal:
                 recorded = self.answered(session_id, party)  # another process wrote it meanwhile
                 if recorded is None:
                     raise ConfigurationError(
-                        f"the {_WHAT} {_files._shown(path)} appeared and vanished during the write: find out who "
+                        f"the {_WHAT} {_shown(path)} appeared and vanished during the write: find out who "
                         "removes entries; nothing is answered"
                     ) from None
             except (OSError, ConfigurationError) as exc:
                 raise ConfigurationError(
-                    f"cannot write the {_WHAT} {_files._shown(path)}: {getattr(exc, 'strerror', None) or exc}; "
+                    f"cannot write the {_WHAT} {_shown(path)}: {getattr(exc, 'strerror', None) or exc}; "
                     "nothing is answered (an entry left under its name, if any, is kept: it answers nothing for its "
                     "session until an operator looks at it)"
                 ) from exc
         if recorded != digest:
             raise ReplayError(
                 f"party {party}: already answered a different aggregate in this session "
-                f"(the answer journal {_files._shown(self.folder)} records it)"
+                f"(the answer journal {_shown(self.folder)} records it)"
             )
         # Synced on every path, the entry found too: its writer (a process that died, or one racing this
         # one) may not have synced the folder yet, and a crash must not drop an entry whose answer left.
@@ -173,7 +173,7 @@ class AnswerJournal:
             _files.sync_folder(self.folder, must=True)
         except OSError as exc:
             raise ConfigurationError(
-                f"the answer journal folder {_files._shown(self.folder)} cannot be synced "
+                f"the answer journal folder {_shown(self.folder)} cannot be synced "
                 f"({exc.strerror or exc}): the entry may not survive a crash, so nothing is answered"
             ) from exc
 
@@ -191,33 +191,13 @@ def _write_entry(path: str, data: bytes) -> None:
         raise FileExistsError(errno.EEXIST, "exists", path)
     descriptor, temporary = _files._new_temporary(os.path.dirname(path), os.path.basename(path), _MODE)
     try:
-        try:
-            _files.check_folders(temporary, _WHAT, shown=_files._shown(path))
-            _write_synced(descriptor, data)
-        finally:
-            os.close(descriptor)
-        try:
-            os.link(temporary, path)  # FileExistsError if anything took the name meanwhile
-        except OSError as exc:
-            if isinstance(exc, FileExistsError) or exc.errno not in _NO_HARD_LINKS:
-                raise
-            descriptor = os.open(path, _NEW_FILE_FLAGS, _MODE)  # no hard links: created, then written
-            try:
-                _write_synced(descriptor, data)
-            finally:
-                os.close(descriptor)
+        with os.fdopen(descriptor, "wb") as handle:
+            _files.check_folders(temporary, _WHAT, shown=_shown(path))
+            _write_synced(handle, descriptor, data, _MODE)  # exactly 0600 whatever the umask
+        _link_or_create(temporary, path, data, _MODE, [])  # the entry, once named, is never removed
     finally:
         with contextlib.suppress(OSError):
             os.unlink(temporary)
-
-
-def _write_synced(descriptor: int, data: bytes) -> None:
-    if hasattr(os, "fchmod"):  # exactly 0600 whatever the umask (not on Windows before Python 3.13)
-        os.fchmod(descriptor, _MODE)
-    view = memoryview(data)
-    while view:
-        view = view[os.write(descriptor, view) :]
-    os.fsync(descriptor)
 
 
 def _checked(session_id: bytes, party: int) -> tuple[bytes, int]:
