@@ -15,6 +15,7 @@ import pytest
 pytest.importorskip("flwr")
 
 from flwr.app import ConfigRecord, Context, Message, MessageType, RecordDict
+from flwr.clientapp import ClientApp
 
 from secagg.encoding import QuantizationConfig
 from secagg.integrations.flower import NodePolicy
@@ -115,15 +116,21 @@ def encrypt_of_round(node: int, server_round: int, max_weight: int = 4096) -> Me
     return Message(stage_content(ENCRYPT, encode(setup), content), dst_node_id=node, message_type=MessageType.TRAIN)
 
 
-def test_a_paillier_node_never_uploads_twice_in_a_session_however_many_rounds_follow(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    # Prepare: a Paillier node that remembers 2 sessions; rounds 1 to 4, then round 1's encrypt again
+def paillier_node_remembering_two(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[int, ClientApp, Context]:
+    """The first Paillier node (a 3-of-4 ceremony's first key share under ``tmp_path``) that remembers
+    2 sessions, with its context, which it keeps between messages as a SuperNode does."""
     monkeypatch.setattr(paillier_history, "HISTORY_SIZE", 2)
     _, shares = key_files(tmp_path / "ceremony", 4, 3)
     node = PAILLIER_NODES[0]
     app = make_app(node, 10, paillier=True, key_share_file=shares[0], passphrase=PASSPHRASE)
-    context = Context(RUN_ID, node, {}, RecordDict(), {})
+    return node, app, Context(RUN_ID, node, {}, RecordDict(), {})
+
+
+def test_a_paillier_node_never_uploads_twice_in_a_session_however_many_rounds_follow(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Prepare: a Paillier node that remembers 2 sessions; rounds 1 to 4, then round 1's encrypt again
+    node, app, context = paillier_node_remembering_two(tmp_path, monkeypatch)
     rounds = [app(encrypt_of_round(node, server_round), context) for server_round in (1, 2, 3, 4)]
     # Execute
     again = app(encrypt_of_round(node, 1), context)
@@ -136,11 +143,7 @@ def test_a_round_flooded_with_paillier_setups_is_refused_once_the_node_cannot_re
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # Prepare: a Paillier node that makes 2 uploads in a round at most; three setups of one round, distinct sessions
-    monkeypatch.setattr(paillier_history, "HISTORY_SIZE", 2)
-    _, shares = key_files(tmp_path / "ceremony", 4, 3)
-    node = PAILLIER_NODES[0]
-    app = make_app(node, 10, paillier=True, key_share_file=shares[0], passphrase=PASSPHRASE)
-    context = Context(RUN_ID, node, {}, RecordDict(), {})
+    node, app, context = paillier_node_remembering_two(tmp_path, monkeypatch)
     # Execute
     replies = [app(encrypt_of_round(node, 3, max_weight), context) for max_weight in (4096, 2048, 1024)]
     again = app(encrypt_of_round(node, 3), context)

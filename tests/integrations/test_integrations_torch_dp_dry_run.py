@@ -21,15 +21,13 @@ from typing import Any
 import numpy as np
 import pytest
 
-from fl_core.aggregators import make_aggregator
 from fl_core.dp import DPAggregator
-from secagg.dp import DPConfig, SeededRandomSource
 from secagg.errors import ConfigurationError
 
 torch = pytest.importorskip("torch")
 torch_dp = pytest.importorskip("secagg.integrations.torch_dp")
 
-from .torch_dp_checks import five_hospitals  # noqa: E402
+from .torch_dp_checks import dp_aggregator, five_hospitals  # noqa: E402
 
 F = torch.nn.functional
 
@@ -82,20 +80,10 @@ def _squared_error(output: Any, target: Any) -> Any:
     return (output - target).square().sum()  # a float scalar for real scores and targets
 
 
-def _aggregator() -> DPAggregator:
-    dp = DPConfig(epsilon=8.0, delta=1e-5, rounds=2, l2_clip=1.0, min_honest=2)
-    aggregator = make_aggregator(
-        "plain-quantized", num_clients=5, dp=dp, dimension=4, max_samples_per_client=64,
-        noise_source=SeededRandomSource(bytes(32)),
-    )  # fmt: skip
-    assert isinstance(aggregator, DPAggregator)
-    return aggregator
-
-
 def _round(
     hospitals: list[tuple[int, Any, Any]], loss: Any = _squared_error, trained_from: Any = None
 ) -> tuple[Any, DPAggregator]:
-    aggregator = _aggregator()
+    aggregator = dp_aggregator(4)
     result = torch_dp.run_dp_round(
         _Weighted(), hospitals, loss, aggregator, learning_rate=1.0, declared_sizes={h: 12 for h in range(1, 6)},
         rng=np.random.default_rng(0), trained_from=trained_from,
@@ -134,7 +122,7 @@ def test_a_loss_that_returns_no_scalar_anywhere_still_ends_the_round_before_any_
     # Prepare: hospital 5 has no rows; the others' targets real
     hospitals = _real_targets(five_hospitals())
     hospitals[4] = (5, hospitals[4][1][:0], hospitals[4][2][:0])
-    aggregator = _aggregator()
+    aggregator = dp_aggregator(4)
     model = _Weighted()
     before = model.w.detach().clone()
 

@@ -24,13 +24,12 @@ from typing import Any
 import numpy as np
 import pytest
 
-from fl_core.aggregators import make_aggregator
-from fl_core.dp import DPAggregator
-from secagg.dp import DPConfig, SeededRandomSource
 from secagg.errors import ConfigurationError
 
 torch = pytest.importorskip("torch")
 torch_dp = pytest.importorskip("secagg.integrations.torch_dp")
+
+from .torch_dp_checks import dp_aggregator  # noqa: E402
 
 F = torch.nn.functional
 VOCABULARY = 5
@@ -121,17 +120,6 @@ def test_each_example_s_embedding_gradient_is_its_own(make: Any) -> None:
     np.testing.assert_allclose(summed, _looped(make(), x, y, 0.05), rtol=1e-10, atol=1e-12)
 
 
-def _aggregator() -> DPAggregator:
-    dp = DPConfig(epsilon=8.0, delta=1e-5, rounds=2, l2_clip=1.0, min_honest=2)
-    dimension = sum(int(p.numel()) for p in _Bag().parameters())
-    aggregator = make_aggregator(
-        "plain-quantized", num_clients=5, dp=dp, dimension=dimension, max_samples_per_client=64,
-        noise_source=SeededRandomSource(bytes(32)),
-    )  # fmt: skip
-    assert isinstance(aggregator, DPAggregator)
-    return aggregator
-
-
 def test_a_hospital_with_a_larger_vocabulary_is_withheld_alone() -> None:
     """Before: hospital 3 (tokens up to 7, for a table of 5; its last row in range) was included, its
     examples' gradients mixed with each other's."""
@@ -139,7 +127,7 @@ def test_a_hospital_with_a_larger_vocabulary_is_withheld_alone() -> None:
     hospitals = [(h, *_tokens(seed=h)) for h in range(1, 6)]
     x = hospitals[2][1]
     x[:-1, 0] = VOCABULARY + 2
-    aggregator = _aggregator()
+    aggregator = dp_aggregator(sum(int(p.numel()) for p in _Bag().parameters()))
     # Execute
     result = torch_dp.run_dp_round(
         _Bag(), hospitals, F.cross_entropy, aggregator, learning_rate=1.0,

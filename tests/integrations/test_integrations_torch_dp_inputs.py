@@ -27,15 +27,12 @@ from typing import Any
 import numpy as np
 import pytest
 
-from fl_core.aggregators import make_aggregator
-from fl_core.dp import DPAggregator
-from secagg.dp import DPConfig, SeededRandomSource
 from secagg.errors import ConfigurationError, SecAggError
 
 torch = pytest.importorskip("torch")
 torch_dp = pytest.importorskip("secagg.integrations.torch_dp")
 
-from .torch_dp_checks import assert_refused_before_any_charge, five_hospitals  # noqa: E402
+from .torch_dp_checks import assert_refused_before_any_charge, dp_aggregator, five_hospitals  # noqa: E402
 
 F = torch.nn.functional
 NOT_REPORTED = "(its message is not reported)"
@@ -50,16 +47,6 @@ def _model() -> Any:
     return torch.nn.Linear(4, 3).double()
 
 
-def _aggregator(dimension: int = 15) -> DPAggregator:
-    dp = DPConfig(epsilon=8.0, delta=1e-5, rounds=2, l2_clip=1.0, min_honest=2)
-    aggregator = make_aggregator(
-        "plain-quantized", num_clients=5, dp=dp, dimension=dimension, max_samples_per_client=64,
-        noise_source=SeededRandomSource(bytes(32)),
-    )  # fmt: skip
-    assert isinstance(aggregator, DPAggregator)
-    return aggregator
-
-
 # --- the caller's own model and loss: refused by both, before anything is charged ----------------
 
 
@@ -70,7 +57,7 @@ def test_a_model_on_the_meta_device_is_refused_before_anything_runs() -> None:
     # Prepare: a model built on the meta device, with no values to compute at
     model = torch.nn.Linear(4, 3, device="meta", dtype=torch.float64)
     # Execute / Assert: refused naming the device and what to do, nothing charged, still on meta
-    assert_refused_before_any_charge(model, five_hospitals(), _loss, _aggregator(), r"meta device.*load_state_dict")
+    assert_refused_before_any_charge(model, five_hospitals(), _loss, dp_aggregator(15), r"meta device.*load_state_dict")
 
 
 _BATCH_LABELS = five_hospitals()[0][2]  # 12 labels: what a loss closing over the batch would read
@@ -101,7 +88,7 @@ def test_a_loss_that_does_not_return_a_scalar_is_refused_naming_what_it_returned
     tensor with 1 dims"); every hospital withheld by run_dp_round as "raised RuntimeError"."""
     loss, returned = NOT_A_SCALAR[case]
     assert_refused_before_any_charge(
-        _model(), five_hospitals(), loss, _aggregator(), rf"loss_fn returned {returned}.*scalar"
+        _model(), five_hospitals(), loss, dp_aggregator(15), rf"loss_fn returned {returned}.*scalar"
     )
 
 
@@ -155,7 +142,7 @@ def test_a_hospital_whose_data_cannot_be_taken_is_withheld_saying_why(case: str)
     make, named = BAD_DATA[case]
     hospitals = five_hospitals()
     hospitals[2] = (3, *make(*hospitals[2][1:]))
-    aggregator = _aggregator()
+    aggregator = dp_aggregator(15)
     # Execute
     result = torch_dp.run_dp_round(
         _model(), hospitals, _loss, aggregator, learning_rate=1.0,

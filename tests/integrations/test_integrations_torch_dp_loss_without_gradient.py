@@ -16,14 +16,10 @@ from typing import Any
 import numpy as np
 import pytest
 
-from fl_core.aggregators import make_aggregator
-from fl_core.dp import DPAggregator
-from secagg.dp import DPConfig, SeededRandomSource
-
 torch = pytest.importorskip("torch")
 torch_dp = pytest.importorskip("secagg.integrations.torch_dp")
 
-from .torch_dp_checks import assert_refused_before_any_charge, five_hospitals  # noqa: E402
+from .torch_dp_checks import assert_refused_before_any_charge, dp_aggregator, five_hospitals  # noqa: E402
 
 F = torch.nn.functional
 
@@ -31,16 +27,6 @@ F = torch.nn.functional
 def _model() -> Any:
     torch.manual_seed(0)
     return torch.nn.Linear(4, 3).double()
-
-
-def _aggregator() -> DPAggregator:
-    dp = DPConfig(epsilon=8.0, delta=1e-5, rounds=2, l2_clip=1.0, min_honest=2)
-    aggregator = make_aggregator(
-        "plain-quantized", num_clients=5, dp=dp, dimension=15, max_samples_per_client=64,
-        noise_source=SeededRandomSource(bytes(32)),
-    )  # fmt: skip
-    assert isinstance(aggregator, DPAggregator)
-    return aggregator
 
 
 DETACHED = {
@@ -63,7 +49,7 @@ def test_a_loss_that_does_not_depend_on_the_parameters_is_refused(case: str) -> 
     """Before: clipped_gradient_sum returned zeros, run_dp_round included every hospital and
     charged the round for a zero update."""
     assert_refused_before_any_charge(
-        _model(), five_hospitals(), DETACHED[case], _aggregator(), r"does not depend on the model's trainable"
+        _model(), five_hospitals(), DETACHED[case], dp_aggregator(15), r"does not depend on the model's trainable"
     )
 
 

@@ -1,5 +1,5 @@
-"""Shared by the PyTorch DP tests: five hospitals' data, and the check that a model is refused
-before anything is computed, charged or written."""
+"""Shared by the PyTorch DP tests: five hospitals' data, their DP aggregator, and the check that a
+model is refused before anything is computed, charged or written."""
 
 from __future__ import annotations
 
@@ -8,6 +8,9 @@ from typing import Any
 import numpy as np
 import pytest
 
+from fl_core.aggregators import make_aggregator
+from fl_core.dp import DPAggregator
+from secagg.dp import DPConfig, SeededRandomSource
 from secagg.errors import ConfigurationError
 
 torch = pytest.importorskip("torch")
@@ -21,6 +24,18 @@ def five_hospitals() -> list[tuple[int, Any, Any]]:
         (h, torch.from_numpy(rng.normal(size=(12, 4))), torch.from_numpy(rng.integers(0, 2, size=12)))
         for h in range(1, 6)
     ]
+
+
+def dp_aggregator(dimension: int) -> DPAggregator:
+    """plain-quantized under DP (epsilon 8, delta 1e-5, 2 rounds, l2_clip 1, min_honest 2) for 5
+    hospitals of at most 64 examples and a model of ``dimension`` parameters; its noise seeded."""
+    dp = DPConfig(epsilon=8.0, delta=1e-5, rounds=2, l2_clip=1.0, min_honest=2)
+    aggregator = make_aggregator(
+        "plain-quantized", num_clients=5, dp=dp, dimension=dimension, max_samples_per_client=64,
+        noise_source=SeededRandomSource(bytes(32)),
+    )  # fmt: skip
+    assert isinstance(aggregator, DPAggregator)
+    return aggregator
 
 
 def assert_refused_before_any_charge(

@@ -239,6 +239,13 @@ class StepRun:
         return graph_neighbours(self.config, self.server.session, client)
 
 
+def advance_to(run: StepRun, phase: ServerPhase) -> None:
+    """Run honestly until the uploads for server ``phase`` are ready."""
+    while run.server.phase != phase:
+        run.to_server()
+        run.to_clients()
+
+
 def session_neighbours(config: MaskingConfig, context: bytes) -> Neighbours:
     """The graph of the session bound to ``context``, recomputed from public
     values exactly as the parties do (for Harary: a context-dependent graph)."""

@@ -24,7 +24,7 @@ from secagg.masking.session import share_encryption_keys
 from secagg.primitives import aead, shamir
 from secagg.primitives.randomness import InsecureDeterministicRandom
 
-from .harness import StepRun, assert_exact
+from .harness import StepRun, advance_to, assert_exact
 
 SEMI = MaskingConfig(num_clients=5, threshold=3, vector_length=4, mode="semi-honest")
 P_BYTES = shamir.PRIME.to_bytes(shamir.VALUE_SIZE, "big")  # the smallest value that is no field element
@@ -94,9 +94,7 @@ def unmask_responses(config: MaskingConfig, dropped: int) -> StepRun:
     """A seeded session run until the clients' unmask responses are in ``run.uploads``, client
     ``dropped`` having dropped before MaskedInput."""
     run = StepRun(config, seed=7)
-    while run.server.phase != ServerPhase.COLLECT_MASKED:
-        run.to_server()
-        run.to_clients()
+    advance_to(run, ServerPhase.COLLECT_MASKED)
     del run.uploads[dropped]
     run.to_server()
     run.to_clients()

@@ -26,7 +26,7 @@ from secagg.masking.messages import MaskedInput, masked_input_header
 from secagg.masking.server import ServerPhase
 from secagg.ring import PackedVector
 
-from .harness import StepRun, assert_exact
+from .harness import StepRun, advance_to, assert_exact
 
 BAD = 2
 
@@ -61,9 +61,7 @@ def test_a_masked_input_of_another_width_is_refused_unread(
     # Prepare: a session up to its masked inputs; client BAD's declares another ring width
     config = MaskingConfig(num_clients=5, threshold=3, vector_length=40, ring_bits=ring_bits, mode="semi-honest")
     run = StepRun(config, seed=11)
-    while run.server.phase != ServerPhase.COLLECT_MASKED:
-        run.to_server()
-        run.to_clients()
+    advance_to(run, ServerPhase.COLLECT_MASKED)
     uploads = dict(run.uploads)
     uploads[BAD] = _widened(uploads[BAD], declared)
     unpacked = _record_unpacks(monkeypatch)
@@ -88,9 +86,7 @@ def test_a_masked_input_of_another_width_in_another_bytes_like_is_refused_unread
     # Prepare: the decoder takes a bytearray or memoryview as it takes bytes; so must the header
     config = MaskingConfig(num_clients=5, threshold=3, vector_length=40, ring_bits=12, mode="semi-honest")
     run = StepRun(config, seed=14)
-    while run.server.phase != ServerPhase.COLLECT_MASKED:
-        run.to_server()
-        run.to_clients()
+    advance_to(run, ServerPhase.COLLECT_MASKED)
     uploads: dict[int, Any] = dict(run.uploads)
     uploads[BAD] = container(_widened(uploads[BAD], 8))
     unpacked = _record_unpacks(monkeypatch)
@@ -105,9 +101,7 @@ def test_a_truncated_prefix_is_left_to_the_decoder() -> None:
     # Prepare: a masked input cut inside its session id, before its vector's width and count
     config = MaskingConfig(num_clients=5, threshold=3, vector_length=4, mode="semi-honest")
     run = StepRun(config, seed=12)
-    while run.server.phase != ServerPhase.COLLECT_MASKED:
-        run.to_server()
-        run.to_clients()
+    advance_to(run, ServerPhase.COLLECT_MASKED)
     uploads = dict(run.uploads)
     uploads[BAD] = uploads[BAD][:40]
     # Execute
@@ -216,9 +210,7 @@ def test_a_misshaped_input_failing_an_acceptance_check_is_refused_for_that_check
     # Prepare: client 2's masked input has another width and claims client 4 as its sender
     config = MaskingConfig(num_clients=5, threshold=3, vector_length=40, mode="semi-honest")
     run = StepRun(config, seed=13)
-    while run.server.phase != ServerPhase.COLLECT_MASKED:
-        run.to_server()
-        run.to_clients()
+    advance_to(run, ServerPhase.COLLECT_MASKED)
     uploads = dict(run.uploads)
     widened = wire.decode(_widened(uploads[BAD], 8), MaskedInput)
     uploads[BAD] = wire.encode(MaskedInput(4, widened.session_id, widened.vector))

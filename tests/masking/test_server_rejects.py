@@ -30,19 +30,12 @@ from secagg.masking.server import ServerPhase
 from secagg.masking.session import advertise_payload, consistency_payload
 from secagg.ring import PackedVector
 
-from .harness import StepRun, active_setup, assert_exact, edit, flip_bit
+from .harness import StepRun, active_setup, advance_to, assert_exact, edit, flip_bit
 
 SEMI = MaskingConfig(num_clients=6, threshold=3, vector_length=5, mode="semi-honest")
 ACTIVE_CONFIG, IDENTITIES = active_setup(6, 4, vector_length=5)
 BAD = 2  # the client whose message goes wrong
 Corruption = Callable[[StepRun, bytes], bytes]
-
-
-def advance_to(run: StepRun, phase: ServerPhase) -> None:
-    """Run honestly until the uploads for server ``phase`` are ready."""
-    while run.server.phase != phase:
-        run.to_server()
-        run.to_clients()
 
 
 def dropped_at(phase: ServerPhase) -> StepRun:
@@ -359,9 +352,7 @@ def test_server_accepts_a_response_that_leaves_out_a_refused_peer() -> None:
     round 4): the server accepts the shorter response and rejects nobody; the peer's
     secret comes from its other holders (n = 5, t = 3: four holders)."""
     run = StepRun(MaskingConfig(num_clients=5, threshold=3, vector_length=4, mode="semi-honest"), seed=3)
-    while run.server.phase != ServerPhase.COLLECT_UNMASK:
-        run.to_server()
-        run.to_clients()
+    advance_to(run, ServerPhase.COLLECT_UNMASK)
     message = wire.decode(run.uploads[1], UnmaskResponse)
     shorter = dataclasses.replace(message, self_mask_shares=message.self_mask_shares[1:])
     uploads = {**run.uploads, 1: wire.encode(shorter)}
