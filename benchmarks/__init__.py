@@ -30,7 +30,12 @@ writes ``DIR/SUITE.json`` (checked against ``schemas/report.schema.json``),
 
 from __future__ import annotations
 
-__all__ = ["SUITES"]
+__all__ = ["PAILLIER_SUITES", "SUITES"]
 
 SUITES = ("masking", "paillier", "fedavg", "scaling", "peers", "dropouts", "dp", "compression")
 """The suites, in the order ``secagg bench all`` runs them."""
+
+PAILLIER_SUITES = ("paillier", "fedavg", "peers")
+"""The suites that need gmpy2 and phe (secagg.paillier, fl_core's Paillier aggregator, phe as a
+peer): without one, the runner refuses them with the library's ConfigurationError naming it
+(:func:`fl_core.aggregators.paillier_import.paillier_dependency`); the others run without them."""

@@ -4,18 +4,22 @@ from __future__ import annotations
 
 import copy
 import datetime
+import importlib
 import math
 import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from types import ModuleType
 from typing import Any
 
-from . import floors
+from fl_core.aggregators.paillier_import import paillier_dependency
+
+from . import PAILLIER_SUITES, floors
 from .progress import on_terminal
 from .report import Column, Row, SuiteReport, machine
 
-__all__ = ["MODES", "RunContext", "format_value", "resolve", "row_line", "utc_now"]
+__all__ = ["MODES", "RunContext", "format_value", "resolve", "row_line", "suite_module", "utc_now"]
 
 MODES = ("quick", "full", "custom")
 """``--quick``, ``--full``, or neither (the options given, with the suite's defaults)."""
@@ -62,6 +66,16 @@ class RunContext:
         """The hardware floors of this run (measured once per process)."""
         self.status("measuring the hardware floors (AES-128-CTR keystream, numpy adds, powmod)...")
         return floors.measure(key_bits=FLOOR_KEY_BITS[self.mode], powmod_samples=FLOOR_SAMPLES[self.mode])
+
+
+def suite_module(suite: str) -> ModuleType:
+    """``suite``'s module; for a suite of :data:`~secagg_bench.PAILLIER_SUITES`, gmpy2 and phe are
+    imported first: ConfigurationError naming a missing one (make_aggregator's loader,
+    :func:`~fl_core.aggregators.paillier_import.paillier_dependency`), not a traceback."""
+    if suite in PAILLIER_SUITES:
+        for package in ("gmpy2", "phe"):
+            paillier_dependency(package, f"secagg bench {suite}")
+    return importlib.import_module(f"{__package__}.{suite}")
 
 
 def resolve(presets: Mapping[str, Mapping[str, Any]], mode: str, overrides: Mapping[str, Any]) -> dict[str, Any]:

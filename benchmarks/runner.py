@@ -36,7 +36,7 @@ from secagg._outputs import atomic_target, output_problem, standard_stream
 from secagg.errors import ConfigurationError, SecAggError
 
 from . import SUITES, plots
-from .common import RunContext, format_value
+from .common import RunContext, format_value, suite_module
 from .plotkit import PLOT_NAMES
 from .progress import on_terminal
 from .report import Row, SuiteReport, _finite_tree, validate
@@ -167,7 +167,7 @@ def check_outputs(suites: Sequence[str], args: argparse.Namespace) -> None:
 def run_suite(suite: str, args: argparse.Namespace, partial: PartialResults | None = None) -> SuiteReport:
     """Run one suite with the options in ``args`` (those the suite takes); every row
     also goes to ``partial`` as soon as it is measured."""
-    module = importlib.import_module(f"{__package__}.{suite}")
+    module = suite_module(suite)  # a Paillier suite without gmpy2 or phe: ConfigurationError naming it
     overrides = {name: getattr(args, name, None) for name in module.OPTIONS} if args.suite != "all" else {}
     context = RunContext(
         mode=getattr(args, "preset", None) or "custom",

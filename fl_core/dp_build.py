@@ -93,14 +93,14 @@ def _dp_ring(ring_bits: int | str | None) -> int | str | None:
     fits), as without dp; ``"smallest"`` the smallest b in 8..64 that holds the noised sum
     (:func:`secagg.dp.encoding.size_encoding`, whose check also covers the width's type and
     range); another name is a ConfigurationError."""
-    if not isinstance(ring_bits, str):
+    if not isinstance(ring_bits, str) or ring_bits == "smallest":
         return ring_bits
-    if ring_bits not in ("word", "smallest"):
-        raise ConfigurationError(
-            f"with dp, ring_bits takes an int in 8..64, 'word' (the smaller word ring that holds the noised sum, "
-            f"the default) or 'smallest' (the smallest b in 8..64 that holds it), got {ring_bits!r}"
-        )
-    return None if ring_bits == "word" else ring_bits
+    if ring_bits == "word":
+        return None
+    raise ConfigurationError(
+        f"with dp, ring_bits takes an int in 8..64, 'word' (the smaller word ring that holds the noised sum, "
+        f"the default) or 'smallest' (the smallest b in 8..64 that holds it), got {ring_bits!r}"
+    )
 
 
 def supported_honest(name: str, num_clients: int, **protocol_options: Any) -> int | None:

@@ -48,7 +48,7 @@ from fl_core.fedavg_records import FedAvgResult, RoundRecord
 from fl_core.guarantees import client_fraction, sampled_count, state_guarantee
 from fl_core.models import DPModel, FloatArray, IntArray, Model, Params, accuracy, flatten, unflatten
 from fl_core.server_opt import ServerOptimizer
-from secagg._validate import require_finite, require_instance, require_int, require_sequence
+from secagg._validate import require_finite, require_instance, require_int, require_rng, require_sequence
 from secagg.errors import ConfigurationError, ConfigurationTypeError
 
 __all__ = ["FedAvgConfig", "FedAvgResult", "RoundRecord", "local_sgd", "run_fedavg"]
@@ -127,7 +127,11 @@ def local_sgd(
     learning_rate: float,
     rng: np.random.Generator,
 ) -> Params:
-    """``epochs`` passes of minibatch SGD over ``data``, reshuffled each pass; returns new parameters."""
+    """``epochs`` passes of minibatch SGD over ``data``, reshuffled each pass; returns new parameters.
+
+    ``rng`` (the shuffling) is a ``numpy.random.Generator``: anything else, a legacy ``RandomState``
+    too, is a ConfigurationTypeError before any draw, as at every ``rng``."""
+    require_rng("rng", rng)
     params = [p.copy() for p in params]
     for _ in range(epochs):
         order = rng.permutation(data.num_samples)

@@ -23,7 +23,7 @@ from typing import Protocol
 import numpy as np
 import numpy.typing as npt
 
-from secagg._validate import require_int
+from secagg._validate import require_int, require_rng
 from secagg.errors import ConfigurationError
 
 __all__ = [
@@ -190,7 +190,9 @@ class LogisticRegression:
         _canonical_l2(self)
 
     def init(self, rng: np.random.Generator) -> Params:
-        """Zero weights and biases (``rng`` unused)."""
+        """Zero weights and biases (``rng`` unused, but refused unless a ``numpy.random.Generator``, as
+        at every ``rng``: ConfigurationTypeError)."""
+        require_rng("rng", rng)
         return [np.zeros((self.num_features, self.num_classes)), np.zeros(self.num_classes)]
 
     def loss_and_grad(self, params: Params, x: FloatArray, y: IntArray) -> tuple[float, Params]:
@@ -245,7 +247,9 @@ class MLP:
             raise ConfigurationError(f"hidden must be at least 1, got {self.hidden}")
 
     def init(self, rng: np.random.Generator) -> Params:
-        """Glorot-uniform weights drawn from ``rng``, zero biases."""
+        """Glorot-uniform weights drawn from ``rng`` (a ``numpy.random.Generator``, ConfigurationTypeError
+        otherwise), zero biases."""
+        require_rng("rng", rng)
 
         def glorot(fan_in: int, fan_out: int) -> FloatArray:
             limit = np.sqrt(6.0 / (fan_in + fan_out))

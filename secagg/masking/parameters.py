@@ -31,6 +31,7 @@ does) with the smallest safe threshold, provided it tolerates the assumed dropou
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 
@@ -127,6 +128,9 @@ def surviving_neighbour_quantile(num_clients: int, degree: int, dropout_fraction
     return degree
 
 
+# Cached: MaskingConfig.secagg_plus computes it for the degree the derivation chose and
+# again when the config checks that degree (check_degree); a pure function of three ints.
+@functools.lru_cache(maxsize=256)
 def _disconnection_log_probability(num_clients: int, degree: int, bad: int) -> float:
     if degree > bad:
         return -math.inf

@@ -17,6 +17,7 @@ it at 2^-40.6 (above 2^-41: B one smaller, or the bound 2^-40, would pass it) an
 from __future__ import annotations
 
 import dataclasses
+import math
 
 import pytest
 
@@ -100,3 +101,32 @@ def test_the_derived_degrees_term_lies_far_below_the_bound_a_node_checks() -> No
                 margins[n, active] = CONNECTIVITY_LOG_BOUND - log_p
     assert min(margins.values()) >= 0.055
     assert min(margins, key=margins.__getitem__) == (80, False) and margins[80, False] < 0.056
+
+
+def test_a_term_just_above_2_to_the_minus_41_prints_above_it_not_at_2_to_the_minus_41() -> None:
+    # At the edge: n = 114, degree 18, 23 bad clients (no colluders, delta = 23/114) have the term at
+    # 2^-40.9998, refused; rounded to nearest it would print "2^-41.0, not below 2^-41" (a refused
+    # value printed as the bound it failed). Rounded up, toward the safe side, it prints 2^-40.9
+    n, degree, bad = 114, 18, 23
+    log2_term = disconnection_log_probability(n, degree, 0.0, bad / n) / math.log(2)
+    assert -41.0 < log2_term < -40.999
+    with pytest.raises(ConfigurationError) as refusal:
+        MaskingConfig(
+            num_clients=n, threshold=2, vector_length=1, graph=HARARY, degree=degree, mode=SEMI_HONEST,
+            corrupt_fraction=0.0, dropout_fraction=bad / n,
+        )  # fmt: skip
+    message = str(refusal.value)
+    assert f"{bad} bad clients" in message and "probability up to 2^-40.9, not below 2^-41" in message, message
+
+
+@pytest.mark.parametrize(("n", "degree", "bad"), [(114, 18, 23), (148, 14, 17), (200, 14, 20), (101, 14, 15)])
+def test_the_printed_exponent_is_never_below_the_term(n: int, degree: int, bad: int) -> None:
+    # Every refused term prints rounded up to 0.1: at or above the true exponent, so above 2^-41
+    log2_term = disconnection_log_probability(n, degree, 0.0, bad / n) / math.log(2)
+    with pytest.raises(ConfigurationError) as refusal:
+        MaskingConfig(
+            num_clients=n, threshold=2, vector_length=1, graph=HARARY, degree=degree, mode=SEMI_HONEST,
+            corrupt_fraction=0.0, dropout_fraction=bad / n,
+        )  # fmt: skip
+    printed = float(str(refusal.value).split("probability up to 2^", 1)[1].split(",", 1)[0])
+    assert log2_term <= printed < log2_term + 0.1 and printed > -41.0
