@@ -109,7 +109,7 @@ def check_dropouts(config: MaskingConfig) -> None:
 
 
 def check_identities(config: MaskingConfig) -> None:
-    """Active mode: one Ed25519 identity key per client; semi-honest mode: none."""
+    """Active mode: one Ed25519 identity key per client, no key twice; semi-honest mode: none."""
     if config.mode == SEMI_HONEST and config.identity_keys:
         raise ConfigurationError("identity_keys are only used in active mode")
     if config.mode == ACTIVE:
@@ -121,3 +121,12 @@ def check_identities(config: MaskingConfig) -> None:
             )
         if any(len(key) != PUBLIC_KEY_SIZE for key in config.identity_keys):
             raise ConfigurationError(f"identity keys must be {PUBLIC_KEY_SIZE}-byte Ed25519 public keys")
+        first: dict[bytes, int] = {}
+        for client, key in enumerate(config.identity_keys, start=1):
+            if key in first:
+                # One party in two slots: fewer distinct contributors than n, a colluder counted twice.
+                raise ConfigurationError(
+                    f"the identity key of client {client} is listed twice (also for client {first[key]}): one party "
+                    "would hold two protocol ids, so a session of n clients would hold fewer than n distinct ones"
+                )
+            first[key] = client

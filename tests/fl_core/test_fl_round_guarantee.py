@@ -34,7 +34,7 @@ EIGHT = (40, 25, 60, 15, 35, 30, 45, 20)
 
 def _protocol(graph: str, num_clients: int, mode: str) -> Guarantee:
     """The masking protocol's own guarantee for a session of ``num_clients`` (its t and c for that n)."""
-    keys = (bytes(PUBLIC_KEY_SIZE),) * num_clients if mode == "active" else ()
+    keys = tuple(i.to_bytes(PUBLIC_KEY_SIZE, "big") for i in range(num_clients)) if mode == "active" else ()
     return session_config(graph, num_clients, 1, mode=mode, identity_keys=keys).guarantee
 
 

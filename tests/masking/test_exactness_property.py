@@ -51,7 +51,7 @@ class Scenario:
 
 def lowest_threshold(num_clients: int, graph: str, degree: int, mode: str) -> int:
     """The smallest threshold the configuration accepts (active mode needs a majority)."""
-    dummy_keys = tuple(bytes([i % 256]) * 32 for i in range(num_clients)) if mode == ACTIVE else ()
+    dummy_keys = tuple(i.to_bytes(32, "big") for i in range(num_clients)) if mode == ACTIVE else ()
     for threshold in range(2, degree + 1):
         try:
             MaskingConfig(
