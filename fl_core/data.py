@@ -42,6 +42,7 @@ __all__ = [
     "ClientData",
     "Federation",
     "Standardiser",
+    "data_problem",
     "federated_standardiser",
     "load_dataset",
     "local_moments",
@@ -101,6 +102,36 @@ class ClientData:
     def num_samples(self) -> int:
         """Rows of local data (the hospital's weight in FedAvg)."""
         return int(self.features.shape[0])
+
+
+def data_problem(features: object, labels: object, width: int, num_classes: int | None) -> str | None:
+    """Why a model of ``width`` features (and ``num_classes`` classes, when it says) cannot train or
+    be evaluated on ``features`` and ``labels``, or None: features that are no 2-D real array of
+    ``width`` columns, labels that are no 1-D integer array of as many rows, or a label outside
+    ``0 .. num_classes - 1`` (numpy would read -1 as the last class without a word)."""
+    if not isinstance(features, np.ndarray) or not isinstance(labels, np.ndarray):
+        return "features and labels must be numpy arrays"
+    if features.dtype.kind not in "fiub":
+        return f"features must be real numbers, got {features.dtype.str}"
+    if labels.dtype.kind not in "iu":
+        return f"labels must be integers, got {labels.dtype}"
+    if features.ndim != 2 or labels.ndim != 1 or features.shape[0] != labels.shape[0]:
+        return f"features {features.shape} and labels {labels.shape} do not match"
+    if features.shape[1] != width:
+        return f"its features have {features.shape[1]} columns, the model takes {width}"
+    return _label_problem(labels, num_classes)
+
+
+def _label_problem(labels: IntArray, num_classes: int | None) -> str | None:
+    """A label below 0, or at or above ``num_classes`` when it is known, or None."""
+    if not labels.size:
+        return None
+    low, high = int(labels.min()), int(labels.max())
+    outside = low if low < 0 else high if num_classes is not None and high >= num_classes else None
+    if outside is None:
+        return None
+    classes = f"the model's {num_classes} classes" if num_classes is not None else "the class indices 0, 1, ..."
+    return f"label {outside} outside {classes}"
 
 
 @dataclass(frozen=True)
