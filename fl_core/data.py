@@ -34,7 +34,7 @@ from fl_core.aggregators.base import Aggregator, ClientUpdate
 from fl_core.models import FloatArray, IntArray
 from secagg._install import install_hint
 from secagg._validate import require_rng
-from secagg.errors import ConfigurationError
+from secagg.errors import ConfigurationError, ConfigurationTypeError
 
 __all__ = [
     "DATASETS",
@@ -91,6 +91,11 @@ class ClientData:
     labels: IntArray = field(repr=False)
 
     def __post_init__(self) -> None:
+        for name, value in (("features", self.features), ("labels", self.labels)):
+            if not isinstance(value, np.ndarray):
+                raise ConfigurationTypeError(
+                    f"hospital {self.client_id}: {name} must be a numpy array, got {type(value).__name__}"
+                )
         if self.features.ndim != 2 or self.labels.ndim != 1 or self.features.shape[0] != self.labels.shape[0]:
             raise ConfigurationError(
                 f"hospital {self.client_id}: features {self.features.shape} and labels {self.labels.shape} do not match"

@@ -108,3 +108,18 @@ def test_a_test_set_the_model_cannot_take_is_refused_before_training(test_set: o
             LogisticRegression(num_features=FEATURES), hospitals(), make_aggregator("secagg", num_clients=5),
             x_test, y_test, FedAvgConfig(rounds=1, seed=0),
         )  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("features", "labels", "match"),
+    [
+        ([[0.0, 1.0], [1.0, 0.0]], np.zeros(2, np.int64), "hospital 3: features must be a numpy array, got list"),
+        (np.zeros((2, 2)), [0, 1], "hospital 3: labels must be a numpy array, got list"),
+        (np.zeros((2, 2)), None, "hospital 3: labels must be a numpy array, got NoneType"),
+    ],
+    ids=["features-list", "labels-list", "labels-none"],
+)
+def test_client_data_refuses_non_arrays_with_the_librarys_error(features: object, labels: object, match: str) -> None:
+    # Execute / Assert: not an AttributeError from reading .ndim
+    with pytest.raises(ConfigurationError, match=match):
+        ClientData(3, features, labels)  # type: ignore[arg-type]
