@@ -258,8 +258,19 @@ class Standardiser:
     std: FloatArray = field(repr=False)
 
     def __post_init__(self) -> None:
+        for name, value in (("mean", self.mean), ("std", self.std)):
+            if not isinstance(value, np.ndarray):
+                raise ConfigurationTypeError(f"Standardiser {name} must be a numpy array, got {type(value).__name__}")
         if self.mean.ndim != 1 or self.mean.shape != self.std.shape:
             raise ConfigurationError(f"mean {self.mean.shape} and std {self.std.shape} must be equal-length vectors")
+        for name, value in (("mean", self.mean), ("std", self.std)):
+            if not np.all(np.isfinite(value)):  # NaN would turn every hospital's feature into NaN
+                raise ConfigurationError(f"Standardiser {name} must be finite, got {value[~np.isfinite(value)][0]}")
+        if np.any(self.std < 0):  # read as below MIN_STD, the feature would be centred only, without a word
+            feature = int(np.argmax(self.std < 0))
+            raise ConfigurationError(
+                f"Standardiser std must be non-negative, got {self.std[feature]} for feature {feature}"
+            )
 
     @classmethod
     def fit(cls, features: FloatArray) -> Standardiser:
@@ -277,6 +288,8 @@ class Standardiser:
 
     def apply(self, features: FloatArray) -> FloatArray:
         """``features`` centred and scaled column by column."""
+        if not isinstance(features, np.ndarray):
+            raise ConfigurationTypeError(f"features must be a numpy array, got {type(features).__name__}")
         if features.ndim != 2 or features.shape[1] != self.mean.shape[0]:
             raise ConfigurationError(f"features of shape {features.shape} do not have {self.mean.shape[0]} columns")
         scaled: FloatArray = (features - self.mean) / np.where(self.std < MIN_STD, 1.0, self.std)
