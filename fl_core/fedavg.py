@@ -41,9 +41,10 @@ import numpy as np
 from fl_core.aggregators.base import AggregationResult, Aggregator, ClientUpdate, DropoutStage
 from fl_core.aggregators.binding import bind_entries, model_digest
 from fl_core.contribution_binding import MODEL_PREFIX, TRAINING_PREFIX, model_parameters, training_parameters
-from fl_core.data import ClientData, data_problem
+from fl_core.data import ClientData
 from fl_core.dp import DPAggregator
 from fl_core.dp_training import dp_contribution, public_denominator
+from fl_core.fedavg_inputs import check_initial, unusable_data
 from fl_core.fedavg_records import FedAvgResult, RoundRecord
 from fl_core.guarantees import client_fraction, sampled_count, state_guarantee
 from fl_core.models import DPModel, FloatArray, IntArray, Model, Params, accuracy, flatten, unflatten
@@ -250,24 +251,6 @@ def _check_arguments(clients: object, aggregator: object, config: object) -> Non
         raise ConfigurationError("FedAvg needs at least one client, with distinct ids")
 
 
-def _unusable_data(
-    model: Model, clients: Sequence[ClientData], test_features: object, test_labels: object
-) -> dict[int, str]:
-    """Each client whose data ``model`` cannot take, with the reason (it is left out of every round,
-    costing only itself); ConfigurationError for such a test set (the server's own data). The width is
-    the model's ``num_features`` when it has one, else the test set's."""
-    declared = getattr(model, "num_features", None)
-    shape = getattr(test_features, "shape", None)
-    width = declared if isinstance(declared, int) else shape[-1] if isinstance(shape, tuple) and shape else 0
-    classes = getattr(model, "num_classes", None)
-    num_classes = classes if isinstance(classes, int) else None
-    problem = data_problem(test_features, test_labels, int(width), num_classes)
-    if problem is not None:
-        raise ConfigurationError(f"test set: {problem}")
-    found = {c.client_id: data_problem(c.features, c.labels, int(width), num_classes) for c in clients}
-    return {client: problem for client, problem in found.items() if problem is not None}
-
-
 def run_fedavg(
     model: Model,
     clients: Sequence[ClientData],
@@ -294,11 +277,14 @@ def run_fedavg(
     checked before any training); :attr:`FedAvgResult.guarantee` is the weakest.
     """
     _check_arguments(clients, aggregator, config)
-    unusable = _unusable_data(model, clients, test_features, test_labels)
+    unusable = unusable_data(model, clients, test_features, test_labels)
     # The model's kind and settings shape every hospital's update (DP or not): bound, or the model refused.
     model_entries = model_parameters(model)
     seed = config.seed
-    params = initial_params if initial_params is not None else model.init(np.random.default_rng([seed, _INIT]))
+    params = model.init(np.random.default_rng([seed, _INIT]))
+    if initial_params is not None:
+        check_initial(initial_params, params)
+        params = initial_params
     initial_accuracy, initial_loss = _evaluate(model, params, test_features, test_labels)
     loss = initial_loss
     records: list[RoundRecord] = []
