@@ -34,7 +34,7 @@ from fl_core.aggregators.base import Aggregator, ClientUpdate
 from fl_core.models import FloatArray, IntArray
 from secagg._install import install_hint
 from secagg._validate import require_rng
-from secagg.errors import ConfigurationError
+from secagg.errors import ConfigurationError, ConfigurationTypeError
 
 __all__ = [
     "DATASETS",
@@ -42,6 +42,7 @@ __all__ = [
     "ClientData",
     "Federation",
     "Standardiser",
+    "data_problem",
     "federated_standardiser",
     "load_dataset",
     "local_moments",
@@ -90,6 +91,11 @@ class ClientData:
     labels: IntArray = field(repr=False)
 
     def __post_init__(self) -> None:
+        for name, value in (("features", self.features), ("labels", self.labels)):
+            if not isinstance(value, np.ndarray):
+                raise ConfigurationTypeError(
+                    f"hospital {self.client_id}: {name} must be a numpy array, got {type(value).__name__}"
+                )
         if self.features.ndim != 2 or self.labels.ndim != 1 or self.features.shape[0] != self.labels.shape[0]:
             raise ConfigurationError(
                 f"hospital {self.client_id}: features {self.features.shape} and labels {self.labels.shape} do not match"
@@ -101,6 +107,36 @@ class ClientData:
     def num_samples(self) -> int:
         """Rows of local data (the hospital's weight in FedAvg)."""
         return int(self.features.shape[0])
+
+
+def data_problem(features: object, labels: object, width: int, num_classes: int | None) -> str | None:
+    """Why a model of ``width`` features (and ``num_classes`` classes, when it says) cannot train or
+    be evaluated on ``features`` and ``labels``, or None: features that are no 2-D real array of
+    ``width`` columns, labels that are no 1-D integer array of as many rows, or a label outside
+    ``0 .. num_classes - 1`` (numpy would read -1 as the last class without a word)."""
+    if not isinstance(features, np.ndarray) or not isinstance(labels, np.ndarray):
+        return "features and labels must be numpy arrays"
+    if features.dtype.kind not in "fiub":
+        return f"features must be real numbers, got {features.dtype.str}"
+    if labels.dtype.kind not in "iu":
+        return f"labels must be integers, got {labels.dtype}"
+    if features.ndim != 2 or labels.ndim != 1 or features.shape[0] != labels.shape[0]:
+        return f"features {features.shape} and labels {labels.shape} do not match"
+    if features.shape[1] != width:
+        return f"its features have {features.shape[1]} columns, the model takes {width}"
+    return _label_problem(labels, num_classes)
+
+
+def _label_problem(labels: IntArray, num_classes: int | None) -> str | None:
+    """A label below 0, or at or above ``num_classes`` when it is known, or None."""
+    if not labels.size:
+        return None
+    low, high = int(labels.min()), int(labels.max())
+    outside = low if low < 0 else high if num_classes is not None and high >= num_classes else None
+    if outside is None:
+        return None
+    classes = f"the model's {num_classes} classes" if num_classes is not None else "the class indices 0, 1, ..."
+    return f"label {outside} outside {classes}"
 
 
 @dataclass(frozen=True)
@@ -222,8 +258,19 @@ class Standardiser:
     std: FloatArray = field(repr=False)
 
     def __post_init__(self) -> None:
+        for name, value in (("mean", self.mean), ("std", self.std)):
+            if not isinstance(value, np.ndarray):
+                raise ConfigurationTypeError(f"Standardiser {name} must be a numpy array, got {type(value).__name__}")
         if self.mean.ndim != 1 or self.mean.shape != self.std.shape:
             raise ConfigurationError(f"mean {self.mean.shape} and std {self.std.shape} must be equal-length vectors")
+        for name, value in (("mean", self.mean), ("std", self.std)):
+            if not np.all(np.isfinite(value)):  # NaN would turn every hospital's feature into NaN
+                raise ConfigurationError(f"Standardiser {name} must be finite, got {value[~np.isfinite(value)][0]}")
+        if np.any(self.std < 0):  # read as below MIN_STD, the feature would be centred only, without a word
+            feature = int(np.argmax(self.std < 0))
+            raise ConfigurationError(
+                f"Standardiser std must be non-negative, got {self.std[feature]} for feature {feature}"
+            )
 
     @classmethod
     def fit(cls, features: FloatArray) -> Standardiser:
@@ -241,6 +288,8 @@ class Standardiser:
 
     def apply(self, features: FloatArray) -> FloatArray:
         """``features`` centred and scaled column by column."""
+        if not isinstance(features, np.ndarray):
+            raise ConfigurationTypeError(f"features must be a numpy array, got {type(features).__name__}")
         if features.ndim != 2 or features.shape[1] != self.mean.shape[0]:
             raise ConfigurationError(f"features of shape {features.shape} do not have {self.mean.shape[0]} columns")
         scaled: FloatArray = (features - self.mean) / np.where(self.std < MIN_STD, 1.0, self.std)

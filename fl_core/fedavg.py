@@ -32,7 +32,7 @@ sampling holds only if nobody but the hospital knows who was sampled.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import cast
 
@@ -44,6 +44,7 @@ from fl_core.contribution_binding import MODEL_PREFIX, TRAINING_PREFIX, model_pa
 from fl_core.data import ClientData
 from fl_core.dp import DPAggregator
 from fl_core.dp_training import dp_contribution, public_denominator
+from fl_core.fedavg_inputs import check_initial, unusable_data
 from fl_core.fedavg_records import FedAvgResult, RoundRecord
 from fl_core.guarantees import client_fraction, sampled_count, state_guarantee
 from fl_core.models import DPModel, FloatArray, IntArray, Model, Params, accuracy, flatten, unflatten
@@ -177,21 +178,26 @@ def _round_updates(
     config: FedAvgConfig,
     t: int,
     dp: DPAggregator | None,
+    unusable: Mapping[int, str],
 ) -> tuple[list[ClientUpdate], list[tuple[int, str]]]:
     """The sampled clients' updates of round ``t`` (local SGD, or with ``dp`` one DP contribution) and
     (client, reason) of those whose update is malformed: they withhold it (a stand-in vector, never
-    uploaded, keeps the round's shape) and drop at ``UPLOAD`` at the latest (``dropouts`` is updated)."""
+    uploaded, keeps the round's shape) and drop at ``UPLOAD`` at the latest (``dropouts`` is updated); so do
+    the clients ``unusable`` names (data the model cannot take), with its reason, untrained."""
     updates: list[ClientUpdate] = []
     rejected: list[tuple[int, str]] = []
     expected = flatten(params)
     for client in sampled:
         received = model_digest(params)  # the client's own digest of the global model it trained from
-        if dp is not None:  # the sample is a secret, as the noise is: drawn from the noise source (dp_training)
+        problem = unusable.get(client.client_id)
+        if problem is not None:  # data the model cannot take: never trained on, withheld as a malformed update
+            vector = np.zeros_like(expected)
+        elif dp is not None:  # the sample is a secret, as the noise is: drawn from the noise source (dp_training)
             vector = dp_contribution(cast(DPModel, model), params, client, dp.config, dp.quantizer.noise_source)
         else:
             rng = np.random.default_rng([config.seed, _TRAIN, t, client.client_id])
             vector = _local_update(model, params, client, config, rng)
-        problem = _malformed(vector, expected.shape[0])
+        problem = problem or _malformed(vector, expected.shape[0])
         if problem is not None:
             rejected.append((client.client_id, problem))
             dropouts[client.client_id] = min(dropouts.get(client.client_id, _WITHHELD), _WITHHELD)
@@ -275,10 +281,14 @@ def run_fedavg(
     checked before any training); :attr:`FedAvgResult.guarantee` is the weakest.
     """
     _check_arguments(clients, aggregator, config)
+    unusable = unusable_data(model, clients, test_features, test_labels)
     # The model's kind and settings shape every hospital's update (DP or not): bound, or the model refused.
     model_entries = model_parameters(model)
     seed = config.seed
-    params = initial_params if initial_params is not None else model.init(np.random.default_rng([seed, _INIT]))
+    params = model.init(np.random.default_rng([seed, _INIT]))
+    if initial_params is not None:
+        check_initial(initial_params, params)
+        params = initial_params
     initial_accuracy, initial_loss = _evaluate(model, params, test_features, test_labels)
     loss = initial_loss
     records: list[RoundRecord] = []
@@ -303,7 +313,7 @@ def run_fedavg(
         dropouts = _draw_dropouts(sampled, config.dropout, np.random.default_rng([seed, _DROPOUT, t]))
         # 3: local training from the current global model.
         global_vector = flatten(params)
-        updates, rejected = _round_updates(model, params, sampled, dropouts, config, t, dp)
+        updates, rejected = _round_updates(model, params, sampled, dropouts, config, t, dp, unusable)
         # 4: the weighted mean of the updates, computed by the aggregator.
         result = aggregator.aggregate(
             updates, dropouts, rng=np.random.default_rng([seed, _AGGREGATE, t]), model_digest=model_digest(params)

@@ -16,7 +16,7 @@ a float with ``-0.0`` made ``0.0``, so that a zero computed another way binds as
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -76,15 +76,59 @@ class DPModel(Model, Protocol):
         ...
 
 
+_EXACT_INTEGER_LIMIT = 1 << 53
+
+
+def _exact_float64(index: int, param: object) -> FloatArray:
+    """``param`` as a flat float64 array, exactly; ConfigurationError naming it when a float64
+    cannot hold it (integers beyond 2^53, longdouble, complex, strings, objects, ragged lists)."""
+    try:
+        array = np.asarray(param)
+    except (ValueError, TypeError) as exc:
+        raise ConfigurationError(f"parameter {index}: not a numeric array ({exc})") from None
+    kind, who = array.dtype.kind, f"parameter {index}"
+    if kind == "c":
+        raise ConfigurationError(
+            f"{who}: complex values would lose their imaginary part; give the real and imaginary parts "
+            "as two real parameters"
+        )
+    if kind in "iu":
+        # Compare as integers: a float64 conversion would round 2^53 + 1 down.
+        if array.size and (int(array.max()) > _EXACT_INTEGER_LIMIT or int(array.min()) < -_EXACT_INTEGER_LIMIT):
+            raise ConfigurationError(f"{who}: integers beyond 2^53 in magnitude do not fit a float64 exactly")
+    elif not (kind == "b" or (kind == "f" and array.dtype.itemsize <= 8)):
+        raise ConfigurationError(
+            f"{who}: dtype {array.dtype} cannot be flattened exactly (floats up to float64, bool or "
+            "integers up to 2^53 only)"
+        )
+    return array.astype(np.float64).ravel()
+
+
 def flatten(params: Sequence[FloatArray]) -> FloatArray:
-    """All parameters in one float64 vector, in list order, each in C order."""
+    """All parameters in one float64 vector, in list order, each in C order.
+
+    Exact: float16/32/64, bool and integers up to 2^53 in magnitude; any other parameter
+    (a larger integer, longdouble, complex, a string or object array, a ragged list) raises
+    ConfigurationError naming its position, as does a mapping (give its values as a list)."""
+    if isinstance(params, Mapping):
+        raise ConfigurationError("flatten takes a list of arrays, not a mapping (it would read the keys)")
     if not params:
         raise ConfigurationError("a model needs at least one parameter array")
-    return np.concatenate([np.asarray(p, dtype=np.float64).ravel() for p in params])
+    return np.concatenate([_exact_float64(index, p) for index, p in enumerate(params)])
 
 
 def unflatten(vector: FloatArray, like: Sequence[FloatArray]) -> Params:
-    """Split ``vector`` back into arrays shaped like ``like`` (inverse of :func:`flatten`)."""
+    """Split ``vector`` back into float64 arrays shaped like ``like`` (inverse of :func:`flatten`).
+
+    ConfigurationError for a vector that is not a one-dimensional real numeric numpy array of
+    the parameters' total size, or a ``like`` entry that is no numpy array."""
+    if not isinstance(vector, np.ndarray):
+        raise ConfigurationError(f"vector must be a numpy array, got {type(vector).__name__}")
+    if vector.dtype.kind not in "biuf":
+        raise ConfigurationError(f"vector must be a real numeric array, got dtype {vector.dtype}")
+    for index, p in enumerate(like):
+        if not isinstance(p, np.ndarray):
+            raise ConfigurationError(f"parameter {index} of like must be a numpy array, got {type(p).__name__}")
     sizes = [int(np.prod(p.shape)) for p in like]
     if vector.ndim != 1 or vector.shape[0] != sum(sizes):
         raise ConfigurationError(f"vector of shape {vector.shape} does not fit parameters of {sum(sizes)} values")

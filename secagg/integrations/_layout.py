@@ -162,7 +162,11 @@ class FlatLayout:
             Segment(spec.name, spec.length, clips.get(spec.name), spec.integer) for spec in self.specs if spec.length
         )
         if not segments:
-            raise ConfigurationError(f"a layout without any {self.NOUN} entries has no segments")
+            raise ConfigurationError(
+                f"the global model holds no values to aggregate: it has no {self.NOUN} with an entry "
+                f"(an empty model, or only empty {self.NOUN}s); build the model, and give it its "
+                f"{self.NOUN}s, before aggregating (a layout without any {self.NOUN} entries has no segments)"
+            )
         return SegmentTable(segments)
 
 

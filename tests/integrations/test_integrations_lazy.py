@@ -112,3 +112,28 @@ def test_an_installed_extra_missing_its_own_dependency_names_that_dependency() -
     message = result.stdout.strip()
     assert "'keras' is installed" in message and "'torch'" in message, message
     assert "needs the optional package 'keras'" not in message
+
+
+def test_keras_without_a_backend_set_says_to_set_the_one_the_extra_installs() -> None:
+    # Prepare: KERAS_BACKEND unset, so Keras reaches for its default, tensorflow, which the keras
+    # extra does not install (it installs torch): "install tensorflow" alone would send the user
+    # the wrong way
+    code = (
+        "import os, sys\n"
+        "os.environ.pop('KERAS_BACKEND', None)\n"
+        "sys.modules['tensorflow'] = None\n"
+        "from secagg.errors import ConfigurationError\n"
+        "import secagg.integrations.keras as keras_adapter\n"
+        "try:\n"
+        "    keras_adapter.flatten_model(object())\n"
+        "except ConfigurationError as exc:\n"
+        "    print(exc)\n"
+    )
+    # Execute
+    result = run_python(code)
+    # Assert
+    assert result.returncode == 0, result.stderr
+    message = result.stdout.strip()
+    assert "'tensorflow'" in message, message
+    assert "KERAS_BACKEND is not set" in message, message
+    assert 'os.environ.setdefault("KERAS_BACKEND", "torch")' in message, message

@@ -1,0 +1,55 @@
+"""Checks of :func:`fl_core.fedavg.run_fedavg`'s inputs before any training: the starting model
+(:func:`check_initial`, refused unless it is the model's) and each hospital's data (:func:`unusable_data`:
+a hospital the model cannot take is left out of every round with its reason, costing only itself; a
+test set the model cannot take is refused)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+from fl_core.data import ClientData, data_problem
+from fl_core.models import Model, Params, flatten
+from secagg._validate import require_sequence
+from secagg.errors import ConfigurationError
+
+__all__ = ["check_initial", "unusable_data"]
+
+
+def check_initial(initial: object, fresh: Params) -> None:
+    """ConfigurationError unless ``initial`` is a list of finite numpy arrays shaped as ``fresh``
+    (the model's own ``init``): a starting model of another model fails every hospital's training."""
+    given = require_sequence("initial_params", initial)
+    if len(given) != len(fresh):
+        raise ConfigurationError(f"initial_params: {len(given)} arrays, the model has {len(fresh)}")
+    for index, (array, own) in enumerate(zip(given, fresh, strict=True)):
+        if not isinstance(array, np.ndarray):
+            raise ConfigurationError(
+                f"initial_params: parameter {index} must be a numpy array, got {type(array).__name__}"
+            )
+        if array.shape != own.shape:
+            raise ConfigurationError(
+                f"initial_params: parameter {index} has shape {array.shape}, the model's {own.shape}"
+            )
+    if not np.all(np.isfinite(flatten(given))):
+        bad = next(i for i, a in enumerate(given) if not np.all(np.isfinite(np.asarray(a, dtype=np.float64))))
+        raise ConfigurationError(f"initial_params: parameter {bad} holds NaN or infinite values")
+
+
+def unusable_data(
+    model: Model, clients: Sequence[ClientData], test_features: object, test_labels: object
+) -> dict[int, str]:
+    """Each client whose data ``model`` cannot take, with the reason (it is left out of every round,
+    costing only itself); ConfigurationError for such a test set (the server's own data). The width is
+    the model's ``num_features`` when it has one, else the test set's."""
+    declared = getattr(model, "num_features", None)
+    shape = getattr(test_features, "shape", None)
+    width = declared if isinstance(declared, int) else shape[-1] if isinstance(shape, tuple) and shape else 0
+    classes = getattr(model, "num_classes", None)
+    num_classes = classes if isinstance(classes, int) else None
+    problem = data_problem(test_features, test_labels, int(width), num_classes)
+    if problem is not None:
+        raise ConfigurationError(f"test set: {problem}")
+    found = {c.client_id: data_problem(c.features, c.labels, int(width), num_classes) for c in clients}
+    return {client: problem for client, problem in found.items() if problem is not None}

@@ -1,0 +1,125 @@
+"""run_fedavg: one hospital whose data the model cannot take costs only that hospital.
+
+A hospital with another feature count than the model's, labels that are not integers, or a
+label outside the model's classes used to crash the whole run with numpy's ValueError or
+IndexError from inside local training. It is now left out of every round, with the reason in
+the round's ``rejected``, as a hospital whose update holds NaN is; the test set, the server's
+own, is checked before any training (ConfigurationError).
+"""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+import pytest
+
+from fl_core import ClientData, FedAvgConfig, LogisticRegression, make_aggregator, run_fedavg
+from secagg.errors import ConfigurationError
+
+FEATURES = 4
+
+
+def rows(count: int, seed: int, width: int = FEATURES) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(count, width))
+    return x, (x[:, 0] > 0).astype(np.int64)
+
+
+def hospitals() -> list[ClientData]:
+    return [ClientData(k, *rows(40, k)) for k in range(5)]
+
+
+def bad_width() -> ClientData:
+    return ClientData(1, *rows(40, 1, width=FEATURES + 1))
+
+
+def float_labels() -> ClientData:
+    x, y = rows(40, 1)
+    return ClientData(1, x, y.astype(np.float64))
+
+
+def label_out_of_range() -> ClientData:
+    x, y = rows(40, 1)
+    y[7] = 5
+    return ClientData(1, x, y)
+
+
+def negative_label() -> ClientData:
+    x, y = rows(40, 1)
+    y[3] = -1
+    return ClientData(1, x, y)
+
+
+def string_features() -> ClientData:
+    x, y = rows(40, 1)
+    return ClientData(1, x.astype(str), y)
+
+
+@pytest.mark.parametrize(
+    ("make_bad", "reason"),
+    [
+        (bad_width, "its features have 5 columns, the model takes 4"),
+        (float_labels, "labels must be integers, got float64"),
+        (label_out_of_range, "label 5 outside the model's 2 classes"),
+        (negative_label, "label -1 outside the model's 2 classes"),
+        (string_features, "features must be real numbers, got <U"),
+    ],
+    ids=["width", "float-labels", "label-too-large", "negative-label", "string-features"],
+)
+def test_a_hospital_the_model_cannot_take_costs_only_itself(
+    make_bad: object, reason: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Prepare
+    clients = hospitals()
+    clients[1] = make_bad()  # type: ignore[operator]
+    x_test, y_test = rows(100, 99)
+    # Execute
+    with caplog.at_level(logging.WARNING, logger="fl_core"):
+        result = run_fedavg(
+            LogisticRegression(num_features=FEATURES), clients, make_aggregator("secagg", num_clients=5),
+            x_test, y_test, FedAvgConfig(rounds=2, local_epochs=1, learning_rate=0.1, seed=0),
+        )  # fmt: skip
+    # Assert: every round ran with the four others; hospital 1 is left out with its reason
+    for record in result.rounds:
+        assert record.skipped_reason is None
+        assert record.included == (0, 2, 3, 4)
+        assert [client for client, _ in record.rejected] == [1]
+        assert reason in record.rejected[0][1]
+    assert result.final_accuracy > 0.8
+
+
+@pytest.mark.parametrize(
+    ("test_set", "match"),
+    [
+        (lambda: rows(50, 9, width=FEATURES - 1), "test set: its features have 3 columns, the model takes 4"),
+        (lambda: (rows(50, 9)[0], rows(50, 9)[1].astype(np.float64)), "test set: labels must be integers, got float64"),
+        (lambda: (rows(50, 9)[0], np.full(50, 2)), "test set: label 2 outside the model's 2 classes"),
+        (lambda: (rows(50, 9)[0], rows(40, 9)[1]), "test set: features \\(50, 4\\) and labels \\(40,\\)"),
+    ],
+    ids=["width", "float-labels", "label-out-of-range", "row-mismatch"],
+)
+def test_a_test_set_the_model_cannot_take_is_refused_before_training(test_set: object, match: str) -> None:
+    # Prepare
+    x_test, y_test = test_set()  # type: ignore[operator]
+    # Execute / Assert
+    with pytest.raises(ConfigurationError, match=match):
+        run_fedavg(
+            LogisticRegression(num_features=FEATURES), hospitals(), make_aggregator("secagg", num_clients=5),
+            x_test, y_test, FedAvgConfig(rounds=1, seed=0),
+        )  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("features", "labels", "match"),
+    [
+        ([[0.0, 1.0], [1.0, 0.0]], np.zeros(2, np.int64), "hospital 3: features must be a numpy array, got list"),
+        (np.zeros((2, 2)), [0, 1], "hospital 3: labels must be a numpy array, got list"),
+        (np.zeros((2, 2)), None, "hospital 3: labels must be a numpy array, got NoneType"),
+    ],
+    ids=["features-list", "labels-list", "labels-none"],
+)
+def test_client_data_refuses_non_arrays_with_the_librarys_error(features: object, labels: object, match: str) -> None:
+    # Execute / Assert: not an AttributeError from reading .ndim
+    with pytest.raises(ConfigurationError, match=match):
+        ClientData(3, features, labels)  # type: ignore[arg-type]
