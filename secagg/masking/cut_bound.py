@@ -23,11 +23,25 @@ import math
 import numpy as np
 import numpy.typing as npt
 
-__all__ = ["cut_log_bounds"]
+__all__ = ["cut_log_bounds", "cut_log_leading_term"]
 
 
 def _log_choose(a: int, b: int) -> float:
     return math.lgamma(a + 1) - math.lgamma(b + 1) - math.lgamma(a - b + 1)
+
+
+def cut_log_leading_term(num_clients: int, degree: int, colluders: int, least: int) -> float:
+    """ln of ``n (n - k - 1) / 2`` times the single term a = b = m = ``least`` of :func:`cut_log_bounds`
+    (-inf if it is 0): a lower bound on ``L[m]``, which sums nonnegative terms including it. The
+    derivation uses it to skip the grid for thresholds it already rules out."""
+    n, k, bad, m = num_clients, degree, colluders, least
+    half, rest = k // 2, num_clients - degree
+    if not 0 <= m <= half or not 0 <= bad - 2 * m <= rest:
+        return -math.inf
+    return (
+        math.log(n) + math.log(n - k - 1) - math.log(2)
+        + 2 * _log_choose(half, m) + _log_choose(rest, bad - 2 * m) - _log_choose(n, bad)
+    )
 
 
 def cut_log_bounds(num_clients: int, degree: int, colluders: int, least: int = 0) -> npt.NDArray[np.float64]:

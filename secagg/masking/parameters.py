@@ -46,7 +46,7 @@ from dataclasses import dataclass
 
 from secagg._validate import require_finite, require_instance
 from secagg.errors import ConfigurationError
-from secagg.masking.cut_bound import cut_log_bounds
+from secagg.masking.cut_bound import cut_log_bounds, cut_log_leading_term
 
 __all__ = [
     "COMPLETE_GRAPH_MAX_CLIENTS",
@@ -190,7 +190,15 @@ def _cut_threshold(num_clients: int, degree: int, corrupt: float, lowest: int, h
     n, k, half = num_clients, degree, degree // 2
     if k >= n - 1:
         return lowest
-    bounds = cut_log_bounds(n, k, dropout_count(n, corrupt), max(lowest - half, 0))
+    colluders = dropout_count(n, corrupt)
+    # A threshold whose single leading term is already well above the bound fails (the sum holds that
+    # term and more, all nonnegative); the 1e-6 keeps this shortcut clear of rounding, so the grid decides
+    # every threshold it does not skip, exactly as spec 12.6 states.
+    while lowest <= highest and cut_log_leading_term(n, k, colluders, lowest - half) >= CUT_LOG_BOUND + 1e-6:
+        lowest += 1
+    if lowest > highest:
+        return None
+    bounds = cut_log_bounds(n, k, colluders, max(lowest - half, 0))
     for threshold in range(lowest, highest + 1):
         if bounds[threshold - half] < CUT_LOG_BOUND:
             return threshold

@@ -28,7 +28,9 @@ from hypothesis import strategies as st
 
 from secagg.errors import ConfigurationError
 from secagg.masking import ACTIVE, HARARY, MaskingConfig
+from secagg.masking.cut_bound import cut_log_bounds, cut_log_leading_term
 from secagg.masking.parameters import (
+    CUT_LOG_BOUND,
     SECURITY_PARAMETER,
     cut_log_probability,
     derive_secagg_plus,
@@ -184,3 +186,21 @@ def test_the_threat_models_figures_are_the_exact_union_bound(n: int, k: int, t: 
         assert bound == 0  # 2 (t - k/2) exceeds the floor(gamma n) colluders: no cut fits
     else:
         assert round(math.log2(bound.numerator) - math.log2(bound.denominator), 1) == log2_bound
+
+
+@pytest.mark.parametrize(("n", "k", "t"), [(206, 12, 11), (1651, 990, 535), (1651, 990, 560), (2000, 16, 15)])
+def test_the_leading_term_the_derivation_skips_by_is_below_the_whole_sum(n: int, k: int, t: int) -> None:
+    # The derivation skips the grid for thresholds whose single term a = b = t - k/2 is already 1e-6 above
+    # the bound; that is sound only if the term never exceeds the sum (spec 12.6, step 2.5)
+    colluders = dropout_count(n, GAMMA)
+    leading = cut_log_leading_term(n, k, colluders, t - k // 2)
+    assert leading <= cut_log_bounds(n, k, colluders, t - k // 2)[t - k // 2] + 1e-9
+
+
+def test_the_smallest_decision_margin_the_spec_states() -> None:
+    # spec 12.6 states the smallest distance between a compared log C and -41 ln 2 over its grid:
+    # 0.00045 at n = 2,012, delta = 0 (k = t = 14, passing); far beyond last-bit differences
+    params = derive_secagg_plus(2012, GAMMA, 0.0, active=True)
+    assert (params.degree, params.threshold) == (14, 14)
+    margin = CUT_LOG_BOUND - cut_log_probability(2012, 14, 14, GAMMA)
+    assert 0.00045 <= margin < 0.00046
