@@ -17,7 +17,9 @@ from secagg.errors import ConfigurationError
 from secagg.masking.config_record import ACTIVE, COMPLETE, HARARY, SEMI_HONEST
 from secagg.masking.parameters import (
     CONNECTIVITY_LOG_BOUND,
+    CUT_LOG_BOUND,
     SECURITY_PARAMETER,
+    cut_log_probability,
     disconnection_log_probability,
     dropout_count,
     surviving_neighbour_quantile,
@@ -27,7 +29,7 @@ from secagg.primitives.signing import PUBLIC_KEY_SIZE
 if TYPE_CHECKING:
     from secagg.masking.config import MaskingConfig
 
-__all__ = ["check_degree", "check_dropouts", "check_identities", "check_threshold"]
+__all__ = ["check_cut", "check_degree", "check_dropouts", "check_identities", "check_threshold"]
 
 
 def check_degree(config: MaskingConfig) -> None:
@@ -87,6 +89,26 @@ def check_threshold(config: MaskingConfig) -> None:
         raise ConfigurationError(
             f"threshold {t} is unsafe in active mode against a lying server plus {corrupt} colluders: "
             f"need 2t > {name} + colluders = {holders + corrupt}, i.e. t >= {(holders + corrupt) // 2 + 1}"
+        )
+    if config.mode == ACTIVE and config.graph == HARARY:
+        check_cut(config)
+
+
+def check_cut(config: MaskingConfig) -> None:
+    """Active mode, Harary graph: a lying server that cuts the ring at two windows of k/2 clients,
+    each with at least t - k/2 of the floor(gamma n) colluders, releases an arc's sum; the union
+    bound on such a cut must be below 2^-41 (spec 12.6, step 2.5), the term the printed 2^-40 adds
+    to the corrupt-neighbour one in active mode."""
+    n, k, t = config.num_clients, config.degree, config.threshold
+    log_probability = cut_log_probability(n, k, t, config.corrupt_fraction)
+    if log_probability >= CUT_LOG_BOUND:
+        colluders = dropout_count(n, config.corrupt_fraction)
+        raise ConfigurationError(
+            f"threshold {t} is too low for harary degree {k} against a lying server's cut: {colluders} colluders "
+            f"(floor(gamma n)) put t - k/2 = {t - k // 2} in each of two windows of k/2 = {k // 2} clients with "
+            f"probability up to 2^{log_probability / math.log(2):.1f}, not below 2^-{SECURITY_PARAMETER + 1}, "
+            "so the server could release the sum of an arc of the ring; use a larger threshold or degree "
+            "(MaskingConfig.secagg_plus derives them)"
         )
 
 

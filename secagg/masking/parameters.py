@@ -18,10 +18,20 @@ an assumed corrupt fraction gamma and dropout fraction delta, it scans even k =
 4. Feasible iff ``t = max(t1 + 1, 2) <= t2``. (Production checks only t2 > t1,
    which the clamp to 2 can break for tiny n; the two agree everywhere else,
    including every case of production's own test suite.)
+5. Active mode, adversarial cut: a lying server that releases the sum of an arc of
+   the ring needs two disjoint windows of k/2 clients each holding at least
+   ``m = t - k/2`` colluders (:mod:`secagg.masking.cut_bound`); with B = floor(gamma n)
+   colluders the union bound ``n (n - k - 1) / 2 * P[X1 >= m and X2 >= m]`` must be
+   below 2^-(sigma + 1). t is raised to the smallest value up to t2 that meets it; k
+   fails if none does. (Production has no such term: from about n = 200 at
+   delta = 0, and for several of its own test cases, active mode departs from it.)
 
 So, for a client chosen uniformly at random, P[at least t corrupt neighbours] <
 2^-41/n (the secrets stay hidden) and P[fewer than t surviving neighbours] <
-2^-20/n (recovery succeeds). A given honest client's neighbours are drawn from
+2^-20/n (recovery succeeds). In active mode the privacy 2^-40 is the corrupt-neighbour
+2^-41 plus the cut's 2^-41; a disconnection by the dropouts releases a partial sum there
+only through such a cut, so the connectivity term is inside the cut term (and still kept,
+so that k never drops below what semi-honest sizing needs). A given honest client's neighbours are drawn from
 the other n - 1 clients (Hypergeometric(n - 1, A, k)), which can exceed 2^-41/n
 slightly; the union over clients that the session's 2^-40 and 2^-20 rest on is
 exactly n times the uniform-client probability, so it holds.
@@ -37,11 +47,13 @@ from dataclasses import dataclass
 
 from secagg._validate import require_finite, require_instance
 from secagg.errors import ConfigurationError
+from secagg.masking.cut_bound import cut_log_bounds, cut_log_leading_term
 
 __all__ = [
     "COMPLETE_GRAPH_MAX_CLIENTS",
     "CONNECTIVITY_LOG_BOUND",
     "CORRECTNESS_PARAMETER",
+    "CUT_LOG_BOUND",
     "DEFAULT_DROPOUT_FRACTION_PER_ROUND",
     "DROPOUT_STAGES",
     "SECURITY_PARAMETER",
@@ -51,6 +63,7 @@ __all__ = [
     "complete_threshold",
     "corrupt_count",
     "corrupt_neighbour_bound",
+    "cut_log_probability",
     "default_colluders",
     "default_dropout_target",
     "derive_secagg_plus",
@@ -159,6 +172,43 @@ def disconnection_log_probability(
     return _disconnection_log_probability(n, k, dropout_count(n, corrupt_fraction) + dropout_count(n, dropout_fraction))
 
 
+CUT_LOG_BOUND = CONNECTIVITY_LOG_BOUND
+"""ln 2^-41: the natural log :func:`cut_log_probability` must stay below (active mode)."""
+
+
+def cut_log_probability(num_clients: int, degree: int, threshold: int, corrupt_fraction: float) -> float:
+    """The natural log of the union bound on a lying server's cut of a Harary ring (step 5 of the
+    module docstring): two disjoint windows of k/2 clients each holding at least ``t - k/2`` of the
+    ``floor(gamma n)`` colluders; -inf if no cut fits (k = n - 1, or fewer colluders than two windows
+    need). Active-mode derivations and :class:`~secagg.masking.config.MaskingConfig` both require it
+    below :data:`CUT_LOG_BOUND`."""
+    n, k = num_clients, degree
+    if k >= n - 1:
+        return -math.inf
+    least = max(threshold - k // 2, 0)
+    return float(cut_log_bounds(n, k, dropout_count(n, corrupt_fraction), least)[min(least, k // 2 + 1)])
+
+
+def _cut_threshold(num_clients: int, degree: int, corrupt: float, lowest: int, highest: int) -> int | None:
+    """The smallest t in lowest..highest whose cut term is below 2^-41, or None."""
+    n, k, half = num_clients, degree, degree // 2
+    if k >= n - 1:
+        return lowest
+    colluders = dropout_count(n, corrupt)
+    # A threshold whose single leading term is already well above the bound fails (the sum holds that
+    # term and more, all nonnegative); the 1e-6 keeps this shortcut clear of rounding, so the grid decides
+    # every threshold it does not skip, exactly as spec 12.6 states.
+    while lowest <= highest and cut_log_leading_term(n, k, colluders, lowest - half) >= CUT_LOG_BOUND + 1e-6:
+        lowest += 1
+    if lowest > highest:
+        return None
+    bounds = cut_log_bounds(n, k, colluders, max(lowest - half, 0))
+    for threshold in range(lowest, highest + 1):
+        if bounds[threshold - half] < CUT_LOG_BOUND:
+            return threshold
+    return None
+
+
 def _threshold_for(num_clients: int, degree: int, corrupt: float, dropout: float, active: bool) -> int | None:
     n, k = num_clients, degree
     if disconnection_log_probability(n, k, corrupt, dropout) >= CONNECTIVITY_LOG_BOUND:
@@ -173,6 +223,8 @@ def _threshold_for(num_clients: int, degree: int, corrupt: float, dropout: float
     # aborts the session). Requiring t <= t2 keeps the liveness guarantee.
     if threshold > t2:
         return None
+    if active:
+        return _cut_threshold(n, k, corrupt, threshold, t2)
     return threshold
 
 

@@ -78,6 +78,9 @@ CONFIG_NOTES = {
     "that each reach t with the colluders' help: refused.",
     "UnsafeDropouts": "The declared dropouts exceed what the threshold tolerates: refused.",
     "IdentityKeys": "Identity keys missing in active mode, present in semi-honest mode, or not 32 bytes.",
+    "UnsafeCut": "Active mode, Harary graph: floor(gamma n) colluders fill two windows of k/2 clients with t - k/2 "
+    "each (a lying server's cut releasing an arc's sum) with probability not below 2^-41 (spec 12.6, step 2.5): "
+    "refused.",
 }
 
 
@@ -169,6 +172,19 @@ def generate_config() -> Json:
            "dropoutFraction": 0.1},
         error="ConfigurationError",
     ))
+    # A lying server's cut (spec 12.1; 12.6, step 2.5), active mode: last, so that the earlier tcIds are unchanged.
+    cut_keys = tuple(deterministic(f"config/cut-identity/{i}")(32) for i in range(206))
+    add_valid("SecAgg+ active, n = 206, 5% colluders, no dropouts, k = 12, t = 12 (no cut fits 10 colluders)",
+              ["Harary", "Active"],
+              MaskingConfig(num_clients=206, threshold=12, vector_length=8, graph="harary", degree=12, mode="active",
+                            identity_keys=cut_keys, corrupt_fraction=0.05))
+    tests.append(test_case(
+        "active Harary n = 206, k = 12, t = 11, 5% colluders (cut bound 2^-35.3, not below 2^-41)",
+        ["UnsafeCut"], "invalid",
+        **{**base, "numClients": 206, "graph": "harary", "degree": 12, "threshold": 11, "mode": "active",
+           "identityKeys": [key.hex() for key in cut_keys], "corruptFraction": 0.05},
+        error="ConfigurationError",
+    ))
     return vector_file(
         algorithm="secagg-masking-config",
         schema="masking_config_test_schema.json",
@@ -206,7 +222,11 @@ PARAMETER_NOTES = {
     "Infeasible": "corrupt + dropout (semi-honest) or corrupt + 2 dropout (active) exceeds 0.9, or even the "
     "complete graph cannot tolerate the dropouts: refused (ConfigurationError).",
     "BadParameter": "n outside 3..65536 or a fraction outside [0, 1): refused (ConfigurationError).",
+    "AdversarialCut": "Active mode at the first n (and the one before it) where the cut term (spec 12.6, step 2.5) "
+    "changes the derived (k, t), gamma = 0.05, at delta = 0 and at the default delta ceil(0.4 n)/n.",
 }
+# (n, corrupt, dropout) for the AdversarialCut rows: the last unchanged n and the first changed one.
+CUT_ROWS = [(205, 0.05, 0.0), (206, 0.05, 0.0), (1479, 0.05, 592 / 1479), (1480, 0.05, 592 / 1480)]
 PRODUCTION = {
     "semi-honest": [(10, 0.05, 0.05), (100, 0.05, 0.05), (1000, 0.05, 0.05), (10000, 0.05, 0.05),
                     (1000, 0.05, 0.33), (100, 0.05, 0.33), (1000, 0.33, 0.05), (1000, 0.33, 0.33), (10, 0.33, 0.33),
@@ -240,6 +260,8 @@ def generate_parameters() -> Json:
         for n, c, d in ((2, 0.05, 0.05), (100, 1.0, 0.0), (100, 0.05, -0.1)):
             tests.append(test_case(f"n = {n}, corrupt {c}, dropout {d}", ["BadParameter"], "invalid", numClients=n,
                                    corruptFraction=c, dropoutFraction=d, error="ConfigurationError"))
+        if mode == "active":  # last, so that the earlier tcIds are unchanged
+            tests += [_parameter_test(n, c, d, mode, "AdversarialCut") for n, c, d in CUT_ROWS]
         groups.append({"type": "SecAggPlusParametersTest", "mode": mode, "securityParameter": 40,
                        "correctnessParameter": 20, "tests": tests})
     return vector_file(

@@ -10,7 +10,12 @@ import pytest
 
 from secagg.errors import ConfigurationError, ConfigurationTypeError
 from secagg.masking import MaskingConfig
-from secagg.masking.parameters import derive_secagg_plus, surviving_neighbour_quantile
+from secagg.masking.parameters import (
+    CUT_LOG_BOUND,
+    cut_log_probability,
+    derive_secagg_plus,
+    surviving_neighbour_quantile,
+)
 
 SEMI_HONEST_CASES = [
     (10, 0.05, 0.05, 2, 2),
@@ -46,11 +51,25 @@ def test_semi_honest_matches_production(n: int, corrupt: float, dropout: float, 
     assert (params.degree, params.threshold) == (degree, threshold)
 
 
+# Active mode also bounds a lying server's cut of the ring (spec 12.6, step 2.5), which production
+# does not: in three of its cases production's (k, t) leaves that term at or above 2^-41, and the
+# derivation departs from it (tests/masking/test_adversarial_cut_bound.py).
+CUT_DEPARTURES = {
+    (1000, 0.05, 0.05): (54, 39),
+    (10000, 0.05, 0.05): (68, 49),
+    (1000, 0.33, 0.05): (142, 118),
+}
+
+
 @pytest.mark.parametrize(("n", "corrupt", "dropout", "degree", "threshold"), ACTIVE_CASES)
 def test_active_matches_production(n: int, corrupt: float, dropout: float, degree: int, threshold: int) -> None:
     params = derive_secagg_plus(n, corrupt, dropout, active=True)
 
-    assert (params.degree, params.threshold) == (degree, threshold)
+    expected = CUT_DEPARTURES.get((n, corrupt, dropout), (degree, threshold))
+    assert (params.degree, params.threshold) == expected
+    if (n, corrupt, dropout) in CUT_DEPARTURES:
+        assert cut_log_probability(n, degree, threshold, corrupt) >= CUT_LOG_BOUND
+    assert cut_log_probability(n, params.degree, params.threshold, corrupt) < CUT_LOG_BOUND
 
 
 @pytest.mark.parametrize(("corrupt", "dropout", "active"), [(0.5, 0.5, False), (0.33, 0.33, True), (0.1, 0.45, True)])

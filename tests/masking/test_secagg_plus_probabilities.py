@@ -8,7 +8,8 @@ production's model. Here every probability is recomputed as an exact fraction (`
 - the session-level statements the guarantee prints hold for the derived (k, t) under the exact
   per-client model: an honest client's k neighbours are a uniform k-subset of the *other* n - 1
   clients (so Hypergeometric(n - 1, A, k) for its corrupt neighbours, not (n, A, k)), and a union
-  over the honest clients plus the disconnection bound stays below 2^-40; likewise completion below
+  over the honest clients plus the disconnection bound (semi-honest) or a lying server's cut bound
+  (active, spec 12.6 step 2.5) stays below 2^-40; likewise completion below
   2^-20 over the survivors (neighbours among n - 1 of which S - 1 survive) and the dropped clients.
   Per client the exact tail can exceed production's 2^-41/n (n = 150, gamma = 0.33: 1.07 times);
   the union cannot, since (n - A) P_honest + A P_corrupt = n P_(n, A, k) exactly.
@@ -43,6 +44,20 @@ def _pmf(total: int, marked: int, sample: int) -> list[Fraction]:
     """P[X = x] for x in 0..sample, X ~ Hypergeometric(total, marked, sample), exactly."""
     whole = math.comb(total, sample)
     return [Fraction(math.comb(marked, x) * math.comb(total - marked, sample - x), whole) for x in range(sample + 1)]
+
+
+def _exact_cut_bound(n: int, k: int, t: int, colluders: int) -> Fraction:
+    """n (n - k - 1) / 2 x P[two disjoint windows of k/2 each hold at least t - k/2 of the colluders]."""
+    half, m = k // 2, t - k // 2
+    if m <= 0:
+        return Fraction(n * (n - k - 1), 2)
+    total = sum(
+        math.comb(half, a) * math.comb(half, b) * math.comb(n - k, colluders - a - b)
+        for a in range(m, half + 1)
+        for b in range(m, half + 1)
+        if a + b <= colluders
+    )
+    return Fraction(n * (n - k - 1) * total, 2 * math.comb(n, colluders))
 
 
 def _counts(n: int, gamma: float, delta: float) -> tuple[int, int, int]:
@@ -87,13 +102,20 @@ def test_the_printed_session_failure_probabilities_hold_under_the_exact_per_clie
     # lying server splits them with 2t <= k + colluding neighbours (active): at least `exposing` of them
     exposing = 2 * t - k if active else t
     honest_tail = sum(_pmf(n - 1, corrupt, k)[max(exposing, 0) :])
-    disconnected = Fraction(math.exp(_disconnection_log_probability(n, k, corrupt + dropped)))
-    privacy_failure = (n - corrupt) * honest_tail + disconnected
+    # The second term: semi-honest, the honest survivors' disconnection by bad nodes placed at random;
+    # active, a lying server's cut (spec 12.6, step 2.5), which also covers the dropouts' disconnection
+    # there (a partial sum is released only through such a cut)
+    if active:
+        second = _exact_cut_bound(n, k, t, corrupt)
+    else:
+        second = Fraction(math.exp(_disconnection_log_probability(n, k, corrupt + dropped)))
+    privacy_failure = (n - corrupt) * honest_tail + second
     assert privacy_failure < Fraction(1, 2**SECURITY_PARAMETER)
-    # One past: a threshold one lower leaves no such margin for a client at the per-client bound
-    assert sum(_pmf(n, corrupt, k)[max(exposing - (2 if active else 1), 0) :]) * n >= Fraction(
-        1, 2 ** (SECURITY_PARAMETER + 1)
-    )
+    # One past: a threshold one lower leaves no such margin for a client at the per-client bound, or
+    # (active mode, where the cut term raised t) fails the cut term
+    one_lower_exposed = sum(_pmf(n, corrupt, k)[max(exposing - (2 if active else 1), 0) :]) * n
+    one_lower_cut = _exact_cut_bound(n, k, t - 1, corrupt) if active else Fraction(0)
+    assert max(one_lower_exposed, one_lower_cut) >= Fraction(1, 2 ** (SECURITY_PARAMETER + 1))
     # Completion: a survivor's seed (neighbours among the n - 1 others, S - 1 surviving) and a dropped
     # client's mask key (S surviving among its n - 1 others) each need t surviving neighbours
     survivor_short = sum(_pmf(n - 1, surviving - 1, k)[:t])
