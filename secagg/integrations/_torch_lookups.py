@@ -15,7 +15,10 @@ torch's embedding itself; :func:`checked_lookups` is entered only for a model wi
 ``embedding_bag`` needs no read: torch checks each example's indices and offsets itself there. A
 TorchFunctionMode sees calls made through torch's Python functions only: a lookup that bypasses them
 (a TorchScript function, ``torch.ops.aten.embedding`` called directly, one under
-``torch._C.DisableTorchFunction``) is not checked; docs/privacy.md ("PyTorch") says so.
+``torch._C.DisableTorchFunction``) is not checked here. Such a lookup cannot reach another example's
+rows either: :mod:`~secagg.integrations._torch_recurrent` puts the per-example views only where no
+lookup runs (a recurrent layer's own kernel), or has vmap take one example per call. This check is
+kept in front of that (docs/privacy.md, "PyTorch").
 """
 
 from __future__ import annotations

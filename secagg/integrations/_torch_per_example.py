@@ -27,6 +27,7 @@ from secagg.integrations._torch_one_example import (
     require_loss_of_parameters,
     require_scalar_loss,
 )
+from secagg.integrations._torch_recurrent import kernel_views, per_example_gradients, per_example_layout
 
 if TYPE_CHECKING:
     from torch import Tensor
@@ -165,15 +166,6 @@ def _put_back(torch: Any, params: Mapping[str, Tensor], values: Mapping[str, Ten
     return written
 
 
-def _shared_parameters(torch: Any, model: Module, params: Mapping[str, Tensor]) -> set[str]:
-    """The names in ``params`` that :func:`clipped_gradient_sum` gives vmap unbatched, one tensor for
-    every example: all but a recurrent layer's (``RNNBase``, ``RNNCellBase``; by identity, so a
-    parameter tied to one stays expanded)."""
-    recurrent = (torch.nn.RNNBase, torch.nn.RNNCellBase)
-    held = {id(p) for m in model.modules() if isinstance(m, recurrent) for p in m.parameters()}
-    return {name for name, p in model.named_parameters() if id(p) not in held and name in params}
-
-
 def _untrained(model: Module, params: Mapping[str, Tensor]) -> dict[str, Tensor]:
     """The model's frozen parameters (those not in ``params``) and its buffers, detached, by name."""
     frozen = {name: p.detach() for name, p in model.named_parameters() if name not in params}
@@ -214,7 +206,9 @@ def clipped_gradient_sum(
 
     g_i is example i's gradient of ``loss_fn(model(x_i), y_i)`` over the trainable
     parameters (in ``named_parameters`` order, each flattened), computed for the whole
-    batch at once with ``torch.func.vmap(grad(...))``: no Python loop over examples.
+    batch at once with ``torch.func.vmap(grad(...))``: no Python loop over examples, but for a
+    model whose recurrent layer is not torch's own as torch runs it (a subclass, a hook on it), which
+    vmap takes one example per call (:mod:`~secagg.integrations._torch_recurrent`).
     ``loss_fn`` gets a batch of one and must return a scalar.
 
     Refused with a ConfigurationError before anything is computed: a model on the meta device (no
@@ -226,9 +220,9 @@ def clipped_gradient_sum(
     error chained; a loss returning anything but a scalar float tensor (``reduction='none'``)
     naming what it returned, or one that does not depend on the trainable parameters (a detached
     output). A foreign error the first example does not meet (a label out of range at a later row, a
-    token id outside an embedding's table: every parameter outside a recurrent layer is one tensor
-    shared by the examples, where torch's embedding checks every index; a lookup into a recurrent
-    layer's parameter is checked by :func:`~secagg.integrations._torch_lookups.checked_lookups`) is a ConfigurationError
+    token id outside an embedding's table: every lookup reads a table holding one example's rows only,
+    where torch's embedding checks every index, by whatever route it goes,
+    :func:`~secagg.integrations._torch_recurrent.per_example_layout`) is a ConfigurationError
     chained from the vmap's. A computation that succeeds
     runs no dry run: no copy of the parameters for it, forward hooks run by the vmap only.
     The model's parameters, buffers and attributes are as they were after every refusal.
@@ -248,29 +242,31 @@ def clipped_gradient_sum(
         return np.zeros(sum(int(p.numel()) for p in params.values()))
     buffers = {name: b.detach() for name, b in model.named_buffers()}
 
-    def loss_of_one(parameters: Mapping[str, Tensor], x: Tensor, y: Tensor) -> Tensor:
+    # A recurrent layer's parameters reach its kernel batched, each example its own view (expanded: no
+    # copy): the backward pass of torch's recurrent kernels (GRU, RNN, the cells, a float64 LSTM)
+    # accumulates a parameter's gradient in place into a tensor of the parameter's shape, which vmap
+    # cannot do with one gradient per example (torch's "output with shape [1, 4] doesn't match the
+    # broadcast shape [5, 1, 4]"). Every other use of a parameter gets one shared, unbatched tensor
+    # (torch's own per-sample-gradient recipe): torch's embedding rule for a batched weight flattens the
+    # views into one table and offsets each example's indices without checking them, so an index
+    # outside the table read a row of ANOTHER example's view, by whatever route the lookup went (a tied
+    # Embedding, F.embedding, a TorchScript function, torch.ops.aten.embedding); on one shared table
+    # torch's embedding checks every index (an IndexError, refused below). Where the views exist, and
+    # what it costs, is _torch_recurrent's (the kernel's own views, or one example per vmap call).
+    layout = per_example_layout(torch, model, params, rows := int(inputs.shape[0]))
+    views: dict[str, Tensor] = {}
+
+    def loss_of_one(
+        parameters: Mapping[str, Tensor], viewed: Mapping[str, Tensor], x: Tensor, y: Tensor
+    ) -> Tensor:
+        views.update(viewed)  # what the recurrent kernels run with, in this call (kernel_views); same keys
         output = func.functional_call(model, (dict(parameters), buffers), (x.unsqueeze(0),))
         loss: Tensor = loss_fn(output, y.unsqueeze(0))
         require_scalar_loss(torch, loss)  # grad of an integer loss gives zero gradients without a word
         require_loss_of_parameters(loss)  # so does grad of a loss of a detached output
         return loss
 
-    # A recurrent layer's parameters: each example gets its own view of them (expanded: no copy), not
-    # one shared unbatched tensor: the backward pass of torch's recurrent kernels (GRU, RNN, the cells,
-    # a float64 LSTM) accumulates a parameter's gradient in place into a tensor of the parameter's
-    # shape, which vmap cannot do with one gradient per example (torch's "output with shape [1, 4]
-    # doesn't match the broadcast shape [5, 1, 4]"). Every other parameter is shared, unbatched
-    # (torch's own per-sample-gradient recipe): torch's embedding rule for a batched weight flattens the
-    # views into one table and offsets each example's indices without checking them, so an index
-    # outside the vocabulary (or negative) read a row of ANOTHER example's view, its gradient landing
-    # in that example's, without a word; on one shared table torch's embedding checks every index (an
-    # IndexError, refused below). An embedding lookup INTO a recurrent layer's parameter (a table tied to
-    # an LSTM's input weights, F.embedding on one in a custom forward) would meet that rule still: with
-    # a recurrent layer, every lookup's indices are checked against the table first (checked_lookups).
-    rows, shared = int(inputs.shape[0]), _shared_parameters(torch, model, params)
-    own = {name: p if name in shared else p.unsqueeze(0).expand(rows, *p.shape) for name, p in params.items()}
-    dims = {name: None if name in shared else 0 for name in params}
-    # One copy of the trainable parameters per call, kept on purpose: `own` is the parameters' own memory
+    # One copy of the trainable parameters per call, kept on purpose: the layout is the parameters' own memory
     # (detached and expanded views), so a forward pass that writes into a parameter in place writes into
     # the caller's model. Only a copy taken before finds such a write (a `.data` write outside torch.func
     # moves no version counter) and puts the parameter back, after the computation and after the dry run
@@ -280,8 +276,11 @@ def clipped_gradient_sum(
     first = inputs[:1].clone(), targets[:1].clone()
     failure: tuple[ConfigurationError, Exception] | None = None
     try:
-        with checked_lookups(torch) if len(shared) < len(params) else contextlib.nullcontext():
-            per_sample = func.vmap(func.grad(loss_of_one), in_dims=(dims, 0, 0))(own, inputs, targets)
+        with checked_lookups(torch) if layout.per_example else contextlib.nullcontext(), kernel_views(layout, views):
+            per_sample = per_example_gradients(torch, *func.vmap(
+                func.grad(loss_of_one, argnums=(0, 1)), in_dims=(dict(layout.dims), 0, 0, 0),
+                chunk_size=layout.chunk_size,
+            )(dict(layout.shared), dict(layout.views), inputs, targets))  # fmt: skip
     except Exception as exc:
         refusal = per_sample_failure(exc)
         if refusal is None:

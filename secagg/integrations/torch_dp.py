@@ -32,13 +32,14 @@ back as plain tensors we clip and sum ourselves. Opacus would bring its own opti
 noise and accountant; here the noise must be integer, split across hospitals and added
 inside the secure sum, and the budget kept by :class:`secagg.dp.PrivacyAccountant`, so
 only its per-sample gradient part would be used, and that is what ``torch.func`` gives.
-Each example is mapped over its own (expanded, not copied) view of the parameters, so recurrent
-layers (LSTM, GRU, RNN and their cells), whose backward pass accumulates a parameter's gradient in
-place, work too. Limits: layers that mix examples in a batch (BatchNorm in training mode) have no
-per-sample gradient; use GroupNorm/LayerNorm, as with Opacus. Nor can ``vmap`` update running
-statistics in place (an InstanceNorm with ``track_running_stats=True`` in training mode) or draw
-randomness (a dropout of p > 0 in training mode, an RReLU): such a model is refused up front
-(docs/privacy.md, "PyTorch").
+A recurrent layer's kernel (LSTM, GRU, RNN and their cells), whose backward pass accumulates a
+parameter's gradient in place, gets each example its own (expanded, not copied) view of the layer's
+parameters, and nothing else does: a lookup into such a parameter, by any route, reads one example's
+rows only (:mod:`~secagg.integrations._torch_recurrent`). Limits: layers that mix examples in a
+batch (BatchNorm in training mode) have no per-sample gradient; use GroupNorm/LayerNorm, as with
+Opacus. Nor can ``vmap`` update running statistics in place (an InstanceNorm with
+``track_running_stats=True`` in training mode) or draw randomness (a dropout of p > 0 in
+training mode, an RReLU): such a model is refused up front (docs/privacy.md, "PyTorch").
 
 PyTorch is imported on first use (``pip install -e '.[torch]'``).
 """

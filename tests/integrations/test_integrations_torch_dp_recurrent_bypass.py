@@ -1,0 +1,238 @@
+"""PyTorch DP: a lookup into a recurrent layer's parameter that bypasses torch's Python functions.
+
+:func:`clipped_gradient_sum` gives vmap a recurrent layer's parameters batched (each example its own
+expanded view), and torch's batching rule for ``embedding`` on a batched weight flattens the views
+into one table of ``rows * num_embeddings`` rows, offsetting each example's indices unchecked: an
+index past the table (or a negative one) reads ANOTHER example's row, its gradient landing in that
+example's. The check of every lookup (:func:`~secagg.integrations._torch_lookups.checked_lookups`, a
+``TorchFunctionMode``) saw calls through torch's Python functions only, so a lookup by a TorchScript
+function, by ``torch.ops.aten.embedding`` called directly, or under ``torch._C.DisableTorchFunction``
+returned a clipped sum without a word, and one example moved it by twice the clip (measured on the
+code before: ``||sum(D) - sum(D minus example 0)|| = 2.0 * clip``). A model with per-example
+parameters is now computed one example per vmap call: no tensor holds another example's rows, so such
+an index is torch's error, refused by the library, whatever route the lookup takes.
+"""
+
+from __future__ import annotations
+
+import warnings
+from typing import Any
+
+import numpy as np
+import pytest
+
+from secagg.errors import ConfigurationError
+
+torch = pytest.importorskip("torch")
+torch_dp = pytest.importorskip("secagg.integrations.torch_dp")
+
+F = torch.nn.functional
+HIDDEN, FEATURES = 2, 3
+TABLE = 4 * HIDDEN  # the rows of an LSTM's input weights (4 gates): the lookup's vocabulary
+ROUTES = ["TorchScript", "aten", "DisableTorchFunction"]
+
+
+def _embedding(weight: torch.Tensor, indices: torch.Tensor) -> torch.Tensor:
+    return torch.embedding(weight, indices)
+
+
+with warnings.catch_warnings():
+    warnings.simplefilter("ignore", DeprecationWarning)  # torch.jit.script's own: still what models ship
+    _scripted_lookup = torch.jit.script(_embedding)
+
+
+def _lookup(route: str, weight: Any, indices: Any) -> Any:
+    """``weight``'s rows at ``indices`` by a route no TorchFunctionMode sees."""
+    if route == "TorchScript":
+        return _scripted_lookup(weight, indices)
+    if route == "aten":
+        return torch.ops.aten.embedding(weight, indices)
+    with torch._C.DisableTorchFunction():
+        return F.embedding(indices, weight)
+
+
+class _Text(torch.nn.Module):  # type: ignore[misc]
+    """Token ids looked up in an LSTM's input weights (by ``route``), then the LSTM and a Linear."""
+
+    def __init__(self, route: str) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.route = route
+        self.lstm, self.score = torch.nn.LSTM(FEATURES, HIDDEN, batch_first=True), torch.nn.Linear(HIDDEN, 2)
+        self.double()
+
+    def forward(self, x: Any) -> Any:
+        embedded = _lookup(self.route, self.lstm.weight_ih_l0, x)
+        return self.score(self.lstm(embedded)[0][:, -1])
+
+
+def _tokens(rows: int = 6) -> tuple[Any, Any]:
+    rng = np.random.default_rng(5)
+    x = torch.from_numpy(rng.integers(0, TABLE, size=(rows, 3)))
+    return x, torch.from_numpy(rng.integers(0, 2, size=rows))
+
+
+OUTSIDE = {
+    "past the table, a middle row": (3, TABLE),
+    "far past the table, a middle row": (3, TABLE + 5),
+    "negative, a middle row": (3, -1),
+    "past the table, the first row": (0, TABLE),
+    "negative, the last row": (5, -1),
+}
+
+
+@pytest.mark.parametrize("route", ROUTES)
+@pytest.mark.parametrize("case", sorted(OUTSIDE))
+def test_an_index_outside_the_table_is_refused_whatever_route_the_lookup_takes(case: str, route: str) -> None:
+    """Before: every case returned a clipped sum (the first row's index read the second example's row,
+    the last row's negative one the fifth example's)."""
+    # Prepare: one token of one row outside the table of 8
+    row, index = OUTSIDE[case]
+    model, (x, y) = _Text(route), _tokens()
+    x[row, 1] = index
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    # Execute / Assert: a library error, torch's chained; the model as it was
+    with pytest.raises(ConfigurationError) as refused:
+        torch_dp.clipped_gradient_sum(model, F.cross_entropy, x, y, 1.0)
+    assert refused.value.__cause__ is not None
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+
+
+class _Bag(torch.nn.Module):  # type: ignore[misc]
+    """The sum of the rows looked up in an LSTM's input weights, scored by a frozen Linear whose bias
+    favours class 0; only the looked-up table is trained (the LSTM is there for its parameters)."""
+
+    def __init__(self, route: str) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.route = route
+        self.lstm, self.score = torch.nn.LSTM(FEATURES, HIDDEN), torch.nn.Linear(FEATURES, 2)
+        with torch.no_grad():
+            self.score.bias.copy_(torch.tensor([2.0, 0.0]))
+        for name, parameter in self.named_parameters():
+            parameter.requires_grad_(name == "lstm.weight_ih_l0")
+        self.double()
+
+    def forward(self, x: Any) -> Any:
+        return self.score(_lookup(self.route, self.lstm.weight_ih_l0, x).sum(dim=1))
+
+
+@pytest.mark.parametrize("route", ROUTES)
+def test_one_example_moves_the_clipped_sum_by_at_most_the_clip(route: str) -> None:
+    """The sensitivity the noise is calibrated to: adding one example to a batch moves the clipped sum
+    by at most the clip, or the batch is refused. Before: example 0 (label 1) looked up example 1's rows
+    (label 0, the same tokens) past its own table; its gradient landed in example 1's, flipped that
+    example's clipped direction, and the sum moved by twice the clip."""
+    # Prepare: example 1 the honest tokens 0, 1, 2 (label 0); example 0 the same rows of example 1's view
+    clip = 0.01
+    x = torch.tensor([[TABLE, TABLE + 1, TABLE + 2], [0, 1, 2]])
+    y = torch.tensor([1, 0])
+    without = torch_dp.clipped_gradient_sum(_Bag(route), F.cross_entropy, x[1:], y[1:], clip)
+    # Execute
+    try:
+        summed = torch_dp.clipped_gradient_sum(_Bag(route), F.cross_entropy, x, y, clip)
+    except ConfigurationError:
+        return  # refused: no sum, no sensitivity to break
+    # Assert
+    moved = float(np.linalg.norm(summed - without))
+    assert moved <= clip * (1 + 1e-9), f"one example moved the clipped sum by {moved / clip:.3f} clips"
+
+
+def _looped(model: Any, x: Any, y: Any, clip: float) -> Any:
+    """The clipped sum by plain autograd, one example at a time."""
+    total = np.zeros(sum(p.numel() for p in model.parameters()))
+    for i in range(x.shape[0]):
+        model.zero_grad()
+        F.cross_entropy(model(x[i : i + 1]), y[i : i + 1]).backward()
+        g = torch.cat([p.grad.reshape(-1) for p in model.parameters()]).numpy()
+        total += g * min(1.0, clip / float(np.linalg.norm(g)))
+    return total
+
+
+@pytest.mark.parametrize("route", ROUTES)
+def test_in_range_tokens_keep_each_example_s_own_gradient(route: str) -> None:
+    """A lookup by any route, in range: the clipped sum (a clip that binds) is one-at-a-time autograd's."""
+    # Prepare
+    x, y = _tokens()
+    # Execute
+    summed = torch_dp.clipped_gradient_sum(_Text(route), F.cross_entropy, x, y, 0.05)
+    # Assert
+    np.testing.assert_allclose(summed, _looped(_Text(route), x, y, 0.05), rtol=1e-10, atol=1e-12)
+
+
+class _LookingLSTM(torch.nn.LSTM):  # type: ignore[misc]
+    """An LSTM of its own class whose forward looks token ids up in its own input weights (by
+    ``route``): its forward runs with the per-example views, so the vmap takes one example per call."""
+
+    route = "aten"
+
+    def forward(self, x: Any) -> Any:  # type: ignore[override]
+        return super().forward(_lookup(self.route, self.weight_ih_l0, x))
+
+
+class _Own(torch.nn.Module):  # type: ignore[misc]
+    def __init__(self, route: str, hooked: bool = False) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.lstm, self.score = _LookingLSTM(FEATURES, HIDDEN, batch_first=True), torch.nn.Linear(HIDDEN, 2)
+        self.lstm.route = route
+        if hooked:  # a hook on the layer: the kernel's own views are not used either
+            self.lstm.register_forward_hook(lambda module, args, output: None)
+        self.double()
+
+    def forward(self, x: Any) -> Any:
+        return self.score(self.lstm(x)[0][:, -1])
+
+
+@pytest.mark.parametrize("route", ROUTES)
+@pytest.mark.parametrize("case", sorted(OUTSIDE))
+def test_a_lookup_inside_a_recurrent_layer_of_its_own_class_is_refused(case: str, route: str) -> None:
+    """The layer's own forward sees its per-example views: one example per vmap call, so its views hold
+    that example's rows only and torch's embedding checks the index."""
+    # Prepare
+    row, index = OUTSIDE[case]
+    model, (x, y) = _Own(route), _tokens()
+    x[row, 1] = index
+    # Execute / Assert
+    with pytest.raises(ConfigurationError) as refused:
+        torch_dp.clipped_gradient_sum(model, F.cross_entropy, x, y, 1.0)
+    assert refused.value.__cause__ is not None
+
+
+@pytest.mark.parametrize("hooked", [False, True], ids=["own class", "own class, hooked"])
+@pytest.mark.parametrize("route", ROUTES)
+def test_one_example_per_call_keeps_each_example_s_own_gradient(route: str, hooked: bool) -> None:
+    # Prepare
+    x, y = _tokens()
+    # Execute
+    summed = torch_dp.clipped_gradient_sum(_Own(route, hooked), F.cross_entropy, x, y, 0.05)
+    # Assert
+    np.testing.assert_allclose(summed, _looped(_Own(route, hooked), x, y, 0.05), rtol=1e-10, atol=1e-12)
+
+
+def _hook(model: Any, where: str) -> Any:
+    """A no-op hook (its handle): a pre-hook on the model's LSTM, or a forward hook on every module."""
+    if where == "on the layer":
+        return model.lstm.register_forward_pre_hook(lambda module, args: None)
+    return torch.nn.modules.module.register_module_forward_hook(lambda module, args, output: None)
+
+
+@pytest.mark.parametrize("where", ["on the layer", "on every module"])
+def test_a_hooked_recurrent_layer_s_views_hold_one_example(where: str) -> None:
+    """A forward hook that may read the LSTM's parameters (on it, or on every module): one example per call."""
+    from secagg.integrations._torch_recurrent import per_example_layout  # noqa: PLC0415
+
+    # Prepare
+    model = _Text("aten")
+    params = {name: p.detach() for name, p in model.named_parameters()}
+    plain = per_example_layout(torch, model, params, 6)
+    handle = _hook(model, where)
+    # Execute
+    try:
+        hooked = per_example_layout(torch, model, params, 6)
+    finally:
+        handle.remove()
+    # Assert
+    assert (plain.chunk_size, sorted(plain.views), hooked.chunk_size, dict(hooked.views)) == (
+        None, sorted(name for name in params if name.startswith("lstm.")), 1, {},
+    )  # fmt: skip
