@@ -15,6 +15,7 @@ hand-written cases: malformed ``.npy`` bytes, two replies, foreign senders, erro
 
 from __future__ import annotations
 
+import dataclasses
 import io
 from collections.abc import Callable
 from pathlib import Path
@@ -42,6 +43,8 @@ from secagg.integrations.flower.protocol import (
     STAGES,
     UNMASK,
 )
+from secagg.masking.messages import ShareEntry, UnmaskResponse
+from secagg.primitives import shamir
 
 from .flower_harness import TRUSTED_KEYS, Audit, FakeGrid, initial_arrays, transported
 from .test_integrations_flower_malformed import (
@@ -297,3 +300,81 @@ def test_one_hostile_paillier_reply_costs_only_its_node(
     assert_costs_only_the_faulty_node(report, stage, stage == DECRYPT, PAILLIER_NODES)
     plain = np.sum([a.encoded for n, a in audit.of_round(1).items() if n in report.included], axis=0)
     assert report.aggregate is not None and np.array_equal(report.aggregate, plain)
+
+
+# --- a share off its polynomial: the holder's or the owner's fault ---------------------------
+
+
+def test_a_share_off_its_polynomial_names_holder_and_owner_and_drops_neither() -> None:
+    """Node FAULTY (protocol id 1, so in the first try of every secret) reveals a wrong share of
+    node OWNER's self-mask seed (protocol id 2). One wrong share among t + 1 is outvoted: the round
+    completes with every node, exactly. Without verifiable secret sharing the server cannot tell a
+    holder's lie from a wrong share its owner dealt it (docs/spec.md 12.9), so the report names
+    both nodes, each with the reason in node ids, and records neither as a dropout: the holder's
+    reply was accepted and used, the owner's input is in the sum (a malicious owner must not be
+    able to make an honest holder look like a dropout)."""
+    grid, secure, audit = masking_round()
+    owner = sorted(NODES)[1]
+    assert sorted(NODES)[0] == FAULTY
+
+    def wrong_share(content: RecordDict) -> RecordDict:
+        honest = wire.decode(payload_of(content), UnmaskResponse)
+        entries = tuple(
+            ShareEntry(e.owner, ((int.from_bytes(e.share, "big") + 1) % shamir.PRIME).to_bytes(len(e.share), "big"))
+            if e.owner == 2 else e
+            for e in honest.self_mask_shares
+        )
+        assert entries != honest.self_mask_shares
+        return stage_content(UNMASK, wire.encode(dataclasses.replace(honest, self_mask_shares=entries)))
+
+    hostile(grid, UNMASK, wrong_share)
+    # Execute
+    finish_round(secure)
+    # Assert
+    report = secure.reports[0]
+    assert report.skipped_reason is None, report.skipped_reason
+    assert report.included == frozenset(NODES)
+    assert_exact_masking_sum(report, audit)
+    assert report.dropped == {}, (report.dropped, report.errors)
+    assert set(report.errors) == {FAULTY, owner}, report.errors
+    for reason in report.errors.values():
+        assert f"node {FAULTY}" in reason and f"node {owner}" in reason, reason
+        assert "self-mask seed" in reason, reason
+
+
+def test_an_aborted_round_names_a_caught_share_liars_holder_and_owner_and_drops_neither() -> None:
+    """As above, but the round then aborts: node FAULTY lies about the seed of protocol id 2 (caught)
+    and, with protocol id 3, about the seed of protocol id 5 (two liars among t + 1). The skipped
+    round's report names FAULTY and the first owner as the completed round does, no dropout."""
+    grid, secure, _ = masking_round()
+    nodes = sorted(NODES)
+    original = grid.pull_messages
+
+    def lie(reply: Message, owners: set[int], delta: int) -> Message:
+        honest = wire.decode(payload_of(reply.content), UnmaskResponse)
+        entries = tuple(
+            ShareEntry(e.owner, ((int.from_bytes(e.share, "big") + delta) % shamir.PRIME).to_bytes(len(e.share), "big"))
+            if e.owner in owners else e
+            for e in honest.self_mask_shares
+        )
+        forged = Message(stage_content(UNMASK, wire.encode(dataclasses.replace(honest, self_mask_shares=entries))),
+                         reply_to=instruction_of(grid, reply))
+        forged.metadata.__dict__["_src_node_id"] = reply.metadata.src_node_id
+        return transported(forged)
+
+    def pull(message_ids):  # type: ignore[no-untyped-def]
+        # Off by 1 and by 2: two lies off by the same amount can cancel in a basis (Lagrange weights 2, -2).
+        lies = {nodes[0]: ({2, 5}, 1), nodes[2]: ({5}, 2)}
+        return [lie(r, *lies[r.metadata.src_node_id])
+                if r.metadata.src_node_id in lies and not r.has_error() and read_stage(r.content)[0] == UNMASK else r
+                for r in original(message_ids)]
+
+    grid.pull_messages = pull  # type: ignore[method-assign]
+    # Execute
+    finish_round(secure)
+    # Assert
+    report = secure.reports[0]
+    assert report.aggregate is None and report.skipped_reason is not None, (report.errors, report.dropped)
+    assert report.dropped == {}, (report.dropped, report.errors)
+    assert set(report.errors) == {FAULTY, nodes[1]}, report.errors
+    assert all(f"node {FAULTY}" in reason and f"node {nodes[1]}" in reason for reason in report.errors.values())
