@@ -107,6 +107,8 @@ RECORD_VARIANTS: dict[str, Callable[[RecordDict], RecordDict]] = {
     "metric-record": lambda c: with_record(c, "metrics", MetricRecord({"num-examples": 10**9})),
     "extra-stage-key": lambda c: with_record(c, STAGE_RECORD, ConfigRecord({"stage": read_stage(c)[0], "x": 1})),
     "stage-not-text": lambda c: with_record(c, STAGE_RECORD, ConfigRecord({"stage": 5})),
+    "other-stage-name": lambda c: with_record(
+        c, STAGE_RECORD, ConfigRecord({"stage": DECRYPT if read_stage(c)[0] != DECRYPT else SETUP})),
     "stage-record-as-array": lambda c: with_record(c, STAGE_RECORD, ArrayRecord({"stage": raw(b"x")})),
     "no-stage-record": lambda c: RecordDict({PAYLOAD_RECORD: c[PAYLOAD_RECORD]}),
     "empty-content": lambda c: RecordDict(),
