@@ -28,7 +28,7 @@ import pytest
 from secagg import wire
 from secagg.errors import AuthenticationError, SecAggError, ThresholdError
 from secagg.masking import ClientPhase, ClientState, ServerPhase, ServerState, client_step, server_step
-from secagg.masking.messages import EncryptedShares, SealedBox, ShareEntry, UnmaskResponse
+from secagg.masking.messages import SEALED_BUNDLE_SIZE, EncryptedShares, SealedBox, ShareEntry, UnmaskResponse
 from secagg.masking.server_state import abort_report, without_liars
 from secagg.primitives.randomness import InsecureDeterministicRandom
 
@@ -151,6 +151,25 @@ def _garbage(message: EncryptedShares, peers: set[int]) -> bytes:
     boxes = tuple(SealedBox(box.peer, bytes(len(box.sealed))) if box.peer in peers else box
                   for box in message.boxes)
     return wire.encode(dataclasses.replace(message, boxes=boxes))
+
+
+@pytest.mark.parametrize("config", corpus.MASKING_CONFIGS)
+def test_a_share_box_larger_than_a_sealed_bundle_is_rejected_with_its_sender(config: str) -> None:
+    """A box one byte longer than every sealed bundle: relayed, it would make its recipient's
+    ShareDelivery larger than an honest one (a transport's size limit drops that recipient). The
+    server rejects the sender at ShareKeys; the session completes with every other client, exactly."""
+    record = corpus.masking_recording(config)
+    message = _shares_message(config)
+    first = message.boxes[0]
+    boxes = (SealedBox(first.peer, first.sealed + b"\x00"), *message.boxes[1:])
+    server, aborted = finish_with(config, ServerPhase.COLLECT_SHARES,
+                                  wire.encode(dataclasses.replace(message, boxes=boxes)))
+    assert not aborted
+    assert (corpus.BAD, f"EncryptedShares: a share box of {SEALED_BUNDLE_SIZE + 1} bytes, larger than every "
+            f"sealed share bundle ({SEALED_BUNDLE_SIZE})") in server.rejected
+    assert server.result is not None and server.result.included == frozenset(record.inputs) - {corpus.BAD}
+    expected = sum(v for c, v in record.inputs.items() if c != corpus.BAD).astype(record.config.ring.dtype)
+    assert (server.result.aggregate == expected).all()
 
 
 @pytest.mark.parametrize("config", corpus.MASKING_CONFIGS)

@@ -43,7 +43,7 @@ from secagg.integrations.flower.protocol import (
     STAGES,
     UNMASK,
 )
-from secagg.masking.messages import ShareEntry, UnmaskResponse
+from secagg.masking.messages import EncryptedShares, SealedBox, ShareEntry, UnmaskResponse
 from secagg.primitives import shamir
 
 from .flower_harness import TRUSTED_KEYS, Audit, FakeGrid, initial_arrays, transported
@@ -380,3 +380,62 @@ def test_an_aborted_round_names_a_caught_share_liars_holder_and_owner_and_drops_
     assert report.dropped == {}, (report.dropped, report.errors)
     assert set(report.errors) == {FAULTY, nodes[1]}, report.errors
     assert all(f"node {FAULTY}" in reason and f"node {nodes[1]}" in reason for reason in report.errors.values())
+
+
+# --- a share box of another size than a sealed bundle's -----------------------------------------
+
+
+@pytest.mark.parametrize("size", ["all in one box", "one byte long, one short"])
+def test_a_share_box_larger_than_a_sealed_bundle_costs_only_its_sender(size: str) -> None:
+    """Every sealed box holds one ShareBundle of fixed size, so an honest box has one size. Node
+    FAULTY's share-keys reply, within its stage's limit, has a larger box ("all in one box": one
+    box as large as its limit allows, the others empty). The server relays each box to its
+    recipient inside that node's ShareDelivery, which a node checks against the stage's limit: a
+    box larger than a sealed bundle must not make an honest recipient's delivery oversize (it
+    would drop that node, and here abort the round). The sender alone is left out, at
+    share-keys, with the reason."""
+    grid, secure, audit = masking_round()
+
+    def resized(content: RecordDict) -> RecordDict:
+        honest = wire.decode(payload_of(content), EncryptedShares)
+        sealed = len(honest.boxes[0].sealed)
+        if size == "all in one box":
+            room = sum(len(box.sealed) for box in honest.boxes)
+            sizes = [room] + [0] * (len(honest.boxes) - 1)
+        else:  # the reply's size unchanged
+            sizes = [sealed + 1, sealed - 1] + [sealed] * (len(honest.boxes) - 2)
+        boxes = tuple(SealedBox(box.peer, (box.sealed * 9)[:n]) for box, n in zip(honest.boxes, sizes, strict=True))
+        return stage_content(SHARE_KEYS, wire.encode(dataclasses.replace(honest, boxes=boxes)))
+
+    hostile(grid, SHARE_KEYS, resized)
+    # Execute
+    finish_round(secure)
+    # Assert
+    report = secure.reports[0]
+    assert_costs_only_the_faulty_node(report, SHARE_KEYS, False, NODES)
+    assert "box" in report.errors[FAULTY], report.errors
+    assert report.share_refusals == {}, report.share_refusals
+    assert_exact_masking_sum(report, audit)
+
+
+def test_a_share_box_smaller_than_a_sealed_bundle_is_refused_by_its_recipient_alone() -> None:
+    """A smaller box cannot make a delivery oversize: it is relayed, and its recipient refuses it as
+    any box that does not open (spec 12.8, the vectors' garbage boxes of zero bytes): a refusal
+    claim, and the round completes with every node (FAULTY's seed from its other holders)."""
+    grid, secure, audit = masking_round()
+
+    def shorter(content: RecordDict) -> RecordDict:
+        honest = wire.decode(payload_of(content), EncryptedShares)
+        first = honest.boxes[0]
+        boxes = (SealedBox(first.peer, first.sealed[:-1]), *honest.boxes[1:])
+        return stage_content(SHARE_KEYS, wire.encode(dataclasses.replace(honest, boxes=boxes)))
+
+    hostile(grid, SHARE_KEYS, shorter)
+    # Execute
+    finish_round(secure)
+    # Assert
+    report = secure.reports[0]
+    assert report.skipped_reason is None, report.skipped_reason
+    assert report.included == frozenset(NODES) and report.dropped == {}, (report.dropped, report.errors)
+    assert list(report.share_refusals) == [(sorted(NODES)[1], FAULTY)], report.share_refusals
+    assert_exact_masking_sum(report, audit)
