@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 import io
+import tracemalloc
 from collections.abc import Callable
 from pathlib import Path
 
@@ -439,3 +440,22 @@ def test_a_share_box_smaller_than_a_sealed_bundle_is_refused_by_its_recipient_al
     assert report.included == frozenset(NODES) and report.dropped == {}, (report.dropped, report.errors)
     assert list(report.share_refusals) == [(sorted(NODES)[1], FAULTY)], report.share_refusals
     assert_exact_masking_sum(report, audit)
+
+
+@pytest.mark.parametrize("variant", ["huge-declared-shape", "npy-2.0", "npy-3.0-huge", "oversize"])
+def test_a_huge_declared_reply_is_refused_before_anything_of_its_size_is_allocated(variant: str) -> None:
+    """Sizes a reply declares (a .npy shape of 2^40 bytes, a header length of 2^31) or carries past
+    the stage's limit are checked before loading: refusing it allocates little beyond the bytes
+    the transport already delivered (measured with tracemalloc, not timed)."""
+    honest = stage_content(UNMASK, wire.MAGIC + bytes(64))
+    request = Message(RecordDict(), dst_node_id=FAULTY, message_type="train")
+    reply = transported(Message(RECORD_VARIANTS[variant](honest), reply_to=request))
+    delivered = len(reply.content[PAYLOAD_RECORD]["payload"].data)
+    tracemalloc.start()
+    try:
+        with pytest.raises(SecAggError):
+            _payload(UNMASK, [reply], 1024)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < delivered + (1 << 16), (peak, delivered)
