@@ -16,7 +16,7 @@ from typing import ClassVar
 
 from secagg import bitpack, wire
 from secagg.errors import DecodeError
-from secagg.primitives import shamir
+from secagg.primitives import aead, shamir
 from secagg.primitives.key_agreement import KEY_SIZE
 from secagg.primitives.signing import SIGNATURE_SIZE
 from secagg.ring import NARROW_MAX_BITS, NARROW_MIN_BITS, PackedVector
@@ -25,6 +25,7 @@ from secagg.wire_packed import PackedRingArray
 
 __all__ = [
     "COMMITMENT_SIZE",
+    "SEALED_BUNDLE_SIZE",
     "SESSION_ID_SIZE",
     "AdvertiseKeys",
     "ConsistencySignature",
@@ -136,6 +137,13 @@ class ShareBundle(wire.Message):
     recipient: int = wire_field(U32)
     mask_key_share: bytes = wire_field(FixedBytes(SHARE_SIZE))
     self_mask_share: bytes = wire_field(FixedBytes(SHARE_SIZE))
+
+
+SEALED_BUNDLE_SIZE = wire.HEADER_SIZE + 2 * 4 + 2 * SHARE_SIZE + aead.OVERHEAD
+"""Bytes of every honest sealed box: one wire-encoded :class:`ShareBundle` (fixed size) and the
+AEAD's nonce and tag. The server refuses an EncryptedShares holding a larger box (spec 12.8,
+round 2), so no box it relays can make a recipient's ShareDelivery exceed what an honest one
+weighs; a smaller one is relayed, and its recipient refuses it as any box that does not open."""
 
 
 @dataclass(frozen=True)

@@ -30,6 +30,7 @@ from secagg._validate import require_instance, require_mapping
 from secagg.errors import AuthenticationError, ProtocolError, SecAggError
 from secagg.masking.config import ACTIVE, MaskingConfig
 from secagg.masking.messages import (
+    SEALED_BUNDLE_SIZE,
     AdvertiseKeys,
     ConsistencySignature,
     EncryptedShares,
@@ -161,6 +162,11 @@ def _collect_shares(state: ServerState, inbound: Mapping[int, bytes]) -> tuple[S
         expected = _neighbours_present(state, client, state.roster)
         if [box.peer for box in message.boxes] != expected:
             rejected.append((client, "EncryptedShares: boxes are not exactly one per neighbour on the roster"))
+            continue
+        largest = max((len(box.sealed) for box in message.boxes), default=0)
+        if largest > SEALED_BUNDLE_SIZE:  # relayed, it would make its recipient's ShareDelivery oversize
+            rejected.append((client, f"EncryptedShares: a share box of {largest} bytes, larger than every sealed "
+                                     f"share bundle ({SEALED_BUNDLE_SIZE})"))
             continue
         boxes[client] = {box.peer: box.sealed for box in message.boxes}
         commitments[client] = message.self_mask_commitment

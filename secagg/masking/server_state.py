@@ -77,6 +77,11 @@ class ServerState:
     # delivered, i.e. it says it refused that box in round 2 (spec 12.8). Its claim, not a
     # rejection: the receiver stays in. Increasing receiver, then sender.
     refusals: tuple[tuple[int, int], ...] = ()
+    # (holder, owner, secret): a share the holder revealed in Unmasking lies off the owner's
+    # polynomial for that secret ("self-mask seed" or "mask key"), so the holder revealed a wrong
+    # share or the owner dealt it one (spec 12.9). The holder's record is also the last of its
+    # step's rejections; neither is left out for it. Increasing holder, then as found.
+    share_liars: tuple[tuple[int, int, str], ...] = ()
     result: ServerResult | None = None
 
 
@@ -128,6 +133,9 @@ class AbortReport:
         client_errors: clients that aborted, with the error each raised: filled by the in-memory
             driver (:func:`~secagg.masking.run_session`), which runs the clients; empty from
             :func:`~secagg.masking.server_step`, whose server sees such a client only as silent.
+        share_liars: ``(holder, owner, secret)``: the revealed shares found off their secret's
+            polynomial before the abort, as :attr:`ServerState.share_liars` holds them (each
+            holder's record is also the last of the aborting step's in ``server_rejected``).
     """
 
     round_name: str
@@ -135,6 +143,7 @@ class AbortReport:
     server_rejected: tuple[tuple[int, str], ...]
     share_refusals: tuple[tuple[int, int], ...] = ()
     client_errors: Mapping[int, SecAggError] = field(default_factory=dict)
+    share_liars: tuple[tuple[int, int, str], ...] = ()
 
 
 _REPORT_ATTRIBUTE = "secagg_abort_report"
@@ -159,6 +168,7 @@ def aborted(
     present: frozenset[int],
     rejected: Sequence[tuple[int, str]] = (),
     refusals: Sequence[tuple[int, int]] = (),
+    share_liars: Sequence[tuple[int, int, str]] = (),
 ) -> SecAggError:
     """``error`` (the rule that failed) with the summary of :func:`dropout_report` appended to its
     message and its :class:`AbortReport` attached: ``state`` is the state before the aborting step
@@ -169,10 +179,22 @@ def aborted(
         dropped=_lost(state, round_name, present),
         server_rejected=(*state.rejected, *rejected),
         share_refusals=(*state.refusals, *refusals),
+        share_liars=tuple(share_liars),
     )
     summary = type(error)(f"{error}; session aborted. {dropout_report(state.config, report)}")
     attach_report(summary, report)
     return summary
+
+
+def without_liars(
+    records: Sequence[tuple[int, str]], share_liars: Sequence[tuple[int, int, str]]
+) -> Sequence[tuple[int, str]]:
+    """The Unmasking step's ``records`` (its rejections) without the records of holders whose shares
+    lie off a polynomial (``share_liars``): those come last, one per holder (spec 12.9), and leave
+    nobody out (the holder's response was used; it or the owner is at fault). What remains are
+    the responses rejected or the shares discarded of the clients those records name."""
+    holders = len({holder for holder, _, _ in share_liars})
+    return records[: len(records) - holders]
 
 
 def require_remaining(

@@ -116,12 +116,12 @@ def collect_unmask(state: ServerState, inbound: Mapping[int, bytes]) -> tuple[Se
         # The holders already found lying (a secret recovered before this one) are recorded as a
         # completed session records them.
         rejected += [(liar, _liar_reason(liar, liars[liar])) for liar in sorted(liars)]
-        raise aborted(exc, state, "Unmasking", frozenset(answered), rejected, refusals) from None
+        raise aborted(exc, state, "Unmasking", frozenset(answered), rejected, refusals, _found(liars)) from None
     rejected += [(liar, _liar_reason(liar, liars[liar])) for liar in sorted(liars)]
     result = ServerResult(aggregate=config.ring.reduce(total), included=survivors)
     new_state = replace(
         state, phase=ServerPhase.DONE, result=result, rejected=state.rejected + tuple(rejected),
-        refusals=state.refusals + tuple(refusals),
+        refusals=state.refusals + tuple(refusals), share_liars=_found(liars),
     )
     return new_state, {}
 
@@ -174,6 +174,11 @@ def _remove_pair_masks(state: ServerState, total: RingVector, owner: int, privat
     for peer, seed in zip(peers, seeds, strict=True):
         # The survivor added its mask if it has the smaller id; remove it with the opposite sign.
         prg.add_expansion(total, seed, PAIR_MASK_LABEL, subtract=not pair_mask_subtracts(peer, owner))
+
+
+def _found(liars: Mapping[int, list[tuple[int, str]]]) -> tuple[tuple[int, int, str], ...]:
+    """``(holder, owner, secret)`` for each share found off its polynomial, by increasing holder."""
+    return tuple((holder, owner, what) for holder in sorted(liars) for owner, what in liars[holder])
 
 
 def _liar_reason(holder: int, secrets: list[tuple[int, str]]) -> str:

@@ -26,9 +26,10 @@ import dataclasses
 import pytest
 
 from secagg import wire
-from secagg.errors import SecAggError, ThresholdError
+from secagg.errors import AuthenticationError, SecAggError, ThresholdError
 from secagg.masking import ClientPhase, ClientState, ServerPhase, ServerState, client_step, server_step
-from secagg.masking.messages import EncryptedShares, SealedBox, ShareEntry, UnmaskResponse
+from secagg.masking.messages import SEALED_BUNDLE_SIZE, EncryptedShares, SealedBox, ShareEntry, UnmaskResponse
+from secagg.masking.server_state import abort_report, without_liars
 from secagg.primitives.randomness import InsecureDeterministicRandom
 
 from . import corpus
@@ -88,6 +89,51 @@ def test_lying_unmask_shares_are_outvoted_and_the_liar_recorded(config: str) -> 
                "polynomial") for client, reason in server.rejected)
 
 
+@pytest.mark.parametrize("config", ["semi", "harary"])
+def test_lying_unmask_shares_are_recorded_as_share_liars_naming_holder_and_owner(config: str) -> None:
+    """The holder of a share off its polynomial and the share's owner, structured (spec 12.9): the
+    server cannot tell which of the two is at fault, so a transport names both and drops neither
+    (the holder's rejection record is the last of the step: without_liars leaves it out)."""
+    record = corpus.masking_recording(config)
+    honest = wire.decode(record.server_inbound[ServerPhase.COLLECT_UNMASK][corpus.BAD], UnmaskResponse)
+    lies = tuple(ShareEntry(e.owner, (int.from_bytes(e.share, "big") ^ 1).to_bytes(33, "big"))
+                 for e in honest.self_mask_shares)
+    server, _ = finish_with(config, ServerPhase.COLLECT_UNMASK,
+                            wire.encode(dataclasses.replace(honest, self_mask_shares=lies)))
+    assert server.share_liars, server.rejected
+    assert {holder for holder, _, _ in server.share_liars} == {corpus.BAD}
+    assert {owner for _, owner, _ in server.share_liars} <= {e.owner for e in honest.self_mask_shares}
+    assert {what for _, _, what in server.share_liars} == {"self-mask seed"}
+    assert all(client != corpus.BAD for client, _ in without_liars(server.rejected, server.share_liars))
+
+
+def test_an_abort_after_a_caught_liar_carries_the_share_liars_in_its_report() -> None:
+    """Client BAD lies about the first survivor's seed (outvoted: caught), then BAD and another
+    responder both lie about the last survivor's seed (two liars among t + 1: the session aborts).
+    The abort's report carries the pair found before, structured, as a completed session does."""
+    record = corpus.masking_recording("semi")
+    phase = ServerPhase.COLLECT_UNMASK
+    state = record.server_states[phase]
+    first, last = state.survivors[0], state.survivors[-1]
+    other = next(c for c in state.survivors if c not in {corpus.BAD, first, last})
+
+    def lying(client: int, owners: set[int], flip: int) -> bytes:  # two lies alike could cancel in a basis
+        honest = wire.decode(record.server_inbound[phase][client], UnmaskResponse)
+        lies = tuple(ShareEntry(e.owner, (int.from_bytes(e.share, "big") ^ flip).to_bytes(33, "big"))
+                     if e.owner in owners else e for e in honest.self_mask_shares)
+        return wire.encode(dataclasses.replace(honest, self_mask_shares=lies))
+
+    inbound = {**record.server_inbound[phase], corpus.BAD: lying(corpus.BAD, {first, last}, 1),
+               other: lying(other, {last}, 6)}
+    with pytest.raises(AuthenticationError) as caught:
+        server_step(state, inbound)
+    report = abort_report(caught.value)
+    assert report is not None
+    assert report.share_liars == ((corpus.BAD, first, "self-mask seed"),), report.share_liars
+    assert report.server_rejected[-1][0] == corpus.BAD
+    assert all(client != corpus.BAD for client, _ in without_liars(report.server_rejected, report.share_liars))
+
+
 @pytest.mark.xfail(strict=True, raises=SecAggError, reason=(
     "limit (issue 13, docs/spec.md 12.9 'Limits', threat-model 'A malicious client can abort at "
     "Unmasking'): a wrong self-mask commitment is accepted in ShareKeys (the server cannot check it); at "
@@ -105,6 +151,25 @@ def _garbage(message: EncryptedShares, peers: set[int]) -> bytes:
     boxes = tuple(SealedBox(box.peer, bytes(len(box.sealed))) if box.peer in peers else box
                   for box in message.boxes)
     return wire.encode(dataclasses.replace(message, boxes=boxes))
+
+
+@pytest.mark.parametrize("config", corpus.MASKING_CONFIGS)
+def test_a_share_box_larger_than_a_sealed_bundle_is_rejected_with_its_sender(config: str) -> None:
+    """A box one byte longer than every sealed bundle: relayed, it would make its recipient's
+    ShareDelivery larger than an honest one (a transport's size limit drops that recipient). The
+    server rejects the sender at ShareKeys; the session completes with every other client, exactly."""
+    record = corpus.masking_recording(config)
+    message = _shares_message(config)
+    first = message.boxes[0]
+    boxes = (SealedBox(first.peer, first.sealed + b"\x00"), *message.boxes[1:])
+    server, aborted = finish_with(config, ServerPhase.COLLECT_SHARES,
+                                  wire.encode(dataclasses.replace(message, boxes=boxes)))
+    assert not aborted
+    assert (corpus.BAD, f"EncryptedShares: a share box of {SEALED_BUNDLE_SIZE + 1} bytes, larger than every "
+            f"sealed share bundle ({SEALED_BUNDLE_SIZE})") in server.rejected
+    assert server.result is not None and server.result.included == frozenset(record.inputs) - {corpus.BAD}
+    expected = sum(v for c, v in record.inputs.items() if c != corpus.BAD).astype(record.config.ring.dtype)
+    assert (server.result.aggregate == expected).all()
 
 
 @pytest.mark.parametrize("config", corpus.MASKING_CONFIGS)

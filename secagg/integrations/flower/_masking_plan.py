@@ -17,13 +17,13 @@ from secagg.integrations.flower.compression import ROTATED, RoundCompression
 from secagg.integrations.flower.dp import DPRounds, check_unmasked_sums, dp_parameters, unmasked_sums
 from secagg.integrations.flower.protocol import RoundSetup, round_context
 from secagg.masking import ACTIVE, MaskingConfig, ServerState
-from secagg.masking.server_state import refusal_reason
+from secagg.masking.server_state import refusal_reason, without_liars
 from secagg.segments import Segment, SegmentTable
 
 if TYPE_CHECKING:
     from secagg.integrations.flower._masking_options import SecAggOptions
 
-__all__ = ["MaskingPlan", "bound_table", "round_table"]
+__all__ = ["MaskingPlan", "bound_table", "round_table", "suspect_reasons"]
 
 
 def round_table(
@@ -140,8 +140,14 @@ class MaskingPlan:
         )
 
     def rejections(self, state: ServerState) -> dict[int, str]:
-        """Messages the protocol rejected (malformed or inconsistent), by node."""
-        return {self.batch.node_ids[client - 1]: reason for client, reason in state.rejected}
+        """Messages the protocol rejected (malformed or inconsistent), by node; and, for each share
+        found off its secret's polynomial at ``unmask``, both its holder and its owner, with the
+        reason in node ids (:func:`suspect_reasons`)."""
+        nodes = self.batch.node_ids
+        reasons = {nodes[client - 1]: reason for client, reason in without_liars(state.rejected, state.share_liars)}
+        for node, reason in suspect_reasons(nodes, state.share_liars).items():
+            reasons[node] = f"{reasons[node]}; {reason}" if node in reasons else reason
+        return reasons
 
     def refusals(self, state: ServerState) -> dict[tuple[int, int], str]:
         """The share boxes nodes say they refused, (receiving node, sending node) -> why (their claims)."""
@@ -150,3 +156,24 @@ class MaskingPlan:
             (nodes[receiver - 1], nodes[sender - 1]): refusal_reason(nodes[receiver - 1], nodes[sender - 1], "node")
             for receiver, sender in state.refusals
         }
+
+
+def suspect_reasons(nodes: tuple[int, ...], share_liars: tuple[tuple[int, int, str], ...]) -> dict[int, str]:
+    """Node -> why it is named for the shares found off their polynomial (``(holder, owner, secret)``
+    in protocol ids, 1 the first of ``nodes``): the holder revealed a wrong share or the owner dealt
+    it one, which the server cannot tell apart (docs/spec.md 12.9), so both are named, neither as a
+    dropout. A node named for several gets the first sentence and how many more."""
+    named: dict[int, list[str]] = {}
+    for holder, owner, what in share_liars:
+        held, owned = nodes[holder - 1], nodes[owner - 1]
+        sentence = (
+            f"node {held}'s revealed share of node {owned}'s {what} lies off the secret's polynomial: node {held} "
+            f"revealed a wrong share or node {owned} dealt it one (the server cannot tell which); outvoted if "
+            "t other shares agree, neither node is left out for it"
+        )
+        for node in dict.fromkeys((held, owned)):
+            named.setdefault(node, []).append(sentence)
+    return {
+        node: sentences[0] + (f" (and {len(sentences) - 1} more such shares)" if len(sentences) > 1 else "")
+        for node, sentences in named.items()
+    }

@@ -53,7 +53,9 @@ class RoundReport:
             text is escaped to one printable line and cut at 1000 escaped characters, ``MAX_REASON_CHARS``;
             malformed or rejected replies; more than one reply to one request); a key off the
             server's list is given in hex; a node refusing a key it does not trust names the
-            node whose key it is.
+            node whose key it is. A share revealed at ``unmask`` that lies off its secret's
+            polynomial names both its holder and the secret's owner (either may be at fault:
+            docs/spec.md 12.9); neither is in ``dropped`` for it.
         clipping: the securely summed clipped counts per array with the round's clips
             (:class:`~secagg.segments.ClippingReport`; None in a DP round, where nothing
             is clipped, or when skipped).

@@ -71,7 +71,7 @@ from secagg.integrations.flower.dp import DPRounds, decode_noised
 from secagg.integrations.flower.protocol import MASKED_INPUT, SETUP, stage_of_phase
 from secagg.integrations.flower.run_binding import bind_run_config, run_config_digest
 from secagg.masking import ACTIVE, SEMI_HONEST, ServerPhase, ServerState, server_start, server_step
-from secagg.masking.server_state import abort_report, summary_list
+from secagg.masking.server_state import abort_report, summary_list, without_liars
 
 __all__ = ["DEFAULT_CLIP", "DEFAULT_MAX_WEIGHT", "MIN_NODES", "RoundReport", "SecAggGrid", "SecAggOptions"]
 
@@ -157,9 +157,11 @@ class SecAggGrid(SecureGrid):
                 state, outbound = server_step(state, inbound)
                 # A reply the protocol rejected makes its node a dropout of this stage (after the last
                 # stage, which sends nothing on, the rejections say who; an accepted input still counts).
+                # A share found off its polynomial leaves nobody out (its holder and owner are named
+                # in the errors: plan.rejections).
                 rejected = (
                     set(inbound) - set(outbound) if state.phase != ServerPhase.DONE
-                    else {client for client, _ in state.rejected[known:]}
+                    else {client for client, _ in without_liars(state.rejected, state.share_liars)[known:]}
                 )
                 for client in sorted(rejected):
                     dropped.setdefault(batch.node_ids[client - 1], stage)
@@ -192,12 +194,13 @@ class SecAggGrid(SecureGrid):
         batch = plan.batch
         report = abort_report(exc)
         if report is not None:
-            for client, _ in report.server_rejected[len(state.rejected):]:
+            for client, _ in without_liars(report.server_rejected, report.share_liars)[len(state.rejected):]:
                 dropped.setdefault(batch.node_ids[client - 1], stage)
-            state = dataclasses.replace(state, rejected=report.server_rejected, refusals=report.share_refusals)
+            state = dataclasses.replace(state, rejected=report.server_rejected, refusals=report.share_refusals,
+                                        share_liars=report.share_liars)
         errors.update(plan.rejections(state))
         refusals = plan.refusals(state)
-        rejected = len({client for client, _ in state.rejected})
+        rejected = len({client for client, _ in without_liars(state.rejected, state.share_liars)})
         reason = _skip_reason(exc, dropped, batch.node_ids, rejected, len(refusals))
         LOGGER.warning("secure round %d skipped: %s", batch.server_round, reason)
         self.forget_failed_identities(dropped, SETUP)
