@@ -44,8 +44,9 @@ def _derived_setup() -> RoundSetup:
     )  # fmt: skip
     assert (config.graph, config.degree, config.threshold) == ("harary", 12, 12)
     quantization = QuantizationConfig(0.5, 16, len(NODES), ring_bits=64, max_weight=4096)
-    return RoundSetup.create(1, NODES, config, quantization, "num-examples", arrays_digest(vector, layout), RUN_ID,
-                             segments=table.describe())
+    return RoundSetup.create(
+        1, NODES, config, quantization, "num-examples", arrays_digest(vector, layout), RUN_ID, segments=table.describe()
+    )
 
 
 def test_a_node_refuses_a_setup_whose_threshold_fails_the_cut_term_and_rebuilds_the_derived_one() -> None:
