@@ -12,7 +12,8 @@ both checked here over all C(n, B) colluder sets, with exact integer counts:
    such (S, A), for every S the server may choose, implies two disjoint windows of k/2
    consecutive positions with at least m colluders each and both arcs between them non-empty.
    This abstract condition is weaker than the protocol's (it asks nothing of the dropped clients'
-   share holders), so the implication checked is the stronger one.
+   share holders), so the implication checked is the stronger one. It is also tight: some
+   placements with no window pair holding m + 1 colluders each leak.
 2. The union bound: those window pairs number exactly n (n - k - 1) / 2, and the exact
    probability that one of them holds m colluders in each window is at most the bound that
    :func:`secagg.masking.cut_bound.cut_log_bounds` computes.
@@ -98,14 +99,19 @@ def test_every_leak_needs_the_cut_and_the_cut_is_below_its_union_bound(n: int, k
     assert len(pairs) == n * (n - k - 1) // 2
 
     # Act: every placement of the colluders
-    cuts = leaks_without_cut = 0
+    cuts = leaks_without_cut = tight = 0
     for placed in itertools.combinations(range(n), bad):
         colluders = sum(1 << i for i in placed)
         cut = any(all((window & colluders).bit_count() >= least for window in pair) for pair in pairs)
+        wider = any(all((window & colluders).bit_count() > least for window in pair) for pair in pairs)
         cuts += cut
-        leaks_without_cut += not cut and _leaks(n, t, colluders, neighbours)
+        leaks = (not wider or not cut) and _leaks(n, t, colluders, neighbours)
+        leaks_without_cut += leaks and not cut
+        tight += leaks and cut and not wider
 
-    # Assert: no leak without the cut, and the cut's exact probability within the bound
+    # Assert: no leak without the cut, some with exactly t - k/2 colluders (the count is tight), and the
+    # cut's exact probability within the bound
     assert leaks_without_cut == 0
+    assert tight > 0
     bound = math.exp(float(cut_log_bounds(n, k, bad, least)[least]))
     assert cuts / math.comb(n, bad) <= bound * (1 + 1e-12)
