@@ -103,10 +103,13 @@ def check_cut(config: MaskingConfig) -> None:
     log_probability = cut_log_probability(n, k, t, config.corrupt_fraction)
     if log_probability >= CUT_LOG_BOUND:
         colluders = dropout_count(n, config.corrupt_fraction)
+        # Rounded up to 0.1, toward the safe side, as check_degree does: a term refused for lying just
+        # above 2^-41 must not print as 2^-41.0 (+ 0.0: no "-0.0")
+        exponent = math.ceil(log_probability / math.log(2) * 10) / 10 + 0.0
         raise ConfigurationError(
             f"threshold {t} is too low for harary degree {k} against a lying server's cut: {colluders} colluders "
             f"(floor(gamma n)) put t - k/2 = {t - k // 2} in each of two windows of k/2 = {k // 2} clients with "
-            f"probability up to 2^{log_probability / math.log(2):.1f}, not below 2^-{SECURITY_PARAMETER + 1}, "
+            f"probability up to 2^{exponent:.1f}, not below 2^-{SECURITY_PARAMETER + 1}, "
             "so the server could release the sum of an arc of the ring; use a larger threshold or degree "
             "(MaskingConfig.secagg_plus derives them)"
         )

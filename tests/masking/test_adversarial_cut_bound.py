@@ -204,3 +204,15 @@ def test_the_smallest_decision_margin_the_spec_states() -> None:
     assert (params.degree, params.threshold) == (14, 14)
     margin = CUT_LOG_BOUND - cut_log_probability(2012, 14, 14, GAMMA)
     assert 0.00045 <= margin < 0.00046
+
+
+def test_a_refused_cut_term_just_above_the_bound_never_prints_as_the_bound() -> None:
+    # Prepare: n = 318, k = 24, t = 19, delta = 0: the cut term is 2^-40.987, refused (not below 2^-41),
+    # and every rule before it holds (connectivity, t > corrupt neighbours, 2t > k + c, t <= t2)
+    assert -41 < cut_log_probability(318, 24, 19, GAMMA) / math.log(2) < -40.95
+
+    # Act / Assert: the refusal rounds the exponent up, toward the safe side, as the degree check does:
+    # "up to 2^-41.0, not below 2^-41" would contradict itself
+    with pytest.raises(ConfigurationError, match=r"threshold 19 .*cut.*up to 2\^-40\.9, not below 2\^-41") as refused:
+        _active(318, 24, 19, 0.0)
+    assert "2^-41.0" not in str(refused.value)
