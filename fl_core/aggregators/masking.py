@@ -64,7 +64,7 @@ from secagg.guarantee import Guarantee
 from secagg.masking import ACTIVE, COMPLETE, HARARY, SEMI_HONEST, MaskingConfig, Round, run_session
 from secagg.masking.server_state import summary_list
 from secagg.primitives.randomness import RandomBytes, system_random
-from secagg.primitives.signing import PUBLIC_KEY_SIZE, SigningKey
+from secagg.primitives.signing import SigningKey, placeholder_public_keys
 from secagg.segments import SegmentTable
 
 __all__ = [
@@ -130,8 +130,8 @@ def supported_honest(
     """The largest h (honest noise shares every sum the server can unmask holds,
     :func:`secagg.dp.floors.masking_floor`) of a full round of ``num_clients`` clients of a
     :class:`MaskingAggregator` with these options, before any key exists: t and c do not depend on
-    the identity keys, so active mode's are stand-ins here (distinct, as a config needs)."""
-    stand_ins = tuple(i.to_bytes(PUBLIC_KEY_SIZE, "big") for i in range(num_clients)) if mode == ACTIVE else ()
+    the identity keys, so active mode's are stand-ins here (distinct and well-formed, as a config needs)."""
+    stand_ins = placeholder_public_keys(num_clients) if mode == ACTIVE else ()
     config = session_config(
         graph, num_clients, 1, corrupt_fraction=corrupt_fraction, dropout_fraction=dropout_fraction,
         dropout_per_round=dropout_per_round, mode=mode, identity_keys=stand_ins,

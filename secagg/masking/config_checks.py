@@ -24,7 +24,7 @@ from secagg.masking.parameters import (
     dropout_count,
     surviving_neighbour_quantile,
 )
-from secagg.primitives.signing import PUBLIC_KEY_SIZE
+from secagg.primitives.signing import PUBLIC_KEY_SIZE, public_key_problem
 
 if TYPE_CHECKING:
     from secagg.masking.config import MaskingConfig
@@ -134,7 +134,8 @@ def check_dropouts(config: MaskingConfig) -> None:
 
 
 def check_identities(config: MaskingConfig) -> None:
-    """Active mode: one Ed25519 identity key per client, no key twice; semi-honest mode: none."""
+    """Active mode: one Ed25519 identity key per client, canonical and not of small order, no key twice;
+    semi-honest mode: none."""
     if config.mode == SEMI_HONEST and config.identity_keys:
         raise ConfigurationError("identity_keys are only used in active mode")
     if config.mode == ACTIVE:
@@ -148,6 +149,9 @@ def check_identities(config: MaskingConfig) -> None:
             raise ConfigurationError(f"identity keys must be {PUBLIC_KEY_SIZE}-byte Ed25519 public keys")
         first: dict[bytes, int] = {}
         for client, key in enumerate(config.identity_keys, start=1):
+            # First, so that bytes compare as points below (one point has one accepted encoding)
+            if (problem := public_key_problem(key)) is not None:
+                raise ConfigurationError(f"the identity key of client {client} {problem}")
             if key in first:
                 # One party in two slots: fewer distinct contributors than n, a colluder counted twice.
                 raise ConfigurationError(

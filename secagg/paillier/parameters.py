@@ -29,7 +29,7 @@ from secagg.paillier.keys import MIN_KEY_BITS, ThresholdPublicKey
 from secagg.paillier.messages import MAX_CIPHERTEXT_DATA, SESSION_ID_SIZE, EncryptedVector
 from secagg.paillier.packing import MAX_VALUES, SlotLayout
 from secagg.paillier.plaintext_proofs import PROOF_WORDS, knowledge_seed, verify_knowledge
-from secagg.primitives.signing import PUBLIC_KEY_SIZE
+from secagg.primitives.signing import PUBLIC_KEY_SIZE, public_key_problem
 from secagg.primitives.signing import verify as verify_signature
 
 __all__ = [
@@ -118,13 +118,7 @@ class SessionParameters:
             raise ConfigurationError("session context must be 32 bytes")
         if not isinstance(self.descriptor, bytes) or len(self.descriptor) != DESCRIPTOR_DIGEST_SIZE:
             raise ConfigurationError(f"descriptor must be a {DESCRIPTOR_DIGEST_SIZE}-byte digest")
-        keys = tuple(self.identity_keys)
-        if len(keys) != len(roster) or any(not isinstance(k, bytes) or len(k) != PUBLIC_KEY_SIZE for k in keys):
-            raise ConfigurationError(
-                f"identity_keys must hold one {PUBLIC_KEY_SIZE}-byte Ed25519 key per roster client ({len(roster)})"
-            )
-        if len(set(keys)) != len(keys):
-            raise ConfigurationError("identity_keys must be distinct: one enrolled hospital per roster client")
+        keys = _checked_identity_keys(roster, tuple(self.identity_keys))
         self._check_upload_size()
         self._check_roster_decrypts(len(roster))
         object.__setattr__(self, "roster", roster)
@@ -392,3 +386,16 @@ def check_upload(params: SessionParameters, upload: EncryptedVector, who: str) -
     return ciphertexts
 
 
+def _checked_identity_keys(roster: tuple[int, ...], keys: tuple[bytes, ...]) -> tuple[bytes, ...]:
+    """``keys``, one per roster client, each :func:`~secagg.primitives.signing.public_key_problem`-free
+    (so that the distinct check's bytes compare as points), none twice; else ConfigurationError."""
+    if len(keys) != len(roster) or any(not isinstance(k, bytes) or len(k) != PUBLIC_KEY_SIZE for k in keys):
+        raise ConfigurationError(
+            f"identity_keys must hold one {PUBLIC_KEY_SIZE}-byte Ed25519 key per roster client ({len(roster)})"
+        )
+    for client, key in zip(roster, keys, strict=True):
+        if (problem := public_key_problem(key)) is not None:
+            raise ConfigurationError(f"the identity key of roster client {client} {problem}")
+    if len(set(keys)) != len(keys):
+        raise ConfigurationError("identity_keys must be distinct: one enrolled hospital per roster client")
+    return keys

@@ -15,11 +15,18 @@ from secagg._validate import require_bytes
 from secagg.errors import AuthenticationError, DecodeError
 from secagg.primitives.randomness import RandomBytes, system_random
 
-__all__ = ["PUBLIC_KEY_SIZE", "SIGNATURE_SIZE", "SigningKey", "verify"]
+__all__ = ["PUBLIC_KEY_SIZE", "SIGNATURE_SIZE", "SigningKey", "placeholder_public_keys", "public_key_problem", "verify"]
 
 PUBLIC_KEY_SIZE = 32
 SIGNATURE_SIZE = 64
 SEED_SIZE = 32
+
+_FIELD_PRIME = (1 << 255) - 19
+_Y_MASK = (1 << 255) - 1
+_ORDER_8_Y = 0x7A03AC9277FDC74EC6CC392CFA53202A0F67100D760B3CBA4FD84D3D706A17C7
+_SMALL_ORDER_Y = frozenset({0, 1, _FIELD_PRIME - 1, _ORDER_8_Y, _FIELD_PRIME - _ORDER_8_Y})
+"""The y coordinates of the eight points of order dividing 8 (identity, order 2, 4 and 8), each
+under either sign bit (x = 0 with the sign bit set is the non-canonical form of y = 1 and p - 1)."""
 
 
 @dataclass(frozen=True, repr=False)
@@ -54,6 +61,30 @@ class SigningKey:
 
 def _public_of(seed: bytes) -> bytes:
     return Ed25519PrivateKey.from_private_bytes(seed).public_key().public_bytes_raw()
+
+
+def public_key_problem(public_key: bytes) -> str | None:
+    """Why the 32 bytes ``public_key`` are no identity key to accept, or None.
+
+    ``cryptography`` takes any 32 bytes, and the library compares keys by their bytes (a roster's
+    no-key-twice check, the trusted list). Two encodings of one point exist only for a y coordinate
+    of 2^255 - 19 or more (non-canonical: y - p is the same point) and for x = 0 with the sign bit
+    set (y = 1 or p - 1, small order); a point of small order is a key everyone can sign for (R =
+    the identity, S = 0 verifies whenever the hash is a multiple of its order). Refusing both leaves
+    keys whose bytes are their point and that only their holder signs for."""
+    y = int.from_bytes(public_key, "little") & _Y_MASK
+    if y >= _FIELD_PRIME:
+        return "is not canonically encoded (its y coordinate is 2^255 - 19 or more: another encoding of a point)"
+    if y in _SMALL_ORDER_Y:
+        return "is a point of small order, a key every party can sign for"
+    return None
+
+
+def placeholder_public_keys(count: int) -> tuple[bytes, ...]:
+    """``count`` distinct stand-in public keys that :func:`public_key_problem` accepts (y = 2, 3, ...),
+    to compute an active-mode configuration's parameters before any real key exists; never a key
+    to enrol (nobody holds its private key, so nothing can be signed for it)."""
+    return tuple((index + 2).to_bytes(PUBLIC_KEY_SIZE, "little") for index in range(count))
 
 
 def verify(public_key: bytes, signature: bytes, message: bytes) -> None:

@@ -26,7 +26,7 @@ from secagg.errors import ConfigurationError, ConfigurationTypeError
 from secagg.guarantee import Guarantee
 from secagg.paillier.parameters import paillier_guarantee
 from secagg.primitives.randomness import InsecureDeterministicRandom
-from secagg.primitives.signing import PUBLIC_KEY_SIZE
+from secagg.primitives.signing import placeholder_public_keys
 from tests.fl_core.conftest import synthetic_clients
 
 EIGHT = (40, 25, 60, 15, 35, 30, 45, 20)
@@ -34,7 +34,7 @@ EIGHT = (40, 25, 60, 15, 35, 30, 45, 20)
 
 def _protocol(graph: str, num_clients: int, mode: str) -> Guarantee:
     """The masking protocol's own guarantee for a session of ``num_clients`` (its t and c for that n)."""
-    keys = tuple(i.to_bytes(PUBLIC_KEY_SIZE, "big") for i in range(num_clients)) if mode == "active" else ()
+    keys = placeholder_public_keys(num_clients) if mode == "active" else ()
     return session_config(graph, num_clients, 1, mode=mode, identity_keys=keys).guarantee
 
 

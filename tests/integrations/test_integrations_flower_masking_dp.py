@@ -43,6 +43,7 @@ from secagg.integrations.flower.dp import (
 )
 from secagg.integrations.flower.protocol import SETUP, RoundSetup, flatten_arrays
 from secagg.masking import ACTIVE, COMPLETE, HARARY, SEMI_HONEST, MaskingConfig
+from secagg.primitives.signing import placeholder_public_keys
 
 from .flower_harness import RUN_ID, Audit, FakeGrid, initial_arrays
 from .paillier_keys import identity_files, trusted_keys
@@ -125,7 +126,7 @@ def test_a_plan_counting_on_more_honest_nodes_than_the_round_has_is_refused(extr
 @pytest.mark.parametrize("num_nodes", [30, 60, 200])
 def test_on_a_harary_graph_h_is_a_survivor_and_t_neighbours_less_the_corrupt_ones(num_nodes: int, mode: str) -> None:
     # Prepare: SecAgg+ on a Harary graph (what the adapter uses beyond 100 nodes)
-    keys = tuple(i.to_bytes(32, "big") for i in range(num_nodes)) if mode == ACTIVE else ()
+    keys = placeholder_public_keys(num_nodes) if mode == ACTIVE else ()
     masking = MaskingConfig.secagg_plus(num_nodes, 17, complete_up_to=0, mode=mode, identity_keys=keys)
     assert masking.graph == HARARY
     # Execute

@@ -16,6 +16,7 @@ from secagg.dp.floors import masking_floor
 from secagg.guarantee import Guarantee
 from secagg.masking import ACTIVE, SEMI_HONEST, MaskingConfig
 from secagg.masking.parameters import derive_secagg_plus
+from secagg.primitives.signing import placeholder_public_keys
 
 DOCS = Path(__file__).resolve().parents[2] / "docs" / "masking.md"
 
@@ -40,7 +41,7 @@ def _figure(count: int, failure_bits: int) -> str:
 
 
 def _keys(n: int, mode: str) -> tuple[bytes, ...]:
-    return tuple(i.to_bytes(2, "big") * 16 for i in range(n)) if mode == ACTIVE else ()
+    return placeholder_public_keys(n) if mode == ACTIVE else ()
 
 
 DEFAULTS = _table("| n | mode | graph | k | t | c | d |")

@@ -16,6 +16,7 @@ import pytest
 from secagg.errors import ConfigurationError
 from secagg.masking import ACTIVE, HARARY, SEMI_HONEST, MaskingConfig
 from secagg.paillier.parameters import threshold_guarantee
+from secagg.primitives.signing import placeholder_public_keys
 
 DOCS = Path(__file__).resolve().parents[2] / "docs" / "threat-model.md"
 TEXT = " ".join(DOCS.read_text(encoding="utf-8").split())
@@ -23,7 +24,7 @@ SIZES = range(3, 13)
 
 
 def _keys(n: int) -> tuple[bytes, ...]:
-    return tuple(i.to_bytes(2, "big") * 16 for i in range(n))
+    return placeholder_public_keys(n)
 
 
 def _complete(n: int, t: int, mode: str) -> MaskingConfig | None:

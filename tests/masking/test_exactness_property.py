@@ -30,6 +30,7 @@ from secagg.masking import (
     run_session,
 )
 from secagg.primitives.randomness import InsecureDeterministicRandom
+from secagg.primitives.signing import placeholder_public_keys
 
 from .harness import NEVER, assert_exact, predict, random_inputs, session_neighbours
 
@@ -51,7 +52,7 @@ class Scenario:
 
 def lowest_threshold(num_clients: int, graph: str, degree: int, mode: str) -> int:
     """The smallest threshold the configuration accepts (active mode needs a majority)."""
-    dummy_keys = tuple(i.to_bytes(32, "big") for i in range(num_clients)) if mode == ACTIVE else ()
+    dummy_keys = placeholder_public_keys(num_clients) if mode == ACTIVE else ()
     for threshold in range(2, degree + 1):
         try:
             MaskingConfig(

@@ -16,6 +16,7 @@ from secagg.masking.parameters import (
     derive_secagg_plus,
     surviving_neighbour_quantile,
 )
+from secagg.primitives.signing import placeholder_public_keys
 
 SEMI_HONEST_CASES = [
     (10, 0.05, 0.05, 2, 2),
@@ -104,7 +105,7 @@ def test_derived_config_passes_its_own_safety_checks() -> None:
     for n in (20, 100, 500):
         for mode in ("semi-honest", "active"):
             params = derive_secagg_plus(n, 0.05, 0.1, active=mode == "active")
-            keys = tuple(i.to_bytes(32, "big") for i in range(n)) if mode == "active" else ()
+            keys = placeholder_public_keys(n) if mode == "active" else ()
 
             config = MaskingConfig.secagg_plus(
                     n, 8, dropout_fraction=0.1, mode=mode, identity_keys=keys, complete_up_to=0

@@ -98,6 +98,18 @@ def test_enrolled_keys_must_be_distinct(material_3_of_5: ThresholdKeyMaterial) -
         )
 
 
+def test_an_enrolled_key_of_small_order_is_refused(material_3_of_5: ThresholdKeyMaterial) -> None:
+    # The identity point (anyone signs for it: R = identity, S = 0), and the same point as y = p + 1,
+    # which the distinct check alone took as a second key (tests/masking/test_identity_key_encodings.py)
+    identity, alias = (1).to_bytes(32, "little"), ((1 << 255) - 18).to_bytes(32, "little")
+    for keys in ((IDENTITIES[1].public, identity), (identity, alias)):
+        with pytest.raises(ConfigurationError, match="identity key of roster client"):
+            SessionParameters(
+                public=material_3_of_5.public, layout=SlotLayout(16, 5, 256), vector_length=LENGTH, roster=(1, 2),
+                min_contributors=2, identity_keys=keys, context=bytes(32),
+            )
+
+
 # --- degenerate thresholds, in every API ----------------------------------------------------------
 
 

@@ -12,7 +12,7 @@ from secagg import wire
 from secagg._validate import require_bytes, require_int
 from secagg.errors import AuthenticationError, DecodeError, ProtocolError
 from secagg.integrations.flower._round_binding import MAX_KEY_BYTES
-from secagg.primitives.signing import PUBLIC_KEY_SIZE, SIGNATURE_SIZE, SigningKey, verify
+from secagg.primitives.signing import PUBLIC_KEY_SIZE, SIGNATURE_SIZE, SigningKey, public_key_problem, verify
 from secagg.wire import U64, FixedBytes, wire_field
 
 __all__ = ["IDENTITY_LABEL", "IdentityAnnouncement", "identity_payload"]
@@ -50,9 +50,14 @@ class IdentityAnnouncement(wire.Message):
         return cls(node_id=node_id, public_key=identity.public, signature=identity.sign(payload))
 
     def verify(self, run_id: int, node_id: int) -> None:
-        """AuthenticationError unless this is ``node_id``'s valid announcement in ``run_id``."""
+        """AuthenticationError unless this is ``node_id``'s valid announcement in ``run_id`` of a key
+        :func:`~secagg.primitives.signing.public_key_problem` accepts."""
         if self.node_id != node_id:
             raise ProtocolError(f"node {node_id} announced an identity for node {self.node_id}")
+        if (problem := public_key_problem(self.public_key)) is not None:
+            # Its signature proves nothing (anyone signs for a small-order key); every node refuses a
+            # round listing it, so the server keeps it for no round: it costs only this node.
+            raise AuthenticationError(f"node {node_id}: the identity key it announced {problem}")
         try:
             verify(self.public_key, self.signature, identity_payload(run_id, node_id, self.public_key))
         except (AuthenticationError, DecodeError) as exc:

@@ -23,7 +23,7 @@ from secagg.integrations.flower.dp import check_dp_options
 from secagg.integrations.flower.run_binding import check_run_config_option
 from secagg.masking import ACTIVE, SEMI_HONEST, MaskingConfig
 from secagg.masking.config import MAX_CLIENTS
-from secagg.primitives.signing import PUBLIC_KEY_SIZE
+from secagg.primitives.signing import PUBLIC_KEY_SIZE, placeholder_public_keys
 
 __all__ = ["DEFAULT_CLIP", "DEFAULT_MAX_WEIGHT", "MIN_NODES", "SECAGG", "SECAGG_PLUS", "SecAggOptions"]
 
@@ -39,7 +39,7 @@ SECAGG_PLUS = "secagg+"
 
 def _placeholder_keys(count: int) -> tuple[bytes, ...]:
     """Distinct stand-in identity keys, to validate active-mode settings before any node is asked."""
-    return tuple(index.to_bytes(PUBLIC_KEY_SIZE, "big") for index in range(1, count + 1))
+    return placeholder_public_keys(count)
 
 
 @dataclass(frozen=True)
