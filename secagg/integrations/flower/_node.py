@@ -12,15 +12,22 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
-from flwr.app import Context, Error, Message, MessageType, RecordDict
+from flwr.app import Context, Message, MessageType, RecordDict
 from flwr.clientapp.typing import ClientAppCallable
-from flwr.common.constant import ErrorCode
 
 from secagg._validate import require_bool, require_callable, require_instance, require_optional_path, require_rng
 from secagg.dp.calibration import NoisePlan
 from secagg.dp.sampler import RandomSource
 from secagg.errors import ConfigurationError, ConfigurationTypeError, ProtocolError, SecAggError
 from secagg.integrations._foreign import foreign_reason
+from secagg.integrations.flower._node_errors import (
+    IDENTITY_FILES,
+    LOGGER,
+    TrainingFailedError,
+    error_reply,
+    failure_reply,
+    kept_local,
+)
 from secagg.integrations.flower._node_identity import (
     IDENTITY_KEY_FILE,
     TRUSTED_KEYS_FILE,
@@ -70,10 +77,6 @@ __all__ = [
     "serve_node",
     "train_locally",
 ]
-
-LOGGER = logging.getLogger("secagg.flower")
-"""Where a node logs, at DEBUG, the full text of a foreign exception its train handler raised (the
-error reply it sends names only the exception's type)."""
 
 
 @dataclass(frozen=True)
@@ -201,19 +204,6 @@ class NodeSettings:
             )
 
 
-class TrainingFailedError(Exception):
-    """The app's train handler answered with an error: pass that reply on."""
-
-    def __init__(self, reply: Message) -> None:
-        super().__init__("train handler failed")
-        self.reply = reply
-
-
-def error_reply(message: Message, reason: str) -> Message:
-    """The error reply a mod sends when it refuses (the server counts the node as a dropout)."""
-    return Message(Error(code=ErrorCode.MOD_FAILED_PRECONDITION, reason=f"secagg: {reason}"), reply_to=message)
-
-
 StageHandler = Callable[[str, bytes], bytes]
 """Runs one stage of a mod's protocol: ``(stage, inbound payload) -> reply payload``."""
 
@@ -250,8 +240,10 @@ def run_stage(
     stage the mod does not serve, with records beside the stage records outside
     ``route.training``, or with a payload above ``route.limit`` is refused before
     its payload is loaded; otherwise ``handle`` runs the stage and its reply
-    payload goes back in the stage's records. A refusal (any SecAggError) or a failed training becomes an error
-    reply and the session state is forgotten, so nothing is reused after it.
+    payload goes back in the stage's records. A refusal (any SecAggError), a failure of the node's own
+    files or state, a foreign exception or a failed training becomes an error reply
+    (:func:`~secagg.integrations.flower._node_errors.failure_reply`: no local detail is sent, it is
+    logged) and the session state is forgotten, so nothing is reused after it.
     """
     category = message.metadata.message_type.split(".")[0]
     if category != MessageType.TRAIN or not has_stage(message.content):
@@ -269,12 +261,14 @@ def run_stage(
         # Checked before the payload is loaded: the stage served, no other records, an honest size.
         stage, payload = read_stage(message.content, limit, alone=lambda stage: stage not in route.training)
         reply = handle(stage, payload)
-    except SecAggError as exc:
-        forget(context, route.state_key)
-        return error_reply(message, f"node {context.node_id}: {exc}")
     except TrainingFailedError as failed:
         forget(context, route.state_key)
         return failed.reply
+    except MemoryError:
+        raise  # this node's own resources: not a reason to send
+    except Exception as exc:  # what the server learns of it: _node_errors (the rest is logged here)
+        forget(context, route.state_key)
+        return failure_reply(message, context, exc)
     return Message(stage_content(stage, reply), reply_to=message)
 
 
@@ -388,7 +382,8 @@ def serve_node(
     """
 
     def handle_stage(stage: str, payload: bytes) -> bytes:
-        identity = node_identity(context, settings.identity_key_file, settings.trusted_keys_file)
+        with kept_local(IDENTITY_FILES):  # paths, modes, links: the node's own, never sent
+            identity = node_identity(context, settings.identity_key_file, settings.trusted_keys_file)
         if identity is None and no_identity is not None:
             raise ConfigurationError(no_identity)
         if stage == IDENTIFY:
