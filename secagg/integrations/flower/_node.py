@@ -304,10 +304,10 @@ def state_lock(context: Context) -> AbstractContextManager[object]:
     A node's checks against its state and the records it writes after them (one aggregate decrypted
     per Paillier session, one upload per session, a masking session's step, the budget kept in
     ``context.state``) are then one step, even when two messages for one context are handled at
-    once: Flower's SuperNode hands a node one message at a time, but an integrator's loop or a
-    simulation's worker threads may call a mod from two threads with one ``Context``. Two
-    *processes* sharing a node's state through copies are outside its reach (a simulation backend
-    that copies ``Context`` into several workers; docs/integrations.md, "One message at a time")."""
+    once: Flower's SuperNode hands a node one message at a time, but an integrator's loop may call
+    a mod from two threads with one ``Context``. Two *processes* working on copies of a node's
+    state are outside its reach (flwr's Ray simulation backend, which runs each message on a copy
+    of ``Context`` in an actor; docs/integrations.md, "One message at a time")."""
     return _STATE_LOCKS.of(context.state)
 
 
