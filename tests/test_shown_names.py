@@ -12,7 +12,8 @@ from pathlib import Path
 import pytest
 
 from secagg._files import PRIVATE, read_regular_file
-from secagg.errors import ConfigurationError, SecretFileLinkWarning
+from secagg.errors import ConfigurationError, DecodeError, SecretFileLinkWarning
+from secagg.integrations.flower.keys import read_identity_key, read_trusted_keys
 
 FORGED = "key\n2026-01-01 00:00:00 INFO secagg: all good\x1b[2K\r\u202eyek"
 
@@ -62,3 +63,22 @@ def test_the_second_name_warning_names_the_file_escaped(tmp_path: Path) -> None:
     # Assert
     [warning] = [w for w in caught if issubclass(w.category, SecretFileLinkWarning)]
     assert _printable(str(warning.message)), repr(str(warning.message))
+
+
+def test_key_file_refusals_of_their_content_name_the_file_escaped(tmp_path: Path) -> None:
+    # Prepare: an identity key and a trusted list whose names hold control characters, their
+    # content malformed (the refusal names the file and the line)
+    identity = tmp_path / FORGED
+    identity.write_text("zz\n")
+    identity.chmod(0o600)
+    trusted = tmp_path / (FORGED + ".keys")
+    trusted.write_text("not-a-key\n")
+    trusted.chmod(0o600)
+    # Execute
+    with pytest.raises(DecodeError) as bad_key:
+        read_identity_key(identity)
+    with pytest.raises(DecodeError) as bad_list:
+        read_trusted_keys(trusted)
+    # Assert
+    for refused in (bad_key, bad_list):
+        assert _printable(str(refused.value)), repr(str(refused.value))
