@@ -14,9 +14,10 @@ that exists but leads nowhere; "No such device or address" for a socket):
 :class:`~secagg.errors.SecretFileLinkWarning` is the warning a reader of a *secret* issues for a
 file with more than one name (hard links): see :func:`warn_second_names`.
 
-A link's target is shown with its unprintable characters escaped (``\\x1b``, ``\\n``, ``\\u202e``, a
-byte that is not UTF-8 as ``\\udcff``): whoever made the link chose it (another user, in a sticky
-folder such as ``/tmp``), and the message reaches a terminal, a log and, from a node, the server.
+A file's name and a link's target are shown with their unprintable characters escaped (``\\x1b``,
+``\\n``, ``\\u202e``, a byte that is not UTF-8 as ``\\udcff``): whoever named the file or made the
+link chose them (another user, in a sticky folder such as ``/tmp``), and the message reaches a
+terminal and a log (never, from a Flower node, the server: :mod:`secagg.integrations.flower._node`).
 """
 
 from __future__ import annotations
@@ -138,9 +139,12 @@ def _looping_folder(path: Path) -> Path | None:
 
 
 def _shown(path: str | os.PathLike[str]) -> str:
-    """``path`` for an error message (a NUL byte, which no system call accepts, made visible); also
-    :mod:`secagg._files`' (which imports this module)."""
-    return os.fsdecode(path).replace("\0", "\\0")
+    """``path`` for an error message or a warning, each unprintable character escaped as a link's
+    target is (:func:`_escaped`; a NUL byte, which no system call accepts, as ``\\0``): whoever named
+    the file or a folder on its path chose the name, and a line break or an escape sequence in it would
+    forge a line of the log the message reaches or repaint the terminal. Also :mod:`secagg._files`'
+    (which imports this module)."""
+    return _escaped(os.fsdecode(path).replace("\0", "\\0"))
 
 
 def _escaped(text: str) -> str:

@@ -11,6 +11,7 @@ the node's own ``allow-semi-honest = true``.
 
 from __future__ import annotations
 
+import logging
 import re
 import stat
 from pathlib import Path
@@ -146,25 +147,32 @@ def test_explicit_key_files_in_the_node_config_win(keys: Path, monkeypatch: pyte
     assert recorder.node_config["identity-key-file"] == own["identity-key-file"]
 
 
-def test_a_missing_identity_key_in_the_key_dir_is_refused_by_name(keys: Path) -> None:
+def test_a_missing_identity_key_in_the_key_dir_is_refused_by_name(keys: Path, caplog: pytest.LogCaptureFixture) -> None:
     # Execute: partition 7 of a federation whose ceremony made keys for partitions 0..3
-    reply, recorder = run_mod({"partition-id": 7, "num-partitions": 8, "key-dir": str(keys)})
-    # Assert: the node says which file it lacks and how to make it, and goes no further
+    with caplog.at_level(logging.ERROR):
+        reply, recorder = run_mod({"partition-id": 7, "num-partitions": 8, "key-dir": str(keys)})
+    # Assert: the node's log says which file it lacks and how to make it, and it goes no further; the
+    # reply to the server says what is missing, never where (the path is the node's)
     assert reply.has_error() and recorder.node_config is None
-    assert str(keys / "hospital-7.key") in reply.error.reason and "make-keys.sh" in reply.error.reason
+    assert str(keys / "hospital-7.key") in caplog.text and "make-keys.sh" in caplog.text
+    assert "no identity key in this node's key directory" in reply.error.reason
+    assert str(keys) not in reply.error.reason and "hospital-7.key" not in reply.error.reason
 
 
-def test_a_missing_trusted_list_in_the_key_dir_is_refused_by_name(tmp_path: Path) -> None:
+def test_a_missing_trusted_list_in_the_key_dir_is_refused_by_name(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     # Prepare: a directory with an identity key and no federation.keys
     directory = tmp_path / "keys"
     result = make_keys(directory, 2, tmp_path)
     assert result.returncode == 0, result.stderr
     (directory / "federation.keys").unlink()
     # Execute
-    reply, recorder = run_mod({"partition-id": 0, "num-partitions": 2, "key-dir": str(directory)})
+    with caplog.at_level(logging.ERROR):
+        reply, recorder = run_mod({"partition-id": 0, "num-partitions": 2, "key-dir": str(directory)})
     # Assert
     assert reply.has_error() and recorder.node_config is None
-    assert str(directory / "federation.keys") in reply.error.reason
+    assert str(directory / "federation.keys") in caplog.text and str(directory) not in reply.error.reason
 
 
 def test_a_node_without_keys_refuses_a_secure_round_and_says_what_to_set(keys: Path) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import numpy as np
@@ -16,6 +17,7 @@ from secagg import wire
 from secagg.encoding import QuantizationConfig
 from secagg.errors import ConfigurationError
 from secagg.integrations.flower import SecAggGrid, SecAggOptions
+from secagg.integrations.flower._node_errors import IDENTITY_FILES
 from secagg.integrations.flower._records import read_stage, stage_content
 from secagg.integrations.flower.keys import read_identity_key, write_trusted_keys
 from secagg.integrations.flower.protocol import CONSISTENCY_CHECK, IDENTIFY, SETUP
@@ -137,7 +139,9 @@ def test_a_hospital_with_a_stale_list_leaves_itself_out_and_the_report_says_whos
         assert f"(node {listed}) is not on the federation's trusted list" in report.errors[stale_node]
 
 
-def test_a_node_with_an_identity_refuses_a_semi_honest_round_and_bad_key_files(tmp_path: Path) -> None:
+def test_a_node_with_an_identity_refuses_a_semi_honest_round_and_bad_key_files(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     # Prepare: a semi-honest setup; an identity file others may read
     paths, trusted, _ = identity_files(tmp_path, 3)
     app = make_app(1, 10, identity_key_file=paths[0], trusted_keys_file=trusted)
@@ -147,10 +151,11 @@ def test_a_node_with_an_identity_refuses_a_semi_honest_round_and_bad_key_files(t
     context = Context(77, 1, {}, RecordDict(), {})
     # Execute
     downgrade = app(Message(setup, dst_node_id=1, message_type=MessageType.TRAIN), context)
-    exposed = loose(Message(setup, dst_node_id=1, message_type=MessageType.TRAIN), context)
-    # Assert
+    with caplog.at_level(logging.ERROR, logger="secagg.flower"):
+        exposed = loose(Message(setup, dst_node_id=1, message_type=MessageType.TRAIN), context)
+    # Assert: the key file's words stay on the node (its log); the server gets the code
     assert "semi-honest" in downgrade.error.reason
-    assert "accessible to group or others" in exposed.error.reason
+    assert IDENTITY_FILES in exposed.error.reason and "accessible to group or others" in caplog.text
 
 
 def test_active_options_are_validated() -> None:
@@ -164,7 +169,9 @@ def test_active_options_are_validated() -> None:
 
 
 @pytest.mark.parametrize("missing", ["both", "trusted"])
-def test_a_node_without_its_key_files_is_left_out_saying_what_to_set(tmp_path: Path, missing: str) -> None:
+def test_a_node_without_its_key_files_is_left_out_saying_what_to_set(
+    tmp_path: Path, missing: str, caplog: pytest.LogCaptureFixture
+) -> None:
     # Prepare: four nodes with their identities; the fifth has no key files (or no trusted list)
     paths, trusted, publics = identity_files(tmp_path, len(NODES))
     apps = active_apps(paths, trusted)
@@ -174,19 +181,23 @@ def test_a_node_without_its_key_files_is_left_out_saying_what_to_set(tmp_path: P
     grid = FakeGrid(apps)
     secure = SecAggGrid(grid, SecAggOptions(mode=ACTIVE, trusted_keys=frozenset(publics)))
     # Execute
-    FedAvg(fraction_evaluate=0.0, min_train_nodes=3, min_available_nodes=3).start(
-        grid=secure, initial_arrays=initial_arrays(), num_rounds=1
-    )
-    # Assert: the others aggregate; the node's reason names the node-config keys to set
+    with caplog.at_level(logging.ERROR, logger="secagg.flower"):
+        FedAvg(fraction_evaluate=0.0, min_train_nodes=3, min_available_nodes=3).start(
+            grid=secure, initial_arrays=initial_arrays(), num_rounds=1
+        )
+    # Assert: the others aggregate; the node's reason names the node-config keys to set (an identity
+    # file without its trusted list: in the node's log, the server gets the code)
     report = secure.reports[0]
     assert report.included == frozenset(NODES[:-1])
-    reason = report.errors[lacking]
+    reason = report.errors[lacking] if missing == "both" else caplog.text
     assert "'trusted-keys-file'" in reason and "node config" in reason, reason
     if missing == "both":
         assert "'identity-key-file'" in reason and "secagg keys new" in reason, reason
 
 
-def test_a_node_given_a_public_key_as_its_identity_is_left_out_saying_so(tmp_path: Path) -> None:
+def test_a_node_given_a_public_key_as_its_identity_is_left_out_saying_so(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     # Prepare: the fifth node's identity-key-file names a file holding its public key (an owner-only .pub)
     paths, trusted, publics = identity_files(tmp_path, len(NODES))
     apps = active_apps(paths, trusted)
@@ -198,10 +209,12 @@ def test_a_node_given_a_public_key_as_its_identity_is_left_out_saying_so(tmp_pat
     grid = FakeGrid(apps)
     secure = SecAggGrid(grid, SecAggOptions(mode=ACTIVE, trusted_keys=frozenset(publics)))
     # Execute
-    FedAvg(fraction_evaluate=0.0, min_train_nodes=3, min_available_nodes=3).start(
-        grid=secure, initial_arrays=initial_arrays(), num_rounds=1
-    )
-    # Assert: the others aggregate; the node's own reason says its identity file holds a listed public key
+    with caplog.at_level(logging.ERROR, logger="secagg.flower"):
+        FedAvg(fraction_evaluate=0.0, min_train_nodes=3, min_available_nodes=3).start(
+            grid=secure, initial_arrays=initial_arrays(), num_rounds=1
+        )
+    # Assert: the others aggregate; the node's own log says its identity file holds a listed public key
     report = secure.reports[0]
     assert report.included == frozenset(NODES[:-1])
-    assert "holds a public key on the trusted list" in report.errors[lacking], report.errors[lacking]
+    assert IDENTITY_FILES in report.errors[lacking], report.errors[lacking]
+    assert "holds a public key on the trusted list" in caplog.text

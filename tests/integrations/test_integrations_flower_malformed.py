@@ -288,7 +288,8 @@ def test_a_node_sent_malformed_model_arrays_answers_with_an_error_and_the_round_
     # Assert: the node refused with the mod's own reason (not a crash) and the rest completed
     report = secure.reports[0]
     assert report.dropped == {FAULTY: MASKED_INPUT}
-    assert report.errors[FAULTY].startswith(f"secagg: node {FAULTY}: array arrays/w is not .npy data")
+    expected = f"secagg: node {FAULTY}: refused (malformed message): array arrays/w is not .npy data"
+    assert report.errors[FAULTY].startswith(expected), report.errors[FAULTY]
     assert report.included == frozenset(NODES) - {FAULTY} and report.skipped_reason is None
 
 

@@ -30,6 +30,7 @@ from secagg.dp.calibration import NoisePlan
 from secagg.errors import BudgetExceededError, ConfigurationError, ProtocolError
 from secagg.integrations.flower import NodePolicy, PaillierGrid, SecAggGrid
 from secagg.integrations.flower._grid import RoundReport
+from secagg.integrations.flower._node_errors import OTHER_PLAN
 from secagg.integrations.flower.dp import DPRounds
 from secagg.integrations.flower.node_budget import BUDGET_KEY, charge_node_budget, check_node_budget
 
@@ -157,10 +158,10 @@ def test_alternating_between_two_plans_never_resets_the_count(tmp_path: Path, st
     # Assert: the plan the node first contributed under binds its budget: B is refused, and A's
     # count goes on (its third contribution is refused)
     assert contributed(reports[0], nodes), reports[0].errors
-    assert refused_by_all(reports[1], nodes, "bound to another DP plan"), reports[1].errors
+    assert refused_by_all(reports[1], nodes, OTHER_PLAN), reports[1].errors
     assert contributed(reports[2], nodes), reports[2].errors
     assert refused_by_all(reports[3], nodes), reports[3].errors
-    assert refused_by_all(reports[4], nodes, "bound to another DP plan"), reports[4].errors
+    assert refused_by_all(reports[4], nodes, OTHER_PLAN), reports[4].errors
     assert sorted({record.server_round for record in audit.records}) == [1, 3]
 
 

@@ -7,6 +7,7 @@ each node loads its own sealed key share from a file; the server holds only the 
 from __future__ import annotations
 
 import dataclasses
+import logging
 import os
 from pathlib import Path
 
@@ -22,6 +23,7 @@ from secagg import wire
 from secagg.encoding import QuantizationConfig
 from secagg.errors import ConfigurationError
 from secagg.integrations.flower import NodePolicy, PaillierGrid, PaillierOptions
+from secagg.integrations.flower._node_errors import KEY_SHARE
 from secagg.integrations.flower._records import read_stage, stage_content
 from secagg.integrations.flower.clipping import decode_segmented, encoded_length, layout_table
 from secagg.integrations.flower.keys import load_key_share, read_public_key, write_identity_key
@@ -294,7 +296,9 @@ def encrypt_message(node: int, setup: bytes) -> Message:
     return Message(stage_content(ENCRYPT, setup, content), dst_node_id=node, message_type=MessageType.TRAIN)
 
 
-def test_the_node_refuses_another_key_a_low_floor_and_a_wrong_passphrase(keys: tuple[Path, list[Path]]) -> None:
+def test_the_node_refuses_another_key_a_low_floor_and_a_wrong_passphrase(
+    keys: tuple[Path, list[Path]], caplog: pytest.LogCaptureFixture
+) -> None:
     # Prepare: a setup for another 3-of-4 key, one below the node's min_contributors, a wrong passphrase
     _, shares = keys
     other = deal_threshold_key_from_primes(Q_1024, P_1024, num_parties=4, threshold=3).public
@@ -308,13 +312,15 @@ def test_the_node_refuses_another_key_a_low_floor_and_a_wrong_passphrase(keys: t
                    policy=NodePolicy(min_contributors=3, min_colluders=0))  # c = 0 accepted by name
     wrong = make_app(node, 10, paillier=True, key_share_file=shares[0], passphrase="wrong")
     # Execute
-    replies = [reply(app, setup_for(other, min_contributors=3)), reply(app, setup_for(own, min_contributors=2)),
-               reply(wrong, setup_for(own))]
-    # Assert
+    with caplog.at_level(logging.ERROR, logger="secagg.flower"):
+        replies = [reply(app, setup_for(other, min_contributors=3)), reply(app, setup_for(own, min_contributors=2)),
+                   reply(wrong, setup_for(own))]
+    # Assert: the wrong passphrase is the node's own failure: the server gets its code, the log the words
     reasons = [r.error.reason for r in replies]
     assert "another Paillier key" in reasons[0]
     assert "min_contributors 2, this node requires 3" in reasons[1]
-    assert "wrong passphrase" in reasons[2] and "key-share file" in reasons[2]
+    assert KEY_SHARE in reasons[2] and "wrong passphrase" not in reasons[2]
+    assert "wrong passphrase" in caplog.text and "key-share file" in caplog.text
 
 
 def test_the_node_decrypts_one_aggregate_per_session_even_across_restarts(keys: tuple[Path, list[Path]]) -> None:
@@ -363,7 +369,9 @@ def test_a_node_that_requires_dp_refuses_a_paillier_round(keys: tuple[Path, list
     assert reply.has_error() and "requires differential privacy" in reply.error.reason
 
 
-def test_the_node_refuses_a_passphrase_file_others_can_read(keys: tuple[Path, list[Path]], tmp_path: Path) -> None:
+def test_the_node_refuses_a_passphrase_file_others_can_read(
+    keys: tuple[Path, list[Path]], tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     # Prepare: the passphrase comes from the node config's passphrase file, once 0644, once 0600
     _, shares = keys
     own = material(4, 3).public
@@ -378,14 +386,19 @@ def test_the_node_refuses_a_passphrase_file_others_can_read(keys: tuple[Path, li
         return app(encrypt_message(node, setup_for(own)), context)  # type: ignore[operator, no-any-return]
 
     # Execute
-    loose, private = reply(0o644), reply(0o600)
-    # Assert: the secret file is checked when read, as the key share itself is; the 0600 file
-    # opens the share and the node goes on to its next check (this bare message's training content)
-    assert loose.has_error() and "accessible to group or others" in loose.error.reason
+    with caplog.at_level(logging.ERROR, logger="secagg.flower"):
+        loose, private = reply(0o644), reply(0o600)
+    # Assert: the secret file is checked when read, as the key share itself is (the words in the
+    # node's log, the code to the server); the 0600 file opens the share and the node goes on to its
+    # next check (this bare message's training content)
+    assert loose.has_error() and KEY_SHARE in loose.error.reason
+    assert "accessible to group or others" in caplog.text
     assert "training configuration" in private.error.reason
 
 
-def test_the_node_refuses_a_passphrase_piped_to_it(keys: tuple[Path, list[Path]]) -> None:
+def test_the_node_refuses_a_passphrase_piped_to_it(
+    keys: tuple[Path, list[Path]], caplog: pytest.LogCaptureFixture
+) -> None:
     # Prepare: the passphrase in a pipe, as `--node-config 'key-share-passphrase-file="/dev/fd/63"'`
     # with a shell's <(...) would give it. The node reads the passphrase again for every message
     # (the share is never cached), so a pipe would serve one message and leave the next with nothing:
@@ -399,9 +412,10 @@ def test_the_node_refuses_a_passphrase_piped_to_it(keys: tuple[Path, list[Path]]
     context = Context(77, node, {"key-share-passphrase-file": f"/dev/fd/{read_end}"}, RecordDict(), {})
     # Execute
     try:
-        reply = app(encrypt_message(node, setup_for(material(4, 3).public)), context)  # type: ignore[operator]
+        with caplog.at_level(logging.ERROR, logger="secagg.flower"):
+            reply = app(encrypt_message(node, setup_for(material(4, 3).public)), context)  # type: ignore[operator]
     finally:
         os.close(read_end)
     # Assert
-    assert reply.has_error() and "passphrase file" in reply.error.reason
-    assert "not a regular file" in reply.error.reason
+    assert reply.has_error() and KEY_SHARE in reply.error.reason
+    assert "passphrase file" in caplog.text and "not a regular file" in caplog.text

@@ -98,9 +98,10 @@ def node_keys_mod(message: Message, context: Context, call_next: ClientAppCallab
         identity = folder / identity_key_name(config.get("partition-id"))
         trusted = folder / TRUSTED_KEYS_NAME
         for path, what in ((identity, "identity key"), (trusted, "trusted-keys file")):
-            if not path.is_file():
+            if not path.is_file():  # the path is this node's: in its log, never in the reply to the server
                 return _refuse(message, context, f"no {what} at {path}: make the federation's keys with "
-                               f"`sh examples/flower/make-keys.sh {folder} <nodes>` (or secagg keys)")
+                               f"`sh examples/flower/make-keys.sh {folder} <nodes>` (or secagg keys)",
+                               sent=f"no {what} in this node's key directory; the details are in this node's log")
         config.update({"identity-key-file": str(identity), "trusted-keys-file": str(trusted)})
     elif (
         not config.get("identity-key-file")
@@ -129,10 +130,12 @@ def _in_secure_round(message: Message) -> bool:
     return message.has_content() and isinstance(message.content.config_records.get(STAGE_RECORD), ConfigRecord)
 
 
-def _refuse(message: Message, context: Context, reason: str) -> Message:
-    reason = f"node {context.node_id} (partition {context.node_config.get('partition-id')}): {reason}"
-    LOGGER.error("%s", reason)
-    return Message(Error(code=MISSING_KEYS_CODE, reason=reason), reply_to=message)
+def _refuse(message: Message, context: Context, reason: str, *, sent: str | None = None) -> Message:
+    """An error reply saying ``sent`` (``reason`` if None) to the server; ``reason`` in the node's log."""
+    node = f"node {context.node_id} (partition {context.node_config.get('partition-id')})"
+    LOGGER.error("%s: %s", node, reason)
+    said = reason if sent is None else sent
+    return Message(Error(code=MISSING_KEYS_CODE, reason=f"{node}: {said}"), reply_to=message)
 
 
 def audit_writer(directory: str) -> Callable[[AuditRecord], None]:

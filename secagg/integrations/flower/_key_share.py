@@ -10,6 +10,7 @@ import os
 
 from flwr.app import Context
 
+from secagg._file_kinds import _shown
 from secagg.errors import ConfigurationError
 from secagg.integrations.flower._node import config_path
 from secagg.integrations.flower.keys import load_key_share
@@ -45,8 +46,8 @@ def load_node_share(context: Context, key_share_file: PathLike | None, passphras
                 lines = data.decode("utf-8").splitlines()
             except UnicodeDecodeError:  # the decoder's message holds a byte of the secret and its position
                 raise ConfigurationError(
-                    f"cannot read the passphrase file {passphrase_path}: it is not UTF-8 text; save the passphrase "
-                    "in UTF-8"
+                    f"cannot read the passphrase file {_shown(passphrase_path)}: it is not UTF-8 text; save the "
+                    "passphrase in UTF-8"
                 ) from None
             passphrase = lines[0] if lines else ""
         else:

@@ -3,24 +3,32 @@ the node's weight, audit records (the node's identity and key files: :mod:`._nod
 
 from __future__ import annotations
 
-import logging
 import os
+import weakref
 from collections.abc import Callable, Mapping
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
+from functools import partial
+from threading import RLock
 from types import MappingProxyType
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
-from flwr.app import Context, Error, Message, MessageType, RecordDict
+from flwr.app import Context, Message, MessageType, RecordDict
 from flwr.clientapp.typing import ClientAppCallable
-from flwr.common.constant import ErrorCode
 
 from secagg._validate import require_bool, require_callable, require_instance, require_optional_path, require_rng
-from secagg.dp.calibration import NoisePlan
 from secagg.dp.sampler import RandomSource
-from secagg.errors import ConfigurationError, ConfigurationTypeError, ProtocolError, SecAggError
-from secagg.integrations._foreign import foreign_reason
+from secagg.errors import ConfigurationError, ConfigurationTypeError
+from secagg.integrations.flower._local_training import train_locally
+from secagg.integrations.flower._node_errors import (
+    IDENTITY_FILES,
+    TrainingFailedError,
+    error_reply,
+    failure_reply,
+    kept_local,
+)
 from secagg.integrations.flower._node_identity import (
     IDENTITY_KEY_FILE,
     TRUSTED_KEYS_FILE,
@@ -31,21 +39,14 @@ from secagg.integrations.flower._node_identity import (
     node_identity,
 )
 from secagg.integrations.flower._records import (
-    check_training,
     has_stage,
-    model_arrays,
     read_stage,
     stage_content,
-    training_parameters,
-    without_stage,
 )
-from secagg.integrations.flower.bound_plan import BOUND_DP_RECORD, check_no_bound_dp, rounding_slack, with_bound_dp
+from secagg.integrations.flower.bound_plan import BOUND_DP_RECORD
 from secagg.integrations.flower.policy import NodePolicy
 from secagg.integrations.flower.protocol import (
     IDENTIFY,
-    ArrayLayout,
-    arrays_digest,
-    flatten_arrays,
 )
 from secagg.primitives.randomness import RandomBytes
 
@@ -68,12 +69,9 @@ __all__ = [
     "node_identity",
     "run_stage",
     "serve_node",
+    "state_lock",
     "train_locally",
 ]
-
-LOGGER = logging.getLogger("secagg.flower")
-"""Where a node logs, at DEBUG, the full text of a foreign exception its train handler raised (the
-error reply it sends names only the exception's type)."""
 
 
 @dataclass(frozen=True)
@@ -201,19 +199,6 @@ class NodeSettings:
             )
 
 
-class TrainingFailedError(Exception):
-    """The app's train handler answered with an error: pass that reply on."""
-
-    def __init__(self, reply: Message) -> None:
-        super().__init__("train handler failed")
-        self.reply = reply
-
-
-def error_reply(message: Message, reason: str) -> Message:
-    """The error reply a mod sends when it refuses (the server counts the node as a dropout)."""
-    return Message(Error(code=ErrorCode.MOD_FAILED_PRECONDITION, reason=f"secagg: {reason}"), reply_to=message)
-
-
 StageHandler = Callable[[str, bytes], bytes]
 """Runs one stage of a mod's protocol: ``(stage, inbound payload) -> reply payload``."""
 
@@ -250,8 +235,11 @@ def run_stage(
     stage the mod does not serve, with records beside the stage records outside
     ``route.training``, or with a payload above ``route.limit`` is refused before
     its payload is loaded; otherwise ``handle`` runs the stage and its reply
-    payload goes back in the stage's records. A refusal (any SecAggError) or a failed training becomes an error
-    reply and the session state is forgotten, so nothing is reused after it.
+    payload goes back in the stage's records. A refusal (any SecAggError), a failure of the node's own
+    files or state, a foreign exception or a failed training becomes an error reply
+    (:func:`~secagg.integrations.flower._node_errors.failure_reply`: no local detail is sent, it is
+    logged) and the session state is forgotten, so nothing is reused after it. The stage runs under
+    :func:`state_lock`: two secure messages for one context never interleave.
     """
     category = message.metadata.message_type.split(".")[0]
     if category != MessageType.TRAIN or not has_stage(message.content):
@@ -266,16 +254,61 @@ def run_stage(
         return route.limit(stage)
 
     try:
-        # Checked before the payload is loaded: the stage served, no other records, an honest size.
-        stage, payload = read_stage(message.content, limit, alone=lambda stage: stage not in route.training)
-        reply = handle(stage, payload)
-    except SecAggError as exc:
-        forget(context, route.state_key)
-        return error_reply(message, f"node {context.node_id}: {exc}")
+        with state_lock(context):  # every check against context.state and the record it writes: one step
+            # Checked before the payload is loaded: the stage served, no other records, an honest size.
+            stage, payload = read_stage(message.content, limit, alone=lambda stage: stage not in route.training)
+            reply = handle(stage, payload)
     except TrainingFailedError as failed:
         forget(context, route.state_key)
         return failed.reply
+    except MemoryError:
+        raise  # this node's own resources: not a reason to send
+    except Exception as exc:  # what the server learns of it: _node_errors (the rest is logged here)
+        forget(context, route.state_key)
+        return failure_reply(message, context, exc)
     return Message(stage_content(stage, reply), reply_to=message)
+
+
+class _StateLocks:
+    """One reentrant lock per ``context.state`` object alive in this process (a weak reference to
+    it: the lock goes with the state)."""
+
+    def __init__(self) -> None:
+        # Reentrant: a dead state's callback (_drop) runs wherever the garbage collector runs, also
+        # inside ``of`` in the thread holding the guard
+        self._guard = RLock()
+        self._locks: dict[int, tuple[weakref.ref[RecordDict], AbstractContextManager[object]]] = {}
+
+    def of(self, state: RecordDict) -> AbstractContextManager[object]:
+        key = id(state)
+        with self._guard:
+            entry = self._locks.get(key)
+            if entry is None or entry[0]() is not state:  # none yet, or a dead state's whose id was reused
+                entry = (weakref.ref(state, partial(self._drop, key)), RLock())
+                self._locks[key] = entry
+            return entry[1]
+
+    def _drop(self, key: int, dead: weakref.ref[RecordDict]) -> None:
+        with self._guard:
+            if key in self._locks and self._locks[key][0] is dead:
+                del self._locks[key]
+
+
+_STATE_LOCKS = _StateLocks()
+
+
+def state_lock(context: Context) -> AbstractContextManager[object]:
+    """The lock a node holds while it handles a secure stage for ``context``: one per
+    ``context.state`` in this process.
+
+    A node's checks against its state and the records it writes after them (one aggregate decrypted
+    per Paillier session, one upload per session, a masking session's step, the budget kept in
+    ``context.state``) are then one step, even when two messages for one context are handled at
+    once: Flower's SuperNode hands a node one message at a time, but an integrator's loop may call
+    a mod from two threads with one ``Context``. Two *processes* working on copies of a node's
+    state are outside its reach (flwr's Ray simulation backend, which runs each message on a copy
+    of ``Context`` in an actor; docs/integrations.md, "One message at a time")."""
+    return _STATE_LOCKS.of(context.state)
 
 
 def _passed_through(message: Message, context: Context, call_next: ClientAppCallable) -> Message:
@@ -293,77 +326,6 @@ def forget(context: Context, key: str) -> None:
     """Drop the record ``key`` from the node's state, if present."""
     if key in context.state:
         del context.state[key]
-
-
-
-
-def train_locally(
-    message: Message,
-    context: Context,
-    call_next: ClientAppCallable,
-    digest: bytes,
-    parameters: bytes,
-    weight_key: str,
-    max_values: int,
-    dp: NoisePlan | None = None,
-) -> tuple[npt.NDArray[np.float64], ArrayLayout, int, float]:
-    """Run the app's train handler on the strategy's content; ``(local - global, layout, weight,
-    slack)``, ``slack`` the update's :func:`~secagg.integrations.flower.bound_plan.rounding_slack`
-    in a DP round (0.0 otherwise).
-
-    Checks first, before loading any array, that the content is within the honest size of a
-    model of ``max_values`` values and of the bound configuration and holds no MetricRecord
-    (unbound; :func:`~secagg.integrations.flower._records.check_training`), then that the model and the
-    training configuration sent are the ones the round was set up for (``digest``, ``parameters``: both bound into
-    the session); the handler sees exactly the strategy's content; its arrays
-    must have the model's names and shapes and its one MetricRecord with
-    ``weight_key`` gives the weight. Raises TrainingFailedError if the handler fails: its own error
-    reply, or, for a foreign exception it raises, the mod's, naming the exception's type only (its
-    text, which can carry the hospital's shapes and values, is logged at DEBUG on :data:`LOGGER`,
-    never sent). In a DP
-    round (``dp``) the handler also sees the plan's DPConfig (:func:`~secagg.integrations.flower.bound_plan.bound_dp`);
-    a content that carries that record itself is refused first.
-    """
-    training = without_stage(message.content)
-    check_no_bound_dp(training)
-    check_training(training, max_values, len(parameters))
-    base, layout = flatten_arrays(model_arrays(training))
-    if arrays_digest(base, layout) != digest:
-        raise ProtocolError("the model sent for training is not the one the round was set up for")
-    if training_parameters(training) != parameters:
-        raise ProtocolError("the training configuration sent is not the one the round was set up for")
-    message.content = with_bound_dp(training, dp)  # the bound DP configuration, for the handler's clip
-    try:
-        reply = call_next(message, context)
-    except SecAggError:
-        raise  # the library's own words (a mod further down the chain): refused as any refusal
-    except MemoryError:
-        raise  # this node's own resources: not a reason to send
-    except Exception as exc:  # the hospital's training: its text (shapes, values) stays on this node
-        reason = foreign_reason("the train handler", exc, logger=LOGGER, hospital=context.node_id, level=logging.ERROR)
-        raise TrainingFailedError(error_reply(message, f"node {context.node_id}: {reason}")) from exc
-    if reply.has_error():
-        raise TrainingFailedError(reply)
-    local, local_layout = flatten_arrays(model_arrays(reply.content))
-    shapes = [(s.record, s.name, s.shape) for s in layout.specs]
-    if [(s.record, s.name, s.shape) for s in local_layout.specs] != shapes:
-        raise ConfigurationError("the train handler's arrays differ from the model's (names or shapes)")
-    delta = local - base
-    slack = 0.0 if dp is None else rounding_slack(local, delta, local_layout)
-    return delta, layout, _weight(reply.content, weight_key), slack
-
-
-def _weight(content: RecordDict, key: str) -> int:
-    """The integer weight under ``key`` in the handler's one MetricRecord that has it."""
-    values = [record[key] for record in content.metric_records.values() if key in record]
-    if len(values) != 1:
-        raise ConfigurationError(f"the train handler must report {key!r} in exactly one MetricRecord")
-    value = values[0]
-    if isinstance(value, float) and value.is_integer():
-        value = int(value)
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise ConfigurationError(f"{key!r} must be an integer count, got {value!r}")
-    return value
 
 
 NodeStageHandler = Callable[[str, bytes, NodeIdentity | None], bytes]
@@ -388,7 +350,8 @@ def serve_node(
     """
 
     def handle_stage(stage: str, payload: bytes) -> bytes:
-        identity = node_identity(context, settings.identity_key_file, settings.trusted_keys_file)
+        with kept_local(IDENTITY_FILES):  # paths, modes, links: the node's own, never sent
+            identity = node_identity(context, settings.identity_key_file, settings.trusted_keys_file)
         if identity is None and no_identity is not None:
             raise ConfigurationError(no_identity)
         if stage == IDENTIFY:

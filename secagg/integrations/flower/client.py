@@ -90,6 +90,7 @@ from secagg.integrations.flower._node import (
     serve_node,
     train_locally,
 )
+from secagg.integrations.flower._node_errors import DP_BUDGET, DP_UPDATE, kept_local
 from secagg.integrations.flower.bound_plan import check_dp_update
 from secagg.integrations.flower.clipping import encode_segmented, node_table, parse_table
 from secagg.integrations.flower.compression import check_compressed_model, check_entries, keep_residual, node_update
@@ -102,6 +103,7 @@ from secagg.integrations.flower.dp import (
     read_dp,
 )
 from secagg.integrations.flower.node_budget import (
+    BUDGET_CODES,
     budget_holder,
     charge_node_budget,
     check_node_budget,
@@ -239,9 +241,11 @@ def _setup(
         # Every sum the server can unmask must hold the h honest noise shares the plan is sized for.
         check_unmasked_sums(plan, masking)
         # ... and this node's own budget must allow one more contribution under this plan.
-        budget_file = node_budget_file(context, settings.dp_state_file)
-        settings.policy.check_dp_state_file(budget_file)
-        check_node_budget(context, plan, budget_file, holder=budget_holder(identity))
+        with kept_local(DP_BUDGET, BUDGET_CODES):  # its state file's path and contents: never sent
+            budget_file = node_budget_file(context, settings.dp_state_file)
+        settings.policy.check_dp_state_file(budget_file)  # a policy floor: no local detail
+        with kept_local(DP_BUDGET, BUDGET_CODES):
+            check_node_budget(context, plan, budget_file, holder=budget_holder(identity))
     if masking.mode == ACTIVE:
         if identity is None:
             raise ConfigurationError("an active-mode round, but this node has no identity key")
@@ -359,9 +363,11 @@ def _train_and_encode(
         check_dimension(plan, state.config.vector_length, delta.shape[0])  # the model's shape, before the charge
         check_node_weight(plan, quantization, weight)  # its count alone, before any data-dependent refusal
         # Charged to this node's own budget before the noised input is computed and leaves.
-        budget_file = node_budget_file(context, settings.dp_state_file)
-        charge_node_budget(context, plan, budget_file, holder=budget_holder(identity))
-        check_dp_update(plan, delta, weight, slack)  # what weight patients can move it under the bound l2_clip
+        with kept_local(DP_BUDGET, BUDGET_CODES):
+            budget_file = node_budget_file(context, settings.dp_state_file)
+            charge_node_budget(context, plan, budget_file, holder=budget_holder(identity))
+        with kept_local(DP_UPDATE):  # the update's norm is computed from the node's data: never sent
+            check_dp_update(plan, delta, weight, slack)  # what weight patients can move it under the bound l2_clip
         # The noise share is added here, on the node, before masking (exact sampler, OS CSPRNG).
         integers = node_encoding(plan, quantization, delta, state.config.vector_length, rng, settings.noise_source)
     else:

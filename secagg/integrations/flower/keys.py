@@ -27,6 +27,7 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 from secagg import wire
+from secagg._file_kinds import _shown
 from secagg._files import WRITABLE_BY_OWNER_ONLY, read_regular_file
 from secagg.errors import ConfigurationError, DecodeError
 from secagg.paillier.ceremony import ThresholdKeyMaterial
@@ -103,7 +104,7 @@ def read_identity_key(path: PathLike) -> SigningKey:
     """The identity key in ``path``; ConfigurationError if group or others may read the file."""
     # The mode is checked on the opened file: the file checked is the file read.
     text = read_private_file(path, "identity key file", MAX_IDENTITY_KEY_FILE).decode("ascii", errors="replace").strip()
-    seed = _hex_key(text, SEED_SIZE, f"identity key file {path}")
+    seed = _hex_key(text, SEED_SIZE, f"identity key file {_shown(path)}")
     return SigningKey.generate(lambda size: seed)  # the public key derived from the stored seed
 
 
@@ -121,7 +122,7 @@ def read_node_identity(key_path: PathLike, trusted_path: PathLike) -> tuple[Sign
     """A node's identity key and trusted list; ConfigurationError if the identity file holds a public
     key on the list (a ``.pub`` named in its place: the same format, and its "seed" is public),
     also when others may read it, as a ``.pub`` usually is (not the advice to chmod it)."""
-    listed = ConfigurationError(f"identity-key-file {key_path} holds a public key on the trusted list, not an "
+    listed = ConfigurationError(f"identity-key-file {_shown(key_path)} holds a public key on the trusted list, not an "
                                 "identity key: name the identity file (from `secagg keys new`), not its .pub")
     try:
         key = read_identity_key(key_path)
@@ -162,9 +163,9 @@ def read_trusted_keys(path: PathLike) -> frozenset[bytes]:
     for number, line in enumerate(read_trusted_lines(path), start=1):
         entry = line.strip()
         if entry and not entry.startswith("#"):
-            keys.add(_hex_key(entry, PUBLIC_KEY_SIZE, f"trusted-keys file {path}, line {number}"))
+            keys.add(_hex_key(entry, PUBLIC_KEY_SIZE, f"trusted-keys file {_shown(path)}, line {number}"))
     if not keys:
-        raise ConfigurationError(f"trusted-keys file {path} lists no key")
+        raise ConfigurationError(f"trusted-keys file {_shown(path)} lists no key")
     return frozenset(keys)
 
 
@@ -180,8 +181,8 @@ def read_public_key(path: PathLike) -> ThresholdPublicKey:
     try:
         public = wire.decode(data, ThresholdPublicKey)
     except DecodeError as exc:
-        raise DecodeError(f"the public-key file {path}{file_holds(data, ThresholdPublicKey)}: {exc}") from exc
-    return check_loaded_key(public, f"public-key file {path}")
+        raise DecodeError(f"the public-key file {_shown(path)}{file_holds(data, ThresholdPublicKey)}: {exc}") from exc
+    return check_loaded_key(public, f"public-key file {_shown(path)}")
 
 
 def load_key_share(path: PathLike, passphrase: str | bytes) -> KeyShare:
@@ -189,7 +190,7 @@ def load_key_share(path: PathLike, passphrase: str | bytes) -> KeyShare:
     (or an altered file)."""
     secret = unprotect_file(path, passphrase, "key-share file")
     if not isinstance(secret, KeyShare):
-        raise ConfigurationError(f"{path} holds a single-key private key, not a threshold key share")
+        raise ConfigurationError(f"{_shown(path)} holds a single-key private key, not a threshold key share")
     return secret
 
 
@@ -221,7 +222,7 @@ def write_key_files(
     files = [(public_path, wire.encode(material.public)), *sealed]
     for path, _ in files:
         if os.path.lexists(path):
-            raise ConfigurationError(f"refusing to overwrite {path} (nothing written)")
+            raise ConfigurationError(f"refusing to overwrite {_shown(path)} (nothing written)")
     written: list[Path] = []
     try:
         for path, data in files:

@@ -64,15 +64,25 @@ from secagg.dp.accountant import (
     recorded_num_clients,
 )
 from secagg.dp.calibration import NoisePlan
-from secagg.errors import BudgetExceededError, ConfigurationError, DecodeError, ProtocolError, StateLockedError
+from secagg.errors import (
+    BudgetExceededError,
+    ConfigurationError,
+    DecodeError,
+    ProtocolError,
+    SecAggError,
+    StateLockedError,
+)
 from secagg.integrations.flower._node import config_path
+from secagg.integrations.flower._node_errors import OTHER_PLAN
 from secagg.integrations.flower._node_identity import NodeIdentity
 
 __all__ = [
+    "BUDGET_CODES",
     "BUDGET_KEY",
     "DP_STATE_FILE",
     "LOCK_ATTEMPTS",
     "LOCK_PAUSE_S",
+    "OtherPlanError",
     "budget_holder",
     "charge_node_budget",
     "check_node_budget",
@@ -140,6 +150,18 @@ def _open(context: Context, plan: NoisePlan, path: str | None, holder: bytes | N
     return accountant
 
 
+class OtherPlanError(ConfigurationError):
+    """A setup under another DP plan than the one this node's budget is bound to (a ConfigurationError
+    as before; its own class so that a node's reply can name it apart from a failure of its state
+    file, :data:`~secagg.integrations.flower._node_errors.OTHER_PLAN`)."""
+
+
+BUDGET_CODES: tuple[tuple[type[SecAggError], str], ...] = ((OtherPlanError, OTHER_PLAN),)
+"""What a node's reply names a refusal of its budget by (beside the spent budget and the held lock
+every local block names): a setup under another plan (the rest of the budget's failures are its
+state file's, :data:`~secagg.integrations.flower._node_errors.DP_BUDGET`)."""
+
+
 def _unreadable(reason: str) -> str:
     """A budget file that no longer reads (``reason`` names it): what the node's operator does, as
     for the server's state file (a new budget is never a repair)."""
@@ -192,7 +214,7 @@ def _bound(accountant: PrivacyAccountant, state: Mapping[str, object], where: st
     except DecodeError as exc:
         raise DecodeError(f"this node's privacy budget ({where}): {exc}") from exc
     except ConfigurationError as exc:
-        raise ConfigurationError(
+        raise OtherPlanError(
             f"this node's privacy budget ({where}) is bound to another DP plan, the one it first contributed "
             f"under; a setup under another plan is refused, so no plan change restarts the count ({exc})"
         ) from exc

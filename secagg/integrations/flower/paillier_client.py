@@ -80,6 +80,7 @@ from secagg.integrations.flower._node import (
     serve_node,
     train_locally,
 )
+from secagg.integrations.flower._node_errors import DP_BUDGET, DP_UPDATE, KEY_SHARE, kept_local
 from secagg.integrations.flower._paillier_history import (
     HISTORY_KEY,
     check_answer,
@@ -100,6 +101,7 @@ from secagg.integrations.flower.dp import (
     node_plan,
 )
 from secagg.integrations.flower.node_budget import (
+    BUDGET_CODES,
     budget_holder,
     charge_node_budget,
     check_node_budget,
@@ -215,7 +217,8 @@ def make_paillier_mod(
 def _handle(message: Message, context: Context, call_next: ClientAppCallable, settings: PaillierSettings) -> Message:
     def handle(stage: str, payload: bytes, identity: NodeIdentity | None) -> bytes:
         assert identity is not None  # serve_node refuses (_NO_IDENTITY) a node without one
-        share = load_node_share(context, settings.key_share_file, settings.passphrase)
+        with kept_local(KEY_SHARE):  # paths, modes, a wrong passphrase: the node's own, never sent
+            share = load_node_share(context, settings.key_share_file, settings.passphrase)
         if stage == ENCRYPT:
             return _encrypt(message, context, call_next, payload, share, identity, settings)
         return _decrypt(message, context, payload, share, identity, settings)
@@ -285,10 +288,12 @@ def _encrypt(
     params, plan = _session(message, setup, share, identity, settings)
     protocol_id = setup.protocol_id(message.metadata.dst_node_id)
     history = check_upload(context, setup.server_round, params.session_id)
-    budget_file = node_budget_file(context, settings.dp_state_file)
+    with kept_local(DP_BUDGET, BUDGET_CODES):  # its state file's path and contents: never sent
+        budget_file = node_budget_file(context, settings.dp_state_file)
     if plan is not None:
-        settings.policy.check_dp_state_file(budget_file)
-        check_node_budget(context, plan, budget_file, holder=budget_holder(identity))  # before it trains
+        settings.policy.check_dp_state_file(budget_file)  # a policy floor: no local detail
+        with kept_local(DP_BUDGET, BUDGET_CODES):
+            check_node_budget(context, plan, budget_file, holder=budget_holder(identity))  # before it trains
     table = None if plan is not None else node_table(setup.segments, setup.quantization, settings.policy.max_clip)
     if setup.compression:
         check_entries(setup.compression)
@@ -302,8 +307,10 @@ def _encrypt(
         check_dimension(plan, setup.vector_length, delta.shape[0])  # the model's shape, before the charge
         check_node_weight(plan, setup.quantization, weight)  # its count alone, before any data-dependent refusal
         # Charged to this node's own budget before the noised upload is computed and leaves.
-        charge_node_budget(context, plan, budget_file, holder=budget_holder(identity))
-        check_dp_update(plan, delta, weight, slack)  # what weight patients can move it under the bound l2_clip
+        with kept_local(DP_BUDGET, BUDGET_CODES):
+            charge_node_budget(context, plan, budget_file, holder=budget_holder(identity))
+        with kept_local(DP_UPDATE):  # the update's norm is computed from the node's data: never sent
+            check_dp_update(plan, delta, weight, slack)  # what weight patients can move it under the bound l2_clip
         # The noise share is added here, on the node, before encryption (exact sampler, OS CSPRNG).
         values = node_encoding(plan, setup.quantization, delta, setup.vector_length, rng, settings.noise_source)
     else:
