@@ -287,8 +287,7 @@ def run_fedavg(
     seed = config.seed
     params = model.init(np.random.default_rng([seed, _INIT]))
     if initial_params is not None:
-        check_initial(initial_params, params)
-        params = initial_params
+        params = check_initial(initial_params, params)  # exact float64 copies, or refused
     initial_accuracy, initial_loss = _evaluate(model, params, test_features, test_labels)
     loss = initial_loss
     records: list[RoundRecord] = []

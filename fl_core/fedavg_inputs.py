@@ -10,16 +10,18 @@ from collections.abc import Sequence
 import numpy as np
 
 from fl_core.data import ClientData, data_problem
-from fl_core.models import Model, Params, flatten
+from fl_core.models import Model, Params, flatten, unflatten
 from secagg._validate import require_sequence
 from secagg.errors import ConfigurationError
 
 __all__ = ["check_initial", "unusable_data"]
 
 
-def check_initial(initial: object, fresh: Params) -> None:
-    """ConfigurationError unless ``initial`` is a list of finite numpy arrays shaped as ``fresh``
-    (the model's own ``init``): a starting model of another model fails every hospital's training."""
+def check_initial(initial: object, fresh: Params) -> Params:
+    """``initial`` as float64 copies, exactly (:func:`fl_core.models.flatten`: integers, bools and float32
+    too, which local SGD could not step in place or would step in float32); ConfigurationError unless it
+    is a list of finite numpy arrays shaped as ``fresh`` (the model's own ``init``): a starting model of
+    another model fails every hospital's training."""
     given = require_sequence("initial_params", initial)
     if len(given) != len(fresh):
         raise ConfigurationError(f"initial_params: {len(given)} arrays, the model has {len(fresh)}")
@@ -32,9 +34,11 @@ def check_initial(initial: object, fresh: Params) -> None:
             raise ConfigurationError(
                 f"initial_params: parameter {index} has shape {array.shape}, the model's {own.shape}"
             )
-    if not np.all(np.isfinite(flatten(given))):
+    vector = flatten(given)
+    if not np.all(np.isfinite(vector)):
         bad = next(i for i, a in enumerate(given) if not np.all(np.isfinite(np.asarray(a, dtype=np.float64))))
         raise ConfigurationError(f"initial_params: parameter {bad} holds NaN or infinite values")
+    return unflatten(vector, fresh)
 
 
 def unusable_data(
