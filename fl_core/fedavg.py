@@ -282,6 +282,7 @@ def run_fedavg(
     """
     _check_arguments(clients, aggregator, config)
     unusable = unusable_data(model, clients, test_features, test_labels)
+    left_out = tuple(sorted(unusable.items()))  # logged there, once: a round names one only if it samples it
     # The model's kind and settings shape every hospital's update (DP or not): bound, or the model refused.
     model_entries = model_parameters(model)
     seed = config.seed
@@ -363,5 +364,5 @@ def run_fedavg(
             calm = abs(loss - previous_loss) <= config.tolerance * max(abs(previous_loss), 1e-12)
             calm_rounds = calm_rounds + 1 if calm else 0
             if calm_rounds >= config.patience:
-                return FedAvgResult(params, tuple(records), initial_accuracy, initial_loss, converged=True)
-    return FedAvgResult(params, tuple(records), initial_accuracy, initial_loss, converged=False)
+                return FedAvgResult(params, tuple(records), initial_accuracy, initial_loss, True, left_out)
+    return FedAvgResult(params, tuple(records), initial_accuracy, initial_loss, False, left_out)

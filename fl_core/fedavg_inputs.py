@@ -5,6 +5,7 @@ test set the model cannot take is refused)."""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 
 import numpy as np
@@ -15,6 +16,8 @@ from secagg._validate import require_sequence
 from secagg.errors import ConfigurationError
 
 __all__ = ["check_initial", "unusable_data"]
+
+LOGGER = logging.getLogger("fl_core.fedavg")  # run_fedavg's log: these checks are its first step
 
 
 def check_initial(initial: object, fresh: Params) -> Params:
@@ -45,8 +48,8 @@ def unusable_data(
     model: Model, clients: Sequence[ClientData], test_features: object, test_labels: object
 ) -> dict[int, str]:
     """Each client whose data ``model`` cannot take, with the reason (it is left out of every round,
-    costing only itself); ConfigurationError for such a test set (the server's own data). The width is
-    the model's ``num_features`` when it has one, else the test set's."""
+    costing only itself; logged here, once); ConfigurationError for such a test set (the server's own
+    data). The width is the model's ``num_features`` when it has one, else the test set's."""
     declared = getattr(model, "num_features", None)
     shape = getattr(test_features, "shape", None)
     width = declared if isinstance(declared, int) else shape[-1] if isinstance(shape, tuple) and shape else 0
@@ -56,4 +59,7 @@ def unusable_data(
     if problem is not None:
         raise ConfigurationError(f"test set: {problem}")
     found = {c.client_id: data_problem(c.features, c.labels, int(width), num_classes) for c in clients}
-    return {client: problem for client, problem in found.items() if problem is not None}
+    unusable = {client: problem for client, problem in found.items() if problem is not None}
+    for client, reason in sorted(unusable.items()):  # said before training, sampled or not
+        LOGGER.warning("hospital %d is left out of every round: %s", client, reason)
+    return unusable

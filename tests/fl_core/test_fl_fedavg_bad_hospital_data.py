@@ -123,3 +123,24 @@ def test_client_data_refuses_non_arrays_with_the_librarys_error(features: object
     # Execute / Assert: not an AttributeError from reading .ndim
     with pytest.raises(ConfigurationError, match=match):
         ClientData(3, features, labels)  # type: ignore[arg-type]
+
+
+def test_a_hospital_left_out_is_reported_before_training_even_when_never_sampled(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # Prepare: six hospitals, half sampled per round; round 1 (seed 0) samples 2, 4 and 5, not
+    # hospital 1, whose label -1 leaves it out of every round
+    clients = [ClientData(k, *rows(40, k)) for k in range(6)]
+    clients[1] = negative_label()
+    # Execute
+    with caplog.at_level(logging.WARNING, logger="fl_core"):
+        result = run_fedavg(
+            LogisticRegression(num_features=FEATURES), clients, make_aggregator("plain", num_clients=6),
+            *rows(100, 99), FedAvgConfig(rounds=1, local_epochs=1, client_fraction=0.5, seed=0),
+        )  # fmt: skip
+    # Assert: no round names it (it was not sampled), yet the run reports it, with its reason
+    assert 1 not in result.rounds[0].sampled and result.rounds[0].rejected == ()
+    assert result.left_out == ((1, "label -1 outside the model's 2 classes"),)
+    assert any(
+        "hospital 1 is left out of every round: label -1" in message for message in caplog.messages
+    ), caplog.messages
