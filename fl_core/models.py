@@ -23,7 +23,7 @@ from typing import Protocol
 import numpy as np
 import numpy.typing as npt
 
-from secagg._validate import require_int, require_rng
+from secagg._validate import exact_float64, require_int, require_rng
 from secagg.errors import ConfigurationError, ConfigurationTypeError
 
 __all__ = [
@@ -76,32 +76,27 @@ class DPModel(Model, Protocol):
         ...
 
 
-_EXACT_INTEGER_LIMIT = 1 << 53
-
-
 def _exact_float64(index: int, param: object) -> FloatArray:
-    """``param`` as a flat float64 array, exactly; ConfigurationError naming it when a float64
-    cannot hold it (integers beyond 2^53, longdouble, complex, strings, objects, ragged lists)."""
+    """``param`` as a flat float64 array, exactly (:func:`secagg._validate.exact_float64`); ConfigurationError
+    naming it when a float64 cannot hold it (integers beyond 2^53, longdouble, complex, strings, objects,
+    ragged lists, a tensor numpy cannot read)."""
     try:
         array = np.asarray(param)
     except (ValueError, TypeError, RuntimeError) as exc:  # RuntimeError: a torch tensor that requires grad
         raise ConfigurationError(f"parameter {index}: not a numeric array ({exc})") from None
-    kind, who = array.dtype.kind, f"parameter {index}"
-    if kind == "c":
+    who = f"parameter {index}"
+    if array.dtype.kind == "c":
         raise ConfigurationError(
             f"{who}: complex values would lose their imaginary part; give the real and imaginary parts "
             "as two real parameters"
         )
-    if kind in "iu":
-        # Compare as integers: a float64 conversion would round 2^53 + 1 down.
-        if array.size and (int(array.max()) > _EXACT_INTEGER_LIMIT or int(array.min()) < -_EXACT_INTEGER_LIMIT):
-            raise ConfigurationError(f"{who}: integers beyond 2^53 in magnitude do not fit a float64 exactly")
-    elif not (kind == "b" or (kind == "f" and array.dtype.itemsize <= 8)):
+    exact = exact_float64(who, array)
+    if exact is None:
         raise ConfigurationError(
             f"{who}: dtype {array.dtype} cannot be flattened exactly (floats up to float64, bool or "
             "integers up to 2^53 only)"
         )
-    return array.astype(np.float64).ravel()
+    return exact
 
 
 def _param_list(name: str, params: object) -> list[object]:
