@@ -45,11 +45,12 @@ def check_initial(initial: object, fresh: Params) -> Params:
 
 
 def unusable_data(
-    model: Model, clients: Sequence[ClientData], test_features: object, test_labels: object
+    model: Model, params: Params, clients: Sequence[ClientData], test_features: object, test_labels: object
 ) -> dict[int, str]:
     """Each client whose data ``model`` cannot take, with the reason (it is left out of every round,
     costing only itself; logged here, once); ConfigurationError for such a test set (the server's own
-    data). The width is the model's ``num_features`` when it has one, else the test set's."""
+    data). The width is the model's ``num_features`` when it has one, else the test set's; the class
+    count its ``num_classes``, else the width of its ``predict_proba`` at ``params`` on the test set."""
     declared = getattr(model, "num_features", None)
     shape = getattr(test_features, "shape", None)
     width = declared if isinstance(declared, int) else shape[-1] if isinstance(shape, tuple) and shape else 0
@@ -58,8 +59,21 @@ def unusable_data(
     problem = data_problem(test_features, test_labels, int(width), num_classes)
     if problem is not None:
         raise ConfigurationError(f"test set: {problem}")
+    if num_classes is None:  # a model of the user's own: its classes are its probabilities' columns
+        num_classes = _predicted_classes(model, params, test_features)
+        problem = data_problem(test_features, test_labels, int(width), num_classes)
+        if problem is not None:
+            raise ConfigurationError(f"test set: {problem}")
     found = {c.client_id: data_problem(c.features, c.labels, int(width), num_classes) for c in clients}
     unusable = {client: problem for client, problem in found.items() if problem is not None}
     for client, reason in sorted(unusable.items()):  # said before training, sampled or not
         LOGGER.warning("hospital %d is left out of every round: %s", client, reason)
     return unusable
+
+
+def _predicted_classes(model: Model, params: Params, features: object) -> int | None:
+    """The number of columns of ``model``'s class probabilities on the first test row, or None if it
+    gives no 2-D array (then no label is checked against a class count)."""
+    probabilities = model.predict_proba(params, np.asarray(features)[:1])
+    shape = getattr(probabilities, "shape", None)
+    return int(shape[1]) if isinstance(shape, tuple) and len(shape) == 2 else None

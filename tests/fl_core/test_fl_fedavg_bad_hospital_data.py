@@ -10,6 +10,7 @@ own, is checked before any training (ConfigurationError).
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 
 import numpy as np
 import pytest
@@ -144,3 +145,39 @@ def test_a_hospital_left_out_is_reported_before_training_even_when_never_sampled
     assert any(
         "hospital 1 is left out of every round: label -1" in message for message in caplog.messages
     ), caplog.messages
+
+
+@dataclass(frozen=True)
+class TwoClassModel:
+    """A model of the user's own, as docs/fedavg.md's WeightedLogistic: two classes, no ``num_classes``
+    field (its class count is its ``predict_proba``'s width)."""
+
+    num_features: int
+
+    def init(self, rng: np.random.Generator) -> list[np.ndarray]:
+        return [np.zeros((self.num_features, 2)), np.zeros(2)]
+
+    def predict_proba(self, params: list[np.ndarray], x: np.ndarray) -> np.ndarray:
+        logits = x @ params[0] + params[1]
+        exp = np.exp(logits - logits.max(axis=1, keepdims=True))
+        return exp / exp.sum(axis=1, keepdims=True)  # type: ignore[no-any-return]
+
+    def loss_and_grad(self, params: list[np.ndarray], x: np.ndarray, y: np.ndarray) -> tuple[float, list[np.ndarray]]:
+        p = self.predict_proba(params, x)
+        loss = float(-np.log(p[np.arange(len(y)), y]).mean())
+        delta = (p - np.eye(2)[y]) / len(y)
+        return loss, [x.T @ delta, delta.sum(axis=0)]
+
+
+def test_a_label_beyond_a_user_models_classes_costs_only_its_hospital() -> None:
+    # Prepare: the model says no num_classes; hospital 1 holds a label 2
+    clients = hospitals()
+    clients[1] = label_out_of_range()
+    # Execute: the label crashed the whole run with numpy's IndexError from inside local training
+    result = run_fedavg(
+        TwoClassModel(num_features=FEATURES), clients, make_aggregator("secagg", num_clients=5),
+        *rows(100, 99), FedAvgConfig(rounds=2, local_epochs=1, learning_rate=0.1, seed=0),
+    )  # fmt: skip
+    # Assert: the class count is read from the model's probabilities; hospital 1 alone is left out
+    assert result.left_out == ((1, "label 5 outside the model's 2 classes"),)
+    assert all(record.included == (0, 2, 3, 4) for record in result.rounds)
