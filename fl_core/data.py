@@ -33,7 +33,7 @@ import numpy as np
 from fl_core.aggregators.base import Aggregator, ClientUpdate
 from fl_core.models import FloatArray, IntArray
 from secagg._install import install_hint
-from secagg._validate import exact_float64, require_rng
+from secagg._validate import EXACT_INTEGER_LIMIT, exact_float64, require_rng
 from secagg.errors import ConfigurationError, ConfigurationTypeError
 
 __all__ = [
@@ -119,7 +119,10 @@ def data_problem(features: object, labels: object, width: int, num_classes: int 
     if features.dtype.kind not in "fiub":
         return f"features must be real numbers, got {features.dtype.str}"
     if labels.dtype.kind not in "iu":
-        return f"labels must be integers, got {labels.dtype}"
+        exact = labels.dtype.kind == "b" or (labels.dtype.kind == "f" and labels.dtype.itemsize <= 8)
+        floats = labels.astype(np.float64) if exact else np.array([0.5])  # no hint for longdouble, complex, ...
+        whole = bool(np.all((floats == np.trunc(floats)) & (np.abs(floats) <= EXACT_INTEGER_LIMIT)))  # not NaN/inf
+        return f"labels must be integers, got {labels.dtype}" + (", give labels.astype(np.int64) (exact)" * whole)
     if features.ndim != 2 or labels.ndim != 1 or features.shape[0] != labels.shape[0]:
         return f"features {features.shape} and labels {labels.shape} do not match"
     if features.shape[1] != width:

@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 
 from fl_core import ClientData, FedAvgConfig, LogisticRegression, make_aggregator, run_fedavg
+from fl_core.data import data_problem
 from secagg.errors import ConfigurationError
 
 FEATURES = 4
@@ -181,3 +182,25 @@ def test_a_label_beyond_a_user_models_classes_costs_only_its_hospital() -> None:
     # Assert: the class count is read from the model's probabilities; hospital 1 alone is left out
     assert result.left_out == ((1, "label 5 outside the model's 2 classes"),)
     assert all(record.included == (0, 2, 3, 4) for record in result.rounds)
+
+
+@pytest.mark.parametrize(
+    ("labels", "hint"),
+    [
+        (np.array([0.0, 1.0, -0.0]), True),
+        (np.array([True, False, True]), True),
+        (np.array([0.0, 1.0, 1.0], dtype=np.float32), True),
+        (np.array([0.0, 0.5, 1.0]), False),
+        (np.array([0.0, np.nan, 1.0]), False),
+        (np.array([0.0, np.inf, 1.0]), False),
+        (np.array([0.0, 2.0**60, 1.0]), False),
+    ],
+    ids=["whole-floats", "bools", "whole-float32", "fractional", "nan", "inf", "beyond-2^53"],
+)
+def test_labels_of_whole_numbers_in_another_dtype_are_told_the_exact_cast(labels: np.ndarray, hint: bool) -> None:
+    # Execute: a hospital whose labels are whole numbers held as floats or bools (a CSV column, a
+    # boolean outcome) is still left out, but its reason now says how to give them exactly
+    reason = data_problem(np.zeros((3, FEATURES)), labels, FEATURES, 2)
+    # Assert
+    assert reason is not None and reason.startswith(f"labels must be integers, got {labels.dtype}")
+    assert ("labels.astype(np.int64)" in reason) is hint
