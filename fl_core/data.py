@@ -33,7 +33,7 @@ import numpy as np
 from fl_core.aggregators.base import Aggregator, ClientUpdate
 from fl_core.models import FloatArray, IntArray
 from secagg._install import install_hint
-from secagg._validate import require_rng
+from secagg._validate import EXACT_INTEGER_LIMIT, exact_float64, require_rng
 from secagg.errors import ConfigurationError, ConfigurationTypeError
 
 __all__ = [
@@ -119,7 +119,10 @@ def data_problem(features: object, labels: object, width: int, num_classes: int 
     if features.dtype.kind not in "fiub":
         return f"features must be real numbers, got {features.dtype.str}"
     if labels.dtype.kind not in "iu":
-        return f"labels must be integers, got {labels.dtype}"
+        exact = labels.dtype.kind == "b" or (labels.dtype.kind == "f" and labels.dtype.itemsize <= 8)
+        floats = labels.astype(np.float64) if exact else np.array([0.5])  # no hint for longdouble, complex, ...
+        whole = bool(np.all((floats == np.trunc(floats)) & (np.abs(floats) <= EXACT_INTEGER_LIMIT)))  # not NaN/inf
+        return f"labels must be integers, got {labels.dtype}" + (", give labels.astype(np.int64) (exact)" * whole)
     if features.ndim != 2 or labels.ndim != 1 or features.shape[0] != labels.shape[0]:
         return f"features {features.shape} and labels {labels.shape} do not match"
     if features.shape[1] != width:
@@ -261,6 +264,13 @@ class Standardiser:
         for name, value in (("mean", self.mean), ("std", self.std)):
             if not isinstance(value, np.ndarray):
                 raise ConfigurationTypeError(f"Standardiser {name} must be a numpy array, got {type(value).__name__}")
+            # Held as the float64 values bind_scaling binds, exactly: what it binds is what apply uses.
+            exact = exact_float64(f"Standardiser {name}", value)
+            if exact is None:
+                raise ConfigurationError(
+                    f"Standardiser {name}: dtype {value.dtype} is no real number a float64 holds exactly"
+                )
+            object.__setattr__(self, name, exact.reshape(value.shape))
         if self.mean.ndim != 1 or self.mean.shape != self.std.shape:
             raise ConfigurationError(f"mean {self.mean.shape} and std {self.std.shape} must be equal-length vectors")
         for name, value in (("mean", self.mean), ("std", self.std)):
@@ -290,6 +300,8 @@ class Standardiser:
         """``features`` centred and scaled column by column."""
         if not isinstance(features, np.ndarray):
             raise ConfigurationTypeError(f"features must be a numpy array, got {type(features).__name__}")
+        if features.dtype.kind not in "fiub":  # as data_problem: complex would come back complex
+            raise ConfigurationError(f"features must be real numbers, got dtype {features.dtype}")
         if features.ndim != 2 or features.shape[1] != self.mean.shape[0]:
             raise ConfigurationError(f"features of shape {features.shape} do not have {self.mean.shape[0]} columns")
         scaled: FloatArray = (features - self.mean) / np.where(self.std < MIN_STD, 1.0, self.std)

@@ -281,14 +281,14 @@ def run_fedavg(
     checked before any training); :attr:`FedAvgResult.guarantee` is the weakest.
     """
     _check_arguments(clients, aggregator, config)
-    unusable = unusable_data(model, clients, test_features, test_labels)
     # The model's kind and settings shape every hospital's update (DP or not): bound, or the model refused.
     model_entries = model_parameters(model)
     seed = config.seed
     params = model.init(np.random.default_rng([seed, _INIT]))
     if initial_params is not None:
-        check_initial(initial_params, params)
-        params = initial_params
+        params = check_initial(initial_params, params)  # exact float64 copies, or refused
+    unusable = unusable_data(model, params, clients, test_features, test_labels)
+    left_out = tuple(sorted(unusable.items()))  # logged there, once: a round names one only if it samples it
     initial_accuracy, initial_loss = _evaluate(model, params, test_features, test_labels)
     loss = initial_loss
     records: list[RoundRecord] = []
@@ -364,5 +364,5 @@ def run_fedavg(
             calm = abs(loss - previous_loss) <= config.tolerance * max(abs(previous_loss), 1e-12)
             calm_rounds = calm_rounds + 1 if calm else 0
             if calm_rounds >= config.patience:
-                return FedAvgResult(params, tuple(records), initial_accuracy, initial_loss, converged=True)
-    return FedAvgResult(params, tuple(records), initial_accuracy, initial_loss, converged=False)
+                return FedAvgResult(params, tuple(records), initial_accuracy, initial_loss, True, left_out)
+    return FedAvgResult(params, tuple(records), initial_accuracy, initial_loss, False, left_out)

@@ -67,7 +67,9 @@ class FedAvgResult:
     """The trained global model and the history that produced it.
 
     ``initial_accuracy``/``initial_loss`` evaluate the model before round 1;
-    ``converged`` says training stopped early on the loss criterion.
+    ``converged`` says training stopped early on the loss criterion; ``left_out`` is (client id,
+    reason) of the hospitals whose data the model cannot take, found before round 1 and left out of
+    every round (a round's ``rejected`` names one only when the round samples it).
     """
 
     params: Params = field(repr=False)
@@ -75,6 +77,7 @@ class FedAvgResult:
     initial_accuracy: float
     initial_loss: float
     converged: bool
+    left_out: tuple[tuple[int, str], ...] = ()
 
     @property
     def final_accuracy(self) -> float:

@@ -16,15 +16,15 @@ a float with ``-0.0`` made ``0.0``, so that a zero computed another way binds as
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
 import numpy as np
 import numpy.typing as npt
 
-from secagg._validate import require_int, require_rng
-from secagg.errors import ConfigurationError
+from secagg._validate import exact_float64, require_int, require_rng
+from secagg.errors import ConfigurationError, ConfigurationTypeError
 
 __all__ = [
     "MLP",
@@ -76,64 +76,81 @@ class DPModel(Model, Protocol):
         ...
 
 
-_EXACT_INTEGER_LIMIT = 1 << 53
-
-
 def _exact_float64(index: int, param: object) -> FloatArray:
-    """``param`` as a flat float64 array, exactly; ConfigurationError naming it when a float64
-    cannot hold it (integers beyond 2^53, longdouble, complex, strings, objects, ragged lists)."""
+    """``param`` as a flat float64 array, exactly (:func:`secagg._validate.exact_float64`); ConfigurationError
+    naming it when a float64 cannot hold it (integers beyond 2^53, longdouble, complex, strings, objects,
+    ragged lists, a tensor numpy cannot read)."""
     try:
         array = np.asarray(param)
-    except (ValueError, TypeError) as exc:
+    except (ValueError, TypeError, RuntimeError) as exc:  # RuntimeError: a torch tensor that requires grad
         raise ConfigurationError(f"parameter {index}: not a numeric array ({exc})") from None
-    kind, who = array.dtype.kind, f"parameter {index}"
-    if kind == "c":
+    who = f"parameter {index}"
+    if array.dtype.kind == "c":
         raise ConfigurationError(
             f"{who}: complex values would lose their imaginary part; give the real and imaginary parts "
             "as two real parameters"
         )
-    if kind in "iu":
-        # Compare as integers: a float64 conversion would round 2^53 + 1 down.
-        if array.size and (int(array.max()) > _EXACT_INTEGER_LIMIT or int(array.min()) < -_EXACT_INTEGER_LIMIT):
-            raise ConfigurationError(f"{who}: integers beyond 2^53 in magnitude do not fit a float64 exactly")
-    elif not (kind == "b" or (kind == "f" and array.dtype.itemsize <= 8)):
+    exact = exact_float64(who, array)
+    if exact is None:
         raise ConfigurationError(
             f"{who}: dtype {array.dtype} cannot be flattened exactly (floats up to float64, bool or "
             "integers up to 2^53 only)"
         )
-    return array.astype(np.float64).ravel()
+    return exact
+
+
+def _param_list(name: str, params: object) -> list[object]:
+    """``params`` (a list, tuple or other iterable of arrays) as a list; ConfigurationTypeError for one
+    numpy array (its rows would be read as the parameters), a mapping (its keys), a str or bytes, or a
+    value that is not iterable."""
+    if isinstance(params, np.ndarray):
+        raise ConfigurationTypeError(f"{name} must be a list of arrays, not one numpy array (give [array])")
+    if isinstance(params, Mapping):
+        raise ConfigurationTypeError(f"{name} must be a list of arrays, not a mapping (it would read the keys)")
+    if isinstance(params, (str, bytes, bytearray)):
+        raise ConfigurationTypeError(f"{name} must be a list of arrays, got {type(params).__name__}")
+    if not isinstance(params, Iterable):
+        raise ConfigurationTypeError(f"{name} must be a list of arrays, got {type(params).__name__}")
+    try:
+        return list(params)
+    except TypeError:  # an __iter__ that refuses
+        raise ConfigurationTypeError(f"{name} must be a list of arrays, got {type(params).__name__}") from None
 
 
 def flatten(params: Sequence[FloatArray]) -> FloatArray:
     """All parameters in one float64 vector, in list order, each in C order.
 
     Exact: float16/32/64, bool and integers up to 2^53 in magnitude; any other parameter
-    (a larger integer, longdouble, complex, a string or object array, a ragged list) raises
-    ConfigurationError naming its position, as does a mapping (give its values as a list)."""
-    if isinstance(params, Mapping):
-        raise ConfigurationError("flatten takes a list of arrays, not a mapping (it would read the keys)")
-    if not params:
+    (a larger integer, longdouble, complex, a string or object array, a ragged list, a tensor
+    numpy cannot read) raises ConfigurationError naming its position; ``params`` that is no list
+    of arrays (one array, a mapping: give its values as a list, a str) ConfigurationTypeError."""
+    given = _param_list("params", params)
+    if not given:
         raise ConfigurationError("a model needs at least one parameter array")
-    return np.concatenate([_exact_float64(index, p) for index, p in enumerate(params)])
+    return np.concatenate([_exact_float64(index, p) for index, p in enumerate(given)])
 
 
 def unflatten(vector: FloatArray, like: Sequence[FloatArray]) -> Params:
     """Split ``vector`` back into float64 arrays shaped like ``like`` (inverse of :func:`flatten`).
 
     ConfigurationError for a vector that is not a one-dimensional real numeric numpy array of
-    the parameters' total size, or a ``like`` entry that is no numpy array."""
+    the parameters' total size, a ``like`` that is no list of arrays, or an entry that is no numpy array."""
     if not isinstance(vector, np.ndarray):
         raise ConfigurationError(f"vector must be a numpy array, got {type(vector).__name__}")
     if vector.dtype.kind not in "biuf":
         raise ConfigurationError(f"vector must be a real numeric array, got dtype {vector.dtype}")
-    for index, p in enumerate(like):
+    shapes: list[FloatArray] = []
+    for index, p in enumerate(_param_list("like", like)):
         if not isinstance(p, np.ndarray):
             raise ConfigurationError(f"parameter {index} of like must be a numpy array, got {type(p).__name__}")
-    sizes = [int(np.prod(p.shape)) for p in like]
+        shapes.append(p)
+    if not shapes:  # as flatten: np.split would give one piece for no parameter
+        raise ConfigurationError("a model needs at least one parameter array")
+    sizes = [int(np.prod(p.shape)) for p in shapes]
     if vector.ndim != 1 or vector.shape[0] != sum(sizes):
         raise ConfigurationError(f"vector of shape {vector.shape} does not fit parameters of {sum(sizes)} values")
     pieces = np.split(np.asarray(vector, dtype=np.float64), np.cumsum(sizes)[:-1])
-    return [piece.reshape(p.shape).copy() for piece, p in zip(pieces, like, strict=True)]
+    return [piece.reshape(p.shape).copy() for piece, p in zip(pieces, shapes, strict=True)]
 
 
 def softmax(logits: FloatArray) -> FloatArray:

@@ -28,7 +28,9 @@ from secagg.errors import ConfigurationError, ConfigurationTypeError
 T = TypeVar("T")
 
 __all__ = [
+    "EXACT_INTEGER_LIMIT",
     "check_fields",
+    "exact_float64",
     "is_int",
     "require_bool",
     "require_bytes",
@@ -149,6 +151,24 @@ def require_mapping(name: str, value: object) -> Mapping[Any, Any]:
     if not isinstance(value, Mapping):
         raise ConfigurationTypeError(f"{name} must be a mapping, got {_describe(value)}")
     return value
+
+
+EXACT_INTEGER_LIMIT = 1 << 53
+"""The largest integer magnitude below which every integer is a float64, exactly."""
+
+
+def exact_float64(who: str, array: np.ndarray[Any, Any]) -> np.ndarray[Any, np.dtype[np.float64]] | None:
+    """``array`` flat as float64, exactly, for float16/32/64, bool and integers up to 2^53 in magnitude
+    (ConfigurationError naming ``who`` for larger integers); None for any other dtype (complex, longdouble,
+    str, object, ...), for the caller to convert or refuse in its own words."""
+    kind = array.dtype.kind
+    if kind in "iu":
+        # Compare as integers: a float64 conversion would round 2^53 + 1 down.
+        if array.size and (int(array.max()) > EXACT_INTEGER_LIMIT or int(array.min()) < -EXACT_INTEGER_LIMIT):
+            raise ConfigurationError(f"{who}: integers beyond 2^53 in magnitude do not fit a float64 exactly")
+    elif not (kind == "b" or (kind == "f" and array.dtype.itemsize <= 8)):
+        return None
+    return array.reshape(-1).astype(np.float64)
 
 
 def require_sequence(name: str, value: object) -> Sequence[Any]:

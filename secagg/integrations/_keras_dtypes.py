@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from secagg._validate import EXACT_INTEGER_LIMIT  # larger integer weights are refused
 from secagg.errors import ConfigurationError
 from secagg.integrations._layout import ArraySpec, check_cast
 
@@ -38,9 +39,6 @@ __all__ = [
 ]
 
 REAL, COMPLEX, INTEGER, BOOL = "real", "complex", "integer", "bool"
-
-EXACT_INTEGER_LIMIT = 1 << 53
-"""Largest integer magnitude a float64 holds exactly; larger integer weights are refused."""
 
 
 def _ml_dtypes() -> Any | None:

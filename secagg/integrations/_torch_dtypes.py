@@ -15,15 +15,13 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from secagg._validate import EXACT_INTEGER_LIMIT  # larger integer buffers are refused
 from secagg.errors import ConfigurationError
 from secagg.integrations._layout import ArraySpec, check_cast
 
 __all__ = ["EXACT_INTEGER_LIMIT", "FLOAT4_DTYPE", "dtype_name", "from_float64", "kind_of", "to_float64", "top_of_range"]
 
 FloatVector = npt.NDArray[np.float64]
-
-EXACT_INTEGER_LIMIT = 1 << 53
-"""Largest integer magnitude a float64 holds exactly; larger integer buffers are refused."""
 
 REAL, COMPLEX, FLOAT4, INTEGER, BOOL = "real", "complex", "float4x2", "integer", "bool"
 FLOAT4_DTYPE = "float4_e2m1fn_x2"

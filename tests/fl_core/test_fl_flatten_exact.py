@@ -71,3 +71,50 @@ def test_flatten_keeps_every_exact_dtype() -> None:
 def test_unflatten_refuses_non_arrays(vector: object, like: object, match: str) -> None:
     with pytest.raises(ConfigurationError, match=match):
         unflatten(vector, like)  # type: ignore[arg-type]
+
+
+class _RefusesNumpy:
+    """Stands for a tensor that cannot become a numpy array (a torch parameter that requires grad
+    raises RuntimeError from ``__array__``)."""
+
+    def __array__(self, dtype: object = None, copy: object = None) -> np.ndarray:
+        raise RuntimeError("Can't call numpy() on Tensor that requires grad")
+
+
+@pytest.mark.parametrize(
+    ("params", "match"),
+    [
+        (np.zeros((2, 3)), "a list of arrays, not one numpy array"),
+        (np.zeros(3), "a list of arrays, not one numpy array"),
+        (5, "a list of arrays, got int"),
+        ("weights", "a list of arrays, got str"),
+        ([_RefusesNumpy()], "parameter 0: not a numeric array"),
+    ],
+    ids=["2d-array", "1d-array", "int", "str", "array-conversion-fails"],
+)
+def test_flatten_refuses_a_non_list_with_the_librarys_error(params: object, match: str) -> None:
+    # Execute / Assert: not numpy's ValueError (an array's truth value), a TypeError or a RuntimeError
+    with pytest.raises(ConfigurationError, match=match):
+        flatten(params)  # type: ignore[arg-type]
+
+
+def test_flatten_still_takes_a_tuple_and_a_generator() -> None:
+    arrays = [np.zeros(2), np.ones(1)]
+    assert flatten(tuple(arrays)).tolist() == [0.0, 0.0, 1.0]
+    assert flatten(a for a in arrays).tolist() == [0.0, 0.0, 1.0]  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("like", "match"),
+    [
+        (None, "like must be a list of arrays, got NoneType"),
+        (5, "like must be a list of arrays, got int"),
+        (np.zeros(2), "like must be a list of arrays, not one numpy array"),
+        ([], "at least one parameter array"),
+    ],
+    ids=["none", "int", "array", "empty"],
+)
+def test_unflatten_refuses_a_like_that_is_no_list(like: object, match: str) -> None:
+    # Execute / Assert: not a TypeError from iterating it
+    with pytest.raises(ConfigurationError, match=match):
+        unflatten(np.zeros(2), like)  # type: ignore[arg-type]

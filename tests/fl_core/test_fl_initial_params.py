@@ -43,3 +43,25 @@ def test_a_float32_starting_model_of_the_right_shapes_still_trains() -> None:
         FedAvgConfig(rounds=2, seed=0), initial_params=initial,
     )  # fmt: skip
     assert result.final_accuracy > 0.8
+
+
+@pytest.mark.parametrize("dtype", [np.int64, np.bool_, np.float32], ids=["int64", "bool", "float32"])
+def test_a_starting_model_of_exact_other_dtypes_trains_as_its_float64_values(dtype: type) -> None:
+    # Prepare: the same zeros as integers, bools or float32 (each exactly a float64), and as float64
+    hospitals = [ClientData(k, *rows(30, k)) for k in range(5)]
+    config = FedAvgConfig(rounds=2, seed=0)
+
+    def run(start: list[np.ndarray]) -> list[np.ndarray]:
+        return run_fedavg(
+            LogisticRegression(num_features=4), hospitals, make_aggregator("plain", num_clients=5), *rows(50, 9),
+            config, initial_params=start,
+        ).params  # fmt: skip
+
+    # Execute: integers and bools crashed local SGD (numpy's UFuncTypeError, writing float64 steps
+    # into the caller's dtype); float32 trained its first round in float32
+    given = run([np.zeros((4, 2), dtype), np.zeros(2, dtype)])
+    exact = run([np.zeros((4, 2)), np.zeros(2)])
+    # Assert: the starting model is taken as its exact float64 values, and trains as they do
+    for mine, theirs in zip(given, exact, strict=True):
+        assert mine.dtype == np.float64
+        np.testing.assert_array_equal(mine, theirs)

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from secagg._validate import require_instance
+from secagg._validate import exact_float64, require_instance
 from secagg.errors import ConfigurationError
 
 __all__ = ["ArrayLayout", "ArraySpec", "arrays_digest", "flatten_arrays", "unflatten_arrays"]
@@ -69,9 +69,6 @@ class ArrayLayout:
         return bytes(out)
 
 
-_EXACT_INTEGER_LIMIT = 1 << 53
-
-
 def flatten_arrays(arrays: Sequence[tuple[str, str, npt.NDArray[Any]]]) -> tuple[npt.NDArray[np.float64], ArrayLayout]:
     """``(record key, array name, ndarray)`` triples as one float64 vector (C order, in sequence order).
 
@@ -84,15 +81,11 @@ def flatten_arrays(arrays: Sequence[tuple[str, str, npt.NDArray[Any]]]) -> tuple
         who = f"array {record}/{name}"
         if kind == "c" and array.dtype.itemsize <= 16:
             piece = np.ascontiguousarray(array).reshape(-1).view(array.real.dtype).astype(np.float64)
-        elif (kind == "f" and array.dtype.itemsize <= 8) or kind == "b":
-            piece = array.reshape(-1).astype(np.float64)
-        elif kind in "iu":
-            # Compare as integers: a float64 conversion would round 2^53 + 1 down.
-            if array.size and (int(array.max()) > _EXACT_INTEGER_LIMIT or int(array.min()) < -_EXACT_INTEGER_LIMIT):
-                raise ConfigurationError(f"{who}: integers beyond 2^53 in magnitude do not fit a float64 exactly")
-            piece = array.reshape(-1).astype(np.float64)
         else:
-            raise ConfigurationError(f"{who}: dtype {array.dtype} cannot be aggregated")
+            real = exact_float64(who, array)  # exact, or refused (integers beyond 2^53)
+            if real is None:
+                raise ConfigurationError(f"{who}: dtype {array.dtype} cannot be aggregated")
+            piece = real
         specs.append(ArraySpec(record, name, array.dtype.str, tuple(int(d) for d in array.shape)))
         pieces.append(piece)
     vector = np.concatenate(pieces) if pieces else np.zeros(0, dtype=np.float64)
