@@ -381,6 +381,7 @@ def test_an_aborted_round_names_a_caught_share_liars_holder_and_owner_and_drops_
     report = secure.reports[0]
     assert report.aggregate is None and report.skipped_reason is not None, (report.errors, report.dropped)
     assert report.dropped == {}, (report.dropped, report.errors)
+    assert "rejected by the protocol" not in report.skipped_reason, report.skipped_reason  # nobody is
     assert set(report.errors) == {FAULTY, nodes[1]}, report.errors
     assert all(f"node {FAULTY}" in reason and f"node {nodes[1]}" in reason for reason in report.errors.values())
 
