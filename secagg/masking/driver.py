@@ -57,6 +57,10 @@ class SessionResult:
         share_refusals: ``(receiver, sender)``: the receiver's unmask response left out the
             sender's share, i.e. it says it refused the sender's share box (its claim, unproven:
             :func:`~secagg.masking.server_state.refusal_reason`); the receiver stays included.
+        share_liars: ``(holder, owner, secret)``: a share the holder revealed lies off the owner's
+            polynomial for that secret (the holder lied or the owner dealt it a wrong share; the
+            server cannot tell which, docs/spec.md 12.9), as ``ServerState.share_liars`` holds
+            them; the holder's record is also the last of ``server_rejected``'s, and both stay in.
         client_mask_s: per client, seconds spent in the masked-input step
             (opening shares, expanding and adding every mask, encoding).
         server_unmask_s: server seconds from the masked inputs to the aggregate:
@@ -71,6 +75,7 @@ class SessionResult:
     client_errors: Mapping[int, SecAggError]
     server_rejected: tuple[tuple[int, str], ...]
     share_refusals: tuple[tuple[int, int], ...] = ()
+    share_liars: tuple[tuple[int, int, str], ...] = ()
     client_mask_s: Mapping[int, float] = field(default_factory=dict)
     server_unmask_s: float = 0.0
 
@@ -110,7 +115,7 @@ def run_session(
     then has learned nothing beyond what it already held. The error's message is a
     short summary; :func:`~secagg.masking.abort_report` of it gives the structured
     record (:class:`~secagg.masking.AbortReport`: who went missing at which round,
-    ``server_rejected``, ``share_refusals`` and ``client_errors`` as this result
+    ``server_rejected``, ``share_refusals``, ``share_liars`` and ``client_errors`` as this result
     would hold them).
     """
     require_instance("config", config, MaskingConfig)
@@ -177,6 +182,7 @@ def _run_session(config: MaskingConfig, inputs: Mapping[int, RingVector], contex
         client_errors=dict(run.errors),
         server_rejected=server.rejected,
         share_refusals=server.refusals,
+        share_liars=server.share_liars,
         client_mask_s=dict(run.mask_seconds),
         server_unmask_s=server_s,
     )

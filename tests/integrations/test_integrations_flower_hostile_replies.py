@@ -54,9 +54,11 @@ from .test_integrations_flower_malformed import (
     PAILLIER_NODES,
     assert_exact_masking_sum,
     change_pulls,
+    error_from,
     instruction_of,
     masking_round,
     paillier_apps,
+    replied,
 )
 
 pytestmark = pytest.mark.usefixtures("server_identity")
@@ -379,9 +381,48 @@ def test_an_aborted_round_names_a_caught_share_liars_holder_and_owner_and_drops_
     report = secure.reports[0]
     assert report.aggregate is None and report.skipped_reason is not None, (report.errors, report.dropped)
     assert report.dropped == {}, (report.dropped, report.errors)
+    assert "rejected by the protocol" not in report.skipped_reason, report.skipped_reason  # nobody is
     assert set(report.errors) == {FAULTY, nodes[1]}, report.errors
     assert all(f"node {FAULTY}" in reason and f"node {nodes[1]}" in reason for reason in report.errors.values())
 
+
+
+def test_naming_a_dropped_owner_keeps_the_reason_it_dropped() -> None:
+    """The owner named for a share off its polynomial may have dropped earlier with a reason of its
+    own (here: an error reply at masked-input). Naming it must add to that reason, not replace it:
+    the report keeps why the node dropped (its input does not count) and why it is named."""
+    grid, secure, audit = masking_round()
+    owner = sorted(NODES)[1]  # protocol id 2; FAULTY is protocol id 1, in every secret's first try
+
+    def change(reply: Message) -> list[Message]:
+        if replied(reply, owner, MASKED_INPUT):
+            return [error_from(grid, reply, "the owner's own reason")]
+        if not replied(reply, FAULTY, UNMASK):
+            return [reply]
+        honest = wire.decode(payload_of(reply.content), UnmaskResponse)
+        entries = tuple(
+            ShareEntry(e.owner, ((int.from_bytes(e.share, "big") + 1) % shamir.PRIME).to_bytes(33, "big"))
+            if e.owner == 2 else e
+            for e in honest.mask_key_shares
+        )
+        assert entries != honest.mask_key_shares
+        lie = wire.encode(dataclasses.replace(honest, mask_key_shares=entries))
+        forged = Message(stage_content(UNMASK, lie), reply_to=instruction_of(grid, reply))
+        forged.metadata.__dict__["_src_node_id"] = FAULTY
+        return [transported(forged)]
+
+    change_pulls(grid, change)
+    # Execute
+    finish_round(secure)
+    # Assert
+    report = secure.reports[0]
+    assert report.skipped_reason is None, report.skipped_reason
+    assert report.dropped == {owner: MASKED_INPUT}, (report.dropped, report.errors)
+    assert report.included == frozenset(NODES) - {owner}
+    assert_exact_masking_sum(report, audit)
+    assert set(report.errors) == {FAULTY, owner}, report.errors
+    assert "the owner's own reason" in report.errors[owner], report.errors
+    assert "mask key" in report.errors[owner] and f"node {FAULTY}" in report.errors[owner], report.errors
 
 # --- a share box of another size than a sealed bundle's -----------------------------------------
 

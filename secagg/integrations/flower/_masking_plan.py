@@ -23,7 +23,7 @@ from secagg.segments import Segment, SegmentTable
 if TYPE_CHECKING:
     from secagg.integrations.flower._masking_options import SecAggOptions
 
-__all__ = ["MaskingPlan", "bound_table", "round_table", "suspect_reasons"]
+__all__ = ["MaskingPlan", "add_reasons", "bound_table", "round_table", "suspect_reasons"]
 
 
 def round_table(
@@ -156,6 +156,15 @@ class MaskingPlan:
             (nodes[receiver - 1], nodes[sender - 1]): refusal_reason(nodes[receiver - 1], nodes[sender - 1], "node")
             for receiver, sender in state.refusals
         }
+
+
+def add_reasons(errors: dict[int, str], reasons: Mapping[int, str]) -> None:
+    """Add ``reasons`` (node -> why) to a round's ``errors``, keeping what is there: a node named for
+    a share off its polynomial as its owner may have dropped in an earlier stage with a reason of
+    its own (an error reply, a reply over its limit), which naming it must not replace."""
+    for node, reason in reasons.items():
+        known = errors.get(node)
+        errors[node] = reason if known is None or known == reason else f"{known}; {reason}"
 
 
 def suspect_reasons(nodes: tuple[int, ...], share_liars: tuple[tuple[int, int, str], ...]) -> dict[int, str]:

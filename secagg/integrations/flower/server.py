@@ -64,7 +64,7 @@ from secagg.integrations.flower._grid import (
 )
 from secagg.integrations.flower._limits import masking_reply_limit
 from secagg.integrations.flower._masking_options import DEFAULT_CLIP, DEFAULT_MAX_WEIGHT, MIN_NODES, SecAggOptions
-from secagg.integrations.flower._masking_plan import MaskingPlan, round_table
+from secagg.integrations.flower._masking_plan import MaskingPlan, add_reasons, round_table
 from secagg.integrations.flower.clipping import decode_segmented, encoded_length
 from secagg.integrations.flower.compression import RoundCompression
 from secagg.integrations.flower.dp import DPRounds, decode_noised
@@ -171,7 +171,7 @@ class SecAggGrid(SecureGrid):
             # skipped with the reason naming that node, like a round below the threshold.
             self._abort(plan, state, stage, exc, dropped, errors, started, sampled)
             return None
-        errors.update(plan.rejections(state))
+        add_reasons(errors, plan.rejections(state))
         self.forget_failed_identities(dropped, SETUP)
         return self._finish(plan, state, dropped, errors, started, sampled)
 
@@ -198,7 +198,7 @@ class SecAggGrid(SecureGrid):
                 dropped.setdefault(batch.node_ids[client - 1], stage)
             state = dataclasses.replace(state, rejected=report.server_rejected, refusals=report.share_refusals,
                                         share_liars=report.share_liars)
-        errors.update(plan.rejections(state))
+        add_reasons(errors, plan.rejections(state))
         refusals = plan.refusals(state)
         rejected = len({client for client, _ in without_liars(state.rejected, state.share_liars)})
         reason = _skip_reason(exc, dropped, batch.node_ids, rejected, len(refusals))
