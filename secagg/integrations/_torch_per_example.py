@@ -276,7 +276,10 @@ def clipped_gradient_sum(
     first = inputs[:1].clone(), targets[:1].clone()
     failure: tuple[ConfigurationError, Exception] | None = None
     try:
-        with checked_lookups(torch) if layout.per_example else contextlib.nullcontext(), kernel_views(layout, views):
+        with (
+            checked_lookups(torch) if layout.per_example else contextlib.nullcontext(),
+            kernel_views(model, layout, views),
+        ):
             per_sample = per_example_gradients(torch, *func.vmap(
                 func.grad(loss_of_one, argnums=(0, 1)), in_dims=(dict(layout.dims), 0, 0, 0),
                 chunk_size=layout.chunk_size,

@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import contextlib
 import importlib
+import weakref
 from collections.abc import Callable, Iterator, Mapping, MutableMapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -49,13 +50,16 @@ class Layout:
     """How :func:`~secagg.integrations._torch_per_example.clipped_gradient_sum` gives vmap the
     parameters: ``shared`` (by name, with ``dims`` their in_dims for vmap) to ``functional_call``,
     ``views`` (batched, in_dims 0) to the recurrent layers' kernels only (``kernels``: each layer with
-    its (local name, parameter name) pairs), and the vmap's ``chunk_size``."""
+    its (local name, parameter name) pairs), and the vmap's ``chunk_size``; ``caches``: the recurrent
+    layers that keep a list of their weights (``RNNBase``'s ``_flat_weights``), kept in step with the
+    tensors ``functional_call`` and the kernels put in their parameters' places (:func:`kernel_views`)."""
 
     shared: Mapping[str, Tensor]
     dims: Mapping[str, int | None]
     views: Mapping[str, Tensor]
     kernels: tuple[tuple[Module, tuple[tuple[str, str], ...]], ...]
     chunk_size: int | None
+    caches: tuple[Module, ...] = ()
 
     @property
     def per_example(self) -> bool:
@@ -84,27 +88,34 @@ def per_example_layout(torch: Any, model: Module, params: Mapping[str, Tensor], 
     key = {id(p): name for name, p in model.named_parameters() if name in params}  # params are detached copies' names
     held = {key[id(p)] for m in recurrent for p in m.parameters() if id(p) in key}
     expanded = {name: p.unsqueeze(0).expand(rows, *p.shape) for name, p in params.items() if name in held}
+    caches = tuple(m for m in recurrent if isinstance(m, torch.nn.RNNBase) and "_flat_weights_names" in vars(m))
     if all(_own_kernel(torch, m) for m in recurrent) and not _global_forward_hooks():
         kernels = tuple(
             (m, tuple((local, key[id(p)]) for local, p in m._parameters.items() if p is not None and id(p) in key))
             for m in recurrent
         )
-        return Layout(dict(params), dict.fromkeys(params), expanded, kernels, None)
+        return Layout(dict(params), dict.fromkeys(params), expanded, kernels, None, caches)
     shared = {name: expanded.get(name, p) for name, p in params.items()}
     dims = {name: 0 if name in held else None for name in params}
-    return Layout(shared, dims, {}, (), 1 if held else None)
+    return Layout(shared, dims, {}, (), 1 if held else None, caches)
 
 
 def _swapping(
     module: Module, entries: tuple[tuple[str, str], ...], views: Mapping[str, Tensor]
 ) -> Callable[..., Any]:
     """torch's forward of ``module``, run with the per-example ``views`` in its parameters' places
-    (as ``functional_call`` puts a tensor there) and the tensors it had put back after."""
+    (as ``functional_call`` puts a tensor there) and the tensors it had put back after, with every
+    plain attribute the forward set put back, and an RNN's ``_flat_weights`` then made the tensors back
+    in its parameters' places (:func:`_refresh`): torch's forward leaves in that list the weights it
+    ran with, which would hand the views to any later reader of it (a lookup by
+    ``torch.ops.aten.embedding`` into ``_flat_weights[0]`` read another example's row)."""
     forward = type(module).forward
     slots: dict[str, Any] = module._parameters  # where functional_call puts its tensors too
+    state: dict[str, Any] = vars(module)
 
     def run(*args: Any, **kwargs: Any) -> Any:
         before = [(local, slots[local]) for local, _ in entries]
+        attributes = {key: (item, list(item) if type(item) is list else None) for key, item in state.items()}
         try:
             for local, name in entries:
                 slots[local] = views[name]
@@ -112,19 +123,52 @@ def _swapping(
         finally:
             for local, tensor in before:
                 slots[local] = tensor
+            _put_attributes_back(state, attributes)
+            if "_flat_weights_names" in state:  # an RNN, not a cell: no list of weights
+                _refresh(module)
 
     return run
 
 
+def _put_attributes_back(state: dict[str, Any], attributes: Mapping[str, tuple[Any, list[Any] | None]]) -> None:
+    """``state`` (a module's attribute dict) as ``attributes`` held it: each attribute the same object
+    (a list with its items as they were), none added."""
+    for key in [key for key in state if key not in attributes]:
+        del state[key]
+    for key, (item, items) in attributes.items():
+        if items is not None:
+            item[:] = items
+        state[key] = item
+
+
+def _refresh(module: Module) -> None:
+    """An RNN's ``_flat_weights`` (and the weak references torch checks them by) made the tensors now in
+    its parameters' places, as torch's ``_init_flat_weights`` makes them (without its cuDNN step)."""
+    flat = [getattr(module, name) if hasattr(module, name) else None for name in vars(module)["_flat_weights_names"]]
+    vars(module)["_flat_weights"] = flat
+    vars(module)["_flat_weight_refs"] = [None if w is None else weakref.ref(w) for w in flat]
+
+
 @contextlib.contextmanager
-def kernel_views(layout: Layout, views: MutableMapping[str, Tensor]) -> Iterator[None]:
+def kernel_views(model: Module, layout: Layout, views: MutableMapping[str, Tensor]) -> Iterator[None]:
     """While it is entered, each of ``layout.kernels``' layers runs torch's forward with the tensors in
-    ``views`` (filled by the per-sample function on each call) in its parameters' places."""
+    ``views`` (filled by the per-sample function on each call) in its parameters' places, and each
+    call of ``model`` first refreshes ``layout.caches``' lists of weights: ``functional_call`` puts its
+    tensors into a layer's parameters but not into its ``_flat_weights``, which only the layer's own
+    forward updates, so a kernel run on that list before (``torch._VF.lstm`` on it, in the model's
+    forward or a subclass's) ran with the model's own parameters, their gradients silently zero."""
     for module, entries in layout.kernels:
         vars(module)["forward"] = _swapping(module, entries, views)
+
+    def refresh(*_: Any) -> None:
+        for module in layout.caches:
+            _refresh(module)
+
+    handle = model.register_forward_pre_hook(refresh, prepend=True)
     try:
         yield
     finally:
+        handle.remove()
         for module, _ in layout.kernels:
             vars(module).pop("forward", None)
 
