@@ -21,6 +21,7 @@ import pytest
 from flwr.app import ConfigRecord, Message, MessageType, RecordDict
 from flwr.clientapp import ClientApp
 
+from secagg.errors import ConfigurationError
 from secagg.integrations.flower import NodePolicy, PaillierGrid, PaillierOptions, SecAggGrid, SecAggOptions
 from secagg.integrations.flower._grid import SecureGrid
 from secagg.integrations.flower.keys import read_public_key
@@ -183,3 +184,14 @@ def test_a_second_paillier_upload_over_one_model_is_refused_unless_the_node_opts
         report = server.reports[-1]
         assert set(report.errors) == set(PAILLIER_NODES[:-1])
         assert all(refusal(round_of_second) in reason for reason in report.errors.values()), report.errors
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [("max_sessions_per_round", 0), ("max_sessions_per_round", 1025), ("max_sessions_per_round", True),
+     ("allow_repeat_model", 1)],
+)
+def test_the_opt_outs_are_validated(field: str, value: object) -> None:
+    # Prepare / Execute / Assert: the policy refuses a count outside 1..1024 and a flag that is not a bool
+    with pytest.raises(ConfigurationError, match=field):
+        NodePolicy(**{field: value})  # type: ignore[arg-type]
