@@ -11,7 +11,7 @@ key still cost the newcomer its round.
 from __future__ import annotations
 
 import pytest
-from flwr.app import ConfigRecord, Message, RecordDict
+from flwr.app import Array, ConfigRecord, Message, RecordDict
 
 from secagg.integrations.flower import SecAggGrid, SecAggOptions
 from secagg.integrations.flower.protocol import IDENTIFY
@@ -32,7 +32,11 @@ def hospital(node: int, audit: Audit, key_of: int | None = None) -> object:
 
 
 def training(server_round: int, nodes: tuple[int, ...]) -> list[Message]:
-    content = RecordDict({"arrays": initial_arrays(), "config": ConfigRecord({"server-round": server_round})})
+    """Round ``server_round``'s training messages; each round's model differs, as after a completed
+    round (a node sends one contribution per model)."""
+    arrays = initial_arrays()
+    arrays["b"] = Array(arrays["b"].numpy() + server_round)
+    content = RecordDict({"arrays": arrays, "config": ConfigRecord({"server-round": server_round})})
     return [Message(content, dst_node_id=node, message_type="train", group_id=str(server_round)) for node in nodes]
 
 

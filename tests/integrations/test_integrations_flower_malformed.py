@@ -348,15 +348,24 @@ def test_a_wrong_self_mask_commitment_skips_the_round_naming_its_node() -> None:
     strategy = FedAvg(fraction_evaluate=0.0, min_train_nodes=3, min_available_nodes=3)
     # Execute: two rounds, both with the lying node
     strategy.start(grid=secure, initial_arrays=initial_arrays(), num_rounds=2)
-    # Assert: each round is skipped with a reason naming node 42 (protocol id 1: the smallest node
-    # id, spelled out in the reason); nothing else is blamed
+    # Assert: the round is skipped with a reason naming node 42 (protocol id 1: the smallest node
+    # id, spelled out in the reason); nothing else is blamed. The strategy goes on with the same
+    # model, which every node refuses: its masked input left in round 1 (one sum per model)
     assert len(secure.reports) == 2
-    for report in secure.reports:
-        assert report.aggregate is None and report.skipped_reason is not None
-        assert report.node_ids[0] == FAULTY
-        assert "client 1's self-mask seed" in report.skipped_reason, report.skipped_reason
-        assert "committed value" in report.skipped_reason and f"are nodes [{FAULTY}," in report.skipped_reason
-        assert set(report.errors) <= {FAULTY}, report.errors
+    report = secure.reports[0]
+    assert report.aggregate is None and report.skipped_reason is not None
+    assert report.node_ids[0] == FAULTY
+    assert "client 1's self-mask seed" in report.skipped_reason, report.skipped_reason
+    assert "committed value" in report.skipped_reason and f"are nodes [{FAULTY}," in report.skipped_reason
+    assert set(report.errors) <= {FAULTY}, report.errors
+    assert_refused_as_a_model_already_summed(secure.reports[1])
+
+
+def assert_refused_as_a_model_already_summed(report: RoundReport) -> None:
+    """``report``'s round resent the previous round's model, which every node contributed for."""
+    assert report.aggregate is None and report.skipped_reason is not None
+    assert set(report.errors) == set(report.node_ids), report.errors
+    assert all("already sent a contribution for this model" in reason for reason in report.errors.values())
 
 
 # --- replies beyond one per request: extra, foreign, or from the SuperLink ------------------
@@ -609,13 +618,14 @@ def test_an_impossible_masked_input_skips_the_round_instead_of_raising_into_flow
 
     rewrite_reply(grid, FAULTY, MASKED_INPUT, heavier)
     strategy = FedAvg(fraction_evaluate=0.0, min_train_nodes=3, min_available_nodes=3)
-    # Execute: two rounds, 42 lies in both
+    # Execute: two rounds, 42 lies in the first (the second resends its model, which the nodes refuse)
     strategy.start(grid=secure, initial_arrays=initial_arrays(), num_rounds=2)
     # Assert
     assert len(secure.reports) == 2
-    for report in secure.reports:
-        assert report.aggregate is None and report.skipped_reason is not None
-        assert "weight total" in report.skipped_reason, report.skipped_reason
+    report = secure.reports[0]
+    assert report.aggregate is None and report.skipped_reason is not None
+    assert "weight total" in report.skipped_reason, report.skipped_reason
+    assert_refused_as_a_model_already_summed(secure.reports[1])
 
 
 def test_an_error_reply_without_a_reason_is_reported_with_its_code() -> None:

@@ -68,13 +68,19 @@ def dp_round(secure: Secure, server_round: int, lr: float = 0.1) -> RoundReport:
 Federation = Callable[[Path, Audit, DPConfig], tuple[FakeGrid, Secure, tuple[int, ...]]]
 
 
+REPEATS = {"allow_repeat_model": True, "max_sessions_per_round": 8}
+"""The budget is what these tests pin: every round sends one model, several sessions a round, so the
+nodes opt out of the one-sum rule by name (tests/integrations/test_integrations_flower_one_sum.py)."""
+
+
 def masking(tmp_path: Path, audit: Audit, dp: DPConfig = DP) -> tuple[FakeGrid, Secure, tuple[int, ...]]:
-    grid, _ = dp_grid(tmp_path, audit)
+    grid, _ = dp_grid(tmp_path, audit, policy=NodePolicy(allow_semi_honest=True, **REPEATS))  # type: ignore[arg-type]
     return grid, SecAggGrid(grid, options(dp=dp)), NODES
 
 
 def paillier(tmp_path: Path, audit: Audit, dp: DPConfig = DP) -> tuple[FakeGrid, Secure, tuple[int, ...]]:
-    grid, secure = paillier_dp.dp_grid(tmp_path, audit, dp=dp)
+    policy = NodePolicy(min_colluders=0, **REPEATS)  # type: ignore[arg-type]
+    grid, secure = paillier_dp.dp_grid(tmp_path, audit, policy, dp=dp)
     return grid, secure, paillier_dp.NODES
 
 
@@ -149,7 +155,8 @@ def test_alternating_between_two_plans_never_resets_the_count(tmp_path: Path, st
         files = {node: str(tmp_path / f"budget-{i}.json") for i, node in enumerate(nodes)}
         grid.node_configs.update({node: {"dp-state-file": path} for node, path in files.items()})
     else:  # the budget in context.state: no state file, the named opt-out
-        grid, _ = dp_grid(tmp_path, audit, policy=NodePolicy(allow_semi_honest=True, require_dp_state_file=False))
+        policy = NodePolicy(allow_semi_honest=True, require_dp_state_file=False, **REPEATS)  # type: ignore[arg-type]
+        grid, _ = dp_grid(tmp_path, audit, policy=policy)
         grid.dp_state_dir = None
         plan_a, nodes = SecAggGrid(grid, options(dp=DP)), NODES
     plan_b = SecAggGrid(grid, options(dp=dataclasses.replace(DP, epsilon=4.0, rounds=4)))

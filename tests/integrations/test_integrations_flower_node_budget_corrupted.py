@@ -15,11 +15,11 @@ import pytest
 pytest.importorskip("flwr")
 pytest.importorskip("dp_accounting")
 
-from secagg.integrations.flower import SecAggGrid
+from secagg.integrations.flower import NodePolicy, SecAggGrid
 
 from .flower_harness import Audit
 from .test_integrations_flower_clipping_dp import DP, NODES, dp_grid, options
-from .test_integrations_flower_node_budget import dp_round
+from .test_integrations_flower_node_budget import REPEATS, dp_round
 
 pytestmark = pytest.mark.usefixtures("server_identity")
 
@@ -28,7 +28,8 @@ def test_a_nodes_corrupted_budget_file_costs_only_that_node(tmp_path: Path) -> N
     # Prepare: one DP round contributed by every node, each charged to its own file; then one
     # node's file is corrupted (truncated) before the next round
     audit = Audit()
-    grid, _ = dp_grid(tmp_path, audit)
+    # (every round sends one model: the nodes opt out of the one-sum rule by name)
+    grid, _ = dp_grid(tmp_path, audit, policy=NodePolicy(allow_semi_honest=True, **REPEATS))  # type: ignore[arg-type]
     secure = SecAggGrid(grid, options(dp=DP))
     first = dp_round(secure, 1)
     assert first.skipped_reason is None and first.included == frozenset(NODES), first.errors

@@ -18,14 +18,17 @@ pytest.importorskip("flwr")
 pytest.importorskip("dp_accounting")
 
 from secagg.dp import SeededRandomSource
-from secagg.integrations.flower import SecAggGrid
+from secagg.integrations.flower import NodePolicy, SecAggGrid
 from secagg.integrations.flower.dp import DPRounds
 
 from .flower_harness import FakeGrid
 from .test_integrations_flower_clipping_dp import DP, NODES, app, options, per_example_clipped_delta
-from .test_integrations_flower_node_budget import REFUSED, contributed, dp_round, refused_by_all
+from .test_integrations_flower_node_budget import REFUSED, REPEATS, contributed, dp_round, refused_by_all
 
 pytestmark = pytest.mark.usefixtures("server_identity")
+
+REPEAT = NodePolicy(allow_semi_honest=True, **REPEATS)  # type: ignore[arg-type]
+"""Every round sends one model: the nodes opt out of the one-sum rule by name (the budget is under test)."""
 
 
 def test_a_spent_budget_refuses_the_setup_before_the_train_handler_runs(
@@ -41,7 +44,8 @@ def test_a_spent_budget_refuses_the_setup_before_the_train_handler_runs(
         return per_example_clipped_delta(node, name, array)
 
     apps = {
-        node: app(node, counted, noise_source=SeededRandomSource(node.to_bytes(32, "big"))) for node in NODES
+        node: app(node, counted, noise_source=SeededRandomSource(node.to_bytes(32, "big")), policy=REPEAT)
+        for node in NODES
     }  # fmt: skip
     secure = SecAggGrid(FakeGrid(apps, dp_state_dir=tmp_path), options(dp=DP))
     first = [dp_round(secure, server_round) for server_round in (1, 2)]

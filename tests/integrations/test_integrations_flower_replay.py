@@ -89,9 +89,10 @@ def test_more_setups_than_the_node_remembers_never_evict_an_old_session(monkeypa
 def test_a_round_flooded_with_setups_is_refused_once_the_node_cannot_remember_more(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    # Prepare: a node that remembers 2 session ids; three setups of one round with distinct sessions
+    # Prepare: a node that remembers 2 session ids, whose policy takes many sessions a round by name;
+    # three setups of one round with distinct sessions
     monkeypatch.setattr(client_module, "HISTORY_SIZE", 2)
-    app = make_app(1, 10, policy=NodePolicy(allow_semi_honest=True))
+    app = make_app(1, 10, policy=NodePolicy(allow_semi_honest=True, max_sessions_per_round=1024))
     context = Context(RUN_ID, 1, {}, RecordDict(), {})
     setups = [setup_of_round(3, max_weight) for max_weight in (4096, 2048, 1024)]
     # Execute
@@ -118,11 +119,13 @@ def encrypt_of_round(node: int, server_round: int, max_weight: int = 4096) -> Me
 
 def paillier_node_remembering_two(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[int, ClientApp, Context]:
     """The first Paillier node (a 3-of-4 ceremony's first key share under ``tmp_path``) that remembers
-    2 sessions, with its context, which it keeps between messages as a SuperNode does."""
+    2 sessions, with its context, which it keeps between messages as a SuperNode does. Its policy
+    takes many uploads a round, and one model again, by name (every round here sends one model)."""
     monkeypatch.setattr(paillier_history, "HISTORY_SIZE", 2)
     _, shares = key_files(tmp_path / "ceremony", 4, 3)
     node = PAILLIER_NODES[0]
-    app = make_app(node, 10, paillier=True, key_share_file=shares[0], passphrase=PASSPHRASE)
+    policy = NodePolicy(max_sessions_per_round=1024, allow_repeat_model=True)
+    app = make_app(node, 10, paillier=True, key_share_file=shares[0], passphrase=PASSPHRASE, policy=policy)
     return node, app, Context(RUN_ID, node, {}, RecordDict(), {})
 
 

@@ -5,8 +5,9 @@ Flower starts a fresh process per message, so the Paillier mod
 ``context.state`` under :data:`HISTORY_KEY` (public values only: session ids and aggregate
 digests). It is what refuses a second upload, or a second, different aggregate, in one session.
 Only the latest round's uploads are kept: an upload for an earlier round is refused, and so is
-a 1025th upload in one round (refused rather than an older session forgotten, so no flood of
-rounds or uploads makes the node upload twice in one session).
+a second upload in one round (the policy's ``max_sessions_per_round``, 1 by default, never past
+1,024: refused rather than an older session forgotten, so no flood of rounds or uploads makes the
+node upload twice in one session).
 """
 
 from __future__ import annotations
@@ -58,11 +59,12 @@ def _entries(data: bytes, size: int) -> list[bytes]:
     return [data[i : i + size] for i in range(0, len(data), size)]
 
 
-def check_upload(context: Context, server_round: int, session_id: bytes) -> tuple[bytes, bytes]:
+def check_upload(context: Context, server_round: int, session_id: bytes, most: int) -> tuple[bytes, bytes]:
     """The history :func:`remember_upload` extends once the upload is made; ReplayError unless this
     node may upload in session ``session_id`` of round ``server_round``: not an earlier round than
-    its latest, not a session it uploaded to, not past :data:`HISTORY_SIZE` uploads in the round;
-    ProtocolError if the stored history is malformed."""
+    its latest, not a session it uploaded to, not past ``most`` uploads in the round (the policy's
+    ``max_sessions_per_round``; never past :data:`HISTORY_SIZE`); ProtocolError if the stored
+    history is malformed."""
     uploaded, answered = _history(context)
     latest = _latest_round(context)
     if server_round < latest:
@@ -73,8 +75,12 @@ def check_upload(context: Context, server_round: int, session_id: bytes) -> tupl
         uploaded = b""
     if session_id in _entries(uploaded, _ID):
         raise ReplayError("this node already uploaded its update in this session")
-    if len(uploaded) >= HISTORY_SIZE * _ID:
-        raise ReplayError(f"this node refuses more uploads in round {server_round}: it made {HISTORY_SIZE}")
+    limit = min(most, HISTORY_SIZE)
+    if len(uploaded) >= limit * _ID:
+        raise ReplayError(
+            f"this node refuses more uploads in round {server_round}: it made {limit} (an honest server runs one "
+            f"session per round; NodePolicy(max_sessions_per_round=...) accepts more by name, up to {HISTORY_SIZE})"
+        )
     return uploaded, answered
 
 

@@ -20,9 +20,14 @@ every message before the app's handlers:
   already started (same run, round, model and configuration: the same session
   id) is refused with a ReplayError, since the server could replay the first
   attempt's signed keys of peers whose mask keys it recovered there; so is a
-  setup of a round before the latest it took part in, and a 1025th session in
-  one round. The latest round and its session ids (public values) are kept in
-  ``context.state`` under ``HISTORY_KEY``;
+  setup of a round before the latest it took part in, a second session in one
+  round (its policy's ``max_sessions_per_round``, 1 by default), and a session
+  over a model it already sent a masked input for (unless its policy's
+  ``allow_repeat_model``: two sums over one model are, without DP, the update of
+  a hospital left out of one; :mod:`~secagg.integrations.flower._contributions`).
+  The latest round and its session ids, and the models it contributed for
+  (public values), are kept in ``context.state`` under ``HISTORY_KEY`` and
+  ``CONTRIBUTED_KEY``;
 - every stage after ``setup`` must come in messages of the setup's type (``train.<action>``
   picks the app's train handler; a type other than plain ``train`` is bound into the setup's
   descriptor, so a node sent another type than the others is in another session), one of its
@@ -34,7 +39,8 @@ every message before the app's handlers:
 - ``masked-input``: checks, before loading it, that the training content is within
   the honest size the setup binds, then the share delivery (every check of the protocol step
   that needs no input, :func:`secagg.masking.client.check_share_delivery`: a delivery the
-  step would refuse costs no training and no DP charge), and that the model it is asked to
+  step would refuse costs no training and no DP charge), that it sent no masked input for this
+  model yet (checked at setup too; recorded as the masked input leaves), and that the model it is asked to
   train is the one the round was set up for, runs the app's train handler on the strategy's
   content, and answers with its update ``local - global``, quantized, weighted
   by the example count the handler reported, and masked (in a DP round: noised, after charging
@@ -75,6 +81,7 @@ from secagg.dp.calibration import NoisePlan
 from secagg.dp.sampler import RandomSource
 from secagg.encoding import to_ring
 from secagg.errors import ConfigurationError, ProtocolError, ReplayError
+from secagg.integrations.flower._contributions import CONTRIBUTED_KEY, check_model, remember_model
 from secagg.integrations.flower._limits import model_values
 from secagg.integrations.flower._masking_session import STATE_KEY, load_session, message_limit, save_session
 from secagg.integrations.flower._node import (
@@ -126,6 +133,7 @@ from secagg.primitives.randomness import RandomBytes, system_random
 from secagg.ring import RingVector
 
 __all__ = [
+    "CONTRIBUTED_KEY",
     "HISTORY_KEY",
     "IDENTITY_KEY_FILE",
     "STATE_KEY",
@@ -140,7 +148,8 @@ HISTORY_KEY = "secagg.history"
 """Key of the ConfigRecord in ``context.state`` remembering the latest round this node started a
 masking session in, and the session ids it started in that round."""
 HISTORY_SIZE = 1024
-"""How many sessions the node starts in one round at most (an honest server starts one)."""
+"""How many sessions the node remembers starting in one round (an honest server starts one; the policy's
+``max_sessions_per_round``, 1 by default, is the limit, and it never exceeds this)."""
 _ID = 32
 
 PathLike = str | os.PathLike[str]
@@ -258,7 +267,8 @@ def _setup(
     session_context = round_context(message.metadata.run_id, setup.server_round, setup.arrays_digest)
     latest, started = _history(context)
     session = session_id(masking, session_context)
-    _check_fresh(setup.server_round, session, latest, started)
+    _check_fresh(setup.server_round, session, latest, started, settings.policy.max_sessions_per_round)
+    check_model(context, setup.arrays_digest, settings.policy)  # one contribution per model, before training
     if setup.server_round > latest:
         started = b""  # a later round: the ids of earlier ones are no longer needed (they are refused)
     state, advertise = client_start(
@@ -285,11 +295,12 @@ def _history(context: Context) -> tuple[int, bytes]:
     return latest, started
 
 
-def _check_fresh(server_round: int, session: bytes, latest: int, started: bytes) -> None:
+def _check_fresh(server_round: int, session: bytes, latest: int, started: bytes, most: int) -> None:
     """ReplayError unless ``session`` is new: a reused session id would let the server replay the
     first attempt's signed keys of peers whose mask keys it recovered there. The node never goes
-    back to a round before its latest, and takes at most HISTORY_SIZE sessions in one round (it
-    refuses more rather than forget one)."""
+    back to a round before its latest, and takes at most ``most`` sessions (its policy's
+    ``max_sessions_per_round``), and never more than HISTORY_SIZE, in one round (it refuses more
+    rather than forget one)."""
     if server_round > latest:
         return
     if server_round < latest or session in [started[i : i + _ID] for i in range(0, len(started), _ID)]:
@@ -297,8 +308,12 @@ def _check_fresh(server_round: int, session: bytes, latest: int, started: bytes)
             f"this node already took part in round {latest} of this run; a setup of round {server_round} "
             "(an earlier round, or a masking session it already started) is refused"
         )
-    if len(started) >= HISTORY_SIZE * _ID:
-        raise ReplayError(f"this node refuses more setups of round {server_round}: it started {HISTORY_SIZE}")
+    limit = min(most, HISTORY_SIZE)
+    if len(started) >= limit * _ID:
+        raise ReplayError(
+            f"this node refuses more setups of round {server_round}: it started {limit} (an honest server runs one "
+            f"session per round; NodePolicy(max_sessions_per_round=...) accepts more by name, up to {HISTORY_SIZE})"
+        )
 
 
 def _check_encoding(setup: RoundSetup, policy: NodePolicy) -> NoisePlan | None:
@@ -328,9 +343,12 @@ def _step(
     if stage == MASKED_INPUT:
         # The delivery's own checks first: one the step would refuse costs no training and no charge.
         check_share_delivery(state, payload)
+        check_model(context, setup.arrays_digest, settings.policy)  # one contribution per model, before training
         vector, keep = _train_and_encode(message, context, call_next, setup, state, settings, identity)
     key = None if identity is None else identity.key
     state, reply = client_step(state, payload, input_vector=vector, identity=key, random_bytes=settings.random_bytes)
+    if stage == MASKED_INPUT:
+        remember_model(context, setup.arrays_digest, settings.policy)  # the masked input leaves with this reply
     if keep is not None:
         keep()  # the masked input is computed and leaves with this reply: the node keeps its new residual
     if state.phase == ClientPhase.DONE:

@@ -42,9 +42,12 @@ remembered in ``context.state`` (public values only), so a second upload or a
 second, different aggregate in one session is refused even across the fresh
 processes Flower starts per message
 (:mod:`~secagg.integrations.flower._paillier_history`). Only the latest round's uploads are kept:
-an upload for an earlier round is refused, and so is a 1025th upload in one
-round (refused rather than an older session forgotten, so no flood of rounds or
-uploads makes the node upload twice in one session). Training messages
+an upload for an earlier round is refused, and so is a second upload in one
+round (the policy's ``max_sessions_per_round``, 1 by default; refused rather than an older
+session forgotten, so no flood of rounds or uploads makes the node upload twice in one session),
+and, before training, an upload for a model it already uploaded for, unless its policy's
+``allow_repeat_model`` (two sums over one model are, without DP, the update of a hospital left
+out of one; :mod:`~secagg.integrations.flower._contributions`). Training messages
 outside a secure round are refused unless ``allow_plain_train`` is set (refused with
 ``NodePolicy(require_dp=True)``); evaluation and query messages, under ``require_dp``, unless
 ``allow_plain_evaluate`` / ``allow_plain_query`` is set.
@@ -63,6 +66,7 @@ from secagg import wire
 from secagg.dp.calibration import NoisePlan
 from secagg.dp.sampler import RandomSource
 from secagg.errors import ConfigurationError, ProtocolError
+from secagg.integrations.flower._contributions import check_model, remember_model
 from secagg.integrations.flower._key_share import KEY_SHARE_FILE, PASSPHRASE_ENV, PASSPHRASE_FILE, load_node_share
 from secagg.integrations.flower._limits import (
     PAILLIER_SETUP_LIMIT,
@@ -287,7 +291,8 @@ def _encrypt(
     check_run_config(setup.parameters, context.run_config, settings.policy.require_run_config)
     params, plan = _session(message, setup, share, identity, settings)
     protocol_id = setup.protocol_id(message.metadata.dst_node_id)
-    history = check_upload(context, setup.server_round, params.session_id)
+    history = check_upload(context, setup.server_round, params.session_id, settings.policy.max_sessions_per_round)
+    check_model(context, setup.arrays_digest, settings.policy)  # one upload per model, before training
     with kept_local(DP_BUDGET, BUDGET_CODES):  # its state file's path and contents: never sent
         budget_file = node_budget_file(context, settings.dp_state_file)
     if plan is not None:
@@ -328,6 +333,7 @@ def _encrypt(
     if keep is not None:
         keep()  # the upload leaves with this reply
     remember_upload(context, history, setup.server_round, params.session_id)
+    remember_model(context, setup.arrays_digest, settings.policy)  # the upload leaves with this reply
     context.state[STATE_KEY] = ConfigRecord({
         "setup": payload, "upload": client.upload_digest, "type": message.metadata.message_type,
         _REQUEST_LIMIT: paillier_request_limit(len(setup.node_ids), params.upload_data_bytes),

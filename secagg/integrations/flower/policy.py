@@ -39,6 +39,7 @@ __all__ = [
     "DEFAULT_MAX_NODES",
     "MAX_COUNT",
     "MAX_POLICY_CLIP",
+    "MAX_SESSIONS_PER_ROUND",
     "SPARSE_CORRUPT_FRACTION",
     "NodePolicy",
     "default_colluders",
@@ -52,6 +53,9 @@ DEFAULT_MAX_NODES = 1024
 """The default ceiling on a round's node count: a federation of hospitals counts tens to hundreds
 of parties, so a setup naming more (up to the wire's 65536, a setup of megabytes) is refused unless
 the node names a larger ``max_nodes`` (or None: the wire's maximum)."""
+MAX_SESSIONS_PER_ROUND = 1024
+"""The most sessions in one round a policy can accept (:attr:`NodePolicy.max_sessions_per_round`):
+the ids a node remembers for a round, which it never forgets to make room for more."""
 MAX_POLICY_CLIP = 1e12
 """The largest clip bound a policy can name."""
 SPARSE_CORRUPT_FRACTION = 0.05
@@ -175,6 +179,19 @@ class NodePolicy:
             ``NodePolicy(train_message_types=("train", "train.finetune"))``; each is ``"train"`` or
             ``"train.<action>"`` with a Python identifier for action (the only train types Flower
             sends), named once.
+        allow_repeat_model: send more than one contribution (masked input, Paillier upload) for
+            one model, the model digest a round binds. Off by default: a node refuses, before it
+            trains, a session over a model it already sent a contribution for (ReplayError), since
+            two sums over one model whose node sets differ by one hospital are, without DP, that
+            hospital's update (its training is deterministic). On, it gives up that protection:
+            a server that resends a model gets as many sums of it as this node takes part in.
+            (:mod:`~secagg.integrations.flower._contributions`.)
+        max_sessions_per_round: how many sessions the node takes part in within one round (masking
+            setups it answers, Paillier uploads), 1 by default (an honest server runs one per round),
+            at most :data:`MAX_SESSIONS_PER_ROUND`; one more is refused (ReplayError) before it
+            trains. More gives up: a server that runs several sessions in one round over
+            different node sets gets several sums of that round (over one model, unless
+            :attr:`allow_repeat_model` is on, only one of them holds this node's contribution).
     """
 
     allow_semi_honest: bool = False
@@ -193,6 +210,8 @@ class NodePolicy:
     require_dp_state_file: bool = True
     require_run_config: bool = False
     train_message_types: tuple[str, ...] = ("train",)
+    allow_repeat_model: bool = False
+    max_sessions_per_round: int = 1
 
     def __post_init__(self) -> None:
         if not isinstance(self.allow_semi_honest, bool):
@@ -209,7 +228,8 @@ class NodePolicy:
                 raise ConfigurationError(f"policy: {name} must be positive, got {limit}")
         if self.min_bits is not None:
             _check_int("min_bits", self.min_bits, 2, MAX_BITS)
-        for flag in ("require_dp", "require_dp_state_file", "require_run_config"):
+        _check_int("max_sessions_per_round", self.max_sessions_per_round, 1, MAX_SESSIONS_PER_ROUND)
+        for flag in ("require_dp", "require_dp_state_file", "require_run_config", "allow_repeat_model"):
             if not isinstance(getattr(self, flag), bool):
                 raise ConfigurationError(f"policy: {flag} must be a bool")
         for name, value, high in (("max_dp_epsilon", self.max_dp_epsilon, 1000.0),
