@@ -23,6 +23,7 @@ from secagg.integrations.flower._records import stage_content
 from secagg.integrations.flower.clipping import encoded_length, layout_table
 from secagg.integrations.flower.protocol import SETUP, RoundSetup, arrays_digest, flatten_arrays
 from secagg.masking import ACTIVE, MaskingConfig
+from secagg.primitives.signing import placeholder_public_keys
 from secagg.wire import encode
 
 from .flower_harness import RUN_ID, identity_files, initial_arrays, make_app
@@ -37,7 +38,7 @@ NODE = 7  # a node with a test identity (flower_harness.KNOWN_NODES)
 def _derived_setup() -> RoundSetup:
     vector, layout = flatten_arrays([("arrays", k, v.numpy()) for k, v in initial_arrays().items()])
     table = layout_table(layout, dict.fromkeys(layout_table(layout).clips, 0.5))
-    keys = tuple(i.to_bytes(32, "big") for i in NODES)  # stand-ins: the refusal comes before any key is read
+    keys = placeholder_public_keys(len(NODES))  # stand-ins: the refusal comes before any key is read
     config = MaskingConfig.secagg_plus(
         len(NODES), encoded_length(table), ring_bits=64, mode=ACTIVE, corrupt_fraction=0.05, dropout_fraction=0.0,
         identity_keys=keys,

@@ -37,6 +37,7 @@ from secagg.masking.parameters import (
     dropout_count,
     planned_dropouts,
 )
+from secagg.primitives.signing import placeholder_public_keys
 
 GAMMA = 0.05
 BOUND = Fraction(1, 2 ** (SECURITY_PARAMETER + 1))
@@ -60,7 +61,7 @@ def _default_delta(n: int) -> float:
 
 
 def _identity_keys(n: int) -> tuple[bytes, ...]:
-    return tuple(i.to_bytes(32, "big") for i in range(n))
+    return placeholder_public_keys(n)
 
 
 def _active(n: int, degree: int, threshold: int, dropout: float) -> MaskingConfig:
