@@ -18,15 +18,14 @@ from __future__ import annotations
 from functools import partial
 from typing import Any
 
-import numpy as np
 import pytest
 
 from secagg.errors import ConfigurationError
 
 from .torch_recurrent import (
     assert_one_example_moves_the_sum_by_at_most_the_clip,
+    assert_the_clipped_sum_is_one_at_a_time_autograd_s,
     lookup,
-    looped,
     refusal_leaving_the_model,
     tokens,
     torch,
@@ -111,12 +110,7 @@ def test_one_example_moves_the_clipped_sum_by_at_most_the_clip(route: str) -> No
 @pytest.mark.parametrize("route", ROUTES)
 def test_in_range_tokens_keep_each_example_s_own_gradient(route: str) -> None:
     """A lookup by any route, in range: the clipped sum (a clip that binds) is one-at-a-time autograd's."""
-    # Prepare
-    x, y = _tokens()
-    # Execute
-    summed = torch_dp.clipped_gradient_sum(_Text(route), F.cross_entropy, x, y, 0.05)
-    # Assert
-    np.testing.assert_allclose(summed, looped(_Text(route), x, y, 0.05), rtol=1e-10, atol=1e-12)
+    assert_the_clipped_sum_is_one_at_a_time_autograd_s(partial(_Text, route), *_tokens())
 
 
 class _LookingLSTM(torch.nn.LSTM):  # type: ignore[misc]
@@ -161,12 +155,7 @@ def test_a_lookup_inside_a_recurrent_layer_of_its_own_class_is_refused(case: str
 @pytest.mark.parametrize("hooked", [False, True], ids=["own class", "own class, hooked"])
 @pytest.mark.parametrize("route", ROUTES)
 def test_one_example_per_call_keeps_each_example_s_own_gradient(route: str, hooked: bool) -> None:
-    # Prepare
-    x, y = _tokens()
-    # Execute
-    summed = torch_dp.clipped_gradient_sum(_Own(route, hooked), F.cross_entropy, x, y, 0.05)
-    # Assert
-    np.testing.assert_allclose(summed, looped(_Own(route, hooked), x, y, 0.05), rtol=1e-10, atol=1e-12)
+    assert_the_clipped_sum_is_one_at_a_time_autograd_s(partial(_Own, route, hooked), *_tokens())
 
 
 def _hook(model: Any, where: str) -> Any:

@@ -16,12 +16,18 @@ and stays unbatched and checked by torch's embedding (pinned here too).
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Any
 
-import numpy as np
 import pytest
 
-from .torch_recurrent import looped, refusal_leaving_the_model, tokens, torch, torch_dp
+from .torch_recurrent import (
+    assert_the_clipped_sum_is_one_at_a_time_autograd_s,
+    refusal_leaving_the_model,
+    tokens,
+    torch,
+    torch_dp,
+)
 
 F = torch.nn.functional
 # torch's, for the bags: embedding_bag has no batching rule and vmap loops over the examples instead
@@ -102,12 +108,7 @@ def test_an_index_outside_the_table_is_refused_next_to_or_inside_a_recurrent_lay
 @pytest.mark.parametrize("lookup", LOOKUPS)
 def test_in_range_tokens_keep_each_example_s_own_gradient(lookup: str) -> None:
     """The check changes no gradient: the clipped sum (a clip that binds) equals one-at-a-time autograd."""
-    # Prepare
-    x, y = _tokens()
-    # Execute
-    summed = torch_dp.clipped_gradient_sum(_Text(lookup), F.cross_entropy, x, y, 0.05)
-    # Assert
-    np.testing.assert_allclose(summed, looped(_Text(lookup), x, y, 0.05), rtol=1e-10, atol=1e-12)
+    assert_the_clipped_sum_is_one_at_a_time_autograd_s(partial(_Text, lookup), *_tokens())
 
 
 @pytest.mark.parametrize("lookup", ["tied", "functional"])

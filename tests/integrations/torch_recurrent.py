@@ -88,3 +88,10 @@ def assert_one_example_moves_the_sum_by_at_most_the_clip(model: Callable[[], Any
         return  # refused: no sum, no sensitivity to break
     moved = float(np.linalg.norm(summed - without))
     assert moved <= clip * (1 + 1e-9), f"one example moved the clipped sum by {moved / clip:.3f} clips"
+
+
+def assert_the_clipped_sum_is_one_at_a_time_autograd_s(model: Callable[[], Any], x: Any, y: Any) -> None:
+    """The clipped sum (clip 0.05, which binds) of a fresh ``model()`` over ``x``, ``y`` equals
+    :func:`looped`'s on another fresh ``model()``, to float64 rounding."""
+    summed = torch_dp.clipped_gradient_sum(model(), F.cross_entropy, x, y, 0.05)
+    np.testing.assert_allclose(summed, looped(model(), x, y, 0.05), rtol=1e-10, atol=1e-12)
