@@ -26,6 +26,7 @@ from .torch_recurrent import (
     assert_one_example_moves_the_sum_by_at_most_the_clip,
     assert_the_clipped_sum_is_one_at_a_time_autograd_s,
     lookup,
+    outside,
     refusal_leaving_the_model,
     tokens,
     torch,
@@ -57,13 +58,7 @@ def _tokens() -> tuple[Any, Any]:
     return tokens(TABLE, 6)
 
 
-OUTSIDE = {
-    "past the table, a middle row": (3, TABLE),
-    "far past the table, a middle row": (3, TABLE + 5),
-    "negative, a middle row": (3, -1),
-    "past the table, the first row": (0, TABLE),
-    "negative, the last row": (5, -1),
-}
+OUTSIDE = {**outside(TABLE), "negative, the last row": (5, -1)}
 
 
 @pytest.mark.parametrize("route", ROUTES)

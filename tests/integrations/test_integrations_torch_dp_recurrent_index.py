@@ -23,6 +23,7 @@ import pytest
 
 from .torch_recurrent import (
     assert_the_clipped_sum_is_one_at_a_time_autograd_s,
+    outside,
     refusal_leaving_the_model,
     tokens,
     torch,
@@ -84,12 +85,7 @@ def _tokens() -> tuple[Any, Any]:
     return tokens(TABLE, 6)
 
 
-OUTSIDE = {
-    "past the table, a middle row": (3, TABLE),
-    "far past the table, a middle row": (3, TABLE + 5),
-    "negative, a middle row": (3, -1),
-    "past the table, the first row": (0, TABLE),
-}
+OUTSIDE = outside(TABLE)
 
 
 @pytest.mark.parametrize("lookup", LOOKUPS)

@@ -50,6 +50,17 @@ def tokens(table: int, rows: int) -> tuple[Any, Any]:
     return x, torch.from_numpy(rng.integers(0, 2, size=rows))
 
 
+def outside(table: int) -> dict[str, tuple[int, int]]:
+    """Where one token (its row of :func:`tokens`'s batch, its id) lies outside a table of ``table`` rows,
+    by case."""
+    return {
+        "past the table, a middle row": (3, table),
+        "far past the table, a middle row": (3, table + 5),
+        "negative, a middle row": (3, -1),
+        "past the table, the first row": (0, table),
+    }
+
+
 def looped(model: Any, x: Any, y: Any, clip: float) -> Any:
     """The clipped sum by plain autograd, one example at a time (trainable parameters, in order; a
     parameter the example does not reach, zero)."""
