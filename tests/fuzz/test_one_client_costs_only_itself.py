@@ -76,14 +76,22 @@ def _shares_message(config: str) -> EncryptedShares:
                        EncryptedShares)
 
 
-@pytest.mark.parametrize("config", ["semi", "harary"])
-def test_lying_unmask_shares_are_outvoted_and_the_liar_recorded(config: str) -> None:
+def _finish_lying_about_self_mask_seeds(config: str) -> tuple[ServerState, dict[int, str], UnmaskResponse]:
+    """The recorded session finished with client BAD's unmask response revealing every self-mask share
+    it holds off by one bit (off its polynomial); also BAD's honest response."""
     record = corpus.masking_recording(config)
     honest = wire.decode(record.server_inbound[ServerPhase.COLLECT_UNMASK][corpus.BAD], UnmaskResponse)
     lies = tuple(ShareEntry(e.owner, (int.from_bytes(e.share, "big") ^ 1).to_bytes(33, "big"))
                  for e in honest.self_mask_shares)
     server, aborted = finish_with(config, ServerPhase.COLLECT_UNMASK,
                                   wire.encode(dataclasses.replace(honest, self_mask_shares=lies)))
+    return server, aborted, honest
+
+
+@pytest.mark.parametrize("config", ["semi", "harary"])
+def test_lying_unmask_shares_are_outvoted_and_the_liar_recorded(config: str) -> None:
+    record = corpus.masking_recording(config)
+    server, aborted, _ = _finish_lying_about_self_mask_seeds(config)
     assert server.result is not None and server.result.included == frozenset(record.inputs) and not aborted
     assert any(client == corpus.BAD and reason.startswith("UnmaskResponse: a revealed share lies off its secret's "
                "polynomial") for client, reason in server.rejected)
@@ -94,12 +102,7 @@ def test_lying_unmask_shares_are_recorded_as_share_liars_naming_holder_and_owner
     """The holder of a share off its polynomial and the share's owner, structured (spec 12.9): the
     server cannot tell which of the two is at fault, so a transport names both and drops neither
     (the holder's rejection record is the last of the step: without_liars leaves it out)."""
-    record = corpus.masking_recording(config)
-    honest = wire.decode(record.server_inbound[ServerPhase.COLLECT_UNMASK][corpus.BAD], UnmaskResponse)
-    lies = tuple(ShareEntry(e.owner, (int.from_bytes(e.share, "big") ^ 1).to_bytes(33, "big"))
-                 for e in honest.self_mask_shares)
-    server, _ = finish_with(config, ServerPhase.COLLECT_UNMASK,
-                            wire.encode(dataclasses.replace(honest, self_mask_shares=lies)))
+    server, _, honest = _finish_lying_about_self_mask_seeds(config)
     assert server.share_liars, server.rejected
     assert {holder for holder, _, _ in server.share_liars} == {corpus.BAD}
     assert {owner for _, owner, _ in server.share_liars} <= {e.owner for e in honest.self_mask_shares}

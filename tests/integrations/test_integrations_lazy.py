@@ -14,6 +14,22 @@ def run_python(code: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=False)
 
 
+def keras_refusal(prelude: str) -> str:
+    """What the Keras adapter's ConfigurationError says (``flatten_model``) in a fresh interpreter that
+    first runs ``prelude``; the interpreter must exit cleanly."""
+    code = prelude + (
+        "from secagg.errors import ConfigurationError\n"
+        "import secagg.integrations.keras as keras_adapter\n"
+        "try:\n"
+        "    keras_adapter.flatten_model(object())\n"
+        "except ConfigurationError as exc:\n"
+        "    print(exc)\n"
+    )
+    result = run_python(code)
+    assert result.returncode == 0, result.stderr
+    return result.stdout.strip()
+
+
 def test_the_core_never_imports_the_adapters_or_their_extras() -> None:
     # Prepare
     code = (
@@ -94,22 +110,14 @@ def test_a_missing_extra_names_the_install_line() -> None:
 
 def test_an_installed_extra_missing_its_own_dependency_names_that_dependency() -> None:
     # Prepare: Keras is installed, but the backend it is told to use (torch) is not
-    code = (
+    prelude = (
         "import os, sys\n"
         "os.environ['KERAS_BACKEND'] = 'torch'\n"
         "sys.modules['torch'] = None\n"
-        "from secagg.errors import ConfigurationError\n"
-        "import secagg.integrations.keras as keras_adapter\n"
-        "try:\n"
-        "    keras_adapter.flatten_model(object())\n"
-        "except ConfigurationError as exc:\n"
-        "    print(exc)\n"
     )
     # Execute
-    result = run_python(code)
+    message = keras_refusal(prelude)
     # Assert: the message names torch, the package actually missing, not keras, which is installed
-    assert result.returncode == 0, result.stderr
-    message = result.stdout.strip()
     assert "'keras' is installed" in message and "'torch'" in message, message
     assert "needs the optional package 'keras'" not in message
 
@@ -118,22 +126,14 @@ def test_keras_without_a_backend_set_says_to_set_the_one_the_extra_installs() ->
     # Prepare: KERAS_BACKEND unset, so Keras reaches for its default, tensorflow, which the keras
     # extra does not install (it installs torch): "install tensorflow" alone would send the user
     # the wrong way
-    code = (
+    prelude = (
         "import os, sys\n"
         "os.environ.pop('KERAS_BACKEND', None)\n"
         "sys.modules['tensorflow'] = None\n"
-        "from secagg.errors import ConfigurationError\n"
-        "import secagg.integrations.keras as keras_adapter\n"
-        "try:\n"
-        "    keras_adapter.flatten_model(object())\n"
-        "except ConfigurationError as exc:\n"
-        "    print(exc)\n"
     )
     # Execute
-    result = run_python(code)
+    message = keras_refusal(prelude)
     # Assert
-    assert result.returncode == 0, result.stderr
-    message = result.stdout.strip()
     assert "'tensorflow'" in message, message
     assert "KERAS_BACKEND is not set" in message, message
     assert 'os.environ.setdefault("KERAS_BACKEND", "torch")' in message, message

@@ -15,40 +15,28 @@ an index is torch's error, refused by the library, whatever route the lookup tak
 
 from __future__ import annotations
 
-import warnings
+from functools import partial
 from typing import Any
 
-import numpy as np
 import pytest
 
 from secagg.errors import ConfigurationError
 
-torch = pytest.importorskip("torch")
-torch_dp = pytest.importorskip("secagg.integrations.torch_dp")
+from .torch_recurrent import (
+    assert_one_example_moves_the_sum_by_at_most_the_clip,
+    assert_the_clipped_sum_is_one_at_a_time_autograd_s,
+    lookup,
+    outside,
+    refusal_leaving_the_model,
+    tokens,
+    torch,
+    torch_dp,
+)
 
 F = torch.nn.functional
 HIDDEN, FEATURES = 2, 3
 TABLE = 4 * HIDDEN  # the rows of an LSTM's input weights (4 gates): the lookup's vocabulary
-ROUTES = ["TorchScript", "aten", "DisableTorchFunction"]
-
-
-def _embedding(weight: torch.Tensor, indices: torch.Tensor) -> torch.Tensor:
-    return torch.embedding(weight, indices)
-
-
-with warnings.catch_warnings():
-    warnings.simplefilter("ignore", DeprecationWarning)  # torch.jit.script's own: still what models ship
-    _scripted_lookup = torch.jit.script(_embedding)
-
-
-def _lookup(route: str, weight: Any, indices: Any) -> Any:
-    """``weight``'s rows at ``indices`` by a route no TorchFunctionMode sees."""
-    if route == "TorchScript":
-        return _scripted_lookup(weight, indices)
-    if route == "aten":
-        return torch.ops.aten.embedding(weight, indices)
-    with torch._C.DisableTorchFunction():
-        return F.embedding(indices, weight)
+ROUTES = ["TorchScript", "aten", "DisableTorchFunction"]  # none seen by a TorchFunctionMode
 
 
 class _Text(torch.nn.Module):  # type: ignore[misc]
@@ -62,23 +50,15 @@ class _Text(torch.nn.Module):  # type: ignore[misc]
         self.double()
 
     def forward(self, x: Any) -> Any:
-        embedded = _lookup(self.route, self.lstm.weight_ih_l0, x)
+        embedded = lookup(self.route, self.lstm.weight_ih_l0, x)
         return self.score(self.lstm(embedded)[0][:, -1])
 
 
-def _tokens(rows: int = 6) -> tuple[Any, Any]:
-    rng = np.random.default_rng(5)
-    x = torch.from_numpy(rng.integers(0, TABLE, size=(rows, 3)))
-    return x, torch.from_numpy(rng.integers(0, 2, size=rows))
+def _tokens() -> tuple[Any, Any]:
+    return tokens(TABLE, 6)
 
 
-OUTSIDE = {
-    "past the table, a middle row": (3, TABLE),
-    "far past the table, a middle row": (3, TABLE + 5),
-    "negative, a middle row": (3, -1),
-    "past the table, the first row": (0, TABLE),
-    "negative, the last row": (5, -1),
-}
+OUTSIDE = {**outside(TABLE), "negative, the last row": (5, -1)}
 
 
 @pytest.mark.parametrize("route", ROUTES)
@@ -90,12 +70,8 @@ def test_an_index_outside_the_table_is_refused_whatever_route_the_lookup_takes(c
     row, index = OUTSIDE[case]
     model, (x, y) = _Text(route), _tokens()
     x[row, 1] = index
-    before = {k: v.clone() for k, v in model.state_dict().items()}
     # Execute / Assert: a library error, torch's chained; the model as it was
-    with pytest.raises(ConfigurationError) as refused:
-        torch_dp.clipped_gradient_sum(model, F.cross_entropy, x, y, 1.0)
-    assert refused.value.__cause__ is not None
-    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+    assert refusal_leaving_the_model(model, x, y).__cause__ is not None
 
 
 class _Bag(torch.nn.Module):  # type: ignore[misc]
@@ -114,7 +90,7 @@ class _Bag(torch.nn.Module):  # type: ignore[misc]
         self.double()
 
     def forward(self, x: Any) -> Any:
-        return self.score(_lookup(self.route, self.lstm.weight_ih_l0, x).sum(dim=1))
+        return self.score(lookup(self.route, self.lstm.weight_ih_l0, x).sum(dim=1))
 
 
 @pytest.mark.parametrize("route", ROUTES)
@@ -123,41 +99,13 @@ def test_one_example_moves_the_clipped_sum_by_at_most_the_clip(route: str) -> No
     by at most the clip, or the batch is refused. Before: example 0 (label 1) looked up example 1's rows
     (label 0, the same tokens) past its own table; its gradient landed in example 1's, flipped that
     example's clipped direction, and the sum moved by twice the clip."""
-    # Prepare: example 1 the honest tokens 0, 1, 2 (label 0); example 0 the same rows of example 1's view
-    clip = 0.01
-    x = torch.tensor([[TABLE, TABLE + 1, TABLE + 2], [0, 1, 2]])
-    y = torch.tensor([1, 0])
-    without = torch_dp.clipped_gradient_sum(_Bag(route), F.cross_entropy, x[1:], y[1:], clip)
-    # Execute
-    try:
-        summed = torch_dp.clipped_gradient_sum(_Bag(route), F.cross_entropy, x, y, clip)
-    except ConfigurationError:
-        return  # refused: no sum, no sensitivity to break
-    # Assert
-    moved = float(np.linalg.norm(summed - without))
-    assert moved <= clip * (1 + 1e-9), f"one example moved the clipped sum by {moved / clip:.3f} clips"
-
-
-def _looped(model: Any, x: Any, y: Any, clip: float) -> Any:
-    """The clipped sum by plain autograd, one example at a time."""
-    total = np.zeros(sum(p.numel() for p in model.parameters()))
-    for i in range(x.shape[0]):
-        model.zero_grad()
-        F.cross_entropy(model(x[i : i + 1]), y[i : i + 1]).backward()
-        g = torch.cat([p.grad.reshape(-1) for p in model.parameters()]).numpy()
-        total += g * min(1.0, clip / float(np.linalg.norm(g)))
-    return total
+    assert_one_example_moves_the_sum_by_at_most_the_clip(partial(_Bag, route), TABLE)
 
 
 @pytest.mark.parametrize("route", ROUTES)
 def test_in_range_tokens_keep_each_example_s_own_gradient(route: str) -> None:
     """A lookup by any route, in range: the clipped sum (a clip that binds) is one-at-a-time autograd's."""
-    # Prepare
-    x, y = _tokens()
-    # Execute
-    summed = torch_dp.clipped_gradient_sum(_Text(route), F.cross_entropy, x, y, 0.05)
-    # Assert
-    np.testing.assert_allclose(summed, _looped(_Text(route), x, y, 0.05), rtol=1e-10, atol=1e-12)
+    assert_the_clipped_sum_is_one_at_a_time_autograd_s(partial(_Text, route), *_tokens())
 
 
 class _LookingLSTM(torch.nn.LSTM):  # type: ignore[misc]
@@ -167,7 +115,7 @@ class _LookingLSTM(torch.nn.LSTM):  # type: ignore[misc]
     route = "aten"
 
     def forward(self, x: Any) -> Any:  # type: ignore[override]
-        return super().forward(_lookup(self.route, self.weight_ih_l0, x))
+        return super().forward(lookup(self.route, self.weight_ih_l0, x))
 
 
 class _Own(torch.nn.Module):  # type: ignore[misc]
@@ -202,12 +150,7 @@ def test_a_lookup_inside_a_recurrent_layer_of_its_own_class_is_refused(case: str
 @pytest.mark.parametrize("hooked", [False, True], ids=["own class", "own class, hooked"])
 @pytest.mark.parametrize("route", ROUTES)
 def test_one_example_per_call_keeps_each_example_s_own_gradient(route: str, hooked: bool) -> None:
-    # Prepare
-    x, y = _tokens()
-    # Execute
-    summed = torch_dp.clipped_gradient_sum(_Own(route, hooked), F.cross_entropy, x, y, 0.05)
-    # Assert
-    np.testing.assert_allclose(summed, _looped(_Own(route, hooked), x, y, 0.05), rtol=1e-10, atol=1e-12)
+    assert_the_clipped_sum_is_one_at_a_time_autograd_s(partial(_Own, route, hooked), *_tokens())
 
 
 def _hook(model: Any, where: str) -> Any:

@@ -16,15 +16,19 @@ and stays unbatched and checked by torch's embedding (pinned here too).
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Any
 
-import numpy as np
 import pytest
 
-from secagg.errors import ConfigurationError
-
-torch = pytest.importorskip("torch")
-torch_dp = pytest.importorskip("secagg.integrations.torch_dp")
+from .torch_recurrent import (
+    assert_the_clipped_sum_is_one_at_a_time_autograd_s,
+    outside,
+    refusal_leaving_the_model,
+    tokens,
+    torch,
+    torch_dp,
+)
 
 F = torch.nn.functional
 # torch's, for the bags: embedding_bag has no batching rule and vmap loops over the examples instead
@@ -77,18 +81,11 @@ class _Text(torch.nn.Module):  # type: ignore[misc]
 LOOKUPS = ["own table", "tied", "functional", "tied bag", "functional bag"]
 
 
-def _tokens(rows: int = 6) -> tuple[Any, Any]:
-    rng = np.random.default_rng(5)
-    x = torch.from_numpy(rng.integers(0, TABLE, size=(rows, 3)))
-    return x, torch.from_numpy(rng.integers(0, 2, size=rows))
+def _tokens() -> tuple[Any, Any]:
+    return tokens(TABLE, 6)
 
 
-OUTSIDE = {
-    "past the table, a middle row": (3, TABLE),
-    "far past the table, a middle row": (3, TABLE + 5),
-    "negative, a middle row": (3, -1),
-    "past the table, the first row": (0, TABLE),
-}
+OUTSIDE = outside(TABLE)
 
 
 @pytest.mark.parametrize("lookup", LOOKUPS)
@@ -100,35 +97,14 @@ def test_an_index_outside_the_table_is_refused_next_to_or_inside_a_recurrent_lay
     row, index = OUTSIDE[case]
     model, (x, y) = _Text(lookup), _tokens()
     x[row, 1] = index
-    before = {k: v.clone() for k, v in model.state_dict().items()}
     # Execute / Assert: a library error, torch's chained; the model as it was
-    with pytest.raises(ConfigurationError) as refused:
-        torch_dp.clipped_gradient_sum(model, F.cross_entropy, x, y, 1.0)
-    assert refused.value.__cause__ is not None
-    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
-
-
-def _looped(model: Any, x: Any, y: Any, clip: float) -> Any:
-    """The clipped sum by plain autograd, one example at a time."""
-    total = np.zeros(sum(p.numel() for p in model.parameters()))
-    for i in range(x.shape[0]):
-        model.zero_grad()
-        F.cross_entropy(model(x[i : i + 1]), y[i : i + 1]).backward()
-        grads = [torch.zeros_like(p) if p.grad is None else p.grad for p in model.parameters()]  # an unused table
-        g = torch.cat([grad.reshape(-1) for grad in grads]).numpy()
-        total += g * min(1.0, clip / float(np.linalg.norm(g)))
-    return total
+    assert refusal_leaving_the_model(model, x, y).__cause__ is not None
 
 
 @pytest.mark.parametrize("lookup", LOOKUPS)
 def test_in_range_tokens_keep_each_example_s_own_gradient(lookup: str) -> None:
     """The check changes no gradient: the clipped sum (a clip that binds) equals one-at-a-time autograd."""
-    # Prepare
-    x, y = _tokens()
-    # Execute
-    summed = torch_dp.clipped_gradient_sum(_Text(lookup), F.cross_entropy, x, y, 0.05)
-    # Assert
-    np.testing.assert_allclose(summed, _looped(_Text(lookup), x, y, 0.05), rtol=1e-10, atol=1e-12)
+    assert_the_clipped_sum_is_one_at_a_time_autograd_s(partial(_Text, lookup), *_tokens())
 
 
 @pytest.mark.parametrize("lookup", ["tied", "functional"])
