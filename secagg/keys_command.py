@@ -32,7 +32,7 @@ from secagg.integrations.flower.keys import (
     write_identity_key,
     write_trusted_keys,
 )
-from secagg.primitives.signing import PUBLIC_KEY_SIZE, SigningKey
+from secagg.primitives.signing import PUBLIC_KEY_SIZE, SigningKey, check_trusted_key
 
 __all__ = ["main"]
 
@@ -50,7 +50,7 @@ def _public_key(text: str, where: str) -> bytes:
     key = hex_key(text.strip()) or b""
     if len(key) != PUBLIC_KEY_SIZE:
         raise ConfigurationError(f"{where}: not a {PUBLIC_KEY_SIZE}-byte public key in hex")
-    return key
+    return check_trusted_key(key, where)
 
 
 def _key_argument(argument: str) -> bytes:
