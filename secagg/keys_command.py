@@ -103,7 +103,10 @@ def _new(path: str) -> int:
     one from an earlier key, which the hospital would then send to the federation)."""
     public_path = path + PUBLIC_SUFFIX
     if os.path.lexists(path):  # as write_identity_key would say, before the .pub is looked at
-        raise ConfigurationError(f"refusing to overwrite {path}")
+        raise ConfigurationError(
+            f"refusing to overwrite {path} (it may be this hospital's identity, enrolled in the federation): "
+            "choose another path, or, to replace that identity, remove it deliberately first; nothing written"
+        )
     if os.path.lexists(public_path):
         raise ConfigurationError(
             f"{public_path} already exists (the public key of an earlier identity?): move it away or choose "
