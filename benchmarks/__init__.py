@@ -35,7 +35,9 @@ __all__ = ["PAILLIER_SUITES", "SUITES"]
 SUITES = ("masking", "paillier", "fedavg", "scaling", "peers", "dropouts", "dp", "compression")
 """The suites, in the order ``secagg bench all`` runs them."""
 
-PAILLIER_SUITES = ("paillier", "fedavg", "peers")
-"""The suites that need gmpy2 and phe (secagg.paillier, fl_core's Paillier aggregator, phe as a
-peer): without one, the runner refuses them with the library's ConfigurationError naming it
-(:func:`fl_core.aggregators.paillier_import.paillier_dependency`); the others run without them."""
+PAILLIER_SUITES = ("paillier", "peers")
+"""The suites that need gmpy2 and phe (secagg.paillier, phe as a peer): without one, the runner
+refuses them with the library's ConfigurationError naming it
+(:func:`fl_core.aggregators.paillier_import.paillier_dependency`); the others run without them.
+fedavg runs its plain and masking rows without them and says in its report's notes why its
+paillier rows are missing (refused, naming the package, if ``--aggregation`` asks for paillier)."""

@@ -19,13 +19,12 @@ import warnings
 from collections.abc import Mapping
 from typing import Any
 
-from fl_core.aggregators.paillier import INSECURE_KEY_BITS
+from fl_core.aggregators.paillier_import import paillier_dependency, paillier_module
 from fl_core.aggregators.plain import FLOAT_SIZE
 from fl_core.demo import DemoConfig, run_demo
 from fl_core.fedavg import RoundRecord
 from secagg._install import install_hint
 from secagg.errors import ConfigurationError
-from secagg.paillier import DEFAULT_KEY_BITS
 
 from .common import RunContext, resolve, row_line, utc_now
 from .floors import expansion_rate_note
@@ -108,6 +107,9 @@ def run(overrides: Mapping[str, Any], context: RunContext) -> SuiteReport:
         )
     floors = context.floors()
     aggregations = ["plain"] + [a for a in dict.fromkeys(options["aggregation"]) if a != "plain"]
+    paillier_skipped = _paillier_skipped(aggregations, overrides)
+    if paillier_skipped is not None:
+        aggregations.remove("paillier")
     # Cheap aggregations run in interleaved passes and keep their fastest pass: a
     # shared machine's hiccups last longer than a round; paillier runs once.
     plan = [
@@ -141,7 +143,9 @@ def run(overrides: Mapping[str, Any], context: RunContext) -> SuiteReport:
         "its fastest (median round time), paillier one; the models are small (logistic regression on "
         "breast-cancer, a 32-unit MLP on digits), so a secure round is dominated by the protocol's fixed costs",
     ]
-    if options["insecure_small_key"]:
+    if paillier_skipped is not None:
+        notes.append(f"paillier rows skipped: {paillier_skipped}")
+    elif options["insecure_small_key"] and "paillier" in aggregations:
         notes.append(
             "paillier ran with a 1024-bit key (--insecure-small-key, NOT secure) to keep this run short; "
             "the full run uses the default 3072-bit key"
@@ -167,6 +171,24 @@ def run(overrides: Mapping[str, Any], context: RunContext) -> SuiteReport:
         notes=notes,
         metric_notes=METRIC_NOTES,
     )
+
+
+def _paillier_skipped(aggregations: list[str], overrides: Mapping[str, Any]) -> str | None:
+    """Why the preset's paillier rows cannot run (gmpy2 or phe does not import), or None.
+
+    Plain FedAvg and the masking aggregations need neither package: without them the suite runs
+    those and its report says why the paillier rows are missing (as the floors' ``powmod_skipped``).
+    Paillier asked for explicitly (``--aggregation ... paillier``) is refused instead: the
+    ConfigurationError names the package, never a report quietly short of a row that was asked for."""
+    if "paillier" not in aggregations:
+        return None
+    try:
+        paillier_module()
+    except ConfigurationError as exc:
+        if overrides.get("aggregation") is not None:
+            raise
+        return str(exc)
+    return None
 
 
 def _run_demo(dataset: str, aggregation: str, options: Mapping[str, Any]) -> Row:
@@ -201,7 +223,7 @@ def _run_demo(dataset: str, aggregation: str, options: Mapping[str, Any]) -> Row
         "seed": config.seed,
         "dim": 0,
         "ring_bits": config.ring_bits,
-        "key_bits": (INSECURE_KEY_BITS if small_key else DEFAULT_KEY_BITS) if aggregation == "paillier" else None,
+        "key_bits": _key_bits(small_key) if aggregation == "paillier" else None,
         # The demo's default: active mode (a lying server learns only the sum); the row says so.
         "masking_mode": config.masking_mode if aggregation in ("secagg", "secagg+") else None,
     }
@@ -218,6 +240,13 @@ def _run_demo(dataset: str, aggregation: str, options: Mapping[str, Any]) -> Row
         # Plain sends its float64 update and its sample count: 8 (d + 1) bytes.
         params["dim"] = round(metrics["bytes_per_hospital"] / FLOAT_SIZE) - 1
     return {"params": params, "metrics": metrics}
+
+
+def _key_bits(small_key: bool) -> int:
+    """The Paillier key size of a row (imported here: only a paillier row needs gmpy2 and phe)."""
+    if small_key:
+        return int(paillier_module().INSECURE_KEY_BITS)
+    return int(paillier_dependency("secagg.paillier", "aggregation 'paillier'").DEFAULT_KEY_BITS)
 
 
 def _relate(row: Row, plain_row: Row) -> None:

@@ -41,6 +41,7 @@ __all__ = [
     "require_mapping",
     "require_optional_int",
     "require_optional_path",
+    "require_real_array",
     "require_rng",
     "require_sequence",
 ]
@@ -113,6 +114,35 @@ def require_bytes(name: str, value: object, size: int | None = None, *, max_size
     if max_size is not None and len(data) > max_size:
         raise ConfigurationError(f"{name} must be at most {max_size} bytes, got {len(data)}")
     return data
+
+
+REAL_KINDS = "biuf"
+"""numpy dtype kinds a float encoder takes: bool, signed and unsigned integers, floats."""
+
+
+def require_real_array(action: str, values: object) -> np.ndarray[Any, np.dtype[np.float64]]:
+    """``values`` as a flat float64 array if it holds real numbers (bool, integer or float dtype).
+
+    Complex arrays are refused rather than cast (the cast drops the imaginary part with only
+    numpy's ComplexWarning), and so are object, string, bytes and date/time arrays (the cast
+    would parse or reinterpret them): the encoders are exact or refuse. ``action`` names
+    what was attempted in the message ("quantize").
+    """
+    try:
+        array = np.asarray(values)
+    except (TypeError, ValueError) as exc:
+        raise ConfigurationError(f"cannot {action} non-numeric values: {exc}") from exc
+    if array.dtype.kind not in REAL_KINDS:
+        hint = (
+            " (the imaginary part would be lost; pass real and imaginary parts as separate coordinates)"
+            if array.dtype.kind == "c"
+            else ""
+        )
+        raise ConfigurationError(
+            f"cannot {action} values of dtype {array.dtype.str} ({array.dtype.name}): only real numbers "
+            f"(bool, integer or float arrays) are taken{hint}"
+        )
+    return array.astype(np.float64, copy=False).ravel()
 
 
 def require_rng(name: str, value: object) -> np.random.Generator:

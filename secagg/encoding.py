@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from secagg._validate import check_fields, require_instance, require_int, require_rng
+from secagg._validate import check_fields, require_instance, require_int, require_real_array, require_rng
 from secagg.errors import ConfigurationError, ConfigurationTypeError, OverflowDetectedError
 from secagg.ring import NARROW_MAX_BITS, NARROW_MIN_BITS, NarrowRing, RingVector
 
@@ -174,14 +174,13 @@ def quantize_to_integers(values: npt.ArrayLike, config: QuantizationConfig, rng:
     is :func:`secagg.segments.quantize_segments`).
 
     ``rng`` supplies the rounding randomness (it need not be secret; it must be
-    independent of the data). Non-finite inputs are refused.
+    independent of the data). Non-finite inputs are refused, and so are arrays that are not
+    real numbers (complex, object, string, date/time dtypes): only bool, integer and float
+    arrays are taken.
     """
     require_instance("config", config, QuantizationConfig)
     require_rng("rng", rng)
-    try:
-        x = np.asarray(values, dtype=np.float64).ravel()
-    except (TypeError, ValueError) as exc:
-        raise ConfigurationError(f"cannot quantize non-numeric values: {exc}") from exc
+    x = require_real_array("quantize", values)
     if not np.all(np.isfinite(x)):
         raise ConfigurationError("cannot quantize NaN or infinite values")
     # Clip after scaling: clip * (qmax / clip) can round just below qmax in float64.

@@ -32,7 +32,7 @@ from secagg.integrations.flower.keys import (
     write_identity_key,
     write_trusted_keys,
 )
-from secagg.primitives.signing import PUBLIC_KEY_SIZE, SigningKey
+from secagg.primitives.signing import PUBLIC_KEY_SIZE, SigningKey, check_trusted_key
 
 __all__ = ["main"]
 
@@ -50,7 +50,7 @@ def _public_key(text: str, where: str) -> bytes:
     key = hex_key(text.strip()) or b""
     if len(key) != PUBLIC_KEY_SIZE:
         raise ConfigurationError(f"{where}: not a {PUBLIC_KEY_SIZE}-byte public key in hex")
-    return key
+    return check_trusted_key(key, where)
 
 
 def _key_argument(argument: str) -> bytes:
@@ -103,7 +103,10 @@ def _new(path: str) -> int:
     one from an earlier key, which the hospital would then send to the federation)."""
     public_path = path + PUBLIC_SUFFIX
     if os.path.lexists(path):  # as write_identity_key would say, before the .pub is looked at
-        raise ConfigurationError(f"refusing to overwrite {path}")
+        raise ConfigurationError(
+            f"refusing to overwrite {path} (it may be this hospital's identity, enrolled in the federation): "
+            "choose another path, or, to replace that identity, remove it deliberately first; nothing written"
+        )
     if os.path.lexists(public_path):
         raise ConfigurationError(
             f"{public_path} already exists (the public key of an earlier identity?): move it away or choose "

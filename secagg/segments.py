@@ -35,7 +35,7 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
-from secagg._validate import require_finite, require_int, require_rng
+from secagg._validate import require_finite, require_int, require_real_array, require_rng
 from secagg.errors import ConfigurationError
 
 __all__ = [
@@ -212,10 +212,7 @@ def quantize_segments(
     require_rng("rng", rng)
     bits = require_int("bits", bits, 2, 53)
     qmax = (1 << (bits - 1)) - 1
-    try:
-        x = np.asarray(values, dtype=np.float64).ravel()
-    except (TypeError, ValueError) as exc:
-        raise ConfigurationError(f"cannot quantize non-numeric values: {exc}") from exc
+    x = require_real_array("quantize", values)
     if x.shape[0] != table.size:
         raise ConfigurationError(f"vector has {x.shape[0]} coordinates, the segment table {table.size}")
     if not np.all(np.isfinite(x)):

@@ -247,7 +247,8 @@ def dropout_report(config: MaskingConfig, report: AbortReport) -> str:
     """The summary an abort's message ends with: which clients dropped (went silent or were
     rejected) at which round (up to :data:`SUMMARY_IDS` per round), what the configuration
     tolerates, how many clients the server rejected (each named once, with the message it
-    rejected, up to :data:`SUMMARY_IDS`) and how many share boxes responders say they refused
+    rejected, up to :data:`SUMMARY_IDS`), which holders it found lying about a share (spec 12.9,
+    named apart: not dropped, not rejected) and how many share boxes responders say they refused
     (the pairs ``receiver of sender``, up to :data:`SUMMARY_IDS`). Ids and counts only: the
     reasons and the claims are in ``report``."""
     stages: dict[str, list[int]] = {}
@@ -255,7 +256,8 @@ def dropout_report(config: MaskingConfig, report: AbortReport) -> str:
         stages.setdefault(stage, []).append(client)
     lost = [f"{summary_list([str(c) for c in sorted(stages[s])])} at {s}" for s in _STAGES if s in stages]
     dropped = "; ".join(lost) if lost else "none"
-    return f"Clients that dropped: {dropped}. {_tolerance(config)}{_rejections(report)}{_claims(report)}"
+    found = f"{_rejections(report)}{_liars(report)}{_claims(report)}"
+    return f"Clients that dropped: {dropped}. {_tolerance(config)}{found}"
 
 
 def summary_list(items: Sequence[str]) -> str:
@@ -266,15 +268,35 @@ def summary_list(items: Sequence[str]) -> str:
 
 def _rejections(report: AbortReport) -> str:
     """`` Rejected: 2 clients (2 at MaskedInput, 4 at AdvertiseKeys; ...).``: each rejected client
-    once (with the message of its first record), in increasing id; "" if none was rejected."""
+    once (with the message of its first record), in increasing id; "" if none was rejected. The
+    records of share liars (spec 12.9: last, one per holder) are not rejections here: their
+    responses were used and nobody was left out; :func:`_liars` names them apart."""
     first: dict[int, str] = {}
-    for client, reason in report.server_rejected:
+    for client, reason in without_liars(report.server_rejected, report.share_liars):
         first.setdefault(client, reason.partition(":")[0])
     if not first:
         return ""
     count = f"{len(first)} client{'' if len(first) == 1 else 's'}"
     named = summary_list([f"{client} at {first[client]}" for client in sorted(first)])
     return f" Rejected: {count} ({named}); the reasons are in the abort's report (server_rejected)."
+
+
+def _liars(report: AbortReport) -> str:
+    """`` Named as share liars: 1 client (2 about 1's self-mask seed): ...``: each holder whose
+    revealed share lay off a recovered secret's polynomial once (with the first secret it was found
+    on), in increasing id; "" if none. The holder or the secret's owner lied (spec 12.9)."""
+    first: dict[int, str] = {}
+    for holder, owner, secret in report.share_liars:
+        first.setdefault(holder, f"{owner}'s {secret}")
+    if not first:
+        return ""
+    count = f"{len(first)} client{'' if len(first) == 1 else 's'}"
+    named = summary_list([f"{holder} about {first[holder]}" for holder in sorted(first)])
+    return (
+        f" Named as share liars: {count} ({named}): the holder revealed a wrong share or the owner dealt "
+        "it one (spec 12.9); not dropped, its input stays in the sum; the records are in the abort's "
+        "report (share_liars)."
+    )
 
 
 def _claims(report: AbortReport) -> str:

@@ -12,10 +12,18 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from secagg._validate import require_bytes
-from secagg.errors import AuthenticationError, DecodeError
+from secagg.errors import AuthenticationError, ConfigurationError, DecodeError
 from secagg.primitives.randomness import RandomBytes, system_random
 
-__all__ = ["PUBLIC_KEY_SIZE", "SIGNATURE_SIZE", "SigningKey", "placeholder_public_keys", "public_key_problem", "verify"]
+__all__ = [
+    "PUBLIC_KEY_SIZE",
+    "SIGNATURE_SIZE",
+    "SigningKey",
+    "check_trusted_key",
+    "placeholder_public_keys",
+    "public_key_problem",
+    "verify",
+]
 
 PUBLIC_KEY_SIZE = 32
 SIGNATURE_SIZE = 64
@@ -78,6 +86,23 @@ def public_key_problem(public_key: bytes) -> str | None:
     if y in _SMALL_ORDER_Y:
         return "is a point of small order, a key every party can sign for"
     return None
+
+
+NEVER_TRUSTED = (
+    "never trusted: a small-order key is one anyone can sign for, and a second encoding of a point "
+    "would pass the no-key-twice check as another key"
+)
+
+
+def check_trusted_key(key: bytes, where: str) -> bytes:
+    """``key`` if :func:`public_key_problem` finds nothing wrong with it,
+    else ConfigurationError naming ``where``, the key and why: the one check of a key entering
+    the federation's trusted list (``secagg keys trust``/``check``, the trusted-keys file's
+    writer and reader in :mod:`secagg.integrations.flower.keys`, ``SecAggOptions.trusted_keys``)."""
+    problem = public_key_problem(key)
+    if problem is not None:
+        raise ConfigurationError(f"{where}: the public key {key.hex()} {problem}; {NEVER_TRUSTED}")
+    return key
 
 
 def placeholder_public_keys(count: int) -> tuple[bytes, ...]:

@@ -51,13 +51,38 @@ def test_a_suite_without_paillier_runs_without_gmpy2_and_phe(cli_env: dict[str, 
     assert "gmpy2" in floors["powmod_skipped"], floors
 
 
-@pytest.mark.parametrize("suite", ["paillier", "peers", "fedavg"])
+@pytest.mark.parametrize("suite", ["paillier", "peers"])
 def test_a_paillier_suite_without_gmpy2_is_the_librarys_error_naming_it(cli_env: dict[str, str], suite: str) -> None:
     done = _bench(cli_env, suite)
     # Assert: the library's error (exit 2), naming the package and how to install it; no traceback
     assert done.returncode == 2, (done.returncode, done.stderr)
     assert "Traceback" not in done.stderr, done.stderr
     assert f"secagg bench {suite} needs 'gmpy2'" in done.stderr, done.stderr
+
+
+def test_fedavg_without_gmpy2_runs_plain_and_masking_and_says_why_paillier_is_missing(
+    cli_env: dict[str, str], tmp_path: Path
+) -> None:
+    # Plain FedAvg and the masking aggregations need neither package: only the paillier rows go
+    pytest.importorskip("sklearn")
+    report = tmp_path / "fedavg.json"
+    done = _bench(cli_env, "fedavg", "--hospitals", "3", "--rounds", "2", "--json", str(report))
+    assert done.returncode == 0, done.stderr
+    assert "Traceback" not in done.stderr, done.stderr
+    written = json.loads(report.read_text(encoding="utf-8"))
+    rows = {row["params"]["aggregation"] for row in written["results"]}
+    assert rows == {"plain", "secagg", "secagg+"}, rows
+    skipped = [note for note in written["notes"] if note.startswith("paillier rows skipped")]
+    assert len(skipped) == 1 and "gmpy2" in skipped[0], written["notes"]
+    assert not any("--insecure-small-key" in note for note in written["notes"]), written["notes"]
+
+
+def test_fedavg_asked_for_paillier_without_gmpy2_is_the_librarys_error_naming_it(cli_env: dict[str, str]) -> None:
+    # Asked for explicitly, paillier is refused (no report quietly short of a row that was asked for)
+    done = _bench(cli_env, "fedavg", "--aggregation", "secagg", "paillier")
+    assert done.returncode == 2, (done.returncode, done.stderr)
+    assert "Traceback" not in done.stderr, done.stderr
+    assert "aggregation 'paillier' needs 'gmpy2'" in done.stderr, done.stderr
 
 
 def test_the_schema_takes_a_skipped_powmod_floor_only_with_its_reason() -> None:

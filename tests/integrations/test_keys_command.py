@@ -287,3 +287,16 @@ def test_check_names_a_public_key_given_as_the_identity(tmp_path: Path, capsys: 
     refusal = capsys.readouterr().err
     assert code == 2
     assert f"{a}.pub holds a public key on the list" in refusal and f"give {a}" in refusal, refusal
+
+
+def test_new_on_an_existing_identity_says_what_to_do(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    # Prepare
+    path = tmp_path / "hospital.key"
+    assert run("new", str(path)) == 0
+    capsys.readouterr()
+    # Execute
+    assert run("new", str(path)) == 2
+    # Assert: what was refused, and the two ways on
+    err = capsys.readouterr().err
+    assert f"refusing to overwrite {path}" in err
+    assert "choose another path" in err and "remove it deliberately" in err and "nothing written" in err

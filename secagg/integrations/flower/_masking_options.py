@@ -23,7 +23,7 @@ from secagg.integrations.flower.dp import check_dp_options
 from secagg.integrations.flower.run_binding import check_run_config_option
 from secagg.masking import ACTIVE, SEMI_HONEST, MaskingConfig
 from secagg.masking.config import MAX_CLIENTS
-from secagg.primitives.signing import PUBLIC_KEY_SIZE, placeholder_public_keys
+from secagg.primitives.signing import PUBLIC_KEY_SIZE, check_trusted_key, placeholder_public_keys
 
 __all__ = ["DEFAULT_CLIP", "DEFAULT_MAX_WEIGHT", "MIN_NODES", "SECAGG", "SECAGG_PLUS", "SecAggOptions"]
 
@@ -153,6 +153,8 @@ class SecAggOptions:
             self.mode != ACTIVE or not self.trusted_keys or any(len(k) != PUBLIC_KEY_SIZE for k in self.trusted_keys)
         ):
             raise ConfigurationError(f"trusted_keys: active mode only, non-empty, {PUBLIC_KEY_SIZE}-byte keys")
+        for key in sorted(self.trusted_keys or ()):
+            check_trusted_key(key, "trusted_keys")
         for name, value in (("stage_timeout", self.stage_timeout), ("poll_interval", self.poll_interval)):
             if not (np.isfinite(value) and value > 0):
                 raise ConfigurationError(f"{name} must be a positive number of seconds, got {value}")

@@ -33,7 +33,7 @@ from secagg.paillier import SlotLayout, ThresholdPublicKey
 from secagg.paillier.keys import check_key_bits
 from secagg.paillier.packing import MAX_CLIENTS
 from secagg.paillier.parameters import check_decryption_majority, default_threshold, threshold_guarantee
-from secagg.primitives.signing import PUBLIC_KEY_SIZE
+from secagg.primitives.signing import PUBLIC_KEY_SIZE, check_trusted_key
 from secagg.segments import SegmentTable
 
 __all__ = ["MIN_NODES", "PaillierOptions"]
@@ -133,10 +133,8 @@ class PaillierOptions:
                 raise ConfigurationError(f"{name} must be a positive number of seconds, got {value}")
         if not self.weight_key:
             raise ConfigurationError("weight_key must be a non-empty string")
-        if self.trusted_keys is not None and (
-            not self.trusted_keys or any(len(k) != PUBLIC_KEY_SIZE for k in self.trusted_keys)
-        ):
-            raise ConfigurationError(f"trusted_keys: non-empty, {PUBLIC_KEY_SIZE}-byte keys")
+        if self.trusted_keys is not None:
+            check_trusted_keys(self.trusted_keys)
         if self.colluders is not None and (
             isinstance(self.colluders, bool) or not isinstance(self.colluders, int) or self.colluders < 0
         ):
@@ -277,3 +275,9 @@ class PaillierOptions:
         return round_table(batch, self.clips, schedule, compression, self.quantization(num_nodes), self.rotate)
 
 
+def check_trusted_keys(keys: frozenset[bytes]) -> None:
+    """The options' ``trusted_keys``: non-empty, each a 32-byte key :func:`check_trusted_key` takes."""
+    if not keys or any(len(k) != PUBLIC_KEY_SIZE for k in keys):
+        raise ConfigurationError(f"trusted_keys: non-empty, {PUBLIC_KEY_SIZE}-byte keys")
+    for key in sorted(keys):
+        check_trusted_key(key, "trusted_keys")

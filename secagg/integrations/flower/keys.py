@@ -42,7 +42,7 @@ from secagg.paillier.storage import (
     unprotect_file,
     write_new_private_file,
 )
-from secagg.primitives.signing import PUBLIC_KEY_SIZE, SEED_SIZE, SigningKey
+from secagg.primitives.signing import PUBLIC_KEY_SIZE, SEED_SIZE, SigningKey, check_trusted_key
 
 __all__ = [
     "holds_listed_key",
@@ -142,9 +142,10 @@ def read_node_identity(key_path: PathLike, trusted_path: PathLike) -> tuple[Sign
 
 def write_trusted_keys(path: PathLike, keys: Iterable[bytes]) -> None:
     """Write the federation's trusted identity public keys, one hex line each, to a new file."""
-    lines = [key.hex() for key in keys]
-    if any(len(line) != 2 * PUBLIC_KEY_SIZE for line in lines):
+    keys = list(keys)
+    if any(len(key) != PUBLIC_KEY_SIZE for key in keys):
         raise ConfigurationError(f"identity public keys are {PUBLIC_KEY_SIZE} bytes")
+    lines = [check_trusted_key(key, f"key {number}").hex() for number, key in enumerate(keys, start=1)]
     write_new_private_file(path, "".join(line + "\n" for line in lines).encode("ascii"))
 
 
@@ -163,7 +164,8 @@ def read_trusted_keys(path: PathLike) -> frozenset[bytes]:
     for number, line in enumerate(read_trusted_lines(path), start=1):
         entry = line.strip()
         if entry and not entry.startswith("#"):
-            keys.add(_hex_key(entry, PUBLIC_KEY_SIZE, f"trusted-keys file {_shown(path)}, line {number}"))
+            where = f"trusted-keys file {_shown(path)}, line {number}"
+            keys.add(check_trusted_key(_hex_key(entry, PUBLIC_KEY_SIZE, where), where))
     if not keys:
         raise ConfigurationError(f"trusted-keys file {_shown(path)} lists no key")
     return frozenset(keys)
