@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 from pathlib import Path
 
 import pytest
@@ -110,7 +111,7 @@ def test_a_node_refuses_another_nodes_budget_file_naming_both_identity_keys(
 
 
 def test_swapped_budget_files_are_refused_by_both_nodes_and_left_unchanged(
-    tmp_path: Path, plans: dict[int, NoisePlan]
+    tmp_path: Path, plans: dict[int, NoisePlan], caplog: pytest.LogCaptureFixture
 ) -> None:
     # Prepare: a Paillier DP federation (every node has an identity key); an operator swapped the
     # budget files of its first two nodes, each bound to the other's identity key (by a charge)
@@ -122,10 +123,15 @@ def test_swapped_budget_files_are_refused_by_both_nodes_and_left_unchanged(
         grid.node_configs[node] = {"dp-state-file": str(files[node])}
     before = {node: path.read_bytes() for node, path in files.items()}
     # Execute
-    report = dp_round(secure, 1)
-    # Assert: both refuse at setup, naming the identity key, and neither file is charged
+    with caplog.at_level(logging.ERROR, logger="secagg.flower"):
+        report = dp_round(secure, 1)
+    # Assert: both refuse at setup (the reply carries the code only, the node's log names the
+    # identity key), and neither file is charged
+    assert caplog.text.count("another node's budget") >= 2, caplog.text
     for node in (a, b):
-        assert "another node's budget" in report.errors.get(node, ""), report.errors
+        reason = report.errors.get(node, "")
+        assert "local configuration error (this node's DP budget)" in reason, report.errors
+        assert "another node's budget" not in reason and str(files[node]) not in reason, report.errors
         assert files[node].read_bytes() == before[node]
 
 
