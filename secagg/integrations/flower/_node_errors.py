@@ -8,10 +8,12 @@ The server is untrusted. An error reply (the node is then a dropout of the round
   library's words, which name what in the server's message the node refused;
 - for a failure of the node's own files or state (its identity key files, its key share and
   passphrase, its DP budget state file) or a refusal computed from its data (an update beyond the
-  round's DP bound): the code alone (:class:`LocalFailure`, raised by :func:`kept_local`). The
-  words of such a failure can name a file system path, a link's target (chosen by whoever made the
-  link, another local user in a sticky folder), a mode, a user id, the ``find -samefile`` hint, the
-  system's error text or a value computed from the hospital's data: none of it is the server's;
+  round's DP bound, an example count outside the round's range, a train handler's reply the round
+  cannot encode or a library error the handler raised): the code alone (:class:`LocalFailure`,
+  raised by :func:`kept_local`). The words of such a failure can name a file system path, a link's
+  target (chosen by whoever made the link, another local user in a sticky folder), a mode, a user
+  id, the ``find -samefile`` hint, the system's error text or a value computed from the hospital's
+  data: none of it is the server's;
 - for a foreign exception of the node's own code (its audit hook, a bug): the exception's type
   only (:func:`~secagg.integrations._foreign.foreign_reason`); Flower itself would send an
   exception escaping the mod with its text.
@@ -49,6 +51,8 @@ __all__ = [
     "IDENTITY_FILES",
     "KEY_SHARE",
     "LOGGER",
+    "NODE_UPDATE",
+    "NODE_WEIGHT",
     "OTHER_PLAN",
     "LocalFailure",
     "TrainingFailedError",
@@ -74,6 +78,13 @@ OTHER_PLAN = "refused (the round's DP plan is not the one this node's budget is 
 DP_UPDATE = "refused (this node's update is beyond the round's DP bound)"
 """The code a node sends when its own training did not clip at the bound DP configuration (the
 update's norm, computed from its data, stays on the node)."""
+
+NODE_WEIGHT = "refused (this node's example count is outside the round's range: 1 to the server's max_weight)"
+"""The code a node sends when the example count its training reports does not fit the round's encoding
+(the count travels inside the secure sum only; the number stays on the node)."""
+NODE_UPDATE = "refused (this node's training gave a result the round cannot encode)"
+"""The code a node sends when its train handler's reply (its arrays, its weight) or the encoding of its
+update is refused, or the handler raised a library error: what it refused is the hospital's."""
 
 _LOCAL_CODES: tuple[tuple[type[SecAggError], str], ...] = (
     (BudgetExceededError, "refused (privacy budget: this node allows no further contribution under this plan)"),
