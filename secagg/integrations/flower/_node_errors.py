@@ -144,13 +144,15 @@ def error_reply(message: Message, reason: str) -> Message:
 
 def failure_reply(message: Message, context: Context, exc: Exception) -> Message:
     """The error reply for ``exc``, raised while the node handled ``message``: a library error's code
-    and words, a :class:`LocalFailure`'s code alone, a foreign exception's type alone; whatever is
-    not sent is logged on :data:`LOGGER` at ERROR."""
+    and words (logged on :data:`LOGGER` at WARNING too: the node's operator sees every refusal), a
+    :class:`LocalFailure`'s code alone, a foreign exception's type alone; whatever is not sent is
+    logged on :data:`LOGGER` at ERROR."""
     node = context.node_id
     if isinstance(exc, LocalFailure):
         LOGGER.error("node %s: %s: %s", node, exc.code, exc.__cause__, exc_info=exc.__cause__)
         return error_reply(message, f"node {node}: {exc.code}; the details are in this node's log")
-    if isinstance(exc, SecAggError):
+    if isinstance(exc, SecAggError):  # the server's message refused: sent, and logged for the operator
+        LOGGER.warning("node %s: %s: %s", node, refusal_code(exc), exc)
         return error_reply(message, f"node {node}: {refusal_code(exc)}: {exc}")
     reason = foreign_reason("this node's mod", exc, logger=LOGGER, hospital=node, level=logging.ERROR)
     return error_reply(message, f"node {node}: internal error: {reason}")
