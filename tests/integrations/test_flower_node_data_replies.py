@@ -22,16 +22,16 @@ from flwr.serverapp.strategy import FedAvg
 
 from secagg.dp.encoding import noise_room
 from secagg.errors import ConfigurationError
-from secagg.integrations.flower import SecAggGrid, SecAggOptions, make_paillier_mod
+from secagg.integrations.flower import AuditRecord, SecAggGrid, SecAggOptions, make_paillier_mod
 from secagg.integrations.flower import _node_errors as errors
 from secagg.integrations.flower._masking_options import DEFAULT_MAX_WEIGHT
-from secagg.integrations.flower._node_errors import NODE_UPDATE, NODE_WEIGHT
+from secagg.integrations.flower._node_errors import AUDIT_HOOK, NODE_UPDATE, NODE_WEIGHT
 from secagg.integrations.flower._records import stage_content
 from secagg.integrations.flower.protocol import ENCRYPT
 
 from . import test_integrations_flower_clipping_dp as clipping_dp
 from . import test_integrations_flower_paillier as paillier
-from .flower_harness import FakeGrid, identity_files, initial_arrays, make_app
+from .flower_harness import Audit, FakeGrid, identity_files, initial_arrays, make_app
 from .paillier_keys import PASSPHRASE, key_files, material
 from .test_integrations_flower_active import NODES
 
@@ -46,10 +46,10 @@ def shares(tmp_path: Path) -> list[Path]:
     return key_files(tmp_path / "ceremony", 4, 3)[1]
 
 
-def _paillier_app(shares: list[Path], weight: object) -> ClientApp:
+def _paillier_app(shares: list[Path], weight: object, audit: Audit | None = None) -> ClientApp:
     """Node NODES[0]'s Paillier app, whose training returns the model as it came with ``weight``."""
     key_file, trusted = identity_files(paillier.NODES[0])
-    app = ClientApp(mods=[make_paillier_mod(key_share_file=shares[0], passphrase=PASSPHRASE,
+    app = ClientApp(mods=[make_paillier_mod(key_share_file=shares[0], passphrase=PASSPHRASE, audit=audit,
                                             identity_key_file=key_file, trusted_keys_file=trusted)])  # fmt: skip
 
     @app.train()
@@ -153,3 +153,18 @@ def test_docs_integrations_lists_every_code_a_node_sends() -> None:
     # Assert
     missing = [code for code in codes if f"`{code}" not in guide]
     assert not missing, missing
+
+
+def test_a_library_error_of_the_audit_hook_is_not_quoted_to_the_server(
+    shares: list[Path], caplog: pytest.LogCaptureFixture
+) -> None:
+    # Prepare: the hospital's audit hook refuses with the library's error naming its own folder
+    def audit(record: AuditRecord) -> None:
+        raise ConfigurationError(f"refusing to overwrite /srv/hospital-secret/audit/round-1-{record.weight}.json")
+
+    # Execute
+    sent = _paillier_reply(_paillier_app(shares, 10, audit), caplog)
+    # Assert
+    assert AUDIT_HOOK in sent and "hospital-secret" not in sent, sent
+    assert "hospital-secret" in caplog.text
+

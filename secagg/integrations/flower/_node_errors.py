@@ -46,6 +46,7 @@ from secagg.errors import (
 from secagg.integrations._foreign import foreign_reason
 
 __all__ = [
+    "AUDIT_HOOK",
     "DP_BUDGET",
     "DP_UPDATE",
     "IDENTITY_FILES",
@@ -85,6 +86,10 @@ NODE_WEIGHT = "refused (this node's example count is outside the round's range: 
 NODE_UPDATE = "refused (this node's training gave a result the round cannot encode)"
 """The code a node sends when its train handler's reply (its arrays, its weight) or the encoding of its
 update is refused, or the handler raised a library error: what it refused is the hospital's."""
+
+AUDIT_HOOK = "local configuration error (this node's audit hook)"
+"""The code a node sends when its audit hook raises a library error (its words name the node's
+records, folders or values)."""
 
 _LOCAL_CODES: tuple[tuple[type[SecAggError], str], ...] = (
     (BudgetExceededError, "refused (privacy budget: this node allows no further contribution under this plan)"),
