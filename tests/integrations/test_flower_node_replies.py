@@ -223,3 +223,17 @@ def test_a_dp_state_file_that_is_a_dangling_link_is_not_named_to_the_server(
     assert sent.startswith(f"secagg: node {clipping_dp.NODES[0]}: local configuration error (this node's DP budget")
     assert secret_dir.name not in sent and target.name not in sent and "/" not in sent, sent
     assert secret_dir.name in caplog.text and target.name in caplog.text
+
+
+def test_a_refusal_of_the_servers_message_is_also_logged_on_the_node(caplog: pytest.LogCaptureFixture) -> None:
+    # Prepare: a setup whose payload is no setup (a malformed message from the server)
+    message = Message(stage_content(SETUP, b"\x00not-a-setup"), dst_node_id=NODE, message_type=MessageType.TRAIN)
+    app = make_app(NODE, 10)
+    # Execute
+    with caplog.at_level(logging.WARNING, logger="secagg.flower"):
+        reply = app(message, Context(77, NODE, {}, RecordDict(), {}))  # type: ignore[operator]
+    # Assert: the server gets the code and the words; the node's operator sees the same refusal
+    sent = reply.error.reason
+    assert sent.startswith(f"secagg: node {NODE}: refused (malformed message): "), sent
+    words = sent.split(": ", 3)[-1]
+    assert words in caplog.text and "refused (malformed message)" in caplog.text, caplog.text

@@ -32,6 +32,7 @@ from secagg.integrations.flower import (
     make_paillier_mod,
     make_secagg_mod,
 )
+from secagg.integrations.flower._node_errors import NODE_UPDATE
 from secagg.integrations.flower.keys import read_public_key
 from secagg.integrations.flower.protocol import MASKED_INPUT
 
@@ -148,18 +149,22 @@ def test_a_memory_error_or_an_interrupt_in_training_is_not_turned_into_the_mod_s
     assert secure.reports[0].errors[FAILING] == "MemoryError('out of memory')"
 
 
-def test_a_library_error_in_training_keeps_its_own_words() -> None:
-    # Prepare: node 42's training raises the library's own error (a mod further down the chain refusing)
+def test_a_library_error_in_training_is_sent_as_a_code_and_logged(caplog: pytest.LogCaptureFixture) -> None:
+    # Prepare: node 42's training raises the library's own error (the hospital's code using the
+    # library on its own files or values: its words are the hospital's, as a foreign exception's are)
     policy = NodePolicy(allow_semi_honest=True, min_colluders=0)
     apps = {node: make_app(node, 10, policy=policy) for node in NODES if node != FAILING}
-    apps[FAILING] = _raising_app(ConfigurationError("the library's own words, no data"), policy)
+    apps[FAILING] = _raising_app(ConfigurationError("the library's own words, about local data"), policy)
     secure = SecAggGrid(FakeGrid(apps), SecAggOptions(mode="semi-honest", protocol="secagg", threshold=2,
                                                       **FAST_TIMEOUT))  # fmt: skip
     strategy = FedAvg(fraction_evaluate=0.0, min_train_nodes=3, min_available_nodes=3)
     # Execute
-    strategy.start(grid=secure, initial_arrays=initial_arrays(), num_rounds=1)
-    # Assert: its text is reported as it stands (not replaced by its type), the others' round went on
+    with caplog.at_level(logging.ERROR, logger="secagg.flower"):
+        strategy.start(grid=secure, initial_arrays=initial_arrays(), num_rounds=1)
+    # Assert: the server gets the code (test_flower_node_data_replies.py); the node's log has the
+    # words; the others' round went on
     report = secure.reports[0]
-    assert "the library's own words, no data" in report.errors[FAILING]
-    assert NOT_REPORTED not in report.errors[FAILING]
+    assert NODE_UPDATE in report.errors[FAILING], report.errors
+    assert "about local data" not in report.errors[FAILING]
+    assert "about local data" in caplog.text
     assert report.included == frozenset(NODES) - {FAILING}

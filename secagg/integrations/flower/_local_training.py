@@ -13,7 +13,15 @@ from flwr.clientapp.typing import ClientAppCallable
 from secagg.dp.calibration import NoisePlan
 from secagg.errors import ConfigurationError, ProtocolError, SecAggError
 from secagg.integrations._foreign import foreign_reason
-from secagg.integrations.flower._node_errors import LOGGER, TrainingFailedError, error_reply
+from secagg.integrations.flower._node_errors import (
+    LOGGER,
+    NODE_UPDATE,
+    NODE_WEIGHT,
+    LocalFailure,
+    TrainingFailedError,
+    error_reply,
+    kept_local,
+)
 from secagg.integrations.flower._records import (
     check_training,
     model_arrays,
@@ -34,6 +42,7 @@ def train_locally(
     parameters: bytes,
     weight_key: str,
     max_values: int,
+    max_weight: int,
     dp: NoisePlan | None = None,
 ) -> tuple[npt.NDArray[np.float64], ArrayLayout, int, float]:
     """Run the app's train handler on the strategy's content; ``(local - global, layout, weight,
@@ -46,10 +55,15 @@ def train_locally(
     training configuration sent are the ones the round was set up for (``digest``, ``parameters``: both bound into
     the session); the handler sees exactly the strategy's content; its arrays
     must have the model's names and shapes and its one MetricRecord with
-    ``weight_key`` gives the weight. Raises TrainingFailedError if the handler fails: its own error
-    reply, or, for a foreign exception it raises, the mod's, naming the exception's type only (its
-    text, which can carry the hospital's shapes and values, is logged at DEBUG on :data:`LOGGER`,
-    never sent). In a DP
+    ``weight_key`` gives the weight, in ``1..max_weight`` outside a DP round (a DP round's range
+    is checked by :func:`~secagg.integrations.flower.dp.check_node_weight`). Raises TrainingFailedError if the handler
+    fails: its own error reply, or, for a foreign exception it raises, the mod's, naming the
+    exception's type only (its text, which can carry the hospital's shapes and values, is logged at
+    ERROR on :data:`LOGGER`, never sent). A library error the handler raises, a refusal of its reply
+    (:data:`~secagg.integrations.flower._node_errors.NODE_UPDATE`) or of its count
+    (:data:`~secagg.integrations.flower._node_errors.NODE_WEIGHT`) is a
+    :class:`~secagg.integrations.flower._node_errors.LocalFailure`: the server gets the code, the
+    node's log the words. In a DP
     round (``dp``) the handler also sees the plan's DPConfig (:func:`~secagg.integrations.flower.bound_plan.bound_dp`);
     a content that carries that record itself is refused first.
     """
@@ -64,8 +78,8 @@ def train_locally(
     message.content = with_bound_dp(training, dp)  # the bound DP configuration, for the handler's clip
     try:
         reply = call_next(message, context)
-    except SecAggError:
-        raise  # the library's own words (a mod further down the chain): refused as any refusal
+    except SecAggError as exc:  # the library refusing the hospital's own files or values: its words stay here
+        raise LocalFailure(NODE_UPDATE) from exc
     except MemoryError:
         raise  # this node's own resources: not a reason to send
     except Exception as exc:  # the hospital's training: its text (shapes, values) stays on this node
@@ -73,13 +87,19 @@ def train_locally(
         raise TrainingFailedError(error_reply(message, f"node {context.node_id}: {reason}")) from exc
     if reply.has_error():
         raise TrainingFailedError(reply)
-    local, local_layout = flatten_arrays(model_arrays(reply.content))
-    shapes = [(s.record, s.name, s.shape) for s in layout.specs]
-    if [(s.record, s.name, s.shape) for s in local_layout.specs] != shapes:
-        raise ConfigurationError("the train handler's arrays differ from the model's (names or shapes)")
-    delta = local - base
-    slack = 0.0 if dp is None else rounding_slack(local, delta, local_layout)
-    return delta, layout, _weight(reply.content, weight_key), slack
+    with kept_local(NODE_UPDATE):  # the handler's reply is the hospital's: its values never reach the server
+        local, local_layout = flatten_arrays(model_arrays(reply.content))
+        shapes = [(s.record, s.name, s.shape) for s in layout.specs]
+        if [(s.record, s.name, s.shape) for s in local_layout.specs] != shapes:
+            raise ConfigurationError("the train handler's arrays differ from the model's (names or shapes)")
+        delta = local - base
+        slack = 0.0 if dp is None else rounding_slack(local, delta, local_layout)
+        weight = _weight(reply.content, weight_key)
+    with kept_local(NODE_WEIGHT):  # the count travels inside the secure sum only (a DP round: check_node_weight)
+        if dp is None and not 1 <= weight <= max_weight:
+            raise ConfigurationError(f"the train handler reports {weight} examples, outside 1..{max_weight} "
+                                     "(the round's max_weight)")
+    return delta, layout, weight, slack
 
 
 def _weight(content: RecordDict, key: str) -> int:

@@ -23,6 +23,7 @@ from secagg.dp.sampler import RandomSource
 from secagg.errors import ConfigurationError, ConfigurationTypeError
 from secagg.integrations.flower._local_training import train_locally
 from secagg.integrations.flower._node_errors import (
+    AUDIT_HOOK,
     IDENTITY_FILES,
     TrainingFailedError,
     error_reply,
@@ -185,8 +186,11 @@ class NodeSettings:
     def record(
         self, message: Message, server_round: int, protocol_id: int, weight: int, encoded: npt.NDArray[Any]
     ) -> None:
-        """Hand the node's contribution to ``audit`` as an :class:`AuditRecord`, if the mod has one."""
-        if self.audit is not None:
+        """Hand the node's contribution to ``audit`` as an :class:`AuditRecord`, if the mod has one (a
+        library error it raises is the node's own failure: its code is sent, its words logged)."""
+        if self.audit is None:
+            return
+        with kept_local(AUDIT_HOOK):  # the hook's words name the node's records and folders
             self.audit(
                 AuditRecord(
                     run_id=message.metadata.run_id,

@@ -8,10 +8,12 @@ The server is untrusted. An error reply (the node is then a dropout of the round
   library's words, which name what in the server's message the node refused;
 - for a failure of the node's own files or state (its identity key files, its key share and
   passphrase, its DP budget state file) or a refusal computed from its data (an update beyond the
-  round's DP bound): the code alone (:class:`LocalFailure`, raised by :func:`kept_local`). The
-  words of such a failure can name a file system path, a link's target (chosen by whoever made the
-  link, another local user in a sticky folder), a mode, a user id, the ``find -samefile`` hint, the
-  system's error text or a value computed from the hospital's data: none of it is the server's;
+  round's DP bound, an example count outside the round's range, a train handler's reply the round
+  cannot encode or a library error the handler raised): the code alone (:class:`LocalFailure`,
+  raised by :func:`kept_local`). The words of such a failure can name a file system path, a link's
+  target (chosen by whoever made the link, another local user in a sticky folder), a mode, a user
+  id, the ``find -samefile`` hint, the system's error text or a value computed from the hospital's
+  data: none of it is the server's;
 - for a foreign exception of the node's own code (its audit hook, a bug): the exception's type
   only (:func:`~secagg.integrations._foreign.foreign_reason`); Flower itself would send an
   exception escaping the mod with its text.
@@ -44,11 +46,14 @@ from secagg.errors import (
 from secagg.integrations._foreign import foreign_reason
 
 __all__ = [
+    "AUDIT_HOOK",
     "DP_BUDGET",
     "DP_UPDATE",
     "IDENTITY_FILES",
     "KEY_SHARE",
     "LOGGER",
+    "NODE_UPDATE",
+    "NODE_WEIGHT",
     "OTHER_PLAN",
     "LocalFailure",
     "TrainingFailedError",
@@ -74,6 +79,17 @@ OTHER_PLAN = "refused (the round's DP plan is not the one this node's budget is 
 DP_UPDATE = "refused (this node's update is beyond the round's DP bound)"
 """The code a node sends when its own training did not clip at the bound DP configuration (the
 update's norm, computed from its data, stays on the node)."""
+
+NODE_WEIGHT = "refused (this node's example count is outside the round's range: 1 to the server's max_weight)"
+"""The code a node sends when the example count its training reports does not fit the round's encoding
+(the count travels inside the secure sum only; the number stays on the node)."""
+NODE_UPDATE = "refused (this node's training gave a result the round cannot encode)"
+"""The code a node sends when its train handler's reply (its arrays, its weight) or the encoding of its
+update is refused, or the handler raised a library error: what it refused is the hospital's."""
+
+AUDIT_HOOK = "local configuration error (this node's audit hook)"
+"""The code a node sends when its audit hook raises a library error (its words name the node's
+records, folders or values)."""
 
 _LOCAL_CODES: tuple[tuple[type[SecAggError], str], ...] = (
     (BudgetExceededError, "refused (privacy budget: this node allows no further contribution under this plan)"),
@@ -133,13 +149,15 @@ def error_reply(message: Message, reason: str) -> Message:
 
 def failure_reply(message: Message, context: Context, exc: Exception) -> Message:
     """The error reply for ``exc``, raised while the node handled ``message``: a library error's code
-    and words, a :class:`LocalFailure`'s code alone, a foreign exception's type alone; whatever is
-    not sent is logged on :data:`LOGGER` at ERROR."""
+    and words (logged on :data:`LOGGER` at WARNING too: the node's operator sees every refusal), a
+    :class:`LocalFailure`'s code alone, a foreign exception's type alone; whatever is not sent is
+    logged on :data:`LOGGER` at ERROR."""
     node = context.node_id
     if isinstance(exc, LocalFailure):
         LOGGER.error("node %s: %s: %s", node, exc.code, exc.__cause__, exc_info=exc.__cause__)
         return error_reply(message, f"node {node}: {exc.code}; the details are in this node's log")
-    if isinstance(exc, SecAggError):
+    if isinstance(exc, SecAggError):  # the server's message refused: sent, and logged for the operator
+        LOGGER.warning("node %s: %s: %s", node, refusal_code(exc), exc)
         return error_reply(message, f"node {node}: {refusal_code(exc)}: {exc}")
     reason = foreign_reason("this node's mod", exc, logger=LOGGER, hospital=node, level=logging.ERROR)
     return error_reply(message, f"node {node}: internal error: {reason}")

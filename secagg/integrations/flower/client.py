@@ -97,7 +97,7 @@ from secagg.integrations.flower._node import (
     serve_node,
     train_locally,
 )
-from secagg.integrations.flower._node_errors import DP_BUDGET, DP_UPDATE, kept_local
+from secagg.integrations.flower._node_errors import DP_BUDGET, DP_UPDATE, NODE_UPDATE, NODE_WEIGHT, kept_local
 from secagg.integrations.flower.bound_plan import check_dp_update
 from secagg.integrations.flower.clipping import encode_segmented, node_table, parse_table
 from secagg.integrations.flower.compression import check_compressed_model, check_entries, keep_residual, node_update
@@ -373,13 +373,15 @@ def _train_and_encode(
     plan = read_dp(setup.dp, quantization, len(setup.node_ids)) if setup.dp else None
     delta, layout, weight, slack = train_locally(
         message, context, call_next, setup.arrays_digest, setup.parameters, setup.weight_name,
-        model_values(setup.masking.vector_length, setup.segments, setup.dp, setup.compression), plan,
+        model_values(setup.masking.vector_length, setup.segments, setup.dp, setup.compression),
+        setup.quantization.max_weight, plan,
     )
     rng = settings.rounding_rng()
     keep = None
     if plan is not None:
         check_dimension(plan, state.config.vector_length, delta.shape[0])  # the model's shape, before the charge
-        check_node_weight(plan, quantization, weight)  # its count alone, before any data-dependent refusal
+        with kept_local(NODE_WEIGHT):  # the count travels inside the secure sum only, never in a reply
+            check_node_weight(plan, quantization, weight)  # its count alone, before any data-dependent refusal
         # Charged to this node's own budget before the noised input is computed and leaves.
         with kept_local(DP_BUDGET, BUDGET_CODES):
             budget_file = node_budget_file(context, settings.dp_state_file)
@@ -387,12 +389,14 @@ def _train_and_encode(
         with kept_local(DP_UPDATE):  # the update's norm is computed from the node's data: never sent
             check_dp_update(plan, delta, weight, slack)  # what weight patients can move it under the bound l2_clip
         # The noise share is added here, on the node, before masking (exact sampler, OS CSPRNG).
-        integers = node_encoding(plan, quantization, delta, state.config.vector_length, rng, settings.noise_source)
+        with kept_local(NODE_UPDATE):  # its refusal names the update's values or the noise's
+            integers = node_encoding(plan, quantization, delta, state.config.vector_length, rng, settings.noise_source)
     else:
         table = parse_table(setup.segments)
         update = node_update(setup.compression, delta, layout, context.state)
         check_compressed_model(table, layout, update.compression, state.config.vector_length)
-        integers = encode_segmented(update.values, weight, table, quantization, rng)
+        with kept_local(NODE_UPDATE):  # its refusal is of the update's values
+            integers = encode_segmented(update.values, weight, table, quantization, rng)
         keep = partial(keep_residual, context.state, layout, update.residual)
     encoded = to_ring(integers, quantization)
     settings.record(message, setup.server_round, state.client, weight, encoded)

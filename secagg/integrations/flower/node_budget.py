@@ -55,6 +55,7 @@ from typing import TypeGuard
 
 from flwr.app import ConfigRecord, Context
 
+from secagg._file_kinds import _shown
 from secagg._validate import require_callable
 from secagg.dp.accountant import (
     MAX_NUM_CLIENTS,
@@ -129,7 +130,7 @@ def _open(context: Context, plan: NoisePlan, path: str | None, holder: bytes | N
             _check_holder(state.get("holder"), holder, path)
             plan = _at_least(plan, recorded_num_clients(state))
             try:
-                _bound(PrivacyAccountant(plan, holder=holder), state, f"{DP_STATE_FILE} {path}")
+                _bound(PrivacyAccountant(plan, holder=holder), state, f"{DP_STATE_FILE} {_shown(path)}")
             except OutdatedStateError:  # an earlier format's refusal says its own way on
                 raise
             except DecodeError as exc:
@@ -180,8 +181,8 @@ def _check_holder(recorded: object, holder: bytes | None, path: str) -> None:
         return
     mine = "has no identity key" if holder is None else f"has identity key {holder.hex()[:16]}..."
     raise ConfigurationError(
-        f"{DP_STATE_FILE} {path} is another node's budget: it is bound to identity key {recorded[:16]}..., this "
-        f"node {mine}. Each hospital keeps its own budget file: give this node its own {DP_STATE_FILE} (a file "
+        f"{DP_STATE_FILE} {_shown(path)} is another node's budget: it is bound to identity key {recorded[:16]}..., "
+        f"this node {mine}. Each hospital keeps its own budget file: give this node its own {DP_STATE_FILE} (a file "
         "copied or swapped between nodes would charge one hospital's contributions to another's budget); "
         "nothing was charged"
     )
@@ -225,7 +226,7 @@ def _refusal(accountant: PrivacyAccountant, path: str | None) -> BudgetExceededE
     state file, what a new budget takes (docs/privacy.md, "Flower", Node)."""
     config = accountant.config
     after = accountant.plan.spent_after(accountant.num_releases + 1)[0]
-    where = "this run's context.state, no dp-state-file" if path is None else f"{DP_STATE_FILE} {path}"
+    where = "this run's context.state, no dp-state-file" if path is None else f"{DP_STATE_FILE} {_shown(path)}"
     message = (
         f"this node's privacy budget ({where}): it has made {accountant.num_releases} DP contributions under "
         f"this plan (declared: {config.rounds} rounds, epsilon = {config.epsilon:g} at delta = {config.delta:g}); "
@@ -294,7 +295,7 @@ def _locked(path: str | None, pause: Callable[[float], object]) -> Iterator[None
     try:
         descriptor = os.open(directory, os.O_RDONLY)
     except OSError as exc:
-        raise ConfigurationError(f"cannot open the directory of {DP_STATE_FILE} {path}: {exc}") from exc
+        raise ConfigurationError(f"cannot open the directory of {DP_STATE_FILE} {_shown(path)}: {exc}") from exc
     try:
         for attempt in range(1, LOCK_ATTEMPTS + 1):
             try:
@@ -303,16 +304,16 @@ def _locked(path: str | None, pause: Callable[[float], object]) -> Iterator[None
             except BlockingIOError as exc:
                 if attempt == LOCK_ATTEMPTS:
                     raise StateLockedError(
-                        f"{DP_STATE_FILE} {path} is in use: another process holds the lock of its directory "
-                        f"{directory} (another process of this node charging it, or one stuck doing so) after "
+                        f"{DP_STATE_FILE} {_shown(path)} is in use: another process holds the lock of its directory "
+                        f"{_shown(directory)} (another process of this node charging it, or one stuck doing so) after "
                         f"{LOCK_ATTEMPTS} attempts over {(LOCK_ATTEMPTS - 1) * LOCK_PAUSE_S:g} s; this contribution is "
                         "refused and nothing was charged. Retry once the other process is done"
                     ) from exc
                 pause(LOCK_PAUSE_S)
             except OSError as exc:  # no lock on this file system (ENOLCK, ...): the library's error, nothing charged
                 raise ConfigurationError(
-                    f"cannot lock the directory of {DP_STATE_FILE} {path} ({directory}): {exc}; nothing was charged. "
-                    "Keep the file on a local file system that supports flock"
+                    f"cannot lock the directory of {DP_STATE_FILE} {_shown(path)} ({_shown(directory)}): {exc}; "
+                    "nothing was charged. Keep the file on a local file system that supports flock"
                 ) from exc
         yield
     finally:

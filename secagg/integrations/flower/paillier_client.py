@@ -84,7 +84,14 @@ from secagg.integrations.flower._node import (
     serve_node,
     train_locally,
 )
-from secagg.integrations.flower._node_errors import DP_BUDGET, DP_UPDATE, KEY_SHARE, kept_local
+from secagg.integrations.flower._node_errors import (
+    DP_BUDGET,
+    DP_UPDATE,
+    KEY_SHARE,
+    NODE_UPDATE,
+    NODE_WEIGHT,
+    kept_local,
+)
 from secagg.integrations.flower._paillier_history import (
     HISTORY_KEY,
     check_answer,
@@ -304,25 +311,29 @@ def _encrypt(
         check_entries(setup.compression)
     delta, layout, weight, slack = train_locally(
         message, context, call_next, setup.arrays_digest, setup.parameters, setup.weight_name,
-        model_values(setup.vector_length, setup.segments, setup.dp, setup.compression), plan,
+        model_values(setup.vector_length, setup.segments, setup.dp, setup.compression),
+        setup.quantization.max_weight, plan,
     )
     rng = settings.rounding_rng()
     keep = None
     if plan is not None:
         check_dimension(plan, setup.vector_length, delta.shape[0])  # the model's shape, before the charge
-        check_node_weight(plan, setup.quantization, weight)  # its count alone, before any data-dependent refusal
+        with kept_local(NODE_WEIGHT):  # the count travels inside the secure sum only, never in a reply
+            check_node_weight(plan, setup.quantization, weight)  # its count alone, before any data-dependent refusal
         # Charged to this node's own budget before the noised upload is computed and leaves.
         with kept_local(DP_BUDGET, BUDGET_CODES):
             charge_node_budget(context, plan, budget_file, holder=budget_holder(identity))
         with kept_local(DP_UPDATE):  # the update's norm is computed from the node's data: never sent
             check_dp_update(plan, delta, weight, slack)  # what weight patients can move it under the bound l2_clip
         # The noise share is added here, on the node, before encryption (exact sampler, OS CSPRNG).
-        values = node_encoding(plan, setup.quantization, delta, setup.vector_length, rng, settings.noise_source)
+        with kept_local(NODE_UPDATE):  # its refusal names the update's values or the noise's
+            values = node_encoding(plan, setup.quantization, delta, setup.vector_length, rng, settings.noise_source)
     else:
         assert table is not None  # read above when the round has no DP
         update = node_update(setup.compression, delta, layout, context.state)
         check_compressed_model(table, layout, update.compression, setup.vector_length)
-        values = encode_segmented(update.values, weight, table, setup.quantization, rng)
+        with kept_local(NODE_UPDATE):  # its refusal is of the update's values
+            values = encode_segmented(update.values, weight, table, setup.quantization, rng)
         # Stored once the upload is made; None (everything sent, the residual with it) removes it
         keep = partial(keep_residual, context.state, layout, update.residual)
     client = Client(
