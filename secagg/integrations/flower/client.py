@@ -81,7 +81,7 @@ from secagg.dp.calibration import NoisePlan
 from secagg.dp.sampler import RandomSource
 from secagg.encoding import to_ring
 from secagg.errors import ConfigurationError, ProtocolError, ReplayError
-from secagg.integrations.flower._contributions import CONTRIBUTED_KEY, check_model, remember_model
+from secagg.integrations.flower._contributions import CONTRIBUTED_KEY, check_model, remember_model, value_guard
 from secagg.integrations.flower._limits import model_values
 from secagg.integrations.flower._masking_session import STATE_KEY, load_session, message_limit, save_session
 from secagg.integrations.flower._node import (
@@ -340,15 +340,17 @@ def _step(
     if not isinstance(inbound, DOWNLINK[stage]):
         raise ProtocolError(f"stage {stage!r} carries a {type(inbound).__name__}")
     vector, keep = None, None
+    model_keys: list[bytes] = []  # the model's key by its values (_contributions.model_key), once checked
     if stage == MASKED_INPUT:
         # The delivery's own checks first: one the step would refuse costs no training and no charge.
         check_share_delivery(state, payload)
         check_model(context, setup.arrays_digest, settings.policy)  # one contribution per model, before training
-        vector, keep = _train_and_encode(message, context, call_next, setup, state, settings, identity)
+        vector, keep = _train_and_encode(message, context, call_next, setup, state, settings, identity, model_keys)
     key = None if identity is None else identity.key
     state, reply = client_step(state, payload, input_vector=vector, identity=key, random_bytes=settings.random_bytes)
     if stage == MASKED_INPUT:
-        remember_model(context, setup.arrays_digest, settings.policy)  # the masked input leaves with this reply
+        # the masked input leaves with this reply: its model by digest and by values (re-encoded, still refused)
+        remember_model(context, (setup.arrays_digest, *model_keys), settings.policy)
     if keep is not None:
         keep()  # the masked input is computed and leaves with this reply: the node keeps its new residual
     if state.phase == ClientPhase.DONE:
@@ -366,6 +368,7 @@ def _train_and_encode(
     state: ClientState,
     settings: NodeSettings,
     identity: NodeIdentity | None,
+    model_keys: list[bytes],
 ) -> tuple[RingVector, Callable[[], None] | None]:
     if setup.masking.vector_length != state.config.vector_length:
         raise ProtocolError("the stored session and setup disagree on the vector length")
@@ -374,6 +377,7 @@ def _train_and_encode(
     delta, layout, weight, slack = train_locally(
         message, context, call_next, setup.arrays_digest, setup.parameters, setup.weight_name,
         model_values(setup.masking.vector_length, setup.segments, setup.dp, setup.compression), plan,
+        before=value_guard(context, settings.policy, model_keys),  # one contribution per model value set
     )
     rng = settings.rounding_rng()
     keep = None
