@@ -40,7 +40,8 @@ every message before the app's handlers:
   the honest size the setup binds, then the share delivery (every check of the protocol step
   that needs no input, :func:`secagg.masking.client.check_share_delivery`: a delivery the
   step would refuse costs no training and no DP charge), that it sent no masked input for this
-  model yet (checked at setup too; recorded as the masked input leaves), and that the model it is asked to
+  model yet (by arrays digest, checked at setup too, and by its values alone on the content, before
+  the handler runs; both recorded as the masked input leaves), and that the model it is asked to
   train is the one the round was set up for, runs the app's train handler on the strategy's
   content, and answers with its update ``local - global``, quantized, weighted
   by the example count the handler reported, and masked (in a DP round: noised, after charging

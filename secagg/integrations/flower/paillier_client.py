@@ -45,7 +45,8 @@ processes Flower starts per message
 an upload for an earlier round is refused, and so is a second upload in one
 round (the policy's ``max_sessions_per_round``, 1 by default; refused rather than an older
 session forgotten, so no flood of rounds or uploads makes the node upload twice in one session),
-and, before training, an upload for a model it already uploaded for, unless its policy's
+and, before training, an upload for a model it already uploaded for (by arrays digest, and by its
+values alone, so the same model re-encoded is the same model), unless its policy's
 ``allow_repeat_model`` (two sums over one model are, without DP, the update of a hospital left
 out of one; :mod:`~secagg.integrations.flower._contributions`). Training messages
 outside a secure round are refused unless ``allow_plain_train`` is set (refused with
