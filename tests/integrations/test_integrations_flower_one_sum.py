@@ -213,18 +213,25 @@ def recast_instructions(nodes: Iterable[int], server_round: int) -> list[Message
 
 @pytest.mark.parametrize("paillier", [False, True])
 def test_a_model_resent_in_a_wider_dtype_or_another_order_is_the_same_model(tmp_path: Path, paillier: bool) -> None:
-    # Prepare: default nodes; a server that runs all four nodes over a model, then all but the last
-    # over the same values re-encoded (a new arrays digest, the same training)
+    # Prepare: default nodes whose handler would crash in round 2 (so a refusal after training would
+    # read as the crash); a server that runs all four nodes over a model, then all but the last over
+    # the same values re-encoded (a new arrays digest, the same training)
     nodes, weights = (PAILLIER_NODES, PAILLIER_WEIGHTS) if paillier else (NODES, WEIGHTS)
     if paillier:
         public_path, shares = key_files(tmp_path / "ceremony", 4, 3)
-        server = paillier_server(public_path)(paillier_grid(shares))
+        apps = {
+            node: make_app(node, weights[node], failing_rounds=(2,), paillier=True, key_share_file=share,
+                           passphrase=PASSPHRASE)
+            for node, share in zip(nodes, shares, strict=True)
+        }
+        server = paillier_server(public_path)(FakeGrid(apps))
     else:
-        server = masking_server(masking_grid())
+        server = masking_server(FakeGrid({node: make_app(node, weights[node], failing_rounds=(2,)) for node in nodes}))
     # Execute
     first = list(server.send_and_receive(instructions(nodes)))
     second = list(server.send_and_receive(recast_instructions(nodes[:-1], 2)))
-    # Assert: no second sum (its difference with the first is the left-out node's update); refused before training
+    # Assert: no second sum (its difference with the first is the left-out node's update); refused before
+    # training (the reason is the rule, not the handler's crash)
     assert len(first) == 1
     assert not difference_is_the_update_of(first, second, nodes[-1], weights[nodes[-1]])
     assert second == []
