@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from flwr.app import ConfigRecord, Message, MessageType, RecordDict
+from flwr.app import Array, ArrayRecord, ConfigRecord, Message, MessageType, RecordDict
 from flwr.clientapp import ClientApp
 
 from secagg.errors import ConfigurationError
@@ -195,3 +195,46 @@ def test_the_opt_outs_are_validated(field: str, value: object) -> None:
     # Prepare / Execute / Assert: the policy refuses a count outside 1..1024 and a flag that is not a bool
     with pytest.raises(ConfigurationError, match=field):
         NodePolicy(**{field: value})  # type: ignore[arg-type]
+
+
+def recast_instructions(nodes: Iterable[int], server_round: int) -> list[Message]:
+    """The same model as :func:`instructions` re-encoded: its float32 weights widened to float64
+    (the same values) and its arrays in another order under another name, so its arrays digest is
+    new while a handler that loads by name into its own dtypes trains exactly as before."""
+    base = initial_arrays()
+    arrays = ArrayRecord({
+        "steps": base["steps"],
+        "b": base["b"],
+        "w": Array(base["w"].numpy().astype(np.float64)),
+    })
+    content = RecordDict({"arrays": arrays, "config": ConfigRecord({"server-round": server_round})})
+    return [Message(content, dst_node_id=node, message_type=MessageType.TRAIN, group_id="1") for node in nodes]
+
+
+@pytest.mark.parametrize("paillier", [False, True])
+def test_a_model_resent_in_a_wider_dtype_or_another_order_is_the_same_model(tmp_path: Path, paillier: bool) -> None:
+    # Prepare: default nodes whose handler would crash in round 2 (so a refusal after training would
+    # read as the crash); a server that runs all four nodes over a model, then all but the last over
+    # the same values re-encoded (a new arrays digest, the same training)
+    nodes, weights = (PAILLIER_NODES, PAILLIER_WEIGHTS) if paillier else (NODES, WEIGHTS)
+    if paillier:
+        public_path, shares = key_files(tmp_path / "ceremony", 4, 3)
+        apps = {
+            node: make_app(node, weights[node], failing_rounds=(2,), paillier=True, key_share_file=share,
+                           passphrase=PASSPHRASE)
+            for node, share in zip(nodes, shares, strict=True)
+        }
+        server = paillier_server(public_path)(FakeGrid(apps))
+    else:
+        server = masking_server(FakeGrid({node: make_app(node, weights[node], failing_rounds=(2,)) for node in nodes}))
+    # Execute
+    first = list(server.send_and_receive(instructions(nodes)))
+    second = list(server.send_and_receive(recast_instructions(nodes[:-1], 2)))
+    # Assert: no second sum (its difference with the first is the left-out node's update); refused before
+    # training (the reason is the rule, not the handler's crash)
+    assert len(first) == 1
+    assert not difference_is_the_update_of(first, second, nodes[-1], weights[nodes[-1]])
+    assert second == []
+    report = server.reports[-1]
+    assert set(report.errors) == set(nodes[:-1])
+    assert all("already sent a contribution for this model" in reason for reason in report.errors.values())

@@ -4,6 +4,7 @@ checked before and after (re-exported by :mod:`secagg.integrations.flower._node`
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 
 import numpy as np
 import numpy.typing as npt
@@ -44,6 +45,7 @@ def train_locally(
     max_values: int,
     max_weight: int,
     dp: NoisePlan | None = None,
+    before: Callable[[npt.NDArray[np.float64], ArrayLayout], None] | None = None,
 ) -> tuple[npt.NDArray[np.float64], ArrayLayout, int, float]:
     """Run the app's train handler on the strategy's content; ``(local - global, layout, weight,
     slack)``, ``slack`` the update's :func:`~secagg.integrations.flower.bound_plan.rounding_slack`
@@ -65,7 +67,8 @@ def train_locally(
     :class:`~secagg.integrations.flower._node_errors.LocalFailure`: the server gets the code, the
     node's log the words. In a DP
     round (``dp``) the handler also sees the plan's DPConfig (:func:`~secagg.integrations.flower.bound_plan.bound_dp`);
-    a content that carries that record itself is refused first.
+    a content that carries that record itself is refused first. ``before``, if given, is called with
+    the model's values and layout once they are checked, before the handler runs.
     """
     training = without_stage(message.content)
     check_no_bound_dp(training)
@@ -75,6 +78,8 @@ def train_locally(
         raise ProtocolError("the model sent for training is not the one the round was set up for")
     if training_parameters(training) != parameters:
         raise ProtocolError("the training configuration sent is not the one the round was set up for")
+    if before is not None:
+        before(base, layout)  # the caller's check of the model sent (one sum per model), before the handler runs
     message.content = with_bound_dp(training, dp)  # the bound DP configuration, for the handler's clip
     try:
         reply = call_next(message, context)

@@ -40,7 +40,8 @@ every message before the app's handlers:
   the honest size the setup binds, then the share delivery (every check of the protocol step
   that needs no input, :func:`secagg.masking.client.check_share_delivery`: a delivery the
   step would refuse costs no training and no DP charge), that it sent no masked input for this
-  model yet (checked at setup too; recorded as the masked input leaves), and that the model it is asked to
+  model yet (by arrays digest, checked at setup too, and by its values alone on the content, before
+  the handler runs; both recorded as the masked input leaves), and that the model it is asked to
   train is the one the round was set up for, runs the app's train handler on the strategy's
   content, and answers with its update ``local - global``, quantized, weighted
   by the example count the handler reported, and masked (in a DP round: noised, after charging
@@ -81,7 +82,7 @@ from secagg.dp.calibration import NoisePlan
 from secagg.dp.sampler import RandomSource
 from secagg.encoding import to_ring
 from secagg.errors import ConfigurationError, ProtocolError, ReplayError
-from secagg.integrations.flower._contributions import CONTRIBUTED_KEY, check_model, remember_model
+from secagg.integrations.flower._contributions import CONTRIBUTED_KEY, check_model, remember_model, value_guard
 from secagg.integrations.flower._limits import model_values
 from secagg.integrations.flower._masking_session import STATE_KEY, load_session, message_limit, save_session
 from secagg.integrations.flower._node import (
@@ -340,15 +341,17 @@ def _step(
     if not isinstance(inbound, DOWNLINK[stage]):
         raise ProtocolError(f"stage {stage!r} carries a {type(inbound).__name__}")
     vector, keep = None, None
+    model_keys: list[bytes] = []  # the model's key by its values (_contributions.model_key), once checked
     if stage == MASKED_INPUT:
         # The delivery's own checks first: one the step would refuse costs no training and no charge.
         check_share_delivery(state, payload)
         check_model(context, setup.arrays_digest, settings.policy)  # one contribution per model, before training
-        vector, keep = _train_and_encode(message, context, call_next, setup, state, settings, identity)
+        vector, keep = _train_and_encode(message, context, call_next, setup, state, settings, identity, model_keys)
     key = None if identity is None else identity.key
     state, reply = client_step(state, payload, input_vector=vector, identity=key, random_bytes=settings.random_bytes)
     if stage == MASKED_INPUT:
-        remember_model(context, setup.arrays_digest, settings.policy)  # the masked input leaves with this reply
+        # the masked input leaves with this reply: its model by digest and by values (re-encoded, still refused)
+        remember_model(context, (setup.arrays_digest, *model_keys), settings.policy)
     if keep is not None:
         keep()  # the masked input is computed and leaves with this reply: the node keeps its new residual
     if state.phase == ClientPhase.DONE:
@@ -366,6 +369,7 @@ def _train_and_encode(
     state: ClientState,
     settings: NodeSettings,
     identity: NodeIdentity | None,
+    model_keys: list[bytes],
 ) -> tuple[RingVector, Callable[[], None] | None]:
     if setup.masking.vector_length != state.config.vector_length:
         raise ProtocolError("the stored session and setup disagree on the vector length")
@@ -375,6 +379,7 @@ def _train_and_encode(
         message, context, call_next, setup.arrays_digest, setup.parameters, setup.weight_name,
         model_values(setup.masking.vector_length, setup.segments, setup.dp, setup.compression),
         setup.quantization.max_weight, plan,
+        before=value_guard(context, settings.policy, model_keys),  # one contribution per model value set
     )
     rng = settings.rounding_rng()
     keep = None

@@ -45,7 +45,8 @@ processes Flower starts per message
 an upload for an earlier round is refused, and so is a second upload in one
 round (the policy's ``max_sessions_per_round``, 1 by default; refused rather than an older
 session forgotten, so no flood of rounds or uploads makes the node upload twice in one session),
-and, before training, an upload for a model it already uploaded for, unless its policy's
+and, before training, an upload for a model it already uploaded for (by arrays digest, and by its
+values alone, so the same model re-encoded is the same model), unless its policy's
 ``allow_repeat_model`` (two sums over one model are, without DP, the update of a hospital left
 out of one; :mod:`~secagg.integrations.flower._contributions`). Training messages
 outside a secure round are refused unless ``allow_plain_train`` is set (refused with
@@ -66,7 +67,7 @@ from secagg import wire
 from secagg.dp.calibration import NoisePlan
 from secagg.dp.sampler import RandomSource
 from secagg.errors import ConfigurationError, ProtocolError
-from secagg.integrations.flower._contributions import check_model, remember_model
+from secagg.integrations.flower._contributions import check_model, remember_model, value_guard
 from secagg.integrations.flower._key_share import KEY_SHARE_FILE, PASSPHRASE_ENV, PASSPHRASE_FILE, load_node_share
 from secagg.integrations.flower._limits import (
     PAILLIER_SETUP_LIMIT,
@@ -300,6 +301,7 @@ def _encrypt(
     protocol_id = setup.protocol_id(message.metadata.dst_node_id)
     history = check_upload(context, setup.server_round, params.session_id, settings.policy.max_sessions_per_round)
     check_model(context, setup.arrays_digest, settings.policy)  # one upload per model, before training
+    model_keys: list[bytes] = []  # the model's key by its values (_contributions.model_key), once checked
     with kept_local(DP_BUDGET, BUDGET_CODES):  # its state file's path and contents: never sent
         budget_file = node_budget_file(context, settings.dp_state_file)
     if plan is not None:
@@ -313,6 +315,7 @@ def _encrypt(
         message, context, call_next, setup.arrays_digest, setup.parameters, setup.weight_name,
         model_values(setup.vector_length, setup.segments, setup.dp, setup.compression),
         setup.quantization.max_weight, plan,
+        before=value_guard(context, settings.policy, model_keys),  # one upload per model's values, before training
     )
     rng = settings.rounding_rng()
     keep = None
@@ -344,7 +347,7 @@ def _encrypt(
     if keep is not None:
         keep()  # the upload leaves with this reply
     remember_upload(context, history, setup.server_round, params.session_id)
-    remember_model(context, setup.arrays_digest, settings.policy)  # the upload leaves with this reply
+    remember_model(context, (setup.arrays_digest, *model_keys), settings.policy)  # the upload leaves with this reply
     context.state[STATE_KEY] = ConfigRecord({
         "setup": payload, "upload": client.upload_digest, "type": message.metadata.message_type,
         _REQUEST_LIMIT: paillier_request_limit(len(setup.node_ids), params.upload_data_bytes),
