@@ -9,6 +9,7 @@ that clips at another value never yields a noised sum sized for the bound one.
 
 from __future__ import annotations
 
+import logging
 import warnings
 from collections.abc import Iterable
 from pathlib import Path
@@ -156,7 +157,9 @@ def test_an_update_beyond_what_the_bound_clip_allows_is_refused_and_costs_only_i
 
 
 @pytest.mark.slow  # a heavy Flower round: CI runs it in the slow suite, beside the default suite
-def test_a_paillier_node_sees_the_bound_dp_and_one_beyond_it_is_refused_alone(tmp_path: Path) -> None:
+def test_a_paillier_node_sees_the_bound_dp_and_one_beyond_it_is_refused_alone(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     # Prepare: a 3-of-5 Paillier DP round; the target's handler clipped at 10 x the bound l2_clip
     public_path, shares = key_files(tmp_path / "ceremony", len(NODES), 3)
     seen: dict[int, DPConfig | None] = {}
@@ -166,11 +169,14 @@ def test_a_paillier_node_sees_the_bound_dp_and_one_beyond_it_is_refused_alone(tm
     secure = PaillierGrid(grid, PaillierOptions(public_key=read_public_key(public_path), dp=DP, stage_timeout=5.0,
                                                 trusted_keys=TRUSTED_KEYS, colluders=0))
     # Execute
-    run(secure)  # type: ignore[arg-type]
-    # Assert: every handler saw the plan's l2_clip; the target alone is dropped, with the reason
+    with caplog.at_level(logging.ERROR, logger="secagg.flower"):
+        run(secure)  # type: ignore[arg-type]
+    # Assert: every handler saw the plan's l2_clip; the target alone is dropped, its reply naming
+    # the code (never its update's norm), its log the bound
     report = secure.reports[0]
     assert set(seen) == set(NODES) and all(c is not None and c.l2_clip == DP.l2_clip for c in seen.values())
-    assert "l2_clip" in report.errors[TARGET], report.errors
+    assert DP_UPDATE in report.errors[TARGET] and "l2_clip" not in report.errors[TARGET], report.errors
+    assert "l2_clip" in caplog.text, caplog.text
     assert report.skipped_reason is None and set(report.included) == set(NODES) - {TARGET}
 
 
