@@ -34,6 +34,7 @@ from secagg.paillier import DecryptingParty
 from secagg.paillier.messages import DecryptionRequest
 
 from .flower_harness import RUN_ID, TRUSTED_KEYS, FakeGrid
+from .test_integrations_flower import FAST_TIMEOUT
 from .test_integrations_flower_paillier import NODES, keys, paillier_apps, run_fedavg  # noqa: F401  (keys: a fixture)
 
 pytestmark = pytest.mark.usefixtures("server_identity")
@@ -67,8 +68,8 @@ def test_two_concurrent_requests_for_different_aggregates_get_one_answer(
     public_path, shares = keys
     target = NODES[0]
     grid = FakeGrid(paillier_apps(shares), silent={(target, DECRYPT)})
-    run_fedavg(PaillierGrid(grid, PaillierOptions(trusted_keys=TRUSTED_KEYS, public_key=read_public_key(public_path))),
-               rounds=1)  # fmt: skip
+    options = PaillierOptions(trusted_keys=TRUSTED_KEYS, public_key=read_public_key(public_path), **FAST_TIMEOUT)
+    run_fedavg(PaillierGrid(grid, options), rounds=1)  # the silent target: the stage waits 0.3 s, not 60
     sent = next(m for m in grid.sent if m.metadata.dst_node_id == target and read_stage(m.content)[0] == DECRYPT)
     request = wire.decode(read_stage(sent.content)[1], DecryptionRequest)
     smaller = DecryptionRequest(request.session_id, request.recipient, request.uploads[1:])
