@@ -19,8 +19,9 @@ hashed on its own, the hashes sorted) and checks that key on the training conten
 runs (:func:`value_guard`), recording both as the contribution leaves.
 
 The digests (public values: what the server sent) live in ``context.state`` under
-:data:`CONTRIBUTED_KEY`, 32 bytes per model contributed for. ``context.state`` lasts as long as
-the SuperNode process and belongs to one run: a restarted node, or a new run, remembers no model.
+:data:`CONTRIBUTED_KEY`, 64 bytes per model contributed for (its arrays digest and its value key).
+``context.state`` lasts as long as the SuperNode process and belongs to one run: a restarted node,
+or a new run, remembers no model.
 """
 
 from __future__ import annotations
