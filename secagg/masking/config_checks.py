@@ -45,15 +45,20 @@ def check_degree(config: MaskingConfig) -> None:
     log_probability = disconnection_log_probability(n, k, config.corrupt_fraction, config.dropout_fraction)
     if log_probability >= CONNECTIVITY_LOG_BOUND:
         bad = dropout_count(n, config.corrupt_fraction) + dropout_count(n, config.dropout_fraction)
-        # Rounded up to 0.1, toward the safe side: a term refused for lying just above 2^-41 must not
-        # print as 2^-41.0 (+ 0.0: no "-0.0")
-        exponent = math.ceil(log_probability / math.log(2) * 10) / 10 + 0.0
+        exponent = _refused_exponent(log_probability)
         raise ConfigurationError(
             f"harary degree {k} is too sparse for its privacy bound: {bad} bad clients (floor(gamma n) colluding + "
             f"floor(delta n) dropped) disconnect its honest survivors with probability up to "
             f"2^{exponent:.1f}, not below 2^-{SECURITY_PARAMETER + 1}, so the server could read "
             "the sum of each part; use a larger degree (MaskingConfig.secagg_plus derives one)"
         )
+
+
+
+def _refused_exponent(log_probability: float) -> float:
+    """A refused term's base-2 exponent as printed, rounded up to 0.1, toward the safe side: a term
+    refused for lying just above 2^-41 must not print as 2^-41.0 (+ 0.0: no "-0.0")."""
+    return math.ceil(log_probability / math.log(2) * 10) / 10 + 0.0
 
 
 def check_threshold(config: MaskingConfig) -> None:
@@ -103,9 +108,7 @@ def check_cut(config: MaskingConfig) -> None:
     log_probability = cut_log_probability(n, k, t, config.corrupt_fraction)
     if log_probability >= CUT_LOG_BOUND:
         colluders = dropout_count(n, config.corrupt_fraction)
-        # Rounded up to 0.1, toward the safe side, as check_degree does: a term refused for lying just
-        # above 2^-41 must not print as 2^-41.0 (+ 0.0: no "-0.0")
-        exponent = math.ceil(log_probability / math.log(2) * 10) / 10 + 0.0
+        exponent = _refused_exponent(log_probability)
         raise ConfigurationError(
             f"threshold {t} is too low for harary degree {k} against a lying server's cut: {colluders} colluders "
             f"(floor(gamma n)) put t - k/2 = {t - k // 2} in each of two windows of k/2 = {k // 2} clients with "
